@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// Runs vitest and prints "N passed, N failed" as the very last line, which CI reads, because
+// vitest's own summary line is not one it recognises. Exits non-zero on any failure.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+
+const browser = process.argv.includes('--browser');
+const passThrough = process.argv.slice(2).filter((argument) => argument !== '--browser');
+const report = browser ? '.vitest-browser.json' : '.vitest.json';
+rmSync(report, { force: true });
+
+const args = [
+  'vitest',
+  'run',
+  ...(browser ? ['--config', 'vitest.browser.config.ts'] : []),
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${report}`,
+  ...passThrough,
+];
+const result = spawnSync('npx', args, {
+  stdio: 'inherit',
+  env: { NO_COLOR: '1', ...process.env },
+});
+
+let passed = 0;
+let failed = 0;
+if (existsSync(report)) {
+  const summary = JSON.parse(readFileSync(report, 'utf8'));
+  passed = summary.numPassedTests;
+  failed = summary.numFailedTests + (summary.numRuntimeErrorTestSuites ?? 0);
+} else {
+  failed = 1;
+}
+const status = result.status ?? 1;
+if (status !== 0 && failed === 0) failed = 1;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(status !== 0 || failed > 0 ? 1 : 0);

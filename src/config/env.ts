@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Raised when the environment holds a missing or invalid value; the message names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const url = (hint: string) =>
+  z
+    .string()
+    .trim()
+    .refine((value) => URL.canParse(value), { message: `must be an absolute URL, ${hint}` })
+    .transform((value) => value.replace(/\/+$/, ''));
+
+const integer = (min: number, max: number) =>
+  z.coerce
+    .number({ message: 'must be a whole number' })
+    .int({ message: 'must be a whole number' })
+    .min(min, { message: `must be at least ${min}` })
+    .max(max, { message: `must be at most ${max}` });
+
+const planLimit = z.coerce
+  .number({ message: 'must be a whole number of tokens, or -1 for unlimited' })
+  .int({ message: 'must be a whole number of tokens, or -1 for unlimited' })
+  .min(-1, { message: 'must be -1 (unlimited) or a number of tokens' });
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  PORT: integer(0, 65535).default(3000),
+  PUBLIC_URL: url('for example https://fixwright.example.com').optional(),
+
+  DATABASE_URL: optionalText.pipe(
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, { message: 'must start with postgres:// or postgresql://' })
+      .optional(),
+  ),
+  DATA_DIR: z.string().trim().min(1).default('./data'),
+  BUNDLED_POSTGRES_PORT: integer(0, 65535).default(0),
+
+  APP_ID: optionalText.pipe(
+    z.string().regex(/^\d+$/, { message: 'must be the numeric GitHub App id' }).optional(),
+  ),
+  PRIVATE_KEY: optionalText,
+  PRIVATE_KEY_PATH: optionalText,
+  WEBHOOK_SECRET: optionalText,
+  GITHUB_CLIENT_ID: optionalText,
+  GITHUB_CLIENT_SECRET: optionalText,
+  GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),
+  GITHUB_URL: url('for example https://github.com').default('https://github.com'),
+
+  GROQ_API_KEY: optionalText,
+  GROQ_BASE_URL: url('the host root, for example https://api.groq.com').default(
+    'https://api.groq.com',
+  ),
+  GROQ_MODEL: z.string().trim().min(1).default('llama-3.3-70b-versatile'),
+  GEMINI_API_KEY: optionalText,
+  GEMINI_BASE_URL: url('for example https://generativelanguage.googleapis.com').default(
+    'https://generativelanguage.googleapis.com',
+  ),
+  GEMINI_MODEL: z.string().trim().min(1).default('gemini-2.5-flash'),
+  LLM_MAX_RETRIES: integer(0, 10).default(2),
+  LLM_TIMEOUT_MS: integer(1000, 600_000).default(120_000),
+  LLM_MAX_OUTPUT_TOKENS: integer(256, 1_000_000).default(8192),
+  PREVIEW_FILE_CONCURRENCY: integer(1, 32).default(3),
+  PREVIEW_MAX_FILE_BYTES: integer(1024, 10_000_000).default(200_000),
+
+  PLAN_FREE_TOKENS: planLimit.default(1000),
+  PLAN_PRO_TOKENS: planLimit.default(100_000),
+  PLAN_ENTERPRISE_TOKENS: planLimit.default(-1),
+  RESERVATION_TTL_SECONDS: integer(30, 86_400).default(900),
+
+  MASTER_KEY: optionalText,
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Omit<Env, 'PRIVATE_KEY' | 'PRIVATE_KEY_PATH'> {
+  /** PEM text of the GitHub App key, read from PRIVATE_KEY or PRIVATE_KEY_PATH. */
+  privateKey: string | undefined;
+  /** Absolute path of the data folder (bundled PostgreSQL, generated master key). */
+  dataDir: string;
+  /** True when APP_ID and a private key are set, so the app can call GitHub. */
+  githubAppConfigured: boolean;
+}
+
+/**
+ * Parses the environment into the configuration. Throws ConfigError whose message is one line
+ * per invalid variable, naming it and what to set.
+ */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? 'environment');
+      return `Invalid ${name}: ${issue.message} (got ${JSON.stringify(source[name] ?? '')}).`;
+    });
+    throw new ConfigError(lines.join('\n'));
+  }
+  const env = parsed.data;
+
+  const privateKey = readPrivateKey(env.PRIVATE_KEY, env.PRIVATE_KEY_PATH);
+  if (env.APP_ID && !privateKey) {
+    throw new ConfigError(
+      'Missing PRIVATE_KEY: APP_ID is set, so set PRIVATE_KEY to the GitHub App private key ' +
+        '(PEM) or PRIVATE_KEY_PATH to the file that contains it.',
+    );
+  }
+  if (privateKey && !env.APP_ID) {
+    throw new ConfigError(
+      'Missing APP_ID: a private key is set, so set APP_ID to the GitHub App id shown on its settings page.',
+    );
+  }
+
+  const { PRIVATE_KEY: _key, PRIVATE_KEY_PATH: _keyPath, ...rest } = env;
+  return {
+    ...rest,
+    privateKey,
+    dataDir: path.resolve(env.DATA_DIR),
+    githubAppConfigured: Boolean(env.APP_ID && privateKey),
+  };
+}
+
+function readPrivateKey(inline: string | undefined, file: string | undefined): string | undefined {
+  if (inline) {
+    // Platforms that keep one-line variables store the PEM with literal "\n" sequences.
+    const pem = inline.includes('\\n') ? inline.replaceAll('\\n', '\n') : inline;
+    if (!pem.includes('-----BEGIN')) {
+      throw new ConfigError(
+        'Invalid PRIVATE_KEY: expected a PEM block starting with -----BEGIN; paste the whole ' +
+          'key file GitHub gave you, or set PRIVATE_KEY_PATH to its path.',
+      );
+    }
+    return pem;
+  }
+  if (!file) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(
+      `Invalid PRIVATE_KEY_PATH: cannot read ${JSON.stringify(file)} (${reason}); ` +
+        'set it to the .pem file downloaded from the GitHub App settings.',
+    );
+  }
+  if (!pem.includes('-----BEGIN')) {
+    throw new ConfigError(
+      `Invalid PRIVATE_KEY_PATH: ${JSON.stringify(file)} holds no PEM block; ` +
+        'set it to the .pem file downloaded from the GitHub App settings.',
+    );
+  }
+  return pem;
+}
+
+/** Lists what is still missing for the whole flow to work, for the home page and the logs. */
+export function missingSettings(config: Config): string[] {
+  const missing: string[] = [];
+  if (!config.WEBHOOK_SECRET) {
+    missing.push('WEBHOOK_SECRET: the webhook secret set on the GitHub App; webhooks are rejected until it is set.');
+  }
+  if (!config.githubAppConfigured) {
+    missing.push('APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH): needed to read pull requests.');
+  }
+  if (!config.GROQ_API_KEY && !config.GEMINI_API_KEY) {
+    missing.push('GROQ_API_KEY or GEMINI_API_KEY: platform keys for fix previews of users without their own key.');
+  }
+  return missing;
+}

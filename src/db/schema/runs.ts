@@ -1,0 +1,84 @@
+import { relations } from 'drizzle-orm';
+import {
+  bigint,
+  index,
+  integer,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import { timestamps } from './columns.ts';
+import { installations } from './github.ts';
+
+export const runStatuses = ['queued', 'analyzing', 'completed', 'failed', 'superseded'] as const;
+export type RunStatus = (typeof runStatuses)[number];
+
+/** One analysis of one pull request at one head commit. */
+export const prRuns = pgTable(
+  'pr_runs',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    installationId: bigint({ mode: 'number' })
+      .notNull()
+      .references(() => installations.id, { onDelete: 'cascade' }),
+    repositoryId: bigint({ mode: 'number' }).notNull(),
+    /** OWNER/NAME of the base repository. */
+    repository: text().notNull(),
+    prNumber: integer().notNull(),
+    prTitle: text().notNull().default(''),
+    baseSha: text().notNull(),
+    headSha: text().notNull(),
+    headRef: text().notNull(),
+    /** OWNER/NAME of the head repository; differs from repository for forks. */
+    headRepository: text().notNull(),
+    status: text({ enum: runStatuses }).notNull().default('queued'),
+    error: text(),
+    completedAt: timestamp({ withTimezone: true }),
+    ...timestamps,
+  },
+  (table) => [
+    unique().on(table.repositoryId, table.prNumber, table.headSha),
+    index().on(table.installationId),
+    index().on(table.repository, table.prNumber),
+  ],
+);
+
+export const severities = ['error', 'warning', 'notice'] as const;
+export type Severity = (typeof severities)[number];
+
+export const findings = pgTable(
+  'findings',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    runId: uuid()
+      .notNull()
+      .references(() => prRuns.id, { onDelete: 'cascade' }),
+    path: text().notNull(),
+    startLine: integer().notNull(),
+    endLine: integer().notNull(),
+    ruleId: text().notNull(),
+    severity: text({ enum: severities }).notNull(),
+    message: text().notNull(),
+    source: text({ enum: ['builtin', 'sarif', 'model'] }).notNull().default('builtin'),
+    /** The offending line as added, trimmed, for display. */
+    excerpt: text().notNull().default(''),
+    /** Hash of rule, path and line content; one finding per fingerprint per run. */
+    fingerprint: text().notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [unique().on(table.runId, table.fingerprint)],
+);
+
+export const prRunsRelations = relations(prRuns, ({ one, many }) => ({
+  installation: one(installations, {
+    fields: [prRuns.installationId],
+    references: [installations.id],
+  }),
+  findings: many(findings),
+}));
+
+export const findingsRelations = relations(findings, ({ one }) => ({
+  run: one(prRuns, { fields: [findings.runId], references: [prRuns.id] }),
+}));

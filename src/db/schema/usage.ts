@@ -1,0 +1,93 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  check,
+  index,
+  integer,
+  pgTable,
+  text,
+  timestamp,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import { patchRequests } from './patches.ts';
+import { plans, users } from './users.ts';
+
+export const providers = ['groq', 'gemini'] as const;
+export type Provider = (typeof providers)[number];
+
+export const keySources = ['platform', 'user'] as const;
+export type KeySource = (typeof keySources)[number];
+
+/**
+ * The ledger: one row per model call. For each user, the sum of charged_tokens over the
+ * current period equals users.tokens_used.
+ */
+export const tokenEvents = pgTable(
+  'token_events',
+  {
+    id: bigserial({ mode: 'number' }).primaryKey(),
+    userId: uuid()
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    patchRequestId: uuid().references(() => patchRequests.id, { onDelete: 'set null' }),
+    path: text(),
+    provider: text({ enum: providers }).notNull(),
+    model: text().notNull(),
+    keySource: text({ enum: keySources }).notNull(),
+    promptTokens: integer().notNull(),
+    completionTokens: integer().notNull(),
+    totalTokens: integer().notNull(),
+    /** Tokens added to users.tokens_used; 0 for calls on the user's own key. */
+    chargedTokens: integer().notNull(),
+    /** The reservation this call settled, released in the same transaction. */
+    reservationId: uuid(),
+    /** Patch request, file and attempt; settling the same call twice records it once. */
+    idempotencyKey: text().notNull().unique(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index().on(table.userId, table.createdAt), index().on(table.patchRequestId)],
+);
+
+/**
+ * Tokens held for a model call in flight. A row past expires_at is released by the sweeper,
+ * so a worker that dies between reserve and settle holds nothing for ever.
+ */
+export const tokenReservations = pgTable(
+  'token_reservations',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    userId: uuid()
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    tokens: bigint({ mode: 'number' }).notNull(),
+    idempotencyKey: text().notNull(),
+    expiresAt: timestamp({ withTimezone: true }).notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [
+    index().on(table.expiresAt),
+    index().on(table.userId),
+    check('token_reservations_tokens_positive', sql`${table.tokens} > 0`),
+  ],
+);
+
+/** Every plan switch and usage reset, with who made it. */
+export const planChanges = pgTable(
+  'plan_changes',
+  {
+    id: bigserial({ mode: 'number' }).primaryKey(),
+    userId: uuid()
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    fromPlan: text({ enum: plans }),
+    toPlan: text({ enum: plans }).notNull(),
+    tokensUsedBefore: bigint({ mode: 'number' }).notNull(),
+    tokensUsedAfter: bigint({ mode: 'number' }).notNull(),
+    /** Login of the user or "cli:<os user>" / "system" that made the change. */
+    changedBy: text().notNull(),
+    reason: text({ enum: ['plan_switch', 'usage_reset', 'period_rollover'] }).notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index().on(table.userId)],
+);

@@ -1,0 +1,68 @@
+import { relations, sql } from 'drizzle-orm';
+import {
+  bigint,
+  check,
+  index,
+  pgTable,
+  text,
+  timestamp,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import { timestamps } from './columns.ts';
+
+export const plans = ['free', 'pro', 'enterprise'] as const;
+export type Plan = (typeof plans)[number];
+
+export const users = pgTable(
+  'users',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    githubId: bigint({ mode: 'number' }).unique(),
+    login: text().notNull().unique(),
+    name: text(),
+    role: text({ enum: ['user', 'admin'] }).notNull().default('user'),
+    plan: text({ enum: plans }).notNull().default('free'),
+    /** Tokens allowed per period; -1 means unlimited. */
+    tokenLimit: bigint({ mode: 'number' }).notNull().default(1000),
+    /** Tokens charged this period, settled from provider-reported usage. */
+    tokensUsed: bigint({ mode: 'number' }).notNull().default(0),
+    /** Tokens held by reservations of calls still in flight. */
+    tokensReserved: bigint({ mode: 'number' }).notNull().default(0),
+    periodStartedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    ...timestamps,
+  },
+  (table) => [
+    check('users_tokens_used_nonnegative', sql`${table.tokensUsed} >= 0`),
+    check('users_tokens_reserved_nonnegative', sql`${table.tokensReserved} >= 0`),
+    check(
+      'users_tokens_within_limit',
+      sql`${table.tokenLimit} < 0 OR ${table.tokensUsed} <= ${table.tokenLimit}`,
+    ),
+  ],
+);
+
+/** Personal access tokens for the JSON API. Only a SHA-256 hash of the token is stored. */
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    userId: uuid()
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text().notNull(),
+    tokenHash: text().notNull().unique(),
+    lastFour: text().notNull(),
+    lastUsedAt: timestamp({ withTimezone: true }),
+    revokedAt: timestamp({ withTimezone: true }),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index().on(table.userId)],
+);
+
+export const usersRelations = relations(users, ({ many }) => ({
+  apiTokens: many(apiTokens),
+}));
+
+export const apiTokensRelations = relations(apiTokens, ({ one }) => ({
+  user: one(users, { fields: [apiTokens.userId], references: [users.id] }),
+}));

@@ -1,0 +1,36 @@
+import { pino, type Logger } from 'pino';
+
+/** Paths of fields that may carry a secret; pino replaces their values before writing. */
+const redactedPaths = [
+  'apiKey',
+  '*.apiKey',
+  'key',
+  '*.key',
+  'token',
+  '*.token',
+  'password',
+  '*.password',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'headers.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'privateKey',
+  'secret',
+  '*.secret',
+];
+
+export type { Logger };
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'fixwright' },
+      redact: { paths: redactedPaths, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    destination ?? process.stdout,
+  );
+}
