@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { addedLines } from './patch.ts';
+import { runRules, type RuleFinding, type RuleId, type Severity } from './rules.ts';
+import { maskSecrets } from './secrets.ts';
+
+export type { RuleId, Severity };
+
+/** One entry of GitHub's "list pull request files" response, reduced to what analysis reads. */
+export interface ChangedFile {
+  filename: string;
+  status: string;
+  patch?: string | null;
+}
+
+/** A finding in a pull request, before it is stored. */
+export interface FindingDraft {
+  path: string;
+  startLine: number;
+  endLine: number;
+  ruleId: RuleId;
+  severity: Severity;
+  message: string;
+  excerpt: string;
+  /** Identifies the same problem across runs: a sha256 hex digest that ignores line numbers. */
+  fingerprint: string;
+}
+
+const SEVERITY_RANK: Record<Severity, number> = { error: 3, warning: 2, notice: 1 };
+
+function compareNumbers(left: number, right: number): number {
+  return left - right;
+}
+
+// Code point order, so the result does not depend on the locale.
+function compareStrings(left: string, right: string): number {
+  if (left === right) {
+    return 0;
+  }
+  return left < right ? -1 : 1;
+}
+
+function compareByLine(left: RuleFinding, right: RuleFinding): number {
+  return (
+    compareNumbers(left.startLine, right.startLine) ||
+    compareNumbers(left.endLine, right.endLine) ||
+    compareStrings(left.ruleId, right.ruleId)
+  );
+}
+
+/**
+ * Hashes the rule, the path and the trimmed start line, so a finding keeps its fingerprint when
+ * lines above it are added or removed. The line is hashed with secrets masked, so the stored hash
+ * cannot confirm a guess at a short password. `occurrence` counts earlier findings of the same
+ * rule on identical lines of the file, which keeps repeated lines apart.
+ */
+function fingerprintOf(ruleId: RuleId, path: string, lineText: string, occurrence: number): string {
+  return createHash('sha256')
+    .update([ruleId, path, lineText, String(occurrence)].join('\0'))
+    .digest('hex');
+}
+
+function analyzeFile(file: ChangedFile): FindingDraft[] {
+  if (file.status === 'removed' || !file.patch) {
+    return [];
+  }
+  const path = file.filename;
+  const lines = addedLines(file.patch);
+  const textByLine = new Map(lines.map((added) => [added.line, added.text]));
+  const occurrences = new Map<string, number>();
+
+  return runRules(path, lines)
+    .sort(compareByLine)
+    .map((finding) => {
+      const lineText = maskSecrets(textByLine.get(finding.startLine) ?? '', path).trim();
+      const key = `${finding.ruleId}\0${lineText}`;
+      const occurrence = occurrences.get(key) ?? 0;
+      occurrences.set(key, occurrence + 1);
+      return {
+        path,
+        ...finding,
+        fingerprint: fingerprintOf(finding.ruleId, path, lineText, occurrence),
+      };
+    });
+}
+
+/**
+ * Runs the built-in rules over the lines each pull request file adds, sorted by path and line.
+ * Removed files and files without a patch (binary or too large for GitHub to diff) are skipped.
+ */
+export function analyzeChangedFiles(files: readonly ChangedFile[]): FindingDraft[] {
+  return files
+    .flatMap(analyzeFile)
+    .sort((left, right) => compareStrings(left.path, right.path) || compareByLine(left, right));
+}
+
+/** Returns the highest severity among the findings, or undefined when there are none. */
+export function worstSeverity(
+  findings: readonly { severity: Severity }[],
+): Severity | undefined {
+  let worst: Severity | undefined;
+  for (const finding of findings) {
+    if (worst === undefined || SEVERITY_RANK[finding.severity] > SEVERITY_RANK[worst]) {
+      worst = finding.severity;
+    }
+  }
+  return worst;
+}

@@ -1,0 +1,220 @@
+import { describe, expect, it } from 'vitest';
+import {
+  analyzeChangedFiles,
+  worstSeverity,
+  type ChangedFile,
+  type FindingDraft,
+} from '../../src/analysis/analyze.ts';
+
+const AWS_KEY = 'AKIAZ7QW3ERT5YUI8OPA';
+const DATABASE_PASSWORD = 'pg_s3cr3t_pa55';
+
+const serverPatch = [
+  '@@ -1,6 +1,7 @@',
+  " import { createServer } from 'node:http';",
+  "+import { loadConfig } from './config.ts';",
+  ' ',
+  ' const port = Number(process.env.PORT ?? 3000);',
+  "-console.log('starting');",
+  "+console.log('starting on', port);",
+  ' ',
+  ' // debugger;',
+  '@@ -40,6 +41,7 @@ export function start() {',
+  '   const server = createServer(handler);',
+  `+  const s3 = { accessKeyId: '${AWS_KEY}' };`,
+  '+  // TODO: close the server on SIGTERM',
+  '   server.listen(port);',
+  '   debugger;',
+  '-  debugger;',
+  '   return server;',
+  ' }',
+].join('\n');
+
+const reportPatch = [
+  '@@ -1,4 +1,7 @@',
+  ' import json',
+  '+from pprint import pprint',
+  ' ',
+  ' def report(rows):',
+  '-    return json.dumps(rows)',
+  '+    """Print rows, as console.log(rows) would in JavaScript."""',
+  '+    pprint(rows)',
+  '+    print(len(rows))',
+].join('\n');
+
+// A CRLF file as GitHub shows it: `\r` ends each content line, `\n` separates patch lines.
+const envPatch = [
+  '@@ -0,0 +1,3 @@\r',
+  '+NODE_ENV=production\r',
+  `+DATABASE_PASSWORD=${DATABASE_PASSWORD}\r`,
+  '+API_KEY=your_api_key_here',
+  '\\ No newline at end of file',
+].join('\n');
+
+const pullRequestFiles: ChangedFile[] = [
+  { filename: 'src/server.ts', status: 'modified', patch: serverPatch },
+  {
+    filename: 'scripts/report.py',
+    status: 'renamed',
+    patch: reportPatch,
+  },
+  {
+    filename: 'legacy/debug.js',
+    status: 'removed',
+    patch: "@@ -1,2 +0,0 @@\n-console.log('a');\n-debugger;",
+  },
+  { filename: 'assets/logo.png', status: 'added' },
+  { filename: 'data/big.json', status: 'modified', patch: null },
+  { filename: 'config/.env.production', status: 'added', patch: envPatch },
+];
+
+function summary(findings: FindingDraft[]): string[] {
+  return findings.map((finding) => `${finding.path}:${finding.startLine} ${finding.ruleId}`);
+}
+
+function patchAdding(firstLine: number, texts: string[]): string {
+  const header = `@@ -${firstLine},0 +${firstLine},${texts.length} @@`;
+  return [header, ...texts.map((text) => `+${text}`)].join('\n');
+}
+
+describe('analyzeChangedFiles', () => {
+  it('reports added lines only, sorted by path and line', () => {
+    expect(summary(analyzeChangedFiles(pullRequestFiles))).toEqual([
+      'config/.env.production:2 secret/hardcoded-credential',
+      'scripts/report.py:7 debug/python-print',
+      'src/server.ts:5 debug/console-log',
+      'src/server.ts:42 secret/aws-access-key-id',
+      'src/server.ts:43 todo-comment',
+    ]);
+  });
+
+  it('fills every field of a finding', () => {
+    const findings = analyzeChangedFiles(pullRequestFiles);
+    const envFinding = findings.find((finding) => finding.path === 'config/.env.production');
+    expect(envFinding).toEqual({
+      path: 'config/.env.production',
+      startLine: 2,
+      endLine: 2,
+      ruleId: 'secret/hardcoded-credential',
+      severity: 'error',
+      message: expect.stringMatching(/^A credential is hard-coded/),
+      excerpt: 'DATABASE_PASSWORD=pg_********a55',
+      fingerprint: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+  });
+
+  it('never shows a secret whole', () => {
+    for (const finding of analyzeChangedFiles(pullRequestFiles)) {
+      for (const secret of [AWS_KEY, DATABASE_PASSWORD]) {
+        expect(finding.message).not.toContain(secret);
+        expect(finding.excerpt).not.toContain(secret);
+      }
+    }
+  });
+
+  it('masks secrets in excerpts of other rules', () => {
+    const patch = patchAdding(1, [`console.log('${AWS_KEY}');`]);
+    const findings = analyzeChangedFiles([{ filename: 'a.js', status: 'added', patch }]);
+    expect(findings.map((finding) => [finding.ruleId, finding.excerpt])).toEqual([
+      ['debug/console-log', "console.log('AKIA************8OPA');"],
+      ['secret/aws-access-key-id', "console.log('AKIA************8OPA');"],
+    ]);
+  });
+
+  it('skips removed files and files without a patch', () => {
+    const files: ChangedFile[] = [
+      { filename: 'old.js', status: 'removed', patch: patchAdding(1, ['debugger;']) },
+      { filename: 'image.png', status: 'added' },
+      { filename: 'huge.js', status: 'modified', patch: null },
+      { filename: 'empty.js', status: 'modified', patch: '' },
+    ];
+    expect(analyzeChangedFiles(files)).toEqual([]);
+  });
+
+  it('reports a renamed file under its new name', () => {
+    const files: ChangedFile[] = [
+      { filename: 'src/new-name.ts', status: 'renamed', patch: patchAdding(3, ['debugger;']) },
+    ];
+    expect(summary(analyzeChangedFiles(files))).toEqual(['src/new-name.ts:3 debug/debugger']);
+  });
+
+  it('sorts paths by code point', () => {
+    const files: ChangedFile[] = ['b.ts', 'B.ts', 'a.ts', 'a/z.ts'].map((filename) => ({
+      filename,
+      status: 'added',
+      patch: patchAdding(1, ['debugger;']),
+    }));
+    expect(analyzeChangedFiles(files).map((finding) => finding.path)).toEqual([
+      'B.ts',
+      'a.ts',
+      'a/z.ts',
+      'b.ts',
+    ]);
+  });
+
+  it('returns nothing for a clean patch', () => {
+    const patch = patchAdding(1, ['export const answer = 42;']);
+    expect(analyzeChangedFiles([{ filename: 'a.ts', status: 'added', patch }])).toEqual([]);
+  });
+});
+
+describe('finding fingerprints', () => {
+  function fingerprintsOf(filename: string, patch: string): string[] {
+    return analyzeChangedFiles([{ filename, status: 'modified', patch }]).map(
+      (finding) => finding.fingerprint,
+    );
+  }
+
+  it('stay the same when the line moves', () => {
+    const before = fingerprintsOf('src/a.ts', patchAdding(5, ['  console.log(user);']));
+    const after = fingerprintsOf('src/a.ts', patchAdding(80, ['    console.log(user);']));
+    expect(before).toHaveLength(1);
+    expect(after).toEqual(before);
+  });
+
+  it('stay the same across runs', () => {
+    const first = analyzeChangedFiles(pullRequestFiles).map((finding) => finding.fingerprint);
+    const second = analyzeChangedFiles(pullRequestFiles).map((finding) => finding.fingerprint);
+    expect(second).toEqual(first);
+  });
+
+  it('differ for identical lines in one file', () => {
+    const patch = patchAdding(1, ['console.log(user);', 'load();', 'console.log(user);']);
+    const fingerprints = fingerprintsOf('src/a.ts', patch);
+    expect(fingerprints).toHaveLength(2);
+    expect(fingerprints[0]).not.toBe(fingerprints[1]);
+  });
+
+  it('differ by path', () => {
+    const patch = patchAdding(1, ['console.log(user);']);
+    expect(fingerprintsOf('src/a.ts', patch)).not.toEqual(fingerprintsOf('src/b.ts', patch));
+  });
+
+  it('differ by rule on one line', () => {
+    const fingerprints = fingerprintsOf('src/a.ts', patchAdding(1, ['console.log(x); debugger;']));
+    expect(fingerprints).toHaveLength(2);
+    expect(fingerprints[0]).not.toBe(fingerprints[1]);
+  });
+
+  it('differ by line text', () => {
+    const first = fingerprintsOf('src/a.ts', patchAdding(1, ['console.log(user);']));
+    const second = fingerprintsOf('src/a.ts', patchAdding(1, ['console.log(order);']));
+    expect(first).not.toEqual(second);
+  });
+});
+
+describe('worstSeverity', () => {
+  it('ranks error over warning over notice', () => {
+    expect(worstSeverity([{ severity: 'notice' }, { severity: 'error' }])).toBe('error');
+    expect(worstSeverity([{ severity: 'notice' }, { severity: 'warning' }])).toBe('warning');
+    expect(worstSeverity([{ severity: 'notice' }])).toBe('notice');
+  });
+
+  it('returns undefined without findings', () => {
+    expect(worstSeverity([])).toBeUndefined();
+  });
+
+  it('reads analyzer output', () => {
+    expect(worstSeverity(analyzeChangedFiles(pullRequestFiles))).toBe('error');
+  });
+});
