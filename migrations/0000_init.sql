@@ -164,6 +164,21 @@ CREATE TABLE "users" (
 	CONSTRAINT "users_tokens_within_limit" CHECK ("users"."token_limit" < 0 OR "users"."tokens_used" <= "users"."token_limit")
 );
 --> statement-breakpoint
+CREATE TABLE "user_api_keys" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"user_id" uuid NOT NULL,
+	"provider" text NOT NULL,
+	"ciphertext" text NOT NULL,
+	"nonce" text NOT NULL,
+	"master_key_version" integer NOT NULL,
+	"last_four" text NOT NULL,
+	"last_used_at" timestamp with time zone,
+	"unusable_reason" text,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "user_api_keys_userId_provider_unique" UNIQUE("user_id","provider")
+);
+--> statement-breakpoint
 ALTER TABLE "installations" ADD CONSTRAINT "installations_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "patch_files" ADD CONSTRAINT "patch_files_patch_request_id_patch_requests_id_fk" FOREIGN KEY ("patch_request_id") REFERENCES "public"."patch_requests"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "patch_request_findings" ADD CONSTRAINT "patch_request_findings_patch_request_id_patch_requests_id_fk" FOREIGN KEY ("patch_request_id") REFERENCES "public"."patch_requests"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
@@ -177,6 +192,7 @@ ALTER TABLE "token_events" ADD CONSTRAINT "token_events_user_id_users_id_fk" FOR
 ALTER TABLE "token_events" ADD CONSTRAINT "token_events_patch_request_id_patch_requests_id_fk" FOREIGN KEY ("patch_request_id") REFERENCES "public"."patch_requests"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "token_reservations" ADD CONSTRAINT "token_reservations_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "api_tokens" ADD CONSTRAINT "api_tokens_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "user_api_keys" ADD CONSTRAINT "user_api_keys_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "installations_user_id_index" ON "installations" USING btree ("user_id");--> statement-breakpoint
 CREATE INDEX "patch_request_findings_finding_id_index" ON "patch_request_findings" USING btree ("finding_id");--> statement-breakpoint
 CREATE INDEX "patch_requests_user_id_index" ON "patch_requests" USING btree ("user_id");--> statement-breakpoint
@@ -188,4 +204,5 @@ CREATE INDEX "token_events_user_id_created_at_index" ON "token_events" USING btr
 CREATE INDEX "token_events_patch_request_id_index" ON "token_events" USING btree ("patch_request_id");--> statement-breakpoint
 CREATE INDEX "token_reservations_expires_at_index" ON "token_reservations" USING btree ("expires_at");--> statement-breakpoint
 CREATE INDEX "token_reservations_user_id_index" ON "token_reservations" USING btree ("user_id");--> statement-breakpoint
-CREATE INDEX "api_tokens_user_id_index" ON "api_tokens" USING btree ("user_id");
+CREATE INDEX "api_tokens_user_id_index" ON "api_tokens" USING btree ("user_id");--> statement-breakpoint
+CREATE INDEX "user_api_keys_master_key_version_index" ON "user_api_keys" USING btree ("master_key_version");

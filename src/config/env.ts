@@ -79,6 +79,13 @@ const envSchema = z.object({
   PLAN_PRO_TOKENS: planLimit.default(100_000),
   PLAN_ENTERPRISE_TOKENS: planLimit.default(-1),
   RESERVATION_TTL_SECONDS: integer(30, 86_400).default(900),
+  BILLING_PERIOD: z
+    .string()
+    .trim()
+    .regex(/^(monthly|[1-9]\d{0,2}d)$/, {
+      message: 'must be "monthly" or a number of days such as "30d"',
+    })
+    .default('monthly'),
 
   MASTER_KEY: optionalText,
 });

@@ -3,3 +3,4 @@ export * from './patches.ts';
 export * from './runs.ts';
 export * from './usage.ts';
 export * from './users.ts';
+export * from './keys.ts';

@@ -1,0 +1,43 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { findings, patchRequestFindings, patchRequests } from '../db/schema/index.ts';
+import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
+
+export type CreatePatchRequestResult =
+  | { ok: true; id: string }
+  | { ok: false; unknownFindingIds: string[] };
+
+/**
+ * Creates a patch request for findings of one run and queues its preview job in the same
+ * transaction. Finding ids that do not belong to the run are reported, and nothing is created.
+ */
+export async function createPatchRequest(
+  db: Database,
+  boss: PgBoss,
+  input: { runId: string; userId: string; findingIds: string[] },
+): Promise<CreatePatchRequestResult> {
+  const findingIds = [...new Set(input.findingIds)];
+  return db.transaction(async (tx) => {
+    const known = await tx
+      .select({ id: findings.id })
+      .from(findings)
+      .where(and(eq(findings.runId, input.runId), inArray(findings.id, findingIds)));
+    const knownIds = new Set(known.map((row) => row.id));
+    const unknownFindingIds = findingIds.filter((id) => !knownIds.has(id));
+    if (unknownFindingIds.length > 0) return { ok: false, unknownFindingIds };
+
+    const [request] = await tx
+      .insert(patchRequests)
+      .values({ runId: input.runId, userId: input.userId })
+      .returning({ id: patchRequests.id });
+    const id = request!.id;
+    await tx
+      .insert(patchRequestFindings)
+      .values(findingIds.map((findingId) => ({ patchRequestId: id, findingId })));
+
+    const data: PreviewJobData = { patchRequestId: id };
+    await boss.send(previewQueue, data, { db: transactionDb(tx) });
+    return { ok: true, id };
+  });
+}

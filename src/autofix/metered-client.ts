@@ -1,0 +1,90 @@
+import type { Database } from '../db/client.ts';
+import type { KeySource } from '../db/schema/index.ts';
+import { ProviderError } from '../llm/errors.ts';
+import { estimatePromptTokens } from '../llm/prompt.ts';
+import type { ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
+import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
+
+/** Raised when the user's allowance cannot cover a call; the message says what to do. */
+export class AllowanceExceededError extends Error {
+  override name = 'AllowanceExceededError';
+}
+
+export interface MeterOptions {
+  db: Database;
+  userId: string;
+  keySource: KeySource;
+  patchRequestId: string;
+  path: string;
+  /** Job attempt number; part of each call's idempotency key. */
+  attempt: number;
+  reservationTtlSeconds: number;
+  /** Receives the provider-reported total of every call, accepted or not. */
+  onUsage?: (totalTokens: number) => void;
+}
+
+/**
+ * Wraps a model client so each call reserves its estimated cost first and settles the
+ * provider-reported usage afterwards. Calls on the user's own key reserve nothing and are
+ * recorded with charged tokens 0. A failed call without usage releases its reservation.
+ */
+export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
+  const idempotencyKey = [
+    options.patchRequestId,
+    options.path,
+    `attempt-${options.attempt}`,
+    client.provider,
+  ].join(':');
+
+  const settle = async (
+    reservationId: string | null,
+    usage: ModelResult['usage'],
+  ): Promise<void> => {
+    await settleCall(options.db, {
+      userId: options.userId,
+      reservationId,
+      idempotencyKey,
+      provider: client.provider,
+      model: client.model,
+      keySource: options.keySource,
+      usage,
+      patchRequestId: options.patchRequestId,
+      path: options.path,
+    });
+    options.onUsage?.(usage.totalTokens);
+  };
+
+  return {
+    provider: client.provider,
+    model: client.model,
+    listModels: () => client.listModels(),
+    async generate(request: ModelRequest, callOptions) {
+      let reservationId: string | null = null;
+      if (options.keySource === 'platform') {
+        const estimate = estimatePromptTokens(request) + request.maxOutputTokens;
+        const reservation = await reserveTokens(options.db, {
+          userId: options.userId,
+          tokens: estimate,
+          idempotencyKey,
+          ttlSeconds: options.reservationTtlSeconds,
+        });
+        if (!reservation.ok) throw new AllowanceExceededError(reservation.reason);
+        reservationId = reservation.reservationId;
+      }
+
+      let result: ModelResult;
+      try {
+        result = await client.generate(request, callOptions);
+      } catch (error) {
+        if (error instanceof ProviderError && error.usage) {
+          await settle(reservationId, error.usage);
+        } else if (reservationId) {
+          await releaseReservation(options.db, reservationId);
+        }
+        throw error;
+      }
+      await settle(reservationId, result.usage);
+      return result;
+    },
+  };
+}

@@ -1,0 +1,327 @@
+import { createTwoFilesPatch } from 'diff';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { AppContext } from '../context.ts';
+import type { Database } from '../db/client.ts';
+import {
+  patchFiles,
+  patchRequests,
+  type PatchRequestStatus,
+} from '../db/schema/index.ts';
+import { FileReadError, readFileAtRef } from '../github/file-content.ts';
+import { ProviderError } from '../llm/errors.ts';
+import { generateWithFallback } from '../llm/fallback.ts';
+import { parseModelOutput } from '../llm/output.ts';
+import { buildFixPrompt } from '../llm/prompt.ts';
+import type { Logger } from '../logger.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
+import { checkAllowance } from '../usage/allowance.ts';
+import { mapWithConcurrency } from './concurrency.ts';
+import { AllowanceExceededError, meterClient } from './metered-client.ts';
+import { resolveModelClients, type KeyedClient } from './model-clients.ts';
+
+/** Below this many free tokens no useful call fits; the request fails before any work. */
+export const minimumCallTokens = 256;
+
+const terminalStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed', 'cancelled'];
+
+export interface PreviewOutcome {
+  status: PatchRequestStatus | 'skipped';
+  files: number;
+  tokens: number;
+}
+
+interface FileFinding {
+  id: string;
+  ruleId: string;
+  severity: string;
+  line: number;
+  endLine: number;
+  message: string;
+}
+
+/**
+ * Builds the preview of one patch request: per file, reads it at the run's head commit, asks
+ * the model for the corrected file and stores the proposed text with a unified diff. Files
+ * finished by an earlier attempt are kept, so a retried job continues where it stopped.
+ */
+export async function runPreview(
+  context: AppContext,
+  patchRequestId: string,
+  attempt: number,
+  logger: Logger,
+): Promise<PreviewOutcome> {
+  const { db, config } = context;
+  const request = await db.query.patchRequests.findFirst({
+    where: eq(patchRequests.id, patchRequestId),
+    with: { run: true, user: true, selected: { with: { finding: true } } },
+  });
+  if (!request || terminalStatuses.includes(request.status)) {
+    return { status: 'skipped', files: 0, tokens: 0 };
+  }
+  const { run, user } = request;
+  if (run.status === 'superseded') {
+    await finish(db, patchRequestId, 'cancelled', 'The pull request has a newer commit; request the fix on the newest run.');
+    return { status: 'cancelled', files: 0, tokens: 0 };
+  }
+
+  const findingsByPath = groupFindings(request.selected.map((entry) => entry.finding));
+  await db
+    .insert(patchFiles)
+    .values([...findingsByPath.keys()].map((path) => ({ patchRequestId, path })))
+    .onConflictDoNothing();
+  await db
+    .update(patchRequests)
+    .set({ status: 'running', filesTotal: findingsByPath.size })
+    .where(eq(patchRequests.id, patchRequestId));
+
+  const clients = resolveModelClients(config, user);
+  if (clients.length === 0) {
+    await finish(db, patchRequestId, 'failed', 'No model provider is configured: set GROQ_API_KEY or GEMINI_API_KEY on the server, or add your own key.');
+    return { status: 'failed', files: 0, tokens: 0 };
+  }
+  if (clients.some((entry) => entry.keySource === 'platform')) {
+    const allowance = await checkAllowance(db, user.id, minimumCallTokens);
+    if (!allowance.allowed && clients.every((entry) => entry.keySource === 'platform')) {
+      await finish(db, patchRequestId, 'failed', allowance.reason);
+      logger.info({ event: 'preview.allowance_exhausted', userId: user.id }, 'allowance exhausted');
+      return { status: 'failed', files: 0, tokens: 0 };
+    }
+  }
+  if (!context.github) {
+    throw new Error('GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY.');
+  }
+
+  const pending = await db
+    .select({ id: patchFiles.id, path: patchFiles.path })
+    .from(patchFiles)
+    .where(
+      and(
+        eq(patchFiles.patchRequestId, patchRequestId),
+        inArray(patchFiles.status, ['pending', 'running']),
+      ),
+    );
+  const [owner, repo] = splitRepository(run.repository);
+  const octokit = await context.github.installationOctokit(run.installationId);
+
+  await mapWithConcurrency(pending, config.PREVIEW_FILE_CONCURRENCY, async (file) => {
+    const fileLogger = logger.child({ path: file.path });
+    await db.update(patchFiles).set({ status: 'running' }).where(eq(patchFiles.id, file.id));
+    const findings = findingsByPath.get(file.path) ?? [];
+    const outcome = await previewFile(context, {
+      octokit,
+      owner,
+      repo,
+      ref: run.headSha,
+      path: file.path,
+      findings,
+      clients,
+      userId: user.id,
+      patchRequestId,
+      attempt,
+    });
+    await db.transaction(async (tx) => {
+      await tx.update(patchFiles).set(outcome).where(eq(patchFiles.id, file.id));
+      await tx
+        .update(patchRequests)
+        .set({
+          // Counted, not incremented, so a retried job that redoes a file counts it once.
+          filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${patchRequestId} AND ${patchFiles.status} IN ('ready', 'failed'))`,
+          totalTokens: sql`${patchRequests.totalTokens} + ${outcome.totalTokens}`,
+        })
+        .where(eq(patchRequests.id, patchRequestId));
+    });
+    fileLogger.info(
+      { event: 'preview.file', status: outcome.status, tokens: outcome.totalTokens, error: outcome.error },
+      'file preview finished',
+    );
+  });
+
+  return summarize(db, patchRequestId);
+}
+
+type FileOutcome = Pick<
+  typeof patchFiles.$inferInsert,
+  'status' | 'error' | 'originalText' | 'proposedText' | 'diff' | 'baseBlobSha' | 'provider' | 'model'
+> & { totalTokens: number };
+
+async function previewFile(
+  context: AppContext,
+  input: {
+    octokit: Awaited<ReturnType<NonNullable<AppContext['github']>['installationOctokit']>>;
+    owner: string;
+    repo: string;
+    ref: string;
+    path: string;
+    findings: FileFinding[];
+    clients: KeyedClient[];
+    userId: string;
+    patchRequestId: string;
+    attempt: number;
+  },
+): Promise<FileOutcome> {
+  const { config, db } = context;
+  let totalTokens = 0;
+  const failed = (error: string, extra: Partial<FileOutcome> = {}): FileOutcome => ({
+    status: 'failed',
+    error,
+    totalTokens,
+    ...extra,
+  });
+
+  let file;
+  try {
+    file = await readFileAtRef(input.octokit, {
+      owner: input.owner,
+      repo: input.repo,
+      path: input.path,
+      ref: input.ref,
+      maxBytes: config.PREVIEW_MAX_FILE_BYTES,
+    });
+  } catch (error) {
+    if (error instanceof FileReadError) return failed(error.message);
+    throw error;
+  }
+  if (!file) return failed(`${input.path} does not exist at ${input.ref}; it was deleted or renamed.`);
+  if (file.size > config.PREVIEW_MAX_FILE_BYTES) {
+    return failed(
+      `${input.path} is ${file.size} bytes, over PREVIEW_MAX_FILE_BYTES (${config.PREVIEW_MAX_FILE_BYTES}); raise the limit to preview it.`,
+    );
+  }
+
+  const prompt = buildFixPrompt({ path: input.path, content: file.text, findings: input.findings });
+  // The answer is the whole file again: budget its size in tokens (3 bytes each, a generous
+  // estimate) with a quarter on top, within the configured cap.
+  const fileTokens = Math.ceil(Buffer.byteLength(file.text) / 3);
+  const maxOutputTokens = Math.min(config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
+  const clients = input.clients.map((entry) =>
+    meterClient(entry.client, {
+      db,
+      userId: input.userId,
+      keySource: entry.keySource,
+      patchRequestId: input.patchRequestId,
+      path: input.path,
+      attempt: input.attempt,
+      reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
+      onUsage: (tokens) => {
+        totalTokens += tokens;
+      },
+    }),
+  );
+
+  const base = { originalText: file.text, baseBlobSha: file.blobSha };
+  let result;
+  try {
+    result = await generateWithFallback(clients, { ...prompt, maxOutputTokens });
+  } catch (error) {
+    if (error instanceof ProviderError || error instanceof AllowanceExceededError) {
+      return failed(error.message, base);
+    }
+    throw error;
+  }
+
+  const provenance = { provider: result.provider, model: result.model };
+  const parsed = parseModelOutput(result.text, file.text);
+  if (!parsed.ok) return failed(parsed.reason, { ...base, ...provenance });
+  if (parsed.content === file.text) {
+    return failed('The model returned the file unchanged, so there is nothing to apply.', {
+      ...base,
+      ...provenance,
+    });
+  }
+
+  const diff = createTwoFilesPatch(
+    `a/${input.path}`,
+    `b/${input.path}`,
+    file.text,
+    parsed.content,
+    undefined,
+    undefined,
+    { context: 3 },
+  );
+  return {
+    status: 'ready',
+    error: null,
+    ...base,
+    ...provenance,
+    proposedText: parsed.content,
+    diff,
+    totalTokens,
+  };
+}
+
+function groupFindings(
+  rows: { id: string; path: string; ruleId: string; severity: string; startLine: number; endLine: number; message: string }[],
+): Map<string, FileFinding[]> {
+  const byPath = new Map<string, FileFinding[]>();
+  for (const row of rows) {
+    const list = byPath.get(row.path) ?? [];
+    list.push({
+      id: row.id,
+      ruleId: row.ruleId,
+      severity: row.severity,
+      line: row.startLine,
+      endLine: row.endLine,
+      message: row.message,
+    });
+    byPath.set(row.path, list);
+  }
+  for (const list of byPath.values()) list.sort((a, b) => a.line - b.line);
+  return byPath;
+}
+
+/** Sets the final status from the files: all ready, some ready, or none. */
+async function summarize(db: Database, patchRequestId: string): Promise<PreviewOutcome> {
+  const files = await db
+    .select({ status: patchFiles.status, error: patchFiles.error })
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, patchRequestId));
+  const ready = files.filter((file) => file.status === 'ready').length;
+  const [request] = await db
+    .select({ totalTokens: patchRequests.totalTokens })
+    .from(patchRequests)
+    .where(eq(patchRequests.id, patchRequestId));
+  const tokens = request?.totalTokens ?? 0;
+
+  if (ready === files.length) {
+    await finish(db, patchRequestId, 'ready', null);
+    return { status: 'ready', files: files.length, tokens };
+  }
+  if (ready > 0) {
+    await finish(db, patchRequestId, 'partially_ready', `${files.length - ready} of ${files.length} files could not be fixed; see each file's error.`);
+    return { status: 'partially_ready', files: files.length, tokens };
+  }
+  const errors = [...new Set(files.map((file) => file.error).filter(Boolean))];
+  const reason = errors.length === 1 ? errors[0]! : 'No file could be fixed; see each file\'s error.';
+  await finish(db, patchRequestId, 'failed', reason);
+  return { status: 'failed', files: files.length, tokens };
+}
+
+async function finish(
+  db: Database,
+  patchRequestId: string,
+  status: PatchRequestStatus,
+  error: string | null,
+): Promise<void> {
+  await db
+    .update(patchRequests)
+    .set({ status, error, completedAt: new Date() })
+    .where(eq(patchRequests.id, patchRequestId));
+}
+
+/** Marks a patch request failed after its job's last retry. */
+export async function failPatchRequest(
+  db: Database,
+  patchRequestId: string,
+  error: unknown,
+): Promise<void> {
+  const message = error instanceof Error ? error.message : String(error);
+  await db
+    .update(patchRequests)
+    .set({ status: 'failed', error: `Preview failed: ${message}`.slice(0, 2000), completedAt: new Date() })
+    .where(
+      and(
+        eq(patchRequests.id, patchRequestId),
+        inArray(patchRequests.status, ['queued', 'running']),
+      ),
+    );
+}

@@ -1,0 +1,62 @@
+import { ConfigError, loadConfig } from '../config/env.ts';
+import { createLogger } from '../logger.ts';
+import { runKeysCommand } from './keys.ts';
+import { runMigrateCommand } from './migrate.ts';
+import { runReceiveCommand } from './receive.ts';
+import { runStartCommand } from './start.ts';
+import { runUsersCommand } from './users.ts';
+import { CommandError } from './command-error.ts';
+
+const usage = `Usage: fixwright <command> [options]
+
+Commands:
+  start [--role all|web|worker]   Run the HTTP server and job workers (default role: all)
+  migrate                         Apply database migrations and exit
+  receive --event NAME --payload FILE [--url URL] [--delivery ID]
+                                  Sign a webhook payload file with WEBHOOK_SECRET and post it
+  users token --login NAME [--name LABEL]
+                                  Create a personal access token for the JSON API
+  users plan --login NAME --plan free|pro|enterprise
+                                  Switch a user's plan
+  users reset-usage --login NAME  Start a new billing period for a user now
+  users show --login NAME         Print a user's plan and usage
+  keys rotate                     Re-encrypt stored provider keys under the newest MASTER_KEY
+
+Configuration comes from environment variables; see README.md.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    console.log(usage);
+    return command ? 0 : 1;
+  }
+
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL, command === 'start' ? undefined : process.stderr);
+  switch (command) {
+    case 'start':
+      return runStartCommand(config, logger, rest);
+    case 'migrate':
+      return runMigrateCommand(config, logger);
+    case 'receive':
+      return runReceiveCommand(config, rest);
+    case 'users':
+      return runUsersCommand(config, logger, rest);
+    case 'keys':
+      return runKeysCommand(config, logger, rest);
+    default:
+      throw new CommandError(`Unknown command ${JSON.stringify(command)}.\n\n${usage}`);
+  }
+}
+
+try {
+  const code = await main(process.argv.slice(2));
+  if (code !== -1) process.exit(code);
+} catch (error) {
+  if (error instanceof ConfigError || error instanceof CommandError) {
+    console.error(error.message);
+    process.exit(2);
+  }
+  console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+  process.exit(1);
+}

@@ -1,0 +1,88 @@
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { sql } from 'drizzle-orm';
+import type { Config } from '../config/env.ts';
+import type { Database } from '../db/client.ts';
+import { users } from '../db/schema/index.ts';
+import type { Logger } from '../logger.ts';
+import { mintApiToken } from '../users/api-tokens.ts';
+import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
+import { getUsageStats } from '../usage/stats.ts';
+import { CommandError } from './command-error.ts';
+import { withDatabase } from './with-database.ts';
+
+const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
+
+export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
+  const [subcommand, ...rest] = args;
+  if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
+    throw new CommandError(`Unknown users command ${JSON.stringify(subcommand ?? '')}: use ${subcommands.join(', ')}.`);
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      login: { type: 'string' },
+      name: { type: 'string' },
+      plan: { type: 'string' },
+    },
+  });
+  const login = values.login?.trim();
+  if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
+  if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/.test(login) && !login.endsWith('[bot]')) {
+    throw new CommandError(`Invalid --login ${JSON.stringify(login)}: GitHub logins are letters, digits and hyphens.`);
+  }
+  if (subcommand === 'plan' && (!values.plan || !isPlan(values.plan))) {
+    throw new CommandError(`Invalid --plan ${JSON.stringify(values.plan ?? '')}: use free, pro or enterprise.`);
+  }
+  const changedBy = `cli:${os.userInfo().username}`;
+
+  return withDatabase(config, logger, async (db) => {
+    if (subcommand === 'token') {
+      const { id, created } = await findOrCreateUser(db, login, config.PLAN_FREE_TOKENS);
+      const { token } = await mintApiToken(db, id, values.name ?? 'command line');
+      if (created) console.error(`Created user ${login}; their installations link to it on the next installation event.`);
+      console.error(`Personal access token for ${login} (shown once; store it now):`);
+      console.log(token);
+      return 0;
+    }
+
+    const user = await findUser(db, login);
+    if (!user) throw new CommandError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
+    if (subcommand === 'plan') {
+      const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });
+      console.log(
+        `${login}: ${result.fromPlan} -> ${result.toPlan}, limit ${result.limit < 0 ? 'unlimited' : result.limit}, ` +
+          `used ${result.usedBefore} -> ${result.usedAfter}`,
+      );
+      return 0;
+    }
+    if (subcommand === 'reset-usage') {
+      const result = await resetUsage(db, { userId: user.id, changedBy, reason: 'usage_reset' });
+      console.log(`${login}: used ${result.usedBefore} -> 0; a new period starts now.`);
+      return 0;
+    }
+    console.log(JSON.stringify({ login, ...(await getUsageStats(db, config, user.id)) }, null, 2));
+    return 0;
+  });
+}
+
+async function findUser(db: Database, login: string) {
+  const [user] = await db
+    .select({ id: users.id })
+    .from(users)
+    .where(sql`lower(${users.login}) = lower(${login})`);
+  return user;
+}
+
+async function findOrCreateUser(db: Database, login: string, freeTokenLimit: number) {
+  const existing = await findUser(db, login);
+  if (existing) return { id: existing.id, created: false };
+  const [created] = await db
+    .insert(users)
+    .values({ login, tokenLimit: freeTokenLimit })
+    .onConflictDoNothing()
+    .returning({ id: users.id });
+  if (created) return { id: created.id, created: true };
+  const raced = await findUser(db, login);
+  return { id: raced!.id, created: false };
+}

@@ -1,0 +1,15 @@
+import type { Config } from './config/env.ts';
+import type { Database } from './db/client.ts';
+import type { GitHubApp } from './github/app.ts';
+import type { PgBoss } from './jobs/boss.ts';
+import type { Logger } from './logger.ts';
+
+/** What request handlers and job handlers share: configuration, database, queue and clients. */
+export interface AppContext {
+  config: Config;
+  db: Database;
+  boss: PgBoss;
+  logger: Logger;
+  /** Null until APP_ID and a private key are configured. */
+  github: GitHubApp | null;
+}

@@ -1,0 +1,30 @@
+import { index, integer, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { timestamps } from './columns.ts';
+import { providers } from './usage.ts';
+import { users } from './users.ts';
+
+/**
+ * A user's own provider key, encrypted with XChaCha20-Poly1305 under a versioned master key.
+ * The plain key is never stored; last_four is kept for display.
+ */
+export const userApiKeys = pgTable(
+  'user_api_keys',
+  {
+    id: uuid().primaryKey().defaultRandom(),
+    userId: uuid()
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    provider: text({ enum: providers }).notNull(),
+    /** base64url of the ciphertext with its 16-byte tag. */
+    ciphertext: text().notNull(),
+    /** base64url of the 24-byte nonce. */
+    nonce: text().notNull(),
+    masterKeyVersion: integer().notNull(),
+    lastFour: text().notNull(),
+    lastUsedAt: timestamp({ withTimezone: true }),
+    /** Set when the key failed to decrypt or the provider rejected it; says what to do. */
+    unusableReason: text(),
+    ...timestamps,
+  },
+  (table) => [unique().on(table.userId, table.provider), index().on(table.masterKeyVersion)],
+);

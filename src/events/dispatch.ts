@@ -1,0 +1,79 @@
+import { eq } from 'drizzle-orm';
+import { webhookDeliveries } from '../db/schema/index.ts';
+import type { AppContext } from '../context.ts';
+import { handleInstallationEvent, installationPayload } from './installation.ts';
+import { handlePullRequestEvent, pullRequestPayload } from './pull-request.ts';
+import { z } from 'zod';
+
+export interface Delivery {
+  id: string;
+  event: string;
+  payload: Record<string, unknown>;
+}
+
+export type DeliveryResult = { duplicate: true } | { duplicate: false; outcome: string };
+
+const payloadSchemas: Record<string, z.ZodType> = {
+  installation: installationPayload,
+  pull_request: pullRequestPayload,
+};
+
+/** Checks the fields the handlers read; returns the problems, or an empty list. */
+export function validateDeliveryPayload(event: string, payload: unknown): string[] {
+  const schema = payloadSchemas[event];
+  if (!schema) return [];
+  const parsed = schema.safeParse(payload);
+  if (parsed.success) return [];
+  return parsed.error.issues.map((issue) => `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+}
+
+/**
+ * Records the delivery id and does the event's database work in one transaction. A delivery
+ * id seen before does nothing, so GitHub's redeliveries are harmless.
+ */
+export async function dispatchDelivery(
+  context: AppContext,
+  delivery: Delivery,
+): Promise<DeliveryResult> {
+  const action = typeof delivery.payload.action === 'string' ? delivery.payload.action : null;
+  const installation = delivery.payload.installation as { id?: unknown } | undefined;
+  const installationId = typeof installation?.id === 'number' ? installation.id : null;
+
+  return context.db.transaction(async (tx) => {
+    const [fresh] = await tx
+      .insert(webhookDeliveries)
+      .values({ deliveryId: delivery.id, event: delivery.event, action, installationId })
+      .onConflictDoNothing()
+      .returning({ deliveryId: webhookDeliveries.deliveryId });
+    if (!fresh) return { duplicate: true };
+
+    let outcome: string;
+    switch (delivery.event) {
+      case 'installation':
+        outcome = await handleInstallationEvent(
+          tx,
+          installationPayload.parse(delivery.payload),
+          context.config.PLAN_FREE_TOKENS,
+        );
+        break;
+      case 'pull_request':
+        outcome = await handlePullRequestEvent(
+          tx,
+          context.boss,
+          pullRequestPayload.parse(delivery.payload),
+        );
+        break;
+      case 'ping':
+        outcome = 'pong';
+        break;
+      default:
+        outcome = `ignored: event ${delivery.event}`;
+    }
+
+    await tx
+      .update(webhookDeliveries)
+      .set({ outcome })
+      .where(eq(webhookDeliveries.deliveryId, delivery.id));
+    return { duplicate: false, outcome };
+  });
+}

@@ -1,0 +1,41 @@
+import type PgBoss from 'pg-boss';
+import { z } from 'zod';
+import { analyzeRun, failRun } from '../runs/analyze-run.ts';
+import type { AppContext } from '../context.ts';
+
+export const analyzeQueue = 'analyze';
+
+export const analyzeJobData = z.object({ runId: z.uuid() });
+export type AnalyzeJobData = z.infer<typeof analyzeJobData>;
+
+export const analyzeQueueOptions = {
+  retryLimit: 4,
+  retryDelay: 5,
+  retryBackoff: true,
+  expireInSeconds: 15 * 60,
+} satisfies Omit<PgBoss.Queue, 'name'>;
+
+/** Analyzes one run. Safe to retry: findings of the run are replaced, not appended. */
+export async function handleAnalyzeJob(
+  context: AppContext,
+  job: PgBoss.JobWithMetadata<AnalyzeJobData>,
+): Promise<void> {
+  const { runId } = analyzeJobData.parse(job.data);
+  const logger = context.logger.child({ jobId: job.id, runId, queue: analyzeQueue });
+  const startedAt = Date.now();
+  try {
+    const outcome = await analyzeRun(context, runId, logger);
+    logger.info(
+      { event: 'job.analyze.completed', durationMs: Date.now() - startedAt, ...outcome },
+      'analysis finished',
+    );
+  } catch (error) {
+    const finalAttempt = job.retryCount >= job.retryLimit;
+    logger.error(
+      { event: 'job.analyze.failed', err: error, attempt: job.retryCount, finalAttempt },
+      'analysis failed',
+    );
+    if (finalAttempt) await failRun(context.db, runId, error);
+    throw error;
+  }
+}

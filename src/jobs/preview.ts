@@ -1,0 +1,45 @@
+import type PgBoss from 'pg-boss';
+import { z } from 'zod';
+import { failPatchRequest, runPreview } from '../autofix/preview.ts';
+import type { AppContext } from '../context.ts';
+
+export const previewQueue = 'preview';
+
+export const previewJobData = z.object({ patchRequestId: z.uuid() });
+export type PreviewJobData = z.infer<typeof previewJobData>;
+
+export const previewQueueOptions = {
+  retryLimit: 3,
+  retryDelay: 10,
+  retryBackoff: true,
+  expireInSeconds: 30 * 60,
+} satisfies Omit<PgBoss.Queue, 'name'>;
+
+/**
+ * Builds a fix preview. Safe to retry: files already finished are kept, and each model call
+ * carries an idempotency key with the attempt number, so a retried call is a new ledger row
+ * and a settled call is never charged twice.
+ */
+export async function handlePreviewJob(
+  context: AppContext,
+  job: PgBoss.JobWithMetadata<PreviewJobData>,
+): Promise<void> {
+  const { patchRequestId } = previewJobData.parse(job.data);
+  const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: previewQueue });
+  const startedAt = Date.now();
+  try {
+    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger);
+    logger.info(
+      { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },
+      'preview finished',
+    );
+  } catch (error) {
+    const finalAttempt = job.retryCount >= job.retryLimit;
+    logger.error(
+      { event: 'job.preview.failed', err: error, attempt: job.retryCount, finalAttempt },
+      'preview failed',
+    );
+    if (finalAttempt) await failPatchRequest(context.db, patchRequestId, error);
+    throw error;
+  }
+}

@@ -1,0 +1,42 @@
+import { sql } from 'drizzle-orm';
+import type { AppContext } from '../context.ts';
+import { periodEnd } from '../usage/period.ts';
+import { resetUsage } from '../usage/plans.ts';
+
+export const rolloverPeriodsQueue = 'rollover-periods';
+
+/** Every ten minutes, so a period ends at most ten minutes late. */
+export const rolloverPeriodsCron = '*/10 * * * *';
+
+/**
+ * Starts a new billing period for every user whose period has ended. The new period starts
+ * at the boundary the old one reached, not at the time the job ran, so periods never drift.
+ */
+export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
+  const { db, config } = context;
+  // A period is at least one day long, so users who started within the last day are never due.
+  const candidates = await db.execute<{ id: string; period_started_at: string | Date }>(sql`
+    SELECT id, period_started_at FROM users
+    WHERE period_started_at <= ${now.toISOString()}::timestamptz - interval '1 day'
+  `);
+
+  let rolled = 0;
+  for (const candidate of candidates) {
+    let start = new Date(candidate.period_started_at);
+    let end = periodEnd(start, config.BILLING_PERIOD);
+    if (end > now) continue;
+    while (periodEnd(end, config.BILLING_PERIOD) <= now) end = periodEnd(end, config.BILLING_PERIOD);
+    start = end;
+    await resetUsage(db, {
+      userId: candidate.id,
+      changedBy: 'system',
+      reason: 'period_rollover',
+      periodStart: start,
+    });
+    rolled++;
+  }
+  if (rolled > 0) {
+    context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');
+  }
+  return rolled;
+}

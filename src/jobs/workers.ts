@@ -1,0 +1,41 @@
+import type { AppContext } from '../context.ts';
+import type { PgBoss } from './boss.ts';
+import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
+import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
+import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
+import {
+  handleSweepReservations,
+  sweepReservationsCron,
+  sweepReservationsQueue,
+} from './sweep-reservations.ts';
+
+/** Creates every queue; safe to call from each process at start. */
+export async function createQueues(boss: PgBoss): Promise<void> {
+  await boss.createQueue(analyzeQueue, { name: analyzeQueue, ...analyzeQueueOptions });
+  await boss.createQueue(previewQueue, { name: previewQueue, ...previewQueueOptions });
+  for (const name of [sweepReservationsQueue, rolloverPeriodsQueue]) {
+    await boss.createQueue(name, { name, policy: 'singleton', retryLimit: 0 });
+  }
+}
+
+/** Starts the workers of this process and the schedules. */
+export async function startWorkers(context: AppContext): Promise<void> {
+  const { boss } = context;
+  const polling = { pollingIntervalSeconds: 1, batchSize: 1, includeMetadata: true as const };
+
+  await boss.work<AnalyzeJobData>(analyzeQueue, polling, async ([job]) => {
+    if (job) await handleAnalyzeJob(context, job);
+  });
+  // Two preview workers, so one long preview does not hold up the next.
+  for (let worker = 0; worker < 2; worker++) {
+    await boss.work<PreviewJobData>(previewQueue, polling, async ([job]) => {
+      if (job) await handlePreviewJob(context, job);
+    });
+  }
+  await boss.work(sweepReservationsQueue, async () => handleSweepReservations(context));
+  await boss.schedule(sweepReservationsQueue, sweepReservationsCron);
+  await boss.work(rolloverPeriodsQueue, async () => {
+    await rolloverPeriods(context);
+  });
+  await boss.schedule(rolloverPeriodsQueue, rolloverPeriodsCron);
+}

@@ -1,0 +1,81 @@
+import { eq, sql } from 'drizzle-orm';
+import { analyzeChangedFiles } from '../analysis/analyze.ts';
+import type { AppContext } from '../context.ts';
+import type { Database } from '../db/client.ts';
+import { findings, prRuns } from '../db/schema/index.ts';
+import { listPullRequestFiles } from '../github/pull-files.ts';
+import type { Logger } from '../logger.ts';
+
+export interface AnalyzeOutcome {
+  status: 'completed' | 'skipped';
+  findings: number;
+  files: number;
+}
+
+/**
+ * Reads the files a pull request changes at the run's head commit, runs the built-in rules
+ * over the added lines and stores the findings. Running it again replaces the findings.
+ */
+export async function analyzeRun(
+  context: AppContext,
+  runId: string,
+  logger: Logger,
+): Promise<AnalyzeOutcome> {
+  const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
+  if (!run) {
+    logger.warn({ event: 'analyze.run_missing' }, 'run no longer exists; nothing to analyze');
+    return { status: 'skipped', findings: 0, files: 0 };
+  }
+  if (run.status === 'superseded' || run.status === 'completed') {
+    return { status: 'skipped', findings: 0, files: 0 };
+  }
+  if (!context.github) {
+    throw new Error(
+      'GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
+    );
+  }
+
+  await context.db
+    .update(prRuns)
+    .set({ status: 'analyzing' })
+    .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} IN ('queued', 'analyzing', 'failed')`);
+
+  const [owner, repo] = splitRepository(run.repository);
+  const octokit = await context.github.installationOctokit(run.installationId);
+  const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
+  const drafts = analyzeChangedFiles(files);
+
+  await context.db.transaction(async (tx) => {
+    await tx.delete(findings).where(eq(findings.runId, runId));
+    if (drafts.length > 0) {
+      await tx
+        .insert(findings)
+        .values(drafts.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
+        .onConflictDoNothing();
+    }
+    // A run superseded while it was analyzed keeps that status; its findings still count.
+    await tx
+      .update(prRuns)
+      .set({ status: 'completed', error: null, completedAt: new Date() })
+      .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'superseded'`);
+  });
+
+  return { status: 'completed', findings: drafts.length, files: files.length };
+}
+
+/** Marks a run failed after its last retry, with the error's message for the user. */
+export async function failRun(db: Database, runId: string, error: unknown): Promise<void> {
+  const message = error instanceof Error ? error.message : String(error);
+  await db
+    .update(prRuns)
+    .set({ status: 'failed', error: `Analysis failed: ${message}`.slice(0, 2000) })
+    .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'superseded'`);
+}
+
+export function splitRepository(fullName: string): [string, string] {
+  const [owner, repo, ...rest] = fullName.split('/');
+  if (!owner || !repo || rest.length > 0) {
+    throw new Error(`Invalid repository name ${JSON.stringify(fullName)}: expected OWNER/NAME.`);
+  }
+  return [owner, repo];
+}

@@ -1,0 +1,43 @@
+import { and, desc, eq } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { installations, prRuns } from '../db/schema/index.ts';
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: string): boolean {
+  return uuidPattern.test(value);
+}
+
+/**
+ * Returns the run when it belongs to an installation the user owns, else null. Callers answer
+ * 404 for both "missing" and "someone else's", so ids of other users' runs leak nothing.
+ */
+export async function findVisibleRun(db: Database, userId: string, runId: string) {
+  if (!isUuid(runId)) return null;
+  const [row] = await db
+    .select({ run: prRuns })
+    .from(prRuns)
+    .innerJoin(installations, eq(installations.id, prRuns.installationId))
+    .where(and(eq(prRuns.id, runId), eq(installations.userId, userId)))
+    .limit(1);
+  return row?.run ?? null;
+}
+
+/** Lists the user's runs, newest first, optionally for one repository and pull request. */
+export async function listVisibleRuns(
+  db: Database,
+  userId: string,
+  filter: { repository?: string; prNumber?: number; limit: number },
+) {
+  const conditions = [eq(installations.userId, userId)];
+  if (filter.repository) conditions.push(eq(prRuns.repository, filter.repository));
+  if (filter.prNumber !== undefined) conditions.push(eq(prRuns.prNumber, filter.prNumber));
+  const rows = await db
+    .select({ run: prRuns })
+    .from(prRuns)
+    .innerJoin(installations, eq(installations.id, prRuns.installationId))
+    .where(and(...conditions))
+    .orderBy(desc(prRuns.createdAt), desc(prRuns.id))
+    .limit(filter.limit);
+  return rows.map((row) => row.run);
+}

@@ -1,0 +1,74 @@
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { missingSettings, type Config } from './config/env.ts';
+import type { AppContext } from './context.ts';
+import { connectDatabase } from './db/client.ts';
+import { migrateDatabase } from './db/migrate.ts';
+import { locateDatabase } from './database.ts';
+import { createGitHubApp } from './github/app.ts';
+import { startBoss } from './jobs/boss.ts';
+import { createQueues, startWorkers } from './jobs/workers.ts';
+import type { Logger } from './logger.ts';
+import { createApp } from './web/app.tsx';
+
+export type Role = 'all' | 'web' | 'worker';
+
+export interface RunningService {
+  context: AppContext;
+  /** The HTTP port, or undefined for the worker role. */
+  port: number | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts the database, migrations, job queue, workers and HTTP server for the given role. */
+export async function startService(config: Config, logger: Logger, role: Role): Promise<RunningService> {
+  const database = await locateDatabase(config, logger);
+  await migrateDatabase(database.url);
+  const handle = connectDatabase(database.url);
+  const boss = await startBoss(database.url, logger);
+  await createQueues(boss);
+
+  const github = config.githubAppConfigured
+    ? createGitHubApp({
+        appId: config.APP_ID!,
+        privateKey: config.privateKey!,
+        baseUrl: config.GITHUB_API_URL,
+        logger,
+      })
+    : null;
+  const context: AppContext = { config, db: handle.db, boss, logger, github };
+
+  if (role !== 'web') await startWorkers(context);
+
+  let server: ServerType | undefined;
+  let port: number | undefined;
+  if (role !== 'worker') {
+    const app = createApp(context);
+    server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT });
+    await new Promise<void>((resolve, reject) => {
+      server!.once('listening', resolve);
+      server!.once('error', reject);
+    });
+    port = (server.address() as AddressInfo).port;
+  }
+
+  for (const line of missingSettings(config)) {
+    logger.warn({ event: 'config.missing' }, line);
+  }
+  logger.info(
+    { event: 'service.started', role, host: config.HOST, port, url: port ? `http://${config.HOST}:${port}` : undefined },
+    'Fixwright started',
+  );
+
+  return {
+    context,
+    port,
+    async stop() {
+      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+      await boss.stop({ graceful: true, wait: true, timeout: 20_000 });
+      await handle.close();
+      await database.stop();
+      logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
+    },
+  };
+}

@@ -1,0 +1,16 @@
+/**
+ * Returns when a billing period that started at `start` ends. "monthly" adds one calendar
+ * month in UTC (clamped to the month's last day); "Nd" adds N days.
+ */
+export function periodEnd(start: Date, period: string): Date {
+  const days = /^(\d+)d$/.exec(period);
+  if (days) return new Date(start.getTime() + Number(days[1]) * 86_400_000);
+
+  const end = new Date(start.getTime());
+  const day = end.getUTCDate();
+  end.setUTCDate(1);
+  end.setUTCMonth(end.getUTCMonth() + 1);
+  const lastDay = new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth() + 1, 0)).getUTCDate();
+  end.setUTCDate(Math.min(day, lastDay));
+  return end;
+}

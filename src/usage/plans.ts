@@ -1,0 +1,99 @@
+import { sql } from 'drizzle-orm';
+import type { Config } from '../config/env.ts';
+import type { Database } from '../db/client.ts';
+import { planChanges, plans, type Plan } from '../db/schema/index.ts';
+
+export function isPlan(value: string): value is Plan {
+  return (plans as readonly string[]).includes(value);
+}
+
+/** Tokens per period for each plan, from PLAN_FREE_TOKENS, PLAN_PRO_TOKENS, PLAN_ENTERPRISE_TOKENS. */
+export function planLimits(config: Config): Record<Plan, number> {
+  return {
+    free: config.PLAN_FREE_TOKENS,
+    pro: config.PLAN_PRO_TOKENS,
+    enterprise: config.PLAN_ENTERPRISE_TOKENS,
+  };
+}
+
+export interface PlanChangeResult {
+  fromPlan: Plan;
+  toPlan: Plan;
+  limit: number;
+  usedBefore: number;
+  usedAfter: number;
+}
+
+/**
+ * Switches a user's plan and records who did it. Pro resets used to 0 and starts a new period;
+ * free and enterprise keep used, capped at the new limit. Reservations in flight stay reserved and settle against
+ * the new limit, so no counter goes below zero.
+ */
+export async function changePlan(
+  db: Database,
+  config: Config,
+  input: { userId: string; plan: Plan; changedBy: string },
+): Promise<PlanChangeResult> {
+  const limit = planLimits(config)[input.plan];
+  const resetUsage = input.plan === 'pro';
+  return db.transaction(async (tx) => {
+    const rows = await tx.execute<{ plan: Plan; tokens_used: string | number }>(
+      sql`SELECT plan, tokens_used FROM users WHERE id = ${input.userId} FOR UPDATE`,
+    );
+    const before = rows[0];
+    if (!before) throw new Error(`User ${input.userId} not found.`);
+    const usedBefore = Number(before.tokens_used);
+    let usedAfter = resetUsage ? 0 : usedBefore;
+    if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
+
+    await tx.execute(sql`
+      UPDATE users SET plan = ${input.plan}, token_limit = ${limit}, tokens_used = ${usedAfter},
+        period_started_at = CASE WHEN ${resetUsage} THEN now() ELSE period_started_at END,
+        updated_at = now()
+      WHERE id = ${input.userId}
+    `);
+    await tx.insert(planChanges).values({
+      userId: input.userId,
+      fromPlan: before.plan,
+      toPlan: input.plan,
+      tokensUsedBefore: usedBefore,
+      tokensUsedAfter: usedAfter,
+      changedBy: input.changedBy,
+      reason: 'plan_switch',
+    });
+    return { fromPlan: before.plan, toPlan: input.plan, limit, usedBefore, usedAfter };
+  });
+}
+
+/**
+ * Starts a new period for the user now: used goes to 0 and the change is recorded. Tokens
+ * reserved by calls in flight stay reserved and settle into the new period.
+ */
+export async function resetUsage(
+  db: Database,
+  input: { userId: string; changedBy: string; reason: 'usage_reset' | 'period_rollover'; periodStart?: Date },
+): Promise<{ usedBefore: number }> {
+  return db.transaction(async (tx) => {
+    const rows = await tx.execute<{ plan: Plan; tokens_used: string | number }>(
+      sql`SELECT plan, tokens_used FROM users WHERE id = ${input.userId} FOR UPDATE`,
+    );
+    const before = rows[0];
+    if (!before) throw new Error(`User ${input.userId} not found.`);
+    const periodStart = input.periodStart ?? new Date();
+    await tx.execute(sql`
+      UPDATE users SET tokens_used = 0, period_started_at = ${periodStart.toISOString()},
+        updated_at = now()
+      WHERE id = ${input.userId}
+    `);
+    await tx.insert(planChanges).values({
+      userId: input.userId,
+      fromPlan: before.plan,
+      toPlan: before.plan,
+      tokensUsedBefore: Number(before.tokens_used),
+      tokensUsedAfter: 0,
+      changedBy: input.changedBy,
+      reason: input.reason,
+    });
+    return { usedBefore: Number(before.tokens_used) };
+  });
+}

@@ -1,0 +1,55 @@
+import { eq } from 'drizzle-orm';
+import type { Config } from '../config/env.ts';
+import type { Database } from '../db/client.ts';
+import { users, type Plan, type Provider } from '../db/schema/index.ts';
+import { storedKeyProviders } from '../keys/stored-key-providers.ts';
+import { periodEnd } from './period.ts';
+
+/** Share of the limit at and above which the dashboard and API warn. */
+export const nearLimitPercent = 90;
+
+export interface UsageStats {
+  plan: Plan;
+  /** Tokens per period, or -1 for unlimited. */
+  limit: number;
+  unlimited: boolean;
+  used: number;
+  reserved: number;
+  /** Tokens left to reserve; null when unlimited. */
+  remaining: number | null;
+  /** (used + reserved) / limit × 100, one decimal; 0 when unlimited. */
+  percent: number;
+  nearLimit: boolean;
+  periodStart: string;
+  periodEnd: string;
+  ownKeys: Record<Provider, boolean>;
+}
+
+export async function getUsageStats(
+  db: Database,
+  config: Config,
+  userId: string,
+): Promise<UsageStats> {
+  const user = await db.query.users.findFirst({ where: eq(users.id, userId) });
+  if (!user) throw new Error(`User ${userId} not found.`);
+
+  const unlimited = user.tokenLimit < 0;
+  const committed = user.tokensUsed + user.tokensReserved;
+  const percent = unlimited || user.tokenLimit === 0
+    ? (unlimited ? 0 : 100)
+    : Math.round((committed / user.tokenLimit) * 1000) / 10;
+  const providers = await storedKeyProviders(db, userId);
+  return {
+    plan: user.plan,
+    limit: user.tokenLimit,
+    unlimited,
+    used: user.tokensUsed,
+    reserved: user.tokensReserved,
+    remaining: unlimited ? null : Math.max(user.tokenLimit - committed, 0),
+    percent: Math.min(percent, 100),
+    nearLimit: !unlimited && percent >= nearLimitPercent,
+    periodStart: user.periodStartedAt.toISOString(),
+    periodEnd: periodEnd(user.periodStartedAt, config.BILLING_PERIOD).toISOString(),
+    ownKeys: { groq: providers.has('groq'), gemini: providers.has('gemini') },
+  };
+}

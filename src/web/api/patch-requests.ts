@@ -1,0 +1,102 @@
+import { and, asc, eq } from 'drizzle-orm';
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { createPatchRequest } from '../../autofix/create-patch-request.ts';
+import type { AppContext } from '../../context.ts';
+import { patchFiles, patchRequests } from '../../db/schema/index.ts';
+import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
+import type { AuthVariables } from '../auth.ts';
+import { AppError, fromZodError, notFound } from '../errors.ts';
+
+const createBody = z.object({
+  findingIds: z
+    .array(z.uuid({ message: 'must be a finding id from GET /api/runs/:runId' }))
+    .min(1, { message: 'must list at least one finding id' })
+    .max(1000, { message: 'must list at most 1000 finding ids' }),
+});
+
+/** `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`. */
+export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
+  const app = new Hono<{ Variables: AuthVariables }>();
+
+  app.post('/api/runs/:runId/patch-requests', async (c) => {
+    const runId = c.req.param('runId');
+    const run = await findVisibleRun(context.db, c.var.user.id, runId);
+    if (!run) throw notFound('Run', runId);
+
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new AppError('bad_request', 'Request body must be JSON like {"findingIds": ["..."]}.');
+    }
+    const parsed = createBody.safeParse(body);
+    if (!parsed.success) throw fromZodError(parsed.error, 'body');
+
+    if (run.status !== 'completed') {
+      throw new AppError(
+        'conflict',
+        run.status === 'superseded'
+          ? `Run ${run.id} is superseded by a newer commit; request fixes on the newest run.`
+          : `Run ${run.id} is ${run.status}; wait until its analysis has completed.`,
+      );
+    }
+
+    const result = await createPatchRequest(context.db, context.boss, {
+      runId: run.id,
+      userId: c.var.user.id,
+      findingIds: parsed.data.findingIds,
+    });
+    if (!result.ok) {
+      throw new AppError(
+        'bad_request',
+        `Invalid findingIds: ${result.unknownFindingIds.join(', ')} ` +
+          `${result.unknownFindingIds.length === 1 ? 'is' : 'are'} not a finding of run ${run.id}.`,
+        { unknownFindingIds: result.unknownFindingIds },
+      );
+    }
+    context.logger.info(
+      { event: 'patch_request.created', patchRequestId: result.id, runId: run.id, userId: c.var.user.id },
+      'patch request queued',
+    );
+    return c.json({ id: result.id, status: 'queued' }, 202);
+  });
+
+  app.get('/api/patch-requests/:id', async (c) => {
+    const id = c.req.param('id');
+    const request = isUuid(id)
+      ? await context.db.query.patchRequests.findFirst({
+          where: and(eq(patchRequests.id, id), eq(patchRequests.userId, c.var.user.id)),
+        })
+      : undefined;
+    if (!request) throw notFound('Patch request', id);
+
+    const files = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, request.id))
+      .orderBy(asc(patchFiles.path));
+    return c.json({
+      id: request.id,
+      runId: request.runId,
+      status: request.status,
+      error: request.error,
+      filesTotal: request.filesTotal,
+      filesDone: request.filesDone,
+      totalTokens: request.totalTokens,
+      createdAt: request.createdAt.toISOString(),
+      completedAt: request.completedAt?.toISOString() ?? null,
+      files: files.map((file) => ({
+        path: file.path,
+        status: file.status,
+        diff: file.diff,
+        error: file.error,
+        provider: file.provider,
+        model: file.model,
+        tokens: file.totalTokens,
+      })),
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,80 @@
+import { asc, eq } from 'drizzle-orm';
+import { Hono } from 'hono';
+import { z } from 'zod';
+import type { AppContext } from '../../context.ts';
+import { findings } from '../../db/schema/index.ts';
+import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
+import type { AuthVariables } from '../auth.ts';
+import { fromZodError, notFound } from '../errors.ts';
+
+const listQuery = z.object({
+  repository: z
+    .string()
+    .regex(/^[^/\s]+\/[^/\s]+$/, { message: 'must be OWNER/NAME' })
+    .optional(),
+  pr: z.coerce.number().int().positive({ message: 'must be a pull request number' }).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+type Run = NonNullable<Awaited<ReturnType<typeof findVisibleRun>>>;
+
+function runSummary(run: Run) {
+  return {
+    id: run.id,
+    repository: run.repository,
+    pullRequest: run.prNumber,
+    title: run.prTitle,
+    status: run.status,
+    error: run.error,
+    headSha: run.headSha,
+    baseSha: run.baseSha,
+    headRef: run.headRef,
+    createdAt: run.createdAt.toISOString(),
+    completedAt: run.completedAt?.toISOString() ?? null,
+  };
+}
+
+/** `GET /api/runs` and `GET /api/runs/:runId`, limited to the caller's installations. */
+export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
+  const app = new Hono<{ Variables: AuthVariables }>();
+
+  app.get('/api/runs', async (c) => {
+    const parsed = listQuery.safeParse(c.req.query());
+    if (!parsed.success) throw fromZodError(parsed.error, 'query');
+    const { repository, pr, limit } = parsed.data;
+
+    const runs = await listVisibleRuns(context.db, c.var.user.id, {
+      repository,
+      prNumber: pr,
+      limit,
+    });
+    return c.json({ runs: runs.map(runSummary) });
+  });
+
+  app.get('/api/runs/:runId', async (c) => {
+    const runId = c.req.param('runId');
+    const run = await findVisibleRun(context.db, c.var.user.id, runId);
+    if (!run) throw notFound('Run', runId);
+
+    const rows = await context.db
+      .select()
+      .from(findings)
+      .where(eq(findings.runId, run.id))
+      .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+    return c.json({
+      ...runSummary(run),
+      findings: rows.map((finding) => ({
+        id: finding.id,
+        rule: finding.ruleId,
+        severity: finding.severity,
+        path: finding.path,
+        line: finding.startLine,
+        endLine: finding.endLine,
+        message: finding.message,
+        excerpt: finding.excerpt,
+      })),
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,75 @@
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { z } from 'zod';
+import type { Logger } from '../logger.ts';
+
+export const errorCodes = {
+  bad_request: 400,
+  invalid_signature: 401,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  rate_limited: 429,
+  internal: 500,
+  not_configured: 503,
+} as const satisfies Record<string, ContentfulStatusCode>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+/** The one error type handlers throw; `onError` turns it into the JSON body and status. */
+export class AppError extends Error {
+  override name = 'AppError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+
+  get status(): ContentfulStatusCode {
+    return errorCodes[this.code];
+  }
+}
+
+export function notFound(what: string, id: string): AppError {
+  return new AppError('not_found', `${what} ${JSON.stringify(id)} not found.`);
+}
+
+/** Turns a zod failure into a 400 that names each failing field. */
+export function fromZodError(error: z.ZodError, where: string): AppError {
+  const problems = error.issues.map((issue) => {
+    const field = issue.path.length > 0 ? issue.path.join('.') : where;
+    return `${field}: ${issue.message}`;
+  });
+  return new AppError('bad_request', `Invalid ${where}: ${problems.join('; ')}.`, {
+    fields: error.issues.map((issue) => issue.path.join('.')),
+  });
+}
+
+/** Builds every error response: `{ error: { code, message, requestId } }`. */
+export function handleError(error: Error, c: Context, logger: Logger): Response {
+  const requestId = c.get('requestId') as string | undefined;
+  if (error instanceof AppError) {
+    return c.json(
+      { error: { code: error.code, message: error.message, requestId, ...error.details } },
+      error.status,
+    );
+  }
+  logger.error(
+    { event: 'http.unhandled_error', err: error, requestId, method: c.req.method, path: c.req.path },
+    'request failed',
+  );
+  return c.json(
+    {
+      error: {
+        code: 'internal',
+        message: `Internal error; the server log has the details under request id ${requestId}.`,
+        requestId,
+      },
+    },
+    500,
+  );
+}

@@ -1,0 +1,94 @@
+import { Webhooks } from '@octokit/webhooks';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { AppContext } from '../context.ts';
+import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
+import { AppError } from './errors.ts';
+
+/** GitHub caps webhook payloads at 25 MB and drops larger ones. */
+export const maxWebhookBytes = 25 * 1024 * 1024;
+
+const notConfiguredMessage =
+  'Webhooks are disabled because WEBHOOK_SECRET is not set. Set it to the webhook secret ' +
+  "entered in the GitHub App's settings and restart Fixwright.";
+
+/** `POST /webhooks/github`: verifies the signature over the raw body, records, answers 202. */
+export function webhookRoutes(context: AppContext): Hono {
+  const app = new Hono();
+  const secret = context.config.WEBHOOK_SECRET;
+  const webhooks = secret ? new Webhooks({ secret }) : null;
+
+  app.post(
+    '/webhooks/github',
+    bodyLimit({
+      maxSize: maxWebhookBytes,
+      onError: () => {
+        throw new AppError(
+          'payload_too_large',
+          `Webhook body is larger than GitHub's limit of ${maxWebhookBytes} bytes.`,
+        );
+      },
+    }),
+    async (c) => {
+      if (!webhooks) throw new AppError('not_configured', notConfiguredMessage);
+
+      const signature = c.req.header('x-hub-signature-256');
+      if (!signature) {
+        throw new AppError(
+          'invalid_signature',
+          'Missing X-Hub-Signature-256 header; GitHub signs every delivery when the app has a webhook secret.',
+        );
+      }
+      const body = await c.req.text();
+      const valid = await webhooks.verify(body, signature).catch(() => false);
+      if (!valid) {
+        throw new AppError(
+          'invalid_signature',
+          'X-Hub-Signature-256 does not match the body; check that WEBHOOK_SECRET equals the secret set on the GitHub App.',
+        );
+      }
+
+      const deliveryId = c.req.header('x-github-delivery');
+      const event = c.req.header('x-github-event');
+      if (!deliveryId || !event) {
+        throw new AppError(
+          'bad_request',
+          `Missing ${deliveryId ? 'X-GitHub-Event' : 'X-GitHub-Delivery'} header.`,
+        );
+      }
+      let payload: unknown;
+      try {
+        payload = JSON.parse(body);
+      } catch {
+        throw new AppError(
+          'bad_request',
+          'Webhook body is not valid JSON; set the GitHub App webhook content type to application/json.',
+        );
+      }
+      if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+        throw new AppError('bad_request', 'Webhook body must be a JSON object.');
+      }
+      const problems = validateDeliveryPayload(event, payload);
+      if (problems.length > 0) {
+        throw new AppError('bad_request', `Invalid ${event} payload: ${problems.join('; ')}.`);
+      }
+
+      const result = await dispatchDelivery(context, {
+        id: deliveryId,
+        event,
+        payload: payload as Record<string, unknown>,
+      });
+      const logger = context.logger.child({ deliveryId, githubEvent: event });
+      if (result.duplicate) {
+        logger.info({ event: 'webhook.duplicate' }, 'delivery already processed');
+        return c.json({ delivery: deliveryId, duplicate: true }, 200);
+      }
+      logger.info(
+        { event: 'webhook.accepted', outcome: result.outcome },
+        'delivery accepted',
+      );
+      return c.json({ delivery: deliveryId, outcome: result.outcome }, 202);
+    },
+  );
+  return app;
+}

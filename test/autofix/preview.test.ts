@@ -1,0 +1,231 @@
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { runPreview } from '../../src/autofix/preview.ts';
+import {
+  findings,
+  installations,
+  patchFiles,
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  users,
+} from '../../src/db/schema/index.ts';
+import { createGitHubApp } from '../../src/github/app.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
+import { groqErrorBody, startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+
+const appId = '4711';
+const installationId = 77;
+const files = {
+  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
+  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
+};
+const fixed: Record<string, string> = {
+  'src/a.ts': 'export const a = 1;\n',
+  'src/b.ts': 'export const b = 2;\n',
+};
+
+let context: TestContext;
+let github: FakeGitHub;
+let groq: FakeGroq;
+let gemini: FakeGemini;
+let repository: GitRepository;
+let runId: string;
+
+function pathInPrompt(text: string): string {
+  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
+}
+
+beforeAll(async () => {
+  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
+  const keys = generateAppKeyPair();
+  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
+  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
+  github.addRepository({ owner: 'octo', repo: 'demo', id: 555, gitDir: repository.dir });
+  groq = await startFakeGroq();
+  gemini = await startFakeGemini();
+
+  context = await createTestContext({
+    GROQ_API_KEY: 'gsk_platform_preview_test',
+    GROQ_BASE_URL: groq.url,
+    GEMINI_API_KEY: 'AIzaPlatformPreviewTest',
+    GEMINI_BASE_URL: gemini.url,
+    LLM_MAX_RETRIES: '0',
+  });
+  context.github = createGitHubApp({
+    appId,
+    privateKey: keys.privateKeyPem,
+    baseUrl: github.url,
+    logger: context.logger,
+  });
+
+  await context.db.insert(installations).values({
+    id: installationId,
+    accountLogin: 'octo',
+    accountId: 1,
+    accountType: 'User',
+  });
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId,
+      repositoryId: 555,
+      repository: 'octo/demo',
+      prNumber: 1,
+      baseSha: repository.baseSha,
+      headSha: repository.headSha,
+      headRef: 'feature',
+      headRepository: 'octo/demo',
+      status: 'completed',
+    })
+    .returning();
+  runId = run!.id;
+  await context.db.insert(findings).values(
+    Object.keys(files).map((path) => ({
+      runId,
+      path,
+      startLine: 2,
+      endLine: 2,
+      ruleId: 'debug/console-log',
+      severity: 'warning' as const,
+      message: 'Remove the console.log call.',
+      fingerprint: `fp-${path}`,
+    })),
+  );
+});
+
+afterAll(async () => {
+  await context?.close();
+  await Promise.all([github?.close(), groq?.close(), gemini?.close()]);
+  await repository?.cleanup();
+});
+
+beforeEach(() => {
+  groq.reset();
+  gemini.reset();
+  const answer = (text: string) => ({ text: fixed[pathInPrompt(text)]! });
+  groq.setHandler((request) => answer(request.messages.at(-1)!.content));
+  gemini.setHandler((request) => answer(request.userText));
+});
+
+async function newPatchRequest(user: { tokenLimit?: number; tokensUsed?: number; plan?: 'free' | 'pro' }) {
+  const [owner] = await context.db
+    .insert(users)
+    .values({ login: `user-${Math.random().toString(36).slice(2, 9)}`, ...user })
+    .returning();
+  const selected = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
+  const created = await createPatchRequest(context.db, context.boss, {
+    runId,
+    userId: owner!.id,
+    findingIds: selected.map((row) => row.id),
+  });
+  if (!created.ok) throw new Error('patch request not created');
+  return { userId: owner!.id, patchRequestId: created.id };
+}
+
+async function filesOf(patchRequestId: string) {
+  return context.db
+    .select()
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, patchRequestId))
+    .orderBy(patchFiles.path);
+}
+
+describe('runPreview', () => {
+  it('fails at once when the allowance is spent', async () => {
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 1000, tokensUsed: 990 });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('failed');
+    const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(request!.status).toBe('failed');
+    expect(request!.error).toContain('Free plan allows 1000 tokens per period, 990 are used');
+    expect(request!.error).toContain('Upgrade to the Pro plan');
+    expect(request!.error).toContain('add your own Groq or Gemini key');
+    expect(groq.requests).toHaveLength(0);
+    expect(gemini.requests).toHaveLength(0);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(990);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('uses Gemini when Groq answers 429', async () => {
+    groq.enqueue(
+      { status: 429, headers: { 'retry-after': '3600' }, body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded') },
+      { status: 429, headers: { 'retry-after': '3600' }, body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded') },
+    );
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored.map((file) => [file.path, file.status, file.provider])).toEqual([
+      ['src/a.ts', 'ready', 'gemini'],
+      ['src/b.ts', 'ready', 'gemini'],
+    ]);
+    expect(stored.map((file) => file.proposedText)).toEqual([fixed['src/a.ts'], fixed['src/b.ts']]);
+    const geminiCalls = gemini.requests.filter((request) => request.path.includes(':generateContent'));
+    expect(geminiCalls).toHaveLength(2);
+    const reported = geminiCalls.reduce((sum, request) => sum + request.reply!.usage!.totalTokenCount, 0);
+
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger.map((event) => event.provider)).toEqual(['gemini', 'gemini']);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(reported);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('fails only the file whose answer was cut off', async () => {
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return path === 'src/b.ts'
+        ? { text: 'export const b', finishReason: 'length' }
+        : { text: fixed[path]! };
+    });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', error: null });
+    expect(stored[1]).toMatchObject({ path: 'src/b.ts', status: 'failed', proposedText: null, diff: null });
+    expect(stored[1]!.error).toMatch(/cut off|truncated|output limit/i);
+    expect(gemini.requests).toHaveLength(0);
+
+    // The cut-off answer still cost tokens, so it is billed.
+    const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    const reported = completions.reduce((sum, request) => sum + request.reply!.usage!.total_tokens, 0);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(reported);
+    const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(request!.status).toBe('partially_ready');
+    expect(request!.totalTokens).toBe(reported);
+  });
+
+  it('does not redo finished files when retried', async () => {
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    await runPreview(context, patchRequestId, 0, context.logger);
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'running' })
+      .where(eq(patchRequests.id, patchRequestId));
+    await context.db
+      .update(patchFiles)
+      .set({ status: 'pending' })
+      .where(and(eq(patchFiles.patchRequestId, patchRequestId), eq(patchFiles.path, 'src/b.ts')));
+    groq.reset();
+    groq.setHandler((request) => ({ text: fixed[pathInPrompt(request.messages.at(-1)!.content)]! }));
+
+    const outcome = await runPreview(context, patchRequestId, 1, context.logger);
+    expect(outcome.status).toBe('ready');
+    const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    expect(completions).toHaveLength(1);
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger).toHaveLength(3);
+    expect(new Set(ledger.map((event) => event.idempotencyKey)).size).toBe(3);
+  });
+});

@@ -1,0 +1,42 @@
+import { spawn } from 'node:child_process';
+
+/** Polls `probe` until it returns a truthy value, and returns that value. */
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | null | false>,
+  options: { timeoutMs: number; intervalMs?: number; describe: () => string },
+): Promise<T> {
+  const deadline = Date.now() + options.timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
+  }
+  throw new Error(
+    `Timed out after ${options.timeoutMs} ms waiting for ${options.describe()}` +
+      (lastError ? `\nLast error: ${String(lastError)}` : ''),
+  );
+}
+
+/** Runs `fixwright ARGS` as `npx fixwright` would; rejects on a non-zero exit with its output. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/fixwright.js', ...args], { env, stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new Error(`fixwright ${args.join(' ')} exited with ${code}:\n${stderr}${stdout}`));
+    });
+  });
+}

@@ -1,0 +1,294 @@
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase } from '../../src/db/client.ts';
+import { tokenEvents, tokenReservations, users } from '../../src/db/schema/index.ts';
+import {
+  checkAllowance,
+  getAllowance,
+  releaseExpiredReservations,
+  releaseReservation,
+  reserveTokens,
+  settleCall,
+} from '../../src/usage/allowance.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+
+async function createUser(values: Partial<typeof users.$inferInsert> = {}) {
+  const [user] = await database.db
+    .insert(users)
+    .values({ login: `user-${Math.random().toString(36).slice(2, 10)}`, ...values })
+    .returning();
+  return user!;
+}
+
+function usage(totalTokens: number) {
+  const promptTokens = Math.floor(totalTokens / 2);
+  return { promptTokens, completionTokens: totalTokens - promptTokens, totalTokens };
+}
+
+async function chargedSum(userId: string): Promise<number> {
+  const [row] = await database.db
+    .select({ sum: sql<string>`coalesce(sum(${tokenEvents.chargedTokens}), 0)` })
+    .from(tokenEvents)
+    .where(eq(tokenEvents.userId, userId));
+  return Number(row!.sum);
+}
+
+describe('reserveTokens', () => {
+  it('holds 200 concurrent reservations to the limit', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    // A pool of 40 connections so the reservations really race inside PostgreSQL.
+    const racing = connectDatabase(database.url, { max: 40 });
+    let maxObserved = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const state = await getAllowance(database.db, user.id);
+        maxObserved = Math.max(maxObserved, state.used + state.reserved);
+      }
+    })();
+
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const attempts = Array.from({ length: 200 }, (_, index) => {
+      const tokens = 1 + Math.floor(random() * 120);
+      const actual = Math.max(1, Math.floor(tokens * random()));
+      return { index, tokens, actual };
+    });
+
+    const results = await Promise.all(
+      attempts.map(async ({ index, tokens, actual }) => {
+        const key = `race:${index}`;
+        const reservation = await reserveTokens(racing.db, {
+          userId: user.id,
+          tokens,
+          idempotencyKey: key,
+          ttlSeconds: 600,
+        });
+        if (!reservation.ok) return { accepted: false, charged: 0 };
+        const settled = await settleCall(racing.db, {
+          userId: user.id,
+          reservationId: reservation.reservationId,
+          idempotencyKey: key,
+          provider: 'groq',
+          model: 'test-model',
+          keySource: 'platform',
+          usage: usage(actual),
+        });
+        return { accepted: true, charged: settled.charged };
+      }),
+    );
+    sampling = false;
+    await sampler;
+    await racing.close();
+
+    const final = await getAllowance(database.db, user.id);
+    const accepted = results.filter((result) => result.accepted).length;
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThan(200);
+    expect(maxObserved).toBeLessThanOrEqual(1000);
+    expect(final.used).toBeLessThanOrEqual(1000);
+    expect(final.reserved).toBe(0);
+    expect(final.used).toBe(await chargedSum(user.id));
+    expect(final.used).toBe(results.reduce((sum, result) => sum + result.charged, 0));
+  });
+
+  it('holds concurrent first calls of a new user to the limit', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const racing = connectDatabase(database.url, { max: 20 });
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        reserveTokens(racing.db, {
+          userId: user.id,
+          tokens: 300,
+          idempotencyKey: `first:${index}`,
+          ttlSeconds: 600,
+        }),
+      ),
+    );
+    await racing.close();
+    expect(outcomes.filter((outcome) => outcome.ok)).toHaveLength(3);
+    const state = await getAllowance(database.db, user.id);
+    expect(state.reserved).toBe(900);
+  });
+
+  it('rejects a reservation that does not fit, with the reason', async () => {
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 990 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 50,
+      idempotencyKey: 'too-big',
+      ttlSeconds: 600,
+    });
+    expect(reservation.ok).toBe(false);
+    if (reservation.ok) return;
+    expect(reservation.remaining).toBe(10);
+    expect(reservation.reason).toContain('Free plan allows 1000 tokens');
+    expect(reservation.reason).toContain('990 are used');
+    expect(reservation.reason).toContain('add your own Groq or Gemini key');
+  });
+
+  it('never limits an unlimited user', async () => {
+    const user = await createUser({ tokenLimit: -1, plan: 'enterprise', tokensUsed: 10_000_000 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 1_000_000,
+      idempotencyKey: 'huge',
+      ttlSeconds: 600,
+    });
+    expect(reservation.ok).toBe(true);
+    const check = await checkAllowance(database.db, user.id, 5_000_000);
+    expect(check.allowed).toBe(true);
+  });
+});
+
+describe('settleCall', () => {
+  it('charges a repeated settle once', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 400,
+      idempotencyKey: 'twice',
+      ttlSeconds: 600,
+    });
+    if (!reservation.ok) throw new Error('reservation failed');
+    const input = {
+      userId: user.id,
+      reservationId: reservation.reservationId,
+      idempotencyKey: 'twice',
+      provider: 'groq' as const,
+      model: 'm',
+      keySource: 'platform' as const,
+      usage: usage(250),
+    };
+    const first = await settleCall(database.db, input);
+    const second = await settleCall(database.db, input);
+    expect(first).toMatchObject({ recorded: true, charged: 250, tokensUsed: 250 });
+    expect(second).toMatchObject({ recorded: false, charged: 0, tokensUsed: 250 });
+    const state = await getAllowance(database.db, user.id);
+    expect(state.reserved).toBe(0);
+    expect(await chargedSum(user.id)).toBe(250);
+  });
+
+  it('records own-key calls without charging', async () => {
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 100 });
+    const settled = await settleCall(database.db, {
+      userId: user.id,
+      reservationId: null,
+      idempotencyKey: 'own-key',
+      provider: 'gemini',
+      model: 'g',
+      keySource: 'user',
+      usage: usage(5000),
+    });
+    expect(settled).toMatchObject({ recorded: true, charged: 0, tokensUsed: 100 });
+    const [event] = await database.db
+      .select()
+      .from(tokenEvents)
+      .where(eq(tokenEvents.idempotencyKey, 'own-key'));
+    expect(event).toMatchObject({ keySource: 'user', totalTokens: 5000, chargedTokens: 0 });
+  });
+
+  it('caps usage above the estimate at the limit', async () => {
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 800 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 150,
+      idempotencyKey: 'over',
+      ttlSeconds: 600,
+    });
+    if (!reservation.ok) throw new Error('reservation failed');
+    const settled = await settleCall(database.db, {
+      userId: user.id,
+      reservationId: reservation.reservationId,
+      idempotencyKey: 'over',
+      provider: 'groq',
+      model: 'm',
+      keySource: 'platform',
+      usage: usage(400),
+    });
+    expect(settled.tokensUsed).toBe(1000);
+    expect(settled.charged).toBe(200);
+    expect(await chargedSum(user.id)).toBe(200);
+  });
+
+  it('leaves nothing charged when the transaction fails', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 300,
+      idempotencyKey: 'broken',
+      ttlSeconds: 600,
+    });
+    if (!reservation.ok) throw new Error('reservation failed');
+    // A token count beyond the integer column fails the ledger insert inside the transaction.
+    const failing = settleCall(database.db, {
+      userId: user.id,
+      reservationId: reservation.reservationId,
+      idempotencyKey: 'broken',
+      provider: 'groq',
+      model: 'm',
+      keySource: 'platform',
+      usage: { promptTokens: 2 ** 31, completionTokens: 0, totalTokens: 2 ** 31 },
+    });
+    await expect(failing).rejects.toThrow();
+    const state = await getAllowance(database.db, user.id);
+    expect(state.used).toBe(0);
+    expect(state.reserved).toBe(300);
+  });
+});
+
+describe('releasing reservations', () => {
+  it('releases a failed call', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 500,
+      idempotencyKey: 'fails',
+      ttlSeconds: 600,
+    });
+    if (!reservation.ok) throw new Error('reservation failed');
+    expect(await releaseReservation(database.db, reservation.reservationId)).toBe(500);
+    expect(await releaseReservation(database.db, reservation.reservationId)).toBe(0);
+    const state = await getAllowance(database.db, user.id);
+    expect(state).toMatchObject({ used: 0, reserved: 0, remaining: 1000 });
+  });
+
+  it('sweeps expired reservations only', async () => {
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 100 });
+    const expired = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 200,
+      idempotencyKey: 'expired',
+      ttlSeconds: 600,
+    });
+    const live = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 300,
+      idempotencyKey: 'live',
+      ttlSeconds: 600,
+    });
+    if (!expired.ok || !live.ok) throw new Error('reservation failed');
+    await database.db
+      .update(tokenReservations)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(tokenReservations.id, expired.reservationId));
+
+    const released = await releaseExpiredReservations(database.db);
+    expect(released).toBeGreaterThanOrEqual(200);
+    const state = await getAllowance(database.db, user.id);
+    expect(state.used).toBe(100);
+    expect(state.reserved).toBe(300);
+  });
+});

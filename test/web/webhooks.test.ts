@@ -1,0 +1,224 @@
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { count, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  installations,
+  prRuns,
+  users,
+  webhookDeliveries,
+} from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+const secret = 'webhook-secret-for-tests';
+const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
+  name: string;
+  examples: Record<string, unknown>[];
+}[];
+
+function example(event: string, action: string): Record<string, unknown> {
+  const found = examples
+    .find((entry) => entry.name === event)!
+    .examples.find((payload) => payload.action === action);
+  return structuredClone(found!);
+}
+
+function sign(body: string, key = secret): string {
+  return 'sha256=' + createHmac('sha256', key).update(body).digest('hex');
+}
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+
+beforeAll(async () => {
+  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  app = createApp(context);
+});
+afterAll(async () => {
+  await context.close();
+});
+
+function post(body: string, headers: Record<string, string>) {
+  return app.request('/webhooks/github', {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+function pullRequestOpened(installationId: number) {
+  const payload = example('pull_request', 'opened');
+  payload.installation = { id: installationId, node_id: 'MDIz' };
+  return JSON.stringify(payload);
+}
+
+async function countRows(table: typeof prRuns | typeof webhookDeliveries) {
+  const [row] = await context.db.select({ value: count() }).from(table);
+  return row!.value;
+}
+
+describe('POST /webhooks/github', () => {
+  it('creates one run for a redelivered delivery', async () => {
+    const body = pullRequestOpened(4242);
+    const headers = {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'delivery-twice',
+      'x-hub-signature-256': sign(body),
+    };
+    const first = await post(body, headers);
+    const second = await post(body, headers);
+
+    expect(first.status).toBe(202);
+    expect(await first.json()).toMatchObject({ delivery: 'delivery-twice' });
+    expect(second.status).toBe(200);
+    expect(await second.json()).toEqual({ delivery: 'delivery-twice', duplicate: true });
+    const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, 4242));
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({
+      repository: 'Codertocat/Hello-World',
+      prNumber: 2,
+      headSha: 'ec26c3e57ca3a959ca5aad62de7213c562f8c821',
+      status: 'queued',
+    });
+    const jobs = await context.boss.fetch('analyze', { batchSize: 10 });
+    expect(jobs.map((job) => job.data)).toEqual([{ runId: runs[0]!.id }]);
+  });
+
+  it('creates one run for a new delivery of the same head sha', async () => {
+    const body = pullRequestOpened(4242);
+    await post(body, {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'same-sha-1',
+      'x-hub-signature-256': sign(body),
+    });
+    const again = await post(body, {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'same-sha-2',
+      'x-hub-signature-256': sign(body),
+    });
+    expect(again.status).toBe(202);
+    expect((await again.json()).outcome).toMatch(/^ignored: a run for/);
+    const runs = await context.db.select().from(prRuns).where(eq(prRuns.prNumber, 2));
+    expect(runs).toHaveLength(1);
+  });
+
+  it('rejects a wrong signature and stores nothing', async () => {
+    const deliveriesBefore = await countRows(webhookDeliveries);
+    const runsBefore = await countRows(prRuns);
+    const body = pullRequestOpened(5000);
+    const response = await post(body, {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'forged',
+      'x-hub-signature-256': sign(body, 'some-other-secret'),
+    });
+    expect(response.status).toBe(401);
+    const error = (await response.json()).error;
+    expect(error.code).toBe('invalid_signature');
+    expect(error.message).toContain('WEBHOOK_SECRET');
+    expect(typeof error.requestId).toBe('string');
+    expect(await countRows(webhookDeliveries)).toBe(deliveriesBefore);
+    expect(await countRows(prRuns)).toBe(runsBefore);
+  });
+
+  it('rejects a tampered body', async () => {
+    const body = pullRequestOpened(5001);
+    const response = await post(body.replace('Hello-World', 'Hello-Wörld'), {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'tampered',
+      'x-hub-signature-256': sign(body),
+    });
+    expect(response.status).toBe(401);
+  });
+
+  it('rejects a missing signature', async () => {
+    const response = await post('{}', { 'x-github-event': 'ping', 'x-github-delivery': 'unsigned' });
+    expect(response.status).toBe(401);
+    expect((await response.json()).error.message).toContain('X-Hub-Signature-256');
+  });
+
+  it('rejects a signed body that is not JSON', async () => {
+    const body = 'payload=%7B%7D';
+    const response = await post(body, {
+      'x-github-event': 'ping',
+      'x-github-delivery': 'form-encoded',
+      'x-hub-signature-256': sign(body),
+    });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('not valid JSON');
+  });
+
+  it('rejects a payload missing required fields', async () => {
+    const payload = JSON.parse(pullRequestOpened(5002));
+    delete payload.pull_request.head;
+    const body = JSON.stringify(payload);
+    const response = await post(body, {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'no-head',
+      'x-hub-signature-256': sign(body),
+    });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('pull_request.head');
+    const stored = await context.db
+      .select()
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, 'no-head'));
+    expect(stored).toHaveLength(0);
+  });
+
+  it('rejects a body over 25 MB', async () => {
+    const body = JSON.stringify({ padding: 'x'.repeat(25 * 1024 * 1024 + 10) });
+    const response = await post(body, {
+      'x-github-event': 'ping',
+      'x-github-delivery': 'huge',
+      'x-hub-signature-256': sign(body),
+      'content-length': String(Buffer.byteLength(body)),
+    });
+    expect(response.status).toBe(413);
+  });
+
+  it('records the installing user of an installation', async () => {
+    const payload = example('installation', 'created');
+    const body = JSON.stringify(payload);
+    const response = await post(body, {
+      'x-github-event': 'installation',
+      'x-github-delivery': 'installed',
+      'x-hub-signature-256': sign(body),
+    });
+    expect(response.status).toBe(202);
+    const installationId = (payload.installation as { id: number }).id;
+    const [installation] = await context.db
+      .select({ account: installations.accountLogin, login: users.login, plan: users.plan })
+      .from(installations)
+      .innerJoin(users, eq(users.id, installations.userId))
+      .where(eq(installations.id, installationId));
+    expect(installation).toEqual({ account: 'Codertocat', login: 'Codertocat', plan: 'free' });
+  });
+
+  it('acknowledges events it does not handle', async () => {
+    const body = JSON.stringify(example('pull_request', 'labeled'));
+    const response = await post(body, {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'labeled',
+      'x-hub-signature-256': sign(body),
+    });
+    expect(response.status).toBe(202);
+    expect((await response.json()).outcome).toBe('ignored: pull_request action labeled');
+  });
+});
+
+describe('POST /webhooks/github without WEBHOOK_SECRET', () => {
+  it('answers 503 naming the variable', async () => {
+    const unconfigured = await createTestContext();
+    try {
+      const response = await createApp(unconfigured).request('/webhooks/github', {
+        method: 'POST',
+        body: '{}',
+      });
+      expect(response.status).toBe(503);
+      expect((await response.json()).error.message).toContain('WEBHOOK_SECRET is not set');
+    } finally {
+      await unconfigured.close();
+    }
+  });
+});
