@@ -1,0 +1,115 @@
+import type { ModelUsage, Provider } from './types.ts';
+
+/**
+ * Reason a provider call failed.
+ *
+ * - `rate_limited`: HTTP 429. `retryAfterSeconds` is set when the provider sent a delay.
+ * - `unauthorized`: the key was rejected (401, 403, or Gemini's 400 `API_KEY_INVALID`).
+ * - `truncated`: the response stopped at the output token limit.
+ * - `empty`: the response contained no text.
+ * - `blocked`: the provider's safety or recitation filter stopped the prompt or the response.
+ * - `unavailable`: HTTP 5xx, a connection failure or an unreadable response.
+ * - `timeout`: no response within the timeout, or the caller aborted the request.
+ * - `invalid_request`: any other 4xx, such as an unknown model or a request that is too large.
+ */
+export type ProviderErrorKind =
+  | 'rate_limited'
+  | 'unauthorized'
+  | 'truncated'
+  | 'empty'
+  | 'blocked'
+  | 'unavailable'
+  | 'timeout'
+  | 'invalid_request';
+
+export type ProviderErrorOptions = {
+  provider: Provider;
+  kind: ProviderErrorKind;
+  message: string;
+  status?: number;
+  retryAfterSeconds?: number;
+  usage?: ModelUsage;
+};
+
+/**
+ * Failure of one provider call. The message is passed through `redactSecrets` with the
+ * pattern rules, and clients also pass their API key, so it can be logged and shown to users.
+ */
+export class ProviderError extends Error {
+  override name = 'ProviderError';
+  readonly provider: Provider;
+  readonly kind: ProviderErrorKind;
+  /** HTTP status of the provider's response, when there was one. */
+  readonly status?: number;
+  /** Delay in seconds that the provider asked for before the next request. */
+  readonly retryAfterSeconds?: number;
+  /**
+   * Tokens the provider reported for a rejected response. A truncated, empty or blocked
+   * response still costs these tokens, so the caller must bill them.
+   */
+  readonly usage?: ModelUsage;
+
+  constructor(options: ProviderErrorOptions) {
+    super(redactSecrets(options.message, []));
+    this.provider = options.provider;
+    this.kind = options.kind;
+    if (options.status !== undefined) this.status = options.status;
+    if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
+    if (options.usage !== undefined) this.usage = options.usage;
+  }
+}
+
+const redacted = '[redacted]';
+
+/** Patterns of credentials that may appear in provider messages, URLs and header dumps. */
+const secretPatterns: { pattern: RegExp; replacement: string }[] = [
+  // Query parameters such as `?key=...` (Gemini accepts the key in the URL) or `api_key=...`.
+  {
+    pattern: /\b(key|api[_-]?key|access[_-]?token|token)=[^&\s"'#<>]+/gi,
+    replacement: `$1=${redacted}`,
+  },
+  { pattern: /\bBearer\s+[^\s"',;]+/gi, replacement: `Bearer ${redacted}` },
+  {
+    pattern: /\b(x-goog-api-key["']?\s*[:=]\s*["']?)[^\s"',;}]+/gi,
+    replacement: `$1${redacted}`,
+  },
+  // Groq keys start with `gsk_`, Google API keys with `AIza`.
+  { pattern: /\bgsk_[A-Za-z0-9]{8,}/g, replacement: redacted },
+  { pattern: /\bAIza[0-9A-Za-z_-]{20,}/g, replacement: redacted },
+];
+
+/**
+ * Replaces credentials in `text` with `[redacted]`: every occurrence of each non-empty secret,
+ * also percent-encoded, and every match of `secretPatterns`. The patterns cover key query
+ * parameters, Bearer tokens, `x-goog-api-key` values, Groq `gsk_` keys and Google `AIza` keys.
+ */
+export function redactSecrets(text: string, secrets: string[]): string {
+  let result = text;
+
+  // Longer secrets first, so that a secret that contains a shorter one is replaced whole.
+  // A secret may also appear percent-encoded, for example in a URL query.
+  const exactSecrets = secrets
+    .filter((secret) => secret.length > 0)
+    .flatMap((secret) => [secret, encodeURIComponent(secret)]);
+  exactSecrets.sort((a, b) => b.length - a.length);
+  for (const secret of exactSecrets) {
+    result = result.split(secret).join(redacted);
+  }
+
+  for (const { pattern, replacement } of secretPatterns) {
+    result = result.replace(pattern, replacement);
+  }
+  return result;
+}
+
+/** Maximum length in characters of a provider message quoted in a ProviderError message. */
+const maxProviderMessageLength = 300;
+
+/**
+ * Redacts a message that a provider or SDK produced, shortens it, and drops its final period
+ * so that it fits inside a sentence.
+ */
+export function cleanProviderMessage(text: string, secrets: string[]): string {
+  const redactedText = redactSecrets(text, secrets);
+  return redactedText.slice(0, maxProviderMessageLength).trim().replace(/[.\s]+$/, '');
+}

@@ -1,0 +1,110 @@
+import { ProviderError, type ProviderErrorKind } from './errors.ts';
+import { providerNames } from './retry.ts';
+import type { ModelClient, ModelRequest, ModelResult, ModelUsage, Provider } from './types.ts';
+
+/** Outcome of one `generate` call on one client, retries inside the client included. */
+export type ModelAttempt = {
+  provider: Provider;
+  model: string;
+  /**
+   * Tokens the provider reported for this call: the result's usage, or the error's usage when
+   * a rejected response (truncated, empty, blocked) still cost tokens. Undefined when the
+   * provider reported none, as for 429, 5xx, timeouts and connection errors.
+   */
+  usage: ModelUsage | undefined;
+  /** Set when the call succeeded. */
+  result?: ModelResult;
+  /** Set when the call failed. */
+  error?: ProviderError;
+};
+
+export type FallbackOptions = {
+  signal?: AbortSignal;
+  /**
+   * Called once per client call, after it succeeded or failed and before the next client is
+   * tried, so it receives every reported usage exactly once. A caller that bills here must
+   * not also bill the returned result or the thrown error. A rejection from this callback is
+   * raised to the caller.
+   *
+   * NOTE: a call that timed out or was aborted may have cost tokens that the provider never
+   * reported, so its `usage` is undefined.
+   */
+  onAttempt?: (attempt: ModelAttempt) => void | Promise<void>;
+};
+
+/** Error kinds after which the next client is tried, because another provider may succeed. */
+const fallbackKinds: ReadonlySet<ProviderErrorKind> = new Set([
+  'rate_limited',
+  'unavailable',
+  'timeout',
+]);
+
+/**
+ * Sends the request to each client in order until one succeeds, and returns its result.
+ *
+ * The next client is tried after `rate_limited`, `unavailable` and `timeout`. Other errors are
+ * raised at once: `truncated`, `empty`, `blocked` and `invalid_request` concern the content,
+ * which another provider would see too, and `unauthorized` must never switch silently to
+ * another provider's key. An abort through `options.signal` also stops the loop.
+ *
+ * When every client fails, raises a ProviderError with the last error's fields and a message
+ * that names each provider's failure.
+ */
+export async function generateWithFallback(
+  clients: ModelClient[],
+  request: ModelRequest,
+  options: FallbackOptions = {},
+): Promise<ModelResult> {
+  if (clients.length === 0) {
+    throw new Error('No model provider is configured. Set a Groq or Gemini API key.');
+  }
+
+  const failures: ProviderError[] = [];
+  for (const client of clients) {
+    let result: ModelResult;
+    try {
+      result = await client.generate(request, options.signal ? { signal: options.signal } : {});
+    } catch (error) {
+      if (!(error instanceof ProviderError)) throw error;
+      await options.onAttempt?.({
+        provider: client.provider,
+        model: client.model,
+        usage: error.usage,
+        error,
+      });
+
+      if (!fallbackKinds.has(error.kind) || options.signal?.aborted) throw error;
+      failures.push(error);
+      continue;
+    }
+
+    await options.onAttempt?.({
+      provider: client.provider,
+      model: client.model,
+      usage: result.usage,
+      result,
+    });
+    return result;
+  }
+
+  throw combineFailures(failures);
+}
+
+/** Builds the error raised when every client failed. */
+function combineFailures(failures: ProviderError[]): ProviderError {
+  const last = failures.at(-1);
+  if (last === undefined) throw new Error('combineFailures needs at least one failure');
+  if (failures.length === 1) return last;
+
+  const summary = failures
+    .map((failure) => `${providerNames[failure.provider]} (${failure.kind}): ${failure.message}`)
+    .join(' ');
+  return new ProviderError({
+    provider: last.provider,
+    kind: last.kind,
+    message: `Every model provider failed. ${summary}`,
+    ...(last.status !== undefined ? { status: last.status } : {}),
+    ...(last.retryAfterSeconds !== undefined ? { retryAfterSeconds: last.retryAfterSeconds } : {}),
+    ...(last.usage !== undefined ? { usage: last.usage } : {}),
+  });
+}

@@ -1,0 +1,295 @@
+import Groq, {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+} from 'groq-sdk';
+import type { ChatCompletion } from 'groq-sdk/resources/chat/completions';
+import type { Logger } from '../logger.ts';
+import { cleanProviderMessage, ProviderError } from './errors.ts';
+import {
+  callerAbortError,
+  defaultRetryPolicy,
+  parseRetryAfterHeader,
+  runWithRetries,
+  startAttemptSignal,
+  timeoutError,
+  type RetryPolicy,
+} from './retry.ts';
+import type { ModelClient, ModelRequest, ModelResult, ModelUsage } from './types.ts';
+
+export type GroqClientOptions = {
+  apiKey: string;
+  /** Host root such as `https://api.groq.com`. The SDK appends `/openai/v1/...`. */
+  baseUrl: string;
+  model: string;
+  /** Maximum number of retries per call for 429, 5xx and connection errors. */
+  maxRetries: number;
+  /** Timeout in ms for each HTTP request. Every retry gets the full timeout again. */
+  timeoutMs: number;
+  /** Maximum `retry-after` in seconds that is still waited for. Defaults to 10. */
+  maxRetryAfterSeconds?: number;
+  /** Delay in ms before the first retry when Groq sent no `retry-after`. Defaults to 500. */
+  retryBaseDelayMs?: number;
+  /** Sampling temperature. Defaults to 0, because a fix should not vary between runs. */
+  temperature?: number;
+  logger?: Logger;
+};
+
+/**
+ * Creates a client for Groq's chat completions API. The SDK's own retries are turned off
+ * because groq-sdk 1.6.0 waits for any `retry-after` without a cap. This client retries per
+ * `RetryPolicy` instead.
+ */
+export function createGroqClient(options: GroqClientOptions): ModelClient {
+  const { apiKey, baseUrl, model, timeoutMs, logger } = options;
+  if (apiKey.trim() === '') {
+    throw new ProviderError({
+      provider: 'groq',
+      kind: 'unauthorized',
+      message: 'The Groq API key is empty. Set a Groq API key before sending requests.',
+    });
+  }
+
+  const policy: RetryPolicy = {
+    ...defaultRetryPolicy,
+    maxRetries: options.maxRetries,
+    maxRetryAfterSeconds: options.maxRetryAfterSeconds ?? defaultRetryPolicy.maxRetryAfterSeconds,
+    baseDelayMs: options.retryBaseDelayMs ?? defaultRetryPolicy.baseDelayMs,
+  };
+  // baseURL and apiKey are always passed, so GROQ_BASE_URL and GROQ_API_KEY are never read.
+  const sdk = new Groq({
+    apiKey,
+    baseURL: baseUrl,
+    maxRetries: 0,
+    timeout: timeoutMs,
+    logLevel: 'off',
+  });
+  const context = { provider: 'groq' as const, model, policy, ...(logger ? { logger } : {}) };
+  const toProviderError = (error: unknown) =>
+    mapGroqError(error, { apiKey, baseUrl, model, timeoutMs });
+
+  async function generateOnce(request: ModelRequest, signal?: AbortSignal): Promise<ModelResult> {
+    if (signal?.aborted) throw callerAbortError('groq');
+    const attempt = startAttemptSignal(timeoutMs, signal);
+
+    let completion: ChatCompletion;
+    try {
+      completion = await sdk.chat.completions.create(
+        {
+          model,
+          messages: [
+            { role: 'system', content: request.system },
+            { role: 'user', content: request.user },
+          ],
+          max_completion_tokens: request.maxOutputTokens,
+          temperature: options.temperature ?? 0,
+        },
+        { signal: attempt.signal, maxRetries: 0, timeout: timeoutMs },
+      );
+    } catch (error) {
+      if (attempt.timedOut()) throw timeoutError('groq', timeoutMs);
+      if (attempt.callerAborted()) throw callerAbortError('groq');
+      throw toProviderError(error);
+    } finally {
+      attempt.dispose();
+    }
+
+    return readCompletion(completion, model, request.maxOutputTokens);
+  }
+
+  async function listModelsOnce(): Promise<string[]> {
+    const attempt = startAttemptSignal(timeoutMs);
+    try {
+      const list = await sdk.models.list({
+        signal: attempt.signal,
+        maxRetries: 0,
+        timeout: timeoutMs,
+      });
+      // Groq adds an `active` flag that the SDK's types do not declare.
+      const models = list.data as { id: string; active?: boolean }[];
+      return models
+        .filter((entry) => entry.active !== false)
+        .map((entry) => entry.id)
+        .sort();
+    } catch (error) {
+      if (attempt.timedOut()) throw timeoutError('groq', timeoutMs);
+      throw toProviderError(error);
+    } finally {
+      attempt.dispose();
+    }
+  }
+
+  return {
+    provider: 'groq',
+    model,
+    generate: (request, callOptions) => {
+      const signal = callOptions?.signal;
+      return runWithRetries(context, () => generateOnce(request, signal), signal);
+    },
+    listModels: () => runWithRetries(context, listModelsOnce),
+  };
+}
+
+function mapUsage(usage: ChatCompletion['usage']): ModelUsage {
+  const promptTokens = usage?.prompt_tokens ?? 0;
+  const completionTokens = usage?.completion_tokens ?? 0;
+  return {
+    promptTokens,
+    completionTokens,
+    totalTokens: usage?.total_tokens ?? promptTokens + completionTokens,
+  };
+}
+
+/** Converts a completion into a result, or raises when its text cannot be used. */
+function readCompletion(
+  completion: ChatCompletion,
+  model: string,
+  maxOutputTokens: number,
+): ModelResult {
+  const usage = mapUsage(completion.usage);
+  const choice = completion.choices[0];
+  const text = choice?.message.content ?? '';
+  // `content_filter` is not in the SDK's type, but OpenAI-compatible servers may send it.
+  const finishReason: string = choice?.finish_reason ?? 'unknown';
+
+  if (finishReason === 'length') {
+    throw new ProviderError({
+      provider: 'groq',
+      kind: 'truncated',
+      usage,
+      message:
+        `The Groq response was cut off at the output limit of ${maxOutputTokens} tokens ` +
+        `(finish reason length). Raise the output limit or send a smaller file.`,
+    });
+  }
+  if (finishReason === 'content_filter') {
+    throw new ProviderError({
+      provider: 'groq',
+      kind: 'blocked',
+      usage,
+      message:
+        'Groq withheld the response because of its content filter ' +
+        '(finish reason content_filter).',
+    });
+  }
+  if (text.trim() === '') {
+    throw new ProviderError({
+      provider: 'groq',
+      kind: 'empty',
+      usage,
+      message: `Groq returned an empty response (finish reason ${finishReason}).`,
+    });
+  }
+
+  const reportedModel = completion.model;
+  return {
+    provider: 'groq',
+    model: typeof reportedModel === 'string' && reportedModel !== '' ? reportedModel : model,
+    text,
+    finishReason,
+    usage,
+  };
+}
+
+/** Returns the message from Groq's error body `{ error: { message } }`, or the SDK's message. */
+function readErrorDetail(error: APIError): string {
+  const body = error.error as { error?: { message?: unknown } } | undefined;
+  const message = body?.error?.message;
+  if (typeof message === 'string' && message.trim() !== '') return message.trim();
+  return error.message;
+}
+
+/**
+ * Maps an error raised by groq-sdk to a ProviderError with a redacted message. Rethrows
+ * errors that did not come from the SDK or from parsing its response.
+ */
+export function mapGroqError(
+  error: unknown,
+  context: { apiKey: string; baseUrl: string; model: string; timeoutMs: number },
+): ProviderError {
+  const clean = (text: string) => cleanProviderMessage(text, [context.apiKey]);
+
+  if (error instanceof APIConnectionTimeoutError) return timeoutError('groq', context.timeoutMs);
+  if (error instanceof APIUserAbortError) return callerAbortError('groq');
+  if (error instanceof APIConnectionError) {
+    // Node's fetch raises `TypeError: fetch failed` whose cause names the socket error.
+    const cause = error.cause instanceof Error ? error.cause : undefined;
+    const reason =
+      cause?.cause instanceof Error ? cause.cause.message : (cause?.message ?? error.message);
+    return new ProviderError({
+      provider: 'groq',
+      kind: 'unavailable',
+      message:
+        `Could not connect to Groq at ${context.baseUrl}: ${clean(reason)}. ` +
+        'Check the base URL and the network.',
+    });
+  }
+
+  if (error instanceof APIError && error.status !== undefined) {
+    const status = error.status;
+    const detail = clean(readErrorDetail(error));
+    const retryAfterMs = parseRetryAfterHeader(error.headers?.get('retry-after-ms'));
+    const retryAfterSeconds =
+      retryAfterMs !== undefined
+        ? retryAfterMs / 1000
+        : parseRetryAfterHeader(error.headers?.get('retry-after'));
+    const retryFields = retryAfterSeconds !== undefined ? { retryAfterSeconds } : {};
+
+    if (status === 429) {
+      const wait = retryAfterSeconds !== undefined ? ` Retry after ${retryAfterSeconds} s.` : '';
+      return new ProviderError({
+        provider: 'groq',
+        kind: 'rate_limited',
+        status,
+        ...retryFields,
+        message: `Groq rate limit reached for model ${context.model} (HTTP 429): ${detail}.${wait}`,
+      });
+    }
+    if (status === 401 || status === 403) {
+      return new ProviderError({
+        provider: 'groq',
+        kind: 'unauthorized',
+        status,
+        message:
+          `Groq rejected the API key (HTTP ${status}): ${detail}. ` +
+          'Check or replace the Groq API key.',
+      });
+    }
+    if (status >= 500 || status === 408) {
+      return new ProviderError({
+        provider: 'groq',
+        kind: 'unavailable',
+        status,
+        ...retryFields,
+        message: `Groq is unavailable (HTTP ${status}): ${detail}. Try again later.`,
+      });
+    }
+    if (status === 404) {
+      return new ProviderError({
+        provider: 'groq',
+        kind: 'invalid_request',
+        status,
+        message:
+          `Groq did not find model ${context.model} (HTTP 404): ${detail}. ` +
+          'Check the model name.',
+      });
+    }
+    return new ProviderError({
+      provider: 'groq',
+      kind: 'invalid_request',
+      status,
+      message: `Groq rejected the request as invalid (HTTP ${status}): ${detail}.`,
+    });
+  }
+
+  // A 200 response whose body is not JSON reaches here as a SyntaxError from the SDK's parser.
+  if (error instanceof SyntaxError || error instanceof Groq.GroqError) {
+    return new ProviderError({
+      provider: 'groq',
+      kind: 'unavailable',
+      message: `Groq returned a response that could not be read: ${clean(error.message)}.`,
+    });
+  }
+  throw error;
+}

@@ -1,0 +1,90 @@
+import { countPromptDelimiters } from './prompt.ts';
+
+export type ParsedModelOutput = { ok: true; content: string } | { ok: false; reason: string };
+
+/**
+ * Matches text that is one fenced code block: an opening fence of 3 or more backticks or
+ * tildes with an optional info string, the body, and a closing fence on the last line.
+ * Groups: 1 opening fence, 2 body (undefined when empty), 3 closing fence.
+ */
+const wrappingFencePattern =
+  /^\s*?(`{3,}|~{3,})[^\r\n`]*\r?\n(?:([\s\S]*?)\r?\n)?[ \t]*(`{3,}|~{3,})[ \t]*\s*$/;
+
+/**
+ * Returns the body of `text` when all of it is one fenced code block, else undefined. The
+ * last fence closes the block, so fences nested in the body stay.
+ */
+function stripWrappingFence(text: string): string | undefined {
+  const match = wrappingFencePattern.exec(text);
+  if (!match) return undefined;
+
+  const opening = match[1] ?? '';
+  const closing = match[3] ?? '';
+  // CommonMark: the closing fence uses the same character and is at least as long.
+  if (closing[0] !== opening[0] || closing.length < opening.length) return undefined;
+  return match[2] ?? '';
+}
+
+type LineEndingStyle = 'crlf' | 'lf' | 'mixed' | 'none';
+
+function detectLineEndings(text: string): LineEndingStyle {
+  const lineFeeds = text.split('\n').length - 1;
+  if (lineFeeds === 0) return 'none';
+  const crlfs = text.split('\r\n').length - 1;
+  if (crlfs === lineFeeds) return 'crlf';
+  if (crlfs === 0) return 'lf';
+  return 'mixed';
+}
+
+/** Converts the output to the original's line endings when both use one style each. */
+function restoreLineEndings(content: string, original: string): string {
+  const originalStyle = detectLineEndings(original);
+  const contentStyle = detectLineEndings(content);
+  if (originalStyle === 'crlf' && contentStyle === 'lf') return content.replaceAll('\n', '\r\n');
+  if (originalStyle === 'lf' && contentStyle === 'crlf') return content.replaceAll('\r\n', '\n');
+  return content;
+}
+
+/** Adds or removes one final line break so that the output ends like the original. */
+function restoreFinalNewline(content: string, original: string): string {
+  const originalEnds = original.endsWith('\n');
+  const contentEnds = content.endsWith('\n');
+  if (originalEnds && !contentEnds) {
+    return content + (original.endsWith('\r\n') ? '\r\n' : '\n');
+  }
+  if (!originalEnds && contentEnds) return content.replace(/\r?\n$/, '');
+  return content;
+}
+
+/**
+ * Extracts the corrected file from a model's output text.
+ *
+ * Strips one code fence that wraps the whole text, unless the original file is itself one
+ * fenced block and the text has no second layer. Rejects empty text and text that
+ * contains more prompt data block tags than the original. Then restores the original's line
+ * ending style (when each side uses one style throughout) and its final line break.
+ */
+export function parseModelOutput(text: string, original: string): ParsedModelOutput {
+  let content = text;
+  const unwrapped = stripWrappingFence(text);
+  if (unwrapped !== undefined) {
+    const originalIsFenced = stripWrappingFence(original) !== undefined;
+    if (!originalIsFenced || stripWrappingFence(unwrapped) !== undefined) content = unwrapped;
+  }
+
+  if (content.trim() === '') {
+    return { ok: false, reason: 'The model returned an empty file.' };
+  }
+  if (countPromptDelimiters(content) > countPromptDelimiters(original)) {
+    return {
+      ok: false,
+      reason:
+        'The model output contains the prompt\'s data block tags (such as <file> or ' +
+        '<findings>), so it is not the corrected file alone.',
+    };
+  }
+
+  content = restoreLineEndings(content, original);
+  content = restoreFinalNewline(content, original);
+  return { ok: true, content };
+}

@@ -1,0 +1,334 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ProviderError } from '../../src/llm/errors.ts';
+import { createGroqClient, type GroqClientOptions } from '../../src/llm/groq.ts';
+import type { ModelRequest } from '../../src/llm/types.ts';
+import { groqErrorBody, startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+
+const apiKey = 'gsk_TESTONLY0000000000000000000000000000000000000000000000';
+const model = 'llama-3.3-70b-versatile';
+const request: ModelRequest = {
+  system: 'Return the file.',
+  user: '<file path="a.ts">\nconst a = 1;\n</file>',
+  maxOutputTokens: 512,
+};
+
+let fake: FakeGroq;
+
+beforeAll(async () => {
+  fake = await startFakeGroq();
+});
+
+afterEach(() => {
+  fake.reset();
+});
+
+afterAll(async () => {
+  await fake.close();
+});
+
+function client(overrides: Partial<GroqClientOptions> = {}) {
+  return createGroqClient({
+    apiKey,
+    baseUrl: fake.url,
+    model,
+    maxRetries: 2,
+    timeoutMs: 5000,
+    retryBaseDelayMs: 10,
+    ...overrides,
+  });
+}
+
+/** Runs `promise`, expects it to reject with a ProviderError and returns that error. */
+async function providerError(promise: Promise<unknown>): Promise<ProviderError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(ProviderError);
+  return error as ProviderError;
+}
+
+describe('Groq client', () => {
+  it('maps the request, response and usage', async () => {
+    fake.setHandler(() => ({ text: 'const a = 2;\n' }));
+
+    const result = await client().generate(request);
+
+    expect(fake.requests).toHaveLength(1);
+    const sent = fake.requests[0]!;
+    expect(sent.method).toBe('POST');
+    expect(sent.path).toBe('/openai/v1/chat/completions');
+    expect(sent.headers.authorization).toBe(`Bearer ${apiKey}`);
+    expect(sent.body).toMatchObject({
+      model,
+      messages: [
+        { role: 'system', content: request.system },
+        { role: 'user', content: request.user },
+      ],
+      max_completion_tokens: 512,
+      temperature: 0,
+    });
+
+    const usage = sent.reply?.usage;
+    expect(usage).toBeDefined();
+    expect(result).toEqual({
+      provider: 'groq',
+      model,
+      text: 'const a = 2;\n',
+      finishReason: 'stop',
+      usage: {
+        promptTokens: usage!.prompt_tokens,
+        completionTokens: usage!.completion_tokens,
+        totalTokens: usage!.total_tokens,
+      },
+    });
+  });
+
+  it('retries a 429 with a short retry-after', async () => {
+    fake.enqueue({
+      status: 429,
+      headers: { 'retry-after': '1' },
+      body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
+    });
+
+    const started = Date.now();
+    const result = await client().generate(request);
+
+    expect(result.text).toBe('fake answer');
+    expect(fake.requests).toHaveLength(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+  });
+
+  it('fails at once on a 429 with a long retry-after', async () => {
+    fake.enqueue({
+      status: 429,
+      headers: { 'retry-after': '3600' },
+      body: groqErrorBody('Rate limit reached for tokens per day', 'tokens', 'rate_limit_exceeded'),
+    });
+
+    const started = Date.now();
+    const error = await providerError(client().generate(request));
+
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(fake.requests).toHaveLength(1);
+    expect(error.kind).toBe('rate_limited');
+    expect(error.status).toBe(429);
+    expect(error.retryAfterSeconds).toBe(3600);
+    expect(error.message).toContain('Rate limit reached for tokens per day');
+    expect(error.usage).toBeUndefined();
+  });
+
+  it('stops retrying a 429 after maxRetries', async () => {
+    const limited = {
+      status: 429,
+      headers: { 'retry-after': '0' },
+      body: groqErrorBody('Rate limit reached', 'requests', 'rate_limit_exceeded'),
+    };
+    fake.enqueue(limited, limited, limited);
+
+    const error = await providerError(client({ maxRetries: 1 }).generate(request));
+
+    expect(error.kind).toBe('rate_limited');
+    expect(fake.requests).toHaveLength(2);
+  });
+
+  it('applies a lower retry-after cap', async () => {
+    fake.enqueue({
+      status: 429,
+      headers: { 'retry-after': '1' },
+      body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
+    });
+
+    const error = await providerError(client({ maxRetryAfterSeconds: 0.5 }).generate(request));
+
+    expect(error.kind).toBe('rate_limited');
+    expect(error.retryAfterSeconds).toBe(1);
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('raises truncated with usage for finish reason length', async () => {
+    fake.enqueue({
+      text: 'const a =',
+      finishReason: 'length',
+      usage: { prompt_tokens: 40, completion_tokens: 512, total_tokens: 552 },
+    });
+
+    const error = await providerError(client().generate(request));
+
+    expect(error.kind).toBe('truncated');
+    expect(error.usage).toEqual({ promptTokens: 40, completionTokens: 512, totalTokens: 552 });
+    expect(error.message).toContain('512 tokens');
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('raises empty with usage for blank content', async () => {
+    fake.enqueue({
+      text: '  \n',
+      usage: { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 },
+    });
+
+    const error = await providerError(client().generate(request));
+
+    expect(error.kind).toBe('empty');
+    expect(error.usage).toEqual({ promptTokens: 30, completionTokens: 2, totalTokens: 32 });
+  });
+
+  it('raises unauthorized for a rejected key without retrying', async () => {
+    const rejectedKey = 'gsk_REJECTED000000000000000000000000000000000000000000000';
+    fake.rejectKey(rejectedKey);
+
+    const error = await providerError(client({ apiKey: rejectedKey }).generate(request));
+
+    expect(error.kind).toBe('unauthorized');
+    expect(error.status).toBe(401);
+    expect(error.message).toContain('Invalid API Key');
+    expect(error.message).not.toContain(rejectedKey);
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('raises unauthorized for 403', async () => {
+    fake.enqueue({
+      status: 403,
+      body: groqErrorBody('Organization has been restricted', 'permissions_error'),
+    });
+
+    const error = await providerError(client().generate(request));
+
+    expect(error.kind).toBe('unauthorized');
+    expect(error.status).toBe(403);
+  });
+
+  it('retries a 503 then succeeds', async () => {
+    fake.enqueue({
+      status: 503,
+      body: groqErrorBody('Service Unavailable', 'internal_server_error'),
+    });
+
+    const result = await client().generate(request);
+
+    expect(result.text).toBe('fake answer');
+    expect(fake.requests).toHaveLength(2);
+  });
+
+  it('raises unavailable after maxRetries server errors', async () => {
+    const failure = {
+      status: 500,
+      body: groqErrorBody('Internal Server Error', 'internal_server_error'),
+    };
+    fake.enqueue(failure, failure, failure, failure);
+
+    const error = await providerError(client({ maxRetries: 2 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.status).toBe(500);
+    expect(fake.requests).toHaveLength(3);
+  });
+
+  it('raises unavailable when the connection is refused', async () => {
+    const closed = await startFakeGroq();
+    const closedUrl = closed.url;
+    await closed.close();
+
+    const error = await providerError(
+      client({ baseUrl: closedUrl, maxRetries: 1 }).generate(request),
+    );
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.status).toBeUndefined();
+    expect(error.message).toContain(closedUrl);
+  });
+
+  it('raises timeout for a late response', async () => {
+    fake.enqueue({ text: 'late', delayMs: 3000 });
+
+    const started = Date.now();
+    const error = await providerError(client({ timeoutMs: 200 }).generate(request));
+
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(error.kind).toBe('timeout');
+    expect(error.message).toContain('200 ms');
+    expect(fake.requests).toHaveLength(1);
+    await fake.idle();
+  });
+
+  it('raises timeout when the caller aborts', async () => {
+    fake.enqueue({ text: 'late', delayMs: 3000 });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+
+    const started = Date.now();
+    const error = await providerError(client().generate(request, { signal: controller.signal }));
+
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(error.kind).toBe('timeout');
+    expect(error.message).toContain('caller aborted');
+    await fake.idle();
+  });
+
+  it('raises invalid_request for an unknown model', async () => {
+    const error = await providerError(client({ model: 'no-such-model' }).generate(request));
+
+    expect(error.kind).toBe('invalid_request');
+    expect(error.status).toBe(404);
+    expect(error.message).toContain('no-such-model');
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('redacts the key when the provider echoes it', async () => {
+    fake.enqueue({
+      status: 400,
+      body: groqErrorBody(
+        `Invalid request for key ${apiKey} with header Authorization: Bearer ${apiKey}`,
+        'invalid_request_error',
+      ),
+    });
+
+    const error = await providerError(client().generate(request));
+
+    expect(error.kind).toBe('invalid_request');
+    expect(error.message).not.toContain(apiKey);
+    expect(error.message).not.toContain('gsk_');
+    expect(error.message).toContain('[redacted]');
+  });
+
+  it('redacts a key of no known format', async () => {
+    const customKey = 'custom-secret-value-42';
+    fake.enqueue({
+      status: 400,
+      body: groqErrorBody(`Unknown key ${customKey}`, 'invalid_request_error'),
+    });
+
+    const error = await providerError(client({ apiKey: customKey }).generate(request));
+
+    expect(error.message).not.toContain(customKey);
+    expect(error.message).toContain('Unknown key [redacted]');
+  });
+
+  it('lists the active models', async () => {
+    const models = await client().listModels();
+
+    expect(models).toEqual([
+      'llama-3.1-8b-instant',
+      'llama-3.3-70b-versatile',
+      'openai/gpt-oss-120b',
+      'whisper-large-v3',
+    ]);
+    expect(fake.requests[0]?.method).toBe('GET');
+    expect(fake.requests[0]?.path).toBe('/openai/v1/models');
+  });
+
+  it('raises unauthorized when listing models with a rejected key', async () => {
+    const rejectedKey = 'gsk_REJECTEDLIST0000000000000000000000000000000000000000';
+    fake.rejectKey(rejectedKey);
+
+    const error = await providerError(client({ apiKey: rejectedKey }).listModels());
+
+    expect(error.kind).toBe('unauthorized');
+    expect(error.status).toBe(401);
+  });
+
+  it('rejects an empty key before any request', () => {
+    expect(() => client({ apiKey: ' ' })).toThrow(ProviderError);
+    expect(fake.requests).toHaveLength(0);
+  });
+});

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { parseModelOutput } from '../../src/llm/output.ts';
+
+describe('parseModelOutput', () => {
+  it('returns plain output unchanged', () => {
+    expect(parseModelOutput('const a = 1;\n', 'const a = 0;\n')).toEqual({
+      ok: true,
+      content: 'const a = 1;\n',
+    });
+  });
+
+  it('strips one wrapping fence with a language', () => {
+    const result = parseModelOutput('```typescript\nconst a = 1;\n```', 'const a = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
+  });
+
+  it('strips a tilde fence and surrounding blank lines', () => {
+    const result = parseModelOutput('\n~~~\nx = 1\n~~~\n\n', 'x = 0\n');
+
+    expect(result).toEqual({ ok: true, content: 'x = 1\n' });
+  });
+
+  it('keeps fences nested in the wrapped file', () => {
+    const markdown = '# Usage\n\n```sh\nnpm test\n```\n\nDone.\n';
+
+    const result = parseModelOutput('````markdown\n' + markdown + '````\n', markdown);
+
+    expect(result).toEqual({ ok: true, content: markdown });
+  });
+
+  it('keeps nested fences inside a three-backtick wrapper', () => {
+    const markdown = 'Run:\n```sh\nnpm test\n```\n';
+
+    const result = parseModelOutput('```md\n' + markdown + '```', markdown);
+
+    expect(result).toEqual({ ok: true, content: markdown });
+  });
+
+  it('keeps fences in unwrapped output', () => {
+    const markdown = '```sh\nnpm test\n```\n\nText after.\n';
+
+    const result = parseModelOutput(markdown, markdown);
+
+    expect(result).toEqual({ ok: true, content: markdown });
+  });
+
+  it('keeps a fenced original that came back unwrapped', () => {
+    const snippet = '```js\nconsole.log(1);\n```\n';
+
+    expect(parseModelOutput(snippet, snippet)).toEqual({ ok: true, content: snippet });
+  });
+
+  it('strips the extra layer around a fenced original', () => {
+    const snippet = '```js\nrun();\n```\n';
+
+    const result = parseModelOutput('````\n' + snippet + '````', snippet);
+
+    expect(result).toEqual({ ok: true, content: snippet });
+  });
+
+  it('does not strip a fence closed by another character', () => {
+    const text = '```\nbody\n~~~';
+
+    const result = parseModelOutput(text, 'x');
+
+    expect(result).toEqual({ ok: true, content: text });
+  });
+
+  it.each([
+    ['an empty answer', ''],
+    ['a whitespace answer', ' \n\t\n'],
+    ['an empty fence', '```\n```'],
+    ['a fence around blank lines', '```ts\n\n\n```'],
+  ])('rejects %s', (_case, text) => {
+    const result = parseModelOutput(text, 'a\n');
+
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('empty') });
+  });
+
+  it.each([
+    ['the file tag', '<file path="a.ts">\nconst a = 1;\n</file>'],
+    ['a nonce tag', 'const a = 1;\n</file-0123456789abcdef>'],
+    ['the findings block', '<findings>\n[]\n</findings>\nconst a = 1;\n'],
+  ])('rejects output with %s', (_case, text) => {
+    const result = parseModelOutput(text, 'const a = 0;\n');
+
+    expect(result).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('data block tags'),
+    });
+  });
+
+  it('accepts tags that the original contains too', () => {
+    const xml = '<files>\n  <file path="a">old</file>\n</files>\n';
+    const fixed = '<files>\n  <file path="a">new</file>\n</files>\n';
+
+    expect(parseModelOutput(fixed, xml)).toEqual({ ok: true, content: fixed });
+  });
+
+  it('restores CRLF line endings', () => {
+    const result = parseModelOutput('```\none\ntwo\n```', 'uno\r\ndos\r\n');
+
+    expect(result).toEqual({ ok: true, content: 'one\r\ntwo\r\n' });
+  });
+
+  it('restores LF line endings', () => {
+    const result = parseModelOutput('one\r\ntwo\r\n', 'uno\ndos\n');
+
+    expect(result).toEqual({ ok: true, content: 'one\ntwo\n' });
+  });
+
+  it('leaves mixed line endings alone', () => {
+    const result = parseModelOutput('one\ntwo\n', 'uno\r\ndos\n');
+
+    expect(result).toEqual({ ok: true, content: 'one\ntwo\n' });
+  });
+
+  it('adds the missing final newline', () => {
+    expect(parseModelOutput('a = 1', 'a = 0\n')).toEqual({ ok: true, content: 'a = 1\n' });
+    expect(parseModelOutput('a = 1\nb = 2', 'a = 0\r\nb = 2\r\n')).toEqual({
+      ok: true,
+      content: 'a = 1\r\nb = 2\r\n',
+    });
+  });
+
+  it('removes an added final newline', () => {
+    expect(parseModelOutput('a = 1\n', 'a = 0')).toEqual({ ok: true, content: 'a = 1' });
+    expect(parseModelOutput('a\r\nb\r\n', 'a\r\nc')).toEqual({ ok: true, content: 'a\r\nb' });
+  });
+});
