@@ -1,0 +1,170 @@
+import { createAppAuth } from '@octokit/auth-app';
+import { retry } from '@octokit/plugin-retry';
+import { throttling } from '@octokit/plugin-throttling';
+import { Octokit } from '@octokit/rest';
+import type { Logger } from '../logger.ts';
+
+/** Octokit with retries of server errors and handling of GitHub's rate limits. */
+const ThrottledOctokit = Octokit.plugin(retry, throttling);
+
+/** Maximum wait, in seconds, that GitHub may request before a rate-limited request is retried. */
+export const maxRateLimitWaitSeconds = 60;
+/** Retries of one request after a rate limit response. */
+export const maxRateLimitRetries = 2;
+
+export interface GitHubAppOptions {
+  appId: string;
+  /** PEM private key of the app, PKCS#1 as GitHub issues it or PKCS#8. */
+  privateKey: string;
+  /** REST API base URL, e.g. `https://api.github.com` or `https://ghe.example/api/v3`. */
+  baseUrl: string;
+  logger: Logger;
+}
+
+export interface GitHubApp {
+  /** Returns the Octokit for an installation, created once per installation id. */
+  installationOctokit(installationId: number): Promise<Octokit>;
+  /** Returns an Octokit authenticated as the app itself (JWT), for `/app/...` endpoints. */
+  appOctokit(): Octokit;
+}
+
+// Patterns of GitHub credentials that the Octokit log adapter removes: installation, user and
+// refresh tokens (ghs_, ghu_, gho_, ghp_, ghr_), fine-grained tokens, JWTs and auth headers.
+const secretPatterns: RegExp[] = [
+  /\bgh[pousr]_[A-Za-z0-9_]+/g,
+  /\bgithub_pat_[A-Za-z0-9_]+/g,
+  /\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g,
+  /\b(bearer|token)\s+[A-Za-z0-9._~+/=-]{20,}/gi,
+];
+
+/** Replaces every credential pattern in `text` with `[redacted]`. */
+export function redactSecrets(text: string): string {
+  let result = text;
+  for (const pattern of secretPatterns) {
+    result = result.replace(pattern, (_match, scheme?: string) =>
+      typeof scheme === 'string' ? `${scheme} [redacted]` : '[redacted]',
+    );
+  }
+  return result;
+}
+
+/**
+ * Turns the extra argument of an Octokit log call into loggable fields. Request options carry
+ * headers, so only their method and URL are kept, and errors keep only their message and status.
+ */
+function describeExtra(extra: unknown): Record<string, unknown> {
+  if (extra instanceof Error) {
+    const status = (extra as { status?: unknown }).status;
+    const fields: Record<string, unknown> = { error: redactSecrets(extra.message) };
+    if (typeof status === 'number') {
+      fields.status = status;
+    }
+    return fields;
+  }
+  if (typeof extra === 'object' && extra !== null) {
+    const { method, url } = extra as { method?: unknown; url?: unknown };
+    const fields: Record<string, unknown> = {};
+    if (typeof method === 'string') {
+      fields.method = method;
+    }
+    if (typeof url === 'string') {
+      fields.url = redactSecrets(url);
+    }
+    return fields;
+  }
+  return {};
+}
+
+type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Octokit `log` option that writes to pino at the same level, with credentials removed. */
+function octokitLog(logger: Logger) {
+  const write =
+    (level: LogLevel) =>
+    (message: string, extra?: unknown): void => {
+      logger[level](describeExtra(extra), redactSecrets(String(message)));
+    };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+interface LimitedRequest {
+  method: string;
+  url: string;
+}
+
+/**
+ * Builds the throttling handlers: retry up to `maxRateLimitRetries` times when GitHub requests a
+ * wait of at most `maxRateLimitWaitSeconds`, otherwise give up so the request fails.
+ */
+function rateLimitHandlers(logger: Logger) {
+  const decide =
+    (kind: 'primary' | 'secondary') =>
+    (retryAfter: number, options: LimitedRequest, _octokit: unknown, retryCount: number) => {
+      const retrying = retryCount < maxRateLimitRetries && retryAfter <= maxRateLimitWaitSeconds;
+      const fields = {
+        rateLimit: kind,
+        method: options.method,
+        url: redactSecrets(options.url),
+        retryAfterSeconds: retryAfter,
+        retryCount,
+      };
+      if (retrying) {
+        logger.warn(fields, `GitHub ${kind} rate limit hit, retrying after ${retryAfter}s`);
+      } else {
+        logger.warn(
+          fields,
+          `GitHub ${kind} rate limit hit, giving up (retry after ${retryAfter}s, ` +
+            `${retryCount} retries done)`,
+        );
+      }
+      return retrying;
+    };
+  return { onRateLimit: decide('primary'), onSecondaryRateLimit: decide('secondary') };
+}
+
+/** Creates GitHub access for the app. Octokit instances are built on first use and reused. */
+export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  const baseLogger = options.logger.child({ component: 'github' });
+  const installations = new Map<number, Octokit>();
+  let app: Octokit | undefined;
+
+  function build(logger: Logger, installationId?: number): Octokit {
+    const auth =
+      installationId === undefined
+        ? { appId: options.appId, privateKey: options.privateKey }
+        : { appId: options.appId, privateKey: options.privateKey, installationId };
+    return new ThrottledOctokit({
+      authStrategy: createAppAuth,
+      auth,
+      baseUrl,
+      userAgent: 'fixwright',
+      log: octokitLog(logger),
+      throttle: {
+        // Bottleneck groups are keyed by id, so each installation is throttled on its own.
+        id: installationId === undefined ? 'fixwright-app' : `fixwright-${installationId}`,
+        ...rateLimitHandlers(logger),
+      },
+    });
+  }
+
+  return {
+    async installationOctokit(installationId: number): Promise<Octokit> {
+      if (!Number.isSafeInteger(installationId) || installationId <= 0) {
+        throw new Error(`Invalid installation id ${installationId}: expected a positive integer`);
+      }
+      let octokit = installations.get(installationId);
+      if (!octokit) {
+        // @octokit/auth-app 8.3.1 caches each installation token for 59 minutes (cache.js), one
+        // minute less than GitHub's one-hour lifetime, so a reused Octokit renews it in time.
+        octokit = build(baseLogger.child({ installationId }), installationId);
+        installations.set(installationId, octokit);
+      }
+      return octokit;
+    },
+    appOctokit(): Octokit {
+      app ??= build(baseLogger);
+      return app;
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import type { Octokit } from '@octokit/rest';
+
+/** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
+export const defaultMaxFileBytes = 1_000_000;
+/** Git's rule for binary content: a NUL byte within the first 8000 bytes. */
+const binaryProbeBytes = 8000;
+
+export interface RepositoryFile {
+  /** File content decoded as UTF-8, byte for byte as stored (CRLF, BOM, final newline). */
+  text: string;
+  blobSha: string;
+  /** Size in bytes. */
+  size: number;
+}
+
+export type FileReadErrorReason = 'directory' | 'too_large' | 'binary' | 'symlink' | 'submodule';
+
+/** Raised when a path exists at the ref but cannot be read as a text file. */
+export class FileReadError extends Error {
+  constructor(
+    readonly reason: FileReadErrorReason,
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FileReadError';
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function isBinary(bytes: Buffer): boolean {
+  return bytes.subarray(0, binaryProbeBytes).includes(0);
+}
+
+/** Matches the RequestError that Octokit raises for a 404 response. */
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && (error as { status?: unknown }).status === 404;
+}
+
+/** Decodes GitHub's base64, which may contain line breaks. */
+function decodeBase64(content: string): Buffer {
+  return Buffer.from(content.replace(/\s+/g, ''), 'base64');
+}
+
+async function readBlobBytes(
+  octokit: Octokit,
+  target: { owner: string; repo: string; path: string },
+  sha: string,
+): Promise<Buffer> {
+  const { data } = await octokit.rest.git.getBlob({
+    owner: target.owner,
+    repo: target.repo,
+    file_sha: sha,
+  });
+  if (data.encoding !== 'base64') {
+    throw new Error(`Blob ${sha} of ${target.path} has unsupported encoding ${data.encoding}`);
+  }
+  return decodeBase64(data.content);
+}
+
+/**
+ * Reads a text file at a commit, branch or tag through the contents API. Returns null when
+ * nothing exists at the path, and raises `FileReadError` for directories, symlinks that GitHub
+ * does not resolve to a file, submodules, files over `maxBytes` (default 1,000,000), and binary
+ * or non-UTF-8 data. Files over 1 MB come without content and are read as a git blob instead.
+ */
+export async function readFileAtRef(
+  octokit: Octokit,
+  target: { owner: string; repo: string; path: string; ref: string; maxBytes?: number },
+): Promise<RepositoryFile | null> {
+  const { owner, repo, path, ref } = target;
+  const maxBytes = target.maxBytes ?? defaultMaxFileBytes;
+
+  let data;
+  try {
+    ({ data } = await octokit.rest.repos.getContent({ owner, repo, path, ref }));
+  } catch (error) {
+    if (isNotFound(error)) {
+      return null;
+    }
+    throw error;
+  }
+
+  if (Array.isArray(data)) {
+    throw new FileReadError('directory', path, `${path} at ${ref} is a directory, not a file`);
+  }
+  if (data.type === 'symlink') {
+    const message = `${path} at ${ref} is a symlink whose target is not a file`;
+    throw new FileReadError('symlink', path, message);
+  }
+  if (data.type === 'submodule') {
+    throw new FileReadError('submodule', path, `${path} at ${ref} is a submodule`);
+  }
+  if (data.size > maxBytes) {
+    throw new FileReadError(
+      'too_large',
+      path,
+      `${path} at ${ref} has ${data.size} bytes, over the limit of ${maxBytes}`,
+    );
+  }
+
+  // Above 1 MB the contents API sends `encoding: 'none'` and no content.
+  const inline = data.encoding === 'base64' && (data.content !== '' || data.size === 0);
+  const bytes = inline
+    ? decodeBase64(data.content)
+    : await readBlobBytes(octokit, target, data.sha);
+  if (bytes.length !== data.size) {
+    throw new Error(
+      `${path} at ${ref}: GitHub reported ${data.size} bytes but sent ${bytes.length}`,
+    );
+  }
+  if (isBinary(bytes)) {
+    throw new FileReadError('binary', path, `${path} at ${ref} is binary (contains a NUL byte)`);
+  }
+
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    // Text that is not UTF-8 could not be written back unchanged, so it counts as binary.
+    throw new FileReadError('binary', path, `${path} at ${ref} is not valid UTF-8`);
+  }
+  return { text, blobSha: data.sha, size: bytes.length };
+}

@@ -1,0 +1,49 @@
+import type { Octokit } from '@octokit/rest';
+
+/** GitHub lists at most this many files of a pull request and leaves out the rest. */
+export const maxListedPullRequestFiles = 3000;
+
+export interface PullRequestFile {
+  filename: string;
+  /** added, removed, modified, renamed, copied, changed or unchanged. */
+  status: string;
+  /** Unified diff hunks, or null when GitHub sends none (binary files, very large diffs). */
+  patch?: string | null;
+  /** Path before a rename, set only for renamed files. */
+  previousFilename?: string;
+  /** Blob sha of the file in the pull request's head. */
+  sha: string;
+  additions: number;
+  deletions: number;
+}
+
+/**
+ * Lists the files changed by a pull request, following every page (100 files a page). GitHub
+ * stops at `maxListedPullRequestFiles`, so a result of that length may be incomplete.
+ */
+export async function listPullRequestFiles(
+  octokit: Octokit,
+  target: { owner: string; repo: string; pullNumber: number },
+): Promise<PullRequestFile[]> {
+  const files = await octokit.paginate(octokit.rest.pulls.listFiles, {
+    owner: target.owner,
+    repo: target.repo,
+    pull_number: target.pullNumber,
+    per_page: 100,
+  });
+  return files.map((file) => {
+    const result: PullRequestFile = {
+      filename: file.filename,
+      status: file.status,
+      patch: file.patch ?? null,
+      // The schema allows null here, but GitHub sends a blob sha for every listed file.
+      sha: file.sha ?? '',
+      additions: file.additions,
+      deletions: file.deletions,
+    };
+    if (file.previous_filename !== undefined) {
+      result.previousFilename = file.previous_filename;
+    }
+    return result;
+  });
+}

@@ -1,0 +1,485 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { verifyAppJwt } from './github/jwt.ts';
+import type { InstallationAccount } from './github/payloads.ts';
+import {
+  compilePattern,
+  errorBody,
+  FakeGitHubError,
+  matchPattern,
+  type CompiledPattern,
+  type Credential,
+  type FakeResponse,
+  type RecordedRequest,
+  type Route,
+} from './github/router.ts';
+import { defaultRoutes } from './github/routes.ts';
+import { FakeState, type IssuedToken } from './github/state.ts';
+
+/**
+ * Fake GitHub REST API on 127.0.0.1 for tests. It issues installation tokens to callers that
+ * present a JWT signed by the app's key, and serves pull request files, contents and blobs that
+ * it computes with git from real repositories on disk. Requests to unknown routes get a 404
+ * and are recorded like every other request.
+ */
+
+export type { FakeResponse, RecordedRequest, Route } from './github/router.ts';
+export type { FakeState, IssuedToken } from './github/state.ts';
+export { FakeGitHubError } from './github/router.ts';
+
+/** Response queued for the next request that matches `method` and `path`, usually an error. */
+export interface QueuedResponse {
+  method: string;
+  /** A route pattern such as `/repos/:owner/:repo/contents/*path`, or a RegExp. */
+  path: string | RegExp;
+  status: number;
+  headers?: Record<string, string>;
+  /** Defaults to GitHub's error body with a message for `status`. */
+  body?: unknown;
+}
+
+export interface FakeGitHub {
+  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:43123`. */
+  url: string;
+  /** Every request received, in arrival order, including unknown routes and rejected ones. */
+  requests: RecordedRequest[];
+  /** Installation tokens issued so far. */
+  readonly issuedTokens: IssuedToken[];
+  /** Errors that handlers threw. The fake returned status 500 for each of them. */
+  handlerErrors: Error[];
+  addRepository(repository: { owner: string; repo: string; id: number; gitDir: string }): void;
+  addPullRequest(pullRequest: {
+    owner: string;
+    repo: string;
+    number: number;
+    baseSha: string;
+    headSha: string;
+    headRef: string;
+    title: string;
+    baseRef?: string;
+    body?: string | null;
+    state?: 'open' | 'closed';
+    draft?: boolean;
+    user?: string;
+  }): void;
+  /** Registers an installation. Its tokens may read repositories owned by `account.login`. */
+  setInstallation(installation: {
+    id: number;
+    account: InstallationAccount;
+    permissions?: Record<string, 'read' | 'write'>;
+  }): void;
+  /**
+   * Returns this response to the next request that matches, before authentication and in
+   * place of the route's own response. Queued responses are used in the order queued.
+   */
+  queueResponse(response: QueuedResponse): void;
+  /** Adds an endpoint. Routes added later take precedence over earlier ones. */
+  addRoute(route: Route<FakeState>): void;
+  close(): Promise<void>;
+}
+
+/** RSA key pair for a test GitHub App, in the PEM formats GitHub uses. */
+export interface AppKeyPair {
+  /** PKCS#1 (`BEGIN RSA PRIVATE KEY`), the format of the key GitHub lets app owners download. */
+  privateKeyPem: string;
+  /** SPKI (`BEGIN PUBLIC KEY`). */
+  publicKeyPem: string;
+}
+
+export function generateAppKeyPair(): AppKeyPair {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return { privateKeyPem: privateKey, publicKeyPem: publicKey };
+}
+
+const secondaryRateLimitDocs =
+  'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits';
+
+/** 403 that GitHub sends for a secondary rate limit, with a wait of `retryAfterSeconds`. */
+export function secondaryRateLimitError(
+  method: string,
+  path: string | RegExp,
+  retryAfterSeconds: number,
+): QueuedResponse {
+  return {
+    method,
+    path,
+    status: 403,
+    headers: { 'retry-after': String(retryAfterSeconds) },
+    body: errorBody(
+      403,
+      'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+      secondaryRateLimitDocs,
+    ),
+  };
+}
+
+/** 403 that GitHub sends when the primary rate limit is used up until `resetEpochSeconds`. */
+export function primaryRateLimitError(
+  method: string,
+  path: string | RegExp,
+  resetEpochSeconds: number,
+): QueuedResponse {
+  return {
+    method,
+    path,
+    status: 403,
+    headers: {
+      'x-ratelimit-limit': '5000',
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-used': '5000',
+      'x-ratelimit-reset': String(resetEpochSeconds),
+      'x-ratelimit-resource': 'core',
+    },
+    body: errorBody(
+      403,
+      'API rate limit exceeded for installation.',
+      'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api',
+    ),
+  };
+}
+
+const defaultPermissions: Record<string, 'read' | 'write'> = {
+  checks: 'write',
+  contents: 'read',
+  metadata: 'read',
+  pull_requests: 'write',
+};
+
+const statusMessages: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Bad credentials',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  422: 'Validation Failed',
+  500: 'Server Error',
+  502: 'Server Error',
+  503: 'Service Unavailable',
+};
+
+const exposedHeaders =
+  'ETag, Link, Location, Retry-After, X-GitHub-OTP, X-RateLimit-Limit, X-RateLimit-Remaining, ' +
+  'X-RateLimit-Used, X-RateLimit-Resource, X-RateLimit-Reset, X-OAuth-Scopes, ' +
+  'X-Accepted-OAuth-Scopes, X-Poll-Interval, X-GitHub-Media-Type, X-GitHub-SSO, ' +
+  'X-GitHub-Request-Id, Deprecation, Sunset';
+
+const rateLimit = 5000;
+
+function requestId(): string {
+  const hex = (bytes: number) => randomBytes(bytes).toString('hex').toUpperCase();
+  return `${hex(2)}:${hex(2)}:${hex(3)}:${hex(3)}:${hex(4)}`;
+}
+
+function flattenHeaders(message: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(message.headers)) {
+    if (value !== undefined) {
+      headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    }
+  }
+  return headers;
+}
+
+async function readBody(message: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of message) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function githubError(status: number, message: string, documentationUrl?: string): FakeResponse {
+  const error = new FakeGitHubError(status, message, documentationUrl);
+  return { status, body: errorBody(status, error.message, error.documentationUrl) };
+}
+
+interface CompiledRoute {
+  route: Route<FakeState>;
+  compiled: CompiledPattern;
+}
+
+interface PendingResponse {
+  queued: QueuedResponse;
+  compiled: CompiledPattern | null;
+}
+
+export async function startFakeGitHub(options: {
+  appId: string;
+  publicKeyPem: string;
+}): Promise<FakeGitHub> {
+  const routes: CompiledRoute[] = defaultRoutes.map((route) => ({
+    route,
+    compiled: compilePattern(route.pattern),
+  }));
+  const pendingResponses: PendingResponse[] = [];
+  const requests: RecordedRequest[] = [];
+  const handlerErrors: Error[] = [];
+  const usedRequests = new Map<string, number>();
+  const rateLimitReset = Math.floor(Date.now() / 1000) + 3600;
+  let state: FakeState | undefined;
+
+  function authenticate(route: Route<FakeState>, authorization: string | undefined) {
+    if (route.auth === 'none') {
+      return { credential: { kind: 'none' } as Credential };
+    }
+    if (!authorization) {
+      return { rejection: githubError(401, 'Requires authentication') };
+    }
+    const [scheme = '', secret = ''] = authorization.trim().split(/\s+/);
+    const lowerScheme = scheme.toLowerCase();
+    const current = state as FakeState;
+
+    if (route.auth === 'app') {
+      if (lowerScheme !== 'bearer') {
+        return { rejection: githubError(401, 'A JSON web token could not be decoded') };
+      }
+      const check = verifyAppJwt(secret, {
+        appId: options.appId,
+        publicKeyPem: options.publicKeyPem,
+      });
+      if (!check.valid) {
+        return { rejection: githubError(401, check.message) };
+      }
+      return { credential: { kind: 'app' } as Credential };
+    }
+
+    const issued = current.tokens.get(secret);
+    const schemeAllowed = lowerScheme === 'token' || lowerScheme === 'bearer';
+    if (!schemeAllowed || !issued || issued.expiresAt.getTime() <= Date.now()) {
+      return { rejection: githubError(401, 'Bad credentials') };
+    }
+    const credential: Credential = {
+      kind: 'installation',
+      installationId: issued.installationId,
+      token: secret,
+    };
+    return { credential };
+  }
+
+  function rateLimitHeaders(credential: Credential | undefined): Record<string, string> {
+    if (credential?.kind !== 'installation') {
+      return {};
+    }
+    const used = (usedRequests.get(credential.token) ?? 0) + 1;
+    usedRequests.set(credential.token, used);
+    return {
+      'x-ratelimit-limit': String(rateLimit),
+      'x-ratelimit-remaining': String(Math.max(0, rateLimit - used)),
+      'x-ratelimit-reset': String(rateLimitReset),
+      'x-ratelimit-used': String(used),
+      'x-ratelimit-resource': 'core',
+    };
+  }
+
+  /** Takes the first queued response whose method matches and whose path matches any of `paths`. */
+  function takePendingResponse(method: string, paths: string[]): QueuedResponse | undefined {
+    const index = pendingResponses.findIndex(({ queued, compiled }) => {
+      if (queued.method.toUpperCase() !== method) {
+        return false;
+      }
+      return paths.some((pathname) => {
+        if (queued.path instanceof RegExp) {
+          return queued.path.test(pathname);
+        }
+        return compiled !== null && matchPattern(compiled, pathname) !== null;
+      });
+    });
+    if (index === -1) {
+      return undefined;
+    }
+    const [pending] = pendingResponses.splice(index, 1);
+    return pending?.queued;
+  }
+
+  /** Maps `/repositories/{id}/...`, the form of GitHub's pagination links, to owner and name. */
+  function canonicalPath(pathname: string): string {
+    const match = /^\/repositories\/(\d+)(\/.*)?$/.exec(pathname);
+    if (!match) {
+      return pathname;
+    }
+    const repository = state?.repositoryById(Number(match[1]));
+    if (!repository) {
+      return pathname;
+    }
+    return `/repos/${repository.owner}/${repository.repo}${match[2] ?? ''}`;
+  }
+
+  async function route(request: RecordedRequest, url: URL): Promise<FakeResponse> {
+    const pathname = canonicalPath(url.pathname);
+    const queued = takePendingResponse(request.method, [url.pathname, pathname]);
+    if (queued) {
+      const message = statusMessages[queued.status] ?? 'Error';
+      return {
+        status: queued.status,
+        headers: queued.headers ?? {},
+        body: queued.body ?? errorBody(queued.status, message, 'https://docs.github.com/rest'),
+      };
+    }
+
+    // Later routes take precedence, so tests can override a default endpoint.
+    for (const { route: candidate, compiled } of [...routes].reverse()) {
+      if (candidate.method !== request.method) {
+        continue;
+      }
+      const params = matchPattern(compiled, pathname);
+      if (!params) {
+        continue;
+      }
+      const authentication = authenticate(candidate, request.headers.authorization);
+      if (authentication.rejection) {
+        return authentication.rejection;
+      }
+      const credential = authentication.credential;
+      try {
+        const response = await candidate.handle({
+          request,
+          params,
+          url,
+          credential,
+          state: state as FakeState,
+        });
+        return {
+          ...response,
+          headers: { ...rateLimitHeaders(credential), ...response.headers },
+        };
+      } catch (error) {
+        if (error instanceof FakeGitHubError) {
+          return {
+            status: error.status,
+            headers: rateLimitHeaders(credential),
+            body: errorBody(error.status, error.message, error.documentationUrl),
+          };
+        }
+        const failure = error instanceof Error ? error : new Error(String(error));
+        handlerErrors.push(failure);
+        return githubError(500, `Fake GitHub handler failed: ${failure.message}`);
+      }
+    }
+    return githubError(404, 'Not Found');
+  }
+
+  function send(response: ServerResponse, result: FakeResponse): void {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json; charset=utf-8',
+      'x-github-media-type': 'github.v3; format=json',
+      'x-github-api-version-selected': '2022-11-28',
+      'x-github-request-id': requestId(),
+      'access-control-expose-headers': exposedHeaders,
+      ...result.headers,
+    };
+    let payload: Buffer | undefined;
+    if (result.body === undefined || result.status === 204) {
+      payload = undefined;
+    } else if (Buffer.isBuffer(result.body)) {
+      payload = result.body;
+    } else if (typeof result.body === 'string') {
+      payload = Buffer.from(result.body, 'utf8');
+    } else {
+      payload = Buffer.from(JSON.stringify(result.body), 'utf8');
+    }
+    if (payload) {
+      headers['content-length'] = String(payload.length);
+    }
+    response.writeHead(result.status, headers);
+    response.end(payload);
+  }
+
+  async function handle(message: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(message.url ?? '/', baseUrl);
+    const headers = flattenHeaders(message);
+    const raw = await readBody(message);
+    let body: unknown = undefined;
+    let parseFailed = false;
+    if (raw.length > 0) {
+      const text = raw.toString('utf8');
+      body = text;
+      if ((headers['content-type'] ?? '').includes('json')) {
+        try {
+          body = JSON.parse(text);
+        } catch {
+          parseFailed = true;
+        }
+      }
+    }
+    const request: RecordedRequest = {
+      method: (message.method ?? 'GET').toUpperCase(),
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers,
+      body,
+    };
+    requests.push(request);
+
+    if (parseFailed) {
+      send(response, githubError(400, 'Problems parsing JSON'));
+      return;
+    }
+    send(response, await route(request, url));
+  }
+
+  const server = createServer((message, response) => {
+    handle(message, response).catch((error: unknown) => {
+      handlerErrors.push(error instanceof Error ? error : new Error(String(error)));
+      if (!response.headersSent) {
+        send(response, githubError(500, 'Server Error'));
+      } else {
+        response.destroy();
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  state = new FakeState(options.appId, options.publicKeyPem, baseUrl);
+  const fakeState = state;
+
+  return {
+    url: baseUrl,
+    requests,
+    handlerErrors,
+    get issuedTokens() {
+      return [...fakeState.tokens.values()];
+    },
+    addRepository(repository) {
+      fakeState.addRepository({ ...repository });
+    },
+    addPullRequest(pullRequest) {
+      fakeState.addPullRequest({
+        baseRef: 'main',
+        body: null,
+        state: 'open',
+        draft: false,
+        user: 'octocat',
+        ...pullRequest,
+      });
+    },
+    setInstallation(installation) {
+      fakeState.installations.set(installation.id, {
+        id: installation.id,
+        account: installation.account,
+        permissions: installation.permissions ?? defaultPermissions,
+      });
+    },
+    queueResponse(queued) {
+      const compiled = typeof queued.path === 'string' ? compilePattern(queued.path) : null;
+      pendingResponses.push({ queued, compiled });
+    },
+    addRoute(route) {
+      routes.push({ route, compiled: compilePattern(route.pattern) });
+    },
+    async close() {
+      const closed = new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+      });
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,350 @@
+import { randomBytes } from 'node:crypto';
+import {
+  diffCommits,
+  listDirectory,
+  readBlob,
+  readDefaultBranch,
+  readTreeEntry,
+  resolveCommit,
+  resolveSymlinkTarget,
+  runGit,
+  type DiffEntry,
+  type TreeEntry,
+} from './git.ts';
+import {
+  blobPayload,
+  contentSummary,
+  contentType,
+  diffEntryPayload,
+  githubBase64,
+  installationPayload,
+  pullRequestPayload,
+  repositoryPayload,
+  type RepositoryRecord,
+} from './payloads.ts';
+import { FakeGitHubError, type FakeResponse, type Route, type RouteContext } from './router.ts';
+import type { FakeState } from './state.ts';
+
+/** Route table of the fake. Add an endpoint by appending a route here. */
+
+type Context = RouteContext<FakeState>;
+
+/** GitHub lists at most this many files of a pull request. */
+export const maxPullRequestFiles = 3000;
+/** Above this size the contents API returns no content (`encoding: 'none'`). */
+export const maxInlineContentBytes = 1024 * 1024;
+const tokenLifetimeMs = 60 * 60 * 1000;
+
+const contentsDocs = 'https://docs.github.com/rest/repos/contents#get-repository-content';
+const blobsDocs = 'https://docs.github.com/rest/git/blobs#get-a-blob';
+
+function param(context: Context, name: string): string {
+  return context.params[name] ?? '';
+}
+
+function positiveInteger(value: string | null, fallback: number): number {
+  const parsed = Number(value);
+  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
+}
+
+/** ISO 8601 without milliseconds, the format of GitHub's timestamps. */
+function githubTimestamp(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * Cuts one page out of `items` by the request's `page` and `per_page` (default 30, max 100) and
+ * builds GitHub's `link` header (rel prev, next, last, first) with absolute URLs on `linkPath`.
+ */
+export function paginate<T>(
+  items: T[],
+  url: URL,
+  baseUrl: string,
+  linkPath: string,
+): { page: T[]; link?: string } {
+  const perPage = Math.min(positiveInteger(url.searchParams.get('per_page'), 30), 100);
+  const page = positiveInteger(url.searchParams.get('page'), 1);
+  const lastPage = Math.max(1, Math.ceil(items.length / perPage));
+  const pageItems = items.slice((page - 1) * perPage, page * perPage);
+
+  const pageUrl = (number: number) => {
+    const query = new URLSearchParams(url.searchParams);
+    query.set('page', String(number));
+    return `<${baseUrl}${linkPath}?${query.toString()}>`;
+  };
+  const links: string[] = [];
+  if (page > 1) {
+    links.push(`${pageUrl(Math.min(page - 1, lastPage))}; rel="prev"`);
+  }
+  if (page < lastPage) {
+    links.push(`${pageUrl(page + 1)}; rel="next"`);
+    links.push(`${pageUrl(lastPage)}; rel="last"`);
+  }
+  if (page > 1) {
+    links.push(`${pageUrl(1)}; rel="first"`);
+  }
+  return links.length > 0 ? { page: pageItems, link: links.join(', ') } : { page: pageItems };
+}
+
+const diffCache = new Map<string, Promise<DiffEntry[]>>();
+
+/** Diffs two commits once. Commits are immutable, so the cached result never goes stale. */
+function cachedDiff(gitDir: string, baseSha: string, headSha: string): Promise<DiffEntry[]> {
+  const key = `${gitDir}\0${baseSha}\0${headSha}`;
+  let diff = diffCache.get(key);
+  if (!diff) {
+    diff = diffCommits(gitDir, baseSha, headSha);
+    diff.catch(() => diffCache.delete(key));
+    diffCache.set(key, diff);
+  }
+  return diff;
+}
+
+function json(status: number, body: unknown, headers?: Record<string, string>): FakeResponse {
+  return headers ? { status, body, headers } : { status, body };
+}
+
+async function createAccessToken(context: Context): Promise<FakeResponse> {
+  const installation = context.state.requireInstallation(Number(param(context, 'installation_id')));
+  const token = `ghs_${randomBytes(18).toString('base64url').replace(/[-_]/g, 'x')}`;
+  const expiresAt = new Date(Date.now() + tokenLifetimeMs);
+  context.state.tokens.set(token, { token, installationId: installation.id, expiresAt });
+  return json(201, {
+    token,
+    expires_at: githubTimestamp(expiresAt),
+    permissions: installation.permissions,
+    repository_selection: 'all',
+  });
+}
+
+function getInstallation(context: Context): FakeResponse {
+  const installation = context.state.requireInstallation(Number(param(context, 'installation_id')));
+  return json(200, installationPayload(context.state.baseUrl, context.state.appId, installation));
+}
+
+function getRepositoryInstallation(context: Context): FakeResponse {
+  const { state } = context;
+  const repository = state.requireRepository(
+    context.credential,
+    param(context, 'owner'),
+    param(context, 'repo'),
+  );
+  const owner = repository.owner.toLowerCase();
+  const installation = [...state.installations.values()].find(
+    (candidate) => candidate.account.login.toLowerCase() === owner,
+  );
+  if (!installation) {
+    throw new FakeGitHubError(404, 'Not Found');
+  }
+  return json(200, installationPayload(state.baseUrl, state.appId, installation));
+}
+
+function requireRepository(context: Context): RepositoryRecord {
+  return context.state.requireRepository(
+    context.credential,
+    param(context, 'owner'),
+    param(context, 'repo'),
+  );
+}
+
+async function getPullRequest(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const pullRequest = context.state.requirePullRequest(
+    repository,
+    Number(param(context, 'pull_number')),
+  );
+  const { gitDir } = repository;
+  const entries = await cachedDiff(gitDir, pullRequest.baseSha, pullRequest.headSha);
+  const commits = await runGit(gitDir, [
+    'rev-list',
+    '--count',
+    pullRequest.headSha,
+    `^${pullRequest.baseSha}`,
+  ]);
+  const repositoryJson = repositoryPayload(
+    context.state.baseUrl,
+    repository,
+    await readDefaultBranch(gitDir),
+  );
+  return json(
+    200,
+    pullRequestPayload(context.state.baseUrl, pullRequest, repositoryJson, {
+      commits: Number(commits.toString('utf8').trim()),
+      additions: entries.reduce((sum, entry) => sum + entry.additions, 0),
+      deletions: entries.reduce((sum, entry) => sum + entry.deletions, 0),
+      changedFiles: entries.length,
+    }),
+  );
+}
+
+async function listPullRequestFiles(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const number = Number(param(context, 'pull_number'));
+  const pullRequest = context.state.requirePullRequest(repository, number);
+  const entries = await cachedDiff(repository.gitDir, pullRequest.baseSha, pullRequest.headSha);
+  const { baseUrl } = context.state;
+  const files = entries
+    .slice(0, maxPullRequestFiles)
+    .map((entry) => diffEntryPayload(baseUrl, repository, pullRequest.headSha, entry));
+  // GitHub's pagination links name the repository by id, not by owner and name.
+  const linkPath = `/repositories/${repository.id}/pulls/${number}/files`;
+  const { page, link } = paginate(files, context.url, baseUrl, linkPath);
+  return json(200, page, link ? { link } : undefined);
+}
+
+async function readSubmoduleUrl(gitDir: string, commit: string, submodulePath: string) {
+  try {
+    const blob = `${commit}:.gitmodules`;
+    const paths = await runGit(gitDir, ['config', '--blob', blob, '--get-regexp', 'path$']);
+    for (const line of paths.toString('utf8').split('\n')) {
+      const [key = '', value = ''] = line.split(' ');
+      if (value === submodulePath) {
+        const urlKey = key.replace(/\.path$/, '.url');
+        const url = await runGit(gitDir, ['config', '--blob', blob, '--get', urlKey]);
+        return url.toString('utf8').trim();
+      }
+    }
+  } catch {
+    // No .gitmodules or no entry for this path.
+  }
+  return '';
+}
+
+async function fileContent(
+  context: Context,
+  repository: RepositoryRecord,
+  entry: TreeEntry,
+  ref: string,
+) {
+  const { _links, ...summary } = contentSummary(
+    context.state.baseUrl,
+    repository,
+    entry,
+    ref,
+    'file',
+  );
+  const bytes = await readBlob(repository.gitDir, entry.sha);
+  if (!bytes) {
+    throw new Error(`Blob ${entry.sha} of ${entry.path} is missing from ${repository.gitDir}`);
+  }
+  // Files over 1 MB come without content, so clients read the blob or request the raw media type.
+  const inline = bytes.length <= maxInlineContentBytes;
+  return {
+    ...summary,
+    content: inline ? githubBase64(bytes) : '',
+    encoding: inline ? 'base64' : 'none',
+    _links,
+  };
+}
+
+async function directoryListing(
+  context: Context,
+  repository: RepositoryRecord,
+  commit: string,
+  dirPath: string,
+  ref: string,
+) {
+  const entries = await listDirectory(repository.gitDir, commit, dirPath);
+  return entries.map((entry) => {
+    const type = contentType(entry);
+    // Directory listings report submodules as "file", as GitHub does for compatibility.
+    const listedType = type === 'submodule' ? 'file' : type;
+    return contentSummary(context.state.baseUrl, repository, entry, ref, listedType);
+  });
+}
+
+async function getContent(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const { gitDir } = repository;
+  const filePath = param(context, 'path').replace(/^\/+|\/+$/g, '');
+  const ref = context.url.searchParams.get('ref') || (await readDefaultBranch(gitDir));
+  const commit = await resolveCommit(gitDir, ref);
+  if (!commit) {
+    throw new FakeGitHubError(404, `No commit found for the ref ${ref}`, contentsDocs);
+  }
+  if (filePath === '') {
+    return json(200, await directoryListing(context, repository, commit, '', ref));
+  }
+
+  const entry = await readTreeEntry(gitDir, commit, filePath);
+  if (!entry) {
+    throw new FakeGitHubError(404, 'Not Found', contentsDocs);
+  }
+  const type = contentType(entry);
+  const baseUrl = context.state.baseUrl;
+  if (type === 'dir') {
+    return json(200, await directoryListing(context, repository, commit, filePath, ref));
+  }
+  if (type === 'submodule') {
+    const submoduleGitUrl = await readSubmoduleUrl(gitDir, commit, filePath);
+    const summary = contentSummary(baseUrl, repository, entry, ref, type);
+    return json(200, { ...summary, submodule_git_url: submoduleGitUrl });
+  }
+  if (type === 'symlink') {
+    const target = (await readBlob(gitDir, entry.sha))?.toString('utf8') ?? '';
+    // A symlink to a regular file in the repository returns that file's content.
+    const resolved = resolveSymlinkTarget(filePath, target);
+    const targetEntry = resolved === null ? null : await readTreeEntry(gitDir, commit, resolved);
+    if (targetEntry && contentType(targetEntry) === 'file') {
+      return json(200, await fileContent(context, repository, targetEntry, ref));
+    }
+    const summary = contentSummary(baseUrl, repository, entry, ref, type);
+    return json(200, { ...summary, target });
+  }
+  return json(200, await fileContent(context, repository, entry, ref));
+}
+
+async function getBlob(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const sha = param(context, 'file_sha');
+  const bytes = await readBlob(repository.gitDir, sha);
+  if (!bytes) {
+    throw new FakeGitHubError(404, 'Not Found', blobsDocs);
+  }
+  return json(200, blobPayload(context.state.baseUrl, repository, sha, bytes));
+}
+
+export const defaultRoutes: Route<FakeState>[] = [
+  {
+    method: 'POST',
+    pattern: '/app/installations/:installation_id/access_tokens',
+    auth: 'app',
+    handle: createAccessToken,
+  },
+  {
+    method: 'GET',
+    pattern: '/app/installations/:installation_id',
+    auth: 'app',
+    handle: getInstallation,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/installation',
+    auth: 'app',
+    handle: getRepositoryInstallation,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/pulls/:pull_number',
+    auth: 'installation',
+    handle: getPullRequest,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/pulls/:pull_number/files',
+    auth: 'installation',
+    handle: listPullRequestFiles,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/contents/*path',
+    auth: 'installation',
+    handle: getContent,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/git/blobs/:file_sha',
+    auth: 'installation',
+    handle: getBlob,
+  },
+];

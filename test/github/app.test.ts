@@ -1,0 +1,225 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createGitHubApp, redactSecrets } from '../../src/github/app.ts';
+import { readFileAtRef } from '../../src/github/file-content.ts';
+import { createLogger } from '../../src/logger.ts';
+import {
+  generateAppKeyPair,
+  primaryRateLimitError,
+  secondaryRateLimitError,
+  startFakeGitHub,
+} from '../fakes/github.ts';
+import {
+  appId,
+  captureLogs,
+  owner,
+  repo,
+  requestsTo,
+  startHarness,
+  type Harness,
+} from './harness.ts';
+
+const contentsPattern = '/repos/:owner/:repo/contents/*path';
+const tokenPath = /^\/app\/installations\/\d+\/access_tokens$/;
+
+let harness: Harness;
+
+function readme() {
+  return readFileAtRef(harness.octokit, { owner, repo, path: 'README.md', ref: 'main' });
+}
+
+function contentRequests() {
+  return requestsTo(harness.fake, 'GET', /\/contents\/README\.md$/);
+}
+
+function warnings() {
+  return harness.logs.lines.filter((line) => line.level === 40);
+}
+
+beforeEach(async () => {
+  harness = await startHarness({ base: { 'README.md': '# Widgets\n' }, head: {} });
+});
+
+afterEach(async () => {
+  await harness?.close();
+});
+
+describe('installation authentication', () => {
+  it('mints a token with the app JWT', async () => {
+    const file = await readme();
+    expect(file?.text).toBe('# Widgets\n');
+
+    const tokenRequests = requestsTo(harness.fake, 'POST', tokenPath);
+    expect(tokenRequests).toHaveLength(1);
+    expect(tokenRequests[0]?.path).toBe(
+      `/app/installations/${harness.installationId}/access_tokens`,
+    );
+    expect(tokenRequests[0]?.headers.authorization).toMatch(/^bearer eyJ/i);
+  });
+
+  it('sends the issued token to the API', async () => {
+    await readme();
+    const [issued] = harness.fake.issuedTokens;
+    expect(issued?.installationId).toBe(harness.installationId);
+    expect(issued?.token).toMatch(/^ghs_/);
+    expect(contentRequests()[0]?.headers.authorization).toBe(`token ${issued?.token}`);
+  });
+
+  it('sends the fixwright user agent', async () => {
+    await readme();
+    expect(contentRequests()[0]?.headers['user-agent']).toMatch(/^fixwright /);
+  });
+
+  it('reuses the token across requests', async () => {
+    await readme();
+    await readme();
+    const again = await harness.app.installationOctokit(harness.installationId);
+    await readFileAtRef(again, { owner, repo, path: 'README.md', ref: 'main' });
+
+    expect(again).toBe(harness.octokit);
+    expect(requestsTo(harness.fake, 'POST', tokenPath)).toHaveLength(1);
+    expect(contentRequests()).toHaveLength(3);
+  });
+
+  it('keeps one Octokit per installation', async () => {
+    const otherId = harness.installationId + 10_000;
+    harness.fake.setInstallation({ id: otherId, account: { login: owner } });
+    const other = await harness.app.installationOctokit(otherId);
+    await readme();
+    await readFileAtRef(other, { owner, repo, path: 'README.md', ref: 'main' });
+
+    expect(other).not.toBe(harness.octokit);
+    const installationIds = harness.fake.issuedTokens.map((issued) => issued.installationId);
+    expect(installationIds).toEqual([harness.installationId, otherId]);
+  });
+
+  it('rejects an invalid installation id', async () => {
+    await expect(harness.app.installationOctokit(0)).rejects.toThrow(/Invalid installation id 0/);
+    await expect(harness.app.installationOctokit(1.5)).rejects.toThrow(/positive integer/);
+  });
+
+  it('fails when the fake does not accept the app key', async () => {
+    const otherKeys = generateAppKeyPair();
+    const fake = await startFakeGitHub({ appId, publicKeyPem: otherKeys.publicKeyPem });
+    try {
+      fake.setInstallation({ id: 1, account: { login: owner } });
+      const app = createGitHubApp({
+        appId,
+        privateKey: generateAppKeyPair().privateKeyPem,
+        baseUrl: fake.url,
+        logger: createLogger('silent'),
+      });
+      const octokit = await app.installationOctokit(1);
+      const error = await readFileAtRef(octokit, { owner, repo, path: 'x', ref: 'main' }).catch(
+        (caught: unknown) => caught,
+      );
+      expect((error as { status?: number }).status).toBe(401);
+      expect((error as Error).message).toContain('A JSON web token could not be decoded');
+      expect(fake.issuedTokens).toHaveLength(0);
+      expect(fake.requests.map((request) => request.path)).toEqual([
+        '/app/installations/1/access_tokens',
+      ]);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('reads app endpoints with the JWT', async () => {
+    const app = harness.app.appOctokit();
+    const { data } = await app.rest.apps.getInstallation({
+      installation_id: harness.installationId,
+    });
+    expect(data.id).toBe(harness.installationId);
+    expect(data.account).toMatchObject({ login: owner });
+    expect(harness.app.appOctokit()).toBe(app);
+    const request = requestsTo(harness.fake, 'GET', /^\/app\/installations\/\d+$/)[0];
+    expect(request?.headers.authorization).toMatch(/^bearer eyJ/i);
+    expect(harness.fake.issuedTokens).toHaveLength(0);
+  });
+});
+
+describe('rate limits', () => {
+  it('retries after a secondary rate limit', async () => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1));
+    const file = await readme();
+
+    expect(file?.text).toBe('# Widgets\n');
+    expect(contentRequests()).toHaveLength(2);
+    const [warning] = warnings();
+    expect(warning?.installationId).toBe(harness.installationId);
+    expect(warning?.rateLimit).toBe('secondary');
+    expect(warning?.retryAfterSeconds).toBe(1);
+    expect(warning?.msg).toContain('retrying after 1s');
+  });
+
+  it('retries after a primary rate limit', async () => {
+    const resetEpochSeconds = Math.floor(Date.now() / 1000) + 1;
+    harness.fake.queueResponse(primaryRateLimitError('GET', contentsPattern, resetEpochSeconds));
+    const file = await readme();
+
+    expect(file?.text).toBe('# Widgets\n');
+    expect(contentRequests()).toHaveLength(2);
+    const [warning] = warnings();
+    expect(warning?.rateLimit).toBe('primary');
+    expect(warning?.installationId).toBe(harness.installationId);
+  });
+
+  it('gives up when the wait exceeds a minute', async () => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 120));
+    const error = await readme().catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(403);
+    expect(contentRequests()).toHaveLength(1);
+    const [warning] = warnings();
+    expect(warning?.msg).toContain('giving up');
+    expect(warning?.retryAfterSeconds).toBe(120);
+  });
+
+  it('gives up after two retries', async () => {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1));
+    }
+    const error = await readme().catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(403);
+    expect(contentRequests()).toHaveLength(3);
+    expect(warnings().map((warning) => warning.retryCount)).toEqual([0, 1, 2]);
+    expect(warnings().at(-1)?.msg).toContain('giving up');
+  });
+});
+
+describe('logging', () => {
+  it('never writes tokens or JWTs', async () => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1));
+    await readme();
+    const tokenRequest = requestsTo(harness.fake, 'POST', tokenPath)[0];
+    const jwt = tokenRequest?.headers.authorization?.split(' ')[1];
+    const token = harness.fake.issuedTokens[0]?.token;
+    const text = harness.logs.text();
+
+    expect(jwt).toBeDefined();
+    expect(token).toBeDefined();
+    expect(harness.logs.lines.length).toBeGreaterThan(3);
+    expect(text).not.toContain(jwt);
+    expect(text).not.toContain(token);
+  });
+
+  it('routes Octokit levels to pino levels', async () => {
+    await readme();
+    const levels = new Set(harness.logs.lines.map((line) => line.level));
+    expect(levels.has(20)).toBe(true);
+    expect(levels.has(30)).toBe(true);
+    const completed = harness.logs.lines.find((line) => line.level === 30);
+    expect(completed?.msg).toMatch(/^POST \/app\/installations\/\d+\/access_tokens - 201/);
+  });
+
+  it('redacts credential patterns', () => {
+    const { logs, destination } = captureLogs();
+    createLogger('info', destination).info(
+      redactSecrets('token ghs_abcdefghijklmnopqrstuvwxyz0123 and Bearer eyJa.eyJb.sig'),
+    );
+    expect(logs.lines[0]?.msg).toBe('token [redacted] and Bearer [redacted]');
+    expect(redactSecrets('account for token replication delay')).toBe(
+      'account for token replication delay',
+    );
+  });
+});
