@@ -32,6 +32,7 @@ CREATE TABLE "patch_files" (
 	"provider" text,
 	"model" text,
 	"total_tokens" bigint DEFAULT 0 NOT NULL,
+	"generation" integer DEFAULT 0 NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "patch_files_patchRequestId_path_unique" UNIQUE("patch_request_id","path")

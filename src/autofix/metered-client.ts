@@ -18,6 +18,8 @@ export interface MeterOptions {
   path: string;
   /** Job attempt number; part of each call's idempotency key. */
   attempt: number;
+  /** The file's regeneration count; part of each call's idempotency key. */
+  generation: number;
   reservationTtlSeconds: number;
   /** Receives the provider-reported total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
@@ -32,6 +34,7 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
   const idempotencyKey = [
     options.patchRequestId,
     options.path,
+    `generation-${options.generation}`,
     `attempt-${options.attempt}`,
     client.provider,
   ].join(':');

@@ -92,7 +92,7 @@ export async function runPreview(
   }
 
   const pending = await db
-    .select({ id: patchFiles.id, path: patchFiles.path })
+    .select({ id: patchFiles.id, path: patchFiles.path, generation: patchFiles.generation })
     .from(patchFiles)
     .where(
       and(
@@ -113,6 +113,7 @@ export async function runPreview(
       repo,
       ref: run.headSha,
       path: file.path,
+      generation: file.generation,
       findings,
       clients,
       userId: user.id,
@@ -152,6 +153,7 @@ async function previewFile(
     repo: string;
     ref: string;
     path: string;
+    generation: number;
     findings: FileFinding[];
     clients: KeyedClient[];
     userId: string;
@@ -201,6 +203,7 @@ async function previewFile(
       patchRequestId: input.patchRequestId,
       path: input.path,
       attempt: input.attempt,
+      generation: input.generation,
       reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
       onUsage: (tokens) => {
         totalTokens += tokens;

@@ -83,6 +83,8 @@ export const patchFiles = pgTable(
     provider: text(),
     model: text(),
     totalTokens: bigint({ mode: 'number' }).notNull().default(0),
+    /** Bumped each time the file is regenerated; part of each model call's idempotency key. */
+    generation: integer().notNull().default(0),
     ...timestamps,
   },
   (table) => [unique().on(table.patchRequestId, table.path)],
