@@ -25,8 +25,10 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const database = await locateDatabase(config, logger);
   await migrateDatabase(database.url);
   const handle = connectDatabase(database.url);
-  const boss = await startBoss(database.url, logger);
-  await createQueues(boss);
+  const boss = await startBoss(database.url, logger, {
+    maintenanceIntervalSeconds: config.JOB_MAINTENANCE_INTERVAL_SECONDS,
+  });
+  await createQueues(boss, config);
 
   const github = config.githubAppConfigured
     ? createGitHubApp({

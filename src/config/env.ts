@@ -78,7 +78,9 @@ const envSchema = z.object({
   PLAN_FREE_TOKENS: planLimit.default(1000),
   PLAN_PRO_TOKENS: planLimit.default(100_000),
   PLAN_ENTERPRISE_TOKENS: planLimit.default(-1),
-  RESERVATION_TTL_SECONDS: integer(30, 86_400).default(900),
+  RESERVATION_TTL_SECONDS: integer(5, 86_400).default(900),
+  PREVIEW_JOB_TIMEOUT_SECONDS: integer(5, 86_400).default(1800),
+  JOB_MAINTENANCE_INTERVAL_SECONDS: integer(1, 3600).default(120),
   BILLING_PERIOD: z
     .string()
     .trim()

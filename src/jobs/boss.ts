@@ -4,8 +4,21 @@ import type { Logger } from '../logger.ts';
 
 export type { PgBoss };
 
-export async function startBoss(url: string, logger: Logger): Promise<PgBoss> {
-  const boss = new PgBoss({ connectionString: url, schema: 'pgboss', max: 5 });
+/**
+ * Starts pg-boss in the `pgboss` schema. Its maintenance, every `maintenanceIntervalSeconds`,
+ * is what retries a job whose worker died: an active job past its expiry goes back to retry.
+ */
+export async function startBoss(
+  url: string,
+  logger: Logger,
+  options: { maintenanceIntervalSeconds?: number } = {},
+): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: url,
+    schema: 'pgboss',
+    max: 5,
+    maintenanceIntervalSeconds: options.maintenanceIntervalSeconds ?? 120,
+  });
   boss.on('error', (error) => logger.error({ event: 'jobs.error', err: error }, 'job queue error'));
   await boss.start();
   return boss;

@@ -1,3 +1,4 @@
+import type { Config } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
 import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
@@ -9,10 +10,21 @@ import {
   sweepReservationsQueue,
 } from './sweep-reservations.ts';
 
-/** Creates every queue; safe to call from each process at start. */
-export async function createQueues(boss: PgBoss): Promise<void> {
+/**
+ * Creates every queue and applies the configured preview timeout; safe to call from each
+ * process at start.
+ */
+export async function createQueues(boss: PgBoss, config?: Config): Promise<void> {
   await boss.createQueue(analyzeQueue, { name: analyzeQueue, ...analyzeQueueOptions });
   await boss.createQueue(previewQueue, { name: previewQueue, ...previewQueueOptions });
+  if (config) {
+    // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
+    await boss.updateQueue(previewQueue, {
+      name: previewQueue,
+      ...previewQueueOptions,
+      expireInSeconds: config.PREVIEW_JOB_TIMEOUT_SECONDS,
+    });
+  }
   for (const name of [sweepReservationsQueue, rolloverPeriodsQueue]) {
     await boss.createQueue(name, { name, policy: 'singleton', retryLimit: 0 });
   }
@@ -32,6 +44,8 @@ export async function startWorkers(context: AppContext): Promise<void> {
       if (job) await handlePreviewJob(context, job);
     });
   }
+  // Reservations left by a worker that died are released at once, not at the next minute.
+  await handleSweepReservations(context);
   await boss.work(sweepReservationsQueue, async () => handleSweepReservations(context));
   await boss.schedule(sweepReservationsQueue, sweepReservationsCron);
   await boss.work(rolloverPeriodsQueue, async () => {

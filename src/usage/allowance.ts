@@ -155,60 +155,82 @@ async function releaseForUser(db: Database, userId: string, condition: SQL): Pro
 }
 
 /**
- * Records one model call in the ledger and moves its reservation into tokens_used, all in one
- * transaction. The ledger's unique idempotency key makes a repeated settle record nothing and
- * charge nothing. Calls on the user's own key are recorded with charged_tokens 0. Usage is
- * capped at the limit, so a prompt estimate that came out low never pushes used past it.
+ * Records one model call in the ledger and moves its reservation into tokens_used, in one
+ * statement, so it is atomic and costs one round trip. The ledger's unique idempotency key
+ * makes a repeated settle fail as a whole and charge nothing; that case releases the
+ * reservation and reports `recorded: false`. Calls on the user's own key are recorded with
+ * charged_tokens 0. Usage is capped at the limit, so a low prompt estimate never pushes used
+ * past it.
  */
 export async function settleCall(db: Database, input: SettleInput): Promise<Settlement> {
-  return db.transaction(async (tx) => {
-    // Every writer locks the user row before any reservation row, so they never deadlock.
-    // NO KEY UPDATE does not conflict with the KEY SHARE locks that foreign key checks take.
-    const locked = await tx.execute<{ token_limit: string | number; tokens_used: string | number }>(
-      sql`SELECT token_limit, tokens_used FROM users WHERE id = ${input.userId} FOR NO KEY UPDATE`,
-    );
-    const user = locked[0];
-    if (!user) throw new Error(`User ${input.userId} not found while settling a model call.`);
+  const platform = input.keySource === 'platform';
+  const total = input.usage.totalTokens;
+  // The user row is locked first (the DELETE waits for it), the order every writer here keeps,
+  // and NO KEY UPDATE does not conflict with the KEY SHARE lock of the ledger's foreign key.
+  const statement = sql`
+    WITH locked AS (
+      SELECT id, token_limit, tokens_used FROM users
+      WHERE id = ${input.userId} FOR NO KEY UPDATE
+    ),
+    released AS (
+      DELETE FROM token_reservations
+      WHERE id = ${input.reservationId} AND EXISTS (SELECT 1 FROM locked)
+      RETURNING tokens
+    ),
+    priced AS (
+      SELECT id, CASE
+        WHEN NOT ${platform} THEN 0
+        WHEN token_limit < 0 THEN ${total}::bigint
+        ELSE GREATEST(LEAST(${total}::bigint, token_limit - tokens_used), 0)
+      END AS charged
+      FROM locked
+    ),
+    updated AS (
+      UPDATE users SET
+        tokens_used = users.tokens_used + priced.charged,
+        tokens_reserved = users.tokens_reserved - COALESCE((SELECT sum(tokens) FROM released), 0)
+      FROM priced WHERE users.id = priced.id
+      RETURNING users.tokens_used, priced.charged
+    )
+    INSERT INTO token_events (
+      user_id, patch_request_id, path, provider, model, key_source,
+      prompt_tokens, completion_tokens, total_tokens, charged_tokens,
+      reservation_id, idempotency_key
+    )
+    SELECT
+      ${input.userId}, ${input.patchRequestId ?? null}, ${input.path ?? null},
+      ${input.provider}, ${input.model}, ${input.keySource},
+      ${input.usage.promptTokens}, ${input.usage.completionTokens}, ${total},
+      updated.charged, ${input.reservationId}, ${input.idempotencyKey}
+    FROM updated
+    RETURNING charged_tokens, (SELECT tokens_used FROM updated) AS tokens_used
+  `;
 
-    const inserted = await tx.execute<{ id: number }>(sql`
-      INSERT INTO token_events (
-        user_id, patch_request_id, path, provider, model, key_source,
-        prompt_tokens, completion_tokens, total_tokens, charged_tokens,
-        reservation_id, idempotency_key
-      ) VALUES (
-        ${input.userId}, ${input.patchRequestId ?? null}, ${input.path ?? null},
-        ${input.provider}, ${input.model}, ${input.keySource},
-        ${input.usage.promptTokens}, ${input.usage.completionTokens}, ${input.usage.totalTokens},
-        0, ${input.reservationId}, ${input.idempotencyKey}
-      )
-      ON CONFLICT (idempotency_key) DO NOTHING
-      RETURNING id
-    `);
-    const event = inserted[0];
-
-    let released = 0;
-    if (input.reservationId) {
-      const rows = await tx.execute<{ tokens: string | number }>(sql`
-        DELETE FROM token_reservations WHERE id = ${input.reservationId} RETURNING tokens
-      `);
-      released = Number(rows[0]?.tokens ?? 0);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const rows = await db.execute<{ charged_tokens: number; tokens_used: string | number }>(
+        statement,
+      );
+      const row = rows[0];
+      if (!row) throw new Error(`User ${input.userId} not found while settling a model call.`);
+      return { recorded: true, charged: row.charged_tokens, tokensUsed: Number(row.tokens_used) };
+    } catch (error) {
+      const code = postgresCode(error);
+      if (code === '23505') {
+        if (input.reservationId) await releaseReservation(db, input.reservationId);
+        const state = await getAllowance(db, input.userId);
+        return { recorded: false, charged: 0, tokensUsed: state.used };
+      }
+      // A deadlock with a writer outside this module is retried; the statement is atomic.
+      if (code === '40P01' && attempt < 3) continue;
+      throw error;
     }
+  }
+}
 
-    const limit = Number(user.token_limit);
-    const usedBefore = Number(user.tokens_used);
-    const requested = event && input.keySource === 'platform' ? input.usage.totalTokens : 0;
-    const charged = limit < 0 ? requested : Math.max(Math.min(requested, limit - usedBefore), 0);
-
-    await tx.execute(sql`
-      UPDATE users SET tokens_reserved = tokens_reserved - ${released},
-        tokens_used = tokens_used + ${charged}
-      WHERE id = ${input.userId}
-    `);
-    if (event && charged > 0) {
-      await tx.execute(sql`UPDATE token_events SET charged_tokens = ${charged} WHERE id = ${event.id}`);
-    }
-    return { recorded: Boolean(event), charged, tokensUsed: usedBefore + charged };
-  });
+function postgresCode(error: unknown): string | undefined {
+  const cause = (error as { cause?: { code?: string } }).cause;
+  return cause?.code ?? (error as { code?: string }).code;
 }
 
 /** Releases every reservation past its expiry; returns how many tokens were freed in total. */

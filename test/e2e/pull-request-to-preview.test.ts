@@ -1,10 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { applyPatch } from 'diff';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findFreePort } from '../../src/db/bundled.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
 import { startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
@@ -12,6 +10,7 @@ import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
 import { runCli, waitFor } from '../helpers/process.ts';
+import { startServiceProcess, type ServiceProcess } from '../helpers/service.ts';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
   name: string;
@@ -69,9 +68,8 @@ let repository: GitRepository;
 let github: FakeGitHub;
 let groq: FakeGroq;
 let gemini: FakeGemini;
-let service: ChildProcess;
+let service: ServiceProcess;
 let serviceUrl: string;
-let serviceOutput = '';
 let env: NodeJS.ProcessEnv;
 
 function pathInPrompt(user: string): string {
@@ -123,16 +121,7 @@ beforeAll(async () => {
   });
   gemini = await startFakeGemini();
 
-  const port = await findFreePort();
-  serviceUrl = `http://127.0.0.1:${port}`;
   env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    TMPDIR: process.env.TMPDIR,
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'info',
-    HOST: '127.0.0.1',
-    PORT: String(port),
     DATABASE_URL: database.url,
     WEBHOOK_SECRET: webhookSecret,
     APP_ID: appId,
@@ -143,21 +132,12 @@ beforeAll(async () => {
     GEMINI_API_KEY: geminiKey,
     GEMINI_BASE_URL: gemini.url,
   };
-  service = spawn(process.execPath, ['bin/fixwright.js', 'start'], { env, stdio: 'pipe' });
-  service.stdout!.on('data', (chunk) => (serviceOutput += chunk));
-  service.stderr!.on('data', (chunk) => (serviceOutput += chunk));
-  await waitFor(async () => (await fetch(`${serviceUrl}/healthz`).catch(() => null))?.ok, {
-    timeoutMs: 30_000,
-    describe: () => `service at ${serviceUrl} to answer /healthz; output:\n${serviceOutput}`,
-  });
+  service = await startServiceProcess(env);
+  serviceUrl = service.url;
 }, 60_000);
 
 afterAll(async () => {
-  if (service && service.exitCode === null) {
-    const exited = new Promise((resolve) => service.once('exit', resolve));
-    service.kill('SIGTERM');
-    await exited;
-  }
+  await service?.stop();
   await Promise.all([github?.close(), groq?.close(), gemini?.close()]);
   await repository?.cleanup();
   await database?.close();
@@ -171,9 +151,10 @@ describe('signed pull_request webhook to metered preview', () => {
     installation.installation.id = installationId;
     expect((await postWebhook('installation', installation, 'e2e-installation')).status).toBe(202);
 
-    const token = (await runCli(['users', 'token', '--login', 'Codertocat'], env)).stdout.trim();
+    const cliEnv = { PATH: process.env.PATH, NODE_ENV: 'test', ...env };
+    const token = (await runCli(['users', 'token', '--login', 'Codertocat'], cliEnv)).stdout.trim();
     expect(token).toMatch(/^fxw_/);
-    await runCli(['users', 'plan', '--login', 'Codertocat', '--plan', 'pro'], env);
+    await runCli(['users', 'plan', '--login', 'Codertocat', '--plan', 'pro'], cliEnv);
     const api = (path: string, init: RequestInit = {}) =>
       fetch(`${serviceUrl}${path}`, {
         ...init,
@@ -192,7 +173,7 @@ describe('signed pull_request webhook to metered preview', () => {
       const response = await api('/api/runs?repository=Codertocat/Hello-World&pr=2');
       const { runs } = await response.json();
       return runs[0]?.status === 'completed' ? runs[0] : undefined;
-    }, { timeoutMs: 30_000, describe: () => `run to complete; output:\n${serviceOutput}` });
+    }, { timeoutMs: 30_000, describe: () => `run to complete; output:\n${service.output()}` });
     expect(run.headSha).toBe(repository.headSha);
 
     const detail = await (await api(`/api/runs/${run.id}`)).json();
@@ -214,7 +195,7 @@ describe('signed pull_request webhook to metered preview', () => {
     const preview = await waitFor(async () => {
       const body = await (await api(`/api/patch-requests/${patchRequestId}`)).json();
       return ['ready', 'partially_ready', 'failed'].includes(body.status) ? body : undefined;
-    }, { timeoutMs: 30_000, describe: () => `preview to finish; output:\n${serviceOutput}` });
+    }, { timeoutMs: 30_000, describe: () => `preview to finish; output:\n${service.output()}` });
 
     expect(preview.status).toBe('ready');
     expect(preview.error).toBeNull();
@@ -265,9 +246,10 @@ describe('signed pull_request webhook to metered preview', () => {
   });
 
   it('keeps keys out of the service output', () => {
-    expect(serviceOutput.length).toBeGreaterThan(0);
+    const output = service.output();
+    expect(output).toContain('"event":"job.preview.completed"');
     for (const secret of [groqKey, geminiKey, webhookSecret, 'BEGIN RSA PRIVATE KEY']) {
-      expect(serviceOutput).not.toContain(secret);
+      expect(output).not.toContain(secret);
     }
   });
 });

@@ -1,0 +1,154 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planChanges, tokenEvents, users } from '../../src/db/schema/index.ts';
+import { rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
+import { getAllowance, reserveTokens, settleCall } from '../../src/usage/allowance.ts';
+import { changePlan, resetUsage } from '../../src/usage/plans.ts';
+import { periodEnd } from '../../src/usage/period.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+let context: TestContext;
+
+beforeAll(async () => {
+  context = await createTestContext({ PLAN_PRO_TOKENS: '100000', PLAN_FREE_TOKENS: '1000' });
+});
+afterAll(async () => {
+  await context.close();
+});
+
+async function createUser(values: Partial<typeof users.$inferInsert> = {}) {
+  const [user] = await context.db
+    .insert(users)
+    .values({ login: `plan-${Math.random().toString(36).slice(2, 10)}`, ...values })
+    .returning();
+  return user!;
+}
+
+async function reserve(userId: string, tokens: number, key: string) {
+  const reservation = await reserveTokens(context.db, {
+    userId,
+    tokens,
+    idempotencyKey: key,
+    ttlSeconds: 600,
+  });
+  if (!reservation.ok) throw new Error(reservation.reason);
+  return reservation.reservationId;
+}
+
+function settle(userId: string, reservationId: string, key: string, total: number) {
+  return settleCall(context.db, {
+    userId,
+    reservationId,
+    idempotencyKey: key,
+    provider: 'groq',
+    model: 'm',
+    keySource: 'platform',
+    usage: { promptTokens: total, completionTokens: 0, totalTokens: total },
+  });
+}
+
+describe('changePlan', () => {
+  it('switches to pro: limit 100000, used reset to 0', async () => {
+    const user = await createUser({ tokensUsed: 800 });
+    const result = await changePlan(context.db, context.config, {
+      userId: user.id,
+      plan: 'pro',
+      changedBy: 'admin-login',
+    });
+    expect(result).toEqual({ fromPlan: 'free', toPlan: 'pro', limit: 100_000, usedBefore: 800, usedAfter: 0 });
+    const state = await getAllowance(context.db, user.id);
+    expect(state).toMatchObject({ plan: 'pro', limit: 100_000, used: 0 });
+    const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, user.id));
+    expect(change).toMatchObject({
+      fromPlan: 'free',
+      toPlan: 'pro',
+      tokensUsedBefore: 800,
+      tokensUsedAfter: 0,
+      changedBy: 'admin-login',
+      reason: 'plan_switch',
+    });
+  });
+
+  it('switches to enterprise: unlimited, used kept', async () => {
+    const user = await createUser({ plan: 'pro', tokenLimit: 100_000, tokensUsed: 50_000 });
+    const result = await changePlan(context.db, context.config, {
+      userId: user.id,
+      plan: 'enterprise',
+      changedBy: 'cli:root',
+    });
+    expect(result).toMatchObject({ limit: -1, usedAfter: 50_000 });
+    expect((await getAllowance(context.db, user.id)).remaining).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('switches to free: limit 1000, used capped at the limit', async () => {
+    const user = await createUser({ plan: 'pro', tokenLimit: 100_000, tokensUsed: 42_000 });
+    const result = await changePlan(context.db, context.config, {
+      userId: user.id,
+      plan: 'free',
+      changedBy: 'cli:root',
+    });
+    expect(result).toMatchObject({ limit: 1000, usedBefore: 42_000, usedAfter: 1000 });
+    const state = await getAllowance(context.db, user.id);
+    expect(state).toMatchObject({ plan: 'free', used: 1000, remaining: 0 });
+  });
+
+  it('keeps counters valid when switching during reservations', async () => {
+    const user = await createUser({ plan: 'pro', tokenLimit: 100_000, tokensUsed: 900 });
+    const first = await reserve(user.id, 5000, 'flight-1');
+    const second = await reserve(user.id, 3000, 'flight-2');
+
+    await changePlan(context.db, context.config, { userId: user.id, plan: 'free', changedBy: 'x' });
+    const during = await getAllowance(context.db, user.id);
+    expect(during).toMatchObject({ used: 900, reserved: 8000, remaining: 0 });
+    expect(
+      (await reserveTokens(context.db, { userId: user.id, tokens: 1, idempotencyKey: 'blocked', ttlSeconds: 60 })).ok,
+    ).toBe(false);
+
+    const settledFirst = await settle(user.id, first, 'flight-1', 4000);
+    expect(settledFirst.charged).toBe(100);
+    await settle(user.id, second, 'flight-2', 2500);
+    const after = await getAllowance(context.db, user.id);
+    expect(after).toMatchObject({ used: 1000, reserved: 0 });
+
+    const events = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, user.id));
+    expect(events.map((event) => event.chargedTokens).sort()).toEqual([0, 100]);
+  });
+});
+
+describe('billing periods', () => {
+  it('resets usage by hand while reservations are in flight', async () => {
+    const user = await createUser({ tokensUsed: 600 });
+    const reservation = await reserve(user.id, 300, 'reset-flight');
+    await resetUsage(context.db, { userId: user.id, changedBy: 'cli:root', reason: 'usage_reset' });
+    expect(await getAllowance(context.db, user.id)).toMatchObject({ used: 0, reserved: 300 });
+
+    await settle(user.id, reservation, 'reset-flight', 200);
+    expect(await getAllowance(context.db, user.id)).toMatchObject({ used: 200, reserved: 0 });
+  });
+
+  it('rolls over ended periods at the period boundary', async () => {
+    const started = new Date('2026-10-15T08:00:00Z');
+    const due = await createUser({ tokensUsed: 700, periodStartedAt: started });
+    const fresh = await createUser({ tokensUsed: 300 });
+    const now = new Date('2026-12-20T00:00:00Z');
+
+    const rolled = await rolloverPeriods(context, now);
+    expect(rolled).toBeGreaterThanOrEqual(1);
+    const [afterDue] = await context.db.select().from(users).where(eq(users.id, due.id));
+    expect(afterDue!.tokensUsed).toBe(0);
+    // Two months passed; the new period starts at the last boundary, not at the job's time.
+    expect(afterDue!.periodStartedAt.toISOString()).toBe('2026-12-15T08:00:00.000Z');
+    const [afterFresh] = await context.db.select().from(users).where(eq(users.id, fresh.id));
+    expect(afterFresh!.tokensUsed).toBe(300);
+    const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, due.id));
+    expect(change).toMatchObject({ reason: 'period_rollover', changedBy: 'system', tokensUsedBefore: 700 });
+
+    expect(await rolloverPeriods(context, now)).toBe(0);
+  });
+
+  it('computes monthly period ends in UTC, clamped to short months', () => {
+    expect(periodEnd(new Date('2026-01-31T10:00:00Z'), 'monthly').toISOString()).toBe('2026-02-28T10:00:00.000Z');
+    expect(periodEnd(new Date('2026-12-04T00:00:00Z'), 'monthly').toISOString()).toBe('2027-01-04T00:00:00.000Z');
+    expect(periodEnd(new Date('2026-12-04T00:00:00Z'), '7d').toISOString()).toBe('2026-12-11T00:00:00.000Z');
+  });
+});

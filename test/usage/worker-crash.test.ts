@@ -1,0 +1,175 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  findings,
+  installations,
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  tokenReservations,
+  users,
+} from '../../src/db/schema/index.ts';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { startBoss } from '../../src/jobs/boss.ts';
+import { createQueues } from '../../src/jobs/workers.ts';
+import { createLogger } from '../../src/logger.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { waitFor } from '../helpers/process.ts';
+import { startServiceProcess, type ServiceProcess } from '../helpers/service.ts';
+
+const appId = '8080';
+const installationId = 31;
+const original = "export const x = 1;\nconsole.log('x', x);\n";
+const fixed = 'export const x = 1;\n';
+
+let database: TestDatabase;
+let repository: GitRepository;
+let github: FakeGitHub;
+let groq: FakeGroq;
+let env: NodeJS.ProcessEnv;
+const services: ServiceProcess[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  repository = await createGitRepository({ base: { 'README.md': '#\n' }, head: { 'src/x.ts': original } });
+  const keys = generateAppKeyPair();
+  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
+  github.setInstallation({ id: installationId, account: { login: 'crash', id: 3, type: 'User' } });
+  github.addRepository({ owner: 'crash', repo: 'test', id: 808, gitDir: repository.dir });
+  groq = await startFakeGroq();
+  env = {
+    DATABASE_URL: database.url,
+    APP_ID: appId,
+    PRIVATE_KEY: keys.privateKeyPem,
+    GITHUB_API_URL: github.url,
+    GROQ_API_KEY: 'gsk_platform_crash_test',
+    GROQ_BASE_URL: groq.url,
+    RESERVATION_TTL_SECONDS: '5',
+    PREVIEW_JOB_TIMEOUT_SECONDS: '8',
+    JOB_MAINTENANCE_INTERVAL_SECONDS: '1',
+  };
+}, 60_000);
+
+afterAll(async () => {
+  for (const service of services) await service.stop('SIGKILL');
+  await Promise.all([github?.close(), groq?.close()]);
+  await repository?.cleanup();
+  await database?.close();
+});
+
+async function queuePreview(userId: string): Promise<string> {
+  await database.db.insert(installations).values({
+    id: installationId,
+    accountLogin: 'crash',
+    accountId: 3,
+    accountType: 'User',
+    userId,
+  });
+  const [run] = await database.db
+    .insert(prRuns)
+    .values({
+      installationId,
+      repositoryId: 808,
+      repository: 'crash/test',
+      prNumber: 1,
+      baseSha: repository.baseSha,
+      headSha: repository.headSha,
+      headRef: 'feature',
+      headRepository: 'crash/test',
+      status: 'completed',
+    })
+    .returning();
+  const [finding] = await database.db
+    .insert(findings)
+    .values({
+      runId: run!.id,
+      path: 'src/x.ts',
+      startLine: 2,
+      endLine: 2,
+      ruleId: 'debug/console-log',
+      severity: 'warning',
+      message: 'Remove the console.log call.',
+      fingerprint: 'crash-fingerprint',
+    })
+    .returning();
+  // Sent from this process, so the queue and job exist before any worker runs.
+  const logger = createLogger('silent');
+  const boss = await startBoss(database.url, logger);
+  await createQueues(boss);
+  const created = await createPatchRequest(database.db, boss, {
+    runId: run!.id,
+    userId,
+    findingIds: [finding!.id],
+  });
+  await boss.stop({ graceful: false, wait: true });
+  if (!created.ok) throw new Error('patch request not created');
+  return created.id;
+}
+
+describe('worker killed between reserve and settle', () => {
+  it('releases the reservation and charges the retried job once', async () => {
+    const [user] = await database.db
+      .insert(users)
+      .values({ login: 'crash', plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    // The first call hangs, so the worker is killed while it holds a reservation.
+    groq.enqueue({ text: fixed, delayMs: 120_000 });
+    groq.setHandler(() => ({ text: fixed }));
+
+    const first = await startServiceProcess(env);
+    services.push(first);
+    const patchRequestId = await queuePreview(user!.id);
+
+    await waitFor(async () => groq.requests.length === 1, {
+      timeoutMs: 30_000,
+      describe: () => `the first model call; output:\n${first.output()}`,
+    });
+    const [held] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    expect(held!.tokensReserved).toBeGreaterThan(0);
+    const heldReservations = await database.db.select().from(tokenReservations);
+    expect(heldReservations).toHaveLength(1);
+    expect(heldReservations[0]!.tokens).toBe(held!.tokensReserved);
+
+    await first.stop('SIGKILL');
+    // Let the reservation pass its expiry before another worker starts.
+    await new Promise((resolve) => setTimeout(resolve, 5_500));
+
+    const second = await startServiceProcess(env);
+    services.push(second);
+    const finished = await waitFor(
+      async () => {
+        const [request] = await database.db
+          .select()
+          .from(patchRequests)
+          .where(eq(patchRequests.id, patchRequestId));
+        return request!.status === 'ready' ? request : undefined;
+      },
+      {
+        timeoutMs: 60_000,
+        describe: () => `the retried preview; output:\n${first.output()}\n---\n${second.output()}`,
+      },
+    );
+
+    expect(second.output()).toContain('"event":"job.sweep_reservations.released"');
+    const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    expect(completions).toHaveLength(2);
+    const retriedUsage = completions[1]!.reply!.usage!.total_tokens;
+
+    const ledger = await database.db
+      .select()
+      .from(tokenEvents)
+      .where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]!.idempotencyKey).toMatch(/:attempt-1:groq$/);
+    expect(ledger[0]!.chargedTokens).toBe(retriedUsage);
+
+    const [after] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    expect(after!.tokensReserved).toBe(0);
+    expect(after!.tokensUsed).toBe(retriedUsage);
+    expect(finished.totalTokens).toBe(retriedUsage);
+    expect(await database.db.select().from(tokenReservations)).toHaveLength(0);
+  }, 120_000);
+});

@@ -1,0 +1,231 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  findings,
+  installations,
+  patchRequests,
+  prRuns,
+  users,
+} from '../../src/db/schema/index.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+const people: Record<'owner' | 'stranger', { id: string; token: string }> = {} as never;
+let runId: string;
+let findingIds: string[];
+
+beforeAll(async () => {
+  context = await createTestContext({ BILLING_PERIOD: 'monthly' });
+  app = createApp(context);
+  for (const [index, role] of (['owner', 'stranger'] as const).entries()) {
+    const [user] = await context.db
+      .insert(users)
+      .values({ login: `api-${role}`, githubId: 100 + index, tokenLimit: 1000, tokensUsed: 250 * (index + 1) })
+      .returning();
+    const { token } = await mintApiToken(context.db, user!.id, 'tests');
+    people[role] = { id: user!.id, token };
+  }
+  await context.db.insert(installations).values({
+    id: 501,
+    accountLogin: 'api-owner',
+    accountId: 100,
+    accountType: 'User',
+    userId: people.owner.id,
+  });
+  const [older] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId: 501,
+      repositoryId: 9,
+      repository: 'api-owner/app',
+      prNumber: 7,
+      baseSha: 'a'.repeat(40),
+      headSha: 'b'.repeat(40),
+      headRef: 'feature',
+      headRepository: 'api-owner/app',
+      status: 'completed',
+      createdAt: new Date('2026-01-01T00:00:00Z'),
+    })
+    .returning();
+  const [newer] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId: 501,
+      repositoryId: 9,
+      repository: 'api-owner/app',
+      prNumber: 7,
+      baseSha: 'a'.repeat(40),
+      headSha: 'c'.repeat(40),
+      headRef: 'feature',
+      headRepository: 'api-owner/app',
+      status: 'completed',
+      createdAt: new Date('2026-01-02T00:00:00Z'),
+    })
+    .returning();
+  expect(older).toBeDefined();
+  runId = newer!.id;
+  const inserted = await context.db
+    .insert(findings)
+    .values([
+      { runId, path: 'b.ts', startLine: 4, endLine: 4, ruleId: 'todo-comment', severity: 'notice', message: 'New TODO.', fingerprint: 'f1' },
+      { runId, path: 'a.ts', startLine: 9, endLine: 9, ruleId: 'debug/debugger', severity: 'warning', message: 'Remove debugger.', fingerprint: 'f2' },
+    ])
+    .returning();
+  findingIds = inserted.map((row) => row.id);
+});
+
+afterAll(async () => {
+  await context.close();
+});
+
+function call(who: keyof typeof people | null, path: string, init: RequestInit = {}) {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (who) headers.authorization = `Bearer ${people[who].token}`;
+  return app.request(path, { ...init, headers });
+}
+
+describe('JSON API authentication', () => {
+  it('rejects a request without a token', async () => {
+    const response = await call(null, '/api/runs');
+    expect(response.status).toBe(401);
+    expect((await response.json()).error.message).toContain('fixwright users token');
+  });
+
+  it('rejects an unknown token', async () => {
+    const response = await app.request('/api/runs', { headers: { authorization: 'Bearer fxw_nope' } });
+    expect(response.status).toBe(401);
+  });
+});
+
+describe('GET /api/runs', () => {
+  it('lists the caller runs newest first', async () => {
+    const response = await call('owner', '/api/runs?repository=api-owner/app&pr=7');
+    expect(response.status).toBe(200);
+    const { runs } = await response.json();
+    expect(runs.map((run: { headSha: string }) => run.headSha)).toEqual(['c'.repeat(40), 'b'.repeat(40)]);
+  });
+
+  it('shows another user nothing', async () => {
+    const { runs } = await (await call('stranger', '/api/runs?repository=api-owner/app')).json();
+    expect(runs).toEqual([]);
+  });
+
+  it('rejects an invalid repository filter', async () => {
+    const response = await call('owner', '/api/runs?repository=justaname');
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('repository: must be OWNER/NAME');
+  });
+});
+
+describe('GET /api/runs/:runId', () => {
+  it('returns the run with findings sorted by path', async () => {
+    const body = await (await call('owner', `/api/runs/${runId}`)).json();
+    expect(body.headSha).toBe('c'.repeat(40));
+    expect(body.findings.map((finding: { path: string; line: number; rule: string }) => [finding.path, finding.line, finding.rule])).toEqual([
+      ['a.ts', 9, 'debug/debugger'],
+      ['b.ts', 4, 'todo-comment'],
+    ]);
+  });
+
+  it('answers 404 to another user', async () => {
+    const response = await call('stranger', `/api/runs/${runId}`);
+    expect(response.status).toBe(404);
+  });
+
+  it('answers 404 to an id that is not a uuid', async () => {
+    const response = await call('owner', '/api/runs/not-a-uuid');
+    expect(response.status).toBe(404);
+  });
+});
+
+describe('POST /api/runs/:runId/patch-requests', () => {
+  it('creates a patch request owned by the caller', async () => {
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds }),
+    });
+    expect(response.status).toBe(202);
+    const { id } = await response.json();
+    const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
+    expect(stored).toMatchObject({ userId: people.owner.id, runId, status: 'queued' });
+    const jobs = await context.boss.fetch('preview', { batchSize: 5 });
+    expect(jobs.map((job) => job.data)).toContainEqual({ patchRequestId: id });
+
+    const read = await call('owner', `/api/patch-requests/${id}`);
+    expect(read.status).toBe(200);
+    expect(await read.json()).toMatchObject({ id, status: 'queued', files: [] });
+    expect((await call('stranger', `/api/patch-requests/${id}`)).status).toBe(404);
+  });
+
+  it('answers 404 when another user asks for a fix', async () => {
+    const response = await call('stranger', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds }),
+    });
+    expect(response.status).toBe(404);
+  });
+
+  it('rejects finding ids of another run', async () => {
+    const foreign = '00000000-0000-4000-8000-000000000000';
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: [findingIds[0], foreign] }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.message).toContain(foreign);
+    expect(error.unknownFindingIds).toEqual([foreign]);
+  });
+
+  it('rejects a body without findingIds, naming the field', async () => {
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findings: [] }),
+    });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('findingIds');
+  });
+
+  it('rejects a body that is not JSON', async () => {
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: 'findingIds=1',
+    });
+    expect(response.status).toBe(400);
+  });
+});
+
+describe('GET /api/user/usage', () => {
+  it('returns plan, limit, usage, period and own keys', async () => {
+    await context.db
+      .update(users)
+      .set({ tokensUsed: 850, tokensReserved: 60, periodStartedAt: new Date('2026-12-01T00:00:00Z') })
+      .where(eq(users.id, people.owner.id));
+    const body = await (await call('owner', '/api/user/usage')).json();
+    expect(body).toEqual({
+      plan: 'free',
+      limit: 1000,
+      unlimited: false,
+      used: 850,
+      reserved: 60,
+      remaining: 90,
+      percent: 91,
+      nearLimit: true,
+      periodStart: '2026-12-01T00:00:00.000Z',
+      periodEnd: '2027-01-01T00:00:00.000Z',
+      ownKeys: { groq: false, gemini: false },
+    });
+  });
+
+  it('reports unlimited plans without a remaining count', async () => {
+    await context.db
+      .update(users)
+      .set({ plan: 'enterprise', tokenLimit: -1, tokensUsed: 5_000_000 })
+      .where(eq(users.id, people.stranger.id));
+    const body = await (await call('stranger', '/api/user/usage')).json();
+    expect(body).toMatchObject({ plan: 'enterprise', unlimited: true, remaining: null, percent: 0, nearLimit: false });
+  });
+});
