@@ -5,7 +5,7 @@ import { estimatePromptTokens } from '../llm/prompt.ts';
 import type { ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
 import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
 
-/** Raised when the user's allowance cannot cover a call; the message says what to do. */
+/** Raised when the user's allowance cannot cover a call; the message states what to do. */
 export class AllowanceExceededError extends Error {
   override name = 'AllowanceExceededError';
 }

@@ -11,7 +11,7 @@ import { FileReadError, readFileAtRef } from '../github/file-content.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
-import { buildFixPrompt } from '../llm/prompt.ts';
+import { buildFixPrompt, type FixFinding } from '../llm/prompt.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { checkAllowance } from '../usage/allowance.ts';
@@ -30,18 +30,11 @@ export interface PreviewOutcome {
   tokens: number;
 }
 
-interface FileFinding {
-  id: string;
-  ruleId: string;
-  severity: string;
-  line: number;
-  endLine: number;
-  message: string;
-}
+type FileFinding = FixFinding;
 
 /**
- * Builds the preview of one patch request: per file, reads it at the run's head commit, asks
- * the model for the corrected file and stores the proposed text with a unified diff. Files
+ * Builds the preview of one patch request: per file, reads it at the run's head commit, requests
+ * the corrected file from the model and stores the proposed text with a unified diff. Files
  * finished by an earlier attempt are kept, so a retried job continues where it stopped.
  */
 export async function runPreview(
@@ -191,7 +184,7 @@ async function previewFile(
   }
 
   const prompt = buildFixPrompt({ path: input.path, content: file.text, findings: input.findings });
-  // The answer is the whole file again: budget its size in tokens (3 bytes each, a generous
+  // The output is the whole file again: budget its size in tokens (3 bytes each, a generous
   // estimate) with a quarter on top, within the configured cap.
   const fileTokens = Math.ceil(Buffer.byteLength(file.text) / 3);
   const maxOutputTokens = Math.min(config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);

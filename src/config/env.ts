@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 
-/** Raised when the environment holds a missing or invalid value; the message names the variable. */
+/** Raised when an environment variable is missing or invalid. The message names the variable. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -165,7 +165,7 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
   }
   if (!pem.includes('-----BEGIN')) {
     throw new ConfigError(
-      `Invalid PRIVATE_KEY_PATH: ${JSON.stringify(file)} holds no PEM block; ` +
+      `Invalid PRIVATE_KEY_PATH: ${JSON.stringify(file)} contains no PEM block; ` +
         'set it to the .pem file downloaded from the GitHub App settings.',
     );
   }

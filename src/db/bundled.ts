@@ -100,11 +100,11 @@ export async function startEmbeddedPostgres(options: {
     if (!initialised) await server.initialise();
     await server.start();
   } catch (error) {
-    // start() rejects with undefined when postgres exits early; its own output says why.
+    // start() rejects with undefined when postgres exits early; its own output explains why.
     const detail = recentOutput.filter(Boolean).slice(-5).join(' | ');
     throw new Error(
       `The bundled PostgreSQL in ${options.clusterDir} failed to start` +
-        `${error instanceof Error ? `: ${error.message}` : ''}. PostgreSQL said: ${detail || 'nothing'}. ` +
+        `${error instanceof Error ? `: ${error.message}` : ''}. PostgreSQL output: ${detail || 'none'}. ` +
         'Set DATABASE_URL to use your own PostgreSQL instead.',
     );
   }

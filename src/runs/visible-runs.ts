@@ -9,7 +9,7 @@ export function isUuid(value: string): boolean {
 }
 
 /**
- * Returns the run when it belongs to an installation the user owns, else null. Callers answer
+ * Returns the run when it belongs to an installation the user owns, else null. Callers return
  * 404 for both "missing" and "someone else's", so ids of other users' runs leak nothing.
  */
 export async function findVisibleRun(db: Database, userId: string, runId: string) {

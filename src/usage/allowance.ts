@@ -97,8 +97,8 @@ export async function checkAllowance(
 /**
  * Reserves `tokens` for one model call. The conditional UPDATE takes the user's row lock, so
  * concurrent reservations are serialised by PostgreSQL and used + reserved never passes the
- * limit. The reservation row expires, so a worker that dies before settling holds nothing for
- * longer than `ttlSeconds`.
+ * limit. The reservation row expires, so a worker that dies before settling keeps no tokens
+ * for longer than `ttlSeconds`.
  */
 export async function reserveTokens(
   db: Database,

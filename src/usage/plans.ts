@@ -1,7 +1,17 @@
 import { sql } from 'drizzle-orm';
 import type { Config } from '../config/env.ts';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { planChanges, plans, type Plan } from '../db/schema/index.ts';
+
+/** Locks the user's row for the rest of the transaction and returns its plan and usage. */
+async function lockUser(tx: Transaction, userId: string) {
+  const rows = await tx.execute<{ plan: Plan; tokens_used: string | number }>(
+    sql`SELECT plan, tokens_used FROM users WHERE id = ${userId} FOR NO KEY UPDATE`,
+  );
+  const row = rows[0];
+  if (!row) throw new Error(`User ${userId} not found.`);
+  return row;
+}
 
 export function isPlan(value: string): value is Plan {
   return (plans as readonly string[]).includes(value);
@@ -37,11 +47,7 @@ export async function changePlan(
   const limit = planLimits(config)[input.plan];
   const resetUsage = input.plan === 'pro';
   return db.transaction(async (tx) => {
-    const rows = await tx.execute<{ plan: Plan; tokens_used: string | number }>(
-      sql`SELECT plan, tokens_used FROM users WHERE id = ${input.userId} FOR UPDATE`,
-    );
-    const before = rows[0];
-    if (!before) throw new Error(`User ${input.userId} not found.`);
+    const before = await lockUser(tx, input.userId);
     const usedBefore = Number(before.tokens_used);
     let usedAfter = resetUsage ? 0 : usedBefore;
     if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
@@ -74,11 +80,7 @@ export async function resetUsage(
   input: { userId: string; changedBy: string; reason: 'usage_reset' | 'period_rollover'; periodStart?: Date },
 ): Promise<{ usedBefore: number }> {
   return db.transaction(async (tx) => {
-    const rows = await tx.execute<{ plan: Plan; tokens_used: string | number }>(
-      sql`SELECT plan, tokens_used FROM users WHERE id = ${input.userId} FOR UPDATE`,
-    );
-    const before = rows[0];
-    if (!before) throw new Error(`User ${input.userId} not found.`);
+    const before = await lockUser(tx, input.userId);
     const periodStart = input.periodStart ?? new Date();
     await tx.execute(sql`
       UPDATE users SET tokens_used = 0, period_started_at = ${periodStart.toISOString()},

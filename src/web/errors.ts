@@ -34,8 +34,8 @@ export class AppError extends Error {
   }
 }
 
-export function notFound(what: string, id: string): AppError {
-  return new AppError('not_found', `${what} ${JSON.stringify(id)} not found.`);
+export function notFound(resource: string, id: string): AppError {
+  return new AppError('not_found', `${resource} ${JSON.stringify(id)} not found.`);
 }
 
 /** Turns a zod failure into a 400 that names each failing field. */

@@ -12,7 +12,7 @@ const notConfiguredMessage =
   'Webhooks are disabled because WEBHOOK_SECRET is not set. Set it to the webhook secret ' +
   "entered in the GitHub App's settings and restart Fixwright.";
 
-/** `POST /webhooks/github`: verifies the signature over the raw body, records, answers 202. */
+/** `POST /webhooks/github`: verifies the signature over the raw body, records the delivery and returns 202. */
 export function webhookRoutes(context: AppContext): Hono {
   const app = new Hono();
   const secret = context.config.WEBHOOK_SECRET;

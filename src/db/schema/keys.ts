@@ -22,7 +22,7 @@ export const userApiKeys = pgTable(
     masterKeyVersion: integer().notNull(),
     lastFour: text().notNull(),
     lastUsedAt: timestamp({ withTimezone: true }),
-    /** Set when the key failed to decrypt or the provider rejected it; says what to do. */
+    /** Reason the key cannot be used (decryption failed or the provider rejected it) and the fix. */
     unusableReason: text(),
     ...timestamps,
   },
