@@ -32,7 +32,12 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const config = loadConfig();
-  const logger = createLogger(config.LOG_LEVEL, command === 'start' ? undefined : process.stderr);
+  // One-off commands print their result on stdout; their log keeps to warnings on stderr
+  // unless LOG_LEVEL asks for more detail than info.
+  const quiet = command !== 'start' && ['info', 'warn'].includes(config.LOG_LEVEL);
+  const logger = quiet
+    ? createLogger('warn', process.stderr)
+    : createLogger(config.LOG_LEVEL, command === 'start' ? undefined : process.stderr);
   switch (command) {
     case 'start':
       return runStartCommand(config, logger, rest);

@@ -18,6 +18,15 @@ export async function migrateDatabase(url: string): Promise<void> {
     await sql`SELECT pg_advisory_lock(${migrationLockId})`;
     try {
       await migrate(drizzle(sql), { migrationsFolder });
+    } catch (error) {
+      // drizzle's message is the whole failing statement; PostgreSQL's own reason is the cause.
+      const cause = (error as { cause?: { message?: string } }).cause?.message;
+      throw new Error(
+        `Database migration failed: ${cause ?? (error as Error).message}. The database may ` +
+          'contain tables made outside these migrations; point DATABASE_URL at an empty ' +
+          'database or one migrated by Fixwright.',
+        { cause: error },
+      );
     } finally {
       await sql`SELECT pg_advisory_unlock(${migrationLockId})`;
     }
