@@ -48,6 +48,6 @@ function describeCheckFailure(name: string, error: ProviderError): string {
     case 'timeout':
       return `Could not check the key with ${name}: ${error.message} The key was not saved; try again later.`;
     default:
-      return `${name} did not accept the key check (${status}): ${error.message} The key was not saved.`;
+      return `Checking the ${name} key failed: ${error.message} The key was not saved.`;
   }
 }

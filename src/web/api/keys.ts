@@ -16,7 +16,7 @@ import type { AuthVariables } from '../auth.ts';
 import { AppError, fromZodError } from '../errors.ts';
 
 const saveBody = z.object({ key: z.string({ message: 'must be the provider key as a string' }) });
-const orderBody = z.object({ order: z.unknown() });
+const orderBody = z.object({ order: z.unknown().optional() });
 
 function serialize(info: StoredKeyInfo) {
   return {
