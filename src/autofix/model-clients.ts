@@ -51,8 +51,8 @@ export async function resolveModelClients(
       continue;
     }
     const key = platformKey(config, provider);
-    // A platform client after an own-key client would run only when the own key hit a rate
-    // limit or outage; the user chose to pay with their own key, so their allowance is not spent.
+    // A platform client after an own-key client would run only after a rate limit or outage on
+    // the own key. The user chose to pay with that key, so their allowance is not spent then.
     if (!key || clients.some((entry) => entry.keySource === 'user')) continue;
     clients.push({ keySource: 'platform', client: createProviderClient(config, provider, key) });
   }

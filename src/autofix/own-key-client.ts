@@ -6,8 +6,8 @@ import type { Logger } from '../logger.ts';
 
 /**
  * Wraps a client that uses the user's own key. Accepted calls update the key's last_used_at.
- * A rejected key (`unauthorized`) is marked unusable and raises an error that tells the user
- * to update the key; because that kind never falls back, no platform key is tried after it.
+ * A rejected key (`unauthorized`) is marked unusable, and the raised error directs the user to
+ * the keys page. That error kind never falls back, so no platform key is tried after it.
  */
 export function ownKeyClient(
   client: ModelClient,

@@ -282,9 +282,9 @@ async function previewFile(
 }
 
 /**
- * Runs the fallback chain. When the allowance runs out during the job, a platform client
- * raises AllowanceExceededError, which stops the chain; the own-key clients, which always
- * come after the platform ones, are then tried on their own.
+ * Runs the fallback chain. A platform client whose reservation fails raises
+ * AllowanceExceededError, which stops the chain. Own-key clients always come after the
+ * platform ones, so they are still untried then and get the request on their own.
  */
 async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest) {
   try {

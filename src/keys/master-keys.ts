@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ConfigError, decodeMasterKey, type Config, type MasterKeyMaterial } from '../config/env.ts';
 import type { Logger } from '../logger.ts';
 
-/** File in the data folder that holds the master key generated for the bundled PostgreSQL. */
+/** File in the data folder that contains the master key generated for the bundled PostgreSQL. */
 export const generatedMasterKeyFile = 'master-key';
 
 /** Raised when a user key must be encrypted but no master key can be used. */
@@ -20,7 +20,7 @@ export class Keyring {
   readonly #keys: Map<number, Uint8Array>;
   /** Version used for new encryptions; null when no key is configured. */
   readonly currentVersion: number | null;
-  /** Why no master key can be used, with what to set; null when one can. */
+  /** Reason no master key can be used, with what to set; null when one can. */
   readonly unavailableReason: string | null;
 
   constructor(keys: MasterKeyMaterial[], unavailableReason?: string) {

@@ -18,7 +18,7 @@ export interface StoredKeyRef {
   nonce: string;
 }
 
-/** The message stored and shown when a key does not decrypt. */
+/** Builds the message stored and shown when a key does not decrypt. */
 export function undecryptableReason(provider: Provider): string {
   const name = providerNames[provider];
   return (
@@ -27,7 +27,7 @@ export function undecryptableReason(provider: Provider): string {
   );
 }
 
-/** The message stored and shown when the provider rejected a saved key during a preview. */
+/** Builds the message stored and shown when the provider rejected a saved key in a preview. */
 export function rejectedReason(provider: Provider, status: number | undefined): string {
   const name = providerNames[provider];
   const answer = status !== undefined ? ` (HTTP ${status})` : '';

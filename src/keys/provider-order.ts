@@ -5,7 +5,7 @@ export function parseProvider(value: unknown): Provider | null {
   return providers.find((provider) => provider === value) ?? null;
 }
 
-/** The sentence for a value that is not a provider name. */
+/** Builds the error sentence for a value that is not a provider name. */
 export function describeUnknownProvider(value: unknown): string {
   return `Unknown provider ${JSON.stringify(value)}: use ${providers.join(' or ')}.`;
 }

@@ -7,7 +7,7 @@ import { checkKeyFormat } from './key-format.ts';
 import { checkKeyWithProvider } from './key-check.ts';
 import { describeUnknownProvider, normalizeProviderOrder, parseProviderOrder } from './provider-order.ts';
 
-/** What may be shown about a stored key: never the key or its ciphertext. */
+/** Displayable facts about a stored key, never the key or its ciphertext. */
 export type StoredKeyInfo = {
   provider: Provider;
   lastFour: string;
@@ -15,7 +15,7 @@ export type StoredKeyInfo = {
   /** When the user last saved the key; a replaced key has updatedAt after createdAt. */
   updatedAt: Date;
   lastUsedAt: Date | null;
-  /** Why previews cannot use the key and what to do; null while it is usable. */
+  /** Reason previews cannot use the key, with what to do; null while it is usable. */
   unusableReason: string | null;
 };
 

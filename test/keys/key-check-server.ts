@@ -2,9 +2,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /**
- * A provider stand-in for key checks only: it lists models for accepted keys and rejects any
- * other key with an error body that repeats the key, in the message and in a URL, as a
- * careless provider or proxy might. It serves Groq's and Gemini's model list paths.
+ * Starts a provider double for key checks only, serving Groq's and Gemini's model list paths.
+ * It lists models for accepted keys. Any other key gets an error body that repeats the key in
+ * the message and in a URL, as a careless provider or proxy might.
  */
 export async function startKeyCheckServer(acceptedKeys: string[], options: { groqStatus?: number } = {}) {
   const seenKeys: string[] = [];
@@ -68,7 +68,7 @@ export async function startKeyCheckServer(acceptedKeys: string[], options: { gro
   };
 }
 
-/** The forms in which a leaked key could appear: as is, percent-encoded and base64. */
+/** Returns the forms in which a leaked key could appear: as is, percent-encoded, base64, hex. */
 export function keyForms(key: string): string[] {
   const bytes = Buffer.from(key, 'utf8');
   return [

@@ -376,6 +376,18 @@ describe('previews with own keys', () => {
     expect(context.logs.some((line) => line.event === 'preview.platform_skipped')).toBe(true);
   });
 
+  it('runs own-key-only users past the allowance', async () => {
+    const user = await newUser({ tokenLimit: 1000, tokensUsed: 1000 });
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(gemini.requests).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 1000, reserved: 0 });
+  });
+
   it('turns to own keys when a reservation fails', async () => {
     // 300 tokens pass the pre-check (256) but not a call's reservation (prompt plus output).
     const user = await newUser({ tokenLimit: 1000, tokensUsed: 700 });

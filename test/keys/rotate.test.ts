@@ -118,7 +118,7 @@ describe('keys rotate', () => {
       .from(userApiKeys)
       .where(eq(userApiKeys.userId, userId))
       .orderBy(asc(userApiKeys.provider));
-    // A different key under version 3 stands in for a master key that was replaced by mistake.
+    // A different key under version 3 simulates a master key that was replaced by mistake.
     const wrongV3 = new Keyring([material(3)]);
     await context.db
       .update(userApiKeys)

@@ -45,7 +45,7 @@ async function readJson(request: { json(): Promise<unknown> }, example: string):
 }
 
 /**
- * The caller's own provider keys and provider order: `GET /api/user/keys`,
+ * Builds the routes for the caller's own provider keys and provider order: `GET /api/user/keys`,
  * `PUT|DELETE /api/user/keys/:provider` and `PUT /api/user/provider-order`.
  */
 export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
