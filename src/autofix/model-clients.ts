@@ -48,6 +48,10 @@ export async function resolveModelClients(
     }
     if (own) {
       unusableKeyReasons.push(own.reason);
+      logger.info(
+        { event: 'preview.provider_skipped', userId: user.id, provider },
+        'stored key is unusable; provider left out',
+      );
       continue;
     }
     const key = platformKey(config, provider);
