@@ -17,7 +17,7 @@ export interface KeyedClient {
 export interface ModelClientSelection {
   /** Clients to try in order; platform clients always come before own-key clients. */
   clients: KeyedClient[];
-  /** For each provider left out because the user's stored key is unusable, what to do. */
+  /** Messages with what to do, one per provider left out because its stored key is unusable. */
   unusableKeyReasons: string[];
 }
 
