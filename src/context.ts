@@ -2,6 +2,7 @@ import type { Config } from './config/env.ts';
 import type { Database } from './db/client.ts';
 import type { GitHubApp } from './github/app.ts';
 import type { PgBoss } from './jobs/boss.ts';
+import type { Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 
 /** What request handlers and job handlers share: configuration, database, queue and clients. */
@@ -12,4 +13,6 @@ export interface AppContext {
   logger: Logger;
   /** Null until APP_ID and a private key are configured. */
   github: GitHubApp | null;
+  /** Master keys that encrypt users' own provider keys; may be empty, see `unavailableReason`. */
+  keyring: Keyring;
 }

@@ -19,6 +19,15 @@ const redactedPaths = [
   'privateKey',
   'secret',
   '*.secret',
+  'apiKeys',
+  '*.apiKeys',
+  'ciphertext',
+  '*.ciphertext',
+  'masterKey',
+  'masterKeys',
+  'config.masterKeys',
+  'MASTER_KEY',
+  'MASTER_KEYS',
 ];
 
 export type { Logger };

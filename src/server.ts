@@ -8,6 +8,7 @@ import { locateDatabase } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
 import { startBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
+import { loadKeyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { createApp } from './web/app.tsx';
 
@@ -22,6 +23,8 @@ export interface RunningService {
 
 /** Starts the database, migrations, job queue, workers and HTTP server for the given role. */
 export async function startService(config: Config, logger: Logger, role: Role): Promise<RunningService> {
+  // First, so an unreadable master key file stops the start before anything else runs.
+  const keyring = await loadKeyring(config, logger);
   const database = await locateDatabase(config, logger);
   await migrateDatabase(database.url);
   const handle = connectDatabase(database.url);
@@ -38,7 +41,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
         logger,
       })
     : null;
-  const context: AppContext = { config, db: handle.db, boss, logger, github };
+  const context: AppContext = { config, db: handle.db, boss, logger, github, keyring };
 
   if (role !== 'web') await startWorkers(context);
 

@@ -12,6 +12,7 @@ import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
 import { buildFixPrompt, type FixFinding } from '../llm/prompt.ts';
+import type { ModelRequest } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { checkAllowance } from '../usage/allowance.ts';
@@ -67,17 +68,44 @@ export async function runPreview(
     .set({ status: 'running', filesTotal: findingsByPath.size })
     .where(eq(patchRequests.id, patchRequestId));
 
-  const clients = resolveModelClients(config, user);
+  const selection = await resolveModelClients({ ...context, logger }, user);
+  let clients = selection.clients;
   if (clients.length === 0) {
-    await finish(db, patchRequestId, 'failed', 'No model provider is configured: set GROQ_API_KEY or GEMINI_API_KEY on the server, or add your own key.');
+    const reason =
+      selection.unusableKeyReasons.length > 0
+        ? `${selection.unusableKeyReasons.join(' ')} No other model provider is available to you.`
+        : 'No model provider is configured: set GROQ_API_KEY or GEMINI_API_KEY on the server, or add your own key.';
+    await db
+      .update(patchFiles)
+      .set({ status: 'failed', error: reason })
+      .where(
+        and(
+          eq(patchFiles.patchRequestId, patchRequestId),
+          inArray(patchFiles.status, ['pending', 'running']),
+        ),
+      );
+    await db
+      .update(patchRequests)
+      .set({ filesDone: findingsByPath.size })
+      .where(eq(patchRequests.id, patchRequestId));
+    await finish(db, patchRequestId, 'failed', reason);
+    logger.info({ event: 'preview.no_model_client', userId: user.id }, 'no usable model client');
     return { status: 'failed', files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
     const allowance = await checkAllowance(db, user.id, minimumCallTokens);
-    if (!allowance.allowed && clients.every((entry) => entry.keySource === 'platform')) {
-      await finish(db, patchRequestId, 'failed', allowance.reason);
-      logger.info({ event: 'preview.allowance_exhausted', userId: user.id }, 'allowance exhausted');
-      return { status: 'failed', files: 0, tokens: 0 };
+    if (!allowance.allowed) {
+      if (clients.every((entry) => entry.keySource === 'platform')) {
+        await finish(db, patchRequestId, 'failed', allowance.reason);
+        logger.info({ event: 'preview.allowance_exhausted', userId: user.id }, 'allowance exhausted');
+        return { status: 'failed', files: 0, tokens: 0 };
+      }
+      // The user's own keys need no allowance, so only the platform clients are dropped.
+      clients = clients.filter((entry) => entry.keySource === 'user');
+      logger.info(
+        { event: 'preview.platform_skipped', userId: user.id },
+        'allowance exhausted; using own keys only',
+      );
     }
   }
   if (!context.github) {
@@ -188,8 +216,9 @@ async function previewFile(
   // estimate) with a quarter on top, within the configured cap.
   const fileTokens = Math.ceil(Buffer.byteLength(file.text) / 3);
   const maxOutputTokens = Math.min(config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
-  const clients = input.clients.map((entry) =>
-    meterClient(entry.client, {
+  const clients = input.clients.map((entry) => ({
+    keySource: entry.keySource,
+    client: meterClient(entry.client, {
       db,
       userId: input.userId,
       keySource: entry.keySource,
@@ -202,12 +231,12 @@ async function previewFile(
         totalTokens += tokens;
       },
     }),
-  );
+  }));
 
   const base = { originalText: file.text, baseBlobSha: file.blobSha };
   let result;
   try {
-    result = await generateWithFallback(clients, { ...prompt, maxOutputTokens });
+    result = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens });
   } catch (error) {
     if (error instanceof ProviderError || error instanceof AllowanceExceededError) {
       return failed(error.message, base);
@@ -243,6 +272,27 @@ async function previewFile(
     diff,
     totalTokens,
   };
+}
+
+/**
+ * Runs the fallback chain. A platform client whose reservation fails raises
+ * AllowanceExceededError, which stops the chain. Own-key clients always come after the
+ * platform ones, so they are still untried then and get the request on their own.
+ */
+async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest) {
+  try {
+    return await generateWithFallback(
+      clients.map((entry) => entry.client),
+      request,
+    );
+  } catch (error) {
+    const own = clients.filter((entry) => entry.keySource === 'user');
+    if (!(error instanceof AllowanceExceededError) || own.length === 0) throw error;
+    return generateWithFallback(
+      own.map((entry) => entry.client),
+      request,
+    );
+  }
 }
 
 function groupFindings(

@@ -1,8 +1,68 @@
+import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
+import { loadKeyring } from '../keys/master-keys.ts';
+import { rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { CommandError } from './command-error.ts';
+import { withDatabase } from './with-database.ts';
 
-// TODO: re-encrypt stored provider keys under the newest master key once key storage exists.
-export async function runKeysCommand(_config: Config, _logger: Logger, args: string[]): Promise<number> {
-  throw new CommandError(`Unknown keys command ${JSON.stringify(args[0] ?? '')}.`);
+/**
+ * `fixwright keys rotate [--batch-size N]`: re-encrypts stored provider keys under the newest
+ * master key. Exits 1 when some keys could not be rotated, so scripts notice.
+ */
+export async function runKeysCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
+  const [subcommand, ...rest] = args;
+  if (subcommand !== 'rotate') {
+    throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand ?? '')}: use rotate.`);
+  }
+  const { values } = parseArgs({ args: rest, options: { 'batch-size': { type: 'string' } } });
+  const batchSize = Number(values['batch-size'] ?? 100);
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+    throw new CommandError(
+      `Invalid --batch-size ${JSON.stringify(values['batch-size'])}: use a whole number from 1 to 10000.`,
+    );
+  }
+
+  const keyring = await loadKeyring(config, logger);
+  if (keyring.currentVersion === null) throw new CommandError(keyring.unavailableReason!);
+
+  return withDatabase(config, logger, async (db) => {
+    const report = await rotateUserKeys(db, keyring, logger, { batchSize });
+    for (const line of describeReport(report, keyring.versions)) console.log(line);
+    return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
+  });
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
+/** Builds the lines printed after a rotation: counts, problems and removable versions. */
+export function describeReport(report: RotationReport, configured: number[]): string[] {
+  const lines = [
+    `Rotated ${plural(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
+      `${report.alreadyCurrent} already used it.`,
+  ];
+  for (const [version, count] of report.missingVersions) {
+    lines.push(
+      `${plural(count, 'key')} use master key version ${version}, which is not configured: add ` +
+        `it to MASTER_KEYS as ${version}:<key> and run "fixwright keys rotate" again.`,
+    );
+  }
+  if (report.undecryptable > 0) {
+    lines.push(
+      `${plural(report.undecryptable, 'key')} could not be decrypted, so ` +
+        `${report.undecryptable === 1 ? 'it is' : 'they are'} marked unusable until the owner ` +
+        'saves the key again.',
+    );
+  }
+  const removable = configured.filter((version) => !report.versionsInUse.includes(version));
+  const unused = removable.filter((version) => version !== report.targetVersion);
+  if (unused.length > 0) {
+    lines.push(
+      `No stored key uses master key version ${unused.join(', ')} any more; ` +
+        'remove it from MASTER_KEYS (and MASTER_KEY) when every server runs with the new key.',
+    );
+  }
+  return lines;
 }

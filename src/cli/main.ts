@@ -20,7 +20,8 @@ Commands:
                                   Switch a user's plan
   users reset-usage --login NAME  Start a new billing period for a user now
   users show --login NAME         Print a user's plan and usage
-  keys rotate                     Re-encrypt stored provider keys under the newest MASTER_KEY
+  keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
+                                  master key (highest version in MASTER_KEYS), N per transaction
 
 Configuration comes from environment variables; see README.md.`;
 

@@ -32,6 +32,71 @@ const planLimit = z.coerce
   .int({ message: 'must be a whole number of tokens, or -1 for unlimited' })
   .min(-1, { message: 'must be -1 (unlimited) or a number of tokens' });
 
+/** Versioned 32-byte key that encrypts users' provider keys at rest. */
+export interface MasterKeyMaterial {
+  version: number;
+  key: Uint8Array;
+}
+
+const masterKeyBytes = 32;
+const masterKeyHint = 'generate one with: openssl rand -base64 32';
+
+/** Decodes standard or URL-safe base64 into 32 bytes; returns an error sentence otherwise. */
+export function decodeMasterKey(text: string): Uint8Array | string {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) && !/^[A-Za-z0-9_-]+$/.test(text)) {
+    return `must be ${masterKeyBytes} random bytes in base64, but it contains characters outside the base64 alphabet; ${masterKeyHint}`;
+  }
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length !== masterKeyBytes) {
+    return `must be ${masterKeyBytes} random bytes in base64, but it decodes to ${bytes.length} bytes; ${masterKeyHint}`;
+  }
+  return new Uint8Array(bytes);
+}
+
+const masterKey = z.string().transform((text, ctx) => {
+  const decoded = decodeMasterKey(text);
+  if (typeof decoded === 'string') {
+    ctx.addIssue({ code: 'custom', message: decoded });
+    return z.NEVER;
+  }
+  return decoded;
+});
+
+/** MASTER_KEYS: comma-separated VERSION:BASE64 entries; the highest version encrypts. */
+const versionedMasterKeys = z.string().transform((text, ctx) => {
+  const keys: MasterKeyMaterial[] = [];
+  const entries = text.split(',').map((entry) => entry.trim());
+  for (const [index, entry] of entries.entries()) {
+    const position = `entry ${index + 1}`;
+    const match = /^(\d+):(.*)$/.exec(entry);
+    const version = Number(match?.[1]);
+    if (!match || !Number.isSafeInteger(version) || version < 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${position} must be VERSION:BASE64 with VERSION a whole number from 1, as in "2:<new key>,1:<old key>"`,
+      });
+      return z.NEVER;
+    }
+    if (keys.some((key) => key.version === version)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `version ${version} appears twice; give each key its own version`,
+      });
+      return z.NEVER;
+    }
+    const decoded = decodeMasterKey(match[2]!.trim());
+    if (typeof decoded === 'string') {
+      ctx.addIssue({ code: 'custom', message: `the key of version ${version} ${decoded}` });
+      return z.NEVER;
+    }
+    keys.push({ version, key: decoded });
+  }
+  return keys;
+});
+
+/** Variables whose value an error message must not repeat. */
+const secretVariables = new Set(['MASTER_KEY', 'MASTER_KEYS']);
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -89,18 +154,25 @@ const envSchema = z.object({
     })
     .default('monthly'),
 
-  MASTER_KEY: optionalText,
+  MASTER_KEY: optionalText.pipe(masterKey.optional()),
+  MASTER_KEYS: optionalText.pipe(versionedMasterKeys.optional()),
 });
 
 export type Env = z.infer<typeof envSchema>;
 
-export interface Config extends Omit<Env, 'PRIVATE_KEY' | 'PRIVATE_KEY_PATH'> {
+export interface Config
+  extends Omit<Env, 'PRIVATE_KEY' | 'PRIVATE_KEY_PATH' | 'MASTER_KEY' | 'MASTER_KEYS'> {
   /** PEM text of the GitHub App key, read from PRIVATE_KEY or PRIVATE_KEY_PATH. */
   privateKey: string | undefined;
   /** Absolute path of the data folder (bundled PostgreSQL, generated master key). */
   dataDir: string;
   /** True when APP_ID and a private key are set, so the app can call GitHub. */
   githubAppConfigured: boolean;
+  /**
+   * Master keys from MASTER_KEY (version 1) and MASTER_KEYS, newest version first; empty when
+   * neither is set.
+   */
+  masterKeys: MasterKeyMaterial[];
 }
 
 /**
@@ -112,7 +184,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');
-      return `Invalid ${name}: ${issue.message} (got ${JSON.stringify(source[name] ?? '')}).`;
+      const value = source[name] ?? '';
+      const got = secretVariables.has(name)
+        ? `${value.length} characters, not shown`
+        : JSON.stringify(value);
+      return `Invalid ${name}: ${issue.message} (got ${got}).`;
     });
     throw new ConfigError(lines.join('\n'));
   }
@@ -131,13 +207,39 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     );
   }
 
-  const { PRIVATE_KEY: _key, PRIVATE_KEY_PATH: _keyPath, ...rest } = env;
+  const {
+    PRIVATE_KEY: _key,
+    PRIVATE_KEY_PATH: _keyPath,
+    MASTER_KEY: single,
+    MASTER_KEYS: versioned,
+    ...rest
+  } = env;
   return {
     ...rest,
     privateKey,
     dataDir: path.resolve(env.DATA_DIR),
     githubAppConfigured: Boolean(env.APP_ID && privateKey),
+    masterKeys: mergeMasterKeys(single, versioned ?? []),
   };
+}
+
+/** Adds MASTER_KEY as version 1 to MASTER_KEYS and sorts newest first. */
+function mergeMasterKeys(
+  single: Uint8Array | undefined,
+  versioned: MasterKeyMaterial[],
+): MasterKeyMaterial[] {
+  const keys = [...versioned];
+  if (single) {
+    const clash = keys.find((entry) => entry.version === 1);
+    if (clash && !Buffer.from(clash.key).equals(Buffer.from(single))) {
+      throw new ConfigError(
+        'Invalid MASTER_KEYS: it sets version 1 to a different key than MASTER_KEY, which is ' +
+          'version 1 too; unset MASTER_KEY or give its key version 1 in MASTER_KEYS.',
+      );
+    }
+    if (!clash) keys.push({ version: 1, key: single });
+  }
+  return keys.sort((a, b) => b.version - a.version);
 }
 
 function readPrivateKey(inline: string | undefined, file: string | undefined): string | undefined {
@@ -183,6 +285,9 @@ export function missingSettings(config: Config): string[] {
   }
   if (!config.GROQ_API_KEY && !config.GEMINI_API_KEY) {
     missing.push('GROQ_API_KEY or GEMINI_API_KEY: platform keys for fix previews of users without their own key.');
+  }
+  if (config.DATABASE_URL && config.masterKeys.length === 0) {
+    missing.push('MASTER_KEY: 32 random bytes in base64 (openssl rand -base64 32); users cannot store their own provider keys until it is set.');
   }
   return missing;
 }

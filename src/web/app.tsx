@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { requestId } from 'hono/request-id';
 import type { AppContext } from '../context.ts';
 import { missingSettings } from '../config/env.ts';
+import { keyRoutes } from './api/keys.ts';
 import { patchRequestRoutes } from './api/patch-requests.ts';
 import { runRoutes } from './api/runs.ts';
 import { usageRoutes } from './api/usage.ts';
@@ -48,5 +49,6 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.route('/', runRoutes(context));
   app.route('/', patchRequestRoutes(context));
   app.route('/', usageRoutes(context));
+  app.route('/', keyRoutes(context));
   return app;
 }

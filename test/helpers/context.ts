@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { loadConfig, type Config } from '../../src/config/env.ts';
 import type { AppContext } from '../../src/context.ts';
 import { startBoss } from '../../src/jobs/boss.ts';
 import { createQueues } from '../../src/jobs/workers.ts';
+import { Keyring } from '../../src/keys/master-keys.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
@@ -13,8 +15,15 @@ export interface TestContext extends AppContext {
   close(): Promise<void>;
 }
 
-/** Fresh database, pg-boss with queues (no workers) and a logger captured in memory. */
-export async function createTestContext(env: Record<string, string> = {}): Promise<TestContext> {
+/**
+ * Fresh database, pg-boss with queues (no workers) and a logger captured in memory. The
+ * keyring comes from MASTER_KEY / MASTER_KEYS in `env`, else it is one random key (version 1)
+ * held in memory, unless `options.keyring` is given.
+ */
+export async function createTestContext(
+  env: Record<string, string> = {},
+  options: { keyring?: Keyring } = {},
+): Promise<TestContext> {
   const database = await createTestDatabase();
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -25,6 +34,13 @@ export async function createTestContext(env: Record<string, string> = {}): Promi
   });
   const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'debug', ...env });
   const logger = createLogger(config.LOG_LEVEL, sink);
+  const keyring =
+    options.keyring ??
+    new Keyring(
+      config.masterKeys.length > 0
+        ? config.masterKeys
+        : [{ version: 1, key: new Uint8Array(randomBytes(32)) }],
+    );
   const boss = await startBoss(database.url, logger);
   await createQueues(boss);
   return {
@@ -33,6 +49,7 @@ export async function createTestContext(env: Record<string, string> = {}): Promi
     boss,
     logger,
     github: null,
+    keyring,
     database,
     logs,
     async close() {

@@ -4,6 +4,13 @@ import { providers } from './usage.ts';
 import { users } from './users.ts';
 
 /**
+ * Why a stored key is unusable: the provider rejected it, or it could not be decrypted. Only
+ * the second can heal by itself, when the missing master key is configured again.
+ */
+export const unusableCauses = ['rejected', 'undecryptable'] as const;
+export type UnusableCause = (typeof unusableCauses)[number];
+
+/**
  * A user's own provider key, encrypted with XChaCha20-Poly1305 under a versioned master key.
  * The plain key is never stored; last_four is kept for display.
  */
@@ -24,6 +31,7 @@ export const userApiKeys = pgTable(
     lastUsedAt: timestamp({ withTimezone: true }),
     /** Reason the key cannot be used (decryption failed or the provider rejected it) and the fix. */
     unusableReason: text(),
+    unusableCause: text({ enum: unusableCauses }),
     ...timestamps,
   },
   (table) => [unique().on(table.userId, table.provider), index().on(table.masterKeyVersion)],

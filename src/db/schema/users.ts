@@ -9,6 +9,7 @@ import {
   uuid,
 } from 'drizzle-orm/pg-core';
 import { timestamps } from './columns.ts';
+import type { Provider } from './usage.ts';
 
 export const plans = ['free', 'pro', 'enterprise'] as const;
 export type Plan = (typeof plans)[number];
@@ -29,6 +30,8 @@ export const users = pgTable(
     /** Tokens held by reservations of calls still in flight. */
     tokensReserved: bigint({ mode: 'number' }).notNull().default(0),
     periodStartedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /** Providers to try for this user's previews, first to last; each provider once. */
+    providerOrder: text().array().$type<Provider[]>().notNull().default(['groq', 'gemini']),
     ...timestamps,
   },
   (table) => [

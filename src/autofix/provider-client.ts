@@ -1,0 +1,32 @@
+import type { Config } from '../config/env.ts';
+import type { Provider } from '../db/schema/index.ts';
+import { createGeminiClient } from '../llm/gemini.ts';
+import { createGroqClient } from '../llm/groq.ts';
+import type { ModelClient } from '../llm/types.ts';
+
+/** Creates the client of `provider` with `apiKey`, the configured base URL and model. */
+export function createProviderClient(
+  config: Config,
+  provider: Provider,
+  apiKey: string,
+  limits: { maxRetries?: number; timeoutMs?: number } = {},
+): ModelClient {
+  const common = {
+    apiKey,
+    maxRetries: limits.maxRetries ?? config.LLM_MAX_RETRIES,
+    timeoutMs: limits.timeoutMs ?? config.LLM_TIMEOUT_MS,
+  };
+  if (provider === 'groq') {
+    return createGroqClient({ ...common, baseUrl: config.GROQ_BASE_URL, model: config.GROQ_MODEL });
+  }
+  return createGeminiClient({
+    ...common,
+    baseUrl: config.GEMINI_BASE_URL,
+    model: config.GEMINI_MODEL,
+  });
+}
+
+/** Returns the platform key of `provider` from the configuration, if one is set. */
+export function platformKey(config: Config, provider: Provider): string | undefined {
+  return provider === 'groq' ? config.GROQ_API_KEY : config.GEMINI_API_KEY;
+}

@@ -1,0 +1,53 @@
+import type { Config } from '../config/env.ts';
+import type { Provider } from '../db/schema/index.ts';
+import { createProviderClient } from '../autofix/provider-client.ts';
+import { ProviderError, redactSecrets } from '../llm/errors.ts';
+import { providerNames } from '../llm/retry.ts';
+
+/** Upper bound in ms for the key check, which runs while the user waits for the response. */
+const keyCheckTimeoutMs = 15_000;
+
+/**
+ * Checks a key with the provider's cheapest authenticated call, listing models, against the
+ * configured base URL. Returns null when the provider accepts the key, otherwise the reason
+ * to show the user, with the key redacted from anything the provider sent back.
+ */
+export async function checkKeyWithProvider(
+  config: Config,
+  provider: Provider,
+  key: string,
+): Promise<string | null> {
+  const name = providerNames[provider];
+  const client = createProviderClient(config, provider, key, {
+    maxRetries: 1,
+    timeoutMs: Math.min(config.LLM_TIMEOUT_MS, keyCheckTimeoutMs),
+  });
+  try {
+    await client.listModels();
+    return null;
+  } catch (error) {
+    if (!(error instanceof ProviderError)) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new Error(`Checking the ${name} key failed: ${redactSecrets(message, [key])}`);
+    }
+    return redactSecrets(describeCheckFailure(name, error), [key]);
+  }
+}
+
+function describeCheckFailure(name: string, error: ProviderError): string {
+  const status = error.status !== undefined ? `HTTP ${error.status}` : error.kind;
+  switch (error.kind) {
+    case 'unauthorized':
+      return (
+        `${name} rejected the key (${status}); check it was copied whole and is still active ` +
+        `in your ${name} account, then save it again.`
+      );
+    case 'rate_limited':
+      return `${name} rate-limited the key check (${status}); the key was not saved, so try again in a minute.`;
+    case 'unavailable':
+    case 'timeout':
+      return `Could not check the key with ${name}: ${error.message} The key was not saved; try again later.`;
+    default:
+      return `Checking the ${name} key failed: ${error.message} The key was not saved.`;
+  }
+}

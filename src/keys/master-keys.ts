@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ConfigError, decodeMasterKey, type Config, type MasterKeyMaterial } from '../config/env.ts';
+import type { Logger } from '../logger.ts';
+
+/** File in the data folder that contains the master key generated for the bundled PostgreSQL. */
+export const generatedMasterKeyFile = 'master-key';
+
+/** Raised when a user key must be encrypted but no master key can be used. */
+export class KeyringUnavailableError extends Error {
+  override name = 'KeyringUnavailableError';
+}
+
+/**
+ * The master keys by version. The newest one encrypts; any configured one decrypts. The key
+ * bytes sit in a private field, so logging or serialising a Keyring shows only the versions.
+ */
+export class Keyring {
+  readonly #keys: Map<number, Uint8Array>;
+  /** Version used for new encryptions; null when no key is configured. */
+  readonly currentVersion: number | null;
+  /** Reason no master key can be used, with what to set; null when one can. */
+  readonly unavailableReason: string | null;
+
+  constructor(keys: MasterKeyMaterial[], unavailableReason?: string) {
+    this.#keys = new Map(keys.map((entry) => [entry.version, entry.key]));
+    this.currentVersion = keys.length > 0 ? Math.max(...keys.map((entry) => entry.version)) : null;
+    this.unavailableReason =
+      this.currentVersion === null
+        ? (unavailableReason ?? 'No master key is configured: set MASTER_KEY.')
+        : null;
+  }
+
+  /** Configured versions, newest first. */
+  get versions(): number[] {
+    return [...this.#keys.keys()].sort((a, b) => b - a);
+  }
+
+  /** Returns the newest key, or throws KeyringUnavailableError with what to set. */
+  current(): MasterKeyMaterial {
+    if (this.currentVersion === null) throw new KeyringUnavailableError(this.unavailableReason!);
+    return { version: this.currentVersion, key: this.#keys.get(this.currentVersion)! };
+  }
+
+  /** Returns the key of `version`, or undefined when that version is not configured. */
+  get(version: number): Uint8Array | undefined {
+    return this.#keys.get(version);
+  }
+
+  toJSON(): { versions: number[] } {
+    return { versions: this.versions };
+  }
+}
+
+/**
+ * Builds the keyring from MASTER_KEY / MASTER_KEYS. Without either, the bundled PostgreSQL
+ * setup uses a key generated once into the data folder, and a setup with DATABASE_URL gets an
+ * empty keyring, so storing a user key fails with a message while everything else works.
+ */
+export async function loadKeyring(config: Config, logger: Logger): Promise<Keyring> {
+  if (config.masterKeys.length > 0) return new Keyring(config.masterKeys);
+  if (config.DATABASE_URL) {
+    return new Keyring(
+      [],
+      'No master key is configured, so own provider keys cannot be stored: set MASTER_KEY on ' +
+        'the server to 32 random bytes in base64 (openssl rand -base64 32) and restart it.',
+    );
+  }
+
+  const file = path.join(config.dataDir, generatedMasterKeyFile);
+  const { key, created } = await readOrCreateKeyFile(file, logger);
+  logger.warn(
+    { event: created ? 'master_key.generated' : 'master_key.file_used', path: file },
+    `Using the master key generated in ${file}; production must set MASTER_KEY, to that ` +
+      'file\'s content if users have stored keys already.',
+  );
+  return new Keyring([{ version: 1, key }]);
+}
+
+async function readOrCreateKeyFile(
+  file: string,
+  logger: Logger,
+): Promise<{ key: Uint8Array; created: boolean }> {
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  try {
+    await writeFile(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(file, 0o600);
+    return { key: await readKeyFile(file), created: true };
+  } catch (error) {
+    // Another process created the file first, or an earlier start did: use that key.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const mode = (await stat(file)).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    await chmod(file, 0o600);
+    logger.warn(
+      { event: 'master_key.file_mode_fixed', path: file, mode: mode.toString(8) },
+      `${file} was readable by other users; its mode is now 600`,
+    );
+  }
+  return { key: await readKeyFile(file), created: false };
+}
+
+async function readKeyFile(file: string): Promise<Uint8Array> {
+  const decoded = decodeMasterKey((await readFile(file, 'utf8')).trim());
+  if (typeof decoded === 'string') {
+    throw new ConfigError(
+      `Invalid master key file ${file}: it must hold 32 random bytes in base64. Restore it ` +
+        'from a backup, or delete it if no user has stored a key yet so a new one is generated.',
+    );
+  }
+  return decoded;
+}

@@ -1,0 +1,127 @@
+import { and, asc, eq, sql } from 'drizzle-orm';
+import type { AppContext } from '../context.ts';
+import type { Database } from '../db/client.ts';
+import { providers, userApiKeys, users, type Provider } from '../db/schema/index.ts';
+import { encryptUserKey } from './encryption.ts';
+import { checkKeyFormat } from './key-format.ts';
+import { checkKeyWithProvider } from './key-check.ts';
+import { describeUnknownProvider, normalizeProviderOrder, parseProviderOrder } from './provider-order.ts';
+
+/** Displayable facts about a stored key, never the key or its ciphertext. */
+export type StoredKeyInfo = {
+  provider: Provider;
+  lastFour: string;
+  createdAt: Date;
+  /** When the user last saved the key; a replaced key has updatedAt after createdAt. */
+  updatedAt: Date;
+  lastUsedAt: Date | null;
+  /** Reason previews cannot use the key, with what to do; null while it is usable. */
+  unusableReason: string | null;
+};
+
+const infoColumns = {
+  provider: userApiKeys.provider,
+  lastFour: userApiKeys.lastFour,
+  createdAt: userApiKeys.createdAt,
+  updatedAt: userApiKeys.updatedAt,
+  lastUsedAt: userApiKeys.lastUsedAt,
+  unusableReason: userApiKeys.unusableReason,
+};
+
+/** Lists the user's stored keys, by provider name. */
+export async function listUserKeys(db: Database, userId: string): Promise<StoredKeyInfo[]> {
+  return db
+    .select(infoColumns)
+    .from(userApiKeys)
+    .where(eq(userApiKeys.userId, userId))
+    .orderBy(asc(userApiKeys.provider));
+}
+
+/**
+ * Checks a key's format, then with the provider, and stores it encrypted, replacing the
+ * user's earlier key for that provider. Nothing is stored when a check fails. Throws
+ * KeyringUnavailableError, before calling the provider, when no master key is configured.
+ */
+export async function saveUserKey(
+  context: AppContext,
+  input: { userId: string; provider: Provider; key: string },
+): Promise<{ ok: true; info: StoredKeyInfo } | { ok: false; reason: string }> {
+  const { db, keyring, logger } = context;
+  const { userId, provider } = input;
+  if (!providers.includes(provider)) return { ok: false, reason: describeUnknownProvider(provider) };
+  const format = checkKeyFormat(provider, input.key);
+  if (!format.ok) return format;
+  // Fails here, before the provider call, when no master key is configured.
+  keyring.current();
+
+  const rejection = await checkKeyWithProvider(context.config, provider, format.key);
+  if (rejection !== null) {
+    logger.info({ event: 'user_key.check_failed', userId, provider, reason: rejection }, 'key not saved');
+    return { ok: false, reason: rejection };
+  }
+
+  const encrypted = await encryptUserKey(keyring, { userId, provider }, format.key);
+  const saved = { ...encrypted, lastFour: format.key.slice(-4) };
+  const [info] = await db
+    .insert(userApiKeys)
+    .values({ userId, provider, ...saved })
+    .onConflictDoUpdate({
+      target: [userApiKeys.userId, userApiKeys.provider],
+      set: {
+        ...saved,
+        lastUsedAt: null,
+        unusableReason: null,
+        unusableCause: null,
+        updatedAt: sql`now()`,
+      },
+    })
+    .returning(infoColumns);
+  logger.info(
+    {
+      event: 'user_key.saved',
+      userId,
+      provider,
+      masterKeyVersion: encrypted.masterKeyVersion,
+      replaced: info!.updatedAt.getTime() !== info!.createdAt.getTime(),
+    },
+    'provider key saved',
+  );
+  return { ok: true, info: info! };
+}
+
+/** Deletes the user's key for the provider; returns false when none was stored. */
+export async function deleteUserKey(
+  db: Database,
+  input: { userId: string; provider: Provider },
+): Promise<boolean> {
+  const deleted = await db
+    .delete(userApiKeys)
+    .where(and(eq(userApiKeys.userId, input.userId), eq(userApiKeys.provider, input.provider)))
+    .returning({ id: userApiKeys.id });
+  return deleted.length > 0;
+}
+
+/** Returns the providers to try for the user's previews, first to last. */
+export async function getProviderOrder(db: Database, userId: string): Promise<Provider[]> {
+  const [row] = await db
+    .select({ providerOrder: users.providerOrder })
+    .from(users)
+    .where(eq(users.id, userId));
+  if (!row) throw new Error(`User ${userId} not found.`);
+  return normalizeProviderOrder(row.providerOrder);
+}
+
+/** Stores the user's provider order; throws TypeError unless it lists each provider once. */
+export async function setProviderOrder(
+  db: Database,
+  input: { userId: string; order: Provider[] },
+): Promise<void> {
+  const parsed = parseProviderOrder(input.order);
+  if (!parsed.ok) throw new TypeError(parsed.reason);
+  const updated = await db
+    .update(users)
+    .set({ providerOrder: parsed.order })
+    .where(eq(users.id, input.userId))
+    .returning({ id: users.id });
+  if (updated.length === 0) throw new Error(`User ${input.userId} not found.`);
+}

@@ -1,0 +1,500 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { runPreview } from '../../src/autofix/preview.ts';
+import {
+  findings,
+  installations,
+  patchFiles,
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  userApiKeys,
+  users,
+  type Provider,
+} from '../../src/db/schema/index.ts';
+import { createGitHubApp } from '../../src/github/app.ts';
+import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
+import { groqErrorBody, startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { keyForms } from './key-check-server.ts';
+
+const appId = '4712';
+const installationId = 78;
+const platformGroqKey = 'gsk_platformOwnKeyPreviewTest0123456789';
+const platformGeminiKey = 'AIzaPlatformOwnKeyPreviewTest0123456789';
+const files = {
+  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
+  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
+};
+const fixed: Record<string, string> = {
+  'src/a.ts': 'export const a = 1;\n',
+  'src/b.ts': 'export const b = 2;\n',
+};
+const rateLimited = {
+  status: 429,
+  headers: { 'retry-after': '3600' },
+  body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
+};
+
+let context: TestContext;
+let github: FakeGitHub;
+let groq: FakeGroq;
+let gemini: FakeGemini;
+let repository: GitRepository;
+let runId: string;
+/** Every own key the tests stored, scanned for in logs and stored rows at the end. */
+const ownKeys: string[] = [];
+let keyCounter = 0;
+
+function pathInPrompt(text: string): string {
+  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
+}
+
+function newKey(provider: Provider): string {
+  keyCounter++;
+  const suffix = `${keyCounter}`.padStart(4, '0');
+  const key = provider === 'groq' ? `gsk_ownPreviewKey${suffix}abcdefghijklmnop` : `AIzaOwnPreviewKey${suffix}abcdefghijklmnop`;
+  ownKeys.push(key);
+  return key;
+}
+
+beforeAll(async () => {
+  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
+  const appKeys = generateAppKeyPair();
+  github = await startFakeGitHub({ appId, publicKeyPem: appKeys.publicKeyPem });
+  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
+  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
+  groq = await startFakeGroq();
+  gemini = await startFakeGemini();
+
+  context = await createTestContext({
+    GROQ_API_KEY: platformGroqKey,
+    GROQ_BASE_URL: groq.url,
+    GEMINI_API_KEY: platformGeminiKey,
+    GEMINI_BASE_URL: gemini.url,
+    LLM_MAX_RETRIES: '0',
+  });
+  context.github = createGitHubApp({
+    appId,
+    privateKey: appKeys.privateKeyPem,
+    baseUrl: github.url,
+    logger: context.logger,
+  });
+
+  await context.db.insert(installations).values({
+    id: installationId,
+    accountLogin: 'octo',
+    accountId: 1,
+    accountType: 'User',
+  });
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId,
+      repositoryId: 556,
+      repository: 'octo/demo',
+      prNumber: 1,
+      baseSha: repository.baseSha,
+      headSha: repository.headSha,
+      headRef: 'feature',
+      headRepository: 'octo/demo',
+      status: 'completed',
+    })
+    .returning();
+  runId = run!.id;
+  await context.db.insert(findings).values(
+    Object.keys(files).map((path) => ({
+      runId,
+      path,
+      startLine: 2,
+      endLine: 2,
+      ruleId: 'debug/console-log',
+      severity: 'warning' as const,
+      message: 'Remove the console.log call.',
+      fingerprint: `fp-${path}`,
+    })),
+  );
+});
+
+afterAll(async () => {
+  await context?.close();
+  await Promise.all([github?.close(), groq?.close(), gemini?.close()]);
+  await repository?.cleanup();
+});
+
+beforeEach(() => {
+  groq.reset();
+  gemini.reset();
+  const answer = (text: string) => ({ text: fixed[pathInPrompt(text)]! });
+  groq.setHandler((request) => answer(request.messages.at(-1)!.content));
+  gemini.setHandler((request) => answer(request.userText));
+});
+
+async function newUser(values: { tokenLimit?: number; tokensUsed?: number; providerOrder?: Provider[] } = {}) {
+  const [user] = await context.db
+    .insert(users)
+    .values({ login: `own-${Math.random().toString(36).slice(2, 9)}`, tokenLimit: 100_000, ...values })
+    .returning();
+  return user!;
+}
+
+async function storeKey(userId: string, provider: Provider, key: string) {
+  const encrypted = await encryptUserKey(context.keyring, { userId, provider }, key);
+  await context.db.insert(userApiKeys).values({ userId, provider, ...encrypted, lastFour: key.slice(-4) });
+}
+
+async function storedKey(userId: string, provider: Provider) {
+  const [row] = await context.db
+    .select()
+    .from(userApiKeys)
+    .where(and(eq(userApiKeys.userId, userId), eq(userApiKeys.provider, provider)));
+  return row!;
+}
+
+async function preview(userId: string) {
+  const selected = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
+  const created = await createPatchRequest(context.db, context.boss, {
+    runId,
+    userId,
+    findingIds: selected.map((row) => row.id),
+  });
+  if (!created.ok) throw new Error('patch request not created');
+  const outcome = await runPreview(context, created.id, 0, context.logger);
+  const stored = await context.db
+    .select()
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, created.id))
+    .orderBy(patchFiles.path);
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, created.id));
+  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, created.id));
+  return { outcome, files: stored, request: request!, ledger };
+}
+
+async function allowanceOf(userId: string) {
+  const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+  return { used: user!.tokensUsed, reserved: user!.tokensReserved };
+}
+
+const completions = () => groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+const generations = () => gemini.requests.filter((request) => request.path.includes(':generateContent'));
+
+describe('previews with own keys', () => {
+  it('uses an own Groq key without charging', async () => {
+    const user = await newUser({ tokensUsed: 100 });
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(result.files.map((file) => [file.path, file.status, file.provider])).toEqual([
+      ['src/a.ts', 'ready', 'groq'],
+      ['src/b.ts', 'ready', 'groq'],
+    ]);
+    expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(gemini.requests).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 100, reserved: 0 });
+    expect(result.ledger).toHaveLength(2);
+    for (const event of result.ledger) {
+      expect(event.keySource).toBe('user');
+      expect(event.chargedTokens).toBe(0);
+      expect(event.reservationId).toBeNull();
+      expect(event.totalTokens).toBeGreaterThan(0);
+    }
+    const reported = completions().reduce((sum, request) => sum + request.reply!.usage!.total_tokens, 0);
+    expect(result.request.totalTokens).toBe(reported);
+    const [reservations] = await context.db.execute<{ count: string }>(
+      sql`SELECT count(*) FROM token_reservations WHERE user_id = ${user.id}`,
+    );
+    expect(Number(reservations!.count)).toBe(0);
+    const row = await storedKey(user.id, 'groq');
+    expect(row.lastUsedAt).toBeInstanceOf(Date);
+    expect(row.updatedAt.getTime()).toBe(row.createdAt.getTime());
+  });
+
+  it('charges a user without keys', async () => {
+    const user = await newUser();
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(completions().map((request) => request.apiKey)).toEqual([platformGroqKey, platformGroqKey]);
+    const reported = completions().reduce((sum, request) => sum + request.reply!.usage!.total_tokens, 0);
+    expect(await allowanceOf(user.id)).toEqual({ used: reported, reserved: 0 });
+    for (const event of result.ledger) {
+      expect(event.keySource).toBe('platform');
+      expect(event.chargedTokens).toBe(event.totalTokens);
+    }
+  });
+
+  it('follows the provider order', async () => {
+    const user = await newUser({ providerOrder: ['gemini', 'groq'] });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(generations().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(completions()).toHaveLength(0);
+    expect(result.ledger.map((event) => [event.provider, event.keySource])).toEqual([
+      ['gemini', 'user'],
+      ['gemini', 'user'],
+    ]);
+  });
+
+  it('fails the file when the own key is rejected', async () => {
+    const user = await newUser();
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    groq.rejectKey(key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toBe(
+        'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
+          'Update your Groq key on the keys page.',
+      );
+    }
+    expect(result.request.error).toContain('Update your Groq key on the keys page.');
+    expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(groq.requests.some((request) => request.apiKey === platformGroqKey)).toBe(false);
+    expect(gemini.requests).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
+    const row = await storedKey(user.id, 'groq');
+    expect(row.unusableCause).toBe('rejected');
+    expect(row.unusableReason).toContain('Update your Groq key on the keys page.');
+    expect(row.lastUsedAt).toBeNull();
+  });
+
+  it('skips a provider whose key was rejected before', async () => {
+    const user = await newUser();
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    groq.rejectKey(key);
+    await preview(user.id);
+    groq.reset();
+    gemini.reset();
+    gemini.setHandler((request) => ({ text: fixed[pathInPrompt(request.userText)]! }));
+
+    const result = await preview(user.id);
+    expect(result.outcome.status).toBe('ready');
+    expect(groq.requests).toHaveLength(0);
+    expect(generations().map((request) => request.apiKey)).toEqual([platformGeminiKey, platformGeminiKey]);
+  });
+
+  it('redacts a key the provider echoes', async () => {
+    const user = await newUser();
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    const echo = {
+      status: 400,
+      body: groqErrorBody(`Model not allowed for key ${key}; see /keys?api_key=${key}`, 'invalid_request_error'),
+    };
+    groq.enqueue(echo, echo);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.error).toContain('Groq rejected the request as invalid (HTTP 400)');
+      expect(file.error).toContain('[redacted]');
+      expect(file.error).not.toContain(key);
+    }
+    const row = await storedKey(user.id, 'groq');
+    expect(row.unusableCause).toBeNull();
+  });
+
+  it('handles Gemini\'s invalid key answer that echoes the key', async () => {
+    const user = await newUser({ providerOrder: ['gemini', 'groq'] });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    const invalid = {
+      status: 400,
+      body: geminiErrorBody(400, 'INVALID_ARGUMENT', `API key not valid: ${key} (?key=${key})`, [
+        { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID' },
+      ]),
+    };
+    gemini.enqueue(invalid, invalid);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.error).toBe(
+        'Gemini rejected your saved Gemini key (HTTP 400), so the platform key was not used ' +
+          'instead. Update your Gemini key on the keys page.',
+      );
+    }
+    expect(completions()).toHaveLength(0);
+    expect(gemini.requests.some((request) => request.apiKey === platformGeminiKey)).toBe(false);
+    expect((await storedKey(user.id, 'gemini')).unusableCause).toBe('rejected');
+  });
+
+  it('does not fall back from an own key to a platform key', async () => {
+    const user = await newUser();
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    groq.enqueue(rateLimited, rateLimited);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) expect(file.error).toContain('Groq rate limit reached');
+    expect(gemini.requests).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
+    expect((await storedKey(user.id, 'groq')).unusableCause).toBeNull();
+  });
+
+  it('falls back from a platform key to an own key', async () => {
+    const user = await newUser({ tokensUsed: 50 });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    groq.enqueue(rateLimited, rateLimited);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(completions().map((request) => request.apiKey)).toEqual([platformGroqKey, platformGroqKey]);
+    expect(generations().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(result.ledger.map((event) => [event.provider, event.keySource, event.chargedTokens])).toEqual([
+      ['gemini', 'user', 0],
+      ['gemini', 'user', 0],
+    ]);
+    expect(await allowanceOf(user.id)).toEqual({ used: 50, reserved: 0 });
+  });
+
+  it('uses own keys when the allowance is spent', async () => {
+    const user = await newUser({ tokenLimit: 1000, tokensUsed: 1000 });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(completions()).toHaveLength(0);
+    expect(generations().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(await allowanceOf(user.id)).toEqual({ used: 1000, reserved: 0 });
+    expect(context.logs.some((line) => line.event === 'preview.platform_skipped')).toBe(true);
+  });
+
+  it('runs own-key-only users past the allowance', async () => {
+    const user = await newUser({ tokenLimit: 1000, tokensUsed: 1000 });
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(gemini.requests).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 1000, reserved: 0 });
+  });
+
+  it('turns to own keys when a reservation fails', async () => {
+    // 300 tokens pass the pre-check (256) but not a call's reservation (prompt plus output).
+    const user = await newUser({ tokenLimit: 1000, tokensUsed: 700 });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(completions()).toHaveLength(0);
+    expect(generations().map((request) => request.apiKey)).toEqual([key, key]);
+    expect(await allowanceOf(user.id)).toEqual({ used: 700, reserved: 0 });
+    expect(context.logs.some((line) => line.event === 'preview.platform_skipped' && line.userId === user.id)).toBe(false);
+  });
+
+  it('marks a tampered key unusable without crashing', async () => {
+    const user = await newUser();
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    const row = await storedKey(user.id, 'groq');
+    const bytes = Buffer.from(row.ciphertext, 'base64url');
+    bytes[0]! ^= 0xff;
+    await context.db
+      .update(userApiKeys)
+      .set({ ciphertext: bytes.toString('base64url') })
+      .where(eq(userApiKeys.id, row.id));
+    const result = await preview(user.id);
+
+    // Groq is left out entirely, its platform key included; Gemini's platform key serves.
+    expect(result.outcome.status).toBe('ready');
+    expect(groq.requests).toHaveLength(0);
+    expect(generations().map((request) => request.apiKey)).toEqual([platformGeminiKey, platformGeminiKey]);
+    const marked = await storedKey(user.id, 'groq');
+    expect(marked.unusableCause).toBe('undecryptable');
+    expect(marked.unusableReason).toBe(
+      'Your saved Groq key could not be decrypted; the master key may have changed. ' +
+        'Save the Groq key again on the keys page.',
+    );
+    const warning = context.logs.find(
+      (line) => line.event === 'user_key.undecryptable' && line.userId === user.id,
+    );
+    expect(warning?.cause).toBe('authentication');
+  });
+
+  it('says so when no other client remains', async () => {
+    const user = await newUser();
+    await storeKey(user.id, 'groq', newKey('groq'));
+    await storeKey(user.id, 'gemini', newKey('gemini'));
+    await context.db
+      .update(userApiKeys)
+      .set({ nonce: Buffer.alloc(24, 7).toString('base64url') })
+      .where(eq(userApiKeys.userId, user.id));
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toContain('Your saved Groq key could not be decrypted');
+      expect(file.error).toContain('Your saved Gemini key could not be decrypted');
+      expect(file.error).toContain('No other model provider is available to you.');
+    }
+    expect(result.request.status).toBe('failed');
+    expect(result.request.error).toBe(result.files[0]!.error);
+    expect(result.request.filesDone).toBe(2);
+    expect(groq.requests).toHaveLength(0);
+    expect(gemini.requests).toHaveLength(0);
+  });
+
+  it('does not decrypt a row copied to another user', async () => {
+    const owner = await newUser();
+    const key = newKey('groq');
+    await storeKey(owner.id, 'groq', key);
+    const original = await storedKey(owner.id, 'groq');
+    const thief = await newUser();
+    await context.db.insert(userApiKeys).values({
+      userId: thief.id,
+      provider: 'groq',
+      ciphertext: original.ciphertext,
+      nonce: original.nonce,
+      masterKeyVersion: original.masterKeyVersion,
+      lastFour: original.lastFour,
+    });
+    const result = await preview(thief.id);
+
+    expect(groq.requests.some((request) => request.apiKey === key)).toBe(false);
+    expect(result.outcome.status).toBe('ready');
+    expect(generations().map((request) => request.apiKey)).toEqual([platformGeminiKey, platformGeminiKey]);
+    expect((await storedKey(thief.id, 'groq')).unusableCause).toBe('undecryptable');
+    expect((await storedKey(owner.id, 'groq')).unusableCause).toBeNull();
+  });
+
+  it('keeps own keys out of logs, stored rows and job data', async () => {
+    expect(ownKeys.length).toBeGreaterThan(8);
+    const logText = JSON.stringify(context.logs);
+    const tables = await Promise.all([
+      context.db.execute(sql`SELECT * FROM patch_files`),
+      context.db.execute(sql`SELECT * FROM patch_requests`),
+      context.db.execute(sql`SELECT * FROM token_events`),
+      context.db.execute(sql`SELECT * FROM user_api_keys`),
+      context.db.execute(sql`SELECT data, output FROM pgboss.job`),
+    ]);
+    const stored = JSON.stringify(tables);
+    expect(stored).toContain('[redacted]');
+    for (const key of ownKeys) {
+      for (const form of keyForms(key)) {
+        expect(logText).not.toContain(form);
+        expect(stored).not.toContain(form);
+      }
+    }
+  });
+});

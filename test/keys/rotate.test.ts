@@ -1,0 +1,175 @@
+import { randomBytes } from 'node:crypto';
+import { asc, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeReport } from '../../src/cli/keys.ts';
+import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
+import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
+import { Keyring } from '../../src/keys/master-keys.ts';
+import { rotateUserKeys } from '../../src/keys/rotate.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { runCli } from '../helpers/process.ts';
+import { keyForms } from './key-check-server.ts';
+
+const material = (version: number) => ({ version, key: new Uint8Array(randomBytes(32)) });
+const v1 = material(1);
+const v2 = material(2);
+const v3 = material(3);
+
+let context: TestContext;
+/** Plain keys by `${userId}:${provider}`. */
+const plain = new Map<string, string>();
+
+async function addUserWithKeys(keyring: Keyring, login: string): Promise<string> {
+  const [user] = await context.db.insert(users).values({ login }).returning();
+  for (const provider of ['groq', 'gemini'] as Provider[]) {
+    const key = `${provider === 'groq' ? 'gsk_' : 'AIza'}rotate${login}${randomBytes(12).toString('hex')}`;
+    plain.set(`${user!.id}:${provider}`, key);
+    const encrypted = await encryptUserKey(keyring, { userId: user!.id, provider }, key);
+    await context.db
+      .insert(userApiKeys)
+      .values({ userId: user!.id, provider, ...encrypted, lastFour: key.slice(-4) });
+  }
+  return user!.id;
+}
+
+async function allRows() {
+  return context.db.select().from(userApiKeys).orderBy(asc(userApiKeys.id));
+}
+
+async function expectAllDecrypt(keyring: Keyring, rows: Awaited<ReturnType<typeof allRows>>) {
+  for (const row of rows) {
+    const owner = { userId: row.userId, provider: row.provider };
+    expect(await decryptUserKey(keyring, owner, row)).toBe(plain.get(`${row.userId}:${row.provider}`));
+  }
+}
+
+beforeAll(async () => {
+  context = await createTestContext({}, { keyring: new Keyring([v1]) });
+});
+
+afterAll(async () => {
+  await context?.close();
+});
+
+describe('keys rotate', () => {
+  it('re-encrypts every key under the newest version', async () => {
+    for (let index = 0; index < 5; index++) await addUserWithKeys(context.keyring, `rotate${index}`);
+    const before = await allRows();
+    expect(before).toHaveLength(10);
+
+    const report = await rotateUserKeys(context.db, new Keyring([v2, v1]), context.logger, { batchSize: 3 });
+    expect(report.targetVersion).toBe(2);
+    expect(report.rotated).toBe(10);
+    expect(report.alreadyCurrent).toBe(0);
+    expect(report.undecryptable).toBe(0);
+    expect(report.missingVersions.size).toBe(0);
+    expect(report.versionsInUse).toEqual([2]);
+
+    const after = await allRows();
+    for (const [index, row] of after.entries()) {
+      expect(row.masterKeyVersion).toBe(2);
+      expect(row.nonce).not.toBe(before[index]!.nonce);
+      expect(row.updatedAt.getTime()).toBe(before[index]!.updatedAt.getTime());
+    }
+    // Only the newest key is needed from now on: version 1 can be removed.
+    await expectAllDecrypt(new Keyring([v2]), after);
+    expect(describeReport(report, [2, 1])).toEqual([
+      'Rotated 10 keys to master key version 2; 0 already used it.',
+      'No stored key uses master key version 1 any more; remove it from MASTER_KEYS (and ' +
+        'MASTER_KEY) when every server runs with the new key.',
+    ]);
+  });
+
+  it('changes nothing when run again', async () => {
+    const before = await allRows();
+    const report = await rotateUserKeys(context.db, new Keyring([v2]), context.logger, { batchSize: 3 });
+    expect(report.rotated).toBe(0);
+    expect(report.alreadyCurrent).toBe(10);
+    expect(await allRows()).toEqual(before);
+  });
+
+  it('leaves keys of a missing version alone', async () => {
+    const userId = await addUserWithKeys(new Keyring([v1]), 'rotate-missing');
+    const before = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+
+    const report = await rotateUserKeys(context.db, new Keyring([v3, v2]), context.logger);
+    expect(report.rotated).toBe(10);
+    expect(report.alreadyCurrent).toBe(0);
+    expect([...report.missingVersions]).toEqual([[1, 2]]);
+    expect(report.versionsInUse).toEqual([3, 1]);
+    const after = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+    expect(after).toEqual(before);
+    expect(describeReport(report, [3, 2])).toContain(
+      '2 keys use master key version 1, which is not configured: add it to MASTER_KEYS as ' +
+        '1:<key> and run "fixwright keys rotate" again.',
+    );
+
+    const healed = await rotateUserKeys(context.db, new Keyring([v3, v1]), context.logger);
+    expect(healed.rotated).toBe(2);
+    expect(healed.alreadyCurrent).toBe(10);
+    expect(healed.versionsInUse).toEqual([3]);
+    await expectAllDecrypt(new Keyring([v3]), await allRows());
+  });
+
+  it('marks a key that fails to decrypt', async () => {
+    const userId = await addUserWithKeys(new Keyring([v3]), 'rotate-tampered');
+    const [row] = await context.db
+      .select()
+      .from(userApiKeys)
+      .where(eq(userApiKeys.userId, userId))
+      .orderBy(asc(userApiKeys.provider));
+    // A different key under version 3 simulates a master key that was replaced by mistake.
+    const wrongV3 = new Keyring([material(3)]);
+    await context.db
+      .update(userApiKeys)
+      .set(await encryptUserKey(wrongV3, { userId, provider: row!.provider }, 'AIzaWrongMasterKey0123456789abcdef'))
+      .where(eq(userApiKeys.id, row!.id));
+    await context.db.update(userApiKeys).set({ masterKeyVersion: 2 }).where(eq(userApiKeys.id, row!.id));
+
+    const report = await rotateUserKeys(context.db, new Keyring([v3, v2]), context.logger);
+    expect(report.rotated).toBe(0);
+    expect(report.undecryptable).toBe(1);
+    const [marked] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.id, row!.id));
+    expect(marked!.unusableCause).toBe('undecryptable');
+    expect(marked!.masterKeyVersion).toBe(2);
+    expect(describeReport(report, [3, 2])).toContain(
+      '1 key could not be decrypted, so it is marked unusable until the owner saves the key again.',
+    );
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.id, row!.id));
+  });
+
+  it('runs as a command', async () => {
+    const envKey = (entry: { version: number; key: Uint8Array }) =>
+      `${entry.version}:${Buffer.from(entry.key).toString('base64')}`;
+    const env = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TMPDIR: process.env.TMPDIR,
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'info',
+      DATABASE_URL: context.database.url,
+    };
+    const newest = material(4);
+    const { stdout, stderr } = await runCli(['keys', 'rotate', '--batch-size', '2'], {
+      ...env,
+      MASTER_KEYS: [newest, v3].map(envKey).join(','),
+    });
+    expect(stdout).toContain('Rotated 13 keys to master key version 4; 0 already used it.');
+    expect(stdout).toContain('No stored key uses master key version 3 any more');
+    await expectAllDecrypt(new Keyring([newest]), await allRows());
+
+    const again = await runCli(['keys', 'rotate'], { ...env, MASTER_KEYS: envKey(newest) });
+    expect(again.stdout.trim()).toBe('Rotated 0 keys to master key version 4; 13 already used it.');
+    const output = stdout + stderr + again.stdout + again.stderr;
+    expect(output).toContain('"event":"keys.rotated"');
+    for (const key of plain.values()) {
+      for (const form of keyForms(key)) expect(output).not.toContain(form);
+    }
+    for (const entry of [newest, v3]) {
+      expect(output).not.toContain(Buffer.from(entry.key).toString('base64'));
+    }
+
+    await expect(runCli(['keys', 'rotate'], env)).rejects.toThrow(/set MASTER_KEY/);
+    await expect(runCli(['keys', 'list'], env)).rejects.toThrow('Unknown keys command "list": use rotate.');
+  });
+});
