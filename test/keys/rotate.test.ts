@@ -146,7 +146,8 @@ describe('keys rotate', () => {
       HOME: process.env.HOME,
       TMPDIR: process.env.TMPDIR,
       NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
+      // Debug, so the command's log lines are written and can be scanned for keys too.
+      LOG_LEVEL: 'debug',
       DATABASE_URL: context.database.url,
     };
     const newest = material(4);
