@@ -11,11 +11,17 @@ import { FileReadError, readFileAtRef } from '../github/file-content.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
-import { buildFixPrompt, type FixFinding } from '../llm/prompt.ts';
+import {
+  buildFixPrompt,
+  estimatePromptTokens,
+  estimateTextTokens,
+  type FixFinding,
+  type FixPrompt,
+} from '../llm/prompt.ts';
 import type { ModelRequest } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
-import { checkAllowance } from '../usage/allowance.ts';
+import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
@@ -212,10 +218,14 @@ async function previewFile(
   }
 
   const prompt = buildFixPrompt({ path: input.path, content: file.text, findings: input.findings });
-  // The output is the whole file again: budget its size in tokens (3 bytes each, a generous
-  // estimate) with a quarter on top, within the configured cap.
-  const fileTokens = Math.ceil(Buffer.byteLength(file.text) / 3);
-  const maxOutputTokens = Math.min(config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
+  const budget = await outputBudget(context, {
+    userId: input.userId,
+    prompt,
+    fileText: file.text,
+    platformOnly: input.clients.every((entry) => entry.keySource === 'platform'),
+  });
+  if (!budget.ok) return failed(budget.reason, { originalText: file.text, baseBlobSha: file.blobSha });
+  const maxOutputTokens = budget.maxOutputTokens;
   const clients = input.clients.map((entry) => ({
     keySource: entry.keySource,
     client: meterClient(entry.client, {
@@ -293,6 +303,30 @@ async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest
       request,
     );
   }
+}
+
+/**
+ * Sizes the output cap of a file's call. The output is the whole file again, so the cap is its
+ * estimated tokens with a quarter on top, within LLM_MAX_OUTPUT_TOKENS. On platform keys it is
+ * also trimmed to what the allowance has left, down to the least that can hold the file.
+ */
+async function outputBudget(
+  context: AppContext,
+  input: { userId: string; prompt: FixPrompt; fileText: string; platformOnly: boolean },
+): Promise<{ ok: true; maxOutputTokens: number } | { ok: false; reason: string }> {
+  const fileTokens = estimateTextTokens(input.fileText);
+  const wanted = Math.min(context.config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
+  if (!input.platformOnly) return { ok: true, maxOutputTokens: wanted };
+
+  const allowance = await getAllowance(context.db, input.userId);
+  if (allowance.limit < 0) return { ok: true, maxOutputTokens: wanted };
+  const promptTokens = estimatePromptTokens(input.prompt);
+  const least = Math.ceil(fileTokens * 1.1) + 64;
+  const available = allowance.remaining - promptTokens;
+  if (available < least) {
+    return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };
+  }
+  return { ok: true, maxOutputTokens: Math.min(wanted, available) };
 }
 
 function groupFindings(

@@ -189,12 +189,22 @@ export function buildFixPrompt(input: FixPromptInput): FixPrompt {
 /** Tokens added per request for the chat template and message framing, an estimate. */
 const promptOverheadTokens = 32;
 
+/** UTF-8 bytes per token assumed by the estimates; English text and code average about 4. */
+export const bytesPerToken = 4;
+
 /**
- * Estimates the prompt tokens of a request as its UTF-8 bytes divided by 3, rounded up, plus
- * a fixed overhead. This is an estimate, not a count: it is meant to lie above the real count
- * for source code and English text, but a provider's tokenizer may still count more.
+ * Estimates the tokens of `text` as its UTF-8 bytes divided by `bytesPerToken`, rounded up.
+ * An estimate, not a count: a provider's tokenizer may count more or fewer.
+ */
+export function estimateTextTokens(text: string): number {
+  return Math.ceil(Buffer.byteLength(text, 'utf8') / bytesPerToken);
+}
+
+/**
+ * Estimates the prompt tokens of a request: its UTF-8 bytes divided by `bytesPerToken`,
+ * rounded up, plus a fixed overhead for the chat template. The allowance caps every charge at
+ * the limit, so an estimate that comes out low never lets usage pass it.
  */
 export function estimatePromptTokens(request: Pick<ModelRequest, 'system' | 'user'>): number {
-  const bytes = Buffer.byteLength(request.system, 'utf8') + Buffer.byteLength(request.user, 'utf8');
-  return Math.ceil(bytes / 3) + promptOverheadTokens;
+  return estimateTextTokens(request.system + request.user) + promptOverheadTokens;
 }

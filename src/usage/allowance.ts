@@ -68,7 +68,7 @@ export function describeExhausted(state: AllowanceState, needed: number): string
       ? 'Upgrade to the Pro plan, wait for the next period, or add your own Groq or Gemini key.'
       : 'Wait for the next period, switch to a larger plan, or add your own Groq or Gemini key.';
   return (
-    `Token allowance exhausted: the ${planName} plan allows ${state.limit} tokens per period, ` +
+    `Not enough token allowance left: the ${planName} plan allows ${state.limit} tokens per period, ` +
     `${state.used} are used and ${state.reserved} are reserved by calls in progress, ` +
     `so ${state.remaining} remain but this call needs about ${needed}. ${advice}`
   );

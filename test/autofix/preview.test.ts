@@ -153,6 +153,23 @@ describe('runPreview', () => {
     expect(user!.tokensReserved).toBe(0);
   });
 
+  it('previews within the free plan, trimming to what is left', async () => {
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 1000 });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    // Both files start at once, so which one gets the allowance depends on timing.
+    const stored = await filesOf(patchRequestId);
+    const ready = stored.filter((file) => file.status === 'ready');
+    const failed = stored.filter((file) => file.status === 'failed');
+    expect(ready.length).toBeGreaterThanOrEqual(1);
+    for (const file of failed) expect(file.error).toContain('Not enough token allowance left');
+    expect(outcome.status).toBe(failed.length > 0 ? 'partially_ready' : 'ready');
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBeGreaterThan(0);
+    expect(user!.tokensUsed).toBeLessThanOrEqual(1000);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
   it('uses Gemini when Groq answers 429', async () => {
     groq.enqueue(
       { status: 429, headers: { 'retry-after': '3600' }, body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded') },

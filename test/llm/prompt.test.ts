@@ -154,7 +154,7 @@ describe('countPromptDelimiters', () => {
 });
 
 describe('estimatePromptTokens', () => {
-  it('divides UTF-8 bytes by 3 and adds the overhead', () => {
+  it('divides UTF-8 bytes by 4 and adds the overhead', () => {
     // 3 bytes of system text and 2 bytes for "é" make 5 bytes, so 2 tokens plus 32.
     expect(estimatePromptTokens({ system: 'abc', user: 'é' })).toBe(34);
   });
@@ -163,7 +163,7 @@ describe('estimatePromptTokens', () => {
     const small = estimatePromptTokens({ system: 's', user: 'x'.repeat(300) });
     const large = estimatePromptTokens({ system: 's', user: 'x'.repeat(3000) });
 
-    expect(small).toBe(101 + 32);
-    expect(large).toBe(1001 + 32);
+    expect(small).toBe(76 + 32);
+    expect(large).toBe(751 + 32);
   });
 });
