@@ -33,14 +33,15 @@ export async function createSession(
   db: Database,
   userId: string,
   ttlHours: number,
-): Promise<{ id: string; token: string; expiresAt: Date }> {
+): Promise<{ id: string; token: string; csrfToken: string; expiresAt: Date }> {
   const token = randomToken();
+  const csrfToken = randomToken();
   const expiresAt = new Date(Date.now() + ttlHours * 3_600_000);
   const [row] = await db
     .insert(sessions)
-    .values({ tokenHash: hashSecret(token), userId, csrfToken: randomToken(), expiresAt })
+    .values({ tokenHash: hashSecret(token), userId, csrfToken, expiresAt })
     .returning({ id: sessions.id });
-  return { id: row!.id, token, expiresAt };
+  return { id: row!.id, token, csrfToken, expiresAt };
 }
 
 /** Returns the unexpired session for a cookie token, or null. */
