@@ -1,8 +1,8 @@
 import type { FC } from 'hono/jsx';
 import type { DailyUsage } from '../../../usage/daily-usage.ts';
 
-const width = 640;
-const height = 180;
+const width = 960;
+const height = 200;
 const padding = { top: 12, right: 8, bottom: 24, left: 56 };
 
 /** Rounds up to 1, 2 or 5 times a power of ten, so the axis label is a round number. */
