@@ -1,9 +1,9 @@
-// Fixwright dashboard script: the htmx extension that shows a JSON API answer as text.
+// Fixwright dashboard script: the htmx extension that shows a JSON API response as text.
 // Loaded after htmx (both deferred, in document order), so `htmx` exists here.
 (function () {
   'use strict';
 
-  // Posts "{}" as JSON and shows the answer (status and pretty-printed body) as escaped text,
+  // Posts "{}" as JSON and shows the response (status and pretty-printed body) as escaped text,
   // because the JSON API returns data that must never be parsed as HTML.
   htmx.defineExtension('json-result', {
     onEvent: function (name, event) {
@@ -18,9 +18,9 @@
       return '{}';
     },
     transformResponse: function (text, xhr) {
-      var shown = text;
+      var displayText = text;
       try {
-        shown = JSON.stringify(JSON.parse(text), null, 2);
+        displayText = JSON.stringify(JSON.parse(text), null, 2);
       } catch (error) {
         // Not JSON: show the text as it came.
       }
@@ -30,7 +30,7 @@
       status.textContent = 'HTTP ' + xhr.status;
       var body = document.createElement('pre');
       body.className = 'json';
-      body.textContent = shown;
+      body.textContent = displayText;
       wrapper.appendChild(status);
       wrapper.appendChild(body);
       return wrapper.innerHTML;

@@ -11,10 +11,10 @@ export type RegenerateFileResult =
   | { ok: false; reason: 'busy' | 'cancelled'; status: PatchRequestStatus };
 
 /**
- * Queues a new preview of one file of a finished patch request: bumps the file's generation
- * (part of each model call's idempotency key), resets it to pending without its result, sets
- * the request back to running and sends a preview job, all in one transaction. runPreview
- * then calls the model only for that file, because it skips files that are ready or failed.
+ * Queues a new preview of one file of a finished patch request. In one transaction it bumps
+ * the file's generation (part of each model call's idempotency key), resets the file to
+ * pending without its result, sets the request back to running and sends a preview job.
+ * runPreview then calls the model only for that file, because it skips ready and failed files.
  */
 export async function regeneratePatchFile(
   db: Database,

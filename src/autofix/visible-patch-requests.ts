@@ -4,7 +4,7 @@ import { patchFiles, patchRequests, prRuns } from '../db/schema/index.ts';
 import { isUuid } from '../runs/visible-runs.ts';
 
 /**
- * Returns the user's patch request with its run, or null. Callers answer 404 for both
+ * Returns the user's patch request with its run, or null. Callers return 404 for both
  * "missing" and "someone else's", so other users' ids leak nothing.
  */
 export async function findVisiblePatchRequest(db: Database, userId: string, id: string) {

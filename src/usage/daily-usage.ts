@@ -9,7 +9,7 @@ export interface DailyUsage {
   own: number;
 }
 
-/** Longest stretch the chart shows; longer periods show this many days up to today. */
+/** Maximum number of days the chart shows; a longer period shows the days up to today. */
 export const maxChartDays = 92;
 
 /**

@@ -51,7 +51,7 @@ export function fromZodError(error: z.ZodError, where: string): AppError {
   });
 }
 
-/** API, webhook and health routes answer JSON; every other route is a dashboard page. */
+/** API, webhook and health routes return JSON, and every other route is a dashboard page. */
 function isPageRequest(c: Context): boolean {
   const path = c.req.path;
   return !path.startsWith('/api/') && !path.startsWith('/webhooks/') && path !== '/healthz';

@@ -129,7 +129,7 @@ afterAll(async () => {
 });
 
 describe('regeneratePatchFile', () => {
-  it('answers not_found for another user', async () => {
+  it('returns not_found for another user', async () => {
     const [stranger] = await context.db.insert(users).values({ login: 'stranger' }).returning();
     const [file] = await fileRows();
     const result = await regeneratePatchFile(context.db, context.boss, {
@@ -193,7 +193,7 @@ describe('regeneratePatchFile', () => {
     expect(finished!.filesDone).toBe(2);
   });
 
-  it('answers busy while the request is running', async () => {
+  it('returns busy while the request is running', async () => {
     await context.db.update(patchRequests).set({ status: 'running' }).where(eq(patchRequests.id, patchRequestId));
     const [file] = await fileRows();
     const result = await regeneratePatchFile(context.db, context.boss, { userId, patchRequestId, fileId: file!.id });

@@ -143,7 +143,7 @@ export async function startDashboard(extraEnv: Record<string, string> = {}): Pro
   service.stderr!.on('data', (chunk) => (output += chunk));
   await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => null))?.ok, {
     timeoutMs: 60_000,
-    describe: () => `service at ${url} to answer /healthz; output:\n${output}`,
+    describe: () => `service at ${url} to respond to /healthz; output:\n${output}`,
   });
 
   const browser = await chromium.launch({
@@ -173,7 +173,7 @@ export async function startDashboard(extraEnv: Record<string, string> = {}): Pro
       },
       body,
     });
-    if (response.status !== 202) throw new Error(`webhook ${event} answered ${response.status}`);
+    if (response.status !== 202) throw new Error(`webhook ${event} returned status ${response.status}`);
   }
 
   return {

@@ -5,7 +5,7 @@ import type { FakeGitHub } from './github.ts';
  * GitHub's OAuth web flow on the fake GitHub server: `/login/oauth/authorize` redirects back at
  * once with a code (no consent screen), `/login/oauth/access_token` trades the code for a user
  * token, and `/user` returns the account of that token. Errors use GitHub's shapes: the token
- * endpoint answers 200 with an `error` field.
+ * endpoint returns status 200 with an `error` field.
  */
 
 export interface FakeOAuthUser {

@@ -88,7 +88,7 @@ describe('CSRF protection', () => {
     expect(response.status).toBe(200);
   });
 
-  it('answers an htmx request with an HTML fragment', async () => {
+  it('returns an htmx request with an HTML fragment', async () => {
     const response = await app.request('/tokens', {
       method: 'POST',
       headers: formHeaders(user, { 'hx-request': 'true' }),
@@ -133,7 +133,7 @@ describe('JSON API with the session cookie', () => {
     expect(bearer.status).toBe(202);
   });
 
-  it('answers 401 JSON without any credential', async () => {
+  it('returns 401 JSON without any credential', async () => {
     const response = await app.request('/api/runs');
     expect(response.status).toBe(401);
     expect((await response.json()).error.code).toBe('unauthorized');

@@ -36,7 +36,7 @@ describe.skipIf(standIn)('keys pages with the real key service', () => {
     expect(await response.text()).toContain('No keys stored');
   });
 
-  it('answers 404 when deleting a key the user lacks', async () => {
+  it('returns 404 when deleting a key the user lacks', async () => {
     const user = await createSignedInUser(context.db, { login: 'real-keys-stranger' });
     const response = await app.request('/keys/groq/delete', {
       method: 'POST',

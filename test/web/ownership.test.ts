@@ -72,7 +72,7 @@ function asStranger(path: string, method = 'GET', fields: Record<string, string 
   });
 }
 
-describe("another user's ids answer 404", () => {
+describe("another user's ids return 404", () => {
   const pageRoutes: [string, () => [string, string?, Record<string, string | string[]>?]][] = [
     ['run page', () => [`/runs/${runId}`]],
     ['preview fix', () => [`/runs/${runId}/patch-requests`, 'POST', { findingIds: [findingId] }]],
@@ -92,7 +92,7 @@ describe("another user's ids answer 404", () => {
     expect(await response.text()).toContain('not found');
   });
 
-  it('answers 404 for the owner with unknown ids too', async () => {
+  it('returns 404 for the owner with unknown ids too', async () => {
     const unknown = '00000000-0000-4000-8000-000000000000';
     for (const path of [`/runs/${unknown}`, `/patch-requests/${unknown}`, '/runs/not-a-uuid']) {
       const response = await app.request(path, { headers: { cookie: owner.cookie } });
@@ -100,7 +100,7 @@ describe("another user's ids answer 404", () => {
     }
   });
 
-  it('answers 404 for a file of another request', async () => {
+  it('returns 404 for a file of another request', async () => {
     const [other] = await context.db
       .insert(patchRequests)
       .values({ runId, userId: stranger.userId, status: 'ready' })
@@ -112,7 +112,7 @@ describe("another user's ids answer 404", () => {
     expect(response.status).toBe(404);
   });
 
-  it('answers 404 on the JSON API', async () => {
+  it('returns 404 on the JSON API', async () => {
     for (const path of [`/api/runs/${runId}`, `/api/patch-requests/${patchRequestId}`]) {
       const response = await app.request(path, { headers: { cookie: stranger.cookie } });
       expect(response.status).toBe(404);

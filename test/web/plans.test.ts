@@ -79,7 +79,7 @@ describe('plan changes without self-service', () => {
     expect(change!.tokensUsedBefore).toBe(400);
   });
 
-  it('answers 404 for an unknown user', async () => {
+  it('returns 404 for an unknown user', async () => {
     const response = await postPlan(app, admin, '/admin/users/00000000-0000-4000-8000-000000000000/plan', {
       plan: 'pro',
     });

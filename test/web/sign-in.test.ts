@@ -257,7 +257,7 @@ describe('sign-in settings', () => {
     }
   });
 
-  it('answers 429 past SIGN_IN_RATE_LIMIT', async () => {
+  it('returns 429 past SIGN_IN_RATE_LIMIT', async () => {
     const context = await createTestContext({
       GITHUB_CLIENT_ID: clientId,
       GITHUB_CLIENT_SECRET: clientSecret,

@@ -39,10 +39,10 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!run) throw notFound('Run', runId);
 
     const body = await c.req.parseBody({ all: true });
-    const raw = body.findingIds;
-    const findingIds = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter(
-      (value): value is string => typeof value === 'string',
-    );
+    // With all: true a repeated field is an array, a single one a plain value.
+    const field = body.findingIds ?? [];
+    const values = Array.isArray(field) ? field : [field];
+    const findingIds = values.filter((value): value is string => typeof value === 'string');
     if (findingIds.length === 0) {
       throw new AppError('bad_request', 'No finding selected: tick at least one finding to preview its fix.');
     }

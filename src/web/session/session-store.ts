@@ -72,12 +72,12 @@ export async function deleteSession(db: Database, token: string): Promise<string
 /** Deletes expired sessions and sign-in states; returns how many rows went. */
 export async function deleteExpiredSessions(db: Database): Promise<number> {
   const now = new Date();
-  const gone = await db.delete(sessions).where(lt(sessions.expiresAt, now)).returning({ id: sessions.id });
+  const expiredSessions = await db.delete(sessions).where(lt(sessions.expiresAt, now)).returning({ id: sessions.id });
   const states = await db
     .delete(oauthStates)
     .where(lt(oauthStates.expiresAt, now))
     .returning({ stateHash: oauthStates.stateHash });
-  return gone.length + states.length;
+  return expiredSessions.length + states.length;
 }
 
 export const oauthStateTtlMs = 10 * 60_000;

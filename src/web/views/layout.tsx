@@ -4,8 +4,9 @@ import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 
 /**
- * htmx settings: error responses are swapped in too, because the server renders them as
- * readable fragments; eval and inline indicator styles are off to fit the Content-Security-Policy.
+ * htmx settings. Error responses are swapped in too, because the server renders them as
+ * readable fragments. Eval and inline indicator styles are off, as the Content-Security-Policy
+ * forbids them.
  */
 const htmxConfig = JSON.stringify({
   responseHandling: [

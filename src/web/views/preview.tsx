@@ -12,7 +12,7 @@ type Run = typeof prRuns.$inferSelect;
 
 /**
  * The preview of a patch request: every file's diff, and "Apply". With JavaScript the Apply
- * button posts to the JSON API and shows its answer; without it the form posts to the page
+ * button posts to the JSON API and shows its response; without it the form posts to the page
  * route, which calls the same API.
  */
 export const PreviewPage: FC<{
@@ -56,7 +56,7 @@ export const PreviewPage: FC<{
   );
 };
 
-/** The API's answer to Apply, for browsers without JavaScript. */
+/** The API's response to Apply, for browsers without JavaScript. */
 export const ApplyResultPage: FC<{
   session: ActiveSession;
   request: PatchRequest;

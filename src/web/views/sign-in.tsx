@@ -1,7 +1,7 @@
 import type { FC } from 'hono/jsx';
 import { Layout } from './layout.tsx';
 
-/** The sign-in page; without an OAuth client configured it says which variables to set. */
+/** The sign-in page; without an OAuth client configured it lists the variables to set. */
 export const SignInPage: FC<{ configured: boolean; next: string; notice?: string }> = ({
   configured,
   next,

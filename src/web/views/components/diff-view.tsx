@@ -3,7 +3,7 @@ import { parseUnifiedDiff } from '../../diff/parse-unified-diff.ts';
 
 const signs = { header: '', hunk: '', context: ' ', add: '+', delete: '-', note: '' } as const;
 
-/** A unified diff as a table with old and new line numbers; the text is escaped by JSX. */
+/** Renders a unified diff as a table with old and new line numbers; JSX escapes the text. */
 export const DiffView: FC<{ diff: string }> = ({ diff }) => {
   const rows = parseUnifiedDiff(diff).filter((row) => row.kind !== 'header');
   return (
