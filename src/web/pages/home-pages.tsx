@@ -38,7 +38,6 @@ export function homePages(context: AppContext): Hono<{ Variables: PageVariables 
 
   app.get('/usage/widget', async (c) => {
     const { stats, days } = await loadUsage(context, c.var.user.id);
-    c.header('Cache-Control', 'no-store');
     return c.html(
       <UsageWidget stats={stats} days={days} canChangePlan={canChangeOwnPlan(context, c.var.user)} />,
     );

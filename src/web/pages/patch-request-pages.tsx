@@ -42,14 +42,12 @@ export function patchRequestPages(
 
   app.get('/patch-requests/:id/progress', async (c) => {
     const { request } = await load(c.var.user.id, c.req.param('id'));
-    c.header('Cache-Control', 'no-store');
     return c.html(<PatchProgress request={request} />);
   });
 
   app.get('/patch-requests/:id/files', async (c) => {
     const { request } = await load(c.var.user.id, c.req.param('id'));
     const files = await listPatchFiles(context.db, request.id);
-    c.header('Cache-Control', 'no-store');
     return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
   });
 

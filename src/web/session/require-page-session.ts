@@ -54,6 +54,8 @@ export function requirePageSession(context: AppContext) {
       }
     }
 
+    // Signed-in pages show private data, so no shared or browser cache may keep them.
+    c.header('Cache-Control', 'private, no-store');
     c.set('session', session);
     c.set('user', { id: session.user.id, login: session.user.login, role: session.user.role });
     await next();

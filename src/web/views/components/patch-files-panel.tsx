@@ -32,7 +32,14 @@ export const PatchFilesPanel: FC<{
         {`${request.filesDone} of ${request.filesTotal} files done · ${request.totalTokens} tokens`}
       </p>
       {active ? (
-        <progress max={String(Math.max(request.filesTotal, 1))} value={String(request.filesDone)}></progress>
+        <>
+          <progress max={String(Math.max(request.filesTotal, 1))} value={String(request.filesDone)}></progress>
+          <noscript>
+            <p>
+              <a href={`/patch-requests/${request.id}`}>Reload</a> to see the progress.
+            </p>
+          </noscript>
+        </>
       ) : null}
       {request.error ? <p class="error">{request.error}</p> : null}
       {files.map((file) => {
