@@ -11,9 +11,9 @@ type PatchFile = typeof patchFiles.$inferSelect;
 type Run = typeof prRuns.$inferSelect;
 
 /**
- * The preview of a patch request: every file's diff, and "Apply". With JavaScript the Apply
- * button posts to the JSON API and shows its response; without it the form posts to the page
- * route, which calls the same API.
+ * The preview of a patch request, with every file's diff and "Apply". With JavaScript the Apply
+ * button posts to the JSON API and shows its response. Without JavaScript the form posts to the
+ * page route, which calls the same API.
  */
 export const PreviewPage: FC<{
   session: ActiveSession;
