@@ -27,6 +27,19 @@ const integer = (min: number, max: number) =>
     .min(min, { message: `must be at least ${min}` })
     .max(max, { message: `must be at most ${max}` });
 
+const flag = z
+  .enum(['true', 'false'], { message: 'must be true or false' })
+  .default('false')
+  .transform((value) => value === 'true');
+
+/** Comma-separated GitHub logins, compared without case. */
+const loginList = optionalText.transform((value) =>
+  (value ?? '')
+    .split(',')
+    .map((login) => login.trim().toLowerCase())
+    .filter((login) => login !== ''),
+);
+
 const planLimit = z.coerce
   .number({ message: 'must be a whole number of tokens, or -1 for unlimited' })
   .int({ message: 'must be a whole number of tokens, or -1 for unlimited' })
@@ -123,6 +136,12 @@ const envSchema = z.object({
   GITHUB_CLIENT_SECRET: optionalText,
   GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),
   GITHUB_URL: url('for example https://github.com').default('https://github.com'),
+
+  ADMIN_LOGINS: loginList,
+  PLAN_SELF_SERVICE: flag,
+  SESSION_TTL_HOURS: integer(1, 8760).default(168),
+  SIGN_IN_RATE_LIMIT: integer(1, 10_000).default(20),
+  TRUST_PROXY: flag,
 
   GROQ_API_KEY: optionalText,
   GROQ_BASE_URL: url('the host root, for example https://api.groq.com').default(
@@ -282,6 +301,11 @@ export function missingSettings(config: Config): string[] {
   }
   if (!config.githubAppConfigured) {
     missing.push('APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH): needed to read pull requests.');
+  }
+  if (!config.GITHUB_CLIENT_ID || !config.GITHUB_CLIENT_SECRET) {
+    missing.push(
+      'GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET: the GitHub App\'s OAuth client; dashboard sign-in is disabled until both are set.',
+    );
   }
   if (!config.GROQ_API_KEY && !config.GEMINI_API_KEY) {
     missing.push('GROQ_API_KEY or GEMINI_API_KEY: platform keys for fix previews of users without their own key.');

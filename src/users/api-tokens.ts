@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, eq, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { apiTokens, users } from '../db/schema/index.ts';
 
@@ -51,4 +51,38 @@ export async function findTokenOwner(db: Database, token: string): Promise<Token
       ),
     );
   return { id: row.id, login: row.login, role: row.role };
+}
+
+/** Lists the user's live tokens, newest first; never the token itself. */
+export async function listApiTokens(db: Database, userId: string) {
+  return db
+    .select({
+      id: apiTokens.id,
+      name: apiTokens.name,
+      lastFour: apiTokens.lastFour,
+      createdAt: apiTokens.createdAt,
+      lastUsedAt: apiTokens.lastUsedAt,
+    })
+    .from(apiTokens)
+    .where(and(eq(apiTokens.userId, userId), isNull(apiTokens.revokedAt)))
+    .orderBy(desc(apiTokens.createdAt));
+}
+
+/** Revokes one of the user's live tokens; returns false when the user has no such token. */
+export async function revokeApiToken(
+  db: Database,
+  input: { userId: string; tokenId: string },
+): Promise<boolean> {
+  const rows = await db
+    .update(apiTokens)
+    .set({ revokedAt: new Date() })
+    .where(
+      and(
+        eq(apiTokens.id, input.tokenId),
+        eq(apiTokens.userId, input.userId),
+        isNull(apiTokens.revokedAt),
+      ),
+    )
+    .returning({ id: apiTokens.id });
+  return rows.length > 0;
 }

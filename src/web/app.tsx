@@ -1,18 +1,30 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { serveStatic } from '@hono/node-server/serve-static';
 import { sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { requestId } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
 import type { AppContext } from '../context.ts';
-import { missingSettings } from '../config/env.ts';
 import { keyRoutes } from './api/keys.ts';
 import { patchRequestRoutes } from './api/patch-requests.ts';
 import { runRoutes } from './api/runs.ts';
 import { usageRoutes } from './api/usage.ts';
 import { requireUser, type AuthVariables } from './auth.ts';
 import { AppError, handleError } from './errors.ts';
-import { HomePage } from './views/home.tsx';
+import { homePages } from './pages/home-pages.tsx';
+import { keyPages } from './pages/key-pages.tsx';
+import { patchRequestPages } from './pages/patch-request-pages.tsx';
+import { planPages } from './pages/plan-pages.tsx';
+import { runPages } from './pages/run-pages.tsx';
+import { signInPages } from './pages/sign-in-pages.tsx';
+import { tokenPages } from './pages/token-pages.tsx';
 import { webhookRoutes } from './webhooks.ts';
 
-/** Builds the HTTP application: webhooks, the JSON API and the pages. */
+const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
+const htmxFile = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.js');
+
+/** Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files. */
 export function createApp(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
   const { logger } = context;
@@ -33,6 +45,22 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
       'request',
     );
   });
+  // Scripts and styles come only from /public, so injected markup cannot run code.
+  app.use(
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+        objectSrc: ["'none'"],
+      },
+    }),
+  );
   app.onError((error, c) => handleError(error, c, logger));
   app.notFound((c) => handleError(new AppError('not_found', `No route for ${c.req.method} ${c.req.path}.`), c, logger));
 
@@ -41,7 +69,14 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
     return c.json({ status: 'ok' });
   });
   app.get('/favicon.ico', (c) => c.body(null, 204));
-  app.get('/', (c) => c.html(<HomePage missing={missingSettings(context.config)} />));
+  app.get('/public/htmx.min.js', serveStatic({ path: htmxFile }));
+  app.use(
+    '/public/*',
+    serveStatic({
+      root: publicDir,
+      rewriteRequestPath: (requestPath) => requestPath.replace(/^\/public/, ''),
+    }),
+  );
 
   app.route('/', webhookRoutes(context));
 
@@ -50,5 +85,13 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.route('/', patchRequestRoutes(context));
   app.route('/', usageRoutes(context));
   app.route('/', keyRoutes(context));
+
+  app.route('/', signInPages(context));
+  app.route('/', homePages(context));
+  app.route('/', runPages(context));
+  app.route('/', patchRequestPages(context, (request) => app.fetch(request)));
+  app.route('/', planPages(context));
+  app.route('/', tokenPages(context));
+  app.route('/', keyPages(context));
   return app;
 }

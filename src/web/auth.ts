@@ -2,26 +2,67 @@ import { createMiddleware } from 'hono/factory';
 import type { AppContext } from '../context.ts';
 import { findTokenOwner, type TokenOwner } from '../users/api-tokens.ts';
 import { AppError } from './errors.ts';
+import { readSessionCookie } from './session/cookies.ts';
+import { tokensMatch, isUnsafeMethod, readCsrfToken } from './session/csrf.ts';
+import { findSession } from './session/session-store.ts';
 
 export type AuthVariables = { user: TokenOwner; requestId: string };
 
-/** Requires `Authorization: Bearer <personal access token>` and sets `c.var.user`. */
+/**
+ * Requires `Authorization: Bearer <personal access token>` or a dashboard session cookie, and
+ * sets `c.var.user`. A cookie-authenticated POST, PUT, PATCH or DELETE must also send the
+ * session's CSRF token in X-CSRF-Token, because browsers attach cookies to cross-site requests.
+ */
 export function requireUser(context: AppContext) {
   return createMiddleware<{ Variables: AuthVariables }>(async (c, next) => {
     const header = c.req.header('authorization');
-    const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
-    if (!match) {
+    if (header !== undefined) {
+      const match = header.match(/^Bearer\s+(\S+)\s*$/i);
+      if (!match) {
+        throw new AppError(
+          'unauthorized',
+          'Invalid Authorization header: send "Authorization: Bearer <token>".',
+        );
+      }
+      const user = await findTokenOwner(context.db, match[1]!);
+      if (!user) {
+        throw new AppError('unauthorized', 'Unknown or revoked personal access token.');
+      }
+      c.set('user', user);
+      return next();
+    }
+
+    const token = readSessionCookie(c, context.config);
+    const session = token ? await findSession(context.db, token) : null;
+    if (!session) {
       throw new AppError(
         'unauthorized',
-        'Missing personal access token: send "Authorization: Bearer <token>"; create one with ' +
-          '"fixwright users token --login NAME".',
+        'Missing personal access token: send "Authorization: Bearer <token>"; create one on ' +
+          'the Tokens page or with "fixwright users token --login NAME".',
       );
     }
-    const user = await findTokenOwner(context.db, match[1]!);
-    if (!user) {
-      throw new AppError('unauthorized', 'Unknown or revoked personal access token.');
+    if (isUnsafeMethod(c.req.method)) {
+      const given = await readCsrfToken(c, { allowFormField: false });
+      if (!tokensMatch(session.csrfToken, given)) {
+        context.logger.warn(
+          {
+            event: 'csrf.rejected',
+            requestId: c.get('requestId'),
+            userId: session.user.id,
+            sessionId: session.id,
+            method: c.req.method,
+            path: c.req.path,
+          },
+          'API request by cookie without a valid CSRF token',
+        );
+        throw new AppError(
+          'forbidden',
+          'Missing or invalid X-CSRF-Token header: a request authenticated by the session ' +
+            'cookie must send the token from the page\'s csrf-token meta tag.',
+        );
+      }
     }
-    c.set('user', user);
+    c.set('user', { id: session.user.id, login: session.user.login, role: session.user.role });
     await next();
   });
 }

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import type { Logger } from '../logger.ts';
+import { renderError } from './views/error-page.tsx';
 
 export const errorCodes = {
   bad_request: 400,
@@ -13,6 +14,7 @@ export const errorCodes = {
   payload_too_large: 413,
   rate_limited: 429,
   internal: 500,
+  bad_gateway: 502,
   not_configured: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
@@ -49,27 +51,34 @@ export function fromZodError(error: z.ZodError, where: string): AppError {
   });
 }
 
-/** Builds every error response: `{ error: { code, message, requestId } }`. */
-export function handleError(error: Error, c: Context, logger: Logger): Response {
+/** API, webhook and health routes return JSON, and every other route is a dashboard page. */
+function isPageRequest(c: Context): boolean {
+  const path = c.req.path;
+  return !path.startsWith('/api/') && !path.startsWith('/webhooks/') && path !== '/healthz';
+}
+
+/**
+ * Builds every error response: `{ error: { code, message, requestId } }` for the API, an HTML
+ * page for pages, and an HTML fragment for htmx requests.
+ */
+export function handleError(error: Error, c: Context, logger: Logger): Response | Promise<Response> {
   const requestId = c.get('requestId') as string | undefined;
+  let code: ErrorCode = 'internal';
+  let status: ContentfulStatusCode = 500;
+  let message = `Internal error; the server log has the details under request id ${requestId}.`;
+  let details: Record<string, unknown> | undefined;
   if (error instanceof AppError) {
-    return c.json(
-      { error: { code: error.code, message: error.message, requestId, ...error.details } },
-      error.status,
+    ({ code, status, message, details } = error);
+  } else {
+    logger.error(
+      { event: 'http.unhandled_error', err: error, requestId, method: c.req.method, path: c.req.path },
+      'request failed',
     );
   }
-  logger.error(
-    { event: 'http.unhandled_error', err: error, requestId, method: c.req.method, path: c.req.path },
-    'request failed',
-  );
-  return c.json(
-    {
-      error: {
-        code: 'internal',
-        message: `Internal error; the server log has the details under request id ${requestId}.`,
-        requestId,
-      },
-    },
-    500,
-  );
+
+  if (isPageRequest(c)) {
+    const fragment = c.req.header('hx-request') !== undefined;
+    return c.html(renderError({ status, message, requestId }, fragment), status);
+  }
+  return c.json({ error: { code, message, requestId, ...details } }, status);
 }

@@ -208,7 +208,7 @@ describe('POST /webhooks/github', () => {
 });
 
 describe('POST /webhooks/github without WEBHOOK_SECRET', () => {
-  it('answers 503 naming the variable', async () => {
+  it('returns 503 naming the variable', async () => {
     const unconfigured = await createTestContext();
     try {
       const response = await createApp(unconfigured).request('/webhooks/github', {

@@ -1,31 +1,107 @@
 import type { FC } from 'hono/jsx';
+import type { prRuns } from '../../db/schema/index.ts';
+import type { DailyUsage } from '../../usage/daily-usage.ts';
+import type { UsageStats } from '../../usage/stats.ts';
+import type { listUserInstallations } from '../../users/list-user-installations.ts';
+import type { ActiveSession } from '../session/session-store.ts';
+import { PlanSwitchForm } from './components/plan-switch-form.tsx';
+import { StatusBadge } from './components/status-badge.tsx';
+import { Time } from './components/time.tsx';
+import { UsageWidget } from './components/usage-widget.tsx';
+import { Layout } from './layout.tsx';
 
-/** The landing page; until the app is configured it lists what to set. */
-export const HomePage: FC<{ missing: string[] }> = ({ missing }) => (
-  <html lang="en">
-    <head>
-      <meta charset="utf-8" />
-      <meta name="viewport" content="width=device-width, initial-scale=1" />
-      <title>Fixwright</title>
-    </head>
-    <body>
-      <main>
-        <h1>Fixwright</h1>
-        <p>Reports problems in pull requests and previews fixes written by a model.</p>
-        {missing.length > 0 ? (
-          <section>
-            <h2>Configuration needed</h2>
-            <p>Set these environment variables and restart:</p>
-            <ul>
-              {missing.map((line) => (
-                <li>{line}</li>
-              ))}
-            </ul>
-          </section>
-        ) : (
-          <p>Configured and receiving webhooks at <code>/webhooks/github</code>.</p>
-        )}
-      </main>
-    </body>
-  </html>
+type Installation = Awaited<ReturnType<typeof listUserInstallations>>[number];
+type Run = typeof prRuns.$inferSelect;
+
+/** The signed-in home page: usage, installations and recent pull request runs. */
+export const HomePage: FC<{
+  session: ActiveSession;
+  missing: string[];
+  installations: Installation[];
+  runs: Run[];
+  usage: { stats: UsageStats; days: DailyUsage[] };
+  canChangePlan: boolean;
+}> = ({ session, missing, installations, runs, usage, canChangePlan }) => (
+  <Layout title="Home" session={session}>
+    {missing.length > 0 && session.user.role === 'admin' ? (
+      <section class="card notice">
+        <h2>Configuration needed</h2>
+        <p>Set these environment variables and restart:</p>
+        <ul>
+          {missing.map((line) => (
+            <li>{line}</li>
+          ))}
+        </ul>
+      </section>
+    ) : null}
+
+    <section
+      id="usage-widget"
+      class="card"
+      hx-get="/usage/widget"
+      hx-trigger="load, every 30s, plan-changed from:body"
+      hx-swap="innerHTML"
+    >
+      <UsageWidget stats={usage.stats} days={usage.days} canChangePlan={canChangePlan} />
+    </section>
+    {canChangePlan ? (
+      <section class="card">
+        <PlanSwitchForm session={session} current={usage.stats.plan} returnTo="/" />
+      </section>
+    ) : null}
+
+    <section class="card">
+      <h2>Installations</h2>
+      {installations.length === 0 ? (
+        <p class="muted">
+          No installations yet. Install the GitHub App on an account or organization; it appears
+          here after GitHub sends the installation event.
+        </p>
+      ) : (
+        <ul class="installations">
+          {installations.map((installation) => (
+            <li>
+              <strong>{installation.accountLogin}</strong>{' '}
+              <span class="muted">{`${installation.accountType} · installation ${installation.id}`}</span>
+              {installation.suspendedAt ? <span class="badge status-failed">suspended</span> : null}
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+
+    <section class="card">
+      <h2>Recent pull request runs</h2>
+      {runs.length === 0 ? (
+        <p class="muted">No runs yet. Runs appear when a pull request opens or gets new commits.</p>
+      ) : (
+        <table class="runs">
+          <thead>
+            <tr>
+              <th>Pull request</th>
+              <th>Title</th>
+              <th>Status</th>
+              <th>Started</th>
+            </tr>
+          </thead>
+          <tbody>
+            {runs.map((run) => (
+              <tr>
+                <td>
+                  <a href={`/runs/${run.id}`}>{`${run.repository}#${run.prNumber}`}</a>
+                </td>
+                <td>{run.prTitle}</td>
+                <td>
+                  <StatusBadge status={run.status} />
+                </td>
+                <td>
+                  <Time date={run.createdAt} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  </Layout>
 );

@@ -1,0 +1,72 @@
+import { and, eq, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { patchFiles, patchRequests, type PatchRequestStatus } from '../db/schema/index.ts';
+import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
+import { isUuid } from '../runs/visible-runs.ts';
+
+export type RegenerateFileResult =
+  | { ok: true; path: string; generation: number }
+  | { ok: false; reason: 'not_found' }
+  | { ok: false; reason: 'busy' | 'cancelled'; status: PatchRequestStatus };
+
+/**
+ * Queues a new preview of one file of a finished patch request. In one transaction it bumps
+ * the file's generation (part of each model call's idempotency key), resets the file to
+ * pending without its result, sets the request back to running and sends a preview job.
+ * runPreview then calls the model only for that file, because it skips ready and failed files.
+ */
+export async function regeneratePatchFile(
+  db: Database,
+  boss: PgBoss,
+  input: { userId: string; patchRequestId: string; fileId: string },
+): Promise<RegenerateFileResult> {
+  if (!isUuid(input.patchRequestId) || !isUuid(input.fileId)) return { ok: false, reason: 'not_found' };
+  return db.transaction(async (tx) => {
+    // The row lock keeps two clicks from queueing two jobs for the same request.
+    const [request] = await tx
+      .select({ id: patchRequests.id, status: patchRequests.status })
+      .from(patchRequests)
+      .where(and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)))
+      .for('update');
+    if (!request) return { ok: false, reason: 'not_found' };
+    const [file] = await tx
+      .select({ id: patchFiles.id, path: patchFiles.path, generation: patchFiles.generation })
+      .from(patchFiles)
+      .where(and(eq(patchFiles.id, input.fileId), eq(patchFiles.patchRequestId, request.id)));
+    if (!file) return { ok: false, reason: 'not_found' };
+    // A job still working on the request could pick the file up a second time.
+    if (request.status === 'queued' || request.status === 'running') {
+      return { ok: false, reason: 'busy', status: request.status };
+    }
+    if (request.status === 'cancelled') return { ok: false, reason: 'cancelled', status: request.status };
+
+    await tx
+      .update(patchFiles)
+      .set({
+        generation: sql`${patchFiles.generation} + 1`,
+        status: 'pending',
+        error: null,
+        baseBlobSha: null,
+        originalText: null,
+        proposedText: null,
+        diff: null,
+        provider: null,
+        model: null,
+        totalTokens: 0,
+      })
+      .where(eq(patchFiles.id, file.id));
+    await tx
+      .update(patchRequests)
+      .set({
+        status: 'running',
+        error: null,
+        completedAt: null,
+        filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${request.id} AND ${patchFiles.status} IN ('ready', 'failed'))`,
+      })
+      .where(eq(patchRequests.id, request.id));
+    const data: PreviewJobData = { patchRequestId: request.id };
+    await boss.send(previewQueue, data, { db: transactionDb(tx) });
+    return { ok: true, path: file.path, generation: file.generation + 1 };
+  });
+}

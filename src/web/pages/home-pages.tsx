@@ -1,0 +1,47 @@
+import { Hono } from 'hono';
+import { missingSettings } from '../../config/env.ts';
+import type { AppContext } from '../../context.ts';
+import { listVisibleRuns } from '../../runs/visible-runs.ts';
+import { listUserInstallations } from '../../users/list-user-installations.ts';
+import type { PageVariables } from '../session/page-variables.ts';
+import { requirePageSession } from '../session/require-page-session.ts';
+import { UsageWidget } from '../views/components/usage-widget.tsx';
+import { HomePage } from '../views/home.tsx';
+import { canChangeOwnPlan, loadUsage } from './load-usage.ts';
+
+const recentRunCount = 20;
+
+/** `GET /` (home) and `GET /usage/widget` (the usage widget fragment that htmx polls). */
+export function homePages(context: AppContext): Hono<{ Variables: PageVariables }> {
+  const app = new Hono<{ Variables: PageVariables }>();
+  app.use('/', requirePageSession(context));
+  app.use('/usage/*', requirePageSession(context));
+
+  app.get('/', async (c) => {
+    const userId = c.var.user.id;
+    const [installations, runs, usage] = await Promise.all([
+      listUserInstallations(context.db, userId),
+      listVisibleRuns(context.db, userId, { limit: recentRunCount }),
+      loadUsage(context, userId),
+    ]);
+    return c.html(
+      <HomePage
+        session={c.var.session}
+        missing={missingSettings(context.config)}
+        installations={installations}
+        runs={runs}
+        usage={usage}
+        canChangePlan={canChangeOwnPlan(context, c.var.user)}
+      />,
+    );
+  });
+
+  app.get('/usage/widget', async (c) => {
+    const { stats, days } = await loadUsage(context, c.var.user.id);
+    return c.html(
+      <UsageWidget stats={stats} days={days} canChangePlan={canChangeOwnPlan(context, c.var.user)} />,
+    );
+  });
+
+  return app;
+}

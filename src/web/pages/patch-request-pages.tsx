@@ -1,0 +1,128 @@
+import { Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
+import {
+  findVisiblePatchRequest,
+  listPatchFiles,
+} from '../../autofix/visible-patch-requests.ts';
+import type { AppContext } from '../../context.ts';
+import { AppError, notFound } from '../errors.ts';
+import { csrfHeaderName } from '../session/csrf.ts';
+import type { PageVariables } from '../session/page-variables.ts';
+import { requirePageSession } from '../session/require-page-session.ts';
+import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
+import { PatchProgress } from '../views/components/patch-progress.tsx';
+import { ApplyResultPage, PreviewPage } from '../views/preview.tsx';
+
+/** Sends a request through the whole application, as the browser would. */
+export type FetchApp = (request: Request) => Response | Promise<Response>;
+
+/**
+ * `GET /patch-requests/:id` (the preview), its polled fragments `…/progress` and `…/files`,
+ * `POST …/files/:fileId/regenerate`, and `POST …/apply` for browsers without JavaScript.
+ */
+export function patchRequestPages(
+  context: AppContext,
+  fetchApp: FetchApp,
+): Hono<{ Variables: PageVariables }> {
+  const app = new Hono<{ Variables: PageVariables }>();
+  app.use('/patch-requests/*', requirePageSession(context));
+
+  const load = async (userId: string, id: string) => {
+    const found = await findVisiblePatchRequest(context.db, userId, id);
+    if (!found) throw notFound('Patch request', id);
+    return found;
+  };
+
+  app.get('/patch-requests/:id', async (c) => {
+    const { request, run } = await load(c.var.user.id, c.req.param('id'));
+    const files = await listPatchFiles(context.db, request.id);
+    return c.html(<PreviewPage session={c.var.session} request={request} run={run} files={files} />);
+  });
+
+  app.get('/patch-requests/:id/progress', async (c) => {
+    const { request } = await load(c.var.user.id, c.req.param('id'));
+    return c.html(<PatchProgress request={request} />);
+  });
+
+  app.get('/patch-requests/:id/files', async (c) => {
+    const { request } = await load(c.var.user.id, c.req.param('id'));
+    const files = await listPatchFiles(context.db, request.id);
+    return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
+  });
+
+  app.post('/patch-requests/:id/files/:fileId/regenerate', async (c) => {
+    const id = c.req.param('id');
+    const fileId = c.req.param('fileId');
+    const result = await regeneratePatchFile(context.db, context.boss, {
+      userId: c.var.user.id,
+      patchRequestId: id,
+      fileId,
+    });
+    if (!result.ok) {
+      if (result.reason === 'not_found') throw notFound('File', fileId);
+      throw new AppError(
+        'conflict',
+        result.reason === 'busy'
+          ? `This preview is ${result.status}; wait until it finishes, then regenerate the file.`
+          : 'This preview was cancelled because the pull request has a newer commit; preview the newest run instead.',
+      );
+    }
+    context.logger.info(
+      {
+        event: 'patch_file.regenerate_queued',
+        requestId: c.get('requestId'),
+        patchRequestId: id,
+        fileId,
+        generation: result.generation,
+        userId: c.var.user.id,
+      },
+      'file regeneration queued',
+    );
+    if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
+    const { request } = await load(c.var.user.id, id);
+    const files = await listPatchFiles(context.db, request.id);
+    return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
+  });
+
+  app.post('/patch-requests/:id/apply', async (c) => {
+    const { request } = await load(c.var.user.id, c.req.param('id'));
+    const url = new URL(`/api/patch-requests/${request.id}/apply`, c.req.url);
+    const response = await fetchApp(
+      new Request(url, {
+        method: 'POST',
+        headers: {
+          accept: 'application/json',
+          'content-type': 'application/json',
+          cookie: c.req.header('cookie') ?? '',
+          [csrfHeaderName]: c.var.session.csrfToken,
+        },
+        body: '{}',
+      }),
+    );
+    const text = await response.text();
+    let body = text;
+    try {
+      body = JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      // Not JSON: show the text as it came.
+    }
+    context.logger.info(
+      {
+        event: 'patch_request.apply_forwarded',
+        requestId: c.get('requestId'),
+        patchRequestId: request.id,
+        status: response.status,
+        userId: c.var.user.id,
+      },
+      'apply sent to the API',
+    );
+    return c.html(
+      <ApplyResultPage session={c.var.session} request={request} status={response.status} body={body} />,
+      // The page passes the API's status on, so a 404 from a missing endpoint stays a 404.
+      response.status as ContentfulStatusCode,
+    );
+  });
+
+  return app;
+}

@@ -1,0 +1,113 @@
+import { asc, eq } from 'drizzle-orm';
+import { Hono, type Context } from 'hono';
+import type { AppContext } from '../../context.ts';
+import { users, type Plan } from '../../db/schema/index.ts';
+import { isUuid } from '../../runs/visible-runs.ts';
+import { changePlan, isPlan, planLimits } from '../../usage/plans.ts';
+import { AppError, notFound } from '../errors.ts';
+import type { PageVariables } from '../session/page-variables.ts';
+import { requirePageSession } from '../session/require-page-session.ts';
+import { safeReturnPath } from '../session/return-path.ts';
+import { planNames } from '../views/components/plan-badge.tsx';
+import { PlansPage } from '../views/plans.tsx';
+import { canChangeOwnPlan } from './load-usage.ts';
+
+/** htmx event the usage widget listens for, sent in HX-Trigger after a plan change. */
+export const planChangedEvent = 'plan-changed';
+
+const maxListedUsers = 500;
+
+/** `GET /plans`, `POST /plans` (own plan) and `POST /admin/users/:userId/plan` (admins). */
+export function planPages(context: AppContext): Hono<{ Variables: PageVariables }> {
+  const app = new Hono<{ Variables: PageVariables }>();
+  app.use('/plans', requirePageSession(context));
+  app.use('/admin/*', requirePageSession(context));
+
+  app.get('/plans', async (c) => {
+    const admin = c.var.user.role === 'admin';
+    const rows = admin
+      ? await context.db
+          .select({
+            id: users.id,
+            login: users.login,
+            plan: users.plan,
+            tokenLimit: users.tokenLimit,
+            tokensUsed: users.tokensUsed,
+          })
+          .from(users)
+          .orderBy(asc(users.login))
+          .limit(maxListedUsers)
+      : null;
+    return c.html(
+      <PlansPage
+        session={c.var.session}
+        limits={planLimits(context.config)}
+        canChangePlan={canChangeOwnPlan(context, c.var.user)}
+        users={rows}
+      />,
+    );
+  });
+
+  app.post('/plans', async (c) => {
+    if (!canChangeOwnPlan(context, c.var.user)) {
+      throw new AppError(
+        'forbidden',
+        'Plan changes are disabled: ask an admin to change your plan, or set ' +
+          'PLAN_SELF_SERVICE=true to let users switch their own plan.',
+      );
+    }
+    return switchPlan(c, context, c.var.user.id, c.var.user.login);
+  });
+
+  app.post('/admin/users/:userId/plan', async (c) => {
+    if (c.var.user.role !== 'admin') {
+      throw new AppError('forbidden', "Only admins can change another user's plan.");
+    }
+    const userId = c.req.param('userId');
+    const target = isUuid(userId)
+      ? await context.db.query.users.findFirst({ where: eq(users.id, userId) })
+      : undefined;
+    if (!target) throw notFound('User', userId);
+    return switchPlan(c, context, target.id, target.login);
+  });
+
+  return app;
+}
+
+async function switchPlan(
+  c: Context<{ Variables: PageVariables }>,
+  context: AppContext,
+  userId: string,
+  login: string,
+) {
+  const body = await c.req.parseBody();
+  const plan = typeof body.plan === 'string' ? body.plan : '';
+  if (!isPlan(plan)) {
+    throw new AppError('bad_request', `Invalid plan ${JSON.stringify(plan)}: use free, pro or enterprise.`);
+  }
+  const result = await changePlan(context.db, context.config, {
+    userId,
+    plan: plan as Plan,
+    changedBy: c.var.user.login,
+  });
+  context.logger.info(
+    {
+      event: 'plan.changed',
+      requestId: c.get('requestId'),
+      userId,
+      changedBy: c.var.user.login,
+      fromPlan: result.fromPlan,
+      toPlan: result.toPlan,
+      usedBefore: result.usedBefore,
+      usedAfter: result.usedAfter,
+    },
+    'plan changed',
+  );
+
+  if (c.req.header('hx-request')) {
+    c.header('HX-Trigger', planChangedEvent);
+    return c.html(<span class="notice">{`${login} is now on ${planNames[result.toPlan]}.`}</span>);
+  }
+  const returnTo = typeof body.returnTo === 'string' ? body.returnTo : '/plans';
+  return c.redirect(safeReturnPath(returnTo), 303);
+}

@@ -1,0 +1,96 @@
+import { asc, eq } from 'drizzle-orm';
+import { Hono } from 'hono';
+import { createPatchRequest } from '../../autofix/create-patch-request.ts';
+import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
+import type { AppContext } from '../../context.ts';
+import { findings, patchRequests } from '../../db/schema/index.ts';
+import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
+import { AppError, notFound } from '../errors.ts';
+import type { PageVariables } from '../session/page-variables.ts';
+import { requirePageSession } from '../session/require-page-session.ts';
+import { PatchProgress } from '../views/components/patch-progress.tsx';
+import { RunPage } from '../views/run.tsx';
+
+const maxSelectedFindings = 1000;
+
+/** `GET /runs/:runId` and `POST /runs/:runId/patch-requests` ("Preview fix"). */
+export function runPages(context: AppContext): Hono<{ Variables: PageVariables }> {
+  const app = new Hono<{ Variables: PageVariables }>();
+  app.use('/runs/*', requirePageSession(context));
+
+  app.get('/runs/:runId', async (c) => {
+    const runId = c.req.param('runId');
+    const run = await findVisibleRun(context.db, c.var.user.id, runId);
+    if (!run) throw notFound('Run', runId);
+    const rows = await context.db
+      .select()
+      .from(findings)
+      .where(eq(findings.runId, run.id))
+      .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+    const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
+    return c.html(
+      <RunPage session={c.var.session} run={run} findings={rows} patchRequests={requests} />,
+    );
+  });
+
+  app.post('/runs/:runId/patch-requests', async (c) => {
+    const runId = c.req.param('runId');
+    const run = await findVisibleRun(context.db, c.var.user.id, runId);
+    if (!run) throw notFound('Run', runId);
+
+    const body = await c.req.parseBody({ all: true });
+    // With all: true a repeated field is an array, a single one a plain value.
+    const field = body.findingIds ?? [];
+    const values = Array.isArray(field) ? field : [field];
+    const findingIds = values.filter((value): value is string => typeof value === 'string');
+    if (findingIds.length === 0) {
+      throw new AppError('bad_request', 'No finding selected: tick at least one finding to preview its fix.');
+    }
+    if (findingIds.length > maxSelectedFindings) {
+      throw new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`);
+    }
+    const invalid = findingIds.filter((id) => !isUuid(id));
+    if (invalid.length > 0) {
+      throw new AppError('bad_request', `Invalid finding id ${JSON.stringify(invalid[0])}: reload the run page.`);
+    }
+    if (run.status !== 'completed') {
+      throw new AppError(
+        'conflict',
+        run.status === 'superseded'
+          ? 'This run is superseded by a newer commit; preview fixes on the newest run.'
+          : `This run is ${run.status}; wait until its analysis has completed.`,
+      );
+    }
+
+    const result = await createPatchRequest(context.db, context.boss, {
+      runId: run.id,
+      userId: c.var.user.id,
+      findingIds,
+    });
+    if (!result.ok) {
+      throw new AppError(
+        'bad_request',
+        `Finding ${result.unknownFindingIds.join(', ')} is not part of this run; reload the run page.`,
+      );
+    }
+    context.logger.info(
+      {
+        event: 'patch_request.created',
+        requestId: c.get('requestId'),
+        patchRequestId: result.id,
+        runId: run.id,
+        userId: c.var.user.id,
+        findings: findingIds.length,
+      },
+      'patch request queued',
+    );
+
+    if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${result.id}`, 303);
+    const request = await context.db.query.patchRequests.findFirst({
+      where: eq(patchRequests.id, result.id),
+    });
+    return c.html(<PatchProgress request={request!} />);
+  });
+
+  return app;
+}

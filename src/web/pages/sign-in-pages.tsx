@@ -1,0 +1,197 @@
+import { Hono, type Context } from 'hono';
+import { createMiddleware } from 'hono/factory';
+import type { AppContext } from '../../context.ts';
+import {
+  authorizeUrl,
+  exchangeCode,
+  fetchGitHubUser,
+  GitHubOAuthError,
+} from '../../github/oauth.ts';
+import { syncAdminRole } from '../../users/sync-admin-role.ts';
+import { upsertGitHubUser } from '../../users/upsert-github-user.ts';
+import { AppError } from '../errors.ts';
+import { clientAddress } from '../session/client-address.ts';
+import {
+  clearSessionCookie,
+  clearStateCookie,
+  readSessionCookie,
+  readStateCookie,
+  writeSessionCookie,
+  writeStateCookie,
+} from '../session/cookies.ts';
+import { tokensMatch } from '../session/csrf.ts';
+import type { PageVariables } from '../session/page-variables.ts';
+import { FixedWindowRateLimiter } from '../session/rate-limiter.ts';
+import { requirePageSession } from '../session/require-page-session.ts';
+import { safeReturnPath } from '../session/return-path.ts';
+import {
+  consumeOAuthState,
+  createOAuthState,
+  createSession,
+  deleteExpiredSessions,
+  deleteSession,
+  findSession,
+} from '../session/session-store.ts';
+import { SignInPage } from '../views/sign-in.tsx';
+
+const rateLimitWindowMs = 10 * 60_000;
+
+const notices: Record<string, string> = {
+  'signed-out': 'You are signed out.',
+};
+
+/** The callback URL registered on the GitHub App: PUBLIC_URL's, or else this request's origin. */
+export function callbackUrl(c: Context, publicUrl: string | undefined): string {
+  return `${publicUrl ?? new URL(c.req.url).origin}/auth/github/callback`;
+}
+
+/** `GET /sign-in`, `GET /auth/github`, `GET /auth/github/callback` and `POST /sign-out`. */
+export function signInPages(context: AppContext): Hono<{ Variables: PageVariables }> {
+  const { config, db, logger } = context;
+  const app = new Hono<{ Variables: PageVariables }>();
+  const limiter = new FixedWindowRateLimiter(config.SIGN_IN_RATE_LIMIT, rateLimitWindowMs);
+
+  const rateLimit = createMiddleware(async (c, next) => {
+    const address = clientAddress(c, config);
+    const { allowed, retryAfterSeconds } = limiter.consume(address);
+    if (!allowed) {
+      logger.warn(
+        { event: 'sign_in.rate_limited', requestId: c.get('requestId'), address, retryAfterSeconds },
+        'too many sign-in requests',
+      );
+      c.header('Retry-After', String(retryAfterSeconds));
+      const minutes = Math.ceil(retryAfterSeconds / 60);
+      throw new AppError(
+        'rate_limited',
+        `Too many sign-in attempts from your address: wait ${minutes} ` +
+          `minute${minutes === 1 ? '' : 's'} and try again.`,
+      );
+    }
+    await next();
+  });
+
+  const oauthClient = () => {
+    const { GITHUB_CLIENT_ID: clientId, GITHUB_CLIENT_SECRET: clientSecret } = config;
+    if (!clientId || !clientSecret) {
+      throw new AppError(
+        'not_configured',
+        'Sign-in is not configured: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET to the ' +
+          "GitHub App's OAuth client id and secret, then restart Fixwright.",
+      );
+    }
+    return { clientId, clientSecret };
+  };
+
+  app.get('/sign-in', async (c) => {
+    const next = safeReturnPath(c.req.query('next'));
+    const token = readSessionCookie(c, config);
+    if (token && (await findSession(db, token))) return c.redirect(next, 303);
+    const configured = Boolean(config.GITHUB_CLIENT_ID && config.GITHUB_CLIENT_SECRET);
+    const notice = notices[c.req.query('notice') ?? ''];
+    return c.html(<SignInPage configured={configured} next={next} notice={notice} />);
+  });
+
+  app.get('/auth/github', rateLimit, async (c) => {
+    const { clientId } = oauthClient();
+    const state = await createOAuthState(db, safeReturnPath(c.req.query('next')));
+    writeStateCookie(c, config, state);
+    return c.redirect(
+      authorizeUrl(config, { clientId, callbackUrl: callbackUrl(c, config.PUBLIC_URL), state }),
+      302,
+    );
+  });
+
+  app.get('/auth/github/callback', rateLimit, async (c) => {
+    const { clientId, clientSecret } = oauthClient();
+    const { code, state, error } = c.req.query();
+    const stateCookie = readStateCookie(c, config);
+    clearStateCookie(c, config);
+    if (error) {
+      throw new AppError(
+        'bad_request',
+        error === 'access_denied'
+          ? 'Sign-in was cancelled on GitHub; sign in again to use the dashboard.'
+          : `GitHub returned the error ${JSON.stringify(error)}; start again from the sign-in page.`,
+      );
+    }
+    if (!code || !state) {
+      throw new AppError(
+        'bad_request',
+        'Missing code or state in the sign-in callback; start again from the sign-in page.',
+      );
+    }
+    // The cookie binds the state to this browser, so a callback link sent by someone else fails.
+    if (!tokensMatch(state, stateCookie)) {
+      throw new AppError(
+        'forbidden',
+        "Sign-in state does not match this browser's; start again from the sign-in page.",
+      );
+    }
+    const returnTo = await consumeOAuthState(db, state);
+    if (returnTo === null) {
+      throw new AppError(
+        'forbidden',
+        'Sign-in state is unknown, used or expired; start again from the sign-in page.',
+      );
+    }
+
+    let account;
+    try {
+      const redirect = callbackUrl(c, config.PUBLIC_URL);
+      const accessToken = await exchangeCode(config, {
+        clientId,
+        clientSecret,
+        code,
+        callbackUrl: redirect,
+      });
+      account = await fetchGitHubUser(config, accessToken);
+    } catch (failure) {
+      if (!(failure instanceof GitHubOAuthError)) throw failure;
+      logger.warn(
+        { event: 'sign_in.failed', requestId: c.get('requestId'), reason: failure.message },
+        'GitHub sign-in failed',
+      );
+      throw new AppError('bad_gateway', failure.message);
+    }
+
+    const userId = await upsertGitHubUser(db, account, config.PLAN_FREE_TOKENS);
+    const role = await syncAdminRole(db, config, { id: userId, login: account.login });
+    // A new token on every sign-in, so a session id planted before sign-in is worthless.
+    const previous = readSessionCookie(c, config);
+    if (previous) await deleteSession(db, previous);
+    await deleteExpiredSessions(db);
+    const session = await createSession(db, userId, config.SESSION_TTL_HOURS);
+    writeSessionCookie(c, config, session.token, session.expiresAt);
+    logger.info(
+      {
+        event: 'auth.signed_in',
+        requestId: c.get('requestId'),
+        userId,
+        login: account.login,
+        githubId: account.id,
+        role,
+        sessionId: session.id,
+      },
+      'user signed in',
+    );
+    return c.redirect(returnTo, 303);
+  });
+
+  app.post('/sign-out', requirePageSession(context), async (c) => {
+    const token = readSessionCookie(c, config);
+    if (token) await deleteSession(db, token);
+    clearSessionCookie(c, config);
+    logger.info(
+      {
+        event: 'auth.signed_out',
+        requestId: c.get('requestId'),
+        userId: c.var.user.id,
+        sessionId: c.var.session.id,
+      },
+      'user signed out',
+    );
+    return c.redirect('/sign-in?notice=signed-out', 303);
+  });
+
+  return app;
+}

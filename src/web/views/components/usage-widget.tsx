@@ -1,0 +1,101 @@
+import type { FC } from 'hono/jsx';
+import type { DailyUsage } from '../../../usage/daily-usage.ts';
+import type { UsageStats } from '../../../usage/stats.ts';
+import { PlanBadge } from './plan-badge.tsx';
+import { UsageChart } from './usage-chart.tsx';
+
+export type UsageLevel = 'ok' | 'warn' | 'danger';
+
+/** Green below 70 %, orange from 70 %, red from 90 % of the limit. */
+export function usageLevel(percent: number): UsageLevel {
+  if (percent >= 90) return 'danger';
+  if (percent >= 70) return 'warn';
+  return 'ok';
+}
+
+const numberFormat = new Intl.NumberFormat('en-US');
+
+/** Builds the advice shown from 90 % on: which plan to move to, when the period ends, own keys. */
+export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean): string {
+  const periodEnd = stats.periodEnd.slice(0, 10);
+  const upgrade =
+    stats.plan === 'free'
+      ? canChangePlan
+        ? 'upgrade to Pro on the Plan page'
+        : 'ask an admin to upgrade you to Pro'
+      : canChangePlan
+        ? 'switch to Enterprise on the Plan page'
+        : 'ask an admin to switch you to Enterprise';
+  return (
+    `You have used ${stats.percent}% of your tokens for this period. To keep previewing fixes, ` +
+    `${upgrade}, wait until the period ends on ${periodEnd} (UTC), or add your own Groq or ` +
+    'Gemini key on the Keys page.'
+  );
+}
+
+/** The usage widget's content: plan, progress bar, counts, warning and the daily chart. */
+export const UsageWidget: FC<{ stats: UsageStats; days: DailyUsage[]; canChangePlan: boolean }> = ({
+  stats,
+  days,
+  canChangePlan,
+}) => {
+  const level = usageLevel(stats.percent);
+  return (
+    <div class="usage" data-plan={stats.plan} data-level={stats.unlimited ? 'unlimited' : level}>
+      <div class="usage-head">
+        <h2>Token usage</h2>
+        <PlanBadge plan={stats.plan} />
+      </div>
+      {stats.unlimited ? (
+        <p class="unlimited">
+          <strong>Unlimited</strong> · {numberFormat.format(stats.used)} tokens used this period
+        </p>
+      ) : (
+        <>
+          <svg
+            class={`usage-bar level-${level}`}
+            viewBox="0 0 100 4"
+            preserveAspectRatio="none"
+            role="progressbar"
+            aria-label="Share of the token limit used"
+            aria-valuemin="0"
+            aria-valuemax="100"
+            aria-valuenow={String(stats.percent)}
+          >
+            <rect class="track" x="0" y="0" width="100" height="4" rx="2" />
+            <rect class="fill" x="0" y="0" width={String(stats.percent)} height="4" rx="2" />
+          </svg>
+          <dl class="usage-numbers">
+            <div>
+              <dt>Used</dt>
+              <dd>{`${numberFormat.format(stats.used)} (${stats.percent}%)`}</dd>
+            </div>
+            {stats.reserved > 0 ? (
+              <div>
+                <dt>Reserved</dt>
+                <dd>{numberFormat.format(stats.reserved)}</dd>
+              </div>
+            ) : null}
+            <div>
+              <dt>Remaining</dt>
+              <dd>{numberFormat.format(stats.remaining ?? 0)}</dd>
+            </div>
+            <div>
+              <dt>Limit</dt>
+              <dd>{numberFormat.format(stats.limit)}</dd>
+            </div>
+          </dl>
+        </>
+      )}
+      <p class="muted">
+        {`Period ${stats.periodStart.slice(0, 10)} to ${stats.periodEnd.slice(0, 10)} (UTC)`}
+      </p>
+      {stats.nearLimit ? (
+        <p class="warning" role="alert">
+          {nearLimitAdvice(stats, canChangePlan)}
+        </p>
+      ) : null}
+      <UsageChart days={days} />
+    </div>
+  );
+};

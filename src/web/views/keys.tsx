@@ -1,0 +1,108 @@
+import type { FC } from 'hono/jsx';
+import { providers } from '../../db/schema/index.ts';
+import type { listUserKeys } from '../../keys/user-keys.ts';
+import type { ActiveSession } from '../session/session-store.ts';
+import { CsrfField } from './components/csrf-field.tsx';
+import { Time } from './components/time.tsx';
+import { Layout } from './layout.tsx';
+
+type KeyRow = Awaited<ReturnType<typeof listUserKeys>>[number];
+
+export const providerNames: Record<(typeof providers)[number], string> = {
+  groq: 'Groq',
+  gemini: 'Gemini',
+};
+
+/** The user's own provider keys: list, add or replace, delete. Keys are never shown again. */
+export const KeysPage: FC<{
+  session: ActiveSession;
+  keys: KeyRow[];
+  notice?: string;
+  error?: string;
+}> = ({ session, keys, notice, error }) => (
+  <Layout title="Keys" session={session}>
+    <h1>Your own model keys</h1>
+    <p class="muted">
+      Fix previews use your own Groq or Gemini key when you store one; calls on your own key do not
+      count against your plan's allowance. Keys are stored encrypted and shown only by their last
+      four characters.
+    </p>
+    {notice ? <p class="notice" role="status">{notice}</p> : null}
+    {error ? (
+      <p class="error" role="alert">
+        {error}
+      </p>
+    ) : null}
+
+    <section class="card">
+      <h2>Stored keys</h2>
+      {keys.length === 0 ? (
+        <p class="muted">No keys stored.</p>
+      ) : (
+        <table class="keys">
+          <thead>
+            <tr>
+              <th>Provider</th>
+              <th>Key</th>
+              <th>Added</th>
+              <th>Updated</th>
+              <th>Last used</th>
+              <th></th>
+            </tr>
+          </thead>
+          <tbody>
+            {keys.map((key) => (
+              <tr data-provider={key.provider}>
+                <td>
+                  {providerNames[key.provider]}
+                  {key.unusableReason ? <p class="error">{key.unusableReason}</p> : null}
+                </td>
+                <td>
+                  <code>{`…${key.lastFour}`}</code>
+                </td>
+                <td>
+                  <Time date={key.createdAt} />
+                </td>
+                <td>
+                  <Time date={key.updatedAt} />
+                </td>
+                <td>
+                  <Time date={key.lastUsedAt} />
+                </td>
+                <td>
+                  <form method="post" action={`/keys/${key.provider}/delete`}>
+                    <CsrfField session={session} />
+                    <button type="submit" class="danger">
+                      Delete
+                    </button>
+                  </form>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+
+    <section class="card">
+      <h2>Add or replace a key</h2>
+      <form method="post" action="/keys">
+        <CsrfField session={session} />
+        <label>
+          Provider{' '}
+          <select name="provider">
+            {providers.map((provider) => (
+              <option value={provider}>{providerNames[provider]}</option>
+            ))}
+          </select>
+        </label>{' '}
+        <label>
+          Key <input type="password" name="key" required autocomplete="off" maxlength={500} />
+        </label>{' '}
+        <button type="submit" class="primary">
+          Save key
+        </button>
+      </form>
+    </section>
+  </Layout>
+);

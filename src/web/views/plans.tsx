@@ -1,0 +1,97 @@
+import type { FC } from 'hono/jsx';
+import { plans, type Plan } from '../../db/schema/index.ts';
+import type { ActiveSession } from '../session/session-store.ts';
+import { PlanBadge, planNames } from './components/plan-badge.tsx';
+import { PlanSwitchForm } from './components/plan-switch-form.tsx';
+import { Layout } from './layout.tsx';
+
+export interface PlanUserRow {
+  id: string;
+  login: string;
+  plan: Plan;
+  tokenLimit: number;
+  tokensUsed: number;
+}
+
+const numberFormat = new Intl.NumberFormat('en-US');
+
+function limitText(limit: number): string {
+  return limit < 0 ? 'Unlimited' : `${numberFormat.format(limit)} tokens per period`;
+}
+
+/** The plan page: the plans and their limits, the user's switch, and for admins every user. */
+export const PlansPage: FC<{
+  session: ActiveSession;
+  limits: Record<Plan, number>;
+  canChangePlan: boolean;
+  users: PlanUserRow[] | null;
+}> = ({ session, limits, canChangePlan, users }) => (
+  <Layout title="Plan" session={session}>
+    <h1>Plan</h1>
+    <section class="card">
+      <p>
+        Your plan: <PlanBadge plan={session.user.plan} />
+      </p>
+      <table class="plans">
+        <thead>
+          <tr>
+            <th>Plan</th>
+            <th>Allowance</th>
+          </tr>
+        </thead>
+        <tbody>
+          {plans.map((plan) => (
+            <tr class={plan === session.user.plan ? 'current' : undefined}>
+              <td>{planNames[plan]}</td>
+              <td>{limitText(limits[plan])}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {canChangePlan ? (
+        <PlanSwitchForm session={session} current={session.user.plan} returnTo="/plans" />
+      ) : (
+        <p class="muted">Ask an admin to change your plan.</p>
+      )}
+    </section>
+
+    {users ? (
+      <section class="card">
+        <h2>All users</h2>
+        <table class="users">
+          <thead>
+            <tr>
+              <th>Login</th>
+              <th>Plan</th>
+              <th>Used</th>
+              <th>Change</th>
+            </tr>
+          </thead>
+          <tbody>
+            {users.map((user) => (
+              <tr>
+                <td>{user.login}</td>
+                <td>
+                  <PlanBadge plan={user.plan} />
+                </td>
+                <td>
+                  {`${numberFormat.format(user.tokensUsed)} of ${
+                    user.tokenLimit < 0 ? 'unlimited' : numberFormat.format(user.tokenLimit)
+                  }`}
+                </td>
+                <td>
+                  <PlanSwitchForm
+                    session={session}
+                    current={user.plan}
+                    returnTo="/plans"
+                    userId={user.id}
+                  />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+    ) : null}
+  </Layout>
+);

@@ -1,0 +1,74 @@
+import type { FC } from 'hono/jsx';
+import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
+import type { ActiveSession } from '../session/session-store.ts';
+import { CsrfField } from './components/csrf-field.tsx';
+import { PatchFilesPanel } from './components/patch-files-panel.tsx';
+import { Time } from './components/time.tsx';
+import { Layout } from './layout.tsx';
+
+type PatchRequest = typeof patchRequests.$inferSelect;
+type PatchFile = typeof patchFiles.$inferSelect;
+type Run = typeof prRuns.$inferSelect;
+
+/**
+ * The preview of a patch request, with every file's diff and "Apply". With JavaScript the Apply
+ * button posts to the JSON API and shows its response. Without JavaScript the form posts to the
+ * page route, which calls the same API.
+ */
+export const PreviewPage: FC<{
+  session: ActiveSession;
+  request: PatchRequest;
+  run: Run;
+  files: PatchFile[];
+}> = ({ session, request, run, files }) => {
+  const canApply = request.status === 'ready' || request.status === 'partially_ready';
+  return (
+    <Layout title="Fix preview" session={session}>
+      <p class="breadcrumbs">
+        <a href="/">Home</a> / <a href={`/runs/${run.id}`}>{`${run.repository}#${run.prNumber}`}</a> /
+        preview
+      </p>
+      <h1>Fix preview</h1>
+      <p class="meta">
+        {run.prTitle} · requested <Time date={request.createdAt} />
+      </p>
+
+      <PatchFilesPanel session={session} request={request} files={files} />
+
+      <section class="card apply">
+        <h2>Apply</h2>
+        <p class="muted">Commits the ready files to the pull request's branch.</p>
+        <form
+          method="post"
+          action={`/patch-requests/${request.id}/apply`}
+          hx-post={`/api/patch-requests/${request.id}/apply`}
+          hx-ext="json-result"
+          hx-target="#apply-result"
+        >
+          <CsrfField session={session} />
+          <button type="submit" class="primary" disabled={!canApply}>
+            Apply
+          </button>
+        </form>
+        <div id="apply-result" aria-live="polite"></div>
+      </section>
+    </Layout>
+  );
+};
+
+/** The API's response to Apply, for browsers without JavaScript. */
+export const ApplyResultPage: FC<{
+  session: ActiveSession;
+  request: PatchRequest;
+  status: number;
+  body: string;
+}> = ({ session, request, status, body }) => (
+  <Layout title="Apply" session={session}>
+    <h1>Apply</h1>
+    <p class={status < 400 ? 'notice' : 'error'}>{`HTTP ${status}`}</p>
+    <pre class="json">{body}</pre>
+    <p>
+      <a href={`/patch-requests/${request.id}`}>Back to the preview</a>
+    </p>
+  </Layout>
+);

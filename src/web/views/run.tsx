@@ -1,0 +1,101 @@
+import type { FC } from 'hono/jsx';
+import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
+import type { ActiveSession } from '../session/session-store.ts';
+import { CsrfField } from './components/csrf-field.tsx';
+import { StatusBadge } from './components/status-badge.tsx';
+import { Time } from './components/time.tsx';
+import { Layout } from './layout.tsx';
+
+type Run = typeof prRuns.$inferSelect;
+type Finding = typeof findings.$inferSelect;
+type PatchRequest = typeof patchRequests.$inferSelect;
+
+function groupByPath(rows: Finding[]): [string, Finding[]][] {
+  const groups = new Map<string, Finding[]>();
+  for (const row of rows) groups.set(row.path, [...(groups.get(row.path) ?? []), row]);
+  return [...groups.entries()];
+}
+
+/** A run's findings grouped by file, with checkboxes and the "Preview fix" form. */
+export const RunPage: FC<{
+  session: ActiveSession;
+  run: Run;
+  findings: Finding[];
+  patchRequests: PatchRequest[];
+}> = ({ session, run, findings, patchRequests }) => {
+  const action = `/runs/${run.id}/patch-requests`;
+  const canPreview = run.status === 'completed' && findings.length > 0;
+  return (
+    <Layout title={`${run.repository}#${run.prNumber}`} session={session}>
+      <p class="breadcrumbs">
+        <a href="/">Home</a> / {`${run.repository}#${run.prNumber}`}
+      </p>
+      <h1>{run.prTitle || `Pull request #${run.prNumber}`}</h1>
+      <p class="meta">
+        <StatusBadge status={run.status} /> {`${run.repository}#${run.prNumber}`} · head{' '}
+        <code>{run.headSha.slice(0, 12)}</code> on <code>{run.headRef}</code> · started{' '}
+        <Time date={run.createdAt} />
+      </p>
+      {run.error ? <p class="error">{run.error}</p> : null}
+
+      <form method="post" action={action} hx-post={action} hx-target="#preview-progress">
+        <CsrfField session={session} />
+        {findings.length === 0 ? (
+          <p class="muted">
+            {run.status === 'completed' ? 'No findings in this run.' : 'The analysis has not finished yet.'}
+          </p>
+        ) : (
+          groupByPath(findings).map(([path, rows]) => (
+            <fieldset class="file-findings card">
+              <legend>
+                <code>{path}</code> <span class="muted">{`${rows.length} finding${rows.length === 1 ? '' : 's'}`}</span>
+              </legend>
+              {rows.map((finding) => (
+                <label class="finding">
+                  <input type="checkbox" name="findingIds" value={finding.id} />
+                  <span class={`badge severity-${finding.severity}`}>{finding.severity}</span>
+                  <code class="rule">{finding.ruleId}</code>
+                  <span class="muted">
+                    {finding.startLine === finding.endLine
+                      ? `line ${finding.startLine}`
+                      : `lines ${finding.startLine}–${finding.endLine}`}
+                  </span>
+                  <span class="message">{finding.message}</span>
+                  {finding.excerpt ? (
+                    <pre class="excerpt">
+                      <code>{finding.excerpt}</code>
+                    </pre>
+                  ) : null}
+                </label>
+              ))}
+            </fieldset>
+          ))
+        )}
+        {canPreview ? (
+          <button type="submit" class="primary">
+            Preview fix
+          </button>
+        ) : run.status === 'superseded' ? (
+          <p class="muted">This run is superseded by a newer commit; preview fixes on the newest run.</p>
+        ) : null}
+      </form>
+      <div id="preview-progress" aria-live="polite"></div>
+
+      {patchRequests.length > 0 ? (
+        <section class="card">
+          <h2>Earlier previews</h2>
+          <ul>
+            {patchRequests.map((request) => (
+              <li>
+                <a href={`/patch-requests/${request.id}`}>
+                  <Time date={request.createdAt} />
+                </a>{' '}
+                <StatusBadge status={request.status} />
+              </li>
+            ))}
+          </ul>
+        </section>
+      ) : null}
+    </Layout>
+  );
+};

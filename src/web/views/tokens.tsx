@@ -1,0 +1,88 @@
+import type { FC } from 'hono/jsx';
+import type { listApiTokens } from '../../users/api-tokens.ts';
+import type { ActiveSession } from '../session/session-store.ts';
+import { CsrfField } from './components/csrf-field.tsx';
+import { Time } from './components/time.tsx';
+import { Layout } from './layout.tsx';
+
+type TokenRow = Awaited<ReturnType<typeof listApiTokens>>[number];
+
+/** Personal access tokens: the list, a form to create one, and the new token shown once. */
+export const TokensPage: FC<{
+  session: ActiveSession;
+  tokens: TokenRow[];
+  created?: { name: string; token: string };
+}> = ({ session, tokens, created }) => (
+  <Layout title="Tokens" session={session}>
+    <h1>Personal access tokens</h1>
+    <p class="muted">
+      Tokens authenticate calls to the JSON API: send <code>Authorization: Bearer TOKEN</code>.
+    </p>
+    {created ? (
+      <section class="card notice" role="status">
+        <h2>{`Token "${created.name}" created`}</h2>
+        <p>Copy it now. It is shown only once, and only its hash is stored.</p>
+        <pre class="new-token">
+          <code>{created.token}</code>
+        </pre>
+      </section>
+    ) : null}
+
+    <section class="card">
+      <h2>Create a token</h2>
+      <form method="post" action="/tokens">
+        <CsrfField session={session} />
+        <label>
+          Name{' '}
+          <input name="name" required maxlength={100} placeholder="for example: CI script" />
+        </label>{' '}
+        <button type="submit" class="primary">
+          Create token
+        </button>
+      </form>
+    </section>
+
+    <section class="card">
+      <h2>Your tokens</h2>
+      {tokens.length === 0 ? (
+        <p class="muted">No tokens yet.</p>
+      ) : (
+        <table class="tokens">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Token</th>
+              <th>Created</th>
+              <th>Last used</th>
+              <th></th>
+            </tr>
+          </thead>
+          <tbody>
+            {tokens.map((token) => (
+              <tr>
+                <td>{token.name}</td>
+                <td>
+                  <code>{`fxw_…${token.lastFour}`}</code>
+                </td>
+                <td>
+                  <Time date={token.createdAt} />
+                </td>
+                <td>
+                  <Time date={token.lastUsedAt} />
+                </td>
+                <td>
+                  <form method="post" action={`/tokens/${token.id}/revoke`}>
+                    <CsrfField session={session} />
+                    <button type="submit" class="danger">
+                      Revoke
+                    </button>
+                  </form>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  </Layout>
+);

@@ -1,0 +1,203 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { runPreview } from '../../src/autofix/preview.ts';
+import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
+import {
+  findings,
+  installations,
+  patchFiles,
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  users,
+} from '../../src/db/schema/index.ts';
+import { createGitHubApp } from '../../src/github/app.ts';
+import { previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+
+const appId = '4712';
+const installationId = 78;
+const files = {
+  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
+  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
+};
+const firstFix: Record<string, string> = {
+  'src/a.ts': 'export const a = 1;\n',
+  'src/b.ts': 'export const b = 2;\n',
+};
+const secondFixOfA = 'export const a = 1; // fixed again\n';
+
+let context: TestContext;
+let github: FakeGitHub;
+let groq: FakeGroq;
+let repository: GitRepository;
+let userId: string;
+let patchRequestId: string;
+
+function pathInPrompt(text: string): string {
+  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
+}
+
+function completions() {
+  return groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+}
+
+async function fileRows() {
+  return context.db
+    .select()
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, patchRequestId))
+    .orderBy(patchFiles.path);
+}
+
+beforeAll(async () => {
+  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
+  const keys = generateAppKeyPair();
+  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
+  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
+  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
+  groq = await startFakeGroq();
+  context = await createTestContext({
+    GROQ_API_KEY: 'gsk_platform_regenerate_test',
+    GROQ_BASE_URL: groq.url,
+    LLM_MAX_RETRIES: '0',
+  });
+  context.github = createGitHubApp({ appId, privateKey: keys.privateKeyPem, baseUrl: github.url, logger: context.logger });
+
+  const [user] = await context.db
+    .insert(users)
+    .values({ login: 'regenerator', plan: 'pro', tokenLimit: 100_000 })
+    .returning();
+  userId = user!.id;
+  await context.db.insert(installations).values({
+    id: installationId,
+    accountLogin: 'octo',
+    accountId: 1,
+    accountType: 'User',
+    userId,
+  });
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId,
+      repositoryId: 556,
+      repository: 'octo/demo',
+      prNumber: 1,
+      baseSha: repository.baseSha,
+      headSha: repository.headSha,
+      headRef: 'feature',
+      headRepository: 'octo/demo',
+      status: 'completed',
+    })
+    .returning();
+  const inserted = await context.db
+    .insert(findings)
+    .values(
+      Object.keys(files).map((path) => ({
+        runId: run!.id,
+        path,
+        startLine: 2,
+        endLine: 2,
+        ruleId: 'debug/console-log',
+        severity: 'warning' as const,
+        message: 'Remove the console.log call.',
+        fingerprint: `fp-${path}`,
+      })),
+    )
+    .returning({ id: findings.id });
+  const created = await createPatchRequest(context.db, context.boss, {
+    runId: run!.id,
+    userId,
+    findingIds: inserted.map((row) => row.id),
+  });
+  if (!created.ok) throw new Error('patch request not created');
+  patchRequestId = created.id;
+
+  groq.setHandler((request) => ({ text: firstFix[pathInPrompt(request.messages.at(-1)!.content)]! }));
+  const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+  if (outcome.status !== 'ready') throw new Error(`first preview ended ${outcome.status}`);
+});
+
+afterAll(async () => {
+  await context?.close();
+  await Promise.all([github?.close(), groq?.close()]);
+  await repository?.cleanup();
+});
+
+describe('regeneratePatchFile', () => {
+  it('returns not_found for another user', async () => {
+    const [stranger] = await context.db.insert(users).values({ login: 'stranger' }).returning();
+    const [file] = await fileRows();
+    const result = await regeneratePatchFile(context.db, context.boss, {
+      userId: stranger!.id,
+      patchRequestId,
+      fileId: file!.id,
+    });
+    expect(result).toEqual({ ok: false, reason: 'not_found' });
+  });
+
+  it('calls the model again for that file only', async () => {
+    const [fileA, fileB] = await fileRows();
+    expect(completions()).toHaveLength(2);
+    expect(await context.boss.getQueueSize(previewQueue)).toBe(1);
+
+    const result = await regeneratePatchFile(context.db, context.boss, {
+      userId,
+      patchRequestId,
+      fileId: fileA!.id,
+    });
+    expect(result).toEqual({ ok: true, path: 'src/a.ts', generation: 1 });
+
+    const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(request!.status).toBe('running');
+    expect(request!.completedAt).toBeNull();
+    expect(request!.filesDone).toBe(1);
+    const [resetA, keptB] = await fileRows();
+    expect(resetA).toMatchObject({ status: 'pending', generation: 1, diff: null, proposedText: null, error: null });
+    expect(keptB).toEqual(fileB);
+
+    // One more preview job waits in the queue, sent with the reset.
+    expect(await context.boss.getQueueSize(previewQueue)).toBe(2);
+    const jobs = await context.boss.fetch<PreviewJobData>(previewQueue, { batchSize: 10 });
+    expect(jobs.map((job) => job.data.patchRequestId)).toEqual([patchRequestId, patchRequestId]);
+
+    groq.reset();
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return { text: path === 'src/a.ts' ? secondFixOfA : firstFix[path]! };
+    });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+    expect(outcome.status).toBe('ready');
+
+    const calls = completions();
+    expect(calls).toHaveLength(1);
+    const user = (calls[0]!.body as { messages: { role: string; content: string }[] }).messages.at(-1)!;
+    expect(pathInPrompt(user.content)).toBe('src/a.ts');
+
+    const [newA, sameB] = await fileRows();
+    expect(newA).toMatchObject({ status: 'ready', generation: 1, proposedText: secondFixOfA });
+    expect(newA!.diff).toContain('+export const a = 1; // fixed again');
+    expect(sameB).toEqual(fileB);
+
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger).toHaveLength(3);
+    const regenerated = ledger.filter((event) => event.idempotencyKey.includes('generation-1'));
+    expect(regenerated.map((event) => event.path)).toEqual(['src/a.ts']);
+
+    const [finished] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(finished!.status).toBe('ready');
+    expect(finished!.filesDone).toBe(2);
+  });
+
+  it('returns busy while the request is running', async () => {
+    await context.db.update(patchRequests).set({ status: 'running' }).where(eq(patchRequests.id, patchRequestId));
+    const [file] = await fileRows();
+    const result = await regeneratePatchFile(context.db, context.boss, { userId, patchRequestId, fileId: file!.id });
+    expect(result).toEqual({ ok: false, reason: 'busy', status: 'running' });
+    await context.db.update(patchRequests).set({ status: 'ready' }).where(eq(patchRequests.id, patchRequestId));
+  });
+});

@@ -1,0 +1,163 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installer, screenshot, signIn, startDashboard, type Dashboard } from './harness.ts';
+
+let dashboard: Dashboard;
+let page: Page;
+
+beforeAll(async () => {
+  dashboard = await startDashboard({ PLAN_SELF_SERVICE: 'true' });
+  await dashboard.openPullRequest();
+  const browserContext = await dashboard.browser.newContext({ viewport: { width: 1200, height: 900 } });
+  page = await browserContext.newPage();
+  page.setDefaultTimeout(20_000);
+});
+
+afterAll(async () => {
+  await dashboard?.close();
+});
+
+/** Marks the loaded document, so a later check can tell that no navigation happened since. */
+async function markDocument() {
+  await page.evaluate(() => {
+    (window as unknown as { fixwrightMarker: boolean }).fixwrightMarker = true;
+  });
+}
+
+async function documentIsMarked(): Promise<boolean> {
+  return page.evaluate(() => (window as unknown as { fixwrightMarker?: boolean }).fixwrightMarker === true);
+}
+
+async function setUsage(used: number) {
+  await dashboard.database.sql`
+    UPDATE users SET plan = 'free', token_limit = 1000, tokens_used = ${used}, tokens_reserved = 0
+    WHERE github_id = ${installer.id}
+  `;
+}
+
+describe('dashboard in Chromium', () => {
+  it('signs in with GitHub', async () => {
+    await page.goto(`${dashboard.url}/`);
+    await page.waitForURL(/\/sign-in\?next=%2F$/);
+    await screenshot(page, 'sign-in');
+    await signIn(page, dashboard);
+    await expect.poll(() => page.locator('.topbar .login').textContent()).toContain(installer.login);
+    await expect.poll(() => page.locator('table.runs').textContent()).toContain('Codertocat/Hello-World#2');
+    await screenshot(page, 'home');
+  });
+
+  it('previews a fix from a run and shows the diff', async () => {
+    // The free plan's 1,000 tokens cannot pay for two files, so preview on Pro.
+    await dashboard.database.sql`
+      UPDATE users SET plan = 'pro', token_limit = 100000 WHERE github_id = ${installer.id}
+    `;
+    await page.getByRole('link', { name: 'Codertocat/Hello-World#2' }).click();
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+    const checkboxes = page.locator('input[name="findingIds"]');
+    await expect.poll(() => checkboxes.count()).toBe(2);
+    await checkboxes.nth(0).check();
+    await checkboxes.nth(1).check();
+    await screenshot(page, 'run-selected');
+
+    const runUrl = page.url();
+    await markDocument();
+    await page.getByRole('button', { name: 'Preview fix' }).click();
+    const openPreview = page.getByRole('link', { name: 'Open the preview' });
+    await openPreview.waitFor({ state: 'visible', timeout: 30_000 });
+    expect(page.url()).toBe(runUrl);
+    expect(await documentIsMarked()).toBe(true);
+    expect(await page.locator('.patch-progress').textContent()).toContain('2 of 2 files done');
+    await screenshot(page, 'run-preview-ready');
+
+    await openPreview.click();
+    await page.waitForURL(/\/patch-requests\/[0-9a-f-]{36}$/);
+    const files = page.locator('section.patch-file');
+    await expect.poll(() => files.count()).toBe(2);
+    const appDiff = page.locator('section.patch-file[data-path="src/app.ts"] table.diff');
+    await expect.poll(() => appDiff.locator('tr.diff-delete').first().textContent()).toContain(
+      "console.log('loaded', user);",
+    );
+    const deleted = appDiff.locator('tr.diff-delete').first();
+    expect(await deleted.locator('td.line-number').first().textContent()).toBe('3');
+    const colour = await deleted.evaluate((row) => getComputedStyle(row).backgroundColor);
+    expect(colour).toBe('rgb(255, 235, 233)');
+    const added = appDiff.locator('tr.diff-add').first();
+    expect(await added.textContent()).toContain("logger.debug({ id }, 'loaded user');");
+    expect(await added.locator('td.line-number').nth(1).textContent()).toBe('3');
+    expect(await added.evaluate((row) => getComputedStyle(row).backgroundColor)).toBe('rgb(218, 251, 225)');
+    await screenshot(page, 'preview-diff');
+
+    await markDocument();
+    await page.getByRole('button', { name: 'Apply' }).click();
+    const result = page.locator('#apply-result');
+    await expect.poll(() => result.textContent()).toMatch(/HTTP \d{3}/);
+    expect(await documentIsMarked()).toBe(true);
+    await screenshot(page, 'preview-apply-result');
+  });
+
+  it('regenerates one file without reloading', async () => {
+    const completions = () =>
+      dashboard.groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    const before = completions().length;
+    await markDocument();
+    const toolFile = page.locator('section.patch-file[data-path="scripts/tool.py"]');
+    await toolFile.getByRole('button', { name: 'Regenerate this file' }).click();
+    // The panel shows the request running (no Regenerate buttons) until the job has finished.
+    await expect.poll(() => completions().length, { timeout: 30_000 }).toBe(before + 1);
+    await expect
+      .poll(() => page.locator('#patch-files').getAttribute('data-status'), { timeout: 30_000 })
+      .toBe('ready');
+    await expect.poll(() => toolFile.locator('table.diff').count()).toBe(1);
+    expect(await documentIsMarked()).toBe(true);
+    const prompt = completions().at(-1)!.body as { messages: { role: string; content: string }[] };
+    expect(prompt.messages.at(-1)!.content).toContain('path="scripts/tool.py"');
+    await screenshot(page, 'preview-after-regenerate');
+  });
+
+  it.each([
+    [500, 'ok', false],
+    [750, 'warn', false],
+    [950, 'danger', true],
+  ])('colours the widget at %d of 1000 tokens', async (used, level, warned) => {
+    await setUsage(used);
+    await page.goto(`${dashboard.url}/`);
+    const bar = page.locator('#usage-widget svg.usage-bar');
+    await expect.poll(() => bar.getAttribute('class')).toBe(`usage-bar level-${level}`);
+    const colours: Record<string, string> = {
+      ok: 'rgb(26, 127, 55)',
+      warn: 'rgb(251, 133, 0)',
+      danger: 'rgb(207, 34, 46)',
+    };
+    // Polled, because the widget's load trigger may swap the bar out between two reads.
+    await expect
+      .poll(() => bar.locator('rect.fill').evaluate((rect) => getComputedStyle(rect).fill))
+      .toBe(colours[level]);
+    expect(await page.locator('#usage-widget .warning').count()).toBe(warned ? 1 : 0);
+    if (warned) {
+      expect(await page.locator('#usage-widget .warning').textContent()).toContain('upgrade to Pro');
+    }
+    await screenshot(page, `widget-${used / 10}-percent`);
+  });
+
+  it('updates the widget at once after a plan switch', async () => {
+    await setUsage(950);
+    await page.goto(`${dashboard.url}/`);
+    await expect.poll(() => page.locator('#usage-widget .usage').getAttribute('data-plan')).toBe('free');
+    await markDocument();
+    await page.locator('form.plan-switch select[name="plan"]').selectOption('pro');
+    await page.getByRole('button', { name: 'Switch plan' }).click();
+    await expect.poll(() => page.locator('#usage-widget .usage').getAttribute('data-plan')).toBe('pro');
+    expect(await documentIsMarked()).toBe(true);
+    expect(await page.locator('#usage-widget .badge.plan').textContent()).toBe('Pro');
+    expect(await page.locator('#usage-widget .warning').count()).toBe(0);
+    expect(await page.locator('#plan-message-self').textContent()).toContain('is now on Pro');
+    await screenshot(page, 'widget-after-plan-switch');
+  });
+
+  it('keeps secrets out of the service output', () => {
+    const output = dashboard.output();
+    expect(output).toContain('auth.signed_in');
+    expect(output).not.toContain('browser-oauth-client-secret');
+    for (const token of dashboard.oauth.issuedTokens) expect(output).not.toContain(token);
+  });
+});

@@ -1,0 +1,108 @@
+import { findings, installations, prRuns, users, type Plan } from '../../src/db/schema/index.ts';
+import type { Database } from '../../src/db/client.ts';
+import { createSession } from '../../src/web/session/session-store.ts';
+
+export interface SignedInUser {
+  userId: string;
+  login: string;
+  /** Value for the Cookie header. */
+  cookie: string;
+  csrfToken: string;
+}
+
+/** Creates a user with a live session, as a finished GitHub sign-in would. */
+export async function createSignedInUser(
+  db: Database,
+  input: { login: string; role?: 'user' | 'admin'; plan?: Plan; tokenLimit?: number; tokensUsed?: number },
+): Promise<SignedInUser> {
+  const [user] = await db
+    .insert(users)
+    .values({
+      login: input.login,
+      role: input.role ?? 'user',
+      plan: input.plan ?? 'free',
+      tokenLimit: input.tokenLimit ?? 1000,
+      tokensUsed: input.tokensUsed ?? 0,
+    })
+    .returning({ id: users.id });
+  const session = await createSession(db, user!.id, 1);
+  return {
+    userId: user!.id,
+    login: input.login,
+    cookie: `fixwright_session=${session.token}`,
+    csrfToken: session.csrfToken,
+  };
+}
+
+/** Encodes fields as a form body, repeating a key for each value of an array. */
+export function formBody(fields: Record<string, string | string[]>): string {
+  const body = new URLSearchParams();
+  for (const [key, value] of Object.entries(fields)) {
+    for (const item of Array.isArray(value) ? value : [value]) body.append(key, item);
+  }
+  return body.toString();
+}
+
+/** Headers of a browser form post with the user's cookie. */
+export function formHeaders(user: SignedInUser, extra: Record<string, string> = {}) {
+  return { cookie: user.cookie, 'content-type': 'application/x-www-form-urlencoded', ...extra };
+}
+
+let nextInstallationId = 1000;
+
+/** Creates an installation owned by the user and one completed run with the given findings. */
+export async function createRunWithFindings(
+  db: Database,
+  input: {
+    userId: string;
+    title?: string;
+    repository?: string;
+    status?: 'completed' | 'analyzing' | 'superseded';
+    findings: { path: string; line: number; message?: string; excerpt?: string; severity?: 'error' | 'warning' | 'notice' }[];
+  },
+) {
+  const installationId = nextInstallationId++;
+  const repository = input.repository ?? `owner${installationId}/demo`;
+  await db.insert(installations).values({
+    id: installationId,
+    accountLogin: repository.split('/')[0]!,
+    accountId: installationId,
+    accountType: 'User',
+    userId: input.userId,
+  });
+  const [run] = await db
+    .insert(prRuns)
+    .values({
+      installationId,
+      repositoryId: installationId,
+      repository,
+      prNumber: 7,
+      prTitle: input.title ?? 'Tidy the handler',
+      baseSha: 'a'.repeat(40),
+      headSha: 'b'.repeat(40),
+      headRef: 'feature',
+      headRepository: repository,
+      status: input.status ?? 'completed',
+    })
+    .returning();
+  const rows =
+    input.findings.length === 0
+      ? []
+      : await db
+          .insert(findings)
+          .values(
+            input.findings.map((finding, index) => ({
+              runId: run!.id,
+              path: finding.path,
+              startLine: finding.line,
+              endLine: finding.line,
+              ruleId: 'debug/console-log',
+              severity: finding.severity ?? ('warning' as const),
+              message: finding.message ?? 'Remove the console.log call.',
+              excerpt: finding.excerpt ?? "console.log('x');",
+              fingerprint: `fp-${index}-${finding.path}-${finding.line}`,
+            })),
+          )
+          .returning();
+  return { installationId, run: run!, findings: rows };
+}

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createApp } from '../../src/web/app.tsx';
+import { storedKeys } from '../fakes/user-keys.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+
+// The page is tested against an in-memory key service with the real module's signatures.
+vi.mock('../../src/keys/user-keys.ts', () => import('../fakes/user-keys.ts'));
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'key-user' });
+});
+afterAll(async () => {
+  await context?.close();
+});
+beforeEach(() => storedKeys.clear());
+
+function post(path: string, fields: Record<string, string> = {}) {
+  return app.request(path, {
+    method: 'POST',
+    headers: formHeaders(user),
+    body: formBody({ _csrf: user.csrfToken, ...fields }),
+  });
+}
+
+const page = async (path = '/keys') =>
+  (await app.request(path, { headers: { cookie: user.cookie } })).text();
+
+describe('own key pages', () => {
+  it('saves a key and lists its last four characters', async () => {
+    const key = 'gsk_live_0123456789abcdefWXYZ';
+    const response = await post('/keys', { provider: 'groq', key });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/keys?notice=saved');
+    const html = await page('/keys?notice=saved');
+    expect(html).toContain('Key saved.');
+    expect(html).toContain('…WXYZ');
+    expect(html).not.toContain(key);
+    expect(JSON.stringify(context.logs)).not.toContain(key);
+  });
+
+  it('replaces a key of the same provider', async () => {
+    await post('/keys', { provider: 'gemini', key: 'AIza-first-1111' });
+    await post('/keys', { provider: 'gemini', key: 'AIza-second-2222' });
+    const html = await page();
+    expect(html).toContain('…2222');
+    expect(html).not.toContain('…1111');
+  });
+
+  it('shows why a key was rejected', async () => {
+    const response = await post('/keys', { provider: 'groq', key: 'bad-key' });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('The groq key was rejected');
+  });
+
+  it('shows why a stored key is unusable', async () => {
+    storedKeys.set(`${user.userId}:groq`, {
+      provider: 'groq',
+      lastFour: 'dead',
+      createdAt: new Date(),
+      updatedAt: new Date(),
+      lastUsedAt: new Date(),
+      unusableReason: 'Groq rejected the key <b>401</b>; save a new one.',
+    });
+    const html = await page();
+    expect(html).toContain('Groq rejected the key &lt;b&gt;401&lt;/b&gt;; save a new one.');
+  });
+
+  it('rejects an unknown provider', async () => {
+    const response = await post('/keys', { provider: 'openai', key: 'sk-123' });
+    expect(response.status).toBe(400);
+  });
+
+  it('deletes a key', async () => {
+    await post('/keys', { provider: 'groq', key: 'gsk_to_delete_9999' });
+    const response = await post('/keys/groq/delete');
+    expect(response.status).toBe(303);
+    expect(storedKeys.size).toBe(0);
+    expect(await page('/keys?notice=deleted')).toContain('Key deleted.');
+    expect((await post('/keys/groq/delete')).status).toBe(404);
+    expect((await post('/keys/openai/delete')).status).toBe(404);
+  });
+});

@@ -1,0 +1,140 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planChanges, users } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+
+async function planOf(context: TestContext, userId: string) {
+  const [row] = await context.db.select().from(users).where(eq(users.id, userId));
+  return row!;
+}
+
+function postPlan(
+  app: ReturnType<typeof createApp>,
+  user: SignedInUser,
+  path: string,
+  fields: Record<string, string>,
+  htmx = false,
+) {
+  return app.request(path, {
+    method: 'POST',
+    headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
+    body: formBody({ _csrf: user.csrfToken, ...fields }),
+  });
+}
+
+describe('plan changes without self-service', () => {
+  let context: TestContext;
+  let app: ReturnType<typeof createApp>;
+  let user: SignedInUser;
+  let admin: SignedInUser;
+
+  beforeAll(async () => {
+    context = await createTestContext({ PLAN_SELF_SERVICE: 'false' });
+    app = createApp(context);
+    user = await createSignedInUser(context.db, { login: 'plain-user', tokensUsed: 400 });
+    admin = await createSignedInUser(context.db, { login: 'the-admin', role: 'admin' });
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  it('rejects a user switching their own plan', async () => {
+    const response = await postPlan(app, user, '/plans', { plan: 'pro' });
+    expect(response.status).toBe(403);
+    expect(await response.text()).toContain('PLAN_SELF_SERVICE=true');
+    expect((await planOf(context, user.userId)).plan).toBe('free');
+  });
+
+  it('hides the switch from users', async () => {
+    const html = await (await app.request('/plans', { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('Ask an admin to change your plan.');
+    expect(html).not.toContain('action="/plans"');
+    expect(html).not.toContain('All users');
+  });
+
+  it("rejects a user switching someone else's plan", async () => {
+    const response = await postPlan(app, user, `/admin/users/${admin.userId}/plan`, { plan: 'free' });
+    expect(response.status).toBe(403);
+  });
+
+  it("lets an admin switch anyone's plan", async () => {
+    const html = await (await app.request('/plans', { headers: { cookie: admin.cookie } })).text();
+    expect(html).toContain('All users');
+    expect(html).toContain(`action="/admin/users/${user.userId}/plan"`);
+
+    const response = await postPlan(app, admin, `/admin/users/${user.userId}/plan`, {
+      plan: 'pro',
+      returnTo: '/plans',
+    });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/plans');
+    const changed = await planOf(context, user.userId);
+    expect(changed.plan).toBe('pro');
+    expect(changed.tokenLimit).toBe(100_000);
+    expect(changed.tokensUsed).toBe(0);
+    const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, user.userId));
+    expect(change!.changedBy).toBe('the-admin');
+    expect(change!.tokensUsedBefore).toBe(400);
+  });
+
+  it('returns 404 for an unknown user', async () => {
+    const response = await postPlan(app, admin, '/admin/users/00000000-0000-4000-8000-000000000000/plan', {
+      plan: 'pro',
+    });
+    expect(response.status).toBe(404);
+  });
+
+  it('rejects an unknown plan', async () => {
+    const response = await postPlan(app, admin, '/plans', { plan: 'platinum' });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('use free, pro or enterprise');
+  });
+});
+
+describe('plan changes with PLAN_SELF_SERVICE=true', () => {
+  let context: TestContext;
+  let app: ReturnType<typeof createApp>;
+  let user: SignedInUser;
+
+  beforeAll(async () => {
+    context = await createTestContext({ PLAN_SELF_SERVICE: 'true' });
+    app = createApp(context);
+    user = await createSignedInUser(context.db, { login: 'self-service' });
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  it('shows the switch on the home page', async () => {
+    const html = await (await app.request('/', { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('hx-post="/plans"');
+    expect(html).toContain('name="returnTo" value="/"');
+  });
+
+  it('switches and triggers plan-changed for htmx', async () => {
+    const response = await postPlan(app, user, '/plans', { plan: 'enterprise' }, true);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('hx-trigger')).toBe('plan-changed');
+    expect(await response.text()).toContain('self-service is now on Enterprise.');
+    const changed = await planOf(context, user.userId);
+    expect(changed.plan).toBe('enterprise');
+    expect(changed.tokenLimit).toBe(-1);
+    const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, user.userId));
+    expect(change!.changedBy).toBe('self-service');
+    expect(context.logs.some((line) => line.event === 'plan.changed' && line.toPlan === 'enterprise')).toBe(true);
+  });
+
+  it('redirects back without htmx', async () => {
+    const response = await postPlan(app, user, '/plans', { plan: 'free', returnTo: '/' });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/');
+    expect((await planOf(context, user.userId)).plan).toBe('free');
+  });
+
+  it('ignores a foreign return address', async () => {
+    const response = await postPlan(app, user, '/plans', { plan: 'free', returnTo: 'https://evil.example/' });
+    expect(response.headers.get('location')).toBe('/');
+  });
+});

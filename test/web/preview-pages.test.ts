@@ -1,0 +1,208 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patchFiles, patchRequestFindings, patchRequests } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import {
+  createRunWithFindings,
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  type SignedInUser,
+} from '../helpers/web.ts';
+
+const diff = [
+  '===================================================================',
+  '--- a/src/a.ts',
+  '+++ b/src/a.ts',
+  '@@ -1,3 +1,2 @@',
+  ' export const a = 1;',
+  "-console.log('a', a);",
+  ' export default a;',
+  '',
+].join('\n');
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+let run: Awaited<ReturnType<typeof createRunWithFindings>>;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'preview-user' });
+  run = await createRunWithFindings(context.db, {
+    userId: user.userId,
+    findings: [
+      { path: 'src/a.ts', line: 2, severity: 'warning' },
+      { path: 'src/a.ts', line: 5, severity: 'error' },
+      { path: 'src/b.ts', line: 1, severity: 'notice' },
+    ],
+  });
+});
+afterAll(async () => {
+  await context?.close();
+});
+
+function post(path: string, fields: Record<string, string | string[]>, htmx = false) {
+  return app.request(path, {
+    method: 'POST',
+    headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
+    body: formBody({ _csrf: user.csrfToken, ...fields }),
+  });
+}
+
+async function newReadyRequest() {
+  const [request] = await context.db
+    .insert(patchRequests)
+    .values({ runId: run.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
+    .returning();
+  const [file] = await context.db
+    .insert(patchFiles)
+    .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff, provider: 'groq', model: 'llama' })
+    .returning();
+  return { request: request!, file: file! };
+}
+
+describe('run page', () => {
+  it('groups findings by file with checkboxes', async () => {
+    const html = await (await app.request(`/runs/${run.run.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html.match(/<fieldset class="file-findings card">/g)).toHaveLength(2);
+    expect(html).toContain('2 findings');
+    for (const finding of run.findings) {
+      expect(html).toContain(`name="findingIds" value="${finding.id}"`);
+    }
+    expect(html).toContain('class="badge severity-error"');
+    expect(html).toContain('debug/console-log');
+    expect(html).toContain('<pre class="excerpt"><code>console.log(&#39;x&#39;);</code></pre>');
+    expect(html).toContain(`hx-post="/runs/${run.run.id}/patch-requests"`);
+    expect(html).toContain('hx-target="#preview-progress"');
+  });
+
+  it('starts a preview and returns a polling progress fragment', async () => {
+    const selected = [run.findings[0]!.id, run.findings[2]!.id];
+    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: selected }, true);
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    const id = /id="progress-([0-9a-f-]{36})"/.exec(html)![1]!;
+    expect(html).toContain(`hx-get="/patch-requests/${id}/progress"`);
+    expect(html).toContain('hx-trigger="every 1s"');
+    expect(html).toContain('data-status="queued"');
+
+    const chosen = await context.db
+      .select()
+      .from(patchRequestFindings)
+      .where(eq(patchRequestFindings.patchRequestId, id));
+    expect(chosen.map((row) => row.findingId).sort()).toEqual([...selected].sort());
+  });
+
+  it('redirects to the preview without htmx', async () => {
+    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: run.findings[1]!.id });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toMatch(/^\/patch-requests\/[0-9a-f-]{36}$/);
+  });
+
+  it('asks for at least one finding', async () => {
+    const response = await post(`/runs/${run.run.id}/patch-requests`, {});
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('No finding selected');
+  });
+
+  it('rejects a finding of another run', async () => {
+    const other = await createRunWithFindings(context.db, { userId: user.userId, findings: [{ path: 'x.ts', line: 1 }] });
+    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: other.findings[0]!.id });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('is not part of this run');
+  });
+});
+
+describe('progress fragment', () => {
+  it('shows files done of total and stops polling when ready', async () => {
+    const { request } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'running', filesTotal: 3, filesDone: 1 })
+      .where(eq(patchRequests.id, request.id));
+    const url = `/patch-requests/${request.id}/progress`;
+    const running = await (await app.request(url, { headers: { cookie: user.cookie } })).text();
+    expect(running).toContain('1 of 3 files done');
+    expect(running).toContain('<progress max="3" value="1">');
+    expect(running).toContain('hx-trigger="every 1s"');
+
+    await context.db.update(patchRequests).set({ status: 'ready', filesDone: 3 }).where(eq(patchRequests.id, request.id));
+    const ready = await (await app.request(url, { headers: { cookie: user.cookie } })).text();
+    expect(ready).toContain('3 of 3 files done');
+    expect(ready).not.toContain('hx-trigger');
+    expect(ready).toContain(`href="/patch-requests/${request.id}"`);
+  });
+});
+
+describe('preview page', () => {
+  it('renders the diff with line numbers and colours', async () => {
+    const { request } = await newReadyRequest();
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('<table class="diff">');
+    expect(html).toContain(
+      '<tr class="diff-delete"><td class="line-number">2</td><td class="line-number"></td><td class="sign">-</td>',
+    );
+    expect(html).toContain('<tr class="diff-context"><td class="line-number">3</td><td class="line-number">2</td>');
+    expect(html).toContain('<tr class="diff-hunk">');
+    expect(html).not.toContain('=====');
+    expect(html).toContain('Regenerate this file');
+  });
+
+  it('wires Apply to the JSON API', async () => {
+    const { request } = await newReadyRequest();
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain(`hx-post="/api/patch-requests/${request.id}/apply"`);
+    expect(html).toContain('hx-ext="json-result"');
+    expect(html).toContain(`action="/patch-requests/${request.id}/apply"`);
+  });
+
+  it('shows the API error for Apply without JavaScript', async () => {
+    const { request } = await newReadyRequest();
+    const response = await post(`/patch-requests/${request.id}/apply`, {});
+    // Until the apply endpoint exists, the API's 404 is shown as it came.
+    const html = await response.text();
+    expect(html).toContain(`HTTP ${response.status}`);
+    expect(html).toContain('&quot;error&quot;');
+    expect(html).toContain('&quot;requestId&quot;');
+  });
+
+  it('regenerates one file and polls until it is done', async () => {
+    const { request, file } = await newReadyRequest();
+    const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    expect(html).toMatch(/^<div id="patch-files" data-status="running"/);
+    expect(html).toContain(`hx-get="/patch-requests/${request.id}/files"`);
+    expect(html).toContain('No result yet.');
+    expect(html).not.toContain('Regenerate this file');
+
+    const again = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+    expect(again.status).toBe(409);
+    expect(await again.text()).toContain('wait until it finishes');
+  });
+
+  it('redirects to the preview after regenerating without htmx', async () => {
+    const { request, file } = await newReadyRequest();
+    const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {});
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe(`/patch-requests/${request.id}`);
+  });
+});
+
+describe('static files', () => {
+  it('serves htmx from the installed package', async () => {
+    const response = await app.request('/public/htmx.min.js');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('javascript');
+    expect(await response.text()).toContain('htmx');
+  });
+
+  it('serves the stylesheet and script', async () => {
+    expect((await app.request('/public/app.css')).status).toBe(200);
+    expect(await (await app.request('/public/app.js')).text()).toContain("defineExtension('json-result'");
+    expect((await app.request('/public/../package.json')).status).toBe(404);
+  });
+});

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findTokenOwner } from '../../src/users/api-tokens.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'token-user' });
+});
+afterAll(async () => {
+  await context?.close();
+});
+
+function post(path: string, fields: Record<string, string> = {}) {
+  return app.request(path, {
+    method: 'POST',
+    headers: formHeaders(user),
+    body: formBody({ _csrf: user.csrfToken, ...fields }),
+  });
+}
+
+describe('personal access token pages', () => {
+  let token: string;
+  let tokenId: string;
+
+  it('creates a token and shows it once', async () => {
+    const response = await post('/tokens', { name: 'CI <script>' });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    const html = await response.text();
+    token = /(fxw_[A-Za-z0-9_-]{43})/.exec(html)![1]!;
+    expect(html).toContain('Token &quot;CI &lt;script&gt;&quot; created');
+
+    const list = await (await app.request('/tokens', { headers: { cookie: user.cookie } })).text();
+    expect(list).toContain('<span class="muted">never</span>');
+    expect(list).not.toContain(token);
+    expect(list).toContain(`fxw_…${token.slice(-4)}`);
+    expect(list).toContain('CI &lt;script&gt;');
+    tokenId = /action="\/tokens\/([0-9a-f-]{36})\/revoke"/.exec(list)![1]!;
+  });
+
+  it('creates a working token', async () => {
+    expect(await findTokenOwner(context.db, token)).toMatchObject({ id: user.userId });
+  });
+
+  it('shows when a token was last used', async () => {
+    const api = await app.request('/api/user/usage', { headers: { authorization: `Bearer ${token}` } });
+    expect(api.status).toBe(200);
+    const after = await (await app.request('/tokens', { headers: { cookie: user.cookie } })).text();
+    expect(after).not.toContain('<span class="muted">never</span>');
+  });
+
+  it('rejects an empty name', async () => {
+    const response = await post('/tokens', { name: '   ' });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('Invalid token name');
+  });
+
+  it('revokes a token', async () => {
+    const response = await post(`/tokens/${tokenId}/revoke`);
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/tokens');
+    expect(await findTokenOwner(context.db, token)).toBeNull();
+    const api = await app.request('/api/user/usage', { headers: { authorization: `Bearer ${token}` } });
+    expect(api.status).toBe(401);
+    const again = await post(`/tokens/${tokenId}/revoke`);
+    expect(again.status).toBe(404);
+  });
+
+  it('never logs the token', () => {
+    expect(JSON.stringify(context.logs)).not.toContain(token);
+    expect(context.logs.some((line) => line.event === 'api_token.created')).toBe(true);
+  });
+});

@@ -1,0 +1,188 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenEvents, users } from '../../src/db/schema/index.ts';
+import { getDailyUsage } from '../../src/usage/daily-usage.ts';
+import { getUsageStats } from '../../src/usage/stats.ts';
+import { createApp } from '../../src/web/app.tsx';
+import {
+  nearLimitAdvice,
+  usageLevel,
+} from '../../src/web/views/components/usage-widget.tsx';
+import { niceMaximum } from '../../src/web/views/components/usage-chart.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'usage-user', tokenLimit: 1000 });
+});
+afterAll(async () => {
+  await context?.close();
+});
+
+async function widget(used: number, plan: 'free' | 'pro' | 'enterprise' = 'free', limit = 1000) {
+  await context.db
+    .update(users)
+    .set({ tokensUsed: used, plan, tokenLimit: limit })
+    .where(eq(users.id, user.userId));
+  const response = await app.request('/usage/widget', {
+    headers: { cookie: user.cookie, 'hx-request': 'true' },
+  });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+describe('usageLevel', () => {
+  it.each([
+    [0, 'ok'],
+    [69.9, 'ok'],
+    [70, 'warn'],
+    [89.9, 'warn'],
+    [90, 'danger'],
+    [100, 'danger'],
+  ])('%d %% is %s', (percent, level) => {
+    expect(usageLevel(percent)).toBe(level);
+  });
+});
+
+describe('usage widget fragment', () => {
+  it('is green without a warning at 50 %', async () => {
+    const html = await widget(500);
+    expect(html).toContain('class="usage-bar level-ok"');
+    expect(html).toContain('aria-valuenow="50"');
+    expect(html).toContain('500 (50%)');
+    expect(html).toContain('<dt>Remaining</dt><dd>500</dd>');
+    expect(html).toContain('<dt>Limit</dt><dd>1,000</dd>');
+    expect(html).toContain('>Free<');
+    expect(html).not.toContain('class="warning"');
+  });
+
+  it('is orange without a warning at 75 %', async () => {
+    const html = await widget(750);
+    expect(html).toContain('class="usage-bar level-warn"');
+    expect(html).not.toContain('class="warning"');
+  });
+
+  it('is red with a warning at 95 %', async () => {
+    const html = await widget(950);
+    expect(html).toContain('class="usage-bar level-danger"');
+    expect(html).toContain('class="warning"');
+    expect(html).toContain('ask an admin to upgrade you to Pro');
+    expect(html).toContain('wait until the period ends on');
+    expect(html).toContain('add your own Groq or Gemini key');
+  });
+
+  it('shows Unlimited for enterprise', async () => {
+    const html = await widget(123_456, 'enterprise', -1);
+    expect(html).toContain('<strong>Unlimited</strong>');
+    expect(html).toContain('123,456 tokens used');
+    expect(html).toContain('>Enterprise<');
+    expect(html).not.toContain('usage-bar');
+    expect(html).not.toContain('class="warning"');
+  });
+
+  it('is polled by the home page and refreshed on plan changes', async () => {
+    const html = await (await app.request('/', { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('hx-get="/usage/widget"');
+    expect(html).toContain('hx-trigger="load, every 30s, plan-changed from:body"');
+  });
+});
+
+describe('nearLimitAdvice', () => {
+  it('names the next plan and the period end', async () => {
+    await context.db.update(users).set({ tokensUsed: 950, plan: 'free', tokenLimit: 1000 }).where(eq(users.id, user.userId));
+    const stats = await getUsageStats(context.db, context.config, user.userId);
+    const advice = nearLimitAdvice(stats, true);
+    expect(advice).toContain('95%');
+    expect(advice).toContain('upgrade to Pro on the Plan page');
+    expect(advice).toContain(stats.periodEnd.slice(0, 10));
+    expect(nearLimitAdvice({ ...stats, plan: 'pro' }, false)).toContain(
+      'ask an admin to switch you to Enterprise',
+    );
+  });
+});
+
+describe('tokens per day', () => {
+  it('groups token events by UTC day and key source', async () => {
+    const other = await createSignedInUser(context.db, { login: 'chart-user' });
+    const event = (day: string, keySource: 'platform' | 'user', total: number, key: string) => ({
+      userId: other.userId,
+      provider: 'groq' as const,
+      model: 'llama',
+      keySource,
+      promptTokens: total,
+      completionTokens: 0,
+      totalTokens: total,
+      chargedTokens: keySource === 'platform' ? total : 0,
+      idempotencyKey: key,
+      createdAt: new Date(`${day}T12:00:00Z`),
+    });
+    await context.db.insert(tokenEvents).values([
+      event('2026-03-02', 'platform', 100, 'a'),
+      event('2026-03-02', 'platform', 50, 'b'),
+      event('2026-03-02', 'user', 30, 'c'),
+      event('2026-03-04', 'user', 70, 'd'),
+      event('2026-04-01', 'platform', 999, 'outside'),
+    ]);
+    const days = await getDailyUsage(context.db, other.userId, {
+      start: new Date('2026-03-01T00:00:00Z'),
+      end: new Date('2026-04-01T00:00:00Z'),
+    });
+    expect(days).toHaveLength(31);
+    expect(days[0]).toEqual({ day: '2026-03-01', platform: 0, own: 0 });
+    expect(days[1]).toEqual({ day: '2026-03-02', platform: 150, own: 30 });
+    expect(days[3]).toEqual({ day: '2026-03-04', platform: 0, own: 70 });
+    expect(days.reduce((sum, day) => sum + day.platform + day.own, 0)).toBe(250);
+  });
+
+  it('draws one bar per day and key source', async () => {
+    await context.db.insert(tokenEvents).values([
+      {
+        userId: user.userId,
+        provider: 'groq',
+        model: 'llama',
+        keySource: 'platform',
+        promptTokens: 300,
+        completionTokens: 100,
+        totalTokens: 400,
+        chargedTokens: 400,
+        idempotencyKey: 'widget-platform',
+      },
+      {
+        userId: user.userId,
+        provider: 'gemini',
+        model: 'flash',
+        keySource: 'user',
+        promptTokens: 200,
+        completionTokens: 50,
+        totalTokens: 250,
+        chargedTokens: 0,
+        idempotencyKey: 'widget-own',
+      },
+    ]);
+    const html = await widget(400);
+    const today = new Date().toISOString().slice(0, 10);
+    expect(html).toContain(`<title>${today}: 400 platform tokens</title>`);
+    expect(html).toContain(`<title>${today}: 250 own-key tokens</title>`);
+    expect(html.match(/class="bar platform"/g)).toHaveLength(1);
+    expect(html.match(/class="bar own"/g)).toHaveLength(1);
+    expect(html).toContain('aria-label="Tokens per day: 650 in total this period"');
+  });
+
+  it.each([
+    [0, 1],
+    [1, 1],
+    [7, 10],
+    [150, 200],
+    [400, 500],
+    [1000, 1000],
+    [1001, 2000],
+  ])('rounds the axis maximum %d up to %d', (value, expected) => {
+    expect(niceMaximum(value)).toBe(expected);
+  });
+});

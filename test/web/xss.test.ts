@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createRunWithFindings, createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+
+const script = '<script>alert("pwned")</script>';
+const escapedScript = '&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;';
+const image = '<img src=x onerror=alert(1)>';
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+let runId: string;
+let patchRequestId: string;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'xss-user' });
+  const { run } = await createRunWithFindings(context.db, {
+    userId: user.userId,
+    title: `Fix ${script}`,
+    findings: [{ path: `src/${image}.ts`, line: 3, message: `Do not ${script}`, excerpt: `const x = "${script}";` }],
+  });
+  runId = run.id;
+  const [request] = await context.db
+    .insert(patchRequests)
+    .values({ runId, userId: user.userId, status: 'partially_ready', error: `Model said ${script}` })
+    .returning();
+  patchRequestId = request!.id;
+  await context.db.insert(patchFiles).values([
+    {
+      patchRequestId,
+      path: 'src/a.ts',
+      status: 'ready',
+      diff: `--- a/src/a.ts\n+++ b/src/a.ts\n@@ -1,1 +1,1 @@\n-const a = 1;\n+const a = "${script}";\n`,
+    },
+    { patchRequestId, path: 'src/b.ts', status: 'failed', error: `Provider error ${image}` },
+  ]);
+});
+afterAll(async () => {
+  await context?.close();
+});
+
+async function page(path: string): Promise<string> {
+  const response = await app.request(path, { headers: { cookie: user.cookie } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+describe('escaping of GitHub and model text', () => {
+  it('escapes a pull request title on the home page', async () => {
+    const html = await page('/');
+    expect(html).toContain(`Fix ${escapedScript}`);
+    expect(html).not.toContain(script);
+  });
+
+  it('escapes title, finding message, path and excerpt on the run page', async () => {
+    const html = await page(`/runs/${runId}`);
+    expect(html).not.toContain(script);
+    expect(html).not.toContain(image);
+    expect(html).toContain(`Do not ${escapedScript}`);
+    expect(html).toContain('src/&lt;img src=x onerror=alert(1)&gt;.ts');
+    expect(html).toContain(`const x = &quot;${escapedScript}&quot;;`);
+  });
+
+  it('escapes diffs and errors on the preview page', async () => {
+    const html = await page(`/patch-requests/${patchRequestId}`);
+    expect(html).not.toContain(script);
+    expect(html).not.toContain(image);
+    expect(html).toContain(`const a = &quot;${escapedScript}&quot;;`);
+    expect(html).toContain(`Model said ${escapedScript}`);
+    expect(html).toContain('Provider error &lt;img src=x onerror=alert(1)&gt;');
+  });
+
+  it('sends a Content-Security-Policy without inline scripts', async () => {
+    const response = await app.request('/', { headers: { cookie: user.cookie } });
+    const policy = response.headers.get('content-security-policy') ?? '';
+    expect(policy).toContain("script-src 'self'");
+    expect(policy).not.toContain('unsafe-inline');
+  });
+});
