@@ -58,7 +58,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     }
     if (subcommand === 'reset-usage') {
       const result = await resetUsage(db, { userId: user.id, changedBy, reason: 'usage_reset' });
-      console.log(`${login}: used ${result.usedBefore} -> 0; a new period starts now.`);
+      console.log(`${login}: used ${result?.usedBefore ?? 0} -> 0; a new period starts now.`);
       return 0;
     }
     console.log(JSON.stringify({ login, ...(await getUsageStats(db, config, user.id)) }, null, 2));

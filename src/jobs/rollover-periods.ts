@@ -22,18 +22,18 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
 
   let rolled = 0;
   for (const candidate of candidates) {
-    let start = new Date(candidate.period_started_at);
+    const start = new Date(candidate.period_started_at);
     let end = periodEnd(start, config.BILLING_PERIOD);
     if (end > now) continue;
     while (periodEnd(end, config.BILLING_PERIOD) <= now) end = periodEnd(end, config.BILLING_PERIOD);
-    start = end;
-    await resetUsage(db, {
+    const reset = await resetUsage(db, {
       userId: candidate.id,
       changedBy: 'system',
       reason: 'period_rollover',
-      periodStart: start,
+      periodStart: end,
+      expectedPeriodStart: start,
     });
-    rolled++;
+    if (reset) rolled++;
   }
   if (rolled > 0) {
     context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');

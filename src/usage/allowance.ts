@@ -169,7 +169,7 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
   // and NO KEY UPDATE does not conflict with the KEY SHARE lock of the ledger's foreign key.
   const statement = sql`
     WITH locked AS (
-      SELECT id, token_limit, tokens_used FROM users
+      SELECT id, token_limit, tokens_used, period_started_at FROM users
       WHERE id = ${input.userId} FOR NO KEY UPDATE
     ),
     released AS (
@@ -178,7 +178,7 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
       RETURNING tokens
     ),
     priced AS (
-      SELECT id, CASE
+      SELECT id, period_started_at, CASE
         WHEN NOT ${platform} THEN 0
         WHEN token_limit < 0 THEN ${total}::bigint
         ELSE GREATEST(LEAST(${total}::bigint, token_limit - tokens_used), 0)
@@ -190,18 +190,18 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
         tokens_used = users.tokens_used + priced.charged,
         tokens_reserved = users.tokens_reserved - COALESCE((SELECT sum(tokens) FROM released), 0)
       FROM priced WHERE users.id = priced.id
-      RETURNING users.tokens_used, priced.charged
+      RETURNING users.tokens_used, priced.charged, priced.period_started_at
     )
     INSERT INTO token_events (
       user_id, patch_request_id, path, provider, model, key_source,
       prompt_tokens, completion_tokens, total_tokens, charged_tokens,
-      reservation_id, idempotency_key
+      reservation_id, idempotency_key, period_started_at
     )
     SELECT
       ${input.userId}, ${input.patchRequestId ?? null}, ${input.path ?? null},
       ${input.provider}, ${input.model}, ${input.keySource},
       ${input.usage.promptTokens}, ${input.usage.completionTokens}, ${total},
-      updated.charged, ${input.reservationId}, ${input.idempotencyKey}
+      updated.charged, ${input.reservationId}, ${input.idempotencyKey}, updated.period_started_at
     FROM updated
     RETURNING charged_tokens, (SELECT tokens_used FROM updated) AS tokens_used
   `;

@@ -77,14 +77,31 @@ export async function changePlan(
  */
 export async function resetUsage(
   db: Database,
-  input: { userId: string; changedBy: string; reason: 'usage_reset' | 'period_rollover'; periodStart?: Date },
-): Promise<{ usedBefore: number }> {
+  input: {
+    userId: string;
+    changedBy: string;
+    reason: 'usage_reset' | 'period_rollover';
+    /** Start of the new period; the database clock's now() when left out. */
+    periodStart?: Date;
+    /** Reset only when the period still starts here, so a stale rollover changes nothing. */
+    expectedPeriodStart?: Date;
+  },
+): Promise<{ usedBefore: number } | null> {
   return db.transaction(async (tx) => {
-    const before = await lockUser(tx, input.userId);
-    const periodStart = input.periodStart ?? new Date();
+    const rows = await tx.execute<{ plan: Plan; tokens_used: string | number; period_started_at: Date | string }>(
+      sql`SELECT plan, tokens_used, period_started_at FROM users WHERE id = ${input.userId} FOR NO KEY UPDATE`,
+    );
+    const before = rows[0];
+    if (!before) throw new Error(`User ${input.userId} not found.`);
+    if (
+      input.expectedPeriodStart &&
+      new Date(before.period_started_at).getTime() !== input.expectedPeriodStart.getTime()
+    ) {
+      return null;
+    }
+    const periodStart = input.periodStart ? sql`${input.periodStart.toISOString()}::timestamptz` : sql`now()`;
     await tx.execute(sql`
-      UPDATE users SET tokens_used = 0, period_started_at = ${periodStart.toISOString()},
-        updated_at = now()
+      UPDATE users SET tokens_used = 0, period_started_at = ${periodStart}, updated_at = now()
       WHERE id = ${input.userId}
     `);
     await tx.insert(planChanges).values({

@@ -20,8 +20,9 @@ export const keySources = ['platform', 'user'] as const;
 export type KeySource = (typeof keySources)[number];
 
 /**
- * The ledger: one row per model call. For each user, the sum of charged_tokens over the
- * current period equals users.tokens_used.
+ * The ledger: one row per model call. For each user, the sum of charged_tokens of the rows
+ * tagged with the user's current period_started_at equals users.tokens_used, except after a
+ * switch to a smaller plan, which caps tokens_used and records the cut in plan_changes.
  */
 export const tokenEvents = pgTable(
   'token_events',
@@ -40,6 +41,8 @@ export const tokenEvents = pgTable(
     totalTokens: integer().notNull(),
     /** Tokens added to users.tokens_used; 0 for calls on the user's own key. */
     chargedTokens: integer().notNull(),
+    /** The user's period_started_at when the call was settled: the period it was billed to. */
+    periodStartedAt: timestamp({ withTimezone: true }),
     /** The reservation this call settled, released in the same transaction. */
     reservationId: uuid(),
     /** Patch request, file and attempt; settling the same call twice records it once. */

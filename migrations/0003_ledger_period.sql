@@ -1,0 +1,1 @@
+ALTER TABLE "token_events" ADD COLUMN "period_started_at" timestamp with time zone;
