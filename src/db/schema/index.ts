@@ -4,3 +4,4 @@ export * from './runs.ts';
 export * from './usage.ts';
 export * from './users.ts';
 export * from './keys.ts';
+export * from './comments.ts';
