@@ -105,6 +105,8 @@ export async function runPreview(
 
   await mapWithConcurrency(pending, config.PREVIEW_FILE_CONCURRENCY, async (file) => {
     const fileLogger = logger.child({ path: file.path });
+    // A newer commit or a closed pull request cancels the request; skip the files left.
+    if (await isCancelled(db, patchRequestId)) return;
     await db.update(patchFiles).set({ status: 'running' }).where(eq(patchFiles.id, file.id));
     const findings = findingsByPath.get(file.path) ?? [];
     const outcome = await previewFile(context, {
@@ -272,6 +274,14 @@ function groupFindings(
   return byPath;
 }
 
+async function isCancelled(db: Database, patchRequestId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ status: patchRequests.status })
+    .from(patchRequests)
+    .where(eq(patchRequests.id, patchRequestId));
+  return row?.status === 'cancelled';
+}
+
 /** Sets the final status from the files: all ready, some ready, or none. */
 async function summarize(db: Database, patchRequestId: string): Promise<PreviewOutcome> {
   const files = await db
@@ -285,6 +295,9 @@ async function summarize(db: Database, patchRequestId: string): Promise<PreviewO
     .where(eq(patchRequests.id, patchRequestId));
   const tokens = request?.totalTokens ?? 0;
 
+  if (await isCancelled(db, patchRequestId)) {
+    return { status: 'cancelled', files: files.length, tokens };
+  }
   if (ready === files.length) {
     await finish(db, patchRequestId, 'ready', null);
     return { status: 'ready', files: files.length, tokens };
@@ -305,10 +318,16 @@ async function finish(
   status: PatchRequestStatus,
   error: string | null,
 ): Promise<void> {
+  // Only an unfinished request changes, so a cancellation that raced the preview stays.
   await db
     .update(patchRequests)
     .set({ status, error, completedAt: new Date() })
-    .where(eq(patchRequests.id, patchRequestId));
+    .where(
+      and(
+        eq(patchRequests.id, patchRequestId),
+        inArray(patchRequests.status, ['queued', 'running']),
+      ),
+    );
 }
 
 /** Marks a patch request failed after its job's last retry. */
