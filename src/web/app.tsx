@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { requestId } from 'hono/request-id';
 import type { AppContext } from '../context.ts';
 import { missingSettings } from '../config/env.ts';
+import { applyRoutes } from './api/apply.ts';
 import { patchRequestRoutes } from './api/patch-requests.ts';
 import { runRoutes } from './api/runs.ts';
 import { usageRoutes } from './api/usage.ts';
@@ -47,6 +48,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.use('/api/*', requireUser(context));
   app.route('/', runRoutes(context));
   app.route('/', patchRequestRoutes(context));
+  app.route('/', applyRoutes(context));
   app.route('/', usageRoutes(context));
   return app;
 }

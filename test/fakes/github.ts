@@ -96,13 +96,14 @@ export interface FakeGitHub {
   readonly issueComments: IssueCommentRecord[];
   /** Pull request reviews, in creation order. */
   readonly reviews: ReviewRecord[];
-  /** Adds a comment written by `user` (default `octocat`) to an issue or pull request. */
+  /** Adds a comment written by `user` (default `octocat`, a User) to an issue or pull request. */
   addIssueComment(comment: {
     owner: string;
     repo: string;
     issueNumber: number;
     body: string;
     user?: string;
+    userType?: 'User' | 'Bot';
   }): IssueCommentRecord;
   /** Deletes an issue comment, as a user can on GitHub. */
   removeIssueComment(id: number): void;
@@ -501,7 +502,7 @@ export async function startFakeGitHub(options: {
         issueNumber: comment.issueNumber,
         body: comment.body,
         user: comment.user ?? 'octocat',
-        userType: 'User',
+        userType: comment.userType ?? 'User',
         installationId: null,
         createdAt: now,
         updatedAt: now,

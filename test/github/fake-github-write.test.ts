@@ -90,12 +90,12 @@ describe('fake git data API', () => {
       tree: (await octokit.rest.git.getCommit({ owner, repo, commit_sha: before })).data.tree.sha,
       parents: [harness.repository.headSha],
     });
-    const error = await octokit.rest.git
+    const error = (await octokit.rest.git
       .updateRef({ owner, repo, ref: `heads/${headBranch}`, sha: stale.data.sha, force: false })
-      .catch((caught: unknown) => caught as { status: number; message: string });
+      .catch((caught: unknown) => caught)) as { status?: number; message?: string };
 
-    expect(error?.status).toBe(422);
-    expect(error?.message).toContain('Update is not a fast forward');
+    expect(error.status).toBe(422);
+    expect(error.message).toContain('Update is not a fast forward');
     expect(await git('rev-parse', headBranch)).toBe(before);
   });
 
