@@ -310,6 +310,8 @@ export function runGitWithInput(
       const detail = Buffer.concat(stderr).toString('utf8').trim();
       reject(new Error(`git ${args.join(' ')} failed in ${gitDir} with exit code ${code}: ${detail}`));
     });
+    // Commands such as `write-tree` exit without reading stdin; their exit code still counts.
+    child.stdin.on('error', () => {});
     child.stdin.end(input);
   });
 }
