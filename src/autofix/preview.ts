@@ -8,6 +8,7 @@ import {
   type PatchRequestStatus,
 } from '../db/schema/index.ts';
 import { FileReadError, readFileAtRef } from '../github/file-content.ts';
+import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
@@ -63,6 +64,8 @@ export async function runPreview(
     await finish(db, patchRequestId, 'cancelled', 'The pull request has a newer commit; request the fix on the newest run.');
     return { status: 'cancelled', files: 0, tokens: 0 };
   }
+
+  await requireActiveInstallation(db, run.installationId);
 
   const findingsByPath = groupFindings(request.selected.map((entry) => entry.finding));
   await db

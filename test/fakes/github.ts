@@ -428,6 +428,7 @@ export async function startFakeGitHub(options: {
   }
 
   async function handle(message: IncomingMessage, response: ServerResponse): Promise<void> {
+    const receivedAt = Date.now();
     const url = new URL(message.url ?? '/', baseUrl);
     const headers = flattenHeaders(message);
     const raw = await readBody(message);
@@ -450,6 +451,7 @@ export async function startFakeGitHub(options: {
       query: Object.fromEntries(url.searchParams),
       headers,
       body,
+      receivedAt,
     };
     requests.push(request);
 
