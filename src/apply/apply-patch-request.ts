@@ -14,7 +14,7 @@ import { postSuggestionReview } from './suggestion-review.ts';
 /** An apply that started this long ago without finishing is taken to have died. */
 const staleApplyMinutes = 10;
 
-/** Raised when the request cannot be applied as asked; the message says what to do. */
+/** Raised when a patch request cannot be applied in its state or the requested mode. */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';
   constructor(

@@ -66,10 +66,10 @@ function isUnprocessable(error: unknown, message: string): boolean {
 }
 
 /**
- * Writes `files` as one commit on `target.branch` through the Git Data API: a blob per file, a
- * tree on top of the parent's tree that keeps each file's mode, a commit whose only parent is
- * `target.parentSha`, and a ref update without force. GitHub rejects that update unless it is a
- * fast forward, which turns into BranchMovedError. Returns the new commit's sha.
+ * Writes `files` as one commit on `target.branch` through the Git Data API and returns its sha.
+ * It creates a blob per file, a tree on top of the parent's tree that keeps each file's mode, a
+ * commit whose only parent is `target.parentSha`, and updates the ref without force. GitHub
+ * rejects an update that is not a fast forward, and that rejection raises BranchMovedError.
  */
 export async function commitFiles(
   octokit: Octokit,

@@ -18,8 +18,8 @@ export type CheckRunPayload = z.infer<typeof checkRunPayload>;
 
 /**
  * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for all
- * findings of the run and queues its preview. The installation's owner pays for it, whoever
- * pressed the button, because the allowance belongs to the user who installed the app.
+ * findings of the run and queues its preview. The installation's owner pays, not the user who
+ * pressed the button, because automatic work is charged to the user who installed the app.
  */
 export async function handleCheckRunEvent(
   tx: Transaction,

@@ -43,7 +43,7 @@ const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;
 
 /**
  * Returns `error` as an InstallationUnavailableError when it is one, or when it is GitHub's
- * answer to minting an installation token: 404 for an uninstalled app, 403 for a suspended
+ * response to minting an installation token: 404 for an uninstalled app, 403 for a suspended
  * installation. Returns null for every other error.
  */
 export function asInstallationUnavailable(error: unknown): InstallationUnavailableError | null {

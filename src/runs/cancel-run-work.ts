@@ -6,7 +6,7 @@ import { previewQueue } from '../jobs/preview.ts';
 
 /**
  * Cancels the unfinished patch requests of `runIds` with `reason`. Preview jobs that have not
- * started are cancelled in pg-boss in the same transaction. A preview already running sees the
+ * started are cancelled in pg-boss in the same transaction. A preview already running reads the
  * cancelled status before its next file and stops. Returns the ids of the cancelled requests.
  */
 export async function cancelPatchRequestsOfRuns(

@@ -24,7 +24,7 @@ export const patchRequestStatuses = [
 ] as const;
 export type PatchRequestStatus = (typeof patchRequestStatuses)[number];
 
-/** How an applied patch request reached GitHub: one commit, or a review with suggestions. */
+/** Ways to apply a patch request: one commit on the head branch, or a review with suggestions. */
 export const applyModes = ['commit', 'suggestions'] as const;
 export type ApplyMode = (typeof applyModes)[number];
 

@@ -56,7 +56,7 @@ export const prRuns = pgTable(
     checkRunAnnotations: integer().notNull().default(0),
     /** When the check run and summary comment were last posted. */
     reportedAt: timestamp({ withTimezone: true }),
-    /** Why the check run or summary comment could not be posted; null when they were. */
+    /** Reason the check run or summary comment could not be posted, or null after posting. */
     reportError: text(),
     ...timestamps,
   },

@@ -13,7 +13,7 @@ const applyBody = z.object({
 
 /**
  * `POST /api/patch-requests/:id/apply` with an optional body `{ "mode": "commit" | "suggestions" }`.
- * Another user's request answers 404, like a missing one.
+ * Another user's request gets 404, like a missing one.
  */
 export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
