@@ -40,7 +40,10 @@ export interface ApplyResult {
 type StoredRequest = typeof patchRequests.$inferSelect;
 
 function movedMessage(patchRequestId: string, detail: string): string {
-  return `${detail} Regenerate the preview on the newest run and apply patch request ${patchRequestId}'s successor instead.`;
+  return (
+    `${detail} Regenerate the preview on the newest run and apply that patch request ` +
+    `instead of ${patchRequestId}.`
+  );
 }
 
 async function readyFilesOf(context: AppContext, patchRequestId: string) {
@@ -78,7 +81,8 @@ async function claim(context: AppContext, patchRequestId: string): Promise<boole
         isNull(patchRequests.appliedAt),
         or(
           isNull(patchRequests.applyStartedAt),
-          sql`${patchRequests.applyStartedAt} < now() - make_interval(mins => ${staleApplyMinutes}::int)`,
+          sql`${patchRequests.applyStartedAt}
+            < now() - make_interval(mins => ${staleApplyMinutes}::int)`,
         ),
       ),
     )
@@ -109,7 +113,8 @@ export async function applyPatchRequest(
     if (input.mode && input.mode !== request.applyMode) {
       throw new ApplyRejectedError(
         'conflict',
-        `Patch request ${request.id} was already applied as ${request.applyMode}; it cannot be applied again as ${input.mode}.`,
+        `Patch request ${request.id} was already applied as ${request.applyMode}, so it ` +
+          `cannot be applied again as ${input.mode}.`,
       );
     }
     return storedResult(request, paths);
@@ -117,11 +122,15 @@ export async function applyPatchRequest(
   if (request.status !== 'ready' && request.status !== 'partially_ready') {
     throw new ApplyRejectedError(
       'conflict',
-      `Patch request ${request.id} is ${request.status}; only a ready or partially_ready preview can be applied.`,
+      `Patch request ${request.id} is ${request.status}; only a ready or partially_ready ` +
+        'preview can be applied.',
     );
   }
   if (files.length === 0) {
-    throw new ApplyRejectedError('conflict', `Patch request ${request.id} has no ready file to apply.`);
+    throw new ApplyRejectedError(
+      'conflict',
+      `Patch request ${request.id} has no ready file to apply.`,
+    );
   }
 
   const { run } = request;
@@ -130,7 +139,8 @@ export async function applyPatchRequest(
   if (mode === 'commit' && !sameRepository) {
     throw new ApplyRejectedError(
       'bad_request',
-      `Invalid mode "commit": the head branch is in the fork ${run.headRepository}, where the app cannot push; use mode "suggestions".`,
+      `Invalid mode "commit": the head branch is in the fork ${run.headRepository}, where ` +
+        'the app cannot push; use mode "suggestions".',
     );
   }
   if (run.status === 'superseded') {
@@ -175,7 +185,12 @@ export async function applyPatchRequest(
       );
       outcome = { commitSha: committed.commitSha, reviewId: null };
       logger.info(
-        { event: 'apply.committed', commitSha: committed.commitSha, recovered: committed.recovered, files: paths.length },
+        {
+          event: 'apply.committed',
+          commitSha: committed.commitSha,
+          recovered: committed.recovered,
+          files: paths.length,
+        },
         'fixes committed to the head branch',
       );
     } else {
@@ -190,7 +205,12 @@ export async function applyPatchRequest(
       );
       outcome = { commitSha: null, reviewId: review.reviewId };
       logger.info(
-        { event: 'apply.reviewed', reviewId: review.reviewId, comments: review.comments, outsideDiffFiles: review.outsideDiffFiles },
+        {
+          event: 'apply.reviewed',
+          reviewId: review.reviewId,
+          comments: review.comments,
+          outsideDiffFiles: review.outsideDiffFiles,
+        },
         'fixes posted as review suggestions',
       );
     }
@@ -206,7 +226,10 @@ export async function applyPatchRequest(
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
-      logger.warn({ event: 'apply.installation_unavailable', reason: unavailable.reason }, 'apply rejected');
+      logger.warn(
+        { event: 'apply.installation_unavailable', reason: unavailable.reason },
+        'apply rejected',
+      );
       throw new ApplyRejectedError('conflict', unavailable.message);
     }
     throw error;

@@ -91,7 +91,12 @@ export async function commitFiles(
       content: Buffer.from(file.content, 'utf8').toString('base64'),
       encoding: 'base64',
     });
-    entries.push({ path: file.path, mode: mode as '100644' | '100755', type: 'blob' as const, sha: blob.sha });
+    entries.push({
+      path: file.path,
+      mode: mode as '100644' | '100755',
+      type: 'blob' as const,
+      sha: blob.sha,
+    });
   }
   const { data: tree } = await octokit.rest.git.createTree({
     ...repository,
@@ -130,6 +135,7 @@ export async function commitFiles(
     tip.parents[0]?.sha === target.parentSha;
   if (sameChange) return { commitSha: tip.sha, recovered: true };
   throw new BranchMovedError(
-    `Branch ${target.branch} moved from ${target.parentSha} to ${current.object.sha} since the preview.`,
+    `Branch ${target.branch} moved from ${target.parentSha} to ${current.object.sha} ` +
+      'since the preview.',
   );
 }

@@ -37,16 +37,17 @@ function fence(info: string, text: string): string {
 
 function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: string[]): string {
   const intro =
-    `Fixwright suggests fixes in ${fileCount} file(s) from patch request ${target.patchRequestId}, ` +
-    `previewed at ${target.headSha.slice(0, 7)}.`;
+    `Fixwright suggests fixes in ${fileCount} file(s) from patch request ` +
+    `${target.patchRequestId}, previewed at ${target.headSha.slice(0, 7)}.`;
   if (outsideDiffs.length === 0) return intro;
   const note =
     "These changes touch lines outside this pull request's diff, where GitHub accepts no " +
     'suggestions. Apply them by hand:';
   const body = [intro, '', note, '', fence('diff', outsideDiffs.join(''))].join('\n');
   if (body.length <= maxReviewBodyLength) return body;
-  return [intro, '', note.replace(' Apply them by hand:', ''), '', 'The diff is too long to show here; ' +
-    'fetch the patch request from the API for the full diff.'].join('\n');
+  const tooLong =
+    'The diff is too long to show here; fetch the patch request from the API for the full diff.';
+  return [intro, '', note.replace(' Apply them by hand:', ''), '', tooLong].join('\n');
 }
 
 /**
@@ -66,10 +67,14 @@ export async function postSuggestionReview(
   });
   if (pullRequest.head.sha !== target.headSha) {
     throw new BranchMovedError(
-      `Pull request #${target.pullNumber} moved from ${target.headSha} to ${pullRequest.head.sha} since the preview.`,
+      `Pull request #${target.pullNumber} moved from ${target.headSha} to ` +
+        `${pullRequest.head.sha} since the preview.`,
     );
   }
-  const changed = await listPullRequestFiles(octokit, { ...repository, pullNumber: target.pullNumber });
+  const changed = await listPullRequestFiles(octokit, {
+    ...repository,
+    pullNumber: target.pullNumber,
+  });
   const patches = new Map(changed.map((file) => [file.filename, file.patch ?? null]));
 
   const comments: SuggestionComment[] = [];

@@ -31,7 +31,8 @@ export async function handleCheckRunEvent(
   }
   const identifier = payload.requested_action?.identifier;
   if (identifier !== fixAction.identifier) {
-    return `ignored: requested action ${JSON.stringify(identifier ?? null)} is not ${fixAction.identifier}`;
+    const given = JSON.stringify(identifier ?? null);
+    return `ignored: requested action ${given} is not ${fixAction.identifier}`;
   }
 
   const checkRunId = payload.check_run.id;
@@ -51,10 +52,16 @@ export async function handleCheckRunEvent(
     );
   }
   if (run.status !== 'completed') {
-    return `no patch request: run ${run.id} is ${run.status}; use the check run of the newest commit`;
+    return (
+      `no patch request: run ${run.id} is ${run.status}; ` +
+      'use the check run of the newest commit'
+    );
   }
 
-  const rows = await tx.select({ id: findings.id }).from(findings).where(eq(findings.runId, run.id));
+  const rows = await tx
+    .select({ id: findings.id })
+    .from(findings)
+    .where(eq(findings.runId, run.id));
   if (rows.length === 0) return `no patch request: run ${run.id} has no findings`;
 
   // A second press while a preview is still queued or running would pay for the same work twice.

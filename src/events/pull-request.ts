@@ -118,7 +118,8 @@ export async function handlePullRequestEvent(
   if (!run) {
     // A pull request closed before its analysis and reopened at the same commit starts again.
     if (existing?.status !== 'cancelled') {
-      return `ignored: a run for ${repository.full_name}#${payload.number} at ${pullRequest.head.sha} exists`;
+      const target = `${repository.full_name}#${payload.number}`;
+      return `ignored: a run for ${target} at ${pullRequest.head.sha} exists`;
     }
     await tx
       .update(prRuns)
@@ -151,7 +152,13 @@ export async function handlePullRequestEvent(
 async function supersedeOlderRuns(
   tx: Transaction,
   boss: PgBoss,
-  target: { repositoryId: number; prNumber: number; runId: string; headSha: string; updatedAt: Date },
+  target: {
+    repositoryId: number;
+    prNumber: number;
+    runId: string;
+    headSha: string;
+    updatedAt: Date;
+  },
 ): Promise<string[]> {
   const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
   const older = await tx
@@ -177,7 +184,8 @@ async function supersedeOlderRuns(
     tx,
     boss,
     olderIds,
-    `Cancelled: the pull request has a newer commit, ${target.headSha}; request the fix on the newest run.`,
+    `Cancelled: the pull request has a newer commit, ${target.headSha}; ` +
+      'request the fix on the newest run.',
   );
   return olderIds;
 }

@@ -42,7 +42,11 @@ export async function handleAnalyzeJob(
       await recordInstallationUnavailable(context.db, unavailable);
       await failRun(context.db, runId, unavailable);
       logger.warn(
-        { event: 'job.analyze.stopped', installationId: unavailable.installationId, reason: unavailable.reason },
+        {
+          event: 'job.analyze.stopped',
+          installationId: unavailable.installationId,
+          reason: unavailable.reason,
+        },
         'analysis stopped: the installation is unavailable',
       );
       return;

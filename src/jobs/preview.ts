@@ -44,7 +44,11 @@ export async function handlePreviewJob(
       await recordInstallationUnavailable(context.db, unavailable);
       await failPatchRequest(context.db, patchRequestId, unavailable);
       logger.warn(
-        { event: 'job.preview.stopped', installationId: unavailable.installationId, reason: unavailable.reason },
+        {
+          event: 'job.preview.stopped',
+          installationId: unavailable.installationId,
+          reason: unavailable.reason,
+        },
         'preview stopped: the installation is unavailable',
       );
       return;

@@ -43,7 +43,11 @@ export async function handleReportJob(
       await recordInstallationUnavailable(context.db, unavailable);
       await recordReportError(context.db, runId, unavailable);
       logger.warn(
-        { event: 'job.report.stopped', installationId: unavailable.installationId, reason: unavailable.reason },
+        {
+          event: 'job.report.stopped',
+          installationId: unavailable.installationId,
+          reason: unavailable.reason,
+        },
         'report stopped: the installation is unavailable',
       );
       return;

@@ -33,7 +33,8 @@ export async function reportRun(
   if (run.status !== 'completed') return { status: 'skipped', reason: `run is ${run.status}` };
   if (!context.github) {
     throw new Error(
-      'GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
+      'GitHub App credentials are not configured: ' +
+        'set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
     );
   }
   await requireActiveInstallation(context.db, run.installationId);

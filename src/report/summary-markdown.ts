@@ -44,7 +44,9 @@ function tableCell(text: string): string {
 
 function lineLabel(finding: ReportedFinding): string {
   const range =
-    finding.endLine > finding.startLine ? `${finding.startLine}-${finding.endLine}` : `${finding.startLine}`;
+    finding.endLine > finding.startLine
+      ? `${finding.startLine}-${finding.endLine}`
+      : `${finding.startLine}`;
   return `\`${tableCell(finding.path)}\`:${range}`;
 }
 
@@ -61,7 +63,8 @@ export function checkRunOutput(
   conclusion: CheckConclusion,
 ): { title: string; summary: string } {
   const counts = describeCounts(findings);
-  const title = findings.length === 0 ? 'No findings' : counts.charAt(0).toUpperCase() + counts.slice(1);
+  const title =
+    findings.length === 0 ? 'No findings' : counts.charAt(0).toUpperCase() + counts.slice(1);
   const lines = [
     `Fixwright checked the lines this pull request adds at \`${run.headSha.slice(0, 7)}\` ` +
       `and found ${counts}.`,
@@ -93,7 +96,12 @@ export function summaryCommentBody(
   if (findings.length > 0) {
     lines.push('', '| Severity | Location | Rule | Message |', '| --- | --- | --- | --- |');
     for (const finding of findings.slice(0, maxCommentFindings)) {
-      const cells = [finding.severity, lineLabel(finding), `\`${finding.ruleId}\``, tableCell(finding.message)];
+      const cells = [
+        finding.severity,
+        lineLabel(finding),
+        `\`${finding.ruleId}\``,
+        tableCell(finding.message),
+      ];
       lines.push(`| ${cells.join(' | ')} |`);
     }
     const rest = findings.length - maxCommentFindings;

@@ -115,7 +115,9 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
     ]);
     expect(review.body).toContain(`patch request ${request.id}`);
     expect(review.body).toContain("outside this pull request's diff");
-    expect(review.body).toContain('```diff\n--- a/src/app.ts\n+++ b/src/app.ts\n@@ -14,1 +13,1 @@\n');
+    expect(review.body).toContain(
+      '```diff\n--- a/src/app.ts\n+++ b/src/app.ts\n@@ -14,1 +13,1 @@\n',
+    );
     expect(review.body).toContain('-const l = 12;\n+const l = 120;\n```');
 
     const [stored] = await setup.context.db

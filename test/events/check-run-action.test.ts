@@ -12,7 +12,12 @@ import {
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { insertFindings, insertInstallation, insertRun, repositoryId } from '../helpers/github-context.ts';
+import {
+  insertFindings,
+  insertInstallation,
+  insertRun,
+  repositoryId,
+} from '../helpers/github-context.ts';
 
 const secret = 'check-run-secret';
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
@@ -81,6 +86,10 @@ async function runWithCheckRun(installationId: number, findingsCount: number) {
   return { run, checkRunId, findingIds: rows.map((row) => row.id) };
 }
 
+function requestsOf(runId: string) {
+  return context.db.select().from(patchRequests).where(eq(patchRequests.runId, runId));
+}
+
 beforeAll(async () => {
   context = await createTestContext({ WEBHOOK_SECRET: secret });
   app = createApp(context);
@@ -93,21 +102,27 @@ afterAll(async () => {
 describe('check_run requested_action', () => {
   it('queues a preview paid by the installation owner', async () => {
     const installation = structuredClone(
-      examples.find((entry) => entry.name === 'installation')!.examples.find((p) => p.action === 'created')!,
+      examples
+        .find((entry) => entry.name === 'installation')!
+        .examples.find((example) => example.action === 'created')!,
     );
     installation.installation.id = 8101;
     await deliver('installation', installation);
-    const [owner] = await context.db.select().from(users).where(eq(users.login, installation.sender.login));
+    const [owner] = await context.db
+      .select()
+      .from(users)
+      .where(eq(users.login, installation.sender.login));
     const { run, checkRunId, findingIds } = await runWithCheckRun(8101, 3);
 
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8101));
 
-    const requests = await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id));
+    const requests = await requestsOf(run.id);
     expect(requests).toHaveLength(1);
     expect(requests[0]!.userId).toBe(owner!.id);
     expect(requests[0]!.status).toBe('queued');
     expect(outcome).toBe(
-      `patch request ${requests[0]!.id} queued for run ${run.id} with 3 finding(s), paid by user ${owner!.id}`,
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 3 finding(s), ` +
+        `paid by user ${owner!.id}`,
     );
     const selected = await context.db
       .select()
@@ -126,7 +141,7 @@ describe('check_run requested_action', () => {
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8102));
 
     expect(outcome).toMatch(/^ignored: patch request .* is already in progress$/);
-    const requests = await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id));
+    const requests = await requestsOf(run.id);
     expect(requests).toHaveLength(1);
   });
 
@@ -137,7 +152,7 @@ describe('check_run requested_action', () => {
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8103));
 
     expect(outcome).toContain('no patch request: installation 8103 has no owner');
-    const requests = await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id));
+    const requests = await requestsOf(run.id);
     expect(requests).toHaveLength(0);
   });
 

@@ -33,7 +33,9 @@ function pullRequestEvent(
   updatedAt: string,
 ): Record<string, any> {
   const payload = structuredClone(
-    examples.find((entry) => entry.name === 'pull_request')!.examples.find((p) => p.action === 'opened')!,
+    examples
+      .find((entry) => entry.name === 'pull_request')!
+      .examples.find((example) => example.action === 'opened')!,
   );
   payload.action = action;
   payload.number = number;
@@ -61,7 +63,11 @@ async function deliver(payload: Record<string, unknown>): Promise<string> {
 }
 
 async function runsOf(number: number) {
-  return context.db.select().from(prRuns).where(eq(prRuns.prNumber, number)).orderBy(prRuns.createdAt);
+  return context.db
+    .select()
+    .from(prRuns)
+    .where(eq(prRuns.prNumber, number))
+    .orderBy(prRuns.createdAt);
 }
 
 async function jobState(queue: string, id: string | null) {

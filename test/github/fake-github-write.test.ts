@@ -218,7 +218,14 @@ describe('fake pull request reviews API', () => {
       event: 'COMMENT',
       body: 'Suggestions',
       comments: [
-        { path: 'src/app.ts', start_line: 1, line: 2, side: 'RIGHT', start_side: 'RIGHT', body: 'x' },
+        {
+          path: 'src/app.ts',
+          start_line: 1,
+          line: 2,
+          side: 'RIGHT',
+          start_side: 'RIGHT',
+          body: 'x',
+        },
       ],
     });
     expect(data.state).toBe('COMMENTED');

@@ -24,11 +24,14 @@ const tokenPath = /^\/app\/installations\/\d+\/access_tokens$/;
 
 /** A job as pg-boss hands it to a worker on its first attempt. */
 function job<T extends object>(data: T): PgBoss.JobWithMetadata<T> {
-  return { id: `job-${Math.random()}`, data, retryCount: 0, retryLimit: 4 } as PgBoss.JobWithMetadata<T>;
+  const fields = { id: `job-${Math.random()}`, data, retryCount: 0, retryLimit: 4 };
+  return fields as PgBoss.JobWithMetadata<T>;
 }
 
 function requestsTo(method: string, path: RegExp) {
-  return setup.fake.requests.filter((request) => request.method === method && path.test(request.path));
+  return setup.fake.requests.filter(
+    (request) => request.method === method && path.test(request.path),
+  );
 }
 
 async function queuedRun(headSha = setup.git.headSha) {
@@ -68,7 +71,8 @@ afterEach(async () => {
 describe('installation tokens', () => {
   it('mints one token for two jobs', async () => {
     const first = await queuedRun();
-    const second = await queuedRun(await commitOnBranch(setup.git.dir, headBranch, { 'b.txt': 'b\n' }));
+    const secondSha = await commitOnBranch(setup.git.dir, headBranch, { 'b.txt': 'b\n' });
+    const second = await queuedRun(secondSha);
     // One after the other, so the second job finds the token in auth-app's cache.
     await handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: first.id }));
     await handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: second.id }));
@@ -80,7 +84,9 @@ describe('installation tokens', () => {
     const listed = requestsTo('GET', /\/pulls\/\d+\/files$/);
     expect(listed).toHaveLength(2);
     const token = setup.fake.issuedTokens[0]!.token;
-    expect(listed.every((request) => request.headers.authorization === `token ${token}`)).toBe(true);
+    for (const request of listed) {
+      expect(request.headers.authorization).toBe(`token ${token}`);
+    }
   });
 });
 
@@ -91,7 +97,9 @@ describe('rate limits', () => {
       headSha: setup.git.headSha,
       baseSha: setup.git.baseSha,
     });
-    await insertFindings(setup.context, run.id, [{ path: 'src/app.ts', line: 2, severity: 'warning' }]);
+    await insertFindings(setup.context, run.id, [
+      { path: 'src/app.ts', line: 2, severity: 'warning' },
+    ]);
     return run;
   }
 

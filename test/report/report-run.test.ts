@@ -23,15 +23,21 @@ const checkRunsPath = /^\/repos\/octo-org\/widgets\/check-runs(\/\d+)?$/;
 const commentsPath = /^\/repos\/octo-org\/widgets\/issues\/(\d+\/comments|comments\/\d+)$/;
 
 function requests(method: string, path: RegExp) {
-  return setup.fake.requests.filter((request) => request.method === method && path.test(request.path));
+  return setup.fake.requests.filter(
+    (request) => request.method === method && path.test(request.path),
+  );
 }
 
 /** A new commit on the head branch, so each run of a test has its own head sha. */
 async function newHeadSha(): Promise<string> {
-  return commitOnBranch(setup.git.dir, headBranch, { [`notes/${Date.now()}-${Math.random()}.txt`]: 'x\n' });
+  const note = `notes/${Date.now()}-${Math.random()}.txt`;
+  return commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
 }
 
-async function completedRun(findingLines: number, severity: 'error' | 'warning' | 'notice' = 'warning') {
+async function completedRun(
+  findingLines: number,
+  severity: 'error' | 'warning' | 'notice' = 'warning',
+) {
   const run = await insertRun(setup.context, {
     installationId: setup.installationId,
     headSha: await newHeadSha(),
@@ -40,9 +46,17 @@ async function completedRun(findingLines: number, severity: 'error' | 'warning' 
   await insertFindings(
     setup.context,
     run.id,
-    Array.from({ length: findingLines }, (_, index) => ({ path: 'src/app.ts', line: index + 1, severity })),
+    Array.from({ length: findingLines }, (_, index) => ({
+      path: 'src/app.ts',
+      line: index + 1,
+      severity,
+    })),
   );
   return run;
+}
+
+async function markSuperseded(runId: string) {
+  await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, runId));
 }
 
 function clearComments() {
@@ -114,7 +128,8 @@ describe('reportRun check run', () => {
       .filter((request) => checkRunsPath.test(request.path) && request.method !== 'GET');
     expect(sent.map((request) => request.method)).toEqual(['POST', 'PATCH', 'PATCH']);
     const sizes = sent.map(
-      (request) => (request.body as { output: { annotations: unknown[] } }).output.annotations.length,
+      (request) =>
+        (request.body as { output: { annotations: unknown[] } }).output.annotations.length,
     );
     expect(sizes).toEqual([50, 50, 20]);
     const checkRun = setup.fake.checkRuns.find((candidate) => candidate.externalId === run.id)!;
@@ -146,7 +161,7 @@ describe('reportRun check run', () => {
 
   it('skips a superseded run', async () => {
     const run = await completedRun(1);
-    await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.id));
+    await markSuperseded(run.id);
     const outcome = await reportRun(setup.context, run.id, setup.context.logger);
     expect(outcome).toEqual({ status: 'skipped', reason: 'run is superseded' });
     expect(setup.fake.checkRuns.some((candidate) => candidate.externalId === run.id)).toBe(false);
@@ -159,7 +174,7 @@ describe('reportRun summary comment', () => {
     await setup.context.database.sql`DELETE FROM summary_comments`;
     const first = await completedRun(1);
     await reportRun(setup.context, first.id, setup.context.logger);
-    await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, first.id));
+    await markSuperseded(first.id);
     const second = await completedRun(3);
     await reportRun(setup.context, second.id, setup.context.logger);
 
@@ -212,7 +227,8 @@ describe('reportRun summary comment', () => {
     await setup.context.database.sql`DELETE FROM summary_comments`;
     // A row without a comment id, as an attempt that failed before posting leaves it.
     await setup.context.database.sql`
-      INSERT INTO summary_comments (repository_id, pr_number) VALUES (${repositoryId}, ${prNumber})`;
+      INSERT INTO summary_comments (repository_id, pr_number)
+      VALUES (${repositoryId}, ${prNumber})`;
     const first = await completedRun(1);
     const second = await completedRun(2);
     const before = setup.fake.requests.length;

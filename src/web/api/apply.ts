@@ -12,8 +12,8 @@ const applyBody = z.object({
 });
 
 /**
- * `POST /api/patch-requests/:id/apply` with an optional body `{ "mode": "commit" | "suggestions" }`.
- * Another user's request gets 404, like a missing one.
+ * `POST /api/patch-requests/:id/apply` with an optional body
+ * `{ "mode": "commit" | "suggestions" }`. Another user's request gets 404, like a missing one.
  */
 export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
@@ -28,7 +28,10 @@ export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariable
       try {
         body = JSON.parse(text);
       } catch {
-        throw new AppError('bad_request', 'Request body must be JSON like {"mode": "commit"}, or empty.');
+        throw new AppError(
+          'bad_request',
+          'Request body must be JSON like {"mode": "commit"}, or empty.',
+        );
       }
     }
     const parsed = applyBody.safeParse(body);

@@ -61,7 +61,8 @@ function validateAnnotations(value: unknown): AnnotationRecord[] {
   }
   if (value.length > maxAnnotationsPerRequest) {
     throw invalid(
-      `Invalid request.\n\nOnly ${maxAnnotationsPerRequest} annotations are allowed per request, got ${value.length}.`,
+      `Invalid request.\n\nOnly ${maxAnnotationsPerRequest} annotations are allowed per ` +
+        `request, got ${value.length}.`,
     );
   }
   return value.map((entry: Record<string, unknown>, index) => {

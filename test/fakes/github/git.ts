@@ -308,7 +308,8 @@ export function runGitWithInput(
         return;
       }
       const detail = Buffer.concat(stderr).toString('utf8').trim();
-      reject(new Error(`git ${args.join(' ')} failed in ${gitDir} with exit code ${code}: ${detail}`));
+      const command = `git ${args.join(' ')}`;
+      reject(new Error(`${command} failed in ${gitDir} with exit code ${code}: ${detail}`));
     });
     // Commands such as `write-tree` exit without reading stdin; their exit code still counts.
     child.stdin.on('error', () => {});

@@ -20,10 +20,11 @@ export const appBotLogin = 'fixwright[bot]';
 
 export function issueCommentPayload(state: FakeState, record: IssueCommentRecord) {
   const apiBase = `${state.baseUrl}/repos/${record.owner}/${record.repo}`;
+  const webBase = `${state.baseUrl}/${record.owner}/${record.repo}`;
   const user = userPayload(state.baseUrl, record.user);
   return {
     url: `${apiBase}/issues/comments/${record.id}`,
-    html_url: `${state.baseUrl}/${record.owner}/${record.repo}/pull/${record.issueNumber}#issuecomment-${record.id}`,
+    html_url: `${webBase}/pull/${record.issueNumber}#issuecomment-${record.id}`,
     issue_url: `${apiBase}/issues/${record.issueNumber}`,
     id: record.id,
     node_id: nodeId('IssueComment', String(record.id)),
@@ -45,7 +46,8 @@ function readCommentBody(context: Context): string {
     throw new FakeGitHubError(422, 'Validation Failed: body is missing', commentsDocs);
   }
   if (body.body.length > 65536) {
-    throw new FakeGitHubError(422, 'Validation Failed: body is too long (maximum is 65536 characters)', commentsDocs);
+    const message = 'Validation Failed: body is too long (maximum is 65536 characters)';
+    throw new FakeGitHubError(422, message, commentsDocs);
   }
   return body.body;
 }
@@ -93,7 +95,7 @@ function createComment(context: Context): FakeResponse {
   };
   context.state.issueComments.set(record.id, record);
   return json(201, issueCommentPayload(context.state, record), {
-    location: `${context.state.baseUrl}/repos/${repository.owner}/${repository.repo}/issues/comments/${record.id}`,
+    location: `${issueCommentPayload(context.state, record).url}`,
   });
 }
 

@@ -19,6 +19,11 @@ import type { FakeState, ReviewCommentRecord, ReviewRecord } from './state.ts';
 
 const reviewsDocs = 'https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request';
 const events = ['APPROVE', 'REQUEST_CHANGES', 'COMMENT'];
+const reviewStates: Record<string, string> = {
+  APPROVE: 'APPROVED',
+  REQUEST_CHANGES: 'CHANGES_REQUESTED',
+  COMMENT: 'COMMENTED',
+};
 
 interface HunkRanges {
   oldStart: number;
@@ -56,7 +61,8 @@ function unprocessable(reason: string): FakeGitHubError {
 function reviewPayload(state: FakeState, review: ReviewRecord) {
   const { owner, repo, pullNumber } = review;
   const pullUrl = `${state.baseUrl}/repos/${owner}/${repo}/pulls/${pullNumber}`;
-  const htmlUrl = `${state.baseUrl}/${owner}/${repo}/pull/${pullNumber}#pullrequestreview-${review.id}`;
+  const pullHtmlUrl = `${state.baseUrl}/${owner}/${repo}/pull/${pullNumber}`;
+  const htmlUrl = `${pullHtmlUrl}#pullrequestreview-${review.id}`;
   return {
     id: review.id,
     node_id: nodeId('PullRequestReview', String(review.id)),
@@ -149,7 +155,7 @@ async function createReview(context: Context): Promise<FakeResponse> {
     commitId,
     body: typeof request.body === 'string' ? request.body : '',
     event,
-    state: event === 'COMMENT' ? 'COMMENTED' : event === 'APPROVE' ? 'APPROVED' : event === 'REQUEST_CHANGES' ? 'CHANGES_REQUESTED' : 'PENDING',
+    state: reviewStates[event] ?? 'PENDING',
     user: appBotLogin,
     submittedAt: githubTimestamp(new Date()),
     comments,

@@ -69,7 +69,11 @@ export function cachedDiff(gitDir: string, baseSha: string, headSha: string): Pr
   return diff;
 }
 
-export function json(status: number, body: unknown, headers?: Record<string, string>): FakeResponse {
+export function json(
+  status: number,
+  body: unknown,
+  headers?: Record<string, string>,
+): FakeResponse {
   return headers ? { status, body, headers } : { status, body };
 }
 
