@@ -116,8 +116,9 @@ export async function handlePullRequestEvent(
     return run ? `run ${run.id} superseded on arrival by run ${newer!.id}` : `ignored: ${lateNote}`;
   }
   if (!run) {
-    // A pull request closed before its analysis and reopened at the same commit starts again.
-    if (existing?.status !== 'cancelled') {
+    // A run of this commit that was cancelled (closed, then reopened) or superseded (a force
+    // push back to it) is the newest again, so it runs again. Other existing runs stand.
+    if (existing?.status !== 'cancelled' && existing?.status !== 'superseded') {
       const target = `${repository.full_name}#${payload.number}`;
       return `ignored: a run for ${target} at ${pullRequest.head.sha} exists`;
     }

@@ -160,6 +160,24 @@ describe('synchronize', () => {
     expect(late.analyzeJobId).toBeNull();
     expect(await jobState(analyzeQueue, newer.analyzeJobId)).toBe('created');
   });
+
+  it('runs a commit again after a force push back', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('7'), '2024-05-05T09:00:00Z'));
+    await deliver(pullRequestEvent('synchronize', number, sha('8'), '2024-05-05T09:01:00Z'));
+    const outcome = await deliver(
+      pullRequestEvent('synchronize', number, sha('7'), '2024-05-05T09:02:00Z'),
+    );
+
+    const runs = await runsOf(number);
+    const first = runs.find((run) => run.headSha === sha('7'))!;
+    const second = runs.find((run) => run.headSha === sha('8'))!;
+    expect(runs).toHaveLength(2);
+    expect(outcome).toBe(`run ${first.id} queued again; superseded 1 older run(s)`);
+    expect(first.status).toBe('queued');
+    expect(first.error).toBeNull();
+    expect(second.status).toBe('superseded');
+  });
 });
 
 describe('closed', () => {
