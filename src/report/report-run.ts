@@ -4,6 +4,7 @@ import type { Database } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
+import { withSessionLock } from '../runs/run-lock.ts';
 import { publishCheckRun } from './publish-check-run.ts';
 import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
 import { summaryCommentBody } from './summary-markdown.ts';
@@ -46,7 +47,11 @@ export async function reportRun(
     .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
   const octokit = await context.github.installationOctokit(run.installationId);
 
-  const checkRun = await publishCheckRun(context.db, octokit, run, rows, logger);
+  // Two attempts of one report could otherwise both find no check run and both create one.
+  const checkRun = await withSessionLock(context.db, `fixwright:check-run:${runId}`, async () => {
+    const current = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
+    return publishCheckRun(context.db, octokit, current ?? run, rows, logger);
+  });
   const checkRunUrl =
     `${context.config.GITHUB_URL}/${run.repository}/pull/${run.prNumber}/checks` +
     `?check_run_id=${checkRun.checkRunId}`;

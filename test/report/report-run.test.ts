@@ -159,6 +159,18 @@ describe('reportRun check run', () => {
     expect(stored!.checkRunId).toBe(created[0]!.id);
   });
 
+  it('creates one check run for concurrent attempts', async () => {
+    const run = await completedRun(3);
+    await Promise.all([
+      reportRun(setup.context, run.id, setup.context.logger),
+      reportRun(setup.context, run.id, setup.context.logger),
+    ]);
+
+    const created = setup.fake.checkRuns.filter((candidate) => candidate.externalId === run.id);
+    expect(created).toHaveLength(1);
+    expect(created[0]!.annotations).toHaveLength(3);
+  });
+
   it('skips a superseded run', async () => {
     const run = await completedRun(1);
     await markSuperseded(run.id);
