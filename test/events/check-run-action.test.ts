@@ -51,7 +51,7 @@ async function deliver(event: string, payload: Record<string, unknown>) {
   return row!.outcome!;
 }
 
-/** The requested_action example with the check run id and repository of a stored run. */
+/** Builds the requested_action example for the check run and repository of a stored run. */
 function requestedAction(checkRunId: number, installationId: number, sender = 'a-reviewer') {
   const payload = structuredClone(
     examples

@@ -25,7 +25,7 @@ function sha(character: string): string {
   return character.repeat(40);
 }
 
-/** A pull_request payload from the webhook examples for `number` at `headSha`. */
+/** Builds a pull_request payload from the webhook examples for `number` at `headSha`. */
 function pullRequestEvent(
   action: string,
   number: number,

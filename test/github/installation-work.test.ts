@@ -22,7 +22,7 @@ let setup: GitHubTestContext;
 const checkRunsPattern = '/repos/:owner/:repo/check-runs';
 const tokenPath = /^\/app\/installations\/\d+\/access_tokens$/;
 
-/** A job as pg-boss hands it to a worker on its first attempt. */
+/** Builds a job as pg-boss hands it to a worker on its first attempt. */
 function job<T extends object>(data: T): PgBoss.JobWithMetadata<T> {
   const fields = { id: `job-${Math.random()}`, data, retryCount: 0, retryLimit: 4 };
   return fields as PgBoss.JobWithMetadata<T>;

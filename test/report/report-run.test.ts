@@ -28,7 +28,7 @@ function requests(method: string, path: RegExp) {
   );
 }
 
-/** A new commit on the head branch, so each run of a test has its own head sha. */
+/** Commits on the head branch and returns the sha, so each run of a test has its own. */
 async function newHeadSha(): Promise<string> {
   const note = `notes/${Date.now()}-${Math.random()}.txt`;
   return commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });

@@ -27,6 +27,7 @@ import type { FakeState } from './state.ts';
 
 const gitDocs = 'https://docs.github.com/rest/git';
 const treeModes = ['100644', '100755', '040000', '160000', '120000'];
+const objectTypeOfMode: Record<string, string> = { '040000': 'tree', '160000': 'commit' };
 
 function invalid(message: string, docs = gitDocs): FakeGitHubError {
   return new FakeGitHubError(422, message, docs);
@@ -129,7 +130,7 @@ async function createTree(context: Context): Promise<FakeResponse> {
       changes.push({ path, mode, sha: null });
     } else {
       const sha = String(entry.sha ?? '');
-      const expected = mode === '040000' ? 'tree' : mode === '160000' ? 'commit' : 'blob';
+      const expected = objectTypeOfMode[mode] ?? 'blob';
       if (expected !== 'commit' && (await objectType(gitDir, sha)) !== expected) {
         throw invalid(`Invalid tree info: tree.sha ${sha} is not a valid ${expected}`);
       }

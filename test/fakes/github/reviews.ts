@@ -132,15 +132,11 @@ async function createReview(context: Context): Promise<FakeResponse> {
       if (typeof raw.body !== 'string') {
         throw unprocessable(`comments[${index}].body is missing`);
       }
-      return {
-        id: context.state.nextId(),
-        path,
-        body: raw.body,
-        line,
-        side,
-        startLine,
-        startSide: startLine === null ? null : raw.start_side === 'LEFT' ? 'LEFT' : 'RIGHT',
-      };
+      let startSide: ReviewCommentRecord['startSide'] = null;
+      if (startLine !== null) {
+        startSide = raw.start_side === 'LEFT' ? 'LEFT' : 'RIGHT';
+      }
+      return { id: context.state.nextId(), path, body: raw.body, line, side, startLine, startSide };
     },
   );
   if (event === 'COMMENT' && comments.length === 0 && !request.body) {
