@@ -1,5 +1,5 @@
 import { and, eq, inArray } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { findings, patchRequestFindings, patchRequests } from '../db/schema/index.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
@@ -11,9 +11,10 @@ export type CreatePatchRequestResult =
 /**
  * Creates a patch request for findings of one run and queues its preview job in the same
  * transaction. Finding ids that do not belong to the run are reported, and nothing is created.
+ * Inside a caller's transaction it runs as a savepoint of that transaction.
  */
 export async function createPatchRequest(
-  db: Database,
+  db: Database | Transaction,
   boss: PgBoss,
   input: { runId: string; userId: string; findingIds: string[] },
 ): Promise<CreatePatchRequestResult> {
@@ -37,7 +38,8 @@ export async function createPatchRequest(
       .values(findingIds.map((findingId) => ({ patchRequestId: id, findingId })));
 
     const data: PreviewJobData = { patchRequestId: id };
-    await boss.send(previewQueue, data, { db: transactionDb(tx) });
+    const jobId = await boss.send(previewQueue, data, { db: transactionDb(tx) });
+    await tx.update(patchRequests).set({ previewJobId: jobId }).where(eq(patchRequests.id, id));
     return { ok: true, id };
   });
 }

@@ -8,6 +8,7 @@ import {
   type PatchRequestStatus,
 } from '../db/schema/index.ts';
 import { FileReadError, readFileAtRef } from '../github/file-content.ts';
+import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
@@ -63,6 +64,8 @@ export async function runPreview(
     await finish(db, patchRequestId, 'cancelled', 'The pull request has a newer commit; request the fix on the newest run.');
     return { status: 'cancelled', files: 0, tokens: 0 };
   }
+
+  await requireActiveInstallation(db, run.installationId);
 
   const findingsByPath = groupFindings(request.selected.map((entry) => entry.finding));
   await db
@@ -132,6 +135,8 @@ export async function runPreview(
 
   await mapWithConcurrency(pending, config.PREVIEW_FILE_CONCURRENCY, async (file) => {
     const fileLogger = logger.child({ path: file.path });
+    // A newer commit or a closed pull request cancels the request; skip the files left.
+    if (await isCancelled(db, patchRequestId)) return;
     await db.update(patchFiles).set({ status: 'running' }).where(eq(patchFiles.id, file.id));
     const findings = findingsByPath.get(file.path) ?? [];
     const outcome = await previewFile(context, {
@@ -349,6 +354,14 @@ function groupFindings(
   return byPath;
 }
 
+async function isCancelled(db: Database, patchRequestId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ status: patchRequests.status })
+    .from(patchRequests)
+    .where(eq(patchRequests.id, patchRequestId));
+  return row?.status === 'cancelled';
+}
+
 /** Sets the final status from the files: all ready, some ready, or none. */
 async function summarize(db: Database, patchRequestId: string): Promise<PreviewOutcome> {
   const files = await db
@@ -362,6 +375,9 @@ async function summarize(db: Database, patchRequestId: string): Promise<PreviewO
     .where(eq(patchRequests.id, patchRequestId));
   const tokens = request?.totalTokens ?? 0;
 
+  if (await isCancelled(db, patchRequestId)) {
+    return { status: 'cancelled', files: files.length, tokens };
+  }
   if (ready === files.length) {
     await finish(db, patchRequestId, 'ready', null);
     return { status: 'ready', files: files.length, tokens };
@@ -382,10 +398,16 @@ async function finish(
   status: PatchRequestStatus,
   error: string | null,
 ): Promise<void> {
+  // Only an unfinished request changes, so a cancellation that raced the preview stays.
   await db
     .update(patchRequests)
     .set({ status, error, completedAt: new Date() })
-    .where(eq(patchRequests.id, patchRequestId));
+    .where(
+      and(
+        eq(patchRequests.id, patchRequestId),
+        inArray(patchRequests.status, ['queued', 'running']),
+      ),
+    );
 }
 
 /** Marks a patch request failed after its job's last retry. */

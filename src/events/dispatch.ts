@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { webhookDeliveries } from '../db/schema/index.ts';
 import type { AppContext } from '../context.ts';
+import { checkRunPayload, handleCheckRunEvent } from './check-run.ts';
 import { handleInstallationEvent, installationPayload } from './installation.ts';
 import { handlePullRequestEvent, pullRequestPayload } from './pull-request.ts';
 import { z } from 'zod';
@@ -14,6 +15,7 @@ export interface Delivery {
 export type DeliveryResult = { duplicate: true } | { duplicate: false; outcome: string };
 
 const payloadSchemas: Record<string, z.ZodType> = {
+  check_run: checkRunPayload,
   installation: installationPayload,
   pull_request: pullRequestPayload,
 };
@@ -61,6 +63,13 @@ export async function dispatchDelivery(
           tx,
           context.boss,
           pullRequestPayload.parse(delivery.payload),
+        );
+        break;
+      case 'check_run':
+        outcome = await handleCheckRunEvent(
+          tx,
+          context.boss,
+          checkRunPayload.parse(delivery.payload),
         );
         break;
       case 'ping':

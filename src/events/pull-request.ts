@@ -1,8 +1,11 @@
+import { and, desc, eq, gt, inArray, isNull, lte, ne, or } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
+import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
+import { lockPullRequest } from '../runs/pull-request-lock.ts';
 
 export const pullRequestPayload = z.object({
   action: z.string(),
@@ -15,6 +18,9 @@ export const pullRequestPayload = z.object({
   }),
   pull_request: z.object({
     title: z.string(),
+    updated_at: z.string().refine((value) => !Number.isNaN(Date.parse(value)), {
+      message: 'must be an ISO 8601 timestamp',
+    }),
     head: z.object({
       sha: z.string().regex(/^[0-9a-f]{40}$/),
       ref: z.string(),
@@ -27,15 +33,20 @@ export type PullRequestPayload = z.infer<typeof pullRequestPayload>;
 
 const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
 
+/** Run statuses that a newer commit replaces; cancelled runs stay cancelled. */
+const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
+
 /**
  * Creates one run per (repository, pull request, head sha) and queues its analysis in the
- * same transaction, so a run never exists without its job.
+ * same transaction, so a run never exists without its job. Runs of older commits are
+ * superseded and their queued previews cancelled. `closed` cancels the queued work instead.
  */
 export async function handlePullRequestEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: PullRequestPayload,
 ): Promise<string> {
+  if (payload.action === 'closed') return handleClosed(tx, boss, payload);
   if (!analyzedActions.has(payload.action)) {
     return `ignored: pull_request action ${payload.action}`;
   }
@@ -54,6 +65,25 @@ export async function handlePullRequestEvent(
     })
     .onConflictDoNothing();
 
+  await lockPullRequest(tx, repository.id, payload.number);
+  const updatedAt = new Date(pullRequest.updated_at);
+  const [newer] = await tx
+    .select({ id: prRuns.id, headSha: prRuns.headSha })
+    .from(prRuns)
+    .where(
+      and(
+        eq(prRuns.repositoryId, repository.id),
+        eq(prRuns.prNumber, payload.number),
+        gt(prRuns.prUpdatedAt, updatedAt),
+      ),
+    )
+    .orderBy(desc(prRuns.prUpdatedAt))
+    .limit(1);
+
+  // GitHub may deliver events out of order: an event older than a known run arrives superseded.
+  const lateNote = newer
+    ? `Superseded on arrival: run ${newer.id} is for a newer commit, ${newer.headSha}.`
+    : null;
   const [run] = await tx
     .insert(prRuns)
     .values({
@@ -66,14 +96,132 @@ export async function handlePullRequestEvent(
       headSha: pullRequest.head.sha,
       headRef: pullRequest.head.ref,
       headRepository: pullRequest.head.repo?.full_name ?? repository.full_name,
+      prUpdatedAt: updatedAt,
+      status: lateNote ? 'superseded' : 'queued',
+      error: lateNote,
     })
     .onConflictDoNothing()
     .returning({ id: prRuns.id });
+
+  const existing = run
+    ? undefined
+    : await tx.query.prRuns.findFirst({
+        where: and(
+          eq(prRuns.repositoryId, repository.id),
+          eq(prRuns.prNumber, payload.number),
+          eq(prRuns.headSha, pullRequest.head.sha),
+        ),
+      });
+  if (lateNote) {
+    return run ? `run ${run.id} superseded on arrival by run ${newer!.id}` : `ignored: ${lateNote}`;
+  }
   if (!run) {
-    return `ignored: a run for ${repository.full_name}#${payload.number} at ${pullRequest.head.sha} exists`;
+    // A run of this commit that was cancelled (closed, then reopened) or superseded (a force
+    // push back to it) is the newest again, so it runs again. Other existing runs stand.
+    if (existing?.status !== 'cancelled' && existing?.status !== 'superseded') {
+      const target = `${repository.full_name}#${payload.number}`;
+      return `ignored: a run for ${target} at ${pullRequest.head.sha} exists`;
+    }
+    await tx
+      .update(prRuns)
+      .set({ status: 'queued', error: null, prUpdatedAt: updatedAt })
+      .where(eq(prRuns.id, existing.id));
+  }
+  const runId = run?.id ?? existing!.id;
+
+  const superseded = await supersedeOlderRuns(tx, boss, {
+    repositoryId: repository.id,
+    prNumber: payload.number,
+    runId,
+    headSha: pullRequest.head.sha,
+    updatedAt,
+  });
+  const data: AnalyzeJobData = { runId };
+  const analyzeJobId = await boss.send(analyzeQueue, data, { db: transactionDb(tx) });
+  await tx.update(prRuns).set({ analyzeJobId }).where(eq(prRuns.id, runId));
+
+  const verb = run ? 'queued' : 'queued again';
+  return superseded.length > 0
+    ? `run ${runId} ${verb}; superseded ${superseded.length} older run(s)`
+    : `run ${runId} ${verb}`;
+}
+
+/**
+ * Marks the pull request's other runs from events no newer than `updatedAt` superseded, cancels
+ * their queued analyze jobs and their unfinished patch requests. Returns the superseded run ids.
+ */
+async function supersedeOlderRuns(
+  tx: Transaction,
+  boss: PgBoss,
+  target: {
+    repositoryId: number;
+    prNumber: number;
+    runId: string;
+    headSha: string;
+    updatedAt: Date;
+  },
+): Promise<string[]> {
+  const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
+  const older = await tx
+    .update(prRuns)
+    .set({ status: 'superseded', error: reason })
+    .where(
+      and(
+        eq(prRuns.repositoryId, target.repositoryId),
+        eq(prRuns.prNumber, target.prNumber),
+        ne(prRuns.id, target.runId),
+        inArray(prRuns.status, [...replaceableStatuses]),
+        or(isNull(prRuns.prUpdatedAt), lte(prRuns.prUpdatedAt, target.updatedAt)),
+      ),
+    )
+    .returning({ id: prRuns.id, analyzeJobId: prRuns.analyzeJobId });
+  const olderIds = older.map((row) => row.id);
+  const jobIds = older.flatMap((row) => (row.analyzeJobId ? [row.analyzeJobId] : []));
+  if (jobIds.length > 0) {
+    // Cancelling only touches jobs that have not finished; a finished one is left as it is.
+    await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
+  }
+  await cancelPatchRequestsOfRuns(
+    tx,
+    boss,
+    olderIds,
+    `Cancelled: the pull request has a newer commit, ${target.headSha}; ` +
+      'request the fix on the newest run.',
+  );
+  return olderIds;
+}
+
+/** Cancels the pull request's queued analyses and unfinished patch requests. */
+async function handleClosed(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: PullRequestPayload,
+): Promise<string> {
+  const { repository } = payload;
+  await lockPullRequest(tx, repository.id, payload.number);
+  const ofPullRequest = and(
+    eq(prRuns.repositoryId, repository.id),
+    eq(prRuns.prNumber, payload.number),
+  );
+  const cancelledRuns = await tx
+    .update(prRuns)
+    .set({ status: 'cancelled', error: 'Cancelled: the pull request was closed before analysis.' })
+    .where(and(ofPullRequest, inArray(prRuns.status, ['queued', 'analyzing'])))
+    .returning({ id: prRuns.id, analyzeJobId: prRuns.analyzeJobId });
+  const jobIds = cancelledRuns.flatMap((row) => (row.analyzeJobId ? [row.analyzeJobId] : []));
+  if (jobIds.length > 0) {
+    await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
   }
 
-  const data: AnalyzeJobData = { runId: run.id };
-  await boss.send(analyzeQueue, data, { db: transactionDb(tx) });
-  return `run ${run.id} queued`;
+  const allRuns = await tx.select({ id: prRuns.id }).from(prRuns).where(ofPullRequest);
+  const cancelledRequests = await cancelPatchRequestsOfRuns(
+    tx,
+    boss,
+    allRuns.map((row) => row.id),
+    'Cancelled: the pull request was closed.',
+  );
+  return (
+    `pull request closed: cancelled ${cancelledRuns.length} run(s) and ` +
+    `${cancelledRequests.length} patch request(s)`
+  );
 }

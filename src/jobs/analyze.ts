@@ -1,7 +1,11 @@
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
-import { analyzeRun, failRun } from '../runs/analyze-run.ts';
 import type { AppContext } from '../context.ts';
+import {
+  asInstallationUnavailable,
+  recordInstallationUnavailable,
+} from '../github/installation-unavailable.ts';
+import { analyzeRun, failRun } from '../runs/analyze-run.ts';
 
 export const analyzeQueue = 'analyze';
 
@@ -15,7 +19,10 @@ export const analyzeQueueOptions = {
   expireInSeconds: 15 * 60,
 } satisfies Omit<PgBoss.Queue, 'name'>;
 
-/** Analyzes one run. Safe to retry: findings of the run are replaced, not appended. */
+/**
+ * Analyzes one run. Safe to retry: findings of the run are replaced, not appended. A suspended
+ * or uninstalled installation fails the run at once and completes the job without a retry.
+ */
 export async function handleAnalyzeJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<AnalyzeJobData>,
@@ -30,6 +37,20 @@ export async function handleAnalyzeJob(
       'analysis finished',
     );
   } catch (error) {
+    const unavailable = asInstallationUnavailable(error);
+    if (unavailable) {
+      await recordInstallationUnavailable(context.db, unavailable);
+      await failRun(context.db, runId, unavailable);
+      logger.warn(
+        {
+          event: 'job.analyze.stopped',
+          installationId: unavailable.installationId,
+          reason: unavailable.reason,
+        },
+        'analysis stopped: the installation is unavailable',
+      );
+      return;
+    }
     const finalAttempt = job.retryCount >= job.retryLimit;
     logger.error(
       { event: 'job.analyze.failed', err: error, attempt: job.retryCount, finalAttempt },

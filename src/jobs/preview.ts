@@ -2,6 +2,10 @@ import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { failPatchRequest, runPreview } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
+import {
+  asInstallationUnavailable,
+  recordInstallationUnavailable,
+} from '../github/installation-unavailable.ts';
 
 export const previewQueue = 'preview';
 
@@ -18,7 +22,8 @@ export const previewQueueOptions = {
 /**
  * Builds a fix preview. Safe to retry: files already finished are kept, and each model call
  * carries an idempotency key with the attempt number, so a retried call is a new ledger row
- * and a settled call is never charged twice.
+ * and a settled call is never charged twice. A suspended or uninstalled installation fails the
+ * request at once and completes the job without a retry.
  */
 export async function handlePreviewJob(
   context: AppContext,
@@ -34,6 +39,20 @@ export async function handlePreviewJob(
       'preview finished',
     );
   } catch (error) {
+    const unavailable = asInstallationUnavailable(error);
+    if (unavailable) {
+      await recordInstallationUnavailable(context.db, unavailable);
+      await failPatchRequest(context.db, patchRequestId, unavailable);
+      logger.warn(
+        {
+          event: 'job.preview.stopped',
+          installationId: unavailable.installationId,
+          reason: unavailable.reason,
+        },
+        'preview stopped: the installation is unavailable',
+      );
+      return;
+    }
     const finalAttempt = job.retryCount >= job.retryLimit;
     logger.error(
       { event: 'job.preview.failed', err: error, attempt: job.retryCount, finalAttempt },

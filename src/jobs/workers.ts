@@ -3,6 +3,7 @@ import type { AppContext } from '../context.ts';
 import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
+import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
 import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
 import {
   handleSweepReservations,
@@ -17,6 +18,7 @@ import {
 export async function createQueues(boss: PgBoss, config?: Config): Promise<void> {
   await boss.createQueue(analyzeQueue, { name: analyzeQueue, ...analyzeQueueOptions });
   await boss.createQueue(previewQueue, { name: previewQueue, ...previewQueueOptions });
+  await boss.createQueue(reportQueue, { name: reportQueue, ...reportQueueOptions });
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
     await boss.updateQueue(previewQueue, {
@@ -37,6 +39,9 @@ export async function startWorkers(context: AppContext): Promise<void> {
 
   await boss.work<AnalyzeJobData>(analyzeQueue, polling, async ([job]) => {
     if (job) await handleAnalyzeJob(context, job);
+  });
+  await boss.work<ReportJobData>(reportQueue, polling, async ([job]) => {
+    if (job) await handleReportJob(context, job);
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {

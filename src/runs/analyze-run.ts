@@ -3,7 +3,10 @@ import { analyzeChangedFiles } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
+import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
+import { transactionDb } from '../jobs/boss.ts';
+import { reportQueue, type ReportJobData } from '../jobs/report.ts';
 import type { Logger } from '../logger.ts';
 
 export interface AnalyzeOutcome {
@@ -14,7 +17,8 @@ export interface AnalyzeOutcome {
 
 /**
  * Reads the files a pull request changes at the run's head commit, runs the built-in rules
- * over the added lines and stores the findings. Running it again replaces the findings.
+ * over the added lines and stores the findings. Running it again replaces the findings. A run
+ * that completes queues its report job in the same transaction.
  */
 export async function analyzeRun(
   context: AppContext,
@@ -26,7 +30,7 @@ export async function analyzeRun(
     logger.warn({ event: 'analyze.run_missing' }, 'run no longer exists; nothing to analyze');
     return { status: 'skipped', findings: 0, files: 0 };
   }
-  if (run.status === 'superseded' || run.status === 'completed') {
+  if (run.status === 'superseded' || run.status === 'completed' || run.status === 'cancelled') {
     return { status: 'skipped', findings: 0, files: 0 };
   }
   if (!context.github) {
@@ -34,6 +38,7 @@ export async function analyzeRun(
       'GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
     );
   }
+  await requireActiveInstallation(context.db, run.installationId);
 
   await context.db
     .update(prRuns)
@@ -53,11 +58,16 @@ export async function analyzeRun(
         .values(drafts.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
         .onConflictDoNothing();
     }
-    // A run superseded while it was analyzed keeps that status; its findings still count.
-    await tx
+    // A run superseded or cancelled while it was analyzed keeps that status and no report.
+    const [completed] = await tx
       .update(prRuns)
       .set({ status: 'completed', error: null, completedAt: new Date() })
-      .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'superseded'`);
+      .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`)
+      .returning({ id: prRuns.id });
+    if (completed) {
+      const data: ReportJobData = { runId };
+      await context.boss.send(reportQueue, data, { db: transactionDb(tx) });
+    }
   });
 
   return { status: 'completed', findings: drafts.length, files: files.length };
@@ -69,7 +79,7 @@ export async function failRun(db: Database, runId: string, error: unknown): Prom
   await db
     .update(prRuns)
     .set({ status: 'failed', error: `Analysis failed: ${message}`.slice(0, 2000) })
-    .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'superseded'`);
+    .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`);
 }
 
 export function splitRepository(fullName: string): [string, string] {

@@ -7,6 +7,7 @@ import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import type { AppContext } from '../context.ts';
 import { keyRoutes } from './api/keys.ts';
+import { applyRoutes } from './api/apply.ts';
 import { patchRequestRoutes } from './api/patch-requests.ts';
 import { runRoutes } from './api/runs.ts';
 import { usageRoutes } from './api/usage.ts';
@@ -83,6 +84,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.use('/api/*', requireUser(context));
   app.route('/', runRoutes(context));
   app.route('/', patchRequestRoutes(context));
+  app.route('/', applyRoutes(context));
   app.route('/', usageRoutes(context));
   app.route('/', keyRoutes(context));
 

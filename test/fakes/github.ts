@@ -16,17 +16,31 @@ import {
   type Route,
 } from './github/router.ts';
 import { defaultRoutes } from './github/routes.ts';
-import { FakeState, type IssuedToken } from './github/state.ts';
+import {
+  FakeState,
+  type CheckRunRecord,
+  type IssueCommentRecord,
+  type IssuedToken,
+  type ReviewRecord,
+} from './github/state.ts';
 
 /**
  * Fake GitHub REST API on 127.0.0.1 for tests. It issues installation tokens to callers that
  * present a JWT signed by the app's key, and serves pull request files, contents and blobs that
- * it computes with git from real repositories on disk. Requests to unknown routes get a 404
- * and are recorded like every other request.
+ * it computes with git from real repositories on disk. It also keeps check runs, issue comments
+ * and reviews in memory, and writes blobs, trees, commits and refs into those repositories.
+ * Requests to unknown routes get a 404 and are recorded like every other request.
  */
 
 export type { FakeResponse, RecordedRequest, Route } from './github/router.ts';
-export type { FakeState, IssuedToken } from './github/state.ts';
+export type {
+  AnnotationRecord,
+  CheckRunRecord,
+  FakeState,
+  IssueCommentRecord,
+  IssuedToken,
+  ReviewRecord,
+} from './github/state.ts';
 export { FakeGitHubError } from './github/router.ts';
 
 /** Response queued for the next request that matches `method` and `path`, usually an error. */
@@ -64,12 +78,35 @@ export interface FakeGitHub {
     draft?: boolean;
     user?: string;
   }): void;
-  /** Registers an installation. Its tokens may read repositories owned by `account.login`. */
+  /**
+   * Registers an installation. Its tokens may read repositories owned by `account.login`. A
+   * suspended installation gets 403 from the access token endpoint.
+   */
   setInstallation(installation: {
     id: number;
     account: InstallationAccount;
     permissions?: Record<string, 'read' | 'write'>;
+    suspended?: boolean;
   }): void;
+  /** Removes an installation, as uninstalling the app does: its token requests get 404. */
+  removeInstallation(id: number): void;
+  /** Check runs created so far, in creation order. */
+  readonly checkRuns: CheckRunRecord[];
+  /** Issue comments, in creation order. */
+  readonly issueComments: IssueCommentRecord[];
+  /** Pull request reviews, in creation order. */
+  readonly reviews: ReviewRecord[];
+  /** Adds a comment written by `user` (default `octocat`, a User) to an issue or pull request. */
+  addIssueComment(comment: {
+    owner: string;
+    repo: string;
+    issueNumber: number;
+    body: string;
+    user?: string;
+    userType?: 'User' | 'Bot';
+  }): IssueCommentRecord;
+  /** Deletes an issue comment, as a user can on GitHub. */
+  removeIssueComment(id: number): void;
   /**
    * Returns this response to the next request that matches, before authentication and in
    * place of the route's own response. Queued responses are used in the order queued.
@@ -391,6 +428,7 @@ export async function startFakeGitHub(options: {
   }
 
   async function handle(message: IncomingMessage, response: ServerResponse): Promise<void> {
+    const receivedAt = Date.now();
     const url = new URL(message.url ?? '/', baseUrl);
     const headers = flattenHeaders(message);
     const raw = await readBody(message);
@@ -413,6 +451,7 @@ export async function startFakeGitHub(options: {
       query: Object.fromEntries(url.searchParams),
       headers,
       body,
+      receivedAt,
     };
     requests.push(request);
 
@@ -447,6 +486,38 @@ export async function startFakeGitHub(options: {
     get issuedTokens() {
       return [...fakeState.tokens.values()];
     },
+    get checkRuns() {
+      return [...fakeState.checkRuns.values()];
+    },
+    get issueComments() {
+      return [...fakeState.issueComments.values()];
+    },
+    get reviews() {
+      return [...fakeState.reviews];
+    },
+    addIssueComment(comment) {
+      const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const record: IssueCommentRecord = {
+        id: fakeState.nextId(),
+        owner: comment.owner,
+        repo: comment.repo,
+        issueNumber: comment.issueNumber,
+        body: comment.body,
+        user: comment.user ?? 'octocat',
+        userType: comment.userType ?? 'User',
+        installationId: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      fakeState.issueComments.set(record.id, record);
+      return record;
+    },
+    removeIssueComment(id) {
+      fakeState.issueComments.delete(id);
+    },
+    removeInstallation(id) {
+      fakeState.installations.delete(id);
+    },
     addRepository(repository) {
       fakeState.addRepository({ ...repository });
     },
@@ -465,6 +536,7 @@ export async function startFakeGitHub(options: {
         id: installation.id,
         account: installation.account,
         permissions: installation.permissions ?? defaultPermissions,
+        suspended: installation.suspended ?? false,
       });
     },
     queueResponse(queued) {

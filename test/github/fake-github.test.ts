@@ -196,10 +196,10 @@ describe('fake GitHub server', () => {
   });
 
   it('answers unknown routes with 404 and records them', async () => {
-    const response = await fetch(`${fake.url}/repos/${owner}/${repo}/check-runs`, {
+    const response = await fetch(`${fake.url}/repos/${owner}/${repo}/deployments`, {
       method: 'POST',
       headers: { authorization: `token ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'fixwright' }),
+      body: JSON.stringify({ ref: 'main' }),
     });
     expect(response.status).toBe(404);
     expect(await response.json()).toEqual({
@@ -208,8 +208,8 @@ describe('fake GitHub server', () => {
       status: '404',
     });
     const recorded = fake.requests.at(-1);
-    expect(recorded?.path).toBe(`/repos/${owner}/${repo}/check-runs`);
-    expect(recorded?.body).toEqual({ name: 'fixwright' });
+    expect(recorded?.path).toBe(`/repos/${owner}/${repo}/deployments`);
+    expect(recorded?.body).toEqual({ ref: 'main' });
   });
 
   it('serves routes added later', async () => {

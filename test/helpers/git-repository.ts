@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -65,9 +65,12 @@ function quotePath(filePath: string): string {
 }
 
 /** Builds a fast-import `commit` command. `mark` and `parent` are fast-import mark numbers. */
+/** File content, or content with a git file mode such as `100755` for an executable. */
+export type FileValue = string | Buffer | { content: string | Buffer; mode: '100644' | '100755' };
+
 function commitCommand(
   commit: { branch: string; mark: number; parent?: number; message: string; epochSeconds: number },
-  files: Record<string, string | Buffer | null>,
+  files: Record<string, FileValue | null>,
 ): Buffer[] {
   const { branch, mark, parent, message, epochSeconds } = commit;
   const identity = `Fixwright Test <test@fixwright.invalid> ${epochSeconds} +0000`;
@@ -87,8 +90,12 @@ function commitCommand(
       continue;
     }
     // Inline data keeps the bytes exactly: no newline or encoding conversion happens here.
-    const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-    parts.push(Buffer.from(`M 100644 inline ${quotePath(name)}\ndata ${bytes.length}\n`));
+    const { data, mode } =
+      typeof content === 'string' || Buffer.isBuffer(content)
+        ? { data: content, mode: '100644' }
+        : { data: content.content, mode: content.mode };
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    parts.push(Buffer.from(`M ${mode} inline ${quotePath(name)}\ndata ${bytes.length}\n`));
     parts.push(bytes, Buffer.from('\n'));
   }
   parts.push(Buffer.from('\n'));
@@ -124,8 +131,8 @@ function fastImport(dir: string, stream: Buffer[]): Promise<void> {
  * and missing final newlines survive. The working tree ends with `main` checked out.
  */
 export async function createGitRepository(options: {
-  base: Record<string, string | Buffer>;
-  head: Record<string, string | Buffer | null>;
+  base: Record<string, FileValue>;
+  head: Record<string, FileValue | null>;
 }): Promise<GitRepository> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fixwright-git-'));
   try {
@@ -158,5 +165,34 @@ export async function createGitRepository(options: {
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * Commits `files` on top of `branch` (a `null` value deletes the file) and returns the new
+ * commit's sha. The working tree is left on `main`.
+ */
+export async function commitOnBranch(
+  dir: string,
+  branch: string,
+  files: Record<string, string | null>,
+  message = 'Another commit',
+): Promise<string> {
+  await git(dir, ['checkout', '--quiet', '--force', branch]);
+  try {
+    for (const [name, content] of Object.entries(files)) {
+      const target = path.join(dir, name);
+      if (content === null) {
+        await git(dir, ['rm', '--quiet', '--', name]);
+        continue;
+      }
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFile(target, content);
+      await git(dir, ['add', '--', name]);
+    }
+    await git(dir, ['commit', '--quiet', '--allow-empty', '-m', message]);
+    return (await git(dir, ['rev-parse', 'HEAD'])).trim();
+  } finally {
+    await git(dir, ['checkout', '--quiet', '--force', baseBranch]);
   }
 }

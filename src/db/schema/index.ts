@@ -5,3 +5,4 @@ export * from './usage.ts';
 export * from './users.ts';
 export * from './keys.ts';
 export * from './sessions.ts';
+export * from './comments.ts';

@@ -24,6 +24,10 @@ export const patchRequestStatuses = [
 ] as const;
 export type PatchRequestStatus = (typeof patchRequestStatuses)[number];
 
+/** Ways to apply a patch request: one commit on the head branch, or a review with suggestions. */
+export const applyModes = ['commit', 'suggestions'] as const;
+export type ApplyMode = (typeof applyModes)[number];
+
 export const patchRequests = pgTable(
   'patch_requests',
   {
@@ -41,6 +45,16 @@ export const patchRequests = pgTable(
     filesDone: integer().notNull().default(0),
     totalTokens: bigint({ mode: 'number' }).notNull().default(0),
     completedAt: timestamp({ withTimezone: true }),
+    /** pg-boss id of the preview job, so a superseded run or a closed pull request cancels it. */
+    previewJobId: uuid(),
+    /** Set while an apply is in progress, so two concurrent applies cannot both commit. */
+    applyStartedAt: timestamp({ withTimezone: true }),
+    applyMode: text({ enum: applyModes }),
+    appliedAt: timestamp({ withTimezone: true }),
+    /** The commit pushed to the head branch, for mode `commit`. */
+    appliedCommitSha: text(),
+    /** The pull request review with the suggestions, for mode `suggestions`. */
+    appliedReviewId: bigint({ mode: 'number' }),
     ...timestamps,
   },
   (table) => [index().on(table.userId), index().on(table.runId)],

@@ -12,7 +12,14 @@ import {
 import { timestamps } from './columns.ts';
 import { installations } from './github.ts';
 
-export const runStatuses = ['queued', 'analyzing', 'completed', 'failed', 'superseded'] as const;
+export const runStatuses = [
+  'queued',
+  'analyzing',
+  'completed',
+  'failed',
+  'superseded',
+  'cancelled',
+] as const;
 export type RunStatus = (typeof runStatuses)[number];
 
 /** One analysis of one pull request at one head commit. */
@@ -36,12 +43,29 @@ export const prRuns = pgTable(
     status: text({ enum: runStatuses }).notNull().default('queued'),
     error: text(),
     completedAt: timestamp({ withTimezone: true }),
+    /**
+     * `pull_request.updated_at` of the event that created the run. Events arrive out of order,
+     * so a run whose value is older than another run's of the same pull request is superseded.
+     */
+    prUpdatedAt: timestamp({ withTimezone: true }),
+    /** pg-boss id of the analyze job, so closing the pull request can cancel it. */
+    analyzeJobId: uuid(),
+    /** GitHub's id of the "Fixwright" check run on the head commit, once created. */
+    checkRunId: bigint({ mode: 'number' }),
+    /** Annotations already sent to the check run; a retried report job sends only the rest. */
+    checkRunAnnotations: integer().notNull().default(0),
+    /** When the check run and summary comment were last posted. */
+    reportedAt: timestamp({ withTimezone: true }),
+    /** Reason the check run or summary comment could not be posted, or null after posting. */
+    reportError: text(),
     ...timestamps,
   },
   (table) => [
     unique().on(table.repositoryId, table.prNumber, table.headSha),
     index().on(table.installationId),
     index().on(table.repository, table.prNumber),
+    index().on(table.repositoryId, table.prNumber),
+    index().on(table.checkRunId),
   ],
 );
 

@@ -15,7 +15,10 @@ const createBody = z.object({
     .max(1000, { message: 'must list at most 1000 finding ids' }),
 });
 
-/** `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`. */
+/**
+ * `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`; applying is in
+ * apply.ts.
+ */
 export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
 
@@ -86,6 +89,14 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       totalTokens: request.totalTokens,
       createdAt: request.createdAt.toISOString(),
       completedAt: request.completedAt?.toISOString() ?? null,
+      applied: request.appliedAt
+        ? {
+            mode: request.applyMode,
+            at: request.appliedAt.toISOString(),
+            commitSha: request.appliedCommitSha,
+            reviewId: request.appliedReviewId,
+          }
+        : null,
       files: files.map((file) => ({
         path: file.path,
         status: file.status,

@@ -31,6 +31,9 @@ function runSummary(run: Run) {
     headRef: run.headRef,
     createdAt: run.createdAt.toISOString(),
     completedAt: run.completedAt?.toISOString() ?? null,
+    checkRunId: run.checkRunId,
+    reportedAt: run.reportedAt?.toISOString() ?? null,
+    reportError: run.reportError,
   };
 }
 

@@ -1,4 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 
 /** Reads objects, trees and diffs from a real git repository for the fake GitHub API. */
@@ -278,4 +280,231 @@ export async function diffCommits(
     }
     return entry;
   });
+}
+
+/**
+ * Runs git with `input` on stdin and extra environment variables, and returns stdout bytes.
+ * Rejects with git's stderr when it exits non-zero.
+ */
+export function runGitWithInput(
+  gitDir: string,
+  args: string[],
+  input: Buffer | string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('git', ['-C', gitDir, ...args], {
+      env: { ...gitEnvironment, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) {
+        resolve(Buffer.concat(stdout));
+        return;
+      }
+      const detail = Buffer.concat(stderr).toString('utf8').trim();
+      const command = `git ${args.join(' ')}`;
+      reject(new Error(`${command} failed in ${gitDir} with exit code ${code}: ${detail}`));
+    });
+    // Commands such as `write-tree` exit without reading stdin; their exit code still counts.
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+  });
+}
+
+/** Returns the type of the object `sha` names (`blob`, `tree`, `commit`, `tag`), or null. */
+export async function objectType(gitDir: string, sha: string): Promise<string | null> {
+  if (!/^[0-9a-f]{40}$/.test(sha)) {
+    return null;
+  }
+  try {
+    return (await runGit(gitDir, ['cat-file', '-t', sha])).toString('utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Stores `bytes` as a blob with `git hash-object -w` and returns its sha. */
+export async function writeBlob(gitDir: string, bytes: Buffer): Promise<string> {
+  const output = await runGitWithInput(gitDir, ['hash-object', '-w', '--stdin'], bytes);
+  return output.toString('utf8').trim();
+}
+
+/** Resolves a tree, commit, branch or tag to the sha of its tree, or null. */
+export async function resolveTree(gitDir: string, ref: string): Promise<string | null> {
+  if (ref === '' || ref.startsWith('-')) {
+    return null;
+  }
+  try {
+    const output = await runGit(gitDir, ['rev-parse', '--verify', '--quiet', `${ref}^{tree}`]);
+    return output.toString('utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Lists a tree: its own entries, or with `recursive` every entry below it, trees included. */
+export async function listTree(
+  gitDir: string,
+  treeSha: string,
+  recursive: boolean,
+): Promise<TreeEntry[]> {
+  const flags = recursive ? ['-r', '-t'] : [];
+  return parseTree(await runGit(gitDir, ['ls-tree', '-l', '-z', ...flags, treeSha]));
+}
+
+/** Change to one path of a tree: a new mode and blob, or `sha: null` to delete the path. */
+export interface TreeChange {
+  path: string;
+  mode: string;
+  sha: string | null;
+}
+
+/**
+ * Writes a tree that is `baseTree` (or an empty tree) with `changes` applied, using a temporary
+ * index, so changes to nested paths create the intermediate trees as GitHub does.
+ */
+export async function writeTree(
+  gitDir: string,
+  baseTree: string | null,
+  changes: TreeChange[],
+): Promise<string> {
+  const folder = await mkdtemp(path.join(os.tmpdir(), 'fake-github-index-'));
+  const env = { GIT_INDEX_FILE: path.join(folder, 'index') };
+  try {
+    const readArgs = baseTree ? ['read-tree', baseTree] : ['read-tree', '--empty'];
+    await runGitWithInput(gitDir, readArgs, '', env);
+    const lines = changes.map((change) =>
+      change.sha === null
+        ? `0 ${'0'.repeat(40)}\t${change.path}`
+        : `${change.mode} ${change.sha}\t${change.path}`,
+    );
+    if (lines.length > 0) {
+      const input = lines.join('\0') + '\0';
+      await runGitWithInput(gitDir, ['update-index', '-z', '--index-info'], input, env);
+    }
+    return (await runGitWithInput(gitDir, ['write-tree'], '', env)).toString('utf8').trim();
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+}
+
+/** Identity of a commit's author or committer, with an ISO 8601 date. */
+export interface GitIdentity {
+  name: string;
+  email: string;
+  date: string;
+}
+
+export interface CommitObject {
+  sha: string;
+  tree: string;
+  parents: string[];
+  author: GitIdentity;
+  committer: GitIdentity;
+  message: string;
+}
+
+/** Writes a commit with `git commit-tree` and returns its sha. */
+export async function writeCommit(
+  gitDir: string,
+  commit: Omit<CommitObject, 'sha'>,
+): Promise<string> {
+  const parentArgs = commit.parents.flatMap((parent) => ['-p', parent]);
+  const env = {
+    GIT_AUTHOR_NAME: commit.author.name,
+    GIT_AUTHOR_EMAIL: commit.author.email,
+    GIT_AUTHOR_DATE: commit.author.date,
+    GIT_COMMITTER_NAME: commit.committer.name,
+    GIT_COMMITTER_EMAIL: commit.committer.email,
+    GIT_COMMITTER_DATE: commit.committer.date,
+  };
+  const args = ['commit-tree', commit.tree, ...parentArgs];
+  const output = await runGitWithInput(gitDir, args, commit.message, env);
+  return output.toString('utf8').trim();
+}
+
+function parseIdentity(line: string): GitIdentity {
+  const match = /^(.*) <(.*)> (\d+) ([+-]\d{4})$/.exec(line);
+  if (!match) {
+    throw new Error(`Unexpected git identity line ${JSON.stringify(line)}`);
+  }
+  const date = new Date(Number(match[3]) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return { name: match[1] ?? '', email: match[2] ?? '', date };
+}
+
+/** Reads a commit object, or returns null when `sha` names no commit. */
+export async function readCommit(gitDir: string, sha: string): Promise<CommitObject | null> {
+  if ((await objectType(gitDir, sha)) !== 'commit') {
+    return null;
+  }
+  const text = (await runGit(gitDir, ['cat-file', 'commit', sha])).toString('utf8');
+  const split = text.indexOf('\n\n');
+  const headers = (split === -1 ? text : text.slice(0, split)).split('\n');
+  const commit: CommitObject = {
+    sha,
+    tree: '',
+    parents: [],
+    author: { name: '', email: '', date: '' },
+    committer: { name: '', email: '', date: '' },
+    message: split === -1 ? '' : text.slice(split + 2),
+  };
+  for (const header of headers) {
+    const space = header.indexOf(' ');
+    const key = header.slice(0, space);
+    const value = header.slice(space + 1);
+    if (key === 'tree') commit.tree = value;
+    if (key === 'parent') commit.parents.push(value);
+    if (key === 'author') commit.author = parseIdentity(value);
+    if (key === 'committer') commit.committer = parseIdentity(value);
+  }
+  return commit;
+}
+
+/** Returns the sha a full ref name such as `refs/heads/main` points to, or null. */
+export async function readRef(gitDir: string, ref: string): Promise<string | null> {
+  try {
+    const output = await runGit(gitDir, ['rev-parse', '--verify', '--quiet', ref]);
+    return output.toString('utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Returns whether `ancestor` is `descendant` or one of its ancestors. */
+export async function isAncestor(
+  gitDir: string,
+  ancestor: string,
+  descendant: string,
+): Promise<boolean> {
+  try {
+    await runGit(gitDir, ['merge-base', '--is-ancestor', ancestor, descendant]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Moves `ref` to `newSha` only while it still points to `oldSha` (`git update-ref` with the old
+ * value), so a concurrent move makes this fail instead of being overwritten. Returns whether
+ * the ref moved.
+ */
+export async function compareAndSwapRef(
+  gitDir: string,
+  ref: string,
+  newSha: string,
+  oldSha: string,
+): Promise<boolean> {
+  try {
+    await runGit(gitDir, ['update-ref', ref, newSha, oldSha]);
+    return true;
+  } catch {
+    return false;
+  }
 }

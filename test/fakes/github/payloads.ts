@@ -39,6 +39,8 @@ export interface InstallationRecord {
   id: number;
   account: InstallationAccount;
   permissions: Record<string, 'read' | 'write'>;
+  /** A suspended installation gets 403 from the access token endpoint, as on GitHub. */
+  suspended: boolean;
 }
 
 /** Fixed timestamp for created_at and similar fields, so responses are reproducible. */
@@ -346,6 +348,6 @@ export function installationPayload(
     has_multiple_single_files: false,
     single_file_paths: [],
     suspended_by: null,
-    suspended_at: null,
+    suspended_at: installation.suspended ? createdAt : null,
   };
 }

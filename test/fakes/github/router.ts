@@ -8,6 +8,8 @@ export interface RecordedRequest {
   headers: Record<string, string>;
   /** Parsed JSON for JSON requests, the raw text otherwise, `undefined` when empty. */
   body: unknown;
+  /** Arrival time in milliseconds since the epoch, for checking waits between retries. */
+  receivedAt: number;
 }
 
 export interface FakeResponse {

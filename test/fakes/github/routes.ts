@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import {
-  diffCommits,
   listDirectory,
   readBlob,
   readDefaultBranch,
@@ -8,7 +7,6 @@ import {
   resolveCommit,
   resolveSymlinkTarget,
   runGit,
-  type DiffEntry,
   type TreeEntry,
 } from './git.ts';
 import {
@@ -22,12 +20,23 @@ import {
   repositoryPayload,
   type RepositoryRecord,
 } from './payloads.ts';
-import { FakeGitHubError, type FakeResponse, type Route, type RouteContext } from './router.ts';
+import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
+import {
+  cachedDiff,
+  githubTimestamp,
+  json,
+  paginate,
+  param,
+  requireRepository,
+  type Context,
+} from './route-helpers.ts';
 import type { FakeState } from './state.ts';
+import { checkRoutes } from './checks.ts';
+import { gitDataRoutes } from './git-data.ts';
+import { issueCommentRoutes } from './issue-comments.ts';
+import { reviewRoutes } from './reviews.ts';
 
 /** Route table of the fake. Add an endpoint by appending a route here. */
-
-type Context = RouteContext<FakeState>;
 
 /** GitHub lists at most this many files of a pull request. */
 export const maxPullRequestFiles = 3000;
@@ -37,75 +46,14 @@ const tokenLifetimeMs = 60 * 60 * 1000;
 
 const contentsDocs = 'https://docs.github.com/rest/repos/contents#get-repository-content';
 const blobsDocs = 'https://docs.github.com/rest/git/blobs#get-a-blob';
-
-function param(context: Context, name: string): string {
-  return context.params[name] ?? '';
-}
-
-function positiveInteger(value: string | null, fallback: number): number {
-  const parsed = Number(value);
-  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
-}
-
-/** ISO 8601 without milliseconds, the format of GitHub's timestamps. */
-function githubTimestamp(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-/**
- * Cuts one page out of `items` by the request's `page` and `per_page` (default 30, max 100) and
- * builds GitHub's `link` header (rel prev, next, last, first) with absolute URLs on `linkPath`.
- */
-export function paginate<T>(
-  items: T[],
-  url: URL,
-  baseUrl: string,
-  linkPath: string,
-): { page: T[]; link?: string } {
-  const perPage = Math.min(positiveInteger(url.searchParams.get('per_page'), 30), 100);
-  const page = positiveInteger(url.searchParams.get('page'), 1);
-  const lastPage = Math.max(1, Math.ceil(items.length / perPage));
-  const pageItems = items.slice((page - 1) * perPage, page * perPage);
-
-  const pageUrl = (number: number) => {
-    const query = new URLSearchParams(url.searchParams);
-    query.set('page', String(number));
-    return `<${baseUrl}${linkPath}?${query.toString()}>`;
-  };
-  const links: string[] = [];
-  if (page > 1) {
-    links.push(`${pageUrl(Math.min(page - 1, lastPage))}; rel="prev"`);
-  }
-  if (page < lastPage) {
-    links.push(`${pageUrl(page + 1)}; rel="next"`);
-    links.push(`${pageUrl(lastPage)}; rel="last"`);
-  }
-  if (page > 1) {
-    links.push(`${pageUrl(1)}; rel="first"`);
-  }
-  return links.length > 0 ? { page: pageItems, link: links.join(', ') } : { page: pageItems };
-}
-
-const diffCache = new Map<string, Promise<DiffEntry[]>>();
-
-/** Diffs two commits once. Commits are immutable, so the cached result never goes stale. */
-function cachedDiff(gitDir: string, baseSha: string, headSha: string): Promise<DiffEntry[]> {
-  const key = `${gitDir}\0${baseSha}\0${headSha}`;
-  let diff = diffCache.get(key);
-  if (!diff) {
-    diff = diffCommits(gitDir, baseSha, headSha);
-    diff.catch(() => diffCache.delete(key));
-    diffCache.set(key, diff);
-  }
-  return diff;
-}
-
-function json(status: number, body: unknown, headers?: Record<string, string>): FakeResponse {
-  return headers ? { status, body, headers } : { status, body };
-}
+const accessTokenDocs =
+  'https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app';
 
 async function createAccessToken(context: Context): Promise<FakeResponse> {
   const installation = context.state.requireInstallation(Number(param(context, 'installation_id')));
+  if (installation.suspended) {
+    throw new FakeGitHubError(403, 'This installation has been suspended', accessTokenDocs);
+  }
   const token = `ghs_${randomBytes(18).toString('base64url').replace(/[-_]/g, 'x')}`;
   const expiresAt = new Date(Date.now() + tokenLifetimeMs);
   context.state.tokens.set(token, { token, installationId: installation.id, expiresAt });
@@ -137,14 +85,6 @@ function getRepositoryInstallation(context: Context): FakeResponse {
     throw new FakeGitHubError(404, 'Not Found');
   }
   return json(200, installationPayload(state.baseUrl, state.appId, installation));
-}
-
-function requireRepository(context: Context): RepositoryRecord {
-  return context.state.requireRepository(
-    context.credential,
-    param(context, 'owner'),
-    param(context, 'repo'),
-  );
 }
 
 async function getPullRequest(context: Context): Promise<FakeResponse> {
@@ -347,4 +287,8 @@ export const defaultRoutes: Route<FakeState>[] = [
     auth: 'installation',
     handle: getBlob,
   },
+  ...checkRoutes,
+  ...issueCommentRoutes,
+  ...gitDataRoutes,
+  ...reviewRoutes,
 ];

@@ -17,10 +17,88 @@ function repositoryKey(owner: string, repo: string): string {
   return `${owner}/${repo}`.toLowerCase();
 }
 
+/** One check run annotation as the checks API accepts it. */
+export interface AnnotationRecord {
+  path: string;
+  start_line: number;
+  end_line: number;
+  annotation_level: 'notice' | 'warning' | 'failure';
+  message: string;
+  title?: string;
+  raw_details?: string;
+}
+
+/** A button of a check run that sends the `requested_action` webhook event. */
+export interface CheckRunActionRecord {
+  label: string;
+  description: string;
+  identifier: string;
+}
+
+export interface CheckRunRecord {
+  id: number;
+  owner: string;
+  repo: string;
+  name: string;
+  headSha: string;
+  externalId: string;
+  status: 'queued' | 'in_progress' | 'completed';
+  conclusion: string | null;
+  detailsUrl: string | null;
+  startedAt: string;
+  completedAt: string | null;
+  output: { title: string | null; summary: string | null; text: string | null };
+  annotations: AnnotationRecord[];
+  actions: CheckRunActionRecord[];
+  installationId: number | null;
+}
+
+export interface IssueCommentRecord {
+  id: number;
+  owner: string;
+  repo: string;
+  issueNumber: number;
+  body: string;
+  user: string;
+  userType: 'User' | 'Bot';
+  /** Set for comments that an installation token created. */
+  installationId: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ReviewCommentRecord {
+  id: number;
+  path: string;
+  body: string;
+  line: number;
+  side: 'LEFT' | 'RIGHT';
+  startLine: number | null;
+  startSide: 'LEFT' | 'RIGHT' | null;
+}
+
+export interface ReviewRecord {
+  id: number;
+  owner: string;
+  repo: string;
+  pullNumber: number;
+  commitId: string;
+  body: string;
+  event: string;
+  state: string;
+  user: string;
+  submittedAt: string;
+  comments: ReviewCommentRecord[];
+}
+
 /** Everything the fake stores: app identity, installations, tokens, repositories and pulls. */
 export class FakeState {
   readonly installations = new Map<number, InstallationRecord>();
   readonly tokens = new Map<string, IssuedToken>();
+  readonly checkRuns = new Map<number, CheckRunRecord>();
+  readonly issueComments = new Map<number, IssueCommentRecord>();
+  readonly reviews: ReviewRecord[] = [];
+  private lastId = 1000;
   private readonly repositories = new Map<string, RepositoryRecord>();
   private readonly pullRequests = new Map<string, PullRequestRecord>();
 
@@ -29,6 +107,12 @@ export class FakeState {
     readonly publicKeyPem: string,
     readonly baseUrl: string,
   ) {}
+
+  /** Returns a new id for a check run, comment or review; ids grow like GitHub's. */
+  nextId(): number {
+    this.lastId += 1;
+    return this.lastId;
+  }
 
   addRepository(repository: RepositoryRecord): void {
     this.repositories.set(repositoryKey(repository.owner, repository.repo), repository);

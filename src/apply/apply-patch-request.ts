@@ -1,0 +1,257 @@
+import { and, asc, eq, isNull, or, sql } from 'drizzle-orm';
+import type { AppContext } from '../context.ts';
+import { patchFiles, patchRequests, type ApplyMode } from '../db/schema/index.ts';
+import {
+  asInstallationUnavailable,
+  recordInstallationUnavailable,
+  requireActiveInstallation,
+} from '../github/installation-unavailable.ts';
+import type { Logger } from '../logger.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
+import { BranchMovedError, commitFiles } from './commit-files.ts';
+import { postSuggestionReview } from './suggestion-review.ts';
+
+/** An apply that started this long ago without finishing is taken to have died. */
+const staleApplyMinutes = 10;
+
+/** Raised when a patch request cannot be applied in its state or the requested mode. */
+export class ApplyRejectedError extends Error {
+  override name = 'ApplyRejectedError';
+  constructor(
+    readonly code: 'bad_request' | 'conflict',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApplyResult {
+  id: string;
+  mode: ApplyMode;
+  appliedAt: string;
+  commitSha: string | null;
+  reviewId: number | null;
+  /** Paths of the ready files that were applied. */
+  files: string[];
+  /** True when an earlier call applied the request and this one changed nothing. */
+  alreadyApplied: boolean;
+}
+
+type StoredRequest = typeof patchRequests.$inferSelect;
+
+function movedMessage(patchRequestId: string, detail: string): string {
+  return (
+    `${detail} Regenerate the preview on the newest run and apply that patch request ` +
+    `instead of ${patchRequestId}.`
+  );
+}
+
+async function readyFilesOf(context: AppContext, patchRequestId: string) {
+  const files = await context.db
+    .select()
+    .from(patchFiles)
+    .where(and(eq(patchFiles.patchRequestId, patchRequestId), eq(patchFiles.status, 'ready')))
+    .orderBy(asc(patchFiles.path));
+  return files.filter((file) => file.proposedText !== null && file.originalText !== null);
+}
+
+function storedResult(request: StoredRequest, files: string[]): ApplyResult {
+  return {
+    id: request.id,
+    mode: request.applyMode!,
+    appliedAt: request.appliedAt!.toISOString(),
+    commitSha: request.appliedCommitSha,
+    reviewId: request.appliedReviewId,
+    files,
+    alreadyApplied: true,
+  };
+}
+
+/**
+ * Claims the request for one apply. Returns false while another apply runs or after one
+ * finished, so two concurrent calls never both write to GitHub.
+ */
+async function claim(context: AppContext, patchRequestId: string): Promise<boolean> {
+  const claimed = await context.db
+    .update(patchRequests)
+    .set({ applyStartedAt: new Date() })
+    .where(
+      and(
+        eq(patchRequests.id, patchRequestId),
+        isNull(patchRequests.appliedAt),
+        or(
+          isNull(patchRequests.applyStartedAt),
+          sql`${patchRequests.applyStartedAt}
+            < now() - make_interval(mins => ${staleApplyMinutes}::int)`,
+        ),
+      ),
+    )
+    .returning({ id: patchRequests.id });
+  return claimed.length > 0;
+}
+
+/**
+ * Applies the ready files of a patch request that `userId` owns: as one commit on the head
+ * branch (the default for branches of the same repository) or as a review with suggestions
+ * (the default for forks). Returns null when the user owns no such request. Applying again
+ * returns the recorded result and writes nothing.
+ */
+export async function applyPatchRequest(
+  context: AppContext,
+  input: { patchRequestId: string; userId: string; mode?: ApplyMode },
+  logger: Logger,
+): Promise<ApplyResult | null> {
+  const request = await context.db.query.patchRequests.findFirst({
+    where: and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)),
+    with: { run: true },
+  });
+  if (!request) return null;
+  const files = await readyFilesOf(context, request.id);
+  const paths = files.map((file) => file.path);
+
+  if (request.appliedAt) {
+    if (input.mode && input.mode !== request.applyMode) {
+      throw new ApplyRejectedError(
+        'conflict',
+        `Patch request ${request.id} was already applied as ${request.applyMode}, so it ` +
+          `cannot be applied again as ${input.mode}.`,
+      );
+    }
+    return storedResult(request, paths);
+  }
+  if (request.status !== 'ready' && request.status !== 'partially_ready') {
+    throw new ApplyRejectedError(
+      'conflict',
+      `Patch request ${request.id} is ${request.status}; only a ready or partially_ready ` +
+        'preview can be applied.',
+    );
+  }
+  if (files.length === 0) {
+    throw new ApplyRejectedError(
+      'conflict',
+      `Patch request ${request.id} has no ready file to apply.`,
+    );
+  }
+
+  const { run } = request;
+  const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
+  const mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
+  if (mode === 'commit' && !sameRepository) {
+    throw new ApplyRejectedError(
+      'bad_request',
+      `Invalid mode "commit": the head branch is in the fork ${run.headRepository}, where ` +
+        'the app cannot push; use mode "suggestions".',
+    );
+  }
+  if (run.status === 'superseded') {
+    throw new ApplyRejectedError(
+      'conflict',
+      movedMessage(request.id, `The pull request has a newer commit than ${run.headSha}.`),
+    );
+  }
+  if (!context.github) {
+    throw new Error('GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY.');
+  }
+
+  if (!(await claim(context, request.id))) {
+    const current = await context.db.query.patchRequests.findFirst({
+      where: eq(patchRequests.id, request.id),
+    });
+    if (current?.appliedAt) return storedResult(current, paths);
+    throw new ApplyRejectedError(
+      'conflict',
+      `Patch request ${request.id} is being applied by another call; fetch it again in a minute.`,
+    );
+  }
+
+  const [owner, repo] = splitRepository(run.repository);
+  let outcome: { commitSha: string | null; reviewId: number | null };
+  try {
+    await requireActiveInstallation(context.db, run.installationId);
+    const octokit = await context.github.installationOctokit(run.installationId);
+    if (mode === 'commit') {
+      const committed = await commitFiles(
+        octokit,
+        {
+          owner,
+          repo,
+          branch: run.headRef,
+          parentSha: run.headSha,
+          message:
+            `Apply Fixwright fixes to ${files.length} file(s)\n\n` +
+            `Fixes previewed by patch request ${request.id} for run ${run.id} at ${run.headSha}.`,
+        },
+        files.map((file) => ({ path: file.path, content: file.proposedText! })),
+      );
+      outcome = { commitSha: committed.commitSha, reviewId: null };
+      logger.info(
+        {
+          event: 'apply.committed',
+          commitSha: committed.commitSha,
+          recovered: committed.recovered,
+          files: paths.length,
+        },
+        'fixes committed to the head branch',
+      );
+    } else {
+      const review = await postSuggestionReview(
+        octokit,
+        { owner, repo, pullNumber: run.prNumber, headSha: run.headSha, patchRequestId: request.id },
+        files.map((file) => ({
+          path: file.path,
+          originalText: file.originalText!,
+          proposedText: file.proposedText!,
+        })),
+      );
+      outcome = { commitSha: null, reviewId: review.reviewId };
+      logger.info(
+        {
+          event: 'apply.reviewed',
+          reviewId: review.reviewId,
+          comments: review.comments,
+          outsideDiffFiles: review.outsideDiffFiles,
+        },
+        'fixes posted as review suggestions',
+      );
+    }
+  } catch (error) {
+    await context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: null })
+      .where(eq(patchRequests.id, request.id));
+    if (error instanceof BranchMovedError) {
+      logger.warn({ event: 'apply.branch_moved', error: error.message }, 'apply rejected');
+      throw new ApplyRejectedError('conflict', movedMessage(request.id, error.message));
+    }
+    const unavailable = asInstallationUnavailable(error);
+    if (unavailable) {
+      await recordInstallationUnavailable(context.db, unavailable);
+      logger.warn(
+        { event: 'apply.installation_unavailable', reason: unavailable.reason },
+        'apply rejected',
+      );
+      throw new ApplyRejectedError('conflict', unavailable.message);
+    }
+    throw error;
+  }
+
+  const appliedAt = new Date();
+  await context.db
+    .update(patchRequests)
+    .set({
+      applyMode: mode,
+      appliedAt,
+      appliedCommitSha: outcome.commitSha,
+      appliedReviewId: outcome.reviewId,
+      applyStartedAt: null,
+    })
+    .where(eq(patchRequests.id, request.id));
+  return {
+    id: request.id,
+    mode,
+    appliedAt: appliedAt.toISOString(),
+    ...outcome,
+    files: paths,
+    alreadyApplied: false,
+  };
+}

@@ -1,0 +1,141 @@
+import type { Octokit } from '@octokit/rest';
+
+/** Raised when the head branch no longer points to the commit the preview was made on. */
+export class BranchMovedError extends Error {
+  override name = 'BranchMovedError';
+}
+
+export interface CommitTarget {
+  owner: string;
+  repo: string;
+  /** Branch name without `refs/heads/`. */
+  branch: string;
+  /** The previewed head commit; the new commit's only parent. */
+  parentSha: string;
+  message: string;
+}
+
+export interface CommitFile {
+  path: string;
+  /** The whole new file, written byte for byte as UTF-8. */
+  content: string;
+}
+
+type TreeEntries = Awaited<ReturnType<Octokit['rest']['git']['getTree']>>['data']['tree'];
+
+/** File modes a fix may keep: a regular file or an executable one. */
+const fileModes = new Set(['100644', '100755']);
+
+/**
+ * Returns the mode of `path` in the tree `rootTreeSha`, reading one directory level per request
+ * so large repositories never hit the truncation of recursive tree listings.
+ */
+async function readFileMode(
+  octokit: Octokit,
+  target: { owner: string; repo: string },
+  rootTreeSha: string,
+  path: string,
+  cache: Map<string, TreeEntries>,
+): Promise<string> {
+  const parts = path.split('/');
+  let treeSha = rootTreeSha;
+  for (const [index, name] of parts.entries()) {
+    let entries = cache.get(treeSha);
+    if (!entries) {
+      const { data } = await octokit.rest.git.getTree({ ...target, tree_sha: treeSha });
+      entries = data.tree;
+      cache.set(treeSha, entries);
+    }
+    const entry = entries.find((candidate) => candidate.path === name);
+    if (!entry?.sha) break;
+    if (index === parts.length - 1) {
+      if (entry.type === 'blob' && entry.mode && fileModes.has(entry.mode)) return entry.mode;
+      throw new Error(
+        `${path} is not a regular file at the previewed commit (mode ${entry.mode}); ` +
+          'only regular and executable files can be committed.',
+      );
+    }
+    treeSha = entry.sha;
+  }
+  throw new Error(`${path} does not exist at the previewed commit; regenerate the preview.`);
+}
+
+function isUnprocessable(error: unknown, message: string): boolean {
+  const status = (error as { status?: unknown }).status;
+  return error instanceof Error && status === 422 && error.message.includes(message);
+}
+
+/**
+ * Writes `files` as one commit on `target.branch` through the Git Data API and returns its sha.
+ * It creates a blob per file, a tree on top of the parent's tree that keeps each file's mode, a
+ * commit whose only parent is `target.parentSha`, and updates the ref without force. GitHub
+ * rejects an update that is not a fast forward, and that rejection raises BranchMovedError.
+ */
+export async function commitFiles(
+  octokit: Octokit,
+  target: CommitTarget,
+  files: readonly CommitFile[],
+): Promise<{ commitSha: string; recovered: boolean }> {
+  const repository = { owner: target.owner, repo: target.repo };
+  const { data: parent } = await octokit.rest.git.getCommit({
+    ...repository,
+    commit_sha: target.parentSha,
+  });
+  const cache = new Map<string, TreeEntries>();
+  const entries = [];
+  for (const file of files) {
+    const mode = await readFileMode(octokit, repository, parent.tree.sha, file.path, cache);
+    // Base64 keeps the bytes exact: CRLF line endings and a missing final newline survive.
+    const { data: blob } = await octokit.rest.git.createBlob({
+      ...repository,
+      content: Buffer.from(file.content, 'utf8').toString('base64'),
+      encoding: 'base64',
+    });
+    entries.push({
+      path: file.path,
+      mode: mode as '100644' | '100755',
+      type: 'blob' as const,
+      sha: blob.sha,
+    });
+  }
+  const { data: tree } = await octokit.rest.git.createTree({
+    ...repository,
+    base_tree: parent.tree.sha,
+    tree: entries,
+  });
+  const { data: commit } = await octokit.rest.git.createCommit({
+    ...repository,
+    message: target.message,
+    tree: tree.sha,
+    parents: [target.parentSha],
+  });
+
+  const ref = `heads/${target.branch}`;
+  try {
+    await octokit.rest.git.updateRef({ ...repository, ref, sha: commit.sha, force: false });
+    return { commitSha: commit.sha, recovered: false };
+  } catch (error) {
+    if (isUnprocessable(error, 'Reference does not exist')) {
+      throw new BranchMovedError(
+        `Branch ${target.branch} no longer exists in ${target.owner}/${target.repo}.`,
+      );
+    }
+    if (!isUnprocessable(error, 'not a fast forward')) throw error;
+  }
+
+  // An earlier attempt may have moved the branch to the same change before it was recorded.
+  const { data: current } = await octokit.rest.git.getRef({ ...repository, ref });
+  const { data: tip } = await octokit.rest.git.getCommit({
+    ...repository,
+    commit_sha: current.object.sha,
+  });
+  const sameChange =
+    tip.tree.sha === tree.sha &&
+    tip.parents.length === 1 &&
+    tip.parents[0]?.sha === target.parentSha;
+  if (sameChange) return { commitSha: tip.sha, recovered: true };
+  throw new BranchMovedError(
+    `Branch ${target.branch} moved from ${target.parentSha} to ${current.object.sha} ` +
+      'since the preview.',
+  );
+}

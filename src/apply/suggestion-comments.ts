@@ -1,0 +1,133 @@
+import { FILE_HEADERS_ONLY, formatPatch, structuredPatch, type StructuredPatchHunk } from 'diff';
+import { changedLineRanges, type LineRange } from '../analysis/patch.ts';
+
+/** A review comment on the new side of a pull request's diff, as `pulls.createReview` takes it. */
+export interface SuggestionComment {
+  path: string;
+  body: string;
+  line: number;
+  side: 'RIGHT';
+  start_line?: number;
+  start_side?: 'RIGHT';
+}
+
+export interface FileSuggestions {
+  comments: SuggestionComment[];
+  /** Unified diff of the changes that cannot be suggestions, or null when there are none. */
+  outsideDiff: string | null;
+}
+
+const noNewlineMarker = '\\ No newline at end of file';
+
+/** Splits text into lines without their line endings; a final line break adds no empty line. */
+function splitLines(text: string): string[] {
+  const lines = text.split('\n').map((line) => line.replace(/\r$/, ''));
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
+
+/** Builds a ```suggestion block whose fence is longer than any backtick run in the content. */
+export function suggestionBlock(lines: readonly string[]): string {
+  let longestRun = 0;
+  for (const line of lines) {
+    for (const run of line.match(/`+/g) ?? []) longestRun = Math.max(longestRun, run.length);
+  }
+  const fence = '`'.repeat(Math.max(3, longestRun + 1));
+  return [`${fence}suggestion`, ...lines, fence].join('\n');
+}
+
+/** Returns whether the hunk adds or removes the final line break on one side only. */
+function changesFinalNewline(hunk: StructuredPatchHunk): boolean {
+  let oldSide = false;
+  let newSide = false;
+  hunk.lines.forEach((line, index) => {
+    if (line !== noNewlineMarker) return;
+    const marked = hunk.lines[index - 1] ?? '';
+    if (marked.startsWith('-')) oldSide = true;
+    else if (marked.startsWith('+')) newSide = true;
+    else {
+      oldSide = true;
+      newSide = true;
+    }
+  });
+  return oldSide !== newSide;
+}
+
+/**
+ * Returns the head-file lines a suggestion replaces and the replacement for one hunk, or null
+ * when no line can carry it. GitHub cannot select zero lines, so an insertion also replaces the
+ * line above it (or the first line, for an insertion at the top) and repeats that line.
+ */
+function suggestionFor(
+  hunk: StructuredPatchHunk,
+  original: readonly string[],
+): { start: number; end: number; lines: string[] } | null {
+  // NOTE: suggestions carry LF line endings; whether GitHub keeps CRLF when a suggestion is
+  // committed to a CRLF file is unverified. The commit mode writes the bytes unchanged.
+  const added = hunk.lines
+    .filter((line) => line.startsWith('+'))
+    .map((line) => line.slice(1).replace(/\r$/, ''));
+  if (hunk.oldLines > 0) {
+    return { start: hunk.oldStart, end: hunk.oldStart + hunk.oldLines - 1, lines: added };
+  }
+  // jsdiff numbers a pure insertion by the old line it precedes, not the line after which it goes.
+  const above = hunk.oldStart - 1;
+  if (above >= 1) return { start: above, end: above, lines: [original[above - 1]!, ...added] };
+  if (original.length === 0) return null;
+  return { start: 1, end: 1, lines: [...added, original[0]!] };
+}
+
+function insideOneRange(ranges: readonly LineRange[], start: number, end: number): boolean {
+  return ranges.some((range) => range.start <= start && end <= range.end);
+}
+
+/**
+ * Turns the change from `originalText` (the file at the pull request's head) to `proposedText`
+ * into review comments with ```suggestion blocks. A change becomes a suggestion only when all
+ * the lines it replaces lie in one hunk of `pullRequestPatch`, because GitHub accepts review
+ * comments only on lines of the diff and a multi-line comment only within one hunk. Every
+ * other change goes into `outsideDiff`.
+ */
+export function buildFileSuggestions(file: {
+  path: string;
+  originalText: string;
+  proposedText: string;
+  pullRequestPatch: string | null;
+}): FileSuggestions {
+  const patch = structuredPatch(
+    `a/${file.path}`,
+    `b/${file.path}`,
+    file.originalText,
+    file.proposedText,
+    undefined,
+    undefined,
+    { context: 0 },
+  );
+  const ranges = file.pullRequestPatch ? changedLineRanges(file.pullRequestPatch) : [];
+  const original = splitLines(file.originalText);
+  const comments: SuggestionComment[] = [];
+  const outside: StructuredPatchHunk[] = [];
+
+  for (const hunk of patch.hunks) {
+    const suggestion = changesFinalNewline(hunk) ? null : suggestionFor(hunk, original);
+    if (!suggestion || !insideOneRange(ranges, suggestion.start, suggestion.end)) {
+      outside.push(hunk);
+      continue;
+    }
+    const comment: SuggestionComment = {
+      path: file.path,
+      body: suggestionBlock(suggestion.lines),
+      line: suggestion.end,
+      side: 'RIGHT',
+    };
+    if (suggestion.start < suggestion.end) {
+      comment.start_line = suggestion.start;
+      comment.start_side = 'RIGHT';
+    }
+    comments.push(comment);
+  }
+
+  const outsideDiff =
+    outside.length > 0 ? formatPatch({ ...patch, hunks: outside }, FILE_HEADERS_ONLY) : null;
+  return { comments, outsideDiff };
+}

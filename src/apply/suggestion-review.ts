@@ -1,0 +1,104 @@
+import type { Octokit } from '@octokit/rest';
+import { listPullRequestFiles } from '../github/pull-files.ts';
+import { BranchMovedError } from './commit-files.ts';
+import { buildFileSuggestions, type SuggestionComment } from './suggestion-comments.ts';
+
+/** GitHub rejects review bodies longer than 65536 characters. */
+const maxReviewBodyLength = 65536;
+
+export interface SuggestionTarget {
+  owner: string;
+  repo: string;
+  pullNumber: number;
+  /** The previewed head commit; the review's comments refer to its lines. */
+  headSha: string;
+  patchRequestId: string;
+}
+
+export interface SuggestionFile {
+  path: string;
+  originalText: string;
+  proposedText: string;
+}
+
+export interface PostedReview {
+  reviewId: number;
+  comments: number;
+  /** Files with changes outside the pull request's diff, shown in the review body. */
+  outsideDiffFiles: string[];
+}
+
+function fence(info: string, text: string): string {
+  let longestRun = 0;
+  for (const run of text.match(/`+/g) ?? []) longestRun = Math.max(longestRun, run.length);
+  const marker = '`'.repeat(Math.max(3, longestRun + 1));
+  return `${marker}${info}\n${text.replace(/\n$/, '')}\n${marker}`;
+}
+
+function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: string[]): string {
+  const intro =
+    `Fixwright suggests fixes in ${fileCount} file(s) from patch request ` +
+    `${target.patchRequestId}, previewed at ${target.headSha.slice(0, 7)}.`;
+  if (outsideDiffs.length === 0) return intro;
+  const note =
+    "These changes touch lines outside this pull request's diff, where GitHub accepts no " +
+    'suggestions. Apply them by hand:';
+  const body = [intro, '', note, '', fence('diff', outsideDiffs.join(''))].join('\n');
+  if (body.length <= maxReviewBodyLength) return body;
+  const tooLong =
+    'The diff is too long to show here; fetch the patch request from the API for the full diff.';
+  return [intro, '', note.replace(' Apply them by hand:', ''), '', tooLong].join('\n');
+}
+
+/**
+ * Posts one COMMENT review on the pull request whose comments carry ```suggestion blocks for
+ * the changes inside the pull request's diff, and whose body carries the other changes as a
+ * ```diff block. Raises BranchMovedError when the pull request's head is no longer `headSha`.
+ */
+export async function postSuggestionReview(
+  octokit: Octokit,
+  target: SuggestionTarget,
+  files: readonly SuggestionFile[],
+): Promise<PostedReview> {
+  const repository = { owner: target.owner, repo: target.repo };
+  const { data: pullRequest } = await octokit.rest.pulls.get({
+    ...repository,
+    pull_number: target.pullNumber,
+  });
+  if (pullRequest.head.sha !== target.headSha) {
+    throw new BranchMovedError(
+      `Pull request #${target.pullNumber} moved from ${target.headSha} to ` +
+        `${pullRequest.head.sha} since the preview.`,
+    );
+  }
+  const changed = await listPullRequestFiles(octokit, {
+    ...repository,
+    pullNumber: target.pullNumber,
+  });
+  const patches = new Map(changed.map((file) => [file.filename, file.patch ?? null]));
+
+  const comments: SuggestionComment[] = [];
+  const outsideDiffs: string[] = [];
+  const outsideDiffFiles: string[] = [];
+  for (const file of files) {
+    const suggestions = buildFileSuggestions({
+      ...file,
+      pullRequestPatch: patches.get(file.path) ?? null,
+    });
+    comments.push(...suggestions.comments);
+    if (suggestions.outsideDiff) {
+      outsideDiffs.push(suggestions.outsideDiff);
+      outsideDiffFiles.push(file.path);
+    }
+  }
+
+  const { data: review } = await octokit.rest.pulls.createReview({
+    ...repository,
+    pull_number: target.pullNumber,
+    commit_id: target.headSha,
+    event: 'COMMENT',
+    body: reviewBody(target, files.length, outsideDiffs),
+    comments,
+  });
+  return { reviewId: review.id, comments: comments.length, outsideDiffFiles };
+}

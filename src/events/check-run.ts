@@ -1,0 +1,93 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import { z } from 'zod';
+import { createPatchRequest } from '../autofix/create-patch-request.ts';
+import type { Transaction } from '../db/client.ts';
+import { findings, installations, patchRequests, prRuns } from '../db/schema/index.ts';
+import type { PgBoss } from '../jobs/boss.ts';
+import { fixAction } from '../report/publish-check-run.ts';
+
+export const checkRunPayload = z.object({
+  action: z.string(),
+  installation: z.object({ id: z.number().int() }).optional(),
+  repository: z.object({ id: z.number().int(), full_name: z.string() }),
+  check_run: z.object({ id: z.number().int(), head_sha: z.string() }),
+  requested_action: z.object({ identifier: z.string() }).optional(),
+  sender: z.object({ login: z.string() }).optional(),
+});
+export type CheckRunPayload = z.infer<typeof checkRunPayload>;
+
+/**
+ * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for all
+ * findings of the run and queues its preview. The installation's owner pays, not the user who
+ * pressed the button, because automatic work is charged to the user who installed the app.
+ */
+export async function handleCheckRunEvent(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: CheckRunPayload,
+): Promise<string> {
+  if (payload.action !== 'requested_action') {
+    return `ignored: check_run action ${payload.action}`;
+  }
+  const identifier = payload.requested_action?.identifier;
+  if (identifier !== fixAction.identifier) {
+    const given = JSON.stringify(identifier ?? null);
+    return `ignored: requested action ${given} is not ${fixAction.identifier}`;
+  }
+
+  const checkRunId = payload.check_run.id;
+  const run = await tx.query.prRuns.findFirst({
+    where: and(eq(prRuns.checkRunId, checkRunId), eq(prRuns.repositoryId, payload.repository.id)),
+  });
+  if (!run) return `ignored: check run ${checkRunId} belongs to no Fixwright run`;
+
+  const installation = await tx.query.installations.findFirst({
+    where: eq(installations.id, run.installationId),
+  });
+  if (!installation?.userId) {
+    return (
+      `no patch request: installation ${run.installationId} has no owner to pay for fixes; ` +
+      'Fixwright records the user who installs the app as its owner, so reinstall the app ' +
+      'or have its owner request the fix through the API.'
+    );
+  }
+  if (run.status !== 'completed') {
+    return (
+      `no patch request: run ${run.id} is ${run.status}; ` +
+      'use the check run of the newest commit'
+    );
+  }
+
+  const rows = await tx
+    .select({ id: findings.id })
+    .from(findings)
+    .where(eq(findings.runId, run.id));
+  if (rows.length === 0) return `no patch request: run ${run.id} has no findings`;
+
+  // A second press while a preview is still queued or running would pay for the same work twice.
+  const [active] = await tx
+    .select({ id: patchRequests.id })
+    .from(patchRequests)
+    .where(
+      and(
+        eq(patchRequests.runId, run.id),
+        eq(patchRequests.userId, installation.userId),
+        inArray(patchRequests.status, ['queued', 'running']),
+      ),
+    )
+    .limit(1);
+  if (active) return `ignored: patch request ${active.id} for run ${run.id} is already in progress`;
+
+  const result = await createPatchRequest(tx, boss, {
+    runId: run.id,
+    userId: installation.userId,
+    findingIds: rows.map((row) => row.id),
+  });
+  if (!result.ok) {
+    return `no patch request: findings ${result.unknownFindingIds.join(', ')} are gone`;
+  }
+  return (
+    `patch request ${result.id} queued for run ${run.id} with ${rows.length} finding(s), ` +
+    `paid by user ${installation.userId}`
+  );
+}

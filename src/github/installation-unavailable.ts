@@ -1,0 +1,80 @@
+import { eq } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { installations } from '../db/schema/index.ts';
+
+export type UnavailableReason = 'suspended' | 'uninstalled';
+
+/**
+ * Raised when an installation can no longer act: it was suspended or the app was uninstalled.
+ * Retrying cannot help, so job handlers record the message and complete the job.
+ */
+export class InstallationUnavailableError extends Error {
+  override name = 'InstallationUnavailableError';
+  readonly retryable = false;
+
+  constructor(
+    readonly installationId: number,
+    readonly reason: UnavailableReason,
+  ) {
+    super(
+      reason === 'suspended'
+        ? `GitHub App installation ${installationId} is suspended; an owner of the account must ` +
+            'unsuspend it in the GitHub App settings before Fixwright can work there again.'
+        : `GitHub App installation ${installationId} no longer exists (the app was uninstalled); ` +
+            'install the app on the account again to resume.',
+    );
+  }
+}
+
+/** Raises InstallationUnavailableError when the database marks the installation so. */
+export async function requireActiveInstallation(
+  db: Database,
+  installationId: number,
+): Promise<void> {
+  const [row] = await db
+    .select({ suspendedAt: installations.suspendedAt, deletedAt: installations.deletedAt })
+    .from(installations)
+    .where(eq(installations.id, installationId));
+  if (row?.deletedAt) throw new InstallationUnavailableError(installationId, 'uninstalled');
+  if (row?.suspendedAt) throw new InstallationUnavailableError(installationId, 'suspended');
+}
+
+const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;
+
+/**
+ * Returns `error` as an InstallationUnavailableError when it is one, or when it is GitHub's
+ * response to minting an installation token: 404 for an uninstalled app, 403 for a suspended
+ * installation. Returns null for every other error.
+ */
+export function asInstallationUnavailable(error: unknown): InstallationUnavailableError | null {
+  if (error instanceof InstallationUnavailableError) return error;
+  if (!(error instanceof Error)) return null;
+  const { status, request } = error as { status?: unknown; request?: { url?: unknown } };
+  const match = typeof request?.url === 'string' ? accessTokenPath.exec(request.url) : null;
+  if (!match || (status !== 403 && status !== 404)) return null;
+  const installationId = Number(match[1]);
+  return new InstallationUnavailableError(
+    installationId,
+    status === 404 ? 'uninstalled' : 'suspended',
+  );
+}
+
+/**
+ * Marks the installation suspended or deleted, so queued work for it stops before calling
+ * GitHub. A timestamp already set is kept.
+ */
+export async function recordInstallationUnavailable(
+  db: Database,
+  error: InstallationUnavailableError,
+): Promise<void> {
+  const now = new Date();
+  const row = await db.query.installations.findFirst({
+    where: eq(installations.id, error.installationId),
+  });
+  if (!row) return;
+  const change =
+    error.reason === 'uninstalled'
+      ? { deletedAt: row.deletedAt ?? now }
+      : { suspendedAt: row.suspendedAt ?? now };
+  await db.update(installations).set(change).where(eq(installations.id, error.installationId));
+}

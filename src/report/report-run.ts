@@ -1,0 +1,84 @@
+import { asc, eq } from 'drizzle-orm';
+import type { AppContext } from '../context.ts';
+import type { Database } from '../db/client.ts';
+import { findings, prRuns } from '../db/schema/index.ts';
+import { requireActiveInstallation } from '../github/installation-unavailable.ts';
+import type { Logger } from '../logger.ts';
+import { withSessionLock } from '../runs/run-lock.ts';
+import { publishCheckRun } from './publish-check-run.ts';
+import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
+import { summaryCommentBody } from './summary-markdown.ts';
+
+export type ReportOutcome =
+  | { status: 'skipped'; reason: string }
+  | {
+      status: 'reported';
+      checkRunId: number;
+      conclusion: string;
+      annotations: number;
+      comment: SummaryCommentOutcome;
+    };
+
+/**
+ * Posts the results of a completed run to GitHub: the "Fixwright" check run with annotations,
+ * then the pull request's summary comment. Safe to retry: the check run is created once per run
+ * and the comment is edited in place.
+ */
+export async function reportRun(
+  context: AppContext,
+  runId: string,
+  logger: Logger,
+): Promise<ReportOutcome> {
+  const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
+  if (!run) return { status: 'skipped', reason: 'run no longer exists' };
+  if (run.status !== 'completed') return { status: 'skipped', reason: `run is ${run.status}` };
+  if (!context.github) {
+    throw new Error(
+      'GitHub App credentials are not configured: ' +
+        'set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
+    );
+  }
+  await requireActiveInstallation(context.db, run.installationId);
+
+  const rows = await context.db
+    .select()
+    .from(findings)
+    .where(eq(findings.runId, runId))
+    .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+  const octokit = await context.github.installationOctokit(run.installationId);
+
+  // Two attempts of one report could otherwise both find no check run and both create one.
+  const checkRun = await withSessionLock(context.db, `fixwright:check-run:${runId}`, async () => {
+    const current = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
+    return publishCheckRun(context.db, octokit, current ?? run, rows, logger);
+  });
+  const checkRunUrl =
+    `${context.config.GITHUB_URL}/${run.repository}/pull/${run.prNumber}/checks` +
+    `?check_run_id=${checkRun.checkRunId}`;
+  const comment = await upsertSummaryComment(
+    context.db,
+    octokit,
+    { runId, repositoryId: run.repositoryId, repository: run.repository, prNumber: run.prNumber },
+    summaryCommentBody(run, rows, checkRunUrl),
+    logger,
+  );
+
+  await context.db
+    .update(prRuns)
+    .set({ reportedAt: new Date(), reportError: null })
+    .where(eq(prRuns.id, runId));
+  return { status: 'reported', ...checkRun, comment };
+}
+
+/** Stores why the run's results could not be posted, for the API and the logs. */
+export async function recordReportError(
+  db: Database,
+  runId: string,
+  error: unknown,
+): Promise<void> {
+  const message = error instanceof Error ? error.message : String(error);
+  await db
+    .update(prRuns)
+    .set({ reportError: `Posting the results to GitHub failed: ${message}`.slice(0, 2000) })
+    .where(eq(prRuns.id, runId));
+}

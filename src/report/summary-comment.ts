@@ -1,0 +1,131 @@
+import type { Octokit } from '@octokit/rest';
+import { and, eq, sql } from 'drizzle-orm';
+import type { Database, Transaction } from '../db/client.ts';
+import { prRuns, summaryComments } from '../db/schema/index.ts';
+import type { Logger } from '../logger.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
+import { summaryMarker } from './summary-markdown.ts';
+
+export interface SummaryCommentTarget {
+  runId: string;
+  repositoryId: number;
+  repository: string;
+  prNumber: number;
+}
+
+export type SummaryCommentOutcome =
+  | { action: 'created' | 'updated'; commentId: number }
+  | { action: 'skipped'; reason: string };
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && (error as { status?: unknown }).status === 404;
+}
+
+/**
+ * Finds Fixwright's comment among all comments of the pull request by the hidden marker. Only
+ * comments by a bot count, so a user who quotes the marker does not take over the summary.
+ */
+async function findMarkedComment(
+  octokit: Octokit,
+  target: { owner: string; repo: string; issueNumber: number },
+): Promise<number | null> {
+  const comments = await octokit.paginate(octokit.rest.issues.listComments, {
+    owner: target.owner,
+    repo: target.repo,
+    issue_number: target.issueNumber,
+    per_page: 100,
+  });
+  const marked = comments.find(
+    (comment) => comment.user?.type === 'Bot' && (comment.body ?? '').includes(summaryMarker),
+  );
+  return marked?.id ?? null;
+}
+
+/** Locks the pull request's summary row, creating it first, until the transaction ends. */
+async function lockSummaryRow(tx: Transaction, target: SummaryCommentTarget) {
+  await tx
+    .insert(summaryComments)
+    .values({ repositoryId: target.repositoryId, prNumber: target.prNumber })
+    .onConflictDoNothing();
+  const [row] = await tx
+    .select()
+    .from(summaryComments)
+    .where(
+      and(
+        eq(summaryComments.repositoryId, target.repositoryId),
+        eq(summaryComments.prNumber, target.prNumber),
+      ),
+    )
+    .for('update');
+  return row!;
+}
+
+/**
+ * Creates or edits the one summary comment of a pull request. The pull request's row in
+ * summary_comments stays locked while GitHub is called, so concurrent reports of the same
+ * pull request run one after another and the second edits the comment the first created.
+ * A run superseded by a newer commit leaves the comment alone.
+ */
+export async function upsertSummaryComment(
+  db: Database,
+  octokit: Octokit,
+  target: SummaryCommentTarget,
+  body: string,
+  logger: Logger,
+): Promise<SummaryCommentOutcome> {
+  const [owner, repo] = splitRepository(target.repository);
+  const issue = { owner, repo, issueNumber: target.prNumber };
+
+  return db.transaction(async (tx) => {
+    const row = await lockSummaryRow(tx, target);
+    const [run] = await tx
+      .select({ status: prRuns.status })
+      .from(prRuns)
+      .where(eq(prRuns.id, target.runId));
+    if (!run || run.status !== 'completed') {
+      return { action: 'skipped', reason: `run is ${run?.status ?? 'deleted'}` } as const;
+    }
+
+    let commentId = row.commentId;
+    if (commentId !== null) {
+      try {
+        await octokit.rest.issues.updateComment({ owner, repo, comment_id: commentId, body });
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        logger.warn(
+          { event: 'report.comment_missing', commentId },
+          'summary comment was deleted; posting it again',
+        );
+        commentId = null;
+      }
+    }
+    let action: 'created' | 'updated' = 'updated';
+    if (commentId === null) {
+      commentId = await findMarkedComment(octokit, issue);
+      if (commentId !== null) {
+        await octokit.rest.issues.updateComment({ owner, repo, comment_id: commentId, body });
+      } else {
+        const { data } = await octokit.rest.issues.createComment({
+          owner,
+          repo,
+          issue_number: target.prNumber,
+          body,
+        });
+        commentId = data.id;
+        action = 'created';
+      }
+    }
+
+    await tx
+      .update(summaryComments)
+      .set({ commentId, runId: target.runId, updatedAt: sql`now()` })
+      .where(
+        and(
+          eq(summaryComments.repositoryId, target.repositoryId),
+          eq(summaryComments.prNumber, target.prNumber),
+        ),
+      );
+    logger.info({ event: `report.comment_${action}`, commentId }, `summary comment ${action}`);
+    return { action, commentId };
+  });
+}

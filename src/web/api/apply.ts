@@ -1,0 +1,57 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { applyPatchRequest, ApplyRejectedError } from '../../apply/apply-patch-request.ts';
+import type { AppContext } from '../../context.ts';
+import { applyModes } from '../../db/schema/index.ts';
+import { isUuid } from '../../runs/visible-runs.ts';
+import type { AuthVariables } from '../auth.ts';
+import { AppError, fromZodError, notFound } from '../errors.ts';
+
+const applyBody = z.object({
+  mode: z.enum(applyModes, { message: 'must be "commit" or "suggestions"' }).optional(),
+});
+
+/**
+ * `POST /api/patch-requests/:id/apply` with an optional body
+ * `{ "mode": "commit" | "suggestions" }`. Another user's request gets 404, like a missing one.
+ */
+export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
+  const app = new Hono<{ Variables: AuthVariables }>();
+
+  app.post('/api/patch-requests/:id/apply', async (c) => {
+    const id = c.req.param('id');
+    if (!isUuid(id)) throw notFound('Patch request', id);
+
+    const text = await c.req.text();
+    let body: unknown = {};
+    if (text.trim() !== '') {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new AppError(
+          'bad_request',
+          'Request body must be JSON like {"mode": "commit"}, or empty.',
+        );
+      }
+    }
+    const parsed = applyBody.safeParse(body);
+    if (!parsed.success) throw fromZodError(parsed.error, 'body');
+
+    const logger = context.logger.child({ patchRequestId: id, userId: c.var.user.id });
+    let result;
+    try {
+      result = await applyPatchRequest(
+        context,
+        { patchRequestId: id, userId: c.var.user.id, mode: parsed.data.mode },
+        logger,
+      );
+    } catch (error) {
+      if (error instanceof ApplyRejectedError) throw new AppError(error.code, error.message);
+      throw error;
+    }
+    if (!result) throw notFound('Patch request', id);
+    return c.json(result, 200);
+  });
+
+  return app;
+}

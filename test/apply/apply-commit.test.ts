@@ -1,0 +1,223 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { patchRequests } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertReadyPatchRequest,
+  insertRun,
+  insertUser,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+const execFileAsync = promisify(execFile);
+
+const head = {
+  'win.txt': 'one\r\ntwo\r\nthree\r\nfour\r\n',
+  'nonl.txt': 'alpha\nbeta\ngamma',
+  'bin/run.sh': '#!/bin/sh\necho hi\necho debug\n',
+};
+const proposed = {
+  'win.txt': 'one\r\nTWO\r\nthree\r\nfour\r\n',
+  'nonl.txt': 'alpha\nbeta\nGAMMA',
+  'bin/run.sh': '#!/bin/sh\necho hi\n',
+};
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let user: Awaited<ReturnType<typeof insertUser>>;
+let runId: string;
+
+async function git(...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, ...args]);
+  return stdout.trim();
+}
+
+async function blobBytes(commit: string, path: string): Promise<Buffer> {
+  const { stdout } = await execFileAsync(
+    'git',
+    ['-C', setup.git.dir, 'cat-file', 'blob', `${commit}:${path}`],
+    { encoding: 'buffer' },
+  );
+  return stdout;
+}
+
+function apply(id: string, body?: unknown, token = user.token) {
+  return app.request(`/api/patch-requests/${id}/apply`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+function newRequest(files = proposed) {
+  return insertReadyPatchRequest(setup.context, {
+    runId,
+    userId: user.id,
+    files: Object.entries(files).map(([path, text]) => ({
+      path,
+      originalText: head[path as keyof typeof head],
+      proposedText: text,
+    })),
+  });
+}
+
+function commitRequests() {
+  return setup.fake.requests.filter(
+    (request) => request.method === 'POST' && request.path.endsWith('/git/commits'),
+  );
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: {
+      'win.txt': 'one\r\ntwo\r\nthree\r\n',
+      'nonl.txt': 'alpha\nbeta',
+      'bin/run.sh': { content: '#!/bin/sh\necho hi\n', mode: '100755' },
+      'README.md': '# Widgets\n',
+    },
+    head: { ...head, 'bin/run.sh': { content: head['bin/run.sh'], mode: '100755' } },
+  });
+  app = createApp(setup.context);
+  user = await insertUser(setup.context);
+  await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+  });
+  runId = run.id;
+});
+
+beforeEach(async () => {
+  await git('update-ref', `refs/heads/${headBranch}`, setup.git.headSha);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('POST /api/patch-requests/:id/apply as commit', () => {
+  it('commits the proposed bytes once', async () => {
+    const request = await newRequest();
+    const response = await apply(request.id);
+    expect(response.status).toBe(200);
+    const result = await response.json();
+
+    expect(result.mode).toBe('commit');
+    expect(result.alreadyApplied).toBe(false);
+    expect(result.files).toEqual(['bin/run.sh', 'nonl.txt', 'win.txt']);
+    expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
+    expect(await git('rev-list', '--count', `${setup.git.headSha}..${headBranch}`)).toBe('1');
+    expect(await git('rev-parse', `${result.commitSha}^`)).toBe(setup.git.headSha);
+    for (const [path, text] of Object.entries(proposed)) {
+      const bytes = await blobBytes(result.commitSha, path);
+      expect(Buffer.compare(bytes, Buffer.from(text, 'utf8')), path).toBe(0);
+    }
+    expect(await git('ls-tree', result.commitSha, 'bin/run.sh')).toMatch(/^100755 blob /);
+    expect(await git('ls-tree', result.commitSha, 'win.txt')).toMatch(/^100644 blob /);
+    expect(await git('rev-parse', `${result.commitSha}:README.md`)).toBe(
+      await git('rev-parse', `${setup.git.headSha}:README.md`),
+    );
+
+    const [stored] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.applyMode).toBe('commit');
+    expect(stored!.appliedCommitSha).toBe(result.commitSha);
+    expect(stored!.appliedAt).not.toBeNull();
+    expect(stored!.applyStartedAt).toBeNull();
+  });
+
+  it('commits only once when applied twice', async () => {
+    const request = await newRequest();
+    const first = await (await apply(request.id)).json();
+    const commitsBefore = commitRequests().length;
+    const again = await apply(request.id, { mode: 'commit' });
+
+    expect(again.status).toBe(200);
+    const second = await again.json();
+    expect(second.alreadyApplied).toBe(true);
+    expect(second.commitSha).toBe(first.commitSha);
+    expect(commitRequests()).toHaveLength(commitsBefore);
+    expect(await git('rev-list', '--count', `${setup.git.headSha}..${headBranch}`)).toBe('1');
+  });
+
+  it('commits once for two concurrent applies', async () => {
+    const request = await newRequest();
+    const responses = await Promise.all([apply(request.id), apply(request.id)]);
+
+    const statuses = responses.map((response) => response.status).sort();
+    expect(statuses).toEqual([200, 409]);
+    expect(await git('rev-list', '--count', `${setup.git.headSha}..${headBranch}`)).toBe('1');
+    const rejected = await responses.find((response) => response.status === 409)!.json();
+    expect(rejected.error.message).toContain('is being applied by another call');
+  });
+
+  it('records a commit that landed unrecorded', async () => {
+    const request = await newRequest();
+    const first = await (await apply(request.id)).json();
+    // As if the process had died after the ref update but before storing the result.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ appliedAt: null, appliedCommitSha: null, applyMode: null })
+      .where(eq(patchRequests.id, request.id));
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(200);
+    expect((await response.json()).commitSha).toBe(first.commitSha);
+    expect(await git('rev-parse', headBranch)).toBe(first.commitSha);
+  });
+
+  it('answers 409 when the branch moved', async () => {
+    const moved = await commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'pushed\n' });
+    const request = await newRequest();
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toContain(`moved from ${setup.git.headSha} to ${moved}`);
+    expect(error.message).toContain('Regenerate the preview');
+    expect(await git('rev-parse', headBranch)).toBe(moved);
+    const [stored] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.appliedAt).toBeNull();
+    expect(stored!.applyStartedAt).toBeNull();
+  });
+});
+
+describe('POST /api/patch-requests/:id/apply checks', () => {
+  it('answers 404 for another user', async () => {
+    const request = await newRequest();
+    const stranger = await insertUser(setup.context);
+    const response = await apply(request.id, {}, stranger.token);
+    expect(response.status).toBe(404);
+    expect((await response.json()).error.message).toContain(request.id);
+  });
+
+  it('answers 409 for a failed preview', async () => {
+    const request = await newRequest();
+    await setup.context.db
+      .update(patchRequests)
+      .set({ status: 'failed' })
+      .where(eq(patchRequests.id, request.id));
+    const response = await apply(request.id);
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toContain('is failed');
+  });
+
+  it('rejects an unknown mode', async () => {
+    const request = await newRequest();
+    const response = await apply(request.id, { mode: 'push' });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('mode');
+  });
+});

@@ -1,0 +1,159 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patchRequests } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertReadyPatchRequest,
+  insertRun,
+  insertUser,
+  owner,
+  prNumber,
+  repo,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+const execFileAsync = promisify(execFile);
+
+const letters = 'abcdefghijkl'.split('');
+const baseLines = letters.map((letter, index) => `const ${letter} = ${index + 1};`);
+const headLines = [
+  ...baseLines.slice(0, 4),
+  "console.log('c', c);",
+  "console.log('d', d);",
+  ...baseLines.slice(4),
+];
+const headText = headLines.join('\n') + '\n';
+// Line 3 and the two logging lines are inside the pull request's hunk; line 14 is not.
+const proposedLines = [...headLines];
+proposedLines[2] = 'const c = 30;';
+proposedLines.splice(4, 2, "console.debug('c, d', c, d);");
+proposedLines[proposedLines.length - 1] = 'const l = 120;';
+const proposedText = proposedLines.join('\n') + '\n';
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let user: Awaited<ReturnType<typeof insertUser>>;
+let runId: string;
+
+function apply(id: string, body?: unknown) {
+  return app.request(`/api/patch-requests/${id}/apply`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+function newRequest() {
+  return insertReadyPatchRequest(setup.context, {
+    runId,
+    userId: user.id,
+    files: [{ path: 'src/app.ts', originalText: headText, proposedText }],
+  });
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'src/app.ts': baseLines.join('\n') + '\n' },
+    head: { 'src/app.ts': headText },
+  });
+  app = createApp(setup.context);
+  user = await insertUser(setup.context);
+  await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+    headRepository: 'forker/widgets',
+  });
+  runId = run.id;
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('POST /api/patch-requests/:id/apply on a fork', () => {
+  it('posts suggestions on the changed lines', async () => {
+    const request = await newRequest();
+    const response = await apply(request.id);
+    expect(response.status).toBe(200);
+    const result = await response.json();
+
+    const review = setup.fake.reviews.at(-1)!;
+    expect(result.mode).toBe('suggestions');
+    expect(result.reviewId).toBe(review.id);
+    expect(result.commitSha).toBeNull();
+    expect(review.owner).toBe(owner);
+    expect(review.repo).toBe(repo);
+    expect(review.pullNumber).toBe(prNumber);
+    expect(review.commitId).toBe(setup.git.headSha);
+    expect(review.event).toBe('COMMENT');
+    expect(review.comments).toEqual([
+      {
+        id: expect.any(Number),
+        path: 'src/app.ts',
+        line: 3,
+        side: 'RIGHT',
+        startLine: null,
+        startSide: null,
+        body: '```suggestion\nconst c = 30;\n```',
+      },
+      {
+        id: expect.any(Number),
+        path: 'src/app.ts',
+        line: 6,
+        side: 'RIGHT',
+        startLine: 5,
+        startSide: 'RIGHT',
+        body: "```suggestion\nconsole.debug('c, d', c, d);\n```",
+      },
+    ]);
+    expect(review.body).toContain(`patch request ${request.id}`);
+    expect(review.body).toContain("outside this pull request's diff");
+    expect(review.body).toContain(
+      '```diff\n--- a/src/app.ts\n+++ b/src/app.ts\n@@ -14,1 +13,1 @@\n',
+    );
+    expect(review.body).toContain('-const l = 12;\n+const l = 120;\n```');
+
+    const [stored] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.applyMode).toBe('suggestions');
+    expect(stored!.appliedReviewId).toBe(review.id);
+    const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, 'rev-parse', headBranch]);
+    expect(stdout.trim()).toBe(setup.git.headSha);
+  });
+
+  it('rejects commit mode for a fork', async () => {
+    const request = await newRequest();
+    const response = await apply(request.id, { mode: 'commit' });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('fork forker/widgets');
+  });
+
+  it('answers 409 when the pull request moved', async () => {
+    const moved = await commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'x\n' });
+    setup.fake.addPullRequest({
+      owner,
+      repo,
+      number: prNumber,
+      baseSha: setup.git.baseSha,
+      headSha: moved,
+      headRef: headBranch,
+      title: 'Change widgets',
+    });
+    const reviews = setup.fake.reviews.length;
+    const request = await newRequest();
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toContain(`to ${moved} since the preview`);
+    expect(setup.fake.reviews).toHaveLength(reviews);
+  });
+});

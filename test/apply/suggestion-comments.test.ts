@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { buildFileSuggestions, suggestionBlock } from '../../src/apply/suggestion-comments.ts';
+
+const original = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'].join('\n') + '\n';
+
+/** Pull request patch whose one hunk covers new lines 2 to 6. */
+const patchLines2To6 = '@@ -2,3 +2,5 @@\n two\n+three\n+four\n five\n six';
+
+function build(proposed: string, patch: string | null = patchLines2To6, text = original) {
+  return buildFileSuggestions({
+    path: 'src/list.txt',
+    originalText: text,
+    proposedText: proposed,
+    pullRequestPatch: patch,
+  });
+}
+
+describe('buildFileSuggestions', () => {
+  it('suggests a multi-line replacement', () => {
+    const result = build(original.replace('three\nfour\n', 'THREE\nFOUR\nFOUR-B\n'));
+    expect(result.outsideDiff).toBeNull();
+    expect(result.comments).toEqual([
+      {
+        path: 'src/list.txt',
+        start_line: 3,
+        start_side: 'RIGHT',
+        line: 4,
+        side: 'RIGHT',
+        body: '```suggestion\nTHREE\nFOUR\nFOUR-B\n```',
+      },
+    ]);
+  });
+
+  it('suggests a single-line change', () => {
+    const result = build(original.replace('five', 'FIVE'));
+    expect(result.comments).toEqual([
+      { path: 'src/list.txt', line: 5, side: 'RIGHT', body: '```suggestion\nFIVE\n```' },
+    ]);
+  });
+
+  it('suggests a deletion with an empty block', () => {
+    const result = build(original.replace('four\n', ''));
+    expect(result.comments).toEqual([
+      { path: 'src/list.txt', line: 4, side: 'RIGHT', body: '```suggestion\n```' },
+    ]);
+  });
+
+  it('anchors an insertion on the line above', () => {
+    const result = build(original.replace('four\n', 'four\ninserted\n'));
+    expect(result.comments).toEqual([
+      { path: 'src/list.txt', line: 4, side: 'RIGHT', body: '```suggestion\nfour\ninserted\n```' },
+    ]);
+  });
+
+  it('moves a change outside the diff to the body', () => {
+    const result = build(original.replace('eight', 'EIGHT').replace('five', 'FIVE'));
+    expect(result.comments.map((comment) => comment.line)).toEqual([5]);
+    expect(result.outsideDiff).toBe(
+      '--- a/src/list.txt\n+++ b/src/list.txt\n@@ -8,1 +8,1 @@\n-eight\n+EIGHT\n',
+    );
+  });
+
+  it('keeps a range across hunks out', () => {
+    const twoHunks = '@@ -1,1 +1,2 @@\n one\n+two\n@@ -3,1 +4,2 @@\n four\n+five';
+    const result = build(original.replace('two\nthree\nfour\n', 'TWO\nTHREE\nFOUR\n'), twoHunks);
+    expect(result.comments).toEqual([]);
+    expect(result.outsideDiff).toContain('-two\n-three\n-four\n+TWO\n+THREE\n+FOUR\n');
+  });
+
+  it('moves a final newline change to the body', () => {
+    const result = build('one\ntwo', '@@ -1 +1,2 @@\n one\n+two', 'one\ntwo\n');
+    expect(result.comments).toEqual([]);
+    expect(result.outsideDiff).toContain('\\ No newline at end of file');
+  });
+
+  it('strips CRLF from suggestions', () => {
+    const crlf = original.replaceAll('\n', '\r\n');
+    const result = build(crlf.replace('five', 'FIVE'), patchLines2To6, crlf);
+    expect(result.comments[0]?.body).toBe('```suggestion\nFIVE\n```');
+  });
+
+  it('sends everything to the body without a patch', () => {
+    const result = build(original.replace('five', 'FIVE'), null);
+    expect(result.comments).toEqual([]);
+    expect(result.outsideDiff).toContain('+FIVE');
+  });
+});
+
+describe('suggestionBlock', () => {
+  it('lengthens the fence around backticks', () => {
+    expect(suggestionBlock(['```js', 'x', '```'])).toBe('````suggestion\n```js\nx\n```\n````');
+  });
+});

@@ -1,0 +1,178 @@
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  patchRequestFindings,
+  patchRequests,
+  prRuns,
+  users,
+  webhookDeliveries,
+} from '../../src/db/schema/index.ts';
+import { previewQueue } from '../../src/jobs/preview.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import {
+  insertFindings,
+  insertInstallation,
+  insertRun,
+  repositoryId,
+} from '../helpers/github-context.ts';
+
+const secret = 'check-run-secret';
+const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
+  name: string;
+  examples: Record<string, any>[];
+}[];
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let delivery = 0;
+let nextCheckRunId = 900;
+
+async function deliver(event: string, payload: Record<string, unknown>) {
+  const body = JSON.stringify(payload);
+  const id = `check-run-${delivery++}`;
+  const response = await app.request('/webhooks/github', {
+    method: 'POST',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'x-github-event': event,
+      'x-github-delivery': id,
+      'x-hub-signature-256': 'sha256=' + createHmac('sha256', secret).update(body).digest('hex'),
+    },
+  });
+  expect(response.status).toBe(202);
+  const [row] = await context.db
+    .select()
+    .from(webhookDeliveries)
+    .where(eq(webhookDeliveries.deliveryId, id));
+  return row!.outcome!;
+}
+
+/** Builds the requested_action example for the check run and repository of a stored run. */
+function requestedAction(checkRunId: number, installationId: number, sender = 'a-reviewer') {
+  const payload = structuredClone(
+    examples
+      .find((entry) => entry.name === 'check_run')!
+      .examples.find((example) => example.action === 'requested_action')!,
+  );
+  payload.check_run.id = checkRunId;
+  payload.repository.id = repositoryId;
+  payload.installation = { id: installationId };
+  payload.requested_action = { identifier: 'fix' };
+  payload.sender = { ...payload.sender, login: sender, id: 777 };
+  return payload;
+}
+
+async function runWithCheckRun(installationId: number, findingsCount: number) {
+  const checkRunId = nextCheckRunId++;
+  const run = await insertRun(context, {
+    installationId,
+    headSha: checkRunId.toString(16).padStart(40, '0'),
+    baseSha: 'b'.repeat(40),
+  });
+  await context.db.update(prRuns).set({ checkRunId }).where(eq(prRuns.id, run.id));
+  const rows = await insertFindings(
+    context,
+    run.id,
+    Array.from({ length: findingsCount }, (_, index) => ({
+      path: 'src/app.ts',
+      line: index + 1,
+      severity: 'warning' as const,
+    })),
+  );
+  return { run, checkRunId, findingIds: rows.map((row) => row.id) };
+}
+
+function requestsOf(runId: string) {
+  return context.db.select().from(patchRequests).where(eq(patchRequests.runId, runId));
+}
+
+beforeAll(async () => {
+  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  app = createApp(context);
+});
+
+afterAll(async () => {
+  await context?.close();
+});
+
+describe('check_run requested_action', () => {
+  it('queues a preview paid by the installation owner', async () => {
+    const installation = structuredClone(
+      examples
+        .find((entry) => entry.name === 'installation')!
+        .examples.find((example) => example.action === 'created')!,
+    );
+    installation.installation.id = 8101;
+    await deliver('installation', installation);
+    const [owner] = await context.db
+      .select()
+      .from(users)
+      .where(eq(users.login, installation.sender.login));
+    const { run, checkRunId, findingIds } = await runWithCheckRun(8101, 3);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8101));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.userId).toBe(owner!.id);
+    expect(requests[0]!.status).toBe('queued');
+    expect(outcome).toBe(
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 3 finding(s), ` +
+        `paid by user ${owner!.id}`,
+    );
+    const selected = await context.db
+      .select()
+      .from(patchRequestFindings)
+      .where(eq(patchRequestFindings.patchRequestId, requests[0]!.id));
+    expect(selected.map((row) => row.findingId).sort()).toEqual([...findingIds].sort());
+    const job = await context.boss.getJobById(previewQueue, requests[0]!.previewJobId!);
+    expect(job?.data).toEqual({ patchRequestId: requests[0]!.id });
+  });
+
+  it('does not queue a second preview while one runs', async () => {
+    const owner = await context.db.insert(users).values({ login: 'second-press' }).returning();
+    await insertInstallation(context, { id: 8102, userId: owner[0]!.id });
+    const { run, checkRunId } = await runWithCheckRun(8102, 1);
+    await deliver('check_run', requestedAction(checkRunId, 8102));
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8102));
+
+    expect(outcome).toMatch(/^ignored: patch request .* is already in progress$/);
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+  });
+
+  it('records a missing owner in the outcome', async () => {
+    await insertInstallation(context, { id: 8103, userId: null });
+    const { run, checkRunId } = await runWithCheckRun(8103, 2);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8103));
+
+    expect(outcome).toContain('no patch request: installation 8103 has no owner');
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(0);
+  });
+
+  it('ignores another action identifier', async () => {
+    const payload = requestedAction(1, 8103);
+    payload.requested_action = { identifier: 'lgtm|26764' };
+    expect(await deliver('check_run', payload)).toBe(
+      'ignored: requested action "lgtm|26764" is not fix',
+    );
+  });
+
+  it('rejects a press on a superseded run', async () => {
+    const owner = await context.db.insert(users).values({ login: 'superseded-press' }).returning();
+    await insertInstallation(context, { id: 8104, userId: owner[0]!.id });
+    const { run, checkRunId } = await runWithCheckRun(8104, 1);
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.id));
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8104));
+    expect(outcome).toBe(
+      `no patch request: run ${run.id} is superseded; use the check run of the newest commit`,
+    );
+  });
+});

@@ -1,0 +1,223 @@
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { findings, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import { previewQueue } from '../../src/jobs/preview.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { insertUser } from '../helpers/github-context.ts';
+
+const secret = 'order-test-secret';
+const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
+  name: string;
+  examples: Record<string, any>[];
+}[];
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let nextPullRequest = 100;
+let delivery = 0;
+
+function sha(character: string): string {
+  return character.repeat(40);
+}
+
+/** Builds a pull_request payload from the webhook examples for `number` at `headSha`. */
+function pullRequestEvent(
+  action: string,
+  number: number,
+  headSha: string,
+  updatedAt: string,
+): Record<string, any> {
+  const payload = structuredClone(
+    examples
+      .find((entry) => entry.name === 'pull_request')!
+      .examples.find((example) => example.action === 'opened')!,
+  );
+  payload.action = action;
+  payload.number = number;
+  payload.installation = { id: 7001 };
+  payload.pull_request.number = number;
+  payload.pull_request.head.sha = headSha;
+  payload.pull_request.updated_at = updatedAt;
+  return payload;
+}
+
+async function deliver(payload: Record<string, unknown>): Promise<string> {
+  const body = JSON.stringify(payload);
+  const response = await app.request('/webhooks/github', {
+    method: 'POST',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'x-github-event': 'pull_request',
+      'x-github-delivery': `order-${delivery++}`,
+      'x-hub-signature-256': 'sha256=' + createHmac('sha256', secret).update(body).digest('hex'),
+    },
+  });
+  expect(response.status).toBe(202);
+  return (await response.json()).outcome;
+}
+
+async function runsOf(number: number) {
+  return context.db
+    .select()
+    .from(prRuns)
+    .where(eq(prRuns.prNumber, number))
+    .orderBy(prRuns.createdAt);
+}
+
+async function jobState(queue: string, id: string | null) {
+  return (await context.boss.getJobById(queue, id!))?.state;
+}
+
+/** Completes a run and queues a preview for it, as the API would. */
+async function queuePreview(runId: string) {
+  await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, runId));
+  const [finding] = await context.db
+    .insert(findings)
+    .values({
+      runId,
+      path: 'a.ts',
+      startLine: 1,
+      endLine: 1,
+      ruleId: 'debug/console-log',
+      severity: 'warning',
+      message: 'x',
+      fingerprint: `fp-${runId}`,
+    })
+    .returning();
+  const user = await insertUser(context);
+  const created = await createPatchRequest(context.db, context.boss, {
+    runId,
+    userId: user.id,
+    findingIds: [finding!.id],
+  });
+  if (!created.ok) throw new Error('patch request not created');
+  const [request] = await context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, created.id));
+  return request!;
+}
+
+beforeAll(async () => {
+  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  app = createApp(context);
+});
+
+afterAll(async () => {
+  await context?.close();
+});
+
+describe('synchronize', () => {
+  it('supersedes older runs and cancels their preview', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('a'), '2024-05-01T10:00:00Z'));
+    const [first] = await runsOf(number);
+    const preview = await queuePreview(first!.id);
+    expect(await jobState(previewQueue, preview.previewJobId)).toBe('created');
+
+    const outcome = await deliver(
+      pullRequestEvent('synchronize', number, sha('b'), '2024-05-01T10:05:00Z'),
+    );
+
+    const [older, newer] = await runsOf(number);
+    expect(outcome).toContain('superseded 1 older run(s)');
+    expect(older!.status).toBe('superseded');
+    expect(older!.error).toContain(sha('b'));
+    expect(newer!.status).toBe('queued');
+    expect(newer!.headSha).toBe(sha('b'));
+    expect(newer!.prUpdatedAt?.toISOString()).toBe('2024-05-01T10:05:00.000Z');
+    const [cancelled] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, preview.id));
+    expect(cancelled!.status).toBe('cancelled');
+    expect(cancelled!.error).toContain('newer commit');
+    expect(await jobState(previewQueue, preview.previewJobId)).toBe('cancelled');
+    expect(await jobState(analyzeQueue, newer!.analyzeJobId)).toBe('created');
+  });
+
+  it('treats a late older event as superseded', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('synchronize', number, sha('d'), '2024-05-02T12:00:00Z'));
+    const outcome = await deliver(
+      pullRequestEvent('opened', number, sha('c'), '2024-05-02T11:00:00Z'),
+    );
+
+    const runs = await runsOf(number);
+    const newer = runs.find((run) => run.headSha === sha('d'))!;
+    const late = runs.find((run) => run.headSha === sha('c'))!;
+    expect(outcome).toContain('superseded on arrival');
+    expect(newer.status).toBe('queued');
+    expect(newer.error).toBeNull();
+    expect(late.status).toBe('superseded');
+    expect(late.error).toContain(newer.id);
+    expect(late.analyzeJobId).toBeNull();
+    expect(await jobState(analyzeQueue, newer.analyzeJobId)).toBe('created');
+  });
+
+  it('runs a commit again after a force push back', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('7'), '2024-05-05T09:00:00Z'));
+    await deliver(pullRequestEvent('synchronize', number, sha('8'), '2024-05-05T09:01:00Z'));
+    const outcome = await deliver(
+      pullRequestEvent('synchronize', number, sha('7'), '2024-05-05T09:02:00Z'),
+    );
+
+    const runs = await runsOf(number);
+    const first = runs.find((run) => run.headSha === sha('7'))!;
+    const second = runs.find((run) => run.headSha === sha('8'))!;
+    expect(runs).toHaveLength(2);
+    expect(outcome).toBe(`run ${first.id} queued again; superseded 1 older run(s)`);
+    expect(first.status).toBe('queued');
+    expect(first.error).toBeNull();
+    expect(second.status).toBe('superseded');
+  });
+});
+
+describe('closed', () => {
+  it('cancels queued analysis and previews', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('e'), '2024-05-03T09:00:00Z'));
+    await deliver(pullRequestEvent('synchronize', number, sha('f'), '2024-05-03T09:10:00Z'));
+    // The older run completed and has a preview waiting; the newer one is still queued.
+    const [older, latest] = await runsOf(number);
+    await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, older!.id));
+    const preview = await queuePreview(older!.id);
+
+    const outcome = await deliver(
+      pullRequestEvent('closed', number, sha('f'), '2024-05-03T09:20:00Z'),
+    );
+
+    expect(outcome).toBe('pull request closed: cancelled 1 run(s) and 1 patch request(s)');
+    const [stored] = await context.db.select().from(prRuns).where(eq(prRuns.id, latest!.id));
+    expect(stored!.status).toBe('cancelled');
+    expect(stored!.error).toContain('closed');
+    expect(await jobState(analyzeQueue, latest!.analyzeJobId)).toBe('cancelled');
+    const [request] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, preview.id));
+    expect(request!.status).toBe('cancelled');
+    expect(await jobState(previewQueue, preview.previewJobId)).toBe('cancelled');
+  });
+
+  it('queues a cancelled run again on reopen', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('1'), '2024-05-04T09:00:00Z'));
+    await deliver(pullRequestEvent('closed', number, sha('1'), '2024-05-04T09:01:00Z'));
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('1'), '2024-05-04T09:02:00Z'),
+    );
+
+    const [run] = await runsOf(number);
+    expect(outcome).toBe(`run ${run!.id} queued again`);
+    expect(run!.status).toBe('queued');
+    expect(await jobState(analyzeQueue, run!.analyzeJobId)).toBe('created');
+  });
+});

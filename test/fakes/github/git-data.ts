@@ -1,0 +1,311 @@
+import {
+  compareAndSwapRef,
+  isAncestor,
+  listTree,
+  objectType,
+  readCommit,
+  readRef,
+  resolveTree,
+  writeBlob,
+  writeCommit,
+  writeTree,
+  type CommitObject,
+  type TreeChange,
+} from './git.ts';
+import { nodeId, type RepositoryRecord } from './payloads.ts';
+import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
+import { githubTimestamp, json, param, requireRepository, type Context } from './route-helpers.ts';
+import { appBotLogin } from './issue-comments.ts';
+import type { FakeState } from './state.ts';
+
+/**
+ * Git Data API of the fake: blobs, trees, commits and refs written into the real repository
+ * with `git hash-object -w`, a temporary index, `git commit-tree` and `git update-ref`. A ref
+ * update without `force` succeeds only as a fast forward, and the ref moves only if it still
+ * points where it pointed when the update was checked, as on GitHub.
+ */
+
+const gitDocs = 'https://docs.github.com/rest/git';
+const treeModes = ['100644', '100755', '040000', '160000', '120000'];
+const objectTypeOfMode: Record<string, string> = { '040000': 'tree', '160000': 'commit' };
+
+function invalid(message: string, docs = gitDocs): FakeGitHubError {
+  return new FakeGitHubError(422, message, docs);
+}
+
+function body(context: Context): Record<string, unknown> {
+  const value = context.request.body;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalid('Invalid request.\n\nThe body must be a JSON object.');
+  }
+  return value as Record<string, unknown>;
+}
+
+function apiBase(state: FakeState, repository: RepositoryRecord): string {
+  return `${state.baseUrl}/repos/${repository.owner}/${repository.repo}`;
+}
+
+async function createBlob(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const { content, encoding = 'utf-8' } = body(context);
+  if (typeof content !== 'string') {
+    throw invalid('Invalid request.\n\n"content" wasn\'t supplied.');
+  }
+  if (encoding !== 'utf-8' && encoding !== 'base64') {
+    throw invalid(`Invalid request.\n\nencoding ${JSON.stringify(encoding)} is not supported.`);
+  }
+  const bytes = Buffer.from(content, encoding === 'base64' ? 'base64' : 'utf8');
+  const sha = await writeBlob(repository.gitDir, bytes);
+  const base = apiBase(context.state, repository);
+  return json(201, { url: `${base}/git/blobs/${sha}`, sha }, {
+    location: `${base}/git/blobs/${sha}`,
+  });
+}
+
+async function treePayload(
+  state: FakeState,
+  repository: RepositoryRecord,
+  treeSha: string,
+  recursive: boolean,
+) {
+  const base = apiBase(state, repository);
+  const entries = await listTree(repository.gitDir, treeSha, recursive);
+  return {
+    sha: treeSha,
+    url: `${base}/git/trees/${treeSha}`,
+    tree: entries.map((entry) => {
+      const kind = entry.type === 'tree' ? 'trees' : 'blobs';
+      const item: Record<string, unknown> = {
+        path: entry.path,
+        mode: entry.mode,
+        type: entry.type,
+        sha: entry.sha,
+      };
+      if (entry.type === 'blob') item.size = entry.size;
+      if (entry.type !== 'commit') item.url = `${base}/git/${kind}/${entry.sha}`;
+      return item;
+    }),
+    truncated: false,
+  };
+}
+
+async function getTree(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const treeSha = await resolveTree(repository.gitDir, param(context, 'tree_sha'));
+  if (!treeSha) {
+    throw new FakeGitHubError(404, 'Not Found', `${gitDocs}/trees#get-a-tree`);
+  }
+  const recursive = context.url.searchParams.has('recursive');
+  return json(200, await treePayload(context.state, repository, treeSha, recursive));
+}
+
+async function createTree(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const { gitDir } = repository;
+  const { base_tree: baseTree, tree } = body(context);
+  if (!Array.isArray(tree)) {
+    throw invalid('Invalid request.\n\n"tree" wasn\'t supplied.');
+  }
+  let baseTreeSha: string | null = null;
+  if (baseTree !== undefined && baseTree !== null) {
+    if (typeof baseTree !== 'string' || (await objectType(gitDir, baseTree)) !== 'tree') {
+      throw invalid(`Invalid tree info: base_tree ${JSON.stringify(baseTree)} is not a tree`);
+    }
+    baseTreeSha = baseTree;
+  }
+  const changes: TreeChange[] = [];
+  for (const [index, entry] of (tree as Record<string, unknown>[]).entries()) {
+    const path = entry.path;
+    const mode = String(entry.mode ?? '');
+    if (typeof path !== 'string' || path === '' || path.startsWith('/')) {
+      throw invalid(`Invalid tree info: tree[${index}].path is invalid`);
+    }
+    if (!treeModes.includes(mode)) {
+      throw invalid(`Invalid tree info: tree[${index}].mode ${JSON.stringify(mode)} is invalid`);
+    }
+    if (entry.content !== undefined) {
+      const sha = await writeBlob(gitDir, Buffer.from(String(entry.content), 'utf8'));
+      changes.push({ path, mode, sha });
+    } else if (entry.sha === null) {
+      changes.push({ path, mode, sha: null });
+    } else {
+      const sha = String(entry.sha ?? '');
+      const expected = objectTypeOfMode[mode] ?? 'blob';
+      if (expected !== 'commit' && (await objectType(gitDir, sha)) !== expected) {
+        throw invalid(`Invalid tree info: tree.sha ${sha} is not a valid ${expected}`);
+      }
+      changes.push({ path, mode, sha });
+    }
+  }
+  const sha = await writeTree(gitDir, baseTreeSha, changes);
+  return json(201, await treePayload(context.state, repository, sha, false), {
+    location: `${apiBase(context.state, repository)}/git/trees/${sha}`,
+  });
+}
+
+function commitPayload(state: FakeState, repository: RepositoryRecord, commit: CommitObject) {
+  const base = apiBase(state, repository);
+  const web = `${state.baseUrl}/${repository.owner}/${repository.repo}`;
+  return {
+    sha: commit.sha,
+    node_id: nodeId('Commit', `${repository.id}:${commit.sha}`),
+    url: `${base}/git/commits/${commit.sha}`,
+    html_url: `${web}/commit/${commit.sha}`,
+    author: commit.author,
+    committer: commit.committer,
+    tree: { sha: commit.tree, url: `${base}/git/trees/${commit.tree}` },
+    message: commit.message,
+    parents: commit.parents.map((parent) => ({
+      sha: parent,
+      url: `${base}/git/commits/${parent}`,
+      html_url: `${web}/commit/${parent}`,
+    })),
+    verification: { verified: false, reason: 'unsigned', signature: null, payload: null },
+  };
+}
+
+function identity(value: unknown, fallback: { name: string; email: string; date: string }) {
+  const given = (value ?? {}) as Record<string, unknown>;
+  return {
+    name: typeof given.name === 'string' ? given.name : fallback.name,
+    email: typeof given.email === 'string' ? given.email : fallback.email,
+    date: typeof given.date === 'string' ? given.date : fallback.date,
+  };
+}
+
+async function createCommit(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const { gitDir } = repository;
+  const request = body(context);
+  if (typeof request.message !== 'string') {
+    throw invalid('Invalid request.\n\n"message" wasn\'t supplied.');
+  }
+  const tree = String(request.tree ?? '');
+  if ((await objectType(gitDir, tree)) !== 'tree') {
+    throw invalid('Tree SHA does not exist');
+  }
+  const parents = Array.isArray(request.parents) ? request.parents.map(String) : [];
+  for (const parent of parents) {
+    if ((await objectType(gitDir, parent)) !== 'commit') {
+      throw invalid('Parent SHA does not exist or is not a commit object');
+    }
+  }
+  const bot = {
+    name: appBotLogin,
+    email: `${context.state.appId}+${appBotLogin}@users.noreply.github.com`,
+    date: githubTimestamp(new Date()),
+  };
+  const author = identity(request.author, bot);
+  const committer = identity(request.committer, author);
+  const commit = { tree, parents, author, committer, message: request.message };
+  const sha = await writeCommit(gitDir, commit);
+  const payload = commitPayload(context.state, repository, { sha, ...commit });
+  return json(201, payload, { location: payload.url });
+}
+
+async function getCommit(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const commit = await readCommit(repository.gitDir, param(context, 'commit_sha'));
+  if (!commit) {
+    throw new FakeGitHubError(404, 'Not Found', `${gitDocs}/commits#get-a-commit-object`);
+  }
+  return json(200, commitPayload(context.state, repository, commit));
+}
+
+function refPayload(state: FakeState, repository: RepositoryRecord, ref: string, sha: string) {
+  const base = apiBase(state, repository);
+  return {
+    ref,
+    node_id: nodeId('Ref', `${repository.id}:${ref}`),
+    url: `${base}/git/${ref}`,
+    object: { sha, type: 'commit', url: `${base}/git/commits/${sha}` },
+  };
+}
+
+/** Turns the `heads/main` of a ref URL into `refs/heads/main`, rejecting other namespaces. */
+function fullRefName(context: Context): string {
+  const ref = param(context, 'ref').replace(/^refs\//, '');
+  if (!/^(heads|tags)\/./.test(ref) || ref.split('/').includes('..')) {
+    throw new FakeGitHubError(404, 'Not Found', `${gitDocs}/refs#get-a-reference`);
+  }
+  return `refs/${ref}`;
+}
+
+async function getRef(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const ref = fullRefName(context);
+  const sha = await readRef(repository.gitDir, ref);
+  if (!sha) {
+    throw new FakeGitHubError(404, 'Not Found', `${gitDocs}/refs#get-a-reference`);
+  }
+  return json(200, refPayload(context.state, repository, ref, sha));
+}
+
+async function updateRef(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const { gitDir } = repository;
+  const ref = fullRefName(context);
+  const request = body(context);
+  const newSha = String(request.sha ?? '');
+  const docs = `${gitDocs}/refs#update-a-reference`;
+  const current = await readRef(gitDir, ref);
+  if (!current) {
+    throw invalid('Reference does not exist', docs);
+  }
+  if ((await objectType(gitDir, newSha)) !== 'commit') {
+    throw invalid('Object does not exist', docs);
+  }
+  if (request.force !== true && !(await isAncestor(gitDir, current, newSha))) {
+    throw invalid('Update is not a fast forward', docs);
+  }
+  if (!(await compareAndSwapRef(gitDir, ref, newSha, current))) {
+    // The ref moved between the check and the write: GitHub rejects such a race the same way.
+    throw invalid('Update is not a fast forward', docs);
+  }
+  return json(200, refPayload(context.state, repository, ref, newSha));
+}
+
+export const gitDataRoutes: Route<FakeState>[] = [
+  {
+    method: 'POST',
+    pattern: '/repos/:owner/:repo/git/blobs',
+    auth: 'installation',
+    handle: createBlob,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/git/trees/:tree_sha',
+    auth: 'installation',
+    handle: getTree,
+  },
+  {
+    method: 'POST',
+    pattern: '/repos/:owner/:repo/git/trees',
+    auth: 'installation',
+    handle: createTree,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/git/commits/:commit_sha',
+    auth: 'installation',
+    handle: getCommit,
+  },
+  {
+    method: 'POST',
+    pattern: '/repos/:owner/:repo/git/commits',
+    auth: 'installation',
+    handle: createCommit,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/git/ref/*ref',
+    auth: 'installation',
+    handle: getRef,
+  },
+  {
+    method: 'PATCH',
+    pattern: '/repos/:owner/:repo/git/refs/*ref',
+    auth: 'installation',
+    handle: updateRef,
+  },
+];

@@ -1,0 +1,223 @@
+import type PgBoss from 'pg-boss';
+import { eq } from 'drizzle-orm';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { installations, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
+import { handlePreviewJob, type PreviewJobData } from '../../src/jobs/preview.ts';
+import { handleReportJob, type ReportJobData } from '../../src/jobs/report.ts';
+import { primaryRateLimitError, secondaryRateLimitError } from '../fakes/github.ts';
+import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import {
+  createGitHubTestContext,
+  insertFindings,
+  insertInstallation,
+  insertRun,
+  insertUser,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+let setup: GitHubTestContext;
+
+const checkRunsPattern = '/repos/:owner/:repo/check-runs';
+const tokenPath = /^\/app\/installations\/\d+\/access_tokens$/;
+
+/** Builds a job as pg-boss hands it to a worker on its first attempt. */
+function job<T extends object>(data: T): PgBoss.JobWithMetadata<T> {
+  const fields = { id: `job-${Math.random()}`, data, retryCount: 0, retryLimit: 4 };
+  return fields as PgBoss.JobWithMetadata<T>;
+}
+
+function requestsTo(method: string, path: RegExp) {
+  return setup.fake.requests.filter(
+    (request) => request.method === method && path.test(request.path),
+  );
+}
+
+async function queuedRun(headSha = setup.git.headSha) {
+  return insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha,
+    baseSha: setup.git.baseSha,
+    status: 'queued',
+  });
+}
+
+async function runById(id: string) {
+  const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, id));
+  return run!;
+}
+
+async function installationRow() {
+  const [row] = await setup.context.db
+    .select()
+    .from(installations)
+    .where(eq(installations.id, setup.installationId));
+  return row!;
+}
+
+beforeEach(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'src/app.ts': 'export const a = 1;\n' },
+    head: { 'src/app.ts': "export const a = 1;\nconsole.log('a', a);\n" },
+  });
+  await insertInstallation(setup.context, { id: setup.installationId });
+});
+
+afterEach(async () => {
+  await setup?.close();
+});
+
+describe('installation tokens', () => {
+  it('mints one token for two jobs', async () => {
+    const first = await queuedRun();
+    const secondSha = await commitOnBranch(setup.git.dir, headBranch, { 'b.txt': 'b\n' });
+    const second = await queuedRun(secondSha);
+    // One after the other, so the second job finds the token in auth-app's cache.
+    await handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: first.id }));
+    await handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: second.id }));
+
+    expect((await runById(first.id)).status).toBe('completed');
+    expect((await runById(second.id)).status).toBe('completed');
+    expect(setup.fake.issuedTokens).toHaveLength(1);
+    expect(requestsTo('POST', tokenPath)).toHaveLength(1);
+    const listed = requestsTo('GET', /\/pulls\/\d+\/files$/);
+    expect(listed).toHaveLength(2);
+    const token = setup.fake.issuedTokens[0]!.token;
+    for (const request of listed) {
+      expect(request.headers.authorization).toBe(`token ${token}`);
+    }
+  });
+});
+
+describe('rate limits', () => {
+  async function reportedRun() {
+    const run = await insertRun(setup.context, {
+      installationId: setup.installationId,
+      headSha: setup.git.headSha,
+      baseSha: setup.git.baseSha,
+    });
+    await insertFindings(setup.context, run.id, [
+      { path: 'src/app.ts', line: 2, severity: 'warning' },
+    ]);
+    return run;
+  }
+
+  it('waits the retry-after of a secondary limit', async () => {
+    const run = await reportedRun();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPattern, 2));
+    await handleReportJob(setup.context, job<ReportJobData>({ runId: run.id }));
+
+    const posts = requestsTo('POST', /\/check-runs$/);
+    expect(posts).toHaveLength(2);
+    expect(posts[1]!.receivedAt - posts[0]!.receivedAt).toBeGreaterThanOrEqual(1950);
+    expect(setup.fake.checkRuns).toHaveLength(1);
+    const warning = setup.context.logs.find((line) => line.rateLimit === 'secondary');
+    expect(warning?.retryAfterSeconds).toBe(2);
+    expect((await runById(run.id)).reportError).toBeNull();
+  });
+
+  it('waits for the reset of a primary limit', async () => {
+    const run = await reportedRun();
+    const resetEpochSeconds = Math.floor(Date.now() / 1000) + 2;
+    setup.fake.queueResponse(primaryRateLimitError('POST', checkRunsPattern, resetEpochSeconds));
+    await handleReportJob(setup.context, job<ReportJobData>({ runId: run.id }));
+
+    const posts = requestsTo('POST', /\/check-runs$/);
+    expect(posts).toHaveLength(2);
+    expect(posts[1]!.receivedAt).toBeGreaterThanOrEqual(resetEpochSeconds * 1000);
+    expect(setup.fake.checkRuns).toHaveLength(1);
+    const warning = setup.context.logs.find((line) => line.rateLimit === 'primary');
+    expect(warning?.retryAfterSeconds).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('unavailable installations', () => {
+  it('fails the run of a suspended installation', async () => {
+    setup.fake.setInstallation({
+      id: setup.installationId,
+      account: { login: 'octo-org' },
+      suspended: true,
+    });
+    const run = await queuedRun();
+
+    await expect(
+      handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: run.id })),
+    ).resolves.toBeUndefined();
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toContain(`installation ${setup.installationId} is suspended`);
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+    expect(requestsTo('POST', tokenPath)).toHaveLength(1);
+    const stopped = setup.context.logs.find((line) => line.event === 'job.analyze.stopped');
+    expect(stopped?.reason).toBe('suspended');
+  });
+
+  it('fails the run of an uninstalled app', async () => {
+    setup.fake.removeInstallation(setup.installationId);
+    const run = await queuedRun();
+
+    await expect(
+      handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: run.id })),
+    ).resolves.toBeUndefined();
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toContain('no longer exists');
+    expect((await installationRow()).deletedAt).not.toBeNull();
+  });
+
+  it('stops a preview without calling GitHub', async () => {
+    await setup.context.db
+      .update(installations)
+      .set({ suspendedAt: new Date() })
+      .where(eq(installations.id, setup.installationId));
+    const user = await insertUser(setup.context);
+    const run = await insertRun(setup.context, {
+      installationId: setup.installationId,
+      headSha: setup.git.headSha,
+      baseSha: setup.git.baseSha,
+    });
+    const selected = await insertFindings(setup.context, run.id, [
+      { path: 'src/app.ts', line: 2, severity: 'warning' },
+    ]);
+    const request = await createPatchRequest(setup.context.db, setup.context.boss, {
+      runId: run.id,
+      userId: user.id,
+      findingIds: selected.map((finding) => finding.id),
+    });
+    if (!request.ok) throw new Error('patch request not created');
+    const requestsBefore = setup.fake.requests.length;
+
+    await expect(
+      handlePreviewJob(setup.context, job<PreviewJobData>({ patchRequestId: request.id })),
+    ).resolves.toBeUndefined();
+
+    const [stored] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.status).toBe('failed');
+    expect(stored!.error).toContain('is suspended');
+    expect(setup.fake.requests).toHaveLength(requestsBefore);
+  });
+
+  it('records why the report stopped', async () => {
+    setup.fake.removeInstallation(setup.installationId);
+    const run = await insertRun(setup.context, {
+      installationId: setup.installationId,
+      headSha: setup.git.headSha,
+      baseSha: setup.git.baseSha,
+    });
+
+    await expect(
+      handleReportJob(setup.context, job<ReportJobData>({ runId: run.id })),
+    ).resolves.toBeUndefined();
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('completed');
+    expect(stored.reportError).toContain('no longer exists');
+    expect(setup.fake.checkRuns).toHaveLength(0);
+  });
+});

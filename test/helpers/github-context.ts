@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import { createGitHubApp } from '../../src/github/app.ts';
+import {
+  findings,
+  installations,
+  patchFiles,
+  patchRequests,
+  prRuns,
+  users,
+} from '../../src/db/schema/index.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { createTestContext, type TestContext } from './context.ts';
+import {
+  createGitRepository,
+  headBranch,
+  type FileValue,
+  type GitRepository,
+} from './git-repository.ts';
+
+/**
+ * A test context wired to a fake GitHub that serves one repository, `owner/repo`, with pull
+ * request `prNumber` from `main` to `feature`, plus helpers that insert rows for it.
+ */
+
+export const appId = '24680';
+export const owner = 'octo-org';
+export const repo = 'widgets';
+export const repository = `${owner}/${repo}`;
+export const repositoryId = 8080;
+export const prNumber = 12;
+
+let nextInstallationId = 5000;
+
+export interface GitHubTestContext {
+  context: TestContext;
+  fake: FakeGitHub;
+  git: GitRepository;
+  installationId: number;
+  close(): Promise<void>;
+}
+
+export async function createGitHubTestContext(options: {
+  base: Record<string, FileValue>;
+  head: Record<string, FileValue | null>;
+  env?: Record<string, string>;
+}): Promise<GitHubTestContext> {
+  const keys = generateAppKeyPair();
+  const fake = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
+  const git = await createGitRepository(options);
+  // A new installation id per context keeps the throttling state of tests apart.
+  const installationId = nextInstallationId++;
+  fake.setInstallation({
+    id: installationId,
+    account: { login: owner, id: 1, type: 'Organization' },
+  });
+  fake.addRepository({ owner, repo, id: repositoryId, gitDir: git.dir });
+  fake.addPullRequest({
+    owner,
+    repo,
+    number: prNumber,
+    baseSha: git.baseSha,
+    headSha: git.headSha,
+    headRef: headBranch,
+    title: 'Change widgets',
+  });
+
+  const context = await createTestContext({ GITHUB_URL: 'https://github.test', ...options.env });
+  context.github = createGitHubApp({
+    appId,
+    privateKey: keys.privateKeyPem,
+    baseUrl: fake.url,
+    logger: context.logger,
+  });
+  return {
+    context,
+    fake,
+    git,
+    installationId,
+    async close() {
+      await context.close();
+      await fake.close();
+      await git.cleanup();
+    },
+  };
+}
+
+/** Inserts a user and returns its id and a personal access token for the API. */
+export async function insertUser(
+  context: TestContext,
+  login = `user-${randomUUID().slice(0, 8)}`,
+) {
+  const [user] = await context.db
+    .insert(users)
+    .values({ login, plan: 'pro', tokenLimit: 100_000 })
+    .returning();
+  const { token } = await mintApiToken(context.db, user!.id, 'tests');
+  return { id: user!.id, login, token };
+}
+
+export async function insertInstallation(
+  context: TestContext,
+  values: { id: number; userId?: string | null; suspendedAt?: Date; deletedAt?: Date },
+) {
+  await context.db
+    .insert(installations)
+    .values({ accountLogin: owner, accountId: 1, accountType: 'Organization', ...values })
+    .onConflictDoNothing();
+}
+
+export async function insertRun(
+  context: TestContext,
+  values: {
+    installationId: number;
+    headSha: string;
+    baseSha: string;
+    status?: 'queued' | 'completed' | 'superseded';
+    headRepository?: string;
+    prUpdatedAt?: Date;
+  },
+) {
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      repositoryId,
+      repository,
+      prNumber,
+      headRef: 'feature',
+      headRepository: repository,
+      status: 'completed',
+      ...values,
+    })
+    .returning();
+  return run!;
+}
+
+export async function insertFindings(
+  context: TestContext,
+  runId: string,
+  rows: { path: string; line: number; severity: 'error' | 'warning' | 'notice'; ruleId?: string }[],
+) {
+  if (rows.length === 0) return [];
+  return context.db
+    .insert(findings)
+    .values(
+      rows.map((row, index) => ({
+        runId,
+        path: row.path,
+        startLine: row.line,
+        endLine: row.line,
+        ruleId: row.ruleId ?? 'debug/console-log',
+        severity: row.severity,
+        message: `Finding ${index} on line ${row.line}.`,
+        fingerprint: `fp-${runId}-${index}`,
+      })),
+    )
+    .returning();
+}
+
+/** Inserts a finished patch request whose files are ready with the given texts. */
+export async function insertReadyPatchRequest(
+  context: TestContext,
+  values: {
+    runId: string;
+    userId: string;
+    files: { path: string; originalText: string; proposedText: string }[];
+    status?: 'ready' | 'partially_ready' | 'failed';
+  },
+) {
+  const [request] = await context.db
+    .insert(patchRequests)
+    .values({
+      runId: values.runId,
+      userId: values.userId,
+      status: values.status ?? 'ready',
+      filesTotal: values.files.length,
+      filesDone: values.files.length,
+      completedAt: new Date(),
+    })
+    .returning();
+  await context.db.insert(patchFiles).values(
+    values.files.map((file) => ({
+      patchRequestId: request!.id,
+      path: file.path,
+      originalText: file.originalText,
+      proposedText: file.proposedText,
+      diff: 'diff',
+      status: 'ready' as const,
+    })),
+  );
+  return request!;
+}
