@@ -153,6 +153,9 @@ export async function runPreview(
       attempt,
     });
     await db.transaction(async (tx) => {
+      // Locking the request first makes files finishing at once take turns, so the count
+      // below, read in a later statement, sees the other file's committed status.
+      await tx.execute(sql`SELECT 1 FROM ${patchRequests} WHERE ${patchRequests.id} = ${patchRequestId} FOR UPDATE`);
       await tx.update(patchFiles).set(outcome).where(eq(patchFiles.id, file.id));
       await tx
         .update(patchRequests)

@@ -90,7 +90,11 @@ describe('dashboard in Chromium', () => {
     await markDocument();
     await page.getByRole('button', { name: 'Apply' }).click();
     const result = page.locator('#apply-result');
-    await expect.poll(() => result.textContent()).toMatch(/HTTP \d{3}/);
+    // GitHub's writes are spaced a second apart by Octokit's throttling, so the commit takes a while.
+    await expect.poll(() => result.textContent(), { timeout: 30_000 }).toMatch(/HTTP \d{3}/);
+    const text = await result.textContent();
+    expect(text, text ?? '').toContain('HTTP 200');
+    expect(await result.textContent()).toMatch(/"commitSha": "[0-9a-f]{40}"/);
     expect(await documentIsMarked()).toBe(true);
     await screenshot(page, 'preview-apply-result');
   });

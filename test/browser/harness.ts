@@ -190,6 +190,7 @@ export async function startDashboard(extraEnv: Record<string, string> = {}): Pro
       const pullRequest = pullRequestExample();
       pullRequest.installation = { id: installationId };
       pullRequest.pull_request.head.sha = repository.headSha;
+      pullRequest.pull_request.head.ref = 'feature';
       pullRequest.pull_request.base.sha = repository.baseSha;
       await postWebhook('pull_request', pullRequest, 'browser-opened');
       await waitFor(
