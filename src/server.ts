@@ -3,6 +3,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { missingSettings, type Config } from './config/env.ts';
 import type { AppContext } from './context.ts';
 import { connectDatabase } from './db/client.ts';
+import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { locateDatabase } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
@@ -31,7 +32,9 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const boss = await startBoss(database.url, logger, {
     maintenanceIntervalSeconds: config.JOB_MAINTENANCE_INTERVAL_SECONDS,
   });
-  await createQueues(boss, config);
+  // pg-boss creates queue partitions without a lock of its own; concurrent starts on a new
+  // database deadlocked there, so they take turns under the start-up lock.
+  await withAdvisoryLock(database.url, startupLockId, () => createQueues(boss, config));
 
   const github = config.githubAppConfigured
     ? createGitHubApp({

@@ -108,7 +108,21 @@ const versionedMasterKeys = z.string().transform((text, ctx) => {
 });
 
 /** Variables whose value an error message must not repeat. */
-const secretVariables = new Set(['MASTER_KEY', 'MASTER_KEYS']);
+const secretVariables = new Set([
+  'MASTER_KEY',
+  'MASTER_KEYS',
+  'PRIVATE_KEY',
+  'WEBHOOK_SECRET',
+  'GITHUB_CLIENT_SECRET',
+  'GROQ_API_KEY',
+  'GEMINI_API_KEY',
+]);
+
+/** Shows a value in an error message with any password in a URL replaced by "***". */
+function displayValue(name: string, value: string): string {
+  if (secretVariables.has(name)) return `${value.length} characters, not shown`;
+  return JSON.stringify(value.replace(/(:\/\/[^:/@\s]*:)[^@\s]*@/, '$1***@'));
+}
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -204,9 +218,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');
       const value = source[name] ?? '';
-      const got = secretVariables.has(name)
-        ? `${value.length} characters, not shown`
-        : JSON.stringify(value);
+      const got = displayValue(name, value);
       return `Invalid ${name}: ${issue.message} (got ${got}).`;
     });
     throw new ConfigError(lines.join('\n'));

@@ -2,20 +2,17 @@ import { fileURLToPath } from 'node:url';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
+import { startupLockId, withAdvisoryLock } from './advisory-lock.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
 
-/** Arbitrary constant that names the migration lock among PostgreSQL advisory locks. */
-const migrationLockId = 0x66697877; // "fixw"
-
 /**
- * Applies pending migrations while holding a session-level advisory lock, so processes that
- * start together migrate one after another; the later ones find nothing left to do.
+ * Applies pending migrations under the start-up advisory lock, so processes that start
+ * together migrate one after another; the later ones find nothing left to do.
  */
 export async function migrateDatabase(url: string): Promise<void> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    await sql`SELECT pg_advisory_lock(${migrationLockId})`;
+  await withAdvisoryLock(url, startupLockId, async () => {
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
     try {
       await migrate(drizzle(sql), { migrationsFolder });
     } catch (error) {
@@ -28,9 +25,7 @@ export async function migrateDatabase(url: string): Promise<void> {
         { cause: error },
       );
     } finally {
-      await sql`SELECT pg_advisory_unlock(${migrationLockId})`;
+      await sql.end({ timeout: 5 });
     }
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
+  });
 }

@@ -9,8 +9,10 @@ export interface GitHubAccount {
 }
 
 /**
- * Finds or creates the user for a GitHub account. A user first created from the command line
- * by login alone is linked to the account on first sight of its GitHub id.
+ * Finds or creates the user for a GitHub account; the GitHub id is the identity, the login a
+ * name that can change. A user first created from the command line by login alone is linked
+ * to the account on first sight of its GitHub id. When GitHub has given the login to another
+ * account since, the older holder's login is renamed to `LOGIN~GITHUB_ID`.
  */
 export async function upsertGitHubUser(
   db: Database | Transaction,
@@ -20,6 +22,7 @@ export async function upsertGitHubUser(
   const byId = await db.query.users.findFirst({ where: eq(users.githubId, account.id) });
   if (byId) {
     if (byId.login !== account.login) {
+      await releaseLogin(db, account);
       await db.update(users).set({ login: account.login }).where(eq(users.id, byId.id));
     }
     return byId.id;
@@ -32,6 +35,7 @@ export async function upsertGitHubUser(
     .returning({ id: users.id });
   if (linked) return linked.id;
 
+  await releaseLogin(db, account);
   const [created] = await db
     .insert(users)
     .values({
@@ -43,4 +47,17 @@ export async function upsertGitHubUser(
     .onConflictDoUpdate({ target: users.githubId, set: { login: account.login } })
     .returning({ id: users.id });
   return created!.id;
+}
+
+/** Renames any other account's user that still holds `account.login`, compared without case. */
+async function releaseLogin(db: Database | Transaction, account: GitHubAccount): Promise<void> {
+  await db
+    .update(users)
+    .set({ login: sql`${users.login} || '~' || coalesce(${users.githubId}::text, ${users.id}::text)` })
+    .where(
+      and(
+        sql`lower(${users.login}) = lower(${account.login})`,
+        sql`${users.githubId} IS DISTINCT FROM ${account.id}`,
+      ),
+    );
 }

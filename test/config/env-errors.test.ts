@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/env.ts';
+
+function errorFor(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error('loadConfig accepted the environment');
+}
+
+describe('loadConfig errors', () => {
+  it('masks the password of an invalid DATABASE_URL', () => {
+    const message = errorFor({ DATABASE_URL: 'mysql://admin:Sup3rS3cret@db.internal/app' });
+    expect(message).toContain('Invalid DATABASE_URL: must start with postgres://');
+    expect(message).toContain('mysql://admin:***@db.internal/app');
+    expect(message).not.toContain('Sup3rS3cret');
+  });
+
+  it('never shows a secret variable value', () => {
+    const message = errorFor({ APP_ID: '12', PRIVATE_KEY: 'not-a-pem-but-secret' });
+    expect(message).toContain('PRIVATE_KEY');
+    expect(message).not.toContain('not-a-pem-but-secret');
+  });
+
+  it('names the variable and the expected form', () => {
+    expect(errorFor({ PORT: '70000' })).toBe('Invalid PORT: must be at most 65535 (got "70000").');
+    expect(errorFor({ BILLING_PERIOD: 'weekly' })).toContain('must be "monthly" or a number of days');
+  });
+});
