@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
-import { missingSettings, type Config } from './config/env.ts';
+import { ConfigError, missingSettings, type Config } from './config/env.ts';
 import type { AppContext } from './context.ts';
 import { connectDatabase } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
@@ -53,10 +53,17 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   if (role !== 'worker') {
     const app = createApp(context);
     server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT });
-    await new Promise<void>((resolve, reject) => {
-      server!.once('listening', resolve);
-      server!.once('error', reject);
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server!.once('listening', resolve);
+        server!.once('error', reject);
+      });
+    } catch (error) {
+      await boss.stop({ graceful: false, wait: true });
+      await handle.close();
+      await database.stop();
+      throw listenError(error as NodeJS.ErrnoException, config);
+    }
     port = (server.address() as AddressInfo).port;
   }
 
@@ -79,4 +86,25 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
     },
   };
+}
+
+/** Turns a failure to listen into a configuration error that says which variable to change. */
+function listenError(error: NodeJS.ErrnoException, config: Config): Error {
+  if (error.code === 'EADDRINUSE') {
+    return new ConfigError(
+      `Port ${config.PORT} on ${config.HOST} is already in use; set PORT to a free port.`,
+    );
+  }
+  if (error.code === 'ENOTFOUND' || error.code === 'EADDRNOTAVAIL' || error.code === 'EAI_AGAIN') {
+    return new ConfigError(
+      `Invalid HOST ${JSON.stringify(config.HOST)}: it is not an address of this machine; ` +
+        'use 127.0.0.1, 0.0.0.0 or one of its interface addresses.',
+    );
+  }
+  if (error.code === 'EACCES') {
+    return new ConfigError(
+      `Port ${config.PORT} needs privileges this process lacks; set PORT to 1024 or above.`,
+    );
+  }
+  return error;
 }

@@ -63,6 +63,12 @@ try {
     console.error(error.message);
     process.exit(2);
   }
+  // node:util parseArgs rejects unknown options and missing values with these codes.
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code.startsWith('ERR_PARSE_ARGS_')) {
+    console.error(`${(error as Error).message.replace(/\.?$/, '.')} Run "fixwright --help" for the options.`);
+    process.exit(2);
+  }
   console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
   process.exit(1);
 }

@@ -15,8 +15,9 @@ const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
 
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
+  if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
-    throw new CommandError(`Unknown users command ${JSON.stringify(subcommand ?? '')}: use ${subcommands.join(', ')}.`);
+    throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
   }
   const { values } = parseArgs({
     args: rest,
@@ -31,7 +32,10 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/.test(login) && !login.endsWith('[bot]')) {
     throw new CommandError(`Invalid --login ${JSON.stringify(login)}: GitHub logins are letters, digits and hyphens.`);
   }
-  if (subcommand === 'plan' && (!values.plan || !isPlan(values.plan))) {
+  if (subcommand === 'plan' && !values.plan) {
+    throw new CommandError('Missing --plan: use free, pro or enterprise.');
+  }
+  if (subcommand === 'plan' && !isPlan(values.plan!)) {
     throw new CommandError(`Invalid --plan ${JSON.stringify(values.plan ?? '')}: use free, pro or enterprise.`);
   }
   const changedBy = `cli:${os.userInfo().username}`;
@@ -61,14 +65,15 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       console.log(`${login}: used ${result?.usedBefore ?? 0} -> 0; a new period starts now.`);
       return 0;
     }
-    console.log(JSON.stringify({ login, ...(await getUsageStats(db, config, user.id)) }, null, 2));
+    const stats = await getUsageStats(db, config, user.id);
+    console.log(JSON.stringify({ login: user.login, ...stats }, null, 2));
     return 0;
   });
 }
 
 async function findUser(db: Database, login: string) {
   const [user] = await db
-    .select({ id: users.id })
+    .select({ id: users.id, login: users.login })
     .from(users)
     .where(sql`lower(${users.login}) = lower(${login})`);
   return user;
