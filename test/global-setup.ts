@@ -1,4 +1,4 @@
-import { chmod, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
@@ -37,7 +37,10 @@ export default async function setup(project: TestProject) {
       fast: true,
     });
     adminUrl = `postgres://fixwright:test-only-password@127.0.0.1:${port}/postgres`;
-    stop = () => server.stop();
+    stop = async () => {
+      await server.stop();
+      await rm(parent, { recursive: true, force: true });
+    };
   }
 
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
