@@ -70,12 +70,56 @@ async function main() {
       .returning();
     const userId = user!.id;
 
+    // A postgres.js tagged template, which it runs as a prepared statement.
     const bare = async () => {
-      await db.execute(sql`
+      await handle.sql`
         UPDATE users SET tokens_used = tokens_used + ${25}
         WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + ${25} <= token_limit)
-        RETURNING tokens_used
-      `);
+        RETURNING tokens_used`;
+    };
+    // The same two statements as reserveTokens and settleCall, sent through postgres.js alone:
+    // the cost of the allowance's SQL without the module around it.
+    const raw = handle.sql;
+    let rawSequence = 0;
+    const sameStatements = async () => {
+      const key = `raw:${rawSequence++}`;
+      const [held] = await raw`
+        WITH held AS (
+          UPDATE users SET tokens_reserved = tokens_reserved + ${40}
+          WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + tokens_reserved + ${40} <= token_limit)
+          RETURNING id
+        )
+        INSERT INTO token_reservations (user_id, tokens, idempotency_key, expires_at)
+        SELECT id, ${40}, ${key}, now() + make_interval(secs => ${600}) FROM held
+        RETURNING id`;
+      await raw`
+        WITH locked AS (
+          SELECT id, token_limit, tokens_used, period_started_at FROM users
+          WHERE id = ${userId} FOR NO KEY UPDATE
+        ),
+        released AS (
+          DELETE FROM token_reservations WHERE id = ${held!.id} AND EXISTS (SELECT 1 FROM locked)
+          RETURNING tokens
+        ),
+        priced AS (
+          SELECT id, period_started_at,
+            CASE WHEN token_limit < 0 THEN ${25}::bigint
+                 ELSE GREATEST(LEAST(${25}::bigint, token_limit - tokens_used), 0) END AS charged
+          FROM locked
+        ),
+        updated AS (
+          UPDATE users SET tokens_used = users.tokens_used + priced.charged,
+            tokens_reserved = users.tokens_reserved - COALESCE((SELECT sum(tokens) FROM released), 0)
+          FROM priced WHERE users.id = priced.id
+          RETURNING users.tokens_used, priced.charged, priced.period_started_at
+        )
+        INSERT INTO token_events (user_id, provider, model, key_source, prompt_tokens,
+          completion_tokens, total_tokens, charged_tokens, reservation_id, idempotency_key,
+          period_started_at)
+        SELECT ${userId}, 'groq', 'bench', 'platform', 15, 10, 25, updated.charged, ${held!.id},
+          ${key}, updated.period_started_at
+        FROM updated
+        RETURNING charged_tokens`;
     };
     let sequence = 0;
     const allowance = async () => {
@@ -96,19 +140,26 @@ async function main() {
     console.log(`calls per round: ${calls}, rounds: ${rounds}, PostgreSQL on 127.0.0.1:${port}`);
     for (const concurrency of concurrencies) {
       await timed(concurrency, bare);
+      await timed(concurrency, sameStatements);
       await timed(concurrency, allowance);
       const bareRates: number[] = [];
+      const statementRates: number[] = [];
       const allowanceRates: number[] = [];
-      // Interleaved rounds, so drift in the machine's load hits both sides alike.
+      // Interleaved rounds, so drift in the machine's load hits every side alike.
       for (let round = 0; round < rounds; round++) {
         bareRates.push(await timed(concurrency, bare));
+        statementRates.push(await timed(concurrency, sameStatements));
         allowanceRates.push(await timed(concurrency, allowance));
       }
       const bareMedian = median(bareRates);
+      const statementMedian = median(statementRates);
       const allowanceMedian = median(allowanceRates);
       console.log(
         `concurrency ${String(concurrency).padStart(2)}: bare UPDATE ${bareMedian.toFixed(0)}/s, ` +
-          `reserve+settle ${allowanceMedian.toFixed(0)}/s, ratio ${(allowanceMedian / bareMedian).toFixed(2)}`,
+          `same statements bare ${statementMedian.toFixed(0)}/s, ` +
+          `reserve+settle ${allowanceMedian.toFixed(0)}/s; ratio to bare UPDATE ` +
+          `${(allowanceMedian / bareMedian).toFixed(2)}, to the same statements ` +
+          `${(allowanceMedian / statementMedian).toFixed(2)}`,
       );
     }
 

@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
+import { executePrepared } from '../db/prepared.ts';
 import type { KeySource, Plan, Provider } from '../db/schema/index.ts';
 
 export interface AllowanceState {
@@ -105,7 +106,7 @@ export async function reserveTokens(
   input: { userId: string; tokens: number; idempotencyKey: string; ttlSeconds: number },
 ): Promise<Reservation> {
   const tokens = Math.max(1, Math.ceil(input.tokens));
-  const rows = await db.execute<{ id: string }>(sql`
+  const rows = await executePrepared<{ id: string }>(db, sql`
     WITH held AS (
       UPDATE users SET tokens_reserved = tokens_reserved + ${tokens}
       WHERE id = ${input.userId}
@@ -174,12 +175,12 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
     ),
     released AS (
       DELETE FROM token_reservations
-      WHERE id = ${input.reservationId} AND EXISTS (SELECT 1 FROM locked)
+      WHERE id = ${input.reservationId}::uuid AND EXISTS (SELECT 1 FROM locked)
       RETURNING tokens
     ),
     priced AS (
       SELECT id, period_started_at, CASE
-        WHEN NOT ${platform} THEN 0
+        WHEN NOT ${platform}::boolean THEN 0
         WHEN token_limit < 0 THEN ${total}::bigint
         ELSE GREATEST(LEAST(${total}::bigint, token_limit - tokens_used), 0)
       END AS charged
@@ -198,17 +199,18 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
       reservation_id, idempotency_key, period_started_at
     )
     SELECT
-      ${input.userId}, ${input.patchRequestId ?? null}, ${input.path ?? null},
+      ${input.userId}::uuid, ${input.patchRequestId ?? null}::uuid, ${input.path ?? null}::text,
       ${input.provider}, ${input.model}, ${input.keySource},
       ${input.usage.promptTokens}, ${input.usage.completionTokens}, ${total},
-      updated.charged, ${input.reservationId}, ${input.idempotencyKey}, updated.period_started_at
+      updated.charged, ${input.reservationId}::uuid, ${input.idempotencyKey}, updated.period_started_at
     FROM updated
     RETURNING charged_tokens, (SELECT tokens_used FROM updated) AS tokens_used
   `;
 
   for (let attempt = 1; ; attempt++) {
     try {
-      const rows = await db.execute<{ charged_tokens: number; tokens_used: string | number }>(
+      const rows = await executePrepared<{ charged_tokens: number; tokens_used: string | number }>(
+        db,
         statement,
       );
       const row = rows[0];
