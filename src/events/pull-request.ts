@@ -117,15 +117,17 @@ export async function handlePullRequestEvent(
   }
   if (!run) {
     // A run of this commit that was cancelled (closed, then reopened) or superseded (a force
-    // push back to it) is the newest again, so it runs again. Other existing runs stand.
-    if (existing?.status !== 'cancelled' && existing?.status !== 'superseded') {
+    // push back to it) is the newest again, so it runs again, and so does one that failed
+    // (for example before the app's credentials were set). Other existing runs stand.
+    const rerun = ['cancelled', 'superseded', 'failed'];
+    if (!existing || !rerun.includes(existing.status)) {
       const target = `${repository.full_name}#${payload.number}`;
       return `ignored: a run for ${target} at ${pullRequest.head.sha} exists`;
     }
     await tx
       .update(prRuns)
       .set({ status: 'queued', error: null, prUpdatedAt: updatedAt })
-      .where(eq(prRuns.id, existing.id));
+      .where(eq(prRuns.id, existing!.id));
   }
   const runId = run?.id ?? existing!.id;
 

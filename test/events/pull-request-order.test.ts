@@ -220,4 +220,25 @@ describe('closed', () => {
     expect(run!.status).toBe('queued');
     expect(await jobState(analyzeQueue, run!.analyzeJobId)).toBe('created');
   });
+
+  it('analyzes a failed run again on a new delivery', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('1'), '2024-05-05T09:00:00Z'));
+    const [failed] = await runsOf(number);
+    await context.db
+      .update(prRuns)
+      .set({ status: 'failed', error: 'Analysis failed: credentials were not configured.' })
+      .where(eq(prRuns.id, failed!.id));
+
+    const outcome = await deliver(
+      pullRequestEvent('opened', number, sha('1'), '2024-05-05T09:00:00Z'),
+    );
+
+    const runs = await runsOf(number);
+    expect(runs).toHaveLength(1);
+    expect(outcome).toBe(`run ${failed!.id} queued again`);
+    expect(runs[0]!.status).toBe('queued');
+    expect(runs[0]!.error).toBeNull();
+    expect(await jobState(analyzeQueue, runs[0]!.analyzeJobId)).toBe('created');
+  });
 });

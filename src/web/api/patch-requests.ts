@@ -41,7 +41,10 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         'conflict',
         run.status === 'superseded'
           ? `Run ${run.id} is superseded by a newer commit; request fixes on the newest run.`
-          : `Run ${run.id} is ${run.status}; wait until its analysis has completed.`,
+          : run.status === 'failed' || run.status === 'cancelled'
+            ? `Run ${run.id} is ${run.status}, so it has no findings to fix; push a commit or ` +
+              'redeliver the pull_request event to analyze the pull request again.'
+            : `Run ${run.id} is ${run.status}; wait until its analysis has completed.`,
       );
     }
 
