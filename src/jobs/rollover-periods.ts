@@ -10,7 +10,8 @@ export const rolloverPeriodsCron = '*/10 * * * *';
 
 /**
  * Starts a new billing period for every user whose period has ended. The new period starts
- * at the boundary the old one reached, not at the time the job ran, so periods never drift.
+ * at the boundary the old one reached, not at the time the job ran, so a late job does not
+ * shift the periods.
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
   const { db, config } = context;

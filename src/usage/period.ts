@@ -2,6 +2,8 @@
  * Returns when a billing period that started at `start` ends. "monthly" adds one calendar
  * month in UTC (clamped to the month's last day); "Nd" adds N days.
  */
+// NOTE: each period is computed from the previous start, so a period starting on the 29th to
+// 31st moves to an earlier day after a short month (Jan 31 -> Feb 28 -> Mar 28) and stays there.
 export function periodEnd(start: Date, period: string): Date {
   const days = /^(\d+)d$/.exec(period);
   if (days) return new Date(start.getTime() + Number(days[1]) * 86_400_000);
