@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { toSafeError } from './errors/safe-error.ts';
 
 /** Paths of fields that may carry a secret; pino replaces their values before writing. */
 const redactedPaths = [
@@ -38,6 +39,9 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       level,
       base: { service: 'fixwright' },
       redact: { paths: redactedPaths, censor: '[redacted]' },
+      // pino's own serializer writes every enumerable field, and a DrizzleQueryError has its
+      // query parameters (file text, keys) there. Objects that are not Errors pass unchanged.
+      serializers: { err: (value: unknown) => (value instanceof Error ? toSafeError(value) : value) },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination ?? process.stdout,

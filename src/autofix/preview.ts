@@ -2,6 +2,7 @@ import { createTwoFilesPatch } from 'diff';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import {
   patchFiles,
   patchRequests,
@@ -388,16 +389,22 @@ async function finish(
     .where(eq(patchRequests.id, patchRequestId));
 }
 
-/** Marks a patch request failed after its job's last retry. */
+/**
+ * Marks a patch request failed after its job's last retry. The stored message is the safe form
+ * of the error, because a failed query's own message quotes the file text.
+ */
 export async function failPatchRequest(
   db: Database,
   patchRequestId: string,
   error: unknown,
 ): Promise<void> {
-  const message = error instanceof Error ? error.message : String(error);
   await db
     .update(patchRequests)
-    .set({ status: 'failed', error: `Preview failed: ${message}`.slice(0, 2000), completedAt: new Date() })
+    .set({
+      status: 'failed',
+      error: `Preview failed: ${safeErrorMessage(error)}`,
+      completedAt: new Date(),
+    })
     .where(
       and(
         eq(patchRequests.id, patchRequestId),

@@ -2,6 +2,7 @@ import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { analyzeRun, failRun } from '../runs/analyze-run.ts';
 import type { AppContext } from '../context.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 
 export const analyzeQueue = 'analyze';
 
@@ -31,11 +32,20 @@ export async function handleAnalyzeJob(
     );
   } catch (error) {
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const safe = toSafeError(error);
     logger.error(
-      { event: 'job.analyze.failed', err: error, attempt: job.retryCount, finalAttempt },
+      { event: 'job.analyze.failed', err: safe, attempt: job.retryCount, finalAttempt },
       'analysis failed',
     );
-    if (finalAttempt) await failRun(context.db, runId, error);
-    throw error;
+    if (finalAttempt) {
+      await failRun(context.db, runId, error).catch((failError: unknown) => {
+        logger.error(
+          { event: 'job.analyze.fail_run_failed', err: toSafeError(failError) },
+          'marking the run failed failed',
+        );
+      });
+    }
+    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
+    throw new Error(safe.message);
   }
 }

@@ -2,6 +2,7 @@ import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { failPatchRequest, runPreview } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 
 export const previewQueue = 'preview';
 
@@ -35,11 +36,20 @@ export async function handlePreviewJob(
     );
   } catch (error) {
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const safe = toSafeError(error);
     logger.error(
-      { event: 'job.preview.failed', err: error, attempt: job.retryCount, finalAttempt },
+      { event: 'job.preview.failed', err: safe, attempt: job.retryCount, finalAttempt },
       'preview failed',
     );
-    if (finalAttempt) await failPatchRequest(context.db, patchRequestId, error);
-    throw error;
+    if (finalAttempt) {
+      await failPatchRequest(context.db, patchRequestId, error).catch((failError: unknown) => {
+        logger.error(
+          { event: 'job.preview.fail_request_failed', err: toSafeError(failError) },
+          'marking the patch request failed failed',
+        );
+      });
+    }
+    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
+    throw new Error(safe.message);
   }
 }

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
+import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { renderError } from './views/error-page.tsx';
 
@@ -71,7 +72,13 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
     ({ code, status, message, details } = error);
   } else {
     logger.error(
-      { event: 'http.unhandled_error', err: error, requestId, method: c.req.method, path: c.req.path },
+      {
+        event: 'http.unhandled_error',
+        err: toSafeError(error),
+        requestId,
+        method: c.req.method,
+        path: c.req.path,
+      },
       'request failed',
     );
   }
