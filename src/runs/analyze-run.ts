@@ -2,9 +2,16 @@ import { eq, sql } from 'drizzle-orm';
 import { analyzeChangedFiles } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
 import type { Logger } from '../logger.ts';
+
+/**
+ * Findings per INSERT statement. Each row binds 10 parameters, and postgres.js 3.4 rejects a
+ * statement with 65,534 or more (MAX_PARAMETERS_EXCEEDED), so one statement fits 6,553 rows.
+ */
+export const findingInsertChunkSize = 1000;
 
 export interface AnalyzeOutcome {
   status: 'completed' | 'skipped';
@@ -47,10 +54,11 @@ export async function analyzeRun(
 
   await context.db.transaction(async (tx) => {
     await tx.delete(findings).where(eq(findings.runId, runId));
-    if (drafts.length > 0) {
+    for (let start = 0; start < drafts.length; start += findingInsertChunkSize) {
+      const chunk = drafts.slice(start, start + findingInsertChunkSize);
       await tx
         .insert(findings)
-        .values(drafts.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
+        .values(chunk.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
         .onConflictDoNothing();
     }
     // A run superseded while it was analyzed keeps that status; its findings still count.
@@ -63,12 +71,18 @@ export async function analyzeRun(
   return { status: 'completed', findings: drafts.length, files: files.length };
 }
 
-/** Marks a run failed after its last retry, with the error's message for the user. */
+/**
+ * Marks a run failed after its last retry. The stored message is the safe form of the error,
+ * because the run page shows it and a failed query's own message quotes the file text.
+ */
 export async function failRun(db: Database, runId: string, error: unknown): Promise<void> {
-  const message = error instanceof Error ? error.message : String(error);
   await db
     .update(prRuns)
-    .set({ status: 'failed', error: `Analysis failed: ${message}`.slice(0, 2000) })
+    .set({
+      status: 'failed',
+      error: `Analysis failed: ${safeErrorMessage(error)}`,
+      completedAt: new Date(),
+    })
     .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'superseded'`);
 }
 
