@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
+import { maxInteger } from '../db/schema/columns.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 
 export const pullRequestPayload = z.object({
   action: z.string(),
-  number: z.number().int().positive(),
+  number: z.number().int().positive().max(maxInteger),
   installation: z.object({ id: z.number().int() }).optional(),
   repository: z.object({
     id: z.number().int(),

@@ -17,6 +17,7 @@ export const errorCodes = {
   internal: 500,
   bad_gateway: 502,
   not_configured: 503,
+  service_unavailable: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof errorCodes;
