@@ -19,6 +19,7 @@ import { planPages } from './pages/plan-pages.tsx';
 import { runPages } from './pages/run-pages.tsx';
 import { signInPages } from './pages/sign-in-pages.tsx';
 import { tokenPages } from './pages/token-pages.tsx';
+import { rejectNulInQuery } from './reject-nul-in-query.ts';
 import { webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
@@ -61,6 +62,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
       },
     }),
   );
+  app.use(rejectNulInQuery);
   app.onError((error, c) => handleError(error, c, logger));
   app.notFound((c) => handleError(new AppError('not_found', `No route for ${c.req.method} ${c.req.path}.`), c, logger));
 

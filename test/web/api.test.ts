@@ -113,6 +113,20 @@ describe('GET /api/runs', () => {
     expect(runs).toEqual([]);
   });
 
+  it('rejects a pull request number over the integer range', async () => {
+    const response = await call('owner', '/api/runs?pr=2147483648');
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('pr: must be a pull request number up to 2147483647');
+  });
+
+  it('rejects NUL in the query string', async () => {
+    const response = await call('owner', '/api/runs?repository=o%00/app');
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toContain('Invalid query parameter "repository"');
+  });
+
   it('rejects an invalid repository filter', async () => {
     const response = await call('owner', '/api/runs?repository=justaname');
     expect(response.status).toBe(400);
