@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
   installations,
+  patchRequestFindings,
   patchRequests,
   prRuns,
   users,
@@ -144,6 +145,12 @@ describe('GET /api/runs/:runId', () => {
     ]);
   });
 
+  it('finds a run by its upper-case id', async () => {
+    const response = await call('owner', `/api/runs/${runId.toUpperCase()}`);
+    expect(response.status).toBe(200);
+    expect((await response.json()).id).toBe(runId);
+  });
+
   it('answers 404 to another user', async () => {
     const response = await call('stranger', `/api/runs/${runId}`);
     expect(response.status).toBe(404);
@@ -172,6 +179,24 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect(read.status).toBe(200);
     expect(await read.json()).toMatchObject({ id, status: 'queued', files: [] });
     expect((await call('stranger', `/api/patch-requests/${id}`)).status).toBe(404);
+  });
+
+  it('accepts upper-case run and finding ids', async () => {
+    const response = await call('owner', `/api/runs/${runId.toUpperCase()}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: findingIds.map((id) => id.toUpperCase()) }),
+    });
+    expect(response.status).toBe(202);
+    const { id } = await response.json();
+    const selected = await context.db
+      .select({ findingId: patchRequestFindings.findingId })
+      .from(patchRequestFindings)
+      .where(eq(patchRequestFindings.patchRequestId, id));
+    expect(selected.map((row) => row.findingId).sort()).toEqual([...findingIds].sort());
+
+    const read = await call('owner', `/api/patch-requests/${id.toUpperCase()}`);
+    expect(read.status).toBe(200);
+    expect((await read.json()).id).toBe(id);
   });
 
   it('answers 404 when another user asks for a fix', async () => {

@@ -58,7 +58,7 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
   });
 
   app.get('/api/runs/:runId', async (c) => {
-    const runId = c.req.param('runId');
+    const runId = c.req.param('runId').toLowerCase();
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
 
