@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { sql } from 'drizzle-orm';
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import type { AppContext } from '../context.ts';
@@ -24,6 +25,9 @@ import { webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
 const htmxFile = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.js');
+
+/** Largest JSON API body; 1,000 finding ids, the most a patch request takes, need about 40 KB. */
+export const maxApiBodyBytes = 1024 * 1024;
 
 /** Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files. */
 export function createApp(context: AppContext): Hono<{ Variables: AuthVariables }> {
@@ -83,6 +87,19 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.route('/', webhookRoutes(context));
 
   app.use('/api/*', requireUser(context));
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: maxApiBodyBytes,
+      onError: () => {
+        throw new AppError(
+          'payload_too_large',
+          `Request body is larger than the JSON API's limit of ${maxApiBodyBytes} bytes; ` +
+            'send a smaller body.',
+        );
+      },
+    }),
+  );
   app.route('/', runRoutes(context));
   app.route('/', patchRequestRoutes(context));
   app.route('/', usageRoutes(context));

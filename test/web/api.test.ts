@@ -237,6 +237,35 @@ describe('POST /api/runs/:runId/patch-requests', () => {
   });
 });
 
+describe('JSON API body limit', () => {
+  const oversized = JSON.stringify({ findingIds: [], padding: 'x'.repeat(1024 * 1024) });
+
+  it('rejects a streamed body over 1 MB', async () => {
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: oversized,
+    });
+    expect(response.status).toBe(413);
+    const { error } = await response.json();
+    expect(error.code).toBe('payload_too_large');
+    expect(error.message).toContain('1048576 bytes');
+  });
+
+  it('rejects a declared Content-Length over 1 MB', async () => {
+    const response = await app.request('/api/user/keys/groq', {
+      method: 'PUT',
+      body: oversized,
+      headers: {
+        authorization: `Bearer ${people.owner.token}`,
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(oversized)),
+      },
+    });
+    expect(response.status).toBe(413);
+    expect((await response.json()).error.code).toBe('payload_too_large');
+  });
+});
+
 describe('GET /api/user/usage', () => {
   it('returns plan, limit, usage, period and own keys', async () => {
     await context.db
