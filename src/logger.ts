@@ -33,6 +33,10 @@ const redactedPaths = [
 
 export type { Logger };
 
+function serializeError(value: unknown): unknown {
+  return value instanceof Error ? toSafeError(value) : value;
+}
+
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
@@ -41,7 +45,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       redact: { paths: redactedPaths, censor: '[redacted]' },
       // pino's own serializer writes every enumerable field, and a DrizzleQueryError has its
       // query parameters (file text, keys) there. Objects that are not Errors pass unchanged.
-      serializers: { err: (value: unknown) => (value instanceof Error ? toSafeError(value) : value) },
+      serializers: { err: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination ?? process.stdout,

@@ -40,8 +40,8 @@ export async function handleAnalyzeJob(
     if (finalAttempt) {
       await failRun(context.db, runId, error).catch((failError: unknown) => {
         logger.error(
-          { event: 'job.analyze.fail_run_failed', err: toSafeError(failError) },
-          'marking the run failed failed',
+          { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
+          'failed to store the run failure',
         );
       });
     }

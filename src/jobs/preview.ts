@@ -44,8 +44,8 @@ export async function handlePreviewJob(
     if (finalAttempt) {
       await failPatchRequest(context.db, patchRequestId, error).catch((failError: unknown) => {
         logger.error(
-          { event: 'job.preview.fail_request_failed', err: toSafeError(failError) },
-          'marking the patch request failed failed',
+          { event: 'job.preview.store_failure_failed', err: toSafeError(failError) },
+          'failed to store the patch request failure',
         );
       });
     }

@@ -238,9 +238,14 @@ describe('runPreview', () => {
     expect(stored[1]!.error).toContain('NUL character (U+0000)');
 
     // Each file cost one call, and each call is billed once.
-    const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    const completions = groq.requests.filter((request) =>
+      request.path.endsWith('/chat/completions'),
+    );
     expect(completions).toHaveLength(2);
-    const reported = completions.reduce((sum, request) => sum + request.reply!.usage!.total_tokens, 0);
+    const reported = completions.reduce(
+      (sum, request) => sum + request.reply!.usage!.total_tokens,
+      0,
+    );
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBe(reported);
     expect(user!.tokensReserved).toBe(0);

@@ -37,7 +37,8 @@ describe('toSafeError', () => {
     expect(safe.type).toBe('DrizzleQueryError');
     expect(safe.code).toBe('23505');
     expect(safe.message).toBe(
-      'Database query failed: duplicate key value violates unique constraint "webhook_deliveries_pkey"',
+      'Database query failed: duplicate key value violates unique constraint ' +
+        '"webhook_deliveries_pkey"',
     );
     expect(JSON.stringify(safe)).not.toContain(secret);
     expect(JSON.stringify(safe)).not.toContain('insert into');

@@ -1,10 +1,20 @@
-import { sql, eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
-import { findings, installations, patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
+import {
+  findings,
+  installations,
+  patchRequests,
+  prRuns,
+  users,
+} from '../../src/db/schema/index.ts';
 import { createGitHubApp } from '../../src/github/app.ts';
-import { handlePreviewJob, previewQueueOptions, type PreviewJobData } from '../../src/jobs/preview.ts';
+import {
+  handlePreviewJob,
+  previewQueueOptions,
+  type PreviewJobData,
+} from '../../src/jobs/preview.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
 import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -24,7 +34,10 @@ let repository: GitRepository;
 let runId: string;
 
 beforeAll(async () => {
-  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: { 'src/key.ts': original } });
+  repository = await createGitRepository({
+    base: { 'README.md': '# x\n' },
+    head: { 'src/key.ts': original },
+  });
   const keys = generateAppKeyPair();
   github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
   github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
@@ -91,7 +104,7 @@ afterAll(async () => {
   await repository?.cleanup();
 });
 
-/** A job as pg-boss hands it to the worker on its last attempt. */
+/** Builds the job that pg-boss passes to the worker on its last attempt. */
 function lastAttempt(patchRequestId: string): PgBoss.JobWithMetadata<PreviewJobData> {
   return {
     id: '00000000-0000-4000-8000-0000000000aa',
@@ -131,7 +144,11 @@ describe('handlePreviewJob', () => {
 
     const failure = context.logs.find((line) => line.event === 'job.preview.failed');
     expect(failure).toBeDefined();
-    expect(failure!.err).toMatchObject({ type: 'DrizzleQueryError', code: 'P0001', message: expected });
+    expect(failure!.err).toMatchObject({
+      type: 'DrizzleQueryError',
+      code: 'P0001',
+      message: expected,
+    });
     expect(failure!.finalAttempt).toBe(true);
 
     const [stored] = await context.db

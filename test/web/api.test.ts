@@ -117,7 +117,9 @@ describe('GET /api/runs', () => {
   it('rejects a pull request number over the integer range', async () => {
     const response = await call('owner', '/api/runs?pr=2147483648');
     expect(response.status).toBe(400);
-    expect((await response.json()).error.message).toContain('pr: must be a pull request number up to 2147483647');
+    expect((await response.json()).error.message).toContain(
+      'pr: must be a pull request number up to 2147483647',
+    );
   });
 
   it('rejects NUL in the query string', async () => {

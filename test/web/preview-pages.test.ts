@@ -108,7 +108,8 @@ describe('run page', () => {
       findingIds: finding.toUpperCase(),
     });
     expect(response.status).toBe(303);
-    const id = /^\/patch-requests\/([0-9a-f-]{36})$/.exec(response.headers.get('location') ?? '')![1]!;
+    const location = response.headers.get('location') ?? '';
+    const id = /^\/patch-requests\/([0-9a-f-]{36})$/.exec(location)![1]!;
     const chosen = await context.db
       .select()
       .from(patchRequestFindings)

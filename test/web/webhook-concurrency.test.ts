@@ -43,7 +43,7 @@ afterAll(async () => {
   await context?.close();
 });
 
-/** Sends the headers and half of the body, and holds the rest until `finish` is called. */
+/** Sends the headers and half of the body. `finish` sends the rest. */
 function startSlowDelivery(deliveryId: string) {
   const request = httpRequest({
     host: '127.0.0.1',
