@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { toSafeError } from './errors/safe-error.ts';
 
 /** Paths of fields that may carry a secret; pino replaces their values before writing. */
 const redactedPaths = [
@@ -32,12 +33,19 @@ const redactedPaths = [
 
 export type { Logger };
 
+function serializeError(value: unknown): unknown {
+  return value instanceof Error ? toSafeError(value) : value;
+}
+
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
       level,
       base: { service: 'fixwright' },
       redact: { paths: redactedPaths, censor: '[redacted]' },
+      // pino's own serializer writes every enumerable field, and a DrizzleQueryError has its
+      // query parameters (file text, keys) there. Objects that are not Errors pass unchanged.
+      serializers: { err: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination ?? process.stdout,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { stripNul } from '../text/strip-nul.ts';
 import { addedLines } from './patch.ts';
 import { runRules, type RuleFinding, type RuleId, type Severity } from './rules.ts';
 import { maskSecrets } from './secrets.ts';
@@ -64,7 +65,8 @@ function analyzeFile(file: ChangedFile): FindingDraft[] {
     return [];
   }
   const path = file.filename;
-  const lines = addedLines(file.patch);
+  // Excerpts and messages quote the lines, and PostgreSQL text cannot store NUL.
+  const lines = addedLines(file.patch).map((added) => ({ ...added, text: stripNul(added.text) }));
   const textByLine = new Map(lines.map((added) => [added.line, added.text]));
   const occurrences = new Map<string, number>();
 

@@ -7,6 +7,7 @@ import {
   requireActiveInstallation,
 } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
+import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { BranchMovedError, commitFiles } from './commit-files.ts';
 import { postSuggestionReview } from './suggestion-review.ts';
@@ -149,9 +150,7 @@ export async function applyPatchRequest(
       movedMessage(request.id, `The pull request has a newer commit than ${run.headSha}.`),
     );
   }
-  if (!context.github) {
-    throw new Error('GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY.');
-  }
+  const github = requireGitHubApp(context);
 
   if (!(await claim(context, request.id))) {
     const current = await context.db.query.patchRequests.findFirst({
@@ -168,7 +167,7 @@ export async function applyPatchRequest(
   let outcome: { commitSha: string | null; reviewId: number | null };
   try {
     await requireActiveInstallation(context.db, run.installationId);
-    const octokit = await context.github.installationOctokit(run.installationId);
+    const octokit = await github.installationOctokit(run.installationId);
     if (mode === 'commit') {
       const committed = await commitFiles(
         octokit,

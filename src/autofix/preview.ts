@@ -2,6 +2,7 @@ import { createTwoFilesPatch } from 'diff';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import {
   patchFiles,
   patchRequests,
@@ -21,6 +22,7 @@ import {
 } from '../llm/prompt.ts';
 import type { ModelRequest } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
+import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
@@ -117,9 +119,7 @@ export async function runPreview(
       );
     }
   }
-  if (!context.github) {
-    throw new Error('GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY.');
-  }
+  const github = requireGitHubApp(context);
 
   const pending = await db
     .select({ id: patchFiles.id, path: patchFiles.path, generation: patchFiles.generation })
@@ -131,7 +131,7 @@ export async function runPreview(
       ),
     );
   const [owner, repo] = splitRepository(run.repository);
-  const octokit = await context.github.installationOctokit(run.installationId);
+  const octokit = await github.installationOctokit(run.installationId);
 
   await mapWithConcurrency(pending, config.PREVIEW_FILE_CONCURRENCY, async (file) => {
     const fileLogger = logger.child({ path: file.path });
@@ -413,16 +413,22 @@ async function finish(
     );
 }
 
-/** Marks a patch request failed after its job's last retry. */
+/**
+ * Marks a patch request failed after its job's last retry. The stored message is the safe form
+ * of the error, because a failed query's own message quotes the file text.
+ */
 export async function failPatchRequest(
   db: Database,
   patchRequestId: string,
   error: unknown,
 ): Promise<void> {
-  const message = error instanceof Error ? error.message : String(error);
   await db
     .update(patchRequests)
-    .set({ status: 'failed', error: `Preview failed: ${message}`.slice(0, 2000), completedAt: new Date() })
+    .set({
+      status: 'failed',
+      error: `Preview failed: ${safeErrorMessage(error)}`,
+      completedAt: new Date(),
+    })
     .where(
       and(
         eq(patchRequests.id, patchRequestId),

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { startService, type Role } from '../server.ts';
 import { CommandError } from './command-error.ts';
@@ -31,7 +32,7 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
     service.stop().then(
       () => process.exit(0),
       (error: unknown) => {
-        logger.error({ event: 'service.stop_failed', err: error }, 'stopping failed');
+        logger.error({ event: 'service.stop_failed', err: toSafeError(error) }, 'stopping failed');
         process.exit(1);
       },
     );

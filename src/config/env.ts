@@ -146,6 +146,7 @@ const envSchema = z.object({
   PRIVATE_KEY: optionalText,
   PRIVATE_KEY_PATH: optionalText,
   WEBHOOK_SECRET: optionalText,
+  WEBHOOK_MAX_CONCURRENT: integer(1, 10_000).default(8),
   GITHUB_CLIENT_ID: optionalText,
   GITHUB_CLIENT_SECRET: optionalText,
   GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),

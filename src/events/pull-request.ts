@@ -1,6 +1,7 @@
 import { and, desc, eq, gt, inArray, isNull, lte, ne, or } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
+import { maxInteger } from '../db/schema/columns.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
@@ -9,7 +10,7 @@ import { lockPullRequest } from '../runs/pull-request-lock.ts';
 
 export const pullRequestPayload = z.object({
   action: z.string(),
-  number: z.number().int().positive(),
+  number: z.number().int().positive().max(maxInteger),
   installation: z.object({ id: z.number().int() }).optional(),
   repository: z.object({
     id: z.number().int(),

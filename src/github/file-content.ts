@@ -2,8 +2,6 @@ import type { Octokit } from '@octokit/rest';
 
 /** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
 export const defaultMaxFileBytes = 1_000_000;
-/** Git's rule for binary content: a NUL byte within the first 8000 bytes. */
-const binaryProbeBytes = 8000;
 
 export interface RepositoryFile {
   /** File content decoded as UTF-8, byte for byte as stored (CRLF, BOM, final newline). */
@@ -29,8 +27,12 @@ export class FileReadError extends Error {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/**
+ * Git looks for NUL only in the first 8000 bytes, but a NUL anywhere counts here: PostgreSQL
+ * text cannot store it, and a model cannot write it back unchanged.
+ */
 function isBinary(bytes: Buffer): boolean {
-  return bytes.subarray(0, binaryProbeBytes).includes(0);
+  return bytes.includes(0);
 }
 
 /** Matches the RequestError that Octokit raises for a 404 response. */

@@ -1,6 +1,8 @@
+import { ConfigError } from '../config/env.ts';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { AppContext } from '../context.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import {
   asInstallationUnavailable,
   recordInstallationUnavailable,
@@ -37,6 +39,15 @@ export async function handleAnalyzeJob(
       'analysis finished',
     );
   } catch (error) {
+    if (error instanceof ConfigError) {
+      // Missing credentials will still be missing on a retry; fail now with what to set.
+      await failRun(context.db, runId, error);
+      logger.warn(
+        { event: 'job.analyze.not_configured', reason: error.message },
+        'analysis stopped: not configured',
+      );
+      return;
+    }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
@@ -52,11 +63,20 @@ export async function handleAnalyzeJob(
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const safe = toSafeError(error);
     logger.error(
-      { event: 'job.analyze.failed', err: error, attempt: job.retryCount, finalAttempt },
+      { event: 'job.analyze.failed', err: safe, attempt: job.retryCount, finalAttempt },
       'analysis failed',
     );
-    if (finalAttempt) await failRun(context.db, runId, error);
-    throw error;
+    if (finalAttempt) {
+      await failRun(context.db, runId, error).catch((failError: unknown) => {
+        logger.error(
+          { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
+          'failed to store the run failure',
+        );
+      });
+    }
+    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
+    throw new Error(safe.message);
   }
 }

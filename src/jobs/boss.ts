@@ -1,5 +1,6 @@
 import PgBoss from 'pg-boss';
 import type { Transaction } from '../db/client.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 
 export type { PgBoss };
@@ -19,7 +20,11 @@ export async function startBoss(
     max: 5,
     maintenanceIntervalSeconds: options.maintenanceIntervalSeconds ?? 120,
   });
-  boss.on('error', (error) => logger.error({ event: 'jobs.error', err: error }, 'job queue error'));
+  boss.on('error', (error) => {
+    // A worker's error arrives as a plain object that names its queue.
+    const { queue } = error as { queue?: unknown };
+    logger.error({ event: 'jobs.error', queue, err: toSafeError(error) }, 'job queue error');
+  });
   await boss.start();
   return boss;
 }

@@ -1,7 +1,9 @@
+import { ConfigError } from '../config/env.ts';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { failPatchRequest, runPreview } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import {
   asInstallationUnavailable,
   recordInstallationUnavailable,
@@ -39,6 +41,15 @@ export async function handlePreviewJob(
       'preview finished',
     );
   } catch (error) {
+    if (error instanceof ConfigError) {
+      // Missing credentials will still be missing on a retry; fail now with what to set.
+      await failPatchRequest(context.db, patchRequestId, error);
+      logger.warn(
+        { event: 'job.preview.not_configured', reason: error.message },
+        'preview stopped: not configured',
+      );
+      return;
+    }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
@@ -54,11 +65,20 @@ export async function handlePreviewJob(
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const safe = toSafeError(error);
     logger.error(
-      { event: 'job.preview.failed', err: error, attempt: job.retryCount, finalAttempt },
+      { event: 'job.preview.failed', err: safe, attempt: job.retryCount, finalAttempt },
       'preview failed',
     );
-    if (finalAttempt) await failPatchRequest(context.db, patchRequestId, error);
-    throw error;
+    if (finalAttempt) {
+      await failPatchRequest(context.db, patchRequestId, error).catch((failError: unknown) => {
+        logger.error(
+          { event: 'job.preview.store_failure_failed', err: toSafeError(failError) },
+          'failed to store the patch request failure',
+        );
+      });
+    }
+    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
+    throw new Error(safe.message);
   }
 }

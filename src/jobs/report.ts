@@ -1,3 +1,4 @@
+import { ConfigError } from '../config/env.ts';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { AppContext } from '../context.ts';
@@ -38,6 +39,15 @@ export async function handleReportJob(
       'report finished',
     );
   } catch (error) {
+    if (error instanceof ConfigError) {
+      // Missing credentials will still be missing on a retry; fail now with what to set.
+      await recordReportError(context.db, runId, error);
+      logger.warn(
+        { event: 'job.report.not_configured', reason: error.message },
+        'report stopped: not configured',
+      );
+      return;
+    }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);

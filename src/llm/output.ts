@@ -60,9 +60,10 @@ function restoreFinalNewline(content: string, original: string): string {
  * Extracts the corrected file from a model's output text.
  *
  * Strips one code fence that wraps the whole text, unless the original file is itself one
- * fenced block and the text has no second layer. Rejects empty text and text that
- * contains more prompt data block tags than the original. Then restores the original's line
- * ending style (when each side uses one style throughout) and its final line break.
+ * fenced block and the text has no second layer. Rejects empty text, text with a NUL
+ * character and text that contains more prompt data block tags than the original. Then
+ * restores the original's line ending style (when each side uses one style throughout) and
+ * its final line break.
  */
 export function parseModelOutput(text: string, original: string): ParsedModelOutput {
   let content = text;
@@ -74,6 +75,15 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
 
   if (content.trim() === '') {
     return { ok: false, reason: 'The model returned an empty file.' };
+  }
+  // Files with NUL are never previewed, and PostgreSQL text cannot store it.
+  if (content.includes('\0')) {
+    return {
+      ok: false,
+      reason:
+        'The model output contains a NUL character (U+0000), which a text file cannot ' +
+        'contain, so it was discarded. Request the fix again.',
+    };
   }
   if (countPromptDelimiters(content) > countPromptDelimiters(original)) {
     return {

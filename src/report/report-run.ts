@@ -4,6 +4,7 @@ import type { Database } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
+import { requireGitHubApp } from '../github/require-github-app.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { publishCheckRun } from './publish-check-run.ts';
 import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
@@ -32,12 +33,7 @@ export async function reportRun(
   const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
   if (!run) return { status: 'skipped', reason: 'run no longer exists' };
   if (run.status !== 'completed') return { status: 'skipped', reason: `run is ${run.status}` };
-  if (!context.github) {
-    throw new Error(
-      'GitHub App credentials are not configured: ' +
-        'set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
-    );
-  }
+  const github = requireGitHubApp(context);
   await requireActiveInstallation(context.db, run.installationId);
 
   const rows = await context.db
@@ -45,7 +41,7 @@ export async function reportRun(
     .from(findings)
     .where(eq(findings.runId, runId))
     .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
-  const octokit = await context.github.installationOctokit(run.installationId);
+  const octokit = await github.installationOctokit(run.installationId);
 
   // Two attempts of one report could otherwise both find no check run and both create one.
   const checkRun = await withSessionLock(context.db, `fixwright:check-run:${runId}`, async () => {

@@ -2,12 +2,20 @@ import { eq, sql } from 'drizzle-orm';
 import { analyzeChangedFiles } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
+import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
 import type { Logger } from '../logger.ts';
+
+/**
+ * Findings per INSERT statement. Each row binds 10 parameters, and postgres.js 3.4 rejects a
+ * statement with 65,534 or more (MAX_PARAMETERS_EXCEEDED), so one statement fits 6,553 rows.
+ */
+export const findingInsertChunkSize = 1000;
 
 export interface AnalyzeOutcome {
   status: 'completed' | 'skipped';
@@ -33,11 +41,7 @@ export async function analyzeRun(
   if (run.status === 'superseded' || run.status === 'completed' || run.status === 'cancelled') {
     return { status: 'skipped', findings: 0, files: 0 };
   }
-  if (!context.github) {
-    throw new Error(
-      'GitHub App credentials are not configured: set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH).',
-    );
-  }
+  const github = requireGitHubApp(context);
   await requireActiveInstallation(context.db, run.installationId);
 
   await context.db
@@ -46,16 +50,17 @@ export async function analyzeRun(
     .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} IN ('queued', 'analyzing', 'failed')`);
 
   const [owner, repo] = splitRepository(run.repository);
-  const octokit = await context.github.installationOctokit(run.installationId);
+  const octokit = await github.installationOctokit(run.installationId);
   const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
   const drafts = analyzeChangedFiles(files);
 
   await context.db.transaction(async (tx) => {
     await tx.delete(findings).where(eq(findings.runId, runId));
-    if (drafts.length > 0) {
+    for (let start = 0; start < drafts.length; start += findingInsertChunkSize) {
+      const chunk = drafts.slice(start, start + findingInsertChunkSize);
       await tx
         .insert(findings)
-        .values(drafts.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
+        .values(chunk.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
         .onConflictDoNothing();
     }
     // A run superseded or cancelled while it was analyzed keeps that status and no report.
@@ -73,12 +78,18 @@ export async function analyzeRun(
   return { status: 'completed', findings: drafts.length, files: files.length };
 }
 
-/** Marks a run failed after its last retry, with the error's message for the user. */
+/**
+ * Marks a run failed after its last retry. The stored message is the safe form of the error,
+ * because the run page shows it and a failed query's own message quotes the file text.
+ */
 export async function failRun(db: Database, runId: string, error: unknown): Promise<void> {
-  const message = error instanceof Error ? error.message : String(error);
   await db
     .update(prRuns)
-    .set({ status: 'failed', error: `Analysis failed: ${message}`.slice(0, 2000) })
+    .set({
+      status: 'failed',
+      error: `Analysis failed: ${safeErrorMessage(error)}`,
+      completedAt: new Date(),
+    })
     .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`);
 }
 

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
+import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { renderError } from './views/error-page.tsx';
 
@@ -16,6 +17,7 @@ export const errorCodes = {
   internal: 500,
   bad_gateway: 502,
   not_configured: 503,
+  service_unavailable: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof errorCodes;
@@ -71,7 +73,13 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
     ({ code, status, message, details } = error);
   } else {
     logger.error(
-      { event: 'http.unhandled_error', err: error, requestId, method: c.req.method, path: c.req.path },
+      {
+        event: 'http.unhandled_error',
+        err: toSafeError(error),
+        requestId,
+        method: c.req.method,
+        path: c.req.path,
+      },
       'request failed',
     );
   }

@@ -1,25 +1,75 @@
 import { Webhooks } from '@octokit/webhooks';
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.ts';
 import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
+import type { Logger } from '../logger.ts';
+import { stripNul } from '../text/strip-nul.ts';
 import { AppError } from './errors.ts';
+import { limitConcurrency } from './limit-concurrency.ts';
 
 /** GitHub caps webhook payloads at 25 MB and drops larger ones. */
 export const maxWebhookBytes = 25 * 1024 * 1024;
 
+/**
+ * Longest X-GitHub-Delivery accepted. GitHub sends 36-character GUIDs, and the id is a primary
+ * key, whose btree index rejects keys of more than about 2,700 bytes.
+ */
+export const maxDeliveryIdLength = 200;
+
 const notConfiguredMessage =
   'Webhooks are disabled because WEBHOOK_SECRET is not set. Set it to the webhook secret ' +
   "entered in the GitHub App's settings and restart Fixwright.";
+
+/**
+ * Parses a delivery body and removes NUL from every string, because PostgreSQL text cannot
+ * store it and GitHub's deliveries must not be rejected for their content.
+ */
+function parsePayload(body: string): unknown {
+  // JSON can carry NUL only as the escape \u0000, so other bodies skip the reviver.
+  if (!body.includes('\\u0000')) return JSON.parse(body);
+  return JSON.parse(body, (_key, value: unknown) =>
+    typeof value === 'string' ? stripNul(value) : value,
+  );
+}
+
+/** Logs one warning per rejected delivery with its headers and reason, never body or signature. */
+function logRejectedDeliveries(logger: Logger): MiddlewareHandler {
+  return async (c, next) => {
+    await next();
+    if (!(c.error instanceof AppError)) return;
+    logger.warn(
+      {
+        event: 'webhook.rejected',
+        requestId: c.get('requestId'),
+        deliveryId: c.req.header('x-github-delivery')?.slice(0, maxDeliveryIdLength),
+        githubEvent: c.req.header('x-github-event')?.slice(0, 100),
+        status: c.error.status,
+        code: c.error.code,
+        reason: c.error.message,
+      },
+      'webhook delivery rejected',
+    );
+  };
+}
 
 /** `POST /webhooks/github`: verifies the signature over the raw body, records the delivery and returns 202. */
 export function webhookRoutes(context: AppContext): Hono {
   const app = new Hono();
   const secret = context.config.WEBHOOK_SECRET;
   const webhooks = secret ? new Webhooks({ secret }) : null;
+  const maxConcurrent = context.config.WEBHOOK_MAX_CONCURRENT;
 
   app.post(
     '/webhooks/github',
+    logRejectedDeliveries(context.logger),
+    // Each body is buffered whole before its signature can be checked, so unsigned floods
+    // could otherwise hold up to 25 MB per connection.
+    limitConcurrency(
+      maxConcurrent,
+      `Too many webhook deliveries in progress (WEBHOOK_MAX_CONCURRENT is ${maxConcurrent}); ` +
+        'redeliver this one later.',
+    ),
     bodyLimit({
       maxSize: maxWebhookBytes,
       onError: () => {
@@ -56,9 +106,16 @@ export function webhookRoutes(context: AppContext): Hono {
           `Missing ${deliveryId ? 'X-GitHub-Event' : 'X-GitHub-Delivery'} header.`,
         );
       }
+      if (deliveryId.length > maxDeliveryIdLength) {
+        throw new AppError(
+          'bad_request',
+          `Invalid X-GitHub-Delivery header: it has ${deliveryId.length} characters, over the ` +
+            `limit of ${maxDeliveryIdLength}; GitHub sends a 36-character GUID.`,
+        );
+      }
       let payload: unknown;
       try {
-        payload = JSON.parse(body);
+        payload = parsePayload(body);
       } catch {
         throw new AppError(
           'bad_request',

@@ -223,6 +223,34 @@ describe('runPreview', () => {
     expect(request!.totalTokens).toBe(reported);
   });
 
+  it('fails the file whose output has NUL', async () => {
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return { text: path === 'src/b.ts' ? 'export const b\0= 2;\n' : fixed[path]! };
+    });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', error: null });
+    expect(stored[1]).toMatchObject({ path: 'src/b.ts', status: 'failed', proposedText: null });
+    expect(stored[1]!.error).toContain('NUL character (U+0000)');
+
+    // Each file cost one call, and each call is billed once.
+    const completions = groq.requests.filter((request) =>
+      request.path.endsWith('/chat/completions'),
+    );
+    expect(completions).toHaveLength(2);
+    const reported = completions.reduce(
+      (sum, request) => sum + request.reply!.usage!.total_tokens,
+      0,
+    );
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(reported);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
   it('does not redo finished files when retried', async () => {
     const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
     await runPreview(context, patchRequestId, 0, context.logger);

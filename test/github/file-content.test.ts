@@ -12,6 +12,8 @@ const execFileAsync = promisify(execFile);
 /** 1.5 MB of text: over the 1 MB the contents API returns inline. */
 const largeText = 'abcdefghijklmnopqrstuvwxyz0123456789\n'.repeat(42_000);
 const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x01]);
+/** Valid UTF-8 with one NUL after the first 8000 bytes, where git's own check stops looking. */
+const lateNul = `${'text line\n'.repeat(900)}tail\0end\n`;
 
 let harness: Harness;
 
@@ -60,6 +62,7 @@ beforeAll(async () => {
       'bom.txt': '\uFEFFheading\n',
       'empty.txt': '',
       'image.png': binary,
+      'late-nul.txt': lateNul,
       'latin1.txt': Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]),
       'docs/guide.md': '# Guide\n',
       'docs/spaced name.md': 'spaces\n',
@@ -138,6 +141,13 @@ describe('readFileAtRef', () => {
     const error = await readError('image.png', 'main');
     expect(error.reason).toBe('binary');
     expect(error.path).toBe('image.png');
+  });
+
+  it('rejects a NUL after byte 8000 as binary', async () => {
+    expect(Buffer.byteLength(lateNul)).toBeGreaterThan(9000);
+    const error = await readError('late-nul.txt', 'main');
+    expect(error.reason).toBe('binary');
+    expect(error.message).toContain('contains a NUL byte');
   });
 
   it('rejects text that is not UTF-8 as binary', async () => {

@@ -2,6 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parseModelOutput } from '../../src/llm/output.ts';
 
 describe('parseModelOutput', () => {
+  it('rejects output containing NUL', () => {
+    const result = parseModelOutput('const a = 1;\0\n', 'const a = 0;\n');
+
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : result.reason).toContain('NUL character (U+0000)');
+  });
+
   it('returns plain output unchanged', () => {
     expect(parseModelOutput('const a = 1;\n', 'const a = 0;\n')).toEqual({
       ok: true,

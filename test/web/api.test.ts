@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
   installations,
+  patchRequestFindings,
   patchRequests,
   prRuns,
   users,
@@ -113,6 +114,22 @@ describe('GET /api/runs', () => {
     expect(runs).toEqual([]);
   });
 
+  it('rejects a pull request number over the integer range', async () => {
+    const response = await call('owner', '/api/runs?pr=2147483648');
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain(
+      'pr: must be a pull request number up to 2147483647',
+    );
+  });
+
+  it('rejects NUL in the query string', async () => {
+    const response = await call('owner', '/api/runs?repository=o%00/app');
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toContain('Invalid query parameter "repository"');
+  });
+
   it('rejects an invalid repository filter', async () => {
     const response = await call('owner', '/api/runs?repository=justaname');
     expect(response.status).toBe(400);
@@ -128,6 +145,12 @@ describe('GET /api/runs/:runId', () => {
       ['a.ts', 9, 'debug/debugger'],
       ['b.ts', 4, 'todo-comment'],
     ]);
+  });
+
+  it('finds a run by its upper-case id', async () => {
+    const response = await call('owner', `/api/runs/${runId.toUpperCase()}`);
+    expect(response.status).toBe(200);
+    expect((await response.json()).id).toBe(runId);
   });
 
   it('answers 404 to another user', async () => {
@@ -158,6 +181,24 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect(read.status).toBe(200);
     expect(await read.json()).toMatchObject({ id, status: 'queued', files: [] });
     expect((await call('stranger', `/api/patch-requests/${id}`)).status).toBe(404);
+  });
+
+  it('accepts upper-case run and finding ids', async () => {
+    const response = await call('owner', `/api/runs/${runId.toUpperCase()}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: findingIds.map((id) => id.toUpperCase()) }),
+    });
+    expect(response.status).toBe(202);
+    const { id } = await response.json();
+    const selected = await context.db
+      .select({ findingId: patchRequestFindings.findingId })
+      .from(patchRequestFindings)
+      .where(eq(patchRequestFindings.patchRequestId, id));
+    expect(selected.map((row) => row.findingId).sort()).toEqual([...findingIds].sort());
+
+    const read = await call('owner', `/api/patch-requests/${id.toUpperCase()}`);
+    expect(read.status).toBe(200);
+    expect((await read.json()).id).toBe(id);
   });
 
   it('answers 404 when another user asks for a fix', async () => {
@@ -195,6 +236,35 @@ describe('POST /api/runs/:runId/patch-requests', () => {
       body: 'findingIds=1',
     });
     expect(response.status).toBe(400);
+  });
+});
+
+describe('JSON API body limit', () => {
+  const oversized = JSON.stringify({ findingIds: [], padding: 'x'.repeat(1024 * 1024) });
+
+  it('rejects a streamed body over 1 MB', async () => {
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: oversized,
+    });
+    expect(response.status).toBe(413);
+    const { error } = await response.json();
+    expect(error.code).toBe('payload_too_large');
+    expect(error.message).toContain('1048576 bytes');
+  });
+
+  it('rejects a declared Content-Length over 1 MB', async () => {
+    const response = await app.request('/api/user/keys/groq', {
+      method: 'PUT',
+      body: oversized,
+      headers: {
+        authorization: `Bearer ${people.owner.token}`,
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(oversized)),
+      },
+    });
+    expect(response.status).toBe(413);
+    expect((await response.json()).error.code).toBe('payload_too_large');
   });
 });
 

@@ -102,6 +102,21 @@ describe('run page', () => {
     expect(response.headers.get('location')).toMatch(/^\/patch-requests\/[0-9a-f-]{36}$/);
   });
 
+  it('accepts an upper-case finding id', async () => {
+    const finding = run.findings[1]!.id;
+    const response = await post(`/runs/${run.run.id}/patch-requests`, {
+      findingIds: finding.toUpperCase(),
+    });
+    expect(response.status).toBe(303);
+    const location = response.headers.get('location') ?? '';
+    const id = /^\/patch-requests\/([0-9a-f-]{36})$/.exec(location)![1]!;
+    const chosen = await context.db
+      .select()
+      .from(patchRequestFindings)
+      .where(eq(patchRequestFindings.patchRequestId, id));
+    expect(chosen.map((row) => row.findingId)).toEqual([finding]);
+  });
+
   it('asks for at least one finding', async () => {
     const response = await post(`/runs/${run.run.id}/patch-requests`, {});
     expect(response.status).toBe(400);

@@ -207,6 +207,172 @@ describe('POST /webhooks/github', () => {
   });
 });
 
+describe('POST /webhooks/github with unusual input', () => {
+  function signedHeaders(body: string, event: string, deliveryId: string) {
+    return {
+      'x-github-event': event,
+      'x-github-delivery': deliveryId,
+      'x-hub-signature-256': sign(body),
+    };
+  }
+
+  it('rejects a pull request number over the integer range', async () => {
+    const payload = JSON.parse(pullRequestOpened(5003));
+    payload.number = 2147483648;
+    const body = JSON.stringify(payload);
+
+    const response = await post(body, signedHeaders(body, 'pull_request', 'number-too-big'));
+
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('number');
+    const stored = await context.db
+      .select()
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, 'number-too-big'));
+    expect(stored).toHaveLength(0);
+  });
+
+  it('accepts the largest integer pull request number', async () => {
+    const payload = JSON.parse(pullRequestOpened(5004));
+    payload.number = 2147483647;
+    const body = JSON.stringify(payload);
+
+    const response = await post(body, signedHeaders(body, 'pull_request', 'number-max'));
+
+    expect(response.status).toBe(202);
+    const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, 5004));
+    expect(runs.map((run) => run.prNumber)).toEqual([2147483647]);
+  });
+
+  it('strips NUL from stored pull request text', async () => {
+    const payload = JSON.parse(pullRequestOpened(5005));
+    // Another repository id, so the run is not a duplicate of an earlier test's run.
+    payload.repository.id = 5005;
+    payload.action = 'open\u0000ed';
+    payload.pull_request.title = 'Fix\u0000 the handler';
+    payload.pull_request.head.ref = 'feat\u0000ure';
+    payload.sender.login = 'octo\u0000cat';
+    const body = JSON.stringify(payload);
+    expect(body).toContain('\\u0000');
+
+    const response = await post(body, signedHeaders(body, 'pull_request', 'nul-in-text'));
+
+    expect(response.status).toBe(202);
+    const [run] = await context.db.select().from(prRuns).where(eq(prRuns.installationId, 5005));
+    expect(run?.prTitle).toBe('Fix the handler');
+    expect(run?.headRef).toBe('feature');
+    const [delivery] = await context.db
+      .select()
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, 'nul-in-text'));
+    expect(delivery?.action).toBe('opened');
+  });
+
+  it('strips NUL from the installing user login', async () => {
+    const payload = example('installation', 'created') as {
+      installation: { id: number; account: { login: string } };
+      sender: { id: number; login: string };
+    };
+    payload.installation.id = 5006;
+    payload.installation.account.login = 'nul\u0000-org';
+    payload.sender = { ...payload.sender, id: 5006, login: 'nul\u0000-user' };
+    const body = JSON.stringify(payload);
+
+    const response = await post(body, signedHeaders(body, 'installation', 'nul-in-login'));
+
+    expect(response.status).toBe(202);
+    const [installation] = await context.db
+      .select({ account: installations.accountLogin, login: users.login })
+      .from(installations)
+      .innerJoin(users, eq(users.id, installations.userId))
+      .where(eq(installations.id, 5006));
+    expect(installation).toEqual({ account: 'nul-org', login: 'nul-user' });
+  });
+
+  it('rejects a delivery id over 200 characters', async () => {
+    const deliveryId = 'd'.repeat(8000);
+    const body = JSON.stringify({ zen: 'Keep it logically awesome.' });
+
+    const response = await post(body, signedHeaders(body, 'ping', deliveryId));
+
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toContain('X-GitHub-Delivery');
+    const stored = await context.db
+      .select()
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, deliveryId));
+    expect(stored).toHaveLength(0);
+  });
+});
+
+describe('POST /webhooks/github rejection logs', () => {
+  it('logs one warning per rejected delivery', async () => {
+    const body = JSON.stringify({ zen: 'body-text-not-for-logs' });
+    const signature = sign(body, 'some-other-secret');
+    const before = context.logs.length;
+
+    const response = await post(body, {
+      'x-github-event': 'ping',
+      'x-github-delivery': 'rejected-logged',
+      'x-hub-signature-256': signature,
+    });
+
+    expect(response.status).toBe(401);
+    const warnings = context.logs
+      .slice(before)
+      .filter((line) => line.event === 'webhook.rejected');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({
+      level: 40,
+      deliveryId: 'rejected-logged',
+      githubEvent: 'ping',
+      status: 401,
+      code: 'invalid_signature',
+    });
+    expect(warnings[0]!.reason).toContain('X-Hub-Signature-256 does not match');
+    const logText = JSON.stringify(context.logs.slice(before));
+    expect(logText).not.toContain('body-text-not-for-logs');
+    expect(logText).not.toContain(signature.slice('sha256='.length));
+  });
+
+  it('logs the reason of an invalid payload', async () => {
+    const payload = JSON.parse(pullRequestOpened(5007));
+    delete payload.pull_request.head;
+    const body = JSON.stringify(payload);
+    const before = context.logs.length;
+
+    const response = await post(body, {
+      'x-github-event': 'pull_request',
+      'x-github-delivery': 'invalid-logged',
+      'x-hub-signature-256': sign(body),
+    });
+
+    expect(response.status).toBe(400);
+    const warnings = context.logs
+      .slice(before)
+      .filter((line) => line.event === 'webhook.rejected');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ deliveryId: 'invalid-logged', status: 400 });
+    expect(warnings[0]!.reason).toContain('pull_request.head');
+  });
+
+  it('logs a body over 25 MB', async () => {
+    const before = context.logs.length;
+    const response = await post('{}', {
+      'x-github-event': 'ping',
+      'x-github-delivery': 'huge-logged',
+      'x-hub-signature-256': sign('{}'),
+      'content-length': String(25 * 1024 * 1024 + 1),
+    });
+
+    expect(response.status).toBe(413);
+    const warnings = context.logs
+      .slice(before)
+      .filter((line) => line.event === 'webhook.rejected');
+    expect(warnings.map((line) => [line.deliveryId, line.status])).toEqual([['huge-logged', 413]]);
+  });
+});
+
 describe('POST /webhooks/github without WEBHOOK_SECRET', () => {
   it('returns 503 naming the variable', async () => {
     const unconfigured = await createTestContext();

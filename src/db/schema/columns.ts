@@ -8,3 +8,6 @@ export const timestamps = {
     .defaultNow()
     .$onUpdate(() => new Date()),
 };
+
+/** Largest value of a PostgreSQL `integer` column, such as pr_runs.pr_number. */
+export const maxInteger = 2_147_483_647;

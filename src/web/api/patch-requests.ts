@@ -8,9 +8,14 @@ import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import { AppError, fromZodError, notFound } from '../errors.ts';
 
+// PostgreSQL returns uuids in lower case, and finding ids are compared with them as strings.
 const createBody = z.object({
   findingIds: z
-    .array(z.uuid({ message: 'must be a finding id from GET /api/runs/:runId' }))
+    .array(
+      z
+        .uuid({ message: 'must be a finding id from GET /api/runs/:runId' })
+        .transform((id) => id.toLowerCase()),
+    )
     .min(1, { message: 'must list at least one finding id' })
     .max(1000, { message: 'must list at most 1000 finding ids' }),
 });
@@ -23,7 +28,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
   const app = new Hono<{ Variables: AuthVariables }>();
 
   app.post('/api/runs/:runId/patch-requests', async (c) => {
-    const runId = c.req.param('runId');
+    const runId = c.req.param('runId').toLowerCase();
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
 
@@ -69,7 +74,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
   });
 
   app.get('/api/patch-requests/:id', async (c) => {
-    const id = c.req.param('id');
+    const id = c.req.param('id').toLowerCase();
     const request = isUuid(id)
       ? await context.db.query.patchRequests.findFirst({
           where: and(eq(patchRequests.id, id), eq(patchRequests.userId, c.var.user.id)),

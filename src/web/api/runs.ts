@@ -2,6 +2,7 @@ import { asc, eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { AppContext } from '../../context.ts';
+import { maxInteger } from '../../db/schema/columns.ts';
 import { findings } from '../../db/schema/index.ts';
 import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
@@ -12,7 +13,12 @@ const listQuery = z.object({
     .string()
     .regex(/^[^/\s]+\/[^/\s]+$/, { message: 'must be OWNER/NAME' })
     .optional(),
-  pr: z.coerce.number().int().positive({ message: 'must be a pull request number' }).optional(),
+  pr: z.coerce
+    .number()
+    .int()
+    .positive({ message: 'must be a pull request number' })
+    .max(maxInteger, { message: `must be a pull request number up to ${maxInteger}` })
+    .optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 });
 
@@ -55,7 +61,7 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
   });
 
   app.get('/api/runs/:runId', async (c) => {
-    const runId = c.req.param('runId');
+    const runId = c.req.param('runId').toLowerCase();
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
 

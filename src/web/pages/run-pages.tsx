@@ -42,7 +42,10 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     // With all: true a repeated field is an array, a single one a plain value.
     const field = body.findingIds ?? [];
     const values = Array.isArray(field) ? field : [field];
-    const findingIds = values.filter((value): value is string => typeof value === 'string');
+    // Lower case like the ids PostgreSQL returns, which createPatchRequest compares as strings.
+    const findingIds = values
+      .filter((value): value is string => typeof value === 'string')
+      .map((value) => value.toLowerCase());
     if (findingIds.length === 0) {
       throw new AppError('bad_request', 'No finding selected: tick at least one finding to preview its fix.');
     }

@@ -1,0 +1,167 @@
+import { eq, sql } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import {
+  findings,
+  installations,
+  patchRequests,
+  prRuns,
+  users,
+} from '../../src/db/schema/index.ts';
+import { createGitHubApp } from '../../src/github/app.ts';
+import {
+  handlePreviewJob,
+  previewQueueOptions,
+  type PreviewJobData,
+} from '../../src/jobs/preview.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+
+const appId = '4712';
+const installationId = 78;
+const secret = 'sk_live_51HqLyjWDarjtT1zdp7dcQzXv';
+const original = `const apiKey = "${secret}";\nconsole.log(apiKey);\n`;
+const fixed = 'const apiKey = process.env.API_KEY;\n';
+const rejectedWrite = 'patch file writes are disabled for this test';
+
+let context: TestContext;
+let github: FakeGitHub;
+let groq: FakeGroq;
+let repository: GitRepository;
+let runId: string;
+
+beforeAll(async () => {
+  repository = await createGitRepository({
+    base: { 'README.md': '# x\n' },
+    head: { 'src/key.ts': original },
+  });
+  const keys = generateAppKeyPair();
+  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
+  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
+  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
+  groq = await startFakeGroq();
+  groq.setHandler(() => ({ text: fixed }));
+
+  context = await createTestContext({
+    GROQ_API_KEY: 'gsk_platform_preview_job_test',
+    GROQ_BASE_URL: groq.url,
+    LLM_MAX_RETRIES: '0',
+  });
+  context.github = createGitHubApp({
+    appId,
+    privateKey: keys.privateKeyPem,
+    baseUrl: github.url,
+    logger: context.logger,
+  });
+
+  await context.db.insert(installations).values({
+    id: installationId,
+    accountLogin: 'octo',
+    accountId: 1,
+    accountType: 'User',
+  });
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId,
+      repositoryId: 556,
+      repository: 'octo/demo',
+      prNumber: 1,
+      baseSha: repository.baseSha,
+      headSha: repository.headSha,
+      headRef: 'feature',
+      headRepository: 'octo/demo',
+      status: 'completed',
+    })
+    .returning();
+  runId = run!.id;
+  await context.db.insert(findings).values({
+    runId,
+    path: 'src/key.ts',
+    startLine: 1,
+    endLine: 1,
+    ruleId: 'secret/hardcoded-credential',
+    severity: 'error',
+    message: 'Hard-coded credential.',
+    fingerprint: 'fp-key',
+  });
+
+  // Every write of a finished file fails, and the failed query carries the file text.
+  await context.db.execute(sql.raw(`
+    CREATE FUNCTION reject_ready_patch_file() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION '${rejectedWrite}'; END $$;
+    CREATE TRIGGER reject_ready_patch_file BEFORE UPDATE ON patch_files
+      FOR EACH ROW WHEN (NEW.status = 'ready') EXECUTE FUNCTION reject_ready_patch_file();
+  `));
+});
+
+afterAll(async () => {
+  await context?.close();
+  await Promise.all([github?.close(), groq?.close()]);
+  await repository?.cleanup();
+});
+
+/** Builds the job that pg-boss passes to the worker on its last attempt. */
+function lastAttempt(patchRequestId: string): PgBoss.JobWithMetadata<PreviewJobData> {
+  return {
+    id: '00000000-0000-4000-8000-0000000000aa',
+    name: 'preview',
+    data: { patchRequestId },
+    retryCount: previewQueueOptions.retryLimit,
+    retryLimit: previewQueueOptions.retryLimit,
+  } as unknown as PgBoss.JobWithMetadata<PreviewJobData>;
+}
+
+/** Returns every 8-character piece of `text`, so a partial leak is found too. */
+function pieces(text: string): string[] {
+  return Array.from({ length: text.length - 7 }, (_, index) => text.slice(index, index + 8));
+}
+
+describe('handlePreviewJob', () => {
+  it('logs and stores a failed write without the file text', async () => {
+    const [user] = await context.db
+      .insert(users)
+      .values({ login: 'preview-job-user', plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    const selected = await context.db.select({ id: findings.id }).from(findings);
+    const created = await createPatchRequest(context.db, context.boss, {
+      runId,
+      userId: user!.id,
+      findingIds: selected.map((row) => row.id),
+    });
+    if (!created.ok) throw new Error('patch request not created');
+
+    const thrown = await handlePreviewJob(context, lastAttempt(created.id)).catch(
+      (error: unknown) => error as Error,
+    );
+
+    const expected = `Database query failed: ${rejectedWrite}`;
+    expect(thrown).toBeInstanceOf(Error);
+    expect(thrown!.message).toBe(expected);
+
+    const failure = context.logs.find((line) => line.event === 'job.preview.failed');
+    expect(failure).toBeDefined();
+    expect(failure!.err).toMatchObject({
+      type: 'DrizzleQueryError',
+      code: 'P0001',
+      message: expected,
+    });
+    expect(failure!.finalAttempt).toBe(true);
+
+    const [stored] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, created.id));
+    expect(stored!.status).toBe('failed');
+    expect(stored!.error).toBe(`Preview failed: ${expected}`);
+    expect(stored!.completedAt).toBeInstanceOf(Date);
+
+    const logText = JSON.stringify(context.logs);
+    const leaked = pieces(secret).filter((piece) => logText.includes(piece));
+    expect(leaked).toEqual([]);
+    expect(logText).not.toContain('process.env.API_KEY');
+  });
+});

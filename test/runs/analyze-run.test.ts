@@ -1,0 +1,146 @@
+import { count, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findings, installations, prRuns } from '../../src/db/schema/index.ts';
+import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
+import { owner, pullNumber, repo, startHarness, type Harness } from '../github/harness.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+const filesPattern = '/repos/:owner/:repo/pulls/:pull_number/files';
+const secret = 'sk_live_51HqLyjWDarjtT1zdp7dcQzX';
+
+let context: TestContext;
+let harness: Harness;
+let nextRepositoryId = 1;
+
+beforeAll(async () => {
+  harness = await startHarness({ base: { 'README.md': '# x\n' }, head: { 'README.md': '# y\n' } });
+  context = await createTestContext();
+  context.github = harness.app;
+  await context.db.insert(installations).values({
+    id: harness.installationId,
+    accountLogin: owner,
+    accountId: 1,
+    accountType: 'Organization',
+  });
+});
+
+afterAll(async () => {
+  await context?.close();
+  await harness?.close();
+});
+
+/** Creates a queued run; each gets its own repository id, so the unique key never clashes. */
+async function createRun() {
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId: harness.installationId,
+      repositoryId: nextRepositoryId++,
+      repository: `${owner}/${repo}`,
+      prNumber: pullNumber,
+      baseSha: harness.repository.baseSha,
+      headSha: harness.repository.headSha,
+      headRef: 'feature',
+      headRepository: `${owner}/${repo}`,
+    })
+    .returning();
+  return run!;
+}
+
+/** Makes the next "list pull request files" call return one added file with `patch`. */
+function queueChangedFile(filename: string, patch: string) {
+  harness.fake.queueResponse({
+    method: 'GET',
+    path: filesPattern,
+    status: 200,
+    body: [
+      {
+        sha: 'c'.repeat(40),
+        filename,
+        status: 'added',
+        additions: patch.split('\n').length - 1,
+        deletions: 0,
+        changes: patch.split('\n').length - 1,
+        patch,
+      },
+    ],
+  });
+}
+
+async function runById(runId: string) {
+  const [run] = await context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  return run!;
+}
+
+describe('analyzeRun', () => {
+  it('stores findings of lines that contain NUL', async () => {
+    const run = await createRun();
+    queueChangedFile('src/app.ts', "@@ -0,0 +1,2 @@\n+console.log('a\0b');\n+const x = 1;");
+
+    const outcome = await analyzeRun(context, run.id, context.logger);
+
+    expect(outcome).toEqual({ status: 'completed', findings: 1, files: 1 });
+    expect((await runById(run.id)).status).toBe('completed');
+    const rows = await context.db.select().from(findings).where(eq(findings.runId, run.id));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.ruleId).toBe('debug/console-log');
+    expect(rows[0]!.excerpt).toBe("console.log('ab');");
+  });
+
+  it('stores 7000 findings of one run', async () => {
+    const run = await createRun();
+    const lines = Array.from({ length: 7000 }, (_, index) => `+console.log(${index});`);
+    queueChangedFile('src/noisy.ts', ['@@ -0,0 +1,7000 @@', ...lines].join('\n'));
+
+    const outcome = await analyzeRun(context, run.id, context.logger);
+
+    expect(outcome).toEqual({ status: 'completed', findings: 7000, files: 1 });
+    expect((await runById(run.id)).status).toBe('completed');
+    const [stored] = await context.db
+      .select({ value: count() })
+      .from(findings)
+      .where(eq(findings.runId, run.id));
+    expect(stored!.value).toBe(7000);
+  });
+});
+
+describe('failRun', () => {
+  it('stores the database error without the query parameters', async () => {
+    const run = await createRun();
+    const queryError = await context.db
+      .insert(findings)
+      .values({
+        runId: run.id,
+        path: 'src/config.ts',
+        startLine: 1,
+        endLine: 1,
+        ruleId: 'secret/hardcoded-credential',
+        severity: 'error',
+        message: 'Hard-coded credential.',
+        excerpt: `const key = "${secret}";\0`,
+        fingerprint: 'fp-nul',
+      })
+      .catch((error: unknown) => error);
+    expect(queryError).toBeInstanceOf(Error);
+    expect((queryError as Error).message).toContain(secret);
+
+    await failRun(context.db, run.id, queryError);
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(
+      'Analysis failed: Database query failed: invalid byte sequence for encoding "UTF8": 0x00',
+    );
+    expect(stored.completedAt).toBeInstanceOf(Date);
+  });
+
+  it('caps a long message', async () => {
+    const run = await createRun();
+
+    await failRun(context.db, run.id, new Error('x'.repeat(50_000)));
+
+    const stored = await runById(run.id);
+    expect(stored.error!.length).toBeLessThanOrEqual(2100);
+    expect(stored.error!.startsWith('Analysis failed: xxx')).toBe(true);
+  });
+});
