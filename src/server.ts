@@ -11,6 +11,7 @@ import { startBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
 import { loadKeyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
+import { applyAdminLogins } from './users/sync-admin-role.ts';
 import { createApp } from './web/app.tsx';
 
 export type Role = 'all' | 'web' | 'worker';
@@ -29,6 +30,10 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const database = await locateDatabase(config, logger);
   await migrateDatabase(database.url);
   const handle = connectDatabase(database.url);
+  const rolesChanged = await applyAdminLogins(handle.db, config);
+  if (rolesChanged > 0) {
+    logger.info({ event: 'users.roles_synced', users: rolesChanged }, 'applied ADMIN_LOGINS to user roles');
+  }
   const boss = await startBoss(database.url, logger, {
     maintenanceIntervalSeconds: config.JOB_MAINTENANCE_INTERVAL_SECONDS,
   });

@@ -8,7 +8,7 @@ import { isUuid } from '../runs/visible-runs.ts';
 export type RegenerateFileResult =
   | { ok: true; path: string; generation: number }
   | { ok: false; reason: 'not_found' }
-  | { ok: false; reason: 'busy' | 'cancelled'; status: PatchRequestStatus };
+  | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus };
 
 /**
  * Queues a new preview of one file of a finished patch request. In one transaction it bumps
@@ -25,7 +25,12 @@ export async function regeneratePatchFile(
   return db.transaction(async (tx) => {
     // The row lock keeps two clicks from queueing two jobs for the same request.
     const [request] = await tx
-      .select({ id: patchRequests.id, status: patchRequests.status })
+      .select({
+        id: patchRequests.id,
+        status: patchRequests.status,
+        applyStartedAt: patchRequests.applyStartedAt,
+        appliedAt: patchRequests.appliedAt,
+      })
       .from(patchRequests)
       .where(and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)))
       .for('update');
@@ -40,6 +45,10 @@ export async function regeneratePatchFile(
       return { ok: false, reason: 'busy', status: request.status };
     }
     if (request.status === 'cancelled') return { ok: false, reason: 'cancelled', status: request.status };
+    // Applied text must stay what the preview shows, and an apply in progress reads the files.
+    if (request.appliedAt || request.applyStartedAt) {
+      return { ok: false, reason: 'applied', status: request.status };
+    }
 
     await tx
       .update(patchFiles)

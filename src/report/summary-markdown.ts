@@ -42,12 +42,22 @@ function tableCell(text: string): string {
   return text.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
 }
 
+/**
+ * Wraps text in a code span fenced by more backticks than any run inside it, padded with
+ * spaces, so a file name from the pull request cannot close the span and inject markdown.
+ */
+export function codeSpan(text: string): string {
+  const longestRun = Math.max(0, ...(text.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = '`'.repeat(longestRun + 1);
+  return longestRun > 0 ? `${fence} ${text} ${fence}` : `${fence}${text}${fence}`;
+}
+
 function lineLabel(finding: ReportedFinding): string {
   const range =
     finding.endLine > finding.startLine
       ? `${finding.startLine}-${finding.endLine}`
       : `${finding.startLine}`;
-  return `\`${tableCell(finding.path)}\`:${range}`;
+  return `${codeSpan(tableCell(finding.path))}:${range}`;
 }
 
 const conclusionText: Record<CheckConclusion, string> = {

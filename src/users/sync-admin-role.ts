@@ -31,3 +31,23 @@ export async function syncAdminRole(
     return current[0]?.role ?? 'user';
   });
 }
+
+/**
+ * Applies ADMIN_LOGINS to every user at start, so a login removed from the list loses admin
+ * rights on its open sessions too, not only at its next sign-in. Does nothing when unset.
+ */
+export async function applyAdminLogins(db: Database, config: Config): Promise<number> {
+  if (config.ADMIN_LOGINS.length === 0) return 0;
+  const admins = sql.join(
+    config.ADMIN_LOGINS.map((login) => sql`${login}`),
+    sql`, `,
+  );
+  const rows = await db.execute(sql`
+    UPDATE users SET
+      role = CASE WHEN lower(login) IN (${admins}) THEN 'admin' ELSE 'user' END,
+      updated_at = now()
+    WHERE role <> CASE WHEN lower(login) IN (${admins}) THEN 'admin' ELSE 'user' END
+    RETURNING id
+  `);
+  return rows.length;
+}

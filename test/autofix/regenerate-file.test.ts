@@ -200,4 +200,27 @@ describe('regeneratePatchFile', () => {
     expect(result).toEqual({ ok: false, reason: 'busy', status: 'running' });
     await context.db.update(patchRequests).set({ status: 'ready' }).where(eq(patchRequests.id, patchRequestId));
   });
+
+  it('refuses a file of an applied or applying preview', async () => {
+    const [file] = await fileRows();
+    const [before] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    for (const marks of [{ applyStartedAt: new Date() }, { appliedAt: new Date() }]) {
+      await context.db
+        .update(patchRequests)
+        .set({ status: 'ready', appliedAt: null, applyStartedAt: null, ...marks })
+        .where(eq(patchRequests.id, patchRequestId));
+      const result = await regeneratePatchFile(context.db, context.boss, {
+        userId,
+        patchRequestId,
+        fileId: file!.id,
+      });
+      expect(result).toEqual({ ok: false, reason: 'applied', status: 'ready' });
+    }
+    const [after] = await fileRows();
+    expect(after!.generation).toBe(file!.generation);
+    await context.db
+      .update(patchRequests)
+      .set({ status: before!.status, appliedAt: null, applyStartedAt: null })
+      .where(eq(patchRequests.id, patchRequestId));
+  });
 });

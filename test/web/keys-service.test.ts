@@ -1,23 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteUserKey } from '../../src/keys/user-keys.ts';
+import { Keyring } from '../../src/keys/master-keys.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders } from '../helpers/web.ts';
 
-/** True while src/keys/user-keys.ts is the stand-in whose functions throw "not implemented". */
-async function keyServiceIsStandIn(): Promise<boolean> {
-  try {
-    await deleteUserKey(undefined as never, { userId: '', provider: 'groq' });
-    return false;
-  } catch (error) {
-    return error instanceof Error && error.message === 'not implemented';
-  }
-}
-
-const standIn = await keyServiceIsStandIn();
-
-// Runs against the real key service once it is merged; until then only the stand-in exists.
-describe.skipIf(standIn)('keys pages with the real key service', () => {
+describe('keys pages with the real key service', () => {
   let context: TestContext;
   let app: ReturnType<typeof createApp>;
 
@@ -44,5 +31,21 @@ describe.skipIf(standIn)('keys pages with the real key service', () => {
       body: formBody({ _csrf: user.csrfToken }),
     });
     expect(response.status).toBe(404);
+  });
+
+  it('answers 503 when no master key is configured', async () => {
+    const keyless = await createTestContext({}, { keyring: new Keyring([]) });
+    try {
+      const user = await createSignedInUser(keyless.db, { login: 'keyless-user' });
+      const response = await createApp(keyless).request('/keys', {
+        method: 'POST',
+        headers: formHeaders(user),
+        body: formBody({ _csrf: user.csrfToken, provider: 'groq', key: 'gsk_wellFormedButUnchecked123' }),
+      });
+      expect(response.status).toBe(503);
+      expect(await response.text()).toContain('MASTER_KEY');
+    } finally {
+      await keyless.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { KeyringUnavailableError } from '../../keys/master-keys.ts';
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { providers, type Provider } from '../../db/schema/index.ts';
@@ -41,7 +42,13 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
       throw new AppError('bad_request', `Invalid key: paste the ${providerNames[provider]} API key, at most ${maxKeyLength} characters.`);
     }
 
-    const result = await saveUserKey(context, { userId: c.var.user.id, provider, key });
+    let result;
+    try {
+      result = await saveUserKey(context, { userId: c.var.user.id, provider, key });
+    } catch (error) {
+      if (error instanceof KeyringUnavailableError) throw new AppError('not_configured', error.message);
+      throw error;
+    }
     if (!result.ok) {
       context.logger.info(
         { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },

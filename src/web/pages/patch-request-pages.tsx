@@ -65,7 +65,9 @@ export function patchRequestPages(
         'conflict',
         result.reason === 'busy'
           ? `This preview is ${result.status}; wait until it finishes, then regenerate the file.`
-          : 'This preview was cancelled because the pull request has a newer commit; preview the newest run instead.',
+          : result.reason === 'applied'
+            ? 'This preview is applied or being applied, so its files stay as they are; request a new preview on the pull request to change them.'
+            : 'This preview was cancelled because the pull request has a newer commit; preview the newest run instead.',
       );
     }
     context.logger.info(
