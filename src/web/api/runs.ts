@@ -1,9 +1,8 @@
-import { asc, eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { AppContext } from '../../context.ts';
 import { maxInteger } from '../../db/schema/columns.ts';
-import { findings } from '../../db/schema/index.ts';
+import { listRunFindings } from '../../runs/run-findings.ts';
 import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import { fromZodError, notFound } from '../errors.ts';
@@ -65,11 +64,7 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
 
-    const rows = await context.db
-      .select()
-      .from(findings)
-      .where(eq(findings.runId, run.id))
-      .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+    const rows = await listRunFindings(context.db, run.id);
     return c.json({
       ...runSummary(run),
       findings: rows.map((finding) => ({

@@ -1,9 +1,10 @@
-import { asc, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { createPatchRequest } from '../../autofix/create-patch-request.ts';
 import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { findings, patchRequests } from '../../db/schema/index.ts';
+import { patchRequests } from '../../db/schema/index.ts';
+import { listRunFindings } from '../../runs/run-findings.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
@@ -22,11 +23,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const runId = c.req.param('runId');
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
-    const rows = await context.db
-      .select()
-      .from(findings)
-      .where(eq(findings.runId, run.id))
-      .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+    const rows = await listRunFindings(context.db, run.id);
     const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
     return c.html(
       <RunPage session={c.var.session} run={run} findings={rows} patchRequests={requests} />,

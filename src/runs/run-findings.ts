@@ -1,0 +1,12 @@
+import { asc, eq } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { findings } from '../db/schema/index.ts';
+
+/** Lists a run's findings by path, then line, then rule. */
+export async function listRunFindings(db: Database, runId: string) {
+  return db
+    .select()
+    .from(findings)
+    .where(eq(findings.runId, runId))
+    .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+}
