@@ -87,16 +87,6 @@ describe('dashboard in Chromium', () => {
     expect(await added.evaluate((row) => getComputedStyle(row).backgroundColor)).toBe('rgb(218, 251, 225)');
     await screenshot(page, 'preview-diff');
 
-    await markDocument();
-    await page.getByRole('button', { name: 'Apply' }).click();
-    const result = page.locator('#apply-result');
-    // GitHub's writes are spaced a second apart by Octokit's throttling, so the commit takes a while.
-    await expect.poll(() => result.textContent(), { timeout: 30_000 }).toMatch(/HTTP \d{3}/);
-    const text = await result.textContent();
-    expect(text, text ?? '').toContain('HTTP 200');
-    expect(await result.textContent()).toMatch(/"commitSha": "[0-9a-f]{40}"/);
-    expect(await documentIsMarked()).toBe(true);
-    await screenshot(page, 'preview-apply-result');
   });
 
   it('regenerates one file without reloading', async () => {
@@ -116,6 +106,19 @@ describe('dashboard in Chromium', () => {
     const prompt = completions().at(-1)!.body as { messages: { role: string; content: string }[] };
     expect(prompt.messages.at(-1)!.content).toContain('path="scripts/tool.py"');
     await screenshot(page, 'preview-after-regenerate');
+  });
+
+  it('applies the preview as one commit', async () => {
+    await markDocument();
+    await page.getByRole('button', { name: 'Apply' }).click();
+    const result = page.locator('#apply-result');
+    // GitHub's writes are spaced a second apart by Octokit's throttling, so the commit takes a while.
+    await expect.poll(() => result.textContent(), { timeout: 30_000 }).toMatch(/HTTP \d{3}/);
+    const text = await result.textContent();
+    expect(text, text ?? '').toContain('HTTP 200');
+    expect(await result.textContent()).toMatch(/"commitSha": "[0-9a-f]{40}"/);
+    expect(await documentIsMarked()).toBe(true);
+    await screenshot(page, 'preview-apply-result');
   });
 
   it.each([
