@@ -72,6 +72,7 @@ export async function publishCheckRun(
   run: CheckRunTarget,
   findings: readonly ReportedFinding[],
   logger: Logger,
+  options: { detailsUrl?: string } = {},
 ): Promise<PublishedCheckRun> {
   const [owner, repo] = splitRepository(run.repository);
   const conclusion = checkConclusion(worstSeverity(findings));
@@ -99,6 +100,7 @@ export async function publishCheckRun(
         name: checkRunName,
         head_sha: run.headSha,
         external_id: run.id,
+        ...(options.detailsUrl ? { details_url: options.detailsUrl } : {}),
         status: 'completed',
         conclusion,
         completed_at: new Date().toISOString(),

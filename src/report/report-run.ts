@@ -46,7 +46,10 @@ export async function reportRun(
   // Two attempts of one report could otherwise both find no check run and both create one.
   const checkRun = await withSessionLock(context.db, `fixwright:check-run:${runId}`, async () => {
     const current = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
-    return publishCheckRun(context.db, octokit, current ?? run, rows, logger);
+    // The check run's "Details" link opens the run on the dashboard when its address is known.
+    const publicUrl = context.config.PUBLIC_URL;
+    const detailsUrl = publicUrl ? `${publicUrl}/runs/${run.id}` : undefined;
+    return publishCheckRun(context.db, octokit, current ?? run, rows, logger, { detailsUrl });
   });
   const checkRunUrl =
     `${context.config.GITHUB_URL}/${run.repository}/pull/${run.prNumber}/checks` +

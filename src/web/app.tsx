@@ -30,6 +30,8 @@ const htmxFile = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.
 /** Largest JSON API body; 1,000 finding ids, the most a patch request takes, need about 40 KB. */
 export const maxApiBodyBytes = 1024 * 1024;
 
+const routinePath = /^\/(public\/|favicon\.ico$|healthz$|usage\/widget$)|\/(progress|files)$/;
+
 /** Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files. */
 export function createApp(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
@@ -39,7 +41,10 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.use(async (c, next) => {
     const startedAt = performance.now();
     await next();
-    logger.info(
+    // Static files, health checks and the fragments pages poll every few seconds would
+    // drown the log at info, so successful ones are logged at debug.
+    const routine = c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path);
+    logger[routine ? 'debug' : 'info'](
       {
         event: 'http.request',
         requestId: c.get('requestId'),

@@ -109,6 +109,19 @@ describe('reportRun check run', () => {
     expect(stored!.reportedAt).not.toBeNull();
   });
 
+  it('links the check run to the dashboard', async () => {
+    const config = setup.context.config as { PUBLIC_URL?: string };
+    config.PUBLIC_URL = 'https://fixwright.example.test';
+    try {
+      const run = await completedRun(1, 'warning');
+      await reportRun(setup.context, run.id, setup.context.logger);
+      const checkRun = setup.fake.checkRuns.find((candidate) => candidate.externalId === run.id)!;
+      expect(checkRun.detailsUrl).toBe(`https://fixwright.example.test/runs/${run.id}`);
+    } finally {
+      delete config.PUBLIC_URL;
+    }
+  });
+
   it('succeeds without findings or action', async () => {
     const run = await completedRun(0);
     await reportRun(setup.context, run.id, setup.context.logger);

@@ -52,7 +52,7 @@ export const RunPage: FC<{
               </legend>
               {rows.map((finding) => (
                 <label class="finding">
-                  <input type="checkbox" name="findingIds" value={finding.id} />
+                  <input type="checkbox" name="findingIds" value={finding.id} checked />
                   <span class={`badge severity-${finding.severity}`}>{finding.severity}</span>
                   <code class="rule">{finding.ruleId}</code>
                   <span class="muted">
