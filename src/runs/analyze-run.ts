@@ -51,6 +51,27 @@ export async function analyzeRun(
 
   const [owner, repo] = splitRepository(run.repository);
   const octokit = await github.installationOctokit(run.installationId);
+  // GitHub lists the files of the pull request's current head, so a run whose commit is no
+  // longer the head would get another commit's findings; the newer commit's run reports.
+  const { data: pullRequest } = await octokit.rest.pulls.get({
+    owner,
+    repo,
+    pull_number: run.prNumber,
+  });
+  if (pullRequest.head.sha !== run.headSha) {
+    await context.db
+      .update(prRuns)
+      .set({
+        status: 'superseded',
+        error: `The pull request moved to ${pullRequest.head.sha} before ${run.headSha} was analyzed; the run of the newer commit reports instead.`,
+      })
+      .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'cancelled'`);
+    logger.info(
+      { event: 'analyze.head_moved', headSha: run.headSha, currentHeadSha: pullRequest.head.sha },
+      'pull request head moved; run superseded',
+    );
+    return { status: 'skipped', findings: 0, files: 0 };
+  }
   const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
   const drafts = analyzeChangedFiles(files);
 

@@ -14,6 +14,9 @@ import {
   insertInstallation,
   insertRun,
   insertUser,
+  owner,
+  prNumber,
+  repo,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 
@@ -71,10 +74,20 @@ afterEach(async () => {
 describe('installation tokens', () => {
   it('mints one token for two jobs', async () => {
     const first = await queuedRun();
-    const secondSha = await commitOnBranch(setup.git.dir, headBranch, { 'b.txt': 'b\n' });
-    const second = await queuedRun(secondSha);
     // One after the other, so the second job finds the token in auth-app's cache.
     await handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: first.id }));
+    // A push moves the pull request's head, as GitHub does, before the second commit's job.
+    const secondSha = await commitOnBranch(setup.git.dir, headBranch, { 'b.txt': 'b\n' });
+    setup.fake.addPullRequest({
+      owner,
+      repo,
+      number: prNumber,
+      baseSha: setup.git.baseSha,
+      headSha: secondSha,
+      headRef: headBranch,
+      title: 'Change widgets',
+    });
+    const second = await queuedRun(secondSha);
     await handleAnalyzeJob(setup.context, job<AnalyzeJobData>({ runId: second.id }));
 
     expect((await runById(first.id)).status).toBe('completed');

@@ -262,6 +262,9 @@ async function updateRef(context: Context): Promise<FakeResponse> {
     // The ref moved between the check and the write: GitHub rejects such a race the same way.
     throw invalid('Update is not a fast forward', docs);
   }
+  if (ref.startsWith('refs/heads/')) {
+    context.state.movePullRequestHeads(repository, ref.slice('refs/heads/'.length), newSha);
+  }
   return json(200, refPayload(context.state, repository, ref, newSha));
 }
 

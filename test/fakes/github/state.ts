@@ -146,6 +146,16 @@ export class FakeState {
     return repository;
   }
 
+  /** Moves the head of every open pull request on `branch` to `sha`, as a push does on GitHub. */
+  movePullRequestHeads(repository: RepositoryRecord, branch: string, sha: string): void {
+    for (const pullRequest of this.pullRequests.values()) {
+      const sameRepository =
+        repositoryKey(pullRequest.owner, pullRequest.repo) ===
+        repositoryKey(repository.owner, repository.repo);
+      if (sameRepository && pullRequest.headRef === branch) pullRequest.headSha = sha;
+    }
+  }
+
   requirePullRequest(repository: RepositoryRecord, number: number): PullRequestRecord {
     const key = `${repositoryKey(repository.owner, repository.repo)}#${number}`;
     const pullRequest = this.pullRequests.get(key);
