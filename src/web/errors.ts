@@ -1,3 +1,4 @@
+import { ConfigError } from '../config/env.ts';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
@@ -71,6 +72,11 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
   let details: Record<string, unknown> | undefined;
   if (error instanceof AppError) {
     ({ code, status, message, details } = error);
+  } else if (error instanceof ConfigError) {
+    // A missing setting, such as the GitHub App credentials: the operator must set it.
+    code = 'not_configured';
+    status = errorCodes.not_configured;
+    message = error.message;
   } else {
     logger.error(
       {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
   installations,
+  patchFiles,
   patchRequestFindings,
   patchRequests,
   prRuns,
@@ -265,6 +266,31 @@ describe('JSON API body limit', () => {
     });
     expect(response.status).toBe(413);
     expect((await response.json()).error.code).toBe('payload_too_large');
+  });
+});
+
+describe('POST /api/patch-requests/:id/apply', () => {
+  it('answers 503 naming the missing GitHub App settings', async () => {
+    const [request] = await context.db
+      .insert(patchRequests)
+      .values({ runId, userId: people.owner.id, status: 'ready', filesTotal: 1, filesDone: 1 })
+      .returning();
+    await context.db.insert(patchFiles).values({
+      patchRequestId: request!.id,
+      path: 'a.ts',
+      status: 'ready',
+      originalText: 'debugger;\n',
+      proposedText: '\n',
+      diff: '--- a/a.ts\n+++ b/a.ts\n',
+    });
+    const response = await call('owner', `/api/patch-requests/${request!.id}/apply`, {
+      method: 'POST',
+      body: '{}',
+    });
+    expect(response.status).toBe(503);
+    const { error } = await response.json();
+    expect(error.code).toBe('not_configured');
+    expect(error.message).toContain('set APP_ID and PRIVATE_KEY');
   });
 });
 

@@ -177,11 +177,23 @@ describe('preview page', () => {
   it('shows the API error for Apply without JavaScript', async () => {
     const { request } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/apply`, {});
-    // Until the apply endpoint exists, the API's 404 is shown as it came.
+    // The file has no proposed text, so the API refuses; the page shows its answer as it came.
     const html = await response.text();
     expect(html).toContain(`HTTP ${response.status}`);
+    expect(response.status).toBe(409);
     expect(html).toContain('&quot;error&quot;');
     expect(html).toContain('&quot;requestId&quot;');
+  });
+
+  it('shows an applied preview and disables Apply', async () => {
+    const { request } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ appliedAt: new Date(), applyMode: 'commit', appliedCommitSha: 'abc1234def5678' })
+      .where(eq(patchRequests.id, request.id));
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('Applied as commit abc1234 on the pull request&#39;s branch');
+    expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
   });
 
   it('regenerates one file and polls until it is done', async () => {

@@ -21,7 +21,9 @@ export const PreviewPage: FC<{
   run: Run;
   files: PatchFile[];
 }> = ({ session, request, run, files }) => {
-  const canApply = request.status === 'ready' || request.status === 'partially_ready';
+  const applied = request.appliedAt !== null;
+  const canApply =
+    !applied && (request.status === 'ready' || request.status === 'partially_ready');
   return (
     <Layout title="Fix preview" session={session}>
       <p class="breadcrumbs">
@@ -37,7 +39,19 @@ export const PreviewPage: FC<{
 
       <section class="card apply">
         <h2>Apply</h2>
-        <p class="muted">Commits the ready files to the pull request's branch.</p>
+        {applied ? (
+          <p>
+            {request.applyMode === 'commit' && request.appliedCommitSha
+              ? `Applied as commit ${request.appliedCommitSha.slice(0, 7)} on the pull request's branch`
+              : 'Applied as review suggestions on the pull request'}{' '}
+            <Time date={request.appliedAt!} />.
+          </p>
+        ) : (
+          <p class="muted">
+            Commits the ready files to the pull request's branch, or posts them as review
+            suggestions when the branch is in a fork.
+          </p>
+        )}
         <form
           method="post"
           action={`/patch-requests/${request.id}/apply`}
