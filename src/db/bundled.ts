@@ -49,7 +49,7 @@ export async function openBundledPostgres(options: {
       );
       return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
     }
-    // The process that started it died without stopping it; stop it and start our own.
+    // The process that started it died without stopping it, so stop it and start a new one.
     logger.warn(
       { event: 'bundled_postgres.orphan_stopped', pid: running.pid },
       'stopping a bundled PostgreSQL left running by a Fixwright process that died',
@@ -236,7 +236,7 @@ function isAlive(pid: number): boolean {
     // EPERM means the process exists but belongs to another user, as when root runs postgres.
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  // An exited child not yet reaped still answers signals; /proc shows it as a zombie (Z).
+  // An exited child not yet reaped still accepts signals; /proc shows it as a zombie (Z).
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';

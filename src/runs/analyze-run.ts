@@ -51,8 +51,8 @@ export async function analyzeRun(
 
   const [owner, repo] = splitRepository(run.repository);
   const octokit = await github.installationOctokit(run.installationId);
-  // GitHub lists the files of the pull request's current head, so a run whose commit is no
-  // longer the head would get another commit's findings; the newer commit's run reports.
+  // GitHub lists the files of the pull request's current head. A run whose commit is no longer
+  // the head would get another commit's findings, so it stops and the newer run reports.
   const { data: pullRequest } = await octokit.rest.pulls.get({
     owner,
     repo,

@@ -41,7 +41,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.use(async (c, next) => {
     const startedAt = performance.now();
     await next();
-    // Static files, health checks and the fragments pages poll every few seconds would
+    // Static files, health checks and the fragments that pages poll every few seconds would
     // drown the log at info, so successful ones are logged at debug.
     const routine = c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path);
     logger[routine ? 'debug' : 'info'](
