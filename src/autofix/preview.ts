@@ -133,7 +133,16 @@ export async function runPreview(
   const [owner, repo] = splitRepository(run.repository);
   const octokit = await github.installationOctokit(run.installationId);
 
-  await mapWithConcurrency(pending, config.PREVIEW_FILE_CONCURRENCY, async (file) => {
+  // When the platform allowance may not cover every file at the full output cap, files in
+  // parallel would hold reservations for each other and fail on tokens a finished file hands
+  // back, so they run one at a time and each sees what is left.
+  const allowance = await getAllowance(db, user.id);
+  const tight =
+    clients.every((entry) => entry.keySource === 'platform') &&
+    allowance.limit >= 0 &&
+    allowance.remaining < pending.length * config.LLM_MAX_OUTPUT_TOKENS;
+  const concurrency = tight ? 1 : config.PREVIEW_FILE_CONCURRENCY;
+  await mapWithConcurrency(pending, concurrency, async (file) => {
     const fileLogger = logger.child({ path: file.path });
     // A newer commit or a closed pull request cancels the request; skip the files left.
     if (await isCancelled(db, patchRequestId)) return;

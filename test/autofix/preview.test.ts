@@ -157,12 +157,15 @@ describe('runPreview', () => {
     const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 1000 });
     const outcome = await runPreview(context, patchRequestId, 0, context.logger);
 
-    // Both files start at once, so which one gets the allowance depends on timing.
+    // The files run one at a time, so the second sees what the first left.
     const stored = await filesOf(patchRequestId);
     const ready = stored.filter((file) => file.status === 'ready');
     const failed = stored.filter((file) => file.status === 'failed');
     expect(ready.length).toBeGreaterThanOrEqual(1);
-    for (const file of failed) expect(file.error).toContain('Not enough token allowance left');
+    for (const file of failed) {
+      expect(file.error).toContain('Not enough token allowance left');
+      expect(file.error).toContain('0 are reserved by calls in progress');
+    }
     expect(outcome.status).toBe(failed.length > 0 ? 'partially_ready' : 'ready');
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBeGreaterThan(0);
