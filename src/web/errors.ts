@@ -77,6 +77,11 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
     code = 'not_configured';
     status = errorCodes.not_configured;
     message = error.message;
+  } else if (toSafeError(error).code === '22021') {
+    // PostgreSQL rejects text with a NUL character (invalid byte sequence for UTF8).
+    code = 'bad_request';
+    status = errorCodes.bad_request;
+    message = 'Invalid input: text must not contain NUL (U+0000) characters; remove them and try again.';
   } else {
     logger.error(
       {

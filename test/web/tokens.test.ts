@@ -62,6 +62,12 @@ describe('personal access token pages', () => {
     expect(await response.text()).toContain('Invalid token name');
   });
 
+  it('rejects a name with a NUL character', async () => {
+    const response = await post('/tokens', { name: 'laptop\u0000' });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('must not contain NUL');
+  });
+
   it('revokes a token', async () => {
     const response = await post(`/tokens/${tokenId}/revoke`);
     expect(response.status).toBe(303);
