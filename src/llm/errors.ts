@@ -1,4 +1,4 @@
-import type { ModelUsage, Provider } from './types.ts';
+import { providerNames, type ModelUsage, type Provider } from './types.ts';
 
 /**
  * Reason a provider call failed.
@@ -112,4 +112,42 @@ const maxProviderMessageLength = 300;
 export function cleanProviderMessage(text: string, secrets: string[]): string {
   const redactedText = redactSecrets(text, secrets);
   return redactedText.slice(0, maxProviderMessageLength).trim().replace(/[.\s]+$/, '');
+}
+
+/**
+ * Maps an HTTP error status that is neither a rate limit nor a rejected key: 5xx and 408 are
+ * `unavailable` (another provider may answer), 404 names the model, anything else is
+ * `invalid_request`.
+ */
+export function statusError(
+  provider: Provider,
+  status: number,
+  detail: string,
+  model: string,
+  retryAfterSeconds?: number,
+): ProviderError {
+  const name = providerNames[provider];
+  if (status >= 500 || status === 408) {
+    return new ProviderError({
+      provider,
+      kind: 'unavailable',
+      status,
+      ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
+      message: `${name} is unavailable (HTTP ${status}): ${detail}. Try again later.`,
+    });
+  }
+  if (status === 404) {
+    return new ProviderError({
+      provider,
+      kind: 'invalid_request',
+      status,
+      message: `${name} did not find model ${model} (HTTP 404): ${detail}. Check the model name.`,
+    });
+  }
+  return new ProviderError({
+    provider,
+    kind: 'invalid_request',
+    status,
+    message: `${name} rejected the request as invalid (HTTP ${status}): ${detail}.`,
+  });
 }

@@ -8,7 +8,7 @@ import {
   type UsageMetadata,
 } from '@google/generative-ai';
 import type { Logger } from '../logger.ts';
-import { cleanProviderMessage, ProviderError } from './errors.ts';
+import { cleanProviderMessage, ProviderError, statusError } from './errors.ts';
 import {
   callerAbortError,
   defaultRetryPolicy,
@@ -377,30 +377,7 @@ function errorFromStatus(
         'Check or replace the Gemini API key.',
     });
   }
-  if (status >= 500 || status === 408) {
-    return new ProviderError({
-      provider: 'gemini',
-      kind: 'unavailable',
-      status,
-      message: `Gemini is unavailable (HTTP ${status}): ${detail}. Try again later.`,
-    });
-  }
-  if (status === 404) {
-    return new ProviderError({
-      provider: 'gemini',
-      kind: 'invalid_request',
-      status,
-      message:
-        `Gemini did not find model ${context.model} (HTTP 404): ${detail}. ` +
-        'Check the model name.',
-    });
-  }
-  return new ProviderError({
-    provider: 'gemini',
-    kind: 'invalid_request',
-    status,
-    message: `Gemini rejected the request as invalid (HTTP ${status}): ${detail}.`,
-  });
+  return statusError('gemini', status, detail, context.model);
 }
 
 /**

@@ -6,7 +6,7 @@ import Groq, {
 } from 'groq-sdk';
 import type { ChatCompletion } from 'groq-sdk/resources/chat/completions';
 import type { Logger } from '../logger.ts';
-import { cleanProviderMessage, ProviderError } from './errors.ts';
+import { cleanProviderMessage, ProviderError, statusError } from './errors.ts';
 import {
   callerAbortError,
   defaultRetryPolicy,
@@ -256,31 +256,7 @@ export function mapGroqError(
           'Check or replace the Groq API key.',
       });
     }
-    if (status >= 500 || status === 408) {
-      return new ProviderError({
-        provider: 'groq',
-        kind: 'unavailable',
-        status,
-        ...retryFields,
-        message: `Groq is unavailable (HTTP ${status}): ${detail}. Try again later.`,
-      });
-    }
-    if (status === 404) {
-      return new ProviderError({
-        provider: 'groq',
-        kind: 'invalid_request',
-        status,
-        message:
-          `Groq did not find model ${context.model} (HTTP 404): ${detail}. ` +
-          'Check the model name.',
-      });
-    }
-    return new ProviderError({
-      provider: 'groq',
-      kind: 'invalid_request',
-      status,
-      message: `Groq rejected the request as invalid (HTTP ${status}): ${detail}.`,
-    });
+    return statusError('groq', status, detail, context.model, retryAfterSeconds);
   }
 
   // A 200 response whose body is not JSON reaches here as a SyntaxError from the SDK's parser.

@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.ts';
 import { ProviderError } from './errors.ts';
-import type { Provider } from './types.ts';
+import { providerNames, type Provider } from './types.ts';
 
 /** Retry settings shared by the provider clients. */
 export type RetryPolicy = {
@@ -24,7 +24,7 @@ export const defaultRetryPolicy: Omit<RetryPolicy, 'maxRetries'> = {
   maxDelayMs: 8000,
 };
 
-export const providerNames: Record<Provider, string> = { groq: 'Groq', gemini: 'Gemini' };
+export { providerNames } from './types.ts';
 
 /**
  * Returns the delay in ms before the next retry, or undefined when the error must be raised.

@@ -1,6 +1,9 @@
 /** Model providers that Fixwright can send fix requests to. */
 export type Provider = 'groq' | 'gemini';
 
+/** Display name of each provider, for messages. */
+export const providerNames: Record<Provider, string> = { groq: 'Groq', gemini: 'Gemini' };
+
 /** One request for a single completion: the instructions, the data and the output limit. */
 export type ModelRequest = {
   system: string;
