@@ -3,6 +3,7 @@ import { providers } from '../../db/schema/index.ts';
 import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
+import { DangerButtonForm } from './components/danger-button-form.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -70,12 +71,7 @@ export const KeysPage: FC<{
                   <Time date={key.lastUsedAt} />
                 </td>
                 <td>
-                  <form method="post" action={`/keys/${key.provider}/delete`}>
-                    <CsrfField session={session} />
-                    <button type="submit" class="danger">
-                      Delete
-                    </button>
-                  </form>
+                  <DangerButtonForm session={session} action={`/keys/${key.provider}/delete`} label="Delete" />
                 </td>
               </tr>
             ))}

@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { listApiTokens } from '../../users/api-tokens.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
+import { DangerButtonForm } from './components/danger-button-form.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -71,12 +72,7 @@ export const TokensPage: FC<{
                   <Time date={token.lastUsedAt} />
                 </td>
                 <td>
-                  <form method="post" action={`/tokens/${token.id}/revoke`}>
-                    <CsrfField session={session} />
-                    <button type="submit" class="danger">
-                      Revoke
-                    </button>
-                  </form>
+                  <DangerButtonForm session={session} action={`/tokens/${token.id}/revoke`} label="Revoke" />
                 </td>
               </tr>
             ))}
