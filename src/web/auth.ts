@@ -3,7 +3,7 @@ import type { AppContext } from '../context.ts';
 import { findTokenOwner, type TokenOwner } from '../users/api-tokens.ts';
 import { AppError } from './errors.ts';
 import { readSessionCookie } from './session/cookies.ts';
-import { tokensMatch, isUnsafeMethod, readCsrfToken } from './session/csrf.ts';
+import { requireCsrfToken } from './session/csrf.ts';
 import { findSession } from './session/session-store.ts';
 
 export type AuthVariables = { user: TokenOwner; requestId: string };
@@ -41,27 +41,12 @@ export function requireUser(context: AppContext) {
           'the Tokens page or with "fixwright users token --login NAME".',
       );
     }
-    if (isUnsafeMethod(c.req.method)) {
-      const given = await readCsrfToken(c, { allowFormField: false });
-      if (!tokensMatch(session.csrfToken, given)) {
-        context.logger.warn(
-          {
-            event: 'csrf.rejected',
-            requestId: c.get('requestId'),
-            userId: session.user.id,
-            sessionId: session.id,
-            method: c.req.method,
-            path: c.req.path,
-          },
-          'API request by cookie without a valid CSRF token',
-        );
-        throw new AppError(
-          'forbidden',
-          'Missing or invalid X-CSRF-Token header: a request authenticated by the session ' +
-            'cookie must send the token from the page\'s csrf-token meta tag.',
-        );
-      }
-    }
+    await requireCsrfToken(c, session, context.logger, {
+      allowFormField: false,
+      message:
+        'Missing or invalid X-CSRF-Token header: a request authenticated by the session ' +
+        "cookie must send the token from the page's csrf-token meta tag.",
+    });
     c.set('user', { id: session.user.id, login: session.user.login, role: session.user.role });
     await next();
   });

@@ -1,5 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Context } from 'hono';
+import type { Logger } from '../../logger.ts';
+import { AppError } from '../errors.ts';
+import type { ActiveSession } from './session-store.ts';
 
 /** Name of the hidden form field that carries the CSRF token. */
 export const csrfFieldName = '_csrf';
@@ -36,4 +39,32 @@ export async function readCsrfToken(
   const body = await c.req.parseBody();
   const value = body[csrfFieldName];
   return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Raises 403 and logs `csrf.rejected` when a request with an unsafe method lacks the
+ * session's CSRF token. Pages accept the token from a form field; the JSON API only from the
+ * header, whose absence `message` explains.
+ */
+export async function requireCsrfToken(
+  c: Context,
+  session: ActiveSession,
+  logger: Logger,
+  options: { allowFormField: boolean; message: string },
+): Promise<void> {
+  if (!isUnsafeMethod(c.req.method)) return;
+  const given = await readCsrfToken(c, { allowFormField: options.allowFormField });
+  if (tokensMatch(session.csrfToken, given)) return;
+  logger.warn(
+    {
+      event: 'csrf.rejected',
+      requestId: c.get('requestId'),
+      userId: session.user.id,
+      sessionId: session.id,
+      method: c.req.method,
+      path: c.req.path,
+    },
+    'request without a valid CSRF token',
+  );
+  throw new AppError('forbidden', options.message);
 }

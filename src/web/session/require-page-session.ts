@@ -1,9 +1,8 @@
 import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import type { AppContext } from '../../context.ts';
-import { AppError } from '../errors.ts';
 import { readSessionCookie } from './cookies.ts';
-import { tokensMatch, isUnsafeMethod, readCsrfToken } from './csrf.ts';
+import { requireCsrfToken } from './csrf.ts';
 import type { PageVariables } from './page-variables.ts';
 import { findSession } from './session-store.ts';
 
@@ -33,26 +32,10 @@ export function requirePageSession(context: AppContext) {
       return c.redirect(location, 303);
     }
 
-    if (isUnsafeMethod(c.req.method)) {
-      const given = await readCsrfToken(c, { allowFormField: true });
-      if (!tokensMatch(session.csrfToken, given)) {
-        context.logger.warn(
-          {
-            event: 'csrf.rejected',
-            requestId: c.get('requestId'),
-            userId: session.user.id,
-            sessionId: session.id,
-            method: c.req.method,
-            path: c.req.path,
-          },
-          'request without a valid CSRF token',
-        );
-        throw new AppError(
-          'forbidden',
-          'Invalid or missing CSRF token: reload the page and submit the form again.',
-        );
-      }
-    }
+    await requireCsrfToken(c, session, context.logger, {
+      allowFormField: true,
+      message: 'Invalid or missing CSRF token: reload the page and submit the form again.',
+    });
 
     // Signed-in pages show private data, so no shared or browser cache may keep them.
     c.header('Cache-Control', 'private, no-store');
