@@ -5,7 +5,7 @@ import type { PgBoss } from './jobs/boss.ts';
 import type { Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 
-/** What request handlers and job handlers share: configuration, database, queue and clients. */
+/** Shared state of request and job handlers: configuration, database, queue and clients. */
 export interface AppContext {
   config: Config;
   db: Database;

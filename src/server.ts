@@ -37,8 +37,8 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   const boss = await startBoss(database.url, logger, {
     maintenanceIntervalSeconds: config.JOB_MAINTENANCE_INTERVAL_SECONDS,
   });
-  // pg-boss creates queue partitions without a lock of its own; concurrent starts on a new
-  // database deadlocked there, so they take turns under the start-up lock.
+  // pg-boss creates queue partitions without a lock of its own, and concurrent starts on a new
+  // database deadlocked there. They take turns under the start-up lock instead.
   await withAdvisoryLock(database.url, startupLockId, () => createQueues(boss, config));
 
   const github = config.githubAppConfigured
@@ -93,7 +93,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
   };
 }
 
-/** Turns a failure to listen into a configuration error that says which variable to change. */
+/** Turns a failure to listen into a configuration error that names the variable to change. */
 function listenError(error: NodeJS.ErrnoException, config: Config): Error {
   if (error.code === 'EADDRINUSE') {
     return new ConfigError(

@@ -135,7 +135,7 @@ export async function runPreview(
 
   // When the platform allowance may not cover every file at the full output cap, files in
   // parallel would hold reservations for each other and fail on tokens a finished file hands
-  // back, so they run one at a time and each sees what is left.
+  // back, so they run one at a time and each reads what is left.
   const allowance = await getAllowance(db, user.id);
   const tight =
     clients.every((entry) => entry.keySource === 'platform') &&
@@ -163,7 +163,7 @@ export async function runPreview(
     });
     await db.transaction(async (tx) => {
       // Locking the request first makes files finishing at once take turns, so the count
-      // below, read in a later statement, sees the other file's committed status.
+      // below, read in a later statement, includes the other file's committed status.
       await tx.execute(sql`SELECT 1 FROM ${patchRequests} WHERE ${patchRequests.id} = ${patchRequestId} FOR UPDATE`);
       await tx.update(patchFiles).set(outcome).where(eq(patchFiles.id, file.id));
       await tx

@@ -34,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
 
   const config = loadConfig();
   // One-off commands print their result on stdout; their log keeps to warnings on stderr
-  // unless LOG_LEVEL asks for more detail than info.
+  // unless LOG_LEVEL requests more detail than info.
   const quiet = command !== 'start' && ['info', 'warn'].includes(config.LOG_LEVEL);
   const logger = quiet
     ? createLogger('warn', process.stderr)

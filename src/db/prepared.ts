@@ -7,7 +7,7 @@ const dialect = new PgDialect({ casing: 'snake_case' });
 
 /**
  * Runs a statement as a named prepared statement. drizzle's `execute` sends every statement
- * unprepared, so PostgreSQL plans it again on each call; for the allowance's statements,
+ * unprepared, so PostgreSQL plans it again on each call. For the allowance's statements,
  * which run on every model call, planning cost about as much as executing.
  */
 export async function executePrepared<Row>(db: Database, statement: SQL): Promise<Row[]> {

@@ -118,8 +118,8 @@ export async function handlePullRequestEvent(
   }
   if (!run) {
     // A run of this commit that was cancelled (closed, then reopened) or superseded (a force
-    // push back to it) is the newest again, so it runs again, and so does one that failed
-    // (for example before the app's credentials were set). Other existing runs stand.
+    // push back to it) is the newest again, so it runs again. So does one that failed, for
+    // example before the app's credentials were set. Other existing runs stay as they are.
     const rerun = ['cancelled', 'superseded', 'failed'];
     if (!existing || !rerun.includes(existing.status)) {
       const target = `${repository.full_name}#${payload.number}`;

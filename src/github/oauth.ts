@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Config } from '../config/env.ts';
 
-/** Raised when GitHub rejects the sign-in or cannot be reached; the message says what to do. */
+/** Raised when GitHub rejects the sign-in or cannot be reached; the message states what to do. */
 export class GitHubOAuthError extends Error {
   override name = 'GitHubOAuthError';
 }

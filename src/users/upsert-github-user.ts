@@ -49,7 +49,7 @@ export async function upsertGitHubUser(
   return created!.id;
 }
 
-/** Renames any other account's user that still holds `account.login`, compared without case. */
+/** Renames any other account's user that still has `account.login`, compared without case. */
 async function releaseLogin(db: Database | Transaction, account: GitHubAccount): Promise<void> {
   await db
     .update(users)

@@ -157,7 +157,7 @@ describe('runPreview', () => {
     const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 1000 });
     const outcome = await runPreview(context, patchRequestId, 0, context.logger);
 
-    // The files run one at a time, so the second sees what the first left.
+    // The files run one at a time, so the second gets what the first left.
     const stored = await filesOf(patchRequestId);
     const ready = stored.filter((file) => file.status === 'ready');
     const failed = stored.filter((file) => file.status === 'failed');
@@ -216,7 +216,7 @@ describe('runPreview', () => {
     expect(stored[1]!.error).toMatch(/cut off|truncated|output limit/i);
     expect(gemini.requests).toHaveLength(0);
 
-    // The cut-off answer still cost tokens, so it is billed.
+    // The cut-off output still cost tokens, so it is billed.
     const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
     const reported = completions.reduce((sum, request) => sum + request.reply!.usage!.total_tokens, 0);
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));

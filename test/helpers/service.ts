@@ -13,7 +13,7 @@ export interface ServiceProcess {
 
 /**
  * Starts `fixwright start` as a child process, the way `npm start` does, and waits until
- * /healthz answers. PORT and HOST are chosen here; `env` supplies everything else.
+ * /healthz returns 200. PORT and HOST are chosen here, and `env` supplies everything else.
  */
 export async function startServiceProcess(env: NodeJS.ProcessEnv): Promise<ServiceProcess> {
   const port = await findFreePort();

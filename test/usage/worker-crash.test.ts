@@ -115,7 +115,7 @@ describe('worker killed between reserve and settle', () => {
       .insert(users)
       .values({ login: 'crash', plan: 'pro', tokenLimit: 100_000 })
       .returning();
-    // The first call hangs, so the worker is killed while it holds a reservation.
+    // The first call hangs, so the worker is killed while its reservation is open.
     groq.enqueue({ text: fixed, delayMs: 120_000 });
     groq.setHandler(() => ({ text: fixed }));
 

@@ -177,7 +177,8 @@ describe('preview page', () => {
   it('shows the API error for Apply without JavaScript', async () => {
     const { request } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/apply`, {});
-    // The file has no proposed text, so the API refuses; the page shows its answer as it came.
+    // The file has no proposed text, so the API rejects the request. The page shows the
+    // response as it came.
     const html = await response.text();
     expect(html).toContain(`HTTP ${response.status}`);
     expect(response.status).toBe(409);

@@ -27,7 +27,7 @@ export const webhookDeliveries = pgTable('webhook_deliveries', {
   action: text(),
   installationId: bigint({ mode: 'number' }),
   receivedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
-  /** What the delivery caused, for example "run queued" or "ignored: action closed". */
+  /** Result of the delivery, for example "run queued" or "ignored: action closed". */
   outcome: text(),
 });
 

@@ -2,7 +2,7 @@ import { index, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { users } from './users.ts';
 
 /**
- * Dashboard sign-in sessions. The browser holds a random session token in a cookie; only its
+ * Dashboard sign-in sessions. The browser keeps a random session token in a cookie. Only its
  * SHA-256 hash is stored, so a leaked table cannot be replayed as cookies.
  */
 export const sessions = pgTable(
