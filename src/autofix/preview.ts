@@ -332,18 +332,18 @@ async function outputBudget(
   input: { userId: string; prompt: FixPrompt; fileText: string; platformOnly: boolean },
 ): Promise<{ ok: true; maxOutputTokens: number } | { ok: false; reason: string }> {
   const fileTokens = estimateTextTokens(input.fileText);
-  const wanted = Math.min(context.config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
-  if (!input.platformOnly) return { ok: true, maxOutputTokens: wanted };
+  const fullCap = Math.min(context.config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
+  if (!input.platformOnly) return { ok: true, maxOutputTokens: fullCap };
 
   const allowance = await getAllowance(context.db, input.userId);
-  if (allowance.limit < 0) return { ok: true, maxOutputTokens: wanted };
+  if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap };
   const promptTokens = estimatePromptTokens(input.prompt);
   const least = Math.ceil(fileTokens * 1.1) + 64;
   const available = allowance.remaining - promptTokens;
   if (available < least) {
     return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };
   }
-  return { ok: true, maxOutputTokens: Math.min(wanted, available) };
+  return { ok: true, maxOutputTokens: Math.min(fullCap, available) };
 }
 
 function groupFindings(

@@ -83,9 +83,9 @@ afterAll(async () => {
   await context.close();
 });
 
-function call(who: keyof typeof people | null, path: string, init: RequestInit = {}) {
+function call(caller: keyof typeof people | null, path: string, init: RequestInit = {}) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (who) headers.authorization = `Bearer ${people[who].token}`;
+  if (caller) headers.authorization = `Bearer ${people[caller].token}`;
   return app.request(path, { ...init, headers });
 }
 

@@ -53,8 +53,8 @@ export async function requireCsrfToken(
   options: { allowFormField: boolean; message: string },
 ): Promise<void> {
   if (!isUnsafeMethod(c.req.method)) return;
-  const given = await readCsrfToken(c, { allowFormField: options.allowFormField });
-  if (tokensMatch(session.csrfToken, given)) return;
+  const sent = await readCsrfToken(c, { allowFormField: options.allowFormField });
+  if (tokensMatch(session.csrfToken, sent)) return;
   logger.warn(
     {
       event: 'csrf.rejected',
