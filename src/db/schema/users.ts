@@ -30,6 +30,11 @@ export const users = pgTable(
     /** Tokens held by reservations of calls still in flight. */
     tokensReserved: bigint({ mode: 'number' }).notNull().default(0),
     periodStartedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /**
+     * Start of the user's first period, last usage reset or last switch to pro. Monthly periods
+     * keep its day of month and UTC time of day, and the rollover leaves it alone.
+     */
+    periodAnchorAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     /** Providers to try for this user's previews, first to last; each provider once. */
     providerOrder: text().array().$type<Provider[]>().notNull().default(['groq', 'gemini']),
     ...timestamps,
