@@ -10,23 +10,31 @@ export const rolloverPeriodsCron = '*/10 * * * *';
 
 /**
  * Starts a new billing period for every user whose period has ended. The new period starts
- * at the boundary the old one reached, not at the time the job ran, so a late job does not
- * shift the periods.
+ * at the last boundary at or before `now`, not at the time the job ran, so a late job does not
+ * shift the periods. The user's period anchor stays as it is, so monthly boundaries keep its
+ * day of month (see `periodEnd`).
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
   const { db, config } = context;
   // A period is at least one day long, so users who started within the last day are never due.
-  const candidates = await db.execute<{ id: string; period_started_at: string | Date }>(sql`
-    SELECT id, period_started_at FROM users
+  const candidates = await db.execute<{
+    id: string;
+    period_started_at: string | Date;
+    period_anchor_at: string | Date;
+  }>(sql`
+    SELECT id, period_started_at, period_anchor_at FROM users
     WHERE period_started_at <= ${now.toISOString()}::timestamptz - interval '1 day'
   `);
 
   let rolled = 0;
   for (const candidate of candidates) {
     const start = new Date(candidate.period_started_at);
-    let end = periodEnd(start, config.BILLING_PERIOD);
+    const anchor = new Date(candidate.period_anchor_at);
+    let end = periodEnd(start, config.BILLING_PERIOD, anchor);
     if (end > now) continue;
-    while (periodEnd(end, config.BILLING_PERIOD) <= now) end = periodEnd(end, config.BILLING_PERIOD);
+    while (periodEnd(end, config.BILLING_PERIOD, anchor) <= now) {
+      end = periodEnd(end, config.BILLING_PERIOD, anchor);
+    }
     const reset = await resetUsage(db, {
       userId: candidate.id,
       changedBy: 'system',

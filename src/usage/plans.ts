@@ -35,9 +35,9 @@ export interface PlanChangeResult {
 }
 
 /**
- * Switches a user's plan and records who did it. Pro resets used to 0 and starts a new period;
- * free and enterprise keep used, capped at the new limit. Reservations in flight stay reserved and settle against
- * the new limit, so no counter goes below zero.
+ * Switches a user's plan and records who did it. Pro resets used to 0 and starts a new period
+ * with a new anchor. Free and enterprise keep used, capped at the new limit. Reservations in
+ * flight stay reserved and settle against the new limit, so no counter goes below zero.
  */
 export async function changePlan(
   db: Database,
@@ -55,6 +55,7 @@ export async function changePlan(
     await tx.execute(sql`
       UPDATE users SET plan = ${input.plan}, token_limit = ${limit}, tokens_used = ${usedAfter},
         period_started_at = CASE WHEN ${resetUsage} THEN now() ELSE period_started_at END,
+        period_anchor_at = CASE WHEN ${resetUsage} THEN now() ELSE period_anchor_at END,
         updated_at = now()
       WHERE id = ${input.userId}
     `);
@@ -72,8 +73,10 @@ export async function changePlan(
 }
 
 /**
- * Starts a new period for the user now: used goes to 0 and the change is recorded. Tokens
- * reserved by calls in flight stay reserved and settle into the new period.
+ * Starts a new period for the user: used goes to 0 and the change is recorded. Tokens
+ * reserved by calls in flight stay reserved and settle into the new period. A usage reset
+ * also moves the period anchor to the new start, so later monthly periods keep its day of
+ * month. A rollover keeps the anchor.
  */
 export async function resetUsage(
   db: Database,
@@ -100,8 +103,10 @@ export async function resetUsage(
       return null;
     }
     const periodStart = input.periodStart ? sql`${input.periodStart.toISOString()}::timestamptz` : sql`now()`;
+    const periodAnchor = input.reason === 'period_rollover' ? sql`period_anchor_at` : periodStart;
     await tx.execute(sql`
-      UPDATE users SET tokens_used = 0, period_started_at = ${periodStart}, updated_at = now()
+      UPDATE users SET tokens_used = 0, period_started_at = ${periodStart},
+        period_anchor_at = ${periodAnchor}, updated_at = now()
       WHERE id = ${input.userId}
     `);
     await tx.insert(planChanges).values({

@@ -49,7 +49,7 @@ export async function getUsageStats(
     percent: Math.min(percent, 100),
     nearLimit: !unlimited && percent >= nearLimitPercent,
     periodStart: user.periodStartedAt.toISOString(),
-    periodEnd: periodEnd(user.periodStartedAt, config.BILLING_PERIOD).toISOString(),
+    periodEnd: periodEnd(user.periodStartedAt, config.BILLING_PERIOD, user.periodAnchorAt).toISOString(),
     ownKeys: { groq: providers.has('groq'), gemini: providers.has('gemini') },
   };
 }

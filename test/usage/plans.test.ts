@@ -128,7 +128,7 @@ describe('billing periods', () => {
 
   it('rolls over ended periods at the period boundary', async () => {
     const started = new Date('2026-10-15T08:00:00Z');
-    const due = await createUser({ tokensUsed: 700, periodStartedAt: started });
+    const due = await createUser({ tokensUsed: 700, periodStartedAt: started, periodAnchorAt: started });
     const fresh = await createUser({ tokensUsed: 300 });
     const now = new Date('2026-12-20T00:00:00Z');
 
@@ -147,8 +147,10 @@ describe('billing periods', () => {
   });
 
   it('computes monthly period ends in UTC, clamped to short months', () => {
-    expect(periodEnd(new Date('2026-01-31T10:00:00Z'), 'monthly').toISOString()).toBe('2026-02-28T10:00:00.000Z');
-    expect(periodEnd(new Date('2026-12-04T00:00:00Z'), 'monthly').toISOString()).toBe('2027-01-04T00:00:00.000Z');
-    expect(periodEnd(new Date('2026-12-04T00:00:00Z'), '7d').toISOString()).toBe('2026-12-11T00:00:00.000Z');
+    const january = new Date('2026-01-31T10:00:00Z');
+    const december = new Date('2026-12-04T00:00:00Z');
+    expect(periodEnd(january, 'monthly', january).toISOString()).toBe('2026-02-28T10:00:00.000Z');
+    expect(periodEnd(december, 'monthly', december).toISOString()).toBe('2027-01-04T00:00:00.000Z');
+    expect(periodEnd(december, '7d', december).toISOString()).toBe('2026-12-11T00:00:00.000Z');
   });
 });

@@ -298,7 +298,12 @@ describe('GET /api/user/usage', () => {
   it('returns plan, limit, usage, period and own keys', async () => {
     await context.db
       .update(users)
-      .set({ tokensUsed: 850, tokensReserved: 60, periodStartedAt: new Date('2026-12-01T00:00:00Z') })
+      .set({
+        tokensUsed: 850,
+        tokensReserved: 60,
+        periodStartedAt: new Date('2026-12-01T00:00:00Z'),
+        periodAnchorAt: new Date('2026-12-01T00:00:00Z'),
+      })
       .where(eq(users.id, people.owner.id));
     const body = await (await call('owner', '/api/user/usage')).json();
     expect(body).toEqual({
@@ -314,6 +319,19 @@ describe('GET /api/user/usage', () => {
       periodEnd: '2027-01-01T00:00:00.000Z',
       ownKeys: { groq: false, gemini: false },
     });
+  });
+
+  it('ends a clamped period on the anchor day', async () => {
+    await context.db
+      .update(users)
+      .set({
+        periodStartedAt: new Date('2027-02-28T07:45:00Z'),
+        periodAnchorAt: new Date('2027-01-31T07:45:00Z'),
+      })
+      .where(eq(users.id, people.owner.id));
+    const body = await (await call('owner', '/api/user/usage')).json();
+    expect(body.periodStart).toBe('2027-02-28T07:45:00.000Z');
+    expect(body.periodEnd).toBe('2027-03-31T07:45:00.000Z');
   });
 
   it('reports unlimited plans without a remaining count', async () => {

@@ -86,6 +86,22 @@ describe('usage widget fragment', () => {
     expect(html).not.toContain('class="warning"');
   });
 
+  it('shows the period end on the anchor day', async () => {
+    const anchored = await createSignedInUser(context.db, { login: 'anchored-user' });
+    await context.db
+      .update(users)
+      .set({
+        periodStartedAt: new Date('2028-02-29T07:45:00Z'),
+        periodAnchorAt: new Date('2027-12-31T07:45:00Z'),
+      })
+      .where(eq(users.id, anchored.userId));
+    const response = await app.request('/usage/widget', {
+      headers: { cookie: anchored.cookie, 'hx-request': 'true' },
+    });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('Period 2028-02-29 to 2028-03-31 (UTC)');
+  });
+
   it('is polled by the home page and refreshed on plan changes', async () => {
     const html = await (await app.request('/', { headers: { cookie: user.cookie } })).text();
     expect(html).toContain('hx-get="/usage/widget"');
