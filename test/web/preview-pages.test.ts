@@ -212,6 +212,20 @@ describe('preview page', () => {
     expect(await again.text()).toContain('wait until it finishes');
   });
 
+  it('stores the job id of a regeneration', async () => {
+    const { request, file } = await newReadyRequest();
+    await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+
+    const [stored] = await context.db
+      .select({ previewJobId: patchRequests.previewJobId })
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.previewJobId).not.toBeNull();
+    const job = await context.boss.getJobById('preview', stored!.previewJobId!);
+    expect(job?.state).toBe('created');
+    expect(job?.data).toEqual({ patchRequestId: request.id });
+  });
+
   it('redirects to the preview after regenerating without htmx', async () => {
     const { request, file } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {});
