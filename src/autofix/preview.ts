@@ -74,10 +74,18 @@ export async function runPreview(
     .insert(patchFiles)
     .values([...findingsByPath.keys()].map((path) => ({ patchRequestId, path })))
     .onConflictDoNothing();
-  await db
+  // Conditional, because a cancellation that committed after the read above must stay.
+  const [started] = await db
     .update(patchRequests)
     .set({ status: 'running', filesTotal: findingsByPath.size })
-    .where(eq(patchRequests.id, patchRequestId));
+    .where(
+      and(
+        eq(patchRequests.id, patchRequestId),
+        inArray(patchRequests.status, ['queued', 'running']),
+      ),
+    )
+    .returning({ id: patchRequests.id });
+  if (!started) return { status: 'skipped', files: 0, tokens: 0 };
 
   const selection = await resolveModelClients({ ...context, logger }, user);
   let clients = selection.clients;
@@ -144,7 +152,8 @@ export async function runPreview(
   const concurrency = tight ? 1 : config.PREVIEW_FILE_CONCURRENCY;
   await mapWithConcurrency(pending, concurrency, async (file) => {
     const fileLogger = logger.child({ path: file.path });
-    // A newer commit or a closed pull request cancels the request; skip the files left.
+    // A newer commit, a closed pull request or a suspended or deleted installation cancels
+    // the request, and then the files left are skipped.
     if (await isCancelled(db, patchRequestId)) return;
     await db.update(patchFiles).set({ status: 'running' }).where(eq(patchFiles.id, file.id));
     const findings = findingsByPath.get(file.path) ?? [];

@@ -75,7 +75,9 @@ export async function regeneratePatchFile(
       })
       .where(eq(patchRequests.id, request.id));
     const data: PreviewJobData = { patchRequestId: request.id };
-    await boss.send(previewQueue, data, { db: transactionDb(tx) });
+    const previewJobId = await boss.send(previewQueue, data, { db: transactionDb(tx) });
+    // The newest job replaces the first one's id, so cancelling the request reaches this job.
+    await tx.update(patchRequests).set({ previewJobId }).where(eq(patchRequests.id, request.id));
     return { ok: true, path: file.path, generation: file.generation + 1 };
   });
 }

@@ -54,6 +54,7 @@ export async function dispatchDelivery(
       case 'installation':
         outcome = await handleInstallationEvent(
           tx,
+          context.boss,
           installationPayload.parse(delivery.payload),
           context.config.PLAN_FREE_TOKENS,
         );

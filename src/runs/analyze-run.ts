@@ -92,7 +92,8 @@ export async function analyzeRun(
       .returning({ id: prRuns.id });
     if (completed) {
       const data: ReportJobData = { runId };
-      await context.boss.send(reportQueue, data, { db: transactionDb(tx) });
+      const reportJobId = await context.boss.send(reportQueue, data, { db: transactionDb(tx) });
+      await tx.update(prRuns).set({ reportJobId }).where(eq(prRuns.id, runId));
     }
   });
 

@@ -212,6 +212,36 @@ describe('preview page', () => {
     expect(await again.text()).toContain('wait until it finishes');
   });
 
+  it('stores the job id of a regeneration', async () => {
+    const { request, file } = await newReadyRequest();
+    await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+
+    const [stored] = await context.db
+      .select({ previewJobId: patchRequests.previewJobId })
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.previewJobId).not.toBeNull();
+    const job = await context.boss.getJobById('preview', stored!.previewJobId!);
+    expect(job?.state).toBe('created');
+    expect(job?.data).toEqual({ patchRequestId: request.id });
+  });
+
+  it('gives the stored reason for a cancelled preview', async () => {
+    const { request, file } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: 'Cancelled: the pull request was closed.' })
+      .where(eq(patchRequests.id, request.id));
+
+    const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).toContain('This preview was cancelled, so its files cannot be regenerated.');
+    expect(html).toContain('Cancelled: the pull request was closed.');
+    expect(html).not.toContain('newer commit');
+  });
+
   it('redirects to the preview after regenerating without htmx', async () => {
     const { request, file } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {});

@@ -50,6 +50,11 @@ export const prRuns = pgTable(
     prUpdatedAt: timestamp({ withTimezone: true }),
     /** pg-boss id of the analyze job, so closing the pull request can cancel it. */
     analyzeJobId: uuid(),
+    /**
+     * pg-boss id of the report job, so a suspended or deleted installation can cancel it.
+     * Null until the run completes, and for runs completed before this column existed.
+     */
+    reportJobId: uuid(),
     /** GitHub's id of the "Fixwright" check run on the head commit, once created. */
     checkRunId: bigint({ mode: 'number' }),
     /** Annotations already sent to the check run; a retried report job sends only the rest. */

@@ -61,13 +61,20 @@ export function patchRequestPages(
     });
     if (!result.ok) {
       if (result.reason === 'not_found') throw notFound('File', fileId);
+      if (result.reason === 'cancelled') {
+        // The stored reason names what cancelled it: a newer commit, a closed pull request or
+        // a suspended or deleted installation.
+        const { request } = await load(c.var.user.id, id);
+        throw new AppError(
+          'conflict',
+          `This preview was cancelled, so its files cannot be regenerated. ${request.error ?? ''}`.trim(),
+        );
+      }
       throw new AppError(
         'conflict',
         result.reason === 'busy'
           ? `This preview is ${result.status}; wait until it finishes, then regenerate the file.`
-          : result.reason === 'applied'
-            ? 'This preview is applied or being applied, so its files stay as they are; request a new preview on the pull request to change them.'
-            : 'This preview was cancelled because the pull request has a newer commit; preview the newest run instead.',
+          : 'This preview is applied or being applied, so its files stay as they are; request a new preview on the pull request to change them.',
       );
     }
     context.logger.info(

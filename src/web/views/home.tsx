@@ -93,6 +93,7 @@ export const HomePage: FC<{
                 <td>{run.prTitle}</td>
                 <td>
                   <StatusBadge status={run.status} />
+                  {run.status === 'cancelled' && run.error ? <p class="muted">{run.error}</p> : null}
                 </td>
                 <td>
                   <Time date={run.createdAt} />

@@ -37,12 +37,17 @@ export const RunPage: FC<{
         <Time date={run.createdAt} />
       </p>
       {run.error ? <p class="error">{run.error}</p> : null}
+      {run.reportError ? <p class="error">{run.reportError}</p> : null}
 
       <form method="post" action={action} hx-post={action} hx-target="#preview-progress">
         <CsrfField session={session} />
         {findings.length === 0 ? (
           <p class="muted">
-            {run.status === 'completed' ? 'No findings in this run.' : 'The analysis has not finished yet.'}
+            {run.status === 'completed'
+              ? 'No findings in this run.'
+              : run.status === 'queued' || run.status === 'analyzing'
+                ? 'The analysis has not finished yet.'
+                : `This run is ${run.status} and has no findings to show.`}
           </p>
         ) : (
           groupByPath(findings).map(([path, rows]) => (
@@ -91,6 +96,9 @@ export const RunPage: FC<{
                   <Time date={request.createdAt} />
                 </a>{' '}
                 <StatusBadge status={request.status} />
+                {request.status === 'cancelled' && request.error ? (
+                  <p class="muted">{request.error}</p>
+                ) : null}
               </li>
             ))}
           </ul>

@@ -1,0 +1,1 @@
+ALTER TABLE "pr_runs" ADD COLUMN "report_job_id" uuid;

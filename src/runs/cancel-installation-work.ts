@@ -1,0 +1,124 @@
+import { and, eq, inArray, isNull } from 'drizzle-orm';
+import type { Transaction } from '../db/client.ts';
+import { patchRequests, prRuns } from '../db/schema/index.ts';
+import { analyzeQueue } from '../jobs/analyze.ts';
+import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { previewQueue } from '../jobs/preview.ts';
+import { reportQueue } from '../jobs/report.ts';
+
+/** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
+export type InstallationCancelCause = 'suspended' | 'uninstalled';
+
+/** Counts of the runs, reports and patch requests that were cancelled. */
+export interface CancelledInstallationWork {
+  runs: number;
+  reports: number;
+  patchRequests: number;
+}
+
+/**
+ * Builds the reason stored on each cancelled run and patch request. It names the
+ * installation, who stopped it, and what must happen before new work can start. Only the side
+ * that suspended an installation can unsuspend it, either an owner of the account or the
+ * app's owner (GitHub Docs, "Suspending a GitHub App installation").
+ */
+export function describeInstallationCancel(installation: {
+  id: number;
+  accountLogin: string;
+  actorLogin: string;
+  cause: InstallationCancelCause;
+}): string {
+  const { id, accountLogin, actorLogin, cause } = installation;
+  const restart =
+    'Then push a new commit, or request the fix again with "Fix with AI" or "Preview fix".';
+  return cause === 'suspended'
+    ? `Cancelled because GitHub App installation ${id} on ${accountLogin} was suspended by ` +
+        `${actorLogin}. Whoever suspended it, an owner of ${accountLogin} or the app's owner, ` +
+        `must unsuspend it. ${restart}`
+    : `Cancelled because ${actorLogin} uninstalled the GitHub App from ${accountLogin} ` +
+        `(installation ${id}). An owner of ${accountLogin} must install the app again. ${restart}`;
+}
+
+/**
+ * Cancels the unfinished work of an installation in the caller's transaction, so the status
+ * change and the pg-boss cancellations commit or roll back together.
+ *
+ * - Queued and analyzing runs become `cancelled` with `reason`, and their analyze jobs are
+ *   cancelled.
+ * - Completed runs whose report is not posted get a report error that ends with `reason`,
+ *   and their report jobs are cancelled.
+ * - Queued and running patch requests become `cancelled` with `reason`, and their preview jobs
+ *   are cancelled, including the job of a running preview. pg-boss 10.4 then neither completes
+ *   nor retries that job, because its complete and fail statements skip cancelled jobs. The
+ *   worker still running it stops before its next file, where runPreview reads the status.
+ *
+ * Token reservations are left to their owners. A queued preview has reserved nothing. A
+ * model call in flight settles its own reservation once, under its idempotency key, and a
+ * reservation whose worker died is released by the sweeper when it expires.
+ */
+export async function cancelInstallationWork(
+  tx: Transaction,
+  boss: PgBoss,
+  installationId: number,
+  reason: string,
+): Promise<CancelledInstallationWork> {
+  const db = transactionDb(tx);
+  const ofInstallation = eq(prRuns.installationId, installationId);
+
+  const cancelledRuns = await tx
+    .update(prRuns)
+    .set({ status: 'cancelled', error: reason })
+    .where(and(ofInstallation, inArray(prRuns.status, ['queued', 'analyzing'])))
+    .returning({ analyzeJobId: prRuns.analyzeJobId });
+  const analyzeJobIds = cancelledRuns.flatMap((run) => (run.analyzeJobId ? [run.analyzeJobId] : []));
+  if (analyzeJobIds.length > 0) await boss.cancel(analyzeQueue, analyzeJobIds, { db });
+
+  // A report whose last attempt failed keeps its own error.
+  const unreported = await tx
+    .update(prRuns)
+    .set({ reportError: `The check run and summary comment were not posted. ${reason}` })
+    .where(
+      and(
+        ofInstallation,
+        eq(prRuns.status, 'completed'),
+        isNull(prRuns.reportedAt),
+        isNull(prRuns.reportError),
+      ),
+    )
+    .returning({ reportJobId: prRuns.reportJobId });
+  const reportJobIds = unreported.flatMap((run) => (run.reportJobId ? [run.reportJobId] : []));
+  if (reportJobIds.length > 0) await boss.cancel(reportQueue, reportJobIds, { db });
+
+  const runsOfInstallation = tx.select({ id: prRuns.id }).from(prRuns).where(ofInstallation);
+  const unfinished = await tx
+    .select({ id: patchRequests.id, previewJobId: patchRequests.previewJobId })
+    .from(patchRequests)
+    .where(
+      and(
+        inArray(patchRequests.runId, runsOfInstallation),
+        inArray(patchRequests.status, ['queued', 'running']),
+      ),
+    )
+    .for('update');
+  if (unfinished.length > 0) {
+    await tx
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: reason, completedAt: new Date() })
+      .where(
+        inArray(
+          patchRequests.id,
+          unfinished.map((request) => request.id),
+        ),
+      );
+  }
+  const previewJobIds = unfinished.flatMap((request) =>
+    request.previewJobId ? [request.previewJobId] : [],
+  );
+  if (previewJobIds.length > 0) await boss.cancel(previewQueue, previewJobIds, { db });
+
+  return {
+    runs: cancelledRuns.length,
+    reports: unreported.length,
+    patchRequests: unfinished.length,
+  };
+}
