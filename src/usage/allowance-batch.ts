@@ -41,17 +41,12 @@ interface Waiter {
 
 interface UserQueue {
   waiting: Waiter[];
-  inFlight: number;
+  /** A statement of this user is in flight; operations arriving now wait for the next. */
+  sending: boolean;
 }
 
 /** Operations per statement; a longer queue is sent in several. */
 const maxBatch = 64;
-/**
- * Statements of one user in flight at once from this process. With two, the next batch is
- * already waiting for the row lock while the previous one commits, so the lock passes on
- * inside PostgreSQL instead of after a round trip to this process.
- */
-const maxInFlight = 2;
 const deadlockAttempts = 3;
 
 const queues = new WeakMap<Database, Map<string, UserQueue>>();
@@ -64,8 +59,8 @@ export function allowanceBatchCounters(): { statements: number; operations: numb
 
 /**
  * Applies one allowance operation on the user's row. Operations of one user in this process go
- * through one queue: the first is sent at once, and those that arrive while statements are in
- * flight are sent together in a later one. One caller alone waits for no one; many callers on
+ * through one queue: the first is sent at once, and those that arrive while its statement is in
+ * flight are sent together in the next one. One caller alone waits for no one; many callers on
  * one user share row locks and commits, which is what limits a single row's throughput.
  */
 export function applyAllowanceOperation(
@@ -80,7 +75,7 @@ export function applyAllowanceOperation(
   }
   let queue = byUser.get(userId);
   if (!queue) {
-    queue = { waiting: [], inFlight: 0 };
+    queue = { waiting: [], sending: false };
     byUser.set(userId, queue);
   }
   const promise = new Promise<OperationResult>((resolve, reject) => {
@@ -91,20 +86,22 @@ export function applyAllowanceOperation(
 }
 
 function pump(db: Database, userId: string, queue: UserQueue, byUser: Map<string, UserQueue>) {
-  while (queue.inFlight < maxInFlight && queue.waiting.length > 0) {
-    const batch = queue.waiting.splice(0, maxBatch);
-    queue.inFlight++;
-    void runBatch(db, userId, batch).then(() => {
-      // Callers whose operations just finished often send their next one within a few promise
-      // turns; waiting one turn of the event loop lets those join the next batch instead of
-      // following it alone.
-      setImmediate(() => {
-        queue.inFlight--;
-        pump(db, userId, queue, byUser);
-        if (queue.inFlight === 0 && queue.waiting.length === 0) byUser.delete(userId);
-      });
-    });
+  if (queue.sending) return;
+  if (queue.waiting.length === 0) {
+    byUser.delete(userId);
+    return;
   }
+  queue.sending = true;
+  const batch = queue.waiting.splice(0, maxBatch);
+  void runBatch(db, userId, batch).then(() => {
+    // Callers whose operations just finished often send their next one within a few promise
+    // turns; waiting one turn of the event loop lets those join the next batch instead of
+    // following it alone.
+    setImmediate(() => {
+      queue.sending = false;
+      pump(db, userId, queue, byUser);
+    });
+  });
 }
 
 /** Runs a batch and settles every waiter's promise; never throws. */

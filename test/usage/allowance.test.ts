@@ -297,6 +297,9 @@ describe('releasing reservations', () => {
 });
 
 describe('batched allowance operations', () => {
+  /** Lets the user's queue finish its turn, so the next operation is sent alone at once. */
+  const idle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
   function settleInput(userId: string, reservationId: string | null, key: string, total: number) {
     return {
       userId,
@@ -339,6 +342,7 @@ describe('batched allowance operations', () => {
       ttlSeconds: 600,
     });
     if (!first.ok) throw new Error('reservation failed');
+    await idle();
 
     // The blocker is sent alone at once; the rest wait for it and are sent together.
     const blocker = reserveTokens(database.db, {
@@ -377,6 +381,7 @@ describe('batched allowance operations', () => {
       ttlSeconds: 600,
     });
     if (!reservation.ok) throw new Error('reservation failed');
+    await idle();
 
     const before = allowanceBatchCounters();
     const blocker = reserveTokens(database.db, {
@@ -409,6 +414,7 @@ describe('batched allowance operations', () => {
       ttlSeconds: 600,
     });
     if (!big.ok) throw new Error('reservation failed');
+    await idle();
 
     const blocker = reserveTokens(database.db, {
       userId: user.id,
