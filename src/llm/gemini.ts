@@ -18,6 +18,7 @@ import {
   type RetryPolicy,
 } from './retry.ts';
 import type { ModelClient, ModelRequest, ModelResult, ModelUsage } from './types.ts';
+import { modelUsage, tokenCount } from './usage.ts';
 
 export type GeminiClientOptions = {
   apiKey: string;
@@ -210,14 +211,14 @@ function isModelList(body: unknown): body is GeminiModelList {
  * the completion count is the total minus the prompt, which bills thinking as output.
  */
 function mapUsage(metadata: UsageMetadata | undefined): ModelUsage {
-  const promptTokens = metadata?.promptTokenCount ?? 0;
   // SDK 0.24.1 does not declare thoughtsTokenCount, which thinking models add.
   const thoughtsTokens = (metadata as { thoughtsTokenCount?: number } | undefined)
     ?.thoughtsTokenCount;
-  const totalTokens =
+  const promptTokens = tokenCount(metadata?.promptTokenCount);
+  const total =
     metadata?.totalTokenCount ??
-    promptTokens + (metadata?.candidatesTokenCount ?? 0) + (thoughtsTokens ?? 0);
-  return { promptTokens, completionTokens: Math.max(0, totalTokens - promptTokens), totalTokens };
+    promptTokens + tokenCount(metadata?.candidatesTokenCount) + tokenCount(thoughtsTokens);
+  return modelUsage(promptTokens, tokenCount(total) - promptTokens, total);
 }
 
 /** Joins the text parts of the first candidate, leaving out thought summaries. */

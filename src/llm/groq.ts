@@ -17,6 +17,7 @@ import {
   type RetryPolicy,
 } from './retry.ts';
 import type { ModelClient, ModelRequest, ModelResult, ModelUsage } from './types.ts';
+import { modelUsage } from './usage.ts';
 
 export type GroqClientOptions = {
   apiKey: string;
@@ -132,13 +133,7 @@ export function createGroqClient(options: GroqClientOptions): ModelClient {
 }
 
 function mapUsage(usage: ChatCompletion['usage']): ModelUsage {
-  const promptTokens = usage?.prompt_tokens ?? 0;
-  const completionTokens = usage?.completion_tokens ?? 0;
-  return {
-    promptTokens,
-    completionTokens,
-    totalTokens: usage?.total_tokens ?? promptTokens + completionTokens,
-  };
+  return modelUsage(usage?.prompt_tokens, usage?.completion_tokens, usage?.total_tokens);
 }
 
 /** Converts a completion into a result, or raises when its text cannot be used. */

@@ -112,6 +112,8 @@ export async function reserveTokens(
   db: Database,
   input: { userId: string; tokens: number; idempotencyKey: string; ttlSeconds: number },
 ): Promise<Reservation> {
+  requireTokenCount('tokens', input.tokens);
+  requireTokenCount('ttlSeconds', input.ttlSeconds);
   const tokens = Math.max(1, Math.ceil(input.tokens));
   const result = await applyForUser(db, input.userId, {
     kind: 'reserve',
@@ -148,6 +150,9 @@ export async function releaseReservation(db: Database, reservationId: string): P
  * pushes used past it.
  */
 export async function settleCall(db: Database, input: SettleInput): Promise<Settlement> {
+  requireTokenCount('usage.promptTokens', input.usage.promptTokens);
+  requireTokenCount('usage.completionTokens', input.usage.completionTokens);
+  requireTokenCount('usage.totalTokens', input.usage.totalTokens);
   const result = await applyForUser(db, input.userId, {
     kind: 'settle',
     reservation: input.reservationId,
@@ -162,6 +167,16 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
     path: input.path ?? null,
   });
   return { recorded: result.ok, charged: result.charged, tokensUsed: result.used };
+}
+
+/** Token counts and durations must be finite, non-negative and fit the ledger's integer columns. */
+function requireTokenCount(name: string, value: number): void {
+  if (!Number.isFinite(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw new RangeError(
+      `Invalid ${name} ${value}: expected a number from 0 to ${2 ** 31 - 1}. ` +
+        'This is a bug in the caller, not in the provider\'s answer.',
+    );
+  }
 }
 
 async function applyForUser(db: Database, userId: string, operation: AllowanceOperation) {

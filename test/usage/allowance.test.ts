@@ -235,7 +235,8 @@ describe('settleCall', () => {
       ttlSeconds: 600,
     });
     if (!reservation.ok) throw new Error('reservation failed');
-    // A token count beyond the integer column fails the ledger insert inside the transaction.
+    // A patch request that does not exist fails the ledger insert inside the transaction,
+    // after the reservation row was deleted and the charge computed.
     const failing = settleCall(database.db, {
       userId: user.id,
       reservationId: reservation.reservationId,
@@ -243,9 +244,10 @@ describe('settleCall', () => {
       provider: 'groq',
       model: 'm',
       keySource: 'platform',
-      usage: { promptTokens: 2 ** 31, completionTokens: 0, totalTokens: 2 ** 31 },
+      usage: { promptTokens: 100, completionTokens: 100, totalTokens: 200 },
+      patchRequestId: '00000000-0000-4000-8000-000000000000',
     });
-    await expect(failing).rejects.toThrow();
+    await expect(failing).rejects.toThrow('token_events_patch_request_id_patch_requests_id_fk');
     const state = await getAllowance(database.db, user.id);
     expect(state.used).toBe(0);
     expect(state.reserved).toBe(300);
@@ -351,8 +353,11 @@ describe('batched allowance operations', () => {
       idempotencyKey: 'blocker',
       ttlSeconds: 600,
     });
-    // A token count beyond the ledger's integer column fails inside PostgreSQL.
-    const broken = settleCall(database.db, settleInput(user.id, first.reservationId, 'held', 2 ** 31));
+    // A patch request that does not exist breaks the ledger's foreign key inside PostgreSQL.
+    const broken = settleCall(database.db, {
+      ...settleInput(user.id, first.reservationId, 'held', 40),
+      patchRequestId: '00000000-0000-4000-8000-000000000000',
+    });
     const others = Array.from({ length: 3 }, (_, index) =>
       reserveTokens(database.db, {
         userId: user.id,
@@ -448,5 +453,42 @@ describe('batched allowance operations', () => {
         ttlSeconds: 600,
       }),
     ).rejects.toThrow('User 00000000-0000-4000-8000-000000000000 not found.');
+  });
+});
+
+describe('allowance input checks', () => {
+  it.each([Number.NaN, -1, Number.POSITIVE_INFINITY, 2 ** 31])(
+    'refuses to reserve %s tokens',
+    async (tokens) => {
+      const user = await createUser({ tokenLimit: 1000 });
+      await expect(
+        reserveTokens(database.db, { userId: user.id, tokens, idempotencyKey: 'bad', ttlSeconds: 60 }),
+      ).rejects.toThrow(`Invalid tokens ${tokens}: expected a number from 0 to 2147483647.`);
+      expect((await getAllowance(database.db, user.id)).reserved).toBe(0);
+    },
+  );
+
+  it('refuses to settle a negative total and keeps the hold', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const reservation = await reserveTokens(database.db, {
+      userId: user.id,
+      tokens: 100,
+      idempotencyKey: 'negative-total',
+      ttlSeconds: 600,
+    });
+    if (!reservation.ok) throw new Error('reservation failed');
+    await expect(
+      settleCall(database.db, {
+        userId: user.id,
+        reservationId: reservation.reservationId,
+        idempotencyKey: 'negative-total',
+        provider: 'groq',
+        model: 'm',
+        keySource: 'platform',
+        usage: { promptTokens: 1, completionTokens: 1, totalTokens: -2 },
+      }),
+    ).rejects.toThrow('Invalid usage.totalTokens -2');
+    expect(await getAllowance(database.db, user.id)).toMatchObject({ used: 0, reserved: 100 });
+    expect(await chargedSum(user.id)).toBe(0);
   });
 });

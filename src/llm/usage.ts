@@ -1,0 +1,25 @@
+import type { ModelUsage } from './types.ts';
+
+/** The largest count the ledger's integer columns hold. */
+const maxTokenCount = 2 ** 31 - 1;
+
+/**
+ * Reads a token count from a provider's answer as a whole number from 0 to 2^31 - 1. A
+ * missing, negative or non-numeric count reads as 0, a fraction is rounded up and a larger
+ * count is capped, so a malformed usage block can neither fail the settle nor credit tokens.
+ */
+export function tokenCount(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) return 0;
+  return Math.min(Math.ceil(value), maxTokenCount);
+}
+
+/** Builds usage from the provider's counts, totalling prompt and completion when it gave none. */
+export function modelUsage(prompt: unknown, completion: unknown, total: unknown): ModelUsage {
+  const promptTokens = tokenCount(prompt);
+  const completionTokens = tokenCount(completion);
+  const totalTokens =
+    total === undefined || total === null
+      ? Math.min(promptTokens + completionTokens, maxTokenCount)
+      : tokenCount(total);
+  return { promptTokens, completionTokens, totalTokens };
+}

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { modelUsage, tokenCount } from '../../src/llm/usage.ts';
+
+describe('tokenCount', () => {
+  it.each([
+    [120, 120],
+    [0, 0],
+    [-5, 0],
+    [2.2, 3],
+    [Number.NaN, 0],
+    [Number.POSITIVE_INFINITY, 0],
+    ['120', 0],
+    [null, 0],
+    [undefined, 0],
+    [2 ** 40, 2 ** 31 - 1],
+  ])('reads %s as %s', (value, expected) => {
+    expect(tokenCount(value)).toBe(expected);
+  });
+});
+
+describe('modelUsage', () => {
+  it('keeps the provider total', () => {
+    expect(modelUsage(10, 5, 40)).toEqual({ promptTokens: 10, completionTokens: 5, totalTokens: 40 });
+  });
+
+  it('adds prompt and completion when the total is missing', () => {
+    expect(modelUsage(10, 5, undefined)).toEqual({
+      promptTokens: 10,
+      completionTokens: 5,
+      totalTokens: 15,
+    });
+  });
+
+  it('reads a malformed total as 0, not as a credit', () => {
+    expect(modelUsage(10, 5, -100).totalTokens).toBe(0);
+  });
+});
