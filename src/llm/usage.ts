@@ -13,13 +13,16 @@ export function tokenCount(value: unknown): number {
   return Math.min(Math.ceil(value), maxTokenCount);
 }
 
-/** Builds usage from the provider's counts, totalling prompt and completion when it gave none. */
+/**
+ * Builds usage from the provider's counts. A total that is missing or not a count is replaced
+ * by prompt plus completion, so a malformed total is still charged for what was counted.
+ */
 export function modelUsage(prompt: unknown, completion: unknown, total: unknown): ModelUsage {
   const promptTokens = tokenCount(prompt);
   const completionTokens = tokenCount(completion);
-  const totalTokens =
-    total === undefined || total === null
-      ? Math.min(promptTokens + completionTokens, maxTokenCount)
-      : tokenCount(total);
+  const validTotal = typeof total === 'number' && Number.isFinite(total) && total >= 0;
+  const totalTokens = validTotal
+    ? tokenCount(total)
+    : Math.min(promptTokens + completionTokens, maxTokenCount);
   return { promptTokens, completionTokens, totalTokens };
 }

@@ -31,7 +31,7 @@ describe('modelUsage', () => {
     });
   });
 
-  it('reads a malformed total as 0, not as a credit', () => {
-    expect(modelUsage(10, 5, -100).totalTokens).toBe(0);
+  it.each([-100, Number.NaN, '40'])('replaces the malformed total %s by the sum', (total) => {
+    expect(modelUsage(10, 5, total).totalTokens).toBe(15);
   });
 });
