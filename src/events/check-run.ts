@@ -83,6 +83,9 @@ export async function handleCheckRunEvent(
     userId: installation.userId,
     findingIds: rows.map((row) => row.id),
   });
+  if (!result.ok && result.reason === 'installation_unavailable') {
+    return `skipped: ${result.error.message}`;
+  }
   if (!result.ok) {
     return `no patch request: findings ${result.unknownFindingIds.join(', ')} are gone`;
   }
