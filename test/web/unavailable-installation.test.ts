@@ -1,10 +1,11 @@
 import { count, eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { patchRequests } from '../../src/db/schema/index.ts';
+import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { insertReadyPatchRequest } from '../helpers/github-context.ts';
 import {
   createRunWithFindings,
   createSignedInUser,
@@ -166,5 +167,40 @@ describe('Preview fix form', () => {
     expect(html).toContain('<h1>Something went wrong</h1>');
     expect(html).toContain(uninstalledMessage(setup.installationId));
     expect(await countPatchRequests()).toBe(0);
+  });
+});
+
+describe('regenerate file', () => {
+  it('rejects a suspended installation', async () => {
+    const request = await insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    });
+    const [file] = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, request.id));
+    await deliverInstallation('suspend');
+
+    const path = `/patch-requests/${request.id}/files/${file!.id}/regenerate`;
+    const response = await postForm(path, {}, true);
+
+    expect(response.status).toBe(409);
+    expect(await response.text()).toContain(suspendedMessage(setup.installationId));
+    const [storedFile] = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.id, file!.id));
+    expect(storedFile!.status).toBe('ready');
+    expect(storedFile!.generation).toBe(file!.generation);
+    expect(storedFile!.proposedText).toBe('b\n');
+    const [storedRequest] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(storedRequest!.status).toBe('ready');
+    expect(storedRequest!.previewJobId).toBeNull();
+    expect(await countJobs(context, previewQueue)).toBe(0);
   });
 });
