@@ -204,3 +204,31 @@ describe('regenerate file', () => {
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 });
+
+describe('apply', () => {
+  it('rejects a suspended installation before claiming', async () => {
+    const request = await insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    });
+    await deliverInstallation('suspend');
+
+    // The context has no GitHub App, so a check after requireGitHubApp would return 503.
+    const response = await app.request(`/api/patch-requests/${request.id}/apply`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiToken}` },
+    });
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error.code).toBe('conflict');
+    expect(body.error.message).toBe(suspendedMessage(setup.installationId));
+    const [stored] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.applyStartedAt).toBeNull();
+    expect(stored!.appliedAt).toBeNull();
+  });
+});
