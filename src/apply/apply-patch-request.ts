@@ -3,8 +3,8 @@ import type { AppContext } from '../context.ts';
 import { patchFiles, patchRequests, type ApplyMode } from '../db/schema/index.ts';
 import {
   asInstallationUnavailable,
+  findInstallationUnavailable,
   recordInstallationUnavailable,
-  requireActiveInstallation,
 } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
@@ -150,6 +150,10 @@ export async function applyPatchRequest(
       movedMessage(request.id, `The pull request has a newer commit than ${run.headSha}.`),
     );
   }
+  // Checked before the claim and before any GitHub call, so the request stays unclaimed. A
+  // suspend or uninstall after this check surfaces as an error from GitHub in the try below.
+  const unavailable = await findInstallationUnavailable(context.db, run.installationId);
+  if (unavailable) throw new ApplyRejectedError('conflict', unavailable.message);
   const github = requireGitHubApp(context);
 
   if (!(await claim(context, request.id))) {
@@ -166,7 +170,6 @@ export async function applyPatchRequest(
   const [owner, repo] = splitRepository(run.repository);
   let outcome: { commitSha: string | null; reviewId: number | null };
   try {
-    await requireActiveInstallation(context.db, run.installationId);
     const octokit = await github.installationOctokit(run.installationId);
     if (mode === 'commit') {
       const committed = await commitFiles(

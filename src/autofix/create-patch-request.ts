@@ -1,17 +1,23 @@
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
-import { findings, patchRequestFindings, patchRequests } from '../db/schema/index.ts';
+import { findings, patchRequestFindings, patchRequests, prRuns } from '../db/schema/index.ts';
+import {
+  findInstallationUnavailable,
+  type InstallationUnavailableError,
+} from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
 
 export type CreatePatchRequestResult =
   | { ok: true; id: string }
-  | { ok: false; unknownFindingIds: string[] };
+  | { ok: false; reason: 'unknown_findings'; unknownFindingIds: string[] }
+  | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError };
 
 /**
  * Creates a patch request for findings of one run and queues its preview job in the same
- * transaction. Finding ids that do not belong to the run are reported, and nothing is created.
- * Inside a caller's transaction it runs as a savepoint of that transaction.
+ * transaction. Nothing is created when a finding id does not belong to the run, or when the
+ * run's installation is suspended or deleted. Inside a caller's transaction it runs as a
+ * savepoint of that transaction.
  */
 export async function createPatchRequest(
   db: Database | Transaction,
@@ -20,13 +26,22 @@ export async function createPatchRequest(
 ): Promise<CreatePatchRequestResult> {
   const findingIds = [...new Set(input.findingIds)];
   return db.transaction(async (tx) => {
+    const [run] = await tx
+      .select({ installationId: prRuns.installationId })
+      .from(prRuns)
+      .where(eq(prRuns.id, input.runId));
+    const unavailable = run ? await findInstallationUnavailable(tx, run.installationId) : null;
+    if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
+
     const known = await tx
       .select({ id: findings.id })
       .from(findings)
       .where(and(eq(findings.runId, input.runId), inArray(findings.id, findingIds)));
     const knownIds = new Set(known.map((row) => row.id));
     const unknownFindingIds = findingIds.filter((id) => !knownIds.has(id));
-    if (unknownFindingIds.length > 0) return { ok: false, unknownFindingIds };
+    if (unknownFindingIds.length > 0) {
+      return { ok: false, reason: 'unknown_findings', unknownFindingIds };
+    }
 
     const [request] = await tx
       .insert(patchRequests)

@@ -1,6 +1,10 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { patchFiles, patchRequests, type PatchRequestStatus } from '../db/schema/index.ts';
+import { patchFiles, patchRequests, prRuns, type PatchRequestStatus } from '../db/schema/index.ts';
+import {
+  findInstallationUnavailable,
+  type InstallationUnavailableError,
+} from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
 import { isUuid } from '../runs/visible-runs.ts';
@@ -8,13 +12,15 @@ import { isUuid } from '../runs/visible-runs.ts';
 export type RegenerateFileResult =
   | { ok: true; path: string; generation: number }
   | { ok: false; reason: 'not_found' }
-  | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus };
+  | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
+  | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError };
 
 /**
  * Queues a new preview of one file of a finished patch request. In one transaction it bumps
  * the file's generation (part of each model call's idempotency key), resets the file to
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
+ * Nothing changes when the run's installation is suspended or deleted.
  */
 export async function regeneratePatchFile(
   db: Database,
@@ -23,6 +29,17 @@ export async function regeneratePatchFile(
 ): Promise<RegenerateFileResult> {
   if (!isUuid(input.patchRequestId) || !isUuid(input.fileId)) return { ok: false, reason: 'not_found' };
   return db.transaction(async (tx) => {
+    const [owned] = await tx
+      .select({ installationId: prRuns.installationId })
+      .from(patchRequests)
+      .innerJoin(prRuns, eq(prRuns.id, patchRequests.runId))
+      .where(and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)));
+    if (!owned) return { ok: false, reason: 'not_found' };
+    // A suspend or uninstall locks the installation before the work it cancels, and this locks
+    // in the same order. The result is returned only after the request's own state is checked,
+    // because a cancelled or applied preview stays so after the installation is active again.
+    const unavailable = await findInstallationUnavailable(tx, owned.installationId);
+
     // The row lock keeps two clicks from queueing two jobs for the same request.
     const [request] = await tx
       .select({
@@ -49,6 +66,7 @@ export async function regeneratePatchFile(
     if (request.appliedAt || request.applyStartedAt) {
       return { ok: false, reason: 'applied', status: request.status };
     }
+    if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
 
     await tx
       .update(patchFiles)

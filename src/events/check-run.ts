@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { createPatchRequest } from '../autofix/create-patch-request.ts';
 import type { Transaction } from '../db/client.ts';
 import { findings, installations, patchRequests, prRuns } from '../db/schema/index.ts';
+import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { fixAction } from '../report/publish-check-run.ts';
 
@@ -20,6 +21,7 @@ export type CheckRunPayload = z.infer<typeof checkRunPayload>;
  * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for all
  * findings of the run and queues its preview. The installation's owner pays, not the user who
  * pressed the button, because automatic work is charged to the user who installed the app.
+ * A press for a suspended or deleted installation is skipped, and the outcome gives the reason.
  */
 export async function handleCheckRunEvent(
   tx: Transaction,
@@ -40,6 +42,10 @@ export async function handleCheckRunEvent(
     where: and(eq(prRuns.checkRunId, checkRunId), eq(prRuns.repositoryId, payload.repository.id)),
   });
   if (!run) return `ignored: check run ${checkRunId} belongs to no Fixwright run`;
+
+  // A press can arrive after a suspend or uninstall, for example when it is redelivered.
+  const unavailable = await findInstallationUnavailable(tx, run.installationId);
+  if (unavailable) return `skipped: ${unavailable.message}`;
 
   const installation = await tx.query.installations.findFirst({
     where: eq(installations.id, run.installationId),
@@ -83,6 +89,9 @@ export async function handleCheckRunEvent(
     userId: installation.userId,
     findingIds: rows.map((row) => row.id),
   });
+  if (!result.ok && result.reason === 'installation_unavailable') {
+    return `skipped: ${result.error.message}`;
+  }
   if (!result.ok) {
     return `no patch request: findings ${result.unknownFindingIds.join(', ')} are gone`;
   }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
+import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
@@ -41,6 +42,7 @@ const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as co
  * Creates one run per (repository, pull request, head sha) and queues its analysis in the
  * same transaction, so a run never exists without its job. Runs of older commits are
  * superseded and their queued previews cancelled. `closed` cancels the queued work instead.
+ * Analysis for a suspended or deleted installation is skipped, and the outcome gives the reason.
  */
 export async function handlePullRequestEvent(
   tx: Transaction,
@@ -65,6 +67,10 @@ export async function handlePullRequestEvent(
       accountType: repository.owner.type ?? 'User',
     })
     .onConflictDoNothing();
+  // The insert keeps the row of a suspended or deleted installation as it is, and a late
+  // event for such an installation must not start a run.
+  const unavailable = await findInstallationUnavailable(tx, installationId);
+  if (unavailable) return `skipped: ${unavailable.message}`;
 
   await lockPullRequest(tx, repository.id, payload.number);
   const updatedAt = new Date(pullRequest.updated_at);

@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { installations } from '../db/schema/index.ts';
 
 export type UnavailableReason = 'suspended' | 'uninstalled';
@@ -26,17 +26,38 @@ export class InstallationUnavailableError extends Error {
   }
 }
 
+/**
+ * Locks the installation's row FOR SHARE and returns the error that explains why it cannot
+ * act, or null when it is active or not recorded.
+ *
+ * Call it in the transaction that creates work for the installation, before that work is
+ * written. The lock lasts until the transaction ends, and it conflicts with the UPDATE that a
+ * `suspend` or `deleted` event makes (src/events/installation.ts). An event that updated the
+ * row first makes this call wait for its commit and then return the error. An event that comes
+ * second waits for the caller to commit, and its cancelInstallationWork then cancels the new
+ * work. Outside a transaction the lock ends with the statement.
+ */
+export async function findInstallationUnavailable(
+  db: Database | Transaction,
+  installationId: number,
+): Promise<InstallationUnavailableError | null> {
+  const [row] = await db
+    .select({ suspendedAt: installations.suspendedAt, deletedAt: installations.deletedAt })
+    .from(installations)
+    .where(eq(installations.id, installationId))
+    .for('share');
+  if (row?.deletedAt) return new InstallationUnavailableError(installationId, 'uninstalled');
+  if (row?.suspendedAt) return new InstallationUnavailableError(installationId, 'suspended');
+  return null;
+}
+
 /** Raises InstallationUnavailableError when the database marks the installation so. */
 export async function requireActiveInstallation(
   db: Database,
   installationId: number,
 ): Promise<void> {
-  const [row] = await db
-    .select({ suspendedAt: installations.suspendedAt, deletedAt: installations.deletedAt })
-    .from(installations)
-    .where(eq(installations.id, installationId));
-  if (row?.deletedAt) throw new InstallationUnavailableError(installationId, 'uninstalled');
-  if (row?.suspendedAt) throw new InstallationUnavailableError(installationId, 'suspended');
+  const unavailable = await findInstallationUnavailable(db, installationId);
+  if (unavailable) throw unavailable;
 }
 
 const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;

@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { toSafeError } from '../errors/safe-error.ts';
+import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import { renderError } from './views/error-page.tsx';
 
@@ -51,6 +52,18 @@ export function fromZodError(error: z.ZodError, where: string): AppError {
   });
   return new AppError('bad_request', `Invalid ${where}: ${problems.join('; ')}.`, {
     fields: error.issues.map((issue) => issue.path.join('.')),
+  });
+}
+
+/**
+ * Turns a suspended or deleted installation into a 409 with the error's message, which names
+ * the step an owner must take. The details name the installation and the reason, `suspended`
+ * or `uninstalled`.
+ */
+export function fromInstallationUnavailable(error: InstallationUnavailableError): AppError {
+  return new AppError('conflict', error.message, {
+    installationId: error.installationId,
+    reason: error.reason,
   });
 }
 

@@ -182,10 +182,6 @@ describe('unavailable installations', () => {
   });
 
   it('stops a preview without calling GitHub', async () => {
-    await setup.context.db
-      .update(installations)
-      .set({ suspendedAt: new Date() })
-      .where(eq(installations.id, setup.installationId));
     const user = await insertUser(setup.context);
     const run = await insertRun(setup.context, {
       installationId: setup.installationId,
@@ -201,6 +197,12 @@ describe('unavailable installations', () => {
       findingIds: selected.map((finding) => finding.id),
     });
     if (!request.ok) throw new Error('patch request not created');
+    // recordInstallationUnavailable marks the row so after GitHub rejects a token, and that
+    // cancels no queued work.
+    await setup.context.db
+      .update(installations)
+      .set({ suspendedAt: new Date() })
+      .where(eq(installations.id, setup.installationId));
     const requestsBefore = setup.fake.requests.length;
 
     await expect(

@@ -6,7 +6,7 @@ import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
-import { AppError, fromZodError, notFound } from '../errors.ts';
+import { AppError, fromInstallationUnavailable, fromZodError, notFound } from '../errors.ts';
 
 // PostgreSQL returns uuids in lower case, and finding ids are compared with them as strings.
 const createBody = z.object({
@@ -58,6 +58,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       userId: c.var.user.id,
       findingIds: parsed.data.findingIds,
     });
+    if (!result.ok && result.reason === 'installation_unavailable') {
+      throw fromInstallationUnavailable(result.error);
+    }
     if (!result.ok) {
       throw new AppError(
         'bad_request',

@@ -6,7 +6,7 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { AppError, notFound } from '../errors.ts';
+import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
@@ -61,6 +61,9 @@ export function patchRequestPages(
     });
     if (!result.ok) {
       if (result.reason === 'not_found') throw notFound('File', fileId);
+      if (result.reason === 'installation_unavailable') {
+        throw fromInstallationUnavailable(result.error);
+      }
       if (result.reason === 'cancelled') {
         // The stored reason names what cancelled it: a newer commit, a closed pull request or
         // a suspended or deleted installation.

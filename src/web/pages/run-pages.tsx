@@ -6,7 +6,7 @@ import type { AppContext } from '../../context.ts';
 import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
-import { AppError, notFound } from '../errors.ts';
+import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
@@ -67,6 +67,9 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       userId: c.var.user.id,
       findingIds,
     });
+    if (!result.ok && result.reason === 'installation_unavailable') {
+      throw fromInstallationUnavailable(result.error);
+    }
     if (!result.ok) {
       throw new AppError(
         'bad_request',

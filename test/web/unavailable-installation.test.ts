@@ -1,0 +1,234 @@
+import { count, eq } from 'drizzle-orm';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
+import { previewQueue } from '../../src/jobs/preview.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { insertReadyPatchRequest } from '../helpers/github-context.ts';
+import {
+  createRunWithFindings,
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  type SignedInUser,
+} from '../helpers/web.ts';
+import { countJobs, examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+
+const secret = 'unavailable-installation-web';
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+let apiToken: string;
+let setup: Awaited<ReturnType<typeof createRunWithFindings>>;
+let delivery = 0;
+
+function suspendedMessage(installationId: number): string {
+  return (
+    `GitHub App installation ${installationId} is suspended; an owner of the account must ` +
+    'unsuspend it in the GitHub App settings before Fixwright can work there again.'
+  );
+}
+
+function uninstalledMessage(installationId: number): string {
+  return (
+    `GitHub App installation ${installationId} no longer exists (the app was uninstalled); ` +
+    'install the app on the account again to resume.'
+  );
+}
+
+/** Delivers GitHub's example `installation` event with `action` for the run's installation. */
+async function deliverInstallation(action: 'suspend' | 'unsuspend' | 'deleted') {
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'installation',
+    deliveryId: `unavailable-web-${delivery++}`,
+    payload: examplePayload('installation', action, setup.installationId),
+  });
+  expect(response.status).toBe(202);
+}
+
+function postPatchRequest() {
+  return app.request(`/api/runs/${setup.run.id}/patch-requests`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ findingIds: setup.findings.map((finding) => finding.id) }),
+  });
+}
+
+function postForm(path: string, fields: Record<string, string | string[]>, htmx: boolean) {
+  return app.request(path, {
+    method: 'POST',
+    headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
+    body: formBody({ _csrf: user.csrfToken, ...fields }),
+  });
+}
+
+async function countPatchRequests(): Promise<number> {
+  const [row] = await context.db
+    .select({ value: count() })
+    .from(patchRequests)
+    .where(eq(patchRequests.runId, setup.run.id));
+  return row!.value;
+}
+
+beforeEach(async () => {
+  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'unavailable-owner' });
+  ({ token: apiToken } = await mintApiToken(context.db, user.userId, 'tests'));
+  setup = await createRunWithFindings(context.db, {
+    userId: user.userId,
+    findings: [
+      { path: 'src/a.ts', line: 2 },
+      { path: 'src/b.ts', line: 4 },
+    ],
+  });
+});
+
+afterEach(async () => {
+  await context?.close();
+});
+
+describe('patch request API', () => {
+  it('rejects a suspended installation', async () => {
+    await deliverInstallation('suspend');
+
+    const response = await postPatchRequest();
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error.code).toBe('conflict');
+    expect(body.error.message).toBe(suspendedMessage(setup.installationId));
+    expect(body.error.installationId).toBe(setup.installationId);
+    expect(body.error.reason).toBe('suspended');
+    expect(body.error.requestId).toEqual(expect.any(String));
+    expect(await countPatchRequests()).toBe(0);
+    expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+
+  it('rejects a deleted installation', async () => {
+    await deliverInstallation('deleted');
+
+    const response = await postPatchRequest();
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error.code).toBe('conflict');
+    expect(body.error.message).toBe(uninstalledMessage(setup.installationId));
+    expect(body.error.reason).toBe('uninstalled');
+    expect(await countPatchRequests()).toBe(0);
+    expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+
+  it('accepts work again after unsuspend', async () => {
+    await deliverInstallation('suspend');
+    expect((await postPatchRequest()).status).toBe(409);
+
+    await deliverInstallation('unsuspend');
+    const response = await postPatchRequest();
+
+    expect(response.status).toBe(202);
+    const { id } = (await response.json()) as { id: string };
+    expect(await countPatchRequests()).toBe(1);
+    expect(await countJobs(context, previewQueue)).toBe(1);
+    const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
+    expect(stored!.status).toBe('queued');
+    const job = await context.boss.getJobById(previewQueue, stored!.previewJobId!);
+    expect(job?.state).toBe('created');
+  });
+});
+
+describe('Preview fix form', () => {
+  it('shows the message in the htmx target', async () => {
+    await deliverInstallation('suspend');
+    const findingIds = setup.findings.map((finding) => finding.id);
+
+    const response = await postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, true);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).toMatch(/^<div class="error" role="alert">/);
+    expect(html).toContain('<strong>Error 409: </strong>');
+    expect(html).toContain(suspendedMessage(setup.installationId));
+    expect(await countPatchRequests()).toBe(0);
+    expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+
+  it('shows the message as a page without htmx', async () => {
+    await deliverInstallation('deleted');
+    const findingIds = setup.findings.map((finding) => finding.id);
+
+    const response = await postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, false);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).toContain('<h1>Something went wrong</h1>');
+    expect(html).toContain(uninstalledMessage(setup.installationId));
+    expect(await countPatchRequests()).toBe(0);
+  });
+});
+
+describe('regenerate file', () => {
+  it('rejects a suspended installation', async () => {
+    const request = await insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    });
+    const [file] = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, request.id));
+    await deliverInstallation('suspend');
+
+    const path = `/patch-requests/${request.id}/files/${file!.id}/regenerate`;
+    const response = await postForm(path, {}, true);
+
+    expect(response.status).toBe(409);
+    expect(await response.text()).toContain(suspendedMessage(setup.installationId));
+    const [storedFile] = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.id, file!.id));
+    expect(storedFile!.status).toBe('ready');
+    expect(storedFile!.generation).toBe(file!.generation);
+    expect(storedFile!.proposedText).toBe('b\n');
+    const [storedRequest] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(storedRequest!.status).toBe('ready');
+    expect(storedRequest!.previewJobId).toBeNull();
+    expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+});
+
+describe('apply', () => {
+  it('rejects a suspended installation before claiming', async () => {
+    const request = await insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    });
+    await deliverInstallation('suspend');
+
+    // The context has no GitHub App, so a check after requireGitHubApp would return 503.
+    const response = await app.request(`/api/patch-requests/${request.id}/apply`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiToken}` },
+    });
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error.code).toBe('conflict');
+    expect(body.error.message).toBe(suspendedMessage(setup.installationId));
+    const [stored] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.applyStartedAt).toBeNull();
+    expect(stored!.appliedAt).toBeNull();
+  });
+});
