@@ -4,6 +4,7 @@ import {
   describeTestServer,
   needsRuntimeProbe,
   readTestServerMode,
+  remoteDockerHost,
   type RuntimeProbe,
   type TestServerEnvironment,
 } from '../helpers/test-server.ts';
@@ -65,6 +66,9 @@ describe('needsRuntimeProbe', () => {
     ['forced embedded', { TEST_POSTGRES: 'embedded' }, false],
     ['TEST_DATABASE_URL', { TEST_DATABASE_URL: ownServer }, false],
     ['empty TEST_DATABASE_URL', { TEST_DATABASE_URL: '' }, true],
+    ['a local Docker socket', { DOCKER_HOST: 'unix:///var/run/docker.sock' }, true],
+    ['Docker on loopback', { DOCKER_HOST: 'tcp://127.0.0.1:2375' }, true],
+    ['a remote Docker host', { DOCKER_HOST: 'tcp://build-box.example:2376' }, false],
   ];
   for (const [name, env, expected] of cases) {
     it(`returns ${expected} for ${name}`, () => {
@@ -135,6 +139,43 @@ describe('chooseTestServer', () => {
   it('requires a probe result in auto mode', () => {
     expect(errorFor(() => chooseTestServer({}, undefined))).toBe(
       'chooseTestServer needs a container runtime probe result for this environment.',
+    );
+  });
+});
+
+describe('remoteDockerHost', () => {
+  const cases: Array<[string | undefined, string | null]> = [
+    [undefined, null],
+    ['', null],
+    ['unix:///var/run/docker.sock', null],
+    ['tcp://localhost:2375', null],
+    ['tcp://127.0.0.1:2375', null],
+    ['tcp://[::1]:2375', null],
+    ['tcp://10.0.0.5:2376', '10.0.0.5'],
+    ['ssh://builder@build-box.example', 'build-box.example'],
+    ['not a url', 'not a url'],
+  ];
+  for (const [value, expected] of cases) {
+    it(`reads DOCKER_HOST ${JSON.stringify(value)} as ${expected}`, () => {
+      expect(remoteDockerHost({ DOCKER_HOST: value })).toBe(expected);
+    });
+  }
+});
+
+describe('chooseTestServer with a remote DOCKER_HOST', () => {
+  const remote = { DOCKER_HOST: 'tcp://10.0.0.5:2376' };
+
+  it('falls back to embedded without probing', () => {
+    expect(chooseTestServer(remote, undefined)).toEqual({
+      server: 'embedded',
+      reason: 'DOCKER_HOST points at 10.0.0.5, and the tests use only this machine',
+    });
+  });
+
+  it('rejects a forced container', () => {
+    expect(errorFor(() => chooseTestServer({ ...remote, TEST_POSTGRES: 'container' }, undefined))).toBe(
+      'TEST_POSTGRES=container, but DOCKER_HOST points at 10.0.0.5, and the tests use only ' +
+        'this machine: point DOCKER_HOST at a local socket.',
     );
   });
 });

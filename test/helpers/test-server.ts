@@ -13,6 +13,23 @@ export const postgresImage = 'postgres:18-alpine';
 export interface TestServerEnvironment {
   TEST_DATABASE_URL?: string;
   TEST_POSTGRES?: string;
+  DOCKER_HOST?: string;
+}
+
+/**
+ * Returns the host DOCKER_HOST names when that is another machine, else null. The tests talk
+ * only to this machine, so a remote Docker daemon is never probed or used.
+ */
+export function remoteDockerHost(env: TestServerEnvironment): string | null {
+  const value = env.DOCKER_HOST?.trim();
+  if (!value || value.startsWith('unix://') || value.startsWith('npipe://')) return null;
+  let host: string;
+  try {
+    host = new URL(value).hostname;
+  } catch {
+    return value;
+  }
+  return ['localhost', '127.0.0.1', '[::1]', '::1'].includes(host) ? null : host || value;
 }
 
 /** Result of looking for a container runtime that the test run can use. */
@@ -51,7 +68,7 @@ export function readTestServerMode(env: TestServerEnvironment): TestServerMode {
 /** Returns true when `chooseTestServer` needs a probe result for this environment. */
 export function needsRuntimeProbe(env: TestServerEnvironment): boolean {
   const mode = readTestServerMode(env);
-  return !env.TEST_DATABASE_URL && mode !== 'embedded';
+  return !env.TEST_DATABASE_URL && mode !== 'embedded' && remoteDockerHost(env) === null;
 }
 
 /**
@@ -66,6 +83,14 @@ export function chooseTestServer(
   const mode = readTestServerMode(env);
   if (env.TEST_DATABASE_URL) return { server: 'external', reason: 'TEST_DATABASE_URL is set' };
   if (mode === 'embedded') return { server: 'embedded', reason: 'TEST_POSTGRES=embedded' };
+  const remote = remoteDockerHost(env);
+  if (remote !== null) {
+    const reason = `DOCKER_HOST points at ${remote}, and the tests use only this machine`;
+    if (mode === 'container') {
+      throw new Error(`TEST_POSTGRES=container, but ${reason}: point DOCKER_HOST at a local socket.`);
+    }
+    return { server: 'embedded', reason };
+  }
   if (probe === undefined) {
     throw new Error('chooseTestServer needs a container runtime probe result for this environment.');
   }

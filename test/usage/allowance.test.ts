@@ -30,6 +30,17 @@ async function createUser(values: Partial<typeof users.$inferInsert> = {}) {
   return user!;
 }
 
+function reserve(userId: string, tokens: number, idempotencyKey: string) {
+  return reserveTokens(database.db, { userId, tokens, idempotencyKey, ttlSeconds: 600 });
+}
+
+/** Reserves and fails the test when the tokens do not fit. */
+async function hold(userId: string, tokens: number, idempotencyKey: string) {
+  const reservation = await reserve(userId, tokens, idempotencyKey);
+  if (!reservation.ok) throw new Error(`reservation ${idempotencyKey} failed: ${reservation.reason}`);
+  return reservation;
+}
+
 function usage(totalTokens: number) {
   const promptTokens = Math.floor(totalTokens / 2);
   return { promptTokens, completionTokens: totalTokens - promptTokens, totalTokens };
@@ -128,12 +139,7 @@ describe('reserveTokens', () => {
 
   it('rejects a reservation that does not fit, with the reason', async () => {
     const user = await createUser({ tokenLimit: 1000, tokensUsed: 990 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 50,
-      idempotencyKey: 'too-big',
-      ttlSeconds: 600,
-    });
+    const reservation = await reserve(user.id, 50, 'too-big');
     expect(reservation.ok).toBe(false);
     if (reservation.ok) return;
     expect(reservation.remaining).toBe(10);
@@ -144,12 +150,7 @@ describe('reserveTokens', () => {
 
   it('never limits an unlimited user', async () => {
     const user = await createUser({ tokenLimit: -1, plan: 'enterprise', tokensUsed: 10_000_000 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 1_000_000,
-      idempotencyKey: 'huge',
-      ttlSeconds: 600,
-    });
+    const reservation = await reserve(user.id, 1_000_000, 'huge');
     expect(reservation.ok).toBe(true);
     const check = await checkAllowance(database.db, user.id, 5_000_000);
     expect(check.allowed).toBe(true);
@@ -159,13 +160,7 @@ describe('reserveTokens', () => {
 describe('settleCall', () => {
   it('charges a repeated settle once', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 400,
-      idempotencyKey: 'twice',
-      ttlSeconds: 600,
-    });
-    if (!reservation.ok) throw new Error('reservation failed');
+    const reservation = await hold(user.id, 400, 'twice');
     const input = {
       userId: user.id,
       reservationId: reservation.reservationId,
@@ -205,13 +200,7 @@ describe('settleCall', () => {
 
   it('caps usage above the estimate at the limit', async () => {
     const user = await createUser({ tokenLimit: 1000, tokensUsed: 800 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 150,
-      idempotencyKey: 'over',
-      ttlSeconds: 600,
-    });
-    if (!reservation.ok) throw new Error('reservation failed');
+    const reservation = await hold(user.id, 150, 'over');
     const settled = await settleCall(database.db, {
       userId: user.id,
       reservationId: reservation.reservationId,
@@ -228,13 +217,7 @@ describe('settleCall', () => {
 
   it('leaves nothing charged when the transaction fails', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 300,
-      idempotencyKey: 'broken',
-      ttlSeconds: 600,
-    });
-    if (!reservation.ok) throw new Error('reservation failed');
+    const reservation = await hold(user.id, 300, 'broken');
     // A patch request that does not exist fails the ledger insert inside the transaction,
     // after the reservation row was deleted and the charge computed.
     const failing = settleCall(database.db, {
@@ -257,13 +240,7 @@ describe('settleCall', () => {
 describe('releasing reservations', () => {
   it('releases a failed call', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 500,
-      idempotencyKey: 'fails',
-      ttlSeconds: 600,
-    });
-    if (!reservation.ok) throw new Error('reservation failed');
+    const reservation = await hold(user.id, 500, 'fails');
     expect(await releaseReservation(database.db, reservation.reservationId)).toBe(500);
     expect(await releaseReservation(database.db, reservation.reservationId)).toBe(0);
     const state = await getAllowance(database.db, user.id);
@@ -272,18 +249,8 @@ describe('releasing reservations', () => {
 
   it('sweeps expired reservations only', async () => {
     const user = await createUser({ tokenLimit: 1000, tokensUsed: 100 });
-    const expired = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 200,
-      idempotencyKey: 'expired',
-      ttlSeconds: 600,
-    });
-    const live = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 300,
-      idempotencyKey: 'live',
-      ttlSeconds: 600,
-    });
+    const expired = await reserve(user.id, 200, 'expired');
+    const live = await reserve(user.id, 300, 'live');
     if (!expired.ok || !live.ok) throw new Error('reservation failed');
     await database.db
       .update(tokenReservations)
@@ -319,12 +286,7 @@ describe('batched allowance operations', () => {
     const before = allowanceBatchCounters();
     const reservations = await Promise.all(
       Array.from({ length: 40 }, (_, index) =>
-        reserveTokens(database.db, {
-          userId: user.id,
-          tokens: 10,
-          idempotencyKey: `together:${index}`,
-          ttlSeconds: 600,
-        }),
+        reserve(user.id, 10, `together:${index}`),
       ),
     );
     const after = allowanceBatchCounters();
@@ -337,34 +299,18 @@ describe('batched allowance operations', () => {
 
   it('fails only the broken operation of a batch', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const first = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 100,
-      idempotencyKey: 'held',
-      ttlSeconds: 600,
-    });
-    if (!first.ok) throw new Error('reservation failed');
+    const first = await hold(user.id, 100, 'held');
     await idle();
 
     // The blocker is sent alone at once; the rest wait for it and are sent together.
-    const blocker = reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 1,
-      idempotencyKey: 'blocker',
-      ttlSeconds: 600,
-    });
+    const blocker = reserve(user.id, 1, 'blocker');
     // A patch request that does not exist breaks the ledger's foreign key inside PostgreSQL.
     const broken = settleCall(database.db, {
       ...settleInput(user.id, first.reservationId, 'held', 40),
       patchRequestId: '00000000-0000-4000-8000-000000000000',
     });
     const others = Array.from({ length: 3 }, (_, index) =>
-      reserveTokens(database.db, {
-        userId: user.id,
-        tokens: 50,
-        idempotencyKey: `other:${index}`,
-        ttlSeconds: 600,
-      }),
+      reserve(user.id, 50, `other:${index}`),
     );
 
     await expect(broken).rejects.toThrow();
@@ -379,22 +325,11 @@ describe('batched allowance operations', () => {
 
   it('charges a settle repeated in one batch once', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 300,
-      idempotencyKey: 'twice-together',
-      ttlSeconds: 600,
-    });
-    if (!reservation.ok) throw new Error('reservation failed');
+    const reservation = await hold(user.id, 300, 'twice-together');
     await idle();
 
     const before = allowanceBatchCounters();
-    const blocker = reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 1,
-      idempotencyKey: 'blocker',
-      ttlSeconds: 600,
-    });
+    const blocker = reserve(user.id, 1, 'blocker');
     const settled = await Promise.all([
       settleCall(database.db, settleInput(user.id, reservation.reservationId, 'twice-together', 120)),
       settleCall(database.db, settleInput(user.id, reservation.reservationId, 'twice-together', 120)),
@@ -412,29 +347,13 @@ describe('batched allowance operations', () => {
 
   it('applies settles before reservations', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const big = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 900,
-      idempotencyKey: 'big',
-      ttlSeconds: 600,
-    });
-    if (!big.ok) throw new Error('reservation failed');
+    const big = await hold(user.id, 900, 'big');
     await idle();
 
-    const blocker = reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 1,
-      idempotencyKey: 'blocker',
-      ttlSeconds: 600,
-    });
+    const blocker = reserve(user.id, 1, 'blocker');
     // Sent in the order reserve, settle: the reservation only fits once the settle has
     // returned 900 reserved tokens and charged 200.
-    const waiting = reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 500,
-      idempotencyKey: 'waiting',
-      ttlSeconds: 600,
-    });
+    const waiting = reserve(user.id, 500, 'waiting');
     const settled = settleCall(database.db, settleInput(user.id, big.reservationId, 'big', 200));
     const [blocked, reserved, settlement] = await Promise.all([blocker, waiting, settled]);
     expect(blocked.ok).toBe(true);
@@ -446,12 +365,7 @@ describe('batched allowance operations', () => {
 
   it('reports a missing user', async () => {
     await expect(
-      reserveTokens(database.db, {
-        userId: '00000000-0000-4000-8000-000000000000',
-        tokens: 10,
-        idempotencyKey: 'nobody',
-        ttlSeconds: 600,
-      }),
+      reserve('00000000-0000-4000-8000-000000000000', 10, 'nobody'),
     ).rejects.toThrow('User 00000000-0000-4000-8000-000000000000 not found.');
   });
 });
@@ -470,13 +384,7 @@ describe('allowance input checks', () => {
 
   it('refuses to settle a negative total and keeps the hold', async () => {
     const user = await createUser({ tokenLimit: 1000 });
-    const reservation = await reserveTokens(database.db, {
-      userId: user.id,
-      tokens: 100,
-      idempotencyKey: 'negative-total',
-      ttlSeconds: 600,
-    });
-    if (!reservation.ok) throw new Error('reservation failed');
+    const reservation = await hold(user.id, 100, 'negative-total');
     await expect(
       settleCall(database.db, {
         userId: user.id,
