@@ -29,7 +29,7 @@ if (existsSync(report)) {
   const summary = JSON.parse(readFileSync(report, 'utf8'));
   passed = summary.numPassedTests;
   failed = summary.numFailedTests + (summary.numRuntimeErrorTestSuites ?? 0);
-  // vitest exits 0 and reports no tests when its global setup throws (no database, say).
+  // A run whose global setup throws (no database, say) reports no failed test, only success: false.
   if (summary.success === false && failed === 0) failed = 1;
 } else {
   failed = 1;

