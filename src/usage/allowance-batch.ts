@@ -34,7 +34,8 @@ export interface OperationResult {
 }
 
 interface Waiter {
-  operation: AllowanceOperation;
+  /** The operation as JSON, made when it was queued so a value JSON cannot hold fails alone. */
+  operation: string;
   resolve: (result: OperationResult) => void;
   reject: (error: unknown) => void;
 }
@@ -68,6 +69,12 @@ export function applyAllowanceOperation(
   userId: string,
   operation: AllowanceOperation,
 ): Promise<OperationResult> {
+  let json: string;
+  try {
+    json = JSON.stringify(operation);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   let byUser = queues.get(db);
   if (!byUser) {
     byUser = new Map();
@@ -79,7 +86,7 @@ export function applyAllowanceOperation(
     byUser.set(userId, queue);
   }
   const promise = new Promise<OperationResult>((resolve, reject) => {
-    queue.waiting.push({ operation, resolve, reject });
+    queue.waiting.push({ operation: json, resolve, reject });
   });
   pump(db, userId, queue, byUser);
   return promise;
@@ -124,7 +131,7 @@ async function runBatch(db: Database, userId: string, batch: Waiter[]): Promise<
 async function applyWithRetry(
   db: Database,
   userId: string,
-  operations: AllowanceOperation[],
+  operations: string[],
 ): Promise<OperationResult[]> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -153,13 +160,13 @@ type ResultRow = {
 async function applyBatch(
   db: Database,
   userId: string,
-  operations: AllowanceOperation[],
+  operations: string[],
 ): Promise<OperationResult[]> {
   counters.statements++;
   counters.operations += operations.length;
   const rows = await executePrepared<ResultRow>(
     db,
-    sql`SELECT * FROM apply_allowance_batch(${userId}::uuid, ${JSON.stringify(operations)}::jsonb)`,
+    sql`SELECT * FROM apply_allowance_batch(${userId}::uuid, ${`[${operations.join(',')}]`}::jsonb)`,
   );
   const results: OperationResult[] = [];
   for (const row of rows) {

@@ -146,8 +146,9 @@ export async function releaseReservation(db: Database, reservationId: string): P
  * Records one model call in the ledger and moves its reservation into tokens_used, in one
  * transaction. The ledger's unique idempotency key makes a repeated settle charge nothing: it
  * releases the reservation and reports `recorded: false`. Calls on the user's own key are
- * recorded with charged_tokens 0. Usage is capped at the limit, so a low prompt estimate never
- * pushes used past it.
+ * recorded with charged_tokens 0. The charge is capped at what the limit leaves after the holds
+ * of other calls, so a low prompt estimate never pushes used + reserved past the limit; the
+ * ledger row keeps the provider's full count.
  */
 export async function settleCall(db: Database, input: SettleInput): Promise<Settlement> {
   requireTokenCount('usage.promptTokens', input.usage.promptTokens);
@@ -160,9 +161,10 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
     provider: input.provider,
     model: input.model,
     source: input.keySource,
-    prompt: input.usage.promptTokens,
-    completion: input.usage.completionTokens,
-    total: input.usage.totalTokens,
+    // The ledger counts whole tokens; a fraction from a provider is rounded up.
+    prompt: Math.ceil(input.usage.promptTokens),
+    completion: Math.ceil(input.usage.completionTokens),
+    total: Math.ceil(input.usage.totalTokens),
     patchRequest: input.patchRequestId ?? null,
     path: input.path ?? null,
   });

@@ -215,6 +215,68 @@ describe('settleCall', () => {
     expect(await chargedSum(user.id)).toBe(200);
   });
 
+  it('caps usage above the estimate at what other holds leave', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const first = await hold(user.id, 500, 'room-first');
+    await hold(user.id, 500, 'room-second');
+    const settled = await settleCall(database.db, {
+      userId: user.id,
+      reservationId: first.reservationId,
+      idempotencyKey: 'room-first',
+      provider: 'groq',
+      model: 'm',
+      keySource: 'platform',
+      usage: usage(800),
+    });
+    expect(settled.charged).toBe(500);
+    const state = await getAllowance(database.db, user.id);
+    expect(state.used + state.reserved).toBe(1000);
+    const [row] = await database.db
+      .select({ total: tokenEvents.totalTokens, charged: tokenEvents.chargedTokens })
+      .from(tokenEvents)
+      .where(eq(tokenEvents.idempotencyKey, 'room-first'));
+    expect(row).toEqual({ total: 800, charged: 500 });
+  });
+
+  it('keeps the limit when a swept reservation settles late', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const late = await hold(user.id, 600, 'late');
+    await database.db
+      .update(tokenReservations)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(tokenReservations.id, late.reservationId));
+    expect(await releaseExpiredReservations(database.db)).toBeGreaterThanOrEqual(600);
+    await hold(user.id, 900, 'after-sweep');
+
+    const settled = await settleCall(database.db, {
+      userId: user.id,
+      reservationId: late.reservationId,
+      idempotencyKey: 'late',
+      provider: 'groq',
+      model: 'm',
+      keySource: 'platform',
+      usage: usage(500),
+    });
+    expect(settled.charged).toBe(100);
+    expect(await getAllowance(database.db, user.id)).toMatchObject({ used: 100, reserved: 900 });
+  });
+
+  it('rounds fractional usage up', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const reservation = await hold(user.id, 300, 'fraction');
+    const settled = await settleCall(database.db, {
+      userId: user.id,
+      reservationId: reservation.reservationId,
+      idempotencyKey: 'fraction',
+      provider: 'groq',
+      model: 'm',
+      keySource: 'platform',
+      usage: { promptTokens: 60.2, completionTokens: 60.3, totalTokens: 120.5 },
+    });
+    expect(settled.charged).toBe(121);
+    expect(await getAllowance(database.db, user.id)).toMatchObject({ used: 121, reserved: 0 });
+  });
+
   it('leaves nothing charged when the transaction fails', async () => {
     const user = await createUser({ tokenLimit: 1000 });
     const reservation = await hold(user.id, 300, 'broken');
@@ -361,6 +423,21 @@ describe('batched allowance operations', () => {
     expect(settlement.charged).toBe(200);
     const state = await getAllowance(database.db, user.id);
     expect(state).toMatchObject({ used: 200, reserved: 501, remaining: 299 });
+  });
+
+  it('fails alone an operation JSON cannot hold', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    await idle();
+    const blocker = reserve(user.id, 1, 'json-blocker');
+    const broken = settleCall(database.db, {
+      ...settleInput(user.id, null, 'json-broken', 10),
+      model: 1n as unknown as string,
+    });
+    const others = [reserve(user.id, 10, 'json-a'), reserve(user.id, 10, 'json-b')];
+    await expect(broken).rejects.toThrow('BigInt');
+    const fine = await Promise.all([blocker, ...others]);
+    expect(fine.map((reservation) => reservation.ok)).toEqual([true, true, true]);
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(21);
   });
 
   it('reports a missing user', async () => {

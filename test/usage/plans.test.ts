@@ -104,8 +104,10 @@ describe('changePlan', () => {
       (await reserveTokens(context.db, { userId: user.id, tokens: 1, idempotencyKey: 'blocked', ttlSeconds: 60 })).ok,
     ).toBe(false);
 
+    // The second call's hold of 3000 leaves the first nothing under the new limit; the
+    // second is then charged the 100 that remain.
     const settledFirst = await settle(user.id, first, 'flight-1', 4000);
-    expect(settledFirst.charged).toBe(100);
+    expect(settledFirst.charged).toBe(0);
     await settle(user.id, second, 'flight-2', 2500);
     const after = await getAllowance(context.db, user.id);
     expect(after).toMatchObject({ used: 1000, reserved: 0 });
