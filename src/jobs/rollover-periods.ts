@@ -16,14 +16,16 @@ export const rolloverPeriodsCron = '*/10 * * * *';
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
   const { db, config } = context;
-  // A period is at least one day long, so users who started within the last day are never due.
+  // NOTE: every user is read on each run. A period can be shorter than a day (the first one
+  // after BILLING_PERIOD changes ends at the next boundary), so no start time rules a user out;
+  // a stored period end with an index would keep this cheap for very many users.
   const candidates = await db.execute<{
     id: string;
     period_started_at: string | Date;
     period_anchor_at: string | Date;
   }>(sql`
     SELECT id, period_started_at, period_anchor_at FROM users
-    WHERE period_started_at <= ${now.toISOString()}::timestamptz - interval '1 day'
+    WHERE period_started_at < ${now.toISOString()}::timestamptz
   `);
 
   let rolled = 0;

@@ -78,6 +78,22 @@ describe('rolloverPeriods with a 31st anchor', () => {
     expect(changes.map((change) => change.tokensUsedBefore)).toEqual([400, 250, 0, 0]);
   });
 
+  it('rolls over a period shorter than a day', async () => {
+    // 30-day periods from Jan 1 left the start at Mar 31 23:00 before monthly periods began.
+    const anchor = new Date('2026-01-01T00:00:00Z');
+    const start = new Date('2026-03-31T23:00:00Z');
+    const [user] = await context.db
+      .insert(users)
+      .values({ login: 'short-period', tokensUsed: 700, periodStartedAt: start, periodAnchorAt: anchor })
+      .returning();
+
+    await rolloverPeriods(context, new Date('2026-04-01T00:10:00Z'));
+
+    const [after] = await context.db.select().from(users).where(eq(users.id, user!.id));
+    expect(after!.periodStartedAt.toISOString()).toBe('2026-04-01T00:00:00.000Z');
+    expect(after!.tokensUsed).toBe(0);
+  });
+
   it('starts a late rollover at the last boundary', async () => {
     const anchor = new Date('2028-01-31T00:00:00Z');
     const user = await createUser({ periodStartedAt: anchor, periodAnchorAt: anchor });
