@@ -54,6 +54,13 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     if (!user) throw new CommandError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
     if (subcommand === 'plan') {
       const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });
+      if (!result.changed) {
+        console.log(
+          `${login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
+            `fixwright users reset-usage --login ${login}.`,
+        );
+        return 0;
+      }
       console.log(
         `${login}: ${result.fromPlan} -> ${result.toPlan}, limit ${result.limit < 0 ? 'unlimited' : result.limit}, ` +
           `used ${result.usedBefore} -> ${result.usedAfter}`,

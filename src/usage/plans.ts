@@ -5,9 +5,11 @@ import { planChanges, plans, type Plan } from '../db/schema/index.ts';
 
 /** Locks the user's row for the rest of the transaction and returns its plan and usage. */
 async function lockUser(tx: Transaction, userId: string) {
-  const rows = await tx.execute<{ plan: Plan; tokens_used: string | number }>(
-    sql`SELECT plan, tokens_used FROM users WHERE id = ${userId} FOR NO KEY UPDATE`,
-  );
+  const rows = await tx.execute<{
+    plan: Plan;
+    tokens_used: string | number;
+    token_limit: string | number;
+  }>(sql`SELECT plan, tokens_used, token_limit FROM users WHERE id = ${userId} FOR NO KEY UPDATE`);
   const row = rows[0];
   if (!row) throw new Error(`User ${userId} not found.`);
   return row;
@@ -27,6 +29,8 @@ export function planLimits(config: Config): Record<Plan, number> {
 }
 
 export interface PlanChangeResult {
+  /** False when the user was already on the plan with its configured limit. */
+  changed: boolean;
   fromPlan: Plan;
   toPlan: Plan;
   limit: number;
@@ -38,6 +42,8 @@ export interface PlanChangeResult {
  * Switches a user's plan and records who did it. Pro resets used to 0 and starts a new period
  * with a new anchor. Free and enterprise keep used, capped at the new limit. Reservations in
  * flight stay reserved and settle against the new limit, so no counter goes below zero.
+ * Choosing the plan the user is already on resets nothing: it only applies the configured
+ * limit when that has changed since.
  */
 export async function changePlan(
   db: Database,
@@ -45,10 +51,15 @@ export async function changePlan(
   input: { userId: string; plan: Plan; changedBy: string },
 ): Promise<PlanChangeResult> {
   const limit = planLimits(config)[input.plan];
-  const resetUsage = input.plan === 'pro';
   return db.transaction(async (tx) => {
     const before = await lockUser(tx, input.userId);
     const usedBefore = Number(before.tokens_used);
+    const samePlan = before.plan === input.plan;
+    if (samePlan && Number(before.token_limit) === limit) {
+      const usedAfter = usedBefore;
+      return { changed: false, fromPlan: before.plan, toPlan: input.plan, limit, usedBefore, usedAfter };
+    }
+    const resetUsage = input.plan === 'pro' && !samePlan;
     let usedAfter = resetUsage ? 0 : usedBefore;
     if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
 
@@ -68,7 +79,7 @@ export async function changePlan(
       changedBy: input.changedBy,
       reason: 'plan_switch',
     });
-    return { fromPlan: before.plan, toPlan: input.plan, limit, usedBefore, usedAfter };
+    return { changed: true, fromPlan: before.plan, toPlan: input.plan, limit, usedBefore, usedAfter };
   });
 }
 

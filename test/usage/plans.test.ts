@@ -55,7 +55,7 @@ describe('changePlan', () => {
       plan: 'pro',
       changedBy: 'admin-login',
     });
-    expect(result).toEqual({ fromPlan: 'free', toPlan: 'pro', limit: 100_000, usedBefore: 800, usedAfter: 0 });
+    expect(result).toEqual({ changed: true, fromPlan: 'free', toPlan: 'pro', limit: 100_000, usedBefore: 800, usedAfter: 0 });
     const state = await getAllowance(context.db, user.id);
     expect(state).toMatchObject({ plan: 'pro', limit: 100_000, used: 0 });
     const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, user.id));
@@ -90,6 +90,31 @@ describe('changePlan', () => {
     expect(result).toMatchObject({ limit: 1000, usedBefore: 42_000, usedAfter: 1000 });
     const state = await getAllowance(context.db, user.id);
     expect(state).toMatchObject({ plan: 'free', used: 1000, remaining: 0 });
+  });
+
+  it('changes nothing when the user is already on the plan', async () => {
+    const started = new Date('2026-11-20T10:00:00Z');
+    const user = await createUser({
+      plan: 'pro',
+      tokenLimit: 100_000,
+      tokensUsed: 690,
+      periodStartedAt: started,
+      periodAnchorAt: started,
+    });
+    const result = await changePlan(context.db, context.config, { userId: user.id, plan: 'pro', changedBy: 'x' });
+    expect(result).toMatchObject({ changed: false, usedBefore: 690, usedAfter: 690 });
+    const [after] = await context.db.select().from(users).where(eq(users.id, user.id));
+    expect(after!.tokensUsed).toBe(690);
+    expect(after!.periodStartedAt.toISOString()).toBe(started.toISOString());
+    const changes = await context.db.select().from(planChanges).where(eq(planChanges.userId, user.id));
+    expect(changes).toHaveLength(0);
+  });
+
+  it('applies a changed limit of the same plan without a reset', async () => {
+    const user = await createUser({ plan: 'pro', tokenLimit: 50_000, tokensUsed: 690 });
+    const result = await changePlan(context.db, context.config, { userId: user.id, plan: 'pro', changedBy: 'x' });
+    expect(result).toMatchObject({ changed: true, limit: 100_000, usedBefore: 690, usedAfter: 690 });
+    expect(await getAllowance(context.db, user.id)).toMatchObject({ limit: 100_000, used: 690 });
   });
 
   it('keeps counters valid when switching during reservations', async () => {

@@ -106,7 +106,10 @@ async function switchPlan(
 
   if (c.req.header('hx-request')) {
     c.header('HX-Trigger', planChangedEvent);
-    return c.html(<span class="notice">{`${login} is now on ${planNames[result.toPlan]}.`}</span>);
+    const notice = result.changed
+      ? `${login} is now on ${planNames[result.toPlan]}.`
+      : `${login} is already on ${planNames[result.toPlan]}; nothing changed.`;
+    return c.html(<span class="notice">{notice}</span>);
   }
   const returnTo = typeof body.returnTo === 'string' ? body.returnTo : '/plans';
   return c.redirect(safeReturnPath(returnTo), 303);
