@@ -133,7 +133,7 @@ export async function handlePullRequestEvent(
     }
     await tx
       .update(prRuns)
-      .set({ status: 'queued', error: null, prUpdatedAt: updatedAt })
+      .set({ status: 'queued', error: null, completedAt: null, reportError: null, prUpdatedAt: updatedAt })
       .where(eq(prRuns.id, existing!.id));
   }
   const runId = run?.id ?? existing!.id;

@@ -227,7 +227,11 @@ describe('closed', () => {
     const [failed] = await runsOf(number);
     await context.db
       .update(prRuns)
-      .set({ status: 'failed', error: 'Analysis failed: credentials were not configured.' })
+      .set({
+        status: 'failed',
+        error: 'Analysis failed: credentials were not configured.',
+        completedAt: new Date('2024-05-05T09:01:00Z'),
+      })
       .where(eq(prRuns.id, failed!.id));
 
     const outcome = await deliver(
@@ -239,6 +243,7 @@ describe('closed', () => {
     expect(outcome).toBe(`run ${failed!.id} queued again`);
     expect(runs[0]!.status).toBe('queued');
     expect(runs[0]!.error).toBeNull();
+    expect(runs[0]!.completedAt).toBeNull();
     expect(await jobState(analyzeQueue, runs[0]!.analyzeJobId)).toBe('created');
   });
 });
