@@ -1,5 +1,6 @@
 import type { Config } from './config/env.ts';
 import { openBundledPostgres } from './db/bundled.ts';
+import { checkDatabaseUrl } from './db/check-connection.ts';
 import type { Logger } from './logger.ts';
 
 export interface DatabaseLocation {
@@ -8,13 +9,26 @@ export interface DatabaseLocation {
   stop(): Promise<void>;
 }
 
-/** Uses DATABASE_URL when set, otherwise the bundled PostgreSQL in DATA_DIR. */
-export async function locateDatabase(config: Config, logger: Logger): Promise<DatabaseLocation> {
-  if (config.DATABASE_URL) return { url: config.DATABASE_URL, stop: async () => {} };
+/**
+ * Uses DATABASE_URL when set, after checking that it accepts a connection, otherwise the
+ * bundled PostgreSQL in DATA_DIR. With `exclusive`, as `start` asks, a bundled server that
+ * another live process runs is rejected with StartupError instead of reused, because it stops
+ * when that process stops.
+ */
+export async function locateDatabase(
+  config: Config,
+  logger: Logger,
+  options: { exclusive?: boolean } = {},
+): Promise<DatabaseLocation> {
+  if (config.DATABASE_URL) {
+    await checkDatabaseUrl(config.DATABASE_URL);
+    return { url: config.DATABASE_URL, stop: async () => {} };
+  }
   const bundled = await openBundledPostgres({
     dataDir: config.dataDir,
     port: config.BUNDLED_POSTGRES_PORT,
     logger,
+    exclusive: options.exclusive,
   });
   return { url: bundled.url, stop: () => bundled.stop() };
 }

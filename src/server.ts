@@ -7,10 +7,11 @@ import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { locateDatabase } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
-import { startBoss } from './jobs/boss.ts';
+import { startBoss, stopBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
 import { loadKeyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
+import { probeListen } from './net/probe-listen.ts';
 import { applyAdminLogins } from './users/sync-admin-role.ts';
 import { createApp } from './web/app.tsx';
 
@@ -25,9 +26,13 @@ export interface RunningService {
 
 /** Starts the database, migrations, job queue, workers and HTTP server for the given role. */
 export async function startService(config: Config, logger: Logger, role: Role): Promise<RunningService> {
-  // First, so an unreadable master key file stops the start before anything else runs.
+  // HOST and PORT first, and then the master key file, so that neither a bad address nor an
+  // unreadable key file is found only after the database has started.
+  if (role !== 'worker') await checkListenAddress(config);
   const keyring = await loadKeyring(config, logger);
-  const database = await locateDatabase(config, logger);
+  // The bundled PostgreSQL stops with the process that started it, so a second `start` on
+  // the same DATA_DIR is rejected instead of reusing it.
+  const database = await locateDatabase(config, logger, { exclusive: true });
   await migrateDatabase(database.url);
   const handle = connectDatabase(database.url);
   const rolesChanged = await applyAdminLogins(handle.db, config);
@@ -64,7 +69,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
         server!.once('error', reject);
       });
     } catch (error) {
-      await boss.stop({ graceful: false, wait: true });
+      await stopBoss(boss, { graceful: false });
       await handle.close();
       await database.stop();
       throw listenError(error as NodeJS.ErrnoException, config);
@@ -85,12 +90,23 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     port,
     async stop() {
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
-      await boss.stop({ graceful: true, wait: true, timeout: 20_000 });
+      // Workers and their connections end before PostgreSQL, which would otherwise
+      // terminate those connections and pg-boss would log it as a job queue error.
+      await stopBoss(boss, { graceful: true, timeoutMs: 20_000 });
       await handle.close();
       await database.stop();
       logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
     },
   };
+}
+
+/**
+ * Binds HOST:PORT once and releases it, so an address this machine does not have or a port
+ * in use stops the start before the database starts. Throws ConfigError.
+ */
+async function checkListenAddress(config: Config): Promise<void> {
+  const error = await probeListen(config.HOST, config.PORT);
+  if (error) throw listenError(error, config);
 }
 
 /** Turns a failure to listen into a configuration error that names the variable to change. */

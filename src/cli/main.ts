@@ -6,6 +6,7 @@ import { runReceiveCommand } from './receive.ts';
 import { runStartCommand } from './start.ts';
 import { runUsersCommand } from './users.ts';
 import { CommandError } from './command-error.ts';
+import { StartupError } from '../errors/startup-error.ts';
 
 const usage = `Usage: fixwright <command> [options]
 
@@ -62,6 +63,10 @@ try {
   if (error instanceof ConfigError || error instanceof CommandError) {
     console.error(error.message);
     process.exit(2);
+  }
+  if (error instanceof StartupError) {
+    console.error(error.message);
+    process.exit(1);
   }
   // node:util parseArgs rejects unknown options and missing values with these codes.
   const code = (error as NodeJS.ErrnoException).code ?? '';

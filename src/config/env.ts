@@ -118,10 +118,15 @@ const secretVariables = new Set([
   'GEMINI_API_KEY',
 ]);
 
+/** Replaces the password of any `scheme://user:password@` URL in `text` with "***". */
+export function maskUrlPassword(text: string): string {
+  return text.replace(/(:\/\/[^:/@\s]*:)[^@\s]*@/, '$1***@');
+}
+
 /** Shows a value in an error message with any password in a URL replaced by "***". */
 function displayValue(name: string, value: string): string {
   if (secretVariables.has(name)) return `${value.length} characters, not shown`;
-  return JSON.stringify(value.replace(/(:\/\/[^:/@\s]*:)[^@\s]*@/, '$1***@'));
+  return JSON.stringify(maskUrlPassword(value));
 }
 
 const envSchema = z.object({

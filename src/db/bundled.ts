@@ -6,6 +6,8 @@ import net from 'node:net';
 import path from 'node:path';
 import postgres from 'postgres';
 import type { Logger } from '../logger.ts';
+import { StartupError } from '../errors/startup-error.ts';
+import { checkBundledPostgresPort } from './bundled-port.ts';
 
 export interface BundledPostgres {
   /** Connection URL of the fixwright database on the bundled server. */
@@ -31,6 +33,8 @@ export async function openBundledPostgres(options: {
   dataDir: string;
   port: number;
   logger: Logger;
+  /** Rejects a server that another live Fixwright process runs instead of reusing it. */
+  exclusive?: boolean;
 }): Promise<BundledPostgres> {
   const { dataDir, logger } = options;
   const clusterDir = path.join(dataDir, 'postgres');
@@ -42,6 +46,7 @@ export async function openBundledPostgres(options: {
   if (running) {
     const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
     if (owner > 0 && isAlive(owner)) {
+      if (options.exclusive) throw new StartupError(inUseMessage(dataDir, owner));
       logger.info(
         { event: 'bundled_postgres.reused', port: running.port, ownerPid: owner },
         'using the bundled PostgreSQL that another Fixwright process runs',
@@ -56,6 +61,7 @@ export async function openBundledPostgres(options: {
     await stopOrphan(running.pid);
   }
 
+  if (options.port) await checkBundledPostgresPort(options.port);
   const port = options.port || (await findFreePort());
   const server = await startEmbeddedPostgres({ clusterDir, port, credentials, persistent: true, logger });
   const url = urlFor(credentials, port);
@@ -311,4 +317,12 @@ export function findFreePort(): Promise<number> {
       probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+function inUseMessage(dataDir: string, ownerPid: number): string {
+  return (
+    `The bundled PostgreSQL in ${dataDir} is already run by another Fixwright process ` +
+    `(pid ${ownerPid}); stop that process first, or set DATABASE_URL to your own PostgreSQL ` +
+    'to run several service processes.'
+  );
 }

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import PgBoss from 'pg-boss';
 import type { Transaction } from '../db/client.ts';
 import { toSafeError } from '../errors/safe-error.ts';
@@ -5,9 +6,24 @@ import type { Logger } from '../logger.ts';
 
 export type { PgBoss };
 
+/** Seconds between checks of whether the database is back after a connection error. */
+const reconnectProbeSeconds = 5;
+
+/** pg-boss's own Db (pg-boss 10.4.2): `open()` creates the pg.Pool that it keeps in `pool`. */
+interface OwnDb {
+  open(): Promise<void>;
+  pool?: EventEmitter;
+  executeSql(text: string, values?: unknown[]): Promise<unknown>;
+}
+
+/** Connections of each started boss's pool that are open, until the pool reports them removed. */
+const openConnections = new WeakMap<PgBoss, Set<unknown>>();
+
 /**
  * Starts pg-boss in the `pgboss` schema. Its maintenance, every `maintenanceIntervalSeconds`,
  * is what retries a job whose worker died: an active job past its expiry goes back to retry.
+ * While the database is unreachable, the first connection error is logged once as a warning
+ * and the rest are counted, until a probe every 5 s finds the database back.
  */
 export async function startBoss(
   url: string,
@@ -20,13 +36,123 @@ export async function startBoss(
     max: 5,
     maintenanceIntervalSeconds: options.maintenanceIntervalSeconds ?? 120,
   });
+  const outage = watchForOutage(boss, logger);
   boss.on('error', (error) => {
     // A worker's error arrives as a plain object that names its queue.
     const { queue } = error as { queue?: unknown };
+    if (isConnectionError(error)) {
+      outage.report(queue, error);
+      return;
+    }
     logger.error({ event: 'jobs.error', queue, err: toSafeError(error) }, 'job queue error');
   });
+  boss.on('stopped', () => outage.stop());
+
+  // The pool is opened here rather than in start(), so that its connections are tracked from
+  // the first one on. start() skips open() when the pool is open already.
+  const db = boss.getDb() as unknown as OwnDb;
+  await db.open();
+  if (db.pool) {
+    const connections = new Set<unknown>();
+    db.pool.on('connect', (client) => connections.add(client));
+    db.pool.on('remove', (client) => connections.delete(client));
+    openConnections.set(boss, connections);
+  }
   await boss.start();
   return boss;
+}
+
+/**
+ * Stops pg-boss and waits until its connections are closed, so PostgreSQL can be stopped next
+ * without terminating a connection under it. pg.Pool's end() resolves when it has asked its
+ * connections to close (pg-pool 3.14), not when they are closed, so this waits for each
+ * connection's `remove` event too, up to 5 s.
+ */
+export async function stopBoss(
+  boss: PgBoss,
+  options: { graceful: boolean; timeoutMs?: number },
+): Promise<void> {
+  await boss.stop({ graceful: options.graceful, wait: true, timeout: options.timeoutMs ?? 20_000 });
+  const connections = openConnections.get(boss);
+  for (let waited = 0; connections && connections.size > 0 && waited < 5_000; waited += 20) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Error codes of a connection that failed or was cut, from Node.js and PostgreSQL. */
+const connectionErrorCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now, as while the server starts or stops
+]);
+
+/** True for an error that means the database cannot be reached, not that a query failed. */
+export function isConnectionError(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (connectionErrorCodes.has(code) || code.startsWith('08'))) {
+    return true;
+  }
+  // node-postgres raises these without a code when the server closes the socket.
+  return typeof message === 'string' && /^Connection terminated\b/.test(message);
+}
+
+/**
+ * Tracks one database outage: logs its first connection error as a warning, counts the
+ * others, and logs once more when a probe query on the boss's pool succeeds again.
+ */
+function watchForOutage(boss: PgBoss, logger: Logger) {
+  let suppressed = 0;
+  let probe: NodeJS.Timeout | undefined;
+  let probing = false;
+
+  const checkDatabase = async () => {
+    if (probing) return;
+    probing = true;
+    try {
+      await (boss.getDb() as unknown as OwnDb).executeSql('SELECT 1');
+      if (probe === undefined) return;
+      clearInterval(probe);
+      probe = undefined;
+      logger.info(
+        { event: 'jobs.database_available', suppressedErrors: suppressed },
+        'job queue reconnected to the database',
+      );
+      suppressed = 0;
+    } catch {
+      // Still unreachable; the next probe tries again.
+    } finally {
+      probing = false;
+    }
+  };
+
+  return {
+    report(queue: unknown, error: unknown) {
+      if (probe !== undefined) {
+        suppressed += 1;
+        return;
+      }
+      const { type, message, code } = toSafeError(error);
+      logger.warn(
+        { event: 'jobs.database_unavailable', queue, err: { type, message, code } },
+        `job queue cannot reach the database; retrying every ${reconnectProbeSeconds} s, ` +
+          'further connection errors are counted, not logged',
+      );
+      probe = setInterval(() => void checkDatabase(), reconnectProbeSeconds * 1000);
+      probe.unref();
+    },
+    stop() {
+      clearInterval(probe);
+      probe = undefined;
+    },
+  };
 }
 
 /**

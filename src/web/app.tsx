@@ -1,7 +1,6 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from '@hono/node-server/serve-static';
-import { sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
@@ -14,6 +13,7 @@ import { runRoutes } from './api/runs.ts';
 import { usageRoutes } from './api/usage.ts';
 import { requireUser, type AuthVariables } from './auth.ts';
 import { AppError, handleError } from './errors.ts';
+import { healthRoutes } from './health.ts';
 import { homePages } from './pages/home-pages.tsx';
 import { keyPages } from './pages/key-pages.tsx';
 import { patchRequestPages } from './pages/patch-request-pages.tsx';
@@ -76,10 +76,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.onError((error, c) => handleError(error, c, logger));
   app.notFound((c) => handleError(new AppError('not_found', `No route for ${c.req.method} ${c.req.path}.`), c, logger));
 
-  app.get('/healthz', async (c) => {
-    await context.db.execute(sql`SELECT 1`);
-    return c.json({ status: 'ok' });
-  });
+  app.route('/', healthRoutes(context));
   app.get('/favicon.ico', (c) => c.body(null, 204));
   app.get('/public/htmx.min.js', serveStatic({ path: htmxFile }));
   app.use(

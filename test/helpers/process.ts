@@ -40,3 +40,20 @@ export function runCli(
     });
   });
 }
+
+/** Runs `fixwright ARGS` to its exit and returns the exit code and output, whatever the code. */
+export function runCliToExit(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/fixwright.js', ...args], { env, stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    // 'close', unlike 'exit', fires after stdout and stderr have been read to the end.
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}

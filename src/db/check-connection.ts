@@ -1,0 +1,82 @@
+import postgres from 'postgres';
+import { maskUrlPassword } from '../config/env.ts';
+import { StartupError } from '../errors/startup-error.ts';
+
+/** Seconds the start-up check waits for PostgreSQL to accept the connection. */
+const connectTimeoutSeconds = 10;
+
+/**
+ * Connects to DATABASE_URL and runs `SELECT 1`, so an unreachable server, a wrong password or
+ * a missing database stops the command with one line that names the cause and what to check.
+ * Throws StartupError.
+ */
+export async function checkDatabaseUrl(url: string): Promise<void> {
+  const sql = postgres(url, {
+    max: 1,
+    connect_timeout: connectTimeoutSeconds,
+    onnotice: () => {},
+    connection: { application_name: 'fixwright' },
+  });
+  try {
+    await sql`SELECT 1`;
+  } catch (error) {
+    throw new StartupError(describeConnectionFailure(url, error));
+  } finally {
+    await sql.end({ timeout: 5 }).catch(() => {});
+  }
+}
+
+/** Builds the one-line message for a failed connection to DATABASE_URL. */
+export function describeConnectionFailure(url: string, error: unknown): string {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const reason = typeof message === 'string' ? message : String(error);
+  const address = serverAddress(url);
+  const prefix = `Cannot connect to DATABASE_URL ${JSON.stringify(maskUrlPassword(url))} at ${address}`;
+
+  switch (code) {
+    case 'ECONNREFUSED':
+      return (
+        `${prefix}: connection refused (ECONNREFUSED). Check that PostgreSQL is running and ` +
+        `listens on ${address}, or correct the host and port in DATABASE_URL.`
+      );
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `${prefix}: the host name was not found (${code}). Correct the host in DATABASE_URL.`;
+    case 'CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      return (
+        `${prefix}: no answer within ${connectTimeoutSeconds} s (${code}). Check that PostgreSQL ` +
+        'is running and that no firewall drops connections to that host and port.'
+      );
+    case '28P01':
+      return `${prefix}: ${reason} (28P01). Check the user name and password in DATABASE_URL.`;
+    case '3D000':
+      return (
+        `${prefix}: ${reason} (3D000). Create the database on that server, or correct the ` +
+        'database name in DATABASE_URL.'
+      );
+    case '28000':
+      return (
+        `${prefix}: ${reason} (28000). Allow this user and host in the server's pg_hba.conf, ` +
+        'or use another user in DATABASE_URL.'
+      );
+    default: {
+      const suffix = typeof code === 'string' ? ` (${code})` : '';
+      return (
+        `${prefix}: ${maskUrlPassword(reason)}${suffix}. Check DATABASE_URL and that the ` +
+        'server accepts connections from this machine.'
+      );
+    }
+  }
+}
+
+/** host:port of the first server in `url`, with PostgreSQL's default port 5432. */
+function serverAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const host = parsed.hostname || 'localhost';
+    return `${host}:${parsed.port || '5432'}`;
+  } catch {
+    return 'the host in DATABASE_URL';
+  }
+}

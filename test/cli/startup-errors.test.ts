@@ -1,0 +1,146 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { findFreePort } from '../../src/db/bundled.ts';
+import { runCliToExit } from '../helpers/process.ts';
+
+let parent: string;
+
+const baseEnv = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH,
+  HOME: process.env.HOME,
+  TMPDIR: process.env.TMPDIR,
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'info',
+  HOST: '127.0.0.1',
+  PORT: '0',
+  ...extra,
+});
+
+/** A fresh DATA_DIR path inside the test folder; the folder itself is not created. */
+let dataDirs = 0;
+function newDataDir(): string {
+  dataDirs += 1;
+  return path.join(parent, `data-${dataDirs}`);
+}
+
+function urlWith(adminUrl: string, change: (url: URL) => void): string {
+  const url = new URL(adminUrl);
+  change(url);
+  return url.toString();
+}
+
+beforeAll(async () => {
+  parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-startup-'));
+  // The postgres system user runs the bundled server when the tests run as root.
+  await chmod(parent, 0o755);
+});
+
+afterAll(async () => {
+  await rm(parent, { recursive: true, force: true });
+});
+
+describe('unreachable DATABASE_URL', () => {
+  it('names refused connections in one line', async () => {
+    // Nothing listens on a port that was free a moment ago.
+    const port = await findFreePort();
+    const url = `postgres://someone:hunter2@127.0.0.1:${port}/fixwright`;
+    const expected =
+      `Cannot connect to DATABASE_URL "postgres://someone:***@127.0.0.1:${port}/fixwright" ` +
+      `at 127.0.0.1:${port}: connection refused (ECONNREFUSED). Check that PostgreSQL is ` +
+      `running and listens on 127.0.0.1:${port}, or correct the host and port in DATABASE_URL.\n`;
+    for (const args of [['start'], ['migrate'], ['users', 'show', '--login', 'octocat']]) {
+      const result = await runCliToExit(args, baseEnv({ DATABASE_URL: url }));
+      expect(result.code, args.join(' ')).toBe(1);
+      expect(result.stderr, args.join(' ')).toBe(expected);
+      expect(result.stdout, args.join(' ')).not.toContain('hunter2');
+      expect(result.stdout, args.join(' ')).not.toContain('"level":50');
+    }
+  });
+
+  it('names a wrong password', async () => {
+    const url = urlWith(inject('adminDatabaseUrl'), (parsed) => {
+      parsed.password = 'wrong-password';
+    });
+    const { hostname, port, username, pathname } = new URL(url);
+    const result = await runCliToExit(['start'], baseEnv({ DATABASE_URL: url }));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Cannot connect to DATABASE_URL "postgres://${username}:***@${hostname}:${port}${pathname}" ` +
+        `at ${hostname}:${port}: password authentication failed for user "${username}" (28P01). ` +
+        'Check the user name and password in DATABASE_URL.\n',
+    );
+    expect(result.stderr).not.toContain('wrong-password');
+  });
+
+  it('names a missing database', async () => {
+    const url = urlWith(inject('adminDatabaseUrl'), (parsed) => {
+      parsed.pathname = '/fixwright_missing';
+    });
+    const { hostname, port, username } = new URL(url);
+    const result = await runCliToExit(['migrate'], baseEnv({ DATABASE_URL: url }));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Cannot connect to DATABASE_URL "postgres://${username}:***@${hostname}:${port}/fixwright_missing" ` +
+        `at ${hostname}:${port}: database "fixwright_missing" does not exist (3D000). Create the ` +
+        'database on that server, or correct the database name in DATABASE_URL.\n',
+    );
+  });
+});
+
+describe('addresses checked before the database', () => {
+  it('rejects BUNDLED_POSTGRES_PORT in use', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const dataDir = newDataDir();
+    try {
+      const result = await runCliToExit(
+        ['start'],
+        baseEnv({ DATA_DIR: dataDir, BUNDLED_POSTGRES_PORT: String(port) }),
+      );
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(
+        `Port ${port} on 127.0.0.1 is already in use, so the bundled PostgreSQL cannot listen ` +
+          'on it; set BUNDLED_POSTGRES_PORT to another port, or to 0 to pick a free one.\n',
+      );
+      expect(result.stdout).not.toContain('bundled_postgres.started');
+      expect(existsSync(path.join(dataDir, 'postgres'))).toBe(false);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  it('rejects a HOST this machine lacks', async () => {
+    const dataDir = newDataDir();
+    // 192.0.2.1 is a documentation address (RFC 5737); binding to it fails locally.
+    const result = await runCliToExit(['start'], baseEnv({ DATA_DIR: dataDir, HOST: '192.0.2.1' }));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'Invalid HOST "192.0.2.1": it is not an address of this machine; use 127.0.0.1, ' +
+        '0.0.0.0 or one of its interface addresses.\n',
+    );
+    expect(result.stdout).toBe('');
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('rejects a PORT in use', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const dataDir = newDataDir();
+    try {
+      const result = await runCliToExit(['start'], baseEnv({ DATA_DIR: dataDir, PORT: String(port) }));
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(
+        `Port ${port} on 127.0.0.1 is already in use; set PORT to a free port.\n`,
+      );
+      expect(existsSync(dataDir)).toBe(false);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+});
