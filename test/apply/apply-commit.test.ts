@@ -218,6 +218,8 @@ describe('POST /api/patch-requests/:id/apply checks', () => {
     const request = await newRequest();
     const response = await apply(request.id, { mode: 'push' });
     expect(response.status).toBe(400);
-    expect((await response.json()).error.message).toContain('mode');
+    expect((await response.json()).error.message).toBe(
+      'Invalid mode "push": expected "commit" or "suggestions".',
+    );
   });
 });
