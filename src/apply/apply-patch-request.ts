@@ -180,7 +180,7 @@ export async function applyPatchRequest(
           branch: run.headRef,
           parentSha: run.headSha,
           message:
-            `Apply Fixwright fixes to ${files.length} file(s)\n\n` +
+            `Apply Fixwright fixes to ${files.length} ${files.length === 1 ? 'file' : 'files'}\n\n` +
             `Fixes previewed by patch request ${request.id} for run ${run.id} at ${run.headSha}.`,
         },
         files.map((file) => ({ path: file.path, content: file.proposedText! })),
