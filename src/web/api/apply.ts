@@ -46,7 +46,9 @@ export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariable
         logger,
       );
     } catch (error) {
-      if (error instanceof ApplyRejectedError) throw new AppError(error.code, error.message);
+      if (error instanceof ApplyRejectedError) {
+        throw new AppError(error.code, error.message, error.details);
+      }
       throw error;
     }
     if (!result) throw notFound('Patch request', id);
