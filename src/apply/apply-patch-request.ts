@@ -9,18 +9,24 @@ import {
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
-import { BranchMovedError, commitFiles } from './commit-files.ts';
+import { BranchMovedError, commitFiles, PreviewOutdatedError } from './commit-files.ts';
+import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
 import { postSuggestionReview } from './suggestion-review.ts';
 
 /** An apply that started this long ago without finishing is taken to have died. */
 const staleApplyMinutes = 10;
 
-/** Raised when a patch request cannot be applied in its state or the requested mode. */
+/**
+ * Raised when a patch request cannot be applied: `bad_request` for an invalid mode, `conflict`
+ * for its state or a moved branch, `bad_gateway` when GitHub rejected a request. The details of
+ * a `bad_gateway` name GitHub's status, message and the rejected request.
+ */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';
   constructor(
-    readonly code: 'bad_request' | 'conflict',
+    readonly code: 'bad_request' | 'conflict' | 'bad_gateway',
     message: string,
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -180,7 +186,7 @@ export async function applyPatchRequest(
           branch: run.headRef,
           parentSha: run.headSha,
           message:
-            `Apply Fixwright fixes to ${files.length} file(s)\n\n` +
+            `Apply Fixwright fixes to ${files.length} ${files.length === 1 ? 'file' : 'files'}\n\n` +
             `Fixes previewed by patch request ${request.id} for run ${run.id} at ${run.headSha}.`,
         },
         files.map((file) => ({ path: file.path, content: file.proposedText! })),
@@ -225,6 +231,10 @@ export async function applyPatchRequest(
       logger.warn({ event: 'apply.branch_moved', error: error.message }, 'apply rejected');
       throw new ApplyRejectedError('conflict', movedMessage(request.id, error.message));
     }
+    if (error instanceof PreviewOutdatedError) {
+      logger.warn({ event: 'apply.preview_outdated', error: error.message }, 'apply rejected');
+      throw new ApplyRejectedError('conflict', error.message);
+    }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
@@ -233,6 +243,23 @@ export async function applyPatchRequest(
         'apply rejected',
       );
       throw new ApplyRejectedError('conflict', unavailable.message);
+    }
+    // NOTE: Octokit reuses an installation token for up to 59 minutes. Whether GitHub extends a
+    // token issued before an owner accepted new permissions is unverified, so a retry soon
+    // after granting Contents: write may be rejected again until the token is renewed.
+    const rejection = asGitHubRejection(error);
+    if (rejection) {
+      logger.warn(
+        { event: 'apply.github_rejected', mode, github: rejection },
+        'apply rejected by GitHub',
+      );
+      const message = describeGitHubRejection(rejection, {
+        patchRequestId: request.id,
+        repository: run.repository,
+        headSha: run.headSha,
+        mode,
+      });
+      throw new ApplyRejectedError('bad_gateway', message, { github: rejection });
     }
     throw error;
   }

@@ -5,6 +5,11 @@ export class BranchMovedError extends Error {
   override name = 'BranchMovedError';
 }
 
+/** Raised when a previewed file is missing or is not a regular file at the previewed commit. */
+export class PreviewOutdatedError extends Error {
+  override name = 'PreviewOutdatedError';
+}
+
 export interface CommitTarget {
   owner: string;
   repo: string;
@@ -50,26 +55,43 @@ async function readFileMode(
     if (!entry?.sha) break;
     if (index === parts.length - 1) {
       if (entry.type === 'blob' && entry.mode && fileModes.has(entry.mode)) return entry.mode;
-      throw new Error(
+      throw new PreviewOutdatedError(
         `${path} is not a regular file at the previewed commit (mode ${entry.mode}); ` +
           'only regular and executable files can be committed.',
       );
     }
     treeSha = entry.sha;
   }
-  throw new Error(`${path} does not exist at the previewed commit; regenerate the preview.`);
+  throw new PreviewOutdatedError(
+    `${path} does not exist at the previewed commit; regenerate the preview.`,
+  );
+}
+
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { status?: unknown }).status;
+  return error instanceof Error && typeof status === 'number' ? status : undefined;
 }
 
 function isUnprocessable(error: unknown, message: string): boolean {
-  const status = (error as { status?: unknown }).status;
-  return error instanceof Error && status === 422 && error.message.includes(message);
+  return statusOf(error) === 422 && (error as Error).message.includes(message);
+}
+
+/**
+ * Returns true when a failed ref update may have lost a race with a push or with an earlier attempt:
+ * 422 (not a fast forward, or "Reference update failed"), 409, or a server error after which the
+ * update may still have happened. Such failures are decided by reading the ref.
+ */
+function mayHaveMoved(error: unknown): boolean {
+  const status = statusOf(error);
+  return status === 409 || status === 422 || (status !== undefined && status >= 500);
 }
 
 /**
  * Writes `files` as one commit on `target.branch` through the Git Data API and returns its sha.
  * It creates a blob per file, a tree on top of the parent's tree that keeps each file's mode, a
- * commit whose only parent is `target.parentSha`, and updates the ref without force. GitHub
- * rejects an update that is not a fast forward, and that rejection raises BranchMovedError.
+ * commit whose only parent is `target.parentSha`, and updates the ref without force. When GitHub
+ * rejects the update with 409, 422 or a server error, the ref is read: BranchMovedError is raised
+ * when it points elsewhere, and GitHub's error is raised again when it has not moved.
  */
 export async function commitFiles(
   octokit: Octokit,
@@ -111,8 +133,16 @@ export async function commitFiles(
   });
 
   const ref = `heads/${target.branch}`;
+  let updateError: unknown;
   try {
-    await octokit.rest.git.updateRef({ ...repository, ref, sha: commit.sha, force: false });
+    // No automatic retries: after a failure the ref itself shows whether the update happened.
+    await octokit.rest.git.updateRef({
+      ...repository,
+      ref,
+      sha: commit.sha,
+      force: false,
+      request: { retries: 0 },
+    });
     return { commitSha: commit.sha, recovered: false };
   } catch (error) {
     if (isUnprocessable(error, 'Reference does not exist')) {
@@ -120,7 +150,8 @@ export async function commitFiles(
         `Branch ${target.branch} no longer exists in ${target.owner}/${target.repo}.`,
       );
     }
-    if (!isUnprocessable(error, 'not a fast forward')) throw error;
+    if (!mayHaveMoved(error)) throw error;
+    updateError = error;
   }
 
   // An earlier attempt may have moved the branch to the same change before it was recorded.
@@ -134,6 +165,7 @@ export async function commitFiles(
     tip.parents.length === 1 &&
     tip.parents[0]?.sha === target.parentSha;
   if (sameChange) return { commitSha: tip.sha, recovered: true };
+  if (current.object.sha === target.parentSha) throw updateError;
   throw new BranchMovedError(
     `Branch ${target.branch} moved from ${target.parentSha} to ${current.object.sha} ` +
       'since the preview.',

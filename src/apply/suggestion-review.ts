@@ -36,8 +36,9 @@ function fence(info: string, text: string): string {
 }
 
 function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: string[]): string {
+  const files = fileCount === 1 ? '1 file' : `${fileCount} files`;
   const intro =
-    `Fixwright suggests fixes in ${fileCount} file(s) from patch request ` +
+    `Fixwright suggests fixes in ${files} from patch request ` +
     `${target.patchRequestId}, previewed at ${target.headSha.slice(0, 7)}.`;
   if (outsideDiffs.length === 0) return intro;
   const note =

@@ -12,8 +12,9 @@ import { withDatabase } from './with-database.ts';
  */
 export async function runKeysCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
+  if (!subcommand) throw new CommandError('Missing keys command: use rotate.');
   if (subcommand !== 'rotate') {
-    throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand ?? '')}: use rotate.`);
+    throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand)}: use rotate.`);
   }
   const { values } = parseArgs({ args: rest, options: { 'batch-size': { type: 'string' } } });
   const batchSize = Number(values['batch-size'] ?? 100);

@@ -24,13 +24,22 @@ Commands:
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (highest version in MASTER_KEYS), N per transaction
 
-Configuration comes from environment variables; see README.md.`;
+Configuration comes from environment variables; see README.md.
+Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error.`;
+
+const commands = ['start', 'migrate', 'receive', 'users', 'keys'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (!command || command === 'help' || command === '--help' || command === '-h') {
+  if (command === 'help' || command === '--help' || command === '-h') {
     console.log(usage);
-    return command ? 0 : 1;
+    return 0;
+  }
+  const choices = `use ${commands.slice(0, -1).join(', ')} or ${commands.at(-1)}`;
+  if (!command) throw new CommandError(`Missing command: ${choices}.\n\n${usage}`);
+  // Checked before the configuration is read, so a typo is not reported as a missing setting.
+  if (!commands.includes(command)) {
+    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${usage}`);
   }
 
   const config = loadConfig();
@@ -52,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     case 'keys':
       return runKeysCommand(config, logger, rest);
     default:
-      throw new CommandError(`Unknown command ${JSON.stringify(command)}.\n\n${usage}`);
+      throw new Error(`Command ${JSON.stringify(command)} is listed but has no handler.`);
   }
 }
 

@@ -3,6 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
 import { CommandError } from './command-error.ts';
+import { checkEventName } from './event-names.ts';
+
+/** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
+const webhookPath = '/webhooks/github';
 
 /**
  * Posts a webhook payload file the way GitHub does: the same headers, and an
@@ -20,6 +24,7 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   });
   if (!values.event) throw new CommandError('Missing --event: name the GitHub event, for example pull_request.');
   if (!values.payload) throw new CommandError('Missing --payload: give the path of a JSON payload file.');
+  const eventWarning = checkEventName(values.event);
   if (!config.WEBHOOK_SECRET) {
     throw new CommandError('Missing WEBHOOK_SECRET: set it to the secret the server uses, so the payload can be signed.');
   }
@@ -37,10 +42,11 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   }
 
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
-  const url = values.url ?? `http://${host}:${config.PORT}/webhooks/github`;
+  const url = values.url ?? `http://${host}:${config.PORT}${webhookPath}`;
   if (!URL.canParse(url)) throw new CommandError(`Invalid --url ${JSON.stringify(url)}: expected an absolute URL.`);
   const signature = 'sha256=' + createHmac('sha256', config.WEBHOOK_SECRET).update(body).digest('hex');
   const deliveryId = values.delivery ?? randomUUID();
+  if (eventWarning) console.error(eventWarning);
 
   let response: Response;
   try {
@@ -54,12 +60,67 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
         'x-hub-signature-256': signature,
       },
       body: new Uint8Array(body),
+      // The webhook endpoint never redirects, so a redirect means --url names another page,
+      // such as the base URL, which redirects to sign-in.
+      redirect: 'manual',
     });
   } catch (error) {
-    throw new CommandError(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
+    // A failed delivery, not a usage error, so it exits 1 like a rejected one.
+    console.error(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
+    return 1;
   }
   const text = await response.text();
   console.log(`${response.status} ${response.statusText} (delivery ${deliveryId})`);
-  if (text) console.log(text);
-  return response.ok ? 0 : 1;
+  const json = parseJson(response, text);
+  if (json !== undefined) console.log(text);
+  const failure = describeFailure(url, response, json, deliveryId);
+  if (!failure) return 0;
+  console.error(failure);
+  return 1;
+}
+
+/** Returns the body as JSON when the response declares JSON and parses, else undefined. */
+function parseJson(response: Response, text: string): unknown {
+  if (!(response.headers.get('content-type') ?? '').includes('json')) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Returns why the delivery failed, or null when the webhook endpoint accepted it: a 2xx whose
+ * JSON names the delivery. Anything else failed, and when the response did not come from the
+ * webhook endpoint the message names the endpoint's URL.
+ */
+function describeFailure(
+  url: string,
+  response: Response,
+  json: unknown,
+  deliveryId: string,
+): string | null {
+  const fields = (json ?? {}) as { delivery?: unknown; error?: { message?: unknown } };
+  if (response.ok && fields.delivery === deliveryId) return null;
+  const status = `${response.status} ${response.statusText}`.trim();
+  const errorMessage = fields.error?.message;
+  if (typeof errorMessage === 'string' && new URL(url).pathname === webhookPath) {
+    return `Delivery ${deliveryId} failed: ${url} returned ${status}: ${errorMessage}`;
+  }
+
+  const location = response.headers.get('location');
+  const contentType = response.headers.get('content-type') ?? 'no content type';
+  const received =
+    response.status >= 300 && response.status < 400
+      ? `redirected to ${location ?? 'another page'} (${status})`
+      : `returned ${status} with ${contentType}`;
+  const endpoint = new URL(webhookPath, url).href;
+  const next =
+    new URL(url).pathname === webhookPath
+      ? 'Check that --url names a running Fixwright server.'
+      : `Post to ${endpoint} instead.`;
+  return (
+    `Delivery ${deliveryId} failed: ${url} ${received}, which is not the webhook ` +
+    `endpoint's JSON response. ${next}`
+  );
 }

@@ -14,6 +14,9 @@ export interface Delivery {
 
 export type DeliveryResult = { duplicate: true } | { duplicate: false; outcome: string };
 
+/** Webhook events that dispatchDelivery acts on. Others are recorded with an `ignored` outcome. */
+export const handledEvents = ['check_run', 'installation', 'ping', 'pull_request'] as const;
+
 const payloadSchemas: Record<string, z.ZodType> = {
   check_run: checkRunPayload,
   installation: installationPayload,

@@ -1,7 +1,6 @@
 import { ConfigError } from '../config/env.ts';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { z } from 'zod';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
@@ -42,17 +41,6 @@ export class AppError extends Error {
 
 export function notFound(resource: string, id: string): AppError {
   return new AppError('not_found', `${resource} ${JSON.stringify(id)} not found.`);
-}
-
-/** Turns a zod failure into a 400 that names each failing field. */
-export function fromZodError(error: z.ZodError, where: string): AppError {
-  const problems = error.issues.map((issue) => {
-    const field = issue.path.length > 0 ? issue.path.join('.') : where;
-    return `${field}: ${issue.message}`;
-  });
-  return new AppError('bad_request', `Invalid ${where}: ${problems.join('; ')}.`, {
-    fields: error.issues.map((issue) => issue.path.join('.')),
-  });
 }
 
 /**

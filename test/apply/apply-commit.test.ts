@@ -114,6 +114,9 @@ describe('POST /api/patch-requests/:id/apply as commit', () => {
     expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
     expect(await git('rev-list', '--count', `${setup.git.headSha}..${headBranch}`)).toBe('1');
     expect(await git('rev-parse', `${result.commitSha}^`)).toBe(setup.git.headSha);
+    expect(await git('log', '-1', '--format=%s', result.commitSha)).toBe(
+      'Apply Fixwright fixes to 3 files',
+    );
     for (const [path, text] of Object.entries(proposed)) {
       const bytes = await blobBytes(result.commitSha, path);
       expect(Buffer.compare(bytes, Buffer.from(text, 'utf8')), path).toBe(0);
@@ -218,6 +221,8 @@ describe('POST /api/patch-requests/:id/apply checks', () => {
     const request = await newRequest();
     const response = await apply(request.id, { mode: 'push' });
     expect(response.status).toBe(400);
-    expect((await response.json()).error.message).toContain('mode');
+    expect((await response.json()).error.message).toBe(
+      'Invalid mode "push": expected "commit" or "suggestions".',
+    );
   });
 });

@@ -181,9 +181,10 @@ export function primaryRateLimitError(
   };
 }
 
+/** The permissions README.md lists for the GitHub App: Contents, Pull requests and Checks: write. */
 const defaultPermissions: Record<string, 'read' | 'write'> = {
   checks: 'write',
-  contents: 'read',
+  contents: 'write',
   metadata: 'read',
   pull_requests: 'write',
 };

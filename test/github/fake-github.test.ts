@@ -102,7 +102,7 @@ describe('fake GitHub server', () => {
     expect(body.repository_selection).toBe('all');
     expect(body.permissions).toEqual({
       checks: 'write',
-      contents: 'read',
+      contents: 'write',
       metadata: 'read',
       pull_requests: 'write',
     });

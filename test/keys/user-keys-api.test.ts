@@ -140,7 +140,8 @@ describe('own key API', () => {
       [{ key: `gsk_${'x'.repeat(300)}` }, 'is 304 characters long'],
       [{ key: 'gsk_non_ascii_ключ_0123456789abcdef' }, 'printable ASCII'],
       [{ key: geminiKey }, 'looks like a Google API key'],
-      [{ key: 42 }, 'Invalid body: key: must be the provider key as a string'],
+      [{ key: 42 }, 'Invalid key 42: expected the provider key as a string.'],
+      [{}, 'Missing key: send a JSON body like {"key": "..."}.'],
       ['{"key": ', 'Request body must be JSON'],
     ];
     for (const [body, expected] of cases) {

@@ -118,9 +118,30 @@ describe('GET /api/runs', () => {
   it('rejects a pull request number over the integer range', async () => {
     const response = await call('owner', '/api/runs?pr=2147483648');
     expect(response.status).toBe(400);
-    expect((await response.json()).error.message).toContain(
-      'pr: must be a pull request number up to 2147483647',
+    expect((await response.json()).error.message).toBe(
+      'Invalid pr "2147483648": expected a pull request number such as 12, at most 2147483647.',
     );
+  });
+
+  it('names each invalid query parameter', async () => {
+    const cases: [string, string][] = [
+      ['pr=abc', 'Invalid pr "abc": expected a pull request number such as 12.'],
+      ['pr=1.5', 'Invalid pr "1.5": expected a pull request number such as 12.'],
+      ['pr=0', 'Invalid pr "0": expected a pull request number such as 12, more than 0.'],
+      ['limit=500', 'Invalid limit "500": expected a whole number from 1 to 200.'],
+      [
+        'pr=abc&limit=x',
+        'Invalid pr "abc": expected a pull request number such as 12. ' +
+          'Invalid limit "x": expected a whole number from 1 to 200.',
+      ],
+    ];
+    for (const [query, expected] of cases) {
+      const response = await call('owner', `/api/runs?${query}`);
+      expect(response.status, query).toBe(400);
+      const { error } = await response.json();
+      expect(error.code, query).toBe('bad_request');
+      expect(error.message, query).toBe(expected);
+    }
   });
 
   it('rejects NUL in the query string', async () => {
@@ -134,7 +155,11 @@ describe('GET /api/runs', () => {
   it('rejects an invalid repository filter', async () => {
     const response = await call('owner', '/api/runs?repository=justaname');
     expect(response.status).toBe(400);
-    expect((await response.json()).error.message).toContain('repository: must be OWNER/NAME');
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      'Invalid repository "justaname": expected OWNER/NAME such as octo-org/widgets.',
+    );
+    expect(error.fields).toEqual(['repository']);
   });
 });
 
@@ -228,7 +253,35 @@ describe('POST /api/runs/:runId/patch-requests', () => {
       body: JSON.stringify({ findings: [] }),
     });
     expect(response.status).toBe(400);
-    expect((await response.json()).error.message).toContain('findingIds');
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toBe(
+      'Missing findingIds: send a JSON body like {"findingIds": ["…"]}.',
+    );
+    expect(error.fields).toEqual(['findingIds']);
+  });
+
+  it('names each invalid finding id', async () => {
+    const cases: [unknown, string][] = [
+      [{ findingIds: [] }, 'Invalid findingIds []: expected at least 1 item.'],
+      [
+        { findingIds: 'abc' },
+        'Invalid findingIds "abc": expected an array of finding ids from GET /api/runs/:runId.',
+      ],
+      [
+        { findingIds: [findingIds[0], 'nope'] },
+        'Invalid findingIds[1] "nope": expected a finding id from GET /api/runs/:runId.',
+      ],
+      [[1, 2], 'Invalid body [1,2]: expected a JSON object like {"findingIds": ["…"]}.'],
+    ];
+    for (const [body, expected] of cases) {
+      const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+      });
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect((await response.json()).error.message, JSON.stringify(body)).toBe(expected);
+    }
   });
 
   it('rejects a body that is not JSON', async () => {

@@ -5,10 +5,11 @@ import type { AppContext } from '../../context.ts';
 import { applyModes } from '../../db/schema/index.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
-import { AppError, fromZodError, notFound } from '../errors.ts';
+import { AppError, notFound } from '../errors.ts';
+import { parseInput } from '../validation.ts';
 
 const applyBody = z.object({
-  mode: z.enum(applyModes, { message: 'must be "commit" or "suggestions"' }).optional(),
+  mode: z.enum(applyModes).describe('"commit" or "suggestions"').optional(),
 });
 
 /**
@@ -34,19 +35,20 @@ export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariable
         );
       }
     }
-    const parsed = applyBody.safeParse(body);
-    if (!parsed.success) throw fromZodError(parsed.error, 'body');
+    const { mode } = parseInput(applyBody, body, 'body', '{"mode": "commit"}');
 
     const logger = context.logger.child({ patchRequestId: id, userId: c.var.user.id });
     let result;
     try {
       result = await applyPatchRequest(
         context,
-        { patchRequestId: id, userId: c.var.user.id, mode: parsed.data.mode },
+        { patchRequestId: id, userId: c.var.user.id, mode },
         logger,
       );
     } catch (error) {
-      if (error instanceof ApplyRejectedError) throw new AppError(error.code, error.message);
+      if (error instanceof ApplyRejectedError) {
+        throw new AppError(error.code, error.message, error.details);
+      }
       throw error;
     }
     if (!result) throw notFound('Patch request', id);

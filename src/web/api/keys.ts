@@ -13,9 +13,11 @@ import {
   type StoredKeyInfo,
 } from '../../keys/user-keys.ts';
 import type { AuthVariables } from '../auth.ts';
-import { AppError, fromZodError } from '../errors.ts';
+import { AppError } from '../errors.ts';
+import { parseInput } from '../validation.ts';
 
-const saveBody = z.object({ key: z.string({ message: 'must be the provider key as a string' }) });
+const saveKeyExample = '{"key": "..."}';
+const saveBody = z.object({ key: z.string().describe('the provider key as a string') });
 const orderBody = z.object({ order: z.unknown().optional() });
 
 function serialize(info: StoredKeyInfo) {
@@ -67,12 +69,11 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
 
   app.put('/api/user/keys/:provider', async (c) => {
     const provider = providerParam(c.req.param('provider'));
-    const parsed = saveBody.safeParse(await readJson(c.req, '{"key": "..."}'));
-    if (!parsed.success) throw fromZodError(parsed.error, 'body');
+    const body = parseInput(saveBody, await readJson(c.req, saveKeyExample), 'body', saveKeyExample);
 
     let saved;
     try {
-      saved = await saveUserKey(context, { userId: c.var.user.id, provider, key: parsed.data.key });
+      saved = await saveUserKey(context, { userId: c.var.user.id, provider, key: body.key });
     } catch (error) {
       if (error instanceof KeyringUnavailableError) throw new AppError('not_configured', error.message);
       throw error;
@@ -94,9 +95,9 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
   });
 
   app.put('/api/user/provider-order', async (c) => {
-    const parsed = orderBody.safeParse(await readJson(c.req, '{"order": ["gemini", "groq"]}'));
-    if (!parsed.success) throw fromZodError(parsed.error, 'body');
-    const order = parseProviderOrder(parsed.data.order);
+    const orderExample = '{"order": ["gemini", "groq"]}';
+    const body = parseInput(orderBody, await readJson(c.req, orderExample), 'body', orderExample);
+    const order = parseProviderOrder(body.order);
     if (!order.ok) throw new AppError('bad_request', order.reason);
 
     const userId = c.var.user.id;

@@ -6,19 +6,23 @@ import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
-import { AppError, fromInstallationUnavailable, fromZodError, notFound } from '../errors.ts';
+import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
+import { parseInput } from '../validation.ts';
 
 // PostgreSQL returns uuids in lower case, and finding ids are compared with them as strings.
 const createBody = z.object({
   findingIds: z
     .array(
       z
-        .uuid({ message: 'must be a finding id from GET /api/runs/:runId' })
+        .uuid()
+        .describe('a finding id from GET /api/runs/:runId')
         .transform((id) => id.toLowerCase()),
     )
-    .min(1, { message: 'must list at least one finding id' })
-    .max(1000, { message: 'must list at most 1000 finding ids' }),
+    .min(1)
+    .max(1000)
+    .describe('an array of finding ids from GET /api/runs/:runId'),
 });
+const createExample = '{"findingIds": ["…"]}';
 
 /**
  * `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`; applying is in
@@ -36,10 +40,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     try {
       body = await c.req.json();
     } catch {
-      throw new AppError('bad_request', 'Request body must be JSON like {"findingIds": ["..."]}.');
+      throw new AppError('bad_request', `Request body must be JSON like ${createExample}.`);
     }
-    const parsed = createBody.safeParse(body);
-    if (!parsed.success) throw fromZodError(parsed.error, 'body');
+    const { findingIds } = parseInput(createBody, body, 'body', createExample);
 
     if (run.status !== 'completed') {
       throw new AppError(
@@ -56,7 +59,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     const result = await createPatchRequest(context.db, context.boss, {
       runId: run.id,
       userId: c.var.user.id,
-      findingIds: parsed.data.findingIds,
+      findingIds,
     });
     if (!result.ok && result.reason === 'installation_unavailable') {
       throw fromInstallationUnavailable(result.error);

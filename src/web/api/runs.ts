@@ -5,20 +5,29 @@ import { maxInteger } from '../../db/schema/columns.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
-import { fromZodError, notFound } from '../errors.ts';
+import { notFound } from '../errors.ts';
+import { parseInput } from '../validation.ts';
 
 const listQuery = z.object({
   repository: z
     .string()
-    .regex(/^[^/\s]+\/[^/\s]+$/, { message: 'must be OWNER/NAME' })
+    .regex(/^[^/\s]+\/[^/\s]+$/)
+    .describe('OWNER/NAME such as octo-org/widgets')
     .optional(),
   pr: z.coerce
     .number()
     .int()
-    .positive({ message: 'must be a pull request number' })
-    .max(maxInteger, { message: `must be a pull request number up to ${maxInteger}` })
+    .positive()
+    .max(maxInteger)
+    .describe('a pull request number such as 12')
     .optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .describe('a whole number from 1 to 200')
+    .default(50),
 });
 
 type Run = NonNullable<Awaited<ReturnType<typeof findVisibleRun>>>;
@@ -47,9 +56,7 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
   const app = new Hono<{ Variables: AuthVariables }>();
 
   app.get('/api/runs', async (c) => {
-    const parsed = listQuery.safeParse(c.req.query());
-    if (!parsed.success) throw fromZodError(parsed.error, 'query');
-    const { repository, pr, limit } = parsed.data;
+    const { repository, pr, limit } = parseInput(listQuery, c.req.query(), 'query');
 
     const runs = await listVisibleRuns(context.db, c.var.user.id, {
       repository,

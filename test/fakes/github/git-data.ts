@@ -14,7 +14,14 @@ import {
 } from './git.ts';
 import { nodeId, type RepositoryRecord } from './payloads.ts';
 import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
-import { githubTimestamp, json, param, requireRepository, type Context } from './route-helpers.ts';
+import {
+  githubTimestamp,
+  json,
+  param,
+  requireRepository,
+  requireWritePermission,
+  type Context,
+} from './route-helpers.ts';
 import { appBotLogin } from './issue-comments.ts';
 import type { FakeState } from './state.ts';
 
@@ -268,12 +275,24 @@ async function updateRef(context: Context): Promise<FakeResponse> {
   return json(200, refPayload(context.state, repository, ref, newSha));
 }
 
+/** Wraps a write handler so that it first checks the Contents: write permission, as GitHub does. */
+function withContentsWrite(
+  handle: (context: Context) => Promise<FakeResponse>,
+  documentationUrl: string,
+): (context: Context) => Promise<FakeResponse> {
+  return async (context) => {
+    requireRepository(context);
+    requireWritePermission(context, 'contents', documentationUrl);
+    return handle(context);
+  };
+}
+
 export const gitDataRoutes: Route<FakeState>[] = [
   {
     method: 'POST',
     pattern: '/repos/:owner/:repo/git/blobs',
     auth: 'installation',
-    handle: createBlob,
+    handle: withContentsWrite(createBlob, `${gitDocs}/blobs#create-a-blob`),
   },
   {
     method: 'GET',
@@ -285,7 +304,7 @@ export const gitDataRoutes: Route<FakeState>[] = [
     method: 'POST',
     pattern: '/repos/:owner/:repo/git/trees',
     auth: 'installation',
-    handle: createTree,
+    handle: withContentsWrite(createTree, `${gitDocs}/trees#create-a-tree`),
   },
   {
     method: 'GET',
@@ -297,7 +316,7 @@ export const gitDataRoutes: Route<FakeState>[] = [
     method: 'POST',
     pattern: '/repos/:owner/:repo/git/commits',
     auth: 'installation',
-    handle: createCommit,
+    handle: withContentsWrite(createCommit, `${gitDocs}/commits#create-a-commit`),
   },
   {
     method: 'GET',
@@ -309,6 +328,6 @@ export const gitDataRoutes: Route<FakeState>[] = [
     method: 'PATCH',
     pattern: '/repos/:owner/:repo/git/refs/*ref',
     auth: 'installation',
-    handle: updateRef,
+    handle: withContentsWrite(updateRef, `${gitDocs}/refs#update-a-reference`),
   },
 ];

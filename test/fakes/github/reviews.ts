@@ -6,6 +6,7 @@ import {
   json,
   param,
   requireRepository,
+  requireWritePermission,
   type Context,
 } from './route-helpers.ts';
 import { appBotLogin } from './issue-comments.ts';
@@ -90,6 +91,7 @@ async function createReview(context: Context): Promise<FakeResponse> {
   const repository = requireRepository(context);
   const pullNumber = Number(param(context, 'pull_number'));
   const pullRequest = context.state.requirePullRequest(repository, pullNumber);
+  requireWritePermission(context, 'pull_requests', reviewsDocs);
   const request = (context.request.body ?? {}) as Record<string, unknown>;
   const event = String(request.event ?? 'PENDING');
   if (request.event !== undefined && !events.includes(event)) {

@@ -1,6 +1,6 @@
 import { diffCommits, type DiffEntry } from './git.ts';
 import type { RepositoryRecord } from './payloads.ts';
-import type { FakeResponse, RouteContext } from './router.ts';
+import { FakeGitHubError, type FakeResponse, type RouteContext } from './router.ts';
 import type { FakeState } from './state.ts';
 
 /** Helpers shared by the route handlers of the fake GitHub API. */
@@ -83,4 +83,23 @@ export function requireRepository(context: Context): RepositoryRecord {
     param(context, 'owner'),
     param(context, 'repo'),
   );
+}
+
+/**
+ * Raises GitHub's 403 "Resource not accessible by integration" when the installation behind an
+ * installation token lacks write access to `permission`. The fake reads the installation's
+ * current permissions, so a change made with setInstallation applies to tokens issued before it.
+ * NOTE: whether GitHub extends a token issued before new permissions were accepted is unverified.
+ */
+export function requireWritePermission(
+  context: Context,
+  permission: string,
+  documentationUrl: string,
+): void {
+  const { credential } = context;
+  if (credential.kind !== 'installation') return;
+  const installation = context.state.installations.get(credential.installationId);
+  if (installation?.permissions[permission] !== 'write') {
+    throw new FakeGitHubError(403, 'Resource not accessible by integration', documentationUrl);
+  }
 }

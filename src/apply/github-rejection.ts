@@ -1,0 +1,98 @@
+import type { ApplyMode } from '../db/schema/index.ts';
+
+/** A request that GitHub rejected, or that failed before GitHub returned a response. */
+export interface GitHubRejection {
+  /** HTTP status from GitHub; Octokit reports 500 when no response arrived. */
+  status: number;
+  /** GitHub's `message` field, or Octokit's error message when the body has none. */
+  message: string;
+  method: string;
+  /** Decoded URL path of the request, such as `/repos/octo-org/widgets/git/refs/heads/feature`. */
+  path: string;
+}
+
+/** Returns the request and response of an Octokit RequestError, or null for other errors. */
+export function asGitHubRejection(error: unknown): GitHubRejection | null {
+  if (!(error instanceof Error) || error.name !== 'HttpError') return null;
+  const { status, request, response } = error as {
+    status?: unknown;
+    request?: { method?: unknown; url?: unknown };
+    response?: { data?: unknown };
+  };
+  if (typeof status !== 'number') return null;
+  const data = response?.data as { message?: unknown } | undefined;
+  const message = typeof data?.message === 'string' ? data.message : error.message;
+  const url = typeof request?.url === 'string' ? request.url : '';
+  return {
+    status,
+    message,
+    method: typeof request?.method === 'string' ? request.method : 'request',
+    path: URL.canParse(url) ? decodePath(new URL(url).pathname) : url,
+  };
+}
+
+/** Decodes `heads%2Ffeature` to `heads/feature` for messages, keeping a path it cannot decode. */
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * Builds the message for an apply that GitHub rejected: the request, GitHub's status and
+ * message, the next step for the user, and that the patch request is unchanged.
+ */
+export function describeGitHubRejection(
+  rejection: GitHubRejection,
+  apply: { patchRequestId: string; repository: string; headSha: string; mode: ApplyMode },
+): string {
+  const request = `${rejection.method} ${rejection.path}`;
+  const response =
+    rejection.status >= 500 && rejection.message.length === 0
+      ? `failed with ${rejection.status}`
+      : `returned ${rejection.status} ${JSON.stringify(rejection.message)}`;
+  return (
+    `GitHub ${response} for ${request}. ${nextStep(rejection, apply)} Patch request ` +
+    `${apply.patchRequestId} was not applied, so you can apply it again after that.`
+  );
+}
+
+function nextStep(
+  rejection: GitHubRejection,
+  apply: { repository: string; headSha: string; mode: ApplyMode },
+): string {
+  const { status, message } = rejection;
+  if (status === 403 && /not accessible by integration/i.test(message)) {
+    return (
+      'The GitHub App lacks a permission that applying needs. Grant Contents: write and Pull ' +
+      'requests: write in the GitHub App settings, and have an owner of the account accept ' +
+      'the new permissions.'
+    );
+  }
+  if (status === 404) {
+    return (
+      `The app can no longer read ${apply.repository}, its branch or the previewed commit ` +
+      `${apply.headSha}. Check that the installation still includes ${apply.repository}, then ` +
+      "re-run the preview on the pull request's current head."
+    );
+  }
+  if (status === 422 && apply.mode === 'commit') {
+    return (
+      'GitHub did not accept the commit, for example because the branch is protected. Re-run ' +
+      'the preview on the pull request\'s current head, or apply with {"mode": "suggestions"} ' +
+      'to post the fixes as a review.'
+    );
+  }
+  if (status === 422) {
+    return "Re-run the preview on the pull request's current head.";
+  }
+  if (status === 409) {
+    return 'GitHub reported a conflict on its side. Wait a minute.';
+  }
+  if (status >= 500) {
+    return 'GitHub failed or could not be reached. Wait a few minutes.';
+  }
+  return `Check the app's access to ${apply.repository} in the GitHub App settings.`;
+}

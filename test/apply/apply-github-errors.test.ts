@@ -1,0 +1,313 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { eq } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { patchRequests } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertReadyPatchRequest,
+  insertRun,
+  insertUser,
+  owner,
+  prNumber,
+  repo,
+  repository,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+const execFileAsync = promisify(execFile);
+
+const headText = 'one\ntwo\nthree\n';
+const proposedText = 'one\nTWO\nthree\n';
+const refPath = `/repos/${repository}/git/refs/heads/${headBranch}`;
+// Octokit sends the ref `heads/feature` percent-encoded, as `heads%2Ffeature`.
+const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
+const permissionStep =
+  'The GitHub App lacks a permission that applying needs. Grant Contents: write and Pull ' +
+  'requests: write in the GitHub App settings, and have an owner of the account accept the ' +
+  'new permissions.';
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let user: Awaited<ReturnType<typeof insertUser>>;
+let runId: string;
+
+async function git(...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, ...args]);
+  return stdout.trim();
+}
+
+function apply(id: string, body?: unknown) {
+  return app.request(`/api/patch-requests/${id}/apply`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+function newRequest(path = 'app.txt') {
+  return insertReadyPatchRequest(setup.context, {
+    runId,
+    userId: user.id,
+    files: [{ path, originalText: headText, proposedText }],
+  });
+}
+
+function setPermissions(permissions: Record<string, 'read' | 'write'>) {
+  setup.fake.setInstallation({
+    id: setup.installationId,
+    account: { login: owner, id: 1, type: 'Organization' },
+    permissions: { checks: 'write', metadata: 'read', ...permissions },
+  });
+}
+
+function notApplied(id: string) {
+  return `Patch request ${id} was not applied, so you can apply it again after that.`;
+}
+
+function countRequests(method: string, path: RegExp): number {
+  return setup.fake.requests.filter(
+    (request) => request.method === method && path.test(request.path),
+  ).length;
+}
+
+/** Checks that the request can be applied again: unclaimed, unapplied, still ready. */
+async function expectRetryable(id: string) {
+  const [stored] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  expect(stored!.status).toBe('ready');
+  expect(stored!.appliedAt).toBeNull();
+  expect(stored!.applyStartedAt).toBeNull();
+  expect(stored!.applyMode).toBeNull();
+  expect(stored!.appliedCommitSha).toBeNull();
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'app.txt': 'one\n' },
+    head: { 'app.txt': headText },
+  });
+  app = createApp(setup.context);
+  user = await insertUser(setup.context);
+  await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+  });
+  runId = run.id;
+});
+
+beforeEach(async () => {
+  await git('update-ref', `refs/heads/${headBranch}`, setup.git.headSha);
+  // A successful apply moves the pull request's head in the fake, as a push does on GitHub.
+  setup.fake.addPullRequest({
+    owner,
+    repo,
+    number: prNumber,
+    baseSha: setup.git.baseSha,
+    headSha: setup.git.headSha,
+    headRef: headBranch,
+    title: 'Change widgets',
+  });
+  setPermissions({ contents: 'write', pull_requests: 'write' });
+});
+
+afterEach(() => {
+  expect(setup.fake.handlerErrors).toEqual([]);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('apply when GitHub rejects the commit', () => {
+  it('answers 502 without Contents: write', async () => {
+    setPermissions({ contents: 'read', pull_requests: 'write' });
+    const request = await newRequest();
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_gateway');
+    expect(error.message).toBe(
+      'GitHub returned 403 "Resource not accessible by integration" for POST ' +
+        `/repos/${repository}/git/blobs. ${permissionStep} ${notApplied(request.id)}`,
+    );
+    expect(error.github).toEqual({
+      status: 403,
+      message: 'Resource not accessible by integration',
+      method: 'POST',
+      path: `/repos/${repository}/git/blobs`,
+    });
+    expect(error.requestId).toEqual(expect.any(String));
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    await expectRetryable(request.id);
+  });
+
+  it('applies after the permission is granted', async () => {
+    setPermissions({ contents: 'read', pull_requests: 'write' });
+    const request = await newRequest();
+    expect((await apply(request.id)).status).toBe(502);
+
+    setPermissions({ contents: 'write', pull_requests: 'write' });
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(200);
+    const result = await response.json();
+    expect(result.alreadyApplied).toBe(false);
+    expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
+    expect(await git('log', '-1', '--format=%s', result.commitSha)).toBe(
+      'Apply Fixwright fixes to 1 file',
+    );
+  });
+
+  it('answers 502 when the ref update gets 403', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse({
+      method: 'PATCH',
+      path: refPattern,
+      status: 403,
+      body: {
+        message: 'Resource not accessible by integration',
+        documentation_url: 'https://docs.github.com/rest/git/refs#update-a-reference',
+        status: '403',
+      },
+    });
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      `GitHub returned 403 "Resource not accessible by integration" for PATCH ${refPath}. ` +
+        `${permissionStep} ${notApplied(request.id)}`,
+    );
+    // The new commit exists on GitHub, but no branch points to it.
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    await expectRetryable(request.id);
+
+    const again = await apply(request.id);
+    expect(again.status).toBe(200);
+    expect(await git('rev-parse', headBranch)).toBe((await again.json()).commitSha);
+  });
+
+  it('answers 502 when the previewed commit is not found', async () => {
+    const request = await newRequest();
+    const path = `/repos/${repository}/git/commits/${setup.git.headSha}`;
+    const blobsBefore = countRequests('POST', /\/git\/blobs$/);
+    setup.fake.queueResponse({ method: 'GET', path, status: 404 });
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_gateway');
+    expect(error.message).toBe(
+      `GitHub returned 404 "Not Found" for GET ${path}. The app can no longer read ` +
+        `${repository}, its branch or the previewed commit ${setup.git.headSha}. Check that ` +
+        `the installation still includes ${repository}, then re-run the preview on the pull ` +
+        `request's current head. ${notApplied(request.id)}`,
+    );
+    expect(countRequests('POST', /\/git\/blobs$/)).toBe(blobsBefore);
+    await expectRetryable(request.id);
+  });
+
+  it('answers 409 when a 409 ref update follows a push', async () => {
+    const moved = await commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'pushed\n' });
+    const request = await newRequest();
+    const updatesBefore = countRequests('PATCH', refPattern);
+    setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 409 });
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(
+      `Branch ${headBranch} moved from ${setup.git.headSha} to ${moved} since the preview. ` +
+        'Regenerate the preview on the newest run and apply that patch request instead of ' +
+        `${request.id}.`,
+    );
+    expect(countRequests('PATCH', refPattern)).toBe(updatesBefore + 1);
+    expect(await git('rev-parse', headBranch)).toBe(moved);
+    await expectRetryable(request.id);
+  });
+
+  it('answers 502 when a 409 ref update leaves the branch', async () => {
+    const request = await newRequest();
+    const updatesBefore = countRequests('PATCH', refPattern);
+    setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 409 });
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      `GitHub returned 409 "Conflict" for PATCH ${refPath}. GitHub reported a conflict on its ` +
+        `side. Wait a minute. ${notApplied(request.id)}`,
+    );
+    // Octokit does not retry the update, because the ref shows whether it happened.
+    expect(countRequests('PATCH', refPattern)).toBe(updatesBefore + 1);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    await expectRetryable(request.id);
+  });
+
+  it('answers 502 naming a protected branch for a 422', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse({
+      method: 'PATCH',
+      path: refPattern,
+      status: 422,
+      body: {
+        message: `Protected branch update failed for refs/heads/${headBranch}.`,
+        documentation_url: 'https://docs.github.com/rest/git/refs#update-a-reference',
+        status: '422',
+      },
+    });
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      `GitHub returned 422 "Protected branch update failed for refs/heads/${headBranch}." for ` +
+        `PATCH ${refPath}. GitHub did not accept the commit, for example because the branch is ` +
+        "protected. Re-run the preview on the pull request's current head, or apply with " +
+        `{"mode": "suggestions"} to post the fixes as a review. ${notApplied(request.id)}`,
+    );
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    await expectRetryable(request.id);
+  });
+
+  it('answers 409 for a file missing at the previewed commit', async () => {
+    const request = await newRequest('gone.txt');
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(
+      'gone.txt does not exist at the previewed commit; regenerate the preview.',
+    );
+    await expectRetryable(request.id);
+  });
+});
+
+describe('apply as suggestions when GitHub rejects the review', () => {
+  it('answers 502 without Pull requests: write', async () => {
+    setPermissions({ contents: 'write', pull_requests: 'read' });
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      'GitHub returned 403 "Resource not accessible by integration" for POST ' +
+        `/repos/${repository}/pulls/${prNumber}/reviews. ${permissionStep} ${notApplied(request.id)}`,
+    );
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+    await expectRetryable(request.id);
+  });
+});

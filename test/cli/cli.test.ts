@@ -1,0 +1,213 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+const secret = 'cli-test-secret';
+
+let context: TestContext;
+let server: ServerType;
+let base: string;
+let payloadDir: string;
+let payload: string;
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `fixwright ARGS` with only the variables a command needs, and returns its exit code. */
+function runFixwright(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/fixwright.js', ...args], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TMPDIR: process.env.TMPDIR,
+        NODE_ENV: 'test',
+        WEBHOOK_SECRET: secret,
+        ...env,
+      },
+      stdio: 'pipe',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function receive(event: string, url: string, delivery: string, env?: Record<string, string>) {
+  const args = ['receive', '--event', event, '--payload', payload, '--url', url];
+  return runFixwright([...args, '--delivery', delivery], env);
+}
+
+/** Returns a port on 127.0.0.1 that nothing listens on, by opening and closing a server. */
+async function closedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+beforeAll(async () => {
+  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  server = serve({ fetch: createApp(context).fetch, hostname: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  payloadDir = await mkdtemp(path.join(tmpdir(), 'fixwright-cli-'));
+  payload = path.join(payloadDir, 'payload.json');
+  await writeFile(payload, JSON.stringify({ zen: 'Keep it logically awesome.', hook_id: 1 }));
+});
+
+afterAll(async () => {
+  if (server) {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    (server as unknown as { closeAllConnections(): void }).closeAllConnections();
+    await closed;
+  }
+  await context?.close();
+  if (payloadDir) await rm(payloadDir, { recursive: true, force: true });
+});
+
+describe('fixwright receive', () => {
+  it('delivers to the webhook endpoint', async () => {
+    const result = await receive('ping', `${base}/webhooks/github`, 'cli-ok');
+
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(
+      '202 Accepted (delivery cli-ok)\n{"delivery":"cli-ok","outcome":"pong"}\n',
+    );
+    expect(result.stderr).toBe('');
+  });
+
+  it('fails on the base URL without following the redirect', async () => {
+    const result = await receive('ping', `${base}/`, 'cli-base');
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('303 See Other (delivery cli-base)\n');
+    expect(result.stderr).toBe(
+      `Delivery cli-base failed: ${base}/ redirected to /sign-in (303 See Other), which is ` +
+        `not the webhook endpoint's JSON response. Post to ${base}/webhooks/github instead.\n`,
+    );
+  });
+
+  it('fails on an API path', async () => {
+    const result = await receive('ping', `${base}/api/github/webhooks`, 'cli-api');
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('401 Unauthorized (delivery cli-api)\n');
+    expect(result.stderr).toBe(
+      `Delivery cli-api failed: ${base}/api/github/webhooks returned 401 Unauthorized with ` +
+        "application/json, which is not the webhook endpoint's JSON response. Post to " +
+        `${base}/webhooks/github instead.\n`,
+    );
+  });
+
+  it('reports the endpoint error for a wrong secret', async () => {
+    const result = await receive('ping', `${base}/webhooks/github`, 'cli-secret', {
+      WEBHOOK_SECRET: 'another-secret',
+    });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Delivery cli-secret failed: ${base}/webhooks/github returned 401 Unauthorized: ` +
+        'X-Hub-Signature-256 does not match the body; check that WEBHOOK_SECRET equals the ' +
+        'secret set on the GitHub App.\n',
+    );
+  });
+
+  it('fails when nothing listens', async () => {
+    const url = `http://127.0.0.1:${await closedPort()}/webhooks/github`;
+    const result = await receive('ping', url, 'cli-closed');
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(`^Cannot reach ${url.replace(/[.]/g, '\\.')}: .*ECONNREFUSED.*npm start`),
+    );
+  });
+
+  it('rejects a misspelled event name', async () => {
+    const result = await receive('pull_requests', `${base}/webhooks/github`, 'cli-typo');
+
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      'Unknown --event "pull_requests": GitHub sends no such webhook event. Did you mean ' +
+        '"pull_request"? Fixwright acts on check_run, installation, ping and pull_request.\n',
+    );
+  });
+
+  it('rejects an event name with an action', async () => {
+    const result = await receive('pull_request.opened', `${base}/webhooks/github`, 'cli-dot');
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'Invalid --event "pull_request.opened": X-GitHub-Event carries only the event name. ' +
+        'Use --event pull_request and put "action": "opened" in the payload.\n',
+    );
+  });
+
+  it('rejects an unknown event without a close match', async () => {
+    const result = await receive('deploy-everything', `${base}/webhooks/github`, 'cli-far');
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'Unknown --event "deploy-everything": GitHub sends no such webhook event. Fixwright ' +
+        'acts on check_run, installation, ping and pull_request.\n',
+    );
+  });
+
+  it('warns about an event the app ignores', async () => {
+    const result = await receive('star', `${base}/webhooks/github`, 'cli-star');
+
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(
+      'Warning: Fixwright records star deliveries but does nothing with them; it acts on ' +
+        'check_run, installation, ping and pull_request.\n',
+    );
+    expect(result.stdout).toContain('"outcome":"ignored: event star"');
+  });
+});
+
+describe('fixwright usage errors', () => {
+  const choices = 'use start, migrate, receive, users or keys.';
+  const cases: [string[], string][] = [
+    [[], `Missing command: ${choices}`],
+    [['frob'], `Unknown command "frob": ${choices}`],
+    [['keys'], 'Missing keys command: use rotate.'],
+    [['keys', 'list'], 'Unknown keys command "list": use rotate.'],
+    [['users'], 'Missing users command: use token, plan, reset-usage, show.'],
+    [['users', 'delete'], 'Unknown users command "delete": use token, plan, reset-usage, show.'],
+    [['receive', '--payload', 'x.json'], 'Missing --event: name the GitHub event, for example pull_request.'],
+    [['start', '--role', 'cron'], 'Invalid --role "cron": use all, web or worker.'],
+  ];
+  for (const [args, message] of cases) {
+    it(`exits 2 for "${args.join(' ')}"`, async () => {
+      const result = await runFixwright(args);
+      expect(result.code).toBe(2);
+      expect(result.stderr.split('\n')[0]).toBe(message);
+      expect(result.stdout).toBe('');
+    });
+  }
+
+  it('prints help with exit 0', async () => {
+    const result = await runFixwright(['--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Usage: fixwright <command> [options]');
+    expect(result.stdout).toContain('2 for a usage or configuration error');
+  });
+});
