@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import postgres from 'postgres';
@@ -39,8 +39,28 @@ export async function openBundledPostgres(options: {
   const { dataDir, logger } = options;
   const clusterDir = path.join(dataDir, 'postgres');
   await mkdir(dataDir, { recursive: true, mode: 0o755 });
-  const credentials = await loadCredentials(dataDir);
 
+  // Making the credentials, finding the server, starting it and writing the owner file happen
+  // under one lock, so two processes starting at once never both start it, nor take the
+  // other's new server for an orphan.
+  const releaseLock = await acquireStartLock(dataDir, logger);
+  try {
+    const credentials = await loadCredentials(dataDir);
+    return await openUnderLock({ ...options, clusterDir, credentials });
+  } finally {
+    await releaseLock();
+  }
+}
+
+async function openUnderLock(options: {
+  dataDir: string;
+  clusterDir: string;
+  credentials: Credentials;
+  port: number;
+  logger: Logger;
+  exclusive?: boolean;
+}): Promise<BundledPostgres> {
+  const { dataDir, clusterDir, credentials, logger } = options;
   const ownerFile = path.join(dataDir, 'bundled-postgres.owner');
   const running = await findRunningServer(clusterDir);
   if (running) {
@@ -77,6 +97,54 @@ export async function openBundledPostgres(options: {
       logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
     },
   };
+}
+
+/** How long a process waits for another that is starting the bundled PostgreSQL. */
+const startLockWaitMs = 60_000;
+
+/**
+ * Takes `dataDir/bundled-postgres.lock`, created exclusively with this process's pid, and
+ * returns its release. A lock whose process is gone (or that stayed empty for 5 s, a process
+ * that died while creating it) is removed. Waits up to a minute for a live holder.
+ */
+async function acquireStartLock(dataDir: string, logger: Logger): Promise<() => Promise<void>> {
+  const lockFile = path.join(dataDir, 'bundled-postgres.lock');
+  const deadline = Date.now() + startLockWaitMs;
+  let logged = false;
+  for (;;) {
+    try {
+      const handle = await open(lockFile, 'wx', 0o600);
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(lockFile, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
+    const age = await stat(lockFile).then(
+      (info) => Date.now() - info.mtimeMs,
+      () => 0,
+    );
+    if ((holder > 0 && !isAlive(holder)) || (!(holder > 0) && age > 5_000)) {
+      await rm(lockFile, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new StartupError(
+        `Another Fixwright process (pid ${holder || 'unknown'}) has been starting the bundled ` +
+          `PostgreSQL in ${dataDir} for over a minute; stop it, or remove ` +
+          `${lockFile} if no such process runs.`,
+      );
+    }
+    if (!logged) {
+      logger.info(
+        { event: 'bundled_postgres.waiting', holderPid: holder },
+        'waiting for another Fixwright process that is starting the bundled PostgreSQL',
+      );
+      logged = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** A running PostgreSQL server process started by this process. */
