@@ -22,9 +22,13 @@ export function parseProviderOrder(
     return { ok: false, reason: `Invalid provider order: expected ${expected}.` };
   }
   const order: Provider[] = [];
-  for (const entry of value) {
+  for (const [index, entry] of value.entries()) {
     const provider = parseProvider(entry);
-    if (!provider) return { ok: false, reason: describeUnknownProvider(entry) };
+    if (!provider) {
+      const shown = JSON.stringify(entry) ?? String(entry);
+      const quoted = shown.length > 40 ? `${shown.slice(0, 39)}…` : shown;
+      return { ok: false, reason: `Invalid order[${index}] ${quoted}: expected ${expected}.` };
+    }
     if (order.includes(provider)) {
       return { ok: false, reason: `Invalid provider order: "${provider}" appears twice; expected ${expected}.` };
     }

@@ -12,7 +12,14 @@ export interface InputContext {
   schema: z.ZodType;
   /** A valid JSON body such as `{"findingIds": ["…"]}`, quoted when a body field is missing. */
   example?: string;
+  /** Never quotes the sent values, for input that may carry a secret such as a provider key. */
+  secret?: boolean;
 }
+
+/** Problems a message lists before it only counts the rest, so a bad list of 1,000 stays short. */
+const maxSentences = 5;
+/** Failing fields listed in the error's `fields` detail. */
+const maxFields = 20;
 
 /** Longest quoted value, in characters, before a message shortens it with an ellipsis. */
 const maxQuotedLength = 80;
@@ -26,9 +33,12 @@ export function parseInput<T extends z.ZodType>(
   input: unknown,
   where: InputSource,
   example?: string,
+  options: { secret?: boolean } = {},
 ): z.output<T> {
   const parsed = schema.safeParse(input);
-  if (!parsed.success) throw fromZodError(parsed.error, { where, input, schema, example });
+  if (!parsed.success) {
+    throw fromZodError(parsed.error, { where, input, schema, example, secret: options.secret });
+  }
   return parsed.data;
 }
 
@@ -38,9 +48,13 @@ export function parseInput<T extends z.ZodType>(
  * number such as 12.` The `fields` detail lists the failing fields.
  */
 export function fromZodError(error: z.ZodError, context: InputContext): AppError {
-  const sentences = error.issues.map((issue) => describeIssue(issue, context));
-  const fields = error.issues.map((issue) => fieldName(issue.path, context.where));
-  return new AppError('bad_request', [...new Set(sentences)].join(' '), { fields });
+  const sentences = [...new Set(error.issues.map((issue) => describeIssue(issue, context)))];
+  const fields = [...new Set(error.issues.map((issue) => fieldName(issue.path, context.where)))];
+  const shown = sentences.slice(0, maxSentences);
+  if (sentences.length > maxSentences) {
+    shown.push(`${sentences.length - maxSentences} more problems are not listed.`);
+  }
+  return new AppError('bad_request', shown.join(' '), { fields: fields.slice(0, maxFields) });
 }
 
 function describeIssue(issue: z.core.$ZodIssue, context: InputContext): string {
@@ -54,10 +68,11 @@ function describeIssue(issue: z.core.$ZodIssue, context: InputContext): string {
         : `expected ${description ?? expectedOf(issue)}`;
     return `Missing ${field}: ${hint}.`;
   }
+  const sent = context.secret ? '' : ` ${quote(value)}`;
   if (issue.path.length === 0 && context.example && issue.code === 'invalid_type') {
-    return `Invalid ${field} ${quote(value)}: expected a JSON object like ${context.example}.`;
+    return `Invalid ${field}${sent}: expected a JSON object like ${context.example}.`;
   }
-  return `Invalid ${field} ${quote(value)}: expected ${expectation(issue, description)}.`;
+  return `Invalid ${field}${sent}: expected ${expectation(issue, description)}.`;
 }
 
 /**

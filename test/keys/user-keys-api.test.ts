@@ -140,7 +140,10 @@ describe('own key API', () => {
       [{ key: `gsk_${'x'.repeat(300)}` }, 'is 304 characters long'],
       [{ key: 'gsk_non_ascii_ключ_0123456789abcdef' }, 'printable ASCII'],
       [{ key: geminiKey }, 'looks like a Google API key'],
-      [{ key: 42 }, 'Invalid key 42: expected the provider key as a string.'],
+      [{ key: 42 }, 'Invalid key: expected the provider key as a string.'],
+      // A key sent in the wrong shape is never quoted back.
+      [[groqKey], 'Invalid body: expected a JSON object like {"key": "..."}.'],
+      [{ key: [groqKey] }, 'Invalid key: expected the provider key as a string.'],
       [{}, 'Missing key: send a JSON body like {"key": "..."}.'],
       ['{"key": ', 'Request body must be JSON'],
     ];
@@ -149,6 +152,7 @@ describe('own key API', () => {
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.json.error.code).toBe('bad_request');
       expect(response.json.error.message, JSON.stringify(body)).toContain(expected);
+      expect(JSON.stringify(response.json)).not.toContain(groqKey);
     }
     expect(groq.requests).toHaveLength(0);
     expect(await rawRows(user.id)).toHaveLength(0);
@@ -273,7 +277,11 @@ describe('own key API', () => {
     const cases: [unknown, string][] = [
       [{ order: ['groq'] }, '"gemini" is missing'],
       [{ order: ['groq', 'groq'] }, '"groq" appears twice'],
-      [{ order: ['groq', 'gemini', 'openai'] }, 'Unknown provider "openai": use groq or gemini.'],
+      [
+        { order: ['groq', 'gemini', 'openai'] },
+        'Invalid order[2] "openai": expected a list of "groq" and "gemini" in any order, each once.',
+      ],
+      [{ order: [null] }, 'Invalid order[0] null: expected a list of'],
       [{ order: 'groq,gemini' }, 'expected a list of "groq" and "gemini"'],
       [{}, 'expected a list of "groq" and "gemini"'],
     ];
@@ -281,6 +289,7 @@ describe('own key API', () => {
       const response = await call(user.token, 'PUT', '/api/user/provider-order', body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.json.error.message, JSON.stringify(body)).toContain(expected);
+      expect(JSON.stringify(response.json)).not.toContain(groqKey);
     }
     const [row] = await context.db.select().from(users).where(eq(users.id, user.id));
     expect(row!.providerOrder).toEqual(['groq', 'gemini']);

@@ -157,7 +157,7 @@ describe('GET /api/runs', () => {
     expect(response.status).toBe(400);
     const { error } = await response.json();
     expect(error.message).toBe(
-      'Invalid repository "justaname": expected OWNER/NAME such as octo-org/widgets.',
+      'Invalid repository "justaname": expected OWNER/NAME such as octo-org/widgets, each part at most 100 characters.',
     );
     expect(error.fields).toEqual(['repository']);
   });
@@ -245,6 +245,44 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     const { error } = await response.json();
     expect(error.message).toContain(foreign);
     expect(error.unknownFindingIds).toEqual([foreign]);
+  });
+
+  it('rejects a repository filter with a part over 100 characters', async () => {
+    const response = await call('owner', `/api/runs?repository=${'a'.repeat(101)}/b`);
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.message).toContain('Invalid repository "aaaa');
+    expect(error.message).toContain('each part at most 100 characters');
+  });
+
+  it('keeps the message short for 1,000 bad ids', async () => {
+    const badIds = Array.from({ length: 1000 }, (_, index) => `not-an-id-${index}`);
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: badIds }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.message).toContain('Invalid findingIds[0] "not-an-id-0"');
+    expect(error.message).toContain('Invalid findingIds[4] "not-an-id-4"');
+    expect(error.message).not.toContain('findingIds[5]');
+    expect(error.message).toContain('995 more problems are not listed.');
+    expect(error.message.length).toBeLessThan(1000);
+  });
+
+  it('names five unknown finding ids and counts the rest', async () => {
+    const foreign = Array.from(
+      { length: 8 },
+      (_, index) => `00000000-0000-4000-8000-00000000000${index}`,
+    );
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: foreign }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.message).toContain(`${foreign[4]} and 3 more are not a finding of run`);
+    expect(error.unknownFindingIds).toHaveLength(8);
   });
 
   it('rejects a body without findingIds, naming the field', async () => {

@@ -69,7 +69,8 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
 
   app.put('/api/user/keys/:provider', async (c) => {
     const provider = providerParam(c.req.param('provider'));
-    const body = parseInput(saveBody, await readJson(c.req, saveKeyExample), 'body', saveKeyExample);
+    const input = await readJson(c.req, saveKeyExample);
+    const body = parseInput(saveBody, input, 'body', saveKeyExample, { secret: true });
 
     let saved;
     try {

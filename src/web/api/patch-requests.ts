@@ -24,6 +24,12 @@ const createBody = z.object({
 });
 const createExample = '{"findingIds": ["…"]}';
 
+/** Joins ids for a message, naming the first five and counting the rest. */
+function listShort(ids: string[]): string {
+  if (ids.length <= 5) return ids.join(', ');
+  return `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more`;
+}
+
 /**
  * `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`; applying is in
  * apply.ts.
@@ -67,7 +73,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     if (!result.ok) {
       throw new AppError(
         'bad_request',
-        `Invalid findingIds: ${result.unknownFindingIds.join(', ')} ` +
+        `Invalid findingIds: ${listShort(result.unknownFindingIds)} ` +
           `${result.unknownFindingIds.length === 1 ? 'is' : 'are'} not a finding of run ${run.id}.`,
         { unknownFindingIds: result.unknownFindingIds },
       );

@@ -11,8 +11,9 @@ import { parseInput } from '../validation.ts';
 const listQuery = z.object({
   repository: z
     .string()
-    .regex(/^[^/\s]+\/[^/\s]+$/)
-    .describe('OWNER/NAME such as octo-org/widgets')
+    .max(201)
+    .regex(/^[^/\s]{1,100}\/[^/\s]{1,100}$/)
+    .describe('OWNER/NAME such as octo-org/widgets, each part at most 100 characters')
     .optional(),
   pr: z.coerce
     .number()

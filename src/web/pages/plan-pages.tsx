@@ -90,7 +90,7 @@ async function switchPlan(
     plan: plan as Plan,
     changedBy: c.var.user.login,
   });
-  context.logger.info(
+  if (result.changed) context.logger.info(
     {
       event: 'plan.changed',
       requestId: c.get('requestId'),
