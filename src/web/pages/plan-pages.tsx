@@ -90,19 +90,21 @@ async function switchPlan(
     plan: plan as Plan,
     changedBy: c.var.user.login,
   });
-  if (result.changed) context.logger.info(
-    {
-      event: 'plan.changed',
-      requestId: c.get('requestId'),
-      userId,
-      changedBy: c.var.user.login,
-      fromPlan: result.fromPlan,
-      toPlan: result.toPlan,
-      usedBefore: result.usedBefore,
-      usedAfter: result.usedAfter,
-    },
-    'plan changed',
-  );
+  if (result.changed) {
+    context.logger.info(
+      {
+        event: 'plan.changed',
+        requestId: c.get('requestId'),
+        userId,
+        changedBy: c.var.user.login,
+        fromPlan: result.fromPlan,
+        toPlan: result.toPlan,
+        usedBefore: result.usedBefore,
+        usedAfter: result.usedAfter,
+      },
+      'plan changed',
+    );
+  }
 
   if (c.req.header('hx-request')) {
     c.header('HX-Trigger', planChangedEvent);
