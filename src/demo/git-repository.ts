@@ -19,7 +19,7 @@ export const baseBranch = 'main';
 export const headBranch = 'feature';
 
 /**
- * Environment for every git command run against test repositories: it ignores the user's and
+ * Environment for every git command run against test and demo repositories: it ignores the user's and
  * the system's git configuration and fixes the commit dates, so commit shas are reproducible.
  */
 export function gitEnvironment(date = '2024-01-01T00:00:00Z'): NodeJS.ProcessEnv {
