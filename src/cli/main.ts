@@ -22,6 +22,8 @@ Commands:
   users show --login NAME         Print a user's plan and usage
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (highest version in MASTER_KEYS), N per transaction
+  demo                            Run the service against fake GitHub and Groq servers on
+                                  127.0.0.1, open a pull request and preview a fix (npm run demo)
 
 Configuration comes from environment variables; see README.md.`;
 
@@ -30,6 +32,13 @@ async function main(argv: string[]): Promise<number> {
   if (!command || command === 'help' || command === '--help' || command === '-h') {
     console.log(usage);
     return command ? 0 : 1;
+  }
+
+  // The demo builds the service's whole configuration itself and reads none of this one. It
+  // is loaded on demand, so other commands do not load the fake servers.
+  if (command === 'demo') {
+    const { runDemoCommand } = await import('./demo.ts');
+    return runDemoCommand(rest);
   }
 
   const config = loadConfig();
