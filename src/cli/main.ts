@@ -23,6 +23,8 @@ Commands:
   users show --login NAME         Print a user's plan and usage
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (highest version in MASTER_KEYS), N per transaction
+  demo                            Run the service against fake GitHub and Groq servers on
+                                  127.0.0.1, open a pull request and preview a fix (npm run demo)
 
 Configuration comes from environment variables; see README.md.
 Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error.`;
@@ -40,6 +42,13 @@ async function main(argv: string[]): Promise<number> {
   // Checked before the configuration is read, so a typo is not reported as a missing setting.
   if (!commands.includes(command)) {
     throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${usage}`);
+  }
+
+  // The demo builds the service's whole configuration itself and reads none of this one. It
+  // is loaded on demand, so other commands do not load the fake servers.
+  if (command === 'demo') {
+    const { runDemoCommand } = await import('./demo.ts');
+    return runDemoCommand(rest);
   }
 
   const config = loadConfig();

@@ -4,7 +4,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { patchRequests } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
   createGitHubTestContext,
   insertInstallation,

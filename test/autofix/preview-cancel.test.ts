@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import {
   createGitHubTestContext,
   insertFindings,

@@ -5,11 +5,11 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { findFreePort } from '../../src/db/bundled.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { addFakeOAuth, type FakeOAuth } from '../fakes/github-oauth.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 import { waitFor } from '../helpers/process.ts';
 
 /**

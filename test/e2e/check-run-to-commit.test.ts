@@ -5,10 +5,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
 import { summaryMarker } from '../../src/report/summary-markdown.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { createGitRepository, headBranch, type GitRepository } from '../helpers/git-repository.ts';
+import { createGitRepository, headBranch, type GitRepository } from '../../src/demo/git-repository.ts';
 import { runCli, waitFor } from '../helpers/process.ts';
 
 const execFileAsync = promisify(execFile);

@@ -4,11 +4,11 @@ import { applyPatch } from 'diff';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 import { runCli, waitFor } from '../helpers/process.ts';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service.ts';
 

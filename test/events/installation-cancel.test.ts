@@ -18,7 +18,7 @@ import { reportQueue } from '../../src/jobs/report.ts';
 import { describeInstallationCancel } from '../../src/runs/cancel-installation-work.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createSession } from '../../src/web/session/session-store.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import {
   createGitHubTestContext,
   insertFindings,

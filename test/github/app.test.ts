@@ -7,7 +7,7 @@ import {
   primaryRateLimitError,
   secondaryRateLimitError,
   startFakeGitHub,
-} from '../fakes/github.ts';
+} from '../../src/demo/fakes/github.ts';
 import {
   appId,
   captureLogs,

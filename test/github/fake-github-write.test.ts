@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Octokit } from '@octokit/rest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headBranch } from '../helpers/git-repository.ts';
+import { headBranch } from '../../src/demo/git-repository.ts';
 import { owner, pullNumber, repo, startHarness, type Harness } from './harness.ts';
 
 const execFileAsync = promisify(execFile);

@@ -5,8 +5,8 @@ import {
   startFakeGitHub,
   type AppKeyPair,
   type FakeGitHub,
-} from '../fakes/github.ts';
-import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+} from '../../src/demo/fakes/github.ts';
+import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 
 const appId = '777';
 const installationId = 31;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileReadError, readFileAtRef } from '../../src/github/file-content.ts';
-import { gitEnvironment, headBranch } from '../helpers/git-repository.ts';
+import { gitEnvironment, headBranch } from '../../src/demo/git-repository.ts';
 import { owner, repo, requestsTo, startHarness, type Harness } from './harness.ts';
 
 const execFileAsync = promisify(execFile);

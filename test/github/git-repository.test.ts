@@ -7,7 +7,7 @@ import {
   createGitRepository,
   gitEnvironment,
   type GitRepository,
-} from '../helpers/git-repository.ts';
+} from '../../src/demo/git-repository.ts';
 
 const execFileAsync = promisify(execFile);
 const created: GitRepository[] = [];

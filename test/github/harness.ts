@@ -2,8 +2,8 @@ import { Writable } from 'node:stream';
 import type { Octokit } from '@octokit/rest';
 import { createGitHubApp, type GitHubApp } from '../../src/github/app.ts';
 import { createLogger } from '../../src/logger.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { createGitRepository, headBranch, type GitRepository } from '../helpers/git-repository.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { createGitRepository, headBranch, type GitRepository } from '../../src/demo/git-repository.ts';
 
 /** Shared setup of the GitHub tests: a fake GitHub that serves one repository and its app. */
 

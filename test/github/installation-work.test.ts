@@ -6,8 +6,8 @@ import { installations, patchRequests, prRuns } from '../../src/db/schema/index.
 import { handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { handlePreviewJob, type PreviewJobData } from '../../src/jobs/preview.ts';
 import { handleReportJob, type ReportJobData } from '../../src/jobs/report.ts';
-import { primaryRateLimitError, secondaryRateLimitError } from '../fakes/github.ts';
-import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
   createGitHubTestContext,
   insertFindings,

@@ -4,7 +4,7 @@ import {
   maxListedPullRequestFiles,
   type PullRequestFile,
 } from '../../src/github/pull-files.ts';
-import { secondaryRateLimitError } from '../fakes/github.ts';
+import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import {
   owner,
   pullNumber,

@@ -9,14 +9,14 @@ import {
   users,
 } from '../../src/db/schema/index.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { createTestContext, type TestContext } from './context.ts';
 import {
   createGitRepository,
   headBranch,
   type FileValue,
   type GitRepository,
-} from './git-repository.ts';
+} from '../../src/demo/git-repository.ts';
 
 /**
  * A test context wired to a fake GitHub that serves one repository, `owner/repo`, with pull

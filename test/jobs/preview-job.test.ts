@@ -15,10 +15,10 @@ import {
   previewQueueOptions,
   type PreviewJobData,
 } from '../../src/jobs/preview.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 
 const appId = '4712';
 const installationId = 78;

@@ -15,11 +15,11 @@ import {
 } from '../../src/db/schema/index.ts';
 import { createGitHubApp } from '../../src/github/app.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 import { keyForms } from './key-check-server.ts';
 
 const appId = '4712';

@@ -5,8 +5,8 @@ import { userApiKeys, users } from '../../src/db/schema/index.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { keyForms, startKeyCheckServer } from './key-check-server.ts';
 

@@ -4,8 +4,8 @@ import { generateWithFallback, type ModelAttempt } from '../../src/llm/fallback.
 import { createGeminiClient } from '../../src/llm/gemini.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
 import type { ModelClient, ModelRequest } from '../../src/llm/types.ts';
-import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 
 const groqKey = 'gsk_TESTONLY0000000000000000000000000000000000000000000000';
 const geminiKey = 'AIzaTESTONLY00000000000000000000000000';

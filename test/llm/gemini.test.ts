@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/llm/errors.ts';
 import { createGeminiClient, type GeminiClientOptions } from '../../src/llm/gemini.ts';
 import type { ModelRequest } from '../../src/llm/types.ts';
-import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
+import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 
 const apiKey = 'AIzaTESTONLY00000000000000000000000000';
 const model = 'gemini-2.5-flash';

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient, type GroqClientOptions } from '../../src/llm/groq.ts';
 import type { ModelRequest } from '../../src/llm/types.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 
 const apiKey = 'gsk_TESTONLY0000000000000000000000000000000000000000000000';
 const model = 'llama-3.3-70b-versatile';

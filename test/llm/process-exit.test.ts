@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeGemini, type FakeGemini } from '../fakes/gemini.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 
 const repositoryRoot = path.resolve(import.meta.dirname, '../..');
 const moduleUrl = (relative: string) => pathToFileURL(path.join(repositoryRoot, relative)).href;

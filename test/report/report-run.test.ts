@@ -4,7 +4,7 @@ import { prRuns } from '../../src/db/schema/index.ts';
 import { checkConclusion } from '../../src/report/check-conclusion.ts';
 import { reportRun } from '../../src/report/report-run.ts';
 import { summaryMarker } from '../../src/report/summary-markdown.ts';
-import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
   createGitHubTestContext,
   insertFindings,

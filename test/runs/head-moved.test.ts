@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
-import { commitOnBranch, headBranch } from '../helpers/git-repository.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
   createGitHubTestContext,
   insertInstallation,

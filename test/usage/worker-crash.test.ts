@@ -13,10 +13,10 @@ import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { startBoss } from '../../src/jobs/boss.ts';
 import { createQueues } from '../../src/jobs/workers.ts';
 import { createLogger } from '../../src/logger.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { startFakeGroq, type FakeGroq } from '../fakes/groq.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { createGitRepository, type GitRepository } from '../helpers/git-repository.ts';
+import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 import { waitFor } from '../helpers/process.ts';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service.ts';
 

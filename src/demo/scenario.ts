@@ -1,0 +1,118 @@
+import { createRequire } from 'node:module';
+import type { GroqChatRequest, GroqTextReply } from './fakes/groq.ts';
+
+/**
+ * The pull request that `npm run demo` opens: the repository, pull request and installation of
+ * the `installation.created` and `pull_request.opened` examples in @octokit/webhooks-examples,
+ * with one small file whose new lines the built-in rules report three times.
+ */
+
+export const demoAccount = { login: 'Codertocat', id: 21031067, type: 'User' as const };
+export const demoRepository = { owner: 'Codertocat', repo: 'Hello-World', id: 186853002 };
+export const demoPullRequestNumber = 2;
+export const demoInstallationId = 957387;
+export const demoFilePath = 'src/notify.ts';
+
+export const demoBaseFiles: Record<string, string> = {
+  'README.md': '# Hello-World\n',
+  [demoFilePath]: `export function notify(user: string) {
+  return send(user);
+}
+`,
+};
+
+/** The head commit adds a hard-coded credential, a console.log and a debugger statement. */
+export const demoHeadFiles: Record<string, string> = {
+  [demoFilePath]: `const apiKey = "sk_live_51HqLyjWDarjtT1zdp7dc";
+
+export function notify(user: string) {
+  console.log('notify', user);
+  debugger;
+  return send(user, apiKey);
+}
+`,
+};
+
+type WebhookExample = { name: string; examples: Record<string, any>[] };
+
+function loadExamples(): WebhookExample[] {
+  try {
+    return createRequire(import.meta.url)('@octokit/webhooks-examples') as WebhookExample[];
+  } catch (error) {
+    throw new Error(
+      'The demo needs the dev dependency @octokit/webhooks-examples, which could not be loaded ' +
+        `(${(error as Error).message.split('\n')[0]}). Install with "npm ci" without --omit=dev.`,
+    );
+  }
+}
+
+function examplePayload(event: string, action: string): Record<string, any> {
+  const example = loadExamples()
+    .find((entry) => entry.name === event)
+    ?.examples.find((candidate) => candidate.action === action);
+  if (!example) {
+    throw new Error(`@octokit/webhooks-examples has no ${event} payload with action ${action}.`);
+  }
+  return structuredClone(example);
+}
+
+/** Returns the `installation.created` example, whose sender becomes the installation's owner. */
+export function installationCreatedPayload(): Record<string, any> {
+  const payload = examplePayload('installation', 'created');
+  payload.installation.id = demoInstallationId;
+  return payload;
+}
+
+/** Returns the `pull_request.opened` example, pointed at the demo repository's two commits. */
+export function pullRequestOpenedPayload(commits: {
+  baseSha: string;
+  headSha: string;
+  headRef: string;
+}): Record<string, any> {
+  const payload = examplePayload('pull_request', 'opened');
+  payload.installation = { id: demoInstallationId };
+  payload.number = demoPullRequestNumber;
+  payload.pull_request.number = demoPullRequestNumber;
+  payload.pull_request.head.sha = commits.headSha;
+  payload.pull_request.head.ref = commits.headRef;
+  payload.pull_request.base.sha = commits.baseSha;
+  payload.pull_request.base.ref = 'main';
+  return payload;
+}
+
+interface PromptFinding {
+  ruleId: string;
+  line: number;
+  endLine: number;
+}
+
+/** Reads the findings JSON and the file text from the user message of a fix prompt. */
+function parseFixPrompt(user: string): { findings: PromptFinding[]; content: string } {
+  const findingsMatch = /<findings>\n([\s\S]*?)\n<\/findings>/.exec(user);
+  const fileMatch = /<(file(?:-[0-9a-f]{16})?)[^>]*>\n([\s\S]*)\n<\/\1>$/.exec(user);
+  if (!findingsMatch || !fileMatch) {
+    throw new Error('The fix prompt has no findings block or no file block.');
+  }
+  return { findings: JSON.parse(findingsMatch[1]!) as PromptFinding[], content: fileMatch[2]! };
+}
+
+/**
+ * Returns the fixed file for a fix prompt, as the system prompt requests of a model: only the
+ * listed findings are fixed. A hard-coded credential becomes `process.env.DEMO_API_KEY`, and the lines of
+ * debug statements are removed. Other lines stay as they are.
+ */
+export function answerFixPrompt(request: GroqChatRequest): GroqTextReply {
+  const user = request.messages.find((message) => message.role === 'user')?.content ?? '';
+  const { findings, content } = parseFixPrompt(user);
+  const lines = content.split('\n');
+  const removed = new Set<number>();
+  for (const finding of findings) {
+    const index = finding.line - 1;
+    if (finding.ruleId === 'secret/hardcoded-credential') {
+      lines[index] = lines[index]!.replace(/(["'`])[^"'`]*\1/, 'process.env.DEMO_API_KEY');
+    } else if (finding.ruleId.startsWith('debug/')) {
+      for (let line = finding.line; line <= finding.endLine; line += 1) removed.add(line - 1);
+    }
+  }
+  return { text: lines.filter((_, index) => !removed.has(index)).join('\n') };
+}

@@ -1,0 +1,166 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isProcessAlive } from '../../src/demo/service-process.ts';
+import { waitFor } from '../helpers/process.ts';
+
+/**
+ * Runs `fixwright demo` as `npm run demo` does, as a child process, with settings in its
+ * environment that the demo must ignore, and checks what it prints and that SIGINT stops
+ * every process it started.
+ */
+
+let demo: ChildProcess;
+let output = '';
+let errors = '';
+let exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+/** Returns the first capture group of `pattern` in the demo's output. */
+function capture(pattern: RegExp): string {
+  const match = pattern.exec(output);
+  if (!match) throw new Error(`The demo output has no match for ${pattern}:\n${output}`);
+  return match[1]!;
+}
+
+beforeAll(async () => {
+  demo = spawn(process.execPath, ['bin/fixwright.js', 'demo'], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TMPDIR: process.env.TMPDIR,
+      // The demo must pass none of these to its service. The addresses are closed ports on
+      // 127.0.0.1, so a leak makes the run fail instead of reaching anything.
+      DATABASE_URL: 'postgres://nobody:secret@127.0.0.1:9/none',
+      GITHUB_API_URL: 'http://127.0.0.1:9',
+      GROQ_API_KEY: 'gsk_operator_key_that_must_not_be_used',
+      GROQ_BASE_URL: 'http://127.0.0.1:9',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  demo.stdout!.on('data', (chunk) => (output += chunk));
+  demo.stderr!.on('data', (chunk) => (errors += chunk));
+  exit = new Promise((resolve) => demo.once('exit', (code, signal) => resolve({ code, signal })));
+  await waitFor(
+    async () => {
+      if (demo.exitCode !== null) throw new Error(`the demo exited with ${demo.exitCode}`);
+      return output.includes('Press Ctrl-C');
+    },
+    { timeoutMs: 150_000, intervalMs: 200, describe: () => `the demo to start:\n${output}\n${errors}` },
+  );
+}, 160_000);
+
+afterAll(async () => {
+  if (demo && demo.exitCode === null && demo.signalCode === null) {
+    demo.kill('SIGINT');
+    await exit;
+  }
+});
+
+describe('npm run demo', () => {
+  it('ignores credentials from the environment', () => {
+    expect(output).toContain('Ignoring DATABASE_URL, GITHUB_API_URL, GROQ_API_KEY, GROQ_BASE_URL');
+    expect(output).not.toContain('gsk_operator_key_that_must_not_be_used');
+  });
+
+  it('prints only 127.0.0.1 addresses', () => {
+    const urls = output.match(/https?:\/\/[^\s"'/]+/g) ?? [];
+    expect(urls.length).toBeGreaterThan(5);
+    for (const url of urls) expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  it('prints the findings of the run', () => {
+    const findings = output.match(/^ {2}finding \S+ \w+ \S+(?=:)/gm);
+    expect(findings).toEqual([
+      '  finding src/notify.ts:1 error secret/hardcoded-credential',
+      '  finding src/notify.ts:4 warning debug/console-log',
+      '  finding src/notify.ts:5 warning debug/debugger',
+    ]);
+    expect(output).toMatch(/Report: check run "Fixwright" on [0-9a-f]{7} concluded failure with 3 annotations/);
+  });
+
+  it('prints the preview diff', () => {
+    expect(output).toMatch(/Preview [0-9a-f-]{36} is ready \(\d+ tokens\)/);
+    expect(output).toContain('  --- a/src/notify.ts');
+    expect(output).toContain('  +++ b/src/notify.ts');
+    expect(output).toContain('  -const apiKey = "sk_live_51HqLyjWDarjtT1zdp7dc";');
+    expect(output).toContain('  +const apiKey = process.env.DEMO_API_KEY;');
+    // Only the credential was in the preview, so the debug lines stay as context.
+    expect(output).not.toContain("  -  console.log('notify', user);");
+  });
+
+  it('prints the usage of the free plan', () => {
+    const used = Number(capture(/^Usage: plan free, used (\d+), remaining \d+ of 1000 tokens$/m));
+    const remaining = Number(capture(/^Usage: plan free, used \d+, remaining (\d+) of 1000 tokens$/m));
+    const previewTokens = Number(capture(/^Preview [0-9a-f-]{36} is ready \((\d+) tokens\)/m));
+    const reported = Number(capture(/the fake Groq reported (\d+) \(/));
+    const reserved = Number(capture(/the call reserved (\d+) tokens/));
+    const systemPrompt = Number(capture(/the system prompt alone is (\d+) tokens/));
+    expect(used).toBe(reported);
+    expect(previewTokens).toBe(reported);
+    expect(used + remaining).toBe(1000);
+    expect(reserved).toBeLessThanOrEqual(1000);
+    expect(used).toBeGreaterThan(systemPrompt);
+    expect(systemPrompt).toBeGreaterThan(500);
+  });
+
+  it('applies the preview with the printed token', async () => {
+    const token = capture(/^API token: (fxw_\S+)$/m);
+    const applyUrl = capture(/(http:\/\/127\.0\.0\.1:\d+\/api\/patch-requests\/[0-9a-f-]{36}\/apply)/);
+    const response = await fetch(applyUrl, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ mode: 'commit' }),
+    });
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(200);
+    expect(body.commitSha).toMatch(/^[0-9a-f]{40}$/);
+    expect(body.files).toEqual(['src/notify.ts']);
+  });
+
+  it('signs in to the dashboard through the fake GitHub', async () => {
+    const dashboard = capture(/^Dashboard: (\S+)$/m);
+    const cookies = new Map<string, string>();
+    let url = new URL('/auth/github', dashboard).toString();
+    for (let hop = 0; hop < 5; hop += 1) {
+      const cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+      const response = await fetch(url, { redirect: 'manual', headers: { cookie } });
+      for (const header of response.headers.getSetCookie()) {
+        const [pair = ''] = header.split(';');
+        const index = pair.indexOf('=');
+        cookies.set(pair.slice(0, index), pair.slice(index + 1));
+      }
+      const location = response.headers.get('location');
+      if (!location) break;
+      expect(new URL(location, url).hostname).toBe('127.0.0.1');
+      url = new URL(location, url).toString();
+    }
+    expect(url).toBe(dashboard);
+    const cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    const home = await fetch(dashboard, { headers: { cookie } });
+    expect(home.status).toBe(200);
+    expect(await home.text()).toContain('Codertocat/Hello-World#2');
+  });
+
+  it('stops every process it started on SIGINT', async () => {
+    const pids = {
+      demo: Number(capture(/^Processes: demo pid (\d+)/m)),
+      service: Number(capture(/^Processes: .*service pid (\d+)/m)),
+      postgres: Number(capture(/^Processes: .*PostgreSQL pid (\d+)/m)),
+    };
+    const folder = capture(/^Demo folder: (\S+)/m);
+    expect(pids.demo).toBe(demo.pid);
+    for (const pid of Object.values(pids)) expect(isProcessAlive(pid)).toBe(true);
+
+    demo.kill('SIGINT');
+    const result = await Promise.race([
+      exit,
+      new Promise((resolve) => setTimeout(() => resolve('timed out'), 60_000)),
+    ]);
+    expect(result, `${output}\n${errors}`).toEqual({ code: 0, signal: null });
+    expect(output).toContain('Stopped everything the demo started');
+    expect(errors).toBe('');
+    expect(isProcessAlive(pids.service)).toBe(false);
+    expect(isProcessAlive(pids.postgres)).toBe(false);
+    expect(existsSync(folder)).toBe(false);
+  }, 70_000);
+});
