@@ -1,5 +1,6 @@
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createJsonServer, inFlightCounter } from './json-server.ts';
 
 /** Token usage in Gemini's wire format (`usageMetadata`). */
 export type GeminiUsage = {
@@ -155,145 +156,113 @@ export async function startFakeGemini(
   const requests: RecordedGeminiRequest[] = [];
   const defaultHandler = (): GeminiTextReply => ({ text: 'fake answer' });
   let handler: (request: GeminiGenerateRequest) => GeminiTextReply = defaultHandler;
-  let inFlight = 0;
-  let idleWaiters: (() => void)[] = [];
+  const counter = inFlightCounter();
 
-  const finish = () => {
-    inFlight--;
-    if (inFlight === 0) {
-      for (const resolve of idleWaiters) resolve();
-      idleWaiters = [];
-    }
-  };
-
-  const server = createServer((req, res) => {
-    inFlight++;
-    let timer: NodeJS.Timeout | undefined;
-    // 'close' follows both a sent reply and a dropped connection.
-    res.once('close', () => {
-      clearTimeout(timer);
-      finish();
-    });
-
-    /** Sends the reply after `delayMs`, unless the client closes the connection first. */
+  const server = createJsonServer(counter, ({ req, body, respond }) => {
+    /** Sends the reply after `delayMs` and records it, unless the client closes first. */
     const send = (
       recorded: RecordedGeminiRequest,
       reply: GeminiRawReply & { usage?: GeminiUsage },
       delayMs = 0,
-    ) => {
-      timer = setTimeout(() => {
+    ) =>
+      respond(reply, delayMs, () => {
         recorded.reply = { status: reply.status, ...(reply.usage ? { usage: reply.usage } : {}) };
-        const payload = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
-        res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
-        res.end(payload);
-      }, delayMs);
+      });
+
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const headerKey = req.headers['x-goog-api-key'];
+    const recorded: RecordedGeminiRequest = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: req.headers,
+      apiKey:
+        typeof headerKey === 'string' ? headerKey : (url.searchParams.get('key') ?? undefined),
+      body,
     };
+    requests.push(recorded);
 
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = text === '' ? undefined : JSON.parse(text);
-      } catch {
-        body = text;
+    const key = recorded.apiKey;
+    if (key === undefined) {
+      const error = geminiErrorBody(
+        403,
+        'PERMISSION_DENIED',
+        'Method doesn\'t allow unregistered callers (callers without established identity). ' +
+          'Please use API Key or other form of API consumer identity to call this API.',
+      );
+      send(recorded, { status: 403, body: error });
+      return;
+    }
+    if (rejectedKeys.has(key)) {
+      send(recorded, { status: 400, body: invalidKeyBody() });
+      return;
+    }
+
+    if (req.method === 'GET' && url.pathname === '/v1beta/models') {
+      const pageSize = Number(url.searchParams.get('pageSize') ?? '50');
+      const offset = Number(url.searchParams.get('pageToken') ?? '0');
+      const page = models.slice(offset, offset + pageSize).map((model) => ({
+        name: `models/${model.name}`,
+        version: '001',
+        displayName: model.name,
+        description: `Fake ${model.name}`,
+        inputTokenLimit: 1_048_576,
+        outputTokenLimit: 65_536,
+        supportedGenerationMethods: model.methods,
+        temperature: 1,
+        topP: 0.95,
+        topK: 64,
+        maxTemperature: 2,
+        thinking: model.name.startsWith('gemini-2.5'),
+      }));
+      const nextOffset = offset + pageSize;
+      const nextPage = nextOffset < models.length ? { nextPageToken: String(nextOffset) } : {};
+      send(recorded, { status: 200, body: { models: page, ...nextPage } });
+      return;
+    }
+
+    const generateMatch = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
+    if (req.method === 'POST' && generateMatch) {
+      const reply = queue.shift();
+      if (reply !== undefined && isRawReply(reply)) {
+        send(recorded, reply, reply.delayMs);
+        return;
       }
-      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      const headerKey = req.headers['x-goog-api-key'];
-      const recorded: RecordedGeminiRequest = {
-        method: req.method ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        apiKey:
-          typeof headerKey === 'string' ? headerKey : (url.searchParams.get('key') ?? undefined),
-        body,
+
+      const generateRequest = parseGenerateRequest(generateMatch[1] ?? '', body);
+      if (!models.some((model) => model.name === generateRequest.model)) {
+        const message =
+          `models/${generateRequest.model} is not found for API version v1beta, or is not ` +
+          'supported for generateContent. Call ListModels to see the list of available ' +
+          'models and their supported methods.';
+        send(recorded, { status: 404, body: geminiErrorBody(404, 'NOT_FOUND', message) });
+        return;
+      }
+      const textReply = reply ?? handler(generateRequest);
+      const usage = {
+        ...computeGeminiUsage(generateRequest, textReply.text, textReply.thoughtsTokens),
+        ...textReply.usage,
       };
-      requests.push(recorded);
+      const finishReason = textReply.finishReason ?? 'STOP';
+      // A candidate that a filter stopped carries no content, as in Gemini's replies.
+      const content =
+        textReply.text === '' && finishReason !== 'STOP'
+          ? {}
+          : { content: { role: 'model', parts: [{ text: textReply.text }] } };
+      const response = {
+        candidates: [{ ...content, finishReason, index: 0 }],
+        usageMetadata: {
+          ...usage,
+          promptTokensDetails: [{ modality: 'TEXT', tokenCount: usage.promptTokenCount }],
+        },
+        modelVersion: generateRequest.model,
+        responseId: `fake-${requests.length}`,
+      };
+      send(recorded, { status: 200, body: response, usage }, textReply.delayMs);
+      return;
+    }
 
-      const key = recorded.apiKey;
-      if (key === undefined) {
-        const error = geminiErrorBody(
-          403,
-          'PERMISSION_DENIED',
-          'Method doesn\'t allow unregistered callers (callers without established identity). ' +
-            'Please use API Key or other form of API consumer identity to call this API.',
-        );
-        send(recorded, { status: 403, body: error });
-        return;
-      }
-      if (rejectedKeys.has(key)) {
-        send(recorded, { status: 400, body: invalidKeyBody() });
-        return;
-      }
-
-      if (req.method === 'GET' && url.pathname === '/v1beta/models') {
-        const pageSize = Number(url.searchParams.get('pageSize') ?? '50');
-        const offset = Number(url.searchParams.get('pageToken') ?? '0');
-        const page = models.slice(offset, offset + pageSize).map((model) => ({
-          name: `models/${model.name}`,
-          version: '001',
-          displayName: model.name,
-          description: `Fake ${model.name}`,
-          inputTokenLimit: 1_048_576,
-          outputTokenLimit: 65_536,
-          supportedGenerationMethods: model.methods,
-          temperature: 1,
-          topP: 0.95,
-          topK: 64,
-          maxTemperature: 2,
-          thinking: model.name.startsWith('gemini-2.5'),
-        }));
-        const nextOffset = offset + pageSize;
-        const nextPage = nextOffset < models.length ? { nextPageToken: String(nextOffset) } : {};
-        send(recorded, { status: 200, body: { models: page, ...nextPage } });
-        return;
-      }
-
-      const generateMatch = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
-      if (req.method === 'POST' && generateMatch) {
-        const reply = queue.shift();
-        if (reply !== undefined && isRawReply(reply)) {
-          send(recorded, reply, reply.delayMs);
-          return;
-        }
-
-        const generateRequest = parseGenerateRequest(generateMatch[1] ?? '', body);
-        if (!models.some((model) => model.name === generateRequest.model)) {
-          const message =
-            `models/${generateRequest.model} is not found for API version v1beta, or is not ` +
-            'supported for generateContent. Call ListModels to see the list of available ' +
-            'models and their supported methods.';
-          send(recorded, { status: 404, body: geminiErrorBody(404, 'NOT_FOUND', message) });
-          return;
-        }
-        const textReply = reply ?? handler(generateRequest);
-        const usage = {
-          ...computeGeminiUsage(generateRequest, textReply.text, textReply.thoughtsTokens),
-          ...textReply.usage,
-        };
-        const finishReason = textReply.finishReason ?? 'STOP';
-        // A candidate that a filter stopped carries no content, as in Gemini's replies.
-        const content =
-          textReply.text === '' && finishReason !== 'STOP'
-            ? {}
-            : { content: { role: 'model', parts: [{ text: textReply.text }] } };
-        const response = {
-          candidates: [{ ...content, finishReason, index: 0 }],
-          usageMetadata: {
-            ...usage,
-            promptTokensDetails: [{ modality: 'TEXT', tokenCount: usage.promptTokenCount }],
-          },
-          modelVersion: generateRequest.model,
-          responseId: `fake-${requests.length}`,
-        };
-        send(recorded, { status: 200, body: response, usage }, textReply.delayMs);
-        return;
-      }
-
-      const notFound = geminiErrorBody(404, 'NOT_FOUND', `Method not found: ${url.pathname}`);
-      send(recorded, { status: 404, body: notFound });
-    });
+    const notFound = geminiErrorBody(404, 'NOT_FOUND', `Method not found: ${url.pathname}`);
+    send(recorded, { status: 404, body: notFound });
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -316,8 +285,7 @@ export async function startFakeGemini(
       requests.length = 0;
       handler = defaultHandler;
     },
-    idle: () =>
-      inFlight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve)),
+    idle: () => counter.idle(),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) =>

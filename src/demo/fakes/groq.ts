@@ -1,5 +1,6 @@
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createJsonServer, inFlightCounter } from './json-server.ts';
 
 /** Token usage in Groq's wire format. */
 export type GroqUsage = {
@@ -136,133 +137,101 @@ export async function startFakeGroq(
   const requests: RecordedGroqRequest[] = [];
   const defaultHandler = (): GroqTextReply => ({ text: 'fake answer' });
   let handler: (request: GroqChatRequest) => GroqTextReply = defaultHandler;
-  let inFlight = 0;
-  let idleWaiters: (() => void)[] = [];
+  const counter = inFlightCounter();
   let completionCount = 0;
 
-  const finish = () => {
-    inFlight--;
-    if (inFlight === 0) {
-      for (const resolve of idleWaiters) resolve();
-      idleWaiters = [];
-    }
-  };
-
-  const server = createServer((req, res) => {
-    inFlight++;
-    let timer: NodeJS.Timeout | undefined;
-    // 'close' follows both a sent reply and a dropped connection.
-    res.once('close', () => {
-      clearTimeout(timer);
-      finish();
-    });
-
-    /** Sends the reply after `delayMs`, unless the client closes the connection first. */
+  const server = createJsonServer(counter, ({ req, body, respond }) => {
+    /** Sends the reply after `delayMs` and records it, unless the client closes first. */
     const send = (
       recorded: RecordedGroqRequest,
       reply: GroqRawReply & { usage?: GroqUsage },
       delayMs = 0,
-    ) => {
-      timer = setTimeout(() => {
+    ) =>
+      respond(reply, delayMs, () => {
         recorded.reply = { status: reply.status, ...(reply.usage ? { usage: reply.usage } : {}) };
-        const payload = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
-        res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
-        res.end(payload);
-      }, delayMs);
+      });
+
+    const recorded: RecordedGroqRequest = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: req.headers,
+      apiKey: readBearerKey(req.headers),
+      body,
     };
+    requests.push(recorded);
+    const path = (req.url ?? '').split('?')[0];
 
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = text === '' ? undefined : JSON.parse(text);
-      } catch {
-        body = text;
+    const key = recorded.apiKey;
+    if (key === undefined || rejectedKeys.has(key)) {
+      const error = groqErrorBody('Invalid API Key', 'invalid_request_error', 'invalid_api_key');
+      send(recorded, { status: 401, body: error });
+      return;
+    }
+
+    if (req.method === 'GET' && path === '/openai/v1/models') {
+      const data = models.map((id) => ({
+        id,
+        object: 'model',
+        created: 1_733_447_754,
+        owned_by: id.startsWith('openai/') ? 'OpenAI' : 'Meta',
+        active: true,
+        context_window: 131_072,
+        public_apps: null,
+        max_completion_tokens: 32_768,
+      }));
+      send(recorded, { status: 200, body: { object: 'list', data } });
+      return;
+    }
+
+    if (req.method === 'POST' && path === '/openai/v1/chat/completions') {
+      const reply = queue.shift();
+      if (reply !== undefined && isRawReply(reply)) {
+        send(recorded, reply, reply.delayMs);
+        return;
       }
-      const recorded: RecordedGroqRequest = {
-        method: req.method ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        apiKey: readBearerKey(req.headers),
-        body,
+
+      const chatRequest = parseChatRequest(body);
+      if (!models.includes(chatRequest.model)) {
+        const error = groqErrorBody(
+          `The model \`${chatRequest.model}\` does not exist or you do not have access to it.`,
+          'invalid_request_error',
+          'model_not_found',
+        );
+        send(recorded, { status: 404, body: error });
+        return;
+      }
+      const textReply = reply ?? handler(chatRequest);
+      const usage = { ...computeGroqUsage(chatRequest, textReply.text), ...textReply.usage };
+      completionCount++;
+      const completion = {
+        id: `chatcmpl-fake-${completionCount}`,
+        object: 'chat.completion',
+        created: Math.floor(Date.now() / 1000),
+        model: chatRequest.model,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: textReply.text },
+            logprobs: null,
+            finish_reason: textReply.finishReason ?? 'stop',
+          },
+        ],
+        usage,
+        usage_breakdown: null,
+        system_fingerprint: 'fp_fake',
+        x_groq: { id: `req_fake_${completionCount}` },
+        service_tier: 'on_demand',
       };
-      requests.push(recorded);
-      const path = (req.url ?? '').split('?')[0];
+      send(recorded, { status: 200, body: completion, usage }, textReply.delayMs);
+      return;
+    }
 
-      const key = recorded.apiKey;
-      if (key === undefined || rejectedKeys.has(key)) {
-        const error = groqErrorBody('Invalid API Key', 'invalid_request_error', 'invalid_api_key');
-        send(recorded, { status: 401, body: error });
-        return;
-      }
-
-      if (req.method === 'GET' && path === '/openai/v1/models') {
-        const data = models.map((id) => ({
-          id,
-          object: 'model',
-          created: 1_733_447_754,
-          owned_by: id.startsWith('openai/') ? 'OpenAI' : 'Meta',
-          active: true,
-          context_window: 131_072,
-          public_apps: null,
-          max_completion_tokens: 32_768,
-        }));
-        send(recorded, { status: 200, body: { object: 'list', data } });
-        return;
-      }
-
-      if (req.method === 'POST' && path === '/openai/v1/chat/completions') {
-        const reply = queue.shift();
-        if (reply !== undefined && isRawReply(reply)) {
-          send(recorded, reply, reply.delayMs);
-          return;
-        }
-
-        const chatRequest = parseChatRequest(body);
-        if (!models.includes(chatRequest.model)) {
-          const error = groqErrorBody(
-            `The model \`${chatRequest.model}\` does not exist or you do not have access to it.`,
-            'invalid_request_error',
-            'model_not_found',
-          );
-          send(recorded, { status: 404, body: error });
-          return;
-        }
-        const textReply = reply ?? handler(chatRequest);
-        const usage = { ...computeGroqUsage(chatRequest, textReply.text), ...textReply.usage };
-        completionCount++;
-        const completion = {
-          id: `chatcmpl-fake-${completionCount}`,
-          object: 'chat.completion',
-          created: Math.floor(Date.now() / 1000),
-          model: chatRequest.model,
-          choices: [
-            {
-              index: 0,
-              message: { role: 'assistant', content: textReply.text },
-              logprobs: null,
-              finish_reason: textReply.finishReason ?? 'stop',
-            },
-          ],
-          usage,
-          usage_breakdown: null,
-          system_fingerprint: 'fp_fake',
-          x_groq: { id: `req_fake_${completionCount}` },
-          service_tier: 'on_demand',
-        };
-        send(recorded, { status: 200, body: completion, usage }, textReply.delayMs);
-        return;
-      }
-
-      const notFound = groqErrorBody(
-        'Unknown request URL: ' + `${req.method} ${path}`,
-        'invalid_request_error',
-        'unknown_url',
-      );
-      send(recorded, { status: 404, body: notFound });
-    });
+    const notFound = groqErrorBody(
+      'Unknown request URL: ' + `${req.method} ${path}`,
+      'invalid_request_error',
+      'unknown_url',
+    );
+    send(recorded, { status: 404, body: notFound });
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -285,8 +254,7 @@ export async function startFakeGroq(
       requests.length = 0;
       handler = defaultHandler;
     },
-    idle: () =>
-      inFlight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve)),
+    idle: () => counter.idle(),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) =>
