@@ -433,7 +433,7 @@ export class Demo {
       `Apply the preview: press Apply on ${service.url}/patch-requests/${patchRequestId}, or`,
       `  ${curl} -H "content-type: application/json" -d '{"mode":"commit"}' ` +
         `${service.url}/api/patch-requests/${patchRequestId}/apply`,
-      `More tokens: DATA_DIR=${this.dataDir} npx fixwright users plan --login ` +
+      `More tokens (run in this folder): env -u DATABASE_URL DATA_DIR=${this.dataDir} npx fixwright users plan --login ` +
         `${demoAccount.login} --plan pro`,
       `Processes: demo pid ${process.pid}, service pid ${service.pid}, ` +
         `PostgreSQL pid ${bundledPostgresPid(this.dataDir!) ?? 'unknown'}`,

@@ -88,6 +88,11 @@ describe('npm run demo', () => {
     expect(output).not.toContain("  -  console.log('notify', user);");
   });
 
+  it('prints a plan command that keeps to the demo database', () => {
+    const dataDir = capture(/env -u DATABASE_URL DATA_DIR=(\S+) npx fixwright users plan --login Codertocat --plan pro/);
+    expect(dataDir).toContain('fixwright-demo-');
+  });
+
   it('prints the usage of the free plan', () => {
     const used = Number(capture(/^Usage: plan free, used (\d+), remaining \d+ of 1000 tokens$/m));
     const remaining = Number(capture(/^Usage: plan free, used \d+, remaining (\d+) of 1000 tokens$/m));
