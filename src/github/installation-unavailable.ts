@@ -64,8 +64,9 @@ const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;
 
 /**
  * Returns `error` as an InstallationUnavailableError when it is one, or when it is GitHub's
- * response to minting an installation token: 404 for an uninstalled app, 403 for a suspended
- * installation. Returns null for every other error.
+ * response to minting an installation token: 404 for an uninstalled app, 403 whose message
+ * says the installation is suspended. Returns null for every other error, including other
+ * 403s (a secondary rate limit, say), which must not mark the installation suspended.
  */
 export function asInstallationUnavailable(error: unknown): InstallationUnavailableError | null {
   if (error instanceof InstallationUnavailableError) return error;
@@ -73,6 +74,7 @@ export function asInstallationUnavailable(error: unknown): InstallationUnavailab
   const { status, request } = error as { status?: unknown; request?: { url?: unknown } };
   const match = typeof request?.url === 'string' ? accessTokenPath.exec(request.url) : null;
   if (!match || (status !== 403 && status !== 404)) return null;
+  if (status === 403 && !/suspended/i.test(error.message)) return null;
   const installationId = Number(match[1]);
   return new InstallationUnavailableError(
     installationId,
