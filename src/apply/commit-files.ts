@@ -1,4 +1,5 @@
 import type { Octokit } from '@octokit/rest';
+import { UnexpectedGitHubAnswerError } from './github-rejection.ts';
 
 /** Raised when the head branch no longer points to the commit the preview was made on. */
 export class BranchMovedError extends Error {
@@ -103,6 +104,10 @@ export async function commitFiles(
     ...repository,
     commit_sha: target.parentSha,
   });
+  if (typeof parent?.tree?.sha !== 'string') {
+    const path = `/repos/${target.owner}/${target.repo}/git/commits/${target.parentSha}`;
+    throw new UnexpectedGitHubAnswerError('GET', path, 'tree');
+  }
   const cache = new Map<string, TreeEntries>();
   const entries = [];
   for (const file of files) {

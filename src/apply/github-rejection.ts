@@ -11,8 +11,27 @@ export interface GitHubRejection {
   path: string;
 }
 
-/** Returns the request and response of an Octokit RequestError, or null for other errors. */
+/** GitHub answered 2xx, but without what the answer must hold (a commit without its tree, say). */
+export class UnexpectedGitHubAnswerError extends Error {
+  override name = 'UnexpectedGitHubAnswerError';
+
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    missing: string,
+  ) {
+    super(`the answer had no ${missing}`);
+  }
+}
+
+/**
+ * Returns the request and response of an Octokit RequestError, or of an answer that lacked
+ * what it must hold (reported as 502), or null for other errors.
+ */
 export function asGitHubRejection(error: unknown): GitHubRejection | null {
+  if (error instanceof UnexpectedGitHubAnswerError) {
+    return { status: 502, message: error.message, method: error.method, path: error.path };
+  }
   if (!(error instanceof Error) || error.name !== 'HttpError') return null;
   const { status, request, response } = error as {
     status?: unknown;

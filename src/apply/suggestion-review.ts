@@ -93,13 +93,42 @@ export async function postSuggestionReview(
     }
   }
 
-  const { data: review } = await octokit.rest.pulls.createReview({
-    ...repository,
+  // A review is not idempotent: one posted by an earlier attempt (whose answer was lost, or
+  // whose claim went stale) is found by the patch request id in its body and kept.
+  const posted = await findPostedReview(octokit, target);
+  if (posted !== null) return { reviewId: posted, comments: comments.length, outsideDiffFiles };
+  try {
+    const { data: review } = await octokit.rest.pulls.createReview({
+      ...repository,
+      pull_number: target.pullNumber,
+      commit_id: target.headSha,
+      event: 'COMMENT',
+      body: reviewBody(target, files.length, outsideDiffs),
+      comments,
+      // A 5xx may come after GitHub created the review; the check below decides instead.
+      request: { retries: 0 },
+    });
+    return { reviewId: review.id, comments: comments.length, outsideDiffFiles };
+  } catch (error) {
+    const status = (error as { status?: number }).status;
+    if (status !== undefined && status < 500) throw error;
+    const created = await findPostedReview(octokit, target);
+    if (created === null) throw error;
+    return { reviewId: created, comments: comments.length, outsideDiffFiles };
+  }
+}
+
+/** Returns the id of this patch request's review at `headSha`, or null when there is none. */
+async function findPostedReview(octokit: Octokit, target: SuggestionTarget): Promise<number | null> {
+  const reviews = await octokit.paginate(octokit.rest.pulls.listReviews, {
+    owner: target.owner,
+    repo: target.repo,
     pull_number: target.pullNumber,
-    commit_id: target.headSha,
-    event: 'COMMENT',
-    body: reviewBody(target, files.length, outsideDiffs),
-    comments,
+    per_page: 100,
   });
-  return { reviewId: review.id, comments: comments.length, outsideDiffFiles };
+  const marker = `from patch request ${target.patchRequestId},`;
+  const review = reviews.find(
+    (candidate) => candidate.commit_id === target.headSha && (candidate.body ?? '').includes(marker),
+  );
+  return review?.id ?? null;
 }

@@ -162,7 +162,27 @@ async function createReview(context: Context): Promise<FakeResponse> {
   return json(200, reviewPayload(context.state, review));
 }
 
+/** Lists a pull request's reviews, oldest first, as GitHub does. */
+async function listReviews(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const pullNumber = Number(param(context, 'pull_number'));
+  context.state.requirePullRequest(repository, pullNumber);
+  const reviews = context.state.reviews.filter(
+    (review) =>
+      review.owner === repository.owner &&
+      review.repo === repository.repo &&
+      review.pullNumber === pullNumber,
+  );
+  return json(200, reviews.map((review) => reviewPayload(context.state, review)));
+}
+
 export const reviewRoutes: Route<FakeState>[] = [
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/pulls/:pull_number/reviews',
+    auth: 'installation',
+    handle: listReviews,
+  },
   {
     method: 'POST',
     pattern: '/repos/:owner/:repo/pulls/:pull_number/reviews',

@@ -1,0 +1,403 @@
+// Applying when GitHub fails part-way: answers lost after a write, stale claims, concurrent
+// applies, missing branches and malformed answers. A patch request is applied once or not at
+// all, and every failure is a 4xx or 502 saying what to do.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { eq } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { installations, patchRequests } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
+import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
+import type { FakeResponse, RouteContext } from '../../src/demo/fakes/github/router.ts';
+import type { FakeState } from '../../src/demo/fakes/github/state.ts';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertReadyPatchRequest,
+  insertRun,
+  insertUser,
+  owner,
+  prNumber,
+  repo,
+  repository,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+const execFileAsync = promisify(execFile);
+
+const headText = 'one\ntwo\nthree\n';
+const proposedText = 'one\nTWO\nthree\n';
+const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let user: Awaited<ReturnType<typeof insertUser>>;
+let runId: string;
+
+/**
+ * Failure injected after the fake's own handler ran, so GitHub did the work but the client saw
+ * an error, as happens when a response is lost or a proxy times out.
+ */
+const afterWork: { review: number; ref: number } = { review: 0, ref: 0 };
+
+async function git(...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, ...args]);
+  return stdout.trim();
+}
+
+function apply(id: string, body?: unknown) {
+  return app.request(`/api/patch-requests/${id}/apply`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+function newRequest(status?: 'ready' | 'partially_ready' | 'failed') {
+  return insertReadyPatchRequest(setup.context, {
+    runId,
+    userId: user.id,
+    files: [{ path: 'app.txt', originalText: headText, proposedText }],
+    status,
+  });
+}
+
+function setInstallation(suspended = false) {
+  setup.fake.setInstallation({
+    id: setup.installationId,
+    account: { login: owner, id: 1, type: 'Organization' },
+    permissions: { checks: 'write', metadata: 'read', contents: 'write', pull_requests: 'write' },
+    suspended,
+  });
+}
+
+async function stored(id: string) {
+  const [row] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  return row!;
+}
+
+function wrapAfterWork(
+  route: (typeof gitDataRoutes)[number],
+  key: keyof typeof afterWork,
+): (typeof gitDataRoutes)[number] {
+  return {
+    ...route,
+    async handle(context: RouteContext<FakeState>): Promise<FakeResponse> {
+      const response = await route.handle(context);
+      if (afterWork[key] > 0 && response.status < 300) {
+        afterWork[key] -= 1;
+        return { status: 502, body: { message: 'Server Error' } };
+      }
+      return response;
+    },
+  };
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'app.txt': 'one\n' },
+    head: { 'app.txt': headText },
+  });
+  app = createApp(setup.context);
+  user = await insertUser(setup.context);
+  await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+  });
+  runId = run.id;
+
+  const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
+  setup.fake.addRoute(wrapAfterWork(updateRef, 'ref'));
+  setup.fake.addRoute(wrapAfterWork(reviewRoutes[0]!, 'review'));
+});
+
+beforeEach(async () => {
+  afterWork.review = 0;
+  afterWork.ref = 0;
+  await git('update-ref', `refs/heads/${headBranch}`, setup.git.headSha);
+  setup.fake.addPullRequest({
+    owner,
+    repo,
+    number: prNumber,
+    baseSha: setup.git.baseSha,
+    headSha: setup.git.headSha,
+    headRef: headBranch,
+    title: 'Change widgets',
+  });
+  setInstallation();
+  await setup.context.db
+    .update(installations)
+    .set({ suspendedAt: null, deletedAt: null })
+    .where(eq(installations.id, setup.installationId));
+});
+
+afterEach(() => {
+  expect(setup.fake.handlerErrors).toEqual([]);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('apply, suggestions', () => {
+  it('posts one review when GitHub answers 502 after creating it', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    afterWork.review = 1;
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    // plugin-retry repeats the POST after the 502, so the one call posts the review twice.
+    expect(response.status).toBe(200);
+    const reviewPosts = setup.fake.requests.filter(
+      (recorded) => recorded.method === 'POST' && recorded.path.endsWith(`/pulls/${prNumber}/reviews`),
+    );
+    expect(reviewPosts.length).toBeGreaterThan(0);
+    expect(setup.fake.reviews.length - reviewsBefore).toBe(1);
+  }, 30_000);
+
+  it('posts no review when it answers 502', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    afterWork.review = 10;
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    const { error } = await response.json();
+    expect(response.status).toBe(502);
+    expect(error.message).toContain(`Patch request ${request.id} was not applied`);
+    // Every attempt created a review on GitHub before the 502.
+    expect(setup.fake.reviews.length - reviewsBefore).toBe(0);
+  }, 60_000);
+
+  it('posts one review after a stale claim is retaken', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const first = await apply(request.id, { mode: 'suggestions' });
+    expect(first.status).toBe(200);
+    // An apply that posted the review and died before recording it, 11 minutes ago.
+    await setup.context.db
+      .update(patchRequests)
+      .set({
+        appliedAt: null,
+        applyMode: null,
+        appliedReviewId: null,
+        applyStartedAt: new Date(Date.now() - 11 * 60_000),
+      })
+      .where(eq(patchRequests.id, request.id));
+
+    const again = await apply(request.id, { mode: 'suggestions' });
+    expect(again.status).toBe(200);
+    expect(setup.fake.reviews.length - reviewsBefore).toBe(1);
+  });
+});
+
+describe('apply, commits', () => {
+  it('recovers when the ref update lands but answers 502', async () => {
+    const request = await newRequest();
+    afterWork.ref = 1;
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(200);
+    const result = await response.json();
+    expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
+    expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+    expect((await stored(request.id)).appliedCommitSha).toBe(result.commitSha);
+  });
+
+  it('answers 502 when every blob request fails', async () => {
+    const request = await newRequest();
+    // One request and plugin-retry's three retries; a leftover queued response would fail later tests.
+    for (let i = 0; i < 4; i++) {
+      setup.fake.queueResponse({ method: 'POST', path: /\/git\/blobs$/, status: 503 });
+    }
+    const response = await apply(request.id);
+
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(502);
+    expect(body.error.message).toContain('GitHub failed or could not be reached. Wait a few minutes.');
+    expect((await stored(request.id)).applyStartedAt).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  }, 60_000);
+
+  it('makes one commit for a stale claim retaken', async () => {
+    const request = await newRequest();
+    const first = await apply(request.id);
+    expect(first.status).toBe(200);
+    const { commitSha } = await first.json();
+    await setup.context.db
+      .update(patchRequests)
+      .set({
+        appliedAt: null,
+        applyMode: null,
+        appliedCommitSha: null,
+        applyStartedAt: new Date(Date.now() - 11 * 60_000),
+      })
+      .where(eq(patchRequests.id, request.id));
+
+    const again = await apply(request.id);
+    expect(again.status).toBe(200);
+    expect((await again.json()).commitSha).toBe(commitSha);
+    expect(await git('rev-parse', headBranch)).toBe(commitSha);
+  });
+
+  it('makes one commit for two concurrent applies', async () => {
+    const request = await newRequest();
+    const responses = await Promise.all([apply(request.id), apply(request.id)]);
+    const statuses = responses.map((response) => response.status).sort();
+    const bodies = await Promise.all(responses.map((response) => response.json()));
+
+    expect(statuses).toEqual([200, 409]);
+    const winner = bodies.find((body) => body.commitSha)!;
+    const loser = bodies.find((body) => body.error)!;
+    expect(loser.error.message).toContain('is being applied by another call');
+    expect(await git('rev-parse', headBranch)).toBe(winner.commitSha);
+    expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+  });
+
+  it('rejects commit and suggestions applied at once', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const responses = await Promise.all([
+      apply(request.id),
+      apply(request.id, { mode: 'suggestions' }),
+    ]);
+    const statuses = responses.map((response) => response.status).sort();
+    expect(statuses).toEqual([200, 409]);
+    const wroteCommit = (await git('rev-parse', headBranch)) !== setup.git.headSha;
+    const wroteReview = setup.fake.reviews.length > reviewsBefore;
+    expect(wroteCommit !== wroteReview).toBe(true);
+  });
+
+  it('answers 409 when the branch was deleted', async () => {
+    const request = await newRequest();
+    await git('update-ref', '-d', `refs/heads/${headBranch}`);
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.message).toContain(`Branch ${headBranch} no longer exists`);
+    expect((await stored(request.id)).applyStartedAt).toBeNull();
+  });
+
+  it('answers 502 when reading the ref fails after a 409 update', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 409 });
+    for (let i = 0; i < 4; i++) {
+      setup.fake.queueResponse({
+        method: 'GET',
+        path: new RegExp(`/git/ref/heads(/|%2F)${headBranch}$`),
+        status: 404,
+      });
+    }
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_gateway');
+    const row = await stored(request.id);
+    expect(row.applyStartedAt).toBeNull();
+    expect(row.appliedAt).toBeNull();
+  });
+
+  it('answers 502 when GitHub returns a commit without a tree', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: `/repos/${repository}/git/commits/${setup.git.headSha}`,
+      status: 200,
+      body: { sha: setup.git.headSha },
+    });
+    const response = await apply(request.id);
+
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(502);
+    expect((await stored(request.id)).applyStartedAt).toBeNull();
+  });
+
+  it('answers 502 when GitHub returns HTML for the commit', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: `/repos/${repository}/git/commits/${setup.git.headSha}`,
+      status: 200,
+      headers: { 'content-type': 'text/html' },
+      body: '<html>unicorn</html>',
+    });
+    const response = await apply(request.id);
+
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(502);
+    expect((await stored(request.id)).applyStartedAt).toBeNull();
+  });
+});
+
+describe('apply, the installation', () => {
+  it('answers 409 when suspended in the database', async () => {
+    const request = await newRequest();
+    await setup.context.db
+      .update(installations)
+      .set({ suspendedAt: new Date() })
+      .where(eq(installations.id, setup.installationId));
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.message).toContain('is suspended');
+    expect((await stored(request.id)).applyStartedAt).toBeNull();
+  });
+});
+
+describe('apply, request state', () => {
+  for (const status of ['failed', 'cancelled', 'queued', 'running'] as const) {
+    it(`answers 409 for a ${status} request`, async () => {
+      const request = await newRequest();
+      await setup.context.db
+        .update(patchRequests)
+        .set({ status })
+        .where(eq(patchRequests.id, request.id));
+      const response = await apply(request.id);
+
+      expect(response.status).toBe(409);
+      const { error } = await response.json();
+      expect(error.message).toContain(`is ${status}`);
+      expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    });
+  }
+
+  it('answers 409 for the other mode after applying', async () => {
+    const request = await newRequest();
+    expect((await apply(request.id)).status).toBe(200);
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.message).toContain('already applied as commit');
+  });
+
+  it('answers 400 for bad bodies', async () => {
+    const request = await newRequest();
+    for (const body of [[1], 'commit', { mode: 'force' }, null, { mode: 1 }]) {
+      const response = await apply(request.id, body);
+      expect(response.status, JSON.stringify(body)).toBe(400);
+    }
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('answers 404 for another user', async () => {
+    const request = await newRequest();
+    const other = await insertUser(setup.context);
+    const response = await app.request(`/api/patch-requests/${request.id}/apply`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${other.token}` },
+    });
+    expect(response.status).toBe(404);
+  });
+});
