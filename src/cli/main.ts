@@ -13,7 +13,7 @@ const usage = `Usage: fixwright <command> [options]
 Commands:
   start [--role all|web|worker]   Run the HTTP server and job workers (default role: all)
   migrate                         Apply database migrations and exit
-  receive --event NAME --payload FILE [--url URL] [--delivery ID]
+  receive --event NAME --payload FILE [--url URL] [--delivery ID] [--timeout S]
                                   Sign a webhook payload file with WEBHOOK_SECRET and post it
   users token --login NAME [--name LABEL]
                                   Create a personal access token for the JSON API

@@ -20,8 +20,16 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
       payload: { type: 'string' },
       url: { type: 'string' },
       delivery: { type: 'string' },
+      timeout: { type: 'string', default: '30' },
     },
   });
+  const timeoutSeconds = Number(values.timeout);
+  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 600) {
+    throw new CommandError(
+      `Invalid --timeout ${JSON.stringify(values.timeout)}: expected whole seconds from 1 to 600.`,
+    );
+  }
+  const receiveTimeoutMs = timeoutSeconds * 1000;
   if (!values.event) throw new CommandError('Missing --event: name the GitHub event, for example pull_request.');
   if (!values.payload) throw new CommandError('Missing --payload: give the path of a JSON payload file.');
   const eventWarning = checkEventName(values.event);
@@ -43,14 +51,23 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
 
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
   const url = values.url ?? `http://${host}:${config.PORT}${webhookPath}`;
-  if (!URL.canParse(url)) throw new CommandError(`Invalid --url ${JSON.stringify(url)}: expected an absolute URL.`);
+  checkUrl(url);
   const signature = 'sha256=' + createHmac('sha256', config.WEBHOOK_SECRET).update(body).digest('hex');
   const deliveryId = values.delivery ?? randomUUID();
+  if (!/^[\x21-\x7e]{1,100}$/.test(deliveryId)) {
+    throw new CommandError(
+      `Invalid --delivery ${JSON.stringify(deliveryId)}: use 1 to 100 printable ASCII ` +
+        'characters without spaces, such as a UUID.',
+    );
+  }
   if (eventWarning) console.error(eventWarning);
 
   let response: Response;
+  let text: string;
+  const signal = AbortSignal.timeout(receiveTimeoutMs);
   try {
     response = await fetch(url, {
+      signal,
       method: 'POST',
       headers: {
         'content-type': 'application/json',
@@ -64,12 +81,16 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
       // such as the base URL, which redirects to sign-in.
       redirect: 'manual',
     });
+    text = await response.text();
   } catch (error) {
     // A failed delivery, not a usage error, so it exits 1 like a rejected one.
-    console.error(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
+    if (signal.aborted) {
+      console.error(`Timed out after ${receiveTimeoutMs / 1000} s waiting for ${url} to answer.`);
+    } else {
+      console.error(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
+    }
     return 1;
   }
-  const text = await response.text();
   console.log(`${response.status} ${response.statusText} (delivery ${deliveryId})`);
   const json = parseJson(response, text);
   if (json !== undefined) console.log(text);
@@ -77,6 +98,25 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   if (!failure) return 0;
   console.error(failure);
   return 1;
+}
+
+/** Accepts an http or https URL without credentials, which a signed delivery never needs. */
+function checkUrl(url: string): void {
+  const parsed = URL.canParse(url) ? new URL(url) : null;
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new CommandError(
+      `Invalid --url ${JSON.stringify(url)}: expected an http or https URL such as ` +
+        `http://127.0.0.1:3000${webhookPath}.`,
+    );
+  }
+  if (parsed.username || parsed.password) {
+    parsed.username = '';
+    parsed.password = '';
+    throw new CommandError(
+      `Invalid --url ${parsed.toString()} with a user name or password: leave them out; the ` +
+        'delivery is signed with WEBHOOK_SECRET.',
+    );
+  }
 }
 
 /** Returns the body as JSON when the response declares JSON and parses, else undefined. */

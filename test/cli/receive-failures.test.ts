@@ -1,0 +1,256 @@
+// fixwright receive against servers that stall, answer the wrong thing or are named wrongly,
+// and with bad input: each case exits 1 (failed delivery) or 2 (usage error) with a message.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+const secret = 'receive-test-secret';
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  killed: boolean;
+}
+
+let dir: string;
+let payload: string;
+let context: TestContext;
+let fixwright: ServerType;
+let fixwrightBase: string;
+const servers: Server[] = [];
+
+/** Runs `fixwright ARGS`, killing it by pid after `limitMs`, and returns what it printed. */
+function runFixwright(args: string[], limitMs = 8000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/fixwright.js', ...args], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TMPDIR: process.env.TMPDIR,
+        NODE_ENV: 'test',
+        WEBHOOK_SECRET: secret,
+      },
+      stdio: 'pipe',
+    });
+    let stdout = '';
+    let stderr = '';
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, limitMs);
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, killed });
+    });
+  });
+}
+
+function receive(url: string, extra: string[] = [], file = payload, limitMs?: number) {
+  return runFixwright(
+    ['receive', '--event', 'ping', '--payload', file, '--url', url, ...extra],
+    limitMs,
+  );
+}
+
+async function startServer(
+  handler: (request: IncomingMessage, response: ServerResponse) => void,
+): Promise<string> {
+  const server = createServer(handler);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'fixwright-receive-'));
+  payload = path.join(dir, 'payload.json');
+  await writeFile(payload, JSON.stringify({ zen: 'Design for failure.', hook_id: 7 }));
+  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  fixwright = serve({ fetch: createApp(context).fetch, hostname: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve, reject) => {
+    fixwright.once('listening', resolve);
+    fixwright.once('error', reject);
+  });
+  fixwrightBase = `http://127.0.0.1:${(fixwright.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  for (const server of servers) {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  if (fixwright) {
+    const closed = new Promise<void>((resolve) => fixwright.close(() => resolve()));
+    (fixwright as unknown as { closeAllConnections(): void }).closeAllConnections();
+    await closed;
+  }
+  await context?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('receive against slow servers', () => {
+  it('gives up on a server that never answers', async () => {
+    const url = await startServer(() => {
+      // Reads the request and never responds.
+    });
+    const result = await receive(`${url}/webhooks/github`, ['--timeout', '2'], payload, 15_000);
+
+    expect(result.killed).toBe(false);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`Timed out after 2 s waiting for ${url}/webhooks/github to answer.`);
+  }, 20_000);
+
+  it('gives up on a body that never ends', async () => {
+    const url = await startServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.write('{"delivery":');
+    });
+    const result = await receive(`${url}/webhooks/github`, ['--timeout', '2'], payload, 15_000);
+
+    expect(result.killed).toBe(false);
+    expect(result.code).toBe(1);
+  }, 20_000);
+});
+
+describe('receive against wrong answers', () => {
+  it('names a redirect', async () => {
+    const url = await startServer((_request, response) => {
+      response.writeHead(302, { location: '/login' });
+      response.end();
+    });
+    const result = await receive(`${url}/`);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('redirected to /login (302 Found)');
+    expect(result.stderr).toContain(`Post to ${url}/webhooks/github instead.`);
+  });
+
+  it('names an HTML answer', async () => {
+    const url = await startServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html' });
+      response.end('<html>hi</html>');
+    });
+    const result = await receive(`${url}/webhooks/github`);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('returned 200 OK with text/html');
+  });
+
+  it('rejects JSON naming another delivery', async () => {
+    const url = await startServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('{"delivery":"someone-else"}');
+    });
+    const result = await receive(`${url}/webhooks/github`, ['--delivery', 'mine']);
+
+    expect(result.code).toBe(1);
+  });
+
+  it('rejects invalid JSON declared as JSON', async () => {
+    const url = await startServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('{not json');
+    });
+    const result = await receive(`${url}/webhooks/github`);
+
+    expect(result.code).toBe(1);
+  });
+});
+
+describe('receive with invalid input', () => {
+  it('rejects a payload that is not JSON', async () => {
+    const file = path.join(dir, 'not-json.json');
+    await writeFile(file, 'zen=1');
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], file);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('the file is not valid JSON');
+  });
+
+  it('rejects a directory as payload', async () => {
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], dir);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('Cannot read --payload');
+  });
+
+  it('rejects an unknown event', async () => {
+    const result = await runFixwright([
+      'receive',
+      '--event',
+      'pull-request',
+      '--payload',
+      payload,
+      '--url',
+      `${fixwrightBase}/webhooks/github`,
+    ]);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('Did you mean "pull_request"?');
+  });
+
+  it('names an invalid --delivery', async () => {
+    const result = await receive(`${fixwrightBase}/webhooks/github`, ['--delivery', 'a\nb']);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--delivery');
+    expect(result.stderr).not.toContain('npm start');
+  });
+
+  it('names a URL with credentials', async () => {
+    const result = await receive(
+      `${fixwrightBase.replace('http://', 'http://user:hunter2@')}/webhooks/github`,
+    );
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).not.toContain('hunter2');
+    expect(result.stderr).not.toContain('npm start');
+  });
+
+  it('names a URL that is not http', async () => {
+    const result = await receive('ftp://127.0.0.1:1/webhooks/github');
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--url');
+    expect(result.stderr).not.toContain('npm start');
+  });
+
+  it('reports a payload over GitHub limit', async () => {
+    const file = path.join(dir, 'huge.json');
+    await writeFile(file, JSON.stringify({ zen: 'x'.repeat(26 * 1024 * 1024) }));
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], file, 30_000);
+
+    expect(result.killed).toBe(false);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).not.toContain('npm start');
+    expect(result.stderr).toMatch(/413|too large/i);
+  }, 40_000);
+
+  it('rejects a payload with a byte order mark', async () => {
+    const file = path.join(dir, 'bom.json');
+    await writeFile(file, '\uFEFF' + JSON.stringify({ zen: 'bom', hook_id: 8 }));
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], file);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('the file is not valid JSON');
+  });
+
+  it('delivers to the real endpoint', async () => {
+    const result = await receive(`${fixwrightBase}/webhooks/github`, ['--delivery', 'ok-1']);
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+});
