@@ -11,7 +11,7 @@ export interface GitHubRejection {
   path: string;
 }
 
-/** GitHub answered 2xx, but without what the answer must hold (a commit without its tree, say). */
+/** GitHub responded 2xx, but without what the response must hold (a commit without its tree, say). */
 export class UnexpectedGitHubAnswerError extends Error {
   override name = 'UnexpectedGitHubAnswerError';
 
@@ -20,12 +20,12 @@ export class UnexpectedGitHubAnswerError extends Error {
     readonly path: string,
     missing: string,
   ) {
-    super(`the answer had no ${missing}`);
+    super(`the response had no ${missing}`);
   }
 }
 
 /**
- * Returns the request and response of an Octokit RequestError, or of an answer that lacked
+ * Returns the request and response of an Octokit RequestError, or of a response that lacked
  * what it must hold (reported as 502), or null for other errors.
  */
 export function asGitHubRejection(error: unknown): GitHubRejection | null {

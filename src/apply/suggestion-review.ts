@@ -93,7 +93,7 @@ export async function postSuggestionReview(
     }
   }
 
-  // A review is not idempotent: one posted by an earlier attempt (whose answer was lost, or
+  // A review is not idempotent: one posted by an earlier attempt (whose response was lost, or
   // whose claim went stale) is found by the patch request id in its body and kept.
   const posted = await findPostedReview(octokit, target);
   if (posted !== null) return { reviewId: posted, comments: comments.length, outsideDiffFiles };

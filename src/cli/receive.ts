@@ -85,7 +85,7 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   } catch (error) {
     // A failed delivery, not a usage error, so it exits 1 like a rejected one.
     if (signal.aborted) {
-      console.error(`Timed out after ${receiveTimeoutMs / 1000} s waiting for ${url} to answer.`);
+      console.error(`Timed out after ${receiveTimeoutMs / 1000} s waiting for ${url} to respond.`);
     } else {
       console.error(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
     }

@@ -1,5 +1,5 @@
-// Applying when GitHub fails part-way: answers lost after a write, stale claims, concurrent
-// applies, missing branches and malformed answers. A patch request is applied once or not at
+// Applying when GitHub fails part-way: responses lost after a write, stale claims, concurrent
+// applies, missing branches and malformed responses. A patch request is applied once or not at
 // all, and every failure is a 4xx or 502 saying what to do.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';

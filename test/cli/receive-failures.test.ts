@@ -1,4 +1,4 @@
-// fixwright receive against servers that stall, answer the wrong thing or are named wrongly,
+// fixwright receive against servers that stall, respond with the wrong thing or are named wrongly,
 // and with bad input: each case exits 1 (failed delivery) or 2 (usage error) with a message.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -109,7 +109,7 @@ describe('receive against slow servers', () => {
 
     expect(result.killed).toBe(false);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`Timed out after 2 s waiting for ${url}/webhooks/github to answer.`);
+    expect(result.stderr).toContain(`Timed out after 2 s waiting for ${url}/webhooks/github to respond.`);
   }, 20_000);
 
   it('gives up on a body that never ends', async () => {
