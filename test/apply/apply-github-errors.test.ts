@@ -1,52 +1,38 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { patchRequests } from '../../src/db/schema/index.ts';
-import { createApp } from '../../src/web/app.tsx';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
-  createGitHubTestContext,
-  insertInstallation,
+  createApplyTestContext,
+  gitIn,
+  headText,
+  proposedText,
+  refPattern,
+  requestApply,
+  resetPullRequestHead,
+  type ApplyTestContext,
+} from '../helpers/apply-context.ts';
+import {
   insertReadyPatchRequest,
-  insertRun,
-  insertUser,
   owner,
   prNumber,
-  repo,
   repository,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 
-const execFileAsync = promisify(execFile);
-
-const headText = 'one\ntwo\nthree\n';
-const proposedText = 'one\nTWO\nthree\n';
 const refPath = `/repos/${repository}/git/refs/heads/${headBranch}`;
-// Octokit sends the ref `heads/feature` percent-encoded, as `heads%2Ffeature`.
-const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
 const permissionStep =
   'The GitHub App lacks a permission that applying needs. Grant Contents: write and Pull ' +
   'requests: write in the GitHub App settings, and have an owner of the account accept the ' +
   'new permissions.';
 
+let applyContext: ApplyTestContext;
 let setup: GitHubTestContext;
-let app: ReturnType<typeof createApp>;
-let user: Awaited<ReturnType<typeof insertUser>>;
+let user: ApplyTestContext['user'];
 let runId: string;
 
-async function git(...args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, ...args]);
-  return stdout.trim();
-}
-
-function apply(id: string, body?: unknown) {
-  return app.request(`/api/patch-requests/${id}/apply`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-}
+const git = (...args: string[]) => gitIn(setup, ...args);
+const apply = (id: string, body?: unknown) => requestApply(applyContext, id, body);
 
 function newRequest(path = 'app.txt') {
   return insertReadyPatchRequest(setup.context, {
@@ -88,33 +74,12 @@ async function expectRetryable(id: string) {
 }
 
 beforeAll(async () => {
-  setup = await createGitHubTestContext({
-    base: { 'app.txt': 'one\n' },
-    head: { 'app.txt': headText },
-  });
-  app = createApp(setup.context);
-  user = await insertUser(setup.context);
-  await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });
-  const run = await insertRun(setup.context, {
-    installationId: setup.installationId,
-    headSha: setup.git.headSha,
-    baseSha: setup.git.baseSha,
-  });
-  runId = run.id;
+  applyContext = await createApplyTestContext();
+  ({ setup, user, runId } = applyContext);
 });
 
 beforeEach(async () => {
-  await git('update-ref', `refs/heads/${headBranch}`, setup.git.headSha);
-  // A successful apply moves the pull request's head in the fake, as a push does on GitHub.
-  setup.fake.addPullRequest({
-    owner,
-    repo,
-    number: prNumber,
-    baseSha: setup.git.baseSha,
-    headSha: setup.git.headSha,
-    headRef: headBranch,
-    title: 'Change widgets',
-  });
+  await resetPullRequestHead(setup);
   setPermissions({ contents: 'write', pull_requests: 'write' });
 });
 

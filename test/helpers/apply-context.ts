@@ -1,0 +1,79 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import { createApp } from '../../src/web/app.tsx';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertRun,
+  insertUser,
+  owner,
+  prNumber,
+  repo,
+  type GitHubTestContext,
+} from './github-context.ts';
+
+const execFileAsync = promisify(execFile);
+
+/** Text of `app.txt` at the pull request's head, and the preview's proposed text for it. */
+export const headText = 'one\ntwo\nthree\n';
+export const proposedText = 'one\nTWO\nthree\n';
+/** Octokit sends the ref `heads/feature` percent-encoded, as `heads%2Ffeature`. */
+export const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
+
+/** A fake GitHub with one pull request that changes `app.txt`, its user, installation and run. */
+export interface ApplyTestContext {
+  setup: GitHubTestContext;
+  app: ReturnType<typeof createApp>;
+  user: Awaited<ReturnType<typeof insertUser>>;
+  runId: string;
+}
+
+export async function createApplyTestContext(): Promise<ApplyTestContext> {
+  const setup = await createGitHubTestContext({
+    base: { 'app.txt': 'one\n' },
+    head: { 'app.txt': headText },
+  });
+  const app = createApp(setup.context);
+  const user = await insertUser(setup.context);
+  await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+  });
+  return { setup, app, user, runId: run.id };
+}
+
+/** Runs git in the fake's repository and returns its trimmed output. */
+export async function gitIn(setup: GitHubTestContext, ...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, ...args]);
+  return stdout.trim();
+}
+
+/**
+ * Moves the branch back to the previewed head and registers the pull request again, so each
+ * test starts from the head the preview was made at. A successful apply moves the pull
+ * request's head in the fake, as a push does on GitHub.
+ */
+export async function resetPullRequestHead(setup: GitHubTestContext): Promise<void> {
+  await gitIn(setup, 'update-ref', `refs/heads/${headBranch}`, setup.git.headSha);
+  setup.fake.addPullRequest({
+    owner,
+    repo,
+    number: prNumber,
+    baseSha: setup.git.baseSha,
+    headSha: setup.git.headSha,
+    headRef: headBranch,
+    title: 'Change widgets',
+  });
+}
+
+/** Posts `POST /api/patch-requests/:id/apply` as the context's user. */
+export function requestApply(context: ApplyTestContext, id: string, body?: unknown) {
+  return context.app.request(`/api/patch-requests/${id}/apply`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${context.user.token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
