@@ -11,7 +11,7 @@ export interface DatabaseLocation {
 
 /**
  * Uses DATABASE_URL when set, after checking that it accepts a connection, otherwise the
- * bundled PostgreSQL in DATA_DIR. With `exclusive`, as `start` asks, a bundled server that
+ * bundled PostgreSQL in DATA_DIR. With `exclusive`, as `start` requests, a bundled server that
  * another live process runs is rejected with StartupError instead of reused, because it stops
  * when that process stops.
  */

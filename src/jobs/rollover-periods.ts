@@ -16,9 +16,8 @@ export const rolloverPeriodsCron = '*/10 * * * *';
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
   const { db, config } = context;
-  // NOTE: every user is read on each run. A period can be shorter than a day (the first one
-  // after BILLING_PERIOD changes ends at the next boundary), so no start time rules a user out;
-  // a stored period end with an index would keep this cheap for very many users.
+  // NOTE: every user is read on each run, because a period can be shorter than a day (the
+  // first one after BILLING_PERIOD changes). A stored, indexed period end would scale better.
   const candidates = await db.execute<{
     id: string;
     period_started_at: string | Date;

@@ -25,8 +25,8 @@ export function parseProviderOrder(
   for (const [index, entry] of value.entries()) {
     const provider = parseProvider(entry);
     if (!provider) {
-      const shown = JSON.stringify(entry) ?? String(entry);
-      const quoted = shown.length > 40 ? `${shown.slice(0, 39)}…` : shown;
+      const entryText = JSON.stringify(entry) ?? String(entry);
+      const quoted = entryText.length > 40 ? `${entryText.slice(0, 39)}…` : entryText;
       return { ok: false, reason: `Invalid order[${index}] ${quoted}: expected ${expected}.` };
     }
     if (order.includes(provider)) {

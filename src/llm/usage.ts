@@ -4,7 +4,7 @@ import type { ModelUsage } from './types.ts';
 const maxTokenCount = 2 ** 31 - 1;
 
 /**
- * Reads a token count from a provider's answer as a whole number from 0 to 2^31 - 1. A
+ * Reads a token count from a provider's response as a whole number from 0 to 2^31 - 1. A
  * missing, negative or non-numeric count reads as 0, a fraction is rounded up and a larger
  * count is capped, so a malformed usage block can neither fail the settle nor credit tokens.
  */

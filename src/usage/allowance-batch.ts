@@ -102,8 +102,7 @@ function pump(db: Database, userId: string, queue: UserQueue, byUser: Map<string
   const batch = queue.waiting.splice(0, maxBatch);
   void runBatch(db, userId, batch).then(() => {
     // Callers whose operations just finished often send their next one within a few promise
-    // turns; waiting one turn of the event loop lets those join the next batch instead of
-    // following it alone.
+    // turns. Waiting one turn of the event loop lets those join the next batch.
     setImmediate(() => {
       queue.sending = false;
       pump(db, userId, queue, byUser);
@@ -111,7 +110,7 @@ function pump(db: Database, userId: string, queue: UserQueue, byUser: Map<string
   });
 }
 
-/** Runs a batch and settles every waiter's promise; never throws. */
+/** Runs a batch and settles every waiter's promise. Errors go to the waiters, so it does not throw. */
 async function runBatch(db: Database, userId: string, batch: Waiter[]): Promise<void> {
   try {
     const results = await applyWithRetry(db, userId, batch.map((waiter) => waiter.operation));
@@ -189,7 +188,7 @@ async function applyBatch(
   return results;
 }
 
-/** Tells whether PostgreSQL answered with an error, which means the statement was rolled back. */
+/** Tells whether PostgreSQL returned an error, which means the statement was rolled back. */
 function isStatementError(error: unknown): boolean {
   const code = postgresCode(error);
   return code !== undefined && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08');

@@ -146,8 +146,8 @@ export async function releaseReservation(db: Database, reservationId: string): P
  * Records one model call in the ledger and moves its reservation into tokens_used, in one
  * transaction. The ledger's unique idempotency key makes a repeated settle charge nothing: it
  * releases the reservation and reports `recorded: false`. Calls on the user's own key are
- * recorded with charged_tokens 0. The charge is capped at what the limit leaves after the holds
- * of other calls, so a low prompt estimate never pushes used + reserved past the limit; the
+ * recorded with charged_tokens 0. The charge is capped at what the limit leaves after the
+ * reservations of other calls, so a low prompt estimate never pushes used + reserved past the limit; the
  * ledger row keeps the provider's full count.
  */
 export async function settleCall(db: Database, input: SettleInput): Promise<Settlement> {

@@ -50,11 +50,11 @@ export function parseInput<T extends z.ZodType>(
 export function fromZodError(error: z.ZodError, context: InputContext): AppError {
   const sentences = [...new Set(error.issues.map((issue) => describeIssue(issue, context)))];
   const fields = [...new Set(error.issues.map((issue) => fieldName(issue.path, context.where)))];
-  const shown = sentences.slice(0, maxSentences);
+  const listed = sentences.slice(0, maxSentences);
   if (sentences.length > maxSentences) {
-    shown.push(`${sentences.length - maxSentences} more problems are not listed.`);
+    listed.push(`${sentences.length - maxSentences} more problems are not listed.`);
   }
-  return new AppError('bad_request', shown.join(' '), { fields: fields.slice(0, maxFields) });
+  return new AppError('bad_request', listed.join(' '), { fields: fields.slice(0, maxFields) });
 }
 
 function describeIssue(issue: z.core.$ZodIssue, context: InputContext): string {

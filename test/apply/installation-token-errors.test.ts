@@ -1,5 +1,5 @@
-// The installation token endpoint's refusals: a suspension or an uninstall is recorded and
-// answered 409; any other 403 (a secondary rate limit) is not taken for a suspension.
+// Errors from the installation token endpoint. A suspension or an uninstall is recorded and
+// rejected with 409, but any other 403 (a secondary rate limit) is not taken for a suspension.
 import { eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { installations, patchRequests } from '../../src/db/schema/index.ts';

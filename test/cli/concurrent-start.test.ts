@@ -69,9 +69,9 @@ it('serves from one start and refuses the other', async () => {
 
   expect(loser?.child.exitCode).toBe(1);
   expect(winner).toBeDefined();
-  const refused = loser!.output().stderr.trim().split('\n');
-  expect(refused).toHaveLength(1);
-  expect(refused[0]).toContain('is already run by another Fixwright process');
+  const errorLines = loser!.output().stderr.trim().split('\n');
+  expect(errorLines).toHaveLength(1);
+  expect(errorLines[0]).toContain('is already run by another Fixwright process');
   const logs = runs.map((run) => run.output().stdout).join('');
   expect(logs).not.toContain('bundled_postgres.orphan_stopped');
   expect(await healthy(winner!.port)).toBe(true);

@@ -29,6 +29,7 @@ export interface ApplyTestContext {
   runId: string;
 }
 
+/** Creates the fake GitHub with the pull request, and the user, installation and run. */
 export async function createApplyTestContext(): Promise<ApplyTestContext> {
   const setup = await createGitHubTestContext({
     base: { 'app.txt': 'one\n' },

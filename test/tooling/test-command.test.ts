@@ -1,4 +1,4 @@
-// The test command must exit non-zero and say so on its last line whenever a run fails. Each
+// The test command must exit non-zero and report the failure on its last line whenever a run fails. Each
 // case runs the command on one fixture test file in a scratch project whose sources, global
 // setup and helpers are links to this one, so the nested run starts its own PostgreSQL the
 // way a real run does.
