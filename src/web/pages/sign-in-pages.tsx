@@ -21,7 +21,7 @@ import {
 } from '../session/cookies.ts';
 import { tokensMatch } from '../session/csrf.ts';
 import type { PageVariables } from '../session/page-variables.ts';
-import { FixedWindowRateLimiter } from '../session/rate-limiter.ts';
+import { PostgresRateLimiter } from '../session/rate-limiter.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { safeReturnPath } from '../session/return-path.ts';
 import {
@@ -34,7 +34,7 @@ import {
 } from '../session/session-store.ts';
 import { SignInPage } from '../views/sign-in.tsx';
 
-const rateLimitWindowMs = 10 * 60_000;
+const rateLimitWindowSeconds = 10 * 60;
 
 const notices: Record<string, string> = {
   'signed-out': 'You are signed out.',
@@ -49,11 +49,11 @@ export function callbackUrl(c: Context, publicUrl: string | undefined): string {
 export function signInPages(context: AppContext): Hono<{ Variables: PageVariables }> {
   const { config, db, logger } = context;
   const app = new Hono<{ Variables: PageVariables }>();
-  const limiter = new FixedWindowRateLimiter(config.SIGN_IN_RATE_LIMIT, rateLimitWindowMs);
+  const limiter = new PostgresRateLimiter(db, 'sign-in', config.SIGN_IN_RATE_LIMIT, rateLimitWindowSeconds);
 
   const rateLimit = createMiddleware(async (c, next) => {
     const address = clientAddress(c, config);
-    const { allowed, retryAfterSeconds } = limiter.consume(address);
+    const { allowed, retryAfterSeconds } = await limiter.consume(address);
     if (!allowed) {
       logger.warn(
         { event: 'sign_in.rate_limited', requestId: c.get('requestId'), address, retryAfterSeconds },
