@@ -1,4 +1,4 @@
-import { and, asc, eq, isNull, or, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import { patchFiles, patchRequests, type ApplyMode } from '../db/schema/index.ts';
 import {
@@ -15,6 +15,9 @@ import { postSuggestionReview } from './suggestion-review.ts';
 
 /** An apply that started this long ago without finishing is taken to have died. */
 const staleApplyMinutes = 10;
+
+/** Statuses of a preview that can be applied. */
+const applicableStatuses = ['ready', 'partially_ready'] as const;
 
 /**
  * Raised when a patch request cannot be applied: `bad_request` for an invalid mode, `conflict`
@@ -62,6 +65,18 @@ async function readyFilesOf(context: AppContext, patchRequestId: string) {
   return files.filter((file) => file.proposedText !== null && file.originalText !== null);
 }
 
+function isApplicable(status: StoredRequest['status']): boolean {
+  return (applicableStatuses as readonly string[]).includes(status);
+}
+
+function notApplicable(patchRequestId: string, status: StoredRequest['status']): ApplyRejectedError {
+  return new ApplyRejectedError(
+    'conflict',
+    `Patch request ${patchRequestId} is ${status}; only a ready or partially_ready ` +
+      'preview can be applied.',
+  );
+}
+
 function storedResult(request: StoredRequest, files: string[]): ApplyResult {
   return {
     id: request.id,
@@ -75,8 +90,9 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
 }
 
 /**
- * Claims the request for one apply. Returns false while another apply runs or after one
- * finished, so two concurrent calls never both write to GitHub.
+ * Claims the request for one apply. Returns false while another apply runs, after one
+ * finished, or when the preview is no longer ready (a regeneration started), so two concurrent
+ * calls never both write to GitHub.
  */
 async function claim(context: AppContext, patchRequestId: string): Promise<boolean> {
   const claimed = await context.db
@@ -86,6 +102,7 @@ async function claim(context: AppContext, patchRequestId: string): Promise<boole
       and(
         eq(patchRequests.id, patchRequestId),
         isNull(patchRequests.appliedAt),
+        inArray(patchRequests.status, [...applicableStatuses]),
         or(
           isNull(patchRequests.applyStartedAt),
           sql`${patchRequests.applyStartedAt}
@@ -113,8 +130,8 @@ export async function applyPatchRequest(
     with: { run: true },
   });
   if (!request) return null;
-  const files = await readyFilesOf(context, request.id);
-  const paths = files.map((file) => file.path);
+  let files = await readyFilesOf(context, request.id);
+  let paths = files.map((file) => file.path);
 
   if (request.appliedAt) {
     if (input.mode && input.mode !== request.applyMode) {
@@ -126,13 +143,7 @@ export async function applyPatchRequest(
     }
     return storedResult(request, paths);
   }
-  if (request.status !== 'ready' && request.status !== 'partially_ready') {
-    throw new ApplyRejectedError(
-      'conflict',
-      `Patch request ${request.id} is ${request.status}; only a ready or partially_ready ` +
-        'preview can be applied.',
-    );
-  }
+  if (!isApplicable(request.status)) throw notApplicable(request.id, request.status);
   if (files.length === 0) {
     throw new ApplyRejectedError(
       'conflict',
@@ -167,11 +178,16 @@ export async function applyPatchRequest(
       where: eq(patchRequests.id, request.id),
     });
     if (current?.appliedAt) return storedResult(current, paths);
+    if (current && !isApplicable(current.status)) throw notApplicable(request.id, current.status);
     throw new ApplyRejectedError(
       'conflict',
       `Patch request ${request.id} is being applied by another call; fetch it again in a minute.`,
     );
   }
+  // Read again under the claim, because a regeneration that started and finished after the
+  // first read changed the files. The claim keeps later regenerations out until the apply ends.
+  files = await readyFilesOf(context, request.id);
+  paths = files.map((file) => file.path);
 
   const [owner, repo] = splitRepository(run.repository);
   let outcome: { commitSha: string | null; reviewId: number | null };

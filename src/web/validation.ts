@@ -153,7 +153,14 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 function quote(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    // JSON.stringify recurses, so a value nested thousands of levels deep, which JSON.parse
+    // accepts, overflows the stack. The message then names the type instead of quoting it.
+    return Array.isArray(value) ? '(a deeply nested array)' : '(a deeply nested object)';
+  }
   return text.length > maxQuotedLength ? `${text.slice(0, maxQuotedLength - 1)}…` : text;
 }
 

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { patchRequests } from '../../src/db/schema/index.ts';
+import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
@@ -64,6 +64,20 @@ function newRequest(files = proposed) {
       proposedText: text,
     })),
   });
+}
+
+/** Waits until a statement of this database waits for a row lock, for at most 10 s. */
+async function waitForLockWait(): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const rows = await setup.context.db.execute(
+      sql`SELECT 1 FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('Timed out after 10 s waiting for a statement to wait for a row lock.');
 }
 
 function commitRequests() {
@@ -160,6 +174,46 @@ describe('POST /api/patch-requests/:id/apply as commit', () => {
     expect(await git('rev-list', '--count', `${setup.git.headSha}..${headBranch}`)).toBe('1');
     const rejected = await responses.find((response) => response.status === 409)!.json();
     expect(rejected.error.message).toContain('is being applied by another call');
+  });
+
+  it('commits nothing after a racing regeneration', async () => {
+    const request = await newRequest();
+    const commitsBefore = commitRequests().length;
+    const { db } = setup.context;
+    let signalLocked!: () => void;
+    const locked = new Promise<void>((resolve) => (signalLocked = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // Holds the request's row lock, as "Regenerate this file" does, until the apply has read the
+    // ready files and waits to claim the request. Then it makes the writes that regeneration makes.
+    const regeneration = db.transaction(async (tx) => {
+      await tx.select().from(patchRequests).where(eq(patchRequests.id, request.id)).for('update');
+      signalLocked();
+      await released;
+      await tx
+        .update(patchFiles)
+        .set({ status: 'pending', proposedText: null, originalText: null, diff: null })
+        .where(eq(patchFiles.patchRequestId, request.id));
+      await tx
+        .update(patchRequests)
+        .set({ status: 'running', completedAt: null })
+        .where(eq(patchRequests.id, request.id));
+    });
+    await locked;
+
+    const applying = apply(request.id);
+    await waitForLockWait();
+    release();
+    await regeneration;
+    const response = await applying;
+
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toContain('is running');
+    expect(commitRequests()).toHaveLength(commitsBefore);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    const [stored] = await db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(stored!.applyStartedAt).toBeNull();
+    expect(stored!.appliedAt).toBeNull();
   });
 
   it('records a commit that landed unrecorded', async () => {

@@ -322,6 +322,20 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     }
   });
 
+  it('rejects a deeply nested body with 400', async () => {
+    const depth = 100_000;
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: '['.repeat(depth) + ']'.repeat(depth),
+    });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toBe(
+      'Invalid body (a deeply nested array): expected a JSON object like {"findingIds": ["…"]}.',
+    );
+  });
+
   it('rejects a body that is not JSON', async () => {
     const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
       method: 'POST',

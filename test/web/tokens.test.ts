@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findTokenOwner } from '../../src/users/api-tokens.ts';
-import { createApp } from '../../src/web/app.tsx';
+import { listApiTokens } from '../../src/users/api-tokens.ts';
+import { createApp, maxFormBodyBytes } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
 
@@ -82,5 +83,37 @@ describe('personal access token pages', () => {
   it('never logs the token', () => {
     expect(JSON.stringify(context.logs)).not.toContain(token);
     expect(context.logs.some((line) => line.event === 'api_token.created')).toBe(true);
+  });
+});
+
+describe('dashboard form body limit', () => {
+  function oversizedForm(name: string): string {
+    return formBody({ _csrf: user.csrfToken, name, padding: 'x'.repeat(maxFormBodyBytes) });
+  }
+
+  it('rejects a streamed form over 1 MB', async () => {
+    const response = await app.request('/tokens', {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: oversizedForm('streamed'),
+    });
+    expect(response.status).toBe(413);
+    expect(await response.text()).toContain('Form body is larger than the limit of 1048576 bytes');
+  });
+
+  it('rejects a declared Content-Length over 1 MB', async () => {
+    const body = oversizedForm('declared');
+    const response = await app.request('/tokens', {
+      method: 'POST',
+      headers: formHeaders(user, { 'content-length': String(Buffer.byteLength(body)) }),
+      body,
+    });
+    expect(response.status).toBe(413);
+  });
+
+  it('creates no token from an oversized form', async () => {
+    const names = (await listApiTokens(context.db, user.userId)).map((token) => token.name);
+    expect(names).not.toContain('streamed');
+    expect(names).not.toContain('declared');
   });
 });
