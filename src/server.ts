@@ -56,7 +56,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     : null;
   const context: AppContext = { config, db: handle.db, boss, logger, github, keyring };
 
-  if (role !== 'web') await startWorkers(context);
+  const workers = role !== 'web' ? await startWorkers(context, database.url) : undefined;
 
   let server: ServerType | undefined;
   let port: number | undefined;
@@ -70,6 +70,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       });
     } catch (error) {
       await stopBoss(boss, { graceful: false });
+      await workers?.close();
       await handle.close();
       await database.stop();
       throw listenError(error as NodeJS.ErrnoException, config);
@@ -93,6 +94,7 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       // Workers and their connections end before PostgreSQL, which would otherwise
       // terminate those connections and pg-boss would log it as a job queue error.
       await stopBoss(boss, { graceful: true, timeoutMs: 20_000 });
+      await workers?.close();
       await handle.close();
       await database.stop();
       logger.info({ event: 'service.stopped' }, 'Fixwright stopped');

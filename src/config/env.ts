@@ -185,6 +185,7 @@ const envSchema = z.object({
   RESERVATION_TTL_SECONDS: integer(5, 86_400).default(900),
   PREVIEW_JOB_TIMEOUT_SECONDS: integer(5, 86_400).default(1800),
   JOB_MAINTENANCE_INTERVAL_SECONDS: integer(1, 3600).default(120),
+  JOB_RECOVERY_SECONDS: integer(1, 3600).default(60),
   BILLING_PERIOD: z
     .string()
     .trim()

@@ -4,7 +4,10 @@ import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
+import { JobLiveness } from './job-liveness.ts';
+import { failTimedOutWork, recoverDeadJobs, recoverJobsCron, recoverJobsQueue } from './recover-jobs.ts';
 import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import {
   handleSweepReservations,
   sweepReservationsCron,
@@ -27,26 +30,34 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
       expireInSeconds: config.PREVIEW_JOB_TIMEOUT_SECONDS,
     });
   }
-  for (const name of [sweepReservationsQueue, rolloverPeriodsQueue]) {
+  for (const name of [sweepReservationsQueue, rolloverPeriodsQueue, recoverJobsQueue]) {
     await boss.createQueue(name, { name, policy: 'singleton', retryLimit: 0 });
   }
 }
 
-/** Starts the workers of this process and the schedules. */
-export async function startWorkers(context: AppContext): Promise<void> {
-  const { boss } = context;
+/**
+ * Starts the workers of this process and the schedules. Each job runs under a liveness lock
+ * taken on a connection of its own to `databaseUrl`. Call `close()` of the result after the
+ * workers have stopped, to close that connection.
+ */
+export async function startWorkers(
+  context: AppContext,
+  databaseUrl: string,
+): Promise<{ close(): Promise<void> }> {
+  const { boss, config, logger } = context;
   const polling = { pollingIntervalSeconds: 1, batchSize: 1, includeMetadata: true as const };
+  const liveness = new JobLiveness(databaseUrl, logger);
 
   await boss.work<AnalyzeJobData>(analyzeQueue, polling, async ([job]) => {
-    if (job) await handleAnalyzeJob(context, job);
+    if (job) await liveness.run(job.id, () => handleAnalyzeJob(context, job));
   });
   await boss.work<ReportJobData>(reportQueue, polling, async ([job]) => {
-    if (job) await handleReportJob(context, job);
+    if (job) await liveness.run(job.id, () => handleReportJob(context, job));
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {
     await boss.work<PreviewJobData>(previewQueue, polling, async ([job]) => {
-      if (job) await handlePreviewJob(context, job);
+      if (job) await liveness.run(job.id, () => handlePreviewJob(context, job));
     });
   }
   // Reservations left by a worker that died are released at once, not at the next minute.
@@ -57,4 +68,33 @@ export async function startWorkers(context: AppContext): Promise<void> {
     await rolloverPeriods(context);
   });
   await boss.schedule(rolloverPeriodsQueue, rolloverPeriodsCron);
+
+  const recover = async () => {
+    const seconds = config.JOB_RECOVERY_SECONDS;
+    const outcome = await recoverDeadJobs(context, {
+      minimumAgeSeconds: seconds,
+      confirmDelayMs: Math.min(10_000, seconds * 500),
+    });
+    const timedOut = await failTimedOutWork(context, 3600);
+    if (outcome.retried + outcome.failed > 0) {
+      logger.info({ event: 'job.recover_jobs', ...outcome, timedOut }, 'recovered jobs of dead workers');
+    }
+  };
+  const recoverInBackground = () =>
+    void recover().catch((error: unknown) => {
+      logger.error({ event: 'job.recover_jobs.failed', err: toSafeError(error) }, 'recovering dead jobs failed');
+    });
+  // The jobs of a worker that died before this process started are found now, and those it
+  // started only just before it died once they reach the minimum age, not at the next minute.
+  recoverInBackground();
+  const again = setTimeout(recoverInBackground, (config.JOB_RECOVERY_SECONDS + 1) * 1000);
+  again.unref();
+  await boss.work(recoverJobsQueue, recover);
+  await boss.schedule(recoverJobsQueue, recoverJobsCron);
+  return {
+    close: async () => {
+      clearTimeout(again);
+      await liveness.close();
+    },
+  };
 }

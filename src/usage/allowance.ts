@@ -218,3 +218,24 @@ export async function releaseExpiredReservations(db: Database): Promise<number> 
   }
   return released;
 }
+
+/**
+ * Releases the holds of one preview attempt, whose worker died mid-call, so its retry does
+ * not wait for them to expire. Model calls key their holds `patch request:path:generation:
+ * attempt:provider` (see `meterClient`). Returns the tokens released.
+ */
+export async function releaseAttemptReservations(
+  db: Database,
+  patchRequestId: string,
+  attempt: number,
+): Promise<number> {
+  const pattern = `${patchRequestId}:%:attempt-${attempt}:%`;
+  const owners = await db.execute<{ user_id: string }>(sql`
+    SELECT DISTINCT user_id FROM token_reservations WHERE idempotency_key LIKE ${pattern}
+  `);
+  let released = 0;
+  for (const owner of owners) {
+    released += await releaseForUser(db, owner.user_id, sql`idempotency_key LIKE ${pattern}`);
+  }
+  return released;
+}

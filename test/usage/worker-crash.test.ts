@@ -10,7 +10,9 @@ import {
   users,
 } from '../../src/db/schema/index.ts';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import type { AppContext } from '../../src/context.ts';
 import { startBoss } from '../../src/jobs/boss.ts';
+import { recoverDeadJobs } from '../../src/jobs/recover-jobs.ts';
 import { createQueues } from '../../src/jobs/workers.ts';
 import { createLogger } from '../../src/logger.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
@@ -60,21 +62,18 @@ afterAll(async () => {
   await database?.close();
 });
 
-async function queuePreview(userId: string): Promise<string> {
-  await database.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'crash',
-    accountId: 3,
-    accountType: 'User',
-    userId,
-  });
+async function queuePreview(userId: string, prNumber: number): Promise<string> {
+  await database.db
+    .insert(installations)
+    .values({ id: installationId, accountLogin: 'crash', accountId: 3, accountType: 'User', userId })
+    .onConflictDoNothing();
   const [run] = await database.db
     .insert(prRuns)
     .values({
       installationId,
       repositoryId: 808,
       repository: 'crash/test',
-      prNumber: 1,
+      prNumber,
       baseSha: repository.baseSha,
       headSha: repository.headSha,
       headRef: 'feature',
@@ -109,6 +108,24 @@ async function queuePreview(userId: string): Promise<string> {
   return created.id;
 }
 
+/** Waits until the preview is ready and returns its row; a timeout shows the services' output. */
+function waitForReadyPreview(patchRequestId: string, workers: ServiceProcess[]) {
+  return waitFor(
+    async () => {
+      const [request] = await database.db
+        .select()
+        .from(patchRequests)
+        .where(eq(patchRequests.id, patchRequestId));
+      return request!.status === 'ready' ? request : undefined;
+    },
+    {
+      timeoutMs: 60_000,
+      describe: () =>
+        `the retried preview; output:\n${workers.map((worker) => worker.output()).join('\n---\n')}`,
+    },
+  );
+}
+
 describe('worker killed between reserve and settle', () => {
   it('releases the reservation and charges the retried job once', async () => {
     const [user] = await database.db
@@ -121,7 +138,7 @@ describe('worker killed between reserve and settle', () => {
 
     const first = await startServiceProcess(env);
     services.push(first);
-    const patchRequestId = await queuePreview(user!.id);
+    const patchRequestId = await queuePreview(user!.id, 1);
 
     await waitFor(async () => groq.requests.length === 1, {
       timeoutMs: 30_000,
@@ -139,19 +156,7 @@ describe('worker killed between reserve and settle', () => {
 
     const second = await startServiceProcess(env);
     services.push(second);
-    const finished = await waitFor(
-      async () => {
-        const [request] = await database.db
-          .select()
-          .from(patchRequests)
-          .where(eq(patchRequests.id, patchRequestId));
-        return request!.status === 'ready' ? request : undefined;
-      },
-      {
-        timeoutMs: 60_000,
-        describe: () => `the retried preview; output:\n${first.output()}\n---\n${second.output()}`,
-      },
-    );
+    const finished = await waitForReadyPreview(patchRequestId, [first, second]);
 
     expect(second.output()).toContain('"event":"job.sweep_reservations.released"');
     const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
@@ -171,5 +176,76 @@ describe('worker killed between reserve and settle', () => {
     expect(after!.tokensUsed).toBe(retriedUsage);
     expect(finished.totalTokens).toBe(retriedUsage);
     expect(await database.db.select().from(tokenReservations)).toHaveLength(0);
+  }, 120_000);
+
+  it('retries the job at once when its worker is gone, without waiting for expiries', async () => {
+    // Workers of the test above would take jobs and the recovery schedule with their settings.
+    for (const service of services.splice(0)) await service.stop('SIGKILL');
+    const [user] = await database.db
+      .insert(users)
+      .values({ login: 'crash-recovery', plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    groq.enqueue({ text: fixed, delayMs: 120_000 });
+    groq.setHandler(() => ({ text: fixed }));
+    const callsBefore = groq.requests.length;
+    // The job's and the hold's expiries are far away, so only the dead worker's missing
+    // liveness lock can bring the job back within the test's time.
+    const recoveryEnv = {
+      ...env,
+      RESERVATION_TTL_SECONDS: '900',
+      PREVIEW_JOB_TIMEOUT_SECONDS: '1800',
+      JOB_RECOVERY_SECONDS: '2',
+    };
+
+    const first = await startServiceProcess(recoveryEnv);
+    services.push(first);
+    const patchRequestId = await queuePreview(user!.id, 2);
+    await waitFor(async () => groq.requests.length === callsBefore + 1, {
+      timeoutMs: 30_000,
+      describe: () => `the first model call; output:\n${first.output()}`,
+    });
+    const [held] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    expect(held!.tokensReserved).toBeGreaterThan(0);
+
+    // While the worker lives, its liveness lock keeps a recovery pass off its job.
+    const logger = createLogger('silent');
+    const boss = await startBoss(database.url, logger);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const whileAlive = await recoverDeadJobs(
+        { db: database.db, boss, logger } as unknown as AppContext,
+        { minimumAgeSeconds: 1, confirmDelayMs: 10 },
+      );
+      expect(whileAlive).toEqual({ retried: 0, failed: 0, releasedTokens: 0 });
+    } finally {
+      await boss.stop({ graceful: false, wait: true });
+    }
+
+    await first.stop('SIGKILL');
+    const second = await startServiceProcess(recoveryEnv);
+    services.push(second);
+    await waitForReadyPreview(patchRequestId, [first, second]);
+
+    const recovered = second
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"event":"job.recover_jobs"'))
+      .map((line) => JSON.parse(line) as { retried: number; failed: number; releasedTokens: number });
+    expect(recovered).toHaveLength(1);
+    expect(recovered[0]!.retried).toBe(1);
+    expect(recovered[0]!.failed).toBe(0);
+    expect(recovered[0]!.releasedTokens).toBe(held!.tokensReserved);
+    expect(second.output()).toContain('"event":"jobs.dead_worker"');
+    expect(second.output()).not.toContain('"event":"job.sweep_reservations.released"');
+
+    const ledger = await database.db
+      .select()
+      .from(tokenEvents)
+      .where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]!.idempotencyKey).toMatch(/:attempt-1:groq$/);
+    const [after] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    expect(after!.tokensReserved).toBe(0);
+    expect(after!.tokensUsed).toBe(ledger[0]!.chargedTokens);
   }, 120_000);
 });

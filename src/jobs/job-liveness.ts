@@ -1,0 +1,139 @@
+import postgres, { type Sql } from 'postgres';
+import { toSafeError } from '../errors/safe-error.ts';
+import type { Logger } from '../logger.ts';
+
+/** Milliseconds between attempts to take the locks again after the liveness connection closed. */
+const relockIntervalMs = 1_000;
+
+/**
+ * Returns the two 32-bit keys of a job's advisory lock: the first 64 bits of its uuid.
+ * pg-boss and Fixwright's other advisory locks use the one-key (bigint) form, and PostgreSQL
+ * keeps the one-key and two-key forms apart, so these never meet them.
+ */
+export function jobLockKeys(jobId: string): [number, number] {
+  const hex = jobId.replaceAll('-', '');
+  if (!/^[0-9a-f]{32}$/i.test(hex)) throw new Error(`Invalid job id ${JSON.stringify(jobId)}: expected a uuid.`);
+  return [Number.parseInt(hex.slice(0, 8), 16) | 0, Number.parseInt(hex.slice(8, 16), 16) | 0];
+}
+
+/**
+ * Marks the jobs this process is running as alive. While a handler runs, the process holds a
+ * session-level advisory lock named after the job, on a connection of its own. PostgreSQL
+ * drops those locks when the session ends, so when the process dies the lock goes too, and
+ * `recoverDeadJobs` can tell a dead worker's job from a slow one within a minute instead of
+ * waiting for the job's expiry. If the connection closes while the process lives (a database
+ * restart, say), the locks are taken again once a second until they are back.
+ */
+export class JobLiveness {
+  private readonly sql: Sql;
+  /** Job id to the number of handlers of this process running it. */
+  private readonly held = new Map<string, number>();
+  /** Jobs whose lock the current session holds; emptied when the connection closes. */
+  private readonly locked = new Set<string>();
+  private relockTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    url: string,
+    private readonly logger: Logger,
+  ) {
+    this.sql = postgres(url, {
+      max: 1,
+      // postgres.js closes connections after 30 to 60 minutes by default, which would drop
+      // the locks of long jobs.
+      max_lifetime: null,
+      onnotice: () => {},
+      connection: { application_name: 'fixwright-job-liveness' },
+      onclose: () => {
+        this.locked.clear();
+        this.scheduleRelock();
+      },
+    });
+  }
+
+  /** Runs `task` while this process holds the job's liveness lock. */
+  async run<T>(jobId: string, task: () => Promise<T>): Promise<T> {
+    await this.hold(jobId);
+    try {
+      return await task();
+    } finally {
+      await this.release(jobId);
+    }
+  }
+
+  /** Job ids whose handlers run in this process now. */
+  runningJobs(): string[] {
+    return [...this.held.keys()];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.relockTimer);
+    this.held.clear();
+    this.locked.clear();
+    await this.sql.end({ timeout: 5 });
+  }
+
+  private async hold(jobId: string): Promise<void> {
+    const count = this.held.get(jobId) ?? 0;
+    this.held.set(jobId, count + 1);
+    if (count > 0) return;
+    // A failure here must not fail the job: without the lock the job is only at risk of
+    // being retried early, and the relock loop keeps trying.
+    try {
+      await this.lock(jobId);
+    } catch (error) {
+      this.logger.warn(
+        { event: 'jobs.liveness_lock_failed', jobId, err: toSafeError(error) },
+        'could not mark a running job as alive; trying again',
+      );
+      this.scheduleRelock();
+    }
+  }
+
+  private async release(jobId: string): Promise<void> {
+    const count = this.held.get(jobId) ?? 0;
+    if (count > 1) {
+      this.held.set(jobId, count - 1);
+      return;
+    }
+    this.held.delete(jobId);
+    if (!this.locked.delete(jobId)) return;
+    const [high, low] = jobLockKeys(jobId);
+    // A lost connection has released the lock already.
+    await this.sql`SELECT pg_advisory_unlock(${high}::integer, ${low}::integer)`.catch(() => {});
+  }
+
+  private async lock(jobId: string): Promise<void> {
+    const [high, low] = jobLockKeys(jobId);
+    const [row] = await this.sql<{ locked: boolean }[]>`
+      SELECT pg_try_advisory_lock(${high}::integer, ${low}::integer) AS locked`;
+    if (row?.locked) {
+      this.locked.add(jobId);
+    } else {
+      // Another session holds it: a worker of an earlier attempt that is still running. Its
+      // lock keeps the job marked alive until it ends.
+      this.logger.warn({ event: 'jobs.liveness_lock_taken', jobId }, 'another session marks this job as alive');
+    }
+  }
+
+  private scheduleRelock(): void {
+    if (this.closed || this.relockTimer) return;
+    this.relockTimer = setTimeout(() => {
+      this.relockTimer = undefined;
+      void this.relock();
+    }, relockIntervalMs);
+    this.relockTimer.unref();
+  }
+
+  private async relock(): Promise<void> {
+    if (this.closed) return;
+    try {
+      for (const jobId of this.held.keys()) {
+        if (!this.locked.has(jobId)) await this.lock(jobId);
+      }
+    } catch {
+      this.scheduleRelock();
+    }
+  }
+}

@@ -1,0 +1,181 @@
+import { sql } from 'drizzle-orm';
+import { failPatchRequest } from '../autofix/preview.ts';
+import type { AppContext } from '../context.ts';
+import type { Database, Transaction } from '../db/client.ts';
+import { releaseAttemptReservations } from '../usage/allowance.ts';
+import { analyzeQueue } from './analyze.ts';
+import { transactionDb } from './boss.ts';
+import { jobLockKeys } from './job-liveness.ts';
+import { previewQueue } from './preview.ts';
+import { reportQueue } from './report.ts';
+
+export const recoverJobsQueue = 'recover-jobs';
+
+/** Every minute, the finest step of pg-boss's cron. */
+export const recoverJobsCron = '* * * * *';
+
+const workQueues = [analyzeQueue, previewQueue, reportQueue];
+
+/** The message stored on a job, run or preview whose worker died. */
+export const deadWorkerMessage =
+  'the worker running it stopped (its process ended or lost its database session)';
+
+type ActiveJob = {
+  id: string;
+  name: string;
+  retry_count: number;
+  retry_limit: number;
+  data: { runId?: string; patchRequestId?: string } | null;
+  started_on: string | Date;
+};
+
+export interface RecoveryOutcome {
+  /** Jobs sent back to the queue for another attempt. */
+  retried: number;
+  /** Jobs that were on their last attempt, failed with their run or preview. */
+  failed: number;
+  /** Tokens held by the dead attempts' model calls, released now. */
+  releasedTokens: number;
+}
+
+/**
+ * Finds jobs whose worker is gone and hands them back to pg-boss at once. A job counts as
+ * dead when it has been active for at least `minimumAgeSeconds` and no session holds its
+ * liveness lock (see `JobLiveness`). Both are checked twice, `confirmDelayMs` apart, so a
+ * worker whose connection is being re-established is not taken for a dead one. A dead job is
+ * failed through pg-boss, which retries it if it has attempts left. Without this, a dead
+ * worker's job waited for its expiry (30 minutes for previews), and a job on its last attempt
+ * left its run or preview showing as running for good. A preview's holds on the allowance are
+ * released too, so its retry is not refused for tokens that nobody is spending.
+ */
+export async function recoverDeadJobs(
+  context: AppContext,
+  options: { minimumAgeSeconds: number; confirmDelayMs: number },
+): Promise<RecoveryOutcome> {
+  const outcome: RecoveryOutcome = { retried: 0, failed: 0, releasedTokens: 0 };
+  const suspects = await unheldActiveJobs(context.db, options.minimumAgeSeconds);
+  if (suspects.length === 0) return outcome;
+
+  await new Promise((resolve) => setTimeout(resolve, options.confirmDelayMs).unref());
+  const suspected = new Set(suspects.map((job) => attemptKey(job)));
+  // The second check and the failing run in one transaction under a lock, so two recoveries
+  // running at once (one per worker process at start) do not fail a job twice.
+  const dead = await context.db.transaction(async (tx) => {
+    const [lock] = await tx.execute<{ taken: boolean }>(
+      sql`SELECT pg_try_advisory_xact_lock(hashtextextended('fixwright:recover-jobs', 0)) AS taken`,
+    );
+    if (!lock?.taken) return [];
+    const confirmed = (await unheldActiveJobs(tx, options.minimumAgeSeconds)).filter((job) =>
+      suspected.has(attemptKey(job)),
+    );
+    for (const job of confirmed) {
+      await context.boss.fail(
+        job.name,
+        job.id,
+        { message: `Failed: ${deadWorkerMessage}.` },
+        { db: transactionDb(tx) },
+      );
+    }
+    return confirmed;
+  });
+
+  for (const job of dead) {
+    const lastAttempt = job.retry_count >= job.retry_limit;
+    if (lastAttempt) outcome.failed++;
+    else outcome.retried++;
+    context.logger.warn(
+      {
+        event: 'jobs.dead_worker',
+        jobId: job.id,
+        queue: job.name,
+        attempt: job.retry_count,
+        lastAttempt,
+        startedAt: job.started_on,
+      },
+      lastAttempt ? 'failed a job whose worker died on its last attempt' : 'retrying a job whose worker died',
+    );
+    outcome.releasedTokens += await cleanUpAfter(context, job, lastAttempt, deadWorkerMessage);
+  }
+  return outcome;
+}
+
+/**
+ * Fails the run or preview of each job that pg-boss failed for running past its expiry on its
+ * last attempt, since no handler runs for it. Looks back `withinSeconds`; running it again changes
+ * nothing, because only unfinished runs and previews are updated. Returns how many jobs it
+ * looked at.
+ */
+export async function failTimedOutWork(context: AppContext, withinSeconds: number): Promise<number> {
+  const jobs = await context.db.execute<ActiveJob>(sql`
+    SELECT id, name, retry_count, retry_limit, data, started_on FROM pgboss.job
+    WHERE state = 'failed'
+      AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
+      AND completed_on > now() - make_interval(secs => ${withinSeconds})
+      AND output->'value'->>'message' = ${pgBossTimeoutMessage}
+  `);
+  for (const job of jobs) {
+    await cleanUpAfter(context, job, true, 'the job ran past its time limit on its last attempt');
+  }
+  return jobs.length;
+}
+
+/** The output pg-boss 10 stores on a job it failed for running past its expiry. */
+const pgBossTimeoutMessage = 'job failed by timeout in active state';
+
+/** Returns the job id with its attempt, so a job retried and started again between checks is not taken for dead. */
+function attemptKey(job: ActiveJob): string {
+  return `${job.id}/${job.retry_count}`;
+}
+
+async function unheldActiveJobs(db: Database | Transaction, minimumAgeSeconds: number): Promise<ActiveJob[]> {
+  const active = await db.execute<ActiveJob>(sql`
+    SELECT id, name, retry_count, retry_limit, data, started_on FROM pgboss.job
+    WHERE state = 'active'
+      AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
+      AND started_on < now() - make_interval(secs => ${minimumAgeSeconds})
+  `);
+  const unheld: ActiveJob[] = [];
+  for (const job of active) {
+    const [high, low] = jobLockKeys(job.id);
+    // Taken and given back in one statement, so on one session: a free lock means that no
+    // session marks the job as alive.
+    const [row] = await db.execute<{ free: boolean }>(sql`
+      SELECT CASE WHEN pg_try_advisory_lock(${high}::integer, ${low}::integer)
+        THEN pg_advisory_unlock(${high}::integer, ${low}::integer) ELSE false END AS free
+    `);
+    if (row?.free) unheld.push(job);
+  }
+  return unheld;
+}
+
+/**
+ * Releases a dead preview attempt's holds and, after a last attempt, fails its run or preview
+ * with `reason`. Only unfinished runs and previews change. Returns the tokens released.
+ */
+async function cleanUpAfter(
+  context: AppContext,
+  job: ActiveJob,
+  lastAttempt: boolean,
+  reason: string,
+): Promise<number> {
+  const { db } = context;
+  const error = new Error(`${reason[0]!.toUpperCase()}${reason.slice(1)}.`);
+  const { runId, patchRequestId } = job.data ?? {};
+  let released = 0;
+  if (job.name === previewQueue && patchRequestId) {
+    released = await releaseAttemptReservations(db, patchRequestId, job.retry_count);
+    if (lastAttempt) await failPatchRequest(db, patchRequestId, error);
+  } else if (job.name === analyzeQueue && runId && lastAttempt) {
+    await db.execute(sql`
+      UPDATE pr_runs SET status = 'failed', error = ${`Analysis failed: ${error.message}`},
+        completed_at = now()
+      WHERE id = ${runId} AND status IN ('queued', 'analyzing')
+    `);
+  } else if (job.name === reportQueue && runId && lastAttempt) {
+    await db.execute(sql`
+      UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
+      WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
+    `);
+  }
+  return released;
+}

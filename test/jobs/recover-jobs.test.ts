@@ -1,0 +1,266 @@
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import {
+  findings,
+  installations,
+  patchRequests,
+  prRuns,
+  tokenReservations,
+  users,
+} from '../../src/db/schema/index.ts';
+import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import { jobLockKeys, JobLiveness } from '../../src/jobs/job-liveness.ts';
+import { previewQueue } from '../../src/jobs/preview.ts';
+import { failTimedOutWork, recoverDeadJobs } from '../../src/jobs/recover-jobs.ts';
+import { reserveTokens } from '../../src/usage/allowance.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+let context: TestContext;
+let userId: string;
+let prNumber = 0;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  const [user] = await context.db
+    .insert(users)
+    .values({ login: 'recover', plan: 'pro', tokenLimit: 100_000 })
+    .returning();
+  userId = user!.id;
+  await context.db
+    .insert(installations)
+    .values({ id: 71, accountLogin: 'recover', accountId: 7, accountType: 'User', userId });
+});
+
+afterAll(async () => {
+  await context.close();
+});
+
+async function insertRun(status: 'completed' | 'analyzing' = 'completed') {
+  prNumber++;
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      installationId: 71,
+      repositoryId: 7,
+      repository: 'recover/repo',
+      prNumber,
+      baseSha: 'a'.repeat(40),
+      headSha: 'b'.repeat(40),
+      headRef: 'feature',
+      headRepository: 'recover/repo',
+      status,
+    })
+    .returning();
+  return run!;
+}
+
+/** Queues a preview and takes its job as a worker would, then ages it by `ageSeconds`. */
+async function activePreview(options: { ageSeconds: number; retryLimit?: number }) {
+  const run = await insertRun();
+  const [finding] = await context.db
+    .insert(findings)
+    .values({
+      runId: run.id,
+      path: 'src/a.ts',
+      startLine: 1,
+      endLine: 1,
+      ruleId: 'debug/console-log',
+      severity: 'warning',
+      message: 'Remove the console.log call.',
+      fingerprint: `recover-${prNumber}`,
+    })
+    .returning();
+  const created = await createPatchRequest(context.db, context.boss, {
+    runId: run.id,
+    userId,
+    findingIds: [finding!.id],
+  });
+  if (!created.ok) throw new Error('patch request not created');
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, created.id));
+  const jobId = request!.previewJobId!;
+  if (options.retryLimit !== undefined) {
+    await context.db.execute(sql`UPDATE pgboss.job SET retry_limit = ${options.retryLimit} WHERE id = ${jobId}`);
+  }
+
+  const [job] = await context.boss.fetch(previewQueue);
+  expect(job!.id).toBe(jobId);
+  await context.db.execute(sql`
+    UPDATE pgboss.job SET started_on = now() - make_interval(secs => ${options.ageSeconds})
+    WHERE id = ${jobId}
+  `);
+
+  await context.db
+    .update(patchRequests)
+    .set({ status: 'running' })
+    .where(eq(patchRequests.id, created.id));
+  return { patchRequestId: created.id, jobId };
+}
+
+async function jobState(jobId: string) {
+  const [row] = await context.db.execute<{ state: string; output: { message?: string } | null }>(
+    sql`SELECT state, output FROM pgboss.job WHERE id = ${jobId}`,
+  );
+  return row!;
+}
+
+async function reservedTokens() {
+  const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+  return user!.tokensReserved;
+}
+
+/** Tells whether any session holds the liveness lock of `jobId`. */
+async function lockHeld(jobId: string): Promise<boolean> {
+  const [high, low] = jobLockKeys(jobId);
+  const [row] = await context.db.execute<{ held: boolean }>(sql`
+    SELECT EXISTS (
+      SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND granted
+        AND classid = ${high >>> 0}::bigint::oid AND objid = ${low >>> 0}::bigint::oid
+    ) AS held
+  `);
+  return row!.held;
+}
+
+const quick = { minimumAgeSeconds: 60, confirmDelayMs: 20 };
+
+describe('recoverDeadJobs', () => {
+  it('retries a dead job and releases its holds', async () => {
+    const { patchRequestId, jobId } = await activePreview({ ageSeconds: 120 });
+    const hold = await reserveTokens(context.db, {
+      userId,
+      tokens: 700,
+      idempotencyKey: `${patchRequestId}:src/a.ts:generation-0:attempt-0:groq`,
+      ttlSeconds: 900,
+    });
+    expect(hold.ok).toBe(true);
+    const other = await reserveTokens(context.db, {
+      userId,
+      tokens: 50,
+      idempotencyKey: 'another-request:src/a.ts:generation-0:attempt-0:groq',
+      ttlSeconds: 900,
+    });
+    expect(other.ok).toBe(true);
+
+    const outcome = await recoverDeadJobs(context, quick);
+
+    expect(outcome).toEqual({ retried: 1, failed: 0, releasedTokens: 700 });
+    const state = await jobState(jobId);
+    expect(state.state).toBe('retry');
+    expect(state.output?.message).toContain('the worker running it stopped');
+    expect(await reservedTokens()).toBe(50);
+    const left = await context.db.select().from(tokenReservations);
+    expect(left.map((row) => row.tokens)).toEqual([50]);
+    await context.db.delete(tokenReservations);
+    await context.db.update(users).set({ tokensReserved: 0 }).where(eq(users.id, userId));
+  });
+
+  it('leaves a job whose worker holds its liveness lock', async () => {
+    const { jobId } = await activePreview({ ageSeconds: 120 });
+    const liveness = new JobLiveness(context.database.url, context.logger);
+    let finish!: () => void;
+    const running = liveness.run(jobId, () => new Promise<void>((resolve) => (finish = resolve)));
+    try {
+      await expect.poll(() => lockHeld(jobId)).toBe(true);
+      expect(liveness.runningJobs()).toEqual([jobId]);
+      const outcome = await recoverDeadJobs(context, quick);
+      expect(outcome.retried + outcome.failed).toBe(0);
+      expect((await jobState(jobId)).state).toBe('active');
+    } finally {
+      finish();
+      await running;
+      await liveness.close();
+    }
+    expect(await lockHeld(jobId)).toBe(false);
+    const outcome = await recoverDeadJobs(context, quick);
+    expect(outcome.retried).toBe(1);
+    expect((await jobState(jobId)).state).toBe('retry');
+  });
+
+  it('leaves a job younger than the minimum age', async () => {
+    const { jobId } = await activePreview({ ageSeconds: 10 });
+    const outcome = await recoverDeadJobs(context, quick);
+    expect(outcome.retried + outcome.failed).toBe(0);
+    expect((await jobState(jobId)).state).toBe('active');
+    await context.boss.fail(previewQueue, jobId);
+  });
+
+  it('fails the preview of a job on its last attempt', async () => {
+    const { patchRequestId, jobId } = await activePreview({ ageSeconds: 120, retryLimit: 0 });
+    const outcome = await recoverDeadJobs(context, quick);
+    expect(outcome).toEqual({ retried: 0, failed: 1, releasedTokens: 0 });
+    expect((await jobState(jobId)).state).toBe('failed');
+    const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(request!.status).toBe('failed');
+    expect(request!.error).toBe(
+      'Preview failed: The worker running it stopped (its process ended or lost its database session).',
+    );
+  });
+
+  it('fails a dead job once when two recoveries run at once', async () => {
+    const { jobId } = await activePreview({ ageSeconds: 120 });
+    const outcomes = await Promise.all([
+      recoverDeadJobs(context, quick),
+      recoverDeadJobs(context, quick),
+    ]);
+    expect(outcomes.map((outcome) => outcome.retried).sort()).toEqual([0, 1]);
+    const [row] = await context.db.execute<{ retry_count: number; state: string }>(
+      sql`SELECT retry_count, state FROM pgboss.job WHERE id = ${jobId}`,
+    );
+    expect(row!.state).toBe('retry');
+    expect(row!.retry_count).toBe(0);
+  });
+});
+
+describe('JobLiveness', () => {
+  it('takes the lock again after its connection is closed', async () => {
+    const jobId = '4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
+    const liveness = new JobLiveness(context.database.url, context.logger);
+    let finish!: () => void;
+    const running = liveness.run(jobId, () => new Promise<void>((resolve) => (finish = resolve)));
+    const holders = async () => {
+      const [row] = await context.db.execute<{ holders: number }>(sql`
+        SELECT count(*)::integer AS holders FROM pg_locks l
+        JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND a.application_name = 'fixwright-job-liveness'
+          AND a.datname = current_database()
+      `);
+      return row!.holders;
+    };
+    try {
+      await expect.poll(holders, { timeout: 5_000 }).toBe(1);
+      await context.db.execute(sql`
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'fixwright-job-liveness' AND datname = current_database()
+      `);
+      await expect.poll(holders, { timeout: 5_000 }).toBe(0);
+      await expect.poll(holders, { timeout: 10_000, interval: 200 }).toBe(1);
+    } finally {
+      finish();
+      await running;
+    }
+    await expect.poll(holders, { timeout: 5_000 }).toBe(0);
+    await liveness.close();
+  });
+});
+
+describe('failTimedOutWork', () => {
+  it('fails the run of an analysis that timed out on its last attempt', async () => {
+    const run = await insertRun('analyzing');
+    const jobId = await context.boss.send(analyzeQueue, { runId: run.id }, { retryLimit: 0 });
+    await context.boss.fetch(analyzeQueue);
+    await context.db.execute(sql`
+      UPDATE pgboss.job SET state = 'failed', completed_on = now(),
+        output = '{"value": {"message": "job failed by timeout in active state"}}'::jsonb
+      WHERE id = ${jobId}
+    `);
+    expect(await failTimedOutWork(context, 3600)).toBe(1);
+    const [stored] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.status).toBe('failed');
+    expect(stored!.error).toBe('Analysis failed: The job ran past its time limit on its last attempt.');
+    // A second pass finds the same job and changes nothing.
+    const before = stored!.completedAt;
+    expect(await failTimedOutWork(context, 3600)).toBe(1);
+    const [again] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(again!.completedAt).toEqual(before);
+  });
+});
