@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
 import { childEnvironment, ignoredVariables } from './environment.ts';
 import { addFakeOAuth } from './fakes/github-oauth.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from './fakes/github.ts';
+import { postWebhook } from './fakes/github/webhooks.ts';
 import { startFakeGemini, type FakeGemini } from './fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq, type GroqTextReply } from './fakes/groq.ts';
 import { createGitRepository, headBranch, type GitRepository } from './git-repository.ts';
@@ -276,19 +277,10 @@ export class Demo {
     webhookSecret: string,
     commits: { baseSha: string; headSha: string },
   ): Promise<string> {
+    const target = { url: `${service.url}/webhooks/github`, secret: webhookSecret };
     const deliver = async (event: string, action: string, payload: Record<string, unknown>) => {
-      const body = JSON.stringify(payload);
-      const signature = createHmac('sha256', webhookSecret).update(body).digest('hex');
-      const response = await fetch(`${service.url}/webhooks/github`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-github-event': event,
-          'x-github-delivery': `demo-${event}-${randomBytes(8).toString('hex')}`,
-          'x-hub-signature-256': `sha256=${signature}`,
-        },
-        body,
-      });
+      const id = `demo-${event}-${randomBytes(8).toString('hex')}`;
+      const response = await postWebhook(target, { id, event, payload });
       if (response.status !== 202) {
         throw new Error(`The ${event}.${action} webhook got HTTP ${response.status}: ${await response.text()}`);
       }
@@ -300,6 +292,9 @@ export class Demo {
       'opened',
       pullRequestOpenedPayload({ ...commits, headRef: headBranch }),
     );
+    // From now on the fake GitHub sends pull_request.synchronize itself when an apply commits
+    // to the pull request's branch, so the service analyzes the new head as it would on GitHub.
+    this.github!.setWebhookTarget(target);
 
     this.checkNotStopping();
     const token = (
@@ -433,6 +428,8 @@ export class Demo {
       `Apply the preview: press Apply on ${service.url}/patch-requests/${patchRequestId}, or`,
       `  ${curl} -H "content-type: application/json" -d '{"mode":"commit"}' ` +
         `${service.url}/api/patch-requests/${patchRequestId}/apply`,
+      `The commit mode adds a commit to ${headBranch}, so the fake GitHub sends ` +
+        'pull_request.synchronize as GitHub does and the service starts a run for the new head.',
       `More tokens (run in this folder): env -u DATABASE_URL DATA_DIR=${this.dataDir} npx fixwright users plan --login ` +
         `${demoAccount.login} --plan pro`,
       `Processes: demo pid ${process.pid}, service pid ${service.pid}, ` +
