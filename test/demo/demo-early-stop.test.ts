@@ -52,21 +52,16 @@ async function stopDemoAt(marker: string, signal: NodeJS.Signals) {
 }
 
 describe('fixwright demo stopped early', () => {
-  it('exits 130 on SIGINT before the service starts', async () => {
-    const result = await stopDemoAt('Demo folder:', 'SIGINT');
-    expect(result.code, result.output).toBe(130);
+  // Exit code, signal, when it is sent, and the output line that it waits for.
+  const cases: [number, NodeJS.Signals, string, string][] = [
+    [130, 'SIGINT', 'before the service starts', 'Demo folder:'],
+    [143, 'SIGTERM', 'while the service starts', 'Starting the service'],
+  ];
+  it.each(cases)('exits %i on %s %s', async (code, signal, _when, marker) => {
+    const result = await stopDemoAt(marker, signal);
+    expect(result.code, result.output).toBe(code);
     expect(result.signal).toBeNull();
-    expect(result.errors).toBe('The demo was stopped by SIGINT before it finished.\n');
-    expect(result.output).toContain('Stopped everything the demo started');
-    expect(result.folder).toBeDefined();
-    expect(existsSync(result.folder!)).toBe(false);
-  }, 90_000);
-
-  it('exits 143 on SIGTERM while the service starts', async () => {
-    const result = await stopDemoAt('Starting the service', 'SIGTERM');
-    expect(result.code, result.output).toBe(143);
-    expect(result.signal).toBeNull();
-    expect(result.errors).toBe('The demo was stopped by SIGTERM before it finished.\n');
+    expect(result.errors).toBe(`The demo was stopped by ${signal} before it finished.\n`);
     expect(result.output).toContain('Stopped everything the demo started');
     expect(result.folder).toBeDefined();
     expect(existsSync(result.folder!)).toBe(false);
