@@ -42,6 +42,8 @@ const serviceStartTimeoutMs = 120_000;
 const runTimeoutMs = 60_000;
 const reportTimeoutMs = 30_000;
 const previewTimeoutMs = 60_000;
+/** How long `stop` waits for the step of `start` under way to end, in ms. */
+const startStopTimeoutMs = 30_000;
 
 /** Any fixed number works: the fake GitHub accepts JWTs of this app id only. */
 const appId = '424242';
@@ -94,6 +96,8 @@ async function poll<T>(
 export class Demo {
   private stopping = false;
   private stopped: Promise<void> | undefined;
+  /** The flow that `start` runs, kept so that `stop` can wait for its current step. */
+  private starting: Promise<void> | undefined;
   private folder: string | undefined;
   private dataDir: string | undefined;
   private repository: GitRepository | undefined;
@@ -125,7 +129,12 @@ export class Demo {
     return this.stopped;
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting = this.runFlow();
+    return this.starting;
+  }
+
+  private async runFlow(): Promise<void> {
     const ignored = ignoredVariables(this.env);
     if (ignored.length > 0) {
       this.print(
@@ -439,6 +448,24 @@ export class Demo {
     for (const line of lines) this.print(line);
   }
 
+  /** Returns whether the flow of `start` ended, by success or failure, within `timeoutMs`. */
+  private async flowEnded(timeoutMs: number): Promise<boolean> {
+    if (!this.starting) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const ended = this.starting.then(
+      () => true,
+      () => true,
+    );
+    try {
+      return await Promise.race([ended, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async stopEverything(): Promise<void> {
     const problems: string[] = [];
     if (this.service) {
@@ -448,6 +475,12 @@ export class Demo {
     // The service stops its PostgreSQL, unless it crashed or was killed after the time limit.
     if (this.dataDir && !(await stopLeftoverPostgres(this.dataDir))) {
       problems.push(`the bundled PostgreSQL in ${this.dataDir} did not stop`);
+    }
+    // A step of the flow still under way (creating the folder, the git repository or a fake)
+    // would otherwise add to what is removed below. It ends at its next check of `stopping`,
+    // or fails at once now that the service is gone.
+    if (!(await this.flowEnded(startStopTimeoutMs))) {
+      problems.push(`the demo's start did not end within ${startStopTimeoutMs} ms`);
     }
     const closing = [this.github?.close(), this.groq?.close(), this.gemini?.close()];
     for (const result of await Promise.allSettled(closing)) {

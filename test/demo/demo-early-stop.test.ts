@@ -54,12 +54,12 @@ async function stopDemoAt(marker: string, signal: NodeJS.Signals) {
 describe('fixwright demo stopped early', () => {
   // Exit code, signal, when it is sent, and the output line that it waits for.
   const cases: [number, NodeJS.Signals, string, string][] = [
-    [130, 'SIGINT', 'before the service starts', 'Demo folder:'],
+    [130, 'SIGINT', 'while the git repository is made', 'Started the fake Gemini'],
     [143, 'SIGTERM', 'while the service starts', 'Starting the service'],
   ];
   it.each(cases)('exits %i on %s %s', async (code, signal, _when, marker) => {
     const result = await stopDemoAt(marker, signal);
-    expect(result.code, result.output).toBe(code);
+    expect(result.code, `${result.output}\n${result.errors}`).toBe(code);
     expect(result.signal).toBeNull();
     expect(result.errors).toBe(`The demo was stopped by ${signal} before it finished.\n`);
     expect(result.output).toContain('Stopped everything the demo started');
