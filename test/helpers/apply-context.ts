@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { headBranch } from '../../src/demo/git-repository.ts';
+import { headBranch, type FileValue } from '../../src/demo/git-repository.ts';
 import { createApp } from '../../src/web/app.tsx';
 import {
   createGitHubTestContext,
@@ -21,7 +21,7 @@ export const proposedText = 'one\nTWO\nthree\n';
 /** Octokit sends the ref `heads/feature` percent-encoded, as `heads%2Ffeature`. */
 export const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
 
-/** A fake GitHub with one pull request that changes `app.txt`, its user, installation and run. */
+/** A fake GitHub with one pull request, its user, installation and run. */
 export interface ApplyTestContext {
   setup: GitHubTestContext;
   app: ReturnType<typeof createApp>;
@@ -29,12 +29,18 @@ export interface ApplyTestContext {
   runId: string;
 }
 
-/** Creates the fake GitHub with the pull request, and the user, installation and run. */
-export async function createApplyTestContext(): Promise<ApplyTestContext> {
-  const setup = await createGitHubTestContext({
+/**
+ * Creates the fake GitHub with the pull request, and the user, installation and run. The pull
+ * request changes `app.txt` from `one` to `headText` unless `files` gives other base and head
+ * files.
+ */
+export async function createApplyTestContext(
+  files: { base: Record<string, FileValue>; head: Record<string, FileValue | null> } = {
     base: { 'app.txt': 'one\n' },
     head: { 'app.txt': headText },
-  });
+  },
+): Promise<ApplyTestContext> {
+  const setup = await createGitHubTestContext(files);
   const app = createApp(setup.context);
   const user = await insertUser(setup.context);
   await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });

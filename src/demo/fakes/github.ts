@@ -23,12 +23,15 @@ import {
   type IssuedToken,
   type ReviewRecord,
 } from './github/state.ts';
+import type { WebhookDeliveryRecord, WebhookTarget } from './github/webhooks.ts';
 
 /**
  * Fake GitHub REST API on 127.0.0.1 for the tests and `npm run demo`. It issues installation
  * tokens to callers that present a JWT signed by the app's key, and serves pull request files,
  * contents and blobs that it computes with git from real repositories on disk. It also keeps check runs, issue comments
  * and reviews in memory, and writes blobs, trees, commits and refs into those repositories.
+ * With a webhook target set, it sends `pull_request.synchronize` when a commit moves the head
+ * of an open pull request.
  * Requests to unknown routes get a 404 and are recorded like every other request.
  */
 
@@ -41,6 +44,7 @@ export type {
   IssuedToken,
   ReviewRecord,
 } from './github/state.ts';
+export type { WebhookDeliveryRecord, WebhookTarget } from './github/webhooks.ts';
 export { FakeGitHubError } from './github/router.ts';
 
 /** Response queued for the next request that matches `method` and `path`, usually an error. */
@@ -114,6 +118,15 @@ export interface FakeGitHub {
   queueResponse(response: QueuedResponse): void;
   /** Adds an endpoint. Routes added later take precedence over earlier ones. */
   addRoute(route: Route<FakeState>): void;
+  /**
+   * Sets the endpoint that receives the fake's webhooks, signed with `secret`, or null to send
+   * none (the default). A commit that moves the head of an open pull request sends
+   * `pull_request.synchronize` there, as GitHub does after a push.
+   */
+  setWebhookTarget(target: WebhookTarget | null): void;
+  /** Webhooks sent so far, in the order their deliveries ended. */
+  readonly webhookDeliveries: WebhookDeliveryRecord[];
+  /** Waits for the webhook deliveries under way, then stops the server. */
   close(): Promise<void>;
 }
 
@@ -496,6 +509,12 @@ export async function startFakeGitHub(options: {
     get reviews() {
       return [...fakeState.reviews];
     },
+    get webhookDeliveries() {
+      return [...fakeState.webhookDeliveries];
+    },
+    setWebhookTarget(target) {
+      fakeState.webhookTarget = target ? { ...target } : null;
+    },
     addIssueComment(comment) {
       const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
       const record: IssueCommentRecord = {
@@ -548,6 +567,8 @@ export async function startFakeGitHub(options: {
       routes.push({ route, compiled: compilePattern(route.pattern) });
     },
     async close() {
+      // Each delivery ends within its own time limit, so this wait is bounded.
+      await Promise.allSettled([...fakeState.pendingDeliveries]);
       const closed = new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
       });

@@ -24,12 +24,14 @@ import {
 } from './route-helpers.ts';
 import { appBotLogin } from './issue-comments.ts';
 import type { FakeState } from './state.ts';
+import { sendSynchronize } from './webhooks.ts';
 
 /**
  * Git Data API of the fake: blobs, trees, commits and refs written into the real repository
  * with `git hash-object -w`, a temporary index, `git commit-tree` and `git update-ref`. A ref
  * update without `force` succeeds only as a fast forward, and the ref moves only if it still
- * points where it pointed when the update was checked, as on GitHub.
+ * points where it pointed when the update was checked, as on GitHub. Moving the head branch of
+ * an open pull request sends `pull_request.synchronize` to the webhook target, if one is set.
  */
 
 const gitDocs = 'https://docs.github.com/rest/git';
@@ -270,7 +272,11 @@ async function updateRef(context: Context): Promise<FakeResponse> {
     throw invalid('Update is not a fast forward', docs);
   }
   if (ref.startsWith('refs/heads/')) {
-    context.state.movePullRequestHeads(repository, ref.slice('refs/heads/'.length), newSha);
+    const branch = ref.slice('refs/heads/'.length);
+    const moved = context.state.movePullRequestHeads(repository, branch, newSha);
+    for (const { pullRequest, before } of moved) {
+      sendSynchronize(context.state, repository, pullRequest, before);
+    }
   }
   return json(200, refPayload(context.state, repository, ref, newSha));
 }

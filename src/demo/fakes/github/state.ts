@@ -4,6 +4,7 @@ import type {
   PullRequestRecord,
   RepositoryRecord,
 } from './payloads.ts';
+import type { WebhookDeliveryRecord, WebhookTarget } from './webhooks.ts';
 
 /** Installation access token the fake issued. */
 export interface IssuedToken {
@@ -98,6 +99,12 @@ export class FakeState {
   readonly checkRuns = new Map<number, CheckRunRecord>();
   readonly issueComments = new Map<number, IssueCommentRecord>();
   readonly reviews: ReviewRecord[] = [];
+  /** Endpoint for the fake's webhooks, or null to send none. */
+  webhookTarget: WebhookTarget | null = null;
+  /** Webhooks sent so far, in the order their deliveries ended. */
+  readonly webhookDeliveries: WebhookDeliveryRecord[] = [];
+  /** Deliveries still waiting for a response. */
+  readonly pendingDeliveries = new Set<Promise<void>>();
   private lastId = 1000;
   private readonly repositories = new Map<string, RepositoryRecord>();
   private readonly pullRequests = new Map<string, PullRequestRecord>();
@@ -146,14 +153,25 @@ export class FakeState {
     return repository;
   }
 
-  /** Moves the head of every open pull request on `branch` to `sha`, as a push does on GitHub. */
-  movePullRequestHeads(repository: RepositoryRecord, branch: string, sha: string): void {
+  /**
+   * Moves the head of every pull request on `branch` to `sha`, as a push does on GitHub.
+   * Returns the pull requests whose head changed, each with its previous head.
+   */
+  movePullRequestHeads(
+    repository: RepositoryRecord,
+    branch: string,
+    sha: string,
+  ): { pullRequest: PullRequestRecord; before: string }[] {
+    const moved: { pullRequest: PullRequestRecord; before: string }[] = [];
     for (const pullRequest of this.pullRequests.values()) {
       const sameRepository =
         repositoryKey(pullRequest.owner, pullRequest.repo) ===
         repositoryKey(repository.owner, repository.repo);
-      if (sameRepository && pullRequest.headRef === branch) pullRequest.headSha = sha;
+      if (!sameRepository || pullRequest.headRef !== branch || pullRequest.headSha === sha) continue;
+      moved.push({ pullRequest, before: pullRequest.headSha });
+      pullRequest.headSha = sha;
     }
+    return moved;
   }
 
   requirePullRequest(repository: RepositoryRecord, number: number): PullRequestRecord {
