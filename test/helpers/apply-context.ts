@@ -29,11 +29,17 @@ export interface ApplyTestContext {
   runId: string;
 }
 
-/** Creates the fake GitHub with the pull request, and the user, installation and run. */
-export async function createApplyTestContext(): Promise<ApplyTestContext> {
+/**
+ * Creates the fake GitHub with the pull request, and the user, installation and run. `env`
+ * adds configuration such as WEBHOOK_SECRET.
+ */
+export async function createApplyTestContext(
+  env: Record<string, string> = {},
+): Promise<ApplyTestContext> {
   const setup = await createGitHubTestContext({
     base: { 'app.txt': 'one\n' },
     head: { 'app.txt': headText },
+    env,
   });
   const app = createApp(setup.context);
   const user = await insertUser(setup.context);

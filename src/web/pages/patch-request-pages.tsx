@@ -6,7 +6,12 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
+import {
+  AppError,
+  fromInstallationUnavailable,
+  fromPullRequestClosed,
+  notFound,
+} from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
@@ -64,6 +69,7 @@ export function patchRequestPages(
       if (result.reason === 'installation_unavailable') {
         throw fromInstallationUnavailable(result.error);
       }
+      if (result.reason === 'pull_request_closed') throw fromPullRequestClosed(result.error);
       if (result.reason === 'cancelled') {
         // The stored reason names what cancelled it: a newer commit, a closed pull request or
         // a suspended or deleted installation.
