@@ -161,6 +161,18 @@ describe('patch request API', () => {
     expect(stored!.status).toBe('queued');
     expect(await countJobs(context, previewQueue)).toBe(1);
   });
+
+  it('reports the close time of a run', async () => {
+    await deliver('pull_request', pullRequestEvent('closed'));
+
+    const response = await app.request(`/api/runs/${setup.run.id}`, {
+      headers: { authorization: `Bearer ${apiToken}` },
+    });
+
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body.status).toBe('completed');
+    expect(body.pullRequestClosedAt).toBe(exampleClosedAt);
+  });
 });
 
 describe('Preview fix form', () => {
@@ -177,6 +189,51 @@ describe('Preview fix form', () => {
     expect(html).toContain(closedMessage());
     expect(await countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+});
+
+describe('dashboard', () => {
+  it('shows a closed run without Preview fix', async () => {
+    await deliver('pull_request', pullRequestEvent('closed'));
+
+    const html = await (await getPage(`/runs/${setup.run.id}`)).text();
+
+    expect(html).toContain('<span class="badge status-closed"');
+    expect(html).toContain('pull request closed');
+    expect(html).toContain(closedMessage());
+    expect(html).not.toContain('Preview fix</button>');
+  });
+
+  it('shows Preview fix again after reopen', async () => {
+    await deliver('pull_request', pullRequestEvent('closed'));
+    await deliver('pull_request', pullRequestEvent('reopened'));
+
+    const html = await (await getPage(`/runs/${setup.run.id}`)).text();
+
+    expect(html).not.toContain('status-closed');
+    expect(html).not.toContain(closedMessage());
+    expect(html).toContain('Preview fix</button>');
+  });
+
+  it('marks the run closed on the home page', async () => {
+    await deliver('pull_request', pullRequestEvent('closed'));
+
+    const html = await (await getPage('/')).text();
+
+    expect(html).toContain(`${setup.run.repository}#${setup.run.prNumber}`);
+    expect(html).toContain('<span class="badge status-closed"');
+  });
+
+  it('shows a preview without Regenerate and Apply', async () => {
+    const { request } = await readyPreview();
+    await deliver('pull_request', pullRequestEvent('closed'));
+
+    const html = await (await getPage(`/patch-requests/${request.id}`)).text();
+
+    expect(html).toContain(closedMessage());
+    expect(html).toContain('<span class="badge status-closed"');
+    expect(html).not.toContain('Regenerate this file');
+    expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
   });
 });
 

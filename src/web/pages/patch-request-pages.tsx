@@ -51,9 +51,16 @@ export function patchRequestPages(
   });
 
   app.get('/patch-requests/:id/files', async (c) => {
-    const { request } = await load(c.var.user.id, c.req.param('id'));
+    const { request, run } = await load(c.var.user.id, c.req.param('id'));
     const files = await listPatchFiles(context.db, request.id);
-    return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
+    return c.html(
+      <PatchFilesPanel
+        session={c.var.session}
+        request={request}
+        files={files}
+        pullRequestClosed={run.prClosedAt !== null}
+      />,
+    );
   });
 
   app.post('/patch-requests/:id/files/:fileId/regenerate', async (c) => {
@@ -98,9 +105,16 @@ export function patchRequestPages(
       'file regeneration queued',
     );
     if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
-    const { request } = await load(c.var.user.id, id);
+    const { request, run } = await load(c.var.user.id, id);
     const files = await listPatchFiles(context.db, request.id);
-    return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
+    return c.html(
+      <PatchFilesPanel
+        session={c.var.session}
+        request={request}
+        files={files}
+        pullRequestClosed={run.prClosedAt !== null}
+      />,
+    );
   });
 
   app.post('/patch-requests/:id/apply', async (c) => {
