@@ -29,7 +29,7 @@ const applicableStatuses = ['ready', 'partially_ready'] as const;
  * for its state, a closed pull request or a moved branch, `bad_gateway` when GitHub rejected a
  * request. The details of a `bad_gateway` name GitHub's status, message and the rejected
  * request. Those of a closed pull request name the repository, the pull request and when it
- * was closed.
+ * was closed, and those of a claim in progress name when it was taken and when it goes stale.
  */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';
@@ -92,6 +92,29 @@ function closedRejection(error: PullRequestClosedError): ApplyRejectedError {
   });
 }
 
+/** Formats the time of day of `date` in UTC, such as "12:03:10 UTC". */
+function utcTimeOfDay(date: Date): string {
+  return `${date.toISOString().slice(11, 19)} UTC`;
+}
+
+/**
+ * Builds the rejection for a claim that another call holds. The message states when the claim
+ * goes stale, because a claim whose call died is taken again only after `staleApplyMinutes`.
+ * The claim stores and compares PostgreSQL's now(), so that time follows the database's clock.
+ * The message rounds it up to the next whole second, so an apply after it finds the claim stale.
+ */
+function claimedRejection(patchRequestId: string, applyStartedAt: Date): ApplyRejectedError {
+  const staleAt = new Date(applyStartedAt.getTime() + staleApplyMinutes * 60_000);
+  const retryAt = new Date(Math.ceil(staleAt.getTime() / 1000) * 1000);
+  return new ApplyRejectedError(
+    'conflict',
+    `Patch request ${patchRequestId} is being applied by another call since ` +
+      `${utcTimeOfDay(applyStartedAt)}. If that call died, apply again after ` +
+      `${utcTimeOfDay(retryAt)}.`,
+    { applyStartedAt: applyStartedAt.toISOString(), claimStaleAt: staleAt.toISOString() },
+  );
+}
+
 function storedResult(request: StoredRequest, files: string[]): ApplyResult {
   return {
     id: request.id,
@@ -124,7 +147,7 @@ async function claim(
     if (closed) return { claimed: false, closed };
     const claimed = await tx
       .update(patchRequests)
-      .set({ applyStartedAt: new Date() })
+      .set({ applyStartedAt: sql`now()` })
       .where(
         and(
           eq(patchRequests.id, request.id),
@@ -211,11 +234,15 @@ export async function applyPatchRequest(
     const current = await context.db.query.patchRequests.findFirst({
       where: eq(patchRequests.id, request.id),
     });
-    if (current?.appliedAt) return storedResult(current, paths);
-    if (current && !isApplicable(current.status)) throw notApplicable(request.id, current.status);
+    if (!current) return null;
+    if (current.appliedAt) return storedResult(current, paths);
+    if (!isApplicable(current.status)) throw notApplicable(request.id, current.status);
+    if (current.applyStartedAt) throw claimedRejection(request.id, current.applyStartedAt);
+    // The other call released its claim between the claim attempt and this read.
     throw new ApplyRejectedError(
       'conflict',
-      `Patch request ${request.id} is being applied by another call; fetch it again in a minute.`,
+      `Patch request ${request.id} was being applied by another call, which ended without ` +
+        'applying it. Apply again.',
     );
   }
   // Read again under the claim, because a regeneration that started and finished after the
