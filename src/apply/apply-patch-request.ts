@@ -9,6 +9,11 @@ import {
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
+import {
+  findPullRequestClosed,
+  pullRequestClosedError,
+  type PullRequestClosedError,
+} from '../runs/pull-request-closed.ts';
 import { BranchMovedError, commitFiles, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
 import { postSuggestionReview } from './suggestion-review.ts';
@@ -21,8 +26,10 @@ const applicableStatuses = ['ready', 'partially_ready'] as const;
 
 /**
  * Raised when a patch request cannot be applied: `bad_request` for an invalid mode, `conflict`
- * for its state or a moved branch, `bad_gateway` when GitHub rejected a request. The details of
- * a `bad_gateway` name GitHub's status, message and the rejected request.
+ * for its state, a closed pull request or a moved branch, `bad_gateway` when GitHub rejected a
+ * request. The details of a `bad_gateway` name GitHub's status, message and the rejected
+ * request. Those of a closed pull request name the repository, the pull request and when it
+ * was closed, and those of a claim in progress name when it was taken and when it goes stale.
  */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';
@@ -77,6 +84,37 @@ function notApplicable(patchRequestId: string, status: StoredRequest['status']):
   );
 }
 
+function closedRejection(error: PullRequestClosedError): ApplyRejectedError {
+  return new ApplyRejectedError('conflict', error.message, {
+    repository: error.repository,
+    pullRequest: error.prNumber,
+    pullRequestClosedAt: error.closedAt.toISOString(),
+  });
+}
+
+/** Formats the time of day of `date` in UTC, such as "12:03:10 UTC". */
+function utcTimeOfDay(date: Date): string {
+  return `${date.toISOString().slice(11, 19)} UTC`;
+}
+
+/**
+ * Builds the rejection for a claim that another call holds. The message states when the claim
+ * goes stale, because a claim whose call died is taken again only after `staleApplyMinutes`.
+ * The claim stores and compares PostgreSQL's now(), so that time follows the database's clock.
+ * The message rounds it up to the next whole second, so an apply after it finds the claim stale.
+ */
+function claimedRejection(patchRequestId: string, applyStartedAt: Date): ApplyRejectedError {
+  const staleAt = new Date(applyStartedAt.getTime() + staleApplyMinutes * 60_000);
+  const retryAt = new Date(Math.ceil(staleAt.getTime() / 1000) * 1000);
+  return new ApplyRejectedError(
+    'conflict',
+    `Patch request ${patchRequestId} is being applied by another call since ` +
+      `${utcTimeOfDay(applyStartedAt)}. If that call died, apply again after ` +
+      `${utcTimeOfDay(retryAt)}.`,
+    { applyStartedAt: applyStartedAt.toISOString(), claimStaleAt: staleAt.toISOString() },
+  );
+}
+
 function storedResult(request: StoredRequest, files: string[]): ApplyResult {
   return {
     id: request.id,
@@ -90,28 +128,41 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
 }
 
 /**
- * Claims the request for one apply. Returns false while another apply runs, after one
- * finished, or when the preview is no longer ready (a regeneration started), so two concurrent
- * calls never both write to GitHub.
+ * Claims the request for one apply. Returns `claimed: false` while another apply runs, after
+ * one finished, or when the preview is no longer ready (a regeneration started), so two
+ * concurrent calls never both write to GitHub. Returns the error and claims nothing when the
+ * pull request is closed.
+ *
+ * The check and the claim share a transaction that locks the run's row FOR SHARE, so a close
+ * is either committed first and seen here, or it waits until the claim has committed.
+ * NOTE: in the second case the apply still writes to GitHub after the close, and GitHub
+ * accepts a push to the head branch of a closed pull request.
  */
-async function claim(context: AppContext, patchRequestId: string): Promise<boolean> {
-  const claimed = await context.db
-    .update(patchRequests)
-    .set({ applyStartedAt: new Date() })
-    .where(
-      and(
-        eq(patchRequests.id, patchRequestId),
-        isNull(patchRequests.appliedAt),
-        inArray(patchRequests.status, [...applicableStatuses]),
-        or(
-          isNull(patchRequests.applyStartedAt),
-          sql`${patchRequests.applyStartedAt}
-            < now() - make_interval(mins => ${staleApplyMinutes}::int)`,
+async function claim(
+  context: AppContext,
+  request: { id: string; runId: string },
+): Promise<{ claimed: boolean; closed: PullRequestClosedError | null }> {
+  return context.db.transaction(async (tx) => {
+    const closed = await findPullRequestClosed(tx, request.runId);
+    if (closed) return { claimed: false, closed };
+    const claimed = await tx
+      .update(patchRequests)
+      .set({ applyStartedAt: sql`now()` })
+      .where(
+        and(
+          eq(patchRequests.id, request.id),
+          isNull(patchRequests.appliedAt),
+          inArray(patchRequests.status, [...applicableStatuses]),
+          or(
+            isNull(patchRequests.applyStartedAt),
+            sql`${patchRequests.applyStartedAt}
+              < now() - make_interval(mins => ${staleApplyMinutes}::int)`,
+          ),
         ),
-      ),
-    )
-    .returning({ id: patchRequests.id });
-  return claimed.length > 0;
+      )
+      .returning({ id: patchRequests.id });
+    return { claimed: claimed.length > 0, closed: null };
+  });
 }
 
 /**
@@ -143,6 +194,10 @@ export async function applyPatchRequest(
     }
     return storedResult(request, paths);
   }
+  // Checked before the request's status, because closing cancels unfinished previews and the
+  // user must reopen the pull request before requesting a new one.
+  const closed = pullRequestClosedError(request.run);
+  if (closed) throw closedRejection(closed);
   if (!isApplicable(request.status)) throw notApplicable(request.id, request.status);
   if (files.length === 0) {
     throw new ApplyRejectedError(
@@ -173,15 +228,21 @@ export async function applyPatchRequest(
   if (unavailable) throw new ApplyRejectedError('conflict', unavailable.message);
   const github = requireGitHubApp(context);
 
-  if (!(await claim(context, request.id))) {
+  const claimOutcome = await claim(context, request);
+  if (claimOutcome.closed) throw closedRejection(claimOutcome.closed);
+  if (!claimOutcome.claimed) {
     const current = await context.db.query.patchRequests.findFirst({
       where: eq(patchRequests.id, request.id),
     });
-    if (current?.appliedAt) return storedResult(current, paths);
-    if (current && !isApplicable(current.status)) throw notApplicable(request.id, current.status);
+    if (!current) return null;
+    if (current.appliedAt) return storedResult(current, paths);
+    if (!isApplicable(current.status)) throw notApplicable(request.id, current.status);
+    if (current.applyStartedAt) throw claimedRejection(request.id, current.applyStartedAt);
+    // The other call released its claim between the claim attempt and this read.
     throw new ApplyRejectedError(
       'conflict',
-      `Patch request ${request.id} is being applied by another call; fetch it again in a minute.`,
+      `Patch request ${request.id} was being applied by another call, which ended without ` +
+        'applying it. Apply again.',
     );
   }
   // Read again under the claim, because a regeneration that started and finished after the

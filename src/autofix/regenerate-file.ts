@@ -7,20 +7,23 @@ import {
 } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
+import { findPullRequestClosed, type PullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { isUuid } from '../runs/visible-runs.ts';
 
 export type RegenerateFileResult =
   | { ok: true; path: string; generation: number }
   | { ok: false; reason: 'not_found' }
   | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
-  | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError };
+  | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
+  | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
 
 /**
  * Queues a new preview of one file of a finished patch request. In one transaction it bumps
  * the file's generation (part of each model call's idempotency key), resets the file to
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
- * Nothing changes when the run's installation is suspended or deleted.
+ * Nothing changes when the run's installation is suspended or deleted, or when its pull request
+ * is closed.
  */
 export async function regeneratePatchFile(
   db: Database,
@@ -30,15 +33,17 @@ export async function regeneratePatchFile(
   if (!isUuid(input.patchRequestId) || !isUuid(input.fileId)) return { ok: false, reason: 'not_found' };
   return db.transaction(async (tx) => {
     const [owned] = await tx
-      .select({ installationId: prRuns.installationId })
+      .select({ runId: prRuns.id, installationId: prRuns.installationId })
       .from(patchRequests)
       .innerJoin(prRuns, eq(prRuns.id, patchRequests.runId))
       .where(and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)));
     if (!owned) return { ok: false, reason: 'not_found' };
-    // A suspend or uninstall locks the installation before the work it cancels, and this locks
-    // in the same order. The result is returned only after the request's own state is checked,
-    // because a cancelled or applied preview stays so after the installation is active again.
+    // A suspend or uninstall locks the installation before the work it cancels, and a close
+    // locks the runs before their patch requests. This locks in the same order. The results are
+    // returned only after the request's own state is checked, because a cancelled or applied
+    // preview stays so after the installation is active or the pull request open again.
     const unavailable = await findInstallationUnavailable(tx, owned.installationId);
+    const closed = await findPullRequestClosed(tx, owned.runId);
 
     // The row lock keeps two clicks from queueing two jobs for the same request.
     const [request] = await tx
@@ -67,6 +72,7 @@ export async function regeneratePatchFile(
       return { ok: false, reason: 'applied', status: request.status };
     }
     if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
+    if (closed) return { ok: false, reason: 'pull_request_closed', error: closed };
 
     await tx
       .update(patchFiles)

@@ -6,6 +6,7 @@ import { findings, installations, patchRequests, prRuns } from '../db/schema/ind
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { fixAction } from '../report/publish-check-run.ts';
+import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
 
 export const checkRunPayload = z.object({
   action: z.string(),
@@ -21,7 +22,8 @@ export type CheckRunPayload = z.infer<typeof checkRunPayload>;
  * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for all
  * findings of the run and queues its preview. The installation's owner pays, not the user who
  * pressed the button, because automatic work is charged to the user who installed the app.
- * A press for a suspended or deleted installation is skipped, and the outcome gives the reason.
+ * A press for a suspended or deleted installation or a closed pull request is skipped, and the
+ * outcome gives the reason.
  */
 export async function handleCheckRunEvent(
   tx: Transaction,
@@ -46,6 +48,10 @@ export async function handleCheckRunEvent(
   // A press can arrive after a suspend or uninstall, for example when it is redelivered.
   const unavailable = await findInstallationUnavailable(tx, run.installationId);
   if (unavailable) return `skipped: ${unavailable.message}`;
+  // The button stays on the check run after the pull request is closed. createPatchRequest
+  // checks again under a row lock.
+  const closed = pullRequestClosedError(run);
+  if (closed) return `skipped: ${closed.message}`;
 
   const installation = await tx.query.installations.findFirst({
     where: eq(installations.id, run.installationId),
@@ -89,7 +95,10 @@ export async function handleCheckRunEvent(
     userId: installation.userId,
     findingIds: rows.map((row) => row.id),
   });
-  if (!result.ok && result.reason === 'installation_unavailable') {
+  if (
+    !result.ok &&
+    (result.reason === 'installation_unavailable' || result.reason === 'pull_request_closed')
+  ) {
     return `skipped: ${result.error.message}`;
   }
   if (!result.ok) {

@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, isNull, lte, ne, or } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
@@ -8,6 +8,10 @@ import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
+
+const isoTimestamp = z.string().refine((value) => !Number.isNaN(Date.parse(value)), {
+  message: 'must be an ISO 8601 timestamp',
+});
 
 export const pullRequestPayload = z.object({
   action: z.string(),
@@ -20,9 +24,8 @@ export const pullRequestPayload = z.object({
   }),
   pull_request: z.object({
     title: z.string(),
-    updated_at: z.string().refine((value) => !Number.isNaN(Date.parse(value)), {
-      message: 'must be an ISO 8601 timestamp',
-    }),
+    updated_at: isoTimestamp,
+    closed_at: isoTimestamp.nullable().optional(),
     head: z.object({
       sha: z.string().regex(/^[0-9a-f]{40}$/),
       ref: z.string(),
@@ -41,7 +44,8 @@ const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as co
 /**
  * Creates one run per (repository, pull request, head sha) and queues its analysis in the
  * same transaction, so a run never exists without its job. Runs of older commits are
- * superseded and their queued previews cancelled. `closed` cancels the queued work instead.
+ * superseded and their queued previews cancelled. `closed` marks the pull request's runs closed
+ * and cancels the queued work instead, and `reopened` clears that mark on all of its runs.
  * Analysis for a suspended or deleted installation is skipped, and the outcome gives the reason.
  */
 export async function handlePullRequestEvent(
@@ -70,9 +74,13 @@ export async function handlePullRequestEvent(
   // The insert keeps the row of a suspended or deleted installation as it is, and a late
   // event for such an installation must not start a run.
   const unavailable = await findInstallationUnavailable(tx, installationId);
+  await lockPullRequest(tx, repository.id, payload.number);
+  // The mark is cleared even while the installation is suspended or deleted, so the runs accept
+  // fixes once it is active again.
+  const reopenedRuns =
+    payload.action === 'reopened' ? await markRunsOpen(tx, repository.id, payload.number) : 0;
   if (unavailable) return `skipped: ${unavailable.message}`;
 
-  await lockPullRequest(tx, repository.id, payload.number);
   const updatedAt = new Date(pullRequest.updated_at);
   const [newer] = await tx
     .select({ id: prRuns.id, headSha: prRuns.headSha })
@@ -129,6 +137,12 @@ export async function handlePullRequestEvent(
     const rerun = ['cancelled', 'superseded', 'failed'];
     if (!existing || !rerun.includes(existing.status)) {
       const target = `${repository.full_name}#${payload.number}`;
+      if (payload.action === 'reopened') {
+        return (
+          `pull request reopened: marked ${reopenedRuns} run(s) open; the run for ${target} ` +
+          `at ${pullRequest.head.sha} stays ${existing?.status ?? 'as it is'}`
+        );
+      }
       return `ignored: a run for ${target} at ${pullRequest.head.sha} exists`;
     }
     await tx
@@ -200,18 +214,58 @@ async function supersedeOlderRuns(
   return olderIds;
 }
 
-/** Cancels the pull request's queued analyses and unfinished patch requests. */
+/** Clears the closed mark of every run of the pull request and returns how many had it. */
+async function markRunsOpen(
+  tx: Transaction,
+  repositoryId: number,
+  prNumber: number,
+): Promise<number> {
+  const reopened = await tx
+    .update(prRuns)
+    .set({ prClosedAt: null })
+    .where(
+      and(
+        eq(prRuns.repositoryId, repositoryId),
+        eq(prRuns.prNumber, prNumber),
+        isNotNull(prRuns.prClosedAt),
+      ),
+    )
+    .returning({ id: prRuns.id });
+  return reopened.length;
+}
+
+/**
+ * Marks every run of the pull request closed, then cancels its queued analyses and unfinished
+ * patch requests.
+ *
+ * The mark comes first because its UPDATE waits for any transaction that locked one of these
+ * runs FOR SHARE to create a patch request or regenerate a file (findPullRequestClosed). The
+ * cancellation that follows reads after that transaction has committed, so it cancels the new
+ * work too. Work that starts after the mark commits reads the mark and is rejected.
+ *
+ * NOTE: the mark ignores delivery order. A `closed` event delivered after a later `reopened`
+ * one marks an open pull request closed; redelivering the `reopened` event clears the mark.
+ */
 async function handleClosed(
   tx: Transaction,
   boss: PgBoss,
   payload: PullRequestPayload,
 ): Promise<string> {
-  const { repository } = payload;
+  const { repository, pull_request: pullRequest } = payload;
+  const target = `${repository.full_name}#${payload.number}`;
   await lockPullRequest(tx, repository.id, payload.number);
   const ofPullRequest = and(
     eq(prRuns.repositoryId, repository.id),
     eq(prRuns.prNumber, payload.number),
   );
+  // A redelivered event keeps the time of the first close.
+  const closedAt = new Date(pullRequest.closed_at ?? pullRequest.updated_at).toISOString();
+  const allRuns = await tx
+    .update(prRuns)
+    .set({ prClosedAt: sql`coalesce(${prRuns.prClosedAt}, ${closedAt}::timestamptz)` })
+    .where(ofPullRequest)
+    .returning({ id: prRuns.id });
+
   const cancelledRuns = await tx
     .update(prRuns)
     .set({ status: 'cancelled', error: 'Cancelled: the pull request was closed before analysis.' })
@@ -222,15 +276,15 @@ async function handleClosed(
     await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
   }
 
-  const allRuns = await tx.select({ id: prRuns.id }).from(prRuns).where(ofPullRequest);
   const cancelledRequests = await cancelPatchRequestsOfRuns(
     tx,
     boss,
     allRuns.map((row) => row.id),
-    'Cancelled: the pull request was closed.',
+    `Cancelled because pull request ${target} was closed. Reopen it on GitHub, then request ` +
+      'the fix again.',
   );
   return (
-    `pull request closed: cancelled ${cancelledRuns.length} run(s) and ` +
-    `${cancelledRequests.length} patch request(s)`
+    `pull request closed: marked ${allRuns.length} run(s) closed, cancelled ` +
+    `${cancelledRuns.length} run(s) and ${cancelledRequests.length} patch request(s)`
   );
 }

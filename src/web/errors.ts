@@ -4,6 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
+import type { PullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { renderError } from './views/error-page.tsx';
 
 export const errorCodes = {
@@ -52,6 +53,19 @@ export function fromInstallationUnavailable(error: InstallationUnavailableError)
   return new AppError('conflict', error.message, {
     installationId: error.installationId,
     reason: error.reason,
+  });
+}
+
+/**
+ * Turns a closed pull request into a 409 with the error's message, which names the pull
+ * request and asks the user to reopen it. The details name the repository, the pull request
+ * number and when it was closed.
+ */
+export function fromPullRequestClosed(error: PullRequestClosedError): AppError {
+  return new AppError('conflict', error.message, {
+    repository: error.repository,
+    pullRequest: error.prNumber,
+    pullRequestClosedAt: error.closedAt.toISOString(),
   });
 }
 

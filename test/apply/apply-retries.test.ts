@@ -217,6 +217,57 @@ describe('apply, commits', () => {
     expect(await git('rev-parse', headBranch)).toBe(commitSha);
   });
 
+  it('names when a held claim goes stale', async () => {
+    const request = await newRequest();
+    // Another call claimed the request three minutes ago and has not finished, or has died.
+    const startedAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 3 * 60_000);
+    const staleAt = new Date(startedAt.getTime() + 10 * 60_000);
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: startedAt })
+      .where(eq(patchRequests.id, request.id));
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(
+      `Patch request ${request.id} is being applied by another call since ` +
+        `${startedAt.toISOString().slice(11, 19)} UTC. If that call died, apply again after ` +
+        `${staleAt.toISOString().slice(11, 19)} UTC.`,
+    );
+    expect(error.applyStartedAt).toBe(startedAt.toISOString());
+    expect(error.claimStaleAt).toBe(staleAt.toISOString());
+    expect((await stored(request.id)).applyStartedAt?.toISOString()).toBe(startedAt.toISOString());
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('retakes a claim after the stated time', async () => {
+    const request = await newRequest();
+    // A claim that goes stale 1.5 s from now, between two whole seconds.
+    const startedAt = new Date(Date.now() - 10 * 60_000 + 1_500);
+    const staleAt = new Date(startedAt.getTime() + 10 * 60_000);
+    const retryAt = new Date(Math.ceil(staleAt.getTime() / 1000) * 1000);
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: startedAt })
+      .where(eq(patchRequests.id, request.id));
+
+    const early = await apply(request.id);
+    expect(early.status).toBe(409);
+    const { error } = await early.json();
+    expect(error.message).toContain(
+      `If that call died, apply again after ${retryAt.toISOString().slice(11, 19)} UTC.`,
+    );
+    expect(error.claimStaleAt).toBe(staleAt.toISOString());
+    await new Promise((resolve) => setTimeout(resolve, retryAt.getTime() - Date.now() + 50));
+    const late = await apply(request.id);
+
+    expect(late.status).toBe(200);
+    expect(await git('rev-parse', headBranch)).toBe((await late.json()).commitSha);
+  });
+
   it('makes one commit for two concurrent applies', async () => {
     const request = await newRequest();
     const responses = await Promise.all([apply(request.id), apply(request.id)]);

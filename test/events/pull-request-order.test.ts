@@ -194,7 +194,9 @@ describe('closed', () => {
       pullRequestEvent('closed', number, sha('f'), '2024-05-03T09:20:00Z'),
     );
 
-    expect(outcome).toBe('pull request closed: cancelled 1 run(s) and 1 patch request(s)');
+    expect(outcome).toBe(
+      'pull request closed: marked 2 run(s) closed, cancelled 1 run(s) and 1 patch request(s)',
+    );
     const [stored] = await context.db.select().from(prRuns).where(eq(prRuns.id, latest!.id));
     expect(stored!.status).toBe('cancelled');
     expect(stored!.error).toContain('closed');
@@ -204,7 +206,67 @@ describe('closed', () => {
       .from(patchRequests)
       .where(eq(patchRequests.id, preview.id));
     expect(request!.status).toBe('cancelled');
+    expect(request!.error).toBe(
+      'Cancelled because pull request Codertocat/Hello-World#' +
+        `${number} was closed. Reopen it on GitHub, then request the fix again.`,
+    );
     expect(await jobState(previewQueue, preview.previewJobId)).toBe('cancelled');
+  });
+
+  it('marks every run closed', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('2'), '2024-05-06T09:00:00Z'));
+    await deliver(pullRequestEvent('synchronize', number, sha('3'), '2024-05-06T09:10:00Z'));
+    const [older, latest] = await runsOf(number);
+    await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, latest!.id));
+
+    await deliver(pullRequestEvent('closed', number, sha('3'), '2024-05-06T09:20:00Z'));
+
+    const runs = await runsOf(number);
+    expect(runs.map((run) => run.prClosedAt?.toISOString())).toEqual([
+      '2024-05-06T09:20:00.000Z',
+      '2024-05-06T09:20:00.000Z',
+    ]);
+    expect(runs.find((run) => run.id === older!.id)!.status).toBe('superseded');
+    // Closing after the analysis keeps the run's findings and its status.
+    expect(runs.find((run) => run.id === latest!.id)!.status).toBe('completed');
+  });
+
+  it('keeps the first close time on redelivery', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('4'), '2024-05-07T09:00:00Z'));
+    const closed = pullRequestEvent('closed', number, sha('4'), '2024-05-07T09:05:00Z');
+    closed.pull_request.closed_at = '2024-05-07T09:04:59Z';
+    await deliver(closed);
+    closed.pull_request.closed_at = '2024-05-07T09:30:00Z';
+
+    const outcome = await deliver(closed);
+
+    expect(outcome).toBe(
+      'pull request closed: marked 1 run(s) closed, cancelled 0 run(s) and 0 patch request(s)',
+    );
+    const [run] = await runsOf(number);
+    expect(run!.prClosedAt?.toISOString()).toBe('2024-05-07T09:04:59.000Z');
+  });
+
+  it('marks the runs open on reopen', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('5'), '2024-05-08T09:00:00Z'));
+    const [run] = await runsOf(number);
+    await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run!.id));
+    await deliver(pullRequestEvent('closed', number, sha('5'), '2024-05-08T09:01:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('5'), '2024-05-08T09:02:00Z'),
+    );
+
+    expect(outcome).toBe(
+      `pull request reopened: marked 1 run(s) open; the run for Codertocat/Hello-World#${number} ` +
+        `at ${sha('5')} stays completed`,
+    );
+    const [stored] = await runsOf(number);
+    expect(stored!.prClosedAt).toBeNull();
+    expect(stored!.status).toBe('completed');
   });
 
   it('queues a cancelled run again on reopen', async () => {
@@ -218,6 +280,7 @@ describe('closed', () => {
     const [run] = await runsOf(number);
     expect(outcome).toBe(`run ${run!.id} queued again`);
     expect(run!.status).toBe('queued');
+    expect(run!.prClosedAt).toBeNull();
     expect(await jobState(analyzeQueue, run!.analyzeJobId)).toBe('created');
   });
 

@@ -31,16 +31,21 @@ export interface ApplyTestContext {
 
 /**
  * Creates the fake GitHub with the pull request, and the user, installation and run. The pull
- * request changes `app.txt` from `one` to `headText` unless `files` gives other base and head
- * files.
+ * request changes `app.txt` from `one` to `headText` unless `base` and `head` give other
+ * files, and `env` adds configuration such as WEBHOOK_SECRET.
  */
 export async function createApplyTestContext(
-  files: { base: Record<string, FileValue>; head: Record<string, FileValue | null> } = {
-    base: { 'app.txt': 'one\n' },
-    head: { 'app.txt': headText },
-  },
+  options: {
+    base?: Record<string, FileValue>;
+    head?: Record<string, FileValue | null>;
+    env?: Record<string, string>;
+  } = {},
 ): Promise<ApplyTestContext> {
-  const setup = await createGitHubTestContext(files);
+  const setup = await createGitHubTestContext({
+    base: options.base ?? { 'app.txt': 'one\n' },
+    head: options.head ?? { 'app.txt': headText },
+    env: options.env ?? {},
+  });
   const app = createApp(setup.context);
   const user = await insertUser(setup.context);
   await insertInstallation(setup.context, { id: setup.installationId, userId: user.id });

@@ -73,3 +73,21 @@ export async function waitForLockWait(context: TestContext, timeoutMs = 10_000):
   }
   throw new Error(`No session of the test database waited for a lock within ${timeoutMs} ms.`);
 }
+
+/**
+ * Returns a copy of GitHub's example `pull_request` payload for `action`, moved to the given
+ * installation, repository and pull request number.
+ */
+export function examplePullRequestEvent(
+  action: string,
+  target: { installationId: number; repositoryId: number; repository: string; number: number },
+): Record<string, any> {
+  const payload = examplePayload('pull_request', action, target.installationId);
+  payload.number = target.number;
+  payload.pull_request.number = target.number;
+  payload.repository.id = target.repositoryId;
+  payload.repository.full_name = target.repository;
+  payload.repository.name = target.repository.split('/')[1];
+  payload.repository.owner.login = target.repository.split('/')[0];
+  return payload;
+}

@@ -63,6 +63,12 @@ export const prRuns = pgTable(
     reportedAt: timestamp({ withTimezone: true }),
     /** Reason the check run or summary comment could not be posted, or null after posting. */
     reportError: text(),
+    /**
+     * When the pull request was closed, set on every run of the pull request by its `closed`
+     * event and cleared by `reopened`. While it is set, no patch request, regeneration or
+     * apply is accepted for the run.
+     */
+    prClosedAt: timestamp({ withTimezone: true }),
     ...timestamps,
   },
   (table) => [

@@ -4,9 +4,15 @@ import { z } from 'zod';
 import { createPatchRequest } from '../../autofix/create-patch-request.ts';
 import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
+import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
-import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
+import {
+  AppError,
+  fromInstallationUnavailable,
+  fromPullRequestClosed,
+  notFound,
+} from '../errors.ts';
 import { parseInput } from '../validation.ts';
 
 // PostgreSQL returns uuids in lower case, and finding ids are compared with them as strings.
@@ -50,6 +56,10 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     }
     const { findingIds } = parseInput(createBody, body, 'body', createExample);
 
+    // Checked before the status, because a run cancelled by the close would otherwise be
+    // reported as having no findings. createPatchRequest checks again under a row lock.
+    const closed = pullRequestClosedError(run);
+    if (closed) throw fromPullRequestClosed(closed);
     if (run.status !== 'completed') {
       throw new AppError(
         'conflict',
@@ -69,6 +79,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     });
     if (!result.ok && result.reason === 'installation_unavailable') {
       throw fromInstallationUnavailable(result.error);
+    }
+    if (!result.ok && result.reason === 'pull_request_closed') {
+      throw fromPullRequestClosed(result.error);
     }
     if (!result.ok) {
       throw new AppError(

@@ -49,6 +49,7 @@ function runSummary(run: Run) {
     checkRunId: run.checkRunId,
     reportedAt: run.reportedAt?.toISOString() ?? null,
     reportError: run.reportError,
+    pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
   };
 }
 

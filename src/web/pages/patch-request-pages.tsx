@@ -6,10 +6,16 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
+import {
+  AppError,
+  fromInstallationUnavailable,
+  fromPullRequestClosed,
+  notFound,
+} from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
+import type { ActiveSession } from '../session/session-store.ts';
 import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { ApplyResultPage, PreviewPage } from '../views/preview.tsx';
@@ -34,6 +40,20 @@ export function patchRequestPages(
     return found;
   };
 
+  /** Loads the user's patch request and renders its files panel. */
+  const renderFilesPanel = async (session: ActiveSession, userId: string, id: string) => {
+    const { request, run } = await load(userId, id);
+    const files = await listPatchFiles(context.db, request.id);
+    return (
+      <PatchFilesPanel
+        session={session}
+        request={request}
+        files={files}
+        pullRequestClosed={run.prClosedAt !== null}
+      />
+    );
+  };
+
   app.get('/patch-requests/:id', async (c) => {
     const { request, run } = await load(c.var.user.id, c.req.param('id'));
     const files = await listPatchFiles(context.db, request.id);
@@ -46,9 +66,7 @@ export function patchRequestPages(
   });
 
   app.get('/patch-requests/:id/files', async (c) => {
-    const { request } = await load(c.var.user.id, c.req.param('id'));
-    const files = await listPatchFiles(context.db, request.id);
-    return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
+    return c.html(await renderFilesPanel(c.var.session, c.var.user.id, c.req.param('id')));
   });
 
   app.post('/patch-requests/:id/files/:fileId/regenerate', async (c) => {
@@ -64,6 +82,7 @@ export function patchRequestPages(
       if (result.reason === 'installation_unavailable') {
         throw fromInstallationUnavailable(result.error);
       }
+      if (result.reason === 'pull_request_closed') throw fromPullRequestClosed(result.error);
       if (result.reason === 'cancelled') {
         // The stored reason names what cancelled it: a newer commit, a closed pull request or
         // a suspended or deleted installation.
@@ -92,9 +111,7 @@ export function patchRequestPages(
       'file regeneration queued',
     );
     if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
-    const { request } = await load(c.var.user.id, id);
-    const files = await listPatchFiles(context.db, request.id);
-    return c.html(<PatchFilesPanel session={c.var.session} request={request} files={files} />);
+    return c.html(await renderFilesPanel(c.var.session, c.var.user.id, id));
   });
 
   app.post('/patch-requests/:id/apply', async (c) => {

@@ -5,8 +5,14 @@ import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
+import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
-import { AppError, fromInstallationUnavailable, notFound } from '../errors.ts';
+import {
+  AppError,
+  fromInstallationUnavailable,
+  fromPullRequestClosed,
+  notFound,
+} from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
@@ -53,6 +59,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (invalid.length > 0) {
       throw new AppError('bad_request', `Invalid finding id ${JSON.stringify(invalid[0])}: reload the run page.`);
     }
+    const closed = pullRequestClosedError(run);
+    if (closed) throw fromPullRequestClosed(closed);
     if (run.status !== 'completed') {
       throw new AppError(
         'conflict',
@@ -69,6 +77,9 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     });
     if (!result.ok && result.reason === 'installation_unavailable') {
       throw fromInstallationUnavailable(result.error);
+    }
+    if (!result.ok && result.reason === 'pull_request_closed') {
+      throw fromPullRequestClosed(result.error);
     }
     if (!result.ok) {
       throw new AppError(

@@ -5,7 +5,7 @@ import type { UsageStats } from '../../usage/stats.ts';
 import type { listUserInstallations } from '../../users/list-user-installations.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { PlanSwitchForm } from './components/plan-switch-form.tsx';
-import { StatusBadge } from './components/status-badge.tsx';
+import { PullRequestClosedBadge, StatusBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { UsageWidget } from './components/usage-widget.tsx';
 import { Layout } from './layout.tsx';
@@ -93,6 +93,12 @@ export const HomePage: FC<{
                 <td>{run.prTitle}</td>
                 <td>
                   <StatusBadge status={run.status} />
+                  {run.prClosedAt ? (
+                    <>
+                      {' '}
+                      <PullRequestClosedBadge closedAt={run.prClosedAt} />
+                    </>
+                  ) : null}
                   {run.status === 'cancelled' && run.error ? <p class="muted">{run.error}</p> : null}
                 </td>
                 <td>

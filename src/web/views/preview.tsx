@@ -1,8 +1,10 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
+import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { PatchFilesPanel } from './components/patch-files-panel.tsx';
+import { PullRequestClosedBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -22,8 +24,9 @@ export const PreviewPage: FC<{
   files: PatchFile[];
 }> = ({ session, request, run, files }) => {
   const applied = request.appliedAt !== null;
+  const closed = pullRequestClosedError(run);
   const canApply =
-    !applied && (request.status === 'ready' || request.status === 'partially_ready');
+    !applied && !closed && (request.status === 'ready' || request.status === 'partially_ready');
   return (
     <Layout title="Fix preview" session={session}>
       <p class="breadcrumbs">
@@ -32,10 +35,21 @@ export const PreviewPage: FC<{
       </p>
       <h1>Fix preview</h1>
       <p class="meta">
+        {run.prClosedAt ? (
+          <>
+            <PullRequestClosedBadge closedAt={run.prClosedAt} />{' '}
+          </>
+        ) : null}
         {run.prTitle} · requested <Time date={request.createdAt} />
       </p>
+      {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
 
-      <PatchFilesPanel session={session} request={request} files={files} />
+      <PatchFilesPanel
+        session={session}
+        request={request}
+        files={files}
+        pullRequestClosed={closed !== null}
+      />
 
       <section class="card apply">
         <h2>Apply</h2>

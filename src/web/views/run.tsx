@@ -1,8 +1,9 @@
 import type { FC } from 'hono/jsx';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
+import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
-import { StatusBadge } from './components/status-badge.tsx';
+import { PullRequestClosedBadge, StatusBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -24,7 +25,8 @@ export const RunPage: FC<{
   patchRequests: PatchRequest[];
 }> = ({ session, run, findings, patchRequests }) => {
   const action = `/runs/${run.id}/patch-requests`;
-  const canPreview = run.status === 'completed' && findings.length > 0;
+  const closed = pullRequestClosedError(run);
+  const canPreview = !closed && run.status === 'completed' && findings.length > 0;
   return (
     <Layout title={`${run.repository}#${run.prNumber}`} session={session}>
       <p class="breadcrumbs">
@@ -32,10 +34,17 @@ export const RunPage: FC<{
       </p>
       <h1>{run.prTitle || `Pull request #${run.prNumber}`}</h1>
       <p class="meta">
-        <StatusBadge status={run.status} /> {`${run.repository}#${run.prNumber}`} · head{' '}
+        <StatusBadge status={run.status} />{' '}
+        {run.prClosedAt ? (
+          <>
+            <PullRequestClosedBadge closedAt={run.prClosedAt} />{' '}
+          </>
+        ) : null}
+        {`${run.repository}#${run.prNumber}`} · head{' '}
         <code>{run.headSha.slice(0, 12)}</code> on <code>{run.headRef}</code> · started{' '}
         <Time date={run.createdAt} />
       </p>
+      {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
       {run.error ? <p class="error">{run.error}</p> : null}
       {run.reportError ? <p class="error">{run.reportError}</p> : null}
 
@@ -80,7 +89,7 @@ export const RunPage: FC<{
           <button type="submit" class="primary">
             Preview fix
           </button>
-        ) : run.status === 'superseded' ? (
+        ) : closed ? null : run.status === 'superseded' ? (
           <p class="muted">This run is superseded by a newer commit; preview fixes on the newest run.</p>
         ) : null}
       </form>

@@ -11,13 +11,15 @@ type PatchFile = typeof patchFiles.$inferSelect;
 
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
- * While the request is queued or running, htmx replaces the panel every second.
+ * While the request is queued or running, htmx replaces the panel every second. A closed pull
+ * request gets no "Regenerate this file" buttons, because the server rejects regeneration.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
   request: PatchRequest;
   files: PatchFile[];
-}> = ({ session, request, files }) => {
+  pullRequestClosed: boolean;
+}> = ({ session, request, files, pullRequestClosed }) => {
   const active = isPatchRequestActive(request.status);
   return (
     <div
@@ -51,7 +53,7 @@ export const PatchFilesPanel: FC<{
               {file.provider ? (
                 <span class="muted">{` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`}</span>
               ) : null}
-              {active ? null : (
+              {active || pullRequestClosed ? null : (
                 <form
                   class="regenerate"
                   method="post"
