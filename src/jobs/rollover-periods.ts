@@ -36,7 +36,7 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
     while (periodEnd(end, config.BILLING_PERIOD, anchor) <= now) {
       end = periodEnd(end, config.BILLING_PERIOD, anchor);
     }
-    const reset = await resetUsage(db, {
+    const reset = await resetUsage(db, config, {
       userId: candidate.id,
       changedBy: 'system',
       reason: 'period_rollover',
