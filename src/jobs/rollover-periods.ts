@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
+import type { Database } from '../db/client.ts';
 import { periodEnd } from '../usage/period.ts';
 import { resetUsage } from '../usage/plans.ts';
 
@@ -8,45 +9,121 @@ export const rolloverPeriodsQueue = 'rollover-periods';
 /** Every ten minutes, so a period ends at most ten minutes late. */
 export const rolloverPeriodsCron = '*/10 * * * *';
 
+/** Users read per query, so a run after a BILLING_PERIOD change does not load every user. */
+export const rolloverBatchSize = 1000;
+
+type Candidate = {
+  id: string;
+  period_started_at: string | Date;
+  period_anchor_at: string | Date;
+};
+
+interface RecomputedEnd {
+  id: string;
+  start: Date;
+  anchor: Date;
+  end: Date;
+}
+
+/**
+ * Returns the query of users the rollover job must look at: those whose stored period end has
+ * passed, and those whose end was computed for another BILLING_PERIOD (or never computed).
+ * Every condition is a range on the index (period_end_billing_period, period_ends_at), so
+ * the query reads only these rows. A b-tree index cannot serve `<>`, so "another
+ * BILLING_PERIOD" is written as `<` or `>`.
+ */
+export function rolloverCandidatesQuery(billingPeriod: string, now: Date, limit: number) {
+  return sql`
+    SELECT id, period_started_at, period_anchor_at FROM users
+    WHERE (period_end_billing_period = ${billingPeriod}
+        AND period_ends_at <= ${now.toISOString()}::timestamptz)
+      OR period_end_billing_period < ${billingPeriod}
+      OR period_end_billing_period > ${billingPeriod}
+    LIMIT ${limit}
+  `;
+}
+
 /**
  * Starts a new billing period for every user whose period has ended. The new period starts
  * at the last boundary at or before `now`, not at the time the job ran, so a late job does not
  * shift the periods. The user's period anchor stays as it is, so monthly boundaries keep its
  * day of month (see `periodEnd`).
+ *
+ * The job reads users through the index on their stored period end. An end stored for
+ * another BILLING_PERIOD is first recomputed from the period start and anchor. So after the
+ * setting changes, no user rolls over early on an old end, and a user whose new end has
+ * passed rolls over in the same run. Returns the number of users rolled over.
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
   const { db, config } = context;
-  // NOTE: every user is read on each run, because a period can be shorter than a day (the
-  // first one after BILLING_PERIOD changes). A stored, indexed period end would scale better.
-  const candidates = await db.execute<{
-    id: string;
-    period_started_at: string | Date;
-    period_anchor_at: string | Date;
-  }>(sql`
-    SELECT id, period_started_at, period_anchor_at FROM users
-    WHERE period_started_at < ${now.toISOString()}::timestamptz
-  `);
-
+  const billingPeriod = config.BILLING_PERIOD;
   let rolled = 0;
-  for (const candidate of candidates) {
-    const start = new Date(candidate.period_started_at);
-    const anchor = new Date(candidate.period_anchor_at);
-    let end = periodEnd(start, config.BILLING_PERIOD, anchor);
-    if (end > now) continue;
-    while (periodEnd(end, config.BILLING_PERIOD, anchor) <= now) {
-      end = periodEnd(end, config.BILLING_PERIOD, anchor);
+  let recomputed = 0;
+  for (;;) {
+    const candidates = await db.execute<Candidate>(rolloverCandidatesQuery(billingPeriod, now, rolloverBatchSize));
+    const notEnded: RecomputedEnd[] = [];
+    let rolledInBatch = 0;
+    for (const candidate of candidates) {
+      const start = new Date(candidate.period_started_at);
+      const anchor = new Date(candidate.period_anchor_at);
+      let end = periodEnd(start, billingPeriod, anchor);
+      if (end > now) {
+        notEnded.push({ id: candidate.id, start, anchor, end });
+        continue;
+      }
+      while (periodEnd(end, billingPeriod, anchor) <= now) {
+        end = periodEnd(end, billingPeriod, anchor);
+      }
+      const reset = await resetUsage(db, config, {
+        userId: candidate.id,
+        changedBy: 'system',
+        reason: 'period_rollover',
+        periodStart: end,
+        expectedPeriodStart: start,
+      });
+      if (reset) rolledInBatch++;
     }
-    const reset = await resetUsage(db, config, {
-      userId: candidate.id,
-      changedBy: 'system',
-      reason: 'period_rollover',
-      periodStart: end,
-      expectedPeriodStart: start,
-    });
-    if (reset) rolled++;
+    const storedInBatch = await storePeriodEnds(db, billingPeriod, notEnded);
+    rolled += rolledInBatch;
+    recomputed += storedInBatch;
+    // A full batch may leave more candidates. A batch that changed nothing holds only rows
+    // that another writer changed meanwhile, and reading again would return them again.
+    if (candidates.length < rolloverBatchSize || rolledInBatch + storedInBatch === 0) break;
+  }
+  if (recomputed > 0) {
+    context.logger.info(
+      { event: 'job.period_ends_recomputed', users: recomputed, billingPeriod },
+      'period ends recomputed for the configured BILLING_PERIOD',
+    );
   }
   if (rolled > 0) {
     context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');
   }
   return rolled;
+}
+
+/**
+ * Stores recomputed period ends of periods that have not ended, and returns how many rows
+ * it updated. A row whose start or anchor changed since it was read keeps the end that its
+ * new writer stored.
+ */
+async function storePeriodEnds(db: Database, billingPeriod: string, ends: RecomputedEnd[]): Promise<number> {
+  if (ends.length === 0) return 0;
+  const rows = ends.map((row) => ({
+    id: row.id,
+    started_at: row.start.toISOString(),
+    anchor_at: row.anchor.toISOString(),
+    ends_at: row.end.toISOString(),
+  }));
+  // The app reads timestamps to the millisecond, so the stored ones are compared truncated.
+  const updated = await db.execute<{ id: string }>(sql`
+    UPDATE users SET period_ends_at = v.ends_at, period_end_billing_period = ${billingPeriod}
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      AS v(id uuid, started_at timestamptz, anchor_at timestamptz, ends_at timestamptz)
+    WHERE users.id = v.id
+      AND date_trunc('milliseconds', users.period_started_at) = v.started_at
+      AND date_trunc('milliseconds', users.period_anchor_at) = v.anchor_at
+    RETURNING users.id
+  `);
+  return updated.length;
 }
