@@ -9,7 +9,7 @@ export const rolloverPeriodsQueue = 'rollover-periods';
 /** Every ten minutes, so a period ends at most ten minutes late. */
 export const rolloverPeriodsCron = '*/10 * * * *';
 
-/** Users read per query, so a run after a BILLING_PERIOD change does not load every user. */
+/** Users fetched from the candidates cursor at a time, which bounds the memory of a run. */
 export const rolloverBatchSize = 1000;
 
 type Candidate = {
@@ -32,15 +32,19 @@ interface RecomputedEnd {
  * the query reads only these rows. A b-tree index cannot serve `<>`, so "another
  * BILLING_PERIOD" is written as `<` or `>`.
  */
-export function rolloverCandidatesQuery(billingPeriod: string, now: Date, limit: number) {
+export function rolloverCandidatesQuery(billingPeriod: string, now: Date) {
   return sql`
     SELECT id, period_started_at, period_anchor_at FROM users
     WHERE (period_end_billing_period = ${billingPeriod}
         AND period_ends_at <= ${now.toISOString()}::timestamptz)
       OR period_end_billing_period < ${billingPeriod}
       OR period_end_billing_period > ${billingPeriod}
-    LIMIT ${limit}
   `;
+}
+
+/** Returns the statement that opens the cursor `rollover_candidates` on the candidates query. */
+export function declareCandidatesCursor(billingPeriod: string, now: Date) {
+  return sql`DECLARE rollover_candidates NO SCROLL CURSOR FOR ${rolloverCandidatesQuery(billingPeriod, now)}`;
 }
 
 /**
@@ -55,41 +59,31 @@ export function rolloverCandidatesQuery(billingPeriod: string, now: Date, limit:
  * passed rolls over in the same run. Returns the number of users rolled over.
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
-  const { db, config } = context;
-  const billingPeriod = config.BILLING_PERIOD;
+  const billingPeriod = context.config.BILLING_PERIOD;
   let rolled = 0;
   let recomputed = 0;
-  for (;;) {
-    const candidates = await db.execute<Candidate>(rolloverCandidatesQuery(billingPeriod, now, rolloverBatchSize));
-    const notEnded: RecomputedEnd[] = [];
-    let rolledInBatch = 0;
-    for (const candidate of candidates) {
-      const start = new Date(candidate.period_started_at);
-      const anchor = new Date(candidate.period_anchor_at);
-      let end = periodEnd(start, billingPeriod, anchor);
-      if (end > now) {
-        notEnded.push({ id: candidate.id, start, anchor, end });
-        continue;
+  // One query through a cursor reads each candidate once, however many there are, and keeps
+  // one batch in memory. Re-running a LIMIT query per batch would rescan the rows already
+  // done when most rows are candidates, as after a BILLING_PERIOD change. Resets and stored
+  // ends go through other connections. The cursor's snapshot is taken at DECLARE, so rows
+  // changed meanwhile are read as they were, and the writes check for that.
+  await context.db.transaction(
+    async (reader) => {
+      // Plan the cursor for reading every row, as the job does, not for the first rows.
+      await reader.execute(sql`SET LOCAL cursor_tuple_fraction = 1`);
+      await reader.execute(declareCandidatesCursor(billingPeriod, now));
+      for (;;) {
+        const candidates = await reader.execute<Candidate>(
+          sql`FETCH ${sql.raw(String(rolloverBatchSize))} FROM rollover_candidates`,
+        );
+        const result = await processCandidates(context, candidates, now);
+        rolled += result.rolled;
+        recomputed += result.recomputed;
+        if (candidates.length < rolloverBatchSize) break;
       }
-      while (periodEnd(end, billingPeriod, anchor) <= now) {
-        end = periodEnd(end, billingPeriod, anchor);
-      }
-      const reset = await resetUsage(db, config, {
-        userId: candidate.id,
-        changedBy: 'system',
-        reason: 'period_rollover',
-        periodStart: end,
-        expectedPeriodStart: start,
-      });
-      if (reset) rolledInBatch++;
-    }
-    const storedInBatch = await storePeriodEnds(db, billingPeriod, notEnded);
-    rolled += rolledInBatch;
-    recomputed += storedInBatch;
-    // A full batch may leave more candidates. A batch that changed nothing holds only rows
-    // that another writer changed meanwhile, and reading again would return them again.
-    if (candidates.length < rolloverBatchSize || rolledInBatch + storedInBatch === 0) break;
-  }
+    },
+    { accessMode: 'read only' },
+  );
   if (recomputed > 0) {
     context.logger.info(
       { event: 'job.period_ends_recomputed', users: recomputed, billingPeriod },
@@ -100,6 +94,44 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
     context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');
   }
   return rolled;
+}
+
+/**
+ * Computes each candidate's period end under BILLING_PERIOD from its start and anchor. Rolls
+ * over those whose end is at or before `now`, and stores the end of the others. Returns how
+ * many users it rolled over and how many ends it stored.
+ */
+async function processCandidates(
+  context: AppContext,
+  candidates: Candidate[],
+  now: Date,
+): Promise<{ rolled: number; recomputed: number }> {
+  const { db, config } = context;
+  const billingPeriod = config.BILLING_PERIOD;
+  const notEnded: RecomputedEnd[] = [];
+  let rolled = 0;
+  for (const candidate of candidates) {
+    const start = new Date(candidate.period_started_at);
+    const anchor = new Date(candidate.period_anchor_at);
+    let end = periodEnd(start, billingPeriod, anchor);
+    if (end > now) {
+      notEnded.push({ id: candidate.id, start, anchor, end });
+      continue;
+    }
+    while (periodEnd(end, billingPeriod, anchor) <= now) {
+      end = periodEnd(end, billingPeriod, anchor);
+    }
+    const reset = await resetUsage(db, config, {
+      userId: candidate.id,
+      changedBy: 'system',
+      reason: 'period_rollover',
+      periodStart: end,
+      expectedPeriodStart: start,
+    });
+    if (reset) rolled++;
+  }
+  const recomputed = await storePeriodEnds(db, billingPeriod, notEnded);
+  return { rolled, recomputed };
 }
 
 /**

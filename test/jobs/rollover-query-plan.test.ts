@@ -1,6 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rolloverCandidatesQuery, rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
+import {
+  declareCandidatesCursor,
+  rolloverCandidatesQuery,
+  rolloverPeriods,
+} from '../../src/jobs/rollover-periods.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
 let context: TestContext;
@@ -20,12 +24,31 @@ function planNodes(node: PlanNode): PlanNode[] {
   return [node, ...(node.Plans ?? []).flatMap(planNodes)];
 }
 
-async function explain(billingPeriod: string): Promise<PlanNode[]> {
-  const query = rolloverCandidatesQuery(billingPeriod, now, 1000);
-  const rows = await context.db.execute<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(
-    sql`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`,
-  );
+type ExplainRow = { 'QUERY PLAN': { Plan: PlanNode }[] };
+
+/** Runs the candidates query with EXPLAIN ANALYZE and returns every node of its plan. */
+async function explainQuery(): Promise<PlanNode[]> {
+  const query = rolloverCandidatesQuery('monthly', now);
+  const rows = await context.db.execute<ExplainRow>(sql`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`);
   return planNodes(rows[0]!['QUERY PLAN'][0]!.Plan);
+}
+
+/** Returns the plan nodes of the job's cursor, planned with the job's cursor_tuple_fraction. */
+async function explainCursor(): Promise<PlanNode[]> {
+  return context.db.transaction(async (tx) => {
+    await tx.execute(sql`SET LOCAL cursor_tuple_fraction = 1`);
+    const rows = await tx.execute<ExplainRow>(
+      sql`EXPLAIN (FORMAT JSON) ${declareCandidatesCursor('monthly', now)}`,
+    );
+    return planNodes(rows[0]!['QUERY PLAN'][0]!.Plan);
+  });
+}
+
+function expectIndexOnly(nodes: PlanNode[]) {
+  expect(nodes.map((node) => node['Node Type'])).not.toContain('Seq Scan');
+  const indexScans = nodes.filter((node) => node['Index Name'] !== undefined);
+  expect(indexScans.length).toBeGreaterThan(0);
+  for (const scan of indexScans) expect(scan['Index Name']).toBe('users_period_end_idx');
 }
 
 beforeAll(async () => {
@@ -50,13 +73,13 @@ afterAll(async () => {
 
 describe('rollover candidates query', () => {
   it('reads the due users through the index', async () => {
-    const nodes = await explain('monthly');
-    const types = nodes.map((node) => node['Node Type']);
-    expect(types).not.toContain('Seq Scan');
-    const indexScans = nodes.filter((node) => node['Index Name'] !== undefined);
-    expect(indexScans.length).toBeGreaterThan(0);
-    for (const scan of indexScans) expect(scan['Index Name']).toBe('users_period_end_idx');
+    const nodes = await explainQuery();
+    expectIndexOnly(nodes);
     expect(nodes[0]!['Actual Rows']).toBe(dueCount);
+  });
+
+  it('plans the cursor on the index', async () => {
+    expectIndexOnly(await explainCursor());
   });
 
   it('returns the due users to the job', async () => {
