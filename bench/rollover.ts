@@ -9,19 +9,14 @@
  * `rolloverPeriods` once a round after making `--due` users due again. It prints each run and
  * the median of the rounds, and removes the server afterwards.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
-import postgres from 'postgres';
 import { loadConfig } from '../src/config/env.ts';
 import type { AppContext } from '../src/context.ts';
-import { findFreePort, startEmbeddedPostgres } from '../src/db/bundled.ts';
 import { connectDatabase } from '../src/db/client.ts';
-import { migrateDatabase } from '../src/db/migrate.ts';
 import { rolloverPeriods } from '../src/jobs/rollover-periods.ts';
 import { createLogger } from '../src/logger.ts';
+import { median, startBenchDatabase } from './database.ts';
 
 const usage =
   'Usage: npx tsx bench/rollover.ts [--users N] [--due N] [--rounds N]\n' +
@@ -67,41 +62,10 @@ function readArguments() {
 
 const options = readArguments();
 
-function median(samples: number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 async function main() {
-  const parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-bench-'));
-  await chmod(parent, 0o755);
-  const port = await findFreePort();
-  const credentials = { user: 'bench', password: 'bench-only' };
-  const server = await startEmbeddedPostgres({
-    clusterDir: path.join(parent, 'pg'),
-    port,
-    credentials,
-    persistent: false,
-  });
-  // The server runs in its own process group, so an interrupted run must stop it itself.
-  let stopped: Promise<void> | undefined;
-  const cleanUp = () => {
-    stopped ??= server.stop().finally(() => rm(parent, { recursive: true, force: true }));
-    return stopped;
-  };
-  const abort = (reason: string) => {
-    console.error(`Stopping the benchmark's PostgreSQL: ${reason}.`);
-    void cleanUp().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', () => abort('interrupted'));
-  process.once('SIGTERM', () => abort('terminated'));
-  process.stdout.on('error', () => abort('the output pipe closed'));
+  const database = await startBenchDatabase();
+  const { url, port } = database;
   try {
-    const admin = postgres(`postgres://bench:bench-only@127.0.0.1:${port}/postgres`, { max: 1 });
-    await admin.unsafe('CREATE DATABASE bench');
-    await admin.end();
-    const url = `postgres://bench:bench-only@127.0.0.1:${port}/bench`;
-    await migrateDatabase(url);
     const handle = connectDatabase(url, { max: 4 });
     const { db } = handle;
     const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'warn', BILLING_PERIOD: 'monthly' });
@@ -164,7 +128,7 @@ async function main() {
     console.log(`median of ${options.rounds} runs: ${median(samples).toFixed(1)} ms`);
     await handle.close();
   } finally {
-    await cleanUp();
+    await database.stop();
   }
 }
 
