@@ -1,48 +1,27 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { migrationsFolder } from '../../src/db/migrate.ts';
+import type postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { periodEnd } from '../../src/usage/period.ts';
+import {
+  applyMigration,
+  createEmptyDatabase,
+  migrationTags,
+  type EmptyDatabase,
+} from '../helpers/migrations.ts';
 
-const adminUrl = inject('adminDatabaseUrl');
-const name = `period_end_${Date.now()}`;
+let database: EmptyDatabase;
 let sql: postgres.Sql;
 
-interface JournalEntry {
-  tag: string;
-}
-
-/** Runs one migration file statement by statement, as drizzle's migrator splits it. */
-async function applyMigration(tag: string): Promise<void> {
-  const text = readFileSync(path.join(migrationsFolder, `${tag}.sql`), 'utf8');
-  for (const statement of text.split('--> statement-breakpoint')) {
-    await sql.unsafe(statement);
-  }
-}
-
 beforeAll(async () => {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
   // A zone far from UTC shows that the backfill computes month boundaries in UTC.
-  sql = postgres(url.toString(), {
-    max: 1,
-    onnotice: () => {},
-    connection: { TimeZone: 'Pacific/Auckland' },
-  });
+  database = await createEmptyDatabase('period_end', 'Pacific/Auckland');
+  sql = database.sql;
 });
 
 afterAll(async () => {
-  await sql?.end();
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
+  await database?.drop();
 });
 
-// Start, anchor and the expected monthly end, as UTC text; the ::text casts below keep
+// Start, anchor and the expected monthly end, as UTC text. The ::text casts below keep
 // microseconds, which postgres.js would drop when sending a Date.
 const cases: { login: string; start: string; anchor: string; end: string }[] = [
   // A new user: start and anchor are the same now(), with microseconds. The app reads them to
@@ -78,13 +57,12 @@ const cases: { login: string; start: string; anchor: string; end: string }[] = [
   { login: 'late-utc', start: '2027-06-30 20:00:00', anchor: '2027-05-31 20:00:00', end: '2027-07-31 20:00:00' },
 ];
 
-describe('period_end migrations', () => {
-  it('backfill the monthly end of each user', async () => {
-    const journal = JSON.parse(readFileSync(path.join(migrationsFolder, 'meta/_journal.json'), 'utf8'));
-    const tags = (journal.entries as JournalEntry[]).map((entry) => entry.tag);
+describe('period_end backfill migration', () => {
+  it('backfills the monthly end of each user', async () => {
+    const tags = migrationTags();
     const backfillIndex = tags.findIndex((tag) => tag.endsWith('_period_end_backfill'));
     expect(backfillIndex).toBeGreaterThan(0);
-    for (const tag of tags.slice(0, backfillIndex)) await applyMigration(tag);
+    for (const tag of tags.slice(0, backfillIndex)) await applyMigration(sql, tag);
 
     for (const row of cases) {
       await sql`
@@ -97,7 +75,7 @@ describe('period_end migrations', () => {
     `;
     expect(pending!.stale).toBe(cases.length);
 
-    await applyMigration(tags[backfillIndex]!);
+    await applyMigration(sql, tags[backfillIndex]!);
 
     const rows = await sql<{ login: string; end: string; ends_at: Date; billing_period: string }[]>`
       SELECT login, (period_ends_at AT TIME ZONE 'UTC')::text AS end, period_ends_at AS ends_at,
