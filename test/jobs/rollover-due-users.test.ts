@@ -15,7 +15,7 @@ afterAll(async () => {
   await context.close();
 });
 
-/** The test context with another BILLING_PERIOD, as after a restart with a new setting. */
+/** Returns the test context with another BILLING_PERIOD, as after a restart with a new setting. */
 function withBillingPeriod(billingPeriod: string) {
   return { ...context, config: { ...context.config, BILLING_PERIOD: billingPeriod } };
 }
@@ -46,7 +46,7 @@ describe('rolloverPeriods with stored period ends', () => {
   it('rolls over only users whose end passed', async () => {
     const due = await createUser('2027-02-01T08:00:00Z', 'monthly', { tokensUsed: 500 });
     const notDue = await createUser('2027-03-01T09:00:00Z', 'monthly', { tokensUsed: 300 });
-    // The start says this period ended on Feb 5, but the stored end says Jun 1. The job reads
+    // By its start, this period ended on Feb 5, but its stored end is Jun 1. The job reads
     // users by the stored end, so it never reads this one.
     const notRead = await createUser('2027-01-05T00:00:00Z', 'monthly', {
       tokensUsed: 200,
@@ -222,8 +222,8 @@ describe('rolloverPeriods with many stale ends', () => {
   });
 });
 
-describe('usage stats and the job', () => {
-  it('report the stored end while it is current', async () => {
+describe('getUsageStats', () => {
+  it('reports the stored end while it is current', async () => {
     // The stored end differs from the computed one (Feb 28), which shows which one is read.
     const user = await createUser('2030-01-31T12:00:00Z', 'monthly', {
       periodEndsAt: new Date('2030-02-27T12:00:00Z'),

@@ -146,7 +146,11 @@ describe('billing periods', () => {
   it('resets usage by hand while reservations are in flight', async () => {
     const user = await createUser({ tokensUsed: 600 });
     const reservation = await reserve(user.id, 300, 'reset-flight');
-    await resetUsage(context.db, context.config, { userId: user.id, changedBy: 'cli:root', reason: 'usage_reset' });
+    await resetUsage(context.db, context.config, {
+      userId: user.id,
+      changedBy: 'cli:root',
+      reason: 'usage_reset',
+    });
     expect(await getAllowance(context.db, user.id)).toMatchObject({ used: 0, reserved: 300 });
 
     await settle(user.id, reservation, 'reset-flight', 200);
