@@ -9,7 +9,7 @@ export const rolloverPeriodsQueue = 'rollover-periods';
 /** Every ten minutes, so a period ends at most ten minutes late. */
 export const rolloverPeriodsCron = '*/10 * * * *';
 
-/** Users fetched from the candidates cursor at a time, which bounds the memory of a run. */
+/** Rows fetched from the candidates cursor at once, which bounds the memory of a run. */
 export const rolloverBatchSize = 1000;
 
 type Candidate = {
