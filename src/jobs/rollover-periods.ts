@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
+import type { Database } from '../db/client.ts';
 import { periodEnd } from '../usage/period.ts';
 import { resetUsage } from '../usage/plans.ts';
 
@@ -8,35 +9,119 @@ export const rolloverPeriodsQueue = 'rollover-periods';
 /** Every ten minutes, so a period ends at most ten minutes late. */
 export const rolloverPeriodsCron = '*/10 * * * *';
 
+/** Rows fetched from the candidates cursor at once, which bounds the memory of a run. */
+export const rolloverBatchSize = 1000;
+
+type Candidate = {
+  id: string;
+  period_started_at: string | Date;
+  period_anchor_at: string | Date;
+};
+
+interface RecomputedEnd {
+  id: string;
+  start: Date;
+  anchor: Date;
+  end: Date;
+}
+
+/**
+ * Returns the query of users the rollover job must look at: those whose stored period end has
+ * passed, and those whose end was computed for another BILLING_PERIOD (or never computed).
+ * Every condition is a range on the index (period_end_billing_period, period_ends_at), so
+ * the query reads only these rows. A b-tree index cannot serve `<>`, so "another
+ * BILLING_PERIOD" is written as `<` or `>`.
+ */
+export function rolloverCandidatesQuery(billingPeriod: string, now: Date) {
+  return sql`
+    SELECT id, period_started_at, period_anchor_at FROM users
+    WHERE (period_end_billing_period = ${billingPeriod}
+        AND period_ends_at <= ${now.toISOString()}::timestamptz)
+      OR period_end_billing_period < ${billingPeriod}
+      OR period_end_billing_period > ${billingPeriod}
+  `;
+}
+
+/** Returns the statement that opens the cursor `rollover_candidates` on the candidates query. */
+export function declareCandidatesCursor(billingPeriod: string, now: Date) {
+  return sql`DECLARE rollover_candidates NO SCROLL CURSOR FOR ${rolloverCandidatesQuery(billingPeriod, now)}`;
+}
+
 /**
  * Starts a new billing period for every user whose period has ended. The new period starts
  * at the last boundary at or before `now`, not at the time the job ran, so a late job does not
  * shift the periods. The user's period anchor stays as it is, so monthly boundaries keep its
  * day of month (see `periodEnd`).
+ *
+ * The job reads users through the index on their stored period end. An end stored for
+ * another BILLING_PERIOD is first recomputed from the period start and anchor. So after the
+ * setting changes, no user rolls over early on an old end, and a user whose new end has
+ * passed rolls over in the same run. Returns the number of users rolled over.
  */
 export async function rolloverPeriods(context: AppContext, now = new Date()): Promise<number> {
-  const { db, config } = context;
-  // NOTE: every user is read on each run, because a period can be shorter than a day (the
-  // first one after BILLING_PERIOD changes). A stored, indexed period end would scale better.
-  const candidates = await db.execute<{
-    id: string;
-    period_started_at: string | Date;
-    period_anchor_at: string | Date;
-  }>(sql`
-    SELECT id, period_started_at, period_anchor_at FROM users
-    WHERE period_started_at < ${now.toISOString()}::timestamptz
-  `);
+  const billingPeriod = context.config.BILLING_PERIOD;
+  let rolled = 0;
+  let recomputed = 0;
+  // One query through a cursor reads each candidate once, however many there are, and keeps
+  // one batch in memory. Re-running a LIMIT query per batch would rescan the rows already
+  // done when most rows are candidates, as after a BILLING_PERIOD change. Resets and stored
+  // ends go through other connections. The cursor's snapshot is taken at DECLARE, so rows
+  // changed meanwhile are read as they were, and the writes check for that.
+  await context.db.transaction(
+    async (reader) => {
+      // Plan the cursor for reading every row, as the job does, not for the first rows.
+      await reader.execute(sql`SET LOCAL cursor_tuple_fraction = 1`);
+      await reader.execute(declareCandidatesCursor(billingPeriod, now));
+      for (;;) {
+        const candidates = await reader.execute<Candidate>(
+          sql`FETCH ${sql.raw(String(rolloverBatchSize))} FROM rollover_candidates`,
+        );
+        const result = await processCandidates(context, candidates, now);
+        rolled += result.rolled;
+        recomputed += result.recomputed;
+        if (candidates.length < rolloverBatchSize) break;
+      }
+    },
+    { accessMode: 'read only' },
+  );
+  if (recomputed > 0) {
+    context.logger.info(
+      { event: 'job.period_ends_recomputed', users: recomputed, billingPeriod },
+      'period ends recomputed for the configured BILLING_PERIOD',
+    );
+  }
+  if (rolled > 0) {
+    context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');
+  }
+  return rolled;
+}
 
+/**
+ * Computes each candidate's period end under BILLING_PERIOD from its start and anchor. Rolls
+ * over those whose end is at or before `now`, and stores the end of the others. Returns how
+ * many users it rolled over and how many ends it stored.
+ */
+async function processCandidates(
+  context: AppContext,
+  candidates: Candidate[],
+  now: Date,
+): Promise<{ rolled: number; recomputed: number }> {
+  const { db, config } = context;
+  const billingPeriod = config.BILLING_PERIOD;
+  const notEnded: RecomputedEnd[] = [];
   let rolled = 0;
   for (const candidate of candidates) {
     const start = new Date(candidate.period_started_at);
     const anchor = new Date(candidate.period_anchor_at);
-    let end = periodEnd(start, config.BILLING_PERIOD, anchor);
-    if (end > now) continue;
-    while (periodEnd(end, config.BILLING_PERIOD, anchor) <= now) {
-      end = periodEnd(end, config.BILLING_PERIOD, anchor);
+    let end = periodEnd(start, billingPeriod, anchor);
+    if (end > now) {
+      notEnded.push({ id: candidate.id, start, anchor, end });
+      continue;
     }
-    const reset = await resetUsage(db, {
+    while (periodEnd(end, billingPeriod, anchor) <= now) {
+      end = periodEnd(end, billingPeriod, anchor);
+    }
+    const reset = await resetUsage(db, config, {
       userId: candidate.id,
       changedBy: 'system',
       reason: 'period_rollover',
@@ -45,8 +130,32 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
     });
     if (reset) rolled++;
   }
-  if (rolled > 0) {
-    context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');
-  }
-  return rolled;
+  const recomputed = await storePeriodEnds(db, billingPeriod, notEnded);
+  return { rolled, recomputed };
+}
+
+/**
+ * Stores recomputed period ends of periods that have not ended, and returns how many rows
+ * it updated. A row whose start or anchor changed since it was read keeps the end that its
+ * new writer stored.
+ */
+async function storePeriodEnds(db: Database, billingPeriod: string, ends: RecomputedEnd[]): Promise<number> {
+  if (ends.length === 0) return 0;
+  const rows = ends.map((row) => ({
+    id: row.id,
+    started_at: row.start.toISOString(),
+    anchor_at: row.anchor.toISOString(),
+    ends_at: row.end.toISOString(),
+  }));
+  // The app reads timestamps to the millisecond, so the stored ones are compared truncated.
+  const updated = await db.execute<{ id: string }>(sql`
+    UPDATE users SET period_ends_at = v.ends_at, period_end_billing_period = ${billingPeriod}
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      AS v(id uuid, started_at timestamptz, anchor_at timestamptz, ends_at timestamptz)
+    WHERE users.id = v.id
+      AND date_trunc('milliseconds', users.period_started_at) = v.started_at
+      AND date_trunc('milliseconds', users.period_anchor_at) = v.anchor_at
+    RETURNING users.id
+  `);
+  return updated.length;
 }

@@ -48,3 +48,26 @@ export function periodEnd(start: Date, period: string, anchor: Date): Date {
   const boundary = addMonthsClamped(anchor, months);
   return boundary > start ? boundary : addMonthsClamped(anchor, months + 1);
 }
+
+/** Values of the period columns of a `users` row whose period starts at `start`, end included. */
+export function periodColumns(start: Date, anchor: Date, billingPeriod: string) {
+  return {
+    periodStartedAt: start,
+    periodAnchorAt: anchor,
+    periodEndsAt: periodEnd(start, billingPeriod, anchor),
+    periodEndBillingPeriod: billingPeriod,
+  };
+}
+
+/**
+ * Returns when the user's current period ends under `billingPeriod`: the stored end when it
+ * was computed for that setting, else the end computed from the start and anchor, which is
+ * the end the rollover job stores on its next run.
+ */
+export function currentPeriodEnd(
+  user: { periodStartedAt: Date; periodAnchorAt: Date; periodEndsAt: Date; periodEndBillingPeriod: string },
+  billingPeriod: string,
+): Date {
+  if (user.periodEndBillingPeriod === billingPeriod) return user.periodEndsAt;
+  return periodEnd(user.periodStartedAt, billingPeriod, user.periodAnchorAt);
+}

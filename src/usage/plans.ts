@@ -1,15 +1,25 @@
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Config } from '../config/env.ts';
 import type { Database, Transaction } from '../db/client.ts';
-import { planChanges, plans, type Plan } from '../db/schema/index.ts';
+import { planChanges, plans, users, type Plan } from '../db/schema/index.ts';
+import { periodColumns } from './period.ts';
 
-/** Locks the user's row for the rest of the transaction and returns its plan and usage. */
+/**
+ * Locks the user's row for the rest of the transaction and returns its plan, usage and
+ * period, and the transaction's start time on the database clock (`now()`).
+ */
 async function lockUser(tx: Transaction, userId: string) {
   const rows = await tx.execute<{
     plan: Plan;
     tokens_used: string | number;
     token_limit: string | number;
-  }>(sql`SELECT plan, tokens_used, token_limit FROM users WHERE id = ${userId} FOR NO KEY UPDATE`);
+    period_started_at: string | Date;
+    period_anchor_at: string | Date;
+    now: string | Date;
+  }>(sql`
+    SELECT plan, tokens_used, token_limit, period_started_at, period_anchor_at, now() AS now
+    FROM users WHERE id = ${userId} FOR NO KEY UPDATE
+  `);
   const row = rows[0];
   if (!row) throw new Error(`User ${userId} not found.`);
   return row;
@@ -40,8 +50,9 @@ export interface PlanChangeResult {
 
 /**
  * Switches a user's plan and records who did it. Pro resets used to 0 and starts a new period
- * with a new anchor. Free and enterprise keep used, capped at the new limit. Reservations in
- * flight stay reserved and settle against the new limit, so no counter goes below zero.
+ * with a new anchor and its end stored. Free and enterprise keep used, capped at the new
+ * limit. Reservations in flight stay reserved and settle against the new limit, so no counter
+ * goes below zero.
  * Choosing the plan the user is already on resets nothing: it only applies the configured
  * limit when that has changed since.
  */
@@ -63,13 +74,17 @@ export async function changePlan(
     let usedAfter = resetUsage ? 0 : usedBefore;
     if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
 
-    await tx.execute(sql`
-      UPDATE users SET plan = ${input.plan}, token_limit = ${limit}, tokens_used = ${usedAfter},
-        period_started_at = CASE WHEN ${resetUsage} THEN now() ELSE period_started_at END,
-        period_anchor_at = CASE WHEN ${resetUsage} THEN now() ELSE period_anchor_at END,
-        updated_at = now()
-      WHERE id = ${input.userId}
-    `);
+    const now = new Date(before.now);
+    await tx
+      .update(users)
+      .set({
+        plan: input.plan,
+        tokenLimit: limit,
+        tokensUsed: usedAfter,
+        ...(resetUsage ? periodColumns(now, now, config.BILLING_PERIOD) : {}),
+        updatedAt: sql`now()`,
+      })
+      .where(eq(users.id, input.userId));
     await tx.insert(planChanges).values({
       userId: input.userId,
       fromPlan: before.plan,
@@ -84,42 +99,39 @@ export async function changePlan(
 }
 
 /**
- * Starts a new period for the user: used goes to 0 and the change is recorded. Tokens
- * reserved by calls in flight stay reserved and settle into the new period. A usage reset
- * also moves the period anchor to the new start, so later monthly periods keep its day of
- * month. A rollover keeps the anchor.
+ * Starts a new period for the user: used goes to 0, the period's end under BILLING_PERIOD is
+ * stored, and the change is recorded. Tokens reserved by calls in flight stay reserved and
+ * settle into the new period. A usage reset also moves the period anchor to the new start, so
+ * later monthly periods keep its day of month. A rollover keeps the anchor.
  */
 export async function resetUsage(
   db: Database,
+  config: Pick<Config, 'BILLING_PERIOD'>,
   input: {
     userId: string;
     changedBy: string;
     reason: 'usage_reset' | 'period_rollover';
-    /** Start of the new period; the database clock's now() when left out. */
+    /** Start of the new period; the database clock's now(), to the millisecond, when left out. */
     periodStart?: Date;
     /** Reset only when the period still starts here, so a stale rollover changes nothing. */
     expectedPeriodStart?: Date;
   },
-): Promise<{ usedBefore: number } | null> {
+): Promise<{ usedBefore: number; periodEndsAt: Date } | null> {
   return db.transaction(async (tx) => {
-    const rows = await tx.execute<{ plan: Plan; tokens_used: string | number; period_started_at: Date | string }>(
-      sql`SELECT plan, tokens_used, period_started_at FROM users WHERE id = ${input.userId} FOR NO KEY UPDATE`,
-    );
-    const before = rows[0];
-    if (!before) throw new Error(`User ${input.userId} not found.`);
+    const before = await lockUser(tx, input.userId);
     if (
       input.expectedPeriodStart &&
       new Date(before.period_started_at).getTime() !== input.expectedPeriodStart.getTime()
     ) {
       return null;
     }
-    const periodStart = input.periodStart ? sql`${input.periodStart.toISOString()}::timestamptz` : sql`now()`;
-    const periodAnchor = input.reason === 'period_rollover' ? sql`period_anchor_at` : periodStart;
-    await tx.execute(sql`
-      UPDATE users SET tokens_used = 0, period_started_at = ${periodStart},
-        period_anchor_at = ${periodAnchor}, updated_at = now()
-      WHERE id = ${input.userId}
-    `);
+    const start = input.periodStart ?? new Date(before.now);
+    const anchor = input.reason === 'period_rollover' ? new Date(before.period_anchor_at) : start;
+    const period = periodColumns(start, anchor, config.BILLING_PERIOD);
+    await tx
+      .update(users)
+      .set({ tokensUsed: 0, ...period, updatedAt: sql`now()` })
+      .where(eq(users.id, input.userId));
     await tx.insert(planChanges).values({
       userId: input.userId,
       fromPlan: before.plan,
@@ -129,6 +141,6 @@ export async function resetUsage(
       changedBy: input.changedBy,
       reason: input.reason,
     });
-    return { usedBefore: Number(before.tokens_used) };
+    return { usedBefore: Number(before.tokens_used), periodEndsAt: period.periodEndsAt };
   });
 }

@@ -3,7 +3,7 @@ import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { users, type Plan, type Provider } from '../db/schema/index.ts';
 import { storedKeyProviders } from '../keys/stored-key-providers.ts';
-import { periodEnd } from './period.ts';
+import { currentPeriodEnd } from './period.ts';
 
 /** Share of the limit at and above which the dashboard and API warn. */
 export const nearLimitPercent = 90;
@@ -49,7 +49,7 @@ export async function getUsageStats(
     percent: Math.min(percent, 100),
     nearLimit: !unlimited && percent >= nearLimitPercent,
     periodStart: user.periodStartedAt.toISOString(),
-    periodEnd: periodEnd(user.periodStartedAt, config.BILLING_PERIOD, user.periodAnchorAt).toISOString(),
+    periodEnd: currentPeriodEnd(user, config.BILLING_PERIOD).toISOString(),
     ownKeys: { groq: providers.has('groq'), gemini: providers.has('gemini') },
   };
 }

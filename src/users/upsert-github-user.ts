@@ -1,6 +1,8 @@
 import { and, eq, isNull, sql } from 'drizzle-orm';
+import type { Config } from '../config/env.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
+import { periodColumns } from '../usage/period.ts';
 
 export interface GitHubAccount {
   id: number;
@@ -17,7 +19,7 @@ export interface GitHubAccount {
 export async function upsertGitHubUser(
   db: Database | Transaction,
   account: GitHubAccount,
-  freeTokenLimit: number,
+  config: Pick<Config, 'PLAN_FREE_TOKENS' | 'BILLING_PERIOD'>,
 ): Promise<string> {
   const byId = await db.query.users.findFirst({ where: eq(users.githubId, account.id) });
   if (byId) {
@@ -36,13 +38,15 @@ export async function upsertGitHubUser(
   if (linked) return linked.id;
 
   await releaseLogin(db, account);
+  const now = new Date();
   const [created] = await db
     .insert(users)
     .values({
       githubId: account.id,
       login: account.login,
       name: account.name ?? null,
-      tokenLimit: freeTokenLimit,
+      tokenLimit: config.PLAN_FREE_TOKENS,
+      ...periodColumns(now, now, config.BILLING_PERIOD),
     })
     .onConflictDoUpdate({ target: users.githubId, set: { login: account.login } })
     .returning({ id: users.id });

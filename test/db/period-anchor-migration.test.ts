@@ -1,24 +1,14 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { migrationsFolder } from '../../src/db/migrate.ts';
+import type postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  applyMigration,
+  createEmptyDatabase,
+  migrationTags,
+  type EmptyDatabase,
+} from '../helpers/migrations.ts';
 
-const adminUrl = inject('adminDatabaseUrl');
-const name = `anchor_${Date.now()}`;
+let database: EmptyDatabase;
 let sql: postgres.Sql;
-
-interface JournalEntry {
-  tag: string;
-}
-
-/** Runs one migration file statement by statement, as drizzle's migrator splits it. */
-async function applyMigration(tag: string): Promise<void> {
-  const text = readFileSync(path.join(migrationsFolder, `${tag}.sql`), 'utf8');
-  for (const statement of text.split('--> statement-breakpoint')) {
-    await sql.unsafe(statement);
-  }
-}
 
 // The ::text casts keep microseconds: postgres.js sends timestamptz parameters through Date.
 async function insertUser(login: string, createdAt: string, periodStartedAt: string): Promise<string> {
@@ -52,33 +42,21 @@ async function anchors(): Promise<Record<string, string>> {
 }
 
 beforeAll(async () => {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
   // A zone far from UTC shows that the backfill computes month boundaries in UTC.
-  sql = postgres(url.toString(), {
-    max: 1,
-    onnotice: () => {},
-    connection: { TimeZone: 'Pacific/Auckland' },
-  });
+  database = await createEmptyDatabase('anchor', 'Pacific/Auckland');
+  sql = database.sql;
 });
 
 afterAll(async () => {
-  await sql?.end();
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
+  await database?.drop();
 });
 
 describe('period_anchor migration', () => {
   it('backfills the anchor of each user', async () => {
-    const journal = JSON.parse(readFileSync(path.join(migrationsFolder, 'meta/_journal.json'), 'utf8'));
-    const tags = (journal.entries as JournalEntry[]).map((entry) => entry.tag);
+    const tags = migrationTags();
     const anchorIndex = tags.findIndex((tag) => tag.endsWith('_period_anchor'));
     expect(anchorIndex).toBeGreaterThan(0);
-    for (const tag of tags.slice(0, anchorIndex)) await applyMigration(tag);
+    for (const tag of tags.slice(0, anchorIndex)) await applyMigration(sql, tag);
 
     await insertUser('never-rolled', '2026-12-04 10:00:00.123456+00', '2026-12-04 10:00:00.123456+00');
     // The rollover stores boundaries with millisecond precision.
@@ -94,7 +72,7 @@ describe('period_anchor migration', () => {
     await insertPlanChange(free, 'plan_switch', 'free', '2026-03-05 09:00:00+00');
     await insertUser('start-before-creation', '2026-11-20 00:00:00+00', '2026-11-01 00:00:00+00');
 
-    await applyMigration(tags[anchorIndex]!);
+    await applyMigration(sql, tags[anchorIndex]!);
 
     const result = await anchors();
     // Never rolled over: the anchor is the start, to the microsecond.

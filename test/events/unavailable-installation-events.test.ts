@@ -183,7 +183,7 @@ describe('concurrent suspend', () => {
       const payload = installationPayload.parse(
         examplePayload('installation', 'suspend', installationId),
       );
-      await handleInstallationEvent(tx, context.boss, payload, context.config.PLAN_FREE_TOKENS);
+      await handleInstallationEvent(tx, context.boss, payload, context.config);
       requestSent = Promise.resolve(
         app.request(`/api/runs/${run.id}/patch-requests`, {
           method: 'POST',

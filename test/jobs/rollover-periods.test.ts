@@ -121,7 +121,11 @@ describe('period anchor', () => {
       periodStartedAt: new Date('2027-02-28T09:30:00Z'),
       periodAnchorAt: anchor,
     });
-    await resetUsage(context.db, { userId: user.id, changedBy: 'cli:root', reason: 'usage_reset' });
+    await resetUsage(context.db, context.config, {
+      userId: user.id,
+      changedBy: 'cli:root',
+      reason: 'usage_reset',
+    });
     const after = await readUser(user.id);
     expect(after.tokensUsed).toBe(0);
     expect(after.periodAnchorAt.getTime()).toBe(after.periodStartedAt.getTime());

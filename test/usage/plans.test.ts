@@ -4,7 +4,7 @@ import { planChanges, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
 import { getAllowance, reserveTokens, settleCall } from '../../src/usage/allowance.ts';
 import { changePlan, resetUsage } from '../../src/usage/plans.ts';
-import { periodEnd } from '../../src/usage/period.ts';
+import { periodColumns, periodEnd } from '../../src/usage/period.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
 let context: TestContext;
@@ -146,7 +146,11 @@ describe('billing periods', () => {
   it('resets usage by hand while reservations are in flight', async () => {
     const user = await createUser({ tokensUsed: 600 });
     const reservation = await reserve(user.id, 300, 'reset-flight');
-    await resetUsage(context.db, { userId: user.id, changedBy: 'cli:root', reason: 'usage_reset' });
+    await resetUsage(context.db, context.config, {
+      userId: user.id,
+      changedBy: 'cli:root',
+      reason: 'usage_reset',
+    });
     expect(await getAllowance(context.db, user.id)).toMatchObject({ used: 0, reserved: 300 });
 
     await settle(user.id, reservation, 'reset-flight', 200);
@@ -171,6 +175,63 @@ describe('billing periods', () => {
     expect(change).toMatchObject({ reason: 'period_rollover', changedBy: 'system', tokensUsedBefore: 700 });
 
     expect(await rolloverPeriods(context, now)).toBe(0);
+  });
+
+  it('stores the new period end on a usage reset', async () => {
+    const anchor = new Date('2027-01-31T09:30:00Z');
+    const user = await createUser({ tokensUsed: 600, ...periodColumns(anchor, anchor, 'monthly') });
+    expect(user.periodEndsAt.toISOString()).toBe('2027-02-28T09:30:00.000Z');
+
+    const result = await resetUsage(context.db, context.config, {
+      userId: user.id,
+      changedBy: 'cli:root',
+      reason: 'usage_reset',
+    });
+
+    const [after] = await context.db.select().from(users).where(eq(users.id, user.id));
+    expect(Math.abs(after!.periodStartedAt.getTime() - Date.now())).toBeLessThan(60_000);
+    const expectedEnd = periodEnd(after!.periodStartedAt, 'monthly', after!.periodStartedAt);
+    expect(after!.periodEndsAt.toISOString()).toBe(expectedEnd.toISOString());
+    expect(after!.periodEndBillingPeriod).toBe('monthly');
+    expect(result!.periodEndsAt.toISOString()).toBe(expectedEnd.toISOString());
+  });
+
+  it('stores the end under the given BILLING_PERIOD', async () => {
+    const user = await createUser({ tokensUsed: 600 });
+    await resetUsage(context.db, { BILLING_PERIOD: '7d' }, {
+      userId: user.id,
+      changedBy: 'cli:root',
+      reason: 'usage_reset',
+    });
+    const [after] = await context.db.select().from(users).where(eq(users.id, user.id));
+    expect(after!.periodEndsAt.getTime() - after!.periodStartedAt.getTime()).toBe(7 * 86_400_000);
+    expect(after!.periodEndBillingPeriod).toBe('7d');
+  });
+
+  it('stores the new period end on a switch to pro', async () => {
+    const anchor = new Date('2027-01-31T09:30:00Z');
+    const user = await createUser({ ...periodColumns(anchor, anchor, 'monthly') });
+
+    await changePlan(context.db, context.config, { userId: user.id, plan: 'pro', changedBy: 'x' });
+
+    const [after] = await context.db.select().from(users).where(eq(users.id, user.id));
+    expect(Math.abs(after!.periodStartedAt.getTime() - Date.now())).toBeLessThan(60_000);
+    const expectedEnd = periodEnd(after!.periodStartedAt, 'monthly', after!.periodStartedAt);
+    expect(after!.periodEndsAt.toISOString()).toBe(expectedEnd.toISOString());
+    expect(after!.periodEndBillingPeriod).toBe('monthly');
+  });
+
+  it('keeps the period end on a switch to free', async () => {
+    const anchor = new Date('2027-01-31T09:30:00Z');
+    const user = await createUser({ plan: 'pro', tokenLimit: 100_000, ...periodColumns(anchor, anchor, 'monthly') });
+
+    await changePlan(context.db, context.config, { userId: user.id, plan: 'free', changedBy: 'x' });
+
+    const [after] = await context.db.select().from(users).where(eq(users.id, user.id));
+    expect(after!.plan).toBe('free');
+    expect(after!.periodStartedAt.toISOString()).toBe('2027-01-31T09:30:00.000Z');
+    expect(after!.periodEndsAt.toISOString()).toBe('2027-02-28T09:30:00.000Z');
+    expect(after!.periodEndBillingPeriod).toBe('monthly');
   });
 
   it('computes monthly period ends in UTC, clamped to short months', () => {

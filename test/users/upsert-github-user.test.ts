@@ -5,6 +5,7 @@ import { upsertGitHubUser } from '../../src/users/upsert-github-user.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 let database: TestDatabase;
+const settings = { PLAN_FREE_TOKENS: 1000, BILLING_PERIOD: '30d' };
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -20,26 +21,37 @@ async function loginOf(id: string) {
 
 describe('upsertGitHubUser', () => {
   it('gives a reused login to the new account', async () => {
-    const old = await upsertGitHubUser(database.db, { id: 10, login: 'foo' }, 1000);
-    const current = await upsertGitHubUser(database.db, { id: 20, login: 'foo' }, 1000);
+    const old = await upsertGitHubUser(database.db, { id: 10, login: 'foo' }, settings);
+    const current = await upsertGitHubUser(database.db, { id: 20, login: 'foo' }, settings);
     expect(current).not.toBe(old);
     expect(await loginOf(current)).toBe('foo');
     expect(await loginOf(old)).toBe('foo~10');
   });
 
   it('follows a rename onto a login another account held', async () => {
-    const holder = await upsertGitHubUser(database.db, { id: 30, login: 'bar' }, 1000);
-    const renamed = await upsertGitHubUser(database.db, { id: 40, login: 'baz' }, 1000);
-    expect(await upsertGitHubUser(database.db, { id: 40, login: 'Bar' }, 1000)).toBe(renamed);
+    const holder = await upsertGitHubUser(database.db, { id: 30, login: 'bar' }, settings);
+    const renamed = await upsertGitHubUser(database.db, { id: 40, login: 'baz' }, settings);
+    expect(await upsertGitHubUser(database.db, { id: 40, login: 'Bar' }, settings)).toBe(renamed);
     expect(await loginOf(renamed)).toBe('Bar');
     expect(await loginOf(holder)).toBe('bar~30');
   });
 
   it('links a user created by login to its GitHub id', async () => {
     const [manual] = await database.db.insert(users).values({ login: 'cli-made' }).returning();
-    const linked = await upsertGitHubUser(database.db, { id: 50, login: 'CLI-made' }, 1000);
+    const linked = await upsertGitHubUser(database.db, { id: 50, login: 'CLI-made' }, settings);
     expect(linked).toBe(manual!.id);
     const [row] = await database.db.select().from(users).where(eq(users.id, linked));
     expect(row!.githubId).toBe(50);
+    expect(row!.periodStartedAt).toEqual(manual!.periodStartedAt);
+    expect(row!.periodEndsAt).toEqual(manual!.periodEndsAt);
+  });
+
+  it('stores the period end of a new user', async () => {
+    const created = await upsertGitHubUser(database.db, { id: 60, login: 'new-user' }, settings);
+    const [row] = await database.db.select().from(users).where(eq(users.id, created));
+    expect(Math.abs(row!.periodStartedAt.getTime() - Date.now())).toBeLessThan(60_000);
+    expect(row!.periodAnchorAt).toEqual(row!.periodStartedAt);
+    expect(row!.periodEndsAt.getTime() - row!.periodStartedAt.getTime()).toBe(30 * 86_400_000);
+    expect(row!.periodEndBillingPeriod).toBe('30d');
   });
 });

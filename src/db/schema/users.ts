@@ -35,11 +35,26 @@ export const users = pgTable(
      * keep its day of month and UTC time of day, and the rollover leaves it alone.
      */
     periodAnchorAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /**
+     * End of the current period, `periodEnd(periodStartedAt, BILLING_PERIOD, periodAnchorAt)`
+     * for the BILLING_PERIOD in `periodEndBillingPeriod`. The rollover job finds the users
+     * whose period has ended through the index on both columns.
+     */
+    periodEndsAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /**
+     * BILLING_PERIOD that `periodEndsAt` was computed for. It is '' for a row inserted
+     * without its end, and the trigger users_period_end_stale sets '' when an UPDATE moves
+     * the start or anchor but not the end. An end computed for another value than the
+     * configured one is stale: the rollover job recomputes it, and the usage stats compute
+     * the end instead of reading it.
+     */
+    periodEndBillingPeriod: text().notNull().default(''),
     /** Providers to try for this user's previews, first to last; each provider once. */
     providerOrder: text().array().$type<Provider[]>().notNull().default(['groq', 'gemini']),
     ...timestamps,
   },
   (table) => [
+    index('users_period_end_idx').on(table.periodEndBillingPeriod, table.periodEndsAt),
     check('users_tokens_used_nonnegative', sql`${table.tokensUsed} >= 0`),
     check('users_tokens_reserved_nonnegative', sql`${table.tokensReserved} >= 0`),
     check(

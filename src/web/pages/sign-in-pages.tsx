@@ -154,7 +154,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
       throw new AppError('bad_gateway', failure.message);
     }
 
-    const userId = await upsertGitHubUser(db, account, config.PLAN_FREE_TOKENS);
+    const userId = await upsertGitHubUser(db, account, config);
     const role = await syncAdminRole(db, config, { id: userId, login: account.login });
     // A new token on every sign-in, so a session id planted before sign-in is worthless.
     const previous = readSessionCookie(c, config);
