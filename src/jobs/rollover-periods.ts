@@ -2,7 +2,8 @@ import { sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { periodEnd } from '../usage/period.ts';
-import { resetUsage } from '../usage/plans.ts';
+import { resetUsage, UserNotFoundError } from '../usage/plans.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 
 export const rolloverPeriodsQueue = 'rollover-periods';
 
@@ -62,6 +63,7 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
   const billingPeriod = context.config.BILLING_PERIOD;
   let rolled = 0;
   let recomputed = 0;
+  let failed = 0;
   // One query through a cursor reads each candidate once, however many there are, and keeps
   // one batch in memory. Re-running a LIMIT query per batch would rescan the rows already
   // done when most rows are candidates, as after a BILLING_PERIOD change. Resets and stored
@@ -79,6 +81,7 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
         const result = await processCandidates(context, candidates, now);
         rolled += result.rolled;
         recomputed += result.recomputed;
+        failed += result.failed;
         if (candidates.length < rolloverBatchSize) break;
       }
     },
@@ -93,23 +96,31 @@ export async function rolloverPeriods(context: AppContext, now = new Date()): Pr
   if (rolled > 0) {
     context.logger.info({ event: 'job.rollover_periods', users: rolled }, 'billing periods rolled over');
   }
+  if (failed > 0) {
+    // Failing the job makes pg-boss record it, and the next run tries these users again.
+    throw new Error(
+      `Rolling over the billing period failed for ${failed} user(s). ` +
+        'The job.rollover_periods.user_failed log lines name them and the cause.',
+    );
+  }
   return rolled;
 }
 
 /**
  * Computes each candidate's period end under BILLING_PERIOD from its start and anchor. Rolls
  * over those whose end is at or before `now`, and stores the end of the others. Returns how
- * many users it rolled over and how many ends it stored.
+ * many users it rolled over, how many ends it stored and how many resets failed.
  */
 async function processCandidates(
   context: AppContext,
   candidates: Candidate[],
   now: Date,
-): Promise<{ rolled: number; recomputed: number }> {
+): Promise<{ rolled: number; recomputed: number; failed: number }> {
   const { db, config } = context;
   const billingPeriod = config.BILLING_PERIOD;
   const notEnded: RecomputedEnd[] = [];
   let rolled = 0;
+  let failed = 0;
   for (const candidate of candidates) {
     const start = new Date(candidate.period_started_at);
     const anchor = new Date(candidate.period_anchor_at);
@@ -121,17 +132,30 @@ async function processCandidates(
     while (periodEnd(end, billingPeriod, anchor) <= now) {
       end = periodEnd(end, billingPeriod, anchor);
     }
-    const reset = await resetUsage(db, config, {
-      userId: candidate.id,
-      changedBy: 'system',
-      reason: 'period_rollover',
-      periodStart: end,
-      expectedPeriodStart: start,
-    });
+    let reset;
+    try {
+      reset = await resetUsage(db, config, {
+        userId: candidate.id,
+        changedBy: 'system',
+        reason: 'period_rollover',
+        periodStart: end,
+        expectedPeriodStart: start,
+      });
+    } catch (error) {
+      // A user deleted since the cursor read it has no period left to roll over.
+      if (error instanceof UserNotFoundError) continue;
+      // One user's failure must not keep every later user in its old period.
+      failed++;
+      context.logger.error(
+        { event: 'job.rollover_periods.user_failed', userId: candidate.id, err: toSafeError(error) },
+        'rolling over a billing period failed',
+      );
+      continue;
+    }
     if (reset) rolled++;
   }
   const recomputed = await storePeriodEnds(db, billingPeriod, notEnded);
-  return { rolled, recomputed };
+  return { rolled, recomputed, failed };
 }
 
 /**

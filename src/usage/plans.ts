@@ -8,6 +8,14 @@ import { periodColumns } from './period.ts';
  * Locks the user's row for the rest of the transaction and returns its plan, usage and
  * period, and the transaction's start time on the database clock (`now()`).
  */
+/** Raised when the user to change no longer exists, for example after it was deleted. */
+export class UserNotFoundError extends Error {
+  constructor(readonly userId: string) {
+    super(`User ${userId} not found.`);
+    this.name = 'UserNotFoundError';
+  }
+}
+
 async function lockUser(tx: Transaction, userId: string) {
   const rows = await tx.execute<{
     plan: Plan;
@@ -21,7 +29,7 @@ async function lockUser(tx: Transaction, userId: string) {
     FROM users WHERE id = ${userId} FOR NO KEY UPDATE
   `);
   const row = rows[0];
-  if (!row) throw new Error(`User ${userId} not found.`);
+  if (!row) throw new UserNotFoundError(userId);
   return row;
 }
 
