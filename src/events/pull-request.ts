@@ -78,7 +78,9 @@ export async function handlePullRequestEvent(
   // The mark is cleared even while the installation is suspended or deleted, so the runs accept
   // fixes once it is active again.
   const reopenedRuns =
-    payload.action === 'reopened' ? await markRunsOpen(tx, repository.id, payload.number) : 0;
+    payload.action === 'reopened'
+      ? await markRunsOpen(tx, repository.id, payload.number, new Date(pullRequest.updated_at))
+      : 0;
   if (unavailable) return `skipped: ${unavailable.message}`;
 
   const updatedAt = new Date(pullRequest.updated_at);
@@ -214,23 +216,30 @@ async function supersedeOlderRuns(
   return olderIds;
 }
 
-/** Clears the closed mark of every run of the pull request and returns how many had it. */
+/**
+ * Records the reopen time on every run of the pull request and clears the closed mark of those
+ * closed at or before it. Returns how many runs had their mark cleared. A mark from a later
+ * close stays, so a `reopened` event that arrives after a newer `closed` one reopens nothing.
+ */
 async function markRunsOpen(
   tx: Transaction,
   repositoryId: number,
   prNumber: number,
+  reopenedAt: Date,
 ): Promise<number> {
+  const ofPullRequest = and(eq(prRuns.repositoryId, repositoryId), eq(prRuns.prNumber, prNumber));
   const reopened = await tx
+    .select({ id: prRuns.id })
+    .from(prRuns)
+    .where(and(ofPullRequest, lte(prRuns.prClosedAt, reopenedAt)));
+  const at = reopenedAt.toISOString();
+  await tx
     .update(prRuns)
-    .set({ prClosedAt: null })
-    .where(
-      and(
-        eq(prRuns.repositoryId, repositoryId),
-        eq(prRuns.prNumber, prNumber),
-        isNotNull(prRuns.prClosedAt),
-      ),
-    )
-    .returning({ id: prRuns.id });
+    .set({
+      prReopenedAt: sql`greatest(${prRuns.prReopenedAt}, ${at}::timestamptz)`,
+      prClosedAt: sql`CASE WHEN ${prRuns.prClosedAt} <= ${at}::timestamptz THEN NULL ELSE ${prRuns.prClosedAt} END`,
+    })
+    .where(ofPullRequest);
   return reopened.length;
 }
 
@@ -243,8 +252,8 @@ async function markRunsOpen(
  * cancellation that follows reads after that transaction has committed, so it cancels the new
  * work too. Work that starts after the mark commits reads the mark and is rejected.
  *
- * NOTE: the mark ignores delivery order. A `closed` event delivered after a later `reopened`
- * one marks an open pull request closed; redelivering the `reopened` event clears the mark.
+ * GitHub may deliver events out of order. A `closed` event older than a `reopened` one already
+ * applied, or than an event that started a run, is ignored: the pull request is open again.
  */
 async function handleClosed(
   tx: Transaction,
@@ -260,6 +269,20 @@ async function handleClosed(
   );
   // A redelivered event keeps the time of the first close.
   const closedAt = new Date(pullRequest.closed_at ?? pullRequest.updated_at).toISOString();
+  const [later] = await tx
+    .select({ id: prRuns.id })
+    .from(prRuns)
+    .where(
+      and(
+        ofPullRequest,
+        or(
+          gt(prRuns.prReopenedAt, sql`${closedAt}::timestamptz`),
+          gt(prRuns.prUpdatedAt, sql`${closedAt}::timestamptz`),
+        ),
+      ),
+    )
+    .limit(1);
+  if (later) return `ignored: ${target} was reopened or updated after this close, at ${closedAt}`;
   const allRuns = await tx
     .update(prRuns)
     .set({ prClosedAt: sql`coalesce(${prRuns.prClosedAt}, ${closedAt}::timestamptz)` })

@@ -54,6 +54,9 @@ function pullRequestEvent(action: 'closed' | 'reopened'): Record<string, any> {
     number: prNumber,
   });
   payload.pull_request.head.sha = setup.git.headSha;
+  // GitHub's example `reopened` payload is older than its `closed` one. A reopen comes after
+  // the close, and a reopen older than the close keeps the pull request closed.
+  if (action === 'reopened') payload.pull_request.updated_at = '2019-05-15T15:30:00Z';
   return payload;
 }
 
@@ -160,7 +163,11 @@ describe('apply on a closed pull request', () => {
     // apply passes its first check and then waits for the run's row lock to claim.
     let applying!: Promise<Response>;
     await setup.context.db.transaction(async (tx) => {
-      const payload = pullRequestPayload.parse(pullRequestEvent('closed'));
+      // Closed again after the reopen of the test above, so the close is not taken as stale.
+      const event = pullRequestEvent('closed');
+      event.pull_request.closed_at = '2019-05-15T15:40:00Z';
+      event.pull_request.updated_at = '2019-05-15T15:40:00Z';
+      const payload = pullRequestPayload.parse(event);
       await handlePullRequestEvent(tx, setup.context.boss, payload);
       applying = Promise.resolve(apply(request.id));
       await waitForLockWait(setup.context);

@@ -269,6 +269,51 @@ describe('closed', () => {
     expect(stored!.status).toBe('completed');
   });
 
+  it('ignores a close delivered after a later reopen', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('6'), '2024-05-09T09:00:00Z'));
+    const [run] = await runsOf(number);
+    const request = await queuePreview(run!.id);
+    const reopened = await deliver(
+      pullRequestEvent('reopened', number, sha('6'), '2024-05-09T09:02:00Z'),
+    );
+    expect(reopened).toContain('pull request reopened: marked 0 run(s) open');
+
+    const outcome = await deliver(
+      pullRequestEvent('closed', number, sha('6'), '2024-05-09T09:01:00Z'),
+    );
+
+    expect(outcome).toBe(
+      `ignored: Codertocat/Hello-World#${number} was reopened or updated after this close, ` +
+        'at 2024-05-09T09:01:00.000Z',
+    );
+    const [stored] = await runsOf(number);
+    expect(stored!.prClosedAt).toBeNull();
+    expect(stored!.prReopenedAt?.toISOString()).toBe('2024-05-09T09:02:00.000Z');
+    const [preview] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(preview!.status).toBe('queued');
+    expect(await jobState(previewQueue, preview!.previewJobId)).toBe('created');
+  });
+
+  it('keeps the mark when a reopen arrives after a later close', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('7'), '2024-05-10T09:00:00Z'));
+    const [run] = await runsOf(number);
+    await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run!.id));
+    await deliver(pullRequestEvent('closed', number, sha('7'), '2024-05-10T09:05:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('7'), '2024-05-10T09:02:00Z'),
+    );
+
+    expect(outcome).toContain('pull request reopened: marked 0 run(s) open');
+    const [stored] = await runsOf(number);
+    expect(stored!.prClosedAt?.toISOString()).toBe('2024-05-10T09:05:00.000Z');
+  });
+
   it('queues a cancelled run again on reopen', async () => {
     const number = nextPullRequest++;
     await deliver(pullRequestEvent('opened', number, sha('1'), '2024-05-04T09:00:00Z'));

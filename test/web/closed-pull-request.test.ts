@@ -52,6 +52,9 @@ function pullRequestEvent(action: 'closed' | 'reopened'): Record<string, any> {
   });
   // At another head the reopened event would create a run that supersedes this one.
   payload.pull_request.head.sha = setup.run.headSha;
+  // GitHub's example `reopened` payload is older than its `closed` one. A reopen comes after
+  // the close, and a reopen older than the close keeps the pull request closed.
+  if (action === 'reopened') payload.pull_request.updated_at = '2019-05-15T15:30:00Z';
   return payload;
 }
 

@@ -69,6 +69,11 @@ export const prRuns = pgTable(
      * apply is accepted for the run.
      */
     prClosedAt: timestamp({ withTimezone: true }),
+    /**
+     * `pull_request.updated_at` of the latest `reopened` event, set on every run of the pull
+     * request. A `closed` event from before it arrived late and changes nothing.
+     */
+    prReopenedAt: timestamp({ withTimezone: true }),
     ...timestamps,
   },
   (table) => [

@@ -1,0 +1,1 @@
+ALTER TABLE "pr_runs" ADD COLUMN "pr_reopened_at" timestamp with time zone;
