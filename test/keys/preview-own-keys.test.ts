@@ -4,26 +4,26 @@ import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import {
   findings,
-  installations,
   patchFiles,
   patchRequests,
-  prRuns,
   tokenEvents,
   userApiKeys,
   users,
   type Provider,
 } from '../../src/db/schema/index.ts';
-import { createGitHubApp } from '../../src/github/app.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
+import type { TestContext } from '../helpers/context.ts';
+import {
+  answerWithFixedFiles,
+  createPreviewTestContext,
+  insertConsoleLogFindings,
+  pathInPrompt,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
 import { keyForms } from './key-check-server.ts';
 
-const appId = '4712';
-const installationId = 78;
 const platformGroqKey = 'gsk_platformOwnKeyPreviewTest0123456789';
 const platformGeminiKey = 'AIzaPlatformOwnKeyPreviewTest0123456789';
 const files = {
@@ -40,19 +40,14 @@ const rateLimited = {
   body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
 };
 
+let setup: PreviewTestContext;
 let context: TestContext;
-let github: FakeGitHub;
 let groq: FakeGroq;
 let gemini: FakeGemini;
-let repository: GitRepository;
 let runId: string;
 /** Every own key the tests stored, scanned for in logs and stored rows at the end. */
 const ownKeys: string[] = [];
 let keyCounter = 0;
-
-function pathInPrompt(text: string): string {
-  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
-}
 
 function newKey(provider: Provider): string {
   keyCounter++;
@@ -63,75 +58,29 @@ function newKey(provider: Provider): string {
 }
 
 beforeAll(async () => {
-  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
-  const appKeys = generateAppKeyPair();
-  github = await startFakeGitHub({ appId, publicKeyPem: appKeys.publicKeyPem });
-  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
-  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
   groq = await startFakeGroq();
   gemini = await startFakeGemini();
-
-  context = await createTestContext({
-    GROQ_API_KEY: platformGroqKey,
-    GROQ_BASE_URL: groq.url,
-    GEMINI_API_KEY: platformGeminiKey,
-    GEMINI_BASE_URL: gemini.url,
-    LLM_MAX_RETRIES: '0',
+  setup = await createPreviewTestContext({
+    head: files,
+    env: {
+      GROQ_API_KEY: platformGroqKey,
+      GROQ_BASE_URL: groq.url,
+      GEMINI_API_KEY: platformGeminiKey,
+      GEMINI_BASE_URL: gemini.url,
+      LLM_MAX_RETRIES: '0',
+    },
   });
-  context.github = createGitHubApp({
-    appId,
-    privateKey: appKeys.privateKeyPem,
-    baseUrl: github.url,
-    logger: context.logger,
-  });
-
-  await context.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'octo',
-    accountId: 1,
-    accountType: 'User',
-  });
-  const [run] = await context.db
-    .insert(prRuns)
-    .values({
-      installationId,
-      repositoryId: 556,
-      repository: 'octo/demo',
-      prNumber: 1,
-      baseSha: repository.baseSha,
-      headSha: repository.headSha,
-      headRef: 'feature',
-      headRepository: 'octo/demo',
-      status: 'completed',
-    })
-    .returning();
-  runId = run!.id;
-  await context.db.insert(findings).values(
-    Object.keys(files).map((path) => ({
-      runId,
-      path,
-      startLine: 2,
-      endLine: 2,
-      ruleId: 'debug/console-log',
-      severity: 'warning' as const,
-      message: 'Remove the console.log call.',
-      fingerprint: `fp-${path}`,
-    })),
-  );
+  ({ context, runId } = setup);
+  await insertConsoleLogFindings(context, runId, Object.keys(files));
 });
 
 afterAll(async () => {
-  await context?.close();
-  await Promise.all([github?.close(), groq?.close(), gemini?.close()]);
-  await repository?.cleanup();
+  await setup?.close();
+  await Promise.all([groq?.close(), gemini?.close()]);
 });
 
 beforeEach(() => {
-  groq.reset();
-  gemini.reset();
-  const answer = (text: string) => ({ text: fixed[pathInPrompt(text)]! });
-  groq.setHandler((request) => answer(request.messages.at(-1)!.content));
-  gemini.setHandler((request) => answer(request.userText));
+  answerWithFixedFiles(fixed, groq, gemini);
 });
 
 async function newUser(values: { tokenLimit?: number; tokensUsed?: number; providerOrder?: Provider[] } = {}) {
