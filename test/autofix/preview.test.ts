@@ -1,19 +1,18 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import {
-  findings,
   patchFiles,
   patchRequests,
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
-import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
   answerWithFixedFiles,
+  createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   pathInPrompt,
@@ -36,25 +35,17 @@ let gemini: FakeGemini;
 let runId: string;
 
 beforeAll(async () => {
-  groq = await startFakeGroq();
-  gemini = await startFakeGemini();
   setup = await createPreviewTestContext({
     head: files,
-    env: {
-      GROQ_API_KEY: 'gsk_platform_preview_test',
-      GROQ_BASE_URL: groq.url,
-      GEMINI_API_KEY: 'AIzaPlatformPreviewTest',
-      GEMINI_BASE_URL: gemini.url,
-      LLM_MAX_RETRIES: '0',
-    },
+    groqApiKey: 'gsk_platform_preview_test',
+    geminiApiKey: 'AIzaPlatformPreviewTest',
   });
-  ({ context, runId } = setup);
+  ({ context, groq, gemini, runId } = setup);
   await insertConsoleLogFindings(context, runId, Object.keys(files));
 });
 
 afterAll(async () => {
   await setup?.close();
-  await Promise.all([groq?.close(), gemini?.close()]);
 });
 
 beforeEach(() => {
@@ -66,14 +57,8 @@ async function newPatchRequest(user: { tokenLimit?: number; tokensUsed?: number;
     .insert(users)
     .values({ login: `user-${Math.random().toString(36).slice(2, 9)}`, ...user })
     .returning();
-  const selected = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
-  const created = await createPatchRequest(context.db, context.boss, {
-    runId,
-    userId: owner!.id,
-    findingIds: selected.map((row) => row.id),
-  });
-  if (!created.ok) throw new Error('patch request not created');
-  return { userId: owner!.id, patchRequestId: created.id };
+  const patchRequestId = await createPatchRequestForRun(context, runId, owner!.id);
+  return { userId: owner!.id, patchRequestId };
 }
 
 async function filesOf(patchRequestId: string) {

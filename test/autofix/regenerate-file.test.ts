@@ -1,6 +1,5 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import {
@@ -11,9 +10,10 @@ import {
   users,
 } from '../../src/db/schema/index.ts';
 import { previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
-import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
+  createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   installationId,
@@ -50,16 +50,8 @@ async function fileRows() {
 }
 
 beforeAll(async () => {
-  groq = await startFakeGroq();
-  setup = await createPreviewTestContext({
-    head: files,
-    env: {
-      GROQ_API_KEY: 'gsk_platform_regenerate_test',
-      GROQ_BASE_URL: groq.url,
-      LLM_MAX_RETRIES: '0',
-    },
-  });
-  context = setup.context;
+  setup = await createPreviewTestContext({ head: files, groqApiKey: 'gsk_platform_regenerate_test' });
+  ({ context, groq } = setup);
 
   const [user] = await context.db
     .insert(users)
@@ -67,14 +59,8 @@ beforeAll(async () => {
     .returning();
   userId = user!.id;
   await context.db.update(installations).set({ userId }).where(eq(installations.id, installationId));
-  const inserted = await insertConsoleLogFindings(context, setup.runId, Object.keys(files));
-  const created = await createPatchRequest(context.db, context.boss, {
-    runId: setup.runId,
-    userId,
-    findingIds: inserted.map((row) => row.id),
-  });
-  if (!created.ok) throw new Error('patch request not created');
-  patchRequestId = created.id;
+  await insertConsoleLogFindings(context, setup.runId, Object.keys(files));
+  patchRequestId = await createPatchRequestForRun(context, setup.runId, userId);
 
   groq.setHandler((request) => ({ text: firstFix[pathInPrompt(request.messages.at(-1)!.content)]! }));
   const outcome = await runPreview(context, patchRequestId, 0, context.logger);
@@ -83,7 +69,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await setup?.close();
-  await groq?.close();
 });
 
 describe('regeneratePatchFile', () => {

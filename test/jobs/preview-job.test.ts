@@ -1,7 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import {
   findings,
   patchRequests,
@@ -12,9 +11,12 @@ import {
   previewQueueOptions,
   type PreviewJobData,
 } from '../../src/jobs/preview.ts';
-import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
-import { createPreviewTestContext, type PreviewTestContext } from '../helpers/preview-context.ts';
+import {
+  createPatchRequestForRun,
+  createPreviewTestContext,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
 
 const secret = 'sk_live_51HqLyjWDarjtT1zdp7dcQzXv';
 const original = `const apiKey = "${secret}";\nconsole.log(apiKey);\n`;
@@ -23,21 +25,15 @@ const rejectedWrite = 'patch file writes are disabled for this test';
 
 let setup: PreviewTestContext;
 let context: TestContext;
-let groq: FakeGroq;
 let runId: string;
 
 beforeAll(async () => {
-  groq = await startFakeGroq();
-  groq.setHandler(() => ({ text: fixed }));
   setup = await createPreviewTestContext({
     head: { 'src/key.ts': original },
-    env: {
-      GROQ_API_KEY: 'gsk_platform_preview_job_test',
-      GROQ_BASE_URL: groq.url,
-      LLM_MAX_RETRIES: '0',
-    },
+    groqApiKey: 'gsk_platform_preview_job_test',
   });
   ({ context, runId } = setup);
+  setup.groq.setHandler(() => ({ text: fixed }));
   await context.db.insert(findings).values({
     runId,
     path: 'src/key.ts',
@@ -60,7 +56,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await setup?.close();
-  await groq?.close();
 });
 
 /** Builds the job that pg-boss passes to the worker on its last attempt. */
@@ -85,15 +80,9 @@ describe('handlePreviewJob', () => {
       .insert(users)
       .values({ login: 'preview-job-user', plan: 'pro', tokenLimit: 100_000 })
       .returning();
-    const selected = await context.db.select({ id: findings.id }).from(findings);
-    const created = await createPatchRequest(context.db, context.boss, {
-      runId,
-      userId: user!.id,
-      findingIds: selected.map((row) => row.id),
-    });
-    if (!created.ok) throw new Error('patch request not created');
+    const patchRequestId = await createPatchRequestForRun(context, runId, user!.id);
 
-    const thrown = await handlePreviewJob(context, lastAttempt(created.id)).catch(
+    const thrown = await handlePreviewJob(context, lastAttempt(patchRequestId)).catch(
       (error: unknown) => error as Error,
     );
 
@@ -113,7 +102,7 @@ describe('handlePreviewJob', () => {
     const [stored] = await context.db
       .select()
       .from(patchRequests)
-      .where(eq(patchRequests.id, created.id));
+      .where(eq(patchRequests.id, patchRequestId));
     expect(stored!.status).toBe('failed');
     expect(stored!.error).toBe(`Preview failed: ${expected}`);
     expect(stored!.completedAt).toBeInstanceOf(Date);

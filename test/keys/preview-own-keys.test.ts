@@ -1,9 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import {
-  findings,
   patchFiles,
   patchRequests,
   tokenEvents,
@@ -12,11 +10,12 @@ import {
   type Provider,
 } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
-import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { geminiErrorBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
   answerWithFixedFiles,
+  createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   pathInPrompt,
@@ -58,25 +57,17 @@ function newKey(provider: Provider): string {
 }
 
 beforeAll(async () => {
-  groq = await startFakeGroq();
-  gemini = await startFakeGemini();
   setup = await createPreviewTestContext({
     head: files,
-    env: {
-      GROQ_API_KEY: platformGroqKey,
-      GROQ_BASE_URL: groq.url,
-      GEMINI_API_KEY: platformGeminiKey,
-      GEMINI_BASE_URL: gemini.url,
-      LLM_MAX_RETRIES: '0',
-    },
+    groqApiKey: platformGroqKey,
+    geminiApiKey: platformGeminiKey,
   });
-  ({ context, runId } = setup);
+  ({ context, groq, gemini, runId } = setup);
   await insertConsoleLogFindings(context, runId, Object.keys(files));
 });
 
 afterAll(async () => {
   await setup?.close();
-  await Promise.all([groq?.close(), gemini?.close()]);
 });
 
 beforeEach(() => {
@@ -105,21 +96,15 @@ async function storedKey(userId: string, provider: Provider) {
 }
 
 async function preview(userId: string) {
-  const selected = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
-  const created = await createPatchRequest(context.db, context.boss, {
-    runId,
-    userId,
-    findingIds: selected.map((row) => row.id),
-  });
-  if (!created.ok) throw new Error('patch request not created');
-  const outcome = await runPreview(context, created.id, 0, context.logger);
+  const patchRequestId = await createPatchRequestForRun(context, runId, userId);
+  const outcome = await runPreview(context, patchRequestId, 0, context.logger);
   const stored = await context.db
     .select()
     .from(patchFiles)
-    .where(eq(patchFiles.patchRequestId, created.id))
+    .where(eq(patchFiles.patchRequestId, patchRequestId))
     .orderBy(patchFiles.path);
-  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, created.id));
-  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, created.id));
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
   return { outcome, files: stored, request: request!, ledger };
 }
 
