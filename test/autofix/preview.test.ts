@@ -1,25 +1,24 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import {
-  findings,
-  installations,
   patchFiles,
   patchRequests,
-  prRuns,
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
-import { createGitHubApp } from '../../src/github/app.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
-import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
+import type { FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { TestContext } from '../helpers/context.ts';
+import {
+  answerWithFixedFiles,
+  createPatchRequestForRun,
+  createPreviewTestContext,
+  insertConsoleLogFindings,
+  pathInPrompt,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
 
-const appId = '4711';
-const installationId = 77;
 const files = {
   'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
   'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
@@ -29,87 +28,28 @@ const fixed: Record<string, string> = {
   'src/b.ts': 'export const b = 2;\n',
 };
 
+let setup: PreviewTestContext;
 let context: TestContext;
-let github: FakeGitHub;
 let groq: FakeGroq;
 let gemini: FakeGemini;
-let repository: GitRepository;
 let runId: string;
 
-function pathInPrompt(text: string): string {
-  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
-}
-
 beforeAll(async () => {
-  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
-  const keys = generateAppKeyPair();
-  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
-  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
-  github.addRepository({ owner: 'octo', repo: 'demo', id: 555, gitDir: repository.dir });
-  groq = await startFakeGroq();
-  gemini = await startFakeGemini();
-
-  context = await createTestContext({
-    GROQ_API_KEY: 'gsk_platform_preview_test',
-    GROQ_BASE_URL: groq.url,
-    GEMINI_API_KEY: 'AIzaPlatformPreviewTest',
-    GEMINI_BASE_URL: gemini.url,
-    LLM_MAX_RETRIES: '0',
+  setup = await createPreviewTestContext({
+    head: files,
+    groqApiKey: 'gsk_platform_preview_test',
+    geminiApiKey: 'AIzaPlatformPreviewTest',
   });
-  context.github = createGitHubApp({
-    appId,
-    privateKey: keys.privateKeyPem,
-    baseUrl: github.url,
-    logger: context.logger,
-  });
-
-  await context.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'octo',
-    accountId: 1,
-    accountType: 'User',
-  });
-  const [run] = await context.db
-    .insert(prRuns)
-    .values({
-      installationId,
-      repositoryId: 555,
-      repository: 'octo/demo',
-      prNumber: 1,
-      baseSha: repository.baseSha,
-      headSha: repository.headSha,
-      headRef: 'feature',
-      headRepository: 'octo/demo',
-      status: 'completed',
-    })
-    .returning();
-  runId = run!.id;
-  await context.db.insert(findings).values(
-    Object.keys(files).map((path) => ({
-      runId,
-      path,
-      startLine: 2,
-      endLine: 2,
-      ruleId: 'debug/console-log',
-      severity: 'warning' as const,
-      message: 'Remove the console.log call.',
-      fingerprint: `fp-${path}`,
-    })),
-  );
+  ({ context, groq, gemini, runId } = setup);
+  await insertConsoleLogFindings(context, runId, Object.keys(files));
 });
 
 afterAll(async () => {
-  await context?.close();
-  await Promise.all([github?.close(), groq?.close(), gemini?.close()]);
-  await repository?.cleanup();
+  await setup?.close();
 });
 
 beforeEach(() => {
-  groq.reset();
-  gemini.reset();
-  const answer = (text: string) => ({ text: fixed[pathInPrompt(text)]! });
-  groq.setHandler((request) => answer(request.messages.at(-1)!.content));
-  gemini.setHandler((request) => answer(request.userText));
+  answerWithFixedFiles(fixed, groq, gemini);
 });
 
 async function newPatchRequest(user: { tokenLimit?: number; tokensUsed?: number; plan?: 'free' | 'pro' }) {
@@ -117,14 +57,8 @@ async function newPatchRequest(user: { tokenLimit?: number; tokensUsed?: number;
     .insert(users)
     .values({ login: `user-${Math.random().toString(36).slice(2, 9)}`, ...user })
     .returning();
-  const selected = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
-  const created = await createPatchRequest(context.db, context.boss, {
-    runId,
-    userId: owner!.id,
-    findingIds: selected.map((row) => row.id),
-  });
-  if (!created.ok) throw new Error('patch request not created');
-  return { userId: owner!.id, patchRequestId: created.id };
+  const patchRequestId = await createPatchRequestForRun(context, runId, owner!.id);
+  return { userId: owner!.id, patchRequestId };
 }
 
 async function filesOf(patchRequestId: string) {

@@ -1,26 +1,26 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import {
-  findings,
   installations,
   patchFiles,
   patchRequests,
-  prRuns,
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
-import { createGitHubApp } from '../../src/github/app.ts';
 import { previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
-import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
+import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { TestContext } from '../helpers/context.ts';
+import {
+  createPatchRequestForRun,
+  createPreviewTestContext,
+  insertConsoleLogFindings,
+  installationId,
+  pathInPrompt,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
 
-const appId = '4712';
-const installationId = 78;
 const files = {
   'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
   'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
@@ -31,16 +31,11 @@ const firstFix: Record<string, string> = {
 };
 const secondFixOfA = 'export const a = 1; // fixed again\n';
 
+let setup: PreviewTestContext;
 let context: TestContext;
-let github: FakeGitHub;
 let groq: FakeGroq;
-let repository: GitRepository;
 let userId: string;
 let patchRequestId: string;
-
-function pathInPrompt(text: string): string {
-  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
-}
 
 function completions() {
   return groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
@@ -55,67 +50,17 @@ async function fileRows() {
 }
 
 beforeAll(async () => {
-  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
-  const keys = generateAppKeyPair();
-  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
-  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
-  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
-  groq = await startFakeGroq();
-  context = await createTestContext({
-    GROQ_API_KEY: 'gsk_platform_regenerate_test',
-    GROQ_BASE_URL: groq.url,
-    LLM_MAX_RETRIES: '0',
-  });
-  context.github = createGitHubApp({ appId, privateKey: keys.privateKeyPem, baseUrl: github.url, logger: context.logger });
+  setup = await createPreviewTestContext({ head: files, groqApiKey: 'gsk_platform_regenerate_test' });
+  ({ context, groq } = setup);
 
   const [user] = await context.db
     .insert(users)
     .values({ login: 'regenerator', plan: 'pro', tokenLimit: 100_000 })
     .returning();
   userId = user!.id;
-  await context.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'octo',
-    accountId: 1,
-    accountType: 'User',
-    userId,
-  });
-  const [run] = await context.db
-    .insert(prRuns)
-    .values({
-      installationId,
-      repositoryId: 556,
-      repository: 'octo/demo',
-      prNumber: 1,
-      baseSha: repository.baseSha,
-      headSha: repository.headSha,
-      headRef: 'feature',
-      headRepository: 'octo/demo',
-      status: 'completed',
-    })
-    .returning();
-  const inserted = await context.db
-    .insert(findings)
-    .values(
-      Object.keys(files).map((path) => ({
-        runId: run!.id,
-        path,
-        startLine: 2,
-        endLine: 2,
-        ruleId: 'debug/console-log',
-        severity: 'warning' as const,
-        message: 'Remove the console.log call.',
-        fingerprint: `fp-${path}`,
-      })),
-    )
-    .returning({ id: findings.id });
-  const created = await createPatchRequest(context.db, context.boss, {
-    runId: run!.id,
-    userId,
-    findingIds: inserted.map((row) => row.id),
-  });
-  if (!created.ok) throw new Error('patch request not created');
-  patchRequestId = created.id;
+  await context.db.update(installations).set({ userId }).where(eq(installations.id, installationId));
+  await insertConsoleLogFindings(context, setup.runId, Object.keys(files));
+  patchRequestId = await createPatchRequestForRun(context, setup.runId, userId);
 
   groq.setHandler((request) => ({ text: firstFix[pathInPrompt(request.messages.at(-1)!.content)]! }));
   const outcome = await runPreview(context, patchRequestId, 0, context.logger);
@@ -123,9 +68,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await context?.close();
-  await Promise.all([github?.close(), groq?.close()]);
-  await repository?.cleanup();
+  await setup?.close();
 });
 
 describe('regeneratePatchFile', () => {

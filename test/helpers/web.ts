@@ -1,6 +1,17 @@
-import { findings, installations, prRuns, users, type Plan } from '../../src/db/schema/index.ts';
+import { count, eq } from 'drizzle-orm';
+import {
+  findings,
+  installations,
+  patchRequests,
+  prRuns,
+  users,
+  type Plan,
+} from '../../src/db/schema/index.ts';
 import type { Database } from '../../src/db/client.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
+import { createApp } from '../../src/web/app.tsx';
 import { createSession } from '../../src/web/session/session-store.ts';
+import { createTestContext, type TestContext } from './context.ts';
 
 export interface SignedInUser {
   userId: string;
@@ -105,4 +116,66 @@ export async function createRunWithFindings(
           )
           .returning();
   return { installationId, run: run!, findings: rows };
+}
+
+/**
+ * The web app on a fresh test context, with a signed-in user who has an API token and owns a
+ * run with findings on line 2 of src/a.ts and line 4 of src/b.ts.
+ */
+export interface RunWebTestContext {
+  context: TestContext;
+  app: ReturnType<typeof createApp>;
+  user: SignedInUser;
+  apiToken: string;
+  setup: Awaited<ReturnType<typeof createRunWithFindings>>;
+  /** Requests a patch request for every finding of the run through the API. */
+  postPatchRequest(): Promise<Response>;
+  /** Posts a form as the signed-in user, as htmx does when `htmx` is true. */
+  postForm(path: string, fields: Record<string, string | string[]>, htmx: boolean): Promise<Response>;
+  /** Counts the patch requests of the run. */
+  countPatchRequests(): Promise<number>;
+}
+
+export async function createRunWebTestContext(input: {
+  webhookSecret: string;
+  login: string;
+}): Promise<RunWebTestContext> {
+  const context = await createTestContext({ WEBHOOK_SECRET: input.webhookSecret });
+  const app = createApp(context);
+  const user = await createSignedInUser(context.db, { login: input.login });
+  const { token: apiToken } = await mintApiToken(context.db, user.userId, 'tests');
+  const setup = await createRunWithFindings(context.db, {
+    userId: user.userId,
+    findings: [
+      { path: 'src/a.ts', line: 2 },
+      { path: 'src/b.ts', line: 4 },
+    ],
+  });
+
+  return {
+    context,
+    app,
+    user,
+    apiToken,
+    setup,
+    postPatchRequest: async () =>
+      app.request(`/api/runs/${setup.run.id}/patch-requests`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ findingIds: setup.findings.map((finding) => finding.id) }),
+      }),
+    postForm: async (path, fields, htmx) =>
+      app.request(path, {
+        method: 'POST',
+        headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
+        body: formBody({ _csrf: user.csrfToken, ...fields }),
+      }),
+    countPatchRequests: async () => {
+      const [row] = await context.db
+        .select({ value: count() })
+        .from(patchRequests)
+        .where(eq(patchRequests.runId, setup.run.id));
+      return row!.value;
+    },
+  };
 }

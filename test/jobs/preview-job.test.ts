@@ -1,83 +1,39 @@
 import { eq, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import {
   findings,
-  installations,
   patchRequests,
-  prRuns,
   users,
 } from '../../src/db/schema/index.ts';
-import { createGitHubApp } from '../../src/github/app.ts';
 import {
   handlePreviewJob,
   previewQueueOptions,
   type PreviewJobData,
 } from '../../src/jobs/preview.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
-import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
+import type { TestContext } from '../helpers/context.ts';
+import {
+  createPatchRequestForRun,
+  createPreviewTestContext,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
 
-const appId = '4712';
-const installationId = 78;
 const secret = 'sk_live_51HqLyjWDarjtT1zdp7dcQzXv';
 const original = `const apiKey = "${secret}";\nconsole.log(apiKey);\n`;
 const fixed = 'const apiKey = process.env.API_KEY;\n';
 const rejectedWrite = 'patch file writes are disabled for this test';
 
+let setup: PreviewTestContext;
 let context: TestContext;
-let github: FakeGitHub;
-let groq: FakeGroq;
-let repository: GitRepository;
 let runId: string;
 
 beforeAll(async () => {
-  repository = await createGitRepository({
-    base: { 'README.md': '# x\n' },
+  setup = await createPreviewTestContext({
     head: { 'src/key.ts': original },
+    groqApiKey: 'gsk_platform_preview_job_test',
   });
-  const keys = generateAppKeyPair();
-  github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
-  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
-  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
-  groq = await startFakeGroq();
-  groq.setHandler(() => ({ text: fixed }));
-
-  context = await createTestContext({
-    GROQ_API_KEY: 'gsk_platform_preview_job_test',
-    GROQ_BASE_URL: groq.url,
-    LLM_MAX_RETRIES: '0',
-  });
-  context.github = createGitHubApp({
-    appId,
-    privateKey: keys.privateKeyPem,
-    baseUrl: github.url,
-    logger: context.logger,
-  });
-
-  await context.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'octo',
-    accountId: 1,
-    accountType: 'User',
-  });
-  const [run] = await context.db
-    .insert(prRuns)
-    .values({
-      installationId,
-      repositoryId: 556,
-      repository: 'octo/demo',
-      prNumber: 1,
-      baseSha: repository.baseSha,
-      headSha: repository.headSha,
-      headRef: 'feature',
-      headRepository: 'octo/demo',
-      status: 'completed',
-    })
-    .returning();
-  runId = run!.id;
+  ({ context, runId } = setup);
+  setup.groq.setHandler(() => ({ text: fixed }));
   await context.db.insert(findings).values({
     runId,
     path: 'src/key.ts',
@@ -99,9 +55,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await context?.close();
-  await Promise.all([github?.close(), groq?.close()]);
-  await repository?.cleanup();
+  await setup?.close();
 });
 
 /** Builds the job that pg-boss passes to the worker on its last attempt. */
@@ -126,15 +80,9 @@ describe('handlePreviewJob', () => {
       .insert(users)
       .values({ login: 'preview-job-user', plan: 'pro', tokenLimit: 100_000 })
       .returning();
-    const selected = await context.db.select({ id: findings.id }).from(findings);
-    const created = await createPatchRequest(context.db, context.boss, {
-      runId,
-      userId: user!.id,
-      findingIds: selected.map((row) => row.id),
-    });
-    if (!created.ok) throw new Error('patch request not created');
+    const patchRequestId = await createPatchRequestForRun(context, runId, user!.id);
 
-    const thrown = await handlePreviewJob(context, lastAttempt(created.id)).catch(
+    const thrown = await handlePreviewJob(context, lastAttempt(patchRequestId)).catch(
       (error: unknown) => error as Error,
     );
 
@@ -154,7 +102,7 @@ describe('handlePreviewJob', () => {
     const [stored] = await context.db
       .select()
       .from(patchRequests)
-      .where(eq(patchRequests.id, created.id));
+      .where(eq(patchRequests.id, patchRequestId));
     expect(stored!.status).toBe('failed');
     expect(stored!.error).toBe(`Preview failed: ${expected}`);
     expect(stored!.completedAt).toBeInstanceOf(Date);

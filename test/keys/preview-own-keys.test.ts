@@ -1,29 +1,28 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import {
-  findings,
-  installations,
   patchFiles,
   patchRequests,
-  prRuns,
   tokenEvents,
   userApiKeys,
   users,
   type Provider,
 } from '../../src/db/schema/index.ts';
-import { createGitHubApp } from '../../src/github/app.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
-import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
-import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
+import { geminiErrorBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { TestContext } from '../helpers/context.ts';
+import {
+  answerWithFixedFiles,
+  createPatchRequestForRun,
+  createPreviewTestContext,
+  insertConsoleLogFindings,
+  pathInPrompt,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
 import { keyForms } from './key-check-server.ts';
 
-const appId = '4712';
-const installationId = 78;
 const platformGroqKey = 'gsk_platformOwnKeyPreviewTest0123456789';
 const platformGeminiKey = 'AIzaPlatformOwnKeyPreviewTest0123456789';
 const files = {
@@ -40,19 +39,14 @@ const rateLimited = {
   body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
 };
 
+let setup: PreviewTestContext;
 let context: TestContext;
-let github: FakeGitHub;
 let groq: FakeGroq;
 let gemini: FakeGemini;
-let repository: GitRepository;
 let runId: string;
 /** Every own key the tests stored, scanned for in logs and stored rows at the end. */
 const ownKeys: string[] = [];
 let keyCounter = 0;
-
-function pathInPrompt(text: string): string {
-  return /<file[^>]* path="([^"]+)"/.exec(text)![1]!;
-}
 
 function newKey(provider: Provider): string {
   keyCounter++;
@@ -63,75 +57,21 @@ function newKey(provider: Provider): string {
 }
 
 beforeAll(async () => {
-  repository = await createGitRepository({ base: { 'README.md': '# x\n' }, head: files });
-  const appKeys = generateAppKeyPair();
-  github = await startFakeGitHub({ appId, publicKeyPem: appKeys.publicKeyPem });
-  github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
-  github.addRepository({ owner: 'octo', repo: 'demo', id: 556, gitDir: repository.dir });
-  groq = await startFakeGroq();
-  gemini = await startFakeGemini();
-
-  context = await createTestContext({
-    GROQ_API_KEY: platformGroqKey,
-    GROQ_BASE_URL: groq.url,
-    GEMINI_API_KEY: platformGeminiKey,
-    GEMINI_BASE_URL: gemini.url,
-    LLM_MAX_RETRIES: '0',
+  setup = await createPreviewTestContext({
+    head: files,
+    groqApiKey: platformGroqKey,
+    geminiApiKey: platformGeminiKey,
   });
-  context.github = createGitHubApp({
-    appId,
-    privateKey: appKeys.privateKeyPem,
-    baseUrl: github.url,
-    logger: context.logger,
-  });
-
-  await context.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'octo',
-    accountId: 1,
-    accountType: 'User',
-  });
-  const [run] = await context.db
-    .insert(prRuns)
-    .values({
-      installationId,
-      repositoryId: 556,
-      repository: 'octo/demo',
-      prNumber: 1,
-      baseSha: repository.baseSha,
-      headSha: repository.headSha,
-      headRef: 'feature',
-      headRepository: 'octo/demo',
-      status: 'completed',
-    })
-    .returning();
-  runId = run!.id;
-  await context.db.insert(findings).values(
-    Object.keys(files).map((path) => ({
-      runId,
-      path,
-      startLine: 2,
-      endLine: 2,
-      ruleId: 'debug/console-log',
-      severity: 'warning' as const,
-      message: 'Remove the console.log call.',
-      fingerprint: `fp-${path}`,
-    })),
-  );
+  ({ context, groq, gemini, runId } = setup);
+  await insertConsoleLogFindings(context, runId, Object.keys(files));
 });
 
 afterAll(async () => {
-  await context?.close();
-  await Promise.all([github?.close(), groq?.close(), gemini?.close()]);
-  await repository?.cleanup();
+  await setup?.close();
 });
 
 beforeEach(() => {
-  groq.reset();
-  gemini.reset();
-  const answer = (text: string) => ({ text: fixed[pathInPrompt(text)]! });
-  groq.setHandler((request) => answer(request.messages.at(-1)!.content));
-  gemini.setHandler((request) => answer(request.userText));
+  answerWithFixedFiles(fixed, groq, gemini);
 });
 
 async function newUser(values: { tokenLimit?: number; tokensUsed?: number; providerOrder?: Provider[] } = {}) {
@@ -156,21 +96,15 @@ async function storedKey(userId: string, provider: Provider) {
 }
 
 async function preview(userId: string) {
-  const selected = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
-  const created = await createPatchRequest(context.db, context.boss, {
-    runId,
-    userId,
-    findingIds: selected.map((row) => row.id),
-  });
-  if (!created.ok) throw new Error('patch request not created');
-  const outcome = await runPreview(context, created.id, 0, context.logger);
+  const patchRequestId = await createPatchRequestForRun(context, runId, userId);
+  const outcome = await runPreview(context, patchRequestId, 0, context.logger);
   const stored = await context.db
     .select()
     .from(patchFiles)
-    .where(eq(patchFiles.patchRequestId, created.id))
+    .where(eq(patchFiles.patchRequestId, patchRequestId))
     .orderBy(patchFiles.path);
-  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, created.id));
-  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, created.id));
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
   return { outcome, files: stored, request: request!, ledger };
 }
 

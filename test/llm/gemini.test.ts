@@ -1,8 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ProviderError } from '../../src/llm/errors.ts';
+import { describe, expect, it } from 'vitest';
 import { createGeminiClient, type GeminiClientOptions } from '../../src/llm/gemini.ts';
 import type { ModelRequest } from '../../src/llm/types.ts';
 import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { expectProviderError, testClientOptions, useFakeModelApi } from '../helpers/model-clients.ts';
 
 const apiKey = 'AIzaTESTONLY00000000000000000000000000';
 const model = 'gemini-2.5-flash';
@@ -14,16 +14,8 @@ const request: ModelRequest = {
 
 let fake: FakeGemini;
 
-beforeAll(async () => {
-  fake = await startFakeGemini();
-});
-
-afterEach(() => {
-  fake.reset();
-});
-
-afterAll(async () => {
-  await fake.close();
+useFakeModelApi(startFakeGemini, (started) => {
+  fake = started;
 });
 
 function client(overrides: Partial<GeminiClientOptions> = {}) {
@@ -31,21 +23,9 @@ function client(overrides: Partial<GeminiClientOptions> = {}) {
     apiKey,
     baseUrl: fake.url,
     model,
-    maxRetries: 2,
-    timeoutMs: 5000,
-    retryBaseDelayMs: 10,
+    ...testClientOptions,
     ...overrides,
   });
-}
-
-/** Runs `promise`, expects it to reject with a ProviderError and returns that error. */
-async function providerError(promise: Promise<unknown>): Promise<ProviderError> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error).toBeInstanceOf(ProviderError);
-  return error as ProviderError;
 }
 
 /**
@@ -107,7 +87,7 @@ describe('Gemini client', () => {
       usage: { promptTokenCount: 50, candidatesTokenCount: 24, totalTokenCount: 1074 },
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('truncated');
     expect(error.usage).toEqual({ promptTokens: 50, completionTokens: 1024, totalTokens: 1074 });
@@ -121,7 +101,7 @@ describe('Gemini client', () => {
       usage: { promptTokenCount: 50, candidatesTokenCount: 0, totalTokenCount: 50 },
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('blocked');
     expect(error.message).toContain('SAFETY');
@@ -138,7 +118,7 @@ describe('Gemini client', () => {
       },
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('blocked');
     expect(error.message).toContain('PROHIBITED_CONTENT');
@@ -151,7 +131,7 @@ describe('Gemini client', () => {
       usage: { promptTokenCount: 50, candidatesTokenCount: 1, totalTokenCount: 51 },
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('empty');
     expect(error.usage).toEqual({ promptTokens: 50, completionTokens: 1, totalTokens: 51 });
@@ -172,7 +152,7 @@ describe('Gemini client', () => {
     fake.enqueue(quotaExceeded('3600s'));
 
     const started = Date.now();
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(Date.now() - started).toBeLessThan(900);
     expect(error.kind).toBe('rate_limited');
@@ -202,7 +182,7 @@ describe('Gemini client', () => {
     };
     fake.enqueue(failure, failure, failure);
 
-    const error = await providerError(client({ maxRetries: 2 }).generate(request));
+    const error = await expectProviderError(client({ maxRetries: 2 }).generate(request));
 
     expect(error.kind).toBe('unavailable');
     expect(error.status).toBe(500);
@@ -214,7 +194,7 @@ describe('Gemini client', () => {
     const rejectedKey = 'AIzaREJECTED000000000000000000000000000';
     fake.rejectKey(rejectedKey);
 
-    const error = await providerError(client({ apiKey: rejectedKey }).generate(request));
+    const error = await expectProviderError(client({ apiKey: rejectedKey }).generate(request));
 
     expect(error.kind).toBe('unauthorized');
     expect(error.status).toBe(400);
@@ -229,14 +209,14 @@ describe('Gemini client', () => {
       body: geminiErrorBody(status, 'PERMISSION_DENIED', 'The caller does not have permission'),
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('unauthorized');
     expect(error.status).toBe(status);
   });
 
   it('raises invalid_request for an unknown model', async () => {
-    const error = await providerError(client({ model: 'gemini-0-none' }).generate(request));
+    const error = await expectProviderError(client({ model: 'gemini-0-none' }).generate(request));
 
     expect(error.kind).toBe('invalid_request');
     expect(error.status).toBe(404);
@@ -248,7 +228,7 @@ describe('Gemini client', () => {
     const timersBefore = countTimers();
 
     const started = Date.now();
-    const error = await providerError(client({ timeoutMs: 200 }).generate(request));
+    const error = await expectProviderError(client({ timeoutMs: 200 }).generate(request));
     const elapsed = Date.now() - started;
     await fake.idle();
 
@@ -275,7 +255,7 @@ describe('Gemini client', () => {
     setTimeout(() => controller.abort(), 100);
 
     const started = Date.now();
-    const error = await providerError(client().generate(request, { signal: controller.signal }));
+    const error = await expectProviderError(client().generate(request, { signal: controller.signal }));
 
     expect(Date.now() - started).toBeLessThan(1500);
     expect(error.kind).toBe('timeout');
@@ -294,7 +274,7 @@ describe('Gemini client', () => {
       ),
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('invalid_request');
     expect(error.message).not.toContain(apiKey);
@@ -333,7 +313,7 @@ describe('Gemini client', () => {
     const rejectedKey = 'AIzaREJECTEDLIST00000000000000000000000';
     fake.rejectKey(rejectedKey);
 
-    const error = await providerError(client({ apiKey: rejectedKey }).listModels());
+    const error = await expectProviderError(client({ apiKey: rejectedKey }).listModels());
 
     expect(error.kind).toBe('unauthorized');
     expect(error.message).not.toContain(rejectedKey);

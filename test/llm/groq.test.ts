@@ -1,8 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient, type GroqClientOptions } from '../../src/llm/groq.ts';
 import type { ModelRequest } from '../../src/llm/types.ts';
 import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { expectProviderError, testClientOptions, useFakeModelApi } from '../helpers/model-clients.ts';
 
 const apiKey = 'gsk_TESTONLY0000000000000000000000000000000000000000000000';
 const model = 'llama-3.3-70b-versatile';
@@ -14,16 +15,8 @@ const request: ModelRequest = {
 
 let fake: FakeGroq;
 
-beforeAll(async () => {
-  fake = await startFakeGroq();
-});
-
-afterEach(() => {
-  fake.reset();
-});
-
-afterAll(async () => {
-  await fake.close();
+useFakeModelApi(startFakeGroq, (started) => {
+  fake = started;
 });
 
 function client(overrides: Partial<GroqClientOptions> = {}) {
@@ -31,21 +24,9 @@ function client(overrides: Partial<GroqClientOptions> = {}) {
     apiKey,
     baseUrl: fake.url,
     model,
-    maxRetries: 2,
-    timeoutMs: 5000,
-    retryBaseDelayMs: 10,
+    ...testClientOptions,
     ...overrides,
   });
-}
-
-/** Runs `promise`, expects it to reject with a ProviderError and returns that error. */
-async function providerError(promise: Promise<unknown>): Promise<ProviderError> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error).toBeInstanceOf(ProviderError);
-  return error as ProviderError;
 }
 
 describe('Groq client', () => {
@@ -107,7 +88,7 @@ describe('Groq client', () => {
     });
 
     const started = Date.now();
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(Date.now() - started).toBeLessThan(900);
     expect(fake.requests).toHaveLength(1);
@@ -126,7 +107,7 @@ describe('Groq client', () => {
     };
     fake.enqueue(limited, limited, limited);
 
-    const error = await providerError(client({ maxRetries: 1 }).generate(request));
+    const error = await expectProviderError(client({ maxRetries: 1 }).generate(request));
 
     expect(error.kind).toBe('rate_limited');
     expect(fake.requests).toHaveLength(2);
@@ -139,7 +120,7 @@ describe('Groq client', () => {
       body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
     });
 
-    const error = await providerError(client({ maxRetryAfterSeconds: 0.5 }).generate(request));
+    const error = await expectProviderError(client({ maxRetryAfterSeconds: 0.5 }).generate(request));
 
     expect(error.kind).toBe('rate_limited');
     expect(error.retryAfterSeconds).toBe(1);
@@ -153,7 +134,7 @@ describe('Groq client', () => {
       usage: { prompt_tokens: 40, completion_tokens: 512, total_tokens: 552 },
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('truncated');
     expect(error.usage).toEqual({ promptTokens: 40, completionTokens: 512, totalTokens: 552 });
@@ -167,7 +148,7 @@ describe('Groq client', () => {
       usage: { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 },
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('empty');
     expect(error.usage).toEqual({ promptTokens: 30, completionTokens: 2, totalTokens: 32 });
@@ -177,7 +158,7 @@ describe('Groq client', () => {
     const rejectedKey = 'gsk_REJECTED000000000000000000000000000000000000000000000';
     fake.rejectKey(rejectedKey);
 
-    const error = await providerError(client({ apiKey: rejectedKey }).generate(request));
+    const error = await expectProviderError(client({ apiKey: rejectedKey }).generate(request));
 
     expect(error.kind).toBe('unauthorized');
     expect(error.status).toBe(401);
@@ -192,7 +173,7 @@ describe('Groq client', () => {
       body: groqErrorBody('Organization has been restricted', 'permissions_error'),
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('unauthorized');
     expect(error.status).toBe(403);
@@ -217,7 +198,7 @@ describe('Groq client', () => {
     };
     fake.enqueue(failure, failure, failure, failure);
 
-    const error = await providerError(client({ maxRetries: 2 }).generate(request));
+    const error = await expectProviderError(client({ maxRetries: 2 }).generate(request));
 
     expect(error.kind).toBe('unavailable');
     expect(error.status).toBe(500);
@@ -229,7 +210,7 @@ describe('Groq client', () => {
     const closedUrl = closed.url;
     await closed.close();
 
-    const error = await providerError(
+    const error = await expectProviderError(
       client({ baseUrl: closedUrl, maxRetries: 1 }).generate(request),
     );
 
@@ -242,7 +223,7 @@ describe('Groq client', () => {
     fake.enqueue({ text: 'late', delayMs: 3000 });
 
     const started = Date.now();
-    const error = await providerError(client({ timeoutMs: 200 }).generate(request));
+    const error = await expectProviderError(client({ timeoutMs: 200 }).generate(request));
 
     expect(Date.now() - started).toBeLessThan(1500);
     expect(error.kind).toBe('timeout');
@@ -257,7 +238,7 @@ describe('Groq client', () => {
     setTimeout(() => controller.abort(), 100);
 
     const started = Date.now();
-    const error = await providerError(client().generate(request, { signal: controller.signal }));
+    const error = await expectProviderError(client().generate(request, { signal: controller.signal }));
 
     expect(Date.now() - started).toBeLessThan(1500);
     expect(error.kind).toBe('timeout');
@@ -266,7 +247,7 @@ describe('Groq client', () => {
   });
 
   it('raises invalid_request for an unknown model', async () => {
-    const error = await providerError(client({ model: 'no-such-model' }).generate(request));
+    const error = await expectProviderError(client({ model: 'no-such-model' }).generate(request));
 
     expect(error.kind).toBe('invalid_request');
     expect(error.status).toBe(404);
@@ -283,7 +264,7 @@ describe('Groq client', () => {
       ),
     });
 
-    const error = await providerError(client().generate(request));
+    const error = await expectProviderError(client().generate(request));
 
     expect(error.kind).toBe('invalid_request');
     expect(error.message).not.toContain(apiKey);
@@ -298,7 +279,7 @@ describe('Groq client', () => {
       body: groqErrorBody(`Unknown key ${customKey}`, 'invalid_request_error'),
     });
 
-    const error = await providerError(client({ apiKey: customKey }).generate(request));
+    const error = await expectProviderError(client({ apiKey: customKey }).generate(request));
 
     expect(error.message).not.toContain(customKey);
     expect(error.message).toContain('Unknown key [redacted]');
@@ -321,7 +302,7 @@ describe('Groq client', () => {
     const rejectedKey = 'gsk_REJECTEDLIST0000000000000000000000000000000000000000';
     fake.rejectKey(rejectedKey);
 
-    const error = await providerError(client({ apiKey: rejectedKey }).listModels());
+    const error = await expectProviderError(client({ apiKey: rejectedKey }).listModels());
 
     expect(error.kind).toBe('unauthorized');
     expect(error.status).toBe(401);

@@ -1,18 +1,14 @@
-import { count, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
-import { mintApiToken } from '../../src/users/api-tokens.ts';
-import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import type { TestContext } from '../helpers/context.ts';
 import { insertReadyPatchRequest } from '../helpers/github-context.ts';
 import {
-  createRunWithFindings,
-  createSignedInUser,
-  formBody,
-  formHeaders,
+  createRunWebTestContext,
+  type RunWebTestContext,
   type SignedInUser,
 } from '../helpers/web.ts';
 import {
@@ -28,11 +24,12 @@ const secret = 'closed-pull-request-web';
 const exampleClosedAt = '2019-05-15T15:21:18.000Z';
 const checkRunId = 7301;
 
+let web: RunWebTestContext;
 let context: TestContext;
-let app: ReturnType<typeof createApp>;
+let app: RunWebTestContext['app'];
 let user: SignedInUser;
 let apiToken: string;
-let setup: Awaited<ReturnType<typeof createRunWithFindings>>;
+let setup: RunWebTestContext['setup'];
 let delivery = 0;
 
 function closedMessage(): string {
@@ -70,32 +67,8 @@ async function deliver(event: string, payload: Record<string, unknown>): Promise
   return ((await response.json()) as { outcome: string }).outcome;
 }
 
-function postPatchRequest() {
-  return app.request(`/api/runs/${setup.run.id}/patch-requests`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ findingIds: setup.findings.map((finding) => finding.id) }),
-  });
-}
-
-function postForm(path: string, fields: Record<string, string | string[]>, htmx: boolean) {
-  return app.request(path, {
-    method: 'POST',
-    headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
-    body: formBody({ _csrf: user.csrfToken, ...fields }),
-  });
-}
-
 function getPage(path: string) {
   return app.request(path, { headers: { cookie: user.cookie } });
-}
-
-async function countPatchRequests(): Promise<number> {
-  const [row] = await context.db
-    .select({ value: count() })
-    .from(patchRequests)
-    .where(eq(patchRequests.runId, setup.run.id));
-  return row!.value;
 }
 
 /** Inserts a ready preview of one file of the run and returns it with that file. */
@@ -113,17 +86,8 @@ async function readyPreview() {
 }
 
 beforeEach(async () => {
-  context = await createTestContext({ WEBHOOK_SECRET: secret });
-  app = createApp(context);
-  user = await createSignedInUser(context.db, { login: 'closed-owner' });
-  ({ token: apiToken } = await mintApiToken(context.db, user.userId, 'tests'));
-  setup = await createRunWithFindings(context.db, {
-    userId: user.userId,
-    findings: [
-      { path: 'src/a.ts', line: 2 },
-      { path: 'src/b.ts', line: 4 },
-    ],
-  });
+  web = await createRunWebTestContext({ webhookSecret: secret, login: 'closed-owner' });
+  ({ context, app, user, apiToken, setup } = web);
 });
 
 afterEach(async () => {
@@ -134,7 +98,7 @@ describe('patch request API', () => {
   it('rejects a closed pull request', async () => {
     await deliver('pull_request', pullRequestEvent('closed'));
 
-    const response = await postPatchRequest();
+    const response = await web.postPatchRequest();
 
     expect(response.status).toBe(409);
     const body = (await response.json()) as { error: Record<string, unknown> };
@@ -143,16 +107,16 @@ describe('patch request API', () => {
     expect(body.error.repository).toBe(setup.run.repository);
     expect(body.error.pullRequest).toBe(setup.run.prNumber);
     expect(body.error.pullRequestClosedAt).toBe(exampleClosedAt);
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 
   it('accepts work again after reopen', async () => {
     await deliver('pull_request', pullRequestEvent('closed'));
-    expect((await postPatchRequest()).status).toBe(409);
+    expect((await web.postPatchRequest()).status).toBe(409);
 
     const reopened = await deliver('pull_request', pullRequestEvent('reopened'));
-    const response = await postPatchRequest();
+    const response = await web.postPatchRequest();
 
     expect(reopened).toBe(
       `pull request reopened: marked 1 run(s) open; the run for ${setup.run.repository}` +
@@ -183,14 +147,14 @@ describe('Preview fix form', () => {
     await deliver('pull_request', pullRequestEvent('closed'));
     const findingIds = setup.findings.map((finding) => finding.id);
 
-    const response = await postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, true);
+    const response = await web.postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, true);
 
     expect(response.status).toBe(409);
     const html = await response.text();
     expect(html).toMatch(/^<div class="error" role="alert">/);
     expect(html).toContain('<strong>Error 409: </strong>');
     expect(html).toContain(closedMessage());
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 });
@@ -246,7 +210,7 @@ describe('regenerate file', () => {
     await deliver('pull_request', pullRequestEvent('closed'));
 
     const path = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
-    const response = await postForm(path, {}, true);
+    const response = await web.postForm(path, {}, true);
 
     expect(response.status).toBe(409);
     const html = await response.text();
@@ -271,7 +235,7 @@ describe('regenerate file', () => {
     await deliver('pull_request', pullRequestEvent('reopened'));
 
     const path = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
-    const response = await postForm(path, {}, true);
+    const response = await web.postForm(path, {}, true);
 
     expect(response.status).toBe(200);
     const [storedFile] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
@@ -295,7 +259,7 @@ describe('Fix with AI', () => {
     const outcome = await deliver('check_run', pressed);
 
     expect(outcome).toBe(`skipped: ${closedMessage()}`);
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 });
@@ -307,7 +271,7 @@ describe('concurrent close', () => {
     await context.db.transaction(async (tx) => {
       const payload = pullRequestPayload.parse(pullRequestEvent('closed'));
       await handlePullRequestEvent(tx, context.boss, payload);
-      requestSent = Promise.resolve(postPatchRequest());
+      requestSent = Promise.resolve(web.postPatchRequest());
       await waitForLockWait(context);
     });
     const response = await requestSent;
@@ -315,7 +279,7 @@ describe('concurrent close', () => {
     expect(response.status).toBe(409);
     const body = (await response.json()) as { error: { message: string } };
     expect(body.error.message).toBe(closedMessage());
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 
@@ -360,7 +324,7 @@ describe('concurrent close', () => {
       const payload = pullRequestPayload.parse(pullRequestEvent('closed'));
       await handlePullRequestEvent(tx, context.boss, payload);
       const path = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
-      regenerated = Promise.resolve(postForm(path, {}, true));
+      regenerated = Promise.resolve(web.postForm(path, {}, true));
       await waitForLockWait(context);
     });
     const response = await regenerated;

@@ -1,27 +1,24 @@
-import { count, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
-import { mintApiToken } from '../../src/users/api-tokens.ts';
-import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import type { TestContext } from '../helpers/context.ts';
 import { insertReadyPatchRequest } from '../helpers/github-context.ts';
 import {
-  createRunWithFindings,
-  createSignedInUser,
-  formBody,
-  formHeaders,
+  createRunWebTestContext,
+  type RunWebTestContext,
   type SignedInUser,
 } from '../helpers/web.ts';
 import { countJobs, examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'unavailable-installation-web';
 
+let web: RunWebTestContext;
 let context: TestContext;
-let app: ReturnType<typeof createApp>;
+let app: RunWebTestContext['app'];
 let user: SignedInUser;
 let apiToken: string;
-let setup: Awaited<ReturnType<typeof createRunWithFindings>>;
+let setup: RunWebTestContext['setup'];
 let delivery = 0;
 
 function suspendedMessage(installationId: number): string {
@@ -49,42 +46,9 @@ async function deliverInstallation(action: 'suspend' | 'unsuspend' | 'deleted') 
   expect(response.status).toBe(202);
 }
 
-function postPatchRequest() {
-  return app.request(`/api/runs/${setup.run.id}/patch-requests`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ findingIds: setup.findings.map((finding) => finding.id) }),
-  });
-}
-
-function postForm(path: string, fields: Record<string, string | string[]>, htmx: boolean) {
-  return app.request(path, {
-    method: 'POST',
-    headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
-    body: formBody({ _csrf: user.csrfToken, ...fields }),
-  });
-}
-
-async function countPatchRequests(): Promise<number> {
-  const [row] = await context.db
-    .select({ value: count() })
-    .from(patchRequests)
-    .where(eq(patchRequests.runId, setup.run.id));
-  return row!.value;
-}
-
 beforeEach(async () => {
-  context = await createTestContext({ WEBHOOK_SECRET: secret });
-  app = createApp(context);
-  user = await createSignedInUser(context.db, { login: 'unavailable-owner' });
-  ({ token: apiToken } = await mintApiToken(context.db, user.userId, 'tests'));
-  setup = await createRunWithFindings(context.db, {
-    userId: user.userId,
-    findings: [
-      { path: 'src/a.ts', line: 2 },
-      { path: 'src/b.ts', line: 4 },
-    ],
-  });
+  web = await createRunWebTestContext({ webhookSecret: secret, login: 'unavailable-owner' });
+  ({ context, app, user, apiToken, setup } = web);
 });
 
 afterEach(async () => {
@@ -95,7 +59,7 @@ describe('patch request API', () => {
   it('rejects a suspended installation', async () => {
     await deliverInstallation('suspend');
 
-    const response = await postPatchRequest();
+    const response = await web.postPatchRequest();
 
     expect(response.status).toBe(409);
     const body = (await response.json()) as { error: Record<string, unknown> };
@@ -104,34 +68,34 @@ describe('patch request API', () => {
     expect(body.error.installationId).toBe(setup.installationId);
     expect(body.error.reason).toBe('suspended');
     expect(body.error.requestId).toEqual(expect.any(String));
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 
   it('rejects a deleted installation', async () => {
     await deliverInstallation('deleted');
 
-    const response = await postPatchRequest();
+    const response = await web.postPatchRequest();
 
     expect(response.status).toBe(409);
     const body = (await response.json()) as { error: Record<string, unknown> };
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(uninstalledMessage(setup.installationId));
     expect(body.error.reason).toBe('uninstalled');
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 
   it('accepts work again after unsuspend', async () => {
     await deliverInstallation('suspend');
-    expect((await postPatchRequest()).status).toBe(409);
+    expect((await web.postPatchRequest()).status).toBe(409);
 
     await deliverInstallation('unsuspend');
-    const response = await postPatchRequest();
+    const response = await web.postPatchRequest();
 
     expect(response.status).toBe(202);
     const { id } = (await response.json()) as { id: string };
-    expect(await countPatchRequests()).toBe(1);
+    expect(await web.countPatchRequests()).toBe(1);
     expect(await countJobs(context, previewQueue)).toBe(1);
     const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
     expect(stored!.status).toBe('queued');
@@ -145,14 +109,14 @@ describe('Preview fix form', () => {
     await deliverInstallation('suspend');
     const findingIds = setup.findings.map((finding) => finding.id);
 
-    const response = await postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, true);
+    const response = await web.postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, true);
 
     expect(response.status).toBe(409);
     const html = await response.text();
     expect(html).toMatch(/^<div class="error" role="alert">/);
     expect(html).toContain('<strong>Error 409: </strong>');
     expect(html).toContain(suspendedMessage(setup.installationId));
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 
@@ -160,13 +124,13 @@ describe('Preview fix form', () => {
     await deliverInstallation('deleted');
     const findingIds = setup.findings.map((finding) => finding.id);
 
-    const response = await postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, false);
+    const response = await web.postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, false);
 
     expect(response.status).toBe(409);
     const html = await response.text();
     expect(html).toContain('<h1>Something went wrong</h1>');
     expect(html).toContain(uninstalledMessage(setup.installationId));
-    expect(await countPatchRequests()).toBe(0);
+    expect(await web.countPatchRequests()).toBe(0);
   });
 });
 
@@ -184,7 +148,7 @@ describe('regenerate file', () => {
     await deliverInstallation('suspend');
 
     const path = `/patch-requests/${request.id}/files/${file!.id}/regenerate`;
-    const response = await postForm(path, {}, true);
+    const response = await web.postForm(path, {}, true);
 
     expect(response.status).toBe(409);
     expect(await response.text()).toContain(suspendedMessage(setup.installationId));

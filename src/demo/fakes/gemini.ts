@@ -1,6 +1,13 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createJsonServer, inFlightCounter } from './json-server.ts';
+import type { IncomingMessage } from 'node:http';
+import {
+  bodyRecord,
+  isRawReply,
+  startFakeModelApi,
+  type FakeModelApi,
+  type ModelApiExchange,
+  type RawReply,
+  type RecordedModelRequest,
+} from './model-api.ts';
 
 /** Token usage in Gemini's wire format (`usageMetadata`). */
 export type GeminiUsage = {
@@ -24,12 +31,7 @@ export type GeminiTextReply = {
 };
 
 /** A reply sent exactly as given, for errors, blocked prompts and malformed bodies. */
-export type GeminiRawReply = {
-  status: number;
-  headers?: Record<string, string>;
-  body: unknown;
-  delayMs?: number;
-};
+export type GeminiRawReply = RawReply;
 
 export type GeminiReply = GeminiTextReply | GeminiRawReply;
 
@@ -42,39 +44,20 @@ export type GeminiGenerateRequest = {
   body: Record<string, unknown>;
 };
 
-/** A request the fake received, with the reply it sent. */
-export type RecordedGeminiRequest = {
-  method: string;
-  /** Path with query string, for example `/v1beta/models/gemini-2.5-flash:generateContent`. */
-  path: string;
-  headers: IncomingHttpHeaders;
-  /** Key from the `x-goog-api-key` header or the `key` query parameter. */
-  apiKey: string | undefined;
-  /** Parsed JSON body, or undefined for an empty body. */
-  body: unknown;
-  /** Status and usage of the reply, set once the reply was sent. */
-  reply?: { status: number; usage?: GeminiUsage };
-};
+/**
+ * A request the fake received, with the reply it sent. The path is for example
+ * `/v1beta/models/gemini-2.5-flash:generateContent`, and the key comes from the
+ * `x-goog-api-key` header or the `key` query parameter.
+ */
+export type RecordedGeminiRequest = RecordedModelRequest<GeminiUsage>;
 
-export type FakeGemini = {
-  /** Base URL to pass to @google/generative-ai as `baseUrl`. */
-  url: string;
-  requests: RecordedGeminiRequest[];
-  /** Queues replies for the next generateContent requests, one reply per request. */
-  enqueue(...replies: GeminiReply[]): void;
-  /** Sets the handler for generateContent when the queue is empty. */
-  setHandler(handler: (request: GeminiGenerateRequest) => GeminiTextReply): void;
-  /**
-   * Makes every request with this key fail as Gemini fails an invalid key: HTTP 400
-   * `INVALID_ARGUMENT` with ErrorInfo reason `API_KEY_INVALID`.
-   */
-  rejectKey(key: string): void;
-  /** Empties the reply queue and the recorded requests, and restores the default handler. */
-  reset(): void;
-  /** Resolves when no request is in progress. */
-  idle(): Promise<void>;
-  close(): Promise<void>;
-};
+/**
+ * Fake Gemini API. Its `url` is the `baseUrl` to pass to @google/generative-ai. `enqueue` and
+ * `setHandler` apply to generateContent, and `rejectKey` makes every request with that key
+ * fail as Gemini fails an invalid key: HTTP 400 `INVALID_ARGUMENT` with ErrorInfo reason
+ * `API_KEY_INVALID`.
+ */
+export type FakeGemini = FakeModelApi<GeminiUsage, GeminiReply, GeminiTextReply, GeminiGenerateRequest>;
 
 export const defaultGeminiModels = [
   { name: 'gemini-2.5-flash', methods: ['generateContent', 'countTokens', 'createCachedContent'] },
@@ -126,17 +109,13 @@ export function computeGeminiUsage(
   };
 }
 
-function isRawReply(reply: GeminiReply): reply is GeminiRawReply {
-  return 'status' in reply;
-}
-
 function joinPartsText(content: unknown): string {
   const parts = (content as { parts?: { text?: unknown }[] } | undefined)?.parts ?? [];
   return parts.map((part) => (typeof part.text === 'string' ? part.text : '')).join('');
 }
 
 function parseGenerateRequest(model: string, body: unknown): GeminiGenerateRequest {
-  const record = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const record = bodyRecord(body);
   const contents = Array.isArray(record.contents) ? record.contents : [];
   return {
     model,
@@ -146,41 +125,30 @@ function parseGenerateRequest(model: string, body: unknown): GeminiGenerateReque
   };
 }
 
+/** Reads the key from the `x-goog-api-key` header or the `key` query parameter, as Gemini does. */
+function readGeminiKey(req: IncomingMessage): string | undefined {
+  const headerKey = req.headers['x-goog-api-key'];
+  if (typeof headerKey === 'string') return headerKey;
+  return new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('key') ?? undefined;
+}
+
 /** Starts a fake of Gemini's generativelanguage API on 127.0.0.1 with a free port. */
 export async function startFakeGemini(
   options: { models?: { name: string; methods: string[] }[]; rejectedKeys?: string[] } = {},
 ): Promise<FakeGemini> {
   const models = options.models ?? defaultGeminiModels;
-  const rejectedKeys = new Set(options.rejectedKeys ?? []);
-  const queue: GeminiReply[] = [];
-  const requests: RecordedGeminiRequest[] = [];
-  const defaultHandler = (): GeminiTextReply => ({ text: 'fake answer' });
-  let handler: (request: GeminiGenerateRequest) => GeminiTextReply = defaultHandler;
-  const counter = inFlightCounter();
 
-  const server = createJsonServer(counter, ({ req, body, respond }) => {
-    /** Sends the reply after `delayMs` and records it, unless the client closes first. */
-    const send = (
-      recorded: RecordedGeminiRequest,
-      reply: GeminiRawReply & { usage?: GeminiUsage },
-      delayMs = 0,
-    ) =>
-      respond(reply, delayMs, () => {
-        recorded.reply = { status: reply.status, ...(reply.usage ? { usage: reply.usage } : {}) };
-      });
-
+  const handleRequest = ({
+    req,
+    body,
+    recorded,
+    requests,
+    send,
+    nextReply,
+    handle,
+    isRejectedKey,
+  }: ModelApiExchange<GeminiUsage, GeminiTextReply, GeminiGenerateRequest>): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const headerKey = req.headers['x-goog-api-key'];
-    const recorded: RecordedGeminiRequest = {
-      method: req.method ?? '',
-      path: req.url ?? '',
-      headers: req.headers,
-      apiKey:
-        typeof headerKey === 'string' ? headerKey : (url.searchParams.get('key') ?? undefined),
-      body,
-    };
-    requests.push(recorded);
-
     const key = recorded.apiKey;
     if (key === undefined) {
       const error = geminiErrorBody(
@@ -189,11 +157,11 @@ export async function startFakeGemini(
         'Method doesn\'t allow unregistered callers (callers without established identity). ' +
           'Please use API Key or other form of API consumer identity to call this API.',
       );
-      send(recorded, { status: 403, body: error });
+      send({ status: 403, body: error });
       return;
     }
-    if (rejectedKeys.has(key)) {
-      send(recorded, { status: 400, body: invalidKeyBody() });
+    if (isRejectedKey(key)) {
+      send({ status: 400, body: invalidKeyBody() });
       return;
     }
 
@@ -216,15 +184,15 @@ export async function startFakeGemini(
       }));
       const nextOffset = offset + pageSize;
       const nextPage = nextOffset < models.length ? { nextPageToken: String(nextOffset) } : {};
-      send(recorded, { status: 200, body: { models: page, ...nextPage } });
+      send({ status: 200, body: { models: page, ...nextPage } });
       return;
     }
 
     const generateMatch = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
     if (req.method === 'POST' && generateMatch) {
-      const reply = queue.shift();
+      const reply = nextReply();
       if (reply !== undefined && isRawReply(reply)) {
-        send(recorded, reply, reply.delayMs);
+        send(reply, reply.delayMs);
         return;
       }
 
@@ -234,10 +202,10 @@ export async function startFakeGemini(
           `models/${generateRequest.model} is not found for API version v1beta, or is not ` +
           'supported for generateContent. Call ListModels to see the list of available ' +
           'models and their supported methods.';
-        send(recorded, { status: 404, body: geminiErrorBody(404, 'NOT_FOUND', message) });
+        send({ status: 404, body: geminiErrorBody(404, 'NOT_FOUND', message) });
         return;
       }
-      const textReply = reply ?? handler(generateRequest);
+      const textReply = reply ?? handle(generateRequest);
       const usage = {
         ...computeGeminiUsage(generateRequest, textReply.text, textReply.thoughtsTokens),
         ...textReply.usage,
@@ -257,40 +225,18 @@ export async function startFakeGemini(
         modelVersion: generateRequest.model,
         responseId: `fake-${requests.length}`,
       };
-      send(recorded, { status: 200, body: response, usage }, textReply.delayMs);
+      send({ status: 200, body: response, usage }, textReply.delayMs);
       return;
     }
 
     const notFound = geminiErrorBody(404, 'NOT_FOUND', `Method not found: ${url.pathname}`);
-    send(recorded, { status: 404, body: notFound });
-  });
-
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    enqueue: (...replies) => {
-      queue.push(...replies);
-    },
-    setHandler: (next) => {
-      handler = next;
-    },
-    rejectKey: (key) => {
-      rejectedKeys.add(key);
-    },
-    reset: () => {
-      queue.length = 0;
-      requests.length = 0;
-      handler = defaultHandler;
-    },
-    idle: () => counter.idle(),
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve, reject) =>
-        server.close((error) => (error ? reject(error) : resolve())),
-      );
-    },
+    send({ status: 404, body: notFound });
   };
+
+  return startFakeModelApi({
+    rejectedKeys: options.rejectedKeys,
+    defaultHandler: (): GeminiTextReply => ({ text: 'fake answer' }),
+    readApiKey: readGeminiKey,
+    handle: handleRequest,
+  });
 }

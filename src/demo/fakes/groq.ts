@@ -1,6 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createJsonServer, inFlightCounter } from './json-server.ts';
+import {
+  bodyRecord,
+  isRawReply,
+  startFakeModelApi,
+  type FakeModelApi,
+  type ModelApiExchange,
+  type RawReply,
+  type RecordedModelRequest,
+} from './model-api.ts';
 
 /** Token usage in Groq's wire format. */
 export type GroqUsage = {
@@ -24,12 +31,7 @@ export type GroqTextReply = {
 };
 
 /** A reply sent exactly as given, for errors and malformed bodies. */
-export type GroqRawReply = {
-  status: number;
-  headers?: Record<string, string>;
-  body: unknown;
-  delayMs?: number;
-};
+export type GroqRawReply = RawReply;
 
 export type GroqReply = GroqTextReply | GroqRawReply;
 
@@ -40,36 +42,18 @@ export type GroqChatRequest = {
   body: Record<string, unknown>;
 };
 
-/** A request the fake received, with the reply it sent. */
-export type RecordedGroqRequest = {
-  method: string;
-  /** Path with query string, for example `/openai/v1/chat/completions`. */
-  path: string;
-  headers: IncomingHttpHeaders;
-  /** Key from the `Authorization: Bearer` header. */
-  apiKey: string | undefined;
-  /** Parsed JSON body, or undefined for an empty body. */
-  body: unknown;
-  /** Status and usage of the reply, set once the reply was sent. */
-  reply?: { status: number; usage?: GroqUsage };
-};
+/**
+ * A request the fake received, with the reply it sent. The path is for example
+ * `/openai/v1/chat/completions`, and the key comes from the `Authorization: Bearer` header.
+ */
+export type RecordedGroqRequest = RecordedModelRequest<GroqUsage>;
 
-export type FakeGroq = {
-  /** Base URL to pass to groq-sdk as `baseURL`, for example `http://127.0.0.1:41234`. */
-  url: string;
-  requests: RecordedGroqRequest[];
-  /** Queues replies for the next chat completion requests, one reply per request. */
-  enqueue(...replies: GroqReply[]): void;
-  /** Sets the handler for chat completions when the queue is empty. */
-  setHandler(handler: (request: GroqChatRequest) => GroqTextReply): void;
-  /** Makes every request with this key fail with 401 `invalid_api_key`. */
-  rejectKey(key: string): void;
-  /** Empties the reply queue and the recorded requests, and restores the default handler. */
-  reset(): void;
-  /** Resolves when no request is in progress. */
-  idle(): Promise<void>;
-  close(): Promise<void>;
-};
+/**
+ * Fake Groq API. Its `url` is the `baseURL` to pass to groq-sdk. `enqueue` and `setHandler`
+ * apply to chat completions, and `rejectKey` makes every request with that key fail with 401
+ * `invalid_api_key`.
+ */
+export type FakeGroq = FakeModelApi<GroqUsage, GroqReply, GroqTextReply, GroqChatRequest>;
 
 export const defaultGroqModels = [
   'llama-3.3-70b-versatile',
@@ -105,17 +89,13 @@ export function computeGroqUsage(request: GroqChatRequest, text: string): GroqUs
   };
 }
 
-function isRawReply(reply: GroqReply): reply is GroqRawReply {
-  return 'status' in reply;
-}
-
 function readBearerKey(headers: IncomingHttpHeaders): string | undefined {
   const match = /^Bearer (.+)$/.exec(headers.authorization ?? '');
   return match?.[1];
 }
 
 function parseChatRequest(body: unknown): GroqChatRequest {
-  const record = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const record = bodyRecord(body);
   const messages = Array.isArray(record.messages) ? record.messages : [];
   return {
     model: typeof record.model === 'string' ? record.model : '',
@@ -132,39 +112,23 @@ export async function startFakeGroq(
   options: { models?: string[]; rejectedKeys?: string[] } = {},
 ): Promise<FakeGroq> {
   const models = options.models ?? defaultGroqModels;
-  const rejectedKeys = new Set(options.rejectedKeys ?? []);
-  const queue: GroqReply[] = [];
-  const requests: RecordedGroqRequest[] = [];
-  const defaultHandler = (): GroqTextReply => ({ text: 'fake answer' });
-  let handler: (request: GroqChatRequest) => GroqTextReply = defaultHandler;
-  const counter = inFlightCounter();
   let completionCount = 0;
 
-  const server = createJsonServer(counter, ({ req, body, respond }) => {
-    /** Sends the reply after `delayMs` and records it, unless the client closes first. */
-    const send = (
-      recorded: RecordedGroqRequest,
-      reply: GroqRawReply & { usage?: GroqUsage },
-      delayMs = 0,
-    ) =>
-      respond(reply, delayMs, () => {
-        recorded.reply = { status: reply.status, ...(reply.usage ? { usage: reply.usage } : {}) };
-      });
-
-    const recorded: RecordedGroqRequest = {
-      method: req.method ?? '',
-      path: req.url ?? '',
-      headers: req.headers,
-      apiKey: readBearerKey(req.headers),
-      body,
-    };
-    requests.push(recorded);
+  const handleRequest = ({
+    req,
+    body,
+    recorded,
+    send,
+    nextReply,
+    handle,
+    isRejectedKey,
+  }: ModelApiExchange<GroqUsage, GroqTextReply, GroqChatRequest>): void => {
     const path = (req.url ?? '').split('?')[0];
 
     const key = recorded.apiKey;
-    if (key === undefined || rejectedKeys.has(key)) {
+    if (key === undefined || isRejectedKey(key)) {
       const error = groqErrorBody('Invalid API Key', 'invalid_request_error', 'invalid_api_key');
-      send(recorded, { status: 401, body: error });
+      send({ status: 401, body: error });
       return;
     }
 
@@ -179,14 +143,14 @@ export async function startFakeGroq(
         public_apps: null,
         max_completion_tokens: 32_768,
       }));
-      send(recorded, { status: 200, body: { object: 'list', data } });
+      send({ status: 200, body: { object: 'list', data } });
       return;
     }
 
     if (req.method === 'POST' && path === '/openai/v1/chat/completions') {
-      const reply = queue.shift();
+      const reply = nextReply();
       if (reply !== undefined && isRawReply(reply)) {
-        send(recorded, reply, reply.delayMs);
+        send(reply, reply.delayMs);
         return;
       }
 
@@ -197,10 +161,10 @@ export async function startFakeGroq(
           'invalid_request_error',
           'model_not_found',
         );
-        send(recorded, { status: 404, body: error });
+        send({ status: 404, body: error });
         return;
       }
-      const textReply = reply ?? handler(chatRequest);
+      const textReply = reply ?? handle(chatRequest);
       const usage = { ...computeGroqUsage(chatRequest, textReply.text), ...textReply.usage };
       completionCount++;
       const completion = {
@@ -222,7 +186,7 @@ export async function startFakeGroq(
         x_groq: { id: `req_fake_${completionCount}` },
         service_tier: 'on_demand',
       };
-      send(recorded, { status: 200, body: completion, usage }, textReply.delayMs);
+      send({ status: 200, body: completion, usage }, textReply.delayMs);
       return;
     }
 
@@ -231,35 +195,13 @@ export async function startFakeGroq(
       'invalid_request_error',
       'unknown_url',
     );
-    send(recorded, { status: 404, body: notFound });
-  });
-
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    enqueue: (...replies) => {
-      queue.push(...replies);
-    },
-    setHandler: (next) => {
-      handler = next;
-    },
-    rejectKey: (key) => {
-      rejectedKeys.add(key);
-    },
-    reset: () => {
-      queue.length = 0;
-      requests.length = 0;
-      handler = defaultHandler;
-    },
-    idle: () => counter.idle(),
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve, reject) =>
-        server.close((error) => (error ? reject(error) : resolve())),
-      );
-    },
+    send({ status: 404, body: notFound });
   };
+
+  return startFakeModelApi({
+    rejectedKeys: options.rejectedKeys,
+    defaultHandler: (): GroqTextReply => ({ text: 'fake answer' }),
+    readApiKey: (req) => readBearerKey(req.headers),
+    handle: handleRequest,
+  });
 }

@@ -1,0 +1,39 @@
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { ProviderError } from '../../src/llm/errors.ts';
+
+/** Client options of the provider client tests: two retries, a 5 s timeout and 10 ms back-off. */
+export const testClientOptions = { maxRetries: 2, timeoutMs: 5000, retryBaseDelayMs: 10 };
+
+/**
+ * Starts a model API fake before the file's first test and passes it to `assign`, resets it
+ * after each test and closes it after the last.
+ */
+export function useFakeModelApi<Fake extends { reset(): void; close(): Promise<void> }>(
+  start: () => Promise<Fake>,
+  assign: (fake: Fake) => void,
+): void {
+  let fake: Fake;
+
+  beforeAll(async () => {
+    fake = await start();
+    assign(fake);
+  });
+
+  afterEach(() => {
+    fake.reset();
+  });
+
+  afterAll(async () => {
+    await fake.close();
+  });
+}
+
+/** Runs `promise`, expects it to reject with a ProviderError and returns that error. */
+export async function expectProviderError(promise: Promise<unknown>): Promise<ProviderError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(ProviderError);
+  return error as ProviderError;
+}
