@@ -5,7 +5,7 @@ import { runMigrateCommand } from './migrate.ts';
 import { runReceiveCommand } from './receive.ts';
 import { runStartCommand } from './start.ts';
 import { runUsersCommand } from './users.ts';
-import { CommandError } from './command-error.ts';
+import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 
 const usage = `Usage: fixwright <command> [options]
@@ -82,7 +82,7 @@ try {
     console.error(error.message);
     process.exit(2);
   }
-  if (error instanceof StartupError) {
+  if (error instanceof StartupError || error instanceof CommandFailedError) {
     console.error(error.message);
     process.exit(1);
   }

@@ -9,13 +9,17 @@ import { mintApiToken } from '../users/api-tokens.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
-import { CommandError } from './command-error.ts';
+import { CommandError, CommandFailedError } from './command-error.ts';
 import { withDatabase } from './with-database.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
 
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
+  if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    console.log(`Usage: fixwright users ${subcommands.join('|')} --login NAME [--plan PLAN] [--name LABEL]`);
+    return 0;
+  }
   if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
     throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
@@ -52,7 +56,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     }
 
     const user = await findUser(db, login);
-    if (!user) throw new CommandError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
+    if (!user) throw new CommandFailedError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
     if (subcommand === 'plan') {
       const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });
       if (!result.changed) {

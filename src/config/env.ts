@@ -220,7 +220,12 @@ export interface Config
  * per invalid variable, naming it and what to set.
  */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(source);
+  // A variable set to nothing (`PORT=` in an env file) counts as unset, so it gets its default.
+  // zod would otherwise coerce "" to the number 0, a valid token limit and port.
+  const set = Object.fromEntries(
+    Object.entries(source).filter(([, value]) => value === undefined || value.trim() !== ''),
+  );
+  const parsed = envSchema.safeParse(set);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');

@@ -8,6 +8,15 @@ import { providerNames } from '../llm/retry.ts';
 const keyCheckTimeoutMs = 15_000;
 
 /**
+ * Why a key was not saved: the provider rejected it (`rejected`), or the check could not be
+ * made because the provider failed, timed out or rate-limited it (`unavailable`).
+ */
+export interface KeyCheckFailure {
+  reason: string;
+  cause: 'rejected' | 'unavailable';
+}
+
+/**
  * Checks a key with the provider's cheapest authenticated call, listing models, against the
  * configured base URL. Returns null when the provider accepts the key, otherwise the reason
  * to show the user, with the key redacted from anything the provider sent back.
@@ -16,7 +25,7 @@ export async function checkKeyWithProvider(
   config: Config,
   provider: Provider,
   key: string,
-): Promise<string | null> {
+): Promise<KeyCheckFailure | null> {
   const name = providerNames[provider];
   const client = createProviderClient(config, provider, key, {
     maxRetries: 1,
@@ -30,7 +39,11 @@ export async function checkKeyWithProvider(
       const message = error instanceof Error ? error.message : String(error);
       throw new Error(`Checking the ${name} key failed: ${redactSecrets(message, [key])}`);
     }
-    return redactSecrets(describeCheckFailure(name, error), [key]);
+    const unavailable = ['rate_limited', 'unavailable', 'timeout'].includes(error.kind);
+    return {
+      reason: redactSecrets(describeCheckFailure(name, error), [key]),
+      cause: unavailable ? 'unavailable' : 'rejected',
+    };
   }
 }
 

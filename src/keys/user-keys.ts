@@ -45,19 +45,27 @@ export async function listUserKeys(db: Database, userId: string): Promise<Stored
 export async function saveUserKey(
   context: AppContext,
   input: { userId: string; provider: Provider; key: string },
-): Promise<{ ok: true; info: StoredKeyInfo } | { ok: false; reason: string }> {
+): Promise<
+  | { ok: true; info: StoredKeyInfo }
+  | { ok: false; reason: string; cause: 'invalid' | 'rejected' | 'unavailable' }
+> {
   const { db, keyring, logger } = context;
   const { userId, provider } = input;
-  if (!providers.includes(provider)) return { ok: false, reason: describeUnknownProvider(provider) };
+  if (!providers.includes(provider)) {
+    return { ok: false, reason: describeUnknownProvider(provider), cause: 'invalid' };
+  }
   const format = checkKeyFormat(provider, input.key);
-  if (!format.ok) return format;
+  if (!format.ok) return { ...format, cause: 'invalid' };
   // Fails here, before the provider call, when no master key is configured.
   keyring.current();
 
-  const rejection = await checkKeyWithProvider(context.config, provider, format.key);
-  if (rejection !== null) {
-    logger.info({ event: 'user_key.check_failed', userId, provider, reason: rejection }, 'key not saved');
-    return { ok: false, reason: rejection };
+  const failure = await checkKeyWithProvider(context.config, provider, format.key);
+  if (failure !== null) {
+    logger.info(
+      { event: 'user_key.check_failed', userId, provider, reason: failure.reason, cause: failure.cause },
+      'key not saved',
+    );
+    return { ok: false, ...failure };
   }
 
   const encrypted = await encryptUserKey(keyring, { userId, provider }, format.key);

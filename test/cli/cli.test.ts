@@ -211,3 +211,24 @@ describe('fixwright usage errors', () => {
     expect(result.stdout).toContain('2 for a usage or configuration error');
   });
 });
+
+describe('fixwright users', () => {
+  it('prints its usage for --help', async () => {
+    const result = await runFixwright(['users', '--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(
+      'Usage: fixwright users token|plan|reset-usage|show --login NAME [--plan PLAN] [--name LABEL]\n',
+    );
+  });
+
+  it('exits 1 for a user that does not exist', async () => {
+    const result = await runFixwright(['users', 'show', '--login', 'nobody-here'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'User "nobody-here" not found; users appear when they install the app or get a token.\n',
+    );
+    expect(result.stdout).toBe('');
+  });
+});

@@ -30,3 +30,26 @@ describe('loadConfig errors', () => {
     expect(errorFor({ BILLING_PERIOD: 'weekly' })).toContain('must be "monthly" or a number of days');
   });
 });
+
+describe('loadConfig with blank values', () => {
+  it('treats a blank variable as unset', () => {
+    const config = loadConfig({
+      PORT: '',
+      PLAN_FREE_TOKENS: '',
+      PLAN_PRO_TOKENS: '  ',
+      LLM_MAX_RETRIES: '',
+      HOST: '',
+      DATA_DIR: ' ',
+    });
+    expect(config.PORT).toBe(3000);
+    expect(config.PLAN_FREE_TOKENS).toBe(1000);
+    expect(config.PLAN_PRO_TOKENS).toBe(100_000);
+    expect(config.LLM_MAX_RETRIES).toBe(2);
+    expect(config.HOST).toBe('127.0.0.1');
+    expect(config.DATA_DIR).toBe(loadConfig({}).DATA_DIR);
+  });
+
+  it('still rejects a value that is not blank', () => {
+    expect(errorFor({ PLAN_FREE_TOKENS: 'lots' })).toContain('Invalid PLAN_FREE_TOKENS');
+  });
+});

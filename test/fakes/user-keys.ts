@@ -31,9 +31,19 @@ export async function listUserKeys(_db: Database, userId: string): Promise<Store
 export async function saveUserKey(
   _context: AppContext,
   input: { userId: string; provider: Provider; key: string },
-): Promise<{ ok: true; info: StoredKey } | { ok: false; reason: string }> {
+): Promise<
+  | { ok: true; info: StoredKey }
+  | { ok: false; reason: string; cause: 'invalid' | 'rejected' | 'unavailable' }
+> {
   if (input.key.startsWith('bad')) {
-    return { ok: false, reason: `The ${input.provider} key was rejected: check that you copied all of it.` };
+    return {
+      ok: false,
+      reason: `The ${input.provider} key was rejected: check that you copied all of it.`,
+      cause: 'rejected',
+    };
+  }
+  if (input.key.startsWith('down')) {
+    return { ok: false, reason: `Could not check the key with ${input.provider}.`, cause: 'unavailable' };
   }
   const now = new Date();
   const existing = storedKeys.get(keyOf(input.userId, input.provider));

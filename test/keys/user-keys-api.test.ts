@@ -192,6 +192,22 @@ describe('own key API', () => {
     }
   });
 
+  it('answers 502 when the provider fails the check', async () => {
+    const failing = await startKeyCheckServer([], { groqStatus: 503 });
+    try {
+      const user = await newUser('keys-provider-down');
+      const failingContext = { ...context, config: { ...context.config, GROQ_BASE_URL: failing.url } };
+      const answer = await call(user.token, 'PUT', '/api/user/keys/groq', { key: echoedKey }, failingContext);
+      expect(answer.status).toBe(502);
+      expect(answer.json.error.code).toBe('bad_gateway');
+      expect(answer.json.error.message).toMatch(/^Could not check the key with Groq: .*The key was not saved; try again later\.$/);
+      expect(answer.json.error.message).not.toContain(echoedKey);
+      expect(await rawRows(user.id)).toHaveLength(0);
+    } finally {
+      await failing.close();
+    }
+  });
+
   it('redacts a key echoed in a quoted provider message', async () => {
     const echo = await startKeyCheckServer([], { groqStatus: 400 });
     try {

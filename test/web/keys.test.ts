@@ -59,6 +59,12 @@ describe('own key pages', () => {
     expect(await response.text()).toContain('The groq key was rejected');
   });
 
+  it('answers 502 when the provider could not check the key', async () => {
+    const response = await post('/keys', { provider: 'groq', key: 'down-key' });
+    expect(response.status).toBe(502);
+    expect(await response.text()).toContain('Could not check the key with groq.');
+  });
+
   it('shows why a stored key is unusable', async () => {
     storedKeys.set(`${user.userId}:groq`, {
       provider: 'groq',

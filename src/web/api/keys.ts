@@ -79,7 +79,10 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
       if (error instanceof KeyringUnavailableError) throw new AppError('not_configured', error.message);
       throw error;
     }
-    if (!saved.ok) throw new AppError('bad_request', saved.reason);
+    if (!saved.ok) {
+      // A provider that failed or timed out during the check is an upstream failure, not bad input.
+      throw new AppError(saved.cause === 'unavailable' ? 'bad_gateway' : 'bad_request', saved.reason);
+    }
     // A new row gets created_at = updated_at from the same now(); a replaced one keeps its created_at.
     const created = saved.info.createdAt.getTime() === saved.info.updatedAt.getTime();
     return c.json({ key: serialize(saved.info) }, created ? 201 : 200);

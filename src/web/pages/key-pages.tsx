@@ -55,7 +55,8 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
         'own key not saved',
       );
       const keys = await listUserKeys(context.db, c.var.user.id);
-      return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, 400);
+      const status = result.cause === 'unavailable' ? 502 : 400;
+      return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, status);
     }
     context.logger.info(
       { event: 'user_key.saved', requestId: c.get('requestId'), userId: c.var.user.id, provider },
