@@ -94,28 +94,15 @@ export async function runPreview(
       selection.unusableKeyReasons.length > 0
         ? `${selection.unusableKeyReasons.join(' ')} No other model provider is available to you.`
         : 'No model provider is configured: set GROQ_API_KEY or GEMINI_API_KEY on the server, or add your own key.';
-    await db
-      .update(patchFiles)
-      .set({ status: 'failed', error: reason })
-      .where(
-        and(
-          eq(patchFiles.patchRequestId, patchRequestId),
-          inArray(patchFiles.status, ['pending', 'running']),
-        ),
-      );
-    await db
-      .update(patchRequests)
-      .set({ filesDone: findingsByPath.size })
-      .where(eq(patchRequests.id, patchRequestId));
-    await finish(db, patchRequestId, 'failed', reason);
+    await failBeforeAnyCall(db, patchRequestId, reason, findingsByPath.size);
     logger.info({ event: 'preview.no_model_client', userId: user.id }, 'no usable model client');
     return { status: 'failed', files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
-    const allowance = await checkAllowance(db, user.id, minimumCallTokens);
+    const allowance = await checkAllowance(db, user.id, minimumCallTokens, 'at least');
     if (!allowance.allowed) {
       if (clients.every((entry) => entry.keySource === 'platform')) {
-        await finish(db, patchRequestId, 'failed', allowance.reason);
+        await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
         logger.info({ event: 'preview.allowance_exhausted', userId: user.id }, 'allowance exhausted');
         return { status: 'failed', files: 0, tokens: 0 };
       }
@@ -435,6 +422,26 @@ async function finish(
  * Marks a patch request failed after its job's last retry. The stored message is the safe form
  * of the error, because a failed query's own message quotes the file text.
  */
+/** Fails the request and every file not yet done with `reason`, before any model call. */
+async function failBeforeAnyCall(
+  db: Database,
+  patchRequestId: string,
+  reason: string,
+  filesTotal: number,
+): Promise<void> {
+  await db
+    .update(patchFiles)
+    .set({ status: 'failed', error: reason })
+    .where(
+      and(
+        eq(patchFiles.patchRequestId, patchRequestId),
+        inArray(patchFiles.status, ['pending', 'running']),
+      ),
+    );
+  await db.update(patchRequests).set({ filesDone: filesTotal }).where(eq(patchRequests.id, patchRequestId));
+  await finish(db, patchRequestId, 'failed', reason);
+}
+
 export async function failPatchRequest(
   db: Database,
   patchRequestId: string,

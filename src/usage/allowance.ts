@@ -64,7 +64,12 @@ function toState(counters: { plan: Plan; limit: number; used: number; reserved: 
 }
 
 /** Builds the sentence shown to a user whose allowance cannot cover a call. */
-export function describeExhausted(state: AllowanceState, needed: number): string {
+export function describeExhausted(
+  state: AllowanceState,
+  needed: number,
+  /** `at least` when `needed` is a lower bound, as before a preview has built its prompts. */
+  estimate: 'about' | 'at least' = 'about',
+): string {
   const planName = state.plan[0]!.toUpperCase() + state.plan.slice(1);
   const advice =
     state.plan === 'free'
@@ -73,7 +78,7 @@ export function describeExhausted(state: AllowanceState, needed: number): string
   return (
     `Not enough token allowance left: the ${planName} plan allows ${state.limit} tokens per period, ` +
     `${state.used} are used and ${state.reserved} are reserved by calls in progress, ` +
-    `so ${state.remaining} remain but this call needs about ${needed}. ${advice}`
+    `so ${state.remaining} remain but this call needs ${estimate} ${needed}. ${advice}`
   );
 }
 
@@ -96,10 +101,11 @@ export async function checkAllowance(
   db: Database,
   userId: string,
   estimate: number,
+  kind: 'about' | 'at least' = 'about',
 ): Promise<AllowanceCheck> {
   const state = await getAllowance(db, userId);
   if (state.limit < 0 || estimate <= state.remaining) return { allowed: true, ...state };
-  return { allowed: false, reason: describeExhausted(state, estimate), ...state };
+  return { allowed: false, reason: describeExhausted(state, estimate, kind), ...state };
 }
 
 /**

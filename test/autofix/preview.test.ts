@@ -78,7 +78,16 @@ describe('runPreview', () => {
     const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(request!.status).toBe('failed');
     expect(request!.error).toContain('Free plan allows 1000 tokens per period, 990 are used');
+    expect(request!.error).toContain('so 10 remain but this call needs at least 256.');
     expect(request!.error).toContain('Upgrade to the Pro plan');
+    // No file is left pending: each carries the reason, and the request counts them done.
+    const files = await filesOf(patchRequestId);
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toBe(request!.error);
+    }
+    expect(request!.filesDone).toBe(files.length);
     expect(request!.error).toContain('add your own Groq or Gemini key');
     expect(groq.requests).toHaveLength(0);
     expect(gemini.requests).toHaveLength(0);
