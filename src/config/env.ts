@@ -17,7 +17,9 @@ const url = (hint: string) =>
   z
     .string()
     .trim()
-    .refine((value) => URL.canParse(value), { message: `must be an absolute URL, ${hint}` })
+    .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), {
+      message: `must be an absolute http:// or https:// URL, ${hint}`,
+    })
     .transform((value) => value.replace(/\/+$/, ''));
 
 const integer = (min: number, max: number) =>
@@ -131,7 +133,16 @@ function displayValue(name: string, value: string): string {
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .pipe(
+      z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+        message: 'must be one of fatal, error, warn, info, debug, trace or silent',
+      }),
+    )
+    .default('info'),
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   PORT: integer(0, 65535).default(3000),
   PUBLIC_URL: url('for example https://fixwright.example.com').optional(),
@@ -326,9 +337,14 @@ export function missingSettings(config: Config): string[] {
   if (!config.githubAppConfigured) {
     missing.push('APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH): needed to read pull requests.');
   }
-  if (!config.GITHUB_CLIENT_ID || !config.GITHUB_CLIENT_SECRET) {
+  const oauthMissing = [
+    ...(config.GITHUB_CLIENT_ID ? [] : ['GITHUB_CLIENT_ID']),
+    ...(config.GITHUB_CLIENT_SECRET ? [] : ['GITHUB_CLIENT_SECRET']),
+  ];
+  if (oauthMissing.length > 0) {
     missing.push(
-      'GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET: the GitHub App\'s OAuth client; dashboard sign-in is disabled until both are set.',
+      `${oauthMissing.join(' and ')}: the GitHub App's OAuth client; dashboard sign-in is ` +
+        'disabled until both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set.',
     );
   }
   if (!config.GROQ_API_KEY && !config.GEMINI_API_KEY) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/env.ts';
+import { ConfigError, loadConfig, missingSettings } from '../../src/config/env.ts';
 
 function errorFor(env: Record<string, string>): string {
   try {
@@ -51,5 +51,29 @@ describe('loadConfig with blank values', () => {
 
   it('still rejects a value that is not blank', () => {
     expect(errorFor({ PLAN_FREE_TOKENS: 'lots' })).toContain('Invalid PLAN_FREE_TOKENS');
+  });
+});
+
+describe('loadConfig values', () => {
+  it('rejects a PUBLIC_URL that is not http or https', () => {
+    expect(errorFor({ PUBLIC_URL: 'ftp://fixwright.example.com' })).toBe(
+      'Invalid PUBLIC_URL: must be an absolute http:// or https:// URL, for example ' +
+        'https://fixwright.example.com (got "ftp://fixwright.example.com").',
+    );
+  });
+
+  it('reads LOG_LEVEL in any case and names the levels', () => {
+    expect(loadConfig({ LOG_LEVEL: 'DEBUG' }).LOG_LEVEL).toBe('debug');
+    expect(errorFor({ LOG_LEVEL: 'loud' })).toBe(
+      'Invalid LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace or silent (got "loud").',
+    );
+  });
+
+  it('names the OAuth variable that is missing', () => {
+    const lines = missingSettings(loadConfig({ GITHUB_CLIENT_ID: 'Iv1.0123456789abcdef' }));
+    expect(lines).toContain(
+      "GITHUB_CLIENT_SECRET: the GitHub App's OAuth client; dashboard sign-in is disabled until " +
+        'both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set.',
+    );
   });
 });
