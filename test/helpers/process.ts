@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 
 /** Polls `probe` until it returns a truthy value, and returns that value. */
 export async function waitFor<T>(
@@ -56,4 +58,22 @@ export function runCliToExit(
     // 'close', unlike 'exit', fires after stdout and stderr have been read to the end.
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * Returns the pids of processes whose program file is named `program` and whose arguments
+ * contain `args` in a row, read from /proc/PID/cmdline. Returns [] without /proc (macOS).
+ */
+export async function processPids(program: string, args: string[]): Promise<number[]> {
+  const entries = await readdir('/proc').catch(() => [] as string[]);
+  const pids: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const commandLine = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const words = commandLine.split('\0');
+    if (path.basename(words[0] ?? '') !== program) continue;
+    const found = words.some((_, start) => args.every((arg, offset) => words[start + offset] === arg));
+    if (found) pids.push(Number(entry));
+  }
+  return pids;
 }
