@@ -5,6 +5,7 @@ import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promi
 import net from 'node:net';
 import path from 'node:path';
 import postgres from 'postgres';
+import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
@@ -43,7 +44,7 @@ export async function openBundledPostgres(options: {
 }): Promise<BundledPostgres> {
   const { dataDir, logger } = options;
   const clusterDir = path.join(dataDir, 'postgres');
-  await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  await prepareDataDir(dataDir);
 
   // Making the credentials, finding the server, starting it and writing the owner file happen
   // under one lock, so two processes starting at once never both start it, nor take the

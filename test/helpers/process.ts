@@ -43,10 +43,14 @@ export function runCli(
   });
 }
 
-/** Runs `fixwright ARGS` to its exit and returns the exit code and output, whatever the code. */
+/**
+ * Runs `fixwright ARGS` to its exit and returns the exit code and output, whatever the code.
+ * With `timeoutMs`, kills it with SIGKILL after that long and rejects with its output.
+ */
 export function runCliToExit(
   args: string[],
   env: NodeJS.ProcessEnv,
+  options: { timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['bin/fixwright.js', ...args], { env, stdio: 'pipe' });
@@ -54,9 +58,23 @@ export function runCliToExit(
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(
+              new Error(
+                `fixwright ${args.join(' ')} did not exit within ${options.timeoutMs} ms:\n${stderr}${stdout}`,
+              ),
+            );
+          }, options.timeoutMs);
     child.once('error', reject);
     // 'close', unlike 'exit', fires after stdout and stderr have been read to the end.
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
