@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
 import { stopLeftoverPostgres } from '../../src/demo/service-process.ts';
 import { processPids, waitFor } from '../helpers/process.ts';
+import { serviceEnv } from '../helpers/service.ts';
 
 let parent: string;
 let dataDirs = 0;
@@ -32,16 +33,7 @@ async function spawnStart() {
   dataDirs += 1;
   const dataDir = path.join(parent, `data-${dataDirs}`);
   const child = spawn(process.execPath, ['bin/fixwright.js', 'start'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      TMPDIR: process.env.TMPDIR,
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      DATA_DIR: dataDir,
-      HOST: '127.0.0.1',
-      PORT: String(await findFreePort()),
-    },
+    env: serviceEnv({ DATA_DIR: dataDir }, await findFreePort()),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
