@@ -13,12 +13,12 @@ export interface DatabaseLocation {
  * Uses DATABASE_URL when set, after checking that it accepts a connection, otherwise the
  * bundled PostgreSQL in DATA_DIR. With `exclusive`, as `start` requests, a bundled server that
  * another live process runs is rejected with StartupError instead of reused, because it stops
- * when that process stops.
+ * when that process stops. `signal` is passed on to openBundledPostgres.
  */
 export async function locateDatabase(
   config: Config,
   logger: Logger,
-  options: { exclusive?: boolean } = {},
+  options: { exclusive?: boolean; signal?: AbortSignal } = {},
 ): Promise<DatabaseLocation> {
   if (config.DATABASE_URL) {
     await checkDatabaseUrl(config.DATABASE_URL);
@@ -29,6 +29,7 @@ export async function locateDatabase(
     port: config.BUNDLED_POSTGRES_PORT,
     logger,
     exclusive: options.exclusive,
+    signal: options.signal,
   });
   return { url: bundled.url, stop: () => bundled.stop() };
 }

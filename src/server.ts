@@ -2,14 +2,15 @@ import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { ConfigError, missingSettings, type Config } from './config/env.ts';
 import type { AppContext } from './context.ts';
-import { connectDatabase } from './db/client.ts';
+import { toSafeError } from './errors/safe-error.ts';
+import { connectDatabase, type DatabaseHandle } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
 import { migrateDatabase } from './db/migrate.ts';
-import { locateDatabase } from './database.ts';
+import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
-import { startBoss, stopBoss } from './jobs/boss.ts';
+import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
-import { loadKeyring } from './keys/master-keys.ts';
+import { loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { applyAdminLogins } from './users/sync-admin-role.ts';
@@ -24,27 +25,96 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-/** Starts the database, migrations, job queue, workers and HTTP server for the given role. */
-export async function startService(config: Config, logger: Logger, role: Role): Promise<RunningService> {
+/**
+ * Starts the database, migrations, job queue, workers and HTTP server for the given role. When
+ * a step fails, or `signal` aborts, the parts started so far are stopped before this rejects,
+ * with the error or with `signal.reason`. An abort takes effect when the running step ends,
+ * except for the bundled PostgreSQL, which stops waiting for its start lock or for the server.
+ */
+export async function startService(
+  config: Config,
+  logger: Logger,
+  role: Role,
+  options: { signal?: AbortSignal } = {},
+): Promise<RunningService> {
+  const { signal } = options;
   // HOST and PORT first, and then the master key file, so that neither a bad address nor an
   // unreadable key file is found only after the database has started.
   if (role !== 'worker') await checkListenAddress(config);
   const keyring = await loadKeyring(config, logger);
+  signal?.throwIfAborted();
+
+  const parts: StartedParts = {};
+  try {
+    const port = await startParts(parts, { config, logger, role, keyring, signal });
+    return {
+      context: parts.context!,
+      port,
+      async stop() {
+        await stopParts(parts, { graceful: true });
+        logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
+      },
+    };
+  } catch (error) {
+    if (signal?.aborted) {
+      // An interrupted start stops like a running service, so jobs that workers took finish.
+      // A failure to stop rejects with that failure instead of the reason.
+      await stopParts(parts, { graceful: true });
+      logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
+      throw signal.reason;
+    }
+    await stopParts(parts, { graceful: false }).catch((stopError: unknown) => {
+      logger.error(
+        { event: 'service.stop_failed', err: toSafeError(stopError) },
+        'failed to stop the parts that had started before the start failed',
+      );
+    });
+    throw error;
+  }
+}
+
+/** The parts of the service that have started, which `stopParts` stops. */
+interface StartedParts {
+  database?: DatabaseLocation;
+  handle?: DatabaseHandle;
+  boss?: PgBoss;
+  workers?: { close(): Promise<void> };
+  server?: ServerType;
+  context?: AppContext;
+}
+
+/**
+ * Starts the parts in order and records each in `parts` as soon as it runs. Returns the HTTP
+ * port. Throws `signal.reason` after the step during which `signal` aborted.
+ */
+async function startParts(
+  parts: StartedParts,
+  options: { config: Config; logger: Logger; role: Role; keyring: Keyring; signal?: AbortSignal },
+): Promise<number | undefined> {
+  const { config, logger, role, keyring, signal } = options;
   // The bundled PostgreSQL stops with the process that started it, so a second `start` on
   // the same DATA_DIR is rejected instead of reusing it.
-  const database = await locateDatabase(config, logger, { exclusive: true });
+  parts.database = await locateDatabase(config, logger, { exclusive: true, signal });
+  signal?.throwIfAborted();
+  const database = parts.database;
   await migrateDatabase(database.url);
+  signal?.throwIfAborted();
   const handle = connectDatabase(database.url);
+  parts.handle = handle;
   const rolesChanged = await applyAdminLogins(handle.db, config);
   if (rolesChanged > 0) {
     logger.info({ event: 'users.roles_synced', users: rolesChanged }, 'applied ADMIN_LOGINS to user roles');
   }
+  signal?.throwIfAborted();
   const boss = await startBoss(database.url, logger, {
     maintenanceIntervalSeconds: config.JOB_MAINTENANCE_INTERVAL_SECONDS,
   });
+  parts.boss = boss;
+  signal?.throwIfAborted();
   // pg-boss creates queue partitions without a lock of its own, and concurrent starts on a new
   // database deadlocked there. They take turns under the start-up lock instead.
   await withAdvisoryLock(database.url, startupLockId, () => createQueues(boss, config));
+  signal?.throwIfAborted();
 
   const github = config.githubAppConfigured
     ? createGitHubApp({
@@ -55,27 +125,28 @@ export async function startService(config: Config, logger: Logger, role: Role): 
       })
     : null;
   const context: AppContext = { config, db: handle.db, boss, logger, github, keyring };
+  parts.context = context;
 
-  const workers = role !== 'web' ? await startWorkers(context, database.url) : undefined;
+  if (role !== 'web') {
+    parts.workers = await startWorkers(context, database.url);
+    signal?.throwIfAborted();
+  }
 
-  let server: ServerType | undefined;
   let port: number | undefined;
   if (role !== 'worker') {
     const app = createApp(context);
-    server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT });
+    const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT });
     try {
       await new Promise<void>((resolve, reject) => {
-        server!.once('listening', resolve);
-        server!.once('error', reject);
+        server.once('listening', resolve);
+        server.once('error', reject);
       });
     } catch (error) {
-      await stopBoss(boss, { graceful: false });
-      await workers?.close();
-      await handle.close();
-      await database.stop();
       throw listenError(error as NodeJS.ErrnoException, config);
     }
+    parts.server = server;
     port = (server.address() as AddressInfo).port;
+    signal?.throwIfAborted();
   }
 
   for (const line of missingSettings(config)) {
@@ -85,21 +156,37 @@ export async function startService(config: Config, logger: Logger, role: Role): 
     { event: 'service.started', role, host: config.HOST, port, url: port ? `http://${config.HOST}:${port}` : undefined },
     'Fixwright started',
   );
+  return port;
+}
 
-  return {
-    context,
-    port,
-    async stop() {
-      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
-      // Workers and their connections end before PostgreSQL, which would otherwise
-      // terminate those connections and pg-boss would log it as a job queue error.
-      await stopBoss(boss, { graceful: true, timeoutMs: 20_000 });
-      await workers?.close();
-      await handle.close();
-      await database.stop();
-      logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
+/**
+ * Stops the parts that have started, in the reverse order of their start. Every part gets its
+ * stop even when an earlier one fails, and the first failure is thrown at the end.
+ */
+async function stopParts(parts: StartedParts, options: { graceful: boolean }): Promise<void> {
+  const { server, boss, workers, handle, database } = parts;
+  const steps: (() => Promise<void>)[] = [
+    async () => {
+      if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     },
-  };
+    // Workers and their connections end before PostgreSQL, which would otherwise
+    // terminate those connections and pg-boss would log it as a job queue error.
+    async () => {
+      if (boss) await stopBoss(boss, { graceful: options.graceful, timeoutMs: 20_000 });
+    },
+    async () => workers?.close(),
+    async () => handle?.close(),
+    async () => database?.stop(),
+  ];
+  let firstError: unknown;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      firstError ??= error;
+    }
+  }
+  if (firstError !== undefined) throw firstError;
 }
 
 /**

@@ -27,7 +27,8 @@ Commands:
                                   127.0.0.1, open a pull request and preview a fix (npm run demo)
 
 Configuration comes from environment variables; see README.md.
-Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error.`;
+Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error,
+130 or 143 when SIGINT or SIGTERM interrupted start before the service had started.`;
 
 const commands = ['start', 'migrate', 'receive', 'users', 'keys', 'demo'];
 

@@ -1,13 +1,18 @@
+import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
-import { startService, type Role } from '../server.ts';
+import { startService, type Role, type RunningService } from '../server.ts';
 import { CommandError } from './command-error.ts';
 
 const roles: Role[] = ['all', 'web', 'worker'];
 
-/** Runs until SIGINT or SIGTERM; returns -1 so main leaves the process running. */
+/**
+ * Runs until SIGINT or SIGTERM, and returns -1 so main leaves the process running. The handlers
+ * are installed before the start, so a signal during it stops what has started so far, and
+ * then this returns 128 plus the signal number (130 for SIGINT, 143 for SIGTERM).
+ */
 export async function runStartCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { role: { type: 'string', default: 'all' } } });
   const role = values.role as Role;
@@ -15,7 +20,8 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
     throw new CommandError(`Invalid --role ${JSON.stringify(values.role)}: use all, web or worker.`);
   }
 
-  const service = await startService(config, logger, role);
+  const interruption = new AbortController();
+  let service: RunningService | undefined;
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -23,6 +29,14 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
       process.exit(1);
     }
     stopping = true;
+    if (!service) {
+      logger.warn(
+        { event: 'service.start_interrupted', signal },
+        `start interrupted by ${signal}; stopping what has started`,
+      );
+      interruption.abort(new StartInterruptedError(signal));
+      return;
+    }
     logger.info({ event: 'service.stopping', signal }, 'stopping');
     service.stop().then(
       () => process.exit(0),
@@ -34,5 +48,28 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+
+  try {
+    service = await startService(config, logger, role, { signal: interruption.signal });
+  } catch (error) {
+    if (error instanceof StartInterruptedError) return 128 + constants.signals[error.signal];
+    if (interruption.signal.aborted) {
+      logger.error(
+        { event: 'service.stop_failed', err: toSafeError(error) },
+        'stopping after the interrupted start failed',
+      );
+      return 1;
+    }
+    throw error;
+  }
   return -1;
+}
+
+/** The abort reason of an interrupted start: the signal that interrupted it. */
+class StartInterruptedError extends Error {
+  override name = 'StartInterruptedError';
+
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`The start was interrupted by ${signal}.`);
+  }
 }

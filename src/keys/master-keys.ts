@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { prepareDataDir } from '../config/data-dir.ts';
 import { ConfigError, decodeMasterKey, type Config, type MasterKeyMaterial } from '../config/env.ts';
 import type { Logger } from '../logger.ts';
 
@@ -82,7 +83,7 @@ async function readOrCreateKeyFile(
   file: string,
   logger: Logger,
 ): Promise<{ key: Uint8Array; created: boolean }> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await prepareDataDir(path.dirname(file));
   try {
     await writeFile(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
     await chmod(file, 0o600);

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -143,4 +143,73 @@ describe('addresses checked before the database', () => {
       await new Promise((resolve) => blocker.close(resolve));
     }
   });
+});
+
+describe('unusable DATA_DIR', () => {
+  const hint =
+    'Set DATA_DIR to a directory this user can write to, or to a path where it can be created.';
+
+  /** Runs `start` and `migrate` with DATA_DIR set to `dataDir` and returns their results. */
+  async function runWithDataDir(dataDir: string) {
+    const results = [];
+    for (const command of ['start', 'migrate']) {
+      // A recursive mkdir of a path under /proc retries at full CPU, so a hang fails here.
+      const result = await runCliToExit([command], baseEnv({ DATA_DIR: dataDir }), { timeoutMs: 15_000 });
+      results.push({ command, ...result });
+    }
+    return results;
+  }
+
+  it('rejects a file', async () => {
+    const file = path.join(parent, 'a-file');
+    await writeFile(file, '');
+    for (const result of await runWithDataDir(file)) {
+      expect(result.code, result.command).toBe(2);
+      expect(result.stderr, result.command).toBe(
+        `Invalid DATA_DIR "${file}": ${file} exists and is not a directory. ${hint}\n`,
+      );
+      expect(result.stdout, result.command).toBe('');
+    }
+  });
+
+  it('rejects a path below a file', async () => {
+    for (const result of await runWithDataDir('/dev/null/x')) {
+      expect(result.code, result.command).toBe(2);
+      expect(result.stderr, result.command).toBe(
+        `Invalid DATA_DIR "/dev/null/x": /dev/null exists and is not a directory. ${hint}\n`,
+      );
+      expect(result.stdout, result.command).toBe('');
+    }
+  });
+
+  it('rejects a path it cannot create', async () => {
+    for (const result of await runWithDataDir('/proc/nonexist/x')) {
+      expect(result.code, result.command).toBe(2);
+      expect(result.stderr, result.command).toBe(
+        'Invalid DATA_DIR "/proc/nonexist/x": cannot create /proc/nonexist: no such file or ' +
+          `directory (ENOENT). ${hint}\n`,
+      );
+      expect(result.stdout, result.command).toBe('');
+    }
+  });
+
+  // Root may write to any directory, so the check passes for root.
+  it.skipIf(process.getuid?.() === 0)('rejects a read-only directory', async () => {
+    const readOnly = path.join(parent, 'read-only');
+    await mkdir(readOnly, { mode: 0o555 });
+    for (const result of await runWithDataDir(readOnly)) {
+      expect(result.code, result.command).toBe(2);
+      expect(result.stderr, result.command).toBe(
+        `Invalid DATA_DIR "${readOnly}": this user cannot write to it: permission denied ` +
+          `(EACCES). ${hint}\n`,
+      );
+    }
+  });
+
+  it('creates missing parent directories', async () => {
+    const dataDir = path.join(newDataDir(), 'nested', 'data');
+    const result = await runCliToExit(['migrate'], baseEnv({ DATA_DIR: dataDir }), { timeoutMs: 60_000 });
+    expect(result.code, result.stderr).toBe(0);
+    expect(existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
+  }, 90_000);
 });

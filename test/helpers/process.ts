@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 
 /** Polls `probe` until it returns a truthy value, and returns that value. */
 export async function waitFor<T>(
@@ -41,10 +43,14 @@ export function runCli(
   });
 }
 
-/** Runs `fixwright ARGS` to its exit and returns the exit code and output, whatever the code. */
+/**
+ * Runs `fixwright ARGS` to its exit and returns the exit code and output, whatever the code.
+ * With `timeoutMs`, kills it with SIGKILL after that long and rejects with its output.
+ */
 export function runCliToExit(
   args: string[],
   env: NodeJS.ProcessEnv,
+  options: { timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['bin/fixwright.js', ...args], { env, stdio: 'pipe' });
@@ -52,8 +58,40 @@ export function runCliToExit(
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(
+              new Error(
+                `fixwright ${args.join(' ')} did not exit within ${options.timeoutMs} ms:\n${stderr}${stdout}`,
+              ),
+            );
+          }, options.timeoutMs);
     child.once('error', reject);
     // 'close', unlike 'exit', fires after stdout and stderr have been read to the end.
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
+}
+
+/**
+ * Returns the pids of processes whose program file is named `program` and whose arguments
+ * contain `args` in a row, read from /proc/PID/cmdline. Returns [] without /proc (macOS).
+ */
+export async function processPids(program: string, args: string[]): Promise<number[]> {
+  const entries = await readdir('/proc').catch(() => [] as string[]);
+  const pids: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const commandLine = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const words = commandLine.split('\0');
+    if (path.basename(words[0] ?? '') !== program) continue;
+    const found = words.some((_, start) => args.every((arg, offset) => words[start + offset] === arg));
+    if (found) pids.push(Number(entry));
+  }
+  return pids;
 }

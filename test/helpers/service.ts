@@ -19,16 +19,7 @@ export async function startServiceProcess(env: NodeJS.ProcessEnv): Promise<Servi
   const port = await findFreePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, ['bin/fixwright.js', 'start'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      TMPDIR: process.env.TMPDIR,
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      ...env,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-    },
+    env: serviceEnv(env, port),
     stdio: 'pipe',
   });
   let output = '';
@@ -54,4 +45,18 @@ export async function startServiceProcess(env: NodeJS.ProcessEnv): Promise<Servi
     throw error;
   }
   return { url, process: child, output: () => output, stop };
+}
+
+/** Returns the environment of a `fixwright start` child: `env` with the test defaults and PORT. */
+export function serviceEnv(env: NodeJS.ProcessEnv, port: number): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TMPDIR: process.env.TMPDIR,
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    ...env,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+  };
 }

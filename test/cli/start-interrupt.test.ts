@@ -1,0 +1,162 @@
+// `fixwright start` interrupted by SIGINT or SIGTERM at any step of its start stops what has
+// started: no bundled PostgreSQL, owner file or start lock remains, it logs one line that the
+// start was interrupted, and the exit status is 128 plus the signal number. A second signal exits
+// at once with status 1.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { findFreePort } from '../../src/db/bundled.ts';
+import { stopLeftoverPostgres } from '../../src/demo/service-process.ts';
+import { processPids, waitFor } from '../helpers/process.ts';
+import { serviceEnv } from '../helpers/service.ts';
+
+let parent: string;
+let dataDirs = 0;
+
+beforeAll(async () => {
+  parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-start-interrupt-'));
+  // Under root, the bundled PostgreSQL runs as "postgres", which must enter the data folder.
+  await chmod(parent, 0o755);
+});
+
+afterAll(async () => {
+  await rm(parent, { recursive: true, force: true });
+});
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/** Spawns `fixwright start` on a new DATA_DIR and returns helpers to probe and end it. */
+async function spawnStart() {
+  dataDirs += 1;
+  const dataDir = path.join(parent, `data-${dataDirs}`);
+  const child = spawn(process.execPath, ['bin/fixwright.js', 'start'], {
+    env: serviceEnv({ DATA_DIR: dataDir }, await findFreePort()),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  // 'close', unlike 'exit', fires after the output has been read to the end.
+  const closed = new Promise<Exit>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
+  const clusterDir = path.join(dataDir, 'postgres');
+
+  return {
+    child,
+    dataDir,
+    clusterDir,
+    output: () => output,
+    /** Polls `probe` every 5 ms until it is true, failing when the service exits first. */
+    async waitUntil(probe: () => boolean | Promise<boolean>, describe: string) {
+      await waitFor(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
+          return probe();
+        },
+        { timeoutMs: 60_000, intervalMs: 5, describe: () => `${describe}; output:\n${output}` },
+      );
+    },
+    /** Waits up to 60 s for the exit and returns it. */
+    async exit(): Promise<Exit> {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the service did not exit within 60 s; output:\n${output}`)),
+          60_000,
+        );
+      });
+      try {
+        return await Promise.race([closed, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    /** Kills the service and its PostgreSQL if a failed check left them running. */
+    async cleanUp() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await stopLeftoverPostgres(dataDir);
+    },
+  };
+}
+
+type Service = Awaited<ReturnType<typeof spawnStart>>;
+
+/** Moments of the start at which the signal is sent, each with a probe that finds it. */
+const moments: Record<string, (service: Service) => Promise<void>> = {
+  'before PostgreSQL starts': (service) =>
+    service.waitUntil(
+      () => service.output().includes('"event":"master_key.generated"'),
+      'the master key to be generated',
+    ),
+  'while PostgreSQL starts': (service) =>
+    service.waitUntil(
+      async () => (await processPids('postgres', ['-D', service.clusterDir])).length > 0,
+      `a postgres process for ${service.clusterDir}`,
+    ),
+  'after PostgreSQL has started': (service) =>
+    service.waitUntil(
+      () => service.output().includes('"event":"bundled_postgres.started"'),
+      'the bundled PostgreSQL to start',
+    ),
+};
+
+const cases = Object.keys(moments).flatMap((moment) =>
+  (['SIGINT', 'SIGTERM'] as const).map((signal) => ({ moment, signal })),
+);
+
+it.each(cases)('stops everything on $signal $moment', async ({ moment, signal }) => {
+  const service = await spawnStart();
+  try {
+    await moments[moment]!(service);
+    process.kill(service.child.pid!, signal);
+    const exit = await service.exit();
+    const output = service.output();
+
+    expect(exit, output).toEqual({ code: signal === 'SIGINT' ? 130 : 143, signal: null });
+    const interruptedLines = output
+      .split('\n')
+      .filter((line) => line.includes('"event":"service.start_interrupted"'));
+    expect(interruptedLines, output).toHaveLength(1);
+    expect(interruptedLines[0]).toContain(`"signal":"${signal}"`);
+    expect(output).not.toContain('"event":"service.started"');
+    expect(await processPids('postgres', ['-D', service.clusterDir])).toEqual([]);
+    expect(existsSync(path.join(service.dataDir, 'bundled-postgres.lock'))).toBe(false);
+    expect(existsSync(path.join(service.dataDir, 'bundled-postgres.owner'))).toBe(false);
+  } finally {
+    await service.cleanUp();
+  }
+}, 90_000);
+
+it('exits at once on a second signal', async () => {
+  const service = await spawnStart();
+  try {
+    // initdb runs for seconds and the interrupted start waits for it, which leaves time for
+    // the second signal.
+    await service.waitUntil(
+      async () => (await processPids('initdb', [`--pgdata=${service.clusterDir}`])).length > 0,
+      'initdb to start',
+    );
+    process.kill(service.child.pid!, 'SIGINT');
+    await service.waitUntil(
+      () => service.output().includes('"event":"service.start_interrupted"'),
+      'the interruption to be logged',
+    );
+    process.kill(service.child.pid!, 'SIGTERM');
+    const exit = await service.exit();
+    const output = service.output();
+
+    expect(exit, output).toEqual({ code: 1, signal: null });
+    expect(output).toContain('"event":"service.forced_exit"');
+    // The initdb that the forced exit left behind must end before the folder is removed.
+    await waitFor(
+      async () => (await processPids('initdb', [`--pgdata=${service.clusterDir}`])).length === 0,
+      { timeoutMs: 60_000, describe: () => `initdb in ${service.clusterDir} to exit` },
+    );
+  } finally {
+    await service.cleanUp();
+  }
+}, 90_000);
