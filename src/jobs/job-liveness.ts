@@ -22,7 +22,8 @@ export function jobLockKeys(jobId: string): [number, number] {
  * drops those locks when the session ends, so when the process dies the lock goes too, and
  * `recoverDeadJobs` can tell a dead worker's job from a slow one within a minute instead of
  * waiting for the job's expiry. If the connection closes while the process lives (a database
- * restart, say), the locks are taken again once a second until they are back.
+ * restart, say), or another session held a job's lock when its handler started, the locks are
+ * tried again once a second until this session holds them.
  */
 export class JobLiveness {
   private readonly sql: Sql;
@@ -81,7 +82,16 @@ export class JobLiveness {
     // A failure here must not fail the job: without the lock the job is only at risk of
     // being retried early, and the relock loop keeps trying.
     try {
-      await this.lock(jobId);
+      if (!(await this.lock(jobId))) {
+        // Another session holds it: a worker of an earlier attempt that is still running, or
+        // a recovery pass testing the lock. Once that session lets go, this job looks dead
+        // unless this process takes the lock, so the relock loop keeps trying.
+        this.logger.warn(
+          { event: 'jobs.liveness_lock_taken', jobId },
+          'another session marks this job as alive; trying again every second',
+        );
+        this.scheduleRelock();
+      }
     } catch (error) {
       this.logger.warn(
         { event: 'jobs.liveness_lock_failed', jobId, err: toSafeError(error) },
@@ -104,17 +114,20 @@ export class JobLiveness {
     await this.sql`SELECT pg_advisory_unlock(${high}::integer, ${low}::integer)`.catch(() => {});
   }
 
-  private async lock(jobId: string): Promise<void> {
+  /** Tries to take the job's lock; returns false when another session holds it. */
+  private async lock(jobId: string): Promise<boolean> {
     const [high, low] = jobLockKeys(jobId);
     const [row] = await this.sql<{ locked: boolean }[]>`
       SELECT pg_try_advisory_lock(${high}::integer, ${low}::integer) AS locked`;
-    if (row?.locked) {
+    if (!row?.locked) return false;
+    if (this.held.has(jobId)) {
       this.locked.add(jobId);
     } else {
-      // Another session holds it: a worker of an earlier attempt that is still running. Its
-      // lock keeps the job marked alive until it ends.
-      this.logger.warn({ event: 'jobs.liveness_lock_taken', jobId }, 'another session marks this job as alive');
+      // The handler ended while the lock was being taken, and release() found nothing to
+      // unlock, so the lock is given back here instead of being kept for good.
+      await this.sql`SELECT pg_advisory_unlock(${high}::integer, ${low}::integer)`;
     }
+    return true;
   }
 
   private scheduleRelock(): void {
@@ -129,9 +142,11 @@ export class JobLiveness {
   private async relock(): Promise<void> {
     if (this.closed) return;
     try {
+      let anyTaken = false;
       for (const jobId of this.held.keys()) {
-        if (!this.locked.has(jobId)) await this.lock(jobId);
+        if (!this.locked.has(jobId) && !(await this.lock(jobId))) anyTaken = true;
       }
+      if (anyTaken) this.scheduleRelock();
     } catch {
       this.scheduleRelock();
     }

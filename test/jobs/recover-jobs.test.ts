@@ -1,4 +1,5 @@
 import { eq, sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import {
@@ -240,6 +241,32 @@ describe('JobLiveness', () => {
     }
     await expect.poll(holders, { timeout: 5_000 }).toBe(0);
     await liveness.close();
+  });
+  it('takes the lock once an earlier attempt lets it go', async () => {
+    const { jobId } = await activePreview({ ageSeconds: 120 });
+    // A session of another process that still runs the previous attempt of this job.
+    const earlier = postgres(context.database.url, { max: 1, onnotice: () => {} });
+    const [high, low] = jobLockKeys(jobId);
+    await earlier`SELECT pg_advisory_lock(${high}::integer, ${low}::integer)`;
+    const liveness = new JobLiveness(context.database.url, context.logger);
+    let finish!: () => void;
+    const running = liveness.run(jobId, () => new Promise<void>((resolve) => (finish = resolve)));
+    try {
+      const taken = () =>
+        context.logs.some((line) => line.event === 'jobs.liveness_lock_taken' && line.jobId === jobId);
+      await expect.poll(taken).toBe(true);
+      await earlier.end();
+      await expect.poll(() => lockHeld(jobId), { timeout: 5_000, interval: 100 }).toBe(true);
+      const outcome = await recoverDeadJobs(context, quick);
+      expect(outcome.retried + outcome.failed).toBe(0);
+      expect((await jobState(jobId)).state).toBe('active');
+    } finally {
+      finish();
+      await running;
+      await liveness.close();
+      await earlier.end();
+    }
+    await context.boss.fail(previewQueue, jobId);
   });
 });
 
