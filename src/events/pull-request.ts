@@ -267,7 +267,6 @@ async function handleClosed(
     eq(prRuns.repositoryId, repository.id),
     eq(prRuns.prNumber, payload.number),
   );
-  // A redelivered event keeps the time of the first close.
   const closedAt = new Date(pullRequest.closed_at ?? pullRequest.updated_at).toISOString();
   const [later] = await tx
     .select({ id: prRuns.id })
@@ -285,7 +284,9 @@ async function handleClosed(
   if (later) return `ignored: ${target} was reopened or updated after this close, at ${closedAt}`;
   const allRuns = await tx
     .update(prRuns)
-    .set({ prClosedAt: sql`coalesce(${prRuns.prClosedAt}, ${closedAt}::timestamptz)` })
+    // The latest close wins. Two closes have a reopen between them, which may arrive last
+    // and must then not clear the later close.
+    .set({ prClosedAt: sql`greatest(${prRuns.prClosedAt}, ${closedAt}::timestamptz)` })
     .where(ofPullRequest)
     .returning({ id: prRuns.id });
 

@@ -232,13 +232,12 @@ describe('closed', () => {
     expect(runs.find((run) => run.id === latest!.id)!.status).toBe('completed');
   });
 
-  it('keeps the first close time on redelivery', async () => {
+  it('keeps the close time on redelivery', async () => {
     const number = nextPullRequest++;
     await deliver(pullRequestEvent('opened', number, sha('4'), '2024-05-07T09:00:00Z'));
     const closed = pullRequestEvent('closed', number, sha('4'), '2024-05-07T09:05:00Z');
     closed.pull_request.closed_at = '2024-05-07T09:04:59Z';
     await deliver(closed);
-    closed.pull_request.closed_at = '2024-05-07T09:30:00Z';
 
     const outcome = await deliver(closed);
 
@@ -247,6 +246,25 @@ describe('closed', () => {
     );
     const [run] = await runsOf(number);
     expect(run!.prClosedAt?.toISOString()).toBe('2024-05-07T09:04:59.000Z');
+  });
+
+  it('keeps a later close when its reopen comes last', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('8'), '2024-05-11T09:00:00Z'));
+    const [run] = await runsOf(number);
+    await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run!.id));
+    // Closed at 09:01, reopened at 09:02 and closed again at 09:03; the reopen arrives last.
+    await deliver(pullRequestEvent('closed', number, sha('8'), '2024-05-11T09:01:00Z'));
+    await deliver(pullRequestEvent('closed', number, sha('8'), '2024-05-11T09:03:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('8'), '2024-05-11T09:02:00Z'),
+    );
+
+    expect(outcome).toContain('pull request reopened: marked 0 run(s) open');
+    const [stored] = await runsOf(number);
+    expect(stored!.prClosedAt?.toISOString()).toBe('2024-05-11T09:03:00.000Z');
+    expect(stored!.prReopenedAt?.toISOString()).toBe('2024-05-11T09:02:00.000Z');
   });
 
   it('marks the runs open on reopen', async () => {
