@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, gte, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
@@ -84,6 +84,16 @@ export async function handlePullRequestEvent(
   if (unavailable) return `skipped: ${unavailable.message}`;
 
   const updatedAt = new Date(pullRequest.updated_at);
+  const target = `${repository.full_name}#${payload.number}`;
+  // An event older than a close that is still marked comes from before that close, so it
+  // must neither start an analysis nor create a run that accepts fixes.
+  const closedAt = await closedAtOrAfter(tx, repository.id, payload.number, updatedAt);
+  if (closedAt) {
+    const note = `${target} was closed at ${closedAt.toISOString()}, after this event`;
+    return payload.action === 'reopened'
+      ? `pull request reopened: marked ${reopenedRuns} run(s) open; ignored: ${note}`
+      : `ignored: ${note}`;
+  }
   const [newer] = await tx
     .select({ id: prRuns.id, headSha: prRuns.headSha })
     .from(prRuns)
@@ -138,7 +148,6 @@ export async function handlePullRequestEvent(
     // example before the app's credentials were set. Other existing runs stay as they are.
     const rerun = ['cancelled', 'superseded', 'failed'];
     if (!existing || !rerun.includes(existing.status)) {
-      const target = `${repository.full_name}#${payload.number}`;
       if (payload.action === 'reopened') {
         return (
           `pull request reopened: marked ${reopenedRuns} run(s) open; the run for ${target} ` +
@@ -214,6 +223,28 @@ async function supersedeOlderRuns(
       'request the fix on the newest run.',
   );
   return olderIds;
+}
+
+/** Returns the latest close mark on the pull request's runs that is not before `at`, or null. */
+async function closedAtOrAfter(
+  tx: Transaction,
+  repositoryId: number,
+  prNumber: number,
+  at: Date,
+): Promise<Date | null> {
+  const [row] = await tx
+    .select({ closedAt: prRuns.prClosedAt })
+    .from(prRuns)
+    .where(
+      and(
+        eq(prRuns.repositoryId, repositoryId),
+        eq(prRuns.prNumber, prNumber),
+        gte(prRuns.prClosedAt, at),
+      ),
+    )
+    .orderBy(desc(prRuns.prClosedAt))
+    .limit(1);
+  return row?.closedAt ?? null;
 }
 
 /**

@@ -253,7 +253,7 @@ describe('closed', () => {
     await deliver(pullRequestEvent('opened', number, sha('8'), '2024-05-11T09:00:00Z'));
     const [run] = await runsOf(number);
     await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run!.id));
-    // Closed at 09:01, reopened at 09:02 and closed again at 09:03; the reopen arrives last.
+    // Closed at 09:01, reopened at 09:02 and closed again at 09:03. The reopen arrives last.
     await deliver(pullRequestEvent('closed', number, sha('8'), '2024-05-11T09:01:00Z'));
     await deliver(pullRequestEvent('closed', number, sha('8'), '2024-05-11T09:03:00Z'));
 
@@ -265,6 +265,45 @@ describe('closed', () => {
     const [stored] = await runsOf(number);
     expect(stored!.prClosedAt?.toISOString()).toBe('2024-05-11T09:03:00.000Z');
     expect(stored!.prReopenedAt?.toISOString()).toBe('2024-05-11T09:02:00.000Z');
+  });
+
+  it('ignores a push delivered after a later close', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('a'), '2024-05-12T09:00:00Z'));
+    await deliver(pullRequestEvent('closed', number, sha('a'), '2024-05-12T09:02:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('synchronize', number, sha('b'), '2024-05-12T09:01:00Z'),
+    );
+
+    expect(outcome).toBe(
+      `ignored: Codertocat/Hello-World#${number} was closed at 2024-05-12T09:02:00.000Z, ` +
+        'after this event',
+    );
+    const runs = await runsOf(number);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.headSha).toBe(sha('a'));
+    expect(runs[0]!.prClosedAt?.toISOString()).toBe('2024-05-12T09:02:00.000Z');
+  });
+
+  it('ignores a reopen older than the close', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('opened', number, sha('c'), '2024-05-13T09:00:00Z'));
+    // Closed before the analysis, so the close cancelled the run.
+    await deliver(pullRequestEvent('closed', number, sha('c'), '2024-05-13T09:05:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('c'), '2024-05-13T09:02:00Z'),
+    );
+
+    expect(outcome).toBe(
+      'pull request reopened: marked 0 run(s) open; ignored: ' +
+        `Codertocat/Hello-World#${number} was closed at 2024-05-13T09:05:00.000Z, after this event`,
+    );
+    const [run] = await runsOf(number);
+    expect(run!.status).toBe('cancelled');
+    expect(run!.prClosedAt?.toISOString()).toBe('2024-05-13T09:05:00.000Z');
+    expect(await jobState(analyzeQueue, run!.analyzeJobId)).toBe('cancelled');
   });
 
   it('marks the runs open on reopen', async () => {
