@@ -150,7 +150,8 @@ async function unheldActiveJobs(db: Database | Transaction, minimumAgeSeconds: n
 
 /**
  * Releases a dead preview attempt's holds and, after a last attempt, fails its run or preview
- * with `reason`. Only unfinished runs and previews change. Returns the tokens released.
+ * with `reason`. Only unfinished runs and previews whose current job is `job` change. Returns
+ * the tokens released.
  */
 async function cleanUpAfter(
   context: AppContext,
@@ -162,19 +163,27 @@ async function cleanUpAfter(
   const error = new Error(`${reason[0]!.toUpperCase()}${reason.slice(1)}.`);
   const { runId, patchRequestId } = job.data ?? {};
   let released = 0;
+  // Each update checks that the run or preview still names this job. A run queued again by a
+  // new delivery, or a preview with a regenerated file, belongs to a newer job, whose
+  // attempts reuse this job's attempt numbers in their idempotency keys.
   if (job.name === previewQueue && patchRequestId) {
+    const [request] = await db.execute<{ current: boolean }>(sql`
+      SELECT preview_job_id = ${job.id} AS current FROM patch_requests WHERE id = ${patchRequestId}
+    `);
+    if (!request?.current) return 0;
     released = await releaseAttemptReservations(db, patchRequestId, job.retry_count);
     if (lastAttempt) await failPatchRequest(db, patchRequestId, error);
   } else if (job.name === analyzeQueue && runId && lastAttempt) {
     await db.execute(sql`
       UPDATE pr_runs SET status = 'failed', error = ${`Analysis failed: ${error.message}`},
         completed_at = now()
-      WHERE id = ${runId} AND status IN ('queued', 'analyzing')
+      WHERE id = ${runId} AND status IN ('queued', 'analyzing') AND analyze_job_id = ${job.id}
     `);
   } else if (job.name === reportQueue && runId && lastAttempt) {
     await db.execute(sql`
       UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
       WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
+        AND report_job_id = ${job.id}
     `);
   }
   return released;

@@ -190,7 +190,10 @@ describe('recoverDeadJobs', () => {
     const outcome = await recoverDeadJobs(context, quick);
     expect(outcome).toEqual({ retried: 0, failed: 1, releasedTokens: 0 });
     expect((await jobState(jobId)).state).toBe('failed');
-    const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    const [request] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, patchRequestId));
     expect(request!.status).toBe('failed');
     expect(request!.error).toBe(
       'Preview failed: The worker running it stopped (its process ended or lost its database session).',
@@ -274,6 +277,7 @@ describe('failTimedOutWork', () => {
   it('fails the run of an analysis that timed out on its last attempt', async () => {
     const run = await insertRun('analyzing');
     const jobId = await context.boss.send(analyzeQueue, { runId: run.id }, { retryLimit: 0 });
+    await context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
     await context.boss.fetch(analyzeQueue);
     await context.db.execute(sql`
       UPDATE pgboss.job SET state = 'failed', completed_on = now(),
@@ -289,5 +293,74 @@ describe('failTimedOutWork', () => {
     expect(await failTimedOutWork(context, 3600)).toBe(1);
     const [again] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(again!.completedAt).toEqual(before);
+  });
+
+  it('leaves a run queued again with a new job', async () => {
+    const run = await insertRun('analyzing');
+    const jobId = await context.boss.send(analyzeQueue, { runId: run.id }, { retryLimit: 0 });
+    await context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
+    await context.boss.fetch(analyzeQueue);
+    await context.db.execute(sql`
+      UPDATE pgboss.job SET state = 'failed', completed_on = now(),
+        output = '{"value": {"message": "job failed by timeout in active state"}}'::jsonb
+      WHERE id = ${jobId}
+    `);
+    await failTimedOutWork(context, 3600);
+    const [failed] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(failed!.status).toBe('failed');
+    // A new delivery for the commit queues the failed run again with a job of its own.
+    const newJobId = await context.boss.send(analyzeQueue, { runId: run.id });
+    await context.db
+      .update(prRuns)
+      .set({ status: 'queued', error: null, completedAt: null, analyzeJobId: newJobId })
+      .where(eq(prRuns.id, run.id));
+
+    await failTimedOutWork(context, 3600);
+
+    const [stored] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.status).toBe('queued');
+    expect(stored!.error).toBeNull();
+    await context.boss.cancel(analyzeQueue, newJobId!);
+  });
+
+  it('leaves a preview regenerated with a new job', async () => {
+    const { patchRequestId, jobId } = await activePreview({ ageSeconds: 10, retryLimit: 0 });
+    await context.db.execute(sql`
+      UPDATE pgboss.job SET state = 'failed', completed_on = now(),
+        output = '{"value": {"message": "job failed by timeout in active state"}}'::jsonb
+      WHERE id = ${jobId}
+    `);
+    await failTimedOutWork(context, 3600);
+    const [failed] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, patchRequestId));
+    expect(failed!.status).toBe('failed');
+    // Regenerating a file sends a new job and sets the request running again.
+    const newJobId = await context.boss.send(previewQueue, { patchRequestId });
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'running', error: null, completedAt: null, previewJobId: newJobId })
+      .where(eq(patchRequests.id, patchRequestId));
+    const hold = await reserveTokens(context.db, {
+      userId,
+      tokens: 300,
+      idempotencyKey: `${patchRequestId}:src/a.ts:generation-1:attempt-0:groq`,
+      ttlSeconds: 900,
+    });
+    expect(hold.ok).toBe(true);
+
+    await failTimedOutWork(context, 3600);
+
+    const [request] = await context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, patchRequestId));
+    expect(request!.status).toBe('running');
+    expect(request!.error).toBeNull();
+    expect(await reservedTokens()).toBe(300);
+    await context.db.delete(tokenReservations);
+    await context.db.update(users).set({ tokensReserved: 0 }).where(eq(users.id, userId));
+    await context.boss.cancel(previewQueue, newJobId!);
   });
 });
