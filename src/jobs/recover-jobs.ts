@@ -50,13 +50,22 @@ export interface RecoveryOutcome {
  */
 export async function recoverDeadJobs(
   context: AppContext,
-  options: { minimumAgeSeconds: number; confirmDelayMs: number },
+  options: { minimumAgeSeconds: number; confirmDelayMs: number; signal?: AbortSignal },
 ): Promise<RecoveryOutcome> {
   const outcome: RecoveryOutcome = { retried: 0, failed: 0, releasedTokens: 0 };
   const suspects = await unheldActiveJobs(context.db, options.minimumAgeSeconds);
   if (suspects.length === 0) return outcome;
 
-  await new Promise((resolve) => setTimeout(resolve, options.confirmDelayMs).unref());
+  // A process that stops during the pause ends the pass here, before its pool closes.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, options.confirmDelayMs);
+    timer.unref();
+    options.signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  if (options.signal?.aborted) return outcome;
   const suspected = new Set(suspects.map((job) => attemptKey(job)));
   // The second check and the failing run in one transaction under a lock, so two recoveries
   // running at once (one per worker process at start) do not fail a job twice.
@@ -114,6 +123,9 @@ export async function failTimedOutWork(context: AppContext, withinSeconds: numbe
       AND output->'value'->>'message' = ${pgBossTimeoutMessage}
   `);
   for (const job of jobs) {
+    // A handler still running after its expiry finishes the work itself; the next pass looks
+    // again once its lock is free.
+    if (!(await lockIsFree(context.db, job.id))) continue;
     await cleanUpAfter(context, job, true, 'the job ran past its time limit on its last attempt');
   }
   return jobs.length;
@@ -136,16 +148,20 @@ async function unheldActiveJobs(db: Database | Transaction, minimumAgeSeconds: n
   `);
   const unheld: ActiveJob[] = [];
   for (const job of active) {
-    const [high, low] = jobLockKeys(job.id);
-    // Taken and given back in one statement, so on one session: a free lock means that no
-    // session marks the job as alive.
-    const [row] = await db.execute<{ free: boolean }>(sql`
-      SELECT CASE WHEN pg_try_advisory_lock(${high}::integer, ${low}::integer)
-        THEN pg_advisory_unlock(${high}::integer, ${low}::integer) ELSE false END AS free
-    `);
-    if (row?.free) unheld.push(job);
+    if (await lockIsFree(db, job.id)) unheld.push(job);
   }
   return unheld;
+}
+
+/** Tells whether no session holds the job's liveness lock, that is, no worker runs it. */
+async function lockIsFree(db: Database | Transaction, jobId: string): Promise<boolean> {
+  const [high, low] = jobLockKeys(jobId);
+  // Taken and given back in one statement, so on one session.
+  const [row] = await db.execute<{ free: boolean }>(sql`
+    SELECT CASE WHEN pg_try_advisory_lock(${high}::integer, ${low}::integer)
+      THEN pg_advisory_unlock(${high}::integer, ${low}::integer) ELSE false END AS free
+  `);
+  return row?.free ?? false;
 }
 
 /**

@@ -69,21 +69,31 @@ export async function startWorkers(
   });
   await boss.schedule(rolloverPeriodsQueue, rolloverPeriodsCron);
 
+  const stopping = new AbortController();
+  const recoveries = new Set<Promise<void>>();
   const recover = async () => {
     const seconds = config.JOB_RECOVERY_SECONDS;
     const outcome = await recoverDeadJobs(context, {
       minimumAgeSeconds: seconds,
-      confirmDelayMs: Math.min(10_000, seconds * 500),
+      // At least 2 s, so a worker whose connection just dropped (it retries every second)
+      // has taken its locks again before the second check.
+      confirmDelayMs: Math.min(10_000, Math.max(2_000, seconds * 500)),
+      signal: stopping.signal,
     });
+    if (stopping.signal.aborted) return;
     const timedOut = await failTimedOutWork(context, 3600);
     if (outcome.retried + outcome.failed > 0) {
       logger.info({ event: 'job.recover_jobs', ...outcome, timedOut }, 'recovered jobs of dead workers');
     }
   };
-  const recoverInBackground = () =>
-    void recover().catch((error: unknown) => {
-      logger.error({ event: 'job.recover_jobs.failed', err: toSafeError(error) }, 'recovering dead jobs failed');
-    });
+  const recoverInBackground = () => {
+    const running = recover()
+      .catch((error: unknown) => {
+        logger.error({ event: 'job.recover_jobs.failed', err: toSafeError(error) }, 'recovering dead jobs failed');
+      })
+      .finally(() => recoveries.delete(running));
+    recoveries.add(running);
+  };
   // The jobs of a worker that died before this process started are found now, and those it
   // started only just before it died once they reach the minimum age, not at the next minute.
   recoverInBackground();
@@ -94,6 +104,8 @@ export async function startWorkers(
   return {
     close: async () => {
       clearTimeout(again);
+      stopping.abort();
+      await Promise.all(recoveries);
       await liveness.close();
     },
   };

@@ -215,6 +215,23 @@ describe('recoverDeadJobs', () => {
   });
 });
 
+describe('recoverDeadJobs when the process stops', () => {
+  it('ends the pass during its pause', async () => {
+    const { jobId } = await activePreview({ ageSeconds: 120 });
+    const stopping = new AbortController();
+    const pass = recoverDeadJobs(context, {
+      minimumAgeSeconds: 60,
+      confirmDelayMs: 60_000,
+      signal: stopping.signal,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stopping.abort();
+    expect(await pass).toEqual({ retried: 0, failed: 0, releasedTokens: 0 });
+    expect((await jobState(jobId)).state).toBe('active');
+    await context.boss.fail(previewQueue, jobId);
+  });
+});
+
 describe('JobLiveness', () => {
   it('takes the lock again after its connection is closed', async () => {
     const jobId = '4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
@@ -273,17 +290,47 @@ describe('JobLiveness', () => {
   });
 });
 
+/** Queues an analysis on its last attempt and fails its job the way pg-boss's expiry does. */
+async function timedOutAnalysis() {
+  const run = await insertRun('analyzing');
+  const jobId = (await context.boss.send(analyzeQueue, { runId: run.id }, { retryLimit: 0 }))!;
+  await context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
+  await context.boss.fetch(analyzeQueue);
+  await context.db.execute(sql`
+    UPDATE pgboss.job SET state = 'failed', completed_on = now(),
+      output = '{"value": {"message": "job failed by timeout in active state"}}'::jsonb
+    WHERE id = ${jobId}
+  `);
+  return { run, jobId };
+}
+
 describe('failTimedOutWork', () => {
+  it('waits while the expired job still runs', async () => {
+    const { run, jobId } = await timedOutAnalysis();
+    const liveness = new JobLiveness(context.database.url, context.logger);
+    let finish!: () => void;
+    const running = liveness.run(jobId, () => new Promise<void>((resolve) => (finish = resolve)));
+    try {
+      await expect.poll(() => lockHeld(jobId)).toBe(true);
+      await failTimedOutWork(context, 3600);
+      const [stored] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+      expect(stored!.status).toBe('analyzing');
+    } finally {
+      finish();
+      await running;
+      await liveness.close();
+    }
+    await failTimedOutWork(context, 3600);
+    const [after] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(after!.status).toBe('failed');
+    // Out of the look-back, so the tests below count only their own jobs.
+    await context.db.execute(
+      sql`UPDATE pgboss.job SET completed_on = now() - interval '2 hours' WHERE id = ${jobId}`,
+    );
+  });
+
   it('fails the run of an analysis that timed out on its last attempt', async () => {
-    const run = await insertRun('analyzing');
-    const jobId = await context.boss.send(analyzeQueue, { runId: run.id }, { retryLimit: 0 });
-    await context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
-    await context.boss.fetch(analyzeQueue);
-    await context.db.execute(sql`
-      UPDATE pgboss.job SET state = 'failed', completed_on = now(),
-        output = '{"value": {"message": "job failed by timeout in active state"}}'::jsonb
-      WHERE id = ${jobId}
-    `);
+    const { run, jobId } = await timedOutAnalysis();
     expect(await failTimedOutWork(context, 3600)).toBe(1);
     const [stored] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored!.status).toBe('failed');
@@ -296,15 +343,7 @@ describe('failTimedOutWork', () => {
   });
 
   it('leaves a run queued again with a new job', async () => {
-    const run = await insertRun('analyzing');
-    const jobId = await context.boss.send(analyzeQueue, { runId: run.id }, { retryLimit: 0 });
-    await context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
-    await context.boss.fetch(analyzeQueue);
-    await context.db.execute(sql`
-      UPDATE pgboss.job SET state = 'failed', completed_on = now(),
-        output = '{"value": {"message": "job failed by timeout in active state"}}'::jsonb
-      WHERE id = ${jobId}
-    `);
+    const { run, jobId } = await timedOutAnalysis();
     await failTimedOutWork(context, 3600);
     const [failed] = await context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(failed!.status).toBe('failed');
