@@ -231,6 +231,14 @@ export interface Config
  * per invalid variable, naming it and what to set.
  */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  // An empty DATABASE_URL is more likely a secret that failed to fill in than a wish for the
+  // bundled PostgreSQL, which would then quietly hold the data instead.
+  if (source.DATABASE_URL !== undefined && source.DATABASE_URL.trim() === '') {
+    throw new ConfigError(
+      'Invalid DATABASE_URL: it is set but empty. Remove the variable to use the bundled ' +
+        'PostgreSQL, or set it to postgres://USER:PASSWORD@HOST:PORT/DATABASE.',
+    );
+  }
   // A variable set to nothing (`PORT=` in an env file) counts as unset, so it gets its default.
   // zod would otherwise coerce "" to the number 0, a valid token limit and port.
   const set = Object.fromEntries(

@@ -49,6 +49,13 @@ describe('loadConfig with blank values', () => {
     expect(config.DATA_DIR).toBe(loadConfig({}).DATA_DIR);
   });
 
+  it('rejects an empty DATABASE_URL instead of using the bundled server', () => {
+    expect(errorFor({ DATABASE_URL: ' ' })).toBe(
+      'Invalid DATABASE_URL: it is set but empty. Remove the variable to use the bundled ' +
+        'PostgreSQL, or set it to postgres://USER:PASSWORD@HOST:PORT/DATABASE.',
+    );
+  });
+
   it('still rejects a value that is not blank', () => {
     expect(errorFor({ PLAN_FREE_TOKENS: 'lots' })).toContain('Invalid PLAN_FREE_TOKENS');
   });
