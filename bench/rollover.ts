@@ -9,13 +9,13 @@
  * `rolloverPeriods` once a round after making `--due` users due again. It prints each run and
  * the median of the rounds, and removes the server afterwards.
  */
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { loadConfig } from '../src/config/env.ts';
 import type { AppContext } from '../src/context.ts';
 import { connectDatabase } from '../src/db/client.ts';
 import { rolloverPeriods } from '../src/jobs/rollover-periods.ts';
 import { createLogger } from '../src/logger.ts';
+import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median, startBenchDatabase } from './database.ts';
 
 const usage =
@@ -25,39 +25,16 @@ const usage =
   '  --rounds  timed runs; the median is reported (default 5)';
 
 function readArguments() {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      options: {
-        users: { type: 'string', default: '100000' },
-        due: { type: 'string', default: '10' },
-        rounds: { type: 'string', default: '5' },
-        help: { type: 'boolean', default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-  if (parsed.values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  const whole = (name: string, text: string, minimum: number) => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < minimum || value > 10_000_000) {
-      console.error(`Invalid --${name} "${text}": expected a whole number from ${minimum} to 10000000.\n${usage}`);
-      process.exit(2);
-    }
-    return value;
-  };
-  const users = whole('users', parsed.values.users, 1);
-  const due = whole('due', parsed.values.due, 0);
+  const values = readBenchOptions(usage, { users: '100000', due: '10', rounds: '5' });
+  const whole = (name: string, text: string, minimum: number) =>
+    wholeNumber(usage, name, text, minimum, 10_000_000);
+  const users = whole('users', values.users, 1);
+  const due = whole('due', values.due, 0);
   if (due > users) {
     console.error(`Invalid --due ${due}: it must not exceed --users ${users}.\n${usage}`);
     process.exit(2);
   }
-  return { users, due, rounds: whole('rounds', parsed.values.rounds, 1) };
+  return { users, due, rounds: whole('rounds', values.rounds, 1) };
 }
 
 const options = readArguments();
