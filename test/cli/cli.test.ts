@@ -1,48 +1,30 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { runCliToExit } from '../helpers/process.ts';
+import { serveTestApp } from '../helpers/web.ts';
 
 const secret = 'cli-test-secret';
 
 let context: TestContext;
-let server: ServerType;
+let served: Awaited<ReturnType<typeof serveTestApp>>;
 let base: string;
 let payloadDir: string;
 let payload: string;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `fixwright ARGS` with only the variables a command needs, and returns its exit code. */
-function runFixwright(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/fixwright.js', ...args], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        TMPDIR: process.env.TMPDIR,
-        NODE_ENV: 'test',
-        WEBHOOK_SECRET: secret,
-        ...env,
-      },
-      stdio: 'pipe',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+function runFixwright(args: string[], env: Record<string, string> = {}) {
+  return runCliToExit(args, {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TMPDIR: process.env.TMPDIR,
+    NODE_ENV: 'test',
+    WEBHOOK_SECRET: secret,
+    ...env,
   });
 }
 
@@ -62,23 +44,15 @@ async function closedPort(): Promise<number> {
 
 beforeAll(async () => {
   context = await createTestContext({ WEBHOOK_SECRET: secret });
-  server = serve({ fetch: createApp(context).fetch, hostname: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  served = await serveTestApp(context);
+  base = served.url;
   payloadDir = await mkdtemp(path.join(tmpdir(), 'fixwright-cli-'));
   payload = path.join(payloadDir, 'payload.json');
   await writeFile(payload, JSON.stringify({ zen: 'Keep it logically awesome.', hook_id: 1 }));
 });
 
 afterAll(async () => {
-  if (server) {
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    (server as unknown as { closeAllConnections(): void }).closeAllConnections();
-    await closed;
-  }
+  await served?.close();
   await context?.close();
   if (payloadDir) await rm(payloadDir, { recursive: true, force: true });
 });

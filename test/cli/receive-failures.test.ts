@@ -6,10 +6,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { serveTestApp } from '../helpers/web.ts';
 
 const secret = 'receive-test-secret';
 
@@ -23,7 +22,7 @@ interface CliResult {
 let dir: string;
 let payload: string;
 let context: TestContext;
-let fixwright: ServerType;
+let fixwright: Awaited<ReturnType<typeof serveTestApp>>;
 let fixwrightBase: string;
 const servers: Server[] = [];
 
@@ -78,12 +77,8 @@ beforeAll(async () => {
   payload = path.join(dir, 'payload.json');
   await writeFile(payload, JSON.stringify({ zen: 'Design for failure.', hook_id: 7 }));
   context = await createTestContext({ WEBHOOK_SECRET: secret });
-  fixwright = serve({ fetch: createApp(context).fetch, hostname: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve, reject) => {
-    fixwright.once('listening', resolve);
-    fixwright.once('error', reject);
-  });
-  fixwrightBase = `http://127.0.0.1:${(fixwright.address() as AddressInfo).port}`;
+  fixwright = await serveTestApp(context);
+  fixwrightBase = fixwright.url;
 });
 
 afterAll(async () => {
@@ -91,11 +86,7 @@ afterAll(async () => {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
-  if (fixwright) {
-    const closed = new Promise<void>((resolve) => fixwright.close(() => resolve()));
-    (fixwright as unknown as { closeAllConnections(): void }).closeAllConnections();
-    await closed;
-  }
+  await fixwright?.close();
   await context?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

@@ -1,3 +1,5 @@
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
 import { count, eq } from 'drizzle-orm';
 import {
   findings,
@@ -176,6 +178,28 @@ export async function createRunWebTestContext(input: {
         .from(patchRequests)
         .where(eq(patchRequests.runId, setup.run.id));
       return row!.value;
+    },
+  };
+}
+
+/**
+ * Serves the app of `context` on a free port of 127.0.0.1, as `fixwright start` would, and
+ * returns its base URL and a function that closes the server and its open connections.
+ */
+export async function serveTestApp(
+  context: TestContext,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = serve({ fetch: createApp(context).fetch, hostname: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      (server as unknown as { closeAllConnections(): void }).closeAllConnections();
+      await closed;
     },
   };
 }
