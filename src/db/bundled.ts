@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { isProcessAlive } from '../process-alive.ts';
 import postgres from 'postgres';
 import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
@@ -72,7 +73,7 @@ async function openUnderLock(options: {
   const running = await findRunningServer(clusterDir);
   if (running) {
     const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
-    if (owner > 0 && isAlive(owner)) {
+    if (owner > 0 && isProcessAlive(owner)) {
       if (options.exclusive) throw new StartupError(inUseMessage(dataDir, owner));
       logger.info(
         { event: 'bundled_postgres.reused', port: running.port, ownerPid: owner },
@@ -150,7 +151,7 @@ async function acquireStartLock(
       (info) => Date.now() - info.mtimeMs,
       () => 0,
     );
-    if ((holder > 0 && !isAlive(holder)) || (!(holder > 0) && age > 5_000)) {
+    if ((holder > 0 && !isProcessAlive(holder)) || (!(holder > 0) && age > 5_000)) {
       await rm(lockFile, { force: true });
       continue;
     }
@@ -423,7 +424,7 @@ async function findRunningServer(
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || !Number.isInteger(port) || pid <= 0) return undefined;
-  if (!isAlive(pid)) return undefined;
+  if (!isProcessAlive(pid)) return undefined;
 
   const command = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => undefined);
   // Without /proc (macOS, Windows) a live pid is taken to be the server.
@@ -434,29 +435,13 @@ async function findRunningServer(
   return { pid, port };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    // EPERM means the process exists but belongs to another user, as when root runs postgres.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // An exited child not yet reaped still accepts signals; /proc shows it as a zombie (Z).
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
-}
-
 /** Asks an orphaned postmaster for a fast shutdown and waits up to 30 s for it to exit. */
 async function stopOrphan(pid: number): Promise<void> {
   process.kill(pid, 'SIGINT');
-  for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) {
+  for (let waited = 0; waited < 30_000 && isProcessAlive(pid); waited += 100) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  if (isAlive(pid)) {
+  if (isProcessAlive(pid)) {
     throw new Error(
       `The bundled PostgreSQL (pid ${pid}) left by a crashed Fixwright process did not stop; ` +
         'stop it, then start Fixwright again.',

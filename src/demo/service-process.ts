@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isProcessAlive } from '../process-alive.ts';
 
 /** Root of the package, where `bin/fixwright.js` is. */
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -99,23 +100,6 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<string> 
       else reject(new Error(`fixwright ${args.join(' ')} failed with exit code ${code}: ${stderr.trim()}`));
     });
   });
-}
-
-/** True when a process with this pid exists and is not a zombie waiting to be reaped. */
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    // EPERM: the process exists but belongs to another user, as PostgreSQL does under root.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    // Without /proc (macOS) a pid that accepts signal 0 is taken to be alive.
-    return true;
-  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../src/demo/service-process.ts';
+import { isProcessAlive } from '../../src/process-alive.ts';
 import { waitFor } from '../helpers/process.ts';
 
 /**
