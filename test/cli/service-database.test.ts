@@ -3,23 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFreePort, startEmbeddedPostgres, type PostgresServer } from '../../src/db/bundled.ts';
-import { runCli, runCliToExit, waitFor } from '../helpers/process.ts';
+import { cliEnv, runCli, runCliToExit, waitFor } from '../helpers/process.ts';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service.ts';
 
 let parent: string;
 const services: ServiceProcess[] = [];
 const servers: PostgresServer[] = [];
-
-const baseEnv = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH,
-  HOME: process.env.HOME,
-  TMPDIR: process.env.TMPDIR,
-  NODE_ENV: 'test',
-  LOG_LEVEL: 'info',
-  HOST: '127.0.0.1',
-  PORT: '0',
-  ...extra,
-});
 
 /** Lines of a service's output that pino wrote at error level (50) or above. */
 function errorLines(output: string): string[] {
@@ -48,7 +37,7 @@ describe('start on a DATA_DIR in use', () => {
     const first = await startServiceProcess({ DATA_DIR: dataDir });
     services.push(first);
 
-    const second = await runCliToExit(['start'], baseEnv({ DATA_DIR: dataDir }));
+    const second = await runCliToExit(['start'], cliEnv({ DATA_DIR: dataDir }));
     expect(second.code).toBe(1);
     expect(second.stderr).toBe(
       `The bundled PostgreSQL in ${dataDir} is already run by another Fixwright process ` +
@@ -58,7 +47,7 @@ describe('start on a DATA_DIR in use', () => {
     expect(linesWithEvent(second.stdout, 'bundled_postgres.reused')).toEqual([]);
 
     // One-off commands still use the server that the first start runs.
-    const token = await runCli(['users', 'token', '--login', 'octocat'], baseEnv({ DATA_DIR: dataDir }));
+    const token = await runCli(['users', 'token', '--login', 'octocat'], cliEnv({ DATA_DIR: dataDir }));
     expect(token.stdout.trim()).toMatch(/^\S{20,}$/);
     expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
 

@@ -5,20 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
-import { runCliToExit } from '../helpers/process.ts';
+import { cliEnv, runCliToExit } from '../helpers/process.ts';
 
 let parent: string;
-
-const baseEnv = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH,
-  HOME: process.env.HOME,
-  TMPDIR: process.env.TMPDIR,
-  NODE_ENV: 'test',
-  LOG_LEVEL: 'info',
-  HOST: '127.0.0.1',
-  PORT: '0',
-  ...extra,
-});
 
 /** A fresh DATA_DIR path inside the test folder; the folder itself is not created. */
 let dataDirs = 0;
@@ -53,7 +42,7 @@ describe('unreachable DATABASE_URL', () => {
       `at 127.0.0.1:${port}: connection refused (ECONNREFUSED). Check that PostgreSQL is ` +
       `running and listens on 127.0.0.1:${port}, or correct the host and port in DATABASE_URL.\n`;
     for (const args of [['start'], ['migrate'], ['users', 'show', '--login', 'octocat']]) {
-      const result = await runCliToExit(args, baseEnv({ DATABASE_URL: url }));
+      const result = await runCliToExit(args, cliEnv({ DATABASE_URL: url }));
       expect(result.code, args.join(' ')).toBe(1);
       expect(result.stderr, args.join(' ')).toBe(expected);
       expect(result.stdout, args.join(' ')).not.toContain('hunter2');
@@ -66,7 +55,7 @@ describe('unreachable DATABASE_URL', () => {
       parsed.password = 'wrong-password';
     });
     const { hostname, port, username, pathname } = new URL(url);
-    const result = await runCliToExit(['start'], baseEnv({ DATABASE_URL: url }));
+    const result = await runCliToExit(['start'], cliEnv({ DATABASE_URL: url }));
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
       `Cannot connect to DATABASE_URL "postgres://${username}:***@${hostname}:${port}${pathname}" ` +
@@ -81,7 +70,7 @@ describe('unreachable DATABASE_URL', () => {
       parsed.pathname = '/fixwright_missing';
     });
     const { hostname, port, username } = new URL(url);
-    const result = await runCliToExit(['migrate'], baseEnv({ DATABASE_URL: url }));
+    const result = await runCliToExit(['migrate'], cliEnv({ DATABASE_URL: url }));
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
       `Cannot connect to DATABASE_URL "postgres://${username}:***@${hostname}:${port}/fixwright_missing" ` +
@@ -100,7 +89,7 @@ describe('addresses checked before the database', () => {
     try {
       const result = await runCliToExit(
         ['start'],
-        baseEnv({ DATA_DIR: dataDir, BUNDLED_POSTGRES_PORT: String(port) }),
+        cliEnv({ DATA_DIR: dataDir, BUNDLED_POSTGRES_PORT: String(port) }),
       );
       expect(result.code).toBe(2);
       expect(result.stderr).toBe(
@@ -117,7 +106,7 @@ describe('addresses checked before the database', () => {
   it('rejects a HOST this machine lacks', async () => {
     const dataDir = newDataDir();
     // 192.0.2.1 is a documentation address (RFC 5737); binding to it fails locally.
-    const result = await runCliToExit(['start'], baseEnv({ DATA_DIR: dataDir, HOST: '192.0.2.1' }));
+    const result = await runCliToExit(['start'], cliEnv({ DATA_DIR: dataDir, HOST: '192.0.2.1' }));
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
       'Invalid HOST "192.0.2.1": it is not an address of this machine; use 127.0.0.1, ' +
@@ -133,7 +122,7 @@ describe('addresses checked before the database', () => {
     const port = (blocker.address() as net.AddressInfo).port;
     const dataDir = newDataDir();
     try {
-      const result = await runCliToExit(['start'], baseEnv({ DATA_DIR: dataDir, PORT: String(port) }));
+      const result = await runCliToExit(['start'], cliEnv({ DATA_DIR: dataDir, PORT: String(port) }));
       expect(result.code).toBe(2);
       expect(result.stderr).toBe(
         `Port ${port} on 127.0.0.1 is already in use; set PORT to a free port.\n`,
@@ -154,7 +143,7 @@ describe('unusable DATA_DIR', () => {
     const results = [];
     for (const command of ['start', 'migrate']) {
       // A recursive mkdir of a path under /proc retries at full CPU, so a hang fails here.
-      const result = await runCliToExit([command], baseEnv({ DATA_DIR: dataDir }), { timeoutMs: 15_000 });
+      const result = await runCliToExit([command], cliEnv({ DATA_DIR: dataDir }), { timeoutMs: 15_000 });
       results.push({ command, ...result });
     }
     return results;
@@ -208,7 +197,7 @@ describe('unusable DATA_DIR', () => {
 
   it('creates missing parent directories', async () => {
     const dataDir = path.join(newDataDir(), 'nested', 'data');
-    const result = await runCliToExit(['migrate'], baseEnv({ DATA_DIR: dataDir }), { timeoutMs: 60_000 });
+    const result = await runCliToExit(['migrate'], cliEnv({ DATA_DIR: dataDir }), { timeoutMs: 60_000 });
     expect(result.code, result.stderr).toBe(0);
     expect(existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
   }, 90_000);

@@ -95,3 +95,20 @@ export async function processPids(program: string, args: string[]): Promise<numb
   }
   return pids;
 }
+
+/**
+ * Returns the environment of a `fixwright` command run by a test: where programs, home and
+ * temporary files are, the test settings, a free port on 127.0.0.1, and `extra` on top.
+ */
+export function cliEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TMPDIR: process.env.TMPDIR,
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    ...extra,
+  };
+}
