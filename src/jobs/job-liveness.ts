@@ -29,7 +29,7 @@ export class JobLiveness {
   private readonly sql: Sql;
   /** Job id to the number of handlers of this process running it. */
   private readonly held = new Map<string, number>();
-  /** Jobs whose lock the current session holds; emptied when the connection closes. */
+  /** Jobs whose lock the current session holds. Emptied when the connection closes. */
   private readonly locked = new Set<string>();
   private relockTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -67,6 +67,7 @@ export class JobLiveness {
     return [...this.held.keys()];
   }
 
+  /** Stops trying to take locks and closes the connection, which releases every lock. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.relockTimer);
@@ -114,7 +115,7 @@ export class JobLiveness {
     await this.sql`SELECT pg_advisory_unlock(${high}::integer, ${low}::integer)`.catch(() => {});
   }
 
-  /** Tries to take the job's lock; returns false when another session holds it. */
+  /** Tries to take the job's lock, and returns false when another session holds it. */
   private async lock(jobId: string): Promise<boolean> {
     const [high, low] = jobLockKeys(jobId);
     const [row] = await this.sql<{ locked: boolean }[]>`
@@ -142,11 +143,11 @@ export class JobLiveness {
   private async relock(): Promise<void> {
     if (this.closed) return;
     try {
-      let anyTaken = false;
+      let anyHeldElsewhere = false;
       for (const jobId of this.held.keys()) {
-        if (!this.locked.has(jobId) && !(await this.lock(jobId))) anyTaken = true;
+        if (!this.locked.has(jobId) && !(await this.lock(jobId))) anyHeldElsewhere = true;
       }
-      if (anyTaken) this.scheduleRelock();
+      if (anyHeldElsewhere) this.scheduleRelock();
     } catch {
       this.scheduleRelock();
     }

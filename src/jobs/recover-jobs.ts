@@ -46,7 +46,7 @@ export interface RecoveryOutcome {
  * failed through pg-boss, which retries it if it has attempts left. Without this, a dead
  * worker's job waited for its expiry (30 minutes for previews), and a job on its last attempt
  * left its run or preview showing as running for good. A preview's holds on the allowance are
- * released too, so its retry is not refused for tokens that nobody is spending.
+ * released too, so its retry is not refused for tokens that no running call uses.
  */
 export async function recoverDeadJobs(
   context: AppContext,
@@ -67,8 +67,8 @@ export async function recoverDeadJobs(
   });
   if (options.signal?.aborted) return outcome;
   const suspected = new Set(suspects.map((job) => attemptKey(job)));
-  // The second check and the failing run in one transaction under a lock, so two recoveries
-  // running at once (one per worker process at start) do not fail a job twice.
+  // The second check and the failing of the jobs run in one transaction under a lock, so two
+  // recoveries at once (one per worker process at start) do not fail a job twice.
   const dead = await context.db.transaction(async (tx) => {
     const [lock] = await tx.execute<{ taken: boolean }>(
       sql`SELECT pg_try_advisory_xact_lock(hashtextextended('fixwright:recover-jobs', 0)) AS taken`,
@@ -109,10 +109,10 @@ export async function recoverDeadJobs(
 }
 
 /**
- * Fails the run or preview of each job that pg-boss failed for running past its expiry on its
- * last attempt, since no handler runs for it. Looks back `withinSeconds`; running it again changes
- * nothing, because only unfinished runs and previews are updated. Returns how many jobs it
- * looked at.
+ * Fails the run or preview of each job that pg-boss failed on its last attempt for running past
+ * its expiry, because no handler records that failure. It looks back `withinSeconds`. Running
+ * it again changes nothing, because only unfinished runs and previews are updated. Returns
+ * how many jobs it looked at.
  */
 export async function failTimedOutWork(context: AppContext, withinSeconds: number): Promise<number> {
   const jobs = await context.db.execute<ActiveJob>(sql`
@@ -123,7 +123,7 @@ export async function failTimedOutWork(context: AppContext, withinSeconds: numbe
       AND output->'value'->>'message' = ${pgBossTimeoutMessage}
   `);
   for (const job of jobs) {
-    // A handler still running after its expiry finishes the work itself; the next pass looks
+    // A handler still running after its expiry finishes the work itself. The next pass looks
     // again once its lock is free.
     if (!(await lockIsFree(context.db, job.id))) continue;
     await cleanUpAfter(context, job, true, 'the job ran past its time limit on its last attempt');

@@ -58,7 +58,7 @@ export function fromInstallationUnavailable(error: InstallationUnavailableError)
 
 /**
  * Turns a closed pull request into a 409 with the error's message, which names the pull
- * request and asks the user to reopen it. The details name the repository, the pull request
+ * request and tells the user to reopen it. The details name the repository, the pull request
  * number and when it was closed.
  */
 export function fromPullRequestClosed(error: PullRequestClosedError): AppError {

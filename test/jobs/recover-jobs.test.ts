@@ -272,9 +272,9 @@ describe('JobLiveness', () => {
     let finish!: () => void;
     const running = liveness.run(jobId, () => new Promise<void>((resolve) => (finish = resolve)));
     try {
-      const taken = () =>
+      const lockTakenLogged = () =>
         context.logs.some((line) => line.event === 'jobs.liveness_lock_taken' && line.jobId === jobId);
-      await expect.poll(taken).toBe(true);
+      await expect.poll(lockTakenLogged).toBe(true);
       await earlier.end();
       await expect.poll(() => lockHeld(jobId), { timeout: 5_000, interval: 100 }).toBe(true);
       const outcome = await recoverDeadJobs(context, quick);

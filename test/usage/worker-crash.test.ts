@@ -178,7 +178,7 @@ describe('worker killed between reserve and settle', () => {
     expect(await database.db.select().from(tokenReservations)).toHaveLength(0);
   }, 120_000);
 
-  it('retries the job at once when its worker is gone, without waiting for expiries', async () => {
+  it('retries a dead worker\'s job at once', async () => {
     // Workers of the test above would take jobs and the recovery schedule with their settings.
     for (const service of services.splice(0)) await service.stop('SIGKILL');
     const [user] = await database.db
