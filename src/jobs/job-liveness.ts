@@ -52,6 +52,15 @@ export class JobLiveness {
     });
   }
 
+  /**
+   * Opens the liveness connection. Workers call it before they take any job, so a server out of
+   * connections fails the worker start instead of leaving running jobs unmarked, which recovery
+   * would take for dead.
+   */
+  async connect(): Promise<void> {
+    await this.sql`SELECT 1`;
+  }
+
   /** Runs `task` while this process holds the job's liveness lock. */
   async run<T>(jobId: string, task: () => Promise<T>): Promise<T> {
     await this.hold(jobId);

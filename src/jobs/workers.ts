@@ -8,6 +8,7 @@ import { JobLiveness } from './job-liveness.ts';
 import { failTimedOutWork, recoverDeadJobs, recoverJobsCron, recoverJobsQueue } from './recover-jobs.ts';
 import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
 import { toSafeError } from '../errors/safe-error.ts';
+import { StartupError } from '../errors/startup-error.ts';
 import {
   handleSweepReservations,
   sweepReservationsCron,
@@ -47,6 +48,16 @@ export async function startWorkers(
   const { boss, config, logger } = context;
   const polling = { pollingIntervalSeconds: 1, batchSize: 1, includeMetadata: true as const };
   const liveness = new JobLiveness(databaseUrl, logger);
+  try {
+    await liveness.connect();
+  } catch (error) {
+    await liveness.close().catch(() => {});
+    throw new StartupError(
+      `The worker could not open its job liveness connection to PostgreSQL ` +
+        `(${toSafeError(error).message}): check that the server accepts another connection ` +
+        `(max_connections), then start again.`,
+    );
+  }
 
   await boss.work<AnalyzeJobData>(analyzeQueue, polling, async ([job]) => {
     if (job) await liveness.run(job.id, () => handleAnalyzeJob(context, job));

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,8 @@ import {
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { jobLockKeys, JobLiveness } from '../../src/jobs/job-liveness.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
+import { startWorkers } from '../../src/jobs/workers.ts';
+import { StartupError } from '../../src/errors/startup-error.ts';
 import { failTimedOutWork, recoverDeadJobs } from '../../src/jobs/recover-jobs.ts';
 import { reserveTokens } from '../../src/usage/allowance.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -233,6 +236,52 @@ describe('recoverDeadJobs when the process stops', () => {
 });
 
 describe('JobLiveness', () => {
+  it('fails worker start without a connection', async () => {
+    // A role limited to zero connections is rejected as a server out of connections rejects any client.
+    const role = `capped_${randomBytes(4).toString('hex')}`;
+    await context.db.execute(sql.raw(`CREATE ROLE ${role} LOGIN PASSWORD 'capped' CONNECTION LIMIT 0`));
+    try {
+      const url = new URL(context.database.url);
+      url.username = role;
+      url.password = 'capped';
+      const error = await startWorkers(context, url.toString()).then(
+        () => undefined,
+        (rejection: unknown) => rejection,
+      );
+      expect(error).toBeInstanceOf(StartupError);
+      expect((error as Error).message).toMatch(
+        /^The worker could not open its job liveness connection to PostgreSQL \(.*too many connections for role.*\): check that the server accepts another connection/,
+      );
+      // The start failed before any worker was registered, so no job of this file was taken.
+      const [workers] = await context.db.execute<{ count: number }>(sql`
+        SELECT count(*)::integer AS count FROM pg_stat_activity
+        WHERE application_name = 'fixwright-job-liveness' AND datname = current_database()
+      `);
+      expect(workers!.count).toBe(0);
+    } finally {
+      await context.db.execute(sql.raw(`DROP ROLE ${role}`));
+    }
+  });
+
+  it('connects before any job runs', async () => {
+    const liveness = new JobLiveness(context.database.url, context.logger);
+    const sessions = async () => {
+      const [row] = await context.db.execute<{ count: number }>(sql`
+        SELECT count(*)::integer AS count FROM pg_stat_activity
+        WHERE application_name = 'fixwright-job-liveness' AND datname = current_database()
+      `);
+      return row!.count;
+    };
+    try {
+      expect(await sessions()).toBe(0);
+      await liveness.connect();
+      expect(await sessions()).toBe(1);
+    } finally {
+      await liveness.close();
+    }
+    await expect.poll(sessions).toBe(0);
+  });
+
   it('takes the lock again after its connection is closed', async () => {
     const jobId = '4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
     const liveness = new JobLiveness(context.database.url, context.logger);
