@@ -1,3 +1,4 @@
+import { createTwoFilesPatch } from 'diff';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequestFindings, patchRequests } from '../../src/db/schema/index.ts';
@@ -164,6 +165,36 @@ describe('preview page', () => {
     expect(html).toContain('<tr class="diff-hunk">');
     expect(html).not.toContain('=====');
     expect(html).toContain('Regenerate this file');
+  });
+
+  it('shows line counts per file', async () => {
+    const { request } = await newReadyRequest();
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('<span class="added">+0</span> <span class="deleted">−1</span>');
+    expect(html).not.toContain('large-rewrite');
+  });
+
+  it('warns about a file mostly rewritten', async () => {
+    const original = Array.from({ length: 20 }, (_, index) => `export const v${index} = ${index};`).join('\n') + '\n';
+    const proposed = 'export const everything = 0;\n';
+    const { request, file } = await newReadyRequest();
+    await context.db
+      .update(patchFiles)
+      .set({
+        originalText: original,
+        proposedText: proposed,
+        diff: createTwoFilesPatch('a/src/a.ts', 'b/src/a.ts', original, proposed, '', ''),
+      })
+      .where(eq(patchFiles.id, file.id));
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('<span class="added">+1</span> <span class="deleted">−20</span>');
+    expect(html).toContain(
+      '<p class="warning large-rewrite">This diff removes 20 of the file&#39;s 20 lines.',
+    );
+
+    const response = await app.request(`/api/patch-requests/${request.id}`, { headers: { cookie: user.cookie } });
+    const body = (await response.json()) as { files: Record<string, unknown>[] };
+    expect(body.files[0]).toMatchObject({ linesAdded: 1, linesDeleted: 20, largeRewrite: true });
   });
 
   it('wires Apply to the JSON API', async () => {

@@ -1,5 +1,6 @@
 import { createTwoFilesPatch } from 'diff';
 import { describe, expect, it } from 'vitest';
+import { countLines, diffStats } from '../../src/web/diff/diff-stats.ts';
 import { parseUnifiedDiff } from '../../src/web/diff/parse-unified-diff.ts';
 
 describe('parseUnifiedDiff', () => {
@@ -49,5 +50,51 @@ describe('parseUnifiedDiff', () => {
 
   it('returns nothing for an empty diff', () => {
     expect(parseUnifiedDiff('')).toEqual([]);
+  });
+});
+
+describe('diffStats', () => {
+  const original = Array.from({ length: 12 }, (_, index) => `line ${index + 1}`).join('\n') + '\n';
+  const patch = (after: string) => createTwoFilesPatch('a/x', 'b/x', original, after, '', '', { context: 3 });
+
+  it('counts added and removed lines', () => {
+    const stats = diffStats(patch(original.replace('line 3\n', 'LINE 3\nline 3b\n')), original);
+    expect(stats.added).toBe(2);
+    expect(stats.deleted).toBe(1);
+    expect(stats.originalLines).toBe(12);
+    expect(stats.largeRewrite).toBe(false);
+  });
+
+  it('marks a file mostly replaced', () => {
+    const stats = diffStats(patch('something else entirely\n'), original);
+    expect(stats.deleted).toBe(12);
+    expect(stats.added).toBe(1);
+    expect(stats.largeRewrite).toBe(true);
+  });
+
+  it('marks a rewrite from half the lines', () => {
+    const lines = original.split('\n');
+    const halfChanged = lines.map((line, index) => (index < 6 ? `${line}!` : line)).join('\n');
+    expect(diffStats(patch(halfChanged), original).deleted).toBe(6);
+    expect(diffStats(patch(halfChanged), original).largeRewrite).toBe(true);
+    const lessThanHalf = lines.map((line, index) => (index < 5 ? `${line}!` : line)).join('\n');
+    expect(diffStats(patch(lessThanHalf), original).largeRewrite).toBe(false);
+  });
+
+  it('leaves short files unmarked', () => {
+    const short = 'a\nb\nc\n';
+    const stats = diffStats(createTwoFilesPatch('a/x', 'b/x', short, 'z\n', '', ''), short);
+    expect(stats.deleted).toBe(3);
+    expect(stats.largeRewrite).toBe(false);
+  });
+});
+
+describe('countLines', () => {
+  it('counts lines with and without a final break', () => {
+    expect(countLines('')).toBe(0);
+    expect(countLines('a')).toBe(1);
+    expect(countLines('a\n')).toBe(1);
+    expect(countLines('a\nb')).toBe(2);
+    expect(countLines('a\r\nb\r\n')).toBe(2);
   });
 });

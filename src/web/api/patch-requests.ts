@@ -13,6 +13,7 @@ import {
   fromPullRequestClosed,
   notFound,
 } from '../errors.ts';
+import { diffStats } from '../diff/diff-stats.ts';
 import { parseInput } from '../validation.ts';
 
 // PostgreSQL returns uuids in lower case, and finding ids are compared with them as strings.
@@ -130,15 +131,21 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
             reviewId: request.appliedReviewId,
           }
         : null,
-      files: files.map((file) => ({
-        path: file.path,
-        status: file.status,
-        diff: file.diff,
-        error: file.error,
-        provider: file.provider,
-        model: file.model,
-        tokens: file.totalTokens,
-      })),
+      files: files.map((file) => {
+        const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
+        return {
+          path: file.path,
+          status: file.status,
+          diff: file.diff,
+          linesAdded: stats?.added ?? null,
+          linesDeleted: stats?.deleted ?? null,
+          largeRewrite: stats?.largeRewrite ?? false,
+          error: file.error,
+          provider: file.provider,
+          model: file.model,
+          tokens: file.totalTokens,
+        };
+      }),
     });
   });
 

@@ -1,6 +1,7 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
+import { diffStats } from '../../diff/diff-stats.ts';
 import { CsrfField } from './csrf-field.tsx';
 import { DiffView } from './diff-view.tsx';
 import { isPatchRequestActive } from './patch-progress.tsx';
@@ -46,10 +47,18 @@ export const PatchFilesPanel: FC<{
       {request.error ? <p class="error">{request.error}</p> : null}
       {files.map((file) => {
         const regenerate = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
+        const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return (
           <section class="patch-file card" id={`file-${file.id}`} data-path={file.path}>
             <header class="patch-file-head">
               <code class="path">{file.path}</code> <StatusBadge status={file.status} />
+              {stats ? (
+                <span class="diff-stats">
+                  {' '}
+                  <span class="added">{`+${stats.added}`}</span>{' '}
+                  <span class="deleted">{`−${stats.deleted}`}</span>
+                </span>
+              ) : null}
               {file.provider ? (
                 <span class="muted">{` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`}</span>
               ) : null}
@@ -68,6 +77,13 @@ export const PatchFilesPanel: FC<{
               )}
             </header>
             {file.error ? <p class="error">{file.error}</p> : null}
+            {stats?.largeRewrite ? (
+              <p class="warning large-rewrite">
+                {`This diff removes ${stats.deleted} of the file's ${stats.originalLines} lines. ` +
+                  'Read all of it before you apply: a rewrite this large may change code that no ' +
+                  'finding named.'}
+              </p>
+            ) : null}
             {file.diff ? <DiffView diff={file.diff} /> : null}
             {!file.diff && !file.error ? <p class="muted">No result yet.</p> : null}
           </section>
