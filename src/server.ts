@@ -51,7 +51,7 @@ export async function startService(
       context: parts.context!,
       port,
       async stop() {
-        await stopParts(parts, { graceful: true });
+        await stopParts(parts, { graceful: true, timeoutSeconds: config.SHUTDOWN_TIMEOUT_SECONDS });
         logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
       },
     };
@@ -59,11 +59,12 @@ export async function startService(
     if (signal?.aborted) {
       // An interrupted start stops like a running service, so jobs that workers took finish.
       // A failure to stop rejects with that failure instead of the reason.
-      await stopParts(parts, { graceful: true });
+      await stopParts(parts, { graceful: true, timeoutSeconds: config.SHUTDOWN_TIMEOUT_SECONDS });
       logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
       throw signal.reason;
     }
-    await stopParts(parts, { graceful: false }).catch((stopError: unknown) => {
+    const stopping = stopParts(parts, { graceful: false, timeoutSeconds: config.SHUTDOWN_TIMEOUT_SECONDS });
+    await stopping.catch((stopError: unknown) => {
       logger.error(
         { event: 'service.stop_failed', err: toSafeError(stopError) },
         'failed to stop the parts that had started before the start failed',
@@ -160,11 +161,16 @@ async function startParts(
 }
 
 /**
- * Stops the parts that have started, in the reverse order of their start. Every part gets its
- * stop even when an earlier one fails, and the first failure is thrown at the end.
+ * Stops the parts that have started, in the reverse order of their start. A graceful stop lets
+ * running jobs finish for up to `timeoutSeconds`. Every part gets its stop even when an earlier
+ * one fails, and the first failure is thrown at the end.
  */
-async function stopParts(parts: StartedParts, options: { graceful: boolean }): Promise<void> {
+async function stopParts(
+  parts: StartedParts,
+  options: { graceful: boolean; timeoutSeconds: number },
+): Promise<void> {
   const { server, boss, workers, handle, database } = parts;
+  const timeoutMs = options.timeoutSeconds * 1000;
   const steps: (() => Promise<void>)[] = [
     async () => {
       if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -172,7 +178,7 @@ async function stopParts(parts: StartedParts, options: { graceful: boolean }): P
     // Workers and their connections end before PostgreSQL, which would otherwise
     // terminate those connections and pg-boss would log it as a job queue error.
     async () => {
-      if (boss) await stopBoss(boss, { graceful: options.graceful, timeoutMs: 20_000 });
+      if (boss) await stopBoss(boss, { graceful: options.graceful, timeoutMs });
     },
     async () => workers?.close(),
     async () => handle?.close(),

@@ -197,6 +197,7 @@ const envSchema = z.object({
   PREVIEW_JOB_TIMEOUT_SECONDS: integer(5, 86_400).default(1800),
   JOB_MAINTENANCE_INTERVAL_SECONDS: integer(1, 3600).default(120),
   JOB_RECOVERY_SECONDS: integer(1, 3600).default(60),
+  SHUTDOWN_TIMEOUT_SECONDS: integer(1, 3600).default(20),
   BILLING_PERIOD: z
     .string()
     .trim()

@@ -131,6 +131,49 @@ export async function failTimedOutWork(context: AppContext, withinSeconds: numbe
   return jobs.length;
 }
 
+/** The reason stored on a run or preview whose service stopped during its job's last attempt. */
+export const stoppedWorkerMessage = 'the service stopped while it ran';
+
+/** A job whose handler was still running when this process stopped its workers. */
+export interface InterruptedJob {
+  id: string;
+  /** The job's retry count when its handler started, which numbers the attempt. */
+  attempt: number;
+}
+
+/**
+ * Cleans up after jobs whose handlers still ran when this process stopped. pg-boss fails such
+ * jobs when it stops and retries those with attempts left. The reservations of their model
+ * calls are released here, because otherwise a retry on a small plan is rejected for tokens
+ * that no call uses until they expire. After a last attempt the run or preview is failed. A
+ * job that pg-boss did not fail (its stop could not reach the database) is left to
+ * `recoverDeadJobs`. Returns the tokens released.
+ */
+export async function cleanUpInterruptedJobs(
+  context: AppContext,
+  interrupted: InterruptedJob[],
+): Promise<number> {
+  let released = 0;
+  for (const { id, attempt } of interrupted) {
+    const [job] = await context.db.execute<ActiveJob & { state: string }>(sql`
+      SELECT id, name, retry_count, retry_limit, data, started_on, state FROM pgboss.job
+      WHERE id = ${id} AND retry_count = ${attempt} AND state IN ('retry', 'failed')
+        AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
+    `);
+    if (!job) continue;
+    const lastAttempt = job.state === 'failed';
+    const tokens = await cleanUpAfter(context, job, lastAttempt, stoppedWorkerMessage);
+    released += tokens;
+    context.logger.warn(
+      { event: 'jobs.interrupted', jobId: id, queue: job.name, attempt, lastAttempt, releasedTokens: tokens },
+      lastAttempt
+        ? 'the service stopped during the last attempt of a job; marked its work failed'
+        : 'the service stopped during a job; released its holds for the retry',
+    );
+  }
+  return released;
+}
+
 /** The output pg-boss 10 stores on a job it failed for running past its expiry. */
 const pgBossTimeoutMessage = 'job failed by timeout in active state';
 

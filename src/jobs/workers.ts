@@ -5,7 +5,13 @@ import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobDat
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
 import { JobLiveness } from './job-liveness.ts';
-import { failTimedOutWork, recoverDeadJobs, recoverJobsCron, recoverJobsQueue } from './recover-jobs.ts';
+import {
+  cleanUpInterruptedJobs,
+  failTimedOutWork,
+  recoverDeadJobs,
+  recoverJobsCron,
+  recoverJobsQueue,
+} from './recover-jobs.ts';
 import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
@@ -38,8 +44,8 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
 
 /**
  * Starts the workers of this process and the schedules. Each job runs under a liveness lock
- * taken on a connection of its own to `databaseUrl`. Call `close()` of the result after the
- * workers have stopped, to close that connection.
+ * taken on a connection of its own to `databaseUrl`. Call `close()` of the result after pg-boss
+ * has stopped: it cleans up after the jobs whose handlers still run, then closes that connection.
  */
 export async function startWorkers(
   context: AppContext,
@@ -59,16 +65,27 @@ export async function startWorkers(
     );
   }
 
+  // Job id to the attempt its handler runs, for the clean-up of jobs that a stop interrupts.
+  const running = new Map<string, number>();
+  const runJob = async (job: { id: string; retryCount: number }, handle: () => Promise<void>) => {
+    running.set(job.id, job.retryCount);
+    try {
+      await liveness.run(job.id, handle);
+    } finally {
+      running.delete(job.id);
+    }
+  };
+
   await boss.work<AnalyzeJobData>(analyzeQueue, polling, async ([job]) => {
-    if (job) await liveness.run(job.id, () => handleAnalyzeJob(context, job));
+    if (job) await runJob(job, () => handleAnalyzeJob(context, job));
   });
   await boss.work<ReportJobData>(reportQueue, polling, async ([job]) => {
-    if (job) await liveness.run(job.id, () => handleReportJob(context, job));
+    if (job) await runJob(job, () => handleReportJob(context, job));
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {
     await boss.work<PreviewJobData>(previewQueue, polling, async ([job]) => {
-      if (job) await liveness.run(job.id, () => handlePreviewJob(context, job));
+      if (job) await runJob(job, () => handlePreviewJob(context, job));
     });
   }
   // Reservations left by a worker that died are released at once, not at the next minute.
@@ -117,6 +134,13 @@ export async function startWorkers(
       clearTimeout(again);
       stopping.abort();
       await Promise.all(recoveries);
+      const interrupted = [...running].map(([id, attempt]) => ({ id, attempt }));
+      await cleanUpInterruptedJobs(context, interrupted).catch((error: unknown) => {
+        logger.error(
+          { event: 'jobs.interrupted.cleanup_failed', jobIds: interrupted.map((job) => job.id), err: toSafeError(error) },
+          'cleaning up after the jobs this stop interrupted failed; their holds stay until they expire',
+        );
+      });
       await liveness.close();
     },
   };

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
@@ -247,5 +247,87 @@ describe('worker killed between reserve and settle', () => {
     const [after] = await database.db.select().from(users).where(eq(users.id, user!.id));
     expect(after!.tokensReserved).toBe(0);
     expect(after!.tokensUsed).toBe(ledger[0]!.chargedTokens);
+  }, 120_000);
+});
+
+describe('service stopped during a preview', () => {
+  const stopEnv = () => ({
+    ...env,
+    RESERVATION_TTL_SECONDS: '900',
+    PREVIEW_JOB_TIMEOUT_SECONDS: '1800',
+    SHUTDOWN_TIMEOUT_SECONDS: '1',
+  });
+
+  /** Starts a service, queues a preview whose model call hangs, and returns once the call is made. */
+  async function previewInFlight(login: string, prNumber: number, retryLimit?: number) {
+    for (const service of services.splice(0)) await service.stop('SIGKILL');
+    const [user] = await database.db
+      .insert(users)
+      .values({ login, plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    groq.enqueue({ text: fixed, delayMs: 120_000 });
+    groq.setHandler(() => ({ text: fixed }));
+    const callsBefore = groq.requests.length;
+    const patchRequestId = await queuePreview(user!.id, prNumber);
+    if (retryLimit !== undefined) {
+      await database.db.execute(
+        sql`UPDATE pgboss.job SET retry_limit = ${retryLimit} WHERE data->>'patchRequestId' = ${patchRequestId}`,
+      );
+    }
+    const service = await startServiceProcess(stopEnv());
+    services.push(service);
+    await waitFor(async () => groq.requests.length === callsBefore + 1, {
+      timeoutMs: 30_000,
+      describe: () => `the first model call; output:\n${service.output()}`,
+    });
+    const [held] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    return { userId: user!.id, patchRequestId, service, held: held!.tokensReserved };
+  }
+
+  it('releases the holds for the retry', async () => {
+    const { userId, patchRequestId, service, held } = await previewInFlight('stopped', 3);
+    expect(held).toBeGreaterThan(0);
+
+    await service.stop('SIGTERM');
+
+    expect(service.process.exitCode).toBe(0);
+    const interrupted = service
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"event":"jobs.interrupted"'))
+      .map((line) => JSON.parse(line) as { lastAttempt: boolean; releasedTokens: number; attempt: number });
+    expect(interrupted).toHaveLength(1);
+    expect(interrupted[0]!.attempt).toBe(0);
+    expect(interrupted[0]!.lastAttempt).toBe(false);
+    expect(interrupted[0]!.releasedTokens).toBe(held);
+    const [afterStop] = await database.db.select().from(users).where(eq(users.id, userId));
+    expect(afterStop!.tokensReserved).toBe(0);
+    expect(await database.db.select().from(tokenReservations)).toHaveLength(0);
+
+    const next = await startServiceProcess(stopEnv());
+    services.push(next);
+    await waitForReadyPreview(patchRequestId, [service, next]);
+    const ledger = await database.db
+      .select()
+      .from(tokenEvents)
+      .where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]!.idempotencyKey).toMatch(/:attempt-1:groq$/);
+    const [after] = await database.db.select().from(users).where(eq(users.id, userId));
+    expect(after!.tokensUsed).toBe(ledger[0]!.chargedTokens);
+    expect(after!.tokensReserved).toBe(0);
+  }, 120_000);
+
+  it('fails the preview of a last attempt', async () => {
+    const { userId, patchRequestId, service } = await previewInFlight('stopped-last', 4, 0);
+
+    await service.stop('SIGTERM');
+
+    const [request] = await database.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(request!.status).toBe('failed');
+    expect(request!.error).toContain('The service stopped while it ran.');
+    const [after] = await database.db.select().from(users).where(eq(users.id, userId));
+    expect(after!.tokensReserved).toBe(0);
+    expect(after!.tokensUsed).toBe(0);
   }, 120_000);
 });
