@@ -1,5 +1,6 @@
 // SIGN_IN_RATE_LIMIT over HTTP on 127.0.0.1, with the fake GitHub's OAuth flow: a full
-// sign-in counts once, and callbacks that consume no state count.
+// sign-in counts once, callbacks that consume no state count, and IPv6 clients are counted
+// by their /64.
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
@@ -191,6 +192,45 @@ describe('sign-in rate limit', () => {
       });
       expect(callback.status).toBe(303);
       expect(await app.windows()).toEqual({ 'sign-in:127.0.0.1': 4 });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('counts IPv6 clients by their /64', async () => {
+    const app = await serveApp({ SIGN_IN_RATE_LIMIT: '2', TRUST_PROXY: 'true' });
+    try {
+      const startFrom = async (address: string) =>
+        (await app.get('/auth/github', { 'x-forwarded-for': address })).status;
+      expect(await startFrom('2001:db8:0:7::1')).toBe(302);
+      expect(await startFrom('2001:db8:0:7:ffff:ffff:ffff:ffff')).toBe(302);
+      expect(await startFrom('2001:db8:0:7:1234::abcd')).toBe(429);
+      expect(await startFrom('2001:db8:0:8::1')).toBe(302);
+      expect(await app.windows()).toEqual({
+        'sign-in:2001:db8:0:7::/64': 3,
+        'sign-in:2001:db8:0:8::/64': 1,
+      });
+      const limited = app.context.logs.find((line) => line.event === 'sign_in.rate_limited');
+      expect(limited?.address).toBe('2001:db8:0:7:1234::abcd');
+      expect(limited?.limitKey).toBe('2001:db8:0:7::/64');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('counts IPv4-mapped IPv6 as the IPv4 address', async () => {
+    const app = await serveApp({ SIGN_IN_RATE_LIMIT: '2', TRUST_PROXY: 'true' });
+    try {
+      const startFrom = async (address: string) =>
+        (await app.get('/auth/github', { 'x-forwarded-for': address })).status;
+      expect(await startFrom('198.51.100.4')).toBe(302);
+      expect(await startFrom('::ffff:198.51.100.4')).toBe(302);
+      expect(await startFrom('::ffff:c633:6404')).toBe(429);
+      expect(await startFrom('198.51.100.5')).toBe(302);
+      expect(await app.windows()).toEqual({
+        'sign-in:198.51.100.4': 3,
+        'sign-in:198.51.100.5': 1,
+      });
     } finally {
       await app.close();
     }

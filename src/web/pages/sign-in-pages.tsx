@@ -9,7 +9,7 @@ import {
 import { syncAdminRole } from '../../users/sync-admin-role.ts';
 import { upsertGitHubUser } from '../../users/upsert-github-user.ts';
 import { AppError } from '../errors.ts';
-import { clientAddress } from '../session/client-address.ts';
+import { clientAddress, rateLimitKey } from '../session/client-address.ts';
 import {
   clearSessionCookie,
   clearStateCookie,
@@ -53,10 +53,11 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   /** Counts one sign-in request from the client's address; throws 429 past the limit. */
   const countSignInRequest = async (c: Context<{ Variables: PageVariables }>) => {
     const address = clientAddress(c, config);
-    const { allowed, retryAfterSeconds } = await limiter.consume(address);
+    const limitKey = rateLimitKey(address);
+    const { allowed, retryAfterSeconds } = await limiter.consume(limitKey);
     if (allowed) return;
     logger.warn(
-      { event: 'sign_in.rate_limited', requestId: c.get('requestId'), address, retryAfterSeconds },
+      { event: 'sign_in.rate_limited', requestId: c.get('requestId'), address, limitKey, retryAfterSeconds },
       'too many sign-in requests',
     );
     c.header('Retry-After', String(retryAfterSeconds));
