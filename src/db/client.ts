@@ -20,3 +20,18 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
   const db = drizzle(sql, { schema, casing: 'snake_case' });
   return { db, sql, close: () => sql.end({ timeout: 5 }) };
 }
+
+/**
+ * Closes every connection of `sql` at once when `signal` aborts, which fails the queries in
+ * flight. PostgreSQL rolls back a connection's open transaction when it finds the connection
+ * gone. Returns a function that removes the listener.
+ */
+export function closeOnAbort(sql: Sql, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => {};
+  const closeNow = () => {
+    sql.end({ timeout: 0 }).catch(() => {});
+  };
+  if (signal.aborted) closeNow();
+  else signal.addEventListener('abort', closeNow, { once: true });
+  return () => signal.removeEventListener('abort', closeNow);
+}
