@@ -88,6 +88,11 @@ async function signIn(app: ServedApp, headers: Record<string, string> = {}) {
   return { start, callback, callbackPath, stateCookie };
 }
 
+/** Starts a sign-in as a proxy forwarding for `address` would, and returns the status. */
+async function startFrom(app: ServedApp, address: string): Promise<number> {
+  return (await app.get('/auth/github', { 'x-forwarded-for': address })).status;
+}
+
 describe('sign-in rate limit', () => {
   it('counts a full sign-in once', async () => {
     const app = await serveApp({ SIGN_IN_RATE_LIMIT: '3' });
@@ -200,12 +205,10 @@ describe('sign-in rate limit', () => {
   it('counts IPv6 clients by their /64', async () => {
     const app = await serveApp({ SIGN_IN_RATE_LIMIT: '2', TRUST_PROXY: 'true' });
     try {
-      const startFrom = async (address: string) =>
-        (await app.get('/auth/github', { 'x-forwarded-for': address })).status;
-      expect(await startFrom('2001:db8:0:7::1')).toBe(302);
-      expect(await startFrom('2001:db8:0:7:ffff:ffff:ffff:ffff')).toBe(302);
-      expect(await startFrom('2001:db8:0:7:1234::abcd')).toBe(429);
-      expect(await startFrom('2001:db8:0:8::1')).toBe(302);
+      expect(await startFrom(app, '2001:db8:0:7::1')).toBe(302);
+      expect(await startFrom(app, '2001:db8:0:7:ffff:ffff:ffff:ffff')).toBe(302);
+      expect(await startFrom(app, '2001:db8:0:7:1234::abcd')).toBe(429);
+      expect(await startFrom(app, '2001:db8:0:8::1')).toBe(302);
       expect(await app.windows()).toEqual({
         'sign-in:2001:db8:0:7::/64': 3,
         'sign-in:2001:db8:0:8::/64': 1,
@@ -221,12 +224,10 @@ describe('sign-in rate limit', () => {
   it('counts IPv4-mapped IPv6 as the IPv4 address', async () => {
     const app = await serveApp({ SIGN_IN_RATE_LIMIT: '2', TRUST_PROXY: 'true' });
     try {
-      const startFrom = async (address: string) =>
-        (await app.get('/auth/github', { 'x-forwarded-for': address })).status;
-      expect(await startFrom('198.51.100.4')).toBe(302);
-      expect(await startFrom('::ffff:198.51.100.4')).toBe(302);
-      expect(await startFrom('::ffff:c633:6404')).toBe(429);
-      expect(await startFrom('198.51.100.5')).toBe(302);
+      expect(await startFrom(app, '198.51.100.4')).toBe(302);
+      expect(await startFrom(app, '::ffff:198.51.100.4')).toBe(302);
+      expect(await startFrom(app, '::ffff:c633:6404')).toBe(429);
+      expect(await startFrom(app, '198.51.100.5')).toBe(302);
       expect(await app.windows()).toEqual({
         'sign-in:198.51.100.4': 3,
         'sign-in:198.51.100.5': 1,
