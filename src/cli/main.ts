@@ -7,6 +7,7 @@ import { runStartCommand } from './start.ts';
 import { runUsersCommand } from './users.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
+import { InterruptedError } from './stop-signals.ts';
 
 const usage = `Usage: fixwright <command> [options]
 
@@ -28,7 +29,8 @@ Commands:
 
 Configuration comes from environment variables; see README.md.
 Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error,
-130 or 143 when SIGINT or SIGTERM interrupted start before the service had started.`;
+130 or 143 when SIGINT or SIGTERM interrupted start before the service had started, or
+interrupted migrate, users or keys.`;
 
 const commands = ['start', 'migrate', 'receive', 'users', 'keys', 'demo'];
 
@@ -79,6 +81,8 @@ try {
   const code = await main(process.argv.slice(2));
   if (code !== -1) process.exit(code);
 } catch (error) {
+  // The command logged the interruption when the signal arrived.
+  if (error instanceof InterruptedError) process.exit(error.exitCode);
   if (error instanceof ConfigError || error instanceof CommandError) {
     console.error(error.message);
     process.exit(2);

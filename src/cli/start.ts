@@ -1,10 +1,10 @@
-import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { startService, type Role, type RunningService } from '../server.ts';
 import { CommandError } from './command-error.ts';
+import { handleStopSignals, InterruptedError } from './stop-signals.ts';
 
 const roles: Role[] = ['all', 'web', 'worker'];
 
@@ -22,19 +22,13 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
 
   const interruption = new AbortController();
   let service: RunningService | undefined;
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ event: 'service.forced_exit', signal }, 'second signal; exiting now');
-      process.exit(1);
-    }
-    stopping = true;
+  handleStopSignals(logger, 'service', (signal) => {
     if (!service) {
       logger.warn(
         { event: 'service.start_interrupted', signal },
         `start interrupted by ${signal}; stopping what has started`,
       );
-      interruption.abort(new StartInterruptedError(signal));
+      interruption.abort(new InterruptedError(signal));
       return;
     }
     logger.info({ event: 'service.stopping', signal }, 'stopping');
@@ -45,14 +39,12 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
         process.exit(1);
       },
     );
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  });
 
   try {
     service = await startService(config, logger, role, { signal: interruption.signal });
   } catch (error) {
-    if (error instanceof StartInterruptedError) return 128 + constants.signals[error.signal];
+    if (error instanceof InterruptedError) return error.exitCode;
     if (interruption.signal.aborted) {
       logger.error(
         { event: 'service.stop_failed', err: toSafeError(error) },
@@ -63,13 +55,4 @@ export async function runStartCommand(config: Config, logger: Logger, args: stri
     throw error;
   }
   return -1;
-}
-
-/** The abort reason of an interrupted start: the signal that interrupted it. */
-class StartInterruptedError extends Error {
-  override name = 'StartInterruptedError';
-
-  constructor(readonly signal: NodeJS.Signals) {
-    super(`The start was interrupted by ${signal}.`);
-  }
 }

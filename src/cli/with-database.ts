@@ -1,28 +1,67 @@
 import type { Config } from '../config/env.ts';
-import { connectDatabase, type Database } from '../db/client.ts';
+import { closeOnAbort, connectDatabase, type Database } from '../db/client.ts';
 import { migrateDatabase } from '../db/migrate.ts';
 import { locateDatabase } from '../database.ts';
 import type { Logger } from '../logger.ts';
+import { handleStopSignals, InterruptedError } from './stop-signals.ts';
 
 /**
- * Runs `task` against the configured database: the running bundled server when `npm start`
- * has one up, otherwise one started for the command and stopped after it.
+ * Applies the migrations and runs `task` against the configured database: the running
+ * bundled server when `npm start` has one up, otherwise one started for the command and
+ * stopped after it. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
+ * closes the connections at once, stops the bundled server if this call started it, and then
+ * rejects with InterruptedError. A second signal exits at once with status 1.
  */
 export async function withDatabase<T>(
   config: Config,
   logger: Logger,
   task: (db: Database) => Promise<T>,
 ): Promise<T> {
-  const location = await locateDatabase(config, logger);
+  const interruption = new AbortController();
+  const removeHandlers = handleStopSignals(logger, 'command', (signal) => {
+    logger.warn(
+      { event: 'command.interrupted', signal },
+      `interrupted by ${signal}; cancelling the database work`,
+    );
+    interruption.abort(new InterruptedError(signal));
+  });
   try {
-    await migrateDatabase(location.url);
+    const result = await runOnDatabase(config, logger, task, interruption.signal);
+    // A signal that arrived while the bundled server stopped interrupted the command too.
+    interruption.signal.throwIfAborted();
+    return result;
+  } finally {
+    removeHandlers();
+  }
+}
+
+async function runOnDatabase<T>(
+  config: Config,
+  logger: Logger,
+  task: (db: Database) => Promise<T>,
+  signal: AbortSignal,
+): Promise<T> {
+  signal.throwIfAborted();
+  // When `signal` aborts, this stops a bundled server that it is starting, and rejects.
+  const location = await locateDatabase(config, logger, { signal });
+  try {
+    signal.throwIfAborted();
+    await migrateDatabase(location.url, { signal });
+    signal.throwIfAborted();
     const handle = connectDatabase(location.url, { max: 2 });
+    const removeCloseOnAbort = closeOnAbort(handle.sql, signal);
     try {
       return await task(handle.db);
     } finally {
+      removeCloseOnAbort();
       await handle.close();
     }
+  } catch (error) {
+    // After an interruption the task fails because its connections were closed.
+    signal.throwIfAborted();
+    throw error;
   } finally {
+    // A failure to stop the bundled server replaces the interruption, so that it is reported.
     await location.stop();
   }
 }

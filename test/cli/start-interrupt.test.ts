@@ -2,7 +2,6 @@
 // started: no bundled PostgreSQL, owner file or start lock remains, it logs one line that the
 // start was interrupted, and the exit status is 128 plus the signal number. A second signal exits
 // at once with status 1.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -10,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
 import { stopLeftoverPostgres } from '../../src/demo/service-process.ts';
-import { processPids, waitFor } from '../helpers/process.ts';
+import { processPids, spawnCli, waitFor } from '../helpers/process.ts';
 import { serviceEnv } from '../helpers/service.ts';
 
 let parent: string;
@@ -26,58 +25,18 @@ afterAll(async () => {
   await rm(parent, { recursive: true, force: true });
 });
 
-type Exit = { code: number | null; signal: NodeJS.Signals | null };
-
 /** Spawns `fixwright start` on a new DATA_DIR and returns helpers to probe and end it. */
 async function spawnStart() {
   dataDirs += 1;
   const dataDir = path.join(parent, `data-${dataDirs}`);
-  const child = spawn(process.execPath, ['bin/fixwright.js', 'start'], {
-    env: serviceEnv({ DATA_DIR: dataDir }, await findFreePort()),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  // 'close', unlike 'exit', fires after the output has been read to the end.
-  const closed = new Promise<Exit>((resolve) =>
-    child.once('close', (code, signal) => resolve({ code, signal })),
-  );
-  const clusterDir = path.join(dataDir, 'postgres');
-
+  const service = spawnCli(['start'], serviceEnv({ DATA_DIR: dataDir }, await findFreePort()));
   return {
-    child,
+    ...service,
     dataDir,
-    clusterDir,
-    output: () => output,
-    /** Polls `probe` every 5 ms until it is true, failing when the service exits first. */
-    async waitUntil(probe: () => boolean | Promise<boolean>, describe: string) {
-      await waitFor(
-        async () => {
-          if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
-          return probe();
-        },
-        { timeoutMs: 60_000, intervalMs: 5, describe: () => `${describe}; output:\n${output}` },
-      );
-    },
-    /** Waits up to 60 s for the exit and returns it. */
-    async exit(): Promise<Exit> {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`the service did not exit within 60 s; output:\n${output}`)),
-          60_000,
-        );
-      });
-      try {
-        return await Promise.race([closed, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    clusterDir: path.join(dataDir, 'postgres'),
     /** Kills the service and its PostgreSQL if a failed check left them running. */
     async cleanUp() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      service.kill();
       await stopLeftoverPostgres(dataDir);
     },
   };

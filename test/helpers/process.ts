@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -110,5 +110,66 @@ export function cliEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     HOST: '127.0.0.1',
     PORT: '0',
     ...extra,
+  };
+}
+
+/** How a child process ended: its exit code, or the signal that ended it. */
+export type ChildExit = { code: number | null; signal: NodeJS.Signals | null };
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** Everything the command wrote to stdout and stderr so far. */
+  output(): string;
+  /** Polls `probe` every 5 ms until it is true, failing when the command exits first. */
+  waitUntil(probe: () => boolean | Promise<boolean>, describe: string): Promise<void>;
+  /** Waits up to 60 s for the exit and returns it. */
+  exit(): Promise<ChildExit>;
+  /** Kills the command with SIGKILL unless it has exited, as a clean-up after a failed check. */
+  kill(): void;
+}
+
+/** Spawns `fixwright ARGS` as `npx fixwright` would and returns helpers to probe and await it. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
+  const child = spawn(process.execPath, ['bin/fixwright.js', ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  // 'close', unlike 'exit', fires after the output has been read to the end.
+  const closed = new Promise<ChildExit>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
+
+  return {
+    child,
+    output: () => output,
+    async waitUntil(probe, describe) {
+      await waitFor(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`the command exited with ${child.exitCode}`);
+          return probe();
+        },
+        { timeoutMs: 60_000, intervalMs: 5, describe: () => `${describe}; output:\n${output}` },
+      );
+    },
+    async exit() {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the command did not exit within 60 s; output:\n${output}`)),
+          60_000,
+        );
+      });
+      try {
+        return await Promise.race([closed, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
   };
 }

@@ -1,5 +1,4 @@
 import { Hono, type Context } from 'hono';
-import { createMiddleware } from 'hono/factory';
 import type { AppContext } from '../../context.ts';
 import {
   authorizeUrl,
@@ -10,7 +9,7 @@ import {
 import { syncAdminRole } from '../../users/sync-admin-role.ts';
 import { upsertGitHubUser } from '../../users/upsert-github-user.ts';
 import { AppError } from '../errors.ts';
-import { clientAddress } from '../session/client-address.ts';
+import { clientAddress, rateLimitKey } from '../session/client-address.ts';
 import {
   clearSessionCookie,
   clearStateCookie,
@@ -51,24 +50,24 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   const app = new Hono<{ Variables: PageVariables }>();
   const limiter = new PostgresRateLimiter(db, 'sign-in', config.SIGN_IN_RATE_LIMIT, rateLimitWindowSeconds);
 
-  const rateLimit = createMiddleware(async (c, next) => {
+  /** Counts one sign-in request from the client's address; throws 429 past the limit. */
+  const countSignInRequest = async (c: Context<{ Variables: PageVariables }>) => {
     const address = clientAddress(c, config);
-    const { allowed, retryAfterSeconds } = await limiter.consume(address);
-    if (!allowed) {
-      logger.warn(
-        { event: 'sign_in.rate_limited', requestId: c.get('requestId'), address, retryAfterSeconds },
-        'too many sign-in requests',
-      );
-      c.header('Retry-After', String(retryAfterSeconds));
-      const minutes = Math.ceil(retryAfterSeconds / 60);
-      throw new AppError(
-        'rate_limited',
-        `Too many sign-in attempts from your address: wait ${minutes} ` +
-          `minute${minutes === 1 ? '' : 's'} and try again.`,
-      );
-    }
-    await next();
-  });
+    const limitKey = rateLimitKey(address);
+    const { allowed, retryAfterSeconds } = await limiter.consume(limitKey);
+    if (allowed) return;
+    logger.warn(
+      { event: 'sign_in.rate_limited', requestId: c.get('requestId'), address, limitKey, retryAfterSeconds },
+      'too many sign-in requests',
+    );
+    c.header('Retry-After', String(retryAfterSeconds));
+    const minutes = Math.ceil(retryAfterSeconds / 60);
+    throw new AppError(
+      'rate_limited',
+      `Too many sign-in attempts from your address: wait ${minutes} ` +
+        `minute${minutes === 1 ? '' : 's'} and try again.`,
+    );
+  };
 
   const oauthClient = () => {
     const { GITHUB_CLIENT_ID: clientId, GITHUB_CLIENT_SECRET: clientSecret } = config;
@@ -91,7 +90,8 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     return c.html(<SignInPage configured={configured} next={next} notice={notice} />);
   });
 
-  app.get('/auth/github', rateLimit, async (c) => {
+  app.get('/auth/github', async (c) => {
+    await countSignInRequest(c);
     const { clientId } = oauthClient();
     const state = await createOAuthState(db, safeReturnPath(c.req.query('next')));
     writeStateCookie(c, config, state);
@@ -101,11 +101,19 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     );
   });
 
-  app.get('/auth/github/callback', rateLimit, async (c) => {
+  app.get('/auth/github/callback', async (c) => {
     const { clientId, clientSecret } = oauthClient();
     const { code, state, error } = c.req.query();
     const stateCookie = readStateCookie(c, config);
     clearStateCookie(c, config);
+    // The cookie binds the state to this browser, so a callback link sent by someone else fails.
+    const stateMatches = state !== undefined && tokensMatch(state, stateCookie);
+    // A state is used once, also by a callback that reports an error such as a cancelled
+    // sign-in. The start that created the state was counted against the rate limit, so a
+    // callback that consumes it is not counted again. Every other callback is counted, so
+    // that the callback cannot be called for free in place of the start.
+    const returnTo = stateMatches ? await consumeOAuthState(db, state) : null;
+    if (returnTo === null) await countSignInRequest(c);
     if (error) {
       throw new AppError(
         'bad_request',
@@ -120,14 +128,12 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
         'Missing code or state in the sign-in callback; start again from the sign-in page.',
       );
     }
-    // The cookie binds the state to this browser, so a callback link sent by someone else fails.
-    if (!tokensMatch(state, stateCookie)) {
+    if (!stateMatches) {
       throw new AppError(
         'forbidden',
         "Sign-in state does not match this browser's; start again from the sign-in page.",
       );
     }
-    const returnTo = await consumeOAuthState(db, state);
     if (returnTo === null) {
       throw new AppError(
         'forbidden',
