@@ -18,22 +18,34 @@ export class InterruptedError extends Error {
 }
 
 /**
+ * Milliseconds after the first signal during which the same signal again is taken as a copy of
+ * it. A Ctrl-C in a terminal reaches `npm start` and node at once, and npm forwards its copy
+ * to node too, so one keypress arrives twice within milliseconds.
+ */
+const repeatWindowMs = 1_000;
+
+/**
  * Installs SIGINT and SIGTERM handlers that pass the first signal to `onFirstSignal`. A second
  * signal logs `<scope>.forced_exit` and exits at once with status 1, for when stopping takes
- * too long. Returns a function that removes the handlers.
+ * too long. The first signal repeated within a second does not count as a second signal.
+ * Returns a function that removes the handlers.
  */
 export function handleStopSignals(
   logger: Logger,
   scope: 'service' | 'command',
   onFirstSignal: (signal: StopSignal) => void,
 ): () => void {
-  let received = false;
+  let first: { signal: StopSignal; at: number } | undefined;
   const handle = (signal: StopSignal) => {
-    if (received) {
+    if (first) {
+      if (signal === first.signal && Date.now() - first.at < repeatWindowMs) {
+        logger.debug({ event: `${scope}.signal_repeated`, signal }, 'repeated signal ignored because the stop is in progress');
+        return;
+      }
       logger.warn({ event: `${scope}.forced_exit`, signal }, 'second signal; exiting now');
       process.exit(1);
     }
-    received = true;
+    first = { signal, at: Date.now() };
     onFirstSignal(signal);
   };
   process.on('SIGINT', handle);
