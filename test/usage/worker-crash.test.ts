@@ -126,6 +126,28 @@ function waitForReadyPreview(patchRequestId: string, workers: ServiceProcess[]) 
   );
 }
 
+/** Parses the service's log lines of `event`. */
+function logEvents<T>(service: ServiceProcess, event: string): T[] {
+  return service
+    .output()
+    .split('\n')
+    .filter((line) => line.includes(`"event":"${event}"`))
+    .map((line) => JSON.parse(line) as T);
+}
+
+/** Checks that the preview's one ledger row is the retried call, charged with nothing left held. */
+async function expectRetryChargedOnce(patchRequestId: string, userId: string) {
+  const ledger = await database.db
+    .select()
+    .from(tokenEvents)
+    .where(eq(tokenEvents.patchRequestId, patchRequestId));
+  expect(ledger).toHaveLength(1);
+  expect(ledger[0]!.idempotencyKey).toMatch(/:attempt-1:groq$/);
+  const [after] = await database.db.select().from(users).where(eq(users.id, userId));
+  expect(after!.tokensReserved).toBe(0);
+  expect(after!.tokensUsed).toBe(ledger[0]!.chargedTokens);
+}
+
 describe('worker killed between reserve and settle', () => {
   it('releases the reservation and charges the retried job once', async () => {
     const [user] = await database.db
@@ -226,27 +248,17 @@ describe('worker killed between reserve and settle', () => {
     services.push(second);
     await waitForReadyPreview(patchRequestId, [first, second]);
 
-    const recovered = second
-      .output()
-      .split('\n')
-      .filter((line) => line.includes('"event":"job.recover_jobs"'))
-      .map((line) => JSON.parse(line) as { retried: number; failed: number; releasedTokens: number });
+    const recovered = logEvents<{ retried: number; failed: number; releasedTokens: number }>(
+      second,
+      'job.recover_jobs',
+    );
     expect(recovered).toHaveLength(1);
     expect(recovered[0]!.retried).toBe(1);
     expect(recovered[0]!.failed).toBe(0);
     expect(recovered[0]!.releasedTokens).toBe(held!.tokensReserved);
     expect(second.output()).toContain('"event":"jobs.dead_worker"');
     expect(second.output()).not.toContain('"event":"job.sweep_reservations.released"');
-
-    const ledger = await database.db
-      .select()
-      .from(tokenEvents)
-      .where(eq(tokenEvents.patchRequestId, patchRequestId));
-    expect(ledger).toHaveLength(1);
-    expect(ledger[0]!.idempotencyKey).toMatch(/:attempt-1:groq$/);
-    const [after] = await database.db.select().from(users).where(eq(users.id, user!.id));
-    expect(after!.tokensReserved).toBe(0);
-    expect(after!.tokensUsed).toBe(ledger[0]!.chargedTokens);
+    await expectRetryChargedOnce(patchRequestId, user!.id);
   }, 120_000);
 });
 
@@ -291,11 +303,10 @@ describe('service stopped during a preview', () => {
     await service.stop('SIGTERM');
 
     expect(service.process.exitCode).toBe(0);
-    const interrupted = service
-      .output()
-      .split('\n')
-      .filter((line) => line.includes('"event":"jobs.interrupted"'))
-      .map((line) => JSON.parse(line) as { lastAttempt: boolean; releasedTokens: number; attempt: number });
+    const interrupted = logEvents<{ lastAttempt: boolean; releasedTokens: number; attempt: number }>(
+      service,
+      'jobs.interrupted',
+    );
     expect(interrupted).toHaveLength(1);
     expect(interrupted[0]!.attempt).toBe(0);
     expect(interrupted[0]!.lastAttempt).toBe(false);
@@ -307,15 +318,7 @@ describe('service stopped during a preview', () => {
     const next = await startServiceProcess(stopEnv());
     services.push(next);
     await waitForReadyPreview(patchRequestId, [service, next]);
-    const ledger = await database.db
-      .select()
-      .from(tokenEvents)
-      .where(eq(tokenEvents.patchRequestId, patchRequestId));
-    expect(ledger).toHaveLength(1);
-    expect(ledger[0]!.idempotencyKey).toMatch(/:attempt-1:groq$/);
-    const [after] = await database.db.select().from(users).where(eq(users.id, userId));
-    expect(after!.tokensUsed).toBe(ledger[0]!.chargedTokens);
-    expect(after!.tokensReserved).toBe(0);
+    await expectRetryChargedOnce(patchRequestId, userId);
   }, 120_000);
 
   it('fails the preview of a last attempt', async () => {
