@@ -177,6 +177,33 @@ describe('POST /webhooks/github', () => {
     expect(response.status).toBe(413);
   });
 
+  it('rejects a streamed body over 25 MB', async () => {
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += 1;
+        if (sent > 26) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const response = await app.request('/webhooks/github', {
+      method: 'POST',
+      body,
+      duplex: 'half',
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'ping',
+        'x-github-delivery': 'huge-streamed',
+        'x-hub-signature-256': sign('{}'),
+      },
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    expect((await response.json()).error.code).toBe('payload_too_large');
+    // The read stopped at the first chunk past the limit.
+    expect(sent).toBeLessThan(28);
+  });
+
   it('records the installing user of an installation', async () => {
     const payload = example('installation', 'created');
     const body = JSON.stringify(payload);
