@@ -146,6 +146,7 @@ const envSchema = z.object({
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   PORT: integer(0, 65535).default(3000),
   PUBLIC_URL: url('for example https://fixwright.example.com').optional(),
+  REQUEST_TIMEOUT_SECONDS: integer(1, 3600).default(30),
 
   DATABASE_URL: optionalText.pipe(
     z

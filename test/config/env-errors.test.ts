@@ -28,6 +28,9 @@ describe('loadConfig errors', () => {
   it('names the variable and the expected form', () => {
     expect(errorFor({ PORT: '70000' })).toBe('Invalid PORT: must be at most 65535 (got "70000").');
     expect(errorFor({ BILLING_PERIOD: 'weekly' })).toContain('must be "monthly" or a number of days');
+    expect(errorFor({ REQUEST_TIMEOUT_SECONDS: '0' })).toBe(
+      'Invalid REQUEST_TIMEOUT_SECONDS: must be at least 1 (got "0").',
+    );
   });
 });
 

@@ -1,9 +1,10 @@
 import { createHmac } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/web/app.tsx';
+import { serveHttp } from '../../src/web/http-server.ts';
 import { maxWebhookBytes } from '../../src/web/webhooks.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { waitFor } from '../helpers/process.ts';
@@ -33,13 +34,20 @@ afterAll(async () => {
   await context?.close();
 });
 
-/** Serves the app of the test context with WEBHOOK_MAX_CONCURRENT set to `maxConcurrent`. */
-async function startServer(maxConcurrent: number): Promise<{ server: ServerType; port: number }> {
+/**
+ * Serves the app of the test context as `fixwright start` does, with WEBHOOK_MAX_CONCURRENT set
+ * to `maxConcurrent` and the request timeout of the configuration unless `requestTimeoutSeconds`
+ * is given.
+ */
+async function startServer(
+  maxConcurrent: number,
+  requestTimeoutSeconds = context.config.REQUEST_TIMEOUT_SECONDS,
+): Promise<{ server: ServerType; port: number }> {
   const app = createApp({
     ...context,
     config: { ...context.config, WEBHOOK_MAX_CONCURRENT: maxConcurrent },
   });
-  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
+  const server = serveHttp(app.fetch, { hostname: '127.0.0.1', port: 0, requestTimeoutSeconds });
   servers.push(server);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
@@ -209,4 +217,34 @@ describe('POST /webhooks/github under load', () => {
     );
     expect(await accepted.json()).toEqual({ delivery: 'after-budget', outcome: 'pong' });
   });
+
+  it('closes a trickling body after the request timeout', async () => {
+    expect(context.config.REQUEST_TIMEOUT_SECONDS).toBe(30);
+    const { port } = await startServer(8, 1);
+    const started = Date.now();
+    const slow = openSlowDelivery(port, {
+      deliveryId: 'timed-out',
+      contentLength: 1_000_000,
+      signature: 'sha256=00',
+    });
+
+    const received = await Promise.race([
+      slow.closed,
+      new Promise<string>((resolve) => setTimeout(() => resolve('still open after 10 s'), 10_000)),
+    ]);
+
+    const elapsed = Date.now() - started;
+    expect(received.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(5000);
+    const warning = await waitFor(
+      async () =>
+        context.logs.find(
+          (line) => line.event === 'webhook.rejected' && line.deliveryId === 'timed-out',
+        ),
+      { timeoutMs: 5000, intervalMs: 20, describe: () => 'the rejection log of the slow body' },
+    );
+    expect(warning).toMatchObject({ status: 400, code: 'bad_request' });
+    expect(warning.reason).toContain('closed before the whole request body arrived');
+  }, 15_000);
 });
