@@ -316,6 +316,39 @@ describe('POST /webhooks/github with unusual input', () => {
     expect(installation).toEqual({ account: 'nul-org', login: 'nul-user' });
   });
 
+  it('records an invalid installation id as absent', async () => {
+    for (const id of ['1.5', '1e19', '0', '-3']) {
+      const body = `{"action":"x","installation":{"id":${id}}}`;
+      const deliveryId = `installation-id-${id}`;
+
+      const response = await post(body, signedHeaders(body, 'push', deliveryId));
+
+      expect(response.status, id).toBe(202);
+      expect(await response.json(), id).toEqual({
+        delivery: deliveryId,
+        outcome: 'ignored: event push',
+      });
+      const [delivery] = await context.db
+        .select()
+        .from(webhookDeliveries)
+        .where(eq(webhookDeliveries.deliveryId, deliveryId));
+      expect(delivery?.installationId, id).toBeNull();
+    }
+  });
+
+  it('records a valid installation id', async () => {
+    const body = '{"action":"x","installation":{"id":9007199254740991}}';
+
+    const response = await post(body, signedHeaders(body, 'push', 'installation-id-max'));
+
+    expect(response.status).toBe(202);
+    const [delivery] = await context.db
+      .select()
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, 'installation-id-max'));
+    expect(delivery?.installationId).toBe(9007199254740991);
+  });
+
   it('rejects a delivery id over 200 characters', async () => {
     const deliveryId = 'd'.repeat(8000);
     const body = JSON.stringify({ zen: 'Keep it logically awesome.' });
