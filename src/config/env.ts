@@ -120,9 +120,36 @@ const secretVariables = new Set([
   'GEMINI_API_KEY',
 ]);
 
-/** Replaces the password of any `scheme://user:password@` URL in `text` with "***". */
+/** Start of a URL: its scheme and "://". */
+const urlStart = /[a-z][a-z0-9+.-]*:\/\//gi;
+
+/**
+ * Replaces with "***" the password of every `scheme://user:password@` URL in `text`, and the
+ * value of its `password` and `sslpassword` query parameters. A URL here runs to the next URL or
+ * the end of the line, and its password ends at the last "@" in it. So a password with an
+ * unencoded "@", "/" or space is masked whole, whether or not the URL parses.
+ * NOTE: when a path or query contains "@" too, the host before it is masked as well.
+ */
 export function maskUrlPassword(text: string): string {
-  return text.replace(/(:\/\/[^:/@\s]*:)[^@\s]*@/, '$1***@');
+  return text
+    .split(/(\r?\n)/)
+    .map((line) => {
+      const starts = [...line.matchAll(urlStart)].map((match) => match.index);
+      if (starts.length === 0) return line;
+      let masked = line.slice(0, starts[0]);
+      for (const [index, start] of starts.entries()) {
+        masked += maskOneUrl(line.slice(start, starts[index + 1] ?? line.length));
+      }
+      return masked;
+    })
+    .join('');
+}
+
+/** Masks the passwords of `url`, which starts with its scheme and may be followed by other text. */
+function maskOneUrl(url: string): string {
+  return url
+    .replace(/^([^:]+:\/\/[^:/@]*:).*@/s, '$1***@')
+    .replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
 }
 
 /** Shows a value in an error message with any password in a URL replaced by "***". */
