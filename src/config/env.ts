@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { describeDatabaseUrlProblem } from './database-url.ts';
 
 /** Raised when an environment variable is missing or invalid. The message names the variable. */
 export class ConfigError extends Error {
@@ -178,7 +179,10 @@ const envSchema = z.object({
   DATABASE_URL: optionalText.pipe(
     z
       .string()
-      .regex(/^postgres(ql)?:\/\//, { message: 'must start with postgres:// or postgresql://' })
+      .superRefine((value, ctx) => {
+        const problem = describeDatabaseUrlProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
       .optional(),
   ),
   DATA_DIR: z.string().trim().min(1).default('./data'),
