@@ -84,7 +84,7 @@ function verifySignature(webhooks: Webhooks | null, budget: ByteBudget): Middlew
         c.header('Retry-After', String(retryAfterSeconds));
         return new AppError(
           'service_unavailable',
-          `Webhook bodies being received hold more than ${budget.maxBytes} bytes together ` +
+          `Webhook bodies being received would hold more than ${budget.maxBytes} bytes together ` +
             `(WEBHOOK_MAX_CONCURRENT times ${maxWebhookBytes}); redeliver this one later.`,
         );
       },
