@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
 import { ConfigError, missingSettings, type Config } from './config/env.ts';
 import type { AppContext } from './context.ts';
 import { toSafeError } from './errors/safe-error.ts';
@@ -15,6 +15,7 @@ import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { applyAdminLogins } from './users/sync-admin-role.ts';
 import { createApp } from './web/app.tsx';
+import { serveHttp } from './web/http-server.ts';
 
 export type Role = 'all' | 'web' | 'worker';
 
@@ -136,7 +137,11 @@ async function startParts(
   let port: number | undefined;
   if (role !== 'worker') {
     const app = createApp(context);
-    const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT });
+    const server = serveHttp(app.fetch, {
+      hostname: config.HOST,
+      port: config.PORT,
+      requestTimeoutSeconds: config.REQUEST_TIMEOUT_SECONDS,
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('listening', resolve);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { describeDatabaseUrlProblem } from './database-url.ts';
 
 /** Raised when an environment variable is missing or invalid. The message names the variable. */
 export class ConfigError extends Error {
@@ -120,9 +121,36 @@ const secretVariables = new Set([
   'GEMINI_API_KEY',
 ]);
 
-/** Replaces the password of any `scheme://user:password@` URL in `text` with "***". */
+/** Start of a URL: its scheme and "://". */
+const urlStart = /[a-z][a-z0-9+.-]*:\/\//gi;
+
+/**
+ * Replaces with "***" the password of every `scheme://user:password@` URL in `text`, and the
+ * value of its `password` and `sslpassword` query parameters. A URL here runs to the next URL or
+ * the end of the line, and its password ends at the last "@" in it. So a password with an
+ * unencoded "@", "/" or space is masked whole, whether or not the URL parses.
+ * NOTE: when a path or query contains "@" too, the host before it is masked as well.
+ */
 export function maskUrlPassword(text: string): string {
-  return text.replace(/(:\/\/[^:/@\s]*:)[^@\s]*@/, '$1***@');
+  return text
+    .split(/(\r?\n)/)
+    .map((line) => {
+      const starts = [...line.matchAll(urlStart)].map((match) => match.index);
+      if (starts.length === 0) return line;
+      let masked = line.slice(0, starts[0]);
+      for (const [index, start] of starts.entries()) {
+        masked += maskOneUrl(line.slice(start, starts[index + 1] ?? line.length));
+      }
+      return masked;
+    })
+    .join('');
+}
+
+/** Masks the passwords of `url`, which starts with its scheme and may be followed by other text. */
+function maskOneUrl(url: string): string {
+  return url
+    .replace(/^([^:]+:\/\/[^:/@]*:).*@/s, '$1***@')
+    .replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
 }
 
 /** Shows a value in an error message with any password in a URL replaced by "***". */
@@ -146,11 +174,15 @@ const envSchema = z.object({
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   PORT: integer(0, 65535).default(3000),
   PUBLIC_URL: url('for example https://fixwright.example.com').optional(),
+  REQUEST_TIMEOUT_SECONDS: integer(1, 3600).default(30),
 
   DATABASE_URL: optionalText.pipe(
     z
       .string()
-      .regex(/^postgres(ql)?:\/\//, { message: 'must start with postgres:// or postgresql://' })
+      .superRefine((value, ctx) => {
+        const problem = describeDatabaseUrlProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
       .optional(),
   ),
   DATA_DIR: z.string().trim().min(1).default('./data'),

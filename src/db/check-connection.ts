@@ -11,18 +11,20 @@ const connectTimeoutSeconds = 10;
  * Throws StartupError.
  */
 export async function checkDatabaseUrl(url: string): Promise<void> {
-  const sql = postgres(url, {
-    max: 1,
-    connect_timeout: connectTimeoutSeconds,
-    onnotice: () => {},
-    connection: { application_name: 'fixwright' },
-  });
+  let sql: postgres.Sql | undefined;
   try {
+    // postgres() parses the URL at once and throws TypeError for one it cannot parse.
+    sql = postgres(url, {
+      max: 1,
+      connect_timeout: connectTimeoutSeconds,
+      onnotice: () => {},
+      connection: { application_name: 'fixwright' },
+    });
     await sql`SELECT 1`;
   } catch (error) {
     throw new StartupError(describeConnectionFailure(url, error));
   } finally {
-    await sql.end({ timeout: 5 }).catch(() => {});
+    await sql?.end({ timeout: 5 }).catch(() => {});
   }
 }
 

@@ -33,6 +33,15 @@ export function validateDeliveryPayload(event: string, payload: unknown): string
 }
 
 /**
+ * Returns `value` as an installation id for the bigint column, or null unless it is a positive
+ * safe integer. GitHub's ids are, and events that Fixwright ignores are not validated, so
+ * their payloads may carry any JSON number there.
+ */
+function installationIdOf(value: unknown): number | null {
+  return Number.isSafeInteger(value) && (value as number) > 0 ? (value as number) : null;
+}
+
+/**
  * Records the delivery id and does the event's database work in one transaction. A delivery
  * id seen before does nothing, so GitHub's redeliveries are harmless.
  */
@@ -42,7 +51,7 @@ export async function dispatchDelivery(
 ): Promise<DeliveryResult> {
   const action = typeof delivery.payload.action === 'string' ? delivery.payload.action : null;
   const installation = delivery.payload.installation as { id?: unknown } | undefined;
-  const installationId = typeof installation?.id === 'number' ? installation.id : null;
+  const installationId = installationIdOf(installation?.id);
 
   return context.db.transaction(async (tx) => {
     const [fresh] = await tx

@@ -1,4 +1,8 @@
 import { providers, type Provider } from '../db/schema/index.ts';
+import { quoteValue } from '../text/quote-value.ts';
+
+/** Longest quoted entry, in characters, in the message for an invalid order. */
+const maxQuotedLength = 40;
 
 /** Returns the value as a Provider, or null when it names none. */
 export function parseProvider(value: unknown): Provider | null {
@@ -25,8 +29,7 @@ export function parseProviderOrder(
   for (const [index, entry] of value.entries()) {
     const provider = parseProvider(entry);
     if (!provider) {
-      const entryText = JSON.stringify(entry) ?? String(entry);
-      const quoted = entryText.length > 40 ? `${entryText.slice(0, 39)}…` : entryText;
+      const quoted = quoteValue(entry, maxQuotedLength);
       return { ok: false, reason: `Invalid order[${index}] ${quoted}: expected ${expected}.` };
     }
     if (order.includes(provider)) {

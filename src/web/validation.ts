@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { quoteValue } from '../text/quote-value.ts';
 import { AppError } from './errors.ts';
 
 /** Source of a request's input, named when the whole input is invalid. */
@@ -68,7 +69,7 @@ function describeIssue(issue: z.core.$ZodIssue, context: InputContext): string {
         : `expected ${description ?? expectedOf(issue)}`;
     return `Missing ${field}: ${hint}.`;
   }
-  const sent = context.secret ? '' : ` ${quote(value)}`;
+  const sent = context.secret ? '' : ` ${quoteValue(value, maxQuotedLength)}`;
   if (issue.path.length === 0 && context.example && issue.code === 'invalid_type') {
     return `Invalid ${field}${sent}: expected a JSON object like ${context.example}.`;
   }
@@ -150,18 +151,6 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
     value = (value as Record<PropertyKey, unknown>)[key];
   }
   return value;
-}
-
-function quote(value: unknown): string {
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    // JSON.stringify recurses, so a value nested thousands of levels deep, which JSON.parse
-    // accepts, overflows the stack. The message then names the type instead of quoting it.
-    return Array.isArray(value) ? '(a deeply nested array)' : '(a deeply nested object)';
-  }
-  return text.length > maxQuotedLength ? `${text.slice(0, maxQuotedLength - 1)}…` : text;
 }
 
 /** Finds the `.describe()` text of the schema at `path`, looking through wrappers and pipes. */

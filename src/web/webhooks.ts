@@ -1,12 +1,12 @@
 import { Webhooks } from '@octokit/webhooks';
 import { Hono, type MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.ts';
 import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
 import type { Logger } from '../logger.ts';
 import { stripNul } from '../text/strip-nul.ts';
 import { AppError } from './errors.ts';
-import { limitConcurrency } from './limit-concurrency.ts';
+import { limitConcurrency, retryAfterSeconds } from './limit-concurrency.ts';
+import { ByteBudget, readLimitedBody } from './read-limited-body.ts';
 
 /** GitHub caps webhook payloads at 25 MB and drops larger ones. */
 export const maxWebhookBytes = 25 * 1024 * 1024;
@@ -53,43 +53,45 @@ function logRejectedDeliveries(logger: Logger): MiddlewareHandler {
   };
 }
 
-/** `POST /webhooks/github`: verifies the signature over the raw body, records the delivery and returns 202. */
-export function webhookRoutes(context: AppContext): Hono {
-  const app = new Hono();
-  const secret = context.config.WEBHOOK_SECRET;
-  const webhooks = secret ? new Webhooks({ secret }) : null;
-  const maxConcurrent = context.config.WEBHOOK_MAX_CONCURRENT;
+/** Variables that the webhook middleware sets for the handler. */
+type WebhookEnv = { Variables: { webhookBody: string } };
 
-  app.post(
-    '/webhooks/github',
-    logRejectedDeliveries(context.logger),
-    // Each body is buffered whole before its signature can be checked, so unsigned floods
-    // could otherwise hold up to 25 MB per connection.
-    limitConcurrency(
-      maxConcurrent,
-      `Too many webhook deliveries in progress (WEBHOOK_MAX_CONCURRENT is ${maxConcurrent}); ` +
-        'redeliver this one later.',
-    ),
-    bodyLimit({
-      maxSize: maxWebhookBytes,
-      onError: () => {
-        throw new AppError(
+/**
+ * Reads the body against `budget` and checks X-Hub-Signature-256 over it, then passes the
+ * body on as `webhookBody`. The body is charged to `budget` until its signature is checked,
+ * so that unsigned bodies cannot hold more memory than the budget together.
+ */
+function verifySignature(webhooks: Webhooks | null, budget: ByteBudget): MiddlewareHandler<WebhookEnv> {
+  return async (c, next) => {
+    if (!webhooks) throw new AppError('not_configured', notConfiguredMessage);
+
+    const signature = c.req.header('x-hub-signature-256');
+    if (!signature) {
+      throw new AppError(
+        'invalid_signature',
+        'Missing X-Hub-Signature-256 header; GitHub signs every delivery when the app has a webhook secret.',
+      );
+    }
+    const charged = await readLimitedBody(c.req.raw, {
+      maxBytes: maxWebhookBytes,
+      budget,
+      tooLarge: () =>
+        new AppError(
           'payload_too_large',
           `Webhook body is larger than GitHub's limit of ${maxWebhookBytes} bytes.`,
+        ),
+      overBudget: () => {
+        c.header('Retry-After', String(retryAfterSeconds));
+        return new AppError(
+          'service_unavailable',
+          `Webhook bodies being received would hold more than ${budget.maxBytes} bytes together ` +
+            `(WEBHOOK_MAX_CONCURRENT times ${maxWebhookBytes}); redeliver this one later.`,
         );
       },
-    }),
-    async (c) => {
-      if (!webhooks) throw new AppError('not_configured', notConfiguredMessage);
-
-      const signature = c.req.header('x-hub-signature-256');
-      if (!signature) {
-        throw new AppError(
-          'invalid_signature',
-          'Missing X-Hub-Signature-256 header; GitHub signs every delivery when the app has a webhook secret.',
-        );
-      }
-      const body = await c.req.text();
+    });
+    let body: string;
+    try {
+      body = new TextDecoder().decode(charged.bytes);
       const valid = await webhooks.verify(body, signature).catch(() => false);
       if (!valid) {
         throw new AppError(
@@ -97,7 +99,39 @@ export function webhookRoutes(context: AppContext): Hono {
           'X-Hub-Signature-256 does not match the body; check that WEBHOOK_SECRET equals the secret set on the GitHub App.',
         );
       }
+    } finally {
+      charged.release();
+    }
+    c.set('webhookBody', body);
+    await next();
+  };
+}
 
+/**
+ * `POST /webhooks/github`: verifies the signature over the raw body, records the delivery and
+ * returns 202. Only signed deliveries count toward WEBHOOK_MAX_CONCURRENT, so slow unsigned
+ * bodies cannot take the slots of GitHub's deliveries.
+ */
+export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
+  const app = new Hono<WebhookEnv>();
+  const secret = context.config.WEBHOOK_SECRET;
+  const webhooks = secret ? new Webhooks({ secret }) : null;
+  const maxConcurrent = context.config.WEBHOOK_MAX_CONCURRENT;
+  // Each body is buffered whole before its signature can be checked. The budget keeps the
+  // memory bound that WEBHOOK_MAX_CONCURRENT full-size bodies would have.
+  const budget = new ByteBudget(maxConcurrent * maxWebhookBytes);
+
+  app.post(
+    '/webhooks/github',
+    logRejectedDeliveries(context.logger),
+    verifySignature(webhooks, budget),
+    limitConcurrency(
+      maxConcurrent,
+      `Too many webhook deliveries in progress (WEBHOOK_MAX_CONCURRENT is ${maxConcurrent}); ` +
+        'redeliver this one later.',
+    ),
+    async (c) => {
+      const body = c.get('webhookBody');
       const deliveryId = c.req.header('x-github-delivery');
       const event = c.req.header('x-github-event');
       if (!deliveryId || !event) {

@@ -80,6 +80,39 @@ describe('unreachable DATABASE_URL', () => {
   });
 });
 
+describe('invalid DATABASE_URL', () => {
+  const encodeHint =
+    'must be a URL such as postgres://USER:PASSWORD@HOST:5432/DATABASE, with "@", "/", ":", ' +
+    '"?", "#" and spaces in the user name and password percent-encoded ("@" as %40)';
+  const cases: [string, string][] = [
+    [
+      'postgres://u:hunter2@127.0.0.1:99999/db',
+      'Invalid DATABASE_URL: has port 99999; set the port of the PostgreSQL server, from 1 to ' +
+        '65535 (got "postgres://u:***@127.0.0.1:99999/db").\n',
+    ],
+    [
+      'postgres://u:top/hunter2@127.0.0.1:1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://u:***@127.0.0.1:1/db").\n`,
+    ],
+    [
+      'postgres://u:hunter2@[::1:1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://u:***@[::1:1/db").\n`,
+    ],
+  ];
+
+  it('names the variable in one line with status 2', async () => {
+    for (const [url, expected] of cases) {
+      for (const command of ['migrate', 'start']) {
+        const label = `${command} ${url}`;
+        const result = await runCliToExit([command], cliEnv({ DATABASE_URL: url }), { timeoutMs: 30_000 });
+        expect(result.code, label).toBe(2);
+        expect(result.stderr, label).toBe(expected);
+        expect(result.stdout, label).toBe('');
+      }
+    }
+  }, 120_000);
+});
+
 describe('addresses checked before the database', () => {
   it('rejects BUNDLED_POSTGRES_PORT in use', async () => {
     const blocker = net.createServer();

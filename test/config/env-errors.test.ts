@@ -28,6 +28,53 @@ describe('loadConfig errors', () => {
   it('names the variable and the expected form', () => {
     expect(errorFor({ PORT: '70000' })).toBe('Invalid PORT: must be at most 65535 (got "70000").');
     expect(errorFor({ BILLING_PERIOD: 'weekly' })).toContain('must be "monthly" or a number of days');
+    expect(errorFor({ REQUEST_TIMEOUT_SECONDS: '0' })).toBe(
+      'Invalid REQUEST_TIMEOUT_SECONDS: must be at least 1 (got "0").',
+    );
+  });
+});
+
+describe('loadConfig DATABASE_URL', () => {
+  const encodeHint =
+    'must be a URL such as postgres://USER:PASSWORD@HOST:5432/DATABASE, with "@", "/", ":", ' +
+    '"?", "#" and spaces in the user name and password percent-encoded ("@" as %40)';
+  const cases: [string, string][] = [
+    [
+      'postgres://u:pw@127.0.0.1:99999/db',
+      'Invalid DATABASE_URL: has port 99999; set the port of the PostgreSQL server, from 1 to ' +
+        '65535 (got "postgres://u:***@127.0.0.1:99999/db").',
+    ],
+    [
+      'postgres://u:pw@127.0.0.1:0/db',
+      'Invalid DATABASE_URL: has port 0; set the port of the PostgreSQL server, from 1 to ' +
+        '65535 (got "postgres://u:***@127.0.0.1:0/db").',
+    ],
+    [
+      'postgres://u:top/secret@127.0.0.1:1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://u:***@127.0.0.1:1/db").`,
+    ],
+    [
+      'postgres://u:pw@[::1:1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://u:***@[::1:1/db").`,
+    ],
+  ];
+
+  it.each(cases)('rejects %j', (value, expected) => {
+    const message = errorFor({ DATABASE_URL: value });
+    expect(message).toBe(expected);
+    expect(message).not.toContain('secret');
+    expect(message).not.toContain(':pw@');
+  });
+
+  it('accepts PostgreSQL URLs', () => {
+    for (const value of [
+      'postgres://u:pw@127.0.0.1:5432/db',
+      'postgresql://u:p%40ss@[::1]:65535/db?sslmode=disable',
+      'postgres://127.0.0.1/db',
+      'postgres://u:s3cr@t@127.0.0.1:1/db',
+    ]) {
+      expect(loadConfig({ DATABASE_URL: value }).DATABASE_URL, value).toBe(value);
+    }
   });
 });
 

@@ -90,6 +90,30 @@ describe('chooseTestServer', () => {
     expect(chooseTestServer({ TEST_DATABASE_URL: ownServer }, runtimeFound).server).toBe('external');
   });
 
+  it('rejects an invalid TEST_DATABASE_URL', () => {
+    const cases: [string, string][] = [
+      [
+        'postgres://u:hunter2@127.0.0.1:99999/db',
+        'Invalid TEST_DATABASE_URL: has port 99999; set the port of the PostgreSQL server, ' +
+          'from 1 to 65535 (got "postgres://u:***@127.0.0.1:99999/db").',
+      ],
+      [
+        'postgres://u:top/hunter2@127.0.0.1:1/db',
+        'Invalid TEST_DATABASE_URL: must be a URL such as postgres://USER:PASSWORD@HOST:5432/' +
+          'DATABASE, with "@", "/", ":", "?", "#" and spaces in the user name and password ' +
+          'percent-encoded ("@" as %40) (got "postgres://u:***@127.0.0.1:1/db").',
+      ],
+      [
+        'mysql://u:hunter2@127.0.0.1/db',
+        'Invalid TEST_DATABASE_URL: must start with postgres:// or postgresql:// ' +
+          '(got "mysql://u:***@127.0.0.1/db").',
+      ],
+    ];
+    for (const [url, expected] of cases) {
+      expect(errorFor(() => chooseTestServer({ TEST_DATABASE_URL: url }, undefined))).toBe(expected);
+    }
+  });
+
   it('picks a container when a runtime is found', () => {
     expect(chooseTestServer({}, runtimeFound)).toEqual({
       server: 'container',

