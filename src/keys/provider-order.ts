@@ -1,4 +1,5 @@
 import { providers, type Provider } from '../db/schema/index.ts';
+import { joinWithAnd, pickForm } from '../text/plural.ts';
 
 /** Returns the value as a Provider, or null when it names none. */
 export function parseProvider(value: unknown): Provider | null {
@@ -36,7 +37,9 @@ export function parseProviderOrder(
   }
   const missing = providers.filter((provider) => !order.includes(provider));
   if (missing.length > 0) {
-    return { ok: false, reason: `Invalid provider order: "${missing.join('", "')}" is missing; expected ${expected}.` };
+    const names = joinWithAnd(missing.map((provider) => `"${provider}"`));
+    const verb = pickForm(missing.length, 'is', 'are');
+    return { ok: false, reason: `Invalid provider order: ${names} ${verb} missing; expected ${expected}.` };
   }
   return { ok: true, order };
 }

@@ -327,7 +327,8 @@ describe('own key API', () => {
   it('rejects an invalid provider order', async () => {
     const user = await newUser('keys-order-invalid');
     const cases: [unknown, string][] = [
-      [{ order: ['groq'] }, '"gemini" is missing'],
+      [{ order: ['groq'] }, 'Invalid provider order: "gemini" is missing; expected a list of'],
+      [{ order: [] }, 'Invalid provider order: "groq" and "gemini" are missing; expected a list of'],
       [{ order: ['groq', 'groq'] }, '"groq" appears twice'],
       [
         { order: ['groq', 'gemini', 'openai'] },

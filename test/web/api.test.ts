@@ -270,6 +270,19 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect(error.message.length).toBeLessThan(1000);
   });
 
+  it('counts one problem not listed', async () => {
+    const badIds = Array.from({ length: 6 }, (_, index) => `not-an-id-${index}`);
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: badIds }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.message).toContain('Invalid findingIds[4] "not-an-id-4"');
+    expect(error.message).not.toContain('findingIds[5]');
+    expect(error.message).toMatch(/ 1 more problem is not listed\.$/);
+  });
+
   it('names five unknown finding ids and counts the rest', async () => {
     const foreign = Array.from(
       { length: 8 },
