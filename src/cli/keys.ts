@@ -41,6 +41,13 @@ export function describeReport(report: RotationReport, configured: number[]): st
     `Rotated ${formatCount(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
       `${report.alreadyCurrent} already used it.`,
   ];
+  if (report.rotated > 0) {
+    // A process without the target version cannot decrypt the rotated keys until it restarts.
+    lines.push(
+      `Every Fixwright process needs master key version ${report.targetVersion} in MASTER_KEYS ` +
+        'to use the rotated keys: restart any process that was started without it.',
+    );
+  }
   for (const [version, count] of report.missingVersions) {
     lines.push(
       `${formatCount(count, 'key')} ${pickForm(count, 'uses', 'use')} master key version ${version}, ` +

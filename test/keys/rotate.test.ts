@@ -75,6 +75,8 @@ describe('keys rotate', () => {
     await expectAllDecrypt(new Keyring([v2]), after);
     expect(describeReport(report, [2, 1])).toEqual([
       'Rotated 10 keys to master key version 2; 0 already used it.',
+      'Every Fixwright process needs master key version 2 in MASTER_KEYS to use the rotated ' +
+        'keys: restart any process that was started without it.',
       'No stored key uses master key version 1 any more; remove it from MASTER_KEYS (and ' +
         'MASTER_KEY) when every server runs with the new key.',
     ]);
@@ -152,6 +154,8 @@ describe('keys rotate', () => {
     };
     expect(describeReport(report, [4, 3])).toEqual([
       'Rotated 1 key to master key version 4; 1 already used it.',
+      'Every Fixwright process needs master key version 4 in MASTER_KEYS to use the rotated ' +
+        'keys: restart any process that was started without it.',
       '1 key uses master key version 1, which is not configured: add it to MASTER_KEYS as ' +
         '1:<key> and run "fixwright keys rotate" again.',
       '3 keys use master key version 2, which is not configured: add it to MASTER_KEYS as ' +
