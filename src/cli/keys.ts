@@ -3,6 +3,7 @@ import type { Config } from '../config/env.ts';
 import { loadKeyring } from '../keys/master-keys.ts';
 import { rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
+import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
 import { withDatabase } from './with-database.ts';
 
@@ -34,26 +35,30 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
   });
 }
 
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
-}
-
 /** Builds the lines printed after a rotation: counts, problems and removable versions. */
 export function describeReport(report: RotationReport, configured: number[]): string[] {
   const lines = [
-    `Rotated ${plural(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
+    `Rotated ${formatCount(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
       `${report.alreadyCurrent} already used it.`,
   ];
+  if (report.rotated > 0) {
+    // A process without the target version cannot decrypt the rotated keys until it restarts.
+    lines.push(
+      `Every Fixwright process needs master key version ${report.targetVersion} in MASTER_KEYS ` +
+        'to use the rotated keys: restart any process that was started without it.',
+    );
+  }
   for (const [version, count] of report.missingVersions) {
     lines.push(
-      `${plural(count, 'key')} use master key version ${version}, which is not configured: add ` +
+      `${formatCount(count, 'key')} ${pickForm(count, 'uses', 'use')} master key version ${version}, ` +
+        `which is not configured: add ` +
         `it to MASTER_KEYS as ${version}:<key> and run "fixwright keys rotate" again.`,
     );
   }
   if (report.undecryptable > 0) {
     lines.push(
-      `${plural(report.undecryptable, 'key')} could not be decrypted, so ` +
-        `${report.undecryptable === 1 ? 'it is' : 'they are'} marked unusable until the owner ` +
+      `${formatCount(report.undecryptable, 'key')} could not be decrypted, so ` +
+        `${pickForm(report.undecryptable, 'it is', 'they are')} marked unusable until the owner ` +
         'saves the key again.',
     );
   }
@@ -61,8 +66,10 @@ export function describeReport(report: RotationReport, configured: number[]): st
   const unused = removable.filter((version) => version !== report.targetVersion);
   if (unused.length > 0) {
     lines.push(
-      `No stored key uses master key version ${unused.join(', ')} any more; ` +
-        'remove it from MASTER_KEYS (and MASTER_KEY) when every server runs with the new key.',
+      `No stored key uses master key ${pickForm(unused.length, 'version', 'versions')} ` +
+        `${joinWithAnd(unused.map(String))} any more; remove ` +
+        `${pickForm(unused.length, 'it', 'them')} from MASTER_KEYS (and MASTER_KEY) when every ` +
+        'server runs with the new key.',
     );
   }
   return lines;

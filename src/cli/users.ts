@@ -14,6 +14,26 @@ import { withDatabase } from './with-database.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
 
+/** Maximum length of a GitHub login; GitHub's sign-up form rejects longer usernames. */
+const maxLoginLength = 39;
+
+/**
+ * Checks the length and characters of a GitHub login. Returns the error message, or null when
+ * the login is valid. App logins such as `dependabot[bot]` pass as they are.
+ */
+function describeInvalidLogin(login: string): string | null {
+  if (login.endsWith('[bot]')) return null;
+  const quoted = JSON.stringify(login.length > 60 ? `${login.slice(0, 59)}…` : login);
+  const tooLong = login.length > maxLoginLength;
+  const badCharacters = !/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(login);
+  const length = `it is ${login.length} characters long, but GitHub logins are at most ${maxLoginLength}`;
+  const characters = 'letters, digits and hyphens, starting with a letter or digit';
+  if (tooLong && badCharacters) return `Invalid --login ${quoted}: ${length}, and they are ${characters}.`;
+  if (tooLong) return `Invalid --login ${quoted}: ${length}.`;
+  if (badCharacters) return `Invalid --login ${quoted}: GitHub logins are ${characters}.`;
+  return null;
+}
+
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
@@ -34,9 +54,8 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   });
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
-  if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/.test(login) && !login.endsWith('[bot]')) {
-    throw new CommandError(`Invalid --login ${JSON.stringify(login)}: GitHub logins are letters, digits and hyphens.`);
-  }
+  const loginProblem = describeInvalidLogin(login);
+  if (loginProblem) throw new CommandError(loginProblem);
   if (subcommand === 'plan' && !values.plan) {
     throw new CommandError('Missing --plan: use free, pro or enterprise.');
   }

@@ -7,6 +7,7 @@ import { findInstallationUnavailable } from '../github/installation-unavailable.
 import type { PgBoss } from '../jobs/boss.ts';
 import { fixAction } from '../report/publish-check-run.ts';
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
+import { pickForm } from '../text/plural.ts';
 
 export const checkRunPayload = z.object({
   action: z.string(),
@@ -102,7 +103,11 @@ export async function handleCheckRunEvent(
     return `skipped: ${result.error.message}`;
   }
   if (!result.ok) {
-    return `no patch request: findings ${result.unknownFindingIds.join(', ')} are gone`;
+    const ids = result.unknownFindingIds;
+    return (
+      `no patch request: ${pickForm(ids.length, 'finding', 'findings')} ${ids.join(', ')} ` +
+      `${pickForm(ids.length, 'is', 'are')} gone`
+    );
   }
   return (
     `patch request ${result.id} queued for run ${run.id} with ${rows.length} finding(s), ` +

@@ -38,52 +38,93 @@ export function rejectedReason(provider: Provider, status: number | undefined): 
 }
 
 /**
+ * Builds the message shown when a key is encrypted under a master key version that this
+ * process was not started with. The key itself is intact, so the fix is the operator's.
+ */
+export function missingVersionReason(provider: Provider, version: number): string {
+  const name = providerNames[provider];
+  return (
+    `Your saved ${name} key is encrypted under master key version ${version}, which this ` +
+    `Fixwright process does not have. The operator must restart it with version ${version} in ` +
+    'MASTER_KEYS. The key does not need to be saved again.'
+  );
+}
+
+/** A stored key row as selected from user_api_keys. */
+export type StoredKeyRow = typeof userApiKeys.$inferSelect;
+
+/**
  * Decrypts the user's stored keys for one job. A key the provider rejected stays unusable
- * until it is saved again. A key that does not decrypt is marked unusable and left out, and
- * a key marked so earlier that decrypts again (its master key is back) is used and unmarked.
+ * until it is saved again. See openStoredKey for keys that do not decrypt.
  */
 export async function loadOwnKeys(
   context: { db: Database; keyring: Keyring; logger: Logger },
   userId: string,
 ): Promise<Map<Provider, OwnKey>> {
-  const { db, keyring, logger } = context;
-  const rows = await db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+  const rows = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
   const keys = new Map<Provider, OwnKey>();
-  for (const row of rows) {
-    const { provider } = row;
-    if (row.unusableCause === 'rejected') {
-      keys.set(provider, { provider, usable: false, reason: row.unusableReason ?? rejectedReason(provider, undefined) });
-      continue;
+  for (const row of rows) keys.set(row.provider, await openStoredKey(context, row));
+  return keys;
+}
+
+/**
+ * Decrypts one stored key and keeps its mark in step with the result. A key whose master key
+ * version this process lacks is reported but not marked, because restarting the process with
+ * that version fixes it. A key that fails authentication is marked unusable. A key marked so
+ * earlier that decrypts now (its master key is back) is used and unmarked.
+ */
+export async function openStoredKey(
+  context: { db: Database; keyring: Keyring; logger: Logger },
+  row: StoredKeyRow,
+): Promise<OwnKey> {
+  const { db, keyring, logger } = context;
+  const { userId, provider } = row;
+  if (row.unusableCause === 'rejected') {
+    return { provider, usable: false, reason: row.unusableReason ?? rejectedReason(provider, undefined) };
+  }
+  const stored = { userId, provider, nonce: row.nonce };
+  try {
+    const key = await decryptUserKey(keyring, { userId, provider }, row);
+    if (row.unusableCause === 'undecryptable') {
+      await clearUnusable(db, stored);
+      logger.info({ event: 'user_key.decryptable_again', userId, provider }, 'stored key decrypts again');
     }
-    const stored = { userId, provider, nonce: row.nonce };
-    try {
-      const key = await decryptUserKey(keyring, { userId, provider }, row);
-      if (row.unusableCause === 'undecryptable') {
-        await clearUnusable(db, stored);
-        logger.info({ event: 'user_key.decryptable_again', userId, provider }, 'stored key decrypts again');
-      }
-      keys.set(provider, { provider, usable: true, key, stored });
-    } catch (error) {
-      if (!(error instanceof KeyDecryptionError)) throw error;
-      const reason = undecryptableReason(provider);
-      if (row.unusableCause !== 'undecryptable') {
-        await markKeyUnusable(db, stored, 'undecryptable', reason);
-      }
+    return { provider, usable: true, key, stored };
+  } catch (error) {
+    if (!(error instanceof KeyDecryptionError)) throw error;
+    if (error.reason === 'missing_version') {
+      // `keys rotate`, or a process started with a newer MASTER_KEYS, re-encrypted the key
+      // under a version this process was not given.
       logger.warn(
         {
-          event: 'user_key.undecryptable',
+          event: 'user_key.master_key_version_missing',
           userId,
           provider,
           masterKeyVersion: row.masterKeyVersion,
-          cause: error.reason,
-          detail: error.message,
+          configuredVersions: keyring.versions,
         },
-        'stored key could not be decrypted',
+        'stored key uses a master key version this process does not have',
       );
-      keys.set(provider, { provider, usable: false, reason });
+      return { provider, usable: false, reason: missingVersionReason(provider, row.masterKeyVersion) };
     }
+
+    const reason = undecryptableReason(provider);
+    if (row.unusableCause !== 'undecryptable') {
+      await markKeyUnusable(db, stored, 'undecryptable', reason);
+    }
+    logger.warn(
+      {
+        event: 'user_key.undecryptable',
+        userId,
+        provider,
+        masterKeyVersion: row.masterKeyVersion,
+        cause: error.reason,
+        detail: error.message,
+      },
+      'stored key could not be decrypted',
+    );
+    return { provider, usable: false, reason };
   }
-  return keys;
 }
 
 // The updates below keep updated_at, which records when the user last saved the key.

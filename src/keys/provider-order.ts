@@ -1,4 +1,5 @@
 import { providers, type Provider } from '../db/schema/index.ts';
+import { joinWithAnd, pickForm } from '../text/plural.ts';
 import { quoteValue } from '../text/quote-value.ts';
 
 /** Longest quoted entry, in characters, in the message for an invalid order. */
@@ -39,7 +40,9 @@ export function parseProviderOrder(
   }
   const missing = providers.filter((provider) => !order.includes(provider));
   if (missing.length > 0) {
-    return { ok: false, reason: `Invalid provider order: "${missing.join('", "')}" is missing; expected ${expected}.` };
+    const names = joinWithAnd(missing.map((provider) => `"${provider}"`));
+    const verb = pickForm(missing.length, 'is', 'are');
+    return { ok: false, reason: `Invalid provider order: ${names} ${verb} missing; expected ${expected}.` };
   }
   return { ok: true, order };
 }

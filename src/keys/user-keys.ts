@@ -2,9 +2,12 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { providers, userApiKeys, users, type Provider } from '../db/schema/index.ts';
+import type { Logger } from '../logger.ts';
 import { encryptUserKey } from './encryption.ts';
 import { checkKeyFormat } from './key-format.ts';
 import { checkKeyWithProvider } from './key-check.ts';
+import type { Keyring } from './master-keys.ts';
+import { openStoredKey } from './own-keys.ts';
 import { describeUnknownProvider, normalizeProviderOrder, parseProviderOrder } from './provider-order.ts';
 
 /** Displayable facts about a stored key, never the key or its ciphertext. */
@@ -28,13 +31,37 @@ const infoColumns = {
   unusableReason: userApiKeys.unusableReason,
 };
 
-/** Lists the user's stored keys, by provider name. */
-export async function listUserKeys(db: Database, userId: string): Promise<StoredKeyInfo[]> {
-  return db
-    .select(infoColumns)
+/**
+ * Lists the user's stored keys, by provider name. A key that is marked unusable, or whose
+ * master key version this process lacks, goes through openStoredKey. So the listing shows
+ * the reason a preview in this process would get, and clears a mark that no longer applies.
+ */
+export async function listUserKeys(
+  context: { db: Database; keyring: Keyring; logger: Logger },
+  userId: string,
+): Promise<StoredKeyInfo[]> {
+  const rows = await context.db
+    .select()
     .from(userApiKeys)
     .where(eq(userApiKeys.userId, userId))
     .orderBy(asc(userApiKeys.provider));
+  const keys: StoredKeyInfo[] = [];
+  for (const row of rows) {
+    let unusableReason: string | null = null;
+    if (row.unusableCause !== null || !context.keyring.get(row.masterKeyVersion)) {
+      const opened = await openStoredKey(context, row);
+      unusableReason = opened.usable ? null : opened.reason;
+    }
+    keys.push({
+      provider: row.provider,
+      lastFour: row.lastFour,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+      lastUsedAt: row.lastUsedAt,
+      unusableReason,
+    });
+  }
+  return keys;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { and, desc, eq } from 'drizzle-orm';
+import { and, desc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 
@@ -30,7 +30,11 @@ export async function listVisibleRuns(
   filter: { repository?: string; prNumber?: number; limit: number },
 ) {
   const conditions = [eq(installations.userId, userId)];
-  if (filter.repository) conditions.push(eq(prRuns.repository, filter.repository));
+  if (filter.repository) {
+    // GitHub owner and repository names are case-insensitive, so both sides are lowered,
+    // as in the index on lower(repository).
+    conditions.push(sql`lower(${prRuns.repository}) = lower(${filter.repository})`);
+  }
   if (filter.prNumber !== undefined) conditions.push(eq(prRuns.prNumber, filter.prNumber));
   const rows = await db
     .select({ run: prRuns })

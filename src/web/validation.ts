@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatCount, pickForm } from '../text/plural.ts';
 import { quoteValue } from '../text/quote-value.ts';
 import { AppError } from './errors.ts';
 
@@ -53,7 +54,8 @@ export function fromZodError(error: z.ZodError, context: InputContext): AppError
   const fields = [...new Set(error.issues.map((issue) => fieldName(issue.path, context.where)))];
   const listed = sentences.slice(0, maxSentences);
   if (sentences.length > maxSentences) {
-    listed.push(`${sentences.length - maxSentences} more problems are not listed.`);
+    const rest = sentences.length - maxSentences;
+    listed.push(`${formatCount(rest, 'more problem')} ${pickForm(rest, 'is', 'are')} not listed.`);
   }
   return new AppError('bad_request', listed.join(' '), { fields: fields.slice(0, maxFields) });
 }

@@ -168,6 +168,20 @@ describe('fixwright usage errors', () => {
     [['users', 'delete'], 'Unknown users command "delete": use token, plan, reset-usage, show.'],
     [['receive', '--payload', 'x.json'], 'Missing --event: name the GitHub event, for example pull_request.'],
     [['start', '--role', 'cron'], 'Invalid --role "cron": use all, web or worker.'],
+    [
+      ['users', 'token', '--login', 'a'.repeat(50)],
+      `Invalid --login "${'a'.repeat(50)}": it is 50 characters long, but GitHub logins are at most 39.`,
+    ],
+    [
+      ['users', 'token', '--login', 'bad login'],
+      'Invalid --login "bad login": GitHub logins are letters, digits and hyphens, starting with a ' +
+        'letter or digit.',
+    ],
+    [
+      ['users', 'token', '--login', `${'b'.repeat(36)} bad`],
+      `Invalid --login "${'b'.repeat(36)} bad": it is 40 characters long, but GitHub logins are at ` +
+        'most 39, and they are letters, digits and hyphens, starting with a letter or digit.',
+    ],
   ];
   for (const [args, message] of cases) {
     it(`exits 2 for "${args.join(' ')}"`, async () => {

@@ -22,7 +22,7 @@ function keyOf(userId: string, provider: Provider): string {
   return `${userId}:${provider}`;
 }
 
-export async function listUserKeys(_db: Database, userId: string): Promise<StoredKey[]> {
+export async function listUserKeys(_context: AppContext, userId: string): Promise<StoredKey[]> {
   return [...storedKeys.entries()]
     .filter(([key]) => key.startsWith(`${userId}:`))
     .map(([, value]) => value);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runPreview } from '../../src/autofix/preview.ts';
@@ -10,6 +11,7 @@ import {
   type Provider,
 } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { Keyring } from '../../src/keys/master-keys.ts';
 import { geminiErrorBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
@@ -82,8 +84,8 @@ async function newUser(values: { tokenLimit?: number; tokensUsed?: number; provi
   return user!;
 }
 
-async function storeKey(userId: string, provider: Provider, key: string) {
-  const encrypted = await encryptUserKey(context.keyring, { userId, provider }, key);
+async function storeKey(userId: string, provider: Provider, key: string, keyring = context.keyring) {
+  const encrypted = await encryptUserKey(keyring, { userId, provider }, key);
   await context.db.insert(userApiKeys).values({ userId, provider, ...encrypted, lastFour: key.slice(-4) });
 }
 
@@ -95,9 +97,10 @@ async function storedKey(userId: string, provider: Provider) {
   return row!;
 }
 
-async function preview(userId: string) {
+/** Runs a preview. `appContext` is the context of a process started with other settings. */
+async function preview(userId: string, appContext: TestContext = context) {
   const patchRequestId = await createPatchRequestForRun(context, runId, userId);
-  const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+  const outcome = await runPreview(appContext, patchRequestId, 0, context.logger);
   const stored = await context.db
     .select()
     .from(patchFiles)
@@ -387,6 +390,49 @@ describe('previews with own keys', () => {
     expect(result.request.filesDone).toBe(2);
     expect(groq.requests).toHaveLength(0);
     expect(gemini.requests).toHaveLength(0);
+  });
+
+  it('reports a master key version this process lacks', async () => {
+    const user = await newUser();
+    const groqKey = newKey('groq');
+    const geminiKey = newKey('gemini');
+    // Keys saved, or rotated by `keys rotate`, by a process that has version 2, while this
+    // process still has only version 1.
+    const withV2 = new Keyring([{ version: 2, key: new Uint8Array(randomBytes(32)) }, context.keyring.current()]);
+    await storeKey(user.id, 'groq', groqKey, withV2);
+    await storeKey(user.id, 'gemini', geminiKey, withV2);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toContain(
+        'Your saved Groq key is encrypted under master key version 2, which this Fixwright ' +
+          'process does not have. The operator must restart it with version 2 in MASTER_KEYS. ' +
+          'The key does not need to be saved again.',
+      );
+      expect(file.error).toContain('Your saved Gemini key is encrypted under master key version 2');
+      expect(file.error).not.toContain('could not be decrypted');
+    }
+    expect(groq.requests).toHaveLength(0);
+    expect(gemini.requests).toHaveLength(0);
+    for (const provider of ['groq', 'gemini'] as const) {
+      const row = await storedKey(user.id, provider);
+      expect(row.masterKeyVersion).toBe(2);
+      expect(row.unusableCause).toBeNull();
+      expect(row.unusableReason).toBeNull();
+    }
+    const warning = context.logs.find(
+      (line) => line.event === 'user_key.master_key_version_missing' && line.userId === user.id,
+    );
+    expect(warning?.masterKeyVersion).toBe(2);
+    expect(warning?.configuredVersions).toEqual([1]);
+
+    // The same keys work once the process is restarted with both versions.
+    const restarted = await preview(user.id, { ...context, keyring: withV2 });
+    expect(restarted.outcome.status).toBe('ready');
+    expect(completions().map((request) => request.apiKey)).toEqual([groqKey, groqKey]);
+    expect(restarted.ledger.map((event) => event.keySource)).toEqual(['user', 'user']);
   });
 
   it('does not decrypt a row copied to another user', async () => {

@@ -75,6 +75,8 @@ describe('keys rotate', () => {
     await expectAllDecrypt(new Keyring([v2]), after);
     expect(describeReport(report, [2, 1])).toEqual([
       'Rotated 10 keys to master key version 2; 0 already used it.',
+      'Every Fixwright process needs master key version 2 in MASTER_KEYS to use the rotated ' +
+        'keys: restart any process that was started without it.',
       'No stored key uses master key version 1 any more; remove it from MASTER_KEYS (and ' +
         'MASTER_KEY) when every server runs with the new key.',
     ]);
@@ -136,6 +138,37 @@ describe('keys rotate', () => {
       '1 key could not be decrypted, so it is marked unusable until the owner saves the key again.',
     );
     await context.db.delete(userApiKeys).where(eq(userApiKeys.id, row!.id));
+  });
+
+  it('reports counts of one and several', () => {
+    const report = {
+      targetVersion: 4,
+      rotated: 1,
+      alreadyCurrent: 1,
+      missingVersions: new Map([
+        [1, 1],
+        [2, 3],
+      ]),
+      undecryptable: 2,
+      versionsInUse: [4, 2, 1],
+    };
+    expect(describeReport(report, [4, 3])).toEqual([
+      'Rotated 1 key to master key version 4; 1 already used it.',
+      'Every Fixwright process needs master key version 4 in MASTER_KEYS to use the rotated ' +
+        'keys: restart any process that was started without it.',
+      '1 key uses master key version 1, which is not configured: add it to MASTER_KEYS as ' +
+        '1:<key> and run "fixwright keys rotate" again.',
+      '3 keys use master key version 2, which is not configured: add it to MASTER_KEYS as ' +
+        '2:<key> and run "fixwright keys rotate" again.',
+      '2 keys could not be decrypted, so they are marked unusable until the owner saves the key again.',
+      'No stored key uses master key version 3 any more; remove it from MASTER_KEYS (and ' +
+        'MASTER_KEY) when every server runs with the new key.',
+    ]);
+    const unused = { ...report, missingVersions: new Map(), undecryptable: 0, versionsInUse: [4] };
+    expect(describeReport(unused, [4, 3, 2])).toContain(
+      'No stored key uses master key versions 3 and 2 any more; remove them from MASTER_KEYS ' +
+        '(and MASTER_KEY) when every server runs with the new key.',
+    );
   });
 
   it('runs as a command', async () => {

@@ -1,8 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AppContext } from '../../src/context.ts';
 import { userApiKeys, users } from '../../src/db/schema/index.ts';
+import { encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
+import { undecryptableReason } from '../../src/keys/own-keys.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
@@ -238,6 +241,39 @@ describe('own key API', () => {
     expect(await rawRows(user.id)).toHaveLength(0);
   });
 
+  it('lists a key of a missing master key version', async () => {
+    const user = await newUser('keys-missing-version');
+    expect((await call(user.token, 'PUT', '/api/user/keys/groq', { key: groqKey })).status).toBe(201);
+    // What `keys rotate` with version 2 leaves for a process that has only version 1.
+    const withV2 = new Keyring([{ version: 2, key: new Uint8Array(randomBytes(32)) }, context.keyring.current()]);
+    const rotated = await encryptUserKey(withV2, { userId: user.id, provider: 'groq' }, groqKey);
+    await context.db.update(userApiKeys).set(rotated).where(eq(userApiKeys.userId, user.id));
+    const missing =
+      'Your saved Groq key is encrypted under master key version 2, which this Fixwright ' +
+      'process does not have. The operator must restart it with version 2 in MASTER_KEYS. ' +
+      'The key does not need to be saved again.';
+
+    const listed = await call(user.token, 'GET', '/api/user/keys');
+    expect(listed.json.keys[0].unusableReason).toBe(missing);
+    const [unmarked] = await rawRows(user.id);
+    expect(unmarked!.unusable_cause).toBeNull();
+
+    // A mark that an earlier release stored when the version was missing.
+    await context.db
+      .update(userApiKeys)
+      .set({ unusableCause: 'undecryptable', unusableReason: undecryptableReason('groq') })
+      .where(eq(userApiKeys.userId, user.id));
+    const stillMissing = await call(user.token, 'GET', '/api/user/keys');
+    expect(stillMissing.json.keys[0].unusableReason).toBe(missing);
+
+    const restarted = await call(user.token, 'GET', '/api/user/keys', undefined, { ...context, keyring: withV2 });
+    expect(restarted.json.keys[0].unusableReason).toBeNull();
+    const [healed] = await rawRows(user.id);
+    expect(healed!.unusable_cause).toBeNull();
+    expect(healed!.unusable_reason).toBeNull();
+    expect(healed!.master_key_version).toBe(2);
+  });
+
   it('deletes a key with 204, then 404', async () => {
     const user = await newUser('keys-delete');
     expect((await call(user.token, 'PUT', '/api/user/keys/groq', { key: groqKey })).status).toBe(201);
@@ -291,7 +327,8 @@ describe('own key API', () => {
   it('rejects an invalid provider order', async () => {
     const user = await newUser('keys-order-invalid');
     const cases: [unknown, string][] = [
-      [{ order: ['groq'] }, '"gemini" is missing'],
+      [{ order: ['groq'] }, 'Invalid provider order: "gemini" is missing; expected a list of'],
+      [{ order: [] }, 'Invalid provider order: "groq" and "gemini" are missing; expected a list of'],
       [{ order: ['groq', 'groq'] }, '"groq" appears twice'],
       [
         { order: ['groq', 'gemini', 'openai'] },

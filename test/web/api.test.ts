@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
@@ -108,6 +108,26 @@ describe('GET /api/runs', () => {
     expect(response.status).toBe(200);
     const { runs } = await response.json();
     expect(runs.map((run: { headSha: string }) => run.headSha)).toEqual(['c'.repeat(40), 'b'.repeat(40)]);
+  });
+
+  it('matches the repository without case', async () => {
+    const response = await call('owner', '/api/runs?repository=API-Owner/App&pr=7');
+    expect(response.status).toBe(200);
+    const { runs } = await response.json();
+    expect(runs.map((run: { headSha: string }) => run.headSha)).toEqual(['c'.repeat(40), 'b'.repeat(40)]);
+    expect(runs.map((run: { repository: string }) => run.repository)).toEqual(['api-owner/app', 'api-owner/app']);
+  });
+
+  it('filters by repository through an index', async () => {
+    const plan = await context.db.transaction(async (tx) => {
+      // On a table this small the planner picks a sequential scan unless that is disabled.
+      await tx.execute(sql`SET LOCAL enable_seqscan = off`);
+      return tx.execute<{ 'QUERY PLAN': string }>(
+        sql`EXPLAIN SELECT id FROM pr_runs WHERE lower(repository) = lower(${'API-Owner/App'}) AND pr_number = 7`,
+      );
+    });
+    const text = plan.map((row) => row['QUERY PLAN']).join('\n');
+    expect(text).toContain('pr_runs_lower_repository_pr_number_index');
   });
 
   it('shows another user nothing', async () => {
@@ -268,6 +288,19 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect(error.message).not.toContain('findingIds[5]');
     expect(error.message).toContain('995 more problems are not listed.');
     expect(error.message.length).toBeLessThan(1000);
+  });
+
+  it('counts one problem not listed', async () => {
+    const badIds = Array.from({ length: 6 }, (_, index) => `not-an-id-${index}`);
+    const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: badIds }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.message).toContain('Invalid findingIds[4] "not-an-id-4"');
+    expect(error.message).not.toContain('findingIds[5]');
+    expect(error.message).toMatch(/ 1 more problem is not listed\.$/);
   });
 
   it('names five unknown finding ids and counts the rest', async () => {

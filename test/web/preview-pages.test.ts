@@ -128,7 +128,25 @@ describe('run page', () => {
     const other = await createRunWithFindings(context.db, { userId: user.userId, findings: [{ path: 'x.ts', line: 1 }] });
     const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: other.findings[0]!.id });
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain('is not part of this run');
+    expect(await response.text()).toContain(
+      `Finding ${other.findings[0]!.id} is not part of this run; reload the run page.`,
+    );
+  });
+
+  it('names several findings of another run', async () => {
+    const other = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [
+        { path: 'x.ts', line: 1 },
+        { path: 'x.ts', line: 2 },
+      ],
+    });
+    const ids = other.findings.map((finding) => finding.id);
+    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: ids });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      `Findings ${ids.join(', ')} are not part of this run; reload the run page.`,
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { relations } from 'drizzle-orm';
+import { relations, sql } from 'drizzle-orm';
 import {
   bigint,
   index,
@@ -79,7 +79,8 @@ export const prRuns = pgTable(
   (table) => [
     unique().on(table.repositoryId, table.prNumber, table.headSha),
     index().on(table.installationId),
-    index().on(table.repository, table.prNumber),
+    // GitHub compares owner and repository names without case, and so does the runs filter.
+    index('pr_runs_lower_repository_pr_number_index').on(sql`lower(${table.repository})`, table.prNumber),
     index().on(table.repositoryId, table.prNumber),
     index().on(table.checkRunId),
   ],

@@ -57,7 +57,7 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
   app.get('/api/user/keys', async (c) => {
     const userId = c.var.user.id;
     const [keys, providerOrder] = await Promise.all([
-      listUserKeys(db, userId),
+      listUserKeys(context, userId),
       getProviderOrder(db, userId),
     ]);
     return c.json({

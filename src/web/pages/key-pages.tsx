@@ -26,7 +26,7 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
   app.use('/keys/*', requirePageSession(context));
 
   app.get('/keys', async (c) => {
-    const keys = await listUserKeys(context.db, c.var.user.id);
+    const keys = await listUserKeys(context, c.var.user.id);
     const notice = notices[c.req.query('notice') ?? ''];
     return c.html(<KeysPage session={c.var.session} keys={keys} notice={notice} />);
   });
@@ -54,7 +54,7 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
         { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },
         'own key not saved',
       );
-      const keys = await listUserKeys(context.db, c.var.user.id);
+      const keys = await listUserKeys(context, c.var.user.id);
       const status = result.cause === 'unavailable' ? 502 : 400;
       return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, status);
     }

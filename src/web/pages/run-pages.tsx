@@ -7,6 +7,7 @@ import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
+import { pickForm } from '../../text/plural.ts';
 import {
   AppError,
   fromInstallationUnavailable,
@@ -82,9 +83,11 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       throw fromPullRequestClosed(result.error);
     }
     if (!result.ok) {
+      const ids = result.unknownFindingIds;
       throw new AppError(
         'bad_request',
-        `Finding ${result.unknownFindingIds.join(', ')} is not part of this run; reload the run page.`,
+        `${pickForm(ids.length, 'Finding', 'Findings')} ${ids.join(', ')} ` +
+          `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
       );
     }
     context.logger.info(

@@ -1,0 +1,15 @@
+/** Formats a count with its noun, as "1 key" or "3 keys". */
+export function formatCount(count: number, singular: string, plural = `${singular}s`): string {
+  return `${count} ${pickForm(count, singular, plural)}`;
+}
+
+/** Returns the singular form for a count of 1 and the plural form otherwise, as "is" or "are". */
+export function pickForm(count: number, singular: string, plural: string): string {
+  return count === 1 ? singular : plural;
+}
+
+/** Joins items as "a", "a and b" or "a, b and c". */
+export function joinWithAnd(items: readonly string[]): string {
+  if (items.length <= 1) return items.join('');
+  return `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;
+}
