@@ -10,6 +10,7 @@ import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
+import { isOwnerAlive, readOwner, removeOwnFile, writeOwnFile } from './bundled-owner.ts';
 
 export interface BundledPostgres {
   /** Connection URL of the fixwright database on the bundled server. */
@@ -70,23 +71,28 @@ async function openUnderLock(options: {
 }): Promise<BundledPostgres> {
   const { dataDir, clusterDir, credentials, logger } = options;
   const ownerFile = path.join(dataDir, 'bundled-postgres.owner');
+  const owner = await readOwner(ownerFile);
+  const liveOwnerPid = owner && isOwnerAlive(owner) ? owner.pid : undefined;
   const running = await findRunningServer(clusterDir);
+  if (running && liveOwnerPid !== undefined) {
+    if (options.exclusive) throw new StartupError(inUseMessage(dataDir, liveOwnerPid));
+    logger.info(
+      { event: 'bundled_postgres.reused', port: running.port, ownerPid: liveOwnerPid },
+      'using the bundled PostgreSQL that another Fixwright process runs',
+    );
+    return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
+  }
   if (running) {
-    const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
-    if (owner > 0 && isProcessAlive(owner)) {
-      if (options.exclusive) throw new StartupError(inUseMessage(dataDir, owner));
-      logger.info(
-        { event: 'bundled_postgres.reused', port: running.port, ownerPid: owner },
-        'using the bundled PostgreSQL that another Fixwright process runs',
-      );
-      return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
-    }
     // The process that started it died without stopping it, so stop it and start a new one.
     logger.warn(
-      { event: 'bundled_postgres.orphan_stopped', pid: running.pid },
+      { event: 'bundled_postgres.orphan_stopped', pid: running.pid, ownerPid: owner?.pid },
       'stopping a bundled PostgreSQL left running by a Fixwright process that died',
     );
     await stopOrphan(running.pid);
+  } else if (liveOwnerPid !== undefined && liveOwnerPid !== process.pid) {
+    // The owner still runs, so a server started here would give the data two live owners. An
+    // owner file that names this process was written for this process's own server, now stopped.
+    throw new StartupError(stoppedServerMessage(dataDir, liveOwnerPid));
   }
 
   if (options.port) await checkBundledPostgresPort(options.port);
@@ -102,11 +108,11 @@ async function openUnderLock(options: {
   const url = urlFor(credentials, port);
   try {
     await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
-    await writeFile(ownerFile, String(process.pid), { mode: 0o600 });
+    await writeOwnFile(ownerFile);
   } catch (error) {
     // Without this stop, the server would outlive this process as an orphan.
     await server.stop();
-    await rm(ownerFile, { force: true });
+    await removeOwnFile(ownerFile);
     throw error;
   }
   logger.info({ event: 'bundled_postgres.started', port, dataDir: clusterDir }, 'bundled PostgreSQL started');
@@ -115,7 +121,7 @@ async function openUnderLock(options: {
     owned: true,
     stop: async () => {
       await server.stop();
-      await rm(ownerFile, { force: true });
+      await removeOwnFile(ownerFile);
       logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
     },
   };
@@ -474,6 +480,13 @@ export function findFreePort(): Promise<number> {
       probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+function stoppedServerMessage(dataDir: string, ownerPid: number): string {
+  return (
+    `The bundled PostgreSQL in ${dataDir} is not running, but the Fixwright process that ` +
+    `started it (pid ${ownerPid}) still runs; stop that process, then run this command again.`
+  );
 }
 
 function inUseMessage(dataDir: string, ownerPid: number): string {
