@@ -23,6 +23,12 @@ export function processStartTime(pid: number): string | undefined {
   return readProcessStat(pid)?.[19];
 }
 
+/** Returns the pid of a process's parent (field 4 of /proc/PID/stat), or undefined without /proc. */
+export function parentPid(pid: number): number | undefined {
+  const field = readProcessStat(pid)?.[1];
+  return field === undefined ? undefined : Number(field);
+}
+
 /**
  * Returns the fields of /proc/PID/stat that follow the command name, the state (field 3)
  * first. The command name is skipped by its last ')', since it may contain spaces and ')'.

@@ -1,5 +1,5 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { isProcessAlive, processStartTime } from '../process-alive.ts';
+import { readlink, readFile, rm, writeFile } from 'node:fs/promises';
+import { isProcessAlive, parentPid, processStartTime } from '../process-alive.ts';
 
 /**
  * The Fixwright process that started the bundled PostgreSQL and stops it when it exits, as
@@ -55,4 +55,22 @@ export async function writeOwnFile(ownerFile: string): Promise<void> {
 export async function removeOwnFile(ownerFile: string): Promise<void> {
   const owner = await readOwner(ownerFile);
   if (owner?.pid === process.pid) await rm(ownerFile, { force: true });
+}
+
+/**
+ * Returns the pid of the postmaster's parent when that parent is not pid 1 and runs the same
+ * program as this process (node). A process that spawns a server stays its parent until it
+ * exits, and then the kernel hands the server to pid 1 or to a subreaper such as
+ * `systemd --user`. Such a parent is therefore the Fixwright process that started the server,
+ * still running. Returns undefined without /proc, or when the parent's program is unreadable.
+ */
+export async function findRunningStarter(postmasterPid: number): Promise<number | undefined> {
+  const parent = parentPid(postmasterPid);
+  if (parent === undefined || parent <= 1) return undefined;
+  const [parentProgram, ownProgram] = await Promise.all([
+    readlink(`/proc/${parent}/exe`).catch(() => undefined),
+    readlink('/proc/self/exe').catch(() => undefined),
+  ]);
+  if (parentProgram === undefined || parentProgram !== ownProgram) return undefined;
+  return parent;
 }

@@ -10,7 +10,13 @@ import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
-import { isOwnerAlive, readOwner, removeOwnFile, writeOwnFile } from './bundled-owner.ts';
+import {
+  findRunningStarter,
+  isOwnerAlive,
+  readOwner,
+  removeOwnFile,
+  writeOwnFile,
+} from './bundled-owner.ts';
 
 export interface BundledPostgres {
   /** Connection URL of the fixwright database on the bundled server. */
@@ -83,7 +89,12 @@ async function openUnderLock(options: {
     return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
   }
   if (running) {
-    // The process that started it died without stopping it, so stop it and start a new one.
+    // The owner file names no live process, but the server's parent process shows whether the
+    // process that started it still runs. Stopping the server would take its database away.
+    const starterPid = await findRunningStarter(running.pid);
+    if (starterPid !== undefined) {
+      throw new StartupError(unrecordedOwnerMessage(dataDir, ownerFile, running.pid, starterPid));
+    }
     logger.warn(
       { event: 'bundled_postgres.orphan_stopped', pid: running.pid, ownerPid: owner?.pid },
       'stopping a bundled PostgreSQL left running by a Fixwright process that died',
@@ -486,6 +497,19 @@ function stoppedServerMessage(dataDir: string, ownerPid: number): string {
   return (
     `The bundled PostgreSQL in ${dataDir} is not running, but the Fixwright process that ` +
     `started it (pid ${ownerPid}) still runs; stop that process, then run this command again.`
+  );
+}
+
+function unrecordedOwnerMessage(
+  dataDir: string,
+  ownerFile: string,
+  serverPid: number,
+  starterPid: number,
+): string {
+  return (
+    `The bundled PostgreSQL in ${dataDir} (pid ${serverPid}) was started by process ` +
+    `${starterPid}, which still runs, but ${ownerFile} does not name it; stop process ` +
+    `${starterPid}, then run this command again.`
   );
 }
 

@@ -1,7 +1,8 @@
 // The owner file `DATA_DIR/bundled-postgres.owner` names the `fixwright start` that runs the
 // bundled PostgreSQL. These tests run real services and commands on one DATA_DIR. They check
-// that no command or start takes a live service's database when that service's PostgreSQL
-// stopped on its own, and that a server whose service died is stopped.
+// that no command or start takes a live service's database, neither when that service's
+// PostgreSQL stopped on its own nor when the owner file no longer names the service. The
+// server of a killed service is stopped.
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -120,7 +121,29 @@ describe('owner whose PostgreSQL stopped', () => {
   }, 120_000);
 });
 
-describe('owner that died', () => {
+describe('server not named in the owner file', () => {
+  it('keeps the server of a live service', async () => {
+    const dataDir = newDataDir('lost-owner-file');
+    const service = await startService(dataDir);
+    const postgresPid = bundledPostgresPid(dataDir)!;
+    await rm(path.join(dataDir, 'bundled-postgres.owner'));
+
+    const command = await showNobody(dataDir);
+    expect(command.code).toBe(1);
+    expect(command.stderr).toBe(
+      `The bundled PostgreSQL in ${dataDir} (pid ${postgresPid}) was started by process ` +
+        `${service.process.pid}, which still runs, but ${path.join(dataDir, 'bundled-postgres.owner')} ` +
+        `does not name it; stop process ${service.process.pid}, then run this command again.\n`,
+    );
+    expect(bundledPostgresPid(dataDir)).toBe(postgresPid);
+    expect(await healthStatus(service)).toBe(200);
+    expect(await ownerPid(dataDir)).toBeUndefined();
+
+    await service.stop('SIGTERM');
+    expect(service.process.exitCode).toBe(0);
+    expect(bundledPostgresPid(dataDir)).toBeUndefined();
+  }, 90_000);
+
   it('stops the server of a killed service', async () => {
     const dataDir = newDataDir('killed-owner');
     const service = await startService(dataDir);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +21,11 @@ async function open() {
 
 function ownerFile(): string {
   return path.join(dataDir, 'bundled-postgres.owner');
+}
+
+/** Returns the pid on the first line of the cluster's postmaster.pid. */
+function postmasterPid(): number {
+  return Number(readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
 }
 
 async function select(url: string): Promise<number> {
@@ -62,17 +67,19 @@ describe('openBundledPostgres', () => {
     await first.stop();
   });
 
-  it('takes over a server whose owner died', async () => {
-    const crashed = await open();
+  it('keeps a server whose starter still runs', async () => {
+    const first = await open();
     // A pid far above the kernel's default pid_max stands for an exited process.
-    await writeFile(ownerFile(), '99999999');
-    const successor = await open();
-    expect(successor.owned).toBe(true);
-    expect(await select(successor.url)).toBe(1);
-    expect((await readFile(ownerFile(), 'utf8')).split('\n')[0]).toBe(String(process.pid));
-    await successor.stop();
-    // The successor stopped the crashed owner's server already; stopping it again is a no-op.
-    await crashed.stop();
+    await writeFile(ownerFile(), '99999999\n');
+    const rejected = open();
+    await expect(rejected).rejects.toThrow(StartupError);
+    await expect(rejected).rejects.toThrow(
+      `The bundled PostgreSQL in ${dataDir} (pid ${postmasterPid()}) was started by process ` +
+        `${process.pid}, which still runs, but ${ownerFile()} does not name it; stop process ` +
+        `${process.pid}, then run this command again.`,
+    );
+    expect(await select(first.url)).toBe(1);
+    await first.stop();
   });
 
   it('keeps an owner file naming another process', async () => {
