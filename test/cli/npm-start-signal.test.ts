@@ -54,10 +54,11 @@ it.each(['SIGTERM', 'SIGINT'] as const)('stops everything on %s to npm', async (
     expect(await healthy(port)).toBe(false);
   } finally {
     if (npm.exitCode === null) npm.kill('SIGKILL');
-    // Should the service outlive npm, stop it by the pid it wrote, so no process leaks.
+    // Should the service outlive npm, stop it by the pid on the owner file's first line, so no
+    // process leaks.
     if (existsSync(ownerFile)) {
       try {
-        process.kill(Number(readFileSync(ownerFile, 'utf8')), 'SIGTERM');
+        process.kill(Number(readFileSync(ownerFile, 'utf8').split('\n')[0]), 'SIGTERM');
       } catch {
         // Already gone.
       }

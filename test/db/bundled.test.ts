@@ -1,10 +1,13 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBundledPostgres, type BundledPostgres } from '../../src/db/bundled.ts';
+import { StartupError } from '../../src/errors/startup-error.ts';
 import { createLogger } from '../../src/logger.ts';
+import { processStartTime } from '../../src/process-alive.ts';
 
 const logger = createLogger('silent');
 let dataDir: string;
@@ -14,6 +17,15 @@ async function open() {
   const bundled = await openBundledPostgres({ dataDir, port: 0, logger });
   opened.push(bundled);
   return bundled;
+}
+
+function ownerFile(): string {
+  return path.join(dataDir, 'bundled-postgres.owner');
+}
+
+/** Returns the pid on the first line of the cluster's postmaster.pid. */
+function postmasterPid(): number {
+  return Number(readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
 }
 
 async function select(url: string): Promise<number> {
@@ -30,6 +42,11 @@ beforeAll(async () => {
   const parent = await mkdtemp(path.join(os.tmpdir(), 'fixwright-bundled-'));
   await chmod(parent, 0o755);
   dataDir = path.join(parent, 'data');
+});
+
+// A test that failed may have left an owner file that the next test would take for a live owner.
+beforeEach(async () => {
+  await rm(ownerFile(), { force: true });
 });
 
 afterAll(async () => {
@@ -50,17 +67,54 @@ describe('openBundledPostgres', () => {
     await first.stop();
   });
 
-  it('takes over a server whose owner died', async () => {
-    const crashed = await open();
+  it('keeps a server whose starter still runs', async () => {
+    const first = await open();
     // A pid far above the kernel's default pid_max stands for an exited process.
-    await writeFile(path.join(dataDir, 'bundled-postgres.owner'), '99999999');
-    const successor = await open();
-    expect(successor.owned).toBe(true);
-    expect(await select(successor.url)).toBe(1);
-    expect(await readFile(path.join(dataDir, 'bundled-postgres.owner'), 'utf8')).toBe(String(process.pid));
-    await successor.stop();
-    // The successor stopped the crashed owner's server already; stopping it again is a no-op.
-    await crashed.stop();
+    await writeFile(ownerFile(), '99999999\n');
+    const rejected = open();
+    await expect(rejected).rejects.toThrow(StartupError);
+    await expect(rejected).rejects.toThrow(
+      `The bundled PostgreSQL in ${dataDir} (pid ${postmasterPid()}) was started by process ` +
+        `${process.pid}, which still runs, but ${ownerFile()} does not name it; stop process ` +
+        `${process.pid}, then run this command again.`,
+    );
+    expect(await select(first.url)).toBe(1);
+    await first.stop();
+  });
+
+  it('keeps an owner file naming another process', async () => {
+    const bundled = await open();
+    expect((await readFile(ownerFile(), 'utf8')).split('\n')[0]).toBe(String(process.pid));
+    await writeFile(ownerFile(), '99999999\n');
+    await bundled.stop();
+    expect(await readFile(ownerFile(), 'utf8')).toBe('99999999\n');
+    await rm(ownerFile());
+  });
+
+  it('rejects a live owner without a server', async () => {
+    // The vitest process that runs this file stands for a service whose server stopped.
+    const ownerPid = process.ppid;
+    await writeFile(ownerFile(), `${ownerPid}\n${processStartTime(ownerPid)}\n`);
+    const rejected = open();
+    await expect(rejected).rejects.toThrow(StartupError);
+    await expect(rejected).rejects.toThrow(
+      `The bundled PostgreSQL in ${dataDir} is not running, but the Fixwright process that ` +
+        `started it (pid ${ownerPid}) still runs; stop that process, then run this command again.`,
+    );
+    expect(existsSync(path.join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+    expect(await readFile(ownerFile(), 'utf8')).toBe(`${ownerPid}\n${processStartTime(ownerPid)}\n`);
+    await rm(ownerFile());
+  });
+
+  it('starts when another process reuses the owner pid', async () => {
+    // The pid is alive, but its start time differs from the recorded one.
+    await writeFile(ownerFile(), `${process.ppid}\n1\n`);
+    const bundled = await open();
+    expect(bundled.owned).toBe(true);
+    expect(await select(bundled.url)).toBe(1);
+    expect(await readFile(ownerFile(), 'utf8')).toBe(`${process.pid}\n${processStartTime(process.pid)}\n`);
+    await bundled.stop();
+    expect(existsSync(ownerFile())).toBe(false);
   });
 
   it('keeps the server out of the terminal process group', async () => {
