@@ -87,7 +87,7 @@ it('stops cleanly on a terminal Ctrl-C', async () => {
       timeoutMs: 40_000,
       describe: () => `the service on port ${port} to answer /healthz; output:\n${output}`,
     });
-    node = Number(readFileSync(ownerFile, 'utf8'));
+    node = Number(readFileSync(ownerFile, 'utf8').split('\n')[0]);
 
     npm.kill('SIGINT');
     process.kill(node, 'SIGINT');
