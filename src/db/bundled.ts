@@ -305,9 +305,18 @@ export async function startEmbeddedPostgres(options: {
     if (onAbort) abortSignal?.removeEventListener('abort', onAbort);
   }
 
+  // The server runs in its own process group, so it outlives a process that exits without
+  // stopping it, as on a second Ctrl-C. A fast shutdown requested on the way out ends it
+  // instead of leaving it for the next start to find.
+  const shutDownOnExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+  };
+  process.once('exit', shutDownOnExit);
+
   return {
     pid: child.pid!,
     async stop() {
+      process.off('exit', shutDownOnExit);
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGINT');
         await exited;

@@ -119,3 +119,28 @@ it('exits at once on a second signal', async () => {
     await service.cleanUp();
   }
 }, 90_000);
+
+it('stops PostgreSQL on a forced exit', async () => {
+  const service = await spawnStart();
+  try {
+    await service.waitUntil(
+      () => service.output().includes('"event":"service.started"'),
+      'the service to start',
+    );
+    // The second signal arrives while the service is stopping, before it has stopped PostgreSQL.
+    process.kill(service.child.pid!, 'SIGINT');
+    process.kill(service.child.pid!, 'SIGTERM');
+    const exit = await service.exit();
+    const output = service.output();
+
+    expect(exit, output).toEqual({ code: 1, signal: null });
+    expect(output).toContain('"event":"service.forced_exit"');
+    expect(output).not.toContain('"event":"bundled_postgres.stopped"');
+    await waitFor(
+      async () => (await processPids('postgres', ['-D', service.clusterDir])).length === 0,
+      { timeoutMs: 15_000, describe: () => `the postgres of ${service.clusterDir} to exit` },
+    );
+  } finally {
+    await service.cleanUp();
+  }
+}, 90_000);
