@@ -52,6 +52,13 @@ export async function runPreview(
   patchRequestId: string,
   attempt: number,
   logger: Logger,
+  options: {
+    /**
+     * The pg-boss job of this attempt. Once pg-boss has expired or failed the attempt, no new
+     * file is started, because the retry does the rest.
+     */
+    jobId?: string;
+  } = {},
 ): Promise<PreviewOutcome> {
   const { db, config } = context;
   const request = await db.query.patchRequests.findFirst({
@@ -137,11 +144,16 @@ export async function runPreview(
     allowance.limit >= 0 &&
     allowance.remaining < pending.length * config.LLM_MAX_OUTPUT_TOKENS;
   const concurrency = tight ? 1 : config.PREVIEW_FILE_CONCURRENCY;
+  let attemptEnded = false;
   await mapWithConcurrency(pending, concurrency, async (file) => {
     const fileLogger = logger.child({ path: file.path });
     // A newer commit, a closed pull request or a suspended or deleted installation cancels
     // the request, and then the files left are skipped.
-    if (await isCancelled(db, patchRequestId)) return;
+    if (attemptEnded || (await isCancelled(db, patchRequestId))) return;
+    if (options.jobId && !(await isAttemptActive(db, options.jobId, attempt))) {
+      attemptEnded = true;
+      return;
+    }
     await db.update(patchFiles).set({ status: 'running' }).where(eq(patchFiles.id, file.id));
     const findings = findingsByPath.get(file.path) ?? [];
     const outcome = await previewFile(context, {
@@ -177,6 +189,15 @@ export async function runPreview(
     );
   });
 
+  if (attemptEnded) {
+    // The files not started stay pending. The retry, or the clean-up of a last attempt that
+    // timed out, sets the final status.
+    logger.warn(
+      { event: 'preview.attempt_ended', attempt, jobId: options.jobId },
+      'pg-boss ended this attempt while it ran; left the remaining files to the retry',
+    );
+    return { status: 'skipped', files: 0, tokens: 0 };
+  }
   return summarize(db, patchRequestId);
 }
 
@@ -360,6 +381,18 @@ function groupFindings(
   }
   for (const list of byPath.values()) list.sort((a, b) => a.line - b.line);
   return byPath;
+}
+
+/**
+ * Returns whether pg-boss still runs the job on `attempt`. After an expiry it has failed the job
+ * or queued it for another attempt while this handler still runs.
+ */
+async function isAttemptActive(db: Database, jobId: string, attempt: number): Promise<boolean> {
+  const [row] = await db.execute<{ active: boolean }>(sql`
+    SELECT state = 'active' AND retry_count = ${attempt} AS active
+    FROM pgboss.job WHERE id = ${jobId}
+  `);
+  return row?.active ?? false;
 }
 
 async function isCancelled(db: Database, patchRequestId: string): Promise<boolean> {

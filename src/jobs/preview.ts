@@ -35,7 +35,7 @@ export async function handlePreviewJob(
   const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: previewQueue });
   const startedAt = Date.now();
   try {
-    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger);
+    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, { jobId: job.id });
     logger.info(
       { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },
       'preview finished',

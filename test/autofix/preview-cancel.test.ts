@@ -1,8 +1,9 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
+import { previewQueue } from '../../src/jobs/preview.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import {
   createGitHubTestContext,
@@ -36,9 +37,11 @@ afterAll(async () => {
   await groq?.close();
 });
 
-describe('runPreview cancellation', () => {
-  it('stops before the next file', async () => {
-    const user = await insertUser(setup.context);
+let shared: { runId: string; findingIds: string[] } | undefined;
+
+/** Creates a patch request for the findings in src/a.ts and src/b.ts of one shared run. */
+async function newTwoFilePreview() {
+  if (!shared) {
     const run = await insertRun(setup.context, {
       installationId: setup.installationId,
       headSha: setup.git.headSha,
@@ -48,12 +51,29 @@ describe('runPreview cancellation', () => {
       { path: 'src/a.ts', line: 1, severity: 'warning' },
       { path: 'src/b.ts', line: 1, severity: 'warning' },
     ]);
-    const created = await createPatchRequest(setup.context.db, setup.context.boss, {
-      runId: run.id,
-      userId: user.id,
-      findingIds: selected.map((finding) => finding.id),
-    });
-    if (!created.ok) throw new Error('patch request not created');
+    shared = { runId: run.id, findingIds: selected.map((finding) => finding.id) };
+  }
+  const user = await insertUser(setup.context);
+  const created = await createPatchRequest(setup.context.db, setup.context.boss, {
+    runId: shared.runId,
+    userId: user.id,
+    findingIds: shared.findingIds,
+  });
+  if (!created.ok) throw new Error('patch request not created');
+  return created;
+}
+
+/** Takes the preview job of the patch request from the queue, as a worker does. */
+async function takeJob(patchRequestId: string) {
+  const jobs = await setup.context.boss.fetch<{ patchRequestId: string }>(previewQueue, { batchSize: 10 });
+  const job = jobs.find((candidate) => candidate.data.patchRequestId === patchRequestId);
+  if (!job) throw new Error(`no queued preview job for ${patchRequestId}`);
+  return job;
+}
+
+describe('runPreview cancellation', () => {
+  it('stops before the next file', async () => {
+    const created = await newTwoFilePreview();
 
     // A newer commit cancels the request while the model works on the first file.
     let cancellation: Promise<unknown> | undefined;
@@ -88,5 +108,55 @@ describe('runPreview cancellation', () => {
       ['src/a.ts', 'ready'],
       ['src/b.ts', 'pending'],
     ]);
+  });
+
+  it('stops before the next file once its attempt ended', async () => {
+    const created = await newTwoFilePreview();
+    const job = await takeJob(created.id);
+    const callsBefore = groq.requests.length;
+
+    // pg-boss expires the job while the model works on the first file and queues a retry.
+    let expiry: Promise<unknown> | undefined;
+    groq.setHandler(() => {
+      // drizzle runs a query when it is awaited, so Promise.resolve starts it now.
+      expiry ??= Promise.resolve(
+        setup.context.db.execute(sql`UPDATE pgboss.job SET state = 'retry' WHERE id = ${job.id}`),
+      );
+      return { text: 'export {};\n', delayMs: 500 };
+    });
+    const outcome = await runPreview(setup.context, created.id, 0, setup.context.logger, { jobId: job.id });
+    await expiry;
+
+    expect(outcome.status).toBe('skipped');
+    const completions = groq.requests
+      .slice(callsBefore)
+      .filter((request) => request.path.endsWith('/chat/completions'));
+    expect(completions).toHaveLength(1);
+    const [request] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, created.id));
+    expect(request!.status).toBe('running');
+    const files = await setup.context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, created.id))
+      .orderBy(patchFiles.path);
+    expect(files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'ready'],
+      ['src/b.ts', 'pending'],
+    ]);
+    expect(setup.context.logs.some((line) => line.event === 'preview.attempt_ended')).toBe(true);
+  });
+
+  it('runs every file while its attempt is active', async () => {
+    const created = await newTwoFilePreview();
+    const job = await takeJob(created.id);
+    groq.setHandler(() => ({ text: 'export {};\n' }));
+
+    const outcome = await runPreview(setup.context, created.id, 0, setup.context.logger, { jobId: job.id });
+
+    expect(outcome.status).toBe('ready');
+    expect(outcome.files).toBe(2);
   });
 });

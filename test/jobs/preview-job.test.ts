@@ -58,14 +58,24 @@ afterAll(async () => {
   await setup?.close();
 });
 
-/** Builds the job that pg-boss passes to the worker on its last attempt. */
-function lastAttempt(patchRequestId: string): PgBoss.JobWithMetadata<PreviewJobData> {
+/**
+ * Takes the patch request's queued job as a worker would on its last attempt, and returns what
+ * pg-boss passes to the handler then.
+ */
+async function lastAttempt(patchRequestId: string): Promise<PgBoss.JobWithMetadata<PreviewJobData>> {
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+  const id = request!.previewJobId!;
+  const { retryLimit } = previewQueueOptions;
+  await context.db.execute(sql`
+    UPDATE pgboss.job SET state = 'active', started_on = now(), retry_count = ${retryLimit}
+    WHERE id = ${id}
+  `);
   return {
-    id: '00000000-0000-4000-8000-0000000000aa',
+    id,
     name: 'preview',
     data: { patchRequestId },
-    retryCount: previewQueueOptions.retryLimit,
-    retryLimit: previewQueueOptions.retryLimit,
+    retryCount: retryLimit,
+    retryLimit,
   } as unknown as PgBoss.JobWithMetadata<PreviewJobData>;
 }
 
@@ -82,7 +92,7 @@ describe('handlePreviewJob', () => {
       .returning();
     const patchRequestId = await createPatchRequestForRun(context, runId, user!.id);
 
-    const thrown = await handlePreviewJob(context, lastAttempt(patchRequestId)).catch(
+    const thrown = await handlePreviewJob(context, await lastAttempt(patchRequestId)).catch(
       (error: unknown) => error as Error,
     );
 
