@@ -2,6 +2,7 @@ import type { Database } from '../db/client.ts';
 import type { KeySource } from '../db/schema/index.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { estimatePromptTokens } from '../llm/prompt.ts';
+import { callerAbortError } from '../llm/retry.ts';
 import type { ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
 import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
 
@@ -62,6 +63,8 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     model: client.model,
     listModels: () => client.listModels(),
     async generate(request: ModelRequest, callOptions) {
+      // Reserving for a call that is aborted already would only hold tokens until the release.
+      if (callOptions?.signal?.aborted) throw callerAbortError(client.provider);
       let reservationId: string | null = null;
       if (options.keySource === 'platform') {
         const estimate = estimatePromptTokens(request) + request.maxOutputTokens;

@@ -58,6 +58,11 @@ export async function runPreview(
      * file is started, because the retry does the rest.
      */
     jobId?: string;
+    /**
+     * Aborts when the process stops. Model calls in flight are aborted, which releases their
+     * reservations, and no new file is started or stored, so the retry redoes them.
+     */
+    signal?: AbortSignal;
   } = {},
 ): Promise<PreviewOutcome> {
   const { db, config } = context;
@@ -150,7 +155,10 @@ export async function runPreview(
     // A newer commit, a closed pull request or a suspended or deleted installation cancels
     // the request, and then the files left are skipped.
     if (attemptEnded || (await isCancelled(db, patchRequestId))) return;
-    if (options.jobId && !(await isAttemptActive(db, options.jobId, attempt))) {
+    if (
+      options.signal?.aborted ||
+      (options.jobId && !(await isAttemptActive(db, options.jobId, attempt)))
+    ) {
       attemptEnded = true;
       return;
     }
@@ -168,7 +176,14 @@ export async function runPreview(
       userId: user.id,
       patchRequestId,
       attempt,
+      signal: options.signal,
     });
+    // An aborted call failed the file only because the process stops, so the file is left
+    // for the retry.
+    if (options.signal?.aborted) {
+      attemptEnded = true;
+      return;
+    }
     await db.transaction(async (tx) => {
       // Locking the request first makes files finishing at once take turns, so the count
       // below, read in a later statement, includes the other file's committed status.
@@ -193,8 +208,8 @@ export async function runPreview(
     // The files not started stay pending. The retry, or the clean-up of a last attempt that
     // timed out, sets the final status.
     logger.warn(
-      { event: 'preview.attempt_ended', attempt, jobId: options.jobId },
-      'pg-boss ended this attempt while it ran; left the remaining files to the retry',
+      { event: 'preview.attempt_ended', attempt, jobId: options.jobId, stopping: options.signal?.aborted ?? false },
+      'this attempt ended while it ran (job expiry or service stop); left the remaining files to the retry',
     );
     return { status: 'skipped', files: 0, tokens: 0 };
   }
@@ -220,6 +235,7 @@ async function previewFile(
     userId: string;
     patchRequestId: string;
     attempt: number;
+    signal?: AbortSignal;
   },
 ): Promise<FileOutcome> {
   const { config, db } = context;
@@ -280,7 +296,7 @@ async function previewFile(
   const base = { originalText: file.text, baseBlobSha: file.blobSha };
   let result;
   try {
-    result = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens });
+    result = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, input.signal);
   } catch (error) {
     if (error instanceof ProviderError || error instanceof AllowanceExceededError) {
       return failed(error.message, base);
@@ -323,11 +339,12 @@ async function previewFile(
  * AllowanceExceededError, which stops the chain. Own-key clients always come after the
  * platform ones, so they are still untried then and get the request on their own.
  */
-async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest) {
+async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest, signal?: AbortSignal) {
   try {
     return await generateWithFallback(
       clients.map((entry) => entry.client),
       request,
+      { signal },
     );
   } catch (error) {
     const own = clients.filter((entry) => entry.keySource === 'user');
@@ -335,6 +352,7 @@ async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest
     return generateWithFallback(
       own.map((entry) => entry.client),
       request,
+      { signal },
     );
   }
 }

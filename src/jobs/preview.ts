@@ -30,17 +30,25 @@ export const previewQueueOptions = {
 export async function handlePreviewJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<PreviewJobData>,
+  /** Aborts when the process stops; see `runPreview`. */
+  signal?: AbortSignal,
 ): Promise<void> {
   const { patchRequestId } = previewJobData.parse(job.data);
   const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: previewQueue });
   const startedAt = Date.now();
   try {
-    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, { jobId: job.id });
+    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, { jobId: job.id, signal });
     logger.info(
       { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },
       'preview finished',
     );
   } catch (error) {
+    if (signal?.aborted) {
+      // The stop's clean-up releases the attempt's reservations and fails a last attempt's
+      // preview, so an error that the stop caused does not fail the preview here.
+      logger.info({ event: 'job.preview.interrupted', err: toSafeError(error) }, 'preview interrupted because the service is stopping');
+      return;
+    }
     if (error instanceof ConfigError) {
       // Missing credentials will still be missing on a retry; fail now with what to set.
       await failPatchRequest(context.db, patchRequestId, error);

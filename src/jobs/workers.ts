@@ -42,6 +42,19 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
   }
 }
 
+/** Maximum wait at close, in milliseconds, for the handlers still running to end. */
+const handlerEndWaitMs = 5_000;
+
+/** Waits until every promise has settled or `ms` have passed. */
+async function waitAtMost(ms: number, promises: Promise<void>[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([Promise.all(promises), timeout]);
+  clearTimeout(timer);
+}
+
 /**
  * Starts the workers of this process and the schedules. Each job runs under a liveness lock
  * taken on a connection of its own to `databaseUrl`. Call `close()` of the result after pg-boss
@@ -65,12 +78,16 @@ export async function startWorkers(
     );
   }
 
-  // Job id to the attempt its handler runs, for the clean-up of jobs that a stop interrupts.
-  const running = new Map<string, number>();
+  // Aborted when the workers close: previews then abort their model calls and start nothing new.
+  const stopping = new AbortController();
+  // Job id to the attempt its handler runs and the handler's end, for the clean-up of jobs
+  // that a stop interrupts.
+  const running = new Map<string, { attempt: number; ended: Promise<void> }>();
   const runJob = async (job: { id: string; retryCount: number }, handle: () => Promise<void>) => {
-    running.set(job.id, job.retryCount);
+    const ended = liveness.run(job.id, handle);
+    running.set(job.id, { attempt: job.retryCount, ended: ended.then(() => {}, () => {}) });
     try {
-      await liveness.run(job.id, handle);
+      await ended;
     } finally {
       running.delete(job.id);
     }
@@ -85,7 +102,7 @@ export async function startWorkers(
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {
     await boss.work<PreviewJobData>(previewQueue, polling, async ([job]) => {
-      if (job) await runJob(job, () => handlePreviewJob(context, job));
+      if (job) await runJob(job, () => handlePreviewJob(context, job, stopping.signal));
     });
   }
   // Reservations left by a worker that died are released at once, not at the next minute.
@@ -97,7 +114,6 @@ export async function startWorkers(
   });
   await boss.schedule(rolloverPeriodsQueue, rolloverPeriodsCron);
 
-  const stopping = new AbortController();
   const recoveries = new Set<Promise<void>>();
   const recover = async () => {
     const seconds = config.JOB_RECOVERY_SECONDS;
@@ -134,7 +150,10 @@ export async function startWorkers(
       clearTimeout(again);
       stopping.abort();
       await Promise.all(recoveries);
-      const interrupted = [...running].map(([id, attempt]) => ({ id, attempt }));
+      const interrupted = [...running].map(([id, { attempt }]) => ({ id, attempt }));
+      // Handlers whose model calls were just aborted end within moments. Waiting for them
+      // keeps a reservation they make meanwhile from outliving the clean-up below.
+      await waitAtMost(handlerEndWaitMs, [...running.values()].map((handler) => handler.ended));
       await cleanUpInterruptedJobs(context, interrupted).catch((error: unknown) => {
         logger.error(
           { event: 'jobs.interrupted.cleanup_failed', jobIds: interrupted.map((job) => job.id), err: toSafeError(error) },

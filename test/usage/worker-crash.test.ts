@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
   installations,
+  patchFiles,
   patchRequests,
   prRuns,
   tokenEvents,
@@ -26,6 +27,8 @@ const appId = '8080';
 const installationId = 31;
 const original = "export const x = 1;\nconsole.log('x', x);\n";
 const fixed = 'export const x = 1;\n';
+/** Files of the preview that a stop interrupts between its files. */
+const manyPaths = Array.from({ length: 12 }, (_, index) => `src/many-${index}.ts`);
 
 let database: TestDatabase;
 let repository: GitRepository;
@@ -36,7 +39,10 @@ const services: ServiceProcess[] = [];
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  repository = await createGitRepository({ base: { 'README.md': '#\n' }, head: { 'src/x.ts': original } });
+  repository = await createGitRepository({
+    base: { 'README.md': '#\n' },
+    head: { 'src/x.ts': original, ...Object.fromEntries(manyPaths.map((path) => [path, original])) },
+  });
   const keys = generateAppKeyPair();
   github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
   github.setInstallation({ id: installationId, account: { login: 'crash', id: 3, type: 'User' } });
@@ -62,7 +68,7 @@ afterAll(async () => {
   await database?.close();
 });
 
-async function queuePreview(userId: string, prNumber: number): Promise<string> {
+async function queuePreview(userId: string, prNumber: number, paths = ['src/x.ts']): Promise<string> {
   await database.db
     .insert(installations)
     .values({ id: installationId, accountLogin: 'crash', accountId: 3, accountType: 'User', userId })
@@ -81,18 +87,20 @@ async function queuePreview(userId: string, prNumber: number): Promise<string> {
       status: 'completed',
     })
     .returning();
-  const [finding] = await database.db
+  const inserted = await database.db
     .insert(findings)
-    .values({
-      runId: run!.id,
-      path: 'src/x.ts',
-      startLine: 2,
-      endLine: 2,
-      ruleId: 'debug/console-log',
-      severity: 'warning',
-      message: 'Remove the console.log call.',
-      fingerprint: 'crash-fingerprint',
-    })
+    .values(
+      paths.map((path) => ({
+        runId: run!.id,
+        path,
+        startLine: 2,
+        endLine: 2,
+        ruleId: 'debug/console-log',
+        severity: 'warning' as const,
+        message: 'Remove the console.log call.',
+        fingerprint: `crash-fingerprint-${path}`,
+      })),
+    )
     .returning();
   // Sent from this process, so the queue and job exist before any worker runs.
   const logger = createLogger('silent');
@@ -101,7 +109,7 @@ async function queuePreview(userId: string, prNumber: number): Promise<string> {
   const created = await createPatchRequest(database.db, boss, {
     runId: run!.id,
     userId,
-    findingIds: [finding!.id],
+    findingIds: inserted.map((finding) => finding.id),
   });
   await boss.stop({ graceful: false, wait: true });
   if (!created.ok) throw new Error('patch request not created');
@@ -310,7 +318,11 @@ describe('service stopped during a preview', () => {
     expect(interrupted).toHaveLength(1);
     expect(interrupted[0]!.attempt).toBe(0);
     expect(interrupted[0]!.lastAttempt).toBe(false);
-    expect(interrupted[0]!.releasedTokens).toBe(held);
+    // The aborted call releases its own hold, and the clean-up releases what is left.
+    const ended = logEvents<{ stopping: boolean }>(service, 'preview.attempt_ended');
+    expect(ended).toHaveLength(1);
+    expect(ended[0]!.stopping).toBe(true);
+    expect(service.output()).not.toContain('"event":"job.preview.failed"');
     const [afterStop] = await database.db.select().from(users).where(eq(users.id, userId));
     expect(afterStop!.tokensReserved).toBe(0);
     expect(await database.db.select().from(tokenReservations)).toHaveLength(0);
@@ -332,5 +344,53 @@ describe('service stopped during a preview', () => {
     const [after] = await database.db.select().from(users).where(eq(users.id, userId));
     expect(after!.tokensReserved).toBe(0);
     expect(after!.tokensUsed).toBe(0);
+  }, 120_000);
+
+  it('leaves no hold when it stops between files', async () => {
+    for (const service of services.splice(0)) await service.stop('SIGKILL');
+    const [user] = await database.db
+      .insert(users)
+      .values({ login: 'stopped-many', plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    groq.reset();
+    groq.setHandler(() => ({ text: fixed, delayMs: 1500 }));
+    const patchRequestId = await queuePreview(user!.id, 5, manyPaths);
+    const manyEnv = { ...stopEnv(), PREVIEW_FILE_CONCURRENCY: '4' };
+    const service = await startServiceProcess(manyEnv);
+    services.push(service);
+    await waitFor(async () => groq.requests.length >= 5, {
+      timeoutMs: 30_000,
+      describe: () => `five model calls; output:\n${service.output()}`,
+    });
+
+    await service.stop('SIGTERM');
+
+    expect(service.process.exitCode).toBe(0);
+    const [afterStop] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    expect(afterStop!.tokensReserved).toBe(0);
+    expect(await database.db.select().from(tokenReservations)).toHaveLength(0);
+    const [stopped] = await database.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(stopped!.filesDone).toBeLessThan(manyPaths.length);
+    // The stop aborted the calls in flight, and their files wait for the retry instead of failing.
+    const ended = logEvents<{ stopping: boolean }>(service, 'preview.attempt_ended');
+    expect(ended.map((line) => line.stopping)).toEqual([true]);
+    const stoppedFiles = await database.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, patchRequestId));
+    expect(stoppedFiles.filter((file) => file.status === 'failed')).toEqual([]);
+
+    const next = await startServiceProcess(manyEnv);
+    services.push(next);
+    const finished = await waitForReadyPreview(patchRequestId, [service, next]);
+    expect(finished.filesDone).toBe(manyPaths.length);
+    const ledger = await database.db
+      .select()
+      .from(tokenEvents)
+      .where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger.map((row) => row.path).sort()).toEqual([...manyPaths].sort());
+    const [after] = await database.db.select().from(users).where(eq(users.id, user!.id));
+    expect(after!.tokensReserved).toBe(0);
+    expect(after!.tokensUsed).toBe(ledger.reduce((sum, row) => sum + row.chargedTokens, 0));
   }, 120_000);
 });
