@@ -15,7 +15,7 @@ import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { applyAdminLogins } from './users/sync-admin-role.ts';
 import { createApp } from './web/app.tsx';
-import { serveHttp } from './web/http-server.ts';
+import { closeHttpServer, serveHttp } from './web/http-server.ts';
 
 export type Role = 'all' | 'web' | 'worker';
 
@@ -52,7 +52,7 @@ export async function startService(
       context: parts.context!,
       port,
       async stop() {
-        await stopParts(parts, { graceful: true, timeoutSeconds: config.SHUTDOWN_TIMEOUT_SECONDS });
+        await stopParts(parts, config, { graceful: true });
         logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
       },
     };
@@ -60,11 +60,11 @@ export async function startService(
     if (signal?.aborted) {
       // An interrupted start stops like a running service, so jobs that workers took finish.
       // A failure to stop rejects with that failure instead of the reason.
-      await stopParts(parts, { graceful: true, timeoutSeconds: config.SHUTDOWN_TIMEOUT_SECONDS });
+      await stopParts(parts, config, { graceful: true });
       logger.info({ event: 'service.stopped' }, 'Fixwright stopped');
       throw signal.reason;
     }
-    const stopping = stopParts(parts, { graceful: false, timeoutSeconds: config.SHUTDOWN_TIMEOUT_SECONDS });
+    const stopping = stopParts(parts, config, { graceful: false });
     await stopping.catch((stopError: unknown) => {
       logger.error(
         { event: 'service.stop_failed', err: toSafeError(stopError) },
@@ -166,19 +166,21 @@ async function startParts(
 }
 
 /**
- * Stops the parts that have started, in the reverse order of their start. A graceful stop lets
- * running jobs finish for up to `timeoutSeconds`. Every part gets its stop even when an earlier
- * one fails, and the first failure is thrown at the end.
+ * Stops the parts that have started, in the reverse order of their start. Requests in progress
+ * get up to REQUEST_TIMEOUT_SECONDS, and a graceful stop lets running jobs finish for up to
+ * SHUTDOWN_TIMEOUT_SECONDS. Every part gets its stop even when an earlier one fails, and the
+ * first failure is thrown at the end.
  */
 async function stopParts(
   parts: StartedParts,
-  options: { graceful: boolean; timeoutSeconds: number },
+  config: Config,
+  options: { graceful: boolean },
 ): Promise<void> {
   const { server, boss, workers, handle, database } = parts;
-  const timeoutMs = options.timeoutSeconds * 1000;
+  const timeoutMs = config.SHUTDOWN_TIMEOUT_SECONDS * 1000;
   const steps: (() => Promise<void>)[] = [
     async () => {
-      if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (server) await closeHttpServer(server, config.REQUEST_TIMEOUT_SECONDS * 1000);
     },
     // Workers and their connections end before PostgreSQL, which would otherwise
     // terminate those connections and pg-boss would log it as a job queue error.

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
 
 /**
@@ -26,5 +27,22 @@ export function serveHttp(
       headersTimeout: timeoutMs,
       connectionsCheckingInterval: Math.min(timeoutCheckIntervalMs, timeoutMs),
     },
+  });
+}
+
+/**
+ * Stops accepting connections and resolves once every connection has closed. Node.js stops
+ * enforcing the request timeout once `close()` is called, so a client sending a request a
+ * byte at a time would hold the stop forever. Connections still open after `graceMs` are
+ * therefore closed, responses in progress included.
+ */
+export function closeHttpServer(server: ServerType, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => (server as Server).closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
 }
