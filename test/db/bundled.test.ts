@@ -117,6 +117,25 @@ describe('openBundledPostgres', () => {
     expect(existsSync(ownerFile())).toBe(false);
   });
 
+  it('ignores a stale pid of another cluster\'s server', async () => {
+    // The cluster exists and is stopped, as after a crash that left its postmaster.pid.
+    await (await open()).stop();
+    const other = await openBundledPostgres({ dataDir: path.join(path.dirname(dataDir), 'other'), port: 0, logger });
+    opened.push(other);
+    const otherLockFile = path.join(path.dirname(dataDir), 'other', 'postgres', 'postmaster.pid');
+    const otherPid = Number((await readFile(otherLockFile, 'utf8')).split('\n')[0]);
+    await writeFile(path.join(dataDir, 'postgres', 'postmaster.pid'), await readFile(otherLockFile, 'utf8'));
+
+    const bundled = await open();
+
+    expect(bundled.owned).toBe(true);
+    expect(postmasterPid()).not.toBe(otherPid);
+    expect(await select(bundled.url)).toBe(1);
+    expect(await select(other.url)).toBe(1);
+    await bundled.stop();
+    await other.stop();
+  });
+
   it('keeps the server out of the terminal process group', async () => {
     const bundled = await open();
     const lockFile = await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8');
