@@ -131,12 +131,12 @@ export async function startWorkers(
     }
   };
   const recoverInBackground = () => {
-    const running = recover()
+    const pass = recover()
       .catch((error: unknown) => {
         logger.error({ event: 'job.recover_jobs.failed', err: toSafeError(error) }, 'recovering dead jobs failed');
       })
-      .finally(() => recoveries.delete(running));
-    recoveries.add(running);
+      .finally(() => recoveries.delete(pass));
+    recoveries.add(pass);
   };
   // The jobs of a worker that died before this process started are found now, and those it
   // started only just before it died once they reach the minimum age, not at the next minute.
