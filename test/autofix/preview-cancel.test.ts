@@ -71,6 +71,21 @@ async function takeJob(patchRequestId: string) {
   return job;
 }
 
+/** Checks that src/a.ts is ready and src/b.ts was not started, and returns the request. */
+async function expectFirstFileOnly(patchRequestId: string) {
+  const files = await setup.context.db
+    .select()
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, patchRequestId))
+    .orderBy(patchFiles.path);
+  expect(files.map((file) => [file.path, file.status])).toEqual([
+    ['src/a.ts', 'ready'],
+    ['src/b.ts', 'pending'],
+  ]);
+  const [request] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+  return request!;
+}
+
 describe('runPreview cancellation', () => {
   it('stops before the next file', async () => {
     const created = await newTwoFilePreview();
@@ -93,21 +108,9 @@ describe('runPreview cancellation', () => {
       request.path.endsWith('/chat/completions'),
     );
     expect(completions).toHaveLength(1);
-    const [request] = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.id, created.id));
-    expect(request!.status).toBe('cancelled');
-    expect(request!.error).toContain('newer commit');
-    const files = await setup.context.db
-      .select()
-      .from(patchFiles)
-      .where(eq(patchFiles.patchRequestId, created.id))
-      .orderBy(patchFiles.path);
-    expect(files.map((file) => [file.path, file.status])).toEqual([
-      ['src/a.ts', 'ready'],
-      ['src/b.ts', 'pending'],
-    ]);
+    const request = await expectFirstFileOnly(created.id);
+    expect(request.status).toBe('cancelled');
+    expect(request.error).toContain('newer commit');
   });
 
   it('stops before the next file once its attempt ended', async () => {
@@ -132,20 +135,8 @@ describe('runPreview cancellation', () => {
       .slice(callsBefore)
       .filter((request) => request.path.endsWith('/chat/completions'));
     expect(completions).toHaveLength(1);
-    const [request] = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.id, created.id));
-    expect(request!.status).toBe('running');
-    const files = await setup.context.db
-      .select()
-      .from(patchFiles)
-      .where(eq(patchFiles.patchRequestId, created.id))
-      .orderBy(patchFiles.path);
-    expect(files.map((file) => [file.path, file.status])).toEqual([
-      ['src/a.ts', 'ready'],
-      ['src/b.ts', 'pending'],
-    ]);
+    const request = await expectFirstFileOnly(created.id);
+    expect(request.status).toBe('running');
     expect(setup.context.logs.some((line) => line.event === 'preview.attempt_ended')).toBe(true);
   });
 

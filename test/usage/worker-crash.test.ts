@@ -134,6 +134,19 @@ function waitForReadyPreview(patchRequestId: string, workers: ServiceProcess[]) 
   );
 }
 
+/**
+ * Stops the services of earlier tests, whose workers would take this test's jobs with their
+ * settings, and adds a pro user.
+ */
+async function newProUser(login: string) {
+  for (const service of services.splice(0)) await service.stop('SIGKILL');
+  const [user] = await database.db
+    .insert(users)
+    .values({ login, plan: 'pro', tokenLimit: 100_000 })
+    .returning();
+  return user;
+}
+
 /** Parses the service's log lines of `event`. */
 function logEvents<T>(service: ServiceProcess, event: string): T[] {
   return service
@@ -209,12 +222,7 @@ describe('worker killed between reserve and settle', () => {
   }, 120_000);
 
   it('retries a dead worker\'s job at once', async () => {
-    // Workers of the test above would take jobs and the recovery schedule with their settings.
-    for (const service of services.splice(0)) await service.stop('SIGKILL');
-    const [user] = await database.db
-      .insert(users)
-      .values({ login: 'crash-recovery', plan: 'pro', tokenLimit: 100_000 })
-      .returning();
+    const user = await newProUser('crash-recovery');
     groq.enqueue({ text: fixed, delayMs: 120_000 });
     groq.setHandler(() => ({ text: fixed }));
     const callsBefore = groq.requests.length;
@@ -280,11 +288,7 @@ describe('service stopped during a preview', () => {
 
   /** Starts a service, queues a preview whose model call hangs, and returns once the call is made. */
   async function previewInFlight(login: string, prNumber: number, retryLimit?: number) {
-    for (const service of services.splice(0)) await service.stop('SIGKILL');
-    const [user] = await database.db
-      .insert(users)
-      .values({ login, plan: 'pro', tokenLimit: 100_000 })
-      .returning();
+    const user = await newProUser(login);
     groq.enqueue({ text: fixed, delayMs: 120_000 });
     groq.setHandler(() => ({ text: fixed }));
     const callsBefore = groq.requests.length;
@@ -347,11 +351,7 @@ describe('service stopped during a preview', () => {
   }, 120_000);
 
   it('leaves no hold when it stops between files', async () => {
-    for (const service of services.splice(0)) await service.stop('SIGKILL');
-    const [user] = await database.db
-      .insert(users)
-      .values({ login: 'stopped-many', plan: 'pro', tokenLimit: 100_000 })
-      .returning();
+    const user = await newProUser('stopped-many');
     groq.reset();
     groq.setHandler(() => ({ text: fixed, delayMs: 1500 }));
     const patchRequestId = await queuePreview(user!.id, 5, manyPaths);
