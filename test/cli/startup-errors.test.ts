@@ -111,6 +111,41 @@ describe('invalid DATABASE_URL', () => {
       }
     }
   }, 120_000);
+
+  const schemeHint = 'must start with postgres:// or postgresql://';
+  const mistyped: [string, string][] = [
+    [
+      'postgres:/fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres:/fixwright:***@127.0.0.1:5432/fixwright").\n`,
+    ],
+    [
+      'postgres//fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres//fixwright:***@127.0.0.1:5432/fixwright").\n`,
+    ],
+    [
+      'fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "fixwright:***@127.0.0.1:5432/fixwright").\n`,
+    ],
+    [
+      'postgres://fixwright:Sup3r://Secret@127.0.0.1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://fixwright:***@127.0.0.1/db").\n`,
+    ],
+  ];
+
+  it('never prints the password of a mistyped URL', async () => {
+    for (const [url, expected] of mistyped) {
+      for (const command of ['migrate', 'start']) {
+        const label = `${command} ${url}`;
+        const result = await runCliToExit([command], cliEnv({ DATABASE_URL: url }), { timeoutMs: 30_000 });
+        expect(result.code, label).toBe(2);
+        expect(result.stderr, label).toBe(expected);
+        expect(result.stdout, label).toBe('');
+        for (const part of ['Sup3r', 'Secret']) {
+          expect(result.stdout + result.stderr, label).not.toContain(part);
+        }
+      }
+    }
+  }, 120_000);
 });
 
 describe('addresses checked before the database', () => {

@@ -66,6 +66,33 @@ describe('loadConfig DATABASE_URL', () => {
     expect(message).not.toContain(':pw@');
   });
 
+  const schemeHint = 'must start with postgres:// or postgresql://';
+  const mistyped: [string, string][] = [
+    [
+      'postgres:/fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres:/fixwright:***@127.0.0.1:5432/fixwright").`,
+    ],
+    [
+      'postgres//fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres//fixwright:***@127.0.0.1:5432/fixwright").`,
+    ],
+    [
+      'fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "fixwright:***@127.0.0.1:5432/fixwright").`,
+    ],
+    [
+      'postgres://fixwright:Sup3r://Secret@127.0.0.1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://fixwright:***@127.0.0.1/db").`,
+    ],
+  ];
+
+  it.each(mistyped)('masks the password of %j', (value, expected) => {
+    const message = errorFor({ DATABASE_URL: value });
+    expect(message).toBe(expected);
+    expect(message).not.toContain('Sup3r');
+    expect(message).not.toContain('Secret');
+  });
+
   it('accepts PostgreSQL URLs', () => {
     for (const value of [
       'postgres://u:pw@127.0.0.1:5432/db',
