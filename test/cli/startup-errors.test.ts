@@ -113,6 +113,8 @@ describe('invalid DATABASE_URL', () => {
   }, 120_000);
 
   const schemeHint = 'must start with postgres:// or postgresql://';
+  const percentHint =
+    'percent-encode special characters as UTF-8, such as "%" as %25 and "@" as %40';
   const mistyped: [string, string][] = [
     [
       'postgres:/fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
@@ -129,6 +131,11 @@ describe('invalid DATABASE_URL', () => {
     [
       'postgres://fixwright:Sup3r://Secret@127.0.0.1/db',
       `Invalid DATABASE_URL: ${encodeHint} (got "postgres://fixwright:***@127.0.0.1/db").\n`,
+    ],
+    [
+      'postgres://fixwright:Sup3rSecret%zz@127.0.0.1:5432/db',
+      `Invalid DATABASE_URL: has invalid percent-encoding in the password; ${percentHint} ` +
+        '(got "postgres://fixwright:***@127.0.0.1:5432/db").\n',
     ],
   ];
 
