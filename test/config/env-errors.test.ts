@@ -93,7 +93,7 @@ describe('loadConfig DATABASE_URL', () => {
     expect(message).not.toContain('Secret');
   });
 
-  /** The error for invalid percent-encoding in `parts`, showing the masked value `got`. */
+  /** Builds the error for invalid percent-encoding in `parts`, showing the masked value `got`. */
   function percentError(parts: string, got: string): string {
     return (
       `Invalid DATABASE_URL: has invalid percent-encoding in the ${parts}; percent-encode ` +
