@@ -2,7 +2,8 @@
  * Returns why `value` is not a PostgreSQL URL that the database clients can use, as the clause
  * after "Invalid DATABASE_URL:", or undefined when it is one. postgres.js 3.4 and
  * pg-connection-string 2.14 (pg-boss's client) parse it with `new URL()`, which throws for a
- * value that `URL.canParse()` rejects.
+ * value that `URL.canParse()` rejects. Invalid percent-encoding is rejected too, because
+ * postgres.js then throws "URI malformed" at connect time.
  */
 export function describeDatabaseUrlProblem(value: string): string | undefined {
   if (!/^postgres(ql)?:\/\//.test(value)) return 'must start with postgres:// or postgresql://';
@@ -16,7 +17,45 @@ export function describeDatabaseUrlProblem(value: string): string | undefined {
       '"?", "#" and spaces in the user name and password percent-encoded ("@" as %40)'
     );
   }
+  const malformed = partsWithInvalidPercentEncoding(new URL(value));
+  if (malformed.length > 0) {
+    return (
+      `has invalid percent-encoding in the ${joinWithAnd(malformed)}; percent-encode special ` +
+      'characters as UTF-8, such as "%" as %25 and "@" as %40'
+    );
+  }
   return undefined;
+}
+
+/**
+ * Names the parts of `url` that `decodeURIComponent()` rejects: a "%" not followed by two hex
+ * digits, or bytes that are not UTF-8. postgres.js 3.4 decodes the user name, password and host
+ * this way and throws for them. pg-connection-string 2.14 keeps a "%" without two hex digits as
+ * it is, but throws for bytes that are not UTF-8 in any of the four parts.
+ */
+function partsWithInvalidPercentEncoding(url: URL): string[] {
+  const parts: [string, string][] = [
+    ['user name', url.username],
+    ['password', url.password],
+    ['host', url.hostname],
+    ['database name', url.pathname.slice(1)],
+  ];
+  return parts.filter(([, text]) => !isValidPercentEncoding(text)).map(([name]) => name);
+}
+
+function isValidPercentEncoding(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Joins names as "a", "a and b" or "a, b and c". */
+function joinWithAnd(names: string[]): string {
+  if (names.length <= 1) return names.join('');
+  return `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
 }
 
 /**

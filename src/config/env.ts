@@ -128,14 +128,16 @@ const urlStart = /[a-z][a-z0-9+.-]*:\/\//gi;
  * Replaces with "***" the password of every `scheme://user:password@` URL in `text`, and the
  * value of its `password` and `sslpassword` query parameters. A URL here runs to the next URL or
  * the end of the line, and its password ends at the last "@" in it. So a password with an
- * unencoded "@", "/" or space is masked whole, whether or not the URL parses.
+ * unencoded "@", "/", "://" or space is masked whole, whether or not the URL parses.
  * NOTE: when a path or query contains "@" too, the host before it is masked as well.
+ * NOTE: only a URL with "scheme://" is found in text. Mask a value that is meant to be a URL
+ * with maskUrlValue, which also finds the password after a mistyped or missing scheme.
  */
 export function maskUrlPassword(text: string): string {
   return text
     .split(/(\r?\n)/)
     .map((line) => {
-      const starts = [...line.matchAll(urlStart)].map((match) => match.index);
+      const starts = urlStarts(line);
       if (starts.length === 0) return line;
       let masked = line.slice(0, starts[0]);
       for (const [index, start] of starts.entries()) {
@@ -146,6 +148,23 @@ export function maskUrlPassword(text: string): string {
     .join('');
 }
 
+/** Text from a URL's scheme to past the ":" after its user name, with no "@" yet. */
+const unfinishedPassword = /^[^:]+:\/\/[^:/@]*:[^@]*$/s;
+
+/**
+ * Finds where the URLs in `line` start. A "scheme://" after the user name and ":" of the URL
+ * before it, with no "@" in between, is part of that URL's password and starts no URL.
+ */
+function urlStarts(line: string): number[] {
+  const starts: number[] = [];
+  for (const { index } of line.matchAll(urlStart)) {
+    const previous = starts.at(-1);
+    if (previous !== undefined && unfinishedPassword.test(line.slice(previous, index))) continue;
+    starts.push(index);
+  }
+  return starts;
+}
+
 /** Masks the passwords of `url`, which starts with its scheme and may be followed by other text. */
 function maskOneUrl(url: string): string {
   return url
@@ -153,10 +172,39 @@ function maskOneUrl(url: string): string {
     .replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
 }
 
-/** Shows a value in an error message with any password in a URL replaced by "***". */
+/** Scheme and slashes at the start of a value, also when its ":" or a "/" is missing. */
+const valueUrlPrefix = /^[a-z][a-z0-9+.-]*:?\/+/i;
+
+/**
+ * `password=` and `sslpassword=` parameters in a query or in libpq's key=value form, with the
+ * value up to the next "&". Unlike in maskOneUrl, a "#" does not end the value.
+ */
+const passwordParameter = /((?:^|[?&;\s])(?:ssl)?password=)[^&]*/gi;
+
+/**
+ * Replaces with "***" the password in `value`, one value that is meant to be a URL, and the
+ * value of its `password` and `sslpassword` parameters. The user name runs from after the scheme
+ * and its slashes to the first ":", and the password from there to the last "@" of the value.
+ * So a mistyped or missing scheme (`postgres:/u:pw@h`, `postgres//u:pw@h`, `u:pw@h`) and a
+ * password with "@", "/" or "://" are masked too.
+ * NOTE: more than the password is masked when a path or query contains "@", or when no slash
+ * follows the scheme (`postgres:u:pw@h` becomes `postgres:***@h`).
+ */
+export function maskUrlValue(value: string): string {
+  const userStart = valueUrlPrefix.exec(value)?.[0].length ?? 0;
+  const passwordStart = value.indexOf(':', userStart) + 1;
+  const passwordEnd = value.lastIndexOf('@');
+  const masked =
+    passwordStart > 0 && passwordStart <= passwordEnd
+      ? `${value.slice(0, passwordStart)}***${value.slice(passwordEnd)}`
+      : value;
+  return masked.replace(passwordParameter, '$1***');
+}
+
+/** Shows a value in an error message with any password in it replaced by "***". */
 function displayValue(name: string, value: string): string {
   if (secretVariables.has(name)) return `${value.length} characters, not shown`;
-  return JSON.stringify(maskUrlPassword(value));
+  return JSON.stringify(maskUrlValue(value));
 }
 
 const envSchema = z.object({

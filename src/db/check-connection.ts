@@ -1,5 +1,5 @@
 import postgres from 'postgres';
-import { maskUrlPassword } from '../config/env.ts';
+import { maskUrlPassword, maskUrlValue } from '../config/env.ts';
 import { StartupError } from '../errors/startup-error.ts';
 
 /** Seconds the start-up check waits for PostgreSQL to accept the connection. */
@@ -33,7 +33,8 @@ export function describeConnectionFailure(url: string, error: unknown): string {
   const { code, message } = error as { code?: unknown; message?: unknown };
   const reason = typeof message === 'string' ? message : String(error);
   const address = serverAddress(url);
-  const prefix = `Cannot connect to DATABASE_URL ${JSON.stringify(maskUrlPassword(url))} at ${address}`;
+  const maskedUrl = maskUrlValue(url);
+  const prefix = `Cannot connect to DATABASE_URL ${JSON.stringify(maskedUrl)} at ${address}`;
 
   switch (code) {
     case 'ECONNREFUSED':
@@ -64,8 +65,12 @@ export function describeConnectionFailure(url: string, error: unknown): string {
       );
     default: {
       const suffix = typeof code === 'string' ? ` (${code})` : '';
+      // maskUrlPassword finds only URLs with "scheme://" in the reason, so a copy of the URL
+      // itself is masked first, whatever its form.
+      const unmasked = url === '' ? reason : reason.replaceAll(url, maskedUrl);
+      const maskedReason = maskUrlPassword(unmasked);
       return (
-        `${prefix}: ${maskUrlPassword(reason)}${suffix}. Check DATABASE_URL and that the ` +
+        `${prefix}: ${maskedReason}${suffix}. Check DATABASE_URL and that the ` +
         'server accepts connections from this machine.'
       );
     }

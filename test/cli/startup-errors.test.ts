@@ -100,15 +100,59 @@ describe('invalid DATABASE_URL', () => {
     ],
   ];
 
+  /**
+   * Runs `migrate` and `start` with DATABASE_URL set to `url`, and checks that each exits 2
+   * with the line `expected` and prints none of `secrets`.
+   */
+  async function expectRejected(url: string, expected: string, secrets: string[]): Promise<void> {
+    for (const command of ['migrate', 'start']) {
+      const label = `${command} ${url}`;
+      const result = await runCliToExit([command], cliEnv({ DATABASE_URL: url }), { timeoutMs: 30_000 });
+      expect(result.code, label).toBe(2);
+      expect(result.stderr, label).toBe(expected);
+      expect(result.stdout, label).toBe('');
+      for (const secret of secrets) {
+        expect(result.stdout + result.stderr, label).not.toContain(secret);
+      }
+    }
+  }
+
   it('names the variable in one line with status 2', async () => {
     for (const [url, expected] of cases) {
-      for (const command of ['migrate', 'start']) {
-        const label = `${command} ${url}`;
-        const result = await runCliToExit([command], cliEnv({ DATABASE_URL: url }), { timeoutMs: 30_000 });
-        expect(result.code, label).toBe(2);
-        expect(result.stderr, label).toBe(expected);
-        expect(result.stdout, label).toBe('');
-      }
+      await expectRejected(url, expected, ['hunter2']);
+    }
+  }, 120_000);
+
+  const schemeHint = 'must start with postgres:// or postgresql://';
+  const percentHint =
+    'percent-encode special characters as UTF-8, such as "%" as %25 and "@" as %40';
+  const mistyped: [string, string][] = [
+    [
+      'postgres:/fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres:/fixwright:***@127.0.0.1:5432/fixwright").\n`,
+    ],
+    [
+      'postgres//fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres//fixwright:***@127.0.0.1:5432/fixwright").\n`,
+    ],
+    [
+      'fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "fixwright:***@127.0.0.1:5432/fixwright").\n`,
+    ],
+    [
+      'postgres://fixwright:Sup3r://Secret@127.0.0.1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://fixwright:***@127.0.0.1/db").\n`,
+    ],
+    [
+      'postgres://fixwright:Sup3rSecret%zz@127.0.0.1:5432/db',
+      `Invalid DATABASE_URL: has invalid percent-encoding in the password; ${percentHint} ` +
+        '(got "postgres://fixwright:***@127.0.0.1:5432/db").\n',
+    ],
+  ];
+
+  it('never prints the password of a mistyped URL', async () => {
+    for (const [url, expected] of mistyped) {
+      await expectRejected(url, expected, ['Sup3r', 'Secret']);
     }
   }, 120_000);
 });

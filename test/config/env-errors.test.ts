@@ -66,12 +66,88 @@ describe('loadConfig DATABASE_URL', () => {
     expect(message).not.toContain(':pw@');
   });
 
+  const schemeHint = 'must start with postgres:// or postgresql://';
+  const mistyped: [string, string][] = [
+    [
+      'postgres:/fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres:/fixwright:***@127.0.0.1:5432/fixwright").`,
+    ],
+    [
+      'postgres//fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "postgres//fixwright:***@127.0.0.1:5432/fixwright").`,
+    ],
+    [
+      'fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      `Invalid DATABASE_URL: ${schemeHint} (got "fixwright:***@127.0.0.1:5432/fixwright").`,
+    ],
+    [
+      'postgres://fixwright:Sup3r://Secret@127.0.0.1/db',
+      `Invalid DATABASE_URL: ${encodeHint} (got "postgres://fixwright:***@127.0.0.1/db").`,
+    ],
+  ];
+
+  it.each(mistyped)('masks the password of %j', (value, expected) => {
+    const message = errorFor({ DATABASE_URL: value });
+    expect(message).toBe(expected);
+    expect(message).not.toContain('Sup3r');
+    expect(message).not.toContain('Secret');
+  });
+
+  /** Builds the error for invalid percent-encoding in `parts`, showing the masked value `got`. */
+  function percentError(parts: string, got: string): string {
+    return (
+      `Invalid DATABASE_URL: has invalid percent-encoding in the ${parts}; percent-encode ` +
+      `special characters as UTF-8, such as "%" as %25 and "@" as %40 (got "${got}").`
+    );
+  }
+  const badPercent: [string, string][] = [
+    [
+      'postgres://user:Sup3r%zzSecret@127.0.0.1:5432/db',
+      percentError('password', 'postgres://user:***@127.0.0.1:5432/db'),
+    ],
+    [
+      'postgres://user:Sup3rSecret%@127.0.0.1:5432/db',
+      percentError('password', 'postgres://user:***@127.0.0.1:5432/db'),
+    ],
+    [
+      'postgres://user:Sup3r%ffSecret@127.0.0.1:5432/db',
+      percentError('password', 'postgres://user:***@127.0.0.1:5432/db'),
+    ],
+    [
+      'postgres://us%zzer:Sup3rSecret@127.0.0.1:5432/db',
+      percentError('user name', 'postgres://us%zzer:***@127.0.0.1:5432/db'),
+    ],
+    [
+      'postgres://user:Sup3rSecret@db%zz.internal:5432/db',
+      percentError('host', 'postgres://user:***@db%zz.internal:5432/db'),
+    ],
+    [
+      'postgres://user:Sup3rSecret@127.0.0.1:5432/d%zzb',
+      percentError('database name', 'postgres://user:***@127.0.0.1:5432/d%zzb'),
+    ],
+    [
+      'postgres://us%zz:Sup3r%Secret@h%zz/d%zz',
+      percentError(
+        'user name, password, host and database name',
+        'postgres://us%zz:***@h%zz/d%zz',
+      ),
+    ],
+  ];
+
+  it.each(badPercent)('rejects invalid percent-encoding in %j', (value, expected) => {
+    const message = errorFor({ DATABASE_URL: value });
+    expect(message).toBe(expected);
+    expect(message).not.toContain('Sup3r');
+  });
+
   it('accepts PostgreSQL URLs', () => {
     for (const value of [
       'postgres://u:pw@127.0.0.1:5432/db',
       'postgresql://u:p%40ss@[::1]:65535/db?sslmode=disable',
       'postgres://127.0.0.1/db',
       'postgres://u:s3cr@t@127.0.0.1:1/db',
+      'postgres://u:100%25%C3%A9@127.0.0.1:1/d%C3%A9',
+      'postgres://u@127.0.0.1:1/db?application_name=100%zz',
     ]) {
       expect(loadConfig({ DATABASE_URL: value }).DATABASE_URL, value).toBe(value);
     }

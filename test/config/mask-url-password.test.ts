@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maskUrlPassword } from '../../src/config/env.ts';
+import { maskUrlPassword, maskUrlValue } from '../../src/config/env.ts';
 
 describe('maskUrlPassword', () => {
   const cases: [string, string][] = [
@@ -25,6 +25,9 @@ describe('maskUrlPassword', () => {
     ['postgres://u:pw@127.0.0.1:99999/db', 'postgres://u:***@127.0.0.1:99999/db'],
     ['postgres://u:pw@[::1:1/db', 'postgres://u:***@[::1:1/db'],
     ['mysql://admin:Sup3rS3cret@db.internal/app', 'mysql://admin:***@db.internal/app'],
+    ['postgres://fixwright:ab://cd@127.0.0.1/db', 'postgres://fixwright:***@127.0.0.1/db'],
+    ['postgres://u:ab://cd@ef@127.0.0.1/db', 'postgres://u:***@127.0.0.1/db'],
+    ['url:postgres://u:pw@127.0.0.1/db', 'url:postgres://u:***@127.0.0.1/db'],
     // Nothing to mask.
     ['postgres://127.0.0.1:1/db', 'postgres://127.0.0.1:1/db'],
     ['postgres://u@127.0.0.1:1/db', 'postgres://u@127.0.0.1:1/db'],
@@ -39,5 +42,53 @@ describe('maskUrlPassword', () => {
 
   it.each(cases)('masks %j', (input, expected) => {
     expect(maskUrlPassword(input)).toBe(expected);
+  });
+});
+
+describe('maskUrlValue', () => {
+  const cases: [string, string][] = [
+    // Mistyped or missing scheme.
+    [
+      'postgres:/fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      'postgres:/fixwright:***@127.0.0.1:5432/fixwright',
+    ],
+    [
+      'postgres//fixwright:Sup3rSecret@127.0.0.1:5432/fixwright',
+      'postgres//fixwright:***@127.0.0.1:5432/fixwright',
+    ],
+    ['fixwright:Sup3rSecret@127.0.0.1:5432/fixwright', 'fixwright:***@127.0.0.1:5432/fixwright'],
+    ['postgres:///u:Sup3rSecret@h/db', 'postgres:///u:***@h/db'],
+    ['postgres:u:Sup3rSecret@h/db', 'postgres:***@h/db'],
+    ['DATABASE_URL=postgres://u:Sup3rSecret@h/db', 'DATABASE_URL=postgres:***@h/db'],
+    ['"postgres://u:Sup3rSecret@h/db"', '"postgres:***@h/db"'],
+    ['mysql://admin:Sup3rSecret@db.internal/app', 'mysql://admin:***@db.internal/app'],
+    // Passwords with characters that end a URL part.
+    ['postgres://fixwright:ab://cd@127.0.0.1/db', 'postgres://fixwright:***@127.0.0.1/db'],
+    ['postgres://u:s3cr@t@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:top/secret@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:pass word@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:a\nb@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://:pw@127.0.0.1:1/db', 'postgres://:***@127.0.0.1:1/db'],
+    ['postgres://u:@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
+    ['postgres://u:pw%zz@127.0.0.1:5432/db', 'postgres://u:***@127.0.0.1:5432/db'],
+    // Password parameters, also in libpq's key=value form.
+    [
+      'postgres://u@127.0.0.1:1/db?sslmode=disable&password=qsecret&application_name=x',
+      'postgres://u@127.0.0.1:1/db?sslmode=disable&password=***&application_name=x',
+    ],
+    ['postgres://u@h/db?sslpassword=a#qsecret', 'postgres://u@h/db?sslpassword=***'],
+    ['host=h user=u password=qsecret', 'host=h user=u password=***'],
+    ['password=qsecret host=h', 'password=***'],
+    // Nothing to mask.
+    ['postgres://127.0.0.1:1/db', 'postgres://127.0.0.1:1/db'],
+    ['postgres://u@127.0.0.1:1/db', 'postgres://u@127.0.0.1:1/db'],
+    ['postgres:/u@127.0.0.1:1/db', 'postgres:/u@127.0.0.1:1/db'],
+    ['ftp://fixwright.example.com', 'ftp://fixwright.example.com'],
+    ['not a url', 'not a url'],
+    ['', ''],
+  ];
+
+  it.each(cases)('masks %j', (input, expected) => {
+    expect(maskUrlValue(input)).toBe(expected);
   });
 });

@@ -108,6 +108,22 @@ describe('chooseTestServer', () => {
         'Invalid TEST_DATABASE_URL: must start with postgres:// or postgresql:// ' +
           '(got "mysql://u:***@127.0.0.1/db").',
       ],
+      [
+        'postgres:/u:hunter2@127.0.0.1/db',
+        'Invalid TEST_DATABASE_URL: must start with postgres:// or postgresql:// ' +
+          '(got "postgres:/u:***@127.0.0.1/db").',
+      ],
+      [
+        'u:hunter2@127.0.0.1/db',
+        'Invalid TEST_DATABASE_URL: must start with postgres:// or postgresql:// ' +
+          '(got "u:***@127.0.0.1/db").',
+      ],
+      [
+        'postgres://u:hunter2%zz@127.0.0.1/db',
+        'Invalid TEST_DATABASE_URL: has invalid percent-encoding in the password; ' +
+          'percent-encode special characters as UTF-8, such as "%" as %25 and "@" as %40 ' +
+          '(got "postgres://u:***@127.0.0.1/db").',
+      ],
     ];
     for (const [url, expected] of cases) {
       expect(errorFor(() => chooseTestServer({ TEST_DATABASE_URL: url }, undefined))).toBe(expected);

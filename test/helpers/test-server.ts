@@ -4,7 +4,7 @@
  */
 
 import { describeDatabaseUrlProblem } from '../../src/config/database-url.ts';
-import { maskUrlPassword } from '../../src/config/env.ts';
+import { maskUrlValue } from '../../src/config/env.ts';
 
 /** Values of TEST_POSTGRES. An unset or empty variable means `auto`. */
 export const testServerModes = ['auto', 'container', 'embedded'] as const;
@@ -88,7 +88,7 @@ export function chooseTestServer(
   if (env.TEST_DATABASE_URL) {
     const problem = describeDatabaseUrlProblem(env.TEST_DATABASE_URL);
     if (problem) {
-      const maskedUrl = JSON.stringify(maskUrlPassword(env.TEST_DATABASE_URL));
+      const maskedUrl = JSON.stringify(maskUrlValue(env.TEST_DATABASE_URL));
       throw new Error(`Invalid TEST_DATABASE_URL: ${problem} (got ${maskedUrl}).`);
     }
     return { server: 'external', reason: 'TEST_DATABASE_URL is set' };
