@@ -43,9 +43,13 @@ export function isOwnerAlive(owner: ServerOwner): boolean {
  * file names no other live process.
  */
 export async function writeOwnFile(ownerFile: string): Promise<void> {
+  await writeFile(ownerFile, ownRecord(), { mode: 0o600 });
+}
+
+/** Returns this process's pid and, where /proc exists, its start time, one a line. */
+export function ownRecord(): string {
   const startTime = processStartTime(process.pid);
-  const text = startTime === undefined ? `${process.pid}\n` : `${process.pid}\n${startTime}\n`;
-  await writeFile(ownerFile, text, { mode: 0o600 });
+  return startTime === undefined ? `${process.pid}\n` : `${process.pid}\n${startTime}\n`;
 }
 
 /**

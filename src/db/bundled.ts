@@ -13,6 +13,7 @@ import { checkBundledPostgresPort } from './bundled-port.ts';
 import {
   findRunningStarter,
   isOwnerAlive,
+  ownRecord,
   readOwner,
   removeOwnFile,
   writeOwnFile,
@@ -142,9 +143,10 @@ async function openUnderLock(options: {
 const startLockWaitMs = 60_000;
 
 /**
- * Takes `dataDir/bundled-postgres.lock`, created exclusively with this process's pid, and
- * returns its release. A lock whose process is gone (or that stayed empty for 5 s, a process
- * that died while creating it) is removed. Waits up to a minute for a live holder.
+ * Takes `dataDir/bundled-postgres.lock`, created exclusively with this process's pid and start
+ * time, and returns its release. A lock whose process is gone or whose pid another process
+ * reused (or that stayed empty for 5 s, a process that died while creating it) is removed.
+ * Waits up to a minute for a live holder.
  */
 async function acquireStartLock(
   dataDir: string,
@@ -157,32 +159,33 @@ async function acquireStartLock(
   for (;;) {
     try {
       const handle = await open(lockFile, 'wx', 0o600);
-      await handle.writeFile(String(process.pid));
+      await handle.writeFile(ownRecord());
       await handle.close();
       return () => rm(lockFile, { force: true });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
+    // The lock records its holder as the owner file does, so a pid reused since is not a holder.
+    const holder = await readOwner(lockFile).catch(() => undefined);
     const age = await stat(lockFile).then(
       (info) => Date.now() - info.mtimeMs,
       () => 0,
     );
-    if ((holder > 0 && !isProcessAlive(holder)) || (!(holder > 0) && age > 5_000)) {
+    if ((holder && !isOwnerAlive(holder)) || (!holder && age > 5_000)) {
       await rm(lockFile, { force: true });
       continue;
     }
     signal?.throwIfAborted();
     if (Date.now() > deadline) {
       throw new StartupError(
-        `Another Fixwright process (pid ${holder || 'unknown'}) has been starting the bundled ` +
+        `Another Fixwright process (pid ${holder?.pid ?? 'unknown'}) has been starting the bundled ` +
           `PostgreSQL in ${dataDir} for over a minute; stop it, or remove ` +
           `${lockFile} if no such process runs.`,
       );
     }
     if (!logged) {
       logger.info(
-        { event: 'bundled_postgres.waiting', holderPid: holder },
+        { event: 'bundled_postgres.waiting', holderPid: holder?.pid },
         'waiting for another Fixwright process that is starting the bundled PostgreSQL',
       );
       logged = true;

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import postgres from 'postgres';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBundledPostgres, type BundledPostgres } from '../../src/db/bundled.ts';
@@ -147,6 +148,31 @@ describe('openBundledPostgres', () => {
     // Ctrl-C signals the terminal's foreground group; the server leads a group of its own.
     expect(await groupOf(pid)).toBe(pid);
     expect(await groupOf('self')).not.toBe(pid);
+    await bundled.stop();
+  });
+
+  it('takes a start lock whose pid was reused', async () => {
+    // The vitest process is alive, but its start time differs from the recorded one, as when
+    // a process that held the lock died and its pid went to another.
+    const startLock = path.join(dataDir, 'bundled-postgres.lock');
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(startLock, `${process.ppid}\n1\n`);
+    const waited: unknown[] = [];
+    const watching = createLogger(
+      'info',
+      new Writable({
+        write(chunk, _encoding, done) {
+          if (String(chunk).includes('bundled_postgres.waiting')) waited.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    const bundled = await openBundledPostgres({ dataDir, port: 0, logger: watching });
+    opened.push(bundled);
+
+    expect(bundled.owned).toBe(true);
+    expect(waited).toEqual([]);
+    expect(existsSync(startLock)).toBe(false);
     await bundled.stop();
   });
 
