@@ -1,3 +1,5 @@
+import { joinWithAnd } from '../text/plural.ts';
+
 /**
  * Returns why `value` is not a PostgreSQL URL that the database clients can use, as the clause
  * after "Invalid DATABASE_URL:", or undefined when it is one. postgres.js 3.4 and
@@ -50,12 +52,6 @@ function isValidPercentEncoding(text: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Joins names as "a", "a and b" or "a, b and c". */
-function joinWithAnd(names: string[]): string {
-  if (names.length <= 1) return names.join('');
-  return `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
 }
 
 /**

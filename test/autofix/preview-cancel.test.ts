@@ -113,7 +113,7 @@ describe('runPreview cancellation', () => {
     expect(request.error).toContain('newer commit');
   });
 
-  it('stops before the next file once its attempt ended', async () => {
+  it('stops once its attempt ended', async () => {
     const created = await newTwoFilePreview();
     const job = await takeJob(created.id);
     const callsBefore = groq.requests.length;
@@ -140,7 +140,7 @@ describe('runPreview cancellation', () => {
     expect(setup.context.logs.some((line) => line.event === 'preview.attempt_ended')).toBe(true);
   });
 
-  it('runs every file while its attempt is active', async () => {
+  it('runs every file while active', async () => {
     const created = await newTwoFilePreview();
     const job = await takeJob(created.id);
     groq.setHandler(() => ({ text: 'export {};\n' }));

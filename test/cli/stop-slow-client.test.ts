@@ -18,7 +18,7 @@ afterAll(async () => {
   await database?.close();
 });
 
-it('stops while a client trickles its headers', async () => {
+it('stops despite a trickling client', async () => {
   service = await startServiceProcess({
     DATABASE_URL: database.url,
     REQUEST_TIMEOUT_SECONDS: '2',

@@ -151,7 +151,7 @@ describe('openBundledPostgres', () => {
     await bundled.stop();
   });
 
-  it('takes a start lock whose pid was reused', async () => {
+  it('takes a stale start lock', async () => {
     // The vitest process is alive, but its start time differs from the recorded one, as when
     // a process that held the lock died and its pid went to another.
     const startLock = path.join(dataDir, 'bundled-postgres.lock');

@@ -350,7 +350,7 @@ describe('service stopped during a preview', () => {
     expect(after!.tokensUsed).toBe(0);
   }, 120_000);
 
-  it('leaves no hold when it stops between files', async () => {
+  it('leaves no hold between files', async () => {
     const user = await newProUser('stopped-many');
     groq.reset();
     groq.setHandler(() => ({ text: fixed, delayMs: 1500 }));

@@ -114,7 +114,7 @@ describe('sign-in rate limit', () => {
     }
   });
 
-  it('counts a cancelled sign-in once and uses up its state', async () => {
+  it('counts a cancelled sign-in once', async () => {
     const app = await serveApp({ SIGN_IN_RATE_LIMIT: '3' });
     try {
       oauth.denyNext();

@@ -90,7 +90,7 @@ describe('diffStats', () => {
 });
 
 describe('countLines', () => {
-  it('counts lines with and without a final break', () => {
+  it('counts lines of a text', () => {
     expect(countLines('')).toBe(0);
     expect(countLines('a')).toBe(1);
     expect(countLines('a\n')).toBe(1);
