@@ -128,17 +128,16 @@ async function lockHeld(jobId: string): Promise<boolean> {
 const quick = { minimumAgeSeconds: 60, confirmDelayMs: 20 };
 
 /** Reserves `tokens` for the call named by `idempotencyKey`, as a worker's model call does. */
-async function holdTokens(tokens: number, idempotencyKey: string) {
+async function holdTokens(tokens: number, idempotencyKey: string): Promise<void> {
   const hold = await reserveTokens(context.db, { userId, tokens, idempotencyKey, ttlSeconds: 900 });
   expect(hold.ok).toBe(true);
-  return hold;
 }
 
 describe('recoverDeadJobs', () => {
   it('retries a dead job and releases its holds', async () => {
     const { patchRequestId, jobId } = await activePreview({ ageSeconds: 120 });
-    const hold = await holdTokens(700, `${patchRequestId}:src/a.ts:generation-0:attempt-0:groq`);
-    const other = await holdTokens(50, 'another-request:src/a.ts:generation-0:attempt-0:groq');
+    await holdTokens(700, `${patchRequestId}:src/a.ts:generation-0:attempt-0:groq`);
+    await holdTokens(50, 'another-request:src/a.ts:generation-0:attempt-0:groq');
 
     const outcome = await recoverDeadJobs(context, quick);
 
@@ -425,7 +424,7 @@ describe('failTimedOutWork', () => {
       .update(patchRequests)
       .set({ status: 'running', error: null, completedAt: null, previewJobId: newJobId })
       .where(eq(patchRequests.id, patchRequestId));
-    const hold = await holdTokens(300, `${patchRequestId}:src/a.ts:generation-1:attempt-0:groq`);
+    await holdTokens(300, `${patchRequestId}:src/a.ts:generation-1:attempt-0:groq`);
 
     await failTimedOutWork(context, 3600);
 
