@@ -8,12 +8,13 @@ import type { PgBoss } from '../jobs/boss.ts';
 import { fixAction } from '../report/publish-check-run.ts';
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { pickForm } from '../text/plural.ts';
+import { githubId } from './github-id.ts';
 
 export const checkRunPayload = z.object({
   action: z.string(),
-  installation: z.object({ id: z.number().int() }).optional(),
-  repository: z.object({ id: z.number().int(), full_name: z.string() }),
-  check_run: z.object({ id: z.number().int(), head_sha: z.string() }),
+  installation: z.object({ id: githubId }).optional(),
+  repository: z.object({ id: githubId, full_name: z.string() }),
+  check_run: z.object({ id: githubId, head_sha: z.string() }),
   requested_action: z.object({ identifier: z.string() }).optional(),
   sender: z.object({ login: z.string() }).optional(),
 });

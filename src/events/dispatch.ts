@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import { webhookDeliveries } from '../db/schema/index.ts';
 import type { AppContext } from '../context.ts';
 import { checkRunPayload, handleCheckRunEvent } from './check-run.ts';
+import { githubId } from './github-id.ts';
 import { handleInstallationEvent, installationPayload } from './installation.ts';
 import { handlePullRequestEvent, pullRequestPayload } from './pull-request.ts';
 import { z } from 'zod';
@@ -38,7 +39,8 @@ export function validateDeliveryPayload(event: string, payload: unknown): string
  * their payloads may carry any JSON number there.
  */
 function installationIdOf(value: unknown): number | null {
-  return Number.isSafeInteger(value) && (value as number) > 0 ? (value as number) : null;
+  const parsed = githubId.safeParse(value);
+  return parsed.success ? parsed.data : null;
 }
 
 /**

@@ -10,18 +10,19 @@ import {
   type InstallationCancelCause,
 } from '../runs/cancel-installation-work.ts';
 import { upsertGitHubUser } from '../users/upsert-github-user.ts';
+import { githubId } from './github-id.ts';
 
 export const installationPayload = z.object({
   action: z.string(),
   installation: z.object({
-    id: z.number().int(),
+    id: githubId,
     account: z
-      .object({ id: z.number().int(), login: z.string(), type: z.string().optional() })
+      .object({ id: githubId, login: z.string(), type: z.string().optional() })
       .nullable(),
     /** The user who suspended the installation, null or missing for other actions. */
     suspended_by: z.object({ login: z.string() }).nullish(),
   }),
-  sender: z.object({ id: z.number().int(), login: z.string(), name: z.string().nullish() }),
+  sender: z.object({ id: githubId, login: z.string(), name: z.string().nullish() }),
 });
 export type InstallationPayload = z.infer<typeof installationPayload>;
 

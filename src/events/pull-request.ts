@@ -8,6 +8,7 @@ import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
+import { githubId } from './github-id.ts';
 
 const isoTimestamp = z.string().refine((value) => !Number.isNaN(Date.parse(value)), {
   message: 'must be an ISO 8601 timestamp',
@@ -16,11 +17,11 @@ const isoTimestamp = z.string().refine((value) => !Number.isNaN(Date.parse(value
 export const pullRequestPayload = z.object({
   action: z.string(),
   number: z.number().int().positive().max(maxInteger),
-  installation: z.object({ id: z.number().int() }).optional(),
+  installation: z.object({ id: githubId }).optional(),
   repository: z.object({
-    id: z.number().int(),
+    id: githubId,
     full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/),
-    owner: z.object({ id: z.number().int(), login: z.string(), type: z.string().optional() }),
+    owner: z.object({ id: githubId, login: z.string(), type: z.string().optional() }),
   }),
   pull_request: z.object({
     title: z.string(),

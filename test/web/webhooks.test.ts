@@ -336,6 +336,36 @@ describe('POST /webhooks/github with unusual input', () => {
     }
   });
 
+  it('rejects ids that GitHub never sends', async () => {
+    const cases: [string, string, (payload: Record<string, any>) => void][] = [
+      ['pull_request', 'installation.id', (p) => (p.installation.id = 0)],
+      ['pull_request', 'repository.id', (p) => (p.repository.id = -4)],
+      ['pull_request', 'repository.owner.id', (p) => (p.repository.owner.id = 2 ** 53)],
+      ['check_run', 'installation.id', (p) => (p.installation = { id: -1 })],
+      ['installation', 'installation.id', (p) => (p.installation.id = 0)],
+      ['installation', 'sender.id', (p) => (p.sender.id = -2)],
+    ];
+    for (const [event, field, spoil] of cases) {
+      const payload =
+        event === 'pull_request'
+          ? JSON.parse(pullRequestOpened(5010))
+          : example(event, event === 'check_run' ? 'requested_action' : 'created');
+      spoil(payload);
+      const body = JSON.stringify(payload);
+      const deliveryId = `bad-id-${event}-${field}`;
+
+      const response = await post(body, signedHeaders(body, event, deliveryId));
+
+      expect(response.status, deliveryId).toBe(400);
+      expect((await response.json()).error.message, deliveryId).toContain(field);
+      const stored = await context.db
+        .select()
+        .from(webhookDeliveries)
+        .where(eq(webhookDeliveries.deliveryId, deliveryId));
+      expect(stored, deliveryId).toHaveLength(0);
+    }
+  });
+
   it('records a valid installation id', async () => {
     const body = '{"action":"x","installation":{"id":9007199254740991}}';
 
