@@ -1,5 +1,5 @@
 import postgres from 'postgres';
-import { closeOnAbort } from './client.ts';
+import { baseClientOptions, closeOnAbort } from './client.ts';
 
 /** Arbitrary constant ("fixw") that names Fixwright's start-up lock among advisory locks. */
 export const startupLockId = 0x66697877;
@@ -17,7 +17,7 @@ export async function withAdvisoryLock<T>(
   options: { signal?: AbortSignal } = {},
 ): Promise<T> {
   const { signal } = options;
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const sql = postgres(url, { ...baseClientOptions, max: 1 });
   const removeCloseOnAbort = closeOnAbort(sql, signal);
   try {
     await sql`SELECT pg_advisory_lock(${lockId})`;

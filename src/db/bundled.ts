@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { isProcessAlive } from '../process-alive.ts';
 import postgres from 'postgres';
+import { baseClientOptions } from './client.ts';
 import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
@@ -531,7 +532,7 @@ async function stopOrphan(pid: number): Promise<void> {
 }
 
 async function createDatabaseIfMissing(adminUrl: string): Promise<void> {
-  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  const sql = postgres(adminUrl, { ...baseClientOptions, max: 1 });
   try {
     const existing = await sql`SELECT 1 FROM pg_database WHERE datname = ${databaseName}`;
     if (existing.length === 0) await sql.unsafe(`CREATE DATABASE ${databaseName}`);

@@ -1,4 +1,5 @@
 import postgres from 'postgres';
+import { baseClientOptions } from './client.ts';
 import { maskUrlPassword, maskUrlValue } from '../config/env.ts';
 import { StartupError } from '../errors/startup-error.ts';
 
@@ -15,9 +16,9 @@ export async function checkDatabaseUrl(url: string): Promise<void> {
   try {
     // postgres() parses the URL at once and throws TypeError for one it cannot parse.
     sql = postgres(url, {
+      ...baseClientOptions,
       max: 1,
       connect_timeout: connectTimeoutSeconds,
-      onnotice: () => {},
       connection: { application_name: 'fixwright' },
     });
     await sql`SELECT 1`;

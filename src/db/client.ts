@@ -11,10 +11,20 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
+/**
+ * Options that every postgres.js client of Fixwright starts from. `fetch_types: false` skips the
+ * array-type query that postgres.js 3.4.9 sends first on each new connection and whose rejection
+ * it leaves unhandled (fetchArrayTypes() in src/connection.js). Without it, a session that
+ * PostgreSQL ends at that moment (a restart, pg_terminate_backend) or that closeOnAbort closes
+ * would end the process. Drizzle converts the one array column, text[], itself.
+ */
+export const baseClientOptions = { fetch_types: false, onnotice: () => {} } as const;
+
+/** Opens a postgres.js pool with drizzle on top. */
 export function connectDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {
   const sql = postgres(url, {
+    ...baseClientOptions,
     max: options.max ?? 10,
-    onnotice: () => {},
     connection: { application_name: 'fixwright' },
   });
   const db = drizzle(sql, { schema, casing: 'snake_case' });
@@ -30,29 +40,9 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
 export function closeOnAbort(sql: Sql, signal: AbortSignal | undefined): () => void {
   if (!signal) return () => {};
   const closeNow = () => {
-    ignoreDestroyedConnectionRejections();
     sql.end({ timeout: 0 }).catch(() => {});
   };
   if (signal.aborted) closeNow();
   else signal.addEventListener('abort', closeNow, { once: true });
   return () => signal.removeEventListener('abort', closeNow);
-}
-
-let ignoringDestroyedConnections = false;
-
-/**
- * Keeps a connection that closeOnAbort destroys while it starts from ending the process. On
- * each new connection postgres.js 3.4.9 first queries the array types in fetchArrayTypes()
- * (src/connection.js) and handles no rejection of that call, so destroying the connection
- * then raises an unhandled CONNECTION_DESTROYED rejection. The listener stays for the rest of
- * the process, because Node reports that rejection only after the microtasks that follow the
- * close. It throws every other unhandled rejection, as Node does when no listener exists.
- */
-function ignoreDestroyedConnectionRejections(): void {
-  if (ignoringDestroyedConnections) return;
-  ignoringDestroyedConnections = true;
-  process.on('unhandledRejection', (reason) => {
-    if ((reason as { code?: unknown } | null)?.code === 'CONNECTION_DESTROYED') return;
-    throw reason;
-  });
 }

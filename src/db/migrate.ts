@@ -3,7 +3,7 @@ import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { startupLockId, withAdvisoryLock } from './advisory-lock.ts';
-import { closeOnAbort } from './client.ts';
+import { baseClientOptions, closeOnAbort } from './client.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
 
@@ -19,7 +19,7 @@ export async function migrateDatabase(url: string, options: { signal?: AbortSign
     url,
     startupLockId,
     async () => {
-      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      const sql = postgres(url, { ...baseClientOptions, max: 1 });
       const removeCloseOnAbort = closeOnAbort(sql, signal);
       try {
         await migrate(drizzle(sql), { migrationsFolder });

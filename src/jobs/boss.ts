@@ -157,25 +157,54 @@ function watchForOutage(boss: PgBoss, logger: Logger) {
 
 /**
  * Adapts a drizzle transaction to pg-boss's `db` option, so a job is sent in the same
- * transaction as the rows it works on and a rollback removes both.
+ * transaction as the rows it works on and a rollback removes both. Parameters are converted the
+ * way node-postgres, pg-boss's own driver, converts them: objects to JSON and arrays to array
+ * literals. postgres.js would need the array types that Fixwright's clients do not fetch.
  */
 export function transactionDb(tx: Transaction): PgBoss.Db {
   // drizzle keeps the postgres.js transaction client on this internal field (drizzle-orm 0.45).
   const client = (tx as unknown as { session: { client: { unsafe: Function } } }).session.client;
   return {
     async executeSql(text: string, values: unknown[]) {
-      const parameters = values.map((value) => {
-        if (value === undefined) return null;
-        const isPlainObject =
-          value !== null &&
-          typeof value === 'object' &&
-          !(value instanceof Date) &&
-          !Buffer.isBuffer(value) &&
-          !Array.isArray(value);
-        return isPlainObject ? JSON.stringify(value) : value;
-      });
-      const rows = await client.unsafe(text, parameters);
+      const rows = await client.unsafe(text, values.map(toParameter));
       return { rows };
     },
   };
+}
+
+/** Returns `value` as postgres.js should send it for a pg-boss query. */
+function toParameter(value: unknown): unknown {
+  if (value === undefined) return null;
+  if (Array.isArray(value)) return arrayLiteral(value);
+  if (isPlainObject(value)) return JSON.stringify(value);
+  return value;
+}
+
+function isPlainObject(value: unknown): value is object {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    !(value instanceof Date) &&
+    !Buffer.isBuffer(value) &&
+    !Array.isArray(value)
+  );
+}
+
+/**
+ * Returns a PostgreSQL array literal such as `{"a","b\\"c",NULL}`, which PostgreSQL casts to
+ * the array type that the query expects. Every element is quoted, with `"` and `\` escaped.
+ */
+export function arrayLiteral(values: unknown[]): string {
+  const elements = values.map((value) => {
+    if (value === null || value === undefined) return 'NULL';
+    if (Array.isArray(value)) return arrayLiteral(value);
+    return '"' + elementText(value).replace(/[\\"]/g, (character) => '\\' + character) + '"';
+  });
+  return '{' + elements.join(',') + '}';
+}
+
+function elementText(value: unknown): string {
+  if (value instanceof Date) return value.toISOString();
+  if (isPlainObject(value)) return JSON.stringify(value);
+  return String(value);
 }

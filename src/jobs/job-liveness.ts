@@ -1,4 +1,5 @@
 import postgres, { type Sql } from 'postgres';
+import { baseClientOptions } from '../db/client.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 
@@ -39,11 +40,11 @@ export class JobLiveness {
     private readonly logger: Logger,
   ) {
     this.sql = postgres(url, {
+      ...baseClientOptions,
       max: 1,
       // postgres.js closes connections after 30 to 60 minutes by default, which would drop
       // the locks of long jobs.
       max_lifetime: null,
-      onnotice: () => {},
       connection: { application_name: 'fixwright-job-liveness' },
       onclose: () => {
         this.locked.clear();

@@ -173,3 +173,44 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
     },
   };
 }
+
+export interface ScriptOutcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+}
+
+/**
+ * Runs a TypeScript script with tsx from the repository root, killing it after `killAfterMs`,
+ * and returns its exit code, output and run time. Without `env` the child gets only `PATH`,
+ * `HOME` and `TMPDIR`.
+ */
+export function runTsxScript(
+  scriptPath: string,
+  args: string[],
+  options: { killAfterMs: number; env?: NodeJS.ProcessEnv },
+): Promise<ScriptOutcome> {
+  const env = options.env ?? {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TMPDIR: process.env.TMPDIR,
+  };
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', scriptPath, ...args], {
+      cwd: path.resolve(import.meta.dirname, '../..'),
+      env,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stdout, stderr, elapsedMs: Date.now() - started });
+    });
+  });
+}

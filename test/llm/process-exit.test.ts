@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { runTsxScript } from '../helpers/process.ts';
 
 const repositoryRoot = path.resolve(import.meta.dirname, '../..');
 const moduleUrl = (relative: string) => pathToFileURL(path.join(repositoryRoot, relative)).href;
@@ -49,33 +49,6 @@ const summary = { groq: groqAnswer.text, gemini: geminiAnswer.text, groqTimeout,
 console.log(JSON.stringify(summary));
 `;
 
-type ChildOutcome = { code: number | null; stdout: string; stderr: string; elapsedMs: number };
-
-/** Runs the script with tsx and kills it after `killAfterMs`. */
-function runChild(scriptPath: string, args: string[], killAfterMs: number): Promise<ChildOutcome> {
-  const env = { ...process.env };
-  delete env.GROQ_API_KEY;
-  delete env.GROQ_BASE_URL;
-
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', scriptPath, ...args], {
-      cwd: repositoryRoot,
-      env,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr, elapsedMs: Date.now() - started });
-    });
-  });
-}
-
 describe('process exit after model calls', () => {
   let groq: FakeGroq;
   let gemini: FakeGemini;
@@ -99,7 +72,13 @@ describe('process exit after model calls', () => {
     const scriptPath = path.join(folder, 'calls.mts');
     await writeFile(scriptPath, childScript);
 
-    const outcome = await runChild(scriptPath, [groq.url, gemini.url], 25_000);
+    const env = { ...process.env };
+    delete env.GROQ_API_KEY;
+    delete env.GROQ_BASE_URL;
+    const outcome = await runTsxScript(scriptPath, [groq.url, gemini.url], {
+      killAfterMs: 25_000,
+      env,
+    });
 
     expect(outcome.stderr).toBe('');
     expect(outcome.code).toBe(0);
