@@ -1,5 +1,6 @@
 import { emitterEventNames } from '@octokit/webhooks';
 import { handledEvents } from '../events/dispatch.ts';
+import { joinWithAnd } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
 
 /**
@@ -18,7 +19,7 @@ const maxSuggestionDistance = 3;
  * closest one, and returns a warning for a GitHub event that Fixwright ignores, else null.
  */
 export function checkEventName(name: string): string | null {
-  const handled = `${handledEvents.slice(0, -1).join(', ')} and ${handledEvents.at(-1)}`;
+  const handled = joinWithAnd(handledEvents);
   if (name.includes('.')) {
     const [event = '', action = ''] = name.split('.', 2);
     if (githubEventNames.includes(event)) {

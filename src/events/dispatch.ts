@@ -5,6 +5,7 @@ import { checkRunPayload, handleCheckRunEvent } from './check-run.ts';
 import { githubId } from './github-id.ts';
 import { handleInstallationEvent, installationPayload } from './installation.ts';
 import { handlePullRequestEvent, pullRequestPayload } from './pull-request.ts';
+import { handleRepositoryEvent, repositoryPayload } from './repository.ts';
 import { z } from 'zod';
 
 export interface Delivery {
@@ -16,12 +17,19 @@ export interface Delivery {
 export type DeliveryResult = { duplicate: true } | { duplicate: false; outcome: string };
 
 /** Webhook events that dispatchDelivery acts on. Others are recorded with an `ignored` outcome. */
-export const handledEvents = ['check_run', 'installation', 'ping', 'pull_request'] as const;
+export const handledEvents = [
+  'check_run',
+  'installation',
+  'ping',
+  'pull_request',
+  'repository',
+] as const;
 
 const payloadSchemas: Record<string, z.ZodType> = {
   check_run: checkRunPayload,
   installation: installationPayload,
   pull_request: pullRequestPayload,
+  repository: repositoryPayload,
 };
 
 /** Checks the fields the handlers read; returns the problems, or an empty list. */
@@ -86,6 +94,9 @@ export async function dispatchDelivery(
           context.boss,
           checkRunPayload.parse(delivery.payload),
         );
+        break;
+      case 'repository':
+        outcome = await handleRepositoryEvent(tx, repositoryPayload.parse(delivery.payload));
         break;
       case 'ping':
         outcome = 'pong';

@@ -121,7 +121,8 @@ describe('fixwright receive', () => {
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(
       'Unknown --event "pull_requests": GitHub sends no such webhook event. Did you mean ' +
-        '"pull_request"? Fixwright acts on check_run, installation, ping and pull_request.\n',
+        '"pull_request"? Fixwright acts on check_run, installation, ping, pull_request and ' +
+        'repository.\n',
     );
   });
 
@@ -141,7 +142,7 @@ describe('fixwright receive', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
       'Unknown --event "deploy-everything": GitHub sends no such webhook event. Fixwright ' +
-        'acts on check_run, installation, ping and pull_request.\n',
+        'acts on check_run, installation, ping, pull_request and repository.\n',
     );
   });
 
@@ -151,7 +152,7 @@ describe('fixwright receive', () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toBe(
       'Warning: Fixwright records star deliveries but does nothing with them; it acts on ' +
-        'check_run, installation, ping and pull_request.\n',
+        'check_run, installation, ping, pull_request and repository.\n',
     );
     expect(result.stdout).toContain('"outcome":"ignored: event star"');
   });
