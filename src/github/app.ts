@@ -11,6 +11,8 @@ const ThrottledOctokit = Octokit.plugin(retry, throttling);
 export const maxRateLimitWaitSeconds = 60;
 /** Retries of one request after a rate limit response. */
 export const maxRateLimitRetries = 2;
+/** Time limit of one GitHub REST request, body included, unless the options set another. */
+export const defaultRequestTimeoutMs = 30_000;
 
 export interface GitHubAppOptions {
   appId: string;
@@ -19,6 +21,8 @@ export interface GitHubAppOptions {
   /** REST API base URL, e.g. `https://api.github.com` or `https://ghe.example/api/v3`. */
   baseUrl: string;
   logger: Logger;
+  /** Time limit of one GitHub request; `defaultRequestTimeoutMs` when unset. */
+  requestTimeoutMs?: number;
 }
 
 export interface GitHubApp {
@@ -122,6 +126,29 @@ function rateLimitHandlers(logger: Logger) {
   return { onRateLimit: decide('primary'), onSecondaryRateLimit: decide('secondary') };
 }
 
+/**
+ * Returns a fetch for Octokit that fails a request with no response within `timeoutMs`.
+ * Octokit sets no time limit of its own, so a connection that stalls would hold a job until
+ * pg-boss expires it. Octokit reports the error as a RequestError with status 500, which the
+ * retry plugin retries like other server errors.
+ */
+function timedFetch(timeoutMs: number): typeof fetch {
+  return async (input, init) => {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    try {
+      return await fetch(input, { ...init, signal });
+    } catch (error) {
+      if (!timeout.aborted) throw error;
+      const { method = 'GET' } = init ?? {};
+      throw new Error(
+        `GitHub request ${method} ${redactSecrets(String(input))} timed out after ` +
+          `${timeoutMs / 1000} s; check that GITHUB_API_URL is reachable from this host.`,
+      );
+    }
+  };
+}
+
 /** Creates GitHub access for the app. Octokit instances are built on first use and reused. */
 export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
@@ -140,6 +167,7 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
       baseUrl,
       userAgent: 'fixwright',
       log: octokitLog(logger),
+      request: { fetch: timedFetch(options.requestTimeoutMs ?? defaultRequestTimeoutMs) },
       throttle: {
         // Bottleneck groups are keyed by id, so each installation is throttled on its own.
         id: installationId === undefined ? 'fixwright-app' : `fixwright-${installationId}`,

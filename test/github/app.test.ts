@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGitHubApp, redactSecrets } from '../../src/github/app.ts';
+import { RequestError } from '@octokit/request-error';
 import { readFileAtRef } from '../../src/github/file-content.ts';
 import { createLogger } from '../../src/logger.ts';
 import {
@@ -134,6 +135,52 @@ describe('installation authentication', () => {
     const request = requestsTo(harness.fake, 'GET', /^\/app\/installations\/\d+$/)[0];
     expect(request?.headers.authorization).toMatch(/^bearer eyJ/i);
     expect(harness.fake.issuedTokens).toHaveLength(0);
+  });
+});
+
+describe('request time limit', () => {
+  it('fails a request without response', async () => {
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    harness.fake.addRoute({
+      method: 'GET',
+      pattern: '/repos/:owner/:repo/contents/*path',
+      auth: 'installation',
+      handle: async () => {
+        await answered;
+        return { status: 404, body: { message: 'Not Found' } };
+      },
+    });
+    const app = createGitHubApp({
+      appId,
+      privateKey: harness.privateKeyPem,
+      baseUrl: harness.fake.url,
+      logger: createLogger('silent'),
+      requestTimeoutMs: 300,
+    });
+    const octokit = await app.installationOctokit(harness.installationId);
+    const started = Date.now();
+
+    const error = await octokit
+      .request('GET /repos/{owner}/{repo}/contents/{path}', {
+        owner,
+        repo,
+        path: 'README.md',
+        request: { retries: 0 },
+      })
+      .then(
+        () => null,
+        (reason: unknown) => reason,
+      );
+    answer();
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(500);
+    expect((error as RequestError).message).toBe(
+      `GitHub request GET ${harness.fake.url}/repos/${owner}/${repo}/contents/README.md ` +
+        'timed out after 0.3 s; check that GITHUB_API_URL is reachable from this host.',
+    );
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });
 

@@ -49,6 +49,8 @@ export interface Harness {
   logs: CapturedLogs;
   installationId: number;
   octokit: Octokit;
+  /** The app's private key, for a second app client against the same fake. */
+  privateKeyPem: string;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function startHarness(files: {
     logs,
     installationId,
     octokit,
+    privateKeyPem: keys.privateKeyPem,
     async close() {
       await fake.close();
       await repository.cleanup();
