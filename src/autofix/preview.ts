@@ -29,8 +29,17 @@ import { mapWithConcurrency } from './concurrency.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
 
-/** Below this many free tokens no useful call fits; the request fails before any work. */
-export const minimumCallTokens = 256;
+/** Output tokens that a call gets on top of the file's estimate, at the least. */
+const leastOutputMarginTokens = 64;
+
+/**
+ * Tokens of the smallest call there can be: the prompt for an empty file with no findings and
+ * the least output cap. With fewer tokens left on the platform keys, the request fails before
+ * any work. Each real call needs more, which its own check reports.
+ */
+export const minimumCallTokens =
+  estimatePromptTokens(buildFixPrompt({ path: '', content: '', findings: [] })) +
+  leastOutputMarginTokens;
 
 const terminalStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed', 'cancelled'];
 
@@ -373,7 +382,7 @@ async function outputBudget(
   const allowance = await getAllowance(context.db, input.userId);
   if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap };
   const promptTokens = estimatePromptTokens(input.prompt);
-  const least = Math.ceil(fileTokens * 1.1) + 64;
+  const least = Math.ceil(fileTokens * 1.1) + leastOutputMarginTokens;
   const available = allowance.remaining - promptTokens;
   if (available < least) {
     return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };

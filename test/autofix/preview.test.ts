@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runPreview } from '../../src/autofix/preview.ts';
+import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import {
   patchFiles,
   patchRequests,
@@ -78,7 +78,7 @@ describe('runPreview', () => {
     const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(request!.status).toBe('failed');
     expect(request!.error).toContain('Free plan allows 1000 tokens per period, 990 are used');
-    expect(request!.error).toContain('so 10 remain but this call needs at least 256.');
+    expect(request!.error).toContain(`so 10 remain but this call needs at least ${minimumCallTokens}.`);
     expect(request!.error).toContain('Upgrade to the Pro plan');
     // No file is left pending: each carries the reason, and the request counts them done.
     const files = await filesOf(patchRequestId);
