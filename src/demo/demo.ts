@@ -27,6 +27,7 @@ import {
   findFreePort,
   processesUsingFolder,
   runCli,
+  packageRoot,
   spawnService,
   stopLeftoverPostgres,
   type DemoService,
@@ -221,7 +222,7 @@ export class Demo {
       baseSha: this.repository.baseSha,
       headSha: this.repository.headSha,
       headRef: headBranch,
-      title: 'Update the README with new information.',
+      title: `Add ${demoFilePath}`,
       user: demoAccount.login,
     });
     this.print(
@@ -439,8 +440,8 @@ export class Demo {
         `${service.url}/api/patch-requests/${patchRequestId}/apply`,
       `The commit mode adds a commit to ${headBranch}, so the fake GitHub sends ` +
         'pull_request.synchronize as GitHub does and the service starts a run for the new head.',
-      `More tokens (run in this folder): env -u DATABASE_URL DATA_DIR=${this.dataDir} npx fixwright users plan --login ` +
-        `${demoAccount.login} --plan pro`,
+      `More tokens: cd ${packageRoot} && env -u DATABASE_URL DATA_DIR=${this.dataDir} ` +
+        `npx fixwright users plan --login ${demoAccount.login} --plan pro`,
       `Processes: demo pid ${process.pid}, service pid ${service.pid}, ` +
         `PostgreSQL pid ${bundledPostgresPid(this.dataDir!) ?? 'unknown'}`,
       'Press Ctrl-C to stop the demo, its service, PostgreSQL and the fakes.',

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isProcessAlive } from '../process-alive.ts';
 
 /** Root of the package, where `bin/fixwright.js` is. */
-const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cliPath = path.join(packageRoot, 'bin', 'fixwright.js');
 
 /** Lines of service output kept for error messages. */
