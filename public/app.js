@@ -3,6 +3,22 @@
 (function () {
   'use strict';
 
+  // Returns one sentence about an apply response: the error message, or what was applied.
+  // The same wording is in src/web/views/apply-result.ts for browsers without JavaScript.
+  function describeApplyResult(httpStatus, data) {
+    if (!data || typeof data !== 'object') return null;
+    if (httpStatus >= 400) {
+      return data.error && typeof data.error.message === 'string' ? data.error.message : null;
+    }
+    if (!Array.isArray(data.files)) return null;
+    var count = data.files.length + (data.files.length === 1 ? ' file' : ' files');
+    var verb = data.alreadyApplied ? 'Already applied ' : 'Applied ';
+    if (data.mode === 'commit' && typeof data.commitSha === 'string') {
+      return verb + count + ' as commit ' + data.commitSha.slice(0, 7) + '.';
+    }
+    return verb + count + ' as review suggestions.';
+  }
+
   // Posts "{}" as JSON and shows the response (status and pretty-printed body) as escaped text,
   // because the JSON API returns data that must never be parsed as HTML.
   htmx.defineExtension('json-result', {
@@ -19,20 +35,28 @@
     },
     transformResponse: function (text, xhr) {
       var displayText = text;
+      var data = null;
       try {
-        displayText = JSON.stringify(JSON.parse(text), null, 2);
+        data = JSON.parse(text);
+        displayText = JSON.stringify(data, null, 2);
       } catch (error) {
         // Not JSON: show the text as it came.
       }
       var wrapper = document.createElement('div');
       var status = document.createElement('p');
       status.className = xhr.status < 400 ? 'notice' : 'error';
-      status.textContent = 'HTTP ' + xhr.status;
+      var summary = describeApplyResult(xhr.status, data);
+      status.textContent = 'HTTP ' + xhr.status + (summary ? ': ' + summary : '');
+      var details = document.createElement('details');
+      var label = document.createElement('summary');
+      label.textContent = 'Response';
       var body = document.createElement('pre');
       body.className = 'json';
       body.textContent = displayText;
+      details.appendChild(label);
+      details.appendChild(body);
       wrapper.appendChild(status);
-      wrapper.appendChild(body);
+      wrapper.appendChild(details);
       return wrapper.innerHTML;
     },
   });

@@ -76,12 +76,17 @@ function isApplicable(status: StoredRequest['status']): boolean {
   return (applicableStatuses as readonly string[]).includes(status);
 }
 
+/** Reasons, by status, that a patch request cannot be applied yet or at all. */
+const notApplicableReasons: Partial<Record<StoredRequest['status'], string>> = {
+  queued: 'is still queued; apply it once its preview is ready',
+  running: 'is still running; apply it once its preview is ready',
+  failed: 'failed, so it has no file to apply; request a new preview',
+  cancelled: 'was cancelled, so it has no file to apply; request a new preview',
+};
+
 function notApplicable(patchRequestId: string, status: StoredRequest['status']): ApplyRejectedError {
-  return new ApplyRejectedError(
-    'conflict',
-    `Patch request ${patchRequestId} is ${status}; only a ready or partially_ready ` +
-      'preview can be applied.',
-  );
+  const reason = notApplicableReasons[status] ?? `has status ${status}, which cannot be applied`;
+  return new ApplyRejectedError('conflict', `Patch request ${patchRequestId} ${reason}.`);
 }
 
 function closedRejection(error: PullRequestClosedError): ApplyRejectedError {

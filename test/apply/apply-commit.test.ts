@@ -208,7 +208,9 @@ describe('POST /api/patch-requests/:id/apply as commit', () => {
     const response = await applying;
 
     expect(response.status).toBe(409);
-    expect((await response.json()).error.message).toContain('is running');
+    expect((await response.json()).error.message).toBe(
+      `Patch request ${request.id} is still running; apply it once its preview is ready.`,
+    );
     expect(commitRequests()).toHaveLength(commitsBefore);
     expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
     const [stored] = await db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
@@ -268,7 +270,9 @@ describe('POST /api/patch-requests/:id/apply checks', () => {
       .where(eq(patchRequests.id, request.id));
     const response = await apply(request.id);
     expect(response.status).toBe(409);
-    expect((await response.json()).error.message).toContain('is failed');
+    expect((await response.json()).error.message).toBe(
+      `Patch request ${request.id} failed, so it has no file to apply; request a new preview.`,
+    );
   });
 
   it('rejects an unknown mode', async () => {

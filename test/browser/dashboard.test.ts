@@ -115,7 +115,7 @@ describe('dashboard in Chromium', () => {
     // GitHub's writes are spaced a second apart by Octokit's throttling, so the commit takes a while.
     await expect.poll(() => result.textContent(), { timeout: 30_000 }).toMatch(/HTTP \d{3}/);
     const text = await result.textContent();
-    expect(text, text ?? '').toContain('HTTP 200');
+    expect(text, text ?? '').toMatch(/HTTP 200: Applied \d+ files? as commit [0-9a-f]{7}\./);
     expect(await result.textContent()).toMatch(/"commitSha": "[0-9a-f]{40}"/);
     expect(await documentIsMarked()).toBe(true);
     await screenshot(page, 'preview-apply-result');

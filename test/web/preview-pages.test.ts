@@ -229,8 +229,10 @@ describe('preview page', () => {
     // The file has no proposed text, so the API rejects the request. The page shows the
     // response as it came.
     const html = await response.text();
-    expect(html).toContain(`HTTP ${response.status}`);
     expect(response.status).toBe(409);
+    expect(html).toContain(
+      `HTTP 409: Patch request ${request.id} has no ready file to apply.`,
+    );
     expect(html).toContain('&quot;error&quot;');
     expect(html).toContain('&quot;requestId&quot;');
   });

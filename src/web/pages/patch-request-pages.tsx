@@ -19,6 +19,7 @@ import type { ActiveSession } from '../session/session-store.ts';
 import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { ApplyResultPage, PreviewPage } from '../views/preview.tsx';
+import { describeApplyResult } from '../views/apply-result.ts';
 
 /** Sends a request through the whole application, as the browser would. */
 export type FetchApp = (request: Request) => Response | Promise<Response>;
@@ -131,8 +132,10 @@ export function patchRequestPages(
     );
     const text = await response.text();
     let body = text;
+    let data: unknown = null;
     try {
-      body = JSON.stringify(JSON.parse(text), null, 2);
+      data = JSON.parse(text);
+      body = JSON.stringify(data, null, 2);
     } catch {
       // Not JSON: show the text as it came.
     }
@@ -147,7 +150,13 @@ export function patchRequestPages(
       'apply sent to the API',
     );
     return c.html(
-      <ApplyResultPage session={c.var.session} request={request} status={response.status} body={body} />,
+      <ApplyResultPage
+        session={c.var.session}
+        request={request}
+        status={response.status}
+        body={body}
+        summary={describeApplyResult(response.status, data)}
+      />,
       // The page passes the API's status on, so a 404 from a missing endpoint stays a 404.
       response.status as ContentfulStatusCode,
     );

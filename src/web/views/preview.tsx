@@ -90,11 +90,18 @@ export const ApplyResultPage: FC<{
   request: PatchRequest;
   status: number;
   body: string;
-}> = ({ session, request, status, body }) => (
+  /** One sentence from describeApplyResult, or null. */
+  summary: string | null;
+}> = ({ session, request, status, body, summary }) => (
   <Layout title="Apply" session={session}>
     <h1>Apply</h1>
-    <p class={status < 400 ? 'notice' : 'error'}>{`HTTP ${status}`}</p>
-    <pre class="json">{body}</pre>
+    <p class={status < 400 ? 'notice' : 'error'}>
+      {summary ? `HTTP ${status}: ${summary}` : `HTTP ${status}`}
+    </p>
+    <details>
+      <summary>Response</summary>
+      <pre class="json">{body}</pre>
+    </details>
     <p>
       <a href={`/patch-requests/${request.id}`}>Back to the preview</a>
     </p>

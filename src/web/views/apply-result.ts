@@ -1,0 +1,27 @@
+import { pickForm } from '../../text/plural.ts';
+
+/**
+ * Returns one sentence about a response of the apply API: its error message, or what was
+ * applied, or null for a body of another shape. public/app.js words it the same way for
+ * browsers with JavaScript.
+ */
+export function describeApplyResult(httpStatus: number, data: unknown): string | null {
+  if (!data || typeof data !== 'object') return null;
+  const body = data as {
+    error?: { message?: unknown };
+    files?: unknown;
+    mode?: unknown;
+    commitSha?: unknown;
+    alreadyApplied?: unknown;
+  };
+  if (httpStatus >= 400) {
+    return typeof body.error?.message === 'string' ? body.error.message : null;
+  }
+  if (!Array.isArray(body.files)) return null;
+  const count = `${body.files.length} ${pickForm(body.files.length, 'file', 'files')}`;
+  const verb = body.alreadyApplied ? 'Already applied' : 'Applied';
+  if (body.mode === 'commit' && typeof body.commitSha === 'string') {
+    return `${verb} ${count} as commit ${body.commitSha.slice(0, 7)}.`;
+  }
+  return `${verb} ${count} as review suggestions.`;
+}

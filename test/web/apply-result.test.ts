@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { describeApplyResult } from '../../src/web/views/apply-result.ts';
+
+const sha = '0123456789abcdef0123456789abcdef01234567';
+
+describe('describeApplyResult', () => {
+  it('gives the error message', () => {
+    const body = { error: { code: 'conflict', message: 'The branch moved.', requestId: 'r1' } };
+    expect(describeApplyResult(409, body)).toBe('The branch moved.');
+  });
+
+  it('names the commit of a commit', () => {
+    const body = { mode: 'commit', commitSha: sha, files: ['a.ts', 'b.ts'], alreadyApplied: false };
+    expect(describeApplyResult(200, body)).toBe('Applied 2 files as commit 0123456.');
+  });
+
+  it('counts suggestions of one file', () => {
+    const body = { mode: 'suggestions', commitSha: null, files: ['a.ts'], alreadyApplied: false };
+    expect(describeApplyResult(200, body)).toBe('Applied 1 file as review suggestions.');
+  });
+
+  it('says when it was applied before', () => {
+    const body = { mode: 'commit', commitSha: sha, files: ['a.ts'], alreadyApplied: true };
+    expect(describeApplyResult(200, body)).toBe('Already applied 1 file as commit 0123456.');
+  });
+
+  it('returns null for other bodies', () => {
+    expect(describeApplyResult(502, 'Bad Gateway')).toBeNull();
+    expect(describeApplyResult(500, { error: {} })).toBeNull();
+    expect(describeApplyResult(200, { ok: true })).toBeNull();
+  });
+});
