@@ -376,7 +376,13 @@ describe('apply, the installation', () => {
 });
 
 describe('apply, request state', () => {
-  for (const status of ['failed', 'cancelled', 'queued', 'running'] as const) {
+  const reasons = {
+    failed: 'failed, so it has no file to apply; request a new preview',
+    cancelled: 'was cancelled, so it has no file to apply; request a new preview',
+    queued: 'is still queued; apply it once its preview is ready',
+    running: 'is still running; apply it once its preview is ready',
+  };
+  for (const [status, reason] of Object.entries(reasons) as [keyof typeof reasons, string][]) {
     it(`answers 409 for a ${status} request`, async () => {
       const request = await newRequest();
       await setup.context.db
@@ -387,7 +393,7 @@ describe('apply, request state', () => {
 
       expect(response.status).toBe(409);
       const { error } = await response.json();
-      expect(error.message).toContain(`is ${status}`);
+      expect(error.message).toBe(`Patch request ${request.id} ${reason}.`);
       expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
     });
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runPreview } from '../../src/autofix/preview.ts';
+import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import {
   patchFiles,
   patchRequests,
@@ -326,8 +326,10 @@ describe('previews with own keys', () => {
   });
 
   it('turns to own keys when a reservation fails', async () => {
-    // 300 tokens pass the pre-check (256) but not a call's reservation (prompt plus output).
-    const user = await newUser({ tokenLimit: 1000, tokensUsed: 700 });
+    // 750 tokens pass the pre-check (minimumCallTokens, 740) but not a call's reservation,
+    // whose prompt holds the findings and the file as well.
+    expect(minimumCallTokens).toBeLessThanOrEqual(750);
+    const user = await newUser({ tokenLimit: 1000, tokensUsed: 250 });
     const key = newKey('gemini');
     await storeKey(user.id, 'gemini', key);
     const result = await preview(user.id);
@@ -335,7 +337,7 @@ describe('previews with own keys', () => {
     expect(result.outcome.status).toBe('ready');
     expect(completions()).toHaveLength(0);
     expect(generations().map((request) => request.apiKey)).toEqual([key, key]);
-    expect(await allowanceOf(user.id)).toEqual({ used: 700, reserved: 0 });
+    expect(await allowanceOf(user.id)).toEqual({ used: 250, reserved: 0 });
     expect(context.logs.some((line) => line.event === 'preview.platform_skipped' && line.userId === user.id)).toBe(false);
   });
 
