@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -199,6 +200,28 @@ describe('fixwright usage errors', () => {
     expect(result.stdout).toContain('Usage: fixwright <command> [options]');
     expect(result.stdout).toContain('2 for a usage or configuration error');
   });
+});
+
+describe('fixwright migrate', () => {
+  const cases: [string[], string][] = [
+    [['--dry-run'], 'Unknown option \'--dry-run\'. Run "fixwright --help" for the options.'],
+    [['--foo'], 'Unknown option \'--foo\'. Run "fixwright --help" for the options.'],
+    [
+      ['extra'],
+      "Unexpected argument 'extra'. This command does not take positional arguments. Run " +
+        '"fixwright --help" for the options.',
+    ],
+  ];
+  for (const [args, message] of cases) {
+    it(`rejects "${args.join(' ')}" without migrating`, async () => {
+      const dataDir = path.join(payloadDir, `migrate-data-${args[0]}`);
+      const result = await runFixwright(['migrate', ...args], { DATA_DIR: dataDir });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(`${message}\n`);
+      expect(result.stdout).toBe('');
+      expect(existsSync(dataDir)).toBe(false);
+    });
+  }
 });
 
 describe('fixwright users', () => {
