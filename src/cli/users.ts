@@ -1,5 +1,4 @@
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
@@ -9,10 +8,25 @@ import { mintApiToken } from '../users/api-tokens.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
+import { joinWithAnd } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
+import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
+
+const usage = `Usage: fixwright users token --login NAME [--name LABEL]
+       fixwright users plan --login NAME --plan free|pro|enterprise
+       fixwright users reset-usage --login NAME
+       fixwright users show --login NAME`;
+
+/** Options that each users subcommand takes. */
+const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
+  token: ['login', 'name'],
+  plan: ['login', 'plan'],
+  'reset-usage': ['login'],
+  show: ['login'],
+};
 
 /** Maximum length of a GitHub login; GitHub's sign-up form rejects longer usernames. */
 const maxLoginLength = 39;
@@ -37,21 +51,25 @@ function describeInvalidLogin(login: string): string | null {
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
-    console.log(`Usage: fixwright users ${subcommands.join('|')} --login NAME [--plan PLAN] [--name LABEL]`);
+    console.log(usage);
     return 0;
   }
   if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
     throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
   }
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      login: { type: 'string' },
-      name: { type: 'string' },
-      plan: { type: 'string' },
-    },
+  const command = `users ${subcommand}`;
+  const { values, suppliedOptions } = parseCommandOptions(command, rest, {
+    login: { type: 'string' },
+    name: { type: 'string' },
+    plan: { type: 'string' },
   });
+  const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
+  for (const name of suppliedOptions) {
+    if (accepted.includes(name)) continue;
+    const list = accepted.map((option) => `--${option}`);
+    throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
+  }
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
   const loginProblem = describeInvalidLogin(login);

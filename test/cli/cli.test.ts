@@ -184,13 +184,49 @@ describe('fixwright usage errors', () => {
       `Invalid --login "${'b'.repeat(36)} bad": it is 40 characters long, but GitHub logins are at ` +
         'most 39, and they are letters, digits and hyphens, starting with a letter or digit.',
     ],
+    [
+      ['users', 'show', '--login', 'alice', '--plan', 'pro'],
+      'Invalid option --plan for users show: it takes only --login.',
+    ],
+    [
+      ['users', 'reset-usage', '--login', 'alice', '--plan', 'pro'],
+      'Invalid option --plan for users reset-usage: it takes only --login.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--plan', 'pro'],
+      'Invalid option --plan for users token: it takes only --login and --name.',
+    ],
+    [
+      ['users', 'plan', '--login', 'alice', '--plan', 'pro', '--name', 'ci'],
+      'Invalid option --name for users plan: it takes only --login and --plan.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--login', 'bob'],
+      'Repeated option --login for users token: give it once.',
+    ],
+    [
+      ['users', 'plan', '--login', 'alice', '--plan=free', '--plan', 'pro'],
+      'Repeated option --plan for users plan: give it once.',
+    ],
+    [
+      ['keys', 'rotate', '--batch-size', '5', '--batch-size', '6'],
+      'Repeated option --batch-size for keys rotate: give it once.',
+    ],
+    [
+      ['receive', '--event', 'ping', '--event', 'push', '--payload', 'x.json'],
+      'Repeated option --event for receive: give it once.',
+    ],
+    [['start', '--role', 'web', '--role', 'worker'], 'Repeated option --role for start: give it once.'],
   ];
   for (const [args, message] of cases) {
     it(`exits 2 for "${args.join(' ')}"`, async () => {
-      const result = await runFixwright(args);
+      // A command that wrongly passes the usage check then uses neither ./data nor port 3000.
+      const dataDir = path.join(payloadDir, 'usage-data');
+      const result = await runFixwright(args, { DATA_DIR: dataDir, PORT: '0' });
       expect(result.code).toBe(2);
       expect(result.stderr.split('\n')[0]).toBe(message);
       expect(result.stdout).toBe('');
+      expect(existsSync(dataDir)).toBe(false);
     });
   }
 
@@ -229,7 +265,10 @@ describe('fixwright users', () => {
     const result = await runFixwright(['users', '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
-      'Usage: fixwright users token|plan|reset-usage|show --login NAME [--plan PLAN] [--name LABEL]\n',
+      'Usage: fixwright users token --login NAME [--name LABEL]\n' +
+        '       fixwright users plan --login NAME --plan free|pro|enterprise\n' +
+        '       fixwright users reset-usage --login NAME\n' +
+        '       fixwright users show --login NAME\n',
     );
   });
 
