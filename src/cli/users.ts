@@ -84,27 +84,32 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
-      const { id, created } = await findOrCreateUser(db, login, config);
-      const { token } = await mintApiToken(db, id, values.name ?? 'command line');
-      if (created) console.error(`Created user ${login}; their installations link to it on the next installation event.`);
-      console.error(`Personal access token for ${login} (shown once; store it now):`);
+      const user = await findOrCreateUser(db, login, config);
+      const { token } = await mintApiToken(db, user.id, values.name ?? 'command line');
+      if (user.created) {
+        console.error(
+          `Created user ${user.login}; their installations link to it on the next installation event.`,
+        );
+      }
+      console.error(`Personal access token for ${user.login} (shown once; store it now):`);
       console.log(token);
       return 0;
     }
 
     const user = await findUser(db, login);
     if (!user) throw new CommandFailedError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
+    // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
       const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });
       if (!result.changed) {
         console.log(
-          `${login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
-            `fixwright users reset-usage --login ${login}.`,
+          `${user.login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
+            `fixwright users reset-usage --login ${user.login}.`,
         );
         return 0;
       }
       console.log(
-        `${login}: ${result.fromPlan} -> ${result.toPlan}, limit ${result.limit < 0 ? 'unlimited' : result.limit}, ` +
+        `${user.login}: ${result.fromPlan} -> ${result.toPlan}, limit ${result.limit < 0 ? 'unlimited' : result.limit}, ` +
           `used ${result.usedBefore} -> ${result.usedAfter}`,
       );
       return 0;
@@ -112,7 +117,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     if (subcommand === 'reset-usage') {
       const result = await resetUsage(db, config, { userId: user.id, changedBy, reason: 'usage_reset' });
       console.log(
-        `${login}: used ${result!.usedBefore} -> 0; a new period starts now and ends ` +
+        `${user.login}: used ${result!.usedBefore} -> 0; a new period starts now and ends ` +
           `${result!.periodEndsAt.toISOString()}.`,
       );
       return 0;
@@ -133,14 +138,14 @@ async function findUser(db: Database, login: string) {
 
 async function findOrCreateUser(db: Database, login: string, config: Config) {
   const existing = await findUser(db, login);
-  if (existing) return { id: existing.id, created: false };
+  if (existing) return { ...existing, created: false };
   const now = new Date();
   const [created] = await db
     .insert(users)
     .values({ login, tokenLimit: config.PLAN_FREE_TOKENS, ...periodColumns(now, now, config.BILLING_PERIOD) })
     .onConflictDoNothing()
-    .returning({ id: users.id });
-  if (created) return { id: created.id, created: true };
+    .returning({ id: users.id, login: users.login });
+  if (created) return { ...created, created: true };
   const raced = await findUser(db, login);
-  return { id: raced!.id, created: false };
+  return { ...raced!, created: false };
 }

@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq } from 'drizzle-orm';
+import { users } from '../../src/db/schema/index.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { runCliToExit } from '../helpers/process.ts';
 import { serveTestApp } from '../helpers/web.ts';
@@ -281,5 +283,52 @@ describe('fixwright users', () => {
       'User "nobody-here" not found; users appear when they install the app or get a token.\n',
     );
     expect(result.stdout).toBe('');
+  });
+});
+
+describe('fixwright users and login case', () => {
+  const stored = 'Mixed-Case';
+
+  function runUsers(args: string[]) {
+    return runFixwright(['users', ...args], { DATABASE_URL: context.database.url });
+  }
+
+  beforeAll(async () => {
+    const created = await runUsers(['token', '--login', stored]);
+    expect(created.code, created.stderr).toBe(0);
+  });
+
+  it('token names the stored login', async () => {
+    const result = await runUsers(['token', '--login', 'MIXED-case']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('Personal access token for Mixed-Case (shown once; store it now):\n');
+  });
+
+  it('plan names the stored login', async () => {
+    const changed = await runUsers(['plan', '--login', 'mixed-case', '--plan', 'pro']);
+    expect(changed.code).toBe(0);
+    expect(changed.stdout).toBe('Mixed-Case: free -> pro, limit 100000, used 0 -> 0\n');
+
+    const unchanged = await runUsers(['plan', '--login', 'MIXED-CASE', '--plan', 'pro']);
+    expect(unchanged.code).toBe(0);
+    expect(unchanged.stdout).toBe(
+      'Mixed-Case is already on pro; nothing changed. To start a new period, run fixwright ' +
+        'users reset-usage --login Mixed-Case.\n',
+    );
+  });
+
+  it('reset-usage names the stored login', async () => {
+    const result = await runUsers(['reset-usage', '--login', 'mixed-CASE']);
+    const [user] = await context.database.db.select().from(users).where(eq(users.login, stored));
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(
+      `Mixed-Case: used 0 -> 0; a new period starts now and ends ${user!.periodEndsAt.toISOString()}.\n`,
+    );
+  });
+
+  it('show names the stored login', async () => {
+    const result = await runUsers(['show', '--login', 'MIXED-CASE']);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).login).toBe('Mixed-Case');
   });
 });
