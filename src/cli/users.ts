@@ -97,7 +97,12 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     }
 
     const user = await findUser(db, login);
-    if (!user) throw new CommandFailedError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
+    if (!user) {
+      throw new CommandFailedError(
+        `User ${JSON.stringify(login)} not found. Users appear when they install the app, or ` +
+          `create one with "fixwright users token --login ${login}".`,
+      );
+    }
     // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
       const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });

@@ -63,7 +63,9 @@ async function healthStatus(service: ServiceProcess): Promise<number> {
   return (await fetch(`${service.url}/healthz`)).status;
 }
 
-const notFound = 'User "nobody" not found; users appear when they install the app or get a token.\n';
+const notFound =
+  'User "nobody" not found. Users appear when they install the app, or create one with ' +
+  '"fixwright users token --login nobody".\n';
 
 describe('owner whose PostgreSQL stopped', () => {
   it('rejects commands and starts until it exits', async () => {

@@ -280,7 +280,8 @@ describe('fixwright users', () => {
     });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      'User "nobody-here" not found; users appear when they install the app or get a token.\n',
+      'User "nobody-here" not found. Users appear when they install the app, or create one ' +
+        'with "fixwright users token --login nobody-here".\n',
     );
     expect(result.stdout).toBe('');
   });
