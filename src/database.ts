@@ -10,10 +10,11 @@ export interface DatabaseLocation {
 }
 
 /**
- * Uses DATABASE_URL when set, after checking that it accepts a connection, otherwise the
- * bundled PostgreSQL in DATA_DIR. With `exclusive`, as `start` requests, a bundled server that
- * another live process runs is rejected with StartupError instead of reused, because it stops
- * when that process stops. `signal` is passed on to openBundledPostgres.
+ * Uses DATABASE_URL when set, otherwise the bundled PostgreSQL in DATA_DIR, after checking that
+ * it accepts a connection unless this call started it. With `exclusive`, as `start` requests,
+ * a bundled server that another live process runs is rejected with StartupError instead of
+ * reused, because it stops when that process stops. `signal` is passed on to
+ * openBundledPostgres.
  */
 export async function locateDatabase(
   config: Config,
@@ -31,5 +32,8 @@ export async function locateDatabase(
     exclusive: options.exclusive,
     signal: options.signal,
   });
+  // A server that another process runs may be shutting down, and then rejects connections.
+  // NOTE: a shutdown that begins after this check fails the command with PostgreSQL's error.
+  if (!bundled.owned) await checkDatabaseUrl(bundled.url, 'the bundled PostgreSQL');
   return { url: bundled.url, stop: () => bundled.stop() };
 }

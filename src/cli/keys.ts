@@ -1,10 +1,10 @@
-import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
 import { loadKeyring } from '../keys/master-keys.ts';
 import { rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
+import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
 /**
@@ -17,7 +17,7 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
   if (subcommand !== 'rotate') {
     throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand)}: use rotate.`);
   }
-  const { values } = parseArgs({ args: rest, options: { 'batch-size': { type: 'string' } } });
+  const { values } = parseCommandOptions('keys rotate', rest, { 'batch-size': { type: 'string' } });
   const batchSize = Number(values['batch-size'] ?? 100);
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
     throw new CommandError(

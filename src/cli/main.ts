@@ -65,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
     case 'start':
       return runStartCommand(config, logger, rest);
     case 'migrate':
-      return runMigrateCommand(config, logger);
+      return runMigrateCommand(config, logger, rest);
     case 'receive':
       return runReceiveCommand(config, rest);
     case 'users':

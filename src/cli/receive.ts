@@ -1,9 +1,9 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
 import { CommandError } from './command-error.ts';
 import { checkEventName } from './event-names.ts';
+import { parseCommandOptions } from './parse-options.ts';
 
 /** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
 const webhookPath = '/webhooks/github';
@@ -13,15 +13,12 @@ const webhookPath = '/webhooks/github';
  * X-Hub-Signature-256 made with WEBHOOK_SECRET over the file's exact bytes.
  */
 export async function runReceiveCommand(config: Config, args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      event: { type: 'string' },
-      payload: { type: 'string' },
-      url: { type: 'string' },
-      delivery: { type: 'string' },
-      timeout: { type: 'string', default: '30' },
-    },
+  const { values } = parseCommandOptions('receive', args, {
+    event: { type: 'string' },
+    payload: { type: 'string' },
+    url: { type: 'string' },
+    delivery: { type: 'string' },
+    timeout: { type: 'string', default: '30' },
   });
   const timeoutSeconds = Number(values.timeout);
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 600) {

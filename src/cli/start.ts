@@ -1,9 +1,9 @@
-import { parseArgs } from 'node:util';
 import type { Config } from '../config/env.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { startService, type Role, type RunningService } from '../server.ts';
 import { CommandError } from './command-error.ts';
+import { parseCommandOptions } from './parse-options.ts';
 import { handleStopSignals, InterruptedError } from './stop-signals.ts';
 
 const roles: Role[] = ['all', 'web', 'worker'];
@@ -14,7 +14,7 @@ const roles: Role[] = ['all', 'web', 'worker'];
  * then this returns 128 plus the signal number (130 for SIGINT, 143 for SIGTERM).
  */
 export async function runStartCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { role: { type: 'string', default: 'all' } } });
+  const { values } = parseCommandOptions('start', args, { role: { type: 'string', default: 'all' } });
   const role = values.role as Role;
   if (!roles.includes(role)) {
     throw new CommandError(`Invalid --role ${JSON.stringify(values.role)}: use all, web or worker.`);

@@ -1,5 +1,4 @@
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
@@ -9,10 +8,25 @@ import { mintApiToken } from '../users/api-tokens.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
+import { joinWithAnd } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
+import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
+
+const usage = `Usage: fixwright users token --login NAME [--name LABEL]
+       fixwright users plan --login NAME --plan free|pro|enterprise
+       fixwright users reset-usage --login NAME
+       fixwright users show --login NAME`;
+
+/** Options that each users subcommand takes. */
+const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
+  token: ['login', 'name'],
+  plan: ['login', 'plan'],
+  'reset-usage': ['login'],
+  show: ['login'],
+};
 
 /** Maximum length of a GitHub login; GitHub's sign-up form rejects longer usernames. */
 const maxLoginLength = 39;
@@ -37,21 +51,25 @@ function describeInvalidLogin(login: string): string | null {
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
-    console.log(`Usage: fixwright users ${subcommands.join('|')} --login NAME [--plan PLAN] [--name LABEL]`);
+    console.log(usage);
     return 0;
   }
   if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
     throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
   }
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      login: { type: 'string' },
-      name: { type: 'string' },
-      plan: { type: 'string' },
-    },
+  const command = `users ${subcommand}`;
+  const { values, suppliedOptions } = parseCommandOptions(command, rest, {
+    login: { type: 'string' },
+    name: { type: 'string' },
+    plan: { type: 'string' },
   });
+  const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
+  for (const name of suppliedOptions) {
+    if (accepted.includes(name)) continue;
+    const list = accepted.map((option) => `--${option}`);
+    throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
+  }
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
   const loginProblem = describeInvalidLogin(login);
@@ -66,27 +84,37 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
-      const { id, created } = await findOrCreateUser(db, login, config);
-      const { token } = await mintApiToken(db, id, values.name ?? 'command line');
-      if (created) console.error(`Created user ${login}; their installations link to it on the next installation event.`);
-      console.error(`Personal access token for ${login} (shown once; store it now):`);
+      const user = await findOrCreateUser(db, login, config);
+      const { token } = await mintApiToken(db, user.id, values.name ?? 'command line');
+      if (user.created) {
+        console.error(
+          `Created user ${user.login}; their installations link to it on the next installation event.`,
+        );
+      }
+      console.error(`Personal access token for ${user.login} (shown once; store it now):`);
       console.log(token);
       return 0;
     }
 
     const user = await findUser(db, login);
-    if (!user) throw new CommandFailedError(`User ${JSON.stringify(login)} not found; users appear when they install the app or get a token.`);
+    if (!user) {
+      throw new CommandFailedError(
+        `User ${JSON.stringify(login)} not found. Users appear when they install the app, or ` +
+          `create one with "fixwright users token --login ${login}".`,
+      );
+    }
+    // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
       const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });
       if (!result.changed) {
         console.log(
-          `${login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
-            `fixwright users reset-usage --login ${login}.`,
+          `${user.login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
+            `fixwright users reset-usage --login ${user.login}.`,
         );
         return 0;
       }
       console.log(
-        `${login}: ${result.fromPlan} -> ${result.toPlan}, limit ${result.limit < 0 ? 'unlimited' : result.limit}, ` +
+        `${user.login}: ${result.fromPlan} -> ${result.toPlan}, limit ${result.limit < 0 ? 'unlimited' : result.limit}, ` +
           `used ${result.usedBefore} -> ${result.usedAfter}`,
       );
       return 0;
@@ -94,7 +122,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     if (subcommand === 'reset-usage') {
       const result = await resetUsage(db, config, { userId: user.id, changedBy, reason: 'usage_reset' });
       console.log(
-        `${login}: used ${result!.usedBefore} -> 0; a new period starts now and ends ` +
+        `${user.login}: used ${result!.usedBefore} -> 0; a new period starts now and ends ` +
           `${result!.periodEndsAt.toISOString()}.`,
       );
       return 0;
@@ -115,14 +143,14 @@ async function findUser(db: Database, login: string) {
 
 async function findOrCreateUser(db: Database, login: string, config: Config) {
   const existing = await findUser(db, login);
-  if (existing) return { id: existing.id, created: false };
+  if (existing) return { ...existing, created: false };
   const now = new Date();
   const [created] = await db
     .insert(users)
     .values({ login, tokenLimit: config.PLAN_FREE_TOKENS, ...periodColumns(now, now, config.BILLING_PERIOD) })
     .onConflictDoNothing()
-    .returning({ id: users.id });
-  if (created) return { id: created.id, created: true };
+    .returning({ id: users.id, login: users.login });
+  if (created) return { ...created, created: true };
   const raced = await findUser(db, login);
-  return { id: raced!.id, created: false };
+  return { ...raced!, created: false };
 }

@@ -7,11 +7,11 @@ import { StartupError } from '../errors/startup-error.ts';
 const connectTimeoutSeconds = 10;
 
 /**
- * Connects to DATABASE_URL and runs `SELECT 1`, so an unreachable server, a wrong password or
- * a missing database stops the command with one line that names the cause and what to check.
- * Throws StartupError.
+ * Connects to `url` and runs `SELECT 1`, so an unreachable server, a wrong password or a
+ * missing database stops the command with one line that names the cause and what to check.
+ * The line calls the server `name`. Throws StartupError.
  */
-export async function checkDatabaseUrl(url: string): Promise<void> {
+export async function checkDatabaseUrl(url: string, name = 'DATABASE_URL'): Promise<void> {
   let sql: postgres.Sql | undefined;
   try {
     // postgres() parses the URL at once and throws TypeError for one it cannot parse.
@@ -23,19 +23,19 @@ export async function checkDatabaseUrl(url: string): Promise<void> {
     });
     await sql`SELECT 1`;
   } catch (error) {
-    throw new StartupError(describeConnectionFailure(url, error));
+    throw new StartupError(describeConnectionFailure(url, error, name));
   } finally {
     await sql?.end({ timeout: 5 }).catch(() => {});
   }
 }
 
-/** Builds the one-line message for a failed connection to DATABASE_URL. */
-export function describeConnectionFailure(url: string, error: unknown): string {
+/** Builds the one-line message for a failed connection to `url`, calling the server `name`. */
+export function describeConnectionFailure(url: string, error: unknown, name = 'DATABASE_URL'): string {
   const { code, message } = error as { code?: unknown; message?: unknown };
   const reason = typeof message === 'string' ? message : String(error);
   const address = serverAddress(url);
   const maskedUrl = maskUrlValue(url);
-  const prefix = `Cannot connect to DATABASE_URL ${JSON.stringify(maskedUrl)} at ${address}`;
+  const prefix = `Cannot connect to ${name} ${JSON.stringify(maskedUrl)} at ${address}`;
 
   switch (code) {
     case 'ECONNREFUSED':
@@ -58,6 +58,15 @@ export function describeConnectionFailure(url: string, error: unknown): string {
       return (
         `${prefix}: ${reason} (3D000). Create the database on that server, or correct the ` +
         'database name in DATABASE_URL.'
+      );
+    case '57P03':
+      // PostgreSQL rejects new connections with cannot_connect_now while it starts up, recovers
+      // or shuts down. A smart shutdown waits until every session has ended.
+      return (
+        `${prefix}: ${reason} (SQLSTATE 57P03 cannot_connect_now). PostgreSQL is shutting down ` +
+        'or starting up: retry once it has started. A smart shutdown (SIGTERM) waits for every ' +
+        'client to disconnect, so stop the processes connected to it, such as "npm start", then ' +
+        'start it again.'
       );
     case '28000':
       return (

@@ -63,7 +63,9 @@ async function healthStatus(service: ServiceProcess): Promise<number> {
   return (await fetch(`${service.url}/healthz`)).status;
 }
 
-const notFound = 'User "nobody" not found; users appear when they install the app or get a token.\n';
+const notFound =
+  'User "nobody" not found. Users appear when they install the app, or create one with ' +
+  '"fixwright users token --login nobody".\n';
 
 describe('owner whose PostgreSQL stopped', () => {
   it('rejects commands and starts until it exits', async () => {
@@ -119,6 +121,44 @@ describe('owner whose PostgreSQL stopped', () => {
     expect(restarted.process.exitCode).toBe(0);
     expect(await ownerPid(dataDir)).toBeUndefined();
   }, 120_000);
+});
+
+describe('owner whose PostgreSQL is shutting down', () => {
+  it('rejects commands in one line', async () => {
+    const dataDir = newDataDir('shutting-down');
+    const service = await startService(dataDir);
+    const postgresPid = bundledPostgresPid(dataDir)!;
+    const postmasterFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+    const port = Number((await readFile(postmasterFile, 'utf8')).split('\n')[3]);
+
+    // A smart shutdown waits for the service's sessions to end, and until then PostgreSQL
+    // rejects new connections. Line 8 of postmaster.pid is the server's state.
+    process.kill(postgresPid, 'SIGTERM');
+    const serverState = async () => (await readFile(postmasterFile, 'utf8')).split('\n')[7]?.trim();
+    await waitFor(async () => (await serverState()) === 'stopping', {
+      timeoutMs: 10_000,
+      describe: () => `PostgreSQL pid ${postgresPid} to enter its shutdown`,
+    });
+
+    const command = await showNobody(dataDir);
+    expect(command.code).toBe(1);
+    expect(command.stderr).toBe(
+      `Cannot connect to the bundled PostgreSQL "postgres://fixwright:***@127.0.0.1:${port}/fixwright" ` +
+        `at 127.0.0.1:${port}: the database system is shutting down (SQLSTATE 57P03 ` +
+        'cannot_connect_now). PostgreSQL is shutting down or starting up: retry once it has ' +
+        'started. A smart shutdown (SIGTERM) waits for every client to disconnect, so stop the ' +
+        'processes connected to it, such as "npm start", then start it again.\n',
+    );
+    expect(command.stdout).toBe('');
+    expect(isProcessAlive(postgresPid)).toBe(true);
+
+    // The shutdown ends once the service has closed its connections.
+    await service.stop('SIGTERM');
+    await waitFor(async () => !isProcessAlive(postgresPid), {
+      timeoutMs: 30_000,
+      describe: () => `PostgreSQL pid ${postgresPid} to exit`,
+    });
+  }, 90_000);
 });
 
 describe('server not named in the owner file', () => {

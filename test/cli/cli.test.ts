@@ -1,9 +1,12 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq } from 'drizzle-orm';
+import { users } from '../../src/db/schema/index.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { runCliToExit } from '../helpers/process.ts';
 import { serveTestApp } from '../helpers/web.ts';
@@ -183,13 +186,49 @@ describe('fixwright usage errors', () => {
       `Invalid --login "${'b'.repeat(36)} bad": it is 40 characters long, but GitHub logins are at ` +
         'most 39, and they are letters, digits and hyphens, starting with a letter or digit.',
     ],
+    [
+      ['users', 'show', '--login', 'alice', '--plan', 'pro'],
+      'Invalid option --plan for users show: it takes only --login.',
+    ],
+    [
+      ['users', 'reset-usage', '--login', 'alice', '--plan', 'pro'],
+      'Invalid option --plan for users reset-usage: it takes only --login.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--plan', 'pro'],
+      'Invalid option --plan for users token: it takes only --login and --name.',
+    ],
+    [
+      ['users', 'plan', '--login', 'alice', '--plan', 'pro', '--name', 'ci'],
+      'Invalid option --name for users plan: it takes only --login and --plan.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--login', 'bob'],
+      'Repeated option --login for users token: give it once.',
+    ],
+    [
+      ['users', 'plan', '--login', 'alice', '--plan=free', '--plan', 'pro'],
+      'Repeated option --plan for users plan: give it once.',
+    ],
+    [
+      ['keys', 'rotate', '--batch-size', '5', '--batch-size', '6'],
+      'Repeated option --batch-size for keys rotate: give it once.',
+    ],
+    [
+      ['receive', '--event', 'ping', '--event', 'push', '--payload', 'x.json'],
+      'Repeated option --event for receive: give it once.',
+    ],
+    [['start', '--role', 'web', '--role', 'worker'], 'Repeated option --role for start: give it once.'],
   ];
   for (const [args, message] of cases) {
     it(`exits 2 for "${args.join(' ')}"`, async () => {
-      const result = await runFixwright(args);
+      // A command that wrongly passes the usage check then uses neither ./data nor port 3000.
+      const dataDir = path.join(payloadDir, 'usage-data');
+      const result = await runFixwright(args, { DATA_DIR: dataDir, PORT: '0' });
       expect(result.code).toBe(2);
       expect(result.stderr.split('\n')[0]).toBe(message);
       expect(result.stdout).toBe('');
+      expect(existsSync(dataDir)).toBe(false);
     });
   }
 
@@ -201,12 +240,37 @@ describe('fixwright usage errors', () => {
   });
 });
 
+describe('fixwright migrate', () => {
+  const cases: [string[], string][] = [
+    [['--dry-run'], 'Unknown option \'--dry-run\'. Run "fixwright --help" for the options.'],
+    [['--foo'], 'Unknown option \'--foo\'. Run "fixwright --help" for the options.'],
+    [
+      ['extra'],
+      "Unexpected argument 'extra'. This command does not take positional arguments. Run " +
+        '"fixwright --help" for the options.',
+    ],
+  ];
+  for (const [args, message] of cases) {
+    it(`rejects "${args.join(' ')}" without migrating`, async () => {
+      const dataDir = path.join(payloadDir, `migrate-data-${args[0]}`);
+      const result = await runFixwright(['migrate', ...args], { DATA_DIR: dataDir });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(`${message}\n`);
+      expect(result.stdout).toBe('');
+      expect(existsSync(dataDir)).toBe(false);
+    });
+  }
+});
+
 describe('fixwright users', () => {
   it('prints its usage for --help', async () => {
     const result = await runFixwright(['users', '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
-      'Usage: fixwright users token|plan|reset-usage|show --login NAME [--plan PLAN] [--name LABEL]\n',
+      'Usage: fixwright users token --login NAME [--name LABEL]\n' +
+        '       fixwright users plan --login NAME --plan free|pro|enterprise\n' +
+        '       fixwright users reset-usage --login NAME\n' +
+        '       fixwright users show --login NAME\n',
     );
   });
 
@@ -216,8 +280,56 @@ describe('fixwright users', () => {
     });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      'User "nobody-here" not found; users appear when they install the app or get a token.\n',
+      'User "nobody-here" not found. Users appear when they install the app, or create one ' +
+        'with "fixwright users token --login nobody-here".\n',
     );
     expect(result.stdout).toBe('');
+  });
+});
+
+describe('fixwright users and login case', () => {
+  const stored = 'Mixed-Case';
+
+  function runUsers(args: string[]) {
+    return runFixwright(['users', ...args], { DATABASE_URL: context.database.url });
+  }
+
+  beforeAll(async () => {
+    const created = await runUsers(['token', '--login', stored]);
+    expect(created.code, created.stderr).toBe(0);
+  });
+
+  it('token names the stored login', async () => {
+    const result = await runUsers(['token', '--login', 'MIXED-case']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('Personal access token for Mixed-Case (shown once; store it now):\n');
+  });
+
+  it('plan names the stored login', async () => {
+    const changed = await runUsers(['plan', '--login', 'mixed-case', '--plan', 'pro']);
+    expect(changed.code).toBe(0);
+    expect(changed.stdout).toBe('Mixed-Case: free -> pro, limit 100000, used 0 -> 0\n');
+
+    const unchanged = await runUsers(['plan', '--login', 'MIXED-CASE', '--plan', 'pro']);
+    expect(unchanged.code).toBe(0);
+    expect(unchanged.stdout).toBe(
+      'Mixed-Case is already on pro; nothing changed. To start a new period, run fixwright ' +
+        'users reset-usage --login Mixed-Case.\n',
+    );
+  });
+
+  it('reset-usage names the stored login', async () => {
+    const result = await runUsers(['reset-usage', '--login', 'mixed-CASE']);
+    const [user] = await context.database.db.select().from(users).where(eq(users.login, stored));
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(
+      `Mixed-Case: used 0 -> 0; a new period starts now and ends ${user!.periodEndsAt.toISOString()}.\n`,
+    );
+  });
+
+  it('show names the stored login', async () => {
+    const result = await runUsers(['show', '--login', 'MIXED-CASE']);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).login).toBe('Mixed-Case');
   });
 });

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
+import { errorResponse, startRejectingServer } from '../db/fixtures/postgres-proxy.ts';
 import { cliEnv, runCliToExit } from '../helpers/process.ts';
 
 let parent: string;
@@ -47,6 +48,29 @@ describe('unreachable DATABASE_URL', () => {
       expect(result.stderr, args.join(' ')).toBe(expected);
       expect(result.stdout, args.join(' ')).not.toContain('hunter2');
       expect(result.stdout, args.join(' ')).not.toContain('"level":50');
+    }
+  });
+
+  it('names a server that is shutting down', async () => {
+    const server = await startRejectingServer(
+      errorResponse({ S: 'FATAL', V: 'FATAL', C: '57P03', M: 'the database system is shutting down' }),
+    );
+    const url = `postgres://someone:hunter2@127.0.0.1:${server.port}/fixwright`;
+    const expected =
+      `Cannot connect to DATABASE_URL "postgres://someone:***@127.0.0.1:${server.port}/fixwright" ` +
+      `at 127.0.0.1:${server.port}: the database system is shutting down (SQLSTATE 57P03 ` +
+      'cannot_connect_now). PostgreSQL is shutting down or starting up: retry once it has ' +
+      'started. A smart shutdown (SIGTERM) waits for every client to disconnect, so stop the ' +
+      'processes connected to it, such as "npm start", then start it again.\n';
+    try {
+      for (const args of [['start'], ['migrate'], ['users', 'show', '--login', 'octocat']]) {
+        const result = await runCliToExit(args, cliEnv({ DATABASE_URL: url }));
+        expect(result.code, args.join(' ')).toBe(1);
+        expect(result.stderr, args.join(' ')).toBe(expected);
+        expect(result.stdout, args.join(' ')).not.toContain('hunter2');
+      }
+    } finally {
+      await server.close();
     }
   });
 

@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkDatabaseUrl, describeConnectionFailure } from '../../src/db/check-connection.ts';
 import { StartupError } from '../../src/errors/startup-error.ts';
+import { errorResponse, startRejectingServer } from './fixtures/postgres-proxy.ts';
 
 describe('checkDatabaseUrl', () => {
   it('reports a URL that does not parse', async () => {
@@ -43,5 +44,57 @@ describe('describeConnectionFailure', () => {
     );
     expect(message).not.toContain('Sup3r');
     expect(message).not.toContain('Secret');
+  });
+});
+
+describe('checkDatabaseUrl on a server that is shutting down', () => {
+  // What PostgreSQL sends a new connection during a smart shutdown.
+  const shuttingDown = errorResponse({
+    S: 'FATAL',
+    V: 'FATAL',
+    C: '57P03',
+    M: 'the database system is shutting down',
+  });
+  const advice =
+    'PostgreSQL is shutting down or starting up: retry once it has started. A smart shutdown ' +
+    '(SIGTERM) waits for every client to disconnect, so stop the processes connected to it, ' +
+    'such as "npm start", then start it again.';
+  let server: Awaited<ReturnType<typeof startRejectingServer>>;
+
+  beforeAll(async () => {
+    server = await startRejectingServer(shuttingDown);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  async function checkError(url: string, name?: string): Promise<unknown> {
+    return checkDatabaseUrl(url, name).then(
+      () => undefined,
+      (rejection: unknown) => rejection,
+    );
+  }
+
+  it('names 57P03 for DATABASE_URL', async () => {
+    const error = await checkError(`postgres://u:hunter2@127.0.0.1:${server.port}/db`);
+
+    expect(error).toBeInstanceOf(StartupError);
+    expect((error as Error).message).toBe(
+      `Cannot connect to DATABASE_URL "postgres://u:***@127.0.0.1:${server.port}/db" at ` +
+        `127.0.0.1:${server.port}: the database system is shutting down (SQLSTATE 57P03 ` +
+        `cannot_connect_now). ${advice}`,
+    );
+  });
+
+  it('names the bundled PostgreSQL', async () => {
+    const url = `postgres://fixwright:hunter2@127.0.0.1:${server.port}/fixwright`;
+    const error = await checkError(url, 'the bundled PostgreSQL');
+
+    expect(error).toBeInstanceOf(StartupError);
+    expect((error as Error).message).toBe(
+      `Cannot connect to the bundled PostgreSQL "postgres://fixwright:***@127.0.0.1:${server.port}/fixwright" ` +
+        `at 127.0.0.1:${server.port}: the database system is shutting down (SQLSTATE 57P03 ` +
+        `cannot_connect_now). ${advice}`,
+    );
   });
 });

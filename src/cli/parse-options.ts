@@ -1,0 +1,23 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CommandError } from './command-error.ts';
+
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * Parses `args` with node:util parseArgs in strict mode, which rejects unknown options and any
+ * positional argument. Raises CommandError for an option given more than once, because
+ * parseArgs would keep only the last value. Returns the values and the names of the options
+ * given, without the ones filled in from defaults.
+ */
+export function parseCommandOptions<T extends OptionsConfig>(command: string, args: string[], options: T) {
+  const { values, tokens } = parseArgs({ args, options, tokens: true, strict: true });
+  const suppliedOptions = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue;
+    if (suppliedOptions.has(token.name)) {
+      throw new CommandError(`Repeated option --${token.name} for ${command}: give it once.`);
+    }
+    suppliedOptions.add(token.name);
+  }
+  return { values, suppliedOptions };
+}
