@@ -4,7 +4,7 @@ import { runKeysCommand } from './keys.ts';
 import { runMigrateCommand } from './migrate.ts';
 import { runReceiveCommand } from './receive.ts';
 import { runStartCommand } from './start.ts';
-import { runUsersCommand } from './users.ts';
+import { runUsersCommand, usersUsage } from './users.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { InterruptedError } from './stop-signals.ts';
@@ -45,6 +45,12 @@ async function main(argv: string[]): Promise<number> {
   // Checked before the configuration is read, so a typo is not reported as a missing setting.
   if (!commands.includes(command)) {
     throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${usage}`);
+  }
+
+  // Checked before the configuration is read, so help works on a machine not yet configured.
+  if (rest.some((arg) => arg === '--help' || arg === '-h')) {
+    console.log(command === 'users' ? usersUsage : usage);
+    return 0;
   }
 
   // The demo builds the service's whole configuration itself and reads none of this one. It

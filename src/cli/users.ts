@@ -15,7 +15,7 @@ import { withDatabase } from './with-database.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
 
-const usage = `Usage: fixwright users token --login NAME [--name LABEL]
+export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL]
        fixwright users plan --login NAME --plan free|pro|enterprise
        fixwright users reset-usage --login NAME
        fixwright users show --login NAME`;
@@ -51,7 +51,7 @@ function describeInvalidLogin(login: string): string | null {
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
-    console.log(usage);
+    console.log(usersUsage);
     return 0;
   }
   if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);

@@ -238,6 +238,18 @@ describe('fixwright usage errors', () => {
     expect(result.stdout).toContain('Usage: fixwright <command> [options]');
     expect(result.stdout).toContain('2 for a usage or configuration error');
   });
+
+  it('prints help after a command', async () => {
+    for (const args of [['migrate', '--help'], ['start', '-h'], ['keys', 'rotate', '--help']]) {
+      const result = await runFixwright(args, { DATABASE_URL: 'not a url' });
+      expect(result.code, args.join(' ')).toBe(0);
+      expect(result.stdout, args.join(' ')).toContain('Usage: fixwright <command> [options]');
+      expect(result.stderr, args.join(' ')).toBe('');
+    }
+    const users = await runFixwright(['users', 'plan', '--help'], { DATABASE_URL: 'not a url' });
+    expect(users.code).toBe(0);
+    expect(users.stdout).toContain('fixwright users plan --login NAME --plan free|pro|enterprise');
+  });
 });
 
 describe('fixwright migrate', () => {
