@@ -36,6 +36,15 @@ export function describeConnectionFailure(url: string, error: unknown, name = 'D
   const address = serverAddress(url);
   const maskedUrl = maskUrlValue(url);
   const prefix = `Cannot connect to ${name} ${JSON.stringify(maskedUrl)} at ${address}`;
+  const suffix = typeof code === 'string' ? ` (${code})` : '';
+
+  // The bundled server belongs to another Fixwright process, so DATABASE_URL advice does not fit.
+  if (name !== 'DATABASE_URL' && code !== '57P03') {
+    return (
+      `${prefix}: ${reason}${suffix}. The Fixwright process that runs it may be stopping: ` +
+      'run the command again once that process has stopped, or restart it with "npm start".'
+    );
+  }
 
   switch (code) {
     case 'ECONNREFUSED':
@@ -74,7 +83,6 @@ export function describeConnectionFailure(url: string, error: unknown, name = 'D
         'or use another user in DATABASE_URL.'
       );
     default: {
-      const suffix = typeof code === 'string' ? ` (${code})` : '';
       // maskUrlPassword finds only URLs with "scheme://" in the reason, so a copy of the URL
       // itself is masked first, whatever its form.
       const unmasked = url === '' ? reason : reason.replaceAll(url, maskedUrl);

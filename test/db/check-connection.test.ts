@@ -97,4 +97,19 @@ describe('checkDatabaseUrl on a server that is shutting down', () => {
         `cannot_connect_now). ${advice}`,
     );
   });
+
+  it('gives bundled advice for a refused connection', async () => {
+    const closed = await startRejectingServer(shuttingDown);
+    await closed.close();
+    const url = `postgres://fixwright:hunter2@127.0.0.1:${closed.port}/fixwright`;
+
+    const error = await checkError(url, 'the bundled PostgreSQL');
+
+    expect((error as Error).message).toBe(
+      `Cannot connect to the bundled PostgreSQL "postgres://fixwright:***@127.0.0.1:${closed.port}/fixwright" ` +
+        `at 127.0.0.1:${closed.port}: connect ECONNREFUSED 127.0.0.1:${closed.port} (ECONNREFUSED). The ` +
+        'Fixwright process that runs it may be stopping: run the command again once that ' +
+        'process has stopped, or restart it with "npm start".',
+    );
+  });
 });
