@@ -37,9 +37,12 @@ export function describeCounts(findings: readonly ReportedFinding[]): string {
   return parts.length > 0 ? parts.join(', ') : 'no findings';
 }
 
-/** Makes text safe inside one markdown table cell. */
+/**
+ * Makes text safe inside one markdown table cell. CommonMark ends a line at LF, CRLF and a lone
+ * CR, and git allows a CR in file names, so each of them becomes a space.
+ */
 function tableCell(text: string): string {
-  return text.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
+  return text.replace(/\r\n|\r|\n/g, ' ').replace(/\|/g, '\\|');
 }
 
 /**
