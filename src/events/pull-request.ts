@@ -9,8 +9,22 @@ import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 
-const isoTimestamp = z.string().refine((value) => !Number.isNaN(Date.parse(value)), {
-  message: 'must be an ISO 8601 timestamp',
+const isoDateTime = z.iso.datetime({ offset: true });
+/**
+ * Date.parse also reads text that is not ISO 8601, such as RFC 2822 dates, and years that
+ * PostgreSQL rejects: the year 0 and six-digit signed years (`+275760-09-13T00:00:00Z`).
+ */
+const earliestTimestamp = Date.UTC(1970, 0, 1);
+const latestTimestamp = Date.UTC(10000, 0, 1);
+
+function isStorableTimestamp(value: string): boolean {
+  if (!isoDateTime.safeParse(value).success) return false;
+  const time = Date.parse(value);
+  return time >= earliestTimestamp && time < latestTimestamp;
+}
+
+const isoTimestamp = z.string().refine(isStorableTimestamp, {
+  message: 'must be an ISO 8601 date and time from 1970 to 9999 such as 2019-05-15T15:20:33Z',
 });
 
 export const pullRequestPayload = z.object({

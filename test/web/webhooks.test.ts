@@ -271,6 +271,29 @@ describe('POST /webhooks/github with unusual input', () => {
     expect(runs.map((run) => run.prNumber)).toEqual([2147483647]);
   });
 
+  it('rejects timestamps PostgreSQL cannot store', async () => {
+    const cases = [
+      ['pull_request.updated_at', 'opened', '+275760-09-13T00:00:00.000Z'],
+      ['pull_request.updated_at', 'opened', '0000-01-01T00:00:00Z'],
+      ['pull_request.updated_at', 'opened', 'Tue, 15 May 2019 15:20:33 GMT'],
+      ['pull_request.closed_at', 'closed', '-000001-01-01T00:00:00Z'],
+    ] as const;
+    for (const [field, action, value] of cases) {
+      const payload = example('pull_request', action) as { pull_request: Record<string, unknown> };
+      payload.pull_request[field.split('.')[1]!] = value;
+      const body = JSON.stringify(payload);
+      const deliveryId = `timestamp-${action}-${value}`;
+
+      const response = await post(body, signedHeaders(body, 'pull_request', deliveryId));
+
+      expect(response.status).toBe(400);
+      expect((await response.json()).error.message).toBe(
+        `Invalid pull_request payload: ${field}: must be an ISO 8601 date and time from ` +
+          '1970 to 9999 such as 2019-05-15T15:20:33Z.',
+      );
+    }
+  });
+
   it('strips NUL from stored pull request text', async () => {
     const payload = JSON.parse(pullRequestOpened(5005));
     // Another repository id, so the run is not a duplicate of an earlier test's run.
