@@ -136,7 +136,9 @@ export async function handlePullRequestEvent(
       baseSha: pullRequest.base.sha,
       headSha: pullRequest.head.sha,
       headRef: pullRequest.head.ref,
-      headRepository: pullRequest.head.repo?.full_name ?? repository.full_name,
+      // GitHub sends head.repo null once the fork is deleted. '' keeps apply from pushing to
+      // the base repository's branch that has the fork branch's name.
+      headRepository: pullRequest.head.repo?.full_name ?? '',
       prUpdatedAt: updatedAt,
       status: lateNote ? 'superseded' : 'queued',
       error: lateNote,

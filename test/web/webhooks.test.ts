@@ -294,6 +294,20 @@ describe('POST /webhooks/github with unusual input', () => {
     }
   });
 
+  it('stores no head repository for a deleted fork', async () => {
+    const payload = JSON.parse(pullRequestOpened(5006));
+    payload.repository.id = 5006;
+    // GitHub sends head.repo null once the fork of a pull request is deleted.
+    payload.pull_request.head.repo = null;
+    const body = JSON.stringify(payload);
+
+    const response = await post(body, signedHeaders(body, 'pull_request', 'deleted-fork'));
+
+    expect(response.status).toBe(202);
+    const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, 5006));
+    expect(runs.map((run) => run.headRepository)).toEqual(['']);
+  });
+
   it('strips NUL from stored pull request text', async () => {
     const payload = JSON.parse(pullRequestOpened(5005));
     // Another repository id, so the run is not a duplicate of an earlier test's run.
