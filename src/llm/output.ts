@@ -25,6 +25,13 @@ function stripWrappingFence(text: string): string | undefined {
   return match[2] ?? '';
 }
 
+/** Matches a CommonMark code fence line: up to 3 spaces, then 3 or more backticks or tildes. */
+const fenceLinePattern = /^ {0,3}(?:`{3,}|~{3,})/gm;
+
+function countFenceLines(text: string): number {
+  return [...text.matchAll(fenceLinePattern)].length;
+}
+
 type LineEndingStyle = 'crlf' | 'lf' | 'mixed' | 'none';
 
 function detectLineEndings(text: string): LineEndingStyle {
@@ -61,9 +68,9 @@ function restoreFinalNewline(content: string, original: string): string {
  *
  * Strips one code fence that wraps the whole text, unless the original file is itself one
  * fenced block and the text has no second layer. Rejects empty text, text with a NUL
- * character and text that contains more prompt data block tags than the original. Then
- * restores the original's line ending style (when each side uses one style throughout) and
- * its final line break.
+ * character, and text that contains more code fence lines or prompt data block tags than the
+ * original. Then restores the original's line ending style (when each side uses one style
+ * throughout) and its final line break.
  */
 export function parseModelOutput(text: string, original: string): ParsedModelOutput {
   let content = text;
@@ -83,6 +90,17 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
       reason:
         'The model output contains a NUL character (U+0000), which a text file cannot ' +
         'contain, so it was discarded. Request the fix again.',
+    };
+  }
+  // A fenced file with prose around it, or a fence left open, is not stripped above. Such
+  // output has more fence lines than the file, and a fix of the listed findings adds none.
+  if (countFenceLines(content) > countFenceLines(original)) {
+    return {
+      ok: false,
+      reason:
+        'The model output contains code fence lines (``` or ~~~) that the file does not ' +
+        'have, such as explanations around a fenced block, so it is not the corrected file ' +
+        'alone. Request the fix again.',
     };
   }
   if (countPromptDelimiters(content) > countPromptDelimiters(original)) {

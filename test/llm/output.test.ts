@@ -69,9 +69,33 @@ describe('parseModelOutput', () => {
   it('does not strip a fence closed by another character', () => {
     const text = '```\nbody\n~~~';
 
-    const result = parseModelOutput(text, 'x');
+    const result = parseModelOutput(text, '```\nold\n~~~');
 
     expect(result).toEqual({ ok: true, content: text });
+  });
+
+  it.each([
+    ['prose around a fenced file', 'Here is the fixed file:\n```ts\nconst a = 1;\n```\nI removed the log.\n'],
+    ['a fence left open', '```ts\nconst a = 1;\n'],
+    ['a closing fence alone', 'const a = 1;\n```\n'],
+    ['an indented fence', 'Fixed:\n\n   ~~~\nconst a = 1;\n   ~~~\n'],
+  ])('rejects %s', (_case, text) => {
+    const result = parseModelOutput(text, 'const a = 0;\nconsole.log(a);\n');
+
+    expect(result).toEqual({
+      ok: false,
+      reason:
+        'The model output contains code fence lines (``` or ~~~) that the file does not ' +
+        'have, such as explanations around a fenced block, so it is not the corrected file ' +
+        'alone. Request the fix again.',
+    });
+  });
+
+  it('accepts fence lines that the original has as often', () => {
+    const markdown = '# Notes\n\n```sh\nnpm test\n```\n';
+    const fixed = '# Notes\n\n```sh\nnpm run test\n```\n';
+
+    expect(parseModelOutput(fixed, markdown)).toEqual({ ok: true, content: fixed });
   });
 
   it.each([
