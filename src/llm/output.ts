@@ -52,6 +52,20 @@ function restoreLineEndings(content: string, original: string): string {
   return content;
 }
 
+const byteOrderMark = '\uFEFF';
+
+/**
+ * Adds or removes the UTF-8 byte order mark so that the output starts like the original.
+ * Models tend to drop it, and the diff would then show an invisible change on line 1.
+ */
+function restoreByteOrderMark(content: string, original: string): string {
+  const originalHasMark = original.startsWith(byteOrderMark);
+  const contentHasMark = content.startsWith(byteOrderMark);
+  if (originalHasMark && !contentHasMark) return byteOrderMark + content;
+  if (!originalHasMark && contentHasMark) return content.slice(byteOrderMark.length);
+  return content;
+}
+
 /** Adds or removes one final line break so that the output ends like the original. */
 function restoreFinalNewline(content: string, original: string): string {
   const originalEnds = original.endsWith('\n');
@@ -69,8 +83,8 @@ function restoreFinalNewline(content: string, original: string): string {
  * Strips one code fence that wraps the whole text, unless the original file is itself one
  * fenced block and the text has no second layer. Rejects empty text, text with a NUL
  * character, and text that contains more code fence lines or prompt data block tags than the
- * original. Then restores the original's line ending style (when each side uses one style
- * throughout) and its final line break.
+ * original. Then restores the original's byte order mark, its line ending style (when each
+ * side uses one style throughout) and its final line break.
  */
 export function parseModelOutput(text: string, original: string): ParsedModelOutput {
   let content = text;
@@ -112,6 +126,7 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
     };
   }
 
+  content = restoreByteOrderMark(content, original);
   content = restoreLineEndings(content, original);
   content = restoreFinalNewline(content, original);
   return { ok: true, content };

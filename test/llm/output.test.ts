@@ -129,6 +129,18 @@ describe('parseModelOutput', () => {
     expect(parseModelOutput(fixed, xml)).toEqual({ ok: true, content: fixed });
   });
 
+  it('restores a byte order mark the output dropped', () => {
+    const result = parseModelOutput('const a = 1;\n', '\uFEFFconst a = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: '\uFEFFconst a = 1;\n' });
+  });
+
+  it('removes a byte order mark the output added', () => {
+    const result = parseModelOutput('\uFEFFconst a = 1;\n', 'const a = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
+  });
+
   it('restores CRLF line endings', () => {
     const result = parseModelOutput('```\none\ntwo\n```', 'uno\r\ndos\r\n');
 
