@@ -43,6 +43,17 @@ function detectLineEndings(text: string): LineEndingStyle {
   return 'mixed';
 }
 
+const loneCarriageReturn = /\r(?!\n)/g;
+
+/**
+ * Turns each CR that no LF follows into LF, so that output with classic Mac OS line breaks gets
+ * the original's line endings below. An original with lone CRs of its own keeps the output's.
+ */
+function replaceLoneCarriageReturns(content: string, original: string): string {
+  if (original.match(loneCarriageReturn)) return content;
+  return content.replace(loneCarriageReturn, '\n');
+}
+
 /** Converts the output to the original's line endings when both use one style each. */
 function restoreLineEndings(content: string, original: string): string {
   const originalStyle = detectLineEndings(original);
@@ -83,8 +94,9 @@ function restoreFinalNewline(content: string, original: string): string {
  * Strips one code fence that wraps the whole text, unless the original file is itself one
  * fenced block and the text has no second layer. Rejects empty text, text with a NUL
  * character, and text that contains more code fence lines or prompt data block tags than the
- * original. Then restores the original's byte order mark, its line ending style (when each
- * side uses one style throughout) and its final line break.
+ * original. Then restores the original's byte order mark, its line ending style (lone CRs
+ * count as line breaks unless the original has some, and each side must use one style
+ * throughout) and its final line break.
  */
 export function parseModelOutput(text: string, original: string): ParsedModelOutput {
   let content = text;
@@ -127,6 +139,7 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
   }
 
   content = restoreByteOrderMark(content, original);
+  content = replaceLoneCarriageReturns(content, original);
   content = restoreLineEndings(content, original);
   content = restoreFinalNewline(content, original);
   return { ok: true, content };

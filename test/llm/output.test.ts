@@ -153,6 +153,22 @@ describe('parseModelOutput', () => {
     expect(result).toEqual({ ok: true, content: 'one\ntwo\n' });
   });
 
+  it.each([
+    ['an LF file', 'uno\ndos\n', 'one\ntwo\n'],
+    ['a CRLF file', 'uno\r\ndos\r\n', 'one\r\ntwo\r\n'],
+    ['a file without line breaks', 'uno', 'one\ntwo'],
+  ])('turns lone CR line breaks into those of %s', (_case, original, expected) => {
+    const result = parseModelOutput('one\rtwo\r', original);
+
+    expect(result).toEqual({ ok: true, content: expected });
+  });
+
+  it('keeps lone CRs that the original has', () => {
+    const result = parseModelOutput('a = "\r";\rb = 1;\n', 'a = "\r";\nb = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: 'a = "\r";\rb = 1;\n' });
+  });
+
   it('leaves mixed line endings alone', () => {
     const result = parseModelOutput('one\ntwo\n', 'uno\r\ndos\n');
 
