@@ -271,6 +271,17 @@ describe('POST /webhooks/github with unusual input', () => {
     expect(runs.map((run) => run.prNumber)).toEqual([2147483647]);
   });
 
+  it('ignores events named like object members', async () => {
+    for (const event of ['constructor', 'toString', '__proto__']) {
+      const body = JSON.stringify({ action: 'created' });
+
+      const response = await post(body, signedHeaders(body, event, `member-${event}`));
+
+      expect(response.status, event).toBe(202);
+      expect((await response.json()).outcome, event).toBe(`ignored: event ${event}`);
+    }
+  });
+
   it('rejects timestamps PostgreSQL cannot store', async () => {
     const cases = [
       ['pull_request.updated_at', 'opened', '+275760-09-13T00:00:00.000Z'],
