@@ -66,6 +66,20 @@ describe('parseModelOutput', () => {
     expect(result).toEqual({ ok: true, content: snippet });
   });
 
+  it('checks a fenced original with long trailing spaces in linear time', () => {
+    // The whole pattern used to backtrack over every split of a space run between two
+    // quantifiers: 80,000 spaces took 8 s, a 200 KB file about a minute.
+    const original = '```\nconsole.log(1);\n```' + ' '.repeat(200_000) + 'x\n';
+
+    const startedAt = performance.now();
+    const result = parseModelOutput('```ts\nconst a = 1;\n```', original);
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
+    // Linear matching takes a few milliseconds; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(2_000);
+  });
+
   it('does not strip a fence closed by another character', () => {
     const text = '```\nbody\n~~~';
 
