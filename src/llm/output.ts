@@ -5,12 +5,15 @@ export type ParsedModelOutput = { ok: true; content: string } | { ok: false; rea
 /**
  * Matches text that is one fenced code block: an opening fence of 3 or more backticks or
  * tildes with an optional info string, the body, and a closing fence on the last line.
- * Groups: 1 opening fence, 2 body (undefined when empty), 3 closing fence. After the closing
- * fence a single `\s*` takes all white space. Two quantifiers there, such as `[ \t]*\s*`, would
- * try every split of a long space run, which took a minute on a 200 KB file.
+ * Groups: 1 opening fence, 2 body (undefined when empty), 3 closing fence.
+ *
+ * The pattern must not let two quantifiers match the same characters, or it tries every split
+ * of a long run and takes minutes on a 200 KB file. So each fence is followed by a character
+ * other than its own, which stops the info string from taking part of a tilde run, and one
+ * `\s*` takes all white space after the closing fence.
  */
 const wrappingFencePattern =
-  /^\s*?(`{3,}|~{3,})[^\r\n`]*\r?\n(?:([\s\S]*?)\r?\n)?[ \t]*(`{3,}|~{3,})\s*$/;
+  /^\s*?(`{3,}(?!`)|~{3,}(?!~))[^\r\n`]*\r?\n(?:([\s\S]*?)\r?\n)?[ \t]*(`{3,}(?!`)|~{3,}(?!~))\s*$/;
 
 /**
  * Returns the body of `text` when all of it is one fenced code block, else undefined. The

@@ -80,6 +80,21 @@ describe('parseModelOutput', () => {
     expect(elapsedMs).toBeLessThan(2_000);
   });
 
+  it('checks long tilde runs in linear time', () => {
+    // The opening fence and its info string both matched tildes, so the pattern tried every
+    // split of the run: two runs of 200,000 tildes took over 4 minutes.
+    const tildes = '~'.repeat(200_000);
+    const text = `${tildes}\nconst a = 1;\n${tildes}x`;
+
+    const startedAt = performance.now();
+    const result = parseModelOutput(text, 'const a = 0;\n');
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(result).toEqual({ ok: false, reason: expect.stringContaining('code fence lines') });
+    // Linear matching takes a few milliseconds; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(2_000);
+  });
+
   it('does not strip a fence closed by another character', () => {
     const text = '```\nbody\n~~~';
 
@@ -89,7 +104,10 @@ describe('parseModelOutput', () => {
   });
 
   it.each([
-    ['prose around a fenced file', 'Here is the fixed file:\n```ts\nconst a = 1;\n```\nI removed the log.\n'],
+    [
+      'prose around a fenced file',
+      'Here is the fixed file:\n```ts\nconst a = 1;\n```\nI removed the log.\n',
+    ],
     ['a fence left open', '```ts\nconst a = 1;\n'],
     ['a closing fence alone', 'const a = 1;\n```\n'],
     ['an indented fence', 'Fixed:\n\n   ~~~\nconst a = 1;\n   ~~~\n'],
