@@ -11,7 +11,7 @@ import { pickForm } from '../text/plural.ts';
 
 export const checkRunPayload = z.object({
   action: z.string(),
-  installation: z.object({ id: z.number().int() }).optional(),
+  installation: z.object({ id: z.number().int().positive() }).optional(),
   repository: z.object({ id: z.number().int(), full_name: z.string() }),
   check_run: z.object({ id: z.number().int(), head_sha: z.string() }),
   requested_action: z.object({ identifier: z.string() }).optional(),

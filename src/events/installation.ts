@@ -14,7 +14,7 @@ import { upsertGitHubUser } from '../users/upsert-github-user.ts';
 export const installationPayload = z.object({
   action: z.string(),
   installation: z.object({
-    id: z.number().int(),
+    id: z.number().int().positive(),
     account: z
       .object({ id: z.number().int(), login: z.string(), type: z.string().optional() })
       .nullable(),

@@ -30,7 +30,8 @@ const isoTimestamp = z.string().refine(isStorableTimestamp, {
 export const pullRequestPayload = z.object({
   action: z.string(),
   number: z.number().int().positive().max(maxInteger),
-  installation: z.object({ id: z.number().int() }).optional(),
+  // A run stores the installation id, and GitHub's ids are positive.
+  installation: z.object({ id: z.number().int().positive() }).optional(),
   repository: z.object({
     id: z.number().int(),
     full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/),

@@ -384,6 +384,24 @@ describe('POST /webhooks/github with unusual input', () => {
     }
   });
 
+  it('rejects a pull request event with a non-positive installation id', async () => {
+    for (const id of [0, -3]) {
+      const payload = JSON.parse(pullRequestOpened(id));
+      payload.repository.id = 5100 - id;
+      const body = JSON.stringify(payload);
+
+      const headers = signedHeaders(body, 'pull_request', `pr-installation-${id}`);
+      const response = await post(body, headers);
+
+      expect(response.status, String(id)).toBe(400);
+      expect((await response.json()).error.message, String(id)).toBe(
+        'Invalid pull_request payload: installation.id: Too small: expected number to be >0.',
+      );
+      const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, id));
+      expect(runs, String(id)).toEqual([]);
+    }
+  });
+
   it('records a valid installation id', async () => {
     const body = '{"action":"x","installation":{"id":9007199254740991}}';
 
