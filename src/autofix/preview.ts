@@ -333,8 +333,9 @@ async function previewFile(
   );
   if (diff === undefined) {
     return failed(
-      `The model's output adds and removes more than ${maxDiffEditLines} lines of ${input.path} ` +
-        'together, which is a rewrite rather than a fix, so it was discarded. Request the fix again.',
+      `The model's output adds and removes more than ${maxDiffEditLines} lines of ` +
+        `${input.path} together, which is a rewrite rather than a fix, so it was discarded. ` +
+        'Request the fix again.',
       { ...base, ...provenance },
     );
   }

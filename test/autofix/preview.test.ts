@@ -199,7 +199,10 @@ describe('runPreview', () => {
 
   it('fails a file rewritten past the diff limit', async () => {
     // Every line differs from the two-line original, so the diff needs more edits than allowed.
-    const rewrite = Array.from({ length: maxDiffEditLines }, (_, index) => `const v${index} = ${index};`);
+    const rewrite = Array.from(
+      { length: maxDiffEditLines },
+      (_, index) => `const v${index} = ${index};`,
+    );
     groq.setHandler((request) => {
       const path = pathInPrompt(request.messages.at(-1)!.content);
       return { text: path === 'src/b.ts' ? `${rewrite.join('\n')}\n` : fixed[path]! };
@@ -210,10 +213,16 @@ describe('runPreview', () => {
     expect(outcome.status).toBe('partially_ready');
     const stored = await filesOf(patchRequestId);
     expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', error: null });
-    expect(stored[1]).toMatchObject({ path: 'src/b.ts', status: 'failed', proposedText: null, diff: null });
+    expect(stored[1]).toMatchObject({
+      path: 'src/b.ts',
+      status: 'failed',
+      proposedText: null,
+      diff: null,
+    });
     expect(stored[1]!.error).toBe(
       `The model's output adds and removes more than ${maxDiffEditLines} lines of src/b.ts ` +
-        'together, which is a rewrite rather than a fix, so it was discarded. Request the fix again.',
+        'together, which is a rewrite rather than a fix, so it was discarded. ' +
+        'Request the fix again.',
     );
     expect(stored[1]!.originalText).toBe(files['src/b.ts']);
   });

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { codeSpan, maxCommentLength, summaryCommentBody } from '../../src/report/summary-markdown.ts';
+import {
+  codeSpan,
+  maxCommentLength,
+  summaryCommentBody,
+} from '../../src/report/summary-markdown.ts';
 
 describe('codeSpan', () => {
   it('fences a plain path with one backtick', () => {
@@ -24,12 +28,22 @@ describe('summaryCommentBody', () => {
     const path = 'x\r| ![t](https://evil.example/t.png) @org/admins | x | x |\r.js';
     const body = summaryCommentBody(
       run,
-      [{ path, startLine: 2, endLine: 2, ruleId: 'debug/console-log', severity: 'warning', message: 'm' }],
+      [
+        {
+          path,
+          startLine: 2,
+          endLine: 2,
+          ruleId: 'debug/console-log',
+          severity: 'warning',
+          message: 'm',
+        },
+      ],
       'https://github.example/checks/1',
     );
     const rows = body.split(/\r\n|\r|\n/).filter((line) => line.startsWith('| warning'));
     expect(rows).toEqual([
-      String.raw`| warning | ${'`'}x \| ![t](https://evil.example/t.png) @org/admins \| x \| x \| .js${'`'}:2 | ${'`'}debug/console-log${'`'} | m |`,
+      String.raw`| warning | ${'`'}x \| ![t](https://evil.example/t.png) @org/admins \| x \| x \| ` +
+        String.raw`.js${'`'}:2 | ${'`'}debug/console-log${'`'} | m |`,
     ]);
     expect(body).not.toContain('\r');
   });
