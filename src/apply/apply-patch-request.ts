@@ -214,6 +214,13 @@ export async function applyPatchRequest(
   const { run } = request;
   const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
   const mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
+  if (mode === 'commit' && run.headRepository === '') {
+    throw new ApplyRejectedError(
+      'bad_request',
+      'Invalid mode "commit": the head repository of the pull request was deleted, so there ' +
+        'is no branch to push to; use mode "suggestions".',
+    );
+  }
   if (mode === 'commit' && !sameRepository) {
     throw new ApplyRejectedError(
       'bad_request',

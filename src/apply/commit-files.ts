@@ -90,9 +90,10 @@ function mayHaveMoved(error: unknown): boolean {
 /**
  * Writes `files` as one commit on `target.branch` through the Git Data API and returns its sha.
  * It creates a blob per file, a tree on top of the parent's tree that keeps each file's mode, a
- * commit whose only parent is `target.parentSha`, and updates the ref without force. When GitHub
- * rejects the update with 409, 422 or a server error, the ref is read: BranchMovedError is raised
- * when it points elsewhere, and GitHub's error is raised again when it has not moved.
+ * commit whose only parent is `target.parentSha`, and updates the ref without force. The ref is
+ * read first, and BranchMovedError is raised unless it still points to the parent. When GitHub
+ * rejects the update with 409, 422 or a server error, the ref is read again: BranchMovedError is
+ * raised when it points elsewhere, and GitHub's error is raised again when it has not moved.
  */
 export async function commitFiles(
   octokit: Octokit,
@@ -138,6 +139,22 @@ export async function commitFiles(
   });
 
   const ref = `heads/${target.branch}`;
+  const change = { treeSha: tree.sha, parentSha: target.parentSha };
+  // A non-forced update takes any fast forward. After a force push back to an ancestor of the
+  // previewed commit, the update would bring back the commits that the push dropped, so the
+  // branch must still point to the previewed commit.
+  // NOTE: GitHub's REST API cannot update a ref only if it still points to a given commit, so
+  // such a force push between this read and the update is not detected.
+  let before;
+  try {
+    before = await readBranchTip(octokit, repository, ref, change);
+  } catch (error) {
+    if (statusOf(error) !== 404) throw error;
+    throw deletedError(target);
+  }
+  if (before.sameChange) return { commitSha: before.sha, recovered: true };
+  if (before.sha !== target.parentSha) throw movedError(target, before.sha);
+
   let updateError: unknown;
   try {
     // No automatic retries: after a failure the ref itself shows whether the update happened.
@@ -150,29 +167,47 @@ export async function commitFiles(
     });
     return { commitSha: commit.sha, recovered: false };
   } catch (error) {
-    if (isUnprocessable(error, 'Reference does not exist')) {
-      throw new BranchMovedError(
-        `Branch ${target.branch} no longer exists in ${target.owner}/${target.repo}.`,
-      );
-    }
+    if (isUnprocessable(error, 'Reference does not exist')) throw deletedError(target);
     if (!mayHaveMoved(error)) throw error;
     updateError = error;
   }
 
   // An earlier attempt may have moved the branch to the same change before it was recorded.
-  const { data: current } = await octokit.rest.git.getRef({ ...repository, ref });
-  const { data: tip } = await octokit.rest.git.getCommit({
-    ...repository,
-    commit_sha: current.object.sha,
-  });
-  const sameChange =
-    tip.tree.sha === tree.sha &&
-    tip.parents.length === 1 &&
-    tip.parents[0]?.sha === target.parentSha;
-  if (sameChange) return { commitSha: tip.sha, recovered: true };
-  if (current.object.sha === target.parentSha) throw updateError;
-  throw new BranchMovedError(
-    `Branch ${target.branch} moved from ${target.parentSha} to ${current.object.sha} ` +
-      'since the preview.',
+  const after = await readBranchTip(octokit, repository, ref, change);
+  if (after.sameChange) return { commitSha: after.sha, recovered: true };
+  if (after.sha === target.parentSha) throw updateError;
+  throw movedError(target, after.sha);
+}
+
+function deletedError(target: CommitTarget): BranchMovedError {
+  return new BranchMovedError(
+    `Branch ${target.branch} no longer exists in ${target.owner}/${target.repo}.`,
   );
+}
+
+function movedError(target: CommitTarget, currentSha: string): BranchMovedError {
+  return new BranchMovedError(
+    `Branch ${target.branch} moved from ${target.parentSha} to ${currentSha} since the preview.`,
+  );
+}
+
+/**
+ * Reads the commit the branch points to, and whether that commit is the change itself: the
+ * tree `change.treeSha` on the only parent `change.parentSha`.
+ */
+async function readBranchTip(
+  octokit: Octokit,
+  repository: { owner: string; repo: string },
+  ref: string,
+  change: { treeSha: string; parentSha: string },
+): Promise<{ sha: string; sameChange: boolean }> {
+  const { data: current } = await octokit.rest.git.getRef({ ...repository, ref });
+  const sha = current.object.sha;
+  if (sha === change.parentSha) return { sha, sameChange: false };
+  const { data: tip } = await octokit.rest.git.getCommit({ ...repository, commit_sha: sha });
+  const sameChange =
+    tip.tree.sha === change.treeSha &&
+    tip.parents.length === 1 &&
+    tip.parents[0]?.sha === change.parentSha;
+  return { sha, sameChange };
 }

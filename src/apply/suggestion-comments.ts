@@ -19,6 +19,9 @@ export interface FileSuggestions {
 
 const noNewlineMarker = '\\ No newline at end of file';
 
+/** GitHub rejects a review comment whose body is longer than this many characters. */
+const maxCommentBodyLength = 65536;
+
 /** Splits text into lines without their line endings; a final line break adds no empty line. */
 function splitLines(text: string): string[] {
   const lines = text.split('\n').map((line) => line.replace(/\r$/, ''));
@@ -97,7 +100,7 @@ function insideOneRange(ranges: readonly LineRange[], start: number, end: number
  * into review comments with ```suggestion blocks. A change becomes a suggestion only when all
  * the lines it replaces lie in one hunk of `pullRequestPatch`, because GitHub accepts review
  * comments only on lines of the diff and a multi-line comment only within one hunk. Every
- * other change goes into `outsideDiff`.
+ * other change goes into `outsideDiff`, and so does one whose block is too long for a comment.
  *
  * The blocks end their lines like most lines of `originalText`, because GitHub does not
  * convert an accepted suggestion's line breaks to the file's. Public pull requests remove
@@ -131,9 +134,15 @@ export function buildFileSuggestions(file: {
       outside.push(hunk);
       continue;
     }
+    const body = suggestionBlock(suggestion.lines, lineBreak);
+    // The whole review would be rejected, so a change too long for one comment goes to the body.
+    if (body.length > maxCommentBodyLength) {
+      outside.push(hunk);
+      continue;
+    }
     const comment: SuggestionComment = {
       path: file.path,
-      body: suggestionBlock(suggestion.lines, lineBreak),
+      body,
       line: suggestion.end,
       side: 'RIGHT',
     };

@@ -25,16 +25,18 @@ export const handledEvents = [
   'repository',
 ] as const;
 
-const payloadSchemas: Record<string, z.ZodType> = {
-  check_run: checkRunPayload,
-  installation: installationPayload,
-  pull_request: pullRequestPayload,
-  repository: repositoryPayload,
-};
+// A Map, because the event name comes from a header, and an object literal would also return
+// inherited members such as `constructor`.
+const payloadSchemas = new Map<string, z.ZodType>([
+  ['check_run', checkRunPayload],
+  ['installation', installationPayload],
+  ['pull_request', pullRequestPayload],
+  ['repository', repositoryPayload],
+]);
 
 /** Checks the fields the handlers read; returns the problems, or an empty list. */
 export function validateDeliveryPayload(event: string, payload: unknown): string[] {
-  const schema = payloadSchemas[event];
+  const schema = payloadSchemas.get(event);
   if (!schema) return [];
   const parsed = schema.safeParse(payload);
   if (parsed.success) return [];

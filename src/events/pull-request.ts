@@ -10,8 +10,22 @@ import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { githubId } from './github-id.ts';
 
-const isoTimestamp = z.string().refine((value) => !Number.isNaN(Date.parse(value)), {
-  message: 'must be an ISO 8601 timestamp',
+const isoDateTime = z.iso.datetime({ offset: true });
+/**
+ * Date.parse also reads text that is not ISO 8601, such as RFC 2822 dates, and years that
+ * PostgreSQL rejects: the year 0 and six-digit signed years (`+275760-09-13T00:00:00Z`).
+ */
+const earliestTimestamp = Date.UTC(1970, 0, 1);
+const latestTimestamp = Date.UTC(10000, 0, 1);
+
+function isStorableTimestamp(value: string): boolean {
+  if (!isoDateTime.safeParse(value).success) return false;
+  const time = Date.parse(value);
+  return time >= earliestTimestamp && time < latestTimestamp;
+}
+
+const isoTimestamp = z.string().refine(isStorableTimestamp, {
+  message: 'must be an ISO 8601 date and time from 1970 to 9999 such as 2019-05-15T15:20:33Z',
 });
 
 export const pullRequestPayload = z.object({
@@ -123,7 +137,9 @@ export async function handlePullRequestEvent(
       baseSha: pullRequest.base.sha,
       headSha: pullRequest.head.sha,
       headRef: pullRequest.head.ref,
-      headRepository: pullRequest.head.repo?.full_name ?? repository.full_name,
+      // GitHub sends head.repo null once the fork is deleted. '' keeps apply from pushing to
+      // the base repository's branch that has the fork branch's name.
+      headRepository: pullRequest.head.repo?.full_name ?? '',
       prUpdatedAt: updatedAt,
       status: lateNote ? 'superseded' : 'queued',
       error: lateNote,

@@ -26,6 +26,8 @@ export interface GitHubAppOptions {
 }
 
 export interface GitHubApp {
+  /** The app's numeric id, which GitHub puts in `performed_via_github_app.id` of its comments. */
+  appId: number;
   /** Returns the Octokit for an installation, created once per installation id. */
   installationOctokit(installationId: number): Promise<Octokit>;
   /** Returns an Octokit authenticated as the app itself (JWT), for `/app/...` endpoints. */
@@ -177,6 +179,7 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   }
 
   return {
+    appId: Number(options.appId),
     async installationOctokit(installationId: number): Promise<Octokit> {
       if (!Number.isSafeInteger(installationId) || installationId <= 0) {
         throw new Error(`Invalid installation id ${installationId}: expected a positive integer`);

@@ -6,9 +6,14 @@ export type ParsedModelOutput = { ok: true; content: string } | { ok: false; rea
  * Matches text that is one fenced code block: an opening fence of 3 or more backticks or
  * tildes with an optional info string, the body, and a closing fence on the last line.
  * Groups: 1 opening fence, 2 body (undefined when empty), 3 closing fence.
+ *
+ * The pattern must not let two quantifiers match the same characters, or it tries every split
+ * of a long run and takes minutes on a 200 KB file. So each fence is followed by a character
+ * other than its own, which stops the info string from taking part of a tilde run, and one
+ * `\s*` takes all white space after the closing fence.
  */
 const wrappingFencePattern =
-  /^\s*?(`{3,}|~{3,})[^\r\n`]*\r?\n(?:([\s\S]*?)\r?\n)?[ \t]*(`{3,}|~{3,})[ \t]*\s*$/;
+  /^\s*?(`{3,}(?!`)|~{3,}(?!~))[^\r\n`]*\r?\n(?:([\s\S]*?)\r?\n)?[ \t]*(`{3,}(?!`)|~{3,}(?!~))\s*$/;
 
 /**
  * Returns the body of `text` when all of it is one fenced code block, else undefined. The
@@ -25,6 +30,13 @@ function stripWrappingFence(text: string): string | undefined {
   return match[2] ?? '';
 }
 
+/** Matches a CommonMark code fence line: up to 3 spaces, then 3 or more backticks or tildes. */
+const fenceLinePattern = /^ {0,3}(?:`{3,}|~{3,})/gm;
+
+function countFenceLines(text: string): number {
+  return [...text.matchAll(fenceLinePattern)].length;
+}
+
 type LineEndingStyle = 'crlf' | 'lf' | 'mixed' | 'none';
 
 function detectLineEndings(text: string): LineEndingStyle {
@@ -36,12 +48,37 @@ function detectLineEndings(text: string): LineEndingStyle {
   return 'mixed';
 }
 
+const loneCarriageReturn = /\r(?!\n)/g;
+
+/**
+ * Turns each CR that no LF follows into LF, so that output with classic Mac OS line breaks gets
+ * the original's line endings below. An original with lone CRs of its own keeps the output's.
+ */
+function replaceLoneCarriageReturns(content: string, original: string): string {
+  if (original.match(loneCarriageReturn)) return content;
+  return content.replace(loneCarriageReturn, '\n');
+}
+
 /** Converts the output to the original's line endings when both use one style each. */
 function restoreLineEndings(content: string, original: string): string {
   const originalStyle = detectLineEndings(original);
   const contentStyle = detectLineEndings(content);
   if (originalStyle === 'crlf' && contentStyle === 'lf') return content.replaceAll('\n', '\r\n');
   if (originalStyle === 'lf' && contentStyle === 'crlf') return content.replaceAll('\r\n', '\n');
+  return content;
+}
+
+const byteOrderMark = '\uFEFF';
+
+/**
+ * Adds or removes the UTF-8 byte order mark so that the output starts like the original.
+ * Models tend to drop it, and the diff would then show an invisible change on line 1.
+ */
+function restoreByteOrderMark(content: string, original: string): string {
+  const originalHasMark = original.startsWith(byteOrderMark);
+  const contentHasMark = content.startsWith(byteOrderMark);
+  if (originalHasMark && !contentHasMark) return byteOrderMark + content;
+  if (!originalHasMark && contentHasMark) return content.slice(byteOrderMark.length);
   return content;
 }
 
@@ -61,9 +98,10 @@ function restoreFinalNewline(content: string, original: string): string {
  *
  * Strips one code fence that wraps the whole text, unless the original file is itself one
  * fenced block and the text has no second layer. Rejects empty text, text with a NUL
- * character and text that contains more prompt data block tags than the original. Then
- * restores the original's line ending style (when each side uses one style throughout) and
- * its final line break.
+ * character, and text that contains more code fence lines or prompt data block tags than the
+ * original. Then restores the original's byte order mark, its line ending style (lone CRs
+ * count as line breaks unless the original has some, and each side must use one style
+ * throughout) and its final line break.
  */
 export function parseModelOutput(text: string, original: string): ParsedModelOutput {
   let content = text;
@@ -85,6 +123,17 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
         'contain, so it was discarded. Request the fix again.',
     };
   }
+  // A fenced file with prose around it, or a fence left open, is not stripped above. Such
+  // output has more fence lines than the file, and a fix of the listed findings adds none.
+  if (countFenceLines(content) > countFenceLines(original)) {
+    return {
+      ok: false,
+      reason:
+        'The model output contains code fence lines (``` or ~~~) that the file does not ' +
+        'have, such as explanations around a fenced block, so it is not the corrected file ' +
+        'alone. Request the fix again.',
+    };
+  }
   if (countPromptDelimiters(content) > countPromptDelimiters(original)) {
     return {
       ok: false,
@@ -94,6 +143,8 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
     };
   }
 
+  content = restoreByteOrderMark(content, original);
+  content = replaceLoneCarriageReturns(content, original);
   content = restoreLineEndings(content, original);
   content = restoreFinalNewline(content, original);
   return { ok: true, content };

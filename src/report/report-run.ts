@@ -57,7 +57,13 @@ export async function reportRun(
   const comment = await upsertSummaryComment(
     context.db,
     octokit,
-    { runId, repositoryId: run.repositoryId, repository: run.repository, prNumber: run.prNumber },
+    {
+      runId,
+      repositoryId: run.repositoryId,
+      repository: run.repository,
+      prNumber: run.prNumber,
+      appId: github.appId,
+    },
     summaryCommentBody(run, rows, checkRunUrl),
     logger,
   );

@@ -11,6 +11,8 @@ export interface SummaryCommentTarget {
   repositoryId: number;
   repository: string;
   prNumber: number;
+  /** Id of this GitHub App, whose comments alone may be the summary. */
+  appId: number;
 }
 
 export type SummaryCommentOutcome =
@@ -23,11 +25,12 @@ function isNotFound(error: unknown): boolean {
 
 /**
  * Finds Fixwright's comment among all comments of the pull request by the hidden marker. Only
- * comments by a bot count, so a user who quotes the marker does not take over the summary.
+ * comments made through this app count. A user, or another app's bot that echoes text, may
+ * post the marker too, and the summary must not overwrite their comment.
  */
 async function findMarkedComment(
   octokit: Octokit,
-  target: { owner: string; repo: string; issueNumber: number },
+  target: { owner: string; repo: string; issueNumber: number; appId: number },
 ): Promise<number | null> {
   const comments = await octokit.paginate(octokit.rest.issues.listComments, {
     owner: target.owner,
@@ -36,7 +39,9 @@ async function findMarkedComment(
     per_page: 100,
   });
   const marked = comments.find(
-    (comment) => comment.user?.type === 'Bot' && (comment.body ?? '').includes(summaryMarker),
+    (comment) =>
+      comment.performed_via_github_app?.id === target.appId &&
+      (comment.body ?? '').includes(summaryMarker),
   );
   return marked?.id ?? null;
 }
@@ -74,7 +79,7 @@ export async function upsertSummaryComment(
   logger: Logger,
 ): Promise<SummaryCommentOutcome> {
   const [owner, repo] = splitRepository(target.repository);
-  const issue = { owner, repo, issueNumber: target.prNumber };
+  const issue = { owner, repo, issueNumber: target.prNumber, appId: target.appId };
 
   return db.transaction(async (tx) => {
     const row = await lockSummaryRow(tx, target);

@@ -7,6 +7,9 @@ export const summaryMarker = '<!-- fixwright:summary -->';
 /** Findings listed in the summary comment; the check run's annotations carry all of them. */
 export const maxCommentFindings = 30;
 
+/** GitHub rejects an issue comment whose body is longer than this many characters. */
+export const maxCommentLength = 65536;
+
 export interface ReportedFinding {
   path: string;
   startLine: number;
@@ -37,9 +40,12 @@ export function describeCounts(findings: readonly ReportedFinding[]): string {
   return parts.length > 0 ? parts.join(', ') : 'no findings';
 }
 
-/** Makes text safe inside one markdown table cell. */
+/**
+ * Makes text safe inside one markdown table cell. CommonMark ends a line at LF, CRLF and a lone
+ * CR, and git allows a CR in file names, so each of them becomes a space.
+ */
 function tableCell(text: string): string {
-  return text.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
+  return text.replace(/\r\n|\r|\n/g, ' ').replace(/\|/g, '\\|');
 }
 
 /**
@@ -103,8 +109,17 @@ export function summaryCommentBody(
     '',
     `Found ${describeCounts(findings)} in the lines added up to \`${run.headSha.slice(0, 7)}\`.`,
   ];
+  const footer = [
+    '',
+    `[Check run details](${checkRunUrl}). This comment is updated in place for every new commit.`,
+  ];
   if (findings.length > 0) {
     lines.push('', '| Severity | Location | Rule | Message |', '| --- | --- | --- | --- |');
+    const restLine = (rest: number) => `${plural(rest, 'more finding')} in the check run.`;
+    // Rows stop where the body would exceed GitHub's limit with the longest possible rest line.
+    // A pull request can add files with paths of thousands of characters.
+    let length = [...lines, '', restLine(findings.length), ...footer].join('\n').length;
+    let listed = 0;
     for (const finding of findings.slice(0, maxCommentFindings)) {
       const cells = [
         finding.severity,
@@ -112,14 +127,14 @@ export function summaryCommentBody(
         `\`${finding.ruleId}\``,
         tableCell(finding.message),
       ];
-      lines.push(`| ${cells.join(' | ')} |`);
+      const row = `| ${cells.join(' | ')} |`;
+      length += row.length + 1;
+      if (length > maxCommentLength) break;
+      lines.push(row);
+      listed++;
     }
-    const rest = findings.length - maxCommentFindings;
-    if (rest > 0) lines.push('', `${plural(rest, 'more finding')} in the check run.`);
+    const rest = findings.length - listed;
+    if (rest > 0) lines.push('', restLine(rest));
   }
-  lines.push(
-    '',
-    `[Check run details](${checkRunUrl}). This comment is updated in place for every new commit.`,
-  );
-  return lines.join('\n');
+  return [...lines, ...footer].join('\n');
 }

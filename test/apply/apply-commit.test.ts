@@ -80,6 +80,14 @@ async function waitForLockWait(): Promise<void> {
   throw new Error('Timed out after 10 s waiting for a statement to wait for a row lock.');
 }
 
+async function storedRequest(id: string) {
+  const [stored] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  return stored!;
+}
+
 function commitRequests() {
   return setup.fake.requests.filter(
     (request) => request.method === 'POST' && request.path.endsWith('/git/commits'),
@@ -244,12 +252,25 @@ describe('POST /api/patch-requests/:id/apply as commit', () => {
     expect(error.message).toContain(`moved from ${setup.git.headSha} to ${moved}`);
     expect(error.message).toContain('Regenerate the preview');
     expect(await git('rev-parse', headBranch)).toBe(moved);
-    const [stored] = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.id, request.id));
-    expect(stored!.appliedAt).toBeNull();
-    expect(stored!.applyStartedAt).toBeNull();
+    const stored = await storedRequest(request.id);
+    expect(stored.appliedAt).toBeNull();
+    expect(stored.applyStartedAt).toBeNull();
+  });
+  it('answers 409 when the branch went back', async () => {
+    // A force push back to the base drops the previewed commit. A commit on top of that commit
+    // would still be a fast forward from the base, so it would bring the dropped commit back.
+    await git('update-ref', `refs/heads/${headBranch}`, setup.git.baseSha);
+    const request = await newRequest();
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toContain(`moved from ${setup.git.headSha} to ${setup.git.baseSha}`);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.baseSha);
+    const stored = await storedRequest(request.id);
+    expect(stored.appliedAt).toBeNull();
+    expect(stored.applyStartedAt).toBeNull();
   });
 });
 

@@ -7,6 +7,7 @@ import {
   gitIn,
   headText,
   proposedText,
+  queueBranchAt,
   refPattern,
   requestApply,
   resetPullRequestHead,
@@ -185,6 +186,8 @@ describe('apply when GitHub rejects the commit', () => {
     const moved = await commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'pushed\n' });
     const request = await newRequest();
     const updatesBefore = countRequests('PATCH', refPattern);
+    // The push lands after the apply read the branch and before it updates it.
+    queueBranchAt(setup, setup.git.headSha);
     setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 409 });
     const response = await apply(request.id);
 

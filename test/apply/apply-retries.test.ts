@@ -14,6 +14,8 @@ import {
   gitIn,
   headText,
   proposedText,
+  queueBranchAt,
+  readRefPattern,
   refPattern,
   requestApply,
   resetPullRequestHead,
@@ -309,14 +311,10 @@ describe('apply, commits', () => {
 
   it('answers 502 when reading the ref fails after a 409 update', async () => {
     const request = await newRequest();
+    // The read before the update finds the branch unmoved, and the read after it fails.
+    queueBranchAt(setup, setup.git.headSha);
     setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 409 });
-    for (let i = 0; i < 4; i++) {
-      setup.fake.queueResponse({
-        method: 'GET',
-        path: new RegExp(`/git/ref/heads(/|%2F)${headBranch}$`),
-        status: 404,
-      });
-    }
+    setup.fake.queueResponse({ method: 'GET', path: readRefPattern, status: 404 });
     const response = await apply(request.id);
 
     expect(response.status).toBe(502);

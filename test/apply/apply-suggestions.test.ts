@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchRequests } from '../../src/db/schema/index.ts';
+import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
@@ -135,6 +135,51 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
     const response = await apply(request.id, { mode: 'commit' });
     expect(response.status).toBe(400);
     expect((await response.json()).error.message).toContain('fork forker/widgets');
+  });
+
+  /** Runs `test` while the run has the empty head repository that a deleted fork leaves. */
+  async function withDeletedFork(test: () => Promise<void>) {
+    // GitHub sends head.repo null once the fork is deleted, which the run stores as ''.
+    const setHeadRepository = (headRepository: string) =>
+      setup.context.db.update(prRuns).set({ headRepository }).where(eq(prRuns.id, runId));
+    await setHeadRepository('');
+    try {
+      await test();
+    } finally {
+      await setHeadRepository('forker/widgets');
+    }
+  }
+
+  it('rejects commit mode after the fork was deleted', async () => {
+    await withDeletedFork(async () => {
+      const request = await newRequest();
+      const response = await apply(request.id, { mode: 'commit' });
+
+      expect(response.status).toBe(400);
+      expect((await response.json()).error.message).toBe(
+        'Invalid mode "commit": the head repository of the pull request was deleted, so ' +
+          'there is no branch to push to; use mode "suggestions".',
+      );
+      const [stored] = await setup.context.db
+        .select()
+        .from(patchRequests)
+        .where(eq(patchRequests.id, request.id));
+      expect(stored!.appliedAt).toBeNull();
+      expect(stored!.applyStartedAt).toBeNull();
+    });
+  });
+
+  it('posts suggestions by default after the fork was deleted', async () => {
+    await withDeletedFork(async () => {
+      const request = await newRequest();
+      const response = await apply(request.id);
+
+      expect(response.status).toBe(200);
+      const result = await response.json();
+      expect(result.mode).toBe('suggestions');
+      expect(result.commitSha).toBeNull();
+      expect(result.reviewId).toBe(setup.fake.reviews.at(-1)!.id);
+    });
   });
 
   it('answers 409 when the pull request moved', async () => {

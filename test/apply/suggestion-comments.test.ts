@@ -89,6 +89,20 @@ describe('buildFileSuggestions', () => {
     expect(result.comments[0]?.body).toBe('```suggestion\nFIVE\n```');
   });
 
+  it('moves a suggestion over the comment limit to the body', () => {
+    // 700 replaced lines of 100 characters make a block over GitHub's 65,536 characters.
+    const lines = Array.from({ length: 700 }, (_, index) => `${index}`.padEnd(100, 'x'));
+    const text = lines.join('\n') + '\n';
+    const addedPatch = `@@ -0,0 +1,700 @@\n${lines.map((line) => `+${line}`).join('\n')}`;
+    const proposed = lines.map((line) => line.replace('x', 'y')).join('\n') + '\n';
+
+    const result = build(proposed, addedPatch, text);
+
+    expect(result.comments).toEqual([]);
+    expect(result.outsideDiff).toContain(`@@ -1,700 +1,700 @@\n-${lines[0]}\n`);
+    expect(result.outsideDiff).toContain(`\n+${lines[699]!.replace('x', 'y')}\n`);
+  });
+
   it('sends everything to the body without a patch', () => {
     const result = build(original.replace('five', 'FIVE'), null);
     expect(result.comments).toEqual([]);

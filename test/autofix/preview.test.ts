@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { maxDiffEditLines, minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import {
   patchFiles,
   patchRequests,
@@ -195,6 +195,36 @@ describe('runPreview', () => {
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBe(reported);
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('fails a file rewritten past the diff limit', async () => {
+    // Every line differs from the two-line original, so the diff needs more edits than allowed.
+    const rewrite = Array.from(
+      { length: maxDiffEditLines },
+      (_, index) => `const v${index} = ${index};`,
+    );
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return { text: path === 'src/b.ts' ? `${rewrite.join('\n')}\n` : fixed[path]! };
+    });
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', error: null });
+    expect(stored[1]).toMatchObject({
+      path: 'src/b.ts',
+      status: 'failed',
+      proposedText: null,
+      diff: null,
+    });
+    expect(stored[1]!.error).toBe(
+      `The model's output adds and removes more than ${maxDiffEditLines} lines of src/b.ts ` +
+        'together, which is a rewrite rather than a fix, so it was discarded. ' +
+        'Request the fix again.',
+    );
+    expect(stored[1]!.originalText).toBe(files['src/b.ts']);
   });
 
   it('does not redo finished files when retried', async () => {

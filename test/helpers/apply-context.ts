@@ -20,6 +20,22 @@ export const headText = 'one\ntwo\nthree\n';
 export const proposedText = 'one\nTWO\nthree\n';
 /** Octokit sends the ref `heads/feature` percent-encoded, as `heads%2Ffeature`. */
 export const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
+/** Path of the read of the head branch, `GET …/git/ref/heads/feature`. */
+export const readRefPattern = new RegExp(`/git/ref/heads(/|%2F)${headBranch}$`);
+
+/**
+ * Queues the response that the head branch points to `sha` for the next read of the branch. The
+ * apply reads the branch before it updates it, so this stands for the state before a push that
+ * lands between that read and the update.
+ */
+export function queueBranchAt(setup: GitHubTestContext, sha: string): void {
+  setup.fake.queueResponse({
+    method: 'GET',
+    path: readRefPattern,
+    status: 200,
+    body: { ref: `refs/heads/${headBranch}`, object: { sha, type: 'commit' } },
+  });
+}
 
 /** A fake GitHub with one pull request, its user, installation and run. */
 export interface ApplyTestContext {

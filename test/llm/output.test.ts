@@ -66,12 +66,68 @@ describe('parseModelOutput', () => {
     expect(result).toEqual({ ok: true, content: snippet });
   });
 
+  it('checks a fenced original with long trailing spaces in linear time', () => {
+    // The whole pattern used to backtrack over every split of a space run between two
+    // quantifiers: 80,000 spaces took 8 s, a 200 KB file about a minute.
+    const original = '```\nconsole.log(1);\n```' + ' '.repeat(200_000) + 'x\n';
+
+    const startedAt = performance.now();
+    const result = parseModelOutput('```ts\nconst a = 1;\n```', original);
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
+    // Linear matching takes a few milliseconds; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(2_000);
+  });
+
+  it('checks long tilde runs in linear time', () => {
+    // The opening fence and its info string both matched tildes, so the pattern tried every
+    // split of the run: two runs of 200,000 tildes took over 4 minutes.
+    const tildes = '~'.repeat(200_000);
+    const text = `${tildes}\nconst a = 1;\n${tildes}x`;
+
+    const startedAt = performance.now();
+    const result = parseModelOutput(text, 'const a = 0;\n');
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(result).toEqual({ ok: false, reason: expect.stringContaining('code fence lines') });
+    // Linear matching takes a few milliseconds; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(2_000);
+  });
+
   it('does not strip a fence closed by another character', () => {
     const text = '```\nbody\n~~~';
 
-    const result = parseModelOutput(text, 'x');
+    const result = parseModelOutput(text, '```\nold\n~~~');
 
     expect(result).toEqual({ ok: true, content: text });
+  });
+
+  it.each([
+    [
+      'prose around a fenced file',
+      'Here is the fixed file:\n```ts\nconst a = 1;\n```\nI removed the log.\n',
+    ],
+    ['a fence left open', '```ts\nconst a = 1;\n'],
+    ['a closing fence alone', 'const a = 1;\n```\n'],
+    ['an indented fence', 'Fixed:\n\n   ~~~\nconst a = 1;\n   ~~~\n'],
+  ])('rejects %s', (_case, text) => {
+    const result = parseModelOutput(text, 'const a = 0;\nconsole.log(a);\n');
+
+    expect(result).toEqual({
+      ok: false,
+      reason:
+        'The model output contains code fence lines (``` or ~~~) that the file does not ' +
+        'have, such as explanations around a fenced block, so it is not the corrected file ' +
+        'alone. Request the fix again.',
+    });
+  });
+
+  it('accepts fence lines that the original has as often', () => {
+    const markdown = '# Notes\n\n```sh\nnpm test\n```\n';
+    const fixed = '# Notes\n\n```sh\nnpm run test\n```\n';
+
+    expect(parseModelOutput(fixed, markdown)).toEqual({ ok: true, content: fixed });
   });
 
   it.each([
@@ -105,6 +161,18 @@ describe('parseModelOutput', () => {
     expect(parseModelOutput(fixed, xml)).toEqual({ ok: true, content: fixed });
   });
 
+  it('restores a byte order mark the output dropped', () => {
+    const result = parseModelOutput('const a = 1;\n', '\uFEFFconst a = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: '\uFEFFconst a = 1;\n' });
+  });
+
+  it('removes a byte order mark the output added', () => {
+    const result = parseModelOutput('\uFEFFconst a = 1;\n', 'const a = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
+  });
+
   it('restores CRLF line endings', () => {
     const result = parseModelOutput('```\none\ntwo\n```', 'uno\r\ndos\r\n');
 
@@ -115,6 +183,22 @@ describe('parseModelOutput', () => {
     const result = parseModelOutput('one\r\ntwo\r\n', 'uno\ndos\n');
 
     expect(result).toEqual({ ok: true, content: 'one\ntwo\n' });
+  });
+
+  it.each([
+    ['an LF file', 'uno\ndos\n', 'one\ntwo\n'],
+    ['a CRLF file', 'uno\r\ndos\r\n', 'one\r\ntwo\r\n'],
+    ['a file without line breaks', 'uno', 'one\ntwo'],
+  ])('turns lone CR line breaks into those of %s', (_case, original, expected) => {
+    const result = parseModelOutput('one\rtwo\r', original);
+
+    expect(result).toEqual({ ok: true, content: expected });
+  });
+
+  it('keeps lone CRs that the original has', () => {
+    const result = parseModelOutput('a = "\r";\rb = 1;\n', 'a = "\r";\nb = 0;\n');
+
+    expect(result).toEqual({ ok: true, content: 'a = "\r";\rb = 1;\n' });
   });
 
   it('leaves mixed line endings alone', () => {

@@ -232,6 +232,7 @@ describe('reportRun summary comment', () => {
       body: `${summaryMarker}\nold summary`,
       user: 'fixwright[bot]',
       userType: 'Bot',
+      installationId: setup.installationId,
     });
     const before = setup.fake.requests.length;
     const run = await completedRun(1);
@@ -245,6 +246,28 @@ describe('reportRun summary comment', () => {
     expect(setup.fake.issueComments.at(-1)!.id).toBe(marked.id);
     expect(setup.fake.issueComments.at(-1)!.body).toContain(run.headSha.slice(0, 7));
     expect(setup.fake.issueComments.at(-2)!.body).toBe(`A user quoting ${summaryMarker}`);
+  });
+
+  it("leaves another bot's marked comment alone", async () => {
+    clearComments();
+    await setup.context.database.sql`DELETE FROM summary_comments`;
+    // Another app's bot that echoes text from the pull request can be made to post the marker.
+    const echoed = setup.fake.addIssueComment({
+      owner,
+      repo,
+      issueNumber: prNumber,
+      body: `echo-bot quoting: ${summaryMarker}`,
+      user: 'echo-bot[bot]',
+      userType: 'Bot',
+    });
+    const run = await completedRun(1);
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    expect(setup.fake.issueComments).toHaveLength(2);
+    expect(setup.fake.issueComments[0]!.id).toBe(echoed.id);
+    expect(setup.fake.issueComments[0]!.body).toBe(`echo-bot quoting: ${summaryMarker}`);
+    expect(setup.fake.issueComments[1]!.user).toBe('fixwright[bot]');
+    expect(setup.fake.issueComments[1]!.body).toContain(run.headSha.slice(0, 7));
   });
 
   it('posts one comment for two concurrent reports', async () => {

@@ -164,6 +164,22 @@ describe('GET /api/runs', () => {
     }
   });
 
+  it('rejects numbers in other notations', async () => {
+    // Number() reads all of these, as 16, 10, 12, 3 and 100.
+    const cases: [string, string][] = [
+      ['pr=0x10', 'Invalid pr "0x10": expected a pull request number such as 12.'],
+      ['pr=1e1', 'Invalid pr "1e1": expected a pull request number such as 12.'],
+      ['pr=%2012', 'Invalid pr " 12": expected a pull request number such as 12.'],
+      ['limit=0b11', 'Invalid limit "0b11": expected a whole number from 1 to 200.'],
+      ['limit=1e2', 'Invalid limit "1e2": expected a whole number from 1 to 200.'],
+    ];
+    for (const [query, expected] of cases) {
+      const response = await call('owner', `/api/runs?${query}`);
+      expect(response.status, query).toBe(400);
+      expect((await response.json()).error.message, query).toBe(expected);
+    }
+  });
+
   it('rejects NUL in the query string', async () => {
     const response = await call('owner', '/api/runs?repository=o%00/app');
     expect(response.status).toBe(400);

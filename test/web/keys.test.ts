@@ -92,4 +92,10 @@ describe('own key pages', () => {
     expect((await post('/keys/groq/delete')).status).toBe(404);
     expect((await post('/keys/openai/delete')).status).toBe(404);
   });
+
+  it('shows no notice for names of object properties', async () => {
+    for (const notice of ['constructor', 'toString', '__proto__']) {
+      expect(await page(`/keys?notice=${notice}`), notice).not.toContain('class="notice"');
+    }
+  });
 });

@@ -76,6 +76,13 @@ describe('sign-in with GitHub', () => {
     expect(response.headers.get('hx-redirect')).toBe('/sign-in?next=%2Fusage%2Fwidget');
   });
 
+  it('shows no notice for names of object properties', async () => {
+    for (const notice of ['constructor', 'toString', '__proto__']) {
+      const response = await app.request(`/sign-in?notice=${notice}`);
+      expect(await response.text(), notice).not.toContain('class="notice"');
+    }
+  });
+
   it('shows the sign-in link', async () => {
     const response = await app.request('/sign-in?next=/tokens');
     expect(response.status).toBe(200);

@@ -271,6 +271,54 @@ describe('POST /webhooks/github with unusual input', () => {
     expect(runs.map((run) => run.prNumber)).toEqual([2147483647]);
   });
 
+  it('ignores events named like object members', async () => {
+    for (const event of ['constructor', 'toString', '__proto__']) {
+      const body = JSON.stringify({ action: 'created' });
+
+      const response = await post(body, signedHeaders(body, event, `member-${event}`));
+
+      expect(response.status, event).toBe(202);
+      expect((await response.json()).outcome, event).toBe(`ignored: event ${event}`);
+    }
+  });
+
+  it('rejects timestamps PostgreSQL cannot store', async () => {
+    const cases = [
+      ['pull_request.updated_at', 'opened', '+275760-09-13T00:00:00.000Z'],
+      ['pull_request.updated_at', 'opened', '0000-01-01T00:00:00Z'],
+      ['pull_request.updated_at', 'opened', 'Tue, 15 May 2019 15:20:33 GMT'],
+      ['pull_request.closed_at', 'closed', '-000001-01-01T00:00:00Z'],
+    ] as const;
+    for (const [field, action, value] of cases) {
+      const payload = example('pull_request', action) as { pull_request: Record<string, unknown> };
+      payload.pull_request[field.split('.')[1]!] = value;
+      const body = JSON.stringify(payload);
+      const deliveryId = `timestamp-${action}-${value}`;
+
+      const response = await post(body, signedHeaders(body, 'pull_request', deliveryId));
+
+      expect(response.status).toBe(400);
+      expect((await response.json()).error.message).toBe(
+        `Invalid pull_request payload: ${field}: must be an ISO 8601 date and time from ` +
+          '1970 to 9999 such as 2019-05-15T15:20:33Z.',
+      );
+    }
+  });
+
+  it('stores no head repository for a deleted fork', async () => {
+    const payload = JSON.parse(pullRequestOpened(5006));
+    payload.repository.id = 5006;
+    // GitHub sends head.repo null once the fork of a pull request is deleted.
+    payload.pull_request.head.repo = null;
+    const body = JSON.stringify(payload);
+
+    const response = await post(body, signedHeaders(body, 'pull_request', 'deleted-fork'));
+
+    expect(response.status).toBe(202);
+    const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, 5006));
+    expect(runs.map((run) => run.headRepository)).toEqual(['']);
+  });
+
   it('strips NUL from stored pull request text', async () => {
     const payload = JSON.parse(pullRequestOpened(5005));
     // Another repository id, so the run is not a duplicate of an earlier test's run.
@@ -363,6 +411,24 @@ describe('POST /webhooks/github with unusual input', () => {
         .from(webhookDeliveries)
         .where(eq(webhookDeliveries.deliveryId, deliveryId));
       expect(stored, deliveryId).toHaveLength(0);
+    }
+  });
+
+  it('rejects a pull request event with a non-positive installation id', async () => {
+    for (const id of [0, -3]) {
+      const payload = JSON.parse(pullRequestOpened(id));
+      payload.repository.id = 5100 - id;
+      const body = JSON.stringify(payload);
+
+      const headers = signedHeaders(body, 'pull_request', `pr-installation-${id}`);
+      const response = await post(body, headers);
+
+      expect(response.status, String(id)).toBe(400);
+      expect((await response.json()).error.message, String(id)).toBe(
+        'Invalid pull_request payload: installation.id: Too small: expected number to be >0.',
+      );
+      const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, id));
+      expect(runs, String(id)).toEqual([]);
     }
   });
 

@@ -38,7 +38,10 @@ export const prRuns = pgTable(
     baseSha: text().notNull(),
     headSha: text().notNull(),
     headRef: text().notNull(),
-    /** OWNER/NAME of the head repository; differs from repository for forks. */
+    /**
+     * OWNER/NAME of the head repository, which differs from repository for forks. It is '' when
+     * GitHub sent no head repository because the fork was deleted.
+     */
     headRepository: text().notNull(),
     status: text({ enum: runStatuses }).notNull().default('queued'),
     error: text(),

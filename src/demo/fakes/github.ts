@@ -100,7 +100,11 @@ export interface FakeGitHub {
   readonly issueComments: IssueCommentRecord[];
   /** Pull request reviews, in creation order. */
   readonly reviews: ReviewRecord[];
-  /** Adds a comment written by `user` (default `octocat`, a User) to an issue or pull request. */
+  /**
+   * Adds a comment written by `user` (default `octocat`, a User) to an issue or pull request.
+   * With `installationId`, the comment is listed as made through the app, as the comments that
+   * the app's installation token creates are.
+   */
   addIssueComment(comment: {
     owner: string;
     repo: string;
@@ -108,6 +112,7 @@ export interface FakeGitHub {
     body: string;
     user?: string;
     userType?: 'User' | 'Bot';
+    installationId?: number;
   }): IssueCommentRecord;
   /** Deletes an issue comment, as a user can on GitHub. */
   removeIssueComment(id: number): void;
@@ -525,7 +530,7 @@ export async function startFakeGitHub(options: {
         body: comment.body,
         user: comment.user ?? 'octocat',
         userType: comment.userType ?? 'User',
-        installationId: null,
+        installationId: comment.installationId ?? null,
         createdAt: now,
         updatedAt: now,
       };

@@ -8,6 +8,12 @@ import type { AuthVariables } from '../auth.ts';
 import { notFound } from '../errors.ts';
 import { parseInput } from '../validation.ts';
 
+/**
+ * Parses a query value of decimal digits into a number. Number() alone would also read `0x10`,
+ * `1e3` and ` 12`.
+ */
+const decimalDigits = z.string().regex(/^\d+$/).transform(Number);
+
 const listQuery = z.object({
   repository: z
     .string()
@@ -15,18 +21,12 @@ const listQuery = z.object({
     .regex(/^[^/\s]{1,100}\/[^/\s]{1,100}$/)
     .describe('OWNER/NAME such as octo-org/widgets, each part at most 100 characters')
     .optional(),
-  pr: z.coerce
-    .number()
-    .int()
-    .positive()
-    .max(maxInteger)
+  pr: decimalDigits
+    .pipe(z.number().int().positive().max(maxInteger))
     .describe('a pull request number such as 12')
     .optional(),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(200)
+  limit: decimalDigits
+    .pipe(z.number().int().min(1).max(200))
     .describe('a whole number from 1 to 200')
     .default(50),
 });

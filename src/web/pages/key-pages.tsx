@@ -10,10 +10,11 @@ import { KeysPage, providerNames } from '../views/keys.tsx';
 
 const maxKeyLength = 500;
 
-const notices: Record<string, string> = {
-  saved: 'Key saved.',
-  deleted: 'Key deleted.',
-};
+// A Map, because an object literal would also return inherited members such as `constructor`.
+const notices = new Map([
+  ['saved', 'Key saved.'],
+  ['deleted', 'Key deleted.'],
+]);
 
 function isProvider(value: string): value is Provider {
   return (providers as readonly string[]).includes(value);
@@ -27,7 +28,7 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
 
   app.get('/keys', async (c) => {
     const keys = await listUserKeys(context, c.var.user.id);
-    const notice = notices[c.req.query('notice') ?? ''];
+    const notice = notices.get(c.req.query('notice') ?? '');
     return c.html(<KeysPage session={c.var.session} keys={keys} notice={notice} />);
   });
 

@@ -35,9 +35,8 @@ import { SignInPage } from '../views/sign-in.tsx';
 
 const rateLimitWindowSeconds = 10 * 60;
 
-const notices: Record<string, string> = {
-  'signed-out': 'You are signed out.',
-};
+// A Map, because an object literal would also return inherited members such as `constructor`.
+const notices = new Map([['signed-out', 'You are signed out.']]);
 
 /** The callback URL registered on the GitHub App: PUBLIC_URL's, or else this request's origin. */
 export function callbackUrl(c: Context, publicUrl: string | undefined): string {
@@ -86,7 +85,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     const token = readSessionCookie(c, config);
     if (token && (await findSession(db, token))) return c.redirect(next, 303);
     const configured = Boolean(config.GITHUB_CLIENT_ID && config.GITHUB_CLIENT_SECRET);
-    const notice = notices[c.req.query('notice') ?? ''];
+    const notice = notices.get(c.req.query('notice') ?? '');
     return c.html(<SignInPage configured={configured} next={next} notice={notice} />);
   });
 
