@@ -1,0 +1,57 @@
+/**
+ * Measures the built-in rules on large pull request files, in this process and without a
+ * database: one long added line of many `TODO` words with no comment before them, and one added
+ * file of many short lines.
+ *
+ * Run: npx tsx bench/analysis.ts [--line-kb 200] [--lines 100000] [--rounds 3] (`--help`
+ * explains them). It prints the median time of the rounds and the heap in use after each case.
+ */
+import { analyzeChangedFiles, type ChangedFile } from '../src/analysis/analyze.ts';
+import { readBenchOptions, wholeNumber } from './arguments.ts';
+import { median } from './database.ts';
+
+const usage =
+  'Usage: npx tsx bench/analysis.ts [--line-kb N] [--lines N] [--rounds N]\n' +
+  '  --line-kb  length of the long added line, in KB (default 200)\n' +
+  '  --lines    added lines of the large file (default 100000)\n' +
+  '  --rounds   timed runs per case; the median is reported (default 3)';
+
+function readArguments() {
+  const values = readBenchOptions(usage, { 'line-kb': '200', lines: '100000', rounds: '3' });
+  return {
+    lineKb: wholeNumber(usage, 'line-kb', values['line-kb'], 1, 100_000),
+    lines: wholeNumber(usage, 'lines', values.lines, 1, 10_000_000),
+    rounds: wholeNumber(usage, 'rounds', values.rounds, 1, 100),
+  };
+}
+
+function addedFile(filename: string, lines: readonly string[]): ChangedFile {
+  const header = `@@ -0,0 +1,${lines.length} @@`;
+  const body = lines.map((line) => `+${line}`);
+  return { filename, status: 'added', patch: [header, ...body].join('\n') };
+}
+
+function measure(name: string, files: readonly ChangedFile[], rounds: number): void {
+  const times: number[] = [];
+  let findings = 0;
+  for (let round = 0; round < rounds; round += 1) {
+    const start = performance.now();
+    findings = analyzeChangedFiles(files).length;
+    times.push(performance.now() - start);
+  }
+  const heapMb = Math.round(process.memoryUsage().heapUsed / 1e6);
+  const milliseconds = Math.round(median(times));
+  console.log(`${name}: ${milliseconds} ms, ${findings} findings, heap ${heapMb} MB`);
+}
+
+const options = readArguments();
+const todoLine = 'TODO '.repeat(Math.ceil((options.lineKb * 1000) / 5));
+const todoFile = addedFile('notes.txt', [todoLine]);
+measure(`one line of ${options.lineKb} KB of TODO words`, [todoFile], options.rounds);
+
+const lines = Array.from(
+  { length: options.lines },
+  (_, index) => `const value${index} = read(${index});`,
+);
+const largeFile = addedFile('src/large.ts', lines);
+measure(`one file of ${options.lines} added lines`, [largeFile], options.rounds);
