@@ -1,4 +1,5 @@
 import type { Severity } from '../analysis/analyze.ts';
+import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import type { CheckConclusion } from './check-conclusion.ts';
 
 /** Hidden marker that identifies Fixwright's summary comment among a pull request's comments. */
@@ -16,10 +17,17 @@ export interface ReportedFinding {
   message: string;
 }
 
+/** Unchecked files named in the report; the rest are counted. */
+export const maxNamedUncheckedFiles = 10;
+
 export interface ReportedRun {
   repository: string;
   prNumber: number;
   headSha: string;
+  /** Paths of files whose added lines were not checked because GitHub sent no diff. */
+  uncheckedFiles?: readonly string[];
+  /** Changed files past the 3,000 that GitHub lists. */
+  unlistedFiles?: number;
 }
 
 const severityOrder: Severity[] = ['error', 'warning', 'notice'];
@@ -60,6 +68,32 @@ function lineLabel(finding: ReportedFinding): string {
   return `${codeSpan(tableCell(finding.path))}:${range}`;
 }
 
+/** Sentences on the files whose added lines were not checked, or none when all were. */
+function coverageNotes(run: ReportedRun): string[] {
+  const notes: string[] = [];
+  const unchecked = run.uncheckedFiles ?? [];
+  if (unchecked.length > 0) {
+    // A file name may contain line breaks, which would end the sentence's paragraph.
+    const named = unchecked
+      .slice(0, maxNamedUncheckedFiles)
+      .map((path) => codeSpan(path.replace(/[\r\n]+/g, ' ')));
+    const rest = unchecked.length - named.length;
+    const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
+    notes.push(
+      `GitHub sent no diff for ${formatCount(unchecked.length, 'file')} with added lines, so ` +
+        `${pickForm(unchecked.length, 'its', 'their')} added lines were not checked: ${list}.`,
+    );
+  }
+  const unlisted = run.unlistedFiles ?? 0;
+  if (unlisted > 0) {
+    notes.push(
+      'GitHub lists at most 3,000 files of a pull request, so the added lines of ' +
+        `${formatCount(unlisted, 'further file')} were not checked.`,
+    );
+  }
+  return notes;
+}
+
 const conclusionText: Record<CheckConclusion, string> = {
   failure: 'Failed because at least one finding is an error.',
   neutral: 'Neutral because the worst finding is a warning.',
@@ -78,6 +112,7 @@ export function checkRunOutput(
   const lines = [
     `Fixwright checked the lines this pull request adds at \`${run.headSha.slice(0, 7)}\` ` +
       `and found ${counts}.`,
+    ...coverageNotes(run).flatMap((note) => ['', note]),
     '',
     conclusionText[conclusion],
   ];
@@ -102,6 +137,7 @@ export function summaryCommentBody(
     '### Fixwright',
     '',
     `Found ${describeCounts(findings)} in the lines added up to \`${run.headSha.slice(0, 7)}\`.`,
+    ...coverageNotes(run).flatMap((note) => ['', note]),
   ];
   if (findings.length > 0) {
     lines.push('', '| Severity | Location | Rule | Message |', '| --- | --- | --- | --- |');

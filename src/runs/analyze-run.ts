@@ -6,6 +6,7 @@ import { safeErrorMessage } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
+import { fillMissingPatches } from './missing-patches.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
@@ -73,7 +74,16 @@ export async function analyzeRun(
     return { status: 'skipped', findings: 0, files: 0 };
   }
   const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
-  const drafts = analyzeChangedFiles(files);
+  const target = { owner, repo, ref: run.headSha };
+  const { files: analyzedFiles, uncheckedPaths } = await fillMissingPatches(
+    octokit,
+    target,
+    files,
+    logger,
+  );
+  const drafts = analyzeChangedFiles(analyzedFiles);
+  // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
+  const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
   await context.db.transaction(async (tx) => {
     await tx.delete(findings).where(eq(findings.runId, runId));
@@ -87,7 +97,13 @@ export async function analyzeRun(
     // A run superseded or cancelled while it was analyzed keeps that status and no report.
     const [completed] = await tx
       .update(prRuns)
-      .set({ status: 'completed', error: null, completedAt: new Date() })
+      .set({
+        status: 'completed',
+        error: null,
+        completedAt: new Date(),
+        uncheckedFiles: uncheckedPaths,
+        unlistedFiles,
+      })
       .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`)
       .returning({ id: prRuns.id });
     if (completed) {

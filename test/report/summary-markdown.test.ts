@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { codeSpan } from '../../src/report/summary-markdown.ts';
+import { checkRunOutput, codeSpan, summaryCommentBody } from '../../src/report/summary-markdown.ts';
 
 describe('codeSpan', () => {
   it('fences a plain path with one backtick', () => {
@@ -13,5 +13,32 @@ describe('codeSpan', () => {
 
   it('outruns the longest backtick run', () => {
     expect(codeSpan('a```b')).toBe('```` a```b ````');
+  });
+});
+
+describe('coverage notes', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
+
+  it('names ten unchecked files and counts the rest', () => {
+    const uncheckedFiles = Array.from({ length: 12 }, (_, index) => `f${index}.ts`);
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles }, [], 'success');
+    const named = uncheckedFiles.slice(0, 10).map((path) => `\`${path}\``);
+    expect(summary).toContain(
+      'GitHub sent no diff for 12 files with added lines, so their added lines were not ' +
+        `checked: ${named.join(', ')} and 2 more files.`,
+    );
+  });
+
+  it('counts unlisted files in the comment', () => {
+    const body = summaryCommentBody({ ...run, unlistedFiles: 1 }, [], 'https://x.test/c');
+    expect(body).toContain(
+      'GitHub lists at most 3,000 files of a pull request, so the added lines of 1 further ' +
+        'file were not checked.',
+    );
+  });
+
+  it('adds no note when every file was checked', () => {
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles: [] }, [], 'success');
+    expect(summary).not.toContain('GitHub');
   });
 });

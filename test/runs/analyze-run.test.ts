@@ -87,6 +87,18 @@ describe('analyzeRun', () => {
     expect(rows[0]!.excerpt).toBe("console.log('ab');");
   });
 
+  it('counts files left out of the list', async () => {
+    const run = await createRun();
+    harness.fake.queueResponse({ method: 'GET', path: filesPattern, status: 200, body: [] });
+
+    const outcome = await analyzeRun(context, run.id, context.logger);
+
+    expect(outcome).toEqual({ status: 'completed', findings: 0, files: 0 });
+    const stored = await runById(run.id);
+    expect(stored.unlistedFiles).toBe(1);
+    expect(stored.uncheckedFiles).toEqual([]);
+  });
+
   it('stores 7000 findings of one run', async () => {
     const run = await createRun();
     const lines = Array.from({ length: 7000 }, (_, index) => `+console.log(${index});`);
