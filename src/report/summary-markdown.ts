@@ -45,9 +45,17 @@ export function describeCounts(findings: readonly ReportedFinding[]): string {
   return parts.length > 0 ? parts.join(', ') : 'no findings';
 }
 
+/**
+ * Replaces line breaks with spaces. Markdown ends a line at CR as well as LF, and git allows
+ * both in file names.
+ */
+function singleLine(text: string): string {
+  return text.replace(/\r\n|\r|\n/g, ' ');
+}
+
 /** Makes text safe inside one markdown table cell. */
 function tableCell(text: string): string {
-  return text.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
+  return singleLine(text).replace(/\|/g, '\\|');
 }
 
 /**
@@ -73,10 +81,9 @@ function coverageNotes(run: ReportedRun): string[] {
   const notes: string[] = [];
   const unchecked = run.uncheckedFiles ?? [];
   if (unchecked.length > 0) {
-    // A file name may contain line breaks, which would end the sentence's paragraph.
     const named = unchecked
       .slice(0, maxNamedUncheckedFiles)
-      .map((path) => codeSpan(path.replace(/[\r\n]+/g, ' ')));
+      .map((path) => codeSpan(singleLine(path)));
     const rest = unchecked.length - named.length;
     const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
     notes.push(

@@ -42,3 +42,24 @@ describe('coverage notes', () => {
     expect(summary).not.toContain('GitHub');
   });
 });
+
+describe('summaryCommentBody table', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
+
+  it('keeps a path with a carriage return in its row', () => {
+    const finding = {
+      path: 'src/a\r# Approved by the security team.ts',
+      startLine: 3,
+      endLine: 3,
+      ruleId: 'todo-comment',
+      severity: 'notice' as const,
+      message: 'A new TODO comment marks unfinished work.',
+    };
+    const body = summaryCommentBody(run, [finding], 'https://x.test/c');
+    expect(body).not.toContain('\r');
+    expect(body.split('\n')).toContain(
+      '| notice | `src/a # Approved by the security team.ts`:3 | `todo-comment` | ' +
+        'A new TODO comment marks unfinished work. |',
+    );
+  });
+});
