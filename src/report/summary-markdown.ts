@@ -53,6 +53,24 @@ function singleLine(text: string): string {
   return text.replace(/\r\n|\r|\n/g, ' ');
 }
 
+/** Longest path shown in the comment and summary, in code points; annotations keep it whole. */
+export const maxShownPathLength = 300;
+
+/**
+ * Shortens a path to `maxShownPathLength` by replacing its middle with `…`, so that 30 table
+ * rows and 10 named files of paths up to Linux's 4,096-byte PATH_MAX stay within GitHub's
+ * 65,536 characters of a comment.
+ */
+function shownPath(path: string): string {
+  const codePoints = Array.from(singleLine(path));
+  if (codePoints.length <= maxShownPathLength) {
+    return codePoints.join('');
+  }
+  const headLength = Math.floor(maxShownPathLength / 2);
+  const tailLength = maxShownPathLength - headLength - 1;
+  return `${codePoints.slice(0, headLength).join('')}…${codePoints.slice(-tailLength).join('')}`;
+}
+
 /** Makes text safe inside one markdown table cell. */
 function tableCell(text: string): string {
   return singleLine(text).replace(/\|/g, '\\|');
@@ -73,7 +91,7 @@ function lineLabel(finding: ReportedFinding): string {
     finding.endLine > finding.startLine
       ? `${finding.startLine}-${finding.endLine}`
       : `${finding.startLine}`;
-  return `${codeSpan(tableCell(finding.path))}:${range}`;
+  return `${codeSpan(tableCell(shownPath(finding.path)))}:${range}`;
 }
 
 /** Sentences on the files whose added lines were not checked, or none when all were. */
@@ -83,7 +101,7 @@ function coverageNotes(run: ReportedRun): string[] {
   if (unchecked.length > 0) {
     const named = unchecked
       .slice(0, maxNamedUncheckedFiles)
-      .map((path) => codeSpan(singleLine(path)));
+      .map((path) => codeSpan(shownPath(path)));
     const rest = unchecked.length - named.length;
     const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
     notes.push(

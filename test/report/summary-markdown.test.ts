@@ -63,3 +63,25 @@ describe('summaryCommentBody table', () => {
     );
   });
 });
+
+describe('summary length', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
+  const longPath = `src/${'deep/'.repeat(800)}config.ts`;
+
+  it('fits the comment limit with long paths', () => {
+    const findings = Array.from({ length: 30 }, (_, index) => ({
+      path: longPath,
+      startLine: index + 1,
+      endLine: index + 1,
+      ruleId: 'todo-comment',
+      severity: 'notice' as const,
+      message: 'A new TODO comment marks unfinished work.',
+    }));
+    const uncheckedFiles = Array.from({ length: 10 }, (_, index) => `${longPath}${index}`);
+    const body = summaryCommentBody({ ...run, uncheckedFiles }, findings, 'https://x.test/c');
+    expect(body.length).toBeLessThanOrEqual(65536);
+    expect(body).toContain(`\`src/deep/deep/`);
+    expect(body).toContain('…');
+    expect(body).toContain('deep/config.ts`:30');
+  });
+});
