@@ -2,7 +2,9 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { reportRun } from '../../src/report/report-run.ts';
+import { listPullRequestFiles } from '../../src/github/pull-files.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
+import { fillMissingPatches } from '../../src/runs/missing-patches.ts';
 import {
   createGitHubTestContext,
   insertInstallation,
@@ -90,5 +92,19 @@ describe('analyzeRun of files without a patch', () => {
     expect(checkRun.output.summary).toContain(note);
     const comment = setup.fake.issueComments.at(-1)!;
     expect(comment.body).toContain(note);
+  });
+
+  it('stops reading added files past the byte limit', async () => {
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: prNumber });
+    const target = { owner, repo, ref: setup.git.headSha };
+
+    const completed = await fillMissingPatches(octokit, target, files, setup.context.logger, {
+      maxTotalBytes: 100_000,
+    });
+
+    expect(completed.uncheckedPaths).toEqual(['data/seed.ts', 'src/table.ts']);
+    const seed = completed.files.find((file) => file.filename === 'data/seed.ts');
+    expect(seed?.patch).toBeNull();
   });
 });
