@@ -1,26 +1,39 @@
 /**
  * Measures the built-in rules on large pull request files, in this process and without a
- * database: one long added line of many `TODO` words with no comment before them, and one added
- * file of many short lines.
+ * database: one long added line of many `TODO` words with no comment before them, one added
+ * file of many short lines, and many added files, analyzed at once and file by file in turns.
  *
- * Run: npx tsx bench/analysis.ts [--line-kb 200] [--lines 100000] [--rounds 3] (`--help`
- * explains them). It prints the median time of the rounds and the heap in use after each case.
+ * Run: npx tsx bench/analysis.ts [--line-kb 200] [--lines 100000] [--files 3000] [--rounds 3]
+ * (`--help` explains them). It prints the median time of the rounds and the heap in use after
+ * each case, and for the many files the longest event loop delay.
  */
-import { analyzeChangedFiles, type ChangedFile } from '../src/analysis/analyze.ts';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import {
+  analyzeChangedFiles,
+  analyzeChangedFilesInTurns,
+  type ChangedFile,
+} from '../src/analysis/analyze.ts';
 import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median } from './database.ts';
 
 const usage =
-  'Usage: npx tsx bench/analysis.ts [--line-kb N] [--lines N] [--rounds N]\n' +
+  'Usage: npx tsx bench/analysis.ts [--line-kb N] [--lines N] [--files N] [--rounds N]\n' +
   '  --line-kb  length of the long added line, in KB (default 200)\n' +
   '  --lines    added lines of the large file (default 100000)\n' +
+  '  --files    added files of 200 lines each (default 3000)\n' +
   '  --rounds   timed runs per case; the median is reported (default 3)';
 
 function readArguments() {
-  const values = readBenchOptions(usage, { 'line-kb': '200', lines: '100000', rounds: '3' });
+  const values = readBenchOptions(usage, {
+    'line-kb': '200',
+    lines: '100000',
+    files: '3000',
+    rounds: '3',
+  });
   return {
     lineKb: wholeNumber(usage, 'line-kb', values['line-kb'], 1, 100_000),
     lines: wholeNumber(usage, 'lines', values.lines, 1, 10_000_000),
+    files: wholeNumber(usage, 'files', values.files, 1, 100_000),
     rounds: wholeNumber(usage, 'rounds', values.rounds, 1, 100),
   };
 }
@@ -55,3 +68,32 @@ const lines = Array.from(
 );
 const largeFile = addedFile('src/large.ts', lines);
 measure(`one file of ${options.lines} added lines`, [largeFile], options.rounds);
+
+/** Times one analysis of `files` and prints the longest event loop delay during it. */
+async function measureDelay(
+  name: string,
+  files: readonly ChangedFile[],
+  analyze: (files: readonly ChangedFile[]) => unknown,
+): Promise<void> {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  // The histogram's timer needs a first sample before the analysis, or it misses the delay.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const start = performance.now();
+  await analyze(files);
+  const milliseconds = Math.round(performance.now() - start);
+  // Let the histogram's timer see the end of the last delay.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  histogram.disable();
+  const maxDelay = Math.round(histogram.max / 1e6);
+  console.log(`${name}: ${milliseconds} ms, longest event loop delay ${maxDelay} ms`);
+}
+
+const manyFiles = Array.from({ length: options.files }, (_, fileIndex) =>
+  addedFile(
+    `src/module${fileIndex}.ts`,
+    Array.from({ length: 200 }, (_, index) => `export const value${index} = read(${index});`),
+  ),
+);
+await measureDelay(`${options.files} files at once`, manyFiles, analyzeChangedFiles);
+await measureDelay(`${options.files} files in turns`, manyFiles, analyzeChangedFilesInTurns);

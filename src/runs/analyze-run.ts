@@ -1,5 +1,5 @@
 import { eq, sql } from 'drizzle-orm';
-import { analyzeChangedFiles } from '../analysis/analyze.ts';
+import { analyzeChangedFilesInTurns } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
@@ -81,7 +81,7 @@ export async function analyzeRun(
     files,
     logger,
   );
-  const drafts = analyzeChangedFiles(analyzedFiles);
+  const drafts = await analyzeChangedFilesInTurns(analyzedFiles);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 

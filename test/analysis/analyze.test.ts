@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   analyzeChangedFiles,
+  analyzeChangedFilesInTurns,
   worstSeverity,
   type ChangedFile,
   type FindingDraft,
@@ -150,6 +151,22 @@ describe('analyzeChangedFiles', () => {
       'a/z.ts',
       'b.ts',
     ]);
+  });
+
+  it('yields to the event loop between files', async () => {
+    const files: ChangedFile[] = ['b.ts', 'a.ts'].map((filename) => ({
+      filename,
+      status: 'added',
+      patch: patchAdding(1, ['debugger;']),
+    }));
+    const events: string[] = [];
+    setImmediate(() => events.push('immediate'));
+
+    const findings = await analyzeChangedFilesInTurns(files);
+    events.push('analyzed');
+
+    expect(events).toEqual(['immediate', 'analyzed']);
+    expect(findings).toEqual(analyzeChangedFiles(files));
   });
 
   it('returns nothing for a clean patch', () => {
