@@ -5,8 +5,15 @@ import type { CheckConclusion } from './check-conclusion.ts';
 /** Hidden marker that identifies Fixwright's summary comment among a pull request's comments. */
 export const summaryMarker = '<!-- fixwright:summary -->';
 
-/** Findings listed in the summary comment; the check run's annotations carry all of them. */
+/** Findings listed in the summary comment; the check run's annotations carry more. */
 export const maxCommentFindings = 30;
+
+/**
+ * Findings annotated on a run's check run: 20 requests. Octokit's throttling plugin (11.0.5)
+ * sends an installation's writes at least 1 s apart, so 30,000 findings would take the 10
+ * minutes a report job may run, and hold up every other write of the installation meanwhile.
+ */
+export const maxAnnotationsPerRun = 1000;
 
 export interface ReportedFinding {
   path: string;
@@ -141,7 +148,16 @@ export function checkRunOutput(
     '',
     conclusionText[conclusion],
   ];
-  if (findings.length > 0) {
+  if (findings.length > maxAnnotationsPerRun) {
+    lines.push(
+      '',
+      `The first ${maxAnnotationsPerRun.toLocaleString('en-US')} of the ` +
+        `${findings.length.toLocaleString('en-US')} findings, errors first, are annotated on ` +
+        "their lines, and the run's page on the Fixwright dashboard lists all of them. " +
+        '**Fix with AI** previews fixes for all of them, charged to the allowance of the user ' +
+        'who installed the app.',
+    );
+  } else if (findings.length > 0) {
     lines.push(
       '',
       'Each finding is annotated on its line. **Fix with AI** previews fixes for all of them, ' +
@@ -176,7 +192,15 @@ export function summaryCommentBody(
       lines.push(`| ${cells.join(' | ')} |`);
     }
     const rest = findings.length - maxCommentFindings;
-    if (rest > 0) lines.push('', `${plural(rest, 'more finding')} in the check run.`);
+    if (rest > 0 && findings.length > maxAnnotationsPerRun) {
+      lines.push(
+        '',
+        `${plural(rest, 'more finding')} on the run's page of the Fixwright dashboard; the check ` +
+          `run annotates the first ${maxAnnotationsPerRun.toLocaleString('en-US')}, errors first.`,
+      );
+    } else if (rest > 0) {
+      lines.push('', `${plural(rest, 'more finding')} in the check run.`);
+    }
   }
   lines.push(
     '',
