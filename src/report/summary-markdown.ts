@@ -35,6 +35,8 @@ export interface ReportedRun {
   uncheckedFiles?: readonly string[];
   /** Changed files past the 3,000 that GitHub lists. */
   unlistedFiles?: number;
+  /** Findings past the most severe 10,000 of the run, which were not stored. */
+  omittedFindings?: number;
 }
 
 const severityOrder: Severity[] = ['error', 'warning', 'notice'];
@@ -101,7 +103,7 @@ function lineLabel(finding: ReportedFinding): string {
   return `${codeSpan(tableCell(shownPath(finding.path)))}:${range}`;
 }
 
-/** Sentences on the files whose added lines were not checked, or none when all were. */
+/** Sentences on the files and findings that the report leaves out, or none. */
 function coverageNotes(run: ReportedRun): string[] {
   const notes: string[] = [];
   const unchecked = run.uncheckedFiles ?? [];
@@ -121,6 +123,14 @@ function coverageNotes(run: ReportedRun): string[] {
     notes.push(
       'GitHub lists at most 3,000 files of a pull request, so the added lines of ' +
         `${formatCount(unlisted, 'further file')} were not checked.`,
+    );
+  }
+  const omitted = run.omittedFindings ?? 0;
+  if (omitted > 0) {
+    notes.push(
+      'Fixwright keeps the 10,000 most severe findings of a run, so ' +
+        `${formatCount(omitted, 'further finding')} of the same or lower severity ` +
+        `${pickForm(omitted, 'is', 'are')} left out.`,
     );
   }
   return notes;

@@ -81,7 +81,7 @@ export async function analyzeRun(
     files,
     logger,
   );
-  const drafts = await analyzeChangedFilesInTurns(analyzedFiles);
+  const { findings: drafts, omittedFindings } = await analyzeChangedFilesInTurns(analyzedFiles);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
@@ -103,6 +103,7 @@ export async function analyzeRun(
         completedAt: new Date(),
         uncheckedFiles: uncheckedPaths,
         unlistedFiles,
+        omittedFindings,
       })
       .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`)
       .returning({ id: prRuns.id });

@@ -37,6 +37,14 @@ describe('coverage notes', () => {
     );
   });
 
+  it('counts omitted findings', () => {
+    const { summary } = checkRunOutput({ ...run, omittedFindings: 2 }, [], 'success');
+    expect(summary).toContain(
+      'Fixwright keeps the 10,000 most severe findings of a run, so 2 further findings of the ' +
+        'same or lower severity are left out.',
+    );
+  });
+
   it('adds no note when every file was checked', () => {
     const { summary } = checkRunOutput({ ...run, uncheckedFiles: [] }, [], 'success');
     expect(summary).not.toContain('GitHub');

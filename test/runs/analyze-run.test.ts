@@ -1,4 +1,4 @@
-import { count, eq } from 'drizzle-orm';
+import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, installations, prRuns } from '../../src/db/schema/index.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
@@ -113,6 +113,25 @@ describe('analyzeRun', () => {
       .from(findings)
       .where(eq(findings.runId, run.id));
     expect(stored!.value).toBe(7000);
+  });
+});
+
+describe('analyzeRun past the findings limit', () => {
+  it('stores 10000 findings and counts the rest', async () => {
+    const run = await createRun();
+    const lines = Array.from({ length: 10_005 }, (_, index) => `+console.log(${index});`);
+    lines[10_004] = `+const apiKey = "${secret}";`;
+    queueChangedFile('src/noisy.ts', ['@@ -0,0 +1,10005 @@', ...lines].join('\n'));
+
+    const outcome = await analyzeRun(context, run.id, context.logger);
+
+    expect(outcome).toEqual({ status: 'completed', findings: 10_000, files: 1 });
+    expect((await runById(run.id)).omittedFindings).toBe(5);
+    const [error] = await context.db
+      .select({ line: findings.startLine })
+      .from(findings)
+      .where(and(eq(findings.runId, run.id), eq(findings.severity, 'error')));
+    expect(error?.line).toBe(10_005);
   });
 });
 

@@ -66,6 +66,8 @@ export const prRuns = pgTable(
     uncheckedFiles: text().array().notNull().default(sql`'{}'::text[]`),
     /** Changed files that GitHub left out of the pull request's file list (it lists 3,000). */
     unlistedFiles: integer().notNull().default(0),
+    /** Findings past the most severe 10,000 of the run, which were not stored. */
+    omittedFindings: integer().notNull().default(0),
     /** When the check run and summary comment were last posted. */
     reportedAt: timestamp({ withTimezone: true }),
     /** Reason the check run or summary comment could not be posted, or null after posting. */
