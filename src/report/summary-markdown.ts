@@ -103,14 +103,23 @@ function lineLabel(finding: ReportedFinding): string {
   return `${codeSpan(tableCell(shownPath(finding.path)))}:${range}`;
 }
 
-/** Sentences on the files and findings that the report leaves out, or none. */
-function coverageNotes(run: ReportedRun): string[] {
+/** Formats a path for markdown: shortened, on one line, in a code span. */
+function markdownPath(path: string): string {
+  return codeSpan(shownPath(path));
+}
+
+/**
+ * Sentences on the files and findings that a run leaves out, or none. `formatPath` renders each
+ * named path: a markdown code span by default, plain text for HTML that escapes it.
+ */
+export function omissionNotes(
+  run: ReportedRun,
+  formatPath: (path: string) => string = markdownPath,
+): string[] {
   const notes: string[] = [];
   const unchecked = run.uncheckedFiles ?? [];
   if (unchecked.length > 0) {
-    const named = unchecked
-      .slice(0, maxNamedUncheckedFiles)
-      .map((path) => codeSpan(shownPath(path)));
+    const named = unchecked.slice(0, maxNamedUncheckedFiles).map(formatPath);
     const rest = unchecked.length - named.length;
     const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
     notes.push(
@@ -154,7 +163,7 @@ export function checkRunOutput(
   const lines = [
     `Fixwright checked the lines this pull request adds at \`${run.headSha.slice(0, 7)}\` ` +
       `and found ${counts}.`,
-    ...coverageNotes(run).flatMap((note) => ['', note]),
+    ...omissionNotes(run).flatMap((note) => ['', note]),
     '',
     conclusionText[conclusion],
   ];
@@ -188,7 +197,7 @@ export function summaryCommentBody(
     '### Fixwright',
     '',
     `Found ${describeCounts(findings)} in the lines added up to \`${run.headSha.slice(0, 7)}\`.`,
-    ...coverageNotes(run).flatMap((note) => ['', note]),
+    ...omissionNotes(run).flatMap((note) => ['', note]),
   ];
   if (findings.length > 0) {
     lines.push('', '| Severity | Location | Rule | Message |', '| --- | --- | --- | --- |');
