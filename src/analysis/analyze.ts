@@ -141,14 +141,20 @@ function compareByPathAndLine(left: FindingDraft, right: FindingDraft): number {
   return compareStrings(left.path, right.path) || compareByLine(left, right);
 }
 
+/** Orders errors before warnings before notices. */
+export function compareBySeverity(
+  left: { severity: Severity },
+  right: { severity: Severity },
+): number {
+  return SEVERITY_RANK[right.severity] - SEVERITY_RANK[left.severity];
+}
+
 function mostSevere(drafts: FindingDraft[], count: number): FindingDraft[] {
   if (drafts.length <= count) {
     return drafts;
   }
   const bySeverity = drafts.sort(
-    (left, right) =>
-      SEVERITY_RANK[right.severity] - SEVERITY_RANK[left.severity] ||
-      compareByPathAndLine(left, right),
+    (left, right) => compareBySeverity(left, right) || compareByPathAndLine(left, right),
   );
   return bySeverity.slice(0, count);
 }

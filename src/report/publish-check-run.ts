@@ -1,6 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { eq } from 'drizzle-orm';
-import { worstSeverity, type Severity } from '../analysis/analyze.ts';
+import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
 import type { Database } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
@@ -16,16 +16,12 @@ import {
 /** GitHub accepts at most 50 annotations per create or update request of a check run. */
 export const maxAnnotationsPerRequest = 50;
 
-const severityRank: Record<Severity, number> = { error: 0, warning: 1, notice: 2 };
-
 /** Picks the findings to annotate: errors, then warnings, then notices, each by path and line. */
 export function annotatedFindings(findings: readonly ReportedFinding[]): ReportedFinding[] {
   // Array.prototype.sort is stable, so the path and line order of the rows stays within a level.
-  const bySeverity = [...findings].sort(
-    (left, right) => severityRank[left.severity] - severityRank[right.severity],
-  );
-  return bySeverity.slice(0, maxAnnotationsPerRun);
+  return [...findings].sort(compareBySeverity).slice(0, maxAnnotationsPerRun);
 }
+
 export const checkRunName = 'Fixwright';
 
 /** The check run button; its identifier comes back in the `requested_action` webhook event. */

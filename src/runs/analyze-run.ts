@@ -6,11 +6,11 @@ import { safeErrorMessage } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
-import { fillMissingPatches } from './missing-patches.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
 import type { Logger } from '../logger.ts';
+import { fillMissingPatches } from './missing-patches.ts';
 
 /**
  * Findings per INSERT statement. Each row binds 10 parameters, and postgres.js 3.4 rejects a
