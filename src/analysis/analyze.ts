@@ -90,9 +90,73 @@ function analyzeFile(file: ChangedFile): FindingDraft[] {
  * Removed files and files without a patch (binary or too large for GitHub to diff) are skipped.
  */
 export function analyzeChangedFiles(files: readonly ChangedFile[]): FindingDraft[] {
-  return files
-    .flatMap(analyzeFile)
-    .sort((left, right) => compareStrings(left.path, right.path) || compareByLine(left, right));
+  return files.flatMap(analyzeFile).sort(compareByPathAndLine);
+}
+
+/**
+ * Findings kept for one run. A generated file or data dump can add a finding on each of
+ * hundreds of thousands of lines, and every kept finding is a database row that the run page
+ * and the runs API list in full.
+ */
+export const maxFindingsPerRun = 10_000;
+
+export interface AnalysisResult {
+  /** The most severe findings, at most `maxFindings`, sorted by path and line. */
+  findings: FindingDraft[];
+  /** Findings found beyond `maxFindings`, none more severe than the least severe one kept. */
+  omittedFindings: number;
+}
+
+/**
+ * Runs the rules as `analyzeChangedFiles` does, but returns to the event loop before each file
+ * and keeps only the `maxFindings` (default `maxFindingsPerRun`) most severe findings. The rules
+ * take several microseconds a line, so the files of a large pull request would otherwise block
+ * the web server and the other jobs of the same process for seconds.
+ */
+export async function analyzeChangedFilesInTurns(
+  files: readonly ChangedFile[],
+  options: { maxFindings?: number } = {},
+): Promise<AnalysisResult> {
+  const maxFindings = options.maxFindings ?? maxFindingsPerRun;
+  let drafts: FindingDraft[] = [];
+  let found = 0;
+  for (const file of files) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // A loop, because push(...drafts) overflows the stack at about 150,000 findings (Node.js 20).
+    for (const draft of analyzeFile(file)) {
+      drafts.push(draft);
+      found += 1;
+    }
+    // The most severe findings of a part stay among those of the whole, so cutting early is safe
+    // and keeps memory to about twice the limit.
+    if (drafts.length >= 2 * maxFindings) {
+      drafts = mostSevere(drafts, maxFindings);
+    }
+  }
+  const kept = mostSevere(drafts, maxFindings).sort(compareByPathAndLine);
+  return { findings: kept, omittedFindings: found - kept.length };
+}
+
+function compareByPathAndLine(left: FindingDraft, right: FindingDraft): number {
+  return compareStrings(left.path, right.path) || compareByLine(left, right);
+}
+
+/** Orders errors before warnings before notices. */
+export function compareBySeverity(
+  left: { severity: Severity },
+  right: { severity: Severity },
+): number {
+  return SEVERITY_RANK[right.severity] - SEVERITY_RANK[left.severity];
+}
+
+function mostSevere(drafts: FindingDraft[], count: number): FindingDraft[] {
+  if (drafts.length <= count) {
+    return drafts;
+  }
+  const bySeverity = drafts.sort(
+    (left, right) => compareBySeverity(left, right) || compareByPathAndLine(left, right),
+  );
+  return bySeverity.slice(0, count);
 }
 
 /** Returns the highest severity among the findings, or undefined when there are none. */

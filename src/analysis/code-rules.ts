@@ -147,8 +147,15 @@ const todoCommentRule = lineRule({
   id: 'todo-comment',
   severity: 'notice',
   match(text) {
+    // The leftmost comment start also ends first, so a marker counts when it follows that end.
+    // Searching once keeps a long line with many markers linear instead of quadratic.
+    const comment = COMMENT_BEFORE_MARKER.exec(text);
+    if (!comment) {
+      return undefined;
+    }
+    const commentEnd = comment.index + comment[0].length;
     for (const marker of text.matchAll(TODO_MARKER)) {
-      if (COMMENT_BEFORE_MARKER.test(text.slice(0, marker.index))) {
+      if (marker.index >= commentEnd) {
         return {
           index: marker.index,
           message:

@@ -1,15 +1,27 @@
 import type { Octokit } from '@octokit/rest';
 import { eq } from 'drizzle-orm';
-import { worstSeverity } from '../analysis/analyze.ts';
+import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
 import type { Database } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { annotationLevel, checkConclusion, type CheckConclusion } from './check-conclusion.ts';
-import { checkRunOutput, type ReportedFinding, type ReportedRun } from './summary-markdown.ts';
+import {
+  checkRunOutput,
+  maxAnnotationsPerRun,
+  type ReportedFinding,
+  type ReportedRun,
+} from './summary-markdown.ts';
 
 /** GitHub accepts at most 50 annotations per create or update request of a check run. */
 export const maxAnnotationsPerRequest = 50;
+
+/** Picks the findings to annotate: errors, then warnings, then notices, each by path and line. */
+export function annotatedFindings(findings: readonly ReportedFinding[]): ReportedFinding[] {
+  // Array.prototype.sort is stable, so the path and line order of the rows stays within a level.
+  return [...findings].sort(compareBySeverity).slice(0, maxAnnotationsPerRun);
+}
+
 export const checkRunName = 'Fixwright';
 
 /** The check run button; its identifier comes back in the `requested_action` webhook event. */
@@ -77,7 +89,7 @@ export async function publishCheckRun(
   const [owner, repo] = splitRepository(run.repository);
   const conclusion = checkConclusion(worstSeverity(findings));
   const { title, summary } = checkRunOutput(run, findings, conclusion);
-  const annotations = findings.map(toAnnotation);
+  const annotations = annotatedFindings(findings).map(toAnnotation);
   const firstBatch = Math.min(annotations.length, maxAnnotationsPerRequest);
 
   let checkRunId = run.checkRunId;

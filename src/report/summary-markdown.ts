@@ -1,11 +1,19 @@
 import type { Severity } from '../analysis/analyze.ts';
+import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import type { CheckConclusion } from './check-conclusion.ts';
 
 /** Hidden marker that identifies Fixwright's summary comment among a pull request's comments. */
 export const summaryMarker = '<!-- fixwright:summary -->';
 
-/** Findings listed in the summary comment; the check run's annotations carry all of them. */
+/** Findings listed in the summary comment; the check run's annotations carry more. */
 export const maxCommentFindings = 30;
+
+/**
+ * Findings annotated on a run's check run: 20 requests. Octokit's throttling plugin (11.0.5)
+ * sends an installation's writes at least 1 s apart, so 30,000 findings would take the 10
+ * minutes a report job may run, and hold up every other write of the installation meanwhile.
+ */
+export const maxAnnotationsPerRun = 1000;
 
 /** GitHub rejects an issue comment whose body is longer than this many characters. */
 export const maxCommentLength = 65536;
@@ -19,10 +27,19 @@ export interface ReportedFinding {
   message: string;
 }
 
+/** Unchecked files named in the report; the rest are counted. */
+export const maxNamedUncheckedFiles = 10;
+
 export interface ReportedRun {
   repository: string;
   prNumber: number;
   headSha: string;
+  /** Paths of files whose added lines were not checked because GitHub sent no diff. */
+  uncheckedFiles?: readonly string[];
+  /** Changed files past the 3,000 that GitHub lists. */
+  unlistedFiles?: number;
+  /** Findings past the most severe 10,000 of the run, which were not stored. */
+  omittedFindings?: number;
 }
 
 const severityOrder: Severity[] = ['error', 'warning', 'notice'];
@@ -41,11 +58,34 @@ export function describeCounts(findings: readonly ReportedFinding[]): string {
 }
 
 /**
- * Makes text safe inside one markdown table cell. CommonMark ends a line at LF, CRLF and a lone
- * CR, and git allows a CR in file names, so each of them becomes a space.
+ * Replaces line breaks with spaces. Markdown ends a line at CR as well as LF, and git allows
+ * both in file names.
  */
+function singleLine(text: string): string {
+  return text.replace(/\r\n|\r|\n/g, ' ');
+}
+
+/** Longest path shown in the comment and summary, in code points; annotations keep it whole. */
+export const maxShownPathLength = 300;
+
+/**
+ * Shortens a path to `maxShownPathLength` by replacing its middle with `…`, so that 30 table
+ * rows and 10 named files of paths up to Linux's 4,096-byte PATH_MAX stay within GitHub's
+ * 65,536 characters of a comment.
+ */
+function shownPath(path: string): string {
+  const codePoints = Array.from(singleLine(path));
+  if (codePoints.length <= maxShownPathLength) {
+    return codePoints.join('');
+  }
+  const headLength = Math.floor(maxShownPathLength / 2);
+  const tailLength = maxShownPathLength - headLength - 1;
+  return `${codePoints.slice(0, headLength).join('')}…${codePoints.slice(-tailLength).join('')}`;
+}
+
+/** Makes text safe inside one markdown table cell. */
 function tableCell(text: string): string {
-  return text.replace(/\r\n|\r|\n/g, ' ').replace(/\|/g, '\\|');
+  return singleLine(text).replace(/\|/g, '\\|');
 }
 
 /**
@@ -63,7 +103,49 @@ function lineLabel(finding: ReportedFinding): string {
     finding.endLine > finding.startLine
       ? `${finding.startLine}-${finding.endLine}`
       : `${finding.startLine}`;
-  return `${codeSpan(tableCell(finding.path))}:${range}`;
+  return `${codeSpan(tableCell(shownPath(finding.path)))}:${range}`;
+}
+
+/** Formats a path for markdown: shortened, on one line, in a code span. */
+function markdownPath(path: string): string {
+  return codeSpan(shownPath(path));
+}
+
+/**
+ * Sentences on the files and findings that a run leaves out, or none. `formatPath` renders each
+ * named path: a markdown code span by default, plain text for HTML that escapes it.
+ */
+export function omissionNotes(
+  run: ReportedRun,
+  formatPath: (path: string) => string = markdownPath,
+): string[] {
+  const notes: string[] = [];
+  const unchecked = run.uncheckedFiles ?? [];
+  if (unchecked.length > 0) {
+    const named = unchecked.slice(0, maxNamedUncheckedFiles).map(formatPath);
+    const rest = unchecked.length - named.length;
+    const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
+    notes.push(
+      `GitHub sent no diff for ${formatCount(unchecked.length, 'file')} with added lines, so ` +
+        `${pickForm(unchecked.length, 'its', 'their')} added lines were not checked: ${list}.`,
+    );
+  }
+  const unlisted = run.unlistedFiles ?? 0;
+  if (unlisted > 0) {
+    notes.push(
+      'GitHub lists at most 3,000 files of a pull request, so the added lines of ' +
+        `${formatCount(unlisted, 'further file')} were not checked.`,
+    );
+  }
+  const omitted = run.omittedFindings ?? 0;
+  if (omitted > 0) {
+    notes.push(
+      'Fixwright keeps the 10,000 most severe findings of a run, so ' +
+        `${formatCount(omitted, 'further finding')} of the same or lower severity ` +
+        `${pickForm(omitted, 'is', 'are')} left out.`,
+    );
+  }
+  return notes;
 }
 
 const conclusionText: Record<CheckConclusion, string> = {
@@ -84,10 +166,20 @@ export function checkRunOutput(
   const lines = [
     `Fixwright checked the lines this pull request adds at \`${run.headSha.slice(0, 7)}\` ` +
       `and found ${counts}.`,
+    ...omissionNotes(run).flatMap((note) => ['', note]),
     '',
     conclusionText[conclusion],
   ];
-  if (findings.length > 0) {
+  if (findings.length > maxAnnotationsPerRun) {
+    lines.push(
+      '',
+      `The first ${maxAnnotationsPerRun.toLocaleString('en-US')} of the ` +
+        `${findings.length.toLocaleString('en-US')} findings, errors first, are annotated on ` +
+        "their lines, and the run's page on the Fixwright dashboard lists all of them. " +
+        '**Fix with AI** previews fixes for all of them, charged to the allowance of the user ' +
+        'who installed the app.',
+    );
+  } else if (findings.length > 0) {
     lines.push(
       '',
       'Each finding is annotated on its line. **Fix with AI** previews fixes for all of them, ' +
@@ -108,6 +200,7 @@ export function summaryCommentBody(
     '### Fixwright',
     '',
     `Found ${describeCounts(findings)} in the lines added up to \`${run.headSha.slice(0, 7)}\`.`,
+    ...omissionNotes(run).flatMap((note) => ['', note]),
   ];
   const footer = [
     '',
@@ -115,9 +208,13 @@ export function summaryCommentBody(
   ];
   if (findings.length > 0) {
     lines.push('', '| Severity | Location | Rule | Message |', '| --- | --- | --- | --- |');
-    const restLine = (rest: number) => `${plural(rest, 'more finding')} in the check run.`;
-    // Rows stop where the body would exceed GitHub's limit with the longest possible rest line.
-    // A pull request can add files with paths of thousands of characters.
+    const restLine = (rest: number) =>
+      findings.length > maxAnnotationsPerRun
+        ? `${plural(rest, 'more finding')} on the run's page of the Fixwright dashboard; the ` +
+          `check run annotates the first ${maxAnnotationsPerRun.toLocaleString('en-US')}, errors first.`
+        : `${plural(rest, 'more finding')} in the check run.`;
+    // Rows stop where the body would exceed GitHub's limit with the longest possible rest line,
+    // because finding messages have no length limit of their own.
     let length = [...lines, '', restLine(findings.length), ...footer].join('\n').length;
     let listed = 0;
     for (const finding of findings.slice(0, maxCommentFindings)) {

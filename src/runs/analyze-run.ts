@@ -1,5 +1,5 @@
 import { eq, sql } from 'drizzle-orm';
-import { analyzeChangedFiles } from '../analysis/analyze.ts';
+import { analyzeChangedFilesInTurns } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
@@ -10,6 +10,7 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
 import type { Logger } from '../logger.ts';
+import { fillMissingPatches } from './missing-patches.ts';
 
 /**
  * Findings per INSERT statement. Each row binds 10 parameters, and postgres.js 3.4 rejects a
@@ -73,7 +74,16 @@ export async function analyzeRun(
     return { status: 'skipped', findings: 0, files: 0 };
   }
   const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
-  const drafts = analyzeChangedFiles(files);
+  const target = { owner, repo, ref: run.headSha };
+  const { files: analyzedFiles, uncheckedPaths } = await fillMissingPatches(
+    octokit,
+    target,
+    files,
+    logger,
+  );
+  const { findings: drafts, omittedFindings } = await analyzeChangedFilesInTurns(analyzedFiles);
+  // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
+  const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
   await context.db.transaction(async (tx) => {
     await tx.delete(findings).where(eq(findings.runId, runId));
@@ -87,7 +97,14 @@ export async function analyzeRun(
     // A run superseded or cancelled while it was analyzed keeps that status and no report.
     const [completed] = await tx
       .update(prRuns)
-      .set({ status: 'completed', error: null, completedAt: new Date() })
+      .set({
+        status: 'completed',
+        error: null,
+        completedAt: new Date(),
+        uncheckedFiles: uncheckedPaths,
+        unlistedFiles,
+        omittedFindings,
+      })
       .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`)
       .returning({ id: prRuns.id });
     if (completed) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   analyzeChangedFiles,
+  analyzeChangedFilesInTurns,
   worstSeverity,
   type ChangedFile,
   type FindingDraft,
@@ -150,6 +151,40 @@ describe('analyzeChangedFiles', () => {
       'a/z.ts',
       'b.ts',
     ]);
+  });
+
+  it('yields to the event loop between files', async () => {
+    const files: ChangedFile[] = ['b.ts', 'a.ts'].map((filename) => ({
+      filename,
+      status: 'added',
+      patch: patchAdding(1, ['debugger;']),
+    }));
+    const events: string[] = [];
+    setImmediate(() => events.push('immediate'));
+
+    const result = await analyzeChangedFilesInTurns(files);
+    events.push('analyzed');
+
+    expect(events).toEqual(['immediate', 'analyzed']);
+    expect(result.findings).toEqual(analyzeChangedFiles(files));
+    expect(result.omittedFindings).toBe(0);
+  });
+
+  it('keeps the most severe findings past the limit', async () => {
+    const files: ChangedFile[] = [
+      { filename: 'a.ts', status: 'added', patch: patchAdding(1, ['// TODO: a', '// TODO: b']) },
+      { filename: 'b.ts', status: 'added', patch: patchAdding(1, ['debugger;', '// TODO: c']) },
+      { filename: 'c.ts', status: 'added', patch: patchAdding(1, [`const key = "${AWS_KEY}";`]) },
+    ];
+
+    const result = await analyzeChangedFilesInTurns(files, { maxFindings: 3 });
+
+    expect(summary(result.findings)).toEqual([
+      'a.ts:1 todo-comment',
+      'b.ts:1 debug/debugger',
+      'c.ts:1 secret/aws-access-key-id',
+    ]);
+    expect(result.omittedFindings).toBe(2);
   });
 
   it('returns nothing for a clean patch', () => {

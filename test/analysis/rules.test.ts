@@ -369,6 +369,13 @@ describe('todo-comment', () => {
     expect(findings[0]!.severity).toBe('notice');
   });
 
+  it('flags a marker after bare markers', () => {
+    const text = `${'TODO '.repeat(1000)}x; <!-- FIXME: later`;
+    const [finding] = findingsOf('todo-comment', 'a.html', addedFrom(1, [text]));
+    expect(finding?.message).toContain('FIXME');
+    expect(finding?.excerpt.endsWith('x; <!-- FIXME: later')).toBe(true);
+  });
+
   it('names the marker in the message', () => {
     const [finding] = findingsOf('todo-comment', 'a.py', addedFrom(1, ['# FIXME: off by one']));
     expect(finding?.message).toContain('FIXME');

@@ -155,6 +155,46 @@ describe('reportRun check run', () => {
     expect(stored!.checkRunAnnotations).toBe(120);
   });
 
+  it('annotates at most 1000 findings, errors first', async () => {
+    const run = await insertRun(setup.context, {
+      installationId: setup.installationId,
+      headSha: await newHeadSha(),
+      baseSha: setup.git.baseSha,
+    });
+    const notices = Array.from({ length: 1500 }, (_, index) => ({
+      path: 'src/app.ts',
+      line: index + 1,
+      severity: 'notice' as const,
+    }));
+    await insertFindings(setup.context, run.id, [
+      ...notices,
+      { path: 'src/app.ts', line: 2000, severity: 'error' },
+    ]);
+    const before = setup.fake.requests.length;
+
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    const sent = setup.fake.requests
+      .slice(before)
+      .filter((request) => checkRunsPath.test(request.path) && request.method !== 'GET');
+    expect(sent).toHaveLength(20);
+    const checkRun = setup.fake.checkRuns.find((candidate) => candidate.externalId === run.id)!;
+    expect(checkRun.annotations).toHaveLength(1000);
+    expect(checkRun.annotations[0]?.start_line).toBe(2000);
+    expect(checkRun.annotations[0]?.annotation_level).toBe('failure');
+    expect(checkRun.annotations.at(-1)?.start_line).toBe(999);
+    expect(checkRun.output.summary).toContain(
+      'The first 1,000 of the 1,501 findings, errors first, are annotated on their lines, ' +
+        "and the run's page on the Fixwright dashboard lists all of them.",
+    );
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.checkRunAnnotations).toBe(1000);
+    expect(setup.fake.issueComments.at(-1)!.body).toContain(
+      "1471 more findings on the run's page of the Fixwright dashboard; the check run " +
+        'annotates the first 1,000, errors first.',
+    );
+  }, 60_000);
+
   it('reuses an unrecorded check run on retry', async () => {
     const run = await completedRun(40);
     await reportRun(setup.context, run.id, setup.context.logger);

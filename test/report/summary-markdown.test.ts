@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  checkRunOutput,
   codeSpan,
   maxCommentLength,
   summaryCommentBody,
@@ -20,54 +21,99 @@ describe('codeSpan', () => {
   });
 });
 
-describe('summaryCommentBody', () => {
-  const run = { repository: 'octo/demo', prNumber: 1, headSha: 'b'.repeat(40) };
+describe('coverage notes', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
 
-  it('keeps a path with a lone CR in its row', () => {
-    // CommonMark ends a line at a lone CR too, so the rest of the path would start a new row.
-    const path = 'x\r| ![t](https://evil.example/t.png) @org/admins | x | x |\r.js';
-    const body = summaryCommentBody(
-      run,
-      [
-        {
-          path,
-          startLine: 2,
-          endLine: 2,
-          ruleId: 'debug/console-log',
-          severity: 'warning',
-          message: 'm',
-        },
-      ],
-      'https://github.example/checks/1',
+  it('names ten unchecked files and counts the rest', () => {
+    const uncheckedFiles = Array.from({ length: 12 }, (_, index) => `f${index}.ts`);
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles }, [], 'success');
+    const named = uncheckedFiles.slice(0, 10).map((path) => `\`${path}\``);
+    expect(summary).toContain(
+      'GitHub sent no diff for 12 files with added lines, so their added lines were not ' +
+        `checked: ${named.join(', ')} and 2 more files.`,
     );
-    const rows = body.split(/\r\n|\r|\n/).filter((line) => line.startsWith('| warning'));
-    expect(rows).toEqual([
-      String.raw`| warning | ${'`'}x \| ![t](https://evil.example/t.png) @org/admins \| x \| x \| ` +
-        String.raw`.js${'`'}:2 | ${'`'}debug/console-log${'`'} | m |`,
-    ]);
-    expect(body).not.toContain('\r');
+  });
+
+  it('counts unlisted files in the comment', () => {
+    const body = summaryCommentBody({ ...run, unlistedFiles: 1 }, [], 'https://x.test/c');
+    expect(body).toContain(
+      'GitHub lists at most 3,000 files of a pull request, so the added lines of 1 further ' +
+        'file were not checked.',
+    );
+  });
+
+  it('counts omitted findings', () => {
+    const { summary } = checkRunOutput({ ...run, omittedFindings: 2 }, [], 'success');
+    expect(summary).toContain(
+      'Fixwright keeps the 10,000 most severe findings of a run, so 2 further findings of the ' +
+        'same or lower severity are left out.',
+    );
+  });
+
+  it('adds no note when every file was checked', () => {
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles: [] }, [], 'success');
+    expect(summary).not.toContain('GitHub');
   });
 });
 
-describe('summaryCommentBody length', () => {
-  const run = { repository: 'octo/demo', prNumber: 1, headSha: 'b'.repeat(40) };
+describe('summaryCommentBody table', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
 
-  it('stays within GitHub comment limit', () => {
-    // Git puts no limit on path length, so 30 long paths would exceed 65,536 characters.
+  it('keeps a path with a carriage return in its row', () => {
+    const finding = {
+      path: 'src/a\r# Approved by the security team.ts',
+      startLine: 3,
+      endLine: 3,
+      ruleId: 'todo-comment',
+      severity: 'notice' as const,
+      message: 'A new TODO comment marks unfinished work.',
+    };
+    const body = summaryCommentBody(run, [finding], 'https://x.test/c');
+    expect(body).not.toContain('\r');
+    expect(body.split('\n')).toContain(
+      '| notice | `src/a # Approved by the security team.ts`:3 | `todo-comment` | ' +
+        'A new TODO comment marks unfinished work. |',
+    );
+  });
+});
+
+describe('summary length', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
+  const longPath = `src/${'deep/'.repeat(800)}config.ts`;
+
+  it('fits the comment limit with long paths', () => {
     const findings = Array.from({ length: 30 }, (_, index) => ({
-      path: `${'d/'.repeat(1250)}file${index}.ts`,
+      path: longPath,
+      startLine: index + 1,
+      endLine: index + 1,
+      ruleId: 'todo-comment',
+      severity: 'notice' as const,
+      message: 'A new TODO comment marks unfinished work.',
+    }));
+    const uncheckedFiles = Array.from({ length: 10 }, (_, index) => `${longPath}${index}`);
+    const body = summaryCommentBody({ ...run, uncheckedFiles }, findings, 'https://x.test/c');
+    expect(body.length).toBeLessThanOrEqual(65536);
+    expect(body).toContain(`\`src/deep/deep/`);
+    expect(body).toContain('…');
+    expect(body).toContain('deep/config.ts`:30');
+  });
+
+  it('fits the comment limit with long messages', () => {
+    const findings = Array.from({ length: 30 }, (_, index) => ({
+      path: `src/file${index}.ts`,
       startLine: 2,
       endLine: 2,
       ruleId: 'debug/console-log',
       severity: 'warning' as const,
-      message: 'm',
+      message: 'm'.repeat(3000),
     }));
-    const body = summaryCommentBody(run, findings, 'https://github.example/checks/1');
+    const body = summaryCommentBody(run, findings, 'https://x.test/c');
 
     expect(body.length).toBeLessThanOrEqual(maxCommentLength);
     const rows = body.split('\n').filter((line) => line.startsWith('| warning'));
-    expect(rows.length).toBe(25);
-    expect(body).toContain('\n\n5 more findings in the check run.\n');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.length).toBeLessThan(25);
+    expect(body).toContain(`\n\n${30 - rows.length} more findings in the check run.\n`);
     expect(body.endsWith('This comment is updated in place for every new commit.')).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import { count, eq } from 'drizzle-orm';
+import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, installations, prRuns } from '../../src/db/schema/index.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
@@ -87,6 +87,18 @@ describe('analyzeRun', () => {
     expect(rows[0]!.excerpt).toBe("console.log('ab');");
   });
 
+  it('counts files left out of the list', async () => {
+    const run = await createRun();
+    harness.fake.queueResponse({ method: 'GET', path: filesPattern, status: 200, body: [] });
+
+    const outcome = await analyzeRun(context, run.id, context.logger);
+
+    expect(outcome).toEqual({ status: 'completed', findings: 0, files: 0 });
+    const stored = await runById(run.id);
+    expect(stored.unlistedFiles).toBe(1);
+    expect(stored.uncheckedFiles).toEqual([]);
+  });
+
   it('stores 7000 findings of one run', async () => {
     const run = await createRun();
     const lines = Array.from({ length: 7000 }, (_, index) => `+console.log(${index});`);
@@ -101,6 +113,25 @@ describe('analyzeRun', () => {
       .from(findings)
       .where(eq(findings.runId, run.id));
     expect(stored!.value).toBe(7000);
+  });
+});
+
+describe('analyzeRun past the findings limit', () => {
+  it('stores 10000 findings and counts the rest', async () => {
+    const run = await createRun();
+    const lines = Array.from({ length: 10_005 }, (_, index) => `+console.log(${index});`);
+    lines[10_004] = `+const apiKey = "${secret}";`;
+    queueChangedFile('src/noisy.ts', ['@@ -0,0 +1,10005 @@', ...lines].join('\n'));
+
+    const outcome = await analyzeRun(context, run.id, context.logger);
+
+    expect(outcome).toEqual({ status: 'completed', findings: 10_000, files: 1 });
+    expect((await runById(run.id)).omittedFindings).toBe(5);
+    const [error] = await context.db
+      .select({ line: findings.startLine })
+      .from(findings)
+      .where(and(eq(findings.runId, run.id), eq(findings.severity, 'error')));
+    expect(error?.line).toBe(10_005);
   });
 });
 

@@ -209,6 +209,24 @@ describe('GET /api/runs/:runId', () => {
     ]);
   });
 
+  it('returns what the run left out', async () => {
+    await context.db
+      .update(prRuns)
+      .set({ uncheckedFiles: ['data/large.sql'], unlistedFiles: 2, omittedFindings: 3 })
+      .where(eq(prRuns.id, runId));
+    try {
+      const body = await (await call('owner', `/api/runs/${runId}`)).json();
+      expect(body.uncheckedFiles).toEqual(['data/large.sql']);
+      expect(body.unlistedFiles).toBe(2);
+      expect(body.omittedFindings).toBe(3);
+    } finally {
+      await context.db
+        .update(prRuns)
+        .set({ uncheckedFiles: [], unlistedFiles: 0, omittedFindings: 0 })
+        .where(eq(prRuns.id, runId));
+    }
+  });
+
   it('finds a run by its upper-case id', async () => {
     const response = await call('owner', `/api/runs/${runId.toUpperCase()}`);
     expect(response.status).toBe(200);

@@ -1,5 +1,6 @@
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
+import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createRunWithFindings, createSignedInUser, type SignedInUser } from '../helpers/web.ts';
@@ -63,6 +64,20 @@ describe('escaping of GitHub and model text', () => {
     expect(html).toContain(`Do not ${escapedScript}`);
     expect(html).toContain('src/&lt;img src=x onerror=alert(1)&gt;.ts');
     expect(html).toContain(`const x = &quot;${escapedScript}&quot;;`);
+  });
+
+  it('names unchecked files on the run page, escaped', async () => {
+    await context.db
+      .update(prRuns)
+      .set({ uncheckedFiles: [`data/${image}.sql`], omittedFindings: 4 })
+      .where(eq(prRuns.id, runId));
+    const html = await page(`/runs/${runId}`);
+    expect(html).not.toContain(image);
+    expect(html).toContain(
+      'GitHub sent no diff for 1 file with added lines, so its added lines were not checked: ' +
+        'data/&lt;img src=x onerror=alert(1)&gt;.sql.',
+    );
+    expect(html).toContain('so 4 further findings of the same or lower severity are left out.');
   });
 
   it('escapes diffs and errors on the preview page', async () => {

@@ -62,6 +62,15 @@ export const prRuns = pgTable(
     checkRunId: bigint({ mode: 'number' }),
     /** Annotations already sent to the check run; a retried report job sends only the rest. */
     checkRunAnnotations: integer().notNull().default(0),
+    /**
+     * Paths of changed files whose added lines were not checked, because GitHub sent no diff
+     * for them and their content could not be read in its place.
+     */
+    uncheckedFiles: text().array().notNull().default(sql`'{}'::text[]`),
+    /** Changed files that GitHub left out of the pull request's file list (it lists 3,000). */
+    unlistedFiles: integer().notNull().default(0),
+    /** Findings past the most severe 10,000 of the run, which were not stored. */
+    omittedFindings: integer().notNull().default(0),
     /** When the check run and summary comment were last posted. */
     reportedAt: timestamp({ withTimezone: true }),
     /** Reason the check run or summary comment could not be posted, or null after posting. */

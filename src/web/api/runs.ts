@@ -76,6 +76,9 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
     const rows = await listRunFindings(context.db, run.id);
     return c.json({
       ...runSummary(run),
+      uncheckedFiles: run.uncheckedFiles,
+      unlistedFiles: run.unlistedFiles,
+      omittedFindings: run.omittedFindings,
       findings: rows.map((finding) => ({
         id: finding.id,
         rule: finding.ruleId,

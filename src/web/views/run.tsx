@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
+import { omissionNotes } from '../../report/summary-markdown.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -47,6 +48,9 @@ export const RunPage: FC<{
       {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
       {run.error ? <p class="error">{run.error}</p> : null}
       {run.reportError ? <p class="error">{run.reportError}</p> : null}
+      {omissionNotes(run, (path) => path).map((note) => (
+        <p class="notice">{note}</p>
+      ))}
 
       <form method="post" action={action} hx-post={action} hx-target="#preview-progress">
         <CsrfField session={session} />

@@ -225,14 +225,30 @@ function splitPatches(output: Buffer): string[] {
   return text.split(/^diff --git /m).slice(1);
 }
 
-/** Returns a file's hunks without the `diff --git` header lines, as GitHub's `patch` field. */
+/**
+ * GitHub's repository limits page: "No single file's diff may exceed 20,000 lines that you can
+ * load or 500 KB of raw diff data", and most of those limits apply to the API too.
+ * NOTE: whether the API counts the limit on the hunks alone or with the file headers is unverified.
+ */
+export const maxFileDiffLines = 20_000;
+export const maxFileDiffBytes = 500 * 1024;
+
+/**
+ * Returns a file's hunks without the `diff --git` header lines, as GitHub's `patch` field, or
+ * null when there are none or they are over GitHub's diff limit for one file.
+ */
 function hunksOf(chunk: string): string | null {
   const start = chunk.indexOf('\n@@ ');
   if (start === -1) {
     return null;
   }
   const hunks = chunk.slice(start + 1);
-  return hunks.endsWith('\n') ? hunks.slice(0, -1) : hunks;
+  const patch = hunks.endsWith('\n') ? hunks.slice(0, -1) : hunks;
+  const lineCount = patch.split('\n').length;
+  if (lineCount > maxFileDiffLines || Buffer.byteLength(patch) > maxFileDiffBytes) {
+    return null;
+  }
+  return patch;
 }
 
 /**

@@ -1,0 +1,1 @@
+ALTER TABLE "pr_runs" ADD COLUMN "omitted_findings" integer DEFAULT 0 NOT NULL;

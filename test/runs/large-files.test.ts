@@ -1,0 +1,110 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findings, prRuns } from '../../src/db/schema/index.ts';
+import { reportRun } from '../../src/report/report-run.ts';
+import { listPullRequestFiles } from '../../src/github/pull-files.ts';
+import { analyzeRun } from '../../src/runs/analyze-run.ts';
+import { fillMissingPatches } from '../../src/runs/missing-patches.ts';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertRun,
+  owner,
+  prNumber,
+  repo,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+// GitHub sends no `patch` for a file whose diff is over 20,000 lines; the fake does the same.
+const lineCount = 25_000;
+const secretLine = 'export const apiKey = "k3yV4lu3Zq8w7e6r5t";';
+
+function numberedLines(prefix: string): string {
+  const lines = Array.from({ length: lineCount }, (_, index) => `${prefix}${index} = ${index};`);
+  return `${lines.join('\n')}\n`;
+}
+
+let setup: GitHubTestContext;
+let runId: string;
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'src/table.ts': 'export {};\n' },
+    head: {
+      'data/seed.ts': `${numberedLines('export const seed')}${secretLine}\n`,
+      'src/table.ts': `export {};\n${numberedLines('export const row')}`,
+      'logo.png': Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]),
+    },
+  });
+  await insertInstallation(setup.context, { id: setup.installationId });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+    status: 'queued',
+  });
+  runId = run.id;
+  await analyzeRun(setup.context, runId, setup.context.logger);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+async function storedRun() {
+  const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  return stored!;
+}
+
+describe('analyzeRun of files without a patch', () => {
+  it('gets no patch for files over the diff limit', async () => {
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const { data } = await octokit.rest.pulls.listFiles({ owner, repo, pull_number: prNumber });
+    const byName = new Map(data.map((file) => [file.filename, file]));
+    expect(byName.get('data/seed.ts')?.patch).toBeUndefined();
+    expect(byName.get('data/seed.ts')?.additions).toBe(lineCount + 1);
+    expect(byName.get('src/table.ts')?.patch).toBeUndefined();
+    expect(byName.get('logo.png')?.patch).toBeUndefined();
+    expect(byName.get('logo.png')?.additions).toBe(0);
+  });
+
+  it('checks the content of an added file', async () => {
+    const rows = await setup.context.db.select().from(findings).where(eq(findings.runId, runId));
+    expect(rows.map((row) => [row.path, row.startLine, row.ruleId])).toEqual([
+      ['data/seed.ts', lineCount + 1, 'secret/hardcoded-credential'],
+    ]);
+  });
+
+  it('stores the modified file as unchecked', async () => {
+    const run = await storedRun();
+    expect(run.status).toBe('completed');
+    expect(run.uncheckedFiles).toEqual(['src/table.ts']);
+    expect(run.unlistedFiles).toBe(0);
+  });
+
+  it('names unchecked files in the report', async () => {
+    await reportRun(setup.context, runId, setup.context.logger);
+
+    const checkRun = setup.fake.checkRuns.find((candidate) => candidate.externalId === runId)!;
+    const note =
+      'GitHub sent no diff for 1 file with added lines, so its added lines were not ' +
+      'checked: `src/table.ts`.';
+    expect(checkRun.output.summary).toContain(note);
+    const comment = setup.fake.issueComments.at(-1)!;
+    expect(comment.body).toContain(note);
+  });
+
+  it('stops reading added files past the byte limit', async () => {
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: prNumber });
+    const target = { owner, repo, ref: setup.git.headSha };
+
+    const completed = await fillMissingPatches(octokit, target, files, setup.context.logger, {
+      maxTotalBytes: 100_000,
+    });
+
+    expect(completed.uncheckedPaths).toEqual(['data/seed.ts', 'src/table.ts']);
+    const seed = completed.files.find((file) => file.filename === 'data/seed.ts');
+    expect(seed?.patch).toBeNull();
+  });
+});
