@@ -1,6 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
-import postgres, { type Sql } from 'postgres';
+import postgres, { type PostgresType, type Sql } from 'postgres';
 import * as schema from './schema/index.ts';
+import { parseTextArray, serializeTextArray, textArrayOid } from './arrays.ts';
 
 export type Database = PostgresJsDatabase<typeof schema>;
 export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -11,14 +12,26 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
+const textArrayType: PostgresType<(string | null)[]> = {
+  to: textArrayOid,
+  from: [textArrayOid],
+  parse: parseTextArray,
+  serialize: serializeTextArray,
+};
+
 /**
  * Options that every postgres.js client of Fixwright starts from. `fetch_types: false` skips the
  * array-type query that postgres.js 3.4.9 sends first on each new connection and whose rejection
  * it leaves unhandled (fetchArrayTypes() in src/connection.js). Without it, a session that
  * PostgreSQL ends at that moment (a restart, pg_terminate_backend) or that closeOnAbort closes
- * would end the process. Drizzle converts the one array column, text[], itself.
+ * would end the process. Without the array types postgres.js returns arrays as text, so
+ * `text[]`, the type of Fixwright's array columns, gets a parser of its own here.
  */
-export const baseClientOptions = { fetch_types: false, onnotice: () => {} } as const;
+export const baseClientOptions = {
+  fetch_types: false,
+  onnotice: () => {},
+  types: { textArray: textArrayType },
+} as const;
 
 /** Opens a postgres.js pool with drizzle on top. */
 export function connectDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {

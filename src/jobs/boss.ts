@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import PgBoss from 'pg-boss';
+import { arrayLiteral, isPlainObject } from '../db/arrays.ts';
 import type { Transaction } from '../db/client.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
@@ -178,33 +179,4 @@ function toParameter(value: unknown): unknown {
   if (Array.isArray(value)) return arrayLiteral(value);
   if (isPlainObject(value)) return JSON.stringify(value);
   return value;
-}
-
-function isPlainObject(value: unknown): value is object {
-  return (
-    value !== null &&
-    typeof value === 'object' &&
-    !(value instanceof Date) &&
-    !Buffer.isBuffer(value) &&
-    !Array.isArray(value)
-  );
-}
-
-/**
- * Returns a PostgreSQL array literal such as `{"a","b\\"c",NULL}`, which PostgreSQL casts to
- * the array type that the query expects. Every element is quoted, with `"` and `\` escaped.
- */
-export function arrayLiteral(values: unknown[]): string {
-  const elements = values.map((value) => {
-    if (value === null || value === undefined) return 'NULL';
-    if (Array.isArray(value)) return arrayLiteral(value);
-    return '"' + elementText(value).replace(/[\\"]/g, (character) => '\\' + character) + '"';
-  });
-  return '{' + elements.join(',') + '}';
-}
-
-function elementText(value: unknown): string {
-  if (value instanceof Date) return value.toISOString();
-  if (isPlainObject(value)) return JSON.stringify(value);
-  return String(value);
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { arrayLiteral, transactionDb } from '../../src/jobs/boss.ts';
+import { arrayLiteral } from '../../src/db/arrays.ts';
+import { transactionDb } from '../../src/jobs/boss.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
 let context: TestContext;

@@ -227,6 +227,18 @@ describe('GET /api/runs/:runId', () => {
     }
   });
 
+  it('returns unchecked paths as stored', async () => {
+    // PostgreSQL quotes these elements in its text[] output and escapes `\\` and `"` in them.
+    const paths = ['dir\\name.ts', 'ends-in\\', 'say "hi".ts', 'a,b{c}.ts', 'NULL', ' spaced ', ''];
+    await context.db.update(prRuns).set({ uncheckedFiles: paths }).where(eq(prRuns.id, runId));
+    try {
+      const body = await (await call('owner', `/api/runs/${runId}`)).json();
+      expect(body.uncheckedFiles).toEqual(paths);
+    } finally {
+      await context.db.update(prRuns).set({ uncheckedFiles: [] }).where(eq(prRuns.id, runId));
+    }
+  });
+
   it('finds a run by its upper-case id', async () => {
     const response = await call('owner', `/api/runs/${runId.toUpperCase()}`);
     expect(response.status).toBe(200);
