@@ -11,7 +11,7 @@ const ThrottledOctokit = Octokit.plugin(retry, throttling);
 export const maxRateLimitWaitSeconds = 60;
 /** Retries of one request after a rate limit response. */
 export const maxRateLimitRetries = 2;
-/** Time limit of one GitHub REST request, body included, unless the options set another. */
+/** Longest wait for the response or the next part of its body, unless the options set another. */
 export const defaultRequestTimeoutMs = 30_000;
 
 export interface GitHubAppOptions {
@@ -21,7 +21,7 @@ export interface GitHubAppOptions {
   /** REST API base URL, e.g. `https://api.github.com` or `https://ghe.example/api/v3`. */
   baseUrl: string;
   logger: Logger;
-  /** Time limit of one GitHub request; `defaultRequestTimeoutMs` when unset. */
+  /** Longest wait for data of one GitHub request; `defaultRequestTimeoutMs` when unset. */
   requestTimeoutMs?: number;
 }
 
@@ -128,25 +128,55 @@ function rateLimitHandlers(logger: Logger) {
   return { onRateLimit: decide('primary'), onSecondaryRateLimit: decide('secondary') };
 }
 
+/** Statuses whose response has no body; the Response constructor rejects a body for them. */
+const nullBodyStatuses = new Set([204, 205, 304]);
+
 /**
- * Returns a fetch for Octokit that fails a request with no response within `timeoutMs`.
- * Octokit sets no time limit of its own, so a connection that stalls would hold a job until
- * pg-boss expires it. Octokit reports the error as a RequestError with status 500, which the
- * retry plugin retries like other server errors.
+ * Returns a fetch for Octokit that fails a request when no data arrives for `timeoutMs`:
+ * neither the response headers nor, after them, the next part of the body. Octokit sets no time
+ * limit of its own, so a connection that stalls would hold a job until pg-boss expires it. The
+ * body is read here, so a slow but steady download is not cut, and a stall fails the request:
+ * Octokit 10 (`getResponseData`) would turn a body that breaks off into empty data. Octokit
+ * reports the error as a RequestError with status 500, which the retry plugin retries like
+ * other server errors.
  */
 function timedFetch(timeoutMs: number): typeof fetch {
   return async (input, init) => {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    const idle = new AbortController();
+    let timer = setTimeout(() => idle.abort(), timeoutMs);
+    const restartTimer = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), timeoutMs);
+    };
+    const signal = init?.signal ? AbortSignal.any([init.signal, idle.signal]) : idle.signal;
     try {
-      return await fetch(input, { ...init, signal });
+      const response = await fetch(input, { ...init, signal });
+      if (response.body === null) return response;
+      restartTimer();
+      const chunks: Uint8Array[] = [];
+      const reader = response.body.getReader();
+      for (let read = await reader.read(); !read.done; read = await reader.read()) {
+        chunks.push(read.value);
+        restartTimer();
+      }
+      const body = nullBodyStatuses.has(response.status) ? null : Buffer.concat(chunks);
+      const buffered = new Response(body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+      });
+      // Octokit reports the URL of the response, which is the last one after redirects.
+      Object.defineProperty(buffered, 'url', { value: response.url });
+      return buffered;
     } catch (error) {
-      if (!timeout.aborted) throw error;
+      if (!idle.signal.aborted) throw error;
       const { method = 'GET' } = init ?? {};
       throw new Error(
         `GitHub request ${method} ${redactSecrets(String(input))} timed out after ` +
           `${timeoutMs / 1000} s; check that GITHUB_API_URL is reachable from this host.`,
       );
+    } finally {
+      clearTimeout(timer);
     }
   };
 }

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGitHubApp, redactSecrets } from '../../src/github/app.ts';
 import { RequestError } from '@octokit/request-error';
@@ -181,6 +183,84 @@ describe('request time limit', () => {
         'timed out after 0.3 s; check that GITHUB_API_URL is reachable from this host.',
     );
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+/**
+ * Starts a server on 127.0.0.1 that answers every request at once with status 200 and the
+ * headers of a JSON body, then writes `chunks` of that body `delayMs` apart and ends it unless
+ * `stall` is set.
+ */
+async function startDripServer(chunks: string[], delayMs: number, options: { stall?: boolean } = {}) {
+  const timers = new Set<NodeJS.Timeout>();
+  const server = http.createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+    response.flushHeaders();
+    const write = (index: number) => {
+      if (index === chunks.length) {
+        if (!options.stall) response.end();
+        return;
+      }
+      response.write(chunks[index]);
+      const timer = setTimeout(() => write(index + 1), delayMs);
+      timers.add(timer);
+    };
+    write(0);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      for (const timer of timers) clearTimeout(timer);
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('request time limit on bodies', () => {
+  const body = JSON.stringify({ id: 1, slug: 'fixwright', name: 'Fixwright', owner: { login: 'octo' } });
+  const chunks = [body.slice(0, 10), body.slice(10, 20), body.slice(20, 30), body.slice(30)];
+
+  function appOctokit(baseUrl: string) {
+    return createGitHubApp({
+      appId,
+      privateKey: harness.privateKeyPem,
+      baseUrl,
+      logger: createLogger('silent'),
+      requestTimeoutMs: 300,
+    }).appOctokit();
+  }
+
+  it('reads a body that outlasts the limit', async () => {
+    // Each chunk arrives within the limit, but the whole body takes 4 x 200 ms.
+    const server = await startDripServer(chunks, 200);
+    try {
+      const response = await appOctokit(server.url).request('GET /app', { request: { retries: 0 } });
+      expect(response.data).toEqual(JSON.parse(body));
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('fails a body that stalls', async () => {
+    const server = await startDripServer(chunks.slice(0, 2), 50, { stall: true });
+    try {
+      const error = await appOctokit(server.url)
+        .request('GET /app', { request: { retries: 0 } })
+        .then(
+          (response) => response,
+          (reason: unknown) => reason,
+        );
+      expect(error).toBeInstanceOf(RequestError);
+      expect((error as RequestError).status).toBe(500);
+      expect((error as RequestError).message).toBe(
+        `GitHub request GET ${server.url}/app timed out after 0.3 s; check that GITHUB_API_URL ` +
+          'is reachable from this host.',
+      );
+    } finally {
+      await server.close();
+    }
   });
 });
 
