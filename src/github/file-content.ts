@@ -19,6 +19,8 @@ export class FileReadError extends Error {
     readonly reason: FileReadErrorReason,
     readonly path: string,
     message: string,
+    /** Bytes downloaded before the file was rejected: its size for binary data, else 0. */
+    readonly bytesRead = 0,
   ) {
     super(message);
     this.name = 'FileReadError';
@@ -113,7 +115,8 @@ export async function readFileAtRef(
     );
   }
   if (isBinary(bytes)) {
-    throw new FileReadError('binary', path, `${path} at ${ref} is binary (contains a NUL byte)`);
+    const message = `${path} at ${ref} is binary (contains a NUL byte)`;
+    throw new FileReadError('binary', path, message, bytes.length);
   }
 
   let text: string;
@@ -121,7 +124,7 @@ export async function readFileAtRef(
     text = utf8.decode(bytes);
   } catch {
     // Text that is not UTF-8 could not be written back unchanged, so it counts as binary.
-    throw new FileReadError('binary', path, `${path} at ${ref} is not valid UTF-8`);
+    throw new FileReadError('binary', path, `${path} at ${ref} is not valid UTF-8`, bytes.length);
   }
   return { text, blobSha: data.sha, size: bytes.length };
 }

@@ -10,6 +10,7 @@ export const maxAddedFileBytes = 5_000_000;
 /**
  * Limit on the bytes of all added files read for one run, so a pull request that adds thousands
  * of large files neither keeps them all in memory nor uses up the installation's rate limit.
+ * Files read and then rejected as binary or not UTF-8 count too.
  */
 export const maxAddedBytesPerRun = 50_000_000;
 
@@ -58,9 +59,9 @@ export async function fillMissingPatches(
     let patch: string | null = null;
     if (file.status === 'added' && bytesLeft > 0) {
       const maxBytes = Math.min(maxAddedFileBytes, bytesLeft);
-      const content = await readAddedFile(octokit, { ...target, maxBytes }, file, logger);
+      const { content, bytesRead } = await readAddedFile(octokit, { ...target, maxBytes }, file, logger);
+      bytesLeft -= bytesRead;
       if (content !== null) {
-        bytesLeft -= content.size;
         patch = additionPatch(content.text);
       }
     }
@@ -77,16 +78,18 @@ async function readAddedFile(
   target: { owner: string; repo: string; ref: string; maxBytes: number },
   file: PullRequestFile,
   logger: Logger,
-): Promise<RepositoryFile | null> {
+): Promise<{ content: RepositoryFile | null; bytesRead: number }> {
   try {
-    return await readFileAtRef(octokit, { ...target, path: file.filename });
+    const content = await readFileAtRef(octokit, { ...target, path: file.filename });
+    return { content, bytesRead: content?.size ?? 0 };
   } catch (error) {
     if (error instanceof FileReadError) {
       logger.info(
         { event: 'analyze.file_unreadable', path: file.filename, reason: error.reason },
         'added file without a patch could not be read; its lines stay unchecked',
       );
-      return null;
+      // A file rejected as binary or not UTF-8 was downloaded all the same.
+      return { content: null, bytesRead: error.bytesRead };
     }
     throw error;
   }
