@@ -41,7 +41,8 @@ describe('parseTextArray', () => {
   });
 
   it('parses quoted, unquoted and NULL elements', () => {
-    expect(parseTextArray('{a,"b\\\\c","d\\"e",NULL,"NULL",""}')).toEqual(['a', 'b\\c', 'd"e', null, 'NULL', '']);
+    const parsed = parseTextArray('{a,"b\\\\c","d\\"e",NULL,"NULL",""}');
+    expect(parsed).toEqual(['a', 'b\\c', 'd"e', null, 'NULL', '']);
   });
 
   it('skips a dimension before the brace', () => {
