@@ -238,6 +238,7 @@ describe('request time limit on bodies', () => {
     try {
       const response = await appOctokit(server.url).request('GET /app', { request: { retries: 0 } });
       expect(response.data).toEqual(JSON.parse(body));
+      expect(response.url).toBe(`${server.url}/app`);
     } finally {
       await server.close();
     }
