@@ -24,7 +24,8 @@ const nameChangingActions = new Set(['renamed', 'transferred']);
  * same repository.
  *
  * NOTE: The events carry no time to order them by, so two renames delivered out of order leave
- * the older name until the next rename.
+ * the older name until the next rename. So does a run created from a pull_request event that
+ * GitHub sent before the rename but delivered after it, because that payload has the old name.
  */
 export async function handleRepositoryEvent(
   tx: Transaction,
