@@ -11,7 +11,7 @@ const ThrottledOctokit = Octokit.plugin(retry, throttling);
 export const maxRateLimitWaitSeconds = 60;
 /** Retries of one request after a rate limit response. */
 export const maxRateLimitRetries = 2;
-/** Longest wait for the response or the next part of its body, unless the options set another. */
+/** Maximum wait for the response or the next part of its body, unless the options set another. */
 export const defaultRequestTimeoutMs = 30_000;
 
 export interface GitHubAppOptions {
@@ -21,7 +21,7 @@ export interface GitHubAppOptions {
   /** REST API base URL, e.g. `https://api.github.com` or `https://ghe.example/api/v3`. */
   baseUrl: string;
   logger: Logger;
-  /** Longest wait for data of one GitHub request; `defaultRequestTimeoutMs` when unset. */
+  /** Maximum wait for data of one GitHub request; `defaultRequestTimeoutMs` when unset. */
   requestTimeoutMs?: number;
 }
 
