@@ -4,7 +4,7 @@ import { rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
-import { parseCommandOptions } from './parse-options.ts';
+import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
 /**
@@ -18,8 +18,8 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand)}: use rotate.`);
   }
   const { values } = parseCommandOptions('keys rotate', rest, { 'batch-size': { type: 'string' } });
-  const batchSize = Number(values['batch-size'] ?? 100);
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+  const batchSize = parseDecimal(values['batch-size'] ?? '100');
+  if (batchSize === null || batchSize < 1 || batchSize > 10_000) {
     throw new CommandError(
       `Invalid --batch-size ${JSON.stringify(values['batch-size'])}: use a whole number from 1 to 10000.`,
     );

@@ -21,3 +21,11 @@ export function parseCommandOptions<T extends OptionsConfig>(command: string, ar
   }
   return { values, suppliedOptions };
 }
+
+/**
+ * Parses a whole number written in decimal digits, or returns null. Number() alone would also
+ * take `1e3`, `0x10`, `0b1`, spaces and an empty string.
+ */
+export function parseDecimal(text: string): number | null {
+  return /^[0-9]+$/.test(text) ? Number(text) : null;
+}

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/env.ts';
 import { CommandError } from './command-error.ts';
 import { checkEventName } from './event-names.ts';
-import { parseCommandOptions } from './parse-options.ts';
+import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 
 /** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
 const webhookPath = '/webhooks/github';
@@ -20,8 +20,8 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
     delivery: { type: 'string' },
     timeout: { type: 'string', default: '30' },
   });
-  const timeoutSeconds = Number(values.timeout);
-  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 600) {
+  const timeoutSeconds = parseDecimal(values.timeout);
+  if (timeoutSeconds === null || timeoutSeconds < 1 || timeoutSeconds > 600) {
     throw new CommandError(
       `Invalid --timeout ${JSON.stringify(values.timeout)}: expected whole seconds from 1 to 600.`,
     );

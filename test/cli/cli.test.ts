@@ -219,6 +219,14 @@ describe('fixwright usage errors', () => {
       'Repeated option --event for receive: give it once.',
     ],
     [['start', '--role', 'web', '--role', 'worker'], 'Repeated option --role for start: give it once.'],
+    [
+      ['keys', 'rotate', '--batch-size', '1e3'],
+      'Invalid --batch-size "1e3": use a whole number from 1 to 10000.',
+    ],
+    [
+      ['receive', '--event', 'ping', '--payload', 'x.json', '--timeout', '0x10'],
+      'Invalid --timeout "0x10": expected whole seconds from 1 to 600.',
+    ],
   ];
   for (const [args, message] of cases) {
     it(`exits 2 for "${args.join(' ')}"`, async () => {
