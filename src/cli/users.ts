@@ -4,7 +4,7 @@ import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
-import { mintApiToken } from '../users/api-tokens.ts';
+import { mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
@@ -85,7 +85,12 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
       const user = await findOrCreateUser(db, login, config);
-      const { token } = await mintApiToken(db, user.id, values.name ?? 'command line');
+      const { token } = await mintApiToken(db, user.id, values.name ?? 'command line').catch(
+        (error) => {
+          if (error instanceof TokenLimitError) throw new CommandFailedError(error.message);
+          throw error;
+        },
+      );
       if (user.created) {
         console.error(
           `Created user ${user.login}; their installations link to it on the next installation event.`,

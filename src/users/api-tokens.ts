@@ -10,18 +10,48 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-/** Creates a token for the user and returns it; only its hash is stored. */
+/** Live personal access tokens one user may have at once. */
+export const maxLiveTokensPerUser = 100;
+
+/** Error for a token that would take a user past `maxLiveTokensPerUser`. */
+export class TokenLimitError extends Error {
+  override name = 'TokenLimitError';
+}
+
+/**
+ * Creates a token for the user and returns it; only its hash is stored. Raises TokenLimitError
+ * when the user already has `maxLiveTokensPerUser` live tokens. The count and the insert run
+ * under the user's row lock, so tokens created at once cannot pass the limit either.
+ */
 export async function mintApiToken(
   db: Database,
   userId: string,
   name: string,
 ): Promise<{ id: string; token: string }> {
   const token = tokenPrefix + randomBytes(32).toString('base64url');
-  const [row] = await db
-    .insert(apiTokens)
-    .values({ userId, name, tokenHash: hashToken(token), lastFour: token.slice(-4) })
-    .returning({ id: apiTokens.id });
-  return { id: row!.id, token };
+  const id = await db.transaction(async (tx) => {
+    const [owner] = await tx
+      .select({ login: users.login })
+      .from(users)
+      .where(eq(users.id, userId))
+      .for('update');
+    const [live] = await tx
+      .select({ count: sql<number>`count(*)::int` })
+      .from(apiTokens)
+      .where(and(eq(apiTokens.userId, userId), isNull(apiTokens.revokedAt)));
+    if ((live?.count ?? 0) >= maxLiveTokensPerUser) {
+      throw new TokenLimitError(
+        `${owner?.login ?? 'This user'} already has ${maxLiveTokensPerUser} live personal access ` +
+          'tokens, the maximum; revoke one on the tokens page of the dashboard, then create the new one.',
+      );
+    }
+    const [row] = await tx
+      .insert(apiTokens)
+      .values({ userId, name, tokenHash: hashToken(token), lastFour: token.slice(-4) })
+      .returning({ id: apiTokens.id });
+    return row!.id;
+  });
+  return { id, token };
 }
 
 export interface TokenOwner {

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { users } from '../../src/db/schema/index.ts';
+import { apiTokens, users } from '../../src/db/schema/index.ts';
+import { maxLiveTokensPerUser } from '../../src/users/api-tokens.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { runCliToExit } from '../helpers/process.ts';
 import { serveTestApp } from '../helpers/web.ts';
@@ -302,6 +303,29 @@ describe('fixwright users', () => {
     expect(result.stderr).toBe(
       'User "nobody-here" not found. Users appear when they install the app, or create one ' +
         'with "fixwright users token --login nobody-here".\n',
+    );
+    expect(result.stdout).toBe('');
+  });
+
+  it('exits 1 past the token limit', async () => {
+    const [user] = await context.db.insert(users).values({ login: 'many-tokens' }).returning();
+    await context.db.insert(apiTokens).values(
+      Array.from({ length: maxLiveTokensPerUser }, (_, index) => ({
+        userId: user!.id,
+        name: `t${index}`,
+        tokenHash: `cli-hash-${index}`,
+        lastFour: '0000',
+      })),
+    );
+
+    const result = await runFixwright(['users', 'token', '--login', 'many-tokens'], {
+      DATABASE_URL: context.database.url,
+    });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'many-tokens already has 100 live personal access tokens, the maximum; revoke one on the ' +
+        'tokens page of the dashboard, then create the new one.\n',
     );
     expect(result.stdout).toBe('');
   });

@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findTokenOwner } from '../../src/users/api-tokens.ts';
-import { listApiTokens } from '../../src/users/api-tokens.ts';
+import { apiTokens } from '../../src/db/schema/index.ts';
+import {
+  findTokenOwner,
+  listApiTokens,
+  maxLiveTokensPerUser,
+} from '../../src/users/api-tokens.ts';
 import { createApp, maxFormBodyBytes } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
@@ -115,5 +119,45 @@ describe('dashboard form body limit', () => {
     const names = (await listApiTokens(context.db, user.userId)).map((token) => token.name);
     expect(names).not.toContain('streamed');
     expect(names).not.toContain('declared');
+  });
+});
+
+describe('token limit', () => {
+  it('rejects a token past the limit', async () => {
+    const crowded = await createSignedInUser(context.db, { login: 'token-crowd' });
+    await context.db.insert(apiTokens).values(
+      Array.from({ length: maxLiveTokensPerUser - 1 }, (_, index) => ({
+        userId: crowded.userId,
+        name: `t${index}`,
+        tokenHash: `hash-${crowded.userId}-${index}`,
+        lastFour: '0000',
+      })),
+    );
+    // One revoked token does not count.
+    await context.db.insert(apiTokens).values({
+      userId: crowded.userId,
+      name: 'old',
+      tokenHash: `hash-${crowded.userId}-revoked`,
+      lastFour: '0000',
+      revokedAt: new Date(),
+    });
+    const send = (name: string) =>
+      app.request('/tokens', {
+        method: 'POST',
+        headers: formHeaders(crowded),
+        body: formBody({ _csrf: crowded.csrfToken, name }),
+      });
+
+    // Two at once: the row lock lets exactly one of them take the last place.
+    const statuses = (await Promise.all([send('last-a'), send('last-b')])).map((r) => r.status);
+    const rejected = await send('one too many');
+
+    expect(statuses.sort()).toEqual([200, 409]);
+    expect(rejected.status).toBe(409);
+    expect(await rejected.text()).toContain(
+      'token-crowd already has 100 live personal access tokens, the maximum; revoke one on the ' +
+        'tokens page of the dashboard, then create the new one.',
+    );
+    expect(await listApiTokens(context.db, crowded.userId)).toHaveLength(maxLiveTokensPerUser);
   });
 });

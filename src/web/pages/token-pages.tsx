@@ -1,7 +1,12 @@
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
-import { listApiTokens, mintApiToken, revokeApiToken } from '../../users/api-tokens.ts';
+import {
+  listApiTokens,
+  mintApiToken,
+  revokeApiToken,
+  TokenLimitError,
+} from '../../users/api-tokens.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
@@ -26,7 +31,10 @@ export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables
     if (name === '' || name.length > maxNameLength) {
       throw new AppError('bad_request', `Invalid token name: give 1 to ${maxNameLength} characters.`);
     }
-    const { id, token } = await mintApiToken(context.db, c.var.user.id, name);
+    const { id, token } = await mintApiToken(context.db, c.var.user.id, name).catch((error) => {
+      if (error instanceof TokenLimitError) throw new AppError('conflict', error.message);
+      throw error;
+    });
     context.logger.info(
       { event: 'api_token.created', requestId: c.get('requestId'), userId: c.var.user.id, tokenId: id },
       'personal access token created',
