@@ -1,9 +1,9 @@
 /**
  * Measures the built-in rules on large pull request files, in this process and without a
- * database: one long added line of many `TODO` words with no comment before them, one added
- * file of many short lines, many added files, analyzed at once and file by file in turns, and
- * 1,000 files of 300 lines with two findings on each line, which measures the heap that the
- * kept findings take.
+ * database. The cases are one long added line of many `TODO` words with no comment before
+ * them, one added file of many short lines, and many added files, analyzed at once and then
+ * file by file in turns. A last case of 1,000 files of 300 lines, with two findings on each
+ * line, measures the heap that the kept findings take.
  *
  * Run: node --expose-gc --import tsx bench/analysis.ts [--line-kb 200] [--lines 100000]
  * [--files 3000] [--rounds 3] (`--help` explains them). Without --expose-gc the heap growth of the

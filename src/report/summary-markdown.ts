@@ -65,7 +65,10 @@ function singleLine(text: string): string {
   return text.replace(/\r\n|\r|\n/g, ' ');
 }
 
-/** Longest path shown in the comment and summary, in code points; annotations keep it whole. */
+/**
+ * Maximum length, in code points, of a path in the comment and summary. Annotations keep the
+ * whole path.
+ */
 export const maxShownPathLength = 300;
 
 /**

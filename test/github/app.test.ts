@@ -187,9 +187,9 @@ describe('request time limit', () => {
 });
 
 /**
- * Starts a server on 127.0.0.1 that answers every request at once with status 200 and the
- * headers of a JSON body, then writes `chunks` of that body `delayMs` apart and ends it unless
- * `stall` is set.
+ * Starts a server on 127.0.0.1 that responds to every request at once with status 200 and the
+ * headers of a JSON body. It then writes `chunks` of that body `delayMs` apart, and ends the
+ * body unless `stall` is set.
  */
 async function startDripServer(chunks: string[], delayMs: number, options: { stall?: boolean } = {}) {
   const timers = new Set<NodeJS.Timeout>();

@@ -327,7 +327,7 @@ describe('previews with own keys', () => {
 
   it('turns to own keys when a reservation fails', async () => {
     // 750 tokens pass the pre-check (minimumCallTokens, 740) but not a call's reservation,
-    // whose prompt holds the findings and the file as well.
+    // whose prompt contains the findings and the file as well.
     expect(minimumCallTokens).toBeLessThanOrEqual(750);
     const user = await newUser({ tokenLimit: 1000, tokensUsed: 250 });
     const key = newKey('gemini');
