@@ -342,6 +342,26 @@ describe('fake contents endpoint', () => {
   });
 });
 
+/** Adds pull request `number` with the head of pull request 3, changed by `fields`. */
+function addPullRequest(number: number, fields: { headOwner?: string; headRepo?: string } = {}) {
+  fake.addPullRequest({
+    owner,
+    repo,
+    number,
+    baseSha: repository.baseSha,
+    headSha: repository.headSha,
+    headRef: 'feature',
+    title: `Pull request ${number}`,
+    ...fields,
+  });
+}
+
+async function readPullRequest(number: number): Promise<Record<string, any>> {
+  const response = await get(`/repos/${owner}/${repo}/pulls/${number}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as Record<string, any>;
+}
+
 describe('fake pull request endpoints', () => {
   it('returns the pull request', async () => {
     const response = await get(`/repos/${owner}/${repo}/pulls/3`);
@@ -358,6 +378,89 @@ describe('fake pull request endpoints', () => {
     expect(body.changed_files).toBe(45);
     expect(body.additions).toBe(45);
     expect(body.commits).toBe(1);
+  });
+
+  it('reports an open pull request as unmerged', async () => {
+    const response = await get(`/repos/${owner}/${repo}/pulls/3`);
+    const body = (await response.json()) as Record<string, any>;
+    expect(body.closed_at).toBeNull();
+    expect(body.merged_at).toBeNull();
+    expect(body.merged).toBe(false);
+    expect(body.merged_by).toBeNull();
+    expect(body.head.label).toBe(`${owner}:feature`);
+    expect(body.head.user.login).toBe(owner);
+  });
+
+  it('reports a closed pull request', async () => {
+    addPullRequest(5);
+    fake.updatePullRequest(
+      { owner, repo, number: 5 },
+      { state: 'closed', closedAt: '2024-02-03T04:05:06Z' },
+    );
+    const body = await readPullRequest(5);
+    expect(body.state).toBe('closed');
+    expect(body.closed_at).toBe('2024-02-03T04:05:06Z');
+    expect(body.updated_at).toBe('2024-02-03T04:05:06Z');
+    expect(body.merged_at).toBeNull();
+    expect(body.merged).toBe(false);
+  });
+
+  it('reports a merged pull request', async () => {
+    addPullRequest(6);
+    const mergedAt = '2024-02-03T04:05:06Z';
+    fake.updatePullRequest(
+      { owner, repo, number: 6 },
+      { state: 'closed', closedAt: mergedAt, mergedAt },
+    );
+    const body = await readPullRequest(6);
+    expect(body.state).toBe('closed');
+    expect(body.closed_at).toBe(mergedAt);
+    expect(body.merged_at).toBe(mergedAt);
+    expect(body.merged).toBe(true);
+    expect(body.merged_by.login).toBe(owner);
+  });
+
+  it('rejects a merged pull request left open', () => {
+    addPullRequest(7);
+    expect(() =>
+      fake.updatePullRequest({ owner, repo, number: 7 }, { mergedAt: '2024-02-03T04:05:06Z' }),
+    ).toThrow(`Pull request ${owner}/${repo}#7 has mergedAt, so its state must be closed.`);
+  });
+
+  it('reports a head in a fork', async () => {
+    addPullRequest(8, { headOwner: 'forker', headRepo: 'gadgets-fork' });
+    const body = await readPullRequest(8);
+    expect(body.head.label).toBe('forker:feature');
+    expect(body.head.user.login).toBe('forker');
+    expect(body.head.repo.full_name).toBe('forker/gadgets-fork');
+    expect(body.head.repo.fork).toBe(true);
+    expect(body.head.repo.id).not.toBe(repositoryId);
+    expect(body.base.repo.full_name).toBe(`${owner}/${repo}`);
+  });
+
+  it('reports a deleted head repository as null', async () => {
+    addPullRequest(9, { headOwner: 'forker', headRepo: 'gadgets-fork' });
+    fake.updatePullRequest({ owner, repo, number: 9 }, { headRepo: null });
+    const body = await readPullRequest(9);
+    expect(body.head.repo).toBeNull();
+    expect(body.head.label).toBe('forker:feature');
+    expect(body.head.user.login).toBe('forker');
+    expect(body.head.ref).toBe('feature');
+    expect(body.head.sha).toBe(repository.headSha);
+    expect(body.base.repo.full_name).toBe(`${owner}/${repo}`);
+  });
+
+  it('reports a moved head', async () => {
+    addPullRequest(10);
+    fake.updatePullRequest({ owner, repo, number: 10 }, { headSha: repository.baseSha });
+    const body = await readPullRequest(10);
+    expect(body.head.sha).toBe(repository.baseSha);
+  });
+
+  it('throws when updating an unknown pull request', () => {
+    expect(() => fake.updatePullRequest({ owner, repo, number: 99 }, { state: 'closed' })).toThrow(
+      `The fake GitHub has no pull request ${owner}/${repo}#99.`,
+    );
   });
 
   it('returns 404 for an unknown pull request', async () => {

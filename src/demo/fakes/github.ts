@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verifyAppJwt } from './github/jwt.ts';
-import type { InstallationAccount } from './github/payloads.ts';
+import type { InstallationAccount, PullRequestRecord } from './github/payloads.ts';
 import {
   compilePattern,
   errorBody,
@@ -47,6 +47,14 @@ export type {
 export type { WebhookDeliveryRecord, WebhookTarget } from './github/webhooks.ts';
 export { FakeGitHubError } from './github/router.ts';
 
+/** Fields of a pull request that `updatePullRequest` can change. */
+export type PullRequestChanges = Partial<
+  Pick<
+    PullRequestRecord,
+    'headSha' | 'headRef' | 'headOwner' | 'headRepo' | 'state' | 'closedAt' | 'mergedAt'
+  >
+>;
+
 /** Response queued for the next request that matches `method` and `path`, usually an error. */
 export interface QueuedResponse {
   method: string;
@@ -77,11 +85,26 @@ export interface FakeGitHub {
     headRef: string;
     title: string;
     baseRef?: string;
+    /** Owner of the head branch's repository; defaults to `owner`. */
+    headOwner?: string;
+    /** The head branch's repository; defaults to `repo`, and null means it was deleted. */
+    headRepo?: string | null;
     body?: string | null;
     state?: 'open' | 'closed';
+    closedAt?: string | null;
+    mergedAt?: string | null;
     draft?: boolean;
     user?: string;
   }): void;
+  /**
+   * Changes a pull request added before, as a push, a close, a merge or deleting the head
+   * repository does on GitHub. It sends no webhook. Throws when the pull request is unknown, and
+   * when the change would leave a merged pull request open.
+   */
+  updatePullRequest(
+    target: { owner: string; repo: string; number: number },
+    changes: PullRequestChanges,
+  ): void;
   /**
    * Registers an installation. Its tokens may read repositories owned by `account.login`. A
    * suspended installation gets 403 from the access token endpoint.
@@ -253,6 +276,16 @@ async function readBody(message: IncomingMessage): Promise<Buffer> {
 function githubError(status: number, message: string, documentationUrl?: string): FakeResponse {
   const error = new FakeGitHubError(status, message, documentationUrl);
   return { status, body: errorBody(status, error.message, error.documentationUrl) };
+}
+
+/** Throws for a pull request that is merged but open, which GitHub never reports. */
+function requireMergedClosed(pullRequest: PullRequestRecord): void {
+  if (pullRequest.mergedAt !== null && pullRequest.state !== 'closed') {
+    const { owner, repo, number } = pullRequest;
+    throw new Error(
+      `Pull request ${owner}/${repo}#${number} has mergedAt, so its state must be closed.`,
+    );
+  }
 }
 
 interface CompiledRoute {
@@ -547,14 +580,30 @@ export async function startFakeGitHub(options: {
       fakeState.addRepository({ ...repository });
     },
     addPullRequest(pullRequest) {
-      fakeState.addPullRequest({
+      const record: PullRequestRecord = {
         baseRef: 'main',
         body: null,
         state: 'open',
+        closedAt: null,
+        mergedAt: null,
         draft: false,
         user: 'octocat',
         ...pullRequest,
-      });
+        headOwner: pullRequest.headOwner ?? pullRequest.owner,
+        headRepo: pullRequest.headRepo === undefined ? pullRequest.repo : pullRequest.headRepo,
+      };
+      requireMergedClosed(record);
+      fakeState.addPullRequest(record);
+    },
+    updatePullRequest(target, changes) {
+      const { owner, repo, number } = target;
+      const pullRequest = fakeState.findPullRequest(owner, repo, number);
+      if (!pullRequest) {
+        throw new Error(`The fake GitHub has no pull request ${owner}/${repo}#${number}.`);
+      }
+      const updated = { ...pullRequest, ...changes };
+      requireMergedClosed(updated);
+      Object.assign(pullRequest, updated);
     },
     setInstallation(installation) {
       fakeState.installations.set(installation.id, {

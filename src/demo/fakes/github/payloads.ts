@@ -21,10 +21,18 @@ export interface PullRequestRecord {
   baseSha: string;
   headSha: string;
   headRef: string;
+  /** Owner of the repository that contains the head branch. */
+  headOwner: string;
+  /** Name of the repository that contains the head branch, or null after it was deleted. */
+  headRepo: string | null;
   baseRef: string;
   title: string;
   body: string | null;
   state: 'open' | 'closed';
+  /** When the pull request was closed, as a GitHub timestamp, or null while it is open. */
+  closedAt: string | null;
+  /** When the pull request was merged, as a GitHub timestamp, or null unless it was merged. */
+  mergedAt: string | null;
   draft: boolean;
   user: string;
 }
@@ -140,10 +148,16 @@ export function repositoryPayload(
   };
 }
 
+/**
+ * Builds the body of `GET /repos/{owner}/{repo}/pulls/{pull_number}`. `headRepository` is null
+ * after the head repository was deleted. GitHub then keeps the head's label, ref, sha and user,
+ * and sends `repo: null` although @octokit/openapi-types 29 types `head.repo` as never null.
+ */
 export function pullRequestPayload(
   baseUrl: string,
   pullRequest: PullRequestRecord,
   repository: ReturnType<typeof repositoryPayload>,
+  headRepository: ReturnType<typeof repositoryPayload> | null,
   counts: { commits: number; additions: number; deletions: number; changedFiles: number },
 ) {
   const { owner, repo, number } = pullRequest;
@@ -152,6 +166,7 @@ export function pullRequestPayload(
   const issueUrl = `${baseUrl}/repos/${owner}/${repo}/issues/${number}`;
   const user = userPayload(baseUrl, pullRequest.user);
   const ownerUser = userPayload(baseUrl, owner);
+  const closedAt = pullRequest.state === 'closed' ? (pullRequest.closedAt ?? createdAt) : null;
   return {
     url,
     id: repository.id * 1000 + number,
@@ -167,9 +182,9 @@ export function pullRequestPayload(
     user,
     body: pullRequest.body,
     created_at: createdAt,
-    updated_at: createdAt,
-    closed_at: null,
-    merged_at: null,
+    updated_at: closedAt ?? createdAt,
+    closed_at: closedAt,
+    merged_at: pullRequest.mergedAt,
     merge_commit_sha: null,
     assignee: null,
     assignees: [],
@@ -184,11 +199,11 @@ export function pullRequestPayload(
     comments_url: `${issueUrl}/comments`,
     statuses_url: `${baseUrl}/repos/${owner}/${repo}/statuses/${pullRequest.headSha}`,
     head: {
-      label: `${owner}:${pullRequest.headRef}`,
+      label: `${pullRequest.headOwner}:${pullRequest.headRef}`,
       ref: pullRequest.headRef,
       sha: pullRequest.headSha,
-      user: ownerUser,
-      repo: repository,
+      user: userPayload(baseUrl, pullRequest.headOwner),
+      repo: headRepository,
     },
     base: {
       label: `${owner}:${pullRequest.baseRef}`,
@@ -210,11 +225,11 @@ export function pullRequestPayload(
     author_association: 'CONTRIBUTOR',
     auto_merge: null,
     active_lock_reason: null,
-    merged: false,
+    merged: pullRequest.mergedAt !== null,
     mergeable: true,
     rebaseable: true,
     mergeable_state: 'clean',
-    merged_by: null,
+    merged_by: pullRequest.mergedAt === null ? null : ownerUser,
     comments: 0,
     review_comments: 0,
     maintainer_can_modify: false,

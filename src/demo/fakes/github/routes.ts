@@ -10,6 +10,7 @@ import {
   type TreeEntry,
 } from './git.ts';
 import {
+  accountId,
   blobPayload,
   contentSummary,
   contentType,
@@ -18,6 +19,7 @@ import {
   installationPayload,
   pullRequestPayload,
   repositoryPayload,
+  type PullRequestRecord,
   type RepositoryRecord,
 } from './payloads.ts';
 import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
@@ -87,6 +89,28 @@ function getRepositoryInstallation(context: Context): FakeResponse {
   return json(200, installationPayload(state.baseUrl, state.appId, installation));
 }
 
+/**
+ * Returns the repository of a pull request's head branch: the base repository's own payload,
+ * a fork's, or null after the head repository was deleted. A fork that the fake does not serve
+ * gets an id derived from its name.
+ */
+function headRepositoryPayload(
+  state: FakeState,
+  pullRequest: PullRequestRecord,
+  base: ReturnType<typeof repositoryPayload>,
+): ReturnType<typeof repositoryPayload> | null {
+  const { headOwner, headRepo } = pullRequest;
+  if (headRepo === null) return null;
+  if (`${headOwner}/${headRepo}`.toLowerCase() === base.full_name.toLowerCase()) return base;
+  const fork = state.findRepository(headOwner, headRepo) ?? {
+    owner: headOwner,
+    repo: headRepo,
+    id: accountId(`${headOwner}/${headRepo}`),
+    gitDir: '',
+  };
+  return { ...repositoryPayload(state.baseUrl, fork, base.default_branch), fork: true };
+}
+
 async function getPullRequest(context: Context): Promise<FakeResponse> {
   const repository = requireRepository(context);
   const pullRequest = context.state.requirePullRequest(
@@ -106,9 +130,10 @@ async function getPullRequest(context: Context): Promise<FakeResponse> {
     repository,
     await readDefaultBranch(gitDir),
   );
+  const headJson = headRepositoryPayload(context.state, pullRequest, repositoryJson);
   return json(
     200,
-    pullRequestPayload(context.state.baseUrl, pullRequest, repositoryJson, {
+    pullRequestPayload(context.state.baseUrl, pullRequest, repositoryJson, headJson, {
       commits: Number(commits.toString('utf8').trim()),
       additions: entries.reduce((sum, entry) => sum + entry.additions, 0),
       deletions: entries.reduce((sum, entry) => sum + entry.deletions, 0),

@@ -125,6 +125,10 @@ export class FakeState {
     this.repositories.set(repositoryKey(repository.owner, repository.repo), repository);
   }
 
+  findRepository(owner: string, repo: string): RepositoryRecord | undefined {
+    return this.repositories.get(repositoryKey(owner, repo));
+  }
+
   repositoryById(id: number): RepositoryRecord | undefined {
     return [...this.repositories.values()].find((repository) => repository.id === id);
   }
@@ -156,6 +160,8 @@ export class FakeState {
   /**
    * Moves the head of every pull request on `branch` to `sha`, as a push does on GitHub.
    * Returns the pull requests whose head changed, each with its previous head.
+   * NOTE: only pull requests whose head branch is in their base repository move. A push to a
+   * fork moves no pull request in the fake.
    */
   movePullRequestHeads(
     repository: RepositoryRecord,
@@ -163,20 +169,27 @@ export class FakeState {
     sha: string,
   ): { pullRequest: PullRequestRecord; before: string }[] {
     const moved: { pullRequest: PullRequestRecord; before: string }[] = [];
+    const pushed = repositoryKey(repository.owner, repository.repo);
     for (const pullRequest of this.pullRequests.values()) {
-      const sameRepository =
-        repositoryKey(pullRequest.owner, pullRequest.repo) ===
-        repositoryKey(repository.owner, repository.repo);
-      if (!sameRepository || pullRequest.headRef !== branch || pullRequest.headSha === sha) continue;
+      const head =
+        pullRequest.headRepo === null
+          ? null
+          : repositoryKey(pullRequest.headOwner, pullRequest.headRepo);
+      const sameRepository = repositoryKey(pullRequest.owner, pullRequest.repo) === pushed;
+      if (!sameRepository || head !== pushed || pullRequest.headRef !== branch) continue;
+      if (pullRequest.headSha === sha) continue;
       moved.push({ pullRequest, before: pullRequest.headSha });
       pullRequest.headSha = sha;
     }
     return moved;
   }
 
+  findPullRequest(owner: string, repo: string, number: number): PullRequestRecord | undefined {
+    return this.pullRequests.get(`${repositoryKey(owner, repo)}#${number}`);
+  }
+
   requirePullRequest(repository: RepositoryRecord, number: number): PullRequestRecord {
-    const key = `${repositoryKey(repository.owner, repository.repo)}#${number}`;
-    const pullRequest = this.pullRequests.get(key);
+    const pullRequest = this.findPullRequest(repository.owner, repository.repo, number);
     if (!pullRequest) {
       throw new FakeGitHubError(404, 'Not Found');
     }
