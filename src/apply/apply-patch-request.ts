@@ -14,33 +14,24 @@ import {
   pullRequestClosedError,
   type PullRequestClosedError,
 } from '../runs/pull-request-closed.ts';
+import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { BranchMovedError, commitFiles, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
+import {
+  checkPullRequest,
+  closedRejection,
+  deletedHeadRejection,
+  forkRejection,
+} from './pull-request-check.ts';
 import { postSuggestionReview } from './suggestion-review.ts';
+
+export { ApplyRejectedError };
 
 /** An apply that started this long ago without finishing is taken to have died. */
 const staleApplyMinutes = 10;
 
 /** Statuses of a preview that can be applied. */
 const applicableStatuses = ['ready', 'partially_ready'] as const;
-
-/**
- * Raised when a patch request cannot be applied: `bad_request` for an invalid mode, `conflict`
- * for its state, a closed pull request or a moved branch, `bad_gateway` when GitHub rejected a
- * request. The details of a `bad_gateway` name GitHub's status, message and the rejected
- * request. Those of a closed pull request name the repository, the pull request and when it
- * was closed, and those of a claim in progress name when it was taken and when it goes stale.
- */
-export class ApplyRejectedError extends Error {
-  override name = 'ApplyRejectedError';
-  constructor(
-    readonly code: 'bad_request' | 'conflict' | 'bad_gateway',
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
 
 export interface ApplyResult {
   id: string;
@@ -89,14 +80,6 @@ function notApplicable(patchRequestId: string, status: StoredRequest['status']):
   return new ApplyRejectedError('conflict', `Patch request ${patchRequestId} ${reason}.`);
 }
 
-function closedRejection(error: PullRequestClosedError): ApplyRejectedError {
-  return new ApplyRejectedError('conflict', error.message, {
-    repository: error.repository,
-    pullRequest: error.prNumber,
-    pullRequestClosedAt: error.closedAt.toISOString(),
-  });
-}
-
 /** Formats the time of day of `date` in UTC, such as "12:03:10 UTC". */
 function utcTimeOfDay(date: Date): string {
   return `${date.toISOString().slice(11, 19)} UTC`;
@@ -139,9 +122,10 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
  * pull request is closed.
  *
  * The check and the claim share a transaction that locks the run's row FOR SHARE, so a close
- * is either committed first and seen here, or it waits until the claim has committed.
- * NOTE: in the second case the apply still writes to GitHub after the close, and GitHub
- * accepts a push to the head branch of a closed pull request.
+ * is either committed first and seen here, or it waits until the claim has committed. In the
+ * second case the apply reads the pull request from GitHub after the claim and finds it closed.
+ * NOTE: a close between that read and the write is not detected, and GitHub accepts a push to
+ * the head branch of a closed pull request.
  */
 async function claim(
   context: AppContext,
@@ -213,21 +197,10 @@ export async function applyPatchRequest(
 
   const { run } = request;
   const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
-  const mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
-  if (mode === 'commit' && run.headRepository === '') {
-    throw new ApplyRejectedError(
-      'bad_request',
-      'Invalid mode "commit": the head repository of the pull request was deleted, so there ' +
-        'is no branch to push to; use mode "suggestions".',
-    );
-  }
-  if (mode === 'commit' && !sameRepository) {
-    throw new ApplyRejectedError(
-      'bad_request',
-      `Invalid mode "commit": the head branch is in the fork ${run.headRepository}, where ` +
-        'the app cannot push; use mode "suggestions".',
-    );
-  }
+  // The stored head decides until GitHub's current pull request is read after the claim.
+  let mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
+  if (mode === 'commit' && run.headRepository === '') throw deletedHeadRejection();
+  if (mode === 'commit' && !sameRepository) throw forkRejection(run.headRepository);
   if (run.status === 'superseded') {
     throw new ApplyRejectedError(
       'conflict',
@@ -266,6 +239,14 @@ export async function applyPatchRequest(
   let outcome: { commitSha: string | null; reviewId: number | null };
   try {
     const octokit = await github.installationOctokit(run.installationId);
+    // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
+    // or a run stored with the base repository as its head after its fork was deleted.
+    const { data: pullRequest } = await octokit.rest.pulls.get({
+      owner,
+      repo,
+      pull_number: run.prNumber,
+    });
+    mode = checkPullRequest(pullRequest, run, input.mode);
     if (mode === 'commit') {
       const committed = await commitFiles(
         octokit,
@@ -316,6 +297,10 @@ export async function applyPatchRequest(
       .update(patchRequests)
       .set({ applyStartedAt: null })
       .where(eq(patchRequests.id, request.id));
+    if (error instanceof ApplyRejectedError) {
+      logger.warn({ event: 'apply.pull_request_changed', error: error.message }, 'apply rejected');
+      throw error;
+    }
     if (error instanceof BranchMovedError) {
       logger.warn({ event: 'apply.branch_moved', error: error.message }, 'apply rejected');
       throw new ApplyRejectedError('conflict', movedMessage(request.id, error.message));

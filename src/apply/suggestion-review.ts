@@ -1,6 +1,5 @@
 import type { Octokit } from '@octokit/rest';
 import { listPullRequestFiles } from '../github/pull-files.ts';
-import { BranchMovedError } from './commit-files.ts';
 import { buildFileSuggestions, type SuggestionComment } from './suggestion-comments.ts';
 
 /** GitHub rejects review bodies longer than 65536 characters. */
@@ -54,7 +53,7 @@ function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: s
 /**
  * Posts one COMMENT review on the pull request whose comments carry ```suggestion blocks for
  * the changes inside the pull request's diff, and whose body carries the other changes as a
- * ```diff block. Raises BranchMovedError when the pull request's head is no longer `headSha`.
+ * ```diff block. The caller checks first that the pull request's head is still `headSha`.
  */
 export async function postSuggestionReview(
   octokit: Octokit,
@@ -62,16 +61,6 @@ export async function postSuggestionReview(
   files: readonly SuggestionFile[],
 ): Promise<PostedReview> {
   const repository = { owner: target.owner, repo: target.repo };
-  const { data: pullRequest } = await octokit.rest.pulls.get({
-    ...repository,
-    pull_number: target.pullNumber,
-  });
-  if (pullRequest.head.sha !== target.headSha) {
-    throw new BranchMovedError(
-      `Pull request #${target.pullNumber} moved from ${target.headSha} to ` +
-        `${pullRequest.head.sha} since the preview.`,
-    );
-  }
   const changed = await listPullRequestFiles(octokit, {
     ...repository,
     pullNumber: target.pullNumber,

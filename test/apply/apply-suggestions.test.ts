@@ -40,6 +40,8 @@ let app: ReturnType<typeof createApp>;
 let user: Awaited<ReturnType<typeof insertUser>>;
 let runId: string;
 
+const pullRequest = { owner, repo, number: prNumber };
+
 function apply(id: string, body?: unknown) {
   return app.request(`/api/patch-requests/${id}/apply`, {
     method: 'POST',
@@ -71,6 +73,7 @@ beforeAll(async () => {
     headRepository: 'forker/widgets',
   });
   runId = run.id;
+  setup.fake.updatePullRequest(pullRequest, { headOwner: 'forker' });
 });
 
 afterAll(async () => {
@@ -137,16 +140,20 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
     expect((await response.json()).error.message).toContain('fork forker/widgets');
   });
 
-  /** Runs `test` while the run has the empty head repository that a deleted fork leaves. */
+  /**
+   * Runs `test` while the fork is deleted: GitHub sends head.repo null, and the run has the
+   * empty head repository that it stores for that.
+   */
   async function withDeletedFork(test: () => Promise<void>) {
-    // GitHub sends head.repo null once the fork is deleted, which the run stores as ''.
     const setHeadRepository = (headRepository: string) =>
       setup.context.db.update(prRuns).set({ headRepository }).where(eq(prRuns.id, runId));
     await setHeadRepository('');
+    setup.fake.updatePullRequest(pullRequest, { headRepo: null });
     try {
       await test();
     } finally {
       await setHeadRepository('forker/widgets');
+      setup.fake.updatePullRequest(pullRequest, { headRepo: repo });
     }
   }
 
@@ -184,15 +191,7 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
 
   it('answers 409 when the pull request moved', async () => {
     const moved = await commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'x\n' });
-    setup.fake.addPullRequest({
-      owner,
-      repo,
-      number: prNumber,
-      baseSha: setup.git.baseSha,
-      headSha: moved,
-      headRef: headBranch,
-      title: 'Change widgets',
-    });
+    setup.fake.updatePullRequest(pullRequest, { headSha: moved });
     const reviews = setup.fake.reviews.length;
     const request = await newRequest();
     const response = await apply(request.id);

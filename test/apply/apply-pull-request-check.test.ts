@@ -1,0 +1,279 @@
+// Applying reads the pull request from GitHub before it writes, because the stored run can be
+// out of date. The pull request may have been closed, merged or left without its fork after
+// the last webhook, or the run may store the base repository as the head of a deleted fork.
+import { eq } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import {
+  createApplyTestContext,
+  gitIn,
+  headText,
+  proposedText,
+  requestApply,
+  resetPullRequestHead,
+  type ApplyTestContext,
+} from '../helpers/apply-context.ts';
+import {
+  insertReadyPatchRequest,
+  owner,
+  prNumber,
+  repo,
+  repository,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+const pullRequest = { owner, repo, number: prNumber };
+const closedAt = '2024-03-04T05:06:07Z';
+const deletedHeadMessage =
+  'Invalid mode "commit": the head repository of the pull request was deleted, so there is ' +
+  'no branch to push to; use mode "suggestions".';
+
+let applyContext: ApplyTestContext;
+let setup: GitHubTestContext;
+
+const git = (...args: string[]) => gitIn(setup, ...args);
+const apply = (id: string, body?: unknown) => requestApply(applyContext, id, body);
+
+function newRequest() {
+  return insertReadyPatchRequest(setup.context, {
+    runId: applyContext.runId,
+    userId: applyContext.user.id,
+    files: [{ path: 'app.txt', originalText: headText, proposedText }],
+  });
+}
+
+/** Counts the requests that write to GitHub: git objects, ref updates and reviews. */
+function countWrites(): number {
+  return setup.fake.requests.filter(
+    (request) =>
+      (request.method === 'POST' && /\/git\/(blobs|trees|commits)$/.test(request.path)) ||
+      (request.method === 'PATCH' && request.path.includes('/git/refs/')) ||
+      (request.method === 'POST' && request.path.endsWith(`/pulls/${prNumber}/reviews`)),
+  ).length;
+}
+
+function setRunRepository(name: string) {
+  return setup.context.db
+    .update(prRuns)
+    .set({ repository: name, headRepository: name })
+    .where(eq(prRuns.id, applyContext.runId));
+}
+
+function countPullRequestReads(): number {
+  return setup.fake.requests.filter(
+    (request) =>
+      request.method === 'GET' && request.path === `/repos/${repository}/pulls/${prNumber}`,
+  ).length;
+}
+
+/** Checks that the request is unclaimed, unapplied and still ready, and the branch unchanged. */
+async function expectNothingApplied(id: string, writesBefore: number) {
+  expect(countWrites()).toBe(writesBefore);
+  expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  const [row] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  expect(row!.status).toBe('ready');
+  expect(row!.applyStartedAt).toBeNull();
+  expect(row!.appliedAt).toBeNull();
+}
+
+beforeAll(async () => {
+  applyContext = await createApplyTestContext();
+  setup = applyContext.setup;
+});
+
+beforeEach(async () => {
+  await resetPullRequestHead(setup);
+});
+
+afterEach(() => {
+  expect(setup.fake.handlerErrors).toEqual([]);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('apply, pull request closed on GitHub', () => {
+  it('rejects a commit before any write', async () => {
+    // The run is not marked closed: the `closed` webhook has not arrived.
+    setup.fake.updatePullRequest(pullRequest, { state: 'closed', closedAt });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(
+      `Pull request ${repository}#${prNumber} is closed. Reopen it on GitHub to request or ` +
+        'apply fixes.',
+    );
+    expect(error.repository).toBe(repository);
+    expect(error.pullRequest).toBe(prNumber);
+    expect(error.pullRequestClosedAt).toBe('2024-03-04T05:06:07.000Z');
+    await expectNothingApplied(request.id, writesBefore);
+  });
+
+  it('rejects suggestions without a review', async () => {
+    setup.fake.updatePullRequest(pullRequest, { state: 'closed', closedAt });
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toContain('is closed. Reopen it on GitHub');
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+    await expectNothingApplied(request.id, writesBefore);
+  });
+
+  it('rejects a merged pull request', async () => {
+    setup.fake.updatePullRequest(pullRequest, { state: 'closed', closedAt, mergedAt: closedAt });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(
+      `Pull request ${repository}#${prNumber} was merged at 2024-03-04T05:06:07.000Z, so ` +
+        'fixes can no longer be applied to it. Request fixes on a new pull request.',
+    );
+    expect(error.pullRequestClosedAt).toBe('2024-03-04T05:06:07.000Z');
+    expect(error.pullRequestMergedAt).toBe('2024-03-04T05:06:07.000Z');
+    await expectNothingApplied(request.id, writesBefore);
+  });
+});
+
+describe('apply, head repository changed on GitHub', () => {
+  // The run stores the base repository as its head, as runs of deleted forks did before their
+  // head was stored as ''. The base repository has a branch with the fork branch's name, so a
+  // commit would land there.
+  it('rejects a commit after the fork was deleted', async () => {
+    setup.fake.updatePullRequest(pullRequest, { headOwner: 'forker', headRepo: null });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toBe(deletedHeadMessage);
+    await expectNothingApplied(request.id, writesBefore);
+  });
+
+  it('posts suggestions by default after the fork was deleted', async () => {
+    setup.fake.updatePullRequest(pullRequest, { headOwner: 'forker', headRepo: null });
+    const request = await newRequest();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(200);
+    const result = await response.json();
+    expect(result.mode).toBe('suggestions');
+    expect(result.commitSha).toBeNull();
+    const review = setup.fake.reviews.at(-1)!;
+    expect(result.reviewId).toBe(review.id);
+    expect(review.commitId).toBe(setup.git.headSha);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('rejects a commit when the head is in a fork', async () => {
+    setup.fake.updatePullRequest(pullRequest, { headOwner: 'forker' });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.message).toBe(
+      'Invalid mode "commit": the head branch is in the fork forker/widgets, where the app ' +
+        'cannot push; use mode "suggestions".',
+    );
+    await expectNothingApplied(request.id, writesBefore);
+  });
+
+  it('compares the head repository without case', async () => {
+    // GitHub treats names without case, so a run may store another case than GitHub returns.
+    await setRunRepository('Octo-Org/Widgets');
+    try {
+      const request = await newRequest();
+
+      const response = await apply(request.id, { mode: 'commit' });
+
+      expect(response.status).toBe(200);
+      const result = await response.json();
+      expect(result.mode).toBe('commit');
+      expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
+    } finally {
+      await setRunRepository(repository);
+    }
+  });
+
+  it('rejects a commit to another head branch', async () => {
+    setup.fake.updatePullRequest(pullRequest, { headRef: 'renamed' });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(
+      `Pull request ${repository}#${prNumber} has the head branch renamed on GitHub, but the ` +
+        `preview was made for branch ${headBranch}, so nothing was committed. Apply with ` +
+        '{"mode": "suggestions"} to post the fixes as a review.',
+    );
+    await expectNothingApplied(request.id, writesBefore);
+  });
+});
+
+describe('apply, pull request reads', () => {
+  it('reads the pull request once per commit', async () => {
+    const request = await newRequest();
+    const readsBefore = countPullRequestReads();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(200);
+    expect(countPullRequestReads() - readsBefore).toBe(1);
+  });
+
+  it('reads the pull request once per review', async () => {
+    const request = await newRequest();
+    const readsBefore = countPullRequestReads();
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(200);
+    expect(countPullRequestReads() - readsBefore).toBe(1);
+  });
+
+  it('rejects suggestions when the head moved on GitHub', async () => {
+    // The head moved on GitHub, and the `synchronize` webhook has not arrived.
+    setup.fake.updatePullRequest(pullRequest, { headSha: setup.git.baseSha });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      `Pull request #${prNumber} moved from ${setup.git.headSha} to ${setup.git.baseSha} ` +
+        'since the preview. Regenerate the preview on the newest run and apply that patch ' +
+        `request instead of ${request.id}.`,
+    );
+    await expectNothingApplied(request.id, writesBefore);
+  });
+});
