@@ -5,6 +5,7 @@ import type { Database } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
+import { resetAdminLogin } from '../users/sync-admin-role.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
@@ -13,12 +14,13 @@ import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
-const subcommands = ['token', 'plan', 'reset-usage', 'show'] as const;
+const subcommands = ['token', 'plan', 'reset-usage', 'show', 'reset-admin'] as const;
 
 export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL]
        fixwright users plan --login NAME --plan free|pro|enterprise
        fixwright users reset-usage --login NAME
-       fixwright users show --login NAME`;
+       fixwright users show --login NAME
+       fixwright users reset-admin --login NAME`;
 
 /** Options that each users subcommand takes. */
 const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
@@ -26,6 +28,7 @@ const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
   plan: ['login', 'plan'],
   'reset-usage': ['login'],
   show: ['login'],
+  'reset-admin': ['login'],
 };
 
 /** Maximum length of a GitHub login; GitHub's sign-up form rejects longer usernames. */
@@ -98,6 +101,19 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       }
       console.error(`Personal access token for ${user.login} (shown once; store it now):`);
       console.log(token);
+      return 0;
+    }
+
+    if (subcommand === 'reset-admin') {
+      const githubId = await resetAdminLogin(db, login);
+      if (githubId === null) {
+        console.log(`No GitHub id is recorded for ${login}, so the next sign-in with it records one.`);
+        return 0;
+      }
+      console.log(
+        `Deleted GitHub id ${githubId} recorded for ${login}. While ${login} is in ADMIN_LOGINS, ` +
+          'the next sign-in with it records its GitHub id and gets the admin role.',
+      );
       return 0;
     }
 

@@ -252,6 +252,7 @@ const envSchema = z.object({
   PLAN_SELF_SERVICE: flag,
   SESSION_TTL_HOURS: integer(1, 8760).default(168),
   SIGN_IN_RATE_LIMIT: integer(1, 10_000).default(20),
+  KEY_CHECK_RATE_LIMIT: integer(1, 10_000).default(10),
   TRUST_PROXY: flag,
 
   GROQ_API_KEY: optionalText,

@@ -80,7 +80,7 @@ export async function dispatchDelivery(
           tx,
           context.boss,
           installationPayload.parse(delivery.payload),
-          context.config,
+          context,
         );
         break;
       case 'pull_request':

@@ -4,6 +4,7 @@ import type { Config } from '../config/env.ts';
 import type { Transaction } from '../db/client.ts';
 import { installations } from '../db/schema/index.ts';
 import type { PgBoss } from '../jobs/boss.ts';
+import type { Logger } from '../logger.ts';
 import {
   cancelInstallationWork,
   describeInstallationCancel,
@@ -26,6 +27,12 @@ export const installationPayload = z.object({
 });
 export type InstallationPayload = z.infer<typeof installationPayload>;
 
+/** Settings and logger of the installation handler. */
+interface HandlerContext {
+  config: Pick<Config, 'PLAN_FREE_TOKENS' | 'BILLING_PERIOD'>;
+  logger: Logger;
+}
+
 /**
  * Records who installed the app where, because that user's allowance pays for automatic
  * work. `suspend` and `deleted` also cancel the installation's unfinished runs, reports and
@@ -36,27 +43,12 @@ export async function handleInstallationEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: InstallationPayload,
-  config: Pick<Config, 'PLAN_FREE_TOKENS' | 'BILLING_PERIOD'>,
+  context: HandlerContext,
 ): Promise<string> {
-  const { installation, sender } = payload;
-  const account = installation.account ?? { id: 0, login: 'unknown', type: 'User' };
+  const { installation } = payload;
   switch (payload.action) {
-    case 'created': {
-      const userId = await upsertGitHubUser(tx, sender, config);
-      const values = {
-        accountLogin: account.login,
-        accountId: account.id,
-        accountType: account.type ?? 'User',
-        userId,
-        suspendedAt: null,
-        deletedAt: null,
-      };
-      await tx
-        .insert(installations)
-        .values({ id: installation.id, ...values })
-        .onConflictDoUpdate({ target: installations.id, set: values });
-      return `installation ${installation.id} recorded for ${sender.login}`;
-    }
+    case 'created':
+      return recordInstallation(tx, payload, context);
     case 'deleted': {
       // A second delivery keeps the first timestamp.
       const [row] = await tx
@@ -86,6 +78,85 @@ export async function handleInstallationEvent(
     default:
       return `ignored: installation action ${payload.action}`;
   }
+}
+
+/**
+ * Stores the installation with the sender as its owner, and clears its deletion and
+ * suspension marks. Installation ids are unique on GitHub, so a `created` event for a stored id
+ * whose account id differs is forged or corrupt, and it changes nothing.
+ */
+async function recordInstallation(
+  tx: Transaction,
+  payload: InstallationPayload,
+  context: HandlerContext,
+): Promise<string> {
+  const { installation, sender } = payload;
+  const account = installation.account ?? { id: 0, login: 'unknown', type: 'User' };
+  // Checked before the sender's user is created, so an ignored event stores no user either.
+  const stored = await findInstallationAccount(tx, installation.id);
+  if (stored && stored.accountId !== account.id) {
+    return ignoreAccountMismatch(context.logger, payload, stored);
+  }
+
+  const userId = await upsertGitHubUser(tx, sender, context.config);
+  const values = {
+    accountLogin: account.login,
+    accountId: account.id,
+    accountType: account.type ?? 'User',
+    userId,
+    suspendedAt: null,
+    deletedAt: null,
+  };
+  // The condition covers a concurrent `created` that inserted the id after the check above.
+  const [row] = await tx
+    .insert(installations)
+    .values({ id: installation.id, ...values })
+    .onConflictDoUpdate({
+      target: installations.id,
+      set: values,
+      setWhere: eq(installations.accountId, account.id),
+    })
+    .returning({ id: installations.id });
+  if (!row) {
+    const raced = await findInstallationAccount(tx, installation.id);
+    return ignoreAccountMismatch(context.logger, payload, raced!);
+  }
+  return `installation ${installation.id} recorded for ${sender.login}`;
+}
+
+async function findInstallationAccount(tx: Transaction, installationId: number) {
+  const [row] = await tx
+    .select({ accountId: installations.accountId, accountLogin: installations.accountLogin })
+    .from(installations)
+    .where(eq(installations.id, installationId))
+    .for('update');
+  return row;
+}
+
+/** Logs a `created` event whose account differs from the stored one and returns its outcome. */
+function ignoreAccountMismatch(
+  logger: Logger,
+  payload: InstallationPayload,
+  stored: { accountId: number; accountLogin: string },
+): string {
+  const { installation, sender } = payload;
+  logger.warn(
+    {
+      event: 'installation.account_mismatch',
+      installationId: installation.id,
+      storedAccountId: stored.accountId,
+      storedAccountLogin: stored.accountLogin,
+      payloadAccountId: installation.account?.id ?? null,
+      payloadAccountLogin: installation.account?.login ?? null,
+      senderId: sender.id,
+      senderLogin: sender.login,
+    },
+    'installation.created names another account than the stored installation; owner left unchanged',
+  );
+  return (
+    `ignored: installation ${installation.id} is already recorded for account ` +
+    `${stored.accountLogin} (id ${stored.accountId})`
+  );
 }
 
 /** Cancels the installation's unfinished work and returns the delivery's outcome. */

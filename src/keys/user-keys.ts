@@ -3,6 +3,7 @@ import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { providers, userApiKeys, users, type Provider } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
+import { PostgresRateLimiter } from '../web/session/rate-limiter.ts';
 import { encryptUserKey } from './encryption.ts';
 import { checkKeyFormat } from './key-format.ts';
 import { checkKeyWithProvider } from './key-check.ts';
@@ -64,18 +65,25 @@ export async function listUserKeys(
   return keys;
 }
 
+/** Length of a KEY_CHECK_RATE_LIMIT window, in seconds. */
+const keyCheckWindowSeconds = 60 * 60;
+
+/** Reason a key was not saved, with the seconds to wait when the user made too many checks. */
+export type SaveKeyFailure =
+  | { ok: false; reason: string; cause: 'invalid' | 'rejected' | 'unavailable' }
+  | { ok: false; reason: string; cause: 'rate_limited'; retryAfterSeconds: number };
+
 /**
  * Checks a key's format, then with the provider, and stores it encrypted, replacing the
  * user's earlier key for that provider. Nothing is stored when a check fails. Throws
  * KeyringUnavailableError, before calling the provider, when no master key is configured.
+ * Each provider check counts against the user's KEY_CHECK_RATE_LIMIT, so that the service
+ * cannot be used to try many keys. Past the limit the provider is not called.
  */
 export async function saveUserKey(
   context: AppContext,
   input: { userId: string; provider: Provider; key: string },
-): Promise<
-  | { ok: true; info: StoredKeyInfo }
-  | { ok: false; reason: string; cause: 'invalid' | 'rejected' | 'unavailable' }
-> {
+): Promise<{ ok: true; info: StoredKeyInfo } | SaveKeyFailure> {
   const { db, keyring, logger } = context;
   const { userId, provider } = input;
   if (!providers.includes(provider)) {
@@ -85,6 +93,9 @@ export async function saveUserKey(
   if (!format.ok) return { ...format, cause: 'invalid' };
   // Fails here, before the provider call, when no master key is configured.
   keyring.current();
+
+  const limited = await countKeyCheck(context, input);
+  if (limited) return limited;
 
   const failure = await checkKeyWithProvider(context.config, provider, format.key);
   if (failure !== null) {
@@ -122,6 +133,33 @@ export async function saveUserKey(
     'provider key saved',
   );
   return { ok: true, info: info! };
+}
+
+/** Counts one key check of the user and returns the failure past the limit, or null within it. */
+async function countKeyCheck(
+  context: AppContext,
+  input: { userId: string; provider: Provider },
+): Promise<SaveKeyFailure | null> {
+  const { config, db, logger } = context;
+  const limit = config.KEY_CHECK_RATE_LIMIT;
+  const limiter = new PostgresRateLimiter(db, 'key-check', limit, keyCheckWindowSeconds);
+  const { allowed, retryAfterSeconds } = await limiter.consume(input.userId);
+  if (allowed) return null;
+
+  logger.warn(
+    { event: 'user_key.rate_limited', userId: input.userId, provider: input.provider, retryAfterSeconds },
+    'too many key checks',
+  );
+  const minutes = Math.ceil(retryAfterSeconds / 60);
+  return {
+    ok: false,
+    reason:
+      `Too many key checks: Fixwright checks each key with the provider before saving it, at ` +
+      `most ${limit} time${limit === 1 ? '' : 's'} an hour per user. The key was not saved, so ` +
+      `wait ${minutes} minute${minutes === 1 ? '' : 's'} and try again.`,
+    cause: 'rate_limited',
+    retryAfterSeconds,
+  };
 }
 
 /** Deletes the user's key for the provider; returns false when none was stored. */

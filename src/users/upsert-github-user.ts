@@ -30,9 +30,11 @@ export async function upsertGitHubUser(
     return byId.id;
   }
 
+  // A role follows the GitHub id, so a user linked by login starts as a plain user, also when
+  // a login-only ADMIN_LOGINS match of an earlier version made it admin.
   const [linked] = await db
     .update(users)
-    .set({ githubId: account.id })
+    .set({ githubId: account.id, role: 'user' })
     .where(and(sql`lower(${users.login}) = lower(${account.login})`, isNull(users.githubId)))
     .returning({ id: users.id });
   if (linked) return linked.id;

@@ -169,8 +169,11 @@ describe('fixwright usage errors', () => {
     [['frob'], `Unknown command "frob": ${choices}`],
     [['keys'], 'Missing keys command: use rotate.'],
     [['keys', 'list'], 'Unknown keys command "list": use rotate.'],
-    [['users'], 'Missing users command: use token, plan, reset-usage, show.'],
-    [['users', 'delete'], 'Unknown users command "delete": use token, plan, reset-usage, show.'],
+    [['users'], 'Missing users command: use token, plan, reset-usage, show, reset-admin.'],
+    [
+      ['users', 'delete'],
+      'Unknown users command "delete": use token, plan, reset-usage, show, reset-admin.',
+    ],
     [['receive', '--payload', 'x.json'], 'Missing --event: name the GitHub event, for example pull_request.'],
     [['start', '--role', 'cron'], 'Invalid --role "cron": use all, web or worker.'],
     [
@@ -291,7 +294,8 @@ describe('fixwright users', () => {
       'Usage: fixwright users token --login NAME [--name LABEL]\n' +
         '       fixwright users plan --login NAME --plan free|pro|enterprise\n' +
         '       fixwright users reset-usage --login NAME\n' +
-        '       fixwright users show --login NAME\n',
+        '       fixwright users show --login NAME\n' +
+        '       fixwright users reset-admin --login NAME\n',
     );
   });
 

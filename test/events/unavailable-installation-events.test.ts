@@ -163,7 +163,10 @@ describe('pull_request opened', () => {
     await deliver('installation', examplePayload('installation', 'deleted', installationId));
     await deliver('pull_request', examplePayload('pull_request', 'opened', installationId));
 
-    await deliver('installation', examplePayload('installation', 'created', installationId));
+    // The reinstall names the account that insertInstallation stored, as GitHub's would.
+    const reinstalled = examplePayload('installation', 'created', installationId);
+    reinstalled.installation.account = { ...reinstalled.installation.account, id: 1, login: 'octo-org' };
+    await deliver('installation', reinstalled);
     const opened = await deliver('pull_request', examplePayload('pull_request', 'opened', installationId));
 
     const runs = await context.db.select().from(prRuns);
@@ -183,7 +186,7 @@ describe('concurrent suspend', () => {
       const payload = installationPayload.parse(
         examplePayload('installation', 'suspend', installationId),
       );
-      await handleInstallationEvent(tx, context.boss, payload, context.config);
+      await handleInstallationEvent(tx, context.boss, payload, context);
       requestSent = Promise.resolve(
         app.request(`/api/runs/${run.id}/patch-requests`, {
           method: 'POST',

@@ -46,6 +46,14 @@ describe('upsertGitHubUser', () => {
     expect(row!.periodEndsAt).toEqual(manual!.periodEndsAt);
   });
 
+  it('links an admin created by login as a user', async () => {
+    const [manual] = await database.db.insert(users).values({ login: 'login-admin', role: 'admin' }).returning();
+    const linked = await upsertGitHubUser(database.db, { id: 55, login: 'login-admin' }, settings);
+    expect(linked).toBe(manual!.id);
+    const [row] = await database.db.select().from(users).where(eq(users.id, linked));
+    expect(row!.role).toBe('user');
+  });
+
   it('stores the period end of a new user', async () => {
     const created = await upsertGitHubUser(database.db, { id: 60, login: 'new-user' }, settings);
     const [row] = await database.db.select().from(users).where(eq(users.id, created));

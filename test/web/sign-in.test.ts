@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { oauthStates, sessions, users } from '../../src/db/schema/index.ts';
+import { adminLogins, oauthStates, sessions, users } from '../../src/db/schema/index.ts';
+import { resetAdminLogin } from '../../src/users/sync-admin-role.ts';
 import { hashSecret } from '../../src/web/session/session-store.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
@@ -219,6 +220,22 @@ describe('sign-in with GitHub', () => {
   });
 });
 
+/** Creates a test context whose sign-in goes to the fake GitHub, with `env` on top. */
+function createSignInContext(env: Record<string, string> = {}) {
+  return createTestContext({
+    GITHUB_CLIENT_ID: clientId,
+    GITHUB_CLIENT_SECRET: clientSecret,
+    GITHUB_URL: github.url,
+    GITHUB_API_URL: github.url,
+    ...env,
+  });
+}
+
+async function roleOf(context: TestContext, githubId: number) {
+  const [row] = await context.db.select({ role: users.role }).from(users).where(eq(users.githubId, githubId));
+  return row?.role;
+}
+
 describe('sign-in settings', () => {
   it('gives admin to ADMIN_LOGINS only', async () => {
     const context = await createTestContext({
@@ -239,6 +256,88 @@ describe('sign-in settings', () => {
         'first-but-not-admin': 'user',
         'boss-login': 'admin',
       });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('records the GitHub id of ADMIN_LOGINS', async () => {
+    const context = await createSignInContext({ ADMIN_LOGINS: 'boss' });
+    try {
+      const app = createApp(context);
+      oauth.signInAs({ id: 6101, login: 'Boss' });
+      await signIn(app);
+      expect(await context.db.select().from(adminLogins)).toMatchObject([
+        { login: 'boss', githubId: 6101 },
+      ]);
+      expect(await roleOf(context, 6101)).toBe('admin');
+
+      // The admin renames the account, and another account takes the old login.
+      oauth.signInAs({ id: 6101, login: 'boss-renamed' });
+      await signIn(app);
+      oauth.signInAs({ id: 6102, login: 'boss' });
+      const { response } = await signIn(app);
+
+      expect(response.status).toBe(303);
+      expect(await roleOf(context, 6102)).toBe('user');
+      expect(await roleOf(context, 6101)).toBe('user');
+      expect(await context.db.select().from(adminLogins)).toMatchObject([
+        { login: 'boss', githubId: 6101 },
+      ]);
+      const warning = context.logs.find((line) => line.event === 'auth.admin_login_reused');
+      expect(warning).toMatchObject({ level: 40, login: 'boss', recordedGithubId: 6101, githubId: 6102 });
+      const signedIn = context.logs.filter((line) => line.event === 'auth.signed_in').at(-1);
+      expect(signedIn).toMatchObject({ githubId: 6102, role: 'user' });
+
+      // The operator gives the login to its new account.
+      expect(await resetAdminLogin(context.db, 'boss')).toBe(6101);
+      await signIn(app);
+      expect(await roleOf(context, 6102)).toBe('admin');
+      expect(await context.db.select().from(adminLogins)).toMatchObject([
+        { login: 'boss', githubId: 6102 },
+      ]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps ADMIN_LOGINS admin on later sign-ins', async () => {
+    const context = await createSignInContext({ ADMIN_LOGINS: 'boss' });
+    try {
+      const app = createApp(context);
+      for (const login of ['boss', 'BOSS']) {
+        oauth.signInAs({ id: 6201, login });
+        await signIn(app);
+        const [user] = await context.db.select().from(users).where(eq(users.githubId, 6201));
+        expect(user!.role, login).toBe('admin');
+      }
+      expect(context.logs.some((line) => line.event === 'auth.admin_login_reused')).toBe(false);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps the first admin by GitHub id', async () => {
+    const context = await createSignInContext();
+    try {
+      const app = createApp(context);
+      oauth.signInAs({ id: 6301, login: 'first' });
+      await signIn(app);
+      expect(await roleOf(context, 6301)).toBe('admin');
+
+      // Another account takes the first admin's login after a rename.
+      oauth.signInAs({ id: 6302, login: 'first' });
+      await signIn(app);
+      expect(await roleOf(context, 6302)).toBe('user');
+      oauth.signInAs({ id: 6301, login: 'first-renamed' });
+      await signIn(app);
+      expect(await roleOf(context, 6301)).toBe('admin');
+
+      // An admin row without a GitHub id, as a login match of an earlier version left it.
+      await context.db.insert(users).values({ login: 'login-only', role: 'admin' });
+      oauth.signInAs({ id: 6303, login: 'login-only' });
+      await signIn(app);
+      expect(await roleOf(context, 6303)).toBe('user');
     } finally {
       await context.close();
     }

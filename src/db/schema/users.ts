@@ -64,6 +64,18 @@ export const users = pgTable(
   ],
 );
 
+/**
+ * GitHub account of each ADMIN_LOGINS login, recorded at the first sign-in with that login.
+ * GitHub lets another account take a login after a rename, so a sign-in with a listed login
+ * but another GitHub id gets no admin role.
+ */
+export const adminLogins = pgTable('admin_logins', {
+  /** Login from ADMIN_LOGINS, in lower case. */
+  login: text().primaryKey(),
+  githubId: bigint({ mode: 'number' }).notNull(),
+  createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+});
+
 /** Personal access tokens for the JSON API. Only a SHA-256 hash of the token is stored. */
 export const apiTokens = pgTable(
   'api_tokens',

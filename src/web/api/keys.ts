@@ -79,6 +79,10 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
       if (error instanceof KeyringUnavailableError) throw new AppError('not_configured', error.message);
       throw error;
     }
+    if (!saved.ok && saved.cause === 'rate_limited') {
+      c.header('Retry-After', String(saved.retryAfterSeconds));
+      throw new AppError('rate_limited', saved.reason);
+    }
     if (!saved.ok) {
       // A provider that failed or timed out during the check is an upstream failure, not bad input.
       throw new AppError(saved.cause === 'unavailable' ? 'bad_gateway' : 'bad_request', saved.reason);

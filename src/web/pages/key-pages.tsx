@@ -56,6 +56,10 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
         'own key not saved',
       );
       const keys = await listUserKeys(context, c.var.user.id);
+      if (result.cause === 'rate_limited') {
+        c.header('Retry-After', String(result.retryAfterSeconds));
+        return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, 429);
+      }
       const status = result.cause === 'unavailable' ? 502 : 400;
       return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, status);
     }

@@ -160,7 +160,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     }
 
     const userId = await upsertGitHubUser(db, account, config);
-    const role = await syncAdminRole(db, config, { id: userId, login: account.login });
+    const role = await syncAdminRole(context, { id: userId, login: account.login, githubId: account.id });
     // A new token on every sign-in, so a session id planted before sign-in is worthless.
     const previous = readSessionCookie(c, config);
     if (previous) await deleteSession(db, previous);

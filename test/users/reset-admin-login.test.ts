@@ -1,0 +1,74 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runUsersCommand } from '../../src/cli/users.ts';
+import { loadConfig } from '../../src/config/env.ts';
+import { adminLogins, users } from '../../src/db/schema/index.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Runs `fixwright users reset-admin --login LOGIN` in this process and returns its output. */
+async function resetAdmin(login: string): Promise<string[]> {
+  const config = loadConfig({ NODE_ENV: 'test', DATABASE_URL: database.url, ADMIN_LOGINS: 'boss' });
+  const output: string[] = [];
+  vi.spyOn(console, 'log').mockImplementation((line: unknown) => void output.push(String(line)));
+  expect(await runUsersCommand(config, createLogger('silent'), ['reset-admin', '--login', login])).toBe(0);
+  return output;
+}
+
+async function roleOf(githubId: number) {
+  const [row] = await database.db.select({ role: users.role }).from(users).where(eq(users.githubId, githubId));
+  return row!.role;
+}
+
+describe('fixwright users reset-admin', () => {
+  it('deletes the recorded GitHub id', async () => {
+    await database.db.insert(users).values([
+      { login: 'boss~401', githubId: 401, role: 'admin' },
+      { login: 'boss', githubId: 402 },
+    ]);
+    await database.db.insert(adminLogins).values({ login: 'boss', githubId: 401 });
+
+    const output = await resetAdmin('Boss');
+
+    expect(output).toEqual([
+      'Deleted GitHub id 401 recorded for Boss. While Boss is in ADMIN_LOGINS, the next sign-in ' +
+        'with it records its GitHub id and gets the admin role.',
+    ]);
+    expect(await database.db.select().from(adminLogins).where(eq(adminLogins.login, 'boss'))).toEqual([]);
+    expect(await roleOf(401)).toBe('user');
+    expect(await roleOf(402)).toBe('user');
+  });
+
+  it('keeps an admin recorded under another login', async () => {
+    await database.db.insert(users).values({ login: 'chief', githubId: 501, role: 'admin' });
+    await database.db.insert(adminLogins).values([
+      { login: 'old-chief', githubId: 501 },
+      { login: 'chief', githubId: 501 },
+    ]);
+
+    await resetAdmin('old-chief');
+
+    expect(await roleOf(501)).toBe('admin');
+    const rows = await database.db.select({ login: adminLogins.login }).from(adminLogins);
+    expect(rows.map((row) => row.login)).toContain('chief');
+    expect(rows.map((row) => row.login)).not.toContain('old-chief');
+  });
+
+  it('reports a login without a recorded id', async () => {
+    expect(await resetAdmin('nobody-recorded')).toEqual([
+      'No GitHub id is recorded for nobody-recorded, so the next sign-in with it records one.',
+    ]);
+  });
+});
