@@ -71,13 +71,16 @@
     if (!budget) return;
     var files = 0;
     var tokens = 0;
+    var sizesKnown = true;
     form.querySelectorAll('fieldset.file-findings').forEach(function (fieldset) {
       var estimate = fieldset.querySelector('[data-tokens]');
       if (!estimate || !fieldset.querySelector('input[name="findingIds"]:checked')) return;
       files += 1;
       tokens += Number(estimate.getAttribute('data-tokens'));
+      if (estimate.getAttribute('data-size-known') !== 'true') sizesKnown = false;
     });
     budget.querySelector('[data-selected-files]').textContent = files + (files === 1 ? ' file' : ' files');
+    budget.querySelector('[data-selected-estimate]').textContent = sizesKnown ? 'about' : 'at least';
     budget.querySelector('[data-selected-tokens]').textContent = tokens.toLocaleString('en-US');
     var remaining = budget.getAttribute('data-remaining');
     budget.querySelector('[data-over-allowance]').hidden =

@@ -10,11 +10,13 @@ import { platformKey } from './provider-client.ts';
 /** The estimate of one file's model call in a preview. */
 export interface FileCallEstimate {
   path: string;
-  /**
-   * Minimum tokens that the call reserves with the file's findings, by the worker's estimate.
-   * A lower bound, because the file's content is read only when the preview runs.
-   */
+  /** Minimum tokens that the call reserves with the file's findings, by the worker's estimate. */
   tokens: number;
+  /**
+   * False when the run did not record the file's size, so `tokens` leaves out the content,
+   * which the prompt and the output both contain, and is a lower bound.
+   */
+  sizeKnown: boolean;
 }
 
 /** Payer of a preview's model calls, as chosen for a preview started now. */
@@ -33,14 +35,19 @@ export type PreviewPayment =
  * Estimates each file's call for the findings, in the order the preview processes the files.
  * Only the findings given count, so pass the selected ones.
  */
-export function estimateFileCalls(findings: readonly SelectedFinding[]): FileCallEstimate[] {
+export function estimateFileCalls(
+  findings: readonly (SelectedFinding & { fileBytes: number | null })[],
+): FileCallEstimate[] {
+  const fileBytes = new Map(findings.map((finding) => [finding.path, finding.fileBytes]));
   const byPath = groupFindingsByFile(findings);
-  return [...byPath].map(([path, fileFindings]) => ({
-    path,
-    // NOTE: with an empty file the estimate misses the content, which the prompt and the
-    // output both contain, so every file's call needs more than this.
-    tokens: estimateLeastCallTokens({ path, content: '', findings: fileFindings }),
-  }));
+  return [...byPath].map(([path, fileFindings]) => {
+    const bytes = fileBytes.get(path) ?? null;
+    return {
+      path,
+      tokens: estimateLeastCallTokens({ path, findings: fileFindings, fileBytes: bytes ?? 0 }),
+      sizeKnown: bytes !== null,
+    };
+  });
 }
 
 /**
@@ -48,7 +55,7 @@ export function estimateFileCalls(findings: readonly SelectedFinding[]): FileCal
  * file that does not fit is skipped, and a later, smaller one may still fit.
  */
 export function pickFilesWithinAllowance(
-  calls: readonly FileCallEstimate[],
+  calls: readonly Pick<FileCallEstimate, 'path' | 'tokens'>[],
   remaining: number,
 ): Set<string> {
   const picked = new Set<string>();

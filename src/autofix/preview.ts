@@ -15,11 +15,11 @@ import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
 import {
   buildFixPrompt,
+  bytesPerToken,
   estimatePromptTokens,
   estimateTextTokens,
   type FixFinding,
   type FixPrompt,
-  type FixPromptInput,
 } from '../llm/prompt.ts';
 import type { ModelRequest } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
@@ -34,17 +34,27 @@ import { resolveModelClients, type KeyedClient } from './model-clients.ts';
 /** Output tokens that a call gets on top of the file's estimate, at the least. */
 const leastOutputMarginTokens = 64;
 
-/** Minimum output cap that can hold the file again: its estimated tokens, a tenth more and a margin. */
-function leastOutputTokens(fileText: string): number {
-  return Math.ceil(estimateTextTokens(fileText) * 1.1) + leastOutputMarginTokens;
+/**
+ * Minimum output cap that can hold a file of `fileBytes` UTF-8 bytes again: its estimated
+ * tokens, a tenth more and a margin.
+ */
+function leastOutputTokens(fileBytes: number): number {
+  return Math.ceil(Math.ceil(fileBytes / bytesPerToken) * 1.1) + leastOutputMarginTokens;
 }
 
 /**
  * Estimates the minimum tokens that a file's call reserves on platform keys: its prompt and the
- * minimum output cap. A file whose estimate is over the allowance left fails without a call.
+ * minimum output cap, for a file of `fileBytes` UTF-8 bytes. A file whose estimate is over the
+ * allowance left fails without a call. The estimate equals the worker's own unless the file
+ * contains a tag like `<file>`, which makes the worker's prompt 68 bytes longer.
  */
-export function estimateLeastCallTokens(input: FixPromptInput): number {
-  return estimatePromptTokens(buildFixPrompt(input)) + leastOutputTokens(input.content);
+export function estimateLeastCallTokens(input: {
+  path: string;
+  findings: FixFinding[];
+  fileBytes: number;
+}): number {
+  const prompt = buildFixPrompt({ path: input.path, content: '', findings: input.findings });
+  return estimatePromptTokens(prompt, input.fileBytes) + leastOutputTokens(input.fileBytes);
 }
 
 /**
@@ -52,7 +62,7 @@ export function estimateLeastCallTokens(input: FixPromptInput): number {
  * the least output cap. With fewer tokens left on the platform keys, the request fails before
  * any work. Each real call needs more, which its own check reports.
  */
-export const minimumCallTokens = estimateLeastCallTokens({ path: '', content: '', findings: [] });
+export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
 
 /**
  * Maximum number of lines that a file's fix may add and remove together. The diff's time grows
@@ -415,7 +425,7 @@ async function outputBudget(
   const allowance = await getAllowance(context.db, input.userId);
   if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap };
   const promptTokens = estimatePromptTokens(input.prompt);
-  const least = leastOutputTokens(input.fileText);
+  const least = leastOutputTokens(Buffer.byteLength(input.fileText, 'utf8'));
   const available = allowance.remaining - promptTokens;
   if (available < least) {
     return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };

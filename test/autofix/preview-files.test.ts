@@ -4,10 +4,11 @@ import { estimateFileCalls, pickFilesWithinAllowance } from '../../src/autofix/p
 import { groupFindingsByFile, type SelectedFinding } from '../../src/autofix/preview-files.ts';
 import { estimateLeastCallTokens, minimumCallTokens } from '../../src/autofix/preview.ts';
 import type { Provider } from '../../src/db/schema/index.ts';
+import { buildFixPrompt, estimatePromptTokens } from '../../src/llm/prompt.ts';
 
 let nextId = 1;
 
-function finding(path: string, severity: SelectedFinding['severity'], line = 1): SelectedFinding {
+function finding(path: string, severity: SelectedFinding['severity'], line = 1) {
   return {
     id: `finding-${nextId++}`,
     path,
@@ -16,6 +17,7 @@ function finding(path: string, severity: SelectedFinding['severity'], line = 1):
     startLine: line,
     endLine: line,
     message: 'Remove the console.log call.',
+    fileBytes: null as number | null,
   };
 }
 
@@ -40,24 +42,42 @@ describe('groupFindingsByFile', () => {
 });
 
 describe('estimateFileCalls', () => {
-  it('uses the least call estimate of each file', () => {
+  it('uses each file\'s recorded size', () => {
     const rows = [finding('a.ts', 'warning'), finding('a.ts', 'notice', 4), finding('b.ts', 'error')];
+    rows[0]!.fileBytes = 400;
+    rows[1]!.fileBytes = 400;
     const calls = estimateFileCalls(rows);
     const grouped = groupFindingsByFile(rows);
+
     expect(calls.map((call) => call.path)).toEqual(['b.ts', 'a.ts']);
-    for (const call of calls) {
-      const expected = estimateLeastCallTokens({ path: call.path, content: '', findings: grouped.get(call.path)! });
-      expect(call.tokens).toBe(expected);
-      expect(call.tokens).toBeGreaterThan(minimumCallTokens);
-    }
+    expect(calls[0]!.sizeKnown).toBe(false);
+    expect(calls[0]!.tokens).toBe(estimateLeastCallTokens({ path: 'b.ts', findings: grouped.get('b.ts')!, fileBytes: 0 }));
+    expect(calls[1]!.sizeKnown).toBe(true);
+    expect(calls[1]!.tokens).toBe(estimateLeastCallTokens({ path: 'a.ts', findings: grouped.get('a.ts')!, fileBytes: 400 }));
+    expect(calls[0]!.tokens).toBeGreaterThan(minimumCallTokens);
+  });
+});
+
+describe('estimateLeastCallTokens', () => {
+  const findings = groupFindingsByFile([finding('src/a.ts', 'warning')]).get('src/a.ts')!;
+
+  it('matches the worker\'s prompt and output', () => {
+    const content = "export const a = 1;\nconsole.log('a', é);\n";
+    const bytes = Buffer.byteLength(content, 'utf8');
+    const prompt = estimatePromptTokens(buildFixPrompt({ path: 'src/a.ts', content, findings }));
+    const leastOutput = Math.ceil(Math.ceil(bytes / 4) * 1.1) + 64;
+    expect(estimateLeastCallTokens({ path: 'src/a.ts', findings, fileBytes: bytes })).toBe(prompt + leastOutput);
   });
 
-  it('grows with the file content', () => {
-    const findings = groupFindingsByFile([finding('a.ts', 'warning')]).get('a.ts')!;
-    const empty = estimateLeastCallTokens({ path: 'a.ts', content: '', findings });
-    const full = estimateLeastCallTokens({ path: 'a.ts', content: 'x'.repeat(4000), findings });
-    // 1,000 tokens in the prompt and 1,100 in the least output cap.
+  it('grows with the file size', () => {
+    const empty = estimateLeastCallTokens({ path: 'src/a.ts', findings, fileBytes: 0 });
+    const full = estimateLeastCallTokens({ path: 'src/a.ts', findings, fileBytes: 4000 });
+    // 1,000 tokens in the prompt and 1,100 in the minimum output cap.
     expect(full - empty).toBe(2100);
+  });
+
+  it('equals minimumCallTokens when empty', () => {
+    expect(estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 })).toBe(minimumCallTokens);
   });
 });
 

@@ -44,6 +44,8 @@ describe('preview form total in Chromium', () => {
     const checked = files.filter((file) => file.checked);
     expect(checked).toHaveLength(1);
     expect(await selectedTokens()).toBe(checked[0]!.tokens.toLocaleString('en-US'));
+    // The analysis recorded both files' sizes, so the estimates include their content.
+    expect(await page.locator('[data-selected-estimate]').textContent()).toBe('about');
     expect(await overAllowance()).toBe(false);
     await screenshot(page, 'preview-budget-default');
 
@@ -61,7 +63,7 @@ describe('preview form total in Chromium', () => {
     await expect
       .poll(() => page.locator('#preview-progress').textContent())
       .toContain('Not enough token allowance left');
-    expect(await page.locator('#preview-progress').textContent()).toContain('the selection of 2 files needs at least');
+    expect(await page.locator('#preview-progress').textContent()).toContain('the selection of 2 files needs about');
   });
 
   it('updates the total when a file is unchecked', async () => {

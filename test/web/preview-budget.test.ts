@@ -2,7 +2,7 @@ import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
 import { estimateLeastCallTokens } from '../../src/autofix/preview.ts';
-import { patchRequests, userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
+import { findings, patchRequests, userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -58,8 +58,9 @@ async function markKeysRejected(userId: string) {
 /** Returns the worker's estimate of each file's call with all of the file's findings. */
 function expectedEstimates(setup: RunSetup): Map<string, number> {
   const estimates = new Map<string, number>();
-  for (const [path, findings] of groupFindingsByFile(setup.findings)) {
-    estimates.set(path, estimateLeastCallTokens({ path, content: '', findings }));
+  for (const [path, fileFindings] of groupFindingsByFile(setup.findings)) {
+    const fileBytes = setup.findings.find((finding) => finding.path === path)!.fileBytes ?? 0;
+    estimates.set(path, estimateLeastCallTokens({ path, findings: fileFindings, fileBytes }));
   }
   return estimates;
 }
@@ -109,7 +110,7 @@ describe('preview form on the free plan', () => {
     const estimates = expectedEstimates(setup);
     expect(estimates.size).toBe(3);
     for (const [path, tokens] of estimates) {
-      expect(html).toContain(`data-tokens="${tokens}"`);
+      expect(html).toContain(`data-tokens="${tokens}" data-size-known="false"`);
       expect(html).toContain(`· at least ${tokens.toLocaleString('en-US')} tokens`);
       expect(tokens, path).toBeGreaterThan(700);
     }
@@ -126,6 +127,8 @@ describe('preview form on the free plan', () => {
     expect(checkedPaths(html, setup)).toEqual(['src/b.ts']);
     expect(selectedTokens(html)).toBe(estimates.get('src/b.ts')!.toLocaleString('en-US'));
     expect(html).toContain('<span data-selected-files="true">1 file</span>');
+    expect(html).toContain('<span data-selected-estimate="true">at least</span>');
+    expect(html).toContain('leaves out the file&#39;s content');
     expect(html).toContain('Your allowance has 1,000 tokens left (1,000 per period on the free plan).');
     expect(html).toContain('2 of 3 files were left unchecked');
     expect(html).toContain('data-remaining="1000"');
@@ -168,6 +171,36 @@ describe('preview form on the free plan', () => {
     expect(body).toContain(`so 1000 remain but the selection of 2 files needs at least ${needed}.`);
     expect(body).toContain('Or uncheck files until the selection fits.');
     expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('uses the recorded file sizes', async () => {
+    const { user, setup } = await newUserWithRun();
+    const sizes: Record<string, number> = { 'src/a.ts': 40, 'src/b.ts': 2000, 'src/c.ts': 20 };
+    for (const finding of setup.findings) {
+      finding.fileBytes = sizes[finding.path]!;
+      await context.db.update(findings).set({ fileBytes: finding.fileBytes }).where(eq(findings.id, finding.id));
+    }
+    const html = await runPage(user, setup);
+    const estimates = expectedEstimates(setup);
+    // src/b.ts, processed first, is too large for 1,000 tokens, and src/a.ts leaves too little
+    // for src/c.ts.
+    expect(estimates.get('src/b.ts')!).toBeGreaterThan(1000);
+    expect(estimates.get('src/a.ts')!).toBeLessThanOrEqual(1000);
+    expect(estimates.get('src/a.ts')! + estimates.get('src/c.ts')!).toBeGreaterThan(1000);
+
+    for (const [path, tokens] of estimates) {
+      expect(html, path).toContain(`data-tokens="${tokens}" data-size-known="true"`);
+      expect(html, path).toContain(`· about ${tokens.toLocaleString('en-US')} tokens`);
+    }
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts']);
+    expect(html).toContain('<span data-selected-estimate="true">about</span>');
+    expect(selectedTokens(html)).toBe(estimates.get('src/a.ts')!.toLocaleString('en-US'));
+    expect(html).not.toContain('leaves out the file&#39;s content');
+
+    const response = await postPreview(user, setup, setup.findings.map((finding) => finding.id));
+    expect(response.status).toBe(409);
+    const total = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
+    expect(await response.text()).toContain(`the selection of 3 files needs about ${total}.`);
   });
 
   it('accepts the default selection', async () => {

@@ -98,9 +98,10 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       const needed = calls.reduce((sum, call) => sum + call.tokens, 0);
       if (needed > payment.allowance.remaining) {
         const subject = `the selection of ${formatCount(calls.length, 'file')}`;
+        const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
         throw new AppError(
           'conflict',
-          `${describeExhausted(payment.allowance, needed, 'at least', subject)} ` +
+          `${describeExhausted(payment.allowance, needed, estimate, subject)} ` +
             'Or uncheck files until the selection fits.',
           { neededTokens: needed, remainingTokens: payment.allowance.remaining },
         );

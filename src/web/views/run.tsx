@@ -1,10 +1,12 @@
 import type { FC } from 'hono/jsx';
+import type { FileCallEstimate } from '../../autofix/preview-budget.ts';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import {
+  estimateWord,
   formatTokens,
   PreviewBudgetSummary,
   type PreviewBudgetView,
@@ -23,6 +25,13 @@ function groupByPath(rows: Finding[]): [string, Finding[]][] {
   return [...groups.entries()];
 }
 
+/** One file's call estimate, with the attributes that public/app.js adds up. */
+const CallEstimate: FC<{ call: FileCallEstimate }> = ({ call }) => (
+  <span class="muted call-estimate" data-tokens={call.tokens} data-size-known={String(call.sizeKnown)}>
+    {`· ${estimateWord([call])} ${formatTokens(call.tokens)} tokens`}
+  </span>
+);
+
 /**
  * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
  * its call's estimate, and only the files in `budget.checkedPaths` are checked.
@@ -37,7 +46,7 @@ export const RunPage: FC<{
   const action = `/runs/${run.id}/patch-requests`;
   const closed = pullRequestClosedError(run);
   const canPreview = !closed && run.status === 'completed' && findings.length > 0;
-  const callTokens = new Map(budget.calls.map((call) => [call.path, call.tokens]));
+  const callsByPath = new Map(budget.calls.map((call) => [call.path, call]));
   return (
     <Layout title={`${run.repository}#${run.prNumber}`} session={session}>
       <p class="breadcrumbs">
@@ -77,12 +86,10 @@ export const RunPage: FC<{
             <fieldset class="file-findings card">
               <legend>
                 <code>{path}</code> <span class="muted">{`${rows.length} finding${rows.length === 1 ? '' : 's'}`}</span>
-                {canPreview ? (
+                {canPreview && callsByPath.has(path) ? (
                   <>
                     {' '}
-                    <span class="muted call-estimate" data-tokens={callTokens.get(path)}>
-                      {`· at least ${formatTokens(callTokens.get(path) ?? 0)} tokens`}
-                    </span>
+                    <CallEstimate call={callsByPath.get(path)!} />
                   </>
                 ) : null}
               </legend>

@@ -13,9 +13,18 @@ export interface PreviewBudgetView {
 
 const numberFormat = new Intl.NumberFormat('en-US');
 
+const withoutContentNote =
+  'An estimate of "at least" leaves out the file\'s content, because the run did not record ' +
+  'its size, so that call needs more.';
+
 /** Formats a token count as "1,234". */
 export function formatTokens(tokens: number): string {
   return numberFormat.format(tokens);
+}
+
+/** Returns "about", or "at least" when an estimate leaves out a file's content. */
+export function estimateWord(calls: readonly FileCallEstimate[]): string {
+  return calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
 }
 
 /** Tokens that the allowance leaves for the selection, or null when it does not limit it. */
@@ -60,7 +69,8 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
   return (
     <div class="preview-budget" data-preview-budget data-remaining={limit ?? undefined}>
       <p>
-        Selected: <span data-selected-files>{formatCount(checked.length, 'file')}</span>, at least{' '}
+        Selected: <span data-selected-files>{formatCount(checked.length, 'file')}</span>,{' '}
+        <span data-selected-estimate>{estimateWord(checked)}</span>{' '}
         <strong data-selected-tokens>{formatTokens(total)}</strong> tokens. {describePayment(payment)}
       </p>
       {unchecked > 0 && limit !== null ? (
@@ -77,8 +87,8 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
         rejected. Uncheck files until the total fits.
       </p>
       <p class="muted">
-        Each file shows the minimum tokens its model call reserves. The estimates leave out the
-        file's content, which the preview reads only when it runs, so every call needs more.
+        Each file shows the minimum tokens its model call reserves, estimated at 4 bytes a token.
+        {calls.every((call) => call.sizeKnown) ? null : ` ${withoutContentNote}`}
       </p>
     </div>
   );
