@@ -1,4 +1,5 @@
-// Fixwright dashboard script: the htmx extension that shows a JSON API response as text.
+// Fixwright dashboard script: the htmx extension that shows a JSON API response as text, and
+// the running total of the "Preview fix" form.
 // Loaded after htmx (both deferred, in document order), so `htmx` exists here.
 (function () {
   'use strict';
@@ -59,5 +60,36 @@
       wrapper.appendChild(details);
       return wrapper.innerHTML;
     },
+  });
+
+  // Updates the "Preview fix" total when a finding is checked or unchecked. A file counts once
+  // when any of its findings is checked, with the estimate the server rendered for all of them.
+  // Without JavaScript the total stays as rendered, and the server still rejects a selection
+  // over the allowance.
+  function updatePreviewBudget(form) {
+    var budget = form.querySelector('[data-preview-budget]');
+    if (!budget) return;
+    var files = 0;
+    var tokens = 0;
+    var sizesKnown = true;
+    form.querySelectorAll('fieldset.file-findings').forEach(function (fieldset) {
+      var estimate = fieldset.querySelector('[data-tokens]');
+      if (!estimate || !fieldset.querySelector('input[name="findingIds"]:checked')) return;
+      files += 1;
+      tokens += Number(estimate.getAttribute('data-tokens'));
+      if (estimate.getAttribute('data-size-known') !== 'true') sizesKnown = false;
+    });
+    budget.querySelector('[data-selected-files]').textContent = files + (files === 1 ? ' file' : ' files');
+    budget.querySelector('[data-selected-estimate]').textContent = sizesKnown ? 'about' : 'at least';
+    budget.querySelector('[data-selected-tokens]').textContent = tokens.toLocaleString('en-US');
+    var remaining = budget.getAttribute('data-remaining');
+    budget.querySelector('[data-over-allowance]').hidden =
+      remaining === null || tokens <= Number(remaining);
+  }
+
+  document.addEventListener('change', function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.name !== 'findingIds' || !input.form) return;
+    updatePreviewBudget(input.form);
   });
 })();

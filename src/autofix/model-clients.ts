@@ -1,6 +1,6 @@
 import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
-import type { KeySource } from '../db/schema/index.ts';
+import type { KeySource, Provider } from '../db/schema/index.ts';
 import type { Keyring } from '../keys/master-keys.ts';
 import { loadOwnKeys } from '../keys/own-keys.ts';
 import { getProviderOrder } from '../keys/user-keys.ts';
@@ -21,10 +21,41 @@ export interface ModelClientSelection {
   unusableKeyReasons: string[];
 }
 
+/** A provider to call and the key that pays for it. */
+export interface KeyChoice {
+  provider: Provider;
+  keySource: KeySource;
+}
+
 /**
- * Returns the clients to try for a user, in the user's provider order. A provider uses the
- * user's own key when one is stored, otherwise the platform key, and is left out when it has
- * neither. A provider whose stored key is unusable is left out too, never given the platform key.
+ * Chooses the key of each provider in the user's order: the user's own key when one is stored
+ * and usable, otherwise the platform key. A provider is left out when its stored key is
+ * unusable, when it has no key, or when its only key is a platform key after an own key.
+ */
+export function chooseKeys(
+  order: readonly Provider[],
+  ownKeyUsable: ReadonlyMap<Provider, boolean>,
+  hasPlatformKey: (provider: Provider) => boolean,
+): KeyChoice[] {
+  const choices: KeyChoice[] = [];
+  for (const provider of order) {
+    const usable = ownKeyUsable.get(provider);
+    if (usable === true) {
+      choices.push({ provider, keySource: 'user' });
+      continue;
+    }
+    // A platform client after an own-key client would run only after a rate limit or outage on
+    // the own key. The user chose to pay with that key, so their allowance is not spent then.
+    if (usable === false || !hasPlatformKey(provider)) continue;
+    if (choices.some((choice) => choice.keySource === 'user')) continue;
+    choices.push({ provider, keySource: 'platform' });
+  }
+  return choices;
+}
+
+/**
+ * Returns the clients to try for a user, in the user's provider order, as chooseKeys picks
+ * them. A provider whose stored key is unusable is left out, never given the platform key.
  */
 export async function resolveModelClients(
   context: { config: Config; db: Database; keyring: Keyring; logger: Logger },
@@ -34,31 +65,29 @@ export async function resolveModelClients(
   const order = await getProviderOrder(db, user.id);
   const ownKeys = await loadOwnKeys(context, user.id);
 
-  const clients: KeyedClient[] = [];
   const unusableKeyReasons: string[] = [];
   for (const provider of order) {
     const own = ownKeys.get(provider);
-    if (own?.usable) {
-      const client = createProviderClient(config, provider, own.key);
-      clients.push({
-        keySource: 'user',
-        client: ownKeyClient(client, { db, logger, stored: own.stored, apiKey: own.key }),
-      });
-      continue;
-    }
-    if (own) {
-      unusableKeyReasons.push(own.reason);
-      logger.info(
-        { event: 'preview.provider_skipped', userId: user.id, provider },
-        'stored key is unusable; provider left out',
-      );
-      continue;
-    }
-    const key = platformKey(config, provider);
-    // A platform client after an own-key client would run only after a rate limit or outage on
-    // the own key. The user chose to pay with that key, so their allowance is not spent then.
-    if (!key || clients.some((entry) => entry.keySource === 'user')) continue;
-    clients.push({ keySource: 'platform', client: createProviderClient(config, provider, key) });
+    if (!own || own.usable) continue;
+    unusableKeyReasons.push(own.reason);
+    logger.info(
+      { event: 'preview.provider_skipped', userId: user.id, provider },
+      'stored key is unusable; provider left out',
+    );
   }
+
+  const usable = new Map([...ownKeys].map(([provider, own]) => [provider, own.usable]));
+  const choices = chooseKeys(order, usable, (provider) => Boolean(platformKey(config, provider)));
+  const clients: KeyedClient[] = choices.map(({ provider, keySource }) => {
+    const own = ownKeys.get(provider);
+    if (keySource === 'user' && own?.usable) {
+      const client = createProviderClient(config, provider, own.key);
+      return {
+        keySource,
+        client: ownKeyClient(client, { db, logger, stored: own.stored, apiKey: own.key }),
+      };
+    }
+    return { keySource, client: createProviderClient(config, provider, platformKey(config, provider)!) };
+  });
   return { clients, unusableKeyReasons };
 }

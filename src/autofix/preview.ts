@@ -15,6 +15,7 @@ import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
 import {
   buildFixPrompt,
+  bytesPerToken,
   estimatePromptTokens,
   estimateTextTokens,
   type FixFinding,
@@ -26,6 +27,7 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
+import { groupFindingsByFile } from './preview-files.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
 
@@ -33,13 +35,34 @@ import { resolveModelClients, type KeyedClient } from './model-clients.ts';
 const leastOutputMarginTokens = 64;
 
 /**
+ * Minimum output cap that can hold a file of `fileBytes` UTF-8 bytes again: its estimated
+ * tokens, a tenth more and a margin.
+ */
+function leastOutputTokens(fileBytes: number): number {
+  return Math.ceil(Math.ceil(fileBytes / bytesPerToken) * 1.1) + leastOutputMarginTokens;
+}
+
+/**
+ * Estimates the minimum tokens that a file's call reserves on platform keys: its prompt and the
+ * minimum output cap, for a file of `fileBytes` UTF-8 bytes. A file whose estimate is over the
+ * allowance left fails without a call. The estimate equals the worker's own unless the file
+ * contains a tag like `<file>`, which makes the worker's prompt 68 bytes longer.
+ */
+export function estimateLeastCallTokens(input: {
+  path: string;
+  findings: FixFinding[];
+  fileBytes: number;
+}): number {
+  const prompt = buildFixPrompt({ path: input.path, content: '', findings: input.findings });
+  return estimatePromptTokens(prompt, input.fileBytes) + leastOutputTokens(input.fileBytes);
+}
+
+/**
  * Tokens of the smallest call there can be: the prompt for an empty file with no findings and
  * the least output cap. With fewer tokens left on the platform keys, the request fails before
  * any work. Each real call needs more, which its own check reports.
  */
-export const minimumCallTokens =
-  estimatePromptTokens(buildFixPrompt({ path: '', content: '', findings: [] })) +
-  leastOutputMarginTokens;
+export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
 
 /**
  * Maximum number of lines that a file's fix may add and remove together. The diff's time grows
@@ -98,7 +121,7 @@ export async function runPreview(
 
   await requireActiveInstallation(db, run.installationId);
 
-  const findingsByPath = groupFindings(request.selected.map((entry) => entry.finding));
+  const findingsByPath = groupFindingsByFile(request.selected.map((entry) => entry.finding));
   await db
     .insert(patchFiles)
     .values([...findingsByPath.keys()].map((path) => ({ patchRequestId, path })))
@@ -154,6 +177,10 @@ export async function runPreview(
         inArray(patchFiles.status, ['pending', 'running']),
       ),
     );
+  // In the order of findingsByPath, so the most severe files are done first.
+  const fileOrder = new Map([...findingsByPath.keys()].map((path, index) => [path, index]));
+  const rank = (path: string) => fileOrder.get(path) ?? fileOrder.size;
+  pending.sort((left, right) => rank(left.path) - rank(right.path));
   const [owner, repo] = splitRepository(run.repository);
   const octokit = await github.installationOctokit(run.installationId);
 
@@ -398,32 +425,12 @@ async function outputBudget(
   const allowance = await getAllowance(context.db, input.userId);
   if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap };
   const promptTokens = estimatePromptTokens(input.prompt);
-  const least = Math.ceil(fileTokens * 1.1) + leastOutputMarginTokens;
+  const least = leastOutputTokens(Buffer.byteLength(input.fileText, 'utf8'));
   const available = allowance.remaining - promptTokens;
   if (available < least) {
     return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };
   }
   return { ok: true, maxOutputTokens: Math.min(fullCap, available) };
-}
-
-function groupFindings(
-  rows: { id: string; path: string; ruleId: string; severity: string; startLine: number; endLine: number; message: string }[],
-): Map<string, FileFinding[]> {
-  const byPath = new Map<string, FileFinding[]>();
-  for (const row of rows) {
-    const list = byPath.get(row.path) ?? [];
-    list.push({
-      id: row.id,
-      ruleId: row.ruleId,
-      severity: row.severity,
-      line: row.startLine,
-      endLine: row.endLine,
-      message: row.message,
-    });
-    byPath.set(row.path, list);
-  }
-  for (const list of byPath.values()) list.sort((a, b) => a.line - b.line);
-  return byPath;
 }
 
 /**

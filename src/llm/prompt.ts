@@ -203,8 +203,13 @@ export function estimateTextTokens(text: string): number {
 /**
  * Estimates the prompt tokens of a request: its UTF-8 bytes divided by `bytesPerToken`,
  * rounded up, plus a fixed overhead for the chat template. The allowance caps every charge at
- * the limit, so an estimate that comes out low never lets usage pass it.
+ * the limit, so an estimate that comes out low never lets usage pass it. `extraBytes` counts
+ * text that the request will contain but does not yet, such as a file known only by its size.
  */
-export function estimatePromptTokens(request: Pick<ModelRequest, 'system' | 'user'>): number {
-  return estimateTextTokens(request.system + request.user) + promptOverheadTokens;
+export function estimatePromptTokens(
+  request: Pick<ModelRequest, 'system' | 'user'>,
+  extraBytes = 0,
+): number {
+  const bytes = Buffer.byteLength(request.system + request.user, 'utf8') + extraBytes;
+  return Math.ceil(bytes / bytesPerToken) + promptOverheadTokens;
 }

@@ -1,10 +1,12 @@
+import type { Octokit } from '@octokit/rest';
 import { eq, sql } from 'drizzle-orm';
 import { analyzeChangedFilesInTurns } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
-import { safeErrorMessage } from '../errors/safe-error.ts';
+import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
+import { readFileSizes } from '../github/file-sizes.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
@@ -13,8 +15,8 @@ import type { Logger } from '../logger.ts';
 import { fillMissingPatches } from './missing-patches.ts';
 
 /**
- * Findings per INSERT statement. Each row binds 10 parameters, and postgres.js 3.4 rejects a
- * statement with 65,534 or more (MAX_PARAMETERS_EXCEEDED), so one statement fits 6,553 rows.
+ * Findings per INSERT statement. Each row binds 11 parameters, and postgres.js 3.4 rejects a
+ * statement with 65,534 or more (MAX_PARAMETERS_EXCEEDED), so one statement fits 5,957 rows.
  */
 export const findingInsertChunkSize = 1000;
 
@@ -82,6 +84,7 @@ export async function analyzeRun(
     logger,
   );
   const { findings: drafts, omittedFindings } = await analyzeChangedFilesInTurns(analyzedFiles);
+  const fileSizes = await readFindingFileSizes(octokit, target, drafts, logger);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
@@ -91,7 +94,14 @@ export async function analyzeRun(
       const chunk = drafts.slice(start, start + findingInsertChunkSize);
       await tx
         .insert(findings)
-        .values(chunk.map((draft) => ({ ...draft, runId, source: 'builtin' as const })))
+        .values(
+          chunk.map((draft) => ({
+            ...draft,
+            runId,
+            source: 'builtin' as const,
+            fileBytes: fileSizes.get(draft.path) ?? null,
+          })),
+        )
         .onConflictDoNothing();
     }
     // A run superseded or cancelled while it was analyzed keeps that status and no report.
@@ -115,6 +125,38 @@ export async function analyzeRun(
   });
 
   return { status: 'completed', findings: drafts.length, files: files.length };
+}
+
+/**
+ * Reads the sizes of the files with findings, which the run page needs to estimate a preview.
+ * A failed request leaves the sizes out and the analysis goes on, so the page falls back to
+ * estimates without the file content.
+ */
+async function readFindingFileSizes(
+  octokit: Octokit,
+  target: { owner: string; repo: string; ref: string },
+  drafts: readonly { path: string }[],
+  logger: Logger,
+): Promise<Map<string, number>> {
+  if (drafts.length === 0) return new Map();
+  const paths = new Set(drafts.map((draft) => draft.path));
+  try {
+    const { sizes, truncated } = await readFileSizes(octokit, target, paths);
+    if (sizes.size < paths.size) {
+      logger.info(
+        { event: 'analyze.file_sizes_missing', missing: paths.size - sizes.size, truncated },
+        'the git tree did not list every file with findings; their previews are estimated without content',
+      );
+    }
+    return sizes;
+  } catch (error) {
+    if (typeof (error as { status?: unknown }).status !== 'number') throw error;
+    logger.warn(
+      { event: 'analyze.file_sizes_failed', err: toSafeError(error) },
+      'reading the git tree failed; previews of this run are estimated without file content',
+    );
+    return new Map();
+  }
 }
 
 /**

@@ -69,6 +69,8 @@ export function describeExhausted(
   needed: number,
   /** `at least` when `needed` is a lower bound, as before a preview has built its prompts. */
   estimate: 'about' | 'at least' = 'about',
+  /** Singular subject of "needs" in the message, such as "this call". */
+  subject = 'this call',
 ): string {
   const planName = state.plan[0]!.toUpperCase() + state.plan.slice(1);
   const advice =
@@ -78,7 +80,7 @@ export function describeExhausted(
   return (
     `Not enough token allowance left: the ${planName} plan allows ${state.limit} tokens per period, ` +
     `${state.used} are used and ${state.reserved} are reserved by calls in progress, ` +
-    `so ${state.remaining} remain but this call needs ${estimate} ${needed}. ${advice}`
+    `so ${state.remaining} remain but ${subject} needs ${estimate} ${needed}. ${advice}`
   );
 }
 

@@ -1,51 +1,27 @@
 import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findings, installations, prRuns } from '../../src/db/schema/index.ts';
+import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
-import { owner, pullNumber, repo, startHarness, type Harness } from '../github/harness.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import type { Harness } from '../github/harness.ts';
+import type { TestContext } from '../helpers/context.ts';
+import { createAnalyzeTestContext, type AnalyzeTestContext } from './analyze-context.ts';
 
 const filesPattern = '/repos/:owner/:repo/pulls/:pull_number/files';
 const secret = 'sk_live_51HqLyjWDarjtT1zdp7dcQzX';
 
+let setup: AnalyzeTestContext;
 let context: TestContext;
 let harness: Harness;
-let nextRepositoryId = 1;
+let createRun: AnalyzeTestContext['createRun'];
 
 beforeAll(async () => {
-  harness = await startHarness({ base: { 'README.md': '# x\n' }, head: { 'README.md': '# y\n' } });
-  context = await createTestContext();
-  context.github = harness.app;
-  await context.db.insert(installations).values({
-    id: harness.installationId,
-    accountLogin: owner,
-    accountId: 1,
-    accountType: 'Organization',
-  });
+  setup = await createAnalyzeTestContext({ base: { 'README.md': '# x\n' }, head: { 'README.md': '# y\n' } });
+  ({ context, harness, createRun } = setup);
 });
 
 afterAll(async () => {
-  await context?.close();
-  await harness?.close();
+  await setup?.close();
 });
-
-/** Creates a queued run; each gets its own repository id, so the unique key never clashes. */
-async function createRun() {
-  const [run] = await context.db
-    .insert(prRuns)
-    .values({
-      installationId: harness.installationId,
-      repositoryId: nextRepositoryId++,
-      repository: `${owner}/${repo}`,
-      prNumber: pullNumber,
-      baseSha: harness.repository.baseSha,
-      headSha: harness.repository.headSha,
-      headRef: 'feature',
-      headRepository: `${owner}/${repo}`,
-    })
-    .returning();
-  return run!;
-}
 
 /** Makes the next "list pull request files" call return one added file with `patch`. */
 function queueChangedFile(filename: string, patch: string) {

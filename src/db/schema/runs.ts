@@ -119,6 +119,12 @@ export const findings = pgTable(
     excerpt: text().notNull().default(''),
     /** Hash of rule, path and line content; one finding per fingerprint per run. */
     fingerprint: text().notNull(),
+    /**
+     * Size of the file in bytes at the run's head commit, for the estimate of a preview's model
+     * call. Null when unknown: the git tree request failed or left the file out, or the run was
+     * analyzed before sizes were recorded.
+     */
+    fileBytes: integer(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
   (table) => [unique().on(table.runId, table.fingerprint)],

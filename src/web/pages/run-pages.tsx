@@ -1,13 +1,19 @@
 import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { createPatchRequest } from '../../autofix/create-patch-request.ts';
+import {
+  estimateFileCalls,
+  loadPreviewPayment,
+  pickFilesWithinAllowance,
+} from '../../autofix/preview-budget.ts';
 import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
-import { pickForm } from '../../text/plural.ts';
+import { formatCount, pickForm } from '../../text/plural.ts';
+import { describeExhausted } from '../../usage/allowance.ts';
 import {
   AppError,
   fromInstallationUnavailable,
@@ -32,8 +38,20 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!run) throw notFound('Run', runId);
     const rows = await listRunFindings(context.db, run.id);
     const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
+    const payment = await loadPreviewPayment(context, c.var.user.id);
+    const calls = estimateFileCalls(rows);
+    const checkedPaths =
+      payment.kind === 'allowance'
+        ? pickFilesWithinAllowance(calls, payment.allowance.remaining)
+        : new Set(calls.map((call) => call.path));
     return c.html(
-      <RunPage session={c.var.session} run={run} findings={rows} patchRequests={requests} />,
+      <RunPage
+        session={c.var.session}
+        run={run}
+        findings={rows}
+        patchRequests={requests}
+        budget={{ payment, calls, checkedPaths }}
+      />,
     );
   });
 
@@ -69,6 +87,25 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
           ? 'This run is superseded by a newer commit; preview fixes on the newest run.'
           : `This run is ${run.status}; wait until its analysis has completed.`,
       );
+    }
+
+    // The form checks only the files that fit, so this rejects a selection extended by hand.
+    const payment = await loadPreviewPayment(context, c.var.user.id);
+    if (payment.kind === 'allowance') {
+      const selectedIds = new Set(findingIds);
+      const selected = (await listRunFindings(context.db, run.id)).filter((row) => selectedIds.has(row.id));
+      const calls = estimateFileCalls(selected);
+      const needed = calls.reduce((sum, call) => sum + call.tokens, 0);
+      if (needed > payment.allowance.remaining) {
+        const subject = `the selection of ${formatCount(calls.length, 'file')}`;
+        const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
+        throw new AppError(
+          'conflict',
+          `${describeExhausted(payment.allowance, needed, estimate, subject)} ` +
+            'Or uncheck files until the selection fits.',
+          { neededTokens: needed, remainingTokens: payment.allowance.remaining },
+        );
+      }
     }
 
     const result = await createPatchRequest(context.db, context.boss, {

@@ -1,9 +1,16 @@
 import type { FC } from 'hono/jsx';
+import type { FileCallEstimate } from '../../autofix/preview-budget.ts';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
+import {
+  estimateWord,
+  formatTokens,
+  PreviewBudgetSummary,
+  type PreviewBudgetView,
+} from './components/preview-budget.tsx';
 import { PullRequestClosedBadge, StatusBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
@@ -18,16 +25,28 @@ function groupByPath(rows: Finding[]): [string, Finding[]][] {
   return [...groups.entries()];
 }
 
-/** A run's findings grouped by file, with checkboxes and the "Preview fix" form. */
+/** One file's call estimate, with the attributes that public/app.js adds up. */
+const CallEstimate: FC<{ call: FileCallEstimate }> = ({ call }) => (
+  <span class="muted call-estimate" data-tokens={call.tokens} data-size-known={String(call.sizeKnown)}>
+    {`· ${estimateWord([call])} ${formatTokens(call.tokens)} tokens`}
+  </span>
+);
+
+/**
+ * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
+ * its call's estimate, and only the files in `budget.checkedPaths` are checked.
+ */
 export const RunPage: FC<{
   session: ActiveSession;
   run: Run;
   findings: Finding[];
   patchRequests: PatchRequest[];
-}> = ({ session, run, findings, patchRequests }) => {
+  budget: PreviewBudgetView;
+}> = ({ session, run, findings, patchRequests, budget }) => {
   const action = `/runs/${run.id}/patch-requests`;
   const closed = pullRequestClosedError(run);
   const canPreview = !closed && run.status === 'completed' && findings.length > 0;
+  const callsByPath = new Map(budget.calls.map((call) => [call.path, call]));
   return (
     <Layout title={`${run.repository}#${run.prNumber}`} session={session}>
       <p class="breadcrumbs">
@@ -67,10 +86,21 @@ export const RunPage: FC<{
             <fieldset class="file-findings card">
               <legend>
                 <code>{path}</code> <span class="muted">{`${rows.length} finding${rows.length === 1 ? '' : 's'}`}</span>
+                {canPreview && callsByPath.has(path) ? (
+                  <>
+                    {' '}
+                    <CallEstimate call={callsByPath.get(path)!} />
+                  </>
+                ) : null}
               </legend>
               {rows.map((finding) => (
                 <label class="finding">
-                  <input type="checkbox" name="findingIds" value={finding.id} checked />
+                  <input
+                    type="checkbox"
+                    name="findingIds"
+                    value={finding.id}
+                    checked={budget.checkedPaths.has(path)}
+                  />
                   <span class={`badge severity-${finding.severity}`}>{finding.severity}</span>
                   <code class="rule">{finding.ruleId}</code>
                   <span class="muted">
@@ -90,9 +120,12 @@ export const RunPage: FC<{
           ))
         )}
         {canPreview ? (
-          <button type="submit" class="primary">
-            Preview fix
-          </button>
+          <>
+            <PreviewBudgetSummary budget={budget} />
+            <button type="submit" class="primary">
+              Preview fix
+            </button>
+          </>
         ) : closed ? null : run.status === 'superseded' ? (
           <p class="muted">This run is superseded by a newer commit; preview fixes on the newest run.</p>
         ) : null}

@@ -1,0 +1,90 @@
+import type { AppContext } from '../context.ts';
+import type { Provider } from '../db/schema/index.ts';
+import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
+import { getAllowance, type AllowanceState } from '../usage/allowance.ts';
+import { chooseKeys } from './model-clients.ts';
+import { estimateLeastCallTokens } from './preview.ts';
+import { groupFindingsByFile, type SelectedFinding } from './preview-files.ts';
+import { platformKey } from './provider-client.ts';
+
+/** The estimate of one file's model call in a preview. */
+export interface FileCallEstimate {
+  path: string;
+  /** Minimum tokens that the call reserves with the file's findings, by the worker's estimate. */
+  tokens: number;
+  /**
+   * False when the run did not record the file's size, so `tokens` leaves out the content,
+   * which the prompt and the output both contain, and is a lower bound.
+   */
+  sizeKnown: boolean;
+}
+
+/** Payer of a preview's model calls, as chosen for a preview started now. */
+export type PreviewPayment =
+  /** No platform key is configured and the user has no usable own key. */
+  | { kind: 'no_provider' }
+  | { kind: 'allowance'; allowance: AllowanceState }
+  | {
+      kind: 'own_key';
+      provider: Provider;
+      /** True when a platform key is tried first, while the allowance lasts. */
+      platformFirst: boolean;
+    };
+
+/**
+ * Estimates each file's call for the findings, in the order the preview processes the files.
+ * Only the findings given count, so pass the selected ones.
+ */
+export function estimateFileCalls(
+  findings: readonly (SelectedFinding & { fileBytes: number | null })[],
+): FileCallEstimate[] {
+  const fileBytes = new Map(findings.map((finding) => [finding.path, finding.fileBytes]));
+  const byPath = groupFindingsByFile(findings);
+  return [...byPath].map(([path, fileFindings]) => {
+    const bytes = fileBytes.get(path) ?? null;
+    return {
+      path,
+      tokens: estimateLeastCallTokens({ path, findings: fileFindings, fileBytes: bytes ?? 0 }),
+      sizeKnown: bytes !== null,
+    };
+  });
+}
+
+/**
+ * Returns the paths of the files whose calls fit `remaining` tokens when taken in order. A
+ * file that does not fit is skipped, and a later, smaller one may still fit.
+ */
+export function pickFilesWithinAllowance(
+  calls: readonly Pick<FileCallEstimate, 'path' | 'tokens'>[],
+  remaining: number,
+): Set<string> {
+  const picked = new Set<string>();
+  let total = 0;
+  for (const call of calls) {
+    if (total + call.tokens > remaining) continue;
+    total += call.tokens;
+    picked.add(call.path);
+  }
+  return picked;
+}
+
+/**
+ * Finds what would pay for a preview that the user starts now. Own keys are taken as usable
+ * unless marked unusable, as on the keys page, so a key that fails only at the preview's
+ * call is not known here.
+ */
+export async function loadPreviewPayment(
+  context: Pick<AppContext, 'config' | 'db' | 'keyring' | 'logger'>,
+  userId: string,
+): Promise<PreviewPayment> {
+  const order = await getProviderOrder(context.db, userId);
+  const keys = await listUserKeys(context, userId);
+  const usable = new Map(keys.map((key) => [key.provider, key.unusableReason === null]));
+  const choices = chooseKeys(order, usable, (provider) => Boolean(platformKey(context.config, provider)));
+  if (choices.length === 0) return { kind: 'no_provider' };
+  const own = choices.find((choice) => choice.keySource === 'user');
+  if (own) {
+    return { kind: 'own_key', provider: own.provider, platformFirst: choices[0]!.keySource === 'platform' };
+  }
+  return { kind: 'allowance', allowance: await getAllowance(context.db, userId) };
+}

@@ -1,0 +1,95 @@
+import type { FC } from 'hono/jsx';
+import type { FileCallEstimate, PreviewPayment } from '../../../autofix/preview-budget.ts';
+import { providerNames } from '../../../llm/types.ts';
+import { formatCount } from '../../../text/plural.ts';
+
+/** The estimates behind the "Preview fix" form and the files it checks by default. */
+export interface PreviewBudgetView {
+  payment: PreviewPayment;
+  /** Every file's call with all of its findings, in the order the preview processes them. */
+  calls: FileCallEstimate[];
+  checkedPaths: ReadonlySet<string>;
+}
+
+const numberFormat = new Intl.NumberFormat('en-US');
+
+const withoutContentNote =
+  'An estimate of "at least" leaves out the file\'s content, because the run did not record ' +
+  'its size, so that call needs more.';
+
+/** Formats a token count as "1,234". */
+export function formatTokens(tokens: number): string {
+  return numberFormat.format(tokens);
+}
+
+/** Returns "about", or "at least" when an estimate leaves out a file's content. */
+export function estimateWord(calls: readonly FileCallEstimate[]): string {
+  return calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
+}
+
+/** Tokens that the allowance leaves for the selection, or null when it does not limit it. */
+export function allowanceLimit(payment: PreviewPayment): number | null {
+  if (payment.kind !== 'allowance' || payment.allowance.limit < 0) return null;
+  return payment.allowance.remaining;
+}
+
+function describePayment(payment: PreviewPayment): string {
+  if (payment.kind === 'no_provider') {
+    return (
+      'No model provider is available, so the preview would fail: ask the operator to set ' +
+      'GROQ_API_KEY or GEMINI_API_KEY, or add your own Groq or Gemini key on the Keys page.'
+    );
+  }
+  if (payment.kind === 'own_key') {
+    const name = providerNames[payment.provider];
+    return payment.platformFirst
+      ? `The platform key is used while your allowance lasts and your own ${name} key after ` +
+          'that, so the allowance does not limit the selection.'
+      : `Your own ${name} key pays for these calls, so your allowance is not charged and does ` +
+          'not limit the selection.';
+  }
+  const { allowance } = payment;
+  if (allowance.limit < 0) return 'Your plan has no token limit.';
+  return (
+    `Your allowance has ${formatTokens(allowance.remaining)} tokens left ` +
+    `(${formatTokens(allowance.limit)} per period on the ${allowance.plan} plan).`
+  );
+}
+
+/**
+ * Renders the total estimate of the checked files next to what pays for them, and why files
+ * were left unchecked. public/app.js updates the total when a checkbox changes.
+ */
+export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget }) => {
+  const { payment, calls, checkedPaths } = budget;
+  const checked = calls.filter((call) => checkedPaths.has(call.path));
+  const total = checked.reduce((sum, call) => sum + call.tokens, 0);
+  const limit = allowanceLimit(payment);
+  const unchecked = calls.length - checked.length;
+  return (
+    <div class="preview-budget" data-preview-budget data-remaining={limit ?? undefined}>
+      <p>
+        Selected: <span data-selected-files>{formatCount(checked.length, 'file')}</span>,{' '}
+        <span data-selected-estimate>{estimateWord(checked)}</span>{' '}
+        <strong data-selected-tokens>{formatTokens(total)}</strong> tokens. {describePayment(payment)}
+      </p>
+      {unchecked > 0 && limit !== null ? (
+        <p class="notice preview-unchecked">
+          {`${unchecked} of ${formatCount(calls.length, 'file')} ${unchecked === 1 ? 'was' : 'were'} left unchecked, ` +
+            `because with the checked files their calls would need more than the ` +
+            `${formatTokens(limit)} tokens your allowance has left. To preview them, uncheck ` +
+            'other files, wait for the next period, move to a larger plan or add your own Groq ' +
+            'or Gemini key on the Keys page.'}
+        </p>
+      ) : null}
+      <p class="error" data-over-allowance hidden={limit === null || total <= limit}>
+        The checked files need more tokens than your allowance has left, so the preview would be
+        rejected. Uncheck files until the total fits.
+      </p>
+      <p class="muted">
+        Each file shows the minimum tokens its model call reserves, estimated at 4 bytes a token.
+        {calls.every((call) => call.sizeKnown) ? null : ` ${withoutContentNote}`}
+      </p>
+    </div>
+  );
+};

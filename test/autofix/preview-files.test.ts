@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import { chooseKeys } from '../../src/autofix/model-clients.ts';
+import { estimateFileCalls, pickFilesWithinAllowance } from '../../src/autofix/preview-budget.ts';
+import { groupFindingsByFile, type SelectedFinding } from '../../src/autofix/preview-files.ts';
+import { estimateLeastCallTokens, minimumCallTokens } from '../../src/autofix/preview.ts';
+import type { Provider } from '../../src/db/schema/index.ts';
+import { buildFixPrompt, estimatePromptTokens } from '../../src/llm/prompt.ts';
+
+let nextId = 1;
+
+function finding(path: string, severity: SelectedFinding['severity'], line = 1) {
+  return {
+    id: `finding-${nextId++}`,
+    path,
+    ruleId: 'debug/console-log',
+    severity,
+    startLine: line,
+    endLine: line,
+    message: 'Remove the console.log call.',
+    fileBytes: null as number | null,
+  };
+}
+
+describe('groupFindingsByFile', () => {
+  it('orders files by worst severity, then path', () => {
+    const grouped = groupFindingsByFile([
+      finding('z.ts', 'notice'),
+      finding('b.ts', 'warning'),
+      finding('y.ts', 'notice'),
+      finding('y.ts', 'error'),
+      finding('a.ts', 'warning'),
+      finding('B.ts', 'notice'),
+    ]);
+    // Paths compare by code point, so "B.ts" comes before "z.ts" in the notice group.
+    expect([...grouped.keys()]).toEqual(['y.ts', 'a.ts', 'b.ts', 'B.ts', 'z.ts']);
+  });
+
+  it('orders each file by line', () => {
+    const grouped = groupFindingsByFile([finding('a.ts', 'error', 9), finding('a.ts', 'notice', 2)]);
+    expect(grouped.get('a.ts')!.map((entry) => entry.line)).toEqual([2, 9]);
+  });
+});
+
+describe('estimateFileCalls', () => {
+  it('uses each file\'s recorded size', () => {
+    const rows = [finding('a.ts', 'warning'), finding('a.ts', 'notice', 4), finding('b.ts', 'error')];
+    rows[0]!.fileBytes = 400;
+    rows[1]!.fileBytes = 400;
+    const calls = estimateFileCalls(rows);
+    const grouped = groupFindingsByFile(rows);
+
+    expect(calls.map((call) => call.path)).toEqual(['b.ts', 'a.ts']);
+    expect(calls[0]!.sizeKnown).toBe(false);
+    expect(calls[0]!.tokens).toBe(estimateLeastCallTokens({ path: 'b.ts', findings: grouped.get('b.ts')!, fileBytes: 0 }));
+    expect(calls[1]!.sizeKnown).toBe(true);
+    expect(calls[1]!.tokens).toBe(estimateLeastCallTokens({ path: 'a.ts', findings: grouped.get('a.ts')!, fileBytes: 400 }));
+    expect(calls[0]!.tokens).toBeGreaterThan(minimumCallTokens);
+  });
+});
+
+describe('estimateLeastCallTokens', () => {
+  const findings = groupFindingsByFile([finding('src/a.ts', 'warning')]).get('src/a.ts')!;
+
+  it('matches the worker\'s prompt and output', () => {
+    const content = "export const a = 1;\nconsole.log('a', é);\n";
+    const bytes = Buffer.byteLength(content, 'utf8');
+    const prompt = estimatePromptTokens(buildFixPrompt({ path: 'src/a.ts', content, findings }));
+    const leastOutput = Math.ceil(Math.ceil(bytes / 4) * 1.1) + 64;
+    expect(estimateLeastCallTokens({ path: 'src/a.ts', findings, fileBytes: bytes })).toBe(prompt + leastOutput);
+  });
+
+  it('grows with the file size', () => {
+    const empty = estimateLeastCallTokens({ path: 'src/a.ts', findings, fileBytes: 0 });
+    const full = estimateLeastCallTokens({ path: 'src/a.ts', findings, fileBytes: 4000 });
+    // 1,000 tokens in the prompt and 1,100 in the minimum output cap.
+    expect(full - empty).toBe(2100);
+  });
+
+  it('equals minimumCallTokens when empty', () => {
+    expect(estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 })).toBe(minimumCallTokens);
+  });
+});
+
+describe('pickFilesWithinAllowance', () => {
+  const calls = [
+    { path: 'first.ts', tokens: 600 },
+    { path: 'second.ts', tokens: 500 },
+    { path: 'third.ts', tokens: 300 },
+  ];
+
+  it('skips a file over the rest', () => {
+    expect([...pickFilesWithinAllowance(calls, 1000)]).toEqual(['first.ts', 'third.ts']);
+  });
+
+  it('counts a call that fits exactly', () => {
+    expect([...pickFilesWithinAllowance(calls, 1400)]).toEqual(['first.ts', 'second.ts', 'third.ts']);
+  });
+
+  it('picks nothing below every call', () => {
+    expect([...pickFilesWithinAllowance(calls, 299)]).toEqual([]);
+  });
+
+  it('picks everything when unlimited', () => {
+    expect(pickFilesWithinAllowance(calls, Number.POSITIVE_INFINITY).size).toBe(3);
+  });
+});
+
+describe('chooseKeys', () => {
+  const order: Provider[] = ['groq', 'gemini'];
+  const platform = (provider: Provider) => provider === 'groq';
+
+  it('uses the platform key without own keys', () => {
+    expect(chooseKeys(order, new Map(), platform)).toEqual([{ provider: 'groq', keySource: 'platform' }]);
+  });
+
+  it('puts an own key after a platform key', () => {
+    expect(chooseKeys(order, new Map([['gemini', true]]), platform)).toEqual([
+      { provider: 'groq', keySource: 'platform' },
+      { provider: 'gemini', keySource: 'user' },
+    ]);
+  });
+
+  it('drops platform keys after an own key', () => {
+    const everyPlatformKey = () => true;
+    expect(chooseKeys(order, new Map([['groq', true]]), everyPlatformKey)).toEqual([
+      { provider: 'groq', keySource: 'user' },
+    ]);
+  });
+
+  it('leaves out a provider whose own key is unusable', () => {
+    expect(chooseKeys(order, new Map([['groq', false]]), platform)).toEqual([]);
+  });
+});

@@ -1,0 +1,62 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findings } from '../../src/db/schema/index.ts';
+import { analyzeRun } from '../../src/runs/analyze-run.ts';
+import { createAnalyzeTestContext, type AnalyzeTestContext } from './analyze-context.ts';
+
+const treesPattern = '/repos/:owner/:repo/git/trees/:tree_sha';
+const app = "export const a = 1;\nconsole.log('é', a);\n";
+const tool = 'total = 2\nprint("total", total)\n';
+
+let setup: AnalyzeTestContext;
+
+beforeAll(async () => {
+  setup = await createAnalyzeTestContext({
+    base: { 'README.md': '# x\n' },
+    head: { 'README.md': '# x\n', 'src/app.ts': app, 'scripts/tool.py': tool },
+  });
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+/** Analyzes a new run and returns the recorded size of each path with findings. */
+async function analyzeNewRun() {
+  const run = await setup.createRun();
+  const outcome = await analyzeRun(setup.context, run.id, setup.context.logger);
+  expect(outcome.status).toBe('completed');
+  const rows = await setup.context.db.select().from(findings).where(eq(findings.runId, run.id));
+  return new Map(rows.map((row) => [row.path, row.fileBytes]));
+}
+
+describe('analyzeRun file sizes', () => {
+  it('stores the size of each file with findings', async () => {
+    const sizes = await analyzeNewRun();
+    expect(sizes.get('src/app.ts')).toBe(Buffer.byteLength(app, 'utf8'));
+    expect(sizes.get('scripts/tool.py')).toBe(Buffer.byteLength(tool, 'utf8'));
+    expect(sizes.size).toBe(2);
+  });
+
+  it('stores no size when the tree request fails', async () => {
+    setup.harness.fake.queueResponse({ method: 'GET', path: treesPattern, status: 404, body: { message: 'Not Found' } });
+    const sizes = await analyzeNewRun();
+    expect(sizes.get('src/app.ts')).toBeNull();
+    expect(sizes.get('scripts/tool.py')).toBeNull();
+    expect(setup.context.logs.some((line) => line.event === 'analyze.file_sizes_failed')).toBe(true);
+  });
+
+  it('stores no size for a path the tree leaves out', async () => {
+    setup.harness.fake.queueResponse({
+      method: 'GET',
+      path: treesPattern,
+      status: 200,
+      body: { sha: setup.harness.repository.headSha, url: '', tree: [], truncated: true },
+    });
+    const sizes = await analyzeNewRun();
+    expect(sizes.get('src/app.ts')).toBeNull();
+    const missing = setup.context.logs.find((line) => line.event === 'analyze.file_sizes_missing');
+    expect(missing?.missing).toBe(2);
+    expect(missing?.truncated).toBe(true);
+  });
+});

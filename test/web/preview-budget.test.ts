@@ -1,0 +1,270 @@
+import { count, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
+import { estimateLeastCallTokens } from '../../src/autofix/preview.ts';
+import { findings, patchRequests, userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
+import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import {
+  createRunWithFindings,
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  type SignedInUser,
+} from '../helpers/web.ts';
+
+type RunSetup = Awaited<ReturnType<typeof createRunWithFindings>>;
+
+// The preview processes files with an error first, then warnings, then notices.
+const findingsInThreeFiles = [
+  { path: 'src/a.ts', line: 2, severity: 'warning' as const },
+  { path: 'src/a.ts', line: 9, severity: 'notice' as const },
+  { path: 'src/b.ts', line: 1, severity: 'error' as const },
+  { path: 'src/c.ts', line: 3, severity: 'notice' as const },
+];
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let nextLogin = 1;
+
+beforeAll(async () => {
+  context = await createTestContext({ GROQ_API_KEY: 'gsk_budget_platform_key' });
+  app = createApp(context);
+});
+afterAll(async () => {
+  await context?.close();
+});
+
+async function newUserWithRun(options: { tokenLimit?: number; tokensUsed?: number } = {}) {
+  const user = await createSignedInUser(context.db, { login: `budget-user-${nextLogin++}`, ...options });
+  const setup = await createRunWithFindings(context.db, { userId: user.userId, findings: findingsInThreeFiles });
+  return { user, setup };
+}
+
+async function addOwnKey(userId: string, provider: Provider) {
+  const key = `own-${provider}-key-1234`;
+  const encrypted = await encryptUserKey(context.keyring, { userId, provider }, key);
+  await context.db.insert(userApiKeys).values({ userId, provider, ...encrypted, lastFour: key.slice(-4) });
+}
+
+async function markKeysRejected(userId: string) {
+  await context.db
+    .update(userApiKeys)
+    .set({ unusableCause: 'rejected', unusableReason: 'The provider rejected your saved key.' })
+    .where(eq(userApiKeys.userId, userId));
+}
+
+/** Returns the worker's estimate of each file's call with all of the file's findings. */
+function expectedEstimates(setup: RunSetup): Map<string, number> {
+  const estimates = new Map<string, number>();
+  for (const [path, fileFindings] of groupFindingsByFile(setup.findings)) {
+    const fileBytes = setup.findings.find((finding) => finding.path === path)!.fileBytes ?? 0;
+    estimates.set(path, estimateLeastCallTokens({ path, findings: fileFindings, fileBytes }));
+  }
+  return estimates;
+}
+
+async function runPage(user: SignedInUser, setup: RunSetup): Promise<string> {
+  const response = await app.request(`/runs/${setup.run.id}`, { headers: { cookie: user.cookie } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/** Returns whether the checkbox of `findingId` is checked in the page. */
+function isChecked(html: string, findingId: string): boolean {
+  const input = html.match(new RegExp(`<input[^>]*value="${findingId}"[^>]*>`));
+  expect(input, `checkbox of ${findingId}`).not.toBeNull();
+  return /\schecked(=""|\s|\/?>)/.test(input![0]);
+}
+
+function checkedPaths(html: string, setup: RunSetup): string[] {
+  const paths = setup.findings.filter((finding) => isChecked(html, finding.id)).map((finding) => finding.path);
+  return [...new Set(paths)].sort();
+}
+
+function selectedTokens(html: string): string {
+  return html.match(/<strong data-selected-tokens="true">([^<]*)<\/strong>/)?.[1] ?? '';
+}
+
+function postPreview(user: SignedInUser, setup: RunSetup, findingIds: string[]) {
+  return app.request(`/runs/${setup.run.id}/patch-requests`, {
+    method: 'POST',
+    headers: formHeaders(user),
+    body: formBody({ _csrf: user.csrfToken, findingIds }),
+  });
+}
+
+async function countRequests(setup: RunSetup): Promise<number> {
+  const [row] = await context.db
+    .select({ value: count() })
+    .from(patchRequests)
+    .where(eq(patchRequests.runId, setup.run.id));
+  return row!.value;
+}
+
+describe('preview form on the free plan', () => {
+  it('shows the estimate of each file', async () => {
+    const { user, setup } = await newUserWithRun();
+    const html = await runPage(user, setup);
+    const estimates = expectedEstimates(setup);
+    expect(estimates.size).toBe(3);
+    for (const [path, tokens] of estimates) {
+      expect(html).toContain(`data-tokens="${tokens}" data-size-known="false"`);
+      expect(html).toContain(`· at least ${tokens.toLocaleString('en-US')} tokens`);
+      expect(tokens, path).toBeGreaterThan(700);
+    }
+  });
+
+  it('checks only the most severe file that fits', async () => {
+    const { user, setup } = await newUserWithRun();
+    const html = await runPage(user, setup);
+    const estimates = expectedEstimates(setup);
+    // Any two calls are over 1,000 tokens, so only the file with the error fits.
+    expect(estimates.get('src/b.ts')!).toBeLessThanOrEqual(1000);
+    expect(estimates.get('src/b.ts')! + estimates.get('src/c.ts')!).toBeGreaterThan(1000);
+
+    expect(checkedPaths(html, setup)).toEqual(['src/b.ts']);
+    expect(selectedTokens(html)).toBe(estimates.get('src/b.ts')!.toLocaleString('en-US'));
+    expect(html).toContain('<span data-selected-files="true">1 file</span>');
+    expect(html).toContain('<span data-selected-estimate="true">at least</span>');
+    expect(html).toContain('leaves out the file&#39;s content');
+    expect(html).toContain('Your allowance has 1,000 tokens left (1,000 per period on the free plan).');
+    expect(html).toContain('2 of 3 files were left unchecked');
+    expect(html).toContain('data-remaining="1000"');
+  });
+
+  it('checks a later file that still fits', async () => {
+    const { user, setup } = await newUserWithRun({ tokenLimit: 2000 });
+    const html = await runPage(user, setup);
+    const estimates = expectedEstimates(setup);
+    // src/a.ts has two findings, so its call is larger than that of src/c.ts.
+    const withA = estimates.get('src/b.ts')! + estimates.get('src/a.ts')!;
+    const withC = estimates.get('src/b.ts')! + estimates.get('src/c.ts')!;
+    expect(withA).toBeLessThanOrEqual(2000);
+    expect(withA + estimates.get('src/c.ts')!).toBeGreaterThan(2000);
+    expect(withC).toBeLessThan(withA);
+
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts']);
+    expect(selectedTokens(html)).toBe(withA.toLocaleString('en-US'));
+    expect(html).toContain('1 of 3 files was left unchecked');
+  });
+
+  it('checks nothing when no call fits', async () => {
+    const { user, setup } = await newUserWithRun({ tokensUsed: 500 });
+    const html = await runPage(user, setup);
+    expect(checkedPaths(html, setup)).toEqual([]);
+    expect(selectedTokens(html)).toBe('0');
+    expect(html).toContain('3 of 3 files were left unchecked');
+    expect(html).toContain('Your allowance has 500 tokens left');
+  });
+
+  it('rejects a selection over the allowance', async () => {
+    const { user, setup } = await newUserWithRun();
+    const estimates = expectedEstimates(setup);
+    const needed = estimates.get('src/b.ts')! + estimates.get('src/c.ts')!;
+    const ids = setup.findings.filter((finding) => finding.path !== 'src/a.ts').map((finding) => finding.id);
+
+    const response = await postPreview(user, setup, ids);
+    expect(response.status).toBe(409);
+    const body = await response.text();
+    expect(body).toContain(`so 1000 remain but the selection of 2 files needs at least ${needed}.`);
+    expect(body).toContain('Or uncheck files until the selection fits.');
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('uses the recorded file sizes', async () => {
+    const { user, setup } = await newUserWithRun();
+    const sizes: Record<string, number> = { 'src/a.ts': 40, 'src/b.ts': 2000, 'src/c.ts': 20 };
+    for (const finding of setup.findings) {
+      finding.fileBytes = sizes[finding.path]!;
+      await context.db.update(findings).set({ fileBytes: finding.fileBytes }).where(eq(findings.id, finding.id));
+    }
+    const html = await runPage(user, setup);
+    const estimates = expectedEstimates(setup);
+    // src/b.ts, processed first, is too large for 1,000 tokens, and src/a.ts leaves too little
+    // for src/c.ts.
+    expect(estimates.get('src/b.ts')!).toBeGreaterThan(1000);
+    expect(estimates.get('src/a.ts')!).toBeLessThanOrEqual(1000);
+    expect(estimates.get('src/a.ts')! + estimates.get('src/c.ts')!).toBeGreaterThan(1000);
+
+    for (const [path, tokens] of estimates) {
+      expect(html, path).toContain(`data-tokens="${tokens}" data-size-known="true"`);
+      expect(html, path).toContain(`· about ${tokens.toLocaleString('en-US')} tokens`);
+    }
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts']);
+    expect(html).toContain('<span data-selected-estimate="true">about</span>');
+    expect(selectedTokens(html)).toBe(estimates.get('src/a.ts')!.toLocaleString('en-US'));
+    expect(html).not.toContain('leaves out the file&#39;s content');
+
+    const response = await postPreview(user, setup, setup.findings.map((finding) => finding.id));
+    expect(response.status).toBe(409);
+    const total = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
+    expect(await response.text()).toContain(`the selection of 3 files needs about ${total}.`);
+  });
+
+  it('accepts the default selection', async () => {
+    const { user, setup } = await newUserWithRun();
+    const ids = setup.findings.filter((finding) => finding.path === 'src/b.ts').map((finding) => finding.id);
+    const response = await postPreview(user, setup, ids);
+    expect(response.status).toBe(303);
+    expect(await countRequests(setup)).toBe(1);
+  });
+});
+
+describe('preview form with other payers', () => {
+  it('checks every file with an own key', async () => {
+    const { user, setup } = await newUserWithRun();
+    await addOwnKey(user.userId, 'groq');
+    const html = await runPage(user, setup);
+    const estimates = expectedEstimates(setup);
+    const total = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
+
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
+    expect(selectedTokens(html)).toBe(total.toLocaleString('en-US'));
+    expect(html).toContain('Your own Groq key pays for these calls');
+    expect(html).not.toContain('left unchecked');
+    expect(html).not.toContain('data-remaining=');
+
+    const response = await postPreview(user, setup, setup.findings.map((finding) => finding.id));
+    expect(response.status).toBe(303);
+  });
+
+  it('names the own key after the platform key', async () => {
+    const { user, setup } = await newUserWithRun();
+    await addOwnKey(user.userId, 'gemini');
+    const html = await runPage(user, setup);
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
+    expect(html).toContain('The platform key is used while your allowance lasts and your own Gemini key after that');
+  });
+
+  it('limits by the allowance when the own key is unusable', async () => {
+    const { user, setup } = await newUserWithRun();
+    await addOwnKey(user.userId, 'gemini');
+    await markKeysRejected(user.userId);
+    const html = await runPage(user, setup);
+    expect(checkedPaths(html, setup)).toEqual(['src/b.ts']);
+    expect(html).toContain('Your allowance has 1,000 tokens left');
+  });
+
+  it('reports when no provider is left', async () => {
+    const { user, setup } = await newUserWithRun();
+    // The own Groq key takes the place of the platform Groq key, and Gemini has no platform key.
+    await addOwnKey(user.userId, 'groq');
+    await markKeysRejected(user.userId);
+    const html = await runPage(user, setup);
+    expect(html).toContain('No model provider is available');
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
+  });
+
+  it('checks every file without a token limit', async () => {
+    const { user, setup } = await newUserWithRun();
+    await context.db
+      .update(users)
+      .set({ plan: 'enterprise', tokenLimit: -1 })
+      .where(eq(users.id, user.userId));
+    const html = await runPage(user, setup);
+    expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
+    expect(html).toContain('Your plan has no token limit.');
+  });
+});
