@@ -1,4 +1,5 @@
 import type { Octokit } from '@octokit/rest';
+import { TreeReader } from '../github/tree-reader.ts';
 import { UnexpectedGitHubAnswerError } from './github-rejection.ts';
 
 /** Raised when the head branch no longer points to the commit the preview was made on. */
@@ -27,44 +28,21 @@ export interface CommitFile {
   content: string;
 }
 
-type TreeEntries = Awaited<ReturnType<Octokit['rest']['git']['getTree']>>['data']['tree'];
-
 /** File modes a fix may keep: a regular file or an executable one. */
 const fileModes = new Set(['100644', '100755']);
 
-/**
- * Returns the mode of `path` in the tree `rootTreeSha`, reading one directory level per request
- * so large repositories never hit the truncation of recursive tree listings.
- */
-async function readFileMode(
-  octokit: Octokit,
-  target: { owner: string; repo: string },
-  rootTreeSha: string,
-  path: string,
-  cache: Map<string, TreeEntries>,
-): Promise<string> {
-  const parts = path.split('/');
-  let treeSha = rootTreeSha;
-  for (const [index, name] of parts.entries()) {
-    let entries = cache.get(treeSha);
-    if (!entries) {
-      const { data } = await octokit.rest.git.getTree({ ...target, tree_sha: treeSha });
-      entries = data.tree;
-      cache.set(treeSha, entries);
-    }
-    const entry = entries.find((candidate) => candidate.path === name);
-    if (!entry?.sha) break;
-    if (index === parts.length - 1) {
-      if (entry.type === 'blob' && entry.mode && fileModes.has(entry.mode)) return entry.mode;
-      throw new PreviewOutdatedError(
-        `${path} is not a regular file at the previewed commit (mode ${entry.mode}); ` +
-          'only regular and executable files can be committed.',
-      );
-    }
-    treeSha = entry.sha;
+/** Returns the mode of `path` in the tree that `reader` reads. */
+async function readFileMode(reader: TreeReader, path: string): Promise<string> {
+  const entry = await reader.find(path);
+  if (!entry) {
+    throw new PreviewOutdatedError(
+      `${path} does not exist at the previewed commit; regenerate the preview.`,
+    );
   }
+  if (entry.type === 'blob' && entry.mode && fileModes.has(entry.mode)) return entry.mode;
   throw new PreviewOutdatedError(
-    `${path} does not exist at the previewed commit; regenerate the preview.`,
+    `${path} is not a regular file at the previewed commit (mode ${entry.mode}); ` +
+      'only regular and executable files can be committed.',
   );
 }
 
@@ -109,10 +87,10 @@ export async function commitFiles(
     const path = `/repos/${target.owner}/${target.repo}/git/commits/${target.parentSha}`;
     throw new UnexpectedGitHubAnswerError('GET', path, 'tree');
   }
-  const cache = new Map<string, TreeEntries>();
+  const reader = new TreeReader(octokit, repository, parent.tree.sha);
   const entries = [];
   for (const file of files) {
-    const mode = await readFileMode(octokit, repository, parent.tree.sha, file.path, cache);
+    const mode = await readFileMode(reader, file.path);
     // Base64 keeps the bytes exact: CRLF line endings and a missing final newline survive.
     const { data: blob } = await octokit.rest.git.createBlob({
       ...repository,

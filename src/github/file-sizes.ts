@@ -1,26 +1,28 @@
 import type { Octokit } from '@octokit/rest';
+import { TreeReader } from './tree-reader.ts';
+
+/** Directory reads allowed for one call of readFileSizes. */
+export const maxSizeTreeReads = 50;
 
 /**
- * Reads the sizes in bytes of the files at a commit from its recursive git tree, in one
- * request, and returns those of `paths` that the tree lists. GitHub cuts a recursive tree at
- * 100,000 entries or 7 MB and sets `truncated` ("Get a tree" in the GitHub REST docs), so a
- * path past the cut has no size.
+ * Reads the sizes in bytes of `paths` at the commit `target.ref`, one directory level per
+ * request. Once `maxReads` directories have been read, the remaining paths get no size, so a
+ * pull request with findings in many directories costs at most that many requests.
  */
 export async function readFileSizes(
   octokit: Octokit,
   target: { owner: string; repo: string; ref: string },
   paths: ReadonlySet<string>,
-): Promise<{ sizes: Map<string, number>; truncated: boolean }> {
-  const { data } = await octokit.rest.git.getTree({
-    owner: target.owner,
-    repo: target.repo,
-    tree_sha: target.ref,
-    recursive: 'true',
-  });
+  options: { maxReads?: number } = {},
+): Promise<{ sizes: Map<string, number>; limited: boolean }> {
+  const maxReads = options.maxReads ?? maxSizeTreeReads;
+  const reader = new TreeReader(octokit, { owner: target.owner, repo: target.repo }, target.ref);
   const sizes = new Map<string, number>();
-  for (const entry of data.tree) {
-    if (entry.type !== 'blob' || entry.path === undefined || entry.size === undefined) continue;
-    if (paths.has(entry.path)) sizes.set(entry.path, entry.size);
+  // Sorted, so that paths of one directory follow each other and share its reads.
+  for (const path of [...paths].sort()) {
+    if (reader.reads >= maxReads) return { sizes, limited: true };
+    const entry = await reader.find(path);
+    if (entry?.type === 'blob' && entry.size !== undefined) sizes.set(path, entry.size);
   }
-  return { sizes, truncated: data.truncated };
+  return { sizes, limited: false };
 }

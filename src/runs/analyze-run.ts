@@ -141,11 +141,11 @@ async function readFindingFileSizes(
   if (drafts.length === 0) return new Map();
   const paths = new Set(drafts.map((draft) => draft.path));
   try {
-    const { sizes, truncated } = await readFileSizes(octokit, target, paths);
+    const { sizes, limited } = await readFileSizes(octokit, target, paths);
     if (sizes.size < paths.size) {
       logger.info(
-        { event: 'analyze.file_sizes_missing', missing: paths.size - sizes.size, truncated },
-        'the git tree did not list every file with findings; their previews are estimated without content',
+        { event: 'analyze.file_sizes_missing', missing: paths.size - sizes.size, limited },
+        'some files with findings have no size; their previews are estimated without content',
       );
     }
     return sizes;

@@ -1,7 +1,9 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings } from '../../src/db/schema/index.ts';
+import { readFileSizes } from '../../src/github/file-sizes.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
+import { owner, repo } from '../github/harness.ts';
 import { createAnalyzeTestContext, type AnalyzeTestContext } from './analyze-context.ts';
 
 const treesPattern = '/repos/:owner/:repo/git/trees/:tree_sha';
@@ -51,12 +53,48 @@ describe('analyzeRun file sizes', () => {
       method: 'GET',
       path: treesPattern,
       status: 200,
-      body: { sha: setup.harness.repository.headSha, url: '', tree: [], truncated: true },
+      body: { sha: setup.harness.repository.headSha, url: '', tree: [], truncated: false },
     });
     const sizes = await analyzeNewRun();
     expect(sizes.get('src/app.ts')).toBeNull();
     const missing = setup.context.logs.find((line) => line.event === 'analyze.file_sizes_missing');
     expect(missing?.missing).toBe(2);
-    expect(missing?.truncated).toBe(true);
+    expect(missing?.limited).toBe(false);
+  });
+});
+
+describe('readFileSizes', () => {
+  const target = () => ({ owner, repo, ref: setup.harness.repository.headSha });
+
+  it('reads each directory on the paths once', async () => {
+    const before = setup.harness.fake.requests.length;
+    const { sizes, limited } = await readFileSizes(
+      await setup.harness.app.installationOctokit(setup.harness.installationId),
+      target(),
+      new Set(['src/app.ts', 'scripts/tool.py', 'README.md', 'src/missing.ts']),
+    );
+    expect(Object.fromEntries(sizes)).toEqual({
+      'README.md': 4,
+      'scripts/tool.py': Buffer.byteLength(tool, 'utf8'),
+      'src/app.ts': Buffer.byteLength(app, 'utf8'),
+    });
+    expect(limited).toBe(false);
+    const treeReads = setup.harness.fake.requests
+      .slice(before)
+      .filter((request) => request.path.includes('/git/trees/'));
+    // The root, scripts and src.
+    expect(treeReads).toHaveLength(3);
+  });
+
+  it('stops at the read limit', async () => {
+    const { sizes, limited } = await readFileSizes(
+      await setup.harness.app.installationOctokit(setup.harness.installationId),
+      target(),
+      new Set(['src/app.ts', 'scripts/tool.py']),
+      { maxReads: 2 },
+    );
+    // scripts/tool.py takes the root and scripts. Reading src would be the third request.
+    expect(Object.fromEntries(sizes)).toEqual({ 'scripts/tool.py': Buffer.byteLength(tool, 'utf8') });
+    expect(limited).toBe(true);
   });
 });
