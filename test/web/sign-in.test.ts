@@ -6,6 +6,7 @@ import { createApp } from '../../src/web/app.tsx';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser } from '../helpers/web.ts';
 
 const clientId = 'Iv1.testclient';
 const clientSecret = 'oauth-client-secret-for-tests';
@@ -182,6 +183,25 @@ describe('sign-in with GitHub', () => {
     oauth.signInAs({ id: 5005, login: 'octo-fifth' });
     const { response } = await signIn(app, '//evil.example/steal');
     expect(response.headers.get('location')).toBe('/');
+  });
+
+  it('sends an over-long next home', async () => {
+    const user = await createSignedInUser(context.db, { login: 'long-next' });
+    const next = `/${'a'.repeat(1998)}😀`;
+    const response = await app.request(`/sign-in?next=${encodeURIComponent(next)}`, {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/');
+  });
+
+  it('keeps a return path of 2,000 characters', async () => {
+    const user = await createSignedInUser(context.db, { login: 'long-enough-next' });
+    const next = `/runs?page=${'b'.repeat(1989)}`;
+    const response = await app.request(`/sign-in?next=${encodeURIComponent(next)}`, {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.headers.get('location')).toBe(next);
   });
 
   it('signs out with POST and deletes the session', async () => {
