@@ -21,7 +21,8 @@ const url = (hint: string) =>
     .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), {
       message: `must be an absolute http:// or https:// URL, ${hint}`,
     })
-    .transform((value) => value.replace(/\/+$/, ''));
+    // URL parsing lowers the scheme and host, so `HTTPS://` still counts as https for cookies.
+    .transform((value) => new URL(value).href.replace(/\/+$/, ''));
 
 const integer = (min: number, max: number) =>
   z.coerce

@@ -192,6 +192,15 @@ describe('loadConfig values', () => {
     );
   });
 
+  it('normalizes the case of URL schemes and hosts', () => {
+    const config = loadConfig({
+      PUBLIC_URL: 'HTTPS://Fixwright.Example.com/',
+      GITHUB_API_URL: 'Https://GHE.Example.com/api/v3',
+    });
+    expect(config.PUBLIC_URL).toBe('https://fixwright.example.com');
+    expect(config.GITHUB_API_URL).toBe('https://ghe.example.com/api/v3');
+  });
+
   it('reads LOG_LEVEL in any case and names the levels', () => {
     expect(loadConfig({ LOG_LEVEL: 'DEBUG' }).LOG_LEVEL).toBe('debug');
     expect(errorFor({ LOG_LEVEL: 'loud' })).toBe(

@@ -265,22 +265,25 @@ describe('sign-in settings', () => {
   });
 
   it('sets Secure and __Host- when PUBLIC_URL is https', async () => {
-    const context = await createTestContext({
-      GITHUB_CLIENT_ID: clientId,
-      GITHUB_CLIENT_SECRET: clientSecret,
-      GITHUB_URL: github.url,
-      PUBLIC_URL: 'https://fixwright.example.com',
-    });
-    try {
-      const response = await createApp(context).request('/auth/github');
-      const location = new URL(response.headers.get('location')!);
-      expect(location.searchParams.get('redirect_uri')).toBe(
-        'https://fixwright.example.com/auth/github/callback',
-      );
-      const cookie = cookiesOf(response).get('__Host-fixwright_oauth_state')!;
-      expect(cookie.raw).toMatch(/;\s*Secure/i);
-    } finally {
-      await context.close();
+    // The scheme and host are compared without case, as URLs define them.
+    for (const publicUrl of ['https://fixwright.example.com', 'HTTPS://Fixwright.Example.com']) {
+      const context = await createTestContext({
+        GITHUB_CLIENT_ID: clientId,
+        GITHUB_CLIENT_SECRET: clientSecret,
+        GITHUB_URL: github.url,
+        PUBLIC_URL: publicUrl,
+      });
+      try {
+        const response = await createApp(context).request('/auth/github');
+        const location = new URL(response.headers.get('location')!);
+        expect(location.searchParams.get('redirect_uri'), publicUrl).toBe(
+          'https://fixwright.example.com/auth/github/callback',
+        );
+        const cookie = cookiesOf(response).get('__Host-fixwright_oauth_state');
+        expect(cookie?.raw, publicUrl).toMatch(/;\s*Secure/i);
+      } finally {
+        await context.close();
+      }
     }
   });
 
