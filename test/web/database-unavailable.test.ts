@@ -66,11 +66,22 @@ describe('requests while the database is unreachable', () => {
     expect(JSON.stringify(body)).not.toContain(password);
   });
 
+  it('answers 503 on a closed connection pool', async () => {
+    // postgres.js raises CONNECTION_ENDED, one of its own codes, for a pool that was ended.
+    const ended = connectDatabase(context.database.url);
+    await ended.close();
+    const response = await createApp({ ...context, db: ended.db }).request('/', {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.status).toBe(503);
+  });
+
   it('logs warnings, not unhandled errors', () => {
     const warnings = context.logs.filter((line) => line.event === 'http.database_unavailable');
-    expect(warnings.length).toBe(3);
+    expect(warnings.length).toBe(4);
     expect(warnings[0]!.level).toBe(40);
     expect((warnings[0]!.err as { code: string }).code).toBe('ECONNREFUSED');
+    expect((warnings[3]!.err as { code: string }).code).toBe('CONNECTION_ENDED');
     expect(context.logs.filter((line) => line.event === 'http.unhandled_error')).toEqual([]);
     expect(JSON.stringify(context.logs)).not.toContain(password);
   });
