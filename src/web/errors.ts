@@ -1,7 +1,6 @@
 import { ConfigError } from '../config/env.ts';
 import { DrizzleQueryError } from 'drizzle-orm';
 import type { Context } from 'hono';
-import postgres from 'postgres';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { isConnectionError } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
@@ -77,15 +76,12 @@ const databaseRetrySeconds = 5;
 
 /**
  * True when `error` is a database connection that failed or was cut, as while PostgreSQL
- * restarts. drizzle wraps the errors of queries, and postgres.js raises its own unwrapped when
- * it opens a transaction. Other errors with a network code, such as from GitHub calls, do not
- * count.
+ * restarts. drizzle wraps the errors of queries, but not those of opening a transaction, which
+ * postgres.js raises as they are (ECONNREFUSED from the socket, say). A failed fetch keeps its
+ * network code on `cause`, and Octokit's RequestError has no code, so GitHub calls do not count.
  */
 function isDatabaseUnreachable(error: Error): boolean {
-  if (error instanceof DrizzleQueryError) return isConnectionError(error.cause);
-  const { code } = error as { code?: unknown };
-  const postgresJsCode = typeof code === 'string' && /^CONNECT(ION)?_/.test(code);
-  return (error instanceof postgres.PostgresError || postgresJsCode) && isConnectionError(error);
+  return isConnectionError(error instanceof DrizzleQueryError ? error.cause : error);
 }
 
 /** API, webhook and health routes return JSON, and every other route is a dashboard page. */

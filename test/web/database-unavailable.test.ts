@@ -5,8 +5,10 @@ import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const password = 'db-password-in-url';
+const webhookSecret = 'webhook-secret-while-down';
 
 let context: TestContext;
 let unreachable: DatabaseHandle;
@@ -24,7 +26,7 @@ async function closedPort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  context = await createTestContext();
+  context = await createTestContext({ WEBHOOK_SECRET: webhookSecret });
   user = await createSignedInUser(context.db, { login: 'while-down' });
   ({ token: apiToken } = await mintApiToken(context.db, user.userId, 'while down'));
   unreachable = connectDatabase(`postgres://fixwright:${password}@127.0.0.1:${await closedPort()}/fixwright`);
@@ -66,6 +68,18 @@ describe('requests while the database is unreachable', () => {
     expect(JSON.stringify(body)).not.toContain(password);
   });
 
+  it('answers a signed webhook with 503', async () => {
+    // Recording a delivery opens a transaction, whose connection error drizzle does not wrap.
+    const response = await postSignedWebhook(app, {
+      secret: webhookSecret,
+      event: 'installation',
+      deliveryId: 'delivery-while-down',
+      payload: examplePayload('installation', 'created', 4242),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+  });
+
   it('answers 503 on a closed connection pool', async () => {
     // postgres.js raises CONNECTION_ENDED, one of its own codes, for a pool that was ended.
     const ended = connectDatabase(context.database.url);
@@ -78,10 +92,11 @@ describe('requests while the database is unreachable', () => {
 
   it('logs warnings, not unhandled errors', () => {
     const warnings = context.logs.filter((line) => line.event === 'http.database_unavailable');
-    expect(warnings.length).toBe(4);
+    expect(warnings.length).toBe(5);
     expect(warnings[0]!.level).toBe(40);
     expect((warnings[0]!.err as { code: string }).code).toBe('ECONNREFUSED');
-    expect((warnings[3]!.err as { code: string }).code).toBe('CONNECTION_ENDED');
+    expect((warnings[3]!.err as { code: string }).code).toBe('ECONNREFUSED');
+    expect((warnings[4]!.err as { code: string }).code).toBe('CONNECTION_ENDED');
     expect(context.logs.filter((line) => line.event === 'http.unhandled_error')).toEqual([]);
     expect(JSON.stringify(context.logs)).not.toContain(password);
   });
