@@ -56,10 +56,14 @@ export function describeReport(report: RotationReport, configured: number[]): st
     );
   }
   if (report.undecryptable > 0) {
+    // A wrong key in MASTER_KEYS fails every key of its version, and a run with the right key
+    // decrypts and unmarks them, so the owners need not save them again.
     lines.push(
       `${formatCount(report.undecryptable, 'key')} could not be decrypted, so ` +
-        `${pickForm(report.undecryptable, 'it is', 'they are')} marked unusable until the owner ` +
-        'saves the key again.',
+        `${pickForm(report.undecryptable, 'it is', 'they are')} marked unusable. If a key in ` +
+        'MASTER_KEYS is wrong, correct it and run "fixwright keys rotate" again, which clears ' +
+        `the mark; otherwise ${pickForm(report.undecryptable, 'the', 'each')} owner must save ` +
+        'the key again.',
     );
   }
   const removable = configured.filter((version) => !report.versionsInUse.includes(version));

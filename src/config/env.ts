@@ -18,10 +18,26 @@ const url = (hint: string) =>
   z
     .string()
     .trim()
-    .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), {
-      message: `must be an absolute http:// or https:// URL, ${hint}`,
+    .superRefine((value, ctx) => {
+      if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol)) {
+        ctx.addIssue({ code: 'custom', message: `must be an absolute http:// or https:// URL, ${hint}` });
+        return;
+      }
+      // The sign-in redirect sends GITHUB_URL to browsers, PUBLIC_URL goes into links, and the
+      // sign-in error page names GITHUB_API_URL, so a password here would reach their readers.
+      // fetch also rejects a URL with credentials, so such a value could not work anyway.
+      const { username, password } = new URL(value);
+      if (username !== '' || password !== '') {
+        ctx.addIssue({
+          code: 'custom',
+          message:
+            'must not contain a user name or password, because the URL can appear in ' +
+            'redirects, links and messages; remove them',
+        });
+      }
     })
-    .transform((value) => value.replace(/\/+$/, ''));
+    // URL parsing lowers the scheme and host, so `HTTPS://` still counts as https for cookies.
+    .transform((value) => new URL(value).href.replace(/\/+$/, ''));
 
 const integer = (min: number, max: number) =>
   z.coerce

@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import PgBoss from 'pg-boss';
 import { arrayLiteral, isPlainObject } from '../db/arrays.ts';
 import type { Transaction } from '../db/client.ts';
+import { isConnectionError } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 
@@ -78,31 +79,6 @@ export async function stopBoss(
   for (let waited = 0; connections && connections.size > 0 && waited < 5_000; waited += 20) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-/** Error codes of a connection that failed or was cut, from Node.js and PostgreSQL. */
-const connectionErrorCodes = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now, as while the server starts or stops
-]);
-
-/** True for an error that means the database cannot be reached, not that a query failed. */
-export function isConnectionError(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  if (typeof code === 'string' && (connectionErrorCodes.has(code) || code.startsWith('08'))) {
-    return true;
-  }
-  // node-postgres raises these without a code when the server closes the socket.
-  return typeof message === 'string' && /^Connection terminated\b/.test(message);
 }
 
 /**

@@ -1,6 +1,8 @@
 import { ConfigError } from '../config/env.ts';
+import { DrizzleQueryError } from 'drizzle-orm';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { isConnectionError } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
@@ -69,6 +71,19 @@ export function fromPullRequestClosed(error: PullRequestClosedError): AppError {
   });
 }
 
+/** Seconds a client is asked to wait (Retry-After) while the database is unreachable. */
+const databaseRetrySeconds = 5;
+
+/**
+ * True when `error` is a database connection that failed or was cut, as while PostgreSQL
+ * restarts. drizzle wraps the errors of queries, but not those of opening a transaction, which
+ * postgres.js raises as they are (ECONNREFUSED from the socket, say). A failed fetch keeps its
+ * network code on `cause`, and Octokit's RequestError has no code, so GitHub calls do not count.
+ */
+function isDatabaseUnreachable(error: Error): boolean {
+  return isConnectionError(error instanceof DrizzleQueryError ? error.cause : error);
+}
+
 /** API, webhook and health routes return JSON, and every other route is a dashboard page. */
 function isPageRequest(c: Context): boolean {
   const path = c.req.path;
@@ -97,6 +112,22 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
     code = 'bad_request';
     status = errorCodes.bad_request;
     message = 'Invalid input: text must not contain NUL (U+0000) characters; remove them and try again.';
+  } else if (isDatabaseUnreachable(error)) {
+    code = 'service_unavailable';
+    status = errorCodes.service_unavailable;
+    message = `The database is not reachable; try again in a few seconds (request id ${requestId}).`;
+    c.header('Retry-After', String(databaseRetrySeconds));
+    const { type, message: reason, code: cause } = toSafeError(error);
+    logger.warn(
+      {
+        event: 'http.database_unavailable',
+        err: { type, message: reason, code: cause },
+        requestId,
+        method: c.req.method,
+        path: c.req.path,
+      },
+      'request failed: the database is not reachable',
+    );
   } else {
     logger.error(
       {

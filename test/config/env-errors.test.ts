@@ -192,6 +192,29 @@ describe('loadConfig values', () => {
     );
   });
 
+  it('normalizes the case of URL schemes and hosts', () => {
+    const config = loadConfig({
+      PUBLIC_URL: 'HTTPS://Fixwright.Example.com/',
+      GITHUB_API_URL: 'Https://GHE.Example.com/api/v3',
+    });
+    expect(config.PUBLIC_URL).toBe('https://fixwright.example.com');
+    expect(config.GITHUB_API_URL).toBe('https://ghe.example.com/api/v3');
+  });
+
+  it('rejects a user name or password in URL settings', () => {
+    // GITHUB_URL goes to browsers in the sign-in redirect, so its password would reach them.
+    const message = errorFor({ GITHUB_URL: 'https://proxy-user:S3cretPw@github.example.com' });
+    expect(message).toBe(
+      'Invalid GITHUB_URL: must not contain a user name or password, because the URL can ' +
+        'appear in redirects, links and messages; remove them ' +
+        '(got "https://proxy-user:***@github.example.com").',
+    );
+    expect(message).not.toContain('S3cretPw');
+    expect(errorFor({ GROQ_BASE_URL: 'https://only-user@groq.example.com' })).toContain(
+      'Invalid GROQ_BASE_URL: must not contain a user name or password',
+    );
+  });
+
   it('reads LOG_LEVEL in any case and names the levels', () => {
     expect(loadConfig({ LOG_LEVEL: 'DEBUG' }).LOG_LEVEL).toBe('debug');
     expect(errorFor({ LOG_LEVEL: 'loud' })).toBe(

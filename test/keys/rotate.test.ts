@@ -135,9 +135,37 @@ describe('keys rotate', () => {
     expect(marked!.unusableCause).toBe('undecryptable');
     expect(marked!.masterKeyVersion).toBe(2);
     expect(describeReport(report, [3, 2])).toContain(
-      '1 key could not be decrypted, so it is marked unusable until the owner saves the key again.',
+      '1 key could not be decrypted, so it is marked unusable. If a key in MASTER_KEYS is ' +
+        'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
+        'otherwise the owner must save the key again.',
     );
     await context.db.delete(userApiKeys).where(eq(userApiKeys.id, row!.id));
+  });
+
+  it('restores keys marked under a wrong master key', async () => {
+    const userId = await addUserWithKeys(new Keyring([v1]), 'rotate-wrong-key');
+    const rowsOfUser = () => context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+    // An operator who pastes a wrong key for version 1 into MASTER_KEYS.
+    const wrong = await rotateUserKeys(context.db, new Keyring([v3, material(1)]), context.logger);
+    expect(wrong.rotated).toBe(0);
+    expect(wrong.undecryptable).toBe(2);
+    for (const row of await rowsOfUser()) expect(row.unusableCause).toBe('undecryptable');
+    expect(describeReport(wrong, [3, 1])).toContain(
+      '2 keys could not be decrypted, so they are marked unusable. If a key in MASTER_KEYS is ' +
+        'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
+        'otherwise each owner must save the key again.',
+    );
+
+    const corrected = await rotateUserKeys(context.db, new Keyring([v3, v1]), context.logger);
+    expect(corrected.rotated).toBe(2);
+    expect(corrected.undecryptable).toBe(0);
+    for (const row of await rowsOfUser()) {
+      expect(row.masterKeyVersion).toBe(3);
+      expect(row.unusableCause).toBeNull();
+      expect(row.unusableReason).toBeNull();
+    }
+    await expectAllDecrypt(new Keyring([v3]), await rowsOfUser());
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
   });
 
   it('reports counts of one and several', () => {
@@ -160,7 +188,9 @@ describe('keys rotate', () => {
         '1:<key> and run "fixwright keys rotate" again.',
       '3 keys use master key version 2, which is not configured: add it to MASTER_KEYS as ' +
         '2:<key> and run "fixwright keys rotate" again.',
-      '2 keys could not be decrypted, so they are marked unusable until the owner saves the key again.',
+      '2 keys could not be decrypted, so they are marked unusable. If a key in MASTER_KEYS is ' +
+        'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
+        'otherwise each owner must save the key again.',
       'No stored key uses master key version 3 any more; remove it from MASTER_KEYS (and ' +
         'MASTER_KEY) when every server runs with the new key.',
     ]);

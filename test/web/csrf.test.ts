@@ -101,6 +101,45 @@ describe('CSRF protection', () => {
   });
 });
 
+describe('malformed form bodies', () => {
+  const brokenBodies = [
+    { type: 'multipart/form-data; boundary=form-boundary', body: 'not multipart' },
+    { type: 'multipart/form-data', body: 'no boundary parameter' },
+  ];
+
+  it('rejects broken bodies with 400', async () => {
+    const before = await tokenCount();
+    for (const { type, body } of brokenBodies) {
+      const csrfHeaders: Record<string, string>[] = [{}, { 'x-csrf-token': user.csrfToken }];
+      for (const csrfHeader of csrfHeaders) {
+        const response = await app.request('/tokens', {
+          method: 'POST',
+          headers: { cookie: user.cookie, 'content-type': type, ...csrfHeader },
+          body,
+        });
+        const label = `${type} ${Object.keys(csrfHeader).join()}`;
+        expect(response.status, label).toBe(400);
+        expect(await response.text(), label).toContain('Invalid form body');
+      }
+    }
+    expect(await tokenCount()).toBe(before);
+    expect(context.logs.filter((line) => line.event === 'http.unhandled_error')).toEqual([]);
+  });
+
+  it('rejects a broken keys form', async () => {
+    const response = await app.request('/keys', {
+      method: 'POST',
+      headers: {
+        cookie: user.cookie,
+        'content-type': brokenBodies[0]!.type,
+        'x-csrf-token': user.csrfToken,
+      },
+      body: brokenBodies[0]!.body,
+    });
+    expect(response.status).toBe(400);
+  });
+});
+
 describe('JSON API with the session cookie', () => {
   it('reads without a CSRF token', async () => {
     const response = await app.request('/api/user/usage', { headers: { cookie: user.cookie } });

@@ -137,4 +137,13 @@ describe('plan changes with PLAN_SELF_SERVICE=true', () => {
     const response = await postPlan(app, user, '/plans', { plan: 'free', returnTo: 'https://evil.example/' });
     expect(response.headers.get('location')).toBe('/');
   });
+
+  it('sends an over-long returnTo home', async () => {
+    // Cutting this path at 2,000 characters would split the emoji's surrogate pair.
+    const returnTo = `/${'a'.repeat(1998)}😀`;
+    const response = await postPlan(app, user, '/plans', { plan: 'pro', returnTo });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/');
+    expect((await planOf(context, user.userId)).plan).toBe('pro');
+  });
 });

@@ -7,6 +7,7 @@ import { createApp } from '../../src/web/app.tsx';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser } from '../helpers/web.ts';
 
 const clientId = 'Iv1.testclient';
 const clientSecret = 'oauth-client-secret-for-tests';
@@ -185,6 +186,25 @@ describe('sign-in with GitHub', () => {
     expect(response.headers.get('location')).toBe('/');
   });
 
+  it('sends an over-long next home', async () => {
+    const user = await createSignedInUser(context.db, { login: 'long-next' });
+    const next = `/${'a'.repeat(1998)}😀`;
+    const response = await app.request(`/sign-in?next=${encodeURIComponent(next)}`, {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/');
+  });
+
+  it('keeps a return path of 2,000 characters', async () => {
+    const user = await createSignedInUser(context.db, { login: 'long-enough-next' });
+    const next = `/runs?page=${'b'.repeat(1989)}`;
+    const response = await app.request(`/sign-in?next=${encodeURIComponent(next)}`, {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.headers.get('location')).toBe(next);
+  });
+
   it('signs out with POST and deletes the session', async () => {
     oauth.signInAs({ id: 5006, login: 'octo-sixth' });
     const { response } = await signIn(app);
@@ -344,22 +364,25 @@ describe('sign-in settings', () => {
   });
 
   it('sets Secure and __Host- when PUBLIC_URL is https', async () => {
-    const context = await createTestContext({
-      GITHUB_CLIENT_ID: clientId,
-      GITHUB_CLIENT_SECRET: clientSecret,
-      GITHUB_URL: github.url,
-      PUBLIC_URL: 'https://fixwright.example.com',
-    });
-    try {
-      const response = await createApp(context).request('/auth/github');
-      const location = new URL(response.headers.get('location')!);
-      expect(location.searchParams.get('redirect_uri')).toBe(
-        'https://fixwright.example.com/auth/github/callback',
-      );
-      const cookie = cookiesOf(response).get('__Host-fixwright_oauth_state')!;
-      expect(cookie.raw).toMatch(/;\s*Secure/i);
-    } finally {
-      await context.close();
+    // The scheme and host are compared without case, as URLs define them.
+    for (const publicUrl of ['https://fixwright.example.com', 'HTTPS://Fixwright.Example.com']) {
+      const context = await createTestContext({
+        GITHUB_CLIENT_ID: clientId,
+        GITHUB_CLIENT_SECRET: clientSecret,
+        GITHUB_URL: github.url,
+        PUBLIC_URL: publicUrl,
+      });
+      try {
+        const response = await createApp(context).request('/auth/github');
+        const location = new URL(response.headers.get('location')!);
+        expect(location.searchParams.get('redirect_uri'), publicUrl).toBe(
+          'https://fixwright.example.com/auth/github/callback',
+        );
+        const cookie = cookiesOf(response).get('__Host-fixwright_oauth_state');
+        expect(cookie?.raw, publicUrl).toMatch(/;\s*Secure/i);
+      } finally {
+        await context.close();
+      }
     }
   });
 

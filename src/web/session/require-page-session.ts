@@ -2,7 +2,8 @@ import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import type { AppContext } from '../../context.ts';
 import { readSessionCookie } from './cookies.ts';
-import { requireCsrfToken } from './csrf.ts';
+import { isUnsafeMethod, requireCsrfToken } from './csrf.ts';
+import { requireValidFormBody } from './form-body.ts';
 import type { PageVariables } from './page-variables.ts';
 import { findSession } from './session-store.ts';
 
@@ -16,7 +17,8 @@ export function signInLocation(c: Context): string {
 /**
  * Requires a signed-in session for a page route and sets `c.var.session` and `c.var.user`.
  * Without one, a page redirects to the sign-in page. Unsafe methods must carry the
- * session's CSRF token in the X-CSRF-Token header or the _csrf form field, else 403.
+ * session's CSRF token in the X-CSRF-Token header or the _csrf form field, else 403, and a
+ * form body that does not parse gets 400.
  */
 export function requirePageSession(context: AppContext) {
   return createMiddleware<{ Variables: PageVariables }>(async (c, next) => {
@@ -32,6 +34,7 @@ export function requirePageSession(context: AppContext) {
       return c.redirect(location, 303);
     }
 
+    if (isUnsafeMethod(c.req.method)) await requireValidFormBody(c);
     await requireCsrfToken(c, session, context.logger, {
       allowFormField: true,
       message: 'Invalid or missing CSRF token: reload the page and submit the form again.',

@@ -1,0 +1,103 @@
+import { createServer, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase, type DatabaseHandle } from '../../src/db/client.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+
+const password = 'db-password-in-url';
+const webhookSecret = 'webhook-secret-while-down';
+
+let context: TestContext;
+let unreachable: DatabaseHandle;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+let apiToken: string;
+
+/** Returns a port of 127.0.0.1 that nothing listens on, as while PostgreSQL restarts. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+beforeAll(async () => {
+  context = await createTestContext({ WEBHOOK_SECRET: webhookSecret });
+  user = await createSignedInUser(context.db, { login: 'while-down' });
+  ({ token: apiToken } = await mintApiToken(context.db, user.userId, 'while down'));
+  unreachable = connectDatabase(`postgres://fixwright:${password}@127.0.0.1:${await closedPort()}/fixwright`);
+  app = createApp({ ...context, db: unreachable.db });
+});
+afterAll(async () => {
+  await unreachable?.close();
+  await context?.close();
+});
+
+describe('requests while the database is unreachable', () => {
+  it('answers a page with 503', async () => {
+    const response = await app.request('/', { headers: { cookie: user.cookie } });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    const html = await response.text();
+    expect(html).toContain('The database is not reachable');
+    expect(html).not.toContain(password);
+  });
+
+  it('answers a form post with 503', async () => {
+    const response = await app.request('/tokens', {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken, name: 'during the outage' }),
+    });
+    expect(response.status).toBe(503);
+  });
+
+  it('answers the API with 503 JSON', async () => {
+    const response = await app.request('/api/user/usage', {
+      headers: { authorization: `Bearer ${apiToken}` },
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    const body = await response.json();
+    expect(body.error.code).toBe('service_unavailable');
+    expect(body.error.message).toContain('try again in a few seconds');
+    expect(JSON.stringify(body)).not.toContain(password);
+  });
+
+  it('answers a signed webhook with 503', async () => {
+    // Recording a delivery opens a transaction, whose connection error drizzle does not wrap.
+    const response = await postSignedWebhook(app, {
+      secret: webhookSecret,
+      event: 'installation',
+      deliveryId: 'delivery-while-down',
+      payload: examplePayload('installation', 'created', 4242),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+  });
+
+  it('answers 503 on a closed connection pool', async () => {
+    // postgres.js raises CONNECTION_ENDED, one of its own codes, for a pool that was ended.
+    const ended = connectDatabase(context.database.url);
+    await ended.close();
+    const response = await createApp({ ...context, db: ended.db }).request('/', {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.status).toBe(503);
+  });
+
+  it('logs warnings, not unhandled errors', () => {
+    const warnings = context.logs.filter((line) => line.event === 'http.database_unavailable');
+    expect(warnings.length).toBe(5);
+    expect(warnings[0]!.level).toBe(40);
+    expect((warnings[0]!.err as { code: string }).code).toBe('ECONNREFUSED');
+    expect((warnings[3]!.err as { code: string }).code).toBe('ECONNREFUSED');
+    expect((warnings[4]!.err as { code: string }).code).toBe('CONNECTION_ENDED');
+    expect(context.logs.filter((line) => line.event === 'http.unhandled_error')).toEqual([]);
+    expect(JSON.stringify(context.logs)).not.toContain(password);
+  });
+});
