@@ -1,9 +1,9 @@
 import type { Config } from '../config/env.ts';
 import { loadKeyring } from '../keys/master-keys.ts';
-import { rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
+import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
-import { CommandError } from './command-error.ts';
+import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
@@ -29,7 +29,13 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
   if (keyring.currentVersion === null) throw new CommandError(keyring.unavailableReason!);
 
   return withDatabase(config, logger, async (db) => {
-    const report = await rotateUserKeys(db, keyring, logger, { batchSize });
+    let report: RotationReport;
+    try {
+      report = await rotateUserKeys(db, keyring, logger, { batchSize });
+    } catch (error) {
+      if (error instanceof MasterKeyMismatchError) throw new CommandFailedError(error.message);
+      throw error;
+    }
     for (const line of describeReport(report, keyring.versions)) console.log(line);
     return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
   });

@@ -20,6 +20,18 @@ export interface RotationReport {
   versionsInUse: number[];
 }
 
+/** Keys of the target version tried before a rotation, to tell a wrong master key from a bad row. */
+const targetSampleSize = 5;
+
+/**
+ * Raised before a rotation changes anything, when the newest configured master key decrypts none
+ * of the stored keys that already use its version. Rotating with it would put keys encrypted
+ * under two different master keys behind one version number.
+ */
+export class MasterKeyMismatchError extends Error {
+  override name = 'MasterKeyMismatchError';
+}
+
 /**
  * Re-encrypts every stored key that is not under the newest master key, `batchSize` rows per
  * transaction with the rows locked, so saves and rotations running at the same time wait for
@@ -37,6 +49,7 @@ export async function rotateUserKeys(
     .select({ value: count() })
     .from(userApiKeys)
     .where(eq(userApiKeys.masterKeyVersion, targetVersion));
+  await checkTargetKey(db, keyring, targetVersion);
   const report: RotationReport = {
     targetVersion,
     rotated: 0,
@@ -124,4 +137,33 @@ export async function rotateUserKeys(
     'stored keys rotated',
   );
   return report;
+}
+
+/**
+ * Decrypts up to `targetSampleSize` stored keys of `targetVersion`, those not marked
+ * undecryptable first. Raises MasterKeyMismatchError when keys were tried and none decrypted.
+ */
+async function checkTargetKey(db: Database, keyring: Keyring, targetVersion: number): Promise<void> {
+  const sample = await db
+    .select()
+    .from(userApiKeys)
+    .where(eq(userApiKeys.masterKeyVersion, targetVersion))
+    .orderBy(sql`${userApiKeys.unusableCause} IS NOT NULL`, asc(userApiKeys.id))
+    .limit(targetSampleSize);
+  for (const row of sample) {
+    try {
+      await decryptUserKey(keyring, { userId: row.userId, provider: row.provider }, row);
+      return;
+    } catch (error) {
+      if (!(error instanceof KeyDecryptionError)) throw error;
+    }
+  }
+  if (sample.length > 0) {
+    throw new MasterKeyMismatchError(
+      `Master key version ${targetVersion} in MASTER_KEYS decrypts none of the ` +
+        `${sample.length} stored keys tried that use it, so it differs from the key they were ` +
+        `encrypted with. Nothing was rotated: set version ${targetVersion} to its original key ` +
+        'and run "fixwright keys rotate" again.',
+    );
+  }
 }

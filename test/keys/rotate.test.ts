@@ -5,7 +5,7 @@ import { describeReport } from '../../src/cli/keys.ts';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
-import { rotateUserKeys } from '../../src/keys/rotate.ts';
+import { MasterKeyMismatchError, rotateUserKeys } from '../../src/keys/rotate.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { runCli } from '../helpers/process.ts';
 import { keyForms } from './key-check-server.ts';
@@ -165,6 +165,59 @@ describe('keys rotate', () => {
       expect(row.unusableReason).toBeNull();
     }
     await expectAllDecrypt(new Keyring([v3]), await rowsOfUser());
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
+  });
+
+  it('rejects a wrong key for the newest version', async () => {
+    const v7 = material(7);
+    const userId = await addUserWithKeys(new Keyring([v7]), 'rotate-wrong-newest');
+    const before = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+
+    const rotation = rotateUserKeys(context.db, new Keyring([material(7)]), context.logger);
+    await expect(rotation).rejects.toThrow(MasterKeyMismatchError);
+    await expect(rotation).rejects.toThrow(
+      'Master key version 7 in MASTER_KEYS decrypts none of the 2 stored keys tried that use ' +
+        'it, so it differs from the key they were encrypted with. Nothing was rotated: set ' +
+        'version 7 to its original key and run "fixwright keys rotate" again.',
+    );
+    const after = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+    expect(after).toEqual(before);
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
+  });
+
+  it('rotates nothing into a wrong newest key', async () => {
+    const v8 = material(8);
+    const current = await addUserWithKeys(new Keyring([v8]), 'rotate-current-v8');
+    const older = await addUserWithKeys(new Keyring([v1]), 'rotate-older-v1');
+
+    const rotation = rotateUserKeys(context.db, new Keyring([material(8), v1]), context.logger);
+    await expect(rotation).rejects.toThrow(MasterKeyMismatchError);
+    const olderRows = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, older));
+    expect(olderRows.map((row) => row.masterKeyVersion)).toEqual([1, 1]);
+    await expectAllDecrypt(new Keyring([v1]), olderRows);
+    for (const userId of [current, older]) {
+      await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
+    }
+  });
+
+  it('rotates when one key of the newest version is damaged', async () => {
+    const v9 = material(9);
+    const userId = await addUserWithKeys(new Keyring([v9]), 'rotate-one-damaged');
+    const [damaged] = await context.db
+      .select()
+      .from(userApiKeys)
+      .where(eq(userApiKeys.userId, userId))
+      .orderBy(asc(userApiKeys.id))
+      .limit(1);
+    await context.db
+      .update(userApiKeys)
+      .set({ ciphertext: `${damaged!.ciphertext.startsWith('A') ? 'B' : 'A'}${damaged!.ciphertext.slice(1)}` })
+      .where(eq(userApiKeys.id, damaged!.id));
+
+    // Without version 1 configured, the keys of other tests count as a missing version and stay.
+    const report = await rotateUserKeys(context.db, new Keyring([v9]), context.logger);
+    expect(report.targetVersion).toBe(9);
+    expect(report.alreadyCurrent).toBe(2);
     await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
   });
 
