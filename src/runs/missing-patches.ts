@@ -19,7 +19,7 @@ export const maxReadBytesPerRun = 50_000_000;
 /**
  * Bounds of the local diff of one modified file. Myers' algorithm takes time about quadratic in
  * the edit length, and it runs on the event loop, so the timeout bounds how long it blocks the
- * process. bench/analysis.ts measures both bounds.
+ * process. bench/analysis.ts times the diff with these bounds.
  */
 export const defaultDiffLimits: DiffLimits = { maxEditLength: 5_000, timeoutMs: 1_000 };
 
@@ -28,7 +28,7 @@ const diffedStatuses = new Set(['modified', 'renamed']);
 
 export interface CompletedFiles {
   files: ChangedFile[];
-  /** Paths of files with added lines that have neither a patch nor readable content. */
+  /** Paths of files with added lines that have neither GitHub's patch nor one built here. */
   uncheckedPaths: string[];
 }
 
@@ -53,7 +53,7 @@ function additionPatch(text: string): string | null {
   return [`@@ -0,0 +1,${lines.length} @@`, ...lines.map((line) => `+${line}`)].join('\n');
 }
 
-interface PullRequestTarget {
+export interface PullRequestTarget {
   owner: string;
   repo: string;
   /** Base branch of the pull request, or a commit on it that the head has not merged past. */
@@ -135,8 +135,9 @@ class FileVersionReader {
  * patch is every line of its content at the head. A modified or renamed file is read at the
  * merge base of the pull request's base and head, which GitHub's diff starts from, and at the
  * head, and diffed here within `diffLimits`. Reads stop at `maxFileBytes` a file version and
- * `maxTotalBytes` in all. Files with additions that are left without a patch are returned as
- * unchecked: other statuses, unreadable or oversized versions, and diffs that give up.
+ * `maxTotalBytes` in all. Files with additions that end without a patch are returned as
+ * unchecked. Those are files of other statuses, files with an unreadable or oversized version,
+ * and files whose diff gives up or adds more lines than GitHub counts.
  */
 export async function fillMissingPatches(
   octokit: Octokit,
