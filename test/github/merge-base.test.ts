@@ -54,7 +54,11 @@ describe('readMergeBase', () => {
 
   it('returns null without common history', async () => {
     const { dir } = harness.repository;
-    const identity = { name: 'Test', email: 'test@fixwright.invalid', date: '2024-01-01T00:00:00Z' };
+    const identity = {
+      name: 'Fixwright Test',
+      email: 'test@fixwright.invalid',
+      date: '2024-01-01T00:00:00Z',
+    };
     const tree = await writeTree(dir, null, []);
     const orphan = await writeCommit(dir, {
       tree,
