@@ -8,7 +8,11 @@
  * Run: node --expose-gc --import tsx bench/analysis.ts [--line-kb 200] [--lines 100000]
  * [--files 3000] [--rounds 3] (`--help` explains them). Without --expose-gc the heap growth of the
  * last case includes garbage. It prints the median time of the rounds and the heap in use after
- * each case, and for the many files the longest event loop delay.
+ * each case, and for the many files the longest event loop delay. Last, it times the local diff
+ * that rebuilds the patch of a modified file on four cases: 25,000 lines appended, every third of
+ * 30,000 lines changed, every tenth of 100,000 lines changed, and 20,000 lines of five repeated
+ * lines in another order. The last case takes Myers' algorithm time about quadratic in its
+ * length, so it stops at `defaultDiffLimits`.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
@@ -16,6 +20,8 @@ import {
   analyzeChangedFilesInTurns,
   type ChangedFile,
 } from '../src/analysis/analyze.ts';
+import { additionsPatch } from '../src/analysis/local-patch.ts';
+import { defaultDiffLimits } from '../src/runs/missing-patches.ts';
 import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median } from './database.ts';
 
@@ -122,4 +128,53 @@ const heapGrowthMb = Math.round((process.memoryUsage().heapUsed - heapBefore) / 
 console.log(
   `1000 files of 300 flagged lines: ${flaggedMilliseconds} ms, ${flagged.findings.length} ` +
     `findings kept, ${flagged.omittedFindings} left out, heap growth ${heapGrowthMb} MB`,
+);
+
+function textOf(count: number, line: (index: number) => string): string {
+  return `${Array.from({ length: count }, (_, index) => line(index)).join('\n')}\n`;
+}
+
+/** Times `additionsPatch` with the run's default limits. The diff blocks the event loop. */
+function measureDiff(name: string, oldText: string, newText: string, rounds: number): void {
+  const times: number[] = [];
+  let outcome = '';
+  for (let round = 0; round < rounds; round += 1) {
+    const start = performance.now();
+    const result = additionsPatch(oldText, newText, defaultDiffLimits);
+    times.push(performance.now() - start);
+    outcome = result === null ? 'gave up' : `${result.additions} added lines`;
+  }
+  console.log(`local diff, ${name}: ${Math.round(median(times))} ms, ${outcome}`);
+}
+
+const rows = (count: number) => textOf(count, (index) => `export const row${index} = ${index};`);
+measureDiff(
+  '25,000 lines appended',
+  'export {};\n',
+  `export {};\n${rows(25_000)}`,
+  options.rounds,
+);
+measureDiff(
+  'every third of 30,000 lines changed',
+  rows(30_000),
+  textOf(30_000, (index) =>
+    index % 3 === 0 ? `export const changed${index} = 0;` : `export const row${index} = ${index};`,
+  ),
+  options.rounds,
+);
+measureDiff(
+  'every tenth of 100,000 lines changed',
+  rows(100_000),
+  textOf(100_000, (index) =>
+    index % 10 === 0 ? `export const changed${index} = 0;` : `export const row${index} = ${index};`,
+  ),
+  options.rounds,
+);
+// Five distinct lines, so every line is shared and the diff cannot leave any out.
+const repeated = ['}', '', '  return value;', '{', '  const value = 1;'];
+measureDiff(
+  '20,000 repeated lines reordered',
+  textOf(20_000, (index) => repeated[(index * 7) % 5]!),
+  textOf(20_000, (index) => repeated[(index * 11) % 5]!),
+  options.rounds,
 );

@@ -38,7 +38,7 @@ function isBinary(bytes: Buffer): boolean {
 }
 
 /** Matches the RequestError that Octokit raises for a 404 response. */
-function isNotFound(error: unknown): boolean {
+export function isNotFound(error: unknown): boolean {
   return error instanceof Error && (error as { status?: unknown }).status === 404;
 }
 

@@ -76,7 +76,11 @@ export async function analyzeRun(
     return { status: 'skipped', findings: 0, files: 0 };
   }
   const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
-  const target = { owner, repo, ref: run.headSha };
+  // GitHub diffs a pull request's files from the merge base of its base branch and head. The
+  // branch name is passed, not `base.sha`, which GitHub does not always move with the branch.
+  // NOTE: that GitHub lists the files against the branch's current tip is unverified, so a local
+  // diff that adds more lines than GitHub counts leaves its file unchecked.
+  const target = { owner, repo, baseRef: pullRequest.base.ref, headSha: run.headSha };
   const { files: analyzedFiles, uncheckedPaths } = await fillMissingPatches(
     octokit,
     target,

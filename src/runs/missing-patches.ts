@@ -1,23 +1,44 @@
 import type { Octokit } from '@octokit/rest';
 import type { ChangedFile } from '../analysis/analyze.ts';
+import { additionsPatch, type DiffLimits } from '../analysis/local-patch.ts';
 import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/file-content.ts';
+import { readMergeBase } from '../github/merge-base.ts';
 import type { PullRequestFile } from '../github/pull-files.ts';
 import type { Logger } from '../logger.ts';
 
-/** Size limit of one added file read in place of its missing patch, in bytes. */
-export const maxAddedFileBytes = 5_000_000;
+/** Size limit of one file version read in place of a missing patch, in bytes. */
+export const maxReadFileBytes = 5_000_000;
 
 /**
- * Limit on the bytes of all added files read for one run, so a pull request that adds thousands
- * of large files neither keeps them all in memory nor uses up the installation's rate limit.
- * Files read and then rejected as binary or not UTF-8 count too.
+ * Limit on the bytes of all file versions read for one run, so a pull request that changes
+ * thousands of large files neither keeps them all in memory nor uses up the installation's rate
+ * limit. Files read and then rejected as binary or not UTF-8 count too.
  */
-export const maxAddedBytesPerRun = 50_000_000;
+export const maxReadBytesPerRun = 50_000_000;
+
+/**
+ * Bounds of the local diff of one modified file. Myers' algorithm takes time about quadratic in
+ * the edit length, and it runs on the event loop, so the timeout bounds how long it blocks the
+ * process. bench/analysis.ts times the diff with these bounds.
+ */
+export const defaultDiffLimits: DiffLimits = { maxEditLength: 5_000, timeoutMs: 1_000 };
+
+/** Statuses whose missing patch is rebuilt by diffing the file at the merge base and head. */
+const diffedStatuses = new Set(['modified', 'renamed']);
 
 export interface CompletedFiles {
   files: ChangedFile[];
-  /** Paths of files with added lines that have neither a patch nor readable content. */
+  /** Paths of files with added lines that have neither GitHub's patch nor one built here. */
   uncheckedPaths: string[];
+}
+
+export interface MissingPatchOptions {
+  /** Default `maxReadBytesPerRun`. */
+  maxTotalBytes?: number;
+  /** Default `maxReadFileBytes`. */
+  maxFileBytes?: number;
+  /** Default `defaultDiffLimits`. */
+  diffLimits?: DiffLimits;
 }
 
 /** Builds the patch that adds every line of `text`, as git would write it for a new file. */
@@ -32,37 +53,140 @@ function additionPatch(text: string): string | null {
   return [`@@ -0,0 +1,${lines.length} @@`, ...lines.map((line) => `+${line}`)].join('\n');
 }
 
+export interface PullRequestTarget {
+  owner: string;
+  repo: string;
+  /** Base branch of the pull request, or a commit on it that the head has not merged past. */
+  baseRef: string;
+  /** Head commit of the pull request, whose files are analyzed. */
+  headSha: string;
+}
+
+/** Reads the file versions of one run within its byte limits, and logs why a read failed. */
+class FileVersionReader {
+  private bytesLeft: number;
+  private readonly maxFileBytes: number;
+  /** Files left unread because the run's byte limit was used up. */
+  skippedFiles = 0;
+
+  constructor(
+    private readonly octokit: Octokit,
+    private readonly target: PullRequestTarget,
+    private readonly logger: Logger,
+    options: MissingPatchOptions,
+  ) {
+    this.bytesLeft = options.maxTotalBytes ?? maxReadBytesPerRun;
+    this.maxFileBytes = options.maxFileBytes ?? maxReadFileBytes;
+  }
+
+  /** Reads `path` at `ref` as UTF-8 text, or returns null when it cannot, after logging why. */
+  async read(
+    file: PullRequestFile,
+    version: { side: 'base' | 'head'; path: string; ref: string },
+  ): Promise<RepositoryFile | null> {
+    if (this.bytesLeft <= 0) {
+      this.skippedFiles += 1;
+      return null;
+    }
+    const { owner, repo } = this.target;
+    const maxBytes = Math.min(this.maxFileBytes, this.bytesLeft);
+    try {
+      const content = await readFileAtRef(this.octokit, { owner, repo, ...version, maxBytes });
+      if (content === null) {
+        this.logUnreadable(file, version, 'not_found');
+        return null;
+      }
+      this.bytesLeft -= content.size;
+      return content;
+    } catch (error) {
+      if (error instanceof FileReadError) {
+        this.logUnreadable(file, version, error.reason);
+        // A file rejected as binary or not UTF-8 was downloaded all the same.
+        this.bytesLeft -= error.bytesRead;
+        return null;
+      }
+      throw error;
+    }
+  }
+
+  private logUnreadable(
+    file: PullRequestFile,
+    version: { side: 'base' | 'head'; path: string; ref: string },
+    reason: string,
+  ): void {
+    this.logger.info(
+      {
+        event: 'analyze.file_unreadable',
+        path: file.filename,
+        status: file.status,
+        side: version.side,
+        readPath: version.path,
+        ref: version.ref,
+        reason,
+      },
+      'file without a patch could not be read; its added lines stay unchecked',
+    );
+  }
+}
+
 /**
  * Fills in the patches that GitHub leaves out. GitHub sends no `patch` for a file whose diff is
  * over 20,000 lines or 500 KB, and for binary files, which have no additions. An added file's
- * patch is every line of its content at `ref`, so it is read instead, up to `maxAddedFileBytes`
- * each and `maxTotalBytes` (default `maxAddedBytesPerRun`) in all. Other files with additions and
- * no patch, and added files that cannot be read as text or within those limits, are returned as
- * unchecked.
+ * patch is every line of its content at the head. A modified or renamed file is read at the
+ * merge base of the pull request's base and head, which GitHub's diff starts from, and at the
+ * head, and diffed here within `diffLimits`. Reads stop at `maxFileBytes` a file version and
+ * `maxTotalBytes` in all. Files with additions that end without a patch are returned as
+ * unchecked. Those are files of other statuses, files with an unreadable or oversized version,
+ * and files whose diff gives up or adds more lines than GitHub counts.
  */
 export async function fillMissingPatches(
   octokit: Octokit,
-  target: { owner: string; repo: string; ref: string },
+  target: PullRequestTarget,
   files: readonly PullRequestFile[],
   logger: Logger,
-  options: { maxTotalBytes?: number } = {},
+  options: MissingPatchOptions = {},
 ): Promise<CompletedFiles> {
+  const reader = new FileVersionReader(octokit, target, logger, options);
+  const diffLimits = options.diffLimits ?? defaultDiffLimits;
+  let mergeBase: Promise<string | null> | undefined;
+  const readMergeBaseOnce = async (): Promise<string | null> => {
+    mergeBase ??= readMergeBase(octokit, {
+      owner: target.owner,
+      repo: target.repo,
+      base: target.baseRef,
+      head: target.headSha,
+    }).then((sha) => {
+      if (sha === null) {
+        logger.warn(
+          { event: 'analyze.merge_base_missing', baseRef: target.baseRef, headSha: target.headSha },
+          'GitHub found no merge base of the base branch and head; modified files without a ' +
+            'patch stay unchecked',
+        );
+      }
+      return sha;
+    });
+    return mergeBase;
+  };
+
   const completed: ChangedFile[] = [];
   const uncheckedPaths: string[] = [];
-  let bytesLeft = options.maxTotalBytes ?? maxAddedBytesPerRun;
-
   for (const file of files) {
     if (file.patch || file.status === 'removed' || file.additions === 0) {
       completed.push(file);
       continue;
     }
     let patch: string | null = null;
-    if (file.status === 'added' && bytesLeft > 0) {
-      const maxBytes = Math.min(maxAddedFileBytes, bytesLeft);
-      const { content, bytesRead } = await readAddedFile(octokit, { ...target, maxBytes }, file, logger);
-      bytesLeft -= bytesRead;
-      if (content !== null) {
-        patch = additionPatch(content.text);
+    if (file.status === 'added') {
+      const head = await reader.read(file, {
+        side: 'head',
+        path: file.filename,
+        ref: target.headSha,
+      });
+      patch = head === null ? null : additionPatch(head.text);
+    } else if (diffedStatuses.has(file.status)) {
+      const mergeBaseSha = await readMergeBaseOnce();
+      if (mergeBaseSha !== null) {
+        patch = await diffedPatch(reader, file, { ...target, mergeBaseSha }, diffLimits, logger);
       }
     }
     if (patch === null) {
@@ -70,27 +194,64 @@ export async function fillMissingPatches(
     }
     completed.push({ ...file, patch });
   }
+
+  if (reader.skippedFiles > 0) {
+    logger.info(
+      { event: 'analyze.read_limit_reached', skippedFiles: reader.skippedFiles },
+      'files without a patch were left unread after the byte limit of the run; they stay unchecked',
+    );
+  }
   return { files: completed, uncheckedPaths };
 }
 
-async function readAddedFile(
-  octokit: Octokit,
-  target: { owner: string; repo: string; ref: string; maxBytes: number },
+/**
+ * Builds the patch of a modified or renamed file by diffing it at the merge base, under its
+ * previous name if it was renamed, and at the head. Returns null after logging why it cannot.
+ */
+async function diffedPatch(
+  reader: FileVersionReader,
   file: PullRequestFile,
+  target: PullRequestTarget & { mergeBaseSha: string },
+  diffLimits: DiffLimits,
   logger: Logger,
-): Promise<{ content: RepositoryFile | null; bytesRead: number }> {
-  try {
-    const content = await readFileAtRef(octokit, { ...target, path: file.filename });
-    return { content, bytesRead: content?.size ?? 0 };
-  } catch (error) {
-    if (error instanceof FileReadError) {
-      logger.info(
-        { event: 'analyze.file_unreadable', path: file.filename, reason: error.reason },
-        'added file without a patch could not be read; its lines stay unchecked',
-      );
-      // A file rejected as binary or not UTF-8 was downloaded all the same.
-      return { content: null, bytesRead: error.bytesRead };
-    }
-    throw error;
+): Promise<string | null> {
+  const head = await reader.read(file, { side: 'head', path: file.filename, ref: target.headSha });
+  if (head === null) {
+    return null;
   }
+  const base = await reader.read(file, {
+    side: 'base',
+    path: file.previousFilename ?? file.filename,
+    ref: target.mergeBaseSha,
+  });
+  if (base === null) {
+    return null;
+  }
+
+  const start = performance.now();
+  const result = additionsPatch(base.text, head.text, diffLimits);
+  const elapsedMs = Math.round(performance.now() - start);
+  if (result === null) {
+    logger.info(
+      { event: 'analyze.diff_abandoned', path: file.filename, elapsedMs, ...diffLimits },
+      'local diff reached its edit length or time limit; the added lines stay unchecked',
+    );
+    return null;
+  }
+  // A minimal diff never adds more lines than git's diff of the same two versions, so more
+  // means that GitHub's diff started from another commit than the merge base read here.
+  if (result.additions > file.additions) {
+    logger.warn(
+      {
+        event: 'analyze.diff_mismatch',
+        path: file.filename,
+        additions: result.additions,
+        githubAdditions: file.additions,
+        mergeBaseSha: target.mergeBaseSha,
+      },
+      'local diff found more added lines than GitHub counts; the added lines stay unchecked',
+    );
+    return null;
+  }
+  return result.patch;
 }

@@ -39,7 +39,7 @@ describe('fillMissingPatches byte limit', () => {
   it('counts files read and rejected', async () => {
     const octokit = await setup.context.github!.installationOctokit(setup.installationId);
     const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: prNumber });
-    const target = { owner, repo, ref: setup.git.headSha };
+    const target = { owner, repo, baseRef: 'main', headSha: setup.git.headSha };
     const seedBytes = Buffer.byteLength(seed);
 
     // The Latin-1 file is downloaded in full before it is rejected, so what is left after it

@@ -24,15 +24,19 @@ function numberedLines(prefix: string): string {
   return `${lines.join('\n')}\n`;
 }
 
+// Latin-1 text: git counts its lines, but it is not UTF-8, so Fixwright rejects it once read.
+const latin1Rows = Buffer.from('caf\u00e9;1\n', 'latin1');
+
 let setup: GitHubTestContext;
 let runId: string;
 
 beforeAll(async () => {
   setup = await createGitHubTestContext({
-    base: { 'src/table.ts': 'export {};\n' },
+    base: { 'src/table.ts': 'export {};\n', 'data/legacy.csv': latin1Rows },
     head: {
+      'data/legacy.csv': `caf\u00e9;1\n${numberedLines('row')}`,
       'data/seed.ts': `${numberedLines('export const seed')}${secretLine}\n`,
-      'src/table.ts': `export {};\n${numberedLines('export const row')}`,
+      'src/table.ts': `export {};\n${numberedLines('export const row')}${secretLine}\n`,
       'logo.png': Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]),
     },
   });
@@ -64,21 +68,28 @@ describe('analyzeRun of files without a patch', () => {
     expect(byName.get('data/seed.ts')?.patch).toBeUndefined();
     expect(byName.get('data/seed.ts')?.additions).toBe(lineCount + 1);
     expect(byName.get('src/table.ts')?.patch).toBeUndefined();
+    expect(byName.get('src/table.ts')?.additions).toBe(lineCount + 1);
+    expect(byName.get('data/legacy.csv')?.patch).toBeUndefined();
     expect(byName.get('logo.png')?.patch).toBeUndefined();
     expect(byName.get('logo.png')?.additions).toBe(0);
   });
 
-  it('checks the content of an added file', async () => {
-    const rows = await setup.context.db.select().from(findings).where(eq(findings.runId, runId));
+  it('checks added and modified files', async () => {
+    const rows = await setup.context.db
+      .select()
+      .from(findings)
+      .where(eq(findings.runId, runId))
+      .orderBy(findings.path);
     expect(rows.map((row) => [row.path, row.startLine, row.ruleId])).toEqual([
       ['data/seed.ts', lineCount + 1, 'secret/hardcoded-credential'],
+      ['src/table.ts', lineCount + 2, 'secret/hardcoded-credential'],
     ]);
   });
 
-  it('stores the modified file as unchecked', async () => {
+  it('stores the unreadable file as unchecked', async () => {
     const run = await storedRun();
     expect(run.status).toBe('completed');
-    expect(run.uncheckedFiles).toEqual(['src/table.ts']);
+    expect(run.uncheckedFiles).toEqual(['data/legacy.csv']);
     expect(run.unlistedFiles).toBe(0);
   });
 
@@ -88,22 +99,22 @@ describe('analyzeRun of files without a patch', () => {
     const checkRun = setup.fake.checkRuns.find((candidate) => candidate.externalId === runId)!;
     const note =
       'GitHub sent no diff for 1 file with added lines, so its added lines were not ' +
-      'checked: `src/table.ts`.';
+      'checked: `data/legacy.csv`.';
     expect(checkRun.output.summary).toContain(note);
     const comment = setup.fake.issueComments.at(-1)!;
     expect(comment.body).toContain(note);
   });
 
-  it('stops reading added files past the byte limit', async () => {
+  it('stops reading files past the byte limit', async () => {
     const octokit = await setup.context.github!.installationOctokit(setup.installationId);
     const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: prNumber });
-    const target = { owner, repo, ref: setup.git.headSha };
+    const target = { owner, repo, baseRef: 'main', headSha: setup.git.headSha };
 
     const completed = await fillMissingPatches(octokit, target, files, setup.context.logger, {
       maxTotalBytes: 100_000,
     });
 
-    expect(completed.uncheckedPaths).toEqual(['data/seed.ts', 'src/table.ts']);
+    expect(completed.uncheckedPaths).toEqual(['data/legacy.csv', 'data/seed.ts', 'src/table.ts']);
     const seed = completed.files.find((file) => file.filename === 'data/seed.ts');
     expect(seed?.patch).toBeNull();
   });

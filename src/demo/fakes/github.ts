@@ -28,8 +28,9 @@ import type { WebhookDeliveryRecord, WebhookTarget } from './github/webhooks.ts'
 /**
  * Fake GitHub REST API on 127.0.0.1 for the tests and `npm run demo`. It issues installation
  * tokens to callers that present a JWT signed by the app's key, and serves pull request files,
- * contents and blobs that it computes with git from real repositories on disk. It also keeps check runs, issue comments
- * and reviews in memory, and writes blobs, trees, commits and refs into those repositories.
+ * comparisons, contents and blobs that it computes with git from real repositories on disk. It
+ * also keeps check runs, issue comments and reviews in memory, and writes blobs, trees, commits
+ * and refs into those repositories.
  * With a webhook target set, it sends `pull_request.synchronize` when a commit moves the head
  * of an open pull request.
  * Requests to unknown routes get a 404 and are recorded like every other request.
@@ -51,7 +52,14 @@ export { FakeGitHubError } from './github/router.ts';
 export type PullRequestChanges = Partial<
   Pick<
     PullRequestRecord,
-    'headSha' | 'headRef' | 'headOwner' | 'headRepo' | 'state' | 'closedAt' | 'mergedAt'
+    | 'baseSha'
+    | 'headSha'
+    | 'headRef'
+    | 'headOwner'
+    | 'headRepo'
+    | 'state'
+    | 'closedAt'
+    | 'mergedAt'
   >
 >;
 

@@ -70,6 +70,30 @@ export async function resolveCommit(gitDir: string, ref: string): Promise<string
   }
 }
 
+/** Returns the best common ancestor of two commits, or null when they have none. */
+export async function readMergeBase(
+  gitDir: string,
+  left: string,
+  right: string,
+): Promise<string | null> {
+  try {
+    return (await runGit(gitDir, ['merge-base', left, right])).toString('utf8').trim();
+  } catch {
+    // git merge-base exits with status 1 when the commits share no history.
+    return null;
+  }
+}
+
+/** Lists the commits reachable from `head` but not from `base`, oldest first. */
+export async function listCommitsBetween(
+  gitDir: string,
+  base: string,
+  head: string,
+): Promise<string[]> {
+  const output = await runGit(gitDir, ['rev-list', '--reverse', head, `^${base}`]);
+  return output.toString('utf8').split('\n').filter((line) => line !== '');
+}
+
 /** Returns the short name of the branch HEAD points to, which GitHub calls the default branch. */
 export async function readDefaultBranch(gitDir: string): Promise<string> {
   const output = await runGit(gitDir, ['symbolic-ref', '--short', 'HEAD']);

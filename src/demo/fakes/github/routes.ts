@@ -34,6 +34,7 @@ import {
 } from './route-helpers.ts';
 import type { FakeState } from './state.ts';
 import { checkRoutes } from './checks.ts';
+import { compareRoutes } from './compare.ts';
 import { gitDataRoutes } from './git-data.ts';
 import { issueCommentRoutes } from './issue-comments.ts';
 import { reviewRoutes } from './reviews.ts';
@@ -313,6 +314,7 @@ export const defaultRoutes: Route<FakeState>[] = [
     handle: getBlob,
   },
   ...checkRoutes,
+  ...compareRoutes,
   ...issueCommentRoutes,
   ...gitDataRoutes,
   ...reviewRoutes,

@@ -1,0 +1,273 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findings, prRuns } from '../../src/db/schema/index.ts';
+import { baseBranch, commitOnBranch } from '../../src/demo/git-repository.ts';
+import { listPullRequestFiles, type PullRequestFile } from '../../src/github/pull-files.ts';
+import { analyzeRun } from '../../src/runs/analyze-run.ts';
+import { fillMissingPatches, type MissingPatchOptions } from '../../src/runs/missing-patches.ts';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  insertRun,
+  owner,
+  prNumber,
+  repo,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+// GitHub sends no `patch` for a file whose diff is over 20,000 lines; the fake does the same.
+const addedCount = 25_000;
+const secretLine = 'export const apiKey = "k3yV4lu3Zq8w7e6r5t";';
+// Present at the fork point and at the head, but removed on the base branch since.
+const legacyLine = 'export const legacyApiKey = "L3gacyZq8w7e6r5tk3y";';
+
+function lines(count: number, line: (index: number) => string): string {
+  return `${Array.from({ length: count }, (_, index) => line(index)).join('\n')}\n`;
+}
+
+const tail = lines(100, (index) => `export const tail${index} = ${index};`);
+const tableAtForkPoint = `export {};\n${legacyLine}\n${tail}`;
+// Lines 3 to 25,002 are new rows and line 25,003 the secret.
+const tableAtHead =
+  `export {};\n${legacyLine}\n` +
+  lines(addedCount, (index) => `export const row${index} = ${index};`) +
+  `${secretLine}\n${tail}`;
+
+// Every third line changes, so git still finds the rename (two thirds are the same) but the
+// diff is over 20,000 lines. Line 3,001 (index 3,000) becomes the secret.
+const renamedCount = 30_000;
+const oldNameText = lines(renamedCount, (index) => `export const item${index} = ${index};`);
+const newNameText = lines(renamedCount, (index) => {
+  if (index === 3000) return secretLine;
+  if (index % 3 === 0) return `export const changed${index} = ${index};`;
+  return `export const item${index} = ${index};`;
+});
+
+// Latin-1 at the fork point: git counts its lines, but it is not UTF-8, so Fixwright rejects it.
+const latin1Base = Buffer.from(lines(10, (index) => `caf\u00e9;${index}`), 'latin1');
+const convertedText = lines(addedCount, (index) => `cafe;${index}`);
+
+// Longer at the fork point than at the head, for a limit between the two sizes.
+const shrunkBase = lines(30_000, (index) => `an old and rather long value ${index}`);
+const shrunkHead = lines(22_000, (index) => `new ${index}`);
+
+// The 200 shared lines come back in reverse order, which a diff needs about 400 edits for.
+const shuffledBase = lines(200, (index) => `shared ${index}`);
+const shuffledHead =
+  lines(200, (index) => `shared ${199 - index}`) +
+  lines(addedCount, (index) => `appended ${index}`);
+
+let setup: GitHubTestContext;
+let runId: string;
+let forkPoint: string;
+let files: PullRequestFile[];
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: {
+      'src/table.ts': tableAtForkPoint,
+      'src/old-name.ts': oldNameText,
+      'data/converted.csv': latin1Base,
+      'data/shrunk.csv': shrunkBase,
+      'data/shuffled.txt': shuffledBase,
+    },
+    head: {
+      'src/table.ts': tableAtHead,
+      'src/old-name.ts': null,
+      'src/new-name.ts': newNameText,
+      'data/converted.csv': convertedText,
+      'data/shrunk.csv': shrunkHead,
+      'data/shuffled.txt': shuffledHead,
+    },
+  });
+  forkPoint = setup.git.baseSha;
+  // The base branch moves on: it drops the legacy line, so diffing the head against the tip of
+  // the base branch would report that line as added.
+  const baseTip = await commitOnBranch(setup.git.dir, baseBranch, {
+    'src/table.ts': `export {};\n${tail}`,
+  });
+  setup.fake.updatePullRequest({ owner, repo, number: prNumber }, { baseSha: baseTip });
+
+  await insertInstallation(setup.context, { id: setup.installationId });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: baseTip,
+    status: 'queued',
+  });
+  runId = run.id;
+  await analyzeRun(setup.context, runId, setup.context.logger);
+
+  const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+  files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: prNumber });
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+function fileNamed(filename: string): PullRequestFile {
+  const file = files.find((candidate) => candidate.filename === filename);
+  if (!file) {
+    throw new Error(`${filename} is missing from the listed files`);
+  }
+  return file;
+}
+
+async function fillOne(file: PullRequestFile, options: MissingPatchOptions = {}) {
+  const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+  const target = { owner, repo, baseRef: baseBranch, headSha: setup.git.headSha };
+  return fillMissingPatches(octokit, target, [file], setup.context.logger, options);
+}
+
+function logsOf(event: string, path: string) {
+  return setup.context.logs.filter((line) => line.event === event && line.path === path);
+}
+
+describe('analyzeRun of modified files without a patch', () => {
+  it('gets no patch for the modified files', () => {
+    expect(fileNamed('src/table.ts').patch).toBeNull();
+    expect(fileNamed('src/table.ts').additions).toBe(addedCount + 1);
+    expect(fileNamed('src/new-name.ts').status).toBe('renamed');
+    expect(fileNamed('src/new-name.ts').previousFilename).toBe('src/old-name.ts');
+    expect(fileNamed('src/new-name.ts').patch).toBeNull();
+    expect(fileNamed('data/converted.csv').patch).toBeNull();
+    expect(fileNamed('data/shrunk.csv').patch).toBeNull();
+    expect(fileNamed('data/shuffled.txt').patch).toBeNull();
+  });
+
+  it('finds secrets on their head lines', async () => {
+    const rows = await setup.context.db
+      .select()
+      .from(findings)
+      .where(eq(findings.runId, runId))
+      .orderBy(findings.path);
+
+    // The legacy line on line 2 of src/table.ts is unchanged since the fork point, so it has no
+    // finding.
+    expect(rows.map((row) => [row.path, row.startLine, row.ruleId])).toEqual([
+      ['src/new-name.ts', 3001, 'secret/hardcoded-credential'],
+      ['src/table.ts', addedCount + 3, 'secret/hardcoded-credential'],
+    ]);
+  });
+
+  it('stores only the unreadable file as unchecked', async () => {
+    const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+
+    expect(run?.status).toBe('completed');
+    expect(run?.uncheckedFiles).toEqual(['data/converted.csv']);
+  });
+
+  it('logs why a side was unreadable', () => {
+    const [line] = logsOf('analyze.file_unreadable', 'data/converted.csv');
+
+    expect(line?.side).toBe('base');
+    expect(line?.reason).toBe('binary');
+    expect(line?.ref).toBe(forkPoint);
+  });
+
+  it('reads the merge base once', () => {
+    const compares = setup.fake.requests.filter((request) => request.path.includes('/compare/'));
+
+    expect(compares.map((request) => request.path)).toEqual([
+      `/repos/${owner}/${repo}/compare/${baseBranch}...${setup.git.headSha}`,
+    ]);
+  });
+
+  it('reads a renamed file under its old name', () => {
+    // Octokit sends the file path as one percent-encoded segment.
+    const readAt = (path: string) =>
+      setup.fake.requests
+        .filter((request) => {
+          const requestPath = decodeURIComponent(request.path);
+          return requestPath === `/repos/${owner}/${repo}/contents/${path}`;
+        })
+        .map((request) => request.query.ref);
+
+    expect(readAt('src/old-name.ts')).toEqual([forkPoint]);
+    expect(readAt('src/new-name.ts')).toEqual([setup.git.headSha]);
+  });
+});
+
+describe('fillMissingPatches of modified files', () => {
+  it('keeps a file with an oversized base unchecked', async () => {
+    const file = fileNamed('data/shrunk.csv');
+
+    const completed = await fillOne(file, { maxFileBytes: Buffer.byteLength(shrunkHead) });
+
+    expect(completed.uncheckedPaths).toEqual(['data/shrunk.csv']);
+    const [line] = logsOf('analyze.file_unreadable', 'data/shrunk.csv');
+    expect(line?.side).toBe('base');
+    expect(line?.reason).toBe('too_large');
+  });
+
+  it('keeps a file with an oversized head unchecked', async () => {
+    const file = fileNamed('src/table.ts');
+
+    const completed = await fillOne(file, { maxFileBytes: Buffer.byteLength(tableAtForkPoint) });
+
+    expect(completed.uncheckedPaths).toEqual(['src/table.ts']);
+    const [line] = logsOf('analyze.file_unreadable', 'src/table.ts');
+    expect(line?.side).toBe('head');
+    expect(line?.reason).toBe('too_large');
+  });
+
+  it('counts both sides against the byte limit', async () => {
+    const file = fileNamed('src/table.ts');
+    const bothSides = Buffer.byteLength(tableAtHead) + Buffer.byteLength(tableAtForkPoint);
+
+    const short = await fillOne(file, { maxTotalBytes: bothSides - 1 });
+    const enough = await fillOne(file, { maxTotalBytes: bothSides });
+
+    expect(short.uncheckedPaths).toEqual(['src/table.ts']);
+    expect(enough.uncheckedPaths).toEqual([]);
+  });
+
+  it('keeps a file unchecked past the edit length', async () => {
+    const file = fileNamed('data/shuffled.txt');
+
+    const abandoned = await fillOne(file, {
+      diffLimits: { maxEditLength: 100, timeoutMs: 10_000 },
+    });
+    const finished = await fillOne(file, {
+      diffLimits: { maxEditLength: 1000, timeoutMs: 10_000 },
+    });
+
+    expect(abandoned.uncheckedPaths).toEqual(['data/shuffled.txt']);
+    expect(abandoned.files[0]?.patch).toBeNull();
+    const [line] = logsOf('analyze.diff_abandoned', 'data/shuffled.txt');
+    expect(line?.maxEditLength).toBe(100);
+    expect(finished.uncheckedPaths).toEqual([]);
+    expect(finished.files[0]?.patch).toMatch(/^@@ -\d+,0 \+\d+,\d+ @@\n\+/);
+  });
+
+  it('rejects more added lines than GitHub counts', async () => {
+    const file = { ...fileNamed('src/table.ts'), additions: 10 };
+
+    const completed = await fillOne(file);
+
+    expect(completed.uncheckedPaths).toEqual(['src/table.ts']);
+    const [line] = logsOf('analyze.diff_mismatch', 'src/table.ts');
+    expect(line?.additions).toBe(addedCount + 1);
+    expect(line?.githubAdditions).toBe(10);
+  });
+
+  it('keeps files unchecked without a merge base', async () => {
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/compare/*basehead',
+      status: 404,
+    });
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const target = { owner, repo, baseRef: baseBranch, headSha: setup.git.headSha };
+    const modified = [fileNamed('src/table.ts'), fileNamed('src/new-name.ts')];
+
+    const completed = await fillMissingPatches(octokit, target, modified, setup.context.logger);
+
+    expect(completed.uncheckedPaths).toEqual(['src/table.ts', 'src/new-name.ts']);
+    const missing = setup.context.logs.filter(
+      (line) => line.event === 'analyze.merge_base_missing',
+    );
+    expect(missing).toHaveLength(1);
+  });
+});
