@@ -88,7 +88,7 @@ export async function analyzeRun(
     logger,
   );
   const { findings: drafts, omittedFindings } = await analyzeChangedFilesInTurns(analyzedFiles);
-  const fileSizes = await readFindingFileSizes(octokit, target, drafts, logger);
+  const fileSizes = await readFindingFileSizes(octokit, { owner, repo, ref: run.headSha }, drafts, logger);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
