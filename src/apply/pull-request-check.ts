@@ -12,7 +12,8 @@ export interface PullRequestState {
   closed_at: string | null;
   merged_at: string | null;
   updated_at: string;
-  head: { ref: string; sha: string; repo: { full_name: string } | null };
+  head: { ref: string; sha: string; repo: { id: number; full_name: string } | null };
+  base: { repo: { id: number } };
 }
 
 /** The run that a patch request previewed: its base repository, pull request and head. */
@@ -89,7 +90,9 @@ export function checkPullRequest(
   if (pullRequest.state !== 'open') throw notOpenRejection(pullRequest, run);
 
   const headRepository = pullRequest.head.repo?.full_name ?? null;
-  const sameRepository = headRepository?.toLowerCase() === run.repository.toLowerCase();
+  // Compared by id, because a rename changes both names on GitHub before its repository event
+  // renames the stored run.
+  const sameRepository = pullRequest.head.repo?.id === pullRequest.base.repo.id;
   const mode = requestedMode ?? (sameRepository ? 'commit' : 'suggestions');
   if (mode === 'suggestions') {
     if (pullRequest.head.sha !== run.headSha) {

@@ -106,6 +106,13 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
     if (subcommand === 'reset-admin') {
       const githubId = await resetAdminLogin(db, login);
+      if (githubId === null && !config.ADMIN_LOGINS.includes(login.toLowerCase())) {
+        console.log(
+          `No GitHub id is recorded for ${login}, and ADMIN_LOGINS does not list it, so a sign-in ` +
+            'with it gets the user role. To make it an admin, add it to ADMIN_LOGINS and restart.',
+        );
+        return 0;
+      }
       if (githubId === null) {
         console.log(`No GitHub id is recorded for ${login}, so the next sign-in with it records one.`);
         return 0;

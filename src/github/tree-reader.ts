@@ -3,6 +3,11 @@ import type { Octokit } from '@octokit/rest';
 type TreeEntries = Awaited<ReturnType<Octokit['rest']['git']['getTree']>>['data']['tree'];
 export type TreeEntry = TreeEntries[number];
 
+/** Raised when a path needs a directory read past the reader's `maxReads`. */
+export class TreeReadLimitError extends Error {
+  override name = 'TreeReadLimitError';
+}
+
 /**
  * Finds entries of a commit's tree by path, reading one directory level per request. A
  * recursive listing takes one request but returns every file of the repository, and GitHub cuts
@@ -19,6 +24,8 @@ export class TreeReader {
     private readonly repository: { owner: string; repo: string },
     /** A tree sha, or a commit sha, which GitHub resolves to the commit's tree. */
     private readonly rootSha: string,
+    /** `getTree` requests allowed in all; a path that needs one more raises TreeReadLimitError. */
+    private readonly maxReads = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Returns the entry at `path`, or undefined when it or one of its directories is missing. */
@@ -38,6 +45,11 @@ export class TreeReader {
   private async list(treeSha: string): Promise<TreeEntries> {
     let entries = this.cache.get(treeSha);
     if (!entries) {
+      if (this.reads >= this.maxReads) {
+        throw new TreeReadLimitError(
+          `Reading tree ${treeSha} would pass the limit of ${this.maxReads} tree reads.`,
+        );
+      }
       this.reads++;
       const { data } = await this.octokit.rest.git.getTree({ ...this.repository, tree_sha: treeSha });
       entries = data.tree;

@@ -1,6 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import type { ChangedFile } from '../analysis/analyze.ts';
 import { additionsPatch, type DiffLimits } from '../analysis/local-patch.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/file-content.ts';
 import { readMergeBase } from '../github/merge-base.ts';
 import type { PullRequestFile } from '../github/pull-files.ts';
@@ -137,7 +138,8 @@ class FileVersionReader {
  * head, and diffed here within `diffLimits`. Reads stop at `maxFileBytes` a file version and
  * `maxTotalBytes` in all. Files with additions that end without a patch are returned as
  * unchecked. Those are files of other statuses, files with an unreadable or oversized version,
- * and files whose diff gives up or adds more lines than GitHub counts.
+ * and files whose diff gives up or adds more lines than GitHub counts. Modified files also stay
+ * unchecked when GitHub finds no merge base or fails to read it with a server error.
  */
 export async function fillMissingPatches(
   octokit: Octokit,
@@ -150,21 +152,7 @@ export async function fillMissingPatches(
   const diffLimits = options.diffLimits ?? defaultDiffLimits;
   let mergeBase: Promise<string | null> | undefined;
   const readMergeBaseOnce = async (): Promise<string | null> => {
-    mergeBase ??= readMergeBase(octokit, {
-      owner: target.owner,
-      repo: target.repo,
-      base: target.baseRef,
-      head: target.headSha,
-    }).then((sha) => {
-      if (sha === null) {
-        logger.warn(
-          { event: 'analyze.merge_base_missing', baseRef: target.baseRef, headSha: target.headSha },
-          'GitHub found no merge base of the base branch and head; modified files without a ' +
-            'patch stay unchecked',
-        );
-      }
-      return sha;
-    });
+    mergeBase ??= findMergeBase(octokit, target, logger);
     return mergeBase;
   };
 
@@ -202,6 +190,42 @@ export async function fillMissingPatches(
     );
   }
   return { files: completed, uncheckedPaths };
+}
+
+/**
+ * Reads the merge base of the pull request's base branch and head. Returns null, after logging
+ * why, when GitHub finds none or fails with a server error.
+ */
+async function findMergeBase(
+  octokit: Octokit,
+  target: PullRequestTarget,
+  logger: Logger,
+): Promise<string | null> {
+  const { owner, repo, baseRef, headSha } = target;
+  let sha: string | null;
+  try {
+    sha = await readMergeBase(octokit, { owner, repo, base: baseRef, head: headSha });
+  } catch (error) {
+    // GitHub responds 500 "Sorry, this diff is taking too long to generate." to a comparison too
+    // large to compute (as a github-changelog-generator error log from 2020 shows). Pull requests
+    // whose files lack a patch are often that large, and failing the run would lose the findings
+    // of every other file.
+    const status = (error as { status?: unknown }).status;
+    if (typeof status !== 'number' || status < 500) throw error;
+    logger.warn(
+      { event: 'analyze.merge_base_failed', baseRef, headSha, status, err: toSafeError(error) },
+      'reading the merge base from GitHub failed; modified files without a patch stay unchecked',
+    );
+    return null;
+  }
+  if (sha === null) {
+    logger.warn(
+      { event: 'analyze.merge_base_missing', baseRef, headSha },
+      'GitHub found no merge base of the base branch and head; modified files without a ' +
+        'patch stay unchecked',
+    );
+  }
+  return sha;
 }
 
 /**

@@ -219,6 +219,32 @@ describe('apply, head repository changed on GitHub', () => {
     }
   });
 
+  it('commits after a rename the run has not seen', async () => {
+    // The repository event of a rename can arrive late or not at all. GitHub then returns the
+    // new name for the base and head repositories, which still share one repository id.
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const { data } = await octokit.rest.pulls.get({ owner, repo, pull_number: prNumber });
+    const renamed = `${owner}/${repo}-renamed`;
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/pulls/:pull_number',
+      status: 200,
+      body: {
+        ...data,
+        base: { ...data.base, repo: { ...data.base.repo, full_name: renamed } },
+        head: { ...data.head, repo: { ...data.head.repo, full_name: renamed } },
+      },
+    });
+    const request = await newRequest();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(200);
+    const result = await response.json();
+    expect(result.mode).toBe('commit');
+    expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
+  });
+
   it('rejects a commit to another head branch', async () => {
     setup.fake.updatePullRequest(pullRequest, { headRef: 'renamed' });
     const request = await newRequest();

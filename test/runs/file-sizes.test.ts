@@ -98,3 +98,22 @@ describe('readFileSizes', () => {
     expect(limited).toBe(true);
   });
 });
+
+describe('readFileSizes read limit', () => {
+  it('makes no read past the limit on a nested path', async () => {
+    const before = setup.harness.fake.requests.length;
+    const { sizes, limited } = await readFileSizes(
+      await setup.harness.app.installationOctokit(setup.harness.installationId),
+      { owner, repo, ref: setup.harness.repository.headSha },
+      new Set(['src/app.ts']),
+      { maxReads: 1 },
+    );
+    const treeReads = setup.harness.fake.requests
+      .slice(before)
+      .filter((request) => request.path.includes('/git/trees/'));
+    // src/app.ts needs the root and src, two reads, so the limit of 1 leaves it without a size.
+    expect(treeReads).toHaveLength(1);
+    expect(sizes.size).toBe(0);
+    expect(limited).toBe(true);
+  });
+});

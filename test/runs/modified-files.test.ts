@@ -270,4 +270,33 @@ describe('fillMissingPatches of modified files', () => {
     );
     expect(missing).toHaveLength(1);
   });
+
+  it('keeps files unchecked when the comparison fails', async () => {
+    // GitHub responds 500 to a comparison too large to compute, and the retry plugin sends the
+    // request three more times.
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      setup.fake.queueResponse({
+        method: 'GET',
+        path: '/repos/:owner/:repo/compare/*basehead',
+        status: 500,
+        body: { message: 'Server Error: Sorry, this diff is taking too long to generate.' },
+      });
+    }
+    const missingBefore = setup.context.logs.filter(
+      (line) => line.event === 'analyze.merge_base_missing',
+    ).length;
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const target = { owner, repo, baseRef: baseBranch, headSha: setup.git.headSha };
+    const modified = [fileNamed('src/table.ts'), fileNamed('src/new-name.ts')];
+
+    const completed = await fillMissingPatches(octokit, target, modified, setup.context.logger);
+
+    expect(completed.uncheckedPaths).toEqual(['src/table.ts', 'src/new-name.ts']);
+    const failed = setup.context.logs.filter((line) => line.event === 'analyze.merge_base_failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.status).toBe(500);
+    const missingAfter = setup.context.logs.filter((line) => line.event === 'analyze.merge_base_missing');
+    expect(missingAfter).toHaveLength(missingBefore);
+  }, 30_000);
 });
+

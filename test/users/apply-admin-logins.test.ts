@@ -66,6 +66,12 @@ describe('applyAdminLogins', () => {
   });
 
   it('changes nothing without ADMIN_LOGINS', async () => {
+    await database.db.insert(adminLogins).values({ login: 'listed-before', githubId: 601 });
+    const before = await database.db.select().from(adminLogins);
+
     expect(await applyAdminLogins(database.db, loadConfig({}))).toBe(0);
+
+    // A worker started without ADMIN_LOGINS must not forget the recorded accounts.
+    expect(await database.db.select().from(adminLogins)).toEqual(before);
   });
 });

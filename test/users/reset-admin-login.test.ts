@@ -19,8 +19,8 @@ afterEach(() => {
 });
 
 /** Runs `fixwright users reset-admin --login LOGIN` in this process and returns its output. */
-async function resetAdmin(login: string): Promise<string[]> {
-  const config = loadConfig({ NODE_ENV: 'test', DATABASE_URL: database.url, ADMIN_LOGINS: 'boss' });
+async function resetAdmin(login: string, listedLogins = 'boss,nobody-recorded'): Promise<string[]> {
+  const config = loadConfig({ NODE_ENV: 'test', DATABASE_URL: database.url, ADMIN_LOGINS: listedLogins });
   const output: string[] = [];
   vi.spyOn(console, 'log').mockImplementation((line: unknown) => void output.push(String(line)));
   expect(await runUsersCommand(config, createLogger('silent'), ['reset-admin', '--login', login])).toBe(0);
@@ -69,6 +69,20 @@ describe('fixwright users reset-admin', () => {
   it('reports a login without a recorded id', async () => {
     expect(await resetAdmin('nobody-recorded')).toEqual([
       'No GitHub id is recorded for nobody-recorded, so the next sign-in with it records one.',
+    ]);
+  });
+
+  it('reports a login not in ADMIN_LOGINS', async () => {
+    expect(await resetAdmin('Stranger')).toEqual([
+      'No GitHub id is recorded for Stranger, and ADMIN_LOGINS does not list it, so a sign-in ' +
+        'with it gets the user role. To make it an admin, add it to ADMIN_LOGINS and restart.',
+    ]);
+  });
+
+  it('reports an unset ADMIN_LOGINS', async () => {
+    expect(await resetAdmin('Stranger', '')).toEqual([
+      'No GitHub id is recorded for Stranger, and ADMIN_LOGINS does not list it, so a sign-in ' +
+        'with it gets the user role. To make it an admin, add it to ADMIN_LOGINS and restart.',
     ]);
   });
 });
