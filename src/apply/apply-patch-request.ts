@@ -230,14 +230,13 @@ export async function applyPatchRequest(
         'applying it. Apply again.',
     );
   }
-  // Read again under the claim, because a regeneration that started and finished after the
-  // first read changed the files. The claim keeps later regenerations out until the apply ends.
-  files = await readyFilesOf(context, request.id);
-  paths = files.map((file) => file.path);
-
   const [owner, repo] = splitRepository(run.repository);
   let outcome: { commitSha: string | null; reviewId: number | null };
   try {
+    // Read again under the claim, because a regeneration that started and finished after the
+    // first read changed the files. The claim keeps later regenerations out until the apply ends.
+    files = await readyFilesOf(context, request.id);
+    paths = files.map((file) => file.path);
     const octokit = await github.installationOctokit(run.installationId);
     // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
     // or a run stored with the base repository as its head after its fork was deleted.
