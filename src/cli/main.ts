@@ -22,6 +22,7 @@ Commands:
                                   Switch a user's plan
   users reset-usage --login NAME  Start a new billing period for a user now
   users show --login NAME         Print a user's plan and usage
+  users reset-admin --login NAME  Forget the GitHub account recorded for an ADMIN_LOGINS login
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (highest version in MASTER_KEYS), N per transaction
   demo                            Run the service against fake GitHub and Groq servers on

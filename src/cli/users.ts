@@ -13,6 +13,7 @@ import { joinWithAnd } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
+import { describeLoginProblem } from '../users/github-login.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show', 'reset-admin'] as const;
 
@@ -31,24 +32,14 @@ const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
   'reset-admin': ['login'],
 };
 
-/** Maximum length of a GitHub login; GitHub's sign-up form rejects longer usernames. */
-const maxLoginLength = 39;
-
 /**
- * Checks the length and characters of a GitHub login. Returns the error message, or null when
- * the login is valid. App logins such as `dependabot[bot]` pass as they are.
+ * Checks a `--login` value. Returns the error message, or null when the login is valid.
  */
 function describeInvalidLogin(login: string): string | null {
-  if (login.endsWith('[bot]')) return null;
+  const problem = describeLoginProblem(login);
+  if (problem === null) return null;
   const quoted = JSON.stringify(login.length > 60 ? `${login.slice(0, 59)}…` : login);
-  const tooLong = login.length > maxLoginLength;
-  const badCharacters = !/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(login);
-  const length = `it is ${login.length} characters long, but GitHub logins are at most ${maxLoginLength}`;
-  const characters = 'letters, digits and hyphens, starting with a letter or digit';
-  if (tooLong && badCharacters) return `Invalid --login ${quoted}: ${length}, and they are ${characters}.`;
-  if (tooLong) return `Invalid --login ${quoted}: ${length}.`;
-  if (badCharacters) return `Invalid --login ${quoted}: GitHub logins are ${characters}.`;
-  return null;
+  return `Invalid --login ${quoted}: ${problem}.`;
 }
 
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { describeDatabaseUrlProblem } from './database-url.ts';
+import { describeLoginProblem } from '../users/github-login.ts';
 
 /** Raised when an environment variable is missing or invalid. The message names the variable. */
 export class ConfigError extends Error {
@@ -39,12 +40,19 @@ const url = (hint: string) =>
     // URL parsing lowers the scheme and host, so `HTTPS://` still counts as https for cookies.
     .transform((value) => new URL(value).href.replace(/\/+$/, ''));
 
+/** Turns text other than decimal digits into NaN, so forms Number() reads, such as 0x10 or 1e3, fail. */
+const decimalText = (value: unknown) =>
+  typeof value === 'string' && !/^\s*-?\d+\s*$/.test(value) ? Number.NaN : value;
+
 const integer = (min: number, max: number) =>
-  z.coerce
-    .number({ message: 'must be a whole number' })
-    .int({ message: 'must be a whole number' })
-    .min(min, { message: `must be at least ${min}` })
-    .max(max, { message: `must be at most ${max}` });
+  z.preprocess(
+    decimalText,
+    z.coerce
+      .number({ message: 'must be a whole number' })
+      .int({ message: 'must be a whole number' })
+      .min(min, { message: `must be at least ${min}` })
+      .max(max, { message: `must be at most ${max}` }),
+  );
 
 const flag = z
   .enum(['true', 'false'], { message: 'must be true or false' })
@@ -52,17 +60,28 @@ const flag = z
   .transform((value) => value === 'true');
 
 /** Comma-separated GitHub logins, compared without case. */
-const loginList = optionalText.transform((value) =>
-  (value ?? '')
-    .split(',')
-    .map((login) => login.trim().toLowerCase())
-    .filter((login) => login !== ''),
-);
+const loginList = optionalText
+  .transform((value) =>
+    (value ?? '')
+      .split(',')
+      .map((login) => login.trim())
+      .filter((login) => login !== ''),
+  )
+  .superRefine((logins, context) => {
+    for (const login of logins) {
+      const problem = describeLoginProblem(login);
+      if (problem) context.addIssue({ code: 'custom', message: `${JSON.stringify(login)}: ${problem}` });
+    }
+  })
+  .transform((logins) => logins.map((login) => login.toLowerCase()));
 
-const planLimit = z.coerce
-  .number({ message: 'must be a whole number of tokens, or -1 for unlimited' })
-  .int({ message: 'must be a whole number of tokens, or -1 for unlimited' })
-  .min(-1, { message: 'must be -1 (unlimited) or a number of tokens' });
+const planLimit = z.preprocess(
+  decimalText,
+  z.coerce
+    .number({ message: 'must be a whole number of tokens, or -1 for unlimited' })
+    .int({ message: 'must be a whole number of tokens, or -1 for unlimited' })
+    .min(-1, { message: 'must be -1 (unlimited) or a number of tokens' }),
+);
 
 /** Versioned 32-byte key that encrypts users' provider keys at rest. */
 export interface MasterKeyMaterial {

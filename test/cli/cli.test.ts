@@ -249,6 +249,9 @@ describe('fixwright usage errors', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('Usage: fixwright <command> [options]');
     expect(result.stdout).toContain('2 for a usage or configuration error');
+    for (const command of ['token', 'plan', 'reset-usage', 'show', 'reset-admin']) {
+      expect(result.stdout).toContain(`users ${command} --login NAME`);
+    }
   });
 
   it('prints help after a command', async () => {

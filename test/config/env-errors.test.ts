@@ -34,6 +34,36 @@ describe('loadConfig errors', () => {
   });
 });
 
+describe('loadConfig number and login forms', () => {
+  it('rejects numbers that are not decimal digits', () => {
+    expect(errorFor({ PORT: '3e4' })).toBe('Invalid PORT: must be a whole number (got "3e4").');
+    expect(errorFor({ LLM_TIMEOUT_MS: '0x10' })).toBe(
+      'Invalid LLM_TIMEOUT_MS: must be a whole number (got "0x10").',
+    );
+    expect(errorFor({ PLAN_FREE_TOKENS: '1e3' })).toBe(
+      'Invalid PLAN_FREE_TOKENS: must be a whole number of tokens, or -1 for unlimited (got "1e3").',
+    );
+  });
+
+  it('accepts decimal digits with spaces around', () => {
+    const config = loadConfig({ PORT: ' 8080 ', PLAN_FREE_TOKENS: '-1' });
+    expect(config.PORT).toBe(8080);
+    expect(config.PLAN_FREE_TOKENS).toBe(-1);
+  });
+
+  it('rejects an ADMIN_LOGINS entry GitHub cannot have', () => {
+    expect(errorFor({ ADMIN_LOGINS: '@alice, bob' })).toBe(
+      'Invalid ADMIN_LOGINS: "@alice": GitHub logins are letters, digits and hyphens, starting ' +
+        'with a letter or digit (got "@alice, bob").',
+    );
+    expect(errorFor({ ADMIN_LOGINS: 'good,bad login' })).toContain('"bad login": GitHub logins are');
+  });
+
+  it('reads ADMIN_LOGINS in lower case', () => {
+    expect(loadConfig({ ADMIN_LOGINS: 'Alice,,bob-2' }).ADMIN_LOGINS).toEqual(['alice', 'bob-2']);
+  });
+});
+
 describe('loadConfig DATABASE_URL', () => {
   const encodeHint =
     'must be a URL such as postgres://USER:PASSWORD@HOST:5432/DATABASE, with "@", "/", ":", ' +
