@@ -3,6 +3,7 @@
 // vitest's own summary line is not one it recognises. Exits non-zero on any failure.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 
 const browser = process.argv.includes('--browser');
 const passThrough = process.argv.slice(2).filter((argument) => argument !== '--browser');
@@ -26,10 +27,18 @@ const result = spawnSync('npx', args, {
 let passed = 0;
 let failed = 0;
 let skipped = 0;
+/** "file > test name" of each skipped or todo test. */
+const skippedNames = [];
 if (existsSync(report)) {
   const summary = JSON.parse(readFileSync(report, 'utf8'));
   passed = summary.numPassedTests;
   skipped = (summary.numPendingTests ?? 0) + (summary.numTodoTests ?? 0);
+  for (const file of summary.testResults ?? []) {
+    for (const test of file.assertionResults ?? []) {
+      if (test.status !== 'pending' && test.status !== 'todo' && test.status !== 'skipped') continue;
+      skippedNames.push(`${path.relative(process.cwd(), file.name)} > ${test.fullName}`);
+    }
+  }
   failed = summary.numFailedTests + (summary.numRuntimeErrorTestSuites ?? 0);
   // A run whose global setup throws (no database, say) reports no failed test, only success: false.
   if (summary.success === false && failed === 0) failed = 1;
@@ -39,6 +48,7 @@ if (existsSync(report)) {
 const status = result.status ?? 1;
 if (status !== 0 && failed === 0) failed = 1;
 // Skipped tests get a line of their own, so the closing line keeps the form CI reads.
-if (skipped > 0) console.log(`${skipped} skipped (named in vitest's output above)`);
+for (const name of skippedNames) console.log(`skipped: ${name}`);
+if (skipped > 0) console.log(`${skipped} skipped`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(status !== 0 || failed > 0 ? 1 : 0);
