@@ -59,8 +59,7 @@ export function estimateLeastCallTokens(input: {
 
 /**
  * Tokens of the smallest call there can be: the prompt for an empty file with no findings and
- * the least output cap. With fewer tokens left on the platform keys, the request fails before
- * any work. Each real call needs more, which its own check reports.
+ * the least output cap. Every call needs more.
  */
 export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
 
@@ -151,7 +150,15 @@ export async function runPreview(
     return { status: 'failed', files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
-    const allowance = await checkAllowance(db, user.id, minimumCallTokens, 'at least');
+    // The smallest call among the files, by the sizes the analysis recorded: the number the
+    // run page shows for that file.
+    const fileBytes = new Map(request.selected.map(({ finding }) => [finding.path, finding.fileBytes ?? 0]));
+    const leastCall = Math.min(
+      ...[...findingsByPath].map(([path, findings]) =>
+        estimateLeastCallTokens({ path, findings, fileBytes: fileBytes.get(path) ?? 0 }),
+      ),
+    );
+    const allowance = await checkAllowance(db, user.id, leastCall, 'at least');
     if (!allowance.allowed) {
       if (clients.every((entry) => entry.keySource === 'platform')) {
         await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);

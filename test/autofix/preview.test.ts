@@ -1,7 +1,9 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { maxDiffEditLines, minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
+  findings,
   patchFiles,
   patchRequests,
   tokenEvents,
@@ -78,7 +80,11 @@ describe('runPreview', () => {
     const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(request!.status).toBe('failed');
     expect(request!.error).toContain('Free plan allows 1000 tokens per period, 990 are used');
-    expect(request!.error).toContain(`so 10 remain but this call needs at least ${minimumCallTokens}.`);
+    // The smallest file's estimate without its content, since the run recorded no sizes.
+    const rows = await context.db.select().from(findings).where(eq(findings.runId, runId));
+    const leastCall = Math.min(...estimateFileCalls(rows).map((call) => call.tokens));
+    expect(leastCall).toBeGreaterThan(minimumCallTokens);
+    expect(request!.error).toContain(`so 10 remain but this call needs at least ${leastCall}.`);
     expect(request!.error).toContain('Upgrade to the Pro plan');
     // No file is left pending: each carries the reason, and the request counts them done.
     const files = await filesOf(patchRequestId);

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
+  findings,
   patchFiles,
   patchRequests,
   tokenEvents,
@@ -326,10 +328,14 @@ describe('previews with own keys', () => {
   });
 
   it('turns to own keys when a reservation fails', async () => {
-    // 750 tokens pass the pre-check (minimumCallTokens, 740) but not a call's reservation,
-    // whose prompt contains the findings and the file as well.
-    expect(minimumCallTokens).toBeLessThanOrEqual(750);
-    const user = await newUser({ tokenLimit: 1000, tokensUsed: 250 });
+    // The pre-check estimates each file without its content, because the run recorded no
+    // sizes. Exactly the smallest such estimate left passes it, but not a call's reservation,
+    // whose prompt contains the file as well.
+    const rows = await context.db.select().from(findings).where(eq(findings.runId, runId));
+    expect(rows.every((row) => row.fileBytes === null)).toBe(true);
+    const leastCall = Math.min(...estimateFileCalls(rows).map((call) => call.tokens));
+    expect(leastCall).toBeGreaterThan(minimumCallTokens);
+    const user = await newUser({ tokenLimit: 1000, tokensUsed: 1000 - leastCall });
     const key = newKey('gemini');
     await storeKey(user.id, 'gemini', key);
     const result = await preview(user.id);
@@ -337,7 +343,7 @@ describe('previews with own keys', () => {
     expect(result.outcome.status).toBe('ready');
     expect(completions()).toHaveLength(0);
     expect(generations().map((request) => request.apiKey)).toEqual([key, key]);
-    expect(await allowanceOf(user.id)).toEqual({ used: 250, reserved: 0 });
+    expect(await allowanceOf(user.id)).toEqual({ used: 1000 - leastCall, reserved: 0 });
     expect(context.logs.some((line) => line.event === 'preview.platform_skipped' && line.userId === user.id)).toBe(false);
   });
 
