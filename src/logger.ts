@@ -37,7 +37,24 @@ function serializeError(value: unknown): unknown {
   return value instanceof Error ? toSafeError(value) : value;
 }
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+const streamsIgnoringBrokenPipe = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * Keeps a broken pipe on `destination` from ending the process. When the reader of a pipe
+ * exits (`fixwright start | head -1`), the write fails with EPIPE and the stream is destroyed,
+ * so this and every later log line are dropped. Any other error is thrown as before.
+ */
+function ignoreBrokenPipe(destination: NodeJS.WritableStream): void {
+  // One listener per stream, because tests create many loggers on process.stdout.
+  if (streamsIgnoringBrokenPipe.has(destination)) return;
+  streamsIgnoringBrokenPipe.add(destination);
+  destination.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
+export function createLogger(level: string, destination: NodeJS.WritableStream = process.stdout): Logger {
+  ignoreBrokenPipe(destination);
   return pino(
     {
       level,
@@ -48,6 +65,6 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       serializers: { err: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? process.stdout,
+    destination,
   );
 }

@@ -313,14 +313,33 @@ export async function startEmbeddedPostgres(options: {
   // The server runs in its own process group, so it outlives a process that exits without
   // stopping it, as on a second Ctrl-C. A fast shutdown requested on the way out ends it
   // instead of leaving it for the next start to find.
+  let stopRequested = false;
   const shutDownOnExit = () => {
+    stopRequested = true;
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
   };
   process.once('exit', shutDownOnExit);
+  child.once('exit', (code, signal) => {
+    if (stopRequested) return;
+    process.off('exit', shutDownOnExit);
+    options.logger?.error(
+      {
+        event: 'bundled_postgres.exited',
+        pid: child.pid,
+        code,
+        signal,
+        dataDir: options.clusterDir,
+        output: recentOutput.filter(Boolean).slice(-5),
+      },
+      `the bundled PostgreSQL in ${options.clusterDir} exited (${signal ?? `code ${code}`}) ` +
+        'although Fixwright did not stop it. Fixwright does not restart it, so restart Fixwright.',
+    );
+  });
 
   return {
     pid: child.pid!,
     async stop() {
+      stopRequested = true;
       process.off('exit', shutDownOnExit);
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGINT');

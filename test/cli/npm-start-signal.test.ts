@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
-import { processPids, waitFor } from '../helpers/process.ts';
+import { healthy, processPids, waitFor } from '../helpers/process.ts';
 
 let parent: string;
 
@@ -20,14 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(parent, { recursive: true, force: true });
 });
-
-async function healthy(port: number): Promise<boolean> {
-  try {
-    return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
-  } catch {
-    return false;
-  }
-}
 
 it.each(['SIGTERM', 'SIGINT'] as const)('stops everything on %s to npm', async (signal) => {
   const dataDir = path.join(parent, signal);

@@ -9,6 +9,7 @@ import { openBundledPostgres, type BundledPostgres } from '../../src/db/bundled.
 import { StartupError } from '../../src/errors/startup-error.ts';
 import { createLogger } from '../../src/logger.ts';
 import { processStartTime } from '../../src/process-alive.ts';
+import { waitFor } from '../helpers/process.ts';
 
 const logger = createLogger('silent');
 let dataDir: string;
@@ -184,6 +185,46 @@ describe('openBundledPostgres', () => {
     expect(bundled.owned).toBe(true);
     expect(await select(bundled.url)).toBe(1);
     await bundled.stop();
+  });
+
+  it('logs a server that exits on its own', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const recording = createLogger(
+      'info',
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    const exitLines = () => lines.filter((line) => line.event === 'bundled_postgres.exited');
+
+    const stopped = await openBundledPostgres({ dataDir, port: 0, logger: recording });
+    opened.push(stopped);
+    await stopped.stop();
+    expect(exitLines()).toEqual([]);
+
+    const killed = await openBundledPostgres({ dataDir, port: 0, logger: recording });
+    opened.push(killed);
+    const pid = postmasterPid();
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => exitLines().length > 0, {
+      timeoutMs: 10_000,
+      describe: () => `the bundled_postgres.exited line after killing pid ${pid}`,
+    });
+
+    const [line] = exitLines();
+    expect(exitLines()).toHaveLength(1);
+    expect(line!.level).toBe(50);
+    expect(line!.pid).toBe(pid);
+    expect(line!.signal).toBe('SIGKILL');
+    expect(line!.code).toBeNull();
+    expect(line!.dataDir).toBe(path.join(dataDir, 'postgres'));
+    expect(line!.msg).toContain('restart Fixwright');
+    await killed.stop();
+    expect(exitLines()).toHaveLength(1);
+    expect(existsSync(ownerFile())).toBe(false);
   });
 });
 

@@ -96,6 +96,15 @@ export async function processPids(program: string, args: string[]): Promise<numb
   return pids;
 }
 
+/** Returns whether GET /healthz on 127.0.0.1:`port` returns 200. */
+export async function healthy(port: number): Promise<boolean> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Returns the environment of a `fixwright` command run by a test: where programs, home and
  * temporary files are, the test settings, a free port on 127.0.0.1, and `extra` on top.
