@@ -1,5 +1,5 @@
 /**
- * What one call costs on one user row when a single caller makes calls one after another, for
+ * Time a call takes on one user row when a single caller makes calls one after another, for
  * several ways of writing the reserve and the settle. It shows where the time of a
  * reserve+settle pair goes when no other caller shares its statements.
  *
@@ -12,7 +12,7 @@
 import postgres from 'postgres';
 import { baseClientOptions } from '../src/db/client.ts';
 import { readBenchOptions, wholeNumber } from './arguments.ts';
-import { median, startBenchDatabase } from './database.ts';
+import { bareUpdate, benchSettleOperation, median, startBenchDatabase } from './database.ts';
 
 const usage =
   'Usage: npx tsx bench/allowance-one-caller.ts [--calls N] [--rounds N]\n' +
@@ -41,33 +41,15 @@ async function main() {
     const userId = user!.id;
     let sequence = 0;
     const reserve = (key: string) => JSON.stringify([{ kind: 'reserve', tokens: 40, key, ttl: 600 }]);
-    const settleOperation = (key: string, reservation: string | null) => ({
-      kind: 'settle',
-      reservation,
-      key,
-      provider: 'groq',
-      model: 'bench',
-      source: 'platform',
-      prompt: 15,
-      completion: 10,
-      total: 25,
-      patchRequest: null,
-      path: null,
-    });
     const pair = (client: postgres.Sql) => async () => {
       const key = `pair:${sequence++}`;
       const [held] = await client<{ out_reservation: string }[]>`
         SELECT out_reservation FROM apply_allowance_batch(${userId}::uuid, ${reserve(key)}::text::jsonb)`;
-      const settle = JSON.stringify([settleOperation(key, held!.out_reservation)]);
+      const settle = JSON.stringify([benchSettleOperation(key, held!.out_reservation)]);
       await client`SELECT out_ok FROM apply_allowance_batch(${userId}::uuid, ${settle}::text::jsonb)`;
     };
 
-    const bare = (client: postgres.Sql) => async () => {
-      await client`
-        UPDATE users SET tokens_used = tokens_used + ${25}
-        WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + ${25} <= token_limit)
-        RETURNING tokens_used`;
-    };
+    const bare = (client: postgres.Sql) => () => bareUpdate(client, userId);
 
     // The hold of the next call, taken by the statement that settles the previous one.
     let nextHold: string | null = null;
@@ -84,7 +66,7 @@ async function main() {
         reset: resetNextHold,
         call: async () => {
           const key = `joined:${sequence++}`;
-          const operations = nextHold ? [settleOperation(`${key}:settle`, nextHold)] : [];
+          const operations = nextHold ? [benchSettleOperation(`${key}:settle`, nextHold)] : [];
           operations.push(...JSON.parse(reserve(key)));
           const rows = await durable<{ out_reservation: string | null }[]>`
             SELECT out_reservation FROM apply_allowance_batch(${userId}::uuid, ${JSON.stringify(operations)}::text::jsonb)`;

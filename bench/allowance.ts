@@ -13,7 +13,7 @@ import { connectDatabase, type Database } from '../src/db/client.ts';
 import { users } from '../src/db/schema/index.ts';
 import { reserveTokens, settleCall } from '../src/usage/allowance.ts';
 import { readBenchOptions, wholeNumber } from './arguments.ts';
-import { median, startBenchDatabase } from './database.ts';
+import { bareUpdate, benchSettleOperation, median, startBenchDatabase } from './database.ts';
 
 const usage =
   'Usage: npx tsx bench/allowance.ts [--calls N] [--rounds N] [--concurrency N,N,...]\n' +
@@ -57,14 +57,10 @@ async function main() {
       .returning();
     const userId = user!.id;
 
-    // A postgres.js tagged template, which it runs as a prepared statement.
     let bareCalls = 0;
     const bare = async () => {
       bareCalls++;
-      await handle.sql`
-        UPDATE users SET tokens_used = tokens_used + ${25}
-        WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + ${25} <= token_limit)
-        RETURNING tokens_used`;
+      await bareUpdate(handle.sql, userId);
     };
     // The allowance's own statement with one operation each, sent through postgres.js alone:
     // what every call would cost if operations of one user were not sent together.
@@ -75,19 +71,7 @@ async function main() {
       const [held] = await raw`
         SELECT out_reservation FROM apply_allowance_batch(${userId}::uuid,
           ${JSON.stringify([{ kind: 'reserve', tokens: 40, key, ttl: 600 }])}::jsonb)`;
-      const settle = {
-        kind: 'settle',
-        reservation: held!.out_reservation,
-        key,
-        provider: 'groq',
-        model: 'bench',
-        source: 'platform',
-        prompt: 15,
-        completion: 10,
-        total: 25,
-        patchRequest: null,
-        path: null,
-      };
+      const settle = benchSettleOperation(key, held!.out_reservation);
       await raw`SELECT out_ok FROM apply_allowance_batch(${userId}::uuid, ${JSON.stringify([settle])}::jsonb)`;
     };
     let sequence = 0;

@@ -9,9 +9,9 @@
  * [--files 3000] [--rounds 3] (`--help` explains them). Without --expose-gc the heap growth of the
  * last case includes garbage. It prints the median time of the rounds and the heap in use after
  * each case, and for the many files the longest event loop delay. Last, it times the local diff
- * that rebuilds the patch of a modified file on four cases: 25,000 lines appended, every third of
- * 30,000 lines changed, every tenth of 100,000 lines changed, and 20,000 lines of five repeated
- * lines in another order. The last case takes Myers' algorithm time about quadratic in its
+ * that rebuilds the patch of a modified file. Its four cases are 25,000 lines appended, every
+ * third of 30,000 lines changed, every tenth of 100,000 lines changed, and 20,000 lines of five
+ * repeated lines in another order. The last case takes Myers' algorithm time about quadratic in its
  * length, so it stops at `defaultDiffLimits`.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';

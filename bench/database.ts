@@ -59,3 +59,34 @@ export function median(samples: number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
 }
+
+/**
+ * Builds the settle operation of `apply_allowance_batch` for a benchmark call of 25 tokens
+ * (15 prompt, 10 completion) on platform keys.
+ */
+export function benchSettleOperation(key: string, reservation: string | null) {
+  return {
+    kind: 'settle',
+    reservation,
+    key,
+    provider: 'groq',
+    model: 'bench',
+    source: 'platform',
+    prompt: 15,
+    completion: 10,
+    total: 25,
+    patchRequest: null,
+    path: null,
+  };
+}
+
+/**
+ * Runs the bare loop's statement once: a conditional increment of 25 tokens on the user row, as
+ * a postgres.js tagged template, which postgres.js runs as a prepared statement.
+ */
+export async function bareUpdate(sql: postgres.Sql, userId: string): Promise<void> {
+  await sql`
+    UPDATE users SET tokens_used = tokens_used + ${25}
+    WHERE id = ${userId} AND (token_limit < 0 OR tokens_used + ${25} <= token_limit)
+    RETURNING tokens_used`;
+}

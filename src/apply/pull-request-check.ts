@@ -51,7 +51,7 @@ export function forkRejection(headRepository: string): ApplyRejectedError {
 }
 
 function notOpenRejection(pullRequest: PullRequestState, run: PreviewedRun): ApplyRejectedError {
-  // updated_at stands in for a missing closed_at, as in the `closed` webhook handler.
+  // updated_at replaces a missing closed_at, as in the `closed` webhook handler.
   const closedAt = new Date(pullRequest.closed_at ?? pullRequest.updated_at);
   const closed = new PullRequestClosedError(run.repository, run.prNumber, closedAt);
   if (pullRequest.merged_at === null) return closedRejection(closed);

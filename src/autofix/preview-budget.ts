@@ -69,9 +69,9 @@ export function pickFilesWithinAllowance(
 }
 
 /**
- * Finds what would pay for a preview that the user starts now. Own keys are taken as usable
- * unless marked unusable, as on the keys page, so a key that fails only at the preview's
- * call is not known here.
+ * Finds what would pay for a preview that the user starts now. An own key counts as usable
+ * unless it is marked unusable, as on the keys page. A key that the provider rejects only at
+ * the preview's call is therefore taken as usable here.
  */
 export async function loadPreviewPayment(
   context: Pick<AppContext, 'config' | 'db' | 'keyring' | 'logger'>,

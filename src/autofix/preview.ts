@@ -59,7 +59,7 @@ export function estimateLeastCallTokens(input: {
 
 /**
  * Tokens of the smallest call there can be: the prompt for an empty file with no findings and
- * the least output cap. Every call needs more.
+ * the least output cap. Every real call needs more tokens than this.
  */
 export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
 
