@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { prepareDataDir } from '../config/data-dir.ts';
 import { ConfigError, decodeMasterKey, type Config, type MasterKeyMaterial } from '../config/env.ts';
@@ -84,13 +84,19 @@ async function readOrCreateKeyFile(
   logger: Logger,
 ): Promise<{ key: Uint8Array; created: boolean }> {
   await prepareDataDir(path.dirname(file));
+  // The key is written to a file of its own and then linked into place, so a process that
+  // starts at the same time never reads the file before its content is there.
+  const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
   try {
-    await writeFile(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-    await chmod(file, 0o600);
+    await writeFile(draft, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(draft, 0o600);
+    await link(draft, file);
     return { key: await readKeyFile(file), created: true };
   } catch (error) {
     // Another process created the file first, or an earlier start did: use that key.
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    await rm(draft, { force: true });
   }
   const mode = (await stat(file)).mode & 0o777;
   if ((mode & 0o077) !== 0) {

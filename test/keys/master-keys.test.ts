@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -149,6 +149,20 @@ describe('keyring', () => {
     expect(await decryptUserKey(reused, owner, encrypted)).toBe('gsk_generated_file_key_0001');
     const fileText = await readFile(file, 'utf8');
     expect(JSON.stringify([...first.lines, ...second.lines])).not.toContain(fileText.trim());
+  });
+
+  it('generates one key for starts at once', async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'fixwright-keys-'));
+    const config = loadConfig({ DATA_DIR: dataDir });
+    const starts = Array.from({ length: 8 }, () => loadKeyring(config, capturedLogger().logger));
+    const keyrings = await Promise.all(starts);
+
+    const encrypted = await encryptUserKey(keyrings[0]!, owner, 'gsk_concurrent_start_key_001');
+    for (const keyring of keyrings) {
+      expect(await decryptUserKey(keyring, owner, encrypted)).toBe('gsk_concurrent_start_key_001');
+    }
+    // Only the key file is left, with no draft beside it.
+    expect(await readdir(dataDir)).toEqual([generatedMasterKeyFile]);
   });
 
   it('tightens a key file readable by others', async () => {
