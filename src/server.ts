@@ -103,9 +103,13 @@ async function startParts(
   signal?.throwIfAborted();
   const handle = connectDatabase(database.url);
   parts.handle = handle;
-  const rolesChanged = await applyAdminLogins(handle.db, config);
-  if (rolesChanged > 0) {
-    logger.info({ event: 'users.roles_synced', users: rolesChanged }, 'applied ADMIN_LOGINS to user roles');
+  // Only processes that sign users in apply the list, so a worker started with an older or
+  // shorter environment cannot demote the admins that the web processes were given.
+  if (role !== 'worker') {
+    const rolesChanged = await applyAdminLogins(handle.db, config);
+    if (rolesChanged > 0) {
+      logger.info({ event: 'users.roles_synced', users: rolesChanged }, 'applied ADMIN_LOGINS to user roles');
+    }
   }
   signal?.throwIfAborted();
   const boss = await startBoss(database.url, logger, {
