@@ -1,7 +1,10 @@
 import type { AppContext } from '../context.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import type { Provider } from '../db/schema/index.ts';
 import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
-import { getAllowance, type AllowanceState } from '../usage/allowance.ts';
+import { listRunFindings } from '../runs/run-findings.ts';
+import { formatCount } from '../text/plural.ts';
+import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
 import { chooseKeys } from './model-clients.ts';
 import { estimateLeastCallTokens } from './preview.ts';
 import { groupFindingsByFile, type SelectedFinding } from './preview-files.ts';
@@ -69,12 +72,64 @@ export function pickFilesWithinAllowance(
 }
 
 /**
+ * Picks the files that a preview includes unless the user chooses: when the allowance pays,
+ * the files that fit what is left (see pickFilesWithinAllowance), otherwise every file.
+ */
+export function pickDefaultFiles(
+  payment: PreviewPayment,
+  calls: readonly FileCallEstimate[],
+): Set<string> {
+  if (payment.kind !== 'allowance') return new Set(calls.map((call) => call.path));
+  return pickFilesWithinAllowance(calls, payment.allowance.remaining);
+}
+
+/** A selection of files whose estimated calls add up to more than the allowance left. */
+export interface SelectionOverAllowance {
+  calls: FileCallEstimate[];
+  /** Sum of the calls' estimates. */
+  neededTokens: number;
+  /** `at least` when a file's size is unknown, so that `neededTokens` is a lower bound. */
+  estimate: 'about' | 'at least';
+  allowance: AllowanceState;
+  /** Sentence that names the estimate, the allowance left and the ways to get more. */
+  message: string;
+}
+
+/**
+ * Checks the calls of the run's findings in `findingIds` against the allowance before a
+ * preview is created. Returns null when they fit, and when the allowance does not pay (an own
+ * key pays, or no provider is available, which the preview reports itself). Ids that are not
+ * findings of the run are left out.
+ */
+export async function findSelectionOverAllowance(
+  db: Database | Transaction,
+  payment: PreviewPayment,
+  input: { runId: string; findingIds: readonly string[] },
+): Promise<SelectionOverAllowance | null> {
+  if (payment.kind !== 'allowance') return null;
+  const selectedIds = new Set(input.findingIds);
+  const selected = (await listRunFindings(db, input.runId)).filter((row) => selectedIds.has(row.id));
+  const calls = estimateFileCalls(selected);
+  const neededTokens = calls.reduce((sum, call) => sum + call.tokens, 0);
+  if (neededTokens <= payment.allowance.remaining) return null;
+  const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
+  const subject = `the selection of ${formatCount(calls.length, 'file')}`;
+  return {
+    calls,
+    neededTokens,
+    estimate,
+    allowance: payment.allowance,
+    message: describeExhausted(payment.allowance, neededTokens, estimate, subject),
+  };
+}
+
+/**
  * Finds what would pay for a preview that the user starts now. An own key counts as usable
  * unless it is marked unusable, as on the keys page. A key that the provider rejects only at
  * the preview's call is therefore taken as usable here.
  */
 export async function loadPreviewPayment(
-  context: Pick<AppContext, 'config' | 'db' | 'keyring' | 'logger'>,
+  context: Pick<AppContext, 'config' | 'keyring' | 'logger'> & { db: Database | Transaction },
   userId: string,
 ): Promise<PreviewPayment> {
   const order = await getProviderOrder(context.db, userId);

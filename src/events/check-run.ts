@@ -1,13 +1,23 @@
 import { and, eq, inArray } from 'drizzle-orm';
 import { z } from 'zod';
 import { createPatchRequest } from '../autofix/create-patch-request.ts';
+import {
+  estimateFileCalls,
+  loadPreviewPayment,
+  pickDefaultFiles,
+  type FileCallEstimate,
+  type PreviewPayment,
+} from '../autofix/preview-budget.ts';
+import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
-import { findings, installations, patchRequests, prRuns } from '../db/schema/index.ts';
+import { installations, patchRequests, prRuns } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { fixAction } from '../report/publish-check-run.ts';
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
-import { pickForm } from '../text/plural.ts';
+import { listRunFindings } from '../runs/run-findings.ts';
+import { formatCount, pickForm } from '../text/plural.ts';
+import { describeExhausted } from '../usage/allowance.ts';
 import { githubId } from './github-id.ts';
 
 export const checkRunPayload = z.object({
@@ -20,17 +30,23 @@ export const checkRunPayload = z.object({
 });
 export type CheckRunPayload = z.infer<typeof checkRunPayload>;
 
+/** Settings, keyring and logger that the handler needs to find what pays for a preview. */
+type HandlerContext = Pick<AppContext, 'config' | 'keyring' | 'logger'>;
+
 /**
- * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for all
- * findings of the run and queues its preview. The installation's owner pays, not the user who
+ * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for the
+ * run's findings and queues its preview. The installation's owner pays, not the user who
  * pressed the button, because automatic work is charged to the user who installed the app.
- * A press for a suspended or deleted installation or a closed pull request is skipped, and the
- * outcome gives the reason.
+ * The button cannot choose files, so the preview gets the dashboard form's default selection:
+ * when the owner's allowance pays, only the files whose estimates fit what is left, the most
+ * severe first. When no file fits, or for a suspended or deleted installation or a closed
+ * pull request, nothing is queued, and the outcome gives the reason.
  */
 export async function handleCheckRunEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: CheckRunPayload,
+  context: HandlerContext,
 ): Promise<string> {
   if (payload.action !== 'requested_action') {
     return `ignored: check_run action ${payload.action}`;
@@ -72,10 +88,7 @@ export async function handleCheckRunEvent(
     );
   }
 
-  const rows = await tx
-    .select({ id: findings.id })
-    .from(findings)
-    .where(eq(findings.runId, run.id));
+  const rows = await listRunFindings(tx, run.id);
   if (rows.length === 0) return `no patch request: run ${run.id} has no findings`;
 
   // A second press while a preview is still queued or running would pay for the same work twice.
@@ -92,10 +105,18 @@ export async function handleCheckRunEvent(
     .limit(1);
   if (active) return `ignored: patch request ${active.id} for run ${run.id} is already in progress`;
 
+  const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
+  const calls = estimateFileCalls(rows);
+  const paths = pickDefaultFiles(payment, calls);
+  if (paths.size === 0 && payment.kind === 'allowance') {
+    return `no patch request: ${describeNoFileFits(payment, calls, installation.userId)}`;
+  }
+  const selected = rows.filter((row) => paths.has(row.path));
+
   const result = await createPatchRequest(tx, boss, {
     runId: run.id,
     userId: installation.userId,
-    findingIds: rows.map((row) => row.id),
+    findingIds: selected.map((row) => row.id),
   });
   if (
     !result.ok &&
@@ -110,8 +131,28 @@ export async function handleCheckRunEvent(
       `${pickForm(ids.length, 'is', 'are')} gone`
     );
   }
+  const queued =
+    `patch request ${result.id} queued for run ${run.id} with ${selected.length} finding(s), ` +
+    `paid by user ${installation.userId}`;
+  if (paths.size === calls.length || payment.kind !== 'allowance') return queued;
+  const leftOut = calls.length - paths.size;
   return (
-    `patch request ${result.id} queued for run ${run.id} with ${rows.length} finding(s), ` +
-    `paid by user ${installation.userId}`
+    `${queued}; ${leftOut} of ${formatCount(calls.length, 'file')} left out, because their ` +
+    `estimates do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`
+  );
+}
+
+/** Explains why no file of the run fits the owner's allowance, with what the owner can do. */
+function describeNoFileFits(
+  payment: Extract<PreviewPayment, { kind: 'allowance' }>,
+  calls: readonly FileCallEstimate[],
+  userId: string,
+): string {
+  const smallest = calls.reduce((least, call) => (call.tokens < least.tokens ? call : least));
+  const estimate = smallest.sizeKnown ? 'about' : 'at least';
+  const subject = `the smallest of the run's ${formatCount(calls.length, 'file')}`;
+  return (
+    `no file fits the allowance of user ${userId}, who pays for fixes of this installation. ` +
+    describeExhausted(payment.allowance, smallest.tokens, estimate, subject)
   );
 }

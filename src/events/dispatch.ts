@@ -95,6 +95,7 @@ export async function dispatchDelivery(
           tx,
           context.boss,
           checkRunPayload.parse(delivery.payload),
+          context,
         );
         break;
       case 'repository':

@@ -3,6 +3,7 @@ import PgBoss from 'pg-boss';
 import { arrayLiteral, isPlainObject } from '../db/arrays.ts';
 import type { Transaction } from '../db/client.ts';
 import { isConnectionError } from '../db/connection-errors.ts';
+import { OutageLog } from '../db/outage-log.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 
@@ -86,7 +87,7 @@ export async function stopBoss(
  * others, and logs once more when a probe query on the boss's pool succeeds again.
  */
 function watchForOutage(boss: PgBoss, logger: Logger) {
-  let suppressed = 0;
+  const outageLog = new OutageLog(Number.POSITIVE_INFINITY);
   let probe: NodeJS.Timeout | undefined;
   let probing = false;
 
@@ -98,11 +99,12 @@ function watchForOutage(boss: PgBoss, logger: Logger) {
       if (probe === undefined) return;
       clearInterval(probe);
       probe = undefined;
-      logger.info(
-        { event: 'jobs.database_available', suppressedErrors: suppressed },
-        'job queue reconnected to the database',
-      );
-      suppressed = 0;
+      outageLog.recover((suppressed) => {
+        logger.info(
+          { event: 'jobs.database_available', suppressedErrors: suppressed },
+          'job queue reconnected to the database',
+        );
+      });
     } catch {
       // Still unreachable; the next probe tries again.
     } finally {
@@ -112,16 +114,15 @@ function watchForOutage(boss: PgBoss, logger: Logger) {
 
   return {
     report(queue: unknown, error: unknown) {
-      if (probe !== undefined) {
-        suppressed += 1;
-        return;
-      }
-      const { type, message, code } = toSafeError(error);
-      logger.warn(
-        { event: 'jobs.database_unavailable', queue, err: { type, message, code } },
-        `job queue cannot reach the database; retrying every ${reconnectProbeSeconds} s, ` +
-          'further connection errors are counted, not logged',
-      );
+      outageLog.fail(() => {
+        const { type, message, code } = toSafeError(error);
+        logger.warn(
+          { event: 'jobs.database_unavailable', queue, err: { type, message, code } },
+          `job queue cannot reach the database; retrying every ${reconnectProbeSeconds} s, ` +
+            'further connection errors are counted, not logged',
+        );
+      });
+      if (probe !== undefined) return;
       probe = setInterval(() => void checkDatabase(), reconnectProbeSeconds * 1000);
       probe.unref();
     },

@@ -1,5 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { userApiKeys, type Provider, type UnusableCause } from '../db/schema/index.ts';
 import { providerNames } from '../llm/retry.ts';
 import type { Logger } from '../logger.ts';
@@ -74,7 +74,7 @@ export async function loadOwnKeys(
  * earlier that decrypts now (its master key is back) is used and unmarked.
  */
 export async function openStoredKey(
-  context: { db: Database; keyring: Keyring; logger: Logger },
+  context: { db: Database | Transaction; keyring: Keyring; logger: Logger },
   row: StoredKeyRow,
 ): Promise<OwnKey> {
   const { db, keyring, logger } = context;
@@ -131,7 +131,7 @@ export async function openStoredKey(
 
 /** Marks the saved key unusable, unless it was replaced since it was loaded. */
 export async function markKeyUnusable(
-  db: Database,
+  db: Database | Transaction,
   stored: StoredKeyRef,
   cause: UnusableCause,
   reason: string,
@@ -150,7 +150,7 @@ export async function markKeyUsed(db: Database, stored: StoredKeyRef): Promise<v
     .where(matches(stored));
 }
 
-async function clearUnusable(db: Database, stored: StoredKeyRef): Promise<void> {
+async function clearUnusable(db: Database | Transaction, stored: StoredKeyRef): Promise<void> {
   await db
     .update(userApiKeys)
     .set({ unusableCause: null, unusableReason: null, updatedAt: sql`${userApiKeys.updatedAt}` })

@@ -1,6 +1,6 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { providers, userApiKeys, users, type Provider } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { PostgresRateLimiter } from '../web/session/rate-limiter.ts';
@@ -38,7 +38,7 @@ const infoColumns = {
  * the reason a preview in this process would get, and clears a mark that no longer applies.
  */
 export async function listUserKeys(
-  context: { db: Database; keyring: Keyring; logger: Logger },
+  context: { db: Database | Transaction; keyring: Keyring; logger: Logger },
   userId: string,
 ): Promise<StoredKeyInfo[]> {
   const rows = await context.db
@@ -175,7 +175,7 @@ export async function deleteUserKey(
 }
 
 /** Returns the providers to try for the user's previews, first to last. */
-export async function getProviderOrder(db: Database, userId: string): Promise<Provider[]> {
+export async function getProviderOrder(db: Database | Transaction, userId: string): Promise<Provider[]> {
   const [row] = await db
     .select({ providerOrder: users.providerOrder })
     .from(users)

@@ -1,9 +1,9 @@
 import { asc, eq } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { findings } from '../db/schema/index.ts';
 
 /** Lists a run's findings by path, then line, then rule. */
-export async function listRunFindings(db: Database, runId: string) {
+export async function listRunFindings(db: Database | Transaction, runId: string) {
   return db
     .select()
     .from(findings)

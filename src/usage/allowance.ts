@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import {
   applyAllowanceOperation,
   postgresCode,
@@ -84,7 +84,7 @@ export function describeExhausted(
   );
 }
 
-export async function getAllowance(db: Database, userId: string): Promise<AllowanceState> {
+export async function getAllowance(db: Database | Transaction, userId: string): Promise<AllowanceState> {
   const rows = await db.execute<UserRow>(sql`
     SELECT plan, token_limit, tokens_used, tokens_reserved FROM users WHERE id = ${userId}
   `);

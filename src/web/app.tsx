@@ -95,6 +95,12 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
 
   app.route('/', webhookRoutes(context));
 
+  // API responses contain per-user data, so no shared or browser cache may keep them. Set
+  // after the handler, so that errors, a 401 included, carry the header too.
+  app.use('/api/*', async (c, next) => {
+    await next();
+    c.header('Cache-Control', 'private, no-store');
+  });
   app.use('/api/*', requireUser(context));
   app.use(
     '/api/*',

@@ -2,7 +2,9 @@ import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
+  findings,
   patchRequestFindings,
   patchRequests,
   prRuns,
@@ -18,6 +20,7 @@ import {
   insertRun,
   repositoryId,
 } from '../helpers/github-context.ts';
+import { listPatchRequestFindingIds } from '../helpers/web.ts';
 
 const secret = 'check-run-secret';
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
@@ -66,7 +69,18 @@ function requestedAction(checkRunId: number, installationId: number, sender = 'a
   return payload;
 }
 
-async function runWithCheckRun(installationId: number, findingsCount: number) {
+type FindingInput = { path: string; line: number; severity: 'error' | 'warning' | 'notice' };
+
+/** Returns `count` warnings on consecutive lines of one file. */
+function warningsInOneFile(count: number): FindingInput[] {
+  return Array.from({ length: count }, (_, index) => ({
+    path: 'src/app.ts',
+    line: index + 1,
+    severity: 'warning' as const,
+  }));
+}
+
+async function runWithCheckRun(installationId: number, findingsOrCount: number | FindingInput[]) {
   const checkRunId = nextCheckRunId++;
   const run = await insertRun(context, {
     installationId,
@@ -74,24 +88,36 @@ async function runWithCheckRun(installationId: number, findingsCount: number) {
     baseSha: 'b'.repeat(40),
   });
   await context.db.update(prRuns).set({ checkRunId }).where(eq(prRuns.id, run.id));
-  const rows = await insertFindings(
-    context,
-    run.id,
-    Array.from({ length: findingsCount }, (_, index) => ({
-      path: 'src/app.ts',
-      line: index + 1,
-      severity: 'warning' as const,
-    })),
-  );
-  return { run, checkRunId, findingIds: rows.map((row) => row.id) };
+  const inputs = typeof findingsOrCount === 'number' ? warningsInOneFile(findingsOrCount) : findingsOrCount;
+  const rows = await insertFindings(context, run.id, inputs);
+  return { run, checkRunId, rows, findingIds: rows.map((row) => row.id) };
 }
 
 function requestsOf(runId: string) {
   return context.db.select().from(patchRequests).where(eq(patchRequests.runId, runId));
 }
 
+async function ownerWithInstallation(
+  login: string,
+  installationId: number,
+  allowance: { plan?: 'free' | 'enterprise'; tokenLimit?: number; tokensUsed?: number } = {},
+) {
+  const [owner] = await context.db.insert(users).values({ login, ...allowance }).returning();
+  await insertInstallation(context, { id: installationId, userId: owner!.id });
+  return owner!;
+}
+
+// The preview processes files with an error first, then warnings, then notices.
+const findingsInThreeFiles: FindingInput[] = [
+  { path: 'src/a.ts', line: 2, severity: 'warning' },
+  { path: 'src/a.ts', line: 9, severity: 'notice' },
+  { path: 'src/b.ts', line: 1, severity: 'error' },
+  { path: 'src/c.ts', line: 3, severity: 'notice' },
+];
+
 beforeAll(async () => {
-  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  // A platform key, so that the owner's allowance pays for the preview.
+  context = await createTestContext({ WEBHOOK_SECRET: secret, GROQ_API_KEY: 'gsk_check_run_platform_key' });
   app = createApp(context);
 });
 
@@ -174,5 +200,90 @@ describe('check_run requested_action', () => {
     expect(outcome).toBe(
       `no patch request: run ${run.id} is superseded; use the check run of the newest commit`,
     );
+  });
+});
+
+describe('check_run requested_action within the allowance', () => {
+  it('queues only the most severe file that fits', async () => {
+    const owner = await ownerWithInstallation('fits-one-file', 8111);
+    const { run, checkRunId, rows } = await runWithCheckRun(8111, findingsInThreeFiles);
+    const calls = estimateFileCalls(rows);
+    expect(calls.map((call) => call.path)).toEqual(['src/b.ts', 'src/a.ts', 'src/c.ts']);
+    // Any two calls are over the free plan's 1,000 tokens, so only src/b.ts fits.
+    expect(calls[0]!.tokens).toBeLessThanOrEqual(1000);
+    expect(calls[0]!.tokens + calls[2]!.tokens).toBeGreaterThan(1000);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8111));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.userId).toBe(owner.id);
+    const fileB = rows.filter((row) => row.path === 'src/b.ts').map((row) => row.id);
+    expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual(fileB.sort());
+    expect(outcome).toBe(
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding(s), ` +
+        `paid by user ${owner.id}; 2 of 3 files left out, because their estimates do not fit ` +
+        "the 1000 tokens left of that user's allowance",
+    );
+  });
+
+  it('queues a later file that still fits', async () => {
+    await ownerWithInstallation('fits-two-files', 8112, { tokenLimit: 2000 });
+    const { run, checkRunId, rows } = await runWithCheckRun(8112, findingsInThreeFiles);
+    const tokens = new Map(estimateFileCalls(rows).map((call) => [call.path, call.tokens]));
+    expect(tokens.get('src/b.ts')! + tokens.get('src/a.ts')!).toBeLessThanOrEqual(2000);
+    expect(tokens.get('src/b.ts')! + tokens.get('src/a.ts')! + tokens.get('src/c.ts')!).toBeGreaterThan(2000);
+
+    await deliver('check_run', requestedAction(checkRunId, 8112));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    const expected = rows.filter((row) => row.path !== 'src/c.ts').map((row) => row.id);
+    expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual(expected.sort());
+  });
+
+  it('queues nothing when no file fits', async () => {
+    const owner = await ownerWithInstallation('fits-nothing', 8113, { tokensUsed: 500 });
+    const { run, checkRunId, rows } = await runWithCheckRun(8113, findingsInThreeFiles);
+    const smallest = Math.min(...estimateFileCalls(rows).map((call) => call.tokens));
+    expect(smallest).toBeGreaterThan(500);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8113));
+
+    expect(await requestsOf(run.id)).toHaveLength(0);
+    expect(outcome).toBe(
+      `no patch request: no file fits the allowance of user ${owner.id}, who pays for fixes of ` +
+        'this installation. Not enough token allowance left: the Free plan allows 1000 tokens ' +
+        'per period, 500 are used and 0 are reserved by calls in progress, so 500 remain but the ' +
+        `smallest of the run's 3 files needs at least ${smallest}. Upgrade to the Pro plan, wait ` +
+        'for the next period, or add your own Groq or Gemini key.',
+    );
+    const logged = context.logs.find((line) => line.event === 'webhook.accepted' && line.outcome === outcome);
+    expect(logged).toBeDefined();
+  });
+
+  it('says about when the file sizes are known', async () => {
+    await ownerWithInstallation('fits-nothing-sized', 8114, { tokensUsed: 500 });
+    const { run, checkRunId, rows } = await runWithCheckRun(8114, findingsInThreeFiles);
+    await context.db.update(findings).set({ fileBytes: 30 }).where(eq(findings.runId, run.id));
+    const sized = rows.map((row) => ({ ...row, fileBytes: 30 }));
+    const smallest = Math.min(...estimateFileCalls(sized).map((call) => call.tokens));
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8114));
+
+    expect(await requestsOf(run.id)).toHaveLength(0);
+    expect(outcome).toContain(`the smallest of the run's 3 files needs about ${smallest}.`);
+  });
+
+  it('queues every file without a token limit', async () => {
+    await ownerWithInstallation('no-limit', 8115, { plan: 'enterprise', tokenLimit: -1 });
+    const { run, checkRunId, findingIds } = await runWithCheckRun(8115, findingsInThreeFiles);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8115));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual([...findingIds].sort());
+    expect(outcome).not.toContain('left out');
   });
 });

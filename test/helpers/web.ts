@@ -4,6 +4,7 @@ import { count, eq } from 'drizzle-orm';
 import {
   findings,
   installations,
+  patchRequestFindings,
   patchRequests,
   prRuns,
   users,
@@ -59,6 +60,15 @@ export function formBody(fields: Record<string, string | string[]>): string {
 /** Headers of a browser form post with the user's cookie. */
 export function formHeaders(user: SignedInUser, extra: Record<string, string> = {}) {
   return { cookie: user.cookie, 'content-type': 'application/x-www-form-urlencoded', ...extra };
+}
+
+/** Lists the ids of the findings that a patch request covers, sorted. */
+export async function listPatchRequestFindingIds(db: Database, patchRequestId: string): Promise<string[]> {
+  const rows = await db
+    .select()
+    .from(patchRequestFindings)
+    .where(eq(patchRequestFindings.patchRequestId, patchRequestId));
+  return rows.map((row) => row.findingId).sort();
 }
 
 let nextInstallationId = 1000;

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planChanges, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
@@ -139,6 +139,36 @@ describe('changePlan', () => {
 
     const events = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, user.id));
     expect(events.map((event) => event.chargedTokens).sort()).toEqual([0, 100]);
+  });
+});
+
+describe('plan_changes order', () => {
+  it('times a change by its insert, not its transaction start', async () => {
+    const user = await createUser();
+    await context.db.transaction(async (tx) => {
+      // This transaction starts first but takes the user's row lock after the switch below,
+      // as a switch whose BEGIN wins the race but whose lock loses it would.
+      await tx.execute(sql`SELECT 1`);
+      await changePlan(context.db, context.config, { userId: user.id, plan: 'pro', changedBy: 'first-lock' });
+      await tx.execute(sql`SELECT 1 FROM users WHERE id = ${user.id} FOR NO KEY UPDATE`);
+      await tx.insert(planChanges).values({
+        userId: user.id,
+        fromPlan: 'pro',
+        toPlan: 'free',
+        tokensUsedBefore: 0,
+        tokensUsedAfter: 0,
+        changedBy: 'second-lock',
+        reason: 'plan_switch',
+      });
+    });
+
+    const rows = await context.db
+      .select()
+      .from(planChanges)
+      .where(eq(planChanges.userId, user.id))
+      .orderBy(asc(planChanges.createdAt));
+    expect(rows.map((row) => row.changedBy)).toEqual(['first-lock', 'second-lock']);
+    expect(rows[1]!.createdAt.getTime()).toBeGreaterThan(rows[0]!.createdAt.getTime());
   });
 });
 

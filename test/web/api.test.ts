@@ -102,6 +102,22 @@ describe('JSON API authentication', () => {
   });
 });
 
+describe('JSON API caching', () => {
+  it('forbids caching every response', async () => {
+    const responses = {
+      ok: await call('owner', `/api/runs/${runId}`),
+      notFound: await call('stranger', `/api/runs/${runId}`),
+      unauthorized: await call(null, `/api/runs/${runId}`),
+    };
+    expect(responses.ok.status).toBe(200);
+    expect(responses.notFound.status).toBe(404);
+    expect(responses.unauthorized.status).toBe(401);
+    for (const [name, response] of Object.entries(responses)) {
+      expect(response.headers.get('cache-control'), name).toBe('private, no-store');
+    }
+  });
+});
+
 describe('GET /api/runs', () => {
   it('lists the caller runs newest first', async () => {
     const response = await call('owner', '/api/runs?repository=api-owner/app&pr=7');

@@ -2,8 +2,15 @@ import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
 import { estimateLeastCallTokens } from '../../src/autofix/preview.ts';
-import { findings, patchRequests, userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
+import {
+  findings,
+  patchRequests,
+  userApiKeys,
+  users,
+  type Provider,
+} from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import {
@@ -11,6 +18,7 @@ import {
   createSignedInUser,
   formBody,
   formHeaders,
+  listPatchRequestFindingIds,
   type SignedInUser,
 } from '../helpers/web.ts';
 
@@ -266,5 +274,103 @@ describe('preview form with other payers', () => {
     const html = await runPage(user, setup);
     expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
     expect(html).toContain('Your plan has no token limit.');
+  });
+});
+
+async function postApiPreview(user: SignedInUser, setup: RunSetup, findingIds: string[]) {
+  const { token } = await mintApiToken(context.db, user.userId, 'tests');
+  return app.request(`/api/runs/${setup.run.id}/patch-requests`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ findingIds }),
+  });
+}
+
+function idsOfFiles(setup: RunSetup, paths: string[]): string[] {
+  return setup.findings.filter((finding) => paths.includes(finding.path)).map((finding) => finding.id);
+}
+
+describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
+  it('rejects all findings over the allowance', async () => {
+    const { user, setup } = await newUserWithRun();
+    const estimates = expectedEstimates(setup);
+    const needed = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
+
+    const response = await postApiPreview(user, setup, setup.findings.map((finding) => finding.id));
+
+    expect(response.status).toBe(409);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    expect(error.code).toBe('conflict');
+    expect(error.neededTokens).toBe(needed);
+    expect(error.remainingTokens).toBe(1000);
+    expect(error.estimate).toBe('at least');
+    expect(error.files).toEqual(
+      ['src/b.ts', 'src/a.ts', 'src/c.ts'].map((path) => ({
+        path,
+        tokens: estimates.get(path),
+        sizeKnown: false,
+      })),
+    );
+    expect(error.message).toContain(`so 1000 remain but the selection of 3 files needs at least ${needed}.`);
+    expect(error.message).toContain('Upgrade to the Pro plan');
+    expect(error.message).toContain('add your own Groq or Gemini key');
+    expect(error.message).toContain('remove the findings of some files from findingIds');
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('rejects a selection over the allowance', async () => {
+    const { user, setup } = await newUserWithRun();
+    const estimates = expectedEstimates(setup);
+    const needed = estimates.get('src/b.ts')! + estimates.get('src/c.ts')!;
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/b.ts', 'src/c.ts']));
+
+    expect(response.status).toBe(409);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    expect(error.neededTokens).toBe(needed);
+    expect((error.files as { path: string }[]).map((file) => file.path)).toEqual(['src/b.ts', 'src/c.ts']);
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('queues a selection that fits', async () => {
+    const { user, setup } = await newUserWithRun();
+    const ids = idsOfFiles(setup, ['src/b.ts']);
+
+    const response = await postApiPreview(user, setup, ids);
+
+    expect(response.status).toBe(202);
+    const body = (await response.json()) as { id: string; status: string };
+    expect(body.status).toBe('queued');
+    expect(await countRequests(setup)).toBe(1);
+    expect(await listPatchRequestFindingIds(context.db, body.id)).toEqual(ids.sort());
+  });
+
+  it('uses the recorded file sizes', async () => {
+    const { user, setup } = await newUserWithRun({ tokensUsed: 900 });
+    for (const finding of setup.findings) {
+      finding.fileBytes = 40;
+      await context.db.update(findings).set({ fileBytes: 40 }).where(eq(findings.id, finding.id));
+    }
+    const estimates = expectedEstimates(setup);
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/c.ts']));
+
+    expect(response.status).toBe(409);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    expect(error.estimate).toBe('about');
+    expect(error.remainingTokens).toBe(100);
+    expect(error.message).toContain(`the selection of 1 file needs about ${estimates.get('src/c.ts')}.`);
+  });
+
+  it('queues every file with an own key', async () => {
+    const { user, setup } = await newUserWithRun();
+    await addOwnKey(user.userId, 'groq');
+    const ids = setup.findings.map((finding) => finding.id);
+
+    const response = await postApiPreview(user, setup, ids);
+
+    expect(response.status).toBe(202);
+    const body = (await response.json()) as { id: string };
+    expect(await listPatchRequestFindingIds(context.db, body.id)).toEqual([...ids].sort());
   });
 });

@@ -232,6 +232,40 @@ describe('sign-in with GitHub', () => {
     expect(after.status).toBe(303);
   });
 
+  it('clears an expired session cookie on sign-out', async () => {
+    const user = await createSignedInUser(context.db, { login: 'expired-sign-out' });
+    const token = user.cookie.slice('fixwright_session='.length);
+    await context.db
+      .update(sessions)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(sessions.tokenHash, hashSecret(token)));
+
+    const response = await app.request('/sign-out', {
+      method: 'POST',
+      headers: { cookie: user.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: `_csrf=${encodeURIComponent(user.csrfToken)}`,
+    });
+
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/sign-in?notice=signed-out');
+    expect(cookiesOf(response).get('fixwright_session')?.raw).toMatch(/Max-Age=0/i);
+    const left = await context.db.select().from(sessions).where(eq(sessions.tokenHash, hashSecret(token)));
+    expect(left).toHaveLength(0);
+  });
+
+  it('clears an unknown session cookie on sign-out', async () => {
+    const response = await app.request('/sign-out', {
+      method: 'POST',
+      headers: { cookie: 'fixwright_session=not-a-stored-token' },
+    });
+
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/sign-in?notice=signed-out');
+    expect(cookiesOf(response).get('fixwright_session')?.raw).toMatch(/Max-Age=0/i);
+    const logged = context.logs.find((line) => line.event === 'auth.signed_out_without_session');
+    expect(logged?.hadCookie).toBe(true);
+  });
+
   it('keeps tokens and secrets out of the log', () => {
     const text = JSON.stringify(context.logs);
     expect(text).toContain('auth.signed_in');

@@ -90,7 +90,12 @@ export const planChanges = pgTable(
     /** Login of the user or "cli:<os user>" / "system" that made the change. */
     changedBy: text().notNull(),
     reason: text({ enum: ['plan_switch', 'usage_reset', 'period_rollover'] }).notNull(),
-    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /**
+     * Time of the insert, which follows the lock on the user's row. now() would be the start
+     * of the transaction, so a change that waited for that lock could sort before the change
+     * it waited for.
+     */
+    createdAt: timestamp({ withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
   (table) => [index().on(table.userId)],
 );

@@ -2,6 +2,7 @@ import { and, asc, eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { createPatchRequest } from '../../autofix/create-patch-request.ts';
+import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
@@ -70,6 +71,24 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
             ? `Run ${run.id} is ${run.status}, so it has no findings to fix; push a commit or ` +
               'redeliver the pull_request event to analyze the pull request again.'
             : `Run ${run.id} is ${run.status}; wait until its analysis has completed.`,
+      );
+    }
+
+    // The same check as the dashboard's form, so that a preview is not queued only to fail the
+    // files that the allowance cannot cover.
+    const payment = await loadPreviewPayment(context, c.var.user.id);
+    const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
+    if (over) {
+      throw new AppError(
+        'conflict',
+        `${over.message} Or remove the findings of some files from findingIds until the ` +
+          'selection fits: files lists the estimate of each file.',
+        {
+          neededTokens: over.neededTokens,
+          remainingTokens: over.allowance.remaining,
+          estimate: over.estimate,
+          files: over.calls,
+        },
       );
     }
 

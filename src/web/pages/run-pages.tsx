@@ -3,8 +3,9 @@ import { Hono } from 'hono';
 import { createPatchRequest } from '../../autofix/create-patch-request.ts';
 import {
   estimateFileCalls,
+  findSelectionOverAllowance,
   loadPreviewPayment,
-  pickFilesWithinAllowance,
+  pickDefaultFiles,
 } from '../../autofix/preview-budget.ts';
 import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
@@ -12,8 +13,7 @@ import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
-import { formatCount, pickForm } from '../../text/plural.ts';
-import { describeExhausted } from '../../usage/allowance.ts';
+import { pickForm } from '../../text/plural.ts';
 import {
   AppError,
   fromInstallationUnavailable,
@@ -40,10 +40,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
-    const checkedPaths =
-      payment.kind === 'allowance'
-        ? pickFilesWithinAllowance(calls, payment.allowance.remaining)
-        : new Set(calls.map((call) => call.path));
+    const checkedPaths = pickDefaultFiles(payment, calls);
     return c.html(
       <RunPage
         session={c.var.session}
@@ -91,21 +88,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
 
     // The form checks only the files that fit, so this rejects a selection extended by hand.
     const payment = await loadPreviewPayment(context, c.var.user.id);
-    if (payment.kind === 'allowance') {
-      const selectedIds = new Set(findingIds);
-      const selected = (await listRunFindings(context.db, run.id)).filter((row) => selectedIds.has(row.id));
-      const calls = estimateFileCalls(selected);
-      const needed = calls.reduce((sum, call) => sum + call.tokens, 0);
-      if (needed > payment.allowance.remaining) {
-        const subject = `the selection of ${formatCount(calls.length, 'file')}`;
-        const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
-        throw new AppError(
-          'conflict',
-          `${describeExhausted(payment.allowance, needed, estimate, subject)} ` +
-            'Or uncheck files until the selection fits.',
-          { neededTokens: needed, remainingTokens: payment.allowance.remaining },
-        );
-      }
+    const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
+    if (over) {
+      throw new AppError('conflict', `${over.message} Or uncheck files until the selection fits.`, {
+        neededTokens: over.neededTokens,
+        remainingTokens: over.allowance.remaining,
+      });
     }
 
     const result = await createPatchRequest(context.db, context.boss, {

@@ -182,6 +182,20 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     return c.redirect(returnTo, 303);
   });
 
+  // A cookie of an expired or unknown session signs no one in, so it is cleared without the
+  // CSRF check that requirePageSession makes, which needs a live session's token.
+  app.post('/sign-out', async (c, next) => {
+    const token = readSessionCookie(c, config);
+    const session = token ? await findSession(db, token) : null;
+    if (session) return next();
+    if (token) await deleteSession(db, token);
+    clearSessionCookie(c, config);
+    logger.info(
+      { event: 'auth.signed_out_without_session', requestId: c.get('requestId'), hadCookie: token !== undefined },
+      'sign-out without a live session: cookie cleared',
+    );
+    return c.redirect('/sign-in?notice=signed-out', 303);
+  });
   app.post('/sign-out', requirePageSession(context), async (c) => {
     const token = readSessionCookie(c, config);
     if (token) await deleteSession(db, token);
