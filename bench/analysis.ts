@@ -9,10 +9,11 @@
  * [--files 3000] [--rounds 3] (`--help` explains them). Without --expose-gc the heap growth of the
  * last case includes garbage. It prints the median time of the rounds and the heap in use after
  * each case, and for the many files the longest event loop delay. Last, it times the local diff
- * that rebuilds the patch of a modified file. Its four cases are 25,000 lines appended, every
- * third of 30,000 lines changed, every tenth of 100,000 lines changed, and 20,000 lines of five
- * repeated lines in another order. The last case takes Myers' algorithm time about quadratic in its
- * length, so it stops at `defaultDiffLimits`.
+ * that rebuilds the patch of a modified file, with the longest event loop delay while the diff
+ * thread runs it. Its four cases are 25,000 lines appended, every third of 30,000 lines
+ * changed, every tenth of 100,000 lines changed, and 20,000 lines of five repeated lines in
+ * another order. The last case takes Myers' algorithm time about quadratic in its length, so it
+ * stops at `defaultDiffLimits`.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
@@ -78,24 +79,31 @@ const lines = Array.from(
 const largeFile = addedFile('src/large.ts', lines);
 measure(`one file of ${options.lines} added lines`, [largeFile], options.rounds);
 
+/** Runs `work` and returns its time and the longest event loop delay during it, in ms. */
+async function timeWithDelay<T>(work: () => Promise<T> | T) {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  // The histogram's timer needs a first sample before the work, or it misses the delay.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const start = performance.now();
+  const result = await work();
+  const milliseconds = performance.now() - start;
+  // Let the histogram's timer see the end of the last delay.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  histogram.disable();
+  return { result, milliseconds, maxDelay: histogram.max / 1e6 };
+}
+
 /** Times one analysis of `files` and prints the longest event loop delay during it. */
 async function measureDelay(
   name: string,
   files: readonly ChangedFile[],
   analyze: (files: readonly ChangedFile[]) => unknown,
 ): Promise<void> {
-  const histogram = monitorEventLoopDelay({ resolution: 10 });
-  histogram.enable();
-  // The histogram's timer needs a first sample before the analysis, or it misses the delay.
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const start = performance.now();
-  await analyze(files);
-  const milliseconds = Math.round(performance.now() - start);
-  // Let the histogram's timer see the end of the last delay.
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  histogram.disable();
-  const maxDelay = Math.round(histogram.max / 1e6);
-  console.log(`${name}: ${milliseconds} ms, longest event loop delay ${maxDelay} ms`);
+  const { milliseconds, maxDelay } = await timeWithDelay(() => analyze(files));
+  console.log(
+    `${name}: ${Math.round(milliseconds)} ms, longest event loop delay ${Math.round(maxDelay)} ms`,
+  );
 }
 
 const manyFiles = Array.from({ length: options.files }, (_, fileIndex) =>
@@ -134,27 +142,39 @@ function textOf(count: number, line: (index: number) => string): string {
   return `${Array.from({ length: count }, (_, index) => line(index)).join('\n')}\n`;
 }
 
-/** Times `additionsPatch` with the run's default limits. The diff blocks the event loop. */
-function measureDiff(name: string, oldText: string, newText: string, rounds: number): void {
+/**
+ * Times `additionsPatch` with the run's default limits, and prints the median time and the
+ * longest event loop delay of all rounds. The diff runs in the shared diff thread.
+ */
+async function measureDiff(
+  name: string,
+  oldText: string,
+  newText: string,
+  rounds: number,
+): Promise<void> {
   const times: number[] = [];
+  let maxDelay = 0;
   let outcome = '';
   for (let round = 0; round < rounds; round += 1) {
-    const start = performance.now();
-    const result = additionsPatch(oldText, newText, defaultDiffLimits);
-    times.push(performance.now() - start);
-    outcome = result === null ? 'gave up' : `${result.additions} added lines`;
+    const timed = await timeWithDelay(() => additionsPatch(oldText, newText, defaultDiffLimits));
+    times.push(timed.milliseconds);
+    maxDelay = Math.max(maxDelay, timed.maxDelay);
+    outcome = timed.result === null ? 'gave up' : `${timed.result.additions} added lines`;
   }
-  console.log(`local diff, ${name}: ${Math.round(median(times))} ms, ${outcome}`);
+  console.log(
+    `local diff, ${name}: ${Math.round(median(times))} ms, ${outcome}, ` +
+      `longest event loop delay ${Math.round(maxDelay)} ms`,
+  );
 }
 
 const rows = (count: number) => textOf(count, (index) => `export const row${index} = ${index};`);
-measureDiff(
+await measureDiff(
   '25,000 lines appended',
   'export {};\n',
   `export {};\n${rows(25_000)}`,
   options.rounds,
 );
-measureDiff(
+await measureDiff(
   'every third of 30,000 lines changed',
   rows(30_000),
   textOf(30_000, (index) =>
@@ -162,7 +182,7 @@ measureDiff(
   ),
   options.rounds,
 );
-measureDiff(
+await measureDiff(
   'every tenth of 100,000 lines changed',
   rows(100_000),
   textOf(100_000, (index) =>
@@ -172,7 +192,7 @@ measureDiff(
 );
 // Five distinct lines, so every line is shared and the diff cannot leave any out.
 const repeated = ['}', '', '  return value;', '{', '  const value = 1;'];
-measureDiff(
+await measureDiff(
   '20,000 repeated lines reordered',
   textOf(20_000, (index) => repeated[(index * 7) % 5]!),
   textOf(20_000, (index) => repeated[(index * 11) % 5]!),

@@ -1,5 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import type { ChangedFile } from '../analysis/analyze.ts';
+import { DiffThreadError, type DiffWorker } from '../analysis/diff-worker.ts';
 import { additionsPatch, type DiffLimits } from '../analysis/local-patch.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/file-content.ts';
@@ -19,7 +20,8 @@ export const maxReadBytesPerRun = 50_000_000;
 
 /**
  * Bounds of the local diff of one modified file. Myers' algorithm takes time about quadratic in
- * the edit length, and it runs on the event loop, so the timeout bounds how long it blocks the
+ * the edit length. The diff runs in a worker thread, but the thread serves one diff at a time,
+ * so the timeout bounds how long each file holds up the run and the diffs of other runs in the
  * process. bench/analysis.ts times the diff with these bounds.
  */
 export const defaultDiffLimits: DiffLimits = { maxEditLength: 5_000, timeoutMs: 1_000 };
@@ -40,6 +42,8 @@ export interface MissingPatchOptions {
   maxFileBytes?: number;
   /** Default `defaultDiffLimits`. */
   diffLimits?: DiffLimits;
+  /** Thread that runs the local diffs. Default `sharedDiffWorker`, which the process shares. */
+  diffWorker?: DiffWorker;
 }
 
 /** Builds the patch that adds every line of `text`, as git would write it for a new file. */
@@ -135,11 +139,12 @@ class FileVersionReader {
  * over 20,000 lines or 500 KB, and for binary files, which have no additions. An added file's
  * patch is every line of its content at the head. A modified or renamed file is read at the
  * merge base of the pull request's base and head, which GitHub's diff starts from, and at the
- * head, and diffed here within `diffLimits`. Reads stop at `maxFileBytes` a file version and
- * `maxTotalBytes` in all. Files with additions that end without a patch are returned as
- * unchecked. Those are files of other statuses, files with an unreadable or oversized version,
- * and files whose diff gives up or adds more lines than GitHub counts. Modified files also stay
- * unchecked when GitHub finds no merge base or fails to read it with a server error.
+ * head, and diffed in a worker thread within `diffLimits`. Reads stop at `maxFileBytes` a file
+ * version and `maxTotalBytes` in all. Files with additions that end without a patch are
+ * returned as unchecked. Those are files of other statuses, files with an unreadable or
+ * oversized version, and files whose diff gives up, fails in its thread or adds more lines than
+ * GitHub counts. Modified files also stay unchecked when GitHub finds no merge base or fails to
+ * read it with a server error.
  */
 export async function fillMissingPatches(
   octokit: Octokit,
@@ -174,7 +179,8 @@ export async function fillMissingPatches(
     } else if (diffedStatuses.has(file.status)) {
       const mergeBaseSha = await readMergeBaseOnce();
       if (mergeBaseSha !== null) {
-        patch = await diffedPatch(reader, file, { ...target, mergeBaseSha }, diffLimits, logger);
+        const diff = { limits: diffLimits, worker: options.diffWorker };
+        patch = await diffedPatch(reader, file, { ...target, mergeBaseSha }, diff, logger);
       }
     }
     if (patch === null) {
@@ -236,7 +242,7 @@ async function diffedPatch(
   reader: FileVersionReader,
   file: PullRequestFile,
   target: PullRequestTarget & { mergeBaseSha: string },
-  diffLimits: DiffLimits,
+  diff: { limits: DiffLimits; worker: DiffWorker | undefined },
   logger: Logger,
 ): Promise<string | null> {
   const head = await reader.read(file, { side: 'head', path: file.filename, ref: target.headSha });
@@ -253,11 +259,22 @@ async function diffedPatch(
   }
 
   const start = performance.now();
-  const result = additionsPatch(base.text, head.text, diffLimits);
+  let result;
+  try {
+    result = await additionsPatch(base.text, head.text, diff.limits, diff.worker);
+  } catch (error) {
+    if (!(error instanceof DiffThreadError)) throw error;
+    logger.warn(
+      { event: 'analyze.diff_failed', path: file.filename, err: toSafeError(error) },
+      'local diff thread failed; the added lines stay unchecked',
+    );
+    return null;
+  }
   const elapsedMs = Math.round(performance.now() - start);
+  // A diff whose thread overran the timeout and was terminated is abandoned too.
   if (result === null) {
     logger.info(
-      { event: 'analyze.diff_abandoned', path: file.filename, elapsedMs, ...diffLimits },
+      { event: 'analyze.diff_abandoned', path: file.filename, elapsedMs, ...diff.limits },
       'local diff reached its edit length or time limit; the added lines stay unchecked',
     );
     return null;

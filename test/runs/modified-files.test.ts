@@ -1,5 +1,7 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { terminateGraceMs } from '../../src/analysis/diff-worker.ts';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { baseBranch, commitOnBranch } from '../../src/demo/git-repository.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../../src/github/pull-files.ts';
@@ -14,6 +16,7 @@ import {
   repo,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { failingDiffWorker } from '../helpers/failing-diff-worker.ts';
 
 // GitHub sends no `patch` for a file whose diff is over 20,000 lines; the fake does the same.
 const addedCount = 25_000;
@@ -57,6 +60,14 @@ const shuffledHead =
   lines(200, (index) => `shared ${199 - index}`) +
   lines(addedCount, (index) => `appended ${index}`);
 
+// Five distinct lines in two orders, so every line is shared and the diff cannot leave any out.
+// Diffing 20,000 of them reaches the 1 s timeout of the default limits (see BENCHMARKS.md).
+const repeatedLines = ['}', '', '  return value;', '{', '  const value = 1;'];
+const reorderedBase = lines(20_000, (index) => repeatedLines[(index * 7) % 5]!);
+const reorderedHead =
+  lines(20_000, (index) => repeatedLines[(index * 11) % 5]!) +
+  lines(addedCount, (index) => `appended ${index}`);
+
 let setup: GitHubTestContext;
 let runId: string;
 let forkPoint: string;
@@ -70,6 +81,7 @@ beforeAll(async () => {
       'data/converted.csv': latin1Base,
       'data/shrunk.csv': shrunkBase,
       'data/shuffled.txt': shuffledBase,
+      'data/reordered.txt': reorderedBase,
     },
     head: {
       'src/table.ts': tableAtHead,
@@ -78,6 +90,7 @@ beforeAll(async () => {
       'data/converted.csv': convertedText,
       'data/shrunk.csv': shrunkHead,
       'data/shuffled.txt': shuffledHead,
+      'data/reordered.txt': reorderedHead,
     },
   });
   forkPoint = setup.git.baseSha;
@@ -134,6 +147,7 @@ describe('analyzeRun of modified files without a patch', () => {
     expect(fileNamed('data/converted.csv').patch).toBeNull();
     expect(fileNamed('data/shrunk.csv').patch).toBeNull();
     expect(fileNamed('data/shuffled.txt').patch).toBeNull();
+    expect(fileNamed('data/reordered.txt').patch).toBeNull();
   });
 
   it('finds secrets on their head lines', async () => {
@@ -151,11 +165,11 @@ describe('analyzeRun of modified files without a patch', () => {
     ]);
   });
 
-  it('stores only the unreadable file as unchecked', async () => {
+  it('stores unreadable and abandoned files as unchecked', async () => {
     const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
 
     expect(run?.status).toBe('completed');
-    expect(run?.uncheckedFiles).toEqual(['data/converted.csv']);
+    expect(run?.uncheckedFiles).toEqual(['data/converted.csv', 'data/reordered.txt']);
   });
 
   it('logs why a side was unreadable', () => {
@@ -239,6 +253,70 @@ describe('fillMissingPatches of modified files', () => {
     expect(line?.maxEditLength).toBe(100);
     expect(finished.uncheckedPaths).toEqual([]);
     expect(finished.files[0]?.patch).toMatch(/^@@ -\d+,0 \+\d+,\d+ @@\n\+/);
+  });
+
+  it('keeps the event loop free during a slow diff', async () => {
+    const file = fileNamed('data/reordered.txt');
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    // The histogram's timer needs a first sample before the diff, or it misses the delay.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+
+    const completed = await fillOne(file);
+
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    delay.disable();
+    expect(completed.uncheckedPaths).toEqual(['data/reordered.txt']);
+    expect(completed.files[0]?.patch).toBeNull();
+    const line = logsOf('analyze.diff_abandoned', 'data/reordered.txt').at(-1);
+    expect(line?.timeoutMs).toBe(1000);
+    expect(line?.maxEditLength).toBe(5000);
+    // On the event loop, the diff would delay it by the whole `elapsedMs`, about a second. The
+    // reads from the fake GitHub stay on it, and the longest delay was 160 to 210 ms on a busy
+    // 2 vCPU machine.
+    const elapsedMs = Number(line?.elapsedMs);
+    expect(elapsedMs).toBeGreaterThan(500);
+    expect(delay.max / 1e6).toBeLessThan(elapsedMs / 2);
+  });
+
+  it('keeps a file unchecked when the diff thread crashes', async () => {
+    const file = fileNamed('data/shuffled.txt');
+    const diffWorker = failingDiffWorker('crash');
+
+    const crashed = await fillOne(file, { diffWorker });
+    const next = await fillOne(file, { diffWorker });
+    await diffWorker.close();
+
+    expect(crashed.uncheckedPaths).toEqual(['data/shuffled.txt']);
+    expect(crashed.files[0]?.patch).toBeNull();
+    const [line] = logsOf('analyze.diff_failed', 'data/shuffled.txt');
+    // pino's level number of warn.
+    expect(line?.level).toBe(40);
+    expect(line?.err).toMatchObject({
+      type: 'DiffThreadError',
+      message: 'the diff thread failed: the test thread crashed on purpose',
+    });
+    expect(next.uncheckedPaths).toEqual([]);
+    expect(next.files[0]?.patch).toMatch(/^@@ -\d+,0 \+\d+,\d+ @@\n\+/);
+  });
+
+  it('abandons a diff whose thread overruns', async () => {
+    const file = fileNamed('data/shuffled.txt');
+    const diffWorker = failingDiffWorker('stall');
+    const diffLimits = { maxEditLength: 1000, timeoutMs: 100 };
+
+    const stalled = await fillOne(file, { diffWorker, diffLimits });
+    const next = await fillOne(file, { diffWorker });
+    await diffWorker.close();
+
+    expect(stalled.uncheckedPaths).toEqual(['data/shuffled.txt']);
+    const [line] = logsOf('analyze.diff_abandoned', 'data/shuffled.txt').filter(
+      (entry) => entry.timeoutMs === 100,
+    );
+    expect(line?.maxEditLength).toBe(1000);
+    // The thread is terminated `terminateGraceMs` after the timeout.
+    expect(line?.elapsedMs).toBeGreaterThanOrEqual(100 + terminateGraceMs - 5);
+    expect(next.uncheckedPaths).toEqual([]);
   });
 
   it('rejects more added lines than GitHub counts', async () => {

@@ -1,0 +1,172 @@
+import { Worker } from 'node:worker_threads';
+import type { AdditionsPatch, DiffLimits } from './local-patch.ts';
+
+/**
+ * Time a diff may run past its `timeoutMs` before its thread is terminated, in milliseconds.
+ * jsdiff checks the timeout only between edit lengths of its Myers loop, and the timeout leaves
+ * out the start of a new thread and the splitting of the texts into lines before the loop. The
+ * splitting took 0.6 to 0.9 s for two texts of 4.3 MB and 250,000 lines on a busy 2 vCPU AMD
+ * EPYC, so the hard stop waits this much longer.
+ */
+export const terminateGraceMs = 2_000;
+
+/** Time after its last diff at which an idle thread is ended, in milliseconds. */
+export const idleThreadMs = 60_000;
+
+const defaultScriptUrl = new URL('./diff-thread.mjs', import.meta.url);
+
+/**
+ * Raised when the diff thread fails during a diff: an uncaught exception, out of memory, or an
+ * exit.
+ */
+export class DiffThreadError extends Error {
+  override name = 'DiffThreadError';
+}
+
+export interface DiffWorkerOptions {
+  /** Worker thread script. Default diff-thread.mjs. Tests pass one that fails on purpose. */
+  scriptUrl?: URL;
+  /** `workerData` of each thread that the worker starts. */
+  workerData?: unknown;
+}
+
+/** Message to the thread, which replies with the `AdditionsPatch`, or null if the diff gives up. */
+interface DiffJob {
+  oldText: string;
+  newText: string;
+  limits: DiffLimits;
+}
+
+interface QueuedJob {
+  job: DiffJob;
+  resolve(result: AdditionsPatch | null): void;
+  reject(error: Error): void;
+}
+
+/**
+ * Runs diffs one at a time in a worker thread, which starts at the first diff and serves the
+ * ones after it. The thread keeps the process alive only while it diffs, and ends after
+ * `idleThreadMs` without a diff. A diff that overruns its timeout by `terminateGraceMs` has its
+ * thread terminated and returns null, as when it gives up. A diff that its thread fails to
+ * finish rejects with `DiffThreadError`. In both cases the next diff starts a new thread.
+ */
+export class DiffWorker {
+  private thread: Worker | null = null;
+  private running: { queued: QueuedJob; timer: NodeJS.Timeout } | null = null;
+  private readonly queue: QueuedJob[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: DiffWorkerOptions = {}) {}
+
+  /**
+   * Builds the patch of the lines that `newText` adds to `oldText` in the thread (see
+   * `additionsPatch`). Resolves with null when the diff gives up at `limits` or overruns its
+   * timeout.
+   */
+  diff(oldText: string, newText: string, limits: DiffLimits): Promise<AdditionsPatch | null> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ job: { oldText, newText, limits }, resolve, reject });
+      this.startNext();
+    });
+  }
+
+  /** Terminates the thread. The running diff and those waiting reject with `DiffThreadError`. */
+  async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
+    const closed = new DiffThreadError('the diff worker was closed');
+    if (this.running !== null) {
+      clearTimeout(this.running.timer);
+      this.running.queued.reject(closed);
+      this.running = null;
+    }
+    for (const queued of this.queue.splice(0)) {
+      queued.reject(closed);
+    }
+    const thread = this.thread;
+    this.thread = null;
+    await thread?.terminate();
+  }
+
+  private startNext(): void {
+    if (this.running !== null) return;
+    const queued = this.queue.shift();
+    if (queued === undefined) return;
+
+    clearTimeout(this.idleTimer);
+    const thread = this.thread ?? this.startThread();
+    thread.ref();
+    const timer = setTimeout(
+      () => this.terminateOverrun(thread),
+      queued.job.limits.timeoutMs + terminateGraceMs,
+    );
+    this.running = { queued, timer };
+    thread.postMessage(queued.job);
+  }
+
+  private startThread(): Worker {
+    // The script loads no TypeScript, so the thread skips the parent's loader flags, such as
+    // `--import tsx` when a benchmark runs.
+    const thread = new Worker(this.options.scriptUrl ?? defaultScriptUrl, {
+      workerData: this.options.workerData,
+      execArgv: [],
+    });
+    thread.on('message', (result: AdditionsPatch | null) => this.finish(thread, result));
+    thread.on('error', (error) => this.fail(thread, error));
+    thread.on('exit', (code) => {
+      this.fail(thread, new Error(`the thread exited with code ${code}`));
+    });
+    this.thread = thread;
+    return thread;
+  }
+
+  /** Clears and returns the running job, or returns null if `thread` is idle or replaced. */
+  private takeRunningJob(thread: Worker): QueuedJob | null {
+    if (thread !== this.thread || this.running === null) return null;
+    const { queued, timer } = this.running;
+    clearTimeout(timer);
+    this.running = null;
+    return queued;
+  }
+
+  private finish(thread: Worker, result: AdditionsPatch | null): void {
+    const queued = this.takeRunningJob(thread);
+    if (queued === null) return;
+    queued.resolve(result);
+    if (this.queue.length > 0) {
+      this.startNext();
+      return;
+    }
+    thread.unref();
+    this.idleTimer = setTimeout(() => this.endIdleThread(thread), idleThreadMs);
+    this.idleTimer.unref();
+  }
+
+  private fail(thread: Worker, error: Error): void {
+    const queued = this.takeRunningJob(thread);
+    if (thread !== this.thread) return;
+    // The thread is gone after an error or an exit, so the next diff starts another.
+    this.thread = null;
+    const message = `the diff thread failed: ${error.message}`;
+    queued?.reject(new DiffThreadError(message, { cause: error }));
+    this.startNext();
+  }
+
+  private terminateOverrun(thread: Worker): void {
+    const queued = this.takeRunningJob(thread);
+    if (queued === null) return;
+    this.thread = null;
+    thread.unref();
+    void thread.terminate();
+    queued.resolve(null);
+    this.startNext();
+  }
+
+  private endIdleThread(thread: Worker): void {
+    if (thread !== this.thread || this.running !== null) return;
+    this.thread = null;
+    void thread.terminate();
+  }
+}
+
+/** The diff worker that the runs of this process share. */
+export const sharedDiffWorker = new DiffWorker();
