@@ -9,7 +9,7 @@ export interface PullRequestFile {
   status: string;
   /** Unified diff hunks, or null when GitHub sends none (binary files, very large diffs). */
   patch?: string | null;
-  /** Path before a rename, set only for renamed files. */
+  /** Path before a rename or copy, set only for renamed and copied files. */
   previousFilename?: string;
   /** Blob sha of the file in the pull request's head. */
   sha: string;

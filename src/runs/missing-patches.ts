@@ -26,8 +26,12 @@ export const maxReadBytesPerRun = 50_000_000;
  */
 export const defaultDiffLimits: DiffLimits = { maxEditLength: 5_000, timeoutMs: 1_000 };
 
-/** Statuses whose missing patch is rebuilt by diffing the file at the merge base and head. */
-const diffedStatuses = new Set(['modified', 'renamed']);
+/**
+ * Statuses whose missing patch is rebuilt by diffing the file at the merge base and head. A
+ * renamed or copied file is read at the merge base under `previous_filename`, and `changed`
+ * (a change of file type, such as to a symbolic link) under its own name.
+ */
+const diffedStatuses = new Set(['modified', 'renamed', 'copied', 'changed']);
 
 export interface CompletedFiles {
   files: ChangedFile[];
@@ -137,10 +141,10 @@ class FileVersionReader {
 /**
  * Fills in the patches that GitHub leaves out. GitHub sends no `patch` for a file whose diff is
  * over 20,000 lines or 500 KB, and for binary files, which have no additions. An added file's
- * patch is every line of its content at the head. A modified or renamed file is read at the
- * merge base of the pull request's base and head, which GitHub's diff starts from, and at the
- * head, and diffed in a worker thread within `diffLimits`. Reads stop at `maxFileBytes` a file
- * version and `maxTotalBytes` in all. Files with additions that end without a patch are
+ * patch is every line of its content at the head. A file of a status in `diffedStatuses` is
+ * read at the merge base of the pull request's base and head, which GitHub's diff starts from,
+ * and at the head, and diffed in a worker thread within `diffLimits`. Reads stop at
+ * `maxFileBytes` a file version and `maxTotalBytes` in all. Files with additions that end without a patch are
  * returned as unchecked. Those are files of other statuses, files with an unreadable or
  * oversized version, and files whose diff gives up, fails in its thread or adds more lines than
  * GitHub counts. Modified files also stay unchecked when GitHub finds no merge base or fails to

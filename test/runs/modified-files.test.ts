@@ -319,6 +319,37 @@ describe('fillMissingPatches of modified files', () => {
     expect(next.uncheckedPaths).toEqual([]);
   });
 
+  it('diffs a copied file against its source', async () => {
+    const file = { ...fileNamed('src/new-name.ts'), status: 'copied' };
+
+    const completed = await fillOne(file);
+
+    expect(completed.uncheckedPaths).toEqual([]);
+    expect(completed.files[0]?.patch?.split('\n')).toContain(`+${secretLine}`);
+    expect(completed.files[0]?.patch).not.toContain('+export const item3001 = 3001;');
+  });
+
+  it('diffs a file of changed type', async () => {
+    const file = { ...fileNamed('src/table.ts'), status: 'changed' };
+
+    const completed = await fillOne(file);
+
+    expect(completed.uncheckedPaths).toEqual([]);
+    expect(completed.files[0]?.patch?.split('\n')).toContain(`+${secretLine}`);
+    expect(completed.files[0]?.patch).not.toContain(`+${legacyLine}`);
+  });
+
+  it('keeps a copy without its source unchecked', async () => {
+    const { previousFilename: _, ...renamed } = fileNamed('src/new-name.ts');
+    const file = { ...renamed, status: 'copied' };
+
+    const completed = await fillOne(file);
+
+    expect(completed.uncheckedPaths).toEqual(['src/new-name.ts']);
+    const [line] = logsOf('analyze.file_unreadable', 'src/new-name.ts');
+    expect(line?.side).toBe('base');
+  });
+
   it('rejects more added lines than GitHub counts', async () => {
     const file = { ...fileNamed('src/table.ts'), additions: 10 };
 
