@@ -148,6 +148,21 @@ describe('runPreview', () => {
     expect(user!.tokensReserved).toBe(0);
   });
 
+  it('uses Gemini when Groq sends no completion', async () => {
+    groq.enqueue({ status: 200, body: {} }, { status: 200, body: { choices: [{ message: null }] } });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored.map((file) => [file.path, file.status, file.provider])).toEqual([
+      ['src/a.ts', 'ready', 'gemini'],
+      ['src/b.ts', 'ready', 'gemini'],
+    ]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensReserved).toBe(0);
+  });
+
   it('fails only the file whose answer was cut off', async () => {
     groq.setHandler((request) => {
       const path = pathInPrompt(request.messages.at(-1)!.content);
