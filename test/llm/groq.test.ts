@@ -334,6 +334,18 @@ describe('Groq client', () => {
     expect(fake.requests[0]?.path).toBe('/openai/v1/models');
   });
 
+  it('raises unavailable when the model list is cut off', async () => {
+    const server = await startCutOffServer('{"object":"list","data":[{"id":"llama');
+    try {
+      const error = await expectProviderError(client({ baseUrl: server.url }).listModels());
+
+      expect(error.kind).toBe('unavailable');
+      expect(error.message).toContain('Groq closed the connection before the whole response arrived');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('raises unauthorized when listing models with a rejected key', async () => {
     const rejectedKey = 'gsk_REJECTEDLIST0000000000000000000000000000000000000000';
     fake.rejectKey(rejectedKey);
