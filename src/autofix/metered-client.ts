@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
 import type { KeySource } from '../db/schema/index.ts';
 import { ProviderError } from '../llm/errors.ts';
@@ -32,9 +33,12 @@ export interface MeterOptions {
  * recorded with charged tokens 0. A failed call without usage releases its reservation.
  */
 export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
+  // The key holds the path's SHA-256, because a git path can be longer than the ledger's
+  // unique index accepts (about 2,700 bytes). A path such as `a:attempt-0:b` would also match
+  // the pattern with which releaseAttemptReservations finds the holds of attempt 0.
   const idempotencyKey = [
     options.patchRequestId,
-    options.path,
+    createHash('sha256').update(options.path).digest('hex'),
     `generation-${options.generation}`,
     `attempt-${options.attempt}`,
     client.provider,

@@ -508,10 +508,6 @@ async function finish(
     );
 }
 
-/**
- * Marks a patch request failed after its job's last retry. The stored message is the safe form
- * of the error, because a failed query's own message quotes the file text.
- */
 /** Fails the request and every file not yet done with `reason`, before any model call. */
 async function failBeforeAnyCall(
   db: Database,
@@ -532,22 +528,44 @@ async function failBeforeAnyCall(
   await finish(db, patchRequestId, 'failed', reason);
 }
 
+/**
+ * Marks a patch request failed after its job's last retry, with the files not yet done. The
+ * stored message is the safe form of the error, because a failed query's own message quotes the
+ * file text.
+ */
 export async function failPatchRequest(
   db: Database,
   patchRequestId: string,
   error: unknown,
 ): Promise<void> {
-  await db
-    .update(patchRequests)
-    .set({
-      status: 'failed',
-      error: `Preview failed: ${safeErrorMessage(error)}`,
-      completedAt: new Date(),
-    })
-    .where(
-      and(
-        eq(patchRequests.id, patchRequestId),
-        inArray(patchRequests.status, ['queued', 'running']),
-      ),
-    );
+  const message = `Preview failed: ${safeErrorMessage(error)}`;
+  await db.transaction(async (tx) => {
+    const [failed] = await tx
+      .update(patchRequests)
+      .set({ status: 'failed', error: message, completedAt: new Date() })
+      .where(
+        and(
+          eq(patchRequests.id, patchRequestId),
+          inArray(patchRequests.status, ['queued', 'running']),
+        ),
+      )
+      .returning({ id: patchRequests.id });
+    if (!failed) return;
+    // No attempt follows, so files left pending or running would show as unfinished for good.
+    await tx
+      .update(patchFiles)
+      .set({ status: 'failed', error: message })
+      .where(
+        and(
+          eq(patchFiles.patchRequestId, patchRequestId),
+          inArray(patchFiles.status, ['pending', 'running']),
+        ),
+      );
+    await tx
+      .update(patchRequests)
+      .set({
+        filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${patchRequestId} AND ${patchFiles.status} IN ('ready', 'failed'))`,
+      })
+      .where(eq(patchRequests.id, patchRequestId));
+  });
 }

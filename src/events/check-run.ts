@@ -1,4 +1,4 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { createPatchRequest } from '../autofix/create-patch-request.ts';
 import {
@@ -92,6 +92,10 @@ export async function handleCheckRunEvent(
   if (rows.length === 0) return `no patch request: run ${run.id} has no findings`;
 
   // A second press while a preview is still queued or running would pay for the same work twice.
+  // Two presses delivered at once would both find none, so the second waits here until the
+  // first has committed its patch request.
+  const pressKey = `fixwright:fix-press:${run.id}`;
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${pressKey}, 0))`);
   const [active] = await tx
     .select({ id: patchRequests.id })
     .from(patchRequests)

@@ -12,18 +12,19 @@ import {
 } from '../runs/cancel-installation-work.ts';
 import { upsertGitHubUser } from '../users/upsert-github-user.ts';
 import { githubId } from './github-id.ts';
+import { githubLogin } from './github-names.ts';
 
 export const installationPayload = z.object({
   action: z.string(),
   installation: z.object({
     id: githubId,
     account: z
-      .object({ id: githubId, login: z.string(), type: z.string().optional() })
+      .object({ id: githubId, login: githubLogin, type: z.string().optional() })
       .nullable(),
     /** The user who suspended the installation, null or missing for other actions. */
     suspended_by: z.object({ login: z.string() }).nullish(),
   }),
-  sender: z.object({ id: githubId, login: z.string(), name: z.string().nullish() }),
+  sender: z.object({ id: githubId, login: githubLogin, name: z.string().nullish() }),
 });
 export type InstallationPayload = z.infer<typeof installationPayload>;
 

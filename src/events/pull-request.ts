@@ -9,6 +9,7 @@ import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { githubId } from './github-id.ts';
+import { githubLogin, repositoryFullName } from './github-names.ts';
 
 const isoDateTime = z.iso.datetime({ offset: true });
 /**
@@ -34,8 +35,8 @@ export const pullRequestPayload = z.object({
   installation: z.object({ id: githubId }).optional(),
   repository: z.object({
     id: githubId,
-    full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/),
-    owner: z.object({ id: githubId, login: z.string(), type: z.string().optional() }),
+    full_name: repositoryFullName,
+    owner: z.object({ id: githubId, login: githubLogin, type: z.string().optional() }),
   }),
   pull_request: z.object({
     title: z.string(),

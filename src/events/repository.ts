@@ -4,12 +4,13 @@ import type { Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import { pickForm } from '../text/plural.ts';
 import { githubId } from './github-id.ts';
+import { repositoryFullName } from './github-names.ts';
 
 export const repositoryPayload = z.object({
   action: z.string(),
   repository: z.object({
     id: githubId,
-    full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/),
+    full_name: repositoryFullName,
   }),
 });
 export type RepositoryPayload = z.infer<typeof repositoryPayload>;

@@ -151,3 +151,40 @@ export function statusError(
     message: `${name} rejected the request as invalid (HTTP ${status}): ${detail}.`,
   });
 }
+
+/**
+ * Maps a failure to read a response that arrived with status 200 to an `unavailable`
+ * ProviderError, so that the call is retried and then another provider is tried. `cause` is
+ * the error that reading the body raised, or a description of what the body lacks. Node's fetch
+ * (undici) raises `TypeError: terminated` when the connection closes before the whole body
+ * arrived.
+ */
+export function unreadableResponseError(
+  provider: Provider,
+  cause: unknown,
+  secrets: string[],
+): ProviderError {
+  const name = providerNames[provider];
+  if (typeof cause === 'string') {
+    return new ProviderError({
+      provider,
+      kind: 'unavailable',
+      message: `${name} returned a response that could not be read: ${cause}.`,
+    });
+  }
+  const error = cause instanceof Error ? cause : new Error(String(cause));
+  const detail = error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message;
+  const clean = cleanProviderMessage(detail, secrets);
+  if (error instanceof TypeError && error.message === 'terminated') {
+    return new ProviderError({
+      provider,
+      kind: 'unavailable',
+      message: `${name} closed the connection before the whole response arrived (${clean}).`,
+    });
+  }
+  return new ProviderError({
+    provider,
+    kind: 'unavailable',
+    message: `${name} returned a response that could not be read: ${clean}.`,
+  });
+}

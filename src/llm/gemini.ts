@@ -8,7 +8,12 @@ import {
   type UsageMetadata,
 } from '@google/generative-ai';
 import type { Logger } from '../logger.ts';
-import { cleanProviderMessage, ProviderError, statusError } from './errors.ts';
+import {
+  cleanProviderMessage,
+  ProviderError,
+  statusError,
+  unreadableResponseError,
+} from './errors.ts';
 import {
   callerAbortError,
   defaultRetryPolicy,
@@ -226,6 +231,7 @@ function readCandidateText(response: GenerateContentResponse): string {
   const parts = response.candidates?.[0]?.content?.parts ?? [];
   let text = '';
   for (const part of parts) {
+    if (typeof part !== 'object' || part === null) continue;
     if ((part as { thought?: boolean }).thought === true) continue;
     if (typeof part.text === 'string') text += part.text;
   }
@@ -444,12 +450,10 @@ export function mapGeminiError(error: unknown, context: ErrorContext): ProviderE
     });
   }
   // A 200 response whose body is not JSON reaches here as a SyntaxError from response.json().
-  if (error instanceof SyntaxError) {
-    return new ProviderError({
-      provider: 'gemini',
-      kind: 'unavailable',
-      message: `Gemini returned a response that could not be read: ${clean(error.message)}.`,
-    });
+  // A TypeError comes from a connection that closed before the whole body arrived, or from
+  // the SDK, which sets helper functions on the parsed body and fails on JSON that is no object.
+  if (error instanceof SyntaxError || error instanceof TypeError) {
+    return unreadableResponseError('gemini', error, [context.apiKey]);
   }
   throw error;
 }

@@ -6,7 +6,12 @@ import Groq, {
 } from 'groq-sdk';
 import type { ChatCompletion } from 'groq-sdk/resources/chat/completions';
 import type { Logger } from '../logger.ts';
-import { cleanProviderMessage, ProviderError, statusError } from './errors.ts';
+import {
+  cleanProviderMessage,
+  ProviderError,
+  statusError,
+  unreadableResponseError,
+} from './errors.ts';
 import {
   callerAbortError,
   defaultRetryPolicy,
@@ -136,12 +141,36 @@ function mapUsage(usage: ChatCompletion['usage']): ModelUsage {
   return modelUsage(usage?.prompt_tokens, usage?.completion_tokens, usage?.total_tokens);
 }
 
+/**
+ * Returns whether `value` has the fields that readCompletion reads, with their types. A proxy
+ * or another OpenAI-compatible server may send any JSON with status 200.
+ */
+function isReadableCompletion(value: unknown): value is ChatCompletion {
+  if (typeof value !== 'object' || value === null) return false;
+  const { choices } = value as { choices?: unknown };
+  if (!Array.isArray(choices)) return false;
+  const choice: unknown = choices[0];
+  if (choice === undefined || choice === null) return true;
+  if (typeof choice !== 'object') return false;
+  const { message } = choice as { message?: unknown };
+  if (typeof message !== 'object' || message === null) return false;
+  const { content } = message as { content?: unknown };
+  return content === undefined || content === null || typeof content === 'string';
+}
+
 /** Converts a completion into a result, or raises when its text cannot be used. */
 function readCompletion(
   completion: ChatCompletion,
   model: string,
   maxOutputTokens: number,
 ): ModelResult {
+  if (!isReadableCompletion(completion)) {
+    throw unreadableResponseError(
+      'groq',
+      'the body is not a chat completion with a choices list and text content',
+      [],
+    );
+  }
   const usage = mapUsage(completion.usage);
   const choice = completion.choices[0];
   const text = choice?.message.content ?? '';
@@ -254,8 +283,12 @@ export function mapGroqError(
     return statusError('groq', status, detail, context.model, retryAfterSeconds);
   }
 
-  // A 200 response whose body is not JSON reaches here as a SyntaxError from the SDK's parser.
-  if (error instanceof SyntaxError || error instanceof Groq.GroqError) {
+  // A 200 response whose body is not JSON reaches here as a SyntaxError from the SDK's parser,
+  // and one whose connection closed before the whole body arrived as a TypeError.
+  if (error instanceof SyntaxError || error instanceof TypeError) {
+    return unreadableResponseError('groq', error, [context.apiKey]);
+  }
+  if (error instanceof Groq.GroqError) {
     return new ProviderError({
       provider: 'groq',
       kind: 'unavailable',

@@ -230,8 +230,8 @@ export async function releaseExpiredReservations(db: Database): Promise<number> 
 /**
  * Releases the reservations of one preview attempt whose worker died mid-call, so its retry
  * does not wait for them to expire. Model calls key their reservations
- * `patch request:path:generation:attempt:provider` (see `meterClient`). Returns the tokens
- * released.
+ * `patch request:SHA-256 of the path:generation:attempt:provider` (see `meterClient`). Returns
+ * the tokens released.
  */
 export async function releaseAttemptReservations(
   db: Database,

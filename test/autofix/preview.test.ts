@@ -148,6 +148,21 @@ describe('runPreview', () => {
     expect(user!.tokensReserved).toBe(0);
   });
 
+  it('uses Gemini when Groq sends no completion', async () => {
+    groq.enqueue({ status: 200, body: {} }, { status: 200, body: { choices: [{ message: null }] } });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored.map((file) => [file.path, file.status, file.provider])).toEqual([
+      ['src/a.ts', 'ready', 'gemini'],
+      ['src/b.ts', 'ready', 'gemini'],
+    ]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensReserved).toBe(0);
+  });
+
   it('fails only the file whose answer was cut off', async () => {
     groq.setHandler((request) => {
       const path = pathInPrompt(request.messages.at(-1)!.content);
@@ -231,6 +246,26 @@ describe('runPreview', () => {
         'Request the fix again.',
     );
     expect(stored[1]!.originalText).toBe(files['src/b.ts']);
+  });
+
+  it('finishes files in flight before it raises', async () => {
+    // src/a.ts is still with the model when reading src/b.ts fails.
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return { text: fixed[path]!, delayMs: path === 'src/a.ts' ? 1000 : 0 };
+    });
+    setup.github.queueResponse({ method: 'GET', path: /\/contents\/src(\/|%2F)b\.ts/i, status: 422 });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    await expect(runPreview(context, patchRequestId, 0, context.logger)).rejects.toMatchObject({
+      status: 422,
+    });
+
+    // A file still running here would be called again by the retry while this attempt pays.
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready' });
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensReserved).toBe(0);
   });
 
   it('does not redo finished files when retried', async () => {

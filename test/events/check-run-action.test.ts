@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
@@ -21,6 +21,7 @@ import {
   repositoryId,
 } from '../helpers/github-context.ts';
 import { listPatchRequestFindingIds } from '../helpers/web.ts';
+import { waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'check-run-secret';
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
@@ -169,6 +170,29 @@ describe('check_run requested_action', () => {
     expect(outcome).toMatch(/^ignored: patch request .* is already in progress$/);
     const requests = await requestsOf(run.id);
     expect(requests).toHaveLength(1);
+  });
+
+  it('queues one preview for two presses at once', async () => {
+    const owner = await context.db.insert(users).values({ login: 'double-press' }).returning();
+    await insertInstallation(context, { id: 8105, userId: owner[0]!.id });
+    const { run, checkRunId } = await runWithCheckRun(8105, 1);
+
+    // A double click sends two deliveries. Both wait here, behind a lock on the installation,
+    // so that they check for a preview in progress at the same moment.
+    let outcomes!: Promise<string[]>;
+    await context.db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT 1 FROM installations WHERE id = 8105 FOR UPDATE`);
+      outcomes = Promise.all([
+        deliver('check_run', requestedAction(checkRunId, 8105)),
+        deliver('check_run', requestedAction(checkRunId, 8105)),
+      ]);
+      await waitForLockWait(context, 10_000, 2);
+    });
+
+    const [first, second] = (await outcomes).sort();
+    expect(first).toMatch(/^ignored: patch request .* is already in progress$/);
+    expect(second).toMatch(/^patch request .* queued for run/);
+    expect(await requestsOf(run.id)).toHaveLength(1);
   });
 
   it('records a missing owner in the outcome', async () => {

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { ProviderError } from '../../src/llm/errors.ts';
 
@@ -36,4 +38,31 @@ export async function expectProviderError(promise: Promise<unknown>): Promise<Pr
   );
   expect(error).toBeInstanceOf(ProviderError);
   return error as ProviderError;
+}
+
+/**
+ * Starts a server on 127.0.0.1 that replies to every request with status 200, a JSON content type
+ * and `partialBody`, then closes the connection before the declared length.
+ * `requests` counts the requests received.
+ */
+export async function startCutOffServer(partialBody: string) {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100000' });
+      res.write(partialBody, () => res.socket?.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests: () => requests,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

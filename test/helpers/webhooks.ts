@@ -59,19 +59,26 @@ export async function countJobs(context: TestContext, queue: string): Promise<nu
 }
 
 /**
- * Waits until a session of the test database waits for a lock, so a test can release the
- * transaction that holds it only after the other side has reached it. Throws after `timeoutMs`.
+ * Waits until `sessions` sessions of the test database wait for a lock, so a test can release
+ * the transaction that holds it only after the other side has reached it. Throws after
+ * `timeoutMs`.
  */
-export async function waitForLockWait(context: TestContext, timeoutMs = 10_000): Promise<void> {
+export async function waitForLockWait(
+  context: TestContext,
+  timeoutMs = 10_000,
+  sessions = 1,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const [row] = await context.database.sql<{ count: number }[]>`
       SELECT count(*)::int AS count FROM pg_stat_activity
       WHERE datname = current_database() AND wait_event_type = 'Lock'`;
-    if (row!.count > 0) return;
+    if (row!.count >= sessions) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  throw new Error(`No session of the test database waited for a lock within ${timeoutMs} ms.`);
+  throw new Error(
+    `Fewer than ${sessions} sessions of the test database waited for a lock within ${timeoutMs} ms.`,
+  );
 }
 
 /**

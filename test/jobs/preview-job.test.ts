@@ -3,6 +3,7 @@ import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
+  patchFiles,
   patchRequests,
   users,
 } from '../../src/db/schema/index.ts';
@@ -121,5 +122,22 @@ describe('handlePreviewJob', () => {
     const leaked = pieces(secret).filter((piece) => logText.includes(piece));
     expect(leaked).toEqual([]);
     expect(logText).not.toContain('process.env.API_KEY');
+  });
+
+  it('fails the files a last attempt left running', async () => {
+    const [user] = await context.db
+      .insert(users)
+      .values({ login: 'preview-job-files-user', plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    const patchRequestId = await createPatchRequestForRun(context, runId, user!.id);
+
+    await handlePreviewJob(context, await lastAttempt(patchRequestId)).catch(() => {});
+
+    const files = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, patchRequestId));
+    expect(files.map((file) => [file.path, file.status])).toEqual([['src/key.ts', 'failed']]);
+    expect(files[0]!.error).toBe(`Preview failed: Database query failed: ${rejectedWrite}`);
   });
 });

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { createGeminiClient, type GeminiClientOptions } from '../../src/llm/gemini.ts';
 import type { ModelRequest } from '../../src/llm/types.ts';
 import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { expectProviderError, testClientOptions, useFakeModelApi } from '../helpers/model-clients.ts';
+import {
+  expectProviderError,
+  startCutOffServer,
+  testClientOptions,
+  useFakeModelApi,
+} from '../helpers/model-clients.ts';
 
 const apiKey = 'AIzaTESTONLY00000000000000000000000000';
 const model = 'gemini-2.5-flash';
@@ -188,6 +193,46 @@ describe('Gemini client', () => {
     expect(error.status).toBe(500);
     expect(error.message).toContain('An internal error has occurred');
     expect(fake.requests).toHaveLength(3);
+  });
+
+  it.each([
+    ['null', null],
+    ['a string', 'text'],
+  ])('raises unavailable for a body of %s', async (_case, body) => {
+    const reply = { status: 200, body: JSON.stringify(body) };
+    fake.enqueue(reply, reply, reply);
+
+    const error = await expectProviderError(client({ maxRetries: 2 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.message).toContain('Gemini returned a response that could not be read');
+    expect(fake.requests).toHaveLength(3);
+  });
+
+  it('reads the text parts next to a part of null', async () => {
+    fake.enqueue({
+      status: 200,
+      body: { candidates: [{ content: { parts: [null, { text: 'print(2)' }] }, finishReason: 'STOP' }] },
+    });
+
+    const result = await client().generate(request);
+
+    expect(result.text).toBe('print(2)');
+  });
+
+  it('raises unavailable when the connection closes mid-body', async () => {
+    const server = await startCutOffServer('{"candidates":[{"content":{"parts":[{"text":"print');
+    try {
+      const error = await expectProviderError(
+        client({ baseUrl: server.url, maxRetries: 1 }).generate(request),
+      );
+
+      expect(error.kind).toBe('unavailable');
+      expect(error.message).toContain('Gemini closed the connection before the whole response arrived');
+      expect(server.requests()).toBe(2);
+    } finally {
+      await server.close();
+    }
   });
 
   it('raises unauthorized for API_KEY_INVALID without retrying', async () => {

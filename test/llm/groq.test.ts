@@ -3,7 +3,12 @@ import { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient, type GroqClientOptions } from '../../src/llm/groq.ts';
 import type { ModelRequest } from '../../src/llm/types.ts';
 import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import { expectProviderError, testClientOptions, useFakeModelApi } from '../helpers/model-clients.ts';
+import {
+  expectProviderError,
+  startCutOffServer,
+  testClientOptions,
+  useFakeModelApi,
+} from '../helpers/model-clients.ts';
 
 const apiKey = 'gsk_TESTONLY0000000000000000000000000000000000000000000000';
 const model = 'llama-3.3-70b-versatile';
@@ -219,6 +224,37 @@ describe('Groq client', () => {
     expect(error.message).toContain(closedUrl);
   });
 
+  it.each([
+    ['an empty object', {}],
+    ['null', null],
+    ['a message of null', { choices: [{ message: null, finish_reason: 'stop' }] }],
+    ['content that is a number', { choices: [{ message: { content: 123 }, finish_reason: 'stop' }] }],
+  ])('raises unavailable for a body with %s', async (_case, body) => {
+    const reply = { status: 200, body };
+    fake.enqueue(reply, reply, reply);
+
+    const error = await expectProviderError(client({ maxRetries: 2 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.message).toContain('Groq returned a response that could not be read');
+    expect(fake.requests).toHaveLength(3);
+  });
+
+  it('raises unavailable when the connection closes mid-body', async () => {
+    const server = await startCutOffServer('{"choices":[{"message":{"content":"const a');
+    try {
+      const error = await expectProviderError(
+        client({ baseUrl: server.url, maxRetries: 1 }).generate(request),
+      );
+
+      expect(error.kind).toBe('unavailable');
+      expect(error.message).toContain('Groq closed the connection before the whole response arrived');
+      expect(server.requests()).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('raises timeout for a late response', async () => {
     fake.enqueue({ text: 'late', delayMs: 3000 });
 
@@ -296,6 +332,18 @@ describe('Groq client', () => {
     ]);
     expect(fake.requests[0]?.method).toBe('GET');
     expect(fake.requests[0]?.path).toBe('/openai/v1/models');
+  });
+
+  it('raises unavailable when the model list is cut off', async () => {
+    const server = await startCutOffServer('{"object":"list","data":[{"id":"llama');
+    try {
+      const error = await expectProviderError(client({ baseUrl: server.url }).listModels());
+
+      expect(error.kind).toBe('unavailable');
+      expect(error.message).toContain('Groq closed the connection before the whole response arrived');
+    } finally {
+      await server.close();
+    }
   });
 
   it('raises unauthorized when listing models with a rejected key', async () => {

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -411,6 +411,32 @@ describe('POST /webhooks/github with unusual input', () => {
         .from(webhookDeliveries)
         .where(eq(webhookDeliveries.deliveryId, deliveryId));
       expect(stored, deliveryId).toHaveLength(0);
+    }
+  });
+
+  it('rejects names longer than GitHub allows', async () => {
+    // Random text, because PostgreSQL compresses a repetitive value below its index size limit.
+    const long = randomBytes(5000).toString('hex');
+    const cases: [string, string, (payload: Record<string, any>) => void][] = [
+      ['pull_request', 'repository.full_name', (p) => (p.repository.full_name = `octo/${long}`)],
+      ['pull_request', 'repository.owner.login', (p) => (p.repository.owner.login = long)],
+      ['installation', 'sender.login', (p) => (p.sender.login = long)],
+      ['installation', 'installation.account.login', (p) => (p.installation.account.login = long)],
+      ['repository', 'repository.full_name', (p) => (p.repository.full_name = `octo/${long}`)],
+    ];
+    for (const [event, field, spoil] of cases) {
+      const payload =
+        event === 'pull_request'
+          ? JSON.parse(pullRequestOpened(5011))
+          : example(event, event === 'repository' ? 'renamed' : 'created');
+      spoil(payload);
+      const body = JSON.stringify(payload);
+      const deliveryId = `long-name-${event}-${field}`;
+
+      const response = await post(body, signedHeaders(body, event, deliveryId));
+
+      expect(response.status, deliveryId).toBe(400);
+      expect((await response.json()).error.message, deliveryId).toContain(field);
     }
   });
 

@@ -1,4 +1,4 @@
-import { relations } from 'drizzle-orm';
+import { relations, sql } from 'drizzle-orm';
 import {
   bigint,
   index,
@@ -7,7 +7,7 @@ import {
   primaryKey,
   text,
   timestamp,
-  unique,
+  uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
 import { timestamps } from './columns.ts';
@@ -101,7 +101,14 @@ export const patchFiles = pgTable(
     generation: integer().notNull().default(0),
     ...timestamps,
   },
-  (table) => [unique().on(table.patchRequestId, table.path)],
+  (table) => [
+    // On the path's MD5, because a git path can be longer than a btree index entry holds
+    // (about 2,700 bytes). Two paths of one request with the same MD5 would keep only the first.
+    uniqueIndex('patch_files_patch_request_id_md5_path_index').on(
+      table.patchRequestId,
+      sql`md5(${table.path})`,
+    ),
+  ],
 );
 
 export const patchRequestsRelations = relations(patchRequests, ({ one, many }) => ({

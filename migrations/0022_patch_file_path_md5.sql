@@ -1,0 +1,2 @@
+ALTER TABLE "patch_files" DROP CONSTRAINT "patch_files_patchRequestId_path_unique";--> statement-breakpoint
+CREATE UNIQUE INDEX "patch_files_patch_request_id_md5_path_index" ON "patch_files" USING btree ("patch_request_id",md5("path"));
