@@ -41,7 +41,7 @@ export async function handleAnalyzeJob(
   } catch (error) {
     if (error instanceof ConfigError) {
       // Missing credentials will still be missing on a retry; fail now with what to set.
-      await failRun(context.db, runId, error);
+      await failRun(context.db, { runId, jobId: job.id }, error);
       logger.warn(
         { event: 'job.analyze.not_configured', reason: error.message },
         'analysis stopped: not configured',
@@ -51,7 +51,7 @@ export async function handleAnalyzeJob(
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
-      await failRun(context.db, runId, unavailable);
+      await failRun(context.db, { runId, jobId: job.id }, unavailable);
       logger.warn(
         {
           event: 'job.analyze.stopped',
@@ -69,7 +69,7 @@ export async function handleAnalyzeJob(
       'analysis failed',
     );
     if (finalAttempt) {
-      await failRun(context.db, runId, error).catch((failError: unknown) => {
+      await failRun(context.db, { runId, jobId: job.id }, error).catch((failError: unknown) => {
         logger.error(
           { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
           'failed to store the run failure',

@@ -164,10 +164,16 @@ async function readFindingFileSizes(
 }
 
 /**
- * Marks a run failed after its last retry. The stored message is the safe form of the error,
- * because the run page shows it and a failed query's own message quotes the file text.
+ * Marks a run failed after the last retry of its analyze job `jobId`. A run that a new delivery
+ * queued again since belongs to a newer job, so it is left as it is. The stored message is the
+ * safe form of the error, because the run page shows it and a failed query's own message quotes
+ * the file text.
  */
-export async function failRun(db: Database, runId: string, error: unknown): Promise<void> {
+export async function failRun(
+  db: Database,
+  target: { runId: string; jobId: string },
+  error: unknown,
+): Promise<void> {
   await db
     .update(prRuns)
     .set({
@@ -175,7 +181,10 @@ export async function failRun(db: Database, runId: string, error: unknown): Prom
       error: `Analysis failed: ${safeErrorMessage(error)}`,
       completedAt: new Date(),
     })
-    .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`);
+    .where(
+      sql`${prRuns.id} = ${target.runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')
+        AND (${prRuns.analyzeJobId} IS NULL OR ${prRuns.analyzeJobId} = ${target.jobId})`,
+    );
 }
 
 export function splitRepository(fullName: string): [string, string] {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,7 +34,7 @@ describe('analyze job without GitHub App credentials', () => {
       })
       .returning();
     const job = {
-      id: 'job-1',
+      id: randomUUID(),
       name: 'analyze',
       data: { runId: run!.id },
       retryCount: 0,

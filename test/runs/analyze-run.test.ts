@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
@@ -131,7 +132,7 @@ describe('failRun', () => {
     expect(queryError).toBeInstanceOf(Error);
     expect((queryError as Error).message).toContain(secret);
 
-    await failRun(context.db, run.id, queryError);
+    await failRun(context.db, { runId: run.id, jobId: randomUUID() }, queryError);
 
     const stored = await runById(run.id);
     expect(stored.status).toBe('failed');
@@ -144,10 +145,31 @@ describe('failRun', () => {
   it('caps a long message', async () => {
     const run = await createRun();
 
-    await failRun(context.db, run.id, new Error('x'.repeat(50_000)));
+    await failRun(context.db, { runId: run.id, jobId: randomUUID() }, new Error('x'.repeat(50_000)));
 
     const stored = await runById(run.id);
     expect(stored.error!.length).toBeLessThanOrEqual(2100);
     expect(stored.error!.startsWith('Analysis failed: xxx')).toBe(true);
+  });
+
+  it('leaves a run of a newer job alone', async () => {
+    const run = await createRun();
+    const newerJobId = randomUUID();
+    await context.db
+      .update(prRuns)
+      .set({ status: 'queued', analyzeJobId: newerJobId })
+      .where(eq(prRuns.id, run.id));
+
+    await failRun(context.db, { runId: run.id, jobId: randomUUID() }, new Error('stale attempt'));
+
+    const untouched = await runById(run.id);
+    expect(untouched.status).toBe('queued');
+    expect(untouched.error).toBeNull();
+
+    await failRun(context.db, { runId: run.id, jobId: newerJobId }, new Error('current attempt'));
+
+    const failed = await runById(run.id);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toBe('Analysis failed: current attempt');
   });
 });
