@@ -18,6 +18,7 @@ import {
   demoHeadFiles,
   demoInstallationId,
   demoPullRequestNumber,
+  demoPullRequestTitle,
   demoRepository,
   installationCreatedPayload,
   pullRequestOpenedPayload,
@@ -222,7 +223,7 @@ export class Demo {
       baseSha: this.repository.baseSha,
       headSha: this.repository.headSha,
       headRef: headBranch,
-      title: `Add ${demoFilePath}`,
+      title: demoPullRequestTitle,
       user: demoAccount.login,
     });
     this.print(

@@ -12,6 +12,7 @@ export const demoRepository = { owner: 'Codertocat', repo: 'Hello-World', id: 18
 export const demoPullRequestNumber = 2;
 export const demoInstallationId = 957387;
 export const demoFilePath = 'src/notify.ts';
+export const demoPullRequestTitle = `Add ${demoFilePath}`;
 
 export const demoBaseFiles: Record<string, string> = {
   'README.md': '# Hello-World\n',
@@ -50,6 +51,7 @@ export function pullRequestOpenedPayload(commits: {
   payload.installation = { id: demoInstallationId };
   payload.number = demoPullRequestNumber;
   payload.pull_request.number = demoPullRequestNumber;
+  payload.pull_request.title = demoPullRequestTitle;
   payload.pull_request.head.sha = commits.headSha;
   payload.pull_request.head.ref = commits.headRef;
   payload.pull_request.base.sha = commits.baseSha;

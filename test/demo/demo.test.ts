@@ -126,13 +126,16 @@ describe('npm run demo', () => {
     const runs = await waitFor(
       async () => {
         const listed = await fetch(runsUrl, { headers: { authorization: `Bearer ${token}` } });
-        const { runs } = (await listed.json()) as { runs: { headSha: string; status: string }[] };
+        const { runs } = (await listed.json()) as {
+          runs: { headSha: string; status: string; title: string }[];
+        };
         return runs.length === 2 ? runs : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 200, describe: () => `a run of ${body.commitSha}` },
     );
     expect(runs[0]!.headSha).toBe(body.commitSha);
     expect(runs[1]!.status).toBe('superseded');
+    expect(runs.map((run) => run.title)).toEqual(['Add src/notify.ts', 'Add src/notify.ts']);
   });
 
   it('signs in to the dashboard through the fake GitHub', async () => {
