@@ -13,10 +13,11 @@ export const maxDiffEditLines = 2000;
 
 /**
  * Time limit of the diff between a file and its fix, in milliseconds, for the preview and for
- * the suggestions built when the fix is applied. Within `maxDiffEditLines`, the slowest diffs
- * that bench/preview-diff.ts measured took about 1 s (see BENCHMARKS.md). Five times that leaves
- * room for a busy machine, and a diff that fails holds up the other diffs of the process for at
- * most this long plus `terminateGraceMs`. The suggestions' diff has no edit limit, so this
+ * the suggestions built when the fix is applied. In bench/preview-diff.ts on a 2 vCPU AMD EPYC
+ * at load average 5 to 10, 100,000 lines with 1,000 or all of them changed took 0.4 to 1.1 s.
+ * Only files of two alternating lines in another order took 1.4 to 5.2 s and could reach the
+ * limit (see BENCHMARKS.md). A longer limit would let one diff hold up the analysis's diffs,
+ * which wait in the same thread, for longer. The suggestions' diff has no edit limit, so this
  * alone bounds it.
  */
 export const fixDiffTimeoutMs = 5_000;
