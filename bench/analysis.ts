@@ -15,7 +15,6 @@
  * another order. The last case takes Myers' algorithm time about quadratic in its length, so it
  * stops at `defaultDiffLimits`.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   analyzeChangedFiles,
   analyzeChangedFilesInTurns,
@@ -25,6 +24,7 @@ import { additionsPatch } from '../src/analysis/local-patch.ts';
 import { defaultDiffLimits } from '../src/runs/missing-patches.ts';
 import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median } from './database.ts';
+import { timeWithDelay } from './event-loop-delay.ts';
 
 const usage =
   'Usage: npx tsx bench/analysis.ts [--line-kb N] [--lines N] [--files N] [--rounds N]\n' +
@@ -78,21 +78,6 @@ const lines = Array.from(
 );
 const largeFile = addedFile('src/large.ts', lines);
 measure(`one file of ${options.lines} added lines`, [largeFile], options.rounds);
-
-/** Runs `work` and returns its time and the longest event loop delay during it, in ms. */
-async function timeWithDelay<T>(work: () => Promise<T> | T) {
-  const histogram = monitorEventLoopDelay({ resolution: 10 });
-  histogram.enable();
-  // The histogram's timer needs a first sample before the work, or it misses the delay.
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const start = performance.now();
-  const result = await work();
-  const milliseconds = performance.now() - start;
-  // Let the histogram's timer see the end of the last delay.
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  histogram.disable();
-  return { result, milliseconds, maxDelay: histogram.max / 1e6 };
-}
 
 /** Times one analysis of `files` and prints the longest event loop delay during it. */
 async function measureDelay(

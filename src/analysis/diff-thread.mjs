@@ -1,11 +1,12 @@
-// Worker thread script of `DiffWorker` (diff-worker.ts), which builds the patch of a modified
-// file off the main event loop, because the line splitting and the Myers diff both take time
-// that grows with the file. It is plain JavaScript that imports only `diff`, because Node 20
-// does not pass the tsx loader that bin/fixwright.js registers in the main thread on to worker
-// threads.
-// diff-worker.ts declares the message (`DiffJob`) and local-patch.ts the reply (`AdditionsPatch`).
+// Worker thread script of `DiffWorker` (diff-worker.ts). It builds the patch of a modified file
+// and the patches of fix previews off the main event loop, because the line splitting and the
+// Myers diff both take time that grows with the file. It is plain JavaScript that imports only
+// `diff`, because Node 20 does not pass the tsx loader that bin/fixwright.js registers in the
+// main thread on to worker threads.
+// diff-worker.ts declares the messages (`DiffJob`) and the reply to `structuredPatch`
+// (`StructuredPatchResult`), and local-patch.ts the reply to `additions` (`AdditionsPatch`).
 import { parentPort } from 'node:worker_threads';
-import { diffArrays } from 'diff';
+import { diffArrays, structuredPatch } from 'diff';
 
 /**
  * Splits text into lines that keep their `\n`, so a last line without one differs from the same
@@ -133,7 +134,36 @@ function additionsPatch(oldText, newText, limits) {
   return { patch: output.join('\n'), additions };
 }
 
-// Each message is one diff: { oldText, newText, limits }. The reply is its patch, or null.
+/**
+ * Runs jsdiff's `structuredPatch` with no headers and returns its patch, or the limit at which
+ * it gave up. jsdiff returns undefined for both limits, so a diff that gave up before
+ * `timeoutMs` passed stopped at `maxEditLength`. One that gave up later counts as timed out,
+ * because jsdiff starts its clock after this one and stops only once it is past.
+ * @param {import('./diff-worker.ts').StructuredPatchRequest} request
+ * @returns {import('./diff-worker.ts').StructuredPatchResult}
+ */
+function structuredPatchResult(request) {
+  const start = Date.now();
+  const patch = structuredPatch(
+    request.oldFileName,
+    request.newFileName,
+    request.oldText,
+    request.newText,
+    undefined,
+    undefined,
+    { context: request.context, maxEditLength: request.maxEditLength, timeout: request.timeoutMs },
+  );
+  if (patch !== undefined) {
+    return { status: 'done', patch };
+  }
+  return Date.now() - start > request.timeoutMs ? { status: 'timed_out' } : { status: 'too_many_edits' };
+}
+
+// Each message is one diff, and the reply is its result.
 parentPort.on('message', (message) => {
+  if (message.kind === 'structuredPatch') {
+    parentPort.postMessage(structuredPatchResult(message));
+    return;
+  }
   parentPort.postMessage(additionsPatch(message.oldText, message.newText, message.limits));
 });

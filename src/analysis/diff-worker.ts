@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { StructuredPatch } from 'diff';
 import type { AdditionsPatch, DiffLimits } from './local-patch.ts';
 
 /**
@@ -30,16 +31,43 @@ export interface DiffWorkerOptions {
   workerData?: unknown;
 }
 
-/** Message to the thread, which replies with the `AdditionsPatch`, or null if the diff gives up. */
-interface DiffJob {
+/** Input of jsdiff's `structuredPatch`, with its limits. */
+export interface StructuredPatchRequest {
+  oldFileName: string;
+  newFileName: string;
   oldText: string;
   newText: string;
-  limits: DiffLimits;
+  /** Unchanged lines around each change, as jsdiff's `context` option. */
+  context: number;
+  /** Edit length (lines added plus removed) after which the diff gives up. Default no limit. */
+  maxEditLength?: number;
+  /** Time after which the diff gives up, in milliseconds (jsdiff's `timeout` option). */
+  timeoutMs: number;
 }
+
+/**
+ * Outcome of a `structuredPatch` diff: the patch, or the limit at which it gave up. A diff that
+ * gives up after `timeoutMs` has passed is `timed_out`, even when it stopped at
+ * `maxEditLength`, because jsdiff returns the same for both.
+ */
+export type StructuredPatchResult =
+  | { status: 'done'; patch: StructuredPatch }
+  | { status: 'too_many_edits' }
+  | { status: 'timed_out' };
+
+/**
+ * Message to the thread. It replies to `additions` with the `AdditionsPatch`, or null if the
+ * diff gives up, and to `structuredPatch` with a `StructuredPatchResult`.
+ */
+type DiffJob =
+  | { kind: 'additions'; oldText: string; newText: string; limits: DiffLimits }
+  | ({ kind: 'structuredPatch' } & StructuredPatchRequest);
 
 interface QueuedJob {
   job: DiffJob;
-  resolve(result: AdditionsPatch | null): void;
+  timeoutMs: number;
+  /** Called with the thread's reply, or with null when the thread was terminated. */
+  resolve(reply: unknown): void;
   reject(error: Error): void;
 }
 
@@ -47,8 +75,8 @@ interface QueuedJob {
  * Runs diffs one at a time in a worker thread, which starts at the first diff and serves the
  * ones after it. The thread keeps the process alive only while it diffs, and ends after
  * `idleThreadMs` without a diff. A diff that overruns its timeout by `terminateGraceMs` has its
- * thread terminated and returns null, as when it gives up. A diff that its thread fails to
- * finish rejects with `DiffThreadError`. In both cases the next diff starts a new thread.
+ * thread terminated and resolves as if it gave up at its timeout. A diff that its thread fails
+ * to finish rejects with `DiffThreadError`. In both cases the next diff starts a new thread.
  */
 export class DiffWorker {
   private thread: Worker | null = null;
@@ -63,9 +91,25 @@ export class DiffWorker {
    * `additionsPatch`). Resolves with null when the diff gives up at `limits` or overruns its
    * timeout.
    */
-  diff(oldText: string, newText: string, limits: DiffLimits): Promise<AdditionsPatch | null> {
+  async diff(oldText: string, newText: string, limits: DiffLimits): Promise<AdditionsPatch | null> {
+    const job: DiffJob = { kind: 'additions', oldText, newText, limits };
+    return (await this.run(job, limits.timeoutMs)) as AdditionsPatch | null;
+  }
+
+  /**
+   * Runs jsdiff's `structuredPatch` in the thread, with no headers. A diff that overruns its
+   * timeout and has its thread terminated resolves as `timed_out`.
+   */
+  async structuredPatch(request: StructuredPatchRequest): Promise<StructuredPatchResult> {
+    const job: DiffJob = { kind: 'structuredPatch', ...request };
+    const reply = (await this.run(job, request.timeoutMs)) as StructuredPatchResult | null;
+    return reply ?? { status: 'timed_out' };
+  }
+
+  /** Queues `job` and resolves with the thread's reply, or with null if it was terminated. */
+  private run(job: DiffJob, timeoutMs: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ job: { oldText, newText, limits }, resolve, reject });
+      this.queue.push({ job, timeoutMs, resolve, reject });
       this.startNext();
     });
   }
@@ -97,7 +141,7 @@ export class DiffWorker {
     thread.ref();
     const timer = setTimeout(
       () => this.terminateOverrun(thread),
-      queued.job.limits.timeoutMs + terminateGraceMs,
+      queued.timeoutMs + terminateGraceMs,
     );
     this.running = { queued, timer };
     thread.postMessage(queued.job);
@@ -110,7 +154,7 @@ export class DiffWorker {
       workerData: this.options.workerData,
       execArgv: [],
     });
-    thread.on('message', (result: AdditionsPatch | null) => this.finish(thread, result));
+    thread.on('message', (reply: unknown) => this.finish(thread, reply));
     thread.on('error', (error) => this.fail(thread, error));
     thread.on('exit', (code) => {
       this.fail(thread, new Error(`the thread exited with code ${code}`));
@@ -128,10 +172,10 @@ export class DiffWorker {
     return queued;
   }
 
-  private finish(thread: Worker, result: AdditionsPatch | null): void {
+  private finish(thread: Worker, reply: unknown): void {
     const queued = this.takeRunningJob(thread);
     if (queued === null) return;
-    queued.resolve(result);
+    queued.resolve(reply);
     if (this.queue.length > 0) {
       this.startNext();
       return;

@@ -23,6 +23,7 @@ import {
   deletedHeadRejection,
   forkRejection,
 } from './pull-request-check.ts';
+import { SuggestionDiffError } from './suggestion-comments.ts';
 import { postSuggestionReview } from './suggestion-review.ts';
 
 export { ApplyRejectedError };
@@ -307,6 +308,10 @@ export async function applyPatchRequest(
     if (error instanceof PreviewOutdatedError) {
       logger.warn({ event: 'apply.preview_outdated', error: error.message }, 'apply rejected');
       throw new ApplyRejectedError('conflict', error.message);
+    }
+    if (error instanceof SuggestionDiffError) {
+      logger.warn({ event: 'apply.diff_failed', error: error.message }, 'apply failed');
+      throw new ApplyRejectedError('service_unavailable', error.message);
     }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {

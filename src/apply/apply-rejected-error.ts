@@ -1,7 +1,8 @@
 /**
  * Raised when a patch request cannot be applied: `bad_request` for an invalid mode, `conflict`
  * for its state, a closed or merged pull request or a moved branch, `bad_gateway` when GitHub
- * rejected a request. The details of a `bad_gateway` name GitHub's status, message and the
+ * rejected a request, `service_unavailable` when the diff of a file's suggestions timed out or
+ * its thread failed. The details of a `bad_gateway` name GitHub's status, message and the
  * rejected request. Those of a closed pull request name the repository, the pull request and
  * when it was closed, and those of a claim in progress name when it was taken and when it goes
  * stale.
@@ -9,7 +10,7 @@
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';
   constructor(
-    readonly code: 'bad_request' | 'conflict' | 'bad_gateway',
+    readonly code: 'bad_request' | 'conflict' | 'bad_gateway' | 'service_unavailable',
     message: string,
     readonly details?: Record<string, unknown>,
   ) {

@@ -1,5 +1,12 @@
-import { FILE_HEADERS_ONLY, formatPatch, structuredPatch, type StructuredPatchHunk } from 'diff';
+import {
+  FILE_HEADERS_ONLY,
+  formatPatch,
+  type StructuredPatch,
+  type StructuredPatchHunk,
+} from 'diff';
+import { DiffThreadError, sharedDiffWorker, type DiffWorker } from '../analysis/diff-worker.ts';
 import { changedLineRanges, type LineRange } from '../analysis/patch.ts';
+import { fixDiffTimeoutMs } from '../autofix/preview-diff.ts';
 
 /** A review comment on the new side of a pull request's diff, as `pulls.createReview` takes it. */
 export interface SuggestionComment {
@@ -18,6 +25,14 @@ export interface FileSuggestions {
 }
 
 const noNewlineMarker = '\\ No newline at end of file';
+
+/**
+ * Raised when the diff behind a file's suggestions times out or its thread fails. Nothing was
+ * posted, and applying again may succeed.
+ */
+export class SuggestionDiffError extends Error {
+  override name = 'SuggestionDiffError';
+}
 
 /** GitHub rejects a review comment whose body is longer than this many characters. */
 const maxCommentBodyLength = 65536;
@@ -96,32 +111,65 @@ function insideOneRange(ranges: readonly LineRange[], start: number, end: number
 }
 
 /**
+ * Diffs the file with no context lines in `worker`'s thread, with no edit limit because the
+ * preview stored only fixes within `maxDiffEditLines`. Raises `SuggestionDiffError` when the
+ * diff times out or its thread fails.
+ */
+async function diffForSuggestions(
+  file: { path: string; originalText: string; proposedText: string },
+  worker: DiffWorker,
+): Promise<StructuredPatch> {
+  let result;
+  try {
+    result = await worker.structuredPatch({
+      oldFileName: `a/${file.path}`,
+      newFileName: `b/${file.path}`,
+      oldText: file.originalText,
+      newText: file.proposedText,
+      context: 0,
+      timeoutMs: fixDiffTimeoutMs,
+    });
+  } catch (error) {
+    if (!(error instanceof DiffThreadError)) throw error;
+    throw new SuggestionDiffError(
+      `The diff for the suggestions on ${file.path} failed because the diff thread stopped ` +
+        `(${error.message}), so nothing was posted. Apply the patch request again.`,
+      { cause: error },
+    );
+  }
+  if (result.status !== 'done') {
+    throw new SuggestionDiffError(
+      `The diff for the suggestions on ${file.path} did not finish within ` +
+        `${fixDiffTimeoutMs / 1000} s, so nothing was posted. The server may be busy, so apply ` +
+        'the patch request again in a few minutes.',
+    );
+  }
+  return result.patch;
+}
+
+/**
  * Turns the change from `originalText` (the file at the pull request's head) to `proposedText`
  * into review comments with ```suggestion blocks. A change becomes a suggestion only when all
  * the lines it replaces lie in one hunk of `pullRequestPatch`, because GitHub accepts review
  * comments only on lines of the diff and a multi-line comment only within one hunk. Every
  * other change goes into `outsideDiff`, and so does one whose block is too long for a comment.
+ * The diff runs in `worker`'s thread and raises `SuggestionDiffError` if it cannot finish.
  *
  * The blocks end their lines like most lines of `originalText`, because GitHub does not
  * convert an accepted suggestion's line breaks to the file's. Public pull requests remove
  * CRLF that "Apply suggestions" wrote into LF files, for example LexiFi/dead_code_analyzer#71
  * and w3c-fedid/digital-credentials#572, so LF blocks would likewise mix LF into a CRLF file.
  */
-export function buildFileSuggestions(file: {
-  path: string;
-  originalText: string;
-  proposedText: string;
-  pullRequestPatch: string | null;
-}): FileSuggestions {
-  const patch = structuredPatch(
-    `a/${file.path}`,
-    `b/${file.path}`,
-    file.originalText,
-    file.proposedText,
-    undefined,
-    undefined,
-    { context: 0 },
-  );
+export async function buildFileSuggestions(
+  file: {
+    path: string;
+    originalText: string;
+    proposedText: string;
+    pullRequestPatch: string | null;
+  },
+  worker: DiffWorker = sharedDiffWorker,
+): Promise<FileSuggestions> {
+  const patch = await diffForSuggestions(file, worker);
   const ranges = file.pullRequestPatch ? changedLineRanges(file.pullRequestPatch) : [];
   const original = splitLines(file.originalText);
   const lineBreak = dominantLineBreak(file.originalText);

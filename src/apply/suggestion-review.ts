@@ -54,6 +54,7 @@ function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: s
  * Posts one COMMENT review on the pull request whose comments carry ```suggestion blocks for
  * the changes inside the pull request's diff, and whose body carries the other changes as a
  * ```diff block. The caller checks first that the pull request's head is still `headSha`.
+ * Raises `SuggestionDiffError` before posting anything when a file's diff cannot finish.
  */
 export async function postSuggestionReview(
   octokit: Octokit,
@@ -71,7 +72,7 @@ export async function postSuggestionReview(
   const outsideDiffs: string[] = [];
   const outsideDiffFiles: string[] = [];
   for (const file of files) {
-    const suggestions = buildFileSuggestions({
+    const suggestions = await buildFileSuggestions({
       ...file,
       pullRequestPatch: patches.get(file.path) ?? null,
     });

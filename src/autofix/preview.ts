@@ -1,5 +1,5 @@
-import { createTwoFilesPatch } from 'diff';
 import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { DiffWorker } from '../analysis/diff-worker.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
@@ -27,6 +27,7 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
+import { buildPreviewDiff } from './preview-diff.ts';
 import { groupFindingsByFile } from './preview-files.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
@@ -63,14 +64,6 @@ export function estimateLeastCallTokens(input: {
  */
 export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
 
-/**
- * Maximum number of lines that a file's fix may add and remove together. The diff's time grows
- * with the square of this count, and it blocks the event loop while it runs. An output that
- * differs in every line of a 100,000-line file took 4 minutes without the limit and 0.5 s with
- * it (jsdiff 9, measured on a 2-core Linux machine).
- */
-export const maxDiffEditLines = 2000;
-
 const terminalStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed', 'cancelled'];
 
 export interface PreviewOutcome {
@@ -102,6 +95,8 @@ export async function runPreview(
      * reservations, and no new file is started or stored, so the retry redoes them.
      */
     signal?: AbortSignal;
+    /** Thread that runs the files' diffs. Default `sharedDiffWorker`, which the process shares. */
+    diffWorker?: DiffWorker;
   } = {},
 ): Promise<PreviewOutcome> {
   const { db, config } = context;
@@ -228,6 +223,8 @@ export async function runPreview(
       patchRequestId,
       attempt,
       signal: options.signal,
+      logger: fileLogger,
+      diffWorker: options.diffWorker,
     });
     // An aborted call failed the file only because the process stops, so the file is left
     // for the retry.
@@ -287,6 +284,8 @@ async function previewFile(
     patchRequestId: string;
     attempt: number;
     signal?: AbortSignal;
+    logger: Logger;
+    diffWorker: DiffWorker | undefined;
   },
 ): Promise<FileOutcome> {
   const { config, db } = context;
@@ -365,30 +364,18 @@ async function previewFile(
     });
   }
 
-  const diff = createTwoFilesPatch(
-    `a/${input.path}`,
-    `b/${input.path}`,
-    file.text,
-    parsed.content,
-    undefined,
-    undefined,
-    { context: 3, maxEditLength: maxDiffEditLines },
+  const diff = await buildPreviewDiff(
+    { path: input.path, originalText: file.text, proposedText: parsed.content, logger: input.logger },
+    input.diffWorker,
   );
-  if (diff === undefined) {
-    return failed(
-      `The model's output adds and removes more than ${maxDiffEditLines} lines of ` +
-        `${input.path} together, which is a rewrite rather than a fix, so it was discarded. ` +
-        'Request the fix again.',
-      { ...base, ...provenance },
-    );
-  }
+  if (!diff.ok) return failed(diff.reason, { ...base, ...provenance });
   return {
     status: 'ready',
     error: null,
     ...base,
     ...provenance,
     proposedText: parsed.content,
-    diff,
+    diff: diff.diff,
     totalTokens,
   };
 }

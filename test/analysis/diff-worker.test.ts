@@ -66,6 +66,50 @@ describe('DiffWorker', () => {
     expect(results[2]).toEqual({ status: 'fulfilled', value: null });
   });
 
+  it('times out a stalled structuredPatch', async () => {
+    const worker = failingWorker('stall');
+    const request = {
+      oldFileName: 'a/x',
+      newFileName: 'b/x',
+      oldText,
+      newText,
+      context: 3,
+      timeoutMs: 100,
+    };
+
+    const stalled = await worker.structuredPatch(request);
+
+    expect(stalled).toEqual({ status: 'timed_out' });
+    const next = await worker.structuredPatch(request);
+    expect(next.status).toBe('done');
+  });
+
+  it('tells the structuredPatch limits apart', async () => {
+    const worker = new DiffWorker();
+    workers.push(worker);
+    // Five distinct lines in another order, so Myers' algorithm needs many edits and time.
+    const repeated = ['}', '', '  return value;', '{', '  const value = 1;'];
+    const textOf = (step: number) =>
+      Array.from({ length: 20_000 }, (_, index) => `${repeated[(index * step) % 5]}\n`).join('');
+    const request = {
+      oldFileName: 'a/x',
+      newFileName: 'b/x',
+      oldText: textOf(7),
+      newText: textOf(11),
+      context: 0,
+    };
+
+    const tooManyEdits = await worker.structuredPatch({
+      ...request,
+      maxEditLength: 10,
+      timeoutMs: 10_000,
+    });
+    const timedOut = await worker.structuredPatch({ ...request, timeoutMs: 20 });
+
+    expect(tooManyEdits).toEqual({ status: 'too_many_edits' });
+    expect(timedOut).toEqual({ status: 'timed_out' });
+  });
+
   it('lets the process exit after a diff', async () => {
     // Loads the sources the way bin/fixwright.js does. An idle thread that kept the process
     // alive would hold it for the minute until the thread ends, so the child is killed sooner.

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { sharedDiffWorker } from '../../src/analysis/diff-worker.ts';
 import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
@@ -48,6 +49,14 @@ function apply(id: string, body?: unknown) {
     headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+}
+
+async function storedRequest(id: string) {
+  const [stored] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  return stored;
 }
 
 function newRequest() {
@@ -123,10 +132,7 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
     );
     expect(review.body).toContain('-const l = 12;\n+const l = 120;\n```');
 
-    const [stored] = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.id, request.id));
+    const stored = await storedRequest(request.id);
     expect(stored!.applyMode).toBe('suggestions');
     expect(stored!.appliedReviewId).toBe(review.id);
     const { stdout } = await execFileAsync('git', ['-C', setup.git.dir, 'rev-parse', headBranch]);
@@ -167,10 +173,7 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
         'Invalid mode "commit": the head repository of the pull request was deleted, so ' +
           'there is no branch to push to; use mode "suggestions".',
       );
-      const [stored] = await setup.context.db
-        .select()
-        .from(patchRequests)
-        .where(eq(patchRequests.id, request.id));
+      const stored = await storedRequest(request.id);
       expect(stored!.appliedAt).toBeNull();
       expect(stored!.applyStartedAt).toBeNull();
     });
@@ -187,6 +190,34 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
       expect(result.commitSha).toBeNull();
       expect(result.reviewId).toBe(setup.fake.reviews.at(-1)!.id);
     });
+  });
+
+  it('answers 503 when the diff times out', async () => {
+    const diff = vi
+      .spyOn(sharedDiffWorker, 'structuredPatch')
+      .mockResolvedValueOnce({ status: 'timed_out' });
+    const reviews = setup.fake.reviews.length;
+    const request = await newRequest();
+
+    let response;
+    try {
+      response = await apply(request.id);
+    } finally {
+      diff.mockRestore();
+    }
+
+    expect(response.status).toBe(503);
+    expect((await response.json()).error.message).toBe(
+      'The diff for the suggestions on src/app.ts did not finish within 5 s, so nothing was ' +
+        'posted. The server may be busy, so apply the patch request again in a few minutes.',
+    );
+    expect(setup.fake.reviews).toHaveLength(reviews);
+    const stored = await storedRequest(request.id);
+    expect(stored!.appliedAt).toBeNull();
+    expect(stored!.applyStartedAt).toBeNull();
+    const retried = await apply(request.id);
+    expect(retried.status).toBe(200);
+    expect(setup.fake.reviews).toHaveLength(reviews + 1);
   });
 
   it('answers 409 when the pull request moved', async () => {

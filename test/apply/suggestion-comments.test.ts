@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import {
   buildFileSuggestions,
   dominantLineBreak,
+  SuggestionDiffError,
   suggestionBlock,
 } from '../../src/apply/suggestion-comments.ts';
+import { failingDiffWorker } from '../helpers/failing-diff-worker.ts';
 
 const original = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'].join('\n') + '\n';
 
@@ -19,9 +21,9 @@ function build(proposed: string, patch: string | null = patchLines2To6, text = o
   });
 }
 
-describe('buildFileSuggestions', () => {
-  it('suggests a multi-line replacement', () => {
-    const result = build(original.replace('three\nfour\n', 'THREE\nFOUR\nFOUR-B\n'));
+describe('buildFileSuggestions', async () => {
+  it('suggests a multi-line replacement', async () => {
+    const result = await build(original.replace('three\nfour\n', 'THREE\nFOUR\nFOUR-B\n'));
     expect(result.outsideDiff).toBeNull();
     expect(result.comments).toEqual([
       {
@@ -35,78 +37,102 @@ describe('buildFileSuggestions', () => {
     ]);
   });
 
-  it('suggests a single-line change', () => {
-    const result = build(original.replace('five', 'FIVE'));
+  it('suggests a single-line change', async () => {
+    const result = await build(original.replace('five', 'FIVE'));
     expect(result.comments).toEqual([
       { path: 'src/list.txt', line: 5, side: 'RIGHT', body: '```suggestion\nFIVE\n```' },
     ]);
   });
 
-  it('suggests a deletion with an empty block', () => {
-    const result = build(original.replace('four\n', ''));
+  it('suggests a deletion with an empty block', async () => {
+    const result = await build(original.replace('four\n', ''));
     expect(result.comments).toEqual([
       { path: 'src/list.txt', line: 4, side: 'RIGHT', body: '```suggestion\n```' },
     ]);
   });
 
-  it('anchors an insertion on the line above', () => {
-    const result = build(original.replace('four\n', 'four\ninserted\n'));
+  it('anchors an insertion on the line above', async () => {
+    const result = await build(original.replace('four\n', 'four\ninserted\n'));
     expect(result.comments).toEqual([
       { path: 'src/list.txt', line: 4, side: 'RIGHT', body: '```suggestion\nfour\ninserted\n```' },
     ]);
   });
 
-  it('moves a change outside the diff to the body', () => {
-    const result = build(original.replace('eight', 'EIGHT').replace('five', 'FIVE'));
+  it('moves a change outside the diff to the body', async () => {
+    const result = await build(original.replace('eight', 'EIGHT').replace('five', 'FIVE'));
     expect(result.comments.map((comment) => comment.line)).toEqual([5]);
     expect(result.outsideDiff).toBe(
       '--- a/src/list.txt\n+++ b/src/list.txt\n@@ -8,1 +8,1 @@\n-eight\n+EIGHT\n',
     );
   });
 
-  it('keeps a range across hunks out', () => {
+  it('keeps a range across hunks out', async () => {
     const twoHunks = '@@ -1,1 +1,2 @@\n one\n+two\n@@ -3,1 +4,2 @@\n four\n+five';
-    const result = build(original.replace('two\nthree\nfour\n', 'TWO\nTHREE\nFOUR\n'), twoHunks);
+    const result = await build(original.replace('two\nthree\nfour\n', 'TWO\nTHREE\nFOUR\n'), twoHunks);
     expect(result.comments).toEqual([]);
     expect(result.outsideDiff).toContain('-two\n-three\n-four\n+TWO\n+THREE\n+FOUR\n');
   });
 
-  it('moves a final newline change to the body', () => {
-    const result = build('one\ntwo', '@@ -1 +1,2 @@\n one\n+two', 'one\ntwo\n');
+  it('moves a final newline change to the body', async () => {
+    const result = await build('one\ntwo', '@@ -1 +1,2 @@\n one\n+two', 'one\ntwo\n');
     expect(result.comments).toEqual([]);
     expect(result.outsideDiff).toContain('\\ No newline at end of file');
   });
 
-  it('writes CRLF blocks for a CRLF file', () => {
+  it('writes CRLF blocks for a CRLF file', async () => {
     const crlf = original.replaceAll('\n', '\r\n');
-    const result = build(crlf.replace('four\r\n', 'four\r\ninserted\r\n'), patchLines2To6, crlf);
+    const result = await build(crlf.replace('four\r\n', 'four\r\ninserted\r\n'), patchLines2To6, crlf);
     expect(result.comments[0]?.body).toBe('```suggestion\r\nfour\r\ninserted\r\n```');
   });
 
-  it('writes LF blocks for a mostly LF file', () => {
+  it('writes LF blocks for a mostly LF file', async () => {
     const mixed = original.replace('one\n', 'one\r\n');
-    const result = build(mixed.replace('five', 'FIVE'), patchLines2To6, mixed);
+    const result = await build(mixed.replace('five', 'FIVE'), patchLines2To6, mixed);
     expect(result.comments[0]?.body).toBe('```suggestion\nFIVE\n```');
   });
 
-  it('moves a suggestion over the comment limit to the body', () => {
+  it('moves a suggestion over the comment limit to the body', async () => {
     // 700 replaced lines of 100 characters make a block over GitHub's 65,536 characters.
     const lines = Array.from({ length: 700 }, (_, index) => `${index}`.padEnd(100, 'x'));
     const text = lines.join('\n') + '\n';
     const addedPatch = `@@ -0,0 +1,700 @@\n${lines.map((line) => `+${line}`).join('\n')}`;
     const proposed = lines.map((line) => line.replace('x', 'y')).join('\n') + '\n';
 
-    const result = build(proposed, addedPatch, text);
+    const result = await build(proposed, addedPatch, text);
 
     expect(result.comments).toEqual([]);
     expect(result.outsideDiff).toContain(`@@ -1,700 +1,700 @@\n-${lines[0]}\n`);
     expect(result.outsideDiff).toContain(`\n+${lines[699]!.replace('x', 'y')}\n`);
   });
 
-  it('sends everything to the body without a patch', () => {
-    const result = build(original.replace('five', 'FIVE'), null);
+  it('sends everything to the body without a patch', async () => {
+    const result = await build(original.replace('five', 'FIVE'), null);
     expect(result.comments).toEqual([]);
     expect(result.outsideDiff).toContain('+FIVE');
+  });
+
+  it('raises when the diff thread crashes', async () => {
+    const worker = failingDiffWorker('crash');
+    const file = {
+      path: 'src/list.txt',
+      originalText: original,
+      proposedText: original.replace('five', 'FIVE'),
+      pullRequestPatch: patchLines2To6,
+    };
+
+    try {
+      const crashed = buildFileSuggestions(file, worker);
+      await expect(crashed).rejects.toThrow(SuggestionDiffError);
+      await expect(crashed).rejects.toThrow(
+        'The diff for the suggestions on src/list.txt failed because the diff thread stopped ' +
+          '(the diff thread failed: the test thread crashed on purpose), so nothing was posted. ' +
+          'Apply the patch request again.',
+      );
+      const next = await buildFileSuggestions(file, worker);
+      expect(next.comments.map((comment) => comment.line)).toEqual([5]);
+    } finally {
+      await worker.close();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { maxDiffEditLines, minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { maxDiffEditLines } from '../../src/autofix/preview-diff.ts';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
   findings,
@@ -12,6 +13,7 @@ import {
 import type { FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
+import { failingDiffWorker } from '../helpers/failing-diff-worker.ts';
 import {
   answerWithFixedFiles,
   createPatchRequestForRun,
@@ -246,6 +248,35 @@ describe('runPreview', () => {
         'Request the fix again.',
     );
     expect(stored[1]!.originalText).toBe(files['src/b.ts']);
+  });
+
+  it('fails only the file whose diff thread crashes', async () => {
+    const diffWorker = failingDiffWorker('crash');
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    let outcome;
+    try {
+      outcome = await runPreview(context, patchRequestId, 0, context.logger, { diffWorker });
+    } finally {
+      await diffWorker.close();
+    }
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    const failed = stored.filter((file) => file.status === 'failed');
+    const ready = stored.filter((file) => file.status === 'ready');
+    expect(failed).toHaveLength(1);
+    expect(ready).toHaveLength(1);
+    const failedPath = failed[0]!.path;
+    expect(failed[0]).toMatchObject({ proposedText: null, diff: null });
+    expect(failed[0]!.error).toBe(
+      `The diff of the model's output for ${failedPath} failed because the diff thread stopped ` +
+        '(the diff thread failed: the test thread crashed on purpose), so the output was ' +
+        'discarded. Request the fix again.',
+    );
+    expect(failed[0]!.originalText).toBe(files[failedPath as keyof typeof files]);
+    expect(ready[0]!.proposedText).toBe(fixed[ready[0]!.path]);
+    expect(ready[0]!.diff).toContain(`+++ b/${ready[0]!.path}`);
   });
 
   it('finishes files in flight before it raises', async () => {
