@@ -212,5 +212,12 @@ export class DiffWorker {
   }
 }
 
-/** The diff worker that the runs of this process share. */
+/** The diff worker that the analyses of this process share. */
 export const sharedDiffWorker = new DiffWorker();
+
+/**
+ * The diff worker that the previews and suggestions of this process share. It is apart from
+ * `sharedDiffWorker`, so a slow diff of a model's output, which has been paid for, never holds
+ * up the diffs of an analysis, and the other way round.
+ */
+export const sharedFixDiffWorker = new DiffWorker();

@@ -4,7 +4,7 @@ import {
   type StructuredPatch,
   type StructuredPatchHunk,
 } from 'diff';
-import { DiffThreadError, sharedDiffWorker, type DiffWorker } from '../analysis/diff-worker.ts';
+import { DiffThreadError, sharedFixDiffWorker, type DiffWorker } from '../analysis/diff-worker.ts';
 import { changedLineRanges, type LineRange } from '../analysis/patch.ts';
 import { fixDiffTimeoutMs } from '../autofix/preview-diff.ts';
 
@@ -167,7 +167,7 @@ export async function buildFileSuggestions(
     proposedText: string;
     pullRequestPatch: string | null;
   },
-  worker: DiffWorker = sharedDiffWorker,
+  worker: DiffWorker = sharedFixDiffWorker,
 ): Promise<FileSuggestions> {
   const patch = await diffForSuggestions(file, worker);
   const ranges = file.pullRequestPatch ? changedLineRanges(file.pullRequestPatch) : [];

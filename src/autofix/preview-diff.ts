@@ -1,5 +1,5 @@
 import { formatPatch } from 'diff';
-import { DiffThreadError, sharedDiffWorker, type DiffWorker } from '../analysis/diff-worker.ts';
+import { DiffThreadError, sharedFixDiffWorker, type DiffWorker } from '../analysis/diff-worker.ts';
 import type { Logger } from '../logger.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 
@@ -14,13 +14,13 @@ export const maxDiffEditLines = 2000;
 /**
  * Time limit of the diff between a file and its fix, in milliseconds, for the preview and for
  * the suggestions built when the fix is applied. In bench/preview-diff.ts on a 2 vCPU AMD EPYC
- * at load average 5 to 10, 100,000 lines with 1,000 or all of them changed took 0.4 to 1.1 s.
- * Only files of two alternating lines in another order took 1.4 to 5.2 s and could reach the
- * limit (see BENCHMARKS.md). A longer limit would let one diff hold up the analysis's diffs,
- * which wait in the same thread, for longer. The suggestions' diff has no edit limit, so this
- * alone bounds it.
+ * at load average 5 to 10, 100,000 lines with 1,000 or all of them changed took 0.4 to 1.1 s,
+ * and files of two alternating lines in another order 1.4 to 5.2 s (see BENCHMARKS.md). The
+ * model call before the preview's diff has been paid for, so the limit leaves room for a busy
+ * machine. The diff runs in its own thread (`sharedFixDiffWorker`), so waiting holds up only
+ * other fixes' diffs. The suggestions' diff has no edit limit, so this alone bounds it.
  */
-export const fixDiffTimeoutMs = 5_000;
+export const fixDiffTimeoutMs = 30_000;
 
 export type PreviewDiff = { ok: true; diff: string } | { ok: false; reason: string };
 
@@ -32,7 +32,7 @@ export type PreviewDiff = { ok: true; diff: string } | { ok: false; reason: stri
  */
 export async function buildPreviewDiff(
   input: { path: string; originalText: string; proposedText: string; logger: Logger },
-  worker: DiffWorker = sharedDiffWorker,
+  worker: DiffWorker = sharedFixDiffWorker,
 ): Promise<PreviewDiff> {
   const { path } = input;
   let result;

@@ -95,7 +95,7 @@ export async function runPreview(
      * reservations, and no new file is started or stored, so the retry redoes them.
      */
     signal?: AbortSignal;
-    /** Thread that runs the files' diffs. Default `sharedDiffWorker`, which the process shares. */
+    /** Thread that runs the files' diffs. Default `sharedFixDiffWorker`, which the process shares. */
     diffWorker?: DiffWorker;
   } = {},
 ): Promise<PreviewOutcome> {

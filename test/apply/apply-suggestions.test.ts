@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { sharedDiffWorker } from '../../src/analysis/diff-worker.ts';
+import { sharedFixDiffWorker } from '../../src/analysis/diff-worker.ts';
 import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
@@ -194,7 +194,7 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
 
   it('answers 503 when the diff times out', async () => {
     const diff = vi
-      .spyOn(sharedDiffWorker, 'structuredPatch')
+      .spyOn(sharedFixDiffWorker, 'structuredPatch')
       .mockResolvedValueOnce({ status: 'timed_out' });
     const reviews = setup.fake.reviews.length;
     const request = await newRequest();
@@ -208,7 +208,7 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
 
     expect(response.status).toBe(503);
     expect((await response.json()).error.message).toBe(
-      'The diff for the suggestions on src/app.ts did not finish within 5 s, so nothing was ' +
+      'The diff for the suggestions on src/app.ts did not finish within 30 s, so nothing was ' +
         'posted. The server may be busy, so apply the patch request again in a few minutes.',
     );
     expect(setup.fake.reviews).toHaveLength(reviews);
