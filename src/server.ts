@@ -13,6 +13,7 @@ import { createQueues, startWorkers } from './jobs/workers.ts';
 import { loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
+import { httpOrigin } from './net/url-host.ts';
 import { applyAdminLogins } from './users/sync-admin-role.ts';
 import { createApp } from './web/app.tsx';
 import { closeHttpServer, serveHttp } from './web/http-server.ts';
@@ -163,7 +164,13 @@ async function startParts(
     logger.warn({ event: 'config.missing' }, line);
   }
   logger.info(
-    { event: 'service.started', role, host: config.HOST, port, url: port ? `http://${config.HOST}:${port}` : undefined },
+    {
+      event: 'service.started',
+      role,
+      host: config.HOST,
+      port,
+      url: port === undefined ? undefined : httpOrigin(config.HOST, port),
+    },
     'Fixwright started',
   );
   return port;

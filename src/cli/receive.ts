@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/env.ts';
 import { CommandError } from './command-error.ts';
 import { checkEventName } from './event-names.ts';
+import { httpOrigin } from '../net/url-host.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 
 /** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
@@ -47,7 +48,7 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   }
 
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
-  const url = values.url ?? `http://${host}:${config.PORT}${webhookPath}`;
+  const url = values.url ?? `${httpOrigin(host, config.PORT)}${webhookPath}`;
   checkUrl(url);
   const signature = 'sha256=' + createHmac('sha256', config.WEBHOOK_SECRET).update(body).digest('hex');
   const deliveryId = values.delivery ?? randomUUID();

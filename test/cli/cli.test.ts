@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -9,7 +10,8 @@ import { eq } from 'drizzle-orm';
 import { apiTokens, users } from '../../src/db/schema/index.ts';
 import { maxLiveTokensPerUser } from '../../src/users/api-tokens.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { runCliToExit } from '../helpers/process.ts';
+import { runCliToExit, waitFor } from '../helpers/process.ts';
+import { serviceEnv } from '../helpers/service.ts';
 import { serveTestApp } from '../helpers/web.ts';
 
 const secret = 'cli-test-secret';
@@ -287,6 +289,31 @@ describe('fixwright migrate', () => {
       expect(existsSync(dataDir)).toBe(false);
     });
   }
+});
+
+describe('fixwright start on HOST ::1', () => {
+  it('logs a URL with the address in brackets', async () => {
+    const env = { ...serviceEnv({ DATABASE_URL: context.database.url }, 0), HOST: '::1' };
+    const child = spawn(process.execPath, ['bin/fixwright.js', 'start', '--role', 'web'], { env, stdio: 'pipe' });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const line = await waitFor(
+        async () => output.split('\n').find((text) => text.includes('"event":"service.started"')),
+        { timeoutMs: 30_000, describe: () => `the service.started line; output:\n${output}` },
+      );
+      const started = JSON.parse(line) as { host: string; port: number; url: string };
+      expect(started.host).toBe('::1');
+      expect(started.url).toBe(`http://[::1]:${started.port}`);
+      expect((await fetch(`${started.url}/healthz`)).status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    expect(child.exitCode).toBe(0);
+  }, 60_000);
 });
 
 describe('fixwright users', () => {
