@@ -1,4 +1,5 @@
 import type { Config } from '../config/env.ts';
+import { checkDataDirOpenToPostgres } from '../db/postgres-user.ts';
 import { loadKeyring } from '../keys/master-keys.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
@@ -25,6 +26,9 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     );
   }
 
+  // loadKeyring may generate the master key file in DATA_DIR, which must not be created when the
+  // bundled PostgreSQL cannot use it.
+  if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
   const keyring = await loadKeyring(config, logger);
   if (keyring.currentVersion === null) throw new CommandError(keyring.unavailableReason!);
 
