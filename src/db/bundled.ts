@@ -136,9 +136,11 @@ async function openUnderLock(options: {
     url,
     owned: true,
     stop: async () => {
+      // A server that exited on its own was logged as bundled_postgres.exited then.
+      const running = server.isRunning();
       await server.stop();
       await removeOwnFile(ownerFile);
-      logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
+      if (running) logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
     },
   };
 }
@@ -201,6 +203,8 @@ async function acquireStartLock(
 /** A running PostgreSQL server process started by this process. */
 export interface PostgresServer {
   pid: number;
+  /** Tells whether the server process has not exited yet. */
+  isRunning(): boolean;
   /** Asks for a fast shutdown and waits for the process to exit. */
   stop(): Promise<void>;
 }
@@ -339,12 +343,14 @@ export async function startEmbeddedPostgres(options: {
     );
   });
 
+  const isRunning = () => child.exitCode === null && child.signalCode === null;
   return {
     pid: child.pid!,
+    isRunning,
     async stop() {
       stopRequested = true;
       process.off('exit', shutDownOnExit);
-      if (child.exitCode === null && child.signalCode === null) {
+      if (isRunning()) {
         child.kill('SIGINT');
         await exited;
       }

@@ -200,11 +200,13 @@ describe('openBundledPostgres', () => {
       }),
     );
     const exitLines = () => lines.filter((line) => line.event === 'bundled_postgres.exited');
+    const stopLines = () => lines.filter((line) => line.event === 'bundled_postgres.stopped');
 
     const stopped = await openBundledPostgres({ dataDir, port: 0, logger: recording });
     opened.push(stopped);
     await stopped.stop();
     expect(exitLines()).toEqual([]);
+    expect(stopLines()).toHaveLength(1);
 
     const killed = await openBundledPostgres({ dataDir, port: 0, logger: recording });
     opened.push(killed);
@@ -225,6 +227,8 @@ describe('openBundledPostgres', () => {
     expect(line!.msg).toContain('restart Fixwright');
     await killed.stop();
     expect(exitLines()).toHaveLength(1);
+    // The server had exited, so the stop does not claim to have stopped it.
+    expect(stopLines()).toHaveLength(1);
     expect(existsSync(ownerFile())).toBe(false);
   });
 });
