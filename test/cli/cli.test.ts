@@ -120,6 +120,17 @@ describe('fixwright receive', () => {
     );
   });
 
+  it('names a port that fetch blocks', async () => {
+    const url = 'http://127.0.0.1:1/webhooks/github';
+    const result = await receive('ping', url, 'cli-bad-port');
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Cannot post to ${url}: fetch blocks port 1, as browsers do for ports such as 1, 25 and ` +
+        '6000. Run the service on another PORT and post to that port.\n',
+    );
+  });
+
   it('rejects a misspelled event name', async () => {
     const result = await receive('pull_requests', `${base}/webhooks/github`, 'cli-typo');
 
