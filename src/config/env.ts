@@ -361,6 +361,14 @@ export interface Config
    * neither is set.
    */
   masterKeys: MasterKeyMaterial[];
+  /** Variables that set the master keys, so that messages name only the variables in use. */
+  masterKeySettings: MasterKeySettings;
+}
+
+/** The versions that MASTER_KEYS lists, and whether MASTER_KEY, which is version 1, is set. */
+export interface MasterKeySettings {
+  masterKeysVersions: number[];
+  masterKeySet: boolean;
 }
 
 /**
@@ -419,6 +427,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR),
     githubAppConfigured: Boolean(env.APP_ID && privateKey),
     masterKeys: mergeMasterKeys(single, versioned ?? []),
+    masterKeySettings: {
+      masterKeysVersions: (versioned ?? []).map((entry) => entry.version),
+      masterKeySet: single !== undefined,
+    },
   };
 }
 
