@@ -6,6 +6,7 @@ import { toSafeError } from './errors/safe-error.ts';
 import { connectDatabase, type DatabaseHandle } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
 import { migrateDatabase } from './db/migrate.ts';
+import { checkDataDirOpenToPostgres } from './db/postgres-user.ts';
 import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
 import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
@@ -13,6 +14,7 @@ import { createQueues, startWorkers } from './jobs/workers.ts';
 import { loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
+import { httpOrigin } from './net/url-host.ts';
 import { applyAdminLogins } from './users/sync-admin-role.ts';
 import { createApp } from './web/app.tsx';
 import { closeHttpServer, serveHttp } from './web/http-server.ts';
@@ -40,8 +42,10 @@ export async function startService(
 ): Promise<RunningService> {
   const { signal } = options;
   // HOST and PORT first, and then the master key file, so that neither a bad address nor an
-  // unreadable key file is found only after the database has started.
+  // unreadable key file is found only after the database has started. The key file is created
+  // in DATA_DIR, so a DATA_DIR that the bundled PostgreSQL cannot use is rejected before it.
   if (role !== 'worker') await checkListenAddress(config);
+  if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
   const keyring = await loadKeyring(config, logger);
   signal?.throwIfAborted();
 
@@ -163,7 +167,13 @@ async function startParts(
     logger.warn({ event: 'config.missing' }, line);
   }
   logger.info(
-    { event: 'service.started', role, host: config.HOST, port, url: port ? `http://${config.HOST}:${port}` : undefined },
+    {
+      event: 'service.started',
+      role,
+      host: config.HOST,
+      port,
+      url: port === undefined ? undefined : httpOrigin(config.HOST, port),
+    },
     'Fixwright started',
   );
   return port;

@@ -1,4 +1,5 @@
-import type { Config } from '../config/env.ts';
+import type { Config, MasterKeySettings } from '../config/env.ts';
+import { checkDataDirOpenToPostgres } from '../db/postgres-user.ts';
 import { loadKeyring } from '../keys/master-keys.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
@@ -25,6 +26,9 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     );
   }
 
+  // loadKeyring may generate the master key file in DATA_DIR, which must not be created when the
+  // bundled PostgreSQL cannot use it.
+  if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
   const keyring = await loadKeyring(config, logger);
   if (keyring.currentVersion === null) throw new CommandError(keyring.unavailableReason!);
 
@@ -36,13 +40,20 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
       if (error instanceof MasterKeyMismatchError) throw new CommandFailedError(error.message);
       throw error;
     }
-    for (const line of describeReport(report, keyring.versions)) console.log(line);
+    for (const line of describeReport(report, keyring.versions, config.masterKeySettings)) console.log(line);
     return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
   });
 }
 
-/** Builds the lines printed after a rotation: counts, problems and removable versions. */
-export function describeReport(report: RotationReport, configured: number[]): string[] {
+/**
+ * Builds the lines printed after a rotation: counts, problems and removable versions.
+ * `configured` lists the keyring's versions, and `settings` records which variables set them.
+ */
+export function describeReport(
+  report: RotationReport,
+  configured: number[],
+  settings: MasterKeySettings,
+): string[] {
   const lines = [
     `Rotated ${formatCount(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
       `${report.alreadyCurrent} already used it.`,
@@ -77,10 +88,25 @@ export function describeReport(report: RotationReport, configured: number[]): st
   if (unused.length > 0) {
     lines.push(
       `No stored key uses master key ${pickForm(unused.length, 'version', 'versions')} ` +
-        `${joinWithAnd(unused.map(String))} any more; remove ` +
-        `${pickForm(unused.length, 'it', 'them')} from MASTER_KEYS (and MASTER_KEY) when every ` +
-        'server runs with the new key.',
+        `${joinWithAnd(unused.map(String))} any more; ${describeRemoval(unused, settings)} when ` +
+        'every server runs with the new key.',
     );
   }
   return lines;
+}
+
+/** Describes how to remove the `unused` versions, naming only the variables that set them. */
+function describeRemoval(unused: number[], settings: MasterKeySettings): string {
+  const listed = unused.filter((version) => settings.masterKeysVersions.includes(version));
+  const steps: string[] = [];
+  if (listed.length === unused.length) {
+    steps.push(`remove ${pickForm(listed.length, 'it', 'them')} from MASTER_KEYS`);
+  } else if (listed.length > 0) {
+    steps.push(
+      `remove ${pickForm(listed.length, 'version', 'versions')} ${joinWithAnd(listed.map(String))} ` +
+        'from MASTER_KEYS',
+    );
+  }
+  if (settings.masterKeySet && unused.includes(1)) steps.push('unset MASTER_KEY');
+  return steps.join(' and ');
 }

@@ -4,53 +4,30 @@ import { runKeysCommand } from './keys.ts';
 import { runMigrateCommand } from './migrate.ts';
 import { runReceiveCommand } from './receive.ts';
 import { runStartCommand } from './start.ts';
-import { runUsersCommand, usersUsage } from './users.ts';
+import { runUsersCommand } from './users.ts';
+import { commandUsages, generalUsage } from './usage.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { InterruptedError } from './stop-signals.ts';
-
-const usage = `Usage: fixwright <command> [options]
-
-Commands:
-  start [--role all|web|worker]   Run the HTTP server and job workers (default role: all)
-  migrate                         Apply database migrations and exit
-  receive --event NAME --payload FILE [--url URL] [--delivery ID] [--timeout S]
-                                  Sign a webhook payload file with WEBHOOK_SECRET and post it
-  users token --login NAME [--name LABEL]
-                                  Create a personal access token for the JSON API
-  users plan --login NAME --plan free|pro|enterprise
-                                  Switch a user's plan
-  users reset-usage --login NAME  Start a new billing period for a user now
-  users show --login NAME         Print a user's plan and usage
-  users reset-admin --login NAME  Forget the GitHub account recorded for an ADMIN_LOGINS login
-  keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
-                                  master key (highest version in MASTER_KEYS), N per transaction
-  demo                            Run the service against fake GitHub and Groq servers on
-                                  127.0.0.1, open a pull request and preview a fix (npm run demo)
-
-Configuration comes from environment variables; see README.md.
-Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error,
-130 or 143 when SIGINT or SIGTERM interrupted start before the service had started, or
-interrupted migrate, users or keys.`;
 
 const commands = ['start', 'migrate', 'receive', 'users', 'keys', 'demo'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'help' || command === '--help' || command === '-h') {
-    console.log(usage);
+    console.log(generalUsage);
     return 0;
   }
   const choices = `use ${commands.slice(0, -1).join(', ')} or ${commands.at(-1)}`;
-  if (!command) throw new CommandError(`Missing command: ${choices}.\n\n${usage}`);
+  if (!command) throw new CommandError(`Missing command: ${choices}.\n\n${generalUsage}`);
   // Checked before the configuration is read, so a typo is not reported as a missing setting.
   if (!commands.includes(command)) {
-    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${usage}`);
+    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${generalUsage}`);
   }
 
   // Checked before the configuration is read, so help works on a machine not yet configured.
   if (rest.some((arg) => arg === '--help' || arg === '-h')) {
-    console.log(command === 'users' ? usersUsage : usage);
+    console.log(commandUsages[command]);
     return 0;
   }
 
@@ -101,7 +78,9 @@ try {
   // node:util parseArgs rejects unknown options and missing values with these codes.
   const code = (error as NodeJS.ErrnoException).code ?? '';
   if (code.startsWith('ERR_PARSE_ARGS_')) {
-    console.error(`${(error as Error).message.replace(/\.?$/, '.')} Run "fixwright --help" for the options.`);
+    const command = process.argv[2] ?? '';
+    const help = Object.hasOwn(commandUsages, command) ? `fixwright ${command} --help` : 'fixwright --help';
+    console.error(`${(error as Error).message.replace(/\.?$/, '.')} Run "${help}" for the options.`);
     process.exit(2);
   }
   console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/env.ts';
 import { CommandError } from './command-error.ts';
 import { checkEventName } from './event-names.ts';
+import { httpOrigin } from '../net/url-host.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 
 /** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
@@ -47,7 +48,7 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   }
 
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
-  const url = values.url ?? `http://${host}:${config.PORT}${webhookPath}`;
+  const url = values.url ?? `${httpOrigin(host, config.PORT)}${webhookPath}`;
   checkUrl(url);
   const signature = 'sha256=' + createHmac('sha256', config.WEBHOOK_SECRET).update(body).digest('hex');
   const deliveryId = values.delivery ?? randomUUID();
@@ -83,6 +84,13 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
     // A failed delivery, not a usage error, so it exits 1 like a rejected one.
     if (signal.aborted) {
       console.error(`Timed out after ${receiveTimeoutMs / 1000} s waiting for ${url} to respond.`);
+    } else if (((error as Error).cause as Error | undefined)?.message === 'bad port') {
+      // undici, Node's fetch, rejects the ports of the Fetch standard's "bad port" list before
+      // it connects, so whether a server listens there is unknown.
+      console.error(
+        `Cannot post to ${url}: fetch blocks port ${new URL(url).port}, as browsers do for ports ` +
+          'such as 1, 25 and 6000. Run the service on another PORT and post to that port.',
+      );
     } else {
       console.error(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
     }

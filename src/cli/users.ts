@@ -14,14 +14,9 @@ import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
+import { usersUsage } from './usage.ts';
 
 const subcommands = ['token', 'plan', 'reset-usage', 'show', 'reset-admin'] as const;
-
-export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL]
-       fixwright users plan --login NAME --plan free|pro|enterprise
-       fixwright users reset-usage --login NAME
-       fixwright users show --login NAME
-       fixwright users reset-admin --login NAME`;
 
 /** Options that each users subcommand takes. */
 const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {

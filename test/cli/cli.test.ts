@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -9,7 +10,8 @@ import { eq } from 'drizzle-orm';
 import { apiTokens, users } from '../../src/db/schema/index.ts';
 import { maxLiveTokensPerUser } from '../../src/users/api-tokens.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { runCliToExit } from '../helpers/process.ts';
+import { runCliToExit, waitFor } from '../helpers/process.ts';
+import { serviceEnv } from '../helpers/service.ts';
 import { serveTestApp } from '../helpers/web.ts';
 
 const secret = 'cli-test-secret';
@@ -115,6 +117,17 @@ describe('fixwright receive', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
       new RegExp(`^Cannot reach ${url.replace(/[.]/g, '\\.')}: .*ECONNREFUSED.*npm start`),
+    );
+  });
+
+  it('names a port that fetch blocks', async () => {
+    const url = 'http://127.0.0.1:1/webhooks/github';
+    const result = await receive('ping', url, 'cli-bad-port');
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Cannot post to ${url}: fetch blocks port 1, as browsers do for ports such as 1, 25 and ` +
+        '6000. Run the service on another PORT and post to that port.\n',
     );
   });
 
@@ -254,27 +267,77 @@ describe('fixwright usage errors', () => {
     }
   });
 
-  it('prints help after a command', async () => {
-    for (const args of [['migrate', '--help'], ['start', '-h'], ['keys', 'rotate', '--help']]) {
-      const result = await runFixwright(args, { DATABASE_URL: 'not a url' });
-      expect(result.code, args.join(' ')).toBe(0);
-      expect(result.stdout, args.join(' ')).toContain('Usage: fixwright <command> [options]');
-      expect(result.stderr, args.join(' ')).toBe('');
-    }
-    const users = await runFixwright(['users', 'plan', '--help'], { DATABASE_URL: 'not a url' });
-    expect(users.code).toBe(0);
-    expect(users.stdout).toContain('fixwright users plan --login NAME --plan free|pro|enterprise');
+  it('names all three fakes in the demo line', async () => {
+    const result = await runFixwright(['--help']);
+    expect(result.stdout).toContain(
+      '  demo                            Run the service against fake GitHub, Groq and Gemini servers\n' +
+        '                                  on 127.0.0.1, open a pull request and preview a fix (npm run demo)\n',
+    );
   });
+
+  // Each command's first usage line, and lines that give its options with units and defaults.
+  const commandHelp: [string[], string, string[]][] = [
+    [
+      ['start', '--help'],
+      'Usage: fixwright start [--role all|web|worker]',
+      ['  --role all|web|worker  all: HTTP server and job workers (default); web: HTTP server only;'],
+    ],
+    [
+      ['migrate', '--help'],
+      'Usage: fixwright migrate',
+      ['Applies the database migrations and exits. It takes no options.'],
+    ],
+    [
+      ['receive', '-h'],
+      'Usage: fixwright receive --event NAME --payload FILE [--url URL] [--delivery ID] [--timeout S]',
+      [
+        '  --url URL        http or https URL to post to (default: http://HOST:PORT/webhooks/github,',
+        '  --timeout S      seconds to wait for the response, 1 to 600 (default: 30)',
+      ],
+    ],
+    [
+      ['keys', '--help'],
+      'Usage: fixwright keys rotate [--batch-size N]',
+      ['  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
+    ],
+    [
+      ['keys', 'rotate', '--help'],
+      'Usage: fixwright keys rotate [--batch-size N]',
+      ['  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
+    ],
+    [
+      ['demo', '--help'],
+      'Usage: fixwright demo',
+      ['Runs the service against fake GitHub, Groq and Gemini servers on 127.0.0.1, with the bundled'],
+    ],
+    [
+      ['users', 'plan', '--help'],
+      'Usage: fixwright users token --login NAME [--name LABEL]',
+      ['  --name LABEL   label of the new token, shown on the dashboard (default: command line)'],
+    ],
+  ];
+  for (const [args, firstLine, optionLines] of commandHelp) {
+    it(`prints its own usage for "${args.join(' ')}"`, async () => {
+      // The configuration is not read, so an invalid one does not matter.
+      const result = await runFixwright(args, { DATABASE_URL: 'not a url' });
+      const lines = result.stdout.split('\n');
+      expect(result.code).toBe(0);
+      expect(result.stderr).toBe('');
+      expect(lines[0]).toBe(firstLine);
+      for (const line of optionLines) expect(lines).toContain(line);
+      expect(result.stdout).not.toContain('Usage: fixwright <command> [options]');
+    });
+  }
 });
 
 describe('fixwright migrate', () => {
   const cases: [string[], string][] = [
-    [['--dry-run'], 'Unknown option \'--dry-run\'. Run "fixwright --help" for the options.'],
-    [['--foo'], 'Unknown option \'--foo\'. Run "fixwright --help" for the options.'],
+    [['--dry-run'], 'Unknown option \'--dry-run\'. Run "fixwright migrate --help" for the options.'],
+    [['--foo'], 'Unknown option \'--foo\'. Run "fixwright migrate --help" for the options.'],
     [
       ['extra'],
       "Unexpected argument 'extra'. This command does not take positional arguments. Run " +
-        '"fixwright --help" for the options.',
+        '"fixwright migrate --help" for the options.',
     ],
   ];
   for (const [args, message] of cases) {
@@ -289,6 +352,31 @@ describe('fixwright migrate', () => {
   }
 });
 
+describe('fixwright start on HOST ::1', () => {
+  it('logs a URL with the address in brackets', async () => {
+    const env = { ...serviceEnv({ DATABASE_URL: context.database.url }, 0), HOST: '::1' };
+    const child = spawn(process.execPath, ['bin/fixwright.js', 'start', '--role', 'web'], { env, stdio: 'pipe' });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const line = await waitFor(
+        async () => output.split('\n').find((text) => text.includes('"event":"service.started"')),
+        { timeoutMs: 30_000, describe: () => `the service.started line; output:\n${output}` },
+      );
+      const started = JSON.parse(line) as { host: string; port: number; url: string };
+      expect(started.host).toBe('::1');
+      expect(started.url).toBe(`http://[::1]:${started.port}`);
+      expect((await fetch(`${started.url}/healthz`)).status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    expect(child.exitCode).toBe(0);
+  }, 60_000);
+});
+
 describe('fixwright users', () => {
   it('prints its usage for --help', async () => {
     const result = await runFixwright(['users', '--help']);
@@ -298,7 +386,19 @@ describe('fixwright users', () => {
         '       fixwright users plan --login NAME --plan free|pro|enterprise\n' +
         '       fixwright users reset-usage --login NAME\n' +
         '       fixwright users show --login NAME\n' +
-        '       fixwright users reset-admin --login NAME\n',
+        '       fixwright users reset-admin --login NAME\n' +
+        '\n' +
+        'Subcommands:\n' +
+        '  token          create a personal access token for the JSON API (creates the user if needed)\n' +
+        "  plan           switch the user's plan\n" +
+        '  reset-usage    start a new billing period for the user now\n' +
+        "  show           print the user's plan and usage as JSON\n" +
+        '  reset-admin    delete the GitHub id recorded for an ADMIN_LOGINS login\n' +
+        '\n' +
+        'Options:\n' +
+        '  --login NAME   GitHub login of the user, matched without regard to case (required)\n' +
+        '  --name LABEL   label of the new token, shown on the dashboard (default: command line)\n' +
+        '  --plan PLAN    free, pro or enterprise (required by users plan)\n',
     );
   });
 

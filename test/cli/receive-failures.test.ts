@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serve } from '@hono/node-server';
+import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { serveTestApp } from '../helpers/web.ts';
 
@@ -27,7 +29,11 @@ let fixwrightBase: string;
 const servers: Server[] = [];
 
 /** Runs `fixwright ARGS`, killing it by pid after `limitMs`, and returns what it printed. */
-function runFixwright(args: string[], limitMs = 8000): Promise<CliResult> {
+function runFixwright(
+  args: string[],
+  limitMs = 8000,
+  env: Record<string, string> = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['bin/fixwright.js', ...args], {
       env: {
@@ -36,6 +42,7 @@ function runFixwright(args: string[], limitMs = 8000): Promise<CliResult> {
         TMPDIR: process.env.TMPDIR,
         NODE_ENV: 'test',
         WEBHOOK_SECRET: secret,
+        ...env,
       },
       stdio: 'pipe',
     });
@@ -236,6 +243,22 @@ describe('receive with invalid input', () => {
 
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('the file is not valid JSON');
+  });
+
+  it('delivers to HOST ::1 without --url', async () => {
+    const server = serve({ fetch: createApp(context).fetch, hostname: '::1', port: 0 });
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+    servers.push(server as Server);
+    const port = String((server.address() as AddressInfo).port);
+    const args = ['receive', '--event', 'ping', '--payload', payload, '--delivery', 'ipv6-1'];
+    const result = await runFixwright(args, undefined, { HOST: '::1', PORT: port });
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('(delivery ipv6-1)');
   });
 
   it('delivers to the real endpoint', async () => {

@@ -296,6 +296,29 @@ describe('unusable DATA_DIR', () => {
     }
   });
 
+  // Under root the bundled PostgreSQL runs as the system user "postgres".
+  it.runIf(process.getuid?.() === 0)('rejects a folder postgres cannot enter', async () => {
+    const closed = path.join(parent, 'closed');
+    await mkdir(closed, { mode: 0o700 });
+    await chmod(closed, 0o700);
+    const dataDir = path.join(closed, 'data');
+    const commands = [['users', 'show', '--login', 'octocat'], ['migrate'], ['start'], ['keys', 'rotate']];
+    for (const args of commands) {
+      const label = args.join(' ');
+      const result = await runCliToExit(args, cliEnv({ DATA_DIR: dataDir }), { timeoutMs: 15_000 });
+      expect(result.code, label).toBe(2);
+      expect(result.stderr, label).toBe(
+        `The bundled PostgreSQL cannot use ${dataDir}: Fixwright runs as root, so PostgreSQL ` +
+          `runs as the user "postgres", which cannot enter ${closed} (mode 0700). Set ` +
+          'DATA_DIR to a folder whose parent folders others may enter, such as ' +
+          '/var/lib/fixwright, run Fixwright as another user, or set DATABASE_URL.\n',
+      );
+      expect(result.stdout, label).toBe('');
+      // Neither DATA_DIR nor its generated password or master key was created.
+      expect(existsSync(dataDir), label).toBe(false);
+    }
+  });
+
   it('creates missing parent directories', async () => {
     const dataDir = path.join(newDataDir(), 'nested', 'data');
     const result = await runCliToExit(['migrate'], cliEnv({ DATA_DIR: dataDir }), { timeoutMs: 60_000 });

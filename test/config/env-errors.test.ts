@@ -28,6 +28,10 @@ describe('loadConfig errors', () => {
   it('names the variable and the expected form', () => {
     expect(errorFor({ PORT: '70000' })).toBe('Invalid PORT: must be at most 65535 (got "70000").');
     expect(errorFor({ BILLING_PERIOD: 'weekly' })).toContain('must be "monthly" or a number of days');
+    expect(errorFor({ BILLING_PERIOD: '1000d' })).toBe(
+      'Invalid BILLING_PERIOD: must be "monthly" or a number of days from 1 to 999 followed by ' +
+        '"d", such as "30d" (got "1000d").',
+    );
     expect(errorFor({ REQUEST_TIMEOUT_SECONDS: '0' })).toBe(
       'Invalid REQUEST_TIMEOUT_SECONDS: must be at least 1 (got "0").',
     );
@@ -57,6 +61,38 @@ describe('loadConfig number and login forms', () => {
         'with a letter or digit (got "@alice, bob").',
     );
     expect(errorFor({ ADMIN_LOGINS: 'good,bad login' })).toContain('"bad login": GitHub logins are');
+  });
+
+  it('rejects ADMIN_LOGINS without a login', () => {
+    const message =
+      'Invalid ADMIN_LOGINS: contains no login. Set GitHub logins separated by commas, such as ' +
+      '"octocat,hubot", or unset it to make the first account to sign in the admin';
+    expect(errorFor({ ADMIN_LOGINS: ',' })).toBe(`${message} (got ",").`);
+    expect(errorFor({ ADMIN_LOGINS: ' , ,' })).toBe(`${message} (got " , ,").`);
+    expect(loadConfig({ ADMIN_LOGINS: 'alice,' }).ADMIN_LOGINS).toEqual(['alice']);
+  });
+
+  it('rejects APP_ID 0', () => {
+    expect(errorFor({ APP_ID: '0' })).toBe(
+      "Invalid APP_ID: must be the GitHub App's numeric id, a whole number from 1, as its " +
+        'settings page shows it (got "0").',
+    );
+    expect(errorFor({ APP_ID: '007' })).toContain('Invalid APP_ID');
+  });
+
+  it('ignores spaces around every value', () => {
+    const config = loadConfig({
+      PORT: ' 3001',
+      PLAN_SELF_SERVICE: ' true ',
+      TRUST_PROXY: 'false ',
+      NODE_ENV: ' production',
+      BILLING_PERIOD: ' 30d ',
+    });
+    expect(config.PORT).toBe(3001);
+    expect(config.PLAN_SELF_SERVICE).toBe(true);
+    expect(config.TRUST_PROXY).toBe(false);
+    expect(config.NODE_ENV).toBe('production');
+    expect(config.BILLING_PERIOD).toBe('30d');
   });
 
   it('reads ADMIN_LOGINS in lower case', () => {

@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import postgres from 'postgres';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBundledPostgres, type BundledPostgres } from '../../src/db/bundled.ts';
+import { ConfigError } from '../../src/config/env.ts';
 import { StartupError } from '../../src/errors/startup-error.ts';
 import { createLogger } from '../../src/logger.ts';
 import { processStartTime } from '../../src/process-alive.ts';
@@ -199,11 +200,13 @@ describe('openBundledPostgres', () => {
       }),
     );
     const exitLines = () => lines.filter((line) => line.event === 'bundled_postgres.exited');
+    const stopLines = () => lines.filter((line) => line.event === 'bundled_postgres.stopped');
 
     const stopped = await openBundledPostgres({ dataDir, port: 0, logger: recording });
     opened.push(stopped);
     await stopped.stop();
     expect(exitLines()).toEqual([]);
+    expect(stopLines()).toHaveLength(1);
 
     const killed = await openBundledPostgres({ dataDir, port: 0, logger: recording });
     opened.push(killed);
@@ -224,6 +227,8 @@ describe('openBundledPostgres', () => {
     expect(line!.msg).toContain('restart Fixwright');
     await killed.stop();
     expect(exitLines()).toHaveLength(1);
+    // The server had exited, so the stop does not claim to have stopped it.
+    expect(stopLines()).toHaveLength(1);
     expect(existsSync(ownerFile())).toBe(false);
   });
 });
@@ -235,15 +240,15 @@ describe.runIf(process.getuid?.() === 0)('openBundledPostgres as root', () => {
       await chmod(closed, 0o700);
       const inside = path.join(closed, 'data');
       const opening = openBundledPostgres({ dataDir: inside, port: 0, logger });
-      await expect(opening).rejects.toThrow(StartupError);
+      await expect(opening).rejects.toThrow(ConfigError);
       await expect(opening).rejects.toThrow(
         `The bundled PostgreSQL cannot use ${inside}: Fixwright runs as root, so PostgreSQL ` +
           `runs as the user "postgres", which cannot enter ${closed} (mode 0700). Set ` +
           'DATA_DIR to a folder whose parent folders others may enter, such as ' +
           '/var/lib/fixwright, run Fixwright as another user, or set DATABASE_URL.',
       );
-      // Nothing was initialized.
-      expect(existsSync(path.join(inside, 'postgres', 'PG_VERSION'))).toBe(false);
+      // The check runs before DATA_DIR, its generated password or its cluster is created.
+      expect(existsSync(inside)).toBe(false);
     } finally {
       await rm(closed, { recursive: true, force: true });
     }

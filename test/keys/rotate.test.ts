@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeReport } from '../../src/cli/keys.ts';
+import type { MasterKeySettings } from '../../src/config/env.ts';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
@@ -14,6 +15,12 @@ const material = (version: number) => ({ version, key: new Uint8Array(randomByte
 const v1 = material(1);
 const v2 = material(2);
 const v3 = material(3);
+
+/** Settings of a keyring whose versions MASTER_KEYS lists, with MASTER_KEY unset. */
+const listedInMasterKeys = (versions: number[]): MasterKeySettings => ({
+  masterKeysVersions: versions,
+  masterKeySet: false,
+});
 
 let context: TestContext;
 /** Plain keys by `${userId}:${provider}`. */
@@ -73,12 +80,12 @@ describe('keys rotate', () => {
     }
     // Only the newest key is needed from now on: version 1 can be removed.
     await expectAllDecrypt(new Keyring([v2]), after);
-    expect(describeReport(report, [2, 1])).toEqual([
+    expect(describeReport(report, [2, 1], listedInMasterKeys([2, 1]))).toEqual([
       'Rotated 10 keys to master key version 2; 0 already used it.',
       'Every Fixwright process needs master key version 2 in MASTER_KEYS to use the rotated ' +
         'keys: restart any process that was started without it.',
-      'No stored key uses master key version 1 any more; remove it from MASTER_KEYS (and ' +
-        'MASTER_KEY) when every server runs with the new key.',
+      'No stored key uses master key version 1 any more; remove it from MASTER_KEYS when ' +
+        'every server runs with the new key.',
     ]);
   });
 
@@ -101,7 +108,7 @@ describe('keys rotate', () => {
     expect(report.versionsInUse).toEqual([3, 1]);
     const after = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
     expect(after).toEqual(before);
-    expect(describeReport(report, [3, 2])).toContain(
+    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2]))).toContain(
       '2 keys use master key version 1, which is not configured: add it to MASTER_KEYS as ' +
         '1:<key> and run "fixwright keys rotate" again.',
     );
@@ -134,7 +141,7 @@ describe('keys rotate', () => {
     const [marked] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.id, row!.id));
     expect(marked!.unusableCause).toBe('undecryptable');
     expect(marked!.masterKeyVersion).toBe(2);
-    expect(describeReport(report, [3, 2])).toContain(
+    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2]))).toContain(
       '1 key could not be decrypted, so it is marked unusable. If a key in MASTER_KEYS is ' +
         'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
         'otherwise the owner must save the key again.',
@@ -150,7 +157,7 @@ describe('keys rotate', () => {
     expect(wrong.rotated).toBe(0);
     expect(wrong.undecryptable).toBe(2);
     for (const row of await rowsOfUser()) expect(row.unusableCause).toBe('undecryptable');
-    expect(describeReport(wrong, [3, 1])).toContain(
+    expect(describeReport(wrong, [3, 1], listedInMasterKeys([3, 1]))).toContain(
       '2 keys could not be decrypted, so they are marked unusable. If a key in MASTER_KEYS is ' +
         'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
         'otherwise each owner must save the key again.',
@@ -233,7 +240,7 @@ describe('keys rotate', () => {
       undecryptable: 2,
       versionsInUse: [4, 2, 1],
     };
-    expect(describeReport(report, [4, 3])).toEqual([
+    expect(describeReport(report, [4, 3], listedInMasterKeys([4, 3]))).toEqual([
       'Rotated 1 key to master key version 4; 1 already used it.',
       'Every Fixwright process needs master key version 4 in MASTER_KEYS to use the rotated ' +
         'keys: restart any process that was started without it.',
@@ -244,13 +251,42 @@ describe('keys rotate', () => {
       '2 keys could not be decrypted, so they are marked unusable. If a key in MASTER_KEYS is ' +
         'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
         'otherwise each owner must save the key again.',
-      'No stored key uses master key version 3 any more; remove it from MASTER_KEYS (and ' +
-        'MASTER_KEY) when every server runs with the new key.',
+      'No stored key uses master key version 3 any more; remove it from MASTER_KEYS when ' +
+        'every server runs with the new key.',
     ]);
     const unused = { ...report, missingVersions: new Map(), undecryptable: 0, versionsInUse: [4] };
-    expect(describeReport(unused, [4, 3, 2])).toContain(
+    expect(describeReport(unused, [4, 3, 2], listedInMasterKeys([4, 3, 2]))).toContain(
       'No stored key uses master key versions 3 and 2 any more; remove them from MASTER_KEYS ' +
-        '(and MASTER_KEY) when every server runs with the new key.',
+        'when every server runs with the new key.',
+    );
+  });
+
+  it('names MASTER_KEY only when it is set', () => {
+    const report = {
+      targetVersion: 3,
+      rotated: 0,
+      alreadyCurrent: 2,
+      missingVersions: new Map<number, number>(),
+      undecryptable: 0,
+      versionsInUse: [3],
+    };
+    const removal = (settings: MasterKeySettings) => describeReport(report, [3, 2, 1], settings).at(-1);
+    expect(removal({ masterKeysVersions: [3, 2], masterKeySet: true })).toBe(
+      'No stored key uses master key versions 2 and 1 any more; remove version 2 from ' +
+        'MASTER_KEYS and unset MASTER_KEY when every server runs with the new key.',
+    );
+    expect(removal({ masterKeysVersions: [3, 2, 1], masterKeySet: true })).toBe(
+      'No stored key uses master key versions 2 and 1 any more; remove them from MASTER_KEYS ' +
+        'and unset MASTER_KEY when every server runs with the new key.',
+    );
+    expect(removal({ masterKeysVersions: [3, 2, 1], masterKeySet: false })).toBe(
+      'No stored key uses master key versions 2 and 1 any more; remove them from MASTER_KEYS ' +
+        'when every server runs with the new key.',
+    );
+    const onlyVersionOne = describeReport(report, [3, 1], { masterKeysVersions: [3], masterKeySet: true });
+    expect(onlyVersionOne.at(-1)).toBe(
+      'No stored key uses master key version 1 any more; unset MASTER_KEY when every server ' +
+        'runs with the new key.',
     );
   });
 
@@ -272,7 +308,11 @@ describe('keys rotate', () => {
       MASTER_KEYS: [newest, v3].map(envKey).join(','),
     });
     expect(stdout).toContain('Rotated 13 keys to master key version 4; 0 already used it.');
-    expect(stdout).toContain('No stored key uses master key version 3 any more');
+    // MASTER_KEY is not set, so the output does not name it.
+    expect(stdout).toContain(
+      'No stored key uses master key version 3 any more; remove it from MASTER_KEYS when every ' +
+        'server runs with the new key.',
+    );
     await expectAllDecrypt(new Keyring([newest]), await allRows());
 
     const again = await runCli(['keys', 'rotate'], { ...env, MASTER_KEYS: envKey(newest) });

@@ -1,0 +1,100 @@
+/**
+ * Help texts of the command line. They live apart from the commands, so `--help` prints them
+ * without loading a command's modules, such as the demo's fake servers.
+ */
+
+export const generalUsage = `Usage: fixwright <command> [options]
+
+Commands:
+  start [--role all|web|worker]   Run the HTTP server and job workers (default role: all)
+  migrate                         Apply database migrations and exit
+  receive --event NAME --payload FILE [--url URL] [--delivery ID] [--timeout S]
+                                  Sign a webhook payload file with WEBHOOK_SECRET and post it
+  users token --login NAME [--name LABEL]
+                                  Create a personal access token for the JSON API
+  users plan --login NAME --plan free|pro|enterprise
+                                  Switch a user's plan
+  users reset-usage --login NAME  Start a new billing period for a user now
+  users show --login NAME         Print a user's plan and usage
+  users reset-admin --login NAME  Forget the GitHub account recorded for an ADMIN_LOGINS login
+  keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
+                                  master key (highest version in MASTER_KEYS), N per transaction
+  demo                            Run the service against fake GitHub, Groq and Gemini servers
+                                  on 127.0.0.1, open a pull request and preview a fix (npm run demo)
+
+Run "fixwright <command> --help" for the options of one command.
+Configuration comes from environment variables; see README.md.
+Exit status: 0 on success, 1 when the command failed, 2 for a usage or configuration error,
+130 or 143 when SIGINT or SIGTERM interrupted start before the service had started, or
+interrupted migrate, users or keys.`;
+
+const startUsage = `Usage: fixwright start [--role all|web|worker]
+
+Runs the service until SIGINT or SIGTERM: the HTTP server on HOST:PORT and the job workers.
+It starts the bundled PostgreSQL in DATA_DIR when DATABASE_URL is unset, and applies the
+database migrations first.
+
+Options:
+  --role all|web|worker  all: HTTP server and job workers (default); web: HTTP server only;
+                         worker: job workers only`;
+
+const migrateUsage = `Usage: fixwright migrate
+
+Applies the database migrations and exits. It takes no options.`;
+
+const receiveUsage = `Usage: fixwright receive --event NAME --payload FILE [--url URL] [--delivery ID] [--timeout S]
+
+Signs a webhook payload file with WEBHOOK_SECRET and posts it the way GitHub does. Exits 0
+when the webhook endpoint accepted the delivery, and 1 otherwise.
+
+Options:
+  --event NAME     GitHub event name sent as X-GitHub-Event, such as pull_request (required)
+  --payload FILE   path of the JSON payload file, posted byte for byte (required)
+  --url URL        http or https URL to post to (default: http://HOST:PORT/webhooks/github,
+                   with 127.0.0.1 for a HOST of 0.0.0.0 or ::); redirects are not followed
+  --delivery ID    X-GitHub-Delivery value, 1 to 100 printable ASCII characters without
+                   spaces (default: a new UUID)
+  --timeout S      seconds to wait for the response, 1 to 600 (default: 30)`;
+
+export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL]
+       fixwright users plan --login NAME --plan free|pro|enterprise
+       fixwright users reset-usage --login NAME
+       fixwright users show --login NAME
+       fixwright users reset-admin --login NAME
+
+Subcommands:
+  token          create a personal access token for the JSON API (creates the user if needed)
+  plan           switch the user's plan
+  reset-usage    start a new billing period for the user now
+  show           print the user's plan and usage as JSON
+  reset-admin    delete the GitHub id recorded for an ADMIN_LOGINS login
+
+Options:
+  --login NAME   GitHub login of the user, matched without regard to case (required)
+  --name LABEL   label of the new token, shown on the dashboard (default: command line)
+  --plan PLAN    free, pro or enterprise (required by users plan)`;
+
+const keysUsage = `Usage: fixwright keys rotate [--batch-size N]
+
+Re-encrypts users' stored provider keys under the newest master key, the highest version in
+MASTER_KEYS, and names the versions that no stored key uses any more. Exits 1 when some keys
+could not be rotated.
+
+Options:
+  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)`;
+
+const demoUsage = `Usage: fixwright demo
+
+Runs the service against fake GitHub, Groq and Gemini servers on 127.0.0.1, with the bundled
+PostgreSQL in a new temporary folder, opens a pull request and previews a fix (npm run demo).
+Stop it with Ctrl-C (SIGINT) or SIGTERM. It takes no options.`;
+
+/** Help text of each command, printed for `fixwright COMMAND --help`. */
+export const commandUsages: Record<string, string> = {
+  start: startUsage,
+  migrate: migrateUsage,
+  receive: receiveUsage,
+  users: usersUsage,
+  keys: keysUsage,
+  demo: demoUsage,
+};
