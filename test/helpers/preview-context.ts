@@ -125,6 +125,7 @@ export async function createPatchRequestForRun(context: TestContext, runId: stri
     findingIds: selected.map((row) => row.id),
   });
   if (!created.ok) throw new Error('patch request not created');
+  if (!created.created) throw new Error(`patch request ${created.id} for these findings is still active`);
   return created.id;
 }
 
