@@ -6,6 +6,7 @@ import { safeErrorMessage } from '../errors/safe-error.ts';
 import {
   patchFiles,
   patchRequests,
+  type PatchFileStatus,
   type PatchRequestStatus,
 } from '../db/schema/index.ts';
 import { FileReadError, readFileAtRef } from '../github/file-content.ts';
@@ -453,7 +454,6 @@ async function summarize(db: Database, patchRequestId: string): Promise<PreviewO
     .select({ status: patchFiles.status, error: patchFiles.error })
     .from(patchFiles)
     .where(eq(patchFiles.patchRequestId, patchRequestId));
-  const ready = files.filter((file) => file.status === 'ready').length;
   const [request] = await db
     .select({ totalTokens: patchRequests.totalTokens })
     .from(patchRequests)
@@ -463,18 +463,29 @@ async function summarize(db: Database, patchRequestId: string): Promise<PreviewO
   if (await isCancelled(db, patchRequestId)) {
     return { status: 'cancelled', files: files.length, tokens };
   }
-  if (ready === files.length) {
-    await finish(db, patchRequestId, 'ready', null);
-    return { status: 'ready', files: files.length, tokens };
-  }
-  if (ready > 0) {
-    await finish(db, patchRequestId, 'partially_ready', `${files.length - ready} of ${files.length} files could not be fixed; see each file's error.`);
-    return { status: 'partially_ready', files: files.length, tokens };
-  }
   const errors = [...new Set(files.map((file) => file.error).filter(Boolean))];
-  const reason = errors.length === 1 ? errors[0]! : 'No file could be fixed; see each file\'s error.';
-  await finish(db, patchRequestId, 'failed', reason);
-  return { status: 'failed', files: files.length, tokens };
+  const noFileReason = errors.length === 1 ? errors[0]! : 'No file could be fixed; see each file\'s error.';
+  const result = statusFromFiles(files, noFileReason);
+  await finish(db, patchRequestId, result.status, result.error);
+  return { status: result.status, files: files.length, tokens };
+}
+
+/**
+ * Derives the status and error of a finished patch request from its files: `ready` when every
+ * file is ready, `partially_ready` when some are, and `failed` with `noFileReason` when none
+ * is. A request without files has nothing to apply, so it is failed too.
+ */
+function statusFromFiles(
+  files: readonly { status: PatchFileStatus }[],
+  noFileReason: string,
+): { status: 'ready' | 'partially_ready' | 'failed'; error: string | null } {
+  const ready = files.filter((file) => file.status === 'ready').length;
+  if (ready === 0) return { status: 'failed', error: noFileReason };
+  if (ready === files.length) return { status: 'ready', error: null };
+  return {
+    status: 'partially_ready',
+    error: `${files.length - ready} of ${files.length} files could not be fixed; see each file's error.`,
+  };
 }
 
 async function finish(
@@ -516,9 +527,11 @@ async function failBeforeAnyCall(
 }
 
 /**
- * Marks a patch request failed after its job's last retry, with the files not yet done. The
- * stored message is the safe form of the error, because a failed query's own message quotes the
- * file text.
+ * Ends a patch request after its job's last retry failed with `error`. The files not yet done
+ * fail with the error, and the request's status is derived from all its files, as when the
+ * preview ends normally. So a failed regeneration of one file leaves the other ready files
+ * applicable, and the request is `failed` only when no file is ready. The stored message is the
+ * safe form of the error, because a failed query's own message quotes the file text.
  */
 export async function failPatchRequest(
   db: Database,
@@ -527,17 +540,18 @@ export async function failPatchRequest(
 ): Promise<void> {
   const message = `Preview failed: ${safeErrorMessage(error)}`;
   await db.transaction(async (tx) => {
-    const [failed] = await tx
-      .update(patchRequests)
-      .set({ status: 'failed', error: message, completedAt: new Date() })
+    // Only an unfinished request changes, so a cancellation that raced the job stays.
+    const [unfinished] = await tx
+      .select({ id: patchRequests.id })
+      .from(patchRequests)
       .where(
         and(
           eq(patchRequests.id, patchRequestId),
           inArray(patchRequests.status, ['queued', 'running']),
         ),
       )
-      .returning({ id: patchRequests.id });
-    if (!failed) return;
+      .for('update');
+    if (!unfinished) return;
     // No attempt follows, so files left pending or running would show as unfinished for good.
     await tx
       .update(patchFiles)
@@ -548,10 +562,18 @@ export async function failPatchRequest(
           inArray(patchFiles.status, ['pending', 'running']),
         ),
       );
+    const files = await tx
+      .select({ status: patchFiles.status })
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, patchRequestId));
+    const result = statusFromFiles(files, message);
     await tx
       .update(patchRequests)
       .set({
-        filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${patchRequestId} AND ${patchFiles.status} IN ('ready', 'failed'))`,
+        status: result.status,
+        error: result.error,
+        completedAt: new Date(),
+        filesDone: files.length,
       })
       .where(eq(patchRequests.id, patchRequestId));
   });

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { defaultRetryPolicy, maxGenerateDurationMs } from '../llm/retry.ts';
 import { describeDatabaseUrlProblem } from './database-url.ts';
+import { formatCount } from '../text/plural.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
 
 /** Raised when an environment variable is missing or invalid. The message names the variable. */
@@ -400,6 +402,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(lines.join('\n'));
   }
   const env = parsed.data;
+  const shortHold = describeShortReservationTtl(env, source.RESERVATION_TTL_SECONDS);
+  if (shortHold) throw new ConfigError(shortHold);
 
   const privateKey = readPrivateKey(env.PRIVATE_KEY, env.PRIVATE_KEY_PATH);
   if (env.APP_ID && !privateKey) {
@@ -432,6 +436,50 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       masterKeySet: single !== undefined,
     },
   };
+}
+
+/**
+ * Seconds that a token hold gets beyond its model call, for the reserve statement before the
+ * call and the settle statement after it.
+ * NOTE: an estimate. Both statements wait for the user's row lock, and a settle that waits
+ * longer than this after a call of the maximum duration may find its hold released.
+ */
+const holdMarginSeconds = 5;
+
+/**
+ * Returns the error for a RESERVATION_TTL_SECONDS shorter than one metered model call can
+ * last, or null. Each provider's `generate` reserves its own hold (see meterClient), so the
+ * fallback to the next provider starts a new hold and does not count here. A hold that expires
+ * first is released by the sweeper while the call runs, so other calls can reserve its tokens,
+ * and the settle then charges at most what the allowance has left.
+ */
+function describeShortReservationTtl(env: Env, sourceValue: string | undefined): string | null {
+  const retries = env.LLM_MAX_RETRIES;
+  const callMs = maxGenerateDurationMs({ maxRetries: retries, timeoutMs: env.LLM_TIMEOUT_MS });
+  const neededSeconds = Math.ceil(callMs / 1000) + holdMarginSeconds;
+  if (env.RESERVATION_TTL_SECONDS >= neededSeconds) return null;
+
+  const retryDelaySeconds = Math.max(
+    defaultRetryPolicy.maxRetryAfterSeconds,
+    defaultRetryPolicy.maxDelayMs / 1000,
+  );
+  const requests = formatCount(retries + 1, 'request');
+  const waits =
+    retries === 0
+      ? ''
+      : ` and up to ${retryDelaySeconds} s before each of ${formatCount(retries, 'retry', 'retries')}`;
+  const got =
+    sourceValue === undefined || sourceValue.trim() === ''
+      ? `${env.RESERVATION_TTL_SECONDS}, the default`
+      : JSON.stringify(sourceValue);
+  return (
+    `Invalid RESERVATION_TTL_SECONDS: a token hold must last until its model call is settled. ` +
+    `With LLM_TIMEOUT_MS=${env.LLM_TIMEOUT_MS} and LLM_MAX_RETRIES=${retries}, one call can ` +
+    `take ${Math.ceil(callMs / 1000)} s (${requests} of up to ${env.LLM_TIMEOUT_MS} ms${waits}), ` +
+    `and the hold needs ${holdMarginSeconds} s more to reserve and settle. Set ` +
+    `RESERVATION_TTL_SECONDS to at least ${neededSeconds}, or lower LLM_TIMEOUT_MS or ` +
+    `LLM_MAX_RETRIES (got ${got}).`
+  );
 }
 
 /** Adds MASTER_KEY as version 1 to MASTER_KEYS and sorts newest first. */

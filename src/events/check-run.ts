@@ -1,6 +1,10 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
-import { createPatchRequest } from '../autofix/create-patch-request.ts';
+import {
+  createPatchRequest,
+  listActivePatchRequestIds,
+  lockRunPatchRequests,
+} from '../autofix/create-patch-request.ts';
 import {
   estimateFileCalls,
   loadPreviewPayment,
@@ -10,7 +14,7 @@ import {
 } from '../autofix/preview-budget.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
-import { installations, patchRequests, prRuns } from '../db/schema/index.ts';
+import { installations, prRuns } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { fixAction } from '../report/publish-check-run.ts';
@@ -94,20 +98,9 @@ export async function handleCheckRunEvent(
   // A second press while a preview is still queued or running would pay for the same work twice.
   // Two presses delivered at once would both find none, so the second waits here until the
   // first has committed its patch request.
-  const pressKey = `fixwright:fix-press:${run.id}`;
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${pressKey}, 0))`);
-  const [active] = await tx
-    .select({ id: patchRequests.id })
-    .from(patchRequests)
-    .where(
-      and(
-        eq(patchRequests.runId, run.id),
-        eq(patchRequests.userId, installation.userId),
-        inArray(patchRequests.status, ['queued', 'running']),
-      ),
-    )
-    .limit(1);
-  if (active) return `ignored: patch request ${active.id} for run ${run.id} is already in progress`;
+  await lockRunPatchRequests(tx, run.id);
+  const [active] = await listActivePatchRequestIds(tx, { runId: run.id, userId: installation.userId });
+  if (active) return `ignored: patch request ${active} for run ${run.id} is already in progress`;
 
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
   const calls = estimateFileCalls(rows);

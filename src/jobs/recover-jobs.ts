@@ -208,9 +208,9 @@ async function lockIsFree(db: Database | Transaction, jobId: string): Promise<bo
 }
 
 /**
- * Releases a dead preview attempt's holds and, after a last attempt, fails its run or preview
- * with `reason`. Only unfinished runs and previews whose current job is `job` change. Returns
- * the tokens released.
+ * Releases a dead preview attempt's holds and, after a last attempt, fails its run with
+ * `reason`, or the files of its preview not done yet (see failPatchRequest). Only unfinished
+ * runs and previews whose current job is `job` change. Returns the tokens released.
  */
 async function cleanUpAfter(
   context: AppContext,

@@ -27,6 +27,19 @@ export const defaultRetryPolicy: Omit<RetryPolicy, 'maxRetries'> = {
 export { providerNames } from './types.ts';
 
 /**
+ * Returns the longest time in ms that one client's `generate` can take under `policy`. In that
+ * case every request runs until `timeoutMs`, and each retry first waits the longest delay that
+ * the policy allows: a retry-after up to `maxRetryAfterSeconds`, or the capped back-off.
+ */
+export function maxGenerateDurationMs(
+  limits: { maxRetries: number; timeoutMs: number },
+  policy: Omit<RetryPolicy, 'maxRetries'> = defaultRetryPolicy,
+): number {
+  const maxRetryDelayMs = Math.max(policy.maxRetryAfterSeconds * 1000, policy.maxDelayMs);
+  return (limits.maxRetries + 1) * limits.timeoutMs + limits.maxRetries * maxRetryDelayMs;
+}
+
+/**
  * Returns the delay in ms before the next retry, or undefined when the error must be raised.
  * `retriesDone` counts the retries already made for this call.
  */

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
@@ -9,7 +9,7 @@ import {
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
-import { previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
+import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
@@ -18,6 +18,7 @@ import {
   insertConsoleLogFindings,
   installationId,
   pathInPrompt,
+  takeAsLastAttempt,
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 
@@ -165,5 +166,48 @@ describe('regeneratePatchFile', () => {
       .update(patchRequests)
       .set({ status: before!.status, appliedAt: null, applyStartedAt: null })
       .where(eq(patchRequests.id, patchRequestId));
+  });
+
+  it('confines a failed last attempt to its file', async () => {
+    const [fileA, fileB] = await fileRows();
+    expect(fileA!.status).toBe('ready');
+    expect(fileB!.status).toBe('ready');
+    const result = await regeneratePatchFile(context.db, context.boss, {
+      userId,
+      patchRequestId,
+      fileId: fileA!.id,
+    });
+    expect(result.ok).toBe(true);
+
+    // Storing the new result of src/a.ts fails, so the job's last attempt raises.
+    const rejectedWrite = 'writes of src/a.ts are disabled for this test';
+    await context.db.execute(sql.raw(`
+      CREATE FUNCTION reject_regenerated_file() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION '${rejectedWrite}'; END $$;
+      CREATE TRIGGER reject_regenerated_file BEFORE UPDATE ON patch_files
+        FOR EACH ROW WHEN (NEW.path = 'src/a.ts' AND NEW.status = 'ready')
+        EXECUTE FUNCTION reject_regenerated_file();
+    `));
+    groq.reset();
+    groq.setHandler(() => ({ text: secondFixOfA }));
+    try {
+      const job = await takeAsLastAttempt(context, patchRequestId);
+      await expect(handlePreviewJob(context, job)).rejects.toThrow(rejectedWrite);
+    } finally {
+      await context.db.execute(sql.raw(`
+        DROP TRIGGER reject_regenerated_file ON patch_files;
+        DROP FUNCTION reject_regenerated_file();
+      `));
+    }
+
+    const [failedA, keptB] = await fileRows();
+    expect(failedA!.status).toBe('failed');
+    expect(failedA!.error).toBe(`Preview failed: Database query failed: ${rejectedWrite}`);
+    expect(keptB).toEqual(fileB);
+    const [finished] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(finished!.status).toBe('partially_ready');
+    expect(finished!.error).toBe("1 of 2 files could not be fixed; see each file's error.");
+    expect(finished!.filesDone).toBe(2);
+    expect(finished!.completedAt).toBeInstanceOf(Date);
   });
 });

@@ -1,4 +1,4 @@
-import type { Page } from 'playwright-core';
+import type { Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installer, screenshot, signIn, startDashboard, type Dashboard } from './harness.ts';
 
@@ -61,7 +61,19 @@ describe('dashboard in Chromium', () => {
 
     const runUrl = page.url();
     await markDocument();
-    await page.getByRole('button', { name: 'Preview fix' }).click();
+    // The form's request is held back, so the test can check the button while it is in flight.
+    const pendingRoutes: Route[] = [];
+    await page.route('**/runs/*/patch-requests', (route) => {
+      pendingRoutes.push(route);
+    });
+    const previewButton = page.getByRole('button', { name: 'Preview fix' });
+    await previewButton.click();
+    await expect.poll(() => pendingRoutes.length).toBe(1);
+    expect(await previewButton.isDisabled()).toBe(true);
+    await pendingRoutes[0]!.continue();
+    await page.unroute('**/runs/*/patch-requests');
+    await expect.poll(() => previewButton.isDisabled()).toBe(false);
+    expect(pendingRoutes).toHaveLength(1);
     const openPreview = page.getByRole('link', { name: 'Open the preview' });
     await openPreview.waitFor({ state: 'visible', timeout: 30_000 });
     expect(page.url()).toBe(runUrl);

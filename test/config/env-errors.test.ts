@@ -296,3 +296,44 @@ describe('loadConfig values', () => {
     );
   });
 });
+
+describe('loadConfig RESERVATION_TTL_SECONDS', () => {
+  it('rejects a hold shorter than a call', () => {
+    expect(errorFor({ RESERVATION_TTL_SECONDS: '300' })).toBe(
+      'Invalid RESERVATION_TTL_SECONDS: a token hold must last until its model call is settled. ' +
+        'With LLM_TIMEOUT_MS=120000 and LLM_MAX_RETRIES=2, one call can take 380 s (3 requests ' +
+        'of up to 120000 ms and up to 10 s before each of 2 retries), and the hold needs 5 s ' +
+        'more to reserve and settle. Set RESERVATION_TTL_SECONDS to at least 385, or lower ' +
+        'LLM_TIMEOUT_MS or LLM_MAX_RETRIES (got "300").',
+    );
+  });
+
+  it('names the default when the TTL is unset', () => {
+    expect(errorFor({ LLM_TIMEOUT_MS: '600000', LLM_MAX_RETRIES: '1' })).toBe(
+      'Invalid RESERVATION_TTL_SECONDS: a token hold must last until its model call is settled. ' +
+        'With LLM_TIMEOUT_MS=600000 and LLM_MAX_RETRIES=1, one call can take 1210 s (2 requests ' +
+        'of up to 600000 ms and up to 10 s before each of 1 retry), and the hold needs 5 s more ' +
+        'to reserve and settle. Set RESERVATION_TTL_SECONDS to at least 1215, or lower ' +
+        'LLM_TIMEOUT_MS or LLM_MAX_RETRIES (got 900, the default).',
+    );
+  });
+
+  it('counts a call without retries', () => {
+    expect(
+      errorFor({ LLM_TIMEOUT_MS: '1500', LLM_MAX_RETRIES: '0', RESERVATION_TTL_SECONDS: '6' }),
+    ).toBe(
+      'Invalid RESERVATION_TTL_SECONDS: a token hold must last until its model call is settled. ' +
+        'With LLM_TIMEOUT_MS=1500 and LLM_MAX_RETRIES=0, one call can take 2 s (1 request of up ' +
+        'to 1500 ms), and the hold needs 5 s more to reserve and settle. Set ' +
+        'RESERVATION_TTL_SECONDS to at least 7, or lower LLM_TIMEOUT_MS or LLM_MAX_RETRIES ' +
+        '(got "6").',
+    );
+  });
+
+  it('accepts a hold that outlasts the call', () => {
+    expect(loadConfig({ RESERVATION_TTL_SECONDS: '385' }).RESERVATION_TTL_SECONDS).toBe(385);
+    expect(loadConfig({}).RESERVATION_TTL_SECONDS).toBe(900);
+    const short = loadConfig({ LLM_TIMEOUT_MS: '1500', LLM_MAX_RETRIES: '0', RESERVATION_TTL_SECONDS: '7' });
+    expect(short.RESERVATION_TTL_SECONDS).toBe(7);
+  });
+});

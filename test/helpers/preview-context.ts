@@ -1,7 +1,9 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { createGitHubApp } from '../../src/github/app.ts';
-import { findings, installations, prRuns } from '../../src/db/schema/index.ts';
+import { findings, installations, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { previewQueueOptions, type PreviewJobData } from '../../src/jobs/preview.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
@@ -125,7 +127,32 @@ export async function createPatchRequestForRun(context: TestContext, runId: stri
     findingIds: selected.map((row) => row.id),
   });
   if (!created.ok) throw new Error('patch request not created');
+  if (!created.created) throw new Error(`patch request ${created.id} for these findings is still active`);
   return created.id;
+}
+
+/**
+ * Takes the patch request's queued job as a worker would on its last attempt, and returns what
+ * pg-boss passes to the handler then.
+ */
+export async function takeAsLastAttempt(
+  context: TestContext,
+  patchRequestId: string,
+): Promise<PgBoss.JobWithMetadata<PreviewJobData>> {
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+  const id = request!.previewJobId!;
+  const { retryLimit } = previewQueueOptions;
+  await context.db.execute(sql`
+    UPDATE pgboss.job SET state = 'active', started_on = now(), retry_count = ${retryLimit}
+    WHERE id = ${id}
+  `);
+  return {
+    id,
+    name: 'preview',
+    data: { patchRequestId },
+    retryCount: retryLimit,
+    retryLimit,
+  } as unknown as PgBoss.JobWithMetadata<PreviewJobData>;
 }
 
 /** Returns the path of the first `<file path="...">` element in a prompt. */

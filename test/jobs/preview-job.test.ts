@@ -1,5 +1,4 @@
 import { eq, sql } from 'drizzle-orm';
-import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findings,
@@ -7,15 +6,12 @@ import {
   patchRequests,
   users,
 } from '../../src/db/schema/index.ts';
-import {
-  handlePreviewJob,
-  previewQueueOptions,
-  type PreviewJobData,
-} from '../../src/jobs/preview.ts';
+import { handlePreviewJob } from '../../src/jobs/preview.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
   createPatchRequestForRun,
   createPreviewTestContext,
+  takeAsLastAttempt,
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 
@@ -59,27 +55,6 @@ afterAll(async () => {
   await setup?.close();
 });
 
-/**
- * Takes the patch request's queued job as a worker would on its last attempt, and returns what
- * pg-boss passes to the handler then.
- */
-async function lastAttempt(patchRequestId: string): Promise<PgBoss.JobWithMetadata<PreviewJobData>> {
-  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
-  const id = request!.previewJobId!;
-  const { retryLimit } = previewQueueOptions;
-  await context.db.execute(sql`
-    UPDATE pgboss.job SET state = 'active', started_on = now(), retry_count = ${retryLimit}
-    WHERE id = ${id}
-  `);
-  return {
-    id,
-    name: 'preview',
-    data: { patchRequestId },
-    retryCount: retryLimit,
-    retryLimit,
-  } as unknown as PgBoss.JobWithMetadata<PreviewJobData>;
-}
-
 /** Returns every 8-character piece of `text`, so a partial leak is found too. */
 function pieces(text: string): string[] {
   return Array.from({ length: text.length - 7 }, (_, index) => text.slice(index, index + 8));
@@ -93,7 +68,7 @@ describe('handlePreviewJob', () => {
       .returning();
     const patchRequestId = await createPatchRequestForRun(context, runId, user!.id);
 
-    const thrown = await handlePreviewJob(context, await lastAttempt(patchRequestId)).catch(
+    const thrown = await handlePreviewJob(context, await takeAsLastAttempt(context, patchRequestId)).catch(
       (error: unknown) => error as Error,
     );
 
@@ -131,7 +106,7 @@ describe('handlePreviewJob', () => {
       .returning();
     const patchRequestId = await createPatchRequestForRun(context, runId, user!.id);
 
-    await handlePreviewJob(context, await lastAttempt(patchRequestId)).catch(() => {});
+    await handlePreviewJob(context, await takeAsLastAttempt(context, patchRequestId)).catch(() => {});
 
     const files = await context.db
       .select()

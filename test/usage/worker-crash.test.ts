@@ -55,7 +55,6 @@ beforeAll(async () => {
     GITHUB_API_URL: github.url,
     GROQ_API_KEY: 'gsk_platform_crash_test',
     GROQ_BASE_URL: groq.url,
-    RESERVATION_TTL_SECONDS: '5',
     PREVIEW_JOB_TIMEOUT_SECONDS: '8',
     JOB_MAINTENANCE_INTERVAL_SECONDS: '1',
   };
@@ -175,11 +174,18 @@ describe('worker killed between reserve and settle', () => {
       .insert(users)
       .values({ login: 'crash', plan: 'pro', tokenLimit: 100_000 })
       .returning();
-    // The first call hangs, so the worker is killed while its reservation is open.
+    // The first call hangs, so the worker is killed while its reservation is open. Its hold
+    // expires after 10 s, the least that a call of up to 5 s allows.
     groq.enqueue({ text: fixed, delayMs: 120_000 });
     groq.setHandler(() => ({ text: fixed }));
+    const sweepEnv = {
+      ...env,
+      RESERVATION_TTL_SECONDS: '10',
+      LLM_TIMEOUT_MS: '5000',
+      LLM_MAX_RETRIES: '0',
+    };
 
-    const first = await startServiceProcess(env);
+    const first = await startServiceProcess(sweepEnv);
     services.push(first);
     const patchRequestId = await queuePreview(user!.id, 1);
 
@@ -195,9 +201,9 @@ describe('worker killed between reserve and settle', () => {
 
     await first.stop('SIGKILL');
     // Let the reservation pass its expiry before another worker starts.
-    await new Promise((resolve) => setTimeout(resolve, 5_500));
+    await new Promise((resolve) => setTimeout(resolve, 10_500));
 
-    const second = await startServiceProcess(env);
+    const second = await startServiceProcess(sweepEnv);
     services.push(second);
     const finished = await waitForReadyPreview(patchRequestId, [first, second]);
 

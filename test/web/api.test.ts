@@ -12,6 +12,8 @@ import {
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createRunWithFindings } from '../helpers/web.ts';
+import { waitForLockWait } from '../helpers/webhooks.ts';
 
 let context: TestContext;
 let app: ReturnType<typeof createApp>;
@@ -292,9 +294,10 @@ describe('POST /api/runs/:runId/patch-requests', () => {
   });
 
   it('accepts upper-case run and finding ids', async () => {
+    // One finding, because the test above left a queued preview of both.
     const response = await call('owner', `/api/runs/${runId.toUpperCase()}/patch-requests`, {
       method: 'POST',
-      body: JSON.stringify({ findingIds: findingIds.map((id) => id.toUpperCase()) }),
+      body: JSON.stringify({ findingIds: [findingIds[0]!.toUpperCase()] }),
     });
     expect(response.status).toBe(202);
     const { id } = await response.json();
@@ -302,7 +305,7 @@ describe('POST /api/runs/:runId/patch-requests', () => {
       .select({ findingId: patchRequestFindings.findingId })
       .from(patchRequestFindings)
       .where(eq(patchRequestFindings.patchRequestId, id));
-    expect(selected.map((row) => row.findingId).sort()).toEqual([...findingIds].sort());
+    expect(selected.map((row) => row.findingId)).toEqual([findingIds[0]]);
 
     const read = await call('owner', `/api/patch-requests/${id.toUpperCase()}`);
     expect(read.status).toBe(200);
@@ -437,6 +440,101 @@ describe('POST /api/runs/:runId/patch-requests', () => {
       body: 'findingIds=1',
     });
     expect(response.status).toBe(400);
+  });
+});
+
+describe('POST /api/runs/:runId/patch-requests repeated', () => {
+  function requestFix(runIdToFix: string, ids: string[]) {
+    return call('owner', `/api/runs/${runIdToFix}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: ids }),
+    });
+  }
+
+  async function requestsOfRun(runIdToFix: string) {
+    return context.db.select().from(patchRequests).where(eq(patchRequests.runId, runIdToFix));
+  }
+
+  async function newRun() {
+    return createRunWithFindings(context.db, {
+      userId: people.owner.id,
+      findings: [
+        { path: 'src/a.ts', line: 2 },
+        { path: 'src/b.ts', line: 4 },
+      ],
+    });
+  }
+
+  it('returns the queued preview of the same findings', async () => {
+    const { run, findings: rows } = await newRun();
+    const ids = rows.map((row) => row.id);
+    const first = await requestFix(run.id, ids);
+    expect(first.status).toBe(202);
+    const created = await first.json();
+    expect(created).toEqual({ id: expect.any(String), status: 'queued', created: true });
+
+    // The same set in another order, with a repeated and an upper-case id.
+    const second = await requestFix(run.id, [ids[1]!.toUpperCase(), ids[0]!, ids[1]!]);
+    expect(second.status).toBe(200);
+    expect(await second.json()).toEqual({ id: created.id, status: 'queued', created: false });
+    expect(await requestsOfRun(run.id)).toHaveLength(1);
+  });
+
+  it('returns a running preview even when its holds use the allowance', async () => {
+    const { run, findings: rows } = await newRun();
+    const ids = rows.map((row) => row.id);
+    const { id } = await (await requestFix(run.id, ids)).json();
+    await context.db.update(patchRequests).set({ status: 'running' }).where(eq(patchRequests.id, id));
+    const [owner] = await context.db.select().from(users).where(eq(users.id, people.owner.id));
+    const remaining = owner!.tokenLimit - owner!.tokensUsed;
+    await context.db.update(users).set({ tokensReserved: remaining }).where(eq(users.id, people.owner.id));
+    try {
+      const second = await requestFix(run.id, ids);
+      expect(second.status).toBe(200);
+      expect(await second.json()).toEqual({ id, status: 'running', created: false });
+    } finally {
+      await context.db.update(users).set({ tokensReserved: 0 }).where(eq(users.id, people.owner.id));
+    }
+  });
+
+  it('creates a preview for another set of findings', async () => {
+    const { run, findings: rows } = await newRun();
+    const first = await requestFix(run.id, [rows[0]!.id, rows[1]!.id]);
+    const second = await requestFix(run.id, [rows[0]!.id]);
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect((await second.json()).id).not.toBe((await first.json()).id);
+    expect(await requestsOfRun(run.id)).toHaveLength(2);
+  });
+
+  it('creates a new preview once the earlier one finished', async () => {
+    const { run, findings: rows } = await newRun();
+    const ids = rows.map((row) => row.id);
+    const { id } = await (await requestFix(run.id, ids)).json();
+    await context.db.update(patchRequests).set({ status: 'ready' }).where(eq(patchRequests.id, id));
+    const second = await requestFix(run.id, ids);
+    expect(second.status).toBe(202);
+    expect((await second.json()).id).not.toBe(id);
+  });
+
+  it('creates one preview for two requests at once', async () => {
+    const { run, installationId, findings: rows } = await newRun();
+    const ids = rows.map((row) => row.id);
+    // Both requests wait behind a lock on the installation, so that they look for an active
+    // preview at the same moment.
+    let responses!: Promise<Response[]>;
+    await context.db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT 1 FROM installations WHERE id = ${installationId} FOR UPDATE`);
+      responses = Promise.all([requestFix(run.id, ids), requestFix(run.id, ids)]);
+      await waitForLockWait(context, 10_000, 2);
+    });
+
+    const [first, second] = await responses;
+    expect([first!.status, second!.status].sort()).toEqual([200, 202]);
+    const bodies = [await first!.json(), await second!.json()];
+    expect(bodies[0].id).toBe(bodies[1].id);
+    const stored = await requestsOfRun(run.id);
+    expect(stored.map((request) => request.id)).toEqual([bodies[0].id]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { createTwoFilesPatch } from 'diff';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequestFindings, patchRequests } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -11,6 +11,7 @@ import {
   formHeaders,
   type SignedInUser,
 } from '../helpers/web.ts';
+import { waitForLockWait } from '../helpers/webhooks.ts';
 
 const diff = [
   '===================================================================',
@@ -78,6 +79,7 @@ describe('run page', () => {
     expect(html).toContain('<pre class="excerpt"><code>console.log(&#39;x&#39;);</code></pre>');
     expect(html).toContain(`hx-post="/runs/${run.run.id}/patch-requests"`);
     expect(html).toContain('hx-target="#preview-progress"');
+    expect(html).toContain(`hx-disabled-elt="find button[type=submit]"`);
   });
 
   it('starts a preview and returns a polling progress fragment', async () => {
@@ -147,6 +149,77 @@ describe('run page', () => {
     expect(await response.text()).toContain(
       `Findings ${ids.join(', ')} are not part of this run; reload the run page.`,
     );
+  });
+});
+
+describe('repeated "Preview fix"', () => {
+  async function newRun() {
+    return createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [
+        { path: 'src/a.ts', line: 2 },
+        { path: 'src/b.ts', line: 4 },
+      ],
+    });
+  }
+
+  async function requestIdsOfRun(runId: string) {
+    const rows = await context.db
+      .select({ id: patchRequests.id })
+      .from(patchRequests)
+      .where(eq(patchRequests.runId, runId));
+    return rows.map((row) => row.id);
+  }
+
+  it('shows the queued preview of the same findings', async () => {
+    const { run: target, findings: rows } = await newRun();
+    const ids = rows.map((row) => row.id);
+    const first = await post(`/runs/${target.id}/patch-requests`, { findingIds: ids }, true);
+    const firstId = /id="progress-([0-9a-f-]{36})"/.exec(await first.text())![1]!;
+
+    const second = await post(`/runs/${target.id}/patch-requests`, { findingIds: [...ids].reverse() }, true);
+    expect(second.status).toBe(200);
+    const html = await second.text();
+    expect(html).toContain(`id="progress-${firstId}"`);
+    expect(html).toContain('data-status="queued"');
+
+    const plain = await post(`/runs/${target.id}/patch-requests`, { findingIds: ids });
+    expect(plain.status).toBe(303);
+    expect(plain.headers.get('location')).toBe(`/patch-requests/${firstId}`);
+    expect(await requestIdsOfRun(target.id)).toEqual([firstId]);
+  });
+
+  it('creates a preview for another set of findings', async () => {
+    const { run: target, findings: rows } = await newRun();
+    const first = await post(`/runs/${target.id}/patch-requests`, { findingIds: rows.map((row) => row.id) });
+    const second = await post(`/runs/${target.id}/patch-requests`, { findingIds: rows[1]!.id });
+    expect(second.status).toBe(303);
+    expect(second.headers.get('location')).not.toBe(first.headers.get('location'));
+    expect(await requestIdsOfRun(target.id)).toHaveLength(2);
+  });
+
+  it('creates one preview for two submits at once', async () => {
+    const { run: target, installationId, findings: rows } = await newRun();
+    const ids = rows.map((row) => row.id);
+    // Both submits wait behind a lock on the installation, so that they look for an active
+    // preview at the same moment.
+    let responses!: Promise<Response[]>;
+    await context.db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT 1 FROM installations WHERE id = ${installationId} FOR UPDATE`);
+      responses = Promise.all([
+        post(`/runs/${target.id}/patch-requests`, { findingIds: ids }),
+        post(`/runs/${target.id}/patch-requests`, { findingIds: ids }),
+      ]);
+      await waitForLockWait(context, 10_000, 2);
+    });
+
+    const [first, second] = await responses;
+    expect(first!.status).toBe(303);
+    expect(second!.status).toBe(303);
+    expect(second!.headers.get('location')).toBe(first!.headers.get('location'));
+    const stored = await requestIdsOfRun(target.id);
+    expect(stored).toHaveLength(1);
+    expect(first!.headers.get('location')).toBe(`/patch-requests/${stored[0]}`);
   });
 });
 

@@ -1,7 +1,10 @@
 import { and, asc, eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { createPatchRequest } from '../../autofix/create-patch-request.ts';
+import {
+  createPatchRequest,
+  findActivePatchRequest,
+} from '../../autofix/create-patch-request.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
@@ -74,6 +77,29 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       );
     }
 
+    // Answers 200 with the user's active patch request that has the same findings.
+    const respondExisting = async (id: string) => {
+      const [existing] = await context.db
+        .select({ status: patchRequests.status })
+        .from(patchRequests)
+        .where(eq(patchRequests.id, id));
+      context.logger.info(
+        { event: 'patch_request.reused', patchRequestId: id, runId: run.id, userId: c.var.user.id },
+        'returned the patch request already queued or running for these findings',
+      );
+      return c.json({ id, status: existing!.status, created: false }, 200);
+    };
+
+    // A repeated request gets the preview already under way. Checked before the allowance,
+    // because that preview's own holds would otherwise make the repeat look over the allowance.
+    // createPatchRequest checks again under the run's lock.
+    const active = await findActivePatchRequest(context.db, {
+      runId: run.id,
+      userId: c.var.user.id,
+      findingIds,
+    });
+    if (active) return respondExisting(active);
+
     // The same check as the dashboard's form, so that a preview is not queued only to fail the
     // files that the allowance cannot cover.
     const payment = await loadPreviewPayment(context, c.var.user.id);
@@ -111,11 +137,12 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         { unknownFindingIds: result.unknownFindingIds },
       );
     }
+    if (!result.created) return respondExisting(result.id);
     context.logger.info(
       { event: 'patch_request.created', patchRequestId: result.id, runId: run.id, userId: c.var.user.id },
       'patch request queued',
     );
-    return c.json({ id: result.id, status: 'queued' }, 202);
+    return c.json({ id: result.id, status: 'queued', created: true }, 202);
   });
 
   app.get('/api/patch-requests/:id', async (c) => {

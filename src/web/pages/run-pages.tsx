@@ -1,6 +1,9 @@
 import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
-import { createPatchRequest } from '../../autofix/create-patch-request.ts';
+import {
+  createPatchRequest,
+  findActivePatchRequest,
+} from '../../autofix/create-patch-request.ts';
 import {
   estimateFileCalls,
   findSelectionOverAllowance,
@@ -86,6 +89,40 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       );
     }
 
+    // Shows the patch request for these findings, new or already queued or running.
+    const respond = async (id: string) => {
+      if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
+      const request = await context.db.query.patchRequests.findFirst({
+        where: eq(patchRequests.id, id),
+      });
+      return c.html(<PatchProgress request={request!} />);
+    };
+    const logReused = (id: string) =>
+      context.logger.info(
+        {
+          event: 'patch_request.reused',
+          requestId: c.get('requestId'),
+          patchRequestId: id,
+          runId: run.id,
+          userId: c.var.user.id,
+        },
+        'returned the patch request already queued or running for these findings',
+      );
+
+    // A second submit of the same selection, such as a double click without JavaScript, shows
+    // the preview already under way. Checked before the allowance, because that preview's own
+    // holds would otherwise make the repeat look over the allowance. createPatchRequest checks
+    // again under the run's lock.
+    const active = await findActivePatchRequest(context.db, {
+      runId: run.id,
+      userId: c.var.user.id,
+      findingIds,
+    });
+    if (active) {
+      logReused(active);
+      return respond(active);
+    }
+
     // The form checks only the files that fit, so this rejects a selection extended by hand.
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
@@ -115,6 +152,10 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
           `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
       );
     }
+    if (!result.created) {
+      logReused(result.id);
+      return respond(result.id);
+    }
     context.logger.info(
       {
         event: 'patch_request.created',
@@ -126,12 +167,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       },
       'patch request queued',
     );
-
-    if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${result.id}`, 303);
-    const request = await context.db.query.patchRequests.findFirst({
-      where: eq(patchRequests.id, result.id),
-    });
-    return c.html(<PatchProgress request={request!} />);
+    return respond(result.id);
   });
 
   return app;

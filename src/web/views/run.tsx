@@ -34,7 +34,8 @@ const CallEstimate: FC<{ call: FileCallEstimate }> = ({ call }) => (
 
 /**
  * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
- * its call's estimate, and only the files in `budget.checkedPaths` are checked.
+ * its call's estimate, and only the files in `budget.checkedPaths` are checked. htmx disables
+ * the submit button while the form's request is in flight, so a double click sends it once.
  */
 export const RunPage: FC<{
   session: ActiveSession;
@@ -71,7 +72,13 @@ export const RunPage: FC<{
         <p class="notice">{note}</p>
       ))}
 
-      <form method="post" action={action} hx-post={action} hx-target="#preview-progress">
+      <form
+        method="post"
+        action={action}
+        hx-post={action}
+        hx-target="#preview-progress"
+        hx-disabled-elt="find button[type=submit]"
+      >
         <CsrfField session={session} />
         {findings.length === 0 ? (
           <p class="muted">
