@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { count, eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
@@ -228,7 +228,7 @@ describe('installation suspend', () => {
       baseSha: setup.git.baseSha,
       status: 'queued',
     });
-    const job = { id: 'analyze-job', data: { runId: run.id }, retryCount: 0, retryLimit: 4 };
+    const job = { id: randomUUID(), data: { runId: run.id }, retryCount: 0, retryLimit: 4 };
     await handleAnalyzeJob(setup.context, job as PgBoss.JobWithMetadata<AnalyzeJobData>);
     const analyzed = await runById(run.id);
     expect(analyzed.status).toBe('completed');

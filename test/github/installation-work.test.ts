@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type PgBoss from 'pg-boss';
 import { eq } from 'drizzle-orm';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
@@ -27,7 +28,7 @@ const tokenPath = /^\/app\/installations\/\d+\/access_tokens$/;
 
 /** Builds a job as pg-boss hands it to a worker on its first attempt. */
 function job<T extends object>(data: T): PgBoss.JobWithMetadata<T> {
-  const fields = { id: `job-${Math.random()}`, data, retryCount: 0, retryLimit: 4 };
+  const fields = { id: randomUUID(), data, retryCount: 0, retryLimit: 4 };
   return fields as PgBoss.JobWithMetadata<T>;
 }
 
