@@ -1,9 +1,9 @@
 /**
  * Measures the diff of a fix preview between a file and the model's output, as it ran on the
  * event loop before (jsdiff's `createTwoFilesPatch` with `maxDiffEditLines`) and as it runs now
- * (`buildPreviewDiff` in the shared diff thread, with `fixDiffTimeoutMs`). For each case it
- * prints the median time of the rounds, the longest event loop delay of all rounds and the
- * outcome, before and after. The first three cases change 10 of 5,000 lines, 1,000 of 100,000
+ * (`buildPreviewDiff` in the fixes' diff thread, `sharedFixDiffWorker`, with
+ * `fixDiffTimeoutMs`). For each case it prints the median time of the rounds, the longest event
+ * loop delay of all rounds and the outcome, before and after. The first three cases change 10 of 5,000 lines, 1,000 of 100,000
  * lines and every line of 100,000. The last two reorder two alternating lines, in 100,000 lines
  * (200 KB, the default PREVIEW_MAX_FILE_BYTES) and in 250,000 lines. The last three stop at the
  * edit limit, or at the timeout on a loaded machine.
@@ -11,7 +11,7 @@
  * Run: npx tsx bench/preview-diff.ts [--rounds 3]
  */
 import { createTwoFilesPatch } from 'diff';
-import { sharedDiffWorker } from '../src/analysis/diff-worker.ts';
+import { sharedFixDiffWorker } from '../src/analysis/diff-worker.ts';
 import { buildPreviewDiff, maxDiffEditLines } from '../src/autofix/preview-diff.ts';
 import { createLogger } from '../src/logger.ts';
 import { readBenchOptions, wholeNumber } from './arguments.ts';
@@ -101,4 +101,4 @@ for (const count of [100_000, 250_000]) {
     textOf(count, (index) => (index % 3 === 0 ? 'b' : 'a')),
   );
 }
-await sharedDiffWorker.close();
+await sharedFixDiffWorker.close();

@@ -226,9 +226,15 @@ function mapUsage(metadata: UsageMetadata | undefined): ModelUsage {
   return modelUsage(promptTokens, tokenCount(total) - promptTokens, total);
 }
 
-/** Joins the text parts of the first candidate, leaving out thought summaries. */
+/**
+ * Joins the text parts of the first candidate, leaving out thought summaries. Raises
+ * `unavailable` when the parts are not a list, which a proxy or a changed API could send.
+ */
 function readCandidateText(response: GenerateContentResponse): string {
-  const parts = response.candidates?.[0]?.content?.parts ?? [];
+  const parts: unknown = response.candidates?.[0]?.content?.parts ?? [];
+  if (!Array.isArray(parts)) {
+    throw unreadableResponseError('gemini', 'the parts of the first candidate are not a list', []);
+  }
   let text = '';
   for (const part of parts) {
     if (typeof part !== 'object' || part === null) continue;

@@ -144,11 +144,11 @@ class FileVersionReader {
  * patch is every line of its content at the head. A file of a status in `diffedStatuses` is
  * read at the merge base of the pull request's base and head, which GitHub's diff starts from,
  * and at the head, and diffed in a worker thread within `diffLimits`. Reads stop at
- * `maxFileBytes` a file version and `maxTotalBytes` in all. Files with additions that end without a patch are
- * returned as unchecked. Those are files of other statuses, files with an unreadable or
- * oversized version, and files whose diff gives up, fails in its thread or adds more lines than
- * GitHub counts. Modified files also stay unchecked when GitHub finds no merge base or fails to
- * read it with a server error.
+ * `maxFileBytes` a file version and `maxTotalBytes` in all. Files with additions that end
+ * without a patch are returned as unchecked. Those are files of other statuses, files with an
+ * unreadable or oversized version, and files whose diff gives up, fails in its thread or adds
+ * more lines than GitHub counts. Files of the diffed statuses also stay unchecked when GitHub
+ * finds no merge base or fails to read it with a server error.
  */
 export async function fillMissingPatches(
   octokit: Octokit,
@@ -239,8 +239,9 @@ async function findMergeBase(
 }
 
 /**
- * Builds the patch of a modified or renamed file by diffing it at the merge base, under its
- * previous name if it was renamed, and at the head. Returns null after logging why it cannot.
+ * Builds the patch of a file of a status in `diffedStatuses` by diffing it at the merge base,
+ * under its previous name if it was renamed or copied, and at the head. Returns null after
+ * logging why it cannot.
  */
 async function diffedPatch(
   reader: FileVersionReader,

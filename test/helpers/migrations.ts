@@ -52,3 +52,15 @@ export async function createEmptyDatabase(prefix: string, timeZone: string): Pro
     },
   };
 }
+
+/**
+ * Applies every migration before the one whose tag ends with `suffix`, and returns that tag,
+ * for a test that stores rows and then applies it.
+ */
+export async function migrateUpTo(sql: postgres.Sql, suffix: string): Promise<string> {
+  const tags = migrationTags();
+  const index = tags.findIndex((tag) => tag.endsWith(suffix));
+  if (index < 0) throw new Error(`No migration tag ends with ${suffix}.`);
+  for (const tag of tags.slice(0, index)) await applyMigration(sql, tag);
+  return tags[index]!;
+}

@@ -220,6 +220,20 @@ describe('Gemini client', () => {
     expect(result.text).toBe('print(2)');
   });
 
+  it.each([
+    ['a number', 5],
+    ['an object', { text: 'print(2)' }],
+  ])('raises unavailable for parts of %s', async (_case, parts) => {
+    const reply = { status: 200, body: { candidates: [{ content: { parts }, finishReason: 'STOP' }] } };
+    fake.enqueue(reply, reply);
+
+    const error = await expectProviderError(client({ maxRetries: 1 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.message).toContain('Gemini returned a response that could not be read');
+    expect(fake.requests).toHaveLength(2);
+  });
+
   it('raises unavailable when the connection closes mid-body', async () => {
     const server = await startCutOffServer('{"candidates":[{"content":{"parts":[{"text":"print');
     try {

@@ -168,7 +168,13 @@ describe('plan_changes order', () => {
       .where(eq(planChanges.userId, user.id))
       .orderBy(asc(planChanges.createdAt));
     expect(rows.map((row) => row.changedBy)).toEqual(['first-lock', 'second-lock']);
-    expect(rows[1]!.createdAt.getTime()).toBeGreaterThan(rows[0]!.createdAt.getTime());
+    // Compared in SQL, because a Date keeps milliseconds and the two inserts can fall within one.
+    const [order] = await context.db.execute<{ later: boolean }>(sql`
+      SELECT (SELECT created_at FROM plan_changes WHERE user_id = ${user.id} AND changed_by = 'second-lock')
+        > (SELECT created_at FROM plan_changes WHERE user_id = ${user.id} AND changed_by = 'first-lock')
+        AS later
+    `);
+    expect(order!.later).toBe(true);
   });
 });
 
