@@ -42,6 +42,12 @@ export function isNotFound(error: unknown): boolean {
   return error instanceof Error && (error as { status?: unknown }).status === 404;
 }
 
+/** Matches the RequestError that Octokit raises for a 5xx response or a request without one. */
+export function isServerError(error: unknown): boolean {
+  const status = (error as { status?: unknown }).status;
+  return error instanceof Error && typeof status === 'number' && status >= 500;
+}
+
 /** Decodes GitHub's base64, which may contain line breaks. */
 function decodeBase64(content: string): Buffer {
   return Buffer.from(content.replace(/\s+/g, ''), 'base64');
