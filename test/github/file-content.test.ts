@@ -21,6 +21,21 @@ async function readAt(filePath: string, ref: string, maxBytes?: number) {
   return readFileAtRef(harness.octokit, { owner, repo, path: filePath, ref, maxBytes });
 }
 
+function contentsTooLarge() {
+  return {
+    method: 'GET',
+    path: '/repos/:owner/:repo/contents/*path',
+    status: 403,
+    body: {
+      message:
+        'This API returns blobs up to 1 MB in size. The requested blob is too large to fetch ' +
+        'via the API, but you can use the Git Data API to request blobs up to 100 MB in size.',
+      errors: [{ resource: 'Blob', field: 'data', code: 'too_large' }],
+      documentation_url: 'https://docs.github.com/rest/repos/contents#get-repository-content',
+    },
+  };
+}
+
 async function readError(filePath: string, ref: string, maxBytes?: number) {
   const error = await readAt(filePath, ref, maxBytes).catch((caught: unknown) => caught);
   expect(error).toBeInstanceOf(FileReadError);
@@ -182,6 +197,44 @@ describe('readFileAtRef', () => {
     const blobRequests = requestsTo(harness.fake, 'GET', /\/git\/blobs\//);
     expect(blobRequests).toHaveLength(before + 1);
     expect(blobRequests.at(-1)?.path).toBe(`/repos/${owner}/${repo}/git/blobs/${file?.blobSha}`);
+  });
+
+  it('reads a file over 1 MB after a 403', async () => {
+    // Octokit users reported this 403 for files over 1 MB from 2014 to 2025, where the current
+    // REST docs describe a response without content instead.
+    harness.fake.queueResponse(contentsTooLarge());
+    const file = await readAt('large.txt', 'main', 2_000_000);
+    expect(file?.size).toBe(Buffer.byteLength(largeText));
+    expect(file?.text).toBe(largeText);
+  });
+
+  it('rejects a 403 file over maxBytes', async () => {
+    harness.fake.queueResponse(contentsTooLarge());
+    const error = await readError('large.txt', 'main');
+    expect(error.reason).toBe('too_large');
+  });
+
+  it('reads a file sent without its content field', async () => {
+    const { stdout } = await execFileAsync(
+      'git',
+      ['-C', harness.repository.dir, 'rev-parse', 'main:crlf.txt'],
+      { env: gitEnvironment() },
+    );
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/contents/*path',
+      status: 200,
+      body: {
+        type: 'file',
+        encoding: 'base64',
+        size: 15,
+        name: 'crlf.txt',
+        path: 'crlf.txt',
+        sha: stdout.trim(),
+      },
+    });
+    const file = await readAt('crlf.txt', 'main');
+    expect(file?.text).toBe('first\r\nsecond\r\n');
   });
 
   it('reads a symlink to a file as that file', async () => {
