@@ -201,7 +201,11 @@ export async function applyPatchRequest(
   let mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
   if (mode === 'commit' && run.headRepository === '') throw deletedHeadRejection();
   if (mode === 'commit' && !sameRepository) throw forkRejection(run.headRepository);
-  if (run.status === 'superseded') {
+  // A commit that a call pushed before it died supersedes the run through its `synchronize`
+  // event. While that call's claim remains, the apply goes on, so that commitFiles can find the
+  // commit on the branch and record it.
+  const claimLeft = mode === 'commit' && request.applyStartedAt !== null;
+  if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',
       movedMessage(request.id, `The pull request has a newer commit than ${run.headSha}.`),

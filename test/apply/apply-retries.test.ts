@@ -3,7 +3,7 @@
 // all, and every failure is a 4xx or 502 saying what to do.
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { installations, patchRequests } from '../../src/db/schema/index.ts';
+import { installations, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
 import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
@@ -69,6 +69,10 @@ async function stored(id: string) {
     .from(patchRequests)
     .where(eq(patchRequests.id, id));
   return row!;
+}
+
+async function setRunStatus(status: 'completed' | 'superseded') {
+  await setup.context.db.update(prRuns).set({ status }).where(eq(prRuns.id, runId));
 }
 
 function wrapAfterWork(
@@ -217,6 +221,48 @@ describe('apply, commits', () => {
     expect(again.status).toBe(200);
     expect((await again.json()).commitSha).toBe(commitSha);
     expect(await git('rev-parse', headBranch)).toBe(commitSha);
+  });
+
+  it('records a dead call commit after the push', async () => {
+    const request = await newRequest();
+    const first = await apply(request.id);
+    expect(first.status).toBe(200);
+    const { commitSha } = await first.json();
+    // The call died after the push, and the push's synchronize event superseded the run.
+    await setup.context.db
+      .update(patchRequests)
+      .set({
+        appliedAt: null,
+        applyMode: null,
+        appliedCommitSha: null,
+        applyStartedAt: new Date(Date.now() - 11 * 60_000),
+      })
+      .where(eq(patchRequests.id, request.id));
+    await setRunStatus('superseded');
+
+    try {
+      const again = await apply(request.id);
+      expect(again.status).toBe(200);
+      expect((await again.json()).commitSha).toBe(commitSha);
+      expect(await git('rev-parse', headBranch)).toBe(commitSha);
+      expect((await stored(request.id)).appliedCommitSha).toBe(commitSha);
+    } finally {
+      await setRunStatus('completed');
+    }
+  });
+
+  it('rejects a superseded run without a claim', async () => {
+    const request = await newRequest();
+    await setRunStatus('superseded');
+
+    try {
+      const response = await apply(request.id);
+      expect(response.status).toBe(409);
+      expect((await response.json()).error.message).toContain('has a newer commit than');
+      expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    } finally {
+      await setRunStatus('completed');
+    }
   });
 
   it('names when a held claim goes stale', async () => {
