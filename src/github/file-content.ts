@@ -12,7 +12,13 @@ export interface RepositoryFile {
   size: number;
 }
 
-export type FileReadErrorReason = 'directory' | 'too_large' | 'binary' | 'symlink' | 'submodule';
+export type FileReadErrorReason =
+  | 'directory'
+  | 'too_large'
+  | 'binary'
+  | 'symlink'
+  | 'submodule'
+  | 'truncated';
 
 /** Raised when a path exists at the ref but cannot be read as a text file. */
 export class FileReadError extends Error {
@@ -20,7 +26,7 @@ export class FileReadError extends Error {
     readonly reason: FileReadErrorReason,
     readonly path: string,
     message: string,
-    /** Bytes downloaded before the file was rejected: its size for binary data, else 0. */
+    /** Bytes downloaded before the file was rejected: those of binary or cut-off data, else 0. */
     readonly bytesRead = 0,
   ) {
     super(message);
@@ -87,9 +93,10 @@ async function readBlobBytes(
 /**
  * Reads a text file at a commit, branch or tag through the contents API. Returns null when
  * nothing exists at the path, and raises `FileReadError` for directories, symlinks that GitHub
- * does not resolve to a file, submodules, files over `maxBytes` (default 1,000,000), and binary
- * or non-UTF-8 data. Files over 1 MB come without content or with a 403 `too_large`, and are
- * read as a git blob instead.
+ * does not resolve to a file, submodules, files over `maxBytes` (default 1,000,000), binary
+ * or non-UTF-8 data, and data shorter or longer than the size GitHub reports. Files over 1 MB
+ * come without content or with a 403 `too_large`, and are read as a git blob instead, as is
+ * inline content of the wrong size.
  */
 export async function readFileAtRef(
   octokit: Octokit,
@@ -131,9 +138,11 @@ export async function readFileAtRef(
     data.encoding === 'base64' &&
     typeof content === 'string' &&
     (content !== '' || data.size === 0);
-  const bytes = inline
-    ? decodeBase64(content)
-    : await readBlobBytes(octokit, target, data.sha);
+  let bytes = inline ? decodeBase64(content) : await readBlobBytes(octokit, target, data.sha);
+  if (inline && bytes.length !== data.size) {
+    // The inline content was cut off, so the blob API gets a second chance to send the bytes.
+    bytes = await readBlobBytes(octokit, target, data.sha);
+  }
   return decodeText(bytes, { path, ref, size: data.size, blobSha: data.sha });
 }
 
@@ -189,9 +198,9 @@ function decodeText(
 ): RepositoryFile {
   const { path, ref } = file;
   if (bytes.length !== file.size) {
-    throw new Error(
-      `${path} at ${ref}: GitHub reported ${file.size} bytes but sent ${bytes.length}`,
-    );
+    const message =
+      `${path} at ${ref}: GitHub reported ${file.size} bytes but sent ${bytes.length}`;
+    throw new FileReadError('truncated', path, message, bytes.length);
   }
   if (isBinary(bytes)) {
     const message = `${path} at ${ref} is binary (contains a NUL byte)`;

@@ -21,6 +21,33 @@ async function readAt(filePath: string, ref: string, maxBytes?: number) {
   return readFileAtRef(harness.octokit, { owner, repo, path: filePath, ref, maxBytes });
 }
 
+async function blobSha(revision: string): Promise<string> {
+  const { stdout } = await execFileAsync(
+    'git',
+    ['-C', harness.repository.dir, 'rev-parse', revision],
+    { env: gitEnvironment() },
+  );
+  return stdout.trim();
+}
+
+/** Builds a contents response that states the file's full size but sends its first 5 bytes. */
+function contentsCutOff(filePath: string, sha: string) {
+  return {
+    method: 'GET',
+    path: '/repos/:owner/:repo/contents/*path',
+    status: 200,
+    body: {
+      type: 'file',
+      encoding: 'base64',
+      size: 15,
+      name: filePath,
+      path: filePath,
+      sha,
+      content: Buffer.from('first').toString('base64'),
+    },
+  };
+}
+
 function contentsTooLarge() {
   return {
     method: 'GET',
@@ -215,11 +242,6 @@ describe('readFileAtRef', () => {
   });
 
   it('reads a file sent without its content field', async () => {
-    const { stdout } = await execFileAsync(
-      'git',
-      ['-C', harness.repository.dir, 'rev-parse', 'main:crlf.txt'],
-      { env: gitEnvironment() },
-    );
     harness.fake.queueResponse({
       method: 'GET',
       path: '/repos/:owner/:repo/contents/*path',
@@ -230,11 +252,31 @@ describe('readFileAtRef', () => {
         size: 15,
         name: 'crlf.txt',
         path: 'crlf.txt',
-        sha: stdout.trim(),
+        sha: await blobSha('main:crlf.txt'),
       },
     });
     const file = await readAt('crlf.txt', 'main');
     expect(file?.text).toBe('first\r\nsecond\r\n');
+  });
+
+  it('reads a cut-off file through the blob API', async () => {
+    harness.fake.queueResponse(contentsCutOff('crlf.txt', await blobSha('main:crlf.txt')));
+    const file = await readAt('crlf.txt', 'main');
+    expect(file?.text).toBe('first\r\nsecond\r\n');
+  });
+
+  it('rejects a file cut off by both APIs', async () => {
+    const sha = await blobSha('main:crlf.txt');
+    harness.fake.queueResponse(contentsCutOff('crlf.txt', sha));
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/git/blobs/:file_sha',
+      status: 200,
+      body: { sha, size: 15, encoding: 'base64', content: Buffer.from('first').toString('base64') },
+    });
+    const error = await readError('crlf.txt', 'main');
+    expect(error.reason).toBe('truncated');
+    expect(error.message).toContain('15 bytes');
   });
 
   it('reads a symlink to a file as that file', async () => {
