@@ -30,22 +30,21 @@ async function blobSha(revision: string): Promise<string> {
   return stdout.trim();
 }
 
-/** Builds a contents response that states the file's full size but sends its first 5 bytes. */
-function contentsCutOff(filePath: string, sha: string) {
-  return {
-    method: 'GET',
-    path: '/repos/:owner/:repo/contents/*path',
-    status: 200,
-    body: {
-      type: 'file',
-      encoding: 'base64',
-      size: 15,
-      name: filePath,
-      path: filePath,
-      sha,
-      content: Buffer.from('first').toString('base64'),
-    },
+/**
+ * Builds a contents response for crlf.txt on main that states its 15 bytes but sends `content`
+ * as its base64, or no content field when `content` is undefined.
+ */
+async function crlfContents(content: string | undefined) {
+  const body: Record<string, unknown> = {
+    type: 'file',
+    encoding: 'base64',
+    size: 15,
+    name: 'crlf.txt',
+    path: 'crlf.txt',
+    sha: await blobSha('main:crlf.txt'),
   };
+  if (content !== undefined) body.content = Buffer.from(content).toString('base64');
+  return { method: 'GET', path: '/repos/:owner/:repo/contents/*path', status: 200, body };
 }
 
 function contentsTooLarge() {
@@ -242,32 +241,20 @@ describe('readFileAtRef', () => {
   });
 
   it('reads a file sent without its content field', async () => {
-    harness.fake.queueResponse({
-      method: 'GET',
-      path: '/repos/:owner/:repo/contents/*path',
-      status: 200,
-      body: {
-        type: 'file',
-        encoding: 'base64',
-        size: 15,
-        name: 'crlf.txt',
-        path: 'crlf.txt',
-        sha: await blobSha('main:crlf.txt'),
-      },
-    });
+    harness.fake.queueResponse(await crlfContents(undefined));
     const file = await readAt('crlf.txt', 'main');
     expect(file?.text).toBe('first\r\nsecond\r\n');
   });
 
   it('reads a cut-off file through the blob API', async () => {
-    harness.fake.queueResponse(contentsCutOff('crlf.txt', await blobSha('main:crlf.txt')));
+    harness.fake.queueResponse(await crlfContents('first'));
     const file = await readAt('crlf.txt', 'main');
     expect(file?.text).toBe('first\r\nsecond\r\n');
   });
 
   it('rejects a file cut off by both APIs', async () => {
     const sha = await blobSha('main:crlf.txt');
-    harness.fake.queueResponse(contentsCutOff('crlf.txt', sha));
+    harness.fake.queueResponse(await crlfContents('first'));
     harness.fake.queueResponse({
       method: 'GET',
       path: '/repos/:owner/:repo/git/blobs/:file_sha',
