@@ -1,6 +1,6 @@
-// Reporting when GitHub fails part-way: a write that GitHub carried out but whose response was
-// lost must not be repeated, so the pull request gets one check run with each annotation once
-// and one summary comment.
+// Reporting when GitHub fails part-way or rejects a request. A write that GitHub carried out but
+// whose response was lost is not repeated, so the pull request gets one check run with each
+// annotation once and one summary comment. A rejection is stored with the request and what to do.
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
@@ -10,7 +10,7 @@ import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import { issueCommentRoutes } from '../../src/demo/fakes/github/issue-comments.ts';
 import type { FakeResponse, Route, RouteContext } from '../../src/demo/fakes/github/router.ts';
 import type { FakeState } from '../../src/demo/fakes/github/state.ts';
-import { reportRun } from '../../src/report/report-run.ts';
+import { recordReportError, reportRun } from '../../src/report/report-run.ts';
 import {
   createGitHubTestContext,
   insertFindings,
@@ -141,7 +141,7 @@ describe('report after a lost response', () => {
     expect(stored!.checkRunAnnotations).toBe(120);
   }, 60_000);
 
-  it('resumes from the annotations GitHub holds', async () => {
+  it('resumes from the annotations GitHub stores', async () => {
     const run = await completedRun(120);
     await reportRun(setup.context, run.id, setup.context.logger);
     // As if an attempt had died after an update, before it stored the count.
@@ -186,4 +186,33 @@ describe('report under rate limits', () => {
     expect(created).toHaveLength(1);
     expect(setup.fake.issueComments).toHaveLength(1);
   }, 60_000);
+});
+
+describe('report rejected by GitHub', () => {
+  it('names the request and the permission', async () => {
+    const run = await completedRun(1);
+    setup.fake.queueResponse({
+      method: 'POST',
+      path: '/repos/:owner/:repo/check-runs',
+      status: 403,
+      body: {
+        message: 'Resource not accessible by integration',
+        documentation_url: 'https://docs.github.com/rest/checks/runs#create-a-check-run',
+        status: '403',
+      },
+    });
+
+    const error = await reportRun(setup.context, run.id, setup.context.logger).catch(
+      (caught: unknown) => caught,
+    );
+    await recordReportError(setup.context.db, run.id, error);
+
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportError).toBe(
+      'Posting the results to GitHub failed: GitHub returned 403 "Resource not accessible by ' +
+        'integration" for POST /repos/octo-org/widgets/check-runs. The GitHub App lacks a ' +
+        'permission that reporting needs. Grant Checks: write and Pull requests: write in the ' +
+        'GitHub App settings, and have an owner of the account accept the new permissions.',
+    );
+  });
 });
