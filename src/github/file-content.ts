@@ -84,6 +84,9 @@ async function readBlobBytes(
     repo: target.repo,
     file_sha: sha,
   });
+  // GitHub's former API docs (developer.github.com, Git Blobs) name `utf-8` and `base64` as
+  // the encodings of a blob response.
+  if (data.encoding === 'utf-8') return Buffer.from(data.content, 'utf8');
   if (data.encoding !== 'base64') {
     throw new Error(`Blob ${sha} of ${target.path} has unsupported encoding ${data.encoding}`);
   }

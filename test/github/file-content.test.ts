@@ -252,6 +252,19 @@ describe('readFileAtRef', () => {
     expect(file?.text).toBe('first\r\nsecond\r\n');
   });
 
+  it('reads a blob sent as UTF-8 text', async () => {
+    const sha = await blobSha('main:crlf.txt');
+    harness.fake.queueResponse(await crlfContents(undefined));
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/git/blobs/:file_sha',
+      status: 200,
+      body: { sha, size: 15, encoding: 'utf-8', content: 'first\r\nsecond\r\n' },
+    });
+    const file = await readAt('crlf.txt', 'main');
+    expect(file?.text).toBe('first\r\nsecond\r\n');
+  });
+
   it('rejects a file cut off by both APIs', async () => {
     const sha = await blobSha('main:crlf.txt');
     harness.fake.queueResponse(await crlfContents('first'));
