@@ -24,7 +24,7 @@ import {
   forkRejection,
 } from './pull-request-check.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
-import { postSuggestionReview } from './suggestion-review.ts';
+import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
 
 export { ApplyRejectedError };
 
@@ -202,7 +202,11 @@ export async function applyPatchRequest(
   let mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
   if (mode === 'commit' && run.headRepository === '') throw deletedHeadRejection();
   if (mode === 'commit' && !sameRepository) throw forkRejection(run.headRepository);
-  if (run.status === 'superseded') {
+  // A call that died may have pushed its commit, which supersedes the run through its
+  // `synchronize` event, or posted its review before someone pushed. While that call's claim
+  // remains, the apply goes on, so that it can find the commit or review and record it.
+  const claimLeft = request.applyStartedAt !== null;
+  if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',
       movedMessage(request.id, `The pull request has a newer commit than ${run.headSha}.`),
@@ -246,8 +250,31 @@ export async function applyPatchRequest(
       repo,
       pull_number: run.prNumber,
     });
-    mode = checkPullRequest(pullRequest, run, input.mode);
-    if (mode === 'commit') {
+    const reviewTarget = {
+      owner,
+      repo,
+      pullNumber: run.prNumber,
+      headSha: run.headSha,
+      patchRequestId: request.id,
+    };
+    let leftReviewId: number | null = null;
+    try {
+      mode = checkPullRequest(pullRequest, run, input.mode);
+    } catch (error) {
+      // Only mode suggestions raises BranchMovedError here, for a head that moved on.
+      if (error instanceof BranchMovedError && claimLeft) {
+        leftReviewId = await findPostedReview(octokit, reviewTarget);
+      }
+      if (leftReviewId === null) throw error;
+      mode = 'suggestions';
+    }
+    if (leftReviewId !== null) {
+      outcome = { commitSha: null, reviewId: leftReviewId };
+      logger.info(
+        { event: 'apply.review_recovered', reviewId: leftReviewId },
+        'found the review of an earlier call after the head moved',
+      );
+    } else if (mode === 'commit') {
       const committed = await commitFiles(
         octokit,
         {
@@ -274,7 +301,7 @@ export async function applyPatchRequest(
     } else {
       const review = await postSuggestionReview(
         octokit,
-        { owner, repo, pullNumber: run.prNumber, headSha: run.headSha, patchRequestId: request.id },
+        reviewTarget,
         files.map((file) => ({
           path: file.path,
           originalText: file.originalText!,

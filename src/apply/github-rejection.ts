@@ -4,7 +4,10 @@ import type { ApplyMode } from '../db/schema/index.ts';
 export interface GitHubRejection {
   /** HTTP status from GitHub; Octokit reports 500 when no response arrived. */
   status: number;
-  /** GitHub's `message` field, or Octokit's error message when the body has none. */
+  /**
+   * GitHub's `message` field followed by the reasons in its `errors` field, or Octokit's error
+   * message when the body has no `message`.
+   */
   message: string;
   method: string;
   /** Decoded URL path of the request, such as `/repos/octo-org/widgets/git/refs/heads/feature`. */
@@ -39,8 +42,10 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
     response?: { data?: unknown };
   };
   if (typeof status !== 'number') return null;
-  const data = response?.data as { message?: unknown } | undefined;
-  const message = typeof data?.message === 'string' ? data.message : error.message;
+  const data = response?.data as { message?: unknown; errors?: unknown } | undefined;
+  let message = typeof data?.message === 'string' ? data.message : error.message;
+  const reasons = errorReasons(data?.errors);
+  if (reasons.length > 0) message = `${message}: ${reasons.join('; ')}`;
   const url = typeof request?.url === 'string' ? request.url : '';
   return {
     status,
@@ -48,6 +53,23 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
     method: typeof request?.method === 'string' ? request.method : 'request',
     path: URL.canParse(url) ? decodePath(new URL(url).pathname) : url,
   };
+}
+
+/**
+ * Returns the reasons in the `errors` array of GitHub's error body. A 422 often puts its only
+ * reason there, as a string ("Pull request review thread line must be part of the diff") or as
+ * an object with `message`, or with `resource`, `field` and `code`.
+ */
+function errorReasons(errors: unknown): string[] {
+  if (!Array.isArray(errors)) return [];
+  return errors.flatMap((entry: unknown) => {
+    if (typeof entry === 'string') return [entry];
+    if (typeof entry !== 'object' || entry === null) return [];
+    const { message, resource, field, code } = entry as Record<string, unknown>;
+    if (typeof message === 'string') return [message];
+    const parts = [resource, field, code].filter((part) => typeof part === 'string');
+    return parts.length > 0 ? [parts.join(' ')] : [];
+  });
 }
 
 /** Decodes `heads%2Ffeature` to `heads/feature` for messages, keeping a path it cannot decode. */

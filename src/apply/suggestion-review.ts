@@ -109,7 +109,7 @@ export async function postSuggestionReview(
 }
 
 /** Returns the id of this patch request's review at `headSha`, or null when there is none. */
-async function findPostedReview(octokit: Octokit, target: SuggestionTarget): Promise<number | null> {
+export async function findPostedReview(octokit: Octokit, target: SuggestionTarget): Promise<number | null> {
   const reviews = await octokit.paginate(octokit.rest.pulls.listReviews, {
     owner: target.owner,
     repo: target.repo,

@@ -1,4 +1,5 @@
 import type { Octokit } from '@octokit/rest';
+import { TreeReader } from './tree-reader.ts';
 
 /** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
 export const defaultMaxFileBytes = 1_000_000;
@@ -11,7 +12,13 @@ export interface RepositoryFile {
   size: number;
 }
 
-export type FileReadErrorReason = 'directory' | 'too_large' | 'binary' | 'symlink' | 'submodule';
+export type FileReadErrorReason =
+  | 'directory'
+  | 'too_large'
+  | 'binary'
+  | 'symlink'
+  | 'submodule'
+  | 'truncated';
 
 /** Raised when a path exists at the ref but cannot be read as a text file. */
 export class FileReadError extends Error {
@@ -19,7 +26,7 @@ export class FileReadError extends Error {
     readonly reason: FileReadErrorReason,
     readonly path: string,
     message: string,
-    /** Bytes downloaded before the file was rejected: its size for binary data, else 0. */
+    /** Bytes downloaded before the file was rejected: those of binary or cut-off data, else 0. */
     readonly bytesRead = 0,
   ) {
     super(message);
@@ -42,6 +49,26 @@ export function isNotFound(error: unknown): boolean {
   return error instanceof Error && (error as { status?: unknown }).status === 404;
 }
 
+/** Matches the RequestError that Octokit raises for a 5xx response or a request without one. */
+export function isServerError(error: unknown): boolean {
+  const status = (error as { status?: unknown }).status;
+  return error instanceof Error && typeof status === 'number' && status >= 500;
+}
+
+/**
+ * Matches the 403 that the contents API has sent for a file over 1 MB, with an error of code
+ * `too_large`, where its current documentation describes a response without content.
+ */
+function isContentsTooLarge(error: unknown): boolean {
+  if (!(error instanceof Error) || (error as { status?: unknown }).status !== 403) return false;
+  const data = (error as { response?: { data?: unknown } }).response?.data;
+  const errors = (data as { errors?: unknown } | undefined)?.errors;
+  return (
+    Array.isArray(errors) &&
+    errors.some((entry) => (entry as { code?: unknown } | null)?.code === 'too_large')
+  );
+}
+
 /** Decodes GitHub's base64, which may contain line breaks. */
 function decodeBase64(content: string): Buffer {
   return Buffer.from(content.replace(/\s+/g, ''), 'base64');
@@ -57,6 +84,9 @@ async function readBlobBytes(
     repo: target.repo,
     file_sha: sha,
   });
+  // GitHub's former API docs (developer.github.com, Git Blobs) name `utf-8` and `base64` as
+  // the encodings of a blob response.
+  if (data.encoding === 'utf-8') return Buffer.from(data.content, 'utf8');
   if (data.encoding !== 'base64') {
     throw new Error(`Blob ${sha} of ${target.path} has unsupported encoding ${data.encoding}`);
   }
@@ -66,8 +96,10 @@ async function readBlobBytes(
 /**
  * Reads a text file at a commit, branch or tag through the contents API. Returns null when
  * nothing exists at the path, and raises `FileReadError` for directories, symlinks that GitHub
- * does not resolve to a file, submodules, files over `maxBytes` (default 1,000,000), and binary
- * or non-UTF-8 data. Files over 1 MB come without content and are read as a git blob instead.
+ * does not resolve to a file, submodules, files over `maxBytes` (default 1,000,000), binary
+ * or non-UTF-8 data, and data shorter or longer than the size GitHub reports. Files over 1 MB
+ * come without content or with a 403 `too_large`, and are read as a git blob instead, as is
+ * inline content of the wrong size.
  */
 export async function readFileAtRef(
   octokit: Octokit,
@@ -83,6 +115,9 @@ export async function readFileAtRef(
     if (isNotFound(error)) {
       return null;
     }
+    if (isContentsTooLarge(error)) {
+      return readThroughTree(octokit, { ...target, maxBytes });
+    }
     throw error;
   }
 
@@ -97,22 +132,78 @@ export async function readFileAtRef(
     throw new FileReadError('submodule', path, `${path} at ${ref} is a submodule`);
   }
   if (data.size > maxBytes) {
-    throw new FileReadError(
-      'too_large',
-      path,
-      `${path} at ${ref} has ${data.size} bytes, over the limit of ${maxBytes}`,
-    );
+    throw tooLargeError(target, data.size, maxBytes);
   }
 
   // Above 1 MB the contents API sends `encoding: 'none'` and no content.
-  const inline = data.encoding === 'base64' && (data.content !== '' || data.size === 0);
-  const bytes = inline
-    ? decodeBase64(data.content)
-    : await readBlobBytes(octokit, target, data.sha);
-  if (bytes.length !== data.size) {
-    throw new Error(
-      `${path} at ${ref}: GitHub reported ${data.size} bytes but sent ${bytes.length}`,
-    );
+  const content: unknown = data.content;
+  const inline =
+    data.encoding === 'base64' &&
+    typeof content === 'string' &&
+    (content !== '' || data.size === 0);
+  let bytes = inline ? decodeBase64(content) : await readBlobBytes(octokit, target, data.sha);
+  if (inline && bytes.length !== data.size) {
+    // The inline content was cut off, so the blob API gets a second chance to send the bytes.
+    bytes = await readBlobBytes(octokit, target, data.sha);
+  }
+  return decodeText(bytes, { path, ref, size: data.size, blobSha: data.sha });
+}
+
+function tooLargeError(
+  target: { path: string; ref: string },
+  size: number,
+  maxBytes: number,
+): FileReadError {
+  const { path, ref } = target;
+  const message = `${path} at ${ref} has ${size} bytes, over the limit of ${maxBytes}`;
+  return new FileReadError('too_large', path, message);
+}
+
+/**
+ * Reads a file that the contents API rejected as too large: its blob sha and size come from the
+ * git tree at `ref`, one directory level per request, and its bytes from the blob API.
+ */
+async function readThroughTree(
+  octokit: Octokit,
+  target: { owner: string; repo: string; path: string; ref: string; maxBytes: number },
+): Promise<RepositoryFile | null> {
+  const { owner, repo, path, ref, maxBytes } = target;
+  let entry;
+  try {
+    entry = await new TreeReader(octokit, { owner, repo }, ref).find(path);
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+  if (!entry?.sha) return null;
+  if (entry.type === 'tree') {
+    throw new FileReadError('directory', path, `${path} at ${ref} is a directory, not a file`);
+  }
+  if (entry.type === 'commit') {
+    throw new FileReadError('submodule', path, `${path} at ${ref} is a submodule`);
+  }
+  if (entry.mode === '120000') {
+    // A symlink's blob is its target path, which the contents API would have resolved.
+    throw new FileReadError('symlink', path, `${path} at ${ref} is a symlink to a large file`);
+  }
+  const size = entry.size ?? 0;
+  if (size > maxBytes) {
+    throw tooLargeError(target, size, maxBytes);
+  }
+  const bytes = await readBlobBytes(octokit, target, entry.sha);
+  return decodeText(bytes, { path, ref, size, blobSha: entry.sha });
+}
+
+/** Checks the bytes of a file against its size and decodes them as UTF-8 text. */
+function decodeText(
+  bytes: Buffer,
+  file: { path: string; ref: string; size: number; blobSha: string },
+): RepositoryFile {
+  const { path, ref } = file;
+  if (bytes.length !== file.size) {
+    const message =
+      `${path} at ${ref}: GitHub reported ${file.size} bytes but sent ${bytes.length}`;
+    throw new FileReadError('truncated', path, message, bytes.length);
   }
   if (isBinary(bytes)) {
     const message = `${path} at ${ref} is binary (contains a NUL byte)`;
@@ -126,5 +217,5 @@ export async function readFileAtRef(
     // Text that is not UTF-8 could not be written back unchanged, so it counts as binary.
     throw new FileReadError('binary', path, `${path} at ${ref} is not valid UTF-8`, bytes.length);
   }
-  return { text, blobSha: data.sha, size: bytes.length };
+  return { text, blobSha: file.blobSha, size: bytes.length };
 }

@@ -5,7 +5,8 @@ import { isNotFound } from './file-content.ts';
  * Reads the merge base of two commits, branches or tags from GitHub's compare API
  * (`base...head`), the commit that a pull request's diff starts from. Returns null when GitHub
  * responds 404, as it does for an unknown ref and for commits without common history, with the
- * message "No common ancestor between A and B." (as an Octokit error log from 2021 shows it).
+ * message "No common ancestor between A and B." (as an Octokit error log from 2021 shows it), and
+ * for a response whose `merge_base_commit` has no sha.
  */
 export async function readMergeBase(
   octokit: Octokit,
@@ -20,7 +21,9 @@ export async function readMergeBase(
       basehead: `${target.base}...${target.head}`,
       per_page: 1,
     });
-    return data.merge_base_commit.sha;
+    // The schema requires the commit, but a response without its sha names no merge base either.
+    const sha: unknown = data.merge_base_commit?.sha;
+    return typeof sha === 'string' && sha !== '' ? sha : null;
   } catch (error) {
     if (isNotFound(error)) {
       return null;

@@ -1,6 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { eq } from 'drizzle-orm';
 import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
+import { isServerError } from '../github/file-content.ts';
 import type { Database } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
@@ -54,6 +55,12 @@ function toAnnotation(finding: ReportedFinding) {
   };
 }
 
+/** A check run of this app and the number of annotations GitHub stores for it. */
+interface ExistingCheckRun {
+  id: number;
+  annotations: number;
+}
+
 /**
  * Finds the check run that an earlier attempt created for this run but did not store, by its
  * external id, so a retried job never creates a second one.
@@ -61,7 +68,7 @@ function toAnnotation(finding: ReportedFinding) {
 async function findCreatedCheckRun(
   octokit: Octokit,
   target: { owner: string; repo: string; headSha: string; runId: string },
-): Promise<number | null> {
+): Promise<ExistingCheckRun | null> {
   const checkRuns = await octokit.paginate(octokit.rest.checks.listForRef, {
     owner: target.owner,
     repo: target.repo,
@@ -70,7 +77,25 @@ async function findCreatedCheckRun(
     filter: 'all',
     per_page: 100,
   });
-  return checkRuns.find((checkRun) => checkRun.external_id === target.runId)?.id ?? null;
+  const found = checkRuns.find((checkRun) => checkRun.external_id === target.runId);
+  return found ? { id: found.id, annotations: found.output.annotations_count } : null;
+}
+
+/**
+ * Reads how many annotations GitHub stores for the check run. GitHub appends the annotations of
+ * every update, so this count shows whether an update whose response was lost took effect.
+ * NOTE: that GitHub counts an update's annotations before it responds is assumed, not verified.
+ */
+async function countAnnotations(
+  octokit: Octokit,
+  target: { owner: string; repo: string; checkRunId: number },
+): Promise<number> {
+  const { data } = await octokit.rest.checks.get({
+    owner: target.owner,
+    repo: target.repo,
+    check_run_id: target.checkRunId,
+  });
+  return data.output.annotations_count;
 }
 
 /**
@@ -92,56 +117,84 @@ export async function publishCheckRun(
   const annotations = annotatedFindings(findings).map(toAnnotation);
   const firstBatch = Math.min(annotations.length, maxAnnotationsPerRequest);
 
+  const target = { owner, repo, headSha: run.headSha, runId: run.id };
   let checkRunId = run.checkRunId;
   let sent = run.checkRunAnnotations;
   if (checkRunId === null) {
-    checkRunId = await findCreatedCheckRun(octokit, {
-      owner,
-      repo,
-      headSha: run.headSha,
-      runId: run.id,
-    });
-    if (checkRunId !== null) {
-      // The create request carried the first batch, so only the rest remains.
-      sent = firstBatch;
-      logger.info({ event: 'report.check_run_adopted', checkRunId }, 'found the check run again');
-    } else {
-      const { data } = await octokit.rest.checks.create({
-        owner,
-        repo,
-        name: checkRunName,
-        head_sha: run.headSha,
-        external_id: run.id,
-        ...(options.detailsUrl ? { details_url: options.detailsUrl } : {}),
-        status: 'completed',
-        conclusion,
-        completed_at: new Date().toISOString(),
-        output: { title, summary, annotations: annotations.slice(0, firstBatch) },
-        ...(findings.length > 0 ? { actions: [fixAction] } : {}),
-      });
-      checkRunId = data.id;
-      sent = firstBatch;
+    let existing = await findCreatedCheckRun(octokit, target);
+    if (existing !== null) {
       logger.info(
-        { event: 'report.check_run_created', checkRunId, conclusion, findings: findings.length },
-        'check run created',
+        { event: 'report.check_run_adopted', checkRunId: existing.id },
+        'found the check run again',
       );
+    } else {
+      try {
+        const { data } = await octokit.rest.checks.create({
+          owner,
+          repo,
+          name: checkRunName,
+          head_sha: run.headSha,
+          external_id: run.id,
+          ...(options.detailsUrl ? { details_url: options.detailsUrl } : {}),
+          status: 'completed',
+          conclusion,
+          completed_at: new Date().toISOString(),
+          output: { title, summary, annotations: annotations.slice(0, firstBatch) },
+          ...(findings.length > 0 ? { actions: [fixAction] } : {}),
+          // Sent once: a server error may come after GitHub created the check run.
+          request: { retries: 0 },
+        });
+        existing = { id: data.id, annotations: firstBatch };
+        logger.info(
+          {
+            event: 'report.check_run_created',
+            checkRunId: data.id,
+            conclusion,
+            findings: findings.length,
+          },
+          'check run created',
+        );
+      } catch (error) {
+        if (!isServerError(error)) throw error;
+        existing = await findCreatedCheckRun(octokit, target);
+        if (existing === null) throw error;
+        logger.info(
+          { event: 'report.check_run_adopted', checkRunId: existing.id },
+          'found the check run created before a server error',
+        );
+      }
     }
+    checkRunId = existing.id;
+    sent = existing.annotations;
     await db
       .update(prRuns)
       .set({ checkRunId, checkRunAnnotations: sent })
       .where(eq(prRuns.id, run.id));
+  } else if (sent < annotations.length) {
+    // An earlier attempt may have sent a batch and stopped before storing its count.
+    sent = await countAnnotations(octokit, { owner, repo, checkRunId });
+    await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
   }
 
   while (sent < annotations.length) {
     const batch = annotations.slice(sent, sent + maxAnnotationsPerRequest);
-    // GitHub appends the annotations of an update to those already on the check run.
-    await octokit.rest.checks.update({
-      owner,
-      repo,
-      check_run_id: checkRunId,
-      output: { title, summary, annotations: batch },
-    });
-    sent += batch.length;
+    try {
+      // GitHub appends the annotations of an update to those already on the check run, so the
+      // update is sent once and a server error is decided by the count GitHub stores.
+      await octokit.rest.checks.update({
+        owner,
+        repo,
+        check_run_id: checkRunId,
+        output: { title, summary, annotations: batch },
+        request: { retries: 0 },
+      });
+      sent += batch.length;
+    } catch (error) {
+      if (!isServerError(error)) throw error;
+      const countOnGitHub = await countAnnotations(octokit, { owner, repo, checkRunId });
+      if (countOnGitHub <= sent) throw error;
+      sent = countOnGitHub;
+    }
     await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
   }
   return { checkRunId, conclusion, annotations: sent };

@@ -1,4 +1,5 @@
 import { asc, eq } from 'drizzle-orm';
+import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
@@ -81,9 +82,31 @@ export async function recordReportError(
   runId: string,
   error: unknown,
 ): Promise<void> {
-  const message = error instanceof Error ? error.message : String(error);
   await db
     .update(prRuns)
-    .set({ reportError: `Posting the results to GitHub failed: ${message}`.slice(0, 2000) })
+    .set({ reportError: describeReportError(error).slice(0, 2000) })
     .where(eq(prRuns.id, runId));
+}
+
+/**
+ * Describes a failed report: the request that GitHub rejected with its status and message, and
+ * what to grant when the app lacks a permission. Other errors keep their own message.
+ */
+export function describeReportError(error: unknown): string {
+  const rejection = asGitHubRejection(error);
+  if (!rejection) {
+    const message = error instanceof Error ? error.message : String(error);
+    return `Posting the results to GitHub failed: ${message}`;
+  }
+  const description =
+    `Posting the results to GitHub failed: GitHub returned ${rejection.status} ` +
+    `${JSON.stringify(rejection.message)} for ${rejection.method} ${rejection.path}.`;
+  if (rejection.status === 403 && /not accessible by integration/i.test(rejection.message)) {
+    return (
+      `${description} The GitHub App lacks a permission that reporting needs. Grant Checks: ` +
+      'write and Pull requests: write in the GitHub App settings, and have an owner of the ' +
+      'account accept the new permissions.'
+    );
+  }
+  return description;
 }

@@ -1,5 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
+import { isServerError } from '../github/file-content.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, summaryComments } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
@@ -44,6 +45,32 @@ async function findMarkedComment(
       (comment.body ?? '').includes(summaryMarker),
   );
   return marked?.id ?? null;
+}
+
+/**
+ * Posts the summary comment once. A server error may come after GitHub created the comment, so
+ * the comment is looked for by its marker instead of being posted again.
+ */
+async function createComment(
+  octokit: Octokit,
+  target: { owner: string; repo: string; issueNumber: number; appId: number },
+  body: string,
+): Promise<number> {
+  try {
+    const { data } = await octokit.rest.issues.createComment({
+      owner: target.owner,
+      repo: target.repo,
+      issue_number: target.issueNumber,
+      body,
+      request: { retries: 0 },
+    });
+    return data.id;
+  } catch (error) {
+    if (!isServerError(error)) throw error;
+    const created = await findMarkedComment(octokit, target);
+    if (created === null) throw error;
+    return created;
+  }
 }
 
 /** Locks the pull request's summary row, creating it first, until the transaction ends. */
@@ -110,13 +137,7 @@ export async function upsertSummaryComment(
       if (commentId !== null) {
         await octokit.rest.issues.updateComment({ owner, repo, comment_id: commentId, body });
       } else {
-        const { data } = await octokit.rest.issues.createComment({
-          owner,
-          repo,
-          issue_number: target.prNumber,
-          body,
-        });
-        commentId = data.id;
+        commentId = await createComment(octokit, issue, body);
         action = 'created';
       }
     }

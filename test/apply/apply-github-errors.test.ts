@@ -279,3 +279,36 @@ describe('apply as suggestions when GitHub rejects the review', () => {
     await expectRetryable(request.id);
   });
 });
+
+describe('apply as suggestions when GitHub rejects the lines', () => {
+  it('answers 502 naming the rejected lines', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const reason =
+      'Pull request review thread line must be part of the diff, Pull request review thread ' +
+      "start line must be part of the same hunk as the line., and Pull request review thread " +
+      "diff hunk can't be blank";
+    // The body GitHub sends for review comments outside the diff, as public issue reports
+    // quote it.
+    setup.fake.queueResponse({
+      method: 'POST',
+      path: '/repos/:owner/:repo/pulls/:pull_number/reviews',
+      status: 422,
+      body: {
+        message: 'Unprocessable Entity',
+        errors: [reason],
+        documentation_url:
+          'https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request',
+        status: '422',
+      },
+    });
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.message).toContain(`returned 422 "Unprocessable Entity: ${reason}" for POST`);
+    expect(error.github.message).toBe(`Unprocessable Entity: ${reason}`);
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+    await expectRetryable(request.id);
+  });
+});

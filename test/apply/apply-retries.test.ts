@@ -3,7 +3,7 @@
 // all, and every failure is a 4xx or 502 saying what to do.
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { installations, patchRequests } from '../../src/db/schema/index.ts';
+import { installations, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
 import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
@@ -26,6 +26,7 @@ import {
   insertUser,
   owner,
   prNumber,
+  repo,
   repository,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
@@ -69,6 +70,24 @@ async function stored(id: string) {
     .from(patchRequests)
     .where(eq(patchRequests.id, id));
   return row!;
+}
+
+/** Puts the request back as a call leaves it that applied it and died 11 minutes ago. */
+async function markDiedAfterApply(id: string) {
+  await setup.context.db
+    .update(patchRequests)
+    .set({
+      appliedAt: null,
+      applyMode: null,
+      appliedCommitSha: null,
+      appliedReviewId: null,
+      applyStartedAt: new Date(Date.now() - 11 * 60_000),
+    })
+    .where(eq(patchRequests.id, id));
+}
+
+async function setRunStatus(status: 'completed' | 'superseded') {
+  await setup.context.db.update(prRuns).set({ status }).where(eq(prRuns.id, runId));
 }
 
 function wrapAfterWork(
@@ -154,19 +173,56 @@ describe('apply, suggestions', () => {
     const first = await apply(request.id, { mode: 'suggestions' });
     expect(first.status).toBe(200);
     // An apply that posted the review and died before recording it, 11 minutes ago.
-    await setup.context.db
-      .update(patchRequests)
-      .set({
-        appliedAt: null,
-        applyMode: null,
-        appliedReviewId: null,
-        applyStartedAt: new Date(Date.now() - 11 * 60_000),
-      })
-      .where(eq(patchRequests.id, request.id));
+    await markDiedAfterApply(request.id);
 
     const again = await apply(request.id, { mode: 'suggestions' });
     expect(again.status).toBe(200);
     expect(setup.fake.reviews.length - reviewsBefore).toBe(1);
+  });
+});
+
+describe('apply, suggestions after a dead call', () => {
+  it('records its review after the head moved', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const first = await apply(request.id, { mode: 'suggestions' });
+    expect(first.status).toBe(200);
+    const { reviewId } = await first.json();
+    // The call died after posting, and the author then committed a suggestion on GitHub.
+    await markDiedAfterApply(request.id);
+    setup.fake.updatePullRequest(
+      { owner, repo, number: prNumber },
+      { headSha: setup.git.baseSha },
+    );
+    await setRunStatus('superseded');
+
+    try {
+      const again = await apply(request.id, { mode: 'suggestions' });
+      expect(again.status).toBe(200);
+      expect((await again.json()).reviewId).toBe(reviewId);
+      expect(setup.fake.reviews.length - reviewsBefore).toBe(1);
+      expect((await stored(request.id)).appliedReviewId).toBe(reviewId);
+    } finally {
+      await setRunStatus('completed');
+    }
+  });
+
+  it('rejects a moved head without a review', async () => {
+    const request = await newRequest();
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    setup.fake.updatePullRequest(
+      { owner, repo, number: prNumber },
+      { headSha: setup.git.baseSha },
+    );
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toContain('since the preview');
+    expect((await stored(request.id)).applyStartedAt).toBeNull();
   });
 });
 
@@ -203,20 +259,46 @@ describe('apply, commits', () => {
     const first = await apply(request.id);
     expect(first.status).toBe(200);
     const { commitSha } = await first.json();
-    await setup.context.db
-      .update(patchRequests)
-      .set({
-        appliedAt: null,
-        applyMode: null,
-        appliedCommitSha: null,
-        applyStartedAt: new Date(Date.now() - 11 * 60_000),
-      })
-      .where(eq(patchRequests.id, request.id));
+    await markDiedAfterApply(request.id);
 
     const again = await apply(request.id);
     expect(again.status).toBe(200);
     expect((await again.json()).commitSha).toBe(commitSha);
     expect(await git('rev-parse', headBranch)).toBe(commitSha);
+  });
+
+  it('records a dead call commit after the push', async () => {
+    const request = await newRequest();
+    const first = await apply(request.id);
+    expect(first.status).toBe(200);
+    const { commitSha } = await first.json();
+    // The call died after the push, and the push's synchronize event superseded the run.
+    await markDiedAfterApply(request.id);
+    await setRunStatus('superseded');
+
+    try {
+      const again = await apply(request.id);
+      expect(again.status).toBe(200);
+      expect((await again.json()).commitSha).toBe(commitSha);
+      expect(await git('rev-parse', headBranch)).toBe(commitSha);
+      expect((await stored(request.id)).appliedCommitSha).toBe(commitSha);
+    } finally {
+      await setRunStatus('completed');
+    }
+  });
+
+  it('rejects a superseded run without a claim', async () => {
+    const request = await newRequest();
+    await setRunStatus('superseded');
+
+    try {
+      const response = await apply(request.id);
+      expect(response.status).toBe(409);
+      expect((await response.json()).error.message).toContain('has a newer commit than');
+      expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    } finally {
+      await setRunStatus('completed');
+    }
   });
 
   it('names when a held claim goes stale', async () => {

@@ -21,6 +21,47 @@ async function readAt(filePath: string, ref: string, maxBytes?: number) {
   return readFileAtRef(harness.octokit, { owner, repo, path: filePath, ref, maxBytes });
 }
 
+async function blobSha(revision: string): Promise<string> {
+  const { stdout } = await execFileAsync(
+    'git',
+    ['-C', harness.repository.dir, 'rev-parse', revision],
+    { env: gitEnvironment() },
+  );
+  return stdout.trim();
+}
+
+/**
+ * Builds a contents response for crlf.txt on main that states its 15 bytes but sends `content`
+ * as its base64, or no content field when `content` is undefined.
+ */
+async function crlfContents(content: string | undefined) {
+  const body: Record<string, unknown> = {
+    type: 'file',
+    encoding: 'base64',
+    size: 15,
+    name: 'crlf.txt',
+    path: 'crlf.txt',
+    sha: await blobSha('main:crlf.txt'),
+  };
+  if (content !== undefined) body.content = Buffer.from(content).toString('base64');
+  return { method: 'GET', path: '/repos/:owner/:repo/contents/*path', status: 200, body };
+}
+
+function contentsTooLarge() {
+  return {
+    method: 'GET',
+    path: '/repos/:owner/:repo/contents/*path',
+    status: 403,
+    body: {
+      message:
+        'This API returns blobs up to 1 MB in size. The requested blob is too large to fetch ' +
+        'via the API, but you can use the Git Data API to request blobs up to 100 MB in size.',
+      errors: [{ resource: 'Blob', field: 'data', code: 'too_large' }],
+      documentation_url: 'https://docs.github.com/rest/repos/contents#get-repository-content',
+    },
+  };
+}
+
 async function readError(filePath: string, ref: string, maxBytes?: number) {
   const error = await readAt(filePath, ref, maxBytes).catch((caught: unknown) => caught);
   expect(error).toBeInstanceOf(FileReadError);
@@ -182,6 +223,60 @@ describe('readFileAtRef', () => {
     const blobRequests = requestsTo(harness.fake, 'GET', /\/git\/blobs\//);
     expect(blobRequests).toHaveLength(before + 1);
     expect(blobRequests.at(-1)?.path).toBe(`/repos/${owner}/${repo}/git/blobs/${file?.blobSha}`);
+  });
+
+  it('reads a file over 1 MB after a 403', async () => {
+    // Octokit users reported this 403 for files over 1 MB from 2014 to 2025, where the current
+    // REST docs describe a response without content instead.
+    harness.fake.queueResponse(contentsTooLarge());
+    const file = await readAt('large.txt', 'main', 2_000_000);
+    expect(file?.size).toBe(Buffer.byteLength(largeText));
+    expect(file?.text).toBe(largeText);
+  });
+
+  it('rejects a 403 file over maxBytes', async () => {
+    harness.fake.queueResponse(contentsTooLarge());
+    const error = await readError('large.txt', 'main');
+    expect(error.reason).toBe('too_large');
+  });
+
+  it('reads a file sent without its content field', async () => {
+    harness.fake.queueResponse(await crlfContents(undefined));
+    const file = await readAt('crlf.txt', 'main');
+    expect(file?.text).toBe('first\r\nsecond\r\n');
+  });
+
+  it('reads a cut-off file through the blob API', async () => {
+    harness.fake.queueResponse(await crlfContents('first'));
+    const file = await readAt('crlf.txt', 'main');
+    expect(file?.text).toBe('first\r\nsecond\r\n');
+  });
+
+  it('reads a blob sent as UTF-8 text', async () => {
+    const sha = await blobSha('main:crlf.txt');
+    harness.fake.queueResponse(await crlfContents(undefined));
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/git/blobs/:file_sha',
+      status: 200,
+      body: { sha, size: 15, encoding: 'utf-8', content: 'first\r\nsecond\r\n' },
+    });
+    const file = await readAt('crlf.txt', 'main');
+    expect(file?.text).toBe('first\r\nsecond\r\n');
+  });
+
+  it('rejects a file cut off by both APIs', async () => {
+    const sha = await blobSha('main:crlf.txt');
+    harness.fake.queueResponse(await crlfContents('first'));
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/git/blobs/:file_sha',
+      status: 200,
+      body: { sha, size: 15, encoding: 'base64', content: Buffer.from('first').toString('base64') },
+    });
+    const error = await readError('crlf.txt', 'main');
+    expect(error.reason).toBe('truncated');
+    expect(error.message).toContain('15 bytes');
   });
 
   it('reads a symlink to a file as that file', async () => {

@@ -52,6 +52,26 @@ describe('readMergeBase', () => {
     expect(mergeBase).toBeNull();
   });
 
+  it.each([
+    ['null', null],
+    ['without a sha', {}],
+  ])('returns null for a merge base commit %s', async (_shape, mergeBaseCommit) => {
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/compare/*basehead',
+      status: 200,
+      body: { status: 'diverged', merge_base_commit: mergeBaseCommit, commits: [], files: [] },
+    });
+    const mergeBase = await readMergeBase(harness.octokit, {
+      owner,
+      repo,
+      base: baseBranch,
+      head: harness.repository.headSha,
+    });
+
+    expect(mergeBase).toBeNull();
+  });
+
   it('returns null without common history', async () => {
     const { dir } = harness.repository;
     const identity = {

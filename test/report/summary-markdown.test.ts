@@ -77,6 +77,31 @@ describe('summaryCommentBody table', () => {
   });
 });
 
+describe('paths with control characters', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
+
+  it('shows bidi controls as code points', () => {
+    // U+202E reverses the text after it, so the file list would read as something else.
+    const uncheckedFiles = ['src/\u202Esj.txt', 'src/\u2066b\u2069.ts'];
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles }, [], 'success');
+    expect(summary).not.toMatch(/[\u202A-\u202E\u2066-\u2069]/);
+    expect(summary).toContain('`src/<U+202E>sj.txt` and `src/<U+2066>b<U+2069>.ts`');
+  });
+
+  it('shows C0 controls in a table row as code points', () => {
+    const finding = {
+      path: 'src/\u0008\u001b[2Ka.ts',
+      startLine: 1,
+      endLine: 1,
+      ruleId: 'todo-comment',
+      severity: 'notice' as const,
+      message: 'A new TODO comment marks unfinished work.',
+    };
+    const body = summaryCommentBody(run, [finding], 'https://x.test/c');
+    expect(body).toContain('`src/<U+0008><U+001B>[2Ka.ts`:1');
+  });
+});
+
 describe('summary length', () => {
   const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
   const longPath = `src/${'deep/'.repeat(800)}config.ts`;

@@ -17,7 +17,7 @@ import type {
 } from './state.ts';
 
 /**
- * Check runs of the fake: create, update, list for a ref and list annotations. Limits follow
+ * Check runs of the fake: create, update, get, list for a ref and list annotations. Limits follow
  * GitHub's REST documentation for checks: at most 50 annotations per request, at most three
  * actions with a label of 20, an identifier of 20 and a description of 40 characters, and a
  * summary of at most 65535 characters. The wording of the 422 messages is the fake's own.
@@ -280,6 +280,10 @@ async function listCheckRunsForRef(context: Context): Promise<FakeResponse> {
   return json(200, body, link ? { link } : undefined);
 }
 
+function getCheckRun(context: Context): FakeResponse {
+  return json(200, checkRunPayload(context.state, requireCheckRun(context)));
+}
+
 function listAnnotations(context: Context): FakeResponse {
   const record = requireCheckRun(context);
   const repository = requireRepository(context);
@@ -305,6 +309,12 @@ export const checkRoutes: Route<FakeState>[] = [
     pattern: '/repos/:owner/:repo/check-runs/:check_run_id',
     auth: 'installation',
     handle: updateCheckRun,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/check-runs/:check_run_id',
+    auth: 'installation',
+    handle: getCheckRun,
   },
   {
     method: 'GET',
