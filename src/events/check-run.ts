@@ -16,7 +16,9 @@ import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
-import type { PgBoss } from '../jobs/boss.ts';
+import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../jobs/fix-press-notice.ts';
+import type { FixPressNotice } from '../report/fix-press-notice.ts';
 import { fixAction } from '../report/publish-check-run.ts';
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
@@ -44,7 +46,9 @@ type HandlerContext = Pick<AppContext, 'config' | 'keyring' | 'logger'>;
  * The button cannot choose files, so the preview gets the dashboard form's default selection:
  * when the owner's allowance pays, only the files whose estimates fit what is left, the most
  * severe first. When no file fits, or for a suspended or deleted installation or a closed
- * pull request, nothing is queued, and the outcome gives the reason.
+ * pull request, nothing is queued, and the outcome gives the reason. Unless the installation
+ * is suspended or deleted, a fix-press-notice job in the same transaction then shows what the
+ * press did on the check run.
  */
 export async function handleCheckRunEvent(
   tx: Transaction,
@@ -67,46 +71,92 @@ export async function handleCheckRunEvent(
   });
   if (!run) return `ignored: check run ${checkRunId} belongs to no Fixwright run`;
 
+  const press = await handleFixPress(tx, boss, run, context);
+  if (press.notice) {
+    // The webhook must not wait for GitHub, so a job shows the outcome on the check run.
+    const data: FixPressNoticeJobData = {
+      runId: run.id,
+      checkRunId,
+      pressedAt: Date.now(),
+      sender: payload.sender?.login ?? null,
+      notice: press.notice,
+    };
+    await boss.send(fixPressNoticeQueue, data, { db: transactionDb(tx) });
+  }
+  return press.outcome;
+}
+
+/**
+ * Outcome of a press: the text recorded on the delivery, and the notice shown on the check run.
+ * A press on a suspended or deleted installation has no notice, because the app cannot write
+ * to GitHub there.
+ */
+interface FixPress {
+  outcome: string;
+  notice?: FixPressNotice;
+}
+
+/** Creates the patch request and queues the preview for a press on the run's check run. */
+async function handleFixPress(
+  tx: Transaction,
+  boss: PgBoss,
+  run: typeof prRuns.$inferSelect,
+  context: HandlerContext,
+): Promise<FixPress> {
   // A press can arrive after a suspend or uninstall, for example when it is redelivered.
   const unavailable = await findInstallationUnavailable(tx, run.installationId);
-  if (unavailable) return `skipped: ${unavailable.message}`;
+  if (unavailable) return { outcome: `skipped: ${unavailable.message}` };
   // The button stays on the check run after the pull request is closed. createPatchRequest
   // checks again under a row lock.
   const closed = pullRequestClosedError(run);
-  if (closed) return `skipped: ${closed.message}`;
+  if (closed) {
+    return { outcome: `skipped: ${closed.message}`, notice: { kind: 'pull_request_closed' } };
+  }
 
   const installation = await tx.query.installations.findFirst({
     where: eq(installations.id, run.installationId),
   });
   if (!installation?.userId) {
-    return (
+    const outcome =
       `no patch request: installation ${run.installationId} has no owner to pay for fixes; ` +
       'Fixwright records the user who installs the app as its owner, so reinstall the app ' +
-      'or have its owner request the fix through the API.'
-    );
+      'or have its owner request the fix through the API.';
+    return { outcome, notice: { kind: 'no_owner' } };
   }
   if (run.status !== 'completed') {
-    return (
-      `no patch request: run ${run.id} is ${run.status}; ` +
-      'use the check run of the newest commit'
-    );
+    const outcome =
+      `no patch request: run ${run.id} is ${run.status}; use the check run of the newest commit`;
+    return { outcome, notice: { kind: 'run_not_completed', status: run.status } };
   }
 
   const rows = await listRunFindings(tx, run.id);
-  if (rows.length === 0) return `no patch request: run ${run.id} has no findings`;
+  if (rows.length === 0) {
+    return {
+      outcome: `no patch request: run ${run.id} has no findings`,
+      notice: { kind: 'no_findings' },
+    };
+  }
 
   // A second press while a preview is still queued or running would pay for the same work twice.
   // Two presses delivered at once would both find none, so the second waits here until the
   // first has committed its patch request.
   await lockRunPatchRequests(tx, run.id);
   const [active] = await listActivePatchRequestIds(tx, { runId: run.id, userId: installation.userId });
-  if (active) return `ignored: patch request ${active} for run ${run.id} is already in progress`;
+  if (active) {
+    return {
+      outcome: `ignored: patch request ${active} for run ${run.id} is already in progress`,
+      notice: { kind: 'in_progress', patchRequestId: active },
+    };
+  }
 
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
   const calls = estimateFileCalls(rows);
   const paths = pickDefaultFiles(payment, calls);
   if (paths.size === 0 && payment.kind === 'allowance') {
-    return `no patch request: ${describeNoFileFits(payment, calls, installation.userId)}`;
+    return {
+      outcome: `no patch request: ${describeNoFileFits(payment, calls, installation.userId)}`,
+      notice: { kind: 'no_file_fits', files: calls.length },
+    };
   }
   const selected = rows.filter((row) => paths.has(row.path));
 
@@ -115,28 +165,37 @@ export async function handleCheckRunEvent(
     userId: installation.userId,
     findingIds: selected.map((row) => row.id),
   });
-  if (
-    !result.ok &&
-    (result.reason === 'installation_unavailable' || result.reason === 'pull_request_closed')
-  ) {
-    return `skipped: ${result.error.message}`;
+  if (!result.ok && result.reason === 'installation_unavailable') {
+    return { outcome: `skipped: ${result.error.message}` };
+  }
+  if (!result.ok && result.reason === 'pull_request_closed') {
+    return {
+      outcome: `skipped: ${result.error.message}`,
+      notice: { kind: 'pull_request_closed' },
+    };
   }
   if (!result.ok) {
     const ids = result.unknownFindingIds;
-    return (
+    const outcome =
       `no patch request: ${pickForm(ids.length, 'finding', 'findings')} ${ids.join(', ')} ` +
-      `${pickForm(ids.length, 'is', 'are')} gone`
-    );
+      `${pickForm(ids.length, 'is', 'are')} gone`;
+    return { outcome, notice: { kind: 'findings_gone' } };
   }
+  const leftOut = payment.kind === 'allowance' ? calls.length - paths.size : 0;
+  const notice: FixPressNotice = {
+    kind: 'queued',
+    patchRequestId: result.id,
+    files: paths.size,
+    leftOutFiles: leftOut,
+  };
   const queued =
     `patch request ${result.id} queued for run ${run.id} with ${selected.length} finding(s), ` +
     `paid by user ${installation.userId}`;
-  if (paths.size === calls.length || payment.kind !== 'allowance') return queued;
-  const leftOut = calls.length - paths.size;
-  return (
+  if (leftOut === 0 || payment.kind !== 'allowance') return { outcome: queued, notice };
+  const outcome =
     `${queued}; ${leftOut} of ${formatCount(calls.length, 'file')} left out, because their ` +
-    `estimates do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`
-  );
+    `estimates do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`;
+  return { outcome, notice };
 }
 
 /** Explains why no file of the run fits the owner's allowance, with what the owner can do. */

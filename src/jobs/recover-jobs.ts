@@ -4,6 +4,7 @@ import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { releaseAttemptReservations } from '../usage/allowance.ts';
 import { analyzeQueue } from './analyze.ts';
+import { fixPressNoticeQueue } from './fix-press-notice.ts';
 import { transactionDb } from './boss.ts';
 import { jobLockKeys } from './job-liveness.ts';
 import { previewQueue } from './preview.ts';
@@ -14,7 +15,7 @@ export const recoverJobsQueue = 'recover-jobs';
 /** Every minute, the finest step of pg-boss's cron. */
 export const recoverJobsCron = '* * * * *';
 
-const workQueues = [analyzeQueue, previewQueue, reportQueue];
+const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue];
 
 /** The message stored on a job, run or preview whose worker died. */
 export const deadWorkerMessage =

@@ -4,6 +4,12 @@ import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
+import {
+  fixPressNoticeQueue,
+  fixPressNoticeQueueOptions,
+  handleFixPressNoticeJob,
+  type FixPressNoticeJobData,
+} from './fix-press-notice.ts';
 import { JobLiveness } from './job-liveness.ts';
 import {
   cleanUpInterruptedJobs,
@@ -29,6 +35,10 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
   await boss.createQueue(analyzeQueue, { name: analyzeQueue, ...analyzeQueueOptions });
   await boss.createQueue(previewQueue, { name: previewQueue, ...previewQueueOptions });
   await boss.createQueue(reportQueue, { name: reportQueue, ...reportQueueOptions });
+  await boss.createQueue(fixPressNoticeQueue, {
+    name: fixPressNoticeQueue,
+    ...fixPressNoticeQueueOptions,
+  });
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
     await boss.updateQueue(previewQueue, {
@@ -98,6 +108,9 @@ export async function startWorkers(
   });
   await boss.work<ReportJobData>(reportQueue, polling, async ([job]) => {
     if (job) await runJob(job, () => handleReportJob(context, job));
+  });
+  await boss.work<FixPressNoticeJobData>(fixPressNoticeQueue, polling, async ([job]) => {
+    if (job) await runJob(job, () => handleFixPressNoticeJob(context, job));
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {

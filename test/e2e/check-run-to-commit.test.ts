@@ -173,6 +173,8 @@ describe('pull request to check run, fix and commit', () => {
     expect(annotated).toEqual([['src/run.ts', 2]]);
     expect(github.issueComments[0]!.body.startsWith(summaryMarker)).toBe(true);
 
+    // The fake's record changes in place, so the reported summary is kept apart.
+    const reportedSummary = checkRun.output.summary;
     const action = example('check_run', 'requested_action');
     action.check_run.id = checkRun.id;
     action.repository.id = 186853002;
@@ -181,6 +183,17 @@ describe('pull request to check run, fix and commit', () => {
     const outcome = await postWebhook('check_run', action);
     const patchRequestId = /^patch request (\S+) queued/.exec(outcome)?.[1];
     expect(patchRequestId, outcome).toBeDefined();
+    // The worker shows the press on the check run, keeping its summary and annotations.
+    const updated = await waitFor(
+      async () => {
+        const current = github.checkRuns.find((candidate) => candidate.id === checkRun.id);
+        return current?.output.text ? current : undefined;
+      },
+      { timeoutMs: 30_000, describe: () => `the press on the check run; output:\n${serviceOutput}` },
+    );
+    expect(updated.output.text).toContain('Preview queued for 1 file.');
+    expect(updated.output.summary).toBe(reportedSummary);
+    expect(updated.annotations).toHaveLength(1);
 
     const preview = await waitFor(async () => {
       const body = await (await api(`/api/patch-requests/${patchRequestId}`)).json();

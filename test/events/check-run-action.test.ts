@@ -11,6 +11,7 @@ import {
   users,
   webhookDeliveries,
 } from '../../src/db/schema/index.ts';
+import { fixPressNoticeQueue } from '../../src/jobs/fix-press-notice.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -92,6 +93,15 @@ async function runWithCheckRun(installationId: number, findingsOrCount: number |
   const inputs = typeof findingsOrCount === 'number' ? warningsInOneFile(findingsOrCount) : findingsOrCount;
   const rows = await insertFindings(context, run.id, inputs);
   return { run, checkRunId, rows, findingIds: rows.map((row) => row.id) };
+}
+
+/** Returns the notices that the presses on a run queued for its check run, oldest first. */
+async function noticesOf(runId: string) {
+  const rows = await context.database.sql<{ data: { notice: unknown } }[]>`
+    SELECT data FROM pgboss.job
+    WHERE name = ${fixPressNoticeQueue} AND data->>'runId' = ${runId}
+    ORDER BY created_on, id`;
+  return rows.map((row) => row.data.notice);
 }
 
 function requestsOf(runId: string) {
@@ -204,6 +214,7 @@ describe('check_run requested_action', () => {
     expect(outcome).toContain('no patch request: installation 8103 has no owner');
     const requests = await requestsOf(run.id);
     expect(requests).toHaveLength(0);
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'no_owner' }]);
   });
 
   it('ignores another action identifier', async () => {
@@ -224,6 +235,7 @@ describe('check_run requested_action', () => {
     expect(outcome).toBe(
       `no patch request: run ${run.id} is superseded; use the check run of the newest commit`,
     );
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'run_not_completed', status: 'superseded' }]);
   });
 });
 
@@ -249,6 +261,9 @@ describe('check_run requested_action within the allowance', () => {
         `paid by user ${owner.id}; 2 of 3 files left out, because their estimates do not fit ` +
         "the 1000 tokens left of that user's allowance",
     );
+    expect(await noticesOf(run.id)).toEqual([
+      { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 2 },
+    ]);
   });
 
   it('queues a later file that still fits', async () => {

@@ -164,6 +164,51 @@ describe('fake checks API', () => {
     expect(status).toBe(422);
   });
 
+  it('gets a check run with its text', async () => {
+    const created = await octokit.rest.checks.create({
+      owner,
+      repo,
+      name: 'Fixwright',
+      head_sha: harness.repository.headSha,
+      status: 'completed',
+      conclusion: 'neutral',
+      output: { title: 'One', summary: 'Sum', annotations: [annotation(3)] },
+    });
+    await octokit.rest.checks.update({
+      owner,
+      repo,
+      check_run_id: created.data.id,
+      output: { title: 'One', summary: 'Sum', text: 'Pressed' },
+    });
+
+    const fetched = await octokit.rest.checks.get({ owner, repo, check_run_id: created.data.id });
+
+    expect(fetched.data.id).toBe(created.data.id);
+    expect(fetched.data.output.title).toBe('One');
+    expect(fetched.data.output.summary).toBe('Sum');
+    expect(fetched.data.output.text).toBe('Pressed');
+    expect(fetched.data.output.annotations_count).toBe(1);
+    const missing = await statusOf(
+      octokit.rest.checks.get({ owner, repo, check_run_id: created.data.id + 100_000 }),
+    );
+    expect(missing).toBe(404);
+  });
+
+  it('rejects a text over 65535 characters', async () => {
+    const status = await statusOf(
+      octokit.rest.checks.create({
+        owner,
+        repo,
+        name: 'Fixwright',
+        head_sha: harness.repository.headSha,
+        status: 'completed',
+        conclusion: 'neutral',
+        output: { title: 'Long', summary: 'Sum', text: 'x'.repeat(65536) },
+      }),
+    );
+    expect(status).toBe(422);
+  });
+
   it('rejects an action label over 20 characters', async () => {
     const status = await statusOf(
       octokit.rest.checks.create({

@@ -127,6 +127,8 @@ export interface FakeGitHub {
   removeInstallation(id: number): void;
   /** Check runs created so far, in creation order. */
   readonly checkRuns: CheckRunRecord[];
+  /** Deletes a check run, so that its requests get 404 as for one GitHub no longer has. */
+  removeCheckRun(id: number): void;
   /** Issue comments, in creation order. */
   readonly issueComments: IssueCommentRecord[];
   /** Pull request reviews, in creation order. */
@@ -580,6 +582,9 @@ export async function startFakeGitHub(options: {
     },
     removeIssueComment(id) {
       fakeState.issueComments.delete(id);
+    },
+    removeCheckRun(id) {
+      fakeState.checkRuns.delete(id);
     },
     removeInstallation(id) {
       fakeState.installations.delete(id);

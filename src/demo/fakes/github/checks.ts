@@ -17,10 +17,11 @@ import type {
 } from './state.ts';
 
 /**
- * Check runs of the fake: create, update, get, list for a ref and list annotations. Limits follow
- * GitHub's REST documentation for checks: at most 50 annotations per request, at most three
- * actions with a label of 20, an identifier of 20 and a description of 40 characters, and a
- * summary of at most 65535 characters. The wording of the 422 messages is the fake's own.
+ * Check runs of the fake: create, update, get, list for a ref and list annotations. Limits
+ * follow GitHub's REST documentation for checks: at most 50 annotations per request, at most
+ * three actions with a label of 20, an identifier of 20 and a description of 40 characters, and
+ * a summary and text of at most 65535 characters each. The wording of the 422 messages is the
+ * fake's own.
  */
 
 const checksDocs = 'https://docs.github.com/rest/checks/runs';
@@ -131,6 +132,9 @@ function applyOutput(record: CheckRunRecord, value: unknown): void {
   }
   if (output.summary.length > 65535) {
     throw invalid('Invalid request.\n\noutput.summary is longer than 65535 characters.');
+  }
+  if (typeof output.text === 'string' && output.text.length > 65535) {
+    throw invalid('Invalid request.\n\noutput.text is longer than 65535 characters.');
   }
   const annotations = validateAnnotations(output.annotations);
   record.output = {
@@ -257,6 +261,10 @@ function updateCheckRun(context: Context): FakeResponse {
   return json(200, checkRunPayload(context.state, record));
 }
 
+function getCheckRun(context: Context): FakeResponse {
+  return json(200, checkRunPayload(context.state, requireCheckRun(context)));
+}
+
 async function listCheckRunsForRef(context: Context): Promise<FakeResponse> {
   const repository = requireRepository(context);
   const ref = param(context, 'ref');
@@ -278,10 +286,6 @@ async function listCheckRunsForRef(context: Context): Promise<FakeResponse> {
   const { page, link } = paginate(payloads, context.url, context.state.baseUrl, linkPath);
   const body = { total_count: payloads.length, check_runs: page };
   return json(200, body, link ? { link } : undefined);
-}
-
-function getCheckRun(context: Context): FakeResponse {
-  return json(200, checkRunPayload(context.state, requireCheckRun(context)));
 }
 
 function listAnnotations(context: Context): FakeResponse {

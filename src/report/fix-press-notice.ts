@@ -1,0 +1,140 @@
+import { z } from 'zod';
+import { runStatuses } from '../db/schema/index.ts';
+import { formatCount, pickForm } from '../text/plural.ts';
+
+/**
+ * What a "Fix with AI" press did, as the check run shows it. It contains no user ids, plans or
+ * token counts, because everyone who can read the repository sees the check run.
+ */
+export const fixPressNotice = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('queued'),
+    patchRequestId: z.uuid(),
+    files: z.number().int().positive(),
+    /** Files of the run left out because their estimates do not fit the allowance left. */
+    leftOutFiles: z.number().int().nonnegative(),
+  }),
+  z.object({ kind: z.literal('in_progress'), patchRequestId: z.uuid() }),
+  z.object({ kind: z.literal('no_file_fits'), files: z.number().int().positive() }),
+  z.object({ kind: z.literal('pull_request_closed') }),
+  z.object({ kind: z.literal('no_owner') }),
+  z.object({ kind: z.literal('run_not_completed'), status: z.enum(runStatuses) }),
+  z.object({ kind: z.literal('no_findings') }),
+  z.object({ kind: z.literal('findings_gone') }),
+]);
+export type FixPressNotice = z.infer<typeof fixPressNotice>;
+
+/** GitHub rejects a check run whose output summary or text is longer than this. */
+export const maxCheckRunOutputLength = 65535;
+
+/** Hidden marker at the start of the text, with the press time in milliseconds since 1970. */
+const pressMarker = /^<!-- fixwright:fix-press pressed-at=(\d+) -->/;
+
+/** Returns the press time stored in a check run's text by fixPressText, or null. */
+export function readPressedAt(text: string | null | undefined): number | null {
+  const match = text ? pressMarker.exec(text) : null;
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * Escapes markdown in text that comes from GitHub users, such as a login: every ASCII
+ * punctuation character gets a backslash, which CommonMark allows before any of them, and
+ * line breaks become spaces.
+ */
+export function escapeMarkdown(text: string): string {
+  return text.replace(/\r\n|\r|\n/g, ' ').replace(/[!-/:-@[-`{-~]/g, (character) => `\\${character}`);
+}
+
+const again = 'then press **Fix with AI** again';
+
+function previewLink(publicUrl: string | undefined, patchRequestId: string): string {
+  const where = 'on the Fixwright dashboard of the user who installed the app';
+  return publicUrl ? `[${where}](${publicUrl}/patch-requests/${patchRequestId})` : where;
+}
+
+/** Describes what the press did and, for a rejected press, what to do next. */
+function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): string {
+  switch (notice.kind) {
+    case 'queued': {
+      const lines = [
+        `Preview queued for ${formatCount(notice.files, 'file')}. It appears ` +
+          `${previewLink(publicUrl, notice.patchRequestId)}.`,
+      ];
+      if (notice.leftOutFiles > 0) {
+        const total = notice.files + notice.leftOutFiles;
+        lines.push(
+          `${notice.leftOutFiles} of the run's ${formatCount(total, 'file')} ` +
+            `${pickForm(notice.leftOutFiles, 'was', 'were')} left out, because their estimates ` +
+            'do not fit the token allowance left of the user who installed the app.',
+        );
+      }
+      return lines.join('\n\n');
+    }
+    case 'in_progress':
+      return (
+        'Nothing new was queued, because a preview of this run is already queued or running. ' +
+        `It appears ${previewLink(publicUrl, notice.patchRequestId)}. Wait until it ` +
+        `finishes, ${again} for another one.`
+      );
+    case 'no_file_fits':
+      return (
+        "Nothing was queued, because the token allowance left of the user who installed the app " +
+        `does not cover the estimate of any of the run's ${formatCount(notice.files, 'file')}. ` +
+        'That user can upgrade the plan, wait for the next period or add their own Groq or ' +
+        `Gemini key on the Fixwright dashboard, ${again}.`
+      );
+    case 'pull_request_closed':
+      return `Nothing was queued, because the pull request is closed. Reopen it, ${again}.`;
+    case 'no_owner':
+      return (
+        'Nothing was queued, because Fixwright has no owner recorded for this installation ' +
+        'to pay for fixes. Fixwright records the user who installs the app as its owner, so ' +
+        `reinstall the app, ${again}.`
+      );
+    case 'run_not_completed':
+      if (notice.status === 'superseded') {
+        return (
+          'Nothing was queued, because a newer commit of the pull request has its own check ' +
+          'run. Press **Fix with AI** on the check run of the newest commit.'
+        );
+      }
+      return (
+        `Nothing was queued, because this run is ${notice.status}. Push a new commit, and ` +
+        'press **Fix with AI** on its check run.'
+      );
+    case 'no_findings':
+      return 'Nothing was queued, because this run has no findings to fix.';
+    case 'findings_gone':
+      return `Nothing was queued, because the run's findings changed meanwhile. Press **Fix with AI** again.`;
+  }
+}
+
+/** Formats a time as `2026-12-05 07:30 UTC`. */
+function formatMinute(time: Date): string {
+  return `${time.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+/**
+ * Builds the check run's `text` for a press: a hidden marker with the press time, then who
+ * pressed when and the notice. It stays within GitHub's 65,535 characters.
+ */
+export function fixPressText(input: {
+  notice: FixPressNotice;
+  pressedAt: number;
+  sender: string | null;
+  publicUrl?: string;
+}): string {
+  const by = input.sender ? ` by ${escapeMarkdown(input.sender)}` : '';
+  const text = [
+    `<!-- fixwright:fix-press pressed-at=${input.pressedAt} -->`,
+    '### Fix with AI',
+    '',
+    `Pressed${by} at ${formatMinute(new Date(input.pressedAt))}.`,
+    '',
+    describeNotice(input.notice, input.publicUrl),
+  ].join('\n');
+  // Only a PUBLIC_URL of tens of thousands of characters could reach the limit.
+  return text.length <= maxCheckRunOutputLength
+    ? text
+    : `${text.slice(0, maxCheckRunOutputLength - 1)}…`;
+}

@@ -1,0 +1,86 @@
+import { asc, eq } from 'drizzle-orm';
+import { worstSeverity } from '../analysis/analyze.ts';
+import type { AppContext } from '../context.ts';
+import { findings, prRuns } from '../db/schema/index.ts';
+import { requireActiveInstallation } from '../github/installation-unavailable.ts';
+import { requireGitHubApp } from '../github/require-github-app.ts';
+import type { Logger } from '../logger.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
+import { withSessionLock } from '../runs/run-lock.ts';
+import { checkConclusion } from './check-conclusion.ts';
+import { fixPressText, readPressedAt, type FixPressNotice } from './fix-press-notice.ts';
+import { checkRunOutput } from './summary-markdown.ts';
+
+export interface FixPressNoticeInput {
+  runId: string;
+  checkRunId: number;
+  /** Press time in milliseconds since 1970, which orders the notices of one check run. */
+  pressedAt: number;
+  /** Login of the user who pressed the button, as the webhook payload names it. */
+  sender: string | null;
+  notice: FixPressNotice;
+}
+
+export type FixPressNoticeOutcome =
+  | { status: 'updated' }
+  | { status: 'skipped'; reason: string };
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && (error as { status?: unknown }).status === 404;
+}
+
+/**
+ * Writes the outcome of a "Fix with AI" press into the `text` of the run's check run. The
+ * title and summary are rebuilt from the run's findings the way the report builds them, and no
+ * annotations are sent, because GitHub appends the annotations of every update. Safe to retry:
+ * the update is the same each time, and a notice older than the one the check run shows is
+ * skipped. A deleted check run (404) is logged and skipped.
+ */
+export async function publishFixPressNotice(
+  context: AppContext,
+  input: FixPressNoticeInput,
+  logger: Logger,
+): Promise<FixPressNoticeOutcome> {
+  const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
+  if (!run) return { status: 'skipped', reason: 'run no longer exists' };
+  if (run.checkRunId !== input.checkRunId) {
+    return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
+  }
+  const github = requireGitHubApp(context);
+  await requireActiveInstallation(context.db, run.installationId);
+
+  const rows = await context.db
+    .select()
+    .from(findings)
+    .where(eq(findings.runId, run.id))
+    .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+  const { title, summary } = checkRunOutput(run, rows, checkConclusion(worstSeverity(rows)));
+  const text = fixPressText({ ...input, publicUrl: context.config.PUBLIC_URL });
+  const octokit = await github.installationOctokit(run.installationId);
+  const [owner, repo] = splitRepository(run.repository);
+  const target = { owner, repo, check_run_id: input.checkRunId };
+
+  const missing = (): FixPressNoticeOutcome => {
+    logger.warn(
+      { event: 'fix_press_notice.check_run_missing', checkRunId: input.checkRunId },
+      'check run not found on GitHub, so the press outcome is not shown',
+    );
+    return { status: 'skipped', reason: `check run ${input.checkRunId} not found on GitHub` };
+  };
+
+  // Notices of two presses could otherwise both read the text before either writes it.
+  return withSessionLock(context.db, `fixwright:fix-press-notice:${input.checkRunId}`, async () => {
+    try {
+      const { data } = await octokit.rest.checks.get(target);
+      const shownPressedAt = readPressedAt(data.output.text);
+      if (shownPressedAt !== null && shownPressedAt > input.pressedAt) {
+        return { status: 'skipped', reason: 'the check run shows a later press' };
+      }
+      await octokit.rest.checks.update({ ...target, output: { title, summary, text } });
+    } catch (error) {
+      if (isNotFound(error)) return missing();
+      throw error;
+    }
+    return { status: 'updated' };
+  });
+}

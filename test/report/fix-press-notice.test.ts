@@ -1,0 +1,346 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
+import {
+  fixPressNoticeQueue,
+  handleFixPressNoticeJob,
+  type FixPressNoticeJobData,
+} from '../../src/jobs/fix-press-notice.ts';
+import { escapeMarkdown, fixPressText } from '../../src/report/fix-press-notice.ts';
+import { publishFixPressNotice } from '../../src/report/publish-fix-press-notice.ts';
+import { reportRun } from '../../src/report/report-run.ts';
+import { createApp } from '../../src/web/app.tsx';
+import {
+  createGitHubTestContext,
+  insertFindings,
+  insertInstallation,
+  insertRun,
+  repositoryId,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+
+const secret = 'fix-press-notice-secret';
+const publicUrl = 'https://fixwright.example.test';
+const checkRunPath = /^\/repos\/octo-org\/widgets\/check-runs\/\d+$/;
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let ownerId: string;
+let delivery = 0;
+
+/** Creates a completed run with `count` warnings and reports it, which creates its check run. */
+async function reportedRun(count: number) {
+  const note = `notes/${Date.now()}-${Math.random()}.txt`;
+  const headSha = await commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha,
+    baseSha: setup.git.baseSha,
+  });
+  const lines = Array.from({ length: count }, (_, index) => index + 1);
+  await insertFindings(
+    setup.context,
+    run.id,
+    lines.map((line) => ({ path: 'src/app.ts', line, severity: 'warning' as const })),
+  );
+  await reportRun(setup.context, run.id, setup.context.logger);
+  const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+  const checkRun = setup.fake.checkRuns.find((candidate) => candidate.id === stored!.checkRunId)!;
+  return { run, checkRun };
+}
+
+/** Delivers a signed press of "Fix with AI" on the check run, as GitHub sends it. */
+async function press(checkRunId: number, sender = 'a-reviewer') {
+  const payload = examplePayload('check_run', 'requested_action', setup.installationId);
+  payload.check_run.id = checkRunId;
+  payload.repository.id = repositoryId;
+  payload.requested_action = { identifier: 'fix' };
+  payload.sender = { ...payload.sender, login: sender };
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'check_run',
+    deliveryId: `fix-press-notice-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+}
+
+/** Returns the fix-press-notice jobs of a run, oldest first. */
+async function noticeJobs(runId: string) {
+  return setup.context.database.sql<{ id: string; data: FixPressNoticeJobData }[]>`
+    SELECT id, data FROM pgboss.job
+    WHERE name = ${fixPressNoticeQueue} AND data->>'runId' = ${runId}
+    ORDER BY created_on, id`;
+}
+
+/** Waits until pg-boss has completed or failed the job, and returns its state. */
+async function waitForJob(jobId: string) {
+  for (let waited = 0; waited < 20_000; waited += 100) {
+    const job = await setup.context.boss.getJobById(fixPressNoticeQueue, jobId);
+    if (job && ['completed', 'retry', 'failed'].includes(job.state)) return job;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`job ${jobId} did not finish within 20 s`);
+}
+
+/** Presses the button and waits for the one notice job that the press queued. */
+async function pressAndPublish(runId: string, checkRunId: number, sender?: string) {
+  await press(checkRunId, sender);
+  const jobs = await noticeJobs(runId);
+  expect(jobs).toHaveLength(1);
+  return { job: await waitForJob(jobs[0]!.id), data: jobs[0]!.data };
+}
+
+function updatesOf(checkRunId: number, since: number) {
+  return setup.fake.requests
+    .slice(since)
+    .filter(
+      (request) =>
+        request.method === 'PATCH' &&
+        checkRunPath.test(request.path) &&
+        request.path.endsWith(`/${checkRunId}`),
+    );
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'src/app.ts': 'export const a = 1;\n' },
+    head: { 'src/app.ts': 'export const a = 2;\n' },
+    // A platform key, so that the owner's allowance pays for the preview.
+    env: { WEBHOOK_SECRET: secret, PUBLIC_URL: publicUrl, GROQ_API_KEY: 'gsk_notice_platform' },
+  });
+  const [owner] = await setup.context.db
+    .insert(users)
+    .values({ login: 'notice-owner' })
+    .returning();
+  ownerId = owner!.id;
+  await insertInstallation(setup.context, { id: setup.installationId, userId: ownerId });
+  app = createApp(setup.context);
+  // The worker as startWorkers runs it, so that completion and retries are pg-boss's own.
+  await setup.context.boss.work<FixPressNoticeJobData>(
+    fixPressNoticeQueue,
+    { includeMetadata: true, batchSize: 1, pollingIntervalSeconds: 0.5 },
+    async ([job]) => {
+      if (job) await handleFixPressNoticeJob(setup.context, job);
+    },
+  );
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('fix press notice on the check run', () => {
+  it('shows a queued preview with its link', async () => {
+    await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
+    const { run, checkRun } = await reportedRun(3);
+    const before = { ...checkRun.output };
+    const annotations = checkRun.annotations.length;
+    const since = setup.fake.requests.length;
+
+    const { job, data } = await pressAndPublish(run.id, checkRun.id, 'a-reviewer');
+
+    expect(job.state).toBe('completed');
+    const [request] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.runId, run.id));
+    expect(data.notice).toEqual({
+      kind: 'queued',
+      patchRequestId: request!.id,
+      files: 1,
+      leftOutFiles: 0,
+    });
+    const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+    expect(after.output.title).toBe(before.title);
+    expect(after.output.summary).toBe(before.summary);
+    const pressedAt = new Date(data.pressedAt).toISOString().slice(0, 16).replace('T', ' ');
+    expect(after.output.text).toBe(
+      [
+        `<!-- fixwright:fix-press pressed-at=${data.pressedAt} -->`,
+        '### Fix with AI',
+        '',
+        `Pressed by a\\-reviewer at ${pressedAt} UTC.`,
+        '',
+        'Preview queued for 1 file. It appears [on the Fixwright dashboard of the user who ' +
+          `installed the app](${publicUrl}/patch-requests/${request!.id}).`,
+      ].join('\n'),
+    );
+    expect(after.output.text).not.toContain(ownerId);
+    const updates = updatesOf(checkRun.id, since);
+    expect(updates).toHaveLength(1);
+    const output = (updates[0]!.body as { output: Record<string, unknown> }).output;
+    expect(Object.keys(output).sort()).toEqual(['summary', 'text', 'title']);
+    expect(after.annotations).toHaveLength(annotations);
+    expect(annotations).toBe(3);
+  });
+
+  it('shows why a press over the allowance queued nothing', async () => {
+    await setup.context.db.update(users).set({ tokensUsed: 1000 }).where(eq(users.id, ownerId));
+    const { run, checkRun } = await reportedRun(2);
+    const summary = checkRun.output.summary;
+
+    const { job, data } = await pressAndPublish(run.id, checkRun.id);
+
+    expect(job.state).toBe('completed');
+    expect(data.notice).toEqual({ kind: 'no_file_fits', files: 1 });
+    expect(await setup.context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id))).toEqual([]);
+    const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+    expect(after.output.summary).toBe(summary);
+    expect(after.output.text).toContain(
+      'Nothing was queued, because the token allowance left of the user who installed the app ' +
+        "does not cover the estimate of any of the run's 1 file. That user can upgrade the " +
+        'plan, wait for the next period or add their own Groq or Gemini key on the Fixwright ' +
+        'dashboard, then press **Fix with AI** again.',
+    );
+    expect(after.output.text).not.toContain('1000');
+    expect(after.output.text).not.toContain(ownerId);
+    expect(after.annotations).toHaveLength(2);
+  });
+
+  it('shows a preview already in progress', async () => {
+    await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
+    const { run, checkRun } = await reportedRun(1);
+    await press(checkRun.id);
+    await press(checkRun.id);
+    const jobs = await noticeJobs(run.id);
+    expect(jobs.map((job) => job.data.notice.kind)).toEqual(['queued', 'in_progress']);
+    for (const job of jobs) expect((await waitForJob(job.id)).state).toBe('completed');
+
+    const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+    const [request] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.runId, run.id));
+    expect(after.output.text).toContain(
+      'Nothing new was queued, because a preview of this run is already queued or running. ' +
+        'It appears [on the Fixwright dashboard of the user who installed the app]' +
+        `(${publicUrl}/patch-requests/${request!.id}). Wait until it finishes, then press ` +
+        '**Fix with AI** again for another one.',
+    );
+    expect(after.annotations).toHaveLength(1);
+  });
+
+  it('completes without retry for a deleted check run', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    setup.fake.removeCheckRun(checkRun.id);
+
+    const { job } = await pressAndPublish(run.id, checkRun.id);
+
+    expect(job.state).toBe('completed');
+    expect(job.retryCount).toBe(0);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'fix_press_notice.check_run_missing' && line.checkRunId === checkRun.id,
+    );
+    expect(logged).toBeDefined();
+    const failed = setup.context.logs.find(
+      (line) => line.event === 'job.fix_press_notice.failed' && line.checkRunId === checkRun.id,
+    );
+    expect(failed).toBeUndefined();
+  });
+
+  it('keeps the notice of a later press', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    const input = { runId: run.id, checkRunId: checkRun.id, sender: 'a-reviewer' };
+    const later = { ...input, pressedAt: 2_000_000_000_000, notice: { kind: 'no_findings' } as const };
+    const earlier = { ...later, pressedAt: 1_900_000_000_000, notice: { kind: 'no_owner' } as const };
+
+    const first = await publishFixPressNotice(setup.context, later, setup.context.logger);
+    const second = await publishFixPressNotice(setup.context, earlier, setup.context.logger);
+
+    expect(first).toEqual({ status: 'updated' });
+    expect(second).toEqual({ status: 'skipped', reason: 'the check run shows a later press' });
+    const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+    expect(after.output.text).toContain('this run has no findings to fix');
+    expect(after.output.text).not.toContain('no owner');
+  });
+
+  it('leaves the check run of a newer run alone', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    const newer = await reportedRun(1);
+    const since = setup.fake.requests.length;
+
+    const outcome = await publishFixPressNotice(
+      setup.context,
+      {
+        runId: run.id,
+        checkRunId: newer.checkRun.id,
+        pressedAt: Date.now(),
+        sender: null,
+        notice: { kind: 'no_findings' },
+      },
+      setup.context.logger,
+    );
+
+    expect(outcome).toEqual({
+      status: 'skipped',
+      reason: `check run ${newer.checkRun.id} is not the run's`,
+    });
+    expect(updatesOf(newer.checkRun.id, since)).toEqual([]);
+    expect(updatesOf(checkRun.id, since)).toEqual([]);
+  });
+
+  it('tells a superseded run to use the newest check run', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.id));
+
+    const { data } = await pressAndPublish(run.id, checkRun.id);
+
+    expect(data.notice).toEqual({ kind: 'run_not_completed', status: 'superseded' });
+    const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+    expect(after.output.text).toContain(
+      'Nothing was queued, because a newer commit of the pull request has its own check run. ' +
+        'Press **Fix with AI** on the check run of the newest commit.',
+    );
+  });
+
+  it('queues no notice for a suspended installation', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    await setup.context.database.sql`
+      UPDATE installations SET suspended_at = now() WHERE id = ${setup.installationId}`;
+    try {
+      await press(checkRun.id);
+      expect(await noticeJobs(run.id)).toEqual([]);
+    } finally {
+      await setup.context.database.sql`
+        UPDATE installations SET suspended_at = NULL WHERE id = ${setup.installationId}`;
+    }
+  });
+});
+
+describe('fixPressText', () => {
+  it('escapes markdown in the login', () => {
+    expect(escapeMarkdown('x](https://evil.test)<b>*_`\n#')).toBe(
+      'x\\]\\(https\\:\\/\\/evil\\.test\\)\\<b\\>\\*\\_\\` \\#',
+    );
+  });
+
+  it('names the dashboard without PUBLIC_URL', () => {
+    const text = fixPressText({
+      notice: {
+        kind: 'queued',
+        patchRequestId: '00000000-0000-4000-8000-000000000000',
+        files: 2,
+        leftOutFiles: 3,
+      },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toBe(
+      [
+        '<!-- fixwright:fix-press pressed-at=1796455800000 -->',
+        '### Fix with AI',
+        '',
+        'Pressed at 2026-12-05 07:30 UTC.',
+        '',
+        'Preview queued for 2 files. It appears on the Fixwright dashboard of the user who ' +
+          'installed the app.',
+        '',
+        "3 of the run's 5 files were left out, because their estimates do not fit the token " +
+          'allowance left of the user who installed the app.',
+      ].join('\n'),
+    );
+  });
+});
