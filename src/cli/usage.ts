@@ -18,7 +18,7 @@ Commands:
   users show --login NAME         Print a user's plan and usage
   users reset-admin --login NAME  Forget the GitHub account recorded for an ADMIN_LOGINS login
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
-                                  master key (highest version in MASTER_KEYS), N per transaction
+                                  master key (the highest version set), N per transaction
   demo                            Run the service against fake GitHub, Groq and Gemini servers
                                   on 127.0.0.1, open a pull request and preview a fix (npm run demo)
 
@@ -76,8 +76,9 @@ Options:
 
 const keysUsage = `Usage: fixwright keys rotate [--batch-size N]
 
-Re-encrypts users' stored provider keys under the newest master key, the highest version in
-MASTER_KEYS, and names the versions that no stored key uses any more. Exits 1 when some keys
+Re-encrypts users' stored provider keys under the newest master key, the highest version that
+MASTER_KEYS and MASTER_KEY (version 1) set, and names the versions that no stored key uses any
+more. Exits 1 when some keys
 could not be rotated.
 
 Options:
