@@ -227,11 +227,11 @@ export async function runPreview(
       logger: fileLogger,
       diffWorker: options.diffWorker,
     });
-    // An aborted call failed the file only because the process stops, so the file is left
-    // for the retry.
+    // A file that failed while the process stops may have failed only because its call was
+    // aborted, so it is left for the retry. A ready file is stored, because its call was paid.
     if (options.signal?.aborted) {
       attemptEnded = true;
-      return;
+      if (outcome.status !== 'ready') return;
     }
     await db.transaction(async (tx) => {
       // Locking the request first makes files finishing at once take turns, so the count

@@ -1,5 +1,6 @@
 import { and, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DiffWorker } from '../../src/analysis/diff-worker.ts';
 import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import { maxDiffEditLines } from '../../src/autofix/preview-diff.ts';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
@@ -277,6 +278,38 @@ describe('runPreview', () => {
     expect(failed[0]!.originalText).toBe(files[failedPath as keyof typeof files]);
     expect(ready[0]!.proposedText).toBe(fixed[ready[0]!.path]);
     expect(ready[0]!.diff).toContain(`+++ b/${ready[0]!.path}`);
+  });
+
+  it('stores a paid file when stopped during its diff', async () => {
+    const stop = new AbortController();
+    const diffWorker = new DiffWorker();
+    const buildPatch = diffWorker.structuredPatch.bind(diffWorker);
+    const diffedPaths: string[] = [];
+    vi.spyOn(diffWorker, 'structuredPatch').mockImplementation(async (request) => {
+      diffedPaths.push(request.newFileName.slice('b/'.length));
+      stop.abort();
+      return buildPatch(request);
+    });
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    let outcome;
+    try {
+      outcome = await runPreview(context, patchRequestId, 0, context.logger, {
+        diffWorker,
+        signal: stop.signal,
+      });
+    } finally {
+      await diffWorker.close();
+    }
+
+    expect(outcome.status).toBe('skipped');
+    expect(diffedPaths.length).toBeGreaterThan(0);
+    const stored = await filesOf(patchRequestId);
+    for (const path of diffedPaths) {
+      const file = stored.find((candidate) => candidate.path === path);
+      expect(file?.status, path).toBe('ready');
+      expect(file?.proposedText, path).toBe(fixed[path]);
+    }
   });
 
   it('finishes files in flight before it raises', async () => {
