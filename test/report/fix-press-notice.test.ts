@@ -317,6 +317,21 @@ describe('fixPressText', () => {
     );
   });
 
+  it('asks to wait for a run analyzed again', () => {
+    for (const status of ['queued', 'analyzing'] as const) {
+      const text = fixPressText({
+        notice: { kind: 'run_not_completed', status },
+        pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+        sender: null,
+      });
+      expect(text).toContain(
+        'Nothing was queued, because this run is being analyzed again. Wait until its results ' +
+          'are posted, then press **Fix with AI** again.',
+      );
+      expect(text).not.toContain('Push a new commit');
+    }
+  });
+
   it('names the dashboard without PUBLIC_URL', () => {
     const text = fixPressText({
       notice: {
