@@ -90,13 +90,22 @@ export async function recordReportError(
 
 /**
  * Describes a failed report: the request that GitHub rejected with its status and message, and
- * what to grant when the app lacks a permission. Other errors keep their own message.
+ * what to grant when the app lacks a permission, or the request that got no response. Other
+ * errors keep their own message.
  */
 export function describeReportError(error: unknown): string {
   const rejection = asGitHubRejection(error);
   if (!rejection) {
     const message = error instanceof Error ? error.message : String(error);
     return `Posting the results to GitHub failed: ${message}`;
+  }
+  // Octokit reports a request without a response (refused, reset, timed out) as status 500.
+  const hasResponse = (error as { response?: unknown }).response !== undefined;
+  if (rejection.status === 500 && !hasResponse) {
+    return (
+      `Posting the results to GitHub failed: ${rejection.method} ${rejection.path} got no ` +
+      `response: ${rejection.message}`
+    );
   }
   const description =
     `Posting the results to GitHub failed: GitHub returned ${rejection.status} ` +
