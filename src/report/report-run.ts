@@ -21,6 +21,11 @@ export type ReportOutcome =
       comment: SummaryCommentOutcome;
     };
 
+/** Names the session lock under which the run's check run is created, annotated or edited. */
+export function checkRunLockKey(runId: string): string {
+  return `fixwright:check-run:${runId}`;
+}
+
 /**
  * Posts the results of a completed run to GitHub: the "Fixwright" check run with annotations,
  * then the pull request's summary comment. Safe to retry: the check run is created once per run
@@ -45,7 +50,7 @@ export async function reportRun(
   const octokit = await github.installationOctokit(run.installationId);
 
   // Two attempts of one report could otherwise both find no check run and both create one.
-  const checkRun = await withSessionLock(context.db, `fixwright:check-run:${runId}`, async () => {
+  const checkRun = await withSessionLock(context.db, checkRunLockKey(runId), async () => {
     const current = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
     // The check run's "Details" link opens the run on the dashboard when its address is known.
     const publicUrl = context.config.PUBLIC_URL;
