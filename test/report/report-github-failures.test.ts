@@ -163,6 +163,30 @@ describe('report after a lost response', () => {
     expect(stored!.checkRunAnnotations).toBe(120);
   }, 60_000);
 
+  it('keeps its count over a lower one from GitHub', async () => {
+    const run = await completedRun(120);
+    await reportRun(setup.context, run.id, setup.context.logger);
+    // As if an attempt had died after the second update and stored its count.
+    const created = setup.fake.checkRuns.find((candidate) => candidate.externalId === run.id)!;
+    created.annotations.splice(100);
+    await setup.context.db
+      .update(prRuns)
+      .set({ checkRunAnnotations: 100, reportedAt: null })
+      .where(eq(prRuns.id, run.id));
+    // A read that does not yet count the second update.
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/check-runs/:check_run_id',
+      status: 200,
+      body: { id: created.id, output: { annotations_count: 50 } },
+    });
+
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    const lines = created.annotations.map((annotation) => annotation.start_line);
+    expect(lines).toEqual(Array.from({ length: 120 }, (_, index) => index + 1));
+  }, 60_000);
+
   it('posts one summary comment', async () => {
     const run = await completedRun(1);
     afterWork.createComment = 1;
