@@ -98,6 +98,14 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
           'run. Press **Fix with AI** on the check run of the newest commit.'
         );
       }
+      if (notice.status === 'queued' || notice.status === 'analyzing') {
+        // A push back to this commit or a reopen analyzes the run again, and its report keeps
+        // this check run.
+        return (
+          'Nothing was queued, because this run is being analyzed again. Wait until its ' +
+          `results are posted, ${again}.`
+        );
+      }
       return (
         `Nothing was queued, because this run is ${notice.status}. Push a new commit, and ` +
         'press **Fix with AI** on its check run.'

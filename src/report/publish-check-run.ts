@@ -171,8 +171,9 @@ export async function publishCheckRun(
       .set({ checkRunId, checkRunAnnotations: sent })
       .where(eq(prRuns.id, run.id));
   } else if (sent < annotations.length) {
-    // An earlier attempt may have sent a batch and stopped before storing its count.
-    sent = await countAnnotations(octokit, { owner, repo, checkRunId });
+    // An earlier attempt may have sent a batch and stopped before storing its count. The
+    // stored count only grows after GitHub confirmed a batch, so a lower count is a stale read.
+    sent = Math.max(sent, await countAnnotations(octokit, { owner, repo, checkRunId }));
     await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
   }
 

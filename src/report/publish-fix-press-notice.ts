@@ -9,6 +9,7 @@ import { splitRepository } from '../runs/analyze-run.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkConclusion } from './check-conclusion.ts';
 import { fixPressText, readPressedAt, type FixPressNotice } from './fix-press-notice.ts';
+import { checkRunLockKey } from './report-run.ts';
 import { checkRunOutput } from './summary-markdown.ts';
 
 export interface FixPressNoticeInput {
@@ -68,8 +69,11 @@ export async function publishFixPressNotice(
     return { status: 'skipped', reason: `check run ${input.checkRunId} not found on GitHub` };
   };
 
-  // Notices of two presses could otherwise both read the text before either writes it.
-  return withSessionLock(context.db, `fixwright:fix-press-notice:${input.checkRunId}`, async () => {
+  // Notices of two presses could otherwise both read the text before either writes it. The
+  // report's lock also keeps a notice out from between the report's annotation updates, which
+  // send no text. NOTE: that GitHub then clears the text, as the fake does, is assumed. A
+  // report retried after a failed update can still send its remaining updates after a notice.
+  return withSessionLock(context.db, checkRunLockKey(run.id), async () => {
     try {
       const { data } = await octokit.rest.checks.get(target);
       const shownPressedAt = readPressedAt(data.output.text);

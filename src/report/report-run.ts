@@ -21,6 +21,11 @@ export type ReportOutcome =
       comment: SummaryCommentOutcome;
     };
 
+/** Names the session lock under which the run's check run is created, annotated or edited. */
+export function checkRunLockKey(runId: string): string {
+  return `fixwright:check-run:${runId}`;
+}
+
 /**
  * Posts the results of a completed run to GitHub: the "Fixwright" check run with annotations,
  * then the pull request's summary comment. Safe to retry: the check run is created once per run
@@ -45,7 +50,7 @@ export async function reportRun(
   const octokit = await github.installationOctokit(run.installationId);
 
   // Two attempts of one report could otherwise both find no check run and both create one.
-  const checkRun = await withSessionLock(context.db, `fixwright:check-run:${runId}`, async () => {
+  const checkRun = await withSessionLock(context.db, checkRunLockKey(runId), async () => {
     const current = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
     // The check run's "Details" link opens the run on the dashboard when its address is known.
     const publicUrl = context.config.PUBLIC_URL;
@@ -90,13 +95,22 @@ export async function recordReportError(
 
 /**
  * Describes a failed report: the request that GitHub rejected with its status and message, and
- * what to grant when the app lacks a permission. Other errors keep their own message.
+ * what to grant when the app lacks a permission, or the request that got no response. Other
+ * errors keep their own message.
  */
 export function describeReportError(error: unknown): string {
   const rejection = asGitHubRejection(error);
   if (!rejection) {
     const message = error instanceof Error ? error.message : String(error);
     return `Posting the results to GitHub failed: ${message}`;
+  }
+  // Octokit reports a request without a response (refused, reset, timed out) as status 500.
+  const hasResponse = (error as { response?: unknown }).response !== undefined;
+  if (rejection.status === 500 && !hasResponse) {
+    return (
+      `Posting the results to GitHub failed: ${rejection.method} ${rejection.path} got no ` +
+      `response: ${rejection.message}`
+    );
   }
   const description =
     `Posting the results to GitHub failed: GitHub returned ${rejection.status} ` +

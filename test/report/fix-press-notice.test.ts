@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
+import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import {
   fixPressNoticeQueue,
   handleFixPressNoticeJob,
@@ -29,9 +30,11 @@ let setup: GitHubTestContext;
 let app: ReturnType<typeof createApp>;
 let ownerId: string;
 let delivery = 0;
+/** While set, an update that adds annotations waits for this promise before GitHub handles it. */
+let annotationGate: Promise<void> | null = null;
 
-/** Creates a completed run with `count` warnings and reports it, which creates its check run. */
-async function reportedRun(count: number) {
+/** Creates a completed run with `count` warnings on a new head commit. */
+async function warnedRun(count: number) {
   const note = `notes/${Date.now()}-${Math.random()}.txt`;
   const headSha = await commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
   const run = await insertRun(setup.context, {
@@ -45,6 +48,12 @@ async function reportedRun(count: number) {
     run.id,
     lines.map((line) => ({ path: 'src/app.ts', line, severity: 'warning' as const })),
   );
+  return run;
+}
+
+/** Creates a completed run with `count` warnings and reports it, which creates its check run. */
+async function reportedRun(count: number) {
+  const run = await warnedRun(count);
   await reportRun(setup.context, run.id, setup.context.logger);
   const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
   const checkRun = setup.fake.checkRuns.find((candidate) => candidate.id === stored!.checkRunId)!;
@@ -118,6 +127,18 @@ beforeAll(async () => {
   ownerId = owner!.id;
   await insertInstallation(setup.context, { id: setup.installationId, userId: ownerId });
   app = createApp(setup.context);
+  const update = checkRoutes.find(
+    (route) => route.method === 'PATCH' && route.pattern.endsWith('/check-runs/:check_run_id'),
+  )!;
+  setup.fake.addRoute({
+    ...update,
+    async handle(context) {
+      const body = context.request.body as { output?: { annotations?: unknown[] } } | null;
+      const output = body?.output;
+      if (annotationGate && (output?.annotations?.length ?? 0) > 0) await annotationGate;
+      return update.handle(context);
+    },
+  });
   // The worker as startWorkers runs it, so that completion and retries are pg-boss's own.
   await setup.context.boss.work<FixPressNoticeJobData>(
     fixPressNoticeQueue,
@@ -257,6 +278,47 @@ describe('fix press notice on the check run', () => {
     expect(after.output.text).not.toContain('no owner');
   });
 
+  it('waits for the report to finish', async () => {
+    const run = await warnedRun(120);
+    let openGate = () => {};
+    annotationGate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    try {
+      // The report creates the check run with 50 annotations and then waits in its first update.
+      const report = reportRun(setup.context, run.id, setup.context.logger);
+      let checkRunId: number | null = null;
+      for (let waited = 0; checkRunId === null && waited < 10_000; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+        checkRunId = stored!.checkRunId;
+      }
+      expect(checkRunId).not.toBeNull();
+      const notice = publishFixPressNotice(
+        setup.context,
+        {
+          runId: run.id,
+          checkRunId: checkRunId!,
+          pressedAt: Date.now(),
+          sender: null,
+          notice: { kind: 'no_owner' },
+        },
+        setup.context.logger,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      openGate();
+      await report;
+      expect(await notice).toEqual({ status: 'updated' });
+
+      const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRunId)!;
+      expect(after.annotations).toHaveLength(120);
+      expect(after.output.text).toContain('Fixwright has no owner recorded');
+    } finally {
+      openGate();
+      annotationGate = null;
+    }
+  });
+
   it('leaves the check run of a newer run alone', async () => {
     const { run, checkRun } = await reportedRun(1);
     const newer = await reportedRun(1);
@@ -315,6 +377,21 @@ describe('fixPressText', () => {
     expect(escapeMarkdown('x](https://evil.test)<b>*_`\n#')).toBe(
       'x\\]\\(https\\:\\/\\/evil\\.test\\)\\<b\\>\\*\\_\\` \\#',
     );
+  });
+
+  it('asks to wait for a run analyzed again', () => {
+    for (const status of ['queued', 'analyzing'] as const) {
+      const text = fixPressText({
+        notice: { kind: 'run_not_completed', status },
+        pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+        sender: null,
+      });
+      expect(text).toContain(
+        'Nothing was queued, because this run is being analyzed again. Wait until its results ' +
+          'are posted, then press **Fix with AI** again.',
+      );
+      expect(text).not.toContain('Push a new commit');
+    }
   });
 
   it('names the dashboard without PUBLIC_URL', () => {

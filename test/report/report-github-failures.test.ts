@@ -1,6 +1,7 @@
 // Reporting when GitHub fails part-way or rejects a request. A write that GitHub carried out but
 // whose response was lost is not repeated, so the pull request gets one check run with each
 // annotation once and one summary comment. A rejection is stored with the request and what to do.
+import { RequestError } from '@octokit/request-error';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
@@ -10,7 +11,11 @@ import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import { issueCommentRoutes } from '../../src/demo/fakes/github/issue-comments.ts';
 import type { FakeResponse, Route, RouteContext } from '../../src/demo/fakes/github/router.ts';
 import type { FakeState } from '../../src/demo/fakes/github/state.ts';
-import { recordReportError, reportRun } from '../../src/report/report-run.ts';
+import {
+  describeReportError,
+  recordReportError,
+  reportRun,
+} from '../../src/report/report-run.ts';
 import {
   createGitHubTestContext,
   insertFindings,
@@ -158,6 +163,30 @@ describe('report after a lost response', () => {
     expect(stored!.checkRunAnnotations).toBe(120);
   }, 60_000);
 
+  it('keeps its count over a lower one from GitHub', async () => {
+    const run = await completedRun(120);
+    await reportRun(setup.context, run.id, setup.context.logger);
+    // As if an attempt had died after the second update and stored its count.
+    const created = setup.fake.checkRuns.find((candidate) => candidate.externalId === run.id)!;
+    created.annotations.splice(100);
+    await setup.context.db
+      .update(prRuns)
+      .set({ checkRunAnnotations: 100, reportedAt: null })
+      .where(eq(prRuns.id, run.id));
+    // A read that does not yet count the second update.
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/check-runs/:check_run_id',
+      status: 200,
+      body: { id: created.id, output: { annotations_count: 50 } },
+    });
+
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    const lines = created.annotations.map((annotation) => annotation.start_line);
+    expect(lines).toEqual(Array.from({ length: 120 }, (_, index) => index + 1));
+  }, 60_000);
+
   it('posts one summary comment', async () => {
     const run = await completedRun(1);
     afterWork.createComment = 1;
@@ -214,5 +243,24 @@ describe('report rejected by GitHub', () => {
         'permission that reporting needs. Grant Checks: write and Pull requests: write in the ' +
         'GitHub App settings, and have an owner of the account accept the new permissions.',
     );
+  });
+
+  it('says when no response arrived', () => {
+    // As @octokit/request 10 raises it when fetch fails: status 500 and no response.
+    const error = new RequestError('connect ECONNREFUSED 127.0.0.1:9', 500, {
+      request: {
+        method: 'POST',
+        url: 'http://127.0.0.1:9/repos/octo-org/widgets/check-runs',
+        headers: {},
+      },
+    });
+
+    const description = describeReportError(error);
+
+    expect(description).toBe(
+      'Posting the results to GitHub failed: POST /repos/octo-org/widgets/check-runs got no ' +
+        'response: connect ECONNREFUSED 127.0.0.1:9',
+    );
+    expect(description).not.toContain('returned 500');
   });
 });
