@@ -12,6 +12,8 @@ export interface GitHubRejection {
   method: string;
   /** Decoded URL path of the request, such as `/repos/octo-org/widgets/git/refs/heads/feature`. */
   path: string;
+  /** Set when no response arrived: the connection failed or timed out. */
+  noResponse?: true;
 }
 
 /** GitHub responded 2xx, but without what the response must hold (a commit without its tree, say). */
@@ -52,6 +54,8 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
     message,
     method: typeof request?.method === 'string' ? request.method : 'request',
     path: URL.canParse(url) ? decodePath(new URL(url).pathname) : url,
+    // Octokit reports a request without a response (refused, reset, timed out) as status 500.
+    ...(response === undefined ? { noResponse: true as const } : {}),
   };
 }
 
@@ -90,6 +94,13 @@ export function describeGitHubRejection(
   apply: { patchRequestId: string; repository: string; headSha: string; mode: ApplyMode },
 ): string {
   const request = `${rejection.method} ${rejection.path}`;
+  if (rejection.noResponse) {
+    return (
+      `GitHub did not respond to ${request}: ${rejection.message}. Check that this server ` +
+      `reaches GITHUB_API_URL. Patch request ${apply.patchRequestId} was not applied, so you ` +
+      'can apply it again after that.'
+    );
+  }
   const response =
     rejection.status >= 500 && rejection.message.length === 0
       ? `failed with ${rejection.status}`

@@ -104,9 +104,7 @@ export function describeReportError(error: unknown): string {
     const message = error instanceof Error ? error.message : String(error);
     return `Posting the results to GitHub failed: ${message}`;
   }
-  // Octokit reports a request without a response (refused, reset, timed out) as status 500.
-  const hasResponse = (error as { response?: unknown }).response !== undefined;
-  if (rejection.status === 500 && !hasResponse) {
+  if (rejection.noResponse) {
     return (
       `Posting the results to GitHub failed: ${rejection.method} ${rejection.path} got no ` +
       `response: ${rejection.message}`
