@@ -268,6 +268,12 @@ export async function applyPatchRequest(
       if (leftReviewId === null) throw error;
       mode = 'suggestions';
     }
+    // A call that died may have posted its review before this call asked for a commit, and
+    // committing as well would apply the same fixes twice.
+    if (mode === 'commit' && claimLeft) {
+      leftReviewId = await findPostedReview(octokit, reviewTarget);
+      if (leftReviewId !== null) mode = 'suggestions';
+    }
     if (leftReviewId !== null) {
       outcome = { commitSha: null, reviewId: leftReviewId };
       logger.info(

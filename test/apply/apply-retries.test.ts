@@ -207,6 +207,26 @@ describe('apply, suggestions after a dead call', () => {
     }
   });
 
+  it('records its review for a commit request', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const first = await apply(request.id, { mode: 'suggestions' });
+    expect(first.status).toBe(200);
+    const { reviewId } = await first.json();
+    await markDiedAfterApply(request.id);
+
+    const again = await apply(request.id, { mode: 'commit' });
+
+    expect(again.status).toBe(200);
+    const result = await again.json();
+    expect(result.mode).toBe('suggestions');
+    expect(result.reviewId).toBe(reviewId);
+    expect(result.commitSha).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    expect(setup.fake.reviews.length - reviewsBefore).toBe(1);
+    expect((await stored(request.id)).applyMode).toBe('suggestions');
+  });
+
   it('rejects a moved head without a review', async () => {
     const request = await newRequest();
     await setup.context.db
