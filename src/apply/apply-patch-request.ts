@@ -15,7 +15,7 @@ import {
   type PullRequestClosedError,
 } from '../runs/pull-request-closed.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
-import { BranchMovedError, commitFiles, PreviewOutdatedError } from './commit-files.ts';
+import { BranchMovedError, commitFiles, findPushedCommit, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
 import {
   checkPullRequest,
@@ -155,6 +155,11 @@ async function claim(
   });
 }
 
+/** Words of an apply commit's message that name its patch request, followed by the run id. */
+function commitMarker(patchRequestId: string): string {
+  return `by patch request ${patchRequestId} for run`;
+}
+
 /**
  * Applies the ready files of a patch request that `userId` owns: as one commit on the head
  * branch (the default for branches of the same repository) or as a review with suggestions
@@ -258,15 +263,26 @@ export async function applyPatchRequest(
       patchRequestId: request.id,
     };
     let leftReviewId: number | null = null;
+    let leftCommitSha: string | null = null;
     try {
       mode = checkPullRequest(pullRequest, run, input.mode);
     } catch (error) {
-      // Only mode suggestions raises BranchMovedError here, for a head that moved on.
+      // Only mode suggestions raises BranchMovedError here, for a head that moved on. The head
+      // may be the commit of a call that died, or have moved past its review.
       if (error instanceof BranchMovedError && claimLeft) {
         leftReviewId = await findPostedReview(octokit, reviewTarget);
+        if (leftReviewId === null) {
+          leftCommitSha = await findPushedCommit(octokit, {
+            owner,
+            repo,
+            commitSha: pullRequest.head.sha,
+            parentSha: run.headSha,
+            marker: commitMarker(request.id),
+          });
+        }
       }
-      if (leftReviewId === null) throw error;
-      mode = 'suggestions';
+      if (leftReviewId === null && leftCommitSha === null) throw error;
+      mode = leftReviewId !== null ? 'suggestions' : 'commit';
     }
     // A call that died may have posted its review before this call asked for a commit, and
     // committing as well would apply the same fixes twice.
@@ -280,6 +296,12 @@ export async function applyPatchRequest(
         { event: 'apply.review_recovered', reviewId: leftReviewId },
         'found the review of an earlier call after the head moved',
       );
+    } else if (leftCommitSha !== null) {
+      outcome = { commitSha: leftCommitSha, reviewId: null };
+      logger.info(
+        { event: 'apply.commit_recovered', commitSha: leftCommitSha },
+        'found the commit of an earlier call at the head',
+      );
     } else if (mode === 'commit') {
       const committed = await commitFiles(
         octokit,
@@ -290,7 +312,7 @@ export async function applyPatchRequest(
           parentSha: run.headSha,
           message:
             `Apply Fixwright fixes to ${files.length} ${files.length === 1 ? 'file' : 'files'}\n\n` +
-            `Fixes previewed by patch request ${request.id} for run ${run.id} at ${run.headSha}.`,
+            `Fixes previewed ${commitMarker(request.id)} ${run.id} at ${run.headSha}.`,
         },
         files.map((file) => ({ path: file.path, content: file.proposedText! })),
       );

@@ -157,6 +157,24 @@ export async function commitFiles(
   throw movedError(target, after.sha);
 }
 
+/**
+ * Returns `commitSha` when it is a commit that an earlier apply made: its only parent is
+ * `parentSha` and its message contains `marker`. Returns null for any other commit.
+ */
+export async function findPushedCommit(
+  octokit: Octokit,
+  target: { owner: string; repo: string; commitSha: string; parentSha: string; marker: string },
+): Promise<string | null> {
+  const { data: commit } = await octokit.rest.git.getCommit({
+    owner: target.owner,
+    repo: target.repo,
+    commit_sha: target.commitSha,
+  });
+  const parents = commit.parents ?? [];
+  if (parents.length !== 1 || parents[0]?.sha !== target.parentSha) return null;
+  return (commit.message ?? '').includes(target.marker) ? target.commitSha : null;
+}
+
 function deletedError(target: CommitTarget): BranchMovedError {
   return new BranchMovedError(
     `Branch ${target.branch} no longer exists in ${target.owner}/${target.repo}.`,

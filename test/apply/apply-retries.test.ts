@@ -307,6 +307,31 @@ describe('apply, commits', () => {
     }
   });
 
+  it('records a dead call commit for a review request', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const first = await apply(request.id);
+    expect(first.status).toBe(200);
+    const { commitSha } = await first.json();
+    await markDiedAfterApply(request.id);
+    await setRunStatus('superseded');
+
+    try {
+      const again = await apply(request.id, { mode: 'suggestions' });
+
+      const result = await again.json();
+      expect(again.status, JSON.stringify(result)).toBe(200);
+      expect(result.mode).toBe('commit');
+      expect(result.commitSha).toBe(commitSha);
+      expect(result.reviewId).toBeNull();
+      expect(setup.fake.reviews.length - reviewsBefore).toBe(0);
+      expect(await git('rev-parse', headBranch)).toBe(commitSha);
+      expect((await stored(request.id)).appliedCommitSha).toBe(commitSha);
+    } finally {
+      await setRunStatus('completed');
+    }
+  });
+
   it('rejects a superseded run without a claim', async () => {
     const request = await newRequest();
     await setRunStatus('superseded');
