@@ -16,7 +16,7 @@ Commands:
                                   Switch a user's plan
   users reset-usage --login NAME  Start a new billing period for a user now
   users show --login NAME         Print a user's plan and usage
-  users reset-admin --login NAME  Forget the GitHub account recorded for an ADMIN_LOGINS login
+  users reset-admin --login NAME  Delete the GitHub id recorded for an ADMIN_LOGINS login
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (the highest version set), N per transaction
   demo                            Run the service against fake GitHub, Groq and Gemini servers
@@ -78,8 +78,9 @@ const keysUsage = `Usage: fixwright keys rotate [--batch-size N]
 
 Re-encrypts users' stored provider keys under the newest master key, the highest version that
 MASTER_KEYS and MASTER_KEY (version 1) set, and names the versions that no stored key uses any
-more. Exits 1 when some keys
-could not be rotated.
+more. Exits 1 when some keys could not be rotated, and exits 1 without changing anything when
+none of up to 5 keys already stored under the newest version decrypts with it (a mistyped
+key).
 
 Options:
   --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)`;
