@@ -7,8 +7,6 @@ import { installations, patchRequests, prRuns } from '../../src/db/schema/index.
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
 import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
-import type { FakeResponse, RouteContext } from '../../src/demo/fakes/github/router.ts';
-import type { FakeState } from '../../src/demo/fakes/github/state.ts';
 import {
   createApplyTestContext,
   gitIn,
@@ -30,6 +28,7 @@ import {
   repository,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { failAfterWork } from '../helpers/lost-response.ts';
 
 
 let applyContext: ApplyTestContext;
@@ -90,31 +89,14 @@ async function setRunStatus(status: 'completed' | 'superseded') {
   await setup.context.db.update(prRuns).set({ status }).where(eq(prRuns.id, runId));
 }
 
-function wrapAfterWork(
-  route: (typeof gitDataRoutes)[number],
-  key: keyof typeof afterWork,
-): (typeof gitDataRoutes)[number] {
-  return {
-    ...route,
-    async handle(context: RouteContext<FakeState>): Promise<FakeResponse> {
-      const response = await route.handle(context);
-      if (afterWork[key] > 0 && response.status < 300) {
-        afterWork[key] -= 1;
-        return { status: 502, body: { message: 'Server Error' } };
-      }
-      return response;
-    },
-  };
-}
-
 beforeAll(async () => {
   applyContext = await createApplyTestContext();
   ({ setup, user, runId } = applyContext);
 
   const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
-  setup.fake.addRoute(wrapAfterWork(updateRef, 'ref'));
+  setup.fake.addRoute(failAfterWork(updateRef, afterWork, 'ref'));
   const createReview = reviewRoutes.find((route) => route.method === 'POST')!;
-  setup.fake.addRoute(wrapAfterWork(createReview, 'review'));
+  setup.fake.addRoute(failAfterWork(createReview, afterWork, 'review'));
 });
 
 beforeEach(async () => {

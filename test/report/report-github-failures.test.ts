@@ -9,7 +9,7 @@ import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import { issueCommentRoutes } from '../../src/demo/fakes/github/issue-comments.ts';
-import type { FakeResponse, Route, RouteContext } from '../../src/demo/fakes/github/router.ts';
+import type { Route } from '../../src/demo/fakes/github/router.ts';
 import type { FakeState } from '../../src/demo/fakes/github/state.ts';
 import {
   describeReportError,
@@ -23,25 +23,12 @@ import {
   insertRun,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { failAfterWork } from '../helpers/lost-response.ts';
 
 let setup: GitHubTestContext;
 
 /** 502 responses to send after the fake's own handler did the work, per route. */
 const afterWork = { createCheckRun: 0, updateCheckRun: 0, createComment: 0 };
-
-function wrapAfterWork(route: Route<FakeState>, key: keyof typeof afterWork): Route<FakeState> {
-  return {
-    ...route,
-    async handle(context: RouteContext<FakeState>): Promise<FakeResponse> {
-      const response = await route.handle(context);
-      if (afterWork[key] > 0 && response.status < 300) {
-        afterWork[key] -= 1;
-        return { status: 502, body: { message: 'Server Error' } };
-      }
-      return response;
-    },
-  };
-}
 
 function routeOf(routes: Route<FakeState>[], method: string, pattern: string): Route<FakeState> {
   return routes.find((route) => route.method === method && route.pattern === pattern)!;
@@ -88,17 +75,19 @@ beforeAll(async () => {
   await insertInstallation(setup.context, { id: setup.installationId });
   const checkRunsPath = '/repos/:owner/:repo/check-runs';
   setup.fake.addRoute(
-    wrapAfterWork(routeOf(checkRoutes, 'POST', checkRunsPath), 'createCheckRun'),
+    failAfterWork(routeOf(checkRoutes, 'POST', checkRunsPath), afterWork, 'createCheckRun'),
   );
   setup.fake.addRoute(
-    wrapAfterWork(
+    failAfterWork(
       routeOf(checkRoutes, 'PATCH', `${checkRunsPath}/:check_run_id`),
+      afterWork,
       'updateCheckRun',
     ),
   );
   setup.fake.addRoute(
-    wrapAfterWork(
+    failAfterWork(
       routeOf(issueCommentRoutes, 'POST', '/repos/:owner/:repo/issues/:issue_number/comments'),
+      afterWork,
       'createComment',
     ),
   );
