@@ -286,7 +286,7 @@ export async function applyPatchRequest(
     }
     // A call that died may have posted its review before this call asked for a commit, and
     // committing as well would apply the same fixes twice.
-    if (mode === 'commit' && claimLeft) {
+    if (mode === 'commit' && claimLeft && leftCommitSha === null) {
       leftReviewId = await findPostedReview(octokit, reviewTarget);
       if (leftReviewId !== null) mode = 'suggestions';
     }
