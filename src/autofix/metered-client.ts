@@ -33,7 +33,7 @@ export interface MeterOptions {
  * recorded with charged tokens 0. A failed call without usage releases its reservation.
  */
 export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
-  // The key holds the path's SHA-256, because a git path can be longer than the ledger's
+  // The key contains the path's SHA-256, because a git path can be longer than the ledger's
   // unique index accepts (about 2,700 bytes). A path such as `a:attempt-0:b` would also match
   // the pattern with which releaseAttemptReservations finds the holds of attempt 0.
   const idempotencyKey = [

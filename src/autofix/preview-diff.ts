@@ -14,8 +14,8 @@ export const maxDiffEditLines = 2000;
 /**
  * Time limit of the diff between a file and its fix, in milliseconds, for the preview and for
  * the suggestions built when the fix is applied. In bench/preview-diff.ts on a 2 vCPU AMD EPYC
- * at load average 5 to 10, 100,000 lines with 1,000 or all of them changed took 0.4 to 1.1 s,
- * and files of two alternating lines in another order 1.4 to 5.2 s (see BENCHMARKS.md). The
+ * at load average 5 to 10, 100,000 lines with 1,000 or all of them changed took 0.4 to 1.1 s.
+ * Files of two alternating lines in another order took 1.4 to 5.2 s (see BENCHMARKS.md). The
  * model call before the preview's diff has been paid for, so the limit leaves room for a busy
  * machine. The diff runs in its own thread (`sharedFixDiffWorker`), so waiting holds up only
  * other fixes' diffs. The suggestions' diff has no edit limit, so this alone bounds it.

@@ -4,7 +4,7 @@ import { formatCount, pickForm } from '../text/plural.ts';
 
 /**
  * What a "Fix with AI" press did, as the check run shows it. It contains no user ids, plans or
- * token counts, because everyone who can read the repository sees the check run.
+ * token counts, because everyone with read access to the repository can open the check run.
  */
 export const fixPressNotice = z.discriminatedUnion('kind', [
   z.object({

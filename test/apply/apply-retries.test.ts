@@ -189,7 +189,7 @@ describe('apply, suggestions after a dead call', () => {
     }
   });
 
-  it('records its review for a commit request', async () => {
+  it('records dead review for commit', async () => {
     const request = await newRequest();
     const reviewsBefore = setup.fake.reviews.length;
     const first = await apply(request.id, { mode: 'suggestions' });
@@ -289,7 +289,7 @@ describe('apply, commits', () => {
     }
   });
 
-  it('records a dead call commit for a review request', async () => {
+  it('records dead commit for suggestions', async () => {
     const request = await newRequest();
     const reviewsBefore = setup.fake.reviews.length;
     const first = await apply(request.id);

@@ -280,7 +280,7 @@ describe('runPreview', () => {
     expect(ready[0]!.diff).toContain(`+++ b/${ready[0]!.path}`);
   });
 
-  it('stores a paid file when stopped during its diff', async () => {
+  it('stores paid file stopped mid-diff', async () => {
     const stop = new AbortController();
     const diffWorker = new DiffWorker();
     const buildPatch = diffWorker.structuredPatch.bind(diffWorker);

@@ -152,7 +152,7 @@ describe('failRun', () => {
     expect(stored.error!.startsWith('Analysis failed: xxx')).toBe(true);
   });
 
-  it('leaves a run of a newer job alone', async () => {
+  it('keeps run of newer job', async () => {
     const run = await createRun();
     const newerJobId = randomUUID();
     await context.db

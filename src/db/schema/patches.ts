@@ -102,7 +102,7 @@ export const patchFiles = pgTable(
     ...timestamps,
   },
   (table) => [
-    // On the path's MD5, because a git path can be longer than a btree index entry holds
+    // On the path's MD5, because a git path can be longer than a btree index entry can contain
     // (about 2,700 bytes). Two paths of one request with the same MD5 would keep only the first.
     uniqueIndex('patch_files_patch_request_id_md5_path_index').on(
       table.patchRequestId,

@@ -77,7 +77,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       );
     }
 
-    // Answers 200 with the user's active patch request that has the same findings.
+    // Responds 200 with the user's active patch request that has the same findings.
     const respondExisting = async (id: string) => {
       const [existing] = await context.db
         .select({ status: patchRequests.status })

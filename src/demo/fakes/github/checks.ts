@@ -18,10 +18,10 @@ import type {
 
 /**
  * Check runs of the fake: create, update, get, list for a ref and list annotations. Limits
- * follow GitHub's REST documentation for checks: at most 50 annotations per request, at most
- * three actions with a label of 20, an identifier of 20 and a description of 40 characters, and
- * a summary and text of at most 65535 characters each. The wording of the 422 messages is the
- * fake's own.
+ * follow GitHub's REST documentation for checks. A request takes at most 50 annotations and
+ * three actions, with a label of 20, an identifier of 20 and a description of 40 characters.
+ * The summary and the text are at most 65535 characters each. The wording of the 422 messages
+ * is the fake's own.
  */
 
 const checksDocs = 'https://docs.github.com/rest/checks/runs';
