@@ -127,7 +127,7 @@ async function queueAfterRateLimit(
   if (rateLimit.liftsAt - since > maxWaitMs) {
     logger.warn(
       { event: 'job.report.rate_limit_too_long', ...fields, err: error },
-      'GitHub rate limit lifts after REPORT_RATE_LIMIT_MAX_WAIT_SECONDS; report fails instead of waiting',
+      'GitHub rate limit lifts later than REPORT_RATE_LIMIT_MAX_WAIT_SECONDS allows, so the report fails',
     );
     return false;
   }
@@ -151,12 +151,17 @@ async function queueAfterRateLimit(
     return { kind: 'queued', jobId } as const;
   });
 
-  if (outcome.kind === 'unavailable') {
+  if (outcome.kind === 'gone') {
+    logger.info(
+      { event: 'job.report.completed', status: 'skipped', reason: 'run no longer exists' },
+      'report skipped: the run was deleted while GitHub rate-limited it',
+    );
+  } else if (outcome.kind === 'unavailable') {
     await stopForUnavailableInstallation(context, data.runId, outcome.unavailable, logger);
-  } else if (outcome.kind === 'queued') {
+  } else {
     logger.warn(
       { event: 'job.report.rate_limited', ...fields, nextJobId: outcome.jobId, err: error },
-      'GitHub rate-limited the report; it continues in a new job when the limit lifts',
+      'GitHub rate-limited the report, which continues in a new job when the limit lifts',
     );
   }
   return true;
