@@ -27,7 +27,7 @@ const result = spawnSync('npx', args, {
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-/** "file > test name" of each skipped or todo test. */
+/** "file > test name" of each skipped or todo test, with the reason a test gave in its meta. */
 const skippedNames = [];
 if (existsSync(report)) {
   const summary = JSON.parse(readFileSync(report, 'utf8'));
@@ -36,7 +36,8 @@ if (existsSync(report)) {
   for (const file of summary.testResults ?? []) {
     for (const test of file.assertionResults ?? []) {
       if (test.status !== 'pending' && test.status !== 'todo' && test.status !== 'skipped') continue;
-      skippedNames.push(`${path.relative(process.cwd(), file.name)} > ${test.fullName}`);
+      const reason = test.meta?.skipReason ? ` (${test.meta.skipReason})` : '';
+      skippedNames.push(`${path.relative(process.cwd(), file.name)} > ${test.fullName}${reason}`);
     }
   }
   failed = summary.numFailedTests + (summary.numRuntimeErrorTestSuites ?? 0);

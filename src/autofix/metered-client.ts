@@ -4,7 +4,7 @@ import type { KeySource } from '../db/schema/index.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { estimatePromptTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
-import type { ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
+import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
 import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
@@ -31,6 +31,11 @@ export interface MeterOptions {
  * Wraps a model client so each call reserves its estimated cost first and settles the
  * provider-reported usage afterwards. Calls on the user's own key reserve nothing and are
  * recorded with charged tokens 0. A failed call without usage releases its reservation.
+ *
+ * A request that the provider billed but the client retries, such as a response that could
+ * not be read, is settled before the retry under its own idempotency key (the call's key with
+ * `:request-N`). The retry then reserves again, and when that does not fit, the call ends with
+ * AllowanceExceededError.
  */
 export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
   // The key contains the path's SHA-256, because a git path can be longer than the ledger's
@@ -47,11 +52,12 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
   const settle = async (
     reservationId: string | null,
     usage: ModelResult['usage'],
+    key = idempotencyKey,
   ): Promise<void> => {
     await settleCall(options.db, {
       userId: options.userId,
       reservationId,
-      idempotencyKey,
+      idempotencyKey: key,
       provider: client.provider,
       model: client.model,
       keySource: options.keySource,
@@ -69,8 +75,8 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     async generate(request: ModelRequest, callOptions) {
       // Reserving for a call that is aborted already would only hold tokens until the release.
       if (callOptions?.signal?.aborted) throw callerAbortError(client.provider);
-      let reservationId: string | null = null;
-      if (options.keySource === 'platform') {
+      const reserve = async (): Promise<string | null> => {
+        if (options.keySource !== 'platform') return null;
         const estimate = estimatePromptTokens(request) + request.maxOutputTokens;
         const reservation = await reserveTokens(options.db, {
           userId: options.userId,
@@ -79,12 +85,20 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
           ttlSeconds: options.reservationTtlSeconds,
         });
         if (!reservation.ok) throw new AllowanceExceededError(reservation.reason);
-        reservationId = reservation.reservationId;
-      }
+        return reservation.reservationId;
+      };
+      let reservationId = await reserve();
+
+      const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
+        await settle(reservationId, retry.usage, `${idempotencyKey}:request-${retry.request}`);
+        reservationId = null;
+        reservationId = await reserve();
+        await callOptions?.onBilledRetry?.(retry);
+      };
 
       let result: ModelResult;
       try {
-        result = await client.generate(request, callOptions);
+        result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
           await settle(reservationId, error.usage);

@@ -336,6 +336,7 @@ const envSchema = z.object({
   JOB_MAINTENANCE_INTERVAL_SECONDS: integer(1, 3600).default(120),
   JOB_RECOVERY_SECONDS: integer(1, 3600).default(60),
   SHUTDOWN_TIMEOUT_SECONDS: integer(1, 3600).default(20),
+  REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: integer(0, 86_400).default(3600),
   BILLING_PERIOD: z
     .string()
     .trim()

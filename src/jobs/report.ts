@@ -1,16 +1,30 @@
 import { ConfigError } from '../config/env.ts';
+import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { AppContext } from '../context.ts';
+import { prRuns } from '../db/schema/index.ts';
 import {
   asInstallationUnavailable,
+  findInstallationUnavailable,
   recordInstallationUnavailable,
+  type InstallationUnavailableError,
 } from '../github/installation-unavailable.ts';
+import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
+import type { Logger } from '../logger.ts';
 import { recordReportError, reportRun } from '../report/report-run.ts';
+import { transactionDb } from './boss.ts';
 
 export const reportQueue = 'report';
 
-export const reportJobData = z.object({ runId: z.uuid() });
+export const reportJobData = z.object({
+  runId: z.uuid(),
+  /**
+   * Time in milliseconds since 1970 of the first rate-limited response of this report, set on
+   * the jobs that wait for a rate limit to lift.
+   */
+  rateLimitedSince: z.number().int().nonnegative().optional(),
+});
 export type ReportJobData = z.infer<typeof reportJobData>;
 
 export const reportQueueOptions = {
@@ -23,13 +37,15 @@ export const reportQueueOptions = {
 /**
  * Posts a completed run's check run and summary comment. An installation that is suspended or
  * uninstalled ends the job at once with the reason stored on the run, because retries cannot
- * succeed.
+ * succeed. A GitHub rate limit ends the job and queues the next attempt for when the limit
+ * lifts (see `queueAfterRateLimit`).
  */
 export async function handleReportJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<ReportJobData>,
 ): Promise<void> {
-  const { runId } = reportJobData.parse(job.data);
+  const data = reportJobData.parse(job.data);
+  const { runId } = data;
   const logger = context.logger.child({ jobId: job.id, runId, queue: reportQueue });
   const startedAt = Date.now();
   try {
@@ -51,17 +67,11 @@ export async function handleReportJob(
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
-      await recordReportError(context.db, runId, unavailable);
-      logger.warn(
-        {
-          event: 'job.report.stopped',
-          installationId: unavailable.installationId,
-          reason: unavailable.reason,
-        },
-        'report stopped: the installation is unavailable',
-      );
+      await stopForUnavailableInstallation(context, runId, unavailable, logger);
       return;
     }
+    const rateLimit = asGitHubRateLimit(error);
+    if (rateLimit && (await queueAfterRateLimit(context, data, rateLimit, error, logger))) return;
     const finalAttempt = job.retryCount >= job.retryLimit;
     logger.error(
       { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt },
@@ -70,4 +80,89 @@ export async function handleReportJob(
     if (finalAttempt) await recordReportError(context.db, runId, error);
     throw error;
   }
+}
+
+async function stopForUnavailableInstallation(
+  context: AppContext,
+  runId: string,
+  unavailable: InstallationUnavailableError,
+  logger: Logger,
+): Promise<void> {
+  await recordReportError(context.db, runId, unavailable);
+  logger.warn(
+    {
+      event: 'job.report.stopped',
+      installationId: unavailable.installationId,
+      reason: unavailable.reason,
+    },
+    'report stopped: the installation is unavailable',
+  );
+}
+
+/**
+ * Queues a new report job of the run that starts when the rate limit lifts, and stores its id
+ * on the run, so a suspend or uninstall cancels it. The job that hit the limit then completes,
+ * so no worker waits. Returns false, and queues nothing, when the limit lifts more than
+ * REPORT_RATE_LIMIT_MAX_WAIT_SECONDS after the report's first rate-limited response. The caller
+ * then fails the job as for any other error.
+ *
+ * Every write of the report looks on GitHub for what an earlier attempt created before it
+ * creates anything, so the new job does not send a creating write that took effect again.
+ */
+async function queueAfterRateLimit(
+  context: AppContext,
+  data: ReportJobData,
+  rateLimit: GitHubRateLimit,
+  error: unknown,
+  logger: Logger,
+): Promise<boolean> {
+  const now = Date.now();
+  const since = data.rateLimitedSince ?? now;
+  const maxWaitMs = context.config.REPORT_RATE_LIMIT_MAX_WAIT_SECONDS * 1000;
+  const fields = {
+    rateLimit: rateLimit.kind,
+    liftsAt: new Date(rateLimit.liftsAt).toISOString(),
+    rateLimitedSince: new Date(since).toISOString(),
+  };
+  if (rateLimit.liftsAt - since > maxWaitMs) {
+    logger.warn(
+      { event: 'job.report.rate_limit_too_long', ...fields, err: error },
+      'GitHub rate limit lifts later than REPORT_RATE_LIMIT_MAX_WAIT_SECONDS allows, so the report fails',
+    );
+    return false;
+  }
+
+  const outcome = await context.db.transaction(async (tx) => {
+    const [run] = await tx
+      .select({ installationId: prRuns.installationId })
+      .from(prRuns)
+      .where(eq(prRuns.id, data.runId));
+    if (!run) return { kind: 'gone' } as const;
+    // Locks the installation's row, so a suspend or uninstall either comes first and is seen
+    // here, or waits for this commit and then cancels the new job.
+    const unavailable = await findInstallationUnavailable(tx, run.installationId);
+    if (unavailable) return { kind: 'unavailable', unavailable } as const;
+    const next: ReportJobData = { runId: data.runId, rateLimitedSince: since };
+    const jobId = await context.boss.send(reportQueue, next, {
+      startAfter: new Date(rateLimit.liftsAt),
+      db: transactionDb(tx),
+    });
+    await tx.update(prRuns).set({ reportJobId: jobId }).where(eq(prRuns.id, data.runId));
+    return { kind: 'queued', jobId } as const;
+  });
+
+  if (outcome.kind === 'gone') {
+    logger.info(
+      { event: 'job.report.completed', status: 'skipped', reason: 'run no longer exists' },
+      'report skipped: the run was deleted while GitHub rate-limited it',
+    );
+  } else if (outcome.kind === 'unavailable') {
+    await stopForUnavailableInstallation(context, data.runId, outcome.unavailable, logger);
+  } else {
+    logger.warn(
+      { event: 'job.report.rate_limited', ...fields, nextJobId: outcome.jobId, err: error },
+      'GitHub rate-limited the report, which continues in a new job when the limit lifts',
+    );
+  }
+  return true;
 }

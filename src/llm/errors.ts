@@ -45,7 +45,8 @@ export class ProviderError extends Error {
   readonly retryAfterSeconds?: number;
   /**
    * Tokens the provider reported for a rejected response. A truncated, empty or blocked
-   * response still costs these tokens, so the caller must bill them.
+   * response, or one whose text cannot be read, still costs these tokens, so the caller must
+   * bill them.
    */
   readonly usage?: ModelUsage;
 
@@ -155,14 +156,16 @@ export function statusError(
 /**
  * Maps a failure to read a response that arrived with status 200 to an `unavailable`
  * ProviderError, so that the call is retried and then another provider is tried. `cause` is
- * the error that reading the body raised, or a description of what the body lacks. Node's fetch
- * (undici) raises `TypeError: terminated` when the connection closes before the whole body
- * arrived.
+ * the error that reading the body raised, or a description of what the body lacks. `usage` is
+ * the provider's count for a body that parsed, when it has one, because that response is
+ * billed. Node's fetch (undici) raises `TypeError: terminated` when the connection closes
+ * before the whole body arrived.
  */
 export function unreadableResponseError(
   provider: Provider,
   cause: unknown,
   secrets: string[],
+  usage?: ModelUsage,
 ): ProviderError {
   const name = providerNames[provider];
   if (typeof cause === 'string') {
@@ -170,6 +173,7 @@ export function unreadableResponseError(
       provider,
       kind: 'unavailable',
       message: `${name} returned a response that could not be read: ${cause}.`,
+      ...(usage ? { usage } : {}),
     });
   }
   const error = cause instanceof Error ? cause : new Error(String(cause));

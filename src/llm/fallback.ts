@@ -7,9 +7,10 @@ export type ModelAttempt = {
   provider: Provider;
   model: string;
   /**
-   * Tokens the provider reported for this call: the result's usage, or the error's usage when
-   * a rejected response (truncated, empty, blocked) still cost tokens. Undefined when the
-   * provider reported none, as for 429, 5xx, timeouts and connection errors.
+   * Tokens the provider reported for the call's last request: the result's usage, or the
+   * error's usage when a rejected response (truncated, empty, blocked, unreadable) still cost
+   * tokens. Undefined when the provider reported none, as for 429, 5xx, timeouts and connection
+   * errors. Billed requests that the client retried go to the client's `onBilledRetry` instead.
    */
   usage: ModelUsage | undefined;
   /** Set when the call succeeded. */
@@ -22,9 +23,9 @@ export type FallbackOptions = {
   signal?: AbortSignal;
   /**
    * Called once per client call, after it succeeded or failed and before the next client is
-   * tried, so it receives every reported usage exactly once. A caller that bills here must
-   * not also bill the returned result or the thrown error. A rejection from this callback is
-   * raised to the caller.
+   * tried, so it receives the usage of each call's last request exactly once. A caller that
+   * bills here must not also bill the returned result or the thrown error. A rejection from
+   * this callback is raised to the caller.
    *
    * NOTE: a call that timed out or was aborted may have cost tokens that the provider never
    * reported, so its `usage` is undefined.

@@ -23,7 +23,7 @@ import {
   type RetryPolicy,
 } from './retry.ts';
 import type { ModelClient, ModelRequest, ModelResult, ModelUsage } from './types.ts';
-import { modelUsage, tokenCount } from './usage.ts';
+import { hasTokenCount, modelUsage, tokenCount } from './usage.ts';
 
 export type GeminiClientOptions = {
   apiKey: string;
@@ -190,7 +190,7 @@ export function createGeminiClient(options: GeminiClientOptions): ModelClient {
     model: modelId,
     generate: (request, callOptions) => {
       const signal = callOptions?.signal;
-      return runWithRetries(context, () => generateOnce(request, signal), signal);
+      return runWithRetries(context, () => generateOnce(request, signal), signal, callOptions?.onBilledRetry);
     },
     listModels,
   };
@@ -226,14 +226,31 @@ function mapUsage(metadata: UsageMetadata | undefined): ModelUsage {
   return modelUsage(promptTokens, tokenCount(total) - promptTokens, total);
 }
 
+/** Returns the usage of a response that cannot be used, or undefined when it has no counts. */
+function readBilledUsage(metadata: UsageMetadata | undefined): ModelUsage | undefined {
+  if (typeof metadata !== 'object' || metadata === null) return undefined;
+  const { promptTokenCount, candidatesTokenCount, totalTokenCount } = metadata;
+  const thoughtsTokens = (metadata as { thoughtsTokenCount?: unknown }).thoughtsTokenCount;
+  if (!hasTokenCount(promptTokenCount, candidatesTokenCount, totalTokenCount, thoughtsTokens)) {
+    return undefined;
+  }
+  return mapUsage(metadata);
+}
+
 /**
  * Joins the text parts of the first candidate, leaving out thought summaries. Raises
- * `unavailable` when the parts are not a list, which a proxy or a changed API could send.
+ * `unavailable` when the parts are not a list, which a proxy or a changed API could send, with
+ * the response's usage when it has counts.
  */
 function readCandidateText(response: GenerateContentResponse): string {
   const parts: unknown = response.candidates?.[0]?.content?.parts ?? [];
   if (!Array.isArray(parts)) {
-    throw unreadableResponseError('gemini', 'the parts of the first candidate are not a list', []);
+    throw unreadableResponseError(
+      'gemini',
+      'the parts of the first candidate are not a list',
+      [],
+      readBilledUsage(response.usageMetadata),
+    );
   }
   let text = '';
   for (const part of parts) {

@@ -22,7 +22,7 @@ import {
   type RetryPolicy,
 } from './retry.ts';
 import type { ModelClient, ModelRequest, ModelResult, ModelUsage } from './types.ts';
-import { modelUsage } from './usage.ts';
+import { modelUsage, readableUsage } from './usage.ts';
 
 export type GroqClientOptions = {
   apiKey: string;
@@ -131,7 +131,7 @@ export function createGroqClient(options: GroqClientOptions): ModelClient {
     model,
     generate: (request, callOptions) => {
       const signal = callOptions?.signal;
-      return runWithRetries(context, () => generateOnce(request, signal), signal);
+      return runWithRetries(context, () => generateOnce(request, signal), signal, callOptions?.onBilledRetry);
     },
     listModels: () => runWithRetries(context, listModelsOnce),
   };
@@ -139,6 +139,15 @@ export function createGroqClient(options: GroqClientOptions): ModelClient {
 
 function mapUsage(usage: ChatCompletion['usage']): ModelUsage {
   return modelUsage(usage?.prompt_tokens, usage?.completion_tokens, usage?.total_tokens);
+}
+
+/** Reads the usage block of a body that is not a readable completion, if it has counts. */
+function readUsageBlock(body: unknown): ModelUsage | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const { usage } = body as { usage?: unknown };
+  if (typeof usage !== 'object' || usage === null) return undefined;
+  const counts = usage as { prompt_tokens?: unknown; completion_tokens?: unknown; total_tokens?: unknown };
+  return readableUsage(counts.prompt_tokens, counts.completion_tokens, counts.total_tokens);
 }
 
 /**
@@ -169,6 +178,7 @@ function readCompletion(
       'groq',
       'the body is not a chat completion with a choices list and text content',
       [],
+      readUsageBlock(completion),
     );
   }
   const usage = mapUsage(completion.usage);

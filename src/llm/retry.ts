@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.ts';
 import { ProviderError } from './errors.ts';
-import { providerNames, type Provider } from './types.ts';
+import { providerNames, type BilledRetry, type Provider } from './types.ts';
 
 /** Retry settings shared by the provider clients. */
 export type RetryPolicy = {
@@ -153,13 +153,15 @@ export function callerAbortError(provider: Provider): ProviderError {
 
 /**
  * Runs `attempt` and retries it per `policy` after `rate_limited` and `unavailable` errors.
- * Raises the last error when no retry is left or the delay exceeds the policy's cap, and
- * raises a `timeout` error when the caller's signal aborts during a wait.
+ * Before retrying after an error that carries usage, it awaits `onBilledRetry`, whose
+ * rejection is raised. Raises the last error when no retry is left or the delay exceeds the
+ * policy's cap, and raises a `timeout` error when the caller's signal aborts during a wait.
  */
 export async function runWithRetries<T>(
   context: { provider: Provider; model: string; policy: RetryPolicy; logger?: Logger },
   attempt: () => Promise<T>,
   signal?: AbortSignal,
+  onBilledRetry?: (retry: BilledRetry) => Promise<void>,
 ): Promise<T> {
   const { provider, model, policy, logger } = context;
 
@@ -170,6 +172,9 @@ export async function runWithRetries<T>(
       if (!(error instanceof ProviderError)) throw error;
       const delayMs = computeRetryDelayMs(error, retriesDone, policy);
       if (delayMs === undefined) throw error;
+      if (error.usage && onBilledRetry) {
+        await onBilledRetry({ usage: error.usage, request: retriesDone + 1 });
+      }
 
       const retry = retriesDone + 1;
       logger?.warn(

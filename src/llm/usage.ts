@@ -26,3 +26,16 @@ export function modelUsage(prompt: unknown, completion: unknown, total: unknown)
     : Math.min(promptTokens + completionTokens, maxTokenCount);
   return { promptTokens, completionTokens, totalTokens };
 }
+
+/** Returns whether any of `values` is a token count that a provider could have reported. */
+export function hasTokenCount(...values: unknown[]): boolean {
+  return values.some((value) => typeof value === 'number' && Number.isFinite(value) && value >= 0);
+}
+
+/**
+ * Builds usage like `modelUsage`, but returns undefined when none of the three counts is a
+ * number, so a response whose usage block is missing or unreadable is not charged 0 tokens.
+ */
+export function readableUsage(prompt: unknown, completion: unknown, total: unknown): ModelUsage | undefined {
+  return hasTokenCount(prompt, completion, total) ? modelUsage(prompt, completion, total) : undefined;
+}

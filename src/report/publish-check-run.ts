@@ -55,10 +55,16 @@ function toAnnotation(finding: ReportedFinding) {
   };
 }
 
-/** A check run of this app and the number of annotations GitHub stores for it. */
-interface ExistingCheckRun {
-  id: number;
+/** Parts of a check run's stored output that a report update must keep. */
+interface StoredOutput {
   annotations: number;
+  /** The `text` of the output, which contains the notice of a "Fix with AI" press, or null. */
+  text: string | null;
+}
+
+/** A check run of this app, with the annotation count and text GitHub stores for it. */
+interface ExistingCheckRun extends StoredOutput {
+  id: number;
 }
 
 /**
@@ -78,24 +84,26 @@ async function findCreatedCheckRun(
     per_page: 100,
   });
   const found = checkRuns.find((checkRun) => checkRun.external_id === target.runId);
-  return found ? { id: found.id, annotations: found.output.annotations_count } : null;
+  if (!found) return null;
+  return { id: found.id, annotations: found.output.annotations_count, text: found.output.text ?? null };
 }
 
 /**
- * Reads how many annotations GitHub stores for the check run. GitHub appends the annotations of
- * every update, so this count shows whether an update whose response was lost took effect.
- * NOTE: that GitHub counts an update's annotations before it responds is assumed, not verified.
+ * Reads how many annotations GitHub stores for the check run, and its text. GitHub appends the
+ * annotations of every update, so the count shows whether an update whose response was lost
+ * took effect. NOTE: that GitHub counts an update's annotations before it responds is assumed,
+ * not verified.
  */
-async function countAnnotations(
+async function readStoredOutput(
   octokit: Octokit,
   target: { owner: string; repo: string; checkRunId: number },
-): Promise<number> {
+): Promise<StoredOutput> {
   const { data } = await octokit.rest.checks.get({
     owner: target.owner,
     repo: target.repo,
     check_run_id: target.checkRunId,
   });
-  return data.output.annotations_count;
+  return { annotations: data.output.annotations_count, text: data.output.text ?? null };
 }
 
 /**
@@ -120,6 +128,10 @@ export async function publishCheckRun(
   const target = { owner, repo, headSha: run.headSha, runId: run.id };
   let checkRunId = run.checkRunId;
   let sent = run.checkRunAnnotations;
+  // The check run's text as GitHub stores it, which contains the notice of a "Fix with AI" press
+  // made before this attempt. An update without text may clear it, so each update sends it.
+  // The report's session lock keeps new notices out until the attempt ends.
+  let text: string | null = null;
   if (checkRunId === null) {
     let existing = await findCreatedCheckRun(octokit, target);
     if (existing !== null) {
@@ -144,7 +156,7 @@ export async function publishCheckRun(
           // Sent once: a server error may come after GitHub created the check run.
           request: { retries: 0 },
         });
-        existing = { id: data.id, annotations: firstBatch };
+        existing = { id: data.id, annotations: firstBatch, text: null };
         logger.info(
           {
             event: 'report.check_run_created',
@@ -166,6 +178,7 @@ export async function publishCheckRun(
     }
     checkRunId = existing.id;
     sent = existing.annotations;
+    text = existing.text;
     await db
       .update(prRuns)
       .set({ checkRunId, checkRunAnnotations: sent })
@@ -173,7 +186,9 @@ export async function publishCheckRun(
   } else if (sent < annotations.length) {
     // An earlier attempt may have sent a batch and stopped before storing its count. The
     // stored count only grows after GitHub confirmed a batch, so a lower count is a stale read.
-    sent = Math.max(sent, await countAnnotations(octokit, { owner, repo, checkRunId }));
+    const stored = await readStoredOutput(octokit, { owner, repo, checkRunId });
+    sent = Math.max(sent, stored.annotations);
+    text = stored.text;
     await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
   }
 
@@ -186,15 +201,15 @@ export async function publishCheckRun(
         owner,
         repo,
         check_run_id: checkRunId,
-        output: { title, summary, annotations: batch },
+        output: { title, summary, ...(text === null ? {} : { text }), annotations: batch },
         request: { retries: 0 },
       });
       sent += batch.length;
     } catch (error) {
       if (!isServerError(error)) throw error;
-      const countOnGitHub = await countAnnotations(octokit, { owner, repo, checkRunId });
-      if (countOnGitHub <= sent) throw error;
-      sent = countOnGitHub;
+      const stored = await readStoredOutput(octokit, { owner, repo, checkRunId });
+      if (stored.annotations <= sent) throw error;
+      sent = stored.annotations;
     }
     await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
   }

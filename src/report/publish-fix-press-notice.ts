@@ -70,9 +70,9 @@ export async function publishFixPressNotice(
   };
 
   // Notices of two presses could otherwise both read the text before either writes it. The
-  // report's lock also keeps a notice out from between the report's annotation updates, which
-  // send no text. NOTE: that GitHub then clears the text, as the fake does, is assumed. A
-  // report retried after a failed update can still send its remaining updates after a notice.
+  // report's lock also keeps a notice out from between the report's annotation updates. A
+  // report attempt that resumes after a notice reads the text first and sends it with each
+  // update, so the notice stays.
   return withSessionLock(context.db, checkRunLockKey(run.id), async () => {
     try {
       const { data } = await octokit.rest.checks.get(target);

@@ -1,21 +1,44 @@
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { meterClient } from '../../src/autofix/metered-client.ts';
+import { AllowanceExceededError, meterClient } from '../../src/autofix/metered-client.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { createGroqClient } from '../../src/llm/groq.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
 import { releaseAttemptReservations } from '../../src/usage/allowance.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createRunWithFindings, createSignedInUser } from '../helpers/web.ts';
 
 let context: TestContext;
+let groq: FakeGroq;
 
 beforeAll(async () => {
   context = await createTestContext();
+  groq = await startFakeGroq();
 });
 afterAll(async () => {
+  await groq?.close();
   await context.close();
 });
+
+/** Creates a client of the fake Groq that retries once, 10 ms after a failure. */
+function groqClient(): ModelClient {
+  return createGroqClient({
+    apiKey: 'gsk_TESTONLY0000000000000000000000000000000000000000000000',
+    baseUrl: groq.url,
+    model: 'llama-3.3-70b-versatile',
+    maxRetries: 1,
+    timeoutMs: 5000,
+    retryBaseDelayMs: 10,
+  });
+}
+
+/** A reply with status 200 whose choices cannot be read, billed for 42 tokens. */
+const unreadableBilled = {
+  status: 200,
+  body: { choices: 'unreadable', usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42 } },
+};
 
 /** A client that returns `totalTokens` of usage for every call, without any network. */
 function fixedUsageClient(totalTokens: number): ModelClient {
@@ -33,11 +56,11 @@ function fixedUsageClient(totalTokens: number): ModelClient {
   };
 }
 
-async function newPatchRequest() {
+async function newPatchRequest(tokenLimit = 100_000) {
   const user = await createSignedInUser(context.db, {
     login: `meter-${randomBytes(4).toString('hex')}`,
     plan: 'pro',
-    tokenLimit: 100_000,
+    tokenLimit,
   });
   const { run } = await createRunWithFindings(context.db, { userId: user.userId, findings: [] });
   const [request] = await context.db
@@ -100,5 +123,64 @@ describe('meterClient', () => {
     expect(released).toBe(0);
     finish();
     await call;
+  });
+
+  it('charges an unreadable billed response', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue(unreadableBilled, { text: 'fixed\n' });
+
+    const result = await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 })
+      .generate(request);
+
+    expect(result.text).toBe('fixed\n');
+    const success = groq.requests[1]!.reply!.usage!.total_tokens;
+    const ledger = await context.db
+      .select()
+      .from(tokenEvents)
+      .where(eq(tokenEvents.userId, userId))
+      .orderBy(tokenEvents.createdAt);
+    expect(ledger.map((event) => [event.totalTokens, event.chargedTokens])).toEqual([
+      [42, 42],
+      [success, success],
+    ]);
+    expect(ledger[0]!.idempotencyKey).toBe(`${ledger[1]!.idempotencyKey}:request-1`);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(42 + success);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('retries a response without usage uncharged', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue({ status: 200, body: { choices: 'unreadable' } }, { text: 'fixed\n' });
+
+    await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 }).generate(request);
+
+    const success = groq.requests[1]!.reply!.usage!.total_tokens;
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger.map((event) => event.chargedTokens)).toEqual([success]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(success);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('stops when the retry does not fit', async () => {
+    groq.reset();
+    // The hold of 137 tokens fits once, but not again after the 42 charged.
+    const { userId, patchRequestId } = await newPatchRequest(160);
+    groq.enqueue(unreadableBilled, { text: 'fixed\n' });
+
+    const error = await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 })
+      .generate(request)
+      .catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(AllowanceExceededError);
+    expect(groq.requests).toHaveLength(1);
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger.map((event) => event.chargedTokens)).toEqual([42]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(42);
+    expect(user!.tokensReserved).toBe(0);
   });
 });

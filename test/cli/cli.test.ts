@@ -10,6 +10,8 @@ import { eq } from 'drizzle-orm';
 import { apiTokens, users } from '../../src/db/schema/index.ts';
 import { maxLiveTokensPerUser } from '../../src/users/api-tokens.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { loopbackUnavailableReason } from '../helpers/ipv6-loopback.ts';
+import { skipWithReason } from '../helpers/skip.ts';
 import { runCliToExit, waitFor } from '../helpers/process.ts';
 import { serviceEnv } from '../helpers/service.ts';
 import { serveTestApp } from '../helpers/web.ts';
@@ -353,7 +355,9 @@ describe('fixwright migrate', () => {
 });
 
 describe('fixwright start on HOST ::1', () => {
-  it('logs a URL with the address in brackets', async () => {
+  it('logs a URL with the address in brackets', async (test) => {
+    const unavailable = await loopbackUnavailableReason('::1');
+    if (unavailable) skipWithReason(test, unavailable);
     const env = { ...serviceEnv({ DATABASE_URL: context.database.url }, 0), HOST: '::1' };
     const child = spawn(process.execPath, ['bin/fixwright.js', 'start', '--role', 'web'], { env, stdio: 'pipe' });
     let output = '';

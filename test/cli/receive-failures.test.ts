@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve } from '@hono/node-server';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { loopbackUnavailableReason } from '../helpers/ipv6-loopback.ts';
+import { skipWithReason } from '../helpers/skip.ts';
 import { serveTestApp } from '../helpers/web.ts';
 
 const secret = 'receive-test-secret';
@@ -245,7 +247,9 @@ describe('receive with invalid input', () => {
     expect(result.stderr).toContain('the file is not valid JSON');
   });
 
-  it('delivers to HOST ::1 without --url', async () => {
+  it('delivers to HOST ::1 without --url', async (test) => {
+    const unavailable = await loopbackUnavailableReason('::1');
+    if (unavailable) skipWithReason(test, unavailable);
     const server = serve({ fetch: createApp(context).fetch, hostname: '::1', port: 0 });
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);

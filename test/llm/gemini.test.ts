@@ -234,6 +234,19 @@ describe('Gemini client', () => {
     expect(fake.requests).toHaveLength(2);
   });
 
+  it('keeps the usage of unreadable parts', async () => {
+    const usageMetadata = { promptTokenCount: 40, candidatesTokenCount: 2, totalTokenCount: 42 };
+    fake.enqueue({
+      status: 200,
+      body: { candidates: [{ content: { parts: 5 }, finishReason: 'STOP' }], usageMetadata },
+    });
+
+    const error = await expectProviderError(client({ maxRetries: 0 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.usage).toEqual({ promptTokens: 40, completionTokens: 2, totalTokens: 42 });
+  });
+
   it('raises unavailable when the connection closes mid-body', async () => {
     const server = await startCutOffServer('{"candidates":[{"content":{"parts":[{"text":"print');
     try {

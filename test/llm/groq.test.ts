@@ -240,6 +240,43 @@ describe('Groq client', () => {
     expect(fake.requests).toHaveLength(3);
   });
 
+  it('keeps the usage of an unreadable body', async () => {
+    const usage = { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42 };
+    fake.enqueue({ status: 200, body: { choices: 'unreadable', usage } });
+
+    const error = await expectProviderError(client({ maxRetries: 0 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.usage).toEqual({ promptTokens: 40, completionTokens: 2, totalTokens: 42 });
+  });
+
+  it('leaves out usage without counts', async () => {
+    fake.enqueue({ status: 200, body: { choices: 'unreadable', usage: { queue_time: 0.1 } } });
+
+    const error = await expectProviderError(client({ maxRetries: 0 }).generate(request));
+
+    expect(error.kind).toBe('unavailable');
+    expect(error.usage).toBeUndefined();
+  });
+
+  it('reports a billed response before its retry', async () => {
+    const usage = { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42 };
+    fake.enqueue({ status: 200, body: { choices: 'unreadable', usage } }, { text: 'const a = 2;\n' });
+    const billed: unknown[] = [];
+
+    const result = await client({ maxRetries: 1 }).generate(request, {
+      onBilledRetry: async (failure) => {
+        billed.push(failure);
+      },
+    });
+
+    expect(result.text).toBe('const a = 2;\n');
+    expect(billed).toEqual([
+      { usage: { promptTokens: 40, completionTokens: 2, totalTokens: 42 }, request: 1 },
+    ]);
+    expect(fake.requests).toHaveLength(2);
+  });
+
   it('raises unavailable when the connection closes mid-body', async () => {
     const server = await startCutOffServer('{"choices":[{"message":{"content":"const a');
     try {

@@ -319,6 +319,42 @@ describe('fix press notice on the check run', () => {
     }
   });
 
+  it('keeps the notice over a retried report', async () => {
+    const run = await warnedRun(120);
+    // The report's first annotation update fails before GitHub stores it, so the attempt fails.
+    setup.fake.queueResponse({
+      method: 'PATCH',
+      path: '/repos/:owner/:repo/check-runs/:check_run_id',
+      status: 502,
+    });
+    const failed = await reportRun(setup.context, run.id, setup.context.logger).catch(
+      (error: unknown) => error,
+    );
+    expect((failed as { status?: number }).status).toBe(502);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    const checkRunId = stored!.checkRunId!;
+    const notice = await publishFixPressNotice(
+      setup.context,
+      { runId: run.id, checkRunId, pressedAt: Date.now(), sender: null, notice: { kind: 'no_owner' } },
+      setup.context.logger,
+    );
+    expect(notice).toEqual({ status: 'updated' });
+    const checkRun = setup.fake.checkRuns.find((candidate) => candidate.id === checkRunId)!;
+    const text = checkRun.output.text;
+    expect(text).toContain('Fixwright has no owner recorded');
+    const since = setup.fake.requests.length;
+
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    expect(checkRun.annotations).toHaveLength(120);
+    expect(checkRun.output.text).toBe(text);
+    const updates = updatesOf(checkRunId, since);
+    expect(updates).toHaveLength(2);
+    for (const update of updates) {
+      expect((update.body as { output: { text?: string } }).output.text).toBe(text);
+    }
+  });
+
   it('leaves the check run of a newer run alone', async () => {
     const { run, checkRun } = await reportedRun(1);
     const newer = await reportedRun(1);

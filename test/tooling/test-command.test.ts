@@ -77,4 +77,18 @@ describe('npm test', () => {
     expect(run.lastLine).toBe('1 passed, 0 failed');
     expect(run.status).toBe(0);
   }, 120_000);
+
+  it('prints the reason of a skipped test', async () => {
+    const run = await runTestCommand(`
+      import { it } from 'vitest';
+      import { skipWithReason } from './helpers/skip.ts';
+      it('needs a resource', (test) => { skipWithReason(test, 'the resource is missing'); });
+    `);
+    expect(run.secondBefore).toBe(
+      'skipped: test/fixture.test.ts > needs a resource (the resource is missing)',
+    );
+    expect(run.lineBefore).toBe('1 skipped');
+    expect(run.lastLine).toBe('0 passed, 0 failed');
+    expect(run.status).toBe(0);
+  }, 120_000);
 });

@@ -1,0 +1,46 @@
+/** A GitHub rate limit that rejected a request, and when GitHub accepts requests again. */
+export interface GitHubRateLimit {
+  kind: 'primary' | 'secondary';
+  /** Time in milliseconds since 1970 from which the request may be sent again. */
+  liftsAt: number;
+}
+
+/** Seconds to wait for a secondary rate limit that names no wait, the minute GitHub advises. */
+const secondaryFallbackSeconds = 60;
+
+function header(headers: Record<string, unknown> | undefined, name: string): string | undefined {
+  const value = headers?.[name];
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+}
+
+/**
+ * Returns the rate limit that a failed Octokit request reports, or null for any other error.
+ * It follows "Exceeding the rate limit" in GitHub's REST API docs ("Rate limits for the REST
+ * API"), as @octokit/plugin-throttling 11.0.5 does. A 403 or 429 with `retry-after` lifts after
+ * that many seconds, and one with `x-ratelimit-remaining: 0` one second after
+ * `x-ratelimit-reset`. A secondary limit that sends neither lifts after a minute.
+ */
+export function asGitHubRateLimit(error: unknown, now = Date.now()): GitHubRateLimit | null {
+  if (!(error instanceof Error)) return null;
+  const { status, response } = error as {
+    status?: unknown;
+    response?: { headers?: Record<string, unknown> };
+  };
+  if (status !== 403 && status !== 429) return null;
+  const headers = response?.headers;
+  const secondary = /\bsecondary rate\b/i.test(error.message);
+  const remaining = header(headers, 'x-ratelimit-remaining');
+  const kind = remaining === '0' && !secondary ? 'primary' : 'secondary';
+
+  const retryAfterHeader = header(headers, 'retry-after');
+  const retryAfter = Number(retryAfterHeader);
+  if (retryAfterHeader !== undefined && Number.isFinite(retryAfter)) {
+    return { kind, liftsAt: now + Math.max(0, retryAfter) * 1000 };
+  }
+  const reset = Number(header(headers, 'x-ratelimit-reset'));
+  if (remaining === '0' && Number.isFinite(reset)) {
+    return { kind, liftsAt: Math.max(now, (reset + 1) * 1000) };
+  }
+  if (secondary) return { kind: 'secondary', liftsAt: now + secondaryFallbackSeconds * 1000 };
+  return null;
+}

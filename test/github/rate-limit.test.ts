@@ -1,0 +1,44 @@
+import { RequestError } from '@octokit/request-error';
+import { describe, expect, it } from 'vitest';
+import { asGitHubRateLimit } from '../../src/github/rate-limit.ts';
+
+const now = Date.UTC(2026, 11, 5, 9, 0);
+
+/** Builds the error that Octokit raises for a GitHub response with `status` and `headers`. */
+function responseError(status: number, message: string, headers: Record<string, string> = {}) {
+  return new RequestError(message, status, {
+    request: { method: 'POST', url: 'https://api.github.com/repos/o/r/check-runs', headers: {} },
+    response: { status, url: 'https://api.github.com/repos/o/r/check-runs', headers, data: { message } },
+  });
+}
+
+const secondaryMessage = 'You have exceeded a secondary rate limit. Please wait a few minutes.';
+const primaryHeaders = { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(now / 1000 + 1200) };
+
+describe('asGitHubRateLimit', () => {
+  it('waits the seconds of retry-after', () => {
+    const error = responseError(403, secondaryMessage, { 'retry-after': '90' });
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 90_000 });
+  });
+
+  it('waits past the primary reset', () => {
+    const error = responseError(403, 'API rate limit exceeded for installation.', primaryHeaders);
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'primary', liftsAt: now + 1_201_000 });
+  });
+
+  it('reads a 429 like a 403', () => {
+    const error = responseError(429, 'API rate limit exceeded for installation.', primaryHeaders);
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'primary', liftsAt: now + 1_201_000 });
+  });
+
+  it('waits a minute for a bare secondary limit', () => {
+    const error = responseError(403, secondaryMessage);
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 60_000 });
+  });
+
+  it('ignores other errors', () => {
+    expect(asGitHubRateLimit(responseError(403, 'Resource not accessible by integration'), now)).toBeNull();
+    expect(asGitHubRateLimit(responseError(404, 'Not Found', primaryHeaders), now)).toBeNull();
+    expect(asGitHubRateLimit(new Error('socket hang up'), now)).toBeNull();
+  });
+});

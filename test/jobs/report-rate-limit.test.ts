@@ -1,0 +1,219 @@
+// A report job that GitHub rate-limits for longer than Octokit waits in the process ends and
+// queues a new report job that starts once the limit lifts, up to
+// REPORT_RATE_LIMIT_MAX_WAIT_SECONDS after the first rate-limited response.
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { prRuns } from '../../src/db/schema/index.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
+import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
+import type { Route } from '../../src/demo/fakes/github/router.ts';
+import type { FakeState } from '../../src/demo/fakes/github/state.ts';
+import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
+import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
+import {
+  createGitHubTestContext,
+  insertFindings,
+  insertInstallation,
+  insertRun,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+
+const checkRunsPath = '/repos/:owner/:repo/check-runs';
+const listPath = '/repos/:owner/:repo/commits/:ref/check-runs';
+const maxWaitSeconds = 3600;
+
+let setup: GitHubTestContext;
+/**
+ * Reset time of the primary rate limit that the check run lookup gets after a created check
+ * run's response is lost, or null for no lost response.
+ */
+let limitAfterCreate: number | null = null;
+
+function routeOf(routes: Route<FakeState>[], method: string, pattern: string): Route<FakeState> {
+  return routes.find((route) => route.method === method && route.pattern === pattern)!;
+}
+
+/** Inserts a completed run with one warning on a new head commit, and queues its report job. */
+async function queuedReport(extra: Omit<ReportJobData, 'runId'> = {}) {
+  const note = `notes/${Date.now()}-${Math.random()}.txt`;
+  const headSha = await commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha,
+    baseSha: setup.git.baseSha,
+  });
+  await insertFindings(setup.context, run.id, [{ path: 'src/app.ts', line: 1, severity: 'warning' }]);
+  const data: ReportJobData = { runId: run.id, ...extra };
+  const jobId = (await setup.context.boss.send(reportQueue, data))!;
+  await setup.context.db.update(prRuns).set({ reportJobId: jobId }).where(eq(prRuns.id, run.id));
+  return { run, jobId };
+}
+
+/**
+ * Fetches the report job `jobId` as a worker does and runs the handler on it. A job that waits
+ * for its start time is made due first, as if the wait had passed.
+ */
+async function runReportJob(jobId: string) {
+  await setup.context.database.sql`
+    UPDATE pgboss.job SET start_after = now() WHERE name = ${reportQueue} AND id = ${jobId}`;
+  const jobs = await setup.context.boss.fetch<ReportJobData>(reportQueue, {
+    includeMetadata: true,
+    batchSize: 10,
+  });
+  const job = jobs.find((candidate) => candidate.id === jobId);
+  expect(job).toBeDefined();
+  // A job of another test that is due again, such as the retry of a failed one, fails again.
+  const others = jobs.filter((candidate) => candidate.id !== jobId).map((candidate) => candidate.id);
+  if (others.length > 0) await setup.context.boss.fail(reportQueue, others);
+  try {
+    await handleReportJob(setup.context, job!);
+  } catch (error) {
+    await setup.context.boss.fail(reportQueue, jobId);
+    throw error;
+  }
+  await setup.context.boss.complete(reportQueue, jobId);
+}
+
+/** Returns the report jobs of a run other than `exceptId`, oldest first. */
+async function laterJobs(runId: string, exceptId: string) {
+  return setup.context.database.sql<
+    { id: string; data: ReportJobData; start_after: string; state: string }[]
+  >`
+    SELECT id, data, start_after, state FROM pgboss.job
+    WHERE name = ${reportQueue} AND data->>'runId' = ${runId} AND id <> ${exceptId}
+    ORDER BY created_on, id`;
+}
+
+function checkRunsOf(runId: string) {
+  return setup.fake.checkRuns.filter((candidate) => candidate.externalId === runId);
+}
+
+function createRequests(since: number) {
+  return setup.fake.requests
+    .slice(since)
+    .filter((request) => request.method === 'POST' && request.path.endsWith('/check-runs'));
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'src/app.ts': 'export const a = 1;\n' },
+    head: { 'src/app.ts': 'export const a = 2;\n' },
+    env: { REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: String(maxWaitSeconds) },
+  });
+  await insertInstallation(setup.context, { id: setup.installationId });
+  const create = routeOf(checkRoutes, 'POST', checkRunsPath);
+  setup.fake.addRoute({
+    ...create,
+    async handle(context) {
+      const response = await create.handle(context);
+      if (limitAfterCreate === null || response.status >= 300) return response;
+      setup.fake.queueResponse(primaryRateLimitError('GET', listPath, limitAfterCreate));
+      limitAfterCreate = null;
+      return { status: 502, body: { message: 'Server Error' } };
+    },
+  });
+});
+
+beforeEach(() => {
+  limitAfterCreate = null;
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('report job under a long rate limit', () => {
+  it('waits for a primary limit to reset', async () => {
+    const { run, jobId } = await queuedReport();
+    const resetSeconds = Math.floor(Date.now() / 1000) + 20 * 60;
+    setup.fake.queueResponse(primaryRateLimitError('POST', checkRunsPath, resetSeconds));
+    const since = setup.fake.requests.length;
+
+    await runReportJob(jobId);
+
+    expect(checkRunsOf(run.id)).toEqual([]);
+    const [next] = await laterJobs(run.id, jobId);
+    expect(next).toBeDefined();
+    expect(next!.state).toBe('created');
+    expect(new Date(next!.start_after).getTime()).toBe((resetSeconds + 1) * 1000);
+    expect(next!.data.runId).toBe(run.id);
+    expect(next!.data.rateLimitedSince).toBeGreaterThan(0);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportJobId).toBe(next!.id);
+    expect(stored!.reportError).toBeNull();
+    expect(createRequests(since)).toHaveLength(1);
+
+    await runReportJob(next!.id);
+
+    expect(checkRunsOf(run.id)).toHaveLength(1);
+    expect(createRequests(since)).toHaveLength(2);
+    const [reported] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(reported!.reportedAt).not.toBeNull();
+  });
+
+  it('waits for a secondary limit with retry-after', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 900));
+    const before = Date.now();
+
+    await runReportJob(jobId);
+
+    const [next] = await laterJobs(run.id, jobId);
+    expect(next).toBeDefined();
+    const wait = new Date(next!.start_after).getTime() - before;
+    expect(wait).toBeGreaterThanOrEqual(900_000);
+    expect(wait).toBeLessThan(910_000);
+    expect(checkRunsOf(run.id)).toEqual([]);
+  });
+
+  it('creates one check run after a lost response', async () => {
+    const { run, jobId } = await queuedReport();
+    // GitHub creates the check run but the response is lost, and the lookup that follows is
+    // rate-limited.
+    limitAfterCreate = Math.floor(Date.now() / 1000) + 30 * 60;
+    const since = setup.fake.requests.length;
+
+    await runReportJob(jobId);
+    const [next] = await laterJobs(run.id, jobId);
+    expect(next).toBeDefined();
+    await runReportJob(next!.id);
+
+    expect(checkRunsOf(run.id)).toHaveLength(1);
+    expect(createRequests(since)).toHaveLength(1);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.checkRunId).toBe(checkRunsOf(run.id)[0]!.id);
+    expect(stored!.reportedAt).not.toBeNull();
+  });
+
+  it('fails past the maximum wait', async () => {
+    // A report rate-limited since 50 minutes ago, whose limit lifts in another 15.
+    const { run, jobId } = await queuedReport({ rateLimitedSince: Date.now() - 50 * 60_000 });
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 15 * 60));
+
+    const error = await runReportJob(jobId).catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(403);
+    expect(await laterJobs(run.id, jobId)).toEqual([]);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === run.id,
+    );
+    expect(logged).toBeDefined();
+  });
+
+  it('lets a suspend cancel the waiting job', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+    await runReportJob(jobId);
+    const [next] = await laterJobs(run.id, jobId);
+    expect(next).toBeDefined();
+
+    const cancelled = await setup.context.db.transaction((tx) =>
+      cancelInstallationWork(tx, setup.context.boss, setup.installationId, 'Suspended in a test.'),
+    );
+
+    expect(cancelled.reports).toBeGreaterThanOrEqual(1);
+    const job = await setup.context.boss.getJobById(reportQueue, next!.id);
+    expect(job!.state).toBe('cancelled');
+  });
+});
