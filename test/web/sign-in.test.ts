@@ -75,7 +75,36 @@ describe('sign-in with GitHub', () => {
   it('sends htmx requests HX-Redirect', async () => {
     const response = await app.request('/usage/widget', { headers: { 'hx-request': 'true' } });
     expect(response.status).toBe(401);
-    expect(response.headers.get('hx-redirect')).toBe('/sign-in?next=%2Fusage%2Fwidget');
+    expect(response.headers.get('hx-redirect')).toBe('/sign-in');
+  });
+
+  it('returns htmx requests to the page', async () => {
+    const polled = await app.request('/patch-requests/00000000-0000-4000-8000-000000000000/files', {
+      headers: {
+        'hx-request': 'true',
+        'hx-current-url': 'http://127.0.0.1:3999/patch-requests/00000000-0000-4000-8000-000000000000?tab=1',
+      },
+    });
+    expect(polled.status).toBe(401);
+    expect(polled.headers.get('hx-redirect')).toBe(
+      '/sign-in?next=' + encodeURIComponent('/patch-requests/00000000-0000-4000-8000-000000000000?tab=1'),
+    );
+
+    const posted = await app.request('/plans', {
+      method: 'POST',
+      headers: { 'hx-request': 'true', 'hx-current-url': 'http://127.0.0.1:3999/plans' },
+    });
+    expect(posted.status).toBe(401);
+    expect(posted.headers.get('hx-redirect')).toBe('/sign-in?next=%2Fplans');
+  });
+
+  it('ignores an htmx page of another site', async () => {
+    for (const current of ['//evil.example/x', 'not a url', 'http://127.0.0.1:3999/auth/github']) {
+      const response = await app.request('/usage/widget', {
+        headers: { 'hx-request': 'true', 'hx-current-url': current },
+      });
+      expect(response.headers.get('hx-redirect'), current).toBe('/sign-in');
+    }
   });
 
   it('shows no notice for names of object properties', async () => {
