@@ -182,6 +182,29 @@ describe('GET /api/runs', () => {
     }
   });
 
+  it('rejects a repeated query parameter', async () => {
+    const cases: [string, string, string[]][] = [
+      [
+        'repository=api-owner/app&repository=other/app',
+        'Invalid query: repository is sent 2 times; send each parameter once.',
+        ['repository'],
+      ],
+      [
+        'limit=1&pr=7&limit=500&pr=8&pr=9',
+        'Invalid query: pr is sent 3 times and limit 2 times; send each parameter once.',
+        ['pr', 'limit'],
+      ],
+    ];
+    for (const [query, expected, fields] of cases) {
+      const response = await call('owner', `/api/runs?${query}`);
+      expect(response.status, query).toBe(400);
+      const { error } = await response.json();
+      expect(error.code, query).toBe('bad_request');
+      expect(error.message, query).toBe(expected);
+      expect(error.fields, query).toEqual(fields);
+    }
+  });
+
   it('rejects numbers in other notations', async () => {
     // Number() reads all of these, as 16, 10, 12, 3 and 100.
     const cases: [string, string][] = [
