@@ -77,6 +77,15 @@ describe('usage widget fragment', () => {
     expect(html).toContain('add your own Groq or Gemini key');
   });
 
+  it('suggests no plan switch on Enterprise', async () => {
+    const html = await widget(950, 'enterprise', 1000);
+    expect(html).toContain('class="warning"');
+    expect(html).toContain('wait until the period ends on');
+    expect(html).toContain('add your own Groq or Gemini key');
+    expect(html).not.toContain('Enterprise on the Plan page');
+    expect(html).not.toContain('switch you to Enterprise');
+  });
+
   it('shows Unlimited for enterprise', async () => {
     const html = await widget(123_456, 'enterprise', -1);
     expect(html).toContain('<strong>Unlimited</strong>');
