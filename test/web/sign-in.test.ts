@@ -209,6 +209,19 @@ describe('sign-in with GitHub', () => {
     expect(await response.text()).toContain('Sign-in was cancelled on GitHub');
   });
 
+  it('names only an error code from GitHub', async () => {
+    const known = await app.request('/auth/github/callback?error=redirect_uri_mismatch');
+    expect(known.status).toBe(400);
+    expect(await known.text()).toContain('GitHub returned the error &quot;redirect_uri_mismatch&quot;');
+
+    const planted = 'Your account is locked. Call 555-0100 to unlock it';
+    const text = await app.request(`/auth/github/callback?error=${encodeURIComponent(planted)}`);
+    expect(text.status).toBe(400);
+    const html = await text.text();
+    expect(html).not.toContain('Call 555-0100');
+    expect(html).toContain('GitHub returned an error; start again from the sign-in page.');
+  });
+
   it('keeps the return path on this site', async () => {
     oauth.signInAs({ id: 5005, login: 'octo-fifth' });
     const { response } = await signIn(app, '//evil.example/steal');

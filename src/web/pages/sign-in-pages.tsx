@@ -38,6 +38,21 @@ const rateLimitWindowSeconds = 10 * 60;
 // A Map, because an object literal would also return inherited members such as `constructor`.
 const notices = new Map([['signed-out', 'You are signed out.']]);
 
+/**
+ * Builds the message for a callback with GitHub's `error` parameter. Anyone can link to the
+ * callback with any text in it, so only an error code (`redirect_uri_mismatch`, say) is shown,
+ * never a sentence that would read as this site's own.
+ */
+function describeCallbackError(error: string): string {
+  if (error === 'access_denied') {
+    return 'Sign-in was cancelled on GitHub; sign in again to use the dashboard.';
+  }
+  if (/^[a-z_]{1,64}$/.test(error)) {
+    return `GitHub returned the error ${JSON.stringify(error)}; start again from the sign-in page.`;
+  }
+  return 'GitHub returned an error; start again from the sign-in page.';
+}
+
 /** The callback URL registered on the GitHub App: PUBLIC_URL's, or else this request's origin. */
 export function callbackUrl(c: Context, publicUrl: string | undefined): string {
   return `${publicUrl ?? new URL(c.req.url).origin}/auth/github/callback`;
@@ -114,12 +129,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     const returnTo = stateMatches ? await consumeOAuthState(db, state) : null;
     if (returnTo === null) await countSignInRequest(c);
     if (error) {
-      throw new AppError(
-        'bad_request',
-        error === 'access_denied'
-          ? 'Sign-in was cancelled on GitHub; sign in again to use the dashboard.'
-          : `GitHub returned the error ${JSON.stringify(error)}; start again from the sign-in page.`,
-      );
+      throw new AppError('bad_request', describeCallbackError(error));
     }
     if (!code || !state) {
       throw new AppError(
