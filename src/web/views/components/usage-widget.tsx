@@ -23,11 +23,17 @@ const upgradeAdvice: Record<Plan, { self: string; admin: string } | null> = {
   enterprise: null,
 };
 
-/** Builds the advice shown from 90 % on: which plan to move to, when the period ends, own keys. */
-export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean): string {
+/**
+ * Builds the advice shown from 90 % on: which plan to move to, when the period ends, own keys.
+ * A period whose end has passed stays current until the rollover job starts the next one.
+ */
+export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean, now = new Date()): string {
   const periodEnd = stats.periodEnd.slice(0, 10);
   const upgrade = upgradeAdvice[stats.plan];
-  const wait = `wait until the period ends on ${periodEnd} (UTC)`;
+  const ended = new Date(stats.periodEnd) <= now;
+  const wait = ended
+    ? `wait for the next period to start, as this one ended on ${periodEnd} (UTC)`
+    : `wait until the period ends on ${periodEnd} (UTC)`;
   const ownKey = 'add your own Groq or Gemini key on the Keys page';
   const steps = upgrade
     ? `${canChangePlan ? upgrade.self : upgrade.admin}, ${wait}, or ${ownKey}`
