@@ -83,6 +83,31 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     );
   };
 
+  /**
+   * Rejects a sign-in request that the browser did not make as a page load, such as an <img>,
+   * frame or fetch() on another site's page. Each one would count against the address's
+   * SIGN_IN_RATE_LIMIT, so any site could lock its visitors out of signing in. Browsers name
+   * the kind of request in Sec-Fetch-Dest, and clients that send none, such as curl, pass.
+   */
+  const rejectEmbeddedRequest = (c: Context<{ Variables: PageVariables }>) => {
+    const destination = c.req.header('sec-fetch-dest');
+    if (destination === undefined || destination === 'document') return;
+    logger.info(
+      {
+        event: 'sign_in.embedded_request',
+        requestId: c.get('requestId'),
+        path: c.req.path,
+        destination: destination.slice(0, 40),
+      },
+      'sign-in request not made as a page load rejected',
+    );
+    throw new AppError(
+      'forbidden',
+      'Sign-in works only as a page load, not from an image, frame or script of another page; ' +
+        'open it as a page.',
+    );
+  };
+
   const oauthClient = () => {
     const { GITHUB_CLIENT_ID: clientId, GITHUB_CLIENT_SECRET: clientSecret } = config;
     if (!clientId || !clientSecret) {
@@ -105,6 +130,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   });
 
   app.get('/auth/github', async (c) => {
+    rejectEmbeddedRequest(c);
     await countSignInRequest(c);
     const { clientId } = oauthClient();
     const state = await createOAuthState(db, safeReturnPath(c.req.query('next')));
@@ -116,6 +142,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   });
 
   app.get('/auth/github/callback', async (c) => {
+    rejectEmbeddedRequest(c);
     const { clientId, clientSecret } = oauthClient();
     const { code, state, error } = c.req.query();
     const stateCookie = readStateCookie(c, config);
