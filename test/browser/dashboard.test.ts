@@ -187,6 +187,25 @@ describe('dashboard in Chromium', () => {
     expect(await page.locator('#usage-widget .usage').count()).toBe(1);
   });
 
+  it('stays signed in when another site posts to sign-out', async () => {
+    const otherSite = 'http://other-site.test/';
+    await page.route(otherSite, (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body:
+          `<form method="post" action="${dashboard.url}/sign-out"></form>` +
+          '<script>document.forms[0].submit()</script>',
+      }),
+    );
+    await page.goto(otherSite);
+    await page.waitForURL((url) => url.href.startsWith(dashboard.url));
+    await page.unroute(otherSite);
+
+    await page.goto(`${dashboard.url}/`);
+    expect(page.url()).toBe(`${dashboard.url}/`);
+    expect(await page.locator('.topbar .login').textContent()).toContain(installer.login);
+  });
+
   it('keeps secrets out of the service output', () => {
     const output = dashboard.output();
     expect(output).toContain('auth.signed_in');

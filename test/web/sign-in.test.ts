@@ -308,6 +308,22 @@ describe('sign-in with GitHub', () => {
     expect(logged?.hadCookie).toBe(true);
   });
 
+  it('deletes no cookie on a sign-out without one', async () => {
+    // Another site's form can post here as a top-level navigation. The browser sends no
+    // SameSite=Lax cookie with it, but would apply a Set-Cookie that deletes the session's.
+    const response = await app.request('/sign-out', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+    });
+
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/sign-in?notice=signed-out');
+    expect(response.headers.getSetCookie()).toEqual([]);
+    const logged = context.logs.filter((line) => line.event === 'auth.signed_out_without_session');
+    expect(logged.at(-1)?.hadCookie).toBe(false);
+  });
+
   it('keeps tokens and secrets out of the log', () => {
     const text = JSON.stringify(context.logs);
     expect(text).toContain('auth.signed_in');

@@ -220,13 +220,18 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   });
 
   // A cookie of an expired or unknown session signs no one in, so it is cleared without the
-  // CSRF check that requirePageSession makes, which needs a live session's token.
+  // CSRF check that requirePageSession makes, which needs a live session's token. A request
+  // without the cookie gets no Set-Cookie, because another site's form can post here as a
+  // top-level navigation. The browser sends that post without the SameSite=Lax cookie but
+  // applies a Set-Cookie in its response, which would sign the user out.
   app.post('/sign-out', async (c, next) => {
     const token = readSessionCookie(c, config);
     const session = token ? await findSession(db, token) : null;
     if (session) return next();
-    if (token) await deleteSession(db, token);
-    clearSessionCookie(c, config);
+    if (token !== undefined) {
+      await deleteSession(db, token);
+      clearSessionCookie(c, config);
+    }
     logger.info(
       { event: 'auth.signed_out_without_session', requestId: c.get('requestId'), hadCookie: token !== undefined },
       'sign-out without a live session: cookie cleared',
