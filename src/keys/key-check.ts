@@ -9,7 +9,8 @@ const keyCheckTimeoutMs = 15_000;
 
 /**
  * Why a key was not saved: the provider rejected it (`rejected`), or the check could not be
- * made because the provider failed, timed out or rate-limited it (`unavailable`).
+ * made because the provider failed, timed out or rate-limited it, or its model list is not
+ * under the configured base URL (`unavailable`).
  */
 export interface KeyCheckFailure {
   reason: string;
@@ -39,16 +40,26 @@ export async function checkKeyWithProvider(
       const message = error instanceof Error ? error.message : String(error);
       throw new Error(`Checking the ${name} key failed: ${redactSecrets(message, [key])}`);
     }
-    const unavailable = ['rate_limited', 'unavailable', 'timeout'].includes(error.kind);
+    // A 404 means the model list is not at the configured base URL, which the key cannot fix.
+    const unavailable =
+      ['rate_limited', 'unavailable', 'timeout'].includes(error.kind) || error.status === 404;
     return {
-      reason: redactSecrets(describeCheckFailure(name, error), [key]),
+      reason: redactSecrets(describeCheckFailure(provider, error), [key]),
       cause: unavailable ? 'unavailable' : 'rejected',
     };
   }
 }
 
-function describeCheckFailure(name: string, error: ProviderError): string {
+function describeCheckFailure(provider: Provider, error: ProviderError): string {
+  const name = providerNames[provider];
   const status = error.status !== undefined ? `HTTP ${error.status}` : error.kind;
+  if (error.status === 404) {
+    const setting = provider === 'groq' ? 'GROQ_BASE_URL' : 'GEMINI_BASE_URL';
+    return (
+      `Could not check the key with ${name}: its model list was not found (HTTP 404) under the ` +
+      `configured base URL, so the operator must check ${setting}. The key was not saved.`
+    );
+  }
   switch (error.kind) {
     case 'unauthorized':
       return (

@@ -63,6 +63,13 @@ function toState(counters: { plan: Plan; limit: number; used: number; reserved: 
   } satisfies AllowanceState;
 }
 
+/** Advice by plan once its allowance is used up. Enterprise has no larger plan to move to. */
+const exhaustedAdvice: Record<Plan, string> = {
+  free: 'Upgrade to the Pro plan, wait for the next period, or add your own Groq or Gemini key.',
+  pro: 'Wait for the next period, switch to a larger plan, or add your own Groq or Gemini key.',
+  enterprise: 'Wait for the next period or add your own Groq or Gemini key.',
+};
+
 /** Builds the sentence shown to a user whose allowance cannot cover a call. */
 export function describeExhausted(
   state: AllowanceState,
@@ -73,10 +80,7 @@ export function describeExhausted(
   subject = 'this call',
 ): string {
   const planName = state.plan[0]!.toUpperCase() + state.plan.slice(1);
-  const advice =
-    state.plan === 'free'
-      ? 'Upgrade to the Pro plan, wait for the next period, or add your own Groq or Gemini key.'
-      : 'Wait for the next period, switch to a larger plan, or add your own Groq or Gemini key.';
+  const advice = exhaustedAdvice[state.plan];
   return (
     `Not enough token allowance left: the ${planName} plan allows ${state.limit} tokens per period, ` +
     `${state.used} are used and ${state.reserved} are reserved by calls in progress, ` +

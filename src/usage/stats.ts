@@ -17,7 +17,10 @@ export interface UsageStats {
   reserved: number;
   /** Tokens left to reserve; null when unlimited. */
   remaining: number | null;
-  /** (used + reserved) / limit × 100, one decimal; 0 when unlimited. */
+  /**
+   * (used + reserved) / limit × 100, rounded down to one decimal and at most 100, or 0 when
+   * unlimited. It is rounded down so that it reaches 90 and 100 only when the tokens do.
+   */
   percent: number;
   nearLimit: boolean;
   periodStart: string;
@@ -35,9 +38,9 @@ export async function getUsageStats(
 
   const unlimited = user.tokenLimit < 0;
   const committed = user.tokensUsed + user.tokensReserved;
-  const percent = unlimited || user.tokenLimit === 0
-    ? (unlimited ? 0 : 100)
-    : Math.round((committed / user.tokenLimit) * 1000) / 10;
+  let percent = 0;
+  if (user.tokenLimit === 0) percent = 100;
+  else if (!unlimited) percent = Math.floor((committed * 1000) / user.tokenLimit) / 10;
   const providers = await storedKeyProviders(db, userId);
   return {
     plan: user.plan,

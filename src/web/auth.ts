@@ -4,6 +4,7 @@ import { findTokenOwner, type TokenOwner } from '../users/api-tokens.ts';
 import { AppError } from './errors.ts';
 import { readSessionCookie } from './session/cookies.ts';
 import { requireCsrfToken } from './session/csrf.ts';
+import { signInLocation } from './session/require-page-session.ts';
 import { findSession } from './session/session-store.ts';
 
 export type AuthVariables = { user: TokenOwner; requestId: string };
@@ -34,6 +35,16 @@ export function requireUser(context: AppContext) {
 
     const token = readSessionCookie(c, context.config);
     const session = token ? await findSession(context.db, token) : null;
+    if (!session && token !== undefined) {
+      // Dashboard pages call the API with the cookie, as the preview's Apply button does
+      // through htmx, so htmx is sent to sign in and back to the page.
+      if (c.req.header('hx-request')) c.header('HX-Redirect', signInLocation(c, context.config));
+      throw new AppError(
+        'unauthorized',
+        'Your dashboard session has expired or was signed out: sign in again, or send ' +
+          '"Authorization: Bearer <token>" with a personal access token.',
+      );
+    }
     if (!session) {
       throw new AppError(
         'unauthorized',

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatCount, pickForm } from '../text/plural.ts';
+import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { quoteValue } from '../text/quote-value.ts';
 import { AppError } from './errors.ts';
 
@@ -42,6 +42,25 @@ export function parseInput<T extends z.ZodType>(
     throw fromZodError(parsed.error, { where, input, schema, example, secret: options.secret });
   }
   return parsed.data;
+}
+
+/**
+ * Raises a 400 naming each parameter in `names` that the query string repeats, as in
+ * `?pr=7&pr=8`. The route would read only the first value, while a proxy or log on the way may
+ * go by another one.
+ */
+export function rejectRepeatedQuery(queries: Record<string, string[]>, names: readonly string[]): void {
+  const repeated = names.filter((name) => (queries[name]?.length ?? 0) > 1);
+  if (repeated.length === 0) return;
+  const counts = repeated.map((name, index) => {
+    const times = formatCount(queries[name]!.length, 'time');
+    return index === 0 ? `${name} is sent ${times}` : `${name} ${times}`;
+  });
+  throw new AppError(
+    'bad_request',
+    `Invalid query: ${joinWithAnd(counts)}; send each parameter once.`,
+    { fields: repeated },
+  );
 }
 
 /**

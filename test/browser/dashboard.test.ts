@@ -173,6 +173,39 @@ describe('dashboard in Chromium', () => {
     await screenshot(page, 'widget-after-plan-switch');
   });
 
+  it('returns to the page after the session expired', async () => {
+    await page.goto(`${dashboard.url}/?from=widget`);
+    await expect.poll(() => page.locator('#usage-widget .usage').count()).toBe(1);
+    await dashboard.database.sql`DELETE FROM sessions`;
+    // The widget reloads on this event, as after a plan switch, and gets 401 without a session.
+    await page.evaluate(() => document.body.dispatchEvent(new Event('plan-changed')));
+    await page.waitForURL(/\/sign-in/);
+    expect(new URL(page.url()).searchParams.get('next')).toBe('/?from=widget');
+    await page.getByRole('link', { name: 'Sign in with GitHub' }).click();
+    await page.waitForURL(`${dashboard.url}/?from=widget`);
+    expect(await page.locator('.topbar .login').textContent()).toContain(installer.login);
+    expect(await page.locator('#usage-widget .usage').count()).toBe(1);
+  });
+
+  it('stays signed in when another site posts to sign-out', async () => {
+    const otherSite = 'http://other-site.test/';
+    await page.route(otherSite, (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body:
+          `<form method="post" action="${dashboard.url}/sign-out"></form>` +
+          '<script>document.forms[0].submit()</script>',
+      }),
+    );
+    await page.goto(otherSite);
+    await page.waitForURL((url) => url.href.startsWith(dashboard.url));
+    await page.unroute(otherSite);
+
+    await page.goto(`${dashboard.url}/`);
+    expect(page.url()).toBe(`${dashboard.url}/`);
+    expect(await page.locator('.topbar .login').textContent()).toContain(installer.login);
+  });
+
   it('keeps secrets out of the service output', () => {
     const output = dashboard.output();
     expect(output).toContain('auth.signed_in');

@@ -211,6 +211,34 @@ describe('own key API', () => {
     }
   });
 
+  it('answers 502 when the base URL has no model list', async () => {
+    const server = await startKeyCheckServer([]);
+    try {
+      const user = await newUser('keys-wrong-base-url');
+      const wrongContext = {
+        ...context,
+        config: { ...context.config, GROQ_BASE_URL: `${server.url}/nothing`, GEMINI_BASE_URL: `${server.url}/nothing` },
+      };
+      const cases = [
+        { provider: 'groq', key: echoedKey, setting: 'GROQ_BASE_URL' },
+        { provider: 'gemini', key: rejectedGeminiKey, setting: 'GEMINI_BASE_URL' },
+      ];
+      for (const { provider, key, setting } of cases) {
+        const answer = await call(user.token, 'PUT', `/api/user/keys/${provider}`, { key }, wrongContext);
+        expect(answer.status, provider).toBe(502);
+        expect(answer.json.error.code, provider).toBe('bad_gateway');
+        expect(answer.json.error.message, provider).toContain('(HTTP 404)');
+        expect(answer.json.error.message, provider).toContain(setting);
+        expect(answer.json.error.message, provider).not.toContain('model name');
+        expect(answer.json.error.message, provider).not.toContain(key);
+      }
+      expect(server.seenKeys).toEqual([echoedKey, rejectedGeminiKey]);
+      expect(await rawRows(user.id)).toHaveLength(0);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('redacts a key echoed in a quoted provider message', async () => {
     const echo = await startKeyCheckServer([], { groqStatus: 400 });
     try {

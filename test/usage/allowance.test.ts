@@ -157,6 +157,25 @@ describe('reserveTokens', () => {
   });
 });
 
+describe('exhausted allowance message', () => {
+  it('suggests a larger plan below Enterprise only', async () => {
+    const advice = new Map([
+      ['free', 'Upgrade to the Pro plan'],
+      ['pro', 'switch to a larger plan'],
+    ]);
+    for (const plan of ['free', 'pro', 'enterprise'] as const) {
+      const user = await createUser({ plan, tokenLimit: 1000, tokensUsed: 1000 });
+      const reservation = await reserve(user.id, 10, `exhausted-${plan}`);
+      expect(reservation.ok, plan).toBe(false);
+      const reason = reservation.ok ? '' : reservation.reason;
+      expect(reason, plan).toMatch(/wait for the next period/i);
+      expect(reason, plan).toContain('add your own Groq or Gemini key');
+      if (advice.has(plan)) expect(reason, plan).toContain(advice.get(plan));
+      else expect(reason, plan).not.toMatch(/larger plan|Pro plan/);
+    }
+  });
+});
+
 describe('settleCall', () => {
   it('charges a repeated settle once', async () => {
     const user = await createUser({ tokenLimit: 1000 });

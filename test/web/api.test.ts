@@ -182,6 +182,29 @@ describe('GET /api/runs', () => {
     }
   });
 
+  it('rejects a repeated query parameter', async () => {
+    const cases: [string, string, string[]][] = [
+      [
+        'repository=api-owner/app&repository=other/app',
+        'Invalid query: repository is sent 2 times; send each parameter once.',
+        ['repository'],
+      ],
+      [
+        'limit=1&pr=7&limit=500&pr=8&pr=9',
+        'Invalid query: pr is sent 3 times and limit 2 times; send each parameter once.',
+        ['pr', 'limit'],
+      ],
+    ];
+    for (const [query, expected, fields] of cases) {
+      const response = await call('owner', `/api/runs?${query}`);
+      expect(response.status, query).toBe(400);
+      const { error } = await response.json();
+      expect(error.code, query).toBe('bad_request');
+      expect(error.message, query).toBe(expected);
+      expect(error.fields, query).toEqual(fields);
+    }
+  });
+
   it('rejects numbers in other notations', async () => {
     // Number() reads all of these, as 16, 10, 12, 3 and 100.
     const cases: [string, string][] = [
@@ -639,5 +662,31 @@ describe('GET /api/user/usage', () => {
       .where(eq(users.id, people.stranger.id));
     const body = await (await call('stranger', '/api/user/usage')).json();
     expect(body).toMatchObject({ plan: 'enterprise', unlimited: true, remaining: null, percent: 0, nearLimit: false });
+  });
+
+  it('rounds percent down to one decimal', async () => {
+    const [user] = await context.db.insert(users).values({ login: 'api-rounding' }).returning();
+    const { token } = await mintApiToken(context.db, user!.id, 'tests');
+    const cases = [
+      { limit: 100_000, used: 99_951, reserved: 0, percent: 99.9, remaining: 49, nearLimit: true },
+      { limit: 100_000, used: 99_000, reserved: 999, percent: 99.9, remaining: 1, nearLimit: true },
+      { limit: 100_000, used: 100_000, reserved: 0, percent: 100, remaining: 0, nearLimit: true },
+      { limit: 10_000, used: 8_995, reserved: 0, percent: 89.9, remaining: 1_005, nearLimit: false },
+      { limit: 1000, used: 900, reserved: 0, percent: 90, remaining: 100, nearLimit: true },
+      { limit: 3, used: 1, reserved: 0, percent: 33.3, remaining: 2, nearLimit: false },
+      { limit: 1000, used: 1000, reserved: 400, percent: 100, remaining: 0, nearLimit: true },
+    ];
+    for (const { limit, used, reserved, ...expected } of cases) {
+      await context.db
+        .update(users)
+        .set({ tokenLimit: limit, tokensUsed: used, tokensReserved: reserved })
+        .where(eq(users.id, user!.id));
+      const response = await app.request('/api/user/usage', { headers: { authorization: `Bearer ${token}` } });
+      const body = await response.json();
+      const label = `${used} + ${reserved} of ${limit}`;
+      expect(body.percent, label).toBe(expected.percent);
+      expect(body.remaining, label).toBe(expected.remaining);
+      expect(body.nearLimit, label).toBe(expected.nearLimit);
+    }
   });
 });

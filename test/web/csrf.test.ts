@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiTokens, patchRequests } from '../../src/db/schema/index.ts';
+import { apiTokens, patchRequests, sessions } from '../../src/db/schema/index.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -172,6 +172,39 @@ describe('JSON API with the session cookie', () => {
     const bearer = await post({ authorization: `Bearer ${token}` });
     expect(bearer.status).toBe(200);
     expect((await bearer.json()).id).toBe((await accepted.json()).id);
+  });
+
+  it('sends an expired session to sign in again', async () => {
+    const expired = await createSignedInUser(context.db, { login: 'csrf-expired' });
+    await context.db
+      .update(sessions)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(sessions.userId, expired.userId));
+    const path = '/api/patch-requests/00000000-0000-4000-8000-000000000000/apply';
+    const headers = { cookie: expired.cookie, 'x-csrf-token': expired.csrfToken };
+
+    const plain = await app.request(path, { method: 'POST', headers });
+    expect(plain.status).toBe(401);
+    const { error } = await plain.json();
+    expect(error.code).toBe('unauthorized');
+    expect(error.message).toContain('session has expired');
+    expect(error.message).toContain('sign in again');
+    expect(error.message).not.toContain('Missing personal access token');
+    expect(plain.headers.get('hx-redirect')).toBeNull();
+
+    // The preview page's Apply button posts to the API through htmx.
+    const fromPage = await app.request(path, {
+      method: 'POST',
+      headers: {
+        ...headers,
+        'hx-request': 'true',
+        'hx-current-url': 'http://localhost/patch-requests/00000000-0000-4000-8000-000000000000',
+      },
+    });
+    expect(fromPage.status).toBe(401);
+    expect(fromPage.headers.get('hx-redirect')).toBe(
+      '/sign-in?next=' + encodeURIComponent('/patch-requests/00000000-0000-4000-8000-000000000000'),
+    );
   });
 
   it('returns 401 JSON without any credential', async () => {

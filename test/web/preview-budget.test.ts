@@ -265,6 +265,22 @@ describe('preview form with other payers', () => {
     expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
   });
 
+  it('suggests no larger plan on Enterprise', async () => {
+    const { user, setup } = await newUserWithRun({ tokensUsed: 500 });
+    await context.db.update(users).set({ plan: 'enterprise' }).where(eq(users.id, user.userId));
+    const html = await runPage(user, setup);
+    expect(html).toContain('3 of 3 files were left unchecked');
+    expect(html).toContain('wait for the next period');
+    expect(html).not.toContain('larger plan');
+
+    const response = await postPreview(user, setup, [setup.findings[0]!.id]);
+    expect(response.status).toBe(409);
+    const message = await response.text();
+    expect(message).toContain('Wait for the next period');
+    expect(message).not.toContain('larger plan');
+    expect(await countRequests(setup)).toBe(0);
+  });
+
   it('checks every file without a token limit', async () => {
     const { user, setup } = await newUserWithRun();
     await context.db

@@ -179,6 +179,34 @@ describe('sign-in rate limit', () => {
     }
   });
 
+  it('ignores sign-ins embedded in other pages', async () => {
+    const app = await serveApp({ SIGN_IN_RATE_LIMIT: '2' });
+    try {
+      // Browsers send these for <img>, <iframe>, fetch() and <script> requests, which another
+      // site's page can make to these routes.
+      for (const destination of ['image', 'iframe', 'empty', 'script']) {
+        const start = await app.get('/auth/github', { 'sec-fetch-dest': destination });
+        expect(start.status, destination).toBe(403);
+        expect(await start.text(), destination).toContain('open it as a page');
+        const callback = await app.get('/auth/github/callback?code=x&state=made-up-state', {
+          'sec-fetch-dest': destination,
+        });
+        expect(callback.status, destination).toBe(403);
+      }
+      expect(await app.windows()).toEqual({});
+      const [states] = await app.context.db.execute<{ count: number }>(
+        sql`SELECT count(*)::integer AS count FROM oauth_states`,
+      );
+      expect(states!.count).toBe(0);
+
+      const { callback } = await signIn(app, { 'sec-fetch-dest': 'document' });
+      expect(callback.status).toBe(303);
+      expect(await app.windows()).toEqual({ 'sign-in:127.0.0.1': 1 });
+    } finally {
+      await app.close();
+    }
+  });
+
   it('lets a started sign-in finish past the limit', async () => {
     const app = await serveApp({ SIGN_IN_RATE_LIMIT: '2' });
     try {

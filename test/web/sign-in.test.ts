@@ -75,7 +75,36 @@ describe('sign-in with GitHub', () => {
   it('sends htmx requests HX-Redirect', async () => {
     const response = await app.request('/usage/widget', { headers: { 'hx-request': 'true' } });
     expect(response.status).toBe(401);
-    expect(response.headers.get('hx-redirect')).toBe('/sign-in?next=%2Fusage%2Fwidget');
+    expect(response.headers.get('hx-redirect')).toBe('/sign-in');
+  });
+
+  it('returns htmx requests to the page', async () => {
+    const polled = await app.request('/patch-requests/00000000-0000-4000-8000-000000000000/files', {
+      headers: {
+        'hx-request': 'true',
+        'hx-current-url': 'http://127.0.0.1:3999/patch-requests/00000000-0000-4000-8000-000000000000?tab=1',
+      },
+    });
+    expect(polled.status).toBe(401);
+    expect(polled.headers.get('hx-redirect')).toBe(
+      '/sign-in?next=' + encodeURIComponent('/patch-requests/00000000-0000-4000-8000-000000000000?tab=1'),
+    );
+
+    const posted = await app.request('/plans', {
+      method: 'POST',
+      headers: { 'hx-request': 'true', 'hx-current-url': 'http://127.0.0.1:3999/plans' },
+    });
+    expect(posted.status).toBe(401);
+    expect(posted.headers.get('hx-redirect')).toBe('/sign-in?next=%2Fplans');
+  });
+
+  it('ignores an htmx page of another site', async () => {
+    for (const current of ['//evil.example/x', 'not a url', 'http://127.0.0.1:3999/auth/github']) {
+      const response = await app.request('/usage/widget', {
+        headers: { 'hx-request': 'true', 'hx-current-url': current },
+      });
+      expect(response.headers.get('hx-redirect'), current).toBe('/sign-in');
+    }
   });
 
   it('shows no notice for names of object properties', async () => {
@@ -180,6 +209,19 @@ describe('sign-in with GitHub', () => {
     expect(await response.text()).toContain('Sign-in was cancelled on GitHub');
   });
 
+  it('names only an error code from GitHub', async () => {
+    const known = await app.request('/auth/github/callback?error=redirect_uri_mismatch');
+    expect(known.status).toBe(400);
+    expect(await known.text()).toContain('GitHub returned the error &quot;redirect_uri_mismatch&quot;');
+
+    const planted = 'Your account is locked. Call 555-0100 to unlock it';
+    const text = await app.request(`/auth/github/callback?error=${encodeURIComponent(planted)}`);
+    expect(text.status).toBe(400);
+    const html = await text.text();
+    expect(html).not.toContain('Call 555-0100');
+    expect(html).toContain('GitHub returned an error; start again from the sign-in page.');
+  });
+
   it('keeps the return path on this site', async () => {
     oauth.signInAs({ id: 5005, login: 'octo-fifth' });
     const { response } = await signIn(app, '//evil.example/steal');
@@ -264,6 +306,22 @@ describe('sign-in with GitHub', () => {
     expect(cookiesOf(response).get('fixwright_session')?.raw).toMatch(/Max-Age=0/i);
     const logged = context.logs.find((line) => line.event === 'auth.signed_out_without_session');
     expect(logged?.hadCookie).toBe(true);
+  });
+
+  it('deletes no cookie on a sign-out without one', async () => {
+    // Another site's form can post here as a top-level navigation. The browser sends no
+    // SameSite=Lax cookie with it, but would apply a Set-Cookie that deletes the session's.
+    const response = await app.request('/sign-out', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+    });
+
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/sign-in?notice=signed-out');
+    expect(response.headers.getSetCookie()).toEqual([]);
+    const logged = context.logs.filter((line) => line.event === 'auth.signed_out_without_session');
+    expect(logged.at(-1)?.hadCookie).toBe(false);
   });
 
   it('keeps tokens and secrets out of the log', () => {

@@ -77,6 +77,34 @@ describe('usage widget fragment', () => {
     expect(html).toContain('add your own Groq or Gemini key');
   });
 
+  it('suggests no plan switch on Enterprise', async () => {
+    const html = await widget(950, 'enterprise', 1000);
+    expect(html).toContain('class="warning"');
+    expect(html).toContain('wait until the period ends on');
+    expect(html).toContain('add your own Groq or Gemini key');
+    expect(html).not.toContain('Enterprise on the Plan page');
+    expect(html).not.toContain('switch you to Enterprise');
+  });
+
+  it('names an ended period as ended', async () => {
+    const late = await createSignedInUser(context.db, { login: 'late-rollover-user', tokensUsed: 950 });
+    const started = new Date(Date.now() - 40 * 86_400_000);
+    await context.db
+      .update(users)
+      .set({ periodStartedAt: started, periodAnchorAt: started })
+      .where(eq(users.id, late.userId));
+    const stats = await getUsageStats(context.db, context.config, late.userId);
+    expect(new Date(stats.periodEnd).getTime()).toBeLessThan(Date.now());
+
+    const response = await app.request('/usage/widget', {
+      headers: { cookie: late.cookie, 'hx-request': 'true' },
+    });
+    const html = await response.text();
+    expect(html).toContain('class="warning"');
+    expect(html).toContain(`wait for the next period to start, as this one ended on ${stats.periodEnd.slice(0, 10)}`);
+    expect(html).not.toContain('wait until the period ends on');
+  });
+
   it('shows Unlimited for enterprise', async () => {
     const html = await widget(123_456, 'enterprise', -1);
     expect(html).toContain('<strong>Unlimited</strong>');

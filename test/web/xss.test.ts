@@ -3,7 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createRunWithFindings, createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+import {
+  createRunWithFindings,
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  type SignedInUser,
+} from '../helpers/web.ts';
 
 const script = '<script>alert("pwned")</script>';
 const escapedScript = '&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;';
@@ -87,6 +93,38 @@ describe('escaping of GitHub and model text', () => {
     expect(html).toContain(`const a = &quot;${escapedScript}&quot;;`);
     expect(html).toContain(`Model said ${escapedScript}`);
     expect(html).toContain('Provider error &lt;img src=x onerror=alert(1)&gt;');
+  });
+
+  it('escapes logins, accounts and token names', async () => {
+    const admin = await createSignedInUser(context.db, { login: `admin${image}`, role: 'admin' });
+    const target = await createSignedInUser(context.db, { login: `user${script}` });
+    await createRunWithFindings(context.db, { userId: admin.userId, repository: `acct${image}/repo`, findings: [] });
+    const get = async (path: string) => (await app.request(path, { headers: { cookie: admin.cookie } })).text();
+    const post = async (path: string, fields: Record<string, string>, htmx = false) => {
+      const headers = { ...formHeaders(admin), ...(htmx ? { 'hx-request': 'true' } : {}) };
+      const response = await app.request(path, {
+        method: 'POST',
+        headers,
+        body: formBody({ _csrf: admin.csrfToken, ...fields }),
+      });
+      return response.text();
+    };
+
+    const pages = {
+      home: await get('/'),
+      plans: await get('/plans'),
+      notice: await post(`/admin/users/${target.userId}/plan`, { plan: 'pro' }, true),
+      tokens: await post('/tokens', { name: `ci ${script}` }),
+    };
+    for (const [name, html] of Object.entries(pages)) {
+      expect(html, name).not.toContain(script);
+      expect(html, name).not.toContain(image);
+    }
+    expect(pages.home).toContain('admin&lt;img src=x onerror=alert(1)&gt;');
+    expect(pages.home).toContain('acct&lt;img src=x onerror=alert(1)&gt;/repo#7');
+    expect(pages.plans).toContain(`user${escapedScript}`);
+    expect(pages.notice).toContain(`user${escapedScript} is now on Pro.`);
+    expect(pages.tokens).toContain(`ci ${escapedScript}`);
   });
 
   it('sends a Content-Security-Policy without inline scripts', async () => {

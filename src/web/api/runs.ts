@@ -6,7 +6,7 @@ import { listRunFindings } from '../../runs/run-findings.ts';
 import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import { notFound } from '../errors.ts';
-import { parseInput } from '../validation.ts';
+import { parseInput, rejectRepeatedQuery } from '../validation.ts';
 
 /**
  * Parses a query value of decimal digits into a number. Number() alone would also read `0x10`,
@@ -58,6 +58,7 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
   const app = new Hono<{ Variables: AuthVariables }>();
 
   app.get('/api/runs', async (c) => {
+    rejectRepeatedQuery(c.req.queries(), Object.keys(listQuery.shape));
     const { repository, pr, limit } = parseInput(listQuery, c.req.query(), 'query');
 
     const runs = await listVisibleRuns(context.db, c.var.user.id, {

@@ -38,6 +38,21 @@ const rateLimitWindowSeconds = 10 * 60;
 // A Map, because an object literal would also return inherited members such as `constructor`.
 const notices = new Map([['signed-out', 'You are signed out.']]);
 
+/**
+ * Builds the message for a callback with GitHub's `error` parameter. Anyone can link to the
+ * callback with any text in it, so only an error code (`redirect_uri_mismatch`, say) is shown,
+ * never a sentence that would read as this site's own.
+ */
+function describeCallbackError(error: string): string {
+  if (error === 'access_denied') {
+    return 'Sign-in was cancelled on GitHub; sign in again to use the dashboard.';
+  }
+  if (/^[a-z_]{1,64}$/.test(error)) {
+    return `GitHub returned the error ${JSON.stringify(error)}; start again from the sign-in page.`;
+  }
+  return 'GitHub returned an error; start again from the sign-in page.';
+}
+
 /** The callback URL registered on the GitHub App: PUBLIC_URL's, or else this request's origin. */
 export function callbackUrl(c: Context, publicUrl: string | undefined): string {
   return `${publicUrl ?? new URL(c.req.url).origin}/auth/github/callback`;
@@ -68,6 +83,31 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     );
   };
 
+  /**
+   * Rejects a sign-in request that the browser did not make as a page load, such as an <img>,
+   * frame or fetch() on another site's page. Each one would count against the address's
+   * SIGN_IN_RATE_LIMIT, so any site could lock its visitors out of signing in. Browsers name
+   * the kind of request in Sec-Fetch-Dest, and clients that send none, such as curl, pass.
+   */
+  const rejectEmbeddedRequest = (c: Context<{ Variables: PageVariables }>) => {
+    const destination = c.req.header('sec-fetch-dest');
+    if (destination === undefined || destination === 'document') return;
+    logger.info(
+      {
+        event: 'sign_in.embedded_request',
+        requestId: c.get('requestId'),
+        path: c.req.path,
+        destination: destination.slice(0, 40),
+      },
+      'sign-in request not made as a page load rejected',
+    );
+    throw new AppError(
+      'forbidden',
+      'Sign-in works only as a page load, not from an image, frame or script of another page; ' +
+        'open it as a page.',
+    );
+  };
+
   const oauthClient = () => {
     const { GITHUB_CLIENT_ID: clientId, GITHUB_CLIENT_SECRET: clientSecret } = config;
     if (!clientId || !clientSecret) {
@@ -90,6 +130,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   });
 
   app.get('/auth/github', async (c) => {
+    rejectEmbeddedRequest(c);
     await countSignInRequest(c);
     const { clientId } = oauthClient();
     const state = await createOAuthState(db, safeReturnPath(c.req.query('next')));
@@ -101,6 +142,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   });
 
   app.get('/auth/github/callback', async (c) => {
+    rejectEmbeddedRequest(c);
     const { clientId, clientSecret } = oauthClient();
     const { code, state, error } = c.req.query();
     const stateCookie = readStateCookie(c, config);
@@ -114,12 +156,7 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
     const returnTo = stateMatches ? await consumeOAuthState(db, state) : null;
     if (returnTo === null) await countSignInRequest(c);
     if (error) {
-      throw new AppError(
-        'bad_request',
-        error === 'access_denied'
-          ? 'Sign-in was cancelled on GitHub; sign in again to use the dashboard.'
-          : `GitHub returned the error ${JSON.stringify(error)}; start again from the sign-in page.`,
-      );
+      throw new AppError('bad_request', describeCallbackError(error));
     }
     if (!code || !state) {
       throw new AppError(
@@ -183,13 +220,18 @@ export function signInPages(context: AppContext): Hono<{ Variables: PageVariable
   });
 
   // A cookie of an expired or unknown session signs no one in, so it is cleared without the
-  // CSRF check that requirePageSession makes, which needs a live session's token.
+  // CSRF check that requirePageSession makes, which needs a live session's token. A request
+  // without the cookie gets no Set-Cookie, because another site's form can post here as a
+  // top-level navigation. The browser sends that post without the SameSite=Lax cookie but
+  // applies a Set-Cookie in its response, which would sign the user out.
   app.post('/sign-out', async (c, next) => {
     const token = readSessionCookie(c, config);
     const session = token ? await findSession(db, token) : null;
     if (session) return next();
-    if (token) await deleteSession(db, token);
-    clearSessionCookie(c, config);
+    if (token !== undefined) {
+      await deleteSession(db, token);
+      clearSessionCookie(c, config);
+    }
     logger.info(
       { event: 'auth.signed_out_without_session', requestId: c.get('requestId'), hadCookie: token !== undefined },
       'sign-out without a live session: cookie cleared',

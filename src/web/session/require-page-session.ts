@@ -1,17 +1,39 @@
 import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
+import type { Config } from '../../config/env.ts';
 import type { AppContext } from '../../context.ts';
 import { readSessionCookie } from './cookies.ts';
 import { isUnsafeMethod, requireCsrfToken } from './csrf.ts';
 import { requireValidFormBody } from './form-body.ts';
 import type { PageVariables } from './page-variables.ts';
+import { safeReturnPath } from './return-path.ts';
 import { findSession } from './session-store.ts';
 
 /** Builds the sign-in URL that returns to the current page afterwards. */
-export function signInLocation(c: Context): string {
+export function signInLocation(c: Context, config: Config): string {
+  if (c.req.header('hx-request')) return htmxSignInLocation(c, config);
   if (c.req.method !== 'GET') return '/sign-in';
   const url = new URL(c.req.url);
   return `/sign-in?next=${encodeURIComponent(url.pathname + url.search)}`;
+}
+
+/**
+ * Builds the sign-in URL for an htmx request, whose own URL is a fragment such as the polled
+ * usage widget. It returns to the page in the browser, which htmx sends as HX-Current-URL,
+ * when that page has the request's origin or PUBLIC_URL's, and otherwise to the home page.
+ */
+function htmxSignInLocation(c: Context, config: Config): string {
+  let page: URL;
+  try {
+    page = new URL(c.req.header('hx-current-url') ?? '');
+  } catch {
+    return '/sign-in';
+  }
+  const origins = [new URL(c.req.url).origin];
+  if (config.PUBLIC_URL) origins.push(new URL(config.PUBLIC_URL).origin);
+  if (!origins.includes(page.origin)) return '/sign-in';
+  const next = safeReturnPath(page.pathname + page.search);
+  return next === '/' ? '/sign-in' : `/sign-in?next=${encodeURIComponent(next)}`;
 }
 
 /**
@@ -25,7 +47,7 @@ export function requirePageSession(context: AppContext) {
     const token = readSessionCookie(c, context.config);
     const session = token ? await findSession(context.db, token) : null;
     if (!session) {
-      const location = signInLocation(c);
+      const location = signInLocation(c, context.config);
       if (c.req.header('hx-request')) {
         // htmx follows HX-Redirect with a full page load instead of swapping the sign-in page in.
         c.header('HX-Redirect', location);

@@ -33,6 +33,14 @@ export function allowanceLimit(payment: PreviewPayment): number | null {
   return payment.allowance.remaining;
 }
 
+/** Lists the ways to preview the files left unchecked. Enterprise has no larger plan to move to. */
+function uncheckedFilesAdvice(payment: PreviewPayment): string {
+  const steps = ['uncheck other files', 'wait for the next period'];
+  const onLargestPlan = payment.kind === 'allowance' && payment.allowance.plan === 'enterprise';
+  if (!onLargestPlan) steps.push('move to a larger plan');
+  return `${steps.join(', ')} or add your own Groq or Gemini key on the Keys page`;
+}
+
 function describePayment(payment: PreviewPayment): string {
   if (payment.kind === 'no_provider') {
     return (
@@ -77,9 +85,8 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
         <p class="notice preview-unchecked">
           {`${unchecked} of ${formatCount(calls.length, 'file')} ${unchecked === 1 ? 'was' : 'were'} left unchecked, ` +
             `because with the checked files their calls would need more than the ` +
-            `${formatTokens(limit)} tokens your allowance has left. To preview them, uncheck ` +
-            'other files, wait for the next period, move to a larger plan or add your own Groq ' +
-            'or Gemini key on the Keys page.'}
+            `${formatTokens(limit)} tokens your allowance has left. To preview them, ` +
+            `${uncheckedFilesAdvice(payment)}.`}
         </p>
       ) : null}
       <p class="error" data-over-allowance hidden={limit === null || total <= limit}>

@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import type { Plan } from '../../../db/schema/index.ts';
 import type { DailyUsage } from '../../../usage/daily-usage.ts';
 import type { UsageStats } from '../../../usage/stats.ts';
 import { PlanBadge } from './plan-badge.tsx';
@@ -15,21 +16,31 @@ export function usageLevel(percent: number): UsageLevel {
 
 const numberFormat = new Intl.NumberFormat('en-US');
 
-/** Builds the advice shown from 90 % on: which plan to move to, when the period ends, own keys. */
-export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean): string {
+/** Plan switch suggested near the limit, by plan. Enterprise has no larger plan to move to. */
+const upgradeAdvice: Record<Plan, { self: string; admin: string } | null> = {
+  free: { self: 'upgrade to Pro on the Plan page', admin: 'ask an admin to upgrade you to Pro' },
+  pro: { self: 'switch to Enterprise on the Plan page', admin: 'ask an admin to switch you to Enterprise' },
+  enterprise: null,
+};
+
+/**
+ * Builds the advice shown from 90 % on: which plan to move to, when the period ends, own keys.
+ * A period whose end has passed stays current until the rollover job starts the next one.
+ */
+export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean, now = new Date()): string {
   const periodEnd = stats.periodEnd.slice(0, 10);
-  const upgrade =
-    stats.plan === 'free'
-      ? canChangePlan
-        ? 'upgrade to Pro on the Plan page'
-        : 'ask an admin to upgrade you to Pro'
-      : canChangePlan
-        ? 'switch to Enterprise on the Plan page'
-        : 'ask an admin to switch you to Enterprise';
+  const upgrade = upgradeAdvice[stats.plan];
+  const ended = new Date(stats.periodEnd) <= now;
+  const wait = ended
+    ? `wait for the next period to start, as this one ended on ${periodEnd} (UTC)`
+    : `wait until the period ends on ${periodEnd} (UTC)`;
+  const ownKey = 'add your own Groq or Gemini key on the Keys page';
+  const steps = upgrade
+    ? `${canChangePlan ? upgrade.self : upgrade.admin}, ${wait}, or ${ownKey}`
+    : `${wait} or ${ownKey}`;
   return (
     `You have used ${stats.percent}% of your tokens for this period. To keep previewing fixes, ` +
-    `${upgrade}, wait until the period ends on ${periodEnd} (UTC), or add your own Groq or ` +
-    'Gemini key on the Keys page.'
+    `${steps}.`
   );
 }
 
