@@ -124,7 +124,7 @@ async function queueAfterRateLimit(
     liftsAt: new Date(rateLimit.liftsAt).toISOString(),
     rateLimitedSince: new Date(since).toISOString(),
   };
-  if (rateLimit.liftsAt - since > maxWaitMs) {
+  if (maxWaitMs === 0 || rateLimit.liftsAt - since > maxWaitMs) {
     logger.warn(
       { event: 'job.report.rate_limit_too_long', ...fields, err: error },
       'GitHub rate limit lifts later than REPORT_RATE_LIMIT_MAX_WAIT_SECONDS allows, so the report fails',

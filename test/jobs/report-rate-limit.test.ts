@@ -201,6 +201,40 @@ describe('report job under a long rate limit', () => {
     expect(logged).toBeDefined();
   });
 
+  it('fails on a wait past the latest date', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 99_999_999_999_999));
+
+    const error = await runReportJob(jobId).catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(403);
+    expect(await laterJobs(run.id, jobId)).toEqual([]);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === run.id,
+    );
+    expect(logged).toBeDefined();
+    expect(logged!.liftsAt).toBe('+275760-09-13T00:00:00.000Z');
+  });
+
+  it('waits a minute after a past reset', async () => {
+    const { run, jobId } = await queuedReport();
+    // Octokit retries twice at once, because the reset has passed, so all three are limited.
+    const resetSeconds = Math.floor(Date.now() / 1000) - 100;
+    for (let request = 0; request < 3; request++) {
+      setup.fake.queueResponse(primaryRateLimitError('POST', checkRunsPath, resetSeconds));
+    }
+    const before = Date.now();
+
+    await runReportJob(jobId);
+
+    const [next] = await laterJobs(run.id, jobId);
+    expect(next).toBeDefined();
+    const wait = new Date(next!.start_after).getTime() - before;
+    expect(wait).toBeGreaterThanOrEqual(60_000);
+    expect(wait).toBeLessThan(70_000);
+    expect(checkRunsOf(run.id)).toEqual([]);
+  });
+
   it('lets a suspend cancel the waiting job', async () => {
     const { run, jobId } = await queuedReport();
     setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
