@@ -5,8 +5,14 @@ export interface GitHubRateLimit {
   liftsAt: number;
 }
 
-/** Seconds to wait for a secondary rate limit that names no wait, the minute GitHub advises. */
-const secondaryFallbackSeconds = 60;
+/**
+ * Seconds to wait for a rate limit that names no time in the future: a secondary limit without
+ * `retry-after`, or a header whose time has passed. GitHub advises at least a minute then.
+ */
+const fallbackWaitSeconds = 60;
+
+/** The latest time a JavaScript Date holds, in milliseconds since 1970. */
+const latestTime = 8.64e15;
 
 function header(headers: Record<string, unknown> | undefined, name: string): string | undefined {
   const value = headers?.[name];
@@ -18,7 +24,10 @@ function header(headers: Record<string, unknown> | undefined, name: string): str
  * It follows "Exceeding the rate limit" in GitHub's REST API docs ("Rate limits for the REST
  * API"), as @octokit/plugin-throttling 11.0.5 does. A 403 or 429 with `retry-after` lifts after
  * that many seconds, and one with `x-ratelimit-remaining: 0` one second after
- * `x-ratelimit-reset`. A secondary limit that sends neither lifts after a minute.
+ * `x-ratelimit-reset`. A secondary limit that sends neither lifts after a minute. So does a
+ * limit whose header names no later time, such as `retry-after: 0` or a reset that this
+ * machine's clock has passed, so a job that waits for it does not start again at once. A time
+ * past the latest Date is capped to it.
  */
 export function asGitHubRateLimit(error: unknown, now = Date.now()): GitHubRateLimit | null {
   if (!(error instanceof Error)) return null;
@@ -32,15 +41,18 @@ export function asGitHubRateLimit(error: unknown, now = Date.now()): GitHubRateL
   const remaining = header(headers, 'x-ratelimit-remaining');
   const kind = remaining === '0' && !secondary ? 'primary' : 'secondary';
 
+  const fallback = now + fallbackWaitSeconds * 1000;
+  const lift = (liftsAt: number): GitHubRateLimit => ({
+    kind,
+    liftsAt: liftsAt > now ? Math.min(liftsAt, latestTime) : fallback,
+  });
   const retryAfterHeader = header(headers, 'retry-after');
   const retryAfter = Number(retryAfterHeader);
   if (retryAfterHeader !== undefined && Number.isFinite(retryAfter)) {
-    return { kind, liftsAt: now + Math.max(0, retryAfter) * 1000 };
+    return lift(now + retryAfter * 1000);
   }
   const reset = Number(header(headers, 'x-ratelimit-reset'));
-  if (remaining === '0' && Number.isFinite(reset)) {
-    return { kind, liftsAt: Math.max(now, (reset + 1) * 1000) };
-  }
-  if (secondary) return { kind: 'secondary', liftsAt: now + secondaryFallbackSeconds * 1000 };
+  if (remaining === '0' && Number.isFinite(reset)) return lift((reset + 1) * 1000);
+  if (secondary) return { kind: 'secondary', liftsAt: fallback };
   return null;
 }

@@ -71,7 +71,9 @@ export async function handleReportJob(
       return;
     }
     const rateLimit = asGitHubRateLimit(error);
-    if (rateLimit && (await queueAfterRateLimit(context, data, rateLimit, error, logger))) return;
+    if (rateLimit && (await queueAfterRateLimit(context, job.id, data, rateLimit, error, logger))) {
+      return;
+    }
     const finalAttempt = job.retryCount >= job.retryLimit;
     logger.error(
       { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt },
@@ -106,11 +108,16 @@ async function stopForUnavailableInstallation(
  * REPORT_RATE_LIMIT_MAX_WAIT_SECONDS after the report's first rate-limited response. The caller
  * then fails the job as for any other error.
  *
+ * Nothing is queued either when job `jobId` no longer reports the run: the run is no longer
+ * completed, or it names another report job, which an analysis of the run queued meanwhile.
+ * That job reports, and the run keeps its id, so a suspend still cancels it.
+ *
  * Every write of the report looks on GitHub for what an earlier attempt created before it
  * creates anything, so the new job does not send a creating write that took effect again.
  */
 async function queueAfterRateLimit(
   context: AppContext,
+  jobId: string,
   data: ReportJobData,
   rateLimit: GitHubRateLimit,
   error: unknown,
@@ -124,7 +131,7 @@ async function queueAfterRateLimit(
     liftsAt: new Date(rateLimit.liftsAt).toISOString(),
     rateLimitedSince: new Date(since).toISOString(),
   };
-  if (rateLimit.liftsAt - since > maxWaitMs) {
+  if (maxWaitMs === 0 || rateLimit.liftsAt - since > maxWaitMs) {
     logger.warn(
       { event: 'job.report.rate_limit_too_long', ...fields, err: error },
       'GitHub rate limit lifts later than REPORT_RATE_LIMIT_MAX_WAIT_SECONDS allows, so the report fails',
@@ -132,29 +139,21 @@ async function queueAfterRateLimit(
     return false;
   }
 
-  const outcome = await context.db.transaction(async (tx) => {
-    const [run] = await tx
-      .select({ installationId: prRuns.installationId })
-      .from(prRuns)
-      .where(eq(prRuns.id, data.runId));
-    if (!run) return { kind: 'gone' } as const;
-    // Locks the installation's row, so a suspend or uninstall either comes first and is seen
-    // here, or waits for this commit and then cancels the new job.
-    const unavailable = await findInstallationUnavailable(tx, run.installationId);
-    if (unavailable) return { kind: 'unavailable', unavailable } as const;
-    const next: ReportJobData = { runId: data.runId, rateLimitedSince: since };
-    const jobId = await context.boss.send(reportQueue, next, {
-      startAfter: new Date(rateLimit.liftsAt),
-      db: transactionDb(tx),
-    });
-    await tx.update(prRuns).set({ reportJobId: jobId }).where(eq(prRuns.id, data.runId));
-    return { kind: 'queued', jobId } as const;
+  const outcome = await queueNextReportJob(context, jobId, {
+    runId: data.runId,
+    rateLimitedSince: since,
+    startAfter: new Date(rateLimit.liftsAt),
   });
 
   if (outcome.kind === 'gone') {
     logger.info(
       { event: 'job.report.completed', status: 'skipped', reason: 'run no longer exists' },
       'report skipped: the run was deleted while GitHub rate-limited it',
+    );
+  } else if (outcome.kind === 'replaced') {
+    logger.info(
+      { event: 'job.report.completed', status: 'skipped', reason: outcome.reason, ...fields },
+      'report skipped: GitHub rate-limited it, and the run changed meanwhile',
     );
   } else if (outcome.kind === 'unavailable') {
     await stopForUnavailableInstallation(context, data.runId, outcome.unavailable, logger);
@@ -165,4 +164,53 @@ async function queueAfterRateLimit(
     );
   }
   return true;
+}
+
+type QueueOutcome =
+  | { kind: 'gone' }
+  | { kind: 'unavailable'; unavailable: InstallationUnavailableError }
+  | { kind: 'replaced'; reason: string }
+  | { kind: 'queued'; jobId: string | null };
+
+/**
+ * Queues the run's next report job in one transaction with the checks that job `jobId` still
+ * reports the run and that its installation is active, and stores the new job's id on the run.
+ */
+async function queueNextReportJob(
+  context: AppContext,
+  jobId: string,
+  next: { runId: string; rateLimitedSince: number; startAfter: Date },
+): Promise<QueueOutcome> {
+  const { runId, startAfter } = next;
+  return context.db.transaction(async (tx): Promise<QueueOutcome> => {
+    const [run] = await tx
+      .select({ installationId: prRuns.installationId })
+      .from(prRuns)
+      .where(eq(prRuns.id, runId));
+    if (!run) return { kind: 'gone' };
+
+    // Locks the installation's row, so a suspend or uninstall either comes first and is seen
+    // here, or waits for this commit and then cancels the new job.
+    const unavailable = await findInstallationUnavailable(tx, run.installationId);
+    if (unavailable) return { kind: 'unavailable', unavailable };
+
+    // Locks the run's row after the installation's, in the order a suspend locks them. An
+    // analysis that completes the run again and stores its new report job either comes first
+    // and is seen here, or waits for this commit and then replaces this job's id.
+    const [current] = await tx
+      .select({ status: prRuns.status, reportJobId: prRuns.reportJobId })
+      .from(prRuns)
+      .where(eq(prRuns.id, runId))
+      .for('update');
+    if (!current) return { kind: 'gone' };
+    if (current.status !== 'completed') return { kind: 'replaced', reason: `run is ${current.status}` };
+    if (current.reportJobId !== null && current.reportJobId !== jobId) {
+      return { kind: 'replaced', reason: `report job ${current.reportJobId} reports the run` };
+    }
+
+    const data: ReportJobData = { runId, rateLimitedSince: next.rateLimitedSince };
+    const nextJobId = await context.boss.send(reportQueue, data, { startAfter, db: transactionDb(tx) });
+    await tx.update(prRuns).set({ reportJobId: nextJobId }).where(eq(prRuns.id, runId));
+    return { kind: 'queued', jobId: nextJobId };
+  });
 }

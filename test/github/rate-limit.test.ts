@@ -36,6 +36,38 @@ describe('asGitHubRateLimit', () => {
     expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 60_000 });
   });
 
+  it('waits a minute when retry-after is not positive', () => {
+    for (const retryAfter of ['0', '-30']) {
+      const error = responseError(403, secondaryMessage, { 'retry-after': retryAfter });
+      expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 60_000 });
+    }
+  });
+
+  it('waits a minute after a past reset', () => {
+    const headers = { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(now / 1000 - 100) };
+    const error = responseError(403, 'API rate limit exceeded for installation.', headers);
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'primary', liftsAt: now + 60_000 });
+  });
+
+  it('ignores a retry-after that is not a number', () => {
+    const error = responseError(403, secondaryMessage, { 'retry-after': 'soon' });
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 60_000 });
+  });
+
+  it('caps a wait past the latest date', () => {
+    const retryAfter = responseError(403, secondaryMessage, { 'retry-after': '99999999999999' });
+    const reset = responseError(403, 'API rate limit exceeded for installation.', {
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': '1e20',
+    });
+    for (const error of [retryAfter, reset]) {
+      const limit = asGitHubRateLimit(error, now);
+      expect(limit).not.toBeNull();
+      expect(limit!.liftsAt).toBe(8.64e15);
+      expect(new Date(limit!.liftsAt).toISOString()).toBe('+275760-09-13T00:00:00.000Z');
+    }
+  });
+
   it('ignores other errors', () => {
     expect(asGitHubRateLimit(responseError(403, 'Resource not accessible by integration'), now)).toBeNull();
     expect(asGitHubRateLimit(responseError(404, 'Not Found', primaryHeaders), now)).toBeNull();

@@ -29,6 +29,8 @@ let setup: GitHubTestContext;
  * run's response is lost, or null for no lost response.
  */
 let limitAfterCreate: number | null = null;
+/** Runs when the report looks up its check run on GitHub, and is then cleared. */
+let onCheckRunLookup: (() => Promise<void>) | null = null;
 
 function routeOf(routes: Route<FakeState>[], method: string, pattern: string): Route<FakeState> {
   return routes.find((route) => route.method === method && route.pattern === pattern)!;
@@ -52,9 +54,10 @@ async function queuedReport(extra: Omit<ReportJobData, 'runId'> = {}) {
 
 /**
  * Fetches the report job `jobId` as a worker does and runs the handler on it. A job that waits
- * for its start time is made due first, as if the wait had passed.
+ * for its start time is made due first, as if the wait had passed. `whileActive` runs after
+ * the fetch and before the handler, while the job is active.
  */
-async function runReportJob(jobId: string) {
+async function runReportJob(jobId: string, whileActive?: () => Promise<void>) {
   await setup.context.database.sql`
     UPDATE pgboss.job SET start_after = now() WHERE name = ${reportQueue} AND id = ${jobId}`;
   const jobs = await setup.context.boss.fetch<ReportJobData>(reportQueue, {
@@ -66,6 +69,7 @@ async function runReportJob(jobId: string) {
   // A job of another test that is due again, such as the retry of a failed one, fails again.
   const others = jobs.filter((candidate) => candidate.id !== jobId).map((candidate) => candidate.id);
   if (others.length > 0) await setup.context.boss.fail(reportQueue, others);
+  await whileActive?.();
   try {
     await handleReportJob(setup.context, job!);
   } catch (error) {
@@ -113,10 +117,21 @@ beforeAll(async () => {
       return { status: 502, body: { message: 'Server Error' } };
     },
   });
+  const list = routeOf(checkRoutes, 'GET', listPath);
+  setup.fake.addRoute({
+    ...list,
+    async handle(context) {
+      const hook = onCheckRunLookup;
+      onCheckRunLookup = null;
+      await hook?.();
+      return list.handle(context);
+    },
+  });
 });
 
 beforeEach(() => {
   limitAfterCreate = null;
+  onCheckRunLookup = null;
 });
 
 afterAll(async () => {
@@ -199,6 +214,83 @@ describe('report job under a long rate limit', () => {
       (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === run.id,
     );
     expect(logged).toBeDefined();
+  });
+
+  it('fails on a wait past the latest date', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 99_999_999_999_999));
+
+    const error = await runReportJob(jobId).catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(403);
+    expect(await laterJobs(run.id, jobId)).toEqual([]);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === run.id,
+    );
+    expect(logged).toBeDefined();
+    expect(logged!.liftsAt).toBe('+275760-09-13T00:00:00.000Z');
+  });
+
+  it('waits a minute after a past reset', async () => {
+    const { run, jobId } = await queuedReport();
+    // Octokit retries twice at once, because the reset has passed, so all three are limited.
+    const resetSeconds = Math.floor(Date.now() / 1000) - 100;
+    for (let request = 0; request < 3; request++) {
+      setup.fake.queueResponse(primaryRateLimitError('POST', checkRunsPath, resetSeconds));
+    }
+    const before = Date.now();
+
+    await runReportJob(jobId);
+
+    const [next] = await laterJobs(run.id, jobId);
+    expect(next).toBeDefined();
+    const wait = new Date(next!.start_after).getTime() - before;
+    expect(wait).toBeGreaterThanOrEqual(60_000);
+    expect(wait).toBeLessThan(70_000);
+    expect(checkRunsOf(run.id)).toEqual([]);
+  });
+
+  it('leaves the report to a newer job', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+    let newerJobId: string | null = null;
+
+    // The run is analyzed again while the job runs, which queues the run's next report job.
+    await runReportJob(jobId, async () => {
+      newerJobId = (await setup.context.boss.send(reportQueue, { runId: run.id }, { startAfter: 3600 }))!;
+      await setup.context.db.update(prRuns).set({ reportJobId: newerJobId }).where(eq(prRuns.id, run.id));
+    });
+
+    const later = await laterJobs(run.id, jobId);
+    expect(later.map((job) => job.id)).toEqual([newerJobId]);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportJobId).toBe(newerJobId);
+    expect(stored!.reportError).toBeNull();
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.completed' && line.jobId === jobId,
+    );
+    expect(logged?.reason).toBe(`report job ${newerJobId} reports the run`);
+  });
+
+  it('queues nothing for a superseded run', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+
+    // A push supersedes the run after the report has read it.
+    onCheckRunLookup = async () => {
+      await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.id));
+    };
+
+    await runReportJob(jobId);
+
+    expect(await laterJobs(run.id, jobId)).toEqual([]);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportJobId).toBe(jobId);
+    expect(stored!.reportError).toBeNull();
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.completed' && line.jobId === jobId,
+    );
+    expect(logged?.reason).toBe('run is superseded');
   });
 
   it('lets a suspend cancel the waiting job', async () => {
