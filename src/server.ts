@@ -11,7 +11,8 @@ import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
 import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
-import { loadKeyring, type Keyring } from './keys/master-keys.ts';
+import { reportMasterKeyMismatches } from './keys/master-key-check.ts';
+import { generatedKeyFilePath, loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { httpOrigin } from './net/url-host.ts';
@@ -107,6 +108,10 @@ async function startParts(
   signal?.throwIfAborted();
   const handle = connectDatabase(database.url);
   parts.handle = handle;
+  // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
+  // first preview that needs a stored key.
+  await reportMasterKeyMismatches(handle.db, keyring, logger, generatedKeyFilePath(config));
+  signal?.throwIfAborted();
   // Only processes that sign users in apply the list, so a worker started with an older or
   // shorter environment cannot demote the admins that the web processes were given.
   if (role !== 'worker') {
