@@ -59,11 +59,15 @@ export async function reportMasterKeyMismatches(
         `MASTER_KEY to the original key, and start it again.`
       : `Set version ${version} in MASTER_KEYS${version === 1 ? ' (or MASTER_KEY)' : ''} to its ` +
         'original key and restart.';
+    const outcome =
+      tried === 1
+        ? 'does not decrypt the one stored provider key that uses it'
+        : `decrypts none of the ${tried} stored provider keys tried that use it`;
     logger.error(
       { event: 'master_key.mismatch', version, triedKeys: tried },
-      `${source} decrypts none of the ${tried} stored provider keys tried that use it, so it ` +
-        'differs from the key they were encrypted with. Previews cannot use those keys and mark ' +
-        `them unusable, and keys saved now are encrypted under this key. ${fix}`,
+      `${source} ${outcome}, so it differs from the master key that encrypted ` +
+        `${tried === 1 ? 'it' : 'them'}. Previews cannot use such keys and mark them unusable, ` +
+        `and keys saved now are encrypted under this key. ${fix}`,
     );
   }
   return mismatched;

@@ -87,6 +87,16 @@ describe('master key check at start', () => {
     await context.db.delete(userApiKeys).where(eq(userApiKeys.id, damagedId));
   });
 
+  it('words a single stored key', async () => {
+    await addKey(new Keyring([v2]), 'checkd', 'groq');
+    const before = mismatchLines().length;
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([material(2)]), context.logger, null);
+    expect(mismatched).toEqual([2]);
+    const message = String(mismatchLines().slice(before)[0]!.msg);
+    expect(message).toContain('Master key version 2 does not decrypt the one stored provider key that uses it');
+    expect(message).toContain('Set version 2 in MASTER_KEYS to its original key');
+  });
+
   it('logs the mismatch when the service starts', async () => {
     const service = await startServiceProcess({
       DATABASE_URL: context.database.url,
