@@ -5,7 +5,7 @@ import type { AppContext } from './context.ts';
 import { toSafeError } from './errors/safe-error.ts';
 import { connectDatabase, type DatabaseHandle } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
-import { migrateDatabase } from './db/migrate.ts';
+import { migrateDatabase, warnAboutNewerSchema } from './db/migrate.ts';
 import { checkDataDirOpenToPostgres } from './db/postgres-user.ts';
 import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
@@ -104,7 +104,7 @@ async function startParts(
   parts.database = await locateDatabase(config, logger, { exclusive: true, signal });
   signal?.throwIfAborted();
   const database = parts.database;
-  await migrateDatabase(database.url);
+  warnAboutNewerSchema(logger, await migrateDatabase(database.url));
   signal?.throwIfAborted();
   const handle = connectDatabase(database.url);
   parts.handle = handle;
