@@ -14,8 +14,8 @@ export interface MigrationOutcome {
   /** Number of migrations that this call applied. */
   applied: number;
   /**
-   * Number of migrations recorded in the database that are newer than the newest one of this version,
-   * because a newer Fixwright migrated the database.
+   * Number of migrations recorded in the database that are newer than the newest one of this
+   * version, because a newer Fixwright migrated the database.
    */
   newerInDatabase: number;
 }
