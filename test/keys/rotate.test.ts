@@ -112,6 +112,13 @@ describe('keys rotate', () => {
       '2 keys use master key version 1, which is not configured: add it to MASTER_KEYS as ' +
         '1:<key> and run "fixwright keys rotate" again.',
     );
+    const keyFile = '/srv/fixwright/data/master-key';
+    const withFile = describeReport(report, [3, 2], listedInMasterKeys([3, 2]), { generatedKeyFile: keyFile });
+    expect(withFile).toContain(
+      `The master key generated in ${keyFile}, used while MASTER_KEY and MASTER_KEYS were unset, ` +
+        `is version 1: add 1:$(cat ${keyFile}) to MASTER_KEYS.`,
+    );
+    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2])).join('\n')).not.toContain('generated in');
 
     const healed = await rotateUserKeys(context.db, new Keyring([v3, v1]), context.logger);
     expect(healed.rotated).toBe(2);
