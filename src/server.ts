@@ -168,7 +168,7 @@ async function startParts(
     signal?.throwIfAborted();
   }
 
-  for (const line of missingSettings(config)) {
+  for (const line of missingSettings(config, { http: role !== 'worker' })) {
     logger.warn({ event: 'config.missing' }, line);
   }
   logger.info(

@@ -533,10 +533,15 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
   return pem;
 }
 
-/** Lists what is still missing for the whole flow to work, for the home page and the logs. */
-export function missingSettings(config: Config): string[] {
+/**
+ * Lists what is still missing for the whole flow to work, for the home page and the logs.
+ * With `http: false` (a worker process) it leaves out the webhook secret and the OAuth client,
+ * which only the HTTP server uses.
+ */
+export function missingSettings(config: Config, options: { http?: boolean } = {}): string[] {
+  const http = options.http ?? true;
   const missing: string[] = [];
-  if (!config.WEBHOOK_SECRET) {
+  if (http && !config.WEBHOOK_SECRET) {
     missing.push('WEBHOOK_SECRET: the webhook secret set on the GitHub App; webhooks are rejected until it is set.');
   }
   if (!config.githubAppConfigured) {
@@ -546,7 +551,7 @@ export function missingSettings(config: Config): string[] {
     ...(config.GITHUB_CLIENT_ID ? [] : ['GITHUB_CLIENT_ID']),
     ...(config.GITHUB_CLIENT_SECRET ? [] : ['GITHUB_CLIENT_SECRET']),
   ];
-  if (oauthMissing.length > 0) {
+  if (http && oauthMissing.length > 0) {
     missing.push(
       `${oauthMissing.join(' and ')}: the GitHub App's OAuth client; dashboard sign-in is ` +
         'disabled until both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set.',

@@ -295,6 +295,19 @@ describe('loadConfig values', () => {
         'both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set.',
     );
   });
+
+  it('leaves HTTP settings out for a worker', () => {
+    const config = loadConfig({});
+    const worker = missingSettings(config, { http: false });
+    expect(worker.some((line) => line.startsWith('WEBHOOK_SECRET:'))).toBe(false);
+    expect(worker.some((line) => line.startsWith('GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET:'))).toBe(false);
+    expect(worker.some((line) => line.startsWith('APP_ID and PRIVATE_KEY'))).toBe(true);
+    expect(worker.some((line) => line.startsWith('GROQ_API_KEY or GEMINI_API_KEY:'))).toBe(true);
+
+    const web = missingSettings(config);
+    expect(web.some((line) => line.startsWith('WEBHOOK_SECRET:'))).toBe(true);
+    expect(web.some((line) => line.startsWith('GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET:'))).toBe(true);
+  });
 });
 
 describe('loadConfig RESERVATION_TTL_SECONDS', () => {
