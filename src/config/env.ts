@@ -1,3 +1,4 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -511,6 +512,7 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
           'key file GitHub gave you, or set PRIVATE_KEY_PATH to its path.',
       );
     }
+    checkAppPrivateKey(pem, 'PRIVATE_KEY: the key');
     return pem;
   }
   if (!file) return undefined;
@@ -530,7 +532,33 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
         'set it to the .pem file downloaded from the GitHub App settings.',
     );
   }
+  checkAppPrivateKey(pem, `PRIVATE_KEY_PATH: the key in ${JSON.stringify(file)}`);
   return pem;
+}
+
+/**
+ * Raises ConfigError unless `pem` is an RSA private key, the kind that GitHub generates for an
+ * App and that its RS256 tokens need. `subject` starts the message with the variable and the
+ * key it names, and the message never contains the key.
+ */
+function checkAppPrivateKey(pem: string, subject: string): void {
+  const fix = 'use the .pem file generated under "Private keys" on the GitHub App settings page.';
+  if (pem.includes('ENCRYPTED')) {
+    throw new ConfigError(`Invalid ${subject} is encrypted with a passphrase, which Fixwright cannot use; ${fix}`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`Invalid ${subject} is not a readable private key (${reason}); ${fix}`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new ConfigError(
+      `Invalid ${subject} has key type ${key.asymmetricKeyType ?? 'unknown'}, but GitHub App ` +
+        `tokens are signed with RSA (RS256); ${fix}`,
+    );
+  }
 }
 
 /**
