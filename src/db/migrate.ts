@@ -5,6 +5,7 @@ import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { startupLockId, withAdvisoryLock } from './advisory-lock.ts';
 import { baseClientOptions, closeOnAbort } from './client.ts';
+import { StartupError } from '../errors/startup-error.ts';
 import type { Logger } from '../logger.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -45,14 +46,7 @@ export async function migrateDatabase(
         return { applied: after.total - before.total, newerInDatabase: after.newer };
       } catch (error) {
         signal?.throwIfAborted();
-        // drizzle's message is the whole failing statement; PostgreSQL's own reason is the cause.
-        const cause = (error as { cause?: { message?: string } }).cause?.message;
-        throw new Error(
-          `Database migration failed: ${cause ?? (error as Error).message}. The database may ` +
-            'contain tables made outside these migrations; point DATABASE_URL at an empty ' +
-            'database or one migrated by Fixwright.',
-          { cause: error },
-        );
+        throw migrationError(error);
       } finally {
         removeCloseOnAbort();
         await sql.end({ timeout: 5 });
@@ -60,6 +54,26 @@ export async function migrateDatabase(
     },
     { signal },
   );
+}
+
+/** SQLSTATE insufficient_privilege: the user lacks a privilege on the database or schema. */
+const insufficientPrivilege = '42501';
+
+/**
+ * Turns a failed migration into a StartupError with PostgreSQL's reason and what to change,
+ * which the commands print as one line.
+ */
+function migrationError(error: unknown): StartupError {
+  // drizzle's message is the whole failing statement; PostgreSQL's own error is the cause.
+  const postgresError = ((error as { cause?: unknown }).cause ?? error) as { message?: string; code?: string };
+  const reason = postgresError.message ?? String(error);
+  const advice =
+    postgresError.code === insufficientPrivilege
+      ? 'The user in DATABASE_URL must be able to create schemas and tables in that database: ' +
+        'make it the owner of the database, or use the owner in DATABASE_URL.'
+      : 'The database may contain tables made outside these migrations; point DATABASE_URL at ' +
+        'an empty database or one migrated by Fixwright.';
+  return new StartupError(`Database migration failed: ${reason}. ${advice}`, { cause: error });
 }
 
 /**

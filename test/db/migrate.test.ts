@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readMigrationFiles } from 'drizzle-orm/migrator';
 import { migrateDatabase, migrationsFolder } from '../../src/db/migrate.ts';
-import { cliEnv, runCli } from '../helpers/process.ts';
+import { StartupError } from '../../src/errors/startup-error.ts';
+import { cliEnv, runCli, runCliToExit } from '../helpers/process.ts';
 
 const adminUrl = inject('adminDatabaseUrl');
 const name = `migrate_${Date.now()}`;
@@ -29,11 +30,24 @@ async function recordNewerMigration(url: string): Promise<void> {
   await sql.end();
 }
 
+const limitedRole = `migrate_limited_${Date.now()}`;
+
 afterAll(async () => {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   for (const database of created) await admin.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await admin.unsafe(`DROP ROLE IF EXISTS ${limitedRole}`);
   await admin.end();
 });
+
+/** Returns the error that `migrateDatabase(url)` rejects with. */
+async function migrationFailure(url: string): Promise<Error> {
+  try {
+    await migrateDatabase(url);
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('the migration succeeded');
+}
 
 describe('migrateDatabase', () => {
   it('migrates once when processes start together', async () => {
@@ -105,5 +119,50 @@ describe('fixwright migrate', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.newerMigrations).toBe(1);
     expect(warnings[0]!.msg).toContain('1 migration(s) newer than this Fixwright version');
+  }, 60_000);
+});
+
+describe('migration failures', () => {
+  it('names tables made outside the migrations', async () => {
+    const url = await emptyDatabase(`${name}_foreign`);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    await sql`CREATE TABLE users (id integer)`;
+    await sql.end();
+
+    const error = await migrationFailure(url);
+    expect(error).toBeInstanceOf(StartupError);
+    expect(error.message).toBe(
+      'Database migration failed: relation "users" already exists. The database may contain ' +
+        'tables made outside these migrations; point DATABASE_URL at an empty database or one ' +
+        'migrated by Fixwright.',
+    );
+  });
+
+  it('names missing privileges', async () => {
+    const database = `${name}_limited`;
+    await emptyDatabase(database);
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`CREATE ROLE ${limitedRole} LOGIN PASSWORD 'limited-password'`);
+    await admin.unsafe(`REVOKE CREATE ON DATABASE ${database} FROM PUBLIC`);
+    await admin.unsafe(`GRANT CONNECT ON DATABASE ${database} TO ${limitedRole}`);
+    await admin.end();
+    const url = new URL(adminUrl);
+    url.username = limitedRole;
+    url.password = 'limited-password';
+    url.pathname = `/${database}`;
+
+    const error = await migrationFailure(url.toString());
+    expect(error).toBeInstanceOf(StartupError);
+    expect(error.message).toMatch(/^Database migration failed: permission denied for /);
+    expect(error.message).toContain(
+      'The user in DATABASE_URL must be able to create schemas and tables in that database: make ' +
+        'it the owner of the database, or use the owner in DATABASE_URL.',
+    );
+
+    const command = await runCliToExit(['migrate'], cliEnv({ DATABASE_URL: url.toString() }));
+    expect(command.code).toBe(1);
+    expect(command.stdout).toBe('');
+    expect(command.stderr.trim().split('\n')).toHaveLength(1);
+    expect(command.stderr).toContain('make it the owner of the database');
   }, 60_000);
 });
