@@ -32,7 +32,13 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
   // bundled PostgreSQL cannot use it.
   if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
   const keyring = await loadKeyring(config, logger);
-  if (keyring.currentVersion === null) throw new CommandError(keyring.unavailableReason!);
+  if (keyring.currentVersion === null) {
+    throw new CommandError(
+      'Missing master keys: keys rotate re-encrypts stored keys under the newest master key, so ' +
+        'set MASTER_KEYS to the new and the old versions, such as "2:<new key>,1:<old key>", ' +
+        'as the service processes have them.',
+    );
+  }
 
   return withDatabase(config, logger, async (db) => {
     let report: RotationReport;

@@ -333,7 +333,11 @@ describe('keys rotate', () => {
       expect(output).not.toContain(Buffer.from(entry.key).toString('base64'));
     }
 
-    await expect(runCli(['keys', 'rotate'], env)).rejects.toThrow(/set MASTER_KEY/);
+    await expect(runCli(['keys', 'rotate'], env)).rejects.toThrow(
+      'Missing master keys: keys rotate re-encrypts stored keys under the newest master key, so ' +
+        'set MASTER_KEYS to the new and the old versions, such as "2:<new key>,1:<old key>", ' +
+        'as the service processes have them.',
+    );
     await expect(runCli(['keys', 'list'], env)).rejects.toThrow('Unknown keys command "list": use rotate.');
     // Four commands, each a new Node.js process that loads tsx: about 2.5 s each on an idle
     // 2 vCPU machine, and over 30 s in all with a full test run beside it.
