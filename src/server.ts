@@ -5,13 +5,14 @@ import type { AppContext } from './context.ts';
 import { toSafeError } from './errors/safe-error.ts';
 import { connectDatabase, type DatabaseHandle } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
-import { migrateDatabase } from './db/migrate.ts';
+import { migrateDatabase, warnAboutNewerSchema } from './db/migrate.ts';
 import { checkDataDirOpenToPostgres } from './db/postgres-user.ts';
 import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
 import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
-import { loadKeyring, type Keyring } from './keys/master-keys.ts';
+import { reportMasterKeyMismatches } from './keys/master-key-check.ts';
+import { generatedKeyFilePath, loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { httpOrigin } from './net/url-host.ts';
@@ -103,10 +104,14 @@ async function startParts(
   parts.database = await locateDatabase(config, logger, { exclusive: true, signal });
   signal?.throwIfAborted();
   const database = parts.database;
-  await migrateDatabase(database.url);
+  warnAboutNewerSchema(logger, await migrateDatabase(database.url));
   signal?.throwIfAborted();
   const handle = connectDatabase(database.url);
   parts.handle = handle;
+  // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
+  // first preview that needs a stored key.
+  await reportMasterKeyMismatches(handle.db, keyring, logger, generatedKeyFilePath(config));
+  signal?.throwIfAborted();
   // Only processes that sign users in apply the list, so a worker started with an older or
   // shorter environment cannot demote the admins that the web processes were given.
   if (role !== 'worker') {
@@ -163,7 +168,7 @@ async function startParts(
     signal?.throwIfAborted();
   }
 
-  for (const line of missingSettings(config)) {
+  for (const line of missingSettings(config, { http: role !== 'worker' })) {
     logger.warn({ event: 'config.missing' }, line);
   }
   logger.info(

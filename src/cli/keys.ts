@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Config, MasterKeySettings } from '../config/env.ts';
 import { checkDataDirOpenToPostgres } from '../db/postgres-user.ts';
-import { loadKeyring } from '../keys/master-keys.ts';
+import { generatedMasterKeyFile, loadKeyring } from '../keys/master-keys.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
@@ -30,7 +32,13 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
   // bundled PostgreSQL cannot use it.
   if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
   const keyring = await loadKeyring(config, logger);
-  if (keyring.currentVersion === null) throw new CommandError(keyring.unavailableReason!);
+  if (keyring.currentVersion === null) {
+    throw new CommandError(
+      'Missing master keys: keys rotate re-encrypts stored keys under the newest master key, so ' +
+        'set MASTER_KEYS to the new and the old versions, such as "2:<new key>,1:<old key>", ' +
+        'as the service processes have them.',
+    );
+  }
 
   return withDatabase(config, logger, async (db) => {
     let report: RotationReport;
@@ -40,7 +48,12 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
       if (error instanceof MasterKeyMismatchError) throw new CommandFailedError(error.message);
       throw error;
     }
-    for (const line of describeReport(report, keyring.versions, config.masterKeySettings)) console.log(line);
+    // With the bundled PostgreSQL, version 1 may be the key generated before MASTER_KEYS was set.
+    const keyFile = config.DATABASE_URL ? null : path.join(config.dataDir, generatedMasterKeyFile);
+    const lines = describeReport(report, keyring.versions, config.masterKeySettings, {
+      generatedKeyFile: keyFile !== null && existsSync(keyFile) ? keyFile : undefined,
+    });
+    for (const line of lines) console.log(line);
     return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
   });
 }
@@ -48,11 +61,13 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
 /**
  * Builds the lines printed after a rotation: counts, problems and removable versions.
  * `configured` lists the keyring's versions, and `settings` records which variables set them.
+ * `generatedKeyFile` is the master key file in DATA_DIR, named when version 1 is missing.
  */
 export function describeReport(
   report: RotationReport,
   configured: number[],
   settings: MasterKeySettings,
+  options: { generatedKeyFile?: string } = {},
 ): string[] {
   const lines = [
     `Rotated ${formatCount(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
@@ -71,6 +86,12 @@ export function describeReport(
         `which is not configured: add ` +
         `it to MASTER_KEYS as ${version}:<key> and run "fixwright keys rotate" again.`,
     );
+    if (version === 1 && options.generatedKeyFile) {
+      lines.push(
+        `The master key generated in ${options.generatedKeyFile}, used while MASTER_KEY and ` +
+          `MASTER_KEYS were unset, is version 1: add 1:$(cat ${options.generatedKeyFile}) to MASTER_KEYS.`,
+      );
+    }
   }
   if (report.undecryptable > 0) {
     // A wrong key in MASTER_KEYS fails every key of its version, and a run with the right key

@@ -7,8 +7,12 @@ export async function runMigrateCommand(config: Config, logger: Logger, args: st
   // migrate takes no options or arguments, so parseArgs rejects any before the database is used.
   parseArgs({ args, options: {} });
   // withDatabase applies the migrations before it runs the task.
-  return withDatabase(config, logger, async () => {
-    console.log('Migrations applied.');
+  return withDatabase(config, logger, async (_db, migration) => {
+    if (migration.applied === 0) {
+      console.log('No migration to apply: the database is up to date.');
+    } else {
+      console.log(`Applied ${migration.applied} migration${migration.applied === 1 ? '' : 's'}.`);
+    }
     return 0;
   });
 }

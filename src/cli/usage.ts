@@ -15,7 +15,7 @@ Commands:
   users plan --login NAME --plan free|pro|enterprise
                                   Switch a user's plan
   users reset-usage --login NAME  Start a new billing period for a user now
-  users show --login NAME         Print a user's plan and usage
+  users show --login NAME         Print a user's role, plan and usage
   users reset-admin --login NAME  Delete the GitHub id recorded for an ADMIN_LOGINS login
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (the highest version set), N per transaction
@@ -66,7 +66,7 @@ Subcommands:
   token          create a personal access token for the JSON API (creates the user if needed)
   plan           switch the user's plan
   reset-usage    start a new billing period for the user now
-  show           print the user's plan and usage as JSON
+  show           print the user's role, plan and usage as JSON
   reset-admin    delete the GitHub id recorded for an ADMIN_LOGINS login
 
 Options:

@@ -142,14 +142,14 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       return 0;
     }
     const stats = await getUsageStats(db, config, user.id);
-    console.log(JSON.stringify({ login: user.login, ...stats }, null, 2));
+    console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
   });
 }
 
 async function findUser(db: Database, login: string) {
   const [user] = await db
-    .select({ id: users.id, login: users.login })
+    .select({ id: users.id, login: users.login, role: users.role })
     .from(users)
     .where(sql`lower(${users.login}) = lower(${login})`);
   return user;

@@ -1,6 +1,6 @@
 import type { Config } from '../config/env.ts';
 import { closeOnAbort, connectDatabase, type Database } from '../db/client.ts';
-import { migrateDatabase } from '../db/migrate.ts';
+import { migrateDatabase, warnAboutNewerSchema, type MigrationOutcome } from '../db/migrate.ts';
 import { locateDatabase } from '../database.ts';
 import type { Logger } from '../logger.ts';
 import { handleStopSignals, InterruptedError } from './stop-signals.ts';
@@ -8,14 +8,14 @@ import { handleStopSignals, InterruptedError } from './stop-signals.ts';
 /**
  * Applies the migrations and runs `task` against the configured database: the running
  * bundled server when `npm start` has one up, otherwise one started for the command and
- * stopped after it. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
+ * stopped after it. `task` also gets what the migration did. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
  * closes the connections at once, stops the bundled server if this call started it, and then
  * rejects with InterruptedError. A second signal exits at once with status 1.
  */
 export async function withDatabase<T>(
   config: Config,
   logger: Logger,
-  task: (db: Database) => Promise<T>,
+  task: (db: Database, migration: MigrationOutcome) => Promise<T>,
 ): Promise<T> {
   const interruption = new AbortController();
   const removeHandlers = handleStopSignals(logger, 'command', (signal) => {
@@ -38,7 +38,7 @@ export async function withDatabase<T>(
 async function runOnDatabase<T>(
   config: Config,
   logger: Logger,
-  task: (db: Database) => Promise<T>,
+  task: (db: Database, migration: MigrationOutcome) => Promise<T>,
   signal: AbortSignal,
 ): Promise<T> {
   signal.throwIfAborted();
@@ -46,12 +46,13 @@ async function runOnDatabase<T>(
   const location = await locateDatabase(config, logger, { signal });
   try {
     signal.throwIfAborted();
-    await migrateDatabase(location.url, { signal });
+    const migration = await migrateDatabase(location.url, { signal });
+    warnAboutNewerSchema(logger, migration);
     signal.throwIfAborted();
     const handle = connectDatabase(location.url, { max: 2 });
     const removeCloseOnAbort = closeOnAbort(handle.sql, signal);
     try {
-      return await task(handle.db);
+      return await task(handle.db, migration);
     } finally {
       removeCloseOnAbort();
       await handle.close();

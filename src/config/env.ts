@@ -1,3 +1,4 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -512,6 +513,7 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
           'key file GitHub gave you, or set PRIVATE_KEY_PATH to its path.',
       );
     }
+    checkAppPrivateKey(pem, 'PRIVATE_KEY: the key');
     return pem;
   }
   if (!file) return undefined;
@@ -531,13 +533,44 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
         'set it to the .pem file downloaded from the GitHub App settings.',
     );
   }
+  checkAppPrivateKey(pem, `PRIVATE_KEY_PATH: the key in ${JSON.stringify(file)}`);
   return pem;
 }
 
-/** Lists what is still missing for the whole flow to work, for the home page and the logs. */
-export function missingSettings(config: Config): string[] {
+/**
+ * Raises ConfigError unless `pem` is an RSA private key, the kind that GitHub generates for an
+ * App and that its RS256 tokens need. `subject` starts the message with the variable and the
+ * key it names, and the message never contains the key.
+ */
+function checkAppPrivateKey(pem: string, subject: string): void {
+  const fix = 'use the .pem file generated under "Private keys" on the GitHub App settings page.';
+  if (pem.includes('ENCRYPTED')) {
+    throw new ConfigError(`Invalid ${subject} is encrypted with a passphrase, which Fixwright cannot use; ${fix}`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`Invalid ${subject} is not a readable private key (${reason}); ${fix}`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new ConfigError(
+      `Invalid ${subject} has key type ${key.asymmetricKeyType ?? 'unknown'}, but GitHub App ` +
+        `tokens are signed with RSA (RS256); ${fix}`,
+    );
+  }
+}
+
+/**
+ * Lists what is still missing for the whole flow to work, for the home page and the logs.
+ * With `http: false` (a worker process) it leaves out the webhook secret and the OAuth client,
+ * which only the HTTP server uses.
+ */
+export function missingSettings(config: Config, options: { http?: boolean } = {}): string[] {
+  const http = options.http ?? true;
   const missing: string[] = [];
-  if (!config.WEBHOOK_SECRET) {
+  if (http && !config.WEBHOOK_SECRET) {
     missing.push('WEBHOOK_SECRET: the webhook secret set on the GitHub App; webhooks are rejected until it is set.');
   }
   if (!config.githubAppConfigured) {
@@ -547,7 +580,7 @@ export function missingSettings(config: Config): string[] {
     ...(config.GITHUB_CLIENT_ID ? [] : ['GITHUB_CLIENT_ID']),
     ...(config.GITHUB_CLIENT_SECRET ? [] : ['GITHUB_CLIENT_SECRET']),
   ];
-  if (oauthMissing.length > 0) {
+  if (http && oauthMissing.length > 0) {
     missing.push(
       `${oauthMissing.join(' and ')}: the GitHub App's OAuth client; dashboard sign-in is ` +
         'disabled until both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set.',

@@ -1,11 +1,25 @@
 import { fileURLToPath } from 'node:url';
+import { readMigrationFiles } from 'drizzle-orm/migrator';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { startupLockId, withAdvisoryLock } from './advisory-lock.ts';
 import { baseClientOptions, closeOnAbort } from './client.ts';
+import { StartupError } from '../errors/startup-error.ts';
+import type { Logger } from '../logger.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+/** The result of one `migrateDatabase` call. */
+export interface MigrationOutcome {
+  /** Number of migrations that this call applied. */
+  applied: number;
+  /**
+   * Number of migrations recorded in the database that are newer than the newest one of this
+   * version, because a newer Fixwright migrated the database.
+   */
+  newerInDatabase: number;
+}
 
 /**
  * Applies pending migrations under the start-up advisory lock, so processes that start
@@ -13,31 +27,82 @@ export const migrationsFolder = fileURLToPath(new URL('../../migrations', import
  * aborts, the connections close at once, so PostgreSQL rolls back the migration in progress,
  * and this rejects with `signal.reason`.
  */
-export async function migrateDatabase(url: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+export async function migrateDatabase(
+  url: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<MigrationOutcome> {
   const { signal } = options;
-  await withAdvisoryLock(
+  const newestLocal = Math.max(...readMigrationFiles({ migrationsFolder }).map((file) => file.folderMillis));
+  return withAdvisoryLock(
     url,
     startupLockId,
     async () => {
       const sql = postgres(url, { ...baseClientOptions, max: 1 });
       const removeCloseOnAbort = closeOnAbort(sql, signal);
       try {
+        const before = await countRecordedMigrations(sql, newestLocal);
         await migrate(drizzle(sql), { migrationsFolder });
+        const after = await countRecordedMigrations(sql, newestLocal);
+        return { applied: after.total - before.total, newerInDatabase: after.newer };
       } catch (error) {
         signal?.throwIfAborted();
-        // drizzle's message is the whole failing statement; PostgreSQL's own reason is the cause.
-        const cause = (error as { cause?: { message?: string } }).cause?.message;
-        throw new Error(
-          `Database migration failed: ${cause ?? (error as Error).message}. The database may ` +
-            'contain tables made outside these migrations; point DATABASE_URL at an empty ' +
-            'database or one migrated by Fixwright.',
-          { cause: error },
-        );
+        throw migrationError(error);
       } finally {
         removeCloseOnAbort();
         await sql.end({ timeout: 5 });
       }
     },
     { signal },
+  );
+}
+
+/** SQLSTATE insufficient_privilege: the user lacks a privilege on the database or schema. */
+const insufficientPrivilege = '42501';
+
+/**
+ * Turns a failed migration into a StartupError with PostgreSQL's reason and what to change,
+ * which the commands print as one line.
+ */
+function migrationError(error: unknown): StartupError {
+  // drizzle's message is the whole failing statement; PostgreSQL's own error is the cause.
+  const postgresError = ((error as { cause?: unknown }).cause ?? error) as { message?: string; code?: string };
+  const reason = postgresError.message ?? String(error);
+  const advice =
+    postgresError.code === insufficientPrivilege
+      ? 'The user in DATABASE_URL must be able to create schemas and tables in that database: ' +
+        'make it the owner of the database, or use the owner in DATABASE_URL.'
+      : 'The database may contain tables made outside these migrations; point DATABASE_URL at ' +
+        'an empty database or one migrated by Fixwright.';
+  return new StartupError(`Database migration failed: ${reason}. ${advice}`, { cause: error });
+}
+
+/**
+ * Counts the migrations that drizzle recorded in the database, and those of them created after
+ * `newestLocal` (milliseconds since the epoch, as drizzle stores them).
+ */
+async function countRecordedMigrations(
+  sql: postgres.Sql,
+  newestLocal: number,
+): Promise<{ total: number; newer: number }> {
+  const [table] = await sql`SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS exists`;
+  if (!table?.exists) return { total: 0, newer: 0 };
+  const [row] = await sql`
+    SELECT count(*)::int AS total, count(*) FILTER (WHERE created_at > ${newestLocal})::int AS newer
+    FROM drizzle.__drizzle_migrations
+  `;
+  return { total: row!.total as number, newer: row!.newer as number };
+}
+
+/**
+ * Logs the warning `database.schema_newer` when a newer Fixwright migrated the database, since
+ * this version does not know the tables and columns those migrations changed.
+ */
+export function warnAboutNewerSchema(logger: Logger, outcome: MigrationOutcome): void {
+  if (outcome.newerInDatabase === 0) return;
+  logger.warn(
+    { event: 'database.schema_newer', newerMigrations: outcome.newerInDatabase },
+    `The database has ${outcome.newerInDatabase} migration(s) newer than this Fixwright ` +
+      'version, so a newer version migrated it, and this one may fail on the changed tables. ' +
+      'Run the newer version, or restore the backup taken before the upgrade.',
   );
 }

@@ -61,7 +61,8 @@ export class Keyring {
  */
 export async function loadKeyring(config: Config, logger: Logger): Promise<Keyring> {
   if (config.masterKeys.length > 0) return new Keyring(config.masterKeys);
-  if (config.DATABASE_URL) {
+  const file = generatedKeyFilePath(config);
+  if (file === null) {
     return new Keyring(
       [],
       'No master key is configured, so own provider keys cannot be stored: set MASTER_KEY on ' +
@@ -69,7 +70,6 @@ export async function loadKeyring(config: Config, logger: Logger): Promise<Keyri
     );
   }
 
-  const file = path.join(config.dataDir, generatedMasterKeyFile);
   const { key, created } = await readOrCreateKeyFile(file, logger);
   logger.warn(
     { event: created ? 'master_key.generated' : 'master_key.file_used', path: file },
@@ -77,6 +77,15 @@ export async function loadKeyring(config: Config, logger: Logger): Promise<Keyri
       'file\'s content if users have stored keys already.',
   );
   return new Keyring([{ version: 1, key }]);
+}
+
+/**
+ * Returns the path of the generated master key file that `loadKeyring` reads, or null when
+ * MASTER_KEY, MASTER_KEYS or DATABASE_URL is set, since then no file is read.
+ */
+export function generatedKeyFilePath(config: Config): string | null {
+  if (config.masterKeys.length > 0 || config.DATABASE_URL) return null;
+  return path.join(config.dataDir, generatedMasterKeyFile);
 }
 
 async function readOrCreateKeyFile(

@@ -3,6 +3,7 @@ import type { Database } from '../db/client.ts';
 import { userApiKeys } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { decryptUserKey, encryptUserKey, KeyDecryptionError } from './encryption.ts';
+import { sampleVersion } from './master-key-check.ts';
 import type { Keyring } from './master-keys.ts';
 import { undecryptableReason } from './own-keys.ts';
 
@@ -19,9 +20,6 @@ export interface RotationReport {
   /** Master key versions that stored keys use after the run, newest first. */
   versionsInUse: number[];
 }
-
-/** Keys of the target version tried before a rotation, to tell a wrong master key from a bad row. */
-const targetSampleSize = 5;
 
 /**
  * Raised before a rotation changes anything, when the newest configured master key decrypts none
@@ -140,28 +138,15 @@ export async function rotateUserKeys(
 }
 
 /**
- * Decrypts up to `targetSampleSize` stored keys of `targetVersion`, those not marked
- * undecryptable first. Raises MasterKeyMismatchError when keys were tried and none decrypted.
+ * Raises MasterKeyMismatchError when stored keys of `targetVersion` were tried and none
+ * decrypted.
  */
 async function checkTargetKey(db: Database, keyring: Keyring, targetVersion: number): Promise<void> {
-  const sample = await db
-    .select()
-    .from(userApiKeys)
-    .where(eq(userApiKeys.masterKeyVersion, targetVersion))
-    .orderBy(sql`${userApiKeys.unusableCause} IS NOT NULL`, asc(userApiKeys.id))
-    .limit(targetSampleSize);
-  for (const row of sample) {
-    try {
-      await decryptUserKey(keyring, { userId: row.userId, provider: row.provider }, row);
-      return;
-    } catch (error) {
-      if (!(error instanceof KeyDecryptionError)) throw error;
-    }
-  }
-  if (sample.length > 0) {
+  const { tried, decrypted } = await sampleVersion(db, keyring, targetVersion);
+  if (tried > 0 && !decrypted) {
     throw new MasterKeyMismatchError(
       `Master key version ${targetVersion} in MASTER_KEYS decrypts none of the ` +
-        `${sample.length} stored keys tried that use it, so it differs from the key they were ` +
+        `${tried} stored keys tried that use it, so it differs from the key they were ` +
         `encrypted with. Nothing was rotated: set version ${targetVersion} to its original key ` +
         'and run "fixwright keys rotate" again.',
     );

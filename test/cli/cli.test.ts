@@ -396,7 +396,7 @@ describe('fixwright users', () => {
         '  token          create a personal access token for the JSON API (creates the user if needed)\n' +
         "  plan           switch the user's plan\n" +
         '  reset-usage    start a new billing period for the user now\n' +
-        "  show           print the user's plan and usage as JSON\n" +
+        "  show           print the user's role, plan and usage as JSON\n" +
         '  reset-admin    delete the GitHub id recorded for an ADMIN_LOGINS login\n' +
         '\n' +
         'Options:\n' +
@@ -486,5 +486,17 @@ describe('fixwright users and login case', () => {
     const result = await runUsers(['show', '--login', 'MIXED-CASE']);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout).login).toBe('Mixed-Case');
+  });
+
+  it('show prints the role', async () => {
+    const before = await runUsers(['show', '--login', stored]);
+    expect(before.code).toBe(0);
+    expect(JSON.parse(before.stdout).role).toBe('user');
+
+    await context.database.db.update(users).set({ role: 'admin' }).where(eq(users.login, stored));
+    const after = await runUsers(['show', '--login', stored]);
+    expect(after.code).toBe(0);
+    expect(JSON.parse(after.stdout).role).toBe('admin');
+    await context.database.db.update(users).set({ role: 'user' }).where(eq(users.login, stored));
   });
 });

@@ -185,7 +185,7 @@ describe('a one-off command interrupted', () => {
       expect(output).toContain('"event":"bundled_postgres.reused"');
       expect(interruptedLines(output), output).toHaveLength(1);
       expect(output).not.toContain('"event":"bundled_postgres.stopped"');
-      expect(output).not.toContain('Migrations applied.');
+      expect(output).not.toMatch(/Applied \d+ migration|No migration to apply/);
       expect(serverPid).toBeDefined();
       expect(bundledPostgresPid(dataDir)).toBe(serverPid);
       expect(existsSync(path.join(dataDir, 'bundled-postgres.owner'))).toBe(true);

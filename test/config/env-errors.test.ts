@@ -1,4 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, missingSettings } from '../../src/config/env.ts';
 
 function errorFor(env: Record<string, string>): string {
@@ -295,6 +299,19 @@ describe('loadConfig values', () => {
         'both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set.',
     );
   });
+
+  it('leaves HTTP settings out for a worker', () => {
+    const config = loadConfig({});
+    const worker = missingSettings(config, { http: false });
+    expect(worker.some((line) => line.startsWith('WEBHOOK_SECRET:'))).toBe(false);
+    expect(worker.some((line) => line.startsWith('GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET:'))).toBe(false);
+    expect(worker.some((line) => line.startsWith('APP_ID and PRIVATE_KEY'))).toBe(true);
+    expect(worker.some((line) => line.startsWith('GROQ_API_KEY or GEMINI_API_KEY:'))).toBe(true);
+
+    const web = missingSettings(config);
+    expect(web.some((line) => line.startsWith('WEBHOOK_SECRET:'))).toBe(true);
+    expect(web.some((line) => line.startsWith('GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET:'))).toBe(true);
+  });
 });
 
 describe('loadConfig RESERVATION_TTL_SECONDS', () => {
@@ -335,5 +352,59 @@ describe('loadConfig RESERVATION_TTL_SECONDS', () => {
     expect(loadConfig({}).RESERVATION_TTL_SECONDS).toBe(900);
     const short = loadConfig({ LLM_TIMEOUT_MS: '1500', LLM_MAX_RETRIES: '0', RESERVATION_TTL_SECONDS: '7' });
     expect(short.RESERVATION_TTL_SECONDS).toBe(7);
+  });
+});
+
+describe('loadConfig GitHub App private key', () => {
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'fixwright-app-key-'));
+  const pkcs8 = { type: 'pkcs8', format: 'pem' } as const;
+  const spki = { type: 'spki', format: 'pem' } as const;
+  const rsaPem = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: spki,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  }).privateKey;
+  const ed25519Pem = generateKeyPairSync('ed25519', { publicKeyEncoding: spki, privateKeyEncoding: pkcs8 })
+    .privateKey;
+  const encryptedPem = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: spki,
+    privateKeyEncoding: { ...pkcs8, cipher: 'aes-256-cbc', passphrase: 'secret-passphrase' },
+  }).privateKey;
+  const garbledPem = '-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n';
+
+  function keyFile(name: string, pem: string): string {
+    const file = path.join(folder, name);
+    writeFileSync(file, pem);
+    return file;
+  }
+
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  it('accepts an RSA key', () => {
+    expect(loadConfig({ APP_ID: '12', PRIVATE_KEY: rsaPem }).privateKey).toBe(rsaPem.trim());
+    expect(loadConfig({ APP_ID: '12', PRIVATE_KEY_PATH: keyFile('rsa.pem', rsaPem) }).privateKey).toBe(rsaPem);
+  });
+
+  it('rejects a key of another type', () => {
+    const file = keyFile('ed25519.pem', ed25519Pem);
+    expect(errorFor({ APP_ID: '12', PRIVATE_KEY_PATH: file })).toBe(
+      `Invalid PRIVATE_KEY_PATH: the key in ${JSON.stringify(file)} has key type ed25519, but ` +
+        'GitHub App tokens are signed with RSA (RS256); use the .pem file generated under ' +
+        '"Private keys" on the GitHub App settings page.',
+    );
+    const inline = errorFor({ APP_ID: '12', PRIVATE_KEY: ed25519Pem });
+    expect(inline).toMatch(/^Invalid PRIVATE_KEY: the key has key type ed25519/);
+  });
+
+  it('rejects an unreadable PEM block', () => {
+    const message = errorFor({ APP_ID: '12', PRIVATE_KEY: garbledPem });
+    expect(message).toMatch(/^Invalid PRIVATE_KEY: the key is not a readable private key \(ERR_/);
+    expect(message).not.toContain('bm90IGEga2V5');
+  });
+
+  it('rejects an encrypted key', () => {
+    const message = errorFor({ APP_ID: '12', PRIVATE_KEY_PATH: keyFile('encrypted.pem', encryptedPem) });
+    expect(message).toContain('is encrypted with a passphrase, which Fixwright cannot use');
   });
 });

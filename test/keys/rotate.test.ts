@@ -112,6 +112,13 @@ describe('keys rotate', () => {
       '2 keys use master key version 1, which is not configured: add it to MASTER_KEYS as ' +
         '1:<key> and run "fixwright keys rotate" again.',
     );
+    const keyFile = '/srv/fixwright/data/master-key';
+    const withFile = describeReport(report, [3, 2], listedInMasterKeys([3, 2]), { generatedKeyFile: keyFile });
+    expect(withFile).toContain(
+      `The master key generated in ${keyFile}, used while MASTER_KEY and MASTER_KEYS were unset, ` +
+        `is version 1: add 1:$(cat ${keyFile}) to MASTER_KEYS.`,
+    );
+    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2])).join('\n')).not.toContain('generated in');
 
     const healed = await rotateUserKeys(context.db, new Keyring([v3, v1]), context.logger);
     expect(healed.rotated).toBe(2);
@@ -326,7 +333,11 @@ describe('keys rotate', () => {
       expect(output).not.toContain(Buffer.from(entry.key).toString('base64'));
     }
 
-    await expect(runCli(['keys', 'rotate'], env)).rejects.toThrow(/set MASTER_KEY/);
+    await expect(runCli(['keys', 'rotate'], env)).rejects.toThrow(
+      'Missing master keys: keys rotate re-encrypts stored keys under the newest master key, so ' +
+        'set MASTER_KEYS to the new and the old versions, such as "2:<new key>,1:<old key>", ' +
+        'as the service processes have them.',
+    );
     await expect(runCli(['keys', 'list'], env)).rejects.toThrow('Unknown keys command "list": use rotate.');
     // Four commands, each a new Node.js process that loads tsx: about 2.5 s each on an idle
     // 2 vCPU machine, and over 30 s in all with a full test run beside it.

@@ -1,0 +1,74 @@
+import { asc, eq, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { userApiKeys } from '../db/schema/index.ts';
+import type { Logger } from '../logger.ts';
+import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
+import type { Keyring } from './master-keys.ts';
+
+/** Stored keys of one version that are tried, to tell a wrong master key from a few bad rows. */
+export const masterKeySampleSize = 5;
+
+/**
+ * Decrypts up to `masterKeySampleSize` stored keys of `version`, those not marked
+ * undecryptable first. Returns how many were tried and whether one of them decrypted.
+ */
+export async function sampleVersion(
+  db: Database,
+  keyring: Keyring,
+  version: number,
+): Promise<{ tried: number; decrypted: boolean }> {
+  const sample = await db
+    .select()
+    .from(userApiKeys)
+    .where(eq(userApiKeys.masterKeyVersion, version))
+    .orderBy(sql`${userApiKeys.unusableCause} IS NOT NULL`, asc(userApiKeys.id))
+    .limit(masterKeySampleSize);
+  for (const row of sample) {
+    try {
+      await decryptUserKey(keyring, { userId: row.userId, provider: row.provider }, row);
+      return { tried: sample.length, decrypted: true };
+    } catch (error) {
+      if (!(error instanceof KeyDecryptionError)) throw error;
+    }
+  }
+  return { tried: sample.length, decrypted: false };
+}
+
+/**
+ * Logs a `master_key.mismatch` error for each configured master key version that decrypts
+ * none of the stored keys tried that use it. `keyFile` is the generated key file that version 1
+ * was read from, or null when no key file was read. Returns the versions
+ * that did not match.
+ */
+export async function reportMasterKeyMismatches(
+  db: Database,
+  keyring: Keyring,
+  logger: Logger,
+  keyFile: string | null,
+): Promise<number[]> {
+  const mismatched: number[] = [];
+  for (const version of keyring.versions) {
+    const { tried, decrypted } = await sampleVersion(db, keyring, version);
+    if (tried === 0 || decrypted) continue;
+    mismatched.push(version);
+    const source = keyFile
+      ? `Master key version ${version}, read from ${keyFile} because MASTER_KEY and MASTER_KEYS are unset,`
+      : `Master key version ${version}`;
+    const fix = keyFile
+      ? `That file was lost or replaced: stop Fixwright, restore the file from a backup or set ` +
+        `MASTER_KEY to the original key, and start it again.`
+      : `Set version ${version} in MASTER_KEYS${version === 1 ? ' (or MASTER_KEY)' : ''} to its ` +
+        'original key and restart.';
+    const outcome =
+      tried === 1
+        ? 'does not decrypt the one stored provider key that uses it'
+        : `decrypts none of the ${tried} stored provider keys tried that use it`;
+    logger.error(
+      { event: 'master_key.mismatch', version, triedKeys: tried },
+      `${source} ${outcome}, so it differs from the master key that encrypted ` +
+        `${tried === 1 ? 'it' : 'them'}. Previews cannot use such keys and mark them unusable, ` +
+        `and keys saved now are encrypted under this key. ${fix}`,
+    );
+  }
+  return mismatched;
+}

@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
+import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { reportMasterKeyMismatches } from '../../src/keys/master-key-check.ts';
+import { Keyring } from '../../src/keys/master-keys.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { startServiceProcess } from '../helpers/service.ts';
+
+const material = (version: number) => ({ version, key: new Uint8Array(randomBytes(32)) });
+const v1 = material(1);
+const v2 = material(2);
+const otherV1 = material(1);
+
+let context: TestContext;
+
+async function addKey(keyring: Keyring, login: string, provider: Provider): Promise<string> {
+  const [user] = await context.db.insert(users).values({ login }).returning();
+  const key = `${provider === 'groq' ? 'gsk_' : 'AIza'}check${login}${randomBytes(12).toString('hex')}`;
+  const encrypted = await encryptUserKey(keyring, { userId: user!.id, provider }, key);
+  const [row] = await context.db
+    .insert(userApiKeys)
+    .values({ userId: user!.id, provider, ...encrypted, lastFour: key.slice(-4) })
+    .returning();
+  return row!.id;
+}
+
+function mismatchLines() {
+  return context.logs.filter((line) => line.event === 'master_key.mismatch');
+}
+
+beforeAll(async () => {
+  context = await createTestContext({}, { keyring: new Keyring([v1]) });
+  await addKey(context.keyring, 'checka', 'groq');
+  await addKey(context.keyring, 'checkb', 'gemini');
+});
+
+afterAll(async () => {
+  await context?.close();
+});
+
+describe('master key check at start', () => {
+  it('passes the key the rows were encrypted with', async () => {
+    const before = mismatchLines().length;
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v1]), context.logger, null);
+    expect(mismatched).toEqual([]);
+    expect(mismatchLines()).toHaveLength(before);
+  });
+
+  it('reports another key of the same version', async () => {
+    const before = mismatchLines().length;
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, null);
+    expect(mismatched).toEqual([1]);
+    const lines = mismatchLines().slice(before);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.level).toBe(50);
+    expect(lines[0]!.version).toBe(1);
+    expect(lines[0]!.triedKeys).toBe(2);
+    expect(lines[0]!.msg).toContain('Master key version 1 decrypts none of the 2 stored provider keys');
+    expect(lines[0]!.msg).toContain('Set version 1 in MASTER_KEYS (or MASTER_KEY) to its original key');
+  });
+
+  it('names the generated key file', async () => {
+    const before = mismatchLines().length;
+    const file = '/srv/fixwright/data/master-key';
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, file);
+    expect(mismatched).toEqual([1]);
+    const message = String(mismatchLines().slice(before)[0]!.msg);
+    expect(message).toContain(`read from ${file} because MASTER_KEY and MASTER_KEYS are unset`);
+    expect(message).toContain('restore the file from a backup');
+  });
+
+  it('skips versions no stored key uses', async () => {
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v2, v1]), context.logger, null);
+    expect(mismatched).toEqual([]);
+  });
+
+  it('passes when one sampled row is damaged', async () => {
+    const damagedId = await addKey(context.keyring, 'checkc', 'groq');
+    await context.db
+      .update(userApiKeys)
+      .set({ ciphertext: randomBytes(48).toString('base64url') })
+      .where(eq(userApiKeys.id, damagedId));
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v1]), context.logger, null);
+    expect(mismatched).toEqual([]);
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.id, damagedId));
+  });
+
+  it('words a single stored key', async () => {
+    await addKey(new Keyring([v2]), 'checkd', 'groq');
+    const before = mismatchLines().length;
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([material(2)]), context.logger, null);
+    expect(mismatched).toEqual([2]);
+    const message = String(mismatchLines().slice(before)[0]!.msg);
+    expect(message).toContain('Master key version 2 does not decrypt the one stored provider key that uses it');
+    expect(message).toContain('Set version 2 in MASTER_KEYS to its original key');
+  });
+
+  it('logs the mismatch when the service starts', async () => {
+    const service = await startServiceProcess({
+      DATABASE_URL: context.database.url,
+      MASTER_KEY: Buffer.from(otherV1.key).toString('base64'),
+    });
+    try {
+      const lines = service
+        .output()
+        .split('\n')
+        .filter((line) => line.includes('"event":"master_key.mismatch"'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]!.version).toBe(1);
+      expect(lines[0]!.triedKeys).toBe(2);
+      expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
+    } finally {
+      await service.stop();
+    }
+  }, 60_000);
+});
