@@ -64,7 +64,10 @@ beforeEach(() => {
 });
 
 function asStranger(path: string, method = 'GET', fields: Record<string, string | string[]> = {}) {
-  if (method === 'GET') return app.request(path, { headers: { cookie: stranger.cookie } });
+  if (method === 'GET') {
+    // Fragments serve only htmx requests, which the page sends. Pages ignore the header.
+    return app.request(path, { headers: { cookie: stranger.cookie, 'hx-request': 'true' } });
+  }
   return app.request(path, {
     method,
     headers: formHeaders(stranger),

@@ -231,16 +231,35 @@ describe('progress fragment', () => {
       .set({ status: 'running', filesTotal: 3, filesDone: 1 })
       .where(eq(patchRequests.id, request.id));
     const url = `/patch-requests/${request.id}/progress`;
-    const running = await (await app.request(url, { headers: { cookie: user.cookie } })).text();
+    const headers = { cookie: user.cookie, 'hx-request': 'true' };
+    const running = await (await app.request(url, { headers })).text();
     expect(running).toContain('1 of 3 files done');
     expect(running).toContain('<progress max="3" value="1">');
     expect(running).toContain('hx-trigger="every 1s"');
 
     await context.db.update(patchRequests).set({ status: 'ready', filesDone: 3 }).where(eq(patchRequests.id, request.id));
-    const ready = await (await app.request(url, { headers: { cookie: user.cookie } })).text();
+    const ready = await (await app.request(url, { headers })).text();
     expect(ready).toContain('3 of 3 files done');
     expect(ready).not.toContain('hx-trigger');
     expect(ready).toContain(`href="/patch-requests/${request.id}"`);
+  });
+
+  it('redirects a browser to the preview page', async () => {
+    const { request } = await newReadyRequest();
+    for (const fragment of ['progress', 'files']) {
+      const response = await app.request(`/patch-requests/${request.id}/${fragment}`, {
+        headers: { cookie: user.cookie },
+      });
+      expect(response.status).toBe(303);
+      expect(response.headers.get('location')).toBe(`/patch-requests/${request.id}`);
+    }
+  });
+
+  it('returns 404 for a non-UUID fragment id', async () => {
+    const response = await app.request('/patch-requests/%0d%0aX/files', {
+      headers: { cookie: user.cookie },
+    });
+    expect(response.status).toBe(404);
   });
 });
 

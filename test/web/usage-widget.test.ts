@@ -135,6 +135,12 @@ describe('usage widget fragment', () => {
     expect(html).toContain('hx-get="/usage/widget"');
     expect(html).toContain('hx-trigger="load, every 30s, plan-changed from:body"');
   });
+
+  it('redirects a browser to the home page', async () => {
+    const response = await app.request('/usage/widget', { headers: { cookie: user.cookie } });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/');
+  });
 });
 
 describe('nearLimitAdvice', () => {

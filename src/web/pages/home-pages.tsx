@@ -36,7 +36,9 @@ export function homePages(context: AppContext): Hono<{ Variables: PageVariables 
     );
   });
 
+  // The widget is a fragment that the home page polls, so a browser that opens it gets the page.
   app.get('/usage/widget', async (c) => {
+    if (!c.req.header('hx-request')) return c.redirect('/', 303);
     const { stats, days } = await loadUsage(context, c.var.user.id);
     return c.html(
       <UsageWidget stats={stats} days={days} canChangePlan={canChangeOwnPlan(context, c.var.user)} />,

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
+import { isUuid } from '../../runs/visible-runs.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -62,11 +63,15 @@ export function patchRequestPages(
   });
 
   app.get('/patch-requests/:id/progress', async (c) => {
+    const page = pageOfFragment(c.req.param('id'), c.req.header('hx-request'));
+    if (page) return c.redirect(page, 303);
     const { request } = await load(c.var.user.id, c.req.param('id'));
     return c.html(<PatchProgress request={request} />);
   });
 
   app.get('/patch-requests/:id/files', async (c) => {
+    const page = pageOfFragment(c.req.param('id'), c.req.header('hx-request'));
+    if (page) return c.redirect(page, 303);
     return c.html(await renderFilesPanel(c.var.session, c.var.user.id, c.req.param('id')));
   });
 
@@ -163,4 +168,14 @@ export function patchRequestPages(
   });
 
   return app;
+}
+
+/**
+ * Returns the preview page that a browser should see in place of one of its fragments, when
+ * the request does not come from htmx, or null to serve the fragment. An id that is not a UUID
+ * gets no page, so the fragment route returns 404 for it as the page does.
+ */
+function pageOfFragment(id: string, htmxHeader: string | undefined): string | null {
+  if (htmxHeader !== undefined || !isUuid(id)) return null;
+  return `/patch-requests/${id}`;
 }
