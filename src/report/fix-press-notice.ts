@@ -80,8 +80,9 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
       return (
         "Nothing was queued, because the token allowance left of the user who installed the app " +
         `does not cover the estimate of any of the run's ${formatCount(notice.files, 'file')}. ` +
-        'That user can upgrade the plan, wait for the next period or add their own Groq or ' +
-        `Gemini key on the Fixwright dashboard, ${again}.`
+        'That user can wait for the next period, add their own Groq or Gemini key on the ' +
+        'Fixwright dashboard or ask a Fixwright admin for a larger allowance, ' +
+        `${again}.`
       );
     case 'pull_request_closed':
       return `Nothing was queued, because the pull request is closed. Reopen it, ${again}.`;

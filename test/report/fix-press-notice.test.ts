@@ -212,9 +212,9 @@ describe('fix press notice on the check run', () => {
     expect(after.output.summary).toBe(summary);
     expect(after.output.text).toContain(
       'Nothing was queued, because the token allowance left of the user who installed the app ' +
-        "does not cover the estimate of any of the run's 1 file. That user can upgrade the " +
-        'plan, wait for the next period or add their own Groq or Gemini key on the Fixwright ' +
-        'dashboard, then press **Fix with AI** again.',
+        "does not cover the estimate of any of the run's 1 file. That user can wait for the " +
+        'next period, add their own Groq or Gemini key on the Fixwright dashboard or ask a ' +
+        'Fixwright admin for a larger allowance, then press **Fix with AI** again.',
     );
     expect(after.output.text).not.toContain('1000');
     expect(after.output.text).not.toContain(ownerId);

@@ -198,6 +198,16 @@ describe('repeated "Preview fix"', () => {
     expect(await requestIdsOfRun(target.id)).toHaveLength(2);
   });
 
+  it('shortens an invalid finding id', async () => {
+    const { run: target } = await newRun();
+    const response = await post(`/runs/${target.id}/patch-requests`, { findingIds: 'x'.repeat(5000) });
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain(`Invalid finding id &quot;${'x'.repeat(78)}…: reload the run page.`);
+    expect(html).not.toContain('x'.repeat(80));
+    expect(await requestIdsOfRun(target.id)).toEqual([]);
+  });
+
   it('creates one preview for two submits at once', async () => {
     const { run: target, installationId, findings: rows } = await newRun();
     const ids = rows.map((row) => row.id);

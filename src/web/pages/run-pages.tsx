@@ -17,6 +17,7 @@ import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import { pickForm } from '../../text/plural.ts';
+import { quoteValue } from '../../text/quote-value.ts';
 import {
   AppError,
   fromInstallationUnavailable,
@@ -76,7 +77,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     }
     const invalid = findingIds.filter((id) => !isUuid(id));
     if (invalid.length > 0) {
-      throw new AppError('bad_request', `Invalid finding id ${JSON.stringify(invalid[0])}: reload the run page.`);
+      throw new AppError('bad_request', `Invalid finding id ${quoteValue(invalid[0], 80)}: reload the run page.`);
     }
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
