@@ -83,7 +83,7 @@ export type SaveKeyFailure =
 export async function saveUserKey(
   context: AppContext,
   input: { userId: string; provider: Provider; key: string },
-): Promise<{ ok: true; info: StoredKeyInfo } | SaveKeyFailure> {
+): Promise<{ ok: true; info: StoredKeyInfo; replaced: boolean } | SaveKeyFailure> {
   const { db, keyring, logger } = context;
   const { userId, provider } = input;
   if (!providers.includes(provider)) {
@@ -108,7 +108,7 @@ export async function saveUserKey(
 
   const encrypted = await encryptUserKey(keyring, { userId, provider }, format.key);
   const saved = { ...encrypted, lastFour: format.key.slice(-4) };
-  const [info] = await db
+  const [row] = await db
     .insert(userApiKeys)
     .values({ userId, provider, ...saved })
     .onConflictDoUpdate({
@@ -121,18 +121,21 @@ export async function saveUserKey(
         updatedAt: sql`now()`,
       },
     })
-    .returning(infoColumns);
+    // An inserted row version has no xmax, and one that ON CONFLICT updated has the
+    // transaction ID there. Timestamps cannot tell them apart, because two saves may share one.
+    .returning({ ...infoColumns, replaced: sql<boolean>`${userApiKeys}.xmax <> 0` });
+  const { replaced, ...info } = row!;
   logger.info(
     {
       event: 'user_key.saved',
       userId,
       provider,
       masterKeyVersion: encrypted.masterKeyVersion,
-      replaced: info!.updatedAt.getTime() !== info!.createdAt.getTime(),
+      replaced,
     },
     'provider key saved',
   );
-  return { ok: true, info: info! };
+  return { ok: true, info, replaced };
 }
 
 /** Counts one key check of the user and returns the failure past the limit, or null within it. */

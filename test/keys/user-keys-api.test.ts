@@ -133,6 +133,28 @@ describe('own key API', () => {
     expect(after!.nonce).not.toBe(before!.nonce);
   });
 
+  it('replaces with 200 within one millisecond', async () => {
+    const user = await newUser('keys-same-instant');
+    const first = await call(user.token, 'PUT', '/api/user/keys/groq', { key: groqKey });
+    expect(first.status).toBe(201);
+    // Two saves within one millisecond store the same time. A trigger makes the replacement
+    // store the creation time, so only the database can tell the replacement apart.
+    await context.db.execute(sql.raw(`
+      CREATE FUNCTION test_same_instant() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN NEW.updated_at := OLD.created_at; RETURN NEW; END $$;
+      CREATE TRIGGER test_same_instant BEFORE UPDATE ON user_api_keys
+        FOR EACH ROW EXECUTE FUNCTION test_same_instant()`));
+    try {
+      const second = await call(user.token, 'PUT', '/api/user/keys/groq', { key: replacementGroqKey });
+      expect(second.status).toBe(200);
+      expect(second.json.key.updatedAt).toBe(first.json.key.createdAt);
+    } finally {
+      await context.db.execute(sql.raw(`
+        DROP TRIGGER test_same_instant ON user_api_keys;
+        DROP FUNCTION test_same_instant()`));
+    }
+  });
+
   it('does not store a key of the wrong format', async () => {
     const user = await newUser('keys-format');
     const cases: [unknown, string][] = [

@@ -88,8 +88,7 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
       throw new AppError(saved.cause === 'unavailable' ? 'bad_gateway' : 'bad_request', saved.reason);
     }
     // A new row gets created_at = updated_at from the same now(); a replaced one keeps its created_at.
-    const created = saved.info.createdAt.getTime() === saved.info.updatedAt.getTime();
-    return c.json({ key: serialize(saved.info) }, created ? 201 : 200);
+    return c.json({ key: serialize(saved.info) }, saved.replaced ? 200 : 201);
   });
 
   app.delete('/api/user/keys/:provider', async (c) => {
