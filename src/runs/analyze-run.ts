@@ -109,12 +109,16 @@ export async function analyzeRun(
         .onConflictDoNothing();
     }
     // A run superseded or cancelled while it was analyzed keeps that status and no report.
+    // The new findings are not posted yet, so the report time and error of an earlier analysis
+    // are cleared. A suspend then cancels the new report job as a pending one.
     const [completed] = await tx
       .update(prRuns)
       .set({
         status: 'completed',
         error: null,
         completedAt: new Date(),
+        reportedAt: null,
+        reportError: null,
         uncheckedFiles: uncheckedPaths,
         unlistedFiles,
         omittedFindings,

@@ -46,7 +46,8 @@ export function describeInstallationCancel(installation: {
  * - Queued and analyzing runs become `cancelled` with `reason`, and their analyze jobs are
  *   cancelled.
  * - Completed runs whose report is not posted get a report error that ends with `reason`,
- *   and their report jobs are cancelled.
+ *   and their report jobs are cancelled. That includes a run analyzed again after an earlier
+ *   report, because the analysis clears `reportedAt` when it queues the new report job.
  * - Queued and running patch requests become `cancelled` with `reason`, and their preview jobs
  *   are cancelled, including the job of a running preview. pg-boss 10.4 then neither completes
  *   nor retries that job, because its complete and fail statements skip cancelled jobs. The

@@ -1,0 +1,164 @@
+// A run that is analyzed again (a force push back to its commit) queues a new report job, and a
+// suspend must cancel that job whether or not the earlier findings were posted.
+import { randomUUID } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { prRuns } from '../../src/db/schema/index.ts';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import { handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
+import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
+import { describeInstallationCancel } from '../../src/runs/cancel-installation-work.ts';
+import { createApp } from '../../src/web/app.tsx';
+import {
+  createGitHubTestContext,
+  insertInstallation,
+  prNumber,
+  repository,
+  repositoryId,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+
+const secret = 'analyze-again-secret';
+/** A commit that the fake GitHub does not serve, so its run is only queued, then superseded. */
+const otherSha = 'f'.repeat(40);
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let delivery = 0;
+
+/** Posts a signed webhook and returns its recorded outcome. */
+async function deliver(event: string, payload: Record<string, unknown>): Promise<string> {
+  const response = await postSignedWebhook(app, {
+    secret,
+    event,
+    deliveryId: `analyze-again-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { outcome: string }).outcome;
+}
+
+/** Delivers a `synchronize` event of the fake pull request at `headSha`, `minute` minutes past 09:00. */
+async function pushed(headSha: string, minute: number): Promise<string> {
+  const payload = examplePayload('pull_request', 'synchronize', setup.installationId);
+  payload.number = prNumber;
+  payload.repository.id = repositoryId;
+  payload.repository.full_name = repository;
+  payload.pull_request.number = prNumber;
+  payload.pull_request.head.sha = headSha;
+  payload.pull_request.head.ref = headBranch;
+  payload.pull_request.head.repo.full_name = repository;
+  payload.pull_request.base.sha = setup.git.baseSha;
+  payload.pull_request.updated_at = `2024-06-01T09:${String(minute).padStart(2, '0')}:00Z`;
+  return deliver('pull_request', payload);
+}
+
+async function runAt(headSha: string) {
+  const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.headSha, headSha));
+  return run!;
+}
+
+async function jobState(queue: string, id: string | null) {
+  expect(id).not.toBeNull();
+  return (await setup.context.boss.getJobById(queue, id!))?.state;
+}
+
+/** Runs the handler of the run's current analyze job, as a worker does. */
+async function analyze(runId: string) {
+  const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  const job = { id: run!.analyzeJobId ?? randomUUID(), data: { runId }, retryCount: 0, retryLimit: 4 };
+  await handleAnalyzeJob(setup.context, job as PgBoss.JobWithMetadata<AnalyzeJobData>);
+}
+
+/** Fetches the report job `jobId` as a worker does, runs the handler and completes the job. */
+async function report(jobId: string) {
+  const jobs = await setup.context.boss.fetch<ReportJobData>(reportQueue, { includeMetadata: true });
+  expect(jobs.map((job) => job.id)).toEqual([jobId]);
+  await handleReportJob(setup.context, jobs[0]!);
+  await setup.context.boss.complete(reportQueue, jobId);
+}
+
+/**
+ * Opens the pull request at the fake's head commit, analyzes the run and runs its report job.
+ * Returns the run after the report.
+ */
+async function reportedRun() {
+  await pushed(setup.git.headSha, 0);
+  const run = await runAt(setup.git.headSha);
+  await analyze(run.id);
+  const analyzed = await runAt(setup.git.headSha);
+  await report(analyzed.reportJobId!);
+  return runAt(setup.git.headSha);
+}
+
+/**
+ * Supersedes the run at the fake's head commit by a push of another commit, then pushes its
+ * commit back, so the run is queued again, and analyzes it. Returns the run after the analysis.
+ */
+async function analyzedAgain() {
+  await pushed(otherSha, 1);
+  expect((await runAt(setup.git.headSha)).status).toBe('superseded');
+  const outcome = await pushed(setup.git.headSha, 2);
+  const run = await runAt(setup.git.headSha);
+  expect(outcome).toBe(`run ${run.id} queued again; superseded 1 older run(s)`);
+  await analyze(run.id);
+  return runAt(setup.git.headSha);
+}
+
+beforeEach(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'README.md': '# x\n' },
+    head: { 'src/a.ts': "console.log('a');\n" },
+    env: { WEBHOOK_SECRET: secret },
+  });
+  app = createApp(setup.context);
+  await insertInstallation(setup.context, { id: setup.installationId });
+});
+
+afterEach(async () => {
+  await setup?.close();
+});
+
+describe('run analyzed again', () => {
+  it('clears the earlier report time', async () => {
+    const reported = await reportedRun();
+    expect(reported.reportedAt).not.toBeNull();
+    expect(setup.fake.checkRuns).toHaveLength(1);
+
+    const again = await analyzedAgain();
+
+    expect(again.status).toBe('completed');
+    expect(again.reportJobId).not.toBe(reported.reportJobId);
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('created');
+    expect(again.reportedAt).toBeNull();
+    expect(again.reportError).toBeNull();
+  });
+
+  it('lets a suspend cancel the new report job', async () => {
+    await reportedRun();
+    const again = await analyzedAgain();
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('created');
+
+    const outcome = await deliver(
+      'installation',
+      examplePayload('installation', 'suspend', setup.installationId),
+    );
+
+    expect(outcome).toBe(
+      `installation ${setup.installationId} marked suspended; ` +
+        'cancelled 0 run(s), 1 report(s) and 0 patch request(s)',
+    );
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('cancelled');
+    const reason = describeInstallationCancel({
+      id: setup.installationId,
+      accountLogin: 'Codertocat',
+      actorLogin: 'Codertocat',
+      cause: 'suspended',
+    });
+    const stored = await runAt(setup.git.headSha);
+    expect(stored.reportError).toBe(`The check run and summary comment were not posted. ${reason}`);
+    expect(stored.reportedAt).toBeNull();
+  });
+});
