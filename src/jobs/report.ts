@@ -196,7 +196,7 @@ async function queueNextReportJob(
 
     // Locks the run's row after the installation's, in the order a suspend locks them. An
     // analysis that completes the run again and stores its new report job either comes first
-    // and is seen here, or waits for this commit and then replaces this job's id.
+    // and is seen here, or waits for this commit, then replaces the new job's id and cancels it.
     const [current] = await tx
       .select({ status: prRuns.status, reportJobId: prRuns.reportJobId })
       .from(prRuns)

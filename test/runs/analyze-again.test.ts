@@ -1,10 +1,12 @@
-// A run that is analyzed again (a force push back to its commit) queues a new report job, and a
-// suspend must cancel that job whether or not the earlier findings were posted.
+// A run that is analyzed again (a force push back to its commit) queues a new report job. The
+// report job of the earlier analysis must not run any more, and a suspend must cancel the new
+// one whether or not the earlier findings were posted.
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
+import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
@@ -21,6 +23,7 @@ import {
 import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'analyze-again-secret';
+const checkRunsPath = '/repos/:owner/:repo/check-runs';
 /** A commit that the fake GitHub does not serve, so its run is only queued, then superseded. */
 const otherSha = 'f'.repeat(40);
 
@@ -134,6 +137,29 @@ describe('run analyzed again', () => {
     expect(await jobState(reportQueue, again.reportJobId)).toBe('created');
     expect(again.reportedAt).toBeNull();
     expect(again.reportError).toBeNull();
+  });
+
+  it('cancels the report job waiting for a rate limit', async () => {
+    await pushed(setup.git.headSha, 0);
+    const run = await runAt(setup.git.headSha);
+    await analyze(run.id);
+    const firstJobId = (await runAt(setup.git.headSha)).reportJobId!;
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+    await report(firstJobId);
+    const waiting = await runAt(setup.git.headSha);
+    expect(waiting.reportJobId).not.toBe(firstJobId);
+    expect(await jobState(reportQueue, waiting.reportJobId)).toBe('created');
+
+    const again = await analyzedAgain();
+
+    expect(again.reportJobId).not.toBe(waiting.reportJobId);
+    expect(await jobState(reportQueue, waiting.reportJobId)).toBe('cancelled');
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('created');
+    const pending = await setup.context.database.sql<{ id: string }[]>`
+      SELECT id FROM pgboss.job
+      WHERE name = ${reportQueue} AND data->>'runId' = ${run.id} AND state IN ('created', 'retry')`;
+    expect(pending.map((job) => job.id)).toEqual([again.reportJobId]);
+    expect(setup.fake.checkRuns).toHaveLength(0);
   });
 
   it('lets a suspend cancel the new report job', async () => {
