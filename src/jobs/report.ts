@@ -70,11 +70,32 @@ export async function handleReportJob(
       await stopForUnavailableInstallation(context, runId, unavailable, logger);
       return;
     }
-    const rateLimit = asGitHubRateLimit(error);
-    if (rateLimit && (await queueAfterRateLimit(context, job.id, data, rateLimit, error, logger))) {
-      return;
-    }
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const rateLimit = asGitHubRateLimit(error);
+    if (rateLimit) {
+      let queued: boolean;
+      try {
+        queued = await queueAfterRateLimit(context, job.id, data, rateLimit, error, logger);
+      } catch (queueError) {
+        // The transaction that queues the next job rolled back, so the run still names this
+        // job, and pg-boss retries it unless this was the last attempt. The stored report error
+        // names the rate limit, because a failed query's own message quotes the query.
+        logger.error(
+          {
+            event: 'job.report.failed',
+            err: queueError,
+            rateLimit: rateLimit.kind,
+            liftsAt: new Date(rateLimit.liftsAt).toISOString(),
+            attempt: job.retryCount,
+            finalAttempt,
+          },
+          'report failed: queueing the report job for after the GitHub rate limit failed',
+        );
+        if (finalAttempt) await recordReportError(context.db, runId, error);
+        throw queueError;
+      }
+      if (queued) return;
+    }
     logger.error(
       { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt },
       'report failed',
