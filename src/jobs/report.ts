@@ -49,7 +49,7 @@ export async function handleReportJob(
   const logger = context.logger.child({ jobId: job.id, runId, queue: reportQueue });
   const startedAt = Date.now();
   try {
-    const outcome = await reportRun(context, runId, logger);
+    const outcome = await reportRun(context, runId, logger, { jobId: job.id });
     logger.info(
       { event: 'job.report.completed', durationMs: Date.now() - startedAt, ...outcome },
       'report finished',

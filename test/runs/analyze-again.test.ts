@@ -1,6 +1,6 @@
 // A run that is analyzed again (a force push back to its commit) queues a new report job. The
-// report job of the earlier analysis must not run any more, and a suspend must cancel the new
-// one whether or not the earlier findings were posted.
+// report job of the earlier analysis is cancelled and does not mark the run reported, and a
+// suspend must cancel the new one whether or not the earlier findings were posted.
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
@@ -160,6 +160,37 @@ describe('run analyzed again', () => {
       WHERE name = ${reportQueue} AND data->>'runId' = ${run.id} AND state IN ('created', 'retry')`;
     expect(pending.map((job) => job.id)).toEqual([again.reportJobId]);
     expect(setup.fake.checkRuns).toHaveLength(0);
+  });
+
+  it('keeps a report pending after a cancelled job', async () => {
+    await pushed(setup.git.headSha, 0);
+    await analyze((await runAt(setup.git.headSha)).id);
+    const firstJobId = (await runAt(setup.git.headSha)).reportJobId!;
+    const [active] = await setup.context.boss.fetch<ReportJobData>(reportQueue, {
+      includeMetadata: true,
+    });
+    expect(active!.id).toBe(firstJobId);
+
+    // The run is analyzed again while a worker runs its first report job, which then finishes.
+    const again = await analyzedAgain();
+    expect(await jobState(reportQueue, firstJobId)).toBe('cancelled');
+    await handleReportJob(setup.context, active!);
+
+    expect(setup.fake.checkRuns).toHaveLength(1);
+    const stored = await runAt(setup.git.headSha);
+    expect(stored.reportJobId).toBe(again.reportJobId);
+    expect(stored.reportedAt).toBeNull();
+    const replaced = setup.context.logs.find(
+      (line) => line.event === 'report.replaced' && line.jobId === firstJobId,
+    );
+    expect(replaced).toBeDefined();
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('created');
+    const outcome = await deliver(
+      'installation',
+      examplePayload('installation', 'suspend', setup.installationId),
+    );
+    expect(outcome).toContain('cancelled 0 run(s), 1 report(s)');
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('cancelled');
   });
 
   it('lets a suspend cancel the new report job', async () => {
