@@ -193,6 +193,28 @@ describe('run analyzed again', () => {
     expect(await jobState(reportQueue, again.reportJobId)).toBe('cancelled');
   });
 
+  it('cancels a pending job despite stale columns', async () => {
+    const reported = await reportedRun();
+    const again = await analyzedAgain();
+    // Columns written by an earlier analysis's report job, as rows from before reportedAt was
+    // cleared on a new analysis have them.
+    await setup.context.db
+      .update(prRuns)
+      .set({ reportedAt: reported.reportedAt, reportError: 'Posting the results to GitHub failed.' })
+      .where(eq(prRuns.id, again.id));
+
+    const outcome = await deliver(
+      'installation',
+      examplePayload('installation', 'suspend', setup.installationId),
+    );
+
+    expect(outcome).toContain('cancelled 0 run(s), 1 report(s)');
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('cancelled');
+    const stored = await runAt(setup.git.headSha);
+    expect(stored.reportedAt).toBeNull();
+    expect(stored.reportError).toMatch(/^The check run and summary comment were not posted\. /);
+  });
+
   it('lets a suspend cancel the new report job', async () => {
     await reportedRun();
     const again = await analyzedAgain();
