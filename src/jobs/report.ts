@@ -57,7 +57,7 @@ export async function handleReportJob(
   } catch (error) {
     if (error instanceof ConfigError) {
       // Missing credentials will still be missing on a retry; fail now with what to set.
-      await recordReportError(context.db, runId, error);
+      await recordReportError(context.db, runId, error, { jobId: job.id });
       logger.warn(
         { event: 'job.report.not_configured', reason: error.message },
         'report stopped: not configured',
@@ -67,7 +67,7 @@ export async function handleReportJob(
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
-      await stopForUnavailableInstallation(context, runId, unavailable, logger);
+      await stopForUnavailableInstallation(context, job.id, runId, unavailable, logger);
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;
@@ -91,7 +91,7 @@ export async function handleReportJob(
           },
           'report failed: queueing the report job for after the GitHub rate limit failed',
         );
-        if (finalAttempt) await recordReportError(context.db, runId, error);
+        if (finalAttempt) await recordReportError(context.db, runId, error, { jobId: job.id });
         throw queueError;
       }
       if (queued) return;
@@ -100,18 +100,19 @@ export async function handleReportJob(
       { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt },
       'report failed',
     );
-    if (finalAttempt) await recordReportError(context.db, runId, error);
+    if (finalAttempt) await recordReportError(context.db, runId, error, { jobId: job.id });
     throw error;
   }
 }
 
 async function stopForUnavailableInstallation(
   context: AppContext,
+  jobId: string,
   runId: string,
   unavailable: InstallationUnavailableError,
   logger: Logger,
 ): Promise<void> {
-  await recordReportError(context.db, runId, unavailable);
+  await recordReportError(context.db, runId, unavailable, { jobId });
   logger.warn(
     {
       event: 'job.report.stopped',
@@ -177,7 +178,7 @@ async function queueAfterRateLimit(
       'report skipped: GitHub rate-limited it, and the run changed meanwhile',
     );
   } else if (outcome.kind === 'unavailable') {
-    await stopForUnavailableInstallation(context, data.runId, outcome.unavailable, logger);
+    await stopForUnavailableInstallation(context, jobId, data.runId, outcome.unavailable, logger);
   } else {
     logger.warn(
       { event: 'job.report.rate_limited', ...fields, nextJobId: outcome.jobId, err: error },

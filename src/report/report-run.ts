@@ -1,4 +1,4 @@
-import { and, asc, eq, isNull, or } from 'drizzle-orm';
+import { and, asc, eq, isNull, or, type SQL } from 'drizzle-orm';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
@@ -77,14 +77,10 @@ export async function reportRun(
     logger,
   );
 
-  const ofThisJob =
-    options.jobId === undefined
-      ? undefined
-      : or(isNull(prRuns.reportJobId), eq(prRuns.reportJobId, options.jobId));
   const marked = await context.db
     .update(prRuns)
     .set({ reportedAt: new Date(), reportError: null })
-    .where(and(eq(prRuns.id, runId), ofThisJob))
+    .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)))
     .returning({ id: prRuns.id });
   if (marked.length === 0) {
     logger.info(
@@ -95,16 +91,29 @@ export async function reportRun(
   return { status: 'reported', ...checkRun, comment };
 }
 
-/** Stores why the run's results could not be posted, for the API and the logs. */
+/**
+ * Stores why the run's results could not be posted, for the API and the logs. With `jobId`, it
+ * is stored only while the run names that report job (or none), as in `reportRun`.
+ */
 export async function recordReportError(
   db: Database,
   runId: string,
   error: unknown,
+  options: { jobId?: string } = {},
 ): Promise<void> {
   await db
     .update(prRuns)
     .set({ reportError: describeReportError(error).slice(0, 2000) })
-    .where(eq(prRuns.id, runId));
+    .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)));
+}
+
+/**
+ * Builds the condition that a run names report job `jobId` or no report job, or no condition
+ * without `jobId`. Runs completed before `reportJobId` existed name no job.
+ */
+function namesReportJob(jobId: string | undefined): SQL | undefined {
+  if (jobId === undefined) return undefined;
+  return or(isNull(prRuns.reportJobId), eq(prRuns.reportJobId, jobId));
 }
 
 /**

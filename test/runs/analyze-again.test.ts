@@ -193,6 +193,33 @@ describe('run analyzed again', () => {
     expect(await jobState(reportQueue, again.reportJobId)).toBe('cancelled');
   });
 
+  it('ignores a cancelled job failing', async () => {
+    await pushed(setup.git.headSha, 0);
+    await analyze((await runAt(setup.git.headSha)).id);
+    const firstJobId = (await runAt(setup.git.headSha)).reportJobId!;
+    await setup.context.database.sql`UPDATE pgboss.job SET retry_limit = 0 WHERE id = ${firstJobId}`;
+    const [active] = await setup.context.boss.fetch<ReportJobData>(reportQueue, {
+      includeMetadata: true,
+    });
+    expect(active!.id).toBe(firstJobId);
+
+    // The run is analyzed again while the first report job runs its last attempt, which fails.
+    const again = await analyzedAgain();
+    setup.fake.queueResponse({
+      method: 'POST',
+      path: checkRunsPath,
+      status: 422,
+      body: { message: 'Validation Failed' },
+    });
+    const error = await handleReportJob(setup.context, active!).catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(422);
+    const stored = await runAt(setup.git.headSha);
+    expect(stored.reportJobId).toBe(again.reportJobId);
+    expect(stored.reportError).toBeNull();
+    expect(await jobState(reportQueue, again.reportJobId)).toBe('created');
+  });
+
   it('cancels a pending job despite stale columns', async () => {
     const reported = await reportedRun();
     const again = await analyzedAgain();
