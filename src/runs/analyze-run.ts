@@ -143,7 +143,8 @@ export async function analyzeRun(
       // The earlier analysis's report job would post the findings again, or post them after a
       // rate limit lifts, so at most one report job of the run stays pending. pg-boss 10.4
       // cancels a job in any state before `completed`. A worker that is running the job goes
-      // on, but the job is neither retried nor followed by a job after a rate limit.
+      // on, but the job is neither retried nor followed by a job after a rate limit, and it
+      // does not mark the run reported (see reportRun).
       if (previous?.reportJobId) await context.boss.cancel(reportQueue, previous.reportJobId, { db });
     }
   });
