@@ -49,7 +49,7 @@ export async function handleReportJob(
   const logger = context.logger.child({ jobId: job.id, runId, queue: reportQueue });
   const startedAt = Date.now();
   try {
-    const outcome = await reportRun(context, runId, logger);
+    const outcome = await reportRun(context, runId, logger, { jobId: job.id });
     logger.info(
       { event: 'job.report.completed', durationMs: Date.now() - startedAt, ...outcome },
       'report finished',
@@ -57,7 +57,7 @@ export async function handleReportJob(
   } catch (error) {
     if (error instanceof ConfigError) {
       // Missing credentials will still be missing on a retry; fail now with what to set.
-      await recordReportError(context.db, runId, error);
+      await recordReportError(context.db, runId, error, { jobId: job.id });
       logger.warn(
         { event: 'job.report.not_configured', reason: error.message },
         'report stopped: not configured',
@@ -67,30 +67,52 @@ export async function handleReportJob(
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       await recordInstallationUnavailable(context.db, unavailable);
-      await stopForUnavailableInstallation(context, runId, unavailable, logger);
-      return;
-    }
-    const rateLimit = asGitHubRateLimit(error);
-    if (rateLimit && (await queueAfterRateLimit(context, job.id, data, rateLimit, error, logger))) {
+      await stopForUnavailableInstallation(context, job.id, runId, unavailable, logger);
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const rateLimit = asGitHubRateLimit(error);
+    if (rateLimit) {
+      let queued: boolean;
+      try {
+        queued = await queueAfterRateLimit(context, job.id, data, rateLimit, error, logger);
+      } catch (queueError) {
+        // The transaction that queues the next job rolled back, so the run still names this
+        // job, and pg-boss retries it unless this was the last attempt. The stored report error
+        // names the rate limit, because a failed query's own message quotes the query.
+        logger.error(
+          {
+            event: 'job.report.failed',
+            err: queueError,
+            rateLimit: rateLimit.kind,
+            liftsAt: new Date(rateLimit.liftsAt).toISOString(),
+            attempt: job.retryCount,
+            finalAttempt,
+          },
+          'report failed: queueing the report job for after the GitHub rate limit failed',
+        );
+        if (finalAttempt) await recordReportError(context.db, runId, error, { jobId: job.id });
+        throw queueError;
+      }
+      if (queued) return;
+    }
     logger.error(
       { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt },
       'report failed',
     );
-    if (finalAttempt) await recordReportError(context.db, runId, error);
+    if (finalAttempt) await recordReportError(context.db, runId, error, { jobId: job.id });
     throw error;
   }
 }
 
 async function stopForUnavailableInstallation(
   context: AppContext,
+  jobId: string,
   runId: string,
   unavailable: InstallationUnavailableError,
   logger: Logger,
 ): Promise<void> {
-  await recordReportError(context.db, runId, unavailable);
+  await recordReportError(context.db, runId, unavailable, { jobId });
   logger.warn(
     {
       event: 'job.report.stopped',
@@ -156,7 +178,7 @@ async function queueAfterRateLimit(
       'report skipped: GitHub rate-limited it, and the run changed meanwhile',
     );
   } else if (outcome.kind === 'unavailable') {
-    await stopForUnavailableInstallation(context, data.runId, outcome.unavailable, logger);
+    await stopForUnavailableInstallation(context, jobId, data.runId, outcome.unavailable, logger);
   } else {
     logger.warn(
       { event: 'job.report.rate_limited', ...fields, nextJobId: outcome.jobId, err: error },
@@ -196,7 +218,7 @@ async function queueNextReportJob(
 
     // Locks the run's row after the installation's, in the order a suspend locks them. An
     // analysis that completes the run again and stores its new report job either comes first
-    // and is seen here, or waits for this commit and then replaces this job's id.
+    // and is seen here, or waits for this commit, then replaces the new job's id and cancels it.
     const [current] = await tx
       .select({ status: prRuns.status, reportJobId: prRuns.reportJobId })
       .from(prRuns)

@@ -1,4 +1,4 @@
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq, isNull, or, type SQL } from 'drizzle-orm';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
@@ -29,12 +29,15 @@ export function checkRunLockKey(runId: string): string {
 /**
  * Posts the results of a completed run to GitHub: the "Fixwright" check run with annotations,
  * then the pull request's summary comment. Safe to retry: the check run is created once per run
- * and the comment is edited in place.
+ * and the comment is edited in place. With `jobId`, the run is marked reported only while it
+ * names that report job (or none), because a run analyzed again meanwhile names its new job,
+ * whose report is still pending.
  */
 export async function reportRun(
   context: AppContext,
   runId: string,
   logger: Logger,
+  options: { jobId?: string } = {},
 ): Promise<ReportOutcome> {
   const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
   if (!run) return { status: 'skipped', reason: 'run no longer exists' };
@@ -74,23 +77,43 @@ export async function reportRun(
     logger,
   );
 
-  await context.db
+  const marked = await context.db
     .update(prRuns)
     .set({ reportedAt: new Date(), reportError: null })
-    .where(eq(prRuns.id, runId));
+    .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)))
+    .returning({ id: prRuns.id });
+  if (marked.length === 0) {
+    logger.info(
+      { event: 'report.replaced' },
+      'report posted, but the run was analyzed again meanwhile; its new report job reports it',
+    );
+  }
   return { status: 'reported', ...checkRun, comment };
 }
 
-/** Stores why the run's results could not be posted, for the API and the logs. */
+/**
+ * Stores why the run's results could not be posted, for the API and the logs. With `jobId`, it
+ * is stored only while the run names that report job (or none), as in `reportRun`.
+ */
 export async function recordReportError(
   db: Database,
   runId: string,
   error: unknown,
+  options: { jobId?: string } = {},
 ): Promise<void> {
   await db
     .update(prRuns)
     .set({ reportError: describeReportError(error).slice(0, 2000) })
-    .where(eq(prRuns.id, runId));
+    .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)));
+}
+
+/**
+ * Builds the condition that a run names report job `jobId` or no report job, or no condition
+ * without `jobId`. Runs completed before `reportJobId` existed name no job.
+ */
+function namesReportJob(jobId: string | undefined): SQL | undefined {
+  if (jobId === undefined) return undefined;
+  return or(isNull(prRuns.reportJobId), eq(prRuns.reportJobId, jobId));
 }
 
 /**

@@ -29,7 +29,8 @@ export interface AnalyzeOutcome {
 /**
  * Reads the files a pull request changes at the run's head commit, runs the built-in rules
  * over the added lines and stores the findings. Running it again replaces the findings. A run
- * that completes queues its report job in the same transaction.
+ * that completes queues its report job in the same transaction, and cancels the report job of
+ * the run's earlier analysis.
  */
 export async function analyzeRun(
   context: AppContext,
@@ -93,6 +94,15 @@ export async function analyzeRun(
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
   await context.db.transaction(async (tx) => {
+    // Locks the run's row first, so the report job of an earlier analysis read here is the one
+    // this transaction replaces. A rate-limited report job that queues its successor locks the
+    // row too, so it either comes first and its successor is cancelled below, or it waits and
+    // then finds that the run names the new job.
+    const [previous] = await tx
+      .select({ reportJobId: prRuns.reportJobId })
+      .from(prRuns)
+      .where(eq(prRuns.id, runId))
+      .for('update');
     await tx.delete(findings).where(eq(findings.runId, runId));
     for (let start = 0; start < drafts.length; start += findingInsertChunkSize) {
       const chunk = drafts.slice(start, start + findingInsertChunkSize);
@@ -109,12 +119,16 @@ export async function analyzeRun(
         .onConflictDoNothing();
     }
     // A run superseded or cancelled while it was analyzed keeps that status and no report.
+    // The new findings are not posted yet, so the report time and error of an earlier analysis
+    // are cleared. A suspend then cancels the new report job as a pending one.
     const [completed] = await tx
       .update(prRuns)
       .set({
         status: 'completed',
         error: null,
         completedAt: new Date(),
+        reportedAt: null,
+        reportError: null,
         uncheckedFiles: uncheckedPaths,
         unlistedFiles,
         omittedFindings,
@@ -122,9 +136,16 @@ export async function analyzeRun(
       .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`)
       .returning({ id: prRuns.id });
     if (completed) {
+      const db = transactionDb(tx);
       const data: ReportJobData = { runId };
-      const reportJobId = await context.boss.send(reportQueue, data, { db: transactionDb(tx) });
+      const reportJobId = await context.boss.send(reportQueue, data, { db });
       await tx.update(prRuns).set({ reportJobId }).where(eq(prRuns.id, runId));
+      // The earlier analysis's report job would post the findings again, or post them after a
+      // rate limit lifts, so at most one report job of the run stays pending. pg-boss 10.4
+      // cancels a job in any state before `completed`. A worker that is running the job goes
+      // on, but the job is neither retried nor followed by a job after a rate limit, and it
+      // does not mark the run reported (see reportRun).
+      if (previous?.reportJobId) await context.boss.cancel(reportQueue, previous.reportJobId, { db });
     }
   });
 

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull } from 'drizzle-orm';
+import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { patchRequests, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
@@ -46,7 +46,8 @@ export function describeInstallationCancel(installation: {
  * - Queued and analyzing runs become `cancelled` with `reason`, and their analyze jobs are
  *   cancelled.
  * - Completed runs whose report is not posted get a report error that ends with `reason`,
- *   and their report jobs are cancelled.
+ *   and their report jobs are cancelled. A run counts as not posted when `reportedAt` and
+ *   `reportError` are null, or when its report job is queued, waiting or running in pg-boss.
  * - Queued and running patch requests become `cancelled` with `reason`, and their preview jobs
  *   are cancelled, including the job of a running preview. pg-boss 10.4 then neither completes
  *   nor retries that job, because its complete and fail statements skip cancelled jobs. The
@@ -73,16 +74,22 @@ export async function cancelInstallationWork(
   const analyzeJobIds = cancelledRuns.flatMap((run) => (run.analyzeJobId ? [run.analyzeJobId] : []));
   if (analyzeJobIds.length > 0) await boss.cancel(analyzeQueue, analyzeJobIds, { db });
 
-  // A report whose last attempt failed keeps its own error.
+  // A report whose last attempt failed keeps its own error. A run whose report job pg-boss has
+  // not finished is unreported whatever reportedAt and reportError contain, because a job of an
+  // earlier analysis may have written them, as on rows from before an analysis cleared them.
+  const reportJobPending = sql`${prRuns.reportJobId} IN (
+    SELECT id FROM pgboss.job WHERE name = ${reportQueue} AND state < 'completed')`;
   const unreported = await tx
     .update(prRuns)
-    .set({ reportError: `The check run and summary comment were not posted. ${reason}` })
+    .set({
+      reportedAt: null,
+      reportError: `The check run and summary comment were not posted. ${reason}`,
+    })
     .where(
       and(
         ofInstallation,
         eq(prRuns.status, 'completed'),
-        isNull(prRuns.reportedAt),
-        isNull(prRuns.reportError),
+        or(and(isNull(prRuns.reportedAt), isNull(prRuns.reportError)), reportJobPending),
       ),
     )
     .returning({ reportJobId: prRuns.reportJobId });

@@ -89,6 +89,26 @@ async function laterJobs(runId: string, exceptId: string) {
     ORDER BY created_on, id`;
 }
 
+const rejectedMessage = 'report_job_id is read-only in this test';
+
+/**
+ * Runs `action` while a trigger makes the database reject any change of the run's
+ * `report_job_id`, which rolls back the transaction that queues the run's next report job.
+ */
+async function withReportJobIdRejected<T>(runId: string, action: () => Promise<T>): Promise<T> {
+  const { sql } = setup.context.database;
+  await sql.unsafe(`
+    CREATE FUNCTION reject_report_job_id() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION '${rejectedMessage}'; END $$;
+    CREATE TRIGGER reject_report_job_id BEFORE UPDATE OF report_job_id ON pr_runs
+    FOR EACH ROW WHEN (OLD.id = '${runId}') EXECUTE FUNCTION reject_report_job_id();`);
+  try {
+    return await action();
+  } finally {
+    await sql.unsafe('DROP TRIGGER reject_report_job_id ON pr_runs; DROP FUNCTION reject_report_job_id();');
+  }
+}
+
 function checkRunsOf(runId: string) {
   return setup.fake.checkRuns.filter((candidate) => candidate.externalId === runId);
 }
@@ -291,6 +311,46 @@ describe('report job under a long rate limit', () => {
       (line) => line.event === 'job.report.completed' && line.jobId === jobId,
     );
     expect(logged?.reason).toBe('run is superseded');
+  });
+
+  it('logs a failed reschedule', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+
+    const error = await withReportJobIdRejected(run.id, () =>
+      runReportJob(jobId).catch((caught: unknown) => caught),
+    );
+
+    expect(String((error as Error).cause)).toContain(rejectedMessage);
+    expect(await laterJobs(run.id, jobId)).toEqual([]);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportJobId).toBe(jobId);
+    expect(stored!.reportError).toBeNull();
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.failed' && line.jobId === jobId,
+    );
+    expect(logged).toBeDefined();
+    expect(logged!.runId).toBe(run.id);
+    expect(logged!.level).toBe(50);
+    expect(logged!.rateLimit).toBe('secondary');
+    expect(logged!.finalAttempt).toBe(false);
+    expect(JSON.stringify(logged!.err)).toContain(rejectedMessage);
+  });
+
+  it('records the limit after a failed last reschedule', async () => {
+    const { run, jobId } = await queuedReport();
+    await setup.context.database.sql`UPDATE pgboss.job SET retry_limit = 0 WHERE id = ${jobId}`;
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+
+    await withReportJobIdRejected(run.id, () => runReportJob(jobId).catch(() => undefined));
+
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportError).toContain('Posting the results to GitHub failed: GitHub returned 403');
+    expect(stored!.reportError).not.toContain(rejectedMessage);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.failed' && line.jobId === jobId,
+    );
+    expect(logged!.finalAttempt).toBe(true);
   });
 
   it('lets a suspend cancel the waiting job', async () => {

@@ -71,7 +71,10 @@ export const prRuns = pgTable(
     unlistedFiles: integer().notNull().default(0),
     /** Findings past the most severe 10,000 of the run, which were not stored. */
     omittedFindings: integer().notNull().default(0),
-    /** When the check run and summary comment were last posted. */
+    /**
+     * When the check run and summary comment of the run's current findings were posted. An
+     * analysis that completes the run again clears it, because its findings are not posted yet.
+     */
     reportedAt: timestamp({ withTimezone: true }),
     /** Reason the check run or summary comment could not be posted, or null after posting. */
     reportError: text(),
