@@ -186,7 +186,8 @@ async function readFindingFileSizes(
 
 /**
  * Marks a run failed after the last retry of its analyze job `jobId`. A run that a new delivery
- * queued again since belongs to a newer job, so it is left as it is. The stored message is the
+ * queued again since belongs to a newer job, so it is left as it is, and so is a run that the
+ * job completed before a later error (its findings stand). The stored message is the
  * safe form of the error, because the run page shows it and a failed query's own message quotes
  * the file text.
  */
@@ -203,7 +204,8 @@ export async function failRun(
       completedAt: new Date(),
     })
     .where(
-      sql`${prRuns.id} = ${target.runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')
+      sql`${prRuns.id} = ${target.runId}
+        AND ${prRuns.status} NOT IN ('completed', 'superseded', 'cancelled')
         AND (${prRuns.analyzeJobId} IS NULL OR ${prRuns.analyzeJobId} = ${target.jobId})`,
     );
 }

@@ -152,6 +152,21 @@ describe('failRun', () => {
     expect(stored.error!.startsWith('Analysis failed: xxx')).toBe(true);
   });
 
+  it('keeps a completed run', async () => {
+    const run = await createRun();
+    const jobId = randomUUID();
+    await context.db
+      .update(prRuns)
+      .set({ status: 'completed', analyzeJobId: jobId })
+      .where(eq(prRuns.id, run.id));
+
+    await failRun(context.db, { runId: run.id, jobId }, new Error('failed after the commit'));
+
+    const kept = await runById(run.id);
+    expect(kept.status).toBe('completed');
+    expect(kept.error).toBeNull();
+  });
+
   it('keeps run of newer job', async () => {
     const run = await createRun();
     const newerJobId = randomUUID();
