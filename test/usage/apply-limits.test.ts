@@ -282,6 +282,40 @@ describe('applyPlanLimits', () => {
     expect(await readChanges(user.id)).toHaveLength(0);
   });
 
+  it('keeps committed batches after a failure', async () => {
+    const ids = [1, 2, 3, 4, 5].map((n) => `00000000-0000-4000-8000-00000000000${n}`);
+    for (const id of ids) {
+      await context.db.insert(users).values({ id, login: `batch-${id.slice(-1)}`, tokenLimit: 1000 });
+    }
+    // The update of the fourth user fails, so its batch (the third and fourth) rolls back.
+    await context.db.execute(sql`
+      CREATE FUNCTION fail_fourth_user() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'update of batch-4 failed'; END $$
+    `);
+    await context.db.execute(sql`
+      CREATE TRIGGER fail_fourth_user BEFORE UPDATE ON users FOR EACH ROW
+        WHEN (NEW.login = 'batch-4') EXECUTE FUNCTION fail_fourth_user()
+    `);
+    try {
+      await expect(
+        applyPlanLimits(context.db, config, context.logger, { changedBy: 'cli:operator', batchSize: 2 }),
+      ).rejects.toMatchObject({ cause: { message: 'update of batch-4 failed' } });
+    } finally {
+      await context.db.execute(sql`DROP TRIGGER fail_fourth_user ON users`);
+      await context.db.execute(sql`DROP FUNCTION fail_fourth_user`);
+    }
+    const limitsAfterFailure = await Promise.all(ids.map(async (id) => (await readUser(id)).tokenLimit));
+    expect(limitsAfterFailure).toEqual([2000, 2000, 1000, 1000, 1000]);
+
+    const report = await applyPlanLimits(context.db, config, context.logger, { changedBy: 'cli:operator' });
+
+    expect(summaryOf(report, 'free')).toMatchObject({ checked: 5, changed: 3, changedFrom: { 1000: 3 } });
+    for (const id of ids) {
+      expect((await readUser(id)).tokenLimit).toBe(2000);
+      expect(await readChanges(id)).toHaveLength(1);
+    }
+  });
+
   it('keeps reservations made after the change within the new limit', async () => {
     const lowered = { ...config, PLAN_FREE_TOKENS: 1000 };
     const userIds: string[] = [];
