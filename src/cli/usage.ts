@@ -14,6 +14,9 @@ Commands:
                                   Create a personal access token for the JSON API
   users plan --login NAME --plan free|pro|enterprise
                                   Switch a user's plan
+  users apply-limits [--plan free|pro|enterprise] [--dry-run]
+                                  Give users who still have an older limit the one that
+                                  PLAN_FREE_TOKENS, PLAN_PRO_TOKENS or PLAN_ENTERPRISE_TOKENS sets
   users reset-usage --login NAME  Start a new billing period for a user now
   users show --login NAME         Print a user's role, plan and usage
   users reset-admin --login NAME  Delete the GitHub id recorded for an ADMIN_LOGINS login
@@ -58,6 +61,7 @@ Options:
 
 export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL]
        fixwright users plan --login NAME --plan free|pro|enterprise
+       fixwright users apply-limits [--plan free|pro|enterprise] [--dry-run]
        fixwright users reset-usage --login NAME
        fixwright users show --login NAME
        fixwright users reset-admin --login NAME
@@ -65,14 +69,22 @@ export const usersUsage = `Usage: fixwright users token --login NAME [--name LAB
 Subcommands:
   token          create a personal access token for the JSON API (creates the user if needed)
   plan           switch the user's plan
+  apply-limits   apply PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the
+                 users whose stored limit differs, as choosing their own plan again with
+                 users plan does: the period and usage are kept, usage is capped at a lower
+                 limit, and each change is recorded. Changes up to 100 users per transaction
+                 and prints, per plan, how many users changed and their old limits
   reset-usage    start a new billing period for the user now
   show           print the user's role, plan and usage as JSON
   reset-admin    delete the GitHub id recorded for an ADMIN_LOGINS login
 
 Options:
-  --login NAME   GitHub login of the user, matched without regard to case (required)
+  --login NAME   GitHub login of the user, matched without regard to case (required by all
+                 but apply-limits)
   --name LABEL   label of the new token, shown on the dashboard (default: command line)
-  --plan PLAN    free, pro or enterprise (required by users plan)`;
+  --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only
+                 the users on this plan when given, and all users otherwise)
+  --dry-run      with apply-limits: print what would change and change nothing`;
 
 const keysUsage = `Usage: fixwright keys rotate [--batch-size N]
 

@@ -6,6 +6,7 @@ import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
 import { resetAdminLogin } from '../users/sync-admin-role.ts';
+import { applyPlanLimits } from '../usage/apply-limits.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
@@ -15,13 +16,15 @@ import { parseCommandOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
 import { usersUsage } from './usage.ts';
+import { describeApplyLimits } from './apply-limits-report.ts';
 
-const subcommands = ['token', 'plan', 'reset-usage', 'show', 'reset-admin'] as const;
+const subcommands = ['token', 'plan', 'apply-limits', 'reset-usage', 'show', 'reset-admin'] as const;
 
 /** Options that each users subcommand takes. */
 const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
   token: ['login', 'name'],
   plan: ['login', 'plan'],
+  'apply-limits': ['plan', 'dry-run'],
   'reset-usage': ['login'],
   show: ['login'],
   'reset-admin': ['login'],
@@ -52,12 +55,23 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     login: { type: 'string' },
     name: { type: 'string' },
     plan: { type: 'string' },
+    'dry-run': { type: 'boolean' },
   });
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
   for (const name of suppliedOptions) {
     if (accepted.includes(name)) continue;
     const list = accepted.map((option) => `--${option}`);
     throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
+  }
+  const changedBy = `cli:${os.userInfo().username}`;
+  if (subcommand === 'apply-limits') {
+    if (values.plan !== undefined && !isPlan(values.plan)) throw invalidPlanError(values.plan);
+    const options = { plan: values.plan, dryRun: values['dry-run'] ?? false, changedBy };
+    return withDatabase(config, logger, async (db) => {
+      const report = await applyPlanLimits(db, config, logger, options);
+      for (const line of describeApplyLimits(report)) console.log(line);
+      return 0;
+    });
   }
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
@@ -66,10 +80,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   if (subcommand === 'plan' && !values.plan) {
     throw new CommandError('Missing --plan: use free, pro or enterprise.');
   }
-  if (subcommand === 'plan' && !isPlan(values.plan!)) {
-    throw new CommandError(`Invalid --plan ${JSON.stringify(values.plan ?? '')}: use free, pro or enterprise.`);
-  }
-  const changedBy = `cli:${os.userInfo().username}`;
+  if (subcommand === 'plan' && !isPlan(values.plan!)) throw invalidPlanError(values.plan!);
 
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
@@ -145,6 +156,10 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
   });
+}
+
+function invalidPlanError(plan: string): CommandError {
+  return new CommandError(`Invalid --plan ${JSON.stringify(plan)}: use free, pro or enterprise.`);
 }
 
 async function findUser(db: Database, login: string) {

@@ -51,9 +51,22 @@ export interface PlanChangeResult {
   changed: boolean;
   fromPlan: Plan;
   toPlan: Plan;
+  /** The user's stored limit before the change, or -1 for unlimited. */
+  limitBefore: number;
   limit: number;
   usedBefore: number;
   usedAfter: number;
+}
+
+export interface PlanChangeInput {
+  userId: string;
+  plan: Plan;
+  changedBy: string;
+  /**
+   * Applies only the configured limit of `plan`. When the locked row shows another plan,
+   * nothing changes, and the result has `changed: false` with that plan in `fromPlan`.
+   */
+  limitOnly?: boolean;
 }
 
 /**
@@ -67,43 +80,54 @@ export interface PlanChangeResult {
 export async function changePlan(
   db: Database,
   config: Config,
-  input: { userId: string; plan: Plan; changedBy: string },
+  input: PlanChangeInput,
+): Promise<PlanChangeResult> {
+  return db.transaction((tx) => changePlanInTransaction(tx, config, input));
+}
+
+/**
+ * Switches the plan as `changePlan` does, inside a transaction that the caller commits, so the
+ * user's row stays locked until the commit.
+ */
+export async function changePlanInTransaction(
+  tx: Transaction,
+  config: Config,
+  input: PlanChangeInput,
 ): Promise<PlanChangeResult> {
   const limit = planLimits(config)[input.plan];
-  return db.transaction(async (tx) => {
-    const before = await lockUser(tx, input.userId);
-    const usedBefore = Number(before.tokens_used);
-    const samePlan = before.plan === input.plan;
-    if (samePlan && Number(before.token_limit) === limit) {
-      const usedAfter = usedBefore;
-      return { changed: false, fromPlan: before.plan, toPlan: input.plan, limit, usedBefore, usedAfter };
-    }
-    const resetUsage = input.plan === 'pro' && !samePlan;
-    let usedAfter = resetUsage ? 0 : usedBefore;
-    if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
+  const before = await lockUser(tx, input.userId);
+  const limitBefore = Number(before.token_limit);
+  const usedBefore = Number(before.tokens_used);
+  const samePlan = before.plan === input.plan;
+  if ((samePlan && limitBefore === limit) || (input.limitOnly && !samePlan)) {
+    const usedAfter = usedBefore;
+    return { changed: false, fromPlan: before.plan, toPlan: input.plan, limitBefore, limit, usedBefore, usedAfter };
+  }
+  const resetUsage = input.plan === 'pro' && !samePlan;
+  let usedAfter = resetUsage ? 0 : usedBefore;
+  if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
 
-    const now = new Date(before.now);
-    await tx
-      .update(users)
-      .set({
-        plan: input.plan,
-        tokenLimit: limit,
-        tokensUsed: usedAfter,
-        ...(resetUsage ? periodColumns(now, now, config.BILLING_PERIOD) : {}),
-        updatedAt: sql`now()`,
-      })
-      .where(eq(users.id, input.userId));
-    await tx.insert(planChanges).values({
-      userId: input.userId,
-      fromPlan: before.plan,
-      toPlan: input.plan,
-      tokensUsedBefore: usedBefore,
-      tokensUsedAfter: usedAfter,
-      changedBy: input.changedBy,
-      reason: 'plan_switch',
-    });
-    return { changed: true, fromPlan: before.plan, toPlan: input.plan, limit, usedBefore, usedAfter };
+  const now = new Date(before.now);
+  await tx
+    .update(users)
+    .set({
+      plan: input.plan,
+      tokenLimit: limit,
+      tokensUsed: usedAfter,
+      ...(resetUsage ? periodColumns(now, now, config.BILLING_PERIOD) : {}),
+      updatedAt: sql`now()`,
+    })
+    .where(eq(users.id, input.userId));
+  await tx.insert(planChanges).values({
+    userId: input.userId,
+    fromPlan: before.plan,
+    toPlan: input.plan,
+    tokensUsedBefore: usedBefore,
+    tokensUsedAfter: usedAfter,
+    changedBy: input.changedBy,
+    reason: 'plan_switch',
   });
+  return { changed: true, fromPlan: before.plan, toPlan: input.plan, limitBefore, limit, usedBefore, usedAfter };
 }
 
 /**

@@ -184,10 +184,10 @@ describe('fixwright usage errors', () => {
     [['frob'], `Unknown command "frob": ${choices}`],
     [['keys'], 'Missing keys command: use rotate.'],
     [['keys', 'list'], 'Unknown keys command "list": use rotate.'],
-    [['users'], 'Missing users command: use token, plan, reset-usage, show, reset-admin.'],
+    [['users'], 'Missing users command: use token, plan, apply-limits, reset-usage, show, reset-admin.'],
     [
       ['users', 'delete'],
-      'Unknown users command "delete": use token, plan, reset-usage, show, reset-admin.',
+      'Unknown users command "delete": use token, plan, apply-limits, reset-usage, show, reset-admin.',
     ],
     [['receive', '--payload', 'x.json'], 'Missing --event: name the GitHub event, for example pull_request.'],
     [['start', '--role', 'cron'], 'Invalid --role "cron": use all, web or worker.'],
@@ -220,6 +220,24 @@ describe('fixwright usage errors', () => {
     [
       ['users', 'plan', '--login', 'alice', '--plan', 'pro', '--name', 'ci'],
       'Invalid option --name for users plan: it takes only --login and --plan.',
+    ],
+    [['users', 'apply-limits', '--plan', 'gold'], 'Invalid --plan "gold": use free, pro or enterprise.'],
+    [['users', 'apply-limits', '--plan', ''], 'Invalid --plan "": use free, pro or enterprise.'],
+    [
+      ['users', 'apply-limits', '--plan'],
+      'Option \'--plan <value>\' argument missing. Run "fixwright users --help" for the options.',
+    ],
+    [
+      ['users', 'apply-limits', '--login', 'alice'],
+      'Invalid option --login for users apply-limits: it takes only --plan and --dry-run.',
+    ],
+    [
+      ['users', 'apply-limits', '--dry-run', '--dry-run'],
+      'Repeated option --dry-run for users apply-limits: give it once.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--dry-run'],
+      'Invalid option --dry-run for users token: it takes only --login and --name.',
     ],
     [
       ['users', 'token', '--login', 'alice', '--login', 'bob'],
@@ -267,6 +285,7 @@ describe('fixwright usage errors', () => {
     for (const command of ['token', 'plan', 'reset-usage', 'show', 'reset-admin']) {
       expect(result.stdout).toContain(`users ${command} --login NAME`);
     }
+    expect(result.stdout).toContain('  users apply-limits [--plan free|pro|enterprise] [--dry-run]\n');
   });
 
   it('names all three fakes in the demo line', async () => {
@@ -316,6 +335,11 @@ describe('fixwright usage errors', () => {
       ['users', 'plan', '--help'],
       'Usage: fixwright users token --login NAME [--name LABEL]',
       ['  --name LABEL   label of the new token, shown on the dashboard (default: command line)'],
+    ],
+    [
+      ['users', 'apply-limits', '--help'],
+      'Usage: fixwright users token --login NAME [--name LABEL]',
+      ['  --dry-run      with apply-limits: print what would change and change nothing'],
     ],
   ];
   for (const [args, firstLine, optionLines] of commandHelp) {
@@ -388,6 +412,7 @@ describe('fixwright users', () => {
     expect(result.stdout).toBe(
       'Usage: fixwright users token --login NAME [--name LABEL]\n' +
         '       fixwright users plan --login NAME --plan free|pro|enterprise\n' +
+        '       fixwright users apply-limits [--plan free|pro|enterprise] [--dry-run]\n' +
         '       fixwright users reset-usage --login NAME\n' +
         '       fixwright users show --login NAME\n' +
         '       fixwright users reset-admin --login NAME\n' +
@@ -395,14 +420,22 @@ describe('fixwright users', () => {
         'Subcommands:\n' +
         '  token          create a personal access token for the JSON API (creates the user if needed)\n' +
         "  plan           switch the user's plan\n" +
+        '  apply-limits   apply PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the\n' +
+        '                 users whose stored limit differs, as choosing their own plan again with\n' +
+        '                 users plan does: the period and usage are kept, usage is capped at a lower\n' +
+        '                 limit, and each change is recorded. Changes up to 100 users per transaction\n' +
+        '                 and prints, per plan, how many users changed and their old limits\n' +
         '  reset-usage    start a new billing period for the user now\n' +
         "  show           print the user's role, plan and usage as JSON\n" +
         '  reset-admin    delete the GitHub id recorded for an ADMIN_LOGINS login\n' +
         '\n' +
         'Options:\n' +
-        '  --login NAME   GitHub login of the user, matched without regard to case (required)\n' +
+        '  --login NAME   GitHub login of the user, matched without regard to case (required by all\n' +
+        '                 but apply-limits)\n' +
         '  --name LABEL   label of the new token, shown on the dashboard (default: command line)\n' +
-        '  --plan PLAN    free, pro or enterprise (required by users plan)\n',
+        '  --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only\n' +
+        '                 the users on this plan when given, and all users otherwise)\n' +
+        '  --dry-run      with apply-limits: print what would change and change nothing\n',
     );
   });
 

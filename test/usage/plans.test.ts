@@ -55,7 +55,15 @@ describe('changePlan', () => {
       plan: 'pro',
       changedBy: 'admin-login',
     });
-    expect(result).toEqual({ changed: true, fromPlan: 'free', toPlan: 'pro', limit: 100_000, usedBefore: 800, usedAfter: 0 });
+    expect(result).toEqual({
+      changed: true,
+      fromPlan: 'free',
+      toPlan: 'pro',
+      limitBefore: 1000,
+      limit: 100_000,
+      usedBefore: 800,
+      usedAfter: 0,
+    });
     const state = await getAllowance(context.db, user.id);
     expect(state).toMatchObject({ plan: 'pro', limit: 100_000, used: 0 });
     const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, user.id));
@@ -115,6 +123,37 @@ describe('changePlan', () => {
     const result = await changePlan(context.db, context.config, { userId: user.id, plan: 'pro', changedBy: 'x' });
     expect(result).toMatchObject({ changed: true, limit: 100_000, usedBefore: 690, usedAfter: 690 });
     expect(await getAllowance(context.db, user.id)).toMatchObject({ limit: 100_000, used: 690 });
+  });
+
+  it('changes only the limit with limitOnly', async () => {
+    const user = await createUser({ plan: 'pro', tokenLimit: 50_000, tokensUsed: 690 });
+
+    const other = await changePlan(context.db, context.config, {
+      userId: user.id,
+      plan: 'free',
+      changedBy: 'x',
+      limitOnly: true,
+    });
+    expect(other).toEqual({
+      changed: false,
+      fromPlan: 'pro',
+      toPlan: 'free',
+      limitBefore: 50_000,
+      limit: 1000,
+      usedBefore: 690,
+      usedAfter: 690,
+    });
+    expect(await getAllowance(context.db, user.id)).toMatchObject({ plan: 'pro', limit: 50_000, used: 690 });
+    expect(await context.db.select().from(planChanges).where(eq(planChanges.userId, user.id))).toHaveLength(0);
+
+    const same = await changePlan(context.db, context.config, {
+      userId: user.id,
+      plan: 'pro',
+      changedBy: 'x',
+      limitOnly: true,
+    });
+    expect(same).toMatchObject({ changed: true, limitBefore: 50_000, limit: 100_000, usedAfter: 690 });
+    expect(await getAllowance(context.db, user.id)).toMatchObject({ plan: 'pro', limit: 100_000, used: 690 });
   });
 
   it('keeps counters valid when switching during reservations', async () => {
