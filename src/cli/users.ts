@@ -18,6 +18,9 @@ import { describeLoginProblem } from '../users/github-login.ts';
 import { usersUsage } from './usage.ts';
 import { describeApplyLimits } from './apply-limits-report.ts';
 
+/** Users that `users apply-limits` processes between two progress lines. */
+const progressEvery = 1000;
+
 const subcommands = ['token', 'plan', 'apply-limits', 'reset-usage', 'show', 'reset-admin'] as const;
 
 /** Options that each users subcommand takes. */
@@ -66,7 +69,14 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   const changedBy = `cli:${os.userInfo().username}`;
   if (subcommand === 'apply-limits') {
     if (values.plan !== undefined && !isPlan(values.plan)) throw invalidPlanError(values.plan);
-    const options = { plan: values.plan, dryRun: values['dry-run'] ?? false, changedBy };
+    // A run on many users takes minutes, so stderr gets a line per 1,000 users processed.
+    let reported = 0;
+    const onProgress = ({ processed }: { processed: number }) => {
+      if (processed - reported < progressEvery) return;
+      reported = processed;
+      console.error(`${processed} users with another limit processed so far...`);
+    };
+    const options = { plan: values.plan, dryRun: values['dry-run'] ?? false, changedBy, onProgress };
     return withDatabase(config, logger, async (db) => {
       const report = await applyPlanLimits(db, config, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);

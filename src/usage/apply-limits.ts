@@ -38,6 +38,11 @@ export interface ApplyLimitsOptions {
   changedBy: string;
   /** Users changed per transaction (default 100). */
   batchSize?: number;
+  /**
+   * Called after each page of users, with the users read so far whose limit differed. In a
+   * real run those are committed, less any that switched plan meanwhile.
+   */
+  onProgress?: (progress: { processed: number }) => void;
 }
 
 type StaleUserRow = {
@@ -83,6 +88,7 @@ export async function applyPlanLimits(
   }
 
   let afterId: string | null = null;
+  let processed = 0;
   for (;;) {
     const page = await readStaleUsers(db, limits, checkedPlans, afterId, batchSize);
     if (page.length === 0) break;
@@ -104,6 +110,8 @@ export async function applyPlanLimits(
       });
     }
     afterId = page.at(-1)!.id;
+    processed += page.length;
+    options.onProgress?.({ processed });
   }
 
   const report: ApplyLimitsReport = { dryRun, plans: [...summaries.values()] };

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { planChanges, users, type Plan } from '../../src/db/schema/index.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -200,5 +200,23 @@ describe('fixwright users apply-limits', () => {
     expect(result.stderr).toMatch(
       /^Cannot connect to DATABASE_URL .*: database "apply_limits_missing_database" does not exist/,
     );
+  });
+});
+
+describe('users apply-limits progress', () => {
+  it('prints progress per 1,000 users', async () => {
+    await database.db.execute(sql`
+      INSERT INTO users (login, plan, token_limit)
+      SELECT 'bulk-' || n, 'free', 1000 FROM generate_series(1, 2500) AS n`);
+
+    const result = await applyLimits([]);
+
+    expect(result.code).toBe(0);
+    const progress = result.stderr.split('\n').filter((line) => line.includes('processed so far'));
+    expect(progress).toEqual([
+      '1000 users with another limit processed so far...',
+      '2000 users with another limit processed so far...',
+    ]);
+    expect(result.stdout).toContain('free: 2500 of 2500 users changed to limit 2000 (2500 from 1000).');
   });
 });
