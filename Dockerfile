@@ -27,7 +27,8 @@ EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
   CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 
-# A stop can take SHUTDOWN_TIMEOUT_SECONDS + 5 s, longer than docker stop's 10 s default: run
-# the container with --stop-timeout 40 (docs/operations.md, "Stopping the service").
+# A stop can take REQUEST_TIMEOUT_SECONDS + SHUTDOWN_TIMEOUT_SECONDS + 5 s (55 s with the
+# defaults), longer than docker stop's 10 s default: run the container with --stop-timeout 70
+# (docs/operations.md, "Stopping the service").
 ENTRYPOINT ["node", "bin/fixwright.js"]
 CMD ["start"]
