@@ -8,7 +8,10 @@ export async function runMigrateCommand(config: Config, logger: Logger, args: st
   parseArgs({ args, options: {} });
   // withDatabase applies the migrations before it runs the task.
   return withDatabase(config, logger, async (_db, migration) => {
-    if (migration.applied === 0) {
+    if (migration.applied === 0 && migration.newerInDatabase > 0) {
+      // The database.schema_newer warning on stderr says what to do.
+      console.log('No migration to apply: a newer Fixwright version migrated the database.');
+    } else if (migration.applied === 0) {
       console.log('No migration to apply: the database is up to date.');
     } else {
       console.log(`Applied ${migration.applied} migration${migration.applied === 1 ? '' : 's'}.`);

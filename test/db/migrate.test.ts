@@ -111,7 +111,7 @@ describe('fixwright migrate', () => {
     await recordNewerMigration(url);
 
     const { stdout, stderr } = await runCli(['migrate'], env);
-    expect(stdout).toBe('No migration to apply: the database is up to date.\n');
+    expect(stdout).toBe('No migration to apply: a newer Fixwright version migrated the database.\n');
     const warnings = stderr
       .split('\n')
       .filter((line) => line.includes('"event":"database.schema_newer"'))
