@@ -261,7 +261,11 @@ function displayValue(name: string, value: string): string {
 }
 
 const envSchema = z.object({
-  NODE_ENV: z.string().trim().pipe(z.enum(['development', 'production', 'test'])).default('development'),
+  NODE_ENV: z
+    .string()
+    .trim()
+    .pipe(z.enum(['development', 'production', 'test'], { message: 'must be development, production or test' }))
+    .default('development'),
   LOG_LEVEL: z
     .string()
     .trim()

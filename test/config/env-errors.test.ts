@@ -285,6 +285,12 @@ describe('loadConfig values', () => {
     );
   });
 
+  it('names the values of NODE_ENV', () => {
+    expect(errorFor({ NODE_ENV: 'prod' })).toBe(
+      'Invalid NODE_ENV: must be development, production or test (got "prod").',
+    );
+  });
+
   it('reads LOG_LEVEL in any case and names the levels', () => {
     expect(loadConfig({ LOG_LEVEL: 'DEBUG' }).LOG_LEVEL).toBe('debug');
     expect(errorFor({ LOG_LEVEL: 'loud' })).toBe(
