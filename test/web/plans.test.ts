@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planChanges, users } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -145,5 +145,61 @@ describe('plan changes with PLAN_SELF_SERVICE=true', () => {
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('/');
     expect((await planOf(context, user.userId)).plan).toBe('pro');
+  });
+});
+
+describe('admin user list', () => {
+  let context: TestContext;
+  let app: ReturnType<typeof createApp>;
+  let admin: SignedInUser;
+
+  beforeAll(async () => {
+    context = await createTestContext();
+    app = createApp(context);
+    admin = await createSignedInUser(context.db, { login: 'list-admin', role: 'admin' });
+    await context.db.execute(sql`
+      INSERT INTO users (login) SELECT 'member-' || lpad(n::text, 3, '0')
+      FROM generate_series(1, 520) AS n`);
+    await context.db.insert(users).values([{ login: 'a_b' }, { login: 'axb' }, { login: '100%' }]);
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  async function listPage(query: string) {
+    const response = await app.request(`/plans${query}`, { headers: { cookie: admin.cookie } });
+    return { status: response.status, html: await response.text() };
+  }
+
+  it('says when the list is cut', async () => {
+    const { html } = await listPage('');
+    expect(html).toContain('Only the first 500 users are listed, by login.');
+    expect(html.match(/action="\/admin\/users\/[0-9a-f-]{36}\/plan"/g)).toHaveLength(500);
+  });
+
+  it('finds users by login prefix', async () => {
+    const { html } = await listPage('?login=MEMBER-51');
+    expect(html).toContain('<td>member-510</td>');
+    expect(html).toContain('<td>member-519</td>');
+    expect(html).not.toContain('<td>member-509</td>');
+    expect(html).not.toContain('<td>member-520</td>');
+    expect(html).not.toContain('Only the first');
+    expect(html).toContain('value="MEMBER-51"');
+  });
+
+  it('matches underscore and percent literally', async () => {
+    const underscore = await listPage('?login=a_');
+    expect(underscore.html).toContain('<td>a_b</td>');
+    expect(underscore.html).not.toContain('<td>axb</td>');
+    const percent = await listPage('?login=100%25');
+    expect(percent.html).toContain('<td>100%</td>');
+    const none = await listPage('?login=1%25');
+    expect(none.html).toContain('No user&#39;s login starts with &quot;1%&quot;.');
+  });
+
+  it('rejects a search longer than 100 characters', async () => {
+    const { status, html } = await listPage(`?login=${'x'.repeat(101)}`);
+    expect(status).toBe(400);
+    expect(html).toContain('use at most 100 characters');
   });
 });

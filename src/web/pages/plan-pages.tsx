@@ -1,8 +1,9 @@
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import { Hono, type Context } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { users, type Plan } from '../../db/schema/index.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
+import { quoteValue } from '../../text/quote-value.ts';
 import { changePlan, isPlan, planLimits } from '../../usage/plans.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
@@ -17,6 +18,14 @@ export const planChangedEvent = 'plan-changed';
 
 const maxListedUsers = 500;
 
+/** Maximum length of a login search. GitHub logins have at most 39 characters. */
+const maxLoginSearch = 100;
+
+/** Turns `text` into a LIKE pattern for values that start with it, escaped with a backslash. */
+function likePrefix(text: string): string {
+  return `${text.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+}
+
 /** `GET /plans`, `POST /plans` (own plan) and `POST /admin/users/:userId/plan` (admins). */
 export function planPages(context: AppContext): Hono<{ Variables: PageVariables }> {
   const app = new Hono<{ Variables: PageVariables }>();
@@ -25,6 +34,14 @@ export function planPages(context: AppContext): Hono<{ Variables: PageVariables 
 
   app.get('/plans', async (c) => {
     const admin = c.var.user.role === 'admin';
+    const search = (c.req.query('login') ?? '').trim();
+    if (search.length > maxLoginSearch) {
+      throw new AppError(
+        'bad_request',
+        `Invalid login search ${quoteValue(search, 60)}: use at most ${maxLoginSearch} characters.`,
+      );
+    }
+    // Reading one row more than listed shows whether the list was cut.
     const rows = admin
       ? await context.db
           .select({
@@ -35,15 +52,17 @@ export function planPages(context: AppContext): Hono<{ Variables: PageVariables 
             tokensUsed: users.tokensUsed,
           })
           .from(users)
+          .where(search ? sql`lower(${users.login}) LIKE ${likePrefix(search.toLowerCase())} ESCAPE '\\'` : undefined)
           .orderBy(asc(users.login))
-          .limit(maxListedUsers)
+          .limit(maxListedUsers + 1)
       : null;
     return c.html(
       <PlansPage
         session={c.var.session}
         limits={planLimits(context.config)}
         canChangePlan={canChangeOwnPlan(context, c.var.user)}
-        users={rows}
+        users={rows?.slice(0, maxListedUsers) ?? null}
+        userList={{ search, cut: (rows?.length ?? 0) > maxListedUsers, max: maxListedUsers }}
       />,
     );
   });

@@ -25,7 +25,9 @@ export const PlansPage: FC<{
   limits: Record<Plan, number>;
   canChangePlan: boolean;
   users: PlanUserRow[] | null;
-}> = ({ session, limits, canChangePlan, users }) => (
+  /** The admin's login search, and whether more users match than the `max` listed. */
+  userList: { search: string; cut: boolean; max: number };
+}> = ({ session, limits, canChangePlan, users, userList }) => (
   <Layout title="Plan" session={session}>
     <h1>Plan</h1>
     <section class="card">
@@ -58,6 +60,20 @@ export const PlansPage: FC<{
     {users ? (
       <section class="card">
         <h2>All users</h2>
+        <form method="get" action="/plans" class="user-search">
+          <label>
+            Login starts with <input type="search" name="login" value={userList.search} maxlength={100} />
+          </label>{' '}
+          <button type="submit">Search</button>
+        </form>
+        {userList.cut ? (
+          <p class="muted">
+            {`Only the first ${numberFormat.format(userList.max)} users${
+              userList.search ? ` whose login starts with "${userList.search}"` : ''
+            } are listed, by login. Search by login to find the others.`}
+          </p>
+        ) : null}
+        {users.length === 0 ? <p class="muted">No user's login starts with "{userList.search}".</p> : null}
         <table class="users">
           <thead>
             <tr>
