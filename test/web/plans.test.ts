@@ -54,6 +54,21 @@ describe('plan changes without self-service', () => {
     expect(html).not.toContain('All users');
   });
 
+  it('shows the stored limit and a newer configured one', async () => {
+    const before = await (await app.request('/plans', { headers: { cookie: user.cookie } })).text();
+    expect(before).toContain('Free</span>, 1,000 tokens per period');
+    expect(before).not.toContain('Your limit was set when your plan was last chosen.');
+
+    await context.db.update(users).set({ tokenLimit: 500 }).where(eq(users.id, user.userId));
+    const after = await (await app.request('/plans', { headers: { cookie: user.cookie } })).text();
+    expect(after).toContain('Free</span>, 500 tokens per period');
+    expect(after).toContain(
+      'Your limit was set when your plan was last chosen. The Free plan now gives 1,000 tokens ' +
+        'per period, which applies once your plan is chosen again or an admin applies the new limits.',
+    );
+    await context.db.update(users).set({ tokenLimit: 1000 }).where(eq(users.id, user.userId));
+  });
+
   it("rejects a user switching someone else's plan", async () => {
     const response = await postPlan(app, user, `/admin/users/${admin.userId}/plan`, { plan: 'free' });
     expect(response.status).toBe(403);

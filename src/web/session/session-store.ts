@@ -9,6 +9,8 @@ export interface SessionUser {
   name: string | null;
   role: 'user' | 'admin';
   plan: Plan;
+  /** Tokens per period stored for the user, or -1 for unlimited. */
+  tokenLimit: number;
 }
 
 /** A live session with its user, as loaded for each request. */
@@ -51,7 +53,7 @@ export async function findSession(db: Database, token: string): Promise<ActiveSe
       id: sessions.id,
       csrfToken: sessions.csrfToken,
       expiresAt: sessions.expiresAt,
-      user: { id: users.id, login: users.login, name: users.name, role: users.role, plan: users.plan },
+      user: { id: users.id, login: users.login, name: users.name, role: users.role, plan: users.plan, tokenLimit: users.tokenLimit },
     })
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))

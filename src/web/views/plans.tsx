@@ -19,6 +19,11 @@ function limitText(limit: number): string {
   return limit < 0 ? 'Unlimited' : `${numberFormat.format(limit)} tokens per period`;
 }
 
+/** Formats a limit for use inside a sentence. */
+function allowanceText(limit: number): string {
+  return limit < 0 ? 'unlimited tokens' : `${numberFormat.format(limit)} tokens per period`;
+}
+
 /** The plan page: the plans and their limits, the user's switch, and for admins every user. */
 export const PlansPage: FC<{
   session: ActiveSession;
@@ -32,8 +37,15 @@ export const PlansPage: FC<{
     <h1>Plan</h1>
     <section class="card">
       <p>
-        Your plan: <PlanBadge plan={session.user.plan} />
+        Your plan: <PlanBadge plan={session.user.plan} />, {allowanceText(session.user.tokenLimit)}
       </p>
+      {session.user.tokenLimit !== limits[session.user.plan] ? (
+        <p class="muted">
+          {`Your limit was set when your plan was last chosen. The ${planNames[session.user.plan]} plan now gives ` +
+            `${allowanceText(limits[session.user.plan])}, which applies once your plan is chosen again ` +
+            'or an admin applies the new limits.'}
+        </p>
+      ) : null}
       <table class="plans">
         <thead>
           <tr>
