@@ -124,6 +124,8 @@ export async function changePlanInTransaction(
     toPlan: input.plan,
     tokensUsedBefore: usedBefore,
     tokensUsedAfter: usedAfter,
+    tokenLimitBefore: limitBefore,
+    tokenLimitAfter: limit,
     changedBy: input.changedBy,
     reason: 'plan_switch',
   });
@@ -170,6 +172,8 @@ export async function resetUsage(
       toPlan: before.plan,
       tokensUsedBefore: Number(before.tokens_used),
       tokensUsedAfter: 0,
+      tokenLimitBefore: Number(before.token_limit),
+      tokenLimitAfter: Number(before.token_limit),
       changedBy: input.changedBy,
       reason: input.reason,
     });

@@ -208,7 +208,12 @@ describe('applyPlanLimits', () => {
     expect(await getAllowance(context.db, user.id)).toMatchObject({ limit: 2000, used: 1500, reserved: 1800, remaining: 0 });
     expect(await readHolds(user.id)).toEqual({ reserved: 1800, holds: 1800 });
     const [change] = await readChanges(user.id);
-    expect(change).toMatchObject({ tokensUsedBefore: 1500, tokensUsedAfter: 1500 });
+    expect(change).toMatchObject({
+      tokensUsedBefore: 1500,
+      tokensUsedAfter: 1500,
+      tokenLimitBefore: 5000,
+      tokenLimitAfter: 2000,
+    });
 
     // The holds made under the old limit already pass the new one, so nothing more fits.
     const blocked = await reserveTokens(context.db, {

@@ -72,6 +72,8 @@ describe('changePlan', () => {
       toPlan: 'pro',
       tokensUsedBefore: 800,
       tokensUsedAfter: 0,
+      tokenLimitBefore: 1000,
+      tokenLimitAfter: 100_000,
       changedBy: 'admin-login',
       reason: 'plan_switch',
     });
@@ -247,7 +249,13 @@ describe('billing periods', () => {
     const [afterFresh] = await context.db.select().from(users).where(eq(users.id, fresh.id));
     expect(afterFresh!.tokensUsed).toBe(300);
     const [change] = await context.db.select().from(planChanges).where(eq(planChanges.userId, due.id));
-    expect(change).toMatchObject({ reason: 'period_rollover', changedBy: 'system', tokensUsedBefore: 700 });
+    expect(change).toMatchObject({
+      reason: 'period_rollover',
+      changedBy: 'system',
+      tokensUsedBefore: 700,
+      tokenLimitBefore: 1000,
+      tokenLimitAfter: 1000,
+    });
 
     expect(await rolloverPeriods(context, now)).toBe(0);
   });

@@ -87,6 +87,10 @@ export const planChanges = pgTable(
     toPlan: text({ enum: plans }).notNull(),
     tokensUsedBefore: bigint({ mode: 'number' }).notNull(),
     tokensUsedAfter: bigint({ mode: 'number' }).notNull(),
+    /** Stored limit before the change (-1 unlimited); null on rows written before this column. */
+    tokenLimitBefore: bigint({ mode: 'number' }),
+    /** Stored limit after the change (-1 unlimited); null on rows written before this column. */
+    tokenLimitAfter: bigint({ mode: 'number' }),
     /** Login of the user or "cli:<os user>" / "system" that made the change. */
     changedBy: text().notNull(),
     reason: text({ enum: ['plan_switch', 'usage_reset', 'period_rollover'] }).notNull(),
