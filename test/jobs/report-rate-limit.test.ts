@@ -275,11 +275,13 @@ describe('report job under a long rate limit', () => {
     setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
     let newerJobId: string | null = null;
 
-    // The run is analyzed again while the job runs, which queues the run's next report job.
-    await runReportJob(jobId, async () => {
+    // The run is analyzed again while the job posts its check run, which queues the run's next
+    // report job.
+    onCheckRunLookup = async () => {
       newerJobId = (await setup.context.boss.send(reportQueue, { runId: run.id }, { startAfter: 3600 }))!;
       await setup.context.db.update(prRuns).set({ reportJobId: newerJobId }).where(eq(prRuns.id, run.id));
-    });
+    };
+    await runReportJob(jobId);
 
     const later = await laterJobs(run.id, jobId);
     expect(later.map((job) => job.id)).toEqual([newerJobId]);
