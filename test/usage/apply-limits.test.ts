@@ -434,4 +434,31 @@ describe('applyPlanLimits', () => {
       expect(await readChanges(id)).toHaveLength(1);
     }
   });
+  it('shares users between two runs', async () => {
+    await context.db.execute(sql`
+      INSERT INTO users (login, plan, token_limit, tokens_used)
+      SELECT 'twice-' || n, 'free', 1000, 900 FROM generate_series(1, 400) AS n`);
+    const dryRun = await applyPlanLimits(context.db, config, context.logger, {
+      changedBy: 'cli:operator',
+      dryRun: true,
+    });
+
+    const options = { changedBy: 'cli:operator', batchSize: 25 };
+    const reports = await Promise.all([
+      applyPlanLimits(context.db, config, context.logger, options),
+      applyPlanLimits(context.db, config, context.logger, options),
+    ]);
+
+    expect(summaryOf(dryRun, 'free')).toMatchObject({ checked: 400, changed: 400, changedFrom: { 1000: 400 } });
+    const changed = reports.map((report) => summaryOf(report, 'free').changed);
+    expect(changed[0]! + changed[1]!).toBe(400);
+    const [counts] = await context.db.execute<{ rows: string; users: string; limits: string }>(sql`
+      SELECT (SELECT count(*) FROM plan_changes) AS rows,
+        (SELECT count(DISTINCT user_id) FROM plan_changes) AS users,
+        (SELECT count(*) FROM users WHERE token_limit = 2000) AS limits
+    `);
+    expect(Number(counts!.rows)).toBe(400);
+    expect(Number(counts!.users)).toBe(400);
+    expect(Number(counts!.limits)).toBe(400);
+  });
 });
