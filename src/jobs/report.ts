@@ -1,5 +1,5 @@
 import { ConfigError } from '../config/env.ts';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { AppContext } from '../context.ts';
@@ -132,7 +132,8 @@ async function stopForUnavailableInstallation(
  *
  * Nothing is queued either when job `jobId` no longer reports the run: the run is no longer
  * completed, or it names another report job, which an analysis of the run queued meanwhile.
- * That job reports, and the run keeps its id, so a suspend still cancels it.
+ * That job reports, and the run keeps its id, so a suspend still cancels it. A job that was
+ * cancelled, as a suspend does, queues nothing even when the app was unsuspended since.
  *
  * Every write of the report looks on GitHub for what an earlier attempt created before it
  * creates anything, so the new job does not send a creating write that took effect again.
@@ -229,6 +230,12 @@ async function queueNextReportJob(
     if (current.reportJobId !== null && current.reportJobId !== jobId) {
       return { kind: 'replaced', reason: `report job ${current.reportJobId} reports the run` };
     }
+    // A suspend cancels this job while it runs. After an unsuspend the installation check
+    // above passes, so the job's own state shows that it was cancelled.
+    const [job] = await tx.execute<{ state: string }>(
+      sql`SELECT state FROM pgboss.job WHERE name = ${reportQueue} AND id = ${jobId}`,
+    );
+    if (job?.state === 'cancelled') return { kind: 'replaced', reason: `report job ${jobId} was cancelled` };
 
     const data: ReportJobData = { runId, rateLimitedSince: next.rateLimitedSince };
     const nextJobId = await context.boss.send(reportQueue, data, { startAfter, db: transactionDb(tx) });

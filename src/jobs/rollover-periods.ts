@@ -162,6 +162,10 @@ async function processCandidates(
  * Stores recomputed period ends of periods that have not ended, and returns how many rows
  * it updated. A row whose start or anchor changed since it was read keeps the end that its
  * new writer stored.
+ *
+ * The rows are locked in id order first, the order in which `users apply-limits` locks its
+ * batch. An UPDATE alone locks them in its join's order, so a concurrent batch of that command
+ * that holds some of the same rows could deadlock with it, and PostgreSQL would abort one.
  */
 async function storePeriodEnds(db: Database, billingPeriod: string, ends: RecomputedEnd[]): Promise<number> {
   if (ends.length === 0) return 0;
@@ -171,15 +175,23 @@ async function storePeriodEnds(db: Database, billingPeriod: string, ends: Recomp
     anchor_at: row.anchor.toISOString(),
     ends_at: row.end.toISOString(),
   }));
-  // The app reads timestamps to the millisecond, so the stored ones are compared truncated.
-  const updated = await db.execute<{ id: string }>(sql`
-    UPDATE users SET period_ends_at = v.ends_at, period_end_billing_period = ${billingPeriod}
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-      AS v(id uuid, started_at timestamptz, anchor_at timestamptz, ends_at timestamptz)
-    WHERE users.id = v.id
-      AND date_trunc('milliseconds', users.period_started_at) = v.started_at
-      AND date_trunc('milliseconds', users.period_anchor_at) = v.anchor_at
-    RETURNING users.id
-  `);
-  return updated.length;
+  const ids = JSON.stringify(ends.map((row) => row.id));
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`
+      SELECT id FROM users
+      WHERE id IN (SELECT value::uuid FROM jsonb_array_elements_text(${ids}::jsonb))
+      ORDER BY id FOR NO KEY UPDATE
+    `);
+    // The app reads timestamps to the millisecond, so the stored ones are compared truncated.
+    const updated = await tx.execute<{ id: string }>(sql`
+      UPDATE users SET period_ends_at = v.ends_at, period_end_billing_period = ${billingPeriod}
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+        AS v(id uuid, started_at timestamptz, anchor_at timestamptz, ends_at timestamptz)
+      WHERE users.id = v.id
+        AND date_trunc('milliseconds', users.period_started_at) = v.started_at
+        AND date_trunc('milliseconds', users.period_anchor_at) = v.anchor_at
+      RETURNING users.id
+    `);
+    return updated.length;
+  });
 }

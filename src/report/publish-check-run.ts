@@ -1,5 +1,5 @@
 import type { Octokit } from '@octokit/rest';
-import { eq } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
 import { isServerError } from '../github/file-content.ts';
 import type { Database } from '../db/client.ts';
@@ -34,8 +34,20 @@ export const fixAction = {
 
 export interface CheckRunTarget extends ReportedRun {
   id: string;
+  /** The run's current analyze job, which names its analysis in the check run's external id. */
+  analyzeJobId: string | null;
   checkRunId: number | null;
   checkRunAnnotations: number;
+}
+
+/**
+ * Builds the external id of the check run of the run's current analysis: the run id, then the
+ * analyze job id. A run analyzed again gets a new check run, because GitHub keeps every
+ * annotation a check run was sent. Runs completed before analyze job ids were stored have
+ * none, and their check runs have the run id alone.
+ */
+export function checkRunExternalId(run: { id: string; analyzeJobId: string | null }): string {
+  return run.analyzeJobId === null ? run.id : `${run.id}:${run.analyzeJobId}`;
 }
 
 export interface PublishedCheckRun {
@@ -73,7 +85,7 @@ interface ExistingCheckRun extends StoredOutput {
  */
 async function findCreatedCheckRun(
   octokit: Octokit,
-  target: { owner: string; repo: string; headSha: string; runId: string },
+  target: { owner: string; repo: string; headSha: string; externalId: string },
 ): Promise<ExistingCheckRun | null> {
   const checkRuns = await octokit.paginate(octokit.rest.checks.listForRef, {
     owner: target.owner,
@@ -83,7 +95,7 @@ async function findCreatedCheckRun(
     filter: 'all',
     per_page: 100,
   });
-  const found = checkRuns.find((checkRun) => checkRun.external_id === target.runId);
+  const found = checkRuns.find((checkRun) => checkRun.external_id === target.externalId);
   if (!found) return null;
   return { id: found.id, annotations: found.output.annotations_count, text: found.output.text ?? null };
 }
@@ -125,7 +137,14 @@ export async function publishCheckRun(
   const annotations = annotatedFindings(findings).map(toAnnotation);
   const firstBatch = Math.min(annotations.length, maxAnnotationsPerRequest);
 
-  const target = { owner, repo, headSha: run.headSha, runId: run.id };
+  const externalId = checkRunExternalId(run);
+  // The check run and its count are stored only while the run is still in this analysis. A run
+  // queued again meanwhile gets a new check run when its new analysis completes.
+  const ofAnalysis = and(
+    eq(prRuns.id, run.id),
+    run.analyzeJobId === null ? isNull(prRuns.analyzeJobId) : eq(prRuns.analyzeJobId, run.analyzeJobId),
+  );
+  const target = { owner, repo, headSha: run.headSha, externalId };
   let checkRunId = run.checkRunId;
   let sent = run.checkRunAnnotations;
   // The check run's text as GitHub stores it, which contains the notice of a "Fix with AI" press
@@ -146,7 +165,7 @@ export async function publishCheckRun(
           repo,
           name: checkRunName,
           head_sha: run.headSha,
-          external_id: run.id,
+          external_id: externalId,
           ...(options.detailsUrl ? { details_url: options.detailsUrl } : {}),
           status: 'completed',
           conclusion,
@@ -182,14 +201,14 @@ export async function publishCheckRun(
     await db
       .update(prRuns)
       .set({ checkRunId, checkRunAnnotations: sent })
-      .where(eq(prRuns.id, run.id));
+      .where(ofAnalysis);
   } else if (sent < annotations.length) {
     // An earlier attempt may have sent a batch and stopped before storing its count. The
     // stored count only grows after GitHub confirmed a batch, so a lower count is a stale read.
     const stored = await readStoredOutput(octokit, { owner, repo, checkRunId });
     sent = Math.max(sent, stored.annotations);
     text = stored.text;
-    await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
+    await db.update(prRuns).set({ checkRunAnnotations: sent }).where(ofAnalysis);
   }
 
   while (sent < annotations.length) {
@@ -211,7 +230,7 @@ export async function publishCheckRun(
       if (stored.annotations <= sent) throw error;
       sent = stored.annotations;
     }
-    await db.update(prRuns).set({ checkRunAnnotations: sent }).where(eq(prRuns.id, run.id));
+    await db.update(prRuns).set({ checkRunAnnotations: sent }).where(ofAnalysis);
   }
   return { checkRunId, conclusion, annotations: sent };
 }

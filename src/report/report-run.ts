@@ -28,10 +28,11 @@ export function checkRunLockKey(runId: string): string {
 
 /**
  * Posts the results of a completed run to GitHub: the "Fixwright" check run with annotations,
- * then the pull request's summary comment. Safe to retry: the check run is created once per run
- * and the comment is edited in place. With `jobId`, the run is marked reported only while it
- * names that report job (or none), because a run analyzed again meanwhile names its new job,
- * whose report is still pending.
+ * then the pull request's summary comment. Safe to retry: the check run is created once per
+ * analysis of the run and the comment is edited in place. With `jobId`, the run is marked
+ * reported only while it names that report job (or none), because a run analyzed again
+ * meanwhile names its new job, whose report is still pending. Such a job posts nothing when
+ * the run names another job before its check run is written.
  */
 export async function reportRun(
   context: AppContext,
@@ -55,11 +56,21 @@ export async function reportRun(
   // Two attempts of one report could otherwise both find no check run and both create one.
   const checkRun = await withSessionLock(context.db, checkRunLockKey(runId), async () => {
     const current = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
+    // A run analyzed again since `rows` were read names its new report job, which posts the
+    // new findings. Posting the rows read here would put the earlier findings on its check run.
+    if (current && !reportsRun(current, options.jobId)) return null;
     // The check run's "Details" link opens the run on the dashboard when its address is known.
     const publicUrl = context.config.PUBLIC_URL;
     const detailsUrl = publicUrl ? `${publicUrl}/runs/${run.id}` : undefined;
     return publishCheckRun(context.db, octokit, current ?? run, rows, logger, { detailsUrl });
   });
+  if (checkRun === null) {
+    logger.info(
+      { event: 'report.replaced' },
+      'report not posted: the run was analyzed again meanwhile, and its new report job reports it',
+    );
+    return { status: 'skipped', reason: 'the run was analyzed again' };
+  }
   const checkRunUrl =
     `${context.config.GITHUB_URL}/${run.repository}/pull/${run.prNumber}/checks` +
     `?check_run_id=${checkRun.checkRunId}`;
@@ -105,6 +116,15 @@ export async function recordReportError(
     .update(prRuns)
     .set({ reportError: describeReportError(error).slice(0, 2000) })
     .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)));
+}
+
+/**
+ * Tells whether job `jobId` still reports the run: the run is completed and names that job or
+ * no job. Without `jobId` only the status counts.
+ */
+function reportsRun(run: { status: string; reportJobId: string | null }, jobId: string | undefined): boolean {
+  if (run.status !== 'completed') return false;
+  return jobId === undefined || run.reportJobId === null || run.reportJobId === jobId;
 }
 
 /**

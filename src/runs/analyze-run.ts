@@ -129,6 +129,10 @@ export async function analyzeRun(
         completedAt: new Date(),
         reportedAt: null,
         reportError: null,
+        // The check run of an earlier analysis keeps its annotations, so the report creates a
+        // new one (see checkRunExternalId).
+        checkRunId: null,
+        checkRunAnnotations: 0,
         uncheckedFiles: uncheckedPaths,
         unlistedFiles,
         omittedFindings,

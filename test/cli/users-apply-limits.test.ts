@@ -3,7 +3,7 @@ import { asc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { planChanges, users, type Plan } from '../../src/db/schema/index.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { runCliToExit } from '../helpers/process.ts';
+import { cliEnv, runCliToExit, spawnCli } from '../helpers/process.ts';
 
 let database: TestDatabase;
 
@@ -219,4 +219,66 @@ describe('users apply-limits progress', () => {
     ]);
     expect(result.stdout).toContain('free: 2500 of 2500 users changed to limit 2000 (2500 from 1000).');
   });
+});
+
+describe('users apply-limits interrupted', () => {
+  /** Counts the users at the new limit, those still at the old one, and the plan_changes rows. */
+  async function readProgress() {
+    const [row] = await database.db.execute<{ changed: string; left: string; rows: string; users_with_rows: string }>(sql`
+      SELECT
+        (SELECT count(*) FROM users WHERE token_limit = 2000) AS changed,
+        (SELECT count(*) FROM users WHERE token_limit = 1000) AS left,
+        (SELECT count(*) FROM plan_changes) AS rows,
+        (SELECT count(DISTINCT user_id) FROM plan_changes) AS users_with_rows
+    `);
+    return {
+      changed: Number(row!.changed),
+      left: Number(row!.left),
+      rows: Number(row!.rows),
+      usersWithRows: Number(row!.users_with_rows),
+    };
+  }
+
+  const cases = [
+    { signal: 'SIGKILL', exit: { code: null, signal: 'SIGKILL' } },
+    { signal: 'SIGINT', exit: { code: 130, signal: null } },
+  ] as const;
+  for (const { signal, exit: expectedExit } of cases) {
+    it(`keeps committed batches after ${signal}`, async () => {
+      await database.db.execute(sql`
+        INSERT INTO users (login, plan, token_limit, tokens_used)
+        SELECT 'bulk-' || n, 'free', 1000, 500 FROM generate_series(1, 3000) AS n`);
+      const command = spawnCli(
+        ['users', 'apply-limits'],
+        cliEnv({ DATABASE_URL: database.url, PLAN_FREE_TOKENS: '2000' }),
+      );
+      try {
+        await command.waitUntil(
+          () => command.output().includes('1000 users with another limit processed so far...'),
+          'the command printed its first progress line',
+        );
+        command.child.kill(signal);
+        expect(await command.exit()).toEqual(expectedExit);
+      } finally {
+        command.kill();
+      }
+
+      // Each user is either changed with one plan_changes row, or left as it was.
+      const interrupted = await readProgress();
+      expect(interrupted.changed + interrupted.left).toBe(3000);
+      expect(interrupted.changed).toBeGreaterThanOrEqual(1000);
+      expect(interrupted.left).toBeGreaterThan(0);
+      expect(interrupted.rows).toBe(interrupted.changed);
+      expect(interrupted.usersWithRows).toBe(interrupted.changed);
+
+      const result = await applyLimits([]);
+
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(`free: ${interrupted.left} of 3000 users changed`);
+      const finished = await readProgress();
+      expect(finished.changed).toBe(3000);
+      expect(finished.rows).toBe(3000);
+      expect(finished.usersWithRows).toBe(3000);
+    });
+  }
 });

@@ -275,11 +275,13 @@ describe('report job under a long rate limit', () => {
     setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
     let newerJobId: string | null = null;
 
-    // The run is analyzed again while the job runs, which queues the run's next report job.
-    await runReportJob(jobId, async () => {
+    // The run is analyzed again while the job posts its check run, which queues the run's next
+    // report job.
+    onCheckRunLookup = async () => {
       newerJobId = (await setup.context.boss.send(reportQueue, { runId: run.id }, { startAfter: 3600 }))!;
       await setup.context.db.update(prRuns).set({ reportJobId: newerJobId }).where(eq(prRuns.id, run.id));
-    });
+    };
+    await runReportJob(jobId);
 
     const later = await laterJobs(run.id, jobId);
     expect(later.map((job) => job.id)).toEqual([newerJobId]);
@@ -367,5 +369,28 @@ describe('report job under a long rate limit', () => {
     expect(cancelled.reports).toBeGreaterThanOrEqual(1);
     const job = await setup.context.boss.getJobById(reportQueue, next!.id);
     expect(job!.state).toBe('cancelled');
+  });
+  it('queues nothing after its job is cancelled', async () => {
+    const { run, jobId } = await queuedReport();
+    setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 600));
+
+    // A suspend cancels the running job, and an unsuspend follows before the rate limit.
+    onCheckRunLookup = async () => {
+      await setup.context.db.transaction((tx) =>
+        cancelInstallationWork(tx, setup.context.boss, setup.installationId, 'Suspended in a test.'),
+      );
+    };
+    await runReportJob(jobId);
+
+    expect(await laterJobs(run.id, jobId)).toEqual([]);
+    const job = await setup.context.boss.getJobById(reportQueue, jobId);
+    expect(job!.state).toBe('cancelled');
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.reportJobId).toBe(jobId);
+    expect(stored!.reportError).toBe('The check run and summary comment were not posted. Suspended in a test.');
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.report.completed' && line.jobId === jobId,
+    );
+    expect(logged?.reason).toBe(`report job ${jobId} was cancelled`);
   });
 });

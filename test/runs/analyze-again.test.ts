@@ -8,6 +8,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
+import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
+import type { Route } from '../../src/demo/fakes/github/router.ts';
+import type { FakeState } from '../../src/demo/fakes/github/state.ts';
 import { handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
 import { describeInstallationCancel } from '../../src/runs/cancel-installation-work.ts';
@@ -15,7 +18,9 @@ import { createApp } from '../../src/web/app.tsx';
 import {
   createGitHubTestContext,
   insertInstallation,
+  owner,
   prNumber,
+  repo,
   repository,
   repositoryId,
   type GitHubTestContext,
@@ -56,6 +61,12 @@ async function pushed(headSha: string, minute: number): Promise<string> {
   payload.pull_request.base.sha = setup.git.baseSha;
   payload.pull_request.updated_at = `2024-06-01T09:${String(minute).padStart(2, '0')}:00Z`;
   return deliver('pull_request', payload);
+}
+
+function routeOf(routes: Route<FakeState>[], method: string, pattern: string): Route<FakeState> {
+  const route = routes.find((candidate) => candidate.method === method && candidate.pattern === pattern);
+  if (!route) throw new Error(`The fake has no route ${method} ${pattern}.`);
+  return route;
 }
 
 async function runAt(headSha: string) {
@@ -171,12 +182,14 @@ describe('run analyzed again', () => {
     });
     expect(active!.id).toBe(firstJobId);
 
-    // The run is analyzed again while a worker runs its first report job, which then finishes.
+    // The run is analyzed again while a worker runs its first report job, which then finishes
+    // without posting the findings it would have read before the new analysis.
     const again = await analyzedAgain();
     expect(await jobState(reportQueue, firstJobId)).toBe('cancelled');
     await handleReportJob(setup.context, active!);
 
-    expect(setup.fake.checkRuns).toHaveLength(1);
+    expect(setup.fake.checkRuns).toHaveLength(0);
+    expect(setup.fake.issueComments).toHaveLength(0);
     const stored = await runAt(setup.git.headSha);
     expect(stored.reportJobId).toBe(again.reportJobId);
     expect(stored.reportedAt).toBeNull();
@@ -203,15 +216,19 @@ describe('run analyzed again', () => {
     });
     expect(active!.id).toBe(firstJobId);
 
-    // The run is analyzed again while the first report job runs its last attempt, which fails.
-    const again = await analyzedAgain();
-    setup.fake.queueResponse({
-      method: 'POST',
-      path: checkRunsPath,
-      status: 422,
-      body: { message: 'Validation Failed' },
+    // The run is analyzed again while the first report job creates its check run on its last
+    // attempt, and GitHub rejects that request.
+    let again: Awaited<ReturnType<typeof analyzedAgain>> | undefined;
+    const create = routeOf(checkRoutes, 'POST', checkRunsPath);
+    setup.fake.addRoute({
+      ...create,
+      async handle() {
+        again = await analyzedAgain();
+        return { status: 422, body: { message: 'Validation Failed' } };
+      },
     });
     const error = await handleReportJob(setup.context, active!).catch((caught: unknown) => caught);
+    if (!again) throw new Error('The report job created no check run.');
 
     expect((error as { status?: number }).status).toBe(422);
     const stored = await runAt(setup.git.headSha);
@@ -266,5 +283,29 @@ describe('run analyzed again', () => {
     const stored = await runAt(setup.git.headSha);
     expect(stored.reportError).toBe(`The check run and summary comment were not posted. ${reason}`);
     expect(stored.reportedAt).toBeNull();
+  });
+  it('posts changed findings on a new check run', async () => {
+    const reported = await reportedRun();
+    expect(setup.fake.checkRuns).toHaveLength(1);
+    const earlier = setup.fake.checkRuns[0]!;
+    expect(earlier.annotations).toHaveLength(1);
+    expect(earlier.conclusion).not.toBe('success');
+
+    // The pull request's base now contains its head commit, so its diff and findings are empty.
+    setup.fake.updatePullRequest({ owner, repo, number: prNumber }, { baseSha: setup.git.headSha });
+    const again = await analyzedAgain();
+    await report(again.reportJobId!);
+
+    // GitHub keeps every annotation a check run was sent, so the new findings need a new one.
+    expect(setup.fake.checkRuns).toHaveLength(2);
+    const latest = setup.fake.checkRuns[1]!;
+    expect(latest.headSha).toBe(setup.git.headSha);
+    expect(latest.annotations).toHaveLength(0);
+    expect(latest.conclusion).toBe('success');
+    const stored = await runAt(setup.git.headSha);
+    expect(stored.checkRunId).toBe(latest.id);
+    expect(stored.checkRunId).not.toBe(reported.checkRunId);
+    expect(stored.checkRunAnnotations).toBe(0);
+    expect(stored.reportedAt).not.toBeNull();
   });
 });

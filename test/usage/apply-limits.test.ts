@@ -4,6 +4,7 @@ import type { Config } from '../../src/config/env.ts';
 import { planChanges, users, type Plan } from '../../src/db/schema/index.ts';
 import { applyAllowanceOperation, type OperationResult } from '../../src/usage/allowance-batch.ts';
 import { getAllowance, releaseReservation, reserveTokens, settleCall } from '../../src/usage/allowance.ts';
+import { rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
 import { applyPlanLimits, type ApplyLimitsReport } from '../../src/usage/apply-limits.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { waitFor } from '../helpers/process.ts';
@@ -68,6 +69,13 @@ async function readHolds(userId: string) {
     FROM users u WHERE u.id = ${userId}
   `);
   return { reserved: Number(row!.reserved), holds: Number(row!.holds) };
+}
+
+/** Returns "fulfilled", or the message of the database error that rejected the promise. */
+function describeSettled(result: PromiseSettledResult<unknown>): string {
+  if (result.status === 'fulfilled') return 'fulfilled';
+  const error = result.reason as { message?: string; cause?: { message?: string } };
+  return error.cause?.message ?? error.message ?? String(result.reason);
 }
 
 function summaryOf(report: ApplyLimitsReport, plan: Plan) {
@@ -384,5 +392,78 @@ describe('applyPlanLimits', () => {
       expect(user.tokenLimit).toBe(1000);
       expect(user.tokensUsed).toBeLessThanOrEqual(1000);
     }
+  });
+  it('runs beside a rollover that stores period ends', async () => {
+    // The rollover job stores recomputed period ends of many users in one statement, in the
+    // order its cursor read them. Here that is the second user first, while this command
+    // locks users by id, so the two wait for each other unless both lock in one order.
+    const first = '00000000-0000-4000-8000-0000000000a1';
+    const second = '00000000-0000-4000-8000-0000000000a2';
+    for (const id of [second, first]) {
+      await context.db.insert(users).values({
+        id,
+        login: `rollover-${id.slice(-2)}`,
+        tokenLimit: 1000,
+        periodStartedAt: periodStart,
+        periodAnchorAt: periodStart,
+      });
+    }
+    // The change of the first user waits before its commit, with the first user's row locked,
+    // until the rollover has locked the second user's row.
+    await context.db.execute(sql`
+      CREATE FUNCTION pause_first_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$
+    `);
+    await context.db.execute(sql`
+      CREATE TRIGGER pause_first_change AFTER INSERT ON plan_changes FOR EACH ROW
+        WHEN (NEW.user_id = '00000000-0000-4000-8000-0000000000a1'::uuid)
+        EXECUTE FUNCTION pause_first_change()
+    `);
+    try {
+      const applying = applyPlanLimits(context.db, config, context.logger, { changedBy: 'cli:operator' });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const rollingOver = rolloverPeriods(context, new Date('2026-11-25T00:00:00Z'));
+      const [applied, rolled] = await Promise.allSettled([applying, rollingOver]);
+
+      expect(describeSettled(applied)).toBe('fulfilled');
+      expect(describeSettled(rolled)).toBe('fulfilled');
+    } finally {
+      await context.db.execute(sql`DROP TRIGGER pause_first_change ON plan_changes`);
+      await context.db.execute(sql`DROP FUNCTION pause_first_change`);
+    }
+    for (const id of [first, second]) {
+      const user = await readUser(id);
+      expect(user.tokenLimit).toBe(2000);
+      expect(user.periodEndBillingPeriod).toBe(config.BILLING_PERIOD);
+      expect(user.periodEndsAt.toISOString()).toBe('2026-12-20T10:00:00.000Z');
+      expect(await readChanges(id)).toHaveLength(1);
+    }
+  });
+  it('shares users between two runs', async () => {
+    await context.db.execute(sql`
+      INSERT INTO users (login, plan, token_limit, tokens_used)
+      SELECT 'twice-' || n, 'free', 1000, 900 FROM generate_series(1, 400) AS n`);
+    const dryRun = await applyPlanLimits(context.db, config, context.logger, {
+      changedBy: 'cli:operator',
+      dryRun: true,
+    });
+
+    const options = { changedBy: 'cli:operator', batchSize: 25 };
+    const reports = await Promise.all([
+      applyPlanLimits(context.db, config, context.logger, options),
+      applyPlanLimits(context.db, config, context.logger, options),
+    ]);
+
+    expect(summaryOf(dryRun, 'free')).toMatchObject({ checked: 400, changed: 400, changedFrom: { 1000: 400 } });
+    const changed = reports.map((report) => summaryOf(report, 'free').changed);
+    expect(changed[0]! + changed[1]!).toBe(400);
+    const [counts] = await context.db.execute<{ rows: string; users: string; limits: string }>(sql`
+      SELECT (SELECT count(*) FROM plan_changes) AS rows,
+        (SELECT count(DISTINCT user_id) FROM plan_changes) AS users,
+        (SELECT count(*) FROM users WHERE token_limit = 2000) AS limits
+    `);
+    expect(Number(counts!.rows)).toBe(400);
+    expect(Number(counts!.users)).toBe(400);
+    expect(Number(counts!.limits)).toBe(400);
   });
 });
