@@ -7,7 +7,7 @@ import { childEnvironment, ignoredVariables } from './environment.ts';
 import { addFakeOAuth } from './fakes/github-oauth.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from './fakes/github.ts';
 import { postWebhook } from './fakes/github/webhooks.ts';
-import { startFakeGemini, type FakeGemini } from './fakes/gemini.ts';
+import { startFakeGemini, type FakeGemini, type GeminiTextReply } from './fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq, type GroqTextReply } from './fakes/groq.ts';
 import { createGitRepository, headBranch, type GitRepository } from './git-repository.ts';
 import {
@@ -197,16 +197,13 @@ export class Demo {
     this.checkNotStopping();
     this.groq = await startFakeGroq();
     this.groq.setHandler((request): GroqTextReply => {
-      try {
-        return answerFixPrompt(request);
-      } catch (error) {
-        this.print(`The fake Groq could not read a fix prompt: ${(error as Error).message}`);
-        return { text: '' };
-      }
+      const user = request.messages.find((message) => message.role === 'user')?.content ?? '';
+      return this.answerFix('Groq', user);
     });
     this.print(`Started the fake Groq at ${this.groq.url}`);
     this.checkNotStopping();
     this.gemini = await startFakeGemini();
+    this.gemini.setHandler((request): GeminiTextReply => this.answerFix('Gemini', request.userText));
     this.print(`Started the fake Gemini at ${this.gemini.url} (for own keys stored on the dashboard)`);
 
     this.checkNotStopping();
@@ -231,6 +228,16 @@ export class Demo {
         `${demoFilePath}`,
     );
     return { baseSha: this.repository.baseSha, headSha: this.repository.headSha };
+  }
+
+  /** Returns the fixed file for a fix prompt, or an empty file when the prompt cannot be read. */
+  private answerFix(provider: string, user: string): { text: string } {
+    try {
+      return answerFixPrompt(user);
+    } catch (error) {
+      this.print(`The fake ${provider} could not read a fix prompt: ${(error as Error).message}`);
+      return { text: '' };
+    }
   }
 
   private async startService(

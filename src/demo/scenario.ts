@@ -1,4 +1,3 @@
-import type { GroqChatRequest, GroqTextReply } from './fakes/groq.ts';
 import { examplePayload } from './fakes/github/webhooks.ts';
 
 /**
@@ -76,12 +75,12 @@ function parseFixPrompt(user: string): { findings: PromptFinding[]; content: str
 }
 
 /**
- * Returns the fixed file for a fix prompt, as the system prompt requests of a model: only the
- * listed findings are fixed. A hard-coded credential becomes `process.env.DEMO_API_KEY`, and the lines of
- * debug statements are removed. Other lines stay as they are.
+ * Returns the fixed file for the user message of a fix prompt, as the system prompt requests
+ * of a model: only the listed findings are fixed. A hard-coded credential becomes
+ * `process.env.DEMO_API_KEY`, and the lines of debug statements are removed. Other lines stay
+ * as they are. The demo's fake Groq and fake Gemini both reply with it.
  */
-export function answerFixPrompt(request: GroqChatRequest): GroqTextReply {
-  const user = request.messages.find((message) => message.role === 'user')?.content ?? '';
+export function answerFixPrompt(user: string): { text: string } {
   const { findings, content } = parseFixPrompt(user);
   const lines = content.split('\n');
   const removed = new Set<number>();

@@ -138,6 +138,65 @@ describe('npm run demo', () => {
     expect(runs.map((run) => run.title)).toEqual(['Add src/notify.ts', 'Add src/notify.ts']);
   });
 
+  it('fixes the findings with an own Gemini key', async () => {
+    const token = capture(/^API token: (fxw_\S+)$/m);
+    const base = capture(/^Dashboard: (\S+)$/m);
+    const api = (route: string, init: RequestInit = {}) =>
+      fetch(new URL(route, base), {
+        ...init,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      });
+
+    const saved = await api('/api/user/keys/gemini', {
+      method: 'PUT',
+      body: JSON.stringify({ key: `AIza${'k'.repeat(35)}` }),
+    });
+    expect(saved.status, await saved.clone().text()).toBe(201);
+    const order = await api('/api/user/provider-order', {
+      method: 'PUT',
+      body: JSON.stringify({ order: ['gemini', 'groq'] }),
+    });
+    expect(order.status).toBe(200);
+
+    // The run of the commit that the previous test applied still reports both debug lines.
+    const run = await waitFor(
+      async () => {
+        const listed = await api('/api/runs?repository=Codertocat/Hello-World&pr=2');
+        const { runs } = (await listed.json()) as { runs: { id: string; status: string }[] };
+        if (runs[0]?.status !== 'completed') return undefined;
+        const detail = await api(`/api/runs/${runs[0].id}`);
+        return (await detail.json()) as { id: string; findings: { id: string; rule: string }[] };
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => 'the run of the applied commit' },
+    );
+    expect(run.findings.map((finding) => finding.rule)).toEqual(['debug/console-log', 'debug/debugger']);
+
+    const requested = await api(`/api/runs/${run.id}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: run.findings.map((finding) => finding.id) }),
+    });
+    expect(requested.status).toBe(202);
+    const { id } = (await requested.json()) as { id: string };
+    const preview = await waitFor(
+      async () => {
+        const response = await api(`/api/patch-requests/${id}`);
+        const body = (await response.json()) as {
+          status: string;
+          files: { provider: string; diff: string; linesAdded: number; linesDeleted: number }[];
+        };
+        return body.status === 'ready' ? body : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => `preview ${id} to be ready` },
+    );
+    const [file] = preview.files;
+    expect(file!.provider).toBe('gemini');
+    expect(file!.linesAdded).toBe(0);
+    expect(file!.linesDeleted).toBe(2);
+    expect(file!.diff).toContain("-  console.log('notify', user);");
+    expect(file!.diff).toContain('-  debugger;');
+    expect(file!.diff).toContain('   return send(user, apiKey);');
+  });
+
   it('signs in to the dashboard through the fake GitHub', async () => {
     const dashboard = capture(/^Dashboard: (\S+)$/m);
     const cookies = new Map<string, string>();
