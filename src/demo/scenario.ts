@@ -1,3 +1,4 @@
+import { fixAction } from '../report/publish-check-run.ts';
 import { examplePayload } from './fakes/github/webhooks.ts';
 
 /**
@@ -55,6 +56,26 @@ export function pullRequestOpenedPayload(commits: {
   payload.pull_request.head.ref = commits.headRef;
   payload.pull_request.base.sha = commits.baseSha;
   payload.pull_request.base.ref = 'main';
+  return payload;
+}
+
+/**
+ * Returns the `check_run.requested_action` example as GitHub sends it when `Codertocat` presses
+ * "Fix with AI" on the demo pull request's check run `checkRunId` of `headSha`.
+ */
+export function fixWithAiPayload(checkRunId: number, headSha: string): Record<string, any> {
+  const payload = examplePayload('check_run', 'requested_action');
+  payload.installation = { id: demoInstallationId };
+  payload.check_run.id = checkRunId;
+  payload.check_run.head_sha = headSha;
+  payload.repository.id = demoRepository.id;
+  payload.repository.name = demoRepository.repo;
+  payload.repository.full_name = `${demoRepository.owner}/${demoRepository.repo}`;
+  payload.repository.owner.login = demoAccount.login;
+  payload.repository.owner.id = demoAccount.id;
+  payload.sender.login = demoAccount.login;
+  payload.sender.id = demoAccount.id;
+  payload.requested_action = { identifier: fixAction.identifier };
   return payload;
 }
 

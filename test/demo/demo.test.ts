@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../src/process-alive.ts';
 import { waitFor } from '../helpers/process.ts';
@@ -9,6 +10,8 @@ import { waitFor } from '../helpers/process.ts';
  * environment that the demo must ignore, and checks what it prints and that SIGINT stops
  * every process it started.
  */
+
+const execFileAsync = promisify(execFile);
 
 let demo: ChildProcess;
 let output = '';
@@ -106,6 +109,38 @@ describe('npm run demo', () => {
     expect(reserved).toBeLessThanOrEqual(1000);
     expect(used).toBeGreaterThan(systemPrompt);
     expect(systemPrompt).toBeGreaterThan(500);
+  });
+
+  it('presses Fix with AI with the printed command', async () => {
+    const token = capture(/^API token: (fxw_\S+)$/m);
+    const base = capture(/^Dashboard: (\S+)$/m);
+    const planCommand = capture(/^More tokens: (.+)$/m);
+    const pressCommand = capture(/^ {2}(cd .* npx fixwright receive --event check_run .+)$/m);
+    const shellEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR };
+    await execFileAsync('sh', ['-c', planCommand], { env: shellEnv });
+
+    const { stdout } = await execFileAsync('sh', ['-c', pressCommand], { env: shellEnv });
+    const patchRequestId = /"outcome":"patch request (\S+) queued/.exec(stdout)?.[1];
+    expect(patchRequestId, stdout).toBeDefined();
+    const preview = await waitFor(
+      async () => {
+        const response = await fetch(new URL(`/api/patch-requests/${patchRequestId}`, base), {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const body = (await response.json()) as {
+          status: string;
+          files: { path: string; provider: string; diff: string }[];
+        };
+        return body.status === 'ready' ? body : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => `preview ${patchRequestId} to be ready` },
+    );
+    const [file] = preview.files;
+    expect(file!.path).toBe('src/notify.ts');
+    expect(file!.provider).toBe('groq');
+    expect(file!.diff).toContain('+const apiKey = process.env.DEMO_API_KEY;');
+    expect(file!.diff).toContain("-  console.log('notify', user);");
+    expect(file!.diff).toContain('-  debugger;');
   });
 
   it('applies the preview with the printed token', async () => {
