@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
@@ -7,7 +7,7 @@ import { childEnvironment, ignoredVariables } from './environment.ts';
 import { addFakeOAuth } from './fakes/github-oauth.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from './fakes/github.ts';
 import { postWebhook } from './fakes/github/webhooks.ts';
-import { startFakeGemini, type FakeGemini } from './fakes/gemini.ts';
+import { startFakeGemini, type FakeGemini, type GeminiTextReply } from './fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq, type GroqTextReply } from './fakes/groq.ts';
 import { createGitRepository, headBranch, type GitRepository } from './git-repository.ts';
 import {
@@ -20,6 +20,7 @@ import {
   demoPullRequestNumber,
   demoPullRequestTitle,
   demoRepository,
+  fixWithAiPayload,
   installationCreatedPayload,
   pullRequestOpenedPayload,
 } from './scenario.ts';
@@ -172,11 +173,15 @@ export class Demo {
       });
 
     const { runId, findings } = await this.waitForFindings(api);
-    await this.waitForReport(commits.headSha);
+    const checkRunId = await this.waitForReport(commits.headSha);
     const preview = await this.previewFix(api, runId, findings);
     await this.printUsage(api);
     this.printModelCall();
+    const fixWithAiFile = path.join(this.folder, 'fix-with-ai.json');
+    await writeFile(fixWithAiFile, JSON.stringify(fixWithAiPayload(checkRunId, commits.headSha)));
     this.printHowToContinue(service, token, preview.id);
+    this.printFixWithAi(service, secrets.webhookSecret, fixWithAiFile);
+    this.printProcesses(service);
   }
 
   private checkNotStopping(): void {
@@ -197,16 +202,13 @@ export class Demo {
     this.checkNotStopping();
     this.groq = await startFakeGroq();
     this.groq.setHandler((request): GroqTextReply => {
-      try {
-        return answerFixPrompt(request);
-      } catch (error) {
-        this.print(`The fake Groq could not read a fix prompt: ${(error as Error).message}`);
-        return { text: '' };
-      }
+      const user = request.messages.find((message) => message.role === 'user')?.content ?? '';
+      return this.answerFix('Groq', user);
     });
     this.print(`Started the fake Groq at ${this.groq.url}`);
     this.checkNotStopping();
     this.gemini = await startFakeGemini();
+    this.gemini.setHandler((request): GeminiTextReply => this.answerFix('Gemini', request.userText));
     this.print(`Started the fake Gemini at ${this.gemini.url} (for own keys stored on the dashboard)`);
 
     this.checkNotStopping();
@@ -231,6 +233,16 @@ export class Demo {
         `${demoFilePath}`,
     );
     return { baseSha: this.repository.baseSha, headSha: this.repository.headSha };
+  }
+
+  /** Returns the fixed file for a fix prompt, or an empty file when the prompt cannot be read. */
+  private answerFix(provider: string, user: string): { text: string } {
+    try {
+      return answerFixPrompt(user);
+    } catch (error) {
+      this.print(`The fake ${provider} could not read a fix prompt: ${(error as Error).message}`);
+      return { text: '' };
+    }
   }
 
   private async startService(
@@ -337,8 +349,11 @@ export class Demo {
     return { runId: run.id, findings: detail.findings };
   }
 
-  /** Waits for the check run and the summary comment that the run posts on the fake GitHub. */
-  private async waitForReport(headSha: string): Promise<void> {
+  /**
+   * Waits for the check run and the summary comment that the run posts on the fake GitHub, and
+   * returns the check run's id.
+   */
+  private async waitForReport(headSha: string): Promise<number> {
     const github = this.github!;
     const { checkRun, comment } = await poll('the report on GitHub', reportTimeoutMs, async () => {
       this.checkNotStopping();
@@ -355,6 +370,7 @@ export class Demo {
         `${checkRun.conclusion} with ${checkRun.annotations.length} annotations, and a summary ` +
         `comment (${comment.body.length} characters) is on ${fullName}#${demoPullRequestNumber}`,
     );
+    return checkRun.id;
   }
 
   /**
@@ -443,11 +459,31 @@ export class Demo {
         'pull_request.synchronize as GitHub does and the service starts a run for the new head.',
       `More tokens: cd ${packageRoot} && env -u DATABASE_URL DATA_DIR=${this.dataDir} ` +
         `npx fixwright users plan --login ${demoAccount.login} --plan pro`,
-      `Processes: demo pid ${process.pid}, service pid ${service.pid}, ` +
-        `PostgreSQL pid ${bundledPostgresPid(this.dataDir!) ?? 'unknown'}`,
-      'Press Ctrl-C to stop the demo, its service, PostgreSQL and the fakes.',
     ];
     for (const line of lines) this.print(line);
+  }
+
+  /**
+   * Prints the command that sends the webhook GitHub sends when the check run's "Fix with AI"
+   * button is pressed, since the fake GitHub has no web page with the button.
+   */
+  private printFixWithAi(service: DemoService, webhookSecret: string, payloadFile: string): void {
+    const lines = [
+      'Fix with AI: this command sends the webhook that pressing the check run\'s button sends. ' +
+        'Run the plan command above first, because the tokens left on the free plan fit no ' +
+        'file, and run it before applying, because a commit supersedes the check run:',
+      `  cd ${packageRoot} && env WEBHOOK_SECRET=${webhookSecret} npx fixwright receive ` +
+        `--event check_run --payload ${payloadFile} --url ${service.url}/webhooks/github`,
+    ];
+    for (const line of lines) this.print(line);
+  }
+
+  private printProcesses(service: DemoService): void {
+    this.print(
+      `Processes: demo pid ${process.pid}, service pid ${service.pid}, ` +
+        `PostgreSQL pid ${bundledPostgresPid(this.dataDir!) ?? 'unknown'}`,
+    );
+    this.print('Press Ctrl-C to stop the demo, its service, PostgreSQL and the fakes.');
   }
 
   /** Returns whether the flow of `start` ended, by success or failure, within `timeoutMs`. */

@@ -1,4 +1,4 @@
-import type { GroqChatRequest, GroqTextReply } from './fakes/groq.ts';
+import { fixAction } from '../report/publish-check-run.ts';
 import { examplePayload } from './fakes/github/webhooks.ts';
 
 /**
@@ -59,6 +59,26 @@ export function pullRequestOpenedPayload(commits: {
   return payload;
 }
 
+/**
+ * Returns the `check_run.requested_action` example as GitHub sends it when `Codertocat` presses
+ * "Fix with AI" on the demo pull request's check run `checkRunId` of `headSha`.
+ */
+export function fixWithAiPayload(checkRunId: number, headSha: string): Record<string, any> {
+  const payload = examplePayload('check_run', 'requested_action');
+  payload.installation = { id: demoInstallationId };
+  payload.check_run.id = checkRunId;
+  payload.check_run.head_sha = headSha;
+  payload.repository.id = demoRepository.id;
+  payload.repository.name = demoRepository.repo;
+  payload.repository.full_name = `${demoRepository.owner}/${demoRepository.repo}`;
+  payload.repository.owner.login = demoAccount.login;
+  payload.repository.owner.id = demoAccount.id;
+  payload.sender.login = demoAccount.login;
+  payload.sender.id = demoAccount.id;
+  payload.requested_action = { identifier: fixAction.identifier };
+  return payload;
+}
+
 interface PromptFinding {
   ruleId: string;
   line: number;
@@ -76,12 +96,12 @@ function parseFixPrompt(user: string): { findings: PromptFinding[]; content: str
 }
 
 /**
- * Returns the fixed file for a fix prompt, as the system prompt requests of a model: only the
- * listed findings are fixed. A hard-coded credential becomes `process.env.DEMO_API_KEY`, and the lines of
- * debug statements are removed. Other lines stay as they are.
+ * Returns the fixed file for the user message of a fix prompt, as the system prompt requests
+ * of a model: only the listed findings are fixed. A hard-coded credential becomes
+ * `process.env.DEMO_API_KEY`, and the lines of debug statements are removed. Other lines stay
+ * as they are. The demo's fake Groq and fake Gemini both reply with it.
  */
-export function answerFixPrompt(request: GroqChatRequest): GroqTextReply {
-  const user = request.messages.find((message) => message.role === 'user')?.content ?? '';
+export function answerFixPrompt(user: string): { text: string } {
   const { findings, content } = parseFixPrompt(user);
   const lines = content.split('\n');
   const removed = new Set<number>();

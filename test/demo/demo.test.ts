@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../src/process-alive.ts';
 import { waitFor } from '../helpers/process.ts';
@@ -9,6 +10,8 @@ import { waitFor } from '../helpers/process.ts';
  * environment that the demo must ignore, and checks what it prints and that SIGINT stops
  * every process it started.
  */
+
+const execFileAsync = promisify(execFile);
 
 let demo: ChildProcess;
 let output = '';
@@ -108,6 +111,38 @@ describe('npm run demo', () => {
     expect(systemPrompt).toBeGreaterThan(500);
   });
 
+  it('presses Fix with AI with the printed command', async () => {
+    const token = capture(/^API token: (fxw_\S+)$/m);
+    const base = capture(/^Dashboard: (\S+)$/m);
+    const planCommand = capture(/^More tokens: (.+)$/m);
+    const pressCommand = capture(/^ {2}(cd .* npx fixwright receive --event check_run .+)$/m);
+    const shellEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR };
+    await execFileAsync('sh', ['-c', planCommand], { env: shellEnv });
+
+    const { stdout } = await execFileAsync('sh', ['-c', pressCommand], { env: shellEnv });
+    const patchRequestId = /"outcome":"patch request (\S+) queued/.exec(stdout)?.[1];
+    expect(patchRequestId, stdout).toBeDefined();
+    const preview = await waitFor(
+      async () => {
+        const response = await fetch(new URL(`/api/patch-requests/${patchRequestId}`, base), {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const body = (await response.json()) as {
+          status: string;
+          files: { path: string; provider: string; diff: string }[];
+        };
+        return body.status === 'ready' ? body : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => `preview ${patchRequestId} to be ready` },
+    );
+    const [file] = preview.files;
+    expect(file!.path).toBe('src/notify.ts');
+    expect(file!.provider).toBe('groq');
+    expect(file!.diff).toContain('+const apiKey = process.env.DEMO_API_KEY;');
+    expect(file!.diff).toContain("-  console.log('notify', user);");
+    expect(file!.diff).toContain('-  debugger;');
+  });
+
   it('applies the preview with the printed token', async () => {
     const token = capture(/^API token: (fxw_\S+)$/m);
     const applyUrl = capture(/(http:\/\/127\.0\.0\.1:\d+\/api\/patch-requests\/[0-9a-f-]{36}\/apply)/);
@@ -136,6 +171,65 @@ describe('npm run demo', () => {
     expect(runs[0]!.headSha).toBe(body.commitSha);
     expect(runs[1]!.status).toBe('superseded');
     expect(runs.map((run) => run.title)).toEqual(['Add src/notify.ts', 'Add src/notify.ts']);
+  });
+
+  it('fixes the findings with an own Gemini key', async () => {
+    const token = capture(/^API token: (fxw_\S+)$/m);
+    const base = capture(/^Dashboard: (\S+)$/m);
+    const api = (route: string, init: RequestInit = {}) =>
+      fetch(new URL(route, base), {
+        ...init,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      });
+
+    const saved = await api('/api/user/keys/gemini', {
+      method: 'PUT',
+      body: JSON.stringify({ key: `AIza${'k'.repeat(35)}` }),
+    });
+    expect(saved.status, await saved.clone().text()).toBe(201);
+    const order = await api('/api/user/provider-order', {
+      method: 'PUT',
+      body: JSON.stringify({ order: ['gemini', 'groq'] }),
+    });
+    expect(order.status).toBe(200);
+
+    // The run of the commit that the previous test applied still reports both debug lines.
+    const run = await waitFor(
+      async () => {
+        const listed = await api('/api/runs?repository=Codertocat/Hello-World&pr=2');
+        const { runs } = (await listed.json()) as { runs: { id: string; status: string }[] };
+        if (runs[0]?.status !== 'completed') return undefined;
+        const detail = await api(`/api/runs/${runs[0].id}`);
+        return (await detail.json()) as { id: string; findings: { id: string; rule: string }[] };
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => 'the run of the applied commit' },
+    );
+    expect(run.findings.map((finding) => finding.rule)).toEqual(['debug/console-log', 'debug/debugger']);
+
+    const requested = await api(`/api/runs/${run.id}/patch-requests`, {
+      method: 'POST',
+      body: JSON.stringify({ findingIds: run.findings.map((finding) => finding.id) }),
+    });
+    expect(requested.status).toBe(202);
+    const { id } = (await requested.json()) as { id: string };
+    const preview = await waitFor(
+      async () => {
+        const response = await api(`/api/patch-requests/${id}`);
+        const body = (await response.json()) as {
+          status: string;
+          files: { provider: string; diff: string; linesAdded: number; linesDeleted: number }[];
+        };
+        return body.status === 'ready' ? body : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: () => `preview ${id} to be ready` },
+    );
+    const [file] = preview.files;
+    expect(file!.provider).toBe('gemini');
+    expect(file!.linesAdded).toBe(0);
+    expect(file!.linesDeleted).toBe(2);
+    expect(file!.diff).toContain("-  console.log('notify', user);");
+    expect(file!.diff).toContain('-  debugger;');
+    expect(file!.diff).toContain('   return send(user, apiKey);');
   });
 
   it('signs in to the dashboard through the fake GitHub', async () => {

@@ -178,6 +178,9 @@ describe('own key API', () => {
       expect(response.json.error.code).toBe('bad_request');
       expect(response.json.error.message, JSON.stringify(body)).toContain(expected);
       expect(JSON.stringify(response.json)).not.toContain(groqKey);
+      // A body that is not JSON has no field to name, and one that is no object names itself.
+      const fields = typeof body === 'string' ? undefined : Array.isArray(body) ? ['body'] : ['key'];
+      expect(response.json.error.fields, JSON.stringify(body)).toEqual(fields);
     }
     expect(groq.requests).toHaveLength(0);
     expect(await rawRows(user.id)).toHaveLength(0);
@@ -188,6 +191,7 @@ describe('own key API', () => {
     const groqAnswer = await call(user.token, 'PUT', '/api/user/keys/groq', { key: rejectedGroqKey });
     expect(groqAnswer.status).toBe(400);
     expect(groqAnswer.json.error.message).toMatch(/^Groq rejected the key \(HTTP 401\); check it was copied whole/);
+    expect(groqAnswer.json.error.fields).toEqual(['key']);
     const geminiAnswer = await call(user.token, 'PUT', '/api/user/keys/gemini', { key: rejectedGeminiKey });
     expect(geminiAnswer.status).toBe(400);
     expect(geminiAnswer.json.error.message).toMatch(/^Gemini rejected the key \(HTTP 400\)/);
@@ -392,6 +396,7 @@ describe('own key API', () => {
       const response = await call(user.token, 'PUT', '/api/user/provider-order', body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.json.error.message, JSON.stringify(body)).toContain(expected);
+      expect(response.json.error.fields, JSON.stringify(body)).toEqual(['order']);
       expect(JSON.stringify(response.json)).not.toContain(groqKey);
     }
     const [row] = await context.db.select().from(users).where(eq(users.id, user.id));

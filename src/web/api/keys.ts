@@ -83,10 +83,11 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
       c.header('Retry-After', String(saved.retryAfterSeconds));
       throw new AppError('rate_limited', saved.reason);
     }
-    if (!saved.ok) {
+    if (!saved.ok && saved.cause === 'unavailable') {
       // A provider that failed or timed out during the check is an upstream failure, not bad input.
-      throw new AppError(saved.cause === 'unavailable' ? 'bad_gateway' : 'bad_request', saved.reason);
+      throw new AppError('bad_gateway', saved.reason);
     }
+    if (!saved.ok) throw new AppError('bad_request', saved.reason, { fields: ['key'] });
     // A new row gets created_at = updated_at from the same now(); a replaced one keeps its created_at.
     return c.json({ key: serialize(saved.info) }, saved.replaced ? 200 : 201);
   });
@@ -105,7 +106,7 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
     const orderExample = '{"order": ["gemini", "groq"]}';
     const body = parseInput(orderBody, await readJson(c.req, orderExample), 'body', orderExample);
     const order = parseProviderOrder(body.order);
-    if (!order.ok) throw new AppError('bad_request', order.reason);
+    if (!order.ok) throw new AppError('bad_request', order.reason, { fields: ['order'] });
 
     const userId = c.var.user.id;
     await setProviderOrder(db, { userId, order: order.order });
