@@ -189,7 +189,7 @@ async function handleFixPress(
     leftOutFiles: leftOut,
   };
   const queued =
-    `patch request ${result.id} queued for run ${run.id} with ${selected.length} finding(s), ` +
+    `patch request ${result.id} queued for run ${run.id} with ${formatCount(selected.length, 'finding')}, ` +
     `paid by user ${installation.userId}`;
   if (leftOut === 0 || payment.kind !== 'allowance') return { outcome: queued, notice };
   const outcome =

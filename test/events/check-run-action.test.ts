@@ -158,7 +158,7 @@ describe('check_run requested_action', () => {
     expect(requests[0]!.userId).toBe(owner!.id);
     expect(requests[0]!.status).toBe('queued');
     expect(outcome).toBe(
-      `patch request ${requests[0]!.id} queued for run ${run.id} with 3 finding(s), ` +
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 3 findings, ` +
         `paid by user ${owner!.id}`,
     );
     const selected = await context.db
@@ -257,7 +257,7 @@ describe('check_run requested_action within the allowance', () => {
     const fileB = rows.filter((row) => row.path === 'src/b.ts').map((row) => row.id);
     expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual(fileB.sort());
     expect(outcome).toBe(
-      `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding(s), ` +
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding, ` +
         `paid by user ${owner.id}; 2 of 3 files left out, because their estimates do not fit ` +
         "the 1000 tokens left of that user's allowance",
     );

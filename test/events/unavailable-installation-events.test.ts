@@ -136,7 +136,7 @@ describe('check_run requested_action', () => {
     expect(requests).toHaveLength(1);
     expect(requests[0]!.status).toBe('queued');
     expect(pressed.storedOutcome).toBe(
-      `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding(s), ` +
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding, ` +
         `paid by user ${owner.id}`,
     );
     expect(await countJobs(context, previewQueue)).toBe(1);
