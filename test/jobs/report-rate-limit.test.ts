@@ -89,6 +89,16 @@ async function laterJobs(runId: string, exceptId: string) {
     ORDER BY created_on, id`;
 }
 
+/**
+ * Returns how many milliseconds after `before` the report job that followed `jobId` starts,
+ * and fails the test when no job followed it.
+ */
+async function waitOfNextJob(runId: string, jobId: string, before: number): Promise<number> {
+  const [next] = await laterJobs(runId, jobId);
+  expect(next).toBeDefined();
+  return new Date(next!.start_after).getTime() - before;
+}
+
 const rejectedMessage = 'report_job_id is read-only in this test';
 
 /**
@@ -194,9 +204,7 @@ describe('report job under a long rate limit', () => {
 
     await runReportJob(jobId);
 
-    const [next] = await laterJobs(run.id, jobId);
-    expect(next).toBeDefined();
-    const wait = new Date(next!.start_after).getTime() - before;
+    const wait = await waitOfNextJob(run.id, jobId, before);
     expect(wait).toBeGreaterThanOrEqual(900_000);
     expect(wait).toBeLessThan(910_000);
     expect(checkRunsOf(run.id)).toEqual([]);
@@ -262,9 +270,7 @@ describe('report job under a long rate limit', () => {
 
     await runReportJob(jobId);
 
-    const [next] = await laterJobs(run.id, jobId);
-    expect(next).toBeDefined();
-    const wait = new Date(next!.start_after).getTime() - before;
+    const wait = await waitOfNextJob(run.id, jobId, before);
     expect(wait).toBeGreaterThanOrEqual(60_000);
     expect(wait).toBeLessThan(70_000);
     expect(checkRunsOf(run.id)).toEqual([]);
