@@ -9,7 +9,7 @@ export async function runMigrateCommand(config: Config, logger: Logger, args: st
   // withDatabase applies the migrations before it runs the task.
   return withDatabase(config, logger, async (_db, migration) => {
     if (migration.applied === 0 && migration.newerInDatabase > 0) {
-      // The database.schema_newer warning on stderr says what to do.
+      // The database.schema_newer warning on stderr gives the steps to take.
       console.log('No migration to apply: a newer Fixwright version migrated the database.');
     } else if (migration.applied === 0) {
       console.log('No migration to apply: the database is up to date.');

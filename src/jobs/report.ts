@@ -135,8 +135,8 @@ async function stopForUnavailableInstallation(
  * That job reports, and the run keeps its id, so a suspend still cancels it. A job that was
  * cancelled, as a suspend does, queues nothing even when the app was unsuspended since.
  *
- * Every write of the report looks on GitHub for what an earlier attempt created before it
- * creates anything, so the new job does not send a creating write that took effect again.
+ * Before each creating write, the report looks on GitHub for what an earlier attempt created,
+ * so the new job does not repeat a write that already took effect.
  */
 async function queueAfterRateLimit(
   context: AppContext,

@@ -24,8 +24,8 @@ export type FallbackOptions = {
   /**
    * Called once per client call, after it succeeded or failed and before the next client is
    * tried, so it receives the usage of each call's last request exactly once. A caller that
-   * bills here must not also bill the returned result or the thrown error. A rejection from
-   * this callback is raised to the caller.
+   * charges here should not charge the returned result or the thrown error as well, because
+   * nothing here prevents that. A rejection from this callback is raised to the caller.
    *
    * NOTE: a call that timed out or was aborted may have cost tokens that the provider never
    * reported, so its `usage` is undefined.

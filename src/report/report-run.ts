@@ -119,8 +119,8 @@ export async function recordReportError(
 }
 
 /**
- * Tells whether job `jobId` still reports the run: the run is completed and names that job or
- * no job. Without `jobId` only the status counts.
+ * Returns whether job `jobId` still reports the run: the run is completed and names that job
+ * or no job. Without `jobId` only the status counts.
  */
 function reportsRun(run: { status: string; reportJobId: string | null }, jobId: string | undefined): boolean {
   if (run.status !== 'completed') return false;

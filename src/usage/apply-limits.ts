@@ -55,8 +55,8 @@ type StaleUserRow = {
 /**
  * Applies the configured limit of each user's plan to every user (or every user on
  * `options.plan`) whose stored limit differs. It runs the code of choosing the plan the user
- * already has, so the period and usage are kept, usage is capped at a lower limit, holds in
- * flight stay, and each change is recorded in `plan_changes`.
+ * already has, so the period and usage are kept, usage is capped at a lower limit,
+ * reservations in flight are kept, and each change is recorded in `plan_changes`.
  *
  * Users are read by id in pages of `batchSize` without locks, and each page is changed in one
  * transaction that locks its users one by one, so at most `batchSize` rows are locked at a time.

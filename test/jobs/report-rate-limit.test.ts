@@ -99,6 +99,22 @@ async function waitOfNextJob(runId: string, jobId: string, before: number): Prom
   return new Date(next!.start_after).getTime() - before;
 }
 
+/**
+ * Runs the report job `jobId`, checks that it fails with GitHub's 403 and queues no later job,
+ * and returns its `job.report.rate_limit_too_long` log line.
+ */
+async function expectTooLongWait(runId: string, jobId: string) {
+  const error = await runReportJob(jobId).catch((caught: unknown) => caught);
+
+  expect((error as { status?: number }).status).toBe(403);
+  expect(await laterJobs(runId, jobId)).toEqual([]);
+  const logged = setup.context.logs.find(
+    (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === runId,
+  );
+  expect(logged).toBeDefined();
+  return logged!;
+}
+
 const rejectedMessage = 'report_job_id is read-only in this test';
 
 /**
@@ -234,29 +250,15 @@ describe('report job under a long rate limit', () => {
     const { run, jobId } = await queuedReport({ rateLimitedSince: Date.now() - 50 * 60_000 });
     setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 15 * 60));
 
-    const error = await runReportJob(jobId).catch((caught: unknown) => caught);
-
-    expect((error as { status?: number }).status).toBe(403);
-    expect(await laterJobs(run.id, jobId)).toEqual([]);
-    const logged = setup.context.logs.find(
-      (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === run.id,
-    );
-    expect(logged).toBeDefined();
+    await expectTooLongWait(run.id, jobId);
   });
 
   it('fails on a wait past the latest date', async () => {
     const { run, jobId } = await queuedReport();
     setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 99_999_999_999_999));
 
-    const error = await runReportJob(jobId).catch((caught: unknown) => caught);
-
-    expect((error as { status?: number }).status).toBe(403);
-    expect(await laterJobs(run.id, jobId)).toEqual([]);
-    const logged = setup.context.logs.find(
-      (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === run.id,
-    );
-    expect(logged).toBeDefined();
-    expect(logged!.liftsAt).toBe('+275760-09-13T00:00:00.000Z');
+    const logged = await expectTooLongWait(run.id, jobId);
+    expect(logged.liftsAt).toBe('+275760-09-13T00:00:00.000Z');
   });
 
   it('waits a minute after a past reset', async () => {

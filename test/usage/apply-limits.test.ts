@@ -223,7 +223,7 @@ describe('applyPlanLimits', () => {
       tokenLimitAfter: 2000,
     });
 
-    // The holds made under the old limit already pass the new one, so nothing more fits.
+    // The reservations made under the old limit already exceed the new one, so nothing more fits.
     const blocked = await reserveTokens(context.db, {
       userId: user.id,
       tokens: 1,
