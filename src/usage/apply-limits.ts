@@ -3,7 +3,7 @@ import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { plans, type Plan } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
-import { changePlanInTransaction, planLimits } from './plans.ts';
+import { capUsage, changePlanInTransaction, planLimits } from './plans.ts';
 
 /**
  * Outcome of applying the configured limit to the users of one plan, or in a dry run the
@@ -95,8 +95,7 @@ export async function applyPlanLimits(
     if (dryRun) {
       for (const row of page) {
         const usedBefore = Number(row.tokens_used);
-        const limit = limits[row.plan];
-        const usedAfter = limit >= 0 ? Math.min(usedBefore, limit) : usedBefore;
+        const usedAfter = capUsage(usedBefore, limits[row.plan]);
         countChange(summaries.get(row.plan)!, Number(row.token_limit), usedBefore > usedAfter);
       }
     } else {

@@ -69,6 +69,11 @@ export interface PlanChangeInput {
   limitOnly?: boolean;
 }
 
+/** Returns `used` capped at `limit`, or `used` itself when the limit is -1 (unlimited). */
+export function capUsage(used: number, limit: number): number {
+  return limit >= 0 ? Math.min(used, limit) : used;
+}
+
 /**
  * Switches a user's plan and records who did it. Pro resets used to 0 and starts a new period
  * with a new anchor and its end stored. Free and enterprise keep used, capped at the new
@@ -104,8 +109,7 @@ export async function changePlanInTransaction(
     return { changed: false, fromPlan: before.plan, toPlan: input.plan, limitBefore, limit, usedBefore, usedAfter };
   }
   const resetUsage = input.plan === 'pro' && !samePlan;
-  let usedAfter = resetUsage ? 0 : usedBefore;
-  if (limit >= 0) usedAfter = Math.min(usedAfter, limit);
+  const usedAfter = capUsage(resetUsage ? 0 : usedBefore, limit);
 
   const now = new Date(before.now);
   await tx
