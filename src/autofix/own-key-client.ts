@@ -1,11 +1,12 @@
 import type { Database } from '../db/client.ts';
 import { markKeyUnusable, markKeyUsed, rejectedReason, type StoredKeyRef } from '../keys/own-keys.ts';
 import { ProviderError, redactSecrets } from '../llm/errors.ts';
-import type { ModelClient } from '../llm/types.ts';
+import type { BilledRetry, ModelClient } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 
 /**
- * Wraps a client that uses the user's own key. Accepted calls update the key's last_used_at.
+ * Wraps a client that uses the user's own key. Accepted calls update the key's last_used_at,
+ * and so does a billed response that the client retried, even when a later request fails.
  * A rejected key (`unauthorized`) is marked unusable, and the raised error directs the user to
  * the keys page. That error kind never falls back, so no platform key is tried after it.
  */
@@ -20,8 +21,12 @@ export function ownKeyClient(
     listModels: () => client.listModels(),
     async generate(request, callOptions) {
       let result;
+      const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
+        await markKeyUsed(db, stored);
+        await callOptions?.onBilledRetry?.(retry);
+      };
       try {
-        result = await client.generate(request, callOptions);
+        result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (!(error instanceof ProviderError)) throw error;
         // The clients redact their key already; this repeats it for text added on the way.
