@@ -19,7 +19,7 @@ import { findInstallationUnavailable } from '../github/installation-unavailable.
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../jobs/fix-press-notice.ts';
 import type { FixPressNotice } from '../report/fix-press-notice.ts';
-import { fixAction } from '../report/publish-check-run.ts';
+import { checkRunExternalId, fixAction, runIdOfExternalId } from '../report/publish-check-run.ts';
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
 import { formatCount, pickForm } from '../text/plural.ts';
@@ -30,7 +30,11 @@ export const checkRunPayload = z.object({
   action: z.string(),
   installation: z.object({ id: githubId }).optional(),
   repository: z.object({ id: githubId, full_name: z.string() }),
-  check_run: z.object({ id: githubId, head_sha: z.string() }),
+  check_run: z.object({
+    id: githubId,
+    head_sha: z.string(),
+    external_id: z.string().nullable().optional(),
+  }),
   requested_action: z.object({ identifier: z.string() }).optional(),
   sender: z.object({ login: z.string() }).optional(),
 });
@@ -69,13 +73,19 @@ export async function handleCheckRunEvent(
   const run = await tx.query.prRuns.findFirst({
     where: and(eq(prRuns.checkRunId, checkRunId), eq(prRuns.repositoryId, payload.repository.id)),
   });
-  if (!run) return `ignored: check run ${checkRunId} belongs to no Fixwright run`;
+  const pressed = run ?? (await findRunOfExternalId(tx, payload));
+  if (!pressed) return `ignored: check run ${checkRunId} belongs to no Fixwright run`;
 
-  const press = await handleFixPress(tx, boss, run, context);
+  // A check run that the run does not name is still the newest when its external id is that of
+  // the run's current analysis.
+  const earlier = !run && payload.check_run.external_id !== checkRunExternalId(pressed);
+  const press = earlier
+    ? await handleEarlierCheckRunPress(tx, pressed, checkRunId)
+    : await handleFixPress(tx, boss, pressed, context);
   if (press.notice) {
     // The webhook must not wait for GitHub, so a job shows the outcome on the check run.
     const data: FixPressNoticeJobData = {
-      runId: run.id,
+      runId: pressed.id,
       checkRunId,
       pressedAt: Date.now(),
       sender: payload.sender?.login ?? null,
@@ -84,6 +94,40 @@ export async function handleCheckRunEvent(
     await boss.send(fixPressNoticeQueue, data, { db: transactionDb(tx) });
   }
   return press.outcome;
+}
+
+/**
+ * Returns the run that the pressed check run's external id names, or undefined. Each analysis
+ * of a run gets a new check run, whose external id starts with the run id (see
+ * checkRunExternalId), so the button stays on the check runs of earlier analyses. It also
+ * finds the run of the newest check run when a report created it but has not stored its id.
+ */
+async function findRunOfExternalId(
+  tx: Transaction,
+  payload: CheckRunPayload,
+): Promise<typeof prRuns.$inferSelect | undefined> {
+  const runId = runIdOfExternalId(payload.check_run.external_id);
+  if (!runId) return undefined;
+  return tx.query.prRuns.findFirst({
+    where: and(eq(prRuns.id, runId), eq(prRuns.repositoryId, payload.repository.id)),
+  });
+}
+
+/** Directs a press on the check run of an earlier analysis to the run's newest check run. */
+async function handleEarlierCheckRunPress(
+  tx: Transaction,
+  run: typeof prRuns.$inferSelect,
+  checkRunId: number,
+): Promise<FixPress> {
+  const unavailable = await findInstallationUnavailable(tx, run.installationId);
+  if (unavailable) return { outcome: `skipped: ${unavailable.message}` };
+  const newest = run.checkRunId === null ? 'is not posted yet' : `is ${run.checkRunId}`;
+  return {
+    outcome:
+      `ignored: check run ${checkRunId} shows an earlier analysis of run ${run.id}, whose ` +
+      `newest check run ${newest}`,
+    notice: { kind: 'earlier_analysis' },
+  };
 }
 
 /**

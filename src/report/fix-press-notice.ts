@@ -21,6 +21,8 @@ export const fixPressNotice = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('run_not_completed'), status: z.enum(runStatuses) }),
   z.object({ kind: z.literal('no_findings') }),
   z.object({ kind: z.literal('findings_gone') }),
+  /** The press was on the check run of an earlier analysis of the run. */
+  z.object({ kind: z.literal('earlier_analysis') }),
 ]);
 export type FixPressNotice = z.infer<typeof fixPressNotice>;
 
@@ -100,11 +102,11 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
         );
       }
       if (notice.status === 'queued' || notice.status === 'analyzing') {
-        // A push back to this commit or a reopen analyzes the run again, and its report keeps
-        // this check run.
+        // A push back to this commit or a reopen analyzes the run again, and its report
+        // creates a new check run.
         return (
-          'Nothing was queued, because this run is being analyzed again. Wait until its ' +
-          `results are posted, ${again}.`
+          'Nothing was queued, because this commit is being analyzed again. Its new results ' +
+          'will appear in a new Fixwright check run. Press **Fix with AI** there.'
         );
       }
       return (
@@ -113,6 +115,11 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
       );
     case 'no_findings':
       return 'Nothing was queued, because this run has no findings to fix.';
+    case 'earlier_analysis':
+      return (
+        'Nothing was queued, because this commit was analyzed again, and the results of that ' +
+        'analysis appear in a newer Fixwright check run. Press **Fix with AI** there.'
+      );
     case 'findings_gone':
       return `Nothing was queued, because the run's findings changed meanwhile. Press **Fix with AI** again.`;
   }

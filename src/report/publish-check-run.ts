@@ -50,6 +50,17 @@ export function checkRunExternalId(run: { id: string; analyzeJobId: string | nul
   return run.analyzeJobId === null ? run.id : `${run.id}:${run.analyzeJobId}`;
 }
 
+/** Run ids are UUIDs, so the external id of a Fixwright check run starts with one. */
+const externalIdPattern = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?::|$)/;
+
+/**
+ * Returns the run id that a check run's external id starts with, or null for an external id
+ * that checkRunExternalId did not build.
+ */
+export function runIdOfExternalId(externalId: string | null | undefined): string | null {
+  return externalIdPattern.exec(externalId ?? '')?.[1] ?? null;
+}
+
 export interface PublishedCheckRun {
   checkRunId: number;
   conclusion: CheckConclusion;

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkConclusion } from './check-conclusion.ts';
+import { checkRunExternalId, runIdOfExternalId } from './publish-check-run.ts';
 import { fixPressText, readPressedAt, type FixPressNotice } from './fix-press-notice.ts';
 import { checkRunLockKey } from './report-run.ts';
 import { checkRunOutput } from './summary-markdown.ts';
@@ -31,6 +32,14 @@ function isNotFound(error: unknown): boolean {
 }
 
 /**
+ * Tells whether a check run's external id names an analysis of `run` other than its newest,
+ * whose check run the report creates or has created.
+ */
+function isEarlierCheckRunOf(run: typeof prRuns.$inferSelect, externalId: string | null): boolean {
+  return runIdOfExternalId(externalId) === run.id && externalId !== checkRunExternalId(run);
+}
+
+/**
  * Writes the outcome of a "Fix with AI" press into the `text` of the run's check run. The
  * title and summary are rebuilt from the run's findings the way the report builds them, and no
  * annotations are sent, because GitHub appends the annotations of every update. Safe to retry:
@@ -44,18 +53,24 @@ export async function publishFixPressNotice(
 ): Promise<FixPressNoticeOutcome> {
   const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
   if (!run) return { status: 'skipped', reason: 'run no longer exists' };
-  if (run.checkRunId !== input.checkRunId) {
+  // The check run of an earlier analysis keeps its own title and summary, which the update
+  // sends back unchanged.
+  const earlier = input.notice.kind === 'earlier_analysis';
+  if (!earlier && run.checkRunId !== input.checkRunId) {
     return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
   }
   const github = requireGitHubApp(context);
   await requireActiveInstallation(context.db, run.installationId);
 
-  const rows = await context.db
-    .select()
-    .from(findings)
-    .where(eq(findings.runId, run.id))
-    .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
-  const { title, summary } = checkRunOutput(run, rows, checkConclusion(worstSeverity(rows)));
+  let output: { title: string; summary: string } | null = null;
+  if (!earlier) {
+    const rows = await context.db
+      .select()
+      .from(findings)
+      .where(eq(findings.runId, run.id))
+      .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+    output = checkRunOutput(run, rows, checkConclusion(worstSeverity(rows)));
+  }
   const text = fixPressText({ ...input, publicUrl: context.config.PUBLIC_URL });
   const octokit = await github.installationOctokit(run.installationId);
   const [owner, repo] = splitRepository(run.repository);
@@ -76,10 +91,17 @@ export async function publishFixPressNotice(
   return withSessionLock(context.db, checkRunLockKey(run.id), async () => {
     try {
       const { data } = await octokit.rest.checks.get(target);
+      if (earlier && !isEarlierCheckRunOf(run, data.external_id)) {
+        return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
+      }
       const shownPressedAt = readPressedAt(data.output.text);
       if (shownPressedAt !== null && shownPressedAt > input.pressedAt) {
         return { status: 'skipped', reason: 'the check run shows a later press' };
       }
+      const { title, summary } = output ?? {
+        title: data.output.title ?? '',
+        summary: data.output.summary ?? '',
+      };
       await octokit.rest.checks.update({ ...target, output: { title, summary, text } });
     } catch (error) {
       if (isNotFound(error)) return missing();

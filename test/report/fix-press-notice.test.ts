@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
@@ -64,6 +65,8 @@ async function reportedRun(count: number) {
 async function press(checkRunId: number, sender = 'a-reviewer') {
   const payload = examplePayload('check_run', 'requested_action', setup.installationId);
   payload.check_run.id = checkRunId;
+  const stored = setup.fake.checkRuns.find((candidate) => candidate.id === checkRunId);
+  if (stored) payload.check_run.external_id = stored.externalId;
   payload.repository.id = repositoryId;
   payload.requested_action = { identifier: 'fix' };
   payload.sender = { ...payload.sender, login: sender };
@@ -394,6 +397,54 @@ describe('fix press notice on the check run', () => {
     );
   });
 
+  it('points an earlier check run to the newer one', async () => {
+    const { run, checkRun } = await reportedRun(2);
+    const before = { ...checkRun.output };
+    // A completed analysis of the same commit, as analyzeRun stores it, then its report.
+    await setup.context.db
+      .update(prRuns)
+      .set({ analyzeJobId: randomUUID(), checkRunId: null, checkRunAnnotations: 0 })
+      .where(eq(prRuns.id, run.id));
+    await reportRun(setup.context, run.id, setup.context.logger);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    const since = setup.fake.requests.length;
+
+    const { job, data } = await pressAndPublish(run.id, checkRun.id);
+
+    expect(job.state).toBe('completed');
+    expect(data.notice).toEqual({ kind: 'earlier_analysis' });
+    expect(stored!.checkRunId).not.toBe(checkRun.id);
+    expect(updatesOf(stored!.checkRunId!, since)).toEqual([]);
+    const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+    expect(after.output.title).toBe(before.title);
+    expect(after.output.summary).toBe(before.summary);
+    expect(after.output.text).toContain(
+      'Nothing was queued, because this commit was analyzed again, and the results of that ' +
+        'analysis appear in a newer Fixwright check run. Press **Fix with AI** there.',
+    );
+    const requests = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.runId, run.id));
+    expect(requests).toEqual([]);
+  });
+
+  it('queues a preview from an unstored newest check run', async () => {
+    await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
+    const { run, checkRun } = await reportedRun(1);
+    // A report attempt that created the check run and stopped before storing its id.
+    await setup.context.db.update(prRuns).set({ checkRunId: null }).where(eq(prRuns.id, run.id));
+
+    const { data } = await pressAndPublish(run.id, checkRun.id);
+
+    expect(data.notice.kind).toBe('queued');
+    const requests = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.runId, run.id));
+    expect(requests).toHaveLength(1);
+  });
+
   it('queues no notice for a suspended installation', async () => {
     const { run, checkRun } = await reportedRun(1);
     await setup.context.database.sql`
@@ -423,8 +474,8 @@ describe('fixPressText', () => {
         sender: null,
       });
       expect(text).toContain(
-        'Nothing was queued, because this run is being analyzed again. Wait until its results ' +
-          'are posted, then press **Fix with AI** again.',
+        'Nothing was queued, because this commit is being analyzed again. Its new results ' +
+          'will appear in a new Fixwright check run. Press **Fix with AI** there.',
       );
       expect(text).not.toContain('Push a new commit');
     }
