@@ -1,6 +1,6 @@
 // A report job that GitHub rate-limits for longer than Octokit waits in the process ends and
 // queues a new report job that starts once the limit lifts, up to
-// REPORT_RATE_LIMIT_MAX_WAIT_SECONDS after the first rate-limited response.
+// GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS after the first rate-limited response.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
@@ -100,14 +100,21 @@ async function waitOfNextJob(runId: string, jobId: string, before: number): Prom
 }
 
 /**
- * Runs the report job `jobId`, checks that it fails with GitHub's 403 and queues no later job,
- * and returns its `job.report.rate_limit_too_long` log line.
+ * Runs the report job `jobId`, checks that it ends without a retry, queues no later job and
+ * stores the too-long wait as the report error, and returns its `job.report.rate_limit_too_long`
+ * log line.
  */
 async function expectTooLongWait(runId: string, jobId: string) {
-  const error = await runReportJob(jobId).catch((caught: unknown) => caught);
+  await runReportJob(jobId);
 
-  expect((error as { status?: number }).status).toBe(403);
   expect(await laterJobs(runId, jobId)).toEqual([]);
+  const job = await setup.context.boss.getJobById(reportQueue, jobId);
+  expect(job!.state).toBe('completed');
+  const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  expect(stored!.reportError).toMatch(
+    /^Posting the results to GitHub failed: GitHub rate-limited the installation until \S+, later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\)/,
+  );
+  expect(stored!.reportedAt).toBeNull();
   const logged = setup.context.logs.find(
     (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === runId,
   );
@@ -149,7 +156,7 @@ beforeAll(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/app.ts': 'export const a = 1;\n' },
     head: { 'src/app.ts': 'export const a = 2;\n' },
-    env: { REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: String(maxWaitSeconds) },
+    env: { GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: String(maxWaitSeconds) },
   });
   await insertInstallation(setup.context, { id: setup.installationId });
   const create = routeOf(checkRoutes, 'POST', checkRunsPath);
@@ -203,6 +210,9 @@ describe('report job under a long rate limit', () => {
     const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored!.reportJobId).toBe(next!.id);
     expect(stored!.reportError).toBeNull();
+    expect(stored!.rateLimitedUntil?.getTime()).toBe((resetSeconds + 1) * 1000);
+    expect(stored!.rateLimitedQueue).toBe('report');
+    expect(stored!.rateLimitedJobId).toBe(next!.id);
     expect(createRequests(since)).toHaveLength(1);
 
     await runReportJob(next!.id);
@@ -211,6 +221,8 @@ describe('report job under a long rate limit', () => {
     expect(createRequests(since)).toHaveLength(2);
     const [reported] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(reported!.reportedAt).not.toBeNull();
+    expect(reported!.rateLimitedUntil).toBeNull();
+    expect(reported!.rateLimitedJobId).toBeNull();
   });
 
   it('waits for a secondary limit with retry-after', async () => {
@@ -299,7 +311,7 @@ describe('report job under a long rate limit', () => {
     const logged = setup.context.logs.find(
       (line) => line.event === 'job.report.completed' && line.jobId === jobId,
     );
-    expect(logged?.reason).toBe(`report job ${newerJobId} reports the run`);
+    expect(logged?.reason).toBe(`report job ${newerJobId} works on the run`);
   });
 
   it('queues nothing for a superseded run', async () => {
