@@ -18,6 +18,7 @@ import {
   insertRun,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
 
 const checkRunsPath = '/repos/:owner/:repo/check-runs';
 const listPath = '/repos/:owner/:repo/commits/:ref/check-runs';
@@ -52,31 +53,15 @@ async function queuedReport(extra: Omit<ReportJobData, 'runId'> = {}) {
   return { run, jobId };
 }
 
-/**
- * Fetches the report job `jobId` as a worker does and runs the handler on it. A job that waits
- * for its start time is made due first, as if the wait had passed. `whileActive` runs after
- * the fetch and before the handler, while the job is active.
- */
+/** Runs the report job `jobId` as a worker does (see `runDueJob`). */
 async function runReportJob(jobId: string, whileActive?: () => Promise<void>) {
-  await setup.context.database.sql`
-    UPDATE pgboss.job SET start_after = now() WHERE name = ${reportQueue} AND id = ${jobId}`;
-  const jobs = await setup.context.boss.fetch<ReportJobData>(reportQueue, {
-    includeMetadata: true,
-    batchSize: 10,
-  });
-  const job = jobs.find((candidate) => candidate.id === jobId);
-  expect(job).toBeDefined();
-  // A job of another test that is due again, such as the retry of a failed one, fails again.
-  const others = jobs.filter((candidate) => candidate.id !== jobId).map((candidate) => candidate.id);
-  if (others.length > 0) await setup.context.boss.fail(reportQueue, others);
-  await whileActive?.();
-  try {
-    await handleReportJob(setup.context, job!);
-  } catch (error) {
-    await setup.context.boss.fail(reportQueue, jobId);
-    throw error;
-  }
-  await setup.context.boss.complete(reportQueue, jobId);
+  await runDueJob<ReportJobData>(
+    setup.context,
+    reportQueue,
+    jobId,
+    (job) => handleReportJob(setup.context, job),
+    whileActive,
+  );
 }
 
 /** Returns the report jobs of a run other than `exceptId`, oldest first. */
