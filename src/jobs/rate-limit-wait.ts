@@ -38,10 +38,13 @@ export interface RateLimitedWork {
   recordNext(tx: Transaction, nextJobId: string | null, startAfter: Date): Promise<void>;
 }
 
-/** A rate-limited job: its queue, id, data and the prefix of its log events (`job.report`). */
+/**
+ * A rate-limited job: its queue, id, data and the prefix of its log events (`job.report`). The
+ * id is null for work that no job runs yet, such as an apply that an API request started.
+ */
 export interface RateLimitedJob<Data extends { rateLimitedSince?: number }> {
   queue: string;
-  id: string;
+  id: string | null;
   data: Data;
   event: string;
 }
@@ -138,11 +141,13 @@ export async function queueAfterRateLimit<Data extends { rateLimitedSince?: numb
     if (unavailable) return { kind: 'unavailable', unavailable };
     const lost = await work.lockAndCheck(tx);
     if (lost) return lost;
-    const [state] = await tx.execute<{ state: string }>(
-      sql`SELECT state FROM pgboss.job WHERE name = ${job.queue} AND id = ${job.id}`,
-    );
-    if (state?.state === 'cancelled') {
-      return { kind: 'replaced', reason: `${job.queue} job ${job.id} was cancelled` };
+    if (job.id !== null) {
+      const [state] = await tx.execute<{ state: string }>(
+        sql`SELECT state FROM pgboss.job WHERE name = ${job.queue} AND id = ${job.id}`,
+      );
+      if (state?.state === 'cancelled') {
+        return { kind: 'replaced', reason: `${job.queue} job ${job.id} was cancelled` };
+      }
     }
 
     const data: Data = { ...job.data, rateLimitedSince: since };
