@@ -30,10 +30,10 @@ export function applyRateLimitedUntil(request: typeof patchRequests.$inferSelect
  * job that hit the limit, or undefined for an apply that an API request started. The new job
  * replaces and cancels a waiting job of an earlier request, so one apply job at most waits.
  *
- * Throws ApplyRejectedError when nothing is queued: the limit lifts later than the maximum wait
- * allows, the installation is suspended or uninstalled, or the patch request was applied, is
- * no longer ready, its pull request was closed, another apply job applies it, or `job` was
- * cancelled.
+ * Throws ApplyRejectedError when nothing is queued. That happens when the limit lifts later
+ * than the maximum wait allows, or the installation is suspended or uninstalled. It also
+ * happens when the patch request was applied or is no longer ready, its pull request was
+ * closed, another apply job applies it, or `job` was cancelled.
  */
 export async function queueApplyAfterRateLimit(
   context: AppContext,
