@@ -62,7 +62,7 @@ export const patchRequests = pgTable(
     applyJobId: uuid(),
     /** When the rate limit lifts that apply job `applyJobId` waits for; cleared when it starts. */
     applyRateLimitedUntil: timestamp({ withTimezone: true }),
-    /** Why the last apply job failed or was cancelled; cleared by an apply that succeeds. */
+    /** Reason the last apply job failed or was cancelled, cleared by an apply that succeeds. */
     applyError: text(),
     ...timestamps,
   },
