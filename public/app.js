@@ -4,12 +4,19 @@
 (function () {
   'use strict';
 
-  // Returns one sentence about an apply response: the error message, or what was applied.
+  // Returns one sentence about an apply response: the error message, the wait for a GitHub rate
+  // limit, or what was applied.
   // The same wording is in src/web/views/apply-result.ts for browsers without JavaScript.
   function describeApplyResult(httpStatus, data) {
     if (!data || typeof data !== 'object') return null;
     if (httpStatus >= 400) {
       return data.error && typeof data.error.message === 'string' ? data.error.message : null;
+    }
+    if (data.status === 'waiting' && typeof data.rateLimitedUntil === 'string') {
+      return (
+        'GitHub rate-limits this installation until ' + data.rateLimitedUntil +
+        '; the apply continues then.'
+      );
     }
     if (!Array.isArray(data.files)) return null;
     var count = data.files.length + (data.files.length === 1 ? ' file' : ' files');

@@ -171,6 +171,9 @@ async function startParts(
   for (const line of missingSettings(config, { http: role !== 'worker' })) {
     logger.warn({ event: 'config.missing' }, line);
   }
+  for (const line of config.deprecatedSettings) {
+    logger.warn({ event: 'config.deprecated' }, line);
+  }
   logger.info(
     {
       event: 'service.started',

@@ -6,14 +6,17 @@ import {
   findInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
+import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
+import type { ApplyJobData } from '../jobs/apply.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import {
   findPullRequestClosed,
   pullRequestClosedError,
   type PullRequestClosedError,
 } from '../runs/pull-request-closed.ts';
+import { queueApplyAfterRateLimit, type ApplyWaiting } from './apply-rate-limit.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { BranchMovedError, commitFiles, findPushedCommit, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
@@ -26,7 +29,7 @@ import {
 import { SuggestionDiffError } from './suggestion-comments.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
 
-export { ApplyRejectedError };
+export { ApplyRejectedError, type ApplyWaiting };
 
 /** An apply that started this long ago without finishing is taken to have died. */
 const staleApplyMinutes = 10;
@@ -164,13 +167,20 @@ function commitMarker(patchRequestId: string): string {
  * Applies the ready files of a patch request that `userId` owns: as one commit on the head
  * branch (the default for branches of the same repository) or as a review with suggestions
  * (the default for forks). Returns null when the user owns no such request. Applying again
- * returns the recorded result and writes nothing.
+ * returns the recorded result and writes nothing. When GitHub rate-limits the apply, it queues
+ * an apply job for when the limit lifts and returns `ApplyWaiting`. `job` is that apply job
+ * when it runs.
  */
 export async function applyPatchRequest(
   context: AppContext,
-  input: { patchRequestId: string; userId: string; mode?: ApplyMode },
+  input: {
+    patchRequestId: string;
+    userId: string;
+    mode?: ApplyMode;
+    job?: { id: string; data: ApplyJobData };
+  },
   logger: Logger,
-): Promise<ApplyResult | null> {
+): Promise<ApplyResult | ApplyWaiting | null> {
   const request = await context.db.query.patchRequests.findFirst({
     where: and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)),
     with: { run: true },
@@ -209,8 +219,9 @@ export async function applyPatchRequest(
   if (mode === 'commit' && !sameRepository) throw forkRejection(run.headRepository);
   // A call that died may have pushed its commit, which supersedes the run through its
   // `synchronize` event, or posted its review before someone pushed. While that call's claim
-  // remains, the apply goes on, so that it can find the commit or review and record it.
-  const claimLeft = request.applyStartedAt !== null;
+  // remains, the apply goes on, so that it can find the commit or review and record it. So does
+  // an apply job, because the call that GitHub rate-limited may have written before the limit.
+  const claimLeft = request.applyStartedAt !== null || input.job !== undefined;
   if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',
@@ -377,6 +388,17 @@ export async function applyPatchRequest(
       );
       throw new ApplyRejectedError('conflict', unavailable.message);
     }
+    const rateLimit = asGitHubRateLimit(error);
+    if (rateLimit) {
+      const { job } = input;
+      return queueApplyAfterRateLimit(
+        context,
+        { patchRequestId: request.id, userId: input.userId, mode: input.mode, job },
+        rateLimit,
+        error,
+        logger,
+      );
+    }
     // NOTE: Octokit reuses an installation token for up to 59 minutes. Whether GitHub extends a
     // token issued before an owner accepted new permissions is unverified, so a retry soon
     // after granting Contents: write may be rejected again until the token is renewed.
@@ -406,6 +428,8 @@ export async function applyPatchRequest(
       appliedCommitSha: outcome.commitSha,
       appliedReviewId: outcome.reviewId,
       applyStartedAt: null,
+      applyRateLimitedUntil: null,
+      applyError: null,
     })
     .where(eq(patchRequests.id, request.id));
   return {

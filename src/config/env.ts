@@ -341,7 +341,9 @@ const envSchema = z.object({
   JOB_MAINTENANCE_INTERVAL_SECONDS: integer(1, 3600).default(120),
   JOB_RECOVERY_SECONDS: integer(1, 3600).default(60),
   SHUTDOWN_TIMEOUT_SECONDS: integer(1, 3600).default(20),
-  REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: integer(0, 86_400).default(3600),
+  GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: integer(0, 86_400).optional(),
+  /** Deprecated name of GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS, read when that is unset. */
+  REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: integer(0, 86_400).optional(),
   BILLING_PERIOD: z
     .string()
     .trim()
@@ -357,7 +359,22 @@ const envSchema = z.object({
 export type Env = z.infer<typeof envSchema>;
 
 export interface Config
-  extends Omit<Env, 'PRIVATE_KEY' | 'PRIVATE_KEY_PATH' | 'MASTER_KEY' | 'MASTER_KEYS'> {
+  extends Omit<
+    Env,
+    | 'PRIVATE_KEY'
+    | 'PRIVATE_KEY_PATH'
+    | 'MASTER_KEY'
+    | 'MASTER_KEYS'
+    | 'GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS'
+    | 'REPORT_RATE_LIMIT_MAX_WAIT_SECONDS'
+  > {
+  /**
+   * Seconds a job may wait for GitHub rate limits, counted from its first rate-limited
+   * response; 0 turns the wait off.
+   */
+  GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: number;
+  /** One warning per deprecated variable that is set, for the start-up log. */
+  deprecatedSettings: string[];
   /** PEM text of the GitHub App key, read from PRIVATE_KEY or PRIVATE_KEY_PATH. */
   privateKey: string | undefined;
   /** Absolute path of the data folder (bundled PostgreSQL, generated master key). */
@@ -429,10 +446,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     PRIVATE_KEY_PATH: _keyPath,
     MASTER_KEY: single,
     MASTER_KEYS: versioned,
+    GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: maxWait,
+    REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: oldMaxWait,
     ...rest
   } = env;
   return {
     ...rest,
+    ...readRateLimitMaxWait(maxWait, oldMaxWait),
     privateKey,
     dataDir: path.resolve(env.DATA_DIR),
     githubAppConfigured: Boolean(env.APP_ID && privateKey),
@@ -486,6 +506,40 @@ function describeShortReservationTtl(env: Env, sourceValue: string | undefined):
     `RESERVATION_TTL_SECONDS to at least ${neededSeconds}, or lower LLM_TIMEOUT_MS or ` +
     `LLM_MAX_RETRIES (got ${got}).`
   );
+}
+
+const defaultRateLimitMaxWaitSeconds = 3600;
+
+/**
+ * Reads the maximum rate limit wait from GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS, or from its
+ * deprecated name REPORT_RATE_LIMIT_MAX_WAIT_SECONDS when only that is set, with a warning
+ * for the start-up log. Both set to different values is an error, because either could be the
+ * intended one.
+ */
+function readRateLimitMaxWait(
+  value: number | undefined,
+  oldValue: number | undefined,
+): Pick<Config, 'GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS' | 'deprecatedSettings'> {
+  if (oldValue === undefined) {
+    return {
+      GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: value ?? defaultRateLimitMaxWaitSeconds,
+      deprecatedSettings: [],
+    };
+  }
+  if (value !== undefined && value !== oldValue) {
+    throw new ConfigError(
+      `Invalid REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: it is the deprecated name of ` +
+        `GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS, which is set to ${value}, another value ` +
+        `(got ${oldValue}). Remove REPORT_RATE_LIMIT_MAX_WAIT_SECONDS.`,
+    );
+  }
+  return {
+    GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: oldValue,
+    deprecatedSettings: [
+      'REPORT_RATE_LIMIT_MAX_WAIT_SECONDS is deprecated and now applies to every job that ' +
+        'calls GitHub; rename it to GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS.',
+    ],
+  };
 }
 
 /** Adds MASTER_KEY as version 1 to MASTER_KEYS and sorts newest first. */

@@ -179,8 +179,11 @@ async function stopInstallation(
   });
   const cancelled = await cancelInstallationWork(tx, boss, id, reason);
   const marked = cause === 'suspended' ? 'suspended' : 'deleted';
-  return (
-    `installation ${id} marked ${marked}; cancelled ${cancelled.runs} run(s), ` +
-    `${cancelled.reports} report(s) and ${cancelled.patchRequests} patch request(s)`
-  );
+  const work = [
+    `${cancelled.runs} run(s)`,
+    `${cancelled.reports} report(s)`,
+    `${cancelled.patchRequests} patch request(s)`,
+    ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
+  ];
+  return `installation ${id} marked ${marked}; cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
 }

@@ -7,11 +7,20 @@ import {
   asInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
+import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
+import type { Logger } from '../logger.ts';
 import { analyzeRun, failRun } from '../runs/analyze-run.ts';
+import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
+import {
+  logRateLimitQueueFailure,
+  queueAfterRateLimit,
+  rateLimitedSince,
+  rateLimitFields,
+} from './rate-limit-wait.ts';
 
 export const analyzeQueue = 'analyze';
 
-export const analyzeJobData = z.object({ runId: z.uuid() });
+export const analyzeJobData = z.object({ runId: z.uuid(), rateLimitedSince });
 export type AnalyzeJobData = z.infer<typeof analyzeJobData>;
 
 export const analyzeQueueOptions = {
@@ -23,16 +32,20 @@ export const analyzeQueueOptions = {
 
 /**
  * Analyzes one run. Safe to retry: findings of the run are replaced, not appended. A suspended
- * or uninstalled installation fails the run at once and completes the job without a retry.
+ * or uninstalled installation fails the run at once and completes the job without a retry. A
+ * GitHub rate limit ends the job and queues the next attempt for when the limit lifts (see
+ * `waitForRateLimit`).
  */
 export async function handleAnalyzeJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<AnalyzeJobData>,
 ): Promise<void> {
-  const { runId } = analyzeJobData.parse(job.data);
+  const data = analyzeJobData.parse(job.data);
+  const { runId } = data;
   const logger = context.logger.child({ jobId: job.id, runId, queue: analyzeQueue });
   const startedAt = Date.now();
   try {
+    await clearRunRateLimit(context.db, runId, job.id);
     const outcome = await analyzeRun(context, runId, logger);
     logger.info(
       { event: 'job.analyze.completed', durationMs: Date.now() - startedAt, ...outcome },
@@ -63,6 +76,19 @@ export async function handleAnalyzeJob(
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const rateLimit = asGitHubRateLimit(error);
+    if (rateLimit) {
+      try {
+        await waitForRateLimit(context, job.id, data, rateLimit, error, logger);
+      } catch (queueError) {
+        // The transaction rolled back, so the run still names this job, and pg-boss retries it
+        // unless this was the last attempt.
+        logRateLimitQueueFailure(logger, 'job.analyze', queueError, rateLimit, job);
+        if (finalAttempt) await failRun(context.db, { runId, jobId: job.id }, error);
+        throw new Error(toSafeError(queueError).message);
+      }
+      return;
+    }
     const safe = toSafeError(error);
     logger.error(
       { event: 'job.analyze.failed', err: safe, attempt: job.retryCount, finalAttempt },
@@ -78,5 +104,49 @@ export async function handleAnalyzeJob(
     }
     // pg-boss stores the thrown error in its job table, so it gets the safe message only.
     throw new Error(safe.message);
+  }
+}
+
+/**
+ * Queues a new analyze job of the run that starts when the rate limit lifts (see
+ * `queueAfterRateLimit`), and stores its id on the run, so closing the pull request, a new
+ * commit or a suspend cancels it. When the limit lifts later than the maximum wait allows, it
+ * fails the run with that reason instead, and the job ends without a retry.
+ *
+ * Nothing is queued when job `jobId` no longer analyzes the run: the run is no longer queued or
+ * analyzing (cancelled, superseded, or completed by another job), or it names another analyze
+ * job. An analysis writes nothing to GitHub, so the new job simply starts over.
+ */
+async function waitForRateLimit(
+  context: AppContext,
+  jobId: string,
+  data: AnalyzeJobData,
+  rateLimit: GitHubRateLimit,
+  error: unknown,
+  logger: Logger,
+): Promise<void> {
+  const { runId } = data;
+  const job = { queue: analyzeQueue, id: jobId, data, event: 'job.analyze' };
+  const work = runWork(runId, jobId, {
+    queue: analyzeQueue,
+    statuses: ['queued', 'analyzing'],
+    jobColumn: 'analyzeJobId',
+  });
+  const outcome = await queueAfterRateLimit(context, job, rateLimit, error, logger, work);
+
+  if (outcome.kind === 'too_long') {
+    await failRun(context.db, { runId, jobId }, outcome.error);
+  } else if (outcome.kind === 'unavailable') {
+    await failRun(context.db, { runId, jobId }, outcome.unavailable);
+  } else if (outcome.kind !== 'queued') {
+    logger.info(
+      {
+        event: 'job.analyze.completed',
+        status: 'skipped',
+        reason: outcome.kind === 'gone' ? 'run no longer exists' : outcome.reason,
+        ...rateLimitFields(rateLimit),
+      },
+      'analysis skipped: GitHub rate-limited it, and the run changed meanwhile',
+    );
   }
 }

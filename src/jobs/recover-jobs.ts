@@ -4,6 +4,7 @@ import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { releaseAttemptReservations } from '../usage/allowance.ts';
 import { analyzeQueue } from './analyze.ts';
+import { applyQueue } from './apply.ts';
 import { fixPressNoticeQueue } from './fix-press-notice.ts';
 import { transactionDb } from './boss.ts';
 import { jobLockKeys } from './job-liveness.ts';
@@ -15,7 +16,7 @@ export const recoverJobsQueue = 'recover-jobs';
 /** Every minute, the finest step of pg-boss's cron. */
 export const recoverJobsCron = '* * * * *';
 
-const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue];
+const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue, applyQueue];
 
 /** The message stored on a job, run or preview whose worker died. */
 export const deadWorkerMessage =
@@ -244,6 +245,12 @@ async function cleanUpAfter(
       UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
       WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
         AND report_job_id = ${job.id}
+    `);
+  } else if (job.name === applyQueue && patchRequestId && lastAttempt) {
+    await db.execute(sql`
+      UPDATE patch_requests SET apply_error = ${`Applying failed: ${error.message}`}
+      WHERE id = ${patchRequestId} AND applied_at IS NULL AND apply_error IS NULL
+        AND apply_job_id = ${job.id}
     `);
   }
   return released;

@@ -2,6 +2,7 @@ import type { Config } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
 import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
+import { applyQueue, applyQueueOptions, handleApplyJob, type ApplyJobData } from './apply.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
 import {
@@ -39,6 +40,7 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
     name: fixPressNoticeQueue,
     ...fixPressNoticeQueueOptions,
   });
+  await boss.createQueue(applyQueue, { name: applyQueue, ...applyQueueOptions });
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
     await boss.updateQueue(previewQueue, {
@@ -111,6 +113,9 @@ export async function startWorkers(
   });
   await boss.work<FixPressNoticeJobData>(fixPressNoticeQueue, polling, async ([job]) => {
     if (job) await runJob(job, () => handleFixPressNoticeJob(context, job));
+  });
+  await boss.work<ApplyJobData>(applyQueue, polling, async ([job]) => {
+    if (job) await runJob(job, () => handleApplyJob(context, job));
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {

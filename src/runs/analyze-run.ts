@@ -133,6 +133,10 @@ export async function analyzeRun(
         // new one (see checkRunExternalId).
         checkRunId: null,
         checkRunAnnotations: 0,
+        // A report job that waits for a rate limit is cancelled below, and the wait with it.
+        rateLimitedUntil: null,
+        rateLimitedJobId: null,
+        rateLimitedQueue: null,
         uncheckedFiles: uncheckedPaths,
         unlistedFiles,
         omittedFindings,

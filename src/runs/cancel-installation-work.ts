@@ -2,6 +2,7 @@ import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { patchRequests, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
+import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 import { reportQueue } from '../jobs/report.ts';
@@ -9,11 +10,12 @@ import { reportQueue } from '../jobs/report.ts';
 /** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
 export type InstallationCancelCause = 'suspended' | 'uninstalled';
 
-/** Counts of the runs, reports and patch requests that were cancelled. */
+/** Counts of the runs, reports, patch requests and waiting applies that were cancelled. */
 export interface CancelledInstallationWork {
   runs: number;
   reports: number;
   patchRequests: number;
+  applies: number;
 }
 
 /**
@@ -52,6 +54,8 @@ export function describeInstallationCancel(installation: {
  *   are cancelled, including the job of a running preview. pg-boss 10.4 then neither completes
  *   nor retries that job, because its complete and fail statements skip cancelled jobs. The
  *   worker still running it stops before its next file, where runPreview reads the status.
+ * - Apply jobs that wait for a GitHub rate limit, or run, are cancelled, and their patch
+ *   requests get an apply error that ends with `reason`. The previews stay ready.
  *
  * Token reservations are left to their owners. A queued preview has reserved nothing. A
  * model call in flight settles its own reservation once, under its idempotency key, and a
@@ -123,9 +127,26 @@ export async function cancelInstallationWork(
   );
   if (previewJobIds.length > 0) await boss.cancel(previewQueue, previewJobIds, { db });
 
+  const applyJobPending = sql`${patchRequests.applyJobId} IN (
+    SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
+  const waitingApplies = await tx
+    .update(patchRequests)
+    .set({ applyError: `The apply was cancelled. ${reason}`, applyRateLimitedUntil: null })
+    .where(
+      and(
+        inArray(patchRequests.runId, runsOfInstallation),
+        isNull(patchRequests.appliedAt),
+        applyJobPending,
+      ),
+    )
+    .returning({ applyJobId: patchRequests.applyJobId });
+  const applyJobIds = waitingApplies.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
+  if (applyJobIds.length > 0) await boss.cancel(applyQueue, applyJobIds, { db });
+
   return {
     runs: cancelledRuns.length,
     reports: unreported.length,
     patchRequests: unfinished.length,
+    applies: waitingApplies.length,
   };
 }

@@ -320,6 +320,42 @@ describe('loadConfig values', () => {
   });
 });
 
+describe('loadConfig GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS', () => {
+  it('defaults to an hour', () => {
+    const config = loadConfig({});
+    expect(config.GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS).toBe(3600);
+    expect(config.deprecatedSettings).toEqual([]);
+  });
+
+  it('reads the deprecated name with a warning', () => {
+    const config = loadConfig({ REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: '600' });
+    expect(config.GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS).toBe(600);
+    expect(config.deprecatedSettings).toHaveLength(1);
+    expect(config.deprecatedSettings[0]).toContain('rename it to GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS');
+  });
+
+  it('accepts both names with one value', () => {
+    const config = loadConfig({
+      GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '0',
+      REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: '0',
+    });
+    expect(config.GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS).toBe(0);
+    expect(config.deprecatedSettings).toHaveLength(1);
+  });
+
+  it('rejects both names with different values', () => {
+    const message = errorFor({
+      GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '1800',
+      REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: '3600',
+    });
+    expect(message).toBe(
+      'Invalid REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: it is the deprecated name of ' +
+        'GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS, which is set to 1800, another value (got 3600). ' +
+        'Remove REPORT_RATE_LIMIT_MAX_WAIT_SECONDS.',
+    );
+  });
+});
+
 describe('loadConfig RESERVATION_TTL_SECONDS', () => {
   it('rejects a hold shorter than a call', () => {
     expect(errorFor({ RESERVATION_TTL_SECONDS: '300' })).toBe(

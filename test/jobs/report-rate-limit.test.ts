@@ -1,6 +1,6 @@
 // A report job that GitHub rate-limits for longer than Octokit waits in the process ends and
 // queues a new report job that starts once the limit lifts, up to
-// REPORT_RATE_LIMIT_MAX_WAIT_SECONDS after the first rate-limited response.
+// GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS after the first rate-limited response.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
@@ -18,6 +18,7 @@ import {
   insertRun,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
 
 const checkRunsPath = '/repos/:owner/:repo/check-runs';
 const listPath = '/repos/:owner/:repo/commits/:ref/check-runs';
@@ -52,31 +53,15 @@ async function queuedReport(extra: Omit<ReportJobData, 'runId'> = {}) {
   return { run, jobId };
 }
 
-/**
- * Fetches the report job `jobId` as a worker does and runs the handler on it. A job that waits
- * for its start time is made due first, as if the wait had passed. `whileActive` runs after
- * the fetch and before the handler, while the job is active.
- */
+/** Runs the report job `jobId` as a worker does (see `runDueJob`). */
 async function runReportJob(jobId: string, whileActive?: () => Promise<void>) {
-  await setup.context.database.sql`
-    UPDATE pgboss.job SET start_after = now() WHERE name = ${reportQueue} AND id = ${jobId}`;
-  const jobs = await setup.context.boss.fetch<ReportJobData>(reportQueue, {
-    includeMetadata: true,
-    batchSize: 10,
-  });
-  const job = jobs.find((candidate) => candidate.id === jobId);
-  expect(job).toBeDefined();
-  // A job of another test that is due again, such as the retry of a failed one, fails again.
-  const others = jobs.filter((candidate) => candidate.id !== jobId).map((candidate) => candidate.id);
-  if (others.length > 0) await setup.context.boss.fail(reportQueue, others);
-  await whileActive?.();
-  try {
-    await handleReportJob(setup.context, job!);
-  } catch (error) {
-    await setup.context.boss.fail(reportQueue, jobId);
-    throw error;
-  }
-  await setup.context.boss.complete(reportQueue, jobId);
+  await runDueJob<ReportJobData>(
+    setup.context,
+    reportQueue,
+    jobId,
+    (job) => handleReportJob(setup.context, job),
+    whileActive,
+  );
 }
 
 /** Returns the report jobs of a run other than `exceptId`, oldest first. */
@@ -100,14 +85,21 @@ async function waitOfNextJob(runId: string, jobId: string, before: number): Prom
 }
 
 /**
- * Runs the report job `jobId`, checks that it fails with GitHub's 403 and queues no later job,
- * and returns its `job.report.rate_limit_too_long` log line.
+ * Runs the report job `jobId`, checks that it ends without a retry, queues no later job and
+ * stores the too-long wait as the report error, and returns its `job.report.rate_limit_too_long`
+ * log line.
  */
 async function expectTooLongWait(runId: string, jobId: string) {
-  const error = await runReportJob(jobId).catch((caught: unknown) => caught);
+  await runReportJob(jobId);
 
-  expect((error as { status?: number }).status).toBe(403);
   expect(await laterJobs(runId, jobId)).toEqual([]);
+  const job = await setup.context.boss.getJobById(reportQueue, jobId);
+  expect(job!.state).toBe('completed');
+  const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  expect(stored!.reportError).toMatch(
+    /^Posting the results to GitHub failed: GitHub rate-limited the installation until \S+, later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\)/,
+  );
+  expect(stored!.reportedAt).toBeNull();
   const logged = setup.context.logs.find(
     (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === runId,
   );
@@ -149,7 +141,7 @@ beforeAll(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/app.ts': 'export const a = 1;\n' },
     head: { 'src/app.ts': 'export const a = 2;\n' },
-    env: { REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: String(maxWaitSeconds) },
+    env: { GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: String(maxWaitSeconds) },
   });
   await insertInstallation(setup.context, { id: setup.installationId });
   const create = routeOf(checkRoutes, 'POST', checkRunsPath);
@@ -203,6 +195,9 @@ describe('report job under a long rate limit', () => {
     const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored!.reportJobId).toBe(next!.id);
     expect(stored!.reportError).toBeNull();
+    expect(stored!.rateLimitedUntil?.getTime()).toBe((resetSeconds + 1) * 1000);
+    expect(stored!.rateLimitedQueue).toBe('report');
+    expect(stored!.rateLimitedJobId).toBe(next!.id);
     expect(createRequests(since)).toHaveLength(1);
 
     await runReportJob(next!.id);
@@ -211,6 +206,8 @@ describe('report job under a long rate limit', () => {
     expect(createRequests(since)).toHaveLength(2);
     const [reported] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(reported!.reportedAt).not.toBeNull();
+    expect(reported!.rateLimitedUntil).toBeNull();
+    expect(reported!.rateLimitedJobId).toBeNull();
   });
 
   it('waits for a secondary limit with retry-after', async () => {
@@ -299,7 +296,7 @@ describe('report job under a long rate limit', () => {
     const logged = setup.context.logs.find(
       (line) => line.event === 'job.report.completed' && line.jobId === jobId,
     );
-    expect(logged?.reason).toBe(`report job ${newerJobId} reports the run`);
+    expect(logged?.reason).toBe(`report job ${newerJobId} works on the run`);
   });
 
   it('queues nothing for a superseded run', async () => {

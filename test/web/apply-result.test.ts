@@ -24,6 +24,13 @@ describe('describeApplyResult', () => {
     expect(describeApplyResult(200, body)).toBe('Already applied 1 file as commit 0123456.');
   });
 
+  it('gives the time a rate limit lifts', () => {
+    const body = { id: 'p1', status: 'waiting', rateLimitedUntil: '2026-12-05T14:00:01.000Z' };
+    expect(describeApplyResult(202, body)).toBe(
+      'GitHub rate-limits this installation until 2026-12-05T14:00:01.000Z; the apply continues then.',
+    );
+  });
+
   it('returns null for other bodies', () => {
     expect(describeApplyResult(502, 'Bad Gateway')).toBeNull();
     expect(describeApplyResult(500, { error: {} })).toBeNull();

@@ -55,6 +55,15 @@ export const patchRequests = pgTable(
     appliedCommitSha: text(),
     /** The pull request review with the suggestions, for mode `suggestions`. */
     appliedReviewId: bigint({ mode: 'number' }),
+    /**
+     * pg-boss id of the apply job that continues an apply that GitHub rate-limited, so a
+     * suspend or uninstall cancels it.
+     */
+    applyJobId: uuid(),
+    /** When the rate limit lifts that apply job `applyJobId` waits for; cleared when it starts. */
+    applyRateLimitedUntil: timestamp({ withTimezone: true }),
+    /** Reason the last apply job failed or was cancelled, cleared by an apply that succeeds. */
+    applyError: text(),
     ...timestamps,
   },
   (table) => [index().on(table.userId), index().on(table.runId)],

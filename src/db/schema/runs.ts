@@ -89,6 +89,15 @@ export const prRuns = pgTable(
      * request. A `closed` event from before it arrived late and changes nothing.
      */
     prReopenedAt: timestamp({ withTimezone: true }),
+    /**
+     * When the GitHub rate limit lifts that the run's job `rateLimitedJobId` waits for, in queue
+     * `rateLimitedQueue` (analyze, report or fix-press-notice). Cleared when that job starts.
+     * NOTE: one wait at a time, so a notice that starts waiting while the report waits replaces
+     * the report's wait on the run page until the notice's job starts.
+     */
+    rateLimitedUntil: timestamp({ withTimezone: true }),
+    rateLimitedJobId: uuid(),
+    rateLimitedQueue: text(),
     ...timestamps,
   },
   (table) => [

@@ -188,19 +188,23 @@ export function generateAppKeyPair(): AppKeyPair {
 const secondaryRateLimitDocs =
   'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits';
 
-/** 403 that GitHub sends for a secondary rate limit, with a wait of `retryAfterSeconds`. */
+/**
+ * 403 or 429 that GitHub sends for a secondary rate limit, with a wait of `retryAfterSeconds`.
+ * GitHub's REST API docs allow either status for it.
+ */
 export function secondaryRateLimitError(
   method: string,
   path: string | RegExp,
   retryAfterSeconds: number,
+  status: 403 | 429 = 403,
 ): QueuedResponse {
   return {
     method,
     path,
-    status: 403,
+    status,
     headers: { 'retry-after': String(retryAfterSeconds) },
     body: errorBody(
-      403,
+      status,
       'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
       secondaryRateLimitDocs,
     ),

@@ -15,6 +15,7 @@ const applyBody = z.object({
 /**
  * `POST /api/patch-requests/:id/apply` with an optional body
  * `{ "mode": "commit" | "suggestions" }`. Another user's request gets 404, like a missing one.
+ * An apply that GitHub rate-limits gets 202 `{ "id", "status": "waiting", "rateLimitedUntil" }`.
  */
 export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
@@ -52,6 +53,8 @@ export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariable
       throw error;
     }
     if (!result) throw notFound('Patch request', id);
+    // GitHub rate-limited the apply, and an apply job continues it when the limit lifts.
+    if ('rateLimitedUntil' in result) return c.json(result, 202);
     return c.json(result, 200);
   });
 

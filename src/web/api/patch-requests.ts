@@ -5,9 +5,11 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
+import { applyRateLimitedUntil } from '../../apply/apply-rate-limit.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
+import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
@@ -159,6 +161,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       .from(patchFiles)
       .where(eq(patchFiles.patchRequestId, request.id))
       .orderBy(asc(patchFiles.path));
+    const rateLimitWait = applyRateLimitedUntil(request);
     return c.json({
       id: request.id,
       runId: request.runId,
@@ -177,6 +180,8 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
             reviewId: request.appliedReviewId,
           }
         : null,
+      applyError: request.applyError,
+      rateLimitWait: rateLimitWait && { job: applyQueue, until: rateLimitWait.toISOString() },
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {

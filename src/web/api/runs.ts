@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { AppContext } from '../../context.ts';
 import { maxInteger } from '../../db/schema/columns.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
+import { runRateLimitWait } from '../../runs/run-rate-limit.ts';
 import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import { notFound } from '../errors.ts';
@@ -50,7 +51,14 @@ function runSummary(run: Run) {
     reportedAt: run.reportedAt?.toISOString() ?? null,
     reportError: run.reportError,
     pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
+    rateLimitWait: rateLimitWaitJson(run),
   };
+}
+
+/** The run's job that waits for a GitHub rate limit, by queue name, and when the limit lifts. */
+function rateLimitWaitJson(run: Run): { job: string; until: string } | null {
+  const wait = runRateLimitWait(run);
+  return wait && { job: wait.queue, until: wait.until.toISOString() };
 }
 
 /** `GET /api/runs` and `GET /api/runs/:runId`, limited to the caller's installations. */

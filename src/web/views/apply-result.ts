@@ -1,8 +1,8 @@
 import { pickForm } from '../../text/plural.ts';
 
 /**
- * Returns one sentence about a response of the apply API: its error message, or what was
- * applied, or null for a body of another shape. public/app.js words it the same way for
+ * Returns one sentence about a response of the apply API: its error message, the wait for a
+ * GitHub rate limit, or what was applied, or null for a body of another shape. public/app.js words it the same way for
  * browsers with JavaScript.
  */
 export function describeApplyResult(httpStatus: number, data: unknown): string | null {
@@ -13,9 +13,17 @@ export function describeApplyResult(httpStatus: number, data: unknown): string |
     mode?: unknown;
     commitSha?: unknown;
     alreadyApplied?: unknown;
+    status?: unknown;
+    rateLimitedUntil?: unknown;
   };
   if (httpStatus >= 400) {
     return typeof body.error?.message === 'string' ? body.error.message : null;
+  }
+  if (body.status === 'waiting' && typeof body.rateLimitedUntil === 'string') {
+    return (
+      `GitHub rate-limits this installation until ${body.rateLimitedUntil}; ` +
+      'the apply continues then.'
+    );
   }
   if (!Array.isArray(body.files)) return null;
   const count = `${body.files.length} ${pickForm(body.files.length, 'file', 'files')}`;

@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
+import { applyRateLimitedUntil } from '../../apply/apply-rate-limit.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -24,6 +25,7 @@ export const PreviewPage: FC<{
   files: PatchFile[];
 }> = ({ session, request, run, files }) => {
   const applied = request.appliedAt !== null;
+  const rateLimitedUntil = applyRateLimitedUntil(request);
   const closed = pullRequestClosedError(run);
   const canApply =
     !applied && !closed && (request.status === 'ready' || request.status === 'partially_ready');
@@ -66,6 +68,13 @@ export const PreviewPage: FC<{
             suggestions when the branch is in a fork.
           </p>
         )}
+        {rateLimitedUntil ? (
+          <p class="notice rate-limit-wait">
+            Applying waits for a GitHub rate limit on this installation until{' '}
+            <Time date={rateLimitedUntil} />, then continues by itself.
+          </p>
+        ) : null}
+        {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
         <form
           method="post"
           action={`/patch-requests/${request.id}/apply`}

@@ -3,6 +3,7 @@ import type { FileCallEstimate } from '../../autofix/preview-budget.ts';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
+import { describeRunRateLimitWait, runRateLimitWait } from '../../runs/run-rate-limit.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import {
@@ -48,6 +49,7 @@ export const RunPage: FC<{
   const closed = pullRequestClosedError(run);
   const canPreview = !closed && run.status === 'completed' && findings.length > 0;
   const callsByPath = new Map(budget.calls.map((call) => [call.path, call]));
+  const rateLimitWait = runRateLimitWait(run);
   return (
     <Layout title={`${run.repository}#${run.prNumber}`} session={session}>
       <p class="breadcrumbs">
@@ -68,6 +70,11 @@ export const RunPage: FC<{
       {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
       {run.error ? <p class="error">{run.error}</p> : null}
       {run.reportError ? <p class="error">{run.reportError}</p> : null}
+      {rateLimitWait ? (
+        <p class="notice rate-limit-wait">
+          {describeRunRateLimitWait(rateLimitWait)} <Time date={rateLimitWait.until} />.
+        </p>
+      ) : null}
       {omissionNotes(run, (path) => path).map((note) => (
         <p class="notice">{note}</p>
       ))}

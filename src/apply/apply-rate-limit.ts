@@ -1,0 +1,114 @@
+import { eq } from 'drizzle-orm';
+import type { AppContext } from '../context.ts';
+import { patchRequests, prRuns, type ApplyMode } from '../db/schema/index.ts';
+import type { GitHubRateLimit } from '../github/rate-limit.ts';
+import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
+import { transactionDb } from '../jobs/boss.ts';
+import { queueAfterRateLimit, type RateLimitedWork } from '../jobs/rate-limit-wait.ts';
+import type { Logger } from '../logger.ts';
+import { ApplyRejectedError } from './apply-rejected-error.ts';
+
+/** An apply that GitHub rate-limited, and when the apply job that continues it starts. */
+export interface ApplyWaiting {
+  id: string;
+  status: 'waiting';
+  rateLimitedUntil: string;
+}
+
+/**
+ * Returns when the rate limit lifts that the patch request's apply job waits for, or null when
+ * no apply job waits: none was queued, it started, it was cancelled or the request is applied.
+ */
+export function applyRateLimitedUntil(request: typeof patchRequests.$inferSelect): Date | null {
+  if (request.appliedAt !== null || request.applyError !== null) return null;
+  return request.applyRateLimitedUntil;
+}
+
+/**
+ * Queues an apply job of the patch request that starts when the rate limit lifts, and stores
+ * its id and start time on the patch request (see `queueAfterRateLimit`). `job` is the apply
+ * job that hit the limit, or undefined for an apply that an API request started. The new job
+ * replaces and cancels a waiting job of an earlier request, so one apply job at most waits.
+ *
+ * Throws ApplyRejectedError when nothing is queued. That happens when the limit lifts later
+ * than the maximum wait allows, or the installation is suspended or uninstalled. It also
+ * happens when the patch request was applied or is no longer ready, its pull request was
+ * closed, another apply job applies it, or `job` was cancelled.
+ */
+export async function queueApplyAfterRateLimit(
+  context: AppContext,
+  target: { patchRequestId: string; userId: string; mode?: ApplyMode; job?: { id: string; data: ApplyJobData } },
+  rateLimit: GitHubRateLimit,
+  error: unknown,
+  logger: Logger,
+): Promise<ApplyWaiting> {
+  const { patchRequestId, job } = target;
+  const data: ApplyJobData = {
+    patchRequestId,
+    userId: target.userId,
+    ...(target.mode ? { mode: target.mode } : {}),
+    ...(job?.data.rateLimitedSince === undefined ? {} : { rateLimitedSince: job.data.rateLimitedSince }),
+  };
+  const work: RateLimitedWork = {
+    async findInstallation(tx) {
+      const [row] = await tx
+        .select({ installationId: prRuns.installationId })
+        .from(patchRequests)
+        .innerJoin(prRuns, eq(prRuns.id, patchRequests.runId))
+        .where(eq(patchRequests.id, patchRequestId));
+      return row?.installationId ?? null;
+    },
+    async lockAndCheck(tx) {
+      const [request] = await tx
+        .select()
+        .from(patchRequests)
+        .where(eq(patchRequests.id, patchRequestId))
+        .for('update');
+      if (!request) return { kind: 'gone' };
+      const [run] = await tx.select({ prClosedAt: prRuns.prClosedAt }).from(prRuns).where(eq(prRuns.id, request.runId));
+      if (request.appliedAt) return { kind: 'replaced', reason: 'it was applied meanwhile' };
+      if (request.status !== 'ready' && request.status !== 'partially_ready') {
+        return { kind: 'replaced', reason: `it is ${request.status} now` };
+      }
+      if (run?.prClosedAt) return { kind: 'replaced', reason: 'its pull request was closed' };
+      if (job && request.applyJobId !== job.id) {
+        return { kind: 'replaced', reason: `apply job ${request.applyJobId} applies it` };
+      }
+      return null;
+    },
+    async recordNext(tx, nextJobId, until) {
+      const [previous] = await tx
+        .select({ applyJobId: patchRequests.applyJobId })
+        .from(patchRequests)
+        .where(eq(patchRequests.id, patchRequestId));
+      await tx
+        .update(patchRequests)
+        .set({ applyJobId: nextJobId, applyRateLimitedUntil: until, applyError: null })
+        .where(eq(patchRequests.id, patchRequestId));
+      const earlierJobId = previous?.applyJobId;
+      if (earlierJobId && earlierJobId !== job?.id) {
+        await context.boss.cancel(applyQueue, earlierJobId, { db: transactionDb(tx) });
+      }
+    },
+  };
+  const rateLimited = { queue: applyQueue, id: job?.id ?? null, data, event: job ? 'job.apply' : 'apply' };
+  const outcome = await queueAfterRateLimit(context, rateLimited, rateLimit, error, logger, work);
+  switch (outcome.kind) {
+    case 'queued':
+      return { id: patchRequestId, status: 'waiting', rateLimitedUntil: new Date(rateLimit.liftsAt).toISOString() };
+    case 'too_long':
+      throw new ApplyRejectedError('service_unavailable', outcome.error.message, {
+        rateLimitedUntil: new Date(rateLimit.liftsAt).toISOString(),
+      });
+    case 'unavailable':
+      throw new ApplyRejectedError('conflict', outcome.unavailable.message);
+    case 'gone':
+      throw new ApplyRejectedError('conflict', `Patch request ${patchRequestId} no longer exists.`);
+    case 'replaced':
+      throw new ApplyRejectedError(
+        'conflict',
+        `GitHub rate-limited the apply of patch request ${patchRequestId}, and it is not ` +
+          `continued because ${outcome.reason}.`,
+      );
+  }
+}

@@ -1,0 +1,83 @@
+import { and, eq, isNull } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import { z } from 'zod';
+import { applyPatchRequest, ApplyRejectedError } from '../apply/apply-patch-request.ts';
+import { ConfigError } from '../config/env.ts';
+import type { AppContext } from '../context.ts';
+import { applyModes, patchRequests } from '../db/schema/index.ts';
+import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
+import { rateLimitedSince } from './rate-limit-wait.ts';
+
+export const applyQueue = 'apply';
+
+/** An apply that GitHub rate-limited, continued by a job once the limit lifts. */
+export const applyJobData = z.object({
+  patchRequestId: z.uuid(),
+  /** The user who applied, who must own the patch request. */
+  userId: z.uuid(),
+  /** The mode the user asked for; without it the pull request decides, as for the API. */
+  mode: z.enum(applyModes).optional(),
+  rateLimitedSince,
+});
+export type ApplyJobData = z.infer<typeof applyJobData>;
+
+export const applyQueueOptions = {
+  retryLimit: 2,
+  retryDelay: 10,
+  retryBackoff: true,
+  expireInSeconds: 10 * 60,
+} satisfies Omit<PgBoss.Queue, 'name'>;
+
+/**
+ * Continues an apply that GitHub rate-limited. It applies as the API does, after looking on
+ * GitHub for a commit or review that the rate-limited call left, so an apply that took effect is
+ * recorded and not written again. A rejection, such as a moved branch or a closed pull request,
+ * is stored as the patch request's `applyError` and ends the job without a retry. Another rate
+ * limit queues the next job (see `queueApplyAfterRateLimit`).
+ */
+export async function handleApplyJob(
+  context: AppContext,
+  job: PgBoss.JobWithMetadata<ApplyJobData>,
+): Promise<void> {
+  const data = applyJobData.parse(job.data);
+  const { patchRequestId } = data;
+  const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: applyQueue });
+  const ofThisJob = and(eq(patchRequests.id, patchRequestId), eq(patchRequests.applyJobId, job.id));
+  // A suspend that cancelled this job stored its reason already, which is kept.
+  const storeError = (message: string) =>
+    context.db
+      .update(patchRequests)
+      .set({ applyError: message.slice(0, 2000) })
+      .where(and(ofThisJob, isNull(patchRequests.applyError)));
+  try {
+    await context.db.update(patchRequests).set({ applyRateLimitedUntil: null }).where(ofThisJob);
+    const result = await applyPatchRequest(
+      context,
+      { patchRequestId, userId: data.userId, mode: data.mode, job: { id: job.id, data } },
+      logger,
+    );
+    if (result === null) {
+      logger.info({ event: 'job.apply.completed', status: 'skipped' }, 'apply skipped: the patch request no longer exists');
+    } else if ('rateLimitedUntil' in result) {
+      logger.info(
+        { event: 'job.apply.completed', status: 'waiting', rateLimitedUntil: result.rateLimitedUntil },
+        'apply continues in a new job when the GitHub rate limit lifts',
+      );
+    } else {
+      logger.info({ event: 'job.apply.completed', status: 'applied', mode: result.mode }, 'apply finished');
+    }
+  } catch (error) {
+    if (error instanceof ApplyRejectedError || error instanceof ConfigError) {
+      // A retry would be rejected the same way.
+      await storeError(error.message);
+      logger.warn({ event: 'job.apply.rejected', reason: error.message }, 'apply rejected');
+      return;
+    }
+    const finalAttempt = job.retryCount >= job.retryLimit;
+    const safe = toSafeError(error);
+    logger.error({ event: 'job.apply.failed', err: safe, attempt: job.retryCount, finalAttempt }, 'apply failed');
+    if (finalAttempt) await storeError(`Applying failed: ${safeErrorMessage(error)}`);
+    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
+    throw new Error(safe.message);
+  }
+}

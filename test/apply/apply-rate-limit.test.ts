@@ -1,0 +1,250 @@
+// An apply that GitHub rate-limits for longer than Octokit waits in the process gets 202 and
+// continues in an apply job that starts once the limit lifts, without writing a fix twice.
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
+import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
+import { createSession } from '../../src/web/session/session-store.ts';
+import {
+  createApplyTestContext,
+  gitIn,
+  headText,
+  proposedText,
+  readRefPattern,
+  refPattern,
+  requestApply,
+  resetPullRequestHead,
+  type ApplyTestContext,
+} from '../helpers/apply-context.ts';
+import { insertReadyPatchRequest, type GitHubTestContext } from '../helpers/github-context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
+
+const maxWaitSeconds = 3600;
+
+let applyContext: ApplyTestContext;
+let setup: GitHubTestContext;
+let cookie: string;
+/**
+ * Reset time of the primary rate limit that the read of the branch gets after a ref update
+ * whose response is lost, or null for no lost response.
+ */
+let limitAfterRefUpdate: number | null = null;
+
+const git = (...args: string[]) => gitIn(setup, ...args);
+
+function newRequest() {
+  return insertReadyPatchRequest(setup.context, {
+    runId: applyContext.runId,
+    userId: applyContext.user.id,
+    files: [{ path: 'app.txt', originalText: headText, proposedText }],
+  });
+}
+
+async function stored(id: string) {
+  const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
+  return row!;
+}
+
+/** Returns the apply jobs of the patch request, oldest first. */
+async function applyJobs(patchRequestId: string) {
+  return setup.context.database.sql<{ id: string; data: ApplyJobData; start_after: string; state: string }[]>`
+    SELECT id, data, start_after, state FROM pgboss.job
+    WHERE name = ${applyQueue} AND data->>'patchRequestId' = ${patchRequestId}
+    ORDER BY created_on, id`;
+}
+
+const runApplyJob = (jobId: string, whileActive?: () => Promise<void>) =>
+  runDueJob<ApplyJobData>(setup.context, applyQueue, jobId, (job) => handleApplyJob(setup.context, job), whileActive);
+
+/** Counts the ref updates that GitHub carried out. */
+function refUpdates(since: number): number {
+  return setup.fake.requests
+    .slice(since)
+    .filter((request) => request.method === 'PATCH' && refPattern.test(request.path)).length;
+}
+
+async function previewPage(id: string): Promise<string> {
+  const response = await applyContext.app.request(`/patch-requests/${id}`, { headers: { cookie } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+async function previewJson(id: string) {
+  const response = await applyContext.app.request(`/api/patch-requests/${id}`, {
+    headers: { authorization: `Bearer ${applyContext.user.token}` },
+  });
+  expect(response.status).toBe(200);
+  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown };
+}
+
+beforeAll(async () => {
+  applyContext = await createApplyTestContext({
+    env: { GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: String(maxWaitSeconds) },
+  });
+  setup = applyContext.setup;
+  const session = await createSession(setup.context.db, applyContext.user.id, 1);
+  cookie = `fixwright_session=${session.token}`;
+  const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
+  setup.fake.addRoute({
+    ...updateRef,
+    async handle(context) {
+      const response = await updateRef.handle(context);
+      if (limitAfterRefUpdate === null || response.status >= 300) return response;
+      setup.fake.queueResponse(primaryRateLimitError('GET', readRefPattern, limitAfterRefUpdate));
+      limitAfterRefUpdate = null;
+      return { status: 502, body: { message: 'Server Error' } };
+    },
+  });
+});
+
+beforeEach(async () => {
+  limitAfterRefUpdate = null;
+  await resetPullRequestHead(setup);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('apply under a long rate limit', () => {
+  it('continues in a job after the reset', async () => {
+    const request = await newRequest();
+    const resetSeconds = Math.floor(Date.now() / 1000) + 20 * 60;
+    const until = new Date((resetSeconds + 1) * 1000).toISOString();
+    setup.fake.queueResponse(primaryRateLimitError('PATCH', refPattern, resetSeconds));
+
+    const response = await requestApply(applyContext, request.id);
+
+    expect(response.status).toBe(202);
+    expect(await response.json()).toEqual({ id: request.id, status: 'waiting', rateLimitedUntil: until });
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    const [job] = await applyJobs(request.id);
+    expect(job).toBeDefined();
+    expect(job!.state).toBe('created');
+    expect(new Date(job!.start_after).toISOString()).toBe(until);
+    expect(job!.data.userId).toBe(applyContext.user.id);
+    expect(job!.data.rateLimitedSince).toBeGreaterThan(0);
+    const waiting = await stored(request.id);
+    expect(waiting.applyJobId).toBe(job!.id);
+    expect(waiting.applyRateLimitedUntil?.toISOString()).toBe(until);
+    expect(waiting.applyStartedAt).toBeNull();
+    expect(waiting.appliedAt).toBeNull();
+    expect((await previewJson(request.id)).rateLimitWait).toEqual({ job: applyQueue, until });
+    const page = await previewPage(request.id);
+    expect(page).toContain('Applying waits for a GitHub rate limit on this installation until');
+    expect(page).toContain(`datetime="${until}"`);
+
+    await runApplyJob(job!.id);
+
+    const applied = await stored(request.id);
+    expect(applied.appliedAt).not.toBeNull();
+    expect(applied.applyMode).toBe('commit');
+    expect(applied.applyRateLimitedUntil).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
+    expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+    expect((await previewJson(request.id)).rateLimitWait).toBeNull();
+    expect(await previewPage(request.id)).not.toContain('waits for a GitHub rate limit');
+  });
+
+  it('records a commit pushed before the limit', async () => {
+    const request = await newRequest();
+    // GitHub updates the ref but the response is lost, and the read of the branch that checks
+    // the update is rate-limited.
+    limitAfterRefUpdate = Math.floor(Date.now() / 1000) + 30 * 60;
+    const since = setup.fake.requests.length;
+
+    const response = await requestApply(applyContext, request.id);
+
+    expect(response.status).toBe(202);
+    const pushed = await git('rev-parse', headBranch);
+    expect(pushed).not.toBe(setup.git.headSha);
+    const [job] = await applyJobs(request.id);
+    expect(job).toBeDefined();
+    // The push's `synchronize` event supersedes the run while the job waits.
+    await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
+
+    await runApplyJob(job!.id);
+    await setup.context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, applyContext.runId));
+
+    const applied = await stored(request.id);
+    expect(applied.appliedCommitSha).toBe(pushed);
+    expect(applied.applyError).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(pushed);
+    expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+    expect(refUpdates(since)).toBe(1);
+  });
+
+  it('fails past the maximum wait', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    // As if the apply had been rate-limited since 50 minutes ago, and its limit lifts in 15.
+    const data: ApplyJobData = { ...job!.data, rateLimitedSince: Date.now() - 50 * 60_000 };
+    await setup.context.database.sql`
+      UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${job!.id}`;
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 15 * 60));
+
+    await runApplyJob(job!.id);
+
+    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('completed');
+    const failed = await stored(request.id);
+    expect(failed.appliedAt).toBeNull();
+    expect(failed.applyError).toMatch(
+      /^GitHub rate-limited the installation until \S+, later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\) after the first rate-limited response allows\. Try again after that time\.$/,
+    );
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    expect((await previewJson(request.id)).applyError).toBe(failed.applyError);
+    const page = await previewPage(request.id);
+    expect(page).toContain('GitHub rate-limited the installation until');
+    expect(page).not.toContain('waits for a GitHub rate limit');
+  });
+
+  it('lets a suspend cancel the waiting job', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+
+    const cancelled = await setup.context.db.transaction((tx) =>
+      cancelInstallationWork(tx, setup.context.boss, setup.installationId, 'Suspended in a test.'),
+    );
+
+    expect(cancelled.applies).toBe(1);
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('cancelled');
+    const stopped = await stored(request.id);
+    expect(stopped.applyError).toBe('The apply was cancelled. Suspended in a test.');
+    expect(stopped.status).toBe('ready');
+    expect((await previewJson(request.id)).rateLimitWait).toBeNull();
+  });
+
+  it('queues nothing after its job is cancelled', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+
+    // A suspend cancels the running job, and an unsuspend follows before the rate limit.
+    await runApplyJob(job!.id, async () => {
+      await setup.context.db.transaction((tx) =>
+        cancelInstallationWork(tx, setup.context.boss, setup.installationId, 'Suspended in a test.'),
+      );
+    });
+
+    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
+    const stopped = await stored(request.id);
+    expect(stopped.applyError).toBe('The apply was cancelled. Suspended in a test.');
+    expect(stopped.appliedAt).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.apply.rejected' && line.jobId === job!.id,
+    );
+    expect(logged?.reason).toContain(`because apply job ${job!.id} was cancelled`);
+  });
+});

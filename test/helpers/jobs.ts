@@ -1,0 +1,34 @@
+import type PgBoss from 'pg-boss';
+import { expect } from 'vitest';
+import type { TestContext } from './context.ts';
+
+/**
+ * Fetches job `jobId` of `queue` as a worker does and runs `handle` on it, then completes the
+ * job, or fails it when `handle` throws. A job that waits for its start time is made due first,
+ * as if the wait had passed. `whileActive` runs after the fetch and before `handle`, while the
+ * job is active.
+ */
+export async function runDueJob<Data extends object>(
+  context: TestContext,
+  queue: string,
+  jobId: string,
+  handle: (job: PgBoss.JobWithMetadata<Data>) => Promise<void>,
+  whileActive?: () => Promise<void>,
+): Promise<void> {
+  await context.database.sql`
+    UPDATE pgboss.job SET start_after = now() WHERE name = ${queue} AND id = ${jobId}`;
+  const jobs = await context.boss.fetch<Data>(queue, { includeMetadata: true, batchSize: 10 });
+  const job = jobs.find((candidate) => candidate.id === jobId);
+  expect(job).toBeDefined();
+  // A job of another test that is due again, such as the retry of a failed one, fails again.
+  const others = jobs.filter((candidate) => candidate.id !== jobId).map((candidate) => candidate.id);
+  if (others.length > 0) await context.boss.fail(queue, others);
+  await whileActive?.();
+  try {
+    await handle(job!);
+  } catch (error) {
+    await context.boss.fail(queue, jobId);
+    throw error;
+  }
+  await context.boss.complete(queue, jobId);
+}
