@@ -109,8 +109,11 @@ async function startParts(
   const handle = connectDatabase(database.url);
   parts.handle = handle;
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
-  // first preview that needs a stored key.
-  await reportMasterKeyMismatches(handle.db, keyring, logger, generatedKeyFilePath(config));
+  // first preview that needs a stored key. Until a restart, this process then uses no key of a
+  // mismatched version, marks none unusable and encrypts under none.
+  keyring.markMismatched(
+    await reportMasterKeyMismatches(handle.db, keyring, logger, generatedKeyFilePath(config)),
+  );
   signal?.throwIfAborted();
   // Only processes that sign users in apply the list, so a worker started with an older or
   // shorter environment cannot demote the admins that the web processes were given.

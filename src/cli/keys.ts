@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Config, MasterKeySettings } from '../config/env.ts';
 import { checkDataDirOpenToPostgres } from '../db/postgres-user.ts';
-import { generatedMasterKeyFile, loadKeyring } from '../keys/master-keys.ts';
+import { generatedKeyFilePath, generatedMasterKeyFile, loadKeyring } from '../keys/master-keys.ts';
+import { discardUndecryptableKeys, MasterKeyMatchesError, type DiscardReport } from '../keys/discard.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
@@ -10,17 +11,41 @@ import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
+const subcommands = ['rotate', 'discard'] as const;
+
+/** Options that each keys subcommand takes. */
+const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
+  rotate: ['batch-size'],
+  discard: ['version', 'dry-run'],
+};
+
 /**
  * `fixwright keys rotate [--batch-size N]`: re-encrypts stored provider keys under the newest
  * master key. Exits 1 when some keys could not be rotated, so scripts notice.
+ * `fixwright keys discard --version N [--dry-run]`: deletes the stored keys of version N that
+ * its configured master key does not decrypt, for an operator who lost the original key.
  */
 export async function runKeysCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
-  if (!subcommand) throw new CommandError('Missing keys command: use rotate.');
-  if (subcommand !== 'rotate') {
-    throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand)}: use rotate.`);
+  const choices = 'use rotate or discard';
+  if (!subcommand) throw new CommandError(`Missing keys command: ${choices}.`);
+  if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
+    throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand)}: ${choices}.`);
   }
-  const { values } = parseCommandOptions('keys rotate', rest, { 'batch-size': { type: 'string' } });
+  const command = `keys ${subcommand}`;
+  const { values, suppliedOptions } = parseCommandOptions(command, rest, {
+    'batch-size': { type: 'string' },
+    version: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+  });
+  const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
+  for (const name of suppliedOptions) {
+    if (accepted.includes(name)) continue;
+    const list = accepted.map((option) => `--${option}`);
+    throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
+  }
+  if (subcommand === 'discard') return runDiscard(config, logger, values);
+
   const batchSize = parseDecimal(values['batch-size'] ?? '100');
   if (batchSize === null || batchSize < 1 || batchSize > 10_000) {
     throw new CommandError(
@@ -56,6 +81,90 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     for (const line of lines) console.log(line);
     return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
   });
+}
+
+/** Runs `keys discard` with the parsed options. */
+async function runDiscard(
+  config: Config,
+  logger: Logger,
+  values: { version?: string; 'dry-run'?: boolean },
+): Promise<number> {
+  if (values.version === undefined) {
+    throw new CommandError('Missing --version: give the master key version whose lost key encrypted the keys to delete.');
+  }
+  const version = parseDecimal(values.version);
+  if (version === null || version < 1) {
+    throw new CommandError(`Invalid --version ${JSON.stringify(values.version)}: use a whole number from 1.`);
+  }
+  // A key file generated now would match no stored key, so every key would look lost.
+  const keyFile = generatedKeyFilePath(config);
+  if (keyFile !== null && !existsSync(keyFile)) {
+    throw new CommandError(
+      `Missing master key: MASTER_KEY and MASTER_KEYS are unset and ${keyFile} does not exist, ` +
+        'so no key is configured to check the stored keys with. Set them as the service processes have them.',
+    );
+  }
+  if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
+  const keyring = await loadKeyring(config, logger);
+  if (!keyring.get(version)) {
+    throw new CommandError(
+      `Master key version ${version} is not configured: keys discard deletes only the keys of a ` +
+        'version that its configured key cannot decrypt, so run it with the same MASTER_KEY or ' +
+        'MASTER_KEYS as the service processes.',
+    );
+  }
+  const dryRun = values['dry-run'] ?? false;
+  return withDatabase(config, logger, async (db) => {
+    let report: DiscardReport;
+    try {
+      report = await discardUndecryptableKeys(db, keyring, logger, { version, dryRun });
+    } catch (error) {
+      if (error instanceof MasterKeyMatchesError) throw new CommandFailedError(error.message);
+      throw error;
+    }
+    for (const line of describeDiscard(report)) console.log(line);
+    return 0;
+  });
+}
+
+/**
+ * Builds the lines `keys discard` prints: how many keys were (or would be) deleted, and whose,
+ * one line per user with the providers, then what to do next.
+ */
+export function describeDiscard(report: DiscardReport): string[] {
+  const { version, dryRun, discarded, kept } = report;
+  const count = discarded.length;
+  if (count === 0) {
+    return [`No stored key of master key version ${version} fails to decrypt; nothing was deleted.`];
+  }
+  const lines = [
+    dryRun
+      ? `${formatCount(count, 'stored key')} of master key version ${version} ` +
+        `${pickForm(count, 'does', 'do')} not decrypt with the configured key and would be deleted:`
+      : `Deleted ${formatCount(count, 'stored key')} of master key version ${version} that ` +
+        `${pickForm(count, 'does', 'do')} not decrypt with the configured key:`,
+  ];
+  const byLogin = new Map<string, string[]>();
+  for (const { login, provider } of discarded) byLogin.set(login, [...(byLogin.get(login) ?? []), provider]);
+  for (const [login, providers] of byLogin) lines.push(`  ${login}: ${providers.join(', ')}`);
+  if (kept > 0) {
+    lines.push(
+      `${formatCount(kept, 'key')} of version ${version} ${pickForm(kept, 'decrypts', 'decrypt')} ` +
+        `and ${pickForm(kept, 'is', 'are')} kept.`,
+    );
+  }
+  if (dryRun) {
+    lines.push('Dry run: nothing was deleted. Run the command without --dry-run to delete them.');
+  } else {
+    // A running process keeps the mismatch it found at start, and refuses saves while the
+    // mismatched version is its newest.
+    lines.push(
+      `${pickForm(count, 'Its owner', 'Their owners')} must save ${pickForm(count, 'it', 'them')} ` +
+        'again. Restart every Fixwright process, web and worker, so that it no longer reports ' +
+        `master_key.mismatch for version ${version} and users can save keys again.`,
+    );
+  }
+  return lines;
 }
 
 /**

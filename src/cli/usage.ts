@@ -22,6 +22,9 @@ Commands:
   users reset-admin --login NAME  Delete the GitHub id recorded for an ADMIN_LOGINS login
   keys rotate [--batch-size N]    Re-encrypt users' stored provider keys under the newest
                                   master key (the highest version set), N per transaction
+  keys discard --version N [--dry-run]
+                                  Delete the stored provider keys of master key version N that
+                                  its configured key does not decrypt (its original key is lost)
   demo                            Run the service against fake GitHub, Groq and Gemini servers
                                   on 127.0.0.1, open a pull request and preview a fix (npm run demo)
 
@@ -87,15 +90,24 @@ Options:
   --dry-run      with apply-limits: print what would change and change nothing`;
 
 const keysUsage = `Usage: fixwright keys rotate [--batch-size N]
+       fixwright keys discard --version N [--dry-run]
 
-Re-encrypts users' stored provider keys under the newest master key, the highest version that
-MASTER_KEYS and MASTER_KEY (version 1) set, and names the versions that no stored key uses any
-more. Exits 1 when some keys could not be rotated, and exits 1 without changing anything when
-none of up to 5 keys already stored under the newest version decrypts with it (a mistyped
-key).
+Subcommands:
+  rotate    re-encrypt users' stored provider keys under the newest master key, the highest
+            version that MASTER_KEYS and MASTER_KEY (version 1) set, and name the versions
+            that no stored key uses any more. Exits 1 when some keys could not be rotated,
+            and exits 1 without changing anything when, for a configured version, none of up
+            to 5 keys stored under it decrypts with its key (a mistyped or replaced key)
+  discard   delete the stored keys of master key version N that its configured key does not
+            decrypt, when the original key of that version is lost, and print how many and
+            whose. Exits 1 without deleting anything when one of up to 5 keys stored under
+            version N decrypts with its key. Their owners must save the keys again, and every
+            process must be restarted before users can save keys again
 
 Options:
-  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)`;
+  --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)
+  --version N      with discard: the master key version, as configured (required)
+  --dry-run        with discard: print what would be deleted and delete nothing`;
 
 const demoUsage = `Usage: fixwright demo
 

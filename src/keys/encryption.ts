@@ -16,15 +16,16 @@ export interface KeyOwner {
 }
 
 /**
- * Raised when a stored key cannot be decrypted. `cause` separates a master key version that
- * is not configured from a ciphertext that fails authentication (tampered, copied to another
- * user or provider, or encrypted under a different key with the same version).
+ * Raised when a stored key cannot be decrypted. `reason` separates a master key version that
+ * is not configured, or that this process found mismatched at start, from a ciphertext that
+ * fails authentication (tampered, copied to another user or provider, or encrypted under a
+ * different key with the same version).
  */
 export class KeyDecryptionError extends Error {
   override name = 'KeyDecryptionError';
   constructor(
     message: string,
-    readonly reason: 'missing_version' | 'authentication',
+    readonly reason: 'missing_version' | 'mismatched_version' | 'authentication',
   ) {
     super(message);
   }
@@ -69,6 +70,12 @@ export async function decryptUserKey(
 ): Promise<string> {
   await sodium.ready;
   const key = keyring.get(stored.masterKeyVersion);
+  if (!key && keyring.isMismatched(stored.masterKeyVersion)) {
+    throw new KeyDecryptionError(
+      `master key version ${stored.masterKeyVersion} did not match the stored keys at start`,
+      'mismatched_version',
+    );
+  }
   if (!key) {
     throw new KeyDecryptionError(
       `master key version ${stored.masterKeyVersion} is not configured`,

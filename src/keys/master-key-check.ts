@@ -37,8 +37,8 @@ export async function sampleVersion(
 /**
  * Logs a `master_key.mismatch` error for each configured master key version that decrypts
  * none of the stored keys tried that use it. `keyFile` is the generated key file that version 1
- * was read from, or null when no key file was read. Returns the versions
- * that did not match.
+ * was read from, or null when no key file was read. Returns the versions that did not match,
+ * for Keyring.markMismatched.
  */
 export async function reportMasterKeyMismatches(
   db: Database,
@@ -63,11 +63,18 @@ export async function reportMasterKeyMismatches(
       tried === 1
         ? 'does not decrypt the one stored provider key that uses it'
         : `decrypts none of the ${tried} stored provider keys tried that use it`;
+    const effect =
+      version === keyring.currentVersion
+        ? 'Until then, previews leave out the stored keys of this version, without marking ' +
+          'them unusable, and users cannot save own keys.'
+        : 'Until then, previews leave out the stored keys of this version, without marking ' +
+          'them unusable.';
     logger.error(
       { event: 'master_key.mismatch', version, triedKeys: tried },
       `${source} ${outcome}, so it differs from the master key that encrypted ` +
-        `${tried === 1 ? 'it' : 'them'}. Previews cannot use such keys and mark them unusable, ` +
-        `and keys saved now are encrypted under this key. ${fix}`,
+        `${tried === 1 ? 'it' : 'them'}. ${fix} ${effect} If the original key is lost, ` +
+        `"fixwright keys discard --version ${version} --dry-run" lists the keys that ` +
+        'it cannot decrypt, and the same command without --dry-run deletes them.',
     );
   }
   return mismatched;

@@ -19,34 +19,63 @@ export class KeyringUnavailableError extends Error {
  */
 export class Keyring {
   readonly #keys: Map<number, Uint8Array>;
+  readonly #mismatched = new Set<number>();
+  readonly #missingReason: string;
   /** Version used for new encryptions; null when no key is configured. */
   readonly currentVersion: number | null;
-  /** Reason no master key can be used, with what to set; null when one can. */
-  readonly unavailableReason: string | null;
 
   constructor(keys: MasterKeyMaterial[], unavailableReason?: string) {
     this.#keys = new Map(keys.map((entry) => [entry.version, entry.key]));
     this.currentVersion = keys.length > 0 ? Math.max(...keys.map((entry) => entry.version)) : null;
-    this.unavailableReason =
-      this.currentVersion === null
-        ? (unavailableReason ?? 'No master key is configured: set MASTER_KEY.')
-        : null;
+    this.#missingReason = unavailableReason ?? 'No master key is configured: set MASTER_KEY.';
   }
 
-  /** Configured versions, newest first. */
+  /**
+   * Reason no master key can encrypt, with what to do; null when one can. The newest version
+   * cannot while it is mismatched, because keys saved under it would not decrypt once the
+   * operator restores the original key.
+   */
+  get unavailableReason(): string | null {
+    if (this.currentVersion === null) return this.#missingReason;
+    if (!this.#mismatched.has(this.currentVersion)) return null;
+    const version = this.currentVersion;
+    return (
+      `Own keys cannot be saved now: this server's master key version ${version} does not ` +
+      'match the one that encrypted the stored keys, so a key saved now would not decrypt once ' +
+      `the operator restores it. The operator must restore master key version ${version} and ` +
+      'restart Fixwright. Stored keys are kept, and deleting a key still works.'
+    );
+  }
+
+  /** Configured versions, newest first, mismatched ones included. */
   get versions(): number[] {
     return [...this.#keys.keys()].sort((a, b) => b - a);
   }
 
-  /** Returns the newest key, or throws KeyringUnavailableError with what to set. */
-  current(): MasterKeyMaterial {
-    if (this.currentVersion === null) throw new KeyringUnavailableError(this.unavailableReason!);
-    return { version: this.currentVersion, key: this.#keys.get(this.currentVersion)! };
+  /**
+   * Records versions whose key decrypted none of the stored keys tried at start. This keyring
+   * then treats them as versions it does not have, so their keys are neither used nor marked
+   * unusable, and it encrypts nothing while the newest version is one of them.
+   */
+  markMismatched(versions: number[]): void {
+    for (const version of versions) this.#mismatched.add(version);
   }
 
-  /** Returns the key of `version`, or undefined when that version is not configured. */
+  /** True when `version` was marked mismatched. */
+  isMismatched(version: number): boolean {
+    return this.#mismatched.has(version);
+  }
+
+  /** Returns the newest key, or throws KeyringUnavailableError with what to do. */
+  current(): MasterKeyMaterial {
+    const reason = this.unavailableReason;
+    if (reason !== null) throw new KeyringUnavailableError(reason);
+    return { version: this.currentVersion!, key: this.#keys.get(this.currentVersion!)! };
+  }
+
+  /** Returns the key of `version`, or undefined when that version is not configured or mismatched. */
   get(version: number): Uint8Array | undefined {
-    return this.#keys.get(version);
+    return this.#mismatched.has(version) ? undefined : this.#keys.get(version);
   }
 
   toJSON(): { versions: number[] } {

@@ -50,6 +50,20 @@ export function missingVersionReason(provider: Provider, version: number): strin
   );
 }
 
+/**
+ * Builds the message shown when a key is encrypted under a master key version whose key in
+ * this process decrypted none of the stored keys tried at start. The key itself is intact.
+ */
+export function mismatchedVersionReason(provider: Provider, version: number): string {
+  const name = providerNames[provider];
+  return (
+    `Your saved ${name} key is encrypted under master key version ${version}, and this ` +
+    `server's master key version ${version} does not match it. The operator must restore the ` +
+    `original master key version ${version} and restart Fixwright. The key does not need to be ` +
+    'saved again.'
+  );
+}
+
 /** A stored key row as selected from user_api_keys. */
 export type StoredKeyRow = typeof userApiKeys.$inferSelect;
 
@@ -69,9 +83,10 @@ export async function loadOwnKeys(
 
 /**
  * Decrypts one stored key and keeps its mark in step with the result. A key whose master key
- * version this process lacks is reported but not marked, because restarting the process with
- * that version fixes it. A key that fails authentication is marked unusable. A key marked so
- * earlier that decrypts now (its master key is back) is used and unmarked.
+ * version this process lacks, or found mismatched at start, is reported but not marked,
+ * because restarting the process with the right key for that version fixes it. A key that
+ * fails authentication is marked unusable. A key marked so earlier that decrypts now (its
+ * master key is back) is used and unmarked.
  */
 export async function openStoredKey(
   context: { db: Database | Transaction; keyring: Keyring; logger: Logger },
@@ -106,6 +121,14 @@ export async function openStoredKey(
         'stored key uses a master key version this process does not have',
       );
       return { provider, usable: false, reason: missingVersionReason(provider, row.masterKeyVersion) };
+    }
+    if (error.reason === 'mismatched_version') {
+      // The start check logged master_key.mismatch; every key of this version fails alike.
+      logger.warn(
+        { event: 'user_key.master_key_mismatched', userId, provider, masterKeyVersion: row.masterKeyVersion },
+        'stored key uses a master key version that did not match the stored keys at start',
+      );
+      return { provider, usable: false, reason: mismatchedVersionReason(provider, row.masterKeyVersion) };
     }
 
     const reason = undecryptableReason(provider);

@@ -22,9 +22,10 @@ export interface RotationReport {
 }
 
 /**
- * Raised before a rotation changes anything, when the newest configured master key decrypts none
- * of the stored keys that already use its version. Rotating with it would put keys encrypted
- * under two different master keys behind one version number.
+ * Raised before a rotation changes anything, when a configured master key decrypts none of the
+ * stored keys tried that use its version. Rotating with the newest one would put keys
+ * encrypted under two different master keys behind one version number, and with an older one
+ * would mark every key of that version unusable.
  */
 export class MasterKeyMismatchError extends Error {
   override name = 'MasterKeyMismatchError';
@@ -47,7 +48,7 @@ export async function rotateUserKeys(
     .select({ value: count() })
     .from(userApiKeys)
     .where(eq(userApiKeys.masterKeyVersion, targetVersion));
-  await checkTargetKey(db, keyring, targetVersion);
+  await checkConfiguredKeys(db, keyring);
   const report: RotationReport = {
     targetVersion,
     rotated: 0,
@@ -138,17 +139,19 @@ export async function rotateUserKeys(
 }
 
 /**
- * Raises MasterKeyMismatchError when stored keys of `targetVersion` were tried and none
- * decrypted.
+ * Raises MasterKeyMismatchError for the first configured version, newest first, whose stored
+ * keys were tried and none decrypted.
  */
-async function checkTargetKey(db: Database, keyring: Keyring, targetVersion: number): Promise<void> {
-  const { tried, decrypted } = await sampleVersion(db, keyring, targetVersion);
-  if (tried > 0 && !decrypted) {
+async function checkConfiguredKeys(db: Database, keyring: Keyring): Promise<void> {
+  for (const version of keyring.versions) {
+    const { tried, decrypted } = await sampleVersion(db, keyring, version);
+    if (tried === 0 || decrypted) continue;
     throw new MasterKeyMismatchError(
-      `Master key version ${targetVersion} in MASTER_KEYS decrypts none of the ` +
+      `Master key version ${version} in MASTER_KEYS decrypts none of the ` +
         `${tried} stored keys tried that use it, so it differs from the key they were ` +
-        `encrypted with. Nothing was rotated: set version ${targetVersion} to its original key ` +
-        'and run "fixwright keys rotate" again.',
+        `encrypted with. Nothing was rotated: set version ${version} to its original key ` +
+        'and run "fixwright keys rotate" again. If that key is lost, delete the keys it cannot ' +
+        `decrypt with "fixwright keys discard --version ${version}" first.`,
     );
   }
 }

@@ -34,8 +34,9 @@ const infoColumns = {
 
 /**
  * Lists the user's stored keys, by provider name. A key that is marked unusable, or whose
- * master key version this process lacks, goes through openStoredKey. So the listing shows
- * the reason a preview in this process would get, and clears a mark that no longer applies.
+ * master key version this process lacks or found mismatched, goes through openStoredKey. So
+ * the listing shows the reason a preview in this process would get, and clears a mark that no
+ * longer applies.
  */
 export async function listUserKeys(
   context: { db: Database | Transaction; keyring: Keyring; logger: Logger },
@@ -76,7 +77,8 @@ export type SaveKeyFailure =
 /**
  * Checks a key's format, then with the provider, and stores it encrypted, replacing the
  * user's earlier key for that provider. Nothing is stored when a check fails. Throws
- * KeyringUnavailableError, before calling the provider, when no master key is configured.
+ * KeyringUnavailableError, before calling the provider, when no master key is configured or
+ * the newest one did not match the stored keys at start.
  * Each provider check counts against the user's KEY_CHECK_RATE_LIMIT, so that the service
  * cannot be used to try many keys. Past the limit the provider is not called.
  */
@@ -91,7 +93,7 @@ export async function saveUserKey(
   }
   const format = checkKeyFormat(provider, input.key);
   if (!format.ok) return { ...format, cause: 'invalid' };
-  // Fails here, before the provider call, when no master key is configured.
+  // Fails here, before the provider call, when no master key can encrypt.
   keyring.current();
 
   const limited = await countKeyCheck(context, input);

@@ -182,8 +182,19 @@ describe('fixwright usage errors', () => {
   const cases: [string[], string][] = [
     [[], `Missing command: ${choices}`],
     [['frob'], `Unknown command "frob": ${choices}`],
-    [['keys'], 'Missing keys command: use rotate.'],
-    [['keys', 'list'], 'Unknown keys command "list": use rotate.'],
+    [['keys'], 'Missing keys command: use rotate or discard.'],
+    [['keys', 'list'], 'Unknown keys command "list": use rotate or discard.'],
+    [
+      ['keys', 'discard', '--dry-run'],
+      'Missing --version: give the master key version whose lost key encrypted the keys to delete.',
+    ],
+    [['keys', 'discard', '--version', '0'], 'Invalid --version "0": use a whole number from 1.'],
+    [['keys', 'discard', '--version', '1.5'], 'Invalid --version "1.5": use a whole number from 1.'],
+    [
+      ['keys', 'discard', '--version', '1', '--batch-size', '5'],
+      'Invalid option --batch-size for keys discard: it takes only --version and --dry-run.',
+    ],
+    [['keys', 'rotate', '--dry-run'], 'Invalid option --dry-run for keys rotate: it takes only --batch-size.'],
     [['users'], 'Missing users command: use token, plan, apply-limits, reset-usage, show, reset-admin.'],
     [
       ['users', 'delete'],
@@ -319,12 +330,17 @@ describe('fixwright usage errors', () => {
     [
       ['keys', '--help'],
       'Usage: fixwright keys rotate [--batch-size N]',
-      ['  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
+      ['  --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
     ],
     [
       ['keys', 'rotate', '--help'],
       'Usage: fixwright keys rotate [--batch-size N]',
-      ['  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
+      ['  --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
+    ],
+    [
+      ['keys', 'discard', '--help'],
+      'Usage: fixwright keys rotate [--batch-size N]',
+      ['  --dry-run        with discard: print what would be deleted and delete nothing'],
     ],
     [
       ['demo', '--help'],

@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
-import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
 import { reportMasterKeyMismatches } from '../../src/keys/master-key-check.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
+import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { startServiceProcess } from '../helpers/service.ts';
 
@@ -15,8 +16,12 @@ const otherV1 = material(1);
 
 let context: TestContext;
 
+/** User ids by login. */
+const userIds = new Map<string, string>();
+
 async function addKey(keyring: Keyring, login: string, provider: Provider): Promise<string> {
   const [user] = await context.db.insert(users).values({ login }).returning();
+  userIds.set(login, user!.id);
   const key = `${provider === 'groq' ? 'gsk_' : 'AIza'}check${login}${randomBytes(12).toString('hex')}`;
   const encrypted = await encryptUserKey(keyring, { userId: user!.id, provider }, key);
   const [row] = await context.db
@@ -59,6 +64,12 @@ describe('master key check at start', () => {
     expect(lines[0]!.triedKeys).toBe(2);
     expect(lines[0]!.msg).toContain('Master key version 1 decrypts none of the 2 stored provider keys');
     expect(lines[0]!.msg).toContain('Set version 1 in MASTER_KEYS (or MASTER_KEY) to its original key');
+    expect(lines[0]!.msg).toContain(
+      'Until then, previews leave out the stored keys of this version, without marking them ' +
+        'unusable, and users cannot save own keys. If the original key is lost, "fixwright keys ' +
+        'discard --version 1 --dry-run" lists the keys that it cannot decrypt, and the same ' +
+        'command without --dry-run deletes them.',
+    );
   });
 
   it('names the generated key file', async () => {
@@ -112,6 +123,29 @@ describe('master key check at start', () => {
       expect(lines[0]!.version).toBe(1);
       expect(lines[0]!.triedKeys).toBe(2);
       expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
+
+      // The service treats version 1 as one it does not have: it shows why the key cannot be
+      // used, marks nothing, and refuses to encrypt under the wrong key.
+      const { token } = await mintApiToken(context.db, userIds.get('checka')!, 'test');
+      const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+      const listed = await fetch(`${service.url}/api/user/keys`, { headers });
+      const body = (await listed.json()) as { keys: { unusableReason: string }[]; storageAvailable: boolean };
+      expect(body.storageAvailable).toBe(false);
+      expect(body.keys[0]!.unusableReason).toContain(
+        "Your saved Groq key is encrypted under master key version 1, and this server's master key version 1 does not match it.",
+      );
+      const saved = await fetch(`${service.url}/api/user/keys/groq`, {
+        method: 'PUT',
+        headers,
+        body: JSON.stringify({ key: `gsk_checkReplacement${randomBytes(12).toString('hex')}` }),
+      });
+      expect(saved.status).toBe(503);
+      const refusal = (await saved.json()) as { error: { code: string; message: string } };
+      expect(refusal.error.code).toBe('not_configured');
+      expect(refusal.error.message).toMatch(/^Own keys cannot be saved now: this server's master key version 1 does not match/);
+      const [row] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userIds.get('checka')!));
+      expect(row!.unusableCause).toBeNull();
+      expect(await decryptUserKey(new Keyring([v1]), { userId: row!.userId, provider: 'groq' }, row!)).toMatch(/^gsk_checkchecka/);
     } finally {
       await service.stop();
     }

@@ -128,22 +128,22 @@ describe('keys rotate', () => {
   });
 
   it('marks a key that fails to decrypt', async () => {
-    const userId = await addUserWithKeys(new Keyring([v3]), 'rotate-tampered');
+    const userId = await addUserWithKeys(new Keyring([v2]), 'rotate-tampered');
     const [row] = await context.db
       .select()
       .from(userApiKeys)
       .where(eq(userApiKeys.userId, userId))
       .orderBy(asc(userApiKeys.provider));
-    // A different key under version 3 simulates a master key that was replaced by mistake.
-    const wrongV3 = new Keyring([material(3)]);
+    // One key of version 2 encrypted under a different key, as a row damaged or copied by
+    // mistake. The other key of version 2 decrypts, so the version's key is the right one.
+    const wrongV2 = new Keyring([material(2)]);
     await context.db
       .update(userApiKeys)
-      .set(await encryptUserKey(wrongV3, { userId, provider: row!.provider }, 'AIzaWrongMasterKey0123456789abcdef'))
+      .set(await encryptUserKey(wrongV2, { userId, provider: row!.provider }, 'AIzaWrongMasterKey0123456789abcdef'))
       .where(eq(userApiKeys.id, row!.id));
-    await context.db.update(userApiKeys).set({ masterKeyVersion: 2 }).where(eq(userApiKeys.id, row!.id));
 
     const report = await rotateUserKeys(context.db, new Keyring([v3, v2]), context.logger);
-    expect(report.rotated).toBe(0);
+    expect(report.rotated).toBe(1);
     expect(report.undecryptable).toBe(1);
     const [marked] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.id, row!.id));
     expect(marked!.unusableCause).toBe('undecryptable');
@@ -156,29 +156,27 @@ describe('keys rotate', () => {
     await context.db.delete(userApiKeys).where(eq(userApiKeys.id, row!.id));
   });
 
-  it('restores keys marked under a wrong master key', async () => {
+  it('rotates nothing with a wrong key for an older version', async () => {
     const userId = await addUserWithKeys(new Keyring([v1]), 'rotate-wrong-key');
-    const rowsOfUser = () => context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
-    // An operator who pastes a wrong key for version 1 into MASTER_KEYS.
-    const wrong = await rotateUserKeys(context.db, new Keyring([v3, material(1)]), context.logger);
-    expect(wrong.rotated).toBe(0);
-    expect(wrong.undecryptable).toBe(2);
-    for (const row of await rowsOfUser()) expect(row.unusableCause).toBe('undecryptable');
-    expect(describeReport(wrong, [3, 1], listedInMasterKeys([3, 1]))).toContain(
-      '2 keys could not be decrypted, so they are marked unusable. If a key in MASTER_KEYS is ' +
-        'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
-        'otherwise each owner must save the key again.',
+    const before = await allRows();
+    // An operator who pastes a wrong key for version 1 into MASTER_KEYS. Rotating would mark
+    // every key of version 1 unusable, so nothing is rotated and nothing is marked.
+    const wrong = rotateUserKeys(context.db, new Keyring([v3, material(1)]), context.logger);
+    await expect(wrong).rejects.toThrow(MasterKeyMismatchError);
+    await expect(wrong).rejects.toThrow(
+      'Master key version 1 in MASTER_KEYS decrypts none of the 2 stored keys tried that use ' +
+        'it, so it differs from the key they were encrypted with. Nothing was rotated: set ' +
+        'version 1 to its original key and run "fixwright keys rotate" again. If that key is ' +
+        'lost, delete the keys it cannot decrypt with "fixwright keys discard --version 1" first.',
     );
+    expect(await allRows()).toEqual(before);
 
     const corrected = await rotateUserKeys(context.db, new Keyring([v3, v1]), context.logger);
     expect(corrected.rotated).toBe(2);
     expect(corrected.undecryptable).toBe(0);
-    for (const row of await rowsOfUser()) {
-      expect(row.masterKeyVersion).toBe(3);
-      expect(row.unusableCause).toBeNull();
-      expect(row.unusableReason).toBeNull();
-    }
-    await expectAllDecrypt(new Keyring([v3]), await rowsOfUser());
+    const rowsOfUser = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+    for (const row of rowsOfUser) expect(row.masterKeyVersion).toBe(3);
+    await expectAllDecrypt(new Keyring([v3]), rowsOfUser);
     await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
   });
 
@@ -338,7 +336,7 @@ describe('keys rotate', () => {
         'set MASTER_KEYS to the new and the old versions, such as "2:<new key>,1:<old key>", ' +
         'as the service processes have them.',
     );
-    await expect(runCli(['keys', 'list'], env)).rejects.toThrow('Unknown keys command "list": use rotate.');
+    await expect(runCli(['keys', 'list'], env)).rejects.toThrow('Unknown keys command "list": use rotate or discard.');
     // Four commands, each a new Node.js process that loads tsx: about 2.5 s each on an idle
     // 2 vCPU machine, and over 30 s in all with a full test run beside it.
   }, 120_000);

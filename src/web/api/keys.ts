@@ -63,7 +63,7 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
     return c.json({
       keys: keys.map(serialize),
       providerOrder,
-      storageAvailable: context.keyring.currentVersion !== null,
+      storageAvailable: context.keyring.unavailableReason === null,
     });
   });
 

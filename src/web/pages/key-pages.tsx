@@ -47,8 +47,10 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     try {
       result = await saveUserKey(context, { userId: c.var.user.id, provider, key });
     } catch (error) {
-      if (error instanceof KeyringUnavailableError) throw new AppError('not_configured', error.message);
-      throw error;
+      if (!(error instanceof KeyringUnavailableError)) throw error;
+      // The keys page, with the message, so the user still sees and can delete the stored keys.
+      const keys = await listUserKeys(context, c.var.user.id);
+      return c.html(<KeysPage session={c.var.session} keys={keys} error={error.message} />, 503);
     }
     if (!result.ok) {
       context.logger.info(
