@@ -203,8 +203,14 @@ describe('fixwright users apply-limits', () => {
   });
 });
 
+/**
+ * Time limit of the tests that apply thousands of users: about 1.5 ms a user on a quiet
+ * machine, several times that while other test files run.
+ */
+const bulkTimeout = 120_000;
+
 describe('users apply-limits progress', () => {
-  it('prints progress per 1,000 users', async () => {
+  it('prints progress per 1,000 users', { timeout: bulkTimeout }, async () => {
     await database.db.execute(sql`
       INSERT INTO users (login, plan, token_limit)
       SELECT 'bulk-' || n, 'free', 1000 FROM generate_series(1, 2500) AS n`);
@@ -244,7 +250,7 @@ describe('users apply-limits interrupted', () => {
     { signal: 'SIGINT', exit: { code: 130, signal: null } },
   ] as const;
   for (const { signal, exit: expectedExit } of cases) {
-    it(`keeps committed batches after ${signal}`, async () => {
+    it(`keeps committed batches after ${signal}`, { timeout: bulkTimeout }, async () => {
       await database.db.execute(sql`
         INSERT INTO users (login, plan, token_limit, tokens_used)
         SELECT 'bulk-' || n, 'free', 1000, 500 FROM generate_series(1, 3000) AS n`);
