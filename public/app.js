@@ -69,10 +69,24 @@
     },
   });
 
-  // Updates the "Preview fix" total when a finding is checked or unchecked. A file counts once
-  // when any of its findings is checked, with the estimate the server rendered for all of them.
-  // Without JavaScript the total stays as rendered, and the server still rejects a selection
-  // over the allowance.
+  // Updates the "Preview fix" total when a finding is checked or unchecked. A file with any
+  // checked finding counts with the estimate for its checked findings alone, which the server
+  // computes the same way: ceil((base bytes + the findings' bytes) / bytes per token) + fixed
+  // tokens. Without JavaScript the total stays as rendered, and the server still rejects a
+  // selection over the allowance.
+  function fileTokens(estimate, checked) {
+    var bytes = Number(estimate.getAttribute('data-base-bytes'));
+    var perToken = Number(estimate.getAttribute('data-bytes-per-token'));
+    var fixed = Number(estimate.getAttribute('data-fixed-tokens'));
+    if (!estimate.hasAttribute('data-base-bytes') || !(perToken > 0)) {
+      return Number(estimate.getAttribute('data-tokens'));
+    }
+    for (var index = 0; index < checked.length; index++) {
+      bytes += Number(checked[index].getAttribute('data-bytes'));
+    }
+    return Math.ceil(bytes / perToken) + fixed;
+  }
+
   function updatePreviewBudget(form) {
     var budget = form.querySelector('[data-preview-budget]');
     if (!budget) return;
@@ -81,9 +95,10 @@
     var sizesKnown = true;
     form.querySelectorAll('fieldset.file-findings').forEach(function (fieldset) {
       var estimate = fieldset.querySelector('[data-tokens]');
-      if (!estimate || !fieldset.querySelector('input[name="findingIds"]:checked')) return;
+      var checked = fieldset.querySelectorAll('input[name="findingIds"]:checked');
+      if (!estimate || checked.length === 0) return;
       files += 1;
-      tokens += Number(estimate.getAttribute('data-tokens'));
+      tokens += fileTokens(estimate, checked);
       if (estimate.getAttribute('data-size-known') !== 'true') sizesKnown = false;
     });
     budget.querySelector('[data-selected-files]').textContent = files + (files === 1 ? ' file' : ' files');

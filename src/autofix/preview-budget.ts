@@ -6,7 +6,7 @@ import { listRunFindings } from '../runs/run-findings.ts';
 import { formatCount } from '../text/plural.ts';
 import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
 import { chooseKeys } from './model-clients.ts';
-import { estimateLeastCallTokens } from './preview.ts';
+import { estimateLeastCallParts, estimateLeastCallTokens } from './preview.ts';
 import { groupFindingsByFile, type SelectedFinding } from './preview-files.ts';
 import { platformKey } from './provider-client.ts';
 
@@ -51,6 +51,33 @@ export function estimateFileCalls(
       sizeKnown: bytes !== null,
     };
   });
+}
+
+/**
+ * The parts of one file's call estimate, keyed by finding id, from which the run page totals
+ * the checked findings of each file (see `estimateLeastCallParts`).
+ */
+export interface FileCallParts {
+  baseBytes: number;
+  fixedTokens: number;
+  findingBytes: Map<string, number>;
+}
+
+/** Returns each file's `FileCallParts` for the findings, keyed by path. */
+export function estimateFileCallParts(
+  findings: readonly (SelectedFinding & { fileBytes: number | null })[],
+): Map<string, FileCallParts> {
+  const fileBytes = new Map(findings.map((finding) => [finding.path, finding.fileBytes]));
+  const parts = new Map<string, FileCallParts>();
+  for (const [path, fileFindings] of groupFindingsByFile(findings)) {
+    const estimate = estimateLeastCallParts({ path, findings: fileFindings, fileBytes: fileBytes.get(path) ?? 0 });
+    parts.set(path, {
+      baseBytes: estimate.baseBytes,
+      fixedTokens: estimate.fixedTokens,
+      findingBytes: new Map(fileFindings.map((finding, index) => [finding.id, estimate.findingBytes[index]!])),
+    });
+  }
+  return parts;
 }
 
 /**

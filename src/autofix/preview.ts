@@ -59,6 +59,41 @@ export function estimateLeastCallTokens(input: {
   return estimatePromptTokens(prompt, input.fileBytes) + leastOutputTokens(input.fileBytes);
 }
 
+/** The parts of `estimateLeastCallTokens` that a page adds up for any subset of a file's findings. */
+export interface CallEstimateParts {
+  /** UTF-8 bytes of the prompt with no findings, plus the file's bytes. */
+  baseBytes: number;
+  /** Bytes that each finding adds to the prompt, in the order of the findings given. */
+  findingBytes: number[];
+  /** Tokens added after the bytes are converted: the chat template and the least output cap. */
+  fixedTokens: number;
+}
+
+/**
+ * Splits the estimate of a file's call so that the estimate for any subset S of `findings` is
+ * `ceil((baseBytes + sum of findingBytes over S) / bytesPerToken) + fixedTokens`, which equals
+ * `estimateLeastCallTokens` for S. The sum is exact because the findings block is a JSON array
+ * in which each entry adds its own bytes and a 2-byte separator, and `[]` has 2 bytes.
+ */
+export function estimateLeastCallParts(input: {
+  path: string;
+  findings: FixFinding[];
+  fileBytes: number;
+}): CallEstimateParts {
+  const promptBytes = (findings: FixFinding[]) => {
+    const prompt = buildFixPrompt({ path: input.path, content: '', findings });
+    return Buffer.byteLength(prompt.system + prompt.user, 'utf8');
+  };
+  const emptyBytes = promptBytes([]);
+  const baseBytes = emptyBytes + input.fileBytes;
+  const emptyEstimate = estimateLeastCallTokens({ path: input.path, findings: [], fileBytes: input.fileBytes });
+  return {
+    baseBytes,
+    findingBytes: input.findings.map((finding) => promptBytes([finding]) - emptyBytes),
+    fixedTokens: emptyEstimate - Math.ceil(baseBytes / bytesPerToken),
+  };
+}
+
 /**
  * Tokens of the smallest call there can be: the prompt for an empty file with no findings and
  * the least output cap. Every real call needs more tokens than this.

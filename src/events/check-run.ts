@@ -250,7 +250,8 @@ function describeNoFileFits(
 ): string {
   const smallest = calls.reduce((least, call) => (call.tokens < least.tokens ? call : least));
   const estimate = smallest.sizeKnown ? 'about' : 'at least';
-  const subject = `the smallest of the run's ${formatCount(calls.length, 'file')}`;
+  const subject =
+    calls.length === 1 ? "the run's one file" : `the smallest of the run's ${formatCount(calls.length, 'file')}`;
   return (
     `no file fits the allowance of user ${userId}, who pays for fixes of this installation. ` +
     describeExhausted(payment.allowance, smallest.tokens, estimate, subject)

@@ -95,7 +95,23 @@ export async function startWorkers(
   // Job id to the attempt its handler runs and the handler's end, for the clean-up of jobs
   // that a stop interrupts.
   const running = new Map<string, { attempt: number; ended: Promise<void> }>();
-  const runJob = async (job: { id: string; retryCount: number }, handle: () => Promise<void>) => {
+  const runJob = async (
+    job: { id: string; name: string; retryCount: number; data: object },
+    handle: () => Promise<void>,
+  ) => {
+    // Logged before the handler runs, so the log of a worker killed mid-job names the jobs it held.
+    const { runId, patchRequestId } = job.data as { runId?: unknown; patchRequestId?: unknown };
+    logger.info(
+      {
+        event: 'job.started',
+        queue: job.name,
+        jobId: job.id,
+        attempt: job.retryCount,
+        ...(typeof runId === 'string' ? { runId } : {}),
+        ...(typeof patchRequestId === 'string' ? { patchRequestId } : {}),
+      },
+      'job started',
+    );
     const ended = liveness.run(job.id, handle);
     running.set(job.id, { attempt: job.retryCount, ended: ended.then(() => {}, () => {}) });
     try {

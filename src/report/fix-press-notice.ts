@@ -81,7 +81,8 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
     case 'no_file_fits':
       return (
         "Nothing was queued, because the token allowance left of the user who installed the app " +
-        `does not cover the estimate of any of the run's ${formatCount(notice.files, 'file')}. ` +
+        'does not cover the estimate of ' +
+        (notice.files === 1 ? "the run's one file. " : `any of the run's ${formatCount(notice.files, 'file')}. `) +
         'That user can wait for the next period, add their own Groq or Gemini key on the ' +
         'Fixwright dashboard or ask a Fixwright admin for a larger allowance, ' +
         `${again}.`

@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { chooseKeys } from '../../src/autofix/model-clients.ts';
-import { estimateFileCalls, pickFilesWithinAllowance } from '../../src/autofix/preview-budget.ts';
+import {
+  estimateFileCallParts,
+  estimateFileCalls,
+  pickFilesWithinAllowance,
+} from '../../src/autofix/preview-budget.ts';
 import { groupFindingsByFile, type SelectedFinding } from '../../src/autofix/preview-files.ts';
-import { estimateLeastCallTokens, minimumCallTokens } from '../../src/autofix/preview.ts';
+import {
+  estimateLeastCallParts,
+  estimateLeastCallTokens,
+  minimumCallTokens,
+} from '../../src/autofix/preview.ts';
 import type { Provider } from '../../src/db/schema/index.ts';
 import { buildFixPrompt, estimatePromptTokens } from '../../src/llm/prompt.ts';
 
@@ -78,6 +86,50 @@ describe('estimateLeastCallTokens', () => {
 
   it('equals minimumCallTokens when empty', () => {
     expect(estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 })).toBe(minimumCallTokens);
+  });
+});
+
+describe('estimateLeastCallParts', () => {
+  const rows = [finding('src/é.ts', 'error', 3), finding('src/é.ts', 'warning', 7), finding('src/é.ts', 'notice', 12)];
+  rows[0]!.message = 'Remove <script> & "quotes" from the line.';
+  rows[1]!.message = 'Ein längerer Hinweis mit Umlauten: äöü.';
+  const findings = groupFindingsByFile(rows).get('src/é.ts')!;
+
+  // Every subset of the three findings, as bit masks 0 to 7, and file sizes that change the rounding.
+  for (const fileBytes of [0, 1, 2, 3, 401]) {
+    it(`matches estimateLeastCallTokens for every subset at ${fileBytes} bytes`, () => {
+      const parts = estimateLeastCallParts({ path: 'src/é.ts', findings, fileBytes });
+      expect(parts.findingBytes).toHaveLength(3);
+      for (let mask = 0; mask < 8; mask++) {
+        const subset = findings.filter((_, index) => (mask & (1 << index)) !== 0);
+        const bytes = findings.reduce(
+          (sum, _, index) => ((mask & (1 << index)) !== 0 ? sum + parts.findingBytes[index]! : sum),
+          parts.baseBytes,
+        );
+        const expected = estimateLeastCallTokens({ path: 'src/é.ts', findings: subset, fileBytes });
+        expect(Math.ceil(bytes / 4) + parts.fixedTokens, `subset mask ${mask}`).toBe(expected);
+      }
+    });
+  }
+});
+
+describe('estimateFileCallParts', () => {
+  it('keys each finding\'s bytes by id', () => {
+    const rows = [finding('a.ts', 'warning'), finding('a.ts', 'notice', 4), finding('b.ts', 'error')];
+    rows[0]!.fileBytes = 400;
+    rows[1]!.fileBytes = 400;
+    const parts = estimateFileCallParts(rows);
+    const calls = new Map(estimateFileCalls(rows).map((call) => [call.path, call.tokens]));
+
+    expect([...parts.keys()]).toEqual(['b.ts', 'a.ts']);
+    const a = parts.get('a.ts')!;
+    expect([...a.findingBytes.keys()]).toEqual([rows[0]!.id, rows[1]!.id]);
+    const allBytes = a.baseBytes + [...a.findingBytes.values()].reduce((sum, bytes) => sum + bytes, 0);
+    expect(Math.ceil(allBytes / 4) + a.fixedTokens).toBe(calls.get('a.ts'));
+    const oneBytes = a.baseBytes + a.findingBytes.get(rows[1]!.id)!;
+    const one = estimateFileCalls([rows[1]!])[0]!.tokens;
+    expect(Math.ceil(oneBytes / 4) + a.fixedTokens).toBe(one);
+    expect(one).toBeLessThan(calls.get('a.ts')!);
   });
 });
 

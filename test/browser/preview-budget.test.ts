@@ -1,5 +1,7 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
+import { listRunFindings } from '../../src/runs/run-findings.ts';
 import { installer, screenshot, signIn, startDashboard, type Dashboard } from './harness.ts';
 
 let dashboard: Dashboard;
@@ -73,5 +75,35 @@ describe('preview form total in Chromium', () => {
     await expect.poll(selectedTokens).toBe('0');
     expect(await page.locator('[data-selected-files]').textContent()).toBe('0 files');
     expect(await overAllowance()).toBe(false);
+  });
+
+  it('totals only the checked findings of a file', async () => {
+    // A second finding in src/app.ts, so that one checked finding differs from all of them.
+    await dashboard.database.sql`
+      INSERT INTO findings (run_id, path, start_line, end_line, rule_id, severity, message, fingerprint, file_bytes)
+      SELECT run_id, path, start_line + 1, end_line + 1, 'debug/debugger', 'warning',
+             'A debugger statement was added, so remove it.', fingerprint || '-second', file_bytes
+      FROM findings WHERE path = 'src/app.ts'
+    `;
+    await page.reload();
+    const runId = /\/runs\/([0-9a-f-]{36})$/.exec(page.url())![1]!;
+    const rows = (await listRunFindings(dashboard.database.db, runId)).filter((row) => row.path === 'src/app.ts');
+    expect(rows).toHaveLength(2);
+    const boxes = page.locator('input[name="findingIds"]');
+    const count = await boxes.count();
+    for (let index = 0; index < count; index++) await boxes.nth(index).uncheck();
+
+    const allTokens = estimateFileCalls(rows)[0]!.tokens;
+    for (const row of rows) {
+      const box = page.locator(`input[value="${row.id}"]`);
+      await box.check();
+      const oneTokens = estimateFileCalls([row])[0]!.tokens;
+      expect(oneTokens).toBeLessThan(allTokens);
+      await expect.poll(selectedTokens).toBe(oneTokens.toLocaleString('en-US'));
+      expect(await page.locator('[data-selected-files]').textContent()).toBe('1 file');
+      await box.uncheck();
+    }
+    for (const row of rows) await page.locator(`input[value="${row.id}"]`).check();
+    await expect.poll(selectedTokens).toBe(allTokens.toLocaleString('en-US'));
   });
 });

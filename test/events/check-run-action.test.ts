@@ -314,6 +314,21 @@ describe('check_run requested_action within the allowance', () => {
     expect(outcome).toContain(`the smallest of the run's 3 files needs about ${smallest}.`);
   });
 
+  it('names a run\'s only file as such', async () => {
+    await ownerWithInstallation('fits-nothing-one-file', 8131, { tokensUsed: 500 });
+    const { run, checkRunId, rows } = await runWithCheckRun(8131, [
+      { path: 'src/a.ts', line: 2, severity: 'warning' },
+      { path: 'src/a.ts', line: 9, severity: 'notice' },
+    ]);
+    const [call] = estimateFileCalls(rows);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8131));
+
+    expect(await requestsOf(run.id)).toHaveLength(0);
+    expect(outcome).toContain(`so 500 remain but the run's one file needs at least ${call!.tokens}.`);
+    expect(outcome).not.toContain('smallest');
+  });
+
   it('queues every file without a token limit', async () => {
     await ownerWithInstallation('no-limit', 8115, { plan: 'enterprise', tokenLimit: -1 });
     const { run, checkRunId, findingIds } = await runWithCheckRun(8115, findingsInThreeFiles);

@@ -215,7 +215,7 @@ describe('fix press notice on the check run', () => {
     expect(after.output.summary).toBe(summary);
     expect(after.output.text).toContain(
       'Nothing was queued, because the token allowance left of the user who installed the app ' +
-        "does not cover the estimate of any of the run's 1 file. That user can wait for the " +
+        "does not cover the estimate of the run's one file. That user can wait for the " +
         'next period, add their own Groq or Gemini key on the Fixwright dashboard or ask a ' +
         'Fixwright admin for a larger allowance, then press **Fix with AI** again.',
     );
@@ -479,6 +479,16 @@ describe('fixPressText', () => {
       );
       expect(text).not.toContain('Push a new commit');
     }
+  });
+
+  it('counts the files that fit no allowance', () => {
+    const text = fixPressText({
+      notice: { kind: 'no_file_fits', files: 3 },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toContain("does not cover the estimate of any of the run's 3 files. That user");
+    expect(text).not.toContain('one file');
   });
 
   it('names the dashboard without PUBLIC_URL', () => {

@@ -280,6 +280,18 @@ describe('worker killed between reserve and settle', () => {
     expect(recovered[0]!.releasedTokens).toBe(held!.tokensReserved);
     expect(second.output()).toContain('"event":"jobs.dead_worker"');
     expect(second.output()).not.toContain('"event":"job.sweep_reservations.released"');
+    // The killed worker's log names the job it held, and the retry's names the next attempt.
+    type StartedLine = { queue: string; jobId: string; attempt: number; patchRequestId?: string };
+    const startedPreviews = (service: ServiceProcess) =>
+      logEvents<StartedLine>(service, 'job.started').filter((line) => line.queue === 'preview');
+    const killed = startedPreviews(first);
+    expect(killed).toHaveLength(1);
+    expect(killed[0]!.patchRequestId).toBe(patchRequestId);
+    expect(killed[0]!.attempt).toBe(0);
+    const retried = startedPreviews(second);
+    expect(retried).toHaveLength(1);
+    expect(retried[0]!.jobId).toBe(killed[0]!.jobId);
+    expect(retried[0]!.attempt).toBe(1);
     await expectRetryChargedOnce(patchRequestId, user!.id);
   }, 120_000);
 });

@@ -5,6 +5,7 @@ import {
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
 import {
+  estimateFileCallParts,
   estimateFileCalls,
   findSelectionOverAllowance,
   loadPreviewPayment,
@@ -44,6 +45,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
+    const parts = estimateFileCallParts(rows);
     const checkedPaths = pickDefaultFiles(payment, calls);
     return c.html(
       <RunPage
@@ -51,7 +53,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         run={run}
         findings={rows}
         patchRequests={requests}
-        budget={{ payment, calls, checkedPaths }}
+        budget={{ payment, calls, parts, checkedPaths }}
       />,
     );
   });

@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
-import type { FileCallEstimate } from '../../autofix/preview-budget.ts';
+import type { FileCallEstimate, FileCallParts } from '../../autofix/preview-budget.ts';
+import { bytesPerToken } from '../../llm/prompt.ts';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
@@ -26,9 +27,19 @@ function groupByPath(rows: Finding[]): [string, Finding[]][] {
   return [...groups.entries()];
 }
 
-/** One file's call estimate, with the attributes that public/app.js adds up. */
-const CallEstimate: FC<{ call: FileCallEstimate }> = ({ call }) => (
-  <span class="muted call-estimate" data-tokens={call.tokens} data-size-known={String(call.sizeKnown)}>
+/**
+ * One file's call estimate with all its findings. Its attributes hold the parts from which
+ * public/app.js computes the estimate for the checked findings alone.
+ */
+const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefined }> = ({ call, parts }) => (
+  <span
+    class="muted call-estimate"
+    data-tokens={call.tokens}
+    data-size-known={String(call.sizeKnown)}
+    data-base-bytes={parts?.baseBytes}
+    data-fixed-tokens={parts?.fixedTokens}
+    data-bytes-per-token={bytesPerToken}
+  >
     {`· ${estimateWord([call])} ${formatTokens(call.tokens)} tokens`}
   </span>
 );
@@ -103,7 +114,7 @@ export const RunPage: FC<{
                 {canPreview && callsByPath.has(path) ? (
                   <>
                     {' '}
-                    <CallEstimate call={callsByPath.get(path)!} />
+                    <CallEstimate call={callsByPath.get(path)!} parts={budget.parts.get(path)} />
                   </>
                 ) : null}
               </legend>
@@ -113,6 +124,7 @@ export const RunPage: FC<{
                     type="checkbox"
                     name="findingIds"
                     value={finding.id}
+                    data-bytes={budget.parts.get(path)?.findingBytes.get(finding.id)}
                     checked={budget.checkedPaths.has(path)}
                   />
                   <span class={`badge severity-${finding.severity}`}>{finding.severity}</span>

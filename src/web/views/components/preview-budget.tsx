@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import type { FileCallEstimate, PreviewPayment } from '../../../autofix/preview-budget.ts';
+import type { FileCallEstimate, FileCallParts, PreviewPayment } from '../../../autofix/preview-budget.ts';
 import { providerNames } from '../../../llm/types.ts';
 import { formatCount } from '../../../text/plural.ts';
 
@@ -8,6 +8,8 @@ export interface PreviewBudgetView {
   payment: PreviewPayment;
   /** Every file's call with all of its findings, in the order the preview processes them. */
   calls: FileCallEstimate[];
+  /** Each file's estimate split by finding, so that public/app.js totals the checked findings. */
+  parts: ReadonlyMap<string, FileCallParts>;
   checkedPaths: ReadonlySet<string>;
 }
 
