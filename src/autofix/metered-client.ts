@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
 import type { KeySource } from '../db/schema/index.ts';
 import { ProviderError } from '../llm/errors.ts';
-import { estimatePromptTokens } from '../llm/prompt.ts';
+import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
-import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
+import type { BilledRetry, ModelClient, ModelRequest, ModelResult, ModelUsage } from '../llm/types.ts';
+import type { Logger } from '../logger.ts';
 import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
@@ -25,6 +26,20 @@ export interface MeterOptions {
   reservationTtlSeconds: number;
   /** Receives the provider-reported total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
+  /** Logger for the warning about a response without token counts. */
+  logger?: Logger;
+}
+
+/**
+ * Returns an estimate of a result's usage when the provider reported a total of 0, else null.
+ * Such a response had no usage block, as an OpenAI-compatible proxy may send it, and settling
+ * 0 would make the call free. The estimate is the prompt estimate plus the text's UTF-8 bytes / 4.
+ */
+function usageOrEstimate(request: ModelRequest, result: ModelResult): ModelUsage | null {
+  if (result.usage.totalTokens > 0) return null;
+  const promptTokens = estimatePromptTokens(request);
+  const completionTokens = estimateTextTokens(result.text);
+  return { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens };
 }
 
 /**
@@ -101,13 +116,27 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
+          // NOTE: a cut-off, empty or blocked response without counts still settles 0 tokens.
           await settle(reservationId, error.usage);
         } else if (reservationId) {
           await releaseReservation(options.db, reservationId);
         }
         throw error;
       }
-      await settle(reservationId, result.usage);
+      const estimate = usageOrEstimate(request, result);
+      if (estimate) {
+        options.logger?.warn(
+          {
+            event: 'model.usage_missing',
+            provider: client.provider,
+            model: result.model,
+            patchRequestId: options.patchRequestId,
+            estimatedTokens: estimate.totalTokens,
+          },
+          'model response has no token usage; charged an estimate',
+        );
+      }
+      await settle(reservationId, estimate ?? result.usage);
       return result;
     },
   };

@@ -5,6 +5,7 @@ import { AllowanceExceededError, meterClient } from '../../src/autofix/metered-c
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
+import { estimatePromptTokens, estimateTextTokens } from '../../src/llm/prompt.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
 import { releaseAttemptReservations } from '../../src/usage/allowance.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -163,6 +164,55 @@ describe('meterClient', () => {
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBe(success);
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('charges an estimate without usage', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest();
+    const text = 'const apiKey = process.env.API_KEY;\n';
+    groq.enqueue({
+      status: 200,
+      body: {
+        id: 'chatcmpl-no-usage',
+        object: 'chat.completion',
+        created: 1,
+        model: 'llama-3.3-70b-versatile',
+        choices: [
+          { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' },
+        ],
+      },
+    });
+
+    const result = await meterClient(groqClient(), {
+      db: context.db,
+      keySource: 'platform',
+      generation: 0,
+      reservationTtlSeconds: 600,
+      userId,
+      patchRequestId,
+      path: 'a.ts',
+      attempt: 0,
+      logger: context.logger,
+    }).generate(request);
+
+    expect(result.text).toBe(text);
+    const promptTokens = estimatePromptTokens(request);
+    const completionTokens = estimateTextTokens(text);
+    expect(completionTokens).toBeGreaterThan(0);
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]!.promptTokens).toBe(promptTokens);
+    expect(ledger[0]!.completionTokens).toBe(completionTokens);
+    expect(ledger[0]!.totalTokens).toBe(promptTokens + completionTokens);
+    expect(ledger[0]!.chargedTokens).toBe(promptTokens + completionTokens);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(promptTokens + completionTokens);
+    expect(user!.tokensReserved).toBe(0);
+    const warning = context.logs.find(
+      (line) => line.event === 'model.usage_missing' && line.patchRequestId === patchRequestId,
+    );
+    expect(warning?.estimatedTokens).toBe(promptTokens + completionTokens);
+    expect(warning?.provider).toBe('groq');
   });
 
   it('stops when the retry does not fit', async () => {
