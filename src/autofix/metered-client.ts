@@ -31,15 +31,30 @@ export interface MeterOptions {
 }
 
 /**
- * Returns an estimate of a result's usage when the provider reported a total of 0, else null.
+ * Returns an estimate of a response's usage when the provider reported a total of 0, else null.
  * Such a response had no usage block, as an OpenAI-compatible proxy may send it, and settling
- * 0 would make the call free. The estimate is the prompt estimate plus the text's UTF-8 bytes / 4.
+ * 0 would make the call free. The estimate is the prompt estimate plus `completionTokens`.
  */
-function usageOrEstimate(request: ModelRequest, result: ModelResult): ModelUsage | null {
-  if (result.usage.totalTokens > 0) return null;
+function estimateMissingUsage(
+  request: ModelRequest,
+  usage: ModelUsage,
+  completionTokens: number,
+): ModelUsage | null {
+  if (usage.totalTokens > 0) return null;
   const promptTokens = estimatePromptTokens(request);
-  const completionTokens = estimateTextTokens(result.text);
   return { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens };
+}
+
+/**
+ * Returns the output tokens to estimate for a failed call whose response came without usage:
+ * the output cap for a cut-off response, 0 for an empty one, and null for other failures.
+ */
+function failedCompletionTokens(request: ModelRequest, error: ProviderError): number | null {
+  if (error.kind === 'truncated') return request.maxOutputTokens;
+  if (error.kind === 'empty') return 0;
+  // NOTE: a blocked response without counts settles 0 tokens, because whether the providers
+  // bill a blocked prompt is unverified.
+  return null;
 }
 
 /**
@@ -83,6 +98,19 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     options.onUsage?.(usage.totalTokens);
   };
 
+  const logMissingUsage = (estimate: ModelUsage, model: string): void => {
+    options.logger?.warn(
+      {
+        event: 'model.usage_missing',
+        provider: client.provider,
+        model,
+        patchRequestId: options.patchRequestId,
+        estimatedTokens: estimate.totalTokens,
+      },
+      'model response has no token usage; charged an estimate',
+    );
+  };
+
   return {
     provider: client.provider,
     model: client.model,
@@ -116,26 +144,20 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
-          // NOTE: a cut-off, empty or blocked response without counts still settles 0 tokens.
-          await settle(reservationId, error.usage);
+          const completionTokens = failedCompletionTokens(request, error);
+          const estimate =
+            completionTokens === null
+              ? null
+              : estimateMissingUsage(request, error.usage, completionTokens);
+          if (estimate) logMissingUsage(estimate, client.model);
+          await settle(reservationId, estimate ?? error.usage);
         } else if (reservationId) {
           await releaseReservation(options.db, reservationId);
         }
         throw error;
       }
-      const estimate = usageOrEstimate(request, result);
-      if (estimate) {
-        options.logger?.warn(
-          {
-            event: 'model.usage_missing',
-            provider: client.provider,
-            model: result.model,
-            patchRequestId: options.patchRequestId,
-            estimatedTokens: estimate.totalTokens,
-          },
-          'model response has no token usage; charged an estimate',
-        );
-      }
+      const estimate = estimateMissingUsage(request, result.usage, estimateTextTokens(result.text));
+      if (estimate) logMissingUsage(estimate, result.model);
       await settle(reservationId, estimate ?? result.usage);
       return result;
     },

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AllowanceExceededError, meterClient } from '../../src/autofix/metered-client.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
 import { estimatePromptTokens, estimateTextTokens } from '../../src/llm/prompt.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
@@ -213,6 +214,44 @@ describe('meterClient', () => {
     );
     expect(warning?.estimatedTokens).toBe(promptTokens + completionTokens);
     expect(warning?.provider).toBe('groq');
+  });
+
+  it('charges failed responses without usage', async () => {
+    const promptTokens = estimatePromptTokens(request);
+    const cases = [
+      { finishReason: 'length', content: 'const a =', kind: 'truncated', completion: 100 },
+      { finishReason: 'stop', content: '  ', kind: 'empty', completion: 0 },
+    ];
+    for (const { finishReason, content, kind, completion } of cases) {
+      groq.reset();
+      const { userId, patchRequestId } = await newPatchRequest();
+      groq.enqueue({
+        status: 200,
+        body: {
+          id: `chatcmpl-${kind}`,
+          object: 'chat.completion',
+          created: 1,
+          model: 'llama-3.3-70b-versatile',
+          choices: [
+            { index: 0, message: { role: 'assistant', content }, finish_reason: finishReason },
+          ],
+        },
+      });
+
+      const error = await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 })
+        .generate(request)
+        .catch((caught: unknown) => caught);
+
+      expect((error as ProviderError).kind, kind).toBe(kind);
+      const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+      expect(ledger.map((event) => [event.promptTokens, event.completionTokens]), kind).toEqual([
+        [promptTokens, completion],
+      ]);
+      expect(ledger[0]!.chargedTokens, kind).toBe(promptTokens + completion);
+      const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+      expect(user!.tokensUsed, kind).toBe(promptTokens + completion);
+      expect(user!.tokensReserved, kind).toBe(0);
+    }
   });
 
   it('stops when the retry does not fit', async () => {
