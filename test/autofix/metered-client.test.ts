@@ -216,6 +216,19 @@ describe('meterClient', () => {
     expect(warning?.provider).toBe('groq');
   });
 
+  it('charges at least prompt plus completion', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue({ text: 'fixed\n', usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 1 } });
+
+    await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 }).generate(request);
+
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger.map((event) => [event.totalTokens, event.chargedTokens])).toEqual([[42, 42]]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(42);
+  });
+
   it('charges failed responses without usage', async () => {
     const promptTokens = estimatePromptTokens(request);
     const cases = [
