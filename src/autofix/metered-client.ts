@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
 import type { KeySource } from '../db/schema/index.ts';
 import { ProviderError } from '../llm/errors.ts';
-import { estimatePromptTokens } from '../llm/prompt.ts';
+import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
-import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
+import type { BilledRetry, ModelClient, ModelRequest, ModelResult, ModelUsage } from '../llm/types.ts';
+import type { Logger } from '../logger.ts';
 import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
@@ -25,6 +26,35 @@ export interface MeterOptions {
   reservationTtlSeconds: number;
   /** Receives the provider-reported total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
+  /** Logger for the warning about a response without token counts. */
+  logger?: Logger;
+}
+
+/**
+ * Returns an estimate of a response's usage when the provider reported a total of 0, else null.
+ * Such a response had no usage block, as an OpenAI-compatible proxy may send it, and settling
+ * 0 would make the call free. The estimate is the prompt estimate plus `completionTokens`.
+ */
+function estimateMissingUsage(
+  request: ModelRequest,
+  usage: ModelUsage,
+  completionTokens: number,
+): ModelUsage | null {
+  if (usage.totalTokens > 0) return null;
+  const promptTokens = estimatePromptTokens(request);
+  return { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens };
+}
+
+/**
+ * Returns the output tokens to estimate for a failed call whose response came without usage:
+ * the output cap for a cut-off response, 0 for an empty one, and null for other failures.
+ */
+function failedCompletionTokens(request: ModelRequest, error: ProviderError): number | null {
+  if (error.kind === 'truncated') return request.maxOutputTokens;
+  if (error.kind === 'empty') return 0;
+  // NOTE: a blocked response without counts settles 0 tokens, because whether the providers
+  // bill a blocked prompt is unverified.
+  return null;
 }
 
 /**
@@ -68,6 +98,19 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     options.onUsage?.(usage.totalTokens);
   };
 
+  const logMissingUsage = (estimate: ModelUsage, model: string): void => {
+    options.logger?.warn(
+      {
+        event: 'model.usage_missing',
+        provider: client.provider,
+        model,
+        patchRequestId: options.patchRequestId,
+        estimatedTokens: estimate.totalTokens,
+      },
+      'model response has no token usage; charged an estimate',
+    );
+  };
+
   return {
     provider: client.provider,
     model: client.model,
@@ -101,13 +144,21 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
-          await settle(reservationId, error.usage);
+          const completionTokens = failedCompletionTokens(request, error);
+          const estimate =
+            completionTokens === null
+              ? null
+              : estimateMissingUsage(request, error.usage, completionTokens);
+          if (estimate) logMissingUsage(estimate, client.model);
+          await settle(reservationId, estimate ?? error.usage);
         } else if (reservationId) {
           await releaseReservation(options.db, reservationId);
         }
         throw error;
       }
-      await settle(reservationId, result.usage);
+      const estimate = estimateMissingUsage(request, result.usage, estimateTextTokens(result.text));
+      if (estimate) logMissingUsage(estimate, result.model);
+      await settle(reservationId, estimate ?? result.usage);
       return result;
     },
   };

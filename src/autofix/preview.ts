@@ -373,6 +373,7 @@ async function previewFile(
       attempt: input.attempt,
       generation: input.generation,
       reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
+      logger: input.logger,
       onUsage: (tokens) => {
         totalTokens += tokens;
       },

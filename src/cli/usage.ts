@@ -84,7 +84,8 @@ Subcommands:
 Options:
   --login NAME   GitHub login of the user, matched without regard to case (required by all
                  but apply-limits)
-  --name LABEL   label of the new token, shown on the dashboard (default: command line)
+  --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters
+                 (default: command line)
   --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only
                  the users on this plan when given, and all users otherwise)
   --dry-run      with apply-limits: print what would change and change nothing`;

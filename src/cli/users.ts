@@ -4,7 +4,7 @@ import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
-import { mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
+import { maxTokenNameLength, mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
 import { resetAdminLogin } from '../users/sync-admin-role.ts';
 import { applyPlanLimits } from '../usage/apply-limits.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
@@ -91,11 +91,19 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     throw new CommandError('Missing --plan: use free, pro or enterprise.');
   }
   if (subcommand === 'plan' && !isPlan(values.plan!)) throw invalidPlanError(values.plan!);
+  // The same rule as the dashboard's tokens page, which lists the names.
+  const tokenName = values.name === undefined ? 'command line' : values.name.trim();
+  if (subcommand === 'token' && (tokenName === '' || tokenName.length > maxTokenNameLength)) {
+    throw new CommandError(
+      `Invalid --name: it has ${tokenName.length} characters without the spaces around it; ` +
+        `give 1 to ${maxTokenNameLength}, such as "ci".`,
+    );
+  }
 
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
       const user = await findOrCreateUser(db, login, config);
-      const { token } = await mintApiToken(db, user.id, values.name ?? 'command line').catch(
+      const { token } = await mintApiToken(db, user.id, tokenName).catch(
         (error) => {
           if (error instanceof TokenLimitError) throw new CommandFailedError(error.message);
           throw error;

@@ -2,7 +2,7 @@ import { and, desc, eq, gt, gte, inArray, isNotNull, isNull, lte, ne, or, sql } 
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
-import { installations, prRuns } from '../db/schema/index.ts';
+import { installations, prRuns, pullRequestCloses } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
@@ -243,7 +243,10 @@ async function supersedeOlderRuns(
   return olderIds;
 }
 
-/** Returns the latest close mark on the pull request's runs that is not before `at`, or null. */
+/**
+ * Returns the latest close of the pull request that is not before `at`, or null. Closes are
+ * marked on its runs, or recorded in pull_request_closes when it had no run.
+ */
 async function closedAtOrAfter(
   tx: Transaction,
   repositoryId: number,
@@ -262,13 +265,25 @@ async function closedAtOrAfter(
     )
     .orderBy(desc(prRuns.prClosedAt))
     .limit(1);
-  return row?.closedAt ?? null;
+  if (row?.closedAt) return row.closedAt;
+  const [recorded] = await tx
+    .select({ closedAt: pullRequestCloses.closedAt })
+    .from(pullRequestCloses)
+    .where(
+      and(
+        eq(pullRequestCloses.repositoryId, repositoryId),
+        eq(pullRequestCloses.prNumber, prNumber),
+        gte(pullRequestCloses.closedAt, at),
+      ),
+    );
+  return recorded?.closedAt ?? null;
 }
 
 /**
  * Records the reopen time on every run of the pull request and clears the closed mark of those
- * closed at or before it. Returns how many runs had their mark cleared. A mark from a later
- * close stays, so a `reopened` event that arrives after a newer `closed` one reopens nothing.
+ * closed at or before it, and the close recorded while it had no run. Returns how many runs had
+ * their mark cleared. A mark from a later close stays, so a `reopened` event that arrives after
+ * a newer `closed` one reopens nothing.
  */
 async function markRunsOpen(
   tx: Transaction,
@@ -289,12 +304,21 @@ async function markRunsOpen(
       prClosedAt: sql`CASE WHEN ${prRuns.prClosedAt} <= ${at}::timestamptz THEN NULL ELSE ${prRuns.prClosedAt} END`,
     })
     .where(ofPullRequest);
+  await tx
+    .delete(pullRequestCloses)
+    .where(
+      and(
+        eq(pullRequestCloses.repositoryId, repositoryId),
+        eq(pullRequestCloses.prNumber, prNumber),
+        lte(pullRequestCloses.closedAt, reopenedAt),
+      ),
+    );
   return reopened.length;
 }
 
 /**
  * Marks every run of the pull request closed, then cancels its queued analyses and unfinished
- * patch requests.
+ * patch requests. A pull request without runs gets its close recorded in pull_request_closes.
  *
  * The mark comes first because its UPDATE waits for any transaction that locked one of these
  * runs FOR SHARE to create a patch request or regenerate a file (findPullRequestClosed). The
@@ -338,6 +362,17 @@ async function handleClosed(
     .set({ prClosedAt: sql`greatest(${prRuns.prClosedAt}, ${closedAt}::timestamptz)` })
     .where(ofPullRequest)
     .returning({ id: prRuns.id });
+  if (allRuns.length === 0) {
+    // No run carries the mark, so an `opened` event delivered after this close would start an
+    // analysis of the closed pull request.
+    await tx
+      .insert(pullRequestCloses)
+      .values({ repositoryId: repository.id, prNumber: payload.number, closedAt: new Date(closedAt) })
+      .onConflictDoUpdate({
+        target: [pullRequestCloses.repositoryId, pullRequestCloses.prNumber],
+        set: { closedAt: sql`greatest(${pullRequestCloses.closedAt}, excluded.closed_at)` },
+      });
+  }
 
   const cancelledRuns = await tx
     .update(prRuns)

@@ -14,16 +14,16 @@ export function tokenCount(value: unknown): number {
 }
 
 /**
- * Builds usage from the provider's counts. A total that is missing or not a count is replaced
- * by prompt plus completion, so a malformed total is still charged for what was counted.
+ * Builds usage from the provider's counts. A total that is missing, not a count or below
+ * prompt plus completion is replaced by that sum, so a malformed total is still charged for
+ * what was counted. A larger total stays, because Gemini's includes thinking tokens.
  */
 export function modelUsage(prompt: unknown, completion: unknown, total: unknown): ModelUsage {
   const promptTokens = tokenCount(prompt);
   const completionTokens = tokenCount(completion);
+  const sum = Math.min(promptTokens + completionTokens, maxTokenCount);
   const validTotal = typeof total === 'number' && Number.isFinite(total) && total >= 0;
-  const totalTokens = validTotal
-    ? tokenCount(total)
-    : Math.min(promptTokens + completionTokens, maxTokenCount);
+  const totalTokens = validTotal ? Math.max(tokenCount(total), sum) : sum;
   return { promptTokens, completionTokens, totalTokens };
 }
 

@@ -10,6 +10,9 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
+/** Maximum length of a personal access token name, in UTF-16 code units after trimming spaces. */
+export const maxTokenNameLength = 100;
+
 /** Live personal access tokens one user may have at once. */
 export const maxLiveTokensPerUser = 100;
 

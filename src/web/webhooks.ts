@@ -1,4 +1,4 @@
-import { Webhooks } from '@octokit/webhooks';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Hono, type MiddlewareHandler } from 'hono';
 import type { AppContext } from '../context.ts';
 import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
@@ -53,6 +53,19 @@ function logRejectedDeliveries(logger: Logger): MiddlewareHandler {
   };
 }
 
+/**
+ * Returns whether `signature` is `sha256=` followed by the hex HMAC-SHA256 of `body` under
+ * `secret`. GitHub signs the body's bytes, so they are checked before any decoding.
+ */
+function isValidSignature(secret: string, body: Uint8Array, signature: string): boolean {
+  const expected = Buffer.from('sha256=' + createHmac('sha256', secret).update(body).digest('hex'));
+  const received = Buffer.from(signature);
+  return received.length === expected.length && timingSafeEqual(received, expected);
+}
+
+/** Decoder that raises on bytes that are not UTF-8 and keeps a byte order mark for JSON.parse to reject. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Variables that the webhook middleware sets for the handler. */
 type WebhookEnv = { Variables: { webhookBody: string } };
 
@@ -61,9 +74,9 @@ type WebhookEnv = { Variables: { webhookBody: string } };
  * body on as `webhookBody`. The body is charged to `budget` until its signature is checked,
  * so that unsigned bodies cannot hold more memory than the budget together.
  */
-function verifySignature(webhooks: Webhooks | null, budget: ByteBudget): MiddlewareHandler<WebhookEnv> {
+function verifySignature(secret: string | undefined, budget: ByteBudget): MiddlewareHandler<WebhookEnv> {
   return async (c, next) => {
-    if (!webhooks) throw new AppError('not_configured', notConfiguredMessage);
+    if (!secret) throw new AppError('not_configured', notConfiguredMessage);
 
     const signature = c.req.header('x-hub-signature-256');
     if (!signature) {
@@ -91,12 +104,19 @@ function verifySignature(webhooks: Webhooks | null, budget: ByteBudget): Middlew
     });
     let body: string;
     try {
-      body = new TextDecoder().decode(charged.bytes);
-      const valid = await webhooks.verify(body, signature).catch(() => false);
-      if (!valid) {
+      if (!isValidSignature(secret, charged.bytes, signature)) {
         throw new AppError(
           'invalid_signature',
           'X-Hub-Signature-256 does not match the body; check that WEBHOOK_SECRET equals the secret set on the GitHub App.',
+        );
+      }
+      try {
+        body = strictUtf8.decode(charged.bytes);
+      } catch {
+        throw new AppError(
+          'bad_request',
+          'Webhook body is not valid UTF-8; send the JSON payload as GitHub does, uncompressed ' +
+            'and encoded as UTF-8.',
         );
       }
     } finally {
@@ -115,7 +135,6 @@ function verifySignature(webhooks: Webhooks | null, budget: ByteBudget): Middlew
 export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
   const app = new Hono<WebhookEnv>();
   const secret = context.config.WEBHOOK_SECRET;
-  const webhooks = secret ? new Webhooks({ secret }) : null;
   const maxConcurrent = context.config.WEBHOOK_MAX_CONCURRENT;
   // Each body is buffered whole before its signature can be checked. The budget keeps the
   // memory bound that WEBHOOK_MAX_CONCURRENT full-size bodies would have.
@@ -124,7 +143,7 @@ export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
   app.post(
     '/webhooks/github',
     logRejectedDeliveries(context.logger),
-    verifySignature(webhooks, budget),
+    verifySignature(secret, budget),
     limitConcurrency(
       maxConcurrent,
       `Too many webhook deliveries in progress (WEBHOOK_MAX_CONCURRENT is ${maxConcurrent}); ` +

@@ -187,6 +187,32 @@ describe('analyzeChangedFiles', () => {
     expect(result.omittedFindings).toBe(2);
   });
 
+  it('analyzes long credential lines in linear time', () => {
+    // Each line took 30 to 40 s on 2 CPU cores before, blocking the analyzing process.
+    const upperValue = 'QZ'.repeat(100_000);
+    const files: ChangedFile[] = [
+      { filename: 'upper.ts', status: 'added', patch: `@@ -0,0 +1 @@\n+TOKEN = "${upperValue}"` },
+      {
+        filename: 'many.json',
+        status: 'added',
+        patch: `@@ -0,0 +1 @@\n+${'{"token": "tok_1111222233", '.repeat(20_000)}`,
+      },
+    ];
+
+    const startedAt = performance.now();
+    const found = analyzeChangedFiles(files);
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(found.map((finding) => [finding.path, finding.ruleId, finding.startLine])).toEqual([
+      ['many.json', 'secret/hardcoded-credential', 1],
+      ['upper.ts', 'secret/hardcoded-credential', 1],
+    ]);
+    expect(found[1]!.excerpt).not.toContain(upperValue);
+    expect(found[0]!.excerpt).not.toContain('tok_1111222233');
+    // Linear work takes about a second; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(10_000);
+  });
+
   it('returns nothing for a clean patch', () => {
     const patch = patchAdding(1, ['export const answer = 42;']);
     expect(analyzeChangedFiles([{ filename: 'a.ts', status: 'added', patch }])).toEqual([]);

@@ -54,6 +54,7 @@ describe('findHardcodedCredentials', () => {
     ['passwordHint = "the usual one"'],
     ['tokenizer = "wordpiece-tokenizer"'],
     ['config.accessToken = "accessToken"'],
+    ['HTTPToken = "http_token"'],
     ['if (password === "hunter2hunter2") {'],
     ['if password != "hunter2hunter2":'],
   ])('ignores %s', (text) => {
@@ -73,6 +74,26 @@ describe('findHardcodedCredentials', () => {
     expect(credentialValues('SECRET_KEY=$OTHER_SECRET', '.env')).toEqual([]);
     expect(credentialValues('SECRET_KEY=${OTHER_SECRET}', '.env')).toEqual([]);
     expect(credentialValues('PASSWORD=short', '.env')).toEqual([]);
+  });
+
+  it('checks long uppercase runs in linear time', () => {
+    // The name and value were split into words with a pattern that backtracked over each
+    // uppercase run: an 80 KB value took 30 s on 2 CPU cores.
+    const value = 'QZ'.repeat(100_000);
+    const lines = [
+      { text: `TOKEN = "${value}"`, path: 'src/config.ts' },
+      { text: `${'A'.repeat(200_000)}_TOKEN = "${value}"`, path: 'src/config.ts' },
+      { text: `TOKEN=${value}`, path: '.env' },
+    ];
+    for (const { text, path } of lines) {
+      const startedAt = performance.now();
+      const values = credentialValues(text, path);
+      const elapsedMs = performance.now() - startedAt;
+
+      expect(values).toEqual([value]);
+      // Linear matching takes a few milliseconds; the bound leaves room for slow machines.
+      expect(elapsedMs).toBeLessThan(2_000);
+    }
   });
 
   it('finds every credential on a line', () => {
@@ -136,6 +157,25 @@ describe('maskSecrets', () => {
     expect(masked).not.toContain(body);
     expect(masked).toContain('-----BEGIN PRIVATE KEY-----\\nMI');
     expect(masked).toContain('\\n-----END PRIVATE KEY-----');
+  });
+
+  it('masks an AWS key inside a credential', () => {
+    const line = 'aws_secret_key = "AKIAZ7QW3ERT5YUI8OPA"';
+    expect(maskSecrets(line, 'a.py')).toBe('aws_secret_key = "AKIA************8OPA"');
+  });
+
+  it('masks many secrets on a line in linear time', () => {
+    // The line was copied once per secret: 20,000 credentials on a 560 KB line took 40 s
+    // on 2 CPU cores.
+    const line = '{"token": "tok_1111222233", '.repeat(20_000);
+
+    const startedAt = performance.now();
+    const masked = maskSecrets(line, 'a.json');
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(masked).toBe('{"token": "tok********233", '.repeat(20_000));
+    // Linear work takes well under a second; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(5_000);
   });
 
   it('leaves lines without secrets unchanged', () => {

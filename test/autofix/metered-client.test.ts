@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AllowanceExceededError, meterClient } from '../../src/autofix/metered-client.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import type { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
+import { estimatePromptTokens, estimateTextTokens } from '../../src/llm/prompt.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
 import { releaseAttemptReservations } from '../../src/usage/allowance.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -163,6 +165,106 @@ describe('meterClient', () => {
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBe(success);
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('charges an estimate without usage', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest();
+    const text = 'const apiKey = process.env.API_KEY;\n';
+    groq.enqueue({
+      status: 200,
+      body: {
+        id: 'chatcmpl-no-usage',
+        object: 'chat.completion',
+        created: 1,
+        model: 'llama-3.3-70b-versatile',
+        choices: [
+          { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' },
+        ],
+      },
+    });
+
+    const result = await meterClient(groqClient(), {
+      db: context.db,
+      keySource: 'platform',
+      generation: 0,
+      reservationTtlSeconds: 600,
+      userId,
+      patchRequestId,
+      path: 'a.ts',
+      attempt: 0,
+      logger: context.logger,
+    }).generate(request);
+
+    expect(result.text).toBe(text);
+    const promptTokens = estimatePromptTokens(request);
+    const completionTokens = estimateTextTokens(text);
+    expect(completionTokens).toBeGreaterThan(0);
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]!.promptTokens).toBe(promptTokens);
+    expect(ledger[0]!.completionTokens).toBe(completionTokens);
+    expect(ledger[0]!.totalTokens).toBe(promptTokens + completionTokens);
+    expect(ledger[0]!.chargedTokens).toBe(promptTokens + completionTokens);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(promptTokens + completionTokens);
+    expect(user!.tokensReserved).toBe(0);
+    const warning = context.logs.find(
+      (line) => line.event === 'model.usage_missing' && line.patchRequestId === patchRequestId,
+    );
+    expect(warning?.estimatedTokens).toBe(promptTokens + completionTokens);
+    expect(warning?.provider).toBe('groq');
+  });
+
+  it('charges at least prompt plus completion', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue({ text: 'fixed\n', usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 1 } });
+
+    await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 }).generate(request);
+
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger.map((event) => [event.totalTokens, event.chargedTokens])).toEqual([[42, 42]]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(42);
+  });
+
+  it('charges failed responses without usage', async () => {
+    const promptTokens = estimatePromptTokens(request);
+    const cases = [
+      { finishReason: 'length', content: 'const a =', kind: 'truncated', completion: 100 },
+      { finishReason: 'stop', content: '  ', kind: 'empty', completion: 0 },
+    ];
+    for (const { finishReason, content, kind, completion } of cases) {
+      groq.reset();
+      const { userId, patchRequestId } = await newPatchRequest();
+      groq.enqueue({
+        status: 200,
+        body: {
+          id: `chatcmpl-${kind}`,
+          object: 'chat.completion',
+          created: 1,
+          model: 'llama-3.3-70b-versatile',
+          choices: [
+            { index: 0, message: { role: 'assistant', content }, finish_reason: finishReason },
+          ],
+        },
+      });
+
+      const error = await meter(groqClient(), { userId, patchRequestId, path: 'a.ts', attempt: 0 })
+        .generate(request)
+        .catch((caught: unknown) => caught);
+
+      expect((error as ProviderError).kind, kind).toBe(kind);
+      const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+      expect(ledger.map((event) => [event.promptTokens, event.completionTokens]), kind).toEqual([
+        [promptTokens, completion],
+      ]);
+      expect(ledger[0]!.chargedTokens, kind).toBe(promptTokens + completion);
+      const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+      expect(user!.tokensUsed, kind).toBe(promptTokens + completion);
+      expect(user!.tokensReserved, kind).toBe(0);
+    }
   });
 
   it('stops when the retry does not fit', async () => {

@@ -225,6 +225,14 @@ describe('fixwright usage errors', () => {
       'Invalid option --plan for users reset-usage: it takes only --login.',
     ],
     [
+      ['users', 'token', '--login', 'alice', '--name', '  '],
+      'Invalid --name: it has 0 characters without the spaces around it; give 1 to 100, such as "ci".',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--name', 'n'.repeat(101)],
+      'Invalid --name: it has 101 characters without the spaces around it; give 1 to 100, such as "ci".',
+    ],
+    [
       ['users', 'token', '--login', 'alice', '--plan', 'pro'],
       'Invalid option --plan for users token: it takes only --login and --name.',
     ],
@@ -350,7 +358,10 @@ describe('fixwright usage errors', () => {
     [
       ['users', 'plan', '--help'],
       'Usage: fixwright users token --login NAME [--name LABEL]',
-      ['  --name LABEL   label of the new token, shown on the dashboard (default: command line)'],
+      [
+        '  --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters',
+        '                 (default: command line)',
+      ],
     ],
     [
       ['users', 'apply-limits', '--help'],
@@ -448,7 +459,8 @@ describe('fixwright users', () => {
         'Options:\n' +
         '  --login NAME   GitHub login of the user, matched without regard to case (required by all\n' +
         '                 but apply-limits)\n' +
-        '  --name LABEL   label of the new token, shown on the dashboard (default: command line)\n' +
+        '  --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters\n' +
+        '                 (default: command line)\n' +
         '  --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only\n' +
         '                 the users on this plan when given, and all users otherwise)\n' +
         '  --dry-run      with apply-limits: print what would change and change nothing\n',
@@ -465,6 +477,18 @@ describe('fixwright users', () => {
         'with "fixwright users token --login nobody-here".\n',
     );
     expect(result.stdout).toBe('');
+  });
+
+  it('stores the token name trimmed', async () => {
+    const result = await runFixwright(
+      ['users', 'token', '--login', 'named-token', '--name', '  deploy bot  '],
+      { DATABASE_URL: context.database.url },
+    );
+
+    expect(result.code, result.stderr).toBe(0);
+    const [user] = await context.db.select().from(users).where(eq(users.login, 'named-token'));
+    const tokens = await context.db.select().from(apiTokens).where(eq(apiTokens.userId, user!.id));
+    expect(tokens.map((token) => token.name)).toEqual(['deploy bot']);
   });
 
   it('exits 1 past the token limit', async () => {

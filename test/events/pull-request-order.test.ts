@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
-import { findings, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { findings, patchRequests, prRuns, pullRequestCloses } from '../../src/db/schema/index.ts';
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -410,5 +410,79 @@ describe('closed', () => {
     expect(runs[0]!.error).toBeNull();
     expect(runs[0]!.completedAt).toBeNull();
     expect(await jobState(analyzeQueue, runs[0]!.analyzeJobId)).toBe('created');
+  });
+});
+
+describe('close before any run', () => {
+  async function recordedClose(number: number) {
+    const rows = await context.db
+      .select()
+      .from(pullRequestCloses)
+      .where(eq(pullRequestCloses.prNumber, number));
+    return rows.map((row) => row.closedAt.toISOString());
+  }
+
+  it('ignores an open delivered after it', async () => {
+    const number = nextPullRequest++;
+    const closed = await deliver(
+      pullRequestEvent('closed', number, sha('d'), '2024-05-14T09:05:00Z'),
+    );
+    expect(closed).toBe(
+      'pull request closed: marked 0 run(s) closed, cancelled 0 run(s) and 0 patch request(s)',
+    );
+    expect(await recordedClose(number)).toEqual(['2024-05-14T09:05:00.000Z']);
+
+    const opened = await deliver(
+      pullRequestEvent('opened', number, sha('d'), '2024-05-14T09:00:00Z'),
+    );
+    const synchronized = await deliver(
+      pullRequestEvent('synchronize', number, sha('e'), '2024-05-14T09:03:00Z'),
+    );
+
+    const note = `Codertocat/Hello-World#${number} was closed at 2024-05-14T09:05:00.000Z`;
+    expect(opened).toBe(`ignored: ${note}, after this event`);
+    expect(synchronized).toBe(`ignored: ${note}, after this event`);
+    expect(await runsOf(number)).toHaveLength(0);
+  });
+
+  it('keeps the latest of two closes', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('closed', number, sha('d'), '2024-05-15T09:05:00Z'));
+    await deliver(pullRequestEvent('closed', number, sha('d'), '2024-05-15T09:01:00Z'));
+
+    expect(await recordedClose(number)).toEqual(['2024-05-15T09:05:00.000Z']);
+  });
+
+  it('ignores a reopen older than it', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('closed', number, sha('d'), '2024-05-16T09:05:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('d'), '2024-05-16T09:02:00Z'),
+    );
+
+    expect(outcome).toBe(
+      'pull request reopened: marked 0 run(s) open; ignored: ' +
+        `Codertocat/Hello-World#${number} was closed at 2024-05-16T09:05:00.000Z, after this event`,
+    );
+    expect(await runsOf(number)).toHaveLength(0);
+    expect(await recordedClose(number)).toEqual(['2024-05-16T09:05:00.000Z']);
+  });
+
+  it('analyzes after a later reopen', async () => {
+    const number = nextPullRequest++;
+    await deliver(pullRequestEvent('closed', number, sha('d'), '2024-05-17T09:05:00Z'));
+
+    const outcome = await deliver(
+      pullRequestEvent('reopened', number, sha('d'), '2024-05-17T09:10:00Z'),
+    );
+
+    const runs = await runsOf(number);
+    expect(runs).toHaveLength(1);
+    expect(outcome).toBe(`run ${runs[0]!.id} queued`);
+    expect(runs[0]!.status).toBe('queued');
+    expect(runs[0]!.prClosedAt).toBeNull();
+    expect(await jobState(analyzeQueue, runs[0]!.analyzeJobId)).toBe('created');
+    expect(await recordedClose(number)).toEqual([]);
   });
 });

@@ -31,7 +31,7 @@ describe('modelUsage', () => {
     });
   });
 
-  it.each([-100, Number.NaN, '40'])('replaces the malformed total %s by the sum', (total) => {
+  it.each([-100, Number.NaN, '40', 0, 1, 14])('replaces the malformed total %s by the sum', (total) => {
     expect(modelUsage(10, 5, total).totalTokens).toBe(15);
   });
 });

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { gzipSync } from 'node:zlib';
 import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -146,6 +147,48 @@ describe('POST /webhooks/github', () => {
     });
     expect(response.status).toBe(400);
     expect((await response.json()).error.message).toContain('not valid JSON');
+  });
+
+  it('checks the signature over the body bytes', async () => {
+    const ping = Buffer.from(JSON.stringify({ zen: 'Grüße aus Köln', hook_id: 1 }));
+    const cases = [
+      { name: 'utf-8', body: ping, status: 202, message: undefined },
+      { name: 'empty', body: Buffer.alloc(0), status: 400, message: 'not valid JSON' },
+      {
+        name: 'byte order mark',
+        body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), ping]),
+        status: 400,
+        message: 'not valid JSON',
+      },
+      {
+        name: 'latin-1',
+        body: Buffer.from('{"zen":"Gr\xfc\xdfe"}', 'latin1'),
+        status: 400,
+        message: 'not valid UTF-8',
+      },
+      { name: 'gzip', body: gzipSync(ping), status: 400, message: 'not valid UTF-8' },
+    ];
+    for (const { name, body, status, message } of cases) {
+      const response = await app.request('/webhooks/github', {
+        method: 'POST',
+        body: new Uint8Array(body),
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'ping',
+          'x-github-delivery': `bytes-${name}`,
+          'x-hub-signature-256':
+            'sha256=' + createHmac('sha256', secret).update(body).digest('hex'),
+        },
+      });
+      const json = await response.json();
+      expect(response.status, name).toBe(status);
+      if (message === undefined) {
+        expect(json.outcome, name).toBe('pong');
+      } else {
+        expect(json.error.code, name).toBe('bad_request');
+        expect(json.error.message, name).toContain(message);
+      }
+    }
   });
 
   it('rejects a payload missing required fields', async () => {

@@ -4,6 +4,7 @@ import {
   index,
   integer,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   unique,
@@ -108,6 +109,22 @@ export const prRuns = pgTable(
     index().on(table.repositoryId, table.prNumber),
     index().on(table.checkRunId),
   ],
+);
+
+/**
+ * Latest close of a pull request that had no run when its `closed` event arrived, because
+ * GitHub delivered that event before `opened` or the app was installed after the pull request
+ * was opened. Runs carry their own mark in pr_runs.pr_closed_at. This row stops an older event
+ * that arrives after the close from starting an analysis, until a later `reopened` deletes it.
+ */
+export const pullRequestCloses = pgTable(
+  'pull_request_closes',
+  {
+    repositoryId: bigint({ mode: 'number' }).notNull(),
+    prNumber: integer().notNull(),
+    closedAt: timestamp({ withTimezone: true }).notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.repositoryId, table.prNumber] })],
 );
 
 export const severities = ['error', 'warning', 'notice'] as const;

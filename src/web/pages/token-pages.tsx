@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
 import {
   listApiTokens,
+  maxTokenNameLength,
   mintApiToken,
   revokeApiToken,
   TokenLimitError,
@@ -11,8 +12,6 @@ import { AppError, notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { TokensPage } from '../views/tokens.tsx';
-
-const maxNameLength = 100;
 
 /** `GET /tokens`, `POST /tokens` (create, shows the token once) and `POST /tokens/:id/revoke`. */
 export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables }> {
@@ -28,8 +27,8 @@ export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables
   app.post('/tokens', async (c) => {
     const body = await c.req.parseBody();
     const name = typeof body.name === 'string' ? body.name.trim() : '';
-    if (name === '' || name.length > maxNameLength) {
-      throw new AppError('bad_request', `Invalid token name: give 1 to ${maxNameLength} characters.`);
+    if (name === '' || name.length > maxTokenNameLength) {
+      throw new AppError('bad_request', `Invalid token name: give 1 to ${maxTokenNameLength} characters.`);
     }
     const { id, token } = await mintApiToken(context.db, c.var.user.id, name).catch((error) => {
       if (error instanceof TokenLimitError) throw new AppError('conflict', error.message);
