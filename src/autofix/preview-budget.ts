@@ -6,6 +6,8 @@ import { listRunFindings } from '../runs/run-findings.ts';
 import { formatCount } from '../text/plural.ts';
 import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
 import { chooseKeys } from './model-clients.ts';
+import { compareBySeverity } from '../analysis/analyze.ts';
+import { bytesPerToken } from '../llm/prompt.ts';
 import { estimateLeastCallParts, estimateLeastCallTokens } from './preview.ts';
 import { groupFindingsByFile, type SelectedFinding } from './preview-files.ts';
 import { platformKey } from './provider-client.ts';
@@ -81,33 +83,44 @@ export function estimateFileCallParts(
 }
 
 /**
- * Returns the paths of the files whose calls fit `remaining` tokens when taken in order. A
- * file that does not fit is skipped, and a later, smaller one may still fit.
+ * Picks the findings that a preview includes unless the user chooses. When the allowance pays,
+ * the findings are taken most severe first, then in the order the preview processes their
+ * files, then by line. Each is picked when the calls of the files with the findings picked so
+ * far still fit what is left. So a file can be picked with some of its findings, and a cheaper
+ * finding may still fit after a costlier one did not. Otherwise every finding is picked.
  */
-export function pickFilesWithinAllowance(
-  calls: readonly Pick<FileCallEstimate, 'path' | 'tokens'>[],
-  remaining: number,
+export function pickDefaultFindings(
+  payment: PreviewPayment,
+  findings: readonly (SelectedFinding & { fileBytes: number | null })[],
 ): Set<string> {
+  if (payment.kind !== 'allowance') return new Set(findings.map((finding) => finding.id));
+  const remaining = payment.allowance.remaining;
+  const parts = estimateFileCallParts(findings);
+  const fileRank = new Map([...groupFindingsByFile(findings).keys()].map((path, index) => [path, index]));
+  const ordered = [...findings].sort(
+    (left, right) =>
+      compareBySeverity(left, right) ||
+      fileRank.get(left.path)! - fileRank.get(right.path)! ||
+      left.startLine - right.startLine,
+  );
+
+  const callTokens = (file: FileCallParts, bytes: number) =>
+    Math.ceil(bytes / bytesPerToken) + file.fixedTokens;
+  // Prompt bytes of each file's call with the findings picked so far.
+  const pickedBytes = new Map<string, number>();
   const picked = new Set<string>();
   let total = 0;
-  for (const call of calls) {
-    if (total + call.tokens > remaining) continue;
-    total += call.tokens;
-    picked.add(call.path);
+  for (const finding of ordered) {
+    const file = parts.get(finding.path)!;
+    const before = pickedBytes.get(finding.path);
+    const after = (before ?? file.baseBytes) + file.findingBytes.get(finding.id)!;
+    const change = callTokens(file, after) - (before === undefined ? 0 : callTokens(file, before));
+    if (total + change > remaining) continue;
+    total += change;
+    pickedBytes.set(finding.path, after);
+    picked.add(finding.id);
   }
   return picked;
-}
-
-/**
- * Picks the files that a preview includes unless the user chooses: when the allowance pays,
- * the files that fit what is left (see pickFilesWithinAllowance), otherwise every file.
- */
-export function pickDefaultFiles(
-  payment: PreviewPayment,
-  calls: readonly FileCallEstimate[],
-): Set<string> {
-  if (payment.kind !== 'allowance') return new Set(calls.map((call) => call.path));
-  return pickFilesWithinAllowance(calls, payment.allowance.remaining);
 }
 
 /** A selection of files whose estimated calls add up to more than the allowance left. */

@@ -8,7 +8,7 @@ import {
 import {
   estimateFileCalls,
   loadPreviewPayment,
-  pickDefaultFiles,
+  pickDefaultFindings,
   type FileCallEstimate,
   type PreviewPayment,
 } from '../autofix/preview-budget.ts';
@@ -194,15 +194,15 @@ async function handleFixPress(
   }
 
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
-  const calls = estimateFileCalls(rows);
-  const paths = pickDefaultFiles(payment, calls);
-  if (paths.size === 0 && payment.kind === 'allowance') {
+  const picked = pickDefaultFindings(payment, rows);
+  if (picked.size === 0 && payment.kind === 'allowance') {
+    const files = new Set(rows.map((row) => row.path)).size;
     return {
-      outcome: `no patch request: ${describeNoFileFits(payment, calls, installation.userId)}`,
-      notice: { kind: 'no_file_fits', files: calls.length },
+      outcome: `no patch request: ${describeNothingFits(payment, rows, installation.userId)}`,
+      notice: { kind: 'no_file_fits', files },
     };
   }
-  const selected = rows.filter((row) => paths.has(row.path));
+  const selected = rows.filter((row) => picked.has(row.id));
 
   const result = await createPatchRequest(tx, boss, {
     runId: run.id,
@@ -225,35 +225,46 @@ async function handleFixPress(
       `${pickForm(ids.length, 'is', 'are')} gone`;
     return { outcome, notice: { kind: 'findings_gone' } };
   }
-  const leftOut = payment.kind === 'allowance' ? calls.length - paths.size : 0;
+  const calls = estimateFileCalls(rows);
+  const selectedFiles = new Set(selected.map((row) => row.path)).size;
+  const leftOutFiles = calls.length - selectedFiles;
+  const leftOutFindings = rows.length - selected.length;
   const notice: FixPressNotice = {
     kind: 'queued',
     patchRequestId: result.id,
-    files: paths.size,
-    leftOutFiles: leftOut,
+    files: selectedFiles,
+    leftOutFiles,
+    leftOutFindings,
   };
   const queued =
     `patch request ${result.id} queued for run ${run.id} with ${formatCount(selected.length, 'finding')}, ` +
     `paid by user ${installation.userId}`;
-  if (leftOut === 0 || payment.kind !== 'allowance') return { outcome: queued, notice };
+  if (leftOutFindings === 0 || payment.kind !== 'allowance') return { outcome: queued, notice };
   const outcome =
-    `${queued}; ${leftOut} of ${formatCount(calls.length, 'file')} left out, because their ` +
-    `estimates do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`;
+    `${queued}; ${leftOutFindings} of ${formatCount(rows.length, 'finding')} left out ` +
+    `(${leftOutFiles} of ${formatCount(calls.length, 'file')} entirely), because their estimates ` +
+    `do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`;
   return { outcome, notice };
 }
 
-/** Explains why no file of the run fits the owner's allowance, with what the owner can do. */
-function describeNoFileFits(
+/**
+ * Explains why not even one finding of the run fits the owner's allowance, with what the owner
+ * can do. It names the least estimate of a call that fixes one finding alone.
+ */
+function describeNothingFits(
   payment: Extract<PreviewPayment, { kind: 'allowance' }>,
-  calls: readonly FileCallEstimate[],
+  rows: Parameters<typeof estimateFileCalls>[0],
   userId: string,
 ): string {
-  const smallest = calls.reduce((least, call) => (call.tokens < least.tokens ? call : least));
+  const singles = rows.map((row) => estimateFileCalls([row])[0]!);
+  const smallest = singles.reduce((least, call) => (call.tokens < least.tokens ? call : least));
   const estimate = smallest.sizeKnown ? 'about' : 'at least';
   const subject =
-    calls.length === 1 ? "the run's one file" : `the smallest of the run's ${formatCount(calls.length, 'file')}`;
+    rows.length === 1
+      ? "the fix of the run's one finding"
+      : `the smallest fix of one of the run's ${formatCount(rows.length, 'finding')}`;
   return (
-    `no file fits the allowance of user ${userId}, who pays for fixes of this installation. ` +
+    `no finding fits the allowance of user ${userId}, who pays for fixes of this installation. ` +
     describeExhausted(payment.allowance, smallest.tokens, estimate, subject)
   );
 }

@@ -13,6 +13,11 @@ export const fixPressNotice = z.discriminatedUnion('kind', [
     files: z.number().int().positive(),
     /** Files of the run left out because their estimates do not fit the allowance left. */
     leftOutFiles: z.number().int().nonnegative(),
+    /**
+     * Findings of the run left out, those of the files left out included. Missing in notices
+     * queued before a file could be fixed with some of its findings.
+     */
+    leftOutFindings: z.number().int().nonnegative().optional(),
   }),
   z.object({ kind: z.literal('in_progress'), patchRequestId: z.uuid() }),
   z.object({ kind: z.literal('no_file_fits'), files: z.number().int().positive() }),
@@ -62,12 +67,18 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
         `Preview queued for ${formatCount(notice.files, 'file')}. It appears ` +
           `${previewLink(publicUrl, notice.patchRequestId)}.`,
       ];
-      if (notice.leftOutFiles > 0) {
+      const leftOutFindings = notice.leftOutFindings ?? 0;
+      if (leftOutFindings > 0 || notice.leftOutFiles > 0) {
         const total = notice.files + notice.leftOutFiles;
+        const left =
+          leftOutFindings > 0
+            ? `${formatCount(leftOutFindings, 'finding')} of the run's ${formatCount(total, 'file')} ` +
+              `${pickForm(leftOutFindings, 'was', 'were')} left out`
+            : `${notice.leftOutFiles} of the run's ${formatCount(total, 'file')} ` +
+              `${pickForm(notice.leftOutFiles, 'was', 'were')} left out`;
         lines.push(
-          `${notice.leftOutFiles} of the run's ${formatCount(total, 'file')} ` +
-            `${pickForm(notice.leftOutFiles, 'was', 'were')} left out, because their estimates ` +
-            'do not fit the token allowance left of the user who installed the app.',
+          `${left}, because their estimates do not fit the token allowance left of the user who ` +
+            'installed the app.',
         );
       }
       return lines.join('\n\n');

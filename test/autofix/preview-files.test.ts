@@ -3,7 +3,8 @@ import { chooseKeys } from '../../src/autofix/model-clients.ts';
 import {
   estimateFileCallParts,
   estimateFileCalls,
-  pickFilesWithinAllowance,
+  pickDefaultFindings,
+  type PreviewPayment,
 } from '../../src/autofix/preview-budget.ts';
 import { groupFindingsByFile, type SelectedFinding } from '../../src/autofix/preview-files.ts';
 import {
@@ -133,27 +134,55 @@ describe('estimateFileCallParts', () => {
   });
 });
 
-describe('pickFilesWithinAllowance', () => {
-  const calls = [
-    { path: 'first.ts', tokens: 600 },
-    { path: 'second.ts', tokens: 500 },
-    { path: 'third.ts', tokens: 300 },
-  ];
+describe('pickDefaultFindings', () => {
+  /** A payment from the allowance with `remaining` tokens left. */
+  function allowance(remaining: number): PreviewPayment {
+    return {
+      kind: 'allowance',
+      allowance: { plan: 'free', limit: 1000, used: 1000 - remaining, reserved: 0, remaining },
+    };
+  }
 
-  it('skips a file over the rest', () => {
-    expect([...pickFilesWithinAllowance(calls, 1000)]).toEqual(['first.ts', 'third.ts']);
+  /** Returns the estimate of one file's call with exactly the given findings. */
+  function tokensOf(rows: ReturnType<typeof finding>[]): number {
+    return estimateFileCalls(rows)[0]!.tokens;
+  }
+
+  const error = finding('b.ts', 'error', 3);
+  const notice = finding('b.ts', 'notice', 1);
+  const warning = finding('a.ts', 'warning', 7);
+  const rows = [notice, error, warning];
+
+  it('picks every finding when they all fit', () => {
+    const all = tokensOf([notice, error]) + tokensOf([warning]);
+    expect([...pickDefaultFindings(allowance(all), rows)].sort()).toEqual(
+      [notice.id, error.id, warning.id].sort(),
+    );
   });
 
-  it('counts a call that fits exactly', () => {
-    expect([...pickFilesWithinAllowance(calls, 1400)]).toEqual(['first.ts', 'second.ts', 'third.ts']);
+  it('keeps the most severe finding of a file', () => {
+    // The error's file with only the error fits, with the notice too it does not.
+    const remaining = tokensOf([error]);
+    expect(tokensOf([notice, error])).toBeGreaterThan(remaining);
+    expect([...pickDefaultFindings(allowance(remaining), rows)]).toEqual([error.id]);
   });
 
-  it('picks nothing below every call', () => {
-    expect([...pickFilesWithinAllowance(calls, 299)]).toEqual([]);
+  it('goes on to a later file that fits', () => {
+    const remaining = tokensOf([error]) + tokensOf([warning]);
+    expect(tokensOf([notice, error]) + tokensOf([warning])).toBeGreaterThan(remaining);
+    expect([...pickDefaultFindings(allowance(remaining), rows)].sort()).toEqual(
+      [error.id, warning.id].sort(),
+    );
   });
 
-  it('picks everything when unlimited', () => {
-    expect(pickFilesWithinAllowance(calls, Number.POSITIVE_INFINITY).size).toBe(3);
+  it('picks nothing below every single call', () => {
+    const least = Math.min(tokensOf([error]), tokensOf([notice]), tokensOf([warning]));
+    expect(pickDefaultFindings(allowance(least - 1), rows).size).toBe(0);
+  });
+
+  it('picks everything when an own key pays', () => {
+    const payment: PreviewPayment = { kind: 'own_key', provider: 'groq', platformFirst: false };
+    expect(pickDefaultFindings(payment, rows).size).toBe(3);
   });
 });
 

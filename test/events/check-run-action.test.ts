@@ -95,6 +95,11 @@ async function runWithCheckRun(installationId: number, findingsOrCount: number |
   return { run, checkRunId, rows, findingIds: rows.map((row) => row.id) };
 }
 
+/** Returns the least estimate of a call that fixes one of the findings alone. */
+function smallestSingleCall(rows: Parameters<typeof estimateFileCalls>[0]): number {
+  return Math.min(...rows.map((row) => estimateFileCalls([row])[0]!.tokens));
+}
+
 /** Returns the notices that the presses on a run queued for its check run, oldest first. */
 async function noticesOf(runId: string) {
   const rows = await context.database.sql<{ data: { notice: unknown } }[]>`
@@ -240,7 +245,7 @@ describe('check_run requested_action', () => {
 });
 
 describe('check_run requested_action within the allowance', () => {
-  it('queues only the most severe file that fits', async () => {
+  it('queues only the most severe finding that fits', async () => {
     const owner = await ownerWithInstallation('fits-one-file', 8111);
     const { run, checkRunId, rows } = await runWithCheckRun(8111, findingsInThreeFiles);
     const calls = estimateFileCalls(rows);
@@ -258,11 +263,12 @@ describe('check_run requested_action within the allowance', () => {
     expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual(fileB.sort());
     expect(outcome).toBe(
       `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding, ` +
-        `paid by user ${owner.id}; 2 of 3 files left out, because their estimates do not fit ` +
+        `paid by user ${owner.id}; 3 of 4 findings left out (2 of 3 files entirely), because ` +
+        'their estimates do not fit ' +
         "the 1000 tokens left of that user's allowance",
     );
     expect(await noticesOf(run.id)).toEqual([
-      { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 2 },
+      { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 2, leftOutFindings: 3 },
     ]);
   });
 
@@ -281,20 +287,21 @@ describe('check_run requested_action within the allowance', () => {
     expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual(expected.sort());
   });
 
-  it('queues nothing when no file fits', async () => {
+  it('queues nothing when no finding fits', async () => {
     const owner = await ownerWithInstallation('fits-nothing', 8113, { tokensUsed: 500 });
     const { run, checkRunId, rows } = await runWithCheckRun(8113, findingsInThreeFiles);
-    const smallest = Math.min(...estimateFileCalls(rows).map((call) => call.tokens));
+    const smallest = smallestSingleCall(rows);
     expect(smallest).toBeGreaterThan(500);
 
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8113));
 
     expect(await requestsOf(run.id)).toHaveLength(0);
     expect(outcome).toBe(
-      `no patch request: no file fits the allowance of user ${owner.id}, who pays for fixes of ` +
+      `no patch request: no finding fits the allowance of user ${owner.id}, who pays for fixes of ` +
         'this installation. Not enough token allowance left: the Free plan allows 1000 tokens ' +
         'per period, 500 are used and 0 are reserved by calls in progress, so 500 remain but the ' +
-        `smallest of the run's 3 files needs at least ${smallest}. Upgrade to the Pro plan, wait ` +
+        `smallest fix of one of the run's 4 findings needs at least ${smallest}. Upgrade to the ` +
+        'Pro plan, wait ' +
         'for the next period, or add your own Groq or Gemini key.',
     );
     const logged = context.logs.find((line) => line.event === 'webhook.accepted' && line.outcome === outcome);
@@ -306,26 +313,25 @@ describe('check_run requested_action within the allowance', () => {
     const { run, checkRunId, rows } = await runWithCheckRun(8114, findingsInThreeFiles);
     await context.db.update(findings).set({ fileBytes: 30 }).where(eq(findings.runId, run.id));
     const sized = rows.map((row) => ({ ...row, fileBytes: 30 }));
-    const smallest = Math.min(...estimateFileCalls(sized).map((call) => call.tokens));
+    const smallest = smallestSingleCall(sized);
 
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8114));
 
     expect(await requestsOf(run.id)).toHaveLength(0);
-    expect(outcome).toContain(`the smallest of the run's 3 files needs about ${smallest}.`);
+    expect(outcome).toContain(`the smallest fix of one of the run's 4 findings needs about ${smallest}.`);
   });
 
-  it('names a run\'s only file as such', async () => {
+  it('names a run\'s only finding as such', async () => {
     await ownerWithInstallation('fits-nothing-one-file', 8131, { tokensUsed: 500 });
     const { run, checkRunId, rows } = await runWithCheckRun(8131, [
       { path: 'src/a.ts', line: 2, severity: 'warning' },
-      { path: 'src/a.ts', line: 9, severity: 'notice' },
     ]);
     const [call] = estimateFileCalls(rows);
 
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8131));
 
     expect(await requestsOf(run.id)).toHaveLength(0);
-    expect(outcome).toContain(`so 500 remain but the run's one file needs at least ${call!.tokens}.`);
+    expect(outcome).toContain(`so 500 remain but the fix of the run's one finding needs at least ${call!.tokens}.`);
     expect(outcome).not.toContain('smallest');
   });
 

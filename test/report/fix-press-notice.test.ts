@@ -176,6 +176,7 @@ describe('fix press notice on the check run', () => {
       patchRequestId: request!.id,
       files: 1,
       leftOutFiles: 0,
+      leftOutFindings: 0,
     });
     const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
     expect(after.output.title).toBe(before.title);
@@ -489,6 +490,24 @@ describe('fixPressText', () => {
     });
     expect(text).toContain("does not cover the estimate of any of the run's 3 files. That user");
     expect(text).not.toContain('one file');
+  });
+
+  it('counts the findings left out', () => {
+    const text = fixPressText({
+      notice: {
+        kind: 'queued',
+        patchRequestId: '00000000-0000-4000-8000-000000000000',
+        files: 1,
+        leftOutFiles: 0,
+        leftOutFindings: 2,
+      },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toContain(
+      "2 findings of the run's 1 file were left out, because their estimates do not fit the " +
+        'token allowance left of the user who installed the app.',
+    );
   });
 
   it('names the dashboard without PUBLIC_URL', () => {

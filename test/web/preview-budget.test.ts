@@ -1,5 +1,6 @@
 import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
 import { estimateLeastCallTokens } from '../../src/autofix/preview.ts';
 import {
@@ -138,7 +139,7 @@ describe('preview form on the free plan', () => {
     expect(html).toContain('<span data-selected-estimate="true">at least</span>');
     expect(html).toContain('leaves out the file&#39;s content');
     expect(html).toContain('Your allowance has 1,000 tokens left (1,000 per period on the free plan).');
-    expect(html).toContain('2 of 3 files were left unchecked');
+    expect(html).toContain('3 of 4 findings in 3 files were left unchecked');
     expect(html).toContain('data-remaining="1000"');
   });
 
@@ -155,7 +156,31 @@ describe('preview form on the free plan', () => {
 
     expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts']);
     expect(selectedTokens(html)).toBe(withA.toLocaleString('en-US'));
-    expect(html).toContain('1 of 3 files was left unchecked');
+    expect(html).toContain('1 of 4 findings in 3 files was left unchecked');
+  });
+
+  it('checks the findings of a file that fit', async () => {
+    const user = await createSignedInUser(context.db, { login: `budget-user-${nextLogin++}` });
+    const setup = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [
+        { path: 'src/d.ts', line: 5, severity: 'notice' },
+        { path: 'src/d.ts', line: 1, severity: 'error' },
+      ],
+    });
+    const [notice, error] = setup.findings;
+    const errorAlone = estimateFileCalls([error!])[0]!.tokens;
+    await context.db.update(users).set({ tokenLimit: errorAlone }).where(eq(users.id, user.userId));
+    expect(estimateFileCalls(setup.findings)[0]!.tokens).toBeGreaterThan(errorAlone);
+
+    const html = await runPage(user, setup);
+
+    expect(isChecked(html, error!.id)).toBe(true);
+    expect(isChecked(html, notice!.id)).toBe(false);
+    expect(selectedTokens(html)).toBe(errorAlone.toLocaleString('en-US'));
+    expect(html).toContain('1 of 2 findings in 1 file was left unchecked');
+    const response = await postPreview(user, setup, [error!.id]);
+    expect(response.status).toBe(303);
   });
 
   it('checks nothing when no call fits', async () => {
@@ -163,7 +188,7 @@ describe('preview form on the free plan', () => {
     const html = await runPage(user, setup);
     expect(checkedPaths(html, setup)).toEqual([]);
     expect(selectedTokens(html)).toBe('0');
-    expect(html).toContain('3 of 3 files were left unchecked');
+    expect(html).toContain('4 of 4 findings in 3 files were left unchecked');
     expect(html).toContain('Your allowance has 500 tokens left');
   });
 
@@ -269,7 +294,7 @@ describe('preview form with other payers', () => {
     const { user, setup } = await newUserWithRun({ tokensUsed: 500 });
     await context.db.update(users).set({ plan: 'enterprise' }).where(eq(users.id, user.userId));
     const html = await runPage(user, setup);
-    expect(html).toContain('3 of 3 files were left unchecked');
+    expect(html).toContain('4 of 4 findings in 3 files were left unchecked');
     expect(html).toContain('wait for the next period');
     expect(html).not.toContain('larger plan');
 

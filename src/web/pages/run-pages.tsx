@@ -9,7 +9,7 @@ import {
   estimateFileCalls,
   findSelectionOverAllowance,
   loadPreviewPayment,
-  pickDefaultFiles,
+  pickDefaultFindings,
 } from '../../autofix/preview-budget.ts';
 import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
@@ -46,14 +46,15 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
-    const checkedPaths = pickDefaultFiles(payment, calls);
+    const checkedFindingIds = pickDefaultFindings(payment, rows);
+    const checkedCalls = estimateFileCalls(rows.filter((row) => checkedFindingIds.has(row.id)));
     return c.html(
       <RunPage
         session={c.var.session}
         run={run}
         findings={rows}
         patchRequests={requests}
-        budget={{ payment, calls, parts, checkedPaths }}
+        budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
       />,
     );
   });

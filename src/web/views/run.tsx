@@ -46,7 +46,7 @@ const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefine
 
 /**
  * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
- * its call's estimate, and only the files in `budget.checkedPaths` are checked. htmx disables
+ * its call's estimate, and only the findings in `budget.checkedFindingIds` are checked. htmx disables
  * the submit button while the form's request is in flight, so a double click sends it once.
  */
 export const RunPage: FC<{
@@ -125,7 +125,7 @@ export const RunPage: FC<{
                     name="findingIds"
                     value={finding.id}
                     data-bytes={budget.parts.get(path)?.findingBytes.get(finding.id)}
-                    checked={budget.checkedPaths.has(path)}
+                    checked={budget.checkedFindingIds.has(finding.id)}
                   />
                   <span class={`badge severity-${finding.severity}`}>{finding.severity}</span>
                   <code class="rule">{finding.ruleId}</code>

@@ -10,7 +10,12 @@ export interface PreviewBudgetView {
   calls: FileCallEstimate[];
   /** Each file's estimate split by finding, so that public/app.js totals the checked findings. */
   parts: ReadonlyMap<string, FileCallParts>;
-  checkedPaths: ReadonlySet<string>;
+  /** Ids of the findings checked by default. */
+  checkedFindingIds: ReadonlySet<string>;
+  /** The calls of the files with checked findings, each with its checked findings only. */
+  checkedCalls: FileCallEstimate[];
+  /** Number of the run's findings. */
+  findingCount: number;
 }
 
 const numberFormat = new Intl.NumberFormat('en-US');
@@ -35,9 +40,9 @@ export function allowanceLimit(payment: PreviewPayment): number | null {
   return payment.allowance.remaining;
 }
 
-/** Lists the ways to preview the files left unchecked. Enterprise has no larger plan to move to. */
+/** Lists the ways to preview the findings left unchecked. Enterprise has no larger plan to move to. */
 function uncheckedFilesAdvice(payment: PreviewPayment): string {
-  const steps = ['uncheck other files', 'wait for the next period'];
+  const steps = ['uncheck other findings', 'wait for the next period'];
   const onLargestPlan = payment.kind === 'allowance' && payment.allowance.plan === 'enterprise';
   if (!onLargestPlan) steps.push('move to a larger plan');
   return `${steps.join(', ')} or add your own Groq or Gemini key on the Keys page`;
@@ -67,15 +72,14 @@ function describePayment(payment: PreviewPayment): string {
 }
 
 /**
- * Renders the total estimate of the checked files next to what pays for them, and why files
- * were left unchecked. public/app.js updates the total when a checkbox changes.
+ * Renders the total estimate of the checked findings next to what pays for them, and why
+ * findings were left unchecked. public/app.js updates the total when a checkbox changes.
  */
 export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget }) => {
-  const { payment, calls, checkedPaths } = budget;
-  const checked = calls.filter((call) => checkedPaths.has(call.path));
+  const { payment, calls, checkedCalls: checked, checkedFindingIds, findingCount } = budget;
   const total = checked.reduce((sum, call) => sum + call.tokens, 0);
   const limit = allowanceLimit(payment);
-  const unchecked = calls.length - checked.length;
+  const unchecked = findingCount - checkedFindingIds.size;
   return (
     <div class="preview-budget" data-preview-budget data-remaining={limit ?? undefined}>
       <p>
@@ -85,15 +89,15 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
       </p>
       {unchecked > 0 && limit !== null ? (
         <p class="notice preview-unchecked">
-          {`${unchecked} of ${formatCount(calls.length, 'file')} ${unchecked === 1 ? 'was' : 'were'} left unchecked, ` +
-            `because with the checked files their calls would need more than the ` +
-            `${formatTokens(limit)} tokens your allowance has left. To preview them, ` +
-            `${uncheckedFilesAdvice(payment)}.`}
+          {`${unchecked} of ${formatCount(findingCount, 'finding')} in ${formatCount(calls.length, 'file')} ` +
+            `${unchecked === 1 ? 'was' : 'were'} left unchecked, because with the checked ones ` +
+            `their calls would need more than the ${formatTokens(limit)} tokens your allowance ` +
+            `has left. To preview them, ${uncheckedFilesAdvice(payment)}.`}
         </p>
       ) : null}
       <p class="error" data-over-allowance hidden={limit === null || total <= limit}>
-        The checked files need more tokens than your allowance has left, so the preview would be
-        rejected. Uncheck files until the total fits.
+        The checked findings need more tokens than your allowance has left, so the preview would
+        be rejected. Uncheck findings until the total fits.
       </p>
       <p class="muted">
         Each file shows the minimum tokens its model call reserves, estimated at 4 bytes a token.
