@@ -47,9 +47,9 @@ type HandlerContext = Pick<AppContext, 'config' | 'keyring' | 'logger'>;
  * Handles the "Fix with AI" button of a Fixwright check run: creates a patch request for the
  * run's findings and queues its preview. The installation's owner pays, not the user who
  * pressed the button, because automatic work is charged to the user who installed the app.
- * The button cannot choose files, so the preview gets the dashboard form's default selection:
- * when the owner's allowance pays, only the files whose estimates fit what is left, the most
- * severe first. When no file fits, or for a suspended or deleted installation or a closed
+ * The button cannot choose findings, so the preview gets the dashboard form's default
+ * selection: when the owner's allowance pays, only the findings that fit what is left, the most
+ * severe first. When none fits, or for a suspended or deleted installation or a closed
  * pull request, nothing is queued, and the outcome gives the reason. Unless the installation
  * is suspended or deleted, a fix-press-notice job in the same transaction then shows what the
  * press did on the check run.
