@@ -46,7 +46,7 @@ export async function migrateDatabase(
         return { applied: after.total - before.total, newerInDatabase: after.newer };
       } catch (error) {
         signal?.throwIfAborted();
-        throw migrationError(error);
+        throw migrationError(error, await ownsDatabase(sql));
       } finally {
         removeCloseOnAbort();
         await sql.end({ timeout: 5 });
@@ -60,19 +60,42 @@ export async function migrateDatabase(
 const insufficientPrivilege = '42501';
 
 /**
- * Turns a failed migration into a StartupError with PostgreSQL's reason and what to change,
- * which the commands print as one line.
+ * Tells whether the user in DATABASE_URL owns the current database, or null when that cannot
+ * be read, such as after the connection broke.
  */
-function migrationError(error: unknown): StartupError {
+async function ownsDatabase(sql: postgres.Sql): Promise<boolean | null> {
+  try {
+    const [row] = await sql`
+      SELECT pg_get_userbyid(datdba) = current_user AS owns
+      FROM pg_database WHERE datname = current_database()`;
+    return typeof row?.owns === 'boolean' ? row.owns : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Turns a failed migration into a StartupError with PostgreSQL's reason and what to change,
+ * which the commands print as one line. `ownsDatabase` tells a user that owns the database but
+ * not the objects in it, as after a restore by another role, from one that owns neither.
+ */
+function migrationError(error: unknown, ownsDatabase: boolean | null): StartupError {
   // drizzle's message is the whole failing statement; PostgreSQL's own error is the cause.
   const postgresError = ((error as { cause?: unknown }).cause ?? error) as { message?: string; code?: string };
   const reason = postgresError.message ?? String(error);
-  const advice =
-    postgresError.code === insufficientPrivilege
-      ? 'The user in DATABASE_URL must be able to create schemas and tables in that database: ' +
-        'make it the owner of the database, or use the owner in DATABASE_URL.'
-      : 'The database may contain tables made outside these migrations; point DATABASE_URL at ' +
-        'an empty database or one migrated by Fixwright.';
+  let advice =
+    'The database may contain tables made outside these migrations; point DATABASE_URL at ' +
+    'an empty database or one migrated by Fixwright.';
+  if (postgresError.code === insufficientPrivilege && ownsDatabase === true) {
+    advice =
+      'The user in DATABASE_URL owns the database but not all of its schemas and tables, as ' +
+      'after a restore by another role: drop the database, create it again and restore the ' +
+      'backup as this user (see "Backups and restore" in docs/operations.md).';
+  } else if (postgresError.code === insufficientPrivilege) {
+    advice =
+      'The user in DATABASE_URL must be able to create schemas and tables in that database: ' +
+      'make it the owner of the database, or use the owner in DATABASE_URL.';
+  }
   return new StartupError(`Database migration failed: ${reason}. ${advice}`, { cause: error });
 }
 

@@ -31,11 +31,13 @@ async function recordNewerMigration(url: string): Promise<void> {
 }
 
 const limitedRole = `migrate_limited_${Date.now()}`;
+const restoringRole = `migrate_owner_${Date.now()}`;
 
 afterAll(async () => {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   for (const database of created) await admin.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
   await admin.unsafe(`DROP ROLE IF EXISTS ${limitedRole}`);
+  await admin.unsafe(`DROP ROLE IF EXISTS ${restoringRole}`);
   await admin.end();
 });
 
@@ -164,5 +166,29 @@ describe('migration failures', () => {
     expect(command.stdout).toBe('');
     expect(command.stderr.trim().split('\n')).toHaveLength(1);
     expect(command.stderr).toContain('make it the owner of the database');
+  }, 60_000);
+
+  it('names a restore by another role', async () => {
+    // The superuser restored the tables and schemas, then gave the database to the user.
+    const database = `${name}_restored`;
+    const adminOfDatabase = await emptyDatabase(database);
+    await migrateDatabase(adminOfDatabase);
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`CREATE ROLE ${restoringRole} LOGIN PASSWORD 'owner-password'`);
+    await admin.unsafe(`ALTER DATABASE ${database} OWNER TO ${restoringRole}`);
+    await admin.end();
+    const url = new URL(adminOfDatabase);
+    url.username = restoringRole;
+    url.password = 'owner-password';
+
+    const error = await migrationFailure(url.toString());
+
+    expect(error).toBeInstanceOf(StartupError);
+    expect(error.message).toBe(
+      'Database migration failed: permission denied for schema drizzle. The user in ' +
+        'DATABASE_URL owns the database but not all of its schemas and tables, as after a ' +
+        'restore by another role: drop the database, create it again and restore the backup ' +
+        'as this user (see "Backups and restore" in docs/operations.md).',
+    );
   }, 60_000);
 });
