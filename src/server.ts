@@ -181,7 +181,8 @@ async function startParts(
     {
       event: 'service.started',
       role,
-      host: config.HOST,
+      // A worker listens on no port, so it has no address to name.
+      host: port === undefined ? undefined : config.HOST,
       port,
       url: port === undefined ? undefined : httpOrigin(config.HOST, port),
     },

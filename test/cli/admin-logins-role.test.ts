@@ -61,4 +61,20 @@ it('worker start leaves roles to web', async () => {
   expect(webOutput).toContain('"event":"users.roles_synced"');
   expect(await roleOf(admin!.id)).toBe('user');
   expect(await recordedLogins()).toEqual([]);
+
+  // Only the web process listens, so only its start line names an address.
+  const workerStarted = startedLine(workerOutput);
+  expect(workerStarted.role).toBe('worker');
+  expect(workerStarted).not.toHaveProperty('host');
+  expect(workerStarted).not.toHaveProperty('port');
+  const webStarted = startedLine(webOutput);
+  expect(webStarted.host).toBe('127.0.0.1');
+  expect(webStarted.port).toBeTypeOf('number');
 }, 120_000);
+
+/** Returns the `service.started` log line of a command's output as an object. */
+function startedLine(output: string): Record<string, unknown> {
+  const line = output.split('\n').find((entry) => entry.includes('"event":"service.started"'));
+  expect(line).toBeDefined();
+  return JSON.parse(line!) as Record<string, unknown>;
+}
