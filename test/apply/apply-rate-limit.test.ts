@@ -178,6 +178,35 @@ describe('apply under a long rate limit', () => {
     expect(refUpdates(since)).toBe(1);
   });
 
+  it('records the commit on a press during the wait', async () => {
+    const request = await newRequest();
+    limitAfterRefUpdate = Math.floor(Date.now() / 1000) + 30 * 60;
+    const since = setup.fake.requests.length;
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const pushed = await git('rev-parse', headBranch);
+    const [job] = await applyJobs(request.id);
+    await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
+
+    // The user presses Apply again before the job starts.
+    const response = await requestApply(applyContext, request.id);
+    await setup.context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, applyContext.runId));
+
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { commitSha: string; alreadyApplied: boolean };
+    expect(body.commitSha).toBe(pushed);
+    expect(body.alreadyApplied).toBe(false);
+    expect((await stored(request.id)).appliedCommitSha).toBe(pushed);
+    expect(refUpdates(since)).toBe(1);
+
+    await runApplyJob(job!.id);
+
+    const applied = await stored(request.id);
+    expect(applied.appliedCommitSha).toBe(pushed);
+    expect(applied.applyError).toBeNull();
+    expect(refUpdates(since)).toBe(1);
+    expect(await git('rev-parse', headBranch)).toBe(pushed);
+  });
+
   it('fails past the maximum wait', async () => {
     const request = await newRequest();
     setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
