@@ -2,7 +2,8 @@
 // continues in an apply job that starts once the limit lifts, without writing a fix twice.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
+import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
@@ -205,6 +206,36 @@ describe('apply under a long rate limit', () => {
     expect(applied.applyError).toBeNull();
     expect(refUpdates(since)).toBe(1);
     expect(await git('rev-parse', headBranch)).toBe(pushed);
+  });
+
+  it('is cancelled by regenerating a file', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    const [file] = await setup.context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, request.id));
+
+    const result = await regeneratePatchFile(setup.context.db, setup.context.boss, {
+      userId: applyContext.user.id,
+      patchRequestId: request.id,
+      fileId: file!.id,
+    });
+
+    expect(result).toEqual({ ok: true, path: 'app.txt', generation: 1, cancelledApplyJobId: job!.id });
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('cancelled');
+    const stopped = await stored(request.id);
+    expect(stopped.applyRateLimitedUntil).toBeNull();
+    expect(stopped.applyError).toBe(
+      'The apply that waited for a GitHub rate limit was cancelled, because app.txt was ' +
+        'regenerated. Apply again once the preview is ready.',
+    );
+    const preview = await previewJson(request.id);
+    expect(preview.rateLimitWait).toBeNull();
+    expect(preview.applyError).toBe(stopped.applyError);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 
   it('fails past the maximum wait', async () => {
