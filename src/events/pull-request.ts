@@ -6,7 +6,7 @@ import { installations, prRuns } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
-import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
+import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { githubId } from './github-id.ts';
 import { githubLogin, repositoryFullName } from './github-names.ts';
@@ -356,8 +356,21 @@ async function handleClosed(
     `Cancelled because pull request ${target} was closed. Reopen it on GitHub, then request ` +
       'the fix again.',
   );
+  // A waiting apply would otherwise commit once the pull request is reopened, which a user
+  // who closed it does not expect.
+  const cancelledApplies = await cancelApplyJobsOfRuns(
+    tx,
+    boss,
+    allRuns.map((row) => row.id),
+    `Pull request ${target} was closed. Reopen it on GitHub, then apply again.`,
+  );
+  const work = [
+    `${cancelledRuns.length} run(s)`,
+    `${cancelledRequests.length} patch request(s)`,
+    ...(cancelledApplies > 0 ? [`${cancelledApplies} apply job(s)`] : []),
+  ];
   return (
     `pull request closed: marked ${allRuns.length} run(s) closed, cancelled ` +
-    `${cancelledRuns.length} run(s) and ${cancelledRequests.length} patch request(s)`
+    `${work.slice(0, -1).join(', ')} and ${work.at(-1)}`
   );
 }

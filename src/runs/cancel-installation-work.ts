@@ -2,10 +2,10 @@ import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { patchRequests, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
-import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 import { reportQueue } from '../jobs/report.ts';
+import { cancelApplyJobsOfRuns } from './cancel-run-work.ts';
 
 /** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
 export type InstallationCancelCause = 'suspended' | 'uninstalled';
@@ -127,26 +127,12 @@ export async function cancelInstallationWork(
   );
   if (previewJobIds.length > 0) await boss.cancel(previewQueue, previewJobIds, { db });
 
-  const applyJobPending = sql`${patchRequests.applyJobId} IN (
-    SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
-  const waitingApplies = await tx
-    .update(patchRequests)
-    .set({ applyError: `The apply was cancelled. ${reason}`, applyRateLimitedUntil: null })
-    .where(
-      and(
-        inArray(patchRequests.runId, runsOfInstallation),
-        isNull(patchRequests.appliedAt),
-        applyJobPending,
-      ),
-    )
-    .returning({ applyJobId: patchRequests.applyJobId });
-  const applyJobIds = waitingApplies.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
-  if (applyJobIds.length > 0) await boss.cancel(applyQueue, applyJobIds, { db });
+  const applies = await cancelApplyJobsOfRuns(tx, boss, runsOfInstallation, reason);
 
   return {
     runs: cancelledRuns.length,
     reports: unreported.length,
     patchRequests: unfinished.length,
-    applies: waitingApplies.length,
+    applies,
   };
 }
