@@ -176,7 +176,18 @@ export async function handlePullRequestEvent(
     }
     await tx
       .update(prRuns)
-      .set({ status: 'queued', error: null, completedAt: null, reportError: null, prUpdatedAt: updatedAt })
+      .set({
+        status: 'queued',
+        error: null,
+        completedAt: null,
+        reportError: null,
+        prUpdatedAt: updatedAt,
+        // The job that waited for a rate limit was cancelled with the run. Its wait would show
+        // again while the new job is queued or analyzing.
+        rateLimitedUntil: null,
+        rateLimitedJobId: null,
+        rateLimitedQueue: null,
+      })
       .where(eq(prRuns.id, existing!.id));
   }
   const runId = run?.id ?? existing!.id;
