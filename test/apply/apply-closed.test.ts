@@ -16,14 +16,13 @@ import {
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
+  fakePullRequestEvent,
   insertReadyPatchRequest,
   prNumber,
   repository,
-  repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 import {
-  examplePullRequestEvent,
   postSignedWebhook,
   waitForLockWait,
 } from '../helpers/webhooks.ts';
@@ -50,13 +49,7 @@ function newRequest() {
 
 /** GitHub's example `pull_request` payload for `action`, moved to the fake's pull request. */
 function pullRequestEvent(action: 'closed' | 'reopened'): Record<string, any> {
-  const payload = examplePullRequestEvent(action, {
-    installationId: setup.installationId,
-    repositoryId,
-    repository,
-    number: prNumber,
-  });
-  payload.pull_request.head.sha = setup.git.headSha;
+  const payload = fakePullRequestEvent(setup, action);
   // GitHub's example `reopened` payload is older than its `closed` one. A reopen comes after
   // the close, and a reopen older than the close keeps the pull request closed.
   if (action === 'reopened') payload.pull_request.updated_at = '2019-05-15T15:30:00Z';

@@ -20,15 +20,12 @@ import {
   createGitHubTestContext,
   insertFindings,
   insertInstallation,
+  fakePullRequestEvent,
   insertRun,
-  prNumber,
-  repository,
-  repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 import { runDueJob } from '../helpers/jobs.ts';
 import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
-import { examplePullRequestEvent } from '../helpers/webhooks.ts';
 
 const pullPath = '/repos/:owner/:repo/pulls/:pull_number';
 const checkRunPath = '/repos/:owner/:repo/check-runs/:check_run_id';
@@ -127,13 +124,7 @@ afterAll(async () => {
 
 /** Handles a `pull_request` event of the fake pull request's head with `action` at `at`. */
 async function pullRequestEvent(action: 'closed' | 'reopened', at: string): Promise<string> {
-  const event = examplePullRequestEvent(action, {
-    installationId: setup.installationId,
-    repositoryId,
-    repository,
-    number: prNumber,
-  });
-  event.pull_request.head.sha = setup.git.headSha;
+  const event = fakePullRequestEvent(setup, action);
   event.pull_request.updated_at = at;
   if (action === 'closed') event.pull_request.closed_at = at;
   const payload = pullRequestPayload.parse(event);
