@@ -373,7 +373,8 @@ async function handleClosed(
     tx,
     boss,
     allRuns.map((row) => row.id),
-    `Pull request ${target} was closed. Reopen it on GitHub, then apply again.`,
+    `The apply was cancelled because pull request ${target} was closed. Reopen it on GitHub, ` +
+      'then apply again.',
   );
   const work = [
     `${cancelledRuns.length} run(s)`,

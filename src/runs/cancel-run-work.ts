@@ -54,21 +54,21 @@ export async function cancelPatchRequestsOfRuns(
 /**
  * Cancels the apply jobs that pg-boss has not finished, waiting for a GitHub rate limit or
  * running, of the unapplied patch requests of `runIds` (a list or a subquery). Their patch
- * requests get the apply error "The apply was cancelled. `reason`" and stay ready. Returns how
- * many were cancelled. A running job that still applies clears the error when it succeeds.
+ * requests get `applyError` and stay ready. Returns how many were cancelled. A running job
+ * that still applies clears the error when it succeeds.
  */
 export async function cancelApplyJobsOfRuns(
   tx: Transaction,
   boss: PgBoss,
   runIds: string[] | SQLWrapper,
-  reason: string,
+  applyError: string,
 ): Promise<number> {
   if (Array.isArray(runIds) && runIds.length === 0) return 0;
   const applyJobPending = sql`${patchRequests.applyJobId} IN (
     SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
   const cancelled = await tx
     .update(patchRequests)
-    .set({ applyError: `The apply was cancelled. ${reason}`, applyRateLimitedUntil: null })
+    .set({ applyError, applyRateLimitedUntil: null })
     .where(and(inArray(patchRequests.runId, runIds), isNull(patchRequests.appliedAt), applyJobPending))
     .returning({ applyJobId: patchRequests.applyJobId });
   const jobIds = cancelled.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));

@@ -200,8 +200,8 @@ describe('apply on a closed pull request', () => {
     expect((await setup.context.boss.getJobById(applyQueue, jobId))!.state).toBe('cancelled');
     const row = await stored(request.id);
     expect(row.applyError).toBe(
-      `The apply was cancelled. Pull request ${repository}#${prNumber} was closed. Reopen it on ` +
-        'GitHub, then apply again.',
+      `The apply was cancelled because pull request ${repository}#${prNumber} was closed. Reopen ` +
+        'it on GitHub, then apply again.',
     );
     expect(row.applyRateLimitedUntil).toBeNull();
     expect(row.status).toBe('ready');
