@@ -69,6 +69,9 @@ export async function handleApplyJob(
   } catch (error) {
     if (error instanceof ApplyRejectedError || error instanceof ConfigError) {
       // A retry would be rejected the same way.
+      // NOTE: a retry after this job's worker died while applying finds the dead attempt's
+      // claim, so it stores the rejection that names when the claim goes stale and ends. The
+      // user then applies again after that time.
       await storeError(error.message);
       logger.warn({ event: 'job.apply.rejected', reason: error.message }, 'apply rejected');
       return;
