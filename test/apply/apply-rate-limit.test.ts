@@ -238,6 +238,44 @@ describe('apply under a long rate limit', () => {
     expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 
+  it('waits out a claim held elsewhere', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    // A call, or an attempt of the job whose worker died, claimed the request 2 minutes ago.
+    const claimedAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 120_000);
+    await setup.context.db.update(patchRequests).set({ applyStartedAt: claimedAt }).where(eq(patchRequests.id, request.id));
+    const since = setup.fake.requests.length;
+
+    await runApplyJob(job!.id);
+
+    const jobs = await applyJobs(request.id);
+    expect(jobs).toHaveLength(2);
+    const next = jobs[1]!;
+    expect(next.state).toBe('created');
+    expect(new Date(next.start_after).getTime()).toBe(claimedAt.getTime() + 10 * 60_000 + 1000);
+    expect(next.data.rateLimitedSince).toBe(job!.data.rateLimitedSince);
+    const waiting = await stored(request.id);
+    expect(waiting.applyJobId).toBe(next.id);
+    expect(waiting.applyError).toBeNull();
+    expect(waiting.appliedAt).toBeNull();
+    expect(refUpdates(since)).toBe(0);
+
+    // The claim went stale without a result, so the next job applies.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    await runApplyJob(next.id);
+
+    const applied = await stored(request.id);
+    expect(applied.appliedAt).not.toBeNull();
+    expect(applied.applyError).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
+    expect(refUpdates(since)).toBe(1);
+  });
+
   it('fails past the maximum wait', async () => {
     const request = await newRequest();
     setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
