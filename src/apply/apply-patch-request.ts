@@ -220,8 +220,10 @@ export async function applyPatchRequest(
   // A call that died may have pushed its commit, which supersedes the run through its
   // `synchronize` event, or posted its review before someone pushed. While that call's claim
   // remains, the apply goes on, so that it can find the commit or review and record it. So does
-  // an apply job, because the call that GitHub rate-limited may have written before the limit.
-  const claimLeft = request.applyStartedAt !== null || input.job !== undefined;
+  // an apply job, and any apply after one was queued, because the call that GitHub rate-limited
+  // may have written before the limit.
+  const claimLeft =
+    request.applyStartedAt !== null || request.applyJobId !== null || input.job !== undefined;
   if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',

@@ -1,17 +1,24 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { patchFiles, patchRequests, prRuns, type PatchRequestStatus } from '../db/schema/index.ts';
 import {
   findInstallationUnavailable,
   type InstallationUnavailableError,
 } from '../github/installation-unavailable.ts';
+import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
 import { findPullRequestClosed, type PullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { isUuid } from '../runs/visible-runs.ts';
 
 export type RegenerateFileResult =
-  | { ok: true; path: string; generation: number }
+  | {
+      ok: true;
+      path: string;
+      generation: number;
+      /** The apply job that waited for a GitHub rate limit and was cancelled, or null. */
+      cancelledApplyJobId: string | null;
+    }
   | { ok: false; reason: 'not_found' }
   | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
@@ -23,7 +30,8 @@ export type RegenerateFileResult =
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
  * Nothing changes when the run's installation is suspended or deleted, or when its pull request
- * is closed.
+ * is closed. An apply job that waits for a GitHub rate limit is cancelled, with a message in the
+ * request's `applyError`, because it would apply the new text, which the user has not seen.
  */
 export async function regeneratePatchFile(
   db: Database,
@@ -52,6 +60,7 @@ export async function regeneratePatchFile(
         status: patchRequests.status,
         applyStartedAt: patchRequests.applyStartedAt,
         appliedAt: patchRequests.appliedAt,
+        applyJobId: patchRequests.applyJobId,
       })
       .from(patchRequests)
       .where(and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)))
@@ -98,10 +107,47 @@ export async function regeneratePatchFile(
         filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${request.id} AND ${patchFiles.status} IN ('ready', 'failed'))`,
       })
       .where(eq(patchRequests.id, request.id));
+    const cancelledApplyJobId = await cancelWaitingApply(
+      tx,
+      boss,
+      request.id,
+      request.applyJobId,
+      file.path,
+    );
     const data: PreviewJobData = { patchRequestId: request.id };
     const previewJobId = await boss.send(previewQueue, data, { db: transactionDb(tx) });
     // The newest job replaces the first one's id, so cancelling the request reaches this job.
     await tx.update(patchRequests).set({ previewJobId }).where(eq(patchRequests.id, request.id));
-    return { ok: true, path: file.path, generation: file.generation + 1 };
+    return { ok: true, path: file.path, generation: file.generation + 1, cancelledApplyJobId };
   });
+}
+
+/**
+ * Cancels apply job `applyJobId` of the patch request unless it has ended, and stores why in
+ * the request's `applyError`. Returns the job's id when it was cancelled, otherwise null. The
+ * request's row must be locked and unclaimed, so the job has not started writing to GitHub. A
+ * job that started meanwhile fails its claim, because the request is no longer ready.
+ */
+async function cancelWaitingApply(
+  tx: Transaction,
+  boss: PgBoss,
+  patchRequestId: string,
+  applyJobId: string | null,
+  path: string,
+): Promise<string | null> {
+  if (applyJobId === null) return null;
+  const [pending] = await tx.execute<{ id: string }>(sql`
+    SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND id = ${applyJobId} AND state < 'completed'`);
+  if (!pending) return null;
+  await boss.cancel(applyQueue, applyJobId, { db: transactionDb(tx) });
+  await tx
+    .update(patchRequests)
+    .set({
+      applyError:
+        `The apply that waited for a GitHub rate limit was cancelled, because ${path} was ` +
+        'regenerated. Apply again once the preview is ready.',
+      applyRateLimitedUntil: null,
+    })
+    .where(eq(patchRequests.id, patchRequestId));
+  return applyJobId;
 }

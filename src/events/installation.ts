@@ -169,15 +169,17 @@ async function stopInstallation(
   cause: InstallationCancelCause,
 ): Promise<string> {
   const { id } = payload.installation;
-  const reason = describeInstallationCancel({
+  const installation = {
     id,
     // The payload's login is current after an account rename. The stored login covers a
     // payload whose account is null.
     accountLogin: payload.installation.account?.login ?? storedAccountLogin ?? 'its account',
     actorLogin: payload.installation.suspended_by?.login ?? payload.sender.login,
     cause,
-  });
-  const cancelled = await cancelInstallationWork(tx, boss, id, reason);
+  };
+  const reason = describeInstallationCancel(installation);
+  const applyError = describeInstallationCancel(installation, 'apply');
+  const cancelled = await cancelInstallationWork(tx, boss, id, reason, applyError);
   const marked = cause === 'suspended' ? 'suspended' : 'deleted';
   const work = [
     `${cancelled.runs} run(s)`,

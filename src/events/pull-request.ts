@@ -6,7 +6,7 @@ import { installations, prRuns, pullRequestCloses } from '../db/schema/index.ts'
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
-import { cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
+import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { githubId } from './github-id.ts';
 import { githubLogin, repositoryFullName } from './github-names.ts';
@@ -176,7 +176,18 @@ export async function handlePullRequestEvent(
     }
     await tx
       .update(prRuns)
-      .set({ status: 'queued', error: null, completedAt: null, reportError: null, prUpdatedAt: updatedAt })
+      .set({
+        status: 'queued',
+        error: null,
+        completedAt: null,
+        reportError: null,
+        prUpdatedAt: updatedAt,
+        // The job that waited for a rate limit was cancelled with the run. Its wait would show
+        // again while the new job is queued or analyzing.
+        rateLimitedUntil: null,
+        rateLimitedJobId: null,
+        rateLimitedQueue: null,
+      })
       .where(eq(prRuns.id, existing!.id));
   }
   const runId = run?.id ?? existing!.id;
@@ -391,8 +402,22 @@ async function handleClosed(
     `Cancelled because pull request ${target} was closed. Reopen it on GitHub, then request ` +
       'the fix again.',
   );
+  // A waiting apply would otherwise commit once the pull request is reopened, which a user
+  // who closed it does not expect.
+  const cancelledApplies = await cancelApplyJobsOfRuns(
+    tx,
+    boss,
+    allRuns.map((row) => row.id),
+    `The apply was cancelled because pull request ${target} was closed. Reopen it on GitHub, ` +
+      'then apply again.',
+  );
+  const work = [
+    `${cancelledRuns.length} run(s)`,
+    `${cancelledRequests.length} patch request(s)`,
+    ...(cancelledApplies > 0 ? [`${cancelledApplies} apply job(s)`] : []),
+  ];
   return (
     `pull request closed: marked ${allRuns.length} run(s) closed, cancelled ` +
-    `${cancelledRuns.length} run(s) and ${cancelledRequests.length} patch request(s)`
+    `${work.slice(0, -1).join(', ')} and ${work.at(-1)}`
   );
 }

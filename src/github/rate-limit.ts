@@ -24,8 +24,8 @@ function header(headers: Record<string, unknown> | undefined, name: string): str
  * It follows "Exceeding the rate limit" in GitHub's REST API docs ("Rate limits for the REST
  * API"), as @octokit/plugin-throttling 11.0.5 does. A 403 or 429 with `retry-after` lifts after
  * that many seconds, and one with `x-ratelimit-remaining: 0` one second after
- * `x-ratelimit-reset`. A secondary limit that sends neither lifts after a minute. So does a
- * limit whose header names no later time, such as `retry-after: 0` or a reset that this
+ * `x-ratelimit-reset`. A secondary limit or a 429 that sends neither lifts after a minute. So
+ * does a limit whose header names no later time, such as `retry-after: 0` or a reset that this
  * machine's clock has passed, so a job that waits for it does not start again at once. A time
  * past the latest Date is capped to it.
  */
@@ -53,6 +53,8 @@ export function asGitHubRateLimit(error: unknown, now = Date.now()): GitHubRateL
   }
   const reset = Number(header(headers, 'x-ratelimit-reset'));
   if (remaining === '0' && Number.isFinite(reset)) return lift((reset + 1) * 1000);
-  if (secondary) return { kind: 'secondary', liftsAt: fallback };
+  // A 429 is a rate limit whatever its message, while a 403 without these headers or words is
+  // a permission error.
+  if (secondary || status === 429) return { kind: 'secondary', liftsAt: fallback };
   return null;
 }

@@ -6,6 +6,8 @@ import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
 import { applyModes, patchRequests } from '../db/schema/index.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
+import type { Logger } from '../logger.ts';
+import { transactionDb } from './boss.ts';
 import { rateLimitedSince } from './rate-limit-wait.ts';
 
 export const applyQueue = 'apply';
@@ -33,7 +35,8 @@ export const applyQueueOptions = {
  * GitHub for a commit or review that the rate-limited call left, so an apply that took effect is
  * recorded and not written again. A rejection, such as a moved branch or a closed pull request,
  * is stored as the patch request's `applyError` and ends the job without a retry. Another rate
- * limit queues the next job (see `queueApplyAfterRateLimit`).
+ * limit queues the next job (see `queueApplyAfterRateLimit`), and so does a claim of another
+ * call, for when that claim goes stale (see `continueAfterClaim`).
  */
 export async function handleApplyJob(
   context: AppContext,
@@ -67,6 +70,13 @@ export async function handleApplyJob(
       logger.info({ event: 'job.apply.completed', status: 'applied', mode: result.mode }, 'apply finished');
     }
   } catch (error) {
+    const claimStaleAt = error instanceof ApplyRejectedError ? error.details?.claimStaleAt : undefined;
+    if (typeof claimStaleAt === 'string') {
+      // The claim is another call's or a dead attempt's of this job, which a retry cannot
+      // tell apart. A job that starts once the claim goes stale finds the result of either.
+      await continueAfterClaim(context, job.id, data, new Date(claimStaleAt), logger);
+      return;
+    }
     if (error instanceof ApplyRejectedError || error instanceof ConfigError) {
       // A retry would be rejected the same way.
       await storeError(error.message);
@@ -80,4 +90,41 @@ export async function handleApplyJob(
     // pg-boss stores the thrown error in its job table, so it gets the safe message only.
     throw new Error(safe.message);
   }
+}
+
+/**
+ * Queues an apply job that starts one second after `claimStaleAt`, when an apply job met the
+ * claim of another call, and stores its id on the patch request. Nothing is queued when job
+ * `jobId` no longer owns the request: it was applied, another job replaced this one, or a
+ * suspend, close or regeneration stored an apply error.
+ */
+async function continueAfterClaim(
+  context: AppContext,
+  jobId: string,
+  data: ApplyJobData,
+  claimStaleAt: Date,
+  logger: Logger,
+): Promise<void> {
+  const startAfter = new Date(claimStaleAt.getTime() + 1000);
+  const nextJobId = await context.db.transaction(async (tx) => {
+    const [request] = await tx
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, data.patchRequestId))
+      .for('update');
+    if (!request || request.appliedAt || request.applyError !== null || request.applyJobId !== jobId) {
+      return null;
+    }
+    const id = await context.boss.send(applyQueue, data, { startAfter, db: transactionDb(tx) });
+    await tx.update(patchRequests).set({ applyJobId: id }).where(eq(patchRequests.id, request.id));
+    return id;
+  });
+  logger.info(
+    nextJobId === null
+      ? { event: 'job.apply.completed', status: 'skipped', reason: 'another call applies it' }
+      : { event: 'job.apply.claimed_elsewhere', nextJobId, startAfter: startAfter.toISOString() },
+    nextJobId === null
+      ? 'apply skipped: another call holds the claim, and the job no longer owns the patch request'
+      : 'another call holds the claim, so the apply continues in a new job once it goes stale',
+  );
 }

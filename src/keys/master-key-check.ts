@@ -11,6 +11,9 @@ export const masterKeySampleSize = 5;
 /**
  * Decrypts up to `masterKeySampleSize` stored keys of `version`, those not marked
  * undecryptable first. Returns how many were tried and whether one of them decrypted.
+ * NOTE: ids are random, so on a version whose keys were encrypted under two master keys (as a
+ * process before this check could leave it), which keys are tried, and so the verdict, is
+ * random too.
  */
 export async function sampleVersion(
   db: Database,

@@ -2,10 +2,10 @@ import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { patchRequests, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
-import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 import { reportQueue } from '../jobs/report.ts';
+import { cancelApplyJobsOfRuns } from './cancel-run-work.ts';
 
 /** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
 export type InstallationCancelCause = 'suspended' | 'uninstalled';
@@ -22,22 +22,29 @@ export interface CancelledInstallationWork {
  * Builds the reason stored on each cancelled run and patch request. It names the
  * installation, who stopped it, and what must happen before new work can start. Only the side
  * that suspended an installation can unsuspend it, either an owner of the account or the
- * app's owner (GitHub Docs, "Suspending a GitHub App installation").
+ * app's owner (GitHub Docs, "Suspending a GitHub App installation"). With `work: 'apply'` it
+ * builds the apply error of a cancelled apply job, whose preview stays ready to apply again.
  */
-export function describeInstallationCancel(installation: {
-  id: number;
-  accountLogin: string;
-  actorLogin: string;
-  cause: InstallationCancelCause;
-}): string {
+export function describeInstallationCancel(
+  installation: {
+    id: number;
+    accountLogin: string;
+    actorLogin: string;
+    cause: InstallationCancelCause;
+  },
+  work: 'runs' | 'apply' = 'runs',
+): string {
   const { id, accountLogin, actorLogin, cause } = installation;
+  const cancelled = work === 'apply' ? 'The apply was cancelled' : 'Cancelled';
   const restart =
-    'Then push a new commit, or request the fix again with "Fix with AI" or "Preview fix".';
+    work === 'apply'
+      ? 'Then apply again.'
+      : 'Then push a new commit, or request the fix again with "Fix with AI" or "Preview fix".';
   return cause === 'suspended'
-    ? `Cancelled because GitHub App installation ${id} on ${accountLogin} was suspended by ` +
+    ? `${cancelled} because GitHub App installation ${id} on ${accountLogin} was suspended by ` +
         `${actorLogin}. Whoever suspended it, an owner of ${accountLogin} or the app's owner, ` +
         `must unsuspend it. ${restart}`
-    : `Cancelled because ${actorLogin} uninstalled the GitHub App from ${accountLogin} ` +
+    : `${cancelled} because ${actorLogin} uninstalled the GitHub App from ${accountLogin} ` +
         `(installation ${id}). An owner of ${accountLogin} must install the app again. ${restart}`;
 }
 
@@ -55,7 +62,8 @@ export function describeInstallationCancel(installation: {
  *   nor retries that job, because its complete and fail statements skip cancelled jobs. The
  *   worker still running it stops before its next file, where runPreview reads the status.
  * - Apply jobs that wait for a GitHub rate limit, or run, are cancelled, and their patch
- *   requests get an apply error that ends with `reason`. The previews stay ready.
+ *   requests get `applyError` (by default "The apply was cancelled. `reason`"). The previews
+ *   stay ready.
  *
  * Token reservations are left to their owners. A queued preview has reserved nothing. A
  * model call in flight settles its own reservation once, under its idempotency key, and a
@@ -66,6 +74,7 @@ export async function cancelInstallationWork(
   boss: PgBoss,
   installationId: number,
   reason: string,
+  applyError = `The apply was cancelled. ${reason}`,
 ): Promise<CancelledInstallationWork> {
   const db = transactionDb(tx);
   const ofInstallation = eq(prRuns.installationId, installationId);
@@ -127,26 +136,12 @@ export async function cancelInstallationWork(
   );
   if (previewJobIds.length > 0) await boss.cancel(previewQueue, previewJobIds, { db });
 
-  const applyJobPending = sql`${patchRequests.applyJobId} IN (
-    SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
-  const waitingApplies = await tx
-    .update(patchRequests)
-    .set({ applyError: `The apply was cancelled. ${reason}`, applyRateLimitedUntil: null })
-    .where(
-      and(
-        inArray(patchRequests.runId, runsOfInstallation),
-        isNull(patchRequests.appliedAt),
-        applyJobPending,
-      ),
-    )
-    .returning({ applyJobId: patchRequests.applyJobId });
-  const applyJobIds = waitingApplies.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
-  if (applyJobIds.length > 0) await boss.cancel(applyQueue, applyJobIds, { db });
+  const applies = await cancelApplyJobsOfRuns(tx, boss, runsOfInstallation, applyError);
 
   return {
     runs: cancelledRuns.length,
     reports: unreported.length,
     patchRequests: unfinished.length,
-    applies: waitingApplies.length,
+    applies,
   };
 }

@@ -1,6 +1,7 @@
-import { and, inArray } from 'drizzle-orm';
+import { and, inArray, isNull, sql, type SQLWrapper } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { patchRequests } from '../db/schema/index.ts';
+import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 
@@ -48,4 +49,29 @@ export async function cancelPatchRequestsOfRuns(
     await boss.cancel(previewQueue, queuedJobIds, { db: transactionDb(tx) });
   }
   return unfinished.map((request) => request.id);
+}
+
+/**
+ * Cancels the apply jobs that pg-boss has not finished, waiting for a GitHub rate limit or
+ * running, of the unapplied patch requests of `runIds` (a list or a subquery). Their patch
+ * requests get `applyError` and stay ready. Returns how many were cancelled. A running job
+ * that still applies clears the error when it succeeds.
+ */
+export async function cancelApplyJobsOfRuns(
+  tx: Transaction,
+  boss: PgBoss,
+  runIds: string[] | SQLWrapper,
+  applyError: string,
+): Promise<number> {
+  if (Array.isArray(runIds) && runIds.length === 0) return 0;
+  const applyJobPending = sql`${patchRequests.applyJobId} IN (
+    SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
+  const cancelled = await tx
+    .update(patchRequests)
+    .set({ applyError, applyRateLimitedUntil: null })
+    .where(and(inArray(patchRequests.runId, runIds), isNull(patchRequests.appliedAt), applyJobPending))
+    .returning({ applyJobId: patchRequests.applyJobId });
+  const jobIds = cancelled.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
+  if (jobIds.length > 0) await boss.cancel(applyQueue, jobIds, { db: transactionDb(tx) });
+  return cancelled.length;
 }

@@ -2,25 +2,27 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
+import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
+import { applyQueue } from '../../src/jobs/apply.ts';
 import {
   createApplyTestContext,
   gitIn,
   headText,
   proposedText,
+  refPattern,
   requestApply,
   resetPullRequestHead,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
+  fakePullRequestEvent,
   insertReadyPatchRequest,
   prNumber,
   repository,
-  repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 import {
-  examplePullRequestEvent,
   postSignedWebhook,
   waitForLockWait,
 } from '../helpers/webhooks.ts';
@@ -47,13 +49,7 @@ function newRequest() {
 
 /** GitHub's example `pull_request` payload for `action`, moved to the fake's pull request. */
 function pullRequestEvent(action: 'closed' | 'reopened'): Record<string, any> {
-  const payload = examplePullRequestEvent(action, {
-    installationId: setup.installationId,
-    repositoryId,
-    repository,
-    number: prNumber,
-  });
-  payload.pull_request.head.sha = setup.git.headSha;
+  const payload = fakePullRequestEvent(setup, action);
   // GitHub's example `reopened` payload is older than its `closed` one. A reopen comes after
   // the close, and a reopen older than the close keeps the pull request closed.
   if (action === 'reopened') payload.pull_request.updated_at = '2019-05-15T15:30:00Z';
@@ -181,5 +177,34 @@ describe('apply on a closed pull request', () => {
     const row = await stored(request.id);
     expect(row.applyStartedAt).toBeNull();
     expect(row.appliedAt).toBeNull();
+  });
+
+  it('cancels an apply waiting for a rate limit', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await apply(request.id)).status).toBe(202);
+    const jobId = (await stored(request.id)).applyJobId!;
+    expect(jobId).not.toBeNull();
+    // Later than the closes and the reopen of the tests above, so it is not taken as stale.
+    const event = pullRequestEvent('closed');
+    event.pull_request.closed_at = '2019-05-15T15:50:00Z';
+    event.pull_request.updated_at = '2019-05-15T15:50:00Z';
+
+    const outcome = await setup.context.db.transaction((tx) =>
+      handlePullRequestEvent(tx, setup.context.boss, pullRequestPayload.parse(event)),
+    );
+
+    expect(outcome).toBe(
+      'pull request closed: marked 1 run(s) closed, cancelled 0 run(s), 0 patch request(s) and 1 apply job(s)',
+    );
+    expect((await setup.context.boss.getJobById(applyQueue, jobId))!.state).toBe('cancelled');
+    const row = await stored(request.id);
+    expect(row.applyError).toBe(
+      `The apply was cancelled because pull request ${repository}#${prNumber} was closed. Reopen ` +
+        'it on GitHub, then apply again.',
+    );
+    expect(row.applyRateLimitedUntil).toBeNull();
+    expect(row.status).toBe('ready');
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 });

@@ -2,7 +2,8 @@
 // continues in an apply job that starts once the limit lifts, without writing a fix twice.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
+import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
@@ -175,6 +176,103 @@ describe('apply under a long rate limit', () => {
     expect(applied.applyError).toBeNull();
     expect(await git('rev-parse', headBranch)).toBe(pushed);
     expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+    expect(refUpdates(since)).toBe(1);
+  });
+
+  it('records the commit on a press during the wait', async () => {
+    const request = await newRequest();
+    limitAfterRefUpdate = Math.floor(Date.now() / 1000) + 30 * 60;
+    const since = setup.fake.requests.length;
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const pushed = await git('rev-parse', headBranch);
+    const [job] = await applyJobs(request.id);
+    await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
+
+    // The user presses Apply again before the job starts.
+    const response = await requestApply(applyContext, request.id);
+    await setup.context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, applyContext.runId));
+
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { commitSha: string; alreadyApplied: boolean };
+    expect(body.commitSha).toBe(pushed);
+    expect(body.alreadyApplied).toBe(false);
+    expect((await stored(request.id)).appliedCommitSha).toBe(pushed);
+    expect(refUpdates(since)).toBe(1);
+
+    await runApplyJob(job!.id);
+
+    const applied = await stored(request.id);
+    expect(applied.appliedCommitSha).toBe(pushed);
+    expect(applied.applyError).toBeNull();
+    expect(refUpdates(since)).toBe(1);
+    expect(await git('rev-parse', headBranch)).toBe(pushed);
+  });
+
+  it('is cancelled by regenerating a file', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    const [file] = await setup.context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, request.id));
+
+    const result = await regeneratePatchFile(setup.context.db, setup.context.boss, {
+      userId: applyContext.user.id,
+      patchRequestId: request.id,
+      fileId: file!.id,
+    });
+
+    expect(result).toEqual({ ok: true, path: 'app.txt', generation: 1, cancelledApplyJobId: job!.id });
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('cancelled');
+    const stopped = await stored(request.id);
+    expect(stopped.applyRateLimitedUntil).toBeNull();
+    expect(stopped.applyError).toBe(
+      'The apply that waited for a GitHub rate limit was cancelled, because app.txt was ' +
+        'regenerated. Apply again once the preview is ready.',
+    );
+    const preview = await previewJson(request.id);
+    expect(preview.rateLimitWait).toBeNull();
+    expect(preview.applyError).toBe(stopped.applyError);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('waits out a claim held elsewhere', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    // A call, or an attempt of the job whose worker died, claimed the request 2 minutes ago.
+    const claimedAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 120_000);
+    await setup.context.db.update(patchRequests).set({ applyStartedAt: claimedAt }).where(eq(patchRequests.id, request.id));
+    const since = setup.fake.requests.length;
+
+    await runApplyJob(job!.id);
+
+    const jobs = await applyJobs(request.id);
+    expect(jobs).toHaveLength(2);
+    const next = jobs[1]!;
+    expect(next.state).toBe('created');
+    expect(new Date(next.start_after).getTime()).toBe(claimedAt.getTime() + 10 * 60_000 + 1000);
+    expect(next.data.rateLimitedSince).toBe(job!.data.rateLimitedSince);
+    const waiting = await stored(request.id);
+    expect(waiting.applyJobId).toBe(next.id);
+    expect(waiting.applyError).toBeNull();
+    expect(waiting.appliedAt).toBeNull();
+    expect(refUpdates(since)).toBe(0);
+
+    // The claim went stale without a result, so the next job applies.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    await runApplyJob(next.id);
+
+    const applied = await stored(request.id);
+    expect(applied.appliedAt).not.toBeNull();
+    expect(applied.applyError).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
     expect(refUpdates(since)).toBe(1);
   });
 

@@ -94,7 +94,7 @@ describe('regeneratePatchFile', () => {
       patchRequestId,
       fileId: fileA!.id,
     });
-    expect(result).toEqual({ ok: true, path: 'src/a.ts', generation: 1 });
+    expect(result).toEqual({ ok: true, path: 'src/a.ts', generation: 1, cancelledApplyJobId: null });
 
     const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(request!.status).toBe('running');

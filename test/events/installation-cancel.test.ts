@@ -13,6 +13,7 @@ import {
   users,
 } from '../../src/db/schema/index.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
+import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
 import { reportQueue } from '../../src/jobs/report.ts';
 import { describeInstallationCancel } from '../../src/runs/cancel-installation-work.ts';
@@ -23,6 +24,7 @@ import {
   createGitHubTestContext,
   insertFindings,
   insertInstallation,
+  insertReadyPatchRequest,
   insertRun,
   insertUser,
   type GitHubTestContext,
@@ -248,6 +250,43 @@ describe('installation suspend', () => {
     );
     expect(await jobState(reportQueue, analyzed.reportJobId)).toBe('cancelled');
     expect(setup.fake.checkRuns).toHaveLength(0);
+  });
+
+  it('cancels an apply waiting for a rate limit', async () => {
+    const run = await insertRun(setup.context, {
+      installationId: setup.installationId,
+      headSha: setup.git.headSha,
+      baseSha: setup.git.baseSha,
+    });
+    await setup.context.db.update(prRuns).set({ reportedAt: new Date() }).where(eq(prRuns.id, run.id));
+    const request = await insertReadyPatchRequest(setup.context, {
+      runId: run.id,
+      userId: owner.id,
+      files: [{ path: 'src/a.ts', originalText: "console.log('a');\n", proposedText: '' }],
+    });
+    const data: ApplyJobData = { patchRequestId: request.id, userId: owner.id, rateLimitedSince: Date.now() };
+    const jobId = await setup.context.boss.send(applyQueue, data, { startAfter: 600 });
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyJobId: jobId, applyRateLimitedUntil: new Date(Date.now() + 600_000) })
+      .where(eq(patchRequests.id, request.id));
+
+    const suspended = await deliver('installation', example('installation', 'suspend'));
+
+    expect(suspended.body.outcome).toBe(
+      `installation ${setup.installationId} marked suspended; ` +
+        'cancelled 0 run(s), 0 report(s), 0 patch request(s) and 1 apply job(s)',
+    );
+    expect(await jobState(applyQueue, jobId)).toBe('cancelled');
+    const [stored] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(stored!.status).toBe('ready');
+    expect(stored!.applyRateLimitedUntil).toBeNull();
+    // The preview stays ready, so the user applies again rather than requesting a new fix.
+    expect(stored!.applyError).toBe(
+      `The apply was cancelled because GitHub App installation ${setup.installationId} on ` +
+        "Codertocat was suspended by Codertocat. Whoever suspended it, an owner of Codertocat or the app's " +
+        'owner, must unsuspend it. Then apply again.',
+    );
   });
 
   it('stops a running preview', async () => {

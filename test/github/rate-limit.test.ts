@@ -68,6 +68,11 @@ describe('asGitHubRateLimit', () => {
     }
   });
 
+  it('waits a minute for a bare 429', () => {
+    const error = responseError(429, 'Too Many Requests');
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 60_000 });
+  });
+
   it('ignores other errors', () => {
     expect(asGitHubRateLimit(responseError(403, 'Resource not accessible by integration'), now)).toBeNull();
     expect(asGitHubRateLimit(responseError(404, 'Not Found', primaryHeaders), now)).toBeNull();

@@ -11,6 +11,7 @@ import {
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { createTestContext, type TestContext } from './context.ts';
+import { examplePullRequestEvent } from './webhooks.ts';
 import {
   createGitRepository,
   headBranch,
@@ -189,4 +190,19 @@ export async function insertReadyPatchRequest(
     })),
   );
   return request!;
+}
+
+/**
+ * Returns GitHub's example `pull_request` payload for `action`, moved to the fake's pull request
+ * and its head commit.
+ */
+export function fakePullRequestEvent(setup: GitHubTestContext, action: string): Record<string, any> {
+  const payload = examplePullRequestEvent(action, {
+    installationId: setup.installationId,
+    repositoryId,
+    repository,
+    number: prNumber,
+  });
+  payload.pull_request.head.sha = setup.git.headSha;
+  return payload;
 }

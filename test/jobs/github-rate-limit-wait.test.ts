@@ -12,6 +12,7 @@ import {
   handleFixPressNoticeJob,
   type FixPressNoticeJobData,
 } from '../../src/jobs/fix-press-notice.ts';
+import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
 import { reportRun } from '../../src/report/report-run.ts';
 import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -19,6 +20,7 @@ import {
   createGitHubTestContext,
   insertFindings,
   insertInstallation,
+  fakePullRequestEvent,
   insertRun,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
@@ -120,7 +122,37 @@ afterAll(async () => {
   await setup?.close();
 });
 
+/** Handles a `pull_request` event of the fake pull request's head with `action` at `at`. */
+async function pullRequestEvent(action: 'closed' | 'reopened', at: string): Promise<string> {
+  const event = fakePullRequestEvent(setup, action);
+  event.pull_request.updated_at = at;
+  if (action === 'closed') event.pull_request.closed_at = at;
+  const payload = pullRequestPayload.parse(event);
+  return setup.context.db.transaction((tx) => handlePullRequestEvent(tx, setup.context.boss, payload));
+}
+
 describe('analyze job under a long rate limit', () => {
+  it('shows no wait once the run is queued again', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    onPullRequestRead = async () => {};
+    await runAnalyzeJob(jobId);
+    expect((await storedRun(run.id)).rateLimitedUntil).not.toBeNull();
+
+    // Closing cancels the waiting job, and reopening queues the run again with a new job.
+    expect(await pullRequestEvent('closed', '2030-01-01T00:00:00Z')).toMatch(/cancelled 1 run\(s\)/);
+    expect(await pullRequestEvent('reopened', '2030-01-01T00:01:00Z')).toMatch(/queued again/);
+
+    const queued = await storedRun(run.id);
+    expect(queued.status).toBe('queued');
+    expect(queued.analyzeJobId).not.toBe(jobId);
+    expect(queued.rateLimitedUntil).toBeNull();
+    expect(queued.rateLimitedJobId).toBeNull();
+    expect(queued.rateLimitedQueue).toBeNull();
+    expect((await runJson(run.id)).rateLimitWait).toBeNull();
+    expect(await runPage(run.id)).not.toContain('waits for a GitHub rate limit');
+  });
+
+
   it('waits for a 429 with retry-after', async () => {
     const { run, jobId } = await queuedAnalysis();
     for (let request = 0; request < 4; request++) {

@@ -174,6 +174,14 @@ describe('a process whose master key does not match the stored keys', () => {
       mismatchedReason('Groq'),
     ]);
 
+    // The keys page shows the message before the user pastes a key, and disables its form.
+    const keysPage = await createApp(processB).request('/keys', { headers: formHeaders(alice) });
+    expect(keysPage.status).toBe(200);
+    const keysHtml = await keysPage.text();
+    outputs.push(keysHtml);
+    expect(keysHtml).toContain("Own keys cannot be saved now: this server&#39;s master key version 1 does not match");
+    expect(keysHtml).toContain('<fieldset class="key-fields" disabled="">');
+
     // Replacing a stored key and saving a new one are both refused before the provider check.
     groq.reset();
     gemini.reset();
@@ -200,6 +208,8 @@ describe('a process whose master key does not match the stored keys', () => {
     expect(html).toContain('Your own model keys');
     expect(html).toContain("Own keys cannot be saved now: this server&#39;s master key version 1 does not match");
     expect(html).toContain('data-provider="groq"');
+
+    expect(html.split("Own keys cannot be saved now").length - 1).toBe(1);
 
     // Deleting works, through the API and the dashboard.
     expect((await api(processB, alice.token, 'DELETE', '/api/user/keys/gemini')).status).toBe(204);
@@ -231,6 +241,10 @@ describe('a process whose master key does not match the stored keys', () => {
     const listed = await api(processA, bob.token, 'GET', '/api/user/keys');
     expect(listed.json.storageAvailable).toBe(true);
     expect(listed.json.keys[0].unusableReason).toBeNull();
+    const keysPage = await createApp(processA).request('/keys', { headers: formHeaders(bob) });
+    const keysHtml = await keysPage.text();
+    expect(keysHtml).toContain('<fieldset class="key-fields">');
+    expect(keysHtml).not.toContain('Own keys cannot be saved now');
     const result = await preview(processA, bob.userId);
     expect(result.outcome.status).toBe('ready');
     expect(modelCalls().map((request) => request.apiKey)).toEqual([plain.get('mismatch-bob:groq')]);

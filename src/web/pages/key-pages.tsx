@@ -29,7 +29,10 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
   app.get('/keys', async (c) => {
     const keys = await listUserKeys(context, c.var.user.id);
     const notice = notices.get(c.req.query('notice') ?? '');
-    return c.html(<KeysPage session={c.var.session} keys={keys} notice={notice} />);
+    const saveUnavailable = context.keyring.unavailableReason;
+    return c.html(
+      <KeysPage session={c.var.session} keys={keys} notice={notice} saveUnavailable={saveUnavailable} />,
+    );
   });
 
   app.post('/keys', async (c) => {
@@ -50,7 +53,10 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
       if (!(error instanceof KeyringUnavailableError)) throw error;
       // The keys page, with the message, so the user still sees and can delete the stored keys.
       const keys = await listUserKeys(context, c.var.user.id);
-      return c.html(<KeysPage session={c.var.session} keys={keys} error={error.message} />, 503);
+      return c.html(
+        <KeysPage session={c.var.session} keys={keys} error={error.message} saveUnavailable={error.message} />,
+        503,
+      );
     }
     if (!result.ok) {
       context.logger.info(

@@ -113,8 +113,11 @@ export function patchRequestPages(
         fileId,
         generation: result.generation,
         userId: c.var.user.id,
+        ...(result.cancelledApplyJobId ? { cancelledApplyJobId: result.cancelledApplyJobId } : {}),
       },
-      'file regeneration queued',
+      result.cancelledApplyJobId
+        ? 'file regeneration queued; the apply job that waited for a GitHub rate limit was cancelled'
+        : 'file regeneration queued',
     );
     if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
     return c.html(await renderFilesPanel(c.var.session, c.var.user.id, id));

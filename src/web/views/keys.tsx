@@ -14,13 +14,18 @@ export const providerNames: Record<(typeof providers)[number], string> = {
   gemini: 'Gemini',
 };
 
-/** The user's own provider keys: list, add or replace, delete. Keys are never shown again. */
+/**
+ * The user's own provider keys: list, add or replace, delete. Keys are never shown again.
+ * `saveUnavailable` is why no key can be saved now (the keyring's unavailableReason). The form
+ * is then disabled and shows it, unless `error` is the same message.
+ */
 export const KeysPage: FC<{
   session: ActiveSession;
   keys: KeyRow[];
   notice?: string;
   error?: string;
-}> = ({ session, keys, notice, error }) => (
+  saveUnavailable?: string | null;
+}> = ({ session, keys, notice, error, saveUnavailable }) => (
   <Layout title="Keys" session={session}>
     <h1>Your own model keys</h1>
     <p class="muted">
@@ -82,8 +87,10 @@ export const KeysPage: FC<{
 
     <section class="card">
       <h2>Add or replace a key</h2>
+      {saveUnavailable && saveUnavailable !== error ? <p class="error">{saveUnavailable}</p> : null}
       <form method="post" action="/keys">
         <CsrfField session={session} />
+        <fieldset class="key-fields" disabled={Boolean(saveUnavailable)}>
         <label>
           Provider{' '}
           <select name="provider">
@@ -98,6 +105,7 @@ export const KeysPage: FC<{
         <button type="submit" class="primary">
           Save key
         </button>
+        </fieldset>
       </form>
     </section>
   </Layout>
