@@ -65,3 +65,16 @@ export async function deleteUserKey(
 ): Promise<boolean> {
   return storedKeys.delete(keyOf(input.userId, input.provider));
 }
+
+export const providerOrders = new Map<string, Provider[]>();
+
+export async function getProviderOrder(_db: Database, userId: string): Promise<Provider[]> {
+  return providerOrders.get(userId) ?? ['groq', 'gemini'];
+}
+
+export async function setProviderOrder(
+  _db: Database,
+  input: { userId: string; order: Provider[] },
+): Promise<void> {
+  providerOrders.set(input.userId, input.order);
+}

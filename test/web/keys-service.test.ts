@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { userApiKeys } from '../../src/db/schema/index.ts';
+import { encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
+import { getProviderOrder } from '../../src/keys/user-keys.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders } from '../helpers/web.ts';
@@ -9,7 +12,7 @@ describe('keys pages with the real key service', () => {
   let app: ReturnType<typeof createApp>;
 
   beforeAll(async () => {
-    context = await createTestContext();
+    context = await createTestContext({ GROQ_API_KEY: 'gsk_keys_page_platform_key' });
     app = createApp(context);
   });
   afterAll(async () => {
@@ -31,6 +34,54 @@ describe('keys pages with the real key service', () => {
       body: formBody({ _csrf: user.csrfToken }),
     });
     expect(response.status).toBe(404);
+  });
+
+  it('shows and changes the provider order', async () => {
+    const user = await createSignedInUser(context.db, { login: 'real-keys-order' });
+    const key = 'AIzaOwnGeminiKeyForTheOrder1234';
+    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'gemini' }, key);
+    await context.db
+      .insert(userApiKeys)
+      .values({ userId: user.userId, provider: 'gemini', ...encrypted, lastFour: key.slice(-4) });
+    const page = async () => {
+      const response = await app.request('/keys', { headers: { cookie: user.cookie } });
+      expect(response.status).toBe(200);
+      const html = await response.text();
+      return [...html.matchAll(/<li data-provider="(\w+)">[^<]*<span class="muted">([^<]*)<\/span>/g)].map(
+        (match) => [match[1], match[2]],
+      );
+    };
+
+    expect(await page()).toEqual([
+      ['groq', 'the platform key, charged to your allowance'],
+      ['gemini', 'your own key'],
+    ]);
+
+    const response = await app.request('/keys/order', {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken, first: 'gemini' }),
+    });
+
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/keys?notice=order-saved');
+    expect(await getProviderOrder(context.db, user.userId)).toEqual(['gemini', 'groq']);
+    expect(await page()).toEqual([
+      ['gemini', 'your own key'],
+      ['groq', 'left out: previews use your own key of an earlier provider instead of the platform key'],
+    ]);
+  });
+
+  it('rejects an unknown first provider', async () => {
+    const user = await createSignedInUser(context.db, { login: 'real-keys-order-bad' });
+    const response = await app.request('/keys/order', {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken, first: 'openai' }),
+    });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('Invalid provider &quot;openai&quot;: choose groq or gemini.');
+    expect(await getProviderOrder(context.db, user.userId)).toEqual(['groq', 'gemini']);
   });
 
   it('answers 503 when no master key is configured', async () => {

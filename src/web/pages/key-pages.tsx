@@ -2,11 +2,21 @@ import { KeyringUnavailableError } from '../../keys/master-keys.ts';
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { providers, type Provider } from '../../db/schema/index.ts';
-import { deleteUserKey, listUserKeys, saveUserKey } from '../../keys/user-keys.ts';
+import { parseProvider } from '../../keys/provider-order.ts';
+import {
+  deleteUserKey,
+  getProviderOrder,
+  listUserKeys,
+  saveUserKey,
+  setProviderOrder,
+} from '../../keys/user-keys.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
-import { KeysPage, providerNames } from '../views/keys.tsx';
+import type { Context } from 'hono';
+import { chooseKeys } from '../../autofix/model-clients.ts';
+import { platformKey } from '../../autofix/provider-client.ts';
+import { KeysPage, providerNames, type ProviderUse } from '../views/keys.tsx';
 
 const maxKeyLength = 500;
 
@@ -14,25 +24,67 @@ const maxKeyLength = 500;
 const notices = new Map([
   ['saved', 'Key saved.'],
   ['deleted', 'Key deleted.'],
+  ['order-saved', 'Provider order saved.'],
 ]);
 
 function isProvider(value: string): value is Provider {
   return (providers as readonly string[]).includes(value);
 }
 
-/** `GET /keys`, `POST /keys` (add or replace) and `POST /keys/:provider/delete`. */
+/**
+ * `GET /keys`, `POST /keys` (add or replace), `POST /keys/:provider/delete` and
+ * `POST /keys/order` (which provider previews try first).
+ */
 export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }> {
   const app = new Hono<{ Variables: PageVariables }>();
   app.use('/keys', requirePageSession(context));
   app.use('/keys/*', requirePageSession(context));
 
-  app.get('/keys', async (c) => {
-    const keys = await listUserKeys(context, c.var.user.id);
-    const notice = notices.get(c.req.query('notice') ?? '');
-    const saveUnavailable = context.keyring.unavailableReason;
+  /** Renders the keys page with the user's keys and provider order as they are stored now. */
+  async function renderKeysPage(
+    c: Context<{ Variables: PageVariables }>,
+    message: { notice?: string; error?: string; saveUnavailable?: string } = {},
+    status: 200 | 400 | 429 | 502 | 503 = 200,
+  ) {
+    const userId = c.var.user.id;
+    const keys = await listUserKeys(context, userId);
+    const order = await getProviderOrder(context.db, userId);
+    const usable = new Map(keys.map((key) => [key.provider, key.unusableReason === null]));
+    const choices = chooseKeys(order, usable, (provider) => Boolean(platformKey(context.config, provider)));
+    const uses: ProviderUse[] = order.map((provider) => ({
+      provider,
+      keySource: choices.find((choice) => choice.provider === provider)?.keySource ?? null,
+      ownKeyUnusable: usable.get(provider) === false,
+      hasPlatformKey: Boolean(platformKey(context.config, provider)),
+    }));
     return c.html(
-      <KeysPage session={c.var.session} keys={keys} notice={notice} saveUnavailable={saveUnavailable} />,
+      <KeysPage
+        session={c.var.session}
+        keys={keys}
+        uses={uses}
+        saveUnavailable={context.keyring.unavailableReason}
+        {...message}
+      />,
+      status,
     );
+  }
+
+  app.get('/keys', (c) => renderKeysPage(c, { notice: notices.get(c.req.query('notice') ?? '') }));
+
+  app.post('/keys/order', async (c) => {
+    const body = await c.req.parseBody();
+    const first = parseProvider(body.first);
+    if (!first) {
+      const value = typeof body.first === 'string' ? body.first : '';
+      throw new AppError('bad_request', `Invalid provider ${JSON.stringify(value.slice(0, 40))}: choose groq or gemini.`);
+    }
+    const order = [first, ...providers.filter((provider) => provider !== first)];
+    await setProviderOrder(context.db, { userId: c.var.user.id, order });
+    context.logger.info(
+      { event: 'user.provider_order_saved', requestId: c.get('requestId'), userId: c.var.user.id, order },
+      'provider order saved',
+    );
+    return c.redirect('/keys?notice=order-saved', 303);
   });
 
   app.post('/keys', async (c) => {
@@ -52,24 +104,18 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     } catch (error) {
       if (!(error instanceof KeyringUnavailableError)) throw error;
       // The keys page, with the message, so the user still sees and can delete the stored keys.
-      const keys = await listUserKeys(context, c.var.user.id);
-      return c.html(
-        <KeysPage session={c.var.session} keys={keys} error={error.message} saveUnavailable={error.message} />,
-        503,
-      );
+      return renderKeysPage(c, { error: error.message, saveUnavailable: error.message }, 503);
     }
     if (!result.ok) {
       context.logger.info(
         { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },
         'own key not saved',
       );
-      const keys = await listUserKeys(context, c.var.user.id);
       if (result.cause === 'rate_limited') {
         c.header('Retry-After', String(result.retryAfterSeconds));
-        return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, 429);
+        return renderKeysPage(c, { error: result.reason }, 429);
       }
-      const status = result.cause === 'unavailable' ? 502 : 400;
-      return c.html(<KeysPage session={c.var.session} keys={keys} error={result.reason} />, status);
+      return renderKeysPage(c, { error: result.reason }, result.cause === 'unavailable' ? 502 : 400);
     }
     context.logger.info(
       { event: 'user_key.saved', requestId: c.get('requestId'), userId: c.var.user.id, provider },

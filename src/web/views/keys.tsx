@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import { providers } from '../../db/schema/index.ts';
+import { providers, type KeySource, type Provider } from '../../db/schema/index.ts';
 import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -8,6 +8,26 @@ import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
 type KeyRow = Awaited<ReturnType<typeof listUserKeys>>[number];
+
+/** A provider in the user's order, and which key a preview would call it with. */
+export interface ProviderUse {
+  provider: Provider;
+  /** The key that pays for the provider's calls, or null when previews leave it out. */
+  keySource: KeySource | null;
+  /** True when the user's stored key of the provider is unusable. */
+  ownKeyUnusable: boolean;
+  /** True when the operator configured a platform key for the provider. */
+  hasPlatformKey: boolean;
+}
+
+/** Describes which key a preview calls a provider with, or why it leaves the provider out. */
+function describeUse(use: ProviderUse): string {
+  if (use.keySource === 'user') return 'your own key';
+  if (use.keySource === 'platform') return 'the platform key, charged to your allowance';
+  if (use.ownKeyUnusable) return 'left out: your stored key is unusable, so save it again';
+  if (!use.hasPlatformKey) return 'left out: you have no key for it, and the platform has none';
+  return 'left out: previews use your own key of an earlier provider instead of the platform key';
+}
 
 export const providerNames: Record<(typeof providers)[number], string> = {
   groq: 'Groq',
@@ -24,14 +44,16 @@ export const KeysPage: FC<{
   keys: KeyRow[];
   notice?: string;
   error?: string;
+  /** The user's providers in the order previews try them. */
+  uses: ProviderUse[];
   saveUnavailable?: string | null;
-}> = ({ session, keys, notice, error, saveUnavailable }) => (
+}> = ({ session, keys, notice, error, uses, saveUnavailable }) => (
   <Layout title="Keys" session={session}>
     <h1>Your own model keys</h1>
     <p class="muted">
-      Fix previews use your own Groq or Gemini key when you store one; calls on your own key do not
-      count against your plan's allowance. Keys are stored encrypted and shown only by their last
-      four characters.
+      Fix previews try the providers in the order below, each with your own key when you stored
+      one and with the platform key otherwise. Calls on your own key do not count against your
+      plan's allowance. Keys are stored encrypted and shown only by their last four characters.
     </p>
     {notice ? <p class="notice" role="status">{notice}</p> : null}
     {error ? (
@@ -83,6 +105,31 @@ export const KeysPage: FC<{
           </tbody>
         </table>
       )}
+    </section>
+
+    <section class="card provider-order">
+      <h2>Provider order</h2>
+      <ol>
+        {uses.map((use) => (
+          <li data-provider={use.provider}>
+            {providerNames[use.provider]}: <span class="muted">{describeUse(use)}</span>
+          </li>
+        ))}
+      </ol>
+      <form method="post" action="/keys/order">
+        <CsrfField session={session} />
+        <label>
+          Try first{' '}
+          <select name="first">
+            {providers.map((provider) => (
+              <option value={provider} selected={uses[0]?.provider === provider}>
+                {providerNames[provider]}
+              </option>
+            ))}
+          </select>
+        </label>{' '}
+        <button type="submit">Save order</button>
+      </form>
     </section>
 
     <section class="card">
