@@ -13,7 +13,8 @@ type PatchFile = typeof patchFiles.$inferSelect;
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
  * While the request is queued or running, htmx replaces the panel every second. A closed pull
- * request gets no "Regenerate this file" buttons, because the server rejects regeneration.
+ * request and an applied or applying preview get no "Regenerate this file" buttons, because the
+ * server rejects regeneration then.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
@@ -22,6 +23,8 @@ export const PatchFilesPanel: FC<{
   pullRequestClosed: boolean;
 }> = ({ session, request, files, pullRequestClosed }) => {
   const active = isPatchRequestActive(request.status);
+  const canRegenerate =
+    !active && !pullRequestClosed && request.appliedAt === null && request.applyStartedAt === null;
   return (
     <div
       id="patch-files"
@@ -62,7 +65,7 @@ export const PatchFilesPanel: FC<{
               {file.provider ? (
                 <span class="muted">{` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`}</span>
               ) : null}
-              {active || pullRequestClosed ? null : (
+              {canRegenerate ? (
                 <form
                   class="regenerate"
                   method="post"
@@ -74,7 +77,7 @@ export const PatchFilesPanel: FC<{
                   <CsrfField session={session} />
                   <button type="submit">Regenerate this file</button>
                 </form>
-              )}
+              ) : null}
             </header>
             {file.error ? <p class="error">{file.error}</p> : null}
             {stats?.largeRewrite ? (
