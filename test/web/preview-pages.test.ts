@@ -348,6 +348,9 @@ describe('preview page', () => {
     const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
     expect(html).toContain('Applied as commit abc1234 on the pull request&#39;s branch');
     expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
+    expect(html).toContain(
+      'tokens in all model calls<span class="muted"> (replaced results and calls on your own keys included)</span>',
+    );
     // The server rejects regenerating a file of an applied preview.
     expect(html).not.toContain('Regenerate this file');
   });

@@ -35,7 +35,9 @@ export const PatchFilesPanel: FC<{
     >
       <p class="meta">
         <StatusBadge status={request.status} />{' '}
-        {`${request.filesDone} of ${request.filesTotal} files done · ${request.totalTokens} tokens`}
+        {`${request.filesDone} of ${request.filesTotal} files done · ${request.totalTokens} tokens in all model calls`}
+        {/* The total counts every call the providers reported, which the allowance may not have charged. */}
+        <span class="muted"> (replaced results and calls on your own keys included)</span>
       </p>
       {active ? (
         <>
