@@ -41,6 +41,19 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   } catch (error) {
     throw new CommandError(`Cannot read --payload ${JSON.stringify(values.payload)}: ${(error as Error).message}`);
   }
+  if ((body[0] === 0xff && body[1] === 0xfe) || (body[0] === 0xfe && body[1] === 0xff)) {
+    throw new CommandError(
+      `Invalid --payload ${JSON.stringify(values.payload)}: the file is UTF-16 text; save it as ` +
+        'UTF-8, as GitHub sends payloads.',
+    );
+  }
+  // The file is sent as it is, so a byte order mark that some editors write would be sent too.
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) {
+    throw new CommandError(
+      `Invalid --payload ${JSON.stringify(values.payload)}: the file starts with a byte order ` +
+        'mark, which GitHub never sends; save it as UTF-8 without one.',
+    );
+  }
   try {
     JSON.parse(body.toString('utf8'));
   } catch {

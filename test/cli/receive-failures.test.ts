@@ -179,6 +179,16 @@ describe('receive with invalid input', () => {
     expect(result.stderr).toContain('the file is not valid JSON');
   });
 
+  it('rejects a UTF-16 payload by its encoding', async () => {
+    const file = path.join(dir, 'utf16.json');
+    const text = JSON.stringify({ zen: 'Design for failure.' });
+    await writeFile(file, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]));
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], file);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('the file is UTF-16 text; save it as UTF-8');
+  });
+
   it('rejects a directory as payload', async () => {
     const result = await receive(`${fixwrightBase}/webhooks/github`, [], dir);
 
@@ -244,7 +254,9 @@ describe('receive with invalid input', () => {
     const result = await receive(`${fixwrightBase}/webhooks/github`, [], file);
 
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('the file is not valid JSON');
+    expect(result.stderr).toContain(
+      'the file starts with a byte order mark, which GitHub never sends; save it as UTF-8 without one.',
+    );
   });
 
   it('delivers to HOST ::1 without --url', async (test) => {
