@@ -102,8 +102,8 @@ Subcommands:
   discard   delete the stored keys of master key version N that its configured key does not
             decrypt, when the original key of that version is lost, and print how many and
             whose. Exits 1 without deleting anything when one of up to 5 keys stored under
-            version N decrypts with its key. Their owners must save the keys again, and every
-            process must be restarted before users can save keys again
+            version N decrypts with its key. Their owners must save the keys again. When N is
+            the newest version, users can save keys only after every process is restarted
 
 Options:
   --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)

@@ -471,7 +471,7 @@ export class Demo {
     const lines = [
       'Fix with AI: this command sends the webhook that pressing the check run\'s button sends. ' +
         'Run the plan command above first, because the tokens left on the free plan fit no ' +
-        'file, and run it before applying, because a commit supersedes the check run:',
+        'finding, and run it before applying, because a commit supersedes the check run:',
       `  cd ${packageRoot} && env WEBHOOK_SECRET=${webhookSecret} npx fixwright receive ` +
         `--event check_run --payload ${payloadFile} --url ${service.url}/webhooks/github`,
     ];

@@ -94,7 +94,7 @@ export const prRuns = pgTable(
      * When the GitHub rate limit lifts that the run's job `rateLimitedJobId` waits for, in queue
      * `rateLimitedQueue` (analyze, report or fix-press-notice). Cleared when that job starts.
      * NOTE: one wait at a time, so a notice that starts waiting while the report waits replaces
-     * the report's wait on the run page until the notice's job starts.
+     * the report's wait, and once the notice's job starts the run shows no wait at all.
      */
     rateLimitedUntil: timestamp({ withTimezone: true }),
     rateLimitedJobId: uuid(),
