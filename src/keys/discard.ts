@@ -1,8 +1,9 @@
-import { and, asc, eq, gt, inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { userApiKeys, users, type Provider } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
+import { lockNextKeys } from './key-batches.ts';
 import { sampleVersion } from './master-key-check.ts';
 import type { Keyring } from './master-keys.ts';
 
@@ -53,18 +54,7 @@ export async function discardUndecryptableKeys(
   let afterId: string | null = null;
   while (tried > 0) {
     const lastId: string | null = await db.transaction(async (tx) => {
-      const rows = await tx
-        .select()
-        .from(userApiKeys)
-        .where(
-          and(
-            eq(userApiKeys.masterKeyVersion, version),
-            afterId === null ? undefined : gt(userApiKeys.id, afterId),
-          ),
-        )
-        .orderBy(asc(userApiKeys.id))
-        .limit(batchSize)
-        .for('update');
+      const rows = await lockNextKeys(tx, eq(userApiKeys.masterKeyVersion, version), afterId, batchSize);
       const undecryptable: string[] = [];
       for (const row of rows) {
         try {

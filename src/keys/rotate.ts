@@ -1,8 +1,9 @@
-import { and, asc, count, eq, gt, ne, sql } from 'drizzle-orm';
+import { count, eq, ne, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { userApiKeys } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { decryptUserKey, encryptUserKey, KeyDecryptionError } from './encryption.ts';
+import { lockNextKeys } from './key-batches.ts';
 import { sampleVersion } from './master-key-check.ts';
 import type { Keyring } from './master-keys.ts';
 import { undecryptableReason } from './own-keys.ts';
@@ -62,18 +63,7 @@ export async function rotateUserKeys(
   let afterId: string | null = null;
   for (;;) {
     const lastId: string | null = await db.transaction(async (tx) => {
-      const rows = await tx
-        .select()
-        .from(userApiKeys)
-        .where(
-          and(
-            ne(userApiKeys.masterKeyVersion, targetVersion),
-            afterId === null ? undefined : gt(userApiKeys.id, afterId),
-          ),
-        )
-        .orderBy(asc(userApiKeys.id))
-        .limit(batchSize)
-        .for('update');
+      const rows = await lockNextKeys(tx, ne(userApiKeys.masterKeyVersion, targetVersion), afterId, batchSize);
 
       for (const row of rows) {
         const owner = { userId: row.userId, provider: row.provider };
