@@ -8,7 +8,7 @@ import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
-import { parseCommandOptions, parseDecimal } from './parse-options.ts';
+import { parseCommandOptions, parseDecimal, rejectOtherOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 
 const subcommands = ['rotate', 'discard'] as const;
@@ -39,11 +39,7 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     'dry-run': { type: 'boolean' },
   });
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
-  for (const name of suppliedOptions) {
-    if (accepted.includes(name)) continue;
-    const list = accepted.map((option) => `--${option}`);
-    throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
-  }
+  rejectOtherOptions(command, suppliedOptions, accepted);
   if (subcommand === 'discard') return runDiscard(config, logger, values);
 
   const batchSize = parseDecimal(values['batch-size'] ?? '100');

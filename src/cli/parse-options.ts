@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { joinWithAnd } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
 
 type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
@@ -28,4 +29,13 @@ export function parseCommandOptions<T extends OptionsConfig>(command: string, ar
  */
 export function parseDecimal(text: string): number | null {
   return /^[0-9]+$/.test(text) ? Number(text) : null;
+}
+
+/** Raises a usage error naming the first supplied option that the subcommand does not take. */
+export function rejectOtherOptions(command: string, supplied: Iterable<string>, accepted: readonly string[]): void {
+  for (const name of supplied) {
+    if (accepted.includes(name)) continue;
+    const list = accepted.map((option) => `--${option}`);
+    throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
+  }
 }

@@ -10,9 +10,8 @@ import { applyPlanLimits } from '../usage/apply-limits.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
-import { joinWithAnd } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
-import { parseCommandOptions } from './parse-options.ts';
+import { parseCommandOptions, rejectOtherOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
 import { usersUsage } from './usage.ts';
@@ -61,11 +60,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     'dry-run': { type: 'boolean' },
   });
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
-  for (const name of suppliedOptions) {
-    if (accepted.includes(name)) continue;
-    const list = accepted.map((option) => `--${option}`);
-    throw new CommandError(`Invalid option --${name} for ${command}: it takes only ${joinWithAnd(list)}.`);
-  }
+  rejectOtherOptions(command, suppliedOptions, accepted);
   const changedBy = `cli:${os.userInfo().username}`;
   if (subcommand === 'apply-limits') {
     if (values.plan !== undefined && !isPlan(values.plan)) throw invalidPlanError(values.plan);
