@@ -85,13 +85,33 @@ export function runRateLimitWait(run: Run): RunRateLimitWait | null {
   return waiting ? { queue, until } : null;
 }
 
-/** Names the work that waits, for the run page's "… waits for a GitHub rate limit until" line. */
-export function describeRunRateLimitWait(wait: RunRateLimitWait): string {
+/**
+ * Builds the run page's line about a wait: the text before its time and the text after it. Once
+ * the time has passed, the job only waits for a worker, and the line says so.
+ */
+export function describeRunRateLimitWait(
+  wait: RunRateLimitWait,
+  now = new Date(),
+): { before: string; after: string } {
   const work =
     wait.queue === 'analyze'
       ? 'The analysis'
       : wait.queue === 'report'
         ? 'Posting the check run and summary comment'
         : 'Showing the "Fix with AI" press on the check run';
-  return `${work} waits for a GitHub rate limit on this installation until`;
+  return describeWait(work, wait.until, now);
+}
+
+/** Words the wait of `work` for a rate limit that lifts at `until`, before and after the time. */
+export function describeWait(work: string, until: Date, now: Date): { before: string; after: string } {
+  if (until.getTime() > now.getTime()) {
+    return {
+      before: `${work} waits for a GitHub rate limit on this installation until`,
+      after: ', then continues by itself.',
+    };
+  }
+  return {
+    before: `${work} waited for a GitHub rate limit on this installation until`,
+    after: ', and continues as soon as a worker takes its job.',
+  };
 }

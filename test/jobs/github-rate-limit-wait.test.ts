@@ -184,6 +184,13 @@ describe('analyze job under a long rate limit', () => {
     expect(page).toContain('The analysis waits for a GitHub rate limit on this installation until');
     expect(page).toContain(`datetime="${until}"`);
     expect((await runJson(run.id)).rateLimitWait).toEqual({ job: 'analyze', until });
+    // Past its time, the wait is only for a worker to take the job.
+    const lifted = new Date(Date.now() - 60_000);
+    await setup.context.db.update(prRuns).set({ rateLimitedUntil: lifted }).where(eq(prRuns.id, run.id));
+    expect(await runPage(run.id)).toContain(
+      `The analysis waited for a GitHub rate limit on this installation until <time datetime="${lifted.toISOString()}"`,
+    );
+    expect(await runPage(run.id)).toContain(', and continues as soon as a worker takes its job.');
 
     await runAnalyzeJob(next!.id);
 

@@ -1,6 +1,7 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { applyRateLimitedUntil } from '../../apply/apply-rate-limit.ts';
+import { describeWait } from '../../runs/run-rate-limit.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -26,6 +27,7 @@ export const PreviewPage: FC<{
 }> = ({ session, request, run, files }) => {
   const applied = request.appliedAt !== null;
   const rateLimitedUntil = applyRateLimitedUntil(request);
+  const applyWait = rateLimitedUntil ? describeWait('Applying', rateLimitedUntil, new Date()) : null;
   const closed = pullRequestClosedError(run);
   const canApply =
     !applied && !closed && (request.status === 'ready' || request.status === 'partially_ready');
@@ -68,10 +70,10 @@ export const PreviewPage: FC<{
             suggestions when the branch is in a fork.
           </p>
         )}
-        {rateLimitedUntil ? (
+        {rateLimitedUntil && applyWait ? (
           <p class="notice rate-limit-wait">
-            Applying waits for a GitHub rate limit on this installation until{' '}
-            <Time date={rateLimitedUntil} />, then continues by itself.
+            {applyWait.before} <Time date={rateLimitedUntil} />
+            {applyWait.after}
           </p>
         ) : null}
         {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}

@@ -61,6 +61,7 @@ export const RunPage: FC<{
   const canPreview = !closed && run.status === 'completed' && findings.length > 0;
   const callsByPath = new Map(budget.calls.map((call) => [call.path, call]));
   const rateLimitWait = runRateLimitWait(run);
+  const waitText = rateLimitWait ? describeRunRateLimitWait(rateLimitWait) : null;
   return (
     <Layout title={`${run.repository}#${run.prNumber}`} session={session}>
       <p class="breadcrumbs">
@@ -81,9 +82,10 @@ export const RunPage: FC<{
       {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
       {run.error ? <p class="error">{run.error}</p> : null}
       {run.reportError ? <p class="error">{run.reportError}</p> : null}
-      {rateLimitWait ? (
+      {rateLimitWait && waitText ? (
         <p class="notice rate-limit-wait">
-          {describeRunRateLimitWait(rateLimitWait)} <Time date={rateLimitWait.until} />.
+          {waitText.before} <Time date={rateLimitWait.until} />
+          {waitText.after}
         </p>
       ) : null}
       {omissionNotes(run, (path) => path).map((note) => (
