@@ -76,8 +76,8 @@ async function ownsDatabase(sql: postgres.Sql): Promise<boolean | null> {
 
 /**
  * Turns a failed migration into a StartupError with PostgreSQL's reason and what to change,
- * which the commands print as one line. `ownsDatabase` tells a user that owns the database but
- * not the objects in it, as after a restore by another role, from one that owns neither.
+ * which the commands print as one line. With `ownsDatabase` true, the advice is for a user that
+ * owns the database but not the objects in it, as after a restore by another role.
  */
 function migrationError(error: unknown, ownsDatabase: boolean | null): StartupError {
   // drizzle's message is the whole failing statement; PostgreSQL's own error is the cause.

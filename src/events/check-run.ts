@@ -195,8 +195,8 @@ async function handleFixPress(
 
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
   const picked = pickDefaultFindings(payment, rows);
+  const files = new Set(rows.map((row) => row.path)).size;
   if (picked.size === 0 && payment.kind === 'allowance') {
-    const files = new Set(rows.map((row) => row.path)).size;
     return {
       outcome: `no patch request: ${describeNothingFits(payment, rows, installation.userId)}`,
       notice: { kind: 'no_file_fits', files },
@@ -225,9 +225,8 @@ async function handleFixPress(
       `${pickForm(ids.length, 'is', 'are')} gone`;
     return { outcome, notice: { kind: 'findings_gone' } };
   }
-  const calls = estimateFileCalls(rows);
   const selectedFiles = new Set(selected.map((row) => row.path)).size;
-  const leftOutFiles = calls.length - selectedFiles;
+  const leftOutFiles = files - selectedFiles;
   const leftOutFindings = rows.length - selected.length;
   const notice: FixPressNotice = {
     kind: 'queued',
@@ -242,7 +241,7 @@ async function handleFixPress(
   if (leftOutFindings === 0 || payment.kind !== 'allowance') return { outcome: queued, notice };
   const outcome =
     `${queued}; ${leftOutFindings} of ${formatCount(rows.length, 'finding')} left out ` +
-    `(${leftOutFiles} of ${formatCount(calls.length, 'file')} entirely), because their estimates ` +
+    `(${leftOutFiles} of ${formatCount(files, 'file')} entirely), because their estimates ` +
     `do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`;
   return { outcome, notice };
 }

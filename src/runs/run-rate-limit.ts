@@ -87,7 +87,7 @@ export function runRateLimitWait(run: Run): RunRateLimitWait | null {
 
 /**
  * Builds the run page's line about a wait: the text before its time and the text after it. Once
- * the time has passed, the job only waits for a worker, and the line says so.
+ * the time has passed, the job only waits for a worker, and the line states that.
  */
 export function describeRunRateLimitWait(
   wait: RunRateLimitWait,

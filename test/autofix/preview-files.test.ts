@@ -135,7 +135,7 @@ describe('estimateFileCallParts', () => {
 });
 
 describe('pickDefaultFindings', () => {
-  /** A payment from the allowance with `remaining` tokens left. */
+  /** Returns a payment from the allowance with `remaining` tokens left. */
   function allowance(remaining: number): PreviewPayment {
     return {
       kind: 'allowance',

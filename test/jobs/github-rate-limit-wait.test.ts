@@ -1,6 +1,6 @@
 // Analyze and "Fix with AI" notice jobs that GitHub rate-limits for longer than Octokit waits
-// in the process end and queue a new job that starts once the limit lifts, and the run page and
-// API show the wait until the new job starts.
+// in the process end, and queue a new job that starts once the limit lifts. The run page and
+// the API show the wait until the new job starts.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
@@ -168,7 +168,7 @@ describe('analyze job under a long rate limit', () => {
     expect(next!.state).toBe('created');
     const wait = new Date(next!.start_after).getTime() - before;
     expect(wait).toBeGreaterThanOrEqual(900_000);
-    // Octokit's three retries of the 429 take 14 s before the job sees it.
+    // Octokit's three retries of the 429 take 14 s before the error reaches the job.
     expect(wait).toBeLessThan(930_000);
     expect(next!.data.rateLimitedSince).toBeGreaterThanOrEqual(before);
     const waiting = await storedRun(run.id);

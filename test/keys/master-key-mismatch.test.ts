@@ -79,7 +79,7 @@ async function newUser(login: string) {
   return { ...user, token };
 }
 
-/** The context of a process started with `keyring`, after its start check. */
+/** Returns the context of a process started with `keyring`, after its start check. */
 async function startProcess(keyring: Keyring): Promise<AppContext & { mismatched: number[] }> {
   const mismatched = await reportMasterKeyMismatches(context.db, keyring, context.logger, null);
   keyring.markMismatched(mismatched);
