@@ -6,8 +6,7 @@ import { installations } from '../db/schema/index.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import type { Logger } from '../logger.ts';
 import {
-  cancelInstallationWork,
-  describeInstallationCancel,
+  stopInstallationWork,
   type InstallationCancelCause,
 } from '../runs/cancel-installation-work.ts';
 import { upsertGitHubUser } from '../users/upsert-github-user.ts';
@@ -169,23 +168,14 @@ async function stopInstallation(
   cause: InstallationCancelCause,
 ): Promise<string> {
   const { id } = payload.installation;
-  const installation = {
+  const cancelled = await stopInstallationWork(tx, boss, {
     id,
     // The payload's login is current after an account rename. The stored login covers a
     // payload whose account is null.
     accountLogin: payload.installation.account?.login ?? storedAccountLogin ?? 'its account',
     actorLogin: payload.installation.suspended_by?.login ?? payload.sender.login,
     cause,
-  };
-  const reason = describeInstallationCancel(installation);
-  const applyError = describeInstallationCancel(installation, 'apply');
-  const cancelled = await cancelInstallationWork(tx, boss, id, reason, applyError);
+  });
   const marked = cause === 'suspended' ? 'suspended' : 'deleted';
-  const work = [
-    `${cancelled.runs} run(s)`,
-    `${cancelled.reports} report(s)`,
-    `${cancelled.patchRequests} patch request(s)`,
-    ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
-  ];
-  return `installation ${id} marked ${marked}; cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
+  return `installation ${id} marked ${marked}; ${cancelled}`;
 }
