@@ -3,11 +3,12 @@ import { eq, sql } from 'drizzle-orm';
 import type { Config } from '../config/env.ts';
 import type { Transaction } from '../db/client.ts';
 import { installations } from '../db/schema/index.ts';
+import type { GitHubApp } from '../github/app.ts';
 import type { PgBoss } from '../jobs/boss.ts';
+import { queueInstallationConfirmation } from '../jobs/confirm-installation.ts';
 import type { Logger } from '../logger.ts';
 import {
-  cancelInstallationWork,
-  describeInstallationCancel,
+  stopInstallationWork,
   type InstallationCancelCause,
 } from '../runs/cancel-installation-work.ts';
 import { upsertGitHubUser } from '../users/upsert-github-user.ts';
@@ -28,19 +29,41 @@ export const installationPayload = z.object({
 });
 export type InstallationPayload = z.infer<typeof installationPayload>;
 
-/** Settings and logger of the installation handler. */
+/** Settings, logger and GitHub App client of the installation handler. */
 interface HandlerContext {
   config: Pick<Config, 'PLAN_FREE_TOKENS' | 'BILLING_PERIOD'>;
   logger: Logger;
+  github: GitHubApp | null;
 }
+
+/** Actions that set or clear the installation's suspension and deletion marks. */
+const markingActions = new Set(['created', 'deleted', 'suspend', 'unsuspend']);
 
 /**
  * Records who installed the app where, because that user's allowance pays for automatic
  * work. `suspend` and `deleted` also cancel the installation's unfinished runs, reports and
  * previews. `unsuspend` and a new `created` leave cancelled work cancelled, and a new push or
  * "Fix with AI" starts new work.
+ *
+ * GitHub does not deliver these events in order, and an `unsuspend` payload carries no time to
+ * order it by. So each event that changes a mark also queues a check of the installation with
+ * GitHub (src/jobs/confirm-installation.ts), which sets the marks to GitHub's state.
  */
 export async function handleInstallationEvent(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: InstallationPayload,
+  context: HandlerContext,
+): Promise<string> {
+  const outcome = await applyInstallationEvent(tx, boss, payload, context);
+  if (markingActions.has(payload.action) && !outcome.startsWith('ignored:')) {
+    await queueConfirmation(tx, boss, payload, context);
+  }
+  return outcome;
+}
+
+/** Sets the marks that the event's action implies, cancels work, and returns the outcome. */
+async function applyInstallationEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: InstallationPayload,
@@ -79,6 +102,29 @@ export async function handleInstallationEvent(
     default:
       return `ignored: installation action ${payload.action}`;
   }
+}
+
+/**
+ * Queues the check of the installation with GitHub in the event's transaction. Without GitHub
+ * App credentials it queues nothing and logs a warning that the marks stay as events left them.
+ */
+async function queueConfirmation(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: InstallationPayload,
+  context: HandlerContext,
+): Promise<void> {
+  const installationId = payload.installation.id;
+  if (!context.github) {
+    context.logger.warn(
+      { event: 'installation.unconfirmed', installationId, action: payload.action },
+      'GitHub App credentials are not configured, so the installation keeps the marks of its ' +
+        'events in the order they arrived, without a check with GitHub. Set APP_ID and ' +
+        'PRIVATE_KEY (or PRIVATE_KEY_PATH) and restart.',
+    );
+    return;
+  }
+  await queueInstallationConfirmation(tx, boss, installationId);
 }
 
 /**
@@ -169,23 +215,14 @@ async function stopInstallation(
   cause: InstallationCancelCause,
 ): Promise<string> {
   const { id } = payload.installation;
-  const installation = {
+  const cancelled = await stopInstallationWork(tx, boss, {
     id,
     // The payload's login is current after an account rename. The stored login covers a
     // payload whose account is null.
     accountLogin: payload.installation.account?.login ?? storedAccountLogin ?? 'its account',
     actorLogin: payload.installation.suspended_by?.login ?? payload.sender.login,
     cause,
-  };
-  const reason = describeInstallationCancel(installation);
-  const applyError = describeInstallationCancel(installation, 'apply');
-  const cancelled = await cancelInstallationWork(tx, boss, id, reason, applyError);
+  });
   const marked = cause === 'suspended' ? 'suspended' : 'deleted';
-  const work = [
-    `${cancelled.runs} run(s)`,
-    `${cancelled.reports} report(s)`,
-    `${cancelled.patchRequests} patch request(s)`,
-    ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
-  ];
-  return `installation ${id} marked ${marked}; cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
+  return `installation ${id} marked ${marked}; ${cancelled}`;
 }

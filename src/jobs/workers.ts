@@ -3,6 +3,12 @@ import type { AppContext } from '../context.ts';
 import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
 import { applyQueue, applyQueueOptions, handleApplyJob, type ApplyJobData } from './apply.ts';
+import {
+  confirmInstallationQueue,
+  confirmInstallationQueueOptions,
+  handleConfirmInstallationJob,
+  type ConfirmInstallationJobData,
+} from './confirm-installation.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
 import {
@@ -41,6 +47,10 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
     ...fixPressNoticeQueueOptions,
   });
   await boss.createQueue(applyQueue, { name: applyQueue, ...applyQueueOptions });
+  await boss.createQueue(confirmInstallationQueue, {
+    name: confirmInstallationQueue,
+    ...confirmInstallationQueueOptions,
+  });
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
     await boss.updateQueue(previewQueue, {
@@ -132,6 +142,9 @@ export async function startWorkers(
   });
   await boss.work<ApplyJobData>(applyQueue, polling, async ([job]) => {
     if (job) await runJob(job, () => handleApplyJob(context, job));
+  });
+  await boss.work<ConfirmInstallationJobData>(confirmInstallationQueue, polling, async ([job]) => {
+    if (job) await runJob(job, () => handleConfirmInstallationJob(context, job));
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {

@@ -18,20 +18,25 @@ export interface CancelledInstallationWork {
   applies: number;
 }
 
+/** A suspended or uninstalled installation whose work is cancelled. */
+export interface StoppedInstallation {
+  id: number;
+  accountLogin: string;
+  /** Login of the user who suspended or uninstalled it, or null when GitHub does not name one. */
+  actorLogin: string | null;
+  cause: InstallationCancelCause;
+}
+
 /**
  * Builds the reason stored on each cancelled run and patch request. It names the
- * installation, who stopped it, and what must happen before new work can start. Only the side
- * that suspended an installation can unsuspend it, either an owner of the account or the
- * app's owner (GitHub Docs, "Suspending a GitHub App installation"). With `work: 'apply'` it
- * builds the apply error of a cancelled apply job, whose preview stays ready to apply again.
+ * installation, who stopped it when known, and what must happen before new work can start.
+ * Only the side that suspended an installation can unsuspend it, either an owner of the
+ * account or the app's owner (GitHub Docs, "Suspending a GitHub App installation"). With
+ * `work: 'apply'` it builds the apply error of a cancelled apply job, whose preview stays ready
+ * to apply again.
  */
 export function describeInstallationCancel(
-  installation: {
-    id: number;
-    accountLogin: string;
-    actorLogin: string;
-    cause: InstallationCancelCause;
-  },
+  installation: StoppedInstallation,
   work: 'runs' | 'apply' = 'runs',
 ): string {
   const { id, accountLogin, actorLogin, cause } = installation;
@@ -40,12 +45,44 @@ export function describeInstallationCancel(
     work === 'apply'
       ? 'Then apply again.'
       : 'Then push a new commit, or request the fix again with "Fix with AI" or "Preview fix".';
-  return cause === 'suspended'
-    ? `${cancelled} because GitHub App installation ${id} on ${accountLogin} was suspended by ` +
-        `${actorLogin}. Whoever suspended it, an owner of ${accountLogin} or the app's owner, ` +
-        `must unsuspend it. ${restart}`
-    : `${cancelled} because ${actorLogin} uninstalled the GitHub App from ${accountLogin} ` +
-        `(installation ${id}). An owner of ${accountLogin} must install the app again. ${restart}`;
+  if (cause === 'suspended') {
+    const by = actorLogin === null ? '' : ` by ${actorLogin}`;
+    return (
+      `${cancelled} because GitHub App installation ${id} on ${accountLogin} was suspended${by}. ` +
+      `Whoever suspended it, an owner of ${accountLogin} or the app's owner, must unsuspend it. ` +
+      restart
+    );
+  }
+  const uninstalled =
+    actorLogin === null
+      ? `the GitHub App was uninstalled from ${accountLogin}`
+      : `${actorLogin} uninstalled the GitHub App from ${accountLogin}`;
+  return (
+    `${cancelled} because ${uninstalled} (installation ${id}). ` +
+    `An owner of ${accountLogin} must install the app again. ${restart}`
+  );
+}
+
+/**
+ * Cancels the unfinished work of a suspended or uninstalled installation with reasons that
+ * name it (see `describeInstallationCancel`), and returns what was cancelled as text, such as
+ * "cancelled 1 run(s), 0 report(s) and 2 patch request(s)".
+ */
+export async function stopInstallationWork(
+  tx: Transaction,
+  boss: PgBoss,
+  installation: StoppedInstallation,
+): Promise<string> {
+  const reason = describeInstallationCancel(installation);
+  const applyError = describeInstallationCancel(installation, 'apply');
+  const cancelled = await cancelInstallationWork(tx, boss, installation.id, reason, applyError);
+  const work = [
+    `${cancelled.runs} run(s)`,
+    `${cancelled.reports} report(s)`,
+    `${cancelled.patchRequests} patch request(s)`,
+    ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
+  ];
+  return `cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
 }
 
 /**

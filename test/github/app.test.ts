@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGitHubApp, redactSecrets } from '../../src/github/app.ts';
 import { RequestError } from '@octokit/request-error';
 import { readFileAtRef } from '../../src/github/file-content.ts';
+import { examplePayload } from '../helpers/webhooks.ts';
 import { createLogger } from '../../src/logger.ts';
 import {
   generateAppKeyPair,
@@ -137,6 +138,48 @@ describe('installation authentication', () => {
     const request = requestsTo(harness.fake, 'GET', /^\/app\/installations\/\d+$/)[0];
     expect(request?.headers.authorization).toMatch(/^bearer eyJ/i);
     expect(harness.fake.issuedTokens).toHaveLength(0);
+  });
+
+  it('reports a suspended installation like GitHub', async () => {
+    const suspendExample = examplePayload('installation', 'suspend', 1).installation;
+    harness.fake.setInstallation({
+      id: harness.installationId,
+      account: { login: owner },
+      suspended: true,
+      suspendedBy: 'Codertocat',
+    });
+    const { data } = await harness.app.appOctokit().rest.apps.getInstallation({
+      installation_id: harness.installationId,
+    });
+
+    expect(Object.keys(data).sort()).toEqual(Object.keys(suspendExample).sort());
+    expect(data.suspended_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(data.suspended_by?.login).toBe('Codertocat');
+    expect(Object.keys(data.suspended_by!).sort()).toEqual(
+      Object.keys(suspendExample.suspended_by).sort(),
+    );
+  });
+
+  it('reports an active installation like GitHub', async () => {
+    const unsuspendExample = examplePayload('installation', 'unsuspend', 1).installation;
+    const { data } = await harness.app.appOctokit().rest.apps.getInstallation({
+      installation_id: harness.installationId,
+    });
+
+    expect(Object.keys(data).sort()).toEqual(Object.keys(unsuspendExample).sort());
+    expect(data.suspended_at).toBeNull();
+    expect(data.suspended_by).toBeNull();
+  });
+
+  it('returns 404 for a removed installation', async () => {
+    harness.fake.removeInstallation(harness.installationId);
+    const error = await harness.app
+      .appOctokit()
+      .rest.apps.getInstallation({ installation_id: harness.installationId })
+      .catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(404);
   });
 });
 

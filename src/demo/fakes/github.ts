@@ -16,6 +16,7 @@ import {
   type Route,
 } from './github/router.ts';
 import { defaultRoutes } from './github/routes.ts';
+import { githubTimestamp } from './github/route-helpers.ts';
 import {
   FakeState,
   type CheckRunRecord,
@@ -114,16 +115,22 @@ export interface FakeGitHub {
     changes: PullRequestChanges,
   ): void;
   /**
-   * Registers an installation. Its tokens may read repositories owned by `account.login`. A
-   * suspended installation gets 403 from the access token endpoint.
+   * Registers an installation, or replaces the one with the same id. Its tokens may read
+   * repositories owned by `account.login`. A suspended installation gets 403 from the access
+   * token endpoint, and GET /app/installations/:installation_id reports it with `suspended_at`
+   * (the time of this call) and `suspended_by` (`suspendedBy`, by default `account.login`).
    */
   setInstallation(installation: {
     id: number;
     account: InstallationAccount;
     permissions?: Record<string, 'read' | 'write'>;
     suspended?: boolean;
+    suspendedBy?: string;
   }): void;
-  /** Removes an installation, as uninstalling the app does: its token requests get 404. */
+  /**
+   * Removes an installation, as uninstalling the app does: its token requests and
+   * GET /app/installations/:installation_id get 404.
+   */
   removeInstallation(id: number): void;
   /** Check runs created so far, in creation order. */
   readonly checkRuns: CheckRunRecord[];
@@ -623,11 +630,14 @@ export async function startFakeGitHub(options: {
       Object.assign(pullRequest, updated);
     },
     setInstallation(installation) {
+      const suspended = installation.suspended ?? false;
       fakeState.installations.set(installation.id, {
         id: installation.id,
         account: installation.account,
         permissions: installation.permissions ?? defaultPermissions,
-        suspended: installation.suspended ?? false,
+        suspended,
+        suspendedBy: suspended ? (installation.suspendedBy ?? installation.account.login) : null,
+        suspendedAt: suspended ? githubTimestamp(new Date()) : null,
       });
     },
     queueResponse(queued) {

@@ -3,8 +3,9 @@ import type { DiffEntry, TreeEntry } from './git.ts';
 /**
  * JSON bodies of the fake GitHub API. Field names and order follow the recorded responses in
  * @octokit/fixtures 23 (contents, issues) and the schemas in @octokit/openapi-types (diff-entry,
- * blob, installation-token, pull-request). Every URL points at the fake's own base URL: API
- * paths as on api.github.com, web pages as `/{owner}/{repo}/blob/...` below the same base.
+ * blob, installation, installation-token, pull-request). Every URL points at the fake's own
+ * base URL: API paths as on api.github.com, web pages as `/{owner}/{repo}/blob/...` below the
+ * same base.
  */
 
 export interface RepositoryRecord {
@@ -49,6 +50,10 @@ export interface InstallationRecord {
   permissions: Record<string, 'read' | 'write'>;
   /** A suspended installation gets 403 from the access token endpoint, as on GitHub. */
   suspended: boolean;
+  /** Login of the user who suspended the installation, or null while it is not suspended. */
+  suspendedBy: string | null;
+  /** GitHub timestamp of the suspension, or null while the installation is not suspended. */
+  suspendedAt: string | null;
 }
 
 /** Fixed timestamp for created_at and similar fields, so responses are reproducible. */
@@ -341,6 +346,7 @@ export function installationPayload(
 ) {
   const type = installation.account.type ?? 'Organization';
   const account = userPayload(baseUrl, installation.account.login, type);
+  const { suspendedBy } = installation;
   if (installation.account.id !== undefined) {
     account.id = installation.account.id;
   }
@@ -358,11 +364,11 @@ export function installationPayload(
     permissions: installation.permissions,
     events: ['pull_request', 'check_run'],
     created_at: createdAt,
-    updated_at: createdAt,
+    updated_at: installation.suspendedAt ?? createdAt,
     single_file_name: null,
     has_multiple_single_files: false,
     single_file_paths: [],
-    suspended_by: null,
-    suspended_at: installation.suspended ? createdAt : null,
+    suspended_by: suspendedBy === null ? null : userPayload(baseUrl, suspendedBy),
+    suspended_at: installation.suspendedAt,
   };
 }

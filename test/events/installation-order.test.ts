@@ -1,0 +1,342 @@
+import { eq } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { installations, prRuns } from '../../src/db/schema/index.ts';
+import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import {
+  confirmDelaySeconds,
+  confirmInstallationQueue,
+  handleConfirmInstallationJob,
+  type ConfirmInstallationJobData,
+} from '../../src/jobs/confirm-installation.ts';
+import {
+  describeInstallationCancel,
+  type InstallationCancelCause,
+} from '../../src/runs/cancel-installation-work.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createGitHubTestContext, insertUser, type GitHubTestContext } from '../helpers/github-context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+
+const secret = 'installation-order-secret';
+const installationPath = '/app/installations/:installation_id';
+/** Account of GitHub's example installation payloads. */
+const account = { login: 'Codertocat', id: 21031067 };
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let delivery = 0;
+
+beforeEach(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'README.md': '# x\n' },
+    head: { 'src/a.ts': "console.log('a');\n" },
+    env: { WEBHOOK_SECRET: secret },
+  });
+  app = createApp(setup.context);
+  const owner = await insertUser(setup.context);
+  await setup.context.db.insert(installations).values({
+    id: setup.installationId,
+    accountLogin: account.login,
+    accountId: account.id,
+    accountType: 'User',
+    userId: owner.id,
+  });
+  setGitHubInstallation({ suspended: false });
+});
+
+afterEach(async () => {
+  await setup?.close();
+});
+
+/** Sets the installation's state on the fake GitHub, with the example payloads' account. */
+function setGitHubInstallation(state: { suspended: boolean; suspendedBy?: string }) {
+  setup.fake.setInstallation({
+    id: setup.installationId,
+    account: { login: account.login, id: account.id, type: 'User' },
+    ...state,
+  });
+}
+
+/** Delivers GitHub's example payload of the event and action, signed, and returns its outcome. */
+async function deliver(event: string, action: string): Promise<string> {
+  const payload = examplePayload(event, action, setup.installationId);
+  const deliveryId = `installation-order-${delivery++}`;
+  const response = await postSignedWebhook(app, { secret, event, deliveryId, payload });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { outcome: string }).outcome;
+}
+
+async function installationRow() {
+  const [row] = await setup.context.db
+    .select()
+    .from(installations)
+    .where(eq(installations.id, setup.installationId));
+  return row!;
+}
+
+/** Creates a queued run and its analyze job through a `pull_request.opened` delivery. */
+async function queuedRun() {
+  const outcome = await deliver('pull_request', 'opened');
+  expect(outcome).toMatch(/queued/);
+  const [run] = await setup.context.db
+    .select()
+    .from(prRuns)
+    .where(eq(prRuns.installationId, setup.installationId));
+  return run!;
+}
+
+async function runById(id: string) {
+  const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, id));
+  return run!;
+}
+
+/** Asserts that the run was cancelled with the reason of `cause` by `actorLogin`. */
+async function expectCancelled(
+  runId: string,
+  actorLogin: string | null,
+  cause: InstallationCancelCause,
+) {
+  const run = await runById(runId);
+  expect(run.status).toBe('cancelled');
+  const reason = describeInstallationCancel({
+    id: setup.installationId,
+    accountLogin: account.login,
+    actorLogin,
+    cause,
+  });
+  expect(run.error).toBe(reason);
+  return run;
+}
+
+/** Lists the installation's check jobs, oldest first. */
+async function checkJobs() {
+  return setup.context.database.sql<
+    { id: string; state: string; delayMs: number; waitMs: number }[]
+  >`
+    SELECT id, state,
+      (extract(epoch FROM start_after - created_on) * 1000)::int AS "delayMs",
+      (extract(epoch FROM start_after - now()) * 1000)::int AS "waitMs"
+    FROM pgboss.job
+    WHERE name = ${confirmInstallationQueue} AND singleton_key = ${String(setup.installationId)}
+    ORDER BY created_on, id`;
+}
+
+/** Returns the id of the one queued check job. */
+async function queuedCheck(): Promise<string> {
+  const jobs = await checkJobs();
+  expect(jobs.map((job) => job.state)).toEqual(['created']);
+  return jobs[0]!.id;
+}
+
+async function runCheck(jobId: string, whileActive?: () => Promise<void>) {
+  await runDueJob<ConfirmInstallationJobData>(
+    setup.context,
+    confirmInstallationQueue,
+    jobId,
+    (job: PgBoss.JobWithMetadata<ConfirmInstallationJobData>) =>
+      handleConfirmInstallationJob(setup.context, job),
+    whileActive,
+  );
+}
+
+function logsOf(event: string) {
+  return setup.context.logs.filter((line) => line.event === event);
+}
+
+function installationRequests() {
+  return setup.fake.requests.filter(
+    (request) =>
+      request.method === 'GET' && request.path === `/app/installations/${setup.installationId}`,
+  );
+}
+
+describe('installation events out of order', () => {
+  it('unsuspend then suspend ends active', async () => {
+    const run = await queuedRun();
+
+    expect(await deliver('installation', 'unsuspend')).toBe(
+      `installation ${setup.installationId} resumed`,
+    );
+    const [queued] = await checkJobs();
+    expect(queued!.delayMs).toBeGreaterThanOrEqual(confirmDelaySeconds * 1000 - 1000);
+    expect(queued!.delayMs).toBeLessThanOrEqual(confirmDelaySeconds * 1000 + 1000);
+
+    const suspended = await deliver('installation', 'suspend');
+    expect(suspended).toMatch(/marked suspended; cancelled 1 run\(s\)/);
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+    expect((await runById(run.id)).status).toBe('cancelled');
+    const jobId = await queuedCheck();
+    expect(jobId).toBe(queued!.id);
+
+    await runCheck(jobId);
+
+    const row = await installationRow();
+    expect(row.suspendedAt).toBeNull();
+    expect(row.deletedAt).toBeNull();
+    expect((await runById(run.id)).status).toBe('cancelled');
+    expect(installationRequests()).toHaveLength(1);
+    expect(installationRequests()[0]!.headers.authorization).toMatch(/^bearer eyJ/i);
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      { github: 'active', status: 'corrected', suspended: false, deleted: false },
+    ]);
+  });
+
+  it('suspend then unsuspend ends suspended', async () => {
+    setGitHubInstallation({ suspended: true, suspendedBy: 'monalisa' });
+    await deliver('installation', 'suspend');
+    await deliver('installation', 'unsuspend');
+    expect((await installationRow()).suspendedAt).toBeNull();
+    // The unsuspend lets new work start until the check.
+    const run = await queuedRun();
+    expect(run.status).toBe('queued');
+
+    await runCheck(await queuedCheck());
+
+    const row = await installationRow();
+    expect(row.suspendedAt).not.toBeNull();
+    // GitHub's suspended_at has whole seconds, the time of the event's own mark does not.
+    expect(row.suspendedAt!.getMilliseconds()).toBe(0);
+    expect(row.deletedAt).toBeNull();
+    await expectCancelled(run.id, 'monalisa', 'suspended');
+    expect((await setup.context.boss.getJobById(analyzeQueue, run.analyzeJobId!))?.state).toBe(
+      'cancelled',
+    );
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      {
+        github: 'suspended',
+        status: 'corrected',
+        suspended: true,
+        cancelled: 'cancelled 1 run(s), 0 report(s) and 0 patch request(s)',
+      },
+    ]);
+  });
+
+  it('deleted then created ends active', async () => {
+    expect(await deliver('installation', 'deleted')).toMatch(/marked deleted/);
+    expect((await installationRow()).deletedAt).not.toBeNull();
+    expect(await deliver('installation', 'created')).toBe(
+      `installation ${setup.installationId} recorded for Codertocat`,
+    );
+
+    await runCheck(await queuedCheck());
+
+    const row = await installationRow();
+    expect(row.deletedAt).toBeNull();
+    expect(row.suspendedAt).toBeNull();
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      { github: 'active', status: 'unchanged' },
+    ]);
+  });
+
+  it('created after deleted ends deleted', async () => {
+    setup.fake.removeInstallation(setup.installationId);
+    await deliver('installation', 'deleted');
+    await deliver('installation', 'created');
+    expect((await installationRow()).deletedAt).toBeNull();
+    const run = await queuedRun();
+
+    await runCheck(await queuedCheck());
+
+    expect((await installationRow()).deletedAt).not.toBeNull();
+    const cancelled = await expectCancelled(run.id, null, 'uninstalled');
+    expect(cancelled.error).toContain('because the GitHub App was uninstalled from Codertocat');
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      { github: 'deleted', status: 'corrected', deleted: true },
+    ]);
+  });
+
+  it('leaves the marks to a later check', async () => {
+    await deliver('installation', 'suspend');
+    const first = await queuedCheck();
+
+    // The unsuspend arrives while the first check runs, so it queues a second check.
+    await runCheck(first, async () => {
+      await deliver('installation', 'unsuspend');
+    });
+
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      { status: 'skipped', reason: expect.stringMatching(/is queued and reads GitHub later$/) },
+    ]);
+    expect((await installationRow()).suspendedAt).toBeNull();
+    const jobs = await checkJobs();
+    expect(jobs.map((job) => job.state)).toEqual(['completed', 'created']);
+
+    setGitHubInstallation({ suspended: true });
+    await runCheck(jobs[1]!.id);
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+  });
+});
+
+describe('installation check failures', () => {
+  it('retries a GitHub server error', async () => {
+    await deliver('installation', 'suspend');
+    const jobId = await queuedCheck();
+    setup.fake.queueResponse({ method: 'GET', path: installationPath, status: 502 });
+
+    const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+    expect((failed as { status?: number }).status).toBe(502);
+    // One request: the job's retries replace Octokit's.
+    expect(installationRequests()).toHaveLength(1);
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+    const [retry] = await checkJobs();
+    expect(retry!.state).toBe('retry');
+    // The first retry waits 15 to 30 s.
+    expect(retry!.waitMs).toBeGreaterThan(10_000);
+    expect(logsOf('job.confirm_installation.failed')).toMatchObject([
+      { level: 50, attempt: 0, finalAttempt: false, err: { status: 502 } },
+    ]);
+
+    await runCheck(jobId);
+
+    expect((await installationRow()).suspendedAt).toBeNull();
+    expect(installationRequests()).toHaveLength(2);
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+  });
+
+  it('retries a GitHub rate limit', async () => {
+    await deliver('installation', 'suspend');
+    const jobId = await queuedCheck();
+    const reset = Math.floor(Date.now() / 1000) + 1800;
+    setup.fake.queueResponse(primaryRateLimitError('GET', installationPath, reset));
+
+    const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+    expect((failed as { status?: number }).status).toBe(403);
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['retry']);
+    expect(logsOf('job.confirm_installation.failed')).toMatchObject([
+      { rateLimit: 'primary', liftsAt: new Date((reset + 1) * 1000).toISOString() },
+    ]);
+  });
+
+  it('keeps the marks without credentials', async () => {
+    setup.context.github = null;
+    const run = await queuedRun();
+
+    expect(await deliver('installation', 'suspend')).toMatch(/marked suspended; cancelled 1 run/);
+
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+    expect((await runById(run.id)).status).toBe('cancelled');
+    expect(await checkJobs()).toEqual([]);
+    expect(logsOf('installation.unconfirmed')).toMatchObject([
+      { level: 40, installationId: setup.installationId, action: 'suspend' },
+    ]);
+    expect(String(logsOf('installation.unconfirmed')[0]!.msg)).toContain('Set APP_ID');
+  });
+
+  it('ends a check on a worker without credentials', async () => {
+    await deliver('installation', 'suspend');
+    const jobId = await queuedCheck();
+    setup.context.github = null;
+
+    await runCheck(jobId);
+
+    expect((await installationRow()).suspendedAt).not.toBeNull();
+    expect(installationRequests()).toHaveLength(0);
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+    expect(logsOf('job.confirm_installation.not_configured')).toMatchObject([{ level: 40 }]);
+  });
+});
