@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, gte, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, gte, inArray, lte, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
@@ -8,6 +8,7 @@ import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
+import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
 import { githubLogin, repositoryFullName } from './github-names.ts';
 
@@ -53,9 +54,6 @@ export const pullRequestPayload = z.object({
 export type PullRequestPayload = z.infer<typeof pullRequestPayload>;
 
 const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
-
-/** Run statuses that a newer commit replaces; cancelled runs stay cancelled. */
-const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
 
 /**
  * Creates one run per (repository, pull request, head sha) and queues its analysis in the
@@ -207,51 +205,6 @@ export async function handlePullRequestEvent(
   return superseded.length > 0
     ? `run ${runId} ${verb}; superseded ${superseded.length} older run(s)`
     : `run ${runId} ${verb}`;
-}
-
-/**
- * Marks the pull request's other runs from events no newer than `updatedAt` superseded, cancels
- * their queued analyze jobs and their unfinished patch requests. Returns the superseded run ids.
- */
-async function supersedeOlderRuns(
-  tx: Transaction,
-  boss: PgBoss,
-  target: {
-    repositoryId: number;
-    prNumber: number;
-    runId: string;
-    headSha: string;
-    updatedAt: Date;
-  },
-): Promise<string[]> {
-  const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
-  const older = await tx
-    .update(prRuns)
-    .set({ status: 'superseded', error: reason })
-    .where(
-      and(
-        eq(prRuns.repositoryId, target.repositoryId),
-        eq(prRuns.prNumber, target.prNumber),
-        ne(prRuns.id, target.runId),
-        inArray(prRuns.status, [...replaceableStatuses]),
-        or(isNull(prRuns.prUpdatedAt), lte(prRuns.prUpdatedAt, target.updatedAt)),
-      ),
-    )
-    .returning({ id: prRuns.id, analyzeJobId: prRuns.analyzeJobId });
-  const olderIds = older.map((row) => row.id);
-  const jobIds = older.flatMap((row) => (row.analyzeJobId ? [row.analyzeJobId] : []));
-  if (jobIds.length > 0) {
-    // Cancelling only touches jobs that have not finished; a finished one is left as it is.
-    await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
-  }
-  await cancelPatchRequestsOfRuns(
-    tx,
-    boss,
-    olderIds,
-    `Cancelled: the pull request has a newer commit, ${target.headSha}; ` +
-      'request the fix on the newest run.',
-  );
-  return olderIds;
 }
 
 /**
