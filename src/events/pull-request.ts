@@ -8,8 +8,10 @@ import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
+import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
+import { handleBaseChange } from './pull-request-base-change.ts';
 import { githubLogin, repositoryFullName } from './github-names.ts';
 
 const isoDateTime = z.iso.datetime({ offset: true });
@@ -30,8 +32,15 @@ const isoTimestamp = z.string().refine(isStorableTimestamp, {
   message: 'must be an ISO 8601 date and time from 1970 to 9999 such as 2019-05-15T15:20:33Z',
 });
 
+/** `changes.base` of an `edited` event: the base branch and its tip before the change. */
+const baseChange = z.object({
+  ref: z.object({ from: z.string() }),
+  sha: z.object({ from: z.string() }),
+});
+
 export const pullRequestPayload = z.object({
   action: z.string(),
+  changes: z.object({ base: baseChange.optional() }).optional(),
   number: z.number().int().positive().max(maxInteger),
   installation: z.object({ id: githubId }).optional(),
   repository: z.object({
@@ -41,6 +50,7 @@ export const pullRequestPayload = z.object({
   }),
   pull_request: z.object({
     title: z.string(),
+    state: z.string().optional(),
     updated_at: isoTimestamp,
     closed_at: isoTimestamp.nullable().optional(),
     head: z.object({
@@ -60,7 +70,9 @@ const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
  * same transaction, so a run never exists without its job. Runs of older commits are
  * superseded and their queued previews cancelled. `closed` marks the pull request's runs closed
  * and cancels the queued work instead, and `reopened` clears that mark on all of its runs.
- * Analysis for a suspended or deleted installation is skipped, and the outcome gives the reason.
+ * `edited` with `changes.base` analyzes the head commit again against the new base (see
+ * handleBaseChange), and other edits are ignored. Analysis for a suspended or deleted
+ * installation is skipped, and the outcome gives the reason.
  */
 export async function handlePullRequestEvent(
   tx: Transaction,
@@ -68,7 +80,8 @@ export async function handlePullRequestEvent(
   payload: PullRequestPayload,
 ): Promise<string> {
   if (payload.action === 'closed') return handleClosed(tx, boss, payload);
-  if (!analyzedActions.has(payload.action)) {
+  const baseChanged = payload.action === 'edited' && payload.changes?.base !== undefined;
+  if (!analyzedActions.has(payload.action) && !baseChanged) {
     return `ignored: pull_request action ${payload.action}`;
   }
   const installationId = payload.installation?.id;
@@ -108,6 +121,10 @@ export async function handlePullRequestEvent(
       ? `pull request reopened: marked ${reopenedRuns} run(s) open; ignored: ${note}`
       : `ignored: ${note}`;
   }
+  if (baseChanged) {
+    const outcome = await handleBaseChange(tx, boss, payload, updatedAt);
+    if (outcome !== null) return outcome;
+  }
   const [newer] = await tx
     .select({ id: prRuns.id, headSha: prRuns.headSha })
     .from(prRuns)
@@ -134,6 +151,7 @@ export async function handlePullRequestEvent(
       prNumber: payload.number,
       prTitle: pullRequest.title.slice(0, 1000),
       baseSha: pullRequest.base.sha,
+      baseRef: pullRequest.base.ref,
       headSha: pullRequest.head.sha,
       headRef: pullRequest.head.ref,
       // GitHub sends head.repo null once the fork is deleted. '' keeps apply from pushing to
@@ -174,18 +192,7 @@ export async function handlePullRequestEvent(
     }
     await tx
       .update(prRuns)
-      .set({
-        status: 'queued',
-        error: null,
-        completedAt: null,
-        reportError: null,
-        prUpdatedAt: updatedAt,
-        // The job that waited for a rate limit was cancelled with the run. Its wait would show
-        // again while the new job is queued or analyzing.
-        rateLimitedUntil: null,
-        rateLimitedJobId: null,
-        rateLimitedQueue: null,
-      })
+      .set(queuedAgainValues(pullRequest, updatedAt))
       .where(eq(prRuns.id, existing!.id));
   }
   const runId = run?.id ?? existing!.id;
