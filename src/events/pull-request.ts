@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, gte, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, gte, inArray, lte, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
@@ -8,7 +8,10 @@ import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
+import { queuedAgainValues } from '../runs/queued-again.ts';
+import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
+import { handleBaseChange } from './pull-request-base-change.ts';
 import { githubLogin, repositoryFullName } from './github-names.ts';
 
 const isoDateTime = z.iso.datetime({ offset: true });
@@ -29,8 +32,15 @@ const isoTimestamp = z.string().refine(isStorableTimestamp, {
   message: 'must be an ISO 8601 date and time from 1970 to 9999 such as 2019-05-15T15:20:33Z',
 });
 
+/** `changes.base` of an `edited` event: the base branch and its tip before the change. */
+const baseChange = z.object({
+  ref: z.object({ from: z.string() }),
+  sha: z.object({ from: z.string() }),
+});
+
 export const pullRequestPayload = z.object({
   action: z.string(),
+  changes: z.object({ base: baseChange.optional() }).optional(),
   number: z.number().int().positive().max(maxInteger),
   installation: z.object({ id: githubId }).optional(),
   repository: z.object({
@@ -40,6 +50,7 @@ export const pullRequestPayload = z.object({
   }),
   pull_request: z.object({
     title: z.string(),
+    state: z.string().optional(),
     updated_at: isoTimestamp,
     closed_at: isoTimestamp.nullable().optional(),
     head: z.object({
@@ -54,15 +65,14 @@ export type PullRequestPayload = z.infer<typeof pullRequestPayload>;
 
 const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
 
-/** Run statuses that a newer commit replaces; cancelled runs stay cancelled. */
-const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
-
 /**
  * Creates one run per (repository, pull request, head sha) and queues its analysis in the
  * same transaction, so a run never exists without its job. Runs of older commits are
  * superseded and their queued previews cancelled. `closed` marks the pull request's runs closed
  * and cancels the queued work instead, and `reopened` clears that mark on all of its runs.
- * Analysis for a suspended or deleted installation is skipped, and the outcome gives the reason.
+ * `edited` with `changes.base` analyzes the head commit again against the new base (see
+ * handleBaseChange), and other edits are ignored. Analysis for a suspended or deleted
+ * installation is skipped, and the outcome gives the reason.
  */
 export async function handlePullRequestEvent(
   tx: Transaction,
@@ -70,7 +80,8 @@ export async function handlePullRequestEvent(
   payload: PullRequestPayload,
 ): Promise<string> {
   if (payload.action === 'closed') return handleClosed(tx, boss, payload);
-  if (!analyzedActions.has(payload.action)) {
+  const baseChanged = payload.action === 'edited' && payload.changes?.base !== undefined;
+  if (!analyzedActions.has(payload.action) && !baseChanged) {
     return `ignored: pull_request action ${payload.action}`;
   }
   const installationId = payload.installation?.id;
@@ -110,6 +121,10 @@ export async function handlePullRequestEvent(
       ? `pull request reopened: marked ${reopenedRuns} run(s) open; ignored: ${note}`
       : `ignored: ${note}`;
   }
+  if (baseChanged) {
+    const outcome = await handleBaseChange(tx, boss, payload, updatedAt);
+    if (outcome !== null) return outcome;
+  }
   const [newer] = await tx
     .select({ id: prRuns.id, headSha: prRuns.headSha })
     .from(prRuns)
@@ -136,6 +151,7 @@ export async function handlePullRequestEvent(
       prNumber: payload.number,
       prTitle: pullRequest.title.slice(0, 1000),
       baseSha: pullRequest.base.sha,
+      baseRef: pullRequest.base.ref,
       headSha: pullRequest.head.sha,
       headRef: pullRequest.head.ref,
       // GitHub sends head.repo null once the fork is deleted. '' keeps apply from pushing to
@@ -176,18 +192,7 @@ export async function handlePullRequestEvent(
     }
     await tx
       .update(prRuns)
-      .set({
-        status: 'queued',
-        error: null,
-        completedAt: null,
-        reportError: null,
-        prUpdatedAt: updatedAt,
-        // The job that waited for a rate limit was cancelled with the run. Its wait would show
-        // again while the new job is queued or analyzing.
-        rateLimitedUntil: null,
-        rateLimitedJobId: null,
-        rateLimitedQueue: null,
-      })
+      .set(queuedAgainValues(pullRequest, updatedAt))
       .where(eq(prRuns.id, existing!.id));
   }
   const runId = run?.id ?? existing!.id;
@@ -207,51 +212,6 @@ export async function handlePullRequestEvent(
   return superseded.length > 0
     ? `run ${runId} ${verb}; superseded ${superseded.length} older run(s)`
     : `run ${runId} ${verb}`;
-}
-
-/**
- * Marks the pull request's other runs from events no newer than `updatedAt` superseded, cancels
- * their queued analyze jobs and their unfinished patch requests. Returns the superseded run ids.
- */
-async function supersedeOlderRuns(
-  tx: Transaction,
-  boss: PgBoss,
-  target: {
-    repositoryId: number;
-    prNumber: number;
-    runId: string;
-    headSha: string;
-    updatedAt: Date;
-  },
-): Promise<string[]> {
-  const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
-  const older = await tx
-    .update(prRuns)
-    .set({ status: 'superseded', error: reason })
-    .where(
-      and(
-        eq(prRuns.repositoryId, target.repositoryId),
-        eq(prRuns.prNumber, target.prNumber),
-        ne(prRuns.id, target.runId),
-        inArray(prRuns.status, [...replaceableStatuses]),
-        or(isNull(prRuns.prUpdatedAt), lte(prRuns.prUpdatedAt, target.updatedAt)),
-      ),
-    )
-    .returning({ id: prRuns.id, analyzeJobId: prRuns.analyzeJobId });
-  const olderIds = older.map((row) => row.id);
-  const jobIds = older.flatMap((row) => (row.analyzeJobId ? [row.analyzeJobId] : []));
-  if (jobIds.length > 0) {
-    // Cancelling only touches jobs that have not finished; a finished one is left as it is.
-    await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
-  }
-  await cancelPatchRequestsOfRuns(
-    tx,
-    boss,
-    olderIds,
-    `Cancelled: the pull request has a newer commit, ${target.headSha}; ` +
-      'request the fix on the newest run.',
-  );
-  return olderIds;
 }
 
 /**

@@ -46,7 +46,7 @@ export async function handleAnalyzeJob(
   const startedAt = Date.now();
   try {
     await clearRunRateLimit(context.db, runId, job.id);
-    const outcome = await analyzeRun(context, runId, logger);
+    const outcome = await analyzeRun(context, runId, logger, job.id);
     logger.info(
       { event: 'job.analyze.completed', durationMs: Date.now() - startedAt, ...outcome },
       'analysis finished',

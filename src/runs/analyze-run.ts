@@ -28,14 +28,17 @@ export interface AnalyzeOutcome {
 
 /**
  * Reads the files a pull request changes at the run's head commit, runs the built-in rules
- * over the added lines and stores the findings. Running it again replaces the findings. A run
- * that completes queues its report job in the same transaction, and cancels the report job of
- * the run's earlier analysis.
+ * over the added lines and stores the findings with the base branch they were compared with.
+ * Running it again replaces the findings. A run that completes queues its report job in the
+ * same transaction, and cancels the report job of the run's earlier analysis. `jobId` is the
+ * analyze job that runs it. Once the run names another analyze job, because a base change
+ * queued it again, this one stores nothing.
  */
 export async function analyzeRun(
   context: AppContext,
   runId: string,
   logger: Logger,
+  jobId?: string,
 ): Promise<AnalyzeOutcome> {
   const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, runId) });
   if (!run) {
@@ -43,6 +46,13 @@ export async function analyzeRun(
     return { status: 'skipped', findings: 0, files: 0 };
   }
   if (run.status === 'superseded' || run.status === 'completed' || run.status === 'cancelled') {
+    return { status: 'skipped', findings: 0, files: 0 };
+  }
+  if (!isCurrentJob(run, jobId)) {
+    logger.info(
+      { event: 'analyze.job_replaced', currentJobId: run.analyzeJobId },
+      'the run was queued again with another analyze job; nothing to analyze',
+    );
     return { status: 'skipped', findings: 0, files: 0 };
   }
   const github = requireGitHubApp(context);
@@ -93,16 +103,19 @@ export async function analyzeRun(
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
-  await context.db.transaction(async (tx) => {
+  const stored = await context.db.transaction(async (tx) => {
     // Locks the run's row first, so the report job of an earlier analysis read here is the one
     // this transaction replaces. A rate-limited report job that queues its successor locks the
     // row too, so it either comes first and its successor is cancelled below, or it waits and
     // then finds that the run names the new job.
     const [previous] = await tx
-      .select({ reportJobId: prRuns.reportJobId })
+      .select({ reportJobId: prRuns.reportJobId, analyzeJobId: prRuns.analyzeJobId })
       .from(prRuns)
       .where(eq(prRuns.id, runId))
       .for('update');
+    // A base change queued the run again with a new job during this analysis. That job
+    // compares against the new base, so this one stores nothing.
+    if (!previous || !isCurrentJob(previous, jobId)) return false;
     await tx.delete(findings).where(eq(findings.runId, runId));
     for (let start = 0; start < drafts.length; start += findingInsertChunkSize) {
       const chunk = drafts.slice(start, start + findingInsertChunkSize);
@@ -140,6 +153,10 @@ export async function analyzeRun(
         uncheckedFiles: uncheckedPaths,
         unlistedFiles,
         omittedFindings,
+        // GitHub listed the files against the base read above. A base change after the run was
+        // queued may have moved it, so the run records that base.
+        baseSha: pullRequest.base.sha,
+        baseRef: pullRequest.base.ref,
       })
       .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} NOT IN ('superseded', 'cancelled')`)
       .returning({ id: prRuns.id });
@@ -153,11 +170,26 @@ export async function analyzeRun(
       // cancels a job in any state before `completed`. A worker that is running the job goes
       // on, but the job is neither retried nor followed by a job after a rate limit, and it
       // does not mark the run reported (see reportRun).
-      if (previous?.reportJobId) await context.boss.cancel(reportQueue, previous.reportJobId, { db });
+      if (previous.reportJobId) await context.boss.cancel(reportQueue, previous.reportJobId, { db });
     }
+    return true;
   });
-
+  if (!stored) {
+    logger.info(
+      { event: 'analyze.job_replaced' },
+      'the run was queued again with another analyze job during the analysis; findings not stored',
+    );
+    return { status: 'skipped', findings: 0, files: 0 };
+  }
   return { status: 'completed', findings: drafts.length, files: files.length };
+}
+
+/**
+ * Tells whether analyze job `jobId` is the run's current one. Without `jobId`, and for a run
+ * that names no job, any caller is.
+ */
+function isCurrentJob(run: { analyzeJobId: string | null }, jobId: string | undefined): boolean {
+  return jobId === undefined || run.analyzeJobId === null || run.analyzeJobId === jobId;
 }
 
 /**

@@ -36,7 +36,16 @@ export const prRuns = pgTable(
     repository: text().notNull(),
     prNumber: integer().notNull(),
     prTitle: text().notNull().default(''),
+    /**
+     * `base.sha` of the event that queued the run, then of the base that the analysis compared
+     * against.
+     */
     baseSha: text().notNull(),
+    /**
+     * Name of the base branch, set like baseSha. It is '' for runs stored before the column
+     * existed and not analyzed since.
+     */
+    baseRef: text().notNull().default(''),
     headSha: text().notNull(),
     headRef: text().notNull(),
     /**

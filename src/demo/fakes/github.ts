@@ -54,6 +54,7 @@ export type PullRequestChanges = Partial<
   Pick<
     PullRequestRecord,
     | 'baseSha'
+    | 'baseRef'
     | 'headSha'
     | 'headRef'
     | 'headOwner'
@@ -106,8 +107,8 @@ export interface FakeGitHub {
     user?: string;
   }): void;
   /**
-   * Changes a pull request added before, as a push, a close, a merge or deleting the head
-   * repository does on GitHub. It sends no webhook. Throws when the pull request is unknown, and
+   * Changes a pull request added before, as a push, a close, a merge, a change of its base
+   * branch or deleting the head repository does on GitHub. It sends no webhook. Throws when the pull request is unknown, and
    * when the change would leave a merged pull request open.
    */
   updatePullRequest(

@@ -44,6 +44,7 @@ function runSummary(run: Run) {
     error: run.error,
     headSha: run.headSha,
     baseSha: run.baseSha,
+    baseRef: run.baseRef,
     headRef: run.headRef,
     createdAt: run.createdAt.toISOString(),
     completedAt: run.completedAt?.toISOString() ?? null,

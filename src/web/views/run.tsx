@@ -76,8 +76,15 @@ export const RunPage: FC<{
           </>
         ) : null}
         {`${run.repository}#${run.prNumber}`} · head{' '}
-        <code>{run.headSha.slice(0, 12)}</code> on <code>{run.headRef}</code> · started{' '}
-        <Time date={run.createdAt} />
+        <code>{run.headSha.slice(0, 12)}</code> on <code>{run.headRef}</code> · base{' '}
+        <code>{run.baseSha.slice(0, 12)}</code>
+        {run.baseRef ? (
+          <>
+            {' '}
+            on <code class="base-ref">{run.baseRef}</code>
+          </>
+        ) : null}{' '}
+        · started <Time date={run.createdAt} />
       </p>
       {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
       {run.error ? <p class="error">{run.error}</p> : null}

@@ -1,0 +1,1 @@
+ALTER TABLE "pr_runs" ADD COLUMN "base_ref" text DEFAULT '' NOT NULL;

@@ -1,0 +1,151 @@
+import { and, desc, eq, gt, sql } from 'drizzle-orm';
+import type { Transaction } from '../db/client.ts';
+import { findings, prRuns } from '../db/schema/index.ts';
+import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
+import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { reportQueue } from '../jobs/report.ts';
+import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
+import { queuedAgainValues } from '../runs/queued-again.ts';
+import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
+import type { PullRequestPayload } from './pull-request.ts';
+
+/**
+ * Handles an `edited` event whose `changes.base` shows that the pull request now targets
+ * another base branch. It queues the head commit's run again in place with the new base and
+ * clears its findings, check run and report state. It also cancels the old analysis's analyze
+ * and report jobs, unfinished patch requests and waiting apply jobs. Returns the outcome, or
+ * null when the head commit has no run yet, so the caller creates one as for `opened`. Call it
+ * with the pull request's lock held and after the checks of the installation and of a later
+ * close.
+ *
+ * An edit of a closed pull request, or one older than an event that a run already records,
+ * changes nothing.
+ */
+export async function handleBaseChange(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: PullRequestPayload,
+  updatedAt: Date,
+): Promise<string | null> {
+  const { repository, pull_request: pullRequest } = payload;
+  const target = `${repository.full_name}#${payload.number}`;
+  const base = pullRequest.base;
+  if (pullRequest.state === 'closed') {
+    return `ignored: ${target} is closed, so its base change to ${base.ref} starts no analysis`;
+  }
+
+  const ofPullRequest = and(
+    eq(prRuns.repositoryId, repository.id),
+    eq(prRuns.prNumber, payload.number),
+  );
+  const [newer] = await tx
+    .select({ id: prRuns.id, prUpdatedAt: prRuns.prUpdatedAt })
+    .from(prRuns)
+    .where(and(ofPullRequest, gt(prRuns.prUpdatedAt, updatedAt)))
+    .orderBy(desc(prRuns.prUpdatedAt))
+    .limit(1);
+  if (newer) {
+    return (
+      `ignored: run ${newer.id} records a later event of ${target}, at ` +
+      `${newer.prUpdatedAt!.toISOString()}, than this base change`
+    );
+  }
+
+  // The row lock makes an analysis that completes now either commit first, so that its report
+  // job is read and cancelled below, or find the new analyze job and store nothing.
+  const [run] = await tx
+    .select()
+    .from(prRuns)
+    .where(and(ofPullRequest, eq(prRuns.headSha, pullRequest.head.sha)))
+    .for('update');
+  if (!run) return null;
+
+  await requeueRun(tx, boss, run, payload, updatedAt);
+  const from = payload.changes?.base?.ref.from ?? run.baseRef;
+  const work = await cancelOldAnalysisWork(tx, boss, run, { target, from, to: base.ref });
+  const superseded = await supersedeOlderRuns(tx, boss, {
+    repositoryId: repository.id,
+    prNumber: payload.number,
+    runId: run.id,
+    headSha: pullRequest.head.sha,
+    updatedAt,
+  });
+  const cancelled = [
+    `${work.patchRequests} patch request(s)`,
+    ...(work.applyJobs > 0 ? [`${work.applyJobs} apply job(s)`] : []),
+  ].join(' and ');
+  const supersededNote =
+    superseded.length > 0 ? `; superseded ${superseded.length} older run(s)` : '';
+  return (
+    `run ${run.id} queued again: the base changed from ${from} to ${base.ref}; ` +
+    `cancelled ${cancelled}${supersededNote}`
+  );
+}
+
+/**
+ * Sets the run back to queued with the event's base and a new analyze job, and deletes its
+ * findings. The check run and report state of the old analysis are cleared, so the report of
+ * the new analysis creates a new check run (see checkRunExternalId).
+ */
+async function requeueRun(
+  tx: Transaction,
+  boss: PgBoss,
+  run: typeof prRuns.$inferSelect,
+  payload: PullRequestPayload,
+  updatedAt: Date,
+): Promise<void> {
+  const { pull_request: pullRequest } = payload;
+  const data: AnalyzeJobData = { runId: run.id };
+  const analyzeJobId = await boss.send(analyzeQueue, data, { db: transactionDb(tx) });
+  await tx
+    .update(prRuns)
+    .set({
+      ...queuedAgainValues(pullRequest, updatedAt),
+      prTitle: pullRequest.title.slice(0, 1000),
+      analyzeJobId,
+      checkRunId: null,
+      checkRunAnnotations: 0,
+      reportedAt: null,
+      uncheckedFiles: sql`'{}'::text[]`,
+      unlistedFiles: 0,
+      omittedFindings: 0,
+    })
+    .where(eq(prRuns.id, run.id));
+  // Patch requests that select these findings lose them, and the new analysis stores its own.
+  // NOTE: "Regenerate this file" on a ready preview of the old findings still queues a model
+  // call, which then gets no findings for the file. Any analysis that runs again does the same.
+  await tx.delete(findings).where(eq(findings.runId, run.id));
+}
+
+/**
+ * Cancels the old analysis's pending analyze and report jobs, its unfinished patch requests
+ * and its waiting apply jobs. Returns how many patch requests and apply jobs were cancelled.
+ */
+async function cancelOldAnalysisWork(
+  tx: Transaction,
+  boss: PgBoss,
+  run: typeof prRuns.$inferSelect,
+  change: { target: string; from: string; to: string },
+): Promise<{ patchRequests: number; applyJobs: number }> {
+  const db = transactionDb(tx);
+  // pg-boss 10.4 cancels only jobs before `completed`. A worker that runs one of them goes on,
+  // but its analysis stores nothing (see analyzeRun) and its report skips a queued run.
+  if (run.analyzeJobId) await boss.cancel(analyzeQueue, run.analyzeJobId, { db });
+  if (run.reportJobId) await boss.cancel(reportQueue, run.reportJobId, { db });
+
+  const changed = `the base branch of ${change.target} changed from ${change.from} to ${change.to}`;
+  const patchRequests = await cancelPatchRequestsOfRuns(
+    tx,
+    boss,
+    [run.id],
+    `Cancelled because ${changed}. Request the fix again once the new analysis has completed.`,
+  );
+  // The old findings chose what the preview fixed, so the user checks the new ones first.
+  const applyJobs = await cancelApplyJobsOfRuns(
+    tx,
+    boss,
+    [run.id],
+    `The apply was cancelled because ${changed}. Check the new analysis, then apply again.`,
+  );
+  return { patchRequests: patchRequests.length, applyJobs };
+}

@@ -1,0 +1,54 @@
+import { and, eq, inArray, isNull, lte, ne, or } from 'drizzle-orm';
+import type { Transaction } from '../db/client.ts';
+import { prRuns } from '../db/schema/index.ts';
+import { analyzeQueue } from '../jobs/analyze.ts';
+import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { cancelPatchRequestsOfRuns } from './cancel-run-work.ts';
+
+/** Run statuses that a newer commit replaces; cancelled runs stay cancelled. */
+const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
+
+/**
+ * Marks the pull request's other runs from events no newer than `updatedAt` superseded, cancels
+ * their queued analyze jobs and their unfinished patch requests. Returns the superseded run ids.
+ */
+export async function supersedeOlderRuns(
+  tx: Transaction,
+  boss: PgBoss,
+  target: {
+    repositoryId: number;
+    prNumber: number;
+    runId: string;
+    headSha: string;
+    updatedAt: Date;
+  },
+): Promise<string[]> {
+  const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
+  const older = await tx
+    .update(prRuns)
+    .set({ status: 'superseded', error: reason })
+    .where(
+      and(
+        eq(prRuns.repositoryId, target.repositoryId),
+        eq(prRuns.prNumber, target.prNumber),
+        ne(prRuns.id, target.runId),
+        inArray(prRuns.status, [...replaceableStatuses]),
+        or(isNull(prRuns.prUpdatedAt), lte(prRuns.prUpdatedAt, target.updatedAt)),
+      ),
+    )
+    .returning({ id: prRuns.id, analyzeJobId: prRuns.analyzeJobId });
+  const olderIds = older.map((row) => row.id);
+  const jobIds = older.flatMap((row) => (row.analyzeJobId ? [row.analyzeJobId] : []));
+  if (jobIds.length > 0) {
+    // Cancelling only touches jobs that have not finished; a finished one is left as it is.
+    await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
+  }
+  await cancelPatchRequestsOfRuns(
+    tx,
+    boss,
+    olderIds,
+    `Cancelled: the pull request has a newer commit, ${target.headSha}; ` +
+      'request the fix on the newest run.',
+  );
+  return olderIds;
+}
