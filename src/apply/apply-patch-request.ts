@@ -18,6 +18,7 @@ import {
 } from '../runs/pull-request-closed.ts';
 import { queueApplyAfterRateLimit, type ApplyWaiting } from './apply-rate-limit.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
+import { applyRateLimitedUntil, clearedApplyWait } from './apply-wait.ts';
 import { BranchMovedError, commitFiles, findPushedCommit, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
 import {
@@ -430,7 +431,7 @@ export async function applyPatchRequest(
       appliedCommitSha: outcome.commitSha,
       appliedReviewId: outcome.reviewId,
       applyStartedAt: null,
-      applyRateLimitedUntil: null,
+      ...clearedApplyWait,
       applyError: null,
     })
     .where(eq(patchRequests.id, request.id));

@@ -74,12 +74,29 @@ async function previewPage(id: string): Promise<string> {
   return response.text();
 }
 
+/** Returns the run page's list item of patch request `id` under "Earlier previews". */
+async function runPageItem(id: string): Promise<string> {
+  const response = await applyContext.app.request(`/runs/${applyContext.runId}`, { headers: { cookie } });
+  expect(response.status).toBe(200);
+  const page = await response.text();
+  const start = page.indexOf(`<li><a href="/patch-requests/${id}">`);
+  expect(start).toBeGreaterThanOrEqual(0);
+  return page.slice(start, page.indexOf('</li>', start));
+}
+
 async function previewJson(id: string) {
   const response = await applyContext.app.request(`/api/patch-requests/${id}`, {
     headers: { authorization: `Bearer ${applyContext.user.token}` },
   });
   expect(response.status).toBe(200);
-  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown };
+  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown; otherApplyWait: unknown };
+}
+
+/** Sets the first rate-limited time of waiting apply job `job` to `minutesAgo` minutes ago. */
+async function rateLimitedSinceAgo(job: { id: string; data: ApplyJobData }, minutesAgo: number) {
+  const data: ApplyJobData = { ...job.data, rateLimitedSince: Date.now() - minutesAgo * 60_000 };
+  await setup.context.database.sql`
+    UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${job.id}`;
 }
 
 beforeAll(async () => {
@@ -261,6 +278,16 @@ describe('apply under a long rate limit', () => {
     expect(waiting.applyError).toBeNull();
     expect(waiting.appliedAt).toBeNull();
     expect(refUpdates(since)).toBe(0);
+    const until = new Date(next.start_after).toISOString();
+    expect(waiting.applyClaimWaitUntil?.toISOString()).toBe(until);
+    const json = await previewJson(request.id);
+    expect(json.otherApplyWait).toEqual({ job: applyQueue, until });
+    expect(json.rateLimitWait).toBeNull();
+    for (const page of [await previewPage(request.id), await runPageItem(request.id)]) {
+      expect(page).toContain('Applying waits for another apply of this preview that started first.');
+      expect(page).toContain(`datetime="${until}"`);
+      expect(page).not.toContain('waits for a GitHub rate limit');
+    }
 
     // The claim went stale without a result, so the next job applies.
     await setup.context.db
@@ -272,8 +299,11 @@ describe('apply under a long rate limit', () => {
     const applied = await stored(request.id);
     expect(applied.appliedAt).not.toBeNull();
     expect(applied.applyError).toBeNull();
+    expect(applied.applyClaimWaitUntil).toBeNull();
     expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
     expect(refUpdates(since)).toBe(1);
+    expect((await previewJson(request.id)).otherApplyWait).toBeNull();
+    expect(await runPageItem(request.id)).not.toContain('waits for another apply');
   });
 
   it('fails past the maximum wait', async () => {
