@@ -31,17 +31,24 @@ export interface ApplyWaiting {
  */
 export async function queueApplyAfterRateLimit(
   context: AppContext,
-  target: { patchRequestId: string; userId: string; mode?: ApplyMode; job?: { id: string; data: ApplyJobData } },
+  target: {
+    patchRequestId: string;
+    userId: string;
+    mode?: ApplyMode;
+    job?: { id: string; data: ApplyJobData };
+    rateLimitedSince?: number;
+  },
   rateLimit: GitHubRateLimit,
   error: unknown,
   logger: Logger,
 ): Promise<ApplyWaiting> {
   const { patchRequestId, job } = target;
+  const since = job ? job.data.rateLimitedSince : target.rateLimitedSince;
   const data: ApplyJobData = {
     patchRequestId,
     userId: target.userId,
     ...(target.mode ? { mode: target.mode } : {}),
-    ...(job?.data.rateLimitedSince === undefined ? {} : { rateLimitedSince: job.data.rateLimitedSince }),
+    ...(since === undefined ? {} : { rateLimitedSince: since }),
   };
   const work: RateLimitedWork = {
     async findInstallation(tx) {
