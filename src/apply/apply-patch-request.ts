@@ -1,6 +1,6 @@
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
-import { patchFiles, patchRequests, type ApplyMode } from '../db/schema/index.ts';
+import { applyModes, patchFiles, patchRequests, type ApplyMode } from '../db/schema/index.ts';
 import {
   asInstallationUnavailable,
   findInstallationUnavailable,
@@ -9,7 +9,7 @@ import {
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
-import type { ApplyJobData } from '../jobs/apply.ts';
+import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import {
   findPullRequestClosed,
@@ -18,6 +18,7 @@ import {
 } from '../runs/pull-request-closed.ts';
 import { queueApplyAfterRateLimit, type ApplyWaiting } from './apply-rate-limit.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
+import { applyRateLimitedUntil, clearedApplyWait } from './apply-wait.ts';
 import { BranchMovedError, commitFiles, findPushedCommit, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
 import {
@@ -107,6 +108,26 @@ function claimedRejection(patchRequestId: string, applyStartedAt: Date): ApplyRe
   );
 }
 
+/**
+ * Returns the mode and first rate-limited time of the request's apply job `applyJobId` while
+ * pg-boss has not finished it (created, retry or active), or null. A request whose
+ * `applyError` is set has none, because whatever stored it cancelled or ended the job.
+ */
+async function findPendingApplyJob(
+  context: AppContext,
+  request: StoredRequest,
+): Promise<{ mode: ApplyMode | undefined; rateLimitedSince: number | undefined } | null> {
+  if (request.applyJobId === null || request.applyError !== null) return null;
+  const [job] = await context.db.execute<{ mode: string | null; since: string | null }>(sql`
+    SELECT data->>'mode' AS mode, data->>'rateLimitedSince' AS since FROM pgboss.job
+    WHERE name = ${applyQueue} AND id = ${request.applyJobId} AND state < 'completed'`);
+  if (!job) return null;
+  return {
+    mode: applyModes.find((mode) => mode === job.mode),
+    rateLimitedSince: job.since === null ? undefined : Number(job.since),
+  };
+}
+
 function storedResult(request: StoredRequest, files: string[]): ApplyResult {
   return {
     id: request.id,
@@ -123,7 +144,9 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
  * Claims the request for one apply. Returns `claimed: false` while another apply runs, after
  * one finished, or when the preview is no longer ready (a regeneration started), so two
  * concurrent calls never both write to GitHub. Returns the error and claims nothing when the
- * pull request is closed.
+ * pull request is closed. A claim with `clearError` also clears the `applyError` of an earlier
+ * apply, so pages stop showing it while this apply runs. An apply job claims without it,
+ * because a suspend that cancelled the job while it ran may have stored its reason.
  *
  * The check and the claim share a transaction that locks the run's row FOR SHARE, so a close
  * is either committed first and seen here, or it waits until the claim has committed. In the
@@ -134,13 +157,14 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
 async function claim(
   context: AppContext,
   request: { id: string; runId: string },
+  clearError: boolean,
 ): Promise<{ claimed: boolean; closed: PullRequestClosedError | null }> {
   return context.db.transaction(async (tx) => {
     const closed = await findPullRequestClosed(tx, request.runId);
     if (closed) return { claimed: false, closed };
     const claimed = await tx
       .update(patchRequests)
-      .set({ applyStartedAt: sql`now()` })
+      .set({ applyStartedAt: sql`now()`, ...(clearError ? { applyError: null } : {}) })
       .where(
         and(
           eq(patchRequests.id, request.id),
@@ -210,6 +234,19 @@ export async function applyPatchRequest(
       `Patch request ${request.id} has no ready file to apply.`,
     );
   }
+  // An API call while an apply job of the request is pending continues that job's apply. It
+  // returns the job's rate limit wait, so a press neither queues a second job nor restarts the
+  // maximum wait. A call in another mode goes on and may replace the job, and so may a call
+  // while the job runs, but both keep the job's first rate-limited time.
+  const pending = input.job ? null : await findPendingApplyJob(context, request);
+  const rateLimitedUntil = applyRateLimitedUntil(request);
+  if (pending && rateLimitedUntil && (input.mode === undefined || input.mode === pending.mode)) {
+    logger.info(
+      { event: 'apply.waiting', applyJobId: request.applyJobId, rateLimitedUntil: rateLimitedUntil.toISOString() },
+      'an apply job of the patch request waits for a GitHub rate limit, so nothing is queued',
+    );
+    return { id: request.id, status: 'waiting', rateLimitedUntil: rateLimitedUntil.toISOString() };
+  }
 
   const { run } = request;
   const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
@@ -236,7 +273,7 @@ export async function applyPatchRequest(
   if (unavailable) throw new ApplyRejectedError('conflict', unavailable.message);
   const github = requireGitHubApp(context);
 
-  const claimOutcome = await claim(context, request);
+  const claimOutcome = await claim(context, request, input.job === undefined);
   if (claimOutcome.closed) throw closedRejection(claimOutcome.closed);
   if (!claimOutcome.claimed) {
     const current = await context.db.query.patchRequests.findFirst({
@@ -395,7 +432,13 @@ export async function applyPatchRequest(
       const { job } = input;
       return queueApplyAfterRateLimit(
         context,
-        { patchRequestId: request.id, userId: input.userId, mode: input.mode, job },
+        {
+          patchRequestId: request.id,
+          userId: input.userId,
+          mode: input.mode,
+          job,
+          rateLimitedSince: pending?.rateLimitedSince,
+        },
         rateLimit,
         error,
         logger,
@@ -430,7 +473,7 @@ export async function applyPatchRequest(
       appliedCommitSha: outcome.commitSha,
       appliedReviewId: outcome.reviewId,
       applyStartedAt: null,
-      applyRateLimitedUntil: null,
+      ...clearedApplyWait,
       applyError: null,
     })
     .where(eq(patchRequests.id, request.id));

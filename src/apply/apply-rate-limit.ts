@@ -7,6 +7,7 @@ import { transactionDb } from '../jobs/boss.ts';
 import { queueAfterRateLimit, type RateLimitedWork } from '../jobs/rate-limit-wait.ts';
 import type { Logger } from '../logger.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
+import { clearedApplyWait } from './apply-wait.ts';
 
 /** An apply that GitHub rate-limited, and when the apply job that continues it starts. */
 export interface ApplyWaiting {
@@ -16,19 +17,12 @@ export interface ApplyWaiting {
 }
 
 /**
- * Returns when the rate limit lifts that the patch request's apply job waits for, or null when
- * no apply job waits: none was queued, it started, it was cancelled or the request is applied.
- */
-export function applyRateLimitedUntil(request: typeof patchRequests.$inferSelect): Date | null {
-  if (request.appliedAt !== null || request.applyError !== null) return null;
-  return request.applyRateLimitedUntil;
-}
-
-/**
  * Queues an apply job of the patch request that starts when the rate limit lifts, and stores
  * its id and start time on the patch request (see `queueAfterRateLimit`). `job` is the apply
  * job that hit the limit, or undefined for an apply that an API request started. The new job
  * replaces and cancels a waiting job of an earlier request, so one apply job at most waits.
+ * `rateLimitedSince` is the first rate-limited time of the job that such a request continues.
+ * The maximum wait counts from it, or from now when it is undefined.
  *
  * Throws ApplyRejectedError when nothing is queued. That happens when the limit lifts later
  * than the maximum wait allows, or the installation is suspended or uninstalled. It also
@@ -37,17 +31,24 @@ export function applyRateLimitedUntil(request: typeof patchRequests.$inferSelect
  */
 export async function queueApplyAfterRateLimit(
   context: AppContext,
-  target: { patchRequestId: string; userId: string; mode?: ApplyMode; job?: { id: string; data: ApplyJobData } },
+  target: {
+    patchRequestId: string;
+    userId: string;
+    mode?: ApplyMode;
+    job?: { id: string; data: ApplyJobData };
+    rateLimitedSince?: number;
+  },
   rateLimit: GitHubRateLimit,
   error: unknown,
   logger: Logger,
 ): Promise<ApplyWaiting> {
   const { patchRequestId, job } = target;
+  const since = job ? job.data.rateLimitedSince : target.rateLimitedSince;
   const data: ApplyJobData = {
     patchRequestId,
     userId: target.userId,
     ...(target.mode ? { mode: target.mode } : {}),
-    ...(job?.data.rateLimitedSince === undefined ? {} : { rateLimitedSince: job.data.rateLimitedSince }),
+    ...(since === undefined ? {} : { rateLimitedSince: since }),
   };
   const work: RateLimitedWork = {
     async findInstallation(tx) {
@@ -83,7 +84,7 @@ export async function queueApplyAfterRateLimit(
         .where(eq(patchRequests.id, patchRequestId));
       await tx
         .update(patchRequests)
-        .set({ applyJobId: nextJobId, applyRateLimitedUntil: until, applyError: null })
+        .set({ applyJobId: nextJobId, ...clearedApplyWait, applyRateLimitedUntil: until, applyError: null })
         .where(eq(patchRequests.id, patchRequestId));
       const earlierJobId = previous?.applyJobId;
       if (earlierJobId && earlierJobId !== job?.id) {

@@ -392,7 +392,7 @@ async function previewFile(
   }
 
   const provenance = { provider: result.provider, model: result.model };
-  const parsed = parseModelOutput(result.text, file.text);
+  const parsed = parseModelOutput(result.text, file.text, input.path);
   if (!parsed.ok) return failed(parsed.reason, { ...base, ...provenance });
   if (parsed.content === file.text) {
     return failed('The model returned the file unchanged, so there is nothing to apply.', {

@@ -1,4 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
+import { clearedApplyWait } from '../apply/apply-wait.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { patchFiles, patchRequests, prRuns, type PatchRequestStatus } from '../db/schema/index.ts';
 import {
@@ -16,7 +17,7 @@ export type RegenerateFileResult =
       ok: true;
       path: string;
       generation: number;
-      /** The apply job that waited for a GitHub rate limit and was cancelled, or null. */
+      /** The apply job that waited for a GitHub rate limit or another apply and was cancelled, or null. */
       cancelledApplyJobId: string | null;
     }
   | { ok: false; reason: 'not_found' }
@@ -30,8 +31,9 @@ export type RegenerateFileResult =
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
  * Nothing changes when the run's installation is suspended or deleted, or when its pull request
- * is closed. An apply job that waits for a GitHub rate limit is cancelled, with a message in the
- * request's `applyError`, because it would apply the new text, which the user has not seen.
+ * is closed. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
+ * with a message in the request's `applyError`, because it would apply the new text, which the
+ * user has not seen.
  */
 export async function regeneratePatchFile(
   db: Database,
@@ -61,6 +63,7 @@ export async function regeneratePatchFile(
         applyStartedAt: patchRequests.applyStartedAt,
         appliedAt: patchRequests.appliedAt,
         applyJobId: patchRequests.applyJobId,
+        applyClaimWaitUntil: patchRequests.applyClaimWaitUntil,
       })
       .from(patchRequests)
       .where(and(eq(patchRequests.id, input.patchRequestId), eq(patchRequests.userId, input.userId)))
@@ -107,13 +110,7 @@ export async function regeneratePatchFile(
         filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${request.id} AND ${patchFiles.status} IN ('ready', 'failed'))`,
       })
       .where(eq(patchRequests.id, request.id));
-    const cancelledApplyJobId = await cancelWaitingApply(
-      tx,
-      boss,
-      request.id,
-      request.applyJobId,
-      file.path,
-    );
+    const cancelledApplyJobId = await cancelWaitingApply(tx, boss, request, file.path);
     const data: PreviewJobData = { patchRequestId: request.id };
     const previewJobId = await boss.send(previewQueue, data, { db: transactionDb(tx) });
     // The newest job replaces the first one's id, so cancelling the request reaches this job.
@@ -123,7 +120,7 @@ export async function regeneratePatchFile(
 }
 
 /**
- * Cancels apply job `applyJobId` of the patch request unless it has ended, and stores why in
+ * Cancels the patch request's apply job `applyJobId` unless it has ended, and stores why in
  * the request's `applyError`. Returns the job's id when it was cancelled, otherwise null. The
  * request's row must be locked and unclaimed, so the job has not started writing to GitHub. A
  * job that started meanwhile fails its claim, because the request is no longer ready.
@@ -131,23 +128,24 @@ export async function regeneratePatchFile(
 async function cancelWaitingApply(
   tx: Transaction,
   boss: PgBoss,
-  patchRequestId: string,
-  applyJobId: string | null,
+  request: { id: string; applyJobId: string | null; applyClaimWaitUntil: Date | null },
   path: string,
 ): Promise<string | null> {
+  const { applyJobId } = request;
   if (applyJobId === null) return null;
   const [pending] = await tx.execute<{ id: string }>(sql`
     SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND id = ${applyJobId} AND state < 'completed'`);
   if (!pending) return null;
   await boss.cancel(applyQueue, applyJobId, { db: transactionDb(tx) });
+  const waitedFor = request.applyClaimWaitUntil ? 'another apply of this preview' : 'a GitHub rate limit';
   await tx
     .update(patchRequests)
     .set({
       applyError:
-        `The apply that waited for a GitHub rate limit was cancelled, because ${path} was ` +
+        `The apply that waited for ${waitedFor} was cancelled, because ${path} was ` +
         'regenerated. Apply again once the preview is ready.',
-      applyRateLimitedUntil: null,
+      ...clearedApplyWait,
     })
-    .where(eq(patchRequests.id, patchRequestId));
+    .where(eq(patchRequests.id, request.id));
   return applyJobId;
 }

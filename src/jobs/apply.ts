@@ -2,6 +2,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { applyPatchRequest, ApplyRejectedError } from '../apply/apply-patch-request.ts';
+import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
 import { applyModes, patchRequests } from '../db/schema/index.ts';
@@ -53,7 +54,7 @@ export async function handleApplyJob(
       .set({ applyError: message.slice(0, 2000) })
       .where(and(ofThisJob, isNull(patchRequests.applyError)));
   try {
-    await context.db.update(patchRequests).set({ applyRateLimitedUntil: null }).where(ofThisJob);
+    await context.db.update(patchRequests).set(clearedApplyWait).where(ofThisJob);
     const result = await applyPatchRequest(
       context,
       { patchRequestId, userId: data.userId, mode: data.mode, job: { id: job.id, data } },
@@ -94,7 +95,8 @@ export async function handleApplyJob(
 
 /**
  * Queues an apply job that starts one second after `claimStaleAt`, when an apply job met the
- * claim of another call, and stores its id on the patch request. Nothing is queued when job
+ * claim of another call, and stores its id and start time on the patch request, so the pages
+ * show the wait. Nothing is queued when job
  * `jobId` no longer owns the request: it was applied, another job replaced this one, or a
  * suspend, close or regeneration stored an apply error.
  */
@@ -116,7 +118,10 @@ async function continueAfterClaim(
       return null;
     }
     const id = await context.boss.send(applyQueue, data, { startAfter, db: transactionDb(tx) });
-    await tx.update(patchRequests).set({ applyJobId: id }).where(eq(patchRequests.id, request.id));
+    await tx
+      .update(patchRequests)
+      .set({ applyJobId: id, ...clearedApplyWait, applyClaimWaitUntil: startAfter })
+      .where(eq(patchRequests.id, request.id));
     return id;
   });
   logger.info(

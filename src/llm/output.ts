@@ -70,6 +70,13 @@ function restoreLineEndings(content: string, original: string): string {
 
 const byteOrderMark = '\uFEFF';
 
+/** U+FFFD, which a lenient UTF-8 decoder puts in place of each invalid byte sequence. */
+const replacementCharacter = '\uFFFD';
+
+function countReplacementCharacters(text: string): number {
+  return text.split(replacementCharacter).length - 1;
+}
+
 /**
  * Adds or removes the UTF-8 byte order mark so that the output starts like the original.
  * Models tend to drop it, and the diff would then show an invisible change on line 1.
@@ -98,12 +105,12 @@ function restoreFinalNewline(content: string, original: string): string {
  *
  * Strips one code fence that wraps the whole text, unless the original file is itself one
  * fenced block and the text has no second layer. Rejects empty text, text with a NUL
- * character, and text that contains more code fence lines or prompt data block tags than the
- * original. Then restores the original's byte order mark, its line ending style (lone CRs
+ * character, and text that contains more U+FFFD characters, code fence lines or prompt data
+ * block tags than the original. `path` is the file's path, for the messages. Then restores the original's byte order mark, its line ending style (lone CRs
  * count as line breaks unless the original has some, and each side must use one style
  * throughout) and its final line break.
  */
-export function parseModelOutput(text: string, original: string): ParsedModelOutput {
+export function parseModelOutput(text: string, original: string, path: string): ParsedModelOutput {
   let content = text;
   const unwrapped = stripWrappingFence(text);
   if (unwrapped !== undefined) {
@@ -121,6 +128,19 @@ export function parseModelOutput(text: string, original: string): ParsedModelOut
       reason:
         'The model output contains a NUL character (U+0000), which a text file cannot ' +
         'contain, so it was discarded. Request the fix again.',
+    };
+  }
+  // The provider's SDK decodes bytes that are not valid UTF-8 to U+FFFD, which would replace
+  // characters of the user's code.
+  const addedReplacements = countReplacementCharacters(content) - countReplacementCharacters(original);
+  if (addedReplacements > 0) {
+    const characters = addedReplacements === 1 ? 'character' : 'characters';
+    return {
+      ok: false,
+      reason:
+        `The model output for ${path} contains ${addedReplacements} replacement ${characters} ` +
+        '(U+FFFD) that the file does not have. U+FFFD marks bytes that were not valid UTF-8 ' +
+        'in the provider\'s response, so the output was discarded. Regenerate this file.',
     };
   }
   // A fenced file with prose around it, or a fence left open, is not stripped above. Such

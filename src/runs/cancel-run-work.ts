@@ -1,5 +1,6 @@
 import { and, inArray, isNull, sql, type SQLWrapper } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
+import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { patchRequests } from '../db/schema/index.ts';
 import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
@@ -68,7 +69,7 @@ export async function cancelApplyJobsOfRuns(
     SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
   const cancelled = await tx
     .update(patchRequests)
-    .set({ applyError, applyRateLimitedUntil: null })
+    .set({ applyError, ...clearedApplyWait })
     .where(and(inArray(patchRequests.runId, runIds), isNull(patchRequests.appliedAt), applyJobPending))
     .returning({ applyJobId: patchRequests.applyJobId });
   const jobIds = cancelled.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));

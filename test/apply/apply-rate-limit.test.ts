@@ -6,6 +6,7 @@ import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
+import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
@@ -34,6 +35,8 @@ let cookie: string;
  * whose response is lost, or null for no lost response.
  */
 let limitAfterRefUpdate: number | null = null;
+/** Runs when the fake GitHub receives a read of the pull request, before it responds. */
+let duringPullRequestRead: (() => Promise<void>) | null = null;
 
 const git = (...args: string[]) => gitIn(setup, ...args);
 
@@ -74,12 +77,29 @@ async function previewPage(id: string): Promise<string> {
   return response.text();
 }
 
+/** Returns the run page's list item of patch request `id` under "Earlier previews". */
+async function runPageItem(id: string): Promise<string> {
+  const response = await applyContext.app.request(`/runs/${applyContext.runId}`, { headers: { cookie } });
+  expect(response.status).toBe(200);
+  const page = await response.text();
+  const start = page.indexOf(`<li><a href="/patch-requests/${id}">`);
+  expect(start).toBeGreaterThanOrEqual(0);
+  return page.slice(start, page.indexOf('</li>', start));
+}
+
 async function previewJson(id: string) {
   const response = await applyContext.app.request(`/api/patch-requests/${id}`, {
     headers: { authorization: `Bearer ${applyContext.user.token}` },
   });
   expect(response.status).toBe(200);
-  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown };
+  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown; otherApplyWait: unknown };
+}
+
+/** Sets the first rate-limited time of waiting apply job `job` to `minutesAgo` minutes ago. */
+async function rateLimitedSinceAgo(job: { id: string; data: ApplyJobData }, minutesAgo: number) {
+  const data: ApplyJobData = { ...job.data, rateLimitedSince: Date.now() - minutesAgo * 60_000 };
+  await setup.context.database.sql`
+    UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${job.id}`;
 }
 
 beforeAll(async () => {
@@ -100,10 +120,23 @@ beforeAll(async () => {
       return { status: 502, body: { message: 'Server Error' } };
     },
   });
+  const readPullRequest = defaultRoutes.find(
+    (route) => route.method === 'GET' && route.pattern === '/repos/:owner/:repo/pulls/:pull_number',
+  )!;
+  setup.fake.addRoute({
+    ...readPullRequest,
+    async handle(context) {
+      const hook = duringPullRequestRead;
+      duringPullRequestRead = null;
+      await hook?.();
+      return readPullRequest.handle(context);
+    },
+  });
 });
 
 beforeEach(async () => {
   limitAfterRefUpdate = null;
+  duringPullRequestRead = null;
   await resetPullRequestHead(setup);
 });
 
@@ -179,33 +212,110 @@ describe('apply under a long rate limit', () => {
     expect(refUpdates(since)).toBe(1);
   });
 
-  it('records the commit on a press during the wait', async () => {
+  it('answers a press during the wait with it', async () => {
     const request = await newRequest();
     limitAfterRefUpdate = Math.floor(Date.now() / 1000) + 30 * 60;
     const since = setup.fake.requests.length;
-    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const first = await requestApply(applyContext, request.id);
+    expect(first.status).toBe(202);
+    const waiting = (await first.json()) as { rateLimitedUntil: string };
     const pushed = await git('rev-parse', headBranch);
     const [job] = await applyJobs(request.id);
     await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
+    const beforePresses = setup.fake.requests.length;
 
-    // The user presses Apply again before the job starts.
-    const response = await requestApply(applyContext, request.id);
+    // The user presses Apply again before the job starts, and once more after a worker fetched it.
+    const again = await requestApply(applyContext, request.id);
+    let whileActive: Response | undefined;
+    await runApplyJob(job!.id, async () => {
+      expect(setup.fake.requests.length).toBe(beforePresses);
+      whileActive = await requestApply(applyContext, request.id);
+    });
     await setup.context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, applyContext.runId));
 
-    expect(response.status).toBe(200);
-    const body = (await response.json()) as { commitSha: string; alreadyApplied: boolean };
-    expect(body.commitSha).toBe(pushed);
-    expect(body.alreadyApplied).toBe(false);
-    expect((await stored(request.id)).appliedCommitSha).toBe(pushed);
-    expect(refUpdates(since)).toBe(1);
-
-    await runApplyJob(job!.id);
-
+    for (const response of [again, whileActive!]) {
+      expect(response.status).toBe(202);
+      expect(await response.json()).toEqual({
+        id: request.id,
+        status: 'waiting',
+        rateLimitedUntil: waiting.rateLimitedUntil,
+      });
+    }
+    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
     const applied = await stored(request.id);
     expect(applied.appliedCommitSha).toBe(pushed);
     expect(applied.applyError).toBeNull();
     expect(refUpdates(since)).toBe(1);
     expect(await git('rev-parse', headBranch)).toBe(pushed);
+  });
+
+  it('counts the maximum wait across presses', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id)).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    const until = (await stored(request.id)).applyRateLimitedUntil!.toISOString();
+    // The apply was rate-limited 50 minutes ago, and the next limit lifts in 15.
+    await rateLimitedSinceAgo(job!, 50);
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 15 * 60));
+    const beforePress = setup.fake.requests.length;
+
+    const again = await requestApply(applyContext, request.id);
+
+    expect(again.status).toBe(202);
+    expect(await again.json()).toEqual({ id: request.id, status: 'waiting', rateLimitedUntil: until });
+    expect(setup.fake.requests.length).toBe(beforePress);
+    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
+
+    await runApplyJob(job!.id);
+
+    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
+    const failed = await stored(request.id);
+    expect(failed.applyRateLimitedUntil).toBeNull();
+    expect(failed.applyError).toMatch(/^GitHub rate-limited the installation until \S+, later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS/);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('keeps the first limit for a press in another mode', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id, { mode: 'commit' })).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    await rateLimitedSinceAgo(job!, 50);
+    setup.fake.queueResponse(secondaryRateLimitError('POST', /\/pulls\/\d+\/reviews$/, 15 * 60));
+
+    // Another mode replaces the waiting job, but its maximum wait still counts from the first limit.
+    const response = await requestApply(applyContext, request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { error: { message: string; rateLimitedUntil: string } };
+    expect(body.error.message).toMatch(/later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\)/);
+    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
+    const current = await stored(request.id);
+    expect(current.applyJobId).toBe(job!.id);
+    expect(current.appliedAt).toBeNull();
+    // Leaves no pending apply job for the suspend in a later test.
+    await setup.context.boss.cancel(applyQueue, job!.id);
+  });
+
+  it('hides the last error while a press applies', async () => {
+    const request = await newRequest();
+    const earlier = 'The apply was cancelled. Suspended in a test.';
+    await setup.context.db.update(patchRequests).set({ applyError: earlier }).where(eq(patchRequests.id, request.id));
+    expect((await previewJson(request.id)).applyError).toBe(earlier);
+    expect(await previewPage(request.id)).toContain(earlier);
+    let duringApply: { applyError: string | null; page: string } | undefined;
+    duringPullRequestRead = async () => {
+      duringApply = { applyError: (await previewJson(request.id)).applyError, page: await previewPage(request.id) };
+    };
+
+    const response = await requestApply(applyContext, request.id);
+
+    expect(response.status).toBe(200);
+    expect(duringApply).toBeDefined();
+    expect(duringApply!.applyError).toBeNull();
+    expect(duringApply!.page).not.toContain(earlier);
+    expect((await stored(request.id)).applyError).toBeNull();
   });
 
   it('is cancelled by regenerating a file', async () => {
@@ -261,6 +371,16 @@ describe('apply under a long rate limit', () => {
     expect(waiting.applyError).toBeNull();
     expect(waiting.appliedAt).toBeNull();
     expect(refUpdates(since)).toBe(0);
+    const until = new Date(next.start_after).toISOString();
+    expect(waiting.applyClaimWaitUntil?.toISOString()).toBe(until);
+    const json = await previewJson(request.id);
+    expect(json.otherApplyWait).toEqual({ job: applyQueue, until });
+    expect(json.rateLimitWait).toBeNull();
+    for (const page of [await previewPage(request.id), await runPageItem(request.id)]) {
+      expect(page).toContain('Applying waits for another apply of this preview that started first.');
+      expect(page).toContain(`datetime="${until}"`);
+      expect(page).not.toContain('waits for a GitHub rate limit');
+    }
 
     // The claim went stale without a result, so the next job applies.
     await setup.context.db
@@ -272,8 +392,11 @@ describe('apply under a long rate limit', () => {
     const applied = await stored(request.id);
     expect(applied.appliedAt).not.toBeNull();
     expect(applied.applyError).toBeNull();
+    expect(applied.applyClaimWaitUntil).toBeNull();
     expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
     expect(refUpdates(since)).toBe(1);
+    expect((await previewJson(request.id)).otherApplyWait).toBeNull();
+    expect(await runPageItem(request.id)).not.toContain('waits for another apply');
   });
 
   it('fails past the maximum wait', async () => {

@@ -221,6 +221,68 @@ describe('runPreview', () => {
     expect(user!.tokensReserved).toBe(0);
   });
 
+  it('fails Groq output with invalid UTF-8', async () => {
+    // The fake sends the two bytes of "é" as the single byte 0xFF, which groq-sdk decodes to U+FFFD.
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return path === 'src/b.ts' ? { text: "export const b = 'café';\n", invalidUtf8: 'é' } : { text: fixed[path]! };
+    });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', error: null, proposedText: fixed['src/a.ts'] });
+    expect(stored[1]).toMatchObject({ path: 'src/b.ts', status: 'failed', proposedText: null, diff: null, provider: 'groq' });
+    expect(stored[1]!.error).toBe(
+      'The model output for src/b.ts contains 1 replacement character (U+FFFD) that the file ' +
+        "does not have. U+FFFD marks bytes that were not valid UTF-8 in the provider's " +
+        'response, so the output was discarded. Regenerate this file.',
+    );
+
+    // The discarded output cost tokens, so it is billed like any other failed output.
+    const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    expect(completions).toHaveLength(2);
+    const reported = completions.reduce((sum, request) => sum + request.reply!.usage!.total_tokens, 0);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(reported);
+    expect(user!.tokensReserved).toBe(0);
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger.map((event) => event.path).sort()).toEqual(['src/a.ts', 'src/b.ts']);
+    expect(gemini.requests).toHaveLength(0);
+  });
+
+  it('fails Gemini output with invalid UTF-8', async () => {
+    const rateLimited = {
+      status: 429,
+      headers: { 'retry-after': '3600' },
+      body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
+    };
+    groq.enqueue(rateLimited, rateLimited);
+    gemini.setHandler((request) => {
+      const path = pathInPrompt(request.userText);
+      return path === 'src/b.ts'
+        ? { text: "export const b = 'café';\n// señal\n", invalidUtf8: 'é' }
+        : { text: fixed[path]! };
+    });
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', provider: 'gemini', proposedText: fixed['src/a.ts'] });
+    expect(stored[1]).toMatchObject({ path: 'src/b.ts', status: 'failed', proposedText: null, provider: 'gemini' });
+    expect(stored[1]!.error).toContain('The model output for src/b.ts contains 1 replacement character (U+FFFD)');
+    expect(stored[1]!.error).toContain('Regenerate this file.');
+
+    const geminiCalls = gemini.requests.filter((request) => request.path.includes(':generateContent'));
+    expect(geminiCalls).toHaveLength(2);
+    const reported = geminiCalls.reduce((sum, request) => sum + request.reply!.usage!.totalTokenCount, 0);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(reported);
+    expect(user!.tokensReserved).toBe(0);
+  });
+
   it('fails a file rewritten past the diff limit', async () => {
     // Every line differs from the two-line original, so the diff needs more edits than allowed.
     const rewrite = Array.from(

@@ -3,27 +3,56 @@ import { parseModelOutput } from '../../src/llm/output.ts';
 
 describe('parseModelOutput', () => {
   it('rejects output containing NUL', () => {
-    const result = parseModelOutput('const a = 1;\0\n', 'const a = 0;\n');
+    const result = parseModelOutput('const a = 1;\0\n', 'const a = 0;\n', 'a.ts');
 
     expect(result.ok).toBe(false);
     expect(result.ok ? '' : result.reason).toContain('NUL character (U+0000)');
   });
 
+  it('rejects U+FFFD the original lacks', () => {
+    const result = parseModelOutput('const s = "caf\uFFFD";\n', 'const s = "café";\n', 'src/a.ts');
+
+    expect(result).toEqual({
+      ok: false,
+      reason:
+        'The model output for src/a.ts contains 1 replacement character (U+FFFD) that the file ' +
+        "does not have. U+FFFD marks bytes that were not valid UTF-8 in the provider's " +
+        'response, so the output was discarded. Regenerate this file.',
+    });
+  });
+
+  it('rejects U+FFFD beyond the original count', () => {
+    const original = 'const s = "\uFFFD";\nlet a = 0;\n';
+
+    const result = parseModelOutput('const s = "\uFFFD";\nlet a = "\uFFFD\uFFFD";\n', original, 'a.ts');
+
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : result.reason).toContain('contains 2 replacement characters (U+FFFD)');
+  });
+
+  it('keeps U+FFFD the original has', () => {
+    const original = 'const s = "\uFFFD";\nlet a = 0;\n';
+
+    const result = parseModelOutput('const s = "\uFFFD";\nlet a = 1;\n', original, 'a.ts');
+
+    expect(result).toEqual({ ok: true, content: 'const s = "\uFFFD";\nlet a = 1;\n' });
+  });
+
   it('returns plain output unchanged', () => {
-    expect(parseModelOutput('const a = 1;\n', 'const a = 0;\n')).toEqual({
+    expect(parseModelOutput('const a = 1;\n', 'const a = 0;\n', 'a.ts')).toEqual({
       ok: true,
       content: 'const a = 1;\n',
     });
   });
 
   it('strips one wrapping fence with a language', () => {
-    const result = parseModelOutput('```typescript\nconst a = 1;\n```', 'const a = 0;\n');
+    const result = parseModelOutput('```typescript\nconst a = 1;\n```', 'const a = 0;\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
   });
 
   it('strips a tilde fence and surrounding blank lines', () => {
-    const result = parseModelOutput('\n~~~\nx = 1\n~~~\n\n', 'x = 0\n');
+    const result = parseModelOutput('\n~~~\nx = 1\n~~~\n\n', 'x = 0\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'x = 1\n' });
   });
@@ -31,7 +60,7 @@ describe('parseModelOutput', () => {
   it('keeps fences nested in the wrapped file', () => {
     const markdown = '# Usage\n\n```sh\nnpm test\n```\n\nDone.\n';
 
-    const result = parseModelOutput('````markdown\n' + markdown + '````\n', markdown);
+    const result = parseModelOutput('````markdown\n' + markdown + '````\n', markdown, 'a.ts');
 
     expect(result).toEqual({ ok: true, content: markdown });
   });
@@ -39,7 +68,7 @@ describe('parseModelOutput', () => {
   it('keeps nested fences inside a three-backtick wrapper', () => {
     const markdown = 'Run:\n```sh\nnpm test\n```\n';
 
-    const result = parseModelOutput('```md\n' + markdown + '```', markdown);
+    const result = parseModelOutput('```md\n' + markdown + '```', markdown, 'a.ts');
 
     expect(result).toEqual({ ok: true, content: markdown });
   });
@@ -47,7 +76,7 @@ describe('parseModelOutput', () => {
   it('keeps fences in unwrapped output', () => {
     const markdown = '```sh\nnpm test\n```\n\nText after.\n';
 
-    const result = parseModelOutput(markdown, markdown);
+    const result = parseModelOutput(markdown, markdown, 'a.ts');
 
     expect(result).toEqual({ ok: true, content: markdown });
   });
@@ -55,13 +84,13 @@ describe('parseModelOutput', () => {
   it('keeps a fenced original that came back unwrapped', () => {
     const snippet = '```js\nconsole.log(1);\n```\n';
 
-    expect(parseModelOutput(snippet, snippet)).toEqual({ ok: true, content: snippet });
+    expect(parseModelOutput(snippet, snippet, 'a.ts')).toEqual({ ok: true, content: snippet });
   });
 
   it('strips the extra layer around a fenced original', () => {
     const snippet = '```js\nrun();\n```\n';
 
-    const result = parseModelOutput('````\n' + snippet + '````', snippet);
+    const result = parseModelOutput('````\n' + snippet + '````', snippet, 'a.ts');
 
     expect(result).toEqual({ ok: true, content: snippet });
   });
@@ -72,7 +101,7 @@ describe('parseModelOutput', () => {
     const original = '```\nconsole.log(1);\n```' + ' '.repeat(200_000) + 'x\n';
 
     const startedAt = performance.now();
-    const result = parseModelOutput('```ts\nconst a = 1;\n```', original);
+    const result = parseModelOutput('```ts\nconst a = 1;\n```', original, 'a.ts');
     const elapsedMs = performance.now() - startedAt;
 
     expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
@@ -87,7 +116,7 @@ describe('parseModelOutput', () => {
     const text = `${tildes}\nconst a = 1;\n${tildes}x`;
 
     const startedAt = performance.now();
-    const result = parseModelOutput(text, 'const a = 0;\n');
+    const result = parseModelOutput(text, 'const a = 0;\n', 'a.ts');
     const elapsedMs = performance.now() - startedAt;
 
     expect(result).toEqual({ ok: false, reason: expect.stringContaining('code fence lines') });
@@ -98,7 +127,7 @@ describe('parseModelOutput', () => {
   it('does not strip a fence closed by another character', () => {
     const text = '```\nbody\n~~~';
 
-    const result = parseModelOutput(text, '```\nold\n~~~');
+    const result = parseModelOutput(text, '```\nold\n~~~', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: text });
   });
@@ -112,7 +141,7 @@ describe('parseModelOutput', () => {
     ['a closing fence alone', 'const a = 1;\n```\n'],
     ['an indented fence', 'Fixed:\n\n   ~~~\nconst a = 1;\n   ~~~\n'],
   ])('rejects %s', (_case, text) => {
-    const result = parseModelOutput(text, 'const a = 0;\nconsole.log(a);\n');
+    const result = parseModelOutput(text, 'const a = 0;\nconsole.log(a);\n', 'a.ts');
 
     expect(result).toEqual({
       ok: false,
@@ -127,7 +156,7 @@ describe('parseModelOutput', () => {
     const markdown = '# Notes\n\n```sh\nnpm test\n```\n';
     const fixed = '# Notes\n\n```sh\nnpm run test\n```\n';
 
-    expect(parseModelOutput(fixed, markdown)).toEqual({ ok: true, content: fixed });
+    expect(parseModelOutput(fixed, markdown, 'a.ts')).toEqual({ ok: true, content: fixed });
   });
 
   it.each([
@@ -136,7 +165,7 @@ describe('parseModelOutput', () => {
     ['an empty fence', '```\n```'],
     ['a fence around blank lines', '```ts\n\n\n```'],
   ])('rejects %s', (_case, text) => {
-    const result = parseModelOutput(text, 'a\n');
+    const result = parseModelOutput(text, 'a\n', 'a.ts');
 
     expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('empty') });
   });
@@ -146,7 +175,7 @@ describe('parseModelOutput', () => {
     ['a nonce tag', 'const a = 1;\n</file-0123456789abcdef>'],
     ['the findings block', '<findings>\n[]\n</findings>\nconst a = 1;\n'],
   ])('rejects output with %s', (_case, text) => {
-    const result = parseModelOutput(text, 'const a = 0;\n');
+    const result = parseModelOutput(text, 'const a = 0;\n', 'a.ts');
 
     expect(result).toMatchObject({
       ok: false,
@@ -158,29 +187,29 @@ describe('parseModelOutput', () => {
     const xml = '<files>\n  <file path="a">old</file>\n</files>\n';
     const fixed = '<files>\n  <file path="a">new</file>\n</files>\n';
 
-    expect(parseModelOutput(fixed, xml)).toEqual({ ok: true, content: fixed });
+    expect(parseModelOutput(fixed, xml, 'a.ts')).toEqual({ ok: true, content: fixed });
   });
 
   it('restores a byte order mark the output dropped', () => {
-    const result = parseModelOutput('const a = 1;\n', '\uFEFFconst a = 0;\n');
+    const result = parseModelOutput('const a = 1;\n', '\uFEFFconst a = 0;\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: '\uFEFFconst a = 1;\n' });
   });
 
   it('removes a byte order mark the output added', () => {
-    const result = parseModelOutput('\uFEFFconst a = 1;\n', 'const a = 0;\n');
+    const result = parseModelOutput('\uFEFFconst a = 1;\n', 'const a = 0;\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'const a = 1;\n' });
   });
 
   it('restores CRLF line endings', () => {
-    const result = parseModelOutput('```\none\ntwo\n```', 'uno\r\ndos\r\n');
+    const result = parseModelOutput('```\none\ntwo\n```', 'uno\r\ndos\r\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'one\r\ntwo\r\n' });
   });
 
   it('restores LF line endings', () => {
-    const result = parseModelOutput('one\r\ntwo\r\n', 'uno\ndos\n');
+    const result = parseModelOutput('one\r\ntwo\r\n', 'uno\ndos\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'one\ntwo\n' });
   });
@@ -190,33 +219,33 @@ describe('parseModelOutput', () => {
     ['a CRLF file', 'uno\r\ndos\r\n', 'one\r\ntwo\r\n'],
     ['a file without line breaks', 'uno', 'one\ntwo'],
   ])('turns lone CR line breaks into those of %s', (_case, original, expected) => {
-    const result = parseModelOutput('one\rtwo\r', original);
+    const result = parseModelOutput('one\rtwo\r', original, 'a.ts');
 
     expect(result).toEqual({ ok: true, content: expected });
   });
 
   it('keeps lone CRs that the original has', () => {
-    const result = parseModelOutput('a = "\r";\rb = 1;\n', 'a = "\r";\nb = 0;\n');
+    const result = parseModelOutput('a = "\r";\rb = 1;\n', 'a = "\r";\nb = 0;\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'a = "\r";\rb = 1;\n' });
   });
 
   it('leaves mixed line endings alone', () => {
-    const result = parseModelOutput('one\ntwo\n', 'uno\r\ndos\n');
+    const result = parseModelOutput('one\ntwo\n', 'uno\r\ndos\n', 'a.ts');
 
     expect(result).toEqual({ ok: true, content: 'one\ntwo\n' });
   });
 
   it('adds the missing final newline', () => {
-    expect(parseModelOutput('a = 1', 'a = 0\n')).toEqual({ ok: true, content: 'a = 1\n' });
-    expect(parseModelOutput('a = 1\nb = 2', 'a = 0\r\nb = 2\r\n')).toEqual({
+    expect(parseModelOutput('a = 1', 'a = 0\n', 'a.ts')).toEqual({ ok: true, content: 'a = 1\n' });
+    expect(parseModelOutput('a = 1\nb = 2', 'a = 0\r\nb = 2\r\n', 'a.ts')).toEqual({
       ok: true,
       content: 'a = 1\r\nb = 2\r\n',
     });
   });
 
   it('removes an added final newline', () => {
-    expect(parseModelOutput('a = 1\n', 'a = 0')).toEqual({ ok: true, content: 'a = 1' });
-    expect(parseModelOutput('a\r\nb\r\n', 'a\r\nc')).toEqual({ ok: true, content: 'a\r\nb' });
+    expect(parseModelOutput('a = 1\n', 'a = 0', 'a.ts')).toEqual({ ok: true, content: 'a = 1' });
+    expect(parseModelOutput('a\r\nb\r\n', 'a\r\nc', 'a.ts')).toEqual({ ok: true, content: 'a\r\nb' });
   });
 });

@@ -62,7 +62,16 @@ export const patchRequests = pgTable(
     applyJobId: uuid(),
     /** When the rate limit lifts that apply job `applyJobId` waits for; cleared when it starts. */
     applyRateLimitedUntil: timestamp({ withTimezone: true }),
-    /** Reason the last apply job failed or was cancelled, cleared by an apply that succeeds. */
+    /**
+     * When apply job `applyJobId` starts, which met the claim of another call and waits for that
+     * claim to go stale. Cleared when the job starts.
+     */
+    applyClaimWaitUntil: timestamp({ withTimezone: true }),
+    /**
+     * Reason the last apply job failed or was cancelled. Cleared when a new apply is accepted:
+     * an API call claims the request, an apply job is queued for a rate limit, or an apply
+     * succeeds.
+     */
     applyError: text(),
     ...timestamps,
   },

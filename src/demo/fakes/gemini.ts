@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import {
   bodyRecord,
   isRawReply,
+  withInvalidUtf8,
   startFakeModelApi,
   type FakeModelApi,
   type ModelApiExchange,
@@ -28,6 +29,8 @@ export type GeminiTextReply = {
   usage?: Partial<GeminiUsage>;
   /** Delay in ms before the reply is sent. */
   delayMs?: number;
+  /** A substring of `text` whose every occurrence is sent as the invalid UTF-8 byte 0xFF. */
+  invalidUtf8?: string;
 };
 
 /** A reply sent exactly as given, for errors, blocked prompts and malformed bodies. */
@@ -225,7 +228,7 @@ export async function startFakeGemini(
         modelVersion: generateRequest.model,
         responseId: `fake-${requests.length}`,
       };
-      send({ status: 200, body: response, usage }, textReply.delayMs);
+      send({ status: 200, body: withInvalidUtf8(response, textReply.invalidUtf8), usage }, textReply.delayMs);
       return;
     }
 

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import {
   bodyRecord,
   isRawReply,
+  withInvalidUtf8,
   startFakeModelApi,
   type FakeModelApi,
   type ModelApiExchange,
@@ -28,6 +29,8 @@ export type GroqTextReply = {
   usage?: Partial<GroqUsage>;
   /** Delay in ms before the reply is sent. */
   delayMs?: number;
+  /** A substring of `text` whose every occurrence is sent as the invalid UTF-8 byte 0xFF. */
+  invalidUtf8?: string;
 };
 
 /** A reply sent exactly as given, for errors and malformed bodies. */
@@ -186,7 +189,7 @@ export async function startFakeGroq(
         x_groq: { id: `req_fake_${completionCount}` },
         service_tier: 'on_demand',
       };
-      send({ status: 200, body: completion, usage }, textReply.delayMs);
+      send({ status: 200, body: withInvalidUtf8(completion, textReply.invalidUtf8), usage }, textReply.delayMs);
       return;
     }
 

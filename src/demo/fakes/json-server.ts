@@ -27,7 +27,7 @@ export function inFlightCounter(): InFlight {
 
 export interface JsonReply {
   status: number;
-  /** Sent as it is when a string, else as JSON. */
+  /** Sent as it is when a string or bytes, else as JSON. */
   body: unknown;
   headers?: Record<string, string>;
 }
@@ -57,7 +57,10 @@ export function createJsonServer(counter: InFlight, handle: (exchange: JsonExcha
     const respond = (reply: JsonReply, delayMs = 0, beforeSend?: () => void) => {
       timer = setTimeout(() => {
         beforeSend?.();
-        const payload = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
+        const payload =
+          typeof reply.body === 'string' || reply.body instanceof Uint8Array
+            ? reply.body
+            : JSON.stringify(reply.body);
         res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
         res.end(payload);
       }, delayMs);

@@ -58,6 +58,24 @@ export type ModelApiExchange<Usage, TextReply, Request> = {
   isRejectedKey(key: string): boolean;
 };
 
+/**
+ * Serializes `body` as JSON, with each occurrence of the string `invalid` inside its string
+ * values sent as the byte 0xFF, which is not valid UTF-8. A client that decodes the body leniently,
+ * as `Response.json()` does, reads U+FFFD in its place. Without `invalid` the body is returned
+ * unchanged for the JSON server to serialize.
+ */
+export function withInvalidUtf8(body: unknown, invalid: string | undefined): unknown {
+  if (invalid === undefined || invalid === '') return body;
+  const escaped = JSON.stringify(invalid).slice(1, -1);
+  const parts = JSON.stringify(body).split(escaped);
+  const chunks: Buffer[] = [];
+  for (const [index, part] of parts.entries()) {
+    if (index > 0) chunks.push(Buffer.from([0xff]));
+    chunks.push(Buffer.from(part));
+  }
+  return Buffer.concat(chunks);
+}
+
 export function isRawReply<TextReply extends object>(reply: RawReply | TextReply): reply is RawReply {
   return 'status' in reply;
 }

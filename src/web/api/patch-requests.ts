@@ -5,7 +5,7 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
-import { applyRateLimitedUntil } from '../../apply/apply-rate-limit.ts';
+import { currentApplyWait } from '../../apply/apply-wait.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchFiles, patchRequests } from '../../db/schema/index.ts';
@@ -161,7 +161,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       .from(patchFiles)
       .where(eq(patchFiles.patchRequestId, request.id))
       .orderBy(asc(patchFiles.path));
-    const rateLimitWait = applyRateLimitedUntil(request);
+    const applyWait = currentApplyWait(request);
+    const waitJson = (reason: 'rate_limit' | 'other_apply') =>
+      applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
     return c.json({
       id: request.id,
       runId: request.runId,
@@ -181,7 +183,8 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           }
         : null,
       applyError: request.applyError,
-      rateLimitWait: rateLimitWait && { job: applyQueue, until: rateLimitWait.toISOString() },
+      rateLimitWait: waitJson('rate_limit'),
+      otherApplyWait: waitJson('other_apply'),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {

@@ -116,7 +116,7 @@ export function patchRequestPages(
         ...(result.cancelledApplyJobId ? { cancelledApplyJobId: result.cancelledApplyJobId } : {}),
       },
       result.cancelledApplyJobId
-        ? 'file regeneration queued; the apply job that waited for a GitHub rate limit was cancelled'
+        ? 'file regeneration queued; the waiting apply job was cancelled'
         : 'file regeneration queued',
     );
     if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);

@@ -1,9 +1,9 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
-import { applyRateLimitedUntil } from '../../apply/apply-rate-limit.ts';
-import { describeWait } from '../../runs/run-rate-limit.ts';
+import { currentApplyWait } from '../../apply/apply-wait.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import type { ActiveSession } from '../session/session-store.ts';
+import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
 import { PatchFilesPanel } from './components/patch-files-panel.tsx';
 import { PullRequestClosedBadge } from './components/status-badge.tsx';
@@ -26,8 +26,7 @@ export const PreviewPage: FC<{
   files: PatchFile[];
 }> = ({ session, request, run, files }) => {
   const applied = request.appliedAt !== null;
-  const rateLimitedUntil = applyRateLimitedUntil(request);
-  const applyWait = rateLimitedUntil ? describeWait('Applying', rateLimitedUntil, new Date()) : null;
+  const applyWait = currentApplyWait(request);
   const closed = pullRequestClosedError(run);
   const canApply =
     !applied && !closed && (request.status === 'ready' || request.status === 'partially_ready');
@@ -70,12 +69,7 @@ export const PreviewPage: FC<{
             suggestions when the branch is in a fork.
           </p>
         )}
-        {rateLimitedUntil && applyWait ? (
-          <p class="notice rate-limit-wait">
-            {applyWait.before} <Time date={rateLimitedUntil} />
-            {applyWait.after}
-          </p>
-        ) : null}
+        {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
         {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
         <form
           method="post"

@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import { currentApplyWait } from '../../apply/apply-wait.ts';
 import type { FileCallEstimate, FileCallParts } from '../../autofix/preview-budget.ts';
 import { bytesPerToken } from '../../llm/prompt.ts';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
@@ -6,6 +7,7 @@ import { omissionNotes } from '../../report/summary-markdown.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { describeRunRateLimitWait, runRateLimitWait } from '../../runs/run-rate-limit.ts';
 import type { ActiveSession } from '../session/session-store.ts';
+import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
 import {
   estimateWord,
@@ -171,17 +173,21 @@ export const RunPage: FC<{
         <section class="card">
           <h2>Earlier previews</h2>
           <ul>
-            {patchRequests.map((request) => (
-              <li>
-                <a href={`/patch-requests/${request.id}`}>
-                  <Time date={request.createdAt} />
-                </a>{' '}
-                <StatusBadge status={request.status} />
-                {request.status === 'cancelled' && request.error ? (
-                  <p class="muted">{request.error}</p>
-                ) : null}
-              </li>
-            ))}
+            {patchRequests.map((request) => {
+              const applyWait = currentApplyWait(request);
+              return (
+                <li>
+                  <a href={`/patch-requests/${request.id}`}>
+                    <Time date={request.createdAt} />
+                  </a>{' '}
+                  <StatusBadge status={request.status} />
+                  {request.status === 'cancelled' && request.error ? (
+                    <p class="muted">{request.error}</p>
+                  ) : null}
+                  {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
+                </li>
+              );
+            })}
           </ul>
         </section>
       ) : null}

@@ -1,0 +1,1 @@
+ALTER TABLE "patch_requests" ADD COLUMN "apply_claim_wait_until" timestamp with time zone;
