@@ -1,7 +1,14 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
 import type { Database, Transaction } from '../db/client.ts';
-import { patchFiles, patchRequests, prRuns, type PatchRequestStatus } from '../db/schema/index.ts';
+import {
+  findings,
+  patchFiles,
+  patchRequestFindings,
+  patchRequests,
+  prRuns,
+  type PatchRequestStatus,
+} from '../db/schema/index.ts';
 import {
   findInstallationUnavailable,
   type InstallationUnavailableError,
@@ -22,6 +29,7 @@ export type RegenerateFileResult =
     }
   | { ok: false; reason: 'not_found' }
   | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
+  | { ok: false; reason: 'findings_gone'; path: string }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
   | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
 
@@ -30,8 +38,8 @@ export type RegenerateFileResult =
  * the file's generation (part of each model call's idempotency key), resets the file to
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
- * Nothing changes when the run's installation is suspended or deleted, or when its pull request
- * is closed. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
+ * Nothing changes when the run's installation is suspended or deleted, when its pull request
+ * is closed, or when an analysis since the preview replaced the file's findings. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
  * with a message in the request's `applyError`, because it would apply the new text, which the
  * user has not seen.
  */
@@ -85,6 +93,13 @@ export async function regeneratePatchFile(
     }
     if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
     if (closed) return { ok: false, reason: 'pull_request_closed', error: closed };
+    const [selected] = await tx
+      .select({ findingId: patchRequestFindings.findingId })
+      .from(patchRequestFindings)
+      .innerJoin(findings, eq(findings.id, patchRequestFindings.findingId))
+      .where(and(eq(patchRequestFindings.patchRequestId, request.id), eq(findings.path, file.path)))
+      .limit(1);
+    if (!selected) return { ok: false, reason: 'findings_gone', path: file.path };
 
     await tx
       .update(patchFiles)

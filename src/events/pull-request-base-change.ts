@@ -112,8 +112,7 @@ async function requeueRun(
     })
     .where(eq(prRuns.id, run.id));
   // Patch requests that select these findings lose them, and the new analysis stores its own.
-  // NOTE: "Regenerate this file" on a ready preview of the old findings still queues a model
-  // call, which then gets no findings for the file. Any analysis that runs again does the same.
+  // "Regenerate this file" on a ready preview of the old findings is then refused.
   await tx.delete(findings).where(eq(findings.runId, run.id));
 }
 

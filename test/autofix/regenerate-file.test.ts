@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import {
+  findings,
   installations,
   patchFiles,
   patchRequests,
@@ -209,5 +210,25 @@ describe('regeneratePatchFile', () => {
     expect(finished!.error).toBe("1 of 2 files could not be fixed; see each file's error.");
     expect(finished!.filesDone).toBe(2);
     expect(finished!.completedAt).toBeInstanceOf(Date);
+  });
+
+  it('refuses a file whose findings an analysis replaced', async () => {
+    const [, fileB] = await fileRows();
+    const [before] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    const jobsBefore = await context.boss.getQueueSize(previewQueue);
+    // Analyzing the run again, for example after a base branch change, deletes its findings.
+    await context.db.delete(findings).where(eq(findings.path, 'src/b.ts'));
+
+    const result = await regeneratePatchFile(context.db, context.boss, {
+      userId,
+      patchRequestId,
+      fileId: fileB!.id,
+    });
+    expect(result).toEqual({ ok: false, reason: 'findings_gone', path: 'src/b.ts' });
+    const [, keptB] = await fileRows();
+    expect(keptB).toEqual(fileB);
+    const [after] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(after!.status).toBe(before!.status);
+    expect(await context.boss.getQueueSize(previewQueue)).toBe(jobsBefore);
   });
 });

@@ -89,6 +89,14 @@ export function patchRequestPages(
         throw fromInstallationUnavailable(result.error);
       }
       if (result.reason === 'pull_request_closed') throw fromPullRequestClosed(result.error);
+      if (result.reason === 'findings_gone') {
+        throw new AppError(
+          'conflict',
+          `The findings of ${result.path} that this preview fixed were replaced when the pull ` +
+            'request was analyzed again, so a new model call would get none of them. Start a ' +
+            "new preview from the run's new findings.",
+        );
+      }
       if (result.reason === 'cancelled') {
         // The stored reason names what cancelled it: a newer commit, a closed pull request or
         // a suspended or deleted installation.
