@@ -118,9 +118,12 @@ describe('apply when the installation is gone on GitHub', () => {
     expect(body.status).toBe('waiting');
     expect((await installation()).suspendedAt).toBeNull();
 
-    // The rate limit has passed; nothing more is queued, and GitHub accepts an apply that does
-    // not wait for the job.
+    // A press during the wait answers with the same wait and sends GitHub nothing.
+    const requestsBefore = current.fake.requests.length;
     const again = await apply();
-    expect(again.status, JSON.stringify(await again.json())).toBe(200);
+    const againBody = await again.json();
+    expect(again.status, JSON.stringify(againBody)).toBe(202);
+    expect(againBody.rateLimitedUntil).toBe(body.rateLimitedUntil);
+    expect(current.fake.requests.length).toBe(requestsBefore);
   }, 60_000);
 });
