@@ -312,6 +312,60 @@ describe('installation check failures', () => {
     ]);
   });
 
+  it('rejects a response that is not an installation', async () => {
+    const cases: { name: string; status?: number; body: unknown }[] = [
+      { name: 'HTML with status 200', body: '<html><body>Sign in</body></html>' },
+      { name: 'an empty object', body: {} },
+      { name: 'null', body: 'null' },
+      { name: 'a numeric suspended_at', body: { id: setup.installationId, suspended_at: 12345 } },
+      { name: 'another installation', body: { id: setup.installationId + 1, suspended_at: null } },
+      {
+        name: 'another suspended installation',
+        body: { id: setup.installationId + 1, suspended_at: '2024-06-01T09:00:00Z' },
+      },
+    ];
+    const run = await queuedRun();
+    for (const { name, body } of cases) {
+      await deliver('installation', 'unsuspend');
+      const jobId = await queuedCheck();
+      setup.fake.queueResponse({ method: 'GET', path: installationPath, status: 200, body });
+
+      const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+      expect(failed, name).toBeInstanceOf(Error);
+      expect((failed as Error).message, name).toMatch(
+        /^GitHub returned an invalid installation for GET \/app\/installations\/\d+: /,
+      );
+      const row = await installationRow();
+      expect(row.suspendedAt, name).toBeNull();
+      expect(row.deletedAt, name).toBeNull();
+      expect((await runById(run.id)).status, name).toBe('queued');
+      expect((await checkJobs()).map((job) => job.state), name).toEqual(['retry']);
+      await setup.context.database.sql`
+        DELETE FROM pgboss.job WHERE name = ${confirmInstallationQueue}`;
+    }
+    expect(logsOf('job.confirm_installation.failed')).toHaveLength(cases.length);
+  });
+
+  it('reads a suspended installation with a bad time', async () => {
+    setup.fake.addRoute({
+      method: 'GET',
+      pattern: installationPath,
+      auth: 'app',
+      handle: async () => ({
+        status: 200,
+        body: { id: setup.installationId, suspended_at: '2024-13-45T99:00:00Z', suspended_by: null },
+      }),
+    });
+    await deliver('installation', 'suspend');
+    const row = await installationRow();
+
+    await runCheck(await queuedCheck());
+
+    expect(logsOf('job.confirm_installation.failed')).toEqual([]);
+    expect((await installationRow()).suspendedAt).toEqual(row.suspendedAt);
+  });
+
   it('keeps the marks without credentials', async () => {
     setup.context.github = null;
     const run = await queuedRun();
