@@ -269,6 +269,44 @@ describe('installation events out of order', () => {
   });
 });
 
+describe('installation events for unrecorded installations', () => {
+  it('queues no check', async () => {
+    const burst = [1, 2, 3].map((offset) => Number.MAX_SAFE_INTEGER - offset);
+    const outcomes: string[] = [];
+    for (const id of [...burst, Number.MAX_SAFE_INTEGER]) {
+      for (const action of ['suspend', 'unsuspend', 'deleted']) {
+        const payload = examplePayload('installation', action, id);
+        const deliveryId = `installation-order-${delivery++}`;
+        const response = await postSignedWebhook(app, { secret, event: 'installation', deliveryId, payload });
+        expect(response.status).toBe(202);
+        outcomes.push(((await response.json()) as { outcome: string }).outcome);
+      }
+    }
+
+    expect(outcomes).toHaveLength(12);
+    for (const [index, outcome] of outcomes.entries()) {
+      const id = index < 9 ? burst[Math.floor(index / 3)] : Number.MAX_SAFE_INTEGER;
+      expect(outcome).toBe(`ignored: installation ${id} is not recorded, so it has no mark or work to change`);
+    }
+    const [jobs] = await setup.context.database.sql<{ count: number }[]>`
+      SELECT count(*)::int AS count FROM pgboss.job WHERE name = ${confirmInstallationQueue}`;
+    expect(jobs!.count).toBe(0);
+  });
+
+  it('checks without asking GitHub', async () => {
+    await deliver('installation', 'suspend');
+    const jobId = await queuedCheck();
+    await setup.context.db.delete(installations).where(eq(installations.id, setup.installationId));
+
+    await runCheck(jobId);
+
+    expect(installationRequests()).toHaveLength(0);
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      { status: 'skipped', reason: 'installation not recorded' },
+    ]);
+  });
+});
+
 describe('installation check failures', () => {
   it('retries a GitHub server error', async () => {
     await deliver('installation', 'suspend');
