@@ -45,6 +45,7 @@ function newRequest() {
     runId: applyContext.runId,
     userId: applyContext.user.id,
     files: [{ path: 'app.txt', originalText: headText, proposedText }],
+    withFindings: true,
   });
 }
 
