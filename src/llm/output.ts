@@ -153,6 +153,8 @@ export function parseModelOutput(text: string, original: string, path: string): 
   }
   // The provider's SDK decodes bytes that are not valid UTF-8 to U+FFFD, which would replace
   // characters of the user's code.
+  // NOTE: only the counts are compared, so output that drops a U+FFFD of the file (with the line
+  // a fix removes, say) and gets one from an invalid byte elsewhere is accepted.
   const addedReplacements = countReplacementCharacters(content) - countReplacementCharacters(original);
   if (addedReplacements > 0) {
     const characters = addedReplacements === 1 ? 'character' : 'characters';
