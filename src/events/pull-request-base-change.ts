@@ -21,9 +21,10 @@ const activeStatuses: readonly string[] = ['queued', 'analyzing', 'completed'];
  * with the pull request's lock held and after the checks of the installation and of a later
  * close.
  *
- * An edit of a closed pull request, one whose `changes.base.ref.from` is the current base, one
- * older than an event that a run already records, and one that queued the run before (same
- * time and base) while that run is queued, analyzing or completed change nothing.
+ * Some edits change nothing: one of a closed pull request, one whose `changes.base.ref.from`
+ * is the current base, and one older than an event that a run already records. Neither does an
+ * edit with the run's time and base, which queued the run before, while that run is queued,
+ * analyzing or completed.
  */
 export async function handleBaseChange(
   tx: Transaction,
