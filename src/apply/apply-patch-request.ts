@@ -214,7 +214,9 @@ export async function applyPatchRequest(
   let paths = files.map((file) => file.path);
 
   if (request.appliedAt) {
-    if (input.mode && input.mode !== request.applyMode) {
+    // An apply job that waited while a call in another mode applied the request has nothing
+    // left to do, and a rejection would show as the applied preview's error.
+    if (input.mode && input.mode !== request.applyMode && !input.job) {
       throw new ApplyRejectedError(
         'conflict',
         `Patch request ${request.id} was already applied as ${request.applyMode}, so it ` +

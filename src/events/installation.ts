@@ -80,7 +80,8 @@ async function applyInstallationEvent(
         .set({ deletedAt: sql`coalesce(${installations.deletedAt}, now())` })
         .where(eq(installations.id, installation.id))
         .returning({ accountLogin: installations.accountLogin });
-      return stopInstallation(tx, boss, payload, row?.accountLogin, 'uninstalled');
+      if (!row) return notRecorded(installation.id);
+      return stopInstallation(tx, boss, payload, row.accountLogin, 'uninstalled');
     }
     case 'suspend': {
       const [row] = await tx
@@ -88,20 +89,33 @@ async function applyInstallationEvent(
         .set({ suspendedAt: sql`coalesce(${installations.suspendedAt}, now())` })
         .where(eq(installations.id, installation.id))
         .returning({ accountLogin: installations.accountLogin });
-      return stopInstallation(tx, boss, payload, row?.accountLogin, 'suspended');
+      if (!row) return notRecorded(installation.id);
+      return stopInstallation(tx, boss, payload, row.accountLogin, 'suspended');
     }
-    case 'unsuspend':
+    case 'unsuspend': {
       // Work cancelled by the suspension stays cancelled. GitHub blocks webhook events to a
       // suspended installation (REST API docs, "Suspend an app installation"), so the next
       // push or "Fix with AI" after this event starts new work.
-      await tx
+      const [row] = await tx
         .update(installations)
         .set({ suspendedAt: null })
-        .where(eq(installations.id, installation.id));
+        .where(eq(installations.id, installation.id))
+        .returning({ id: installations.id });
+      if (!row) return notRecorded(installation.id);
       return `installation ${installation.id} resumed`;
+    }
     default:
       return `ignored: installation action ${payload.action}`;
   }
+}
+
+/**
+ * Returns the outcome of a `suspend`, `unsuspend` or `deleted` event for an installation
+ * without a row. Runs and patch requests need the row, so there is no work to cancel, and the
+ * `ignored:` prefix keeps the event from queueing a check that would ask GitHub for nothing.
+ */
+function notRecorded(installationId: number): string {
+  return `ignored: installation ${installationId} is not recorded, so it has no mark or work to change`;
 }
 
 /**

@@ -9,6 +9,9 @@ import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import type { PullRequestPayload } from './pull-request.ts';
 
+/** Statuses of a run whose analysis of its queued event is under way or done. */
+const activeStatuses: readonly string[] = ['queued', 'analyzing', 'completed'];
+
 /**
  * Handles an `edited` event whose `changes.base` shows that the pull request now targets
  * another base branch. It queues the head commit's run again in place with the new base and
@@ -18,8 +21,10 @@ import type { PullRequestPayload } from './pull-request.ts';
  * with the pull request's lock held and after the checks of the installation and of a later
  * close.
  *
- * An edit of a closed pull request, or one older than an event that a run already records,
- * changes nothing.
+ * Some edits change nothing: one of a closed pull request, one whose `changes.base.ref.from`
+ * is the current base, and one older than an event that a run already records. Neither does an
+ * edit with the run's time and base, which queued the run before, while that run is queued,
+ * analyzing or completed.
  */
 export async function handleBaseChange(
   tx: Transaction,
@@ -33,6 +38,8 @@ export async function handleBaseChange(
   if (pullRequest.state === 'closed') {
     return `ignored: ${target} is closed, so its base change to ${base.ref} starts no analysis`;
   }
+  const fromRef = payload.changes?.base?.ref?.from;
+  if (fromRef === base.ref) return `ignored: the base branch of ${target} stays ${base.ref}`;
 
   const ofPullRequest = and(
     eq(prRuns.repositoryId, repository.id),
@@ -59,9 +66,20 @@ export async function handleBaseChange(
     .where(and(ofPullRequest, eq(prRuns.headSha, pullRequest.head.sha)))
     .for('update');
   if (!run) return null;
+  // A redelivery, or the same payload sent again with `fixwright receive`, would otherwise
+  // cancel the new analysis and the patch requests made since. A run that failed or stopped
+  // runs again, as for a repeated `synchronize`.
+  const sameEvent =
+    run.prUpdatedAt?.getTime() === updatedAt.getTime() && run.baseRef === base.ref;
+  if (sameEvent && activeStatuses.includes(run.status)) {
+    return (
+      `ignored: run ${run.id} was queued for this base change of ${target} to ${base.ref} ` +
+      `at ${updatedAt.toISOString()}`
+    );
+  }
 
   await requeueRun(tx, boss, run, payload, updatedAt);
-  const from = payload.changes?.base?.ref.from ?? run.baseRef;
+  const from = fromRef ?? run.baseRef;
   const work = await cancelOldAnalysisWork(tx, boss, run, { target, from, to: base.ref });
   const superseded = await supersedeOlderRuns(tx, boss, {
     repositoryId: repository.id,

@@ -32,10 +32,14 @@ const isoTimestamp = z.string().refine(isStorableTimestamp, {
   message: 'must be an ISO 8601 date and time from 1970 to 9999 such as 2019-05-15T15:20:33Z',
 });
 
-/** `changes.base` of an `edited` event: the base branch and its tip before the change. */
+/**
+ * `changes.base` of an `edited` event: the base branch and its tip before the change. GitHub
+ * sends both, but only `ref.from` is read, for messages, so an event without either is still
+ * handled as a base change.
+ */
 const baseChange = z.object({
-  ref: z.object({ from: z.string() }),
-  sha: z.object({ from: z.string() }),
+  ref: z.object({ from: z.string() }).optional(),
+  sha: z.object({ from: z.string() }).optional(),
 });
 
 export const pullRequestPayload = z.object({

@@ -62,6 +62,11 @@ export async function handleApplyJob(
     );
     if (result === null) {
       logger.info({ event: 'job.apply.completed', status: 'skipped' }, 'apply skipped: the patch request no longer exists');
+    } else if ('alreadyApplied' in result && result.alreadyApplied) {
+      logger.info(
+        { event: 'job.apply.completed', status: 'skipped', mode: result.mode },
+        'apply skipped: another call applied the patch request meanwhile',
+      );
     } else if ('rateLimitedUntil' in result) {
       logger.info(
         { event: 'job.apply.completed', status: 'waiting', rateLimitedUntil: result.rateLimitedUntil },

@@ -93,6 +93,19 @@ export async function handleConfirmInstallationJob(
     installationId,
     queue: confirmInstallationQueue,
   });
+  // A check of a row that was removed since it was queued would spend a request of the app's
+  // rate limit on nothing.
+  const [recorded] = await context.db
+    .select({ id: installations.id })
+    .from(installations)
+    .where(eq(installations.id, installationId));
+  if (!recorded) {
+    logger.info(
+      { event: 'job.confirm_installation.completed', status: 'skipped', reason: 'installation not recorded' },
+      'installation check finished',
+    );
+    return;
+  }
   let state: GitHubInstallationState;
   let outcome: ConfirmOutcome;
   try {

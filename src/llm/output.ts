@@ -77,6 +77,27 @@ function countReplacementCharacters(text: string): number {
   return text.split(replacementCharacter).length - 1;
 }
 
+/** A UTF-16 surrogate without its other half. ES2024's String#isWellFormed is not in lib ES2023. */
+const loneSurrogatePattern = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * Describes the lone surrogates of `text`, or returns null when it has none. JSON can escape
+ * half of a surrogate pair (`"\ud83d"`), and the SDKs parse such a string without an error, but
+ * PostgreSQL stores it as U+FFFD because it cannot be encoded as UTF-8.
+ */
+function describeLoneSurrogates(text: string, path: string): string | null {
+  const found = text.match(loneSurrogatePattern);
+  if (!found) return null;
+  const codes = found.slice(0, 3).map((unit) => `U+${unit.charCodeAt(0).toString(16).toUpperCase()}`);
+  if (found.length > codes.length) codes.push('...');
+  const surrogates = found.length === 1 ? 'surrogate' : 'surrogates';
+  return (
+    `The model output for ${path} contains ${found.length} lone UTF-16 ${surrogates} ` +
+    `(${codes.join(', ')}), half of a character that cannot be stored as UTF-8, so the ` +
+    'output was discarded. Regenerate this file.'
+  );
+}
+
 /**
  * Adds or removes the UTF-8 byte order mark so that the output starts like the original.
  * Models tend to drop it, and the diff would then show an invisible change on line 1.
@@ -105,8 +126,8 @@ function restoreFinalNewline(content: string, original: string): string {
  *
  * Strips one code fence that wraps the whole text, unless the original file is itself one
  * fenced block and the text has no second layer. Rejects empty text, text with a NUL
- * character, and text that contains more U+FFFD characters, code fence lines or prompt data
- * block tags than the original. `path` is the file's path, for the messages. Then restores the original's byte order mark, its line ending style (lone CRs
+ * character or a lone UTF-16 surrogate, and text that contains more U+FFFD characters, code
+ * fence lines or prompt data block tags than the original. `path` is the file's path, for the messages. Then restores the original's byte order mark, its line ending style (lone CRs
  * count as line breaks unless the original has some, and each side must use one style
  * throughout) and its final line break.
  */
@@ -132,6 +153,8 @@ export function parseModelOutput(text: string, original: string, path: string): 
   }
   // The provider's SDK decodes bytes that are not valid UTF-8 to U+FFFD, which would replace
   // characters of the user's code.
+  // NOTE: only the counts are compared, so output that drops a U+FFFD of the file (with the line
+  // a fix removes, say) and gets one from an invalid byte elsewhere is accepted.
   const addedReplacements = countReplacementCharacters(content) - countReplacementCharacters(original);
   if (addedReplacements > 0) {
     const characters = addedReplacements === 1 ? 'character' : 'characters';
@@ -143,6 +166,8 @@ export function parseModelOutput(text: string, original: string, path: string): 
         'in the provider\'s response, so the output was discarded. Regenerate this file.',
     };
   }
+  const loneSurrogates = describeLoneSurrogates(content, path);
+  if (loneSurrogates) return { ok: false, reason: loneSurrogates };
   // A fenced file with prose around it, or a fence left open, is not stripped above. Such
   // output has more fence lines than the file, and a fix of the listed findings adds none.
   if (countFenceLines(content) > countFenceLines(original)) {

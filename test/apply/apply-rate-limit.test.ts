@@ -45,6 +45,7 @@ function newRequest() {
     runId: applyContext.runId,
     userId: applyContext.user.id,
     files: [{ path: 'app.txt', originalText: headText, proposedText }],
+    withFindings: true,
   });
 }
 
@@ -296,6 +297,30 @@ describe('apply under a long rate limit', () => {
     expect(current.appliedAt).toBeNull();
     // Leaves no pending apply job for the suspend in a later test.
     await setup.context.boss.cancel(applyQueue, job!.id);
+  });
+
+  it('ends a waiting job after a press in another mode applied', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id, { mode: 'commit' })).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    const pressed = await requestApply(applyContext, request.id, { mode: 'suggestions' });
+    expect(pressed.status).toBe(200);
+    const applied = await stored(request.id);
+    expect(applied.applyMode).toBe('suggestions');
+
+    await runApplyJob(job!.id);
+
+    const after = await stored(request.id);
+    expect(after.applyError).toBeNull();
+    expect(after.appliedAt).toEqual(applied.appliedAt);
+    expect(after.appliedReviewId).toBe(applied.appliedReviewId);
+    expect((await previewJson(request.id)).applyError).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    const logged = setup.context.logs.find(
+      (line) => line.event === 'job.apply.completed' && line.jobId === job!.id,
+    );
+    expect(logged).toMatchObject({ status: 'skipped' });
   });
 
   it('hides the last error while a press applies', async () => {

@@ -283,6 +283,26 @@ describe('runPreview', () => {
     expect(user!.tokensReserved).toBe(0);
   });
 
+  it('fails output with a lone surrogate', async () => {
+    // JSON can escape half of a surrogate pair (\ud83d), which is valid JSON but no character,
+    // and PostgreSQL would store it as U+FFFD.
+    groq.setHandler((request) => {
+      const path = pathInPrompt(request.messages.at(-1)!.content);
+      return path === 'src/b.ts' ? { text: "export const b = '\uD83D';\n" } : { text: fixed[path]! };
+    });
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('partially_ready');
+    const stored = await filesOf(patchRequestId);
+    expect(stored[0]).toMatchObject({ path: 'src/a.ts', status: 'ready', proposedText: fixed['src/a.ts'] });
+    expect(stored[1]).toMatchObject({ path: 'src/b.ts', status: 'failed', proposedText: null, provider: 'groq' });
+    expect(stored[1]!.error).toBe(
+      'The model output for src/b.ts contains 1 lone UTF-16 surrogate (U+D83D), half of a ' +
+        'character that cannot be stored as UTF-8, so the output was discarded. Regenerate this file.',
+    );
+  });
+
   it('fails a file rewritten past the diff limit', async () => {
     // Every line differs from the two-line original, so the diff needs more edits than allowed.
     const rewrite = Array.from(

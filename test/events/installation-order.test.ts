@@ -269,6 +269,44 @@ describe('installation events out of order', () => {
   });
 });
 
+describe('installation events for unrecorded installations', () => {
+  it('queues no check', async () => {
+    const burst = [1, 2, 3].map((offset) => Number.MAX_SAFE_INTEGER - offset);
+    const outcomes: string[] = [];
+    for (const id of [...burst, Number.MAX_SAFE_INTEGER]) {
+      for (const action of ['suspend', 'unsuspend', 'deleted']) {
+        const payload = examplePayload('installation', action, id);
+        const deliveryId = `installation-order-${delivery++}`;
+        const response = await postSignedWebhook(app, { secret, event: 'installation', deliveryId, payload });
+        expect(response.status).toBe(202);
+        outcomes.push(((await response.json()) as { outcome: string }).outcome);
+      }
+    }
+
+    expect(outcomes).toHaveLength(12);
+    for (const [index, outcome] of outcomes.entries()) {
+      const id = index < 9 ? burst[Math.floor(index / 3)] : Number.MAX_SAFE_INTEGER;
+      expect(outcome).toBe(`ignored: installation ${id} is not recorded, so it has no mark or work to change`);
+    }
+    const [jobs] = await setup.context.database.sql<{ count: number }[]>`
+      SELECT count(*)::int AS count FROM pgboss.job WHERE name = ${confirmInstallationQueue}`;
+    expect(jobs!.count).toBe(0);
+  });
+
+  it('checks without asking GitHub', async () => {
+    await deliver('installation', 'suspend');
+    const jobId = await queuedCheck();
+    await setup.context.db.delete(installations).where(eq(installations.id, setup.installationId));
+
+    await runCheck(jobId);
+
+    expect(installationRequests()).toHaveLength(0);
+    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+      { status: 'skipped', reason: 'installation not recorded' },
+    ]);
+  });
+});
+
 describe('installation check failures', () => {
   it('retries a GitHub server error', async () => {
     await deliver('installation', 'suspend');
@@ -310,6 +348,60 @@ describe('installation check failures', () => {
     expect(logsOf('job.confirm_installation.failed')).toMatchObject([
       { rateLimit: 'primary', liftsAt: new Date((reset + 1) * 1000).toISOString() },
     ]);
+  });
+
+  it('rejects a response that is not an installation', async () => {
+    const cases: { name: string; status?: number; body: unknown }[] = [
+      { name: 'HTML with status 200', body: '<html><body>Sign in</body></html>' },
+      { name: 'an empty object', body: {} },
+      { name: 'null', body: 'null' },
+      { name: 'a numeric suspended_at', body: { id: setup.installationId, suspended_at: 12345 } },
+      { name: 'another installation', body: { id: setup.installationId + 1, suspended_at: null } },
+      {
+        name: 'another suspended installation',
+        body: { id: setup.installationId + 1, suspended_at: '2024-06-01T09:00:00Z' },
+      },
+    ];
+    const run = await queuedRun();
+    for (const { name, body } of cases) {
+      await deliver('installation', 'unsuspend');
+      const jobId = await queuedCheck();
+      setup.fake.queueResponse({ method: 'GET', path: installationPath, status: 200, body });
+
+      const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+      expect(failed, name).toBeInstanceOf(Error);
+      expect((failed as Error).message, name).toMatch(
+        /^GitHub returned an invalid installation for GET \/app\/installations\/\d+: /,
+      );
+      const row = await installationRow();
+      expect(row.suspendedAt, name).toBeNull();
+      expect(row.deletedAt, name).toBeNull();
+      expect((await runById(run.id)).status, name).toBe('queued');
+      expect((await checkJobs()).map((job) => job.state), name).toEqual(['retry']);
+      await setup.context.database.sql`
+        DELETE FROM pgboss.job WHERE name = ${confirmInstallationQueue}`;
+    }
+    expect(logsOf('job.confirm_installation.failed')).toHaveLength(cases.length);
+  });
+
+  it('reads a suspended installation with a bad time', async () => {
+    setup.fake.addRoute({
+      method: 'GET',
+      pattern: installationPath,
+      auth: 'app',
+      handle: async () => ({
+        status: 200,
+        body: { id: setup.installationId, suspended_at: '2024-13-45T99:00:00Z', suspended_by: null },
+      }),
+    });
+    await deliver('installation', 'suspend');
+    const row = await installationRow();
+
+    await runCheck(await queuedCheck());
+
+    expect(logsOf('job.confirm_installation.failed')).toEqual([]);
+    expect((await installationRow()).suspendedAt).toEqual(row.suspendedAt);
   });
 
   it('keeps the marks without credentials', async () => {

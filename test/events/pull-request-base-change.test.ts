@@ -449,6 +449,118 @@ describe('pull request base change', () => {
     await expectFirstAnalysisKept(run);
   });
 
+  it('ignores a base change delivered again', async () => {
+    await analyzedRun();
+    await retarget();
+    await analyze((await currentRun()).analyzeJobId!);
+    const analyzed = await currentRun();
+    const user = await insertUser(setup.context);
+    const [finding] = await setup.context.db.select().from(findings).where(eq(findings.runId, analyzed.id));
+    const preview = await createPatchRequest(setup.context.db, setup.context.boss, {
+      runId: analyzed.id,
+      userId: user.id,
+      findingIds: [finding!.id],
+    });
+    if (!preview.ok) throw new Error(`patch request not created: ${preview.reason}`);
+
+    // The same event again under another delivery id, as `fixwright receive` sends it.
+    const outcome = await deliver(retargetEvent(10));
+
+    expect(outcome).toBe(
+      `ignored: run ${analyzed.id} was queued for this base change of ${repository}#${prNumber} ` +
+        'to develop at 2024-06-01T09:10:00.000Z',
+    );
+    const stored = await currentRun();
+    expect(stored.status).toBe('completed');
+    expect(stored.analyzeJobId).toBe(analyzed.analyzeJobId);
+    expect(stored.reportJobId).toBe(analyzed.reportJobId);
+    expect(await findingsOf(stored.id)).toEqual([['src/a.ts', 2, 'debug/console-log']]);
+    const [request] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, preview.id));
+    expect(request!.status).toBe('queued');
+  });
+
+  it('analyzes a failed run again on a redelivery', async () => {
+    await deliver(pullRequestEvent('opened', 0));
+    await retarget();
+    const queued = await currentRun();
+    await setup.context.db
+      .update(prRuns)
+      .set({ status: 'failed', error: 'Analysis failed: GitHub returned 502.' })
+      .where(eq(prRuns.id, queued.id));
+
+    const outcome = await deliver(retargetEvent(10));
+
+    expect(outcome).toBe(
+      `run ${queued.id} queued again: the base changed from main to develop; ` +
+        'cancelled 0 patch request(s)',
+    );
+    const again = await currentRun();
+    expect(again.status).toBe('queued');
+    expect(again.error).toBeNull();
+    expect(again.analyzeJobId).not.toBe(queued.analyzeJobId);
+  });
+
+  it('ignores an edit that keeps the base', async () => {
+    const run = await analyzedRun();
+    const payload = pullRequestEvent('edited', 10);
+    payload.changes = { base: { ref: { from: 'main' }, sha: { from: setup.git.baseSha } } };
+
+    const outcome = await deliver(payload);
+
+    expect(outcome).toBe(`ignored: the base branch of ${repository}#${prNumber} stays main`);
+    await expectFirstAnalysisKept(run);
+  });
+
+  it('accepts a base change without the old sha', async () => {
+    const run = await analyzedRun();
+    retargetFake();
+    const payload = retargetEvent(10);
+    payload.changes = { base: { ref: { from: 'main' } }, title: { from: 'Old title' } };
+
+    const outcome = await deliver(payload);
+
+    expect(outcome).toBe(
+      `run ${run.id} queued again: the base changed from main to develop; ` +
+        'cancelled 0 patch request(s)',
+    );
+    expect((await currentRun()).baseRef).toBe(newBase);
+  });
+
+  it('names the stored base without the old ref', async () => {
+    const run = await analyzedRun();
+    retargetFake();
+    const payload = retargetEvent(10);
+    payload.changes = { base: { sha: { from: setup.git.baseSha } } };
+
+    const outcome = await deliver(payload);
+
+    expect(outcome).toBe(
+      `run ${run.id} queued again: the base changed from main to develop; ` +
+        'cancelled 0 patch request(s)',
+    );
+  });
+
+  it('rejects a base change of the wrong type', async () => {
+    const payload = retargetEvent(10);
+    payload.changes = { base: { ref: 'main', sha: { from: 7 } } };
+
+    const response = await postSignedWebhook(app, {
+      secret,
+      event: 'pull_request',
+      deliveryId: `base-change-${delivery++}`,
+      payload,
+    });
+
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toContain('changes.base.ref: ');
+    expect(body.error.message).toContain('changes.base.sha.from: ');
+    expect(await setup.context.db.select().from(prRuns)).toEqual([]);
+  });
+
   it('skips a suspended installation', async () => {
     const run = await analyzedRun();
     await setup.context.database.sql`

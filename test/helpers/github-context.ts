@@ -4,6 +4,7 @@ import {
   findings,
   installations,
   patchFiles,
+  patchRequestFindings,
   patchRequests,
   prRuns,
   users,
@@ -166,6 +167,11 @@ export async function insertReadyPatchRequest(
     userId: string;
     files: { path: string; originalText: string; proposedText: string }[];
     status?: 'ready' | 'partially_ready' | 'failed';
+    /**
+     * Adds a finding of the run for each file and selects it, as a preview made from the run's
+     * findings has. Regenerating a file needs it.
+     */
+    withFindings?: boolean;
   },
 ) {
   const [request] = await context.db
@@ -189,6 +195,26 @@ export async function insertReadyPatchRequest(
       status: 'ready' as const,
     })),
   );
+  if (values.withFindings) {
+    const rows = await context.db
+      .insert(findings)
+      .values(
+        values.files.map((file) => ({
+          runId: values.runId,
+          path: file.path,
+          startLine: 1,
+          endLine: 1,
+          ruleId: 'test/ready-preview',
+          severity: 'warning' as const,
+          message: 'Finding that the ready preview fixes.',
+          fingerprint: `ready-preview:${request!.id}:${file.path}`,
+        })),
+      )
+      .returning({ id: findings.id });
+    await context.db
+      .insert(patchRequestFindings)
+      .values(rows.map((row) => ({ patchRequestId: request!.id, findingId: row.id })));
+  }
   return request!;
 }
 

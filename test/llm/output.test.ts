@@ -30,6 +30,26 @@ describe('parseModelOutput', () => {
     expect(result.ok ? '' : result.reason).toContain('contains 2 replacement characters (U+FFFD)');
   });
 
+  it('rejects lone surrogates', () => {
+    const cases: [string, string][] = [
+      ['high at the end', 'const s = "\uD83D";\n'],
+      ['low alone', 'const s = "\uDE00";\n'],
+      ['two in reverse order', 'const s = "\uDE00\uD83D";\n'],
+    ];
+    for (const [name, text] of cases) {
+      const result = parseModelOutput(text, 'const s = "";\n', 'src/a.ts');
+
+      expect(result.ok, name).toBe(false);
+      expect(result.ok ? '' : result.reason, name).toMatch(
+        /^The model output for src\/a\.ts contains [12] lone UTF-16 surrogates? \(U\+D[8-F][0-9A-F]{2}(, U\+D[8-F][0-9A-F]{2})?\), /,
+      );
+    }
+    const many = parseModelOutput('"\uDE00\uDE01\uDE02\uDE03";\n', '"";\n', 'a.ts');
+    expect(many.ok ? '' : many.reason).toContain('4 lone UTF-16 surrogates (U+DE00, U+DE01, U+DE02, ...)');
+    const pair = parseModelOutput('const s = "\uD83D\uDE00";\n', 'const s = "";\n', 'src/a.ts');
+    expect(pair).toEqual({ ok: true, content: 'const s = "\uD83D\uDE00";\n' });
+  });
+
   it('keeps U+FFFD the original has', () => {
     const original = 'const s = "\uFFFD";\nlet a = 0;\n';
 

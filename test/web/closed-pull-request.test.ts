@@ -77,6 +77,7 @@ async function readyPreview() {
     runId: setup.run.id,
     userId: user.userId,
     files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    withFindings: true,
   });
   const [file] = await context.db
     .select()
