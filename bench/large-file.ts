@@ -50,7 +50,9 @@ function codeBlock(index: number): string[] {
   if (index % 7 === 3) lines.push(`  console.log('read row ${index}', id);`);
   if (index % 11 === 5) lines.push('  // TODO: read the row and its owner in one query');
   if (index % 53 === 17) lines.push(`  const password = "pw-${index}-h4rdc0ded";`);
-  if (index % 97 === 41) lines.push(`  const accessKeyId = 'AKIA${String(index).padStart(16, '7')}';`);
+  if (index % 97 === 41) {
+    lines.push(`  const accessKeyId = 'AKIA${String(index).padStart(16, '7')}';`);
+  }
   lines.push("  return { id, name: String(value), updatedAt: new Date(value.at ?? 0) };", '}', '');
   return lines;
 }
