@@ -72,8 +72,9 @@ export class Turns {
 }
 
 /**
- * Sorts a copy of `items` with a stable bottom-up merge sort in steps. ECMAScript 2019 requires
- * `Array.prototype.sort` to be stable too, so both return the same order.
+ * Sorts a copy of `items` in steps with a stable natural merge sort, which merges the ascending
+ * runs that `items` already has, such as each rule's findings in line order. ECMAScript 2019
+ * requires `Array.prototype.sort` to be stable too, so both return the same order.
  */
 export function* sortSteps<T>(
   items: readonly T[],
@@ -83,10 +84,25 @@ export function* sortSteps<T>(
   let target = new Array<T>(source.length);
   const meter = new StepMeter();
 
-  for (let width = 1; width < source.length; width *= 2) {
-    for (let left = 0; left < source.length; left += 2 * width) {
-      const middle = Math.min(left + width, source.length);
-      const right = Math.min(left + 2 * width, source.length);
+  // The start of each ascending run, then the end of the last one.
+  let bounds = [0];
+  for (let index = 1; index < source.length; index += 1) {
+    if (compare(source[index - 1]!, source[index]!) > 0) {
+      bounds.push(index);
+    }
+    if (meter.count(0)) {
+      yield;
+    }
+  }
+  bounds.push(source.length);
+
+  while (bounds.length > 2) {
+    const merged = [0];
+    for (let run = 0; run + 1 < bounds.length; run += 2) {
+      const left = bounds[run]!;
+      const middle = bounds[run + 1]!;
+      // An odd run at the end is copied as it is.
+      const right = bounds[run + 2] ?? middle;
       let fromLeft = left;
       let fromRight = middle;
       let index = left;
@@ -104,11 +120,13 @@ export function* sortSteps<T>(
       while (fromRight < right) {
         target[index++] = source[fromRight++]!;
       }
+      merged.push(right);
       if (meter.count(0, right - left)) {
         yield;
       }
     }
     [source, target] = [target, source];
+    bounds = merged;
   }
   return source;
 }

@@ -58,12 +58,23 @@ describe('sortSteps', () => {
     expect(runSteps(sortSteps([{ key: 1 }], byKey))).toEqual([{ key: 1 }]);
   });
 
-  it('yields while it merges', () => {
+  it('merges ascending runs stably', () => {
+    // Three ascending runs, the last one odd, with keys that repeat across runs.
+    const keys = [1, 4, 4, 9, 0, 4, 5, 2, 4, 4, 8];
+    const items = keys.map((key, index) => ({ key, index }));
+
+    const sorted = runSteps(sortSteps(items, byKey));
+
+    expect(sorted).toEqual([...items].sort(byKey));
+    expect(sorted.map((item) => item.index)).toEqual([4, 0, 7, 1, 2, 5, 8, 9, 6, 10, 3]);
+  });
+
+  it('yields while it sorts', () => {
     const items = Array.from({ length: 1_000 }, (_, index) => ({ key: -index }));
     const steps = sortSteps(items, byKey);
     let yields = 0;
     while (!steps.next().done) yields += 1;
-    // The first merge pass alone yields after every maxStepItems of the 1,000 items.
+    // Reading the 1,000 items for their runs alone yields after every maxStepItems of them.
     expect(yields).toBeGreaterThanOrEqual(Math.floor(1_000 / maxStepItems));
   });
 });
