@@ -3,6 +3,7 @@ import { buildExcerpt } from './excerpt.ts';
 import { lineRule } from './line-rule.ts';
 import type { AddedLine } from './patch.ts';
 import type { Rule, RuleFinding } from './rules.ts';
+import { StepMeter, type Steps } from './steps.ts';
 
 const CONSOLE_CALL = /(?<![\w$])console\.(log|debug|trace)\s*\(/;
 const DEBUGGER_STATEMENT = /(?<![\w$.])debugger\s*(?:;|\}|$)/;
@@ -91,9 +92,16 @@ function isConflictSeparator(text: string, path: string): boolean {
  * Returns the index of the `>>>>>>>` line that closes the conflict opened at `startIndex`, or
  * undefined when the consecutive added lines after it end or open another conflict first.
  */
-function findConflictEnd(lines: readonly AddedLine[], startIndex: number): number | undefined {
+function* conflictEndSteps(
+  lines: readonly AddedLine[],
+  startIndex: number,
+  meter: StepMeter,
+): Steps<number | undefined> {
   for (let index = startIndex + 1; index < lines.length; index += 1) {
     const line = lines[index]!;
+    if (meter.count(line.text.length)) {
+      yield;
+    }
     if (line.line !== lines[index - 1]!.line + 1 || isConflictStart(line.text)) {
       return undefined;
     }
@@ -111,7 +119,7 @@ function findConflictEnd(lines: readonly AddedLine[], startIndex: number): numbe
 const mergeConflictMarkerRule: Rule = {
   id: 'merge-conflict-marker',
   severity: 'error',
-  check(path, lines) {
+  *check(path, lines) {
     const findings: RuleFinding[] = [];
     const report = (startIndex: number, endIndex: number): void => {
       const start = lines[startIndex]!;
@@ -125,10 +133,14 @@ const mergeConflictMarkerRule: Rule = {
       });
     };
 
+    const meter = new StepMeter();
     for (let index = 0; index < lines.length; index += 1) {
       const text = lines[index]!.text;
+      if (meter.count(text.length)) {
+        yield;
+      }
       if (isConflictStart(text)) {
-        const endIndex = findConflictEnd(lines, index) ?? index;
+        const endIndex = (yield* conflictEndSteps(lines, index, meter)) ?? index;
         report(index, endIndex);
         index = endIndex;
       } else if (isConflictEnd(text) || isConflictSeparator(text, path)) {

@@ -1,5 +1,6 @@
 import { buildExcerpt } from './excerpt.ts';
-import type { Rule, RuleId, Severity } from './rules.ts';
+import type { Rule, RuleFinding, RuleId, Severity } from './rules.ts';
+import { StepMeter } from './steps.ts';
 
 /** A problem on one line: its index in the line and the message for the author. */
 export interface LineMatch {
@@ -21,26 +22,29 @@ export function lineRule(options: LineRuleOptions): Rule {
   return {
     id: options.id,
     severity: options.severity,
-    check(path, lines) {
+    *check(path, lines) {
+      const findings: RuleFinding[] = [];
       if (options.appliesTo && !options.appliesTo(path)) {
-        return [];
+        return findings;
       }
-      return lines.flatMap((added) => {
+      const meter = new StepMeter();
+      for (const added of lines) {
         const match = options.match(added.text, path);
-        if (match === undefined) {
-          return [];
-        }
-        return [
-          {
+        if (match !== undefined) {
+          findings.push({
             ruleId: options.id,
             severity: options.severity,
             message: match.message,
             startLine: added.line,
             endLine: added.line,
             excerpt: buildExcerpt(added.text, path, match.index),
-          },
-        ];
-      });
+          });
+        }
+        if (meter.count(added.text.length)) {
+          yield;
+        }
+      }
+      return findings;
     },
   };
 }

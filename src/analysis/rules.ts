@@ -1,6 +1,7 @@
 import { codeRules } from './code-rules.ts';
 import type { AddedLine } from './patch.ts';
-import { findPrivateKeyBlocks, secretRules } from './secret-rules.ts';
+import { privateKeyBlockSteps, secretRules } from './secret-rules.ts';
+import { runSteps, StepMeter, type Steps } from './steps.ts';
 
 export type Severity = 'error' | 'warning' | 'notice';
 
@@ -28,7 +29,8 @@ export interface RuleFinding {
 export interface Rule {
   id: RuleId;
   severity: Severity;
-  check(path: string, lines: readonly AddedLine[]): RuleFinding[];
+  /** Checks the lines in steps, so that a large file can share the event loop. */
+  check(path: string, lines: readonly AddedLine[]): Steps<RuleFinding[]>;
 }
 
 export const rules: readonly Rule[] = [...secretRules, ...codeRules];
@@ -38,15 +40,37 @@ export const rules: readonly Rule[] = [...secretRules, ...codeRules];
  * block are key material, so only the private key rule checks them and no other excerpt shows them.
  */
 export function runRules(path: string, lines: readonly AddedLine[]): RuleFinding[] {
+  return runSteps(runRuleSteps(path, lines));
+}
+
+/** Runs every rule as `runRules` does, in steps. */
+export function* runRuleSteps(path: string, lines: readonly AddedLine[]): Steps<RuleFinding[]> {
+  const meter = new StepMeter();
   const keyMaterial = new Set<number>();
-  for (const block of findPrivateKeyBlocks(lines)) {
+  for (const block of yield* privateKeyBlockSteps(lines)) {
     for (let line = block.startLine + 1; line < block.endLine; line += 1) {
       keyMaterial.add(line);
+      if (meter.count(0)) {
+        yield;
+      }
     }
   }
-  const otherLines = lines.filter((added) => !keyMaterial.has(added.line));
+  const otherLines: AddedLine[] = [];
+  for (const added of lines) {
+    if (!keyMaterial.has(added.line)) {
+      otherLines.push(added);
+    }
+    if (meter.count(0)) {
+      yield;
+    }
+  }
 
-  return rules.flatMap((rule) =>
-    rule.id === 'secret/private-key' ? rule.check(path, lines) : rule.check(path, otherLines),
-  );
+  const findings: RuleFinding[] = [];
+  for (const rule of rules) {
+    const found = yield* rule.check(path, rule.id === 'secret/private-key' ? lines : otherLines);
+    for (const finding of found) {
+      findings.push(finding);
+    }
+  }
+  return findings;
 }

@@ -3,6 +3,7 @@ import { lineRule } from './line-rule.ts';
 import type { AddedLine } from './patch.ts';
 import type { Rule } from './rules.ts';
 import { findAwsAccessKeyIds, findHardcodedCredentials, PRIVATE_KEY_BEGIN } from './secrets.ts';
+import { StepMeter, type Steps } from './steps.ts';
 
 /** A PEM private key block among the added lines, by new-file line numbers. */
 export interface PrivateKeyBlock {
@@ -19,11 +20,15 @@ export interface PrivateKeyBlock {
  * Finds PEM private key blocks. Each BEGIN marker pairs with the next END marker of the same
  * label among the added lines, unless another BEGIN marker comes first.
  */
-export function findPrivateKeyBlocks(lines: readonly AddedLine[]): PrivateKeyBlock[] {
+export function* privateKeyBlockSteps(lines: readonly AddedLine[]): Steps<PrivateKeyBlock[]> {
   const blocks: PrivateKeyBlock[] = [];
+  const meter = new StepMeter();
 
   for (let beginIndex = 0; beginIndex < lines.length; beginIndex += 1) {
     const begin = lines[beginIndex]!;
+    if (meter.count(begin.text.length)) {
+      yield;
+    }
     const marker = PRIVATE_KEY_BEGIN.exec(begin.text);
     if (!marker) {
       continue;
@@ -42,6 +47,9 @@ export function findPrivateKeyBlocks(lines: readonly AddedLine[]): PrivateKeyBlo
     }
     for (let endIndex = beginIndex + 1; endIndex < lines.length; endIndex += 1) {
       const candidate = lines[endIndex]!;
+      if (meter.count(candidate.text.length)) {
+        yield;
+      }
       if (PRIVATE_KEY_BEGIN.test(candidate.text)) {
         break;
       }
@@ -75,8 +83,9 @@ const awsAccessKeyIdRule = lineRule({
 const privateKeyRule: Rule = {
   id: 'secret/private-key',
   severity: 'error',
-  check(path, lines) {
-    return findPrivateKeyBlocks(lines).map((block) => ({
+  *check(path, lines) {
+    const blocks = yield* privateKeyBlockSteps(lines);
+    return blocks.map((block) => ({
       ruleId: 'secret/private-key',
       severity: 'error',
       message:

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   analyzeChangedFiles,
@@ -6,8 +7,10 @@ import {
   type ChangedFile,
   type FindingDraft,
 } from '../../src/analysis/analyze.ts';
+import { maxStepChars, maxStepItems } from '../../src/analysis/steps.ts';
 
 const AWS_KEY = 'AKIAZ7QW3ERT5YUI8OPA';
+const BLOCKING_DIGEST = 'daa143264ec3ac8961e17d6b64d81f3ddc2b358008eceacfde6df3dbe3c75c51';
 const DATABASE_PASSWORD = 'pg_s3cr3t_pa55';
 
 const serverPatch = [
@@ -277,5 +280,148 @@ describe('worstSeverity', () => {
 
   it('reads analyzer output', () => {
     expect(worstSeverity(analyzeChangedFiles(pullRequestFiles))).toBe('error');
+  });
+});
+
+describe('analysis in time slices', () => {
+  const shortFiller = (index: number) => `export const row${index} = read(${index});`;
+  const padding = ` // ${'x'.repeat(1_000)}`;
+  const longFiller = (index: number) => `${shortFiller(index)}${padding}`;
+
+  /**
+   * Builds a file whose findings start at line `first`: a TODO, a private key block with a TODO
+   * inside, a merge conflict, a debugger statement and the same console.log line twice. With
+   * `long`, every line but the conflict's `=======` ends in a comment of 1,000 characters.
+   */
+  function fileWithFindingsAt(first: number, long = false): ChangedFile {
+    const filler = long ? longFiller : shortFiller;
+    const texts = Array.from({ length: first - 1 }, (_, index) => filler(index));
+    const findingLines = [
+      '// TODO: first',
+      '-----BEGIN RSA PRIVATE KEY-----',
+      '// TODO: key material, which only the private key rule reads',
+      'MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun',
+      '-----END RSA PRIVATE KEY-----',
+      '<<<<<<< HEAD',
+      'const retries = 3;',
+      '=======',
+      'const retries = 5;',
+      '>>>>>>> feature/retries',
+      'debugger;',
+      'console.log(user);',
+    ];
+    for (const text of findingLines) {
+      texts.push(long && text !== '=======' ? `${text}${padding}` : text);
+    }
+    for (let index = 0; index < 63; index += 1) texts.push(filler(first + index));
+    texts.push(long ? `console.log(user);${padding}` : 'console.log(user);');
+    for (let index = 0; index < 10; index += 1) texts.push(filler(first + 100 + index));
+    return { filename: `src/first-${first}.ts`, status: 'added', patch: patchAdding(1, texts) };
+  }
+
+  function expectedAt(first: number): string[] {
+    return [
+      `${first}-${first} todo-comment`,
+      `${first + 1}-${first + 4} secret/private-key`,
+      `${first + 5}-${first + 9} merge-conflict-marker`,
+      `${first + 10}-${first + 10} debug/debugger`,
+      `${first + 11}-${first + 11} debug/console-log`,
+      `${first + 75}-${first + 75} debug/console-log`,
+    ];
+  }
+
+  function linesOf(findings: FindingDraft[], path: string): string[] {
+    return findings
+      .filter((finding) => finding.path === path)
+      .map((finding) => `${finding.startLine}-${finding.endLine} ${finding.ruleId}`);
+  }
+
+  // A loop yields after maxStepItems lines, or earlier after maxStepChars characters. The
+  // findings move over one step's worth of start lines. So in every loop each of them is the
+  // first line of a step in one file and the last in another, and each multi-line finding
+  // crosses a step boundary.
+  const cases = [
+    { name: 'short lines', long: false, starts: maxStepItems + 1 },
+    { name: 'long lines', long: true, starts: Math.ceil(maxStepChars / padding.length) + 1 },
+  ];
+
+  for (const { name, long, starts } of cases) {
+    it(`finds the same across step boundaries, ${name}`, async () => {
+      const firsts = Array.from({ length: starts }, (_, index) => 60 + index);
+      const files = firsts.map((first) => fileWithFindingsAt(first, long));
+
+      const blocking = analyzeChangedFiles(files);
+      const sliced = await analyzeChangedFilesInTurns(files, { sliceMs: 0 });
+
+      for (const first of firsts) {
+        expect(linesOf(sliced.findings, `src/first-${first}.ts`)).toEqual(expectedAt(first));
+      }
+      expect(sliced.findings).toEqual(blocking);
+      expect(sliced.omittedFindings).toBe(0);
+    });
+  }
+
+  it('matches the findings of the blocking analysis', async () => {
+    const files = [60, 63, 64, 65, 127, 128].map((first) => fileWithFindingsAt(first));
+
+    const { findings } = await analyzeChangedFilesInTurns(files, { sliceMs: 0 });
+
+    const file = findings.filter((finding) => finding.path === 'src/first-64.ts');
+    expect(file.map((finding) => finding.excerpt)).toEqual([
+      '// TODO: first',
+      '-----BEGIN RSA PRIVATE KEY-----',
+      '<<<<<<< HEAD',
+      'debugger;',
+      'console.log(user);',
+      'console.log(user);',
+    ]);
+    expect(file[4]!.fingerprint).not.toBe(file[5]!.fingerprint);
+    // The sha256 of these findings as JSON from the analysis before it ran in steps, which ran
+    // each file in one piece.
+    const digest = createHash('sha256').update(JSON.stringify(findings)).digest('hex');
+    expect(digest).toBe(BLOCKING_DIGEST);
+  });
+
+  it('returns to the event loop inside a file', async () => {
+    const lines = Array.from({ length: 2_000 }, (_, index) => shortFiller(index));
+    const files: ChangedFile[] = [
+      { filename: 'src/rows.ts', status: 'added', patch: patchAdding(1, lines) },
+    ];
+    let turns = 0;
+    let analyzing = true;
+    const countTurn = (): void => {
+      turns += 1;
+      if (analyzing) setImmediate(countTurn);
+    };
+    setImmediate(countTurn);
+
+    await analyzeChangedFilesInTurns(files, { sliceMs: 0 });
+    analyzing = false;
+
+    // Each of the file's loops over its 2,000 lines yields after every maxStepItems lines.
+    expect(turns).toBeGreaterThanOrEqual(2_000 / maxStepItems);
+  });
+
+  it('cuts to the most severe inside a file', async () => {
+    const texts = [
+      ...Array.from({ length: 30 }, (_, index) => `// TODO: step ${index}`),
+      'debugger;',
+      ...Array.from({ length: 30 }, (_, index) => `// FIXME: step ${index}`),
+      `const key = "${AWS_KEY}";`,
+    ];
+    const files: ChangedFile[] = [
+      { filename: 'a.ts', status: 'added', patch: patchAdding(1, texts) },
+      { filename: 'b.ts', status: 'added', patch: patchAdding(1, ['// TODO: b']) },
+    ];
+
+    const result = await analyzeChangedFilesInTurns(files, { maxFindings: 4, sliceMs: 0 });
+
+    expect(summary(result.findings)).toEqual([
+      'a.ts:1 todo-comment',
+      'a.ts:2 todo-comment',
+      'a.ts:31 debug/debugger',
+      'a.ts:62 secret/aws-access-key-id',
+    ]);
+    expect(result.omittedFindings).toBe(59);
   });
 });

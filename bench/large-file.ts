@@ -1,0 +1,112 @@
+/**
+ * Measures the analysis of one large added TypeScript file: its total time and the longest event
+ * loop delay while it runs, as a run in a process that also serves webhooks and the dashboard
+ * would cause. The file repeats a block of ordinary code: an interface, and a function with a
+ * template literal, a comment and a cached read. Some blocks add a console.log call, a TODO
+ * comment, a hard-coded password or an AWS access key ID, and one block adds a private key and a
+ * merge conflict. The 5 MB file has about 1.6 findings per 100 lines.
+ *
+ * Run: npx tsx bench/large-file.ts [--mb 5,20] [--rounds 3] (`--help` explains them). It prints,
+ * for each size, the median time, the longest event loop delay of all rounds (from
+ * `monitorEventLoopDelay` at a resolution of 10 ms), the number of findings and the start of
+ * a sha256 digest of them, which must not change when only the scheduling changes.
+ */
+import { createHash } from 'node:crypto';
+import { analyzeChangedFilesInTurns, type ChangedFile } from '../src/analysis/analyze.ts';
+import { readBenchOptions, wholeNumber } from './arguments.ts';
+import { median } from './database.ts';
+import { timeWithDelay } from './event-loop-delay.ts';
+
+const usage =
+  'Usage: npx tsx bench/large-file.ts [--mb 5,20] [--rounds N]\n' +
+  '  --mb      sizes of the added file, in MB, separated by commas (default 5,20)\n' +
+  '  --rounds  timed runs per size; the median time is reported (default 3)';
+
+function readArguments() {
+  const values = readBenchOptions(usage, { mb: '5,20', rounds: '3' });
+  return {
+    sizes: values.mb.split(',').map((size) => wholeNumber(usage, 'mb', size, 1, 200)),
+    rounds: wholeNumber(usage, 'rounds', values.rounds, 1, 100),
+  };
+}
+
+/** Returns the lines of block `index` of the generated file, some with a finding. */
+function codeBlock(index: number): string[] {
+  const lines = [
+    `export interface Row${index} {`,
+    '  id: string;',
+    '  name: string;',
+    '  updatedAt: Date;',
+    '}',
+    '',
+    `/** Reads row ${index} from the store, or undefined when it was deleted. */`,
+    `export async function readRow${index}(store: Store, id: string): Promise<Row${index} | undefined> {`,
+    `  const key = \`row:\${id}:${index}\`;`,
+    '  const value = await store.get(key); // cached for 60 s',
+    '  if (value === undefined) {',
+    '    return undefined;',
+    '  }',
+  ];
+  if (index % 7 === 3) lines.push(`  console.log('read row ${index}', id);`);
+  if (index % 11 === 5) lines.push('  // TODO: read the row and its owner in one query');
+  if (index % 53 === 17) lines.push(`  const password = "pw-${index}-h4rdc0ded";`);
+  if (index % 97 === 41) {
+    lines.push(`  const accessKeyId = 'AKIA${String(index).padStart(16, '7')}';`);
+  }
+  lines.push("  return { id, name: String(value), updatedAt: new Date(value.at ?? 0) };", '}', '');
+  return lines;
+}
+
+const privateKeyBlock = [
+  'const testKey = `',
+  '-----BEGIN RSA PRIVATE KEY-----',
+  'MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun',
+  'VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK',
+  '-----END RSA PRIVATE KEY-----',
+  '`;',
+];
+
+const mergeConflict = [
+  '<<<<<<< HEAD',
+  'export const retries = 3;',
+  '=======',
+  'export const retries = 5;',
+  '>>>>>>> feature/retries',
+];
+
+/** Builds the patch that adds a file of about `bytes` bytes of the code above. */
+function largeFilePatch(bytes: number): { patch: string; lines: number } {
+  const lines: string[] = [];
+  let size = 0;
+  for (let index = 0; size < bytes; index += 1) {
+    const block = codeBlock(index);
+    if (index === 2000) block.push(...privateKeyBlock, ...mergeConflict);
+    for (const line of block) {
+      lines.push(`+${line}`);
+      size += line.length + 1;
+    }
+  }
+  return { patch: [`@@ -0,0 +1,${lines.length} @@`, ...lines].join('\n'), lines: lines.length };
+}
+
+const options = readArguments();
+for (const megabytes of options.sizes) {
+  const { patch, lines } = largeFilePatch(megabytes * 1_000_000);
+  const files: ChangedFile[] = [{ filename: 'src/rows.ts', status: 'added', patch }];
+  const times: number[] = [];
+  let maxDelay = 0;
+  let findings: unknown[] = [];
+  for (let round = 0; round < options.rounds; round += 1) {
+    const timed = await timeWithDelay(() => analyzeChangedFilesInTurns(files));
+    times.push(timed.milliseconds);
+    maxDelay = Math.max(maxDelay, timed.maxDelay);
+    findings = timed.result.findings;
+  }
+  // The digest lets runs of two versions of the code compare their findings.
+  const digest = createHash('sha256').update(JSON.stringify(findings)).digest('hex');
+  console.log(
+    `${megabytes} MB (${lines} added lines): ${Math.round(median(times))} ms, ` +
+      `longest event loop delay ${Math.round(maxDelay)} ms, ${findings.length} findings ` +
+      `(sha256 ${digest.slice(0, 12)})`,
+  );
+}
