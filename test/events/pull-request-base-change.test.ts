@@ -343,10 +343,10 @@ describe('pull request base change', () => {
     expect(queued.status).toBe('queued');
     expect(queued.reportJobId).toBeNull();
     expect(await findingsOf(opened.id)).toEqual([]);
-    const replaced = setup.context.logs.find(
-      (line) => line.event === 'analyze.job_replaced' && line.jobId === opened.analyzeJobId,
+    const stopped = setup.context.logs.find(
+      (line) => line.event === 'analyze.stopped' && line.jobId === opened.analyzeJobId,
     );
-    expect(replaced).toBeDefined();
+    expect(stopped?.reason).toBe(`the run was queued again with analyze job ${queued.analyzeJobId}`);
 
     await analyze(queued.analyzeJobId!);
     expect((await currentRun()).status).toBe('completed');
