@@ -615,6 +615,56 @@ describe('pull request base change', () => {
     expect(await setup.context.db.select().from(prRuns)).toEqual([]);
   });
 
+  it('rejects an overlong branch name', async () => {
+    // 513 two-byte characters: 1,026 bytes of UTF-8, though only 513 UTF-16 code units.
+    const overlong = 'é'.repeat(513);
+    const fields: [string, (payload: Record<string, any>) => void][] = [
+      ['pull_request.base.ref', (payload) => (payload.pull_request.base.ref = overlong)],
+      ['pull_request.head.ref', (payload) => (payload.pull_request.head.ref = overlong)],
+      ['changes.base.ref.from', (payload) => (payload.changes.base.ref.from = overlong)],
+    ];
+    for (const [field, setField] of fields) {
+      const payload = retargetEvent(10);
+      setField(payload);
+
+      const response = await postSignedWebhook(app, {
+        secret,
+        event: 'pull_request',
+        deliveryId: `base-change-${delivery++}`,
+        payload,
+      });
+
+      expect(response.status, field).toBe(400);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message).toContain(
+        `${field}: must be at most 1024 bytes of UTF-8, because GitHub rejects refs longer ` +
+          'than 255 bytes',
+      );
+    }
+    expect(await setup.context.db.select().from(prRuns)).toEqual([]);
+  });
+
+  it('accepts long branch names', async () => {
+    const run = await analyzedRun();
+    // GitHub's maximum: refs/heads/ and the name make 255 bytes.
+    const longest = `release/${'x'.repeat(236)}`;
+    // The schema's own limit, in two-byte characters.
+    const atLimit = 'é'.repeat(512);
+    retargetFake();
+    const payload = retargetEvent(10);
+    payload.pull_request.base.ref = longest;
+    payload.changes.base.ref.from = atLimit;
+
+    const outcome = await deliver(payload);
+
+    expect(Buffer.byteLength(`refs/heads/${longest}`)).toBe(255);
+    expect(outcome).toBe(
+      `run ${run.id} queued again: the base changed from ${atLimit} to ${longest}; ` +
+        'cancelled 0 patch request(s)',
+    );
+    expect((await currentRun()).baseRef).toBe(longest);
+  });
+
   it('skips a suspended installation', async () => {
     const run = await analyzedRun();
     await setup.context.database.sql`
