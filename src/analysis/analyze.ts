@@ -158,13 +158,16 @@ export const analysisSliceMs = 20;
  * (default `maxFindingsPerRun`) most severe findings. The rules take several microseconds a
  * line, so a large file would otherwise block the web server and the other jobs of the same
  * process for seconds: about a second for a 5 MB file (bench/large-file.ts).
+ *
+ * `checkpoint` runs at each of those returns, so at least once before each file. An error it
+ * throws stops the analysis and rejects the returned promise with that error.
  */
 export async function analyzeChangedFilesInTurns(
   files: readonly ChangedFile[],
-  options: { maxFindings?: number; sliceMs?: number } = {},
+  options: { maxFindings?: number; sliceMs?: number; checkpoint?: () => Promise<void> } = {},
 ): Promise<AnalysisResult> {
   const keptFindings = new MostSevereFindings(options.maxFindings ?? maxFindingsPerRun);
-  const turns = new Turns(options.sliceMs ?? analysisSliceMs);
+  const turns = new Turns(options.sliceMs ?? analysisSliceMs, options.checkpoint);
   for (const file of files) {
     await turns.next();
     const drafts = await turns.run(analyzeFileSteps(file));

@@ -1,6 +1,11 @@
 import { codeRules } from './code-rules.ts';
 import type { AddedLine } from './patch.ts';
-import { privateKeyBlockSteps, secretRules } from './secret-rules.ts';
+import {
+  privateKeyBlockSteps,
+  privateKeyFindings,
+  privateKeyRule,
+  secretRules,
+} from './secret-rules.ts';
 import { runSteps, StepMeter, type Steps } from './steps.ts';
 
 export type Severity = 'error' | 'warning' | 'notice';
@@ -43,11 +48,15 @@ export function runRules(path: string, lines: readonly AddedLine[]): RuleFinding
   return runSteps(runRuleSteps(path, lines));
 }
 
-/** Runs every rule as `runRules` does, in steps. */
+/**
+ * Runs every rule as `runRules` does, in steps. The private key blocks are found once, both to
+ * leave their lines out of the other rules and for the private key rule's findings.
+ */
 export function* runRuleSteps(path: string, lines: readonly AddedLine[]): Steps<RuleFinding[]> {
   const meter = new StepMeter();
   const keyMaterial = new Set<number>();
-  for (const block of yield* privateKeyBlockSteps(lines)) {
+  const privateKeyBlocks = yield* privateKeyBlockSteps(lines);
+  for (const block of privateKeyBlocks) {
     for (let line = block.startLine + 1; line < block.endLine; line += 1) {
       keyMaterial.add(line);
       if (meter.count(0)) {
@@ -67,7 +76,10 @@ export function* runRuleSteps(path: string, lines: readonly AddedLine[]): Steps<
 
   const findings: RuleFinding[] = [];
   for (const rule of rules) {
-    const found = yield* rule.check(path, rule.id === 'secret/private-key' ? lines : otherLines);
+    const found =
+      rule === privateKeyRule
+        ? privateKeyFindings(path, privateKeyBlocks)
+        : yield* rule.check(path, otherLines);
     for (const finding of found) {
       findings.push(finding);
     }

@@ -1,7 +1,7 @@
 import { buildExcerpt } from './excerpt.ts';
 import { lineRule } from './line-rule.ts';
 import type { AddedLine } from './patch.ts';
-import type { Rule } from './rules.ts';
+import type { Rule, RuleFinding } from './rules.ts';
 import { findAwsAccessKeyIds, findHardcodedCredentials, PRIVATE_KEY_BEGIN } from './secrets.ts';
 import { StepMeter, type Steps } from './steps.ts';
 
@@ -80,21 +80,28 @@ const awsAccessKeyIdRule = lineRule({
   },
 });
 
-const privateKeyRule: Rule = {
+/** Returns the findings of the private key rule for `blocks` of the file at `path`. */
+export function privateKeyFindings(
+  path: string,
+  blocks: readonly PrivateKeyBlock[],
+): RuleFinding[] {
+  return blocks.map((block) => ({
+    ruleId: 'secret/private-key',
+    severity: 'error',
+    message:
+      'A private key is committed here, so revoke it, issue a new one and keep it out of the ' +
+      'repository, for example in a secret manager.',
+    startLine: block.startLine,
+    endLine: block.endLine,
+    excerpt: buildExcerpt(block.text, path, block.index),
+  }));
+}
+
+export const privateKeyRule: Rule = {
   id: 'secret/private-key',
   severity: 'error',
   *check(path, lines) {
-    const blocks = yield* privateKeyBlockSteps(lines);
-    return blocks.map((block) => ({
-      ruleId: 'secret/private-key',
-      severity: 'error',
-      message:
-        'A private key is committed here, so revoke it, issue a new one and keep it out of the ' +
-        'repository, for example in a secret manager.',
-      startLine: block.startLine,
-      endLine: block.endLine,
-      excerpt: buildExcerpt(block.text, path, block.index),
-    }));
+    return privateKeyFindings(path, yield* privateKeyBlockSteps(lines));
   },
 };
 

@@ -49,12 +49,20 @@ export function runSteps<T>(steps: Steps<T>): T {
 export class Turns {
   private sliceStart = performance.now();
 
-  /** `sliceMs`: time the steps may run before they return to the event loop, in ms. */
-  constructor(private readonly sliceMs: number) {}
+  /**
+   * `sliceMs`: time the steps may run before they return to the event loop, in ms.
+   * `checkpoint`: runs at each return to the event loop, after the other work has had its
+   * turn. An error it throws ends `next` and `run` with that error, so it can stop the work.
+   */
+  constructor(
+    private readonly sliceMs: number,
+    private readonly checkpoint?: () => Promise<void>,
+  ) {}
 
-  /** Returns to the event loop once and starts a new slice. */
+  /** Returns to the event loop once, runs the checkpoint and starts a new slice. */
   async next(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.checkpoint?.();
     this.sliceStart = performance.now();
   }
 

@@ -4,7 +4,11 @@ import { findings, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { reportQueue } from '../jobs/report.ts';
-import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
+import {
+  cancelApplyJobsOfRuns,
+  cancelFixPressNoticesOfRun,
+  cancelPatchRequestsOfRuns,
+} from '../runs/cancel-run-work.ts';
 import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import type { PullRequestPayload } from './pull-request.ts';
@@ -15,8 +19,8 @@ const activeStatuses: readonly string[] = ['queued', 'analyzing', 'completed'];
 /**
  * Handles an `edited` event whose `changes.base` shows that the pull request now targets
  * another base branch. It queues the head commit's run again in place with the new base and
- * clears its findings, check run and report state. It also cancels the old analysis's analyze
- * and report jobs, unfinished patch requests and waiting apply jobs. Returns the outcome, or
+ * clears its findings, check run and report state. It also cancels the old analysis's analyze,
+ * report and "Fix with AI" notice jobs, unfinished patch requests and waiting apply jobs. Returns the outcome, or
  * null when the head commit has no run yet, so the caller creates one as for `opened`. Call it
  * with the pull request's lock held and after the checks of the installation and of a later
  * close.
@@ -135,8 +139,9 @@ async function requeueRun(
 }
 
 /**
- * Cancels the old analysis's pending analyze and report jobs, its unfinished patch requests
- * and its waiting apply jobs. Returns how many patch requests and apply jobs were cancelled.
+ * Cancels the old analysis's pending analyze, report and "Fix with AI" notice jobs, its
+ * unfinished patch requests and its waiting apply jobs. Returns how many patch requests and
+ * apply jobs were cancelled.
  */
 async function cancelOldAnalysisWork(
   tx: Transaction,
@@ -149,6 +154,10 @@ async function cancelOldAnalysisWork(
   // but its analysis stores nothing (see analyzeRun) and its report skips a queued run.
   if (run.analyzeJobId) await boss.cancel(analyzeQueue, run.analyzeJobId, { db });
   if (run.reportJobId) await boss.cancel(reportQueue, run.reportJobId, { db });
+  // A notice of a press on the old check run could name a patch request cancelled below.
+  // NOTE: a notice job already running may still write it, because cancelling does not stop a
+  // running pg-boss 10 handler and the notice reads the run before its GitHub requests.
+  await cancelFixPressNoticesOfRun(tx, boss, run.id);
 
   const changed = `the base branch of ${change.target} changed from ${change.from} to ${change.to}`;
   const patchRequests = await cancelPatchRequestsOfRuns(

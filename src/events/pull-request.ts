@@ -12,7 +12,7 @@ import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
-import { githubLogin, repositoryFullName } from './github-names.ts';
+import { branchName, githubLogin, repositoryFullName } from './github-names.ts';
 
 const isoDateTime = z.iso.datetime({ offset: true });
 /**
@@ -38,7 +38,7 @@ const isoTimestamp = z.string().refine(isStorableTimestamp, {
  * handled as a base change.
  */
 const baseChange = z.object({
-  ref: z.object({ from: z.string() }).optional(),
+  ref: z.object({ from: branchName }).optional(),
   sha: z.object({ from: z.string() }).optional(),
 });
 
@@ -59,10 +59,10 @@ export const pullRequestPayload = z.object({
     closed_at: isoTimestamp.nullable().optional(),
     head: z.object({
       sha: z.string().regex(/^[0-9a-f]{40}$/),
-      ref: z.string(),
+      ref: branchName,
       repo: z.object({ full_name: z.string() }).nullable(),
     }),
-    base: z.object({ sha: z.string().regex(/^[0-9a-f]{40}$/), ref: z.string() }),
+    base: z.object({ sha: z.string().regex(/^[0-9a-f]{40}$/), ref: branchName }),
   }),
 });
 export type PullRequestPayload = z.infer<typeof pullRequestPayload>;

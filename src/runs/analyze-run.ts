@@ -12,6 +12,7 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
 import type { Logger } from '../logger.ts';
+import { AnalysisStopped, isCurrentJob, runStopCheckpoint, stopReasonOf } from './analysis-stop.ts';
 import { fillMissingPatches } from './missing-patches.ts';
 
 /**
@@ -31,8 +32,10 @@ export interface AnalyzeOutcome {
  * over the added lines and stores the findings with the base branch they were compared with.
  * Running it again replaces the findings. A run that completes queues its report job in the
  * same transaction, and cancels the report job of the run's earlier analysis. `jobId` is the
- * analyze job that runs it. Once the run names another analyze job, because a base change
- * queued it again, this one stores nothing.
+ * analyze job that runs it. Once the run is cancelled or superseded, or names another analyze
+ * job because a base change queued it again, this one stops and stores nothing. The analysis
+ * reads the run's row before the first file and then at most once a second (see
+ * `runStopCheckpoint`), and the transaction that stores the findings reads it again.
  */
 export async function analyzeRun(
   context: AppContext,
@@ -98,24 +101,38 @@ export async function analyzeRun(
     files,
     logger,
   );
-  const { findings: drafts, omittedFindings } = await analyzeChangedFilesInTurns(analyzedFiles);
+  let analysis: Awaited<ReturnType<typeof analyzeChangedFilesInTurns>>;
+  try {
+    const checkpoint = runStopCheckpoint(context.db, { runId, jobId });
+    analysis = await analyzeChangedFilesInTurns(analyzedFiles, { checkpoint });
+  } catch (error) {
+    if (error instanceof AnalysisStopped) return logStopped(logger, error.reason);
+    throw error;
+  }
+  const { findings: drafts, omittedFindings } = analysis;
   const fileSizes = await readFindingFileSizes(octokit, { owner, repo, ref: run.headSha }, drafts, logger);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
   const unlistedFiles = Math.max(0, pullRequest.changed_files - files.length);
 
-  const stored = await context.db.transaction(async (tx) => {
+  const stopReason = await context.db.transaction(async (tx) => {
     // Locks the run's row first, so the report job of an earlier analysis read here is the one
     // this transaction replaces. A rate-limited report job that queues its successor locks the
     // row too, so it either comes first and its successor is cancelled below, or it waits and
     // then finds that the run names the new job.
     const [previous] = await tx
-      .select({ reportJobId: prRuns.reportJobId, analyzeJobId: prRuns.analyzeJobId })
+      .select({
+        status: prRuns.status,
+        error: prRuns.error,
+        reportJobId: prRuns.reportJobId,
+        analyzeJobId: prRuns.analyzeJobId,
+      })
       .from(prRuns)
       .where(eq(prRuns.id, runId))
       .for('update');
-    // A base change queued the run again with a new job during this analysis. That job
-    // compares against the new base, so this one stores nothing.
-    if (!previous || !isCurrentJob(previous, jobId)) return false;
+    // The run was cancelled or superseded after the last check, or a base change queued it
+    // again with a new job that compares against the new base.
+    const reason = stopReasonOf(previous, jobId);
+    if (reason !== null || !previous) return reason;
     await tx.delete(findings).where(eq(findings.runId, runId));
     for (let start = 0; start < drafts.length; start += findingInsertChunkSize) {
       const chunk = drafts.slice(start, start + findingInsertChunkSize);
@@ -131,7 +148,6 @@ export async function analyzeRun(
         )
         .onConflictDoNothing();
     }
-    // A run superseded or cancelled while it was analyzed keeps that status and no report.
     // The new findings are not posted yet, so the report time and error of an earlier analysis
     // are cleared. A suspend then cancels the new report job as a pending one.
     const [completed] = await tx
@@ -172,24 +188,16 @@ export async function analyzeRun(
       // does not mark the run reported (see reportRun).
       if (previous.reportJobId) await context.boss.cancel(reportQueue, previous.reportJobId, { db });
     }
-    return true;
+    return null;
   });
-  if (!stored) {
-    logger.info(
-      { event: 'analyze.job_replaced' },
-      'the run was queued again with another analyze job during the analysis; findings not stored',
-    );
-    return { status: 'skipped', findings: 0, files: 0 };
-  }
+  if (stopReason !== null) return logStopped(logger, stopReason);
   return { status: 'completed', findings: drafts.length, files: files.length };
 }
 
-/**
- * Tells whether analyze job `jobId` is the run's current one. Without `jobId`, and for a run
- * that names no job, any caller is.
- */
-function isCurrentJob(run: { analyzeJobId: string | null }, jobId: string | undefined): boolean {
-  return jobId === undefined || run.analyzeJobId === null || run.analyzeJobId === jobId;
+/** Logs why an analysis stopped without storing findings, and returns its outcome. */
+function logStopped(logger: Logger, reason: string): AnalyzeOutcome {
+  logger.info({ event: 'analyze.stopped', reason }, `analysis stopped, nothing stored: ${reason}`);
+  return { status: 'skipped', findings: 0, files: 0 };
 }
 
 /**

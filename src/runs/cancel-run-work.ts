@@ -4,6 +4,7 @@ import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { patchRequests } from '../db/schema/index.ts';
 import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
+import { fixPressNoticeQueue } from '../jobs/fix-press-notice.ts';
 import { previewQueue } from '../jobs/preview.ts';
 
 /**
@@ -75,4 +76,23 @@ export async function cancelApplyJobsOfRuns(
   const jobIds = cancelled.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
   if (jobIds.length > 0) await boss.cancel(applyQueue, jobIds, { db: transactionDb(tx) });
   return cancelled.length;
+}
+
+/**
+ * Cancels the "Fix with AI" notice jobs of run `runId` that pg-boss has not finished, those
+ * waiting for a rate limit included. Notices that point a press on an earlier check run to
+ * the newest one stay, because they remain true. Returns how many were cancelled.
+ */
+export async function cancelFixPressNoticesOfRun(
+  tx: Transaction,
+  boss: PgBoss,
+  runId: string,
+): Promise<number> {
+  const pending = await tx.execute<{ id: string }>(sql`
+    SELECT id FROM pgboss.job
+    WHERE name = ${fixPressNoticeQueue} AND state < 'completed'
+      AND data->>'runId' = ${runId} AND data->'notice'->>'kind' <> 'earlier_analysis'`);
+  const jobIds = pending.map((job) => job.id);
+  if (jobIds.length > 0) await boss.cancel(fixPressNoticeQueue, jobIds, { db: transactionDb(tx) });
+  return jobIds.length;
 }

@@ -424,4 +424,50 @@ describe('analysis in time slices', () => {
     ]);
     expect(result.omittedFindings).toBe(59);
   });
+
+  it('runs the checkpoint before each file', async () => {
+    const files: ChangedFile[] = ['a.ts', 'b.ts', 'c.ts'].map((filename) => ({
+      filename,
+      status: 'added',
+      patch: patchAdding(1, ['debugger;']),
+    }));
+    let checkpoints = 0;
+
+    const result = await analyzeChangedFilesInTurns(files, {
+      sliceMs: 60_000,
+      checkpoint: async () => {
+        checkpoints += 1;
+      },
+    });
+
+    // The 60 s slice leaves only the return before each file.
+    expect(checkpoints).toBe(files.length);
+    expect(summary(result.findings)).toEqual([
+      'a.ts:1 debug/debugger',
+      'b.ts:1 debug/debugger',
+      'c.ts:1 debug/debugger',
+    ]);
+  });
+
+  it('stops inside a file at a checkpoint', async () => {
+    const lines = Array.from({ length: 2_000 }, (_, index) => shortFiller(index));
+    const files: ChangedFile[] = [
+      { filename: 'src/rows.ts', status: 'added', patch: patchAdding(1, lines) },
+      { filename: 'src/later.ts', status: 'added', patch: patchAdding(1, ['debugger;']) },
+    ];
+    const stop = new Error('run cancelled');
+    let checkpoints = 0;
+
+    const analysis = analyzeChangedFilesInTurns(files, {
+      sliceMs: 0,
+      checkpoint: async () => {
+        checkpoints += 1;
+        // The first checkpoint comes before the first file, the third inside it.
+        if (checkpoints === 3) throw stop;
+      },
+    });
+
+    await expect(analysis).rejects.toBe(stop);
+    expect(checkpoints).toBe(3);
+  });
 });

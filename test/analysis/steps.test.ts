@@ -108,4 +108,39 @@ describe('Turns', () => {
     expect(result).toBe(3);
     expect(log).toEqual(['step 1', 'step 2', 'step 3', 'done']);
   });
+
+  it('runs the checkpoint at each return', async () => {
+    const log: string[] = [];
+    setImmediate(() => log.push('immediate'));
+    const turns = new Turns(0, async () => {
+      log.push('checkpoint');
+    });
+
+    const result = await turns.run(countTo(3, log));
+
+    expect(result).toBe(3);
+    expect(log).toEqual([
+      'step 1',
+      'immediate',
+      'checkpoint',
+      'step 2',
+      'checkpoint',
+      'step 3',
+      'checkpoint',
+    ]);
+  });
+
+  it('stops at a checkpoint that throws', async () => {
+    const log: string[] = [];
+    let checkpoints = 0;
+    const turns = new Turns(0, async () => {
+      checkpoints += 1;
+      if (checkpoints === 2) throw new Error('stop here');
+    });
+
+    await expect(turns.run(countTo(5, log))).rejects.toThrow('stop here');
+
+    expect(log).toEqual(['step 1', 'step 2']);
+    expect(checkpoints).toBe(2);
+  });
 });

@@ -12,6 +12,10 @@ import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
+import {
+  fixPressNoticeQueue,
+  type FixPressNoticeJobData,
+} from '../../src/jobs/fix-press-notice.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
@@ -135,6 +139,31 @@ async function report(jobId: string) {
   );
 }
 
+/** Delivers a "Fix with AI" press on `checkRun` and returns its recorded outcome. */
+async function pressFix(checkRun: { id: number; externalId: string }): Promise<string> {
+  const press = examplePayload('check_run', 'requested_action', setup.installationId);
+  press.repository.id = repositoryId;
+  press.check_run.id = checkRun.id;
+  press.check_run.external_id = checkRun.externalId;
+  press.requested_action = { identifier: 'fix' };
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'check_run',
+    deliveryId: `base-change-${delivery++}`,
+    payload: press,
+  });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { outcome: string }).outcome;
+}
+
+/** Returns the fix-press-notice jobs of the run, oldest first. */
+async function noticeJobs(runId: string) {
+  return setup.context.database.sql<{ id: string; data: FixPressNoticeJobData }[]>`
+    SELECT id, data FROM pgboss.job
+    WHERE name = ${fixPressNoticeQueue} AND data->>'runId' = ${runId}
+    ORDER BY created_on, id`;
+}
+
 /** Asserts that the run of the opened pull request keeps its first analysis against main. */
 async function expectFirstAnalysisKept(first: typeof prRuns.$inferSelect) {
   const stored = await currentRun();
@@ -157,7 +186,8 @@ beforeEach(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/a.ts': 'export const a = 1;\n', 'src/b.ts': 'export const b = 2;\n' },
     head: { 'src/b.ts': "export const b = 2;\nconsole.log('b');\n" },
-    env: { WEBHOOK_SECRET: secret },
+    // A platform key, so that the owner's allowance pays for a press.
+    env: { WEBHOOK_SECRET: secret, GROQ_API_KEY: 'gsk_base_change_platform_key' },
   });
   developSha = setup.git.headSha;
   execFileSync('git', ['-C', setup.git.dir, 'branch', newBase, developSha]);
@@ -249,21 +279,10 @@ describe('pull request base change', () => {
     await report(run.reportJobId!);
     const [oldCheckRun] = setup.fake.checkRuns;
     await retarget();
-    const press = examplePayload('check_run', 'requested_action', setup.installationId);
-    press.repository.id = repositoryId;
-    press.check_run.id = oldCheckRun!.id;
-    press.check_run.external_id = oldCheckRun!.externalId;
-    press.requested_action = { identifier: 'fix' };
 
-    const response = await postSignedWebhook(app, {
-      secret,
-      event: 'check_run',
-      deliveryId: `base-change-${delivery++}`,
-      payload: press,
-    });
+    const outcome = await pressFix(oldCheckRun!);
 
-    expect(response.status).toBe(202);
-    expect(((await response.json()) as { outcome: string }).outcome).toBe(
+    expect(outcome).toBe(
       `ignored: check run ${oldCheckRun!.id} shows an earlier analysis of run ${run.id}, whose ` +
         'newest check run is not posted yet',
     );
@@ -272,6 +291,41 @@ describe('pull request base change', () => {
       .from(patchRequests)
       .where(eq(patchRequests.runId, run.id));
     expect(requests).toEqual([]);
+  });
+
+  it('cancels the notice of a press', async () => {
+    const payer = await insertUser(setup.context);
+    await setup.context.db
+      .update(installations)
+      .set({ userId: payer.id })
+      .where(eq(installations.id, setup.installationId));
+    const run = await analyzedRun();
+    await report(run.reportJobId!);
+    const [oldCheckRun] = setup.fake.checkRuns;
+    const pressOutcome = await pressFix(oldCheckRun!);
+    expect(pressOutcome).toMatch(/^patch request [0-9a-f-]{36} queued for run /);
+    // A press on a check run of an even earlier analysis, whose notice stays true.
+    const earlierPress: FixPressNoticeJobData = {
+      runId: run.id,
+      checkRunId: 1,
+      pressedAt: Date.now(),
+      sender: null,
+      notice: { kind: 'earlier_analysis' },
+    };
+    const earlierJobId = await setup.context.boss.send(fixPressNoticeQueue, earlierPress);
+    const [queuedNotice] = await noticeJobs(run.id);
+    expect(queuedNotice!.data.notice.kind).toBe('queued');
+
+    await retarget();
+
+    expect(await jobState(fixPressNoticeQueue, queuedNotice!.id)).toBe('cancelled');
+    expect(await jobState(fixPressNoticeQueue, earlierJobId)).toBe('created');
+    const [request] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.runId, run.id));
+    expect(request!.status).toBe('cancelled');
+    expect(oldCheckRun!.output.text).toBeNull();
   });
 
   it('shows the new base', async () => {
@@ -343,10 +397,10 @@ describe('pull request base change', () => {
     expect(queued.status).toBe('queued');
     expect(queued.reportJobId).toBeNull();
     expect(await findingsOf(opened.id)).toEqual([]);
-    const replaced = setup.context.logs.find(
-      (line) => line.event === 'analyze.job_replaced' && line.jobId === opened.analyzeJobId,
+    const stopped = setup.context.logs.find(
+      (line) => line.event === 'analyze.stopped' && line.jobId === opened.analyzeJobId,
     );
-    expect(replaced).toBeDefined();
+    expect(stopped?.reason).toBe(`the run was queued again with analyze job ${queued.analyzeJobId}`);
 
     await analyze(queued.analyzeJobId!);
     expect((await currentRun()).status).toBe('completed');
@@ -559,6 +613,56 @@ describe('pull request base change', () => {
     expect(body.error.message).toContain('changes.base.ref: ');
     expect(body.error.message).toContain('changes.base.sha.from: ');
     expect(await setup.context.db.select().from(prRuns)).toEqual([]);
+  });
+
+  it('rejects an overlong branch name', async () => {
+    // 513 two-byte characters: 1,026 bytes of UTF-8, though only 513 UTF-16 code units.
+    const overlong = 'é'.repeat(513);
+    const fields: [string, (payload: Record<string, any>) => void][] = [
+      ['pull_request.base.ref', (payload) => (payload.pull_request.base.ref = overlong)],
+      ['pull_request.head.ref', (payload) => (payload.pull_request.head.ref = overlong)],
+      ['changes.base.ref.from', (payload) => (payload.changes.base.ref.from = overlong)],
+    ];
+    for (const [field, setField] of fields) {
+      const payload = retargetEvent(10);
+      setField(payload);
+
+      const response = await postSignedWebhook(app, {
+        secret,
+        event: 'pull_request',
+        deliveryId: `base-change-${delivery++}`,
+        payload,
+      });
+
+      expect(response.status, field).toBe(400);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message).toContain(
+        `${field}: must be at most 1024 bytes of UTF-8, because GitHub rejects refs longer ` +
+          'than 255 bytes',
+      );
+    }
+    expect(await setup.context.db.select().from(prRuns)).toEqual([]);
+  });
+
+  it('accepts long branch names', async () => {
+    const run = await analyzedRun();
+    // GitHub's maximum: refs/heads/ and the name make 255 bytes.
+    const longest = `release/${'x'.repeat(236)}`;
+    // The schema's own limit, in two-byte characters.
+    const atLimit = 'é'.repeat(512);
+    retargetFake();
+    const payload = retargetEvent(10);
+    payload.pull_request.base.ref = longest;
+    payload.changes.base.ref.from = atLimit;
+
+    const outcome = await deliver(payload);
+
+    expect(Buffer.byteLength(`refs/heads/${longest}`)).toBe(255);
+    expect(outcome).toBe(
+      `run ${run.id} queued again: the base changed from ${atLimit} to ${longest}; ` +
+        'cancelled 0 patch request(s)',
+    );
+    expect((await currentRun()).baseRef).toBe(longest);
   });
 
   it('skips a suspended installation', async () => {

@@ -1,0 +1,196 @@
+// An analysis whose run is cancelled, superseded or queued again while it runs stops before
+// its next file, or within a second inside a file, and stores nothing.
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { findings, prRuns } from '../../src/db/schema/index.ts';
+import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
+import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
+import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
+import {
+  AnalysisStopped,
+  readStopReason,
+  runStopCheckpoint,
+} from '../../src/runs/analysis-stop.ts';
+import {
+  createGitHubTestContext,
+  fakePullRequestEvent,
+  insertInstallation,
+  insertRun,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
+
+const filesPath = '/repos/:owner/:repo/pulls/:pull_number/files';
+
+let setup: GitHubTestContext;
+/** Runs once when the analysis lists the pull request's files, after the fake built its response. */
+let onFilesListed: (() => Promise<void>) | null = null;
+
+/** Inserts a queued run of the fake pull request's head and queues its analyze job. */
+async function queuedAnalysis() {
+  // The fake serves one head commit, and a pull request has one run per commit.
+  await setup.context.db.delete(prRuns);
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+    status: 'queued',
+    prUpdatedAt: new Date('2024-06-01T09:00:00Z'),
+  });
+  const data: AnalyzeJobData = { runId: run.id };
+  const jobId = (await setup.context.boss.send(analyzeQueue, data))!;
+  await setup.context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
+  return { run, jobId };
+}
+
+/** Handles a `pull_request` event of the fake pull request with `action` at 09:10. */
+async function pullRequestEvent(action: 'closed' | 'synchronize', headSha = setup.git.headSha) {
+  const event = fakePullRequestEvent(setup, action);
+  event.pull_request.head.sha = headSha;
+  event.pull_request.updated_at = '2024-06-01T09:10:00Z';
+  if (action === 'closed') {
+    event.pull_request.state = 'closed';
+    event.pull_request.closed_at = '2024-06-01T09:10:00Z';
+  }
+  const payload = pullRequestPayload.parse(event);
+  return setup.context.db.transaction((tx) =>
+    handlePullRequestEvent(tx, setup.context.boss, payload),
+  );
+}
+
+async function storedRun(runId: string) {
+  const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  return run!;
+}
+
+async function findingCount(runId: string): Promise<number> {
+  const rows = await setup.context.db.select().from(findings).where(eq(findings.runId, runId));
+  return rows.length;
+}
+
+function logsOf(event: string, runId: string) {
+  return setup.context.logs.filter((line) => line.event === event && line.runId === runId);
+}
+
+beforeAll(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'src/app.ts': 'export const a = 1;\n' },
+    head: { 'src/app.ts': 'export const a = 2;\nconsole.log(a);\n' },
+  });
+  await insertInstallation(setup.context, { id: setup.installationId });
+  const files = defaultRoutes.find(
+    (route) => route.method === 'GET' && route.pattern === filesPath,
+  )!;
+  setup.fake.addRoute({
+    ...files,
+    async handle(context) {
+      const response = await files.handle(context);
+      const hook = onFilesListed;
+      onFilesListed = null;
+      await hook?.();
+      return response;
+    },
+  });
+});
+
+beforeEach(() => {
+  onFilesListed = null;
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('analysis of a run that is stopped meanwhile', () => {
+  it('stores nothing after a close', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    onFilesListed = async () => {
+      await pullRequestEvent('closed');
+    };
+
+    await runDueJob<AnalyzeJobData>(setup.context, analyzeQueue, jobId, (job) =>
+      handleAnalyzeJob(setup.context, job),
+    );
+
+    const stored = await storedRun(run.id);
+    expect(stored.status).toBe('cancelled');
+    expect(stored.error).toBe('Cancelled: the pull request was closed before analysis.');
+    expect(stored.reportJobId).toBeNull();
+    expect(await findingCount(run.id)).toBe(0);
+    expect((await setup.context.boss.getJobById(analyzeQueue, jobId))?.state).toBe('cancelled');
+    const stops = logsOf('analyze.stopped', run.id);
+    expect(stops).toHaveLength(1);
+    expect(stops[0]!.reason).toBe(
+      'the run is cancelled: Cancelled: the pull request was closed before analysis.',
+    );
+    expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+  });
+
+  it('stores nothing after a push', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    const newerSha = 'c'.repeat(40);
+    onFilesListed = async () => {
+      await pullRequestEvent('synchronize', newerSha);
+    };
+
+    await runDueJob<AnalyzeJobData>(setup.context, analyzeQueue, jobId, (job) =>
+      handleAnalyzeJob(setup.context, job),
+    );
+
+    const stored = await storedRun(run.id);
+    expect(stored.status).toBe('superseded');
+    expect(await findingCount(run.id)).toBe(0);
+    const stops = logsOf('analyze.stopped', run.id);
+    expect(stops).toHaveLength(1);
+    expect(stops[0]!.reason).toMatch(
+      new RegExp(`^the run is superseded: Superseded by run [0-9a-f-]{36} for the newer commit ${newerSha}\\.$`),
+    );
+    expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+  });
+});
+
+describe('readStopReason', () => {
+  it('names why a job stops', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    const read = () => readStopReason(setup.context.db, run.id, jobId);
+    const set = (values: Partial<typeof prRuns.$inferInsert>) =>
+      setup.context.db.update(prRuns).set(values).where(eq(prRuns.id, run.id));
+
+    expect(await read()).toBeNull();
+    await set({ status: 'analyzing' });
+    expect(await read()).toBeNull();
+    await set({ status: 'superseded', error: null });
+    expect(await read()).toBe('the run is superseded');
+    const otherJobId = '00000000-0000-4000-8000-000000000001';
+    await set({ status: 'queued', analyzeJobId: otherJobId });
+    expect(await read()).toBe(`the run was queued again with analyze job ${otherJobId}`);
+    await setup.context.db.delete(prRuns).where(eq(prRuns.id, run.id));
+    expect(await read()).toBe('the run no longer exists');
+  });
+});
+
+describe('runStopCheckpoint', () => {
+  it('reads the run at most once an interval', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    let now = 0;
+    const checkpoint = runStopCheckpoint(
+      setup.context.db,
+      { runId: run.id, jobId },
+      { intervalMs: 1_000, now: () => now },
+    );
+
+    await checkpoint();
+    await setup.context.db
+      .update(prRuns)
+      .set({ status: 'cancelled', error: 'Cancelled in a test.' })
+      .where(eq(prRuns.id, run.id));
+    now = 999;
+    // Not read again yet, so the cancel is not seen.
+    await checkpoint();
+    now = 1_999;
+    const stop = await checkpoint().catch((error: unknown) => error);
+
+    expect(stop).toBeInstanceOf(AnalysisStopped);
+    expect((stop as AnalysisStopped).reason).toBe('the run is cancelled: Cancelled in a test.');
+  });
+});
