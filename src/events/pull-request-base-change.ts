@@ -6,7 +6,7 @@ import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { reportQueue } from '../jobs/report.ts';
 import {
   cancelApplyJobsOfRuns,
-  cancelFixPressNoticesOfRun,
+  cancelFixPressNoticesOfRuns,
   cancelPatchRequestsOfRuns,
 } from '../runs/cancel-run-work.ts';
 import { queuedAgainValues } from '../runs/queued-again.ts';
@@ -157,7 +157,7 @@ async function cancelOldAnalysisWork(
   // A notice of a press on the old check run could name a patch request cancelled below.
   // NOTE: a notice job already running may still write it, because cancelling does not stop a
   // running pg-boss 10 handler and the notice reads the run before its GitHub requests.
-  await cancelFixPressNoticesOfRun(tx, boss, run.id);
+  await cancelFixPressNoticesOfRuns(tx, boss, [run.id]);
 
   const changed = `the base branch of ${change.target} changed from ${change.from} to ${change.to}`;
   const patchRequests = await cancelPatchRequestsOfRuns(

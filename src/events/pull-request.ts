@@ -6,7 +6,11 @@ import { installations, prRuns, pullRequestCloses } from '../db/schema/index.ts'
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
-import { cancelApplyJobsOfRuns, cancelPatchRequestsOfRuns } from '../runs/cancel-run-work.ts';
+import {
+  cancelApplyJobsOfRuns,
+  cancelFixPressNoticesOfRuns,
+  cancelPatchRequestsOfRuns,
+} from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
@@ -359,6 +363,12 @@ async function handleClosed(
     await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
   }
 
+  // A notice of an earlier press could name a patch request cancelled below.
+  await cancelFixPressNoticesOfRuns(
+    tx,
+    boss,
+    allRuns.map((row) => row.id),
+  );
   const cancelledRequests = await cancelPatchRequestsOfRuns(
     tx,
     boss,

@@ -79,19 +79,20 @@ export async function cancelApplyJobsOfRuns(
 }
 
 /**
- * Cancels the "Fix with AI" notice jobs of run `runId` that pg-boss has not finished, those
- * waiting for a rate limit included. Notices that point a press on an earlier check run to
- * the newest one stay, because they remain true. Returns how many were cancelled.
+ * Cancels the "Fix with AI" notice jobs of the runs `runIds` that pg-boss has not finished,
+ * those waiting for a rate limit included. Notices that point a press on an earlier check run
+ * to the newest one stay, because they remain true. Returns how many were cancelled.
  */
-export async function cancelFixPressNoticesOfRun(
+export async function cancelFixPressNoticesOfRuns(
   tx: Transaction,
   boss: PgBoss,
-  runId: string,
+  runIds: string[],
 ): Promise<number> {
+  if (runIds.length === 0) return 0;
   const pending = await tx.execute<{ id: string }>(sql`
     SELECT id FROM pgboss.job
     WHERE name = ${fixPressNoticeQueue} AND state < 'completed'
-      AND data->>'runId' = ${runId} AND data->'notice'->>'kind' <> 'earlier_analysis'`);
+      AND data->>'runId' IN ${runIds} AND data->'notice'->>'kind' <> 'earlier_analysis'`);
   const jobIds = pending.map((job) => job.id);
   if (jobIds.length > 0) await boss.cancel(fixPressNoticeQueue, jobIds, { db: transactionDb(tx) });
   return jobIds.length;

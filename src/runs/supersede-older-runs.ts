@@ -3,7 +3,7 @@ import type { Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
-import { cancelPatchRequestsOfRuns } from './cancel-run-work.ts';
+import { cancelFixPressNoticesOfRuns, cancelPatchRequestsOfRuns } from './cancel-run-work.ts';
 
 /** Run statuses that a newer commit replaces; cancelled runs stay cancelled. */
 const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
@@ -43,6 +43,8 @@ export async function supersedeOlderRuns(
     // Cancelling only touches jobs that have not finished; a finished one is left as it is.
     await boss.cancel(analyzeQueue, jobIds, { db: transactionDb(tx) });
   }
+  // A notice of a press on an older run's check run could name a patch request cancelled below.
+  await cancelFixPressNoticesOfRuns(tx, boss, olderIds);
   await cancelPatchRequestsOfRuns(
     tx,
     boss,

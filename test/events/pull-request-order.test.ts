@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { findings, patchRequests, prRuns, pullRequestCloses } from '../../src/db/schema/index.ts';
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../../src/jobs/fix-press-notice.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -74,6 +75,12 @@ async function jobState(queue: string, id: string | null) {
   return (await context.boss.getJobById(queue, id!))?.state;
 }
 
+/** Queues the notice of a "Fix with AI" press on the run's check run, as the press handler does. */
+async function queueNotice(runId: string, notice: FixPressNoticeJobData['notice']) {
+  const data: FixPressNoticeJobData = { runId, checkRunId: 1, pressedAt: Date.now(), sender: null, notice };
+  return (await context.boss.send(fixPressNoticeQueue, data))!;
+}
+
 /** Completes a run and queues a preview for it, as the API would. */
 async function queuePreview(runId: string) {
   await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, runId));
@@ -120,6 +127,7 @@ describe('synchronize', () => {
     const [first] = await runsOf(number);
     const preview = await queuePreview(first!.id);
     expect(await jobState(previewQueue, preview.previewJobId)).toBe('created');
+    const noticeJobId = await queueNotice(first!.id, { kind: 'in_progress', patchRequestId: preview.id });
 
     const outcome = await deliver(
       pullRequestEvent('synchronize', number, sha('b'), '2024-05-01T10:05:00Z'),
@@ -139,6 +147,7 @@ describe('synchronize', () => {
     expect(cancelled!.status).toBe('cancelled');
     expect(cancelled!.error).toContain('newer commit');
     expect(await jobState(previewQueue, preview.previewJobId)).toBe('cancelled');
+    expect(await jobState(fixPressNoticeQueue, noticeJobId)).toBe('cancelled');
     expect(await jobState(analyzeQueue, newer!.analyzeJobId)).toBe('created');
   });
 
@@ -189,6 +198,9 @@ describe('closed', () => {
     const [older, latest] = await runsOf(number);
     await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, older!.id));
     const preview = await queuePreview(older!.id);
+    const noticeJobId = await queueNotice(older!.id, { kind: 'in_progress', patchRequestId: preview.id });
+    // A notice that points to the newest check run stays true after the close.
+    const earlierJobId = await queueNotice(older!.id, { kind: 'earlier_analysis' });
 
     const outcome = await deliver(
       pullRequestEvent('closed', number, sha('f'), '2024-05-03T09:20:00Z'),
@@ -211,6 +223,8 @@ describe('closed', () => {
         `${number} was closed. Reopen it on GitHub, then request the fix again.`,
     );
     expect(await jobState(previewQueue, preview.previewJobId)).toBe('cancelled');
+    expect(await jobState(fixPressNoticeQueue, noticeJobId)).toBe('cancelled');
+    expect(await jobState(fixPressNoticeQueue, earlierJobId)).toBe('created');
   });
 
   it('marks every run closed', async () => {
