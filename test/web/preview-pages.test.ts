@@ -54,7 +54,8 @@ function post(path: string, fields: Record<string, string | string[]>, htmx = fa
   });
 }
 
-async function newReadyRequest() {
+/** Inserts a ready preview of src/a.ts that fixes the file's findings unless `linked` is false. */
+async function newReadyRequest(linked = true) {
   const [request] = await context.db
     .insert(patchRequests)
     .values({ runId: run.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
@@ -63,6 +64,12 @@ async function newReadyRequest() {
     .insert(patchFiles)
     .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff, provider: 'groq', model: 'llama' })
     .returning();
+  if (linked) {
+    const ofFile = run.findings.filter((finding) => finding.path === 'src/a.ts');
+    await context.db
+      .insert(patchRequestFindings)
+      .values(ofFile.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
+  }
   return { request: request!, file: file! };
 }
 
@@ -398,6 +405,20 @@ describe('preview page', () => {
     expect(html).toContain('This preview was cancelled, so its files cannot be regenerated.');
     expect(html).toContain('Cancelled: the pull request was closed.');
     expect(html).not.toContain('newer commit');
+  });
+
+  it('rejects regenerating replaced findings', async () => {
+    const { request, file } = await newReadyRequest(false);
+
+    const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).toContain('The findings of src/a.ts that this preview fixed were replaced');
+    expect(html).toContain("Start a new preview from the run&#39;s new findings.");
+    const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(stored!.status).toBe('ready');
+    expect(stored!.previewJobId).toBeNull();
   });
 
   it('redirects to the preview after regenerating without htmx', async () => {
