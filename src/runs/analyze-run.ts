@@ -125,7 +125,7 @@ export async function analyzeRun(
   );
   let analysis: Awaited<ReturnType<typeof analyzeChangedFilesInTurns>>;
   try {
-    const checkpoint = runStopCheckpoint(context.db, { runId, jobId });
+    const checkpoint = runStopCheckpoint(context.db, { runId, jobId }, logger);
     analysis = await analyzeChangedFilesInTurns(analyzedFiles, { checkpoint });
   } catch (error) {
     if (error instanceof AnalysisStopped) return logStopped(logger, error.reason);

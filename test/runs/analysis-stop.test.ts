@@ -337,6 +337,7 @@ describe('runStopCheckpoint', () => {
     const checkpoint = runStopCheckpoint(
       setup.context.db,
       { runId: run.id, jobId },
+      setup.context.logger,
       { intervalMs: 1_000, now: () => now },
     );
 
@@ -351,6 +352,49 @@ describe('runStopCheckpoint', () => {
     now = 1_999;
     const stop = await checkpoint().catch((error: unknown) => error);
 
+    expect(stop).toBeInstanceOf(AnalysisStopped);
+    expect((stop as AnalysisStopped).reason).toBe('the run is cancelled: Cancelled in a test.');
+  });
+
+  it('goes on after a failed read', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    // The first read of the run fails as a dropped connection would, and later ones work.
+    let failures = 1;
+    const db = new Proxy(setup.context.db, {
+      get(target, key, receiver) {
+        if (key === 'select' && failures > 0) {
+          failures -= 1;
+          return () => ({
+            from: () => ({
+              where: () => Promise.reject(new Error('write CONNECTION_CLOSED 127.0.0.1:5432')),
+            }),
+          });
+        }
+        return Reflect.get(target, key, receiver);
+      },
+    }) as Database;
+    let now = 0;
+    const logger = setup.context.logger.child({ runId: run.id });
+    const checkpoint = runStopCheckpoint(db, { runId: run.id, jobId }, logger, {
+      intervalMs: 1_000,
+      now: () => now,
+    });
+
+    await expect(checkpoint()).resolves.toBeUndefined();
+    await setup.context.db
+      .update(prRuns)
+      .set({ status: 'cancelled', error: 'Cancelled in a test.' })
+      .where(eq(prRuns.id, run.id));
+    now = 1_000;
+    const stop = await checkpoint().catch((error: unknown) => error);
+
+    expect(failures).toBe(0);
+    const failed = logsOf('analyze.stop_check_failed', run.id);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.level).toBe(40);
+    expect((failed[0]!.err as { message: string }).message).toBe(
+      'write CONNECTION_CLOSED 127.0.0.1:5432',
+    );
     expect(stop).toBeInstanceOf(AnalysisStopped);
     expect((stop as AnalysisStopped).reason).toBe('the run is cancelled: Cancelled in a test.');
   });
