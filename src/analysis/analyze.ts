@@ -161,6 +161,9 @@ export const analysisSliceMs = 20;
  *
  * `checkpoint` runs at each of those returns, so at least once before each file. An error it
  * throws stops the analysis and rejects the returned promise with that error.
+ *
+ * NOTE: each rule checks a whole line in one step, so one long line still blocks: a 5 MB line,
+ * as in a minified bundle read without GitHub's patch, blocked the event loop for 0.6 to 0.9 s.
  */
 export async function analyzeChangedFilesInTurns(
   files: readonly ChangedFile[],

@@ -64,7 +64,7 @@ export const pullRequestPayload = z.object({
     head: z.object({
       sha: z.string().regex(/^[0-9a-f]{40}$/),
       ref: branchName,
-      repo: z.object({ full_name: z.string() }).nullable(),
+      repo: z.object({ full_name: repositoryFullName }).nullable(),
     }),
     base: z.object({ sha: z.string().regex(/^[0-9a-f]{40}$/), ref: branchName }),
   }),

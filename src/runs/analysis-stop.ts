@@ -1,6 +1,8 @@
 import { eq } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
+import { toSafeError } from '../errors/safe-error.ts';
+import type { Logger } from '../logger.ts';
 
 /**
  * Minimum time between two reads of the run's row during an analysis, in ms. The analysis
@@ -67,10 +69,13 @@ export async function readStopReason(
  * Returns a checkpoint for `analyzeChangedFilesInTurns` that throws `AnalysisStopped` once the
  * run no longer needs analyze job `jobId`. Its first call reads the run's row, and later calls
  * read it again only when `intervalMs` have passed since the last read, as `now` measures in ms.
+ * A failed read is logged as `analyze.stop_check_failed` and the analysis goes on, because the
+ * transaction that stores the findings reads the run again.
  */
 export function runStopCheckpoint(
   db: Database,
   target: { runId: string; jobId: string | undefined },
+  logger: Logger,
   options: { intervalMs?: number; now?: () => number } = {},
 ): () => Promise<void> {
   const intervalMs = options.intervalMs ?? runStateCheckIntervalMs;
@@ -79,7 +84,17 @@ export function runStopCheckpoint(
   return async () => {
     if (lastRead !== undefined && now() - lastRead < intervalMs) return;
     lastRead = now();
-    const reason = await readStopReason(db, target.runId, target.jobId);
+    let reason: string | null;
+    try {
+      reason = await readStopReason(db, target.runId, target.jobId);
+    } catch (error) {
+      // Retrying the job would list and read the pull request's files from GitHub again.
+      logger.warn(
+        { event: 'analyze.stop_check_failed', err: toSafeError(error) },
+        'reading the run to check whether the analysis must stop failed; the analysis goes on',
+      );
+      return;
+    }
     if (reason !== null) throw new AnalysisStopped(reason);
   };
 }

@@ -1,7 +1,9 @@
-// An analysis whose run is cancelled, superseded or queued again while it runs stops before
-// its next file, or within a second inside a file, and stores nothing.
+// An analysis whose run is cancelled, superseded, queued again or deleted while it runs stops
+// before its next file, within a second inside a file, or before it stores its findings, and
+// stores nothing.
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Database } from '../../src/db/client.ts';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
@@ -21,10 +23,32 @@ import {
 import { runDueJob } from '../helpers/jobs.ts';
 
 const filesPath = '/repos/:owner/:repo/pulls/:pull_number/files';
+const treePath = '/repos/:owner/:repo/git/trees/:tree_sha';
+
+/** Runs once after the analysis first reads the run, before it marks the run `analyzing`. */
+const hooks = vi.hoisted(() => ({ afterRunRead: null as (() => Promise<void>) | null }));
+
+vi.mock('../../src/github/installation-unavailable.ts', async (importOriginal) => {
+  const actual =
+    await importOriginal<typeof import('../../src/github/installation-unavailable.ts')>();
+  return {
+    ...actual,
+    async requireActiveInstallation(...args: Parameters<typeof actual.requireActiveInstallation>) {
+      const hook = hooks.afterRunRead;
+      hooks.afterRunRead = null;
+      await hook?.();
+      return actual.requireActiveInstallation(...args);
+    },
+  };
+});
 
 let setup: GitHubTestContext;
-/** Runs once when the analysis lists the pull request's files, after the fake built its response. */
-let onFilesListed: (() => Promise<void>) | null = null;
+/**
+ * Hooks by route pattern of the fake GitHub. Each runs once, at the next request to its route,
+ * after the fake built the response: `filesPath` when the analysis lists the pull request's
+ * files, `treePath` when it reads a git tree for file sizes (after the rules, before storing).
+ */
+const routeHooks = new Map<string, () => Promise<void>>();
 
 /** Inserts a queued run of the fake pull request's head and queues its analyze job. */
 async function queuedAnalysis() {
@@ -78,23 +102,26 @@ beforeAll(async () => {
     head: { 'src/app.ts': 'export const a = 2;\nconsole.log(a);\n' },
   });
   await insertInstallation(setup.context, { id: setup.installationId });
-  const files = defaultRoutes.find(
-    (route) => route.method === 'GET' && route.pattern === filesPath,
-  )!;
-  setup.fake.addRoute({
-    ...files,
-    async handle(context) {
-      const response = await files.handle(context);
-      const hook = onFilesListed;
-      onFilesListed = null;
-      await hook?.();
-      return response;
-    },
-  });
+  for (const pattern of [filesPath, treePath]) {
+    const route = defaultRoutes.find(
+      (candidate) => candidate.method === 'GET' && candidate.pattern === pattern,
+    )!;
+    setup.fake.addRoute({
+      ...route,
+      async handle(context) {
+        const response = await route.handle(context);
+        const hook = routeHooks.get(pattern);
+        routeHooks.delete(pattern);
+        await hook?.();
+        return response;
+      },
+    });
+  }
 });
 
 beforeEach(() => {
-  onFilesListed = null;
+  routeHooks.clear();
+  hooks.afterRunRead = null;
 });
 
 afterAll(async () => {
@@ -104,9 +131,9 @@ afterAll(async () => {
 describe('analysis of a run that is stopped meanwhile', () => {
   it('stores nothing after a close', async () => {
     const { run, jobId } = await queuedAnalysis();
-    onFilesListed = async () => {
+    routeHooks.set(filesPath, async () => {
       await pullRequestEvent('closed');
-    };
+    });
 
     await runDueJob<AnalyzeJobData>(setup.context, analyzeQueue, jobId, (job) =>
       handleAnalyzeJob(setup.context, job),
@@ -129,9 +156,9 @@ describe('analysis of a run that is stopped meanwhile', () => {
   it('stores nothing after a push', async () => {
     const { run, jobId } = await queuedAnalysis();
     const newerSha = 'c'.repeat(40);
-    onFilesListed = async () => {
+    routeHooks.set(filesPath, async () => {
       await pullRequestEvent('synchronize', newerSha);
-    };
+    });
 
     await runDueJob<AnalyzeJobData>(setup.context, analyzeQueue, jobId, (job) =>
       handleAnalyzeJob(setup.context, job),
@@ -146,6 +173,140 @@ describe('analysis of a run that is stopped meanwhile', () => {
       new RegExp(`^the run is superseded: Superseded by run [0-9a-f-]{36} for the newer commit ${newerSha}\\.$`),
     );
     expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+  });
+});
+
+/**
+ * Queues the run again with a new analyze job and cancels job `jobId`, as a base change does,
+ * and returns the new job's id.
+ */
+async function queueAgain(runId: string, jobId: string): Promise<string> {
+  const data: AnalyzeJobData = { runId };
+  const newJobId = (await setup.context.boss.send(analyzeQueue, data))!;
+  await setup.context.db
+    .update(prRuns)
+    .set({ status: 'queued', error: null, completedAt: null, analyzeJobId: newJobId })
+    .where(eq(prRuns.id, runId));
+  await setup.context.boss.cancel(analyzeQueue, jobId);
+  return newJobId;
+}
+
+async function analyze(jobId: string): Promise<void> {
+  await runDueJob<AnalyzeJobData>(setup.context, analyzeQueue, jobId, (job) =>
+    handleAnalyzeJob(setup.context, job),
+  );
+}
+
+describe('analysis of a run that is stopped after the rules', () => {
+  const cases = [
+    {
+      name: 'closed',
+      async stop() {
+        await pullRequestEvent('closed');
+        return {
+          status: 'cancelled',
+          reason: 'the run is cancelled: Cancelled: the pull request was closed before analysis.',
+          jobState: 'cancelled',
+        };
+      },
+    },
+    {
+      name: 'superseded',
+      async stop() {
+        await pullRequestEvent('synchronize', 'd'.repeat(40));
+        return { status: 'superseded', reason: /^the run is superseded: Superseded by run /, jobState: 'cancelled' };
+      },
+    },
+    {
+      name: 'queued again',
+      async stop(runId: string, jobId: string) {
+        const newJobId = await queueAgain(runId, jobId);
+        return {
+          status: 'queued',
+          reason: `the run was queued again with analyze job ${newJobId}`,
+          jobState: 'cancelled',
+        };
+      },
+    },
+    {
+      name: 'deleted',
+      async stop(runId: string) {
+        await setup.context.db.delete(prRuns).where(eq(prRuns.id, runId));
+        return { status: undefined, reason: 'the run no longer exists', jobState: 'completed' };
+      },
+    },
+  ];
+
+  for (const { name, stop } of cases) {
+    it(`stores nothing for a run ${name}`, async () => {
+      const { run, jobId } = await queuedAnalysis();
+      let expected: Awaited<ReturnType<typeof stop>> | undefined;
+      routeHooks.set(treePath, async () => {
+        expected = await stop(run.id, jobId);
+      });
+
+      await analyze(jobId);
+
+      expect(expected).toBeDefined();
+      const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+      expect(stored?.status).toBe(expected!.status);
+      expect(stored?.reportJobId ?? null).toBeNull();
+      expect(await findingCount(run.id)).toBe(0);
+      expect((await setup.context.boss.getJobById(analyzeQueue, jobId))?.state).toBe(
+        expected!.jobState,
+      );
+      const stops = logsOf('analyze.stopped', run.id);
+      expect(stops).toHaveLength(1);
+      if (typeof expected!.reason === 'string') {
+        expect(stops[0]!.reason).toBe(expected!.reason);
+      } else {
+        expect(stops[0]!.reason).toMatch(expected!.reason);
+      }
+      expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+    });
+  }
+
+  it('keeps the findings of the job that replaced it', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    let newJobId: string | undefined;
+    // The new job runs to the end while the old one waits for its tree read.
+    routeHooks.set(treePath, async () => {
+      newJobId = await queueAgain(run.id, jobId);
+      await analyze(newJobId);
+    });
+
+    await analyze(jobId);
+
+    const stored = await storedRun(run.id);
+    expect(stored.status).toBe('completed');
+    expect(stored.analyzeJobId).toBe(newJobId);
+    expect(stored.reportJobId).not.toBeNull();
+    expect(await findingCount(run.id)).toBe(1);
+    expect((await setup.context.boss.getJobById(analyzeQueue, newJobId!))?.state).toBe('completed');
+    const stops = logsOf('analyze.stopped', run.id);
+    expect(stops).toHaveLength(1);
+    expect(stops[0]!.jobId).toBe(jobId);
+    expect(stops[0]!.reason).toBe(`the run was queued again with analyze job ${newJobId}`);
+  });
+});
+
+describe('analysis of a run queued again before it starts', () => {
+  it('leaves the run queued for the new job', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    let newJobId: string | undefined;
+    hooks.afterRunRead = async () => {
+      newJobId = await queueAgain(run.id, jobId);
+    };
+
+    await analyze(jobId);
+
+    const stored = await storedRun(run.id);
+    expect(stored.analyzeJobId).toBe(newJobId);
+    expect(stored.status).toBe('queued');
+    expect(await findingCount(run.id)).toBe(0);
+    const stops = logsOf('analyze.stopped', run.id);
+    expect(stops).toHaveLength(1);
+    expect(stops[0]!.reason).toBe(`the run was queued again with analyze job ${newJobId}`);
   });
 });
 
@@ -176,6 +337,7 @@ describe('runStopCheckpoint', () => {
     const checkpoint = runStopCheckpoint(
       setup.context.db,
       { runId: run.id, jobId },
+      setup.context.logger,
       { intervalMs: 1_000, now: () => now },
     );
 
@@ -190,6 +352,49 @@ describe('runStopCheckpoint', () => {
     now = 1_999;
     const stop = await checkpoint().catch((error: unknown) => error);
 
+    expect(stop).toBeInstanceOf(AnalysisStopped);
+    expect((stop as AnalysisStopped).reason).toBe('the run is cancelled: Cancelled in a test.');
+  });
+
+  it('goes on after a failed read', async () => {
+    const { run, jobId } = await queuedAnalysis();
+    // The first read of the run fails as a dropped connection would, and later ones work.
+    let failures = 1;
+    const db = new Proxy(setup.context.db, {
+      get(target, key, receiver) {
+        if (key === 'select' && failures > 0) {
+          failures -= 1;
+          return () => ({
+            from: () => ({
+              where: () => Promise.reject(new Error('write CONNECTION_CLOSED 127.0.0.1:5432')),
+            }),
+          });
+        }
+        return Reflect.get(target, key, receiver);
+      },
+    }) as Database;
+    let now = 0;
+    const logger = setup.context.logger.child({ runId: run.id });
+    const checkpoint = runStopCheckpoint(db, { runId: run.id, jobId }, logger, {
+      intervalMs: 1_000,
+      now: () => now,
+    });
+
+    await expect(checkpoint()).resolves.toBeUndefined();
+    await setup.context.db
+      .update(prRuns)
+      .set({ status: 'cancelled', error: 'Cancelled in a test.' })
+      .where(eq(prRuns.id, run.id));
+    now = 1_000;
+    const stop = await checkpoint().catch((error: unknown) => error);
+
+    expect(failures).toBe(0);
+    const failed = logsOf('analyze.stop_check_failed', run.id);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.level).toBe(40);
+    expect((failed[0]!.err as { message: string }).message).toBe(
+      'write CONNECTION_CLOSED 127.0.0.1:5432',
+    );
     expect(stop).toBeInstanceOf(AnalysisStopped);
     expect((stop as AnalysisStopped).reason).toBe('the run is cancelled: Cancelled in a test.');
   });

@@ -463,6 +463,11 @@ describe('POST /webhooks/github with unusual input', () => {
     const cases: [string, string, (payload: Record<string, any>) => void][] = [
       ['pull_request', 'repository.full_name', (p) => (p.repository.full_name = `octo/${long}`)],
       ['pull_request', 'repository.owner.login', (p) => (p.repository.owner.login = long)],
+      [
+        'pull_request',
+        'pull_request.head.repo.full_name',
+        (p) => (p.pull_request.head.repo.full_name = `octo/${long}`),
+      ],
       ['installation', 'sender.login', (p) => (p.sender.login = long)],
       ['installation', 'installation.account.login', (p) => (p.installation.account.login = long)],
       ['repository', 'repository.full_name', (p) => (p.repository.full_name = `octo/${long}`)],
