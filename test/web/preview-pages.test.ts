@@ -63,6 +63,11 @@ async function newReadyRequest() {
     .insert(patchFiles)
     .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff, provider: 'groq', model: 'llama' })
     .returning();
+  // Regenerating a file needs a selected finding on its path, as a preview made on the run has.
+  const selected = run.findings.filter((finding) => finding.path === 'src/a.ts');
+  await context.db
+    .insert(patchRequestFindings)
+    .values(selected.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
   return { request: request!, file: file! };
 }
 
