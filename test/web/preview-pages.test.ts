@@ -330,6 +330,19 @@ describe('preview page', () => {
     expect(html).toContain(`action="/patch-requests/${request.id}/apply"`);
   });
 
+  it('hides Regenerate on a cancelled preview', async () => {
+    const { request } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: 'Cancelled because the base branch changed.' })
+      .where(eq(patchRequests.id, request.id));
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('Cancelled because the base branch changed.');
+    expect(html).toContain('<table class="diff">');
+    // The server rejects regenerating a file of a cancelled preview.
+    expect(html).not.toContain('Regenerate this file');
+  });
+
   it('shows the API error for Apply without JavaScript', async () => {
     const { request } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/apply`, {});
