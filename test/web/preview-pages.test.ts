@@ -328,6 +328,8 @@ describe('preview page', () => {
     expect(html).toContain(`hx-post="/api/patch-requests/${request.id}/apply"`);
     expect(html).toContain('hx-ext="json-result"');
     expect(html).toContain(`action="/patch-requests/${request.id}/apply"`);
+    // An apply takes a second or more per write to GitHub, so a second press must not queue.
+    expect(html).toMatch(/hx-target="#apply-result"[^>]* hx-disabled-elt="find button\[type=submit\]"/);
   });
 
   it('hides Regenerate on a cancelled preview', async () => {
