@@ -11,6 +11,12 @@ const ThrottledOctokit = Octokit.plugin(retry, throttling);
 export const maxRateLimitWaitSeconds = 60;
 /** Retries of one request after a rate limit response. */
 export const maxRateLimitRetries = 2;
+/**
+ * Statuses that @octokit/plugin-retry 8.1.1 does not retry: its defaults plus 429. The throttling
+ * plugin handles a 429 as a rate limit, by its `retry-after` or reset time. With its defaults,
+ * the retry plugin would send the request again after 1, 4 and 9 s, whatever time GitHub named.
+ */
+const doNotRetryStatuses = [400, 401, 403, 404, 410, 422, 429, 451];
 /** Maximum wait for the response or the next part of its body, unless the options set another. */
 export const defaultRequestTimeoutMs = 30_000;
 
@@ -200,6 +206,7 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
       userAgent: 'fixwright',
       log: octokitLog(logger),
       request: { fetch: timedFetch(options.requestTimeoutMs ?? defaultRequestTimeoutMs) },
+      retry: { doNotRetry: doNotRetryStatuses },
       throttle: {
         // Bottleneck groups are keyed by id, so each installation is throttled on its own.
         id: installationId === undefined ? 'fixwright-app' : `fixwright-${installationId}`,

@@ -148,8 +148,10 @@ export function omissionNotes(
     const rest = unchecked.length - named.length;
     const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
     notes.push(
-      `GitHub sent no diff for ${formatCount(unchecked.length, 'file')} with added lines, so ` +
-        `${pickForm(unchecked.length, 'its', 'their')} added lines were not checked: ${list}.`,
+      `GitHub sent no diff for ${formatCount(unchecked.length, 'file')} with added lines and ` +
+        'Fixwright could not build one (for example for a version over 5 MB or not UTF-8 ' +
+        `text), so ${pickForm(unchecked.length, 'its', 'their')} added lines were not checked: ` +
+        `${list}.`,
     );
   }
   const unlisted = run.unlistedFiles ?? 0;

@@ -345,6 +345,32 @@ describe('rate limits', () => {
     expect(warning?.retryAfterSeconds).toBe(120);
   });
 
+  it('retries a 429 after its retry-after', async () => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1, 429));
+    const file = await readme();
+
+    expect(file?.text).toBe('# Widgets\n');
+    expect(contentRequests()).toHaveLength(2);
+    const [warning] = warnings();
+    expect(warning?.rateLimit).toBe('secondary');
+    expect(warning?.retryAfterSeconds).toBe(1);
+    expect(warning?.msg).toContain('retrying after 1s');
+  });
+
+  it('sends a 429 over a minute once', async () => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 120, 429));
+    const started = Date.now();
+    const error = await readme().catch((caught: unknown) => caught);
+
+    expect((error as { status?: number }).status).toBe(429);
+    expect(contentRequests()).toHaveLength(1);
+    // With its defaults, plugin-retry would send it again 1 s later, long before 120 s.
+    expect(Date.now() - started).toBeLessThan(1_000);
+    const [warning] = warnings();
+    expect(warning?.msg).toContain('giving up');
+    expect(warning?.retryAfterSeconds).toBe(120);
+  });
+
   it('gives up after two retries', async () => {
     for (let attempt = 0; attempt < 3; attempt += 1) {
       harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1));

@@ -29,7 +29,8 @@ describe('coverage notes', () => {
     const { summary } = checkRunOutput({ ...run, uncheckedFiles }, [], 'success');
     const named = uncheckedFiles.slice(0, 10).map((path) => `\`${path}\``);
     expect(summary).toContain(
-      'GitHub sent no diff for 12 files with added lines, so their added lines were not ' +
+      'GitHub sent no diff for 12 files with added lines and Fixwright could not build one (for ' +
+        'example for a version over 5 MB or not UTF-8 text), so their added lines were not ' +
         `checked: ${named.join(', ')} and 2 more files.`,
     );
   });

@@ -98,7 +98,8 @@ describe('analyzeRun of files without a patch', () => {
 
     const checkRun = setup.fake.checkRuns.find((candidate) => candidate.externalId === runId)!;
     const note =
-      'GitHub sent no diff for 1 file with added lines, so its added lines were not ' +
+      'GitHub sent no diff for 1 file with added lines and Fixwright could not build one (for ' +
+      'example for a version over 5 MB or not UTF-8 text), so its added lines were not ' +
       'checked: `data/legacy.csv`.';
     expect(checkRun.output.summary).toContain(note);
     const comment = setup.fake.issueComments.at(-1)!;

@@ -330,6 +330,21 @@ describe('preview page', () => {
     expect(html).toContain(`hx-post="/api/patch-requests/${request.id}/apply"`);
     expect(html).toContain('hx-ext="json-result"');
     expect(html).toContain(`action="/patch-requests/${request.id}/apply"`);
+    // An apply takes a second or more per write to GitHub, so a second press must not queue.
+    expect(html).toMatch(/hx-target="#apply-result"[^>]* hx-disabled-elt="find button\[type=submit\]"/);
+  });
+
+  it('hides Regenerate on a cancelled preview', async () => {
+    const { request } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: 'Cancelled because the base branch changed.' })
+      .where(eq(patchRequests.id, request.id));
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('Cancelled because the base branch changed.');
+    expect(html).toContain('<table class="diff">');
+    // The server rejects regenerating a file of a cancelled preview.
+    expect(html).not.toContain('Regenerate this file');
   });
 
   it('shows the API error for Apply without JavaScript', async () => {

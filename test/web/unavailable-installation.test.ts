@@ -104,6 +104,21 @@ describe('patch request API', () => {
   });
 });
 
+describe('home page', () => {
+  it('lists no deleted installation', async () => {
+    await deliverInstallation('deleted');
+    const response = await app.request('/', { headers: { cookie: user.cookie } });
+    const html = await response.text();
+
+    expect(response.status).toBe(200);
+    expect(html).not.toContain(`installation ${setup.installationId}`);
+    // The user had an installation, so the page must not say there is none yet.
+    expect(html).not.toContain('No installations yet');
+    expect(html).toContain('Installations that were uninstalled are not listed');
+    expect(html).toContain(`/runs/${setup.run.id}`);
+  });
+});
+
 describe('Preview fix form', () => {
   it('shows the message in the htmx target', async () => {
     await deliverInstallation('suspend');

@@ -80,7 +80,8 @@ describe('escaping of GitHub and model text', () => {
     const html = await page(`/runs/${runId}`);
     expect(html).not.toContain(image);
     expect(html).toContain(
-      'GitHub sent no diff for 1 file with added lines, so its added lines were not checked: ' +
+      'GitHub sent no diff for 1 file with added lines and Fixwright could not build one (for ' +
+        'example for a version over 5 MB or not UTF-8 text), so its added lines were not checked: ' +
         'data/&lt;img src=x onerror=alert(1)&gt;.sql.',
     );
     expect(html).toContain('so 4 further findings of the same or lower severity are left out.');

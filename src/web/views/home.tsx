@@ -54,8 +54,9 @@ export const HomePage: FC<{
       <h2>Installations</h2>
       {installations.length === 0 ? (
         <p class="muted">
-          No installations yet. Install the GitHub App on an account or organization; it appears
-          here after GitHub sends the installation event.
+          No installations. Install the GitHub App on an account or organization, and it appears
+          here after GitHub sends the installation event. Installations that were uninstalled are
+          not listed, but their runs stay below.
         </p>
       ) : (
         <ul class="installations">

@@ -77,6 +77,7 @@ export const PreviewPage: FC<{
           hx-post={`/api/patch-requests/${request.id}/apply`}
           hx-ext="json-result"
           hx-target="#apply-result"
+          hx-disabled-elt="find button[type=submit]"
         >
           <CsrfField session={session} />
           <button type="submit" class="primary" disabled={!canApply}>

@@ -13,8 +13,8 @@ type PatchFile = typeof patchFiles.$inferSelect;
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
  * While the request is queued or running, htmx replaces the panel every second. A closed pull
- * request and an applied or applying preview get no "Regenerate this file" buttons, because the
- * server rejects regeneration then.
+ * request and a cancelled, applied or applying preview get no "Regenerate this file" buttons,
+ * because the server rejects regeneration then.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
@@ -24,7 +24,11 @@ export const PatchFilesPanel: FC<{
 }> = ({ session, request, files, pullRequestClosed }) => {
   const active = isPatchRequestActive(request.status);
   const canRegenerate =
-    !active && !pullRequestClosed && request.appliedAt === null && request.applyStartedAt === null;
+    !active &&
+    request.status !== 'cancelled' &&
+    !pullRequestClosed &&
+    request.appliedAt === null &&
+    request.applyStartedAt === null;
   return (
     <div
       id="patch-files"
