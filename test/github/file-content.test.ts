@@ -265,6 +265,19 @@ describe('readFileAtRef', () => {
     expect(file?.text).toBe('first\r\nsecond\r\n');
   });
 
+  it('rejects a blob without content', async () => {
+    const sha = await blobSha('main:crlf.txt');
+    harness.fake.queueResponse(await crlfContents(undefined));
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/git/blobs/:file_sha',
+      status: 200,
+      body: { sha, size: 15, encoding: 'base64' },
+    });
+    const error = await readAt('crlf.txt', 'main').catch((caught: unknown) => caught);
+    expect((error as Error).message).toBe(`Blob ${sha} of crlf.txt: GitHub's response has no content.`);
+  });
+
   it('rejects a file cut off by both APIs', async () => {
     const sha = await blobSha('main:crlf.txt');
     harness.fake.queueResponse(await crlfContents('first'));
