@@ -5,6 +5,8 @@ import type { Logger } from './logger.ts';
 
 export interface DatabaseLocation {
   url: string;
+  /** The bundled PostgreSQL's data folder when this call created it, otherwise null. */
+  createdIn: string | null;
   /** Stops the bundled PostgreSQL when this process started it; otherwise does nothing. */
   stop(): Promise<void>;
 }
@@ -23,7 +25,7 @@ export async function locateDatabase(
 ): Promise<DatabaseLocation> {
   if (config.DATABASE_URL) {
     await checkDatabaseUrl(config.DATABASE_URL);
-    return { url: config.DATABASE_URL, stop: async () => {} };
+    return { url: config.DATABASE_URL, createdIn: null, stop: async () => {} };
   }
   const bundled = await openBundledPostgres({
     dataDir: config.dataDir,
@@ -35,5 +37,9 @@ export async function locateDatabase(
   // A server that another process runs may be shutting down, and then rejects connections.
   // NOTE: a shutdown that begins after this check fails the command with PostgreSQL's error.
   if (!bundled.owned) await checkDatabaseUrl(bundled.url, 'the bundled PostgreSQL');
-  return { url: bundled.url, stop: () => bundled.stop() };
+  return {
+    url: bundled.url,
+    createdIn: bundled.created ? config.dataDir : null,
+    stop: () => bundled.stop(),
+  };
 }

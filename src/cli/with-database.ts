@@ -44,6 +44,16 @@ async function runOnDatabase<T>(
   signal.throwIfAborted();
   // When `signal` aborts, this stops a bundled server that it is starting, and rejects.
   const location = await locateDatabase(config, logger, { signal });
+  if (location.createdIn) {
+    // Without this warning, a command run outside the folder of `npm start` silently changes
+    // a new, empty database.
+    logger.warn(
+      { event: 'command.database_created', dataDir: location.createdIn },
+      `DATA_DIR ${location.createdIn} had no database, so this command created a new one ` +
+        'there. To work on the database that "npm start" uses, run the command with its ' +
+        'DATA_DIR (the default is ./data in the current folder) or DATABASE_URL.',
+    );
+  }
   try {
     signal.throwIfAborted();
     const migration = await migrateDatabase(location.url, { signal });

@@ -26,6 +26,8 @@ export interface BundledPostgres {
   url: string;
   /** True when this process started the server and so must stop it. */
   owned: boolean;
+  /** True when this process created the database cluster, because DATA_DIR had none. */
+  created: boolean;
   stop(): Promise<void>;
 }
 
@@ -91,7 +93,7 @@ async function openUnderLock(options: {
       { event: 'bundled_postgres.reused', port: running.port, ownerPid: liveOwnerPid },
       'using the bundled PostgreSQL that another Fixwright process runs',
     );
-    return { url: urlFor(credentials, running.port), owned: false, stop: async () => {} };
+    return { url: urlFor(credentials, running.port), owned: false, created: false, stop: async () => {} };
   }
   if (running) {
     // The owner file names no live process, but the server's parent process shows whether the
@@ -113,6 +115,7 @@ async function openUnderLock(options: {
 
   if (options.port) await checkBundledPostgresPort(options.port);
   const port = options.port || (await findFreePort());
+  const created = !existsSync(path.join(clusterDir, 'PG_VERSION'));
   const server = await startEmbeddedPostgres({
     clusterDir,
     port,
@@ -135,6 +138,7 @@ async function openUnderLock(options: {
   return {
     url,
     owned: true,
+    created,
     stop: async () => {
       // A server that exited on its own was logged as bundled_postgres.exited then.
       const running = server.isRunning();
