@@ -23,6 +23,29 @@ export async function findVisibleRun(db: Database, userId: string, runId: string
   return row?.run ?? null;
 }
 
+/** The fields of a run's installation that decide whether its fixes can be requested or applied. */
+export type RunInstallation = Pick<
+  typeof installations.$inferSelect,
+  'accountLogin' | 'suspendedAt' | 'deletedAt'
+>;
+
+/** Returns the account and the suspended and deleted marks of an installation, or null. */
+export async function findRunInstallation(
+  db: Database,
+  installationId: number,
+): Promise<RunInstallation | null> {
+  const [row] = await db
+    .select({
+      accountLogin: installations.accountLogin,
+      suspendedAt: installations.suspendedAt,
+      deletedAt: installations.deletedAt,
+    })
+    .from(installations)
+    .where(eq(installations.id, installationId))
+    .limit(1);
+  return row ?? null;
+}
+
 /** Lists the user's runs, newest first, optionally for one repository and pull request. */
 export async function listVisibleRuns(
   db: Database,

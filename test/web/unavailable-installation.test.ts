@@ -211,3 +211,111 @@ describe('apply', () => {
     expect(stored!.appliedAt).toBeNull();
   });
 });
+
+describe('dashboard', () => {
+  /** Account of the run's installation: createRunWebTestContext names it after the repository owner. */
+  function account(): string {
+    return setup.run.repository.split('/')[0]!;
+  }
+
+  function suspendedNotice(): string {
+    return (
+      `The GitHub App installation on ${account()} is suspended. An owner of ${account()} must ` +
+      'unsuspend it in the GitHub App settings on GitHub to request or apply fixes.'
+    );
+  }
+
+  function uninstalledNotice(): string {
+    return (
+      `The GitHub App was uninstalled from ${account()}. Install it on ${account()} again on ` +
+      'GitHub to request or apply fixes.'
+    );
+  }
+
+  function getPage(path: string, htmx = false) {
+    const headers: Record<string, string> = { cookie: user.cookie };
+    if (htmx) headers['hx-request'] = 'true';
+    return app.request(path, { headers });
+  }
+
+  async function readyPreview() {
+    return insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+      withFindings: true,
+    });
+  }
+
+  const cases = [
+    { action: 'suspend', label: 'installation suspended', badgeClass: 'status-suspended', notice: suspendedNotice },
+    { action: 'deleted', label: 'app uninstalled', badgeClass: 'status-uninstalled', notice: uninstalledNotice },
+  ] as const;
+
+  for (const { action, label, badgeClass, notice } of cases) {
+    it(`hides Preview fix after ${action}`, async () => {
+      await deliverInstallation(action);
+
+      const response = await getPage(`/runs/${setup.run.id}`);
+      const html = await response.text();
+
+      expect(response.status).toBe(200);
+      expect(html).toContain(`<span class="badge ${badgeClass}"`);
+      expect(html).toContain(label);
+      expect(html).toContain(notice());
+      expect(html).not.toContain('Preview fix</button>');
+    });
+
+    it(`disables Apply and Regenerate after ${action}`, async () => {
+      const request = await readyPreview();
+      await deliverInstallation(action);
+
+      const response = await getPage(`/patch-requests/${request.id}`);
+      const html = await response.text();
+
+      expect(response.status).toBe(200);
+      expect(html).toContain(`<span class="badge ${badgeClass}"`);
+      expect(html).toContain(notice());
+      expect(html).not.toContain('Regenerate this file');
+      expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
+    });
+
+    it(`hides Regenerate in the files fragment after ${action}`, async () => {
+      const request = await readyPreview();
+      await deliverInstallation(action);
+
+      const response = await getPage(`/patch-requests/${request.id}/files`, true);
+      const html = await response.text();
+
+      expect(response.status).toBe(200);
+      expect(html).toContain('src/a.ts');
+      expect(html).not.toContain('Regenerate this file');
+    });
+  }
+
+  it('shows the fix buttons while active', async () => {
+    const request = await readyPreview();
+
+    const runHtml = await (await getPage(`/runs/${setup.run.id}`)).text();
+    const previewHtml = await (await getPage(`/patch-requests/${request.id}`)).text();
+
+    expect(runHtml).toContain('Preview fix</button>');
+    expect(runHtml).not.toContain(suspendedNotice());
+    expect(runHtml).not.toContain(uninstalledNotice());
+    expect(previewHtml).toContain('Regenerate this file</button>');
+    expect(previewHtml).toMatch(/<button type="submit" class="primary">\s*Apply/);
+    expect(previewHtml).not.toContain('status-suspended');
+    expect(previewHtml).not.toContain('status-uninstalled');
+  });
+
+  it('shows the fix buttons again after unsuspend', async () => {
+    await deliverInstallation('suspend');
+    await deliverInstallation('unsuspend');
+
+    const html = await (await getPage(`/runs/${setup.run.id}`)).text();
+
+    expect(html).toContain('Preview fix</button>');
+    expect(html).not.toContain(suspendedNotice());
+    expect(html).not.toContain('status-suspended');
+  });
+});

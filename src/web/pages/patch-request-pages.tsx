@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
-import { isUuid } from '../../runs/visible-runs.ts';
+import { findRunInstallation, isUuid } from '../../runs/visible-runs.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -17,6 +17,7 @@ import { csrfHeaderName } from '../session/csrf.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { ActiveSession } from '../session/session-store.ts';
+import { listFixBlockers } from '../views/components/fix-blockers.tsx';
 import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { ApplyResultPage, PreviewPage } from '../views/preview.tsx';
@@ -36,30 +37,40 @@ export function patchRequestPages(
   const app = new Hono<{ Variables: PageVariables }>();
   app.use('/patch-requests/*', requirePageSession(context));
 
+  /** Loads the user's patch request with its run and the run's installation. */
   const load = async (userId: string, id: string) => {
     const found = await findVisiblePatchRequest(context.db, userId, id);
     if (!found) throw notFound('Patch request', id);
-    return found;
+    const installation = await findRunInstallation(context.db, found.run.installationId);
+    return { ...found, installation };
   };
 
   /** Loads the user's patch request and renders its files panel. */
   const renderFilesPanel = async (session: ActiveSession, userId: string, id: string) => {
-    const { request, run } = await load(userId, id);
+    const { request, run, installation } = await load(userId, id);
     const files = await listPatchFiles(context.db, request.id);
     return (
       <PatchFilesPanel
         session={session}
         request={request}
         files={files}
-        pullRequestClosed={run.prClosedAt !== null}
+        fixesBlocked={listFixBlockers(run, installation).length > 0}
       />
     );
   };
 
   app.get('/patch-requests/:id', async (c) => {
-    const { request, run } = await load(c.var.user.id, c.req.param('id'));
+    const { request, run, installation } = await load(c.var.user.id, c.req.param('id'));
     const files = await listPatchFiles(context.db, request.id);
-    return c.html(<PreviewPage session={c.var.session} request={request} run={run} files={files} />);
+    return c.html(
+      <PreviewPage
+        session={c.var.session}
+        request={request}
+        run={run}
+        installation={installation}
+        files={files}
+      />,
+    );
   });
 
   app.get('/patch-requests/:id/progress', async (c) => {

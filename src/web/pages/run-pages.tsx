@@ -16,7 +16,7 @@ import type { AppContext } from '../../context.ts';
 import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
-import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
+import { findRunInstallation, findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
 import { pickForm } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import {
@@ -41,6 +41,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const runId = c.req.param('runId');
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
+    const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
     const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
     const payment = await loadPreviewPayment(context, c.var.user.id);
@@ -52,6 +53,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       <RunPage
         session={c.var.session}
         run={run}
+        installation={installation}
         findings={rows}
         patchRequests={requests}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}

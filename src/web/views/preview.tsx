@@ -1,12 +1,12 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
-import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
+import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
+import { FixBlockerBadges, FixBlockerNotices, listFixBlockers } from './components/fix-blockers.tsx';
 import { PatchFilesPanel } from './components/patch-files-panel.tsx';
-import { PullRequestClosedBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -17,19 +17,22 @@ type Run = typeof prRuns.$inferSelect;
 /**
  * The preview of a patch request, with every file's diff and "Apply". With JavaScript the Apply
  * button posts to the JSON API and shows its response. Without JavaScript the form posts to the
- * page route, which calls the same API.
+ * page route, which calls the same API. A closed pull request or an unavailable installation
+ * disables Apply, hides "Regenerate this file" and shows why.
  */
 export const PreviewPage: FC<{
   session: ActiveSession;
   request: PatchRequest;
   run: Run;
+  installation: RunInstallation | null;
   files: PatchFile[];
-}> = ({ session, request, run, files }) => {
+}> = ({ session, request, run, installation, files }) => {
   const applied = request.appliedAt !== null;
   const applyWait = currentApplyWait(request);
-  const closed = pullRequestClosedError(run);
+  const blockers = listFixBlockers(run, installation);
   const canApply =
-    !applied && !closed && (request.status === 'ready' || request.status === 'partially_ready');
+    !applied &&
+    blockers.length === 0 && (request.status === 'ready' || request.status === 'partially_ready');
   return (
     <Layout title="Fix preview" session={session}>
       <p class="breadcrumbs">
@@ -38,20 +41,16 @@ export const PreviewPage: FC<{
       </p>
       <h1>Fix preview</h1>
       <p class="meta">
-        {run.prClosedAt ? (
-          <>
-            <PullRequestClosedBadge closedAt={run.prClosedAt} />{' '}
-          </>
-        ) : null}
+        <FixBlockerBadges blockers={blockers} />
         {run.prTitle} · requested <Time date={request.createdAt} />
       </p>
-      {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
+      <FixBlockerNotices blockers={blockers} />
 
       <PatchFilesPanel
         session={session}
         request={request}
         files={files}
-        pullRequestClosed={closed !== null}
+        fixesBlocked={blockers.length > 0}
       />
 
       <section class="card apply">

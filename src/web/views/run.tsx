@@ -4,18 +4,19 @@ import type { FileCallEstimate, FileCallParts } from '../../autofix/preview-budg
 import { bytesPerToken } from '../../llm/prompt.ts';
 import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
-import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { describeRunRateLimitWait, runRateLimitWait } from '../../runs/run-rate-limit.ts';
+import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
+import { FixBlockerBadges, FixBlockerNotices, listFixBlockers } from './components/fix-blockers.tsx';
 import {
   estimateWord,
   formatTokens,
   PreviewBudgetSummary,
   type PreviewBudgetView,
 } from './components/preview-budget.tsx';
-import { PullRequestClosedBadge, StatusBadge } from './components/status-badge.tsx';
+import { StatusBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -49,18 +50,20 @@ const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefine
 /**
  * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
  * its call's estimate, and only the findings in `budget.checkedFindingIds` are checked. htmx disables
- * the submit button while the form's request is in flight, so a double click sends it once.
+ * the submit button while the form's request is in flight, so a double click sends it once. A
+ * closed pull request or an unavailable installation hides the button and shows why.
  */
 export const RunPage: FC<{
   session: ActiveSession;
   run: Run;
+  installation: RunInstallation | null;
   findings: Finding[];
   patchRequests: PatchRequest[];
   budget: PreviewBudgetView;
-}> = ({ session, run, findings, patchRequests, budget }) => {
+}> = ({ session, run, installation, findings, patchRequests, budget }) => {
   const action = `/runs/${run.id}/patch-requests`;
-  const closed = pullRequestClosedError(run);
-  const canPreview = !closed && run.status === 'completed' && findings.length > 0;
+  const blockers = listFixBlockers(run, installation);
+  const canPreview = blockers.length === 0 && run.status === 'completed' && findings.length > 0;
   const callsByPath = new Map(budget.calls.map((call) => [call.path, call]));
   const rateLimitWait = runRateLimitWait(run);
   const waitText = rateLimitWait ? describeRunRateLimitWait(rateLimitWait) : null;
@@ -71,12 +74,7 @@ export const RunPage: FC<{
       </p>
       <h1>{run.prTitle || `Pull request #${run.prNumber}`}</h1>
       <p class="meta">
-        <StatusBadge status={run.status} />{' '}
-        {run.prClosedAt ? (
-          <>
-            <PullRequestClosedBadge closedAt={run.prClosedAt} />{' '}
-          </>
-        ) : null}
+        <StatusBadge status={run.status} /> <FixBlockerBadges blockers={blockers} />
         {`${run.repository}#${run.prNumber}`} · head{' '}
         <code>{run.headSha.slice(0, 12)}</code> on <code>{run.headRef}</code> · base{' '}
         <code>{run.baseSha.slice(0, 12)}</code>
@@ -88,7 +86,7 @@ export const RunPage: FC<{
         ) : null}{' '}
         · started <Time date={run.createdAt} />
       </p>
-      {closed ? <p class="notice pull-request-closed">{closed.message}</p> : null}
+      <FixBlockerNotices blockers={blockers} />
       {run.error ? <p class="error">{run.error}</p> : null}
       {run.reportError ? <p class="error">{run.reportError}</p> : null}
       {rateLimitWait && waitText ? (
@@ -163,7 +161,7 @@ export const RunPage: FC<{
               Preview fix
             </button>
           </>
-        ) : closed ? null : run.status === 'superseded' ? (
+        ) : blockers.length > 0 ? null : run.status === 'superseded' ? (
           <p class="muted">This run is superseded by a newer commit; preview fixes on the newest run.</p>
         ) : null}
       </form>

@@ -12,21 +12,21 @@ type PatchFile = typeof patchFiles.$inferSelect;
 
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
- * While the request is queued or running, htmx replaces the panel every second. A closed pull
- * request and a cancelled, applied or applying preview get no "Regenerate this file" buttons,
- * because the server rejects regeneration then.
+ * While the request is queued or running, htmx replaces the panel every second. A run whose
+ * fixes are blocked (see listFixBlockers) and a cancelled, applied or applying preview get no
+ * "Regenerate this file" buttons, because the server rejects regeneration then.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
   request: PatchRequest;
   files: PatchFile[];
-  pullRequestClosed: boolean;
-}> = ({ session, request, files, pullRequestClosed }) => {
+  fixesBlocked: boolean;
+}> = ({ session, request, files, fixesBlocked }) => {
   const active = isPatchRequestActive(request.status);
   const canRegenerate =
     !active &&
     request.status !== 'cancelled' &&
-    !pullRequestClosed &&
+    !fixesBlocked &&
     request.appliedAt === null &&
     request.applyStartedAt === null;
   return (

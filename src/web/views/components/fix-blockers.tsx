@@ -1,0 +1,98 @@
+import type { Child, FC } from 'hono/jsx';
+import type { prRuns } from '../../../db/schema/index.ts';
+import type { UnavailableReason } from '../../../github/installation-unavailable.ts';
+import { pullRequestClosedError } from '../../../runs/pull-request-closed.ts';
+import type { RunInstallation } from '../../../runs/visible-runs.ts';
+import { BlockedBadge, PullRequestClosedBadge } from './status-badge.tsx';
+import { formatUtc } from './time.tsx';
+
+type Run = typeof prRuns.$inferSelect;
+
+/**
+ * A condition under which the server rejects requesting, regenerating and applying fixes for a
+ * run, with the message that tells how to clear it.
+ */
+export interface FixBlocker {
+  badge: Child;
+  /** Class of the notice that shows the message. */
+  noticeClass: string;
+  message: string;
+}
+
+/**
+ * Lists why fixes for the run are blocked: a closed pull request, a suspended installation or
+ * an uninstalled app. An empty list means the fix buttons stay enabled.
+ */
+export function listFixBlockers(run: Run, installation: RunInstallation | null): FixBlocker[] {
+  const blockers: FixBlocker[] = [];
+  const closed = pullRequestClosedError(run);
+  if (closed) {
+    blockers.push({
+      badge: <PullRequestClosedBadge closedAt={closed.closedAt} />,
+      noticeClass: 'pull-request-closed',
+      message: closed.message,
+    });
+  }
+  if (installation) {
+    const blocker = installationBlocker(installation);
+    if (blocker) blockers.push(blocker);
+  }
+  return blockers;
+}
+
+/** Returns the blocker of an uninstalled app or else of a suspended installation, or null. */
+function installationBlocker(installation: RunInstallation): FixBlocker | null {
+  const account = installation.accountLogin;
+  let reason: UnavailableReason;
+  let markedAt: Date;
+  if (installation.deletedAt) {
+    reason = 'uninstalled';
+    markedAt = installation.deletedAt;
+  } else if (installation.suspendedAt) {
+    reason = 'suspended';
+    markedAt = installation.suspendedAt;
+  } else {
+    return null;
+  }
+  const { label, message } = {
+    uninstalled: {
+      label: 'app uninstalled',
+      message:
+        `The GitHub App was uninstalled from ${account}. Install it on ${account} again on ` +
+        'GitHub to request or apply fixes.',
+    },
+    suspended: {
+      label: 'installation suspended',
+      message:
+        `The GitHub App installation on ${account} is suspended. An owner of ${account} must ` +
+        'unsuspend it in the GitHub App settings on GitHub to request or apply fixes.',
+    },
+  }[reason];
+  return {
+    badge: (
+      <BlockedBadge kind={reason} label={label} title={`Marked ${reason} at ${formatUtc(markedAt)}`} />
+    ),
+    noticeClass: `installation-${reason}`,
+    message,
+  };
+}
+
+/** The blockers' labels, each followed by a space, for the page's meta line. */
+export const FixBlockerBadges: FC<{ blockers: FixBlocker[] }> = ({ blockers }) => (
+  <>
+    {blockers.map((blocker) => (
+      <>
+        {blocker.badge}{' '}
+      </>
+    ))}
+  </>
+);
+
+/** One notice per blocker with its message. */
+export const FixBlockerNotices: FC<{ blockers: FixBlocker[] }> = ({ blockers }) => (
+  <>
+    {blockers.map((blocker) => (
+      <p class={`notice ${blocker.noticeClass}`}>{blocker.message}</p>
+    ))}
+  </>
+);
