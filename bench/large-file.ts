@@ -6,10 +6,10 @@
  * comment, a hard-coded password or an AWS access key ID, and one block adds a private key and a
  * merge conflict. The 5 MB file has about 1.6 findings per 100 lines.
  *
- * Run: npx tsx bench/large-file.ts [--mb 5,20] [--rounds 3] (`--help` explains them). It prints,
- * for each size, the median time, the longest event loop delay of all rounds (from
- * `monitorEventLoopDelay` at a resolution of 10 ms), the number of findings and the start of
- * a sha256 digest of them, which must not change when only the scheduling changes.
+ * Run: npx tsx bench/large-file.ts [--mb 5,20] [--rounds 3] (`--help` explains them). For
+ * each size it prints the median time and the longest event loop delay of all rounds, read from
+ * `monitorEventLoopDelay` at a resolution of 10 ms. It also prints the number of findings and
+ * the start of their sha256 digest, which a change of scheduling alone must leave as it is.
  */
 import { createHash } from 'node:crypto';
 import { analyzeChangedFilesInTurns, type ChangedFile } from '../src/analysis/analyze.ts';

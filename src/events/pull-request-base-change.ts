@@ -134,7 +134,7 @@ async function requeueRun(
     })
     .where(eq(prRuns.id, run.id));
   // Patch requests that select these findings lose them, and the new analysis stores its own.
-  // "Regenerate this file" on a ready preview of the old findings is then refused.
+  // "Regenerate this file" on a ready preview of the old findings then gets 409.
   await tx.delete(findings).where(eq(findings.runId, run.id));
 }
 

@@ -14,6 +14,7 @@ import {
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { stopInstallationWork } from '../runs/cancel-installation-work.ts';
+import { findRunInstallation } from '../runs/visible-runs.ts';
 import { transactionDb } from './boss.ts';
 import { rateLimitFields } from './rate-limit-wait.ts';
 
@@ -159,15 +160,7 @@ async function applyInstallationState(
   // Locks the row as installation events do. An event that changed the row first has
   // committed when this returns. An event that comes later waits for this commit, and then
   // applies its own mark and queues another check.
-  const [row] = await tx
-    .select({
-      accountLogin: installations.accountLogin,
-      suspendedAt: installations.suspendedAt,
-      deletedAt: installations.deletedAt,
-    })
-    .from(installations)
-    .where(eq(installations.id, installationId))
-    .for('update');
+  const row = await findRunInstallation(tx, installationId, { lockForUpdate: true });
   if (!row) return { status: 'skipped', reason: 'installation not recorded' };
 
   // A queued check starts only after this one ends, because the queue runs one check of an

@@ -9,8 +9,9 @@ import { cancelFixPressNoticesOfRuns, cancelPatchRequestsOfRuns } from './cancel
 const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
 
 /**
- * Marks the pull request's other runs from events no newer than `updatedAt` superseded, cancels
- * their queued analyze jobs and their unfinished patch requests. Returns the superseded run ids.
+ * Marks the pull request's other runs from events no newer than `updatedAt` superseded, and
+ * cancels their queued analyze jobs, pending press notice jobs and unfinished patch requests.
+ * Returns the superseded run ids.
  */
 export async function supersedeOlderRuns(
   tx: Transaction,

@@ -1,5 +1,5 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -29,20 +29,24 @@ export type RunInstallation = Pick<
   'accountLogin' | 'suspendedAt' | 'deletedAt'
 >;
 
-/** Returns the account and the suspended and deleted marks of an installation, or null. */
+/**
+ * Returns the account and the suspended and deleted marks of an installation, or null. With
+ * `lockForUpdate`, the row stays locked until the caller's transaction ends.
+ */
 export async function findRunInstallation(
-  db: Database,
+  db: Database | Transaction,
   installationId: number,
+  options: { lockForUpdate?: boolean } = {},
 ): Promise<RunInstallation | null> {
-  const [row] = await db
+  const query = db
     .select({
       accountLogin: installations.accountLogin,
       suspendedAt: installations.suspendedAt,
       deletedAt: installations.deletedAt,
     })
     .from(installations)
-    .where(eq(installations.id, installationId))
-    .limit(1);
+    .where(eq(installations.id, installationId));
+  const [row] = options.lockForUpdate ? await query.for('update') : await query.limit(1);
   return row ?? null;
 }
 

@@ -118,7 +118,7 @@ describe('apply when the installation is gone on GitHub', () => {
     expect(body.status).toBe('waiting');
     expect((await installation()).suspendedAt).toBeNull();
 
-    // A press during the wait answers with the same wait and sends GitHub nothing.
+    // A press during the wait returns the same wait and sends GitHub nothing.
     const requestsBefore = current.fake.requests.length;
     const again = await apply();
     const againBody = await again.json();

@@ -10,7 +10,7 @@ type Run = typeof prRuns.$inferSelect;
 
 /**
  * A condition under which the server rejects requesting, regenerating and applying fixes for a
- * run, with the message that tells how to clear it.
+ * run, with the message that explains how to clear it.
  */
 export interface FixBlocker {
   badge: Child;
