@@ -609,6 +609,20 @@ describe('fix press notice of a run that changes meanwhile', () => {
     expect(stale[0]!.runId).toBe(run.id);
   });
 
+  it('skips a cancelled notice job', async () => {
+    const { checkRun, job, held, since } = await pressAndHold('GET');
+    const text = checkRun.output.text;
+    await setup.context.boss.cancel(fixPressNoticeQueue, job.id);
+
+    held.release();
+    const completed = await completionOf(job.id);
+
+    expect(completed.status).toBe('skipped');
+    expect(completed.reason).toBe(`notice job ${job.id} is cancelled`);
+    expect(updatesOf(checkRun.id, since)).toEqual([]);
+    expect(checkRun.output.text).toBe(text);
+  });
+
   it('reverts a notice superseded during its update', async () => {
     const { run, checkRun, job, held, since } = await pressAndHold('PATCH');
     const before = { ...checkRun.output };
