@@ -155,8 +155,8 @@ async function cancelOldAnalysisWork(
   if (run.analyzeJobId) await boss.cancel(analyzeQueue, run.analyzeJobId, { db });
   if (run.reportJobId) await boss.cancel(reportQueue, run.reportJobId, { db });
   // A notice of a press on the old check run could name a patch request cancelled below.
-  // NOTE: a notice job already running may still write it, because cancelling does not stop a
-  // running pg-boss 10 handler and the notice reads the run before its GitHub requests.
+  // Cancelling does not stop a running pg-boss 10 handler, so a notice job that already runs
+  // finds the change when it reads the run again around its update (see publishFixPressNotice).
   await cancelFixPressNoticesOfRuns(tx, boss, [run.id]);
 
   const changed = `the base branch of ${change.target} changed from ${change.from} to ${change.to}`;

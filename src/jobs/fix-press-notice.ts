@@ -57,7 +57,8 @@ export async function handleFixPressNoticeJob(
   });
   try {
     await clearRunRateLimit(context.db, data.runId, job.id);
-    const outcome = await publishFixPressNotice(context, data, logger);
+    const noticeJob = { queue: fixPressNoticeQueue, id: job.id };
+    const outcome = await publishFixPressNotice(context, { ...data, job: noticeJob }, logger);
     logger.info(
       { event: 'job.fix_press_notice.completed', notice: data.notice.kind, ...outcome },
       'fix press notice finished',

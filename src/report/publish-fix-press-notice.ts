@@ -10,6 +10,7 @@ import { withSessionLock } from '../runs/run-lock.ts';
 import { checkConclusion } from './check-conclusion.ts';
 import { checkRunExternalId, runIdOfExternalId } from './publish-check-run.ts';
 import { fixPressText, readPressedAt, type FixPressNotice } from './fix-press-notice.ts';
+import { findStaleNoticeReason, type NoticeJob } from './fix-press-notice-state.ts';
 import { checkRunLockKey } from './report-run.ts';
 import { checkRunOutput } from './summary-markdown.ts';
 
@@ -21,11 +22,15 @@ export interface FixPressNoticeInput {
   /** Login of the user who pressed the button, as the webhook payload names it. */
   sender: string | null;
   notice: FixPressNotice;
+  /** Job that publishes the notice. Once it is cancelled, the notice is not written. */
+  job?: NoticeJob;
 }
 
 export type FixPressNoticeOutcome =
   | { status: 'updated' }
-  | { status: 'skipped'; reason: string };
+  | { status: 'skipped'; reason: string }
+  /** The run changed while the update was sent, so the earlier output was written back. */
+  | { status: 'reverted'; reason: string };
 
 function isNotFound(error: unknown): boolean {
   return error instanceof Error && (error as { status?: unknown }).status === 404;
@@ -44,7 +49,9 @@ function isEarlierCheckRunOf(run: typeof prRuns.$inferSelect, externalId: string
  * title and summary are rebuilt from the run's findings the way the report builds them, and no
  * annotations are sent, because GitHub appends the annotations of every update. Safe to retry:
  * the update is the same each time, and a notice older than the one the check run shows is
- * skipped. A deleted check run (404) is logged and skipped.
+ * skipped. A deleted check run (404) is logged and skipped. A notice that a newer commit, a
+ * close or a base change made stale while it ran is not written, or is reverted when the
+ * change came during the update (see `findStaleNoticeReason`).
  */
 export async function publishFixPressNotice(
   context: AppContext,
@@ -98,15 +105,52 @@ export async function publishFixPressNotice(
       if (shownPressedAt !== null && shownPressedAt > input.pressedAt) {
         return { status: 'skipped', reason: 'the check run shows a later press' };
       }
-      const { title, summary } = output ?? {
+      const earlierOutput = {
         title: data.output.title ?? '',
         summary: data.output.summary ?? '',
+        ...(data.output.text ? { text: data.output.text } : {}),
       };
+      const { title, summary } = output ?? earlierOutput;
+
+      // The run is read again right before the update, because the events that make the notice
+      // stale cancel its job but cannot stop this handler. Holding the run's row lock over the
+      // update would close the window, but the webhooks of those events lock that row, and
+      // Octokit may wait a minute or more for a rate limit or retry inside one request.
+      const staleBefore = await findStaleNoticeReason(context.db, input, run);
+      if (staleBefore !== null) return skipStale(logger, input, staleBefore);
       await octokit.rest.checks.update({ ...target, output: { title, summary, text } });
+
+      // A change that committed while the update was queued in Octokit or in flight is found
+      // here. The earlier output is then written back, as if the job had been cancelled in time.
+      // NOTE: the stale notice stays when that second update fails or the process stops
+      // before it, and a change after this read finds the notice written, as after any
+      // notice job that finished before the change.
+      const staleAfter = await findStaleNoticeReason(context.db, input, run);
+      if (staleAfter !== null) {
+        await octokit.rest.checks.update({ ...target, output: earlierOutput });
+        logger.warn(
+          { event: 'fix_press_notice.reverted', checkRunId: input.checkRunId, reason: staleAfter },
+          `fix press notice written back to the earlier text, because ${staleAfter}`,
+        );
+        return { status: 'reverted', reason: staleAfter };
+      }
     } catch (error) {
       if (isNotFound(error)) return missing();
       throw error;
     }
     return { status: 'updated' };
   });
+}
+
+/** Logs why a notice that became stale while its job ran is not written, and returns that. */
+function skipStale(
+  logger: Logger,
+  input: FixPressNoticeInput,
+  reason: string,
+): FixPressNoticeOutcome {
+  logger.info(
+    { event: 'fix_press_notice.stale', checkRunId: input.checkRunId, reason },
+    `fix press notice not written, because ${reason}`,
+  );
+  return { status: 'skipped', reason };
 }

@@ -1,6 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
-import { analyzeChangedFilesInTurns } from '../analysis/analyze.ts';
+import { analyzeChangedFilesInTurns, type AnalysisResult } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
@@ -19,7 +19,7 @@ import {
   runStopCheckpoint,
   stopReasonOf,
 } from './analysis-stop.ts';
-import { fillMissingPatches } from './missing-patches.ts';
+import { fillMissingPatches, type CompletedFiles } from './missing-patches.ts';
 
 /**
  * Findings per INSERT statement. Each row binds 11 parameters, and postgres.js 3.4 rejects a
@@ -43,8 +43,9 @@ export interface AnalyzeOutcome {
  * same transaction, and cancels the report job of the run's earlier analysis. `jobId` is the
  * analyze job that runs it. Once the run is cancelled or superseded, or names another analyze
  * job because a base change queued it again, this one stops and stores nothing. It checks when
- * it marks the run `analyzing`, before the first file and then at most once a second (see
- * `runStopCheckpoint`), and in the transaction that stores the findings.
+ * it marks the run `analyzing`, before the first file read from GitHub or analyzed and then at
+ * most once a second between reads and rule steps (see `runStopCheckpoint`), and in the
+ * transaction that stores the findings.
  */
 export async function analyzeRun(
   context: AppContext,
@@ -120,20 +121,21 @@ export async function analyzeRun(
   // NOTE: that GitHub lists the files against the branch's current tip is unverified, so a local
   // diff that adds more lines than GitHub counts leaves its file unchecked.
   const target = { owner, repo, baseRef: pullRequest.base.ref, headSha: run.headSha };
-  const { files: analyzedFiles, uncheckedPaths } = await fillMissingPatches(
-    octokit,
-    target,
-    files,
-    logger,
-  );
-  let analysis: Awaited<ReturnType<typeof analyzeChangedFilesInTurns>>;
+  // One checkpoint serves the file reads and the rules, so the run is read at most once a
+  // second across both.
+  const checkpoint = runStopCheckpoint(context.db, { runId, jobId }, logger);
+  let completedFiles: CompletedFiles;
+  let analysis: AnalysisResult;
   try {
-    const checkpoint = runStopCheckpoint(context.db, { runId, jobId }, logger);
-    analysis = await analyzeChangedFilesInTurns(analyzedFiles, { checkpoint });
+    completedFiles = await fillMissingPatches(octokit, target, files, logger, { checkpoint });
+    analysis = await analyzeChangedFilesInTurns(completedFiles.files, { checkpoint });
+    // Reading the file sizes takes up to `maxSizeTreeReads` (50) git tree requests.
+    await checkpoint();
   } catch (error) {
     if (error instanceof AnalysisStopped) return logStopped(logger, error.reason);
     throw error;
   }
+  const { uncheckedPaths } = completedFiles;
   const { findings: drafts, omittedFindings } = analysis;
   const fileSizes = await readFindingFileSizes(octokit, { owner, repo, ref: run.headSha }, drafts, logger);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.

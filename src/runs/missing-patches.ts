@@ -48,6 +48,11 @@ export interface MissingPatchOptions {
   diffLimits?: DiffLimits;
   /** Thread that runs the local diffs. Default `sharedDiffWorker`, which the process shares. */
   diffWorker?: DiffWorker;
+  /**
+   * Runs before each file version read. An error it throws stops the reads and rejects
+   * `fillMissingPatches` with that error, as `runStopCheckpoint` does for a stopped run.
+   */
+  checkpoint?: () => Promise<void>;
 }
 
 /** Builds the patch that adds every line of `text`, as git would write it for a new file. */
@@ -75,6 +80,7 @@ export interface PullRequestTarget {
 class FileVersionReader {
   private bytesLeft: number;
   private readonly maxFileBytes: number;
+  private readonly checkpoint: (() => Promise<void>) | undefined;
   /** Files left unread because the run's byte limit was used up. */
   skippedFiles = 0;
 
@@ -86,6 +92,7 @@ class FileVersionReader {
   ) {
     this.bytesLeft = options.maxTotalBytes ?? maxReadBytesPerRun;
     this.maxFileBytes = options.maxFileBytes ?? maxReadFileBytes;
+    this.checkpoint = options.checkpoint;
   }
 
   /** Reads `path` at `ref` as UTF-8 text, or returns null when it cannot, after logging why. */
@@ -93,6 +100,7 @@ class FileVersionReader {
     file: PullRequestFile,
     version: { side: 'base' | 'head'; path: string; ref: string },
   ): Promise<RepositoryFile | null> {
+    await this.checkpoint?.();
     if (this.bytesLeft <= 0) {
       this.skippedFiles += 1;
       return null;
@@ -148,7 +156,8 @@ class FileVersionReader {
  * without a patch are returned as unchecked. Those are files of other statuses, files with an
  * unreadable or oversized version, and files whose diff gives up, fails in its thread or adds
  * more lines than GitHub counts. Files of the diffed statuses also stay unchecked when GitHub
- * finds no merge base or fails to read it with a server error.
+ * finds no merge base or fails to read it with a server error. `options.checkpoint` runs
+ * before each read, so an error it throws ends the reads of a run that no longer needs them.
  */
 export async function fillMissingPatches(
   octokit: Octokit,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { eq } from 'drizzle-orm';
 import { createGitHubApp } from '../../src/github/app.ts';
 import {
   findings,
@@ -9,6 +10,7 @@ import {
   prRuns,
   users,
 } from '../../src/db/schema/index.ts';
+import { analyzeQueue, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { createTestContext, type TestContext } from './context.ts';
@@ -134,6 +136,26 @@ export async function insertRun(
     })
     .returning();
   return run!;
+}
+
+/**
+ * Replaces the runs with a queued run of the fake pull request's head, updated at 09:00, and
+ * queues its analyze job. The fake serves one head commit, and a pull request has one run per
+ * commit.
+ */
+export async function insertQueuedAnalysis(setup: GitHubTestContext) {
+  await setup.context.db.delete(prRuns);
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+    status: 'queued',
+    prUpdatedAt: new Date('2024-06-01T09:00:00Z'),
+  });
+  const data: AnalyzeJobData = { runId: run.id };
+  const jobId = (await setup.context.boss.send(analyzeQueue, data))!;
+  await setup.context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
+  return { run, jobId };
 }
 
 export async function insertFindings(

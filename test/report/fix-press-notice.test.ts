@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
@@ -15,6 +15,7 @@ import { reportRun } from '../../src/report/report-run.ts';
 import { createApp } from '../../src/web/app.tsx';
 import {
   createGitHubTestContext,
+  fakePullRequestEvent,
   insertFindings,
   insertInstallation,
   insertRun,
@@ -33,6 +34,43 @@ let ownerId: string;
 let delivery = 0;
 /** While set, an update that adds annotations waits for this promise before GitHub handles it. */
 let annotationGate: Promise<void> | null = null;
+
+/** A check run request that GitHub holds until the test releases it. */
+interface HeldRequest {
+  method: 'GET' | 'PATCH';
+  checkRunId: number;
+  /** Resolves when the request has arrived. */
+  reached: Promise<void>;
+  release: () => void;
+  arrive: () => void;
+  released: Promise<void>;
+}
+
+/** The next request to hold. Only its first matching request is held. */
+let heldRequest: HeldRequest | null = null;
+
+/** Makes GitHub hold the next `method` request to check run `checkRunId` until released. */
+function holdCheckRunRequest(method: 'GET' | 'PATCH', checkRunId: number): HeldRequest {
+  let arrive = () => {};
+  let release = () => {};
+  const reached = new Promise<void>((resolve) => {
+    arrive = resolve;
+  });
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  heldRequest = { method, checkRunId, reached, release, arrive, released };
+  return heldRequest;
+}
+
+/** Waits at a held request, then clears the hold so that later requests pass. */
+async function waitIfHeld(method: string, checkRunId: string | undefined): Promise<void> {
+  const held = heldRequest;
+  if (!held || held.method !== method || String(held.checkRunId) !== checkRunId) return;
+  heldRequest = null;
+  held.arrive();
+  await held.released;
+}
 
 /** Creates a completed run with `count` warnings on a new head commit. */
 async function warnedRun(count: number) {
@@ -139,7 +177,18 @@ beforeAll(async () => {
       const body = context.request.body as { output?: { annotations?: unknown[] } } | null;
       const output = body?.output;
       if (annotationGate && (output?.annotations?.length ?? 0) > 0) await annotationGate;
+      await waitIfHeld('PATCH', context.params.check_run_id);
       return update.handle(context);
+    },
+  });
+  const read = checkRoutes.find(
+    (route) => route.method === 'GET' && route.pattern.endsWith('/check-runs/:check_run_id'),
+  )!;
+  setup.fake.addRoute({
+    ...read,
+    async handle(context) {
+      await waitIfHeld('GET', context.params.check_run_id);
+      return read.handle(context);
     },
   });
   // The worker as startWorkers runs it, so that completion and retries are pg-boss's own.
@@ -458,6 +507,196 @@ describe('fix press notice on the check run', () => {
         UPDATE installations SET suspended_at = NULL WHERE id = ${setup.installationId}`;
     }
   });
+});
+
+/** Minute past 09:00 of the next pull request event, so that each is newer than the last. */
+let eventMinute = 10;
+
+/** Delivers a signed `pull_request` event of the fake's pull request at `run`'s head commit. */
+async function deliverPullRequestEvent(
+  run: { headSha: string },
+  change: (payload: Record<string, any>) => void,
+) {
+  const payload = fakePullRequestEvent(setup, 'opened');
+  payload.pull_request.head.sha = run.headSha;
+  payload.pull_request.updated_at = `2024-06-01T09:${String(eventMinute++).padStart(2, '0')}:00Z`;
+  change(payload);
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'pull_request',
+    deliveryId: `fix-press-notice-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+}
+
+/** Pushes a new commit to the pull request, which supersedes `run`. */
+async function pushNewCommit(run: { headSha: string }) {
+  await deliverPullRequestEvent(run, (payload) => {
+    payload.action = 'synchronize';
+    payload.pull_request.head.sha = randomBytes(20).toString('hex');
+  });
+}
+
+/** Retargets the pull request from main to develop, which queues `run` again. */
+async function changeBaseBranch(run: { headSha: string }) {
+  await deliverPullRequestEvent(run, (payload) => {
+    payload.action = 'edited';
+    payload.changes = { base: { ref: { from: 'main' }, sha: { from: setup.git.baseSha } } };
+    payload.pull_request.base.ref = 'develop';
+  });
+}
+
+/** Closes the pull request, which marks all of its runs closed. */
+async function closePullRequest(run: { headSha: string }) {
+  await deliverPullRequestEvent(run, (payload) => {
+    payload.action = 'closed';
+    payload.pull_request.state = 'closed';
+    payload.pull_request.closed_at = payload.pull_request.updated_at;
+  });
+}
+
+/** Waits for the completion log line of notice job `jobId`, which a cancelled job writes too. */
+async function completionOf(jobId: string) {
+  for (let waited = 0; waited < 20_000; waited += 100) {
+    const line = setup.context.logs.find(
+      (entry) => entry.event === 'job.fix_press_notice.completed' && entry.jobId === jobId,
+    );
+    if (line) return line;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`job ${jobId} logged no completion within 20 s`);
+}
+
+/**
+ * Presses "Fix with AI" with the owner's allowance free, so that the press queues a preview,
+ * and returns the run, its check run and the notice job once GitHub holds the job's `method`
+ * request to the check run. `since` counts the fake's requests before the press.
+ */
+async function pressAndHold(method: 'GET' | 'PATCH') {
+  await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
+  const { run, checkRun } = await reportedRun(1);
+  const held = holdCheckRunRequest(method, checkRun.id);
+  const since = setup.fake.requests.length;
+  await press(checkRun.id);
+  const [job] = await noticeJobs(run.id);
+  expect(job!.data.notice.kind).toBe('queued');
+  await held.reached;
+  return { run, checkRun, job: job!, held, since };
+}
+
+describe('fix press notice of a run that changes meanwhile', () => {
+  it('skips a cancelled patch request', async () => {
+    const { run, checkRun, job, held, since } = await pressAndHold('GET');
+    const text = checkRun.output.text;
+    const notice = job.data.notice as { patchRequestId: string };
+    await setup.context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled' })
+      .where(eq(patchRequests.id, notice.patchRequestId));
+
+    held.release();
+    const completed = await completionOf(job.id);
+
+    expect(completed.status).toBe('skipped');
+    expect(completed.reason).toBe(`patch request ${notice.patchRequestId} is cancelled`);
+    expect(updatesOf(checkRun.id, since)).toEqual([]);
+    expect(checkRun.output.text).toBe(text);
+    const stale = setup.context.logs.filter(
+      (line) => line.event === 'fix_press_notice.stale' && line.jobId === job.id,
+    );
+    expect(stale).toHaveLength(1);
+    expect(stale[0]!.runId).toBe(run.id);
+  });
+
+  it('skips a cancelled notice job', async () => {
+    const { checkRun, job, held, since } = await pressAndHold('GET');
+    const text = checkRun.output.text;
+    await setup.context.boss.cancel(fixPressNoticeQueue, job.id);
+
+    held.release();
+    const completed = await completionOf(job.id);
+
+    expect(completed.status).toBe('skipped');
+    expect(completed.reason).toBe(`notice job ${job.id} is cancelled`);
+    expect(updatesOf(checkRun.id, since)).toEqual([]);
+    expect(checkRun.output.text).toBe(text);
+  });
+
+  it('reverts a notice superseded during its update', async () => {
+    const { run, checkRun, job, held, since } = await pressAndHold('PATCH');
+    const before = { ...checkRun.output };
+
+    await pushNewCommit(run);
+    held.release();
+    const completed = await completionOf(job.id);
+
+    expect(completed.status).toBe('reverted');
+    expect(completed.reason).toMatch(/^the run is superseded: Superseded by run [0-9a-f-]{36} /);
+    // The held update and the one that writes the earlier output back.
+    const updates = updatesOf(checkRun.id, since);
+    expect(updates).toHaveLength(2);
+    const noticeText = (updates[0]!.body as { output: { text?: string } }).output.text;
+    expect(noticeText).toContain('Preview queued for 1 file.');
+    expect((updates[1]!.body as { output: Record<string, unknown> }).output).toEqual(
+      before.text === null
+        ? { title: before.title, summary: before.summary }
+        : { title: before.title, summary: before.summary, text: before.text },
+    );
+    expect(checkRun.output).toEqual(before);
+    expect(checkRun.annotations).toHaveLength(1);
+    const reverted = setup.context.logs.filter(
+      (line) => line.event === 'fix_press_notice.reverted' && line.jobId === job.id,
+    );
+    expect(reverted).toHaveLength(1);
+    expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
+      'cancelled',
+    );
+  });
+
+  // The close comes last, because it marks every run of the pull request closed.
+  const changes = [
+    {
+      name: 'superseded',
+      change: pushNewCommit,
+      reason: () => /^the run is superseded: Superseded by run [0-9a-f-]{36} for the newer commit [0-9a-f]{40}\.$/,
+    },
+    {
+      name: 'retargeted',
+      change: changeBaseBranch,
+      reason: (checkRunId: number) => `check run ${checkRunId} is no longer the run's`,
+    },
+    { name: 'closed', change: closePullRequest, reason: () => 'the pull request was closed' },
+  ];
+  for (const { name, change, reason } of changes) {
+    it(`writes nothing for a run ${name} meanwhile`, async () => {
+      const { run, checkRun, job, held, since } = await pressAndHold('GET');
+      const before = { ...checkRun.output };
+
+      await change(run);
+      held.release();
+      const completed = await completionOf(job.id);
+
+      expect(completed.status).toBe('skipped');
+      const expected = reason(checkRun.id);
+      if (typeof expected === 'string') expect(completed.reason).toBe(expected);
+      else expect(completed.reason).toMatch(expected);
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+      expect(checkRun.output).toEqual(before);
+      expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
+        'cancelled',
+      );
+      const notice = job.data.notice as { patchRequestId: string };
+      const [request] = await setup.context.db
+        .select()
+        .from(patchRequests)
+        .where(eq(patchRequests.id, notice.patchRequestId));
+      expect(request!.status).toBe('cancelled');
+      // Nothing is written later either, for example by a retry.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+    });
+  }
 });
 
 describe('fixPressText', () => {

@@ -17,7 +17,7 @@ import {
   createGitHubTestContext,
   fakePullRequestEvent,
   insertInstallation,
-  insertRun,
+  insertQueuedAnalysis,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 import { runDueJob } from '../helpers/jobs.ts';
@@ -49,23 +49,6 @@ let setup: GitHubTestContext;
  * files, `treePath` when it reads a git tree for file sizes (after the rules, before storing).
  */
 const routeHooks = new Map<string, () => Promise<void>>();
-
-/** Inserts a queued run of the fake pull request's head and queues its analyze job. */
-async function queuedAnalysis() {
-  // The fake serves one head commit, and a pull request has one run per commit.
-  await setup.context.db.delete(prRuns);
-  const run = await insertRun(setup.context, {
-    installationId: setup.installationId,
-    headSha: setup.git.headSha,
-    baseSha: setup.git.baseSha,
-    status: 'queued',
-    prUpdatedAt: new Date('2024-06-01T09:00:00Z'),
-  });
-  const data: AnalyzeJobData = { runId: run.id };
-  const jobId = (await setup.context.boss.send(analyzeQueue, data))!;
-  await setup.context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
-  return { run, jobId };
-}
 
 /** Handles a `pull_request` event of the fake pull request with `action` at 09:10. */
 async function pullRequestEvent(action: 'closed' | 'synchronize', headSha = setup.git.headSha) {
@@ -130,7 +113,7 @@ afterAll(async () => {
 
 describe('analysis of a run that is stopped meanwhile', () => {
   it('stores nothing after a close', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     routeHooks.set(filesPath, async () => {
       await pullRequestEvent('closed');
     });
@@ -154,7 +137,7 @@ describe('analysis of a run that is stopped meanwhile', () => {
   });
 
   it('stores nothing after a push', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     const newerSha = 'c'.repeat(40);
     routeHooks.set(filesPath, async () => {
       await pullRequestEvent('synchronize', newerSha);
@@ -239,7 +222,7 @@ describe('analysis of a run that is stopped after the rules', () => {
 
   for (const { name, stop } of cases) {
     it(`stores nothing for a run ${name}`, async () => {
-      const { run, jobId } = await queuedAnalysis();
+      const { run, jobId } = await insertQueuedAnalysis(setup);
       let expected: Awaited<ReturnType<typeof stop>> | undefined;
       routeHooks.set(treePath, async () => {
         expected = await stop(run.id, jobId);
@@ -267,7 +250,7 @@ describe('analysis of a run that is stopped after the rules', () => {
   }
 
   it('keeps the findings of the job that replaced it', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     let newJobId: string | undefined;
     // The new job runs to the end while the old one waits for its tree read.
     routeHooks.set(treePath, async () => {
@@ -292,7 +275,7 @@ describe('analysis of a run that is stopped after the rules', () => {
 
 describe('analysis of a run queued again before it starts', () => {
   it('leaves the run queued for the new job', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     let newJobId: string | undefined;
     hooks.afterRunRead = async () => {
       newJobId = await queueAgain(run.id, jobId);
@@ -312,7 +295,7 @@ describe('analysis of a run queued again before it starts', () => {
 
 describe('readStopReason', () => {
   it('names why a job stops', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     const read = () => readStopReason(setup.context.db, run.id, jobId);
     const set = (values: Partial<typeof prRuns.$inferInsert>) =>
       setup.context.db.update(prRuns).set(values).where(eq(prRuns.id, run.id));
@@ -332,7 +315,7 @@ describe('readStopReason', () => {
 
 describe('runStopCheckpoint', () => {
   it('reads the run at most once an interval', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     let now = 0;
     const checkpoint = runStopCheckpoint(
       setup.context.db,
@@ -357,7 +340,7 @@ describe('runStopCheckpoint', () => {
   });
 
   it('goes on after a failed read', async () => {
-    const { run, jobId } = await queuedAnalysis();
+    const { run, jobId } = await insertQueuedAnalysis(setup);
     // The first read of the run fails as a dropped connection would, and later ones work.
     let failures = 1;
     const db = new Proxy(setup.context.db, {

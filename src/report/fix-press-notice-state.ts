@@ -1,0 +1,86 @@
+import { eq, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { patchRequests, prRuns, type RunStatus } from '../db/schema/index.ts';
+import type { FixPressNotice } from './fix-press-notice.ts';
+
+/** The pg-boss job that publishes a notice. */
+export interface NoticeJob {
+  queue: string;
+  id: string;
+}
+
+/** The run as the notice job read it before its GitHub requests. */
+export interface NoticeRunState {
+  status: RunStatus;
+  prClosedAt: Date | null;
+}
+
+/**
+ * Statuses that a run gets from the events that cancel the notices of earlier presses: a newer
+ * commit (`superseded`), a close before the analysis completed (`cancelled`) and a base change
+ * or a push back to the commit (`queued`). The run's own analysis moving on (`analyzing`,
+ * `completed`, `failed`) leaves a notice true.
+ */
+const staleStatuses: readonly RunStatus[] = ['queued', 'superseded', 'cancelled'];
+
+/**
+ * Reads the run, the patch request that the notice names and the notice's job in one
+ * statement, and returns why the notice must not be written, or null when it may. The reasons
+ * follow `cancelFixPressNoticesOfRuns`, which cannot stop a running pg-boss 10 handler. They
+ * are a missing run, a run superseded, cancelled or queued again since `read`, a pull request
+ * closed since `read`, a check run that is no longer the run's, a cancelled or missing patch
+ * request, and a notice job that is no longer active. A notice of the kind `earlier_analysis`
+ * stays true through those changes, so only a missing run and its job count for it.
+ */
+export async function findStaleNoticeReason(
+  db: Database,
+  input: { runId: string; checkRunId: number; notice: FixPressNotice; job?: NoticeJob },
+  read: NoticeRunState,
+): Promise<string | null> {
+  const { notice, job } = input;
+  const patchRequestId =
+    notice.kind === 'queued' || notice.kind === 'in_progress' ? notice.patchRequestId : null;
+  const [current] = await db
+    .select({
+      status: prRuns.status,
+      error: prRuns.error,
+      checkRunId: prRuns.checkRunId,
+      prClosedAt: prRuns.prClosedAt,
+      requestStatus: patchRequestId
+        ? sql<string | null>`(SELECT ${patchRequests.status} FROM ${patchRequests}
+            WHERE ${patchRequests.id} = ${patchRequestId})`
+        : sql<null>`NULL`,
+      jobState: job
+        ? sql<string | null>`(SELECT state::text FROM pgboss.job
+            WHERE name = ${job.queue} AND id = ${job.id})`
+        : sql<null>`NULL`,
+    })
+    .from(prRuns)
+    .where(eq(prRuns.id, input.runId));
+  if (!current) return 'the run no longer exists';
+
+  if (notice.kind !== 'earlier_analysis') {
+    if (current.checkRunId !== input.checkRunId) {
+      return `check run ${input.checkRunId} is no longer the run's`;
+    }
+    if (current.status !== read.status && staleStatuses.includes(current.status)) {
+      return current.error
+        ? `the run is ${current.status}: ${current.error}`
+        : `the run is ${current.status}`;
+    }
+    if (read.prClosedAt === null && current.prClosedAt !== null) {
+      return 'the pull request was closed';
+    }
+    if (patchRequestId && current.requestStatus === null) {
+      return `patch request ${patchRequestId} no longer exists`;
+    }
+    if (patchRequestId && current.requestStatus === 'cancelled') {
+      return `patch request ${patchRequestId} is cancelled`;
+    }
+  }
+  // A job that is not active was cancelled, or pg-boss expired it and a retry writes instead.
+  if (job && current.jobState !== 'active') {
+    return `notice job ${job.id} is ${current.jobState ?? 'gone'}`;
+  }
+  return null;
+}
