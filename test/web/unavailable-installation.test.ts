@@ -119,6 +119,103 @@ describe('home page', () => {
   });
 });
 
+describe('run listings', () => {
+  /** GETs an API route with the user's token and returns the parsed body. */
+  async function getJson(path: string): Promise<any> {
+    const response = await app.request(path, { headers: { authorization: `Bearer ${apiToken}` } });
+    expect(response.status).toBe(200);
+    return response.json();
+  }
+
+  function account(): string {
+    return setup.run.repository.split('/')[0]!;
+  }
+
+  /** Returns the home page's table row of the run. */
+  async function homeRunRow(): Promise<string> {
+    const html = await (await app.request('/', { headers: { cookie: user.cookie } })).text();
+    const rows = html.split('<tr>').filter((row) => row.includes(`/runs/${setup.run.id}`));
+    expect(rows).toHaveLength(1);
+    return rows[0]!;
+  }
+
+  it('reports an active installation', async () => {
+    const run = await getJson(`/api/runs/${setup.run.id}`);
+    const { runs } = await getJson('/api/runs');
+
+    expect(run.installation).toEqual({
+      id: setup.installationId,
+      account: account(),
+      state: 'active',
+      suspendedAt: null,
+      uninstalledAt: null,
+    });
+    expect(runs[0].id).toBe(setup.run.id);
+    expect(runs[0].installation).toEqual(run.installation);
+    const row = await homeRunRow();
+    expect(row).not.toContain('status-suspended');
+    expect(row).not.toContain('status-uninstalled');
+  });
+
+  it('reports a suspended installation', async () => {
+    await deliverInstallation('suspend');
+
+    const run = await getJson(`/api/runs/${setup.run.id}`);
+    const { runs } = await getJson('/api/runs');
+
+    expect(run.installation.id).toBe(setup.installationId);
+    expect(run.installation.account).toBe(account());
+    expect(run.installation.state).toBe('suspended');
+    expect(Date.parse(run.installation.suspendedAt)).not.toBeNaN();
+    expect(run.installation.uninstalledAt).toBeNull();
+    // The fields that were there before are still there.
+    expect(run.status).toBe('completed');
+    expect(run.findings).toHaveLength(2);
+    expect(runs[0].installation).toEqual(run.installation);
+    const row = await homeRunRow();
+    expect(row).toContain('<span class="badge status-suspended"');
+    expect(row).toContain('installation suspended');
+  });
+
+  it('reports an uninstalled app', async () => {
+    await deliverInstallation('suspend');
+    await deliverInstallation('deleted');
+
+    const run = await getJson(`/api/runs/${setup.run.id}`);
+    const { runs } = await getJson(`/api/runs?repository=${setup.run.repository}`);
+
+    // An uninstall outranks the suspension that came before it, which keeps its mark.
+    expect(run.installation.state).toBe('uninstalled');
+    expect(Date.parse(run.installation.uninstalledAt)).not.toBeNaN();
+    expect(Date.parse(run.installation.suspendedAt)).not.toBeNaN();
+    expect(runs).toHaveLength(1);
+    expect(runs[0].installation.state).toBe('uninstalled');
+    const row = await homeRunRow();
+    expect(row).toContain('<span class="badge status-uninstalled"');
+    expect(row).toContain('app uninstalled');
+    expect(row).not.toContain('installation suspended');
+  });
+
+  it('reports the installation of a preview', async () => {
+    const request = await insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    });
+    const before = await getJson(`/api/patch-requests/${request.id}`);
+    await deliverInstallation('suspend');
+
+    const after = await getJson(`/api/patch-requests/${request.id}`);
+
+    expect(before.installation.state).toBe('active');
+    expect(before.installation.account).toBe(account());
+    expect(after.installation.id).toBe(setup.installationId);
+    expect(after.installation.state).toBe('suspended');
+    expect(after.status).toBe('ready');
+    expect(after.files[0].path).toBe('src/a.ts');
+  });
+});
+
 describe('Preview fix form', () => {
   it('shows the message in the htmx target', async () => {
     await deliverInstallation('suspend');
