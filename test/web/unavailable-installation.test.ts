@@ -21,17 +21,24 @@ let apiToken: string;
 let setup: RunWebTestContext['setup'];
 let delivery = 0;
 
+/** Account login of the run's installation: createRunWebTestContext names it after the repository owner. */
+function accountOf(): string {
+  return setup.run.repository.split('/')[0]!;
+}
+
 function suspendedMessage(installationId: number): string {
   return (
-    `GitHub App installation ${installationId} is suspended; an owner of the account must ` +
-    'unsuspend it in the GitHub App settings before Fixwright can work there again.'
+    `GitHub App installation ${installationId} on ${accountOf()} is suspended. An owner of ` +
+    `${accountOf()} must unsuspend it in the GitHub App settings on GitHub before Fixwright can ` +
+    'work there again.'
   );
 }
 
 function uninstalledMessage(installationId: number): string {
   return (
-    `GitHub App installation ${installationId} no longer exists (the app was uninstalled); ` +
-    'install the app on the account again to resume.'
+    `GitHub App installation ${installationId} on ${accountOf()} no longer exists because the ` +
+    `app was uninstalled. Install the app on ${accountOf()} again on GitHub before Fixwright ` +
+    'can work there again.'
   );
 }
 
@@ -66,6 +73,7 @@ describe('patch request API', () => {
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(suspendedMessage(setup.installationId));
     expect(body.error.installationId).toBe(setup.installationId);
+    expect(body.error.account).toBe(accountOf());
     expect(body.error.reason).toBe('suspended');
     expect(body.error.requestId).toEqual(expect.any(String));
     expect(await web.countPatchRequests()).toBe(0);
@@ -81,6 +89,7 @@ describe('patch request API', () => {
     const body = (await response.json()) as { error: Record<string, unknown> };
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(uninstalledMessage(setup.installationId));
+    expect(body.error.account).toBe(accountOf());
     expect(body.error.reason).toBe('uninstalled');
     expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
@@ -127,10 +136,6 @@ describe('run listings', () => {
     return response.json();
   }
 
-  function account(): string {
-    return setup.run.repository.split('/')[0]!;
-  }
-
   /** Returns the home page's table row of the run. */
   async function homeRunRow(): Promise<string> {
     const html = await (await app.request('/', { headers: { cookie: user.cookie } })).text();
@@ -145,7 +150,7 @@ describe('run listings', () => {
 
     expect(run.installation).toEqual({
       id: setup.installationId,
-      account: account(),
+      account: accountOf(),
       state: 'active',
       suspendedAt: null,
       uninstalledAt: null,
@@ -164,7 +169,7 @@ describe('run listings', () => {
     const { runs } = await getJson('/api/runs');
 
     expect(run.installation.id).toBe(setup.installationId);
-    expect(run.installation.account).toBe(account());
+    expect(run.installation.account).toBe(accountOf());
     expect(run.installation.state).toBe('suspended');
     expect(Date.parse(run.installation.suspendedAt)).not.toBeNaN();
     expect(run.installation.uninstalledAt).toBeNull();
@@ -208,7 +213,7 @@ describe('run listings', () => {
     const after = await getJson(`/api/patch-requests/${request.id}`);
 
     expect(before.installation.state).toBe('active');
-    expect(before.installation.account).toBe(account());
+    expect(before.installation.account).toBe(accountOf());
     expect(after.installation.id).toBe(setup.installationId);
     expect(after.installation.state).toBe('suspended');
     expect(after.status).toBe('ready');
@@ -300,6 +305,9 @@ describe('apply', () => {
     const body = (await response.json()) as { error: Record<string, unknown> };
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(suspendedMessage(setup.installationId));
+    expect(body.error.installationId).toBe(setup.installationId);
+    expect(body.error.account).toBe(accountOf());
+    expect(body.error.reason).toBe('suspended');
     const [stored] = await context.db
       .select()
       .from(patchRequests)
@@ -310,21 +318,16 @@ describe('apply', () => {
 });
 
 describe('dashboard', () => {
-  /** Account of the run's installation: createRunWebTestContext names it after the repository owner. */
-  function account(): string {
-    return setup.run.repository.split('/')[0]!;
-  }
-
   function suspendedNotice(): string {
     return (
-      `The GitHub App installation on ${account()} is suspended. An owner of ${account()} must ` +
+      `The GitHub App installation on ${accountOf()} is suspended. An owner of ${accountOf()} must ` +
       'unsuspend it in the GitHub App settings on GitHub to request or apply fixes.'
     );
   }
 
   function uninstalledNotice(): string {
     return (
-      `The GitHub App was uninstalled from ${account()}. Install it on ${account()} again on ` +
+      `The GitHub App was uninstalled from ${accountOf()}. Install it on ${accountOf()} again on ` +
       'GitHub to request or apply fixes.'
     );
   }
