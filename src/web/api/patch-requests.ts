@@ -6,7 +6,11 @@ import {
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
-import { findVisiblePatchRequest, listPatchFiles } from '../../autofix/visible-patch-requests.ts';
+import {
+  findVisiblePatchRequest,
+  listPatchFiles,
+  shownFileStatus,
+} from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests } from '../../db/schema/index.ts';
@@ -185,7 +189,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {
           path: file.path,
-          status: file.status,
+          status: shownFileStatus(request.status, file.status),
           diff: file.diff,
           linesAdded: stats?.added ?? null,
           linesDeleted: stats?.deleted ?? null,
