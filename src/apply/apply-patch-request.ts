@@ -5,6 +5,7 @@ import {
   asInstallationUnavailable,
   findInstallationUnavailable,
   recordInstallationUnavailable,
+  type InstallationUnavailableError,
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
@@ -88,6 +89,11 @@ function notApplicable(patchRequestId: string, status: StoredRequest['status']):
 /** Formats the time of day of `date` in UTC, such as "12:03:10 UTC". */
 function utcTimeOfDay(date: Date): string {
   return `${date.toISOString().slice(11, 19)} UTC`;
+}
+
+/** Builds the rejection of an apply for a suspended or uninstalled installation. */
+function unavailableRejection(error: InstallationUnavailableError): ApplyRejectedError {
+  return new ApplyRejectedError('conflict', error.message, error.details());
 }
 
 /**
@@ -272,7 +278,7 @@ export async function applyPatchRequest(
   // Checked before the claim and before any GitHub call, so the request stays unclaimed. A
   // suspend or uninstall after this check surfaces as an error from GitHub in the try below.
   const unavailable = await findInstallationUnavailable(context.db, run.installationId);
-  if (unavailable) throw new ApplyRejectedError('conflict', unavailable.message);
+  if (unavailable) throw unavailableRejection(unavailable);
   const github = requireGitHubApp(context);
 
   const claimOutcome = await claim(context, request, input.job === undefined);
@@ -422,12 +428,12 @@ export async function applyPatchRequest(
     }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
-      await recordInstallationUnavailable(context.db, unavailable);
+      const recorded = await recordInstallationUnavailable(context.db, unavailable);
       logger.warn(
         { event: 'apply.installation_unavailable', reason: unavailable.reason },
         'apply rejected',
       );
-      throw new ApplyRejectedError('conflict', unavailable.message);
+      throw unavailableRejection(recorded);
     }
     const rateLimit = asGitHubRateLimit(error);
     if (rateLimit) {

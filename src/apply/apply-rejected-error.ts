@@ -4,8 +4,8 @@
  * rejected a request, `service_unavailable` when the diff of a file's suggestions timed out or
  * its thread failed. The details of a `bad_gateway` name GitHub's status, message and the
  * rejected request. Those of a closed pull request name the repository, the pull request and
- * when it was closed, and those of a claim in progress name when it was taken and when it goes
- * stale.
+ * when it was closed, those of a suspended or uninstalled installation name it, its account and
+ * the reason, and those of a claim in progress name when it was taken and when it goes stale.
  */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';

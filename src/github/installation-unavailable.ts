@@ -6,7 +6,8 @@ export type UnavailableReason = 'suspended' | 'uninstalled';
 
 /**
  * Raised when an installation can no longer act: it was suspended or the app was uninstalled.
- * Retrying cannot help, so job handlers record the message and complete the job.
+ * Retrying cannot help, so job handlers record the message and complete the job. The message
+ * names the account when `accountLogin` is known, and the step an owner of it must take.
  */
 export class InstallationUnavailableError extends Error {
   override name = 'InstallationUnavailableError';
@@ -15,15 +16,38 @@ export class InstallationUnavailableError extends Error {
   constructor(
     readonly installationId: number,
     readonly reason: UnavailableReason,
+    /** Login of the installation's account, or null when only GitHub's error was read. */
+    readonly accountLogin: string | null = null,
   ) {
-    super(
-      reason === 'suspended'
-        ? `GitHub App installation ${installationId} is suspended; an owner of the account must ` +
-            'unsuspend it in the GitHub App settings before Fixwright can work there again.'
-        : `GitHub App installation ${installationId} no longer exists (the app was uninstalled); ` +
-            'install the app on the account again to resume.',
+    super(describeUnavailable(installationId, reason, accountLogin));
+  }
+
+  /** Fields that an HTTP error response adds to the message: the id, account and reason. */
+  details(): { installationId: number; account: string | null; reason: UnavailableReason } {
+    return { installationId: this.installationId, account: this.accountLogin, reason: this.reason };
+  }
+}
+
+function describeUnavailable(
+  installationId: number,
+  reason: UnavailableReason,
+  accountLogin: string | null,
+): string {
+  const installation =
+    accountLogin === null
+      ? `GitHub App installation ${installationId}`
+      : `GitHub App installation ${installationId} on ${accountLogin}`;
+  const account = accountLogin ?? 'the account';
+  if (reason === 'suspended') {
+    return (
+      `${installation} is suspended. An owner of ${account} must unsuspend it in the GitHub ` +
+      'App settings on GitHub before Fixwright can work there again.'
     );
   }
+  return (
+    `${installation} no longer exists because the app was uninstalled. Install the app on ` +
+    `${account} again on GitHub before Fixwright can work there again.`
+  );
 }
 
 /**
@@ -42,12 +66,21 @@ export async function findInstallationUnavailable(
   installationId: number,
 ): Promise<InstallationUnavailableError | null> {
   const [row] = await db
-    .select({ suspendedAt: installations.suspendedAt, deletedAt: installations.deletedAt })
+    .select({
+      accountLogin: installations.accountLogin,
+      suspendedAt: installations.suspendedAt,
+      deletedAt: installations.deletedAt,
+    })
     .from(installations)
     .where(eq(installations.id, installationId))
     .for('share');
-  if (row?.deletedAt) return new InstallationUnavailableError(installationId, 'uninstalled');
-  if (row?.suspendedAt) return new InstallationUnavailableError(installationId, 'suspended');
+  if (!row) return null;
+  if (row.deletedAt) {
+    return new InstallationUnavailableError(installationId, 'uninstalled', row.accountLogin);
+  }
+  if (row.suspendedAt) {
+    return new InstallationUnavailableError(installationId, 'suspended', row.accountLogin);
+  }
   return null;
 }
 
@@ -84,20 +117,22 @@ export function asInstallationUnavailable(error: unknown): InstallationUnavailab
 
 /**
  * Marks the installation suspended or deleted, so queued work for it stops before calling
- * GitHub. A timestamp already set is kept.
+ * GitHub. A timestamp already set is kept. Returns the error again with the account's login
+ * from the row, so its message names the account, or `error` itself when no row exists.
  */
 export async function recordInstallationUnavailable(
   db: Database,
   error: InstallationUnavailableError,
-): Promise<void> {
+): Promise<InstallationUnavailableError> {
   const now = new Date();
   const row = await db.query.installations.findFirst({
     where: eq(installations.id, error.installationId),
   });
-  if (!row) return;
+  if (!row) return error;
   const change =
     error.reason === 'uninstalled'
       ? { deletedAt: row.deletedAt ?? now }
       : { suspendedAt: row.suspendedAt ?? now };
   await db.update(installations).set(change).where(eq(installations.id, error.installationId));
+  return new InstallationUnavailableError(error.installationId, error.reason, row.accountLogin);
 }

@@ -1,6 +1,7 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
+import type { UnavailableReason } from '../github/installation-unavailable.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -8,26 +9,53 @@ export function isUuid(value: string): boolean {
   return uuidPattern.test(value);
 }
 
-/**
- * Returns the run when it belongs to an installation the user owns, else null. Callers return
- * 404 for both "missing" and "someone else's", so ids of other users' runs leak nothing.
- */
-export async function findVisibleRun(db: Database, userId: string, runId: string) {
-  if (!isUuid(runId)) return null;
-  const [row] = await db
-    .select({ run: prRuns })
-    .from(prRuns)
-    .innerJoin(installations, eq(installations.id, prRuns.installationId))
-    .where(and(eq(prRuns.id, runId), eq(installations.userId, userId)))
-    .limit(1);
-  return row?.run ?? null;
-}
-
 /** The fields of a run's installation that decide whether its fixes can be requested or applied. */
 export type RunInstallation = Pick<
   typeof installations.$inferSelect,
   'accountLogin' | 'suspendedAt' | 'deletedAt'
 >;
+
+/** Columns of RunInstallation, for a select. */
+export const runInstallationColumns = {
+  accountLogin: installations.accountLogin,
+  suspendedAt: installations.suspendedAt,
+  deletedAt: installations.deletedAt,
+};
+
+/**
+ * Returns the run with its installation's account and marks when the run belongs to an
+ * installation the user owns, else null. Callers return 404 for both "missing" and "someone
+ * else's", so ids of other users' runs leak nothing.
+ */
+export async function findVisibleRunWithInstallation(db: Database, userId: string, runId: string) {
+  if (!isUuid(runId)) return null;
+  const [row] = await db
+    .select({ run: prRuns, installation: runInstallationColumns })
+    .from(prRuns)
+    .innerJoin(installations, eq(installations.id, prRuns.installationId))
+    .where(and(eq(prRuns.id, runId), eq(installations.userId, userId)))
+    .limit(1);
+  return row ?? null;
+}
+
+/** Returns the run when it belongs to an installation the user owns, else null. */
+export async function findVisibleRun(db: Database, userId: string, runId: string) {
+  const row = await findVisibleRunWithInstallation(db, userId, runId);
+  return row?.run ?? null;
+}
+
+/** An installation's state as its marks record it. */
+export type InstallationState = 'active' | UnavailableReason;
+
+/**
+ * Returns the state that the installation's marks record. An uninstall outranks a suspension,
+ * because only installing the app again clears it.
+ */
+export function installationState(installation: RunInstallation): InstallationState {
+  if (installation.deletedAt) return 'uninstalled';
+  if (installation.suspendedAt) return 'suspended';
+  return 'active';
+}
 
 /**
  * Returns the account and the suspended and deleted marks of an installation, or null. With
@@ -39,18 +67,17 @@ export async function findRunInstallation(
   options: { lockForUpdate?: boolean } = {},
 ): Promise<RunInstallation | null> {
   const query = db
-    .select({
-      accountLogin: installations.accountLogin,
-      suspendedAt: installations.suspendedAt,
-      deletedAt: installations.deletedAt,
-    })
+    .select(runInstallationColumns)
     .from(installations)
     .where(eq(installations.id, installationId));
   const [row] = options.lockForUpdate ? await query.for('update') : await query.limit(1);
   return row ?? null;
 }
 
-/** Lists the user's runs, newest first, optionally for one repository and pull request. */
+/**
+ * Lists the user's runs, newest first, optionally for one repository and pull request, each with
+ * its installation's account and marks.
+ */
 export async function listVisibleRuns(
   db: Database,
   userId: string,
@@ -63,12 +90,11 @@ export async function listVisibleRuns(
     conditions.push(sql`lower(${prRuns.repository}) = lower(${filter.repository})`);
   }
   if (filter.prNumber !== undefined) conditions.push(eq(prRuns.prNumber, filter.prNumber));
-  const rows = await db
-    .select({ run: prRuns })
+  return db
+    .select({ run: prRuns, installation: runInstallationColumns })
     .from(prRuns)
     .innerJoin(installations, eq(installations.id, prRuns.installationId))
     .where(and(...conditions))
     .orderBy(desc(prRuns.createdAt), desc(prRuns.id))
     .limit(filter.limit);
-  return rows.map((row) => row.run);
 }

@@ -48,14 +48,11 @@ export function notFound(resource: string, id: string): AppError {
 
 /**
  * Turns a suspended or deleted installation into a 409 with the error's message, which names
- * the step an owner must take. The details name the installation and the reason, `suspended`
- * or `uninstalled`.
+ * the account and the step an owner of it must take. The details name the installation, its
+ * account login and the reason, `suspended` or `uninstalled`.
  */
 export function fromInstallationUnavailable(error: InstallationUnavailableError): AppError {
-  return new AppError('conflict', error.message, {
-    installationId: error.installationId,
-    reason: error.reason,
-  });
+  return new AppError('conflict', error.message, error.details());
 }
 
 /**

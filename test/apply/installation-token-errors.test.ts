@@ -80,7 +80,10 @@ describe('apply when the installation is gone on GitHub', () => {
 
     expect(response.status).toBe(409);
     const { error } = await response.json();
-    expect(error.message).toContain('is suspended');
+    expect(error.message).toContain(`installation ${current.installationId} on ${owner} is suspended`);
+    expect(error.message).toContain(`An owner of ${owner} must unsuspend it`);
+    expect(error.account).toBe(owner);
+    expect(error.reason).toBe('suspended');
     expect((await installation()).suspendedAt).not.toBeNull();
     const row = await stored();
     expect(row.applyStartedAt).toBeNull();
@@ -94,7 +97,10 @@ describe('apply when the installation is gone on GitHub', () => {
 
     expect(response.status).toBe(409);
     const { error } = await response.json();
-    expect(error.message).toContain('no longer exists');
+    expect(error.message).toContain(`installation ${current.installationId} on ${owner} no longer exists`);
+    expect(error.message).toContain(`Install the app on ${owner} again`);
+    expect(error.account).toBe(owner);
+    expect(error.reason).toBe('uninstalled');
     expect((await stored()).applyStartedAt).toBeNull();
   });
 

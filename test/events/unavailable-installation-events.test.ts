@@ -34,17 +34,22 @@ let context: TestContext;
 let app: ReturnType<typeof createApp>;
 let delivery = 0;
 
+/** Account login that insertInstallation gives the installation. */
+const account = 'octo-org';
+
 function suspendedMessage(): string {
   return (
-    `GitHub App installation ${installationId} is suspended; an owner of the account must ` +
-    'unsuspend it in the GitHub App settings before Fixwright can work there again.'
+    `GitHub App installation ${installationId} on ${account} is suspended. An owner of ` +
+    `${account} must unsuspend it in the GitHub App settings on GitHub before Fixwright can ` +
+    'work there again.'
   );
 }
 
 function uninstalledMessage(): string {
   return (
-    `GitHub App installation ${installationId} no longer exists (the app was uninstalled); ` +
-    'install the app on the account again to resume.'
+    `GitHub App installation ${installationId} on ${account} no longer exists because the app ` +
+    `was uninstalled. Install the app on ${account} again on GitHub before Fixwright can work ` +
+    'there again.'
   );
 }
 

@@ -316,6 +316,14 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect((await call('stranger', `/api/patch-requests/${id}`)).status).toBe(404);
   });
 
+  it('answers 404 to a preview id that is not a uuid', async () => {
+    const response = await call('owner', '/api/patch-requests/not-a-uuid');
+
+    expect(response.status).toBe(404);
+    const { error } = await response.json();
+    expect(error.message).toBe('Patch request "not-a-uuid" not found.');
+  });
+
   it('accepts upper-case run and finding ids', async () => {
     // One finding, because the test above left a queued preview of both.
     const response = await call('owner', `/api/runs/${runId.toUpperCase()}/patch-requests`, {

@@ -347,6 +347,49 @@ describe('preview page', () => {
     expect(html).not.toContain('Regenerate this file');
   });
 
+  it('marks files of a cancelled preview', async () => {
+    const { request } = await newReadyRequest();
+    await context.db.insert(patchFiles).values([
+      { patchRequestId: request.id, path: 'src/b.ts', status: 'pending' },
+      { patchRequestId: request.id, path: 'src/c.ts', status: 'failed', error: 'The model call timed out.' },
+    ]);
+    const readFiles = async () => {
+      const response = await app.request(`/api/patch-requests/${request.id}`, {
+        headers: { cookie: user.cookie },
+      });
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as { files: { path: string; status: string; diff: string | null }[] };
+      return body.files;
+    };
+    const before = await readFiles();
+
+    // The model call of src/a.ts stored it ready before the cancel, and src/b.ts never started.
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: 'Cancelled: the pull request has a newer commit.' })
+      .where(eq(patchRequests.id, request.id));
+    const after = await readFiles();
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+
+    expect(before.map((file) => file.status)).toEqual(['ready', 'pending', 'failed']);
+    expect(after.map((file) => file.status)).toEqual(['cancelled', 'cancelled', 'failed']);
+    expect(after[0]!.diff).toBe(diff);
+    const sections = html.split('<section class="patch-file card"').slice(1);
+    expect(sections).toHaveLength(3);
+    const [fileA, fileB, fileC] = sections as [string, string, string];
+    expect(fileA).toContain('<span class="badge status-cancelled">cancelled</span>');
+    expect(fileA).not.toContain('status-ready');
+    expect(fileA).toContain('Not applied: the preview was cancelled, so this diff cannot be applied.');
+    expect(fileA).toContain('<table class="diff">');
+    expect(fileB).toContain('<span class="badge status-cancelled">cancelled</span>');
+    expect(fileB).toContain('No result: the preview was cancelled before this file was done.');
+    expect(fileB).not.toContain('No result yet.');
+    expect(fileC).toContain('<span class="badge status-failed">failed</span>');
+    expect(fileC).toContain('The model call timed out.');
+    expect(fileC).not.toContain('cancelled-file');
+    expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
+  });
+
   it('shows the API error for Apply without JavaScript', async () => {
     const { request } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/apply`, {});

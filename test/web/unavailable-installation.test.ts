@@ -21,17 +21,24 @@ let apiToken: string;
 let setup: RunWebTestContext['setup'];
 let delivery = 0;
 
+/** Account login of the run's installation: createRunWebTestContext names it after the repository owner. */
+function accountOf(): string {
+  return setup.run.repository.split('/')[0]!;
+}
+
 function suspendedMessage(installationId: number): string {
   return (
-    `GitHub App installation ${installationId} is suspended; an owner of the account must ` +
-    'unsuspend it in the GitHub App settings before Fixwright can work there again.'
+    `GitHub App installation ${installationId} on ${accountOf()} is suspended. An owner of ` +
+    `${accountOf()} must unsuspend it in the GitHub App settings on GitHub before Fixwright can ` +
+    'work there again.'
   );
 }
 
 function uninstalledMessage(installationId: number): string {
   return (
-    `GitHub App installation ${installationId} no longer exists (the app was uninstalled); ` +
-    'install the app on the account again to resume.'
+    `GitHub App installation ${installationId} on ${accountOf()} no longer exists because the ` +
+    `app was uninstalled. Install the app on ${accountOf()} again on GitHub before Fixwright ` +
+    'can work there again.'
   );
 }
 
@@ -66,6 +73,7 @@ describe('patch request API', () => {
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(suspendedMessage(setup.installationId));
     expect(body.error.installationId).toBe(setup.installationId);
+    expect(body.error.account).toBe(accountOf());
     expect(body.error.reason).toBe('suspended');
     expect(body.error.requestId).toEqual(expect.any(String));
     expect(await web.countPatchRequests()).toBe(0);
@@ -81,6 +89,7 @@ describe('patch request API', () => {
     const body = (await response.json()) as { error: Record<string, unknown> };
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(uninstalledMessage(setup.installationId));
+    expect(body.error.account).toBe(accountOf());
     expect(body.error.reason).toBe('uninstalled');
     expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(context, previewQueue)).toBe(0);
@@ -116,6 +125,99 @@ describe('home page', () => {
     expect(html).not.toContain('No installations yet');
     expect(html).toContain('Installations that were uninstalled are not listed');
     expect(html).toContain(`/runs/${setup.run.id}`);
+  });
+});
+
+describe('run listings', () => {
+  /** GETs an API route with the user's token and returns the parsed body. */
+  async function getJson(path: string): Promise<any> {
+    const response = await app.request(path, { headers: { authorization: `Bearer ${apiToken}` } });
+    expect(response.status).toBe(200);
+    return response.json();
+  }
+
+  /** Returns the home page's table row of the run. */
+  async function homeRunRow(): Promise<string> {
+    const html = await (await app.request('/', { headers: { cookie: user.cookie } })).text();
+    const rows = html.split('<tr>').filter((row) => row.includes(`/runs/${setup.run.id}`));
+    expect(rows).toHaveLength(1);
+    return rows[0]!;
+  }
+
+  it('reports an active installation', async () => {
+    const run = await getJson(`/api/runs/${setup.run.id}`);
+    const { runs } = await getJson('/api/runs');
+
+    expect(run.installation).toEqual({
+      id: setup.installationId,
+      account: accountOf(),
+      state: 'active',
+      suspendedAt: null,
+      uninstalledAt: null,
+    });
+    expect(runs[0].id).toBe(setup.run.id);
+    expect(runs[0].installation).toEqual(run.installation);
+    const row = await homeRunRow();
+    expect(row).not.toContain('status-suspended');
+    expect(row).not.toContain('status-uninstalled');
+  });
+
+  it('reports a suspended installation', async () => {
+    await deliverInstallation('suspend');
+
+    const run = await getJson(`/api/runs/${setup.run.id}`);
+    const { runs } = await getJson('/api/runs');
+
+    expect(run.installation.id).toBe(setup.installationId);
+    expect(run.installation.account).toBe(accountOf());
+    expect(run.installation.state).toBe('suspended');
+    expect(Date.parse(run.installation.suspendedAt)).not.toBeNaN();
+    expect(run.installation.uninstalledAt).toBeNull();
+    // The fields that were there before are still there.
+    expect(run.status).toBe('completed');
+    expect(run.findings).toHaveLength(2);
+    expect(runs[0].installation).toEqual(run.installation);
+    const row = await homeRunRow();
+    expect(row).toContain('<span class="badge status-suspended"');
+    expect(row).toContain('installation suspended');
+  });
+
+  it('reports an uninstalled app', async () => {
+    await deliverInstallation('suspend');
+    await deliverInstallation('deleted');
+
+    const run = await getJson(`/api/runs/${setup.run.id}`);
+    const { runs } = await getJson(`/api/runs?repository=${setup.run.repository}`);
+
+    // An uninstall outranks the suspension that came before it, which keeps its mark.
+    expect(run.installation.state).toBe('uninstalled');
+    expect(Date.parse(run.installation.uninstalledAt)).not.toBeNaN();
+    expect(Date.parse(run.installation.suspendedAt)).not.toBeNaN();
+    expect(runs).toHaveLength(1);
+    expect(runs[0].installation.state).toBe('uninstalled');
+    const row = await homeRunRow();
+    expect(row).toContain('<span class="badge status-uninstalled"');
+    expect(row).toContain('app uninstalled');
+    expect(row).not.toContain('installation suspended');
+  });
+
+  it('reports the installation of a preview', async () => {
+    const request = await insertReadyPatchRequest(context, {
+      runId: setup.run.id,
+      userId: user.userId,
+      files: [{ path: 'src/a.ts', originalText: 'a\n', proposedText: 'b\n' }],
+    });
+    const before = await getJson(`/api/patch-requests/${request.id}`);
+    await deliverInstallation('suspend');
+
+    const after = await getJson(`/api/patch-requests/${request.id}`);
+
+    expect(before.installation.state).toBe('active');
+    expect(before.installation.account).toBe(accountOf());
+    expect(after.installation.id).toBe(setup.installationId);
+    expect(after.installation.state).toBe('suspended');
+    expect(after.status).toBe('ready');
+    expect(after.files[0].path).toBe('src/a.ts');
   });
 });
 
@@ -203,6 +305,9 @@ describe('apply', () => {
     const body = (await response.json()) as { error: Record<string, unknown> };
     expect(body.error.code).toBe('conflict');
     expect(body.error.message).toBe(suspendedMessage(setup.installationId));
+    expect(body.error.installationId).toBe(setup.installationId);
+    expect(body.error.account).toBe(accountOf());
+    expect(body.error.reason).toBe('suspended');
     const [stored] = await context.db
       .select()
       .from(patchRequests)
@@ -213,21 +318,16 @@ describe('apply', () => {
 });
 
 describe('dashboard', () => {
-  /** Account of the run's installation: createRunWebTestContext names it after the repository owner. */
-  function account(): string {
-    return setup.run.repository.split('/')[0]!;
-  }
-
   function suspendedNotice(): string {
     return (
-      `The GitHub App installation on ${account()} is suspended. An owner of ${account()} must ` +
+      `The GitHub App installation on ${accountOf()} is suspended. An owner of ${accountOf()} must ` +
       'unsuspend it in the GitHub App settings on GitHub to request or apply fixes.'
     );
   }
 
   function uninstalledNotice(): string {
     return (
-      `The GitHub App was uninstalled from ${account()}. Install it on ${account()} again on ` +
+      `The GitHub App was uninstalled from ${accountOf()}. Install it on ${accountOf()} again on ` +
       'GitHub to request or apply fixes.'
     );
   }

@@ -1,4 +1,4 @@
-import { and, asc, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
 import {
@@ -6,12 +6,17 @@ import {
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
+import {
+  findVisiblePatchRequest,
+  listPatchFiles,
+  shownFileStatus,
+} from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
-import { patchFiles, patchRequests } from '../../db/schema/index.ts';
+import { patchRequests } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
-import { findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
+import { findVisibleRun } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import {
   AppError,
@@ -21,6 +26,7 @@ import {
 } from '../errors.ts';
 import { diffStats } from '../diff/diff-stats.ts';
 import { parseInput } from '../validation.ts';
+import { installationJson } from './installation-json.ts';
 
 // PostgreSQL returns uuids in lower case, and finding ids are compared with them as strings.
 const createBody = z.object({
@@ -149,18 +155,11 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
 
   app.get('/api/patch-requests/:id', async (c) => {
     const id = c.req.param('id').toLowerCase();
-    const request = isUuid(id)
-      ? await context.db.query.patchRequests.findFirst({
-          where: and(eq(patchRequests.id, id), eq(patchRequests.userId, c.var.user.id)),
-        })
-      : undefined;
-    if (!request) throw notFound('Patch request', id);
+    const found = await findVisiblePatchRequest(context.db, c.var.user.id, id);
+    if (!found) throw notFound('Patch request', id);
+    const { request, run, installation } = found;
 
-    const files = await context.db
-      .select()
-      .from(patchFiles)
-      .where(eq(patchFiles.patchRequestId, request.id))
-      .orderBy(asc(patchFiles.path));
+    const files = await listPatchFiles(context.db, request.id);
     const applyWait = currentApplyWait(request);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
@@ -185,11 +184,12 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       applyError: request.applyError,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
+      installation: installationJson(run.installationId, installation),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {
           path: file.path,
-          status: file.status,
+          status: shownFileStatus(request.status, file.status),
           diff: file.diff,
           linesAdded: stats?.added ?? null,
           linesDeleted: stats?.deleted ?? null,

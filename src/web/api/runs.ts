@@ -4,8 +4,13 @@ import type { AppContext } from '../../context.ts';
 import { maxInteger } from '../../db/schema/columns.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { runRateLimitWait } from '../../runs/run-rate-limit.ts';
-import { findVisibleRun, listVisibleRuns } from '../../runs/visible-runs.ts';
+import {
+  findVisibleRunWithInstallation,
+  listVisibleRuns,
+  type RunInstallation,
+} from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
+import { installationJson } from './installation-json.ts';
 import { notFound } from '../errors.ts';
 import { parseInput, rejectRepeatedQuery } from '../validation.ts';
 
@@ -32,9 +37,9 @@ const listQuery = z.object({
     .default(50),
 });
 
-type Run = NonNullable<Awaited<ReturnType<typeof findVisibleRun>>>;
+type Run = NonNullable<Awaited<ReturnType<typeof findVisibleRunWithInstallation>>>['run'];
 
-function runSummary(run: Run) {
+function runSummary(run: Run, installation: RunInstallation) {
   return {
     id: run.id,
     repository: run.repository,
@@ -53,6 +58,7 @@ function runSummary(run: Run) {
     reportError: run.reportError,
     pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
     rateLimitWait: rateLimitWaitJson(run),
+    installation: installationJson(run.installationId, installation),
   };
 }
 
@@ -75,17 +81,18 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
       prNumber: pr,
       limit,
     });
-    return c.json({ runs: runs.map(runSummary) });
+    return c.json({ runs: runs.map((row) => runSummary(row.run, row.installation)) });
   });
 
   app.get('/api/runs/:runId', async (c) => {
     const runId = c.req.param('runId').toLowerCase();
-    const run = await findVisibleRun(context.db, c.var.user.id, runId);
-    if (!run) throw notFound('Run', runId);
+    const found = await findVisibleRunWithInstallation(context.db, c.var.user.id, runId);
+    if (!found) throw notFound('Run', runId);
+    const { run, installation } = found;
 
     const rows = await listRunFindings(context.db, run.id);
     return c.json({
-      ...runSummary(run),
+      ...runSummary(run, installation),
       uncheckedFiles: run.uncheckedFiles,
       unlistedFiles: run.unlistedFiles,
       omittedFindings: run.omittedFindings,

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
-import { findRunInstallation, isUuid } from '../../runs/visible-runs.ts';
+import { isUuid } from '../../runs/visible-runs.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -41,8 +41,7 @@ export function patchRequestPages(
   const load = async (userId: string, id: string) => {
     const found = await findVisiblePatchRequest(context.db, userId, id);
     if (!found) throw notFound('Patch request', id);
-    const installation = await findRunInstallation(context.db, found.run.installationId);
-    return { ...found, installation };
+    return found;
   };
 
   /** Loads the user's patch request and renders its files panel. */

@@ -4,8 +4,10 @@ import type { DailyUsage } from '../../usage/daily-usage.ts';
 import type { UsageStats } from '../../usage/stats.ts';
 import type { listUserInstallations } from '../../users/list-user-installations.ts';
 import type { ActiveSession } from '../session/session-store.ts';
+import type { RunInstallation } from '../../runs/visible-runs.ts';
+import { FixBlockerBadges, listFixBlockers } from './components/fix-blockers.tsx';
 import { PlanSwitchForm } from './components/plan-switch-form.tsx';
-import { PullRequestClosedBadge, StatusBadge } from './components/status-badge.tsx';
+import { StatusBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
 import { UsageWidget } from './components/usage-widget.tsx';
 import { Layout } from './layout.tsx';
@@ -18,7 +20,7 @@ export const HomePage: FC<{
   session: ActiveSession;
   missing: string[];
   installations: Installation[];
-  runs: Run[];
+  runs: { run: Run; installation: RunInstallation }[];
   usage: { stats: UsageStats; days: DailyUsage[] };
   canChangePlan: boolean;
 }> = ({ session, missing, installations, runs, usage, canChangePlan }) => (
@@ -86,20 +88,15 @@ export const HomePage: FC<{
             </tr>
           </thead>
           <tbody>
-            {runs.map((run) => (
+            {runs.map(({ run, installation }) => (
               <tr>
                 <td>
                   <a href={`/runs/${run.id}`}>{`${run.repository}#${run.prNumber}`}</a>
                 </td>
                 <td>{run.prTitle}</td>
                 <td>
-                  <StatusBadge status={run.status} />
-                  {run.prClosedAt ? (
-                    <>
-                      {' '}
-                      <PullRequestClosedBadge closedAt={run.prClosedAt} />
-                    </>
-                  ) : null}
+                  <StatusBadge status={run.status} />{' '}
+                  <FixBlockerBadges blockers={listFixBlockers(run, installation)} />
                   {run.status === 'cancelled' && run.error ? <p class="muted">{run.error}</p> : null}
                 </td>
                 <td>

@@ -1,8 +1,7 @@
 import type { Child, FC } from 'hono/jsx';
 import type { prRuns } from '../../../db/schema/index.ts';
-import type { UnavailableReason } from '../../../github/installation-unavailable.ts';
 import { pullRequestClosedError } from '../../../runs/pull-request-closed.ts';
-import type { RunInstallation } from '../../../runs/visible-runs.ts';
+import { installationState, type RunInstallation } from '../../../runs/visible-runs.ts';
 import { BlockedBadge, PullRequestClosedBadge } from './status-badge.tsx';
 import { formatUtc } from './time.tsx';
 
@@ -43,17 +42,9 @@ export function listFixBlockers(run: Run, installation: RunInstallation | null):
 /** Returns the blocker of an uninstalled app or else of a suspended installation, or null. */
 function installationBlocker(installation: RunInstallation): FixBlocker | null {
   const account = installation.accountLogin;
-  let reason: UnavailableReason;
-  let markedAt: Date;
-  if (installation.deletedAt) {
-    reason = 'uninstalled';
-    markedAt = installation.deletedAt;
-  } else if (installation.suspendedAt) {
-    reason = 'suspended';
-    markedAt = installation.suspendedAt;
-  } else {
-    return null;
-  }
+  const reason = installationState(installation);
+  if (reason === 'active') return null;
+  const markedAt = reason === 'uninstalled' ? installation.deletedAt! : installation.suspendedAt!;
   const { label, message } = {
     uninstalled: {
       label: 'app uninstalled',

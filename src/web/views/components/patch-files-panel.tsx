@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import { shownFileStatus } from '../../../autofix/visible-patch-requests.ts';
 import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
 import { diffStats } from '../../diff/diff-stats.ts';
@@ -57,10 +58,11 @@ export const PatchFilesPanel: FC<{
       {files.map((file) => {
         const regenerate = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
+        const status = shownFileStatus(request.status, file.status);
         return (
           <section class="patch-file card" id={`file-${file.id}`} data-path={file.path}>
             <header class="patch-file-head">
-              <code class="path">{file.path}</code> <StatusBadge status={file.status} />
+              <code class="path">{file.path}</code> <StatusBadge status={status} />
               {stats ? (
                 <span class="diff-stats">
                   {' '}
@@ -86,6 +88,7 @@ export const PatchFilesPanel: FC<{
               ) : null}
             </header>
             {file.error ? <p class="error">{file.error}</p> : null}
+            {status === 'cancelled' ? <CancelledFileNote hasDiff={file.diff !== null} /> : null}
             {stats?.largeRewrite ? (
               <p class="warning large-rewrite">
                 {`This diff removes ${stats.deleted} of the file's ${stats.originalLines} lines. ` +
@@ -94,10 +97,25 @@ export const PatchFilesPanel: FC<{
               </p>
             ) : null}
             {file.diff ? <DiffView diff={file.diff} /> : null}
-            {!file.diff && !file.error ? <p class="muted">No result yet.</p> : null}
+            {!file.diff && !file.error && status !== 'cancelled' ? (
+              <p class="muted">No result yet.</p>
+            ) : null}
           </section>
         );
       })}
     </div>
   );
 };
+
+/**
+ * Explains why a file of a cancelled preview shows no ready result. A diff that its model call
+ * stored stays visible, but Apply rejects a cancelled preview.
+ */
+const CancelledFileNote: FC<{ hasDiff: boolean }> = ({ hasDiff }) => (
+  <p class="muted cancelled-file">
+    {hasDiff
+      ? 'Not applied: the preview was cancelled, so this diff cannot be applied. Request a new ' +
+        'preview from the run page to apply a fix.'
+      : 'No result: the preview was cancelled before this file was done.'}
+  </p>
+);
