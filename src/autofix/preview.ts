@@ -1,5 +1,6 @@
 import { and, eq, inArray, ne, sql, type SQL } from 'drizzle-orm';
 import type { DiffWorker } from '../analysis/diff-worker.ts';
+import { currentApplyWait } from '../apply/apply-wait.ts';
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
@@ -313,7 +314,8 @@ function unfinishedFile(file: { id: string; generation: number }): SQL | undefin
  * Stores a file's outcome and adds its tokens to the request, and returns whether the outcome
  * was stored. The tokens are added either way, because the calls were paid. An outcome that
  * arrives after another attempt finished the request sets the request's status from its files
- * again, unless the request was applied or is being applied, whose files must stay as shown.
+ * again. It is not stored while the request is applied, being applied or has an apply job
+ * waiting, because an apply must write the files the user saw.
  */
 async function storeFileOutcome(
   db: Database,
@@ -325,15 +327,13 @@ async function storeFileOutcome(
     // Locking the request first makes files finishing at once take turns, so the count
     // below, read in a later statement, includes the other file's committed status.
     const [request] = await tx
-      .select({
-        status: patchRequests.status,
-        appliedAt: patchRequests.appliedAt,
-        applyStartedAt: patchRequests.applyStartedAt,
-      })
+      .select()
       .from(patchRequests)
       .where(eq(patchRequests.id, patchRequestId))
       .for('update');
-    const applied = request?.appliedAt != null || request?.applyStartedAt != null;
+    const applied =
+      request !== undefined &&
+      (request.appliedAt !== null || request.applyStartedAt !== null || currentApplyWait(request) !== null);
     const updated = applied
       ? []
       : await tx.update(patchFiles).set(outcome).where(unfinishedFile(file)).returning({ id: patchFiles.id });

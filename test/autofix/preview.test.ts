@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiffWorker } from '../../src/analysis/diff-worker.ts';
@@ -520,6 +521,28 @@ describe('overlapping preview attempts', () => {
     }
     const request = await requestOf(patchRequestId);
     expect(request.status).toBe('ready');
+  });
+
+  it('leave files alone while an apply waits', async () => {
+    answerAttempts(fixed, { 'src/a.ts': unchanged['src/a.ts']!, 'src/b.ts': fixed['src/b.ts']! });
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    const { late, retry } = await overlapAttempts(patchRequestId);
+    expect(retry.status).toBe('partially_ready');
+    // An apply of the ready file that GitHub rate-limited waits in a job, as the API leaves it.
+    await context.db
+      .update(patchRequests)
+      .set({ applyJobId: randomUUID(), applyRateLimitedUntil: new Date(Date.now() + 60_000) })
+      .where(eq(patchRequests.id, patchRequestId));
+    await late;
+
+    // The waiting job applies what the user saw, not a file that turned ready meanwhile.
+    const [fileA, fileB] = await filesOf(patchRequestId);
+    expect(fileA!.status).toBe('failed');
+    expect(fileA!.proposedText).toBeNull();
+    expect(fileB!.status).toBe('ready');
+    const request = await requestOf(patchRequestId);
+    expect(request.status).toBe('partially_ready');
   });
 
   it('leave a regenerated file to its new job', async () => {
