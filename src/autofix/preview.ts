@@ -1,7 +1,8 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, ne, sql, type SQL } from 'drizzle-orm';
 import type { DiffWorker } from '../analysis/diff-worker.ts';
+import { currentApplyWait } from '../apply/apply-wait.ts';
 import type { AppContext } from '../context.ts';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
 import {
   patchFiles,
@@ -100,7 +101,8 @@ export function estimateLeastCallParts(input: {
  */
 export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
 
-const terminalStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed', 'cancelled'];
+const finishedStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed'];
+const terminalStatuses: PatchRequestStatus[] = [...finishedStatuses, 'cancelled'];
 
 export interface PreviewOutcome {
   status: PatchRequestStatus | 'skipped';
@@ -244,7 +246,14 @@ export async function runPreview(
       attemptEnded = true;
       return;
     }
-    await db.update(patchFiles).set({ status: 'running' }).where(eq(patchFiles.id, file.id));
+    // Another attempt of the job may have finished the file since the list was read, or a
+    // regeneration may have reset it for a new job. Such a file is not called again.
+    const [claimed] = await db
+      .update(patchFiles)
+      .set({ status: 'running' })
+      .where(and(unfinishedFile(file), inArray(patchFiles.status, ['pending', 'running'])))
+      .returning({ id: patchFiles.id });
+    if (!claimed) return;
     const findings = findingsByPath.get(file.path) ?? [];
     const outcome = await previewFile(context, {
       octokit,
@@ -268,23 +277,10 @@ export async function runPreview(
       attemptEnded = true;
       if (outcome.status !== 'ready') return;
     }
-    await db.transaction(async (tx) => {
-      // Locking the request first makes files finishing at once take turns, so the count
-      // below, read in a later statement, includes the other file's committed status.
-      await tx.execute(sql`SELECT 1 FROM ${patchRequests} WHERE ${patchRequests.id} = ${patchRequestId} FOR UPDATE`);
-      await tx.update(patchFiles).set(outcome).where(eq(patchFiles.id, file.id));
-      await tx
-        .update(patchRequests)
-        .set({
-          // Counted, not incremented, so a retried job that redoes a file counts it once.
-          filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${patchRequestId} AND ${patchFiles.status} IN ('ready', 'failed'))`,
-          totalTokens: sql`${patchRequests.totalTokens} + ${outcome.totalTokens}`,
-        })
-        .where(eq(patchRequests.id, patchRequestId));
-    });
+    const stored = await storeFileOutcome(db, patchRequestId, file, outcome);
     fileLogger.info(
-      { event: 'preview.file', status: outcome.status, tokens: outcome.totalTokens, error: outcome.error },
-      'file preview finished',
+      { event: 'preview.file', status: outcome.status, tokens: outcome.totalTokens, error: outcome.error, stored },
+      stored ? 'file preview finished' : 'file preview finished, but another attempt or a regeneration replaced it',
     );
   });
 
@@ -298,6 +294,67 @@ export async function runPreview(
     return { status: 'skipped', files: 0, tokens: 0 };
   }
   return summarize(db, patchRequestId);
+}
+
+/**
+ * Builds the condition that a file is still at the generation that an attempt read, and not
+ * ready. Two attempts of one job overlap when pg-boss retries a job that ran past its time
+ * limit while its handler still waits for the model. A ready file keeps the result it has,
+ * and a regenerated file is left to its new job.
+ */
+function unfinishedFile(file: { id: string; generation: number }): SQL | undefined {
+  return and(
+    eq(patchFiles.id, file.id),
+    eq(patchFiles.generation, file.generation),
+    ne(patchFiles.status, 'ready'),
+  );
+}
+
+/**
+ * Stores a file's outcome and adds its tokens to the request, and returns whether the outcome
+ * was stored. The tokens are added either way, because the calls were paid. An outcome that
+ * arrives after another attempt finished the request sets the request's status from its files
+ * again. It is not stored while the request is applied, being applied or has an apply job
+ * waiting, because an apply must write the files the user saw.
+ */
+async function storeFileOutcome(
+  db: Database,
+  patchRequestId: string,
+  file: { id: string; generation: number },
+  outcome: FileOutcome,
+): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    // Locking the request first makes files finishing at once take turns, so the count
+    // below, read in a later statement, includes the other file's committed status.
+    const [request] = await tx
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, patchRequestId))
+      .for('update');
+    const applied =
+      request !== undefined &&
+      (request.appliedAt !== null || request.applyStartedAt !== null || currentApplyWait(request) !== null);
+    const updated = applied
+      ? []
+      : await tx.update(patchFiles).set(outcome).where(unfinishedFile(file)).returning({ id: patchFiles.id });
+    await tx
+      .update(patchRequests)
+      .set({
+        // Counted, not incremented, so a retried job that redoes a file counts it once.
+        filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${patchRequestId} AND ${patchFiles.status} IN ('ready', 'failed'))`,
+        totalTokens: sql`${patchRequests.totalTokens} + ${outcome.totalTokens}`,
+      })
+      .where(eq(patchRequests.id, patchRequestId));
+    const finished = request !== undefined && finishedStatuses.includes(request.status);
+    if (updated.length > 0 && finished) {
+      const result = await statusOfFiles(tx, patchRequestId);
+      await tx
+        .update(patchRequests)
+        .set({ status: result.status, error: result.error })
+        .where(eq(patchRequests.id, patchRequestId));
+    }
+    return updated.length > 0;
+  });
 }
 
 type FileOutcome = Pick<
@@ -484,26 +541,41 @@ async function isCancelled(db: Database, patchRequestId: string): Promise<boolea
   return row?.status === 'cancelled';
 }
 
-/** Sets the final status from the files: all ready, some ready, or none. */
+/**
+ * Sets the final status from the files: all ready, some ready, or none. A file still pending or
+ * running belongs to another attempt of the job or to a regeneration's new job, which sets the
+ * status when it ends, so the request stays running then.
+ */
 async function summarize(db: Database, patchRequestId: string): Promise<PreviewOutcome> {
+  // Under the request's lock, as storeFileOutcome, so a file that another attempt stores at the
+  // same time is either counted here or sets the status again after this.
+  return db.transaction(async (tx) => {
+    const [request] = await tx
+      .select({ status: patchRequests.status, totalTokens: patchRequests.totalTokens })
+      .from(patchRequests)
+      .where(eq(patchRequests.id, patchRequestId))
+      .for('update');
+    const tokens = request?.totalTokens ?? 0;
+    const { files, ...result } = await statusOfFiles(tx, patchRequestId);
+    if (request?.status === 'cancelled') {
+      return { status: 'cancelled', files, tokens };
+    }
+    if (result.unfinished > 0) return { status: 'running', files, tokens };
+    await finish(tx, patchRequestId, result.status, result.error);
+    return { status: result.status, files, tokens };
+  });
+}
+
+/** Reads a request's files and derives its status from them (see `statusFromFiles`). */
+async function statusOfFiles(db: Database | Transaction, patchRequestId: string) {
   const files = await db
     .select({ status: patchFiles.status, error: patchFiles.error })
     .from(patchFiles)
     .where(eq(patchFiles.patchRequestId, patchRequestId));
-  const [request] = await db
-    .select({ totalTokens: patchRequests.totalTokens })
-    .from(patchRequests)
-    .where(eq(patchRequests.id, patchRequestId));
-  const tokens = request?.totalTokens ?? 0;
-
-  if (await isCancelled(db, patchRequestId)) {
-    return { status: 'cancelled', files: files.length, tokens };
-  }
   const errors = [...new Set(files.map((file) => file.error).filter(Boolean))];
   const noFileReason = errors.length === 1 ? errors[0]! : 'No file could be fixed; see each file\'s error.';
-  const result = statusFromFiles(files, noFileReason);
-  await finish(db, patchRequestId, result.status, result.error);
-  return { status: result.status, files: files.length, tokens };
+  const unfinished = files.filter((file) => file.status === 'pending' || file.status === 'running').length;
+  return { ...statusFromFiles(files, noFileReason), files: files.length, unfinished };
 }
 
 /**
@@ -525,7 +597,7 @@ function statusFromFiles(
 }
 
 async function finish(
-  db: Database,
+  db: Database | Transaction,
   patchRequestId: string,
   status: PatchRequestStatus,
   error: string | null,

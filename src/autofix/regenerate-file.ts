@@ -8,6 +8,7 @@ import {
   patchRequests,
   prRuns,
   type PatchRequestStatus,
+  type RunStatus,
 } from '../db/schema/index.ts';
 import {
   findInstallationUnavailable,
@@ -30,6 +31,7 @@ export type RegenerateFileResult =
   | { ok: false; reason: 'not_found' }
   | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
   | { ok: false; reason: 'findings_gone'; path: string }
+  | { ok: false; reason: 'run_not_completed'; status: RunStatus }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
   | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
 
@@ -39,7 +41,8 @@ export type RegenerateFileResult =
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
  * Nothing changes when the run's installation is suspended or deleted, when its pull request
- * is closed, or when an analysis since the preview replaced the file's findings. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
+ * is closed, when the run is no longer completed (superseded by a newer commit, or queued for
+ * another analysis), or when an analysis since the preview replaced the file's findings. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
  * with a message in the request's `applyError`, because it would apply the new text, which the
  * user has not seen.
  */
@@ -62,6 +65,9 @@ export async function regeneratePatchFile(
     // preview stays so after the installation is active or the pull request open again.
     const unavailable = await findInstallationUnavailable(tx, owned.installationId);
     const closed = await findPullRequestClosed(tx, owned.runId);
+    // Read under the share lock that findPullRequestClosed took, so a push that supersedes the
+    // run waits for this transaction and then cancels the request it set running.
+    const [run] = await tx.select({ status: prRuns.status }).from(prRuns).where(eq(prRuns.id, owned.runId));
 
     // The row lock keeps two clicks from queueing two jobs for the same request.
     const [request] = await tx
@@ -93,6 +99,11 @@ export async function regeneratePatchFile(
     }
     if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
     if (closed) return { ok: false, reason: 'pull_request_closed', error: closed };
+    // The preview job cancels the request of a superseded run after the file was reset, and a
+    // run analyzed again replaces the findings that the file's prompt needs.
+    if (run && run.status !== 'completed') {
+      return { ok: false, reason: 'run_not_completed', status: run.status };
+    }
     const [selected] = await tx
       .select({ findingId: patchRequestFindings.findingId })
       .from(patchRequestFindings)

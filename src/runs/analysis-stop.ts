@@ -35,8 +35,11 @@ export function isCurrentJob(
 
 /**
  * Returns why analyze job `jobId` must not store findings for the run, or null when it may:
- * the run is gone, was cancelled or superseded (with the run's stored error), or a base change
- * queued it again with another job.
+ * the run is gone, was cancelled or superseded (with the run's stored error), was completed
+ * already, or a base change queued it again with another job. A run is completed already when
+ * another attempt of the same job stored its findings first, as when pg-boss retries a job that
+ * ran past its time limit. Storing them again would delete the findings that patch requests
+ * selected meanwhile and queue a second report.
  */
 export function stopReasonOf(
   run: { status: string; error: string | null; analyzeJobId: string | null } | undefined,
@@ -49,6 +52,7 @@ export function stopReasonOf(
   if (!isCurrentJob(run, jobId)) {
     return `the run was queued again with analyze job ${run.analyzeJobId}`;
   }
+  if (run.status === 'completed') return 'another attempt of the job completed the run';
   return null;
 }
 

@@ -41,11 +41,11 @@ export interface AnalyzeOutcome {
  * over the added lines and stores the findings with the base branch they were compared with.
  * Running it again replaces the findings. A run that completes queues its report job in the
  * same transaction, and cancels the report job of the run's earlier analysis. `jobId` is the
- * analyze job that runs it. Once the run is cancelled or superseded, or names another analyze
- * job because a base change queued it again, this one stops and stores nothing. It checks when
- * it marks the run `analyzing`, before the first file read from GitHub or analyzed and then at
- * most once a second between reads and rule steps (see `runStopCheckpoint`), and in the
- * transaction that stores the findings.
+ * analyze job that runs it. Once the run is cancelled, superseded or completed by another
+ * attempt of the job, or names another analyze job because a base change queued it again, this
+ * one stops and stores nothing. It checks when it marks the run `analyzing`, before the first
+ * file read from GitHub or analyzed and then at most once a second between reads and rule steps
+ * (see `runStopCheckpoint`), and in the transaction that stores the findings.
  */
 export async function analyzeRun(
   context: AppContext,

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiffWorker } from '../../src/analysis/diff-worker.ts';
 import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { maxDiffEditLines } from '../../src/autofix/preview-diff.ts';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
@@ -435,5 +437,135 @@ describe('runPreview', () => {
     const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
     expect(ledger).toHaveLength(3);
     expect(new Set(ledger.map((event) => event.idempotencyKey)).size).toBe(3);
+  });
+});
+
+const unchanged = files as Record<string, string>;
+
+async function requestOf(patchRequestId: string) {
+  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+  return request!;
+}
+
+function completions(): number {
+  return groq.requests.filter((request) => request.path.endsWith('/chat/completions')).length;
+}
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the model calls');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * Makes the first two model calls (attempt 0) reply with `first` after 1.5 s and later calls
+ * (attempt 1) reply with `second` at once.
+ */
+function answerAttempts(first: Record<string, string>, second: Record<string, string>): void {
+  groq.reset();
+  let calls = 0;
+  groq.setHandler((request) => {
+    calls++;
+    const path = pathInPrompt(request.messages.at(-1)!.content);
+    return calls <= 2 ? { text: first[path]!, delayMs: 1500 } : { text: second[path]! };
+  });
+}
+
+/** Runs attempt 0 until both its calls wait for the model, then attempt 1 to its end. */
+async function overlapAttempts(patchRequestId: string) {
+  const late = runPreview(context, patchRequestId, 0, context.logger);
+  await waitFor(() => completions() === 2);
+  const retry = await runPreview(context, patchRequestId, 1, context.logger);
+  return { late, retry };
+}
+
+// Two attempts of one preview job overlap when pg-boss retries a job that ran past its
+// PREVIEW_JOB_TIMEOUT_SECONDS while its first handler still waits for the model. Attempt 0
+// then finishes the calls it started after attempt 1 has called the model for the same files.
+describe('overlapping preview attempts', () => {
+  it('keep a late ready file and its status', async () => {
+    answerAttempts(fixed, unchanged);
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    const { late, retry } = await overlapAttempts(patchRequestId);
+    expect(retry.status).toBe('failed');
+    await late;
+
+    // Attempt 0's responses were paid and are ready, so the preview can be applied.
+    const stored = await filesOf(patchRequestId);
+    for (const file of stored) {
+      expect(file.status, file.path).toBe('ready');
+      expect(file.proposedText, file.path).toBe(fixed[file.path]);
+    }
+    const request = await requestOf(patchRequestId);
+    expect(request.status).toBe('ready');
+    expect(request.error).toBeNull();
+    expect(request.filesDone).toBe(2);
+  });
+
+  it('keep a ready file when the late attempt fails', async () => {
+    answerAttempts(unchanged, fixed);
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    const { late, retry } = await overlapAttempts(patchRequestId);
+    expect(retry.status).toBe('ready');
+    await late;
+
+    const stored = await filesOf(patchRequestId);
+    for (const file of stored) {
+      expect(file.status, file.path).toBe('ready');
+      expect(file.error, file.path).toBeNull();
+      expect(file.proposedText, file.path).toBe(fixed[file.path]);
+    }
+    const request = await requestOf(patchRequestId);
+    expect(request.status).toBe('ready');
+  });
+
+  it('leave files alone while an apply waits', async () => {
+    answerAttempts(fixed, { 'src/a.ts': unchanged['src/a.ts']!, 'src/b.ts': fixed['src/b.ts']! });
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    const { late, retry } = await overlapAttempts(patchRequestId);
+    expect(retry.status).toBe('partially_ready');
+    // An apply of the ready file that GitHub rate-limited waits in a job, as the API leaves it.
+    await context.db
+      .update(patchRequests)
+      .set({ applyJobId: randomUUID(), applyRateLimitedUntil: new Date(Date.now() + 60_000) })
+      .where(eq(patchRequests.id, patchRequestId));
+    await late;
+
+    // The waiting job applies what the user saw, not a file that turned ready meanwhile.
+    const [fileA, fileB] = await filesOf(patchRequestId);
+    expect(fileA!.status).toBe('failed');
+    expect(fileA!.proposedText).toBeNull();
+    expect(fileB!.status).toBe('ready');
+    const request = await requestOf(patchRequestId);
+    expect(request.status).toBe('partially_ready');
+  });
+
+  it('leave a regenerated file to its new job', async () => {
+    answerAttempts(unchanged, fixed);
+    const { userId, patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    const { late, retry } = await overlapAttempts(patchRequestId);
+    expect(retry.status).toBe('ready');
+    const [fileA] = await filesOf(patchRequestId);
+    const regenerated = await regeneratePatchFile(context.db, context.boss, {
+      userId,
+      patchRequestId,
+      fileId: fileA!.id,
+    });
+    expect(regenerated.ok).toBe(true);
+    await late;
+
+    // The late response is for generation 0, and the regeneration's job has not run yet.
+    const [stored] = await filesOf(patchRequestId);
+    expect(stored!.generation).toBe(1);
+    expect(stored!.status).toBe('pending');
+    expect(stored!.proposedText).toBeNull();
+    const request = await requestOf(patchRequestId);
+    expect(request.status).toBe('running');
   });
 });

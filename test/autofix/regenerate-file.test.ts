@@ -7,6 +7,7 @@ import {
   installations,
   patchFiles,
   patchRequests,
+  prRuns,
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
@@ -210,6 +211,31 @@ describe('regeneratePatchFile', () => {
     expect(finished!.error).toBe("1 of 2 files could not be fixed; see each file's error.");
     expect(finished!.filesDone).toBe(2);
     expect(finished!.completedAt).toBeInstanceOf(Date);
+  });
+
+  it('refuses a file of a superseded run', async () => {
+    const [, fileB] = await fileRows();
+    const [before] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    const jobsBefore = await context.boss.getQueueSize(previewQueue);
+    // A push to the pull request supersedes the run but leaves its finished previews.
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, setup.runId));
+    try {
+      const result = await regeneratePatchFile(context.db, context.boss, {
+        userId,
+        patchRequestId,
+        fileId: fileB!.id,
+      });
+      expect(result).toEqual({ ok: false, reason: 'run_not_completed', status: 'superseded' });
+    } finally {
+      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, setup.runId));
+    }
+
+    // The file keeps the diff the user saw, and no job would cancel the preview.
+    const [, keptB] = await fileRows();
+    expect(keptB).toEqual(fileB);
+    const [after] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(after!.status).toBe(before!.status);
+    expect(await context.boss.getQueueSize(previewQueue)).toBe(jobsBefore);
   });
 
   it('refuses a file whose findings an analysis replaced', async () => {

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { prRuns } from '../../src/db/schema/index.ts';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { findings, patchRequestFindings, prRuns } from '../../src/db/schema/index.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
@@ -18,6 +19,7 @@ import { createApp } from '../../src/web/app.tsx';
 import {
   createGitHubTestContext,
   insertInstallation,
+  insertUser,
   owner,
   prNumber,
   repo,
@@ -79,10 +81,10 @@ async function jobState(queue: string, id: string | null) {
   return (await setup.context.boss.getJobById(queue, id!))?.state;
 }
 
-/** Runs the handler of the run's current analyze job, as a worker does. */
-async function analyze(runId: string) {
+/** Runs the handler of the run's current analyze job on attempt `retryCount`, as a worker does. */
+async function analyze(runId: string, retryCount = 0) {
   const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
-  const job = { id: run!.analyzeJobId ?? randomUUID(), data: { runId }, retryCount: 0, retryLimit: 4 };
+  const job = { id: run!.analyzeJobId ?? randomUUID(), data: { runId }, retryCount, retryLimit: 4 };
   await handleAnalyzeJob(setup.context, job as PgBoss.JobWithMetadata<AnalyzeJobData>);
 }
 
@@ -307,5 +309,58 @@ describe('run analyzed again', () => {
     expect(stored.checkRunId).not.toBe(reported.checkRunId);
     expect(stored.checkRunAnnotations).toBe(0);
     expect(stored.reportedAt).not.toBeNull();
+  });
+});
+
+// pg-boss retries an analyze job that ran past its time limit while its first handler still
+// runs, so two attempts of the same job can analyze the run at once.
+describe('overlapping analyze attempts', () => {
+  it('leave the completed run to the first', async () => {
+    await pushed(setup.git.headSha, 0);
+    const queued = await runAt(setup.git.headSha);
+
+    // Attempt 0 waits at its first git tree request, after its analysis and before it stores.
+    let releaseLate!: () => void;
+    const lateGate = new Promise<void>((resolve) => {
+      releaseLate = resolve;
+    });
+    let gatedRequests = 0;
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    octokit.hook.before('request', async (options) => {
+      if (String(options.url).includes('/git/trees/') && gatedRequests++ === 0) await lateGate;
+    });
+    const late = analyze(queued.id, 0);
+    while (gatedRequests === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+
+    await analyze(queued.id, 1);
+    const completed = await runAt(setup.git.headSha);
+    expect(completed.status).toBe('completed');
+    await report(completed.reportJobId!);
+    const stored = await setup.context.db.select().from(findings).where(eq(findings.runId, queued.id));
+    expect(stored).toHaveLength(1);
+    const user = await insertUser(setup.context);
+    const created = await createPatchRequest(setup.context.db, setup.context.boss, {
+      runId: queued.id,
+      userId: user.id,
+      findingIds: stored.map((finding) => finding.id),
+    });
+    expect(created.ok).toBe(true);
+
+    releaseLate();
+    await late;
+
+    // The findings the preview selected stay, and the run keeps its report.
+    const after = await setup.context.db.select().from(findings).where(eq(findings.runId, queued.id));
+    expect(after.map((finding) => finding.id)).toEqual(stored.map((finding) => finding.id));
+    const selected = await setup.context.db
+      .select()
+      .from(patchRequestFindings)
+      .where(eq(patchRequestFindings.patchRequestId, created.ok ? created.id : ''));
+    expect(selected).toHaveLength(1);
+    const run = await runAt(setup.git.headSha);
+    expect(run.reportJobId).toBe(completed.reportJobId);
+    expect(run.reportedAt).not.toBeNull();
+    expect(run.checkRunId).toBe(setup.fake.checkRuns[0]!.id);
+    expect(setup.fake.checkRuns).toHaveLength(1);
   });
 });

@@ -1,7 +1,7 @@
 import { createTwoFilesPatch } from 'diff';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchFiles, patchRequestFindings, patchRequests } from '../../src/db/schema/index.ts';
+import { patchFiles, patchRequestFindings, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import {
@@ -477,6 +477,27 @@ describe('preview page', () => {
     const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
     expect(stored!.status).toBe('ready');
     expect(stored!.previewJobId).toBeNull();
+  });
+
+  it('rejects regenerating on a superseded run', async () => {
+    const { request, file } = await newReadyRequest();
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.run.id));
+    try {
+      const page = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+      expect(page).toContain('<table class="diff">');
+      expect(page).not.toContain('Regenerate this file');
+
+      const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+      expect(response.status).toBe(409);
+      expect(await response.text()).toContain(
+        'This preview&#39;s run is superseded by a newer commit, so its files stay as they are',
+      );
+    } finally {
+      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run.run.id));
+    }
+    const [stored] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(stored!.status).toBe('ready');
+    expect(stored!.diff).toBe(diff);
   });
 
   it('redirects to the preview after regenerating without htmx', async () => {

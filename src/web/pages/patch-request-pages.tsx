@@ -53,7 +53,7 @@ export function patchRequestPages(
         session={session}
         request={request}
         files={files}
-        fixesBlocked={listFixBlockers(run, installation).length > 0}
+        fixesBlocked={listFixBlockers(run, installation).length > 0 || run.status !== 'completed'}
       />
     );
   };
@@ -105,6 +105,16 @@ export function patchRequestPages(
           `The findings of ${result.path} that this preview fixed were replaced when the pull ` +
             'request was analyzed again, so a new model call would get none of them. Start a ' +
             "new preview from the run's new findings.",
+        );
+      }
+      if (result.reason === 'run_not_completed') {
+        throw new AppError(
+          'conflict',
+          result.status === 'superseded'
+            ? "This preview's run is superseded by a newer commit, so its files stay as they " +
+                'are; request a new preview on the newest run.'
+            : `This preview's run is ${result.status}, so its files stay as they are; wait ` +
+                'until its analysis has completed, then start a new preview from its findings.',
         );
       }
       if (result.reason === 'cancelled') {

@@ -50,7 +50,7 @@ export const PreviewPage: FC<{
         session={session}
         request={request}
         files={files}
-        fixesBlocked={blockers.length > 0}
+        fixesBlocked={blockers.length > 0 || run.status !== 'completed'}
       />
 
       <section class="card apply">

@@ -14,8 +14,9 @@ type PatchFile = typeof patchFiles.$inferSelect;
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
  * While the request is queued or running, htmx replaces the panel every second. A run whose
- * fixes are blocked (see listFixBlockers) and a cancelled, applied or applying preview get no
- * "Regenerate this file" buttons, because the server rejects regeneration then.
+ * fixes are blocked (see listFixBlockers) or that is no longer completed, and a cancelled,
+ * applied or applying preview get no "Regenerate this file" buttons, because the server
+ * rejects regeneration then.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
