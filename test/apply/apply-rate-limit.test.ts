@@ -6,24 +6,21 @@ import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
-import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
-import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
+import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
 import { createSession } from '../../src/web/session/session-store.ts';
 import {
   createApplyTestContext,
   gitIn,
-  headText,
-  proposedText,
   readRefPattern,
   refPattern,
   requestApply,
   resetPullRequestHead,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
-import { insertReadyPatchRequest, type GitHubTestContext } from '../helpers/github-context.ts';
-import { runDueJob } from '../helpers/jobs.ts';
+import { bindApplyJobHelpers, hookPullRequestReads } from '../helpers/apply-jobs.ts';
+import type { GitHubTestContext } from '../helpers/github-context.ts';
 
 const maxWaitSeconds = 3600;
 
@@ -35,47 +32,20 @@ let cookie: string;
  * whose response is lost, or null for no lost response.
  */
 let limitAfterRefUpdate: number | null = null;
-/** Runs when the fake GitHub receives a read of the pull request, before it responds. */
-let duringPullRequestRead: (() => Promise<void>) | null = null;
+let pullRequestReads: ReturnType<typeof hookPullRequestReads>;
 
 const git = (...args: string[]) => gitIn(setup, ...args);
 
-function newRequest() {
-  return insertReadyPatchRequest(setup.context, {
-    runId: applyContext.runId,
-    userId: applyContext.user.id,
-    files: [{ path: 'app.txt', originalText: headText, proposedText }],
-    withFindings: true,
-  });
-}
-
-async function stored(id: string) {
-  const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
-  return row!;
-}
-
-/** Returns the apply jobs of the patch request, oldest first. */
-async function applyJobs(patchRequestId: string) {
-  return setup.context.database.sql<{ id: string; data: ApplyJobData; start_after: string; state: string }[]>`
-    SELECT id, data, start_after, state FROM pgboss.job
-    WHERE name = ${applyQueue} AND data->>'patchRequestId' = ${patchRequestId}
-    ORDER BY created_on, id`;
-}
-
-const runApplyJob = (jobId: string, whileActive?: () => Promise<void>) =>
-  runDueJob<ApplyJobData>(setup.context, applyQueue, jobId, (job) => handleApplyJob(setup.context, job), whileActive);
+const { newRequest, stored, applyJobs, runApplyJob, previewPage, previewJson } = bindApplyJobHelpers(() => ({
+  applyContext,
+  cookie,
+}));
 
 /** Counts the ref updates that GitHub carried out. */
 function refUpdates(since: number): number {
   return setup.fake.requests
     .slice(since)
     .filter((request) => request.method === 'PATCH' && refPattern.test(request.path)).length;
-}
-
-async function previewPage(id: string): Promise<string> {
-  const response = await applyContext.app.request(`/patch-requests/${id}`, { headers: { cookie } });
-  expect(response.status).toBe(200);
-  return response.text();
 }
 
 /** Returns the run page's list item of patch request `id` under "Earlier previews". */
@@ -86,14 +56,6 @@ async function runPageItem(id: string): Promise<string> {
   const start = page.indexOf(`<li><a href="/patch-requests/${id}">`);
   expect(start).toBeGreaterThanOrEqual(0);
   return page.slice(start, page.indexOf('</li>', start));
-}
-
-async function previewJson(id: string) {
-  const response = await applyContext.app.request(`/api/patch-requests/${id}`, {
-    headers: { authorization: `Bearer ${applyContext.user.token}` },
-  });
-  expect(response.status).toBe(200);
-  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown; otherApplyWait: unknown };
 }
 
 /** Sets the first rate-limited time of waiting apply job `job` to `minutesAgo` minutes ago. */
@@ -121,23 +83,12 @@ beforeAll(async () => {
       return { status: 502, body: { message: 'Server Error' } };
     },
   });
-  const readPullRequest = defaultRoutes.find(
-    (route) => route.method === 'GET' && route.pattern === '/repos/:owner/:repo/pulls/:pull_number',
-  )!;
-  setup.fake.addRoute({
-    ...readPullRequest,
-    async handle(context) {
-      const hook = duringPullRequestRead;
-      duringPullRequestRead = null;
-      await hook?.();
-      return readPullRequest.handle(context);
-    },
-  });
+  pullRequestReads = hookPullRequestReads(setup);
 });
 
 beforeEach(async () => {
   limitAfterRefUpdate = null;
-  duringPullRequestRead = null;
+  pullRequestReads.set(null);
   await resetPullRequestHead(setup);
 });
 
@@ -330,9 +281,9 @@ describe('apply under a long rate limit', () => {
     expect((await previewJson(request.id)).applyError).toBe(earlier);
     expect(await previewPage(request.id)).toContain(earlier);
     let duringApply: { applyError: string | null; page: string } | undefined;
-    duringPullRequestRead = async () => {
+    pullRequestReads.set(async () => {
       duringApply = { applyError: (await previewJson(request.id)).applyError, page: await previewPage(request.id) };
-    };
+    });
 
     const response = await requestApply(applyContext, request.id);
 
