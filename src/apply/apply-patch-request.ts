@@ -8,6 +8,7 @@ import {
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
@@ -253,8 +254,8 @@ export async function applyPatchRequest(
   // An API call while an apply job of the request is pending continues that job's apply. While
   // the job waits for a rate limit or for another apply's claim, a call without a mode or in the
   // job's mode returns that wait, so a press neither queues a second job nor restarts the
-  // maximum wait. A call in another mode goes on and may replace the job, and so may a call
-  // while the job runs, but both keep the job's first rate-limited time.
+  // maximum wait. A call in another mode goes on and replaces the job: it keeps the job's first
+  // rate-limited time, and cancels the job when it fails. A call while the job runs goes on too.
   const pending = input.job ? null : await findPendingApplyJob(context, request);
   const replacesPendingJob =
     pending !== null && input.mode !== undefined && input.mode !== (pending.mode ?? defaultMode);
@@ -413,8 +414,20 @@ export async function applyPatchRequest(
       );
     }
   } catch (error) {
-    // Releasing the claim starts a job that waits for it.
-    const endClaim = (_failure: unknown) => releaseApplyClaim(context, request.id, {}, logger);
+    // A call that replaces the pending job cancels it when it fails. Otherwise releasing the
+    // claim starts a job that waits for it.
+    const endClaim = (failure: unknown) =>
+      releaseApplyClaim(
+        context,
+        request.id,
+        replacesPendingJob
+          ? {
+              cancelPendingJob: (pendingJob) =>
+                `The apply as ${mode} replaced ${pendingJob}, and failed: ${safeErrorMessage(failure)}`,
+            }
+          : {},
+        logger,
+      );
     const rateLimit = asInstallationUnavailable(error) ? null : asGitHubRateLimit(error);
     if (rateLimit) {
       // The claim is released after the next job is queued, which replaces the pending job, so

@@ -1,7 +1,8 @@
 // An apply that GitHub rate-limits for longer than Octokit waits in the process gets 202 and
 // continues in an apply job that starts once the limit lifts, without writing a fix twice.
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { sharedFixDiffWorker } from '../../src/analysis/diff-worker.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
@@ -63,6 +64,31 @@ async function rateLimitedSinceAgo(job: { id: string; data: ApplyJobData }, minu
   const data: ApplyJobData = { ...job.data, rateLimitedSince: Date.now() - minutesAgo * 60_000 };
   await setup.context.database.sql`
     UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${job.id}`;
+}
+
+/**
+ * Checks that apply job `jobId`, which waited for a rate limit, was cancelled because an apply as
+ * suggestions replaced it and failed with `failure`, and that the pages show that error and no
+ * wait.
+ */
+async function expectReplacedJobCancelled(patchRequestId: string, jobId: string, failure: string) {
+  expect((await applyJobs(patchRequestId)).map((candidate) => candidate.id)).toEqual([jobId]);
+  expect((await setup.context.boss.getJobById(applyQueue, jobId))!.state).toBe('cancelled');
+  const current = await stored(patchRequestId);
+  const applyError =
+    'The apply as suggestions replaced the apply job that waited for a GitHub rate limit, and ' +
+    `failed: ${failure}`;
+  expect(current.applyError).toBe(applyError);
+  expect(current.applyRateLimitedUntil).toBeNull();
+  expect(current.applyStartedAt).toBeNull();
+  expect(current.appliedAt).toBeNull();
+  const json = await previewJson(patchRequestId);
+  expect(json.applyError).toBe(applyError);
+  expect(json.rateLimitWait).toBeNull();
+  const page = await previewPage(patchRequestId);
+  expect(page).toContain('The apply as suggestions replaced the apply job that waited for a GitHub rate limit');
+  expect(page).not.toContain('waits for a GitHub rate limit');
+  expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
 }
 
 beforeAll(async () => {
@@ -242,12 +268,29 @@ describe('apply under a long rate limit', () => {
     expect(response.status).toBe(503);
     const body = (await response.json()) as { error: { message: string; rateLimitedUntil: string } };
     expect(body.error.message).toMatch(/later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\)/);
-    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
-    const current = await stored(request.id);
-    expect(current.applyJobId).toBe(job!.id);
-    expect(current.appliedAt).toBeNull();
-    // Leaves no pending apply job for the suspend in a later test.
-    await setup.context.boss.cancel(applyQueue, job!.id);
+    await expectReplacedJobCancelled(request.id, job!.id, body.error.message);
+  });
+
+  it('cancels the waiting job when another mode fails', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id, { mode: 'commit' })).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    const reviews = setup.fake.reviews.length;
+    const diff = vi.spyOn(sharedFixDiffWorker, 'structuredPatch').mockResolvedValueOnce({ status: 'timed_out' });
+
+    let response;
+    try {
+      response = await requestApply(applyContext, request.id, { mode: 'suggestions' });
+    } finally {
+      diff.mockRestore();
+    }
+
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toMatch(/^The diff for the suggestions on app\.txt did not finish within 30 s/);
+    await expectReplacedJobCancelled(request.id, job!.id, body.error.message);
+    expect(setup.fake.reviews).toHaveLength(reviews);
   });
 
   it('ends a waiting job after a press in another mode applied', async () => {
