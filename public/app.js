@@ -5,7 +5,7 @@
   'use strict';
 
   // Returns one sentence about an apply response: the error message, the wait for a GitHub rate
-  // limit, or what was applied.
+  // limit or for another apply, or what was applied.
   // The same wording is in src/web/views/apply-result.ts for browsers without JavaScript.
   function describeApplyResult(httpStatus, data) {
     if (!data || typeof data !== 'object') return null;
@@ -16,6 +16,12 @@
       return (
         'GitHub rate-limits this installation until ' + data.rateLimitedUntil +
         '; the apply continues then.'
+      );
+    }
+    if (data.status === 'waiting' && typeof data.otherApplyWaitUntil === 'string') {
+      return (
+        'Another apply of this preview is in progress. Unless it succeeds, this apply continues ' +
+        'when it ends, by ' + data.otherApplyWaitUntil + ' at the latest.'
       );
     }
     if (!Array.isArray(data.files)) return null;

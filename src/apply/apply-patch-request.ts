@@ -1,6 +1,6 @@
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
-import { applyModes, patchFiles, patchRequests, type ApplyMode } from '../db/schema/index.ts';
+import { applyModes, patchFiles, patchRequests, prRuns, type ApplyMode } from '../db/schema/index.ts';
 import {
   asInstallationUnavailable,
   findInstallationUnavailable,
@@ -9,6 +9,7 @@ import {
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
@@ -19,7 +20,8 @@ import {
 } from '../runs/pull-request-closed.ts';
 import { queueApplyAfterRateLimit, type ApplyWaiting } from './apply-rate-limit.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
-import { applyRateLimitedUntil, clearedApplyWait } from './apply-wait.ts';
+import { releaseApplyClaim } from './apply-claim-release.ts';
+import { clearedApplyWait, currentApplyWait, type ApplyWait } from './apply-wait.ts';
 import { BranchMovedError, commitFiles, findPushedCommit, PreviewOutdatedError } from './commit-files.ts';
 import { asGitHubRejection, describeGitHubRejection } from './github-rejection.ts';
 import {
@@ -134,6 +136,13 @@ async function findPendingApplyJob(
   };
 }
 
+/** Returns the response to an apply call while the request's apply job waits with `wait`. */
+function waitingResult(id: string, wait: ApplyWait): ApplyWaiting {
+  const until = wait.until.toISOString();
+  if (wait.reason === 'rate_limit') return { id, status: 'waiting', rateLimitedUntil: until };
+  return { id, status: 'waiting', otherApplyWaitUntil: until };
+}
+
 function storedResult(request: StoredRequest, files: string[]): ApplyResult {
   return {
     id: request.id,
@@ -242,24 +251,29 @@ export async function applyPatchRequest(
       `Patch request ${request.id} has no ready file to apply.`,
     );
   }
-  // An API call while an apply job of the request is pending continues that job's apply. It
-  // returns the job's rate limit wait, so a press neither queues a second job nor restarts the
-  // maximum wait. A call in another mode goes on and may replace the job, and so may a call
-  // while the job runs, but both keep the job's first rate-limited time.
-  const pending = input.job ? null : await findPendingApplyJob(context, request);
-  const rateLimitedUntil = applyRateLimitedUntil(request);
-  if (pending && rateLimitedUntil && (input.mode === undefined || input.mode === pending.mode)) {
-    logger.info(
-      { event: 'apply.waiting', applyJobId: request.applyJobId, rateLimitedUntil: rateLimitedUntil.toISOString() },
-      'an apply job of the patch request waits for a GitHub rate limit, so nothing is queued',
-    );
-    return { id: request.id, status: 'waiting', rateLimitedUntil: rateLimitedUntil.toISOString() };
-  }
-
   const { run } = request;
   const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
   // The stored head decides until GitHub's current pull request is read after the claim.
-  let mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
+  const defaultMode: ApplyMode = sameRepository ? 'commit' : 'suggestions';
+  let mode = input.mode ?? defaultMode;
+
+  // An API call while an apply job of the request is pending continues that job's apply. While
+  // the job waits for a rate limit or for another apply's claim, a call without a mode or in the
+  // job's mode returns that wait, so a press neither queues a second job nor restarts the
+  // maximum wait. A call in another mode goes on and replaces the job: it keeps the job's first
+  // rate-limited time, and cancels the job when it fails. A call while the job runs goes on too.
+  const pending = input.job ? null : await findPendingApplyJob(context, request);
+  const replacesPendingJob =
+    pending !== null && input.mode !== undefined && input.mode !== (pending.mode ?? defaultMode);
+  const wait = currentApplyWait(request);
+  if (pending && wait && !replacesPendingJob) {
+    logger.info(
+      { event: 'apply.waiting', applyJobId: request.applyJobId, reason: wait.reason, until: wait.until.toISOString() },
+      'an apply job of the patch request waits, so nothing is queued',
+    );
+    return waitingResult(request.id, wait);
+  }
+
   if (mode === 'commit' && run.headRepository === '') throw deletedHeadRejection();
   if (mode === 'commit' && !sameRepository) throw forkRejection(run.headRepository);
   // A call that died may have pushed its commit, which supersedes the run through its
@@ -406,85 +420,66 @@ export async function applyPatchRequest(
       );
     }
   } catch (error) {
-    await context.db
-      .update(patchRequests)
-      .set({ applyStartedAt: null })
-      .where(eq(patchRequests.id, request.id));
-    if (error instanceof ApplyRejectedError) {
-      logger.warn({ event: 'apply.pull_request_changed', error: error.message }, 'apply rejected');
-      throw error;
-    }
-    if (error instanceof BranchMovedError) {
-      logger.warn({ event: 'apply.branch_moved', error: error.message }, 'apply rejected');
-      throw new ApplyRejectedError('conflict', movedMessage(request.id, error.message));
-    }
-    if (error instanceof PreviewOutdatedError) {
-      logger.warn({ event: 'apply.preview_outdated', error: error.message }, 'apply rejected');
-      throw new ApplyRejectedError('conflict', error.message);
-    }
-    if (error instanceof SuggestionDiffError) {
-      logger.warn({ event: 'apply.diff_failed', error: error.message }, 'apply failed');
-      throw new ApplyRejectedError('service_unavailable', error.message);
-    }
-    const unavailable = asInstallationUnavailable(error);
-    if (unavailable) {
-      const recorded = await recordInstallationUnavailable(context.db, unavailable);
-      logger.warn(
-        { event: 'apply.installation_unavailable', reason: unavailable.reason },
-        'apply rejected',
-      );
-      throw unavailableRejection(recorded);
-    }
-    const rateLimit = asGitHubRateLimit(error);
-    if (rateLimit) {
-      const { job } = input;
-      return queueApplyAfterRateLimit(
+    // A call that replaces the pending job cancels it when it fails. Otherwise releasing the
+    // claim starts a job that waits for it.
+    const endClaim = (failure: unknown) =>
+      releaseApplyClaim(
         context,
-        {
-          patchRequestId: request.id,
-          userId: input.userId,
-          mode: input.mode,
-          job,
-          rateLimitedSince: pending?.rateLimitedSince,
-        },
-        rateLimit,
-        error,
+        request.id,
+        replacesPendingJob
+          ? {
+              cancelPendingJob: (pendingJob) =>
+                `The apply as ${mode} replaced ${pendingJob}, and failed: ${safeErrorMessage(failure)}`,
+            }
+          : {},
         logger,
       );
+    const rateLimit = asInstallationUnavailable(error) ? null : asGitHubRateLimit(error);
+    if (rateLimit) {
+      // The claim is released after the next job is queued, which replaces the pending job, so
+      // that job is not started for nothing.
+      let waiting: ApplyWaiting;
+      try {
+        waiting = await queueApplyAfterRateLimit(
+          context,
+          {
+            patchRequestId: request.id,
+            userId: input.userId,
+            mode: input.mode,
+            job: input.job,
+            rateLimitedSince: pending?.rateLimitedSince,
+          },
+          rateLimit,
+          error,
+          logger,
+        );
+      } catch (queueError) {
+        await endClaim(queueError);
+        throw queueError;
+      }
+      await releaseApplyClaim(context, request.id, {}, logger);
+      return waiting;
     }
-    // NOTE: Octokit reuses an installation token for up to 59 minutes. Whether GitHub extends a
-    // token issued before an owner accepted new permissions is unverified, so a retry soon
-    // after granting Contents: write may be rejected again until the token is renewed.
-    const rejection = asGitHubRejection(error);
-    if (rejection) {
-      logger.warn(
-        { event: 'apply.github_rejected', mode, github: rejection },
-        'apply rejected by GitHub',
-      );
-      const message = describeGitHubRejection(rejection, {
-        patchRequestId: request.id,
-        repository: run.repository,
-        headSha: run.headSha,
-        mode,
-      });
-      throw new ApplyRejectedError('bad_gateway', message, { github: rejection });
+    let failure: unknown = error;
+    try {
+      failure = await toApplyFailure(context, error, { request, mode }, logger);
+    } finally {
+      await endClaim(failure);
     }
-    throw error;
+    throw failure;
   }
 
   const appliedAt = new Date();
-  await context.db
-    .update(patchRequests)
-    .set({
-      applyMode: mode,
-      appliedAt,
-      appliedCommitSha: outcome.commitSha,
-      appliedReviewId: outcome.reviewId,
-      applyStartedAt: null,
-      ...clearedApplyWait,
-      applyError: null,
-    })
-    .where(eq(patchRequests.id, request.id));
+  // A job that waits for this claim starts now and ends without writing.
+  const values = {
+    applyMode: mode,
+    appliedAt,
+    appliedCommitSha: outcome.commitSha,
+    appliedReviewId: outcome.reviewId,
+    ...clearedApplyWait,
+    applyError: null,
+  };
+  await releaseApplyClaim(context, request.id, { values }, logger);
   return {
     id: request.id,
     mode,
@@ -493,4 +488,63 @@ export async function applyPatchRequest(
     files: paths,
     alreadyApplied: false,
   };
+}
+
+/**
+ * Converts an error that ended an apply after its claim into the error to throw, and logs it.
+ * Known failures become ApplyRejectedError, and an installation that GitHub reports suspended
+ * or uninstalled is recorded as such. Other errors are returned as they are. A rate limit does
+ * not get here, because it queues an apply job instead.
+ */
+async function toApplyFailure(
+  context: AppContext,
+  error: unknown,
+  apply: { request: StoredRequest & { run: typeof prRuns.$inferSelect }; mode: ApplyMode },
+  logger: Logger,
+): Promise<unknown> {
+  const { request, mode } = apply;
+  const { run } = request;
+  if (error instanceof ApplyRejectedError) {
+    logger.warn({ event: 'apply.pull_request_changed', error: error.message }, 'apply rejected');
+    return error;
+  }
+  if (error instanceof BranchMovedError) {
+    logger.warn({ event: 'apply.branch_moved', error: error.message }, 'apply rejected');
+    return new ApplyRejectedError('conflict', movedMessage(request.id, error.message));
+  }
+  if (error instanceof PreviewOutdatedError) {
+    logger.warn({ event: 'apply.preview_outdated', error: error.message }, 'apply rejected');
+    return new ApplyRejectedError('conflict', error.message);
+  }
+  if (error instanceof SuggestionDiffError) {
+    logger.warn({ event: 'apply.diff_failed', error: error.message }, 'apply failed');
+    return new ApplyRejectedError('service_unavailable', error.message);
+  }
+  const unavailable = asInstallationUnavailable(error);
+  if (unavailable) {
+    const recorded = await recordInstallationUnavailable(context.db, unavailable);
+    logger.warn(
+      { event: 'apply.installation_unavailable', reason: unavailable.reason },
+      'apply rejected',
+    );
+    return unavailableRejection(recorded);
+  }
+  // NOTE: Octokit reuses an installation token for up to 59 minutes. Whether GitHub extends a
+  // token issued before an owner accepted new permissions is unverified, so a retry soon
+  // after granting Contents: write may be rejected again until the token is renewed.
+  const rejection = asGitHubRejection(error);
+  if (rejection) {
+    logger.warn(
+      { event: 'apply.github_rejected', mode, github: rejection },
+      'apply rejected by GitHub',
+    );
+    const message = describeGitHubRejection(rejection, {
+      patchRequestId: request.id,
+      repository: run.repository,
+      headSha: run.headSha,
+      mode,
+    });
+    return new ApplyRejectedError('bad_gateway', message, { github: rejection });
+  }
+  return error;
 }

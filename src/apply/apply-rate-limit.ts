@@ -9,11 +9,23 @@ import type { Logger } from '../logger.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { clearedApplyWait } from './apply-wait.ts';
 
-/** An apply that GitHub rate-limited, and when the apply job that continues it starts. */
-export interface ApplyWaiting {
+/**
+ * An apply whose job waits, and when that job starts: `rateLimitedUntil` when GitHub
+ * rate-limited the apply. `otherApplyWaitUntil` is the latest start of a job that waits for the
+ * claim of another apply of the patch request.
+ */
+export type ApplyWaiting = RateLimitedApply | ApplyWaitingForClaim;
+
+export interface RateLimitedApply {
   id: string;
   status: 'waiting';
   rateLimitedUntil: string;
+}
+
+export interface ApplyWaitingForClaim {
+  id: string;
+  status: 'waiting';
+  otherApplyWaitUntil: string;
 }
 
 /**
@@ -41,7 +53,7 @@ export async function queueApplyAfterRateLimit(
   rateLimit: GitHubRateLimit,
   error: unknown,
   logger: Logger,
-): Promise<ApplyWaiting> {
+): Promise<RateLimitedApply> {
   const { patchRequestId, job } = target;
   const since = job ? job.data.rateLimitedSince : target.rateLimitedSince;
   const data: ApplyJobData = {

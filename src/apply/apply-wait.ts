@@ -11,7 +11,8 @@ export const clearedApplyWait = { applyRateLimitedUntil: null, applyClaimWaitUnt
 
 /**
  * An apply job that waits to start: for a GitHub rate limit to lift (`rate_limit`), or for the
- * claim of another call to go stale (`other_apply`). `until` is the job's start time.
+ * claim of another call to end (`other_apply`). `until` is the job's start time, which the end
+ * of that claim moves to the time it ended.
  */
 export interface ApplyWait {
   reason: 'rate_limit' | 'other_apply';
@@ -49,7 +50,7 @@ export function describeApplyWait(wait: ApplyWait, now = new Date()): { before: 
     return {
       before:
         'Applying waits for another apply of this preview that started first. Unless that ' +
-        'apply succeeds, this one continues by itself at',
+        'apply succeeds, this one continues by itself as soon as it ends, and at the latest at',
       after: '.',
     };
   }

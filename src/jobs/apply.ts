@@ -37,7 +37,7 @@ export const applyQueueOptions = {
  * recorded and not written again. A rejection, such as a moved branch or a closed pull request,
  * is stored as the patch request's `applyError` and ends the job without a retry. Another rate
  * limit queues the next job (see `queueApplyAfterRateLimit`), and so does a claim of another
- * call, for when that claim goes stale (see `continueAfterClaim`).
+ * call, for when that claim is released or goes stale (see `continueAfterClaim`).
  */
 export async function handleApplyJob(
   context: AppContext,
@@ -72,6 +72,12 @@ export async function handleApplyJob(
         { event: 'job.apply.completed', status: 'waiting', rateLimitedUntil: result.rateLimitedUntil },
         'apply continues in a new job when the GitHub rate limit lifts',
       );
+    } else if ('otherApplyWaitUntil' in result) {
+      // Only API calls get the wait of a pending job, so a job does not get here.
+      logger.info(
+        { event: 'job.apply.completed', status: 'waiting', otherApplyWaitUntil: result.otherApplyWaitUntil },
+        'apply continues in another job',
+      );
     } else {
       logger.info({ event: 'job.apply.completed', status: 'applied', mode: result.mode }, 'apply finished');
     }
@@ -101,9 +107,10 @@ export async function handleApplyJob(
 /**
  * Queues an apply job that starts one second after `claimStaleAt`, when an apply job met the
  * claim of another call, and stores its id and start time on the patch request, so the pages
- * show the wait. Nothing is queued when job
- * `jobId` no longer owns the request: it was applied, another job replaced this one, or a
- * suspend, close or regeneration stored an apply error.
+ * show the wait. The call that releases the claim starts that job at once (see
+ * `releaseApplyClaim`), and so does this function when the claim was released before its
+ * transaction. Nothing is queued when job `jobId` no longer owns the request: it was applied,
+ * another job replaced this one, or a suspend, close or regeneration stored an apply error.
  */
 async function continueAfterClaim(
   context: AppContext,
@@ -112,7 +119,7 @@ async function continueAfterClaim(
   claimStaleAt: Date,
   logger: Logger,
 ): Promise<void> {
-  const startAfter = new Date(claimStaleAt.getTime() + 1000);
+  let startAfter = new Date(claimStaleAt.getTime() + 1000);
   const nextJobId = await context.db.transaction(async (tx) => {
     const [request] = await tx
       .select()
@@ -122,6 +129,8 @@ async function continueAfterClaim(
     if (!request || request.appliedAt || request.applyError !== null || request.applyJobId !== jobId) {
       return null;
     }
+    // The row lock orders this after a release, which would find no job to start.
+    if (request.applyStartedAt === null) startAfter = new Date();
     const id = await context.boss.send(applyQueue, data, { startAfter, db: transactionDb(tx) });
     await tx
       .update(patchRequests)

@@ -1,29 +1,27 @@
 // An apply that GitHub rate-limits for longer than Octokit waits in the process gets 202 and
 // continues in an apply job that starts once the limit lifts, without writing a fix twice.
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { sharedFixDiffWorker } from '../../src/analysis/diff-worker.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
-import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
-import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
+import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
 import { createSession } from '../../src/web/session/session-store.ts';
 import {
   createApplyTestContext,
   gitIn,
-  headText,
-  proposedText,
   readRefPattern,
   refPattern,
   requestApply,
   resetPullRequestHead,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
-import { insertReadyPatchRequest, type GitHubTestContext } from '../helpers/github-context.ts';
-import { runDueJob } from '../helpers/jobs.ts';
+import { bindApplyJobHelpers, hookPullRequestReads } from '../helpers/apply-jobs.ts';
+import type { GitHubTestContext } from '../helpers/github-context.ts';
 
 const maxWaitSeconds = 3600;
 
@@ -35,47 +33,20 @@ let cookie: string;
  * whose response is lost, or null for no lost response.
  */
 let limitAfterRefUpdate: number | null = null;
-/** Runs when the fake GitHub receives a read of the pull request, before it responds. */
-let duringPullRequestRead: (() => Promise<void>) | null = null;
+let pullRequestReads: ReturnType<typeof hookPullRequestReads>;
 
 const git = (...args: string[]) => gitIn(setup, ...args);
 
-function newRequest() {
-  return insertReadyPatchRequest(setup.context, {
-    runId: applyContext.runId,
-    userId: applyContext.user.id,
-    files: [{ path: 'app.txt', originalText: headText, proposedText }],
-    withFindings: true,
-  });
-}
-
-async function stored(id: string) {
-  const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
-  return row!;
-}
-
-/** Returns the apply jobs of the patch request, oldest first. */
-async function applyJobs(patchRequestId: string) {
-  return setup.context.database.sql<{ id: string; data: ApplyJobData; start_after: string; state: string }[]>`
-    SELECT id, data, start_after, state FROM pgboss.job
-    WHERE name = ${applyQueue} AND data->>'patchRequestId' = ${patchRequestId}
-    ORDER BY created_on, id`;
-}
-
-const runApplyJob = (jobId: string, whileActive?: () => Promise<void>) =>
-  runDueJob<ApplyJobData>(setup.context, applyQueue, jobId, (job) => handleApplyJob(setup.context, job), whileActive);
+const { newRequest, stored, applyJobs, runApplyJob, previewPage, previewJson } = bindApplyJobHelpers(() => ({
+  applyContext,
+  cookie,
+}));
 
 /** Counts the ref updates that GitHub carried out. */
 function refUpdates(since: number): number {
   return setup.fake.requests
     .slice(since)
     .filter((request) => request.method === 'PATCH' && refPattern.test(request.path)).length;
-}
-
-async function previewPage(id: string): Promise<string> {
-  const response = await applyContext.app.request(`/patch-requests/${id}`, { headers: { cookie } });
-  expect(response.status).toBe(200);
-  return response.text();
 }
 
 /** Returns the run page's list item of patch request `id` under "Earlier previews". */
@@ -88,19 +59,36 @@ async function runPageItem(id: string): Promise<string> {
   return page.slice(start, page.indexOf('</li>', start));
 }
 
-async function previewJson(id: string) {
-  const response = await applyContext.app.request(`/api/patch-requests/${id}`, {
-    headers: { authorization: `Bearer ${applyContext.user.token}` },
-  });
-  expect(response.status).toBe(200);
-  return (await response.json()) as { applyError: string | null; rateLimitWait: unknown; otherApplyWait: unknown };
-}
-
 /** Sets the first rate-limited time of waiting apply job `job` to `minutesAgo` minutes ago. */
 async function rateLimitedSinceAgo(job: { id: string; data: ApplyJobData }, minutesAgo: number) {
   const data: ApplyJobData = { ...job.data, rateLimitedSince: Date.now() - minutesAgo * 60_000 };
   await setup.context.database.sql`
     UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${job.id}`;
+}
+
+/**
+ * Checks that apply job `jobId`, which waited for a rate limit, was cancelled because an apply as
+ * suggestions replaced it and failed with `failure`, and that the pages show that error and no
+ * wait.
+ */
+async function expectReplacedJobCancelled(patchRequestId: string, jobId: string, failure: string) {
+  expect((await applyJobs(patchRequestId)).map((candidate) => candidate.id)).toEqual([jobId]);
+  expect((await setup.context.boss.getJobById(applyQueue, jobId))!.state).toBe('cancelled');
+  const current = await stored(patchRequestId);
+  const applyError =
+    'The apply as suggestions replaced the apply job that waited for a GitHub rate limit, and ' +
+    `failed: ${failure}`;
+  expect(current.applyError).toBe(applyError);
+  expect(current.applyRateLimitedUntil).toBeNull();
+  expect(current.applyStartedAt).toBeNull();
+  expect(current.appliedAt).toBeNull();
+  const json = await previewJson(patchRequestId);
+  expect(json.applyError).toBe(applyError);
+  expect(json.rateLimitWait).toBeNull();
+  const page = await previewPage(patchRequestId);
+  expect(page).toContain('The apply as suggestions replaced the apply job that waited for a GitHub rate limit');
+  expect(page).not.toContain('waits for a GitHub rate limit');
+  expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
 }
 
 beforeAll(async () => {
@@ -121,23 +109,12 @@ beforeAll(async () => {
       return { status: 502, body: { message: 'Server Error' } };
     },
   });
-  const readPullRequest = defaultRoutes.find(
-    (route) => route.method === 'GET' && route.pattern === '/repos/:owner/:repo/pulls/:pull_number',
-  )!;
-  setup.fake.addRoute({
-    ...readPullRequest,
-    async handle(context) {
-      const hook = duringPullRequestRead;
-      duringPullRequestRead = null;
-      await hook?.();
-      return readPullRequest.handle(context);
-    },
-  });
+  pullRequestReads = hookPullRequestReads(setup);
 });
 
 beforeEach(async () => {
   limitAfterRefUpdate = null;
-  duringPullRequestRead = null;
+  pullRequestReads.set(null);
   await resetPullRequestHead(setup);
 });
 
@@ -291,12 +268,29 @@ describe('apply under a long rate limit', () => {
     expect(response.status).toBe(503);
     const body = (await response.json()) as { error: { message: string; rateLimitedUntil: string } };
     expect(body.error.message).toMatch(/later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\)/);
-    expect((await applyJobs(request.id)).map((candidate) => candidate.id)).toEqual([job!.id]);
-    const current = await stored(request.id);
-    expect(current.applyJobId).toBe(job!.id);
-    expect(current.appliedAt).toBeNull();
-    // Leaves no pending apply job for the suspend in a later test.
-    await setup.context.boss.cancel(applyQueue, job!.id);
+    await expectReplacedJobCancelled(request.id, job!.id, body.error.message);
+  });
+
+  it('cancels the waiting job when another mode fails', async () => {
+    const request = await newRequest();
+    setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
+    expect((await requestApply(applyContext, request.id, { mode: 'commit' })).status).toBe(202);
+    const [job] = await applyJobs(request.id);
+    const reviews = setup.fake.reviews.length;
+    const diff = vi.spyOn(sharedFixDiffWorker, 'structuredPatch').mockResolvedValueOnce({ status: 'timed_out' });
+
+    let response;
+    try {
+      response = await requestApply(applyContext, request.id, { mode: 'suggestions' });
+    } finally {
+      diff.mockRestore();
+    }
+
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toMatch(/^The diff for the suggestions on app\.txt did not finish within 30 s/);
+    await expectReplacedJobCancelled(request.id, job!.id, body.error.message);
+    expect(setup.fake.reviews).toHaveLength(reviews);
   });
 
   it('ends a waiting job after a press in another mode applied', async () => {
@@ -330,9 +324,9 @@ describe('apply under a long rate limit', () => {
     expect((await previewJson(request.id)).applyError).toBe(earlier);
     expect(await previewPage(request.id)).toContain(earlier);
     let duringApply: { applyError: string | null; page: string } | undefined;
-    duringPullRequestRead = async () => {
+    pullRequestReads.set(async () => {
       duringApply = { applyError: (await previewJson(request.id)).applyError, page: await previewPage(request.id) };
-    };
+    });
 
     const response = await requestApply(applyContext, request.id);
 

@@ -31,6 +31,14 @@ describe('describeApplyResult', () => {
     );
   });
 
+  it('gives the latest start after another apply', () => {
+    const body = { id: 'p1', status: 'waiting', otherApplyWaitUntil: '2026-12-05T14:10:01.000Z' };
+    expect(describeApplyResult(202, body)).toBe(
+      'Another apply of this preview is in progress. Unless it succeeds, this apply continues ' +
+        'when it ends, by 2026-12-05T14:10:01.000Z at the latest.',
+    );
+  });
+
   it('returns null for other bodies', () => {
     expect(describeApplyResult(502, 'Bad Gateway')).toBeNull();
     expect(describeApplyResult(500, { error: {} })).toBeNull();

@@ -64,7 +64,8 @@ export const patchRequests = pgTable(
     applyRateLimitedUntil: timestamp({ withTimezone: true }),
     /**
      * When apply job `applyJobId` starts, which met the claim of another call and waits for that
-     * claim to go stale. Cleared when the job starts.
+     * claim to be released or go stale. A release moves it to the release time. Cleared when the
+     * job starts.
      */
     applyClaimWaitUntil: timestamp({ withTimezone: true }),
     /**

@@ -15,7 +15,9 @@ const applyBody = z.object({
 /**
  * `POST /api/patch-requests/:id/apply` with an optional body
  * `{ "mode": "commit" | "suggestions" }`. Another user's request gets 404, like a missing one.
- * An apply that GitHub rate-limits gets 202 `{ "id", "status": "waiting", "rateLimitedUntil" }`.
+ * An apply that GitHub rate-limits gets 202 `{ "id", "status": "waiting", "rateLimitedUntil" }`,
+ * and so does an apply while the request's apply job waits for a rate limit. While that job
+ * waits for another apply's claim instead, the 202 has `otherApplyWaitUntil`.
  */
 export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
@@ -53,8 +55,8 @@ export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariable
       throw error;
     }
     if (!result) throw notFound('Patch request', id);
-    // GitHub rate-limited the apply, and an apply job continues it when the limit lifts.
-    if ('rateLimitedUntil' in result) return c.json(result, 202);
+    // An apply job continues the apply when the rate limit lifts or the other apply ends.
+    if ('status' in result) return c.json(result, 202);
     return c.json(result, 200);
   });
 

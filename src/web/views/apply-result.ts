@@ -2,8 +2,8 @@ import { pickForm } from '../../text/plural.ts';
 
 /**
  * Returns one sentence about a response of the apply API: its error message, the wait for a
- * GitHub rate limit, or what was applied, or null for a body of another shape. public/app.js words it the same way for
- * browsers with JavaScript.
+ * GitHub rate limit or for another apply, or what was applied, or null for a body of another
+ * shape. public/app.js words it the same way for browsers with JavaScript.
  */
 export function describeApplyResult(httpStatus: number, data: unknown): string | null {
   if (!data || typeof data !== 'object') return null;
@@ -15,6 +15,7 @@ export function describeApplyResult(httpStatus: number, data: unknown): string |
     alreadyApplied?: unknown;
     status?: unknown;
     rateLimitedUntil?: unknown;
+    otherApplyWaitUntil?: unknown;
   };
   if (httpStatus >= 400) {
     return typeof body.error?.message === 'string' ? body.error.message : null;
@@ -23,6 +24,12 @@ export function describeApplyResult(httpStatus: number, data: unknown): string |
     return (
       `GitHub rate-limits this installation until ${body.rateLimitedUntil}; ` +
       'the apply continues then.'
+    );
+  }
+  if (body.status === 'waiting' && typeof body.otherApplyWaitUntil === 'string') {
+    return (
+      'Another apply of this preview is in progress. Unless it succeeds, this apply continues ' +
+      `when it ends, by ${body.otherApplyWaitUntil} at the latest.`
     );
   }
   if (!Array.isArray(body.files)) return null;
