@@ -30,6 +30,7 @@ export type RegenerateFileResult =
   | { ok: false; reason: 'not_found' }
   | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
   | { ok: false; reason: 'findings_gone'; path: string }
+  | { ok: false; reason: 'superseded' }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
   | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
 
@@ -39,7 +40,8 @@ export type RegenerateFileResult =
  * pending without its result, sets the request back to running and sends a preview job.
  * runPreview then calls the model only for that file, because it skips ready and failed files.
  * Nothing changes when the run's installation is suspended or deleted, when its pull request
- * is closed, or when an analysis since the preview replaced the file's findings. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
+ * is closed, when a newer commit superseded the run, or when an analysis since the preview
+ * replaced the file's findings. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
  * with a message in the request's `applyError`, because it would apply the new text, which the
  * user has not seen.
  */
@@ -62,6 +64,9 @@ export async function regeneratePatchFile(
     // preview stays so after the installation is active or the pull request open again.
     const unavailable = await findInstallationUnavailable(tx, owned.installationId);
     const closed = await findPullRequestClosed(tx, owned.runId);
+    // findPullRequestClosed holds a share lock on the run, so a push cannot supersede it until
+    // this transaction ends.
+    const [run] = await tx.select({ status: prRuns.status }).from(prRuns).where(eq(prRuns.id, owned.runId));
 
     // The row lock keeps two clicks from queueing two jobs for the same request.
     const [request] = await tx
@@ -93,6 +98,9 @@ export async function regeneratePatchFile(
     }
     if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
     if (closed) return { ok: false, reason: 'pull_request_closed', error: closed };
+    // The preview job cancels a request of a superseded run, which would leave the file
+    // without the result that this reset deletes.
+    if (run?.status === 'superseded') return { ok: false, reason: 'superseded' };
     const [selected] = await tx
       .select({ findingId: patchRequestFindings.findingId })
       .from(patchRequestFindings)

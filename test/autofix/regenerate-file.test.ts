@@ -7,6 +7,7 @@ import {
   installations,
   patchFiles,
   patchRequests,
+  prRuns,
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
@@ -227,6 +228,29 @@ describe('regeneratePatchFile', () => {
     expect(result).toEqual({ ok: false, reason: 'findings_gone', path: 'src/b.ts' });
     const [, keptB] = await fileRows();
     expect(keptB).toEqual(fileB);
+    const [after] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(after!.status).toBe(before!.status);
+    expect(await context.boss.getQueueSize(previewQueue)).toBe(jobsBefore);
+  });
+
+  it('rejects a file of a superseded run', async () => {
+    const [fileA] = await fileRows();
+    const [before] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    const jobsBefore = await context.boss.getQueueSize(previewQueue);
+    // A push to the pull request supersedes the run, and the preview job would cancel the request.
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, setup.runId));
+    try {
+      const result = await regeneratePatchFile(context.db, context.boss, {
+        userId,
+        patchRequestId,
+        fileId: fileA!.id,
+      });
+      expect(result).toEqual({ ok: false, reason: 'superseded' });
+    } finally {
+      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, setup.runId));
+    }
+    const [keptA] = await fileRows();
+    expect(keptA).toEqual(fileA);
     const [after] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(after!.status).toBe(before!.status);
     expect(await context.boss.getQueueSize(previewQueue)).toBe(jobsBefore);

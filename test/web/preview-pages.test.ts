@@ -54,18 +54,21 @@ function post(path: string, fields: Record<string, string | string[]>, htmx = fa
   });
 }
 
-/** Inserts a ready preview of src/a.ts that fixes the file's findings unless `linked` is false. */
-async function newReadyRequest(linked = true) {
+/**
+ * Inserts a ready preview of src/a.ts on `ofRun` (the shared run by default) that fixes the
+ * file's findings unless `linked` is false.
+ */
+async function newReadyRequest(linked = true, ofRun = run) {
   const [request] = await context.db
     .insert(patchRequests)
-    .values({ runId: run.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
+    .values({ runId: ofRun.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
     .returning();
   const [file] = await context.db
     .insert(patchFiles)
     .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff, provider: 'groq', model: 'llama' })
     .returning();
   if (linked) {
-    const ofFile = run.findings.filter((finding) => finding.path === 'src/a.ts');
+    const ofFile = ofRun.findings.filter((finding) => finding.path === 'src/a.ts');
     await context.db
       .insert(patchRequestFindings)
       .values(ofFile.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
@@ -434,6 +437,31 @@ describe('preview page', () => {
     const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
     expect(stored!.status).toBe('ready');
     expect(stored!.previewJobId).toBeNull();
+  });
+
+  it('rejects regenerating on a superseded run', async () => {
+    const older = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      status: 'superseded',
+      findings: [{ path: 'src/a.ts', line: 2 }],
+    });
+    const { request, file } = await newReadyRequest(true, older);
+
+    const page = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(page).toContain('<p class="notice superseded">');
+    expect(page).toContain('<table class="diff">');
+    expect(page).not.toContain('Regenerate this file');
+
+    const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+    expect(response.status).toBe(409);
+    expect(await response.text()).toContain(
+      'This preview&#39;s run is superseded by a newer commit, so its files cannot be regenerated.',
+    );
+    const [stored] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(stored!.status).toBe('ready');
+    expect(stored!.diff).toBe(diff);
+    const [storedRequest] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(storedRequest!.previewJobId).toBeNull();
   });
 
   it('redirects to the preview after regenerating without htmx', async () => {

@@ -55,6 +55,7 @@ export function patchRequestPages(
         request={request}
         files={files}
         fixesBlocked={listFixBlockers(run, installation).length > 0}
+        runSuperseded={run.status === 'superseded'}
       />
     );
   };
@@ -106,6 +107,13 @@ export function patchRequestPages(
           `The findings of ${result.path} that this preview fixed were replaced when the pull ` +
             'request was analyzed again, so a new model call would get none of them. Start a ' +
             "new preview from the run's new findings.",
+        );
+      }
+      if (result.reason === 'superseded') {
+        throw new AppError(
+          'conflict',
+          "This preview's run is superseded by a newer commit, so its files cannot be " +
+            'regenerated. Start a new preview from the newest run of the pull request.',
         );
       }
       if (result.reason === 'cancelled') {

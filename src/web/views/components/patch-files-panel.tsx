@@ -13,20 +13,22 @@ type PatchFile = typeof patchFiles.$inferSelect;
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
  * While the request is queued or running, htmx replaces the panel every second. A run whose
- * fixes are blocked (see listFixBlockers) and a cancelled, applied or applying preview get no
- * "Regenerate this file" buttons, because the server rejects regeneration then.
+ * fixes are blocked (see listFixBlockers), a superseded run and a cancelled, applied or applying
+ * preview get no "Regenerate this file" buttons, because the server rejects regeneration then.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
   request: PatchRequest;
   files: PatchFile[];
   fixesBlocked: boolean;
-}> = ({ session, request, files, fixesBlocked }) => {
+  runSuperseded: boolean;
+}> = ({ session, request, files, fixesBlocked, runSuperseded }) => {
   const active = isPatchRequestActive(request.status);
   const canRegenerate =
     !active &&
     request.status !== 'cancelled' &&
     !fixesBlocked &&
+    !runSuperseded &&
     request.appliedAt === null &&
     request.applyStartedAt === null;
   return (
