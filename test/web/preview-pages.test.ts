@@ -162,6 +162,25 @@ describe('run page', () => {
   });
 });
 
+describe('earlier previews', () => {
+  it('labels an applied preview', async () => {
+    const { request: applied } = await newReadyRequest();
+    const { request: notApplied } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ appliedAt: new Date(), applyMode: 'commit', appliedCommitSha: 'abc1234def5678' })
+      .where(eq(patchRequests.id, applied.id));
+
+    const html = await (await app.request(`/runs/${run.run.id}`, { headers: { cookie: user.cookie } })).text();
+    const itemOf = (id: string) => html.slice(html.indexOf(`href="/patch-requests/${id}"`)).split('</li>')[0]!;
+    expect(itemOf(applied.id)).toContain(
+      '<span class="badge status-ready">ready</span> <span class="badge status-applied">applied</span>',
+    );
+    expect(itemOf(notApplied.id)).toContain('<span class="badge status-ready">ready</span>');
+    expect(itemOf(notApplied.id)).not.toContain('status-applied');
+  });
+});
+
 describe('repeated "Preview fix"', () => {
   async function newRun() {
     return createRunWithFindings(context.db, {
