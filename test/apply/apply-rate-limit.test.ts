@@ -2,6 +2,7 @@
 // continues in an apply job that starts once the limit lifts, without writing a fix twice.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
@@ -357,6 +358,7 @@ describe('apply under a long rate limit', () => {
       userId: applyContext.user.id,
       patchRequestId: request.id,
       fileId: file!.id,
+      payment: await loadPreviewPayment(setup.context, applyContext.user.id),
     });
 
     expect(result).toEqual({ ok: true, path: 'app.txt', generation: 1, cancelledApplyJobId: job!.id });
