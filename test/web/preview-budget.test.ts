@@ -141,7 +141,11 @@ describe('preview form on the free plan', () => {
     expect(html).toContain('<span data-selected-estimate="true">at least</span>');
     expect(html).toContain('leaves out the file&#39;s content');
     expect(html).toContain('Your allowance has 1,000 tokens left (1,000 per period on the free plan).');
-    expect(html).toContain('3 of 4 findings in 3 files were left unchecked');
+    expect(html).toContain(
+      '3 of 4 findings in 3 files were left unchecked, because with the checked ones their calls ' +
+        'would need more than the 1,000 tokens your allowance has left. To preview them, uncheck ' +
+        'other findings, wait for the next period,',
+    );
     expect(html).toContain('data-remaining="1000"');
   });
 
@@ -190,7 +194,11 @@ describe('preview form on the free plan', () => {
     const html = await runPage(user, setup);
     expect(checkedPaths(html, setup)).toEqual([]);
     expect(selectedTokens(html)).toBe('0');
-    expect(html).toContain('4 of 4 findings in 3 files were left unchecked');
+    expect(html).toContain(
+      '4 of 4 findings in 3 files were left unchecked, because the call of each one alone would ' +
+        'need more than the 500 tokens your allowance has left. To preview them, wait for the ' +
+        'next period, move to a larger plan or add your own Groq or Gemini key on the Keys page.',
+    );
     expect(html).toContain('Your allowance has 500 tokens left');
   });
 
