@@ -18,6 +18,7 @@ import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
 import { findPullRequestClosed, type PullRequestClosedError } from '../runs/pull-request-closed.ts';
+import { findSelectionOverAllowance, type PreviewPayment, type SelectionOverAllowance } from './preview-budget.ts';
 import { isUuid } from '../runs/visible-runs.ts';
 
 export type RegenerateFileResult =
@@ -32,6 +33,7 @@ export type RegenerateFileResult =
   | { ok: false; reason: 'busy' | 'cancelled' | 'applied'; status: PatchRequestStatus }
   | { ok: false; reason: 'findings_gone'; path: string }
   | { ok: false; reason: 'run_not_completed'; status: RunStatus }
+  | { ok: false; reason: 'over_allowance'; over: SelectionOverAllowance }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
   | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
 
@@ -42,14 +44,20 @@ export type RegenerateFileResult =
  * runPreview then calls the model only for that file, because it skips ready and failed files.
  * Nothing changes when the run's installation is suspended or deleted, when its pull request
  * is closed, when the run is no longer completed (superseded by a newer commit, or queued for
- * another analysis), or when an analysis since the preview replaced the file's findings. An apply job that waits for a GitHub rate limit or for another apply is cancelled,
- * with a message in the request's `applyError`, because it would apply the new text, which the
- * user has not seen.
+ * another analysis), or when an analysis since the preview replaced the file's findings.
+ * Nothing changes either when `payment` is the allowance and the file's call, estimated as for
+ * "Preview fix", needs more than it has left. The job would fail the file then, after the reset
+ * deleted its result.
+ * An apply job that waits for a GitHub rate limit or for another apply is cancelled, with a
+ * message in the request's `applyError`, because it would apply the new text, which the user
+ * has not seen.
+ * NOTE: a call that fails for another reason, such as a provider outage, still leaves the file
+ * failed without its earlier result.
  */
 export async function regeneratePatchFile(
   db: Database,
   boss: PgBoss,
-  input: { userId: string; patchRequestId: string; fileId: string },
+  input: { userId: string; patchRequestId: string; fileId: string; payment: PreviewPayment },
 ): Promise<RegenerateFileResult> {
   if (!isUuid(input.patchRequestId) || !isUuid(input.fileId)) return { ok: false, reason: 'not_found' };
   return db.transaction(async (tx) => {
@@ -104,13 +112,17 @@ export async function regeneratePatchFile(
     if (run && run.status !== 'completed') {
       return { ok: false, reason: 'run_not_completed', status: run.status };
     }
-    const [selected] = await tx
+    const selected = await tx
       .select({ findingId: patchRequestFindings.findingId })
       .from(patchRequestFindings)
       .innerJoin(findings, eq(findings.id, patchRequestFindings.findingId))
-      .where(and(eq(patchRequestFindings.patchRequestId, request.id), eq(findings.path, file.path)))
-      .limit(1);
-    if (!selected) return { ok: false, reason: 'findings_gone', path: file.path };
+      .where(and(eq(patchRequestFindings.patchRequestId, request.id), eq(findings.path, file.path)));
+    if (selected.length === 0) return { ok: false, reason: 'findings_gone', path: file.path };
+    const over = await findSelectionOverAllowance(tx, input.payment, {
+      runId: owned.runId,
+      findingIds: selected.map((row) => row.findingId),
+    });
+    if (over) return { ok: false, reason: 'over_allowance', over };
 
     await tx
       .update(patchFiles)

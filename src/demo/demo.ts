@@ -272,7 +272,8 @@ export class Demo {
 
     this.checkNotStopping();
     this.print('Starting the service with the bundled PostgreSQL (the first start takes a few seconds)');
-    const service = spawnService(env, url);
+    const logPath = path.join(this.folder!, 'service.log');
+    const service = spawnService(env, url, logPath);
     this.service = service;
     let exitReason: string | undefined;
     void service.exited.then((reason) => (exitReason = reason));
@@ -291,6 +292,7 @@ export class Demo {
     this.print(
       `Service is up at ${url} (pid ${service.pid}); bundled PostgreSQL pid ${postgresPid ?? 'unknown'}`,
     );
+    this.print(`Service log: ${logPath} (JSON lines, which tail -f follows while the demo runs)`);
     return service;
   }
 

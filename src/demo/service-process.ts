@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,21 +36,25 @@ export function findFreePort(): Promise<number> {
 }
 
 /**
- * Starts `fixwright start` with `env` as its whole environment. The process gets its own
- * process group, so a Ctrl-C in the terminal reaches only the demo, which then stops the
- * service once instead of the service seeing two signals and exiting without stopping its
- * PostgreSQL.
+ * Starts `fixwright start` with `env` as its whole environment, and appends its stdout and
+ * stderr to the file `logPath`. The process gets its own process group, so a Ctrl-C in the
+ * terminal reaches only the demo, which then stops the service once instead of the service
+ * seeing two signals and exiting without stopping its PostgreSQL.
  */
-export function spawnService(env: NodeJS.ProcessEnv, url: string): DemoService {
+export function spawnService(env: NodeJS.ProcessEnv, url: string, logPath: string): DemoService {
   const child: ChildProcess = spawn(process.execPath, [cliPath, 'start'], {
     cwd: packageRoot,
     env,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const log = createWriteStream(logPath, { flags: 'a', mode: 0o600 });
+  // A log file that cannot be written must not stop the demo, because recentOutput keeps the lines.
+  log.on('error', () => {});
   const lines: string[] = [];
   let partial = '';
   const keep = (chunk: Buffer) => {
+    log.write(chunk);
     const parts = (partial + chunk.toString('utf8')).split('\n');
     partial = parts.pop() ?? '';
     lines.push(...parts);
@@ -63,6 +67,7 @@ export function spawnService(env: NodeJS.ProcessEnv, url: string): DemoService {
     child.once('error', (error) => resolve(`failed to start: ${error.message}`));
     child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
   });
+  void exited.then(() => log.end());
   const running = () => child.exitCode === null && child.signalCode === null;
 
   return {

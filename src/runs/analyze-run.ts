@@ -1,6 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import { analyzeChangedFilesInTurns, type AnalysisResult } from '../analysis/analyze.ts';
+import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
@@ -275,7 +276,7 @@ export async function failRun(
     .update(prRuns)
     .set({
       status: 'failed',
-      error: `Analysis failed: ${safeErrorMessage(error)}`,
+      error: `Analysis failed: ${describeAnalysisError(error)}`,
       completedAt: new Date(),
     })
     .where(
@@ -283,6 +284,30 @@ export async function failRun(
         AND ${prRuns.status} NOT IN ('completed', 'superseded', 'cancelled')
         AND (${prRuns.analyzeJobId} IS NULL OR ${prRuns.analyzeJobId} = ${target.jobId})`,
     );
+}
+
+/**
+ * Describes why an analysis failed. A GitHub response names the request, status and GitHub's
+ * message, because Octokit's own message ("Not Found - https://docs.github.com/rest") names
+ * neither the pull request nor the next step.
+ */
+function describeAnalysisError(error: unknown): string {
+  const rejection = asGitHubRejection(error);
+  if (!rejection) return safeErrorMessage(error);
+  const request = `${rejection.method} ${rejection.path}`;
+  let text: string;
+  if (rejection.noResponse) {
+    text = `GitHub sent no response to ${request}: ${rejection.message}`;
+  } else {
+    text = `GitHub returned ${rejection.status} for ${request}: ${rejection.message}.`;
+  }
+  if (rejection.status === 404) {
+    text +=
+      " GitHub returns 404 when the repository or pull request does not exist or the app's " +
+      'installation cannot read it. Check the repositories that the installation can access, ' +
+      'then push a commit or redeliver the event.';
+  }
+  return safeErrorMessage(new Error(text));
 }
 
 export function splitRepository(fullName: string): [string, string] {

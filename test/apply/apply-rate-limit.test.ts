@@ -3,6 +3,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sharedFixDiffWorker } from '../../src/analysis/diff-worker.ts';
+import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
@@ -351,6 +352,7 @@ describe('apply under a long rate limit', () => {
       userId: applyContext.user.id,
       patchRequestId: request.id,
       fileId: file!.id,
+      payment: await loadPreviewPayment(setup.context, applyContext.user.id),
     });
 
     expect(result).toEqual({ ok: true, path: 'app.txt', generation: 1, cancelledApplyJobId: job!.id });

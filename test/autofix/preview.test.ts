@@ -5,7 +5,7 @@ import { DiffWorker } from '../../src/analysis/diff-worker.ts';
 import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { maxDiffEditLines } from '../../src/autofix/preview-diff.ts';
-import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
+import { estimateFileCalls, loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import {
   findings,
   patchFiles,
@@ -556,6 +556,7 @@ describe('overlapping preview attempts', () => {
       userId,
       patchRequestId,
       fileId: fileA!.id,
+      payment: await loadPreviewPayment(context, userId),
     });
     expect(regenerated.ok).toBe(true);
     await late;

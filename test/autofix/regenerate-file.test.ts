@@ -1,6 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPreview } from '../../src/autofix/preview.ts';
+import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import {
   findings,
@@ -44,6 +45,12 @@ function completions() {
   return groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
 }
 
+/** Regenerates a file with the payment that the dashboard loads for the user. */
+async function regenerate(input: { userId: string; patchRequestId: string; fileId: string }) {
+  const payment = await loadPreviewPayment(context, input.userId);
+  return regeneratePatchFile(context.db, context.boss, { ...input, payment });
+}
+
 async function fileRows() {
   return context.db
     .select()
@@ -78,7 +85,7 @@ describe('regeneratePatchFile', () => {
   it('returns not_found for another user', async () => {
     const [stranger] = await context.db.insert(users).values({ login: 'stranger' }).returning();
     const [file] = await fileRows();
-    const result = await regeneratePatchFile(context.db, context.boss, {
+    const result = await regenerate({
       userId: stranger!.id,
       patchRequestId,
       fileId: file!.id,
@@ -91,7 +98,7 @@ describe('regeneratePatchFile', () => {
     expect(completions()).toHaveLength(2);
     expect(await context.boss.getQueueSize(previewQueue)).toBe(1);
 
-    const result = await regeneratePatchFile(context.db, context.boss, {
+    const result = await regenerate({
       userId,
       patchRequestId,
       fileId: fileA!.id,
@@ -142,7 +149,7 @@ describe('regeneratePatchFile', () => {
   it('returns busy while the request is running', async () => {
     await context.db.update(patchRequests).set({ status: 'running' }).where(eq(patchRequests.id, patchRequestId));
     const [file] = await fileRows();
-    const result = await regeneratePatchFile(context.db, context.boss, { userId, patchRequestId, fileId: file!.id });
+    const result = await regenerate({ userId, patchRequestId, fileId: file!.id });
     expect(result).toEqual({ ok: false, reason: 'busy', status: 'running' });
     await context.db.update(patchRequests).set({ status: 'ready' }).where(eq(patchRequests.id, patchRequestId));
   });
@@ -155,7 +162,7 @@ describe('regeneratePatchFile', () => {
         .update(patchRequests)
         .set({ status: 'ready', appliedAt: null, applyStartedAt: null, ...marks })
         .where(eq(patchRequests.id, patchRequestId));
-      const result = await regeneratePatchFile(context.db, context.boss, {
+      const result = await regenerate({
         userId,
         patchRequestId,
         fileId: file!.id,
@@ -174,7 +181,7 @@ describe('regeneratePatchFile', () => {
     const [fileA, fileB] = await fileRows();
     expect(fileA!.status).toBe('ready');
     expect(fileB!.status).toBe('ready');
-    const result = await regeneratePatchFile(context.db, context.boss, {
+    const result = await regenerate({
       userId,
       patchRequestId,
       fileId: fileA!.id,
@@ -220,7 +227,7 @@ describe('regeneratePatchFile', () => {
     // A push to the pull request supersedes the run but leaves its finished previews.
     await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, setup.runId));
     try {
-      const result = await regeneratePatchFile(context.db, context.boss, {
+      const result = await regenerate({
         userId,
         patchRequestId,
         fileId: fileB!.id,
@@ -245,7 +252,7 @@ describe('regeneratePatchFile', () => {
     // Analyzing the run again, for example after a base branch change, deletes its findings.
     await context.db.delete(findings).where(eq(findings.path, 'src/b.ts'));
 
-    const result = await regeneratePatchFile(context.db, context.boss, {
+    const result = await regenerate({
       userId,
       patchRequestId,
       fileId: fileB!.id,
@@ -253,6 +260,35 @@ describe('regeneratePatchFile', () => {
     expect(result).toEqual({ ok: false, reason: 'findings_gone', path: 'src/b.ts' });
     const [, keptB] = await fileRows();
     expect(keptB).toEqual(fileB);
+    const [after] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(after!.status).toBe(before!.status);
+    expect(await context.boss.getQueueSize(previewQueue)).toBe(jobsBefore);
+  });
+
+  it('rejects a call over the allowance', async () => {
+    const [fileA] = await fileRows();
+    const [before] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    const jobsBefore = await context.boss.getQueueSize(previewQueue);
+    const [account] = await context.db.select().from(users).where(eq(users.id, userId));
+    await context.db
+      .update(users)
+      .set({ plan: 'free', tokenLimit: 1000, tokensUsed: 900 })
+      .where(eq(users.id, userId));
+    try {
+      const result = await regenerate({ userId, patchRequestId, fileId: fileA!.id });
+      expect(result.ok).toBe(false);
+      if (result.ok || result.reason !== 'over_allowance') throw new Error(`unexpected ${JSON.stringify(result)}`);
+      expect(result.over.allowance.remaining).toBe(100);
+      expect(result.over.neededTokens).toBeGreaterThan(100);
+      expect(result.over.calls.map((call) => call.path)).toEqual(['src/a.ts']);
+    } finally {
+      await context.db
+        .update(users)
+        .set({ plan: account!.plan, tokenLimit: account!.tokenLimit, tokensUsed: account!.tokensUsed })
+        .where(eq(users.id, userId));
+    }
+    const [keptA] = await fileRows();
+    expect(keptA).toEqual(fileA);
     const [after] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(after!.status).toBe(before!.status);
     expect(await context.boss.getQueueSize(previewQueue)).toBe(jobsBefore);

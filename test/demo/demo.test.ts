@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../src/process-alive.ts';
@@ -69,6 +69,14 @@ describe('npm run demo', () => {
     const urls = output.match(/https?:\/\/[^\s"'/]+/g) ?? [];
     expect(urls.length).toBeGreaterThan(5);
     for (const url of urls) expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  it('writes the service log to a file', () => {
+    const logPath = capture(/^Service log: (\S+) /m);
+    expect(logPath).toMatch(/\/fixwright-demo-[^/]+\/service\.log$/);
+    const log = readFileSync(logPath, 'utf8');
+    expect(log).toContain('"event":"service.started"');
+    expect(log).toContain('"event":"webhook.accepted"');
   });
 
   it('prints the findings of the run', () => {

@@ -142,6 +142,29 @@ describe('failRun', () => {
     expect(stored.completedAt).toBeInstanceOf(Date);
   });
 
+  it('names the GitHub request that failed', async () => {
+    const run = await createRun();
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/pulls/:pull_number',
+      status: 404,
+      body: { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' },
+    });
+    const notFound = await analyzeRun(context, run.id, context.logger).catch((error: unknown) => error);
+    expect((notFound as { status?: unknown }).status).toBe(404);
+
+    await failRun(context.db, { runId: run.id, jobId: randomUUID() }, notFound);
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(
+      'Analysis failed: GitHub returned 404 for GET /repos/octo-org/widgets/pulls/7: Not Found. ' +
+        "GitHub returns 404 when the repository or pull request does not exist or the app's " +
+        'installation cannot read it. Check the repositories that the installation can access, ' +
+        'then push a commit or redeliver the event.',
+    );
+  });
+
   it('caps a long message', async () => {
     const run = await createRun();
 

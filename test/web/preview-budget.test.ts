@@ -5,6 +5,8 @@ import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
 import { estimateLeastCallTokens } from '../../src/autofix/preview.ts';
 import {
   findings,
+  patchFiles,
+  patchRequestFindings,
   patchRequests,
   userApiKeys,
   users,
@@ -139,7 +141,11 @@ describe('preview form on the free plan', () => {
     expect(html).toContain('<span data-selected-estimate="true">at least</span>');
     expect(html).toContain('leaves out the file&#39;s content');
     expect(html).toContain('Your allowance has 1,000 tokens left (1,000 per period on the free plan).');
-    expect(html).toContain('3 of 4 findings in 3 files were left unchecked');
+    expect(html).toContain(
+      '3 of 4 findings in 3 files were left unchecked, because with the checked ones their calls ' +
+        'would need more than the 1,000 tokens your allowance has left. To preview them, uncheck ' +
+        'other findings, wait for the next period,',
+    );
     expect(html).toContain('data-remaining="1000"');
   });
 
@@ -188,7 +194,11 @@ describe('preview form on the free plan', () => {
     const html = await runPage(user, setup);
     expect(checkedPaths(html, setup)).toEqual([]);
     expect(selectedTokens(html)).toBe('0');
-    expect(html).toContain('4 of 4 findings in 3 files were left unchecked');
+    expect(html).toContain(
+      '4 of 4 findings in 3 files were left unchecked, because the call of each one alone would ' +
+        'need more than the 500 tokens your allowance has left. To preview them, wait for the ' +
+        'next period, move to a larger plan or add your own Groq or Gemini key on the Keys page.',
+    );
     expect(html).toContain('Your allowance has 500 tokens left');
   });
 
@@ -413,5 +423,61 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
     expect(response.status).toBe(202);
     const body = (await response.json()) as { id: string };
     expect(await listPatchRequestFindingIds(context.db, body.id)).toEqual([...ids].sort());
+  });
+});
+
+describe('"Regenerate this file" and the allowance', () => {
+  /** Inserts a ready preview of src/a.ts with the file's findings and returns its regenerate route. */
+  async function readyPreviewOfA(user: SignedInUser, setup: RunSetup) {
+    const [request] = await context.db
+      .insert(patchRequests)
+      .values({ runId: setup.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
+      .returning();
+    const [file] = await context.db
+      .insert(patchFiles)
+      .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff: '@@ -1 +1 @@\n-a\n+b\n' })
+      .returning();
+    const ofA = setup.findings.filter((finding) => finding.path === 'src/a.ts');
+    await context.db
+      .insert(patchRequestFindings)
+      .values(ofA.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
+    return { file: file!, route: `/patch-requests/${request!.id}/files/${file!.id}/regenerate` };
+  }
+
+  function postRegenerate(user: SignedInUser, route: string) {
+    return app.request(route, {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken }),
+    });
+  }
+
+  it('rejects a call over the allowance', async () => {
+    const { user, setup } = await newUserWithRun({ tokensUsed: 900 });
+    const { file, route } = await readyPreviewOfA(user, setup);
+    const needed = expectedEstimates(setup).get('src/a.ts')!;
+
+    const response = await postRegenerate(user, route);
+
+    expect(response.status).toBe(409);
+    const body = await response.text();
+    expect(body).toContain(`so 100 remain but the selection of 1 file needs at least ${needed}.`);
+    expect(body).toContain('The file keeps its current result.');
+    const [kept] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(kept!.status).toBe('ready');
+    expect(kept!.diff).toBe(file.diff);
+  });
+
+  it('regenerates with an own key', async () => {
+    const { user, setup } = await newUserWithRun({ tokensUsed: 900 });
+    await addOwnKey(user.userId, 'groq');
+    const { file, route } = await readyPreviewOfA(user, setup);
+
+    const response = await postRegenerate(user, route);
+
+    expect(response.status).toBe(303);
+    const [reset] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(reset!.status).toBe('pending');
+    expect(reset!.diff).toBeNull();
   });
 });

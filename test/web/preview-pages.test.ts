@@ -54,18 +54,21 @@ function post(path: string, fields: Record<string, string | string[]>, htmx = fa
   });
 }
 
-/** Inserts a ready preview of src/a.ts that fixes the file's findings unless `linked` is false. */
-async function newReadyRequest(linked = true) {
+/**
+ * Inserts a ready preview of src/a.ts on `ofRun` (the shared run by default) that fixes the
+ * file's findings unless `linked` is false.
+ */
+async function newReadyRequest(linked = true, ofRun = run) {
   const [request] = await context.db
     .insert(patchRequests)
-    .values({ runId: run.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
+    .values({ runId: ofRun.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
     .returning();
   const [file] = await context.db
     .insert(patchFiles)
     .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff, provider: 'groq', model: 'llama' })
     .returning();
   if (linked) {
-    const ofFile = run.findings.filter((finding) => finding.path === 'src/a.ts');
+    const ofFile = ofRun.findings.filter((finding) => finding.path === 'src/a.ts');
     await context.db
       .insert(patchRequestFindings)
       .values(ofFile.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
@@ -156,6 +159,25 @@ describe('run page', () => {
     expect(await response.text()).toContain(
       `Findings ${ids.join(', ')} are not part of this run; reload the run page.`,
     );
+  });
+});
+
+describe('earlier previews', () => {
+  it('labels an applied preview', async () => {
+    const { request: applied } = await newReadyRequest();
+    const { request: notApplied } = await newReadyRequest();
+    await context.db
+      .update(patchRequests)
+      .set({ appliedAt: new Date(), applyMode: 'commit', appliedCommitSha: 'abc1234def5678' })
+      .where(eq(patchRequests.id, applied.id));
+
+    const html = await (await app.request(`/runs/${run.run.id}`, { headers: { cookie: user.cookie } })).text();
+    const itemOf = (id: string) => html.slice(html.indexOf(`href="/patch-requests/${id}"`)).split('</li>')[0]!;
+    expect(itemOf(applied.id)).toContain(
+      '<span class="badge status-ready">ready</span> <span class="badge status-applied">applied</span>',
+    );
+    expect(itemOf(notApplied.id)).toContain('<span class="badge status-ready">ready</span>');
+    expect(itemOf(notApplied.id)).not.toContain('status-applied');
   });
 });
 
@@ -480,24 +502,28 @@ describe('preview page', () => {
   });
 
   it('rejects regenerating on a superseded run', async () => {
-    const { request, file } = await newReadyRequest();
-    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.run.id));
-    try {
-      const page = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
-      expect(page).toContain('<table class="diff">');
-      expect(page).not.toContain('Regenerate this file');
+    const older = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      status: 'superseded',
+      findings: [{ path: 'src/a.ts', line: 2 }],
+    });
+    const { request, file } = await newReadyRequest(true, older);
 
-      const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
-      expect(response.status).toBe(409);
-      expect(await response.text()).toContain(
-        'This preview&#39;s run is superseded by a newer commit, so its files stay as they are',
-      );
-    } finally {
-      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run.run.id));
-    }
+    const page = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(page).toContain('<p class="notice superseded">');
+    expect(page).toContain('<table class="diff">');
+    expect(page).not.toContain('Regenerate this file');
+
+    const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
+    expect(response.status).toBe(409);
+    expect(await response.text()).toContain(
+      'This preview&#39;s run is superseded by a newer commit, so its files stay as they are',
+    );
     const [stored] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
     expect(stored!.status).toBe('ready');
     expect(stored!.diff).toBe(diff);
+    const [storedRequest] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(storedRequest!.previewJobId).toBeNull();
   });
 
   it('redirects to the preview after regenerating without htmx', async () => {

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
 import {
@@ -92,6 +93,7 @@ export function patchRequestPages(
       userId: c.var.user.id,
       patchRequestId: id,
       fileId,
+      payment: await loadPreviewPayment(context, c.var.user.id),
     });
     if (!result.ok) {
       if (result.reason === 'not_found') throw notFound('File', fileId);
@@ -106,6 +108,12 @@ export function patchRequestPages(
             'request was analyzed again, so a new model call would get none of them. Start a ' +
             "new preview from the run's new findings.",
         );
+      }
+      if (result.reason === 'over_allowance') {
+        throw new AppError('conflict', `${result.over.message} The file keeps its current result.`, {
+          neededTokens: result.over.neededTokens,
+          remainingTokens: result.over.allowance.remaining,
+        });
       }
       if (result.reason === 'run_not_completed') {
         throw new AppError(

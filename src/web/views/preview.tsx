@@ -18,7 +18,9 @@ type Run = typeof prRuns.$inferSelect;
  * The preview of a patch request, with every file's diff and "Apply". With JavaScript the Apply
  * button posts to the JSON API and shows its response. Without JavaScript the form posts to the
  * page route, which calls the same API. A closed pull request or an unavailable installation
- * disables Apply, hides "Regenerate this file" and shows why.
+ * disables Apply, hides "Regenerate this file" and shows why. A superseded run hides
+ * "Regenerate this file" and says so, but keeps Apply, which records the commit or review of an
+ * apply that died after writing to GitHub.
  */
 export const PreviewPage: FC<{
   session: ActiveSession;
@@ -30,6 +32,7 @@ export const PreviewPage: FC<{
   const applied = request.appliedAt !== null;
   const applyWait = currentApplyWait(request);
   const blockers = listFixBlockers(run, installation);
+  const superseded = run.status === 'superseded';
   const canApply =
     !applied &&
     blockers.length === 0 && (request.status === 'ready' || request.status === 'partially_ready');
@@ -45,6 +48,12 @@ export const PreviewPage: FC<{
         {run.prTitle} · requested <Time date={request.createdAt} />
       </p>
       <FixBlockerNotices blockers={blockers} />
+      {superseded && !applied && request.status !== 'cancelled' ? (
+        <p class="notice superseded">
+          This preview's run is superseded by a newer commit, so its files cannot be regenerated.
+          Preview fixes on the pull request's newest run, listed on the <a href="/">home page</a>.
+        </p>
+      ) : null}
 
       <PatchFilesPanel
         session={session}

@@ -179,6 +179,13 @@ export const RunPage: FC<{
                     <Time date={request.createdAt} />
                   </a>{' '}
                   <StatusBadge status={request.status} />
+                  {/* An applied preview keeps the status "ready", so only this label tells it apart. */}
+                  {request.appliedAt ? (
+                    <>
+                      {' '}
+                      <StatusBadge status="applied" />
+                    </>
+                  ) : null}
                   {request.status === 'cancelled' && request.error ? (
                     <p class="muted">{request.error}</p>
                   ) : null}

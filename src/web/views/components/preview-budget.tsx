@@ -41,11 +41,20 @@ export function allowanceLimit(payment: PreviewPayment): number | null {
 }
 
 /** Lists the ways to preview the findings left unchecked. Enterprise has no larger plan to move to. */
-function uncheckedFilesAdvice(payment: PreviewPayment): string {
-  const steps = ['uncheck other findings', 'wait for the next period'];
+function uncheckedFilesAdvice(payment: PreviewPayment, anyChecked: boolean): string {
+  // With nothing checked, unchecking frees no tokens.
+  const steps = anyChecked ? ['uncheck other findings', 'wait for the next period'] : ['wait for the next period'];
   const onLargestPlan = payment.kind === 'allowance' && payment.allowance.plan === 'enterprise';
   if (!onLargestPlan) steps.push('move to a larger plan');
   return `${steps.join(', ')} or add your own Groq or Gemini key on the Keys page`;
+}
+
+/**
+ * Returns the subject of the unchecked notice. pickDefaultFindings checks every finding that
+ * fits alone, so with nothing checked, each finding's call alone is over the allowance.
+ */
+function uncheckedReason(anyChecked: boolean): string {
+  return anyChecked ? 'with the checked ones their calls' : 'the call of each one alone';
 }
 
 function describePayment(payment: PreviewPayment): string {
@@ -80,6 +89,7 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
   const total = checked.reduce((sum, call) => sum + call.tokens, 0);
   const limit = allowanceLimit(payment);
   const unchecked = findingCount - checkedFindingIds.size;
+  const anyChecked = checkedFindingIds.size > 0;
   return (
     <div class="preview-budget" data-preview-budget data-remaining={limit ?? undefined}>
       <p>
@@ -90,9 +100,9 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
       {unchecked > 0 && limit !== null ? (
         <p class="notice preview-unchecked">
           {`${unchecked} of ${formatCount(findingCount, 'finding')} in ${formatCount(calls.length, 'file')} ` +
-            `${unchecked === 1 ? 'was' : 'were'} left unchecked, because with the checked ones ` +
-            `their calls would need more than the ${formatTokens(limit)} tokens your allowance ` +
-            `has left. To preview them, ${uncheckedFilesAdvice(payment)}.`}
+            `${unchecked === 1 ? 'was' : 'were'} left unchecked, because ${uncheckedReason(anyChecked)} ` +
+            `would need more than the ${formatTokens(limit)} tokens your allowance has left. ` +
+            `To preview them, ${uncheckedFilesAdvice(payment, anyChecked)}.`}
         </p>
       ) : null}
       <p class="error" data-over-allowance hidden={limit === null || total <= limit}>
