@@ -182,6 +182,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           }
         : null,
       applyError: request.applyError,
+      pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
       installation: installationJson(run.installationId, installation),
