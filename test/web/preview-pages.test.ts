@@ -508,6 +508,106 @@ describe('preview page', () => {
   });
 });
 
+describe('superseded run', () => {
+  const applyButton = /<button type="submit" class="primary"( disabled="")?>\s*Apply/;
+  const previewNotice =
+    "The pull request has newer commits than this preview&#39;s run, so the preview can no " +
+    'longer be applied. Request a preview on ';
+
+  /** Inserts a newer run of the pull request, as a push creates it. */
+  async function insertNewerRun() {
+    const [newer] = await context.db
+      .insert(prRuns)
+      .values({
+        installationId: run.installationId,
+        repositoryId: run.run.repositoryId,
+        repository: run.run.repository,
+        prNumber: run.run.prNumber,
+        baseSha: run.run.baseSha,
+        headSha: 'c'.repeat(40),
+        headRef: run.run.headRef,
+        headRepository: run.run.headRepository,
+        status: 'completed',
+      })
+      .returning();
+    return newer!;
+  }
+
+  /** Runs `check` while the fixture's run is superseded, with a newer run when `newer` is set. */
+  async function whileSuperseded(newer: boolean, check: (newerRunId: string | null) => Promise<void>) {
+    const newerRun = newer ? await insertNewerRun() : null;
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.run.id));
+    try {
+      await check(newerRun?.id ?? null);
+    } finally {
+      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run.run.id));
+      if (newerRun) await context.db.delete(prRuns).where(eq(prRuns.id, newerRun.id));
+    }
+  }
+
+  async function getPage(path: string) {
+    const response = await app.request(path, { headers: { cookie: user.cookie } });
+    return response.text();
+  }
+
+  it('disables Apply and links the newest run', async () => {
+    const { request } = await newReadyRequest();
+    await whileSuperseded(true, async (newerRunId) => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
+      expect(html).toContain(`${previewNotice}<a href="/runs/${newerRunId}">the newest run</a>.`);
+    });
+  });
+
+  it('names the newest run without a link', async () => {
+    const { request } = await newReadyRequest();
+    await whileSuperseded(false, async () => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
+      expect(html).toContain(`${previewNotice}the newest run.`);
+    });
+  });
+
+  it('keeps Apply while an apply job is queued', async () => {
+    const { request } = await newReadyRequest();
+    // The job's call may have pushed the commit that superseded the run, and the API lets an
+    // apply go on to record it.
+    await context.db
+      .update(patchRequests)
+      .set({ applyJobId: '00000000-0000-4000-8000-000000000001' })
+      .where(eq(patchRequests.id, request.id));
+    await whileSuperseded(true, async () => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBeUndefined();
+      expect(html).not.toContain(previewNotice);
+    });
+  });
+
+  it('shows Apply again on a completed run', async () => {
+    const { request } = await newReadyRequest();
+
+    const html = await getPage(`/patch-requests/${request.id}`);
+
+    expect(applyButton.exec(html)?.[1]).toBeUndefined();
+    expect(html).not.toContain('newer commits');
+  });
+
+  it('links the newest run from the run page', async () => {
+    await whileSuperseded(true, async (newerRunId) => {
+      const html = await getPage(`/runs/${run.run.id}`);
+
+      expect(html).not.toContain('Preview fix</button>');
+      expect(html).toContain(
+        'The pull request has newer commits than this run, so it takes no new previews. ' +
+          `Request a preview on <a href="/runs/${newerRunId}">the newest run</a>.`,
+      );
+    });
+  });
+});
+
 describe('static files', () => {
   it('serves htmx from the installed package', async () => {
     const response = await app.request('/public/htmx.min.js');
