@@ -414,10 +414,36 @@ describe('preview page', () => {
     expect(html).toContain('Applied as commit abc1234 on the pull request&#39;s branch');
     expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
     expect(html).toContain(
-      'tokens in all model calls<span class="muted"> (replaced results and calls on your own keys included)</span>',
+      '0 tokens in the files&#39; model calls<span class="muted"> (calls on your own keys included)</span>',
     );
+    expect(html).not.toContain('discarded results');
     // The server rejects regenerating a file of an applied preview.
     expect(html).not.toContain('Regenerate this file');
+  });
+
+  it('shows discarded tokens apart', async () => {
+    const { request, file } = await newReadyRequest();
+    // A retried attempt of the job paid 300 tokens for a result that the first attempt's 200
+    // token result replaced.
+    await context.db.update(patchFiles).set({ totalTokens: 200 }).where(eq(patchFiles.id, file.id));
+    await context.db.update(patchRequests).set({ totalTokens: 500 }).where(eq(patchRequests.id, request.id));
+    const headers = { cookie: user.cookie };
+
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers })).text();
+    const api = await app.request(`/api/patch-requests/${request.id}`, { headers });
+
+    expect(html).toContain(
+      '1 of 1 files done · 200 tokens in the files&#39; model calls · 300 tokens in discarded ' +
+        'results, 500 in all',
+    );
+    expect(html).toContain('groq · llama · 200 tokens');
+    expect(html).toContain('<p class="muted discarded-tokens">Discarded results are those that no file shows');
+    expect(api.status).toBe(200);
+    const body = (await api.json()) as Record<string, unknown>;
+    expect(body.totalTokens).toBe(500);
+    expect(body.filesTokens).toBe(200);
+    expect(body.discardedTokens).toBe(300);
+    expect((body.files as { tokens: number }[]).map((entry) => entry.tokens)).toEqual([200]);
   });
 
   it('regenerates one file and polls until it is done', async () => {
