@@ -31,6 +31,7 @@ import {
   forkRejection,
 } from './pull-request-check.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
+import { hasUnrecordedApply } from './superseded-run.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
 
 export { ApplyRejectedError, type ApplyWaiting };
@@ -281,8 +282,7 @@ export async function applyPatchRequest(
   // remains, the apply goes on, so that it can find the commit or review and record it. So does
   // an apply job, and any apply after one was queued, because the call that GitHub rate-limited
   // may have written before the limit.
-  const claimLeft =
-    request.applyStartedAt !== null || request.applyJobId !== null || input.job !== undefined;
+  const claimLeft = hasUnrecordedApply(request) || input.job !== undefined;
   if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',

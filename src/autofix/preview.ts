@@ -275,7 +275,11 @@ export async function runPreview(
     // aborted, so it is left for the retry. A ready file is stored, because its call was paid.
     if (options.signal?.aborted) {
       attemptEnded = true;
-      if (outcome.status !== 'ready') return;
+      if (outcome.status !== 'ready') {
+        // The calls' tokens were charged, so the request's total counts them, as discarded.
+        await addRequestTokens(db, patchRequestId, outcome.totalTokens);
+        return;
+      }
     }
     const stored = await storeFileOutcome(db, patchRequestId, file, outcome);
     fileLogger.info(
@@ -355,6 +359,14 @@ async function storeFileOutcome(
     }
     return updated.length > 0;
   });
+}
+
+async function addRequestTokens(db: Database, patchRequestId: string, tokens: number): Promise<void> {
+  if (tokens <= 0) return;
+  await db
+    .update(patchRequests)
+    .set({ totalTokens: sql`${patchRequests.totalTokens} + ${tokens}` })
+    .where(eq(patchRequests.id, patchRequestId));
 }
 
 type FileOutcome = Pick<

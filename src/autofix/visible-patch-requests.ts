@@ -42,6 +42,37 @@ export function shownFileStatus(
   return fileStatus;
 }
 
+/** A preview's token total, split into the tokens of its files' results and the rest. */
+export interface PreviewTokens {
+  /** Every model call of the preview that a provider reported usage for. */
+  total: number;
+  /** The sum of the files' tokens: the calls that produced each file's current result. */
+  files: number;
+  /**
+   * The calls whose results no file shows. These are the earlier results of regenerated files
+   * and results that an overlapping attempt of the preview job finished after another attempt
+   * stored the file. They are also failed results of an attempt that a service stop ended.
+   */
+  discarded: number;
+}
+
+/**
+ * Splits the request's token total into its files' sum and the discarded rest. The total is
+ * only ever added to, while a regeneration resets its file's tokens and a late outcome is not
+ * stored, so the rest is not negative. It is clamped to 0 in case a row was edited by hand.
+ */
+export function splitPreviewTokens(
+  request: { totalTokens: number },
+  files: readonly { totalTokens: number }[],
+): PreviewTokens {
+  const filesTokens = files.reduce((sum, file) => sum + file.totalTokens, 0);
+  return {
+    total: request.totalTokens,
+    files: filesTokens,
+    discarded: Math.max(request.totalTokens - filesTokens, 0),
+  };
+}
+
 /** Lists a patch request's files by path. */
 export async function listPatchFiles(db: Database, patchRequestId: string) {
   return db

@@ -1,5 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { TreeReader } from './tree-reader.ts';
+import { asInstallationUnavailable } from './installation-unavailable.ts';
 
 /** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
 export const defaultMaxFileBytes = 1_000_000;
@@ -44,9 +45,14 @@ function isBinary(bytes: Buffer): boolean {
   return bytes.includes(0);
 }
 
-/** Matches the RequestError that Octokit raises for a 404 response. */
+/**
+ * Matches the RequestError that Octokit raises for a 404 response to the request itself. A 404
+ * to minting the installation token that the request needed means the app was uninstalled, not
+ * that the resource is missing, so it does not match.
+ */
 export function isNotFound(error: unknown): boolean {
-  return error instanceof Error && (error as { status?: unknown }).status === 404;
+  if (!(error instanceof Error) || (error as { status?: unknown }).status !== 404) return false;
+  return asInstallationUnavailable(error) === null;
 }
 
 /** Matches the RequestError that Octokit raises for a 5xx response or a request without one. */

@@ -63,8 +63,9 @@ export async function handleAnalyzeJob(
     }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
-      await recordInstallationUnavailable(context.db, unavailable);
-      await failRun(context.db, { runId, jobId: job.id }, unavailable);
+      // The recorded error names the account, which GitHub's token error does not.
+      const recorded = await recordInstallationUnavailable(context.db, unavailable);
+      await failRun(context.db, { runId, jobId: job.id }, recorded);
       logger.warn(
         {
           event: 'job.analyze.stopped',

@@ -73,12 +73,14 @@ export async function handleFixPressNoticeJob(
     }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
-      await recordInstallationUnavailable(context.db, unavailable);
+      // The notice stores nothing, so the log line carries the message that names the account.
+      const recorded = await recordInstallationUnavailable(context.db, unavailable);
       logger.warn(
         {
           event: 'job.fix_press_notice.stopped',
-          installationId: unavailable.installationId,
-          reason: unavailable.reason,
+          installationId: recorded.installationId,
+          reason: recorded.reason,
+          error: recorded.message,
         },
         'fix press notice stopped: the installation is unavailable',
       );

@@ -60,8 +60,8 @@ export async function handlePreviewJob(
     }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
-      await recordInstallationUnavailable(context.db, unavailable);
-      await failPatchRequest(context.db, patchRequestId, unavailable);
+      const recorded = await recordInstallationUnavailable(context.db, unavailable);
+      await failPatchRequest(context.db, patchRequestId, recorded);
       logger.warn(
         {
           event: 'job.preview.stopped',

@@ -66,8 +66,8 @@ export async function handleReportJob(
     }
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
-      await recordInstallationUnavailable(context.db, unavailable);
-      await stopForUnavailableInstallation(context, job.id, runId, unavailable, logger);
+      const recorded = await recordInstallationUnavailable(context.db, unavailable);
+      await stopForUnavailableInstallation(context, job.id, runId, recorded, logger);
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;

@@ -2,6 +2,7 @@ import { asc, eq } from 'drizzle-orm';
 import { worstSeverity } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
+import { isNotFound } from '../github/file-content.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import type { Logger } from '../logger.ts';
@@ -31,10 +32,6 @@ export type FixPressNoticeOutcome =
   | { status: 'skipped'; reason: string }
   /** The run changed while the update was sent, so the earlier output was written back. */
   | { status: 'reverted'; reason: string };
-
-function isNotFound(error: unknown): boolean {
-  return error instanceof Error && (error as { status?: unknown }).status === 404;
-}
 
 /**
  * Tells whether a check run's external id names an analysis of `run` other than its newest,

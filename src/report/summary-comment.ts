@@ -1,6 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
-import { isServerError } from '../github/file-content.ts';
+import { isNotFound, isServerError } from '../github/file-content.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, summaryComments } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
@@ -19,10 +19,6 @@ export interface SummaryCommentTarget {
 export type SummaryCommentOutcome =
   | { action: 'created' | 'updated'; commentId: number }
   | { action: 'skipped'; reason: string };
-
-function isNotFound(error: unknown): boolean {
-  return error instanceof Error && (error as { status?: unknown }).status === 404;
-}
 
 /**
  * Finds Fixwright's comment among all comments of the pull request by the hidden marker. Only

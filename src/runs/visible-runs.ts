@@ -1,4 +1,4 @@
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, ne, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
 import { installations, prRuns } from '../db/schema/index.ts';
 import type { UnavailableReason } from '../github/installation-unavailable.ts';
@@ -97,4 +97,32 @@ export async function listVisibleRuns(
     .where(and(...conditions))
     .orderBy(desc(prRuns.createdAt), desc(prRuns.id))
     .limit(filter.limit);
+}
+
+/**
+ * Returns the id of the newest run of the run's pull request that the user can see and that is
+ * not superseded, or null. Runs are ordered by the time of the event that created them, as
+ * supersedeOlderRuns compares them, and then by creation.
+ */
+export async function findNewestRunId(
+  db: Database,
+  userId: string,
+  run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
+): Promise<string | null> {
+  const [row] = await db
+    .select({ id: prRuns.id })
+    .from(prRuns)
+    .innerJoin(installations, eq(installations.id, prRuns.installationId))
+    .where(
+      and(
+        eq(installations.userId, userId),
+        eq(prRuns.repositoryId, run.repositoryId),
+        eq(prRuns.prNumber, run.prNumber),
+        ne(prRuns.id, run.id),
+        ne(prRuns.status, 'superseded'),
+      ),
+    )
+    .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
+    .limit(1);
+  return row?.id ?? null;
 }

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DiffWorker } from '../../src/analysis/diff-worker.ts';
+import { DiffThreadError, DiffWorker } from '../../src/analysis/diff-worker.ts';
 import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { maxDiffEditLines } from '../../src/autofix/preview-diff.ts';
 import { estimateFileCalls, loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
+import { splitPreviewTokens } from '../../src/autofix/visible-patch-requests.ts';
 import {
   findings,
   patchFiles,
@@ -396,6 +397,36 @@ describe('runPreview', () => {
     }
   });
 
+  it('counts tokens of a file stopped mid-diff', async () => {
+    const stop = new AbortController();
+    const diffWorker = new DiffWorker();
+    // The stop comes while the paid output is diffed, and the diff then fails, so the file is
+    // left for the retry.
+    vi.spyOn(diffWorker, 'structuredPatch').mockImplementation(async () => {
+      stop.abort();
+      throw new DiffThreadError('the diff thread exited during the stop');
+    });
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+
+    try {
+      await runPreview(context, patchRequestId, 0, context.logger, { diffWorker, signal: stop.signal });
+    } finally {
+      await diffWorker.close();
+    }
+
+    const stored = await filesOf(patchRequestId);
+    const [ledger] = await context.db
+      .select({ total: sql<number>`coalesce(sum(${tokenEvents.totalTokens}), 0)::int` })
+      .from(tokenEvents)
+      .where(eq(tokenEvents.patchRequestId, patchRequestId));
+    const request = await requestOf(patchRequestId);
+    const tokens = splitPreviewTokens(request, stored);
+    expect(stored.some((file) => file.status === 'pending' || file.status === 'running')).toBe(true);
+    expect(ledger!.total).toBeGreaterThan(0);
+    expect(request.totalTokens).toBe(ledger!.total);
+    expect(tokens.files + tokens.discarded).toBe(ledger!.total);
+  });
+
   it('finishes files in flight before it raises', async () => {
     // src/a.ts is still with the model when reading src/b.ts fails.
     groq.setHandler((request) => {
@@ -503,6 +534,21 @@ describe('overlapping preview attempts', () => {
     expect(request.status).toBe('ready');
     expect(request.error).toBeNull();
     expect(request.filesDone).toBe(2);
+
+    // Both attempts' calls were paid, and the preview's total counts them all. The files show
+    // attempt 0's results, so attempt 1's tokens are the discarded rest.
+    const [ledger] = await context.db
+      .select({ total: sql<number>`sum(${tokenEvents.totalTokens})::int`, calls: sql<number>`count(*)::int` })
+      .from(tokenEvents)
+      .where(eq(tokenEvents.patchRequestId, patchRequestId));
+    expect(ledger!.calls).toBe(4);
+    expect(request.totalTokens).toBe(ledger!.total);
+    const tokens = splitPreviewTokens(request, stored);
+    expect(tokens.files).toBe(stored[0]!.totalTokens + stored[1]!.totalTokens);
+    expect(tokens.files).toBeGreaterThan(0);
+    expect(tokens.discarded).toBe(retry.tokens);
+    expect(tokens.discarded).toBeGreaterThan(0);
+    expect(tokens.files + tokens.discarded).toBe(request.totalTokens);
   });
 
   it('keep a ready file when the late attempt fails', async () => {

@@ -2,9 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type PgBoss from 'pg-boss';
 import { eq } from 'drizzle-orm';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { installations, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
+import {
+  handleFixPressNoticeJob,
+  type FixPressNoticeJobData,
+} from '../../src/jobs/fix-press-notice.ts';
 import { handlePreviewJob, type PreviewJobData } from '../../src/jobs/preview.ts';
 import { handleReportJob, type ReportJobData } from '../../src/jobs/report.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
@@ -20,8 +25,11 @@ import {
   repo,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { takeAsLastAttempt } from '../helpers/preview-context.ts';
 
 let setup: GitHubTestContext;
+/** Platform model of the previews; GitHub rejects them before any model call. */
+let groq: FakeGroq;
 
 const checkRunsPattern = '/repos/:owner/:repo/check-runs';
 const tokenPath = /^\/app\/installations\/\d+\/access_tokens$/;
@@ -52,6 +60,34 @@ async function runById(id: string) {
   return run!;
 }
 
+/** Creates a patch request for a warning on a completed run and returns it, with its job queued. */
+async function queuedPreview() {
+  const user = await insertUser(setup.context);
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha: setup.git.headSha,
+    baseSha: setup.git.baseSha,
+  });
+  const selected = await insertFindings(setup.context, run.id, [
+    { path: 'src/app.ts', line: 2, severity: 'warning' },
+  ]);
+  const request = await createPatchRequest(setup.context.db, setup.context.boss, {
+    runId: run.id,
+    userId: user.id,
+    findingIds: selected.map((finding) => finding.id),
+  });
+  if (!request.ok) throw new Error('patch request not created');
+  return request;
+}
+
+async function patchRequestById(id: string) {
+  const [request] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  return request!;
+}
+
 async function installationRow() {
   const [row] = await setup.context.db
     .select()
@@ -60,10 +96,34 @@ async function installationRow() {
   return row!;
 }
 
+/** Builds the message of a token error of installation `id` on `owner`, after the job's prefix. */
+function suspendedMessage(id: number) {
+  return (
+    `GitHub App installation ${id} on ${owner} is suspended. An owner of ${owner} must ` +
+    'unsuspend it in the GitHub App settings on GitHub before Fixwright can work there again.'
+  );
+}
+
+function uninstalledMessage(id: number) {
+  return (
+    `GitHub App installation ${id} on ${owner} no longer exists because the app was ` +
+    `uninstalled. Install the app on ${owner} again on GitHub before Fixwright can work there again.`
+  );
+}
+
+beforeAll(async () => {
+  groq = await startFakeGroq();
+});
+
+afterAll(async () => {
+  await groq?.close();
+});
+
 beforeEach(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/app.ts': 'export const a = 1;\n' },
     head: { 'src/app.ts': "export const a = 1;\nconsole.log('a', a);\n" },
+    env: { GROQ_API_KEY: 'gsk_installation_work_test', GROQ_BASE_URL: groq.url },
   });
   await insertInstallation(setup.context, { id: setup.installationId });
 });
@@ -161,7 +221,7 @@ describe('unavailable installations', () => {
 
     const stored = await runById(run.id);
     expect(stored.status).toBe('failed');
-    expect(stored.error).toContain(`installation ${setup.installationId} is suspended`);
+    expect(stored.error).toBe(`Analysis failed: ${suspendedMessage(setup.installationId)}`);
     expect((await installationRow()).suspendedAt).not.toBeNull();
     expect(requestsTo('POST', tokenPath)).toHaveLength(1);
     const stopped = setup.context.logs.find((line) => line.event === 'job.analyze.stopped');
@@ -178,26 +238,12 @@ describe('unavailable installations', () => {
 
     const stored = await runById(run.id);
     expect(stored.status).toBe('failed');
-    expect(stored.error).toContain('no longer exists');
+    expect(stored.error).toBe(`Analysis failed: ${uninstalledMessage(setup.installationId)}`);
     expect((await installationRow()).deletedAt).not.toBeNull();
   });
 
   it('stops a preview without calling GitHub', async () => {
-    const user = await insertUser(setup.context);
-    const run = await insertRun(setup.context, {
-      installationId: setup.installationId,
-      headSha: setup.git.headSha,
-      baseSha: setup.git.baseSha,
-    });
-    const selected = await insertFindings(setup.context, run.id, [
-      { path: 'src/app.ts', line: 2, severity: 'warning' },
-    ]);
-    const request = await createPatchRequest(setup.context.db, setup.context.boss, {
-      runId: run.id,
-      userId: user.id,
-      findingIds: selected.map((finding) => finding.id),
-    });
-    if (!request.ok) throw new Error('patch request not created');
+    const request = await queuedPreview();
     // recordInstallationUnavailable marks the row so after GitHub rejects a token, and that
     // cancels no queued work.
     await setup.context.db
@@ -210,13 +256,63 @@ describe('unavailable installations', () => {
       handlePreviewJob(setup.context, job<PreviewJobData>({ patchRequestId: request.id })),
     ).resolves.toBeUndefined();
 
-    const [stored] = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.id, request.id));
-    expect(stored!.status).toBe('failed');
-    expect(stored!.error).toContain('is suspended');
+    const stored = await patchRequestById(request.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(`Preview failed: ${suspendedMessage(setup.installationId)}`);
     expect(setup.fake.requests).toHaveLength(requestsBefore);
+  });
+
+  it.each([
+    ['suspended', suspendedMessage],
+    ['uninstalled', uninstalledMessage],
+  ] as const)('fails a preview of an installation %s', async (state, message) => {
+    // Before this file's GitHub read, which gets the token error, the database shows the
+    // installation active.
+    if (state === 'suspended') {
+      setup.fake.setInstallation({ id: setup.installationId, account: { login: owner }, suspended: true });
+    } else {
+      setup.fake.removeInstallation(setup.installationId);
+    }
+    const request = await queuedPreview();
+    // The queued job, active in pg-boss, because each file checks that its attempt still runs.
+    const lastAttempt = await takeAsLastAttempt(setup.context, request.id);
+
+    await expect(handlePreviewJob(setup.context, lastAttempt)).resolves.toBeUndefined();
+
+    const stored = await patchRequestById(request.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(`Preview failed: ${message(setup.installationId)}`);
+    expect(requestsTo('POST', tokenPath)).toHaveLength(1);
+    expect(groq.requests).toHaveLength(0);
+    const row = await installationRow();
+    expect(state === 'suspended' ? row.suspendedAt : row.deletedAt).not.toBeNull();
+  });
+
+  it('logs the account of a stopped notice', async () => {
+    setup.fake.removeInstallation(setup.installationId);
+    const run = await insertRun(setup.context, {
+      installationId: setup.installationId,
+      headSha: setup.git.headSha,
+      baseSha: setup.git.baseSha,
+    });
+    const checkRunId = 4242;
+    await setup.context.db.update(prRuns).set({ checkRunId }).where(eq(prRuns.id, run.id));
+    const data: FixPressNoticeJobData = {
+      runId: run.id,
+      checkRunId,
+      pressedAt: Date.now(),
+      sender: 'a-reviewer',
+      notice: { kind: 'no_findings' },
+    };
+
+    await expect(handleFixPressNoticeJob(setup.context, job(data))).resolves.toBeUndefined();
+
+    const stopped = setup.context.logs.find(
+      (line) => line.event === 'job.fix_press_notice.stopped',
+    );
+    expect(stopped?.reason).toBe('uninstalled');
+    expect(stopped?.error).toBe(uninstalledMessage(setup.installationId));
+    expect((await installationRow()).deletedAt).not.toBeNull();
   });
 
   it('records why the report stopped', async () => {
@@ -233,7 +329,9 @@ describe('unavailable installations', () => {
 
     const stored = await runById(run.id);
     expect(stored.status).toBe('completed');
-    expect(stored.reportError).toContain('no longer exists');
+    expect(stored.reportError).toBe(
+      `Posting the results to GitHub failed: ${uninstalledMessage(setup.installationId)}`,
+    );
     expect(setup.fake.checkRuns).toHaveLength(0);
   });
 });

@@ -141,6 +141,27 @@ describe('patch request API', () => {
     expect(body.status).toBe('completed');
     expect(body.pullRequestClosedAt).toBe(exampleClosedAt);
   });
+
+  it('reports the close time of a preview', async () => {
+    const { request } = await readyPreview();
+    const read = async () => {
+      const response = await app.request(`/api/patch-requests/${request.id}`, {
+        headers: { authorization: `Bearer ${apiToken}` },
+      });
+      expect(response.status).toBe(200);
+      return (await response.json()) as Record<string, unknown>;
+    };
+    expect((await read()).pullRequestClosedAt).toBeNull();
+
+    await deliver('pull_request', pullRequestEvent('closed'));
+    const closed = await read();
+    await deliver('pull_request', pullRequestEvent('reopened'));
+    const reopened = await read();
+
+    expect(closed.status).toBe('ready');
+    expect(closed.pullRequestClosedAt).toBe(exampleClosedAt);
+    expect(reopened.pullRequestClosedAt).toBeNull();
+  });
 });
 
 describe('Preview fix form', () => {

@@ -436,10 +436,36 @@ describe('preview page', () => {
     expect(html).toContain('Applied as commit abc1234 on the pull request&#39;s branch');
     expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
     expect(html).toContain(
-      'tokens in all model calls<span class="muted"> (replaced results and calls on your own keys included)</span>',
+      '0 tokens in the files&#39; model calls<span class="muted"> (calls on your own keys included)</span>',
     );
+    expect(html).not.toContain('discarded results');
     // The server rejects regenerating a file of an applied preview.
     expect(html).not.toContain('Regenerate this file');
+  });
+
+  it('shows discarded tokens apart', async () => {
+    const { request, file } = await newReadyRequest();
+    // A retried attempt of the job paid 300 tokens for a result that the first attempt's 200
+    // token result replaced.
+    await context.db.update(patchFiles).set({ totalTokens: 200 }).where(eq(patchFiles.id, file.id));
+    await context.db.update(patchRequests).set({ totalTokens: 500 }).where(eq(patchRequests.id, request.id));
+    const headers = { cookie: user.cookie };
+
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers })).text();
+    const api = await app.request(`/api/patch-requests/${request.id}`, { headers });
+
+    expect(html).toContain(
+      '1 of 1 files done · 200 tokens in the files&#39; model calls · 300 tokens in discarded ' +
+        'results, 500 in all',
+    );
+    expect(html).toContain('groq · llama · 200 tokens');
+    expect(html).toContain('<p class="muted discarded-tokens">Discarded results are those that no file shows');
+    expect(api.status).toBe(200);
+    const body = (await api.json()) as Record<string, unknown>;
+    expect(body.totalTokens).toBe(500);
+    expect(body.filesTokens).toBe(200);
+    expect(body.discardedTokens).toBe(300);
+    expect((body.files as { tokens: number }[]).map((entry) => entry.tokens)).toEqual([200]);
   });
 
   it('regenerates one file and polls until it is done', async () => {
@@ -531,6 +557,106 @@ describe('preview page', () => {
     const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {});
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe(`/patch-requests/${request.id}`);
+  });
+});
+
+describe('superseded run', () => {
+  const applyButton = /<button type="submit" class="primary"( disabled="")?>\s*Apply/;
+  const previewNotice =
+    "The pull request has newer commits than this preview&#39;s run, so the preview can no " +
+    'longer be applied. Request a preview on ';
+
+  /** Inserts a newer run of the pull request, as a push creates it. */
+  async function insertNewerRun() {
+    const [newer] = await context.db
+      .insert(prRuns)
+      .values({
+        installationId: run.installationId,
+        repositoryId: run.run.repositoryId,
+        repository: run.run.repository,
+        prNumber: run.run.prNumber,
+        baseSha: run.run.baseSha,
+        headSha: 'c'.repeat(40),
+        headRef: run.run.headRef,
+        headRepository: run.run.headRepository,
+        status: 'completed',
+      })
+      .returning();
+    return newer!;
+  }
+
+  /** Runs `check` while the fixture's run is superseded, with a newer run when `newer` is set. */
+  async function whileSuperseded(newer: boolean, check: (newerRunId: string | null) => Promise<void>) {
+    const newerRun = newer ? await insertNewerRun() : null;
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, run.run.id));
+    try {
+      await check(newerRun?.id ?? null);
+    } finally {
+      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, run.run.id));
+      if (newerRun) await context.db.delete(prRuns).where(eq(prRuns.id, newerRun.id));
+    }
+  }
+
+  async function getPage(path: string) {
+    const response = await app.request(path, { headers: { cookie: user.cookie } });
+    return response.text();
+  }
+
+  it('disables Apply and links the newest run', async () => {
+    const { request } = await newReadyRequest();
+    await whileSuperseded(true, async (newerRunId) => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
+      expect(html).toContain(`${previewNotice}<a href="/runs/${newerRunId}">the newest run</a>.`);
+    });
+  });
+
+  it('names the newest run without a link', async () => {
+    const { request } = await newReadyRequest();
+    await whileSuperseded(false, async () => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
+      expect(html).toContain(`${previewNotice}the newest run.`);
+    });
+  });
+
+  it('keeps Apply while an apply job is queued', async () => {
+    const { request } = await newReadyRequest();
+    // The job's call may have pushed the commit that superseded the run, and the API lets an
+    // apply go on to record it.
+    await context.db
+      .update(patchRequests)
+      .set({ applyJobId: '00000000-0000-4000-8000-000000000001' })
+      .where(eq(patchRequests.id, request.id));
+    await whileSuperseded(true, async () => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBeUndefined();
+      expect(html).not.toContain(previewNotice);
+    });
+  });
+
+  it('shows Apply again on a completed run', async () => {
+    const { request } = await newReadyRequest();
+
+    const html = await getPage(`/patch-requests/${request.id}`);
+
+    expect(applyButton.exec(html)?.[1]).toBeUndefined();
+    expect(html).not.toContain('newer commits');
+  });
+
+  it('links the newest run from the run page', async () => {
+    await whileSuperseded(true, async (newerRunId) => {
+      const html = await getPage(`/runs/${run.run.id}`);
+
+      expect(html).not.toContain('Preview fix</button>');
+      expect(html).toContain(
+        'The pull request has newer commits than this run, so it takes no new previews. ' +
+          `Request a preview on <a href="/runs/${newerRunId}">the newest run</a>.`,
+      );
+    });
   });
 });
 

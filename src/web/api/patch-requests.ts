@@ -10,6 +10,7 @@ import {
   findVisiblePatchRequest,
   listPatchFiles,
   shownFileStatus,
+  splitPreviewTokens,
 } from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
@@ -160,6 +161,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     const { request, run, installation } = found;
 
     const files = await listPatchFiles(context.db, request.id);
+    const tokens = splitPreviewTokens(request, files);
     const applyWait = currentApplyWait(request);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
@@ -170,7 +172,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       error: request.error,
       filesTotal: request.filesTotal,
       filesDone: request.filesDone,
-      totalTokens: request.totalTokens,
+      totalTokens: tokens.total,
+      filesTokens: tokens.files,
+      discardedTokens: tokens.discarded,
       createdAt: request.createdAt.toISOString(),
       completedAt: request.completedAt?.toISOString() ?? null,
       applied: request.appliedAt
@@ -182,6 +186,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           }
         : null,
       applyError: request.applyError,
+      pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
       installation: installationJson(run.installationId, installation),

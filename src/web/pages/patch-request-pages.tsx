@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
-import { isUuid } from '../../runs/visible-runs.ts';
+import { findNewestRunId, isUuid } from '../../runs/visible-runs.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -62,6 +62,8 @@ export function patchRequestPages(
   app.get('/patch-requests/:id', async (c) => {
     const { request, run, installation } = await load(c.var.user.id, c.req.param('id'));
     const files = await listPatchFiles(context.db, request.id);
+    const newestRunId =
+      run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
     return c.html(
       <PreviewPage
         session={c.var.session}
@@ -69,6 +71,7 @@ export function patchRequestPages(
         run={run}
         installation={installation}
         files={files}
+        newestRunId={newestRunId}
       />,
     );
   });

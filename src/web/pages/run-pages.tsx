@@ -16,7 +16,12 @@ import type { AppContext } from '../../context.ts';
 import { patchRequests } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
-import { findRunInstallation, findVisibleRun, isUuid } from '../../runs/visible-runs.ts';
+import {
+  findNewestRunId,
+  findRunInstallation,
+  findVisibleRun,
+  isUuid,
+} from '../../runs/visible-runs.ts';
 import { pickForm } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import {
@@ -49,6 +54,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const parts = estimateFileCallParts(rows);
     const checkedFindingIds = pickDefaultFindings(payment, rows);
     const checkedCalls = estimateFileCalls(rows.filter((row) => checkedFindingIds.has(row.id)));
+    const newestRunId =
+      run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
     return c.html(
       <RunPage
         session={c.var.session}
@@ -57,6 +64,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         findings={rows}
         patchRequests={requests}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
+        newestRunId={newestRunId}
       />,
     );
   });

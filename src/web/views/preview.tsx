@@ -1,11 +1,17 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
+import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
-import { FixBlockerBadges, FixBlockerNotices, listFixBlockers } from './components/fix-blockers.tsx';
+import {
+  FixBlockerBadges,
+  FixBlockerNotices,
+  listFixBlockers,
+  SupersededRunNotice,
+} from './components/fix-blockers.tsx';
 import { PatchFilesPanel } from './components/patch-files-panel.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
@@ -18,9 +24,8 @@ type Run = typeof prRuns.$inferSelect;
  * The preview of a patch request, with every file's diff and "Apply". With JavaScript the Apply
  * button posts to the JSON API and shows its response. Without JavaScript the form posts to the
  * page route, which calls the same API. A closed pull request or an unavailable installation
- * disables Apply, hides "Regenerate this file" and shows why. A superseded run hides
- * "Regenerate this file" and says so, but keeps Apply, which records the commit or review of an
- * apply that died after writing to GitHub.
+ * disables Apply, hides "Regenerate this file" and shows why. So does a newer commit that
+ * superseded the run, unless an earlier apply may have pushed it (see `hasUnrecordedApply`).
  */
 export const PreviewPage: FC<{
   session: ActiveSession;
@@ -28,14 +33,18 @@ export const PreviewPage: FC<{
   run: Run;
   installation: RunInstallation | null;
   files: PatchFile[];
-}> = ({ session, request, run, installation, files }) => {
+  /** The newest run of the pull request, linked when the run is superseded, or null. */
+  newestRunId: string | null;
+}> = ({ session, request, run, installation, files, newestRunId }) => {
   const applied = request.appliedAt !== null;
   const applyWait = currentApplyWait(request);
   const blockers = listFixBlockers(run, installation);
-  const superseded = run.status === 'superseded';
+  const superseded = !applied && isApplyBlockedBySupersededRun(request, run);
   const canApply =
     !applied &&
-    blockers.length === 0 && (request.status === 'ready' || request.status === 'partially_ready');
+    !superseded &&
+    blockers.length === 0 &&
+    (request.status === 'ready' || request.status === 'partially_ready');
   return (
     <Layout title="Fix preview" session={session}>
       <p class="breadcrumbs">
@@ -48,12 +57,7 @@ export const PreviewPage: FC<{
         {run.prTitle} · requested <Time date={request.createdAt} />
       </p>
       <FixBlockerNotices blockers={blockers} />
-      {superseded && !applied && request.status !== 'cancelled' ? (
-        <p class="notice superseded">
-          This preview's run is superseded by a newer commit, so its files cannot be regenerated.
-          Preview fixes on the pull request's newest run, listed on the <a href="/">home page</a>.
-        </p>
-      ) : null}
+      {superseded ? <SupersededRunNotice subject="preview" newestRunId={newestRunId} /> : null}
 
       <PatchFilesPanel
         session={session}

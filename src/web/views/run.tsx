@@ -9,7 +9,12 @@ import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
-import { FixBlockerBadges, FixBlockerNotices, listFixBlockers } from './components/fix-blockers.tsx';
+import {
+  FixBlockerBadges,
+  FixBlockerNotices,
+  listFixBlockers,
+  SupersededRunNotice,
+} from './components/fix-blockers.tsx';
 import {
   estimateWord,
   formatTokens,
@@ -51,7 +56,8 @@ const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefine
  * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
  * its call's estimate, and only the findings in `budget.checkedFindingIds` are checked. htmx disables
  * the submit button while the form's request is in flight, so a double click sends it once. A
- * closed pull request or an unavailable installation hides the button and shows why.
+ * closed pull request, an unavailable installation or a newer commit hides the button and shows
+ * why.
  */
 export const RunPage: FC<{
   session: ActiveSession;
@@ -60,7 +66,9 @@ export const RunPage: FC<{
   findings: Finding[];
   patchRequests: PatchRequest[];
   budget: PreviewBudgetView;
-}> = ({ session, run, installation, findings, patchRequests, budget }) => {
+  /** The newest run of the pull request, linked from a superseded run, or null. */
+  newestRunId: string | null;
+}> = ({ session, run, installation, findings, patchRequests, budget, newestRunId }) => {
   const action = `/runs/${run.id}/patch-requests`;
   const blockers = listFixBlockers(run, installation);
   const canPreview = blockers.length === 0 && run.status === 'completed' && findings.length > 0;
@@ -162,7 +170,7 @@ export const RunPage: FC<{
             </button>
           </>
         ) : blockers.length > 0 ? null : run.status === 'superseded' ? (
-          <p class="muted">This run is superseded by a newer commit; preview fixes on the newest run.</p>
+          <SupersededRunNotice subject="run" newestRunId={newestRunId} />
         ) : null}
       </form>
       <div id="preview-progress" aria-live="polite"></div>

@@ -87,3 +87,24 @@ export const FixBlockerNotices: FC<{ blockers: FixBlocker[] }> = ({ blockers }) 
     ))}
   </>
 );
+
+/**
+ * The notice on a run that a newer commit superseded, which takes no new previews and whose
+ * previews cannot be applied, with a link to the newest run when `newestRunId` is known.
+ */
+export const SupersededRunNotice: FC<{ subject: 'run' | 'preview'; newestRunId: string | null }> = ({
+  subject,
+  newestRunId,
+}) => {
+  const newestRun = newestRunId ? <a href={`/runs/${newestRunId}`}>the newest run</a> : 'the newest run';
+  return (
+    <p class="notice run-superseded">
+      {subject === 'preview'
+        ? "The pull request has newer commits than this preview's run, so the preview can no " +
+          'longer be applied. Request a preview on '
+        : 'The pull request has newer commits than this run, so it takes no new previews. ' +
+          'Request a preview on '}
+      {newestRun}.
+    </p>
+  );
+};

@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import { shownFileStatus } from '../../../autofix/visible-patch-requests.ts';
+import { shownFileStatus, splitPreviewTokens } from '../../../autofix/visible-patch-requests.ts';
 import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
 import { diffStats } from '../../diff/diff-stats.ts';
@@ -25,6 +25,7 @@ export const PatchFilesPanel: FC<{
   fixesBlocked: boolean;
 }> = ({ session, request, files, fixesBlocked }) => {
   const active = isPatchRequestActive(request.status);
+  const tokens = splitPreviewTokens(request, files);
   const canRegenerate =
     !active &&
     request.status !== 'cancelled' &&
@@ -41,10 +42,19 @@ export const PatchFilesPanel: FC<{
     >
       <p class="meta">
         <StatusBadge status={request.status} />{' '}
-        {`${request.filesDone} of ${request.filesTotal} files done · ${request.totalTokens} tokens in all model calls`}
-        {/* The total counts every call the providers reported, which the allowance may not have charged. */}
-        <span class="muted"> (replaced results and calls on your own keys included)</span>
+        {`${request.filesDone} of ${request.filesTotal} files done · ${tokens.files} tokens in the files' model calls`}
+        {tokens.discarded > 0 ? ` · ${tokens.discarded} tokens in discarded results, ${tokens.total} in all` : null}
+        {/* The totals count every call the providers reported, which the allowance may not have charged. */}
+        <span class="muted"> (calls on your own keys included)</span>
       </p>
+      {tokens.discarded > 0 ? (
+        <p class="muted discarded-tokens">
+          Discarded results are those that no file shows: the earlier result of a regenerated
+          file, the result of a retried attempt of the preview job that finished a file after
+          another attempt had stored it, or a failed result of an attempt that a service stop
+          ended. Their model calls used tokens like the others.
+        </p>
+      ) : null}
       {active ? (
         <>
           <progress max={String(Math.max(request.filesTotal, 1))} value={String(request.filesDone)}></progress>
@@ -73,6 +83,10 @@ export const PatchFilesPanel: FC<{
               ) : null}
               {file.provider ? (
                 <span class="muted">{` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`}</span>
+              ) : file.totalTokens > 0 ? (
+                // A call that failed after it used tokens stores no provider, but its tokens
+                // count in the files' sum above.
+                <span class="muted">{` ${file.totalTokens} tokens`}</span>
               ) : null}
               {canRegenerate ? (
                 <form
