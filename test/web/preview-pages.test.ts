@@ -536,7 +536,7 @@ describe('preview page', () => {
     const { request, file } = await newReadyRequest(true, older);
 
     const page = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
-    expect(page).toContain('<p class="notice superseded">');
+    expect(page).toContain('<p class="notice run-superseded">');
     expect(page).toContain('<table class="diff">');
     expect(page).not.toContain('Regenerate this file');
 
