@@ -1,3 +1,6 @@
+import { findSteps, matchAllSteps, steppedPattern } from './line-search.ts';
+import { runSteps, sortSteps, StepMeter, type Steps } from './steps.ts';
+
 /** The position of a secret value inside a line: `text.slice(start, end)` is the secret. */
 export interface SecretSpan {
   kind: 'aws-access-key-id' | 'hardcoded-credential' | 'private-key';
@@ -6,12 +9,25 @@ export interface SecretSpan {
 }
 
 const AWS_ACCESS_KEY_ID = /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b/g;
+export const AWS_ACCESS_KEY_ID_SEARCH = steppedPattern(
+  AWS_ACCESS_KEY_ID,
+  /(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}/,
+  20,
+);
 
 // AWS documentation writes its sample keys with this suffix, as in AKIAIOSFODNN7EXAMPLE.
 const AWS_SAMPLE_SUFFIX = 'EXAMPLE';
 
 export const PRIVATE_KEY_BEGIN =
   /-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?)-----/;
+
+// The marker pattern has no lookaround and matches at most 43 characters, so it serves as its
+// own candidate pattern.
+export const PRIVATE_KEY_BEGIN_SEARCH = steppedPattern(
+  PRIVATE_KEY_BEGIN,
+  PRIVATE_KEY_BEGIN,
+  '-----BEGIN ENCRYPTED PRIVATE KEY BLOCK-----'.length,
+);
 
 const TYPE_NAME = String.raw`[A-Za-z_][\w.<>[\]]*`;
 
@@ -29,6 +45,12 @@ const QUOTED_ASSIGNMENT = new RegExp(
     String.raw`[rRbBuU]?(["'\x60])((?:\\.|(?!\3)[^\\])*)\3`,
   ].join(''),
   'g',
+);
+// Each match starts with a quote or a name character that the lookbehind allows.
+export const QUOTED_ASSIGNMENT_SEARCH = steppedPattern(
+  QUOTED_ASSIGNMENT,
+  /(?<![\w$@.-])["'\x60]?[\w$@.-]/,
+  2,
 );
 
 /** `NAME=value` without quotes, as `.env` files and direnv's `.envrc` write it. */
@@ -94,8 +116,13 @@ export function isEnvFile(path: string): boolean {
 
 /** Finds AWS access key IDs, skipping the sample keys from the AWS documentation. */
 export function findAwsAccessKeyIds(text: string): SecretSpan[] {
+  return runSteps(findAwsAccessKeyIdSteps(text));
+}
+
+/** Finds AWS access key IDs as `findAwsAccessKeyIds` does, in steps. */
+export function* findAwsAccessKeyIdSteps(text: string): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
-  for (const match of text.matchAll(AWS_ACCESS_KEY_ID)) {
+  for (const match of yield* matchAllSteps(text, AWS_ACCESS_KEY_ID_SEARCH)) {
     if (!match[0].endsWith(AWS_SAMPLE_SUFFIX)) {
       const end = match.index + match[0].length;
       spans.push({ kind: 'aws-access-key-id', start: match.index, end });
@@ -109,14 +136,28 @@ export function findAwsAccessKeyIds(text: string): SecretSpan[] {
  * and in dotenv files also unquoted values.
  */
 export function findHardcodedCredentials(text: string, path: string): SecretSpan[] {
+  return runSteps(findHardcodedCredentialSteps(text, path));
+}
+
+/**
+ * Finds credential values as `findHardcodedCredentials` does, in steps.
+ *
+ * NOTE: a step runs one try of the assignment pattern and checks one value, so a quoted value or
+ * a name of megabytes takes that long in one piece. The anchored dotenv pattern is one try too.
+ */
+export function* findHardcodedCredentialSteps(text: string, path: string): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
-  for (const match of text.matchAll(QUOTED_ASSIGNMENT)) {
+  const meter = new StepMeter();
+  for (const match of yield* matchAllSteps(text, QUOTED_ASSIGNMENT_SEARCH, meter)) {
     const name = match[2] ?? '';
     const value = match[4] ?? '';
     if (isCredentialName(name) && isCredentialValue(value, name)) {
       // The value ends one character before the closing quote, which ends the match.
       const end = match.index + match[0].length - 1;
       spans.push({ kind: 'hardcoded-credential', start: end - value.length, end });
+    }
+    if (meter.count(match[0].length)) {
+      yield;
     }
   }
 
@@ -137,8 +178,8 @@ export function findHardcodedCredentials(text: string, path: string): SecretSpan
  * a JSON service account file. The secret runs to the matching END marker or to the end of the
  * line.
  */
-function findInlinePrivateKey(text: string): SecretSpan[] {
-  const begin = PRIVATE_KEY_BEGIN.exec(text);
+function* findInlinePrivateKeySteps(text: string): Steps<SecretSpan[]> {
+  const begin = yield* findSteps(text, PRIVATE_KEY_BEGIN_SEARCH);
   if (!begin) {
     return [];
   }
@@ -153,11 +194,20 @@ function findInlinePrivateKey(text: string): SecretSpan[] {
 
 /** Finds every secret value on one line of the file at `path`, in no particular order. */
 export function findSecretSpans(text: string, path: string): SecretSpan[] {
-  return [
-    ...findAwsAccessKeyIds(text),
-    ...findHardcodedCredentials(text, path),
-    ...findInlinePrivateKey(text),
-  ];
+  return runSteps(findSecretSpanSteps(text, path));
+}
+
+function* findSecretSpanSteps(text: string, path: string): Steps<SecretSpan[]> {
+  const spans = yield* findAwsAccessKeyIdSteps(text);
+  const meter = new StepMeter();
+  for (const span of yield* findHardcodedCredentialSteps(text, path)) {
+    spans.push(span);
+    if (meter.count(0)) {
+      yield;
+    }
+  }
+  spans.push(...(yield* findInlinePrivateKeySteps(text)));
+  return spans;
 }
 
 /**
@@ -174,18 +224,46 @@ export function maskSecret(secret: string): string {
 
 /**
  * Masks every secret on the line. The result has the same length, so indexes stay valid. A
- * secret that overlaps one masked before is masked again over the first one's output. The
- * line is copied once, not once per secret, because a long line can hold thousands of them.
+ * secret that overlaps one masked before is masked again over the first one's output.
  */
 export function maskSecrets(text: string, path: string): string {
-  const spans = findSecretSpans(text, path);
+  return runSteps(maskSecretsSteps(text, path));
+}
+
+/**
+ * Masks every secret on the line as `maskSecrets` does, in steps. `maskSecret` keeps the ends
+ * of a secret as they are and writes `*` over its middle. So masking the secrets one after
+ * another writes `*` over the union of their middles, and the line is copied once from that.
+ */
+export function* maskSecretsSteps(text: string, path: string): Steps<string> {
+  const spans = yield* findSecretSpanSteps(text, path);
   if (spans.length === 0) return text;
-  const units = text.split('');
+  const meter = new StepMeter();
+  const middles: { start: number; end: number }[] = [];
   for (const span of spans) {
-    const masked = maskSecret(units.slice(span.start, span.end).join(''));
-    for (let offset = 0; offset < masked.length; offset += 1) {
-      units[span.start + offset] = masked[offset]!;
+    const visiblePerEnd = Math.min(4, Math.floor((span.end - span.start) / 4));
+    middles.push({ start: span.start + visiblePerEnd, end: span.end - visiblePerEnd });
+    if (meter.count(0)) {
+      yield;
     }
   }
-  return units.join('');
+  // The parts of each step are joined in that step, so the last join has few parts.
+  const joined: string[] = [];
+  let parts: string[] = [];
+  let copied = 0;
+  for (const middle of yield* sortSteps(middles, (left, right) => left.start - right.start)) {
+    if (middle.end > copied) {
+      const start = Math.max(middle.start, copied);
+      parts.push(text.slice(copied, start), '*'.repeat(middle.end - start));
+      copied = middle.end;
+    }
+    if (meter.count(0)) {
+      joined.push(parts.join(''));
+      parts = [];
+      yield;
+    }
+  }
+  parts.push(text.slice(copied));
+  joined.push(parts.join(''));
+  return joined.join('');
 }
