@@ -72,7 +72,8 @@ export function* findSteps(
   }
   // The windows end at multiples of `windowChars`, wherever the search starts.
   for (let windowStart = from; windowStart < text.length; ) {
-    const windowEnd = Math.min(text.length, (Math.floor(windowStart / windowChars) + 1) * windowChars);
+    const boundary = (Math.floor(windowStart / windowChars) + 1) * windowChars;
+    const windowEnd = Math.min(text.length, boundary);
     const match = findInWindow(text, pattern, windowStart, windowEnd);
     if (meter.count(windowEnd - windowStart)) {
       yield;

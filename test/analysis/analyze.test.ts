@@ -478,7 +478,7 @@ describe('analysis of long lines', () => {
   // line in one piece.
   const LONG_LINE_DIGEST = 'cc3444f7ac2371a2505e6a82d38e4af468cd2d6be802a742eb1e912610fa6bad';
 
-  /** Returns `length` characters of code with no finding, with each text written over it at its start. */
+  /** Returns `length` characters of code with no finding, with each text written at its start. */
   function lineWith(length: number, placements: [number, string][]): string {
     let line = 'ab = cd(1); '.repeat(Math.ceil(length / 12)).slice(0, length);
     for (const [start, text] of placements) {
