@@ -14,11 +14,17 @@ import {
 } from '../../src/analysis/line-search.ts';
 import {
   AWS_ACCESS_KEY_ID_SEARCH,
+  findQuotedAssignmentSteps,
   PRIVATE_KEY_BEGIN_SEARCH,
-  QUOTED_ASSIGNMENT_SEARCH,
+  QUOTED_ASSIGNMENT_HEAD,
 } from '../../src/analysis/secrets.ts';
-import { runSteps } from '../../src/analysis/steps.ts';
+import { runSteps, StepMeter } from '../../src/analysis/steps.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
+
+const quotedAssignmentPieces = [
+  ...['token', 'a.b', '"', "'", '`', ' ', '=', ':', ']', '\\', 'r', 'x | y', '==', 'v'],
+  ...[': string', '\u2028', '\\"', '=>', ':=', 'b'],
+];
 
 // Each pattern with pieces of text that make up its matches, near misses and their surroundings.
 const patterns: { name: string; pattern: SteppedPattern; pieces: string[] }[] = [
@@ -33,9 +39,9 @@ const patterns: { name: string; pattern: SteppedPattern; pieces: string[] }[] = 
     pieces: ['-----BEGIN ', 'RSA ', 'ENCRYPTED ', 'PRIVATE KEY', ' BLOCK', '-----', '-', ' '],
   },
   {
-    name: 'quoted assignment',
-    pattern: QUOTED_ASSIGNMENT_SEARCH,
-    pieces: ['token', 'a.b', '"', "'", '`', ' ', '=', ':', ']', '\\', 'r', 'x | y', '==', 'v'],
+    name: 'quoted assignment head',
+    pattern: QUOTED_ASSIGNMENT_HEAD,
+    pieces: quotedAssignmentPieces,
   },
   {
     name: 'console call',
@@ -128,6 +134,43 @@ describe('findSteps', () => {
     }
 
     expect(step.value?.index).toBe(10 * searchWindowChars);
+    expect(yields).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe('findQuotedAssignmentSteps', () => {
+  it('finds what the whole pattern finds', () => {
+    const random = seededRandom(7);
+    let matches = 0;
+    for (let round = 0; round < 3_000; round += 1) {
+      const text = randomText(random, quotedAssignmentPieces);
+      const windowChars = 1 + Math.floor(random() * 8);
+      // A text up to the default window is matched with the whole pattern in one piece.
+      const expected = runSteps(findQuotedAssignmentSteps(text, new StepMeter()));
+
+      const found = runSteps(findQuotedAssignmentSteps(text, new StepMeter(), windowChars));
+
+      expect(found, text).toEqual(expected);
+      matches += expected.length;
+    }
+    expect(matches).toBeGreaterThan(100);
+  });
+
+  it('reads a long value in steps', () => {
+    const value = 'v\\"'.repeat(5 * searchWindowChars);
+    const text = `${'x '.repeat(searchWindowChars)}token = "${value}"`;
+    const steps = findQuotedAssignmentSteps(text, new StepMeter());
+    let yields = 0;
+    let step = steps.next();
+    while (!step.done) {
+      yields += 1;
+      step = steps.next();
+    }
+
+    expect(step.value).toEqual([
+      { index: 2 * searchWindowChars, end: text.length, name: 'token', value },
+    ]);
+    // The value is 15 windows long.
     expect(yields).toBeGreaterThanOrEqual(10);
   });
 });
