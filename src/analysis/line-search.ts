@@ -75,7 +75,9 @@ export function* findSteps(
     const boundary = (Math.floor(windowStart / windowChars) + 1) * windowChars;
     const windowEnd = Math.min(text.length, boundary);
     const match = findInWindow(text, pattern, windowStart, windowEnd);
-    if (meter.count(windowEnd - windowStart)) {
+    // A search that stops at a match counts the text up to the match's end.
+    const readEnd = match === null ? windowEnd : match.index + match[0].length;
+    if (meter.count(readEnd - windowStart)) {
       yield;
     }
     if (match !== null) {
