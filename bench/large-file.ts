@@ -9,9 +9,11 @@
  * `--line` replaces the file with one added line of the same size, as a minified bundle read
  * without GitHub's patch would add. `minified` repeats a block of minified JavaScript with string
  * literals and a regular expression. `secrets` repeats a hard-coded password, an AWS access key
- * ID and a TODO comment, and `todo` repeats `TODO ` with no comment start before it.
+ * ID and a TODO comment, and `todo` repeats `TODO ` with no comment start before it. Two more
+ * are runs that one try of a rule's pattern reads whole: `value` is one quoted password of that
+ * size, and `spaces` is `console.log`, then spaces, then `(x)`.
  *
- * Run: npx tsx bench/large-file.ts [--mb 5,20] [--rounds 3] [--line minified|secrets|todo]
+ * Run: npx tsx bench/large-file.ts [--mb 5,20] [--rounds 3] [--line SHAPE]
  * (`--help` explains them). For
  * each size it prints the median time and the longest event loop delay of all rounds, read from
  * `monitorEventLoopDelay` at a resolution of 10 ms. It also prints the number of findings and
@@ -23,7 +25,7 @@ import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median } from './database.ts';
 import { timeWithDelay } from './event-loop-delay.ts';
 
-const lineShapes = ['minified', 'secrets', 'todo'] as const;
+const lineShapes = ['minified', 'secrets', 'todo', 'value', 'spaces'] as const;
 type LineShape = (typeof lineShapes)[number];
 
 const usage =
@@ -31,12 +33,12 @@ const usage =
   '  --mb      sizes of the added file, in MB, separated by commas (default 5,20)\n' +
   '  --rounds  timed runs per size; the median time is reported (default 3)\n' +
   '  --line    add one line of that size instead of a file of short lines, with SHAPE\n' +
-  '            minified, secrets or todo (default: a file of short lines)';
+  '            minified, secrets, todo, value or spaces (default: a file of short lines)';
 
 function readArguments() {
   const values = readBenchOptions(usage, { mb: '5,20', rounds: '3', line: '' });
   if (values.line !== '' && !lineShapes.includes(values.line as LineShape)) {
-    console.error(`Invalid --line "${values.line}": expected minified, secrets or todo.\n${usage}`);
+    console.error(`Invalid --line "${values.line}": expected ${lineShapes.join(', ')}.\n${usage}`);
     process.exit(2);
   }
   return {
@@ -123,6 +125,12 @@ function secretsBlock(index: number): string {
 
 /** Builds the patch that adds one line of about `bytes` bytes of `shape`. */
 function longLinePatch(bytes: number, shape: LineShape): { patch: string; lines: number } {
+  if (shape === 'value') {
+    return { patch: `@@ -0,0 +1 @@\n+password = "${'x1Y'.repeat(bytes / 3)}"`, lines: 1 };
+  }
+  if (shape === 'spaces') {
+    return { patch: `@@ -0,0 +1 @@\n+console.log${' '.repeat(bytes)}(x)`, lines: 1 };
+  }
   const blocks: string[] = [];
   let size = 0;
   for (let index = 0; size < bytes; index += 1) {
