@@ -163,11 +163,12 @@ export const analysisSliceMs = 20;
  * `checkpoint` runs at each of those returns, so at least once before each file. An error it
  * throws stops the analysis and rejects the returned promise with that error.
  *
- * A line longer than `searchWindowChars` is searched in windows too (`findSteps`).
+ * A line longer than `searchWindowChars` is searched in windows too (`findSteps`), with the
+ * same findings as a search of the whole line.
  *
- * NOTE: one try of a rule's pattern at one position still runs in one piece, so a run of
- * megabytes that a pattern reads in one try blocks for that try, such as the value of a quoted
- * credential or a run of spaces after `console.log`.
+ * NOTE: one try of a rule's pattern at one position still runs in one piece, such as over a
+ * 5 MB identifier or 5 MB of spaces after `console.log`. That held the event loop for tens of
+ * milliseconds (BENCHMARKS.md, "One long line").
  */
 export async function analyzeChangedFilesInTurns(
   files: readonly ChangedFile[],
