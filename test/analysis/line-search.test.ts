@@ -13,11 +13,10 @@ import {
   type SteppedPattern,
 } from '../../src/analysis/line-search.ts';
 import {
-  AWS_ACCESS_KEY_ID_SEARCH,
   findQuotedAssignmentSteps,
-  PRIVATE_KEY_BEGIN_SEARCH,
   QUOTED_ASSIGNMENT_HEAD,
-} from '../../src/analysis/secrets.ts';
+} from '../../src/analysis/assignment-search.ts';
+import { AWS_ACCESS_KEY_ID_SEARCH, PRIVATE_KEY_BEGIN_SEARCH } from '../../src/analysis/secrets.ts';
 import { runSteps, StepMeter } from '../../src/analysis/steps.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
 
