@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { stripNul } from '../text/strip-nul.ts';
 import { addedLineSteps, type AddedLine } from './patch.ts';
 import { runRuleSteps, type RuleFinding, type RuleId, type Severity } from './rules.ts';
-import { maskSecrets } from './secrets.ts';
+import { maskSecretsSteps } from './secrets.ts';
 import { runSteps, sortSteps, StepMeter, Turns, type Steps } from './steps.ts';
 
 export type { RuleId, Severity };
@@ -82,7 +82,8 @@ function* analyzeFileSteps(file: ChangedFile): Steps<FindingDraft[]> {
   const drafts: FindingDraft[] = [];
   const occurrences = new Map<string, number>();
   for (const finding of yield* sortSteps(found, compareByLine)) {
-    const lineText = maskSecrets(textByLine.get(finding.startLine) ?? '', path).trim();
+    const text = textByLine.get(finding.startLine) ?? '';
+    const lineText = (yield* maskSecretsSteps(text, path)).trim();
     const key = `${finding.ruleId}\0${lineText}`;
     const occurrence = occurrences.get(key) ?? 0;
     occurrences.set(key, occurrence + 1);
@@ -162,8 +163,12 @@ export const analysisSliceMs = 20;
  * `checkpoint` runs at each of those returns, so at least once before each file. An error it
  * throws stops the analysis and rejects the returned promise with that error.
  *
- * NOTE: each rule checks a whole line in one step, so one long line still blocks: a 5 MB line,
- * as in a minified bundle read without GitHub's patch, blocked the event loop for 0.6 to 0.9 s.
+ * A line longer than `searchWindowChars` is searched in windows too (`findSteps`), with the
+ * same findings as a search of the whole line.
+ *
+ * NOTE: one try of a rule's pattern at one position still runs in one piece, such as over a
+ * 5 MB identifier or 5 MB of spaces after `console.log`. That held the event loop for tens of
+ * milliseconds (BENCHMARKS.md, "One long line").
  */
 export async function analyzeChangedFilesInTurns(
   files: readonly ChangedFile[],

@@ -1,25 +1,36 @@
-import { codePart, isCommentLine, isJavaScriptLike, isPython } from './code-text.ts';
-import { buildExcerpt } from './excerpt.ts';
+import { codePartSteps, isCommentLine, isJavaScriptLike, isPython } from './code-text.ts';
+import { buildExcerptSteps } from './excerpt.ts';
+import { findSteps, steppedPattern } from './line-search.ts';
 import { lineRule } from './line-rule.ts';
 import type { AddedLine } from './patch.ts';
 import type { Rule, RuleFinding } from './rules.ts';
 import { StepMeter, type Steps } from './steps.ts';
 
-const CONSOLE_CALL = /(?<![\w$])console\.(log|debug|trace)\s*\(/;
-const DEBUGGER_STATEMENT = /(?<![\w$.])debugger\s*(?:;|\}|$)/;
+// Each pattern comes with the part of its match that every match starts with, as candidates
+// for the search in steps of a long line.
+export const CONSOLE_CALL = steppedPattern(
+  /(?<![\w$])console\.(log|debug|trace)\s*\(/,
+  /console\.(?:log|debug|trace)/,
+  'console.debug'.length,
+);
+export const DEBUGGER_STATEMENT = steppedPattern(
+  /(?<![\w$.])debugger\s*(?:;|\}|$)/,
+  /debugger/,
+  'debugger'.length,
+);
 // A print call that starts a statement: at the line start, after `;`, or after the `:` of a
 // one-line block such as `if x: print(x)`.
-const PRINT_STATEMENT = /(?:^|[;:])\s*print\s*\(/;
+export const PRINT_STATEMENT = steppedPattern(/(?:^|[;:])\s*print\s*\(/, /^|[;:]/, 1);
 
 const consoleLogRule = lineRule({
   id: 'debug/console-log',
   severity: 'warning',
   appliesTo: isJavaScriptLike,
-  match(text) {
+  *match(text) {
     if (isCommentLine(text, 'c-like')) {
       return undefined;
     }
-    const call = CONSOLE_CALL.exec(codePart(text, 'c-like'));
+    const call = yield* findSteps(yield* codePartSteps(text, 'c-like'), CONSOLE_CALL);
     if (!call) {
       return undefined;
     }
@@ -35,11 +46,12 @@ const debuggerRule = lineRule({
   id: 'debug/debugger',
   severity: 'warning',
   appliesTo: isJavaScriptLike,
-  match(text) {
+  *match(text) {
     if (isCommentLine(text, 'c-like')) {
       return undefined;
     }
-    const statement = DEBUGGER_STATEMENT.exec(codePart(text, 'c-like').trimEnd());
+    const code = yield* codePartSteps(text, 'c-like');
+    const statement = yield* findSteps(code.trimEnd(), DEBUGGER_STATEMENT);
     if (!statement) {
       return undefined;
     }
@@ -56,11 +68,11 @@ const pythonPrintRule = lineRule({
   id: 'debug/python-print',
   severity: 'warning',
   appliesTo: isPython,
-  match(text) {
+  *match(text) {
     if (isCommentLine(text, 'hash')) {
       return undefined;
     }
-    const statement = PRINT_STATEMENT.exec(codePart(text, 'hash'));
+    const statement = yield* findSteps(yield* codePartSteps(text, 'hash'), PRINT_STATEMENT);
     if (!statement) {
       return undefined;
     }
@@ -121,7 +133,7 @@ const mergeConflictMarkerRule: Rule = {
   severity: 'error',
   *check(path, lines) {
     const findings: RuleFinding[] = [];
-    const report = (startIndex: number, endIndex: number): void => {
+    function* report(startIndex: number, endIndex: number): Steps<void> {
       const start = lines[startIndex]!;
       findings.push({
         ruleId: 'merge-conflict-marker',
@@ -129,9 +141,9 @@ const mergeConflictMarkerRule: Rule = {
         message: CONFLICT_MESSAGE,
         startLine: start.line,
         endLine: lines[endIndex]!.line,
-        excerpt: buildExcerpt(start.text, path),
+        excerpt: yield* buildExcerptSteps(start.text, path),
       });
-    };
+    }
 
     const meter = new StepMeter();
     for (let index = 0; index < lines.length; index += 1) {
@@ -141,32 +153,47 @@ const mergeConflictMarkerRule: Rule = {
       }
       if (isConflictStart(text)) {
         const endIndex = (yield* conflictEndSteps(lines, index, meter)) ?? index;
-        report(index, endIndex);
+        yield* report(index, endIndex);
         index = endIndex;
       } else if (isConflictEnd(text) || isConflictSeparator(text, path)) {
-        report(index, index);
+        yield* report(index, index);
       }
     }
     return findings;
   },
 };
 
-const TODO_MARKER = /\b(TODO|FIXME)(?=[:( ]|$)/g;
+export const TODO_MARKER = steppedPattern(
+  /\b(TODO|FIXME)(?=[:( ]|$)/,
+  /TODO|FIXME/,
+  'FIXME'.length,
+);
 // The marker counts only after something that starts a comment in a common language.
-const COMMENT_BEFORE_MARKER = /\/\/|\/\*|#|<!--|--|\{#|^\s*[*;%]/;
+export const COMMENT_BEFORE_MARKER = steppedPattern(
+  /\/\/|\/\*|#|<!--|--|\{#|^\s*[*;%]/,
+  /\/\/|\/\*|#|<!--|--|\{#|^/,
+  '<!--'.length,
+);
 
 const todoCommentRule = lineRule({
   id: 'todo-comment',
   severity: 'notice',
-  match(text) {
+  *match(text) {
     // The leftmost comment start also ends first, so a marker counts when it follows that end.
     // Searching once keeps a long line with many markers linear instead of quadratic.
-    const comment = COMMENT_BEFORE_MARKER.exec(text);
+    const comment = yield* findSteps(text, COMMENT_BEFORE_MARKER);
     if (!comment) {
       return undefined;
     }
     const commentEnd = comment.index + comment[0].length;
-    for (const marker of text.matchAll(TODO_MARKER)) {
+    const meter = new StepMeter();
+    // Reads the markers in the order that `matchAll` returns them, up to the first one after
+    // the comment start.
+    for (let from = 0; ; ) {
+      const marker = yield* findSteps(text, TODO_MARKER, from, meter);
+      if (!marker) {
+        return undefined;
+      }
       if (marker.index >= commentEnd) {
         return {
           index: marker.index,
@@ -175,8 +202,8 @@ const todoCommentRule = lineRule({
             'so finish the work or track it in an issue.',
         };
       }
+      from = marker.index + marker[0].length;
     }
-    return undefined;
   },
 });
 

@@ -1,4 +1,5 @@
-import { maskSecrets } from './secrets.ts';
+import { maskSecretsSteps } from './secrets.ts';
+import { runSteps, type Steps } from './steps.ts';
 
 export const MAX_EXCERPT_LENGTH = 200;
 
@@ -11,7 +12,12 @@ const LEAD_IN = 40;
  * `…` marks each cut end.
  */
 export function buildExcerpt(text: string, path: string, focus = 0): string {
-  const masked = maskSecrets(text, path);
+  return runSteps(buildExcerptSteps(text, path, focus));
+}
+
+/** Builds the excerpt as `buildExcerpt` does, in steps. */
+export function* buildExcerptSteps(text: string, path: string, focus = 0): Steps<string> {
+  const masked = yield* maskSecretsSteps(text, path);
   const trimmed = masked.trim();
   if (trimmed.length <= MAX_EXCERPT_LENGTH) {
     return trimmed;

@@ -1,6 +1,6 @@
-import { buildExcerpt } from './excerpt.ts';
+import { buildExcerptSteps } from './excerpt.ts';
 import type { Rule, RuleFinding, RuleId, Severity } from './rules.ts';
-import { StepMeter } from './steps.ts';
+import { StepMeter, type Steps } from './steps.ts';
 
 /** A problem on one line: its index in the line and the message for the author. */
 export interface LineMatch {
@@ -13,8 +13,11 @@ export interface LineRuleOptions {
   severity: Severity;
   /** Limits the rule to some file types. Without it the rule checks every file. */
   appliesTo?: (path: string) => boolean;
-  /** Returns the problem on one line, or undefined when the line is fine. */
-  match: (text: string, path: string) => LineMatch | undefined;
+  /**
+   * Returns the problem on one line, or undefined when the line is fine. It yields inside a long
+   * line, so that one line of megabytes does not hold the event loop either.
+   */
+  match: (text: string, path: string) => Steps<LineMatch | undefined>;
 }
 
 /** Creates a rule that reports at most one finding per added line. */
@@ -29,7 +32,7 @@ export function lineRule(options: LineRuleOptions): Rule {
       }
       const meter = new StepMeter();
       for (const added of lines) {
-        const match = options.match(added.text, path);
+        const match = yield* options.match(added.text, path);
         if (match !== undefined) {
           findings.push({
             ruleId: options.id,
@@ -37,7 +40,7 @@ export function lineRule(options: LineRuleOptions): Rule {
             message: match.message,
             startLine: added.line,
             endLine: added.line,
-            excerpt: buildExcerpt(added.text, path, match.index),
+            excerpt: yield* buildExcerptSteps(added.text, path, match.index),
           });
         }
         if (meter.count(added.text.length)) {

@@ -2,7 +2,7 @@ import { codeRules } from './code-rules.ts';
 import type { AddedLine } from './patch.ts';
 import {
   privateKeyBlockSteps,
-  privateKeyFindings,
+  privateKeyFindingSteps,
   privateKeyRule,
   secretRules,
 } from './secret-rules.ts';
@@ -78,7 +78,7 @@ export function* runRuleSteps(path: string, lines: readonly AddedLine[]): Steps<
   for (const rule of rules) {
     const found =
       rule === privateKeyRule
-        ? privateKeyFindings(path, privateKeyBlocks)
+        ? yield* privateKeyFindingSteps(path, privateKeyBlocks)
         : yield* rule.check(path, otherLines);
     for (const finding of found) {
       findings.push(finding);

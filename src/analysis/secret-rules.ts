@@ -1,8 +1,13 @@
-import { buildExcerpt } from './excerpt.ts';
+import { buildExcerptSteps } from './excerpt.ts';
+import { findSteps } from './line-search.ts';
 import { lineRule } from './line-rule.ts';
 import type { AddedLine } from './patch.ts';
 import type { Rule, RuleFinding } from './rules.ts';
-import { findAwsAccessKeyIds, findHardcodedCredentials, PRIVATE_KEY_BEGIN } from './secrets.ts';
+import {
+  findAwsAccessKeyIdSteps,
+  findHardcodedCredentialSteps,
+  PRIVATE_KEY_BEGIN_SEARCH,
+} from './secrets.ts';
 import { StepMeter, type Steps } from './steps.ts';
 
 /** A PEM private key block among the added lines, by new-file line numbers. */
@@ -29,7 +34,7 @@ export function* privateKeyBlockSteps(lines: readonly AddedLine[]): Steps<Privat
     if (meter.count(begin.text.length)) {
       yield;
     }
-    const marker = PRIVATE_KEY_BEGIN.exec(begin.text);
+    const marker = yield* findSteps(begin.text, PRIVATE_KEY_BEGIN_SEARCH, 0, meter);
     if (!marker) {
       continue;
     }
@@ -50,7 +55,7 @@ export function* privateKeyBlockSteps(lines: readonly AddedLine[]): Steps<Privat
       if (meter.count(candidate.text.length)) {
         yield;
       }
-      if (PRIVATE_KEY_BEGIN.test(candidate.text)) {
+      if ((yield* findSteps(candidate.text, PRIVATE_KEY_BEGIN_SEARCH, 0, meter)) !== null) {
         break;
       }
       if (candidate.text.includes(endMarker)) {
@@ -66,8 +71,8 @@ export function* privateKeyBlockSteps(lines: readonly AddedLine[]): Steps<Privat
 const awsAccessKeyIdRule = lineRule({
   id: 'secret/aws-access-key-id',
   severity: 'error',
-  match(text) {
-    const [key] = findAwsAccessKeyIds(text);
+  *match(text) {
+    const [key] = yield* findAwsAccessKeyIdSteps(text);
     if (key === undefined) {
       return undefined;
     }
@@ -81,35 +86,39 @@ const awsAccessKeyIdRule = lineRule({
 });
 
 /** Returns the findings of the private key rule for `blocks` of the file at `path`. */
-export function privateKeyFindings(
+export function* privateKeyFindingSteps(
   path: string,
   blocks: readonly PrivateKeyBlock[],
-): RuleFinding[] {
-  return blocks.map((block) => ({
-    ruleId: 'secret/private-key',
-    severity: 'error',
-    message:
-      'A private key is committed here, so revoke it, issue a new one and keep it out of the ' +
-      'repository, for example in a secret manager.',
-    startLine: block.startLine,
-    endLine: block.endLine,
-    excerpt: buildExcerpt(block.text, path, block.index),
-  }));
+): Steps<RuleFinding[]> {
+  const findings: RuleFinding[] = [];
+  for (const block of blocks) {
+    findings.push({
+      ruleId: 'secret/private-key',
+      severity: 'error',
+      message:
+        'A private key is committed here, so revoke it, issue a new one and keep it out of the ' +
+        'repository, for example in a secret manager.',
+      startLine: block.startLine,
+      endLine: block.endLine,
+      excerpt: yield* buildExcerptSteps(block.text, path, block.index),
+    });
+  }
+  return findings;
 }
 
 export const privateKeyRule: Rule = {
   id: 'secret/private-key',
   severity: 'error',
   *check(path, lines) {
-    return privateKeyFindings(path, yield* privateKeyBlockSteps(lines));
+    return yield* privateKeyFindingSteps(path, yield* privateKeyBlockSteps(lines));
   },
 };
 
 const hardcodedCredentialRule = lineRule({
   id: 'secret/hardcoded-credential',
   severity: 'error',
-  match(text, path) {
-    const [credential] = findHardcodedCredentials(text, path);
+  *match(text, path) {
+    const [credential] = yield* findHardcodedCredentialSteps(text, path);
     if (credential === undefined) {
       return undefined;
     }

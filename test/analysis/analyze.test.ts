@@ -7,6 +7,7 @@ import {
   type ChangedFile,
   type FindingDraft,
 } from '../../src/analysis/analyze.ts';
+import { searchWindowChars } from '../../src/analysis/line-search.ts';
 import { maxStepChars, maxStepItems } from '../../src/analysis/steps.ts';
 
 const AWS_KEY = 'AKIAZ7QW3ERT5YUI8OPA';
@@ -469,5 +470,163 @@ describe('analysis in time slices', () => {
 
     await expect(analysis).rejects.toBe(stop);
     expect(checkpoints).toBe(3);
+  });
+});
+
+describe('analysis of long lines', () => {
+  // The sha256 of the findings as JSON from the analysis at commit 9760f4e, which checked each
+  // line in one piece.
+  const LONG_LINE_DIGEST = '0c8363c80b36b107af235ffed6897836e058a16f6a9bee0102cf1b7a64de627e';
+
+  /** Returns `length` characters of code with no finding, with each text written at its start. */
+  function lineWith(length: number, placements: [number, string][]): string {
+    let line = 'ab = cd(1); '.repeat(Math.ceil(length / 12)).slice(0, length);
+    for (const [start, text] of placements) {
+      line = line.slice(0, start) + text + line.slice(start + text.length);
+    }
+    return line.slice(0, length);
+  }
+
+  function longLineFiles(window: number): ChangedFile[] {
+    const patchOf = (texts: string[]) =>
+      [`@@ -0,0 +1,${texts.length} @@`, ...texts.map((text) => `+${text}`)].join('\n');
+    const fragments = [
+      ` ${AWS_KEY} `,
+      '-----BEGIN RSA PRIVATE KEY-----',
+      ' console.log(x) ',
+      ' debugger; ',
+      ' // TODO: split ',
+      ' password = "s3cr3t-value" ',
+    ];
+    // Each fragment across the first window boundary, at the start and the end of a line, and in
+    // lines just under, at and over the window length.
+    const edges: string[] = [];
+    for (const fragment of fragments) {
+      for (const offset of [1, Math.floor(fragment.length / 2), fragment.length - 1]) {
+        edges.push(lineWith(2 * window + 10, [[window - offset, fragment]]));
+      }
+      edges.push(lineWith(window + 5, [[0, fragment.trimStart()]]));
+      edges.push(lineWith(window + 5, [[window + 5 - fragment.length, fragment]]));
+      for (const length of [window - 1, window, window + 1]) {
+        edges.push(lineWith(length, [[length - fragment.length, fragment]]));
+      }
+    }
+
+    const secrets = `const password = "pw-1-h4rdc0ded"; const k = '${AWS_KEY}'; // TODO: rotate `;
+    const many = secrets.repeat(Math.ceil((3 * window) / secrets.length));
+
+    const overlapping = [
+      lineWith(window + 100, [[window - 10, ` AKIA${AWS_KEY} ${AWS_KEY} `]]),
+      lineWith(window + 100, [[window - 6, ' console.console.log (x) ']]),
+      lineWith(window + 100, [[window - 3, '// TODOTODO FIXME: now']]),
+      lineWith(window + 100, [[window - 4, ' -----BEGIN -----BEGIN EC PRIVATE KEY-----x']]),
+    ];
+
+    const longRuns = [
+      `token = "${'v'.repeat(3 * window)}"`,
+      `console.log${' '.repeat(2 * window)}(x)`,
+      `<<<<<<< ${'x'.repeat(2 * window)}`,
+      `${' '.repeat(2 * window)}* TODO: in a block comment`,
+      `secret = "${'Ab1-'.repeat(window)}"`,
+      `apiKey: '${'Ab1-'.repeat(window)}`,
+    ];
+
+    const python = [
+      lineWith(2 * window, [[window - 3, '; print(x)']]),
+      `print(x)${lineWith(2 * window, [])}`,
+      lineWith(2 * window, [[window - 1, ': print  (x) # TODO: drop']]),
+    ];
+
+    return [
+      { filename: 'src/edges.ts', status: 'added', patch: patchOf(edges) },
+      { filename: 'src/many.ts', status: 'added', patch: patchOf([many]) },
+      { filename: 'src/overlapping.ts', status: 'added', patch: patchOf(overlapping) },
+      { filename: 'src/runs.js', status: 'added', patch: patchOf(longRuns) },
+      { filename: 'tools/report.py', status: 'added', patch: patchOf(python) },
+      {
+        filename: 'config/.env',
+        status: 'added',
+        patch: patchOf([`TOKEN=${'k3y'.repeat(window)}`, `API_KEY=${lineWith(window + 3, [])}`]),
+      },
+    ];
+  }
+
+  it('finds what whole-line checks found', () => {
+    const findings = analyzeChangedFiles(longLineFiles(searchWindowChars));
+
+    const digest = createHash('sha256').update(JSON.stringify(findings)).digest('hex');
+    expect(digest).toBe(LONG_LINE_DIGEST);
+    expect(findings).toHaveLength(64);
+    const rulesByPath = new Map<string, string[]>();
+    for (const finding of findings) {
+      const rules = rulesByPath.get(finding.path) ?? [];
+      rules.push(`${finding.startLine} ${finding.ruleId}`);
+      rulesByPath.set(finding.path, rules);
+    }
+    expect(rulesByPath.get('src/edges.ts')).toHaveLength(48);
+    expect(rulesByPath.get('src/many.ts')).toEqual([
+      '1 secret/aws-access-key-id',
+      '1 secret/hardcoded-credential',
+      '1 todo-comment',
+    ]);
+    expect(rulesByPath.get('src/overlapping.ts')).toEqual([
+      '1 secret/aws-access-key-id',
+      '2 debug/console-log',
+      '3 todo-comment',
+      '4 secret/private-key',
+    ]);
+    expect(rulesByPath.get('src/runs.js')).toEqual([
+      '2 debug/console-log',
+      '3 merge-conflict-marker',
+      '4 todo-comment',
+      '5 secret/hardcoded-credential',
+    ]);
+    expect(rulesByPath.get('tools/report.py')).toEqual([
+      '1 debug/python-print',
+      '2 debug/python-print',
+      '3 debug/python-print',
+      '3 todo-comment',
+    ]);
+    expect(rulesByPath.get('config/.env')).toEqual(['1 secret/hardcoded-credential']);
+  });
+
+  it('masks secrets in excerpts', () => {
+    const findings = analyzeChangedFiles(longLineFiles(searchWindowChars));
+    const many = findings.filter((finding) => finding.path === 'src/many.ts');
+
+    for (const finding of many) {
+      expect(finding.excerpt).not.toContain(AWS_KEY);
+      expect(finding.excerpt).not.toContain('pw-1-h4rdc0ded');
+    }
+    expect(many[0]!.excerpt).toContain('AKIA************8OPA');
+  });
+
+  it('finds the same in time slices', async () => {
+    const files = longLineFiles(searchWindowChars);
+
+    const sliced = await analyzeChangedFilesInTurns(files, { sliceMs: 0 });
+
+    expect(sliced.findings).toEqual(analyzeChangedFiles(files));
+  });
+
+  it('returns to the event loop inside a line', async () => {
+    const line = `${'x = "a"; '.repeat(10 * searchWindowChars)}// TODO: one`;
+    const files: ChangedFile[] = [
+      { filename: 'src/bundle.js', status: 'added', patch: patchAdding(1, [line]) },
+    ];
+    let turns = 0;
+    let analyzing = true;
+    const countTurn = (): void => {
+      turns += 1;
+      if (analyzing) setImmediate(countTurn);
+    };
+    setImmediate(countTurn);
+
+    const { findings } = await analyzeChangedFilesInTurns(files, { sliceMs: 0 });
+    analyzing = false;
+
+    expect(summary(findings)).toEqual(['src/bundle.js:1 todo-comment']);
+    // The line spans 90 windows, and each rule that reads it yields after each window.
+    expect(turns).toBeGreaterThanOrEqual(90);
   });
 });

@@ -55,10 +55,19 @@ describe('findHardcodedCredentials', () => {
     ['tokenizer = "wordpiece-tokenizer"'],
     ['config.accessToken = "accessToken"'],
     ['HTTPToken = "http_token"'],
+    ['accessToken = "--Access--Token--"'],
+    ['dbPassword: "DB.PASSWORD!!"'],
     ['if (password === "hunter2hunter2") {'],
     ['if password != "hunter2hunter2":'],
   ])('ignores %s', (text) => {
     expect(credentialValues(text)).toEqual([]);
+  });
+
+  it('reads a long value with more letters than the name', () => {
+    const value = 'Ab1-'.repeat(250_000);
+
+    expect(credentialValues(`password = "${value}"`)).toEqual([value]);
+    expect(credentialValues(`password = "${value.slice(0, 12)}"`)).toEqual(['Ab1-Ab1-Ab1-']);
   });
 
   it('reads unquoted values only in dotenv files', () => {
