@@ -57,32 +57,20 @@ async function claimBeforeTheJob(requestId: string) {
   setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
   expect((await requestApply(applyContext, requestId)).status).toBe(202);
   const [first] = await applyJobs(requestId);
-  let releasePress!: () => void;
-  const pressHolds = new Promise<void>((resolve) => {
-    releasePress = resolve;
-  });
-  let press!: Promise<Response>;
+  let press!: ReturnType<typeof holdAtPullRequestRead>;
   await runApplyJob(first!.id, async () => {
-    let claimed!: () => void;
-    const pressClaimed = new Promise<void>((resolve) => {
-      claimed = resolve;
-    });
-    pullRequestReads.set(async () => {
-      claimed();
-      await pressHolds;
-    });
     // The job's first step clears its wait, and a press after that step and before the job's
     // claim goes ahead and claims first. This takes that step early, to open that window.
     await setup.context.db
       .update(patchRequests)
       .set({ applyRateLimitedUntil: null })
       .where(eq(patchRequests.id, requestId));
-    press = Promise.resolve(requestApply(applyContext, requestId));
-    await pressClaimed;
+    press = holdAtPullRequestRead(requestId);
+    await press.reading;
   });
   const jobs = await applyJobs(requestId);
   expect(jobs).toHaveLength(2);
-  return { press, releasePress, waiting: jobs[1]! };
+  return { press: press.response, releasePress: press.release, waiting: jobs[1]! };
 }
 
 beforeAll(async () => {
@@ -265,4 +253,67 @@ describe('apply job waiting for another apply', () => {
     expect(applied.appliedAt).not.toBeNull();
     expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
   });
+
+  it('keeps a claim that a later call took over', async () => {
+    const request = await newRequest();
+    const first = holdAtPullRequestRead(request.id);
+    await first.reading;
+    // The first press has run past the 10 minutes after which its claim is stale, so a second
+    // press takes the claim over.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    const second = holdAtPullRequestRead(request.id);
+    await second.reading;
+    const secondClaim = (await stored(request.id)).applyStartedAt!;
+    expect(secondClaim.getTime()).toBeGreaterThan(Date.now() - 60_000);
+
+    // The first press ends without applying, because its ref update is rejected.
+    setup.fake.queueResponse({
+      method: 'PATCH',
+      path: refPattern,
+      status: 422,
+      body: { message: `Protected branch update failed for refs/heads/${headBranch}.` },
+    });
+    first.release();
+    expect((await first.response).status).toBe(502);
+    const takenOver = setup.context.logs.filter((line) => line.event === 'apply.claim_taken_over');
+    expect(takenOver).toHaveLength(1);
+
+    // The second press keeps the claim, so a third press is rejected and writes nothing.
+    expect((await stored(request.id)).applyStartedAt).toEqual(secondClaim);
+    const since = setup.fake.requests.length;
+    const third = await requestApply(applyContext, request.id);
+    expect(third.status).toBe(409);
+    expect(writes(since)).toBe(0);
+
+    second.release();
+    expect((await second.response).status).toBe(200);
+    const applied = await stored(request.id);
+    expect(applied.applyStartedAt).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
+    expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+  });
 });
+
+/**
+ * Sends an API press without a mode that claims the request and then stops at its read of the
+ * pull request. `reading` resolves once it got there, and `release` lets it go on.
+ */
+function holdAtPullRequestRead(requestId: string) {
+  let release!: () => void;
+  const holds = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let reached!: () => void;
+  const reading = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  pullRequestReads.set(async () => {
+    reached();
+    await holds;
+  });
+  const response = Promise.resolve(requestApply(applyContext, requestId));
+  return { reading, release, response };
+}
