@@ -1,10 +1,12 @@
 // An apply job that meets the claim of another apply waits for that claim. A press meanwhile
 // gets the wait, and the job starts as soon as the other apply releases the claim.
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { releaseApplyClaim } from '../../src/apply/apply-claim-release.ts';
 import { patchRequests } from '../../src/db/schema/index.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
+import { cancelApplyJobsOfRuns } from '../../src/runs/cancel-run-work.ts';
 import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { createSession } from '../../src/web/session/session-store.ts';
 import {
@@ -294,6 +296,57 @@ describe('apply job waiting for another apply', () => {
     expect(applied.applyStartedAt).toBeNull();
     expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
     expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+  });
+  it('base change cancels the requeued job', async () => {
+    const request = await newRequest();
+    const { boss, db } = setup.context;
+    const jobData: ApplyJobData = { patchRequestId: request.id, userId: applyContext.user.id };
+    const waitingJobId = await boss.send(applyQueue, jobData, { startAfter: 600 });
+    // A call has the claim, and an apply job waits for it.
+    const [claim] = await db
+      .update(patchRequests)
+      .set({
+        applyStartedAt: sql`now()`,
+        applyJobId: waitingJobId,
+        applyClaimWaitUntil: new Date(Date.now() + 600_000),
+      })
+      .where(eq(patchRequests.id, request.id))
+      .returning({ claimedAt: sql<string>`${patchRequests.applyStartedAt}::text` });
+    const reason = 'The apply was cancelled because the base branch changed.';
+
+    // The base change's cancel starts after the release queued the job that starts now, and
+    // waits for the release's row lock.
+    const send = boss.send.bind(boss);
+    let cancel!: Promise<number>;
+    const spy = vi.spyOn(boss, 'send').mockImplementation((async (...args: Parameters<typeof send>) => {
+      const id = await send(...args);
+      cancel = db.transaction((tx) => cancelApplyJobsOfRuns(tx, boss, [applyContext.runId], reason));
+      await waitFor(async () => {
+        const [row] = await setup.context.database.sql<{ waiting: number }[]>`
+          SELECT count(*)::int AS waiting FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+        return row!.waiting > 0;
+      }, 5_000);
+      return id;
+    }) as typeof send);
+    try {
+      await releaseApplyClaim(
+        setup.context,
+        { patchRequestId: request.id, claimedAt: claim!.claimedAt },
+        {},
+        setup.context.logger,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+
+    expect(await cancel).toBe(1);
+    const row = await stored(request.id);
+    expect(row.applyStartedAt).toBeNull();
+    expect(row.applyError).toBe(reason);
+    expect(row.applyJobId).not.toBe(waitingJobId);
+    expect((await boss.getJobById(applyQueue, waitingJobId!))!.state).toBe('cancelled');
+    expect((await boss.getJobById(applyQueue, row.applyJobId!))!.state).toBe('cancelled');
   });
 });
 
