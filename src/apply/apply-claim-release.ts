@@ -9,9 +9,11 @@ import { clearedApplyWait } from './apply-wait.ts';
 type RequestValues = Partial<typeof patchRequests.$inferInsert>;
 
 /**
- * Releases the apply claim on patch request `patchRequestId` and stores `values` in the same
- * update, such as the applied commit. The same transaction handles the apply job that the
- * request has pending:
+ * Releases the apply claim that was taken at `claimedAt` (PostgreSQL's text form of
+ * `applyStartedAt`) on patch request `patchRequestId`, and stores `values` in the same update,
+ * such as the applied commit. A claim that another call took over once it went stale stays
+ * with that call, which releases it and handles the pending job when it ends. Otherwise the
+ * same transaction handles the apply job that the request has pending:
  *
  * - With `cancelPendingJob`, the job is cancelled, and `cancelPendingJob` gets a phrase that
  *   names the job, such as "the apply job that waited for a GitHub rate limit", and returns the
@@ -29,10 +31,11 @@ type RequestValues = Partial<typeof patchRequests.$inferInsert>;
  */
 export async function releaseApplyClaim(
   context: AppContext,
-  patchRequestId: string,
+  claim: { patchRequestId: string; claimedAt: string },
   options: { values?: RequestValues; cancelPendingJob?: (pendingJob: string) => string },
   logger: Logger,
 ): Promise<void> {
+  const { patchRequestId, claimedAt } = claim;
   const handled = await context.db.transaction(async (tx) => {
     const [request] = await tx
       .select({
@@ -41,14 +44,17 @@ export async function releaseApplyClaim(
         applyRateLimitedUntil: patchRequests.applyRateLimitedUntil,
         applyError: patchRequests.applyError,
         appliedAt: patchRequests.appliedAt,
+        ownsClaim: sql<boolean>`coalesce(${patchRequests.applyStartedAt} = ${claimedAt}::timestamptz, false)`,
       })
       .from(patchRequests)
       .where(eq(patchRequests.id, patchRequestId))
       .for('update');
-    await tx
-      .update(patchRequests)
-      .set({ applyStartedAt: null, ...options.values })
-      .where(eq(patchRequests.id, patchRequestId));
+    const ownsClaim = request?.ownsClaim === true;
+    const values = { ...(ownsClaim ? { applyStartedAt: null } : {}), ...options.values };
+    if (Object.keys(values).length > 0) {
+      await tx.update(patchRequests).set(values).where(eq(patchRequests.id, patchRequestId));
+    }
+    if (!ownsClaim) return request ? { event: 'apply.claim_taken_over' as const } : null;
     const jobId = request?.applyJobId;
     if (!jobId || request.applyError !== null || request.appliedAt !== null) return null;
     const [job] = await tx.execute<{ state: string; data: ApplyJobData }>(sql`
@@ -69,7 +75,7 @@ export async function releaseApplyClaim(
         .update(patchRequests)
         .set({ ...clearedApplyWait, applyError: options.cancelPendingJob(pendingJob).slice(0, 2000) })
         .where(eq(patchRequests.id, patchRequestId));
-      return { event: 'apply.pending_job_cancelled', jobId };
+      return { event: 'apply.pending_job_cancelled' as const, jobId };
     }
 
     if (request.applyClaimWaitUntil === null || job.state !== 'created') return null;
@@ -84,9 +90,14 @@ export async function releaseApplyClaim(
         ...(options.values?.appliedAt ? {} : { applyClaimWaitUntil: sql`now()` }),
       })
       .where(eq(patchRequests.id, patchRequestId));
-    return { event: 'apply.claim_wait_ended', jobId, nextJobId };
+    return { event: 'apply.claim_wait_ended' as const, jobId, nextJobId };
   });
-  if (handled?.event === 'apply.pending_job_cancelled') {
+  if (handled?.event === 'apply.claim_taken_over') {
+    logger.warn(
+      { event: handled.event, claimedAt },
+      'the claim went stale and another call took it over, so that call releases it',
+    );
+  } else if (handled?.event === 'apply.pending_job_cancelled') {
     logger.info(
       { event: handled.event, applyJobId: handled.jobId },
       'the apply in another mode failed, so the apply job that waited was cancelled',

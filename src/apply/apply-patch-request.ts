@@ -157,9 +157,12 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
 }
 
 /**
- * Claims the request for one apply. Returns `claimed: false` while another apply runs, after
- * one finished, or when the preview is no longer ready (a regeneration started), so two
- * concurrent calls never both write to GitHub. Returns the error and claims nothing when the
+ * Claims the request for one apply and returns the claim's time as `claimedAt`, which
+ * releasing the claim compares. Returns `claimedAt: null` while another apply runs, after one
+ * finished, or when the preview is no longer ready (a regeneration started), so two concurrent
+ * calls never both write to GitHub. A claim older than `staleApplyMinutes` is taken over, so a
+ * call that still runs after that writes at the same time as the one that took its claim.
+ * Returns the error and claims nothing when the
  * pull request is closed. A claim with `clearError` also clears the `applyError` of an earlier
  * apply, so pages stop showing it while this apply runs. An apply job claims without it,
  * because a suspend that cancelled the job while it ran may have stored its reason.
@@ -174,10 +177,10 @@ async function claim(
   context: AppContext,
   request: { id: string; runId: string },
   clearError: boolean,
-): Promise<{ claimed: boolean; closed: PullRequestClosedError | null }> {
+): Promise<{ claimedAt: string | null; closed: PullRequestClosedError | null }> {
   return context.db.transaction(async (tx) => {
     const closed = await findPullRequestClosed(tx, request.runId);
-    if (closed) return { claimed: false, closed };
+    if (closed) return { claimedAt: null, closed };
     const claimed = await tx
       .update(patchRequests)
       .set({ applyStartedAt: sql`now()`, ...(clearError ? { applyError: null } : {}) })
@@ -193,8 +196,9 @@ async function claim(
           ),
         ),
       )
-      .returning({ id: patchRequests.id });
-    return { claimed: claimed.length > 0, closed: null };
+      // As text, because a JavaScript Date drops the microseconds that tell two claims apart.
+      .returning({ claimedAt: sql<string>`${patchRequests.applyStartedAt}::text` });
+    return { claimedAt: claimed[0]?.claimedAt ?? null, closed: null };
   });
 }
 
@@ -297,7 +301,8 @@ export async function applyPatchRequest(
 
   const claimOutcome = await claim(context, request, input.job === undefined);
   if (claimOutcome.closed) throw closedRejection(claimOutcome.closed);
-  if (!claimOutcome.claimed) {
+  const { claimedAt } = claimOutcome;
+  if (claimedAt === null) {
     const current = await context.db.query.patchRequests.findFirst({
       where: eq(patchRequests.id, request.id),
     });
@@ -425,7 +430,7 @@ export async function applyPatchRequest(
     const endClaim = (failure: unknown) =>
       releaseApplyClaim(
         context,
-        request.id,
+        { patchRequestId: request.id, claimedAt },
         replacesPendingJob
           ? {
               cancelPendingJob: (pendingJob) =>
@@ -457,7 +462,7 @@ export async function applyPatchRequest(
         await endClaim(queueError);
         throw queueError;
       }
-      await releaseApplyClaim(context, request.id, {}, logger);
+      await releaseApplyClaim(context, { patchRequestId: request.id, claimedAt }, {}, logger);
       return waiting;
     }
     let failure: unknown = error;
@@ -479,7 +484,7 @@ export async function applyPatchRequest(
     ...clearedApplyWait,
     applyError: null,
   };
-  await releaseApplyClaim(context, request.id, { values }, logger);
+  await releaseApplyClaim(context, { patchRequestId: request.id, claimedAt }, { values }, logger);
   return {
     id: request.id,
     mode,

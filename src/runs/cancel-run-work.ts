@@ -1,4 +1,4 @@
-import { and, inArray, isNull, sql, type SQLWrapper } from 'drizzle-orm';
+import { and, inArray, isNotNull, isNull, sql, type SQLWrapper } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { patchRequests } from '../db/schema/index.ts';
@@ -66,16 +66,38 @@ export async function cancelApplyJobsOfRuns(
   applyError: string,
 ): Promise<number> {
   if (Array.isArray(runIds) && runIds.length === 0) return 0;
-  const applyJobPending = sql`${patchRequests.applyJobId} IN (
-    SELECT id FROM pgboss.job WHERE name = ${applyQueue} AND state < 'completed')`;
-  const cancelled = await tx
+  // The rows are locked before the jobs are read, in a later statement. A transaction that
+  // replaced a request's job and committed while this one waited for the lock has a job that
+  // the snapshot of a single UPDATE with a subquery would not see.
+  const withJob = await tx
+    .select({ id: patchRequests.id, applyJobId: patchRequests.applyJobId })
+    .from(patchRequests)
+    .where(
+      and(
+        inArray(patchRequests.runId, runIds),
+        isNull(patchRequests.appliedAt),
+        isNotNull(patchRequests.applyJobId),
+      ),
+    )
+    // In one order, so two events that cancel the same requests do not deadlock.
+    .orderBy(patchRequests.id)
+    .for('update');
+  const jobIds = withJob.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
+  if (jobIds.length === 0) return 0;
+  const pending = await tx.execute<{ id: string }>(sql`
+    SELECT id FROM pgboss.job
+    WHERE name = ${applyQueue} AND id IN ${jobIds} AND state < 'completed'`);
+  const pendingJobIds = new Set(pending.map((job) => job.id));
+  const cancelledIds = withJob
+    .filter((request) => request.applyJobId !== null && pendingJobIds.has(request.applyJobId))
+    .map((request) => request.id);
+  if (cancelledIds.length === 0) return 0;
+  await tx
     .update(patchRequests)
     .set({ applyError, ...clearedApplyWait })
-    .where(and(inArray(patchRequests.runId, runIds), isNull(patchRequests.appliedAt), applyJobPending))
-    .returning({ applyJobId: patchRequests.applyJobId });
-  const jobIds = cancelled.flatMap((request) => (request.applyJobId ? [request.applyJobId] : []));
-  if (jobIds.length > 0) await boss.cancel(applyQueue, jobIds, { db: transactionDb(tx) });
-  return cancelled.length;
+    .where(inArray(patchRequests.id, cancelledIds));
+  await boss.cancel(applyQueue, [...pendingJobIds], { db: transactionDb(tx) });
+  return cancelledIds.length;
 }
 
 /**

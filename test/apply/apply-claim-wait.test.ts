@@ -1,10 +1,12 @@
 // An apply job that meets the claim of another apply waits for that claim. A press meanwhile
 // gets the wait, and the job starts as soon as the other apply releases the claim.
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { releaseApplyClaim } from '../../src/apply/apply-claim-release.ts';
 import { patchRequests } from '../../src/db/schema/index.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
+import { cancelApplyJobsOfRuns } from '../../src/runs/cancel-run-work.ts';
 import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { createSession } from '../../src/web/session/session-store.ts';
 import {
@@ -57,32 +59,20 @@ async function claimBeforeTheJob(requestId: string) {
   setup.fake.queueResponse(secondaryRateLimitError('PATCH', refPattern, 600));
   expect((await requestApply(applyContext, requestId)).status).toBe(202);
   const [first] = await applyJobs(requestId);
-  let releasePress!: () => void;
-  const pressHolds = new Promise<void>((resolve) => {
-    releasePress = resolve;
-  });
-  let press!: Promise<Response>;
+  let press!: ReturnType<typeof holdAtPullRequestRead>;
   await runApplyJob(first!.id, async () => {
-    let claimed!: () => void;
-    const pressClaimed = new Promise<void>((resolve) => {
-      claimed = resolve;
-    });
-    pullRequestReads.set(async () => {
-      claimed();
-      await pressHolds;
-    });
     // The job's first step clears its wait, and a press after that step and before the job's
     // claim goes ahead and claims first. This takes that step early, to open that window.
     await setup.context.db
       .update(patchRequests)
       .set({ applyRateLimitedUntil: null })
       .where(eq(patchRequests.id, requestId));
-    press = Promise.resolve(requestApply(applyContext, requestId));
-    await pressClaimed;
+    press = holdAtPullRequestRead(requestId);
+    await press.reading;
   });
   const jobs = await applyJobs(requestId);
   expect(jobs).toHaveLength(2);
-  return { press, releasePress, waiting: jobs[1]! };
+  return { press: press.response, releasePress: press.release, waiting: jobs[1]! };
 }
 
 beforeAll(async () => {
@@ -265,4 +255,118 @@ describe('apply job waiting for another apply', () => {
     expect(applied.appliedAt).not.toBeNull();
     expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
   });
+
+  it('keeps a claim that a later call took over', async () => {
+    const request = await newRequest();
+    const first = holdAtPullRequestRead(request.id);
+    await first.reading;
+    // The first press has run past the 10 minutes after which its claim is stale, so a second
+    // press takes the claim over.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    const second = holdAtPullRequestRead(request.id);
+    await second.reading;
+    const secondClaim = (await stored(request.id)).applyStartedAt!;
+    expect(secondClaim.getTime()).toBeGreaterThan(Date.now() - 60_000);
+
+    // The first press ends without applying, because its ref update is rejected.
+    setup.fake.queueResponse({
+      method: 'PATCH',
+      path: refPattern,
+      status: 422,
+      body: { message: `Protected branch update failed for refs/heads/${headBranch}.` },
+    });
+    first.release();
+    expect((await first.response).status).toBe(502);
+    const takenOver = setup.context.logs.filter((line) => line.event === 'apply.claim_taken_over');
+    expect(takenOver).toHaveLength(1);
+
+    // The second press keeps the claim, so a third press is rejected and writes nothing.
+    expect((await stored(request.id)).applyStartedAt).toEqual(secondClaim);
+    const since = setup.fake.requests.length;
+    const third = await requestApply(applyContext, request.id);
+    expect(third.status).toBe(409);
+    expect(writes(since)).toBe(0);
+
+    second.release();
+    expect((await second.response).status).toBe(200);
+    const applied = await stored(request.id);
+    expect(applied.applyStartedAt).toBeNull();
+    expect(await git('rev-parse', headBranch)).toBe(applied.appliedCommitSha);
+    expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
+  });
+  it('base change cancels the requeued job', async () => {
+    const request = await newRequest();
+    const { boss, db } = setup.context;
+    const jobData: ApplyJobData = { patchRequestId: request.id, userId: applyContext.user.id };
+    const waitingJobId = await boss.send(applyQueue, jobData, { startAfter: 600 });
+    // A call has the claim, and an apply job waits for it.
+    const [claim] = await db
+      .update(patchRequests)
+      .set({
+        applyStartedAt: sql`now()`,
+        applyJobId: waitingJobId,
+        applyClaimWaitUntil: new Date(Date.now() + 600_000),
+      })
+      .where(eq(patchRequests.id, request.id))
+      .returning({ claimedAt: sql<string>`${patchRequests.applyStartedAt}::text` });
+    const reason = 'The apply was cancelled because the base branch changed.';
+
+    // The base change's cancel starts after the release queued the job that starts now, and
+    // waits for the release's row lock.
+    const send = boss.send.bind(boss);
+    let cancel!: Promise<number>;
+    const spy = vi.spyOn(boss, 'send').mockImplementation((async (...args: Parameters<typeof send>) => {
+      const id = await send(...args);
+      cancel = db.transaction((tx) => cancelApplyJobsOfRuns(tx, boss, [applyContext.runId], reason));
+      await waitFor(async () => {
+        const [row] = await setup.context.database.sql<{ waiting: number }[]>`
+          SELECT count(*)::int AS waiting FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+        return row!.waiting > 0;
+      }, 5_000);
+      return id;
+    }) as typeof send);
+    try {
+      await releaseApplyClaim(
+        setup.context,
+        { patchRequestId: request.id, claimedAt: claim!.claimedAt },
+        {},
+        setup.context.logger,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+
+    expect(await cancel).toBe(1);
+    const row = await stored(request.id);
+    expect(row.applyStartedAt).toBeNull();
+    expect(row.applyError).toBe(reason);
+    expect(row.applyJobId).not.toBe(waitingJobId);
+    expect((await boss.getJobById(applyQueue, waitingJobId!))!.state).toBe('cancelled');
+    expect((await boss.getJobById(applyQueue, row.applyJobId!))!.state).toBe('cancelled');
+  });
 });
+
+/**
+ * Sends an API press without a mode that claims the request and then stops at its read of the
+ * pull request. `reading` resolves once it got there, and `release` lets it go on.
+ */
+function holdAtPullRequestRead(requestId: string) {
+  let release!: () => void;
+  const holds = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let reached!: () => void;
+  const reading = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  pullRequestReads.set(async () => {
+    reached();
+    await holds;
+  });
+  const response = Promise.resolve(requestApply(applyContext, requestId));
+  return { reading, release, response };
+}
