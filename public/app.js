@@ -5,20 +5,35 @@
   'use strict';
 
   // Returns one sentence about an apply response: the error message, the wait for a GitHub rate
-  // limit or for another apply, or what was applied.
+  // limit or for another apply (described as over once its time has passed), or what was applied.
   // The same wording is in src/web/views/apply-result.ts for browsers without JavaScript.
   function describeApplyResult(httpStatus, data) {
     if (!data || typeof data !== 'object') return null;
     if (httpStatus >= 400) {
       return data.error && typeof data.error.message === 'string' ? data.error.message : null;
     }
+    var waitOver = function (until) {
+      return Date.parse(until) <= Date.now();
+    };
     if (data.status === 'waiting' && typeof data.rateLimitedUntil === 'string') {
+      if (waitOver(data.rateLimitedUntil)) {
+        return (
+          "GitHub's rate limit on this installation lifted at " + data.rateLimitedUntil +
+          '; the apply continues as soon as a worker takes its job.'
+        );
+      }
       return (
         'GitHub rate-limits this installation until ' + data.rateLimitedUntil +
         '; the apply continues then.'
       );
     }
     if (data.status === 'waiting' && typeof data.otherApplyWaitUntil === 'string') {
+      if (waitOver(data.otherApplyWaitUntil)) {
+        return (
+          'The wait for another apply of this preview is over; this apply continues as soon as ' +
+          'a worker takes its job.'
+        );
+      }
       return (
         'Another apply of this preview is in progress. Unless it succeeds, this apply continues ' +
         'when it ends, by ' + data.otherApplyWaitUntil + ' at the latest.'

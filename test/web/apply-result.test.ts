@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { describeApplyResult } from '../../src/web/views/apply-result.ts';
 
 const sha = '0123456789abcdef0123456789abcdef01234567';
+const beforeTheWaits = new Date('2026-12-05T13:59:00.000Z');
+const afterTheWaits = new Date('2026-12-05T14:30:00.000Z');
 
 describe('describeApplyResult', () => {
   it('gives the error message', () => {
@@ -26,16 +28,33 @@ describe('describeApplyResult', () => {
 
   it('gives the time a rate limit lifts', () => {
     const body = { id: 'p1', status: 'waiting', rateLimitedUntil: '2026-12-05T14:00:01.000Z' };
-    expect(describeApplyResult(202, body)).toBe(
+    expect(describeApplyResult(202, body, beforeTheWaits)).toBe(
       'GitHub rate-limits this installation until 2026-12-05T14:00:01.000Z; the apply continues then.',
+    );
+  });
+
+  it('describes a lifted rate limit', () => {
+    const body = { id: 'p1', status: 'waiting', rateLimitedUntil: '2026-12-05T14:00:01.000Z' };
+    expect(describeApplyResult(202, body, afterTheWaits)).toBe(
+      "GitHub's rate limit on this installation lifted at 2026-12-05T14:00:01.000Z; the apply " +
+        'continues as soon as a worker takes its job.',
     );
   });
 
   it('gives the latest start after another apply', () => {
     const body = { id: 'p1', status: 'waiting', otherApplyWaitUntil: '2026-12-05T14:10:01.000Z' };
-    expect(describeApplyResult(202, body)).toBe(
+    expect(describeApplyResult(202, body, beforeTheWaits)).toBe(
       'Another apply of this preview is in progress. Unless it succeeds, this apply continues ' +
         'when it ends, by 2026-12-05T14:10:01.000Z at the latest.',
+    );
+  });
+
+  it('describes an ended apply wait', () => {
+    // A release that ends the other apply queues the waiting job again with the current time.
+    const body = { id: 'p1', status: 'waiting', otherApplyWaitUntil: '2026-12-05T14:10:01.000Z' };
+    expect(describeApplyResult(202, body, afterTheWaits)).toBe(
+      'The wait for another apply of this preview is over; this apply continues as soon as a ' +
+        'worker takes its job.',
     );
   });
 

@@ -3,9 +3,11 @@ import { pickForm } from '../../text/plural.ts';
 /**
  * Returns one sentence about a response of the apply API: its error message, the wait for a
  * GitHub rate limit or for another apply, or what was applied, or null for a body of another
- * shape. public/app.js words it the same way for browsers with JavaScript.
+ * shape. A wait whose time is before `now` is described as over: a release of the other apply
+ * queues the waiting job again with the current time. public/app.js words it the same way for
+ * browsers with JavaScript.
  */
-export function describeApplyResult(httpStatus: number, data: unknown): string | null {
+export function describeApplyResult(httpStatus: number, data: unknown, now = new Date()): string | null {
   if (!data || typeof data !== 'object') return null;
   const body = data as {
     error?: { message?: unknown };
@@ -20,13 +22,26 @@ export function describeApplyResult(httpStatus: number, data: unknown): string |
   if (httpStatus >= 400) {
     return typeof body.error?.message === 'string' ? body.error.message : null;
   }
+  const waitOver = (until: string) => Date.parse(until) <= now.getTime();
   if (body.status === 'waiting' && typeof body.rateLimitedUntil === 'string') {
+    if (waitOver(body.rateLimitedUntil)) {
+      return (
+        `GitHub's rate limit on this installation lifted at ${body.rateLimitedUntil}; ` +
+        'the apply continues as soon as a worker takes its job.'
+      );
+    }
     return (
       `GitHub rate-limits this installation until ${body.rateLimitedUntil}; ` +
       'the apply continues then.'
     );
   }
   if (body.status === 'waiting' && typeof body.otherApplyWaitUntil === 'string') {
+    if (waitOver(body.otherApplyWaitUntil)) {
+      return (
+        'The wait for another apply of this preview is over; this apply continues as soon as ' +
+        'a worker takes its job.'
+      );
+    }
     return (
       'Another apply of this preview is in progress. Unless it succeeds, this apply continues ' +
       `when it ends, by ${body.otherApplyWaitUntil} at the latest.`
