@@ -14,7 +14,7 @@ import {
 } from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
-import { patchRequests } from '../../db/schema/index.ts';
+import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun } from '../../runs/visible-runs.ts';
@@ -50,6 +50,24 @@ function listShort(ids: string[]): string {
   return `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more`;
 }
 
+/** Builds the 409 for a new patch request on a run that is not completed. */
+function runNotCompleted(runId: string, status: RunStatus): AppError {
+  if (status === 'superseded') {
+    return new AppError(
+      'conflict',
+      `Run ${runId} is superseded by a newer commit; request fixes on the newest run.`,
+    );
+  }
+  if (status === 'failed' || status === 'cancelled') {
+    return new AppError(
+      'conflict',
+      `Run ${runId} is ${status}, so it has no findings to fix; push a commit or redeliver ` +
+        'the pull_request event to analyze the pull request again.',
+    );
+  }
+  return new AppError('conflict', `Run ${runId} is ${status}; wait until its analysis has completed.`);
+}
+
 /**
  * `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`; applying is in
  * apply.ts.
@@ -74,17 +92,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     // reported as having no findings. createPatchRequest checks again under a row lock.
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
-    if (run.status !== 'completed') {
-      throw new AppError(
-        'conflict',
-        run.status === 'superseded'
-          ? `Run ${run.id} is superseded by a newer commit; request fixes on the newest run.`
-          : run.status === 'failed' || run.status === 'cancelled'
-            ? `Run ${run.id} is ${run.status}, so it has no findings to fix; push a commit or ` +
-              'redeliver the pull_request event to analyze the pull request again.'
-            : `Run ${run.id} is ${run.status}; wait until its analysis has completed.`,
-      );
-    }
+    if (run.status !== 'completed') throw runNotCompleted(run.id, run.status);
 
     // Responds 200 with the user's active patch request that has the same findings.
     const respondExisting = async (id: string) => {
@@ -137,6 +145,10 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     }
     if (!result.ok && result.reason === 'pull_request_closed') {
       throw fromPullRequestClosed(result.error);
+    }
+    // A push that superseded the run after the check above.
+    if (!result.ok && result.reason === 'run_not_completed') {
+      throw runNotCompleted(run.id, result.status);
     }
     if (!result.ok) {
       throw new AppError(
