@@ -93,7 +93,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       .filter((value): value is string => typeof value === 'string')
       .map((value) => value.toLowerCase());
     if (findingIds.length === 0) {
-      throw new AppError('bad_request', 'No finding selected: tick at least one finding to preview its fix.');
+      // Reached without JavaScript, because public/app.js disables the button then.
+      throw new AppError(
+        'bad_request',
+        'No finding is checked, so there is nothing to preview. Go back to the run page, check ' +
+          'at least one finding and press "Preview fix" again.',
+      );
     }
     if (findingIds.length > maxSelectedFindings) {
       throw new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`);
