@@ -5,6 +5,7 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
+import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
 import {
   findVisiblePatchRequest,
@@ -177,6 +178,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     const applyWait = currentApplyWait(request);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
+    const applyRetry = await findApplyRetry(context.boss, request);
     return c.json({
       id: request.id,
       runId: request.runId,
@@ -201,6 +203,15 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
+      applyRetry: applyRetry
+        ? {
+            job: applyQueue,
+            retryAt: applyRetry.retryAt.toISOString(),
+            failedAttempts: applyRetry.failedAttempts,
+            maxAttempts: applyRetry.maxAttempts,
+            error: applyRetry.error,
+          }
+        : null,
       installation: installationJson(run.installationId, installation),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
