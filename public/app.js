@@ -1,5 +1,5 @@
 // Fixwright dashboard script: the htmx extension that shows a JSON API response as text, and
-// the running total of the "Preview fix" form.
+// the running total and the submit button of the "Preview fix" form.
 // Loaded after htmx (both deferred, in document order), so `htmx` exists here.
 (function () {
   'use strict';
@@ -130,9 +130,31 @@
       remaining === null || tokens <= Number(remaining);
   }
 
+  // Disables "Preview fix" and shows why while no finding is checked, because the server
+  // rejects an empty selection with 400. A button that htmx disabled for a request in flight is
+  // left to htmx, and the form is checked again once that request ends.
+  function updatePreviewButton(form) {
+    var button = form.querySelector('button[type="submit"]');
+    var notice = form.querySelector('[data-nothing-checked]');
+    if (!button || !notice) return;
+    var anyChecked = form.querySelector('input[name="findingIds"]:checked') !== null;
+    notice.hidden = anyChecked;
+    if (button.hasAttribute('data-disabled-by-htmx')) return;
+    button.disabled = !anyChecked;
+  }
+
   document.addEventListener('change', function (event) {
     var input = event.target;
     if (!(input instanceof HTMLInputElement) || input.name !== 'findingIds' || !input.form) return;
     updatePreviewBudget(input.form);
+    updatePreviewButton(input.form);
   });
+
+  document.addEventListener('htmx:afterRequest', function (event) {
+    var form = event.target;
+    if (form instanceof HTMLFormElement) updatePreviewButton(form);
+  });
+
+  // The script is deferred, so the forms are parsed when it runs.
+  document.querySelectorAll('form').forEach(updatePreviewButton);
 })();

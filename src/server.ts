@@ -11,7 +11,7 @@ import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
 import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
-import { reportMasterKeyMismatches } from './keys/master-key-check.ts';
+import { reportMasterKeyMismatches, reportMissingMasterKeyVersions } from './keys/master-key-check.ts';
 import { generatedKeyFilePath, loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
@@ -111,9 +111,11 @@ async function startParts(
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
   // first preview that needs a stored key. Until a restart, this process then uses no key of a
   // mismatched version, marks none unusable and encrypts under none.
-  keyring.markMismatched(
-    await reportMasterKeyMismatches(handle.db, keyring, logger, generatedKeyFilePath(config)),
-  );
+  const keyFile = generatedKeyFilePath(config);
+  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, keyFile));
+  // Stored keys of a version this process lacks, such as after a rotation and a start without
+  // MASTER_KEYS, are left out of previews, which the mismatch check above does not report.
+  await reportMissingMasterKeyVersions(handle.db, keyring, logger, keyFile);
   signal?.throwIfAborted();
   // Only processes that sign users in apply the list, so a worker started with an older or
   // shorter environment cannot demote the admins that the web processes were given.

@@ -56,10 +56,14 @@ export interface ApplyResult {
 
 type StoredRequest = typeof patchRequests.$inferSelect;
 
+/**
+ * Builds the message for a preview whose pull request has moved on. Regenerating a file does
+ * not help, because it reads the file at the run's head, and a superseded run rejects it.
+ */
 function movedMessage(patchRequestId: string, detail: string): string {
   return (
-    `${detail} Regenerate the preview on the newest run and apply that patch request ` +
-    `instead of ${patchRequestId}.`
+    `${detail} Request a new preview on the newest run of the pull request and apply that ` +
+    `one instead of patch request ${patchRequestId}.`
   );
 }
 

@@ -1,6 +1,12 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
-import { findings, patchRequestFindings, patchRequests, prRuns } from '../db/schema/index.ts';
+import {
+  findings,
+  patchRequestFindings,
+  patchRequests,
+  prRuns,
+  type RunStatus,
+} from '../db/schema/index.ts';
 import {
   findInstallationUnavailable,
   type InstallationUnavailableError,
@@ -14,7 +20,9 @@ export type CreatePatchRequestResult =
   | { ok: true; id: string; created: boolean }
   | { ok: false; reason: 'unknown_findings'; unknownFindingIds: string[] }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
-  | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
+  | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError }
+  /** The run was superseded, queued again, failed or cancelled after the caller checked it. */
+  | { ok: false; reason: 'run_not_completed'; status: RunStatus };
 
 /**
  * Takes the transaction-scoped advisory lock that serializes the creation of patch requests
@@ -86,10 +94,10 @@ export async function findActivePatchRequest(
  * exactly these findings, returns that one with `created: false` instead, so a double submit
  * neither runs nor charges the preview twice. lockRunPatchRequests makes that check race-free.
  * Nothing is created when a finding id does not belong to the run, when the run's installation
- * is suspended or deleted, or when its pull request is closed. The installation's and the
- * run's rows stay locked FOR SHARE until the transaction ends. A suspend or close is therefore
- * either committed first and seen here, or it waits for this transaction and then cancels the
- * new request. Inside a caller's transaction it runs as a savepoint of that transaction.
+ * is suspended or deleted, when its pull request is closed, or when the run is no longer
+ * completed. The installation's and the run's rows stay locked FOR SHARE until the transaction
+ * ends. A suspend, close or push that supersedes the run is therefore either committed first
+ * and seen here, or it waits for this transaction and then cancels the new request. Inside a caller's transaction it runs as a savepoint of that transaction.
  */
 export async function createPatchRequest(
   db: Database | Transaction,
@@ -106,6 +114,16 @@ export async function createPatchRequest(
     if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };
     const closed = run ? await findPullRequestClosed(tx, input.runId) : null;
     if (closed) return { ok: false, reason: 'pull_request_closed', error: closed };
+    // Read under the share lock that findPullRequestClosed took, so a push that superseded the
+    // run after the caller's check is seen here instead of by the preview job, which would
+    // cancel the new request.
+    const [locked] = await tx
+      .select({ status: prRuns.status })
+      .from(prRuns)
+      .where(eq(prRuns.id, input.runId));
+    if (locked && locked.status !== 'completed') {
+      return { ok: false, reason: 'run_not_completed', status: locked.status };
+    }
 
     const known = await tx
       .select({ id: findings.id })

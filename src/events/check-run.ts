@@ -14,7 +14,7 @@ import {
 } from '../autofix/preview-budget.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
-import { installations, prRuns } from '../db/schema/index.ts';
+import { installations, prRuns, type RunStatus } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../jobs/fix-press-notice.ts';
@@ -140,6 +140,12 @@ interface FixPress {
   notice?: FixPressNotice;
 }
 
+/** Builds the outcome of a press on the check run of a run that is not completed. */
+function runNotCompleted(runId: string, status: RunStatus): FixPress {
+  const outcome = `no patch request: run ${runId} is ${status}; use the check run of the newest commit`;
+  return { outcome, notice: { kind: 'run_not_completed', status } };
+}
+
 /** Creates the patch request and queues the preview for a press on the run's check run. */
 async function handleFixPress(
   tx: Transaction,
@@ -167,11 +173,7 @@ async function handleFixPress(
       'or have its owner request the fix through the API.';
     return { outcome, notice: { kind: 'no_owner' } };
   }
-  if (run.status !== 'completed') {
-    const outcome =
-      `no patch request: run ${run.id} is ${run.status}; use the check run of the newest commit`;
-    return { outcome, notice: { kind: 'run_not_completed', status: run.status } };
-  }
+  if (run.status !== 'completed') return runNotCompleted(run.id, run.status);
 
   const rows = await listRunFindings(tx, run.id);
   if (rows.length === 0) {
@@ -218,6 +220,8 @@ async function handleFixPress(
       notice: { kind: 'pull_request_closed' },
     };
   }
+  // A push that superseded the run after the check above.
+  if (!result.ok && result.reason === 'run_not_completed') return runNotCompleted(run.id, result.status);
   if (!result.ok) {
     const ids = result.unknownFindingIds;
     const outcome =

@@ -1,7 +1,8 @@
-import { asc, eq, sql } from 'drizzle-orm';
+import { asc, count, desc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { userApiKeys } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
+import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
 import type { Keyring } from './master-keys.ts';
 
@@ -81,4 +82,75 @@ export async function reportMasterKeyMismatches(
     );
   }
   return mismatched;
+}
+
+/** A master key version and the number of stored provider keys encrypted under it. */
+export interface StoredVersionCount {
+  version: number;
+  keys: number;
+}
+
+/** Counts the stored provider keys by master key version, newest version first. */
+export async function countKeysByVersion(db: Database): Promise<StoredVersionCount[]> {
+  return db
+    .select({ version: userApiKeys.masterKeyVersion, keys: count() })
+    .from(userApiKeys)
+    .groupBy(userApiKeys.masterKeyVersion)
+    .orderBy(desc(userApiKeys.masterKeyVersion));
+}
+
+/**
+ * Logs one `master_key.version_missing` warning when stored provider keys use master key
+ * versions that this process was not given, such as after `keys rotate` when a start lacks
+ * MASTER_KEYS and falls back to the generated key file. The warning names the versions that
+ * the stored keys use and those missing. `keyFile` is the generated key file that version 1
+ * was read from, or null. Returns the missing versions, newest first.
+ */
+export async function reportMissingMasterKeyVersions(
+  db: Database,
+  keyring: Keyring,
+  logger: Logger,
+  keyFile: string | null,
+): Promise<number[]> {
+  const stored = await countKeysByVersion(db);
+  const configured = keyring.versions;
+  const missing = stored.filter((entry) => !configured.includes(entry.version));
+  if (missing.length === 0) return [];
+
+  const missingVersions = missing.map((entry) => entry.version);
+  const missingKeys = missing.reduce((sum, entry) => sum + entry.keys, 0);
+  const storedText = joinWithAnd(
+    stored.map((entry) => `${entry.version} (${formatCount(entry.keys, 'key')})`),
+  );
+  const missingText = joinWithAnd(missingVersions.map(String));
+  const versionWord = pickForm(missingVersions.length, 'version', 'versions');
+  const configuredText =
+    keyFile !== null
+      ? `MASTER_KEY and MASTER_KEYS are unset, so this process has only master key version 1, ` +
+        `read from ${keyFile}.`
+      : configured.length === 0
+        ? 'This process has no master key.'
+        : `This process has master key ${pickForm(configured.length, 'version', 'versions')} ` +
+          `${joinWithAnd(configured.map(String))}.`;
+  // Setting MASTER_KEYS stops the process from reading the file, so its key must be listed too.
+  const keepFileKey =
+    keyFile !== null && stored.some((entry) => entry.version === 1)
+      ? ` List version 1 there as well, as "1:$(cat ${keyFile})", while stored keys use it.`
+      : '';
+  logger.warn(
+    {
+      event: 'master_key.version_missing',
+      storedVersions: stored,
+      configuredVersions: configured,
+      missingVersions,
+    },
+    `Stored provider keys use master key ${pickForm(stored.length, 'version', 'versions')} ` +
+      `${storedText}, but ${versionWord} ` +
+      `${missingText} ${pickForm(missingVersions.length, 'is', 'are')} not configured. ${configuredText} ` +
+      `Previews leave out the ${formatCount(missingKeys, 'stored key')} of ${versionWord} ` +
+      `${missingText} without marking them unusable, and the keys page tells their owners why. ` +
+      `Restart every process with ${versionWord} ${missingText} in MASTER_KEYS, set to the ` +
+      `original ${pickForm(missingVersions.length, 'key', 'keys')}.${keepFileKey}`,
+  );
+  return missingVersions;
 }

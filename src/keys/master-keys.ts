@@ -102,8 +102,11 @@ export async function loadKeyring(config: Config, logger: Logger): Promise<Keyri
   const { key, created } = await readOrCreateKeyFile(file, logger);
   logger.warn(
     { event: created ? 'master_key.generated' : 'master_key.file_used', path: file },
-    `Using the master key generated in ${file}; production must set MASTER_KEY, to that ` +
-      'file\'s content if users have stored keys already.',
+    `Using master key version 1 from ${file}, because MASTER_KEY and MASTER_KEYS are unset. ` +
+      "Production must set MASTER_KEY, to that file's content if users have stored keys under " +
+      'version 1. After "fixwright keys rotate" moved the stored keys to a later version, that ' +
+      'file no longer decrypts them, so set MASTER_KEYS again with the versions they use, ' +
+      'which master_key.version_missing names at start.',
   );
   return new Keyring([{ version: 1, key }]);
 }

@@ -250,7 +250,7 @@ describe('POST /api/patch-requests/:id/apply as commit', () => {
     const { error } = await response.json();
     expect(error.code).toBe('conflict');
     expect(error.message).toContain(`moved from ${setup.git.headSha} to ${moved}`);
-    expect(error.message).toContain('Regenerate the preview');
+    expect(error.message).toContain('Request a new preview on the newest run of the pull request');
     expect(await git('rev-parse', headBranch)).toBe(moved);
     const stored = await storedRequest(request.id);
     expect(stored.appliedAt).toBeNull();

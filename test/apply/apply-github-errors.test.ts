@@ -196,8 +196,8 @@ describe('apply when GitHub rejects the commit', () => {
     expect(error.code).toBe('conflict');
     expect(error.message).toBe(
       `Branch ${headBranch} moved from ${setup.git.headSha} to ${moved} since the preview. ` +
-        'Regenerate the preview on the newest run and apply that patch request instead of ' +
-        `${request.id}.`,
+        'Request a new preview on the newest run of the pull request and apply that one ' +
+        `instead of patch request ${request.id}.`,
     );
     expect(countRequests('PATCH', refPattern)).toBe(updatesBefore + 1);
     expect(await git('rev-parse', headBranch)).toBe(moved);

@@ -297,8 +297,8 @@ describe('apply, pull request reads', () => {
     const { error } = await response.json();
     expect(error.message).toBe(
       `Pull request #${prNumber} moved from ${setup.git.headSha} to ${setup.git.baseSha} ` +
-        'since the preview. Regenerate the preview on the newest run and apply that patch ' +
-        `request instead of ${request.id}.`,
+        'since the preview. Request a new preview on the newest run of the pull request and ' +
+        `apply that one instead of patch request ${request.id}.`,
     );
     await expectNothingApplied(request.id, writesBefore);
   });

@@ -321,7 +321,11 @@ describe('apply, commits', () => {
     try {
       const response = await apply(request.id);
       expect(response.status).toBe(409);
-      expect((await response.json()).error.message).toContain('has a newer commit than');
+      expect((await response.json()).error.message).toBe(
+        `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview ` +
+          'on the newest run of the pull request and apply that one instead of patch request ' +
+          `${request.id}.`,
+      );
       expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
     } finally {
       await setRunStatus('completed');

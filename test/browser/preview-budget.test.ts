@@ -36,6 +36,8 @@ async function readFiles() {
 
 const selectedTokens = () => page.locator('[data-selected-tokens]').textContent();
 const overAllowance = () => page.locator('[data-over-allowance]').isVisible();
+const previewButtonDisabled = () => page.getByRole('button', { name: 'Preview fix' }).isDisabled();
+const nothingCheckedShown = () => page.locator('[data-nothing-checked]').isVisible();
 
 describe('preview form total in Chromium', () => {
   it('updates the total when a file is checked', async () => {
@@ -75,6 +77,9 @@ describe('preview form total in Chromium', () => {
     await expect.poll(selectedTokens).toBe('0');
     expect(await page.locator('[data-selected-files]').textContent()).toBe('0 files');
     expect(await overAllowance()).toBe(false);
+    expect(await previewButtonDisabled()).toBe(true);
+    expect(await nothingCheckedShown()).toBe(true);
+    await screenshot(page, 'preview-budget-nothing-checked');
   });
 
   it('totals only the checked findings of a file', async () => {
@@ -105,5 +110,20 @@ describe('preview form total in Chromium', () => {
     }
     for (const row of rows) await page.locator(`input[value="${row.id}"]`).check();
     await expect.poll(selectedTokens).toBe(allTokens.toLocaleString('en-US'));
+    expect(await previewButtonDisabled()).toBe(false);
+    expect(await nothingCheckedShown()).toBe(false);
+  });
+
+  it('disables Preview fix when nothing fits', async () => {
+    await dashboard.database.sql`UPDATE users SET tokens_used = token_limit WHERE github_id = ${installer.id}`;
+    // A new navigation, because a reload may restore the checkboxes' earlier state.
+    await page.goto(page.url());
+    expect(await page.locator('input[name="findingIds"]:checked').count()).toBe(0);
+    expect(await previewButtonDisabled()).toBe(true);
+    expect(await nothingCheckedShown()).toBe(true);
+
+    await page.locator('input[name="findingIds"]').first().check();
+    await expect.poll(previewButtonDisabled).toBe(false);
+    expect(await nothingCheckedShown()).toBe(false);
   });
 });

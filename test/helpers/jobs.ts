@@ -4,9 +4,9 @@ import type { TestContext } from './context.ts';
 
 /**
  * Fetches job `jobId` of `queue` as a worker does and runs `handle` on it, then completes the
- * job, or fails it when `handle` throws. A job that waits for its start time is made due first,
- * as if the wait had passed. `whileActive` runs after the fetch and before `handle`, while the
- * job is active.
+ * job, or fails it with the error when `handle` throws. A job that waits for its start time is
+ * made due first, as if the wait had passed. `whileActive` runs after the fetch and before
+ * `handle`, while the job is active.
  */
 export async function runDueJob<Data extends object>(
   context: TestContext,
@@ -27,7 +27,8 @@ export async function runDueJob<Data extends object>(
   try {
     await handle(job!);
   } catch (error) {
-    await context.boss.fail(queue, jobId);
+    // pg-boss's own worker stores the error as the job's output too.
+    await context.boss.fail(queue, jobId, error as object);
     throw error;
   }
   await context.boss.complete(queue, jobId);

@@ -3,7 +3,10 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
-import { reportMasterKeyMismatches } from '../../src/keys/master-key-check.ts';
+import {
+  reportMasterKeyMismatches,
+  reportMissingMasterKeyVersions,
+} from '../../src/keys/master-key-check.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -29,6 +32,14 @@ async function addKey(keyring: Keyring, login: string, provider: Provider): Prom
     .values({ userId: user!.id, provider, ...encrypted, lastFour: key.slice(-4) })
     .returning();
   return row!.id;
+}
+
+/** Parses the JSON log lines of `event` in a service's output. */
+function eventLines(output: string, event: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((line) => line.includes(`"event":"${event}"`))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 function mismatchLines() {
@@ -114,11 +125,7 @@ describe('master key check at start', () => {
       MASTER_KEY: Buffer.from(otherV1.key).toString('base64'),
     });
     try {
-      const lines = service
-        .output()
-        .split('\n')
-        .filter((line) => line.includes('"event":"master_key.mismatch"'))
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = eventLines(service.output(), 'master_key.mismatch');
       expect(lines).toHaveLength(1);
       expect(lines[0]!.version).toBe(1);
       expect(lines[0]!.triedKeys).toBe(2);
@@ -146,6 +153,94 @@ describe('master key check at start', () => {
       const [row] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userIds.get('checka')!));
       expect(row!.unusableCause).toBeNull();
       expect(await decryptUserKey(new Keyring([v1]), { userId: row!.userId, provider: 'groq' }, row!)).toMatch(/^gsk_checkchecka/);
+    } finally {
+      await service.stop();
+    }
+  }, 60_000);
+});
+
+describe('stored key versions at start', () => {
+  let versions: TestContext;
+
+  /** Stores a key of a new user under `keyring`'s newest version. */
+  async function storeKey(keyring: Keyring, login: string) {
+    const [user] = await versions.db.insert(users).values({ login }).returning();
+    const key = `gsk_version${login}${randomBytes(12).toString('hex')}`;
+    const encrypted = await encryptUserKey(keyring, { userId: user!.id, provider: 'groq' }, key);
+    await versions.db
+      .insert(userApiKeys)
+      .values({ userId: user!.id, provider: 'groq', ...encrypted, lastFour: key.slice(-4) });
+  }
+
+  function missingLines() {
+    return versions.logs.filter((line) => line.event === 'master_key.version_missing');
+  }
+
+  beforeAll(async () => {
+    versions = await createTestContext({}, { keyring: new Keyring([v2, v1]) });
+    await storeKey(new Keyring([v1]), 'versiona');
+    await storeKey(new Keyring([v2]), 'versionb');
+    await storeKey(new Keyring([v2]), 'versionc');
+  });
+
+  afterAll(async () => {
+    await versions?.close();
+  });
+
+  it('passes when every version is configured', async () => {
+    const before = missingLines().length;
+    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([v2, v1]), versions.logger, null);
+    expect(missing).toEqual([]);
+    expect(missingLines()).toHaveLength(before);
+  });
+
+  it('names the version the key file lacks', async () => {
+    const before = missingLines().length;
+    const file = '/srv/fixwright/data/master-key';
+    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([v1]), versions.logger, file);
+    expect(missing).toEqual([2]);
+    const lines = missingLines().slice(before);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.level).toBe(40);
+    expect(lines[0]!.storedVersions).toEqual([
+      { version: 2, keys: 2 },
+      { version: 1, keys: 1 },
+    ]);
+    expect(lines[0]!.configuredVersions).toEqual([1]);
+    expect(lines[0]!.missingVersions).toEqual([2]);
+    expect(lines[0]!.msg).toBe(
+      'Stored provider keys use master key versions 2 (2 keys) and 1 (1 key), but version 2 is ' +
+        'not configured. MASTER_KEY and MASTER_KEYS are unset, so this process has only master ' +
+        `key version 1, read from ${file}. Previews leave out the 2 stored keys of version 2 ` +
+        'without marking them unusable, and the keys page tells their owners why. Restart every ' +
+        'process with version 2 in MASTER_KEYS, set to the original key. List version 1 there ' +
+        `as well, as "1:$(cat ${file})", while stored keys use it.`,
+    );
+  });
+
+  it('names every version without a master key', async () => {
+    const before = missingLines().length;
+    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([]), versions.logger, null);
+    expect(missing).toEqual([2, 1]);
+    const message = String(missingLines().slice(before)[0]!.msg);
+    expect(message).toContain('but versions 2 and 1 are not configured. This process has no master key.');
+    expect(message).toContain('Previews leave out the 3 stored keys of versions 2 and 1');
+    expect(message).toContain('Restart every process with versions 2 and 1 in MASTER_KEYS, set to the original keys.');
+    expect(message).not.toContain('List version 1 there');
+  });
+
+  it('logs the missing version when the service starts', async () => {
+    const service = await startServiceProcess({
+      DATABASE_URL: versions.database.url,
+      MASTER_KEYS: `1:${Buffer.from(v1.key).toString('base64')}`,
+    });
+    try {
+      const lines = eventLines(service.output(), 'master_key.version_missing');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]!.missingVersions).toEqual([2]);
+      expect(lines[0]!.configuredVersions).toEqual([1]);
+      expect(String(lines[0]!.msg)).toContain('This process has master key version 1.');
+      expect(service.output()).not.toContain('"event":"master_key.mismatch"');
     } finally {
       await service.stop();
     }

@@ -163,12 +163,19 @@ describe('keyring', () => {
     expect(keyring.currentVersion).toBe(1);
     const warning = first.lines.find((line) => line.event === 'master_key.generated');
     expect(warning?.level).toBe(40);
-    expect(String(warning?.msg)).toContain('production must set MASTER_KEY');
+    expect(String(warning?.msg)).toContain('Production must set MASTER_KEY');
     const encrypted = await encryptUserKey(keyring, owner, 'gsk_generated_file_key_0001');
 
     const second = capturedLogger();
     const reused = await loadKeyring(config, second.logger);
     expect(second.lines.map((line) => line.event)).toEqual(['master_key.file_used']);
+    expect(second.lines[0]!.msg).toBe(
+      `Using master key version 1 from ${file}, because MASTER_KEY and MASTER_KEYS are unset. ` +
+        "Production must set MASTER_KEY, to that file's content if users have stored keys under " +
+        'version 1. After "fixwright keys rotate" moved the stored keys to a later version, that ' +
+        'file no longer decrypts them, so set MASTER_KEYS again with the versions they use, ' +
+        'which master_key.version_missing names at start.',
+    );
     expect(await decryptUserKey(reused, owner, encrypted)).toBe('gsk_generated_file_key_0001');
     const fileText = await readFile(file, 'utf8');
     expect(JSON.stringify([...first.lines, ...second.lines])).not.toContain(fileText.trim());

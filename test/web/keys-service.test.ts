@@ -3,6 +3,7 @@ import { userApiKeys } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { getProviderOrder } from '../../src/keys/user-keys.ts';
+import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders } from '../helpers/web.ts';
@@ -10,13 +11,49 @@ import { createSignedInUser, formBody, formHeaders } from '../helpers/web.ts';
 describe('keys pages with the real key service', () => {
   let context: TestContext;
   let app: ReturnType<typeof createApp>;
+  let groq: FakeGroq;
 
   beforeAll(async () => {
-    context = await createTestContext({ GROQ_API_KEY: 'gsk_keys_page_platform_key' });
+    groq = await startFakeGroq();
+    context = await createTestContext({
+      GROQ_BASE_URL: groq.url,
+      GROQ_API_KEY: 'gsk_keys_page_platform_key',
+    });
     app = createApp(context);
   });
   afterAll(async () => {
     await context?.close();
+    await groq?.close();
+  });
+
+  it('logs one saved line per save', async () => {
+    const user = await createSignedInUser(context.db, { login: 'real-keys-saver' });
+    const before = context.logs.length;
+
+    const page = await app.request('/keys', {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken, provider: 'groq', key: 'gsk_pageSavedKey0123456789abcdefghijklmnopqrstuvwxyz' }),
+    });
+    const api = await app.request('/api/user/keys/groq', {
+      method: 'PUT',
+      headers: { cookie: user.cookie, 'x-csrf-token': user.csrfToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ key: 'gsk_apiSavedKey0123456789abcdefghijklmnopqrstuvwxyzA' }),
+    });
+
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/keys?notice=saved');
+    expect(api.status).toBe(200);
+    const saved = context.logs.slice(before).filter((line) => line.event === 'user_key.saved');
+    expect(saved).toHaveLength(2);
+    expect(saved.map((line) => line.replaced)).toEqual([false, true]);
+    for (const line of saved) {
+      expect(line.userId).toBe(user.userId);
+      expect(line.provider).toBe('groq');
+      expect(line.masterKeyVersion).toBe(1);
+      expect(typeof line.requestId).toBe('string');
+    }
+    expect(saved[0]!.requestId).not.toBe(saved[1]!.requestId);
   });
 
   it('lists no keys for a new user', async () => {

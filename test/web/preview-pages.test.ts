@@ -90,6 +90,11 @@ describe('run page', () => {
     expect(html).toContain(`hx-post="/runs/${run.run.id}/patch-requests"`);
     expect(html).toContain('hx-target="#preview-progress"');
     expect(html).toContain(`hx-disabled-elt="find button[type=submit]"`);
+    // public/app.js shows it while no finding is checked.
+    expect(html).toContain(
+      '<p class="notice" data-nothing-checked="true" hidden="">No finding is checked. Check ' +
+        'at least one finding to preview its fix.</p>',
+    );
   });
 
   it('starts a preview and returns a polling progress fragment', async () => {
@@ -133,7 +138,11 @@ describe('run page', () => {
   it('asks for at least one finding', async () => {
     const response = await post(`/runs/${run.run.id}/patch-requests`, {});
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain('No finding selected');
+    const html = await response.text();
+    expect(html).toContain(
+      'No finding is checked, so there is nothing to preview. Go back to the run page, check ' +
+        'at least one finding and press &quot;Preview fix&quot; again.',
+    );
   });
 
   it('rejects a finding of another run', async () => {

@@ -74,7 +74,8 @@ export function keyRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
 
     let saved;
     try {
-      saved = await saveUserKey(context, { userId: c.var.user.id, provider, key: body.key });
+      const logger = context.logger.child({ requestId: c.get('requestId') });
+      saved = await saveUserKey({ ...context, logger }, { userId: c.var.user.id, provider, key: body.key });
     } catch (error) {
       if (error instanceof KeyringUnavailableError) throw new AppError('not_configured', error.message);
       throw error;

@@ -5,6 +5,7 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
+import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
 import {
   findVisiblePatchRequest,
@@ -14,7 +15,7 @@ import {
 } from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
-import { patchRequests } from '../../db/schema/index.ts';
+import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { findVisibleRun } from '../../runs/visible-runs.ts';
@@ -50,6 +51,24 @@ function listShort(ids: string[]): string {
   return `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more`;
 }
 
+/** Builds the 409 for a new patch request on a run that is not completed. */
+function runNotCompleted(runId: string, status: RunStatus): AppError {
+  if (status === 'superseded') {
+    return new AppError(
+      'conflict',
+      `Run ${runId} is superseded by a newer commit; request fixes on the newest run.`,
+    );
+  }
+  if (status === 'failed' || status === 'cancelled') {
+    return new AppError(
+      'conflict',
+      `Run ${runId} is ${status}, so it has no findings to fix; push a commit or redeliver ` +
+        'the pull_request event to analyze the pull request again.',
+    );
+  }
+  return new AppError('conflict', `Run ${runId} is ${status}; wait until its analysis has completed.`);
+}
+
 /**
  * `POST /api/runs/:runId/patch-requests` and `GET /api/patch-requests/:id`; applying is in
  * apply.ts.
@@ -74,17 +93,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     // reported as having no findings. createPatchRequest checks again under a row lock.
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
-    if (run.status !== 'completed') {
-      throw new AppError(
-        'conflict',
-        run.status === 'superseded'
-          ? `Run ${run.id} is superseded by a newer commit; request fixes on the newest run.`
-          : run.status === 'failed' || run.status === 'cancelled'
-            ? `Run ${run.id} is ${run.status}, so it has no findings to fix; push a commit or ` +
-              'redeliver the pull_request event to analyze the pull request again.'
-            : `Run ${run.id} is ${run.status}; wait until its analysis has completed.`,
-      );
-    }
+    if (run.status !== 'completed') throw runNotCompleted(run.id, run.status);
 
     // Responds 200 with the user's active patch request that has the same findings.
     const respondExisting = async (id: string) => {
@@ -138,6 +147,10 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     if (!result.ok && result.reason === 'pull_request_closed') {
       throw fromPullRequestClosed(result.error);
     }
+    // A push that superseded the run after the check above.
+    if (!result.ok && result.reason === 'run_not_completed') {
+      throw runNotCompleted(run.id, result.status);
+    }
     if (!result.ok) {
       throw new AppError(
         'bad_request',
@@ -165,6 +178,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     const applyWait = currentApplyWait(request);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
+    const applyRetry = await findApplyRetry(context.boss, request);
     return c.json({
       id: request.id,
       runId: request.runId,
@@ -189,6 +203,15 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
+      applyRetry: applyRetry
+        ? {
+            job: applyQueue,
+            retryAt: applyRetry.retryAt.toISOString(),
+            failedAttempts: applyRetry.failedAttempts,
+            maxAttempts: applyRetry.maxAttempts,
+            error: applyRetry.error,
+          }
+        : null,
       installation: installationJson(run.installationId, installation),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;

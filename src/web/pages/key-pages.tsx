@@ -100,7 +100,9 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
 
     let result;
     try {
-      result = await saveUserKey(context, { userId: c.var.user.id, provider, key });
+      // saveUserKey logs user_key.saved, with the request id from this logger.
+      const logger = context.logger.child({ requestId: c.get('requestId') });
+      result = await saveUserKey({ ...context, logger }, { userId: c.var.user.id, provider, key });
     } catch (error) {
       if (!(error instanceof KeyringUnavailableError)) throw error;
       // The keys page, with the message, so the user still sees and can delete the stored keys.
@@ -117,10 +119,6 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
       }
       return renderKeysPage(c, { error: result.reason }, result.cause === 'unavailable' ? 502 : 400);
     }
-    context.logger.info(
-      { event: 'user_key.saved', requestId: c.get('requestId'), userId: c.var.user.id, provider },
-      'own key saved',
-    );
     return c.redirect('/keys?notice=saved', 303);
   });
 

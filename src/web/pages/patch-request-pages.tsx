@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
 import { findNewestRunId, isUuid } from '../../runs/visible-runs.ts';
@@ -64,6 +65,7 @@ export function patchRequestPages(
     const files = await listPatchFiles(context.db, request.id);
     const newestRunId =
       run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
+    const applyRetry = await findApplyRetry(context.boss, request);
     return c.html(
       <PreviewPage
         session={c.var.session}
@@ -72,6 +74,7 @@ export function patchRequestPages(
         installation={installation}
         files={files}
         newestRunId={newestRunId}
+        applyRetry={applyRetry}
       />,
     );
   });

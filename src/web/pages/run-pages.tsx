@@ -13,7 +13,7 @@ import {
 } from '../../autofix/preview-budget.ts';
 import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { patchRequests } from '../../db/schema/index.ts';
+import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import {
@@ -36,6 +36,16 @@ import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { RunPage } from '../views/run.tsx';
 
 const maxSelectedFindings = 1000;
+
+/** Builds the 409 for "Preview fix" on a run that is not completed. */
+function runNotCompleted(status: RunStatus): AppError {
+  return new AppError(
+    'conflict',
+    status === 'superseded'
+      ? 'This run is superseded by a newer commit; preview fixes on the newest run.'
+      : `This run is ${status}; wait until its analysis has completed.`,
+  );
+}
 
 /** `GET /runs/:runId` and `POST /runs/:runId/patch-requests` ("Preview fix"). */
 export function runPages(context: AppContext): Hono<{ Variables: PageVariables }> {
@@ -83,7 +93,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       .filter((value): value is string => typeof value === 'string')
       .map((value) => value.toLowerCase());
     if (findingIds.length === 0) {
-      throw new AppError('bad_request', 'No finding selected: tick at least one finding to preview its fix.');
+      // Reached without JavaScript, because public/app.js disables the button then.
+      throw new AppError(
+        'bad_request',
+        'No finding is checked, so there is nothing to preview. Go back to the run page, check ' +
+          'at least one finding and press "Preview fix" again.',
+      );
     }
     if (findingIds.length > maxSelectedFindings) {
       throw new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`);
@@ -94,14 +109,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     }
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
-    if (run.status !== 'completed') {
-      throw new AppError(
-        'conflict',
-        run.status === 'superseded'
-          ? 'This run is superseded by a newer commit; preview fixes on the newest run.'
-          : `This run is ${run.status}; wait until its analysis has completed.`,
-      );
-    }
+    if (run.status !== 'completed') throw runNotCompleted(run.status);
 
     // Shows the patch request for these findings, new or already queued or running.
     const respond = async (id: string) => {
@@ -158,6 +166,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!result.ok && result.reason === 'pull_request_closed') {
       throw fromPullRequestClosed(result.error);
     }
+    // A push that superseded the run after the check above.
+    if (!result.ok && result.reason === 'run_not_completed') throw runNotCompleted(result.status);
     if (!result.ok) {
       const ids = result.unknownFindingIds;
       throw new AppError(

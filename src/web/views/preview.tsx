@@ -1,10 +1,11 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
+import type { ApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
 import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
-import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
+import { ApplyRetryNotice, ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
 import {
   FixBlockerBadges,
@@ -35,7 +36,9 @@ export const PreviewPage: FC<{
   files: PatchFile[];
   /** The newest run of the pull request, linked when the run is superseded, or null. */
   newestRunId: string | null;
-}> = ({ session, request, run, installation, files, newestRunId }) => {
+  /** The failed attempt of the apply job that pg-boss retries, or null. */
+  applyRetry: ApplyRetry | null;
+}> = ({ session, request, run, installation, files, newestRunId, applyRetry }) => {
   const applied = request.appliedAt !== null;
   const applyWait = currentApplyWait(request);
   const blockers = listFixBlockers(run, installation);
@@ -82,6 +85,7 @@ export const PreviewPage: FC<{
           </p>
         )}
         {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
+        {applyRetry ? <ApplyRetryNotice retry={applyRetry} /> : null}
         {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
         <form
           method="post"

@@ -55,7 +55,8 @@ const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefine
 /**
  * A run's findings grouped by file, with checkboxes and the "Preview fix" form. Each file shows
  * its call's estimate, and only the findings in `budget.checkedFindingIds` are checked. htmx disables
- * the submit button while the form's request is in flight, so a double click sends it once. A
+ * the submit button while the form's request is in flight, so a double click sends it once, and
+ * public/app.js disables it while no finding is checked. A
  * closed pull request, an unavailable installation or a newer commit hides the button and shows
  * why.
  */
@@ -165,6 +166,10 @@ export const RunPage: FC<{
         {canPreview ? (
           <>
             <PreviewBudgetSummary budget={budget} />
+            {/* public/app.js shows this and disables the button while no finding is checked. */}
+            <p class="notice" data-nothing-checked hidden>
+              No finding is checked. Check at least one finding to preview its fix.
+            </p>
             <button type="submit" class="primary">
               Preview fix
             </button>

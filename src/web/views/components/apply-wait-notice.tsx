@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import { describeApplyRetry, type ApplyRetry } from '../../../apply/apply-retry.ts';
 import { describeApplyWait, type ApplyWait } from '../../../apply/apply-wait.ts';
 import { Time } from './time.tsx';
 
@@ -9,6 +10,17 @@ export const ApplyWaitNotice: FC<{ wait: ApplyWait }> = ({ wait }) => {
   return (
     <p class={`notice ${kind}`}>
       {text.before} <Time date={wait.until} />
+      {text.after}
+    </p>
+  );
+};
+
+/** Renders the notice that an attempt of a preview's apply job failed, and when it tries again. */
+export const ApplyRetryNotice: FC<{ retry: ApplyRetry }> = ({ retry }) => {
+  const text = describeApplyRetry(retry);
+  return (
+    <p class="warning apply-retry">
+      {text.before} <Time date={retry.retryAt} />
       {text.after}
     </p>
   );

@@ -1,0 +1,125 @@
+// An apply job whose attempt fails with an unexpected error is retried by pg-boss after a
+// delay. Until then the preview page and the API show the failed attempt and the retry time.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import { applyQueue } from '../../src/jobs/apply.ts';
+import { createSession } from '../../src/web/session/session-store.ts';
+import {
+  createApplyTestContext,
+  gitIn,
+  refPattern,
+  requestApply,
+  resetPullRequestHead,
+  type ApplyTestContext,
+} from '../helpers/apply-context.ts';
+import { bindApplyJobHelpers } from '../helpers/apply-jobs.ts';
+import { repository, prNumber } from '../helpers/github-context.ts';
+
+let applyContext: ApplyTestContext;
+let cookie: string;
+
+const { newRequest, stored, applyJobs, runApplyJob, previewPage, previewJson } = bindApplyJobHelpers(() => ({
+  applyContext,
+  cookie,
+}));
+
+beforeAll(async () => {
+  applyContext = await createApplyTestContext();
+  const session = await createSession(applyContext.setup.context.db, applyContext.user.id, 1);
+  cookie = `fixwright_session=${session.token}`;
+});
+
+beforeEach(async () => {
+  await resetPullRequestHead(applyContext.setup);
+});
+
+afterAll(async () => {
+  await applyContext?.setup.close();
+});
+
+/** Applies a new request while GitHub rate-limits the ref update, which queues an apply job. */
+async function queueApplyJob() {
+  const request = await newRequest();
+  const resetSeconds = Math.floor(Date.now() / 1000) + 20 * 60;
+  applyContext.setup.fake.queueResponse(primaryRateLimitError('PATCH', refPattern, resetSeconds));
+  expect((await requestApply(applyContext, request.id)).status).toBe(202);
+  const [job] = await applyJobs(request.id);
+  expect(job).toBeDefined();
+  return { request, job };
+}
+
+/** Returns `applyRetry` of `GET /api/patch-requests/:id`. */
+async function applyRetryOf(id: string) {
+  return ((await previewJson(id)) as unknown as { applyRetry: Record<string, unknown> | null }).applyRetry;
+}
+
+describe('apply job retry', () => {
+  it('shows a failed attempt until the retry', async () => {
+    const { setup } = applyContext;
+    const { request, job } = await queueApplyJob();
+
+    // A pull request without `head` makes the check of the job's first attempt throw a
+    // TypeError, which is not a known rejection, so pg-boss retries the job.
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: `/repos/${repository}/pulls/${prNumber}`,
+      status: 200,
+      body: { state: 'open' },
+    });
+    await expect(runApplyJob(job!.id)).rejects.toThrow("Cannot read properties of undefined (reading 'repo')");
+
+    const pgBossJob = await setup.context.boss.getJobById(applyQueue, job!.id);
+    expect(pgBossJob!.state).toBe('retry');
+    const retryAt = pgBossJob!.startAfter.toISOString();
+    expect(pgBossJob!.startAfter.getTime()).toBeGreaterThan(Date.now());
+    const waiting = await stored(request.id);
+    expect(waiting.applyJobId).toBe(job!.id);
+    expect(waiting.applyRateLimitedUntil).toBeNull();
+    expect(waiting.applyError).toBeNull();
+    const json = await previewJson(request.id);
+    expect(json.rateLimitWait).toBeNull();
+    expect(json.otherApplyWait).toBeNull();
+    expect(json.applyError).toBeNull();
+    expect(await applyRetryOf(request.id)).toEqual({
+      job: applyQueue,
+      retryAt,
+      failedAttempts: 1,
+      maxAttempts: 3,
+      error: "Cannot read properties of undefined (reading 'repo')",
+    });
+    const page = await previewPage(request.id);
+    expect(page).toContain(
+      'Applying failed (attempt 1 of 3): Cannot read properties of undefined (reading &#39;repo&#39;). ' +
+        'The apply job tries again at',
+    );
+    expect(page).toContain(`datetime="${retryAt}"`);
+
+    await runApplyJob(job!.id);
+
+    const applied = await stored(request.id);
+    expect(applied.appliedAt).not.toBeNull();
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(applied.appliedCommitSha);
+    expect(await applyRetryOf(request.id)).toBeNull();
+    expect(await previewPage(request.id)).not.toContain('Applying failed');
+  });
+
+  // pg-boss 10 stores these outputs itself: for a worker that stops while the job runs, and for
+  // a job past its time limit.
+  const outputs: [string, string | object, string][] = [
+    ['a stopped worker', 'pg-boss shut down while active', 'pg-boss shut down while active'],
+    [
+      'a timeout',
+      { value: { message: 'job failed by timeout in active state' } },
+      'job failed by timeout in active state',
+    ],
+  ];
+  it.each(outputs)('shows the output of %s', async (_case, output, message) => {
+    const { setup } = applyContext;
+    const { request, job } = await queueApplyJob();
+
+    await setup.context.boss.fail(applyQueue, job!.id, output as object);
+
+    expect(await applyRetryOf(request.id)).toMatchObject({ failedAttempts: 1, maxAttempts: 3, error: message });
+  });
+});
