@@ -135,9 +135,10 @@ export async function applyPullRequestEvent(
   await lockPullRequest(tx, repository.id, payload.number);
   // The mark is cleared even while the installation is suspended or deleted, so the runs accept
   // fixes once it is active again.
+  const reopenedAt = new Date(pullRequest.updated_at);
   const reopenedRuns =
     payload.action === 'reopened'
-      ? await markRunsOpen(tx, repository.id, payload.number, new Date(pullRequest.updated_at), ties)
+      ? await markRunsOpen(tx, repository.id, payload.number, reopenedAt, ties)
       : 0;
   if (unavailable) return `skipped: ${unavailable.message}`;
 
@@ -372,7 +373,8 @@ async function handleClosed(
     .where(
       and(
         ofPullRequest,
-        sql`date_trunc('second', ${prRuns.prReopenedAt}) = date_trunc('second', ${closedAt}::timestamptz)`,
+        sql`date_trunc('second', ${prRuns.prReopenedAt})
+          = date_trunc('second', ${closedAt}::timestamptz)`,
         or(isNull(prRuns.prClosedAt), lt(prRuns.prClosedAt, prRuns.prReopenedAt)),
       ),
     )

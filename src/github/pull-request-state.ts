@@ -85,7 +85,9 @@ function parsePullRequest(
     const problems = parsed.error.issues.map(
       (issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`,
     );
-    throw new Error(`GitHub returned an invalid pull request for ${request}: ${problems.join('; ')}.`);
+    throw new Error(
+      `GitHub returned an invalid pull request for ${request}: ${problems.join('; ')}.`,
+    );
   }
   const { number, base } = parsed.data;
   if (number !== target.prNumber || base.repo.id !== target.repositoryId) {

@@ -10,7 +10,7 @@ export const confirmPullRequestQueue = 'confirm-pull-request';
 
 /**
  * A pull request to read from GitHub. `repository` is OWNER/NAME at the time of the event, and
- * the job checks that GitHub's answer has `repositoryId`.
+ * the job checks that GitHub's response has `repositoryId`.
  */
 export const confirmPullRequestJobData = z.object({
   installationId: githubId,

@@ -44,10 +44,11 @@ type ConfirmOutcome =
 /**
  * Sets the pull request's closed mark and base branch to what GitHub reports now, because two
  * events of the same second cannot be ordered by their times. A difference is applied as the
- * matching event would apply it: `reopened` when GitHub reports the pull request open while it is
- * marked closed, `closed` for the reverse, and `edited` with `changes.base` when the run of
- * GitHub's head commit has another base branch. Each such event has GitHub's `updated_at` (or
- * `closed_at` for a close), so an event that arrives later with a later time still wins.
+ * matching event would apply it. That is `reopened` when GitHub reports the pull request open
+ * while it is marked closed, and `closed` for the reverse. It is `edited` with `changes.base`
+ * when the run of GitHub's head commit has another base branch. Each event has GitHub's
+ * `updated_at` (or `closed_at` for a close), so an event that arrives later with a later time
+ * still wins.
  *
  * Missing GitHub App credentials end the job with a warning, and so do a 404 for the pull
  * request and an installation that GitHub reports suspended or uninstalled. A failed or invalid
@@ -95,7 +96,11 @@ export async function handleConfirmPullRequestJob(
     if (unavailable) {
       const recorded = await recordInstallationUnavailable(context.db, unavailable);
       logger.warn(
-        { event: 'job.confirm_pull_request.stopped', reason: recorded.reason, error: recorded.message },
+        {
+          event: 'job.confirm_pull_request.stopped',
+          reason: recorded.reason,
+          error: recorded.message,
+        },
         'pull request check stopped: the installation is unavailable',
       );
       return;

@@ -1,6 +1,6 @@
 // Pull request events whose times fall in the same second as the stored state cannot be ordered
-// by those times, so a change of the closed mark or the base branch queues a check with GitHub
-// that sets both to what GitHub reports.
+// by those times. So a change of the closed mark or the base branch also queues a check with
+// GitHub, which sets both to what GitHub reports.
 import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -94,7 +94,11 @@ async function deliver(payload: Record<string, unknown>): Promise<string> {
 }
 
 /** Sets the fake's pull request to what GitHub reports after the events. */
-function setGitHubPullRequest(changes: { closedAt?: string | null; baseRef?: string; updatedAt: string }) {
+function setGitHubPullRequest(changes: {
+  closedAt?: string | null;
+  baseRef?: string;
+  updatedAt: string;
+}) {
   const closed = changes.closedAt !== undefined && changes.closedAt !== null;
   setup.fake.updatePullRequest(
     { owner, repo, number: prNumber },
@@ -112,7 +116,9 @@ async function currentRun() {
 
 /** Lists the pull request's check jobs, oldest first. */
 async function checkJobs() {
-  return setup.context.database.sql<{ id: string; state: string; delayMs: number; waitMs: number }[]>`
+  return setup.context.database.sql<
+    { id: string; state: string; delayMs: number; waitMs: number }[]
+  >`
     SELECT id, state,
       (extract(epoch FROM start_after - created_on) * 1000)::int AS "delayMs",
       (extract(epoch FROM start_after - now()) * 1000)::int AS "waitMs"
@@ -154,7 +160,9 @@ function pullRequestReads() {
 async function reopenThenClose() {
   expect(await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'))).toMatch(/queued$/);
   expect(await deliver(pullRequestEvent('reopened', tie))).toMatch(/marked 0 run\(s\) open/);
-  expect(await deliver(pullRequestEvent('closed', tie))).toMatch(/^pull request closed: marked 1 run/);
+  expect(await deliver(pullRequestEvent('closed', tie))).toMatch(
+    /^pull request closed: marked 1 run/,
+  );
   const run = await currentRun();
   expect(run.prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
   expect(run.status).toBe('cancelled');
@@ -285,7 +293,9 @@ describe('base changes in the same second', () => {
       {
         github: 'open',
         status: 'corrected',
-        outcomes: [expect.stringMatching(/^edited: run .* the base changed from develop to release/)],
+        outcomes: [
+          expect.stringMatching(/^edited: run .* the base changed from develop to release/),
+        ],
       },
     ]);
   });
@@ -337,7 +347,9 @@ describe('pull request check failures', () => {
 
       expect(failed, name).toBeInstanceOf(Error);
       expect((failed as Error).message, name).toMatch(
-        new RegExp(`^GitHub returned an invalid pull request for GET /repos/${repository}/pulls/${prNumber}: `),
+        new RegExp(
+          `^GitHub returned an invalid pull request for GET /repos/${repository}/pulls/${prNumber}: `,
+        ),
       );
       expect((await currentRun()).prClosedAt, name).not.toBeNull();
       expect((await checkJobs()).map((job) => job.state), name).toEqual(['retry']);
@@ -357,7 +369,8 @@ describe('pull request check failures', () => {
       headRef: headBranch,
       title: 'Another',
     });
-    const other = await (await setup.context.github!.installationOctokit(setup.installationId)).rest.pulls.get({
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const other = await octokit.rest.pulls.get({
       owner,
       repo,
       pull_number: prNumber + 1,
@@ -366,7 +379,9 @@ describe('pull request check failures', () => {
 
     const failed = await runCheck(jobId).catch((error: unknown) => error);
 
-    expect((failed as Error).message).toMatch(/it is #13 of repository 8080, not #12 of repository 8080\.$/);
+    expect((failed as Error).message).toMatch(
+      /it is #13 of repository 8080, not #12 of repository 8080\.$/,
+    );
     expect((await currentRun()).prClosedAt).not.toBeNull();
   });
 
