@@ -88,6 +88,7 @@ export async function dispatchDelivery(
           tx,
           context.boss,
           pullRequestPayload.parse(delivery.payload),
+          context,
         );
         break;
       case 'check_run':

@@ -12,6 +12,7 @@ import {
 import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import type { PullRequestPayload } from './pull-request.ts';
+import { isSameSecond } from './pull-request-ties.ts';
 
 /** Statuses of a run whose analysis of its queued event is under way or done. */
 const activeStatuses: readonly string[] = ['queued', 'analyzing', 'completed'];
@@ -28,13 +29,15 @@ const activeStatuses: readonly string[] = ['queued', 'analyzing', 'completed'];
  * Some edits change nothing: one of a closed pull request, one whose `changes.base.ref.from`
  * is the current base, and one older than an event that a run already records. Neither does an
  * edit with the run's time and base, which queued the run before, while that run is queued,
- * analyzing or completed.
+ * analyzing or completed. A base change whose time is in the same second as the run's event is
+ * appended to `ties`.
  */
 export async function handleBaseChange(
   tx: Transaction,
   boss: PgBoss,
   payload: PullRequestPayload,
   updatedAt: Date,
+  ties: string[],
 ): Promise<string | null> {
   const { repository, pull_request: pullRequest } = payload;
   const target = `${repository.full_name}#${payload.number}`;
@@ -82,6 +85,13 @@ export async function handleBaseChange(
     );
   }
 
+  // Another base change in the same second may have come after this one.
+  if (run.prUpdatedAt && isSameSecond(run.prUpdatedAt, updatedAt) && run.baseRef !== base.ref) {
+    ties.push(
+      `the base change to ${base.ref} at ${updatedAt.toISOString()} replaced ${run.baseRef}, ` +
+        'stored for an event of the same second',
+    );
+  }
   await requeueRun(tx, boss, run, payload, updatedAt);
   const from = fromRef ?? run.baseRef;
   const work = await cancelOldAnalysisWork(tx, boss, run, { target, from, to: base.ref });

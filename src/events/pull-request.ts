@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, gte, inArray, lte, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, gte, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
@@ -16,6 +16,7 @@ import { queuedAgainValues } from '../runs/queued-again.ts';
 import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
+import { isSameSecond, queueConfirmation, type ConfirmContext } from './pull-request-ties.ts';
 import { branchName, githubLogin, repositoryFullName } from './github-names.ts';
 
 const isoDateTime = z.iso.datetime({ offset: true });
@@ -81,13 +82,35 @@ const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
  * `edited` with `changes.base` analyzes the head commit again against the new base (see
  * handleBaseChange), and other edits are ignored. Analysis for a suspended or deleted
  * installation is skipped, and the outcome gives the reason.
+ *
+ * GitHub's times have whole seconds. An event that changes the closed mark or the base branch
+ * although the stored state has a time in the same second is applied, and it also queues a check
+ * with GitHub (src/jobs/confirm-pull-request.ts) when `confirm` has GitHub App credentials.
  */
 export async function handlePullRequestEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: PullRequestPayload,
+  confirm?: ConfirmContext,
 ): Promise<string> {
-  if (payload.action === 'closed') return handleClosed(tx, boss, payload);
+  const ties: string[] = [];
+  const outcome = await applyPullRequestEvent(tx, boss, payload, ties);
+  if (ties.length > 0 && confirm) await queueConfirmation(tx, boss, payload, ties, confirm);
+  return outcome;
+}
+
+/**
+ * Does the database work of handlePullRequestEvent and returns the outcome. It appends to
+ * `ties` a description of each change of the closed mark or base branch that this event made
+ * although the stored state has a time in the same second, so the two events' order is unknown.
+ */
+export async function applyPullRequestEvent(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: PullRequestPayload,
+  ties: string[],
+): Promise<string> {
+  if (payload.action === 'closed') return handleClosed(tx, boss, payload, ties);
   const baseChanged = payload.action === 'edited' && payload.changes?.base !== undefined;
   if (!analyzedActions.has(payload.action) && !baseChanged) {
     return `ignored: pull_request action ${payload.action}`;
@@ -112,9 +135,10 @@ export async function handlePullRequestEvent(
   await lockPullRequest(tx, repository.id, payload.number);
   // The mark is cleared even while the installation is suspended or deleted, so the runs accept
   // fixes once it is active again.
+  const reopenedAt = new Date(pullRequest.updated_at);
   const reopenedRuns =
     payload.action === 'reopened'
-      ? await markRunsOpen(tx, repository.id, payload.number, new Date(pullRequest.updated_at))
+      ? await markRunsOpen(tx, repository.id, payload.number, reopenedAt, ties)
       : 0;
   if (unavailable) return `skipped: ${unavailable.message}`;
 
@@ -130,7 +154,7 @@ export async function handlePullRequestEvent(
       : `ignored: ${note}`;
   }
   if (baseChanged) {
-    const outcome = await handleBaseChange(tx, boss, payload, updatedAt);
+    const outcome = await handleBaseChange(tx, boss, payload, updatedAt, ties);
     if (outcome !== null) return outcome;
   }
   const [newer] = await tx
@@ -226,7 +250,7 @@ export async function handlePullRequestEvent(
  * Returns the latest close of the pull request that is not before `at`, or null. Closes are
  * marked on its runs, or recorded in pull_request_closes when it had no run.
  */
-async function closedAtOrAfter(
+export async function closedAtOrAfter(
   tx: Transaction,
   repositoryId: number,
   prNumber: number,
@@ -262,17 +286,19 @@ async function closedAtOrAfter(
  * Records the reopen time on every run of the pull request and clears the closed mark of those
  * closed at or before it, and the close recorded while it had no run. Returns how many runs had
  * their mark cleared. A mark from a later close stays, so a `reopened` event that arrives after
- * a newer `closed` one reopens nothing.
+ * a newer `closed` one reopens nothing. A cleared close in the same second as the reopen is
+ * appended to `ties`.
  */
 async function markRunsOpen(
   tx: Transaction,
   repositoryId: number,
   prNumber: number,
   reopenedAt: Date,
+  ties: string[],
 ): Promise<number> {
   const ofPullRequest = and(eq(prRuns.repositoryId, repositoryId), eq(prRuns.prNumber, prNumber));
   const reopened = await tx
-    .select({ id: prRuns.id })
+    .select({ id: prRuns.id, closedAt: prRuns.prClosedAt })
     .from(prRuns)
     .where(and(ofPullRequest, lte(prRuns.prClosedAt, reopenedAt)));
   const at = reopenedAt.toISOString();
@@ -283,7 +309,7 @@ async function markRunsOpen(
       prClosedAt: sql`CASE WHEN ${prRuns.prClosedAt} <= ${at}::timestamptz THEN NULL ELSE ${prRuns.prClosedAt} END`,
     })
     .where(ofPullRequest);
-  await tx
+  const recordedCloses = await tx
     .delete(pullRequestCloses)
     .where(
       and(
@@ -291,7 +317,12 @@ async function markRunsOpen(
         eq(pullRequestCloses.prNumber, prNumber),
         lte(pullRequestCloses.closedAt, reopenedAt),
       ),
-    );
+    )
+    .returning({ closedAt: pullRequestCloses.closedAt });
+  const clearedCloses = [...reopened, ...recordedCloses].map((row) => row.closedAt!);
+  if (clearedCloses.some((closedAt) => isSameSecond(closedAt, reopenedAt))) {
+    ties.push(`the reopen at ${at} cleared a close of the same second`);
+  }
   return reopened.length;
 }
 
@@ -311,6 +342,7 @@ async function handleClosed(
   tx: Transaction,
   boss: PgBoss,
   payload: PullRequestPayload,
+  ties: string[],
 ): Promise<string> {
   const { repository, pull_request: pullRequest } = payload;
   const target = `${repository.full_name}#${payload.number}`;
@@ -334,6 +366,20 @@ async function handleClosed(
     )
     .limit(1);
   if (later) return `ignored: ${target} was reopened or updated after this close, at ${closedAt}`;
+  // A reopen in the same second that left the pull request open may have come after this close.
+  const [tiedReopen] = await tx
+    .select({ id: prRuns.id })
+    .from(prRuns)
+    .where(
+      and(
+        ofPullRequest,
+        sql`date_trunc('second', ${prRuns.prReopenedAt})
+          = date_trunc('second', ${closedAt}::timestamptz)`,
+        or(isNull(prRuns.prClosedAt), lt(prRuns.prClosedAt, prRuns.prReopenedAt)),
+      ),
+    )
+    .limit(1);
+  if (tiedReopen) ties.push(`the close at ${closedAt} ended a reopen of the same second`);
   const allRuns = await tx
     .update(prRuns)
     // The latest close wins. Two closes have a reopen between them, which may arrive last

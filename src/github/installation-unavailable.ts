@@ -93,7 +93,8 @@ export async function requireActiveInstallation(
   if (unavailable) throw unavailable;
 }
 
-const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;
+/** Path of the request that mints an installation token, with the installation id. */
+export const accessTokenPath = /\/app\/installations\/(\d+)\/access_tokens$/;
 
 /**
  * Returns `error` as an InstallationUnavailableError when it is one, or when it is GitHub's

@@ -9,6 +9,12 @@ import {
   handleConfirmInstallationJob,
   type ConfirmInstallationJobData,
 } from './confirm-installation.ts';
+import { handleConfirmPullRequestJob } from './confirm-pull-request.ts';
+import {
+  confirmPullRequestQueue,
+  confirmPullRequestQueueOptions,
+  type ConfirmPullRequestJobData,
+} from './confirm-pull-request-queue.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
 import {
@@ -50,6 +56,10 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
   await boss.createQueue(confirmInstallationQueue, {
     name: confirmInstallationQueue,
     ...confirmInstallationQueueOptions,
+  });
+  await boss.createQueue(confirmPullRequestQueue, {
+    name: confirmPullRequestQueue,
+    ...confirmPullRequestQueueOptions,
   });
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
@@ -145,6 +155,9 @@ export async function startWorkers(
   });
   await boss.work<ConfirmInstallationJobData>(confirmInstallationQueue, polling, async ([job]) => {
     if (job) await runJob(job, () => handleConfirmInstallationJob(context, job));
+  });
+  await boss.work<ConfirmPullRequestJobData>(confirmPullRequestQueue, polling, async ([job]) => {
+    if (job) await runJob(job, () => handleConfirmPullRequestJob(context, job));
   });
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {

@@ -62,6 +62,7 @@ export type PullRequestChanges = Partial<
     | 'state'
     | 'closedAt'
     | 'mergedAt'
+    | 'updatedAt'
   >
 >;
 

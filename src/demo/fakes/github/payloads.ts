@@ -34,6 +34,11 @@ export interface PullRequestRecord {
   closedAt: string | null;
   /** When the pull request was merged, as a GitHub timestamp, or null unless it was merged. */
   mergedAt: string | null;
+  /**
+   * Last change of the pull request, as a GitHub timestamp. When unset, `updated_at` is the
+   * close time of a closed pull request and the creation time of an open one.
+   */
+  updatedAt?: string;
   draft: boolean;
   user: string;
 }
@@ -187,7 +192,7 @@ export function pullRequestPayload(
     user,
     body: pullRequest.body,
     created_at: createdAt,
-    updated_at: closedAt ?? createdAt,
+    updated_at: pullRequest.updatedAt ?? closedAt ?? createdAt,
     closed_at: closedAt,
     merged_at: pullRequest.mergedAt,
     merge_commit_sha: null,

@@ -1,0 +1,100 @@
+import { RequestError } from '@octokit/request-error';
+import { z } from 'zod';
+import type { GitHubApp } from './app.ts';
+import { accessTokenPath } from './installation-unavailable.ts';
+
+/**
+ * The fields of GitHub's `pull-request` object that the check reads (schema `pull-request` in
+ * @octokit/openapi-types 29). Octokit returns whatever body a 200 response has, such as a
+ * proxy's HTML page as a string, and reading `state` of that would find it missing. Timestamps
+ * and names are checked again when the check builds an event payload from them.
+ */
+const pullRequestResponse = z.object({
+  number: z.number(),
+  state: z.enum(['open', 'closed']),
+  title: z.string(),
+  updated_at: z.string(),
+  closed_at: z.string().nullable(),
+  head: z.object({
+    sha: z.string(),
+    ref: z.string(),
+    // Null once the head repository was deleted, although the OpenAPI schema says otherwise.
+    repo: z.object({ full_name: z.string() }).nullable(),
+  }),
+  base: z.object({
+    sha: z.string(),
+    ref: z.string(),
+    repo: z.object({
+      id: z.number(),
+      full_name: z.string(),
+      owner: z.object({ id: z.number(), login: z.string(), type: z.string().optional() }),
+    }),
+  }),
+});
+export type GitHubPullRequest = z.infer<typeof pullRequestResponse>;
+
+/** A pull request as GitHub returns it, or `not_found` for a 404. */
+export type GitHubPullRequestState =
+  | { kind: 'found'; pullRequest: GitHubPullRequest }
+  | { kind: 'not_found' };
+
+/**
+ * Reads GET /repos/{owner}/{repo}/pulls/{pull_number} with the installation's token. Octokit's
+ * own retries of server errors are turned off, because the caller is a pg-boss job that is
+ * retried with backoff. A 200 response that is not pull request `prNumber` of repository
+ * `repositoryId` throws, and so does a 404 to minting the token, which asInstallationUnavailable
+ * reads as an uninstalled app.
+ */
+export async function fetchPullRequestState(
+  app: GitHubApp,
+  target: { installationId: number; repositoryId: number; repository: string; prNumber: number },
+): Promise<GitHubPullRequestState> {
+  const [owner, repo] = target.repository.split('/') as [string, string];
+  try {
+    const octokit = await app.installationOctokit(target.installationId);
+    const response = await octokit.rest.pulls.get({
+      owner,
+      repo,
+      pull_number: target.prNumber,
+      request: { retries: 0 },
+    });
+    return { kind: 'found', pullRequest: parsePullRequest(response.data, target) };
+  } catch (error) {
+    if (error instanceof RequestError && error.status === 404 && !isTokenRequest(error)) {
+      return { kind: 'not_found' };
+    }
+    throw error;
+  }
+}
+
+function isTokenRequest(error: RequestError): boolean {
+  return accessTokenPath.test(error.request.url);
+}
+
+/**
+ * Returns `data` as the pull request of `target`. Throws when `data` is not an object, lacks or
+ * mistypes a field, or is another pull request.
+ */
+function parsePullRequest(
+  data: unknown,
+  target: { repositoryId: number; repository: string; prNumber: number },
+): GitHubPullRequest {
+  const request = `GET /repos/${target.repository}/pulls/${target.prNumber}`;
+  const parsed = pullRequestResponse.safeParse(data);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`,
+    );
+    throw new Error(
+      `GitHub returned an invalid pull request for ${request}: ${problems.join('; ')}.`,
+    );
+  }
+  const { number, base } = parsed.data;
+  if (number !== target.prNumber || base.repo.id !== target.repositoryId) {
+    throw new Error(
+      `GitHub returned an invalid pull request for ${request}: it is #${number} of repository ` +
+        `${base.repo.id}, not #${target.prNumber} of repository ${target.repositoryId}.`,
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,239 @@
+import { and, desc, eq, sql } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import { ConfigError } from '../config/env.ts';
+import type { AppContext } from '../context.ts';
+import type { Transaction } from '../db/client.ts';
+import { prRuns } from '../db/schema/index.ts';
+import { toSafeError } from '../errors/safe-error.ts';
+import {
+  applyPullRequestEvent,
+  closedAtOrAfter,
+  pullRequestPayload,
+  type PullRequestPayload,
+} from '../events/pull-request.ts';
+import {
+  asInstallationUnavailable,
+  recordInstallationUnavailable,
+} from '../github/installation-unavailable.ts';
+import {
+  fetchPullRequestState,
+  type GitHubPullRequest,
+} from '../github/pull-request-state.ts';
+import { asGitHubRateLimit } from '../github/rate-limit.ts';
+import { requireGitHubApp } from '../github/require-github-app.ts';
+import { lockPullRequest } from '../runs/pull-request-lock.ts';
+import type { PgBoss as Boss } from './boss.ts';
+import {
+  confirmPullRequestJobData,
+  confirmPullRequestQueue,
+  pullRequestCheckKey,
+  type ConfirmPullRequestJobData,
+} from './confirm-pull-request-queue.ts';
+import { rateLimitFields } from './rate-limit-wait.ts';
+
+/**
+ * Result of a check: why it applied no event, or the outcomes of the events it applied.
+ * `corrected` means the stored state matches GitHub's afterwards, and `differs` means a handler
+ * ignored an event, for example one older than a stored close because GitHub's API lags.
+ */
+type ConfirmOutcome =
+  | { status: 'skipped'; reason: string }
+  | { status: 'unchanged' }
+  | { status: 'corrected' | 'differs'; outcomes: string[] };
+
+/**
+ * Sets the pull request's closed mark and base branch to what GitHub reports now, because two
+ * events of the same second cannot be ordered by their times. A difference is applied as the
+ * matching event would apply it. That is `reopened` when GitHub reports the pull request open
+ * while it is marked closed, and `closed` for the reverse. It is `edited` with `changes.base`
+ * when the run of GitHub's head commit has another base branch. Each event has GitHub's
+ * `updated_at` (or `closed_at` for a close), so an event that arrives later with a later time
+ * still wins.
+ *
+ * Missing GitHub App credentials end the job with a warning, and so do a 404 for the pull
+ * request and an installation that GitHub reports suspended or uninstalled. A failed or invalid
+ * response, including a rate limit, and a failed database write fail the job, so pg-boss retries
+ * it with backoff. The state stays as the events left it meanwhile.
+ */
+export async function handleConfirmPullRequestJob(
+  context: AppContext,
+  job: PgBoss.JobWithMetadata<ConfirmPullRequestJobData>,
+): Promise<void> {
+  const data = confirmPullRequestJobData.parse(job.data);
+  const logger = context.logger.child({
+    jobId: job.id,
+    installationId: data.installationId,
+    repository: data.repository,
+    prNumber: data.prNumber,
+    queue: confirmPullRequestQueue,
+  });
+  let outcome: ConfirmOutcome;
+  let githubState: string;
+  try {
+    const state = await fetchPullRequestState(requireGitHubApp(context), data);
+    if (state.kind === 'not_found') {
+      logger.warn(
+        { event: 'job.confirm_pull_request.not_found' },
+        'pull request check found no such pull request on GitHub, so its state stays as its ' +
+          'events left it',
+      );
+      return;
+    }
+    githubState = state.pullRequest.state;
+    outcome = await context.db.transaction((tx) =>
+      applyPullRequestState(tx, context.boss, job.id, data, state.pullRequest),
+    );
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      logger.warn(
+        { event: 'job.confirm_pull_request.not_configured', reason: error.message },
+        'pull request check skipped because GitHub App credentials are not configured, so the ' +
+          'pull request keeps the state of its events',
+      );
+      return;
+    }
+    const unavailable = asInstallationUnavailable(error);
+    if (unavailable) {
+      const recorded = await recordInstallationUnavailable(context.db, unavailable);
+      logger.warn(
+        {
+          event: 'job.confirm_pull_request.stopped',
+          reason: recorded.reason,
+          error: recorded.message,
+        },
+        'pull request check stopped: the installation is unavailable',
+      );
+      return;
+    }
+    const finalAttempt = job.retryCount >= job.retryLimit;
+    const rateLimit = asGitHubRateLimit(error);
+    logger.error(
+      {
+        event: 'job.confirm_pull_request.failed',
+        err: toSafeError(error),
+        attempt: job.retryCount,
+        finalAttempt,
+        ...(rateLimit ? rateLimitFields(rateLimit) : {}),
+      },
+      finalAttempt
+        ? 'pull request check failed for the last time, so the pull request keeps the state of ' +
+            'its events until its next event'
+        : 'pull request check failed, and it is retried with backoff',
+    );
+    throw error;
+  }
+
+  logger.info(
+    { event: 'job.confirm_pull_request.completed', github: githubState, ...outcome },
+    outcome.status === 'corrected'
+      ? 'pull request state corrected to what GitHub reports'
+      : 'pull request check finished',
+  );
+}
+
+/** Applies the events that bring the stored state to GitHub's, unless another check is queued. */
+async function applyPullRequestState(
+  tx: Transaction,
+  boss: Boss,
+  jobId: string,
+  data: ConfirmPullRequestJobData,
+  pullRequest: GitHubPullRequest,
+): Promise<ConfirmOutcome> {
+  // Events of the pull request take the same lock, so one that committed after GitHub was read
+  // is seen below, and one that comes later waits for this commit.
+  await lockPullRequest(tx, data.repositoryId, data.prNumber);
+  // A queued check starts only after this one ends, so it reads GitHub later and decides. An
+  // event that tied with the state after this job read GitHub has queued such a check.
+  const [next] = await tx.execute<{ id: string }>(sql`
+    SELECT id FROM pgboss.job
+    WHERE name = ${confirmPullRequestQueue}
+      AND singleton_key = ${pullRequestCheckKey(data.repositoryId, data.prNumber)}
+      AND state = 'created' AND id <> ${jobId}
+    LIMIT 1`);
+  if (next) {
+    return { status: 'skipped', reason: `check ${next.id} is queued and reads GitHub later` };
+  }
+
+  const outcomes: string[] = [];
+  const closed = pullRequest.state === 'closed';
+  if (closed !== (await isMarkedClosed(tx, data))) {
+    const action = closed ? 'closed' : 'reopened';
+    const event = eventPayload(action, data, pullRequest);
+    outcomes.push(`${action}: ${await applyPullRequestEvent(tx, boss, event, [])}`);
+  }
+  if (!closed) {
+    const baseChange = await baseChangeEvent(tx, data, pullRequest);
+    if (baseChange) {
+      outcomes.push(`edited: ${await applyPullRequestEvent(tx, boss, baseChange, [])}`);
+    }
+  }
+  if (outcomes.length === 0) return { status: 'unchanged' };
+  const matches =
+    closed === (await isMarkedClosed(tx, data)) &&
+    (closed || (await baseChangeEvent(tx, data, pullRequest)) === null);
+  return { status: matches ? 'corrected' : 'differs', outcomes };
+}
+
+/** Returns whether the pull request is marked closed, on its runs or as a close without run. */
+async function isMarkedClosed(tx: Transaction, data: ConfirmPullRequestJobData): Promise<boolean> {
+  const closedAt = await closedAtOrAfter(tx, data.repositoryId, data.prNumber, new Date(0));
+  return closedAt !== null;
+}
+
+/**
+ * Returns the `edited` event that moves the run of GitHub's head commit to GitHub's base branch,
+ * or null when that run has it already. A head commit without a run is left to its
+ * `synchronize` event, which carries the base branch of its time.
+ */
+async function baseChangeEvent(
+  tx: Transaction,
+  data: ConfirmPullRequestJobData,
+  pullRequest: GitHubPullRequest,
+): Promise<PullRequestPayload | null> {
+  const [run] = await tx
+    .select({ baseRef: prRuns.baseRef })
+    .from(prRuns)
+    .where(
+      and(
+        eq(prRuns.repositoryId, data.repositoryId),
+        eq(prRuns.prNumber, data.prNumber),
+        eq(prRuns.headSha, pullRequest.head.sha),
+      ),
+    )
+    .orderBy(desc(prRuns.createdAt))
+    .limit(1);
+  if (!run || run.baseRef === pullRequest.base.ref) return null;
+  const event = eventPayload('edited', data, pullRequest);
+  event.changes = { base: { ref: { from: run.baseRef } } };
+  return event;
+}
+
+/**
+ * Builds the webhook payload of `action` from GitHub's pull request, validated as a delivered
+ * payload is. A close gets GitHub's `closed_at` as its time, as the `closed` handler reads it.
+ */
+function eventPayload(
+  action: 'closed' | 'reopened' | 'edited',
+  data: ConfirmPullRequestJobData,
+  pullRequest: GitHubPullRequest,
+): PullRequestPayload {
+  const { base, head } = pullRequest;
+  return pullRequestPayload.parse({
+    action,
+    number: pullRequest.number,
+    installation: { id: data.installationId },
+    repository: {
+      id: base.repo.id,
+      full_name: base.repo.full_name,
+      owner: base.repo.owner,
+    },
+    pull_request: {
+      title: pullRequest.title,
+      state: pullRequest.state,
+      updated_at: pullRequest.updated_at,
+      closed_at: pullRequest.closed_at,
+      head: { sha: head.sha, ref: head.ref, repo: head.repo },
+      base: { sha: base.sha, ref: base.ref },
+    },
+  });
+}

@@ -1,0 +1,441 @@
+// Pull request events whose times fall in the same second as the stored state cannot be ordered
+// by those times. So a change of the closed mark or the base branch also queues a check with
+// GitHub, which sets both to what GitHub reports.
+import { eq } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { prRuns } from '../../src/db/schema/index.ts';
+import { headBranch } from '../../src/demo/git-repository.ts';
+import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import { handleConfirmPullRequestJob } from '../../src/jobs/confirm-pull-request.ts';
+import {
+  confirmPullRequestDelaySeconds,
+  confirmPullRequestQueue,
+  type ConfirmPullRequestJobData,
+} from '../../src/jobs/confirm-pull-request-queue.ts';
+import { createApp } from '../../src/web/app.tsx';
+import {
+  createGitHubTestContext,
+  owner,
+  prNumber,
+  repo,
+  repository,
+  repositoryId,
+  type GitHubTestContext,
+} from '../helpers/github-context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+
+const secret = 'pull-request-confirm-secret';
+const pullPath = '/repos/:owner/:repo/pulls/:pull_number';
+/** The second in which the tied events happen. */
+const tie = '2024-06-01T09:05:00Z';
+
+let setup: GitHubTestContext;
+let app: ReturnType<typeof createApp>;
+let delivery = 0;
+
+beforeEach(async () => {
+  setup = await createGitHubTestContext({
+    base: { 'README.md': '# x\n' },
+    head: { 'src/a.ts': "console.log('a');\n" },
+    env: { WEBHOOK_SECRET: secret },
+  });
+  app = createApp(setup.context);
+});
+
+afterEach(async () => {
+  await setup?.close();
+});
+
+/**
+ * Returns GitHub's example `pull_request` payload of `action` for the fake's pull request at
+ * its head commit, based on `baseRef`, with `updated_at` (and `closed_at` for a close) `at`.
+ */
+function pullRequestEvent(action: string, at: string, baseRef = 'main'): Record<string, any> {
+  const payload = examplePayload('pull_request', action, setup.installationId);
+  payload.number = prNumber;
+  payload.repository.id = repositoryId;
+  payload.repository.full_name = repository;
+  payload.pull_request.number = prNumber;
+  payload.pull_request.head.sha = setup.git.headSha;
+  payload.pull_request.head.ref = headBranch;
+  payload.pull_request.head.repo.full_name = repository;
+  payload.pull_request.base.ref = baseRef;
+  payload.pull_request.base.sha = setup.git.baseSha;
+  payload.pull_request.updated_at = at;
+  payload.pull_request.state = action === 'closed' ? 'closed' : 'open';
+  payload.pull_request.closed_at = action === 'closed' ? at : null;
+  return payload;
+}
+
+/**
+ * Returns the `edited` payload of a base change from `from` to `to`. The example package has no
+ * `edited` pull request payload, so the `opened` one gets the `changes.base` object that GitHub
+ * documents.
+ */
+function baseChangeEvent(from: string, to: string, at: string): Record<string, any> {
+  const payload = pullRequestEvent('opened', at, to);
+  payload.action = 'edited';
+  payload.changes = { base: { ref: { from }, sha: { from: setup.git.baseSha } } };
+  return payload;
+}
+
+/** Posts a signed `pull_request` webhook and returns its recorded outcome. */
+async function deliver(payload: Record<string, unknown>): Promise<string> {
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'pull_request',
+    deliveryId: `pull-request-confirm-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { outcome: string }).outcome;
+}
+
+/** Sets the fake's pull request to what GitHub reports after the events. */
+function setGitHubPullRequest(changes: {
+  closedAt?: string | null;
+  baseRef?: string;
+  updatedAt: string;
+}) {
+  const closed = changes.closedAt !== undefined && changes.closedAt !== null;
+  setup.fake.updatePullRequest(
+    { owner, repo, number: prNumber },
+    { ...changes, state: closed ? 'closed' : 'open', closedAt: changes.closedAt ?? null },
+  );
+}
+
+async function currentRun() {
+  const [run] = await setup.context.db
+    .select()
+    .from(prRuns)
+    .where(eq(prRuns.headSha, setup.git.headSha));
+  return run!;
+}
+
+/** Lists the pull request's check jobs, oldest first. */
+async function checkJobs() {
+  return setup.context.database.sql<
+    { id: string; state: string; delayMs: number; waitMs: number }[]
+  >`
+    SELECT id, state,
+      (extract(epoch FROM start_after - created_on) * 1000)::int AS "delayMs",
+      (extract(epoch FROM start_after - now()) * 1000)::int AS "waitMs"
+    FROM pgboss.job
+    WHERE name = ${confirmPullRequestQueue} AND singleton_key = ${`${repositoryId}#${prNumber}`}
+    ORDER BY created_on, id`;
+}
+
+/** Returns the id of the one queued check job. */
+async function queuedCheck(): Promise<string> {
+  const jobs = await checkJobs();
+  expect(jobs.map((job) => job.state)).toEqual(['created']);
+  return jobs[0]!.id;
+}
+
+async function runCheck(jobId: string, whileActive?: () => Promise<void>) {
+  await runDueJob<ConfirmPullRequestJobData>(
+    setup.context,
+    confirmPullRequestQueue,
+    jobId,
+    (job: PgBoss.JobWithMetadata<ConfirmPullRequestJobData>) =>
+      handleConfirmPullRequestJob(setup.context, job),
+    whileActive,
+  );
+}
+
+function logsOf(event: string) {
+  return setup.context.logs.filter((line) => line.event === event);
+}
+
+function pullRequestReads() {
+  return setup.fake.requests.filter(
+    (request) =>
+      request.method === 'GET' && request.path === `/repos/${repository}/pulls/${prNumber}`,
+  );
+}
+
+/** Opens the pull request, then delivers a reopen and a close of the same second in that order. */
+async function reopenThenClose() {
+  expect(await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'))).toMatch(/queued$/);
+  expect(await deliver(pullRequestEvent('reopened', tie))).toMatch(/marked 0 run\(s\) open/);
+  expect(await deliver(pullRequestEvent('closed', tie))).toMatch(
+    /^pull request closed: marked 1 run/,
+  );
+  const run = await currentRun();
+  expect(run.prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
+  expect(run.status).toBe('cancelled');
+  return run;
+}
+
+describe('closed and reopened in the same second', () => {
+  it('reopen then close ends open', async () => {
+    const closed = await reopenThenClose();
+    setGitHubPullRequest({ updatedAt: tie });
+    const [queued] = await checkJobs();
+    expect(queued!.delayMs).toBeGreaterThanOrEqual(confirmPullRequestDelaySeconds * 1000 - 1000);
+    expect(queued!.delayMs).toBeLessThanOrEqual(confirmPullRequestDelaySeconds * 1000 + 1000);
+
+    await runCheck(await queuedCheck());
+
+    const run = await currentRun();
+    expect(run.id).toBe(closed.id);
+    expect(run.prClosedAt).toBeNull();
+    expect(run.status).toBe('queued');
+    expect(run.analyzeJobId).not.toBe(closed.analyzeJobId);
+    expect((await setup.context.boss.getJobById(analyzeQueue, run.analyzeJobId!))?.state).toBe(
+      'created',
+    );
+    expect(pullRequestReads()).toHaveLength(1);
+    expect(pullRequestReads()[0]!.headers.authorization).toMatch(/^token ghs_/i);
+    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+      { github: 'open', status: 'corrected', outcomes: [`reopened: run ${run.id} queued again`] },
+    ]);
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+  });
+
+  it('close then reopen ends closed', async () => {
+    await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'));
+    await deliver(pullRequestEvent('closed', tie));
+    expect(await deliver(pullRequestEvent('reopened', tie))).toMatch(/queued again$/);
+    expect((await currentRun()).prClosedAt).toBeNull();
+    // The arrival order does not show the order on GitHub: here the reopen came first.
+    setGitHubPullRequest({ closedAt: tie, updatedAt: tie });
+
+    await runCheck(await queuedCheck());
+
+    const run = await currentRun();
+    expect(run.prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
+    expect(run.status).toBe('cancelled');
+    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+      { github: 'closed', status: 'corrected' },
+    ]);
+  });
+
+  it('close then reopen stays open', async () => {
+    await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'));
+    await deliver(pullRequestEvent('closed', tie));
+    await deliver(pullRequestEvent('reopened', tie));
+    const reopened = await currentRun();
+    setGitHubPullRequest({ updatedAt: tie });
+
+    await runCheck(await queuedCheck());
+
+    const run = await currentRun();
+    expect(run.prClosedAt).toBeNull();
+    expect(run.analyzeJobId).toBe(reopened.analyzeJobId);
+    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+      { github: 'open', status: 'unchanged' },
+    ]);
+  });
+
+  it('queues one check for a burst', async () => {
+    await reopenThenClose();
+    await deliver(pullRequestEvent('reopened', tie));
+    await deliver(pullRequestEvent('closed', tie));
+
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['created']);
+  });
+});
+
+describe('events in different seconds', () => {
+  it('queue no check', async () => {
+    await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'));
+    await deliver(pullRequestEvent('reopened', '2024-06-01T09:05:01Z'));
+    await deliver(pullRequestEvent('closed', '2024-06-01T09:05:00Z'));
+    await deliver(pullRequestEvent('closed', '2024-06-01T09:06:00Z'));
+    await deliver(pullRequestEvent('reopened', '2024-06-01T09:06:01Z'));
+    await deliver(baseChangeEvent('main', 'develop', '2024-06-01T09:07:00Z'));
+    await deliver(baseChangeEvent('develop', 'release', '2024-06-01T09:07:01Z'));
+
+    const run = await currentRun();
+    expect(run.prClosedAt).toBeNull();
+    expect(run.baseRef).toBe('release');
+    expect(await checkJobs()).toEqual([]);
+    expect(logsOf('pull_request.unconfirmed')).toEqual([]);
+  });
+
+  it('ignore a close in the second of the open', async () => {
+    await deliver(pullRequestEvent('opened', tie));
+    await deliver(pullRequestEvent('closed', tie));
+
+    expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
+    expect(await checkJobs()).toEqual([]);
+  });
+});
+
+describe('base changes in the same second', () => {
+  it('reversed delivery ends on GitHub base', async () => {
+    await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'));
+    // On GitHub main → develop, then develop → release, both at 09:05:00.
+    expect(await deliver(baseChangeEvent('develop', 'release', tie))).toMatch(
+      /queued again: the base changed from develop to release/,
+    );
+    expect(await checkJobs()).toEqual([]);
+    expect(await deliver(baseChangeEvent('main', 'develop', tie))).toMatch(
+      /queued again: the base changed from main to develop/,
+    );
+    const wrong = await currentRun();
+    expect(wrong.baseRef).toBe('develop');
+    setGitHubPullRequest({ baseRef: 'release', updatedAt: tie });
+
+    await runCheck(await queuedCheck());
+
+    const run = await currentRun();
+    expect(run.baseRef).toBe('release');
+    expect(run.status).toBe('queued');
+    expect(run.analyzeJobId).not.toBe(wrong.analyzeJobId);
+    expect((await setup.context.boss.getJobById(analyzeQueue, wrong.analyzeJobId!))?.state).toBe(
+      'cancelled',
+    );
+    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+      {
+        github: 'open',
+        status: 'corrected',
+        outcomes: [
+          expect.stringMatching(/^edited: run .* the base changed from develop to release/),
+        ],
+      },
+    ]);
+  });
+});
+
+describe('pull request check failures', () => {
+  it('retries a GitHub server error', async () => {
+    await reopenThenClose();
+    setGitHubPullRequest({ updatedAt: tie });
+    const jobId = await queuedCheck();
+    setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 502 });
+
+    const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+    expect((failed as { status?: number }).status).toBe(502);
+    // One request: the job's retries replace Octokit's.
+    expect(pullRequestReads()).toHaveLength(1);
+    expect((await currentRun()).prClosedAt).not.toBeNull();
+    expect((await currentRun()).status).toBe('cancelled');
+    const [retry] = await checkJobs();
+    expect(retry!.state).toBe('retry');
+    // The first retry waits 15 to 30 s.
+    expect(retry!.waitMs).toBeGreaterThan(10_000);
+    expect(logsOf('job.confirm_pull_request.failed')).toMatchObject([
+      { level: 50, attempt: 0, finalAttempt: false, err: { status: 502 } },
+    ]);
+
+    await runCheck(jobId);
+
+    expect((await currentRun()).prClosedAt).toBeNull();
+    expect((await currentRun()).status).toBe('queued');
+    expect(pullRequestReads()).toHaveLength(2);
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+  });
+
+  it('rejects a response that is not the pull request', async () => {
+    const cases: { name: string; body: unknown }[] = [
+      { name: 'HTML with status 200', body: '<html><body>Sign in</body></html>' },
+      { name: 'an empty object', body: {} },
+      { name: 'an unknown state', body: { number: prNumber, state: 'draft' } },
+    ];
+    await reopenThenClose();
+    setGitHubPullRequest({ updatedAt: tie });
+    const jobId = await queuedCheck();
+    for (const { name, body } of cases) {
+      setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body });
+
+      const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+      expect(failed, name).toBeInstanceOf(Error);
+      expect((failed as Error).message, name).toMatch(
+        new RegExp(
+          `^GitHub returned an invalid pull request for GET /repos/${repository}/pulls/${prNumber}: `,
+        ),
+      );
+      expect((await currentRun()).prClosedAt, name).not.toBeNull();
+      expect((await checkJobs()).map((job) => job.state), name).toEqual(['retry']);
+    }
+    expect(logsOf('job.confirm_pull_request.failed')).toHaveLength(cases.length);
+  });
+
+  it('rejects another pull request', async () => {
+    await reopenThenClose();
+    const jobId = await queuedCheck();
+    setup.fake.addPullRequest({
+      owner,
+      repo,
+      number: prNumber + 1,
+      baseSha: setup.git.baseSha,
+      headSha: setup.git.headSha,
+      headRef: headBranch,
+      title: 'Another',
+    });
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const other = await octokit.rest.pulls.get({
+      owner,
+      repo,
+      pull_number: prNumber + 1,
+    });
+    setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body: other.data });
+
+    const failed = await runCheck(jobId).catch((error: unknown) => error);
+
+    expect((failed as Error).message).toMatch(
+      /it is #13 of repository 8080, not #12 of repository 8080\.$/,
+    );
+    expect((await currentRun()).prClosedAt).not.toBeNull();
+  });
+
+  it('keeps the state on 404', async () => {
+    const closed = await reopenThenClose();
+    const jobId = await queuedCheck();
+    setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 404 });
+
+    await runCheck(jobId);
+
+    const run = await currentRun();
+    expect(run.prClosedAt).toEqual(closed.prClosedAt);
+    expect(run.status).toBe('cancelled');
+    expect(logsOf('job.confirm_pull_request.not_found')).toMatchObject([{ level: 40 }]);
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+  });
+
+  it('keeps arrival order without credentials', async () => {
+    setup.context.github = null;
+
+    await reopenThenClose();
+
+    expect(await checkJobs()).toEqual([]);
+    expect(logsOf('pull_request.unconfirmed')).toMatchObject([
+      { level: 40, repository, prNumber, action: 'closed' },
+    ]);
+    expect(String(logsOf('pull_request.unconfirmed')[0]!.msg)).toContain('Set APP_ID');
+  });
+
+  it('ends a check on a worker without credentials', async () => {
+    await reopenThenClose();
+    const jobId = await queuedCheck();
+    setup.context.github = null;
+
+    await runCheck(jobId);
+
+    expect((await currentRun()).prClosedAt).not.toBeNull();
+    expect(pullRequestReads()).toHaveLength(0);
+    expect(logsOf('job.confirm_pull_request.not_configured')).toMatchObject([{ level: 40 }]);
+  });
+
+  it('leaves the state to a later check', async () => {
+    await reopenThenClose();
+    const first = await queuedCheck();
+    setGitHubPullRequest({ updatedAt: tie });
+
+    // A reopen of the same second arrives while the first check runs, so it queues a second.
+    await runCheck(first, async () => {
+      await deliver(pullRequestEvent('reopened', tie));
+    });
+
+    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+      { status: 'skipped', reason: expect.stringMatching(/is queued and reads GitHub later$/) },
+    ]);
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed', 'created']);
+  });
+});
