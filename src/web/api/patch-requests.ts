@@ -6,6 +6,7 @@ import {
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
+import { previewVersion } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -190,9 +191,13 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
       installation: installationJson(run.installationId, installation),
+      // Sent back with an apply, which then writes only these files as they are here.
+      previewVersion: previewVersion(files),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {
+          id: file.id,
+          generation: file.generation,
           path: file.path,
           status: shownFileStatus(request.status, file.status),
           diff: file.diff,
