@@ -48,8 +48,9 @@
     return verb + count + ' as review suggestions.';
   }
 
-  // Posts "{}" as JSON and shows the response (status and pretty-printed body) as escaped text,
-  // because the JSON API returns data that must never be parsed as HTML.
+  // Posts the form's previewVersion as JSON ("{}" when the form has none) and shows the response
+  // (status and pretty-printed body) as escaped text, because the JSON API returns data that
+  // must never be parsed as HTML. The CSRF token goes in a header, so the body leaves it out.
   htmx.defineExtension('json-result', {
     onEvent: function (name, event) {
       if (name === 'htmx:configRequest') {
@@ -58,9 +59,12 @@
       }
       return true;
     },
-    encodeParameters: function (xhr) {
+    encodeParameters: function (xhr, parameters) {
       xhr.overrideMimeType('text/json');
-      return '{}';
+      var body = {};
+      var seen = parameters && parameters.get('previewVersion');
+      if (typeof seen === 'string') body.previewVersion = seen;
+      return JSON.stringify(body);
     },
     transformResponse: function (text, xhr) {
       var displayText = text;

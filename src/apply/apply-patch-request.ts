@@ -1,5 +1,6 @@
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { applyModes, patchFiles, patchRequests, prRuns, type ApplyMode } from '../db/schema/index.ts';
 import {
   asInstallationUnavailable,
@@ -30,6 +31,7 @@ import {
   deletedHeadRejection,
   forkRejection,
 } from './pull-request-check.ts';
+import { describePreviewChanges, findPreviewChanges, isApplicableFile, type PreviewVersion } from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
 import { hasUnrecordedApply } from './superseded-run.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
@@ -73,7 +75,27 @@ async function readyFilesOf(context: AppContext, patchRequestId: string) {
     .from(patchFiles)
     .where(and(eq(patchFiles.patchRequestId, patchRequestId), eq(patchFiles.status, 'ready')))
     .orderBy(asc(patchFiles.path));
-  return files.filter((file) => file.proposedText !== null && file.originalText !== null);
+  return files.filter(isApplicableFile);
+}
+
+/**
+ * Throws ApplyRejectedError, naming the files that differ, when the files of patch request
+ * `patchRequestId` no longer match the version `seen` that the user saw.
+ */
+async function checkPreviewVersion(
+  db: Database | Transaction,
+  patchRequestId: string,
+  seen: PreviewVersion,
+  logger: Logger,
+): Promise<void> {
+  const files = await db.select().from(patchFiles).where(eq(patchFiles.patchRequestId, patchRequestId));
+  const changes = findPreviewChanges(seen, files);
+  if (changes.length === 0) return;
+  logger.warn(
+    { event: 'apply.preview_changed', changedFiles: changes },
+    'apply rejected: the preview changed since the user saw it',
+  );
+  throw new ApplyRejectedError('conflict', describePreviewChanges(changes), { changedFiles: changes });
 }
 
 function isApplicable(status: StoredRequest['status']): boolean {
@@ -176,12 +198,19 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
  * second case the apply reads the pull request from GitHub after the claim and finds it closed.
  * NOTE: a close between that read and the write is not detected, and GitHub accepts a push to
  * the head branch of a closed pull request.
+ *
+ * With `seenVersion`, the files are compared with it after the claim, in the same transaction,
+ * and a mismatch rolls the claim back and throws ApplyRejectedError. A file's result and a
+ * regeneration are stored only under the request's row lock and only while no claim exists, so
+ * the files cannot change between this check and the end of the apply.
  */
 async function claim(
   context: AppContext,
   request: { id: string; runId: string },
-  clearError: boolean,
+  options: { clearError: boolean; seenVersion: PreviewVersion | undefined },
+  logger: Logger,
 ): Promise<{ claimedAt: string | null; closed: PullRequestClosedError | null }> {
+  const { clearError, seenVersion } = options;
   return context.db.transaction(async (tx) => {
     const closed = await findPullRequestClosed(tx, request.runId);
     if (closed) return { claimedAt: null, closed };
@@ -202,7 +231,11 @@ async function claim(
       )
       // As text, because a JavaScript Date drops the microseconds that tell two claims apart.
       .returning({ claimedAt: sql<string>`${patchRequests.applyStartedAt}::text` });
-    return { claimedAt: claimed[0]?.claimedAt ?? null, closed: null };
+    const claimedAt = claimed[0]?.claimedAt ?? null;
+    if (claimedAt !== null && seenVersion !== undefined) {
+      await checkPreviewVersion(tx, request.id, seenVersion, logger);
+    }
+    return { claimedAt, closed: null };
   });
 }
 
@@ -215,7 +248,8 @@ function commitMarker(patchRequestId: string): string {
  * Applies the ready files of a patch request that `userId` owns: as one commit on the head
  * branch (the default for branches of the same repository) or as a review with suggestions
  * (the default for forks). Returns null when the user owns no such request. Applying again
- * returns the recorded result and writes nothing. When GitHub rate-limits the apply, it queues
+ * returns the recorded result and writes nothing. With `previewVersion`, an apply whose files
+ * no longer match it throws ApplyRejectedError, claims nothing and writes nothing. When GitHub rate-limits the apply, it queues
  * an apply job for when the limit lifts and returns `ApplyWaiting`. `job` is that apply job
  * when it runs.
  */
@@ -225,6 +259,8 @@ export async function applyPatchRequest(
     patchRequestId: string;
     userId: string;
     mode?: ApplyMode;
+    /** The version of the preview that the user saw; without it the apply writes the files as they are. */
+    previewVersion?: PreviewVersion;
     job?: { id: string; data: ApplyJobData };
   },
   logger: Logger,
@@ -254,6 +290,11 @@ export async function applyPatchRequest(
   const closed = pullRequestClosedError(request.run);
   if (closed) throw closedRejection(closed);
   if (!isApplicable(request.status)) throw notApplicable(request.id, request.status);
+  // Checked here too, before the claim, so a press on a page that is out of date gets the
+  // changed files even while an apply job waits. The claim checks again under its lock.
+  if (input.previewVersion !== undefined) {
+    await checkPreviewVersion(context.db, request.id, input.previewVersion, logger);
+  }
   if (files.length === 0) {
     throw new ApplyRejectedError(
       'conflict',
@@ -303,7 +344,12 @@ export async function applyPatchRequest(
   if (unavailable) throw unavailableRejection(unavailable);
   const github = requireGitHubApp(context);
 
-  const claimOutcome = await claim(context, request, input.job === undefined);
+  const claimOutcome = await claim(
+    context,
+    request,
+    { clearError: input.job === undefined, seenVersion: input.previewVersion },
+    logger,
+  );
   if (claimOutcome.closed) throw closedRejection(claimOutcome.closed);
   const { claimedAt } = claimOutcome;
   if (claimedAt === null) {
@@ -325,7 +371,9 @@ export async function applyPatchRequest(
   let outcome: { commitSha: string | null; reviewId: number | null };
   try {
     // Read again under the claim, because a regeneration that started and finished after the
-    // first read changed the files. The claim keeps later regenerations out until the apply ends.
+    // first read changed the files. The claim keeps later regenerations and late results of an
+    // overlapping preview attempt out until the apply ends, so these are the files that the
+    // claim compared with `previewVersion`.
     files = await readyFilesOf(context, request.id);
     paths = files.map((file) => file.path);
     const octokit = await github.installationOctokit(run.installationId);
@@ -455,6 +503,7 @@ export async function applyPatchRequest(
             patchRequestId: request.id,
             userId: input.userId,
             mode: input.mode,
+            previewVersion: input.previewVersion,
             job: input.job,
             rateLimitedSince: pending?.rateLimitedSince,
           },

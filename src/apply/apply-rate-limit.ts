@@ -8,6 +8,7 @@ import { queueAfterRateLimit, type RateLimitedWork } from '../jobs/rate-limit-wa
 import type { Logger } from '../logger.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { clearedApplyWait } from './apply-wait.ts';
+import type { PreviewVersion } from './preview-version.ts';
 
 /**
  * An apply whose job waits, and when that job starts: `rateLimitedUntil` when GitHub
@@ -33,6 +34,7 @@ export interface ApplyWaitingForClaim {
  * its id and start time on the patch request (see `queueAfterRateLimit`). `job` is the apply
  * job that hit the limit, or undefined for an apply that an API request started. The new job
  * replaces and cancels a waiting job of an earlier request, so one apply job at most waits.
+ * The job carries `previewVersion`, the version of the preview that the user saw, and checks it.
  * `rateLimitedSince` is the first rate-limited time of the job that such a request continues.
  * The maximum wait counts from it, or from now when it is undefined.
  *
@@ -47,6 +49,7 @@ export async function queueApplyAfterRateLimit(
     patchRequestId: string;
     userId: string;
     mode?: ApplyMode;
+    previewVersion?: PreviewVersion;
     job?: { id: string; data: ApplyJobData };
     rateLimitedSince?: number;
   },
@@ -60,6 +63,7 @@ export async function queueApplyAfterRateLimit(
     patchRequestId,
     userId: target.userId,
     ...(target.mode ? { mode: target.mode } : {}),
+    ...(target.previewVersion === undefined ? {} : { previewVersion: target.previewVersion }),
     ...(since === undefined ? {} : { rateLimitedSince: since }),
   };
   const work: RateLimitedWork = {

@@ -3,6 +3,7 @@ import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { applyPatchRequest, ApplyRejectedError } from '../apply/apply-patch-request.ts';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
+import { previewVersionSchema } from '../apply/preview-version.ts';
 import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
 import { applyModes, patchRequests } from '../db/schema/index.ts';
@@ -20,6 +21,8 @@ export const applyJobData = z.object({
   userId: z.uuid(),
   /** The mode the user asked for; without it the pull request decides, as for the API. */
   mode: z.enum(applyModes).optional(),
+  /** The version of the preview that the user saw; the job writes nothing once the files differ. */
+  previewVersion: previewVersionSchema.optional(),
   rateLimitedSince,
 });
 export type ApplyJobData = z.infer<typeof applyJobData>;
@@ -57,7 +60,13 @@ export async function handleApplyJob(
     await context.db.update(patchRequests).set(clearedApplyWait).where(ofThisJob);
     const result = await applyPatchRequest(
       context,
-      { patchRequestId, userId: data.userId, mode: data.mode, job: { id: job.id, data } },
+      {
+        patchRequestId,
+        userId: data.userId,
+        mode: data.mode,
+        previewVersion: data.previewVersion,
+        job: { id: job.id, data },
+      },
       logger,
     );
     if (result === null) {

@@ -122,7 +122,13 @@ describe('dashboard in Chromium', () => {
 
   it('applies the preview as one commit', async () => {
     await markDocument();
+    const sent = page.waitForRequest((request) => request.method() === 'POST' && request.url().endsWith('/apply'));
     await page.getByRole('button', { name: 'Apply' }).click();
+    // The form sends the version of the files on screen, which the regeneration's polls updated:
+    // scripts/tool.py is at generation 1 now.
+    const body = JSON.parse((await sent).postData() ?? '{}') as { previewVersion?: string };
+    expect(body.previewVersion?.split(',')).toHaveLength(2);
+    expect(body.previewVersion).toMatch(/:1:[0-9a-f]{16}/);
     const result = page.locator('#apply-result');
     // GitHub's writes are spaced a second apart by Octokit's throttling, so the commit takes a while.
     await expect.poll(() => result.textContent(), { timeout: 30_000 }).toMatch(/HTTP \d{3}/);

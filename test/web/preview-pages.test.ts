@@ -486,6 +486,10 @@ describe('preview page', () => {
     expect(html).toContain(`hx-get="/patch-requests/${request.id}/files"`);
     expect(html).toContain('No result yet.');
     expect(html).not.toContain('Regenerate this file');
+    // The Apply form comes along out of band, disabled while the file is previewed again.
+    expect(html).toMatch(
+      /<form id="apply-form"[^>]* hx-swap-oob="true">[\s\S]*<button type="submit" class="primary" disabled="">\s*Apply/,
+    );
 
     const again = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {}, true);
     expect(again.status).toBe(409);

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { applyPatchRequest, ApplyRejectedError } from '../../apply/apply-patch-request.ts';
+import { previewVersionSchema } from '../../apply/preview-version.ts';
 import type { AppContext } from '../../context.ts';
 import { applyModes } from '../../db/schema/index.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
@@ -10,11 +11,14 @@ import { parseInput } from '../validation.ts';
 
 const applyBody = z.object({
   mode: z.enum(applyModes).describe('"commit" or "suggestions"').optional(),
+  previewVersion: previewVersionSchema.optional(),
 });
 
 /**
  * `POST /api/patch-requests/:id/apply` with an optional body
- * `{ "mode": "commit" | "suggestions" }`. Another user's request gets 404, like a missing one.
+ * `{ "mode": "commit" | "suggestions", "previewVersion": "…" }`. Another user's request gets
+ * 404, like a missing one. With `previewVersion` (see `PreviewVersion`), files that changed
+ * since then get 409 with `changedFiles`, and nothing is claimed or written.
  * An apply that GitHub rate-limits gets 202 `{ "id", "status": "waiting", "rateLimitedUntil" }`,
  * and so does an apply while the request's apply job waits for a rate limit. While that job
  * waits for another apply's claim instead, the 202 has `otherApplyWaitUntil`.
@@ -38,14 +42,14 @@ export function applyRoutes(context: AppContext): Hono<{ Variables: AuthVariable
         );
       }
     }
-    const { mode } = parseInput(applyBody, body, 'body', '{"mode": "commit"}');
+    const { mode, previewVersion } = parseInput(applyBody, body, 'body', '{"mode": "commit"}');
 
     const logger = context.logger.child({ patchRequestId: id, userId: c.var.user.id });
     let result;
     try {
       result = await applyPatchRequest(
         context,
-        { patchRequestId: id, userId: c.var.user.id, mode },
+        { patchRequestId: id, userId: c.var.user.id, mode, previewVersion },
         logger,
       );
     } catch (error) {

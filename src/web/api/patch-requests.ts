@@ -7,6 +7,7 @@ import {
 } from '../../autofix/create-patch-request.ts';
 import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
+import { previewVersion } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -213,9 +214,13 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           }
         : null,
       installation: installationJson(run.installationId, installation),
+      // Sent back with an apply, which then writes only these files as they are here.
+      previewVersion: previewVersion(files),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {
+          id: file.id,
+          generation: file.generation,
           path: file.path,
           status: shownFileStatus(request.status, file.status),
           diff: file.diff,

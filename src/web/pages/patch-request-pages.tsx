@@ -22,7 +22,7 @@ import type { ActiveSession } from '../session/session-store.ts';
 import { listFixBlockers } from '../views/components/fix-blockers.tsx';
 import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
-import { ApplyResultPage, PreviewPage } from '../views/preview.tsx';
+import { ApplyForm, ApplyResultPage, PreviewPage } from '../views/preview.tsx';
 import { describeApplyResult } from '../views/apply-result.ts';
 
 /** Sends a request through the whole application, as the browser would. */
@@ -46,17 +46,23 @@ export function patchRequestPages(
     return found;
   };
 
-  /** Loads the user's patch request and renders its files panel. */
+  /**
+   * Loads the user's patch request and renders its files panel for htmx, with the Apply form
+   * out of band, so the form's version and button follow the files that the panel shows.
+   */
   const renderFilesPanel = async (session: ActiveSession, userId: string, id: string) => {
     const { request, run, installation } = await load(userId, id);
     const files = await listPatchFiles(context.db, request.id);
     return (
-      <PatchFilesPanel
-        session={session}
-        request={request}
-        files={files}
-        fixesBlocked={listFixBlockers(run, installation).length > 0 || run.status !== 'completed'}
-      />
+      <>
+        <PatchFilesPanel
+          session={session}
+          request={request}
+          files={files}
+          fixesBlocked={listFixBlockers(run, installation).length > 0 || run.status !== 'completed'}
+        />
+        <ApplyForm session={session} request={request} run={run} installation={installation} files={files} oob />
+      </>
     );
   };
 
@@ -167,6 +173,10 @@ export function patchRequestPages(
 
   app.post('/patch-requests/:id/apply', async (c) => {
     const { request } = await load(c.var.user.id, c.req.param('id'));
+    // The version of the files that the page showed. A form without it applies as the API does
+    // without one, and a malformed one gets the API's 400.
+    const form = await c.req.parseBody();
+    const seen = typeof form.previewVersion === 'string' ? { previewVersion: form.previewVersion } : {};
     const url = new URL(`/api/patch-requests/${request.id}/apply`, c.req.url);
     const response = await fetchApp(
       new Request(url, {
@@ -177,7 +187,7 @@ export function patchRequestPages(
           cookie: c.req.header('cookie') ?? '',
           [csrfHeaderName]: c.var.session.csrfToken,
         },
-        body: '{}',
+        body: JSON.stringify(seen),
       }),
     );
     const text = await response.text();

@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
 import type { ApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
+import { previewVersion } from '../../apply/preview-version.ts';
 import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
@@ -43,11 +44,6 @@ export const PreviewPage: FC<{
   const applyWait = currentApplyWait(request);
   const blockers = listFixBlockers(run, installation);
   const superseded = !applied && isApplyBlockedBySupersededRun(request, run);
-  const canApply =
-    !applied &&
-    !superseded &&
-    blockers.length === 0 &&
-    (request.status === 'ready' || request.status === 'partially_ready');
   return (
     <Layout title="Fix preview" session={session}>
       <p class="breadcrumbs">
@@ -87,24 +83,57 @@ export const PreviewPage: FC<{
         {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
         {applyRetry ? <ApplyRetryNotice retry={applyRetry} /> : null}
         {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
-        <form
-          method="post"
-          action={`/patch-requests/${request.id}/apply`}
-          hx-post={`/api/patch-requests/${request.id}/apply`}
-          hx-ext="json-result"
-          hx-target="#apply-result"
-          hx-disabled-elt="find button[type=submit]"
-        >
-          <CsrfField session={session} />
-          <button type="submit" class="primary" disabled={!canApply}>
-            Apply
-          </button>
-        </form>
+        <ApplyForm session={session} request={request} run={run} installation={installation} files={files} />
         <div id="apply-result" aria-live="polite"></div>
       </section>
     </Layout>
   );
 };
+
+/**
+ * Returns whether the preview page enables Apply: the preview is ready or partially ready, not
+ * applied, and neither a fix blocker nor a newer commit stops the apply.
+ */
+export function canApplyPreview(request: PatchRequest, run: Run, installation: RunInstallation | null): boolean {
+  return (
+    request.appliedAt === null &&
+    !isApplyBlockedBySupersededRun(request, run) &&
+    listFixBlockers(run, installation).length === 0 &&
+    (request.status === 'ready' || request.status === 'partially_ready')
+  );
+}
+
+/**
+ * The Apply form. Its hidden `previewVersion` names the files and diffs that the page shows, so
+ * an apply after they changed gets 409 and writes nothing. The fragments that htmx polls or
+ * swaps in for the files panel send it again with `oob`, which replaces the page's form, so its
+ * version and button follow the files that the panel shows.
+ */
+export const ApplyForm: FC<{
+  session: ActiveSession;
+  request: PatchRequest;
+  run: Run;
+  installation: RunInstallation | null;
+  files: PatchFile[];
+  oob?: boolean;
+}> = ({ session, request, run, installation, files, oob }) => (
+  <form
+    id="apply-form"
+    method="post"
+    action={`/patch-requests/${request.id}/apply`}
+    hx-post={`/api/patch-requests/${request.id}/apply`}
+    hx-ext="json-result"
+    hx-target="#apply-result"
+    hx-disabled-elt="find button[type=submit]"
+    hx-swap-oob={oob ? 'true' : undefined}
+  >
+    <CsrfField session={session} />
+    <input type="hidden" name="previewVersion" value={previewVersion(files)} />
+    <button type="submit" class="primary" disabled={!canApplyPreview(request, run, installation)}>
+      Apply
+    </button>
+  </form>
+);
 
 /** The API's response to Apply, for browsers without JavaScript. */
 export const ApplyResultPage: FC<{
