@@ -43,7 +43,10 @@ export const previewVersionSchema = z
   .string()
   .max(maxVersionLength)
   .refine((value) => value === '' || value.split(',').every((entry) => entryPattern.test(entry)), {
-    message: 'must be FILE_ID:GENERATION:DIFF_HASH entries joined by commas',
+    // describeIssue in src/web/validation.ts puts this after "expected", so it is a noun phrase.
+    message:
+      'FILE_ID:GENERATION:DIFF_HASH entries joined by commas, as GET /api/patch-requests/:id ' +
+      'returns them',
   })
   .describe('the previewVersion that GET /api/patch-requests/:id returns');
 

@@ -305,7 +305,10 @@ describe('apply with a preview version', () => {
 
     expect(response.status).toBe(400);
     const body = (await response.json()) as ErrorBody;
-    expect(body.error.message).toContain('previewVersion');
+    expect(body.error.message).toBe(
+      'Invalid previewVersion "app.txt:0": expected FILE_ID:GENERATION:DIFF_HASH entries joined ' +
+        'by commas, as GET /api/patch-requests/:id returns them.',
+    );
     expect(setup.fake.requests.length).toBe(since);
   });
 });
