@@ -230,6 +230,23 @@ describe('closed and reopened in the same second', () => {
     ]);
   });
 
+  it('first run from reopen ends open', async () => {
+    // No run before the reopen, as for a pull request opened before the app was installed.
+    expect(await deliver(pullRequestEvent('reopened', tie))).toMatch(/^run .* queued$/);
+    expect(await deliver(pullRequestEvent('closed', tie))).toMatch(
+      /^pull request closed: marked 1 run/,
+    );
+    expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
+    // On GitHub the close came first.
+    setGitHubPullRequest({ updatedAt: tie });
+
+    await runCheck(await queuedCheck());
+
+    const run = await currentRun();
+    expect(run.prClosedAt).toBeNull();
+    expect(run.status).toBe('queued');
+  });
+
   it('queues one check for a burst', async () => {
     await reopenThenClose();
     await deliver(pullRequestEvent('reopened', tie));
