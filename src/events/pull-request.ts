@@ -190,6 +190,9 @@ export async function applyPullRequestEvent(
       // the base repository's branch that has the fork branch's name.
       headRepository: pullRequest.head.repo?.full_name ?? '',
       prUpdatedAt: updatedAt,
+      // markRunsOpen ran before this run existed. handleClosed reads the reopen time to find a
+      // close of the same second, also on the first run of a pull request.
+      prReopenedAt: payload.action === 'reopened' ? reopenedAt : null,
       status: lateNote ? 'superseded' : 'queued',
       error: lateNote,
     })

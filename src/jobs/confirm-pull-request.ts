@@ -2,8 +2,8 @@ import { and, desc, eq, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
-import type { Transaction } from '../db/client.ts';
-import { prRuns } from '../db/schema/index.ts';
+import type { Database, Transaction } from '../db/client.ts';
+import { prRuns, pullRequestCloses } from '../db/schema/index.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import {
   applyPullRequestEvent,
@@ -27,6 +27,7 @@ import {
   confirmPullRequestJobData,
   confirmPullRequestQueue,
   pullRequestCheckKey,
+  queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from './confirm-pull-request-queue.ts';
 import { rateLimitFields } from './rate-limit-wait.ts';
@@ -48,7 +49,7 @@ type ConfirmOutcome =
  * while it is marked closed, and `closed` for the reverse. It is `edited` with `changes.base`
  * when the run of GitHub's head commit has another base branch. Each event has GitHub's
  * `updated_at` (or `closed_at` for a close), so an event that arrives later with a later time
- * still wins.
+ * still wins. An event applied between the read and the write queues another check instead.
  *
  * Missing GitHub App credentials end the job with a warning, and so do a 404 for the pull
  * request and an installation that GitHub reports suspended or uninstalled. A failed or invalid
@@ -70,7 +71,9 @@ export async function handleConfirmPullRequestJob(
   let outcome: ConfirmOutcome;
   let githubState: string;
   try {
-    const state = await fetchPullRequestState(requireGitHubApp(context), data);
+    const github = requireGitHubApp(context);
+    const storedBeforeRead = await readEventState(context.db, data);
+    const state = await fetchPullRequestState(github, data);
     if (state.kind === 'not_found') {
       logger.warn(
         { event: 'job.confirm_pull_request.not_found' },
@@ -81,7 +84,10 @@ export async function handleConfirmPullRequestJob(
     }
     githubState = state.pullRequest.state;
     outcome = await context.db.transaction((tx) =>
-      applyPullRequestState(tx, context.boss, job.id, data, state.pullRequest),
+      applyPullRequestState(tx, context.boss, job.id, data, {
+        pullRequest: state.pullRequest,
+        storedBeforeRead,
+      }),
     );
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -131,14 +137,41 @@ export async function handleConfirmPullRequestJob(
   );
 }
 
-/** Applies the events that bring the stored state to GitHub's, unless another check is queued. */
+/**
+ * Returns the columns that pull request events write, for all runs of the pull request and its
+ * close recorded without a run, as one text. Analysis does not change it, so a difference
+ * between two reads means that an event, or another check, was applied in between.
+ */
+async function readEventState(
+  db: Database | Transaction,
+  data: ConfirmPullRequestJobData,
+): Promise<string> {
+  const [row] = await db.execute<{ state: string | null }>(sql`
+    SELECT concat_ws(';',
+      (SELECT string_agg(concat_ws('|', ${prRuns.id}, ${prRuns.prClosedAt}, ${prRuns.prReopenedAt},
+          ${prRuns.prUpdatedAt}, ${prRuns.baseRef}), ',' ORDER BY ${prRuns.id})
+        FROM ${prRuns}
+        WHERE ${prRuns.repositoryId} = ${data.repositoryId} AND ${prRuns.prNumber} = ${data.prNumber}),
+      (SELECT ${pullRequestCloses.closedAt}::text FROM ${pullRequestCloses}
+        WHERE ${pullRequestCloses.repositoryId} = ${data.repositoryId}
+          AND ${pullRequestCloses.prNumber} = ${data.prNumber})
+    ) AS state`);
+  return row?.state ?? '';
+}
+
+/**
+ * Applies the events that bring the stored state to GitHub's, unless another check is queued
+ * or an event changed the stored state after `storedBeforeRead` was read. In that case GitHub's
+ * response may be older than the event, so a new check is queued to read GitHub again.
+ */
 async function applyPullRequestState(
   tx: Transaction,
   boss: Boss,
   jobId: string,
   data: ConfirmPullRequestJobData,
-  pullRequest: GitHubPullRequest,
+  github: { pullRequest: GitHubPullRequest; storedBeforeRead: string },
 ): Promise<ConfirmOutcome> {
+  const { pullRequest } = github;
   // Events of the pull request take the same lock, so one that committed after GitHub was read
   // is seen below, and one that comes later waits for this commit.
   await lockPullRequest(tx, data.repositoryId, data.prNumber);
@@ -152,6 +185,15 @@ async function applyPullRequestState(
     LIMIT 1`);
   if (next) {
     return { status: 'skipped', reason: `check ${next.id} is queued and reads GitHub later` };
+  }
+  // An event of the same second as GitHub's `updated_at`, such as a close right after a
+  // comment, would otherwise be undone by the older response, because times tie.
+  if ((await readEventState(tx, data)) !== github.storedBeforeRead) {
+    const queued = await queuePullRequestConfirmation(tx, boss, data);
+    return {
+      status: 'skipped',
+      reason: `an event changed the pull request after GitHub was read, so check ${queued} reads it again`,
+    };
   }
 
   const outcomes: string[] = [];

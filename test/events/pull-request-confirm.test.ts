@@ -230,6 +230,23 @@ describe('closed and reopened in the same second', () => {
     ]);
   });
 
+  it('first run from reopen ends open', async () => {
+    // No run before the reopen, as for a pull request opened before the app was installed.
+    expect(await deliver(pullRequestEvent('reopened', tie))).toMatch(/^run .* queued$/);
+    expect(await deliver(pullRequestEvent('closed', tie))).toMatch(
+      /^pull request closed: marked 1 run/,
+    );
+    expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
+    // On GitHub the close came first.
+    setGitHubPullRequest({ updatedAt: tie });
+
+    await runCheck(await queuedCheck());
+
+    const run = await currentRun();
+    expect(run.prClosedAt).toBeNull();
+    expect(run.status).toBe('queued');
+  });
+
   it('queues one check for a burst', async () => {
     await reopenThenClose();
     await deliver(pullRequestEvent('reopened', tie));
@@ -421,6 +438,45 @@ describe('pull request check failures', () => {
     expect((await currentRun()).prClosedAt).not.toBeNull();
     expect(pullRequestReads()).toHaveLength(0);
     expect(logsOf('job.confirm_pull_request.not_configured')).toMatchObject([{ level: 40 }]);
+  });
+
+  it('reads again after a close during the read', async () => {
+    await reopenThenClose();
+    const first = await queuedCheck();
+    // A comment at 09:06:00 is GitHub's last update when the check reads the pull request.
+    const commentAt = '2024-06-01T09:06:00Z';
+    setGitHubPullRequest({ updatedAt: commentAt });
+    // A close in that second is delivered after GitHub answered and before the check locks.
+    const github = setup.context.github!;
+    const installationOctokit = github.installationOctokit.bind(github);
+    let closeOutcome: string | undefined;
+    github.installationOctokit = async (id: number) => {
+      const octokit = await installationOctokit(id);
+      octokit.hook.after('request', async (_response, options) => {
+        if (closeOutcome !== undefined || !String(options.url).includes('/pulls/')) return;
+        setGitHubPullRequest({ closedAt: commentAt, updatedAt: commentAt });
+        closeOutcome = await deliver(pullRequestEvent('closed', commentAt));
+      });
+      return octokit;
+    };
+
+    await runCheck(first);
+
+    expect(closeOutcome).toMatch(/^pull request closed: marked 1 run/);
+    expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:06:00.000Z');
+    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+      { status: 'skipped', reason: expect.stringMatching(/after GitHub was read, so check .* reads it again$/) },
+    ]);
+    const jobs = await checkJobs();
+    expect(jobs.map((job) => job.state)).toEqual(['completed', 'created']);
+
+    await runCheck(jobs[1]!.id);
+
+    expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:06:00.000Z');
+    expect(logsOf('job.confirm_pull_request.completed')[1]).toMatchObject({
+      github: 'closed',
+      status: 'unchanged',
+    });
   });
 
   it('leaves the state to a later check', async () => {
