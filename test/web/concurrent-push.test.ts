@@ -1,5 +1,6 @@
 // A push that supersedes a run while a new patch request for it waits for the run's row lock:
 // the request is rejected as the route's own check would reject it, and nothing is queued.
+// A failed run gets a 409 whose message tells how to analyze the pull request again.
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
@@ -65,9 +66,26 @@ describe('patch request during a push', () => {
 
     expect(response.status).toBe(409);
     expect(await response.text()).toContain(
-      'This run is superseded by a newer commit; preview fixes on the newest run.',
+      'This run is superseded by a newer commit; request fixes on the newest run.',
     );
     expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(web.context, previewQueue)).toBe(0);
+  });
+});
+
+describe('preview fix on a failed run', () => {
+  it('says how to analyze it again', async () => {
+    const { context, setup } = web;
+    await context.db.update(prRuns).set({ status: 'failed' }).where(eq(prRuns.id, setup.run.id));
+    const fields = { findingIds: setup.findings.map((finding) => finding.id) };
+
+    const response = await web.postForm(`/runs/${setup.run.id}/patch-requests`, fields, false);
+
+    expect(response.status).toBe(409);
+    expect(await response.text()).toContain(
+      'This run is failed, so it has no findings to fix; push a commit or redeliver the ' +
+        'pull_request event to analyze the pull request again.',
+    );
+    expect(await web.countPatchRequests()).toBe(0);
   });
 });

@@ -19,6 +19,7 @@ import type { AppContext } from '../../context.ts';
 import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
+import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
 import { findVisibleRun } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import {
@@ -54,20 +55,7 @@ function listShort(ids: string[]): string {
 
 /** Builds the 409 for a new patch request on a run that is not completed. */
 function runNotCompleted(runId: string, status: RunStatus): AppError {
-  if (status === 'superseded') {
-    return new AppError(
-      'conflict',
-      `Run ${runId} is superseded by a newer commit; request fixes on the newest run.`,
-    );
-  }
-  if (status === 'failed' || status === 'cancelled') {
-    return new AppError(
-      'conflict',
-      `Run ${runId} is ${status}, so it has no findings to fix; push a commit or redeliver ` +
-        'the pull_request event to analyze the pull request again.',
-    );
-  }
-  return new AppError('conflict', `Run ${runId} is ${status}; wait until its analysis has completed.`);
+  return new AppError('conflict', runNotCompletedMessage(`Run ${runId}`, status));
 }
 
 /**

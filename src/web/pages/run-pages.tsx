@@ -15,6 +15,7 @@ import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
+import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import {
   findNewestRunId,
@@ -39,12 +40,7 @@ const maxSelectedFindings = 1000;
 
 /** Builds the 409 for "Preview fix" on a run that is not completed. */
 function runNotCompleted(status: RunStatus): AppError {
-  return new AppError(
-    'conflict',
-    status === 'superseded'
-      ? 'This run is superseded by a newer commit; preview fixes on the newest run.'
-      : `This run is ${status}; wait until its analysis has completed.`,
-  );
+  return new AppError('conflict', runNotCompletedMessage('This run', status));
 }
 
 /** `GET /runs/:runId` and `POST /runs/:runId/patch-requests` ("Preview fix"). */
