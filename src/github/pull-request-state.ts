@@ -33,17 +33,22 @@ const pullRequestResponse = z.object({
 });
 export type GitHubPullRequest = z.infer<typeof pullRequestResponse>;
 
-/** A pull request as GitHub returns it, or `not_found` for a 404. */
+/**
+ * A pull request as GitHub returns it, `not_found` for a 404, or `other` for a valid pull
+ * request that is not the one requested, such as after the repository's old name went to
+ * another repository. A retry reads the same one, so `other` is not an error to retry.
+ */
 export type GitHubPullRequestState =
   | { kind: 'found'; pullRequest: GitHubPullRequest }
-  | { kind: 'not_found' };
+  | { kind: 'not_found' }
+  | { kind: 'other'; message: string };
 
 /**
  * Reads GET /repos/{owner}/{repo}/pulls/{pull_number} with the installation's token. Octokit's
  * own retries of server errors are turned off, because the caller is a pg-boss job that is
- * retried with backoff. A 200 response that is not pull request `prNumber` of repository
- * `repositoryId` throws, and so does a 404 to minting the token, which asInstallationUnavailable
- * reads as an uninstalled app.
+ * retried with backoff. An invalid 200 response throws, and so does a 404 to minting the token,
+ * which asInstallationUnavailable reads as an uninstalled app. A valid pull request other than
+ * `prNumber` of repository `repositoryId` is returned as `other`.
  */
 export async function fetchPullRequestState(
   app: GitHubApp,
@@ -58,7 +63,16 @@ export async function fetchPullRequestState(
       pull_number: target.prNumber,
       request: { retries: 0 },
     });
-    return { kind: 'found', pullRequest: parsePullRequest(response.data, target) };
+    const pullRequest = parsePullRequest(response.data, target);
+    const { number, base } = pullRequest;
+    if (number !== target.prNumber || base.repo.id !== target.repositoryId) {
+      const message =
+        `GitHub returned another pull request for GET /repos/${target.repository}/pulls/` +
+        `${target.prNumber}: it is #${number} of repository ${base.repo.id}, not ` +
+        `#${target.prNumber} of repository ${target.repositoryId}.`;
+      return { kind: 'other', message };
+    }
+    return { kind: 'found', pullRequest };
   } catch (error) {
     if (error instanceof RequestError && error.status === 404 && !isTokenRequest(error)) {
       return { kind: 'not_found' };
@@ -72,8 +86,8 @@ function isTokenRequest(error: RequestError): boolean {
 }
 
 /**
- * Returns `data` as the pull request of `target`. Throws when `data` is not an object, lacks or
- * mistypes a field, or is another pull request.
+ * Returns `data` as a pull request. Throws when `data` is not an object, or lacks or mistypes a
+ * field. `target` names the request in the message.
  */
 function parsePullRequest(
   data: unknown,
@@ -87,13 +101,6 @@ function parsePullRequest(
     );
     throw new Error(
       `GitHub returned an invalid pull request for ${request}: ${problems.join('; ')}.`,
-    );
-  }
-  const { number, base } = parsed.data;
-  if (number !== target.prNumber || base.repo.id !== target.repositoryId) {
-    throw new Error(
-      `GitHub returned an invalid pull request for ${request}: it is #${number} of repository ` +
-        `${base.repo.id}, not #${target.prNumber} of repository ${target.repositoryId}.`,
     );
   }
   return parsed.data;

@@ -82,6 +82,14 @@ export async function handleConfirmPullRequestJob(
       );
       return;
     }
+    if (state.kind === 'other') {
+      logger.warn(
+        { event: 'job.confirm_pull_request.other_pull_request', reason: state.message },
+        'pull request check read another pull request on GitHub, so its state stays as its ' +
+          'events left it; a retry would read the same one',
+      );
+      return;
+    }
     githubState = state.pullRequest.state;
     outcome = await context.db.transaction((tx) =>
       applyPullRequestState(tx, context.boss, job.id, data, {

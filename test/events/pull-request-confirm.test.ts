@@ -374,7 +374,7 @@ describe('pull request check failures', () => {
     expect(logsOf('job.confirm_pull_request.failed')).toHaveLength(cases.length);
   });
 
-  it('rejects another pull request', async () => {
+  it('ends on another pull request', async () => {
     await reopenThenClose();
     const jobId = await queuedCheck();
     setup.fake.addPullRequest({
@@ -394,12 +394,18 @@ describe('pull request check failures', () => {
     });
     setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body: other.data });
 
-    const failed = await runCheck(jobId).catch((error: unknown) => error);
+    await runCheck(jobId);
 
-    expect((failed as Error).message).toMatch(
-      /it is #13 of repository 8080, not #12 of repository 8080\.$/,
-    );
+    expect(logsOf('job.confirm_pull_request.other_pull_request')).toMatchObject([
+      {
+        level: 40,
+        reason:
+          `GitHub returned another pull request for GET /repos/${repository}/pulls/${prNumber}: ` +
+          'it is #13 of repository 8080, not #12 of repository 8080.',
+      },
+    ]);
     expect((await currentRun()).prClosedAt).not.toBeNull();
+    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
   });
 
   it('keeps the state on 404', async () => {
