@@ -16,7 +16,7 @@ import {
 } from '../../src/runs/cancel-installation-work.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createGitHubTestContext, insertUser, type GitHubTestContext } from '../helpers/github-context.ts';
-import { runDueJob } from '../helpers/jobs.ts';
+import { listKeyedJobs, runDueJob } from '../helpers/jobs.ts';
 import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'installation-order-secret';
@@ -112,15 +112,7 @@ async function expectCancelled(
 
 /** Lists the installation's check jobs, oldest first. */
 async function checkJobs() {
-  return setup.context.database.sql<
-    { id: string; state: string; delayMs: number; waitMs: number }[]
-  >`
-    SELECT id, state,
-      (extract(epoch FROM start_after - created_on) * 1000)::int AS "delayMs",
-      (extract(epoch FROM start_after - now()) * 1000)::int AS "waitMs"
-    FROM pgboss.job
-    WHERE name = ${confirmInstallationQueue} AND singleton_key = ${String(setup.installationId)}
-    ORDER BY created_on, id`;
+  return listKeyedJobs(setup.context, confirmInstallationQueue, String(setup.installationId));
 }
 
 /** Returns the id of the one queued check job. */

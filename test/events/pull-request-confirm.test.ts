@@ -23,7 +23,7 @@ import {
   repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
-import { runDueJob } from '../helpers/jobs.ts';
+import { listKeyedJobs, runDueJob } from '../helpers/jobs.ts';
 import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'pull-request-confirm-secret';
@@ -116,15 +116,7 @@ async function currentRun() {
 
 /** Lists the pull request's check jobs, oldest first. */
 async function checkJobs() {
-  return setup.context.database.sql<
-    { id: string; state: string; delayMs: number; waitMs: number }[]
-  >`
-    SELECT id, state,
-      (extract(epoch FROM start_after - created_on) * 1000)::int AS "delayMs",
-      (extract(epoch FROM start_after - now()) * 1000)::int AS "waitMs"
-    FROM pgboss.job
-    WHERE name = ${confirmPullRequestQueue} AND singleton_key = ${`${repositoryId}#${prNumber}`}
-    ORDER BY created_on, id`;
+  return listKeyedJobs(setup.context, confirmPullRequestQueue, `${repositoryId}#${prNumber}`);
 }
 
 /** Returns the id of the one queued check job. */

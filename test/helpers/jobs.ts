@@ -33,3 +33,22 @@ export async function runDueJob<Data extends object>(
   }
   await context.boss.complete(queue, jobId);
 }
+
+/** A job of a keyed queue with its start delay from creation and its wait from now, in ms. */
+export interface KeyedJob {
+  id: string;
+  state: string;
+  delayMs: number;
+  waitMs: number;
+}
+
+/** Lists the jobs of `queue` with singleton key `key`, oldest first. */
+export async function listKeyedJobs(context: TestContext, queue: string, key: string): Promise<KeyedJob[]> {
+  return context.database.sql<KeyedJob[]>`
+    SELECT id, state,
+      (extract(epoch FROM start_after - created_on) * 1000)::int AS "delayMs",
+      (extract(epoch FROM start_after - now()) * 1000)::int AS "waitMs"
+    FROM pgboss.job
+    WHERE name = ${queue} AND singleton_key = ${key}
+    ORDER BY created_on, id`;
+}
