@@ -562,6 +562,7 @@ async function toApplyFailure(
 ): Promise<unknown> {
   const { request, mode } = apply;
   const { run } = request;
+
   if (error instanceof ApplyRejectedError) {
     logger.warn({ event: 'apply.pull_request_changed', error: error.message }, 'apply rejected');
     return error;
@@ -578,6 +579,7 @@ async function toApplyFailure(
     logger.warn({ event: 'apply.diff_failed', error: error.message }, 'apply failed');
     return new ApplyRejectedError('service_unavailable', error.message);
   }
+
   const unavailable = asInstallationUnavailable(error);
   if (unavailable) {
     const recorded = await recordInstallationUnavailable(context.db, unavailable);
@@ -587,6 +589,7 @@ async function toApplyFailure(
     );
     return unavailableRejection(recorded);
   }
+
   // NOTE: Octokit reuses an installation token for up to 59 minutes. Whether GitHub extends a
   // token issued before an owner accepted new permissions is unverified, so a retry soon
   // after granting Contents: write may be rejected again until the token is renewed.

@@ -18,7 +18,7 @@ const pullRequestResponse = z.object({
   head: z.object({
     sha: z.string(),
     ref: z.string(),
-    // Null once the head repository was deleted, although the OpenAPI schema says otherwise.
+    // Null once the head repository was deleted, although the OpenAPI schema types it as an object.
     repo: z.object({ full_name: z.string() }).nullable(),
   }),
   base: z.object({

@@ -29,9 +29,9 @@ export type ConfirmInstallationJobData = z.infer<typeof confirmInstallationJobDa
  * queues one more that reads GitHub after it. pg-boss 10.4 retries a failed job after
  * retryDelay * 2^n / 2 * (1 + random) seconds, so the 10 retries span about 4 to 8.5 hours,
  * longer than GitHub's primary rate limit window of one hour.
- * NOTE: when the queued check comes due while the running one has not ended, pg-boss 10.4's
- * fetch breaks the stately unique index (job_i3) and fails, so the queue's worker fetches no
- * job of any installation until the running check ends, usually within seconds.
+ * NOTE: pg-boss 10.4's fetch breaks the stately unique index (job_i3) when the queued check
+ * comes due while the running one has not ended. Until that check ends, usually within
+ * seconds, the queue's worker then fetches no job of any installation.
  */
 export const confirmInstallationQueueOptions = {
   policy: 'stately',

@@ -26,10 +26,10 @@ const staleStatuses: readonly RunStatus[] = ['queued', 'superseded', 'cancelled'
 /**
  * Reads the run, the patch request that the notice names and the notice's job in one
  * statement, and returns why the notice must not be written, or null when it may. The reasons
- * follow `cancelFixPressNoticesOfRuns`, which cannot stop a running pg-boss 10 handler. They
- * are a missing run, a run superseded, cancelled or queued again since `read`, a pull request
- * closed since `read`, a check run that is no longer the run's, a cancelled or missing patch
- * request, and a notice job that is no longer active. A notice of the kind `earlier_analysis`
+ * follow `cancelFixPressNoticesOfRuns`, which cannot stop a running pg-boss 10 handler. The
+ * run may be missing, or superseded, cancelled or queued again since `read`. The pull request
+ * may be closed since `read`, and the check run may no longer be the run's. The patch request
+ * may be cancelled or missing, and the notice job may no longer be active. A notice of the kind `earlier_analysis`
  * stays true through those changes, so only a missing run and its job count for it.
  */
 export async function findStaleNoticeReason(

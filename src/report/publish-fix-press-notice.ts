@@ -102,8 +102,8 @@ export async function publishFixPressNotice(
       if (shownPressedAt !== null && shownPressedAt > input.pressedAt) {
         return { status: 'skipped', reason: 'the check run shows a later press' };
       }
-      // NOTE: a check run without text gets the revert without text, and that GitHub then
-      // clears the notice's text is unverified; the fake GitHub clears it.
+      // NOTE: a check run without text gets the revert without text. Whether GitHub then
+      // clears the notice's text is unverified, and the fake GitHub clears it.
       const earlierOutput = {
         title: data.output.title ?? '',
         summary: data.output.summary ?? '',

@@ -3,7 +3,7 @@ import type { RunStatus } from '../db/schema/index.ts';
 /**
  * Builds the message for a fix request on a run that is not completed. `subject` names the run
  * as the caller does ("Run ID" in the API, "This run" on its page). A failed or cancelled run
- * has no findings and gets none by waiting, so its message tells how to analyze it again.
+ * has no findings and gets none by waiting, so its message gives the steps to analyze it again.
  */
 export function runNotCompletedMessage(subject: string, status: RunStatus): string {
   if (status === 'superseded') {

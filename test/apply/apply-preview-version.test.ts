@@ -1,5 +1,5 @@
 // An apply with the preview version that the user saw writes only when the preview's ready
-// files still match it: a late result of an overlapping preview attempt or a regeneration
+// files still match it. A late result of an overlapping preview attempt or a regeneration
 // between the page and the press gets 409, and so does an apply job whose preview changed
 // while it waited.
 import { eq } from 'drizzle-orm';
@@ -200,7 +200,7 @@ describe('apply with a preview version', () => {
       payment: await loadPreviewPayment(setup.context, applyContext.user.id),
     });
     expect(regenerated).toMatchObject({ ok: true, generation: 1 });
-    // The regeneration's job stores the same text again, so only the generation tells it apart.
+    // The regeneration's job stores the same text again, so only the generation differs.
     await setup.context.db
       .update(patchFiles)
       .set({ status: 'ready', originalText: headText, proposedText, diff: 'diff' })

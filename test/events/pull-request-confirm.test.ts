@@ -444,7 +444,7 @@ describe('pull request check failures', () => {
     // A comment at 09:06:00 is GitHub's last update when the check reads the pull request.
     const commentAt = '2024-06-01T09:06:00Z';
     setGitHubPullRequest({ updatedAt: commentAt });
-    // A close in that second is delivered after GitHub answered and before the check locks.
+    // A close in that second is delivered after GitHub's response and before the check takes its lock.
     const github = setup.context.github!;
     const installationOctokit = github.installationOctokit.bind(github);
     let closeOutcome: string | undefined;

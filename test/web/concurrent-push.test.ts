@@ -1,6 +1,6 @@
 // A push that supersedes a run while a new patch request for it waits for the run's row lock:
 // the request is rejected as the route's own check would reject it, and nothing is queued.
-// A failed run gets a 409 whose message tells how to analyze the pull request again.
+// A failed run gets a 409 whose message gives the steps to analyze the pull request again.
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
