@@ -24,6 +24,7 @@ import {
   type FixPressNoticeJobData,
 } from './fix-press-notice.ts';
 import { JobLiveness } from './job-liveness.ts';
+import { checkQueuePolicy } from './keyed-checks.ts';
 import {
   cleanUpInterruptedJobs,
   failTimedOutWork,
@@ -56,10 +57,12 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
   await boss.createQueue(confirmInstallationQueue, {
     name: confirmInstallationQueue,
     ...confirmInstallationQueueOptions,
+    policy: checkQueuePolicy,
   });
   await boss.createQueue(confirmPullRequestQueue, {
     name: confirmPullRequestQueue,
     ...confirmPullRequestQueueOptions,
+    policy: checkQueuePolicy,
   });
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
@@ -69,6 +72,9 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
       expireInSeconds: config.PREVIEW_JOB_TIMEOUT_SECONDS,
     });
   }
+  // The fetch of a due job fails while a job of the same queue is active, under `singleton` as
+  // under `stately` (see `checkQueuePolicy`). Each of these queues has one key (null), so the
+  // failure only delays the queue's next run until the current one ends, as `singleton` means to.
   for (const name of [sweepReservationsQueue, rolloverPeriodsQueue, recoverJobsQueue]) {
     await boss.createQueue(name, { name, policy: 'singleton', retryLimit: 0 });
   }
