@@ -88,3 +88,57 @@ export async function findLaterCheck(
   if (later.state === 'created') return `check ${later.id} is queued and reads GitHub later`;
   return `check ${later.id} started during this one, so it or the check that it queues reads GitHub later`;
 }
+
+/**
+ * Creates a check queue with `checkQueuePolicy`, or moves an existing `stately` queue to it.
+ * pg-boss stores the policy on the queue when it creates it, and createQueue leaves an
+ * existing queue as it is. Each job row carries the policy of its queue at the time it was
+ * sent, too, so the unfinished jobs are moved over as well.
+ */
+export async function createCheckQueue(
+  boss: PgBoss,
+  name: string,
+  options: Omit<PgBoss.Queue, 'name' | 'policy'>,
+  logger?: Logger,
+): Promise<void> {
+  const queue = { name, ...options, policy: checkQueuePolicy };
+  await boss.createQueue(name, queue);
+  const stored = await boss.getQueue(name);
+  if (stored && stored.policy !== checkQueuePolicy) {
+    await boss.updateQueue(name, queue);
+  }
+  const moved = await moveUnfinishedJobs(boss, name);
+  if (stored?.policy !== checkQueuePolicy || moved > 0) {
+    logger?.info(
+      { event: 'jobs.queue_policy_changed', queue: name, from: stored?.policy, to: checkQueuePolicy, jobs: moved },
+      'check queue moved to its new pg-boss policy',
+    );
+  }
+}
+
+/**
+ * Sets `checkQueuePolicy` on the queue's unfinished `stately` jobs, and returns how many.
+ * A queued `stately` job stays as it is when its key has a queued job of the new policy,
+ * because the unique index of queued jobs would reject the update. Every other unfinished
+ * job of its key is moved, so its fetch meets no `stately` job of its key and cannot fail.
+ */
+async function moveUnfinishedJobs(boss: PgBoss, name: string): Promise<number> {
+  const update = `
+    UPDATE pgboss.job j SET policy = $2
+    WHERE j.name = $1 AND j.policy = 'stately' AND j.state < 'completed'
+      AND NOT (j.state = 'created' AND EXISTS (
+        SELECT 1 FROM pgboss.job queued
+        WHERE queued.name = j.name AND queued.policy = $2 AND queued.state = 'created'
+          AND COALESCE(queued.singleton_key, '') = COALESCE(j.singleton_key, '')))
+    RETURNING j.id`;
+  // A queued job of the same key committed after the statement's snapshot makes the update
+  // fail with a unique violation (23505). The next try's snapshot includes that job.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { rows } = await boss.getDb().executeSql(update, [name, checkQueuePolicy]);
+      return rows.length;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== '23505' || attempt >= 3) throw error;
+    }
+  }
+}

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { installations } from '../../src/db/schema/index.ts';
 import {
   confirmInstallationQueue,
+  confirmInstallationQueueOptions,
   handleConfirmInstallationJob,
   queueInstallationConfirmation,
   type ConfirmInstallationJobData,
@@ -19,6 +20,7 @@ import {
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
+import { createQueues } from '../../src/jobs/workers.ts';
 import {
   createGitHubTestContext,
   insertInstallation,
@@ -323,5 +325,81 @@ describe('pull request checks of two pull requests', () => {
       status: 'skipped',
       reason: expect.stringMatching(/is queued and reads GitHub later$/),
     });
+  });
+});
+
+describe('check queues of an earlier version', () => {
+  const queue = confirmInstallationQueue;
+
+  async function queueCheck(installationId: number): Promise<string> {
+    const id = await setup.context.db.transaction((tx) =>
+      queueInstallationConfirmation(tx, setup.context.boss, installationId),
+    );
+    expect(id).not.toBeNull();
+    return id!;
+  }
+
+  async function fetchOne(): Promise<string | undefined> {
+    const [job] = await setup.context.boss.fetch(queue, { batchSize: 1 });
+    return job?.id;
+  }
+
+  async function policies(): Promise<Record<string, string>> {
+    const rows = await setup.context.database.sql<{ id: string; policy: string }[]>`
+      SELECT id, policy FROM pgboss.job WHERE name = ${queue}`;
+    return Object.fromEntries(rows.map((row) => [row.id, row.policy]));
+  }
+
+  /** Sets the queue's stored policy, as the version that created it did. */
+  async function storePolicy(policy: PgBoss.QueuePolicy) {
+    await setup.context.boss.updateQueue(queue, { name: queue, ...confirmInstallationQueueOptions, policy });
+  }
+
+  it('moves a stately queue and its jobs', async () => {
+    await storePolicy('stately');
+    const running = await queueCheck(1);
+    await makeDue([running]);
+    expect(await fetchOne()).toBe(running);
+    const queued = await queueCheck(1);
+    const other = await queueCheck(2);
+    expect(Object.values(await policies())).toEqual(['stately', 'stately', 'stately']);
+
+    await createQueues(setup.context.boss, undefined, setup.context.logger);
+
+    expect((await setup.context.boss.getQueue(queue))?.policy).toBe('short');
+    expect((await setup.context.boss.getQueue(confirmPullRequestQueue))?.policy).toBe('short');
+    expect(await policies()).toEqual({ [running]: 'short', [queued]: 'short', [other]: 'short' });
+    expect(logsOf('jobs.queue_policy_changed')).toMatchObject([
+      { queue, from: 'stately', to: 'short', jobs: 3 },
+    ]);
+    // The queued check of the running key no longer fails the fetch for the other key.
+    await makeDue([queued, other]);
+    expect(await fetchOne()).toBe(queued);
+    expect(await fetchOne()).toBe(other);
+  });
+
+  it('leaves a duplicate queued job', async () => {
+    await storePolicy('stately');
+    const earlier = await queueCheck(1);
+    // A process of this version has switched the queue already and queued the same key.
+    await storePolicy('short');
+    const later = await queueCheck(1);
+
+    await createQueues(setup.context.boss, undefined, setup.context.logger);
+
+    expect(await policies()).toEqual({ [earlier]: 'stately', [later]: 'short' });
+    expect(logsOf('jobs.queue_policy_changed')).toHaveLength(0);
+    await makeDue([earlier, later]);
+    expect(await fetchOne()).toBe(earlier);
+    expect(await fetchOne()).toBe(later);
+  });
+
+  it('logs nothing for a queue of this version', async () => {
+    const queued = await queueCheck(1);
+
+    await createQueues(setup.context.boss, undefined, setup.context.logger);
+
+    expect(await policies()).toEqual({ [queued]: 'short' });
+    expect(logsOf('jobs.queue_policy_changed')).toHaveLength(0);
   });
 });
