@@ -133,7 +133,7 @@ async function startParts(
   signal?.throwIfAborted();
   // pg-boss creates queue partitions without a lock of its own, and concurrent starts on a new
   // database deadlocked there. They take turns under the start-up lock instead.
-  await withAdvisoryLock(database.url, startupLockId, () => createQueues(boss, config));
+  await withAdvisoryLock(database.url, startupLockId, () => createQueues(boss, config, logger));
   signal?.throwIfAborted();
 
   const github = config.githubAppConfigured

@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { ConfigError } from '../config/env.ts';
@@ -16,6 +16,7 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { stopInstallationWork } from '../runs/cancel-installation-work.ts';
 import { findRunInstallation } from '../runs/visible-runs.ts';
 import { transactionDb } from './boss.ts';
+import { deferCheck, findLaterCheck, findRunningCheck } from './keyed-checks.ts';
 import { rateLimitFields } from './rate-limit-wait.ts';
 
 export const confirmInstallationQueue = 'confirm-installation';
@@ -24,22 +25,19 @@ export const confirmInstallationJobData = z.object({ installationId: githubId })
 export type ConfirmInstallationJobData = z.infer<typeof confirmInstallationJobData>;
 
 /**
- * The `stately` policy keeps at most one queued and one running job per installation (the
- * singleton key), so a burst of events queues one check, and an event during a running check
- * queues one more that reads GitHub after it. pg-boss 10.4 retries a failed job after
- * retryDelay * 2^n / 2 * (1 + random) seconds, so the 10 retries span about 4 to 8.5 hours,
- * longer than GitHub's primary rate limit window of one hour.
- * NOTE: pg-boss 10.4's fetch breaks the stately unique index (job_i3) when the queued check
- * comes due while the running one has not ended. Until that check ends, usually within
- * seconds, the queue's worker then fetches no job of any installation.
+ * Retries of installation checks. The queue's policy is `checkQueuePolicy`, with the
+ * installation id as singleton key: a burst of events queues one check, an event during a
+ * running check queues one more, and the handler runs one check of an installation at a time.
+ * pg-boss 10.4 retries a failed job after retryDelay * 2^n / 2 * (1 + random) seconds, so the
+ * 10 retries span about 4 to 8.5 hours, longer than GitHub's primary rate limit window of one
+ * hour.
  */
 export const confirmInstallationQueueOptions = {
-  policy: 'stately',
   retryLimit: 10,
   retryDelay: 15,
   retryBackoff: true,
   expireInSeconds: 5 * 60,
-} satisfies Omit<PgBoss.Queue, 'name'>;
+} satisfies Omit<PgBoss.Queue, 'name' | 'policy'>;
 
 /**
  * Seconds between an installation event and the check of its state with GitHub. The delay gives
@@ -82,6 +80,9 @@ type ConfirmOutcome =
  * way cancels the installation's unfinished work as the event does. An active installation
  * gets both marks cleared, and work that an earlier event cancelled stays cancelled.
  *
+ * A check that finds another check of the installation running reads nothing. It queues a
+ * check to run after that one, or leaves it to a check queued already, and ends.
+ *
  * Missing GitHub App credentials end the job with a warning, and the marks stay as the events
  * left them. A failed request to GitHub, including a rate limit, or a failed database write
  * fails the job, so pg-boss retries it with backoff. The marks stay as the events left them
@@ -108,6 +109,21 @@ export async function handleConfirmInstallationJob(
       { event: 'job.confirm_installation.completed', status: 'skipped', reason: 'installation not recorded' },
       'installation check finished',
     );
+    return;
+  }
+  const running = await findRunningCheck(
+    context.db,
+    confirmInstallationQueue,
+    String(installationId),
+    job.id,
+  );
+  if (running) {
+    await deferCheck(context.db, logger, {
+      event: 'job.confirm_installation.deferred',
+      subject: 'installation',
+      runningJobId: running,
+      queueNext: (tx) => queueInstallationConfirmation(tx, context.boss, installationId),
+    });
     return;
   }
   let state: GitHubInstallationState;
@@ -166,17 +182,11 @@ async function applyInstallationState(
   const row = await findRunInstallation(tx, installationId, { lockForUpdate: true });
   if (!row) return { status: 'skipped', reason: 'installation not recorded' };
 
-  // A queued check starts only after this one ends, because the queue runs one check of an
-  // installation at a time. It reads GitHub later than this job did, so it decides. An event
-  // that committed after this job read GitHub has queued such a check.
-  const [next] = await tx.execute<{ id: string }>(sql`
-    SELECT id FROM pgboss.job
-    WHERE name = ${confirmInstallationQueue} AND singleton_key = ${String(installationId)}
-      AND state = 'created' AND id <> ${jobId}
-    LIMIT 1`);
-  if (next) {
-    return { status: 'skipped', reason: `check ${next.id} is queued and reads GitHub later` };
-  }
+  // A check of this installation that is queued, or that started during this one, leads to a
+  // read of GitHub after this job's, because checks of an installation run one at a time. That
+  // read decides. An event that committed after this job read GitHub has queued such a check.
+  const later = await findLaterCheck(tx, confirmInstallationQueue, String(installationId), jobId);
+  if (later) return { status: 'skipped', reason: later };
 
   const marks = {
     suspendedAt:

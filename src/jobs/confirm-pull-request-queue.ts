@@ -21,12 +21,14 @@ export const confirmPullRequestJobData = z.object({
 export type ConfirmPullRequestJobData = z.infer<typeof confirmPullRequestJobData>;
 
 /**
- * The policy and retries of installation checks: at most one queued and one running job per
- * pull request (the singleton key), and 10 retries with backoff over about 4 to 8.5 hours.
+ * Retries as for installation checks: 10 with backoff over about 4 to 8.5 hours. The queue's
+ * policy is `checkQueuePolicy`, with `pullRequestCheckKey` as singleton key, so it keeps at
+ * most one queued job per pull request, and the handler runs one check of a pull request at a
+ * time.
  */
 export const confirmPullRequestQueueOptions = {
   ...confirmInstallationQueueOptions,
-} satisfies Omit<PgBoss.Queue, 'name'>;
+} satisfies Omit<PgBoss.Queue, 'name' | 'policy'>;
 
 /**
  * Seconds between a pull request event and the check of the pull request with GitHub, so that

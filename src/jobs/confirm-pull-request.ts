@@ -30,6 +30,7 @@ import {
   queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from './confirm-pull-request-queue.ts';
+import { deferCheck, findLaterCheck, findRunningCheck } from './keyed-checks.ts';
 import { rateLimitFields } from './rate-limit-wait.ts';
 
 /**
@@ -50,6 +51,8 @@ type ConfirmOutcome =
  * when the run of GitHub's head commit has another base branch. Each event has GitHub's
  * `updated_at` (or `closed_at` for a close), so an event that arrives later with a later time
  * still wins. An event applied between the read and the write queues another check instead.
+ * A check that finds another check of the pull request running reads nothing. It queues a
+ * check to run after that one, or leaves it to a check queued already, and ends.
  *
  * Missing GitHub App credentials end the job with a warning, and so do a 404 for the pull
  * request and an installation that GitHub reports suspended or uninstalled. A failed or invalid
@@ -68,6 +71,17 @@ export async function handleConfirmPullRequestJob(
     prNumber: data.prNumber,
     queue: confirmPullRequestQueue,
   });
+  const key = pullRequestCheckKey(data.repositoryId, data.prNumber);
+  const running = await findRunningCheck(context.db, confirmPullRequestQueue, key, job.id);
+  if (running) {
+    await deferCheck(context.db, logger, {
+      event: 'job.confirm_pull_request.deferred',
+      subject: 'pull request',
+      runningJobId: running,
+      queueNext: (tx) => queuePullRequestConfirmation(tx, context.boss, data),
+    });
+    return;
+  }
   let outcome: ConfirmOutcome;
   let githubState: string;
   try {
@@ -183,17 +197,13 @@ async function applyPullRequestState(
   // Events of the pull request take the same lock, so one that committed after GitHub was read
   // is seen below, and one that comes later waits for this commit.
   await lockPullRequest(tx, data.repositoryId, data.prNumber);
-  // A queued check starts only after this one ends, so it reads GitHub later and decides. An
-  // event that tied with the state after this job read GitHub has queued such a check.
-  const [next] = await tx.execute<{ id: string }>(sql`
-    SELECT id FROM pgboss.job
-    WHERE name = ${confirmPullRequestQueue}
-      AND singleton_key = ${pullRequestCheckKey(data.repositoryId, data.prNumber)}
-      AND state = 'created' AND id <> ${jobId}
-    LIMIT 1`);
-  if (next) {
-    return { status: 'skipped', reason: `check ${next.id} is queued and reads GitHub later` };
-  }
+  // A check of this pull request that is queued, or that started during this one, leads to a
+  // read of GitHub after this job's, because checks of a pull request run one at a time. That
+  // read decides. An event that tied with the state after this job read GitHub has queued
+  // such a check.
+  const key = pullRequestCheckKey(data.repositoryId, data.prNumber);
+  const later = await findLaterCheck(tx, confirmPullRequestQueue, key, jobId);
+  if (later) return { status: 'skipped', reason: later };
   // An event of the same second as GitHub's `updated_at`, such as a close right after a
   // comment, would otherwise be undone by the older response, because times tie.
   if ((await readEventState(tx, data)) !== github.storedBeforeRead) {

@@ -1,5 +1,6 @@
 import type { Config } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
+import type { Logger } from '../logger.ts';
 import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
 import { applyQueue, applyQueueOptions, handleApplyJob, type ApplyJobData } from './apply.ts';
@@ -24,6 +25,7 @@ import {
   type FixPressNoticeJobData,
 } from './fix-press-notice.ts';
 import { JobLiveness } from './job-liveness.ts';
+import { createCheckQueue } from './keyed-checks.ts';
 import {
   cleanUpInterruptedJobs,
   failTimedOutWork,
@@ -41,10 +43,10 @@ import {
 } from './sweep-reservations.ts';
 
 /**
- * Creates every queue and applies the configured preview timeout; safe to call from each
- * process at start.
+ * Creates every queue and applies the configured preview timeout. Check queues that an earlier
+ * version created get their new policy. Safe to call from each process at start.
  */
-export async function createQueues(boss: PgBoss, config?: Config): Promise<void> {
+export async function createQueues(boss: PgBoss, config?: Config, logger?: Logger): Promise<void> {
   await boss.createQueue(analyzeQueue, { name: analyzeQueue, ...analyzeQueueOptions });
   await boss.createQueue(previewQueue, { name: previewQueue, ...previewQueueOptions });
   await boss.createQueue(reportQueue, { name: reportQueue, ...reportQueueOptions });
@@ -53,14 +55,8 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
     ...fixPressNoticeQueueOptions,
   });
   await boss.createQueue(applyQueue, { name: applyQueue, ...applyQueueOptions });
-  await boss.createQueue(confirmInstallationQueue, {
-    name: confirmInstallationQueue,
-    ...confirmInstallationQueueOptions,
-  });
-  await boss.createQueue(confirmPullRequestQueue, {
-    name: confirmPullRequestQueue,
-    ...confirmPullRequestQueueOptions,
-  });
+  await createCheckQueue(boss, confirmInstallationQueue, confirmInstallationQueueOptions, logger);
+  await createCheckQueue(boss, confirmPullRequestQueue, confirmPullRequestQueueOptions, logger);
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
     await boss.updateQueue(previewQueue, {
@@ -69,6 +65,9 @@ export async function createQueues(boss: PgBoss, config?: Config): Promise<void>
       expireInSeconds: config.PREVIEW_JOB_TIMEOUT_SECONDS,
     });
   }
+  // The fetch of a due job fails while a job of the same queue is active, under `singleton` as
+  // under `stately` (see `checkQueuePolicy`). Each of these queues has one key (null), so the
+  // failure only delays the queue's next run until the current one ends, as `singleton` means to.
   for (const name of [sweepReservationsQueue, rolloverPeriodsQueue, recoverJobsQueue]) {
     await boss.createQueue(name, { name, policy: 'singleton', retryLimit: 0 });
   }

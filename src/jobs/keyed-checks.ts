@@ -1,0 +1,144 @@
+import { sql } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
+import type { Database, Transaction } from '../db/client.ts';
+import type { Logger } from '../logger.ts';
+
+/**
+ * pg-boss policy of the check queues, whose jobs have a singleton key per installation or pull
+ * request. `short` keeps at most one queued (`created`) job per key, so a burst of events
+ * queues one check, and an event during a running check queues one more. It does not limit
+ * running jobs: the handlers run one check per key at a time with `findRunningCheck`.
+ *
+ * The queues used `stately`, which also keeps one running job per key, but pg-boss 10.4.2
+ * enforces that in its fetch. The fetch sets the next due job active, and the unique index
+ * on (name, state, singleton key) rejects the update when a job of that key is active
+ * already. The whole fetch then fails, pg-boss's `Manager.fetch` drops the error without a
+ * log, and the rejected job stays first in fetch order. So until the running check ended, the
+ * queue's workers fetched no job of any key. `short` has no index on running jobs, so no fetch
+ * fails. Its index covers queued jobs only.
+ */
+export const checkQueuePolicy: PgBoss.QueuePolicy = 'short';
+
+/**
+ * Returns the id of a job of `queue` with singleton key `key`, other than `jobId`, that is
+ * active now, or null. A check that gets an id must not read GitHub: two checks of one key
+ * could otherwise write their reads in the reverse order.
+ */
+export async function findRunningCheck(
+  db: Database,
+  queue: string,
+  key: string,
+  jobId: string,
+): Promise<string | null> {
+  const [running] = await db.execute<{ id: string }>(sql`
+    SELECT id FROM pgboss.job
+    WHERE name = ${queue} AND singleton_key = ${key} AND state = 'active' AND id <> ${jobId}
+    ORDER BY started_on, id
+    LIMIT 1`);
+  return running?.id ?? null;
+}
+
+/**
+ * Ends a check that found check `runningJobId` of its key running, without reading GitHub.
+ * `queueNext` queues a check of the key, which starts after the running one, unless a check
+ * of the key is queued already. `subject` is what the key names, such as `installation`.
+ */
+export async function deferCheck(
+  db: Database,
+  logger: Logger,
+  deferral: {
+    event: string;
+    subject: string;
+    runningJobId: string;
+    queueNext: (tx: Transaction) => Promise<string | null>;
+  },
+): Promise<void> {
+  const { event, subject, runningJobId } = deferral;
+  const next = await db.transaction(deferral.queueNext);
+  logger.info(
+    { event, runningJobId, nextJobId: next },
+    next
+      ? `${subject} check deferred: another check of this ${subject} is running, so a new ` +
+          'check is queued to run after it'
+      : `${subject} check deferred: another check of this ${subject} is running, and a check ` +
+          'queued already runs after it',
+  );
+}
+
+/**
+ * Returns why a check that read GitHub leaves its write to another check of the same key, or
+ * null when no other check is queued or running. A queued check reads GitHub later. A check
+ * that started during this one finds this one running and queues a check in its place, unless
+ * this one has ended by then and it reads GitHub itself.
+ */
+export async function findLaterCheck(
+  tx: Transaction,
+  queue: string,
+  key: string,
+  jobId: string,
+): Promise<string | null> {
+  // pg-boss's job_state enum sorts `created` before `active`.
+  const [later] = await tx.execute<{ id: string; state: string }>(sql`
+    SELECT id, state::text AS state FROM pgboss.job
+    WHERE name = ${queue} AND singleton_key = ${key}
+      AND state IN ('created', 'active') AND id <> ${jobId}
+    ORDER BY state
+    LIMIT 1`);
+  if (!later) return null;
+  if (later.state === 'created') return `check ${later.id} is queued and reads GitHub later`;
+  return `check ${later.id} started during this one, so it or the check that it queues reads GitHub later`;
+}
+
+/**
+ * Creates a check queue with `checkQueuePolicy`, or moves an existing `stately` queue to it.
+ * pg-boss stores the policy on the queue when it creates it, and createQueue leaves an
+ * existing queue as it is. Each job row carries the policy of its queue at the time it was
+ * sent, too, so the unfinished jobs are moved over as well.
+ */
+export async function createCheckQueue(
+  boss: PgBoss,
+  name: string,
+  options: Omit<PgBoss.Queue, 'name' | 'policy'>,
+  logger?: Logger,
+): Promise<void> {
+  const queue = { name, ...options, policy: checkQueuePolicy };
+  await boss.createQueue(name, queue);
+  const stored = await boss.getQueue(name);
+  if (stored && stored.policy !== checkQueuePolicy) {
+    await boss.updateQueue(name, queue);
+  }
+  const moved = await moveUnfinishedJobs(boss, name);
+  if (stored?.policy !== checkQueuePolicy || moved > 0) {
+    logger?.info(
+      { event: 'jobs.queue_policy_changed', queue: name, from: stored?.policy, to: checkQueuePolicy, jobs: moved },
+      'check queue moved to its new pg-boss policy',
+    );
+  }
+}
+
+/**
+ * Sets `checkQueuePolicy` on the queue's unfinished `stately` jobs, and returns how many.
+ * A queued `stately` job stays as it is when its key has a queued job of the new policy,
+ * because the unique index of queued jobs would reject the update. Every other unfinished
+ * job of its key is moved, so its fetch meets no `stately` job of its key and cannot fail.
+ */
+async function moveUnfinishedJobs(boss: PgBoss, name: string): Promise<number> {
+  const update = `
+    UPDATE pgboss.job j SET policy = $2
+    WHERE j.name = $1 AND j.policy = 'stately' AND j.state < 'completed'
+      AND NOT (j.state = 'created' AND EXISTS (
+        SELECT 1 FROM pgboss.job queued
+        WHERE queued.name = j.name AND queued.policy = $2 AND queued.state = 'created'
+          AND COALESCE(queued.singleton_key, '') = COALESCE(j.singleton_key, '')))
+    RETURNING j.id`;
+  // A queued job of the same key committed after the statement's snapshot makes the update
+  // fail with a unique violation (23505). The next try's snapshot includes that job.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { rows } = await boss.getDb().executeSql(update, [name, checkQueuePolicy]);
+      return rows.length;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== '23505' || attempt >= 3) throw error;
+    }
+  }
+}
