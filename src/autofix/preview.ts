@@ -182,9 +182,9 @@ export async function runPreview(
       selection.unusableKeyReasons.length > 0
         ? `${selection.unusableKeyReasons.join(' ')} No other model provider is available to you.`
         : 'No model provider is configured: set GROQ_API_KEY or GEMINI_API_KEY on the server, or add your own key.';
-    await failBeforeAnyCall(db, patchRequestId, reason, findingsByPath.size);
+    const status = await failBeforeAnyCall(db, patchRequestId, reason, findingsByPath.size);
     logger.info({ event: 'preview.no_model_client', userId: user.id }, 'no usable model client');
-    return { status: 'failed', files: 0, tokens: 0 };
+    return { status, files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
     // The smallest call among the files, by the sizes the analysis recorded: the number the
@@ -198,9 +198,9 @@ export async function runPreview(
     const allowance = await checkAllowance(db, user.id, leastCall, 'at least');
     if (!allowance.allowed) {
       if (clients.every((entry) => entry.keySource === 'platform')) {
-        await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
+        const status = await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
         logger.info({ event: 'preview.allowance_exhausted', userId: user.id }, 'allowance exhausted');
-        return { status: 'failed', files: 0, tokens: 0 };
+        return { status, files: 0, tokens: 0 };
       }
       // The user's own keys need no allowance, so only the platform clients are dropped.
       clients = clients.filter((entry) => entry.keySource === 'user');
@@ -326,7 +326,7 @@ function unfinishedFile(file: { id: string; generation: number }): SQL | undefin
 }
 
 /**
- * What became of a file's outcome: `stored`, `restored` when a failed regeneration put the
+ * Result of storing a file's outcome: `stored`, `restored` when a failed regeneration put the
  * file's earlier result back instead, or `skipped` when another attempt, a regeneration or an
  * apply kept the file as it was.
  */
@@ -678,18 +678,19 @@ async function finish(
 /**
  * Ends the files not yet done with `reason`, before any model call: a regenerated file gets its
  * kept result back, and the others fail. The request's status is derived from all its files, so
- * a regeneration that cannot start leaves the preview ready to apply.
+ * a regeneration that cannot start leaves the preview ready to apply. Returns the request's
+ * status afterwards.
  */
 async function failBeforeAnyCall(
   db: Database,
   patchRequestId: string,
   reason: string,
   filesTotal: number,
-): Promise<void> {
-  await db.transaction(async (tx) => {
+): Promise<PatchRequestStatus> {
+  return db.transaction(async (tx) => {
     // Under the request's lock, as storeFileOutcome, so a late attempt's file is counted.
-    await tx
-      .select({ id: patchRequests.id })
+    const [request] = await tx
+      .select({ status: patchRequests.status })
       .from(patchRequests)
       .where(eq(patchRequests.id, patchRequestId))
       .for('update');
@@ -697,7 +698,10 @@ async function failBeforeAnyCall(
     await failUnfinishedFiles(tx, patchRequestId, reason);
     await tx.update(patchRequests).set({ filesDone: filesTotal }).where(eq(patchRequests.id, patchRequestId));
     const result = await statusOfFiles(tx, patchRequestId);
+    // finish leaves a request that a cancel ended meanwhile as it is.
+    if (request && request.status !== 'queued' && request.status !== 'running') return request.status;
     await finish(tx, patchRequestId, result.status, result.error);
+    return result.status;
   });
 }
 

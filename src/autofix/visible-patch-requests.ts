@@ -49,11 +49,11 @@ export interface PreviewTokens {
   /** The sum of the files' tokens: the calls that produced each file's current result. */
   files: number;
   /**
-   * The calls whose results no file shows. These are the earlier results of regenerated files,
-   * from the regeneration's start and, unless it fails and puts them back, for good. They are
-   * also the results of failed regenerations, results that an overlapping attempt of the
-   * preview job finished after another attempt stored the file, and failed results of an
-   * attempt that a service stop ended.
+   * The calls whose results no file shows. These are the earlier results of regenerated files
+   * while the regeneration runs, and for good once it stores a new result. They are also the
+   * results of failed regenerations, results that an overlapping attempt of the preview job
+   * finished after another attempt stored the file, and failed results of an attempt that a
+   * service stop ended.
    */
   discarded: number;
 }
