@@ -16,6 +16,8 @@ import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/j
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
+  consoleLogFiles,
+  consoleLogFixes,
   createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
@@ -25,14 +27,8 @@ import {
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 
-const files = {
-  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
-  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
-};
-const firstFix: Record<string, string> = {
-  'src/a.ts': 'export const a = 1;\n',
-  'src/b.ts': 'export const b = 2;\n',
-};
+const files = consoleLogFiles;
+const firstFix = consoleLogFixes;
 const secondFixOfA = 'export const a = 1; // fixed again\n';
 
 let setup: PreviewTestContext;

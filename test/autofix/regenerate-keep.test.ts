@@ -22,6 +22,8 @@ import { cancelPatchRequestsOfRuns } from '../../src/runs/cancel-run-work.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
   answerWithFixedFiles,
+  consoleLogFiles,
+  consoleLogFixes,
   createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
@@ -31,14 +33,8 @@ import {
 } from '../helpers/preview-context.ts';
 import { waitFor } from '../helpers/process.ts';
 
-const files = {
-  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
-  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
-};
-const firstFix: Record<string, string> = {
-  'src/a.ts': 'export const a = 1;\n',
-  'src/b.ts': 'export const b = 2;\n',
-};
+const files = consoleLogFiles;
+const firstFix = consoleLogFixes;
 const newFixOfA = 'export const a = 1; // fixed again\n';
 /** Groq's reply to a call during an outage, and the file error that it becomes. */
 const outage = { status: 503, body: groqErrorBody('Service unavailable', 'internal_server_error') };
