@@ -13,6 +13,7 @@ import {
   installations,
   patchFiles,
   patchRequests,
+  prRuns,
   tokenEvents,
   users,
 } from '../../src/db/schema/index.ts';
@@ -230,6 +231,21 @@ describe('failed regeneration', () => {
     const request = await requestRow(patchRequestId);
     expect(request.status).toBe('cancelled');
     expect(request.error).toBe('The pull request was closed.');
+  });
+
+  it('keeps the earlier diff when a push supersedes the run', async () => {
+    const { patchRequestId, before } = await regeneratedPreview();
+    await context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, runId));
+    try {
+      const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+      expect(outcome.status).toBe('cancelled');
+    } finally {
+      await context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, runId));
+    }
+    expect(completions()).toHaveLength(0);
+    await expectEarlierResult(patchRequestId, before, cancelledRegenerationError);
+    expect((await requestRow(patchRequestId)).status).toBe('cancelled');
   });
 });
 
