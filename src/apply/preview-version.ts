@@ -63,9 +63,9 @@ export function isApplicableFile(file: VersionedFile): boolean {
  * puts the earlier result back, texts and all, and this returns that result's generation
  * again, so an Apply form that shows the earlier diff stays valid and writes exactly the text
  * it shows. The file's `generation` stays raised, because model calls' idempotency keys and
- * the checks that keep a late attempt from storing its outcome use it, and those must never
- * meet a generation again. A result stored at a generation is never replaced at the same one,
- * so the generation and the diff name one result.
+ * the checks that stop a late attempt from storing its outcome use it, so it must not repeat.
+ * A ready result is never replaced at its own generation, so the generation and the diff name
+ * one result.
  */
 export function resultGeneration(file: Pick<VersionedFile, 'generation' | 'restoredGeneration'>): number {
   return file.restoredGeneration ?? file.generation;

@@ -27,7 +27,7 @@ export function resultToKeep(file: PatchFile): KeptPatchFileResult | null {
 export const cancelledRegenerationError =
   'The preview was cancelled before the regeneration stored a result.';
 
-/** Reads a field of the row's `keptResult` as text. */
+/** Builds the SQL that reads a field of the row's `keptResult` as text. */
 function keptField(name: keyof KeptPatchFileResult): SQL {
   return sql`${patchFiles.keptResult}->>${name}`;
 }
