@@ -3,10 +3,12 @@ import { z } from 'zod';
 
 /**
  * The version of a preview as a user saw it: one entry `FILE_ID:GENERATION:DIFF_HASH` per file
- * that Apply would write, joined by commas in the order of the file ids. DIFF_HASH is the first
- * 16 hex digits of the SHA-256 of the file's diff. A preview with no such file has the empty
- * string as its version. The preview page's Apply form and `GET /api/patch-requests/:id` send
- * it, and an apply that receives it writes nothing unless the files still match it.
+ * that Apply would write, joined by commas in the order of the file ids. GENERATION is the
+ * generation whose model call produced the file's result (see `resultGeneration`), and
+ * DIFF_HASH is the first 16 hex digits of the SHA-256 of the file's diff. A preview with no
+ * such file has the empty string as its version. The preview page's Apply form and
+ * `GET /api/patch-requests/:id` send it, and an apply that receives it writes nothing unless
+ * the files still match it.
  */
 export type PreviewVersion = string;
 
@@ -16,6 +18,7 @@ export interface VersionedFile {
   path: string;
   status: string;
   generation: number;
+  restoredGeneration: number | null;
   diff: string | null;
   originalText: string | null;
   proposedText: string | null;
@@ -55,9 +58,22 @@ export function isApplicableFile(file: VersionedFile): boolean {
   return file.status === 'ready' && file.originalText !== null && file.proposedText !== null;
 }
 
+/**
+ * Returns the generation whose model call produced the file's result. A failed regeneration
+ * puts the earlier result back, texts and all, and this returns that result's generation
+ * again, so an Apply form that shows the earlier diff stays valid and writes exactly the text
+ * it shows. The file's `generation` stays raised, because model calls' idempotency keys and
+ * the checks that stop a late attempt from storing its outcome use it, so it must not repeat.
+ * A ready result is never replaced at its own generation, so the generation and the diff name
+ * one result.
+ */
+export function resultGeneration(file: Pick<VersionedFile, 'generation' | 'restoredGeneration'>): number {
+  return file.restoredGeneration ?? file.generation;
+}
+
 function fileEntry(file: VersionedFile): string {
   const hash = createHash('sha256').update(file.diff ?? '').digest('hex').slice(0, 16);
-  return `${file.id}:${file.generation}:${hash}`;
+  return `${file.id}:${resultGeneration(file)}:${hash}`;
 }
 
 /** Builds the version of a preview from its files, ready or not. */

@@ -1,4 +1,4 @@
-import { and, eq, inArray, ne, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, ne, sql, type SQL } from 'drizzle-orm';
 import type { DiffWorker } from '../analysis/diff-worker.ts';
 import { currentApplyWait } from '../apply/apply-wait.ts';
 import type { AppContext } from '../context.ts';
@@ -31,6 +31,7 @@ import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowa
 import { mapWithConcurrency } from './concurrency.ts';
 import { buildPreviewDiff } from './preview-diff.ts';
 import { groupFindingsByFile } from './preview-files.ts';
+import { cancelledRegenerationError, restoreKeptResults, restoredResultColumns } from './kept-result.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
 
@@ -147,7 +148,10 @@ export async function runPreview(
   }
   const { run, user } = request;
   if (run.status === 'superseded') {
-    await finish(db, patchRequestId, 'cancelled', 'The pull request has a newer commit; request the fix on the newest run.');
+    await db.transaction(async (tx) => {
+      await finish(tx, patchRequestId, 'cancelled', 'The pull request has a newer commit; request the fix on the newest run.');
+      await restoreKeptResults(tx, [patchRequestId], cancelledRegenerationError);
+    });
     return { status: 'cancelled', files: 0, tokens: 0 };
   }
 
@@ -178,9 +182,9 @@ export async function runPreview(
       selection.unusableKeyReasons.length > 0
         ? `${selection.unusableKeyReasons.join(' ')} No other model provider is available to you.`
         : 'No model provider is configured: set GROQ_API_KEY or GEMINI_API_KEY on the server, or add your own key.';
-    await failBeforeAnyCall(db, patchRequestId, reason, findingsByPath.size);
+    const status = await failBeforeAnyCall(db, patchRequestId, reason, findingsByPath.size);
     logger.info({ event: 'preview.no_model_client', userId: user.id }, 'no usable model client');
-    return { status: 'failed', files: 0, tokens: 0 };
+    return { status, files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
     // The smallest call among the files, by the sizes the analysis recorded: the number the
@@ -194,9 +198,9 @@ export async function runPreview(
     const allowance = await checkAllowance(db, user.id, leastCall, 'at least');
     if (!allowance.allowed) {
       if (clients.every((entry) => entry.keySource === 'platform')) {
-        await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
+        const status = await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
         logger.info({ event: 'preview.allowance_exhausted', userId: user.id }, 'allowance exhausted');
-        return { status: 'failed', files: 0, tokens: 0 };
+        return { status, files: 0, tokens: 0 };
       }
       // The user's own keys need no allowance, so only the platform clients are dropped.
       clients = clients.filter((entry) => entry.keySource === 'user');
@@ -283,8 +287,15 @@ export async function runPreview(
     }
     const stored = await storeFileOutcome(db, patchRequestId, file, outcome);
     fileLogger.info(
-      { event: 'preview.file', status: outcome.status, tokens: outcome.totalTokens, error: outcome.error, stored },
-      stored ? 'file preview finished' : 'file preview finished, but another attempt or a regeneration replaced it',
+      {
+        event: 'preview.file',
+        status: outcome.status,
+        tokens: outcome.totalTokens,
+        error: outcome.error,
+        stored: stored !== 'skipped',
+        restoredEarlierResult: stored === 'restored',
+      },
+      storedMessages[stored],
     );
   });
 
@@ -315,18 +326,32 @@ function unfinishedFile(file: { id: string; generation: number }): SQL | undefin
 }
 
 /**
- * Stores a file's outcome and adds its tokens to the request, and returns whether the outcome
- * was stored. The tokens are added either way, because the calls were paid. An outcome that
- * arrives after another attempt finished the request sets the request's status from its files
- * again. It is not stored while the request is applied, being applied or has an apply job
- * waiting, because an apply must write the files the user saw.
+ * Result of storing a file's outcome: `stored`, `restored` when a failed regeneration put the
+ * file's earlier result back instead, or `skipped` when another attempt, a regeneration or an
+ * apply kept the file as it was.
+ */
+type StoredOutcome = 'stored' | 'restored' | 'skipped';
+
+const storedMessages: Record<StoredOutcome, string> = {
+  stored: 'file preview finished',
+  restored: 'file regeneration failed; the file got its earlier result back',
+  skipped: 'file preview finished, but another attempt or a regeneration replaced it',
+};
+
+/**
+ * Stores a file's outcome and adds its tokens to the request. The tokens are added either way,
+ * because the calls were paid. A failed outcome of a regeneration puts the file's kept result
+ * back instead, so its tokens count as discarded. An outcome that arrives after another attempt
+ * finished the request sets the request's status from its files again. It is not stored while
+ * the request is applied, being applied or has an apply job waiting, because an apply must
+ * write the files the user saw.
  */
 async function storeFileOutcome(
   db: Database,
   patchRequestId: string,
   file: { id: string; generation: number },
   outcome: FileOutcome,
-): Promise<boolean> {
+): Promise<StoredOutcome> {
   return db.transaction(async (tx) => {
     // Locking the request first makes files finishing at once take turns, so the count
     // below, read in a later statement, includes the other file's committed status.
@@ -338,9 +363,7 @@ async function storeFileOutcome(
     const applied =
       request !== undefined &&
       (request.appliedAt !== null || request.applyStartedAt !== null || currentApplyWait(request) !== null);
-    const updated = applied
-      ? []
-      : await tx.update(patchFiles).set(outcome).where(unfinishedFile(file)).returning({ id: patchFiles.id });
+    const stored = applied ? 'skipped' : await updateFile(tx, file, outcome);
     await tx
       .update(patchRequests)
       .set({
@@ -350,15 +373,41 @@ async function storeFileOutcome(
       })
       .where(eq(patchRequests.id, patchRequestId));
     const finished = request !== undefined && finishedStatuses.includes(request.status);
-    if (updated.length > 0 && finished) {
+    if (stored !== 'skipped' && finished) {
       const result = await statusOfFiles(tx, patchRequestId);
       await tx
         .update(patchRequests)
         .set({ status: result.status, error: result.error })
         .where(eq(patchRequests.id, patchRequestId));
     }
-    return updated.length > 0;
+    return stored;
   });
+}
+
+/**
+ * Writes an outcome to a file still unfinished at the attempt's generation. A failed outcome of
+ * a file that keeps an earlier result puts that result back, with the outcome's error as the
+ * regeneration's error. A ready outcome replaces the kept result.
+ */
+async function updateFile(
+  tx: Transaction,
+  file: { id: string; generation: number },
+  outcome: FileOutcome,
+): Promise<StoredOutcome> {
+  if (outcome.status === 'failed') {
+    const restored = await tx
+      .update(patchFiles)
+      .set(restoredResultColumns(outcome.error ?? 'The model call failed.'))
+      .where(and(unfinishedFile(file), isNotNull(patchFiles.keptResult)))
+      .returning({ id: patchFiles.id });
+    if (restored.length > 0) return 'restored';
+  }
+  const updated = await tx
+    .update(patchFiles)
+    .set({ ...outcome, keptResult: null })
+    .where(unfinishedFile(file))
+    .returning({ id: patchFiles.id });
+  return updated.length > 0 ? 'stored' : 'skipped';
 }
 
 async function addRequestTokens(db: Database, patchRequestId: string, tokens: number): Promise<void> {
@@ -626,32 +675,56 @@ async function finish(
     );
 }
 
-/** Fails the request and every file not yet done with `reason`, before any model call. */
+/**
+ * Ends the files not yet done with `reason`, before any model call: a regenerated file gets its
+ * kept result back, and the others fail. The request's status is derived from all its files, so
+ * a regeneration that cannot start leaves the preview ready to apply. Returns the request's
+ * status afterwards.
+ */
 async function failBeforeAnyCall(
   db: Database,
   patchRequestId: string,
   reason: string,
   filesTotal: number,
-): Promise<void> {
-  await db
+): Promise<PatchRequestStatus> {
+  return db.transaction(async (tx) => {
+    // Under the request's lock, as storeFileOutcome, so a late attempt's file is counted.
+    const [request] = await tx
+      .select({ status: patchRequests.status })
+      .from(patchRequests)
+      .where(eq(patchRequests.id, patchRequestId))
+      .for('update');
+    await restoreKeptResults(tx, [patchRequestId], reason);
+    await failUnfinishedFiles(tx, patchRequestId, reason);
+    await tx.update(patchRequests).set({ filesDone: filesTotal }).where(eq(patchRequests.id, patchRequestId));
+    const result = await statusOfFiles(tx, patchRequestId);
+    // finish leaves a request that a cancel ended meanwhile as it is.
+    if (request && request.status !== 'queued' && request.status !== 'running') return request.status;
+    await finish(tx, patchRequestId, result.status, result.error);
+    return result.status;
+  });
+}
+
+/** Fails the request's files that are still pending or running with `error`. */
+async function failUnfinishedFiles(tx: Transaction, patchRequestId: string, error: string): Promise<void> {
+  await tx
     .update(patchFiles)
-    .set({ status: 'failed', error: reason })
+    .set({ status: 'failed', error })
     .where(
       and(
         eq(patchFiles.patchRequestId, patchRequestId),
         inArray(patchFiles.status, ['pending', 'running']),
       ),
     );
-  await db.update(patchRequests).set({ filesDone: filesTotal }).where(eq(patchRequests.id, patchRequestId));
-  await finish(db, patchRequestId, 'failed', reason);
 }
 
 /**
- * Ends a patch request after its job's last retry failed with `error`. The files not yet done
- * fail with the error, and the request's status is derived from all its files, as when the
- * preview ends normally. So a failed regeneration of one file leaves the other ready files
- * applicable, and the request is `failed` only when no file is ready. The stored message is the
- * safe form of the error, because a failed query's own message quotes the file text.
+ * Ends a patch request after its job's last retry failed with `error`. A regenerated file not
+ * yet done gets its kept result back, the other files not yet done fail with the error, and
+ * the request's status is derived from all its files, as when the preview ends normally. So a
+ * failed regeneration of one file leaves the preview applicable as the user saw it, and the
+ * request is `failed` only when no file is ready. The stored message is the safe form of the
+ * error, because a failed query's own message quotes the file text.
  */
 export async function failPatchRequest(
   db: Database,
@@ -673,15 +746,8 @@ export async function failPatchRequest(
       .for('update');
     if (!unfinished) return;
     // No attempt follows, so files left pending or running would show as unfinished for good.
-    await tx
-      .update(patchFiles)
-      .set({ status: 'failed', error: message })
-      .where(
-        and(
-          eq(patchFiles.patchRequestId, patchRequestId),
-          inArray(patchFiles.status, ['pending', 'running']),
-        ),
-      );
+    await restoreKeptResults(tx, [patchRequestId], message);
+    await failUnfinishedFiles(tx, patchRequestId, message);
     const files = await tx
       .select({ status: patchFiles.status })
       .from(patchFiles)

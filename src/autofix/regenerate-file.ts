@@ -18,6 +18,7 @@ import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue, type PreviewJobData } from '../jobs/preview.ts';
 import { findPullRequestClosed, type PullRequestClosedError } from '../runs/pull-request-closed.ts';
+import { resultToKeep } from './kept-result.ts';
 import { findSelectionOverAllowance, type PreviewPayment, type SelectionOverAllowance } from './preview-budget.ts';
 import { isUuid } from '../runs/visible-runs.ts';
 
@@ -39,20 +40,20 @@ export type RegenerateFileResult =
 
 /**
  * Queues a new preview of one file of a finished patch request. In one transaction it bumps
- * the file's generation (part of each model call's idempotency key), resets the file to
- * pending without its result, sets the request back to running and sends a preview job.
- * runPreview then calls the model only for that file, because it skips ready and failed files.
+ * the file's generation (part of each model call's idempotency key), moves the file's ready
+ * result to `keptResult`, resets the file to pending, sets the request back to running and
+ * sends a preview job. runPreview then calls the model only for that file, because it skips
+ * ready and failed files. When the regeneration fails, on a provider outage, bad output or a
+ * stopped service, the kept result is put back with the reason in `regenerationError` (see
+ * restoreKeptResults), so the user keeps the diff they reviewed.
  * Nothing changes when the run's installation is suspended or deleted, when its pull request
  * is closed, when the run is no longer completed (superseded by a newer commit, or queued for
  * another analysis), or when an analysis since the preview replaced the file's findings.
  * Nothing changes either when `payment` is the allowance and the file's call, estimated as for
- * "Preview fix", needs more than it has left. The job would fail the file then, after the reset
- * deleted its result.
+ * "Preview fix", needs more than it has left.
  * An apply job that waits for a GitHub rate limit or for another apply is cancelled, with a
  * message in the request's `applyError`, because it would apply the new text, which the user
  * has not seen.
- * NOTE: a call that fails for another reason, such as a provider outage, still leaves the file
- * failed without its earlier result.
  */
 export async function regeneratePatchFile(
   db: Database,
@@ -92,7 +93,7 @@ export async function regeneratePatchFile(
       .for('update');
     if (!request) return { ok: false, reason: 'not_found' };
     const [file] = await tx
-      .select({ id: patchFiles.id, path: patchFiles.path, generation: patchFiles.generation })
+      .select()
       .from(patchFiles)
       .where(and(eq(patchFiles.id, input.fileId), eq(patchFiles.patchRequestId, request.id)));
     if (!file) return { ok: false, reason: 'not_found' };
@@ -128,6 +129,9 @@ export async function regeneratePatchFile(
       .update(patchFiles)
       .set({
         generation: sql`${patchFiles.generation} + 1`,
+        restoredGeneration: null,
+        keptResult: resultToKeep(file),
+        regenerationError: null,
         status: 'pending',
         error: null,
         baseBlobSha: null,

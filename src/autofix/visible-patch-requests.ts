@@ -50,16 +50,19 @@ export interface PreviewTokens {
   files: number;
   /**
    * The calls whose results no file shows. These are the earlier results of regenerated files
-   * and results that an overlapping attempt of the preview job finished after another attempt
-   * stored the file. They are also failed results of an attempt that a service stop ended.
+   * while the regeneration runs, and for good once it stores a new result. They are also the
+   * results of failed regenerations, results that an overlapping attempt of the preview job
+   * finished after another attempt stored the file, and failed results of an attempt that a
+   * service stop ended.
    */
   discarded: number;
 }
 
 /**
  * Splits the request's token total into its files' sum and the discarded rest. The total is
- * only ever added to, while a regeneration resets its file's tokens and a late outcome is not
- * stored, so the rest is not negative. It is clamped to 0 in case a row was edited by hand.
+ * only ever added to, while a regeneration resets its file's tokens, a failed one puts back
+ * tokens that the total already counts, and a late outcome is not stored, so the rest is not
+ * negative. It is clamped to 0 in case a row was edited by hand.
  */
 export function splitPreviewTokens(
   request: { totalTokens: number },

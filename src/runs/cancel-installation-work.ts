@@ -1,4 +1,5 @@
 import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
+import { cancelledRegenerationError, restoreKeptResults } from '../autofix/kept-result.ts';
 import type { Transaction } from '../db/client.ts';
 import { patchRequests, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
@@ -97,7 +98,8 @@ export async function stopInstallationWork(
  * - Queued and running patch requests become `cancelled` with `reason`, and their preview jobs
  *   are cancelled, including the job of a running preview. pg-boss 10.4 then neither completes
  *   nor retries that job, because its complete and fail statements skip cancelled jobs. The
- *   worker still running it stops before its next file, where runPreview reads the status.
+ *   worker still running it stops before its next file, where runPreview reads the status. A
+ *   regenerated file not yet done gets its earlier result back.
  * - Apply jobs that wait for a GitHub rate limit, or run, are cancelled, and their patch
  *   requests get `applyError` (by default "The apply was cancelled. `reason`"). The previews
  *   stay ready.
@@ -167,6 +169,11 @@ export async function cancelInstallationWork(
           unfinished.map((request) => request.id),
         ),
       );
+    await restoreKeptResults(
+      tx,
+      unfinished.map((request) => request.id),
+      cancelledRegenerationError,
+    );
   }
   const previewJobIds = unfinished.flatMap((request) =>
     request.previewJobId ? [request.previewJobId] : [],

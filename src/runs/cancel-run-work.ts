@@ -1,6 +1,7 @@
 import { and, inArray, isNotNull, isNull, sql, type SQLWrapper } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
+import { cancelledRegenerationError, restoreKeptResults } from '../autofix/kept-result.ts';
 import { patchRequests } from '../db/schema/index.ts';
 import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
@@ -10,7 +11,8 @@ import { previewQueue } from '../jobs/preview.ts';
 /**
  * Cancels the unfinished patch requests of `runIds` with `reason`. Preview jobs that have not
  * started are cancelled in pg-boss in the same transaction. A preview already running reads the
- * cancelled status before its next file and stops. Returns the ids of the cancelled requests.
+ * cancelled status before its next file and stops. A regenerated file not yet done gets its
+ * earlier result back. Returns the ids of the cancelled requests.
  */
 export async function cancelPatchRequestsOfRuns(
   tx: Transaction,
@@ -44,6 +46,11 @@ export async function cancelPatchRequestsOfRuns(
         unfinished.map((request) => request.id),
       ),
     );
+  await restoreKeptResults(
+    tx,
+    unfinished.map((request) => request.id),
+    cancelledRegenerationError,
+  );
   const queuedJobIds = unfinished
     .filter((request) => request.status === 'queued' && request.previewJobId !== null)
     .map((request) => request.previewJobId!);

@@ -16,6 +16,8 @@ import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/j
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
+  consoleLogFiles,
+  consoleLogFixes,
   createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
@@ -25,14 +27,8 @@ import {
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 
-const files = {
-  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
-  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
-};
-const firstFix: Record<string, string> = {
-  'src/a.ts': 'export const a = 1;\n',
-  'src/b.ts': 'export const b = 2;\n',
-};
+const files = consoleLogFiles;
+const firstFix = consoleLogFixes;
 const secondFixOfA = 'export const a = 1; // fixed again\n';
 
 let setup: PreviewTestContext;
@@ -111,6 +107,17 @@ describe('regeneratePatchFile', () => {
     expect(request!.filesDone).toBe(1);
     const [resetA, keptB] = await fileRows();
     expect(resetA).toMatchObject({ status: 'pending', generation: 1, diff: null, proposedText: null, error: null });
+    // The ready result waits in keptResult until the regeneration stores its own.
+    expect(resetA!.keptResult).toEqual({
+      generation: 0,
+      baseBlobSha: fileA!.baseBlobSha,
+      originalText: files['src/a.ts'],
+      proposedText: firstFix['src/a.ts'],
+      diff: fileA!.diff,
+      provider: 'groq',
+      model: fileA!.model,
+      totalTokens: fileA!.totalTokens,
+    });
     expect(keptB).toEqual(fileB);
 
     // One more preview job waits in the queue, sent with the reset.
@@ -134,6 +141,9 @@ describe('regeneratePatchFile', () => {
     const [newA, sameB] = await fileRows();
     expect(newA).toMatchObject({ status: 'ready', generation: 1, proposedText: secondFixOfA });
     expect(newA!.diff).toContain('+export const a = 1; // fixed again');
+    expect(newA!.keptResult).toBeNull();
+    expect(newA!.restoredGeneration).toBeNull();
+    expect(newA!.regenerationError).toBeNull();
     expect(sameB).toEqual(fileB);
 
     const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
@@ -189,16 +199,17 @@ describe('regeneratePatchFile', () => {
     expect(result.ok).toBe(true);
 
     // Storing the new result of src/a.ts fails, so the job's last attempt raises.
+    const thirdFixOfA = 'export const a = 1; // third fix\n';
     const rejectedWrite = 'writes of src/a.ts are disabled for this test';
     await context.db.execute(sql.raw(`
       CREATE FUNCTION reject_regenerated_file() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION '${rejectedWrite}'; END $$;
       CREATE TRIGGER reject_regenerated_file BEFORE UPDATE ON patch_files
-        FOR EACH ROW WHEN (NEW.path = 'src/a.ts' AND NEW.status = 'ready')
+        FOR EACH ROW WHEN (NEW.path = 'src/a.ts' AND NEW.proposed_text = '${thirdFixOfA}')
         EXECUTE FUNCTION reject_regenerated_file();
     `));
     groq.reset();
-    groq.setHandler(() => ({ text: secondFixOfA }));
+    groq.setHandler(() => ({ text: thirdFixOfA }));
     try {
       const job = await takeAsLastAttempt(context, patchRequestId);
       await expect(handlePreviewJob(context, job)).rejects.toThrow(rejectedWrite);
@@ -209,15 +220,51 @@ describe('regeneratePatchFile', () => {
       `));
     }
 
+    // The failure puts the earlier result of src/a.ts back and names the error.
+    const [restoredA, keptB] = await fileRows();
+    expect(restoredA!.status).toBe('ready');
+    expect(restoredA!.error).toBeNull();
+    expect(restoredA!.regenerationError).toBe(`Preview failed: Database query failed: ${rejectedWrite}`);
+    expect(restoredA!.proposedText).toBe(fileA!.proposedText);
+    expect(restoredA!.diff).toBe(fileA!.diff);
+    expect(restoredA!.generation).toBe(fileA!.generation + 1);
+    expect(restoredA!.restoredGeneration).toBe(fileA!.generation);
+    expect(restoredA!.keptResult).toBeNull();
+    expect(keptB).toEqual(fileB);
+    const [finished] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
+    expect(finished!.status).toBe('ready');
+    expect(finished!.error).toBeNull();
+    expect(finished!.filesDone).toBe(2);
+    expect(finished!.completedAt).toBeInstanceOf(Date);
+  });
+
+  it('fails a file without an earlier result', async () => {
+    // src/a.ts failed before, so its regeneration has nothing to keep.
+    const [fileA, fileB] = await fileRows();
+    await context.db
+      .update(patchFiles)
+      .set({ status: 'failed', error: 'The model call timed out.', proposedText: null, diff: null })
+      .where(eq(patchFiles.id, fileA!.id));
+    await context.db.update(patchRequests).set({ status: 'partially_ready' }).where(eq(patchRequests.id, patchRequestId));
+    const result = await regenerate({ userId, patchRequestId, fileId: fileA!.id });
+    expect(result.ok).toBe(true);
+    const [pendingA] = await fileRows();
+    expect(pendingA!.keptResult).toBeNull();
+
+    groq.reset();
+    groq.setHandler(() => ({ text: files['src/a.ts'] }));
+    const job = await takeAsLastAttempt(context, patchRequestId);
+    await handlePreviewJob(context, job);
+
     const [failedA, keptB] = await fileRows();
     expect(failedA!.status).toBe('failed');
-    expect(failedA!.error).toBe(`Preview failed: Database query failed: ${rejectedWrite}`);
+    expect(failedA!.error).toBe('The model returned the file unchanged, so there is nothing to apply.');
+    expect(failedA!.regenerationError).toBeNull();
+    expect(failedA!.proposedText).toBeNull();
     expect(keptB).toEqual(fileB);
     const [finished] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
     expect(finished!.status).toBe('partially_ready');
     expect(finished!.error).toBe("1 of 2 files could not be fixed; see each file's error.");
-    expect(finished!.filesDone).toBe(2);
-    expect(finished!.completedAt).toBeInstanceOf(Date);
   });
 
   it('refuses a file of a superseded run', async () => {

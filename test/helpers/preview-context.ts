@@ -99,6 +99,18 @@ export async function createPreviewTestContext(options: {
   };
 }
 
+/** Two files with a `console.log` call on line 2, for `head` and insertConsoleLogFindings. */
+export const consoleLogFiles = {
+  'src/a.ts': "export const a = 1;\nconsole.log('a', a);\n",
+  'src/b.ts': "export const b = 2;\nconsole.log('b', b);\n",
+};
+
+/** The files of `consoleLogFiles` without their `console.log` call, as a model fixes them. */
+export const consoleLogFixes: Record<string, string> = {
+  'src/a.ts': 'export const a = 1;\n',
+  'src/b.ts': 'export const b = 2;\n',
+};
+
 /** Inserts one `debug/console-log` warning on line 2 of each path and returns the finding ids. */
 export async function insertConsoleLogFindings(context: TestContext, runId: string, paths: string[]) {
   return context.db

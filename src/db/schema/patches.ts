@@ -3,6 +3,7 @@ import {
   bigint,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -98,6 +99,19 @@ export const patchRequestFindings = pgTable(
 export const patchFileStatuses = ['pending', 'running', 'ready', 'failed'] as const;
 export type PatchFileStatus = (typeof patchFileStatuses)[number];
 
+/** A ready result of a patch file, kept while the file is regenerated. */
+export interface KeptPatchFileResult {
+  /** Generation whose model call produced the result; the preview version names it. */
+  generation: number;
+  baseBlobSha: string | null;
+  originalText: string;
+  proposedText: string;
+  diff: string | null;
+  provider: string | null;
+  model: string | null;
+  totalTokens: number;
+}
+
 export const patchFiles = pgTable(
   'patch_files',
   {
@@ -118,6 +132,21 @@ export const patchFiles = pgTable(
     totalTokens: bigint({ mode: 'number' }).notNull().default(0),
     /** Bumped each time the file is regenerated; part of each model call's idempotency key. */
     generation: integer().notNull().default(0),
+    /**
+     * Generation of the result that a failed regeneration put back, or null when the file's
+     * result, if any, comes from `generation`.
+     */
+    restoredGeneration: integer(),
+    /**
+     * The ready result that the file had when it was regenerated, until the regeneration stores
+     * its own result or fails and puts this one back. Null when nothing is kept.
+     */
+    keptResult: jsonb().$type<KeptPatchFileResult>(),
+    /**
+     * Why the file's last regeneration failed, when the file got its earlier result back.
+     * Cleared by the next regeneration.
+     */
+    regenerationError: text(),
     ...timestamps,
   },
   (table) => [

@@ -7,7 +7,7 @@ import {
 } from '../../autofix/create-patch-request.ts';
 import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
-import { previewVersion } from '../../apply/preview-version.ts';
+import { previewVersion, resultGeneration } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -209,6 +209,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         return {
           id: file.id,
           generation: file.generation,
+          resultGeneration: resultGeneration(file),
           path: file.path,
           status: shownFileStatus(request.status, file.status),
           diff: file.diff,
@@ -216,6 +217,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           linesDeleted: stats?.deleted ?? null,
           largeRewrite: stats?.largeRewrite ?? false,
           error: file.error,
+          regenerationError: file.regenerationError,
           provider: file.provider,
           model: file.model,
           tokens: file.totalTokens,

@@ -13,6 +13,7 @@ type PatchFile = typeof patchFiles.$inferSelect;
 
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
+ * A file whose last regeneration failed shows why above its earlier diff, which it kept.
  * While the request is queued or running, htmx replaces the panel every second. A run whose
  * fixes are blocked (see listFixBlockers) or that is no longer completed, and a cancelled,
  * applied or applying preview get no "Regenerate this file" buttons, because the server
@@ -50,9 +51,10 @@ export const PatchFilesPanel: FC<{
       {tokens.discarded > 0 ? (
         <p class="muted discarded-tokens">
           Discarded results are those that no file shows: the earlier result of a regenerated
-          file, the result of a retried attempt of the preview job that finished a file after
-          another attempt had stored it, or a failed result of an attempt that a service stop
-          ended. Their model calls used tokens like the others.
+          file (while the regeneration runs, and for good once it stores a new result), the
+          result of a failed regeneration, the result of a retried attempt of the preview job
+          that finished a file after another attempt had stored it, or a failed result of an
+          attempt that a service stop ended. Their model calls used tokens like the others.
         </p>
       ) : null}
       {active ? (
@@ -103,6 +105,12 @@ export const PatchFilesPanel: FC<{
               ) : null}
             </header>
             {file.error ? <p class="error">{file.error}</p> : null}
+            {file.regenerationError && file.status === 'ready' ? (
+              <p class="warning regeneration-failed">
+                {'The last regeneration of this file failed, so the file keeps its earlier diff, ' +
+                  `shown below: ${file.regenerationError}`}
+              </p>
+            ) : null}
             {status === 'cancelled' ? <CancelledFileNote hasDiff={file.diff !== null} /> : null}
             {stats?.largeRewrite ? (
               <p class="warning large-rewrite">
@@ -113,7 +121,12 @@ export const PatchFilesPanel: FC<{
             ) : null}
             {file.diff ? <DiffView diff={file.diff} /> : null}
             {!file.diff && !file.error && status !== 'cancelled' ? (
-              <p class="muted">No result yet.</p>
+              <p class="muted">
+                {file.keptResult
+                  ? 'Regenerating this file. Its earlier diff is kept and comes back if the ' +
+                    'regeneration fails.'
+                  : 'No result yet.'}
+              </p>
             ) : null}
           </section>
         );
