@@ -105,6 +105,10 @@ Subcommands:
             version N decrypts with its key. Their owners must save the keys again. When N is
             the newest version, users can save keys only after every process is restarted
 
+Both subcommands also print how many stored keys use each master key version when some of
+those versions are not configured, and which MASTER_KEYS entries to add. rotate exits 1
+then, because it could not rotate those keys.
+
 Options:
   --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)
   --version N      with discard: the master key version, as configured (required)
