@@ -123,6 +123,11 @@ Runs the service against fake GitHub, Groq and Gemini servers on 127.0.0.1, with
 PostgreSQL in a new temporary folder, opens a pull request and previews a fix (npm run demo).
 Stop it with Ctrl-C (SIGINT) or SIGTERM. It takes no options.`;
 
+/** Returns the `users plan` command that switches the user with `login` to `plan`. */
+export function planSwitchCommand(login: string, plan: string): string {
+  return `npx fixwright users plan --login ${login} --plan ${plan}`;
+}
+
 /** Help text of each command, printed for `fixwright COMMAND --help`. */
 export const commandUsages: Record<string, string> = {
   start: startUsage,
