@@ -1,8 +1,14 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Config, MasterKeySettings } from '../config/env.ts';
+import type { Database } from '../db/client.ts';
 import { checkDataDirOpenToPostgres } from '../db/postgres-user.ts';
-import { generatedKeyFilePath, generatedMasterKeyFile, loadKeyring } from '../keys/master-keys.ts';
+import {
+  describeMissingMasterKeyVersions,
+  findMissingMasterKeyVersions,
+  type MissingVersionsFinder,
+} from '../keys/master-key-check.ts';
+import { generatedKeyFilePath, generatedMasterKeyFile, loadKeyring, type Keyring } from '../keys/master-keys.ts';
 import { discardUndecryptableKeys, MasterKeyMatchesError, type DiscardReport } from '../keys/discard.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
@@ -69,11 +75,9 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
       if (error instanceof MasterKeyMismatchError) throw new CommandFailedError(error.message);
       throw error;
     }
-    // With the bundled PostgreSQL, version 1 may be the key generated before MASTER_KEYS was set.
-    const keyFile = config.DATABASE_URL ? null : path.join(config.dataDir, generatedMasterKeyFile);
-    const lines = describeReport(report, keyring.versions, config.masterKeySettings, {
-      generatedKeyFile: keyFile !== null && existsSync(keyFile) ? keyFile : undefined,
-    });
+    const lines = describeReport(report, keyring.versions, config.masterKeySettings);
+    const missing = await describeMissingVersions(db, keyring, config, { command: 'keys rotate' });
+    if (missing !== null) lines.push(missing);
     for (const line of lines) console.log(line);
     return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
   });
@@ -118,9 +122,31 @@ async function runDiscard(
       if (error instanceof MasterKeyMatchesError) throw new CommandFailedError(error.message);
       throw error;
     }
-    for (const line of describeDiscard(report)) console.log(line);
+    const lines = describeDiscard(report);
+    const missing = await describeMissingVersions(db, keyring, config, { command: 'keys discard', version });
+    if (missing !== null) lines.push(missing);
+    for (const line of lines) console.log(line);
     return 0;
   });
+}
+
+/**
+ * Builds the message that a start logs as `master_key.version_missing` when stored keys use
+ * versions that `keyring` lacks, worded for a keys command. Returns null when it has them all.
+ */
+async function describeMissingVersions(
+  db: Database,
+  keyring: Keyring,
+  config: Config,
+  finder: MissingVersionsFinder,
+): Promise<string | null> {
+  const found = await findMissingMasterKeyVersions(db, keyring);
+  if (found.missing.length === 0) return null;
+  const read = generatedKeyFilePath(config);
+  // With the bundled PostgreSQL, version 1 may be the key generated before MASTER_KEYS was set.
+  const file = config.DATABASE_URL ? null : path.join(config.dataDir, generatedMasterKeyFile);
+  const unread = read === null && file !== null && existsSync(file) ? file : null;
+  return describeMissingMasterKeyVersions(found, keyring.versions, finder, { read, unread });
 }
 
 /**
@@ -164,15 +190,14 @@ export function describeDiscard(report: DiscardReport): string[] {
 }
 
 /**
- * Builds the lines printed after a rotation: counts, problems and removable versions.
+ * Builds the lines printed after a rotation: counts, undecryptable keys and removable versions.
  * `configured` lists the keyring's versions, and `settings` records which variables set them.
- * `generatedKeyFile` is the master key file in DATA_DIR, named when version 1 is missing.
+ * The keys of versions that are not configured are described by describeMissingVersions.
  */
 export function describeReport(
   report: RotationReport,
   configured: number[],
   settings: MasterKeySettings,
-  options: { generatedKeyFile?: string } = {},
 ): string[] {
   const lines = [
     `Rotated ${formatCount(report.rotated, 'key')} to master key version ${report.targetVersion}; ` +
@@ -184,19 +209,6 @@ export function describeReport(
       `Every Fixwright process needs master key version ${report.targetVersion} in MASTER_KEYS ` +
         'to use the rotated keys: restart any process that was started without it.',
     );
-  }
-  for (const [version, count] of report.missingVersions) {
-    lines.push(
-      `${formatCount(count, 'key')} ${pickForm(count, 'uses', 'use')} master key version ${version}, ` +
-        `which is not configured: add ` +
-        `it to MASTER_KEYS as ${version}:<key> and run "fixwright keys rotate" again.`,
-    );
-    if (version === 1 && options.generatedKeyFile) {
-      lines.push(
-        `The master key generated in ${options.generatedKeyFile}, used while MASTER_KEY and ` +
-          `MASTER_KEYS were unset, is version 1: add 1:$(cat ${options.generatedKeyFile}) to MASTER_KEYS.`,
-      );
-    }
   }
   if (report.undecryptable > 0) {
     // A wrong key in MASTER_KEYS fails every key of its version, and a run with the right key

@@ -10,7 +10,7 @@ Commands:
   migrate                         Apply database migrations and exit
   receive --event NAME --payload FILE [--url URL] [--delivery ID] [--timeout S]
                                   Sign a webhook payload file with WEBHOOK_SECRET and post it
-  users token --login NAME [--name LABEL]
+  users token --login NAME [--name LABEL] [--create]
                                   Create a personal access token for the JSON API
   users plan --login NAME --plan free|pro|enterprise
                                   Switch a user's plan
@@ -62,7 +62,7 @@ Options:
                    spaces (default: a new UUID)
   --timeout S      seconds to wait for the response, 1 to 600 (default: 30)`;
 
-export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL]
+export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL] [--create]
        fixwright users plan --login NAME --plan free|pro|enterprise
        fixwright users apply-limits [--plan free|pro|enterprise] [--dry-run]
        fixwright users reset-usage --login NAME
@@ -70,7 +70,8 @@ export const usersUsage = `Usage: fixwright users token --login NAME [--name LAB
        fixwright users reset-admin --login NAME
 
 Subcommands:
-  token          create a personal access token for the JSON API (creates the user if needed)
+  token          create a personal access token for the JSON API for an existing user, or
+                 with --create for a new one
   plan           switch the user's plan
   apply-limits   apply PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the
                  users whose stored limit differs, as choosing their own plan again with
@@ -88,7 +89,9 @@ Options:
                  (default: command line)
   --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only
                  the users on this plan when given, and all users otherwise)
-  --dry-run      with apply-limits: print what would change and change nothing`;
+  --dry-run      with apply-limits: print what would change and change nothing
+  --create       with token: create the user when no user has the login; without it, an
+                 unknown login exits 1 and creates nothing`;
 
 const keysUsage = `Usage: fixwright keys rotate [--batch-size N]
        fixwright keys discard --version N [--dry-run]
@@ -105,6 +108,10 @@ Subcommands:
             version N decrypts with its key. Their owners must save the keys again. When N is
             the newest version, users can save keys only after every process is restarted
 
+Both subcommands also print how many stored keys use each master key version when some of
+those versions are not configured, and which MASTER_KEYS entries to add. rotate exits 1
+then, because it could not rotate those keys.
+
 Options:
   --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)
   --version N      with discard: the master key version, as configured (required)
@@ -115,6 +122,11 @@ const demoUsage = `Usage: fixwright demo
 Runs the service against fake GitHub, Groq and Gemini servers on 127.0.0.1, with the bundled
 PostgreSQL in a new temporary folder, opens a pull request and previews a fix (npm run demo).
 Stop it with Ctrl-C (SIGINT) or SIGTERM. It takes no options.`;
+
+/** Returns the `users plan` command that switches the user with `login` to `plan`. */
+export function planSwitchCommand(login: string, plan: string): string {
+  return `npx fixwright users plan --login ${login} --plan ${plan}`;
+}
 
 /** Help text of each command, printed for `fixwright COMMAND --help`. */
 export const commandUsages: Record<string, string> = {

@@ -24,7 +24,7 @@ const subcommands = ['token', 'plan', 'apply-limits', 'reset-usage', 'show', 're
 
 /** Options that each users subcommand takes. */
 const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
-  token: ['login', 'name'],
+  token: ['login', 'name', 'create'],
   plan: ['login', 'plan'],
   'apply-limits': ['plan', 'dry-run'],
   'reset-usage': ['login'],
@@ -58,6 +58,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     name: { type: 'string' },
     plan: { type: 'string' },
     'dry-run': { type: 'boolean' },
+    create: { type: 'boolean' },
   });
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
   rejectOtherOptions(command, suppliedOptions, accepted);
@@ -97,7 +98,16 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
   return withDatabase(config, logger, async (db) => {
     if (subcommand === 'token') {
-      const user = await findOrCreateUser(db, login, config);
+      // A mistyped login would otherwise create a user that no GitHub account links to until
+      // someone with that login installs the app or signs in.
+      const existing = await findUser(db, login);
+      if (!existing && !values.create) {
+        throw new CommandFailedError(
+          `User ${JSON.stringify(login)} not found, so no token was created. Check the login, or ` +
+            `run "fixwright users token --login ${login} --create" to create a user with it.`,
+        );
+      }
+      const user = existing ? { ...existing, created: false } : await createUser(db, login, config);
       const { token } = await mintApiToken(db, user.id, tokenName).catch(
         (error) => {
           if (error instanceof TokenLimitError) throw new CommandFailedError(error.message);
@@ -137,8 +147,8 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     const user = await findUser(db, login);
     if (!user) {
       throw new CommandFailedError(
-        `User ${JSON.stringify(login)} not found. Users appear when they install the app, or ` +
-          `create one with "fixwright users token --login ${login}".`,
+        `User ${JSON.stringify(login)} not found. Users appear when they install the app or sign ` +
+          `in, or create one with "fixwright users token --login ${login} --create".`,
       );
     }
     // Logins match without regard to case, so the output names the user as stored.
@@ -183,9 +193,8 @@ async function findUser(db: Database, login: string) {
   return user;
 }
 
-async function findOrCreateUser(db: Database, login: string, config: Config) {
-  const existing = await findUser(db, login);
-  if (existing) return { ...existing, created: false };
+/** Creates a user with `login`, or returns the user that another command created first. */
+async function createUser(db: Database, login: string, config: Config) {
   const now = new Date();
   const [created] = await db
     .insert(users)

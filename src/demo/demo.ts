@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { planSwitchCommand } from '../cli/usage.ts';
 import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
 import { childEnvironment, ignoredVariables } from './environment.ts';
 import { addFakeOAuth } from './fakes/github-oauth.ts';
@@ -460,7 +461,7 @@ export class Demo {
       `The commit mode adds a commit to ${headBranch}, so the fake GitHub sends ` +
         'pull_request.synchronize as GitHub does and the service starts a run for the new head.',
       `More tokens: cd ${packageRoot} && env -u DATABASE_URL DATA_DIR=${this.dataDir} ` +
-        `npx fixwright users plan --login ${demoAccount.login} --plan pro`,
+        planSwitchCommand(demoAccount.login, 'pro'),
     ];
     for (const line of lines) this.print(line);
   }

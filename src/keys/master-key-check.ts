@@ -99,6 +99,121 @@ export async function countKeysByVersion(db: Database): Promise<StoredVersionCou
     .orderBy(desc(userApiKeys.masterKeyVersion));
 }
 
+/** The stored provider keys per master key version, and those of versions a keyring lacks. */
+export interface StoredKeyVersions {
+  /** Every version that stored keys use, newest first. */
+  stored: StoredVersionCount[];
+  /** The entries of `stored` whose version the keyring does not have, newest first. */
+  missing: StoredVersionCount[];
+}
+
+/** Counts the stored provider keys by master key version and picks those `keyring` lacks. */
+export async function findMissingMasterKeyVersions(
+  db: Database,
+  keyring: Keyring,
+): Promise<StoredKeyVersions> {
+  const stored = await countKeysByVersion(db);
+  return { stored, missing: stored.filter((entry) => !keyring.versions.includes(entry.version)) };
+}
+
+/**
+ * The program that found stored keys of a version it lacks. The message states what this
+ * program did with those keys and what to run next.
+ */
+export type MissingVersionsFinder =
+  | { command: 'start' }
+  | { command: 'keys rotate' }
+  | { command: 'keys discard'; version: number };
+
+/** Generated master key files that the missing-versions message may name. */
+export interface MasterKeyFiles {
+  /** The file that version 1 was read from because MASTER_KEY and MASTER_KEYS are unset. */
+  read: string | null;
+  /** A generated file that exists but was not read, because MASTER_KEYS is set. */
+  unread?: string | null;
+}
+
+/**
+ * Builds the message about stored keys of versions that `configured` lacks: every stored
+ * version with its number of keys, the versions this program has, what happens to the keys of
+ * the missing versions, and which MASTER_KEYS entries to add. `found.missing` must not be empty.
+ */
+export function describeMissingMasterKeyVersions(
+  found: StoredKeyVersions,
+  configured: number[],
+  finder: MissingVersionsFinder,
+  keyFiles: MasterKeyFiles,
+): string {
+  const { stored, missing } = found;
+  const missingVersions = missing.map((entry) => entry.version);
+  const storedText = joinWithAnd(
+    stored.map((entry) => `${entry.version} (${formatCount(entry.keys, 'key')})`),
+  );
+  const missingText = joinWithAnd(missingVersions.map(String));
+  const versionWord = pickForm(missingVersions.length, 'version', 'versions');
+  const program = finder.command === 'start' ? 'process' : 'command';
+  const configuredText =
+    keyFiles.read !== null
+      ? `MASTER_KEY and MASTER_KEYS are unset, so this ${program} has only master key version 1, ` +
+        `read from ${keyFiles.read}.`
+      : configured.length === 0
+        ? `This ${program} has no master key.`
+        : `This ${program} has master key ${pickForm(configured.length, 'version', 'versions')} ` +
+          `${joinWithAnd(configured.map(String))}.`;
+  // Setting MASTER_KEYS stops the process from reading the file, so its key must be listed too.
+  const keepFileKey =
+    keyFiles.read !== null && stored.some((entry) => entry.version === 1)
+      ? ` List version 1 there as well, as "1:$(cat ${keyFiles.read})", while stored keys use it.`
+      : '';
+  // With MASTER_KEYS set, the file still contains the key that version 1 had before it was set.
+  const unreadFileKey =
+    keyFiles.unread && missingVersions.includes(1)
+      ? ` The master key generated in ${keyFiles.unread}, used while MASTER_KEY and MASTER_KEYS ` +
+        `were unset, is version 1: add 1:$(cat ${keyFiles.unread}) to MASTER_KEYS.`
+      : '';
+  return (
+    `Stored provider keys use master key ${pickForm(stored.length, 'version', 'versions')} ` +
+    `${storedText}, but ${versionWord} ${missingText} ` +
+    `${pickForm(missingVersions.length, 'is', 'are')} not configured. ${configuredText} ` +
+    `${describeMissingKeysOutcome(missing, finder)}${keepFileKey}${unreadFileKey}`
+  );
+}
+
+/** Describes what happens to the keys of the `missing` versions, and what to set, for `finder`. */
+function describeMissingKeysOutcome(
+  missing: StoredVersionCount[],
+  finder: MissingVersionsFinder,
+): string {
+  const versionCount = missing.length;
+  const keyCount = missing.reduce((sum, entry) => sum + entry.keys, 0);
+  const versionNumbers = joinWithAnd(missing.map((entry) => String(entry.version)));
+  const versionsText = `${pickForm(versionCount, 'version', 'versions')} ${versionNumbers}`;
+  const keysText = `${formatCount(keyCount, 'stored key')} of ${versionsText}`;
+  const them = pickForm(keyCount, 'it', 'them');
+  const setOriginal = `in MASTER_KEYS, set to the original ${pickForm(versionCount, 'key', 'keys')}`;
+  const leftOut =
+    `a process without ${pickForm(versionCount, 'that version', 'those versions')} leaves ${them} ` +
+    'out of previews';
+  switch (finder.command) {
+    case 'start':
+      return (
+        `Previews leave out the ${keysText} without marking ${them} unusable, and the keys page ` +
+        `tells ${pickForm(keyCount, 'its owner', 'their owners')} why. Restart every process with ` +
+        `${versionsText} ${setOriginal}.`
+      );
+    case 'keys rotate':
+      return (
+        `The rotation left the ${keysText} as ${pickForm(keyCount, 'it was', 'they were')}, and ` +
+        `${leftOut}. Run "fixwright keys rotate" again with ${versionsText} ${setOriginal}.`
+      );
+    case 'keys discard':
+      return (
+        `The command checks only the keys of version ${finder.version}, so it leaves the ${keysText} ` +
+        `alone, and ${leftOut}. Restart every process with ${versionsText} ${setOriginal}.`
+      );
+  }
+}
+
 /**
  * Logs one `master_key.version_missing` warning when stored provider keys use master key
  * versions that this process was not given, such as after `keys rotate` when a start lacks
@@ -112,45 +227,18 @@ export async function reportMissingMasterKeyVersions(
   logger: Logger,
   keyFile: string | null,
 ): Promise<number[]> {
-  const stored = await countKeysByVersion(db);
-  const configured = keyring.versions;
-  const missing = stored.filter((entry) => !configured.includes(entry.version));
-  if (missing.length === 0) return [];
+  const found = await findMissingMasterKeyVersions(db, keyring);
+  if (found.missing.length === 0) return [];
 
-  const missingVersions = missing.map((entry) => entry.version);
-  const missingKeys = missing.reduce((sum, entry) => sum + entry.keys, 0);
-  const storedText = joinWithAnd(
-    stored.map((entry) => `${entry.version} (${formatCount(entry.keys, 'key')})`),
-  );
-  const missingText = joinWithAnd(missingVersions.map(String));
-  const versionWord = pickForm(missingVersions.length, 'version', 'versions');
-  const configuredText =
-    keyFile !== null
-      ? `MASTER_KEY and MASTER_KEYS are unset, so this process has only master key version 1, ` +
-        `read from ${keyFile}.`
-      : configured.length === 0
-        ? 'This process has no master key.'
-        : `This process has master key ${pickForm(configured.length, 'version', 'versions')} ` +
-          `${joinWithAnd(configured.map(String))}.`;
-  // Setting MASTER_KEYS stops the process from reading the file, so its key must be listed too.
-  const keepFileKey =
-    keyFile !== null && stored.some((entry) => entry.version === 1)
-      ? ` List version 1 there as well, as "1:$(cat ${keyFile})", while stored keys use it.`
-      : '';
+  const missingVersions = found.missing.map((entry) => entry.version);
   logger.warn(
     {
       event: 'master_key.version_missing',
-      storedVersions: stored,
-      configuredVersions: configured,
+      storedVersions: found.stored,
+      configuredVersions: keyring.versions,
       missingVersions,
     },
-    `Stored provider keys use master key ${pickForm(stored.length, 'version', 'versions')} ` +
-      `${storedText}, but ${versionWord} ` +
-      `${missingText} ${pickForm(missingVersions.length, 'is', 'are')} not configured. ${configuredText} ` +
-      `Previews leave out the ${formatCount(missingKeys, 'stored key')} of ${versionWord} ` +
-      `${missingText} without marking them unusable, and the keys page tells their owners why. ` +
-      `Restart every process with ${versionWord} ${missingText} in MASTER_KEYS, set to the ` +
-      `original ${pickForm(missingVersions.length, 'key', 'keys')}.${keepFileKey}`,
+    describeMissingMasterKeyVersions(found, keyring.versions, { command: 'start' }, { read: keyFile }),
   );
   return missingVersions;
 }

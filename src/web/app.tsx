@@ -22,6 +22,7 @@ import { runPages } from './pages/run-pages.tsx';
 import { signInPages } from './pages/sign-in-pages.tsx';
 import { tokenPages } from './pages/token-pages.tsx';
 import { rejectNulInQuery } from './reject-nul-in-query.ts';
+import { strictTransportSecurity } from './strict-transport-security.ts';
 import { webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
@@ -65,6 +66,8 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   // Scripts and styles come only from /public, so injected markup cannot run code.
   app.use(
     secureHeaders({
+      // Sent by strictTransportSecurity below, only on requests that arrived over HTTPS.
+      strictTransportSecurity: false,
       contentSecurityPolicy: {
         defaultSrc: ["'self'"],
         scriptSrc: ["'self'"],
@@ -78,6 +81,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
       },
     }),
   );
+  app.use(strictTransportSecurity(context.config));
   app.use(rejectNulInQuery);
   app.onError((error, c) => handleError(error, c, logger));
   app.notFound((c) => handleError(new AppError('not_found', `No route for ${c.req.method} ${c.req.path}.`), c, logger));

@@ -64,8 +64,8 @@ async function healthStatus(service: ServiceProcess): Promise<number> {
 }
 
 const notFound =
-  'User "nobody" not found. Users appear when they install the app, or create one with ' +
-  '"fixwright users token --login nobody".\n';
+  'User "nobody" not found. Users appear when they install the app or sign in, or create one ' +
+  'with "fixwright users token --login nobody --create".\n';
 
 describe('owner whose PostgreSQL stopped', () => {
   it('rejects commands and starts until it exits', async () => {

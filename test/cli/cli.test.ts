@@ -234,7 +234,7 @@ describe('fixwright usage errors', () => {
     ],
     [
       ['users', 'token', '--login', 'alice', '--plan', 'pro'],
-      'Invalid option --plan for users token: it takes only --login and --name.',
+      'Invalid option --plan for users token: it takes only --login, --name and --create.',
     ],
     [
       ['users', 'plan', '--login', 'alice', '--plan', 'pro', '--name', 'ci'],
@@ -256,7 +256,15 @@ describe('fixwright usage errors', () => {
     ],
     [
       ['users', 'token', '--login', 'alice', '--dry-run'],
-      'Invalid option --dry-run for users token: it takes only --login and --name.',
+      'Invalid option --dry-run for users token: it takes only --login, --name and --create.',
+    ],
+    [
+      ['users', 'show', '--login', 'alice', '--create'],
+      'Invalid option --create for users show: it takes only --login.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice', '--create', '--create'],
+      'Repeated option --create for users token: give it once.',
     ],
     [
       ['users', 'token', '--login', 'alice', '--login', 'bob'],
@@ -357,7 +365,7 @@ describe('fixwright usage errors', () => {
     ],
     [
       ['users', 'plan', '--help'],
-      'Usage: fixwright users token --login NAME [--name LABEL]',
+      'Usage: fixwright users token --login NAME [--name LABEL] [--create]',
       [
         '  --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters',
         '                 (default: command line)',
@@ -365,7 +373,7 @@ describe('fixwright usage errors', () => {
     ],
     [
       ['users', 'apply-limits', '--help'],
-      'Usage: fixwright users token --login NAME [--name LABEL]',
+      'Usage: fixwright users token --login NAME [--name LABEL] [--create]',
       ['  --dry-run      with apply-limits: print what would change and change nothing'],
     ],
   ];
@@ -437,7 +445,7 @@ describe('fixwright users', () => {
     const result = await runFixwright(['users', '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
-      'Usage: fixwright users token --login NAME [--name LABEL]\n' +
+      'Usage: fixwright users token --login NAME [--name LABEL] [--create]\n' +
         '       fixwright users plan --login NAME --plan free|pro|enterprise\n' +
         '       fixwright users apply-limits [--plan free|pro|enterprise] [--dry-run]\n' +
         '       fixwright users reset-usage --login NAME\n' +
@@ -445,7 +453,8 @@ describe('fixwright users', () => {
         '       fixwright users reset-admin --login NAME\n' +
         '\n' +
         'Subcommands:\n' +
-        '  token          create a personal access token for the JSON API (creates the user if needed)\n' +
+        '  token          create a personal access token for the JSON API for an existing user, or\n' +
+        '                 with --create for a new one\n' +
         "  plan           switch the user's plan\n" +
         '  apply-limits   apply PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the\n' +
         '                 users whose stored limit differs, as choosing their own plan again with\n' +
@@ -463,7 +472,9 @@ describe('fixwright users', () => {
         '                 (default: command line)\n' +
         '  --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only\n' +
         '                 the users on this plan when given, and all users otherwise)\n' +
-        '  --dry-run      with apply-limits: print what would change and change nothing\n',
+        '  --dry-run      with apply-limits: print what would change and change nothing\n' +
+        '  --create       with token: create the user when no user has the login; without it, an\n' +
+        '                 unknown login exits 1 and creates nothing\n',
     );
   });
 
@@ -473,15 +484,52 @@ describe('fixwright users', () => {
     });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      'User "nobody-here" not found. Users appear when they install the app, or create one ' +
-        'with "fixwright users token --login nobody-here".\n',
+      'User "nobody-here" not found. Users appear when they install the app or sign in, or ' +
+        'create one with "fixwright users token --login nobody-here --create".\n',
     );
     expect(result.stdout).toBe('');
   });
 
+  it('token rejects an unknown login', async () => {
+    const result = await runFixwright(['users', 'token', '--login', 'no-such-user'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'User "no-such-user" not found, so no token was created. Check the login, or run ' +
+        '"fixwright users token --login no-such-user --create" to create a user with it.\n',
+    );
+    expect(result.stdout).toBe('');
+    const created = await context.db.select().from(users).where(eq(users.login, 'no-such-user'));
+    expect(created).toEqual([]);
+  });
+
+  it('token --create creates the user once', async () => {
+    const first = await runFixwright(['users', 'token', '--login', 'created-user', '--create'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toBe(
+      'Created user created-user; their installations link to it on the next installation event.\n' +
+        'Personal access token for created-user (shown once; store it now):\n',
+    );
+    expect(first.stdout).toMatch(/^fxw_\S+\n$/);
+
+    // With --create, an existing login gets a token and no second user.
+    const again = await runFixwright(['users', 'token', '--login', 'CREATED-user', '--create'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toBe('Personal access token for created-user (shown once; store it now):\n');
+    const rows = await context.db.select().from(users).where(eq(users.login, 'created-user'));
+    expect(rows).toHaveLength(1);
+    const tokens = await context.db.select().from(apiTokens).where(eq(apiTokens.userId, rows[0]!.id));
+    expect(tokens).toHaveLength(2);
+  });
+
   it('stores the token name trimmed', async () => {
     const result = await runFixwright(
-      ['users', 'token', '--login', 'named-token', '--name', '  deploy bot  '],
+      ['users', 'token', '--login', 'named-token', '--name', '  deploy bot  ', '--create'],
       { DATABASE_URL: context.database.url },
     );
 
@@ -523,7 +571,7 @@ describe('fixwright users and login case', () => {
   }
 
   beforeAll(async () => {
-    const created = await runUsers(['token', '--login', stored]);
+    const created = await runUsers(['token', '--login', stored, '--create']);
     expect(created.code, created.stderr).toBe(0);
   });
 

@@ -132,7 +132,7 @@ describe('a one-off command interrupted', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('stops its PostgreSQL on %s during its work', async (signal) => {
     const dataDir = await copyTemplate();
     const login = `${pausedLoginPrefix}${signal.toLowerCase()}`;
-    const run = spawnCli(['users', 'token', '--login', login], cliEnv({ DATA_DIR: dataDir }));
+    const run = spawnCli(['users', 'token', '--login', login, '--create'], cliEnv({ DATA_DIR: dataDir }));
     let serverPid: number | undefined;
     try {
       await run.waitUntil(async () => {

@@ -47,7 +47,7 @@ describe('start on a DATA_DIR in use', () => {
     expect(linesWithEvent(second.stdout, 'bundled_postgres.reused')).toEqual([]);
 
     // One-off commands still use the server that the first start runs.
-    const token = await runCli(['users', 'token', '--login', 'octocat'], cliEnv({ DATA_DIR: dataDir }));
+    const token = await runCli(['users', 'token', '--login', 'octocat', '--create'], cliEnv({ DATA_DIR: dataDir }));
     expect(token.stdout.trim()).toMatch(/^\S{20,}$/);
     expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
 

@@ -35,7 +35,7 @@ async function readUser(login: string) {
 
 describe('fixwright users and period ends', () => {
   it('token stores the end of a new user', async () => {
-    await runUsers(['token', '--login', 'period-cli']);
+    await runUsers(['token', '--login', 'period-cli', '--create']);
     const user = await readUser('period-cli');
     expect(user.periodAnchorAt).toEqual(user.periodStartedAt);
     expect(user.periodEndsAt.getTime() - user.periodStartedAt.getTime()).toBe(14 * 86_400_000);

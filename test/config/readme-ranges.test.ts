@@ -42,10 +42,21 @@ function parseRange(range: string): { min?: number; max?: number } {
   throw new Error(`invalid range "${range}" in README.md: write "A–B", "A or more" or "at most B"`);
 }
 
+/** The numeric settings of the configuration, with their defaults, by name. */
+const numericDefaults = Object.fromEntries(
+  Object.entries(loadConfig({}) as unknown as Record<string, unknown>).filter(
+    ([name, value]) => /^[A-Z_]+$/.test(name) && typeof value === 'number',
+  ),
+);
+
 describe('README configuration ranges', () => {
   it('lists the numeric settings', () => {
-    expect(rows.length).toBeGreaterThanOrEqual(20);
-    expect(rows.map((row) => row.name)).toContain('PORT');
+    expect(Object.keys(numericDefaults).length).toBeGreaterThanOrEqual(20);
+    expect(rows.map((row) => row.name).sort()).toEqual(Object.keys(numericDefaults).sort());
+  });
+
+  it.each(rows.map((row) => [row.name, row] as const))('%s states its default', (name, row) => {
+    expect(row.defaultValue).toBe(numericDefaults[name]);
   });
 
   it.each(rows.map((row) => [row.name, row] as const))('%s states its range', (_name, row) => {
@@ -67,6 +78,47 @@ describe('README configuration ranges', () => {
           `Invalid ${name}: must be at most ${max} (got "${max + 1}").`,
         );
       }
+    },
+  );
+});
+
+/** The rows of the README's configuration table, from its heading to the next one. */
+const configurationSection = readme.slice(
+  readme.indexOf('\n## Configuration\n'),
+  readme.indexOf('\n## ', readme.indexOf('\n## Configuration\n') + 1),
+);
+const tableRows = configurationSection.split('\n').filter((line) => line.startsWith('| `'));
+
+/** Returns the anchor that GitHub gives an ASCII markdown heading, such as "one-server-per-data_dir". */
+function headingAnchor(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9 _-]/g, '')
+    .replace(/ /g, '-');
+}
+
+describe('README configuration links', () => {
+  const links = tableRows.flatMap((row) =>
+    [...row.matchAll(/\]\((docs\/[a-z-]+\.md)(?:#([^)]+))?\)/g)].map((match) => ({
+      setting: /^\| `([A-Z_]+)`/.exec(row)?.[1] ?? row.slice(0, 40),
+      file: match[1]!,
+      anchor: match[2],
+    })),
+  );
+
+  it('has rows and links', () => {
+    expect(tableRows.length).toBeGreaterThanOrEqual(40);
+    expect(links.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it.each(links.map((link) => [`${link.setting} -> ${link.file}#${link.anchor ?? ''}`, link] as const))(
+    '%s resolves',
+    (_label, link) => {
+      const text = readFileSync(new URL(`../../${link.file}`, import.meta.url), 'utf8');
+      if (link.anchor === undefined) return;
+      const anchors = [...text.matchAll(/^#{1,6} (.+)$/gm)].map((match) => headingAnchor(match[1]!));
+      expect(anchors).toContain(link.anchor);
     },
   );
 });

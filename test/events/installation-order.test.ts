@@ -1,5 +1,4 @@
 import { eq } from 'drizzle-orm';
-import type PgBoss from 'pg-boss';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { installations, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
@@ -15,8 +14,9 @@ import {
   type InstallationCancelCause,
 } from '../../src/runs/cancel-installation-work.ts';
 import { createApp } from '../../src/web/app.tsx';
+import { logsOf } from '../helpers/context.ts';
 import { createGitHubTestContext, insertUser, type GitHubTestContext } from '../helpers/github-context.ts';
-import { listKeyedJobs, runDueJob } from '../helpers/jobs.ts';
+import { keyedQueue } from '../helpers/jobs.ts';
 import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'installation-order-secret';
@@ -110,32 +110,13 @@ async function expectCancelled(
   return run;
 }
 
-/** Lists the installation's check jobs, oldest first. */
-async function checkJobs() {
-  return listKeyedJobs(setup.context, confirmInstallationQueue, String(setup.installationId));
-}
-
-/** Returns the id of the one queued check job. */
-async function queuedCheck(): Promise<string> {
-  const jobs = await checkJobs();
-  expect(jobs.map((job) => job.state)).toEqual(['created']);
-  return jobs[0]!.id;
-}
-
-async function runCheck(jobId: string, whileActive?: () => Promise<void>) {
-  await runDueJob<ConfirmInstallationJobData>(
-    setup.context,
-    confirmInstallationQueue,
-    jobId,
-    (job: PgBoss.JobWithMetadata<ConfirmInstallationJobData>) =>
-      handleConfirmInstallationJob(setup.context, job),
-    whileActive,
-  );
-}
-
-function logsOf(event: string) {
-  return setup.context.logs.filter((line) => line.event === event);
-}
+/** The installation's check jobs. */
+const checks = keyedQueue<ConfirmInstallationJobData>({
+  context: () => setup.context,
+  queue: confirmInstallationQueue,
+  key: () => String(setup.installationId),
+  handle: handleConfirmInstallationJob,
+});
 
 function installationRequests() {
   return setup.fake.requests.filter(
@@ -151,7 +132,7 @@ describe('installation events out of order', () => {
     expect(await deliver('installation', 'unsuspend')).toBe(
       `installation ${setup.installationId} resumed`,
     );
-    const [queued] = await checkJobs();
+    const [queued] = await checks.jobs();
     expect(queued!.delayMs).toBeGreaterThanOrEqual(confirmDelaySeconds * 1000 - 1000);
     expect(queued!.delayMs).toBeLessThanOrEqual(confirmDelaySeconds * 1000 + 1000);
 
@@ -159,10 +140,10 @@ describe('installation events out of order', () => {
     expect(suspended).toMatch(/marked suspended; cancelled 1 run\(s\)/);
     expect((await installationRow()).suspendedAt).not.toBeNull();
     expect((await runById(run.id)).status).toBe('cancelled');
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     expect(jobId).toBe(queued!.id);
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     const row = await installationRow();
     expect(row.suspendedAt).toBeNull();
@@ -170,7 +151,7 @@ describe('installation events out of order', () => {
     expect((await runById(run.id)).status).toBe('cancelled');
     expect(installationRequests()).toHaveLength(1);
     expect(installationRequests()[0]!.headers.authorization).toMatch(/^bearer eyJ/i);
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       { github: 'active', status: 'corrected', suspended: false, deleted: false },
     ]);
   });
@@ -184,7 +165,7 @@ describe('installation events out of order', () => {
     const run = await queuedRun();
     expect(run.status).toBe('queued');
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const row = await installationRow();
     expect(row.suspendedAt).not.toBeNull();
@@ -195,7 +176,7 @@ describe('installation events out of order', () => {
     expect((await setup.context.boss.getJobById(analyzeQueue, run.analyzeJobId!))?.state).toBe(
       'cancelled',
     );
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       {
         github: 'suspended',
         status: 'corrected',
@@ -212,12 +193,12 @@ describe('installation events out of order', () => {
       `installation ${setup.installationId} recorded for Codertocat`,
     );
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const row = await installationRow();
     expect(row.deletedAt).toBeNull();
     expect(row.suspendedAt).toBeNull();
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       { github: 'active', status: 'unchanged' },
     ]);
   });
@@ -229,34 +210,34 @@ describe('installation events out of order', () => {
     expect((await installationRow()).deletedAt).toBeNull();
     const run = await queuedRun();
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     expect((await installationRow()).deletedAt).not.toBeNull();
     const cancelled = await expectCancelled(run.id, null, 'uninstalled');
     expect(cancelled.error).toContain('because the GitHub App was uninstalled from Codertocat');
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       { github: 'deleted', status: 'corrected', deleted: true },
     ]);
   });
 
   it('leaves the marks to a later check', async () => {
     await deliver('installation', 'suspend');
-    const first = await queuedCheck();
+    const first = await checks.queued();
 
     // The unsuspend arrives while the first check runs, so it queues a second check.
-    await runCheck(first, async () => {
+    await checks.run(first, async () => {
       await deliver('installation', 'unsuspend');
     });
 
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       { status: 'skipped', reason: expect.stringMatching(/is queued and reads GitHub later$/) },
     ]);
     expect((await installationRow()).suspendedAt).toBeNull();
-    const jobs = await checkJobs();
+    const jobs = await checks.jobs();
     expect(jobs.map((job) => job.state)).toEqual(['completed', 'created']);
 
     setGitHubInstallation({ suspended: true });
-    await runCheck(jobs[1]!.id);
+    await checks.run(jobs[1]!.id);
     expect((await installationRow()).suspendedAt).not.toBeNull();
   });
 });
@@ -287,13 +268,13 @@ describe('installation events for unrecorded installations', () => {
 
   it('checks without asking GitHub', async () => {
     await deliver('installation', 'suspend');
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     await setup.context.db.delete(installations).where(eq(installations.id, setup.installationId));
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     expect(installationRequests()).toHaveLength(0);
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       { status: 'skipped', reason: 'installation not recorded' },
     ]);
   });
@@ -302,42 +283,42 @@ describe('installation events for unrecorded installations', () => {
 describe('installation check failures', () => {
   it('retries a GitHub server error', async () => {
     await deliver('installation', 'suspend');
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     setup.fake.queueResponse({ method: 'GET', path: installationPath, status: 502 });
 
-    const failed = await runCheck(jobId).catch((error: unknown) => error);
+    const failed = await checks.run(jobId).catch((error: unknown) => error);
 
     expect((failed as { status?: number }).status).toBe(502);
     // One request: the job's retries replace Octokit's.
     expect(installationRequests()).toHaveLength(1);
     expect((await installationRow()).suspendedAt).not.toBeNull();
-    const [retry] = await checkJobs();
+    const [retry] = await checks.jobs();
     expect(retry!.state).toBe('retry');
     // The first retry waits 15 to 30 s.
     expect(retry!.waitMs).toBeGreaterThan(10_000);
-    expect(logsOf('job.confirm_installation.failed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.failed')).toMatchObject([
       { level: 50, attempt: 0, finalAttempt: false, err: { status: 502 } },
     ]);
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     expect((await installationRow()).suspendedAt).toBeNull();
     expect(installationRequests()).toHaveLength(2);
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed']);
   });
 
   it('retries a GitHub rate limit', async () => {
     await deliver('installation', 'suspend');
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     const reset = Math.floor(Date.now() / 1000) + 1800;
     setup.fake.queueResponse(primaryRateLimitError('GET', installationPath, reset));
 
-    const failed = await runCheck(jobId).catch((error: unknown) => error);
+    const failed = await checks.run(jobId).catch((error: unknown) => error);
 
     expect((failed as { status?: number }).status).toBe(403);
     expect((await installationRow()).suspendedAt).not.toBeNull();
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['retry']);
-    expect(logsOf('job.confirm_installation.failed')).toMatchObject([
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['retry']);
+    expect(logsOf(setup.context, 'job.confirm_installation.failed')).toMatchObject([
       { rateLimit: 'primary', liftsAt: new Date((reset + 1) * 1000).toISOString() },
     ]);
   });
@@ -357,10 +338,10 @@ describe('installation check failures', () => {
     const run = await queuedRun();
     for (const { name, body } of cases) {
       await deliver('installation', 'unsuspend');
-      const jobId = await queuedCheck();
+      const jobId = await checks.queued();
       setup.fake.queueResponse({ method: 'GET', path: installationPath, status: 200, body });
 
-      const failed = await runCheck(jobId).catch((error: unknown) => error);
+      const failed = await checks.run(jobId).catch((error: unknown) => error);
 
       expect(failed, name).toBeInstanceOf(Error);
       expect((failed as Error).message, name).toMatch(
@@ -370,11 +351,11 @@ describe('installation check failures', () => {
       expect(row.suspendedAt, name).toBeNull();
       expect(row.deletedAt, name).toBeNull();
       expect((await runById(run.id)).status, name).toBe('queued');
-      expect((await checkJobs()).map((job) => job.state), name).toEqual(['retry']);
+      expect((await checks.jobs()).map((job) => job.state), name).toEqual(['retry']);
       await setup.context.database.sql`
         DELETE FROM pgboss.job WHERE name = ${confirmInstallationQueue}`;
     }
-    expect(logsOf('job.confirm_installation.failed')).toHaveLength(cases.length);
+    expect(logsOf(setup.context, 'job.confirm_installation.failed')).toHaveLength(cases.length);
   });
 
   it('reads a suspended installation with a bad time', async () => {
@@ -390,9 +371,9 @@ describe('installation check failures', () => {
     await deliver('installation', 'suspend');
     const row = await installationRow();
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
-    expect(logsOf('job.confirm_installation.failed')).toEqual([]);
+    expect(logsOf(setup.context, 'job.confirm_installation.failed')).toEqual([]);
     expect((await installationRow()).suspendedAt).toEqual(row.suspendedAt);
   });
 
@@ -404,23 +385,23 @@ describe('installation check failures', () => {
 
     expect((await installationRow()).suspendedAt).not.toBeNull();
     expect((await runById(run.id)).status).toBe('cancelled');
-    expect(await checkJobs()).toEqual([]);
-    expect(logsOf('installation.unconfirmed')).toMatchObject([
+    expect(await checks.jobs()).toEqual([]);
+    expect(logsOf(setup.context, 'installation.unconfirmed')).toMatchObject([
       { level: 40, installationId: setup.installationId, action: 'suspend' },
     ]);
-    expect(String(logsOf('installation.unconfirmed')[0]!.msg)).toContain('Set APP_ID');
+    expect(String(logsOf(setup.context, 'installation.unconfirmed')[0]!.msg)).toContain('Set APP_ID');
   });
 
   it('ends a check on a worker without credentials', async () => {
     await deliver('installation', 'suspend');
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     setup.context.github = null;
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     expect((await installationRow()).suspendedAt).not.toBeNull();
     expect(installationRequests()).toHaveLength(0);
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
-    expect(logsOf('job.confirm_installation.not_configured')).toMatchObject([{ level: 40 }]);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed']);
+    expect(logsOf(setup.context, 'job.confirm_installation.not_configured')).toMatchObject([{ level: 40 }]);
   });
 });

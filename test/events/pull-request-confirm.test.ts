@@ -2,7 +2,6 @@
 // by those times. So a change of the closed mark or the base branch also queues a check with
 // GitHub, which sets both to what GitHub reports.
 import { eq } from 'drizzle-orm';
-import type PgBoss from 'pg-boss';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
@@ -14,6 +13,7 @@ import {
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { createApp } from '../../src/web/app.tsx';
+import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
   owner,
@@ -23,7 +23,7 @@ import {
   repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
-import { listKeyedJobs, runDueJob } from '../helpers/jobs.ts';
+import { keyedQueue } from '../helpers/jobs.ts';
 import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'pull-request-confirm-secret';
@@ -114,32 +114,13 @@ async function currentRun() {
   return run!;
 }
 
-/** Lists the pull request's check jobs, oldest first. */
-async function checkJobs() {
-  return listKeyedJobs(setup.context, confirmPullRequestQueue, `${repositoryId}#${prNumber}`);
-}
-
-/** Returns the id of the one queued check job. */
-async function queuedCheck(): Promise<string> {
-  const jobs = await checkJobs();
-  expect(jobs.map((job) => job.state)).toEqual(['created']);
-  return jobs[0]!.id;
-}
-
-async function runCheck(jobId: string, whileActive?: () => Promise<void>) {
-  await runDueJob<ConfirmPullRequestJobData>(
-    setup.context,
-    confirmPullRequestQueue,
-    jobId,
-    (job: PgBoss.JobWithMetadata<ConfirmPullRequestJobData>) =>
-      handleConfirmPullRequestJob(setup.context, job),
-    whileActive,
-  );
-}
-
-function logsOf(event: string) {
-  return setup.context.logs.filter((line) => line.event === event);
-}
+/** The pull request's check jobs. */
+const checks = keyedQueue<ConfirmPullRequestJobData>({
+  context: () => setup.context,
+  queue: confirmPullRequestQueue,
+  key: () => `${repositoryId}#${prNumber}`,
+  handle: handleConfirmPullRequestJob,
+});
 
 function pullRequestReads() {
   return setup.fake.requests.filter(
@@ -165,11 +146,11 @@ describe('closed and reopened in the same second', () => {
   it('reopen then close ends open', async () => {
     const closed = await reopenThenClose();
     setGitHubPullRequest({ updatedAt: tie });
-    const [queued] = await checkJobs();
+    const [queued] = await checks.jobs();
     expect(queued!.delayMs).toBeGreaterThanOrEqual(confirmPullRequestDelaySeconds * 1000 - 1000);
     expect(queued!.delayMs).toBeLessThanOrEqual(confirmPullRequestDelaySeconds * 1000 + 1000);
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const run = await currentRun();
     expect(run.id).toBe(closed.id);
@@ -181,10 +162,10 @@ describe('closed and reopened in the same second', () => {
     );
     expect(pullRequestReads()).toHaveLength(1);
     expect(pullRequestReads()[0]!.headers.authorization).toMatch(/^token ghs_/i);
-    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { github: 'open', status: 'corrected', outcomes: [`reopened: run ${run.id} queued again`] },
     ]);
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed']);
   });
 
   it('close then reopen ends closed', async () => {
@@ -195,12 +176,12 @@ describe('closed and reopened in the same second', () => {
     // The arrival order does not show the order on GitHub: here the reopen came first.
     setGitHubPullRequest({ closedAt: tie, updatedAt: tie });
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const run = await currentRun();
     expect(run.prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
     expect(run.status).toBe('cancelled');
-    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { github: 'closed', status: 'corrected' },
     ]);
   });
@@ -212,12 +193,12 @@ describe('closed and reopened in the same second', () => {
     const reopened = await currentRun();
     setGitHubPullRequest({ updatedAt: tie });
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const run = await currentRun();
     expect(run.prClosedAt).toBeNull();
     expect(run.analyzeJobId).toBe(reopened.analyzeJobId);
-    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { github: 'open', status: 'unchanged' },
     ]);
   });
@@ -232,7 +213,7 @@ describe('closed and reopened in the same second', () => {
     // On GitHub the close came first.
     setGitHubPullRequest({ updatedAt: tie });
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const run = await currentRun();
     expect(run.prClosedAt).toBeNull();
@@ -244,7 +225,7 @@ describe('closed and reopened in the same second', () => {
     await deliver(pullRequestEvent('reopened', tie));
     await deliver(pullRequestEvent('closed', tie));
 
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['created']);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['created']);
   });
 });
 
@@ -261,8 +242,8 @@ describe('events in different seconds', () => {
     const run = await currentRun();
     expect(run.prClosedAt).toBeNull();
     expect(run.baseRef).toBe('release');
-    expect(await checkJobs()).toEqual([]);
-    expect(logsOf('pull_request.unconfirmed')).toEqual([]);
+    expect(await checks.jobs()).toEqual([]);
+    expect(logsOf(setup.context, 'pull_request.unconfirmed')).toEqual([]);
   });
 
   it('ignore a close in the second of the open', async () => {
@@ -270,7 +251,7 @@ describe('events in different seconds', () => {
     await deliver(pullRequestEvent('closed', tie));
 
     expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:05:00.000Z');
-    expect(await checkJobs()).toEqual([]);
+    expect(await checks.jobs()).toEqual([]);
   });
 });
 
@@ -281,7 +262,7 @@ describe('base changes in the same second', () => {
     expect(await deliver(baseChangeEvent('develop', 'release', tie))).toMatch(
       /queued again: the base changed from develop to release/,
     );
-    expect(await checkJobs()).toEqual([]);
+    expect(await checks.jobs()).toEqual([]);
     expect(await deliver(baseChangeEvent('main', 'develop', tie))).toMatch(
       /queued again: the base changed from main to develop/,
     );
@@ -289,7 +270,7 @@ describe('base changes in the same second', () => {
     expect(wrong.baseRef).toBe('develop');
     setGitHubPullRequest({ baseRef: 'release', updatedAt: tie });
 
-    await runCheck(await queuedCheck());
+    await checks.run(await checks.queued());
 
     const run = await currentRun();
     expect(run.baseRef).toBe('release');
@@ -298,7 +279,7 @@ describe('base changes in the same second', () => {
     expect((await setup.context.boss.getJobById(analyzeQueue, wrong.analyzeJobId!))?.state).toBe(
       'cancelled',
     );
-    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       {
         github: 'open',
         status: 'corrected',
@@ -314,30 +295,30 @@ describe('pull request check failures', () => {
   it('retries a GitHub server error', async () => {
     await reopenThenClose();
     setGitHubPullRequest({ updatedAt: tie });
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 502 });
 
-    const failed = await runCheck(jobId).catch((error: unknown) => error);
+    const failed = await checks.run(jobId).catch((error: unknown) => error);
 
     expect((failed as { status?: number }).status).toBe(502);
     // One request: the job's retries replace Octokit's.
     expect(pullRequestReads()).toHaveLength(1);
     expect((await currentRun()).prClosedAt).not.toBeNull();
     expect((await currentRun()).status).toBe('cancelled');
-    const [retry] = await checkJobs();
+    const [retry] = await checks.jobs();
     expect(retry!.state).toBe('retry');
     // The first retry waits 15 to 30 s.
     expect(retry!.waitMs).toBeGreaterThan(10_000);
-    expect(logsOf('job.confirm_pull_request.failed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.failed')).toMatchObject([
       { level: 50, attempt: 0, finalAttempt: false, err: { status: 502 } },
     ]);
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     expect((await currentRun()).prClosedAt).toBeNull();
     expect((await currentRun()).status).toBe('queued');
     expect(pullRequestReads()).toHaveLength(2);
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed']);
   });
 
   it('rejects a response that is not the pull request', async () => {
@@ -348,11 +329,11 @@ describe('pull request check failures', () => {
     ];
     await reopenThenClose();
     setGitHubPullRequest({ updatedAt: tie });
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     for (const { name, body } of cases) {
       setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body });
 
-      const failed = await runCheck(jobId).catch((error: unknown) => error);
+      const failed = await checks.run(jobId).catch((error: unknown) => error);
 
       expect(failed, name).toBeInstanceOf(Error);
       expect((failed as Error).message, name).toMatch(
@@ -361,14 +342,14 @@ describe('pull request check failures', () => {
         ),
       );
       expect((await currentRun()).prClosedAt, name).not.toBeNull();
-      expect((await checkJobs()).map((job) => job.state), name).toEqual(['retry']);
+      expect((await checks.jobs()).map((job) => job.state), name).toEqual(['retry']);
     }
-    expect(logsOf('job.confirm_pull_request.failed')).toHaveLength(cases.length);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.failed')).toHaveLength(cases.length);
   });
 
   it('ends on another pull request', async () => {
     await reopenThenClose();
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     setup.fake.addPullRequest({
       owner,
       repo,
@@ -386,9 +367,9 @@ describe('pull request check failures', () => {
     });
     setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body: other.data });
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
-    expect(logsOf('job.confirm_pull_request.other_pull_request')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.other_pull_request')).toMatchObject([
       {
         level: 40,
         reason:
@@ -397,21 +378,21 @@ describe('pull request check failures', () => {
       },
     ]);
     expect((await currentRun()).prClosedAt).not.toBeNull();
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed']);
   });
 
   it('keeps the state on 404', async () => {
     const closed = await reopenThenClose();
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 404 });
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     const run = await currentRun();
     expect(run.prClosedAt).toEqual(closed.prClosedAt);
     expect(run.status).toBe('cancelled');
-    expect(logsOf('job.confirm_pull_request.not_found')).toMatchObject([{ level: 40 }]);
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed']);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.not_found')).toMatchObject([{ level: 40 }]);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed']);
   });
 
   it('keeps arrival order without credentials', async () => {
@@ -419,28 +400,28 @@ describe('pull request check failures', () => {
 
     await reopenThenClose();
 
-    expect(await checkJobs()).toEqual([]);
-    expect(logsOf('pull_request.unconfirmed')).toMatchObject([
+    expect(await checks.jobs()).toEqual([]);
+    expect(logsOf(setup.context, 'pull_request.unconfirmed')).toMatchObject([
       { level: 40, repository, prNumber, action: 'closed' },
     ]);
-    expect(String(logsOf('pull_request.unconfirmed')[0]!.msg)).toContain('Set APP_ID');
+    expect(String(logsOf(setup.context, 'pull_request.unconfirmed')[0]!.msg)).toContain('Set APP_ID');
   });
 
   it('ends a check on a worker without credentials', async () => {
     await reopenThenClose();
-    const jobId = await queuedCheck();
+    const jobId = await checks.queued();
     setup.context.github = null;
 
-    await runCheck(jobId);
+    await checks.run(jobId);
 
     expect((await currentRun()).prClosedAt).not.toBeNull();
     expect(pullRequestReads()).toHaveLength(0);
-    expect(logsOf('job.confirm_pull_request.not_configured')).toMatchObject([{ level: 40 }]);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.not_configured')).toMatchObject([{ level: 40 }]);
   });
 
   it('reads again after a close during the read', async () => {
     await reopenThenClose();
-    const first = await queuedCheck();
+    const first = await checks.queued();
     // A comment at 09:06:00 is GitHub's last update when the check reads the pull request.
     const commentAt = '2024-06-01T09:06:00Z';
     setGitHubPullRequest({ updatedAt: commentAt });
@@ -458,20 +439,20 @@ describe('pull request check failures', () => {
       return octokit;
     };
 
-    await runCheck(first);
+    await checks.run(first);
 
     expect(closeOutcome).toMatch(/^pull request closed: marked 1 run/);
     expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:06:00.000Z');
-    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { status: 'skipped', reason: expect.stringMatching(/after GitHub was read, so check .* reads it again$/) },
     ]);
-    const jobs = await checkJobs();
+    const jobs = await checks.jobs();
     expect(jobs.map((job) => job.state)).toEqual(['completed', 'created']);
 
-    await runCheck(jobs[1]!.id);
+    await checks.run(jobs[1]!.id);
 
     expect((await currentRun()).prClosedAt?.toISOString()).toBe('2024-06-01T09:06:00.000Z');
-    expect(logsOf('job.confirm_pull_request.completed')[1]).toMatchObject({
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')[1]).toMatchObject({
       github: 'closed',
       status: 'unchanged',
     });
@@ -479,17 +460,17 @@ describe('pull request check failures', () => {
 
   it('leaves the state to a later check', async () => {
     await reopenThenClose();
-    const first = await queuedCheck();
+    const first = await checks.queued();
     setGitHubPullRequest({ updatedAt: tie });
 
     // A reopen of the same second arrives while the first check runs, so it queues a second.
-    await runCheck(first, async () => {
+    await checks.run(first, async () => {
       await deliver(pullRequestEvent('reopened', tie));
     });
 
-    expect(logsOf('job.confirm_pull_request.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { status: 'skipped', reason: expect.stringMatching(/is queued and reads GitHub later$/) },
     ]);
-    expect((await checkJobs()).map((job) => job.state)).toEqual(['completed', 'created']);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed', 'created']);
   });
 });

@@ -58,3 +58,8 @@ export async function createTestContext(
     },
   };
 }
+
+/** Returns the log lines of `context` whose event is `event`, oldest first. */
+export function logsOf(context: TestContext, event: string): Record<string, unknown>[] {
+  return context.logs.filter((line) => line.event === event);
+}

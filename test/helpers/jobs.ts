@@ -52,3 +52,32 @@ export async function listKeyedJobs(context: TestContext, queue: string, key: st
     WHERE name = ${queue} AND singleton_key = ${key}
     ORDER BY created_on, id`;
 }
+
+/**
+ * Builds accessors for the jobs of `queue` with singleton key `key()`, such as the installation
+ * and pull request checks, which tests start one at a time. `context` and `key` are read on each
+ * call, because tests create their context in beforeEach.
+ */
+export function keyedQueue<Data extends object>(options: {
+  context: () => TestContext;
+  queue: string;
+  key: () => string;
+  handle: (context: TestContext, job: PgBoss.JobWithMetadata<Data>) => Promise<void>;
+}) {
+  const { context, queue, key, handle } = options;
+  return {
+    /** Lists the key's jobs, oldest first. */
+    jobs: () => listKeyedJobs(context(), queue, key()),
+
+    /** Returns the id of the key's one job, which must be queued and not started. */
+    async queued(): Promise<string> {
+      const jobs = await listKeyedJobs(context(), queue, key());
+      expect(jobs.map((job) => job.state)).toEqual(['created']);
+      return jobs[0]!.id;
+    },
+
+    /** Runs job `jobId` with `handle` as a worker does (see runDueJob). */
+    run: (jobId: string, whileActive?: () => Promise<void>) =>
+      runDueJob<Data>(context(), queue, jobId, (job) => handle(context(), job), whileActive),
+  };
+}

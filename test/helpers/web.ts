@@ -1,3 +1,4 @@
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { count, eq } from 'drizzle-orm';
@@ -193,19 +194,28 @@ export async function createRunWebTestContext(input: {
 }
 
 /**
- * Serves the app of `context` on a free port of 127.0.0.1, as `fixwright start` would, and
- * returns its base URL and a function that closes the server and its open connections.
+ * Serves the app of `context` on a free port of 127.0.0.1, as `fixwright start` would, or over
+ * TLS with `options.tls`. Returns its base URL, its port and a function that closes the server
+ * and its open connections.
  */
 export async function serveTestApp(
   context: TestContext,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const server = serve({ fetch: createApp(context).fetch, hostname: '127.0.0.1', port: 0 });
+  options: { tls?: { key: string; cert: string } } = {},
+): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const server = serve({
+    fetch: createApp(context).fetch,
+    hostname: '127.0.0.1',
+    port: 0,
+    ...(options.tls ? { createServer: https.createServer, serverOptions: options.tls } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
+  const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    port,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       (server as unknown as { closeAllConnections(): void }).closeAllConnections();

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
 import {
+  describeMissingMasterKeyVersions,
   reportMasterKeyMismatches,
   reportMissingMasterKeyVersions,
 } from '../../src/keys/master-key-check.ts';
@@ -227,6 +228,16 @@ describe('stored key versions at start', () => {
     expect(message).toContain('Previews leave out the 3 stored keys of versions 2 and 1');
     expect(message).toContain('Restart every process with versions 2 and 1 in MASTER_KEYS, set to the original keys.');
     expect(message).not.toContain('List version 1 there');
+  });
+
+  it('describes one key in the singular', () => {
+    const one = [{ version: 2, keys: 1 }];
+    expect(describeMissingMasterKeyVersions({ stored: one, missing: one }, [1], { command: 'start' }, { read: null })).toBe(
+      'Stored provider keys use master key version 2 (1 key), but version 2 is not configured. ' +
+        'This process has master key version 1. Previews leave out the 1 stored key of version 2 ' +
+        'without marking it unusable, and the keys page tells its owner why. Restart every ' +
+        'process with version 2 in MASTER_KEYS, set to the original key.',
+    );
   });
 
   it('logs the missing version when the service starts', async () => {

@@ -397,6 +397,20 @@ describe('keys discard', () => {
     expect(await rowsOf(bob.userId)).toEqual([]);
     expect(await rowsOf(carol.userId)).toHaveLength(1);
 
+    // Carol's key uses version 2, which a command given only version 1 reports.
+    const onlyB = { ...env, MASTER_KEYS: `1:${base64(keyB.key)}` };
+    const otherVersion = await runCliToExit(['keys', 'discard', '--version', '1', '--dry-run'], onlyB);
+    expect(otherVersion.code).toBe(0);
+    expect(otherVersion.stdout.trim().split('\n')).toEqual([
+      'No stored key of master key version 1 fails to decrypt; nothing was deleted.',
+      'Stored provider keys use master key version 2 (1 key), but version 2 is not configured. ' +
+        'This command has master key version 1. The command checks only the keys of version 1, ' +
+        'so it leaves the 1 stored key of version 2 alone, and a process without that version ' +
+        'leaves it out of previews. Restart every process with version 2 in MASTER_KEYS, set to ' +
+        'the original key.',
+    ]);
+    expect(await rowsOf(carol.userId)).toHaveLength(1);
+
     const missing = await runCliToExit(['keys', 'discard', '--version', '3'], withB);
     expect(missing.code).toBe(2);
     expect(missing.stderr.split('\n')[0]).toBe(
@@ -419,7 +433,7 @@ describe('keys discard', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
 
-    const output = [refused, dryRun, real, missing].map((result) => result.stdout + result.stderr).join('\n');
+    const output = [refused, dryRun, real, otherVersion, missing].map((result) => result.stdout + result.stderr).join('\n');
     outputs.push(output);
     expect(output).toContain('"event":"keys.discarded"');
     for (const entry of [keyA, keyB]) expect(output).not.toContain(Buffer.from(entry.key).toString('base64'));

@@ -5,10 +5,11 @@ import { describeReport } from '../../src/cli/keys.ts';
 import type { MasterKeySettings } from '../../src/config/env.ts';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
+import { describeMissingMasterKeyVersions, findMissingMasterKeyVersions } from '../../src/keys/master-key-check.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { MasterKeyMismatchError, rotateUserKeys } from '../../src/keys/rotate.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { runCli } from '../helpers/process.ts';
+import { runCli, runCliToExit } from '../helpers/process.ts';
 import { keyForms } from './key-check-server.ts';
 
 const material = (version: number) => ({ version, key: new Uint8Array(randomBytes(32)) });
@@ -108,17 +109,22 @@ describe('keys rotate', () => {
     expect(report.versionsInUse).toEqual([3, 1]);
     const after = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
     expect(after).toEqual(before);
-    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2]))).toContain(
-      '2 keys use master key version 1, which is not configured: add it to MASTER_KEYS as ' +
-        '1:<key> and run "fixwright keys rotate" again.',
-    );
+    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2])).join('\n')).not.toContain('version 1');
+    const found = await findMissingMasterKeyVersions(context.db, new Keyring([v3, v2]));
+    expect(found.missing).toEqual([{ version: 1, keys: 2 }]);
+    const message =
+      'Stored provider keys use master key versions 3 (10 keys) and 1 (2 keys), but version 1 ' +
+      'is not configured. This command has master key versions 3 and 2. The rotation left the 2 ' +
+      'stored keys of version 1 as they were, and a process without that version leaves them ' +
+      'out of previews. Run "fixwright keys rotate" again with version 1 in MASTER_KEYS, set to ' +
+      'the original key.';
+    const rotation = { command: 'keys rotate' } as const;
+    expect(describeMissingMasterKeyVersions(found, [3, 2], rotation, { read: null })).toBe(message);
     const keyFile = '/srv/fixwright/data/master-key';
-    const withFile = describeReport(report, [3, 2], listedInMasterKeys([3, 2]), { generatedKeyFile: keyFile });
-    expect(withFile).toContain(
-      `The master key generated in ${keyFile}, used while MASTER_KEY and MASTER_KEYS were unset, ` +
-        `is version 1: add 1:$(cat ${keyFile}) to MASTER_KEYS.`,
+    expect(describeMissingMasterKeyVersions(found, [3, 2], rotation, { read: null, unread: keyFile })).toBe(
+      `${message} The master key generated in ${keyFile}, used while MASTER_KEY and MASTER_KEYS ` +
+        `were unset, is version 1: add 1:$(cat ${keyFile}) to MASTER_KEYS.`,
     );
-    expect(describeReport(report, [3, 2], listedInMasterKeys([3, 2])).join('\n')).not.toContain('generated in');
 
     const healed = await rotateUserKeys(context.db, new Keyring([v3, v1]), context.logger);
     expect(healed.rotated).toBe(2);
@@ -249,10 +255,6 @@ describe('keys rotate', () => {
       'Rotated 1 key to master key version 4; 1 already used it.',
       'Every Fixwright process needs master key version 4 in MASTER_KEYS to use the rotated ' +
         'keys: restart any process that was started without it.',
-      '1 key uses master key version 1, which is not configured: add it to MASTER_KEYS as ' +
-        '1:<key> and run "fixwright keys rotate" again.',
-      '3 keys use master key version 2, which is not configured: add it to MASTER_KEYS as ' +
-        '2:<key> and run "fixwright keys rotate" again.',
       '2 keys could not be decrypted, so they are marked unusable. If a key in MASTER_KEYS is ' +
         'wrong, correct it and run "fixwright keys rotate" again, which clears the mark; ' +
         'otherwise each owner must save the key again.',
@@ -331,13 +333,30 @@ describe('keys rotate', () => {
       expect(output).not.toContain(Buffer.from(entry.key).toString('base64'));
     }
 
+    // Keys saved under version 1 by a process that still has it, after the rotation.
+    const lateUser = await addUserWithKeys(new Keyring([v1]), 'rotate-late');
+    const missing = await runCliToExit(['keys', 'rotate'], { ...env, MASTER_KEYS: envKey(newest) });
+    expect(missing.code).toBe(1);
+    expect(missing.stdout.trim().split('\n')).toEqual([
+      'Rotated 0 keys to master key version 4; 13 already used it.',
+      'Stored provider keys use master key versions 4 (13 keys) and 1 (2 keys), but version 1 ' +
+        'is not configured. This command has master key version 4. The rotation left the 2 ' +
+        'stored keys of version 1 as they were, and a process without that version leaves them ' +
+        'out of previews. Run "fixwright keys rotate" again with version 1 in MASTER_KEYS, set ' +
+        'to the original key.',
+    ]);
+    for (const key of plain.values()) {
+      for (const form of keyForms(key)) expect(missing.stdout + missing.stderr).not.toContain(form);
+    }
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, lateUser));
+
     await expect(runCli(['keys', 'rotate'], env)).rejects.toThrow(
       'Missing master keys: keys rotate re-encrypts stored keys under the newest master key, so ' +
         'set MASTER_KEYS to the new and the old versions, such as "2:<new key>,1:<old key>", ' +
         'as the service processes have them.',
     );
     await expect(runCli(['keys', 'list'], env)).rejects.toThrow('Unknown keys command "list": use rotate or discard.');
-    // Four commands, each a new Node.js process that loads tsx: about 2.5 s each on an idle
+    // Five commands, each a new Node.js process that loads tsx: about 2.5 s each on an idle
     // 2 vCPU machine, and over 30 s in all with a full test run beside it.
   }, 120_000);
 });

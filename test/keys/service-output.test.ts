@@ -58,7 +58,7 @@ afterAll(async () => {
 
 describe('own keys through the running service', () => {
   it('stores, lists and rejects keys', async () => {
-    const token = (await runCli(['users', 'token', '--login', 'keyholder'], env)).stdout.trim();
+    const token = (await runCli(['users', 'token', '--login', 'keyholder', '--create'], env)).stdout.trim();
     const api = async (method: string, path: string, body?: unknown) => {
       const response = await fetch(`${serviceUrl}${path}`, {
         method,

@@ -1,6 +1,9 @@
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runUsersCommand } from '../../src/cli/users.ts';
+import { loadConfig } from '../../src/config/env.ts';
 import { planChanges, users } from '../../src/db/schema/index.ts';
+import { createLogger } from '../../src/logger.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
@@ -54,6 +57,30 @@ describe('plan changes without self-service', () => {
     expect(html).not.toContain('All users');
   });
 
+  it("shows the admin's command per plan", async () => {
+    const member = await createSignedInUser(context.db, { login: 'Cli-Member' });
+    const html = await (await app.request('/plans', { headers: { cookie: member.cookie } })).text();
+    const commands = [...html.matchAll(/<pre class="command"><code>([^<]*)<\/code><\/pre>/g)].map((match) => match[1]);
+    expect(commands).toEqual([
+      'npx fixwright users plan --login Cli-Member --plan pro',
+      'npx fixwright users plan --login Cli-Member --plan enterprise',
+    ]);
+
+    // The command as shown switches the plan when the CLI runs it.
+    const [npx, program, command, ...args] = commands[1]!.split(' ');
+    expect([npx, program, command]).toEqual(['npx', 'fixwright', 'users']);
+    const config = loadConfig({ NODE_ENV: 'test', DATABASE_URL: context.database.url });
+    const output: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line: unknown) => void output.push(String(line)));
+    try {
+      expect(await runUsersCommand(config, createLogger('silent'), args)).toBe(0);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect(output).toEqual(['Cli-Member: free -> enterprise, limit unlimited, used 0 -> 0']);
+    expect((await planOf(context, member.userId)).plan).toBe('enterprise');
+  });
+
   it('shows the stored limit and a newer configured one', async () => {
     const before = await (await app.request('/plans', { headers: { cookie: user.cookie } })).text();
     expect(before).toContain('Free</span>, 1,000 tokens per period');
@@ -77,6 +104,7 @@ describe('plan changes without self-service', () => {
   it("lets an admin switch anyone's plan", async () => {
     const html = await (await app.request('/plans', { headers: { cookie: admin.cookie } })).text();
     expect(html).toContain('All users');
+    expect(html).not.toContain('<pre class="command">');
     expect(html).toContain(`action="/admin/users/${user.userId}/plan"`);
 
     const response = await postPlan(app, admin, `/admin/users/${user.userId}/plan`, {

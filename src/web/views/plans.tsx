@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import { planSwitchCommand } from '../../cli/usage.ts';
 import { plans, type Plan } from '../../db/schema/index.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { PlanBadge, planNames } from './components/plan-badge.tsx';
@@ -23,6 +24,26 @@ function limitText(limit: number): string {
 function allowanceText(limit: number): string {
   return limit < 0 ? 'unlimited tokens' : `${numberFormat.format(limit)} tokens per period`;
 }
+
+/**
+ * Tells a user who cannot switch their own plan how an admin does it: on this page, or with the
+ * `users plan` command for each other plan, with the user's login filled in.
+ */
+const AdminPlanCommands: FC<{ login: string; current: Plan }> = ({ login, current }) => (
+  <div class="admin-plan-commands">
+    <p class="muted">
+      Ask an admin to change your plan. An admin can switch it on this page, or run the command
+      for the plan you want on the server that runs Fixwright:
+    </p>
+    {plans
+      .filter((plan) => plan !== current)
+      .map((plan) => (
+        <pre class="command">
+          <code>{planSwitchCommand(login, plan)}</code>
+        </pre>
+      ))}
+  </div>
+);
 
 /** The plan page: the plans and their limits, the user's switch, and for admins every user. */
 export const PlansPage: FC<{
@@ -65,7 +86,7 @@ export const PlansPage: FC<{
       {canChangePlan ? (
         <PlanSwitchForm session={session} current={session.user.plan} returnTo="/plans" />
       ) : (
-        <p class="muted">Ask an admin to change your plan.</p>
+        <AdminPlanCommands login={session.user.login} current={session.user.plan} />
       )}
     </section>
 
