@@ -30,6 +30,7 @@ import {
   closedRejection,
   deletedHeadRejection,
   forkRejection,
+  parsePullRequestState,
 } from './pull-request-check.ts';
 import { describePreviewChanges, findPreviewChanges, isApplicableFile, type PreviewVersion } from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
@@ -379,11 +380,8 @@ export async function applyPatchRequest(
     const octokit = await github.installationOctokit(run.installationId);
     // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
     // or a run stored with the base repository as its head after its fork was deleted.
-    const { data: pullRequest } = await octokit.rest.pulls.get({
-      owner,
-      repo,
-      pull_number: run.prNumber,
-    });
+    const { data } = await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber });
+    const pullRequest = parsePullRequestState(data, `/repos/${owner}/${repo}/pulls/${run.prNumber}`);
     const reviewTarget = {
       owner,
       repo,
