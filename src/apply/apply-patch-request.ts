@@ -330,9 +330,9 @@ export async function applyPatchRequest(
   // A call that died may have pushed its commit, which supersedes the run through its
   // `synchronize` event, or posted its review before someone pushed. While that call's claim
   // remains, the apply goes on, so that it can find the commit or review and record it. So does
-  // an apply job, and any apply after one was queued, because the call that GitHub rate-limited
-  // may have written before the limit.
-  const claimLeft = hasUnrecordedApply(request) || input.job !== undefined;
+  // an apply job, and any apply while one is unfinished, because the call that GitHub
+  // rate-limited, or a failed attempt of the job, may have written before it failed.
+  const claimLeft = input.job !== undefined || (await hasUnrecordedApply(context.db, request));
   if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',
