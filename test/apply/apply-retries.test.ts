@@ -86,6 +86,14 @@ async function markDiedAfterApply(id: string) {
     .where(eq(patchRequests.id, id));
 }
 
+/** The 409 message for applying patch request `id` after a newer commit superseded its run. */
+function supersededMessage(id: string): string {
+  return (
+    `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview on ` +
+    `the newest run of the pull request and apply that one instead of patch request ${id}.`
+  );
+}
+
 async function setRunStatus(status: 'completed' | 'superseded') {
   await setup.context.db.update(prRuns).set({ status }).where(eq(prRuns.id, runId));
 }
@@ -322,11 +330,7 @@ describe('apply, commits', () => {
     try {
       const response = await apply(request.id);
       expect(response.status).toBe(409);
-      expect((await response.json()).error.message).toBe(
-        `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview ` +
-          'on the newest run of the pull request and apply that one instead of patch request ' +
-          `${request.id}.`,
-      );
+      expect((await response.json()).error.message).toBe(supersededMessage(request.id));
       expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
     } finally {
       await setRunStatus('completed');
@@ -342,11 +346,7 @@ describe('apply, commits', () => {
     try {
       const response = await apply(request.id);
       expect(response.status).toBe(409);
-      expect((await response.json()).error.message).toBe(
-        `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview ` +
-          'on the newest run of the pull request and apply that one instead of patch request ' +
-          `${request.id}.`,
-      );
+      expect((await response.json()).error.message).toBe(supersededMessage(request.id));
       expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
       expect((await stored(request.id)).applyStartedAt).toBeNull();
     } finally {
