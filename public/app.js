@@ -1,5 +1,6 @@
-// Fixwright dashboard script: the htmx extension that shows a JSON API response as text, and
-// the running total and the submit button of the "Preview fix" form.
+// Fixwright dashboard script: the htmx extension that shows a JSON API response as text, the
+// running total and the submit button of the "Preview fix" form, and the out-of-band swaps of
+// the Apply form while its request is in flight.
 // Loaded after htmx (both deferred, in document order), so `htmx` exists here.
 (function () {
   'use strict';
@@ -154,9 +155,38 @@
     updatePreviewButton(input.form);
   });
 
+  // The Apply form comes again, out of band, with each files fragment. Swapped in while the
+  // form's own request is in flight, it would replace the button that hx-disabled-elt disabled
+  // with an enabled one. Such a swap is skipped instead, and the form of the newest skipped
+  // fragment is swapped in once the request ends, so the form still follows the files on screen.
+  var formsInFlight = new WeakSet();
+  var skippedForms = new WeakMap();
+
+  document.addEventListener('htmx:beforeSend', function (event) {
+    if (event.target instanceof HTMLFormElement) formsInFlight.add(event.target);
+  });
+
+  document.addEventListener('htmx:oobBeforeSwap', function (event) {
+    var target = event.detail.target;
+    if (!(target instanceof HTMLFormElement) || !formsInFlight.has(target)) return;
+    // For an outerHTML swap, htmx 2 passes a fragment that contains the new element.
+    var replacement = event.detail.fragment && event.detail.fragment.firstElementChild;
+    if (!(replacement instanceof HTMLFormElement) || replacement.id !== target.id) return;
+    event.detail.shouldSwap = false;
+    skippedForms.set(target, replacement.outerHTML);
+  });
+
   document.addEventListener('htmx:afterRequest', function (event) {
     var form = event.target;
-    if (form instanceof HTMLFormElement) updatePreviewButton(form);
+    if (!(form instanceof HTMLFormElement)) return;
+    formsInFlight.delete(form);
+    var skipped = skippedForms.get(form);
+    if (skipped !== undefined && form.isConnected) {
+      skippedForms.delete(form);
+      htmx.swap(form, skipped, { swapStyle: 'outerHTML' });
+      return;
+    }
+    updatePreviewButton(form);
   });
 
   // The script is deferred, so the forms are parsed when it runs.

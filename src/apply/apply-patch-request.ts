@@ -30,6 +30,7 @@ import {
   closedRejection,
   deletedHeadRejection,
   forkRejection,
+  parsePullRequestState,
 } from './pull-request-check.ts';
 import { describePreviewChanges, findPreviewChanges, isApplicableFile, type PreviewVersion } from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
@@ -329,9 +330,9 @@ export async function applyPatchRequest(
   // A call that died may have pushed its commit, which supersedes the run through its
   // `synchronize` event, or posted its review before someone pushed. While that call's claim
   // remains, the apply goes on, so that it can find the commit or review and record it. So does
-  // an apply job, and any apply after one was queued, because the call that GitHub rate-limited
-  // may have written before the limit.
-  const claimLeft = hasUnrecordedApply(request) || input.job !== undefined;
+  // an apply job, and any apply while one is unfinished, because the call that GitHub
+  // rate-limited, or a failed attempt of the job, may have written before it failed.
+  const claimLeft = input.job !== undefined || (await hasUnrecordedApply(context.db, request));
   if (run.status === 'superseded' && !claimLeft) {
     throw new ApplyRejectedError(
       'conflict',
@@ -379,11 +380,8 @@ export async function applyPatchRequest(
     const octokit = await github.installationOctokit(run.installationId);
     // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
     // or a run stored with the base repository as its head after its fork was deleted.
-    const { data: pullRequest } = await octokit.rest.pulls.get({
-      owner,
-      repo,
-      pull_number: run.prNumber,
-    });
+    const { data } = await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber });
+    const pullRequest = parsePullRequestState(data, `/repos/${owner}/${repo}/pulls/${run.prNumber}`);
     const reviewTarget = {
       owner,
       repo,

@@ -85,7 +85,7 @@ export async function commitFiles(
   });
   if (typeof parent?.tree?.sha !== 'string') {
     const path = `/repos/${target.owner}/${target.repo}/git/commits/${target.parentSha}`;
-    throw new UnexpectedGitHubAnswerError('GET', path, 'tree');
+    throw new UnexpectedGitHubAnswerError('GET', path, 'tree.sha: expected a string');
   }
   const reader = new TreeReader(octokit, repository, parent.tree.sha);
   const entries = [];

@@ -1,12 +1,15 @@
 import type { ApplyMode } from '../db/schema/index.ts';
 
-/** A request that GitHub rejected, or that failed before GitHub returned a response. */
+/**
+ * A request that GitHub rejected, that failed before GitHub returned a response, or whose 2xx
+ * response Apply cannot read.
+ */
 export interface GitHubRejection {
   /** HTTP status from GitHub; Octokit reports 500 when no response arrived. */
   status: number;
   /**
    * GitHub's `message` field followed by the reasons in its `errors` field, or Octokit's error
-   * message when the body has no `message`.
+   * message when the body has no `message`. For an invalid response, what is wrong with it.
    */
   message: string;
   method: string;
@@ -14,28 +17,42 @@ export interface GitHubRejection {
   path: string;
   /** Set when no response arrived: the connection failed or timed out. */
   noResponse?: true;
+  /** Set when GitHub returned a 2xx response that lacks or mistypes a field that Apply reads. */
+  invalidResponse?: true;
 }
 
-/** GitHub responded 2xx, but without what the response must hold (a commit without its tree, say). */
+/**
+ * Raised when GitHub returned a 2xx response that lacks or mistypes a field that Apply reads,
+ * such as a commit without its tree, or a proxy's HTML page in place of a pull request.
+ * `problem` lists the invalid fields.
+ */
 export class UnexpectedGitHubAnswerError extends Error {
   override name = 'UnexpectedGitHubAnswerError';
 
   constructor(
     readonly method: string,
     readonly path: string,
-    missing: string,
+    problem: string,
+    /** The response's HTTP status. */
+    readonly status = 200,
   ) {
-    super(`the response had no ${missing}`);
+    super(problem);
   }
 }
 
 /**
  * Returns the request and response of an Octokit RequestError, or of a response that lacked
- * what it must hold (reported as 502), or null for other errors.
+ * or mistyped a field (reported as 502 with `invalidResponse`), or null for other errors.
  */
 export function asGitHubRejection(error: unknown): GitHubRejection | null {
   if (error instanceof UnexpectedGitHubAnswerError) {
-    return { status: 502, message: error.message, method: error.method, path: error.path };
+    return {
+      status: error.status,
+      message: error.message,
+      method: error.method,
+      path: error.path,
+      invalidResponse: true,
+    };
   }
   if (!(error instanceof Error) || error.name !== 'HttpError') return null;
   const { status, request, response } = error as {
@@ -94,6 +111,14 @@ export function describeGitHubRejection(
   apply: { patchRequestId: string; repository: string; headSha: string; mode: ApplyMode },
 ): string {
   const request = `${rejection.method} ${rejection.path}`;
+  if (rejection.invalidResponse) {
+    return (
+      `GitHub returned an invalid response (status ${rejection.status}) to ${request}: ` +
+      `${rejection.message}. GitHub, or a proxy between this server and GITHUB_API_URL, may be ` +
+      `failing, so wait a few minutes. Patch request ${apply.patchRequestId} was not applied, so ` +
+      'you can apply it again after that.'
+    );
+  }
   if (rejection.noResponse) {
     return (
       `GitHub did not respond to ${request}: ${rejection.message}. Check that this server ` +

@@ -41,15 +41,19 @@ const entryPattern = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 /** Maximum length of a version that the API accepts, enough for about 15,000 files. */
 const maxVersionLength = 1_000_000;
 
-/** Schema of a `previewVersion` field: an empty string or entries as `previewVersion` builds. */
+/**
+ * Schema of a `previewVersion` field: entries as `previewVersion` builds them. The empty version
+ * of a preview without a ready file is rejected too. Such a preview has nothing to apply, and an
+ * empty field from a client that lost the value would otherwise get 409 for changed files.
+ */
 export const previewVersionSchema = z
   .string()
   .max(maxVersionLength)
-  .refine((value) => value === '' || value.split(',').every((entry) => entryPattern.test(entry)), {
+  .refine((value) => value.split(',').every((entry) => entryPattern.test(entry)), {
     // describeIssue in src/web/validation.ts puts this after "expected", so it is a noun phrase.
     message:
-      'FILE_ID:GENERATION:DIFF_HASH entries joined by commas, as GET /api/patch-requests/:id ' +
-      'returns them',
+      'one FILE_ID:GENERATION:DIFF_HASH entry per ready file, joined by commas, as GET ' +
+      '/api/patch-requests/:id returns them',
   })
   .describe('the previewVersion that GET /api/patch-requests/:id returns');
 

@@ -15,6 +15,7 @@ import {
 } from '../helpers/apply-context.ts';
 import { bindApplyJobHelpers } from '../helpers/apply-jobs.ts';
 import { repository, prNumber } from '../helpers/github-context.ts';
+import { waitFor } from '../helpers/process.ts';
 
 let applyContext: ApplyTestContext;
 let cookie: string;
@@ -49,6 +50,21 @@ async function queueApplyJob() {
   return { request, job };
 }
 
+/** Cancels the statement of another connection that waits for a lock, once one waits. */
+async function cancelStatementWaitingForLock() {
+  const { sql } = applyContext.setup.context.database;
+  await waitFor(
+    async () => {
+      const [waiting] = await sql<{ pid: number }[]>`
+        SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()`;
+      if (!waiting) return false;
+      const [cancel] = await sql<{ sent: boolean }[]>`SELECT pg_cancel_backend(${waiting.pid}) AS sent`;
+      return cancel!.sent;
+    },
+    { timeoutMs: 10_000, describe: () => 'a statement to wait for a lock' },
+  );
+}
+
 /** Returns `applyRetry` of `GET /api/patch-requests/:id`. */
 async function applyRetryOf(id: string) {
   return ((await previewJson(id)) as unknown as { applyRetry: Record<string, unknown> | null }).applyRetry;
@@ -59,15 +75,16 @@ describe('apply job retry', () => {
     const { setup } = applyContext;
     const { request, job } = await queueApplyJob();
 
-    // A pull request without `head` makes the check of the job's first attempt throw a
-    // TypeError, which is not a known rejection, so pg-boss retries the job.
-    setup.fake.queueResponse({
-      method: 'GET',
-      path: `/repos/${repository}/pulls/${prNumber}`,
-      status: 200,
-      body: { state: 'open' },
+    // An installation event locks the installation's row while the job's first attempt reads
+    // it, and PostgreSQL cancels the waiting statement, as a statement_timeout does. A database
+    // error is not a known rejection, so pg-boss retries the job.
+    const attemptError = 'Database query failed: canceling statement due to user request';
+    await setup.context.database.sql.begin(async (tx) => {
+      await tx`SELECT id FROM installations WHERE id = ${setup.installationId} FOR UPDATE`;
+      const attempt = runApplyJob(job!.id);
+      await cancelStatementWaitingForLock();
+      await expect(attempt).rejects.toThrow(attemptError);
     });
-    await expect(runApplyJob(job!.id)).rejects.toThrow("Cannot read properties of undefined (reading 'repo')");
 
     const pgBossJob = await setup.context.boss.getJobById(applyQueue, job!.id);
     expect(pgBossJob!.state).toBe('retry');
@@ -86,12 +103,11 @@ describe('apply job retry', () => {
       retryAt,
       failedAttempts: 1,
       maxAttempts: 3,
-      error: "Cannot read properties of undefined (reading 'repo')",
+      error: attemptError,
     });
     const page = await previewPage(request.id);
     expect(page).toContain(
-      'Applying failed (attempt 1 of 3): Cannot read properties of undefined (reading &#39;repo&#39;). ' +
-        'The apply job tries again at',
+      `Applying failed (attempt 1 of 3): ${attemptError}. The apply job tries again at`,
     );
     expect(page).toContain(`datetime="${retryAt}"`);
 
@@ -102,6 +118,31 @@ describe('apply job retry', () => {
     expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(applied.appliedCommitSha);
     expect(await applyRetryOf(request.id)).toBeNull();
     expect(await previewPage(request.id)).not.toContain('Applying failed');
+  });
+
+  it('stores an invalid pull request without a retry', async () => {
+    const { setup } = applyContext;
+    const { request, job } = await queueApplyJob();
+    const pullPath = `/repos/${repository}/pulls/${prNumber}`;
+    setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body: { state: 'open' } });
+
+    await runApplyJob(job!.id);
+
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('completed');
+    const failed = await stored(request.id);
+    expect(failed.appliedAt).toBeNull();
+    expect(failed.applyStartedAt).toBeNull();
+    expect(failed.applyError).toBe(
+      `GitHub returned an invalid response (status 200) to GET ${pullPath}: closed_at: Invalid ` +
+        'input: expected string, received undefined; merged_at: Invalid input: expected string, ' +
+        'received undefined; updated_at: Invalid input: expected string, received undefined; ' +
+        'head: Invalid input: expected object, received undefined; base: Invalid input: expected ' +
+        'object, received undefined. GitHub, or a proxy between this server and GITHUB_API_URL, ' +
+        `may be failing, so wait a few minutes. Patch request ${request.id} was not applied, so ` +
+        'you can apply it again after that.',
+    );
+    expect(await applyRetryOf(request.id)).toBeNull();
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 
   // pg-boss 10 stores these outputs itself: for a worker that stops while the job runs, and for

@@ -114,6 +114,11 @@ function postApplyForm(id: string, fields: Record<string, string>) {
   });
 }
 
+/** What the 400 for an invalid `previewVersion` expects. */
+const versionForm =
+  'one FILE_ID:GENERATION:DIFF_HASH entry per ready file, joined by commas, as GET ' +
+  '/api/patch-requests/:id returns them';
+
 type ErrorBody = { error: { code: string; message: string; changedFiles?: unknown } };
 
 beforeAll(async () => {
@@ -306,10 +311,40 @@ describe('apply with a preview version', () => {
     expect(response.status).toBe(400);
     const body = (await response.json()) as ErrorBody;
     expect(body.error.message).toBe(
-      'Invalid previewVersion "app.txt:0": expected FILE_ID:GENERATION:DIFF_HASH entries joined ' +
-        'by commas, as GET /api/patch-requests/:id returns them.',
+      `Invalid previewVersion "app.txt:0": expected ${versionForm}.`,
     );
     expect(setup.fake.requests.length).toBe(since);
+  });
+
+  it('rejects an empty version', async () => {
+    const { request } = await newPreview();
+    const since = setup.fake.requests.length;
+
+    const response = await requestApply(applyContext, request.id, { previewVersion: '' });
+
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as ErrorBody & { error: { fields: string[] } };
+    expect(body.error.code).toBe('bad_request');
+    expect(body.error.message).toBe(`Invalid previewVersion "": expected ${versionForm}.`);
+    expect(body.error.fields).toEqual(['previewVersion']);
+    expect(setup.fake.requests.length).toBe(since);
+    const stored = await storedPatchRequest(setup, request.id);
+    expect(stored.applyStartedAt).toBeNull();
+    expect(stored.appliedAt).toBeNull();
+  });
+
+  it('rejects an empty form version', async () => {
+    const { request } = await newPreview();
+    const since = setup.fake.requests.length;
+
+    const response = await postApplyForm(request.id, { previewVersion: '' });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      `HTTP 400: Invalid previewVersion &quot;&quot;: expected ${versionForm}.`,
+    );
+    expect(setup.fake.requests.length).toBe(since);
+    expect((await storedPatchRequest(setup, request.id)).appliedAt).toBeNull();
   });
 });
 

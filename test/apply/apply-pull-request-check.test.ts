@@ -303,3 +303,72 @@ describe('apply, pull request reads', () => {
     await expectNothingApplied(request.id, writesBefore);
   });
 });
+
+describe('apply, invalid pull request from GitHub', () => {
+  const pullPath = `/repos/${repository}/pulls/${prNumber}`;
+
+  /** Returns the pull request as the fake GitHub returns it, for a response to change. */
+  async function currentPullRequest(): Promise<Record<string, any>> {
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const { data } = await octokit.rest.pulls.get({ owner, repo, pull_number: prNumber });
+    return data as Record<string, any>;
+  }
+
+  const cases: [string, (data: Record<string, any>) => { body: unknown; headers?: Record<string, string> }, string][] = [
+    [
+      'without head',
+      (data) => ({ body: { ...data, head: undefined } }),
+      'head: Invalid input: expected object, received undefined',
+    ],
+    [
+      'with a malformed head sha',
+      (data) => ({ body: { ...data, head: { ...data.head, sha: 'not-a-sha' } } }),
+      'head.sha: expected a commit sha of 40 lowercase hex digits',
+    ],
+    [
+      "as a proxy's HTML page",
+      () => ({ body: '<html><body>Service Unavailable</body></html>', headers: { 'content-type': 'text/html' } }),
+      'body: Invalid input: expected object, received string',
+    ],
+  ];
+
+  it.each(cases)('answers 502 for a pull request %s', async (_case, change, problem) => {
+    const { body, headers } = change(await currentPullRequest());
+    setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body, headers });
+    const request = await newRequest();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id);
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_gateway');
+    expect(error.message).toBe(
+      `GitHub returned an invalid response (status 200) to GET ${pullPath}: ${problem}. GitHub, ` +
+        'or a proxy between this server and GITHUB_API_URL, may be failing, so wait a few ' +
+        `minutes. Patch request ${request.id} was not applied, so you can apply it again after that.`,
+    );
+    expect(error.github).toEqual({
+      status: 200,
+      message: problem,
+      method: 'GET',
+      path: pullPath,
+      invalidResponse: true,
+    });
+    await expectNothingApplied(request.id, writesBefore);
+  });
+
+  it('applies again once GitHub returns the pull request', async () => {
+    const data = await currentPullRequest();
+    setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body: { ...data, head: undefined } });
+    const request = await newRequest();
+    expect((await apply(request.id)).status).toBe(502);
+
+    const again = await apply(request.id);
+
+    expect(again.status).toBe(200);
+    const result = await again.json();
+    expect(result.mode).toBe('commit');
+    expect(await git('rev-parse', headBranch)).toBe(result.commitSha);
+  });
+});

@@ -28,6 +28,7 @@ import {
   repository,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { storeApplyJob } from '../helpers/apply-jobs.ts';
 import { failAfterWork } from '../helpers/lost-response.ts';
 
 
@@ -83,6 +84,14 @@ async function markDiedAfterApply(id: string) {
       applyStartedAt: new Date(Date.now() - 11 * 60_000),
     })
     .where(eq(patchRequests.id, id));
+}
+
+/** The 409 message for applying patch request `id` after a newer commit superseded its run. */
+function supersededMessage(id: string): string {
+  return (
+    `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview on ` +
+    `the newest run of the pull request and apply that one instead of patch request ${id}.`
+  );
 }
 
 async function setRunStatus(status: 'completed' | 'superseded') {
@@ -321,12 +330,52 @@ describe('apply, commits', () => {
     try {
       const response = await apply(request.id);
       expect(response.status).toBe(409);
-      expect((await response.json()).error.message).toBe(
-        `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview ` +
-          'on the newest run of the pull request and apply that one instead of patch request ' +
-          `${request.id}.`,
-      );
+      expect((await response.json()).error.message).toBe(supersededMessage(request.id));
       expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+    } finally {
+      await setRunStatus('completed');
+    }
+  });
+
+  it('rejects a superseded run after a failed job', async () => {
+    const request = await newRequest();
+    // The job's last attempt failed before any push and stored its error.
+    await storeApplyJob(setup.context, { id: request.id, userId: user.id }, 'failed');
+    await setRunStatus('superseded');
+
+    try {
+      const response = await apply(request.id);
+      expect(response.status).toBe(409);
+      expect((await response.json()).error.message).toBe(supersededMessage(request.id));
+      expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
+      expect((await stored(request.id)).applyStartedAt).toBeNull();
+    } finally {
+      await setRunStatus('completed');
+    }
+  });
+
+  it('records a commit while its job waits to retry', async () => {
+    const request = await newRequest();
+    const first = await apply(request.id);
+    expect(first.status).toBe(200);
+    const { commitSha } = await first.json();
+    // An attempt of the apply job pushed, lost the ref update's response and failed to read the
+    // branch, so it released its claim without recording the commit, and pg-boss retries it.
+    await markDiedAfterApply(request.id);
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: null })
+      .where(eq(patchRequests.id, request.id));
+    await storeApplyJob(setup.context, { id: request.id, userId: user.id }, 'retry');
+    await setRunStatus('superseded');
+
+    try {
+      const again = await apply(request.id);
+      const result = await again.json();
+      expect(again.status, JSON.stringify(result)).toBe(200);
+      expect(result.commitSha).toBe(commitSha);
+      expect(await git('rev-parse', headBranch)).toBe(commitSha);
+      expect((await stored(request.id)).appliedCommitSha).toBe(commitSha);
     } finally {
       await setRunStatus('completed');
     }

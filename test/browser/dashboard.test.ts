@@ -1,6 +1,6 @@
 import type { Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installer, screenshot, signIn, startDashboard, type Dashboard } from './harness.ts';
+import { checkBothFindings, installer, screenshot, signIn, startDashboard, type Dashboard } from './harness.ts';
 
 let dashboard: Dashboard;
 let page: Page;
@@ -51,12 +51,7 @@ describe('dashboard in Chromium', () => {
     await dashboard.database.sql`
       UPDATE users SET plan = 'pro', token_limit = 100000 WHERE github_id = ${installer.id}
     `;
-    await page.getByRole('link', { name: 'Codertocat/Hello-World#2' }).click();
-    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
-    const checkboxes = page.locator('input[name="findingIds"]');
-    await expect.poll(() => checkboxes.count()).toBe(2);
-    await checkboxes.nth(0).check();
-    await checkboxes.nth(1).check();
+    await checkBothFindings(page);
     await screenshot(page, 'run-selected');
 
     const runUrl = page.url();

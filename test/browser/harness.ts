@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
@@ -221,6 +222,25 @@ export async function signIn(page: Page, dashboard: Dashboard): Promise<void> {
   await page.waitForURL(/\/sign-in/);
   await page.getByRole('link', { name: 'Sign in with GitHub' }).click();
   await page.waitForURL(`${dashboard.url}/`);
+}
+
+/** Opens a page of a new browser context, 1200 by 900 pixels, and signs in on it. */
+export async function openSignedInPage(dashboard: Dashboard): Promise<Page> {
+  const browserContext = await dashboard.browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await browserContext.newPage();
+  page.setDefaultTimeout(20_000);
+  await signIn(page, dashboard);
+  return page;
+}
+
+/** Opens the run of the pull request from the home page and checks both of its findings. */
+export async function checkBothFindings(page: Page): Promise<void> {
+  await page.getByRole('link', { name: 'Codertocat/Hello-World#2' }).click();
+  await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+  const checkboxes = page.locator('input[name="findingIds"]');
+  await expect.poll(() => checkboxes.count()).toBe(2);
+  await checkboxes.nth(0).check();
+  await checkboxes.nth(1).check();
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

@@ -2,7 +2,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import { listRunFindings } from '../../src/runs/run-findings.ts';
-import { installer, screenshot, signIn, startDashboard, type Dashboard } from './harness.ts';
+import { installer, openSignedInPage, screenshot, startDashboard, type Dashboard } from './harness.ts';
 
 let dashboard: Dashboard;
 let page: Page;
@@ -10,10 +10,7 @@ let page: Page;
 beforeAll(async () => {
   dashboard = await startDashboard();
   await dashboard.openPullRequest();
-  const browserContext = await dashboard.browser.newContext({ viewport: { width: 1200, height: 900 } });
-  page = await browserContext.newPage();
-  page.setDefaultTimeout(20_000);
-  await signIn(page, dashboard);
+  page = await openSignedInPage(dashboard);
   await dashboard.database.sql`
     UPDATE users SET plan = 'free', token_limit = 1000, tokens_used = 0, tokens_reserved = 0
     WHERE github_id = ${installer.id}

@@ -5,6 +5,7 @@ import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { applyQueue, handleApplyJob, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { headText, proposedText, type ApplyTestContext } from './apply-context.ts';
 import { insertReadyPatchRequest, type GitHubTestContext } from './github-context.ts';
+import type { TestContext } from './context.ts';
 import { runDueJob } from './jobs.ts';
 
 /** Inserts a ready patch request of the context's user that changes `app.txt`. */
@@ -40,6 +41,30 @@ export function runApplyJob(setup: GitHubTestContext, jobId: string, whileActive
     (job) => handleApplyJob(setup.context, job),
     whileActive,
   );
+}
+
+/** Pg-boss states of an apply job that `storeApplyJob` sets up. */
+export type StoredApplyJobState = 'created' | 'retry' | 'active' | 'failed';
+
+/**
+ * Queues an apply job of patch request `request` to start in 20 minutes, stores it as the
+ * request's apply job, and puts it in pg-boss state `state`. `created` waits to start, `retry`
+ * waits after a failed attempt, `active` runs, and `failed` ended after its last attempt, which
+ * stored its error as the request's `applyError`. Returns the job's id.
+ */
+export async function storeApplyJob(
+  context: TestContext,
+  request: { id: string; userId: string },
+  state: StoredApplyJobState,
+): Promise<string> {
+  const data: ApplyJobData = { patchRequestId: request.id, userId: request.userId };
+  const jobId = await context.boss.send(applyQueue, data, { startAfter: new Date(Date.now() + 20 * 60_000) });
+  expect(jobId).not.toBeNull();
+  await context.database.sql`
+    UPDATE pgboss.job SET state = ${state} WHERE name = ${applyQueue} AND id = ${jobId!}`;
+  const applyError = state === 'failed' ? 'Applying failed: the job failed on each of its 3 attempts.' : null;
+  await context.db.update(patchRequests).set({ applyJobId: jobId, applyError }).where(eq(patchRequests.id, request.id));
+  return jobId!;
 }
 
 /** Returns the HTML of the preview page of patch request `id`, for the session `cookie`. */

@@ -11,6 +11,7 @@ import {
   formHeaders,
   type SignedInUser,
 } from '../helpers/web.ts';
+import { storeApplyJob } from '../helpers/apply-jobs.ts';
 import { waitForLockWait } from '../helpers/webhooks.ts';
 
 const diff = [
@@ -635,19 +636,48 @@ describe('superseded run', () => {
     });
   });
 
-  it('keeps Apply while an apply job is queued', async () => {
+  // The job, or the call that GitHub rate-limited before it, may have pushed the commit that
+  // superseded the run, and the API lets an apply go on to record it.
+  it.each(['created', 'retry', 'active'] as const)('keeps Apply while an apply job is %s', async (state) => {
     const { request } = await newReadyRequest();
-    // The job's call may have pushed the commit that superseded the run, and the API lets an
-    // apply go on to record it.
+    await storeApplyJob(context, request, state);
+    await whileSuperseded(true, async () => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+
+      expect(applyButton.exec(html)?.[1]).toBeUndefined();
+      expect(html).not.toContain(previewNotice);
+    });
+  });
+
+  it('keeps Apply while a claim remains', async () => {
+    const { request } = await newReadyRequest();
+    // A call that claimed the preview, pushed and died before it recorded the commit.
     await context.db
       .update(patchRequests)
-      .set({ applyJobId: '00000000-0000-4000-8000-000000000001' })
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
       .where(eq(patchRequests.id, request.id));
     await whileSuperseded(true, async () => {
       const html = await getPage(`/patch-requests/${request.id}`);
 
       expect(applyButton.exec(html)?.[1]).toBeUndefined();
       expect(html).not.toContain(previewNotice);
+    });
+  });
+
+  it('disables Apply after a failed apply job', async () => {
+    const { request } = await newReadyRequest();
+    await storeApplyJob(context, request, 'failed');
+    await whileSuperseded(true, async (newerRunId) => {
+      const html = await getPage(`/patch-requests/${request.id}`);
+      const fragment = await (
+        await app.request(`/patch-requests/${request.id}/files`, {
+          headers: { cookie: user.cookie, 'hx-request': 'true' },
+        })
+      ).text();
+
+      expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
+      expect(html).toContain(`${previewNotice}<a href="/runs/${newerRunId}">the newest run</a>.`);
+      expect(applyButton.exec(fragment)?.[1]).toBe(' disabled=""');
     });
   });
 

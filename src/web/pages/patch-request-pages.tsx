@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { findApplyRetry } from '../../apply/apply-retry.ts';
+import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
 import { loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
 import { findNewestRunId, isUuid } from '../../runs/visible-runs.ts';
@@ -53,6 +54,7 @@ export function patchRequestPages(
   const renderFilesPanel = async (session: ActiveSession, userId: string, id: string) => {
     const { request, run, installation } = await load(userId, id);
     const files = await listPatchFiles(context.db, request.id);
+    const supersededRunBlocksApply = await isApplyBlockedBySupersededRun(context.db, request, run);
     return (
       <>
         <PatchFilesPanel
@@ -61,7 +63,15 @@ export function patchRequestPages(
           files={files}
           fixesBlocked={listFixBlockers(run, installation).length > 0 || run.status !== 'completed'}
         />
-        <ApplyForm session={session} request={request} run={run} installation={installation} files={files} oob />
+        <ApplyForm
+          session={session}
+          request={request}
+          run={run}
+          installation={installation}
+          files={files}
+          supersededRunBlocksApply={supersededRunBlocksApply}
+          oob
+        />
       </>
     );
   };
@@ -72,6 +82,7 @@ export function patchRequestPages(
     const newestRunId =
       run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
     const applyRetry = await findApplyRetry(context.boss, request);
+    const supersededRunBlocksApply = await isApplyBlockedBySupersededRun(context.db, request, run);
     return c.html(
       <PreviewPage
         session={c.var.session}
@@ -81,6 +92,7 @@ export function patchRequestPages(
         files={files}
         newestRunId={newestRunId}
         applyRetry={applyRetry}
+        supersededRunBlocksApply={supersededRunBlocksApply}
       />,
     );
   });

@@ -3,7 +3,6 @@ import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts
 import type { ApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
 import { previewVersion } from '../../apply/preview-version.ts';
-import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyRetryNotice, ApplyWaitNotice } from './components/apply-wait-notice.tsx';
@@ -27,7 +26,7 @@ type Run = typeof prRuns.$inferSelect;
  * button posts to the JSON API and shows its response. Without JavaScript the form posts to the
  * page route, which calls the same API. A closed pull request or an unavailable installation
  * disables Apply, hides "Regenerate this file" and shows why. So does a newer commit that
- * superseded the run, unless an earlier apply may have pushed it (see `hasUnrecordedApply`).
+ * superseded the run, unless an earlier apply may have pushed it (`supersededRunBlocksApply`).
  */
 export const PreviewPage: FC<{
   session: ActiveSession;
@@ -39,11 +38,13 @@ export const PreviewPage: FC<{
   newestRunId: string | null;
   /** The failed attempt of the apply job that pg-boss retries, or null. */
   applyRetry: ApplyRetry | null;
-}> = ({ session, request, run, installation, files, newestRunId, applyRetry }) => {
+  /** Whether the superseded run rejects an apply (see `isApplyBlockedBySupersededRun`). */
+  supersededRunBlocksApply: boolean;
+}> = ({ session, request, run, installation, files, newestRunId, applyRetry, supersededRunBlocksApply }) => {
   const applied = request.appliedAt !== null;
   const applyWait = currentApplyWait(request);
   const blockers = listFixBlockers(run, installation);
-  const superseded = !applied && isApplyBlockedBySupersededRun(request, run);
+  const superseded = !applied && supersededRunBlocksApply;
   return (
     <Layout title="Fix preview" session={session}>
       <p class="breadcrumbs">
@@ -83,7 +84,14 @@ export const PreviewPage: FC<{
         {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
         {applyRetry ? <ApplyRetryNotice retry={applyRetry} /> : null}
         {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
-        <ApplyForm session={session} request={request} run={run} installation={installation} files={files} />
+        <ApplyForm
+          session={session}
+          request={request}
+          run={run}
+          installation={installation}
+          files={files}
+          supersededRunBlocksApply={supersededRunBlocksApply}
+        />
         <div id="apply-result" aria-live="polite"></div>
       </section>
     </Layout>
@@ -92,12 +100,18 @@ export const PreviewPage: FC<{
 
 /**
  * Returns whether the preview page enables Apply: the preview is ready or partially ready, not
- * applied, and neither a fix blocker nor a newer commit stops the apply.
+ * applied, and neither a fix blocker nor a newer commit (`supersededRunBlocksApply`) stops the
+ * apply.
  */
-export function canApplyPreview(request: PatchRequest, run: Run, installation: RunInstallation | null): boolean {
+export function canApplyPreview(
+  request: PatchRequest,
+  run: Run,
+  installation: RunInstallation | null,
+  supersededRunBlocksApply: boolean,
+): boolean {
   return (
     request.appliedAt === null &&
-    !isApplyBlockedBySupersededRun(request, run) &&
+    !supersededRunBlocksApply &&
     listFixBlockers(run, installation).length === 0 &&
     (request.status === 'ready' || request.status === 'partially_ready')
   );
@@ -115,8 +129,9 @@ export const ApplyForm: FC<{
   run: Run;
   installation: RunInstallation | null;
   files: PatchFile[];
+  supersededRunBlocksApply: boolean;
   oob?: boolean;
-}> = ({ session, request, run, installation, files, oob }) => (
+}> = ({ session, request, run, installation, files, supersededRunBlocksApply, oob }) => (
   <form
     id="apply-form"
     method="post"
@@ -129,7 +144,11 @@ export const ApplyForm: FC<{
   >
     <CsrfField session={session} />
     <input type="hidden" name="previewVersion" value={previewVersion(files)} />
-    <button type="submit" class="primary" disabled={!canApplyPreview(request, run, installation)}>
+    <button
+      type="submit"
+      class="primary"
+      disabled={!canApplyPreview(request, run, installation, supersededRunBlocksApply)}
+    >
       Apply
     </button>
   </form>
