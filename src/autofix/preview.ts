@@ -719,23 +719,38 @@ async function failUnfinishedFiles(tx: Transaction, patchRequestId: string, erro
 }
 
 /**
+ * Result of failPatchRequest: `ended` the request, or left it because it had `finished`
+ * already or because another preview job (`currentJobId`, null when none is stored) owns it.
+ */
+export type FailPatchRequestResult =
+  | { outcome: 'ended' }
+  | { outcome: 'finished' }
+  | { outcome: 'not_current_job'; currentJobId: string | null };
+
+/**
  * Ends a patch request after its job's last retry failed with `error`. A regenerated file not
  * yet done gets its kept result back, the other files not yet done fail with the error, and
  * the request's status is derived from all its files, as when the preview ends normally. So a
  * failed regeneration of one file leaves the preview applicable as the user saw it, and the
  * request is `failed` only when no file is ready. The stored message is the safe form of the
  * error, because a failed query's own message quotes the file text.
+ *
+ * With `jobId`, the request ends only while that job is its current preview job. A late
+ * attempt of an older job, such as the job of a preview that was regenerated since, then
+ * leaves the newer job's work alone.
  */
 export async function failPatchRequest(
   db: Database,
   patchRequestId: string,
   error: unknown,
-): Promise<void> {
+  options: { jobId?: string } = {},
+): Promise<FailPatchRequestResult> {
   const message = `Preview failed: ${safeErrorMessage(error)}`;
-  await db.transaction(async (tx) => {
-    // Only an unfinished request changes, so a cancellation that raced the job stays.
+  return db.transaction(async (tx) => {
+    // Only an unfinished request changes, so a cancellation that raced the job stays. The row
+    // lock orders this with a regeneration, which sets the new job's id under the same lock.
     const [unfinished] = await tx
-      .select({ id: patchRequests.id })
+      .select({ previewJobId: patchRequests.previewJobId })
       .from(patchRequests)
       .where(
         and(
@@ -744,7 +759,10 @@ export async function failPatchRequest(
         ),
       )
       .for('update');
-    if (!unfinished) return;
+    if (!unfinished) return { outcome: 'finished' };
+    if (options.jobId !== undefined && unfinished.previewJobId !== options.jobId) {
+      return { outcome: 'not_current_job', currentJobId: unfinished.previewJobId };
+    }
     // No attempt follows, so files left pending or running would show as unfinished for good.
     await restoreKeptResults(tx, [patchRequestId], message);
     await failUnfinishedFiles(tx, patchRequestId, message);
@@ -762,5 +780,6 @@ export async function failPatchRequest(
         filesDone: files.length,
       })
       .where(eq(patchRequests.id, patchRequestId));
+    return { outcome: 'ended' };
   });
 }

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq } from 'drizzle-orm';
+import { and, asc, eq } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import {
   installations,
@@ -83,14 +83,4 @@ export async function listPatchFiles(db: Database, patchRequestId: string) {
     .from(patchFiles)
     .where(eq(patchFiles.patchRequestId, patchRequestId))
     .orderBy(asc(patchFiles.path));
-}
-
-/** Lists the user's patch requests for one run, newest first. */
-export async function listRunPatchRequests(db: Database, userId: string, runId: string) {
-  return db
-    .select()
-    .from(patchRequests)
-    .where(and(eq(patchRequests.runId, runId), eq(patchRequests.userId, userId)))
-    .orderBy(desc(patchRequests.createdAt))
-    .limit(20);
 }

@@ -3,6 +3,7 @@ import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { failPatchRequest, runPreview } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
+import type { Logger } from '../logger.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import {
   asInstallationUnavailable,
@@ -25,7 +26,8 @@ export const previewQueueOptions = {
  * Builds a fix preview. Safe to retry: files already finished are kept, and each model call
  * carries an idempotency key with the attempt number, so a retried call is a new ledger row
  * and a settled call is never charged twice. A suspended or uninstalled installation fails the
- * request at once and completes the job without a retry.
+ * request at once and completes the job without a retry. A failure ends the request only while
+ * this job is its current preview job (see endPatchRequest).
  */
 export async function handlePreviewJob(
   context: AppContext,
@@ -51,7 +53,7 @@ export async function handlePreviewJob(
     }
     if (error instanceof ConfigError) {
       // Missing credentials will still be missing on a retry; fail now with what to set.
-      await failPatchRequest(context.db, patchRequestId, error);
+      await endPatchRequest(context, job, patchRequestId, error, logger);
       logger.warn(
         { event: 'job.preview.not_configured', reason: error.message },
         'preview stopped: not configured',
@@ -61,7 +63,7 @@ export async function handlePreviewJob(
     const unavailable = asInstallationUnavailable(error);
     if (unavailable) {
       const recorded = await recordInstallationUnavailable(context.db, unavailable);
-      await failPatchRequest(context.db, patchRequestId, recorded);
+      await endPatchRequest(context, job, patchRequestId, recorded, logger);
       logger.warn(
         {
           event: 'job.preview.stopped',
@@ -79,7 +81,7 @@ export async function handlePreviewJob(
       'preview failed',
     );
     if (finalAttempt) {
-      await failPatchRequest(context.db, patchRequestId, error).catch((failError: unknown) => {
+      await endPatchRequest(context, job, patchRequestId, error, logger).catch((failError: unknown) => {
         logger.error(
           { event: 'job.preview.store_failure_failed', err: toSafeError(failError) },
           'failed to store the patch request failure',
@@ -89,4 +91,31 @@ export async function handlePreviewJob(
     // pg-boss stores the thrown error in its job table, so it gets the safe message only.
     throw new Error(safe.message);
   }
+}
+
+/**
+ * Ends the job's patch request with `error` (see failPatchRequest) unless another preview job
+ * owns the request. That happens when an attempt of this job fails after the preview finished
+ * and a regeneration sent a new job, such as an attempt that pg-boss started again after the
+ * job ran past its time limit. The other job finishes the request itself, so this one only
+ * logs that it left the request.
+ */
+async function endPatchRequest(
+  context: AppContext,
+  job: PgBoss.JobWithMetadata<PreviewJobData>,
+  patchRequestId: string,
+  error: unknown,
+  logger: Logger,
+): Promise<void> {
+  const result = await failPatchRequest(context.db, patchRequestId, error, { jobId: job.id });
+  if (result.outcome !== 'not_current_job') return;
+  logger.warn(
+    {
+      event: 'job.preview.failure_skipped',
+      attempt: job.retryCount,
+      currentJobId: result.currentJobId,
+      err: toSafeError(error),
+    },
+    'preview job failed, but another preview job owns the preview now; left the preview to that job',
+  );
 }

@@ -233,7 +233,8 @@ async function cleanUpAfter(
     `);
     if (!request?.current) return 0;
     released = await releaseAttemptReservations(db, patchRequestId, job.retry_count);
-    if (lastAttempt) await failPatchRequest(db, patchRequestId, error);
+    // Checked again under the request's lock, in case a regeneration sent a new job since.
+    if (lastAttempt) await failPatchRequest(db, patchRequestId, error, { jobId: job.id });
   } else if (job.name === analyzeQueue && runId && lastAttempt) {
     await db.execute(sql`
       UPDATE pr_runs SET status = 'failed', error = ${`Analysis failed: ${error.message}`},

@@ -134,6 +134,19 @@ describe('dashboard in Chromium', () => {
     await screenshot(page, 'preview-apply-result');
   });
 
+  it('summarizes the applied preview on the run page', async () => {
+    await page.locator('.breadcrumbs a[href^="/runs/"]').click();
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+    const item = page.locator('#earlier-previews li');
+    await expect.poll(() => item.count()).toBe(1);
+    expect(await item.locator('.badge.status-applied').textContent()).toBe('applied');
+    expect(await item.locator('.preview-applied').textContent()).toMatch(/^as commit [0-9a-f]{7}$/);
+    expect(await item.locator('.preview-files').textContent()).toBe(' · 2 files: 2 ready');
+    expect(await item.locator('.preview-models').textContent()).toBe(' · Groq llama-3.3-70b-versatile');
+    expect(await item.locator('.preview-tokens').textContent()).toMatch(/^ · [\d,]+ tokens on the platform key$/);
+    await screenshot(page, 'run-earlier-previews');
+  });
+
   it.each([
     [500, 'ok', false],
     [750, 'warn', false],

@@ -251,15 +251,39 @@ describe('unavailable installations', () => {
       .set({ suspendedAt: new Date() })
       .where(eq(installations.id, setup.installationId));
     const requestsBefore = setup.fake.requests.length;
+    const { previewJobId } = await patchRequestById(request.id);
 
     await expect(
-      handlePreviewJob(setup.context, job<PreviewJobData>({ patchRequestId: request.id })),
+      handlePreviewJob(setup.context, {
+        ...job<PreviewJobData>({ patchRequestId: request.id }),
+        id: previewJobId!,
+      }),
     ).resolves.toBeUndefined();
 
     const stored = await patchRequestById(request.id);
     expect(stored.status).toBe('failed');
     expect(stored.error).toBe(`Preview failed: ${suspendedMessage(setup.installationId)}`);
     expect(setup.fake.requests).toHaveLength(requestsBefore);
+  });
+
+  it('leaves a preview of another job', async () => {
+    const request = await queuedPreview();
+    await setup.context.db
+      .update(installations)
+      .set({ suspendedAt: new Date() })
+      .where(eq(installations.id, setup.installationId));
+    const { previewJobId } = await patchRequestById(request.id);
+    const otherJob = job<PreviewJobData>({ patchRequestId: request.id });
+
+    await expect(handlePreviewJob(setup.context, otherJob)).resolves.toBeUndefined();
+
+    const stored = await patchRequestById(request.id);
+    expect(stored.status).toBe('queued');
+    expect(stored.error).toBeNull();
+    const skipped = setup.context.logs.filter((line) => line.event === 'job.preview.failure_skipped');
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]!.jobId).toBe(otherJob.id);
+    expect(skipped[0]!.currentJobId).toBe(previewJobId);
   });
 
   it.each([

@@ -11,7 +11,7 @@ import {
   loadPreviewPayment,
   pickDefaultFindings,
 } from '../../autofix/preview-budget.ts';
-import { listRunPatchRequests } from '../../autofix/visible-patch-requests.ts';
+import { listRunPreviewSummaries } from '../../autofix/preview-summaries.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
@@ -38,9 +38,23 @@ import { RunPage } from '../views/run.tsx';
 
 const maxSelectedFindings = 1000;
 
+/** Previews that the run page lists, the newest first, and the maximum it lists with `?previews=all`. */
+const listedPreviews = 10;
+const maxListedPreviews = 200;
+
 /** Builds the 409 for "Preview fix" on a run that is not completed. */
 function runNotCompleted(status: RunStatus): AppError {
   return new AppError('conflict', runNotCompletedMessage('This run', status));
+}
+
+/** Reads the run page's `previews` query value: `all` lists up to maxListedPreviews previews. */
+function parsePreviewsQuery(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  if (value === 'all') return true;
+  throw new AppError(
+    'bad_request',
+    `Invalid previews value ${quoteValue(value, 40)}: use previews=all to list more previews, or leave it out.`,
+  );
 }
 
 /** `GET /runs/:runId` and `POST /runs/:runId/patch-requests` ("Preview fix"). */
@@ -50,11 +64,16 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
 
   app.get('/runs/:runId', async (c) => {
     const runId = c.req.param('runId');
+    const listAll = parsePreviewsQuery(c.req.query('previews'));
     const run = await findVisibleRun(context.db, c.var.user.id, runId);
     if (!run) throw notFound('Run', runId);
     const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
-    const requests = await listRunPatchRequests(context.db, c.var.user.id, run.id);
+    const previews = await listRunPreviewSummaries(context.db, {
+      userId: c.var.user.id,
+      runId: run.id,
+      limit: listAll ? maxListedPreviews : listedPreviews,
+    });
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
@@ -68,7 +87,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         run={run}
         installation={installation}
         findings={rows}
-        patchRequests={requests}
+        previews={{ ...previews, listAll, maxListed: maxListedPreviews }}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
         newestRunId={newestRunId}
       />,

@@ -1,14 +1,13 @@
 import type { FC } from 'hono/jsx';
-import { currentApplyWait } from '../../apply/apply-wait.ts';
 import type { FileCallEstimate, FileCallParts } from '../../autofix/preview-budget.ts';
 import { bytesPerToken } from '../../llm/prompt.ts';
-import type { findings, patchRequests, prRuns } from '../../db/schema/index.ts';
+import type { findings, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
 import { describeRunRateLimitWait, runRateLimitWait } from '../../runs/run-rate-limit.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
-import { ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
+import { EarlierPreviews, type EarlierPreviewsView } from './components/earlier-previews.tsx';
 import {
   FixBlockerBadges,
   FixBlockerNotices,
@@ -27,7 +26,6 @@ import { Layout } from './layout.tsx';
 
 type Run = typeof prRuns.$inferSelect;
 type Finding = typeof findings.$inferSelect;
-type PatchRequest = typeof patchRequests.$inferSelect;
 
 function groupByPath(rows: Finding[]): [string, Finding[]][] {
   const groups = new Map<string, Finding[]>();
@@ -65,11 +63,11 @@ export const RunPage: FC<{
   run: Run;
   installation: RunInstallation | null;
   findings: Finding[];
-  patchRequests: PatchRequest[];
+  previews: EarlierPreviewsView;
   budget: PreviewBudgetView;
   /** The newest run of the pull request, linked from a superseded run, or null. */
   newestRunId: string | null;
-}> = ({ session, run, installation, findings, patchRequests, budget, newestRunId }) => {
+}> = ({ session, run, installation, findings, previews, budget, newestRunId }) => {
   const action = `/runs/${run.id}/patch-requests`;
   const blockers = listFixBlockers(run, installation);
   const canPreview = blockers.length === 0 && run.status === 'completed' && findings.length > 0;
@@ -180,35 +178,7 @@ export const RunPage: FC<{
       </form>
       <div id="preview-progress" aria-live="polite"></div>
 
-      {patchRequests.length > 0 ? (
-        <section class="card">
-          <h2>Earlier previews</h2>
-          <ul>
-            {patchRequests.map((request) => {
-              const applyWait = currentApplyWait(request);
-              return (
-                <li>
-                  <a href={`/patch-requests/${request.id}`}>
-                    <Time date={request.createdAt} />
-                  </a>{' '}
-                  <StatusBadge status={request.status} />
-                  {/* An applied preview keeps the status "ready", so only this label tells it apart. */}
-                  {request.appliedAt ? (
-                    <>
-                      {' '}
-                      <StatusBadge status="applied" />
-                    </>
-                  ) : null}
-                  {request.status === 'cancelled' && request.error ? (
-                    <p class="muted">{request.error}</p>
-                  ) : null}
-                  {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
-                </li>
-              );
-            })}
-          </ul>
-        </section>
-      ) : null}
+      <EarlierPreviews runId={run.id} view={previews} />
     </Layout>
   );
 };

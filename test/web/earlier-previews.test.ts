@@ -1,0 +1,296 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patchFiles, patchRequests, tokenEvents } from '../../src/db/schema/index.ts';
+import { createApp } from '../../src/web/app.tsx';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createRunWithFindings, createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+
+const commitSha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
+
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+
+beforeAll(async () => {
+  context = await createTestContext();
+  app = createApp(context);
+  user = await createSignedInUser(context.db, { login: 'earlier-previews-user', plan: 'pro', tokenLimit: 100_000 });
+});
+
+afterAll(async () => {
+  await context?.close();
+});
+
+async function newRun() {
+  const created = await createRunWithFindings(context.db, {
+    userId: user.userId,
+    findings: [{ path: 'src/a.ts', line: 2 }],
+  });
+  return created.run.id;
+}
+
+type PatchRequestValues = Partial<typeof patchRequests.$inferInsert>;
+type PatchFileValues = Omit<typeof patchFiles.$inferInsert, 'patchRequestId'>;
+
+/**
+ * Inserts a preview on `runId`, requested `minutesAgo` minutes ago, with `files` and one ledger
+ * row per entry of `calls`.
+ */
+async function insertPreview(input: {
+  runId: string;
+  minutesAgo: number;
+  request?: PatchRequestValues;
+  files?: PatchFileValues[];
+  calls?: { keySource: 'platform' | 'user'; tokens: number }[];
+}): Promise<string> {
+  const [request] = await context.db
+    .insert(patchRequests)
+    .values({
+      runId: input.runId,
+      userId: user.userId,
+      status: 'ready',
+      createdAt: new Date(Date.now() - input.minutesAgo * 60_000),
+      ...input.request,
+    })
+    .returning({ id: patchRequests.id });
+  const id = request!.id;
+  if (input.files?.length) {
+    await context.db.insert(patchFiles).values(input.files.map((file) => ({ ...file, patchRequestId: id })));
+  }
+  const calls = input.calls ?? [];
+  if (calls.length > 0) {
+    await context.db.insert(tokenEvents).values(
+      calls.map((call, index) => ({
+        userId: user.userId,
+        patchRequestId: id,
+        path: 'src/a.ts',
+        provider: 'groq' as const,
+        model: 'llama-3.3-70b-versatile',
+        keySource: call.keySource,
+        promptTokens: call.tokens,
+        completionTokens: 0,
+        totalTokens: call.tokens,
+        chargedTokens: call.keySource === 'platform' ? call.tokens : 0,
+        idempotencyKey: `${id}:call-${index}`,
+      })),
+    );
+  }
+  return id;
+}
+
+async function runPage(runId: string, query = ''): Promise<{ status: number; html: string }> {
+  const response = await app.request(`/runs/${runId}${query}`, { headers: { cookie: user.cookie } });
+  return { status: response.status, html: await response.text() };
+}
+
+/** Returns the list item of preview `id` on the run page. */
+function itemOf(html: string, id: string): string {
+  const start = html.indexOf(`<li><a href="/patch-requests/${id}">`);
+  expect(start, `no list item for preview ${id}`).toBeGreaterThanOrEqual(0);
+  return html.slice(start, html.indexOf('</li>', start));
+}
+
+/** Returns the text of the first element with `className` in `item`, without its tags. */
+function textOf(item: string, className: string): string | null {
+  const match = new RegExp(`<span class="${className}">(.*?)</span>`).exec(item);
+  return match ? match[1]!.replace(/<[^>]+>/g, '').replaceAll('&#39;', "'") : null;
+}
+
+/** Returns the ids of the previews that the run page lists, in order. */
+function listedIds(html: string): string[] {
+  return [...html.matchAll(/<li><a href="\/patch-requests\/([0-9a-f-]{36})">/g)].map((match) => match[1]!);
+}
+
+const groqFile = { provider: 'groq', model: 'llama-3.3-70b-versatile' };
+const geminiFile = { provider: 'gemini', model: 'gemini-2.5-flash' };
+
+describe('earlier previews on the run page', () => {
+  it('shows files, models, tokens and commit', async () => {
+    const runId = await newRun();
+    const applied = await insertPreview({
+      runId,
+      minutesAgo: 5,
+      request: {
+        totalTokens: 1200,
+        appliedAt: new Date(),
+        applyMode: 'commit',
+        appliedCommitSha: commitSha,
+      },
+      files: [
+        { path: 'src/a.ts', status: 'ready', ...groqFile },
+        { path: 'src/b.ts', status: 'ready', ...groqFile },
+      ],
+      calls: [
+        { keySource: 'platform', tokens: 700 },
+        { keySource: 'platform', tokens: 500 },
+      ],
+    });
+    const mixed = await insertPreview({
+      runId,
+      minutesAgo: 4,
+      request: { status: 'partially_ready', totalTokens: 800 },
+      files: [
+        { path: 'src/a.ts', status: 'ready', ...geminiFile },
+        { path: 'src/b.ts', status: 'failed', error: 'The model returned the file unchanged.', ...groqFile },
+      ],
+      calls: [
+        { keySource: 'user', tokens: 300 },
+        { keySource: 'platform', tokens: 500 },
+      ],
+    });
+    const ownKey = await insertPreview({
+      runId,
+      minutesAgo: 3,
+      request: { totalTokens: 450, appliedAt: new Date(), applyMode: 'suggestions', appliedReviewId: 77 },
+      files: [{ path: 'src/a.ts', status: 'ready', ...groqFile }],
+      calls: [{ keySource: 'user', tokens: 450 }],
+    });
+    const failed = await insertPreview({
+      runId,
+      minutesAgo: 2,
+      request: { status: 'failed', error: 'Groq is unavailable (HTTP 503).' },
+      files: [{ path: 'src/a.ts', status: 'failed', error: 'Groq is unavailable (HTTP 503).' }],
+    });
+    const cancelled = await insertPreview({
+      runId,
+      minutesAgo: 1,
+      request: { status: 'cancelled', error: 'Cancelled: the pull request was closed.', totalTokens: 90 },
+      files: [
+        { path: 'src/a.ts', status: 'ready', ...groqFile },
+        { path: 'src/b.ts', status: 'pending' },
+      ],
+      calls: [{ keySource: 'platform', tokens: 90 }],
+    });
+    const queued = await insertPreview({ runId, minutesAgo: 0, request: { status: 'queued' } });
+
+    const { status, html } = await runPage(runId);
+
+    expect(status).toBe(200);
+    expect(listedIds(html)).toEqual([queued, cancelled, failed, ownKey, mixed, applied]);
+
+    const appliedItem = itemOf(html, applied);
+    expect(appliedItem).toContain(
+      '<span class="badge status-ready">ready</span> <span class="badge status-applied">applied</span>',
+    );
+    expect(textOf(appliedItem, 'preview-applied')).toBe('as commit c0ffee1');
+    expect(appliedItem).toContain(`<code title="${commitSha}">c0ffee1</code>`);
+    expect(textOf(appliedItem, 'preview-files')).toBe(' · 2 files: 2 ready');
+    expect(textOf(appliedItem, 'preview-models')).toBe(' · Groq llama-3.3-70b-versatile');
+    expect(textOf(appliedItem, 'preview-tokens')).toBe(' · 1,200 tokens on the platform key');
+
+    const mixedItem = itemOf(html, mixed);
+    expect(mixedItem).not.toContain('status-applied');
+    expect(textOf(mixedItem, 'preview-applied')).toBeNull();
+    expect(textOf(mixedItem, 'preview-files')).toBe(' · 2 files: 1 ready, 1 failed');
+    expect(textOf(mixedItem, 'preview-models')).toBe(
+      ' · Gemini gemini-2.5-flash and Groq llama-3.3-70b-versatile',
+    );
+    expect(textOf(mixedItem, 'preview-tokens')).toBe(' · 800 tokens, 300 of them on your own key');
+
+    const ownKeyItem = itemOf(html, ownKey);
+    expect(textOf(ownKeyItem, 'preview-applied')).toBe('as review suggestions');
+    expect(textOf(ownKeyItem, 'preview-tokens')).toBe(' · 450 tokens on your own key');
+
+    const failedItem = itemOf(html, failed);
+    expect(failedItem).toContain('<span class="badge status-failed">failed</span>');
+    expect(textOf(failedItem, 'preview-files')).toBe(' · 1 file: 1 failed');
+    expect(textOf(failedItem, 'preview-models')).toBe(' · no model result');
+    expect(textOf(failedItem, 'preview-tokens')).toBe(' · 0 tokens');
+
+    const cancelledItem = itemOf(html, cancelled);
+    expect(textOf(cancelledItem, 'preview-files')).toBe(' · 2 files: 2 cancelled');
+    expect(textOf(cancelledItem, 'preview-tokens')).toBe(' · 90 tokens on the platform key');
+    expect(cancelledItem).toContain('<p class="muted">Cancelled: the pull request was closed.</p>');
+
+    const queuedItem = itemOf(html, queued);
+    expect(textOf(queuedItem, 'preview-files')).toBeNull();
+    expect(textOf(queuedItem, 'preview-models')).toBeNull();
+    expect(textOf(queuedItem, 'preview-tokens')).toBe(' · 0 tokens');
+
+    expect(html).not.toContain('previews-cut');
+  });
+
+  it('lists the 10 newest previews', async () => {
+    const runId = await newRun();
+    const ids: string[] = [];
+    for (let index = 0; index < 12; index++) {
+      ids.push(await insertPreview({ runId, minutesAgo: 12 - index }));
+    }
+    const newestFirst = [...ids].reverse();
+
+    const short = await runPage(runId);
+    expect(short.status).toBe(200);
+    expect(listedIds(short.html)).toEqual(newestFirst.slice(0, 10));
+    expect(short.html).toContain(
+      '<p class="muted previews-cut">The 10 newest of your 12 previews of this run are listed. ' +
+        `<a href="/runs/${runId}?previews=all#earlier-previews">List all 12</a></p>`,
+    );
+
+    const all = await runPage(runId, '?previews=all');
+    expect(all.status).toBe(200);
+    expect(listedIds(all.html)).toEqual(newestFirst);
+    expect(all.html).not.toContain('previews-cut');
+  });
+
+  it('lists at most 200 previews', async () => {
+    const runId = await newRun();
+    const createdAt = Date.now();
+    const inserted = await context.db
+      .insert(patchRequests)
+      .values(
+        Array.from({ length: 201 }, (_, index) => ({
+          runId,
+          userId: user.userId,
+          status: 'ready' as const,
+          createdAt: new Date(createdAt - index * 1000),
+        })),
+      )
+      .returning({ id: patchRequests.id });
+    const newestFirst = inserted.map((row) => row.id);
+
+    const short = await runPage(runId);
+    expect(listedIds(short.html)).toHaveLength(10);
+    expect(short.html).toContain(
+      `<a href="/runs/${runId}?previews=all#earlier-previews">List the 200 newest</a>`,
+    );
+
+    const all = await runPage(runId, '?previews=all');
+    expect(listedIds(all.html)).toEqual(newestFirst.slice(0, 200));
+    expect(all.html).toContain(
+      '<p class="muted previews-cut">The 200 newest of your 201 previews of this run are listed.</p>',
+    );
+  });
+
+  it('rejects an unknown previews value', async () => {
+    const runId = await newRun();
+    await insertPreview({ runId, minutesAgo: 1 });
+
+    const { status, html } = await runPage(runId, '?previews=some');
+
+    expect(status).toBe(400);
+    expect(html).toContain(
+      'Invalid previews value &quot;some&quot;: use previews=all to list more previews, or leave it out.',
+    );
+  });
+
+  it('counts only tokens of the preview', async () => {
+    const runId = await newRun();
+    const id = await insertPreview({
+      runId,
+      minutesAgo: 1,
+      request: { totalTokens: 100 },
+      files: [{ path: 'src/a.ts', status: 'ready', ...groqFile }],
+      calls: [{ keySource: 'platform', tokens: 100 }],
+    });
+    // Own-key calls of another preview do not count for this one.
+    await insertPreview({
+      runId,
+      minutesAgo: 2,
+      request: { totalTokens: 40 },
+      calls: [{ keySource: 'user', tokens: 40 }],
+    });
+
+    const { html } = await runPage(runId);
+
+    expect(textOf(itemOf(html, id), 'preview-tokens')).toBe(' · 100 tokens on the platform key');
+  });
+});
