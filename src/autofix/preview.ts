@@ -146,6 +146,16 @@ export async function runPreview(
   if (!request || terminalStatuses.includes(request.status)) {
     return { status: 'skipped', files: 0, tokens: 0 };
   }
+  // A regeneration gives the request a new job. An attempt of an older job that pg-boss runs
+  // late would otherwise call the model for the new job's file, under a key that the new job's
+  // call of the same attempt number builds too, so one of the two calls would go unbilled.
+  if (options.jobId !== undefined && request.previewJobId !== options.jobId) {
+    logger.warn(
+      { event: 'preview.stale_job', jobId: options.jobId, currentJobId: request.previewJobId, attempt },
+      'this job is no longer the preview job of the request, so it left the files to the current job',
+    );
+    return { status: 'skipped', files: 0, tokens: 0 };
+  }
   const { run, user } = request;
   if (run.status === 'superseded') {
     await db.transaction(async (tx) => {
@@ -255,7 +265,13 @@ export async function runPreview(
     const [claimed] = await db
       .update(patchFiles)
       .set({ status: 'running' })
-      .where(and(unfinishedFile(file), inArray(patchFiles.status, ['pending', 'running'])))
+      .where(
+        and(
+          unfinishedFile(file),
+          inArray(patchFiles.status, ['pending', 'running']),
+          options.jobId === undefined ? undefined : isCurrentPreviewJob(patchRequestId, options.jobId),
+        ),
+      )
       .returning({ id: patchFiles.id });
     if (!claimed) return;
     const findings = findingsByPath.get(file.path) ?? [];
@@ -323,6 +339,12 @@ function unfinishedFile(file: { id: string; generation: number }): SQL | undefin
     eq(patchFiles.generation, file.generation),
     ne(patchFiles.status, 'ready'),
   );
+}
+
+/** Builds the condition that `jobId` is still the preview job of the request. */
+function isCurrentPreviewJob(patchRequestId: string, jobId: string): SQL {
+  return sql`EXISTS (SELECT 1 FROM ${patchRequests}
+    WHERE ${patchRequests.id} = ${patchRequestId} AND ${patchRequests.previewJobId} = ${jobId})`;
 }
 
 /**

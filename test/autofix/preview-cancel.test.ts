@@ -140,6 +140,59 @@ describe('runPreview cancellation', () => {
     expect(setup.context.logs.some((line) => line.event === 'preview.attempt_ended')).toBe(true);
   });
 
+  it('leaves the files to a newer preview job', async () => {
+    const created = await newTwoFilePreview();
+    const job = await takeJob(created.id);
+    const newerJobId = crypto.randomUUID();
+    await setup.context.db
+      .update(patchRequests)
+      .set({ previewJobId: newerJobId })
+      .where(eq(patchRequests.id, created.id));
+    const callsBefore = groq.requests.length;
+    groq.setHandler(() => ({ text: 'export {};\n' }));
+
+    const outcome = await runPreview(setup.context, created.id, 1, setup.context.logger, { jobId: job.id });
+
+    expect(outcome.status).toBe('skipped');
+    expect(groq.requests.length).toBe(callsBefore);
+    const [request] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, created.id));
+    expect(request!.status).toBe('queued');
+    const skip = setup.context.logs.find(
+      (line) => line.event === 'preview.stale_job' && line.jobId === job.id,
+    );
+    expect(skip).toMatchObject({ currentJobId: newerJobId, attempt: 1 });
+  });
+
+  it('claims no file once a newer preview job took over', async () => {
+    const created = await newTwoFilePreview();
+    const job = await takeJob(created.id);
+    const callsBefore = groq.requests.length;
+
+    // A newer job becomes the request's preview job while the model works on the first file.
+    let takeover: Promise<unknown> | undefined;
+    groq.setHandler(() => {
+      takeover ??= Promise.resolve(
+        setup.context.db
+          .update(patchRequests)
+          .set({ previewJobId: crypto.randomUUID() })
+          .where(eq(patchRequests.id, created.id))
+          .execute(),
+      );
+      return { text: 'export {};\n', delayMs: 300 };
+    });
+    const outcome = await runPreview(setup.context, created.id, 0, setup.context.logger, { jobId: job.id });
+    await takeover;
+
+    // The first file's call was paid, so its result is kept; the second is left to the newer job.
+    expect(outcome.status).toBe('running');
+    const completions = groq.requests
+      .slice(callsBefore)
+      .filter((request) => request.path.endsWith('/chat/completions'));
+    expect(completions).toHaveLength(1);
+    const request = await expectFirstFileOnly(created.id);
+    expect(request.status).toBe('running');
+  });
+
   it('runs every file while active', async () => {
     const created = await newTwoFilePreview();
     const job = await takeJob(created.id);
