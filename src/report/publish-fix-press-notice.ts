@@ -48,7 +48,9 @@ function isEarlierCheckRunOf(run: typeof prRuns.$inferSelect, externalId: string
  * the update is the same each time, and a notice older than the one the check run shows is
  * skipped. A deleted check run (404) is logged and skipped. A notice that a newer commit, a
  * close or a base change made stale while it ran is not written, or is reverted when the
- * change came during the update (see `findStaleNoticeReason`).
+ * change came during the update (see `findStaleNoticeReason`). An installation suspended or
+ * uninstalled before the update throws InstallationUnavailableError, and so does one suspended
+ * during an update that turned stale, instead of the revert.
  */
 export async function publishFixPressNotice(
   context: AppContext,
@@ -114,7 +116,9 @@ export async function publishFixPressNotice(
       // The run is read again right before the update, because the events that make the notice
       // stale cancel its job but cannot stop this handler. Holding the run's row lock over the
       // update would close the window, but the webhooks of those events lock that row, and
-      // Octokit may wait a minute or more for a rate limit or retry inside one request.
+      // Octokit may wait a minute or more for a rate limit or retry inside one request. A
+      // suspend or uninstall since the check above throws InstallationUnavailableError.
+      await requireActiveInstallation(context.db, run.installationId);
       const staleBefore = await findStaleNoticeReason(context.db, input, run);
       if (staleBefore !== null) return skipStale(logger, input, staleBefore);
       await octokit.rest.checks.update({ ...target, output: { title, summary, text } });
@@ -126,6 +130,10 @@ export async function publishFixPressNotice(
       // notice job that finished before the change.
       const staleAfter = await findStaleNoticeReason(context.db, input, run);
       if (staleAfter !== null) {
+        // GitHub blocks the app's API access to a suspended or uninstalled installation (REST
+        // API docs, "Suspend an app installation"), so the notice stays and the error names
+        // the installation instead of a failed revert.
+        await requireActiveInstallation(context.db, run.installationId);
         await octokit.rest.checks.update({ ...target, output: earlierOutput });
         logger.warn(
           { event: 'fix_press_notice.reverted', checkRunId: input.checkRunId, reason: staleAfter },

@@ -556,16 +556,36 @@ async function closePullRequest(run: { headSha: string }) {
   });
 }
 
-/** Waits for the completion log line of notice job `jobId`, which a cancelled job writes too. */
-async function completionOf(jobId: string) {
+/** Waits for the log line `event` of notice job `jobId`, and returns it. */
+async function logLineOf(event: string, jobId: string) {
   for (let waited = 0; waited < 20_000; waited += 100) {
-    const line = setup.context.logs.find(
-      (entry) => entry.event === 'job.fix_press_notice.completed' && entry.jobId === jobId,
-    );
+    const line = setup.context.logs.find((entry) => entry.event === event && entry.jobId === jobId);
     if (line) return line;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`job ${jobId} logged no completion within 20 s`);
+  throw new Error(`job ${jobId} logged no ${event} within 20 s`);
+}
+
+/** Waits for the completion log line of notice job `jobId`, which a cancelled job writes too. */
+async function completionOf(jobId: string) {
+  return logLineOf('job.fix_press_notice.completed', jobId);
+}
+
+/** Delivers the `suspend` event of the installation, which cancels its unfinished work. */
+async function suspendInstallation() {
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'installation',
+    deliveryId: `fix-press-notice-${delivery++}`,
+    payload: examplePayload('installation', 'suspend', setup.installationId),
+  });
+  expect(response.status).toBe(202);
+}
+
+/** Clears the installation's suspension, so that later tests can press again. */
+async function unsuspendInstallation() {
+  await setup.context.database.sql`
+    UPDATE installations SET suspended_at = NULL WHERE id = ${setup.installationId}`;
 }
 
 /**
@@ -652,6 +672,72 @@ describe('fix press notice of a run that changes meanwhile', () => {
     expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
       'cancelled',
     );
+  });
+
+  it('writes nothing for an installation suspended meanwhile', async () => {
+    const { checkRun, job, held, since } = await pressAndHold('GET');
+    const before = { ...checkRun.output };
+    try {
+      await suspendInstallation();
+      expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
+        'cancelled',
+      );
+
+      held.release();
+      const stopped = await logLineOf('job.fix_press_notice.stopped', job.id);
+
+      expect(stopped.reason).toBe('suspended');
+      expect(stopped.error).toContain(`GitHub App installation ${setup.installationId} on `);
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+      expect(checkRun.output).toEqual(before);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+    } finally {
+      held.release();
+      await unsuspendInstallation();
+    }
+  });
+
+  it('writes nothing once the installation is marked suspended', async () => {
+    // Another job marks the installation when GitHub rejects its token, and cancels nothing.
+    const { checkRun, job, held, since } = await pressAndHold('GET');
+    const before = { ...checkRun.output };
+    try {
+      await setup.context.database.sql`
+        UPDATE installations SET suspended_at = now() WHERE id = ${setup.installationId}`;
+
+      held.release();
+      const stopped = await logLineOf('job.fix_press_notice.stopped', job.id);
+
+      expect(stopped.reason).toBe('suspended');
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+      expect(checkRun.output).toEqual(before);
+    } finally {
+      held.release();
+      await unsuspendInstallation();
+    }
+  });
+
+  it('sends no revert after a suspend during the update', async () => {
+    const { checkRun, job, held, since } = await pressAndHold('PATCH');
+    try {
+      await suspendInstallation();
+
+      held.release();
+      const stopped = await logLineOf('job.fix_press_notice.stopped', job.id);
+
+      expect(stopped.reason).toBe('suspended');
+      const updates = updatesOf(checkRun.id, since);
+      expect(updates).toHaveLength(1);
+      expect(checkRun.output.text).toContain('Preview queued for 1 file.');
+      const reverted = setup.context.logs.filter(
+        (line) => line.event === 'fix_press_notice.reverted' && line.jobId === job.id,
+      );
+      expect(reverted).toEqual([]);
+    } finally {
+      held.release();
+      await unsuspendInstallation();
+    }
   });
 
   // The close comes last, because it marks every run of the pull request closed.
