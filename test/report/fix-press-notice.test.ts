@@ -11,7 +11,8 @@ import {
 } from '../../src/jobs/fix-press-notice.ts';
 import { escapeMarkdown, fixPressText } from '../../src/report/fix-press-notice.ts';
 import { publishFixPressNotice } from '../../src/report/publish-fix-press-notice.ts';
-import { reportRun } from '../../src/report/report-run.ts';
+import { checkRunLockKey, reportRun } from '../../src/report/report-run.ts';
+import { withSessionLock } from '../../src/runs/run-lock.ts';
 import { createApp } from '../../src/web/app.tsx';
 import {
   createGitHubTestContext,
@@ -19,10 +20,11 @@ import {
   insertFindings,
   insertInstallation,
   insertRun,
+  prNumber,
   repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
-import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+import { examplePayload, postSignedWebhook, waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'fix-press-notice-secret';
 const publicUrl = 'https://fixwright.example.test';
@@ -141,6 +143,28 @@ async function pressAndPublish(runId: string, checkRunId: number, sender?: strin
   const jobs = await noticeJobs(runId);
   expect(jobs).toHaveLength(1);
   return { job: await waitForJob(jobs[0]!.id), data: jobs[0]!.data };
+}
+
+/** Returns the URL of a check run of the fake's pull request, as notices link to it. */
+function checkRunUrlOf(checkRunId: number): string {
+  return (
+    `${setup.context.config.GITHUB_URL}/octo-org/widgets/pull/${prNumber}/checks` +
+    `?check_run_id=${checkRunId}`
+  );
+}
+
+/**
+ * Reports `run` again as a new analysis of its commit does, which posts a new check run, and
+ * returns that check run's id. The check run of the earlier analysis keeps its output.
+ */
+async function reportAgain(runId: string): Promise<number> {
+  await setup.context.db
+    .update(prRuns)
+    .set({ analyzeJobId: randomUUID(), checkRunId: null, checkRunAnnotations: 0 })
+    .where(eq(prRuns.id, runId));
+  await reportRun(setup.context, runId, setup.context.logger);
+  const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  return stored!.checkRunId!;
 }
 
 function updatesOf(checkRunId: number, since: number) {
@@ -470,13 +494,132 @@ describe('fix press notice on the check run', () => {
     expect(after.output.summary).toBe(before.summary);
     expect(after.output.text).toContain(
       'Nothing was queued, because this commit was analyzed again, and the results of that ' +
-        'analysis appear in a newer Fixwright check run. Press **Fix with AI** there.',
+        'analysis appear in [a newer Fixwright check run]' +
+        `(${checkRunUrlOf(stored!.checkRunId!)}). ` +
+        'Press **Fix with AI** there.',
     );
+    const completed = await completionOf(job.id);
+    expect(completed.status).toBe('updated');
+    expect(completed.newerCheckRunId).toBe(stored!.checkRunId);
     const requests = await setup.context.db
       .select()
       .from(patchRequests)
       .where(eq(patchRequests.runId, run.id));
     expect(requests).toEqual([]);
+  });
+
+  it('redirects a press to the new check run', async () => {
+    // The press came while the run was analyzed again, and the job starts after its report.
+    const { run, checkRun } = await reportedRun(1);
+    const before = { ...checkRun.output };
+    const newerCheckRunId = await reportAgain(run.id);
+    const since = setup.fake.requests.length;
+
+    const outcome = await publishFixPressNotice(
+      setup.context,
+      {
+        runId: run.id,
+        checkRunId: checkRun.id,
+        pressedAt: Date.now(),
+        sender: 'a-reviewer',
+        notice: { kind: 'run_not_completed', status: 'analyzing' },
+      },
+      setup.context.logger,
+    );
+
+    const reason =
+      `check run ${checkRun.id} is not the run's, whose newest check run is ${newerCheckRunId}`;
+    expect(outcome).toEqual({ status: 'redirected', reason, newerCheckRunId });
+    expect(checkRun.output.title).toBe(before.title);
+    expect(checkRun.output.summary).toBe(before.summary);
+    expect(checkRun.output.text).toContain(
+      'Nothing was queued, because this commit was analyzed again, and the results of that ' +
+        `analysis appear in [a newer Fixwright check run](${checkRunUrlOf(newerCheckRunId)}). ` +
+        'Press **Fix with AI** there.',
+    );
+    expect(checkRun.output.text).not.toContain('is being analyzed again');
+    expect(updatesOf(checkRun.id, since)).toHaveLength(1);
+    expect(updatesOf(newerCheckRunId, since)).toEqual([]);
+    const logged = setup.context.logs.filter(
+      (line) => line.event === 'fix_press_notice.redirected' && line.checkRunId === checkRun.id,
+    );
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.newerCheckRunId).toBe(newerCheckRunId);
+  });
+
+  it('redirects a press that waits for the report', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    const before = { ...checkRun.output };
+    const newerCheckRunId = await reportAgain(run.id);
+    // The run as it was before that report: analyzed again, still naming the pressed check run.
+    await setup.context.db
+      .update(prRuns)
+      .set({ status: 'analyzing', checkRunId: checkRun.id })
+      .where(eq(prRuns.id, run.id));
+    const since = setup.fake.requests.length;
+
+    let notice: ReturnType<typeof publishFixPressNotice> | undefined;
+    // The report holds the run's check run lock while it posts the new check run.
+    await withSessionLock(setup.context.db, checkRunLockKey(run.id), async () => {
+      notice = publishFixPressNotice(
+        setup.context,
+        {
+          runId: run.id,
+          checkRunId: checkRun.id,
+          pressedAt: Date.now(),
+          sender: null,
+          notice: { kind: 'run_not_completed', status: 'analyzing' },
+        },
+        setup.context.logger,
+      );
+      await waitForLockWait(setup.context);
+      await setup.context.db
+        .update(prRuns)
+        .set({ status: 'completed', checkRunId: newerCheckRunId })
+        .where(eq(prRuns.id, run.id));
+    });
+    const outcome = await notice!;
+
+    const reason =
+      `check run ${checkRun.id} is no longer the run's, whose newest check run is ` +
+      `${newerCheckRunId}`;
+    expect(outcome).toEqual({ status: 'redirected', reason, newerCheckRunId });
+    const updates = updatesOf(checkRun.id, since);
+    expect(updates).toHaveLength(1);
+    expect((updates[0]!.body as { output: Record<string, unknown> }).output).toEqual({
+      title: before.title,
+      summary: before.summary,
+      text: checkRun.output.text,
+    });
+    expect(checkRun.output.text).toContain(
+      `[a newer Fixwright check run](${checkRunUrlOf(newerCheckRunId)})`,
+    );
+  });
+
+  it('names the new check run of a skipped press', async () => {
+    const { run, checkRun, job, held, since } = await pressAndHold('GET');
+    try {
+      const newerCheckRunId = 9_000_000 + checkRun.id;
+      // A cancelled notice job writes nothing, but its skip still names the new check run.
+      await setup.context.boss.cancel(fixPressNoticeQueue, job.id);
+      await setup.context.db
+        .update(prRuns)
+        .set({ checkRunId: newerCheckRunId })
+        .where(eq(prRuns.id, run.id));
+
+      held.release();
+      const completed = await completionOf(job.id);
+
+      expect(completed.status).toBe('skipped');
+      expect(completed.newerCheckRunId).toBe(newerCheckRunId);
+      expect(completed.reason).toBe(
+        `check run ${checkRun.id} is no longer the run's, whose newest check run is ` +
+          `${newerCheckRunId}, and notice job ${job.id} is cancelled`,
+      );
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+    } finally {
+      held.release();
+    }
   });
 
   it('queues a preview from an unstored newest check run', async () => {
