@@ -160,7 +160,9 @@ export async function publishFixPressNotice(
         notice = earlierAnalysisNotice;
         written = { ...ownOutput, text: textOf(notice, newerCheckRunId) };
       } else if (staleBefore !== null) {
-        return skipStale(logger, input, staleBefore);
+        // A notice that already pointed to the newer check run names it in its skip too.
+        const newer = staleBefore.newerCheckRunId ?? newerCheckRunId;
+        return skipStale(logger, input, { ...staleBefore, newerCheckRunId: newer });
       }
       await update(written);
 
@@ -168,9 +170,8 @@ export async function publishFixPressNotice(
       // here. The earlier output is then written back, as if the job had been cancelled in time.
       // NOTE: the stale notice stays when that second update fails or the process stops
       // before it, and a change after this read finds the notice written, as after any
-      // notice job that finished before the change.
-      // The report posts a new check run under the lock that this update holds, so a redirect
-      // found here is written back like any other change.
+      // notice job that finished before the change. The report posts a new check run under
+      // the lock that this update holds, so a redirect found here is reverted like any change.
       const staleAfter = await findStaleNoticeReason(context.db, { ...input, notice }, run);
       if (staleAfter !== null) {
         // GitHub blocks the app's API access to a suspended or uninstalled installation (REST

@@ -622,6 +622,35 @@ describe('fix press notice on the check run', () => {
     }
   });
 
+  it('names the new check run of a cancelled redirect', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    const newerCheckRunId = await reportAgain(run.id);
+    const data: FixPressNoticeJobData = {
+      runId: run.id,
+      checkRunId: checkRun.id,
+      pressedAt: Date.now(),
+      sender: null,
+      notice: { kind: 'earlier_analysis' },
+    };
+    // Sent with a start time far ahead, so that the worker of this file leaves it alone.
+    const jobId = (await setup.context.boss.send(fixPressNoticeQueue, data, { startAfter: 3600 }))!;
+    await setup.context.boss.cancel(fixPressNoticeQueue, jobId);
+    const since = setup.fake.requests.length;
+
+    const outcome = await publishFixPressNotice(
+      setup.context,
+      { ...data, job: { queue: fixPressNoticeQueue, id: jobId } },
+      setup.context.logger,
+    );
+
+    expect(outcome).toEqual({
+      status: 'skipped',
+      reason: `notice job ${jobId} is cancelled`,
+      newerCheckRunId,
+    });
+    expect(updatesOf(checkRun.id, since)).toEqual([]);
+  });
+
   it('queues a preview from an unstored newest check run', async () => {
     await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
     const { run, checkRun } = await reportedRun(1);
