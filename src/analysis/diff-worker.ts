@@ -89,11 +89,18 @@ export class DiffWorker {
   /**
    * Builds the patch of the lines that `newText` adds to `oldText` in the thread (see
    * `additionsPatch`). Resolves with null when the diff gives up at `limits` or overruns its
-   * timeout.
+   * timeout. Once `signal` aborts, it rejects with the abort reason. A diff that still waits
+   * for the thread is then taken out of the queue, and one that runs goes on in the thread
+   * until it ends or times out, and its reply is dropped.
    */
-  async diff(oldText: string, newText: string, limits: DiffLimits): Promise<AdditionsPatch | null> {
+  async diff(
+    oldText: string,
+    newText: string,
+    limits: DiffLimits,
+    signal?: AbortSignal,
+  ): Promise<AdditionsPatch | null> {
     const job: DiffJob = { kind: 'additions', oldText, newText, limits };
-    return (await this.run(job, limits.timeoutMs)) as AdditionsPatch | null;
+    return (await this.run(job, limits.timeoutMs, signal)) as AdditionsPatch | null;
   }
 
   /**
@@ -106,10 +113,35 @@ export class DiffWorker {
     return reply ?? { status: 'timed_out' };
   }
 
-  /** Queues `job` and resolves with the thread's reply, or with null if it was terminated. */
-  private run(job: DiffJob, timeoutMs: number): Promise<unknown> {
+  /**
+   * Queues `job` and resolves with the thread's reply, or with null if it was terminated. Once
+   * `signal` aborts, it rejects with the abort reason and leaves the queue.
+   */
+  private run(job: DiffJob, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ job, timeoutMs, resolve, reject });
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const abort = () => {
+        const index = this.queue.indexOf(queued);
+        if (index !== -1) this.queue.splice(index, 1);
+        reject(signal!.reason);
+      };
+      const queued: QueuedJob = {
+        job,
+        timeoutMs,
+        resolve(reply) {
+          signal?.removeEventListener('abort', abort);
+          resolve(reply);
+        },
+        reject(error) {
+          signal?.removeEventListener('abort', abort);
+          reject(error);
+        },
+      };
+      signal?.addEventListener('abort', abort, { once: true });
+      this.queue.push(queued);
       this.startNext();
     });
   }

@@ -22,13 +22,15 @@ export interface AdditionsPatch {
  * applying. Returns null when the diff gives up at `limits` or overruns its timeout.
  *
  * The work runs in `worker`'s thread (diff-thread.mjs holds the algorithm), so it does not block
- * the event loop. It rejects with `DiffThreadError` if that thread fails.
+ * the event loop. It rejects with `DiffThreadError` if that thread fails, and with the abort
+ * reason once `signal` aborts (see `DiffWorker.diff`).
  */
 export async function additionsPatch(
   oldText: string,
   newText: string,
   limits: DiffLimits,
   worker: DiffWorker = sharedDiffWorker,
+  signal?: AbortSignal,
 ): Promise<AdditionsPatch | null> {
-  return worker.diff(oldText, newText, limits);
+  return worker.diff(oldText, newText, limits, signal);
 }

@@ -140,9 +140,17 @@ interface FixPress {
   notice?: FixPressNotice;
 }
 
-/** Builds the outcome of a press on the check run of a run that is not completed. */
+/**
+ * Builds the outcome of a press on the check run of a run that is not completed. A queued or
+ * analyzing run that still names the pressed check run is analyzed again for the same commit,
+ * as after a push back to it, and its report posts a new check run.
+ */
 function runNotCompleted(runId: string, status: RunStatus): FixPress {
-  const outcome = `no patch request: run ${runId} is ${status}; use the check run of the newest commit`;
+  const next =
+    status === 'queued' || status === 'analyzing'
+      ? 'press "Fix with AI" on the new check run that its report posts'
+      : 'use the check run of the newest commit';
+  const outcome = `no patch request: run ${runId} is ${status}; ${next}`;
   return { outcome, notice: { kind: 'run_not_completed', status } };
 }
 

@@ -17,6 +17,15 @@ export interface PullRequestFile {
   deletions: number;
 }
 
+export interface ListFilesOptions {
+  /**
+   * Runs after each page that GitHub links a next page from, before that page is requested. An
+   * error it throws stops the listing and rejects `listPullRequestFiles` with that error, as
+   * `runStopCheckpoint` does for a stopped run.
+   */
+  checkpoint?: () => Promise<void>;
+}
+
 /**
  * Lists the files changed by a pull request, following every page (100 files a page). GitHub
  * stops at `maxListedPullRequestFiles`, so a result of that length may be incomplete.
@@ -24,13 +33,23 @@ export interface PullRequestFile {
 export async function listPullRequestFiles(
   octokit: Octokit,
   target: { owner: string; repo: string; pullNumber: number },
+  options: ListFilesOptions = {},
 ): Promise<PullRequestFile[]> {
-  const files = await octokit.paginate(octokit.rest.pulls.listFiles, {
+  const pages = octokit.paginate.iterator(octokit.rest.pulls.listFiles, {
     owner: target.owner,
     repo: target.repo,
     pull_number: target.pullNumber,
     per_page: 100,
   });
+  const files = [];
+  // Octokit requests each page only when the loop reads the next one, so a checkpoint that
+  // throws here keeps the next page from being requested.
+  for await (const page of pages) {
+    files.push(...page.data);
+    if (options.checkpoint && /\brel="next"/.test(page.headers.link ?? '')) {
+      await options.checkpoint();
+    }
+  }
   return files.map((file) => {
     const result: PullRequestFile = {
       filename: file.filename,

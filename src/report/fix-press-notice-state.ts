@@ -24,6 +24,16 @@ export interface NoticeRunState {
 const staleStatuses: readonly RunStatus[] = ['queued', 'superseded', 'cancelled'];
 
 /**
+ * Reason not to write a notice as it is. With `redirect`, the pressed check run is no longer
+ * the run's, because the run was analyzed again and its report posted `newerCheckRunId`. A
+ * notice that points there may be written instead. A skip names the newer check run too when
+ * the run has one.
+ */
+export type StaleNotice =
+  | { kind: 'skip'; reason: string; newerCheckRunId: number | null }
+  | { kind: 'redirect'; reason: string; newerCheckRunId: number };
+
+/**
  * Reads the run, the patch request that the notice names and the notice's job in one
  * statement, and returns why the notice must not be written, or null when it may. The reasons
  * follow `cancelFixPressNoticesOfRuns`, which cannot stop a running pg-boss 10 handler. The
@@ -36,7 +46,7 @@ export async function findStaleNoticeReason(
   db: Database,
   input: { runId: string; checkRunId: number; notice: FixPressNotice; job?: NoticeJob },
   read: NoticeRunState,
-): Promise<string | null> {
+): Promise<StaleNotice | null> {
   const { notice, job } = input;
   const patchRequestId =
     notice.kind === 'queued' || notice.kind === 'in_progress' ? notice.patchRequestId : null;
@@ -57,30 +67,40 @@ export async function findStaleNoticeReason(
     })
     .from(prRuns)
     .where(eq(prRuns.id, input.runId));
-  if (!current) return 'the run no longer exists';
+  if (!current) return skip('the run no longer exists');
 
+  // A job that is not active was cancelled, or pg-boss expired it and a retry writes instead.
+  const jobReason =
+    job && current.jobState !== 'active'
+      ? `notice job ${job.id} is ${current.jobState ?? 'gone'}`
+      : null;
   if (notice.kind !== 'earlier_analysis') {
     if (current.checkRunId !== input.checkRunId) {
-      return `check run ${input.checkRunId} is no longer the run's`;
+      const reason = `check run ${input.checkRunId} is no longer the run's`;
+      // The report of the run's next analysis clears the check run and then posts a new one.
+      if (current.checkRunId === null) return skip(reason);
+      const newerCheckRunId = current.checkRunId;
+      const pointed = `${reason}, whose newest check run is ${newerCheckRunId}`;
+      if (jobReason !== null) return skip(`${pointed}, and ${jobReason}`, newerCheckRunId);
+      return { kind: 'redirect', reason: pointed, newerCheckRunId };
     }
     if (current.status !== read.status && staleStatuses.includes(current.status)) {
-      return current.error
-        ? `the run is ${current.status}: ${current.error}`
-        : `the run is ${current.status}`;
+      const status = `the run is ${current.status}`;
+      return skip(current.error ? `${status}: ${current.error}` : status);
     }
     if (read.prClosedAt === null && current.prClosedAt !== null) {
-      return 'the pull request was closed';
+      return skip('the pull request was closed');
     }
     if (patchRequestId && current.requestStatus === null) {
-      return `patch request ${patchRequestId} no longer exists`;
+      return skip(`patch request ${patchRequestId} no longer exists`);
     }
     if (patchRequestId && current.requestStatus === 'cancelled') {
-      return `patch request ${patchRequestId} is cancelled`;
+      return skip(`patch request ${patchRequestId} is cancelled`);
     }
   }
-  // A job that is not active was cancelled, or pg-boss expired it and a retry writes instead.
-  if (job && current.jobState !== 'active') {
-    return `notice job ${job.id} is ${current.jobState ?? 'gone'}`;
-  }
-  return null;
+  return jobReason === null ? null : skip(jobReason);
+}
+
+function skip(reason: string, newerCheckRunId: number | null = null): StaleNotice {
+  return { kind: 'skip', reason, newerCheckRunId };
 }

@@ -59,8 +59,17 @@ function previewLink(publicUrl: string | undefined, patchRequestId: string): str
   return publicUrl ? `[${where}](${publicUrl}/patch-requests/${patchRequestId})` : where;
 }
 
+/** URLs that the notice links to, when known. */
+interface NoticeLinks {
+  /** PUBLIC_URL, the dashboard's URL. */
+  publicUrl?: string;
+  /** URL of the run's newest check run on GitHub, for a press on an earlier one. */
+  newerCheckRunUrl?: string;
+}
+
 /** Describes what the press did and, for a rejected press, what to do next. */
-function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): string {
+function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
+  const { publicUrl } = links;
   switch (notice.kind) {
     case 'queued': {
       const lines = [
@@ -127,11 +136,15 @@ function describeNotice(notice: FixPressNotice, publicUrl: string | undefined): 
       );
     case 'no_findings':
       return 'Nothing was queued, because this run has no findings to fix.';
-    case 'earlier_analysis':
+    case 'earlier_analysis': {
+      const newer = links.newerCheckRunUrl
+        ? `[a newer Fixwright check run](${links.newerCheckRunUrl})`
+        : 'a newer Fixwright check run';
       return (
         'Nothing was queued, because this commit was analyzed again, and the results of that ' +
-        'analysis appear in a newer Fixwright check run. Press **Fix with AI** there.'
+        `analysis appear in ${newer}. Press **Fix with AI** there.`
       );
+    }
     case 'findings_gone':
       return `Nothing was queued, because the run's findings changed meanwhile. Press **Fix with AI** again.`;
   }
@@ -146,12 +159,9 @@ function formatMinute(time: Date): string {
  * Builds the check run's `text` for a press: a hidden marker with the press time, then who
  * pressed when and the notice. It stays within GitHub's 65,535 characters.
  */
-export function fixPressText(input: {
-  notice: FixPressNotice;
-  pressedAt: number;
-  sender: string | null;
-  publicUrl?: string;
-}): string {
+export function fixPressText(
+  input: { notice: FixPressNotice; pressedAt: number; sender: string | null } & NoticeLinks,
+): string {
   const by = input.sender ? ` by ${escapeMarkdown(input.sender)}` : '';
   const text = [
     `<!-- fixwright:fix-press pressed-at=${input.pressedAt} -->`,
@@ -159,9 +169,9 @@ export function fixPressText(input: {
     '',
     `Pressed${by} at ${formatMinute(new Date(input.pressedAt))}.`,
     '',
-    describeNotice(input.notice, input.publicUrl),
+    describeNotice(input.notice, input),
   ].join('\n');
-  // Only a PUBLIC_URL of tens of thousands of characters could reach the limit.
+  // Only a PUBLIC_URL or GITHUB_URL of tens of thousands of characters could reach the limit.
   return text.length <= maxCheckRunOutputLength
     ? text
     : `${text.slice(0, maxCheckRunOutputLength - 1)}…`;

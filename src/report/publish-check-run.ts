@@ -50,6 +50,15 @@ export function checkRunExternalId(run: { id: string; analyzeJobId: string | nul
   return run.analyzeJobId === null ? run.id : `${run.id}:${run.analyzeJobId}`;
 }
 
+/** Builds the URL of a check run in the Checks tab of the run's pull request on GitHub. */
+export function checkRunUrl(
+  githubUrl: string,
+  run: { repository: string; prNumber: number },
+  checkRunId: number,
+): string {
+  return `${githubUrl}/${run.repository}/pull/${run.prNumber}/checks?check_run_id=${checkRunId}`;
+}
+
 /** Run ids are UUIDs, so the external id of a Fixwright check run starts with one. */
 const externalIdPattern = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?::|$)/;
 

@@ -9,9 +9,13 @@ import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkConclusion } from './check-conclusion.ts';
-import { checkRunExternalId, runIdOfExternalId } from './publish-check-run.ts';
+import { checkRunExternalId, checkRunUrl, runIdOfExternalId } from './publish-check-run.ts';
 import { fixPressText, readPressedAt, type FixPressNotice } from './fix-press-notice.ts';
-import { findStaleNoticeReason, type NoticeJob } from './fix-press-notice-state.ts';
+import {
+  findStaleNoticeReason,
+  type NoticeJob,
+  type StaleNotice,
+} from './fix-press-notice-state.ts';
 import { checkRunLockKey } from './report-run.ts';
 import { checkRunOutput } from './summary-markdown.ts';
 
@@ -28,10 +32,26 @@ export interface FixPressNoticeInput {
 }
 
 export type FixPressNoticeOutcome =
-  | { status: 'updated' }
-  | { status: 'skipped'; reason: string }
+  /** `newerCheckRunId`: the run's newest check run, which an `earlier_analysis` notice links to. */
+  | { status: 'updated'; newerCheckRunId?: number }
+  | { status: 'skipped'; reason: string; newerCheckRunId?: number }
   /** The run changed while the update was sent, so the earlier output was written back. */
-  | { status: 'reverted'; reason: string };
+  | { status: 'reverted'; reason: string }
+  /**
+   * The pressed check run is no longer the run's, because the run was analyzed again and
+   * reported, so the notice written points to the run's newer check run instead.
+   */
+  | { status: 'redirected'; reason: string; newerCheckRunId: number };
+
+/** The notice of a press on the check run of an earlier analysis of the run. */
+const earlierAnalysisNotice: FixPressNotice = { kind: 'earlier_analysis' };
+
+/** The `output` of a check run update. */
+interface CheckRunOutput {
+  title: string;
+  summary: string;
+  text?: string;
+}
 
 /**
  * Tells whether a check run's external id names an analysis of `run` other than its newest,
@@ -48,7 +68,14 @@ function isEarlierCheckRunOf(run: typeof prRuns.$inferSelect, externalId: string
  * the update is the same each time, and a notice older than the one the check run shows is
  * skipped. A deleted check run (404) is logged and skipped. A notice that a newer commit, a
  * close or a base change made stale while it ran is not written, or is reverted when the
- * change came during the update (see `findStaleNoticeReason`).
+ * change came during the update (see `findStaleNoticeReason`). An installation suspended or
+ * uninstalled before the update throws InstallationUnavailableError, and so does one suspended
+ * during an update that turned stale, instead of the revert.
+ *
+ * The run may have replaced the pressed check run since, because it was analyzed again and its
+ * report posted a new check run. The press then gets the notice of a press on an earlier
+ * analysis, which links to the new check run. That holds also when the report posts it while
+ * this job waits for the report's lock.
  */
 export async function publishFixPressNotice(
   context: AppContext,
@@ -57,35 +84,38 @@ export async function publishFixPressNotice(
 ): Promise<FixPressNoticeOutcome> {
   const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
   if (!run) return { status: 'skipped', reason: 'run no longer exists' };
-  // The check run of an earlier analysis keeps its own title and summary, which the update
-  // sends back unchanged.
-  const earlier = input.notice.kind === 'earlier_analysis';
-  if (!earlier && run.checkRunId !== input.checkRunId) {
-    return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
+  let notice = input.notice;
+  let redirectReason: string | null = null;
+  if (notice.kind !== 'earlier_analysis' && run.checkRunId !== input.checkRunId) {
+    const reason = `check run ${input.checkRunId} is not the run's`;
+    if (run.checkRunId === null) return { status: 'skipped', reason };
+    // The external id check under the lock verifies that the pressed check run is an earlier one.
+    redirectReason = `${reason}, whose newest check run is ${run.checkRunId}`;
+    notice = earlierAnalysisNotice;
   }
   const github = requireGitHubApp(context);
   await requireActiveInstallation(context.db, run.installationId);
 
-  let output: { title: string; summary: string } | null = null;
-  if (!earlier) {
-    const rows = await context.db
-      .select()
-      .from(findings)
-      .where(eq(findings.runId, run.id))
-      .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
-    output = checkRunOutput(run, rows, checkConclusion(worstSeverity(rows)));
-  }
-  const text = fixPressText({ ...input, publicUrl: context.config.PUBLIC_URL });
+  // The check run of an earlier analysis keeps its own title and summary, which the update
+  // sends back unchanged.
+  const output = notice.kind === 'earlier_analysis' ? null : await readRunOutput(context, run);
   const octokit = await github.installationOctokit(run.installationId);
   const [owner, repo] = splitRepository(run.repository);
   const target = { owner, repo, check_run_id: input.checkRunId };
-
-  const missing = (): FixPressNoticeOutcome => {
-    logger.warn(
-      { event: 'fix_press_notice.check_run_missing', checkRunId: input.checkRunId },
-      'check run not found on GitHub, so the press outcome is not shown',
-    );
-    return { status: 'skipped', reason: `check run ${input.checkRunId} not found on GitHub` };
+  const update = async (written: CheckRunOutput) => {
+    await octokit.rest.checks.update({ ...target, output: written });
+  };
+  const textOf = (shownNotice: FixPressNotice, newerCheckRunId: number | null): string => {
+    const newerCheckRunUrl =
+      newerCheckRunId === null
+        ? undefined
+        : checkRunUrl(context.config.GITHUB_URL, run, newerCheckRunId);
+    return fixPressText({
+      ...input,
+      notice: shownNotice,
+      publicUrl: context.config.PUBLIC_URL,
+      newerCheckRunUrl,
+    });
   };
 
   // Notices of two presses could otherwise both read the text before either writes it. The
@@ -95,7 +125,7 @@ export async function publishFixPressNotice(
   return withSessionLock(context.db, checkRunLockKey(run.id), async () => {
     try {
       const { data } = await octokit.rest.checks.get(target);
-      if (earlier && !isEarlierCheckRunOf(run, data.external_id)) {
+      if (notice.kind === 'earlier_analysis' && !isEarlierCheckRunOf(run, data.external_id)) {
         return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
       }
       const shownPressedAt = readPressedAt(data.output.text);
@@ -104,52 +134,120 @@ export async function publishFixPressNotice(
       }
       // NOTE: a check run without text gets the revert without text. Whether GitHub then
       // clears the notice's text is unverified, and the fake GitHub clears it.
-      const earlierOutput = {
+      const earlierOutput: CheckRunOutput = {
         title: data.output.title ?? '',
         summary: data.output.summary ?? '',
         ...(data.output.text ? { text: data.output.text } : {}),
       };
-      const { title, summary } = output ?? earlierOutput;
+      const ownOutput = { title: earlierOutput.title, summary: earlierOutput.summary };
+      let newerCheckRunId = run.checkRunId === input.checkRunId ? null : run.checkRunId;
+      let written: CheckRunOutput = {
+        ...(output ?? ownOutput),
+        text: textOf(notice, newerCheckRunId),
+      };
 
       // The run is read again right before the update, because the events that make the notice
       // stale cancel its job but cannot stop this handler. Holding the run's row lock over the
       // update would close the window, but the webhooks of those events lock that row, and
-      // Octokit may wait a minute or more for a rate limit or retry inside one request.
-      const staleBefore = await findStaleNoticeReason(context.db, input, run);
-      if (staleBefore !== null) return skipStale(logger, input, staleBefore);
-      await octokit.rest.checks.update({ ...target, output: { title, summary, text } });
+      // Octokit may wait a minute or more for a rate limit or retry inside one request. A
+      // suspend or uninstall since the check above throws InstallationUnavailableError.
+      await requireActiveInstallation(context.db, run.installationId);
+      const staleBefore = await findStaleNoticeReason(context.db, { ...input, notice }, run);
+      if (staleBefore?.kind === 'redirect') {
+        // The pressed check run was the run's when the job started, so it is an earlier one.
+        redirectReason = staleBefore.reason;
+        newerCheckRunId = staleBefore.newerCheckRunId;
+        notice = earlierAnalysisNotice;
+        written = { ...ownOutput, text: textOf(notice, newerCheckRunId) };
+      } else if (staleBefore !== null) {
+        // A notice that already pointed to the newer check run names it in its skip too.
+        const newer = staleBefore.newerCheckRunId ?? newerCheckRunId;
+        return skipStale(logger, input, { ...staleBefore, newerCheckRunId: newer });
+      }
+      await update(written);
 
       // A change that committed while the update was queued in Octokit or in flight is found
       // here. The earlier output is then written back, as if the job had been cancelled in time.
       // NOTE: the stale notice stays when that second update fails or the process stops
       // before it, and a change after this read finds the notice written, as after any
-      // notice job that finished before the change.
-      const staleAfter = await findStaleNoticeReason(context.db, input, run);
+      // notice job that finished before the change. The report posts a new check run under
+      // the lock that this update holds, so a redirect found here is reverted like any change.
+      const staleAfter = await findStaleNoticeReason(context.db, { ...input, notice }, run);
       if (staleAfter !== null) {
-        await octokit.rest.checks.update({ ...target, output: earlierOutput });
+        // GitHub blocks the app's API access to a suspended or uninstalled installation (REST
+        // API docs, "Suspend an app installation"), so the notice stays and the error names
+        // the installation instead of a failed revert.
+        await requireActiveInstallation(context.db, run.installationId);
+        await update(earlierOutput);
         logger.warn(
-          { event: 'fix_press_notice.reverted', checkRunId: input.checkRunId, reason: staleAfter },
-          `fix press notice written back to the earlier text, because ${staleAfter}`,
+          {
+            event: 'fix_press_notice.reverted',
+            checkRunId: input.checkRunId,
+            reason: staleAfter.reason,
+          },
+          `fix press notice written back to the earlier text, because ${staleAfter.reason}`,
         );
-        return { status: 'reverted', reason: staleAfter };
+        return { status: 'reverted', reason: staleAfter.reason };
       }
+      if (redirectReason !== null && newerCheckRunId !== null) {
+        return logRedirect(logger, input, { reason: redirectReason, newerCheckRunId });
+      }
+      if (newerCheckRunId === null) return { status: 'updated' };
+      return { status: 'updated', newerCheckRunId };
     } catch (error) {
-      if (isNotFound(error)) return missing();
+      if (isNotFound(error)) return logMissing(logger, input);
       throw error;
     }
-    return { status: 'updated' };
   });
+}
+
+/** Builds the title and summary of the run's check run from its findings, as the report does. */
+async function readRunOutput(
+  context: AppContext,
+  run: typeof prRuns.$inferSelect,
+): Promise<{ title: string; summary: string }> {
+  const rows = await context.db
+    .select()
+    .from(findings)
+    .where(eq(findings.runId, run.id))
+    .orderBy(asc(findings.path), asc(findings.startLine), asc(findings.ruleId));
+  return checkRunOutput(run, rows, checkConclusion(worstSeverity(rows)));
+}
+
+/** Logs a check run that GitHub no longer has, and returns the skip. */
+function logMissing(logger: Logger, input: FixPressNoticeInput): FixPressNoticeOutcome {
+  logger.warn(
+    { event: 'fix_press_notice.check_run_missing', checkRunId: input.checkRunId },
+    'check run not found on GitHub, so the press outcome is not shown',
+  );
+  return { status: 'skipped', reason: `check run ${input.checkRunId} not found on GitHub` };
+}
+
+/** Logs a notice that points to the run's newer check run in place of the pressed one's. */
+function logRedirect(
+  logger: Logger,
+  input: FixPressNoticeInput,
+  redirect: { reason: string; newerCheckRunId: number },
+): FixPressNoticeOutcome {
+  const { reason, newerCheckRunId } = redirect;
+  logger.info(
+    { event: 'fix_press_notice.redirected', checkRunId: input.checkRunId, newerCheckRunId, reason },
+    `fix press notice points to check run ${newerCheckRunId}, because ${reason}`,
+  );
+  return { status: 'redirected', reason, newerCheckRunId };
 }
 
 /** Logs why a notice that became stale while its job ran is not written, and returns that. */
 function skipStale(
   logger: Logger,
   input: FixPressNoticeInput,
-  reason: string,
+  stale: StaleNotice,
 ): FixPressNoticeOutcome {
+  const { reason } = stale;
+  const newer = stale.newerCheckRunId === null ? {} : { newerCheckRunId: stale.newerCheckRunId };
   logger.info(
-    { event: 'fix_press_notice.stale', checkRunId: input.checkRunId, reason },
+    { event: 'fix_press_notice.stale', checkRunId: input.checkRunId, reason, ...newer },
     `fix press notice not written, because ${reason}`,
   );
-  return { status: 'skipped', reason };
+  return { status: 'skipped', reason, ...newer };
 }

@@ -7,7 +7,7 @@ import { requireActiveInstallation } from '../github/installation-unavailable.ts
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
-import { publishCheckRun } from './publish-check-run.ts';
+import { checkRunUrl, publishCheckRun } from './publish-check-run.ts';
 import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
 import { summaryCommentBody } from './summary-markdown.ts';
 
@@ -71,9 +71,7 @@ export async function reportRun(
     );
     return { status: 'skipped', reason: 'the run was analyzed again' };
   }
-  const checkRunUrl =
-    `${context.config.GITHUB_URL}/${run.repository}/pull/${run.prNumber}/checks` +
-    `?check_run_id=${checkRun.checkRunId}`;
+  const postedCheckRunUrl = checkRunUrl(context.config.GITHUB_URL, run, checkRun.checkRunId);
   const comment = await upsertSummaryComment(
     context.db,
     octokit,
@@ -84,7 +82,7 @@ export async function reportRun(
       prNumber: run.prNumber,
       appId: github.appId,
     },
-    summaryCommentBody(run, rows, checkRunUrl),
+    summaryCommentBody(run, rows, postedCheckRunUrl),
     logger,
   );
 

@@ -8,7 +8,7 @@ import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { readFileSizes } from '../github/file-sizes.ts';
-import { listPullRequestFiles } from '../github/pull-files.ts';
+import { listPullRequestFiles, type PullRequestFile } from '../github/pull-files.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
@@ -44,9 +44,10 @@ export interface AnalyzeOutcome {
  * same transaction, and cancels the report job of the run's earlier analysis. `jobId` is the
  * analyze job that runs it. Once the run is cancelled, superseded or completed by another
  * attempt of the job, or names another analyze job because a base change queued it again, this
- * one stops and stores nothing. It checks when it marks the run `analyzing`, before the first
- * file read from GitHub or analyzed and then at most once a second between reads and rule steps
- * (see `runStopCheckpoint`), and in the transaction that stores the findings.
+ * one stops and stores nothing. It checks when it marks the run `analyzing`, and in the
+ * transaction that stores the findings. Between the two it checks at most once a second (see
+ * `runStopCheckpoint`). The checks come between the pages of the file list, around the merge
+ * base request, before each file read, while a diff waits for its thread and between rule steps.
  */
 export async function analyzeRun(
   context: AppContext,
@@ -116,18 +117,23 @@ export async function analyzeRun(
     );
     return { status: 'skipped', findings: 0, files: 0 };
   }
-  const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: run.prNumber });
   // GitHub diffs a pull request's files from the merge base of its base branch and head. The
   // branch name is passed, not `base.sha`, which GitHub does not always move with the branch.
   // NOTE: that GitHub lists the files against the branch's current tip is unverified, so a local
   // diff that adds more lines than GitHub counts leaves its file unchecked.
   const target = { owner, repo, baseRef: pullRequest.base.ref, headSha: run.headSha };
-  // One checkpoint serves the file reads and the rules, so the run is read at most once a
-  // second across both.
+  // One checkpoint serves the file list's pages, the file reads, the merge base request, the
+  // diffs and the rules, so the run is read at most once a second across all of them.
   const checkpoint = runStopCheckpoint(context.db, { runId, jobId }, logger);
+  let files: PullRequestFile[];
   let completedFiles: CompletedFiles;
   let analysis: AnalysisResult;
   try {
+    files = await listPullRequestFiles(
+      octokit,
+      { owner, repo, pullNumber: run.prNumber },
+      { checkpoint },
+    );
     completedFiles = await fillMissingPatches(octokit, target, files, logger, { checkpoint });
     analysis = await analyzeChangedFilesInTurns(completedFiles.files, { checkpoint });
     // Reading the file sizes takes up to `maxSizeTreeReads` (50) git tree requests.

@@ -6,15 +6,19 @@ import { analyzeQueue } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 import { reportQueue } from '../jobs/report.ts';
-import { cancelApplyJobsOfRuns } from './cancel-run-work.ts';
+import { cancelApplyJobsOfRuns, cancelFixPressNoticesOfInstallation } from './cancel-run-work.ts';
 
 /** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
 export type InstallationCancelCause = 'suspended' | 'uninstalled';
 
-/** Counts of the runs, reports, patch requests and waiting applies that were cancelled. */
+/**
+ * Counts of the runs, reports, "Fix with AI" notice jobs, patch requests and waiting applies
+ * that were cancelled.
+ */
 export interface CancelledInstallationWork {
   runs: number;
   reports: number;
+  notices: number;
   patchRequests: number;
   applies: number;
 }
@@ -81,6 +85,7 @@ export async function stopInstallationWork(
     `${cancelled.runs} run(s)`,
     `${cancelled.reports} report(s)`,
     `${cancelled.patchRequests} patch request(s)`,
+    ...(cancelled.notices > 0 ? [`${cancelled.notices} notice job(s)`] : []),
     ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
   ];
   return `cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
@@ -95,6 +100,10 @@ export async function stopInstallationWork(
  * - Completed runs whose report is not posted get a report error that ends with `reason`,
  *   and their report jobs are cancelled. A run counts as not posted when `reportedAt` and
  *   `reportError` are null, or when its report job is queued, waiting or running in pg-boss.
+ * - "Fix with AI" notice jobs of the installation's runs that pg-boss has not finished are
+ *   cancelled. As in the cancels of a new commit, a close or a base change, they come after
+ *   the analyze and report jobs and before the patch requests. A running notice job reads the
+ *   installation again before it writes to GitHub (see publishFixPressNotice).
  * - Queued and running patch requests become `cancelled` with `reason`, and their preview jobs
  *   are cancelled, including the job of a running preview. pg-boss 10.4 then neither completes
  *   nor retries that job, because its complete and fail statements skip cancelled jobs. The
@@ -148,6 +157,8 @@ export async function cancelInstallationWork(
   const reportJobIds = unreported.flatMap((run) => (run.reportJobId ? [run.reportJobId] : []));
   if (reportJobIds.length > 0) await boss.cancel(reportQueue, reportJobIds, { db });
 
+  const notices = await cancelFixPressNoticesOfInstallation(tx, boss, installationId);
+
   const runsOfInstallation = tx.select({ id: prRuns.id }).from(prRuns).where(ofInstallation);
   const unfinished = await tx
     .select({ id: patchRequests.id, previewJobId: patchRequests.previewJobId })
@@ -185,6 +196,7 @@ export async function cancelInstallationWork(
   return {
     runs: cancelledRuns.length,
     reports: unreported.length,
+    notices,
     patchRequests: unfinished.length,
     applies,
   };

@@ -1,8 +1,8 @@
-import { and, inArray, isNotNull, isNull, sql, type SQLWrapper } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, isNull, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { cancelledRegenerationError, restoreKeptResults } from '../autofix/kept-result.ts';
-import { patchRequests } from '../db/schema/index.ts';
+import { patchRequests, prRuns } from '../db/schema/index.ts';
 import { applyQueue } from '../jobs/apply.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { fixPressNoticeQueue } from '../jobs/fix-press-notice.ts';
@@ -118,11 +118,49 @@ export async function cancelFixPressNoticesOfRuns(
   runIds: string[],
 ): Promise<number> {
   if (runIds.length === 0) return 0;
+  return cancelPendingNotices(
+    tx,
+    boss,
+    sql`data->>'runId' IN ${runIds} AND data->'notice'->>'kind' <> 'earlier_analysis'`,
+  );
+}
+
+/**
+ * Cancels every "Fix with AI" notice job of the installation's runs that pg-boss has not
+ * finished, those that point to a newer check run included, because GitHub rejects the app's
+ * requests for a suspended or uninstalled installation. Returns how many were cancelled.
+ */
+export async function cancelFixPressNoticesOfInstallation(
+  tx: Transaction,
+  boss: PgBoss,
+  installationId: number,
+): Promise<number> {
+  // The job data stores the run id as text, so the ids are compared as text.
+  return cancelPendingNotices(
+    tx,
+    boss,
+    sql`data->>'runId' IN (
+      SELECT ${prRuns.id}::text FROM ${prRuns} WHERE ${prRuns.installationId} = ${installationId})`,
+  );
+}
+
+/**
+ * Cancels the unfinished notice jobs that `condition` selects, and clears the rate limit wait
+ * that the run page shows for any of them. The run of a cancelled notice can stay completed, as
+ * after a close or a suspend, and its page would otherwise show the wait until the run changes.
+ */
+async function cancelPendingNotices(tx: Transaction, boss: PgBoss, condition: SQL): Promise<number> {
   const pending = await tx.execute<{ id: string }>(sql`
     SELECT id FROM pgboss.job
-    WHERE name = ${fixPressNoticeQueue} AND state < 'completed'
-      AND data->>'runId' IN ${runIds} AND data->'notice'->>'kind' <> 'earlier_analysis'`);
+    WHERE name = ${fixPressNoticeQueue} AND state < 'completed' AND ${condition}`);
   const jobIds = pending.map((job) => job.id);
-  if (jobIds.length > 0) await boss.cancel(fixPressNoticeQueue, jobIds, { db: transactionDb(tx) });
+  if (jobIds.length === 0) return 0;
+  await boss.cancel(fixPressNoticeQueue, jobIds, { db: transactionDb(tx) });
+  await tx
+    .update(prRuns)
+    .set({ rateLimitedUntil: null, rateLimitedJobId: null, rateLimitedQueue: null })
+    .where(
+      and(eq(prRuns.rateLimitedQueue, fixPressNoticeQueue), inArray(prRuns.rateLimitedJobId, jobIds)),
+    );
   return jobIds.length;
 }

@@ -7,6 +7,7 @@ import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/fil
 import { readMergeBase } from '../github/merge-base.ts';
 import type { PullRequestFile } from '../github/pull-files.ts';
 import type { Logger } from '../logger.ts';
+import { runStateCheckIntervalMs } from './analysis-stop.ts';
 
 /** Size limit of one file version read in place of a missing patch, in bytes. */
 export const maxReadFileBytes = 5_000_000;
@@ -49,10 +50,15 @@ export interface MissingPatchOptions {
   /** Thread that runs the local diffs. Default `sharedDiffWorker`, which the process shares. */
   diffWorker?: DiffWorker;
   /**
-   * Runs before each file version read. An error it throws stops the reads and rejects
-   * `fillMissingPatches` with that error, as `runStopCheckpoint` does for a stopped run.
+   * Runs before each file version read, before and after the merge base request, and every
+   * `checkpointIntervalMs` while a diff waits for the diff thread or runs in it. An error it
+   * throws stops the reads and rejects `fillMissingPatches` with that error, as
+   * `runStopCheckpoint` does for a stopped run. A diff that has not started yet is then taken
+   * out of the thread's queue.
    */
   checkpoint?: () => Promise<void>;
+  /** Default `runStateCheckIntervalMs`. */
+  checkpointIntervalMs?: number;
 }
 
 /** Builds the patch that adds every line of `text`, as git would write it for a new file. */
@@ -170,7 +176,7 @@ export async function fillMissingPatches(
   const diffLimits = options.diffLimits ?? defaultDiffLimits;
   let mergeBase: Promise<string | null> | undefined;
   const readMergeBaseOnce = async (): Promise<string | null> => {
-    mergeBase ??= findMergeBase(octokit, target, logger);
+    mergeBase ??= findMergeBase(octokit, target, logger, options.checkpoint);
     return mergeBase;
   };
 
@@ -192,7 +198,12 @@ export async function fillMissingPatches(
     } else if (diffedStatuses.has(file.status)) {
       const mergeBaseSha = await readMergeBaseOnce();
       if (mergeBaseSha !== null) {
-        const diff = { limits: diffLimits, worker: options.diffWorker };
+        const diff = {
+          limits: diffLimits,
+          worker: options.diffWorker,
+          checkpoint: options.checkpoint,
+          checkpointIntervalMs: options.checkpointIntervalMs ?? runStateCheckIntervalMs,
+        };
         patch = await diffedPatch(reader, file, { ...target, mergeBaseSha }, diff, logger);
       }
     }
@@ -213,14 +224,17 @@ export async function fillMissingPatches(
 
 /**
  * Reads the merge base of the pull request's base branch and head. Returns null, after logging
- * why, when GitHub finds none or fails with a server error.
+ * why, when GitHub finds none or fails with a server error. `checkpoint` runs before the
+ * request and after it, because GitHub may answer slowly for a large pull request.
  */
 async function findMergeBase(
   octokit: Octokit,
   target: PullRequestTarget,
   logger: Logger,
+  checkpoint: (() => Promise<void>) | undefined,
 ): Promise<string | null> {
   const { owner, repo, baseRef, headSha } = target;
+  await checkpoint?.();
   let sha: string | null;
   try {
     sha = await readMergeBase(octokit, { owner, repo, base: baseRef, head: headSha });
@@ -237,6 +251,7 @@ async function findMergeBase(
     );
     return null;
   }
+  await checkpoint?.();
   if (sha === null) {
     logger.warn(
       { event: 'analyze.merge_base_missing', baseRef, headSha },
@@ -256,7 +271,12 @@ async function diffedPatch(
   reader: FileVersionReader,
   file: PullRequestFile,
   target: PullRequestTarget & { mergeBaseSha: string },
-  diff: { limits: DiffLimits; worker: DiffWorker | undefined },
+  diff: {
+    limits: DiffLimits;
+    worker: DiffWorker | undefined;
+    checkpoint: (() => Promise<void>) | undefined;
+    checkpointIntervalMs: number;
+  },
   logger: Logger,
 ): Promise<string | null> {
   const head = await reader.read(file, { side: 'head', path: file.filename, ref: target.headSha });
@@ -275,7 +295,11 @@ async function diffedPatch(
   const start = performance.now();
   let result;
   try {
-    result = await additionsPatch(base.text, head.text, diff.limits, diff.worker);
+    const run = (signal?: AbortSignal) =>
+      additionsPatch(base.text, head.text, diff.limits, diff.worker, signal);
+    result = diff.checkpoint
+      ? await runWithCheckpoints(run, diff.checkpoint, diff.checkpointIntervalMs)
+      : await run();
   } catch (error) {
     if (!(error instanceof DiffThreadError)) throw error;
     logger.warn(
@@ -309,4 +333,40 @@ async function diffedPatch(
     return null;
   }
   return result.patch;
+}
+
+/**
+ * Runs `work` and calls `checkpoint` every `intervalMs` until `work` settles. The diff thread
+ * serves the analyses of the whole process one diff at a time, so a diff can wait behind others
+ * for seconds. When `checkpoint` throws, `work` is aborted through its signal and the error is
+ * raised.
+ */
+async function runWithCheckpoints<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  checkpoint: () => Promise<void>,
+  intervalMs: number,
+): Promise<T> {
+  const controller = new AbortController();
+  const running = work(controller.signal);
+  const settled = running.then(
+    () => true,
+    () => true,
+  );
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    const tick = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), intervalMs);
+    });
+    const done = await Promise.race([settled, tick]);
+    clearTimeout(timer);
+    if (done) return running;
+    try {
+      await checkpoint();
+    } catch (error) {
+      controller.abort(error);
+      // The aborted work rejects with the same error, which is raised here instead.
+      running.catch(() => {});
+      throw error;
+    }
+  }
 }

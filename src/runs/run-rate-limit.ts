@@ -70,8 +70,9 @@ export async function clearRunRateLimit(db: Database, runId: string, jobId: stri
 /**
  * Returns the rate limit wait to show for the run, or null. A wait is shown only while the run
  * is in the state its job works on, so a run that was cancelled, superseded or reported in
- * another way meanwhile shows none. A cancelled job leaves the stored wait in place until the
- * run changes, which every cancellation does.
+ * another way meanwhile shows none. A cancelled analyze or report job leaves the stored wait in
+ * place until the run changes, which its cancellation does. Cancelling a notice job clears the
+ * wait, because the run can stay completed (see cancelPendingNotices).
  */
 export function runRateLimitWait(run: Run): RunRateLimitWait | null {
   const { rateLimitedUntil: until, rateLimitedQueue: queue } = run;

@@ -66,6 +66,35 @@ describe('DiffWorker', () => {
     expect(results[2]).toEqual({ status: 'fulfilled', value: null });
   });
 
+  it('drops a waiting diff on abort', async () => {
+    const worker = failingWorker('stall');
+    const stalled = additionsPatch(oldText, newText, { ...limits, timeoutMs: 100 }, worker);
+    const controller = new AbortController();
+    const waiting = additionsPatch(oldText, newText, limits, worker, controller.signal);
+    const reason = new Error('the analysis stopped');
+    const start = performance.now();
+
+    controller.abort(reason);
+
+    await expect(waiting).rejects.toBe(reason);
+    // The stalled diff still occupies the thread, so the rejection did not wait for it.
+    expect(performance.now() - start).toBeLessThan(terminateGraceMs);
+    expect(await stalled).toBeNull();
+    const next = await additionsPatch('a\nb\n', 'a\nnew\nb\n', limits, worker);
+    expect(next).toEqual({ patch: '@@ -1,0 +2,1 @@\n+new', additions: 1 });
+  });
+
+  it('rejects a diff aborted before it queues', async () => {
+    const worker = failingWorker('crash');
+    const reason = new Error('the analysis stopped');
+
+    const aborted = additionsPatch(oldText, newText, limits, worker, AbortSignal.abort(reason));
+
+    await expect(aborted).rejects.toBe(reason);
+    // No thread started, so the crashing thread's first diff is still to come.
+    await expect(additionsPatch(oldText, newText, limits, worker)).rejects.toThrow(DiffThreadError);
+  });
+
   it('times out a stalled structuredPatch', async () => {
     const worker = failingWorker('stall');
     const request = {

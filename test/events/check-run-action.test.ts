@@ -242,6 +242,22 @@ describe('check_run requested_action', () => {
     );
     expect(await noticesOf(run.id)).toEqual([{ kind: 'run_not_completed', status: 'superseded' }]);
   });
+
+  it('rejects a press during a new analysis', async () => {
+    const owner = await context.db.insert(users).values({ login: 'analyzing-press' }).returning();
+    await insertInstallation(context, { id: 8106, userId: owner[0]!.id });
+    const { run, checkRunId } = await runWithCheckRun(8106, 1);
+    // A push back to a superseded commit queues its run again, which keeps its check run.
+    await context.db.update(prRuns).set({ status: 'analyzing' }).where(eq(prRuns.id, run.id));
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8106));
+
+    expect(outcome).toBe(
+      `no patch request: run ${run.id} is analyzing; press "Fix with AI" on the new check run ` +
+        'that its report posts',
+    );
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'run_not_completed', status: 'analyzing' }]);
+  });
 });
 
 describe('check_run requested_action within the allowance', () => {

@@ -14,6 +14,10 @@ import {
 } from '../../src/db/schema/index.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
+import {
+  fixPressNoticeQueue,
+  type FixPressNoticeJobData,
+} from '../../src/jobs/fix-press-notice.ts';
 import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
 import { reportQueue } from '../../src/jobs/report.ts';
 import { describeInstallationCancel } from '../../src/runs/cancel-installation-work.ts';
@@ -152,6 +156,39 @@ async function allowanceOf(userId: string) {
   return { ...user!, reservations: reservations!.value, ledgerRows: ledger!.value };
 }
 
+/**
+ * Creates a completed and reported run of installation `installationId` on commit `headSha`,
+ * and queues three "Fix with AI" notice jobs of it. They show a queued preview, point a press
+ * on an earlier check run to the newest one, and wait for a rate limit, which the run's page
+ * shows.
+ */
+async function runWithNotices(installationId: number, headSha: string) {
+  const run = await insertRun(setup.context, { installationId, headSha, baseSha: setup.git.baseSha });
+  const press = { runId: run.id, checkRunId: 7001, pressedAt: Date.now(), sender: 'a-reviewer' };
+  const queued: FixPressNoticeJobData = {
+    ...press,
+    notice: { kind: 'queued', patchRequestId: randomUUID(), files: 1, leftOutFiles: 0 },
+  };
+  const earlier: FixPressNoticeJobData = { ...press, checkRunId: 7000, notice: { kind: 'earlier_analysis' } };
+  const waiting: FixPressNoticeJobData = { ...press, notice: { kind: 'no_findings' }, rateLimitedSince: Date.now() };
+  const jobIds = [
+    (await setup.context.boss.send(fixPressNoticeQueue, queued))!,
+    (await setup.context.boss.send(fixPressNoticeQueue, earlier))!,
+    (await setup.context.boss.send(fixPressNoticeQueue, waiting, { startAfter: 600 }))!,
+  ];
+  await setup.context.db
+    .update(prRuns)
+    .set({
+      reportedAt: new Date(),
+      checkRunId: 7001,
+      rateLimitedUntil: new Date(Date.now() + 600_000),
+      rateLimitedJobId: jobIds[2]!,
+      rateLimitedQueue: fixPressNoticeQueue,
+    })
+    .where(eq(prRuns.id, run.id));
+  return { run, jobIds };
+}
+
 function suspendReason() {
   return describeInstallationCancel({
     id: setup.installationId,
@@ -287,6 +324,34 @@ describe('installation suspend', () => {
         "Codertocat was suspended by Codertocat. Whoever suspended it, an owner of Codertocat or the app's " +
         'owner, must unsuspend it. Then apply again.',
     );
+  });
+
+  it('cancels the notice jobs of presses', async () => {
+    const { run, jobIds } = await runWithNotices(setup.installationId, 'e'.repeat(40));
+    const otherInstallationId = setup.installationId + 1;
+    await insertInstallation(setup.context, { id: otherInstallationId });
+    const other = await runWithNotices(otherInstallationId, 'f'.repeat(40));
+
+    const suspended = await deliver('installation', example('installation', 'suspend'));
+
+    expect(suspended.body.outcome).toBe(
+      `installation ${setup.installationId} marked suspended; ` +
+        'cancelled 0 run(s), 0 report(s), 0 patch request(s) and 3 notice job(s)',
+    );
+    for (const jobId of jobIds) {
+      expect(await jobState(fixPressNoticeQueue, jobId)).toBe('cancelled');
+    }
+    for (const jobId of other.jobIds) {
+      expect(await jobState(fixPressNoticeQueue, jobId)).toBe('created');
+    }
+    // The run stays completed, so its page would show the cancelled wait.
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('completed');
+    expect(stored.rateLimitedUntil).toBeNull();
+    expect(stored.rateLimitedJobId).toBeNull();
+    expect(stored.rateLimitedQueue).toBeNull();
+    const otherRun = await runById(other.run.id);
+    expect(otherRun.rateLimitedJobId).toBe(other.jobIds[2]);
   });
 
   it('stops a running preview', async () => {
@@ -435,6 +500,19 @@ describe('installation deleted', () => {
     expect(allowanceAfter).toEqual(allowanceBefore);
     expect(allowanceAfter.ledgerRows).toBe(0);
     expect(allowanceAfter.reservations).toBe(0);
+  });
+  it('cancels the notice jobs of presses', async () => {
+    const { jobIds } = await runWithNotices(setup.installationId, 'e'.repeat(40));
+
+    const deleted = await deliver('installation', example('installation', 'deleted'));
+
+    expect(deleted.body.outcome).toBe(
+      `installation ${setup.installationId} marked deleted; ` +
+        'cancelled 0 run(s), 0 report(s), 0 patch request(s) and 3 notice job(s)',
+    );
+    for (const jobId of jobIds) {
+      expect(await jobState(fixPressNoticeQueue, jobId)).toBe('cancelled');
+    }
   });
 });
 

@@ -146,6 +146,51 @@ describe('listPullRequestFiles', () => {
   });
 });
 
+describe('listPullRequestFiles with a checkpoint', () => {
+  it('checks between pages only', async () => {
+    const since = harness.fake.requests.length;
+    let checks = 0;
+
+    const listed = await listPullRequestFiles(
+      harness.octokit,
+      { owner, repo, pullNumber },
+      {
+        checkpoint: async () => {
+          checks += 1;
+        },
+      },
+    );
+
+    expect(listed).toEqual(files);
+    expect(checks).toBe(1);
+    const pages = requestsTo(harness.fake, 'GET', /\/pulls\/\d+\/files$/).filter(
+      (request) => harness.fake.requests.indexOf(request) >= since,
+    );
+    expect(pages.map((page) => page.query.page)).toEqual([undefined, '2']);
+  });
+
+  it('requests no page after a failed check', async () => {
+    const since = harness.fake.requests.length;
+    const stop = new Error('the run is superseded');
+
+    const listing = listPullRequestFiles(
+      harness.octokit,
+      { owner, repo, pullNumber },
+      {
+        checkpoint: async () => {
+          throw stop;
+        },
+      },
+    );
+
+    await expect(listing).rejects.toBe(stop);
+    const pages = requestsTo(harness.fake, 'GET', /\/pulls\/\d+\/files$/).filter(
+      (request) => harness.fake.requests.indexOf(request) >= since,
+    );
+    expect(pages.map((page) => page.query.page)).toEqual([undefined]);
+  });
+});
+
 describe('listPullRequestFiles with rate limits', () => {
   it('retries a rate-limited second page', async () => {
     const base = { 'README.md': '# Limited\n' };

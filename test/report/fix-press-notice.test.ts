@@ -11,7 +11,8 @@ import {
 } from '../../src/jobs/fix-press-notice.ts';
 import { escapeMarkdown, fixPressText } from '../../src/report/fix-press-notice.ts';
 import { publishFixPressNotice } from '../../src/report/publish-fix-press-notice.ts';
-import { reportRun } from '../../src/report/report-run.ts';
+import { checkRunLockKey, reportRun } from '../../src/report/report-run.ts';
+import { withSessionLock } from '../../src/runs/run-lock.ts';
 import { createApp } from '../../src/web/app.tsx';
 import {
   createGitHubTestContext,
@@ -19,10 +20,11 @@ import {
   insertFindings,
   insertInstallation,
   insertRun,
+  prNumber,
   repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
-import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
+import { examplePayload, postSignedWebhook, waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'fix-press-notice-secret';
 const publicUrl = 'https://fixwright.example.test';
@@ -141,6 +143,28 @@ async function pressAndPublish(runId: string, checkRunId: number, sender?: strin
   const jobs = await noticeJobs(runId);
   expect(jobs).toHaveLength(1);
   return { job: await waitForJob(jobs[0]!.id), data: jobs[0]!.data };
+}
+
+/** Returns the URL of a check run of the fake's pull request, as notices link to it. */
+function checkRunUrlOf(checkRunId: number): string {
+  return (
+    `${setup.context.config.GITHUB_URL}/octo-org/widgets/pull/${prNumber}/checks` +
+    `?check_run_id=${checkRunId}`
+  );
+}
+
+/**
+ * Reports `run` again as a new analysis of its commit does, which posts a new check run, and
+ * returns that check run's id. The check run of the earlier analysis keeps its output.
+ */
+async function reportAgain(runId: string): Promise<number> {
+  await setup.context.db
+    .update(prRuns)
+    .set({ analyzeJobId: randomUUID(), checkRunId: null, checkRunAnnotations: 0 })
+    .where(eq(prRuns.id, runId));
+  await reportRun(setup.context, runId, setup.context.logger);
+  const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
+  return stored!.checkRunId!;
 }
 
 function updatesOf(checkRunId: number, since: number) {
@@ -470,13 +494,161 @@ describe('fix press notice on the check run', () => {
     expect(after.output.summary).toBe(before.summary);
     expect(after.output.text).toContain(
       'Nothing was queued, because this commit was analyzed again, and the results of that ' +
-        'analysis appear in a newer Fixwright check run. Press **Fix with AI** there.',
+        'analysis appear in [a newer Fixwright check run]' +
+        `(${checkRunUrlOf(stored!.checkRunId!)}). ` +
+        'Press **Fix with AI** there.',
     );
+    const completed = await completionOf(job.id);
+    expect(completed.status).toBe('updated');
+    expect(completed.newerCheckRunId).toBe(stored!.checkRunId);
     const requests = await setup.context.db
       .select()
       .from(patchRequests)
       .where(eq(patchRequests.runId, run.id));
     expect(requests).toEqual([]);
+  });
+
+  it('redirects a press to the new check run', async () => {
+    // The press came while the run was analyzed again, and the job starts after its report.
+    const { run, checkRun } = await reportedRun(1);
+    const before = { ...checkRun.output };
+    const newerCheckRunId = await reportAgain(run.id);
+    const since = setup.fake.requests.length;
+
+    const outcome = await publishFixPressNotice(
+      setup.context,
+      {
+        runId: run.id,
+        checkRunId: checkRun.id,
+        pressedAt: Date.now(),
+        sender: 'a-reviewer',
+        notice: { kind: 'run_not_completed', status: 'analyzing' },
+      },
+      setup.context.logger,
+    );
+
+    const reason =
+      `check run ${checkRun.id} is not the run's, whose newest check run is ${newerCheckRunId}`;
+    expect(outcome).toEqual({ status: 'redirected', reason, newerCheckRunId });
+    expect(checkRun.output.title).toBe(before.title);
+    expect(checkRun.output.summary).toBe(before.summary);
+    expect(checkRun.output.text).toContain(
+      'Nothing was queued, because this commit was analyzed again, and the results of that ' +
+        `analysis appear in [a newer Fixwright check run](${checkRunUrlOf(newerCheckRunId)}). ` +
+        'Press **Fix with AI** there.',
+    );
+    expect(checkRun.output.text).not.toContain('is being analyzed again');
+    expect(updatesOf(checkRun.id, since)).toHaveLength(1);
+    expect(updatesOf(newerCheckRunId, since)).toEqual([]);
+    const logged = setup.context.logs.filter(
+      (line) => line.event === 'fix_press_notice.redirected' && line.checkRunId === checkRun.id,
+    );
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.newerCheckRunId).toBe(newerCheckRunId);
+  });
+
+  it('redirects a press that waits for the report', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    const before = { ...checkRun.output };
+    const newerCheckRunId = await reportAgain(run.id);
+    // The run as it was before that report: analyzed again, still naming the pressed check run.
+    await setup.context.db
+      .update(prRuns)
+      .set({ status: 'analyzing', checkRunId: checkRun.id })
+      .where(eq(prRuns.id, run.id));
+    const since = setup.fake.requests.length;
+
+    let notice: ReturnType<typeof publishFixPressNotice> | undefined;
+    // The report holds the run's check run lock while it posts the new check run.
+    await withSessionLock(setup.context.db, checkRunLockKey(run.id), async () => {
+      notice = publishFixPressNotice(
+        setup.context,
+        {
+          runId: run.id,
+          checkRunId: checkRun.id,
+          pressedAt: Date.now(),
+          sender: null,
+          notice: { kind: 'run_not_completed', status: 'analyzing' },
+        },
+        setup.context.logger,
+      );
+      await waitForLockWait(setup.context);
+      await setup.context.db
+        .update(prRuns)
+        .set({ status: 'completed', checkRunId: newerCheckRunId })
+        .where(eq(prRuns.id, run.id));
+    });
+    const outcome = await notice!;
+
+    const reason =
+      `check run ${checkRun.id} is no longer the run's, whose newest check run is ` +
+      `${newerCheckRunId}`;
+    expect(outcome).toEqual({ status: 'redirected', reason, newerCheckRunId });
+    const updates = updatesOf(checkRun.id, since);
+    expect(updates).toHaveLength(1);
+    expect((updates[0]!.body as { output: Record<string, unknown> }).output).toEqual({
+      title: before.title,
+      summary: before.summary,
+      text: checkRun.output.text,
+    });
+    expect(checkRun.output.text).toContain(
+      `[a newer Fixwright check run](${checkRunUrlOf(newerCheckRunId)})`,
+    );
+  });
+
+  it('names the new check run of a skipped press', async () => {
+    const { run, checkRun, job, held, since } = await pressAndHold('GET');
+    try {
+      const newerCheckRunId = 9_000_000 + checkRun.id;
+      // A cancelled notice job writes nothing, but its skip still names the new check run.
+      await setup.context.boss.cancel(fixPressNoticeQueue, job.id);
+      await setup.context.db
+        .update(prRuns)
+        .set({ checkRunId: newerCheckRunId })
+        .where(eq(prRuns.id, run.id));
+
+      held.release();
+      const completed = await completionOf(job.id);
+
+      expect(completed.status).toBe('skipped');
+      expect(completed.newerCheckRunId).toBe(newerCheckRunId);
+      expect(completed.reason).toBe(
+        `check run ${checkRun.id} is no longer the run's, whose newest check run is ` +
+          `${newerCheckRunId}, and notice job ${job.id} is cancelled`,
+      );
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+    } finally {
+      held.release();
+    }
+  });
+
+  it('names the new check run of a cancelled redirect', async () => {
+    const { run, checkRun } = await reportedRun(1);
+    const newerCheckRunId = await reportAgain(run.id);
+    const data: FixPressNoticeJobData = {
+      runId: run.id,
+      checkRunId: checkRun.id,
+      pressedAt: Date.now(),
+      sender: null,
+      notice: { kind: 'earlier_analysis' },
+    };
+    // Sent with a start time far ahead, so that the worker of this file leaves it alone.
+    const jobId = (await setup.context.boss.send(fixPressNoticeQueue, data, { startAfter: 3600 }))!;
+    await setup.context.boss.cancel(fixPressNoticeQueue, jobId);
+    const since = setup.fake.requests.length;
+
+    const outcome = await publishFixPressNotice(
+      setup.context,
+      { ...data, job: { queue: fixPressNoticeQueue, id: jobId } },
+      setup.context.logger,
+    );
+
+    expect(outcome).toEqual({
+      status: 'skipped',
+      reason: `notice job ${jobId} is cancelled`,
+      newerCheckRunId,
+    });
+    expect(updatesOf(checkRun.id, since)).toEqual([]);
   });
 
   it('queues a preview from an unstored newest check run', async () => {
@@ -556,16 +728,36 @@ async function closePullRequest(run: { headSha: string }) {
   });
 }
 
-/** Waits for the completion log line of notice job `jobId`, which a cancelled job writes too. */
-async function completionOf(jobId: string) {
+/** Waits for the log line `event` of notice job `jobId`, and returns it. */
+async function logLineOf(event: string, jobId: string) {
   for (let waited = 0; waited < 20_000; waited += 100) {
-    const line = setup.context.logs.find(
-      (entry) => entry.event === 'job.fix_press_notice.completed' && entry.jobId === jobId,
-    );
+    const line = setup.context.logs.find((entry) => entry.event === event && entry.jobId === jobId);
     if (line) return line;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`job ${jobId} logged no completion within 20 s`);
+  throw new Error(`job ${jobId} logged no ${event} within 20 s`);
+}
+
+/** Waits for the completion log line of notice job `jobId`, which a cancelled job writes too. */
+async function completionOf(jobId: string) {
+  return logLineOf('job.fix_press_notice.completed', jobId);
+}
+
+/** Delivers the `suspend` event of the installation, which cancels its unfinished work. */
+async function suspendInstallation() {
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'installation',
+    deliveryId: `fix-press-notice-${delivery++}`,
+    payload: examplePayload('installation', 'suspend', setup.installationId),
+  });
+  expect(response.status).toBe(202);
+}
+
+/** Clears the installation's suspension, so that later tests can press again. */
+async function unsuspendInstallation() {
+  await setup.context.database.sql`
+    UPDATE installations SET suspended_at = NULL WHERE id = ${setup.installationId}`;
 }
 
 /**
@@ -652,6 +844,72 @@ describe('fix press notice of a run that changes meanwhile', () => {
     expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
       'cancelled',
     );
+  });
+
+  it('writes nothing for an installation suspended meanwhile', async () => {
+    const { checkRun, job, held, since } = await pressAndHold('GET');
+    const before = { ...checkRun.output };
+    try {
+      await suspendInstallation();
+      expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
+        'cancelled',
+      );
+
+      held.release();
+      const stopped = await logLineOf('job.fix_press_notice.stopped', job.id);
+
+      expect(stopped.reason).toBe('suspended');
+      expect(stopped.error).toContain(`GitHub App installation ${setup.installationId} on `);
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+      expect(checkRun.output).toEqual(before);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+    } finally {
+      held.release();
+      await unsuspendInstallation();
+    }
+  });
+
+  it('writes nothing once the installation is marked suspended', async () => {
+    // Another job marks the installation when GitHub rejects its token, and cancels nothing.
+    const { checkRun, job, held, since } = await pressAndHold('GET');
+    const before = { ...checkRun.output };
+    try {
+      await setup.context.database.sql`
+        UPDATE installations SET suspended_at = now() WHERE id = ${setup.installationId}`;
+
+      held.release();
+      const stopped = await logLineOf('job.fix_press_notice.stopped', job.id);
+
+      expect(stopped.reason).toBe('suspended');
+      expect(updatesOf(checkRun.id, since)).toEqual([]);
+      expect(checkRun.output).toEqual(before);
+    } finally {
+      held.release();
+      await unsuspendInstallation();
+    }
+  });
+
+  it('sends no revert after a suspend during the update', async () => {
+    const { checkRun, job, held, since } = await pressAndHold('PATCH');
+    try {
+      await suspendInstallation();
+
+      held.release();
+      const stopped = await logLineOf('job.fix_press_notice.stopped', job.id);
+
+      expect(stopped.reason).toBe('suspended');
+      const updates = updatesOf(checkRun.id, since);
+      expect(updates).toHaveLength(1);
+      expect(checkRun.output.text).toContain('Preview queued for 1 file.');
+      const reverted = setup.context.logs.filter(
+        (line) => line.event === 'fix_press_notice.reverted' && line.jobId === job.id,
+      );
+      expect(reverted).toEqual([]);
+    } finally {
+      held.release();
+      await unsuspendInstallation();
+    }
   });
 
   // The close comes last, because it marks every run of the pull request closed.

@@ -6,6 +6,7 @@ import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { baseBranch, commitOnBranch } from '../../src/demo/git-repository.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../../src/github/pull-files.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
+import { AnalysisStopped } from '../../src/runs/analysis-stop.ts';
 import { fillMissingPatches, type MissingPatchOptions } from '../../src/runs/missing-patches.ts';
 import {
   createGitHubTestContext,
@@ -317,6 +318,40 @@ describe('fillMissingPatches of modified files', () => {
     // The thread is terminated `terminateGraceMs` after the timeout.
     expect(line?.elapsedMs).toBeGreaterThanOrEqual(100 + terminateGraceMs - 5);
     expect(next.uncheckedPaths).toEqual([]);
+  });
+
+  it('stops waiting for a busy diff thread', async () => {
+    const file = fileNamed('data/shuffled.txt');
+    const diffWorker = failingDiffWorker('stall');
+    // Another analysis's diff stalls the thread for 10 s and then some.
+    const busy = diffWorker
+      .diff('a\n', 'b\n', { maxEditLength: 1000, timeoutMs: 10_000 })
+      .catch((error: unknown) => error);
+    let diffRequested = false;
+    const diff = diffWorker.diff.bind(diffWorker);
+    diffWorker.diff = (...args) => {
+      diffRequested = true;
+      return diff(...args);
+    };
+    const stop = new AnalysisStopped('the run is superseded');
+    let checks = 0;
+    const checkpoint = async () => {
+      checks += 1;
+      if (diffRequested) throw stop;
+    };
+    const start = performance.now();
+
+    const filled = fillOne(file, { diffWorker, checkpoint, checkpointIntervalMs: 100 });
+
+    await expect(filled).rejects.toBe(stop);
+    const elapsedMs = performance.now() - start;
+    await diffWorker.close();
+    expect(((await busy) as Error).message).toBe('the diff worker was closed');
+    expect(diffRequested).toBe(true);
+    // The checks before and after the merge base request and before the two reads passed.
+    expect(checks).toBe(5);
+    // The busy diff occupies the thread for over 10 s, and the stop did not wait for it.
+    expect(elapsedMs).toBeLessThan(5_000);
   });
 
   it('diffs a copied file against its source', async () => {
