@@ -15,7 +15,7 @@ import {
 } from '../../src/keys/master-key-check.ts';
 import { generatedMasterKeyFile, Keyring } from '../../src/keys/master-keys.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { startServiceProcess } from '../helpers/service.ts';
 
 const material = (version: number) => ({ version, key: new Uint8Array(randomBytes(32)) });
@@ -49,7 +49,7 @@ function eventLines(output: string, event: string): Record<string, unknown>[] {
 }
 
 function mismatchLines() {
-  return context.logs.filter((line) => line.event === 'master_key.mismatch');
+  return logsOf(context, 'master_key.mismatch');
 }
 
 beforeAll(async () => {
@@ -179,7 +179,7 @@ describe('stored key versions at start', () => {
   }
 
   function missingLines() {
-    return versions.logs.filter((line) => line.event === 'master_key.version_missing');
+    return logsOf(versions, 'master_key.version_missing');
   }
 
   beforeAll(async () => {
