@@ -11,8 +11,12 @@ import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
 import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
-import { reportMasterKeyMismatches, reportMissingMasterKeyVersions } from './keys/master-key-check.ts';
-import { generatedKeyFilePath, loadKeyring, type Keyring } from './keys/master-keys.ts';
+import {
+  findMasterKeyFiles,
+  reportMasterKeyMismatches,
+  reportMissingMasterKeyVersions,
+} from './keys/master-key-check.ts';
+import { loadKeyring, type Keyring } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { httpOrigin } from './net/url-host.ts';
@@ -111,11 +115,11 @@ async function startParts(
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
   // first preview that needs a stored key. Until a restart, this process then uses no key of a
   // mismatched version, marks none unusable and encrypts under none.
-  const keyFile = generatedKeyFilePath(config);
-  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, keyFile));
+  const keyFiles = findMasterKeyFiles(config);
+  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, keyFiles.read));
   // Stored keys of a version this process lacks, such as after a rotation and a start without
   // MASTER_KEYS, are left out of previews, which the mismatch check above does not report.
-  await reportMissingMasterKeyVersions(handle.db, keyring, logger, keyFile);
+  await reportMissingMasterKeyVersions(handle.db, keyring, logger, keyFiles);
   signal?.throwIfAborted();
   // Only processes that sign users in apply the list, so a worker started with an older or
   // shorter environment cannot demote the admins that the web processes were given.

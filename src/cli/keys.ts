@@ -1,14 +1,14 @@
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import type { Config, MasterKeySettings } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { checkDataDirOpenToPostgres } from '../db/postgres-user.ts';
 import {
   describeMissingMasterKeyVersions,
+  findMasterKeyFiles,
   findMissingMasterKeyVersions,
   type MissingVersionsFinder,
 } from '../keys/master-key-check.ts';
-import { generatedKeyFilePath, generatedMasterKeyFile, loadKeyring, type Keyring } from '../keys/master-keys.ts';
+import { generatedKeyFilePath, loadKeyring, type Keyring } from '../keys/master-keys.ts';
 import { discardUndecryptableKeys, MasterKeyMatchesError, type DiscardReport } from '../keys/discard.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
@@ -142,11 +142,7 @@ async function describeMissingVersions(
 ): Promise<string | null> {
   const found = await findMissingMasterKeyVersions(db, keyring);
   if (found.missing.length === 0) return null;
-  const read = generatedKeyFilePath(config);
-  // With the bundled PostgreSQL, version 1 may be the key generated before MASTER_KEYS was set.
-  const file = config.DATABASE_URL ? null : path.join(config.dataDir, generatedMasterKeyFile);
-  const unread = read === null && file !== null && existsSync(file) ? file : null;
-  return describeMissingMasterKeyVersions(found, keyring.versions, finder, { read, unread });
+  return describeMissingMasterKeyVersions(found, keyring.versions, finder, findMasterKeyFiles(config));
 }
 
 /**

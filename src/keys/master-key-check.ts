@@ -1,10 +1,13 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { asc, count, desc, eq, sql } from 'drizzle-orm';
+import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { userApiKeys } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
-import type { Keyring } from './master-keys.ts';
+import { generatedKeyFilePath, generatedMasterKeyFile, type Keyring } from './master-keys.ts';
 
 /** Stored keys of one version that are tried, to tell a wrong master key from a few bad rows. */
 export const masterKeySampleSize = 5;
@@ -134,6 +137,18 @@ export interface MasterKeyFiles {
 }
 
 /**
+ * Finds the generated master key files that `config` reads, or that exist without being read.
+ * With the bundled PostgreSQL and MASTER_KEYS set, the file may still contain the version 1
+ * key generated before MASTER_KEYS was set.
+ */
+export function findMasterKeyFiles(config: Config): MasterKeyFiles {
+  const read = generatedKeyFilePath(config);
+  if (read !== null || config.DATABASE_URL) return { read, unread: null };
+  const file = path.join(config.dataDir, generatedMasterKeyFile);
+  return { read, unread: existsSync(file) ? file : null };
+}
+
+/**
  * Builds the message about stored keys of versions that `configured` lacks: every stored
  * version with its number of keys, the versions this program has, what happens to the keys of
  * the missing versions, and which MASTER_KEYS entries to add. `found.missing` must not be empty.
@@ -218,14 +233,14 @@ function describeMissingKeysOutcome(
  * Logs one `master_key.version_missing` warning when stored provider keys use master key
  * versions that this process was not given, such as after `keys rotate` when a start lacks
  * MASTER_KEYS and falls back to the generated key file. The warning names the versions that
- * the stored keys use and those missing. `keyFile` is the generated key file that version 1
- * was read from, or null. Returns the missing versions, newest first.
+ * the stored keys use and those missing, and the generated key files of `keyFiles` (see
+ * findMasterKeyFiles), as the keys commands do. Returns the missing versions, newest first.
  */
 export async function reportMissingMasterKeyVersions(
   db: Database,
   keyring: Keyring,
   logger: Logger,
-  keyFile: string | null,
+  keyFiles: MasterKeyFiles,
 ): Promise<number[]> {
   const found = await findMissingMasterKeyVersions(db, keyring);
   if (found.missing.length === 0) return [];
@@ -238,7 +253,7 @@ export async function reportMissingMasterKeyVersions(
       configuredVersions: keyring.versions,
       missingVersions,
     },
-    describeMissingMasterKeyVersions(found, keyring.versions, { command: 'start' }, { read: keyFile }),
+    describeMissingMasterKeyVersions(found, keyring.versions, { command: 'start' }, keyFiles),
   );
   return missingVersions;
 }

@@ -18,6 +18,7 @@ import {
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import { bindApplyJobHelpers, hookPullRequestReads } from '../helpers/apply-jobs.ts';
+import { logsOf } from '../helpers/context.ts';
 import type { GitHubTestContext } from '../helpers/github-context.ts';
 
 let applyContext: ApplyTestContext;
@@ -280,7 +281,7 @@ describe('apply job waiting for another apply', () => {
     });
     first.release();
     expect((await first.response).status).toBe(502);
-    const takenOver = setup.context.logs.filter((line) => line.event === 'apply.claim_taken_over');
+    const takenOver = logsOf(setup.context, 'apply.claim_taken_over');
     expect(takenOver).toHaveLength(1);
 
     // The second press keeps the claim, so a third press is rejected and writes nothing.

@@ -59,7 +59,17 @@ export async function createTestContext(
   };
 }
 
-/** Returns the log lines of `context` whose event is `event`, oldest first. */
-export function logsOf(context: TestContext, event: string): Record<string, unknown>[] {
-  return context.logs.filter((line) => line.event === event);
+/**
+ * Returns the log lines of `context` whose event is `event`, oldest first. With `fields`, only
+ * the lines in which each of those fields is strictly equal (`===`) to the given value.
+ */
+export function logsOf(
+  context: TestContext,
+  event: string,
+  fields: Record<string, unknown> = {},
+): Record<string, unknown>[] {
+  const expected = Object.entries(fields);
+  return context.logs.filter(
+    (line) => line.event === event && expected.every(([name, value]) => line[name] === value),
+  );
 }

@@ -21,6 +21,7 @@ import {
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { createQueues } from '../../src/jobs/workers.ts';
+import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
   insertInstallation,
@@ -48,10 +49,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await setup?.close();
 });
-
-function logsOf(event: string) {
-  return setup.context.logs.filter((line) => line.event === event);
-}
 
 function requestsTo(path: string) {
   return setup.fake.requests.filter((request) => request.method === 'GET' && request.path === path);
@@ -173,7 +170,7 @@ describe('installation checks of two installations', () => {
       expect(requestsTo(`/app/installations/${otherInstallation()}`)).toHaveLength(1);
       // The second check found the first running, so it read nothing and queued a third.
       expect(requestsTo(`/app/installations/${setup.installationId}`)).toHaveLength(0);
-      expect(logsOf('job.confirm_installation.deferred')).toMatchObject([
+      expect(logsOf(setup.context, 'job.confirm_installation.deferred')).toMatchObject([
         { jobId: second, runningJobId: first },
       ]);
       const jobs = await listKeyedJobs(setup.context, confirmInstallationQueue, String(setup.installationId));
@@ -182,7 +179,7 @@ describe('installation checks of two installations', () => {
     });
 
     // The first check leaves the marks to the third, which reads GitHub after the event.
-    const completed = logsOf('job.confirm_installation.completed');
+    const completed = logsOf(setup.context, 'job.confirm_installation.completed');
     expect(completed.at(-1)).toMatchObject({
       jobId: first,
       status: 'skipped',
@@ -192,7 +189,7 @@ describe('installation checks of two installations', () => {
     await runCheck(jobs[2]!.id);
     // The reads of the first check and the third.
     expect(requestsTo(`/app/installations/${setup.installationId}`)).toHaveLength(2);
-    expect(logsOf('job.confirm_installation.completed').at(-1)).toMatchObject({
+    expect(logsOf(setup.context, 'job.confirm_installation.completed').at(-1)).toMatchObject({
       jobId: jobs[2]!.id,
       status: 'unchanged',
     });
@@ -221,7 +218,7 @@ describe('installation checks of two installations', () => {
     await runCheck(first);
 
     expect(second).toBeDefined();
-    expect(logsOf('job.confirm_installation.completed')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
       {
         jobId: first,
         status: 'skipped',
@@ -230,9 +227,9 @@ describe('installation checks of two installations', () => {
     ]);
     // The first check has ended, so the second reads GitHub and writes what it read.
     await handle(second!);
-    expect(logsOf('job.confirm_installation.deferred')).toHaveLength(0);
+    expect(logsOf(setup.context, 'job.confirm_installation.deferred')).toHaveLength(0);
     expect(requestsTo(`/app/installations/${setup.installationId}`)).toHaveLength(2);
-    expect(logsOf('job.confirm_installation.completed').at(-1)).toMatchObject({
+    expect(logsOf(setup.context, 'job.confirm_installation.completed').at(-1)).toMatchObject({
       jobId: second!.id,
       status: 'unchanged',
     });
@@ -260,7 +257,7 @@ describe('installation checks of two installations', () => {
     expect(requestsTo(`/app/installations/${setup.installationId}`)).toHaveLength(0);
     const jobs = await listKeyedJobs(setup.context, confirmInstallationQueue, String(setup.installationId));
     expect(jobs.map((job) => job.state)).toEqual(['completed', 'completed', 'created']);
-    expect(logsOf('job.confirm_installation.deferred')).toMatchObject([
+    expect(logsOf(setup.context, 'job.confirm_installation.deferred')).toMatchObject([
       { jobId: second!.id, runningJobId: first, nextJobId: jobs[2]!.id },
       { jobId: first, runningJobId: second!.id, nextJobId: null },
     ]);
@@ -312,7 +309,7 @@ describe('pull request checks of two pull requests', () => {
       expect(finished).toBe(true);
       expect(requestsTo(`/repos/${repository}/pulls/${otherPrNumber}`)).toHaveLength(1);
       expect(requestsTo(`/repos/${repository}/pulls/${prNumber}`)).toHaveLength(0);
-      expect(logsOf('job.confirm_pull_request.deferred')).toMatchObject([
+      expect(logsOf(setup.context, 'job.confirm_pull_request.deferred')).toMatchObject([
         { jobId: second, runningJobId: first },
       ]);
       const key = pullRequestCheckKey(repositoryId, prNumber);
@@ -320,7 +317,7 @@ describe('pull request checks of two pull requests', () => {
       expect(jobs.map((job) => job.state)).toEqual(['active', 'completed', 'created']);
     });
 
-    expect(logsOf('job.confirm_pull_request.completed').at(-1)).toMatchObject({
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed').at(-1)).toMatchObject({
       jobId: first,
       status: 'skipped',
       reason: expect.stringMatching(/is queued and reads GitHub later$/),
@@ -369,7 +366,7 @@ describe('check queues of an earlier version', () => {
     expect((await setup.context.boss.getQueue(queue))?.policy).toBe('short');
     expect((await setup.context.boss.getQueue(confirmPullRequestQueue))?.policy).toBe('short');
     expect(await policies()).toEqual({ [running]: 'short', [queued]: 'short', [other]: 'short' });
-    expect(logsOf('jobs.queue_policy_changed')).toMatchObject([
+    expect(logsOf(setup.context, 'jobs.queue_policy_changed')).toMatchObject([
       { queue, from: 'stately', to: 'short', jobs: 3 },
     ]);
     // The queued check of the running key no longer fails the fetch for the other key.
@@ -388,7 +385,7 @@ describe('check queues of an earlier version', () => {
     await createQueues(setup.context.boss, undefined, setup.context.logger);
 
     expect(await policies()).toEqual({ [earlier]: 'stately', [later]: 'short' });
-    expect(logsOf('jobs.queue_policy_changed')).toHaveLength(0);
+    expect(logsOf(setup.context, 'jobs.queue_policy_changed')).toHaveLength(0);
     await makeDue([earlier, later]);
     expect(await fetchOne()).toBe(earlier);
     expect(await fetchOne()).toBe(later);
@@ -400,6 +397,6 @@ describe('check queues of an earlier version', () => {
     await createQueues(setup.context.boss, undefined, setup.context.logger);
 
     expect(await policies()).toEqual({ [queued]: 'short' });
-    expect(logsOf('jobs.queue_policy_changed')).toHaveLength(0);
+    expect(logsOf(setup.context, 'jobs.queue_policy_changed')).toHaveLength(0);
   });
 });

@@ -4,7 +4,7 @@ import { planChanges, users } from '../../src/db/schema/index.ts';
 import { rolloverBatchSize, rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
 import { periodColumns } from '../../src/usage/period.ts';
 import { getUsageStats } from '../../src/usage/stats.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 
 let context: TestContext;
 
@@ -215,9 +215,7 @@ describe('rolloverPeriods with many stale ends', () => {
       WHERE period_end_billing_period <> '30d' OR period_ends_at <> period_started_at + interval '30 days'
     `);
     expect(stale!.count).toBe(0);
-    const recomputed = own.logs
-      .filter((line) => line.event === 'job.period_ends_recomputed')
-      .map((line) => line.users);
+    const recomputed = logsOf(own, 'job.period_ends_recomputed').map((line) => line.users);
     expect(recomputed).toEqual([count]);
   });
 });

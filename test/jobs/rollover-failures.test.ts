@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { users } from '../../src/db/schema/index.ts';
 import { rolloverPeriods } from '../../src/jobs/rollover-periods.ts';
 import { periodColumns } from '../../src/usage/period.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 
 let context: TestContext;
 
@@ -56,7 +56,7 @@ describe('rolloverPeriods when a reset fails', () => {
     }
     expect(await tokensUsed(healthy.id)).toBe(0);
     expect(await tokensUsed(broken.id)).toBe(400);
-    const failures = context.logs.filter((line) => line.event === 'job.rollover_periods.user_failed');
+    const failures = logsOf(context, 'job.rollover_periods.user_failed');
     expect(failures.map((line) => line.userId)).toEqual([broken.id]);
   });
 

@@ -1,16 +1,21 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/env.ts';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
 import {
   describeMissingMasterKeyVersions,
+  findMasterKeyFiles,
   reportMasterKeyMismatches,
   reportMissingMasterKeyVersions,
 } from '../../src/keys/master-key-check.ts';
-import { Keyring } from '../../src/keys/master-keys.ts';
+import { generatedMasterKeyFile, Keyring } from '../../src/keys/master-keys.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { startServiceProcess } from '../helpers/service.ts';
 
 const material = (version: number) => ({ version, key: new Uint8Array(randomBytes(32)) });
@@ -44,7 +49,7 @@ function eventLines(output: string, event: string): Record<string, unknown>[] {
 }
 
 function mismatchLines() {
-  return context.logs.filter((line) => line.event === 'master_key.mismatch');
+  return logsOf(context, 'master_key.mismatch');
 }
 
 beforeAll(async () => {
@@ -174,7 +179,7 @@ describe('stored key versions at start', () => {
   }
 
   function missingLines() {
-    return versions.logs.filter((line) => line.event === 'master_key.version_missing');
+    return logsOf(versions, 'master_key.version_missing');
   }
 
   beforeAll(async () => {
@@ -190,7 +195,7 @@ describe('stored key versions at start', () => {
 
   it('passes when every version is configured', async () => {
     const before = missingLines().length;
-    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([v2, v1]), versions.logger, null);
+    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([v2, v1]), versions.logger, { read: null });
     expect(missing).toEqual([]);
     expect(missingLines()).toHaveLength(before);
   });
@@ -198,7 +203,7 @@ describe('stored key versions at start', () => {
   it('names the version the key file lacks', async () => {
     const before = missingLines().length;
     const file = '/srv/fixwright/data/master-key';
-    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([v1]), versions.logger, file);
+    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([v1]), versions.logger, { read: file });
     expect(missing).toEqual([2]);
     const lines = missingLines().slice(before);
     expect(lines).toHaveLength(1);
@@ -221,13 +226,46 @@ describe('stored key versions at start', () => {
 
   it('names every version without a master key', async () => {
     const before = missingLines().length;
-    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([]), versions.logger, null);
+    const missing = await reportMissingMasterKeyVersions(versions.db, new Keyring([]), versions.logger, { read: null });
     expect(missing).toEqual([2, 1]);
     const message = String(missingLines().slice(before)[0]!.msg);
     expect(message).toContain('but versions 2 and 1 are not configured. This process has no master key.');
     expect(message).toContain('Previews leave out the 3 stored keys of versions 2 and 1');
     expect(message).toContain('Restart every process with versions 2 and 1 in MASTER_KEYS, set to the original keys.');
     expect(message).not.toContain('List version 1 there');
+  });
+
+  it('names the unread key file for version 1', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'fixwright-unread-'));
+    try {
+      const file = path.join(dataDir, generatedMasterKeyFile);
+      await writeFile(file, Buffer.from(v1.key).toString('base64'), { mode: 0o600 });
+      const config = loadConfig({
+        NODE_ENV: 'test',
+        DATA_DIR: dataDir,
+        MASTER_KEYS: `2:${Buffer.from(v2.key).toString('base64')}`,
+      });
+      const before = missingLines().length;
+      const missing = await reportMissingMasterKeyVersions(
+        versions.db,
+        new Keyring([v2]),
+        versions.logger,
+        findMasterKeyFiles(config),
+      );
+      expect(missing).toEqual([1]);
+      const lines = missingLines().slice(before);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]!.msg).toBe(
+        'Stored provider keys use master key versions 2 (2 keys) and 1 (1 key), but version 1 is ' +
+          'not configured. This process has master key version 2. Previews leave out the 1 stored ' +
+          'key of version 1 without marking it unusable, and the keys page tells its owner why. ' +
+          'Restart every process with version 1 in MASTER_KEYS, set to the original key. The ' +
+          `master key generated in ${file}, used while MASTER_KEY and MASTER_KEYS were unset, is ` +
+          `version 1: add 1:$(cat ${file}) to MASTER_KEYS.`,
+      );
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('describes one key in the singular', () => {
@@ -256,4 +294,45 @@ describe('stored key versions at start', () => {
       await service.stop();
     }
   }, 60_000);
+});
+
+describe('findMasterKeyFiles', () => {
+  let dataDir: string;
+  let file: string;
+  const masterKeys = `2:${Buffer.from(v2.key).toString('base64')}`;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'fixwright-key-files-'));
+    file = path.join(dataDir, generatedMasterKeyFile);
+  });
+
+  afterAll(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('reads the file without master keys', () => {
+    const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: dataDir });
+    expect(findMasterKeyFiles(config)).toEqual({ read: file, unread: null });
+  });
+
+  it('names no unread file that is missing', () => {
+    const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: dataDir, MASTER_KEYS: masterKeys });
+    expect(findMasterKeyFiles(config)).toEqual({ read: null, unread: null });
+  });
+
+  it('names the file that MASTER_KEYS replaces', async () => {
+    await writeFile(file, Buffer.from(v1.key).toString('base64'), { mode: 0o600 });
+    const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: dataDir, MASTER_KEYS: masterKeys });
+    expect(findMasterKeyFiles(config)).toEqual({ read: null, unread: file });
+  });
+
+  it('ignores the file with DATABASE_URL', async () => {
+    await writeFile(file, Buffer.from(v1.key).toString('base64'), { mode: 0o600 });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      DATA_DIR: dataDir,
+      DATABASE_URL: 'postgres://fixwright@127.0.0.1:5432/fixwright',
+    });
+    expect(findMasterKeyFiles(config)).toEqual({ read: null, unread: null });
+  });
 });

@@ -17,7 +17,7 @@ import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import type { FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
-import type { TestContext } from '../helpers/context.ts';
+import { logsOf, type TestContext } from '../helpers/context.ts';
 import {
   answerWithFixedFiles,
   createPatchRequestForRun,
@@ -139,7 +139,7 @@ describe('a process whose master key does not match the stored keys', () => {
   it('uses and marks no key, refuses saves and allows deletes', async () => {
     const processB = await startProcess(new Keyring([keyB]));
     expect(processB.mismatched).toEqual([1]);
-    const logged = context.logs.filter((line) => line.event === 'master_key.mismatch').at(-1);
+    const logged = logsOf(context, 'master_key.mismatch').at(-1);
     expect(logged?.msg).toContain(
       'Until then, previews leave out the stored keys of this version, without marking them ' +
         'unusable, and users cannot save own keys. If the original key is lost, "fixwright keys ' +
@@ -164,7 +164,7 @@ describe('a process whose master key does not match the stored keys', () => {
       expect(row.lastUsedAt).toBeNull();
     }
     expect(
-      context.logs.filter((line) => line.event === 'user_key.master_key_mismatched' && line.userId === alice.userId),
+      logsOf(context, 'user_key.master_key_mismatched', { userId: alice.userId }),
     ).toHaveLength(2);
 
     const listed = await api(processB, alice.token, 'GET', '/api/user/keys');
@@ -326,7 +326,7 @@ describe('keys discard', () => {
     ]);
     const left = await context.db.select().from(userApiKeys);
     expect(left.map((row) => [row.userId, row.provider, row.masterKeyVersion])).toEqual([[carol.userId, 'gemini', 2]]);
-    expect(context.logs.filter((line) => line.event === 'keys.discarded').at(-1)).toMatchObject({
+    expect(logsOf(context, 'keys.discarded').at(-1)).toMatchObject({
       version: 1,
       discarded: 3,
       kept: 0,

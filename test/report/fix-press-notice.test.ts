@@ -14,6 +14,7 @@ import { publishFixPressNotice } from '../../src/report/publish-fix-press-notice
 import { checkRunLockKey, reportRun } from '../../src/report/report-run.ts';
 import { withSessionLock } from '../../src/runs/run-lock.ts';
 import { createApp } from '../../src/web/app.tsx';
+import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
   fakePullRequestEvent,
@@ -794,9 +795,7 @@ describe('fix press notice of a run that changes meanwhile', () => {
     expect(completed.reason).toBe(`patch request ${notice.patchRequestId} is cancelled`);
     expect(updatesOf(checkRun.id, since)).toEqual([]);
     expect(checkRun.output.text).toBe(text);
-    const stale = setup.context.logs.filter(
-      (line) => line.event === 'fix_press_notice.stale' && line.jobId === job.id,
-    );
+    const stale = logsOf(setup.context, 'fix_press_notice.stale', { jobId: job.id });
     expect(stale).toHaveLength(1);
     expect(stale[0]!.runId).toBe(run.id);
   });
@@ -837,9 +836,7 @@ describe('fix press notice of a run that changes meanwhile', () => {
     );
     expect(checkRun.output).toEqual(before);
     expect(checkRun.annotations).toHaveLength(1);
-    const reverted = setup.context.logs.filter(
-      (line) => line.event === 'fix_press_notice.reverted' && line.jobId === job.id,
-    );
+    const reverted = logsOf(setup.context, 'fix_press_notice.reverted', { jobId: job.id });
     expect(reverted).toHaveLength(1);
     expect((await setup.context.boss.getJobById(fixPressNoticeQueue, job.id))?.state).toBe(
       'cancelled',

@@ -8,6 +8,7 @@ import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { runStateCheckIntervalMs } from '../../src/runs/analysis-stop.ts';
+import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
   fakePullRequestEvent,
@@ -55,10 +56,6 @@ function blobReads(since: number): number {
   return setup.fake.requests
     .slice(since)
     .filter((request) => request.path.startsWith(`/repos/${owner}/${repo}/git/blobs/`)).length;
-}
-
-function logsOf(event: string, runId: string) {
-  return setup.context.logs.filter((line) => line.event === event && line.runId === runId);
 }
 
 beforeAll(async () => {
@@ -135,12 +132,12 @@ describe('analysis that reads files without a patch', () => {
     expect(stored!.reportJobId).toBeNull();
     const rows = await setup.context.db.select().from(findings).where(eq(findings.runId, run.id));
     expect(rows).toEqual([]);
-    const stops = logsOf('analyze.stopped', run.id);
+    const stops = logsOf(setup.context, 'analyze.stopped', { runId: run.id });
     expect(stops).toHaveLength(1);
     expect(stops[0]!.reason).toMatch(
       new RegExp(`^the run is superseded: Superseded by run [0-9a-f-]{36} for the newer commit ${newerSha}\\.$`),
     );
-    expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+    expect(logsOf(setup.context, 'job.analyze.failed', { runId: run.id })).toEqual([]);
     // No tree read for file sizes either: the analysis ended before its rules.
     const trees = setup.fake.requests
       .slice(since)

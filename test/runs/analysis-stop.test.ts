@@ -13,6 +13,7 @@ import {
   readStopReason,
   runStopCheckpoint,
 } from '../../src/runs/analysis-stop.ts';
+import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
   fakePullRequestEvent,
@@ -75,10 +76,6 @@ async function findingCount(runId: string): Promise<number> {
   return rows.length;
 }
 
-function logsOf(event: string, runId: string) {
-  return setup.context.logs.filter((line) => line.event === event && line.runId === runId);
-}
-
 beforeAll(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/app.ts': 'export const a = 1;\n' },
@@ -128,12 +125,12 @@ describe('analysis of a run that is stopped meanwhile', () => {
     expect(stored.reportJobId).toBeNull();
     expect(await findingCount(run.id)).toBe(0);
     expect((await setup.context.boss.getJobById(analyzeQueue, jobId))?.state).toBe('cancelled');
-    const stops = logsOf('analyze.stopped', run.id);
+    const stops = logsOf(setup.context, 'analyze.stopped', { runId: run.id });
     expect(stops).toHaveLength(1);
     expect(stops[0]!.reason).toBe(
       'the run is cancelled: Cancelled: the pull request was closed before analysis.',
     );
-    expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+    expect(logsOf(setup.context, 'job.analyze.failed', { runId: run.id })).toEqual([]);
   });
 
   it('stores nothing after a push', async () => {
@@ -150,12 +147,12 @@ describe('analysis of a run that is stopped meanwhile', () => {
     const stored = await storedRun(run.id);
     expect(stored.status).toBe('superseded');
     expect(await findingCount(run.id)).toBe(0);
-    const stops = logsOf('analyze.stopped', run.id);
+    const stops = logsOf(setup.context, 'analyze.stopped', { runId: run.id });
     expect(stops).toHaveLength(1);
     expect(stops[0]!.reason).toMatch(
       new RegExp(`^the run is superseded: Superseded by run [0-9a-f-]{36} for the newer commit ${newerSha}\\.$`),
     );
-    expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+    expect(logsOf(setup.context, 'job.analyze.failed', { runId: run.id })).toEqual([]);
   });
 });
 
@@ -238,14 +235,14 @@ describe('analysis of a run that is stopped after the rules', () => {
       expect((await setup.context.boss.getJobById(analyzeQueue, jobId))?.state).toBe(
         expected!.jobState,
       );
-      const stops = logsOf('analyze.stopped', run.id);
+      const stops = logsOf(setup.context, 'analyze.stopped', { runId: run.id });
       expect(stops).toHaveLength(1);
       if (typeof expected!.reason === 'string') {
         expect(stops[0]!.reason).toBe(expected!.reason);
       } else {
         expect(stops[0]!.reason).toMatch(expected!.reason);
       }
-      expect(logsOf('job.analyze.failed', run.id)).toEqual([]);
+      expect(logsOf(setup.context, 'job.analyze.failed', { runId: run.id })).toEqual([]);
     });
   }
 
@@ -266,7 +263,7 @@ describe('analysis of a run that is stopped after the rules', () => {
     expect(stored.reportJobId).not.toBeNull();
     expect(await findingCount(run.id)).toBe(1);
     expect((await setup.context.boss.getJobById(analyzeQueue, newJobId!))?.state).toBe('completed');
-    const stops = logsOf('analyze.stopped', run.id);
+    const stops = logsOf(setup.context, 'analyze.stopped', { runId: run.id });
     expect(stops).toHaveLength(1);
     expect(stops[0]!.jobId).toBe(jobId);
     expect(stops[0]!.reason).toBe(`the run was queued again with analyze job ${newJobId}`);
@@ -287,7 +284,7 @@ describe('analysis of a run queued again before it starts', () => {
     expect(stored.analyzeJobId).toBe(newJobId);
     expect(stored.status).toBe('queued');
     expect(await findingCount(run.id)).toBe(0);
-    const stops = logsOf('analyze.stopped', run.id);
+    const stops = logsOf(setup.context, 'analyze.stopped', { runId: run.id });
     expect(stops).toHaveLength(1);
     expect(stops[0]!.reason).toBe(`the run was queued again with analyze job ${newJobId}`);
   });
@@ -372,7 +369,7 @@ describe('runStopCheckpoint', () => {
     const stop = await checkpoint().catch((error: unknown) => error);
 
     expect(failures).toBe(0);
-    const failed = logsOf('analyze.stop_check_failed', run.id);
+    const failed = logsOf(setup.context, 'analyze.stop_check_failed', { runId: run.id });
     expect(failed).toHaveLength(1);
     expect(failed[0]!.level).toBe(40);
     expect((failed[0]!.err as { message: string }).message).toBe(

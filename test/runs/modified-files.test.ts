@@ -8,6 +8,7 @@ import { listPullRequestFiles, type PullRequestFile } from '../../src/github/pul
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
 import { AnalysisStopped } from '../../src/runs/analysis-stop.ts';
 import { fillMissingPatches, type MissingPatchOptions } from '../../src/runs/missing-patches.ts';
+import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
   insertInstallation,
@@ -134,10 +135,6 @@ async function fillOne(file: PullRequestFile, options: MissingPatchOptions = {})
   return fillMissingPatches(octokit, target, [file], setup.context.logger, options);
 }
 
-function logsOf(event: string, path: string) {
-  return setup.context.logs.filter((line) => line.event === event && line.path === path);
-}
-
 describe('analyzeRun of modified files without a patch', () => {
   it('gets no patch for the modified files', () => {
     expect(fileNamed('src/table.ts').patch).toBeNull();
@@ -174,7 +171,7 @@ describe('analyzeRun of modified files without a patch', () => {
   });
 
   it('logs why a side was unreadable', () => {
-    const [line] = logsOf('analyze.file_unreadable', 'data/converted.csv');
+    const [line] = logsOf(setup.context, 'analyze.file_unreadable', { path: 'data/converted.csv' });
 
     expect(line?.side).toBe('base');
     expect(line?.reason).toBe('binary');
@@ -211,7 +208,7 @@ describe('fillMissingPatches of modified files', () => {
     const completed = await fillOne(file, { maxFileBytes: Buffer.byteLength(shrunkHead) });
 
     expect(completed.uncheckedPaths).toEqual(['data/shrunk.csv']);
-    const [line] = logsOf('analyze.file_unreadable', 'data/shrunk.csv');
+    const [line] = logsOf(setup.context, 'analyze.file_unreadable', { path: 'data/shrunk.csv' });
     expect(line?.side).toBe('base');
     expect(line?.reason).toBe('too_large');
   });
@@ -222,7 +219,7 @@ describe('fillMissingPatches of modified files', () => {
     const completed = await fillOne(file, { maxFileBytes: Buffer.byteLength(tableAtForkPoint) });
 
     expect(completed.uncheckedPaths).toEqual(['src/table.ts']);
-    const [line] = logsOf('analyze.file_unreadable', 'src/table.ts');
+    const [line] = logsOf(setup.context, 'analyze.file_unreadable', { path: 'src/table.ts' });
     expect(line?.side).toBe('head');
     expect(line?.reason).toBe('too_large');
   });
@@ -250,7 +247,7 @@ describe('fillMissingPatches of modified files', () => {
 
     expect(abandoned.uncheckedPaths).toEqual(['data/shuffled.txt']);
     expect(abandoned.files[0]?.patch).toBeNull();
-    const [line] = logsOf('analyze.diff_abandoned', 'data/shuffled.txt');
+    const [line] = logsOf(setup.context, 'analyze.diff_abandoned', { path: 'data/shuffled.txt' });
     expect(line?.maxEditLength).toBe(100);
     expect(finished.uncheckedPaths).toEqual([]);
     expect(finished.files[0]?.patch).toMatch(/^@@ -\d+,0 \+\d+,\d+ @@\n\+/);
@@ -269,7 +266,7 @@ describe('fillMissingPatches of modified files', () => {
     delay.disable();
     expect(completed.uncheckedPaths).toEqual(['data/reordered.txt']);
     expect(completed.files[0]?.patch).toBeNull();
-    const line = logsOf('analyze.diff_abandoned', 'data/reordered.txt').at(-1);
+    const line = logsOf(setup.context, 'analyze.diff_abandoned', { path: 'data/reordered.txt' }).at(-1);
     expect(line?.timeoutMs).toBe(1000);
     expect(line?.maxEditLength).toBe(5000);
     // On the event loop, the diff would delay it by the whole `elapsedMs`, about a second. The
@@ -290,7 +287,7 @@ describe('fillMissingPatches of modified files', () => {
 
     expect(crashed.uncheckedPaths).toEqual(['data/shuffled.txt']);
     expect(crashed.files[0]?.patch).toBeNull();
-    const [line] = logsOf('analyze.diff_failed', 'data/shuffled.txt');
+    const [line] = logsOf(setup.context, 'analyze.diff_failed', { path: 'data/shuffled.txt' });
     // pino's level number of warn.
     expect(line?.level).toBe(40);
     expect(line?.err).toMatchObject({
@@ -311,9 +308,7 @@ describe('fillMissingPatches of modified files', () => {
     await diffWorker.close();
 
     expect(stalled.uncheckedPaths).toEqual(['data/shuffled.txt']);
-    const [line] = logsOf('analyze.diff_abandoned', 'data/shuffled.txt').filter(
-      (entry) => entry.timeoutMs === 100,
-    );
+    const [line] = logsOf(setup.context, 'analyze.diff_abandoned', { path: 'data/shuffled.txt', timeoutMs: 100 });
     expect(line?.maxEditLength).toBe(1000);
     // The thread is terminated `terminateGraceMs` after the timeout.
     expect(line?.elapsedMs).toBeGreaterThanOrEqual(100 + terminateGraceMs - 5);
@@ -381,7 +376,7 @@ describe('fillMissingPatches of modified files', () => {
     const completed = await fillOne(file);
 
     expect(completed.uncheckedPaths).toEqual(['src/new-name.ts']);
-    const [line] = logsOf('analyze.file_unreadable', 'src/new-name.ts');
+    const [line] = logsOf(setup.context, 'analyze.file_unreadable', { path: 'src/new-name.ts' });
     expect(line?.side).toBe('base');
   });
 
@@ -391,7 +386,7 @@ describe('fillMissingPatches of modified files', () => {
     const completed = await fillOne(file);
 
     expect(completed.uncheckedPaths).toEqual(['src/table.ts']);
-    const [line] = logsOf('analyze.diff_mismatch', 'src/table.ts');
+    const [line] = logsOf(setup.context, 'analyze.diff_mismatch', { path: 'src/table.ts' });
     expect(line?.additions).toBe(addedCount + 1);
     expect(line?.githubAdditions).toBe(10);
   });
@@ -409,9 +404,7 @@ describe('fillMissingPatches of modified files', () => {
     const completed = await fillMissingPatches(octokit, target, modified, setup.context.logger);
 
     expect(completed.uncheckedPaths).toEqual(['src/table.ts', 'src/new-name.ts']);
-    const missing = setup.context.logs.filter(
-      (line) => line.event === 'analyze.merge_base_missing',
-    );
+    const missing = logsOf(setup.context, 'analyze.merge_base_missing');
     expect(missing).toHaveLength(1);
   });
 
@@ -426,9 +419,7 @@ describe('fillMissingPatches of modified files', () => {
         body: { message: 'Server Error: Sorry, this diff is taking too long to generate.' },
       });
     }
-    const missingBefore = setup.context.logs.filter(
-      (line) => line.event === 'analyze.merge_base_missing',
-    ).length;
+    const missingBefore = logsOf(setup.context, 'analyze.merge_base_missing').length;
     const octokit = await setup.context.github!.installationOctokit(setup.installationId);
     const target = { owner, repo, baseRef: baseBranch, headSha: setup.git.headSha };
     const modified = [fileNamed('src/table.ts'), fileNamed('src/new-name.ts')];
@@ -436,10 +427,10 @@ describe('fillMissingPatches of modified files', () => {
     const completed = await fillMissingPatches(octokit, target, modified, setup.context.logger);
 
     expect(completed.uncheckedPaths).toEqual(['src/table.ts', 'src/new-name.ts']);
-    const failed = setup.context.logs.filter((line) => line.event === 'analyze.merge_base_failed');
+    const failed = logsOf(setup.context, 'analyze.merge_base_failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]!.status).toBe(500);
-    const missingAfter = setup.context.logs.filter((line) => line.event === 'analyze.merge_base_missing');
+    const missingAfter = logsOf(setup.context, 'analyze.merge_base_missing');
     expect(missingAfter).toHaveLength(missingBefore);
   }, 30_000);
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiTokens, patchRequests, sessions } from '../../src/db/schema/index.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import {
   createRunWithFindings,
   createSignedInUser,
@@ -123,7 +123,7 @@ describe('malformed form bodies', () => {
       }
     }
     expect(await tokenCount()).toBe(before);
-    expect(context.logs.filter((line) => line.event === 'http.unhandled_error')).toEqual([]);
+    expect(logsOf(context, 'http.unhandled_error')).toEqual([]);
   });
 
   it('rejects a broken keys form', async () => {

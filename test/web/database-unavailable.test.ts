@@ -4,7 +4,7 @@ import { connectDatabase, type DatabaseHandle } from '../../src/db/client.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { healthRoutes, healthWarningIntervalMs } from '../../src/web/health.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
 import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
@@ -92,13 +92,13 @@ describe('requests while the database is unreachable', () => {
   });
 
   it('logs warnings, not unhandled errors', () => {
-    const warnings = context.logs.filter((line) => line.event === 'http.database_unavailable');
+    const warnings = logsOf(context, 'http.database_unavailable');
     expect(warnings.length).toBe(5);
     expect(warnings[0]!.level).toBe(40);
     expect((warnings[0]!.err as { code: string }).code).toBe('ECONNREFUSED');
     expect((warnings[3]!.err as { code: string }).code).toBe('ECONNREFUSED');
     expect((warnings[4]!.err as { code: string }).code).toBe('CONNECTION_ENDED');
-    expect(context.logs.filter((line) => line.event === 'http.unhandled_error')).toEqual([]);
+    expect(logsOf(context, 'http.unhandled_error')).toEqual([]);
     expect(JSON.stringify(context.logs)).not.toContain(password);
   });
 });
@@ -112,7 +112,6 @@ describe('/healthz while the database is unreachable', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const healthContext = { ...context, db: unreachable.db };
     const health = healthRoutes(healthContext);
-    const linesOf = (event: string) => context.logs.filter((line) => line.event === event);
     const check = async (status: number) => {
       const response = await health.request('/healthz');
       expect(response.status).toBe(status);
@@ -121,23 +120,23 @@ describe('/healthz while the database is unreachable', () => {
     await check(503);
     await check(503);
     await check(503);
-    expect(linesOf('health.database_unreachable')).toHaveLength(1);
-    expect(linesOf('health.database_unreachable')[0]!.level).toBe(40);
-    expect(linesOf('health.database_unreachable')[0]!.suppressedErrors).toBe(0);
+    expect(logsOf(context, 'health.database_unreachable')).toHaveLength(1);
+    expect(logsOf(context, 'health.database_unreachable')[0]!.level).toBe(40);
+    expect(logsOf(context, 'health.database_unreachable')[0]!.suppressedErrors).toBe(0);
 
     vi.setSystemTime(Date.now() + healthWarningIntervalMs);
     await check(503);
-    expect(linesOf('health.database_unreachable')).toHaveLength(2);
-    expect(linesOf('health.database_unreachable')[1]!.suppressedErrors).toBe(2);
+    expect(logsOf(context, 'health.database_unreachable')).toHaveLength(2);
+    expect(logsOf(context, 'health.database_unreachable')[1]!.suppressedErrors).toBe(2);
 
     await check(503);
     healthContext.db = context.db;
     await check(200);
     await check(200);
-    const recovered = linesOf('health.database_reachable');
+    const recovered = logsOf(context, 'health.database_reachable');
     expect(recovered).toHaveLength(1);
     expect(recovered[0]!.level).toBe(30);
     expect(recovered[0]!.suppressedErrors).toBe(1);
-    expect(linesOf('health.database_unreachable')).toHaveLength(2);
+    expect(logsOf(context, 'health.database_unreachable')).toHaveLength(2);
   });
 });

@@ -6,7 +6,7 @@ import { hashSecret } from '../../src/web/session/session-store.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/demo/fakes/github.ts';
 import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser } from '../helpers/web.ts';
 
 const clientId = 'Iv1.testclient';
@@ -320,7 +320,7 @@ describe('sign-in with GitHub', () => {
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('/sign-in?notice=signed-out');
     expect(response.headers.getSetCookie()).toEqual([]);
-    const logged = context.logs.filter((line) => line.event === 'auth.signed_out_without_session');
+    const logged = logsOf(context, 'auth.signed_out_without_session');
     expect(logged.at(-1)?.hadCookie).toBe(false);
   });
 
@@ -398,7 +398,7 @@ describe('sign-in settings', () => {
       ]);
       const warning = context.logs.find((line) => line.event === 'auth.admin_login_reused');
       expect(warning).toMatchObject({ level: 40, login: 'boss', recordedGithubId: 6101, githubId: 6102 });
-      const signedIn = context.logs.filter((line) => line.event === 'auth.signed_in').at(-1);
+      const signedIn = logsOf(context, 'auth.signed_in').at(-1);
       expect(signedIn).toMatchObject({ githubId: 6102, role: 'user' });
 
       // The operator gives the login to its new account.

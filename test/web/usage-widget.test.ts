@@ -1,5 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planSwitchCommand } from '../../src/cli/usage.ts';
 import { tokenEvents, users } from '../../src/db/schema/index.ts';
 import { getDailyUsage } from '../../src/usage/daily-usage.ts';
 import { getUsageStats } from '../../src/usage/stats.ts';
@@ -72,9 +73,20 @@ describe('usage widget fragment', () => {
     const html = await widget(950);
     expect(html).toContain('class="usage-bar level-danger"');
     expect(html).toContain('class="warning"');
-    expect(html).toContain('ask an admin to upgrade you to Pro');
+    expect(html).toContain(
+      'ask an admin to upgrade you to Pro (the <a href="/plans">Plan page</a> shows the command they run)',
+    );
     expect(html).toContain('wait until the period ends on');
-    expect(html).toContain('add your own Groq or Gemini key');
+    expect(html).toContain('add your own Groq or Gemini key on the <a href="/keys">Keys page</a>.');
+  });
+
+  it('links to the plan commands', async () => {
+    const html = await widget(950, 'pro', 1000);
+    expect(html).toContain(
+      'ask an admin to switch you to Enterprise (the <a href="/plans">Plan page</a> shows the command they run)',
+    );
+    const plansPage = await (await app.request('/plans', { headers: { cookie: user.cookie } })).text();
+    expect(plansPage).toContain(planSwitchCommand('usage-user', 'enterprise'));
   });
 
   it('suggests no plan switch on Enterprise', async () => {
@@ -147,12 +159,23 @@ describe('nearLimitAdvice', () => {
   it('names the next plan and the period end', async () => {
     await context.db.update(users).set({ tokensUsed: 950, plan: 'free', tokenLimit: 1000 }).where(eq(users.id, user.userId));
     const stats = await getUsageStats(context.db, context.config, user.userId);
-    const advice = nearLimitAdvice(stats, true);
-    expect(advice).toContain('95%');
-    expect(advice).toContain('upgrade to Pro on the Plan page');
-    expect(advice).toContain(stats.periodEnd.slice(0, 10));
-    expect(nearLimitAdvice({ ...stats, plan: 'pro' }, false)).toContain(
-      'ask an admin to switch you to Enterprise',
+    const periodEnd = stats.periodEnd.slice(0, 10);
+    const now = new Date(Date.parse(stats.periodEnd) - 86_400_000);
+    const ownKey = 'or add your own Groq or Gemini key on the <a href="/keys">Keys page</a>.';
+
+    expect(String(nearLimitAdvice(stats, true, now))).toBe(
+      'You have used 95% of your tokens for this period. To keep previewing fixes, ' +
+        'upgrade to Pro on the <a href="/plans">Plan page</a>, ' +
+        `wait until the period ends on ${periodEnd} (UTC), ${ownKey}`,
+    );
+    expect(String(nearLimitAdvice({ ...stats, plan: 'pro' }, false, now))).toBe(
+      'You have used 95% of your tokens for this period. To keep previewing fixes, ' +
+        'ask an admin to switch you to Enterprise (the <a href="/plans">Plan page</a> shows the command they run), ' +
+        `wait until the period ends on ${periodEnd} (UTC), ${ownKey}`,
+    );
+    expect(String(nearLimitAdvice({ ...stats, plan: 'enterprise' }, false, now))).toBe(
+      'You have used 95% of your tokens for this period. To keep previewing fixes, ' +
+        `wait until the period ends on ${periodEnd} (UTC) ${ownKey}`,
     );
   });
 });

@@ -16,31 +16,46 @@ export function usageLevel(percent: number): UsageLevel {
 
 const numberFormat = new Intl.NumberFormat('en-US');
 
-/** Plan switch suggested near the limit, by plan. Enterprise has no larger plan to move to. */
-const upgradeAdvice: Record<Plan, { self: string; admin: string } | null> = {
-  free: { self: 'upgrade to Pro on the Plan page', admin: 'ask an admin to upgrade you to Pro' },
-  pro: { self: 'switch to Enterprise on the Plan page', admin: 'ask an admin to switch you to Enterprise' },
+/** Plan suggested near the limit, by plan. Enterprise has no larger plan to move to. */
+const nextPlan: Record<Plan, { name: string; verb: string } | null> = {
+  free: { name: 'Pro', verb: 'upgrade' },
+  pro: { name: 'Enterprise', verb: 'switch' },
   enterprise: null,
 };
 
 /**
  * Builds the advice shown from 90 % on: which plan to move to, when the period ends, own keys.
+ * A user who cannot switch their own plan is sent to the Plan page, which shows the
+ * `users plan` command an admin runs with the user's login filled in.
  * A period whose end has passed stays current until the rollover job starts the next one.
  */
-export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean, now = new Date()): string {
+export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean, now = new Date()) {
   const periodEnd = stats.periodEnd.slice(0, 10);
-  const upgrade = upgradeAdvice[stats.plan];
+  const next = nextPlan[stats.plan];
   const ended = new Date(stats.periodEnd) <= now;
   const wait = ended
     ? `wait for the next period to start, as this one ended on ${periodEnd} (UTC)`
     : `wait until the period ends on ${periodEnd} (UTC)`;
-  const ownKey = 'add your own Groq or Gemini key on the Keys page';
-  const steps = upgrade
-    ? `${canChangePlan ? upgrade.self : upgrade.admin}, ${wait}, or ${ownKey}`
-    : `${wait} or ${ownKey}`;
+  const planPage = <a href="/plans">Plan page</a>;
+  let upgrade = null;
+  if (next && canChangePlan) {
+    upgrade = <>{`${next.verb} to ${next.name} on the `}{planPage}, </>;
+  } else if (next) {
+    upgrade = (
+      <>
+        {`ask an admin to ${next.verb} you to ${next.name} (the `}
+        {planPage}
+        {' shows the command they run), '}
+      </>
+    );
+  }
   return (
-    `You have used ${stats.percent}% of your tokens for this period. To keep previewing fixes, ` +
-    `${steps}.`
+    <>
+      {`You have used ${stats.percent}% of your tokens for this period. To keep previewing fixes, `}
+      {upgrade}
+      {`${wait}${upgrade ? ',' : ''} or add your own Groq or Gemini key on the `}
+      <a href="/keys">Keys page</a>.
+    </>
   );
 }
 
