@@ -5,7 +5,7 @@ import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { installations, patchFiles, patchRequests, users } from '../../src/db/schema/index.ts';
 import { handlePreviewJob } from '../../src/jobs/preview.ts';
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
-import type { TestContext } from '../helpers/context.ts';
+import { logsOf, type TestContext } from '../helpers/context.ts';
 import {
   answerWithFixedFiles,
   consoleLogFiles,
@@ -103,11 +103,11 @@ describe('stale preview job', () => {
     const newJobId = (await requestRow(patchRequestId)).previewJobId!;
     expect(newJobId).not.toBe(staleJob.id);
 
-    // The stale attempt picks up the regenerated file and fails to store its result.
+    // The stale attempt leaves the regenerated file to the newer job and calls no model.
     answerWith(staleFixOfA);
-    await whileWritesFail(staleFixOfA, async () => {
-      await expect(handlePreviewJob(context, staleJob)).rejects.toThrow(rejectedWrite);
-    });
+    const callsBefore = groq.requests.length;
+    await expect(handlePreviewJob(context, staleJob)).resolves.toBeUndefined();
+    expect(groq.requests.length).toBe(callsBefore);
 
     const running = await requestRow(patchRequestId);
     expect(running.status).toBe('running');
@@ -115,16 +115,12 @@ describe('stale preview job', () => {
     expect(running.completedAt).toBeNull();
     expect(running.previewJobId).toBe(newJobId);
     const waitingA = await fileRow(patchRequestId, 'src/a.ts');
-    expect(waitingA.status).not.toBe('ready');
-    expect(waitingA.status).not.toBe('failed');
+    expect(waitingA.status).toBe('pending');
     expect(waitingA.keptResult).not.toBeNull();
     expect(waitingA.regenerationError).toBeNull();
-
-    const skipped = context.logs.filter((line) => line.event === 'job.preview.failure_skipped');
-    expect(skipped).toHaveLength(1);
-    expect(skipped[0]!.jobId).toBe(staleJob.id);
-    expect(skipped[0]!.currentJobId).toBe(newJobId);
-    expect(skipped[0]!.patchRequestId).toBe(patchRequestId);
+    expect(logsOf(context, 'preview.stale_job', { jobId: staleJob.id })).toEqual([
+      expect.objectContaining({ currentJobId: newJobId, patchRequestId }),
+    ]);
 
     // The newer job then stores its own result.
     answerWith(newFixOfA);
@@ -140,6 +136,41 @@ describe('stale preview job', () => {
     expect(storedA.proposedText).toBe(newFixOfA);
     expect(storedA.keptResult).toBeNull();
     expect(storedA.regenerationError).toBeNull();
+  });
+
+  it('leaves the preview to a job that took over during the attempt', async () => {
+    const [other] = await context.db
+      .insert(users)
+      .values({ login: 'taken-over-user', plan: 'pro', tokenLimit: 100_000 })
+      .returning();
+    const patchRequestId = await createPatchRequestForRun(context, setup.runId, other!.id);
+    const job = await takeAsLastAttempt(context, patchRequestId);
+    const newerJobId = crypto.randomUUID();
+    // Another job becomes the preview's job while the model answers the attempt's first file,
+    // and the attempt then fails to store that file.
+    let takeover: Promise<unknown> | undefined;
+    groq.setHandler(() => {
+      takeover ??= Promise.resolve(
+        context.db
+          .update(patchRequests)
+          .set({ previewJobId: newerJobId })
+          .where(eq(patchRequests.id, patchRequestId))
+          .execute(),
+      );
+      return { text: staleFixOfA };
+    });
+    await whileWritesFail(staleFixOfA, async () => {
+      await expect(handlePreviewJob(context, job)).rejects.toThrow(rejectedWrite);
+    });
+    await takeover;
+
+    const request = await requestRow(patchRequestId);
+    expect(request.status).toBe('running');
+    expect(request.error).toBeNull();
+    expect(request.completedAt).toBeNull();
+    expect(logsOf(context, 'job.preview.failure_skipped', { patchRequestId })).toEqual([
+      expect.objectContaining({ jobId: job.id, currentJobId: newerJobId }),
+    ]);
   });
 
   it('ends the preview when its job is current', async () => {
