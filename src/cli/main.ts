@@ -1,10 +1,5 @@
 import { ConfigError, loadConfig } from '../config/env.ts';
 import { createLogger } from '../logger.ts';
-import { runKeysCommand } from './keys.ts';
-import { runMigrateCommand } from './migrate.ts';
-import { runReceiveCommand } from './receive.ts';
-import { runStartCommand } from './start.ts';
-import { runUsersCommand } from './users.ts';
 import { commandUsages, generalUsage } from './usage.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
@@ -45,17 +40,19 @@ async function main(argv: string[]): Promise<number> {
   const logger = quiet
     ? createLogger('warn', process.stderr)
     : createLogger(config.LOG_LEVEL, command === 'start' ? undefined : process.stderr);
+  // Each command's code is loaded on demand: `start` loads the whole service, which a one-off
+  // command such as `users token` does not need.
   switch (command) {
     case 'start':
-      return runStartCommand(config, logger, rest);
+      return (await import('./start.ts')).runStartCommand(config, logger, rest);
     case 'migrate':
-      return runMigrateCommand(config, logger, rest);
+      return (await import('./migrate.ts')).runMigrateCommand(config, logger, rest);
     case 'receive':
-      return runReceiveCommand(config, rest);
+      return (await import('./receive.ts')).runReceiveCommand(config, rest);
     case 'users':
-      return runUsersCommand(config, logger, rest);
+      return (await import('./users.ts')).runUsersCommand(config, logger, rest);
     case 'keys':
-      return runKeysCommand(config, logger, rest);
+      return (await import('./keys.ts')).runKeysCommand(config, logger, rest);
     default:
       throw new Error(`Command ${JSON.stringify(command)} is listed but has no handler.`);
   }
