@@ -47,7 +47,9 @@ export const KeysPage: FC<{
   /** The user's providers in the order previews try them. */
   uses: ProviderUse[];
   saveUnavailable?: string | null;
-}> = ({ session, keys, notice, error, uses, saveUnavailable }) => (
+  /** The provider selected in the form, kept after a rejected save. */
+  selectedProvider?: Provider;
+}> = ({ session, keys, notice, error, uses, saveUnavailable, selectedProvider }) => (
   <Layout title="Keys" session={session}>
     <h1>Your own model keys</h1>
     <p class="muted">
@@ -142,7 +144,9 @@ export const KeysPage: FC<{
           Provider{' '}
           <select name="provider">
             {providers.map((provider) => (
-              <option value={provider}>{providerNames[provider]}</option>
+              <option value={provider} selected={provider === selectedProvider}>
+                {providerNames[provider]}
+              </option>
             ))}
           </select>
         </label>{' '}
