@@ -11,6 +11,7 @@ import {
   setProviderOrder,
 } from '../../keys/user-keys.ts';
 import { notFound } from '../errors.ts';
+import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
@@ -33,7 +34,7 @@ function isProvider(value: string): value is Provider {
 }
 
 /** The providers as the form's choices name them: "Groq or Gemini". */
-const providerChoice = providers.map((provider) => providerNames[provider]).join(' or ');
+const providerChoice = joinWithOr(providers.map((provider) => providerNames[provider]));
 
 /**
  * Returns why the key field, trimmed of spaces, cannot be a key and what to do, or null when

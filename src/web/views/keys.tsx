@@ -4,6 +4,7 @@ import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { DangerButtonForm } from './components/danger-button-form.tsx';
+import { FormError } from './components/form-error.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -58,11 +59,7 @@ export const KeysPage: FC<{
       plan's allowance. Keys are stored encrypted and shown only by their last four characters.
     </p>
     {notice ? <p class="notice" role="status">{notice}</p> : null}
-    {error ? (
-      <p class="error" role="alert">
-        {error}
-      </p>
-    ) : null}
+    {error ? <FormError message={error} /> : null}
 
     <section class="card">
       <h2>Stored keys</h2>

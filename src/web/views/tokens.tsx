@@ -3,6 +3,7 @@ import type { listApiTokens } from '../../users/api-tokens.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { DangerButtonForm } from './components/danger-button-form.tsx';
+import { FormError } from './components/form-error.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -36,11 +37,7 @@ export const TokensPage: FC<{
 
     <section class="card">
       <h2>Create a token</h2>
-      {form ? (
-        <p class="error" role="alert" id="token-name-error">
-          {form.error}
-        </p>
-      ) : null}
+      {form ? <FormError message={form.error} id="token-name-error" /> : null}
       <form method="post" action="/tokens">
         <CsrfField session={session} />
         <label>
