@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import {
   createPatchRequest,
   findActivePatchRequest,
@@ -13,7 +13,7 @@ import {
 } from '../../autofix/preview-budget.ts';
 import { listRunPreviewSummaries } from '../../autofix/preview-summaries.ts';
 import type { AppContext } from '../../context.ts';
-import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
+import { patchRequests, type prRuns, type RunStatus } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
@@ -62,11 +62,18 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
   const app = new Hono<{ Variables: PageVariables }>();
   app.use('/runs/*', requirePageSession(context));
 
-  app.get('/runs/:runId', async (c) => {
-    const runId = c.req.param('runId');
-    const listAll = parsePreviewsQuery(c.req.query('previews'));
-    const run = await findVisibleRun(context.db, c.var.user.id, runId);
-    if (!run) throw notFound('Run', runId);
+  /**
+   * Renders the run page. `selection` is a rejected "Preview fix": the findings checked in it,
+   * which stay checked, and the reason, shown under the form. Otherwise the findings that fit
+   * the allowance are checked.
+   */
+  async function renderRunPage(
+    c: Context<{ Variables: PageVariables }>,
+    run: typeof prRuns.$inferSelect,
+    options: { listAll: boolean; selection?: { findingIds: readonly string[]; error: string } },
+    status: 200 | 400 | 409 = 200,
+  ) {
+    const { listAll, selection } = options;
     const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
     const previews = await listRunPreviewSummaries(context.db, {
@@ -77,7 +84,9 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
-    const checkedFindingIds = pickDefaultFindings(payment, rows);
+    const checkedFindingIds = selection
+      ? new Set(selection.findingIds.filter((id) => rows.some((row) => row.id === id)))
+      : pickDefaultFindings(payment, rows);
     const checkedCalls = estimateFileCalls(rows.filter((row) => checkedFindingIds.has(row.id)));
     const newestRunId =
       run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
@@ -90,8 +99,18 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         previews={{ ...previews, listAll, maxListed: maxListedPreviews }}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
         newestRunId={newestRunId}
+        selectionError={selection?.error}
       />,
+      status,
     );
+  }
+
+  app.get('/runs/:runId', async (c) => {
+    const runId = c.req.param('runId');
+    const listAll = parsePreviewsQuery(c.req.query('previews'));
+    const run = await findVisibleRun(context.db, c.var.user.id, runId);
+    if (!run) throw notFound('Run', runId);
+    return renderRunPage(c, run, { listAll });
   });
 
   app.post('/runs/:runId/patch-requests', async (c) => {
@@ -107,20 +126,33 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const findingIds = values
       .filter((value): value is string => typeof value === 'string')
       .map((value) => value.toLowerCase());
+    // A selection that cannot be previewed goes where the progress would: htmx swaps the error
+    // in under the form, and a page load gets the run page with the selection kept.
+    const rejectSelection = (error: AppError) => {
+      if (c.req.header('hx-request')) throw error;
+      const status = error.status === 409 ? 409 : 400;
+      return renderRunPage(c, run, { listAll: false, selection: { findingIds, error: error.message } }, status);
+    };
     if (findingIds.length === 0) {
       // Reached without JavaScript, because public/app.js disables the button then.
-      throw new AppError(
-        'bad_request',
-        'No finding is checked, so there is nothing to preview. Go back to the run page, check ' +
-          'at least one finding and press "Preview fix" again.',
+      return rejectSelection(
+        new AppError(
+          'bad_request',
+          'No finding is checked, so there is nothing to preview. Check at least one finding ' +
+            'and press "Preview fix" again.',
+        ),
       );
     }
     if (findingIds.length > maxSelectedFindings) {
-      throw new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`);
+      return rejectSelection(
+        new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`),
+      );
     }
     const invalid = findingIds.filter((id) => !isUuid(id));
     if (invalid.length > 0) {
-      throw new AppError('bad_request', `Invalid finding id ${quoteValue(invalid[0], 80)}: reload the run page.`);
+      return rejectSelection(
+        new AppError('bad_request', `Invalid finding id ${quoteValue(invalid[0], 80)}: reload the run page.`),
+      );
     }
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
@@ -164,10 +196,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
     if (over) {
-      throw new AppError('conflict', `${over.message} Or uncheck files until the selection fits.`, {
-        neededTokens: over.neededTokens,
-        remainingTokens: over.allowance.remaining,
-      });
+      return rejectSelection(
+        new AppError('conflict', `${over.message} Or uncheck files until the selection fits.`, {
+          neededTokens: over.neededTokens,
+          remainingTokens: over.allowance.remaining,
+        }),
+      );
     }
 
     const result = await createPatchRequest(context.db, context.boss, {
@@ -185,10 +219,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!result.ok && result.reason === 'run_not_completed') throw runNotCompleted(result.status);
     if (!result.ok) {
       const ids = result.unknownFindingIds;
-      throw new AppError(
-        'bad_request',
-        `${pickForm(ids.length, 'Finding', 'Findings')} ${ids.join(', ')} ` +
-          `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
+      return rejectSelection(
+        new AppError(
+          'bad_request',
+          `${pickForm(ids.length, 'Finding', 'Findings')} ${ids.join(', ')} ` +
+            `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
+        ),
       );
     }
     if (!result.created) {

@@ -1,8 +1,8 @@
 import type { FC } from 'hono/jsx';
 
 /**
- * Why a form's submit was rejected, shown on the page next to the form. `id` lets the invalid
- * field point to it with `aria-describedby`.
+ * The reason a form's submit was rejected, shown on the page next to the form. `id` lets the
+ * invalid field point to it with `aria-describedby`.
  */
 export const FormError: FC<{ message: string; id?: string }> = ({ message, id }) => (
   <p class="error" role="alert" id={id}>
