@@ -11,7 +11,6 @@ import {
   loadPreviewPayment,
   pickDefaultFindings,
 } from '../../autofix/preview-budget.ts';
-import { listRunPreviewSummaries } from '../../autofix/preview-summaries.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, type prRuns, type RunStatus } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
@@ -33,28 +32,16 @@ import {
 } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
+import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { RunPage } from '../views/run.tsx';
+import { loadEarlierPreviews, parsePreviewsQuery } from './earlier-previews.ts';
 
 const maxSelectedFindings = 1000;
-
-/** Previews that the run page lists, the newest first, and the maximum it lists with `?previews=all`. */
-const listedPreviews = 10;
-const maxListedPreviews = 200;
 
 /** Builds the 409 for "Preview fix" on a run that is not completed. */
 function runNotCompleted(status: RunStatus): AppError {
   return new AppError('conflict', runNotCompletedMessage('This run', status));
-}
-
-/** Reads the run page's `previews` query value: `all` lists up to maxListedPreviews previews. */
-function parsePreviewsQuery(value: string | undefined): boolean {
-  if (value === undefined) return false;
-  if (value === 'all') return true;
-  throw new AppError(
-    'bad_request',
-    `Invalid previews value ${quoteValue(value, 40)}: use previews=all to list more previews, or leave it out.`,
-  );
 }
 
 /** `GET /runs/:runId` and `POST /runs/:runId/patch-requests` ("Preview fix"). */
@@ -76,11 +63,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const { listAll, selection } = options;
     const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
-    const previews = await listRunPreviewSummaries(context.db, {
-      userId: c.var.user.id,
-      runId: run.id,
-      limit: listAll ? maxListedPreviews : listedPreviews,
-    });
+    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
@@ -96,7 +79,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         run={run}
         installation={installation}
         findings={rows}
-        previews={{ ...previews, listAll, maxListed: maxListedPreviews }}
+        previews={previews}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
         newestRunId={newestRunId}
         selectionError={selection?.error}
@@ -158,13 +141,21 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (closed) throw fromPullRequestClosed(closed);
     if (run.status !== 'completed') throw runNotCompleted(run.status);
 
-    // Shows the patch request for these findings, new or already queued or running.
+    // Shows the patch request for these findings, new or already queued or running. htmx gets
+    // its progress, and the run page's "Earlier previews" list out of band, which now has it.
     const respond = async (id: string) => {
       if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
       const request = await context.db.query.patchRequests.findFirst({
         where: eq(patchRequests.id, id),
       });
-      return c.html(<PatchProgress request={request!} />);
+      const listAll = body.previews === 'all';
+      const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+      return c.html(
+        <>
+          <PatchProgress request={request!} listAll={listAll} />
+          <EarlierPreviews runId={run.id} view={previews} oob />
+        </>,
+      );
     };
     const logReused = (id: string) =>
       context.logger.info(

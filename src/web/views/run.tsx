@@ -117,6 +117,8 @@ export const RunPage: FC<{
         hx-disabled-elt="find button[type=submit]"
       >
         <CsrfField session={session} />
+        {/* The "Earlier previews" list that the response sends out of band keeps this length. */}
+        {previews.listAll ? <input type="hidden" name="previews" value="all" /> : null}
         {findings.length === 0 ? (
           <p class="muted">
             {run.status === 'completed'
