@@ -388,6 +388,11 @@ export interface Config
   masterKeys: MasterKeyMaterial[];
   /** Variables that set the master keys, so that messages name only the variables in use. */
   masterKeySettings: MasterKeySettings;
+  /**
+   * Whether GROQ_BASE_URL and GEMINI_BASE_URL are set, so that connection errors name the
+   * setting only when it chose the address.
+   */
+  baseUrlsSet: { groq: boolean; gemini: boolean };
 }
 
 /** The versions that MASTER_KEYS lists, and whether MASTER_KEY, which is version 1, is set. */
@@ -461,6 +466,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       masterKeysVersions: (versioned ?? []).map((entry) => entry.version),
       masterKeySet: single !== undefined,
     },
+    baseUrlsSet: { groq: set.GROQ_BASE_URL !== undefined, gemini: set.GEMINI_BASE_URL !== undefined },
   };
 }
 

@@ -1,7 +1,7 @@
 import type { Config } from '../config/env.ts';
 import type { Provider } from '../db/schema/index.ts';
-import { createProviderClient } from '../autofix/provider-client.ts';
-import { ProviderError, redactSecrets } from '../llm/errors.ts';
+import { baseUrlSettingNames, createProviderClient } from '../autofix/provider-client.ts';
+import { ProviderConnectionError, ProviderError, redactSecrets } from '../llm/errors.ts';
 import { providerNames } from '../llm/retry.ts';
 
 /** Upper bound in ms for the key check, which runs while the user waits for the response. */
@@ -53,8 +53,13 @@ export async function checkKeyWithProvider(
 function describeCheckFailure(provider: Provider, error: ProviderError): string {
   const name = providerNames[provider];
   const status = error.status !== undefined ? `HTTP ${error.status}` : error.kind;
+  if (error instanceof ProviderConnectionError) {
+    // The message names the address and what to check, which may be the base URL setting, so
+    // "try again later" is not the only advice.
+    return `The key was not saved. ${error.message}`;
+  }
   if (error.status === 404) {
-    const setting = provider === 'groq' ? 'GROQ_BASE_URL' : 'GEMINI_BASE_URL';
+    const setting = baseUrlSettingNames[provider];
     return (
       `Could not check the key with ${name}: its model list was not found (HTTP 404) under the ` +
       `configured base URL, so the operator must check ${setting}. The key was not saved.`

@@ -1,4 +1,5 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
+import { baseUrlSetting } from '../autofix/provider-client.ts';
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { providers, userApiKeys, users, type Provider } from '../db/schema/index.ts';
@@ -102,7 +103,15 @@ export async function saveUserKey(
   const failure = await checkKeyWithProvider(context.config, provider, format.key);
   if (failure !== null) {
     logger.info(
-      { event: 'user_key.check_failed', userId, provider, reason: failure.reason, cause: failure.cause },
+      {
+        event: 'user_key.check_failed',
+        userId,
+        provider,
+        reason: failure.reason,
+        cause: failure.cause,
+        // Null when the default base URL is used.
+        baseUrlSetting: baseUrlSetting(context.config, provider) ?? null,
+      },
       'key not saved',
     );
     return { ok: false, ...failure };

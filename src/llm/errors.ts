@@ -60,6 +60,62 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * Failure to connect to a provider's base URL: no response arrived, because the address
+ * refused or dropped the connection, or its name did not resolve. `baseUrlSetting` names the
+ * environment variable that set the base URL, and is undefined when the default is used.
+ */
+export class ProviderConnectionError extends ProviderError {
+  override name = 'ProviderConnectionError';
+  readonly baseUrl: string;
+  readonly baseUrlSetting: string | undefined;
+
+  constructor(options: { provider: Provider; baseUrl: string; baseUrlSetting?: string | undefined; reason: string }) {
+    const name = providerNames[options.provider];
+    const advice = options.baseUrlSetting
+      ? `${options.baseUrlSetting} sets this address, so the operator should check that it is ` +
+        'right and that the server it names is running.'
+      : 'Check that the Fixwright server can reach this address through the network. If it ' +
+        `can, ${name} may be down, so try again later.`;
+    super({
+      provider: options.provider,
+      kind: 'unavailable',
+      message: `Could not connect to ${name} at ${options.baseUrl} (${options.reason}). ${advice}`,
+    });
+    this.baseUrl = options.baseUrl;
+    this.baseUrlSetting = options.baseUrlSetting;
+  }
+}
+
+/**
+ * Builds the error for a request that got no response from `baseUrl`. The reason is the
+ * innermost error: Node's fetch (undici) raises `TypeError: fetch failed`, and the SDKs wrap
+ * that, while the socket's own error, such as `connect ECONNREFUSED 127.0.0.1:9`, is its cause.
+ */
+export function connectionError(
+  provider: Provider,
+  target: { baseUrl: string; baseUrlSetting?: string | undefined },
+  error: unknown,
+  secrets: string[],
+): ProviderConnectionError {
+  const reason = cleanProviderMessage(describeInnermostError(error), secrets);
+  return new ProviderConnectionError({ provider, ...target, reason: reason || 'no response' });
+}
+
+function describeInnermostError(error: unknown): string {
+  let innermost = error;
+  while (innermost instanceof Error && innermost.cause instanceof Error) innermost = innermost.cause;
+  if (!(innermost instanceof Error)) return String(innermost);
+  if (innermost.message !== '') return innermost.message;
+  // Connecting to a name with several addresses raises an AggregateError without a message, whose
+  // errors are those of each address.
+  if (innermost instanceof AggregateError) {
+    return innermost.errors.map((each) => (each instanceof Error ? each.message : String(each))).join('; ');
+  }
+  const code = (innermost as { code?: unknown }).code;
+  return typeof code === 'string' ? code : innermost.name;
+}
+
 const redacted = '[redacted]';
 
 /** Patterns of credentials that may appear in provider messages, URLs and header dumps. */

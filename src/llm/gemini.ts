@@ -10,6 +10,7 @@ import {
 import type { Logger } from '../logger.ts';
 import {
   cleanProviderMessage,
+  connectionError,
   ProviderError,
   statusError,
   unreadableResponseError,
@@ -29,6 +30,8 @@ export type GeminiClientOptions = {
   apiKey: string;
   /** Host root such as `https://generativelanguage.googleapis.com`. */
   baseUrl: string;
+  /** The environment variable that set `baseUrl`, named in connection errors; unset for the default. */
+  baseUrlSetting?: string;
   /** Model id such as `gemini-2.5-flash`, with or without the `models/` prefix. */
   model: string;
   /** Maximum number of retries per call for 429, 5xx and connection errors. */
@@ -95,7 +98,7 @@ export function createGeminiClient(options: GeminiClientOptions): ModelClient {
     policy,
     ...(logger ? { logger } : {}),
   };
-  const errorContext = { apiKey, baseUrl, model: modelId, timeoutMs };
+  const errorContext = { apiKey, baseUrl, baseUrlSetting: options.baseUrlSetting, model: modelId, timeoutMs };
 
   async function generateOnce(request: ModelRequest, signal?: AbortSignal): Promise<ModelResult> {
     if (signal?.aborted) throw callerAbortError('gemini');
@@ -157,12 +160,7 @@ export function createGeminiClient(options: GeminiClientOptions): ModelClient {
     } catch (error) {
       if (error instanceof ProviderError) throw error;
       if (attempt.timedOut()) throw timeoutError('gemini', timeoutMs);
-      const reason = describeFetchFailure(error, apiKey);
-      throw new ProviderError({
-        provider: 'gemini',
-        kind: 'unavailable',
-        message: `Could not connect to Gemini at ${baseUrl}: ${reason}.`,
-      });
+      throw connectionError('gemini', errorContext, error, [apiKey]);
     } finally {
       attempt.dispose();
     }
@@ -370,7 +368,13 @@ function parseDurationSeconds(value: unknown): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-type ErrorContext = { apiKey: string; baseUrl: string; model: string; timeoutMs: number };
+type ErrorContext = {
+  apiKey: string;
+  baseUrl: string;
+  baseUrlSetting?: string | undefined;
+  model: string;
+  timeoutMs: number;
+};
 
 /** Builds the ProviderError for an HTTP error status and Gemini's error body. */
 function errorFromStatus(
@@ -424,12 +428,6 @@ function readFetchErrorMessage(error: GoogleGenerativeAIFetchError): string {
   return message;
 }
 
-function describeFetchFailure(error: unknown, apiKey: string): string {
-  if (!(error instanceof Error)) return 'unknown error';
-  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-  return cleanProviderMessage(`${error.message}${cause}`, [apiKey]);
-}
-
 /**
  * Maps an error raised by @google/generative-ai to a ProviderError with a redacted message.
  * Rethrows errors that did not come from the SDK or from parsing its response.
@@ -463,14 +461,12 @@ export function mapGeminiError(error: unknown, context: ErrorContext): ProviderE
     });
   }
   if (error instanceof GoogleGenerativeAIError) {
-    // The SDK raises this base class for connection failures ("fetch failed").
-    return new ProviderError({
-      provider: 'gemini',
-      kind: 'unavailable',
-      message:
-        `Could not connect to Gemini at ${context.baseUrl}: ` +
-        `${describeFetchFailure(error, context.apiKey)}.`,
-    });
+    // The SDK raises this base class for connection failures, with the message
+    // "[GoogleGenerativeAI Error]: Error fetching from URL: fetch failed". NOTE: SDK 0.24.1
+    // keeps only the message of fetch's error, so the socket error (ECONNREFUSED, ENOTFOUND)
+    // that the model list's own fetch reports is lost here.
+    const reason = error.message.replace(/^(\[GoogleGenerativeAI Error\]: )?Error fetching from \S+: /, '');
+    return connectionError('gemini', context, new Error(reason), [context.apiKey]);
   }
   // A 200 response whose body is not JSON reaches here as a SyntaxError from response.json().
   // A TypeError comes from a connection that closed before the whole body arrived, or from

@@ -8,6 +8,7 @@ import type { ChatCompletion } from 'groq-sdk/resources/chat/completions';
 import type { Logger } from '../logger.ts';
 import {
   cleanProviderMessage,
+  connectionError,
   ProviderError,
   statusError,
   unreadableResponseError,
@@ -28,6 +29,8 @@ export type GroqClientOptions = {
   apiKey: string;
   /** Host root such as `https://api.groq.com`. The SDK appends `/openai/v1/...`. */
   baseUrl: string;
+  /** The environment variable that set `baseUrl`, named in connection errors; unset for the default. */
+  baseUrlSetting?: string;
   model: string;
   /** Maximum number of retries per call for 429, 5xx and connection errors. */
   maxRetries: number;
@@ -73,7 +76,7 @@ export function createGroqClient(options: GroqClientOptions): ModelClient {
   });
   const context = { provider: 'groq' as const, model, policy, ...(logger ? { logger } : {}) };
   const toProviderError = (error: unknown) =>
-    mapGroqError(error, { apiKey, baseUrl, model, timeoutMs });
+    mapGroqError(error, { apiKey, baseUrl, baseUrlSetting: options.baseUrlSetting, model, timeoutMs });
 
   async function generateOnce(request: ModelRequest, signal?: AbortSignal): Promise<ModelResult> {
     if (signal?.aborted) throw callerAbortError('groq');
@@ -240,25 +243,13 @@ function readErrorDetail(error: APIError): string {
  */
 export function mapGroqError(
   error: unknown,
-  context: { apiKey: string; baseUrl: string; model: string; timeoutMs: number },
+  context: { apiKey: string; baseUrl: string; baseUrlSetting?: string | undefined; model: string; timeoutMs: number },
 ): ProviderError {
   const clean = (text: string) => cleanProviderMessage(text, [context.apiKey]);
 
   if (error instanceof APIConnectionTimeoutError) return timeoutError('groq', context.timeoutMs);
   if (error instanceof APIUserAbortError) return callerAbortError('groq');
-  if (error instanceof APIConnectionError) {
-    // Node's fetch raises `TypeError: fetch failed` whose cause names the socket error.
-    const cause = error.cause instanceof Error ? error.cause : undefined;
-    const reason =
-      cause?.cause instanceof Error ? cause.cause.message : (cause?.message ?? error.message);
-    return new ProviderError({
-      provider: 'groq',
-      kind: 'unavailable',
-      message:
-        `Could not connect to Groq at ${context.baseUrl}: ${clean(reason)}. ` +
-        'Check the base URL and the network.',
-    });
-  }
+  if (error instanceof APIConnectionError) return connectionError('groq', context, error, [context.apiKey]);
 
   if (error instanceof APIError && error.status !== undefined) {
     const status = error.status;

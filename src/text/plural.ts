@@ -10,6 +10,15 @@ export function pickForm(count: number, singular: string, plural: string): strin
 
 /** Joins items as "a", "a and b" or "a, b and c". */
 export function joinWithAnd(items: readonly string[]): string {
+  return joinWithConjunction(items, 'and');
+}
+
+/** Joins items as "a", "a or b" or "a, b or c". */
+export function joinWithOr(items: readonly string[]): string {
+  return joinWithConjunction(items, 'or');
+}
+
+function joinWithConjunction(items: readonly string[], conjunction: string): string {
   if (items.length <= 1) return items.join('');
-  return `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;
+  return `${items.slice(0, -1).join(', ')} ${conjunction} ${items.at(-1)}`;
 }

@@ -18,6 +18,7 @@ import type { FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { TestContext } from '../helpers/context.ts';
 import { failingDiffWorker } from '../helpers/failing-diff-worker.ts';
+import { closedPortUrl } from '../helpers/model-clients.ts';
 import {
   answerWithFixedFiles,
   createPatchRequestForRun,
@@ -167,6 +168,29 @@ describe('runPreview', () => {
     ]);
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('names the base URL settings when no provider connects', async () => {
+    const { url, port } = await closedPortUrl();
+    const unreachable = {
+      ...context,
+      config: { ...context.config, GROQ_BASE_URL: url, GEMINI_BASE_URL: url },
+    };
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(unreachable, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('failed');
+    const advice = 'sets this address, so the operator should check that it is right and that the server it names is running.';
+    // @google/generative-ai 0.24.1 drops the socket error, so only fetch's own message is left.
+    const expected =
+      'Every model provider failed. ' +
+      `Groq (unavailable): Could not connect to Groq at ${url} (connect ECONNREFUSED 127.0.0.1:${port}). GROQ_BASE_URL ${advice} ` +
+      `Gemini (unavailable): Could not connect to Gemini at ${url} (fetch failed). GEMINI_BASE_URL ${advice}`;
+    const stored = await filesOf(patchRequestId);
+    expect(stored.map((file) => file.status)).toEqual(['failed', 'failed']);
+    expect(stored.map((file) => file.error)).toEqual([expected, expected]);
+    expect(groq.requests).toHaveLength(0);
+    expect(gemini.requests).toHaveLength(0);
   });
 
   it('fails only the file whose answer was cut off', async () => {

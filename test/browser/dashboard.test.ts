@@ -72,6 +72,10 @@ describe('dashboard in Chromium', () => {
     const openPreview = page.getByRole('link', { name: 'Open the preview' });
     await openPreview.waitFor({ state: 'visible', timeout: 30_000 });
     expect(page.url()).toBe(runUrl);
+    // The progress fragments carry the "Earlier previews" list, so it lists the new preview.
+    const listed = page.locator('#earlier-previews li');
+    await expect.poll(() => listed.count()).toBe(1);
+    await expect.poll(() => listed.locator('.badge').first().textContent()).toBe('ready');
     expect(await documentIsMarked()).toBe(true);
     expect(await page.locator('.patch-progress').textContent()).toContain('2 of 2 files done');
     await screenshot(page, 'run-preview-ready');

@@ -66,3 +66,15 @@ export async function startCutOffServer(partialBody: string) {
     },
   };
 }
+
+/**
+ * Returns the URL of a port on 127.0.0.1 that nothing listens on: a server takes a free port
+ * and closes it again, so a request there is refused (ECONNREFUSED).
+ */
+export async function closedPortUrl(): Promise<{ url: string; port: number }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return { url: `http://127.0.0.1:${port}`, port };
+}

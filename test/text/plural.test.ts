@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatCount, joinWithAnd, pickForm } from '../../src/text/plural.ts';
+import { formatCount, joinWithAnd, joinWithOr, pickForm } from '../../src/text/plural.ts';
 
 describe('plural helpers', () => {
   it('formats counts with the right noun', () => {
@@ -20,5 +20,12 @@ describe('plural helpers', () => {
     expect(joinWithAnd(['a'])).toBe('a');
     expect(joinWithAnd(['a', 'b'])).toBe('a and b');
     expect(joinWithAnd(['a', 'b', 'c'])).toBe('a, b and c');
+  });
+
+  it('joins items with or', () => {
+    expect(joinWithOr([])).toBe('');
+    expect(joinWithOr(['a'])).toBe('a');
+    expect(joinWithOr(['a', 'b'])).toBe('a or b');
+    expect(joinWithOr(['a', 'b', 'c'])).toBe('a, b or c');
   });
 });

@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequests, tokenEvents } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createRunWithFindings, createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+import { eq } from 'drizzle-orm';
+import {
+  createRunWithFindings,
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  type SignedInUser,
+} from '../helpers/web.ts';
 
 const commitSha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
 
@@ -292,5 +299,119 @@ describe('earlier previews on the run page', () => {
     const { html } = await runPage(runId);
 
     expect(textOf(itemOf(html, id), 'preview-tokens')).toBe(' · 100 tokens on the platform key');
+  });
+});
+
+/** Sends "Preview fix" for `findingIds` as htmx does, with `fields` added to the form. */
+async function previewFix(runId: string, findingIds: string[], fields: Record<string, string> = {}) {
+  const response = await app.request(`/runs/${runId}/patch-requests`, {
+    method: 'POST',
+    headers: formHeaders(user, { 'hx-request': 'true' }),
+    body: formBody({ _csrf: user.csrfToken, findingIds, ...fields }),
+  });
+  return { status: response.status, html: await response.text() };
+}
+
+/** Returns the out-of-band "Earlier previews" section of an htmx fragment. */
+function outOfBandList(html: string): string {
+  const start = html.indexOf('<section class="card" id="earlier-previews" hx-swap-oob="true">');
+  expect(start, 'no out-of-band list in the fragment').toBeGreaterThanOrEqual(0);
+  return html.slice(start, html.indexOf('</section>', start));
+}
+
+describe('earlier previews after "Preview fix"', () => {
+  it('keeps a swap target without previews', async () => {
+    const runId = await newRun();
+
+    const { html } = await runPage(runId);
+
+    expect(html).toContain('<div id="earlier-previews"></div>');
+    expect(html).not.toContain('<h2>Earlier previews</h2>');
+  });
+
+  it('lists the new preview out of band', async () => {
+    const { run, findings } = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [{ path: 'src/a.ts', line: 2 }],
+    });
+    const older = await insertPreview({ runId: run.id, minutesAgo: 5 });
+
+    const { status, html } = await previewFix(run.id, [findings[0]!.id]);
+
+    expect(status).toBe(200);
+    const id = /id="progress-([0-9a-f-]{36})"/.exec(html)![1]!;
+    const list = outOfBandList(html);
+    expect(list).toContain('<h2>Earlier previews</h2>');
+    expect(listedIds(list)).toEqual([id, older]);
+    expect(itemOf(list, id)).toContain('<span class="badge status-queued">queued</span>');
+  });
+
+  it('updates the list with the progress', async () => {
+    const { run, findings } = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [{ path: 'src/a.ts', line: 2 }],
+    });
+    const created = await previewFix(run.id, [findings[0]!.id]);
+    const id = /id="progress-([0-9a-f-]{36})"/.exec(created.html)![1]!;
+    expect(created.html).toContain(`hx-get="/patch-requests/${id}/progress"`);
+    await context.db
+      .update(patchRequests)
+      .set({ status: 'ready', filesTotal: 1, filesDone: 1 })
+      .where(eq(patchRequests.id, id));
+
+    const response = await app.request(`/patch-requests/${id}/progress`, {
+      headers: { cookie: user.cookie, 'hx-request': 'true' },
+    });
+
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    expect(html).toContain('Open the preview');
+    expect(itemOf(outOfBandList(html), id)).toContain('<span class="badge status-ready">ready</span>');
+  });
+
+  it('keeps the longer list', async () => {
+    const { run, findings } = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [{ path: 'src/a.ts', line: 2 }],
+    });
+    for (let index = 0; index < 11; index++) await insertPreview({ runId: run.id, minutesAgo: 20 - index });
+    const page = await runPage(run.id, '?previews=all');
+    expect(page.html).toContain('<input type="hidden" name="previews" value="all"/>');
+
+    const { html } = await previewFix(run.id, [findings[0]!.id], { previews: 'all' });
+
+    const id = /id="progress-([0-9a-f-]{36})"/.exec(html)![1]!;
+    expect(listedIds(outOfBandList(html))).toHaveLength(12);
+    expect(html).toContain(`hx-get="/patch-requests/${id}/progress?previews=all"`);
+    const progress = await app.request(`/patch-requests/${id}/progress?previews=all`, {
+      headers: { cookie: user.cookie, 'hx-request': 'true' },
+    });
+    expect(listedIds(outOfBandList(await progress.text()))).toHaveLength(12);
+  });
+
+  it('lists the 10 newest by default', async () => {
+    const { run, findings } = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [{ path: 'src/a.ts', line: 2 }],
+    });
+    for (let index = 0; index < 11; index++) await insertPreview({ runId: run.id, minutesAgo: 20 - index });
+
+    const { html } = await previewFix(run.id, [findings[0]!.id]);
+
+    const list = outOfBandList(html);
+    expect(listedIds(list)).toHaveLength(10);
+    expect(list).toContain('The 10 newest of your 12 previews of this run are listed.');
+  });
+
+  it('rejects an unknown previews value on the progress', async () => {
+    const runId = await newRun();
+    const id = await insertPreview({ runId, minutesAgo: 1 });
+
+    const response = await app.request(`/patch-requests/${id}/progress?previews=some`, {
+      headers: { cookie: user.cookie, 'hx-request': 'true' },
+    });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('Invalid previews value &quot;some&quot;');
   });
 });

@@ -117,7 +117,12 @@ describe('keys pages with the real key service', () => {
       body: formBody({ _csrf: user.csrfToken, first: 'openai' }),
     });
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain('Invalid provider &quot;openai&quot;: choose groq or gemini.');
+    const html = await response.text();
+    expect(html).toContain('<h1>Your own model keys</h1>');
+    expect(html).toContain(
+      'Invalid provider &quot;openai&quot; under &quot;Try first&quot;: choose Groq or Gemini ' +
+        'and press &quot;Save order&quot; again.',
+    );
     expect(await getProviderOrder(context.db, user.userId)).toEqual(['groq', 'gemini']);
   });
 

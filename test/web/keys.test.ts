@@ -78,9 +78,37 @@ describe('own key pages', () => {
     expect(html).toContain('Groq rejected the key &lt;b&gt;401&lt;/b&gt;; save a new one.');
   });
 
-  it('rejects an unknown provider', async () => {
+  it('rejects an unknown provider on the page', async () => {
     const response = await post('/keys', { provider: 'openai', key: 'sk-123' });
     expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('<h1>Your own model keys</h1>');
+    expect(html).toContain(
+      'Invalid provider &quot;openai&quot;: choose Groq or Gemini and press &quot;Save key&quot; again.',
+    );
+    expect(html).not.toContain('sk-123');
+  });
+
+  it('rejects a blank key on the page', async () => {
+    const response = await post('/keys', { provider: 'gemini', key: '    ' });
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain('<h1>Your own model keys</h1>');
+    expect(html).toContain(
+      '<p class="error" role="alert">Invalid key: the field is empty or only spaces. Paste your ' +
+        'Gemini API key and press &quot;Save key&quot; again.</p>',
+    );
+    expect(html).toContain('<option value="gemini" selected="">Gemini</option>');
+    expect(storedKeys.size).toBe(0);
+  });
+
+  it('keeps the provider of a rejected key', async () => {
+    const response = await post('/keys', { provider: 'gemini', key: 'bad-gemini-key' });
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('<option value="gemini" selected="">Gemini</option>');
+    expect(html).not.toContain('bad-gemini-key');
   });
 
   it('deletes a key', async () => {

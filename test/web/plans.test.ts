@@ -129,10 +129,38 @@ describe('plan changes without self-service', () => {
     expect(response.status).toBe(404);
   });
 
-  it('rejects an unknown plan', async () => {
-    const response = await postPlan(app, admin, '/plans', { plan: 'platinum' });
+  it('rejects an unknown plan on the page', async () => {
+    const response = await postPlan(app, admin, '/plans', { plan: 'platinum', returnTo: '/' });
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain('use free, pro or enterprise');
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain('<h1>Plan</h1>');
+    expect(html).toContain(
+      '<p class="error" role="alert">Invalid plan &quot;platinum&quot;: choose Free, Pro or ' +
+        'Enterprise and press &quot;Switch plan&quot; again.</p>',
+    );
+    expect((await planOf(context, admin.userId)).plan).toBe('free');
+  });
+
+  it("rejects an unknown plan for another user", async () => {
+    const response = await postPlan(app, admin, `/admin/users/${user.userId}/plan`, { plan: 'gold' });
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    const allUsers = html.slice(html.indexOf('<h2>All users</h2>'));
+    expect(allUsers).toContain(
+      '<p class="error" role="alert">Invalid plan &quot;gold&quot; for plain-user: choose Free, ' +
+        'Pro or Enterprise and press &quot;Switch plan&quot; again.</p>',
+    );
+    expect((await planOf(context, user.userId)).plan).toBe('pro');
+  });
+
+  it('rejects an unknown plan for htmx', async () => {
+    const response = await postPlan(app, admin, '/plans', { plan: 'platinum' }, true);
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('Invalid plan &quot;platinum&quot;: choose Free, Pro or Enterprise');
+    expect(html).not.toContain('<h1>');
+    expect(response.headers.get('hx-trigger')).toBeNull();
   });
 });
 
@@ -241,8 +269,15 @@ describe('admin user list', () => {
   });
 
   it('rejects a search longer than 100 characters', async () => {
-    const { status, html } = await listPage(`?login=${'x'.repeat(101)}`);
+    const search = 'x'.repeat(101);
+    const { status, html } = await listPage(`?login=${search}`);
     expect(status).toBe(400);
-    expect(html).toContain('use at most 100 characters');
+    expect(html).toContain('<h2>All users</h2>');
+    expect(html).toContain(
+      `<p class="error" role="alert" id="login-search-error">Invalid login search &quot;${'x'.repeat(58)}…: ` +
+        'it has 101 characters. Shorten it to at most 100 characters and press &quot;Search&quot; again.</p>',
+    );
+    expect(html).toContain(`value="${search}"`);
+    expect(html).not.toContain('<table class="users">');
   });
 });

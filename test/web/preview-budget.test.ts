@@ -214,6 +214,10 @@ describe('preview form on the free plan', () => {
     expect(body).toContain(`so 1000 remain but the selection of 2 files needs at least ${needed}.`);
     expect(body).toContain('Or uncheck files until the selection fits.');
     expect(await countRequests(setup)).toBe(0);
+    // The run page comes back with the selection as sent, so the user can uncheck files.
+    expect(body).not.toContain('Something went wrong');
+    expect(checkedPaths(body, setup)).toEqual(['src/b.ts', 'src/c.ts']);
+    expect(selectedTokens(body)).toBe(needed.toLocaleString('en-US'));
   });
 
   it('uses the recorded file sizes', async () => {

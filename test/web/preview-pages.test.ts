@@ -55,6 +55,13 @@ function post(path: string, fields: Record<string, string | string[]>, htmx = fa
   });
 }
 
+/** Returns whether the checkbox of `findingId` is checked in the page. */
+function isChecked(html: string, findingId: string): boolean {
+  const input = html.match(new RegExp(`<input[^>]*value="${findingId}"[^>]*>`));
+  expect(input, `checkbox of ${findingId}`).not.toBeNull();
+  return /\schecked(=""|\s|\/?>)/.test(input![0]);
+}
+
 /**
  * Inserts a ready preview of src/a.ts on `ofRun` (the shared run by default) that fixes the
  * file's findings unless `linked` is false.
@@ -140,19 +147,36 @@ describe('run page', () => {
     const response = await post(`/runs/${run.run.id}/patch-requests`, {});
     expect(response.status).toBe(400);
     const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
     expect(html).toContain(
-      'No finding is checked, so there is nothing to preview. Go back to the run page, check ' +
-        'at least one finding and press &quot;Preview fix&quot; again.',
+      '<div id="preview-progress" aria-live="polite"><p class="error" role="alert">No finding is ' +
+        'checked, so there is nothing to preview. Check at least one finding and press ' +
+        '&quot;Preview fix&quot; again.</p></div>',
     );
+    for (const finding of run.findings) expect(isChecked(html, finding.id), finding.id).toBe(false);
+  });
+
+  it('asks for a finding through htmx', async () => {
+    const response = await post(`/runs/${run.run.id}/patch-requests`, {}, true);
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).not.toContain('<h1>');
+    expect(html).toContain('No finding is checked, so there is nothing to preview.');
   });
 
   it('rejects a finding of another run', async () => {
     const other = await createRunWithFindings(context.db, { userId: user.userId, findings: [{ path: 'x.ts', line: 1 }] });
-    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: other.findings[0]!.id });
+    const own = run.findings[2]!.id;
+    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: [own, other.findings[0]!.id] });
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain(
-      `Finding ${other.findings[0]!.id} is not part of this run; reload the run page.`,
+    const html = await response.text();
+    expect(html).toContain(
+      `<p class="error" role="alert">Finding ${other.findings[0]!.id} is not part of this run; reload the run page.</p>`,
     );
+    // The run's own finding stays checked, and the findings that were not sent stay unchecked.
+    expect(isChecked(html, own)).toBe(true);
+    expect(isChecked(html, run.findings[0]!.id)).toBe(false);
+    expect(isChecked(html, run.findings[1]!.id)).toBe(false);
   });
 
   it('names several findings of another run', async () => {
@@ -244,6 +268,7 @@ describe('repeated "Preview fix"', () => {
     const html = await response.text();
     expect(html).toContain(`Invalid finding id &quot;${'x'.repeat(78)}…: reload the run page.`);
     expect(html).not.toContain('x'.repeat(80));
+    expect(html).toContain('<div id="preview-progress" aria-live="polite"><p class="error" role="alert">');
     expect(await requestIdsOfRun(target.id)).toEqual([]);
   });
 

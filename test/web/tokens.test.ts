@@ -61,16 +61,49 @@ describe('personal access token pages', () => {
     expect(after).not.toContain('<span class="muted">never</span>');
   });
 
-  it('rejects an empty name', async () => {
+  it('rejects a blank name on the page', async () => {
+    const before = await listApiTokens(context.db, user.userId);
     const response = await post('/tokens', { name: '   ' });
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain('Invalid token name');
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain('<h1>Personal access tokens</h1>');
+    expect(html).toContain(
+      '<p class="error" role="alert" id="token-name-error">Invalid token name: it is empty or ' +
+        'only spaces. Type a name of 1 to 100 characters that says where the token is used, ' +
+        'such as &quot;CI script&quot;, and press &quot;Create token&quot; again.</p>',
+    );
+    expect(html).toContain('value="   "');
+    expect(html).toContain('aria-invalid="true"');
+    expect(html).toContain('aria-describedby="token-name-error"');
+    expect(await listApiTokens(context.db, user.userId)).toHaveLength(before.length);
+    const rejected = context.logs.filter((line) => line.event === 'api_token.rejected').at(-1);
+    expect(rejected?.userId).toBe(user.userId);
+    expect(rejected?.status).toBe(400);
+  });
+
+  it('keeps a name over 100 characters', async () => {
+    const name = 'n'.repeat(101);
+    const response = await post('/tokens', { name });
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('<h1>Personal access tokens</h1>');
+    expect(html).toContain(
+      'Invalid token name: it has 101 characters. Shorten it to at most 100 characters and ' +
+        'press &quot;Create token&quot; again.',
+    );
+    expect(html).toContain(`value="${name}"`);
   });
 
   it('rejects a name with a NUL character', async () => {
     const response = await post('/tokens', { name: 'laptop\u0000' });
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain('must not contain NUL');
+    const html = await response.text();
+    expect(html).toContain('<h1>Personal access tokens</h1>');
+    expect(html).toContain(
+      'Invalid token name: it must not contain NUL (U+0000) characters. Remove them and press ' +
+        '&quot;Create token&quot; again.',
+    );
   });
 
   it('revokes a token', async () => {
@@ -154,10 +187,14 @@ describe('token limit', () => {
 
     expect(statuses.sort()).toEqual([200, 409]);
     expect(rejected.status).toBe(409);
-    expect(await rejected.text()).toContain(
+    const html = await rejected.text();
+    expect(html).toContain('<h1>Personal access tokens</h1>');
+    expect(html).toContain(
       'token-crowd already has 100 live personal access tokens, the maximum; revoke one on the ' +
         'tokens page of the dashboard, then create the new one.',
     );
+    expect(html).toContain('value="one too many"');
+    expect(html).not.toContain('aria-invalid');
     expect(await listApiTokens(context.db, crowded.userId)).toHaveLength(maxLiveTokensPerUser);
   });
 });

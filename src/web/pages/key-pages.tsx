@@ -10,7 +10,9 @@ import {
   saveUserKey,
   setProviderOrder,
 } from '../../keys/user-keys.ts';
-import { AppError, notFound } from '../errors.ts';
+import { notFound } from '../errors.ts';
+import { joinWithOr } from '../../text/plural.ts';
+import { quoteValue } from '../../text/quote-value.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { Context } from 'hono';
@@ -31,6 +33,27 @@ function isProvider(value: string): value is Provider {
   return (providers as readonly string[]).includes(value);
 }
 
+/** The providers as the form's choices name them: "Groq or Gemini". */
+const providerChoice = joinWithOr(providers.map((provider) => providerNames[provider]));
+
+/**
+ * Returns why the key field, trimmed of spaces, cannot be a key and what to do, or null when
+ * saveUserKey should check it. The message never quotes the key.
+ */
+function describeInvalidKeyField(provider: Provider, key: string): string | null {
+  const name = providerNames[provider];
+  if (key === '') {
+    return `Invalid key: the field is empty or only spaces. Paste your ${name} API key and press "Save key" again.`;
+  }
+  if (key.length > maxKeyLength) {
+    return (
+      `Invalid key: it has ${key.length} characters, more than the ${maxKeyLength} this form ` +
+      `accepts. Paste your ${name} API key alone and press "Save key" again.`
+    );
+  }
+  return null;
+}
+
 /**
  * `GET /keys`, `POST /keys` (add or replace), `POST /keys/:provider/delete` and
  * `POST /keys/order` (which provider previews try first).
@@ -40,10 +63,13 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
   app.use('/keys', requirePageSession(context));
   app.use('/keys/*', requirePageSession(context));
 
-  /** Renders the keys page with the user's keys and provider order as they are stored now. */
+  /**
+   * Renders the keys page with the user's keys and provider order as they are stored now.
+   * `selectedProvider` keeps the provider of a rejected save selected in the form.
+   */
   async function renderKeysPage(
     c: Context<{ Variables: PageVariables }>,
-    message: { notice?: string; error?: string; saveUnavailable?: string } = {},
+    message: { notice?: string; error?: string; saveUnavailable?: string; selectedProvider?: Provider } = {},
     status: 200 | 400 | 429 | 502 | 503 = 200,
   ) {
     const userId = c.var.user.id;
@@ -76,7 +102,10 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     const first = parseProvider(body.first);
     if (!first) {
       const value = typeof body.first === 'string' ? body.first : '';
-      throw new AppError('bad_request', `Invalid provider ${JSON.stringify(value.slice(0, 40))}: choose groq or gemini.`);
+      const error =
+        `Invalid provider ${quoteValue(value, 40)} under "Try first": choose ` +
+        `${providerChoice} and press "Save order" again.`;
+      return renderKeysPage(c, { error }, 400);
     }
     const order = [first, ...providers.filter((provider) => provider !== first)];
     await setProviderOrder(context.db, { userId: c.var.user.id, order });
@@ -91,11 +120,19 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     const body = await c.req.parseBody();
     const provider = typeof body.provider === 'string' ? body.provider : '';
     const key = typeof body.key === 'string' ? body.key.trim() : '';
+    // A rejected save shows the page again with the provider kept, but never the key, which is
+    // a secret that the page must not carry back.
     if (!isProvider(provider)) {
-      throw new AppError('bad_request', `Invalid provider ${JSON.stringify(provider)}: use groq or gemini.`);
+      const error = `Invalid provider ${quoteValue(provider, 40)}: choose ${providerChoice} and press "Save key" again.`;
+      return renderKeysPage(c, { error }, 400);
     }
-    if (key === '' || key.length > maxKeyLength) {
-      throw new AppError('bad_request', `Invalid key: paste the ${providerNames[provider]} API key, at most ${maxKeyLength} characters.`);
+    const invalidKey = describeInvalidKeyField(provider, key);
+    if (invalidKey) {
+      context.logger.info(
+        { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },
+        'own key not saved',
+      );
+      return renderKeysPage(c, { error: invalidKey, selectedProvider: provider }, 400);
     }
 
     let result;
@@ -106,18 +143,19 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     } catch (error) {
       if (!(error instanceof KeyringUnavailableError)) throw error;
       // The keys page, with the message, so the user still sees and can delete the stored keys.
-      return renderKeysPage(c, { error: error.message, saveUnavailable: error.message }, 503);
+      return renderKeysPage(c, { error: error.message, saveUnavailable: error.message, selectedProvider: provider }, 503);
     }
     if (!result.ok) {
       context.logger.info(
         { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },
         'own key not saved',
       );
+      const message = { error: result.reason, selectedProvider: provider };
       if (result.cause === 'rate_limited') {
         c.header('Retry-After', String(result.retryAfterSeconds));
-        return renderKeysPage(c, { error: result.reason }, 429);
+        return renderKeysPage(c, message, 429);
       }
-      return renderKeysPage(c, { error: result.reason }, result.cause === 'unavailable' ? 502 : 400);
+      return renderKeysPage(c, message, result.cause === 'unavailable' ? 502 : 400);
     }
     return c.redirect('/keys?notice=saved', 303);
   });

@@ -22,9 +22,11 @@ import { requirePageSession } from '../session/require-page-session.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { listFixBlockers } from '../views/components/fix-blockers.tsx';
 import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
+import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { ApplyForm, ApplyResultPage, PreviewPage } from '../views/preview.tsx';
 import { describeApplyResult } from '../views/apply-result.ts';
+import { loadEarlierPreviews, parsePreviewsQuery } from './earlier-previews.ts';
 
 /** Sends a request through the whole application, as the browser would. */
 export type FetchApp = (request: Request) => Response | Promise<Response>;
@@ -97,11 +99,20 @@ export function patchRequestPages(
     );
   });
 
+  // Only the run page polls the progress, so the fragment carries that page's "Earlier
+  // previews" list out of band, with the preview's new status in it.
   app.get('/patch-requests/:id/progress', async (c) => {
     const page = pageOfFragment(c.req.param('id'), c.req.header('hx-request'));
     if (page) return c.redirect(page, 303);
-    const { request } = await load(c.var.user.id, c.req.param('id'));
-    return c.html(<PatchProgress request={request} />);
+    const listAll = parsePreviewsQuery(c.req.query('previews'));
+    const { request, run } = await load(c.var.user.id, c.req.param('id'));
+    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+    return c.html(
+      <>
+        <PatchProgress request={request} listAll={listAll} />
+        <EarlierPreviews runId={run.id} view={previews} oob />
+      </>,
+    );
   });
 
   app.get('/patch-requests/:id/files', async (c) => {

@@ -1,8 +1,9 @@
 import { asc, eq, sql } from 'drizzle-orm';
 import { Hono, type Context } from 'hono';
 import type { AppContext } from '../../context.ts';
-import { users, type Plan } from '../../db/schema/index.ts';
+import { plans, users, type Plan } from '../../db/schema/index.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
+import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import { changePlan, isPlan, planLimits } from '../../usage/plans.ts';
 import { AppError, notFound } from '../errors.ts';
@@ -33,38 +34,14 @@ export function planPages(context: AppContext): Hono<{ Variables: PageVariables 
   app.use('/admin/*', requirePageSession(context));
 
   app.get('/plans', async (c) => {
-    const admin = c.var.user.role === 'admin';
     const search = (c.req.query('login') ?? '').trim();
     if (search.length > maxLoginSearch) {
-      throw new AppError(
-        'bad_request',
-        `Invalid login search ${quoteValue(search, 60)}: use at most ${maxLoginSearch} characters.`,
-      );
+      const searchError =
+        `Invalid login search ${quoteValue(search, 60)}: it has ${search.length} characters. ` +
+        `Shorten it to at most ${maxLoginSearch} characters and press "Search" again.`;
+      return renderPlansPage(c, context, { search, searchError }, 400);
     }
-    // Reading one row more than listed shows whether the list was cut.
-    const rows = admin
-      ? await context.db
-          .select({
-            id: users.id,
-            login: users.login,
-            plan: users.plan,
-            tokenLimit: users.tokenLimit,
-            tokensUsed: users.tokensUsed,
-          })
-          .from(users)
-          .where(search ? sql`lower(${users.login}) LIKE ${likePrefix(search.toLowerCase())} ESCAPE '\\'` : undefined)
-          .orderBy(asc(users.login))
-          .limit(maxListedUsers + 1)
-      : null;
-    return c.html(
-      <PlansPage
-        session={c.var.session}
-        limits={planLimits(context.config)}
-        canChangePlan={canChangeOwnPlan(context, c.var.user)}
-        users={rows?.slice(0, maxListedUsers) ?? null}
-        userList={{ search, cut: (rows?.length ?? 0) > maxListedUsers, max: maxListedUsers }}
-      />,
-    );
+    return renderPlansPage(c, context, { search });
   });
 
   app.post('/plans', async (c) => {
@@ -93,6 +70,49 @@ export function planPages(context: AppContext): Hono<{ Variables: PageVariables 
   return app;
 }
 
+/**
+ * Renders the plans page. Admins see the users whose login starts with `search`, unless
+ * `searchError` gives the reason the search is invalid. `switchError` is the reason a plan
+ * switch was rejected, shown next to the user's own switch or, with `userId`, above the user
+ * list.
+ */
+async function renderPlansPage(
+  c: Context<{ Variables: PageVariables }>,
+  context: AppContext,
+  input: { search: string; searchError?: string; switchError?: { message: string; userId?: string } },
+  status: 200 | 400 = 200,
+) {
+  const admin = c.var.user.role === 'admin';
+  const { search, searchError } = input;
+  // Reading one row more than listed shows whether the list was cut.
+  const rows =
+    admin && !searchError
+      ? await context.db
+          .select({
+            id: users.id,
+            login: users.login,
+            plan: users.plan,
+            tokenLimit: users.tokenLimit,
+            tokensUsed: users.tokensUsed,
+          })
+          .from(users)
+          .where(search ? sql`lower(${users.login}) LIKE ${likePrefix(search.toLowerCase())} ESCAPE '\\'` : undefined)
+          .orderBy(asc(users.login))
+          .limit(maxListedUsers + 1)
+      : [];
+  return c.html(
+    <PlansPage
+      session={c.var.session}
+      limits={planLimits(context.config)}
+      canChangePlan={canChangeOwnPlan(context, c.var.user)}
+      users={admin ? rows.slice(0, maxListedUsers) : null}
+      userList={{ search, cut: rows.length > maxListedUsers, max: maxListedUsers, error: searchError }}
+      switchError={input.switchError}
+    />,
+    status,
+  );
+}
+
 async function switchPlan(
   c: Context<{ Variables: PageVariables }>,
   context: AppContext,
@@ -102,7 +122,14 @@ async function switchPlan(
   const body = await c.req.parseBody();
   const plan = typeof body.plan === 'string' ? body.plan : '';
   if (!isPlan(plan)) {
-    throw new AppError('bad_request', `Invalid plan ${JSON.stringify(plan)}: use free, pro or enterprise.`);
+    const forUser = userId === c.var.user.id ? '' : ` for ${login}`;
+    const choices = joinWithOr(plans.map((name) => planNames[name]));
+    const message =
+      `Invalid plan ${quoteValue(plan, 40)}${forUser}: choose ${choices} and press "Switch plan" again.`;
+    // htmx shows the error next to the form that sent it, and a page load gets the plans page.
+    if (c.req.header('hx-request')) throw new AppError('bad_request', message);
+    const switchError = userId === c.var.user.id ? { message } : { message, userId };
+    return renderPlansPage(c, context, { search: '', switchError }, 400);
   }
   const result = await changePlan(context.db, context.config, {
     userId,

@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import {
   createPatchRequest,
   findActivePatchRequest,
@@ -11,9 +11,8 @@ import {
   loadPreviewPayment,
   pickDefaultFindings,
 } from '../../autofix/preview-budget.ts';
-import { listRunPreviewSummaries } from '../../autofix/preview-summaries.ts';
 import type { AppContext } from '../../context.ts';
-import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
+import { patchRequests, type prRuns, type RunStatus } from '../../db/schema/index.ts';
 import { listRunFindings } from '../../runs/run-findings.ts';
 import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
@@ -33,28 +32,16 @@ import {
 } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
+import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { RunPage } from '../views/run.tsx';
+import { loadEarlierPreviews, parsePreviewsQuery } from './earlier-previews.ts';
 
 const maxSelectedFindings = 1000;
-
-/** Previews that the run page lists, the newest first, and the maximum it lists with `?previews=all`. */
-const listedPreviews = 10;
-const maxListedPreviews = 200;
 
 /** Builds the 409 for "Preview fix" on a run that is not completed. */
 function runNotCompleted(status: RunStatus): AppError {
   return new AppError('conflict', runNotCompletedMessage('This run', status));
-}
-
-/** Reads the run page's `previews` query value: `all` lists up to maxListedPreviews previews. */
-function parsePreviewsQuery(value: string | undefined): boolean {
-  if (value === undefined) return false;
-  if (value === 'all') return true;
-  throw new AppError(
-    'bad_request',
-    `Invalid previews value ${quoteValue(value, 40)}: use previews=all to list more previews, or leave it out.`,
-  );
 }
 
 /** `GET /runs/:runId` and `POST /runs/:runId/patch-requests` ("Preview fix"). */
@@ -62,22 +49,27 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
   const app = new Hono<{ Variables: PageVariables }>();
   app.use('/runs/*', requirePageSession(context));
 
-  app.get('/runs/:runId', async (c) => {
-    const runId = c.req.param('runId');
-    const listAll = parsePreviewsQuery(c.req.query('previews'));
-    const run = await findVisibleRun(context.db, c.var.user.id, runId);
-    if (!run) throw notFound('Run', runId);
+  /**
+   * Renders the run page. `selection` is a rejected "Preview fix": the findings checked in it,
+   * which stay checked, and the reason, shown under the form. Otherwise the findings that fit
+   * the allowance are checked.
+   */
+  async function renderRunPage(
+    c: Context<{ Variables: PageVariables }>,
+    run: typeof prRuns.$inferSelect,
+    options: { listAll: boolean; selection?: { findingIds: readonly string[]; error: string } },
+    status: 200 | 400 | 409 = 200,
+  ) {
+    const { listAll, selection } = options;
     const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
-    const previews = await listRunPreviewSummaries(context.db, {
-      userId: c.var.user.id,
-      runId: run.id,
-      limit: listAll ? maxListedPreviews : listedPreviews,
-    });
+    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
-    const checkedFindingIds = pickDefaultFindings(payment, rows);
+    const checkedFindingIds = selection
+      ? new Set(selection.findingIds.filter((id) => rows.some((row) => row.id === id)))
+      : pickDefaultFindings(payment, rows);
     const checkedCalls = estimateFileCalls(rows.filter((row) => checkedFindingIds.has(row.id)));
     const newestRunId =
       run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
@@ -87,11 +79,21 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         run={run}
         installation={installation}
         findings={rows}
-        previews={{ ...previews, listAll, maxListed: maxListedPreviews }}
+        previews={previews}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
         newestRunId={newestRunId}
+        selectionError={selection?.error}
       />,
+      status,
     );
+  }
+
+  app.get('/runs/:runId', async (c) => {
+    const runId = c.req.param('runId');
+    const listAll = parsePreviewsQuery(c.req.query('previews'));
+    const run = await findVisibleRun(context.db, c.var.user.id, runId);
+    if (!run) throw notFound('Run', runId);
+    return renderRunPage(c, run, { listAll });
   });
 
   app.post('/runs/:runId/patch-requests', async (c) => {
@@ -107,32 +109,53 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const findingIds = values
       .filter((value): value is string => typeof value === 'string')
       .map((value) => value.toLowerCase());
+    // A selection that cannot be previewed goes where the progress would: htmx swaps the error
+    // in under the form, and a page load gets the run page with the selection kept.
+    const rejectSelection = (error: AppError) => {
+      if (c.req.header('hx-request')) throw error;
+      const status = error.status === 409 ? 409 : 400;
+      return renderRunPage(c, run, { listAll: false, selection: { findingIds, error: error.message } }, status);
+    };
     if (findingIds.length === 0) {
       // Reached without JavaScript, because public/app.js disables the button then.
-      throw new AppError(
-        'bad_request',
-        'No finding is checked, so there is nothing to preview. Go back to the run page, check ' +
-          'at least one finding and press "Preview fix" again.',
+      return rejectSelection(
+        new AppError(
+          'bad_request',
+          'No finding is checked, so there is nothing to preview. Check at least one finding ' +
+            'and press "Preview fix" again.',
+        ),
       );
     }
     if (findingIds.length > maxSelectedFindings) {
-      throw new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`);
+      return rejectSelection(
+        new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`),
+      );
     }
     const invalid = findingIds.filter((id) => !isUuid(id));
     if (invalid.length > 0) {
-      throw new AppError('bad_request', `Invalid finding id ${quoteValue(invalid[0], 80)}: reload the run page.`);
+      return rejectSelection(
+        new AppError('bad_request', `Invalid finding id ${quoteValue(invalid[0], 80)}: reload the run page.`),
+      );
     }
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
     if (run.status !== 'completed') throw runNotCompleted(run.status);
 
-    // Shows the patch request for these findings, new or already queued or running.
+    // Shows the patch request for these findings, new or already queued or running. htmx gets
+    // its progress, and the run page's "Earlier previews" list out of band, which now has it.
     const respond = async (id: string) => {
       if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
       const request = await context.db.query.patchRequests.findFirst({
         where: eq(patchRequests.id, id),
       });
-      return c.html(<PatchProgress request={request!} />);
+      const listAll = body.previews === 'all';
+      const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+      return c.html(
+        <>
+          <PatchProgress request={request!} listAll={listAll} />
+          <EarlierPreviews runId={run.id} view={previews} oob />
+        </>,
+      );
     };
     const logReused = (id: string) =>
       context.logger.info(
@@ -164,10 +187,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
     if (over) {
-      throw new AppError('conflict', `${over.message} Or uncheck files until the selection fits.`, {
-        neededTokens: over.neededTokens,
-        remainingTokens: over.allowance.remaining,
-      });
+      return rejectSelection(
+        new AppError('conflict', `${over.message} Or uncheck files until the selection fits.`, {
+          neededTokens: over.neededTokens,
+          remainingTokens: over.allowance.remaining,
+        }),
+      );
     }
 
     const result = await createPatchRequest(context.db, context.boss, {
@@ -185,10 +210,12 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!result.ok && result.reason === 'run_not_completed') throw runNotCompleted(result.status);
     if (!result.ok) {
       const ids = result.unknownFindingIds;
-      throw new AppError(
-        'bad_request',
-        `${pickForm(ids.length, 'Finding', 'Findings')} ${ids.join(', ')} ` +
-          `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
+      return rejectSelection(
+        new AppError(
+          'bad_request',
+          `${pickForm(ids.length, 'Finding', 'Findings')} ${ids.join(', ')} ` +
+            `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
+        ),
       );
     }
     if (!result.created) {

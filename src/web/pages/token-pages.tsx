@@ -8,10 +8,34 @@ import {
   revokeApiToken,
   TokenLimitError,
 } from '../../users/api-tokens.ts';
-import { AppError, notFound } from '../errors.ts';
+import { notFound } from '../errors.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { TokensPage } from '../views/tokens.tsx';
+
+/**
+ * Returns why a token name, trimmed of spaces, cannot be stored and what to type instead, or
+ * null for a valid name. PostgreSQL rejects text with NUL characters.
+ */
+function describeInvalidTokenName(name: string): string | null {
+  const retry = 'press "Create token" again.';
+  if (name === '') {
+    return (
+      'Invalid token name: it is empty or only spaces. Type a name of 1 to ' +
+      `${maxTokenNameLength} characters that says where the token is used, such as "CI script", and ${retry}`
+    );
+  }
+  if (name.length > maxTokenNameLength) {
+    return (
+      `Invalid token name: it has ${name.length} characters. Shorten it to at most ` +
+      `${maxTokenNameLength} characters and ${retry}`
+    );
+  }
+  if (name.includes('\u0000')) {
+    return `Invalid token name: it must not contain NUL (U+0000) characters. Remove them and ${retry}`;
+  }
+  return null;
+}
 
 /** `GET /tokens`, `POST /tokens` (create, shows the token once) and `POST /tokens/:id/revoke`. */
 export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables }> {
@@ -26,14 +50,36 @@ export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables
 
   app.post('/tokens', async (c) => {
     const body = await c.req.parseBody();
-    const name = typeof body.name === 'string' ? body.name.trim() : '';
-    if (name === '' || name.length > maxTokenNameLength) {
-      throw new AppError('bad_request', `Invalid token name: give 1 to ${maxTokenNameLength} characters.`);
-    }
-    const { id, token } = await mintApiToken(context.db, c.var.user.id, name).catch((error) => {
-      if (error instanceof TokenLimitError) throw new AppError('conflict', error.message);
+    const typed = typeof body.name === 'string' ? body.name : '';
+    const name = typed.trim();
+    // Bad input shows the tokens page again with the message next to the form and the name
+    // as typed, so the user can correct it there.
+    const showFormError = async (error: string, status: 400 | 409) => {
+      context.logger.info(
+        { event: 'api_token.rejected', requestId: c.get('requestId'), userId: c.var.user.id, status, reason: error },
+        'personal access token not created',
+      );
+      const tokens = await listApiTokens(context.db, c.var.user.id);
+      return c.html(
+        <TokensPage
+          session={c.var.session}
+          tokens={tokens}
+          form={{ name: typed, error, nameInvalid: status === 400 }}
+        />,
+        status,
+      );
+    };
+    const invalid = describeInvalidTokenName(name);
+    if (invalid) return showFormError(invalid, 400);
+
+    let minted;
+    try {
+      minted = await mintApiToken(context.db, c.var.user.id, name);
+    } catch (error) {
+      if (error instanceof TokenLimitError) return showFormError(error.message, 409);
       throw error;
-    });
+    }
+    const { id, token } = minted;
     context.logger.info(
       { event: 'api_token.created', requestId: c.get('requestId'), userId: c.var.user.id, tokenId: id },
       'personal access token created',

@@ -4,6 +4,7 @@ import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { DangerButtonForm } from './components/danger-button-form.tsx';
+import { FormError } from './components/form-error.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -47,7 +48,9 @@ export const KeysPage: FC<{
   /** The user's providers in the order previews try them. */
   uses: ProviderUse[];
   saveUnavailable?: string | null;
-}> = ({ session, keys, notice, error, uses, saveUnavailable }) => (
+  /** The provider selected in the form, kept after a rejected save. */
+  selectedProvider?: Provider;
+}> = ({ session, keys, notice, error, uses, saveUnavailable, selectedProvider }) => (
   <Layout title="Keys" session={session}>
     <h1>Your own model keys</h1>
     <p class="muted">
@@ -56,11 +59,7 @@ export const KeysPage: FC<{
       plan's allowance. Keys are stored encrypted and shown only by their last four characters.
     </p>
     {notice ? <p class="notice" role="status">{notice}</p> : null}
-    {error ? (
-      <p class="error" role="alert">
-        {error}
-      </p>
-    ) : null}
+    {error ? <FormError message={error} /> : null}
 
     <section class="card">
       <h2>Stored keys</h2>
@@ -142,7 +141,9 @@ export const KeysPage: FC<{
           Provider{' '}
           <select name="provider">
             {providers.map((provider) => (
-              <option value={provider}>{providerNames[provider]}</option>
+              <option value={provider} selected={provider === selectedProvider}>
+                {providerNames[provider]}
+              </option>
             ))}
           </select>
         </label>{' '}

@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import { planSwitchCommand } from '../../cli/usage.ts';
 import { plans, type Plan } from '../../db/schema/index.ts';
 import type { ActiveSession } from '../session/session-store.ts';
+import { FormError } from './components/form-error.tsx';
 import { PlanBadge, planNames } from './components/plan-badge.tsx';
 import { PlanSwitchForm } from './components/plan-switch-form.tsx';
 import { Layout } from './layout.tsx';
@@ -45,15 +46,23 @@ const AdminPlanCommands: FC<{ login: string; current: Plan }> = ({ login, curren
   </div>
 );
 
-/** The plan page: the plans and their limits, the user's switch, and for admins every user. */
+/**
+ * The plan page: the plans and their limits, the user's switch, and for admins every user.
+ * `switchError` is a rejected plan switch, shown above the user's own switch, or above the user
+ * list when it names another user.
+ */
 export const PlansPage: FC<{
   session: ActiveSession;
   limits: Record<Plan, number>;
   canChangePlan: boolean;
   users: PlanUserRow[] | null;
-  /** The admin's login search, and whether more users match than the `max` listed. */
-  userList: { search: string; cut: boolean; max: number };
-}> = ({ session, limits, canChangePlan, users, userList }) => (
+  /**
+   * The admin's login search, whether more users match than the `max` listed, and why the
+   * search is invalid, in which case no user is listed.
+   */
+  userList: { search: string; cut: boolean; max: number; error?: string | undefined };
+  switchError?: { message: string; userId?: string } | undefined;
+}> = ({ session, limits, canChangePlan, users, userList, switchError }) => (
   <Layout title="Plan" session={session}>
     <h1>Plan</h1>
     <section class="card">
@@ -83,6 +92,7 @@ export const PlansPage: FC<{
           ))}
         </tbody>
       </table>
+      {switchError && !switchError.userId ? <FormError message={switchError.message} /> : null}
       {canChangePlan ? (
         <PlanSwitchForm session={session} current={session.user.plan} returnTo="/plans" />
       ) : (
@@ -93,54 +103,75 @@ export const PlansPage: FC<{
     {users ? (
       <section class="card">
         <h2>All users</h2>
+        {switchError?.userId ? <FormError message={switchError.message} /> : null}
+        {userList.error ? <FormError message={userList.error} id="login-search-error" /> : null}
         <form method="get" action="/plans" class="user-search">
           <label>
-            Login starts with <input type="search" name="login" value={userList.search} maxlength={100} />
+            Login starts with{' '}
+            <input
+              type="search"
+              name="login"
+              value={userList.search}
+              maxlength={100}
+              aria-invalid={userList.error ? 'true' : undefined}
+              aria-describedby={userList.error ? 'login-search-error' : undefined}
+            />
           </label>{' '}
           <button type="submit">Search</button>
         </form>
-        {userList.cut ? (
-          <p class="muted">
-            {`Only the first ${numberFormat.format(userList.max)} users${
-              userList.search ? ` whose login starts with "${userList.search}"` : ''
-            } are listed, by login. Search by login to find the others.`}
-          </p>
-        ) : null}
-        {users.length === 0 ? <p class="muted">No user's login starts with "{userList.search}".</p> : null}
-        <table class="users">
-          <thead>
-            <tr>
-              <th>Login</th>
-              <th>Plan</th>
-              <th>Used</th>
-              <th>Change</th>
-            </tr>
-          </thead>
-          <tbody>
-            {users.map((user) => (
-              <tr>
-                <td>{user.login}</td>
-                <td>
-                  <PlanBadge plan={user.plan} />
-                </td>
-                <td>
-                  {`${numberFormat.format(user.tokensUsed)} of ${
-                    user.tokenLimit < 0 ? 'unlimited' : numberFormat.format(user.tokenLimit)
-                  }`}
-                </td>
-                <td>
-                  <PlanSwitchForm
-                    session={session}
-                    current={user.plan}
-                    returnTo="/plans"
-                    userId={user.id}
-                  />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        {userList.error ? null : <UserList users={users} userList={userList} session={session} />}
       </section>
     ) : null}
   </Layout>
+);
+
+/** The admin's list of users with their plans and a switch for each. */
+const UserList: FC<{
+  session: ActiveSession;
+  users: PlanUserRow[];
+  userList: { search: string; cut: boolean; max: number };
+}> = ({ session, users, userList }) => (
+  <>
+    {userList.cut ? (
+      <p class="muted">
+        {`Only the first ${numberFormat.format(userList.max)} users${
+          userList.search ? ` whose login starts with "${userList.search}"` : ''
+        } are listed, by login. Search by login to find the others.`}
+      </p>
+    ) : null}
+    {users.length === 0 ? <p class="muted">No user's login starts with "{userList.search}".</p> : null}
+    <table class="users">
+      <thead>
+        <tr>
+          <th>Login</th>
+          <th>Plan</th>
+          <th>Used</th>
+          <th>Change</th>
+        </tr>
+      </thead>
+      <tbody>
+        {users.map((user) => (
+          <tr>
+            <td>{user.login}</td>
+            <td>
+              <PlanBadge plan={user.plan} />
+            </td>
+            <td>
+              {`${numberFormat.format(user.tokensUsed)} of ${
+                user.tokenLimit < 0 ? 'unlimited' : numberFormat.format(user.tokenLimit)
+              }`}
+            </td>
+            <td>
+              <PlanSwitchForm
+                session={session}
+                current={user.plan}
+                returnTo="/plans"
+                userId={user.id}
+              />
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  </>
 );

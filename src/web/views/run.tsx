@@ -7,6 +7,7 @@ import { describeRunRateLimitWait, runRateLimitWait } from '../../runs/run-rate-
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
+import { FormError } from './components/form-error.tsx';
 import { EarlierPreviews, type EarlierPreviewsView } from './components/earlier-previews.tsx';
 import {
   FixBlockerBadges,
@@ -67,7 +68,9 @@ export const RunPage: FC<{
   budget: PreviewBudgetView;
   /** The newest run of the pull request, linked from a superseded run, or null. */
   newestRunId: string | null;
-}> = ({ session, run, installation, findings, previews, budget, newestRunId }) => {
+  /** The reason the last "Preview fix" was rejected, shown under the form. */
+  selectionError?: string | undefined;
+}> = ({ session, run, installation, findings, previews, budget, newestRunId, selectionError }) => {
   const action = `/runs/${run.id}/patch-requests`;
   const blockers = listFixBlockers(run, installation);
   const canPreview = blockers.length === 0 && run.status === 'completed' && findings.length > 0;
@@ -114,6 +117,8 @@ export const RunPage: FC<{
         hx-disabled-elt="find button[type=submit]"
       >
         <CsrfField session={session} />
+        {/* The "Earlier previews" list that the response sends out of band keeps this length. */}
+        {previews.listAll ? <input type="hidden" name="previews" value="all" /> : null}
         {findings.length === 0 ? (
           <p class="muted">
             {run.status === 'completed'
@@ -176,7 +181,9 @@ export const RunPage: FC<{
           <SupersededRunNotice subject="run" newestRunId={newestRunId} />
         ) : null}
       </form>
-      <div id="preview-progress" aria-live="polite"></div>
+      <div id="preview-progress" aria-live="polite">
+        {selectionError ? <FormError message={selectionError} /> : null}
+      </div>
 
       <EarlierPreviews runId={run.id} view={previews} />
     </Layout>

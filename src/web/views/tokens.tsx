@@ -3,17 +3,23 @@ import type { listApiTokens } from '../../users/api-tokens.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { DangerButtonForm } from './components/danger-button-form.tsx';
+import { FormError } from './components/form-error.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
 type TokenRow = Awaited<ReturnType<typeof listApiTokens>>[number];
 
-/** Personal access tokens: the list, a form to create one, and the new token shown once. */
+/**
+ * Personal access tokens: the list, a form to create one, and the new token shown once. `form`
+ * is a rejected submit: the name as typed, the error shown next to the form, and whether the
+ * name itself is invalid (not so when the user has too many tokens).
+ */
 export const TokensPage: FC<{
   session: ActiveSession;
   tokens: TokenRow[];
   created?: { name: string; token: string };
-}> = ({ session, tokens, created }) => (
+  form?: { name: string; error: string; nameInvalid: boolean };
+}> = ({ session, tokens, created, form }) => (
   <Layout title="Tokens" session={session}>
     <h1>Personal access tokens</h1>
     <p class="muted">
@@ -31,11 +37,20 @@ export const TokensPage: FC<{
 
     <section class="card">
       <h2>Create a token</h2>
+      {form ? <FormError message={form.error} id="token-name-error" /> : null}
       <form method="post" action="/tokens">
         <CsrfField session={session} />
         <label>
           Name{' '}
-          <input name="name" required maxlength={100} placeholder="for example: CI script" />
+          <input
+            name="name"
+            required
+            maxlength={100}
+            placeholder="for example: CI script"
+            value={form?.name}
+            aria-invalid={form?.nameInvalid ? 'true' : undefined}
+            aria-describedby={form ? 'token-name-error' : undefined}
+          />
         </label>{' '}
         <button type="submit" class="primary">
           Create token

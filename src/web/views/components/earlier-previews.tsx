@@ -57,12 +57,19 @@ export function describePreviewTokens(totalTokens: number, ownKeyTokens: number)
  * preview page and shows its status, how it was applied, its files by status, the models
  * behind them and its tokens. When the page lists fewer previews than the user has, a note
  * gives both numbers and, unless the page lists the maximum already, links the longer list.
+ * Without previews it is an empty element, so that a fragment can still replace it. With `oob`,
+ * htmx swaps it in out of band, in place of the page's list.
  */
-export const EarlierPreviews: FC<{ runId: string; view: EarlierPreviewsView }> = ({ runId, view }) => {
+export const EarlierPreviews: FC<{ runId: string; view: EarlierPreviewsView; oob?: boolean }> = ({
+  runId,
+  view,
+  oob,
+}) => {
   const { previews, total } = view;
-  if (previews.length === 0) return null;
+  const swapOob = oob ? 'true' : undefined;
+  if (previews.length === 0) return <div id="earlier-previews" hx-swap-oob={swapOob}></div>;
   return (
-    <section class="card" id="earlier-previews">
+    <section class="card" id="earlier-previews" hx-swap-oob={swapOob}>
       <h2>Earlier previews</h2>
       <ul class="previews">
         {previews.map((summary) => (

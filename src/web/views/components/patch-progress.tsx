@@ -11,18 +11,21 @@ export function isPatchRequestActive(status: string): boolean {
 }
 
 /**
- * Progress of a patch request (files done of total). While the request is queued or running,
- * htmx fetches this fragment again every second and swaps it in; a finished one stops polling.
+ * Progress of a patch request (files done of total) on the run page. While the request is
+ * queued or running, htmx fetches this fragment again every second and swaps it in, with the
+ * run page's "Earlier previews" list out of band. A finished one stops polling. `listAll` is
+ * whether the run page lists up to 200 previews (`?previews=all`), which the list keeps.
  */
-export const PatchProgress: FC<{ request: PatchRequest }> = ({ request }) => {
+export const PatchProgress: FC<{ request: PatchRequest; listAll: boolean }> = ({ request, listAll }) => {
   const active = isPatchRequestActive(request.status);
   const total = request.filesTotal;
+  const progressUrl = `/patch-requests/${request.id}/progress${listAll ? '?previews=all' : ''}`;
   return (
     <div
       class="patch-progress"
       id={`progress-${request.id}`}
       data-status={request.status}
-      hx-get={active ? `/patch-requests/${request.id}/progress` : undefined}
+      hx-get={active ? progressUrl : undefined}
       hx-trigger={active ? 'every 1s' : undefined}
       hx-swap={active ? 'outerHTML' : undefined}
     >
