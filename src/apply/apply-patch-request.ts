@@ -8,6 +8,7 @@ import {
   recordInstallationUnavailable,
   type InstallationUnavailableError,
 } from '../github/installation-unavailable.ts';
+import { parseGitHubResponse } from '../github/github-response.ts';
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
@@ -30,7 +31,7 @@ import {
   closedRejection,
   deletedHeadRejection,
   forkRejection,
-  parsePullRequestState,
+  pullRequestStateSchema,
 } from './pull-request-check.ts';
 import { describePreviewChanges, findPreviewChanges, isApplicableFile, type PreviewVersion } from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
@@ -380,8 +381,11 @@ export async function applyPatchRequest(
     const octokit = await github.installationOctokit(run.installationId);
     // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
     // or a run stored with the base repository as its head after its fork was deleted.
-    const { data } = await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber });
-    const pullRequest = parsePullRequestState(data, `/repos/${owner}/${repo}/pulls/${run.prNumber}`);
+    const pullRequest = parseGitHubResponse(
+      pullRequestStateSchema,
+      'GET',
+      await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
+    );
     const reviewTarget = {
       owner,
       repo,

@@ -1,6 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { TreeReader } from '../github/tree-reader.ts';
-import { UnexpectedGitHubAnswerError } from './github-rejection.ts';
+import { UnexpectedGitHubAnswerError } from '../github/github-response.ts';
 
 /** Raised when the head branch no longer points to the commit the preview was made on. */
 export class BranchMovedError extends Error {
