@@ -8,6 +8,7 @@ import { createSession } from '../../src/web/session/session-store.ts';
 import {
   createApplyTestContext,
   gitIn,
+  invalidResponseMessage,
   refPattern,
   requestApply,
   resetPullRequestHead,
@@ -140,6 +141,30 @@ describe('apply job retry', () => {
         'object, received undefined. GitHub, or a proxy between this server and GITHUB_API_URL, ' +
         `may be failing, so wait a few minutes. Patch request ${request.id} was not applied, so ` +
         'you can apply it again after that.',
+    );
+    expect(await applyRetryOf(request.id)).toBeNull();
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('stores an invalid ref update without a retry', async () => {
+    const { setup } = applyContext;
+    const { request, job } = await queueApplyJob();
+    // The fake does not update the branch, so the branch read after the update finds it unmoved.
+    setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 200, body: { object: {} } });
+
+    await runApplyJob(job!.id);
+
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('completed');
+    const failed = await stored(request.id);
+    expect(failed.appliedAt).toBeNull();
+    expect(failed.applyStartedAt).toBeNull();
+    expect(failed.applyError).toBe(
+      invalidResponseMessage(
+        request.id,
+        `PATCH /repos/${repository}/git/refs/heads/${headBranch}`,
+        200,
+        'object.sha: Invalid input: expected string, received undefined',
+      ),
     );
     expect(await applyRetryOf(request.id)).toBeNull();
     expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
