@@ -1,3 +1,4 @@
+import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
 
 /**
@@ -63,4 +64,28 @@ export function parseGitHubResponse<Schema extends z.ZodType>(
     problems.join('; '),
     response.status,
   );
+}
+
+/**
+ * Requests `route` and then each page that the Link header names as `rel="next"`, as
+ * `octokit.paginate` does, and yields each page's items checked against `itemSchema` (see
+ * parseGitHubResponse). `octokit.paginate` is not used because it raises a TypeError for a page
+ * whose body is a string, and reads an empty body as a page without items.
+ */
+export async function* readCheckedPages<Item extends z.ZodType>(
+  octokit: Octokit,
+  route: `GET ${string}`,
+  parameters: Record<string, unknown>,
+  itemSchema: Item,
+): AsyncGenerator<{ items: z.output<Item>[]; hasNextPage: boolean }> {
+  const pageSchema = z.array(itemSchema);
+  let response = await octokit.request(route, parameters);
+  for (;;) {
+    const items = parseGitHubResponse(pageSchema, 'GET', response);
+    const link = typeof response.headers.link === 'string' ? response.headers.link : '';
+    const next = /<([^<>]+)>;\s*rel="next"/.exec(link)?.[1];
+    yield { items, hasNextPage: next !== undefined };
+    if (next === undefined) return;
+    response = await octokit.request({ method: 'GET', url: next });
+  }
 }

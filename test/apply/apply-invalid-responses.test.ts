@@ -1,9 +1,12 @@
 // Applying when GitHub returns a 2xx response that lacks or mistypes a field that Apply reads.
 // Each such response gets 502, naming the request and the field. A response to a write that
-// GitHub carried out does not hide the write: Apply reads the branch to find it.
+// GitHub carried out does not hide the write: Apply reads the branch or the reviews to find it.
+import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { patchRequests } from '../../src/db/schema/index.ts';
 import type { QueuedResponse } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
+import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import {
   createApplyTestContext,
@@ -17,14 +20,14 @@ import {
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import { insertAppTextRequest, storedPatchRequest } from '../helpers/apply-jobs.ts';
-import { repository, type GitHubTestContext } from '../helpers/github-context.ts';
+import { owner, prNumber, repo, repository, type GitHubTestContext } from '../helpers/github-context.ts';
 import { failAfterWork } from '../helpers/lost-response.ts';
 
 let applyContext: ApplyTestContext;
 let setup: GitHubTestContext;
 
 /** Writes that the fake carries out before it returns an invalid response in place of its own. */
-const afterWork: { ref: number } = { ref: 0 };
+const afterWork: { ref: number; review: number } = { ref: 0, review: 0 };
 const htmlPage = {
   headers: { 'content-type': 'text/html' },
   body: '<html><body>Service Unavailable</body></html>',
@@ -32,6 +35,7 @@ const htmlPage = {
 
 const git = (...args: string[]) => gitIn(setup, ...args);
 const apply = (id: string, body?: unknown) => requestApply(applyContext, id, body);
+const reviewsPath = `/repos/${repository}/pulls/${prNumber}/reviews`;
 
 const newRequest = () => insertAppTextRequest(applyContext);
 const stored = (id: string) => storedPatchRequest(setup, id);
@@ -54,10 +58,13 @@ beforeAll(async () => {
   setup = applyContext.setup;
   const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
   setup.fake.addRoute(failAfterWork(updateRef, afterWork, 'ref', { status: 200, ...htmlPage }));
+  const createReview = reviewRoutes.find((route) => route.method === 'POST')!;
+  setup.fake.addRoute(failAfterWork(createReview, afterWork, 'review', { status: 200, body: {} }));
 });
 
 beforeEach(async () => {
   afterWork.ref = 0;
+  afterWork.review = 0;
   await resetPullRequestHead(setup);
 });
 
@@ -225,5 +232,88 @@ describe('apply as a commit, invalid response', () => {
     const row = await stored(request.id);
     expect(row.appliedCommitSha).toBe(result.commitSha);
     expect(row.applyStartedAt).toBeNull();
+  });
+});
+
+describe('apply as suggestions, invalid response', () => {
+  it('answers 502 for the file list', async () => {
+    const request = await newRequest();
+    const filesPath = `/repos/${repository}/pulls/${prNumber}/files`;
+    queue({ method: 'GET', path: filesPath, status: 200, ...htmlPage });
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    const problem = 'body: Invalid input: expected array, received string';
+    expect(error.message).toBe(invalidResponseMessage(request.id, `GET ${filesPath}`, 200, problem));
+    expect(error.github).toEqual({ status: 200, message: problem, method: 'GET', path: filesPath, invalidResponse: true });
+    expect(setup.fake.reviews.filter((review) => review.body.includes(request.id))).toEqual([]);
+    await expectNothingApplied(request.id);
+  });
+
+  it('answers 502 for the review list', async () => {
+    const request = await newRequest();
+    queue({ method: 'GET', path: reviewsPath, status: 200, body: [{ id: 7, commit_id: setup.git.headSha }] });
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    const problem = '0.body: Invalid input: expected string, received undefined';
+    expect(error.message).toBe(invalidResponseMessage(request.id, `GET ${reviewsPath}`, 200, problem));
+    expect(error.github.path).toBe(reviewsPath);
+    expect(setup.fake.reviews.filter((review) => review.body.includes(request.id))).toEqual([]);
+    await expectNothingApplied(request.id);
+  });
+
+  it('answers 502 for a review that GitHub did not post', async () => {
+    const request = await newRequest();
+    queue({ method: 'POST', path: reviewsPath, status: 200, body: { state: 'COMMENTED' } });
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    const problem = 'id: Invalid input: expected number, received undefined';
+    expect(error.message).toBe(invalidResponseMessage(request.id, `POST ${reviewsPath}`, 200, problem));
+    expect(setup.fake.reviews.filter((review) => review.body.includes(request.id))).toEqual([]);
+    await expectNothingApplied(request.id);
+  });
+
+  it('records a review that GitHub posted', async () => {
+    const request = await newRequest();
+    afterWork.review = 1;
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(200);
+    const result = await response.json();
+    expect(afterWork.review).toBe(0);
+    const posted = setup.fake.reviews.filter((review) => review.body.includes(request.id));
+    expect(posted).toHaveLength(1);
+    expect(result.reviewId).toBe(posted[0]!.id);
+    expect((await stored(request.id)).appliedReviewId).toBe(posted[0]!.id);
+  });
+
+  it('answers 502 for the commit of a dead call', async () => {
+    const request = await newRequest();
+    // A call that claimed the request 11 minutes ago died, and the head moved since the preview,
+    // so Apply reads the new head to find out whether that call pushed it.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    setup.fake.updatePullRequest({ owner, repo, number: prNumber }, { headSha: setup.git.baseSha });
+    const commitPath = `/repos/${repository}/git/commits/${setup.git.baseSha}`;
+    queue({ method: 'GET', path: commitPath, status: 200, body: { sha: setup.git.baseSha, parents: [], message: 7 } });
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    expect(response.status).toBe(502);
+    const { error } = await response.json();
+    const problem = 'message: Invalid input: expected string, received number';
+    expect(error.message).toBe(invalidResponseMessage(request.id, `GET ${commitPath}`, 200, problem));
+    await expectNothingApplied(request.id);
   });
 });
