@@ -108,7 +108,11 @@ describe('apply as a commit, invalid response', () => {
             method: 'GET',
             path: /\/git\/trees\/[0-9a-f]{40}$/,
             status: 200,
-            body: { sha: 'a'.repeat(40), tree: [{ path: 'app.txt', type: 'blob', sha: 'b'.repeat(40) }], truncated: false },
+            body: {
+              sha: 'a'.repeat(40),
+              tree: [{ path: 'app.txt', type: 'blob', sha: 'b'.repeat(40) }],
+              truncated: false,
+            },
           }),
         request: () => ({ method: 'GET', path: `/repos/${repository}/git/trees/${headTreeSha}`, status: 200 }),
         problem: 'tree.0.mode: Invalid input: expected string, received undefined',
@@ -247,7 +251,13 @@ describe('apply as suggestions, invalid response', () => {
     const { error } = await response.json();
     const problem = 'body: Invalid input: expected array, received string';
     expect(error.message).toBe(invalidResponseMessage(request.id, `GET ${filesPath}`, 200, problem));
-    expect(error.github).toEqual({ status: 200, message: problem, method: 'GET', path: filesPath, invalidResponse: true });
+    expect(error.github).toEqual({
+      status: 200,
+      message: problem,
+      method: 'GET',
+      path: filesPath,
+      invalidResponse: true,
+    });
     expect(setup.fake.reviews.filter((review) => review.body.includes(request.id))).toEqual([]);
     await expectNothingApplied(request.id);
   });

@@ -201,7 +201,11 @@ describe('listPullRequestFiles with an invalid page', () => {
       '0.additions: Invalid input: expected number, received string',
     ],
     // octokit.paginate read an empty body as a page without files.
-    ['an empty body', { headers: { 'content-type': 'text/plain' }, body: '' }, 'body: Invalid input: expected array, received string'],
+    [
+      'an empty body',
+      { headers: { 'content-type': 'text/plain' }, body: '' },
+      'body: Invalid input: expected array, received string',
+    ],
   ];
 
   it.each(cases)('names the page with %s', async (_name, page, problem) => {
