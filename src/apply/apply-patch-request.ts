@@ -8,6 +8,7 @@ import {
   recordInstallationUnavailable,
   type InstallationUnavailableError,
 } from '../github/installation-unavailable.ts';
+import { parseGitHubResponse } from '../github/github-response.ts';
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
@@ -30,7 +31,7 @@ import {
   closedRejection,
   deletedHeadRejection,
   forkRejection,
-  parsePullRequestState,
+  pullRequestStateSchema,
 } from './pull-request-check.ts';
 import { describePreviewChanges, findPreviewChanges, isApplicableFile, type PreviewVersion } from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
@@ -148,19 +149,21 @@ function claimedRejection(patchRequestId: string, applyStartedAt: Date): ApplyRe
  * Returns the mode and first rate-limited time of the request's apply job `applyJobId` while
  * pg-boss has not finished it (created, retry or active), or null. A request whose
  * `applyError` is set has none, because whatever stored it cancelled or ended the job.
+ * `retrying` is true while a failed attempt waits for its retry.
  */
 async function findPendingApplyJob(
   context: AppContext,
   request: StoredRequest,
-): Promise<{ mode: ApplyMode | undefined; rateLimitedSince: number | undefined } | null> {
+): Promise<{ mode: ApplyMode | undefined; rateLimitedSince: number | undefined; retrying: boolean } | null> {
   if (request.applyJobId === null || request.applyError !== null) return null;
-  const [job] = await context.db.execute<{ mode: string | null; since: string | null }>(sql`
-    SELECT data->>'mode' AS mode, data->>'rateLimitedSince' AS since FROM pgboss.job
+  const [job] = await context.db.execute<{ mode: string | null; since: string | null; state: string }>(sql`
+    SELECT data->>'mode' AS mode, data->>'rateLimitedSince' AS since, state FROM pgboss.job
     WHERE name = ${applyQueue} AND id = ${request.applyJobId} AND state < 'completed'`);
   if (!job) return null;
   return {
     mode: applyModes.find((mode) => mode === job.mode),
     rateLimitedSince: job.since === null ? undefined : Number(job.since),
+    retrying: job.state === 'retry',
   };
 }
 
@@ -316,7 +319,8 @@ export async function applyPatchRequest(
   const pending = input.job ? null : await findPendingApplyJob(context, request);
   const replacesPendingJob =
     pending !== null && input.mode !== undefined && input.mode !== (pending.mode ?? defaultMode);
-  const wait = currentApplyWait(request);
+  // A wait stored next to a retry ended with the failed attempt (see visibleApplyWait).
+  const wait = pending?.retrying ? null : currentApplyWait(request);
   if (pending && wait && !replacesPendingJob) {
     logger.info(
       { event: 'apply.waiting', applyJobId: request.applyJobId, reason: wait.reason, until: wait.until.toISOString() },
@@ -380,8 +384,11 @@ export async function applyPatchRequest(
     const octokit = await github.installationOctokit(run.installationId);
     // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
     // or a run stored with the base repository as its head after its fork was deleted.
-    const { data } = await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber });
-    const pullRequest = parsePullRequestState(data, `/repos/${owner}/${repo}/pulls/${run.prNumber}`);
+    const pullRequest = parseGitHubResponse(
+      pullRequestStateSchema,
+      'GET',
+      await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
+    );
     const reviewTarget = {
       owner,
       repo,

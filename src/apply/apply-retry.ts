@@ -1,6 +1,7 @@
 import type { patchRequests } from '../db/schema/index.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { applyQueue } from '../jobs/apply.ts';
+import { currentApplyWait, type ApplyWait } from './apply-wait.ts';
 
 type StoredRequest = typeof patchRequests.$inferSelect;
 
@@ -47,6 +48,16 @@ export async function findApplyRetry(boss: PgBoss, request: StoredRequest): Prom
     maxAttempts: job.retryLimit + 1,
     error: failureMessage(job.output),
   };
+}
+
+/**
+ * Returns the wait of the request's apply job that the pages and the API show: none while an
+ * attempt failed and waits for its retry (`retry`). An attempt clears the stored wait in its
+ * first statement, and the wait ended when the attempt started. So a wait stored next to a
+ * retry is left by an attempt that failed at that statement, such as while the database was down.
+ */
+export function visibleApplyWait(request: StoredRequest, retry: ApplyRetry | null): ApplyWait | null {
+  return retry === null ? currentApplyWait(request) : null;
 }
 
 /**

@@ -1,6 +1,12 @@
 import type { Octokit } from '@octokit/rest';
+import { z } from 'zod';
+import {
+  gitObjectSha,
+  parseGitHubResponse,
+  requestPath,
+  UnexpectedGitHubAnswerError,
+} from '../github/github-response.ts';
 import { TreeReader } from '../github/tree-reader.ts';
-import { UnexpectedGitHubAnswerError } from './github-rejection.ts';
 
 /** Raised when the head branch no longer points to the commit the preview was made on. */
 export class BranchMovedError extends Error {
@@ -27,6 +33,25 @@ export interface CommitFile {
   /** The whole new file, written byte for byte as UTF-8. */
   content: string;
 }
+
+/**
+ * The fields of GitHub's git commit object that Apply reads, as GitHub returns it when it
+ * creates or reads a commit (schema `git-commit` in @octokit/openapi-types 29, and the `commit`
+ * that @octokit/fixtures 23 recorded in its create-file scenario). Each request checks only the
+ * fields it reads, through `pick`.
+ */
+const gitCommitSchema = z.object({
+  sha: gitObjectSha('commit'),
+  tree: z.object({ sha: gitObjectSha('tree') }),
+  parents: z.array(z.object({ sha: gitObjectSha('commit') })),
+  message: z.string(),
+});
+
+/**
+ * The field of GitHub's git reference that Apply reads, in the responses to reading and to
+ * updating a ref (recorded in the git-refs scenario of @octokit/fixtures 23).
+ */
+const gitRefSchema = z.object({ object: z.object({ sha: gitObjectSha('commit') }) });
 
 /** File modes a fix may keep: a regular file or an executable one. */
 const fileModes = new Set(['100644', '100755']);
@@ -69,9 +94,14 @@ function mayHaveMoved(error: unknown): boolean {
  * Writes `files` as one commit on `target.branch` through the Git Data API and returns its sha.
  * It creates a blob per file, a tree on top of the parent's tree that keeps each file's mode, a
  * commit whose only parent is `target.parentSha`, and updates the ref without force. The ref is
- * read first, and BranchMovedError is raised unless it still points to the parent. When GitHub
- * rejects the update with 409, 422 or a server error, the ref is read again: BranchMovedError is
- * raised when it points elsewhere, and GitHub's error is raised again when it has not moved.
+ * read first, and BranchMovedError is raised unless it still points to the parent. The ref is
+ * read again when GitHub rejects the update with 409, 422 or a server error, or returns an
+ * update response that does not name the new commit. BranchMovedError is then raised when the
+ * ref points elsewhere, and the update's error is raised again when it has not moved.
+ *
+ * Every response is checked with parseGitHubResponse, which raises UnexpectedGitHubAnswerError.
+ * A blob, tree or commit that GitHub created before such an error is referenced by no branch,
+ * so the branch is unchanged.
  */
 export async function commitFiles(
   octokit: Octokit,
@@ -79,24 +109,25 @@ export async function commitFiles(
   files: readonly CommitFile[],
 ): Promise<{ commitSha: string; recovered: boolean }> {
   const repository = { owner: target.owner, repo: target.repo };
-  const { data: parent } = await octokit.rest.git.getCommit({
-    ...repository,
-    commit_sha: target.parentSha,
-  });
-  if (typeof parent?.tree?.sha !== 'string') {
-    const path = `/repos/${target.owner}/${target.repo}/git/commits/${target.parentSha}`;
-    throw new UnexpectedGitHubAnswerError('GET', path, 'tree.sha: expected a string');
-  }
+  const parent = parseGitHubResponse(
+    gitCommitSchema.pick({ tree: true }),
+    'GET',
+    await octokit.rest.git.getCommit({ ...repository, commit_sha: target.parentSha }),
+  );
   const reader = new TreeReader(octokit, repository, parent.tree.sha);
   const entries = [];
   for (const file of files) {
     const mode = await readFileMode(reader, file.path);
     // Base64 keeps the bytes exact: CRLF line endings and a missing final newline survive.
-    const { data: blob } = await octokit.rest.git.createBlob({
-      ...repository,
-      content: Buffer.from(file.content, 'utf8').toString('base64'),
-      encoding: 'base64',
-    });
+    const blob = parseGitHubResponse(
+      z.object({ sha: gitObjectSha('blob') }),
+      'POST',
+      await octokit.rest.git.createBlob({
+        ...repository,
+        content: Buffer.from(file.content, 'utf8').toString('base64'),
+        encoding: 'base64',
+      }),
+    );
     entries.push({
       path: file.path,
       mode: mode as '100644' | '100755',
@@ -104,17 +135,21 @@ export async function commitFiles(
       sha: blob.sha,
     });
   }
-  const { data: tree } = await octokit.rest.git.createTree({
-    ...repository,
-    base_tree: parent.tree.sha,
-    tree: entries,
-  });
-  const { data: commit } = await octokit.rest.git.createCommit({
-    ...repository,
-    message: target.message,
-    tree: tree.sha,
-    parents: [target.parentSha],
-  });
+  const tree = parseGitHubResponse(
+    z.object({ sha: gitObjectSha('tree') }),
+    'POST',
+    await octokit.rest.git.createTree({ ...repository, base_tree: parent.tree.sha, tree: entries }),
+  );
+  const commit = parseGitHubResponse(
+    gitCommitSchema.pick({ sha: true }),
+    'POST',
+    await octokit.rest.git.createCommit({
+      ...repository,
+      message: target.message,
+      tree: tree.sha,
+      parents: [target.parentSha],
+    }),
+  );
 
   const ref = `heads/${target.branch}`;
   const change = { treeSha: tree.sha, parentSha: target.parentSha };
@@ -136,17 +171,29 @@ export async function commitFiles(
   let updateError: unknown;
   try {
     // No automatic retries: after a failure the ref itself shows whether the update happened.
-    await octokit.rest.git.updateRef({
+    const response = await octokit.rest.git.updateRef({
       ...repository,
       ref,
       sha: commit.sha,
       force: false,
       request: { retries: 0 },
     });
+    const updated = parseGitHubResponse(gitRefSchema, 'PATCH', response);
+    if (updated.object.sha !== commit.sha) {
+      throw new UnexpectedGitHubAnswerError(
+        'PATCH',
+        requestPath(response.url),
+        `object.sha: expected the new commit ${commit.sha}, received ${updated.object.sha}`,
+        response.status,
+      );
+    }
     return { commitSha: commit.sha, recovered: false };
   } catch (error) {
     if (isUnprocessable(error, 'Reference does not exist')) throw deletedError(target);
-    if (!mayHaveMoved(error)) throw error;
+    // An invalid response to the update may follow an update that took effect, so the ref
+    // decides, as after a server error. Raising the error at once would release the claim
+    // without recording a commit that moved the branch and superseded the run.
+    if (!(error instanceof UnexpectedGitHubAnswerError) && !mayHaveMoved(error)) throw error;
     updateError = error;
   }
 
@@ -165,14 +212,18 @@ export async function findPushedCommit(
   octokit: Octokit,
   target: { owner: string; repo: string; commitSha: string; parentSha: string; marker: string },
 ): Promise<string | null> {
-  const { data: commit } = await octokit.rest.git.getCommit({
-    owner: target.owner,
-    repo: target.repo,
-    commit_sha: target.commitSha,
-  });
-  const parents = commit.parents ?? [];
+  const commit = parseGitHubResponse(
+    gitCommitSchema.pick({ parents: true, message: true }),
+    'GET',
+    await octokit.rest.git.getCommit({
+      owner: target.owner,
+      repo: target.repo,
+      commit_sha: target.commitSha,
+    }),
+  );
+  const { parents } = commit;
   if (parents.length !== 1 || parents[0]?.sha !== target.parentSha) return null;
-  return (commit.message ?? '').includes(target.marker) ? target.commitSha : null;
+  return commit.message.includes(target.marker) ? target.commitSha : null;
 }
 
 function deletedError(target: CommitTarget): BranchMovedError {
@@ -197,10 +248,18 @@ async function readBranchTip(
   ref: string,
   change: { treeSha: string; parentSha: string },
 ): Promise<{ sha: string; sameChange: boolean }> {
-  const { data: current } = await octokit.rest.git.getRef({ ...repository, ref });
+  const current = parseGitHubResponse(
+    gitRefSchema,
+    'GET',
+    await octokit.rest.git.getRef({ ...repository, ref }),
+  );
   const sha = current.object.sha;
   if (sha === change.parentSha) return { sha, sameChange: false };
-  const { data: tip } = await octokit.rest.git.getCommit({ ...repository, commit_sha: sha });
+  const tip = parseGitHubResponse(
+    gitCommitSchema.pick({ tree: true, parents: true }),
+    'GET',
+    await octokit.rest.git.getCommit({ ...repository, commit_sha: sha }),
+  );
   const sameChange =
     tip.tree.sha === change.treeSha &&
     tip.parents.length === 1 &&

@@ -1,4 +1,5 @@
 import type { ApplyMode } from '../db/schema/index.ts';
+import { requestPath, UnexpectedGitHubAnswerError } from '../github/github-response.ts';
 
 /**
  * A request that GitHub rejected, that failed before GitHub returned a response, or whose 2xx
@@ -19,25 +20,6 @@ export interface GitHubRejection {
   noResponse?: true;
   /** Set when GitHub returned a 2xx response that lacks or mistypes a field that Apply reads. */
   invalidResponse?: true;
-}
-
-/**
- * Raised when GitHub returned a 2xx response that lacks or mistypes a field that Apply reads,
- * such as a commit without its tree, or a proxy's HTML page in place of a pull request.
- * `problem` lists the invalid fields.
- */
-export class UnexpectedGitHubAnswerError extends Error {
-  override name = 'UnexpectedGitHubAnswerError';
-
-  constructor(
-    readonly method: string,
-    readonly path: string,
-    problem: string,
-    /** The response's HTTP status. */
-    readonly status = 200,
-  ) {
-    super(problem);
-  }
 }
 
 /**
@@ -70,7 +52,7 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
     status,
     message,
     method: typeof request?.method === 'string' ? request.method : 'request',
-    path: URL.canParse(url) ? decodePath(new URL(url).pathname) : url,
+    path: requestPath(url),
     // Octokit reports a request without a response (refused, reset, timed out) as status 500.
     ...(response === undefined ? { noResponse: true as const } : {}),
   };
@@ -91,15 +73,6 @@ function errorReasons(errors: unknown): string[] {
     const parts = [resource, field, code].filter((part) => typeof part === 'string');
     return parts.length > 0 ? [parts.join(' ')] : [];
   });
-}
-
-/** Decodes `heads%2Ffeature` to `heads/feature` for messages, keeping a path it cannot decode. */
-function decodePath(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
 }
 
 /**

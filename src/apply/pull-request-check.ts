@@ -1,42 +1,30 @@
 import { z } from 'zod';
 import type { ApplyMode } from '../db/schema/index.ts';
+import { gitObjectSha } from '../github/github-response.ts';
 import { PullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { BranchMovedError } from './commit-files.ts';
-import { UnexpectedGitHubAnswerError } from './github-rejection.ts';
 
 const githubTimestamp = z.iso.datetime({ offset: true });
 
 /**
  * The fields of GitHub's `pulls.get` response that Apply reads (schema `pull-request` in
- * @octokit/openapi-types 29). `head.repo` is null once the head repository was deleted, although
- * that schema types it as never null. Octokit returns whatever body a 200 response has, such as
- * a proxy's HTML page as a string, so Apply checks these fields before it reads them.
+ * @octokit/openapi-types 29), for parseGitHubResponse. `head.repo` is null once the head
+ * repository was deleted, although that schema types it as never null.
  */
-const pullRequestStateSchema = z.object({
+export const pullRequestStateSchema = z.object({
   state: z.enum(['open', 'closed']),
   closed_at: githubTimestamp.nullable(),
   merged_at: githubTimestamp.nullable(),
   updated_at: githubTimestamp,
   head: z.object({
     ref: z.string(),
-    sha: z.string().regex(/^[0-9a-f]{40}$/, 'expected a commit sha of 40 lowercase hex digits'),
+    sha: gitObjectSha('commit'),
     repo: z.object({ id: z.number(), full_name: z.string() }).nullable(),
   }),
   base: z.object({ repo: z.object({ id: z.number() }) }),
 });
 export type PullRequestState = z.infer<typeof pullRequestStateSchema>;
-
-/**
- * Returns `data`, the body of GitHub's 200 response to GET `path`, as a PullRequestState. Throws
- * UnexpectedGitHubAnswerError, which names each missing or invalid field, when it is not one.
- */
-export function parsePullRequestState(data: unknown, path: string): PullRequestState {
-  const parsed = pullRequestStateSchema.safeParse(data);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`);
-  throw new UnexpectedGitHubAnswerError('GET', path, problems.join('; '));
-}
 
 /** The run that a patch request previewed: its base repository, pull request and head. */
 export interface PreviewedRun {

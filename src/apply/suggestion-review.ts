@@ -1,6 +1,23 @@
 import type { Octokit } from '@octokit/rest';
+import { z } from 'zod';
+import {
+  gitObjectSha,
+  parseGitHubResponse,
+  readCheckedPages,
+  UnexpectedGitHubAnswerError,
+} from '../github/github-response.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
 import { buildFileSuggestions, type SuggestionComment } from './suggestion-comments.ts';
+
+/**
+ * The fields of GitHub's pull request review that Apply reads (schema `pull-request-review` in
+ * @octokit/openapi-types 29, which allows a null `commit_id`).
+ */
+const reviewSchema = z.object({
+  id: z.number(),
+  body: z.string(),
+  commit_id: gitObjectSha('commit').nullable(),
+});
 
 /** GitHub rejects review bodies longer than 65536 characters. */
 const maxReviewBodyLength = 65536;
@@ -88,7 +105,7 @@ export async function postSuggestionReview(
   const posted = await findPostedReview(octokit, target);
   if (posted !== null) return { reviewId: posted, comments: comments.length, outsideDiffFiles };
   try {
-    const { data: review } = await octokit.rest.pulls.createReview({
+    const response = await octokit.rest.pulls.createReview({
       ...repository,
       pull_number: target.pullNumber,
       commit_id: target.headSha,
@@ -98,10 +115,16 @@ export async function postSuggestionReview(
       // A 5xx may come after GitHub created the review; the check below decides instead.
       request: { retries: 0 },
     });
+    const review = parseGitHubResponse(reviewSchema.pick({ id: true }), 'POST', response);
     return { reviewId: review.id, comments: comments.length, outsideDiffFiles };
   } catch (error) {
+    // An invalid response, like a 5xx, may come after GitHub created the review. Raising it at
+    // once would release the claim with the review unrecorded, and a later apply as a commit
+    // would apply the same fixes again.
     const status = (error as { status?: number }).status;
-    if (status !== undefined && status < 500) throw error;
+    const mayHavePosted =
+      error instanceof UnexpectedGitHubAnswerError || status === undefined || status >= 500;
+    if (!mayHavePosted) throw error;
     const created = await findPostedReview(octokit, target);
     if (created === null) throw error;
     return { reviewId: created, comments: comments.length, outsideDiffFiles };
@@ -110,15 +133,18 @@ export async function postSuggestionReview(
 
 /** Returns the id of this patch request's review at `headSha`, or null when there is none. */
 export async function findPostedReview(octokit: Octokit, target: SuggestionTarget): Promise<number | null> {
-  const reviews = await octokit.paginate(octokit.rest.pulls.listReviews, {
-    owner: target.owner,
-    repo: target.repo,
-    pull_number: target.pullNumber,
-    per_page: 100,
-  });
-  const marker = `from patch request ${target.patchRequestId},`;
-  const review = reviews.find(
-    (candidate) => candidate.commit_id === target.headSha && (candidate.body ?? '').includes(marker),
+  const pages = readCheckedPages(
+    octokit,
+    'GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews',
+    { owner: target.owner, repo: target.repo, pull_number: target.pullNumber, per_page: 100 },
+    reviewSchema,
   );
-  return review?.id ?? null;
+  const marker = `from patch request ${target.patchRequestId},`;
+  for await (const { items } of pages) {
+    const review = items.find(
+      (candidate) => candidate.commit_id === target.headSha && candidate.body.includes(marker),
+    );
+    if (review) return review.id;
+  }
+  return null;
 }

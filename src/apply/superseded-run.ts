@@ -14,9 +14,10 @@ type StoredRequest = Pick<typeof patchRequests.$inferSelect, 'applyStartedAt' | 
  * attempt, may have written already. Such an apply may have pushed the commit that superseded
  * the run, so applying again stays allowed, and it finds and records that commit.
  *
- * NOTE: a ref update that failed with a server error or a lost response, followed by a failed
- * read of the branch, may have pushed. An apply that ended that way released its claim, so it
- * is not detected here once its job, if any, has finished.
+ * NOTE: a ref update or review that got a server error, no response or an invalid response,
+ * followed by a failed read of the branch or the reviews, may have taken effect. An apply that
+ * ended that way released its claim, so it is not detected here once its job, if any, has
+ * finished.
  */
 export async function hasUnrecordedApply(db: Database | Transaction, request: StoredRequest): Promise<boolean> {
   if (request.applyStartedAt !== null) return true;

@@ -1,4 +1,6 @@
 import type { Octokit } from '@octokit/rest';
+import { z } from 'zod';
+import { readCheckedPages } from './github-response.ts';
 
 /** GitHub lists at most this many files of a pull request and leaves out the rest. */
 export const maxListedPullRequestFiles = 3000;
@@ -17,6 +19,21 @@ export interface PullRequestFile {
   deletions: number;
 }
 
+/**
+ * The fields of GitHub's `diff-entry` (in @octokit/openapi-types 29) that the listing returns.
+ * That schema allows a null `sha`, and GitHub leaves out `patch` for binary files and very
+ * large diffs.
+ */
+const diffEntrySchema = z.object({
+  filename: z.string(),
+  status: z.string(),
+  patch: z.string().nullish(),
+  previous_filename: z.string().optional(),
+  sha: z.string().nullable(),
+  additions: z.number(),
+  deletions: z.number(),
+});
+
 export interface ListFilesOptions {
   /**
    * Runs after each page that GitHub links a next page from, before that page is requested. An
@@ -28,25 +45,26 @@ export interface ListFilesOptions {
 
 /**
  * Lists the files changed by a pull request, following every page (100 files a page). GitHub
- * stops at `maxListedPullRequestFiles`, so a result of that length may be incomplete.
+ * stops at `maxListedPullRequestFiles`, so a result of that length may be incomplete. A page
+ * that lacks a field of its files raises UnexpectedGitHubAnswerError.
  */
 export async function listPullRequestFiles(
   octokit: Octokit,
   target: { owner: string; repo: string; pullNumber: number },
   options: ListFilesOptions = {},
 ): Promise<PullRequestFile[]> {
-  const pages = octokit.paginate.iterator(octokit.rest.pulls.listFiles, {
-    owner: target.owner,
-    repo: target.repo,
-    pull_number: target.pullNumber,
-    per_page: 100,
-  });
+  const pages = readCheckedPages(
+    octokit,
+    'GET /repos/{owner}/{repo}/pulls/{pull_number}/files',
+    { owner: target.owner, repo: target.repo, pull_number: target.pullNumber, per_page: 100 },
+    diffEntrySchema,
+  );
   const files = [];
-  // Octokit requests each page only when the loop reads the next one, so a checkpoint that
-  // throws here keeps the next page from being requested.
+  // Each page is requested only when the loop reads the next one, so a checkpoint that throws
+  // here keeps the next page from being requested.
   for await (const page of pages) {
-    files.push(...page.data);
-    if (options.checkpoint && /\brel="next"/.test(page.headers.link ?? '')) {
+    files.push(...page.items);
+    if (options.checkpoint && page.hasNextPage) {
       await options.checkpoint();
     }
   }

@@ -1,6 +1,23 @@
 import type { Octokit } from '@octokit/rest';
+import { z } from 'zod';
+import { gitObjectSha, parseGitHubResponse } from './github-response.ts';
 
-type TreeEntries = Awaited<ReturnType<Octokit['rest']['git']['getTree']>>['data']['tree'];
+/**
+ * The fields of GitHub's git tree that TreeReader and its callers read (schema `git-tree` in
+ * @octokit/openapi-types 29, which marks `size` optional because only blobs have one).
+ */
+const gitTreeSchema = z.object({
+  tree: z.array(
+    z.object({
+      path: z.string(),
+      mode: z.string(),
+      type: z.string(),
+      sha: gitObjectSha('git object'),
+      size: z.number().optional(),
+    }),
+  ),
+});
+type TreeEntries = z.infer<typeof gitTreeSchema>['tree'];
 export type TreeEntry = TreeEntries[number];
 
 /** Raised when a path needs a directory read past the reader's `maxReads`. */
@@ -12,7 +29,8 @@ export class TreeReadLimitError extends Error {
  * Finds entries of a commit's tree by path, reading one directory level per request. A
  * recursive listing takes one request but returns every file of the repository, and GitHub cuts
  * it at 100,000 entries or 7 MB. Reading only the directories on the paths keeps the responses
- * small on large repositories. Paths that share a directory share its request.
+ * small on large repositories. Paths that share a directory share its request. A response
+ * that lacks a field of the entries raises UnexpectedGitHubAnswerError.
  */
 export class TreeReader {
   private readonly cache = new Map<string, TreeEntries>();
@@ -51,8 +69,8 @@ export class TreeReader {
         );
       }
       this.reads++;
-      const { data } = await this.octokit.rest.git.getTree({ ...this.repository, tree_sha: treeSha });
-      entries = data.tree;
+      const response = await this.octokit.rest.git.getTree({ ...this.repository, tree_sha: treeSha });
+      entries = parseGitHubResponse(gitTreeSchema, 'GET', response).tree;
       this.cache.set(treeSha, entries);
     }
     return entries;

@@ -1,6 +1,7 @@
 // An apply job whose attempt fails with an unexpected error is retried by pg-boss after a
 // delay. Until then the preview page and the API show the failed attempt and the retry time.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type postgres from 'postgres';
 import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { applyQueue } from '../../src/jobs/apply.ts';
@@ -8,6 +9,7 @@ import { createSession } from '../../src/web/session/session-store.ts';
 import {
   createApplyTestContext,
   gitIn,
+  invalidResponseMessage,
   refPattern,
   requestApply,
   resetPullRequestHead,
@@ -65,6 +67,26 @@ async function cancelStatementWaitingForLock() {
   );
 }
 
+/** Message of an attempt whose statement PostgreSQL cancelled. */
+const attemptError = 'Database query failed: canceling statement due to user request';
+
+/**
+ * Runs an attempt of apply job `jobId` while another transaction holds the row lock that
+ * `lockRow` takes, and cancels the attempt's statement that waits for it. A database error is
+ * not a known rejection, so the attempt fails with `attemptError` and pg-boss retries the job.
+ */
+async function failAttemptAtLock(
+  jobId: string,
+  lockRow: (tx: postgres.TransactionSql) => Promise<unknown>,
+) {
+  await applyContext.setup.context.database.sql.begin(async (tx) => {
+    await lockRow(tx);
+    const attempt = runApplyJob(jobId);
+    await cancelStatementWaitingForLock();
+    await expect(attempt).rejects.toThrow(attemptError);
+  });
+}
+
 /** Returns `applyRetry` of `GET /api/patch-requests/:id`. */
 async function applyRetryOf(id: string) {
   return ((await previewJson(id)) as unknown as { applyRetry: Record<string, unknown> | null }).applyRetry;
@@ -76,15 +98,11 @@ describe('apply job retry', () => {
     const { request, job } = await queueApplyJob();
 
     // An installation event locks the installation's row while the job's first attempt reads
-    // it, and PostgreSQL cancels the waiting statement, as a statement_timeout does. A database
-    // error is not a known rejection, so pg-boss retries the job.
-    const attemptError = 'Database query failed: canceling statement due to user request';
-    await setup.context.database.sql.begin(async (tx) => {
-      await tx`SELECT id FROM installations WHERE id = ${setup.installationId} FOR UPDATE`;
-      const attempt = runApplyJob(job!.id);
-      await cancelStatementWaitingForLock();
-      await expect(attempt).rejects.toThrow(attemptError);
-    });
+    // it, and PostgreSQL cancels the waiting statement, as a statement_timeout does.
+    await failAttemptAtLock(
+      job!.id,
+      (tx) => tx`SELECT id FROM installations WHERE id = ${setup.installationId} FOR UPDATE`,
+    );
 
     const pgBossJob = await setup.context.boss.getJobById(applyQueue, job!.id);
     expect(pgBossJob!.state).toBe('retry');
@@ -120,6 +138,43 @@ describe('apply job retry', () => {
     expect(await previewPage(request.id)).not.toContain('Applying failed');
   });
 
+  it('hides the wait of a failed first statement', async () => {
+    const { setup } = applyContext;
+    const { request, job } = await queueApplyJob();
+    const rateLimitedUntil = (await stored(request.id)).applyRateLimitedUntil;
+    expect(rateLimitedUntil).not.toBeNull();
+    expect(await previewPage(request.id)).toContain('Applying waits for a GitHub rate limit');
+
+    // The patch request's row is locked while the attempt's first statement clears the stored
+    // wait. PostgreSQL cancels that statement, as it fails while the database is briefly down.
+    await failAttemptAtLock(
+      job!.id,
+      (tx) => tx`SELECT id FROM patch_requests WHERE id = ${request.id} FOR UPDATE`,
+    );
+
+    const pgBossJob = await setup.context.boss.getJobById(applyQueue, job!.id);
+    expect(pgBossJob!.state).toBe('retry');
+    // The attempt failed before it cleared the wait, which stays stored.
+    expect((await stored(request.id)).applyRateLimitedUntil).toEqual(rateLimitedUntil);
+    const page = await previewPage(request.id);
+    expect(page).toContain(`Applying failed (attempt 1 of 3): ${attemptError}. The apply job tries again at`);
+    expect(page).not.toContain('rate-limit-wait');
+    expect(page).not.toContain('waits for a GitHub rate limit');
+    expect(page).not.toContain('waited for a GitHub rate limit');
+    const json = await previewJson(request.id);
+    expect(json.rateLimitWait).toBeNull();
+    expect(json.otherApplyWait).toBeNull();
+    expect(await applyRetryOf(request.id)).toMatchObject({ failedAttempts: 1, error: attemptError });
+
+    // Applying goes ahead, as during any other retry, instead of returning the wait that ended.
+    const response = await requestApply(applyContext, request.id);
+
+    expect(response.status).toBe(200);
+    const applied = await stored(request.id);
+    expect(applied.applyRateLimitedUntil).toBeNull();
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(applied.appliedCommitSha);
+  });
+
   it('stores an invalid pull request without a retry', async () => {
     const { setup } = applyContext;
     const { request, job } = await queueApplyJob();
@@ -140,6 +195,30 @@ describe('apply job retry', () => {
         'object, received undefined. GitHub, or a proxy between this server and GITHUB_API_URL, ' +
         `may be failing, so wait a few minutes. Patch request ${request.id} was not applied, so ` +
         'you can apply it again after that.',
+    );
+    expect(await applyRetryOf(request.id)).toBeNull();
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
+  it('stores an invalid ref update without a retry', async () => {
+    const { setup } = applyContext;
+    const { request, job } = await queueApplyJob();
+    // The fake does not update the branch, so the branch read after the update finds it unmoved.
+    setup.fake.queueResponse({ method: 'PATCH', path: refPattern, status: 200, body: { object: {} } });
+
+    await runApplyJob(job!.id);
+
+    expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('completed');
+    const failed = await stored(request.id);
+    expect(failed.appliedAt).toBeNull();
+    expect(failed.applyStartedAt).toBeNull();
+    expect(failed.applyError).toBe(
+      invalidResponseMessage(
+        request.id,
+        `PATCH /repos/${repository}/git/refs/heads/${headBranch}`,
+        200,
+        'object.sha: Invalid input: expected string, received undefined',
+      ),
     );
     expect(await applyRetryOf(request.id)).toBeNull();
     expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);

@@ -5,6 +5,7 @@ import {
   type PullRequestFile,
 } from '../../src/github/pull-files.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
 import {
   owner,
   pullNumber,
@@ -188,6 +189,41 @@ describe('listPullRequestFiles with a checkpoint', () => {
       (request) => harness.fake.requests.indexOf(request) >= since,
     );
     expect(pages.map((page) => page.query.page)).toEqual([undefined]);
+  });
+});
+
+describe('listPullRequestFiles with an invalid page', () => {
+  const secondPage = /^\/repositories\/\d+\/pulls\/\d+\/files$/;
+  const cases: [string, { headers?: Record<string, string>; body: unknown }, string][] = [
+    [
+      'a mistyped field',
+      { body: [{ filename: 'a.ts', status: 'added', sha: null, additions: '1', deletions: 0 }] },
+      '0.additions: Invalid input: expected number, received string',
+    ],
+    // octokit.paginate read an empty body as a page without files.
+    [
+      'an empty body',
+      { headers: { 'content-type': 'text/plain' }, body: '' },
+      'body: Invalid input: expected array, received string',
+    ],
+  ];
+
+  it.each(cases)('names the page with %s', async (_name, page, problem) => {
+    harness.fake.queueResponse({ method: 'GET', path: secondPage, status: 200, ...page });
+
+    const listing = listPullRequestFiles(harness.octokit, { owner, repo, pullNumber });
+
+    const error = await listing.then(
+      () => null,
+      (rejection: unknown) => rejection,
+    );
+    expect(error).toBeInstanceOf(UnexpectedGitHubAnswerError);
+    expect(error).toMatchObject({
+      method: 'GET',
+      path: `/repositories/${repositoryId}/pulls/${pullNumber}/files`,
+      status: 200,
+      message: problem,
+    });
   });
 });
 

@@ -105,3 +105,12 @@ export function requestApply(context: ApplyTestContext, id: string, body?: unkno
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
+
+/** Builds the 502 message of an apply that got an invalid response with status `status` to `request`. */
+export function invalidResponseMessage(id: string, request: string, status: number, problem: string): string {
+  return (
+    `GitHub returned an invalid response (status ${status}) to ${request}: ${problem}. GitHub, ` +
+    'or a proxy between this server and GITHUB_API_URL, may be failing, so wait a few minutes. ' +
+    `Patch request ${id} was not applied, so you can apply it again after that.`
+  );
+}

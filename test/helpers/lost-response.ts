@@ -2,14 +2,15 @@ import type { FakeResponse, Route, RouteContext } from '../../src/demo/fakes/git
 import type { FakeState } from '../../src/demo/fakes/github/state.ts';
 
 /**
- * Returns `route` changed to answer 502 after its handler did the work while `pending[key]` is
- * above 0, as when GitHub carries out a write and its response is lost. Each such 502 counts
- * `pending[key]` down by one.
+ * Returns `route` changed to return `failure` (502 unless given) after its handler did the work
+ * while `pending[key]` is above 0, as when GitHub carries out a write and its response is lost
+ * or a proxy replaces it. Each such response counts `pending[key]` down by one.
  */
 export function failAfterWork<Key extends string>(
   route: Route<FakeState>,
   pending: Record<Key, number>,
   key: Key,
+  failure: FakeResponse = { status: 502, body: { message: 'Server Error' } },
 ): Route<FakeState> {
   return {
     ...route,
@@ -17,7 +18,7 @@ export function failAfterWork<Key extends string>(
       const response = await route.handle(context);
       if (pending[key] > 0 && response.status < 300) {
         pending[key] -= 1;
-        return { status: 502, body: { message: 'Server Error' } };
+        return failure;
       }
       return response;
     },

@@ -5,8 +5,7 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
-import { findApplyRetry } from '../../apply/apply-retry.ts';
-import { currentApplyWait } from '../../apply/apply-wait.ts';
+import { findApplyRetry, visibleApplyWait } from '../../apply/apply-retry.ts';
 import { previewVersion, resultGeneration } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
@@ -164,10 +163,10 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
 
     const files = await listPatchFiles(context.db, request.id);
     const tokens = splitPreviewTokens(request, files);
-    const applyWait = currentApplyWait(request);
+    const applyRetry = await findApplyRetry(context.boss, request);
+    const applyWait = visibleApplyWait(request, applyRetry);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
-    const applyRetry = await findApplyRetry(context.boss, request);
     return c.json({
       id: request.id,
       runId: request.runId,

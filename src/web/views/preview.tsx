@@ -1,7 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
-import type { ApplyRetry } from '../../apply/apply-retry.ts';
-import { currentApplyWait } from '../../apply/apply-wait.ts';
+import { visibleApplyWait, type ApplyRetry } from '../../apply/apply-retry.ts';
 import { previewVersion } from '../../apply/preview-version.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
@@ -42,7 +41,7 @@ export const PreviewPage: FC<{
   supersededRunBlocksApply: boolean;
 }> = ({ session, request, run, installation, files, newestRunId, applyRetry, supersededRunBlocksApply }) => {
   const applied = request.appliedAt !== null;
-  const applyWait = currentApplyWait(request);
+  const applyWait = visibleApplyWait(request, applyRetry);
   const blockers = listFixBlockers(run, installation);
   const superseded = !applied && supersededRunBlocksApply;
   return (

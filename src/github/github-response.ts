@@ -1,0 +1,91 @@
+import type { Octokit } from '@octokit/rest';
+import { z } from 'zod';
+
+/**
+ * Raised when GitHub returned a 2xx response that lacks or mistypes a field that Fixwright
+ * reads, such as a commit without its tree, or a proxy's HTML page in place of a pull request.
+ * `problem` lists the invalid fields.
+ */
+export class UnexpectedGitHubAnswerError extends Error {
+  override name = 'UnexpectedGitHubAnswerError';
+
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    problem: string,
+    /** The response's HTTP status. */
+    readonly status = 200,
+  ) {
+    super(problem);
+  }
+}
+
+/** Returns the decoded path of a request URL, or the URL itself when it cannot be parsed. */
+export function requestPath(url: string): string {
+  return URL.canParse(url) ? decodePath(new URL(url).pathname) : url;
+}
+
+/** Decodes `heads%2Ffeature` to `heads/feature` for messages, keeping a path it cannot decode. */
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * Matches the sha of a git object of type `kind` in a SHA-1 repository: 40 lowercase hex digits.
+ * NOTE: @octokit/openapi-types 29 lists SHA-256 repositories too, whose 64-digit shas fail this.
+ */
+export function gitObjectSha(kind: 'commit' | 'tree' | 'blob' | 'git object') {
+  return z.string().regex(/^[0-9a-f]{40}$/, `expected a ${kind} sha of 40 lowercase hex digits`);
+}
+
+/**
+ * Returns the body of `response`, GitHub's 2xx response to a `method` request, checked against
+ * `schema`. Octokit returns whatever body a 2xx response has, such as a proxy's HTML page as a
+ * string, so a schema lists the fields that the caller reads. Throws UnexpectedGitHubAnswerError,
+ * which names the request and each missing or invalid field, when the body does not match.
+ */
+export function parseGitHubResponse<Schema extends z.ZodType>(
+  schema: Schema,
+  method: string,
+  response: { status: number; url: string; data: unknown },
+): z.output<Schema> {
+  const parsed = schema.safeParse(response.data);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map(
+    (issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`,
+  );
+  throw new UnexpectedGitHubAnswerError(
+    method,
+    requestPath(response.url),
+    problems.join('; '),
+    response.status,
+  );
+}
+
+/**
+ * Requests `route` and then each page that the Link header names as `rel="next"`, as
+ * `octokit.paginate` does, and yields each page's items checked against `itemSchema` (see
+ * parseGitHubResponse). `octokit.paginate` is not used because it raises a TypeError for a page
+ * whose body is a string, and reads an empty body as a page without items.
+ */
+export async function* readCheckedPages<Item extends z.ZodType>(
+  octokit: Octokit,
+  route: `GET ${string}`,
+  parameters: Record<string, unknown>,
+  itemSchema: Item,
+): AsyncGenerator<{ items: z.output<Item>[]; hasNextPage: boolean }> {
+  const pageSchema = z.array(itemSchema);
+  let response = await octokit.request(route, parameters);
+  for (;;) {
+    const items = parseGitHubResponse(pageSchema, 'GET', response);
+    const link = typeof response.headers.link === 'string' ? response.headers.link : '';
+    const next = /<([^<>]+)>;\s*rel="next"/.exec(link)?.[1];
+    yield { items, hasNextPage: next !== undefined };
+    if (next === undefined) return;
+    response = await octokit.request({ method: 'GET', url: next });
+  }
+}
