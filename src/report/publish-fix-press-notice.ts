@@ -29,6 +29,12 @@ export interface FixPressNoticeInput {
   notice: FixPressNotice;
   /** Job that publishes the notice. Once it is cancelled, the notice is not written. */
   job?: NoticeJob;
+  /**
+   * Defers the notice until the run's report stores a check run. It is called under the
+   * report's lock, with the run as read there, when the run names no check run. Without it,
+   * such a notice is skipped.
+   */
+  deferUntilReported?: (run: Run) => Promise<FixPressNoticeOutcome>;
 }
 
 type Run = typeof prRuns.$inferSelect;
@@ -43,7 +49,12 @@ export type FixPressNoticeOutcome =
    * The pressed check run is no longer the run's, because the run was analyzed again and
    * reported, so the notice written points to the run's newer check run instead.
    */
-  | { status: 'redirected'; reason: string; newerCheckRunId: number };
+  | { status: 'redirected'; reason: string; newerCheckRunId: number }
+  /**
+   * The run names no check run yet, and job `nextJobId` writes the notice once it does. The id
+   * is null only when pg-boss queued no job.
+   */
+  | { status: 'deferred'; reason: string; nextJobId: string | null };
 
 /** The notice of a press on the check run of an earlier analysis of the run. */
 const earlierAnalysisNotice: FixPressNotice = { kind: 'earlier_analysis' };
@@ -81,8 +92,8 @@ function isEarlierCheckRunOf(run: Run, externalId: string | null): boolean {
  *
  * GitHub shows the button as soon as the report creates the check run, before the report
  * stores its id on the run. A run that names no check run is therefore read again under the
- * report's lock, after the report attempt that holds it has stored its check run. A run that
- * still names none is skipped.
+ * report's lock, after the report attempt that holds it has stored its check run. When the run
+ * still names none, `input.deferUntilReported` decides whether a later job writes the notice.
  */
 export async function publishFixPressNotice(
   context: AppContext,
@@ -214,8 +225,8 @@ export async function publishFixPressNotice(
 }
 
 /**
- * Reads the run under the report's lock and returns it once it names a check run, or the skip
- * of a run that still names none.
+ * Reads the run under the report's lock and returns it once it names a check run. A run that
+ * still names none gets the outcome of `input.deferUntilReported`, or a skip without it.
  */
 async function readStoredCheckRun(
   context: AppContext,
@@ -225,6 +236,7 @@ async function readStoredCheckRun(
     const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
     if (!run) return { status: 'skipped', reason: 'run no longer exists' };
     if (run.checkRunId !== null) return { run };
+    if (input.deferUntilReported) return input.deferUntilReported(run);
     return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
   });
 }

@@ -608,22 +608,6 @@ describe('fix press notice on the check run', () => {
     expect(updatesOf(checkRun.id, since)).toEqual([]);
   });
 
-  it('queues a preview from an unstored newest check run', async () => {
-    await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
-    const { run, checkRun } = await reportedRun(1);
-    // A report attempt that created the check run and stopped before storing its id.
-    await setup.context.db.update(prRuns).set({ checkRunId: null }).where(eq(prRuns.id, run.id));
-
-    const { data } = await pressAndPublish(run.id, checkRun.id);
-
-    expect(data.notice.kind).toBe('queued');
-    const requests = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.runId, run.id));
-    expect(requests).toHaveLength(1);
-  });
-
   it('queues no notice for a suspended installation', async () => {
     const { run, checkRun } = await reportedRun(1);
     await setup.context.database.sql`
