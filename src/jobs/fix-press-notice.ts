@@ -1,23 +1,32 @@
+import { eq, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
+import type { Transaction } from '../db/client.ts';
+import { prRuns } from '../db/schema/index.ts';
 import { githubId } from '../events/github-id.ts';
 import {
   asInstallationUnavailable,
+  findInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
 import { fixPressNotice } from '../report/fix-press-notice.ts';
-import { publishFixPressNotice } from '../report/publish-fix-press-notice.ts';
+import {
+  publishFixPressNotice,
+  type FixPressNoticeOutcome,
+} from '../report/publish-fix-press-notice.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
+import { transactionDb } from './boss.ts';
 import {
   logRateLimitQueueFailure,
   queueAfterRateLimit,
   rateLimitedSince,
   rateLimitFields,
 } from './rate-limit-wait.ts';
+import { reportQueue } from './report.ts';
 
 export const fixPressNoticeQueue = 'fix-press-notice';
 
@@ -28,6 +37,16 @@ export const fixPressNoticeJobData = z.object({
   sender: z.string().nullable(),
   notice: fixPressNotice,
   rateLimitedSince,
+  /**
+   * Set on the job queued to wait for the run's report, which the report starts at once when it
+   * stores its check run (see startNoticesWaitingForReport). Jobs that continue it leave it out.
+   */
+  waitsForReport: z.literal(true).optional(),
+  /**
+   * Time in milliseconds since 1970 when the notice first found the run without a check run
+   * while its report was pending, from which the wait for the report is limited.
+   */
+  reportWaitSince: z.number().int().nonnegative().optional(),
 });
 export type FixPressNoticeJobData = z.infer<typeof fixPressNoticeJobData>;
 
@@ -39,6 +58,25 @@ export const fixPressNoticeQueueOptions = {
 } satisfies Omit<PgBoss.Queue, 'name'>;
 
 /**
+ * Seconds after which a notice that waits for the run's report reads the run again, in case
+ * the report does not start it. That is the report job's time limit, after which pg-boss
+ * retries an attempt whose worker died.
+ */
+export const reportWaitCheckSeconds = 10 * 60;
+
+/**
+ * Seconds on top of GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS after which a notice stops waiting for
+ * the run's report. They cover the report job's 5 attempts of at most 10 minutes each and
+ * pg-boss's retry delays between them (at most 300 s). NOTE: a report that takes longer, such
+ * as one that waits for a free worker or for several rate limits, stores its check run after
+ * the notice was skipped, so that press shows no notice.
+ */
+const reportWaitMarginSeconds = 60 * 60;
+
+/** pg-boss states of a job that has not finished. */
+const pendingJobStates = ['created', 'retry', 'active'];
+
+/**
  * Shows the outcome of a "Fix with AI" press on the run's check run. Missing credentials and a
  * suspended or uninstalled installation end the job at once, because retries cannot succeed. A
  * GitHub rate limit ends the job and queues the next attempt for when the limit lifts (see
@@ -48,7 +86,12 @@ export async function handleFixPressNoticeJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<FixPressNoticeJobData>,
 ): Promise<void> {
-  const data = fixPressNoticeJobData.parse(job.data);
+  // A rate-limited job's successor must not be started early by the report, so only the job
+  // queued to wait for the report keeps the mark.
+  const data: FixPressNoticeJobData = {
+    ...fixPressNoticeJobData.parse(job.data),
+    waitsForReport: undefined,
+  };
   const logger = context.logger.child({
     jobId: job.id,
     runId: data.runId,
@@ -58,7 +101,15 @@ export async function handleFixPressNoticeJob(
   try {
     await clearRunRateLimit(context.db, data.runId, job.id);
     const noticeJob = { queue: fixPressNoticeQueue, id: job.id };
-    const outcome = await publishFixPressNotice(context, { ...data, job: noticeJob }, logger);
+    const outcome = await publishFixPressNotice(
+      context,
+      {
+        ...data,
+        job: noticeJob,
+        deferUntilReported: (run) => deferUntilReported(context, job.id, data, run, logger),
+      },
+      logger,
+    );
     logger.info(
       { event: 'job.fix_press_notice.completed', notice: data.notice.kind, ...outcome },
       'fix press notice finished',
@@ -139,4 +190,118 @@ async function waitForRateLimit(
     },
     'fix press notice skipped: GitHub rate-limited it, and the run changed meanwhile',
   );
+}
+
+/**
+ * Queues the notice again to wait for the run's report, when the report is pending: the run is
+ * completed and its report job has not finished. The report starts the new job when it stores
+ * its check run (see startNoticesWaitingForReport). Otherwise the new job starts after
+ * `reportWaitCheckSeconds` and reads the run again. The notice is skipped when the report is
+ * not pending, or after GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS plus `reportWaitMarginSeconds` since
+ * it first waited. publishFixPressNotice calls this under the report's lock, so the report
+ * cannot store its check run between the read of the run and the new job.
+ */
+async function deferUntilReported(
+  context: AppContext,
+  jobId: string,
+  data: FixPressNoticeJobData,
+  run: { id: string; installationId: number },
+  logger: Logger,
+): Promise<FixPressNoticeOutcome> {
+  const notStored = `check run ${data.checkRunId} is not stored yet`;
+  const since = data.reportWaitSince ?? Date.now();
+  const limitSeconds = context.config.GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS + reportWaitMarginSeconds;
+  const deadline = since + limitSeconds * 1000;
+  if (Date.now() > deadline) {
+    const reason =
+      `${notStored}, and the run's report did not store it within ${limitSeconds} s of the ` +
+      'first wait';
+    return { status: 'skipped', reason };
+  }
+
+  const outcome = await context.db.transaction(async (tx): Promise<FixPressNoticeOutcome> => {
+    // Locks the installation's row, then the run's, in the order a suspend locks them. A
+    // suspend, a new commit, a close or a base change thus either comes first and is seen here,
+    // or waits for this commit and then cancels the new job.
+    const unavailable = await findInstallationUnavailable(tx, run.installationId);
+    if (unavailable) throw unavailable;
+    const [current] = await tx.select().from(prRuns).where(eq(prRuns.id, run.id)).for('update');
+    if (!current) return { status: 'skipped', reason: 'run no longer exists' };
+    const [states] = await tx.execute<{ notice: string | null; report: string | null }>(sql`
+      SELECT
+        (SELECT state::text FROM pgboss.job
+          WHERE name = ${fixPressNoticeQueue} AND id = ${jobId}) AS notice,
+        (SELECT state::text FROM pgboss.job
+          WHERE name = ${reportQueue} AND id = ${current.reportJobId}) AS report`);
+    const skip = (reason: string): FixPressNoticeOutcome => ({ status: 'skipped', reason });
+    // A job that is no longer active was cancelled by a new commit, a close, a base change or a
+    // suspend.
+    if (states?.notice !== 'active') {
+      return skip(`notice job ${jobId} is ${states?.notice ?? 'gone'}`);
+    }
+    if (current.status !== 'completed') {
+      return skip(`${notStored}, and the run is ${current.status}`);
+    }
+    if (current.reportJobId === null) return skip(`${notStored}, and the run has no report job`);
+    const reason =
+      `${notStored}, and report job ${current.reportJobId} of the run is ` +
+      `${states.report ?? 'gone'}`;
+    if (!pendingJobStates.includes(states.report ?? '')) return skip(reason);
+
+    // The wait for the report is no wait for a rate limit, so a later rate limit of the notice
+    // gets a maximum wait of its own.
+    const next: FixPressNoticeJobData = {
+      ...data,
+      rateLimitedSince: undefined,
+      waitsForReport: true,
+      reportWaitSince: since,
+    };
+    const checkAt = Math.min(Date.now() + reportWaitCheckSeconds * 1000, deadline + 1000);
+    const nextJobId = await context.boss.send(fixPressNoticeQueue, next, {
+      startAfter: new Date(checkAt),
+      db: transactionDb(tx),
+    });
+    return { status: 'deferred', reason, nextJobId };
+  });
+  if (outcome.status === 'deferred') {
+    logger.info(
+      {
+        event: 'fix_press_notice.deferred',
+        checkRunId: data.checkRunId,
+        reason: outcome.reason,
+        nextJobId: outcome.nextJobId,
+      },
+      `fix press notice waits for the run's report, because ${outcome.reason}`,
+    );
+  }
+  return outcome;
+}
+
+/**
+ * Starts the notice jobs that wait for the report of run `runId`, in the transaction that
+ * stores the run's check run, and returns the ids of the new jobs. pg-boss 10.4 has no call
+ * that moves a job's start time, so each waiting job is cancelled and queued again to start at
+ * once. The new jobs wait for the report's lock and then write their notices, or point a press
+ * on another check run to the stored one, as for any notice of the run.
+ */
+export async function startNoticesWaitingForReport(
+  tx: Transaction,
+  boss: PgBoss,
+  runId: string,
+): Promise<string[]> {
+  const waiting = await tx.execute<{ id: string; data: FixPressNoticeJobData }>(sql`
+    SELECT id, data FROM pgboss.job
+    WHERE name = ${fixPressNoticeQueue} AND state = 'created' AND data->>'runId' = ${runId}
+      AND data->>'waitsForReport' = 'true'
+    ORDER BY created_on, id`);
+  if (waiting.length === 0) return [];
+  const db = transactionDb(tx);
+  await boss.cancel(fixPressNoticeQueue, waiting.map((job) => job.id), { db });
+  const started: string[] = [];
+  for (const job of waiting) {
+    const data: FixPressNoticeJobData = { ...job.data, waitsForReport: undefined };
+    const id = await boss.send(fixPressNoticeQueue, data, { db });
+    if (id !== null) started.push(id);
+  }
+  return started;
 }

@@ -2,7 +2,7 @@ import type { Octokit } from '@octokit/rest';
 import { and, eq, isNull } from 'drizzle-orm';
 import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
 import { isServerError } from '../github/file-content.ts';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
@@ -142,6 +142,8 @@ async function readStoredOutput(
  * Creates the "Fixwright" check run on the head commit with the first 50 annotations and sends
  * the rest in updates of 50. The check run id and the number of annotations sent are stored
  * after each request, so a retried job continues where the last attempt stopped.
+ * `onCheckRunStored` runs in the transaction that stores the check run's id on the run, and
+ * only when the run is still in the analysis that the check run shows.
  */
 export async function publishCheckRun(
   db: Database,
@@ -149,7 +151,7 @@ export async function publishCheckRun(
   run: CheckRunTarget,
   findings: readonly ReportedFinding[],
   logger: Logger,
-  options: { detailsUrl?: string } = {},
+  options: { detailsUrl?: string; onCheckRunStored?: (tx: Transaction) => Promise<void> } = {},
 ): Promise<PublishedCheckRun> {
   const [owner, repo] = splitRepository(run.repository);
   const conclusion = checkConclusion(worstSeverity(findings));
@@ -218,10 +220,15 @@ export async function publishCheckRun(
     checkRunId = existing.id;
     sent = existing.annotations;
     text = existing.text;
-    await db
-      .update(prRuns)
-      .set({ checkRunId, checkRunAnnotations: sent })
-      .where(ofAnalysis);
+    const storedId = checkRunId;
+    await db.transaction(async (tx) => {
+      const stored = await tx
+        .update(prRuns)
+        .set({ checkRunId: storedId, checkRunAnnotations: sent })
+        .where(ofAnalysis)
+        .returning({ id: prRuns.id });
+      if (stored.length > 0) await options.onCheckRunStored?.(tx);
+    });
   } else if (sent < annotations.length) {
     // An earlier attempt may have sent a batch and stopped before storing its count. The
     // stored count only grows after GitHub confirmed a batch, so a lower count is a stale read.

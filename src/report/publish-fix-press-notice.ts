@@ -29,7 +29,15 @@ export interface FixPressNoticeInput {
   notice: FixPressNotice;
   /** Job that publishes the notice. Once it is cancelled, the notice is not written. */
   job?: NoticeJob;
+  /**
+   * Defers the notice until the run's report stores a check run. It is called under the
+   * report's lock, with the run as read there, when the run names no check run. Without it,
+   * such a notice is skipped.
+   */
+  deferUntilReported?: (run: Run) => Promise<FixPressNoticeOutcome>;
 }
+
+type Run = typeof prRuns.$inferSelect;
 
 export type FixPressNoticeOutcome =
   /** `newerCheckRunId`: the run's newest check run, which an `earlier_analysis` notice links to. */
@@ -41,7 +49,12 @@ export type FixPressNoticeOutcome =
    * The pressed check run is no longer the run's, because the run was analyzed again and
    * reported, so the notice written points to the run's newer check run instead.
    */
-  | { status: 'redirected'; reason: string; newerCheckRunId: number };
+  | { status: 'redirected'; reason: string; newerCheckRunId: number }
+  /**
+   * The run names no check run yet, and job `nextJobId` writes the notice once it does. The id
+   * is null only when pg-boss queued no job.
+   */
+  | { status: 'deferred'; reason: string; nextJobId: string | null };
 
 /** The notice of a press on the check run of an earlier analysis of the run. */
 const earlierAnalysisNotice: FixPressNotice = { kind: 'earlier_analysis' };
@@ -57,7 +70,7 @@ interface CheckRunOutput {
  * Tells whether a check run's external id names an analysis of `run` other than its newest,
  * whose check run the report creates or has created.
  */
-function isEarlierCheckRunOf(run: typeof prRuns.$inferSelect, externalId: string | null): boolean {
+function isEarlierCheckRunOf(run: Run, externalId: string | null): boolean {
   return runIdOfExternalId(externalId) === run.id && externalId !== checkRunExternalId(run);
 }
 
@@ -76,21 +89,31 @@ function isEarlierCheckRunOf(run: typeof prRuns.$inferSelect, externalId: string
  * report posted a new check run. The press then gets the notice of a press on an earlier
  * analysis, which links to the new check run. That holds also when the report posts it while
  * this job waits for the report's lock.
+ *
+ * GitHub shows the button as soon as the report creates the check run, before the report
+ * stores its id on the run. A run that names no check run is therefore read again under the
+ * report's lock, after the report attempt that holds it has stored its check run. When the run
+ * still names none, `input.deferUntilReported` decides whether a later job writes the notice.
  */
 export async function publishFixPressNotice(
   context: AppContext,
   input: FixPressNoticeInput,
   logger: Logger,
 ): Promise<FixPressNoticeOutcome> {
-  const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
+  let run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
   if (!run) return { status: 'skipped', reason: 'run no longer exists' };
   let notice = input.notice;
+  if (notice.kind !== 'earlier_analysis' && run.checkRunId === null) {
+    const stored = await readStoredCheckRun(context, input);
+    if ('status' in stored) return stored;
+    run = stored.run;
+  }
   let redirectReason: string | null = null;
   if (notice.kind !== 'earlier_analysis' && run.checkRunId !== input.checkRunId) {
-    const reason = `check run ${input.checkRunId} is not the run's`;
-    if (run.checkRunId === null) return { status: 'skipped', reason };
     // The external id check under the lock verifies that the pressed check run is an earlier one.
-    redirectReason = `${reason}, whose newest check run is ${run.checkRunId}`;
+    redirectReason =
+      `check run ${input.checkRunId} is not the run's, whose newest check run is ` +
+      `${run.checkRunId}`;
     notice = earlierAnalysisNotice;
   }
   const github = requireGitHubApp(context);
@@ -201,10 +224,27 @@ export async function publishFixPressNotice(
   });
 }
 
+/**
+ * Reads the run under the report's lock and returns it once it names a check run. A run that
+ * still names none gets the outcome of `input.deferUntilReported`, or a skip without it.
+ */
+async function readStoredCheckRun(
+  context: AppContext,
+  input: FixPressNoticeInput,
+): Promise<{ run: Run } | FixPressNoticeOutcome> {
+  return withSessionLock(context.db, checkRunLockKey(input.runId), async () => {
+    const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
+    if (!run) return { status: 'skipped', reason: 'run no longer exists' };
+    if (run.checkRunId !== null) return { run };
+    if (input.deferUntilReported) return input.deferUntilReported(run);
+    return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
+  });
+}
+
 /** Builds the title and summary of the run's check run from its findings, as the report does. */
 async function readRunOutput(
   context: AppContext,
-  run: typeof prRuns.$inferSelect,
+  run: Run,
 ): Promise<{ title: string; summary: string }> {
   const rows = await context.db
     .select()

@@ -1,11 +1,12 @@
 import { and, asc, eq, isNull, or, type SQL } from 'drizzle-orm';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
-import type { Database } from '../db/client.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
+import { startNoticesWaitingForReport } from '../jobs/fix-press-notice.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkRunUrl, publishCheckRun } from './publish-check-run.ts';
 import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
@@ -62,7 +63,22 @@ export async function reportRun(
     // The check run's "Details" link opens the run on the dashboard when its address is known.
     const publicUrl = context.config.PUBLIC_URL;
     const detailsUrl = publicUrl ? `${publicUrl}/runs/${run.id}` : undefined;
-    return publishCheckRun(context.db, octokit, current ?? run, rows, logger, { detailsUrl });
+    // A press on the check run before its id was stored left a notice job waiting for it.
+    let noticeJobIds: string[] = [];
+    const onCheckRunStored = async (tx: Transaction) => {
+      noticeJobIds = await startNoticesWaitingForReport(tx, context.boss, runId);
+    };
+    const published = await publishCheckRun(context.db, octokit, current ?? run, rows, logger, {
+      detailsUrl,
+      onCheckRunStored,
+    });
+    if (noticeJobIds.length > 0) {
+      logger.info(
+        { event: 'report.fix_press_notices_started', noticeJobIds },
+        'started the fix press notices that waited for the check run',
+      );
+    }
+    return published;
   });
   if (checkRun === null) {
     logger.info(

@@ -16,6 +16,7 @@ import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/
 import { createTestContext, type TestContext } from './context.ts';
 import { examplePullRequestEvent } from './webhooks.ts';
 import {
+  commitOnBranch,
   createGitRepository,
   headBranch,
   type FileValue,
@@ -156,6 +157,27 @@ export async function insertQueuedAnalysis(setup: GitHubTestContext) {
   const jobId = (await setup.context.boss.send(analyzeQueue, data))!;
   await setup.context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
   return { run, jobId };
+}
+
+/**
+ * Commits a new file on the head branch and inserts a completed run of that commit with `count`
+ * warnings in src/app.ts, so that each run of a test has a head commit of its own.
+ */
+export async function insertWarnedRun(setup: GitHubTestContext, count: number) {
+  const note = `notes/${Date.now()}-${Math.random()}.txt`;
+  const headSha = await commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
+  const run = await insertRun(setup.context, {
+    installationId: setup.installationId,
+    headSha,
+    baseSha: setup.git.baseSha,
+  });
+  const lines = Array.from({ length: count }, (_, index) => index + 1);
+  await insertFindings(
+    setup.context,
+    run.id,
+    lines.map((line) => ({ path: 'src/app.ts', line, severity: 'warning' as const })),
+  );
+  return run;
 }
 
 export async function insertFindings(

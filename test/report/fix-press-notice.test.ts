@@ -2,7 +2,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
-import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import {
   fixPressNoticeQueue,
@@ -17,15 +16,13 @@ import { createApp } from '../../src/web/app.tsx';
 import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
-  fakePullRequestEvent,
-  insertFindings,
   insertInstallation,
-  insertRun,
+  insertWarnedRun,
   prNumber,
-  repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
-import { examplePayload, postSignedWebhook, waitForLockWait } from '../helpers/webhooks.ts';
+import { fixPressWebhooks, listNoticeJobs, queuedPreviewText } from '../helpers/fix-press.ts';
+import { waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'fix-press-notice-secret';
 const publicUrl = 'https://fixwright.example.test';
@@ -34,7 +31,6 @@ const checkRunPath = /^\/repos\/octo-org\/widgets\/check-runs\/\d+$/;
 let setup: GitHubTestContext;
 let app: ReturnType<typeof createApp>;
 let ownerId: string;
-let delivery = 0;
 /** While set, an update that adds annotations waits for this promise before GitHub handles it. */
 let annotationGate: Promise<void> | null = null;
 
@@ -76,22 +72,7 @@ async function waitIfHeld(method: string, checkRunId: string | undefined): Promi
 }
 
 /** Creates a completed run with `count` warnings on a new head commit. */
-async function warnedRun(count: number) {
-  const note = `notes/${Date.now()}-${Math.random()}.txt`;
-  const headSha = await commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
-  const run = await insertRun(setup.context, {
-    installationId: setup.installationId,
-    headSha,
-    baseSha: setup.git.baseSha,
-  });
-  const lines = Array.from({ length: count }, (_, index) => index + 1);
-  await insertFindings(
-    setup.context,
-    run.id,
-    lines.map((line) => ({ path: 'src/app.ts', line, severity: 'warning' as const })),
-  );
-  return run;
-}
+const warnedRun = (count: number) => insertWarnedRun(setup, count);
 
 /** Creates a completed run with `count` warnings and reports it, which creates its check run. */
 async function reportedRun(count: number) {
@@ -102,31 +83,17 @@ async function reportedRun(count: number) {
   return { run, checkRun };
 }
 
-/** Delivers a signed press of "Fix with AI" on the check run, as GitHub sends it. */
-async function press(checkRunId: number, sender = 'a-reviewer') {
-  const payload = examplePayload('check_run', 'requested_action', setup.installationId);
-  payload.check_run.id = checkRunId;
-  const stored = setup.fake.checkRuns.find((candidate) => candidate.id === checkRunId);
-  if (stored) payload.check_run.external_id = stored.externalId;
-  payload.repository.id = repositoryId;
-  payload.requested_action = { identifier: 'fix' };
-  payload.sender = { ...payload.sender, login: sender };
-  const response = await postSignedWebhook(app, {
-    secret,
-    event: 'check_run',
-    deliveryId: `fix-press-notice-${delivery++}`,
-    payload,
-  });
-  expect(response.status).toBe(202);
-}
+const webhooks = fixPressWebhooks({
+  setup: () => setup,
+  app: () => app,
+  secret,
+  prefix: 'fix-press-notice',
+});
 
-/** Returns the fix-press-notice jobs of a run, oldest first. */
-async function noticeJobs(runId: string) {
-  return setup.context.database.sql<{ id: string; data: FixPressNoticeJobData }[]>`
-    SELECT id, data FROM pgboss.job
-    WHERE name = ${fixPressNoticeQueue} AND data->>'runId' = ${runId}
-    ORDER BY created_on, id`;
-}
+/** Delivers a signed press of "Fix with AI" on the check run, as GitHub sends it. */
+const press = webhooks.press;
+
+const noticeJobs = (runId: string) => listNoticeJobs(setup.context, runId);
 
 /** Waits until pg-boss has completed or failed the job, and returns its state. */
 async function waitForJob(jobId: string) {
@@ -255,18 +222,7 @@ describe('fix press notice on the check run', () => {
     const after = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
     expect(after.output.title).toBe(before.title);
     expect(after.output.summary).toBe(before.summary);
-    const pressedAt = new Date(data.pressedAt).toISOString().slice(0, 16).replace('T', ' ');
-    expect(after.output.text).toBe(
-      [
-        `<!-- fixwright:fix-press pressed-at=${data.pressedAt} -->`,
-        '### Fix with AI',
-        '',
-        `Pressed by a\\-reviewer at ${pressedAt} UTC.`,
-        '',
-        'Preview queued for 1 file. It appears [on the Fixwright dashboard of the user who ' +
-          `installed the app](${publicUrl}/patch-requests/${request!.id}).`,
-      ].join('\n'),
-    );
+    expect(after.output.text).toBe(queuedPreviewText(data, publicUrl, request!.id));
     expect(after.output.text).not.toContain(ownerId);
     const updates = updatesOf(checkRun.id, since);
     expect(updates).toHaveLength(1);
@@ -652,22 +608,6 @@ describe('fix press notice on the check run', () => {
     expect(updatesOf(checkRun.id, since)).toEqual([]);
   });
 
-  it('queues a preview from an unstored newest check run', async () => {
-    await setup.context.db.update(users).set({ tokensUsed: 0 }).where(eq(users.id, ownerId));
-    const { run, checkRun } = await reportedRun(1);
-    // A report attempt that created the check run and stopped before storing its id.
-    await setup.context.db.update(prRuns).set({ checkRunId: null }).where(eq(prRuns.id, run.id));
-
-    const { data } = await pressAndPublish(run.id, checkRun.id);
-
-    expect(data.notice.kind).toBe('queued');
-    const requests = await setup.context.db
-      .select()
-      .from(patchRequests)
-      .where(eq(patchRequests.runId, run.id));
-    expect(requests).toHaveLength(1);
-  });
-
   it('queues no notice for a suspended installation', async () => {
     const { run, checkRun } = await reportedRun(1);
     await setup.context.database.sql`
@@ -682,30 +622,9 @@ describe('fix press notice on the check run', () => {
   });
 });
 
-/** Minute past 09:00 of the next pull request event, so that each is newer than the last. */
-let eventMinute = 10;
-
-/** Delivers a signed `pull_request` event of the fake's pull request at `run`'s head commit. */
-async function deliverPullRequestEvent(
-  run: { headSha: string },
-  change: (payload: Record<string, any>) => void,
-) {
-  const payload = fakePullRequestEvent(setup, 'opened');
-  payload.pull_request.head.sha = run.headSha;
-  payload.pull_request.updated_at = `2024-06-01T09:${String(eventMinute++).padStart(2, '0')}:00Z`;
-  change(payload);
-  const response = await postSignedWebhook(app, {
-    secret,
-    event: 'pull_request',
-    deliveryId: `fix-press-notice-${delivery++}`,
-    payload,
-  });
-  expect(response.status).toBe(202);
-}
-
 /** Pushes a new commit to the pull request, which supersedes `run`. */
 async function pushNewCommit(run: { headSha: string }) {
-  await deliverPullRequestEvent(run, (payload) => {
+  await webhooks.pullRequestEvent(run.headSha, (payload) => {
     payload.action = 'synchronize';
     payload.pull_request.head.sha = randomBytes(20).toString('hex');
   });
@@ -713,7 +632,7 @@ async function pushNewCommit(run: { headSha: string }) {
 
 /** Retargets the pull request from main to develop, which queues `run` again. */
 async function changeBaseBranch(run: { headSha: string }) {
-  await deliverPullRequestEvent(run, (payload) => {
+  await webhooks.pullRequestEvent(run.headSha, (payload) => {
     payload.action = 'edited';
     payload.changes = { base: { ref: { from: 'main' }, sha: { from: setup.git.baseSha } } };
     payload.pull_request.base.ref = 'develop';
@@ -722,7 +641,7 @@ async function changeBaseBranch(run: { headSha: string }) {
 
 /** Closes the pull request, which marks all of its runs closed. */
 async function closePullRequest(run: { headSha: string }) {
-  await deliverPullRequestEvent(run, (payload) => {
+  await webhooks.pullRequestEvent(run.headSha, (payload) => {
     payload.action = 'closed';
     payload.pull_request.state = 'closed';
     payload.pull_request.closed_at = payload.pull_request.updated_at;
@@ -746,13 +665,7 @@ async function completionOf(jobId: string) {
 
 /** Delivers the `suspend` event of the installation, which cancels its unfinished work. */
 async function suspendInstallation() {
-  const response = await postSignedWebhook(app, {
-    secret,
-    event: 'installation',
-    deliveryId: `fix-press-notice-${delivery++}`,
-    payload: examplePayload('installation', 'suspend', setup.installationId),
-  });
-  expect(response.status).toBe(202);
+  await webhooks.installationEvent('suspend');
 }
 
 /** Clears the installation's suspension, so that later tests can press again. */

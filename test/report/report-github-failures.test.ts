@@ -5,7 +5,6 @@ import { RequestError } from '@octokit/request-error';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
-import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import { issueCommentRoutes } from '../../src/demo/fakes/github/issue-comments.ts';
@@ -18,9 +17,8 @@ import {
 } from '../../src/report/report-run.ts';
 import {
   createGitHubTestContext,
-  insertFindings,
   insertInstallation,
-  insertRun,
+  insertWarnedRun,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 import { failAfterWork } from '../helpers/lost-response.ts';
@@ -34,25 +32,7 @@ function routeOf(routes: Route<FakeState>[], method: string, pattern: string): R
   return routes.find((route) => route.method === method && route.pattern === pattern)!;
 }
 
-async function completedRun(findingLines: number) {
-  const note = `notes/${Date.now()}-${Math.random()}.txt`;
-  const headSha = await commitOnBranch(setup.git.dir, headBranch, { [note]: 'x\n' });
-  const run = await insertRun(setup.context, {
-    installationId: setup.installationId,
-    headSha,
-    baseSha: setup.git.baseSha,
-  });
-  await insertFindings(
-    setup.context,
-    run.id,
-    Array.from({ length: findingLines }, (_, index) => ({
-      path: 'src/app.ts',
-      line: index + 1,
-      severity: 'warning' as const,
-    })),
-  );
-  return run;
-}
+const completedRun = (findingLines: number) => insertWarnedRun(setup, findingLines);
 
 /** Runs the report the way the job does: attempts until one succeeds, at most `attempts`. */
 async function reportWithRetries(runId: string, attempts = 3) {
