@@ -18,7 +18,7 @@ export const recoverJobsQueue = 'recover-jobs';
 /** Every minute, the finest step of pg-boss's cron. */
 export const recoverJobsCron = '* * * * *';
 
-/** Queues whose jobs leave a run or preview to clean up after a last attempt or a stop. */
+/** Queues of the jobs that work on runs and previews, which `cleanUpAfter` looks at. */
 const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue, applyQueue];
 
 /**
