@@ -22,7 +22,9 @@ export const checkQueuePolicy: PgBoss.QueuePolicy = 'short';
 /**
  * Returns the id of a job of `queue` with singleton key `key`, other than `jobId`, that is
  * active now, or null. A check that gets an id must not read GitHub: two checks of one key
- * could otherwise write their reads in the reverse order.
+ * could otherwise write their reads in the reverse order. pg-boss's fetch commits a job's
+ * `active` state before its handler calls this. So when several workers run two checks of one
+ * key at once, the check that calls this later finds the other, and at most one reads GitHub.
  */
 export async function findRunningCheck(
   db: Database,

@@ -5,6 +5,8 @@ import type { Database, Transaction } from '../db/client.ts';
 import { releaseAttemptReservations } from '../usage/allowance.ts';
 import { analyzeQueue } from './analyze.ts';
 import { applyQueue } from './apply.ts';
+import { confirmInstallationQueue } from './confirm-installation.ts';
+import { confirmPullRequestQueue } from './confirm-pull-request-queue.ts';
 import { fixPressNoticeQueue } from './fix-press-notice.ts';
 import { transactionDb } from './boss.ts';
 import { jobLockKeys } from './job-liveness.ts';
@@ -16,7 +18,15 @@ export const recoverJobsQueue = 'recover-jobs';
 /** Every minute, the finest step of pg-boss's cron. */
 export const recoverJobsCron = '* * * * *';
 
+/** Queues of the jobs that work on runs and previews, which `cleanUpAfter` looks at. */
 const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue, applyQueue];
+
+/**
+ * Queues whose dead jobs `recoverDeadJobs` fails. A dead check leaves nothing to clean up, but
+ * while it is `active` every later check of its key defers to it (see `findRunningCheck`).
+ * Failing it sets it to `retry`, so the next check of the key reads GitHub.
+ */
+const recoveredQueues = [...workQueues, confirmInstallationQueue, confirmPullRequestQueue];
 
 /** The message stored on a job, run or preview whose worker died. */
 export const deadWorkerMessage =
@@ -188,7 +198,7 @@ async function unheldActiveJobs(db: Database | Transaction, minimumAgeSeconds: n
   const active = await db.execute<ActiveJob>(sql`
     SELECT id, name, retry_count, retry_limit, data, started_on FROM pgboss.job
     WHERE state = 'active'
-      AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
+      AND name IN (${sql.join(recoveredQueues.map((name) => sql`${name}`), sql`, `)})
       AND started_on < now() - make_interval(secs => ${minimumAgeSeconds})
   `);
   const unheld: ActiveJob[] = [];

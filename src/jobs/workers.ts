@@ -73,6 +73,17 @@ export async function createQueues(boss: PgBoss, config?: Config, logger?: Logge
   }
 }
 
+/**
+ * Workers of each check queue in a process. A check can wait minutes for GitHub: 30 s for each
+ * request without data and its 3 retries, or up to 60 s twice in a rate limit wait. While up
+ * to 3 checks wait, the fourth worker still runs the checks of other keys, and the handlers
+ * keep one check per key reading GitHub (see `findRunningCheck`). Each idle worker polls its
+ * queue once a second.
+ * NOTE: 4 is a judgment, not a measurement. When more keys' checks wait at once, the other
+ * keys' checks wait for a free worker.
+ */
+const checkWorkersPerQueue = 4;
+
 /** Maximum wait at close, in milliseconds, for the handlers still running to end. */
 const handlerEndWaitMs = 5_000;
 
@@ -152,12 +163,15 @@ export async function startWorkers(
   await boss.work<ApplyJobData>(applyQueue, polling, async ([job]) => {
     if (job) await runJob(job, () => handleApplyJob(context, job));
   });
-  await boss.work<ConfirmInstallationJobData>(confirmInstallationQueue, polling, async ([job]) => {
-    if (job) await runJob(job, () => handleConfirmInstallationJob(context, job));
-  });
-  await boss.work<ConfirmPullRequestJobData>(confirmPullRequestQueue, polling, async ([job]) => {
-    if (job) await runJob(job, () => handleConfirmPullRequestJob(context, job));
-  });
+  // pg-boss 10 runs one handler at a time per work() call, so each call adds one concurrent job.
+  for (let worker = 0; worker < checkWorkersPerQueue; worker++) {
+    await boss.work<ConfirmInstallationJobData>(confirmInstallationQueue, polling, async ([job]) => {
+      if (job) await runJob(job, () => handleConfirmInstallationJob(context, job));
+    });
+    await boss.work<ConfirmPullRequestJobData>(confirmPullRequestQueue, polling, async ([job]) => {
+      if (job) await runJob(job, () => handleConfirmPullRequestJob(context, job));
+    });
+  }
   // Two preview workers, so one long preview does not hold up the next.
   for (let worker = 0; worker < 2; worker++) {
     await boss.work<PreviewJobData>(previewQueue, polling, async ([job]) => {

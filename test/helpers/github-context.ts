@@ -90,6 +90,19 @@ export async function createGitHubTestContext(options: {
   };
 }
 
+/** Adds pull request `number` of `owner/repo` to the fake, with the branches of pull request `prNumber`. */
+export function addSecondPullRequest(setup: GitHubTestContext, number: number) {
+  setup.fake.addPullRequest({
+    owner,
+    repo,
+    number,
+    baseSha: setup.git.baseSha,
+    headSha: setup.git.headSha,
+    headRef: headBranch,
+    title: 'Change more widgets',
+  });
+}
+
 /** Inserts a user and returns its id and a personal access token for the API. */
 export async function insertUser(
   context: TestContext,

@@ -19,15 +19,14 @@ import {
   queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
-import { headBranch } from '../../src/demo/git-repository.ts';
 import { createQueues } from '../../src/jobs/workers.ts';
 import { logsOf } from '../helpers/context.ts';
 import {
+  addSecondPullRequest,
   createGitHubTestContext,
   insertInstallation,
   owner,
   prNumber,
-  repo,
   repository,
   repositoryId,
   type GitHubTestContext,
@@ -267,15 +266,7 @@ describe('installation checks of two installations', () => {
 
 describe('pull request checks of two pull requests', () => {
   beforeEach(() => {
-    setup.fake.addPullRequest({
-      owner,
-      repo,
-      number: otherPrNumber,
-      baseSha: setup.git.baseSha,
-      headSha: setup.git.headSha,
-      headRef: headBranch,
-      title: 'Change more widgets',
-    });
+    addSecondPullRequest(setup, otherPrNumber);
   });
 
   async function queueCheck(number: number): Promise<string | null> {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,11 +12,20 @@ import {
   users,
 } from '../../src/db/schema/index.ts';
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import {
+  confirmInstallationQueue,
+  queueInstallationConfirmation,
+} from '../../src/jobs/confirm-installation.ts';
+import { findRunningCheck } from '../../src/jobs/keyed-checks.ts';
 import { jobLockKeys, JobLiveness } from '../../src/jobs/job-liveness.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { startWorkers } from '../../src/jobs/workers.ts';
 import { StartupError } from '../../src/errors/startup-error.ts';
-import { failTimedOutWork, recoverDeadJobs } from '../../src/jobs/recover-jobs.ts';
+import {
+  deadWorkerMessage,
+  failTimedOutWork,
+  recoverDeadJobs,
+} from '../../src/jobs/recover-jobs.ts';
 import { reserveTokens } from '../../src/usage/allowance.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
@@ -209,6 +218,43 @@ describe('recoverDeadJobs', () => {
     );
     expect(row!.state).toBe('retry');
     expect(row!.retry_count).toBe(0);
+  });
+});
+
+describe('recoverDeadJobs of a check', () => {
+  it('retries it and ends deferrals', async () => {
+    const key = '71';
+    const jobId = await context.db.transaction((tx) =>
+      queueInstallationConfirmation(tx, context.boss, 71),
+    );
+    await context.db.execute(sql`UPDATE pgboss.job SET start_after = now() WHERE id = ${jobId}`);
+    const [job] = await context.boss.fetch(confirmInstallationQueue);
+    expect(job?.id).toBe(jobId);
+    await context.db.execute(sql`
+      UPDATE pgboss.job SET started_on = now() - interval '120 seconds' WHERE id = ${jobId}
+    `);
+    // A later check of the key defers to the dead one while it is active.
+    const laterCheck = randomUUID();
+    expect(await findRunningCheck(context.db, confirmInstallationQueue, key, laterCheck)).toBe(jobId);
+
+    const outcome = await recoverDeadJobs(context, quick);
+
+    expect(outcome).toEqual({ retried: 1, failed: 0, releasedTokens: 0 });
+    const [row] = await context.db.execute<{ state: string; message: string; wait_seconds: number }>(sql`
+      SELECT state, output->>'message' AS message,
+        extract(epoch FROM start_after - now())::float AS wait_seconds
+      FROM pgboss.job WHERE id = ${jobId}
+    `);
+    expect(row!.state).toBe('retry');
+    expect(row!.message).toBe(`Failed: ${deadWorkerMessage}.`);
+    // pg-boss's backoff for the first retry with retryDelay 15: 15 to 30 s.
+    expect(row!.wait_seconds).toBeGreaterThan(10);
+    expect(row!.wait_seconds).toBeLessThanOrEqual(30);
+    expect(await findRunningCheck(context.db, confirmInstallationQueue, key, laterCheck)).toBeNull();
+    expect(
+      context.logs.filter((line) => line.event === 'jobs.dead_worker' && line.jobId === jobId),
+    ).toMatchObject([{ queue: confirmInstallationQueue, attempt: 0, lastAttempt: false }]);
+    await context.boss.cancel(confirmInstallationQueue, jobId!);
   });
 });
 
