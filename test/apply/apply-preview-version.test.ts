@@ -106,7 +106,7 @@ async function previewPageVersion(id: string): Promise<string> {
 }
 
 /** Posts the Apply form of the preview page, as a browser without JavaScript does. */
-function postApplyForm(id: string, fields: Record<string, string>) {
+function postApplyForm(id: string, fields: Record<string, string | string[]>) {
   return applyContext.app.request(`/patch-requests/${id}/apply`, {
     method: 'POST',
     headers: { cookie: session.cookie, 'content-type': 'application/x-www-form-urlencoded' },
@@ -345,6 +345,69 @@ describe('apply with a preview version', () => {
     );
     expect(setup.fake.requests.length).toBe(since);
     expect((await storedPatchRequest(setup, request.id)).appliedAt).toBeNull();
+  });
+});
+
+describe('Apply form with a broken version field', () => {
+  /** Checks that nothing was claimed or written since `since`. */
+  async function expectNothingApplied(id: string, since: number) {
+    expect(setup.fake.requests.length).toBe(since);
+    const stored = await storedPatchRequest(setup, id);
+    expect(stored.applyStartedAt).toBeNull();
+    expect(stored.appliedAt).toBeNull();
+  }
+
+  it('rejects a version sent as a file', async () => {
+    const { request } = await newPreview();
+    const version = await previewPageVersion(request.id);
+    const since = setup.fake.requests.length;
+    // As `curl -F previewVersion=@file` sends it: a multipart part with a file name.
+    const form = new FormData();
+    form.append('_csrf', session.csrfToken);
+    form.append('previewVersion', new File([version], 'version.txt', { type: 'text/plain' }));
+
+    const response = await applyContext.app.request(`/patch-requests/${request.id}/apply`, {
+      method: 'POST',
+      headers: { cookie: session.cookie },
+      body: form,
+    });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      'Invalid previewVersion: the form sent it as a file upload, but expected a text field; ' +
+        'reload the preview and press Apply again.',
+    );
+    await expectNothingApplied(request.id, since);
+  });
+
+  it('rejects a repeated version', async () => {
+    const { request } = await newPreview();
+    const version = await previewPageVersion(request.id);
+    const since = setup.fake.requests.length;
+
+    const response = await postApplyForm(request.id, { previewVersion: [version, version] });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      'Invalid previewVersion: the form sent it 2 times, but expected it once; reload the ' +
+        'preview and press Apply again.',
+    );
+    await expectNothingApplied(request.id, since);
+  });
+
+  it('rejects a changed preview behind a repeated version', async () => {
+    // parseBody keeps the last of repeated fields, which would hide the stale version.
+    const preview = await newPreview();
+    const stale = await previewPageVersion(preview.request.id);
+    await storeLateResult(setup.context.db, preview);
+    const fresh = await previewPageVersion(preview.request.id);
+    expect(fresh).not.toBe(stale);
+    const since = setup.fake.requests.length;
+
+    const response = await postApplyForm(preview.request.id, { previewVersion: [stale, fresh] });
+
+    expect(response.status).toBe(400);
+    await expectNothingApplied(preview.request.id, since);
   });
 });
 

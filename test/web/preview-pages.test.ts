@@ -179,6 +179,30 @@ describe('run page', () => {
     expect(isChecked(html, run.findings[1]!.id)).toBe(false);
   });
 
+  it('rejects a finding id sent as a file', async () => {
+    const countRequests = async () =>
+      (await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.run.id))).length;
+    const before = await countRequests();
+    // A text id and a file part: dropping the part would preview only the text id's finding.
+    const form = new FormData();
+    form.append('_csrf', user.csrfToken);
+    form.append('findingIds', run.findings[2]!.id);
+    form.append('findingIds', new File([run.findings[0]!.id], 'ids.txt', { type: 'text/plain' }));
+
+    const response = await app.request(`/runs/${run.run.id}/patch-requests`, {
+      method: 'POST',
+      headers: { cookie: user.cookie },
+      body: form,
+    });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      'Invalid findingIds: the form sent it as a file upload, but expected a text field; ' +
+        'reload the run page and press &quot;Preview fix&quot; again.',
+    );
+    expect(await countRequests()).toBe(before);
+  });
+
   it('names several findings of another run', async () => {
     const other = await createRunWithFindings(context.db, {
       userId: user.userId,
