@@ -333,6 +333,72 @@ describe('apply with a preview version', () => {
     expect(stored.appliedAt).toBeNull();
   });
 
+  it('rejects a file named twice', async () => {
+    const { request, app } = await newPreview();
+    const version = await versionFromApi(request.id);
+    const otherEntry = `${app.id}:1:${'0'.repeat(16)}`;
+
+    for (const sent of [`${version},${version}`, `${version},${otherEntry}`]) {
+      const since = setup.fake.requests.length;
+
+      const response = await requestApply(applyContext, request.id, { previewVersion: sent });
+
+      expect(response.status, sent).toBe(400);
+      const body = (await response.json()) as ErrorBody & { error: { fields: string[] } };
+      expect(body.error.message).toMatch(/^Invalid previewVersion "/);
+      expect(body.error.message).toContain(`: expected ${versionForm}, not 2 entries for file ${app.id}.`);
+      expect(body.error.fields).toEqual(['previewVersion']);
+      expect(setup.fake.requests.length).toBe(since);
+    }
+    expect((await storedPatchRequest(setup, request.id)).appliedAt).toBeNull();
+  });
+
+  it('rejects a file of another preview', async () => {
+    const { request } = await newPreview();
+    const other = await newPreview();
+    const since = setup.fake.requests.length;
+
+    const response = await requestApply(applyContext, request.id, {
+      previewVersion: await versionFromApi(other.request.id),
+    });
+
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as ErrorBody & {
+      error: { fields: string[]; unknownFileIds: string[] };
+    };
+    expect(body.error.message).toBe(
+      `Invalid previewVersion: file ${other.app.id} is not part of patch request ${request.id}. ` +
+        `Send the previewVersion that GET /api/patch-requests/${request.id} returns.`,
+    );
+    expect(body.error.fields).toEqual(['previewVersion']);
+    expect(body.error.unknownFileIds).toEqual([other.app.id]);
+    expect(setup.fake.requests.length).toBe(since);
+    const stored = await storedPatchRequest(setup, request.id);
+    expect(stored.applyStartedAt).toBeNull();
+    expect(stored.appliedAt).toBeNull();
+  });
+
+  it('rejects an entry for a file not ready', async () => {
+    const { request, lib } = await newPreview();
+    const version = await versionFromApi(request.id);
+    const since = setup.fake.requests.length;
+
+    // lib.txt failed, so no version of the preview names it.
+    const response = await requestApply(applyContext, request.id, {
+      previewVersion: `${version},${lib.id}:0:${'0'.repeat(16)}`,
+    });
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as ErrorBody;
+    expect(body.error.message).toBe(
+      'The preview changed since you opened it (lib.txt is not ready); reload it and review it ' +
+        'again before you apply.',
+    );
+    expect(body.error.changedFiles).toEqual([{ id: lib.id, path: 'lib.txt', change: 'removed' }]);
+    expect(setup.fake.requests.length).toBe(since);
+    expect((await storedPatchRequest(setup, request.id)).applyStartedAt).toBeNull();
+  });
+
   it('rejects an empty form version', async () => {
     const { request } = await newPreview();
     const since = setup.fake.requests.length;

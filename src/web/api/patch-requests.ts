@@ -29,6 +29,7 @@ import {
   notFound,
 } from '../errors.ts';
 import { diffStats } from '../diff/diff-stats.ts';
+import { listShort } from '../../text/plural.ts';
 import { parseInput } from '../validation.ts';
 import { installationJson } from './installation-json.ts';
 
@@ -46,12 +47,6 @@ const createBody = z.object({
     .describe('an array of finding ids from GET /api/runs/:runId'),
 });
 const createExample = '{"findingIds": ["…"]}';
-
-/** Joins ids for a message, naming the first five and counting the rest. */
-function listShort(ids: string[]): string {
-  if (ids.length <= 5) return ids.join(', ');
-  return `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more`;
-}
 
 /** Builds the 409 for a new patch request on a run that is not completed. */
 function runNotCompleted(runId: string, status: RunStatus): AppError {
