@@ -1,4 +1,5 @@
 import { and, asc, eq } from 'drizzle-orm';
+import { previewVersion, type PreviewVersion, type VersionedFile } from '../apply/preview-version.ts';
 import type { Database } from '../db/client.ts';
 import {
   installations,
@@ -40,6 +41,18 @@ export function shownFileStatus(
 ): ShownFileStatus {
   if (requestStatus === 'cancelled' && fileStatus !== 'failed') return 'cancelled';
   return fileStatus;
+}
+
+/**
+ * Builds the preview version that the API and the Apply form show, from the files whose shown
+ * status is `ready`. A cancelled preview gets the empty string, because Apply rejects it, even
+ * when a model call stored one of its files ready before or after the cancel.
+ */
+export function shownPreviewVersion(
+  requestStatus: PatchRequestStatus,
+  files: readonly (VersionedFile & { status: PatchFileStatus })[],
+): PreviewVersion {
+  return previewVersion(files.filter((file) => shownFileStatus(requestStatus, file.status) === 'ready'));
 }
 
 /** A preview's token total, split into the tokens of its files' results and the rest. */

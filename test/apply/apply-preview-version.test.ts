@@ -302,6 +302,29 @@ describe('apply with a preview version', () => {
     expect(body.files).toEqual(['app.txt', 'lib.txt']);
   });
 
+  it('gives a cancelled preview no version', async () => {
+    const { request } = await newPreview();
+    const before = await versionFromApi(request.id);
+    expect(before).not.toBe('');
+
+    // app.txt stays ready in storage, as when a model call stored it before the cancel.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: 'Cancelled: the pull request has a newer commit.' })
+      .where(eq(patchRequests.id, request.id));
+
+    expect(await versionFromApi(request.id)).toBe('');
+    expect(await previewPageVersion(request.id)).toBe('');
+    const since = setup.fake.requests.length;
+    const response = await requestApply(applyContext, request.id, { previewVersion: before });
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as ErrorBody;
+    expect(body.error.message).toBe(
+      `Patch request ${request.id} was cancelled, so it has no file to apply; request a new preview.`,
+    );
+    expect(setup.fake.requests.length).toBe(since);
+  });
+
   it('rejects a malformed version', async () => {
     const { request } = await newPreview();
     const since = setup.fake.requests.length;

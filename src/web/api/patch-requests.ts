@@ -7,11 +7,12 @@ import {
 } from '../../autofix/create-patch-request.ts';
 import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
-import { previewVersion, resultGeneration } from '../../apply/preview-version.ts';
+import { resultGeneration } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
   shownFileStatus,
+  shownPreviewVersion,
   splitPreviewTokens,
 } from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
@@ -198,7 +199,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         : null,
       installation: installationJson(run.installationId, installation),
       // Sent back with an apply, which then writes only these files as they are here.
-      previewVersion: previewVersion(files),
+      previewVersion: shownPreviewVersion(request.status, files),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {
