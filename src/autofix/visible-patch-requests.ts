@@ -1,5 +1,10 @@
 import { and, asc, eq } from 'drizzle-orm';
-import { previewVersion, type PreviewVersion, type VersionedFile } from '../apply/preview-version.ts';
+import {
+  previewVersion,
+  resultGeneration,
+  type PreviewVersion,
+  type VersionedFile,
+} from '../apply/preview-version.ts';
 import type { Database } from '../db/client.ts';
 import {
   installations,
@@ -41,6 +46,19 @@ export function shownFileStatus(
 ): ShownFileStatus {
   if (requestStatus === 'cancelled' && fileStatus !== 'failed') return 'cancelled';
   return fileStatus;
+}
+
+/**
+ * Returns the generation of the result that the API and the preview page show for the file
+ * (its diff, or its error when it failed), or null while the file is pending or running. A
+ * regeneration clears the diff and sets the earlier result apart until it ends, and neither
+ * shows that result meanwhile.
+ */
+export function shownResultGeneration(
+  file: Pick<VersionedFile, 'generation' | 'restoredGeneration'> & { status: PatchFileStatus },
+): number | null {
+  if (file.status === 'pending' || file.status === 'running') return null;
+  return resultGeneration(file);
 }
 
 /**

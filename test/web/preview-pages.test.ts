@@ -439,7 +439,9 @@ describe('preview page', () => {
         headers: { cookie: user.cookie },
       });
       expect(response.status).toBe(200);
-      const body = (await response.json()) as { files: { path: string; status: string; diff: string | null }[] };
+      const body = (await response.json()) as {
+        files: { path: string; status: string; diff: string | null; resultGeneration: number | null }[];
+      };
       return body.files;
     };
     const before = await readFiles();
@@ -454,6 +456,9 @@ describe('preview page', () => {
 
     expect(before.map((file) => file.status)).toEqual(['ready', 'pending', 'failed']);
     expect(after.map((file) => file.status)).toEqual(['cancelled', 'cancelled', 'failed']);
+    // src/b.ts never got a result, so no generation produced what it shows.
+    expect(before.map((file) => file.resultGeneration)).toEqual([0, null, 0]);
+    expect(after.map((file) => file.resultGeneration)).toEqual([0, null, 0]);
     expect(after[0]!.diff).toBe(diff);
     const sections = html.split('<section class="patch-file card"').slice(1);
     expect(sections).toHaveLength(3);

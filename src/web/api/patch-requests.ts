@@ -7,12 +7,12 @@ import {
 } from '../../autofix/create-patch-request.ts';
 import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
-import { resultGeneration } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
   shownFileStatus,
   shownPreviewVersion,
+  shownResultGeneration,
   splitPreviewTokens,
 } from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
@@ -205,7 +205,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         return {
           id: file.id,
           generation: file.generation,
-          resultGeneration: resultGeneration(file),
+          resultGeneration: shownResultGeneration(file),
           path: file.path,
           status: shownFileStatus(request.status, file.status),
           diff: file.diff,
