@@ -12,6 +12,7 @@ import { parseGitHubResponse } from '../github/github-response.ts';
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
+import { listShort, pickForm } from '../text/plural.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
@@ -33,7 +34,13 @@ import {
   forkRejection,
   pullRequestStateSchema,
 } from './pull-request-check.ts';
-import { describePreviewChanges, findPreviewChanges, isApplicableFile, type PreviewVersion } from './preview-version.ts';
+import {
+  describePreviewChanges,
+  findPreviewChanges,
+  findUnknownFileIds,
+  isApplicableFile,
+  type PreviewVersion,
+} from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
 import { hasUnrecordedApply } from './superseded-run.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
@@ -78,6 +85,32 @@ async function readyFilesOf(context: AppContext, patchRequestId: string) {
     .where(and(eq(patchFiles.patchRequestId, patchRequestId), eq(patchFiles.status, 'ready')))
     .orderBy(asc(patchFiles.path));
   return files.filter(isApplicableFile);
+}
+
+/**
+ * Throws ApplyRejectedError with 400 when the version `seen` names a file that patch request
+ * `patchRequestId` does not have. Its files are never deleted, so no version that
+ * `GET /api/patch-requests/:id` returned for it names such a file, and the client sent the
+ * version of another preview or a made-up one.
+ */
+async function rejectUnknownVersionFiles(
+  db: Database,
+  patchRequestId: string,
+  seen: PreviewVersion,
+): Promise<void> {
+  const files = await db
+    .select({ id: patchFiles.id })
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, patchRequestId));
+  const unknown = findUnknownFileIds(seen, files);
+  if (unknown.length === 0) return;
+  throw new ApplyRejectedError(
+    'bad_request',
+    `Invalid previewVersion: ${pickForm(unknown.length, 'file', 'files')} ${listShort(unknown)} ` +
+      `${pickForm(unknown.length, 'is', 'are')} not part of patch request ${patchRequestId}. Send ` +
+      `the previewVersion that GET /api/patch-requests/${patchRequestId} returns.`,
+    { fields: ['previewVersion'], unknownFileIds: unknown },
+  );
 }
 
 /**
@@ -274,6 +307,10 @@ export async function applyPatchRequest(
     with: { run: true },
   });
   if (!request) return null;
+  // Checked first, like a malformed version, because no state of the preview makes it valid.
+  if (input.previewVersion !== undefined) {
+    await rejectUnknownVersionFiles(context.db, request.id, input.previewVersion);
+  }
   let files = await readyFilesOf(context, request.id);
   let paths = files.map((file) => file.path);
 

@@ -31,7 +31,7 @@ export interface PreviewFileChange {
   path: string | null;
   /**
    * `changed`: the file is ready with another generation or diff. `added`: the file is ready
-   * now and was not then. `removed`: the file was ready then and is not now.
+   * now and was not then. `removed`: the version names the file, which is not ready now.
    */
   change: 'changed' | 'added' | 'removed';
 }
@@ -41,19 +41,39 @@ const entryPattern = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 /** Maximum length of a version that the API accepts, enough for about 15,000 files. */
 const maxVersionLength = 1_000_000;
 
+// describeIssue in src/web/validation.ts puts this after "expected", so it is a noun phrase.
+const versionForm =
+  'one FILE_ID:GENERATION:DIFF_HASH entry per ready file, joined by commas, as GET ' +
+  '/api/patch-requests/:id returns them';
+
+/** Returns the id of the file of a version entry, the part before its first colon. */
+function entryFileId(entry: string): string {
+  return entry.slice(0, entry.indexOf(':'));
+}
+
 /**
- * Schema of a `previewVersion` field: entries as `previewVersion` builds them. The empty version
- * of a preview without a ready file is rejected too. Such a preview has nothing to apply, and an
- * empty field from a client that lost the value would otherwise get 409 for changed files.
+ * Schema of a `previewVersion` field: entries as `previewVersion` builds them, each file once.
+ * The empty version of a preview without a ready file is rejected too. Such a preview has
+ * nothing to apply, and an empty field from a client that lost the value would otherwise get
+ * 409 for changed files. A file named twice is rejected even with equal entries, because no
+ * preview has that version, and comparing only one of its entries would accept the other.
  */
 export const previewVersionSchema = z
   .string()
   .max(maxVersionLength)
-  .refine((value) => value.split(',').every((entry) => entryPattern.test(entry)), {
-    // describeIssue in src/web/validation.ts puts this after "expected", so it is a noun phrase.
-    message:
-      'one FILE_ID:GENERATION:DIFF_HASH entry per ready file, joined by commas, as GET ' +
-      '/api/patch-requests/:id returns them',
+  .superRefine((value, context) => {
+    const entries = value.split(',');
+    if (!entries.every((entry) => entryPattern.test(entry))) {
+      context.addIssue({ code: 'custom', message: versionForm });
+      return;
+    }
+    const counts = new Map<string, number>();
+    for (const entry of entries) counts.set(entryFileId(entry), (counts.get(entryFileId(entry)) ?? 0) + 1);
+    const repeated = [...counts].find(([, count]) => count > 1);
+    if (repeated) {
+      const [id, count] = repeated;
+      context.addIssue({ code: 'custom', message: `${versionForm}, not ${count} entries for file ${id}` });
+    }
   })
   .describe('the previewVersion that GET /api/patch-requests/:id returns');
 
@@ -89,14 +109,18 @@ export function previewVersion(files: readonly VersionedFile[]): PreviewVersion 
     .join(',');
 }
 
+/** Returns the file ids that the version `seen` names and `files` lacks, in the order of `seen`. */
+export function findUnknownFileIds(seen: PreviewVersion, files: readonly Pick<VersionedFile, 'id'>[]): string[] {
+  const known = new Set(files.map((file) => file.id));
+  return (seen === '' ? [] : seen.split(',')).map(entryFileId).filter((id) => !known.has(id));
+}
+
 /**
  * Compares the version `seen` with the preview's files now, ready or not, and returns the files
  * that differ, by path. An empty list means that Apply writes what the user saw.
  */
 export function findPreviewChanges(seen: PreviewVersion, files: readonly VersionedFile[]): PreviewFileChange[] {
-  const seenEntries = new Map(
-    (seen === '' ? [] : seen.split(',')).map((entry) => [entry.slice(0, entry.indexOf(':')), entry]),
-  );
+  const seenEntries = new Map((seen === '' ? [] : seen.split(',')).map((entry) => [entryFileId(entry), entry]));
   const currentEntries = new Map(files.filter(isApplicableFile).map((file) => [file.id, fileEntry(file)]));
   const pathOf = new Map(files.map((file) => [file.id, file.path]));
   const changes: PreviewFileChange[] = [];
@@ -114,7 +138,7 @@ export function findPreviewChanges(seen: PreviewVersion, files: readonly Version
 const changeWords: Record<PreviewFileChange['change'], string> = {
   changed: 'changed',
   added: 'became ready',
-  removed: 'is no longer ready',
+  removed: 'is not ready',
 };
 
 /** Builds the message of an apply rejected because the preview changed, naming each file. */

@@ -1,4 +1,10 @@
 import { and, asc, eq } from 'drizzle-orm';
+import {
+  previewVersion,
+  resultGeneration,
+  type PreviewVersion,
+  type VersionedFile,
+} from '../apply/preview-version.ts';
 import type { Database } from '../db/client.ts';
 import {
   installations,
@@ -40,6 +46,31 @@ export function shownFileStatus(
 ): ShownFileStatus {
   if (requestStatus === 'cancelled' && fileStatus !== 'failed') return 'cancelled';
   return fileStatus;
+}
+
+/**
+ * Returns the generation of the result that the API and the preview page show for the file
+ * (its diff, or its error when it failed), or null while the file is pending or running. A
+ * regeneration clears the diff and sets the earlier result apart until it ends, and neither
+ * shows that result meanwhile.
+ */
+export function shownResultGeneration(
+  file: Pick<VersionedFile, 'generation' | 'restoredGeneration'> & { status: PatchFileStatus },
+): number | null {
+  if (file.status === 'pending' || file.status === 'running') return null;
+  return resultGeneration(file);
+}
+
+/**
+ * Builds the preview version that the API and the Apply form show, from the files whose shown
+ * status is `ready`. A cancelled preview gets the empty string, because Apply rejects it, even
+ * when a model call stored one of its files ready before or after the cancel.
+ */
+export function shownPreviewVersion(
+  requestStatus: PatchRequestStatus,
+  files: readonly (VersionedFile & { status: PatchFileStatus })[],
+): PreviewVersion {
+  return previewVersion(files.filter((file) => shownFileStatus(requestStatus, file.status) === 'ready'));
 }
 
 /** A preview's token total, split into the tokens of its files' results and the rest. */

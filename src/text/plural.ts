@@ -22,3 +22,9 @@ function joinWithConjunction(items: readonly string[], conjunction: string): str
   if (items.length <= 1) return items.join('');
   return `${items.slice(0, -1).join(', ')} ${conjunction} ${items.at(-1)}`;
 }
+
+/** Joins ids for a message, naming the first five and counting the rest. */
+export function listShort(ids: string[]): string {
+  if (ids.length <= 5) return ids.join(', ');
+  return `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more`;
+}

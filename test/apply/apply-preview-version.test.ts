@@ -106,7 +106,7 @@ async function previewPageVersion(id: string): Promise<string> {
 }
 
 /** Posts the Apply form of the preview page, as a browser without JavaScript does. */
-function postApplyForm(id: string, fields: Record<string, string>) {
+function postApplyForm(id: string, fields: Record<string, string | string[]>) {
   return applyContext.app.request(`/patch-requests/${id}/apply`, {
     method: 'POST',
     headers: { cookie: session.cookie, 'content-type': 'application/x-www-form-urlencoded' },
@@ -302,6 +302,29 @@ describe('apply with a preview version', () => {
     expect(body.files).toEqual(['app.txt', 'lib.txt']);
   });
 
+  it('gives a cancelled preview no version', async () => {
+    const { request } = await newPreview();
+    const before = await versionFromApi(request.id);
+    expect(before).not.toBe('');
+
+    // app.txt stays ready in storage, as when a model call stored it before the cancel.
+    await setup.context.db
+      .update(patchRequests)
+      .set({ status: 'cancelled', error: 'Cancelled: the pull request has a newer commit.' })
+      .where(eq(patchRequests.id, request.id));
+
+    expect(await versionFromApi(request.id)).toBe('');
+    expect(await previewPageVersion(request.id)).toBe('');
+    const since = setup.fake.requests.length;
+    const response = await requestApply(applyContext, request.id, { previewVersion: before });
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as ErrorBody;
+    expect(body.error.message).toBe(
+      `Patch request ${request.id} was cancelled, so it has no file to apply; request a new preview.`,
+    );
+    expect(setup.fake.requests.length).toBe(since);
+  });
+
   it('rejects a malformed version', async () => {
     const { request } = await newPreview();
     const since = setup.fake.requests.length;
@@ -333,6 +356,72 @@ describe('apply with a preview version', () => {
     expect(stored.appliedAt).toBeNull();
   });
 
+  it('rejects a file named twice', async () => {
+    const { request, app } = await newPreview();
+    const version = await versionFromApi(request.id);
+    const otherEntry = `${app.id}:1:${'0'.repeat(16)}`;
+
+    for (const sent of [`${version},${version}`, `${version},${otherEntry}`]) {
+      const since = setup.fake.requests.length;
+
+      const response = await requestApply(applyContext, request.id, { previewVersion: sent });
+
+      expect(response.status, sent).toBe(400);
+      const body = (await response.json()) as ErrorBody & { error: { fields: string[] } };
+      expect(body.error.message).toMatch(/^Invalid previewVersion "/);
+      expect(body.error.message).toContain(`: expected ${versionForm}, not 2 entries for file ${app.id}.`);
+      expect(body.error.fields).toEqual(['previewVersion']);
+      expect(setup.fake.requests.length).toBe(since);
+    }
+    expect((await storedPatchRequest(setup, request.id)).appliedAt).toBeNull();
+  });
+
+  it('rejects a file of another preview', async () => {
+    const { request } = await newPreview();
+    const other = await newPreview();
+    const since = setup.fake.requests.length;
+
+    const response = await requestApply(applyContext, request.id, {
+      previewVersion: await versionFromApi(other.request.id),
+    });
+
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as ErrorBody & {
+      error: { fields: string[]; unknownFileIds: string[] };
+    };
+    expect(body.error.message).toBe(
+      `Invalid previewVersion: file ${other.app.id} is not part of patch request ${request.id}. ` +
+        `Send the previewVersion that GET /api/patch-requests/${request.id} returns.`,
+    );
+    expect(body.error.fields).toEqual(['previewVersion']);
+    expect(body.error.unknownFileIds).toEqual([other.app.id]);
+    expect(setup.fake.requests.length).toBe(since);
+    const stored = await storedPatchRequest(setup, request.id);
+    expect(stored.applyStartedAt).toBeNull();
+    expect(stored.appliedAt).toBeNull();
+  });
+
+  it('rejects an entry for a file not ready', async () => {
+    const { request, lib } = await newPreview();
+    const version = await versionFromApi(request.id);
+    const since = setup.fake.requests.length;
+
+    // lib.txt failed, so no version of the preview names it.
+    const response = await requestApply(applyContext, request.id, {
+      previewVersion: `${version},${lib.id}:0:${'0'.repeat(16)}`,
+    });
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as ErrorBody;
+    expect(body.error.message).toBe(
+      'The preview changed since you opened it (lib.txt is not ready); reload it and review it ' +
+        'again before you apply.',
+    );
+    expect(body.error.changedFiles).toEqual([{ id: lib.id, path: 'lib.txt', change: 'removed' }]);
+    expect(setup.fake.requests.length).toBe(since);
+    expect((await storedPatchRequest(setup, request.id)).applyStartedAt).toBeNull();
+  });
+
   it('rejects an empty form version', async () => {
     const { request } = await newPreview();
     const since = setup.fake.requests.length;
@@ -345,6 +434,69 @@ describe('apply with a preview version', () => {
     );
     expect(setup.fake.requests.length).toBe(since);
     expect((await storedPatchRequest(setup, request.id)).appliedAt).toBeNull();
+  });
+});
+
+describe('Apply form with a broken version field', () => {
+  /** Checks that nothing was claimed or written since `since`. */
+  async function expectNothingApplied(id: string, since: number) {
+    expect(setup.fake.requests.length).toBe(since);
+    const stored = await storedPatchRequest(setup, id);
+    expect(stored.applyStartedAt).toBeNull();
+    expect(stored.appliedAt).toBeNull();
+  }
+
+  it('rejects a version sent as a file', async () => {
+    const { request } = await newPreview();
+    const version = await previewPageVersion(request.id);
+    const since = setup.fake.requests.length;
+    // As `curl -F previewVersion=@file` sends it: a multipart part with a file name.
+    const form = new FormData();
+    form.append('_csrf', session.csrfToken);
+    form.append('previewVersion', new File([version], 'version.txt', { type: 'text/plain' }));
+
+    const response = await applyContext.app.request(`/patch-requests/${request.id}/apply`, {
+      method: 'POST',
+      headers: { cookie: session.cookie },
+      body: form,
+    });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      'Invalid previewVersion: the form sent it as a file upload, but expected a text field; ' +
+        'reload the preview and press Apply again.',
+    );
+    await expectNothingApplied(request.id, since);
+  });
+
+  it('rejects a repeated version', async () => {
+    const { request } = await newPreview();
+    const version = await previewPageVersion(request.id);
+    const since = setup.fake.requests.length;
+
+    const response = await postApplyForm(request.id, { previewVersion: [version, version] });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      'Invalid previewVersion: the form sent it 2 times, but expected it once; reload the ' +
+        'preview and press Apply again.',
+    );
+    await expectNothingApplied(request.id, since);
+  });
+
+  it('rejects a changed preview behind a repeated version', async () => {
+    // parseBody keeps the last of repeated fields, which would hide the stale version.
+    const preview = await newPreview();
+    const stale = await previewPageVersion(preview.request.id);
+    await storeLateResult(setup.context.db, preview);
+    const fresh = await previewPageVersion(preview.request.id);
+    expect(fresh).not.toBe(stale);
+    const since = setup.fake.requests.length;
+
+    const response = await postApplyForm(preview.request.id, { previewVersion: [stale, fresh] });
+
+    expect(response.status).toBe(400);
+    await expectNothingApplied(preview.request.id, since);
   });
 });
 

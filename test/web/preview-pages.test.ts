@@ -179,6 +179,30 @@ describe('run page', () => {
     expect(isChecked(html, run.findings[1]!.id)).toBe(false);
   });
 
+  it('rejects a finding id sent as a file', async () => {
+    const countRequests = async () =>
+      (await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.run.id))).length;
+    const before = await countRequests();
+    // A text id and a file part: dropping the part would preview only the text id's finding.
+    const form = new FormData();
+    form.append('_csrf', user.csrfToken);
+    form.append('findingIds', run.findings[2]!.id);
+    form.append('findingIds', new File([run.findings[0]!.id], 'ids.txt', { type: 'text/plain' }));
+
+    const response = await app.request(`/runs/${run.run.id}/patch-requests`, {
+      method: 'POST',
+      headers: { cookie: user.cookie },
+      body: form,
+    });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(
+      'Invalid findingIds: the form sent it as a file upload, but expected a text field; ' +
+        'reload the run page and press &quot;Preview fix&quot; again.',
+    );
+    expect(await countRequests()).toBe(before);
+  });
+
   it('names several findings of another run', async () => {
     const other = await createRunWithFindings(context.db, {
       userId: user.userId,
@@ -415,7 +439,9 @@ describe('preview page', () => {
         headers: { cookie: user.cookie },
       });
       expect(response.status).toBe(200);
-      const body = (await response.json()) as { files: { path: string; status: string; diff: string | null }[] };
+      const body = (await response.json()) as {
+        files: { path: string; status: string; diff: string | null; resultGeneration: number | null }[];
+      };
       return body.files;
     };
     const before = await readFiles();
@@ -430,6 +456,9 @@ describe('preview page', () => {
 
     expect(before.map((file) => file.status)).toEqual(['ready', 'pending', 'failed']);
     expect(after.map((file) => file.status)).toEqual(['cancelled', 'cancelled', 'failed']);
+    // src/b.ts never got a result, so no generation produced what it shows.
+    expect(before.map((file) => file.resultGeneration)).toEqual([0, null, 0]);
+    expect(after.map((file) => file.resultGeneration)).toEqual([0, null, 0]);
     expect(after[0]!.diff).toBe(diff);
     const sections = html.split('<section class="patch-file card"').slice(1);
     expect(sections).toHaveLength(3);

@@ -24,7 +24,7 @@ const outageError = 'Groq is unavailable (HTTP 503): Service unavailable. Try ag
 interface PreviewFileJson {
   id: string;
   generation: number;
-  resultGeneration: number;
+  resultGeneration: number | null;
   path: string;
   status: string;
   diff: string | null;
@@ -183,7 +183,7 @@ describe('regenerate a preview file', () => {
     expect(setup.fake.requests.length).toBe(since);
   });
 
-  it('shows the kept diff while regenerating', async () => {
+  it('notes the kept diff while regenerating', async () => {
     const fileId = replaced.files[0]!.id;
 
     const html = await pressRegenerate(fileId);
@@ -197,6 +197,21 @@ describe('regenerate a preview file', () => {
     expect(form).toContain('hx-swap-oob="true"');
     expect(form).toMatch(/<button type="submit" class="primary" disabled="">/);
     expect(versionInForm(form)).toBe('');
+  });
+
+  it('shows no result while regenerating', async () => {
+    const preview = await readPreview();
+
+    expect(preview.status).toBe('running');
+    expect(preview.files[0]).toMatchObject({
+      generation: 2,
+      resultGeneration: null,
+      status: 'pending',
+      diff: null,
+      tokens: 0,
+      regenerationError: null,
+    });
+    expect(preview.previewVersion).toBe('');
   });
 
   it('keeps the diff when the call fails', async () => {

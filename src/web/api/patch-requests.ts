@@ -6,11 +6,12 @@ import {
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
 import { findApplyRetry, visibleApplyWait } from '../../apply/apply-retry.ts';
-import { previewVersion, resultGeneration } from '../../apply/preview-version.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
   shownFileStatus,
+  shownPreviewVersion,
+  shownResultGeneration,
   splitPreviewTokens,
 } from '../../autofix/visible-patch-requests.ts';
 import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
@@ -28,6 +29,7 @@ import {
   notFound,
 } from '../errors.ts';
 import { diffStats } from '../diff/diff-stats.ts';
+import { listShort } from '../../text/plural.ts';
 import { parseInput } from '../validation.ts';
 import { installationJson } from './installation-json.ts';
 
@@ -45,12 +47,6 @@ const createBody = z.object({
     .describe('an array of finding ids from GET /api/runs/:runId'),
 });
 const createExample = '{"findingIds": ["…"]}';
-
-/** Joins ids for a message, naming the first five and counting the rest. */
-function listShort(ids: string[]): string {
-  if (ids.length <= 5) return ids.join(', ');
-  return `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more`;
-}
 
 /** Builds the 409 for a new patch request on a run that is not completed. */
 function runNotCompleted(runId: string, status: RunStatus): AppError {
@@ -202,13 +198,13 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
         : null,
       installation: installationJson(run.installationId, installation),
       // Sent back with an apply, which then writes only these files as they are here.
-      previewVersion: previewVersion(files),
+      previewVersion: shownPreviewVersion(request.status, files),
       files: files.map((file) => {
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         return {
           id: file.id,
           generation: file.generation,
-          resultGeneration: resultGeneration(file),
+          resultGeneration: shownResultGeneration(file),
           path: file.path,
           status: shownFileStatus(request.status, file.status),
           diff: file.diff,

@@ -17,6 +17,7 @@ import {
   notFound,
 } from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
+import { readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { ActiveSession } from '../session/session-store.ts';
@@ -197,9 +198,15 @@ export function patchRequestPages(
   app.post('/patch-requests/:id/apply', async (c) => {
     const { request } = await load(c.var.user.id, c.req.param('id'));
     // The version of the files that the page showed. A form without it applies as the API does
-    // without one, and a malformed one gets the API's 400.
-    const form = await c.req.parseBody();
-    const seen = typeof form.previewVersion === 'string' ? { previewVersion: form.previewVersion } : {};
+    // without one, and a malformed one gets the API's 400. A file part or a repeated field gets
+    // 400 here, because forwarding neither would apply without the check that the form asked for.
+    const form = await c.req.parseBody({ all: true });
+    const previewVersion = readOptionalTextField(
+      form,
+      'previewVersion',
+      'reload the preview and press Apply again.',
+    );
+    const seen = previewVersion === undefined ? {} : { previewVersion };
     const url = new URL(`/api/patch-requests/${request.id}/apply`, c.req.url);
     const response = await fetchApp(
       new Request(url, {

@@ -30,6 +30,7 @@ import {
   fromPullRequestClosed,
   notFound,
 } from '../errors.ts';
+import { readTextValues } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
@@ -102,13 +103,10 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!run) throw notFound('Run', runId);
 
     const body = await c.req.parseBody({ all: true });
-    // With all: true a repeated field is an array, a single one a plain value.
-    const field = body.findingIds ?? [];
-    const values = Array.isArray(field) ? field : [field];
+    // A file part gets 400, because dropping it would preview fewer findings than were sent.
+    const values = readTextValues(body, 'findingIds', 'reload the run page and press "Preview fix" again.');
     // Lower case like the ids PostgreSQL returns, which createPatchRequest compares as strings.
-    const findingIds = values
-      .filter((value): value is string => typeof value === 'string')
-      .map((value) => value.toLowerCase());
+    const findingIds = values.map((value) => value.toLowerCase());
     // A selection that cannot be previewed goes where the progress would: htmx swaps the error
     // in under the form, and a page load gets the run page with the selection kept.
     const rejectSelection = (error: AppError) => {

@@ -20,3 +20,43 @@ export async function requireValidFormBody(c: Context): Promise<void> {
     );
   }
 }
+
+/** A form as `c.req.parseBody({ all: true })` returns it: a repeated field is an array. */
+export type FormFields = Record<string, unknown>;
+
+/**
+ * Returns the values of the form field `name` in the order sent, none when the form lacks it.
+ * A file part among them gets 400 naming the field, because the dashboard's forms send text
+ * only, and dropping the part would read a field that was sent as absent. `retry` is the next
+ * step that the message gives, such as "reload the page and submit the form again."
+ */
+export function readTextValues(form: FormFields, name: string, retry: string): string[] {
+  const field = form[name];
+  if (field === undefined) return [];
+  const values: unknown[] = Array.isArray(field) ? field : [field];
+  const texts = values.filter((value): value is string => typeof value === 'string');
+  if (texts.length < values.length) {
+    throw new AppError(
+      'bad_request',
+      `Invalid ${name}: the form sent it as a file upload, but expected a text field; ${retry}`,
+      { fields: [name] },
+    );
+  }
+  return texts;
+}
+
+/**
+ * Returns the text of the form field `name`, or undefined when the form lacks it. A file part
+ * or a repeated field gets 400 naming the field, as in readTextValues.
+ */
+export function readOptionalTextField(form: FormFields, name: string, retry: string): string | undefined {
+  const values = readTextValues(form, name, retry);
+  if (values.length > 1) {
+    throw new AppError(
+      'bad_request',
+      `Invalid ${name}: the form sent it ${values.length} times, but expected it once; ${retry}`,
+      { fields: [name] },
+    );
+  }
+  return values[0];
+}

@@ -1,7 +1,7 @@
 import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { visibleApplyWait, type ApplyRetry } from '../../apply/apply-retry.ts';
-import { previewVersion } from '../../apply/preview-version.ts';
+import { shownPreviewVersion } from '../../autofix/visible-patch-requests.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyRetryNotice, ApplyWaitNotice } from './components/apply-wait-notice.tsx';
@@ -142,7 +142,7 @@ export const ApplyForm: FC<{
     hx-swap-oob={oob ? 'true' : undefined}
   >
     <CsrfField session={session} />
-    <input type="hidden" name="previewVersion" value={previewVersion(files)} />
+    <input type="hidden" name="previewVersion" value={shownPreviewVersion(request.status, files)} />
     <button
       type="submit"
       class="primary"
