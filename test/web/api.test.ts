@@ -363,6 +363,33 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect(error.unknownFindingIds).toEqual([foreign]);
   });
 
+  it('names each invalid field once', async () => {
+    const longRepository = 'a'.repeat(5000);
+    const cases: [string, string][] = [
+      [
+        'pr=99999999999999999999',
+        'Invalid pr "99999999999999999999": expected a pull request number such as 12, at most 2147483647.',
+      ],
+      [
+        `repository=${longRepository}`,
+        `Invalid repository "${'a'.repeat(78)}…: expected OWNER/NAME such as octo-org/widgets, ` +
+          'each part at most 100 characters.',
+      ],
+      [
+        `repository=${longRepository}&pr=99999999999999999999`,
+        `Invalid repository "${'a'.repeat(78)}…: expected OWNER/NAME such as octo-org/widgets, ` +
+          'each part at most 100 characters. Invalid pr "99999999999999999999": expected a pull ' +
+          'request number such as 12, at most 2147483647.',
+      ],
+    ];
+    for (const [query, expected] of cases) {
+      const response = await call('owner', `/api/runs?${query}`);
+      expect(response.status, query.slice(0, 40)).toBe(400);
+      const { error } = await response.json();
+      expect(error.message, query.slice(0, 40)).toBe(expected);
+    }
+  });
+
   it('rejects a repository filter with a part over 100 characters', async () => {
     const response = await call('owner', `/api/runs?repository=${'a'.repeat(101)}/b`);
     expect(response.status).toBe(400);
