@@ -3,9 +3,10 @@ import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
 import type { Logger } from '../logger.ts';
+import { parseResponses } from './responses.ts';
 
-/** Octokit with retries of server errors and handling of GitHub's rate limits. */
-const ThrottledOctokit = Octokit.plugin(retry, throttling);
+/** Octokit that parses responses with JSON.parse, retries server errors and handles rate limits. */
+const ThrottledOctokit = Octokit.plugin(parseResponses, retry, throttling);
 
 /** Maximum wait, in seconds, that GitHub may request before a rate-limited request is retried. */
 export const maxRateLimitWaitSeconds = 60;

@@ -308,6 +308,30 @@ describe('request time limit on bodies', () => {
   });
 });
 
+describe('response bodies', () => {
+  const pullPattern = '/repos/:owner/:repo/pulls/:number';
+
+  function answerPull(body: Record<string, unknown>) {
+    harness.fake.addRoute({
+      method: 'GET',
+      pattern: pullPattern,
+      auth: 'installation',
+      handle: () => ({ status: 200, body }),
+    });
+  }
+
+  it('parses a 30 MB pull request', async () => {
+    // Octokit's own parser returned a JSON string this long as the response text.
+    answerPull({ number: 7, title: 'Large description', body: 'x'.repeat(30_000_000) });
+
+    const { data } = await harness.octokit.rest.pulls.get({ owner, repo, pull_number: 7 });
+
+    expect(typeof data).toBe('object');
+    expect(data.number).toBe(7);
+    expect(data.body).toHaveLength(30_000_000);
+  });
+});
+
 describe('rate limits', () => {
   it('retries after a secondary rate limit', async () => {
     harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1));
