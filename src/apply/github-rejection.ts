@@ -32,7 +32,8 @@ export class UnexpectedGitHubAnswerError extends Error {
   constructor(
     readonly method: string,
     readonly path: string,
-    problem: string,
+    /** The problem with the response, without the request, which callers name themselves. */
+    readonly problem: string,
     /** The response's HTTP status. */
     readonly status = 200,
   ) {
@@ -48,7 +49,7 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
   if (error instanceof UnexpectedGitHubAnswerError) {
     return {
       status: error.status,
-      message: error.message,
+      message: error.problem,
       method: error.method,
       path: error.path,
       invalidResponse: true,
@@ -94,7 +95,7 @@ function errorReasons(errors: unknown): string[] {
 }
 
 /** Decodes `heads%2Ffeature` to `heads/feature` for messages, keeping a path it cannot decode. */
-function decodePath(path: string): string {
+export function decodePath(path: string): string {
   try {
     return decodeURIComponent(path);
   } catch {

@@ -1,4 +1,40 @@
 import type { Octokit } from '@octokit/core';
+import { UnexpectedGitHubAnswerError } from '../apply/github-rejection.ts';
+
+/**
+ * Maximum bytes of one GitHub response body that Fixwright reads. The largest legitimate one is
+ * a page of 100 pull request files, each with a diff within the 500 KB per file that GitHub's
+ * "Repository limits" page states, an estimated 52 MB with JSON escapes. The blob of a file of
+ * PREVIEW_MAX_FILE_BYTES (at most 10,000,000) is 13.8 MB as base64 with line breaks, and trees
+ * are read one directory at a time.
+ * NOTE: patches made mostly of characters that JSON escapes (quotes, backslashes, control
+ * characters) could take a page of files past the limit, and its analysis then fails.
+ */
+export const maxGitHubResponseBytes = 64 * 1024 * 1024;
+
+/**
+ * Raised when a GitHub response body is larger than the limit, before more of it is read. It is
+ * no RequestError, so the retry plugin does not send the request again, because the response
+ * would be as large the next time.
+ */
+export class GitHubResponseTooLargeError extends UnexpectedGitHubAnswerError {
+  override name = 'GitHubResponseTooLargeError';
+
+  constructor(method: string, path: string, status: number, readonly maxBytes: number) {
+    const problem = `the response is larger than the limit of ${formatBytes(maxBytes)}`;
+    super(method, path, problem, status);
+    this.message =
+      `GitHub's response to ${method} ${path} is larger than the limit of ` +
+      `${formatBytes(maxBytes)} that Fixwright reads.`;
+  }
+}
+
+/** Formats a byte count as `67108864 bytes (64 MiB)`, or without the MiB below one MiB. */
+function formatBytes(bytes: number): string {
+  const mebibytes = bytes / (1024 * 1024);
+  if (mebibytes < 1) return `${bytes} bytes`;
+  return `${bytes} bytes (${Math.round(mebibytes * 10) / 10} MiB)`;
+}
 
 /** Decodes UTF-8 as Response.text() does: a byte order mark is dropped, invalid bytes replaced. */
 const utf8 = new TextDecoder();
@@ -34,8 +70,10 @@ function parseBody(bytes: Uint8Array, contentType: string | undefined): unknown 
 }
 
 /**
- * Octokit plugin that parses success responses with `parseBody`. A request with
- * `parseSuccessResponseBody: false` gets the body stream as Octokit returns it.
+ * Octokit plugin that parses success responses with `parseBody` and raises a
+ * GitHubResponseTooLargeError from the fetch as it is, not wrapped in a RequestError. A request
+ * with `parseSuccessResponseBody: false` gets the body stream as Octokit returns it.
+ * Register it before the retry and throttling plugins, so that they see what it raises.
  */
 export function parseResponses(octokit: Octokit): void {
   // before-after-hook 4 binds one options object to every hook of a request, so a hook changes
@@ -43,15 +81,23 @@ export function parseResponses(octokit: Octokit): void {
   // objects changed here are remembered, so that a retry of the request is parsed too.
   const parsedHere = new WeakSet<object>();
   octokit.hook.wrap('request', async (request, options) => {
-    const unparsed = options.request?.parseSuccessResponseBody === false;
-    if (unparsed && !parsedHere.has(options)) return request(options);
-    parsedHere.add(options);
-    options.request = { ...options.request, parseSuccessResponseBody: false };
-    const response = await request(options);
-    // Without parsing, Octokit returns the fetch response's body stream, which timedFetch has
-    // read whole already. Responses without a body have `data: ""`.
-    if (!(response.data instanceof ReadableStream)) return response;
-    const bytes = new Uint8Array(await new Response(response.data).arrayBuffer());
-    return { ...response, data: parseBody(bytes, response.headers['content-type']) };
+    try {
+      const unparsed = options.request?.parseSuccessResponseBody === false;
+      if (unparsed && !parsedHere.has(options)) return await request(options);
+      parsedHere.add(options);
+      options.request = { ...options.request, parseSuccessResponseBody: false };
+      const response = await request(options);
+      // Without parsing, Octokit returns the fetch response's body stream, which timedFetch has
+      // read whole and limited in size already. Responses without a body have `data: ""`.
+      if (!(response.data instanceof ReadableStream)) return response;
+      const bytes = new Uint8Array(await new Response(response.data).arrayBuffer());
+      return { ...response, data: parseBody(bytes, response.headers['content-type']) };
+    } catch (error) {
+      // @octokit/request wraps what fetch raises in a RequestError with status 500, which the
+      // retry plugin would retry.
+      const cause = (error as { cause?: unknown }).cause;
+      if (cause instanceof GitHubResponseTooLargeError) throw cause;
+      throw error;
+    }
   });
 }
