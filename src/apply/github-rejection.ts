@@ -30,7 +30,7 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
   if (error instanceof UnexpectedGitHubAnswerError) {
     return {
       status: error.status,
-      message: error.message,
+      message: error.problem,
       method: error.method,
       path: error.path,
       invalidResponse: true,

@@ -2,10 +2,19 @@ import { createAppAuth } from '@octokit/auth-app';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
+import { decodePath } from './github-response.ts';
 import type { Logger } from '../logger.ts';
+import {
+  GitHubResponseTooLargeError,
+  maxGitHubResponseBytes,
+  parseResponses,
+} from './responses.ts';
 
-/** Octokit with retries of server errors and handling of GitHub's rate limits. */
-const ThrottledOctokit = Octokit.plugin(retry, throttling);
+/**
+ * Octokit that parses responses with JSON.parse, retries server errors and handles GitHub's
+ * rate limits. parseResponses comes first, so that the other plugins see the errors it raises.
+ */
+const ThrottledOctokit = Octokit.plugin(parseResponses, retry, throttling);
 
 /** Maximum wait, in seconds, that GitHub may request before a rate-limited request is retried. */
 export const maxRateLimitWaitSeconds = 60;
@@ -29,6 +38,8 @@ export interface GitHubAppOptions {
   logger: Logger;
   /** Maximum wait for data of one GitHub request; `defaultRequestTimeoutMs` when unset. */
   requestTimeoutMs?: number;
+  /** Maximum bytes of one response body; `maxGitHubResponseBytes` when unset. */
+  maxResponseBytes?: number;
 }
 
 export interface GitHubApp {
@@ -137,6 +148,12 @@ function rateLimitHandlers(logger: Logger) {
 /** Statuses whose response has no body; the Response constructor rejects a body for them. */
 const nullBodyStatuses = new Set([204, 205, 304]);
 
+/** Returns the method and decoded URL path of a request, as messages name it. */
+function describeRequest(input: string | URL | Request, init: RequestInit | undefined) {
+  const url = new URL(input instanceof Request ? input.url : input);
+  return { method: init?.method ?? 'GET', path: decodePath(url.pathname) };
+}
+
 /**
  * Returns a fetch for Octokit that fails a request when no data arrives for `timeoutMs`:
  * neither the response headers nor, after them, the next part of the body. Octokit sets no time
@@ -144,9 +161,10 @@ const nullBodyStatuses = new Set([204, 205, 304]);
  * body is read here, so a slow but steady download is not cut, and a stall fails the request:
  * Octokit 10 (`getResponseData`) would turn a body that breaks off into empty data. Octokit
  * reports the error as a RequestError with status 500, which the retry plugin retries like
- * other server errors.
+ * other server errors. A body over `maxBytes` raises GitHubResponseTooLargeError as soon as its
+ * Content-Length or the bytes read so far pass the limit.
  */
-function timedFetch(timeoutMs: number): typeof fetch {
+function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
   return async (input, init) => {
     const idle = new AbortController();
     let timer = setTimeout(() => idle.abort(), timeoutMs);
@@ -158,10 +176,26 @@ function timedFetch(timeoutMs: number): typeof fetch {
     try {
       const response = await fetch(input, { ...init, signal });
       if (response.body === null) return response;
+      const tooLarge = () => {
+        const { method, path } = describeRequest(input, init);
+        return new GitHubResponseTooLargeError(method, path, response.status, maxBytes);
+      };
+      // A compressed body's Content-Length counts the compressed bytes, which the limit does not.
+      const declaredBytes = Number(response.headers.get('content-length'));
+      if (!response.headers.has('content-encoding') && declaredBytes > maxBytes) {
+        void response.body.cancel().catch(() => undefined);
+        throw tooLarge();
+      }
       restartTimer();
       const chunks: Uint8Array[] = [];
+      let receivedBytes = 0;
       const reader = response.body.getReader();
       for (let read = await reader.read(); !read.done; read = await reader.read()) {
+        receivedBytes += read.value.byteLength;
+        if (receivedBytes > maxBytes) {
+          void reader.cancel().catch(() => undefined);
+          throw tooLarge();
+        }
         chunks.push(read.value);
         restartTimer();
       }
@@ -205,7 +239,12 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
       baseUrl,
       userAgent: 'fixwright',
       log: octokitLog(logger),
-      request: { fetch: timedFetch(options.requestTimeoutMs ?? defaultRequestTimeoutMs) },
+      request: {
+        fetch: timedFetch(
+          options.requestTimeoutMs ?? defaultRequestTimeoutMs,
+          options.maxResponseBytes ?? maxGitHubResponseBytes,
+        ),
+      },
       retry: { doNotRetry: doNotRetryStatuses },
       throttle: {
         // Bottleneck groups are keyed by id, so each installation is throttled on its own.

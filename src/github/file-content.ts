@@ -84,8 +84,9 @@ function decodeBase64(content: string): Buffer {
 type BlobResponse = { encoding?: unknown; content?: unknown };
 
 /**
- * Reads a git blob's bytes. JSON.parse reads the response, because Octokit's parser
- * (json-with-bigint) blocked the event loop about ten times as long for a 4.5 MB file.
+ * Reads a git blob's bytes. The app's Octokit parses the response with JSON.parse
+ * (parseResponses), because Octokit's own parser (json-with-bigint) blocked the event loop
+ * about ten times as long for a 4.5 MB file.
  */
 async function readBlobBytes(
   octokit: Octokit,
@@ -96,27 +97,22 @@ async function readBlobBytes(
     owner: target.owner,
     repo: target.repo,
     file_sha: sha,
-    request: { parseSuccessResponseBody: false },
   });
-  // Without parsing, `data` is the fetch response's body stream. Octokit still parses and
-  // raises error responses.
-  const body = response.data as unknown as ReadableStream<Uint8Array> | null;
-  const text = body ? await new Response(body).text() : '';
-  let data: BlobResponse;
-  try {
-    data = JSON.parse(text) as BlobResponse;
-  } catch {
+  // parseResponses returns the text of a body that is not valid JSON.
+  const data: unknown = response.data;
+  if (typeof data !== 'object' || data === null) {
     throw new Error(`Blob ${sha} of ${target.path}: GitHub's response is not valid JSON.`);
   }
-  const content = typeof data?.content === 'string' ? data.content : null;
+  const { content: rawContent, encoding } = data as BlobResponse;
+  const content = typeof rawContent === 'string' ? rawContent : null;
   if (content === null) {
     throw new Error(`Blob ${sha} of ${target.path}: GitHub's response has no content.`);
   }
   // GitHub's former API docs (developer.github.com, Git Blobs) name `utf-8` and `base64` as
   // the encodings of a blob response.
-  if (data.encoding === 'utf-8') return Buffer.from(content, 'utf8');
-  if (data.encoding !== 'base64') {
-    throw new Error(`Blob ${sha} of ${target.path} has unsupported encoding ${String(data.encoding)}`);
+  if (encoding === 'utf-8') return Buffer.from(content, 'utf8');
+  if (encoding !== 'base64') {
+    throw new Error(`Blob ${sha} of ${target.path} has unsupported encoding ${String(encoding)}`);
   }
   return decodeBase64(content);
 }

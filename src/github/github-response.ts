@@ -12,7 +12,8 @@ export class UnexpectedGitHubAnswerError extends Error {
   constructor(
     readonly method: string,
     readonly path: string,
-    problem: string,
+    /** The problem with the response, without the request, which callers name themselves. */
+    readonly problem: string,
     /** The response's HTTP status. */
     readonly status = 200,
   ) {
@@ -26,7 +27,7 @@ export function requestPath(url: string): string {
 }
 
 /** Decodes `heads%2Ffeature` to `heads/feature` for messages, keeping a path it cannot decode. */
-function decodePath(path: string): string {
+export function decodePath(path: string): string {
   try {
     return decodeURIComponent(path);
   } catch {

@@ -2,7 +2,7 @@ import { providers, type Provider } from '../db/schema/index.ts';
 import { joinWithAnd, pickForm } from '../text/plural.ts';
 import { quoteValue } from '../text/quote-value.ts';
 
-/** Longest quoted entry, in characters, in the message for an invalid order. */
+/** Maximum length, in characters, of a quoted provider or order entry in a message. */
 const maxQuotedLength = 40;
 
 /** Returns the value as a Provider, or null when it names none. */
@@ -12,7 +12,7 @@ export function parseProvider(value: unknown): Provider | null {
 
 /** Builds the error sentence for a value that is not a provider name. */
 export function describeUnknownProvider(value: unknown): string {
-  return `Unknown provider ${JSON.stringify(value)}: use ${providers.join(' or ')}.`;
+  return `Unknown provider ${quoteValue(value, maxQuotedLength)}: use ${providers.join(' or ')}.`;
 }
 
 /**

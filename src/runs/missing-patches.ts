@@ -5,6 +5,7 @@ import { additionsPatch, type DiffLimits } from '../analysis/local-patch.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/file-content.ts';
 import { readMergeBase } from '../github/merge-base.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { PullRequestFile } from '../github/pull-files.ts';
 import type { Logger } from '../logger.ts';
 import { runStateCheckIntervalMs } from './analysis-stop.ts';
@@ -242,9 +243,11 @@ async function findMergeBase(
     // GitHub responds 500 "Sorry, this diff is taking too long to generate." to a comparison too
     // large to compute (as a github-changelog-generator error log from 2020 shows). Pull requests
     // whose files lack a patch are often that large, and failing the run would lose the findings
-    // of every other file.
+    // of every other file. The same goes for a comparison whose response, which lists up to 300
+    // files with their patches, is over the limit on a GitHub response.
     const status = (error as { status?: unknown }).status;
-    if (typeof status !== 'number' || status < 500) throw error;
+    const tooLarge = error instanceof GitHubResponseTooLargeError;
+    if (!tooLarge && (typeof status !== 'number' || status < 500)) throw error;
     logger.warn(
       { event: 'analyze.merge_base_failed', baseRef, headSha, status, err: toSafeError(error) },
       'reading the merge base from GitHub failed; modified files without a patch stay unchecked',

@@ -1,3 +1,8 @@
+/** Shortens `text` to `maxLength` characters, the last of them an ellipsis, when it is longer. */
+export function shortenText(text: string, maxLength: number): string {
+  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+}
+
 /**
  * Formats `value` as JSON for an error message, shortened with an ellipsis to `maxLength`
  * characters.
@@ -11,5 +16,5 @@ export function quoteValue(value: unknown, maxLength: number): string {
     // accepts, overflows the stack. The message then names the type instead of quoting it.
     return Array.isArray(value) ? '(a deeply nested array)' : '(a deeply nested object)';
   }
-  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+  return shortenText(text, maxLength);
 }

@@ -6,6 +6,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import type { AppContext } from '../context.ts';
+import { shortenText } from '../text/quote-value.ts';
 import { keyRoutes } from './api/keys.ts';
 import { applyRoutes } from './api/apply.ts';
 import { patchRequestRoutes } from './api/patch-requests.ts';
@@ -27,6 +28,8 @@ import { webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
 const htmxFile = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.js');
+/** Maximum length, in characters, of the request path that an unknown route's message repeats. */
+const maxEchoedPathLength = 200;
 
 /** Largest JSON API body; 1,000 finding ids, the most a patch request takes, need about 40 KB. */
 export const maxApiBodyBytes = 1024 * 1024;
@@ -84,7 +87,11 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
   app.use(strictTransportSecurity(context.config));
   app.use(rejectNulInQuery);
   app.onError((error, c) => handleError(error, c, logger));
-  app.notFound((c) => handleError(new AppError('not_found', `No route for ${c.req.method} ${c.req.path}.`), c, logger));
+  app.notFound((c) => {
+    const path = shortenText(c.req.path, maxEchoedPathLength);
+    const error = new AppError('not_found', `No route for ${c.req.method} ${path}.`);
+    return handleError(error, c, logger);
+  });
 
   app.route('/', healthRoutes(context));
   app.get('/favicon.ico', (c) => c.body(null, 204));

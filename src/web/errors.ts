@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { isConnectionError } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
+import { quoteValue } from '../text/quote-value.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import type { PullRequestClosedError } from '../runs/pull-request-closed.ts';
@@ -42,8 +43,11 @@ export class AppError extends Error {
   }
 }
 
+/** Maximum length, in characters, of a quoted id in a not-found message. UUIDs fit whole. */
+const maxQuotedIdLength = 80;
+
 export function notFound(resource: string, id: string): AppError {
-  return new AppError('not_found', `${resource} ${JSON.stringify(id)} not found.`);
+  return new AppError('not_found', `${resource} ${quoteValue(id, maxQuotedIdLength)} not found.`);
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
+import { quoteValue } from '../text/quote-value.ts';
 import { AppError } from './errors.ts';
 
 /**
@@ -11,7 +12,7 @@ export const rejectNulInQuery: MiddlewareHandler = async (c, next) => {
       if (name.includes('\0') || values.some((value) => value.includes('\0'))) {
         throw new AppError(
           'bad_request',
-          `Invalid query parameter ${JSON.stringify(name)}: it contains a NUL character ` +
+          `Invalid query parameter ${quoteValue(name, 80)}: it contains a NUL character ` +
             '(%00); remove it.',
         );
       }

@@ -64,19 +64,46 @@ export function rejectRepeatedQuery(queries: Record<string, string[]>, names: re
 }
 
 /**
- * Turns a zod failure into a 400 whose message has one sentence per problem, each naming the
- * field, the value sent and what to send, e.g. `Invalid pr "abc": expected a pull request
+ * Turns a zod failure into a 400 whose message has one sentence per invalid field, each naming
+ * the field, the value sent and what to send, e.g. `Invalid pr "abc": expected a pull request
  * number such as 12.` The `fields` detail lists the failing fields.
  */
 export function fromZodError(error: z.ZodError, context: InputContext): AppError {
-  const sentences = [...new Set(error.issues.map((issue) => describeIssue(issue, context)))];
-  const fields = [...new Set(error.issues.map((issue) => fieldName(issue.path, context.where)))];
+  const issuesByField = new Map<string, z.core.$ZodIssue[]>();
+  for (const issue of error.issues) {
+    const field = fieldName(issue.path, context.where);
+    const fieldIssues = issuesByField.get(field);
+    if (fieldIssues) fieldIssues.push(issue);
+    else issuesByField.set(field, [issue]);
+  }
+  const fields = [...issuesByField.keys()];
+  const issues = [...issuesByField.values()].map(mainIssue);
+  const sentences = [...new Set(issues.map((issue) => describeIssue(issue, context)))];
   const listed = sentences.slice(0, maxSentences);
   if (sentences.length > maxSentences) {
     const rest = sentences.length - maxSentences;
     listed.push(`${formatCount(rest, 'more problem')} ${pickForm(rest, 'is', 'are')} not listed.`);
   }
   return new AppError('bad_request', listed.join(' '), { fields: fields.slice(0, maxFields) });
+}
+
+/**
+ * Picks the issue that a field's one sentence describes. A value can fail several checks, such
+ * as a 5,000-character repository that is both too long and not OWNER/NAME. A check of the
+ * value's form names what to send, so it comes first, and among size checks the strictest
+ * bound: a pull request number over 2^53 fails both the safe integer and the column range.
+ */
+function mainIssue(issues: z.core.$ZodIssue[]): z.core.$ZodIssue {
+  const formIssue = issues.find((issue) => issue.code !== 'too_big' && issue.code !== 'too_small');
+  if (formIssue) return formIssue;
+  return issues.reduce((strictest, issue) => (isStricter(issue, strictest) ? issue : strictest));
+}
+
+/** True when `issue` is a size issue whose bound is tighter than that of `other`. */
+function isStricter(issue: z.core.$ZodIssue, other: z.core.$ZodIssue): boolean {
+  if (issue.code === 'too_big' && other.code === 'too_big') return issue.maximum < other.maximum;
+  if (issue.code === 'too_small' && other.code === 'too_small') return issue.minimum > other.minimum;
+  return false;
 }
 
 function describeIssue(issue: z.core.$ZodIssue, context: InputContext): string {
@@ -105,7 +132,8 @@ function expectation(issue: z.core.$ZodIssue, description: string | undefined): 
   if (issue.code === 'custom') return issue.message;
   if (!description) return expectedOf(issue);
   if (issue.code !== 'too_small' && issue.code !== 'too_big') return description;
-  if (issue.origin !== 'number') return expectedOf(issue);
+  // zod reports `int` for the safe integer range of .int(), a numeric bound like any other.
+  if (issue.origin !== 'number' && issue.origin !== 'int') return expectedOf(issue);
   const limit = issue.code === 'too_small' ? issue.minimum : issue.maximum;
   if (description.includes(String(limit))) return description;
   const bound =

@@ -3,6 +3,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import type { AppContext } from '../context.ts';
 import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
 import type { Logger } from '../logger.ts';
+import { quoteValue } from '../text/quote-value.ts';
 import { stripNul } from '../text/strip-nul.ts';
 import { AppError } from './errors.ts';
 import { limitConcurrency, retryAfterSeconds } from './limit-concurrency.ts';
@@ -16,6 +17,14 @@ export const maxWebhookBytes = 25 * 1024 * 1024;
  * key, whose btree index rejects keys of more than about 2,700 bytes.
  */
 export const maxDeliveryIdLength = 200;
+
+/**
+ * Form of an X-GitHub-Event value. GitHub's event names are lowercase letters, digits and
+ * underscores, such as `pull_request` and `projects_v2_item`, the longest 31 characters in
+ * @octokit/webhooks 14. Events that Fixwright does not handle are acknowledged and ignored, so
+ * the pattern leaves room for names GitHub adds later.
+ */
+const eventNamePattern = /^[a-z0-9_]{1,64}$/;
 
 const notConfiguredMessage =
   'Webhooks are disabled because WEBHOOK_SECRET is not set. Set it to the webhook secret ' +
@@ -157,6 +166,13 @@ export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
         throw new AppError(
           'bad_request',
           `Missing ${deliveryId ? 'X-GitHub-Event' : 'X-GitHub-Delivery'} header.`,
+        );
+      }
+      if (!eventNamePattern.test(event)) {
+        throw new AppError(
+          'bad_request',
+          `Invalid X-GitHub-Event header ${quoteValue(event, 40)}: expected a GitHub event ` +
+            'name of 1 to 64 lowercase letters, digits and underscores, such as pull_request.',
         );
       }
       if (deliveryId.length > maxDeliveryIdLength) {

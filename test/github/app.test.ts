@@ -4,6 +4,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGitHubApp, redactSecrets } from '../../src/github/app.ts';
 import { RequestError } from '@octokit/request-error';
 import { readFileAtRef } from '../../src/github/file-content.ts';
+import { GitHubResponseTooLargeError, maxGitHubResponseBytes } from '../../src/github/responses.ts';
+import { asGitHubRejection } from '../../src/apply/github-rejection.ts';
+import type { Octokit } from '@octokit/rest';
 import { examplePayload } from '../helpers/webhooks.ts';
 import { createLogger } from '../../src/logger.ts';
 import {
@@ -287,6 +290,32 @@ describe('request time limit on bodies', () => {
     }
   });
 
+  it('rejects a streamed body over the limit', async () => {
+    // The drip server sends no Content-Length, so the limit applies to the bytes read.
+    const server = await startDripServer(chunks, 10);
+    try {
+      const octokit = createGitHubApp({
+        appId,
+        privateKey: harness.privateKeyPem,
+        baseUrl: server.url,
+        logger: createLogger('silent'),
+        maxResponseBytes: 25,
+      }).appOctokit();
+
+      const error = await octokit.request('GET /app').then(
+        () => null,
+        (reason: unknown) => reason,
+      );
+
+      expect(error).toBeInstanceOf(GitHubResponseTooLargeError);
+      expect((error as Error).message).toBe(
+        "GitHub's response to GET /app is larger than the limit of 25 bytes that Fixwright reads.",
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
   it('fails a body that stalls', async () => {
     const server = await startDripServer(chunks.slice(0, 2), 50, { stall: true });
     try {
@@ -304,6 +333,104 @@ describe('request time limit on bodies', () => {
       );
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('response bodies', () => {
+  const pullPattern = '/repos/:owner/:repo/pulls/:number';
+  const pullPath = `/repos/${owner}/${repo}/pulls/7`;
+
+  function answerPull(body: Record<string, unknown>) {
+    harness.fake.addRoute({
+      method: 'GET',
+      pattern: pullPattern,
+      auth: 'installation',
+      handle: () => ({ status: 200, body }),
+    });
+  }
+
+  async function pullError(octokit: Octokit) {
+    return octokit.rest.pulls.get({ owner, repo, pull_number: 7 }).then(
+      () => null,
+      (reason: unknown) => reason,
+    );
+  }
+
+  it('parses a 30 MB pull request', async () => {
+    // Octokit's own parser returned a JSON string this long as the response text.
+    answerPull({ number: 7, title: 'Large description', body: 'x'.repeat(30_000_000) });
+
+    const { data } = await harness.octokit.rest.pulls.get({ owner, repo, pull_number: 7 });
+
+    expect(typeof data).toBe('object');
+    expect(data.number).toBe(7);
+    expect(data.body).toHaveLength(30_000_000);
+  });
+
+  it('rejects a body over the limit once', async () => {
+    answerPull({ number: 7, body: 'x'.repeat(2000) });
+    const app = createGitHubApp({
+      appId,
+      privateKey: harness.privateKeyPem,
+      baseUrl: harness.fake.url,
+      logger: createLogger('silent'),
+      maxResponseBytes: 1024,
+    });
+
+    const error = await pullError(await app.installationOctokit(harness.installationId));
+
+    expect(error).toBeInstanceOf(GitHubResponseTooLargeError);
+    expect((error as Error).message).toBe(
+      `GitHub's response to GET ${pullPath} is larger than the limit of 1024 bytes that ` +
+        'Fixwright reads.',
+    );
+    expect(asGitHubRejection(error)).toEqual({
+      status: 200,
+      message: 'the response is larger than the limit of 1024 bytes',
+      method: 'GET',
+      path: pullPath,
+      invalidResponse: true,
+    });
+    // The retry plugin does not send it again, because the response would be as large.
+    expect(requestsTo(harness.fake, 'GET', /\/pulls\/7$/)).toHaveLength(1);
+  });
+
+  it('rejects a declared length over the default', async () => {
+    // The body never comes, so only its Content-Length can end the request before the timeout.
+    const server = http.createServer((_request, response) => {
+      response.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': String(maxGitHubResponseBytes + 1),
+      });
+      response.write('{"id": 1, "slug": "');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const app = createGitHubApp({
+        appId,
+        privateKey: harness.privateKeyPem,
+        baseUrl: url,
+        logger: createLogger('silent'),
+        requestTimeoutMs: 10_000,
+      });
+      const started = Date.now();
+
+      const error = await app.appOctokit().request('GET /app').then(
+        () => null,
+        (reason: unknown) => reason,
+      );
+
+      expect(error).toBeInstanceOf(GitHubResponseTooLargeError);
+      expect((error as Error).message).toBe(
+        "GitHub's response to GET /app is larger than the limit of 67108864 bytes (64 MiB) " +
+          'that Fixwright reads.',
+      );
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });

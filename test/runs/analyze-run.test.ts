@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
+import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
 import type { Harness } from '../github/harness.ts';
 import type { TestContext } from '../helpers/context.ts';
@@ -163,6 +164,30 @@ describe('failRun', () => {
         'installation cannot read it. Check the repositories that the installation can access, ' +
         'then push a commit or redeliver the event.',
     );
+  });
+
+  it('names a GitHub response over the limit', async () => {
+    const run = await createRun();
+    const pullRequests = () =>
+      harness.fake.requests.filter((request) => request.path === '/repos/octo-org/widgets/pulls/7');
+    const requestsBefore = pullRequests().length;
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/pulls/:pull_number',
+      status: 200,
+      body: Buffer.alloc(maxGitHubResponseBytes + 1, ' '),
+    });
+    const tooLarge = await analyzeRun(context, run.id, context.logger).catch((error: unknown) => error);
+
+    await failRun(context.db, { runId: run.id, jobId: randomUUID() }, tooLarge);
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(
+      'Analysis failed: GitHub returned 200 for GET /repos/octo-org/widgets/pulls/7: the ' +
+        'response is larger than the limit of 67108864 bytes (64 MiB).',
+    );
+    expect(pullRequests().length - requestsBefore).toBe(1);
   });
 
   it('caps a long message', async () => {

@@ -5,6 +5,7 @@ import { terminateGraceMs } from '../../src/analysis/diff-worker.ts';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { baseBranch, commitOnBranch } from '../../src/demo/git-repository.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../../src/github/pull-files.ts';
+import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
 import { AnalysisStopped } from '../../src/runs/analysis-stop.ts';
 import { fillMissingPatches, type MissingPatchOptions } from '../../src/runs/missing-patches.ts';
@@ -433,5 +434,27 @@ describe('fillMissingPatches of modified files', () => {
     const missingAfter = logsOf(setup.context, 'analyze.merge_base_missing');
     expect(missingAfter).toHaveLength(missingBefore);
   }, 30_000);
+
+  it('keeps files unchecked past the response limit', async () => {
+    // A comparison lists up to 300 files with their patches, which can pass the limit.
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/compare/*basehead',
+      status: 200,
+      body: Buffer.alloc(maxGitHubResponseBytes + 1, ' '),
+    });
+    const failedBefore = logsOf(setup.context, 'analyze.merge_base_failed').length;
+    const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+    const target = { owner, repo, baseRef: baseBranch, headSha: setup.git.headSha };
+    const modified = [fileNamed('src/table.ts'), fileNamed('src/new-name.ts')];
+
+    const completed = await fillMissingPatches(octokit, target, modified, setup.context.logger);
+
+    expect(completed.uncheckedPaths).toEqual(['src/table.ts', 'src/new-name.ts']);
+    const failed = logsOf(setup.context, 'analyze.merge_base_failed').slice(failedBefore);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.status).toBe(200);
+    expect((failed[0]!.err as { type?: unknown }).type).toBe('GitHubResponseTooLargeError');
+  });
 });
 

@@ -324,6 +324,50 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     expect(error.message).toBe('Patch request "not-a-uuid" not found.');
   });
 
+  it('shortens long ids in errors', async () => {
+    const longId = 'a'.repeat(9000);
+    const quoted = `"${'a'.repeat(78)}…`;
+    const cases: [string, string, RequestInit, number, string][] = [
+      ['run', `/api/runs/${longId}`, {}, 404, `Run ${quoted} not found.`],
+      [
+        'patch request of a run',
+        `/api/runs/${longId}/patch-requests`,
+        { method: 'POST', body: JSON.stringify({ findingIds }) },
+        404,
+        `Run ${quoted} not found.`,
+      ],
+      ['patch request', `/api/patch-requests/${longId}`, {}, 404, `Patch request ${quoted} not found.`],
+      [
+        'apply',
+        `/api/patch-requests/${longId}/apply`,
+        { method: 'POST' },
+        404,
+        `Patch request ${quoted} not found.`,
+      ],
+      [
+        'provider',
+        `/api/user/keys/${longId}`,
+        { method: 'DELETE' },
+        400,
+        `Unknown provider "${'a'.repeat(38)}…: use groq or gemini.`,
+      ],
+      ['route', `/api/nothing/${longId}`, {}, 404, `No route for GET /api/nothing/${'a'.repeat(186)}….`],
+      [
+        'query parameter with NUL',
+        `/api/runs?${longId}%00=1`,
+        {},
+        400,
+        `Invalid query parameter "${'a'.repeat(78)}…: it contains a NUL character (%00); remove it.`,
+      ],
+    ];
+    for (const [name, path, init, status, message] of cases) {
+      const response = await call('owner', path, init);
+      expect(response.status, name).toBe(status);
+      const { error } = await response.json();
+      expect(error.message, name).toBe(message);
+    }
+  });
+
   it('accepts upper-case run and finding ids', async () => {
     // One finding, because the test above left a queued preview of both.
     const response = await call('owner', `/api/runs/${runId.toUpperCase()}/patch-requests`, {
@@ -361,6 +405,33 @@ describe('POST /api/runs/:runId/patch-requests', () => {
     const { error } = await response.json();
     expect(error.message).toContain(foreign);
     expect(error.unknownFindingIds).toEqual([foreign]);
+  });
+
+  it('names each invalid field once', async () => {
+    const longRepository = 'a'.repeat(5000);
+    const cases: [string, string][] = [
+      [
+        'pr=99999999999999999999',
+        'Invalid pr "99999999999999999999": expected a pull request number such as 12, at most 2147483647.',
+      ],
+      [
+        `repository=${longRepository}`,
+        `Invalid repository "${'a'.repeat(78)}…: expected OWNER/NAME such as octo-org/widgets, ` +
+          'each part at most 100 characters.',
+      ],
+      [
+        `repository=${longRepository}&pr=99999999999999999999`,
+        `Invalid repository "${'a'.repeat(78)}…: expected OWNER/NAME such as octo-org/widgets, ` +
+          'each part at most 100 characters. Invalid pr "99999999999999999999": expected a pull ' +
+          'request number such as 12, at most 2147483647.',
+      ],
+    ];
+    for (const [query, expected] of cases) {
+      const response = await call('owner', `/api/runs?${query}`);
+      expect(response.status, query.slice(0, 40)).toBe(400);
+      const { error } = await response.json();
+      expect(error.message, query.slice(0, 40)).toBe(expected);
+    }
   });
 
   it('rejects a repository filter with a part over 100 characters', async () => {

@@ -89,6 +89,37 @@ describe('own key pages', () => {
     expect(html).not.toContain('sk-123');
   });
 
+  it('names a missing provider field', async () => {
+    const cases: [string, Record<string, string>, string][] = [
+      [
+        '/keys',
+        { key: 'sk-123' },
+        'Missing field "provider": send provider=groq or provider=gemini, or choose Groq or ' +
+          'Gemini and press "Save key" again.',
+      ],
+      [
+        '/keys/order',
+        {},
+        'Missing field "first", the provider under "Try first": send first=groq or ' +
+          'first=gemini, or choose Groq or Gemini and press "Save order" again.',
+      ],
+      [
+        '/keys/order',
+        { first: '' },
+        'Missing field "first", the provider under "Try first": send first=groq or ' +
+          'first=gemini, or choose Groq or Gemini and press "Save order" again.',
+      ],
+    ];
+    for (const [path, fields, message] of cases) {
+      const response = await post(path, fields);
+      expect(response.status, path).toBe(400);
+      const html = await response.text();
+      expect(html, path).toContain('<h1>Your own model keys</h1>');
+      expect(html, path).toContain(`<p class="error" role="alert">${message.replaceAll('"', '&quot;')}</p>`);
+      expect(html, path).not.toContain('Invalid provider');
+    }
+  });
+
   it('rejects a blank key on the page', async () => {
     const response = await post('/keys', { provider: 'gemini', key: '    ' });
     expect(response.status).toBe(400);

@@ -315,7 +315,7 @@ describe('POST /webhooks/github with unusual input', () => {
   });
 
   it('ignores events named like object members', async () => {
-    for (const event of ['constructor', 'toString', '__proto__']) {
+    for (const event of ['constructor', '__proto__']) {
       const body = JSON.stringify({ action: 'created' });
 
       const response = await post(body, signedHeaders(body, event, `member-${event}`));
@@ -517,6 +517,51 @@ describe('POST /webhooks/github with unusual input', () => {
       .from(webhookDeliveries)
       .where(eq(webhookDeliveries.deliveryId, 'installation-id-max'));
     expect(delivery?.installationId).toBe(9007199254740991);
+  });
+
+  it('ignores unknown well-formed event names', async () => {
+    for (const event of ['merge_queue_entry', 'projects_v9', 'e'.repeat(64)]) {
+      const body = JSON.stringify({ action: 'created' });
+      const deliveryId = `unknown-${event.slice(0, 20)}`;
+
+      const response = await post(body, signedHeaders(body, event, deliveryId));
+
+      expect(response.status, event).toBe(202);
+      expect((await response.json()).outcome, event).toBe(`ignored: event ${event}`);
+      const [stored] = await context.db
+        .select()
+        .from(webhookDeliveries)
+        .where(eq(webhookDeliveries.deliveryId, deliveryId));
+      expect(stored?.event, event).toBe(event);
+    }
+  });
+
+  it('rejects event names GitHub never sends', async () => {
+    const cases: [string, string][] = [
+      ['e'.repeat(10_000), `"${'e'.repeat(38)}…`],
+      ['e'.repeat(65), `"${'e'.repeat(38)}…`],
+      ['pull-request', '"pull-request"'],
+      ['Pull_Request', '"Pull_Request"'],
+      ['toString', '"toString"'],
+      ['ping;reload', '"ping;reload"'],
+    ];
+    for (const [index, [event, quoted]] of cases.entries()) {
+      const body = JSON.stringify({ zen: 'Keep it logically awesome.' });
+      const deliveryId = `bad-event-${index}`;
+
+      const response = await post(body, signedHeaders(body, event, deliveryId));
+
+      expect(response.status, quoted).toBe(400);
+      expect((await response.json()).error.message, quoted).toBe(
+        `Invalid X-GitHub-Event header ${quoted}: expected a GitHub event name of 1 to 64 ` +
+          'lowercase letters, digits and underscores, such as pull_request.',
+      );
+      const stored = await context.db
+        .select()
+        .from(webhookDeliveries)
+        .where(eq(webhookDeliveries.deliveryId, deliveryId));
+      expect(stored, quoted).toHaveLength(0);
+    }
   });
 
   it('rejects a delivery id over 200 characters', async () => {

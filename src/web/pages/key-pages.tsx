@@ -37,6 +37,25 @@ function isProvider(value: string): value is Provider {
 const providerChoice = joinWithOr(providers.map((provider) => providerNames[provider]));
 
 /**
+ * Describes a form field that does not name a provider. The page's form always sends one, so a
+ * missing or empty field comes from another client, and its message names the field's values.
+ */
+function describeProviderField(
+  field: { name: string; label?: string; button: string },
+  value: string | File | undefined,
+): string {
+  const next = `choose ${providerChoice} and press "${field.button}" again.`;
+  if (value === undefined || value === '') {
+    const label = field.label ? `, the provider under "${field.label}"` : '';
+    const values = joinWithOr(providers.map((provider) => `${field.name}=${provider}`));
+    return `Missing field "${field.name}"${label}: send ${values}, or ${next}`;
+  }
+  const sent = typeof value === 'string' ? quoteValue(value, 40) : '(a file)';
+  const label = field.label ? ` under "${field.label}"` : '';
+  return `Invalid provider ${sent}${label}: ${next}`;
+}
+
+/**
  * Returns why the key field, trimmed of spaces, cannot be a key and what to do, or null when
  * saveUserKey should check it. The message never quotes the key.
  */
@@ -101,11 +120,8 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     const body = await c.req.parseBody();
     const first = parseProvider(body.first);
     if (!first) {
-      const value = typeof body.first === 'string' ? body.first : '';
-      const error =
-        `Invalid provider ${quoteValue(value, 40)} under "Try first": choose ` +
-        `${providerChoice} and press "Save order" again.`;
-      return renderKeysPage(c, { error }, 400);
+      const field = { name: 'first', label: 'Try first', button: 'Save order' };
+      return renderKeysPage(c, { error: describeProviderField(field, body.first) }, 400);
     }
     const order = [first, ...providers.filter((provider) => provider !== first)];
     await setProviderOrder(context.db, { userId: c.var.user.id, order });
@@ -123,8 +139,8 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     // A rejected save shows the page again with the provider kept, but never the key, which is
     // a secret that the page must not carry back.
     if (!isProvider(provider)) {
-      const error = `Invalid provider ${quoteValue(provider, 40)}: choose ${providerChoice} and press "Save key" again.`;
-      return renderKeysPage(c, { error }, 400);
+      const field = { name: 'provider', button: 'Save key' };
+      return renderKeysPage(c, { error: describeProviderField(field, body.provider) }, 400);
     }
     const invalidKey = describeInvalidKeyField(provider, key);
     if (invalidKey) {
