@@ -86,28 +86,43 @@ async function expectFirstFileOnly(patchRequestId: string) {
   return request!;
 }
 
+/**
+ * Sets the fake Groq to start `change` when the first file's call arrives and to answer each
+ * call after 500 ms. Returns the change's promise once the call has arrived.
+ */
+function changeDuringFirstCall(change: () => PromiseLike<unknown>): () => Promise<unknown> {
+  let started: Promise<unknown> | undefined;
+  groq.setHandler(() => {
+    // drizzle runs a query when it is awaited, so Promise.resolve starts it now.
+    started ??= Promise.resolve(change());
+    return { text: 'export {};\n', delayMs: 500 };
+  });
+  return async () => started;
+}
+
+/** Returns the chat completion calls that the fake Groq received after the first `before`. */
+function completionsAfter(before: number) {
+  return groq.requests.slice(before).filter((request) => request.path.endsWith('/chat/completions'));
+}
+
 describe('runPreview cancellation', () => {
   it('stops before the next file', async () => {
     const created = await newTwoFilePreview();
 
     // A newer commit cancels the request while the model works on the first file.
-    let cancellation: Promise<unknown> | undefined;
-    groq.setHandler(() => {
-      cancellation ??= setup.context.db
+    const callsBefore = groq.requests.length;
+    const cancellation = changeDuringFirstCall(() =>
+      setup.context.db
         .update(patchRequests)
         .set({ status: 'cancelled', error: 'Cancelled: the pull request has a newer commit.' })
         .where(eq(patchRequests.id, created.id))
-        .execute();
-      return { text: 'export {};\n', delayMs: 500 };
-    });
+        .execute(),
+    );
     const outcome = await runPreview(setup.context, created.id, 0, setup.context.logger);
-    await cancellation;
+    await cancellation();
 
     expect(outcome.status).toBe('cancelled');
-    const completions = groq.requests.filter((request) =>
-      request.path.endsWith('/chat/completions'),
-    );
-    expect(completions).toHaveLength(1);
+    expect(completionsAfter(callsBefore)).toHaveLength(1);
     const request = await expectFirstFileOnly(created.id);
     expect(request.status).toBe('cancelled');
     expect(request.error).toContain('newer commit');
@@ -119,22 +134,14 @@ describe('runPreview cancellation', () => {
     const callsBefore = groq.requests.length;
 
     // pg-boss expires the job while the model works on the first file and queues a retry.
-    let expiry: Promise<unknown> | undefined;
-    groq.setHandler(() => {
-      // drizzle runs a query when it is awaited, so Promise.resolve starts it now.
-      expiry ??= Promise.resolve(
-        setup.context.db.execute(sql`UPDATE pgboss.job SET state = 'retry' WHERE id = ${job.id}`),
-      );
-      return { text: 'export {};\n', delayMs: 500 };
-    });
+    const expiry = changeDuringFirstCall(() =>
+      setup.context.db.execute(sql`UPDATE pgboss.job SET state = 'retry' WHERE id = ${job.id}`),
+    );
     const outcome = await runPreview(setup.context, created.id, 0, setup.context.logger, { jobId: job.id });
-    await expiry;
+    await expiry();
 
     expect(outcome.status).toBe('skipped');
-    const completions = groq.requests
-      .slice(callsBefore)
-      .filter((request) => request.path.endsWith('/chat/completions'));
-    expect(completions).toHaveLength(1);
+    expect(completionsAfter(callsBefore)).toHaveLength(1);
     const request = await expectFirstFileOnly(created.id);
     expect(request.status).toBe('running');
     expect(setup.context.logs.some((line) => line.event === 'preview.attempt_ended')).toBe(true);
@@ -169,26 +176,19 @@ describe('runPreview cancellation', () => {
     const callsBefore = groq.requests.length;
 
     // A newer job becomes the request's preview job while the model works on the first file.
-    let takeover: Promise<unknown> | undefined;
-    groq.setHandler(() => {
-      takeover ??= Promise.resolve(
-        setup.context.db
-          .update(patchRequests)
-          .set({ previewJobId: crypto.randomUUID() })
-          .where(eq(patchRequests.id, created.id))
-          .execute(),
-      );
-      return { text: 'export {};\n', delayMs: 300 };
-    });
+    const takeover = changeDuringFirstCall(() =>
+      setup.context.db
+        .update(patchRequests)
+        .set({ previewJobId: crypto.randomUUID() })
+        .where(eq(patchRequests.id, created.id))
+        .execute(),
+    );
     const outcome = await runPreview(setup.context, created.id, 0, setup.context.logger, { jobId: job.id });
-    await takeover;
+    await takeover();
 
-    // The first file's call was paid, so its result is kept; the second is left to the newer job.
+    // The first file's call was paid, so its result is kept. The second is left to the newer job.
     expect(outcome.status).toBe('running');
-    const completions = groq.requests
-      .slice(callsBefore)
-      .filter((request) => request.path.endsWith('/chat/completions'));
-    expect(completions).toHaveLength(1);
+    expect(completionsAfter(callsBefore)).toHaveLength(1);
     const request = await expectFirstFileOnly(created.id);
     expect(request.status).toBe('running');
   });
