@@ -40,8 +40,8 @@ async function main(argv: string[]): Promise<number> {
   const logger = quiet
     ? createLogger('warn', process.stderr)
     : createLogger(config.LOG_LEVEL, command === 'start' ? undefined : process.stderr);
-  // Each command's code is loaded on demand: `start` loads the whole service, which a one-off
-  // command such as `users token` does not need.
+  // Each command's code is loaded on demand, because `start` loads the whole service and a
+  // one-off command such as `users token` needs none of it.
   switch (command) {
     case 'start':
       return (await import('./start.ts')).runStartCommand(config, logger, rest);
