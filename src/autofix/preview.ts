@@ -146,9 +146,9 @@ export async function runPreview(
   if (!request || terminalStatuses.includes(request.status)) {
     return { status: 'skipped', files: 0, tokens: 0 };
   }
-  // A regeneration gives the request a new job. An attempt of an older job that pg-boss runs
-  // late would otherwise call the model for the new job's file, under a key that the new job's
-  // call of the same attempt number builds too, so one of the two calls would go unbilled.
+  // A regeneration gives the request a new job. A late attempt of an older job would otherwise
+  // call the model for the new job's file. Its idempotency key can equal the key of the new
+  // job's call with the same attempt number, so one of the two calls would go unbilled.
   if (options.jobId !== undefined && request.previewJobId !== options.jobId) {
     logger.warn(
       { event: 'preview.stale_job', jobId: options.jobId, currentJobId: request.previewJobId, attempt },

@@ -226,7 +226,7 @@ export async function fillMissingPatches(
 /**
  * Reads the merge base of the pull request's base branch and head. Returns null, after logging
  * why, when GitHub finds none or fails with a server error. `checkpoint` runs before the
- * request and after it, because GitHub may answer slowly for a large pull request.
+ * request and after it, because GitHub may respond slowly for a large pull request.
  */
 async function findMergeBase(
   octokit: Octokit,

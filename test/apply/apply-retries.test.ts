@@ -86,7 +86,10 @@ async function markDiedAfterApply(id: string) {
     .where(eq(patchRequests.id, id));
 }
 
-/** The 409 message for applying patch request `id` after a newer commit superseded its run. */
+/**
+ * Builds the 409 message for applying patch request `id` after a newer commit superseded its
+ * run.
+ */
 function supersededMessage(id: string): string {
   return (
     `The pull request has a newer commit than ${setup.git.headSha}. Request a new preview on ` +

@@ -87,7 +87,7 @@ async function expectFirstFileOnly(patchRequestId: string) {
 }
 
 /**
- * Sets the fake Groq to start `change` when the first file's call arrives and to answer each
+ * Sets the fake Groq to start `change` when the first file's call arrives and to reply to each
  * call after 500 ms. Returns the change's promise once the call has arrived.
  */
 function changeDuringFirstCall(change: () => PromiseLike<unknown>): () => Promise<unknown> {

@@ -146,7 +146,7 @@ describe('stale preview job', () => {
     const patchRequestId = await createPatchRequestForRun(context, setup.runId, other!.id);
     const job = await takeAsLastAttempt(context, patchRequestId);
     const newerJobId = crypto.randomUUID();
-    // Another job becomes the preview's job while the model answers the attempt's first file,
+    // Another job becomes the preview's job while the model replies to the attempt's first file,
     // and the attempt then fails to store that file.
     let takeover: Promise<unknown> | undefined;
     groq.setHandler(() => {

@@ -143,8 +143,8 @@ export const patchFiles = pgTable(
      */
     keptResult: jsonb().$type<KeptPatchFileResult>(),
     /**
-     * Why the file's last regeneration failed, when the file got its earlier result back.
-     * Cleared by the next regeneration.
+     * Reason the file's last regeneration failed, set when the file got its earlier result
+     * back. Cleared by the next regeneration.
      */
     regenerationError: text(),
     ...timestamps,
