@@ -1,29 +1,16 @@
 import { z } from 'zod';
 import type { ApplyMode } from '../db/schema/index.ts';
-import { gitObjectSha } from '../github/github-response.ts';
+import { pullRequestResponse } from '../github/pull-request-response.ts';
 import { PullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { BranchMovedError } from './commit-files.ts';
 
-const githubTimestamp = z.iso.datetime({ offset: true });
+const { base } = pullRequestResponse.shape;
 
-/**
- * The fields of GitHub's `pulls.get` response that Apply reads (schema `pull-request` in
- * @octokit/openapi-types 29), for parseGitHubResponse. `head.repo` is null once the head
- * repository was deleted, although that schema types it as never null.
- */
-export const pullRequestStateSchema = z.object({
-  state: z.enum(['open', 'closed']),
-  closed_at: githubTimestamp.nullable(),
-  merged_at: githubTimestamp.nullable(),
-  updated_at: githubTimestamp,
-  head: z.object({
-    ref: z.string(),
-    sha: gitObjectSha('commit'),
-    repo: z.object({ id: z.number(), full_name: z.string() }).nullable(),
-  }),
-  base: z.object({ repo: z.object({ id: z.number() }) }),
-});
+/** The fields of GitHub's `pulls.get` response that Apply reads (see pullRequestResponse). */
+export const pullRequestStateSchema = pullRequestResponse
+  .pick({ state: true, closed_at: true, merged_at: true, updated_at: true, head: true })
+  .extend({ base: base.pick({ repo: true }) });
 export type PullRequestState = z.infer<typeof pullRequestStateSchema>;
 
 /** The run that a patch request previewed: its base repository, pull request and head. */

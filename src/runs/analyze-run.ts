@@ -6,9 +6,12 @@ import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
+import { parseGitHubResponse } from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { readFileSizes } from '../github/file-sizes.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../github/pull-files.ts';
+import { pullRequestResponse } from '../github/pull-request-response.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
@@ -30,6 +33,18 @@ import { fillMissingPatches, type CompletedFiles } from './missing-patches.ts';
  * statement and 46 to 69 ms with 250, in the same total time (bench/store-findings.ts).
  */
 export const findingInsertChunkSize = 250;
+
+const { head, base } = pullRequestResponse.shape;
+
+/**
+ * The fields of GitHub's `pulls.get` response that the analysis reads (see
+ * pullRequestResponse). An invalid response raises UnexpectedGitHubAnswerError, which fails the
+ * analyze job like a server error does, so the job tries again.
+ */
+const analyzedPullRequestSchema = pullRequestResponse.pick({ changed_files: true }).extend({
+  head: head.pick({ sha: true }),
+  base: base.pick({ ref: true, sha: true }),
+});
 
 export interface AnalyzeOutcome {
   status: 'completed' | 'skipped';
@@ -98,11 +113,11 @@ export async function analyzeRun(
   const octokit = await github.installationOctokit(run.installationId);
   // GitHub lists the files of the pull request's current head. A run whose commit is no longer
   // the head would get another commit's findings, so it stops and the newer run reports.
-  const { data: pullRequest } = await octokit.rest.pulls.get({
-    owner,
-    repo,
-    pull_number: run.prNumber,
-  });
+  const pullRequest = parseGitHubResponse(
+    analyzedPullRequestSchema,
+    'GET',
+    await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
+  );
   if (pullRequest.head.sha !== run.headSha) {
     await context.db
       .update(prRuns)
@@ -295,14 +310,24 @@ export async function failRun(
 /**
  * Describes why an analysis failed. A GitHub response names the request, status and GitHub's
  * message, because Octokit's own message ("Not Found - https://docs.github.com/rest") names
- * neither the pull request nor the next step.
+ * neither the pull request nor the next step. An invalid 2xx response names each invalid field.
  */
 function describeAnalysisError(error: unknown): string {
   const rejection = asGitHubRejection(error);
   if (!rejection) return safeErrorMessage(error);
   const request = `${rejection.method} ${rejection.path}`;
   let text: string;
-  if (rejection.noResponse) {
+  if (rejection.invalidResponse) {
+    text =
+      `GitHub returned an invalid response (status ${rejection.status}) to ${request}: ` +
+      `${rejection.message}.`;
+    // A response over the size limit would be as large the next time.
+    if (!(error instanceof GitHubResponseTooLargeError)) {
+      text +=
+        ' GitHub, or a proxy between this server and GITHUB_API_URL, may be failing. Once it ' +
+        'responds normally, push a commit or redeliver the event.';
+    }
+  } else if (rejection.noResponse) {
     text = `GitHub sent no response to ${request}: ${rejection.message}`;
   } else {
     text = `GitHub returned ${rejection.status} for ${request}: ${rejection.message}.`;

@@ -184,8 +184,9 @@ describe('failRun', () => {
     const stored = await runById(run.id);
     expect(stored.status).toBe('failed');
     expect(stored.error).toBe(
-      'Analysis failed: GitHub returned 200 for GET /repos/octo-org/widgets/pulls/7: the ' +
-        'response is larger than the limit of 67108864 bytes (64 MiB).',
+      'Analysis failed: GitHub returned an invalid response (status 200) to GET ' +
+        '/repos/octo-org/widgets/pulls/7: the response is larger than the limit of 67108864 ' +
+        'bytes (64 MiB).',
     );
     expect(pullRequests().length - requestsBefore).toBe(1);
   });

@@ -48,6 +48,45 @@ describe('analyzeRun file sizes', () => {
     expect(setup.context.logs.some((line) => line.event === 'analyze.file_sizes_failed')).toBe(true);
   });
 
+  it.each([
+    [
+      'an entry without its sha',
+      (served: { tree: object[] }) => ({
+        body: { ...served, tree: [{ ...served.tree[0], sha: undefined }, ...served.tree.slice(1)] },
+      }),
+      'tree.0.sha: Invalid input: expected string, received undefined',
+    ],
+    [
+      "a proxy's HTML page",
+      () => ({ headers: { 'content-type': 'text/html' }, body: '<html><body>Bad Gateway</body></html>' }),
+      'body: Invalid input: expected object, received string',
+    ],
+  ])('stores no size for a tree response with %s', async (_case, change, problem) => {
+    const octokit = await setup.harness.app.installationOctokit(setup.harness.installationId);
+    const { data: served } = await octokit.rest.git.getTree({
+      owner,
+      repo,
+      tree_sha: setup.harness.repository.headSha,
+    });
+    setup.harness.fake.queueResponse({ method: 'GET', path: treesPattern, status: 200, ...change(served) });
+    const failedBefore = setup.context.logs.filter((line) => line.event === 'analyze.file_sizes_failed').length;
+
+    const sizes = await analyzeNewRun();
+
+    expect(sizes.get('src/app.ts')).toBeNull();
+    expect(sizes.get('scripts/tool.py')).toBeNull();
+    const failed = setup.context.logs
+      .filter((line) => line.event === 'analyze.file_sizes_failed')
+      .slice(failedBefore);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.level).toBe(40);
+    expect(failed[0]!.err).toMatchObject({
+      type: 'UnexpectedGitHubAnswerError',
+      message: problem,
+      status: 200,
+    });
+  });
+
   it('stores no size for a path the tree leaves out', async () => {
     setup.harness.fake.queueResponse({
       method: 'GET',
