@@ -25,6 +25,7 @@ import { listRunFindings } from '../runs/run-findings.ts';
 import { formatCount, pickForm } from '../text/plural.ts';
 import { describeExhausted } from '../usage/allowance.ts';
 import { githubId } from './github-id.ts';
+import { ignoredActionOutcome, quotePayloadValue } from './outcome-values.ts';
 
 export const checkRunPayload = z.object({
   action: z.string(),
@@ -61,11 +62,11 @@ export async function handleCheckRunEvent(
   context: HandlerContext,
 ): Promise<string> {
   if (payload.action !== 'requested_action') {
-    return `ignored: check_run action ${payload.action}`;
+    return ignoredActionOutcome('check_run', payload.action);
   }
   const identifier = payload.requested_action?.identifier;
   if (identifier !== fixAction.identifier) {
-    const given = JSON.stringify(identifier ?? null);
+    const given = quotePayloadValue(identifier ?? null);
     return `ignored: requested action ${given} is not ${fixAction.identifier}`;
   }
 

@@ -14,6 +14,7 @@ import {
 import { upsertGitHubUser } from '../users/upsert-github-user.ts';
 import { githubId } from './github-id.ts';
 import { githubLogin } from './github-names.ts';
+import { ignoredActionOutcome } from './outcome-values.ts';
 
 export const installationPayload = z.object({
   action: z.string(),
@@ -23,7 +24,7 @@ export const installationPayload = z.object({
       .object({ id: githubId, login: githubLogin, type: z.string().optional() })
       .nullable(),
     /** The user who suspended the installation, null or missing for other actions. */
-    suspended_by: z.object({ login: z.string() }).nullish(),
+    suspended_by: z.object({ login: githubLogin }).nullish(),
   }),
   sender: z.object({ id: githubId, login: githubLogin, name: z.string().nullish() }),
 });
@@ -105,7 +106,7 @@ async function applyInstallationEvent(
       return `installation ${installation.id} resumed`;
     }
     default:
-      return `ignored: installation action ${payload.action}`;
+      return ignoredActionOutcome('installation', payload.action);
   }
 }
 

@@ -18,6 +18,7 @@ import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
 import { isSameSecond, queueConfirmation, type ConfirmContext } from './pull-request-ties.ts';
 import { branchName, githubLogin, repositoryFullName } from './github-names.ts';
+import { ignoredActionOutcome } from './outcome-values.ts';
 
 const isoDateTime = z.iso.datetime({ offset: true });
 /**
@@ -113,7 +114,7 @@ export async function applyPullRequestEvent(
   if (payload.action === 'closed') return handleClosed(tx, boss, payload, ties);
   const baseChanged = payload.action === 'edited' && payload.changes?.base !== undefined;
   if (!analyzedActions.has(payload.action) && !baseChanged) {
-    return `ignored: pull_request action ${payload.action}`;
+    return ignoredActionOutcome('pull_request', payload.action);
   }
   const installationId = payload.installation?.id;
   if (!installationId) return 'ignored: the payload names no app installation';

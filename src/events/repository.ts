@@ -5,6 +5,7 @@ import { prRuns } from '../db/schema/index.ts';
 import { pickForm } from '../text/plural.ts';
 import { githubId } from './github-id.ts';
 import { repositoryFullName } from './github-names.ts';
+import { ignoredActionOutcome } from './outcome-values.ts';
 
 export const repositoryPayload = z.object({
   action: z.string(),
@@ -33,7 +34,7 @@ export async function handleRepositoryEvent(
   payload: RepositoryPayload,
 ): Promise<string> {
   if (!nameChangingActions.has(payload.action)) {
-    return `ignored: repository action ${payload.action}`;
+    return ignoredActionOutcome('repository', payload.action);
   }
   const { id, full_name: name } = payload.repository;
   const renamed = await tx

@@ -8,6 +8,7 @@ import {
   GitHubResponseTooLargeError,
   maxGitHubResponseBytes,
   parseResponses,
+  replaceOversizedErrorBody,
 } from './responses.ts';
 
 /**
@@ -161,8 +162,9 @@ function describeRequest(input: string | URL | Request, init: RequestInit | unde
  * body is read here, so a slow but steady download is not cut, and a stall fails the request:
  * Octokit 10 (`getResponseData`) would turn a body that breaks off into empty data. Octokit
  * reports the error as a RequestError with status 500, which the retry plugin retries like
- * other server errors. A body over `maxBytes` raises GitHubResponseTooLargeError as soon as its
- * Content-Length or the bytes read so far pass the limit.
+ * other server errors. A body over `maxBytes` is dropped as soon as its Content-Length or the
+ * bytes read so far pass the limit. A success response then raises GitHubResponseTooLargeError,
+ * and an error response keeps its status and headers, which are enough to read a rate limit.
  */
 function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
   return async (input, init) => {
@@ -176,15 +178,16 @@ function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
     try {
       const response = await fetch(input, { ...init, signal });
       if (response.body === null) return response;
-      const tooLarge = () => {
+      const oversized = () => {
         const { method, path } = describeRequest(input, init);
-        return new GitHubResponseTooLargeError(method, path, response.status, maxBytes);
+        if (response.status >= 400) return replaceOversizedErrorBody(response, method, path, maxBytes);
+        throw new GitHubResponseTooLargeError(method, path, response.status, maxBytes);
       };
       // A compressed body's Content-Length counts the compressed bytes, which the limit does not.
       const declaredBytes = Number(response.headers.get('content-length'));
       if (!response.headers.has('content-encoding') && declaredBytes > maxBytes) {
         void response.body.cancel().catch(() => undefined);
-        throw tooLarge();
+        return oversized();
       }
       restartTimer();
       const chunks: Uint8Array[] = [];
@@ -194,7 +197,7 @@ function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
         receivedBytes += read.value.byteLength;
         if (receivedBytes > maxBytes) {
           void reader.cancel().catch(() => undefined);
-          throw tooLarge();
+          return oversized();
         }
         chunks.push(read.value);
         restartTimer();

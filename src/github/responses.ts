@@ -13,9 +13,10 @@ import { UnexpectedGitHubAnswerError } from './github-response.ts';
 export const maxGitHubResponseBytes = 64 * 1024 * 1024;
 
 /**
- * Raised when a GitHub response body is larger than the limit, before more of it is read. It is
- * no RequestError, so the retry plugin does not send the request again, because the response
- * would be as large the next time.
+ * Raised when the body of a GitHub success response is larger than the limit, before more of it
+ * is read. It is no RequestError, so the retry plugin does not send the request again, because
+ * the response would be as large the next time. An error response gets
+ * `replaceOversizedErrorBody` instead.
  */
 export class GitHubResponseTooLargeError extends UnexpectedGitHubAnswerError {
   override name = 'GitHubResponseTooLargeError';
@@ -27,6 +28,37 @@ export class GitHubResponseTooLargeError extends UnexpectedGitHubAnswerError {
       `GitHub's response to ${method} ${path} is larger than the limit of ` +
       `${formatBytes(maxBytes)} that Fixwright reads.`;
   }
+}
+
+/**
+ * Builds the response that Octokit gets in place of an error response (status 400 or more)
+ * whose body is larger than `maxBytes`: the same status and headers with a short text body
+ * that names the limit. Octokit then raises its usual RequestError with that text as the message, so
+ * rate limits are still read from `retry-after` and `x-ratelimit-*`, and status checks such as
+ * 404 work as for any error response.
+ */
+export function replaceOversizedErrorBody(
+  response: Response,
+  method: string,
+  path: string,
+  maxBytes: number,
+): Response {
+  const headers = new Headers(response.headers);
+  headers.delete('content-length');
+  headers.delete('content-encoding');
+  headers.set('content-type', 'text/plain; charset=utf-8');
+  const message =
+    `GitHub's response to ${method} ${path} (HTTP ${response.status}) has a body larger than ` +
+    `the limit of ${formatBytes(maxBytes)} that Fixwright reads, so only its status and ` +
+    'headers are used.';
+  const replaced = new Response(message, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
+  // Octokit reports the URL of the response, which is the last one after redirects.
+  Object.defineProperty(replaced, 'url', { value: response.url });
+  return replaced;
 }
 
 /** Formats a byte count as `67108864 bytes (64 MiB)`, or without the MiB below one MiB. */

@@ -8,6 +8,7 @@ import {
   type UsageMetadata,
 } from '@google/generative-ai';
 import type { Logger } from '../logger.ts';
+import { recordFetchErrors, type FetchErrorRecord } from '../net/fetch-errors.ts';
 import {
   cleanProviderMessage,
   connectionError,
@@ -115,18 +116,21 @@ export function createGeminiClient(options: GeminiClientOptions): ModelClient {
       { baseUrl, apiVersion },
     );
     const attempt = startAttemptSignal(timeoutMs, signal);
+    const fetchErrors: FetchErrorRecord = {};
 
     let response: GenerateContentResponse;
     try {
-      const result = await generativeModel.generateContent(
-        { contents: [{ role: 'user', parts: [{ text: request.user }] }] },
-        { signal: attempt.signal },
+      const result = await recordFetchErrors(fetchErrors, () =>
+        generativeModel.generateContent(
+          { contents: [{ role: 'user', parts: [{ text: request.user }] }] },
+          { signal: attempt.signal },
+        ),
       );
       response = result.response;
     } catch (error) {
       if (attempt.timedOut()) throw timeoutError('gemini', timeoutMs);
       if (attempt.callerAborted()) throw callerAbortError('gemini');
-      throw mapGeminiError(error, errorContext);
+      throw mapGeminiError(error, errorContext, fetchErrors.lastError);
     } finally {
       attempt.dispose();
     }
@@ -430,9 +434,14 @@ function readFetchErrorMessage(error: GoogleGenerativeAIFetchError): string {
 
 /**
  * Maps an error raised by @google/generative-ai to a ProviderError with a redacted message.
+ * `fetchError` is the error that fetch reported for the SDK's request, when there was one.
  * Rethrows errors that did not come from the SDK or from parsing its response.
  */
-export function mapGeminiError(error: unknown, context: ErrorContext): ProviderError {
+export function mapGeminiError(
+  error: unknown,
+  context: ErrorContext,
+  fetchError?: Error,
+): ProviderError {
   if (error instanceof ProviderError) return error;
   const clean = (text: string) => cleanProviderMessage(text, [context.apiKey]);
 
@@ -462,11 +471,11 @@ export function mapGeminiError(error: unknown, context: ErrorContext): ProviderE
   }
   if (error instanceof GoogleGenerativeAIError) {
     // The SDK raises this base class for connection failures, with the message
-    // "[GoogleGenerativeAI Error]: Error fetching from URL: fetch failed". NOTE: SDK 0.24.1
-    // keeps only the message of fetch's error, so the socket error (ECONNREFUSED, ENOTFOUND)
-    // that the model list's own fetch reports is lost here.
+    // "[GoogleGenerativeAI Error]: Error fetching from URL: fetch failed". SDK 0.24.1 keeps
+    // only the message of fetch's error and drops its cause, the socket error (ECONNREFUSED,
+    // ECONNRESET, ENOTFOUND), so `recordFetchErrors` supplies that error as `fetchError`.
     const reason = error.message.replace(/^(\[GoogleGenerativeAI Error\]: )?Error fetching from \S+: /, '');
-    return connectionError('gemini', context, new Error(reason), [context.apiKey]);
+    return connectionError('gemini', context, fetchError ?? new Error(reason), [context.apiKey]);
   }
   // A 200 response whose body is not JSON reaches here as a SyntaxError from response.json().
   // A TypeError comes from a connection that closed before the whole body arrived, or from

@@ -181,11 +181,10 @@ describe('runPreview', () => {
 
     expect(outcome.status).toBe('failed');
     const advice = 'sets this address, so the operator should check that it is right and that the server it names is running.';
-    // @google/generative-ai 0.24.1 drops the socket error, so only fetch's own message is left.
     const expected =
       'Every model provider failed. ' +
       `Groq (unavailable): Could not connect to Groq at ${url} (connect ECONNREFUSED 127.0.0.1:${port}). GROQ_BASE_URL ${advice} ` +
-      `Gemini (unavailable): Could not connect to Gemini at ${url} (fetch failed). GEMINI_BASE_URL ${advice}`;
+      `Gemini (unavailable): Could not connect to Gemini at ${url} (connect ECONNREFUSED 127.0.0.1:${port}). GEMINI_BASE_URL ${advice}`;
     const stored = await filesOf(patchRequestId);
     expect(stored.map((file) => file.status)).toEqual(['failed', 'failed']);
     expect(stored.map((file) => file.error)).toEqual([expected, expected]);

@@ -460,7 +460,7 @@ describe('pull request base change', () => {
 
     const outcome = await deliver(payload);
 
-    expect(outcome).toBe('ignored: pull_request action edited');
+    expect(outcome).toBe('ignored: pull_request action "edited"');
     await expectFirstAnalysisKept(run);
   });
 

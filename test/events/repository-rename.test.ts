@@ -104,7 +104,7 @@ describe('repository events', () => {
 
     const result = await deliverRepositoryEvent('edited', 9404, 'octo-org/handbook');
 
-    expect(result.body.outcome).toBe('ignored: repository action edited');
+    expect(result.body.outcome).toBe('ignored: repository action "edited"');
     expect((await namesOf(run))?.repository).toBe('octo-org/docs');
   });
 

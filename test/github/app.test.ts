@@ -6,6 +6,7 @@ import { RequestError } from '@octokit/request-error';
 import { readFileAtRef } from '../../src/github/file-content.ts';
 import { GitHubResponseTooLargeError, maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { asGitHubRejection } from '../../src/apply/github-rejection.ts';
+import { asGitHubRateLimit } from '../../src/github/rate-limit.ts';
 import type { Octokit } from '@octokit/rest';
 import { examplePayload } from '../helpers/webhooks.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -428,6 +429,162 @@ describe('response bodies', () => {
           'that Fixwright reads.',
       );
       expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('oversized error responses', () => {
+  const contentsPath = `/repos/${owner}/${repo}/contents/README.md`;
+  const padding = 'x'.repeat(2000);
+
+  function limitedApp(maxResponseBytes?: number, baseUrl = harness.fake.url) {
+    return createGitHubApp({
+      appId,
+      privateKey: harness.privateKeyPem,
+      baseUrl,
+      logger: createLogger('silent'),
+      requestTimeoutMs: 10_000,
+      ...(maxResponseBytes === undefined ? {} : { maxResponseBytes }),
+    });
+  }
+
+  async function readmeError(app: ReturnType<typeof createGitHubApp>) {
+    const octokit = await app.installationOctokit(harness.installationId);
+    return readFileAtRef(octokit, { owner, repo, path: 'README.md', ref: 'main' }).then(
+      () => null,
+      (reason: unknown) => reason,
+    );
+  }
+
+  function oversizedMessage(status: number, limit: string, path = contentsPath) {
+    return (
+      `GitHub's response to GET ${path} (HTTP ${status}) has a body larger than the limit of ` +
+      `${limit} that Fixwright reads, so only its status and headers are used.`
+    );
+  }
+
+  it('reads a 429 wait from headers', async () => {
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: contentsPattern,
+      status: 429,
+      headers: { 'retry-after': '120' },
+      body: { message: 'You have exceeded a secondary rate limit.', padding },
+    });
+
+    const error = await readmeError(limitedApp(1024));
+    const now = Date.now();
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(429);
+    expect((error as Error).message).toBe(oversizedMessage(429, '1024 bytes'));
+    expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 120_000 });
+    expect(contentRequests()).toHaveLength(1);
+  });
+
+  it('reads a 403 primary limit from headers', async () => {
+    const resetEpochSeconds = Math.floor(Date.now() / 1000) + 600;
+    const queued = primaryRateLimitError('GET', contentsPattern, resetEpochSeconds);
+    harness.fake.queueResponse({ ...queued, body: { message: 'API rate limit exceeded.', padding } });
+
+    const error = await readmeError(limitedApp(1024));
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(403);
+    expect((error as Error).message).toBe(oversizedMessage(403, '1024 bytes'));
+    expect(asGitHubRateLimit(error)).toEqual({
+      kind: 'primary',
+      liftsAt: (resetEpochSeconds + 1) * 1000,
+    });
+    // The reset is more than a minute away, so the throttling plugin does not wait for it.
+    expect(contentRequests()).toHaveLength(1);
+  });
+
+  it('keeps the status of a 404', async () => {
+    const notFound = {
+      method: 'GET',
+      path: contentsPattern,
+      status: 404,
+      body: { message: 'Not Found', padding },
+    };
+    harness.fake.queueResponse(notFound);
+    harness.fake.queueResponse(notFound);
+    const octokit = await limitedApp(1024).installationOctokit(harness.installationId);
+
+    // readFileAtRef returns null for a file that a 404 reports missing.
+    const file = await readFileAtRef(octokit, { owner, repo, path: 'README.md', ref: 'main' });
+    const error = await octokit.request(`GET ${contentsPath}`).then(
+      () => null,
+      (reason: unknown) => reason,
+    );
+
+    expect(file).toBeNull();
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(404);
+    expect(asGitHubRateLimit(error)).toBeNull();
+    expect(asGitHubRejection(error)).toEqual({
+      status: 404,
+      message: oversizedMessage(404, '1024 bytes'),
+      method: 'GET',
+      path: contentsPath,
+    });
+  });
+
+  it('reads a streamed 429 over the limit', async () => {
+    // Without Content-Length, the limit applies to the bytes read so far.
+    const server = http.createServer((_request, response) => {
+      response.writeHead(429, { 'content-type': 'application/json', 'retry-after': '30' });
+      response.end(JSON.stringify({ message: 'Too many requests', padding }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const error = await limitedApp(1024, url).appOctokit().request('GET /app').then(
+        () => null,
+        (reason: unknown) => reason,
+      );
+      const now = Date.now();
+
+      expect(error).toBeInstanceOf(RequestError);
+      expect((error as Error).message).toBe(oversizedMessage(429, '1024 bytes', '/app'));
+      expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 30_000 });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('ends a 429 declaring over 64 MiB', async () => {
+    // The body never comes, so only its Content-Length can end the request before the timeout.
+    const server = http.createServer((_request, response) => {
+      response.writeHead(429, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': String(maxGitHubResponseBytes + 1),
+        'retry-after': '90',
+      });
+      response.write('{"message": "');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const started = Date.now();
+
+      const error = await limitedApp(undefined, url).appOctokit().request('GET /app').then(
+        () => null,
+        (reason: unknown) => reason,
+      );
+      const now = Date.now();
+
+      expect(error).toBeInstanceOf(RequestError);
+      expect((error as RequestError).status).toBe(429);
+      expect((error as Error).message).toBe(
+        oversizedMessage(429, '67108864 bytes (64 MiB)', '/app'),
+      );
+      expect(asGitHubRateLimit(error, now)).toEqual({ kind: 'secondary', liftsAt: now + 90_000 });
+      expect(now - started).toBeLessThan(5_000);
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

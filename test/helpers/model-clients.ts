@@ -78,3 +78,23 @@ export async function closedPortUrl(): Promise<{ url: string; port: number }> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return { url: `http://127.0.0.1:${port}`, port };
 }
+
+/**
+ * Starts a server on 127.0.0.1 that reads each whole request and then resets the connection
+ * (TCP RST) without a response, so the client fails with `read ECONNRESET`.
+ */
+export async function startResetServer() {
+  const server = createServer((req) => {
+    req.resume();
+    req.on('end', () => req.socket.resetAndDestroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -3,7 +3,7 @@ import { ProviderConnectionError } from '../../src/llm/errors.ts';
 import { createGeminiClient } from '../../src/llm/gemini.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
 import type { ModelClient, ModelRequest } from '../../src/llm/types.ts';
-import { closedPortUrl, expectProviderError } from '../helpers/model-clients.ts';
+import { closedPortUrl, expectProviderError, startResetServer } from '../helpers/model-clients.ts';
 
 const request: ModelRequest = {
   system: 'Return the file.',
@@ -80,7 +80,44 @@ describe('provider connection errors', () => {
     expect(groq.message).toBe(
       `Could not connect to Groq at ${url} (connect ECONNREFUSED 127.0.0.1:${port}). GROQ_BASE_URL ${advice}`,
     );
-    // @google/generative-ai 0.24.1 drops the socket error, so only fetch's own message is left.
-    expect(gemini.message).toBe(`Could not connect to Gemini at ${url} (fetch failed). GEMINI_BASE_URL ${advice}`);
+    expect(gemini.message).toBe(
+      `Could not connect to Gemini at ${url} (connect ECONNREFUSED 127.0.0.1:${port}). GEMINI_BASE_URL ${advice}`,
+    );
+  });
+
+  it('words generate resets alike', async () => {
+    const server = await startResetServer();
+    const advice = 'sets this address, so the operator should check that it is right and that the server it names is running.';
+
+    try {
+      const groq = await expectProviderError(groqClient(server.url, 'GROQ_BASE_URL').generate(request));
+      const gemini = await expectProviderError(geminiClient(server.url, 'GEMINI_BASE_URL').generate(request));
+
+      expect(groq).toBeInstanceOf(ProviderConnectionError);
+      expect(gemini).toBeInstanceOf(ProviderConnectionError);
+      expect(groq.message).toBe(`Could not connect to Groq at ${server.url} (read ECONNRESET). GROQ_BASE_URL ${advice}`);
+      expect(gemini.message).toBe(
+        `Could not connect to Gemini at ${server.url} (read ECONNRESET). GEMINI_BASE_URL ${advice}`,
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('keeps concurrent Gemini causes apart', async () => {
+    const closedPort = await closedPortUrl();
+    const server = await startResetServer();
+
+    try {
+      const [first, second] = await Promise.all([
+        expectProviderError(geminiClient(closedPort.url).generate(request)),
+        expectProviderError(geminiClient(server.url).generate(request)),
+      ]);
+
+      expect(first.message).toContain(`(connect ECONNREFUSED 127.0.0.1:${closedPort.port})`);
+      expect(second.message).toContain('(read ECONNRESET)');
+    } finally {
+      await server.close();
+    }
   });
 });

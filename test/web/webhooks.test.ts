@@ -10,7 +10,7 @@ import {
   webhookDeliveries,
 } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 
 const secret = 'webhook-secret-for-tests';
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
@@ -273,7 +273,7 @@ describe('POST /webhooks/github', () => {
       'x-hub-signature-256': sign(body),
     });
     expect(response.status).toBe(202);
-    expect((await response.json()).outcome).toBe('ignored: pull_request action labeled');
+    expect((await response.json()).outcome).toBe('ignored: pull_request action "labeled"');
   });
 });
 
@@ -577,6 +577,90 @@ describe('POST /webhooks/github with unusual input', () => {
       .from(webhookDeliveries)
       .where(eq(webhookDeliveries.deliveryId, deliveryId));
     expect(stored).toHaveLength(0);
+  });
+});
+
+describe('POST /webhooks/github with long payload values', () => {
+  const longValue = 'x'.repeat(100_000);
+  // quoteValue keeps the opening quote, 58 characters and an ellipsis, 60 characters in all.
+  const quotedLongValue = `"${'x'.repeat(58)}…`;
+
+  async function postLongValue(event: string, payload: Record<string, unknown>, deliveryId: string) {
+    const body = JSON.stringify(payload);
+    return post(body, {
+      'x-github-event': event,
+      'x-github-delivery': deliveryId,
+      'x-hub-signature-256': sign(body),
+    });
+  }
+
+  async function storedOutcome(deliveryId: string) {
+    const [row] = await context.db
+      .select({ outcome: webhookDeliveries.outcome })
+      .from(webhookDeliveries)
+      .where(eq(webhookDeliveries.deliveryId, deliveryId));
+    return row?.outcome;
+  }
+
+  it('shortens a long action everywhere', async () => {
+    const payload = { ...example('pull_request', 'labeled'), action: longValue };
+    const expected = `ignored: pull_request action ${quotedLongValue}`;
+
+    const response = await postLongValue('pull_request', payload, 'long-action');
+
+    expect(response.status).toBe(202);
+    expect((await response.json()).outcome).toBe(expected);
+    expect(await storedOutcome('long-action')).toBe(expected);
+    const accepted = logsOf(context, 'webhook.accepted', { deliveryId: 'long-action' });
+    expect(accepted).toHaveLength(1);
+    expect(accepted[0]!.outcome).toBe(expected);
+  });
+
+  it('shortens long actions of each handler', async () => {
+    const cases = [
+      ['check_run', example('check_run', 'created')],
+      ['installation', example('installation', 'new_permissions_accepted')],
+      ['repository', example('repository', 'edited')],
+    ] as const;
+    for (const [event, payload] of cases) {
+      const deliveryId = `long-action-${event}`;
+
+      const response = await postLongValue(event, { ...payload, action: longValue }, deliveryId);
+
+      expect(response.status, event).toBe(202);
+      const expected = `ignored: ${event} action ${quotedLongValue}`;
+      expect((await response.json()).outcome, event).toBe(expected);
+      expect(await storedOutcome(deliveryId), event).toBe(expected);
+    }
+  });
+
+  it('shortens a long requested action', async () => {
+    const payload = example('check_run', 'requested_action');
+    payload.requested_action = { identifier: longValue };
+    const expected = `ignored: requested action ${quotedLongValue} is not fix`;
+
+    const response = await postLongValue('check_run', payload, 'long-identifier');
+
+    expect(response.status).toBe(202);
+    expect((await response.json()).outcome).toBe(expected);
+    expect(await storedOutcome('long-identifier')).toBe(expected);
+  });
+
+  it('rejects a long suspended_by login', async () => {
+    const payload = example('installation', 'suspend');
+    payload.installation = {
+      ...(payload.installation as Record<string, unknown>),
+      suspended_by: { login: longValue },
+    };
+
+    const response = await postLongValue('installation', payload, 'long-suspender');
+
+    expect(response.status).toBe(400);
+    const message: string = (await response.json()).error.message;
+    expect(message).toBe(
+      'Invalid installation payload: installation.suspended_by.login: Too big: expected string to have <=100 characters.',
+    );
+    expect(await storedOutcome('long-suspender')).toBeUndefined();
   });
 });
 
