@@ -107,7 +107,7 @@ export function patchRequestPages(
     if (page) return c.redirect(page, 303);
     const listAll = parsePreviewsQuery(c.req.query('previews'));
     const { request, run } = await load(c.var.user.id, c.req.param('id'));
-    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+    const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
     return c.html(
       <>
         <PatchProgress request={request} listAll={listAll} />

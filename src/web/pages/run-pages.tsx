@@ -64,7 +64,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const { listAll, selection } = options;
     const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
-    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+    const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
@@ -147,7 +147,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         where: eq(patchRequests.id, id),
       });
       const listAll = body.previews === 'all';
-      const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+      const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
       return c.html(
         <>
           <PatchProgress request={request!} listAll={listAll} />
