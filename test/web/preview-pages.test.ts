@@ -196,10 +196,36 @@ describe('run page', () => {
     });
 
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain(
-      'Invalid findingIds: the form sent it as a file upload, but expected a text field; ' +
-        'reload the run page and press &quot;Preview fix&quot; again.',
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain(
+      '<div id="preview-progress" aria-live="polite"><p class="error" role="alert">Invalid field ' +
+        '&quot;findingIds&quot;: the form sent it as a file upload, but expected a text field; ' +
+        'reload the run page and press &quot;Preview fix&quot; again.</p></div>',
     );
+    expect(await countRequests()).toBe(before);
+  });
+
+  it('rejects a repeated previews field', async () => {
+    const countRequests = async () =>
+      (await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.run.id))).length;
+    const before = await countRequests();
+    const fields = { findingIds: [run.findings[2]!.id], previews: ['all', 'all'] };
+    const message =
+      'Invalid field &quot;previews&quot;: the form sent it 2 times, but expected it once; ' +
+      'reload the run page and press &quot;Preview fix&quot; again.';
+
+    const page = await post(`/runs/${run.run.id}/patch-requests`, fields);
+    const fragment = await post(`/runs/${run.run.id}/patch-requests`, fields, true);
+
+    expect(page.status).toBe(400);
+    expect(await page.text()).toContain(
+      `<div id="preview-progress" aria-live="polite"><p class="error" role="alert">${message}</p></div>`,
+    );
+    expect(fragment.status).toBe(400);
+    const html = await fragment.text();
+    expect(html).toContain(`<strong>Error 400: </strong>${message}`);
+    expect(html).not.toContain('<h1>');
     expect(await countRequests()).toBe(before);
   });
 

@@ -30,7 +30,7 @@ import {
   fromPullRequestClosed,
   notFound,
 } from '../errors.ts';
-import { readTextValues } from '../session/form-body.ts';
+import { FormFieldError, readOptionalTextField, readTextValues } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
@@ -103,10 +103,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!run) throw notFound('Run', runId);
 
     const body = await c.req.parseBody({ all: true });
-    // A file part gets 400, because dropping it would preview fewer findings than were sent.
-    const values = readTextValues(body, 'findingIds', 'reload the run page and press "Preview fix" again.');
-    // Lower case like the ids PostgreSQL returns, which createPatchRequest compares as strings.
-    const findingIds = values.map((value) => value.toLowerCase());
+    let findingIds: string[] = [];
     // A selection that cannot be previewed goes where the progress would: htmx swaps the error
     // in under the form, and a page load gets the run page with the selection kept.
     const rejectSelection = (error: AppError) => {
@@ -114,6 +111,18 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       const status = error.status === 409 ? 409 : 400;
       return renderRunPage(c, run, { listAll: false, selection: { findingIds, error: error.message } }, status);
     };
+    let listAll: boolean;
+    try {
+      // A file part gets 400, because dropping it would preview fewer findings than were sent.
+      // The ids are lower-cased like those PostgreSQL returns, which createPatchRequest compares
+      // as strings.
+      const retry = 'reload the run page and press "Preview fix" again.';
+      findingIds = readTextValues(body, 'findingIds', retry).map((value) => value.toLowerCase());
+      listAll = readOptionalTextField(body, 'previews', retry) === 'all';
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      return rejectSelection(error);
+    }
     if (findingIds.length === 0) {
       // Reached without JavaScript, because public/app.js disables the button then.
       return rejectSelection(
@@ -146,7 +155,6 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       const request = await context.db.query.patchRequests.findFirst({
         where: eq(patchRequests.id, id),
       });
-      const listAll = body.previews === 'all';
       const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
       return c.html(
         <>
