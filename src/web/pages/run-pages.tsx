@@ -105,7 +105,9 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const body = await c.req.parseBody({ all: true });
     let findingIds: string[] = [];
     // A selection that cannot be previewed goes where the progress would: htmx swaps the error
-    // in under the form, and a page load gets the run page with the selection kept.
+    // in under the form, and a page load gets the run page with the selection kept. So does a
+    // run that takes no previews, such as one of a closed pull request, whose page has a
+    // notice that explains why.
     const rejectSelection = (error: AppError) => {
       if (c.req.header('hx-request')) throw error;
       const status = error.status === 409 ? 409 : 400;
@@ -145,8 +147,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       );
     }
     const closed = pullRequestClosedError(run);
-    if (closed) throw fromPullRequestClosed(closed);
-    if (run.status !== 'completed') throw runNotCompleted(run.status);
+    if (closed) return rejectSelection(fromPullRequestClosed(closed));
+    if (run.status !== 'completed') return rejectSelection(runNotCompleted(run.status));
 
     // Shows the patch request for these findings, new or already queued or running. htmx gets
     // its progress, and the run page's "Earlier previews" list out of band, which now has it.
@@ -207,13 +209,13 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       findingIds,
     });
     if (!result.ok && result.reason === 'installation_unavailable') {
-      throw fromInstallationUnavailable(result.error);
+      return rejectSelection(fromInstallationUnavailable(result.error));
     }
     if (!result.ok && result.reason === 'pull_request_closed') {
-      throw fromPullRequestClosed(result.error);
+      return rejectSelection(fromPullRequestClosed(result.error));
     }
     // A push that superseded the run after the check above.
-    if (!result.ok && result.reason === 'run_not_completed') throw runNotCompleted(result.status);
+    if (!result.ok && result.reason === 'run_not_completed') return rejectSelection(runNotCompleted(result.status));
     if (!result.ok) {
       const ids = result.unknownFindingIds;
       return rejectSelection(
