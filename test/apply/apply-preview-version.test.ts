@@ -463,8 +463,9 @@ describe('Apply form with a broken version field', () => {
 
     expect(response.status).toBe(400);
     expect(await response.text()).toContain(
-      'Invalid previewVersion: the form sent it as a file upload, but expected a text field; ' +
-        'reload the preview and press Apply again.',
+      '<div class="form-rejection"><p class="error" role="alert">Invalid field ' +
+        '&quot;previewVersion&quot;: the form sent it as a file upload, but expected a text ' +
+        'field; reload the preview and press Apply again.</p></div>',
     );
     await expectNothingApplied(request.id, since);
   });
@@ -478,8 +479,9 @@ describe('Apply form with a broken version field', () => {
 
     expect(response.status).toBe(400);
     expect(await response.text()).toContain(
-      'Invalid previewVersion: the form sent it 2 times, but expected it once; reload the ' +
-        'preview and press Apply again.',
+      '<div class="form-rejection"><p class="error" role="alert">Invalid field ' +
+        '&quot;previewVersion&quot;: the form sent it 2 times, but expected it once; reload the ' +
+        'preview and press Apply again.</p></div>',
     );
     await expectNothingApplied(request.id, since);
   });

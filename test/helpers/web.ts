@@ -58,6 +58,48 @@ export function formBody(fields: Record<string, string | string[]>): string {
   return body.toString();
 }
 
+/**
+ * Encodes fields as a multipart form body, as `curl -F` sends it. A File value becomes a file
+ * part, and an array repeats the field for each value.
+ */
+export function multipartBody(fields: Record<string, string | File | (string | File)[]>): FormData {
+  const body = new FormData();
+  for (const [key, value] of Object.entries(fields)) {
+    for (const item of Array.isArray(value) ? value : [value]) body.append(key, item);
+  }
+  return body;
+}
+
+/** Returns a text file named `name` for a multipart body, as a file input uploads it. */
+export function textFile(name: string, text: string): File {
+  return new File([text], name, { type: 'text/plain' });
+}
+
+/**
+ * Posts Apply of patch request `id` as public/app.js sends it with htmx: JSON to the API, with
+ * the CSRF token in a header.
+ */
+export function postApplyAsScript(
+  app: ReturnType<typeof createApp>,
+  user: SignedInUser,
+  id: string,
+  body: Record<string, string>,
+): Promise<Response> {
+  return Promise.resolve(
+    app.request(`/api/patch-requests/${id}/apply`, {
+      method: 'POST',
+      headers: {
+        cookie: user.cookie,
+        'hx-request': 'true',
+        'x-csrf-token': user.csrfToken,
+        'content-type': 'application/json',
+        accept: 'application/json',
+      },
+      body: JSON.stringify(body),
+    }),
+  );
+}
+
 /** Headers of a browser form post with the user's cookie. */
 export function formHeaders(user: SignedInUser, extra: Record<string, string> = {}) {
   return { cookie: user.cookie, 'content-type': 'application/x-www-form-urlencoded', ...extra };

@@ -8,6 +8,7 @@ import type { TestContext } from '../helpers/context.ts';
 import { insertReadyPatchRequest } from '../helpers/github-context.ts';
 import {
   createRunWebTestContext,
+  postApplyAsScript,
   type RunWebTestContext,
   type SignedInUser,
 } from '../helpers/web.ts';
@@ -181,6 +182,72 @@ describe('Preview fix form', () => {
   });
 });
 
+describe('Preview fix without JavaScript', () => {
+  it('shows the message on the run page', async () => {
+    await deliver('pull_request', pullRequestEvent('closed'));
+    const findingIds = setup.findings.map((finding) => finding.id);
+
+    const response = await web.postForm(`/runs/${setup.run.id}/patch-requests`, { findingIds }, false);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain(`<p class="notice pull-request-closed">${closedMessage()}</p>`);
+    expect(html).toContain(
+      `<div id="preview-progress" aria-live="polite"><p class="error" role="alert">${closedMessage()}</p></div>`,
+    );
+    expect(await web.countPatchRequests()).toBe(0);
+    expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+});
+
+/** Returns the `previewVersion` of the Apply form on the preview page of `id`. */
+async function formVersion(id: string): Promise<string> {
+  const html = await (await getPage(`/patch-requests/${id}`)).text();
+  const version = /<input type="hidden" name="previewVersion" value="([^"]*)"/.exec(html)?.[1];
+  expect(version).toBeDefined();
+  return version!;
+}
+
+describe('Apply', () => {
+  it('shows the preview page without JavaScript', async () => {
+    const { request } = await readyPreview();
+    await deliver('pull_request', pullRequestEvent('closed'));
+    const previewVersion = await formVersion(request.id);
+
+    const response = await web.postForm(`/patch-requests/${request.id}/apply`, { previewVersion }, false);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain('<h1>Fix preview</h1>');
+    expect(html).toContain(`<p class="notice pull-request-closed">${closedMessage()}</p>`);
+    expect(html).toContain(
+      `<div class="form-rejection"><p class="error" role="alert">HTTP 409: ${closedMessage()}</p>` +
+        '<details><summary>Response</summary><pre class="json">',
+    );
+    expect(html).toContain(`&quot;pullRequestClosedAt&quot;: &quot;${exampleClosedAt}&quot;`);
+    expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
+    const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(stored!.appliedAt).toBeNull();
+    expect(stored!.applyStartedAt).toBeNull();
+  });
+
+  it('keeps the JSON answer for htmx', async () => {
+    const { request } = await readyPreview();
+    await deliver('pull_request', pullRequestEvent('closed'));
+    const previewVersion = await formVersion(request.id);
+
+    const response = await postApplyAsScript(app, user, request.id, { previewVersion });
+
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error.code).toBe('conflict');
+    expect(body.error.message).toBe(closedMessage());
+    expect(body.error.pullRequestClosedAt).toBe(exampleClosedAt);
+  });
+});
+
 describe('dashboard', () => {
   it('shows a closed run without Preview fix', async () => {
     await deliver('pull_request', pullRequestEvent('closed'));
@@ -248,6 +315,25 @@ describe('regenerate file', () => {
       .where(eq(patchRequests.id, request.id));
     expect(storedRequest!.status).toBe('ready');
     expect(storedRequest!.previewJobId).toBeNull();
+    expect(await countJobs(context, previewQueue)).toBe(0);
+  });
+
+  it('shows the preview page without JavaScript', async () => {
+    const { request, file } = await readyPreview();
+    await deliver('pull_request', pullRequestEvent('closed'));
+
+    const path = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
+    const response = await web.postForm(path, {}, false);
+
+    expect(response.status).toBe(409);
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain('<h1>Fix preview</h1>');
+    expect(html).toContain(
+      `<div class="form-rejection"><p class="error" role="alert">${closedMessage()}</p></div>`,
+    );
+    const [storedFile] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(storedFile!.generation).toBe(file.generation);
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 

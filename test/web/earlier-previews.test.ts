@@ -10,6 +10,7 @@ import {
   formHeaders,
   type SignedInUser,
 } from '../helpers/web.ts';
+import { storeApplyJob } from '../helpers/apply-jobs.ts';
 
 const commitSha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
 
@@ -299,6 +300,55 @@ describe('earlier previews on the run page', () => {
     const { html } = await runPage(runId);
 
     expect(textOf(itemOf(html, id), 'preview-tokens')).toBe(' · 100 tokens on the platform key');
+  });
+});
+
+describe('apply wait in earlier previews', () => {
+  /** Inserts a preview whose apply job waits for a GitHub rate limit, in pg-boss state `state`. */
+  async function waitingPreview(runId: string, state: 'created' | 'retry') {
+    const id = await insertPreview({
+      runId,
+      minutesAgo: 1,
+      request: { applyRateLimitedUntil: new Date(Date.now() + 20 * 60_000) },
+      files: [{ path: 'src/a.ts', status: 'ready', ...groqFile }],
+    });
+    await storeApplyJob(context, { id, userId: user.userId }, state);
+    return id;
+  }
+
+  async function previewPage(id: string): Promise<string> {
+    const response = await app.request(`/patch-requests/${id}`, { headers: { cookie: user.cookie } });
+    expect(response.status).toBe(200);
+    return response.text();
+  }
+
+  it('shows the wait of a waiting apply job', async () => {
+    const runId = await newRun();
+    const id = await waitingPreview(runId, 'created');
+
+    const { html } = await runPage(runId);
+
+    expect(itemOf(html, id)).toContain('<p class="notice rate-limit-wait">Applying waits for a GitHub rate limit');
+    expect(await previewPage(id)).toContain('<p class="notice rate-limit-wait">Applying waits for a GitHub rate limit');
+  });
+
+  // An attempt that failed before it cleared the stored wait leaves it next to the retry.
+  it('hides a wait that a retry ended', async () => {
+    const runId = await newRun();
+    const id = await waitingPreview(runId, 'retry');
+
+    const { html } = await runPage(runId);
+    const fragment = await app.request(`/patch-requests/${id}/progress`, {
+      headers: { cookie: user.cookie, 'hx-request': 'true' },
+    });
+
+    expect(itemOf(html, id)).not.toContain('rate-limit-wait');
+    expect(html).not.toContain('Applying waits for a GitHub rate limit');
+    expect(fragment.status).toBe(200);
+    expect(itemOf(outOfBandList(await fragment.text()), id)).not.toContain('rate-limit-wait');
+    const page = await previewPage(id);
+    expect(page).not.toContain('rate-limit-wait');
+    expect(page).toContain('<p class="warning apply-retry">Applying failed (attempt 1 of 3). The apply job tries again at');
   });
 });
 

@@ -1,8 +1,15 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../../src/web/app.tsx';
-import { storedKeys } from '../fakes/user-keys.ts';
+import { providerOrders, storedKeys } from '../fakes/user-keys.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+import {
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  multipartBody,
+  textFile,
+  type SignedInUser,
+} from '../helpers/web.ts';
 
 // The page is tested against an in-memory key service with the real module's signatures.
 vi.mock('../../src/keys/user-keys.ts', () => import('../fakes/user-keys.ts'));
@@ -21,7 +28,7 @@ afterAll(async () => {
 });
 beforeEach(() => storedKeys.clear());
 
-function post(path: string, fields: Record<string, string> = {}) {
+function post(path: string, fields: Record<string, string | string[]> = {}) {
   return app.request(path, {
     method: 'POST',
     headers: formHeaders(user),
@@ -140,6 +147,75 @@ describe('own key pages', () => {
     const html = await response.text();
     expect(html).toContain('<option value="gemini" selected="">Gemini</option>');
     expect(html).not.toContain('bad-gemini-key');
+  });
+
+  it('rejects file uploads and repeated fields', async () => {
+    const cases: [string, Record<string, string | File | string[]>, string][] = [
+      [
+        '/keys',
+        { provider: textFile('provider.txt', 'groq'), key: 'gsk_file_case' },
+        'Invalid field "provider": the form sent it as a file upload, but expected a text ' +
+          'field; choose Groq or Gemini and press "Save key" again.',
+      ],
+      [
+        '/keys',
+        { provider: ['groq', 'gemini'], key: 'gsk_file_case' },
+        'Invalid field "provider": the form sent it 2 times, but expected it once; choose Groq ' +
+          'or Gemini and press "Save key" again.',
+      ],
+      [
+        '/keys',
+        { provider: 'gemini', key: textFile('key.txt', 'gsk_file_case') },
+        'Invalid field "key": the form sent it as a file upload, but expected a text field; ' +
+          'paste your Gemini API key into the form and press "Save key" again.',
+      ],
+      [
+        '/keys',
+        { provider: 'gemini', key: ['gsk_file_case', 'gsk_file_case'] },
+        'Invalid field "key": the form sent it 2 times, but expected it once; paste your Gemini ' +
+          'API key into the form and press "Save key" again.',
+      ],
+      [
+        '/keys/order',
+        { first: textFile('first.txt', 'gemini') },
+        'Invalid field "first": the form sent it as a file upload, but expected a text field; ' +
+          'choose Groq or Gemini and press "Save order" again.',
+      ],
+      [
+        '/keys/order',
+        { first: ['gemini', 'groq'] },
+        'Invalid field "first": the form sent it 2 times, but expected it once; choose Groq or ' +
+          'Gemini and press "Save order" again.',
+      ],
+    ];
+    const orderBefore = providerOrders.get(user.userId);
+    for (const [path, fields, message] of cases) {
+      const response = await app.request(path, {
+        method: 'POST',
+        headers: { cookie: user.cookie },
+        body: multipartBody({ _csrf: user.csrfToken, ...fields }),
+      });
+
+      const label = `${path} ${message}`;
+      expect(response.status, label).toBe(400);
+      const html = await response.text();
+      expect(html, label).toContain('<h1>Your own model keys</h1>');
+      expect(html, label).toContain(`<p class="error" role="alert">${message.replaceAll('"', '&quot;')}</p>`);
+      expect(html, label).not.toContain('gsk_file_case');
+      expect(storedKeys.size, label).toBe(0);
+      expect(providerOrders.get(user.userId), label).toEqual(orderBefore);
+    }
+  });
+
+  it('keeps the provider of a key sent as a file', async () => {
+    const response = await app.request('/keys', {
+      method: 'POST',
+      headers: { cookie: user.cookie },
+      body: multipartBody({ _csrf: user.csrfToken, provider: 'gemini', key: textFile('key.txt', 'x') }),
+    });
+
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('<option value="gemini" selected="">Gemini</option>');
   });
 
   it('deletes a key', async () => {

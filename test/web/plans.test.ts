@@ -6,7 +6,14 @@ import { planChanges, users } from '../../src/db/schema/index.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+import {
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  multipartBody,
+  textFile,
+  type SignedInUser,
+} from '../helpers/web.ts';
 
 async function planOf(context: TestContext, userId: string) {
   const [row] = await context.db.select().from(users).where(eq(users.id, userId));
@@ -17,7 +24,7 @@ function postPlan(
   app: ReturnType<typeof createApp>,
   user: SignedInUser,
   path: string,
-  fields: Record<string, string>,
+  fields: Record<string, string | string[]>,
   htmx = false,
 ) {
   return app.request(path, {
@@ -154,6 +161,20 @@ describe('plan changes without self-service', () => {
     expect((await planOf(context, user.userId)).plan).toBe('pro');
   });
 
+  it('names a missing plan for another user', async () => {
+    const response = await postPlan(app, admin, `/admin/users/${user.userId}/plan`, { returnTo: '/plans' });
+
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    const allUsers = html.slice(html.indexOf('<h2>All users</h2>'));
+    expect(allUsers).toContain(
+      '<p class="error" role="alert">Missing field &quot;plan&quot; for plain-user: send ' +
+        'plan=free, plan=pro or plan=enterprise, or choose Free, Pro or Enterprise and press ' +
+        '&quot;Switch plan&quot; again.</p>',
+    );
+    expect((await planOf(context, user.userId)).plan).toBe('pro');
+  });
+
   it('rejects an unknown plan for htmx', async () => {
     const response = await postPlan(app, admin, '/plans', { plan: 'platinum' }, true);
     expect(response.status).toBe(400);
@@ -207,6 +228,85 @@ describe('plan changes with PLAN_SELF_SERVICE=true', () => {
   it('ignores a foreign return address', async () => {
     const response = await postPlan(app, user, '/plans', { plan: 'free', returnTo: 'https://evil.example/' });
     expect(response.headers.get('location')).toBe('/');
+  });
+
+  const missingPlan =
+    'Missing field &quot;plan&quot;: send plan=free, plan=pro or plan=enterprise, or choose ' +
+    'Free, Pro or Enterprise and press &quot;Switch plan&quot; again.';
+
+  it('names a missing plan field', async () => {
+    const before = (await planOf(context, user.userId)).plan;
+    const forms: Record<string, string>[] = [{ returnTo: '/' }, { plan: '', returnTo: '/' }];
+    for (const fields of forms) {
+      const label = JSON.stringify(fields);
+
+      const response = await postPlan(app, user, '/plans', fields);
+
+      expect(response.status, label).toBe(400);
+      const html = await response.text();
+      expect(html, label).toContain('<h1>Plan</h1>');
+      expect(html, label).toContain(`<p class="error" role="alert">${missingPlan}</p>`);
+      expect(html, label).not.toContain('Invalid plan');
+      expect((await planOf(context, user.userId)).plan, label).toBe(before);
+    }
+  });
+
+  it('names a missing plan field for htmx', async () => {
+    const response = await postPlan(app, user, '/plans', {}, true);
+
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain(missingPlan);
+    expect(html).not.toContain('<h1>');
+    expect(response.headers.get('hx-trigger')).toBeNull();
+  });
+
+  it('rejects a plan sent as a file', async () => {
+    const before = (await planOf(context, user.userId)).plan;
+    const message =
+      'Invalid field &quot;plan&quot;: the form sent it as a file upload, but expected a text ' +
+      'field; choose Free, Pro or Enterprise and press &quot;Switch plan&quot; again.';
+    for (const htmx of [false, true]) {
+      const response = await app.request('/plans', {
+        method: 'POST',
+        headers: { cookie: user.cookie, ...(htmx ? { 'hx-request': 'true' } : {}) },
+        body: multipartBody({ _csrf: user.csrfToken, plan: textFile('plan.txt', 'enterprise'), returnTo: '/' }),
+      });
+
+      expect(response.status, `htmx: ${htmx}`).toBe(400);
+      const html = await response.text();
+      if (htmx) {
+        expect(html).toContain(`<strong>Error 400: </strong>${message}`);
+        expect(html).not.toContain('<h1>');
+      } else {
+        expect(html).toContain(`<p class="error" role="alert">${message}</p>`);
+        expect(html).toContain('<h1>Plan</h1>');
+      }
+      expect((await planOf(context, user.userId)).plan, `htmx: ${htmx}`).toBe(before);
+    }
+  });
+
+  it('rejects repeated plan and returnTo fields', async () => {
+    const before = (await planOf(context, user.userId)).plan;
+    const cases: [Record<string, string[] | string>, string][] = [
+      [
+        { plan: ['free', 'enterprise'], returnTo: '/' },
+        'Invalid field &quot;plan&quot;: the form sent it 2 times, but expected it once; choose ' +
+          'Free, Pro or Enterprise and press &quot;Switch plan&quot; again.',
+      ],
+      [
+        { plan: 'enterprise', returnTo: ['/', '/plans'] },
+        'Invalid field &quot;returnTo&quot;: the form sent it 2 times, but expected it once; ' +
+          'reload the page and press &quot;Switch plan&quot; again.',
+      ],
+    ];
+    for (const [fields, message] of cases) {
+      const response = await postPlan(app, user, '/plans', fields);
+
+      expect(response.status, message).toBe(400);
+      expect(await response.text(), message).toContain(`<p class="error" role="alert">${message}</p>`);
+      expect((await planOf(context, user.userId)).plan, message).toBe(before);
+    }
   });
 
   it('sends an over-long returnTo home', async () => {

@@ -9,6 +9,7 @@ import {
   createSignedInUser,
   formBody,
   formHeaders,
+  postApplyAsScript,
   type SignedInUser,
 } from '../helpers/web.ts';
 import { storeApplyJob } from '../helpers/apply-jobs.ts';
@@ -53,6 +54,11 @@ function post(path: string, fields: Record<string, string | string[]>, htmx = fa
     headers: formHeaders(user, htmx ? { 'hx-request': 'true' } : {}),
     body: formBody({ _csrf: user.csrfToken, ...fields }),
   });
+}
+
+/** Counts the patch requests of the shared run. */
+async function countRunRequests(): Promise<number> {
+  return (await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.run.id))).length;
 }
 
 /** Returns whether the checkbox of `findingId` is checked in the page. */
@@ -180,9 +186,7 @@ describe('run page', () => {
   });
 
   it('rejects a finding id sent as a file', async () => {
-    const countRequests = async () =>
-      (await context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.run.id))).length;
-    const before = await countRequests();
+    const before = await countRunRequests();
     // A text id and a file part: dropping the part would preview only the text id's finding.
     const form = new FormData();
     form.append('_csrf', user.csrfToken);
@@ -196,11 +200,35 @@ describe('run page', () => {
     });
 
     expect(response.status).toBe(400);
-    expect(await response.text()).toContain(
-      'Invalid findingIds: the form sent it as a file upload, but expected a text field; ' +
-        'reload the run page and press &quot;Preview fix&quot; again.',
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain(
+      '<div id="preview-progress" aria-live="polite"><p class="error" role="alert">Invalid field ' +
+        '&quot;findingIds&quot;: the form sent it as a file upload, but expected a text field; ' +
+        'reload the run page and press &quot;Preview fix&quot; again.</p></div>',
     );
-    expect(await countRequests()).toBe(before);
+    expect(await countRunRequests()).toBe(before);
+  });
+
+  it('rejects a repeated previews field', async () => {
+    const before = await countRunRequests();
+    const fields = { findingIds: [run.findings[2]!.id], previews: ['all', 'all'] };
+    const message =
+      'Invalid field &quot;previews&quot;: the form sent it 2 times, but expected it once; ' +
+      'reload the run page and press &quot;Preview fix&quot; again.';
+
+    const page = await post(`/runs/${run.run.id}/patch-requests`, fields);
+    const fragment = await post(`/runs/${run.run.id}/patch-requests`, fields, true);
+
+    expect(page.status).toBe(400);
+    expect(await page.text()).toContain(
+      `<div id="preview-progress" aria-live="polite"><p class="error" role="alert">${message}</p></div>`,
+    );
+    expect(fragment.status).toBe(400);
+    const html = await fragment.text();
+    expect(html).toContain(`<strong>Error 400: </strong>${message}`);
+    expect(html).not.toContain('<h1>');
+    expect(await countRunRequests()).toBe(before);
   });
 
   it('names several findings of another run', async () => {
@@ -479,12 +507,13 @@ describe('preview page', () => {
   it('shows the API error for Apply without JavaScript', async () => {
     const { request } = await newReadyRequest();
     const response = await post(`/patch-requests/${request.id}/apply`, {});
-    // The file has no proposed text, so the API rejects the request. The page shows the
-    // response as it came.
+    // The file has no proposed text, so the API rejects the request. The preview page comes
+    // back with the response as it came.
     const html = await response.text();
     expect(response.status).toBe(409);
+    expect(html).toContain('<h1>Fix preview</h1>');
     expect(html).toContain(
-      `HTTP 409: Patch request ${request.id} has no ready file to apply.`,
+      `<p class="error" role="alert">HTTP 409: Patch request ${request.id} has no ready file to apply.</p>`,
     );
     expect(html).toContain('&quot;error&quot;');
     expect(html).toContain('&quot;requestId&quot;');
@@ -732,6 +761,95 @@ describe('superseded run', () => {
       expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
       expect(html).toContain(`${previewNotice}<a href="/runs/${newerRunId}">the newest run</a>.`);
       expect(applyButton.exec(fragment)?.[1]).toBe(' disabled=""');
+    });
+  });
+
+  /** Stores the texts that Apply writes for `fileId`, so the apply API checks the run. */
+  async function makeApplicable(fileId: string) {
+    await context.db
+      .update(patchFiles)
+      .set({ originalText: "export const a = 1;\nconsole.log('a', a);\n", proposedText: 'export const a = 1;\n' })
+      .where(eq(patchFiles.id, fileId));
+  }
+
+  function supersededApplyMessage(patchRequestId: string) {
+    return (
+      `The pull request has a newer commit than ${run.run.headSha}. Request a new preview on the ` +
+      `newest run of the pull request and apply that one instead of patch request ${patchRequestId}.`
+    );
+  }
+
+  it('rejects Apply without JavaScript', async () => {
+    const { request, file } = await newReadyRequest();
+    await makeApplicable(file.id);
+    await whileSuperseded(true, async (newerRunId) => {
+      const previewVersion = /name="previewVersion" value="([^"]+)"/.exec(await getPage(`/patch-requests/${request.id}`))?.[1];
+      expect(previewVersion).toBeDefined();
+
+      const response = await post(`/patch-requests/${request.id}/apply`, { previewVersion: previewVersion! });
+
+      expect(response.status).toBe(409);
+      const html = await response.text();
+      expect(html).not.toContain('Something went wrong');
+      expect(html).toContain('<h1>Fix preview</h1>');
+      expect(html).toContain(`${previewNotice}<a href="/runs/${newerRunId}">the newest run</a>.`);
+      expect(html).toContain(
+        `<div class="form-rejection"><p class="error" role="alert">HTTP 409: ${supersededApplyMessage(request.id)}</p>`,
+      );
+      expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
+      const [stored] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+      expect(stored!.appliedAt).toBeNull();
+      expect(stored!.applyStartedAt).toBeNull();
+    });
+  });
+
+  it('keeps the JSON answer to Apply for htmx', async () => {
+    const { request, file } = await newReadyRequest();
+    await makeApplicable(file.id);
+    await whileSuperseded(true, async () => {
+      const response = await postApplyAsScript(app, user, request.id, {});
+
+      expect(response.status).toBe(409);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('conflict');
+      expect(body.error.message).toBe(supersededApplyMessage(request.id));
+    });
+  });
+
+  it('rejects Regenerate without JavaScript', async () => {
+    const { request, file } = await newReadyRequest();
+    await whileSuperseded(true, async () => {
+      const response = await post(`/patch-requests/${request.id}/files/${file.id}/regenerate`, {});
+
+      expect(response.status).toBe(409);
+      const html = await response.text();
+      expect(html).not.toContain('Something went wrong');
+      expect(html).toContain(
+        '<div class="form-rejection"><p class="error" role="alert">This preview&#39;s run is ' +
+          'superseded by a newer commit, so its files stay as they are; request a new preview on ' +
+          'the newest run.</p></div>',
+      );
+      const [stored] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+      expect(stored!.generation).toBe(file.generation);
+    });
+  });
+
+  it('rejects Preview fix without JavaScript', async () => {
+    const findingId = run.findings[0]!.id;
+    const before = await countRunRequests();
+    await whileSuperseded(true, async (newerRunId) => {
+      const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: [findingId] });
+
+      expect(response.status).toBe(409);
+      const html = await response.text();
+      expect(html).not.toContain('Something went wrong');
+      expect(html).toContain(`<a href="/runs/${newerRunId}">the newest run</a>.`);
+      expect(html).toContain(
+        '<div id="preview-progress" aria-live="polite"><p class="error" role="alert">This run is ' +
+          'superseded by a newer commit; request fixes on the newest run.</p></div>',
+      );
+      expect(isChecked(html, findingId)).toBe(true);
+      expect(await countRunRequests()).toBe(before);
     });
   });
 

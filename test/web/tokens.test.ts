@@ -7,7 +7,14 @@ import {
 } from '../../src/users/api-tokens.ts';
 import { createApp, maxFormBodyBytes } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
-import { createSignedInUser, formBody, formHeaders, type SignedInUser } from '../helpers/web.ts';
+import {
+  createSignedInUser,
+  formBody,
+  formHeaders,
+  multipartBody,
+  textFile,
+  type SignedInUser,
+} from '../helpers/web.ts';
 
 let context: TestContext;
 let app: ReturnType<typeof createApp>;
@@ -22,7 +29,7 @@ afterAll(async () => {
   await context?.close();
 });
 
-function post(path: string, fields: Record<string, string> = {}) {
+function post(path: string, fields: Record<string, string | string[]> = {}) {
   return app.request(path, {
     method: 'POST',
     headers: formHeaders(user),
@@ -104,6 +111,42 @@ describe('personal access token pages', () => {
       'Invalid token name: it must not contain NUL (U+0000) characters. Remove them and press ' +
         '&quot;Create token&quot; again.',
     );
+  });
+
+  it('rejects a name sent as a file', async () => {
+    const before = await listApiTokens(context.db, user.userId);
+    const response = await app.request('/tokens', {
+      method: 'POST',
+      headers: { cookie: user.cookie },
+      body: multipartBody({ _csrf: user.csrfToken, name: textFile('name.txt', 'laptop') }),
+    });
+
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain(
+      '<p class="error" role="alert" id="token-name-error">Invalid field &quot;name&quot;: the ' +
+        'form sent it as a file upload, but expected a text field; type the name into the form ' +
+        'and press &quot;Create token&quot; again.</p>',
+    );
+    expect(html).toContain('aria-invalid="true"');
+    expect(await listApiTokens(context.db, user.userId)).toHaveLength(before.length);
+  });
+
+  it('rejects a repeated name', async () => {
+    const before = await listApiTokens(context.db, user.userId);
+
+    const response = await post('/tokens', { name: ['laptop', 'desktop'] });
+
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('<h1>Personal access tokens</h1>');
+    expect(html).toContain(
+      '<p class="error" role="alert" id="token-name-error">Invalid field &quot;name&quot;: the ' +
+        'form sent it 2 times, but expected it once; type the name into the form and press ' +
+        '&quot;Create token&quot; again.</p>',
+    );
+    expect(await listApiTokens(context.db, user.userId)).toHaveLength(before.length);
   });
 
   it('revokes a token', async () => {

@@ -237,7 +237,7 @@ describe('Preview fix form', () => {
     expect(await countJobs(context, previewQueue)).toBe(0);
   });
 
-  it('shows the message as a page without htmx', async () => {
+  it('shows the message on the run page without htmx', async () => {
     await deliverInstallation('deleted');
     const findingIds = setup.findings.map((finding) => finding.id);
 
@@ -245,8 +245,12 @@ describe('Preview fix form', () => {
 
     expect(response.status).toBe(409);
     const html = await response.text();
-    expect(html).toContain('<h1>Something went wrong</h1>');
-    expect(html).toContain(uninstalledMessage(setup.installationId));
+    expect(html).not.toContain('Something went wrong');
+    expect(html).toContain('<p class="notice installation-uninstalled">');
+    expect(html).toContain(
+      '<div id="preview-progress" aria-live="polite"><p class="error" role="alert">' +
+        `${uninstalledMessage(setup.installationId)}</p></div>`,
+    );
     expect(await web.countPatchRequests()).toBe(0);
   });
 });

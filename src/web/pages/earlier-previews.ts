@@ -1,5 +1,7 @@
+import { findApplyRetry, visibleApplyWait } from '../../apply/apply-retry.ts';
+import { currentApplyWait } from '../../apply/apply-wait.ts';
 import { listRunPreviewSummaries } from '../../autofix/preview-summaries.ts';
-import type { Database } from '../../db/client.ts';
+import type { AppContext } from '../../context.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import { AppError } from '../errors.ts';
 import type { EarlierPreviewsView } from '../views/components/earlier-previews.tsx';
@@ -20,17 +22,25 @@ export function parsePreviewsQuery(value: string | undefined): boolean {
 
 /**
  * Loads the run page's "Earlier previews" list: the user's newest previews of the run, up to
- * maxListedPreviews of them with `listAll`.
+ * maxListedPreviews of them with `listAll`. Each preview's apply wait follows the preview
+ * page's rule (see visibleApplyWait), so a wait that a failed attempt of the apply job ended is
+ * left out. pg-boss is read only for the previews that store a wait.
  */
 export async function loadEarlierPreviews(
-  db: Database,
+  context: Pick<AppContext, 'db' | 'boss'>,
   input: { userId: string; runId: string; listAll: boolean },
 ): Promise<EarlierPreviewsView> {
   const { listAll } = input;
-  const previews = await listRunPreviewSummaries(db, {
+  const { previews, total } = await listRunPreviewSummaries(context.db, {
     userId: input.userId,
     runId: input.runId,
     limit: listAll ? maxListedPreviews : listedPreviews,
   });
-  return { ...previews, listAll, maxListed: maxListedPreviews };
+  const listed = [];
+  for (const summary of previews) {
+    const { request } = summary;
+    const retry = currentApplyWait(request) ? await findApplyRetry(context.boss, request) : null;
+    listed.push({ ...summary, applyWait: visibleApplyWait(request, retry) });
+  }
+  return { previews: listed, total, listAll, maxListed: maxListedPreviews };
 }

@@ -13,6 +13,7 @@ import {
 import { notFound } from '../errors.ts';
 import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
+import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { Context } from 'hono';
@@ -36,23 +37,35 @@ function isProvider(value: string): value is Provider {
 /** The providers as the form's choices name them: "Groq or Gemini". */
 const providerChoice = joinWithOr(providers.map((provider) => providerNames[provider]));
 
+/** A form field that names a provider, and the button that submits its form. */
+interface ProviderField {
+  name: string;
+  /** The label of the field on the keys page, when it differs from "Provider". */
+  label?: string;
+  button: string;
+}
+
+const orderField: ProviderField = { name: 'first', label: 'Try first', button: 'Save order' };
+const keyProviderField: ProviderField = { name: 'provider', button: 'Save key' };
+
+/** Builds the next step that a message about a provider field ends with. */
+function providerRetry(field: ProviderField): string {
+  return `choose ${providerChoice} and press "${field.button}" again.`;
+}
+
 /**
  * Describes a form field that does not name a provider. The page's form always sends one, so a
  * missing or empty field comes from another client, and its message names the field's values.
  */
-function describeProviderField(
-  field: { name: string; label?: string; button: string },
-  value: string | File | undefined,
-): string {
-  const next = `choose ${providerChoice} and press "${field.button}" again.`;
+function describeProviderField(field: ProviderField, value: string | undefined): string {
+  const next = providerRetry(field);
   if (value === undefined || value === '') {
     const label = field.label ? `, the provider under "${field.label}"` : '';
     const values = joinWithOr(providers.map((provider) => `${field.name}=${provider}`));
     return `Missing field "${field.name}"${label}: send ${values}, or ${next}`;
   }
-  const sent = typeof value === 'string' ? quoteValue(value, 40) : '(a file)';
   const label = field.label ? ` under "${field.label}"` : '';
-  return `Invalid provider ${sent}${label}: ${next}`;
+  return `Invalid provider ${quoteValue(value, 40)}${label}: ${next}`;
 }
 
 /**
@@ -117,12 +130,16 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
   app.get('/keys', (c) => renderKeysPage(c, { notice: notices.get(c.req.query('notice') ?? '') }));
 
   app.post('/keys/order', async (c) => {
-    const body = await c.req.parseBody();
-    const first = parseProvider(body.first);
-    if (!first) {
-      const field = { name: 'first', label: 'Try first', button: 'Save order' };
-      return renderKeysPage(c, { error: describeProviderField(field, body.first) }, 400);
+    const form = await c.req.parseBody({ all: true });
+    let sent: string | undefined;
+    try {
+      sent = readOptionalTextField(form, orderField.name, providerRetry(orderField));
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      return renderKeysPage(c, { error: error.message }, 400);
     }
+    const first = parseProvider(sent);
+    if (!first) return renderKeysPage(c, { error: describeProviderField(orderField, sent) }, 400);
     const order = [first, ...providers.filter((provider) => provider !== first)];
     await setProviderOrder(context.db, { userId: c.var.user.id, order });
     context.logger.info(
@@ -133,21 +150,37 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
   });
 
   app.post('/keys', async (c) => {
-    const body = await c.req.parseBody();
-    const provider = typeof body.provider === 'string' ? body.provider : '';
-    const key = typeof body.key === 'string' ? body.key.trim() : '';
-    // A rejected save shows the page again with the provider kept, but never the key, which is
-    // a secret that the page must not carry back.
-    if (!isProvider(provider)) {
-      const field = { name: 'provider', button: 'Save key' };
-      return renderKeysPage(c, { error: describeProviderField(field, body.provider) }, 400);
-    }
-    const invalidKey = describeInvalidKeyField(provider, key);
-    if (invalidKey) {
+    const form = await c.req.parseBody({ all: true });
+    const logRejected = (provider: Provider) =>
       context.logger.info(
         { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },
         'own key not saved',
       );
+    // A rejected save shows the page again with the provider kept, but never the key, which is
+    // a secret that the page must not carry back.
+    let sentProvider: string | undefined;
+    try {
+      sentProvider = readOptionalTextField(form, keyProviderField.name, providerRetry(keyProviderField));
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      return renderKeysPage(c, { error: error.message }, 400);
+    }
+    if (sentProvider === undefined || !isProvider(sentProvider)) {
+      return renderKeysPage(c, { error: describeProviderField(keyProviderField, sentProvider) }, 400);
+    }
+    const provider = sentProvider;
+    let key: string;
+    try {
+      const keyRetry = `paste your ${providerNames[provider]} API key into the form and press "Save key" again.`;
+      key = (readOptionalTextField(form, 'key', keyRetry) ?? '').trim();
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      logRejected(provider);
+      return renderKeysPage(c, { error: error.message, selectedProvider: provider }, 400);
+    }
+    const invalidKey = describeInvalidKeyField(provider, key);
+    if (invalidKey) {
+      logRejected(provider);
       return renderKeysPage(c, { error: invalidKey, selectedProvider: provider }, 400);
     }
 
@@ -162,10 +195,7 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
       return renderKeysPage(c, { error: error.message, saveUnavailable: error.message, selectedProvider: provider }, 503);
     }
     if (!result.ok) {
-      context.logger.info(
-        { event: 'user_key.rejected', requestId: c.get('requestId'), userId: c.var.user.id, provider },
-        'own key not saved',
-      );
+      logRejected(provider);
       const message = { error: result.reason, selectedProvider: provider };
       if (result.cause === 'rate_limited') {
         c.header('Retry-After', String(result.retryAfterSeconds));

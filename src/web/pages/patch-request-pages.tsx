@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
@@ -10,14 +10,9 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import {
-  AppError,
-  fromInstallationUnavailable,
-  fromPullRequestClosed,
-  notFound,
-} from '../errors.ts';
+import { notFound } from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
-import { readOptionalTextField } from '../session/form-body.ts';
+import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { ActiveSession } from '../session/session-store.ts';
@@ -25,9 +20,10 @@ import { listFixBlockers } from '../views/components/fix-blockers.tsx';
 import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
 import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
-import { ApplyForm, ApplyResultPage, PreviewPage } from '../views/preview.tsx';
-import { describeApplyResult } from '../views/apply-result.ts';
+import { ApplyForm, ApplyResultPage, PreviewPage, type PreviewFormError } from '../views/preview.tsx';
+import { describeApplyAnswer, describeApplyResult } from '../views/apply-result.ts';
 import { loadEarlierPreviews, parsePreviewsQuery } from './earlier-previews.ts';
+import { describeRegenerateRejection } from './regenerate-rejection.ts';
 
 /** Sends a request through the whole application, as the browser would. */
 export type FetchApp = (request: Request) => Response | Promise<Response>;
@@ -79,8 +75,17 @@ export function patchRequestPages(
     );
   };
 
-  app.get('/patch-requests/:id', async (c) => {
-    const { request, run, installation } = await load(c.var.user.id, c.req.param('id'));
+  /**
+   * Renders the preview page of the user's patch request `id` as stored now. `formError` is a
+   * form of the page that was rejected without JavaScript, shown above the files.
+   */
+  const renderPreviewPage = async (
+    c: Context<{ Variables: PageVariables }>,
+    id: string,
+    formError?: PreviewFormError,
+    status: ContentfulStatusCode = 200,
+  ) => {
+    const { request, run, installation } = await load(c.var.user.id, id);
     const files = await listPatchFiles(context.db, request.id);
     const newestRunId =
       run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
@@ -96,9 +101,13 @@ export function patchRequestPages(
         newestRunId={newestRunId}
         applyRetry={applyRetry}
         supersededRunBlocksApply={supersededRunBlocksApply}
+        formError={formError}
       />,
+      status,
     );
-  });
+  };
+
+  app.get('/patch-requests/:id', (c) => renderPreviewPage(c, c.req.param('id')));
 
   // Only the run page polls the progress, so the fragment carries that page's "Earlier
   // previews" list out of band, with the preview's new status in it.
@@ -107,7 +116,7 @@ export function patchRequestPages(
     if (page) return c.redirect(page, 303);
     const listAll = parsePreviewsQuery(c.req.query('previews'));
     const { request, run } = await load(c.var.user.id, c.req.param('id'));
-    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+    const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
     return c.html(
       <>
         <PatchProgress request={request} listAll={listAll} />
@@ -132,50 +141,14 @@ export function patchRequestPages(
       payment: await loadPreviewPayment(context, c.var.user.id),
     });
     if (!result.ok) {
-      if (result.reason === 'not_found') throw notFound('File', fileId);
-      if (result.reason === 'installation_unavailable') {
-        throw fromInstallationUnavailable(result.error);
-      }
-      if (result.reason === 'pull_request_closed') throw fromPullRequestClosed(result.error);
-      if (result.reason === 'findings_gone') {
-        throw new AppError(
-          'conflict',
-          `The findings of ${result.path} that this preview fixed were replaced when the pull ` +
-            'request was analyzed again, so a new model call would get none of them. Start a ' +
-            "new preview from the run's new findings.",
-        );
-      }
-      if (result.reason === 'over_allowance') {
-        throw new AppError('conflict', `${result.over.message} The file keeps its current result.`, {
-          neededTokens: result.over.neededTokens,
-          remainingTokens: result.over.allowance.remaining,
-        });
-      }
-      if (result.reason === 'run_not_completed') {
-        throw new AppError(
-          'conflict',
-          result.status === 'superseded'
-            ? "This preview's run is superseded by a newer commit, so its files stay as they " +
-                'are; request a new preview on the newest run.'
-            : `This preview's run is ${result.status}, so its files stay as they are; wait ` +
-                'until its analysis has completed, then start a new preview from its findings.',
-        );
-      }
-      if (result.reason === 'cancelled') {
-        // The stored reason names what cancelled it: a newer commit, a closed pull request or
-        // a suspended or deleted installation.
+      const error = await describeRegenerateRejection(result, fileId, async () => {
         const { request } = await load(c.var.user.id, id);
-        throw new AppError(
-          'conflict',
-          `This preview was cancelled, so its files cannot be regenerated. ${request.error ?? ''}`.trim(),
-        );
-      }
-      throw new AppError(
-        'conflict',
-        result.reason === 'busy'
-          ? `This preview is ${result.status}; wait until it finishes, then regenerate the file.`
-          : 'This preview is applied or being applied, so its files stay as they are; request a new preview on the pull request to change them.',
-      );
+        return request.error;
+      });
+      // htmx swaps the message in. Without JavaScript a 409 shows the preview page again, as it
+      // is now, with the message above the files.
+      if (error.status !== 409 || c.req.header('hx-request')) throw error;
+      return renderPreviewPage(c, id, { message: error.message }, 409);
     }
     context.logger.info(
       {
@@ -201,11 +174,13 @@ export function patchRequestPages(
     // without one, and a malformed one gets the API's 400. A file part or a repeated field gets
     // 400 here, because forwarding neither would apply without the check that the form asked for.
     const form = await c.req.parseBody({ all: true });
-    const previewVersion = readOptionalTextField(
-      form,
-      'previewVersion',
-      'reload the preview and press Apply again.',
-    );
+    let previewVersion: string | undefined;
+    try {
+      previewVersion = readOptionalTextField(form, 'previewVersion', 'reload the preview and press Apply again.');
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      return renderPreviewPage(c, request.id, { message: error.message }, 400);
+    }
     const seen = previewVersion === undefined ? {} : { previewVersion };
     const url = new URL(`/api/patch-requests/${request.id}/apply`, c.req.url);
     const response = await fetchApp(
@@ -239,16 +214,18 @@ export function patchRequestPages(
       },
       'apply sent to the API',
     );
+    // Both pages pass the API's status on, so a 404 from a missing endpoint stays a 404.
+    const status = response.status as ContentfulStatusCode;
+    const answer = describeApplyAnswer(status, describeApplyResult(status, data));
+    // A rejected apply, such as on a closed pull request or a superseded run, shows the preview
+    // page again, as it is now, with the notices that explain why Apply is disabled and what to
+    // do next.
+    if (status >= 400 && status < 500) {
+      return renderPreviewPage(c, request.id, { message: answer, response: body }, status);
+    }
     return c.html(
-      <ApplyResultPage
-        session={c.var.session}
-        request={request}
-        status={response.status}
-        body={body}
-        summary={describeApplyResult(response.status, data)}
-      />,
-      // The page passes the API's status on, so a 404 from a missing endpoint stays a 404.
-      response.status as ContentfulStatusCode,
+      <ApplyResultPage session={c.var.session} request={request} status={status} answer={answer} body={body} />,
+      status,
     );
   });
 

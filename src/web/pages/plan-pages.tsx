@@ -7,6 +7,7 @@ import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import { changePlan, isPlan, planLimits } from '../../usage/plans.ts';
 import { AppError, notFound } from '../errors.ts';
+import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { safeReturnPath } from '../session/return-path.ts';
@@ -119,17 +120,35 @@ async function switchPlan(
   userId: string,
   login: string,
 ) {
-  const body = await c.req.parseBody();
-  const plan = typeof body.plan === 'string' ? body.plan : '';
-  if (!isPlan(plan)) {
-    const forUser = userId === c.var.user.id ? '' : ` for ${login}`;
-    const choices = joinWithOr(plans.map((name) => planNames[name]));
-    const message =
-      `Invalid plan ${quoteValue(plan, 40)}${forUser}: choose ${choices} and press "Switch plan" again.`;
-    // htmx shows the error next to the form that sent it, and a page load gets the plans page.
-    if (c.req.header('hx-request')) throw new AppError('bad_request', message);
+  const form = await c.req.parseBody({ all: true });
+  // htmx shows the error next to the form that sent it, and a page load gets the plans page.
+  const rejectSwitch = (error: AppError) => {
+    if (c.req.header('hx-request')) throw error;
+    const { message } = error;
     const switchError = userId === c.var.user.id ? { message } : { message, userId };
     return renderPlansPage(c, context, { search: '', switchError }, 400);
+  };
+  const choosePlan = `choose ${joinWithOr(plans.map((name) => planNames[name]))} and press "Switch plan" again.`;
+  let plan: string | undefined;
+  let returnTo: string | undefined;
+  try {
+    plan = readOptionalTextField(form, 'plan', choosePlan);
+    returnTo = readOptionalTextField(form, 'returnTo', 'reload the page and press "Switch plan" again.');
+  } catch (error) {
+    if (!(error instanceof FormFieldError)) throw error;
+    return rejectSwitch(error);
+  }
+  const forUser = userId === c.var.user.id ? '' : ` for ${login}`;
+  if (plan === undefined || plan === '') {
+    const values = joinWithOr(plans.map((name) => `plan=${name}`));
+    return rejectSwitch(
+      new AppError('bad_request', `Missing field "plan"${forUser}: send ${values}, or ${choosePlan}`, {
+        fields: ['plan'],
+      }),
+    );
+  }
+  if (!isPlan(plan)) {
+    return rejectSwitch(new AppError('bad_request', `Invalid plan ${quoteValue(plan, 40)}${forUser}: ${choosePlan}`));
   }
   const result = await changePlan(context.db, context.config, {
     userId,
@@ -159,6 +178,5 @@ async function switchPlan(
       : `${login} is already on ${planNames[result.toPlan]}; nothing changed.`;
     return c.html(<span class="notice">{notice}</span>);
   }
-  const returnTo = typeof body.returnTo === 'string' ? body.returnTo : '/plans';
-  return c.redirect(safeReturnPath(returnTo), 303);
+  return c.redirect(safeReturnPath(returnTo ?? '/plans'), 303);
 }

@@ -30,7 +30,7 @@ import {
   fromPullRequestClosed,
   notFound,
 } from '../errors.ts';
-import { readTextValues } from '../session/form-body.ts';
+import { FormFieldError, readOptionalTextField, readTextValues } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
@@ -64,7 +64,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const { listAll, selection } = options;
     const installation = await findRunInstallation(context.db, run.installationId);
     const rows = await listRunFindings(context.db, run.id);
-    const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+    const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
@@ -103,17 +103,28 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     if (!run) throw notFound('Run', runId);
 
     const body = await c.req.parseBody({ all: true });
-    // A file part gets 400, because dropping it would preview fewer findings than were sent.
-    const values = readTextValues(body, 'findingIds', 'reload the run page and press "Preview fix" again.');
-    // Lower case like the ids PostgreSQL returns, which createPatchRequest compares as strings.
-    const findingIds = values.map((value) => value.toLowerCase());
+    let findingIds: string[] = [];
     // A selection that cannot be previewed goes where the progress would: htmx swaps the error
-    // in under the form, and a page load gets the run page with the selection kept.
+    // in under the form, and a page load gets the run page with the selection kept. So does a
+    // run that takes no previews, such as one of a closed pull request, whose page has a
+    // notice that explains why.
     const rejectSelection = (error: AppError) => {
       if (c.req.header('hx-request')) throw error;
       const status = error.status === 409 ? 409 : 400;
       return renderRunPage(c, run, { listAll: false, selection: { findingIds, error: error.message } }, status);
     };
+    let listAll: boolean;
+    try {
+      // A file part gets 400, because dropping it would preview fewer findings than were sent.
+      // The ids are lower-cased like those PostgreSQL returns, which createPatchRequest compares
+      // as strings.
+      const retry = 'reload the run page and press "Preview fix" again.';
+      findingIds = readTextValues(body, 'findingIds', retry).map((value) => value.toLowerCase());
+      listAll = readOptionalTextField(body, 'previews', retry) === 'all';
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      return rejectSelection(error);
+    }
     if (findingIds.length === 0) {
       // Reached without JavaScript, because public/app.js disables the button then.
       return rejectSelection(
@@ -136,8 +147,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       );
     }
     const closed = pullRequestClosedError(run);
-    if (closed) throw fromPullRequestClosed(closed);
-    if (run.status !== 'completed') throw runNotCompleted(run.status);
+    if (closed) return rejectSelection(fromPullRequestClosed(closed));
+    if (run.status !== 'completed') return rejectSelection(runNotCompleted(run.status));
 
     // Shows the patch request for these findings, new or already queued or running. htmx gets
     // its progress, and the run page's "Earlier previews" list out of band, which now has it.
@@ -146,8 +157,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       const request = await context.db.query.patchRequests.findFirst({
         where: eq(patchRequests.id, id),
       });
-      const listAll = body.previews === 'all';
-      const previews = await loadEarlierPreviews(context.db, { userId: c.var.user.id, runId: run.id, listAll });
+      const previews = await loadEarlierPreviews(context, { userId: c.var.user.id, runId: run.id, listAll });
       return c.html(
         <>
           <PatchProgress request={request!} listAll={listAll} />
@@ -199,13 +209,13 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       findingIds,
     });
     if (!result.ok && result.reason === 'installation_unavailable') {
-      throw fromInstallationUnavailable(result.error);
+      return rejectSelection(fromInstallationUnavailable(result.error));
     }
     if (!result.ok && result.reason === 'pull_request_closed') {
-      throw fromPullRequestClosed(result.error);
+      return rejectSelection(fromPullRequestClosed(result.error));
     }
     // A push that superseded the run after the check above.
-    if (!result.ok && result.reason === 'run_not_completed') throw runNotCompleted(result.status);
+    if (!result.ok && result.reason === 'run_not_completed') return rejectSelection(runNotCompleted(result.status));
     if (!result.ok) {
       const ids = result.unknownFindingIds;
       return rejectSelection(

@@ -9,6 +9,7 @@ import {
   TokenLimitError,
 } from '../../users/api-tokens.ts';
 import { notFound } from '../errors.ts';
+import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { TokensPage } from '../views/tokens.tsx';
@@ -49,12 +50,10 @@ export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables
   });
 
   app.post('/tokens', async (c) => {
-    const body = await c.req.parseBody();
-    const typed = typeof body.name === 'string' ? body.name : '';
-    const name = typed.trim();
+    const form = await c.req.parseBody({ all: true });
     // Bad input shows the tokens page again with the message next to the form and the name
     // as typed, so the user can correct it there.
-    const showFormError = async (error: string, status: 400 | 409) => {
+    const showFormError = async (typed: string, error: string, status: 400 | 409) => {
       context.logger.info(
         { event: 'api_token.rejected', requestId: c.get('requestId'), userId: c.var.user.id, status, reason: error },
         'personal access token not created',
@@ -69,14 +68,22 @@ export function tokenPages(context: AppContext): Hono<{ Variables: PageVariables
         status,
       );
     };
+    let typed: string;
+    try {
+      typed = readOptionalTextField(form, 'name', 'type the name into the form and press "Create token" again.') ?? '';
+    } catch (error) {
+      if (!(error instanceof FormFieldError)) throw error;
+      return showFormError('', error.message, 400);
+    }
+    const name = typed.trim();
     const invalid = describeInvalidTokenName(name);
-    if (invalid) return showFormError(invalid, 400);
+    if (invalid) return showFormError(typed, invalid, 400);
 
     let minted;
     try {
       minted = await mintApiToken(context.db, c.var.user.id, name);
     } catch (error) {
-      if (error instanceof TokenLimitError) return showFormError(error.message, 409);
+      if (error instanceof TokenLimitError) return showFormError(typed, error.message, 409);
       throw error;
     }
     const { id, token } = minted;

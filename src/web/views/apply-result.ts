@@ -55,3 +55,11 @@ export function describeApplyResult(httpStatus: number, data: unknown, now = new
   }
   return `${verb} ${count} as review suggestions.`;
 }
+
+/**
+ * Builds the line that shows an apply response: `HTTP STATUS: SUMMARY`, or the status alone
+ * when describeApplyResult returned no summary. public/app.js builds the same line.
+ */
+export function describeApplyAnswer(httpStatus: number, summary: string | null): string {
+  return summary ? `HTTP ${httpStatus}: ${summary}` : `HTTP ${httpStatus}`;
+}

@@ -6,6 +6,7 @@ import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { ApplyRetryNotice, ApplyWaitNotice } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
+import { FormError } from './components/form-error.tsx';
 import {
   FixBlockerBadges,
   FixBlockerNotices,
@@ -19,6 +20,25 @@ import { Layout } from './layout.tsx';
 type PatchRequest = typeof patchRequests.$inferSelect;
 type PatchFile = typeof patchFiles.$inferSelect;
 type Run = typeof prRuns.$inferSelect;
+
+/**
+ * The rejection of a form of the preview page sent without JavaScript. The page shows it above
+ * the files, where a full page load starts.
+ */
+export interface PreviewFormError {
+  /** The reason, worded as htmx and public/app.js show it with JavaScript. */
+  message: string;
+  /** The body of the JSON API's response to a rejected Apply, shown under "Response". */
+  response?: string;
+}
+
+/** The response body of the apply API, pretty-printed JSON or the text as it came. */
+const ApplyResponseDetails: FC<{ body: string }> = ({ body }) => (
+  <details>
+    <summary>Response</summary>
+    <pre class="json">{body}</pre>
+  </details>
+);
 
 /**
  * The preview of a patch request, with every file's diff and "Apply". With JavaScript the Apply
@@ -39,7 +59,8 @@ export const PreviewPage: FC<{
   applyRetry: ApplyRetry | null;
   /** Whether the superseded run rejects an apply (see `isApplyBlockedBySupersededRun`). */
   supersededRunBlocksApply: boolean;
-}> = ({ session, request, run, installation, files, newestRunId, applyRetry, supersededRunBlocksApply }) => {
+  formError?: PreviewFormError | undefined;
+}> = ({ session, request, run, installation, files, newestRunId, applyRetry, supersededRunBlocksApply, formError }) => {
   const applied = request.appliedAt !== null;
   const applyWait = visibleApplyWait(request, applyRetry);
   const blockers = listFixBlockers(run, installation);
@@ -57,6 +78,12 @@ export const PreviewPage: FC<{
       </p>
       <FixBlockerNotices blockers={blockers} />
       {superseded ? <SupersededRunNotice subject="preview" newestRunId={newestRunId} /> : null}
+      {formError ? (
+        <div class="form-rejection">
+          <FormError message={formError.message} />
+          {formError.response === undefined ? null : <ApplyResponseDetails body={formError.response} />}
+        </div>
+      ) : null}
 
       <PatchFilesPanel
         session={session}
@@ -153,24 +180,22 @@ export const ApplyForm: FC<{
   </form>
 );
 
-/** The API's response to Apply, for browsers without JavaScript. */
+/**
+ * The API's response to Apply, for browsers without JavaScript, unless the API rejected the
+ * apply with a 4xx status, which shows the preview page with a PreviewFormError instead.
+ */
 export const ApplyResultPage: FC<{
   session: ActiveSession;
   request: PatchRequest;
   status: number;
+  /** The line from describeApplyAnswer. */
+  answer: string;
   body: string;
-  /** One sentence from describeApplyResult, or null. */
-  summary: string | null;
-}> = ({ session, request, status, body, summary }) => (
+}> = ({ session, request, status, answer, body }) => (
   <Layout title="Apply" session={session}>
     <h1>Apply</h1>
-    <p class={status < 400 ? 'notice' : 'error'}>
-      {summary ? `HTTP ${status}: ${summary}` : `HTTP ${status}`}
-    </p>
-    <details>
-      <summary>Response</summary>
-      <pre class="json">{body}</pre>
-    </details>
+    <p class={status < 400 ? 'notice' : 'error'}>{answer}</p>
+    <ApplyResponseDetails body={body} />
     <p>
       <a href={`/patch-requests/${request.id}`}>Back to the preview</a>
     </p>

@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import { currentApplyWait } from '../../../apply/apply-wait.ts';
+import type { ApplyWait } from '../../../apply/apply-wait.ts';
 import type { PreviewModel, PreviewSummary } from '../../../autofix/preview-summaries.ts';
 import type { ShownFileStatus } from '../../../autofix/visible-patch-requests.ts';
 import { providerNames, type Provider } from '../../../llm/types.ts';
@@ -9,9 +9,15 @@ import { formatTokens } from './preview-budget.tsx';
 import { StatusBadge } from './status-badge.tsx';
 import { Time } from './time.tsx';
 
+/** A preview as the run page lists it. */
+export interface ListedPreview extends PreviewSummary {
+  /** The wait of the preview's apply job that the preview page shows too (see visibleApplyWait). */
+  applyWait: ApplyWait | null;
+}
+
 /** The run page's previews as listed, and how many the user has on the run in all. */
 export interface EarlierPreviewsView {
-  previews: PreviewSummary[];
+  previews: ListedPreview[];
   total: number;
   /** Whether the page lists up to `maxListed` previews, rather than the newest few. */
   listAll: boolean;
@@ -93,9 +99,8 @@ export const EarlierPreviews: FC<{ runId: string; view: EarlierPreviewsView; oob
   );
 };
 
-const PreviewItem: FC<{ summary: PreviewSummary }> = ({ summary }) => {
-  const { request } = summary;
-  const applyWait = currentApplyWait(request);
+const PreviewItem: FC<{ summary: ListedPreview }> = ({ summary }) => {
+  const { request, applyWait } = summary;
   const files = describePreviewFiles(summary.fileStatuses);
   return (
     <li>
