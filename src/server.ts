@@ -85,7 +85,7 @@ export async function startService(
   }
 }
 
-/** What a process of each split role would lack on the bundled PostgreSQL. */
+/** Reason, per split role, that a process of that role cannot work on the bundled PostgreSQL. */
 const missingPartner: Record<Exclude<Role, 'all'>, string> = {
   web: 'no worker process could run the jobs that this web process queues',
   worker: 'no web process could receive the webhooks and requests that queue jobs for this worker',

@@ -125,7 +125,7 @@ export function findUnknownFileIds(seen: PreviewVersion, files: readonly Pick<Ve
  * that differ, by path. An empty list means that Apply writes what the user saw.
  *
  * Each file is compared by its DIFF_HASH alone. Every generation of a file diffs the proposed
- * text against the same original, the file at the run's head commit, and the diff turns that
+ * text against the same original, the file at the run's head commit. The diff turns that
  * original into the proposed text, so the same diff means the same text to write. A
  * regeneration whose output has the same diff therefore keeps an open Apply form valid.
  * NOTE: DIFF_HASH has 64 bits, so two different diffs of one file that collide would pass.

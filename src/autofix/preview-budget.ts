@@ -123,9 +123,9 @@ export function pickDefaultFindings(
 }
 
 /**
- * How part of a selection over the allowance could fit it. `fewer_files`: several files are
- * selected, and the call of at least one of them fits alone. `fewer_findings`: no such file,
- * but a call with fewer of the selected findings fits.
+ * Kind of smaller selection that fits the allowance when the whole selection does not.
+ * `fewer_files`: several files are selected, and the call of at least one of them fits alone.
+ * `fewer_findings`: no such file, but a call with fewer of the selected findings fits.
  */
 export type SmallerSelection = 'fewer_files' | 'fewer_findings';
 
@@ -137,13 +137,13 @@ export interface SelectionOverAllowance {
   /** `at least` when a file's size is unknown, so that `neededTokens` is a lower bound. */
   estimate: 'about' | 'at least';
   allowance: AllowanceState;
-  /** How a smaller selection could fit, or null when the call of no selected finding fits alone. */
+  /** Kind of smaller selection that fits, or null when no selected finding's call fits alone. */
   smallerSelection: SmallerSelection | null;
   /** Sentence that names the estimate, the allowance left and the ways to get more. */
   message: string;
 }
 
-/** Returns how a smaller part of the selected findings could fit the allowance left. */
+/** Finds the kind of smaller selection of the selected findings that fits the allowance left. */
 function findSmallerSelection(
   payment: Extract<PreviewPayment, { kind: 'allowance' }>,
   selected: readonly (SelectedFinding & { fileBytes: number | null })[],

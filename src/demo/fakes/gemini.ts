@@ -95,8 +95,8 @@ export function invalidKeyBody() {
 }
 
 /**
- * The error Gemini returns for a key that Google disabled as leaked, as quoted in public bug
- * reports of Gemini clients (2025 and 2026).
+ * Builds the 403 body that Gemini returns for a key that Google disabled as leaked, as quoted
+ * in public bug reports of Gemini clients (2025 and 2026).
  */
 export function leakedKeyBody() {
   const message = 'Your API key was reported as leaked. Please use another API key.';

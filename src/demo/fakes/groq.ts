@@ -72,7 +72,7 @@ export function groqErrorBody(message: string, type: string, code?: string) {
   return { error: { message, type, ...(code !== undefined ? { code } : {}) } };
 }
 
-/** The 401 body that Groq sends for a key it does not accept. */
+/** Builds the 401 body that Groq sends for a key it does not accept. */
 export function invalidApiKeyBody() {
   return groqErrorBody('Invalid API Key', 'invalid_request_error', 'invalid_api_key');
 }

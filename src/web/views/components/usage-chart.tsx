@@ -19,7 +19,8 @@ const numberFormat = new Intl.NumberFormat('en-US');
 
 /**
  * Bar chart of tokens per day, platform and own-key tokens side by side, drawn as SVG. A period
- * without model calls gets a line that says so instead, because its axis would run from 0 to 1.
+ * without model calls gets the line "No model calls this period yet." in its place, because
+ * its axis would run from 0 to 1.
  */
 export const UsageChart: FC<{ days: DailyUsage[] }> = ({ days }) => {
   const total = days.reduce((sum, day) => sum + day.platform + day.own, 0);
