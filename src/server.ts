@@ -46,6 +46,7 @@ export async function startService(
   options: { signal?: AbortSignal } = {},
 ): Promise<RunningService> {
   const { signal } = options;
+  checkRoleDatabase(config, role);
   // HOST and PORT first, and then the master key file, so that neither a bad address nor an
   // unreadable key file is found only after the database has started. The key file is created
   // in DATA_DIR, so a DATA_DIR that the bundled PostgreSQL cannot use is rejected before it.
@@ -82,6 +83,26 @@ export async function startService(
     });
     throw error;
   }
+}
+
+/** Reason, per split role, that a process of that role cannot work on the bundled PostgreSQL. */
+const missingPartner: Record<Exclude<Role, 'all'>, string> = {
+  web: 'no worker process could run the jobs that this web process queues',
+  worker: 'no web process could receive the webhooks and requests that queue jobs for this worker',
+};
+
+/**
+ * Rejects the web and worker roles without DATABASE_URL. The bundled PostgreSQL accepts only
+ * the process that started it, so a second process for the other role would be rejected.
+ */
+function checkRoleDatabase(config: Config, role: Role): void {
+  if (role === 'all' || config.DATABASE_URL) return;
+  throw new ConfigError(
+    `Missing DATABASE_URL for --role ${role}: the bundled PostgreSQL serves only the process ` +
+      `that starts it, so ${missingPartner[role]}. Set DATABASE_URL to a PostgreSQL that the ` +
+      'web and worker processes share, or run "fixwright start" without --role to run the HTTP ' +
+      'server and the job workers in one process.',
+  );
 }
 
 /** The parts of the service that have started, which `stopParts` stops. */

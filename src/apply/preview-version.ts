@@ -8,7 +8,7 @@ import { z } from 'zod';
  * DIFF_HASH is the first 16 hex digits of the SHA-256 of the file's diff. A preview with no
  * such file has the empty string as its version. The preview page's Apply form and
  * `GET /api/patch-requests/:id` send it, and an apply that receives it writes nothing unless
- * the files still match it.
+ * the same files are ready with the same diffs (see `findPreviewChanges`).
  */
 export type PreviewVersion = string;
 
@@ -30,7 +30,7 @@ export interface PreviewFileChange {
   /** The file's path, or null for an id that the patch request does not have. */
   path: string | null;
   /**
-   * `changed`: the file is ready with another generation or diff. `added`: the file is ready
+   * `changed`: the file is ready with another diff. `added`: the file is ready
    * now and was not then. `removed`: the version names the file, which is not ready now.
    */
   change: 'changed' | 'added' | 'removed';
@@ -85,19 +85,24 @@ export function isApplicableFile(file: VersionedFile): boolean {
 /**
  * Returns the generation whose model call produced the file's result. A failed regeneration
  * puts the earlier result back, texts and all, and this returns that result's generation
- * again, so an Apply form that shows the earlier diff stays valid and writes exactly the text
- * it shows. The file's `generation` stays raised, because model calls' idempotency keys and
- * the checks that stop a late attempt from storing its outcome use it, so it must not repeat.
- * A ready result is never replaced at its own generation, so the generation and the diff name
- * one result.
+ * again. The file's `generation` stays raised, because model calls' idempotency keys and the
+ * checks that stop a late attempt from storing its outcome use it, so it must not repeat.
  */
 export function resultGeneration(file: Pick<VersionedFile, 'generation' | 'restoredGeneration'>): number {
   return file.restoredGeneration ?? file.generation;
 }
 
+function diffHash(file: VersionedFile): string {
+  return createHash('sha256').update(file.diff ?? '').digest('hex').slice(0, 16);
+}
+
 function fileEntry(file: VersionedFile): string {
-  const hash = createHash('sha256').update(file.diff ?? '').digest('hex').slice(0, 16);
-  return `${file.id}:${resultGeneration(file)}:${hash}`;
+  return `${file.id}:${resultGeneration(file)}:${diffHash(file)}`;
+}
+
+/** Returns the DIFF_HASH of a version entry, the part after its last colon. */
+function entryDiffHash(entry: string): string {
+  return entry.slice(entry.lastIndexOf(':') + 1);
 }
 
 /** Builds the version of a preview from its files, ready or not. */
@@ -118,19 +123,27 @@ export function findUnknownFileIds(seen: PreviewVersion, files: readonly Pick<Ve
 /**
  * Compares the version `seen` with the preview's files now, ready or not, and returns the files
  * that differ, by path. An empty list means that Apply writes what the user saw.
+ *
+ * Each file is compared by its DIFF_HASH alone. Every generation of a file diffs the proposed
+ * text against the same original, the file at the run's head commit. The diff turns that
+ * original into the proposed text, so the same diff means the same text to write. A
+ * regeneration whose output has the same diff therefore keeps an open Apply form valid.
+ * NOTE: DIFF_HASH has 64 bits, so two different diffs of one file that collide would pass.
  */
 export function findPreviewChanges(seen: PreviewVersion, files: readonly VersionedFile[]): PreviewFileChange[] {
-  const seenEntries = new Map((seen === '' ? [] : seen.split(',')).map((entry) => [entryFileId(entry), entry]));
-  const currentEntries = new Map(files.filter(isApplicableFile).map((file) => [file.id, fileEntry(file)]));
+  const seenHashes = new Map(
+    (seen === '' ? [] : seen.split(',')).map((entry) => [entryFileId(entry), entryDiffHash(entry)]),
+  );
+  const currentHashes = new Map(files.filter(isApplicableFile).map((file) => [file.id, diffHash(file)]));
   const pathOf = new Map(files.map((file) => [file.id, file.path]));
   const changes: PreviewFileChange[] = [];
-  for (const [id, entry] of currentEntries) {
-    const seenEntry = seenEntries.get(id);
-    if (seenEntry === undefined) changes.push({ id, path: pathOf.get(id)!, change: 'added' });
-    else if (seenEntry !== entry) changes.push({ id, path: pathOf.get(id)!, change: 'changed' });
+  for (const [id, hash] of currentHashes) {
+    const seenHash = seenHashes.get(id);
+    if (seenHash === undefined) changes.push({ id, path: pathOf.get(id)!, change: 'added' });
+    else if (seenHash !== hash) changes.push({ id, path: pathOf.get(id)!, change: 'changed' });
   }
-  for (const id of seenEntries.keys()) {
-    if (!currentEntries.has(id)) changes.push({ id, path: pathOf.get(id) ?? null, change: 'removed' });
+  for (const id of seenHashes.keys()) {
+    if (!currentHashes.has(id)) changes.push({ id, path: pathOf.get(id) ?? null, change: 'removed' });
   }
   return changes.sort((left, right) => (left.path ?? left.id).localeCompare(right.path ?? right.id));
 }

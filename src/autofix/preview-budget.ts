@@ -3,7 +3,6 @@ import type { Database, Transaction } from '../db/client.ts';
 import type { Provider } from '../db/schema/index.ts';
 import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
-import { formatCount } from '../text/plural.ts';
 import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
 import { chooseKeys } from './model-clients.ts';
 import { compareBySeverity } from '../analysis/analyze.ts';
@@ -123,6 +122,13 @@ export function pickDefaultFindings(
   return picked;
 }
 
+/**
+ * Kind of smaller selection that fits the allowance when the whole selection does not.
+ * `fewer_files`: several files are selected, and the call of at least one of them fits alone.
+ * `fewer_findings`: no such file, but a call with fewer of the selected findings fits.
+ */
+export type SmallerSelection = 'fewer_files' | 'fewer_findings';
+
 /** A selection of files whose estimated calls add up to more than the allowance left. */
 export interface SelectionOverAllowance {
   calls: FileCallEstimate[];
@@ -131,8 +137,45 @@ export interface SelectionOverAllowance {
   /** `at least` when a file's size is unknown, so that `neededTokens` is a lower bound. */
   estimate: 'about' | 'at least';
   allowance: AllowanceState;
+  /** Kind of smaller selection that fits, or null when no selected finding's call fits alone. */
+  smallerSelection: SmallerSelection | null;
   /** Sentence that names the estimate, the allowance left and the ways to get more. */
   message: string;
+}
+
+/** Finds the kind of smaller selection of the selected findings that fits the allowance left. */
+function findSmallerSelection(
+  payment: Extract<PreviewPayment, { kind: 'allowance' }>,
+  selected: readonly (SelectedFinding & { fileBytes: number | null })[],
+  calls: readonly FileCallEstimate[],
+): SmallerSelection | null {
+  const remaining = payment.allowance.remaining;
+  if (calls.length > 1 && calls.some((call) => call.tokens <= remaining)) return 'fewer_files';
+  // The picker takes a finding whenever its call fits, so it takes none only when no finding's
+  // call fits alone, and then no smaller selection fits either.
+  if (pickDefaultFindings(payment, selected).size > 0) return 'fewer_findings';
+  return null;
+}
+
+/**
+ * Builds the message of a selection over the allowance: `over.message`, and when a smaller
+ * selection fits, how to choose one, for a client that sends `findingIds` (`api`) or for the
+ * run page's checkboxes (`page`).
+ */
+export function describeSelectionOverAllowance(over: SelectionOverAllowance, client: 'api' | 'page'): string {
+  if (over.smallerSelection === 'fewer_files') {
+    const advice =
+      client === 'api'
+        ? 'Or remove the findings of some files from findingIds until the selection fits: files ' +
+          'lists the estimate of each file.'
+        : 'Or uncheck files until the selection fits.';
+    return `${over.message} ${advice}`;
+  }
+  if (over.smallerSelection === 'fewer_findings') {
+    const action = client === 'api' ? 'remove some findings from findingIds' : 'uncheck some findings';
+    return `${over.message} Or ${action}, because a call with fewer findings needs fewer tokens.`;
+  }
+  return over.message;
 }
 
 /**
@@ -153,12 +196,14 @@ export async function findSelectionOverAllowance(
   const neededTokens = calls.reduce((sum, call) => sum + call.tokens, 0);
   if (neededTokens <= payment.allowance.remaining) return null;
   const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
-  const subject = `the selection of ${formatCount(calls.length, 'file')}`;
+  const subject =
+    calls.length === 1 ? `the model call for ${calls[0]!.path}` : `the selection of ${calls.length} files`;
   return {
     calls,
     neededTokens,
     estimate,
     allowance: payment.allowance,
+    smallerSelection: findSmallerSelection(payment, selected, calls),
     message: describeExhausted(payment.allowance, neededTokens, estimate, subject),
   };
 }

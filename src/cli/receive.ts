@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/env.ts';
+import { describeInnermostError } from '../errors/innermost-error.ts';
 import { CommandError } from './command-error.ts';
 import { checkEventName } from './event-names.ts';
 import { httpOrigin } from '../net/url-host.ts';
@@ -105,7 +106,7 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
           'such as 1, 25 and 6000. Run the service on another PORT and post to that port.',
       );
     } else {
-      console.error(`Cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}. Is "npm start" running?`);
+      console.error(`Cannot reach ${url}: ${describeInnermostError(error)}. Is "npm start" running?`);
     }
     return 1;
   }

@@ -42,7 +42,9 @@ database migrations first.
 
 Options:
   --role all|web|worker  all: HTTP server and job workers (default); web: HTTP server only;
-                         worker: job workers only`;
+                         worker: job workers only. web and worker need DATABASE_URL: the
+                         bundled PostgreSQL serves only the process that starts it, so the
+                         processes of the two roles could not share it`;
 
 const migrateUsage = `Usage: fixwright migrate
 

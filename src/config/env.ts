@@ -425,6 +425,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       const name = String(issue.path[0] ?? 'environment');
       const value = source[name] ?? '';
       const got = displayValue(name, value);
+      // A message that already quotes the whole value, such as a list's only entry, ends there.
+      if (issue.message.includes(got)) return `Invalid ${name}: ${issue.message}.`;
       return `Invalid ${name}: ${issue.message} (got ${got}).`;
     });
     throw new ConfigError(lines.join('\n'));

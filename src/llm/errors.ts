@@ -1,3 +1,4 @@
+import { describeInnermostError } from '../errors/innermost-error.ts';
 import { providerNames, type ModelUsage, type Provider } from './types.ts';
 
 /**
@@ -100,20 +101,6 @@ export function connectionError(
 ): ProviderConnectionError {
   const reason = cleanProviderMessage(describeInnermostError(error), secrets);
   return new ProviderConnectionError({ provider, ...target, reason: reason || 'no response' });
-}
-
-function describeInnermostError(error: unknown): string {
-  let innermost = error;
-  while (innermost instanceof Error && innermost.cause instanceof Error) innermost = innermost.cause;
-  if (!(innermost instanceof Error)) return String(innermost);
-  if (innermost.message !== '') return innermost.message;
-  // Connecting to a name with several addresses raises an AggregateError without a message, whose
-  // errors are those of each address.
-  if (innermost instanceof AggregateError) {
-    return innermost.errors.map((each) => (each instanceof Error ? each.message : String(each))).join('; ');
-  }
-  const code = (innermost as { code?: unknown }).code;
-  return typeof code === 'string' ? code : innermost.name;
 }
 
 const redacted = '[redacted]';

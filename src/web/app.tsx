@@ -71,6 +71,9 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
     secureHeaders({
       // Sent by strictTransportSecurity below, only on requests that arrived over HTTPS.
       strictTransportSecurity: false,
+      // No page is meant to be framed, so this agrees with frame-ancestors 'none' below for
+      // browsers that only read X-Frame-Options. hono's default is SAMEORIGIN.
+      xFrameOptions: 'DENY',
       contentSecurityPolicy: {
         defaultSrc: ["'self'"],
         scriptSrc: ["'self'"],

@@ -116,7 +116,8 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
   } else if (isDatabaseUnreachable(error)) {
     code = 'service_unavailable';
     status = errorCodes.service_unavailable;
-    message = `The database is not reachable; try again in a few seconds (request id ${requestId}).`;
+    // The request id is in the response's requestId field and on the error page, not here.
+    message = 'The database is not reachable; try again in a few seconds.';
     c.header('Retry-After', String(databaseRetrySeconds));
     const { type, message: reason, code: cause } = toSafeError(error);
     logger.warn(

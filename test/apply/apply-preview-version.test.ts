@@ -1,7 +1,8 @@
 // An apply with the preview version that the user saw writes only when the preview's ready
-// files still match it. A late result of an overlapping preview attempt or a regeneration
-// between the page and the press gets 409, and so does an apply job whose preview changed
-// while it waited.
+// files still match it. A late result of an overlapping preview attempt, or a regeneration
+// with another diff, between the page and the press gets 409, and so does an apply job whose
+// preview changed while it waited. A regeneration with the same diff writes the same text,
+// so the version from before it still applies.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
@@ -195,7 +196,11 @@ describe('apply with a preview version', () => {
     expect(await headOfBranch()).toBe(setup.git.headSha);
   });
 
-  it('rejects a regenerated file', async () => {
+  /**
+   * Regenerates `app.txt` after its Apply form was rendered and stores `diff` as the new
+   * result's diff, with the same texts. Returns the version that the form shows.
+   */
+  async function regenerateAfterForm(diff: string) {
     const { request, app } = await newPreview();
     const version = await previewPageVersion(request.id);
     const regenerated = await regeneratePatchFile(setup.context.db, setup.context.boss, {
@@ -205,25 +210,46 @@ describe('apply with a preview version', () => {
       payment: await loadPreviewPayment(setup.context, applyContext.user.id),
     });
     expect(regenerated).toMatchObject({ ok: true, generation: 1 });
-    // The regeneration's job stores the same text again, so only the generation differs.
     await setup.context.db
       .update(patchFiles)
-      .set({ status: 'ready', originalText: headText, proposedText, diff: 'diff' })
+      .set({ status: 'ready', originalText: headText, proposedText, diff })
       .where(eq(patchFiles.id, app.id));
     await setup.context.db
       .update(patchRequests)
       .set({ status: 'partially_ready' })
       .where(eq(patchRequests.id, request.id));
-    const since = setup.fake.requests.length;
+    return { request, app, version };
+  }
+
+  it('applies a regeneration with the same diff', async () => {
+    // insertReadyPatchRequest stores the diff "diff", so only the generation differs.
+    const { request, app, version } = await regenerateAfterForm('diff');
+    expect(version).toMatch(new RegExp(`^${app.id}:0:[0-9a-f]{16}$`));
+    expect(await versionFromApi(request.id)).toBe(version.replace(':0:', ':1:'));
 
     const response = await postApplyForm(request.id, { previewVersion: version });
 
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('HTTP 200: Applied 1 file as commit');
+    const commitSha = await headOfBranch();
+    expect(commitSha).not.toBe(setup.git.headSha);
+    expect(await gitIn(setup, 'show', `${commitSha}:app.txt`)).toBe(proposedText.trimEnd());
+    expect((await storedPatchRequest(setup, request.id)).appliedAt).not.toBeNull();
+  });
+
+  it('rejects a regeneration with another diff', async () => {
+    const { request, app, version } = await regenerateAfterForm('another diff');
+    const since = setup.fake.requests.length;
+
+    const response = await requestApply(applyContext, request.id, { previewVersion: version });
+
     expect(response.status).toBe(409);
-    const html = await response.text();
-    expect(html).toContain(
-      'HTTP 409: The preview changed since you opened it (app.txt changed); reload it and review ' +
-        'it again before you apply.',
+    const body = (await response.json()) as ErrorBody;
+    expect(body.error.message).toBe(
+      'The preview changed since you opened it (app.txt changed); reload it and review it ' +
+        'again before you apply.',
     );
+    expect(body.error.changedFiles).toEqual([{ id: app.id, path: 'app.txt', change: 'changed' }]);
     expect(setup.fake.requests.length).toBe(since);
     expect((await storedPatchRequest(setup, request.id)).appliedAt).toBeNull();
     expect(await headOfBranch()).toBe(setup.git.headSha);

@@ -80,6 +80,9 @@ describe('Apply form in Chromium', () => {
         fragments += 1;
       }
     });
+    // The regeneration returns another fix, so the diff on screen changes. A regeneration with
+    // the same diff would write the same text, and the held Apply would then succeed.
+    dashboard.groq.setHandler(() => ({ text: 'def run(values):\n    return sum(values)\n' }));
     await toolFile.getByRole('button', { name: 'Regenerate this file' }).click();
     await expect
       .poll(() => page.locator('#patch-files').getAttribute('data-status'), { timeout: 30_000 })

@@ -113,12 +113,13 @@ describe('fixwright receive', () => {
   });
 
   it('fails when nothing listens', async () => {
-    const url = `http://127.0.0.1:${await closedPort()}/webhooks/github`;
+    const port = await closedPort();
+    const url = `http://127.0.0.1:${port}/webhooks/github`;
     const result = await receive('ping', url, 'cli-closed');
 
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(
-      new RegExp(`^Cannot reach ${url.replace(/[.]/g, '\\.')}: .*ECONNREFUSED.*npm start`),
+    expect(result.stderr).toBe(
+      `Cannot reach ${url}: connect ECONNREFUSED 127.0.0.1:${port}. Is "npm start" running?\n`,
     );
   });
 
@@ -202,6 +203,21 @@ describe('fixwright usage errors', () => {
     ],
     [['receive', '--payload', 'x.json'], 'Missing --event: name the GitHub event, for example pull_request.'],
     [['start', '--role', 'cron'], 'Invalid --role "cron": use all, web or worker.'],
+    [
+      ['start', '--role', 'web'],
+      'Missing DATABASE_URL for --role web: the bundled PostgreSQL serves only the process that ' +
+        'starts it, so no worker process could run the jobs that this web process queues. Set ' +
+        'DATABASE_URL to a PostgreSQL that the web and worker processes share, or run "fixwright ' +
+        'start" without --role to run the HTTP server and the job workers in one process.',
+    ],
+    [
+      ['start', '--role', 'worker'],
+      'Missing DATABASE_URL for --role worker: the bundled PostgreSQL serves only the process ' +
+        'that starts it, so no web process could receive the webhooks and requests that queue ' +
+        'jobs for this worker. Set DATABASE_URL to a PostgreSQL that the web and worker processes ' +
+        'share, or run "fixwright start" without --role to run the HTTP server and the job ' +
+        'workers in one process.',
+    ],
     [
       ['users', 'token', '--login', 'a'.repeat(50)],
       `Invalid --login "${'a'.repeat(50)}": it is 50 characters long, but GitHub logins are at most 39.`,
@@ -328,7 +344,10 @@ describe('fixwright usage errors', () => {
     [
       ['start', '--help'],
       'Usage: fixwright start [--role all|web|worker]',
-      ['  --role all|web|worker  all: HTTP server and job workers (default); web: HTTP server only;'],
+      [
+        '  --role all|web|worker  all: HTTP server and job workers (default); web: HTTP server only;',
+        '                         worker: job workers only. web and worker need DATABASE_URL: the',
+      ],
     ],
     [
       ['migrate', '--help'],

@@ -67,6 +67,13 @@ describe('loadConfig number and login forms', () => {
     expect(errorFor({ ADMIN_LOGINS: 'good,bad login' })).toContain('"bad login": GitHub logins are');
   });
 
+  it('quotes a single bad ADMIN_LOGINS entry once', () => {
+    expect(errorFor({ ADMIN_LOGINS: 'bad_login!' })).toBe(
+      'Invalid ADMIN_LOGINS: "bad_login!": GitHub logins are letters, digits and hyphens, ' +
+        'starting with a letter or digit.',
+    );
+  });
+
   it('rejects ADMIN_LOGINS without a login', () => {
     const message =
       'Invalid ADMIN_LOGINS: contains no login. Set GitHub logins separated by commas, such as ' +

@@ -14,8 +14,9 @@ import {
 } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
-import { geminiErrorBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { geminiErrorBody, leakedKeyBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
+import { groqErrorBody, invalidApiKeyBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { saveUserKey } from '../../src/keys/user-keys.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
   answerWithFixedFiles,
@@ -464,6 +465,52 @@ describe('previews with own keys', () => {
     expect(generations().map((request) => request.apiKey)).toEqual([platformGeminiKey, platformGeminiKey]);
     expect((await storedKey(thief.id, 'groq')).unusableCause).toBe('undecryptable');
     expect((await storedKey(owner.id, 'groq')).unusableCause).toBeNull();
+  });
+
+  it.each([
+    ['groq', 'Groq', 'gsk_revokedPreviewKey0001abcdefghijklmn', 401, invalidApiKeyBody()],
+    ['gemini', 'Gemini', 'AIzarevokedPreviewKey0001abcdefghijklmn', 403, leakedKeyBody()],
+  ] as const)('marks a revoked %s key unusable', async (provider, name, key, status, errorBody) => {
+    ownKeys.push(key);
+    const other = provider === 'groq' ? 'gemini' : 'groq';
+    const user = await newUser({ providerOrder: [provider, other] });
+    const fake = provider === 'groq' ? groq : gemini;
+
+    // The fake accepts the key for the model list, so the key check passes and it is saved.
+    const saved = await saveUserKey(context, { userId: user.id, provider, key });
+    expect(saved.ok).toBe(true);
+    const listed = fake.requests.filter((request) => request.apiKey === key && request.method === 'GET');
+    expect(listed.map((request) => request.reply?.status)).toEqual([200]);
+
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toBe(
+        `${name} rejected your saved ${name} key (HTTP ${status}), so the platform key was not ` +
+          `used instead. Update your ${name} key on the keys page.`,
+      );
+    }
+    const calls = fake.requests.filter((request) => request.apiKey === key && request.method === 'POST');
+    expect(calls.map((request) => request.reply?.status)).toEqual([status, status]);
+    const row = await storedKey(user.id, provider);
+    expect(row.unusableCause).toBe('rejected');
+    expect(row.unusableReason).toContain(`Update your ${name} key on the keys page.`);
+    expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
+
+    // The body is the provider's own error format, as its SDK reads it.
+    const generationPath =
+      provider === 'groq' ? '/openai/v1/chat/completions' : '/v1beta/models/gemini-2.5-flash:generateContent';
+    const headers: Record<string, string> =
+      provider === 'groq' ? { authorization: `Bearer ${key}` } : { 'x-goog-api-key': key };
+    const response = await fetch(`${fake.url}${generationPath}`, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(response.status).toBe(status);
+    expect(await response.json()).toEqual(errorBody);
   });
 
   it('keeps own keys out of logs, stored rows and job data', async () => {

@@ -44,8 +44,12 @@ describe('requests while the database is unreachable', () => {
     expect(response.status).toBe(503);
     expect(response.headers.get('retry-after')).toBe('5');
     const html = await response.text();
-    expect(html).toContain('The database is not reachable');
+    expect(html).toContain('The database is not reachable; try again in a few seconds.');
     expect(html).not.toContain(password);
+    // The page shows the request id once, after the message.
+    const requestId = response.headers.get('x-request-id')!;
+    expect(html.split(requestId)).toHaveLength(2);
+    expect(html).toContain(`(request id ${requestId})`);
   });
 
   it('answers a form post with 503', async () => {
@@ -65,7 +69,8 @@ describe('requests while the database is unreachable', () => {
     expect(response.headers.get('retry-after')).toBe('5');
     const body = await response.json();
     expect(body.error.code).toBe('service_unavailable');
-    expect(body.error.message).toContain('try again in a few seconds');
+    expect(body.error.message).toBe('The database is not reachable; try again in a few seconds.');
+    expect(body.error.requestId).toBe(response.headers.get('x-request-id'));
     expect(JSON.stringify(body)).not.toContain(password);
   });
 

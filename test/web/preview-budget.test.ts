@@ -185,6 +185,12 @@ describe('preview form on the free plan', () => {
     expect(isChecked(html, notice!.id)).toBe(false);
     expect(selectedTokens(html)).toBe(errorAlone.toLocaleString('en-US'));
     expect(html).toContain('1 of 2 findings in 1 file was left unchecked');
+    const rejected = await postPreview(user, setup, [error!.id, notice!.id]);
+    expect(rejected.status).toBe(409);
+    const body = await rejected.text();
+    expect(body).toContain('but the model call for src/d.ts needs at least');
+    expect(body).toContain('Or uncheck some findings, because a call with fewer findings needs fewer tokens.');
+    expect(body).not.toContain('Or uncheck files');
     const response = await postPreview(user, setup, [error!.id]);
     expect(response.status).toBe(303);
   });
@@ -414,7 +420,57 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
     const { error } = (await response.json()) as { error: Record<string, unknown> };
     expect(error.estimate).toBe('about');
     expect(error.remainingTokens).toBe(100);
-    expect(error.message).toContain(`the selection of 1 file needs about ${estimates.get('src/c.ts')}.`);
+    // One file with one finding: no smaller selection fits, so no removal is suggested.
+    expect(error.message).toBe(
+      'Not enough token allowance left: the Free plan allows 1000 tokens per period, 900 are ' +
+        `used and 0 are reserved by calls in progress, so 100 remain but the model call for ` +
+        `src/c.ts needs about ${estimates.get('src/c.ts')}. Upgrade to the Pro plan, wait for ` +
+        'the next period, or add your own Groq or Gemini key.',
+    );
+  });
+
+  it('suggests fewer findings of one file', async () => {
+    const user = await createSignedInUser(context.db, { login: `budget-user-${nextLogin++}` });
+    const setup = await createRunWithFindings(context.db, {
+      userId: user.userId,
+      findings: [
+        { path: 'src/d.ts', line: 5, severity: 'notice' },
+        { path: 'src/d.ts', line: 1, severity: 'error' },
+      ],
+    });
+    const errorAlone = estimateFileCalls([setup.findings[1]!])[0]!.tokens;
+    await context.db.update(users).set({ tokenLimit: errorAlone }).where(eq(users.id, user.userId));
+    const needed = estimateFileCalls(setup.findings)[0]!.tokens;
+    expect(needed).toBeGreaterThan(errorAlone);
+
+    const response = await postApiPreview(user, setup, setup.findings.map((finding) => finding.id));
+
+    expect(response.status).toBe(409);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    expect(error.neededTokens).toBe(needed);
+    expect(error.message).toContain(
+      `so ${errorAlone} remain but the model call for src/d.ts needs at least ${needed}.`,
+    );
+    expect(error.message).toMatch(
+      / Or remove some findings from findingIds, because a call with fewer findings needs fewer tokens\.$/,
+    );
+    expect(error.message).not.toContain('selection');
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('suggests no smaller selection when none fits', async () => {
+    const { user, setup } = await newUserWithRun({ tokensUsed: 500 });
+    const estimates = expectedEstimates(setup);
+    for (const tokens of estimates.values()) expect(tokens).toBeGreaterThan(500);
+
+    const response = await postApiPreview(user, setup, setup.findings.map((finding) => finding.id));
+
+    expect(response.status).toBe(409);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    const needed = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
+    expect(error.message).toContain(`so 500 remain but the selection of 3 files needs at least ${needed}.`);
+    expect(error.message).toMatch(/add your own Groq or Gemini key\.$/);
+    expect(error.message).not.toContain('findingIds');
   });
 
   it('queues every file with an own key', async () => {
@@ -465,7 +521,7 @@ describe('"Regenerate this file" and the allowance', () => {
 
     expect(response.status).toBe(409);
     const body = await response.text();
-    expect(body).toContain(`so 100 remain but the selection of 1 file needs at least ${needed}.`);
+    expect(body).toContain(`so 100 remain but the model call for src/a.ts needs at least ${needed}.`);
     expect(body).toContain('The file keeps its current result.');
     const [kept] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
     expect(kept!.status).toBe('ready');

@@ -213,6 +213,16 @@ describe('tokens per day', () => {
     expect(days.reduce((sum, day) => sum + day.platform + day.own, 0)).toBe(250);
   });
 
+  it('shows no axis before any model call', async () => {
+    const html = await widget(0);
+    const chart = /<figure class="usage-chart">[\s\S]*?<\/figure>/.exec(html)?.[0];
+    expect(chart).toBe(
+      '<figure class="usage-chart"><figcaption>Tokens per day this period (UTC)</figcaption>' +
+        '<p class="muted">No model calls this period yet.</p></figure>',
+    );
+    expect(html).not.toContain('class="axis-label"');
+  });
+
   it('draws one bar per day and key source', async () => {
     await context.db.insert(tokenEvents).values([
       {
@@ -245,6 +255,8 @@ describe('tokens per day', () => {
     expect(html.match(/class="bar platform"/g)).toHaveLength(1);
     expect(html.match(/class="bar own"/g)).toHaveLength(1);
     expect(html).toContain('aria-label="Tokens per day: 650 in total this period"');
+    expect(html).toContain('<text class="axis-label" x="50" y="16" text-anchor="end">500</text>');
+    expect(html).not.toContain('No model calls this period yet.');
   });
 
   it.each([

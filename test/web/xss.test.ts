@@ -134,4 +134,11 @@ describe('escaping of GitHub and model text', () => {
     expect(policy).toContain("script-src 'self'");
     expect(policy).not.toContain('unsafe-inline');
   });
+
+  it('forbids framing in both headers', async () => {
+    const response = await app.request('/', { headers: { cookie: user.cookie } });
+    const policy = response.headers.get('content-security-policy') ?? '';
+    expect(policy).toContain("frame-ancestors 'none'");
+    expect(response.headers.get('x-frame-options')).toBe('DENY');
+  });
 });

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import {
   bodyRecord,
   isRawReply,
+  isRevokedKey,
   withInvalidUtf8,
   startFakeModelApi,
   type FakeModelApi,
@@ -58,7 +59,8 @@ export type RecordedGeminiRequest = RecordedModelRequest<GeminiUsage>;
  * Fake Gemini API. Its `url` is the `baseUrl` to pass to @google/generative-ai. `enqueue` and
  * `setHandler` apply to generateContent, and `rejectKey` makes every request with that key
  * fail as Gemini fails an invalid key: HTTP 400 `INVALID_ARGUMENT` with ErrorInfo reason
- * `API_KEY_INVALID`.
+ * `API_KEY_INVALID`. generateContent with a key that contains `revokedKeyMarker` fails with
+ * 403 `PERMISSION_DENIED`, as for a key that Google disabled, and the model list accepts it.
  */
 export type FakeGemini = FakeModelApi<GeminiUsage, GeminiReply, GeminiTextReply, GeminiGenerateRequest>;
 
@@ -90,6 +92,15 @@ export function invalidKeyBody() {
       metadata: { service: 'generativelanguage.googleapis.com' },
     },
   ]);
+}
+
+/**
+ * Builds the 403 body that Gemini returns for a key that Google disabled as leaked, as quoted
+ * in public bug reports of Gemini clients (2025 and 2026).
+ */
+export function leakedKeyBody() {
+  const message = 'Your API key was reported as leaked. Please use another API key.';
+  return geminiErrorBody(403, 'PERMISSION_DENIED', message);
 }
 
 /**
@@ -193,6 +204,10 @@ export async function startFakeGemini(
 
     const generateMatch = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
     if (req.method === 'POST' && generateMatch) {
+      if (isRevokedKey(key)) {
+        send({ status: 403, body: leakedKeyBody() });
+        return;
+      }
       const reply = nextReply();
       if (reply !== undefined && isRawReply(reply)) {
         send(reply, reply.delayMs);

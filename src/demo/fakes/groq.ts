@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import {
   bodyRecord,
   isRawReply,
+  isRevokedKey,
   withInvalidUtf8,
   startFakeModelApi,
   type FakeModelApi,
@@ -54,7 +55,8 @@ export type RecordedGroqRequest = RecordedModelRequest<GroqUsage>;
 /**
  * Fake Groq API. Its `url` is the `baseURL` to pass to groq-sdk. `enqueue` and `setHandler`
  * apply to chat completions, and `rejectKey` makes every request with that key fail with 401
- * `invalid_api_key`.
+ * `invalid_api_key`. Chat completions with a key that contains `revokedKeyMarker` fail the
+ * same way, and the model list accepts such a key.
  */
 export type FakeGroq = FakeModelApi<GroqUsage, GroqReply, GroqTextReply, GroqChatRequest>;
 
@@ -68,6 +70,11 @@ export const defaultGroqModels = [
 /** Groq's error body `{ error: { message, type, code } }`. */
 export function groqErrorBody(message: string, type: string, code?: string) {
   return { error: { message, type, ...(code !== undefined ? { code } : {}) } };
+}
+
+/** Builds the 401 body that Groq sends for a key it does not accept. */
+export function invalidApiKeyBody() {
+  return groqErrorBody('Invalid API Key', 'invalid_request_error', 'invalid_api_key');
 }
 
 /**
@@ -130,8 +137,7 @@ export async function startFakeGroq(
 
     const key = recorded.apiKey;
     if (key === undefined || isRejectedKey(key)) {
-      const error = groqErrorBody('Invalid API Key', 'invalid_request_error', 'invalid_api_key');
-      send({ status: 401, body: error });
+      send({ status: 401, body: invalidApiKeyBody() });
       return;
     }
 
@@ -151,6 +157,10 @@ export async function startFakeGroq(
     }
 
     if (req.method === 'POST' && path === '/openai/v1/chat/completions') {
+      if (isRevokedKey(key)) {
+        send({ status: 401, body: invalidApiKeyBody() });
+        return;
+      }
       const reply = nextReply();
       if (reply !== undefined && isRawReply(reply)) {
         send(reply, reply.delayMs);

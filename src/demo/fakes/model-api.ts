@@ -76,6 +76,18 @@ export function withInvalidUtf8(body: unknown, invalid: string | undefined): unk
   return Buffer.concat(chunks);
 }
 
+/**
+ * Word that marks a revoked key. The fakes accept a key that contains it for the model list,
+ * which Fixwright's key check reads before it saves a key, and reject it on every generation
+ * request, as a provider rejects a key revoked after it was saved.
+ */
+export const revokedKeyMarker = 'revoked';
+
+/** Returns whether `key` contains `revokedKeyMarker`. */
+export function isRevokedKey(key: string): boolean {
+  return key.includes(revokedKeyMarker);
+}
+
 export function isRawReply<TextReply extends object>(reply: RawReply | TextReply): reply is RawReply {
   return 'status' in reply;
 }

@@ -14,7 +14,11 @@ import {
   shownResultGeneration,
   splitPreviewTokens,
 } from '../../autofix/visible-patch-requests.ts';
-import { findSelectionOverAllowance, loadPreviewPayment } from '../../autofix/preview-budget.ts';
+import {
+  describeSelectionOverAllowance,
+  findSelectionOverAllowance,
+  loadPreviewPayment,
+} from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
@@ -109,8 +113,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     if (over) {
       throw new AppError(
         'conflict',
-        `${over.message} Or remove the findings of some files from findingIds until the ` +
-          'selection fits: files lists the estimate of each file.',
+        describeSelectionOverAllowance(over, 'api'),
         {
           neededTokens: over.neededTokens,
           remainingTokens: over.allowance.remaining,

@@ -5,6 +5,7 @@ import {
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
 import {
+  describeSelectionOverAllowance,
   estimateFileCallParts,
   estimateFileCalls,
   findSelectionOverAllowance,
@@ -196,7 +197,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
     if (over) {
       return rejectSelection(
-        new AppError('conflict', `${over.message} Or uncheck files until the selection fits.`, {
+        new AppError('conflict', describeSelectionOverAllowance(over, 'page'), {
           neededTokens: over.neededTokens,
           remainingTokens: over.allowance.remaining,
         }),

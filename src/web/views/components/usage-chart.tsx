@@ -17,8 +17,22 @@ export function niceMaximum(value: number): number {
 
 const numberFormat = new Intl.NumberFormat('en-US');
 
-/** Bar chart of tokens per day, platform and own-key tokens side by side, drawn as SVG. */
+/**
+ * Bar chart of tokens per day, platform and own-key tokens side by side, drawn as SVG. A period
+ * without model calls gets the line "No model calls this period yet." in its place, because
+ * its axis would run from 0 to 1.
+ */
 export const UsageChart: FC<{ days: DailyUsage[] }> = ({ days }) => {
+  const total = days.reduce((sum, day) => sum + day.platform + day.own, 0);
+  if (total === 0) {
+    return (
+      <figure class="usage-chart">
+        <figcaption>Tokens per day this period (UTC)</figcaption>
+        <p class="muted">No model calls this period yet.</p>
+      </figure>
+    );
+  }
+
   const plotWidth = width - padding.left - padding.right;
   const plotHeight = height - padding.top - padding.bottom;
   const maximum = niceMaximum(Math.max(0, ...days.map((day) => Math.max(day.platform, day.own))));
@@ -26,7 +40,6 @@ export const UsageChart: FC<{ days: DailyUsage[] }> = ({ days }) => {
   const barWidth = Math.max(slot * 0.4, 1);
   const barHeight = (tokens: number) => (tokens / maximum) * plotHeight;
   const baseline = padding.top + plotHeight;
-  const total = days.reduce((sum, day) => sum + day.platform + day.own, 0);
   const labelIndexes = [...new Set([0, Math.floor((days.length - 1) / 2), days.length - 1])];
 
   return (
@@ -98,7 +111,6 @@ export const UsageChart: FC<{ days: DailyUsage[] }> = ({ days }) => {
       <p class="legend">
         <span class="swatch platform"></span> Platform key
         <span class="swatch own"></span> Own key
-        {total === 0 ? <span class="muted"> · No model calls this period yet.</span> : null}
       </p>
     </figure>
   );
