@@ -2,6 +2,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { applyPatchRequest, ApplyRejectedError } from '../apply/apply-patch-request.ts';
+import { ApplyUnconfirmedError } from '../apply/apply-rejected-error.ts';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { previewVersionSchema } from '../apply/preview-version.ts';
 import { ConfigError } from '../config/env.ts';
@@ -98,7 +99,9 @@ export async function handleApplyJob(
       await continueAfterClaim(context, job.id, data, new Date(claimStaleAt), logger);
       return;
     }
-    if (error instanceof ApplyRejectedError || error instanceof ConfigError) {
+    // An unconfirmed write is retried, because the retry looks for the commit or review first.
+    const retried = error instanceof ApplyUnconfirmedError;
+    if ((error instanceof ApplyRejectedError && !retried) || error instanceof ConfigError) {
       // A retry would be rejected the same way.
       await storeError(error.message);
       logger.warn({ event: 'job.apply.rejected', reason: error.message }, 'apply rejected');
