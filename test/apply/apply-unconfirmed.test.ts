@@ -89,6 +89,20 @@ async function expectUnconfirmedCommit(id: string, commitSha: string) {
   return row;
 }
 
+/**
+ * Applies a new request while the fake moves the branch and returns 502 to the update, and the
+ * read after it fails. Returns the request, the unrecorded commit and the stored row.
+ */
+async function applyUnconfirmedCommit() {
+  const request = await newRequest();
+  afterWork.ref = 1;
+  failBranchReadAfterUpdate(invalidBranchRead);
+  expect((await apply(request.id)).status).toBe(502);
+  const pushed = await git('rev-parse', headBranch);
+  const row = await expectUnconfirmedCommit(request.id, pushed);
+  return { request, pushed, row };
+}
+
 beforeAll(async () => {
   applyContext = await createApplyTestContext();
   setup = applyContext.setup;
@@ -236,12 +250,7 @@ describe('apply, unconfirmed ref update', () => {
   }, 60_000);
 
   it('records the commit below a later push', async () => {
-    const request = await newRequest();
-    afterWork.ref = 1;
-    failBranchReadAfterUpdate(invalidBranchRead);
-    expect((await apply(request.id)).status).toBe(502);
-    const pushed = await git('rev-parse', headBranch);
-    await expectUnconfirmedCommit(request.id, pushed);
+    const { request, pushed } = await applyUnconfirmedCommit();
     // The author pushed on top of the unrecorded commit, which superseded the run.
     const later = await commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'later\n' });
     await setRunStatus('superseded');
@@ -258,12 +267,7 @@ describe('apply, unconfirmed ref update', () => {
   });
 
   it('keeps the outcome when the check fails', async () => {
-    const request = await newRequest();
-    afterWork.ref = 1;
-    failBranchReadAfterUpdate(invalidBranchRead);
-    expect((await apply(request.id)).status).toBe(502);
-    const pushed = await git('rev-parse', headBranch);
-    const unconfirmedAt = (await expectUnconfirmedCommit(request.id, pushed)).applyUnconfirmedAt;
+    const { request, pushed, row: unconfirmed } = await applyUnconfirmedCommit();
     // The next apply reads the branch to look for the commit, and that read fails too.
     setup.fake.queueResponse(invalidBranchRead);
     const updatesBefore = refUpdates();
@@ -285,7 +289,7 @@ describe('apply, unconfirmed ref update', () => {
     expect(refUpdates()).toBe(updatesBefore);
     expect(commitsCreated()).toBe(commitsBefore);
     const row = await expectUnconfirmedCommit(request.id, pushed);
-    expect(row.applyUnconfirmedAt).toEqual(unconfirmedAt);
+    expect(row.applyUnconfirmedAt).toEqual(unconfirmed.applyUnconfirmedAt);
 
     const again = await apply(request.id);
 
