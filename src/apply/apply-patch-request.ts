@@ -44,6 +44,16 @@ import {
 import { SuggestionDiffError } from './suggestion-comments.ts';
 import { hasUnrecordedApply } from './superseded-run.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
+import { UnconfirmedWriteError } from './unconfirmed-write-error.ts';
+import {
+  clearedUnconfirmedApply,
+  clearUnconfirmedApply,
+  findUnconfirmedResult,
+  toUnconfirmedApply,
+  unconfirmedRejection,
+  unconfirmedValues,
+  type UnconfirmedApply,
+} from './unconfirmed-write.ts';
 
 export { ApplyRejectedError, type ApplyWaiting };
 
@@ -221,10 +231,11 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
 
 /**
  * Claims the request for one apply and returns the claim's time as `claimedAt`, which
- * releasing the claim compares. Returns `claimedAt: null` while another apply runs, after one
- * finished, or when the preview is no longer ready (a regeneration started), so two concurrent
- * calls never both write to GitHub. A claim older than `staleApplyMinutes` is taken over, so a
- * call that still runs after that writes at the same time as the one that took its claim.
+ * releasing the claim compares, and the unconfirmed write of an earlier apply, if any. Returns
+ * `claimedAt: null` while another apply runs, after one finished, or when the preview is no
+ * longer ready (a regeneration started), so two concurrent calls never both write to GitHub. A
+ * claim older than `staleApplyMinutes` is taken over, so a call that still runs after that
+ * writes at the same time as the one that took its claim.
  * Returns the error and claims nothing when the
  * pull request is closed. A claim with `clearError` also clears the `applyError` of an earlier
  * apply, so pages stop showing it while this apply runs. An apply job claims without it,
@@ -246,11 +257,15 @@ async function claim(
   request: { id: string; runId: string },
   options: { clearError: boolean; seenVersion: PreviewVersion | undefined },
   logger: Logger,
-): Promise<{ claimedAt: string | null; closed: PullRequestClosedError | null }> {
+): Promise<{
+  claimedAt: string | null;
+  closed: PullRequestClosedError | null;
+  unconfirmed: UnconfirmedApply | null;
+}> {
   const { clearError, seenVersion } = options;
   return context.db.transaction(async (tx) => {
     const closed = await findPullRequestClosed(tx, request.runId);
-    if (closed) return { claimedAt: null, closed };
+    if (closed) return { claimedAt: null, closed, unconfirmed: null };
     const claimed = await tx
       .update(patchRequests)
       .set({ applyStartedAt: sql`now()`, ...(clearError ? { applyError: null } : {}) })
@@ -267,12 +282,17 @@ async function claim(
         ),
       )
       // As text, because a JavaScript Date drops the microseconds that tell two claims apart.
-      .returning({ claimedAt: sql<string>`${patchRequests.applyStartedAt}::text` });
+      .returning({
+        claimedAt: sql<string>`${patchRequests.applyStartedAt}::text`,
+        unconfirmedAt: sql<string | null>`${patchRequests.applyUnconfirmedAt}::text`,
+        unconfirmedMode: patchRequests.applyUnconfirmedMode,
+        unconfirmedCommitSha: patchRequests.applyUnconfirmedCommitSha,
+      });
     const claimedAt = claimed[0]?.claimedAt ?? null;
     if (claimedAt !== null && seenVersion !== undefined) {
       await checkPreviewVersion(tx, request.id, seenVersion, logger);
     }
-    return { claimedAt, closed: null };
+    return { claimedAt, closed: null, unconfirmed: claimed[0] ? toUnconfirmedApply(claimed[0]) : null };
   });
 }
 
@@ -393,7 +413,7 @@ export async function applyPatchRequest(
     logger,
   );
   if (claimOutcome.closed) throw closedRejection(claimOutcome.closed);
-  const { claimedAt } = claimOutcome;
+  const { claimedAt, unconfirmed } = claimOutcome;
   if (claimedAt === null) {
     const current = await context.db.query.patchRequests.findFirst({
       where: eq(patchRequests.id, request.id),
@@ -419,13 +439,6 @@ export async function applyPatchRequest(
     files = await readyFilesOf(context, request.id);
     paths = files.map((file) => file.path);
     const octokit = await github.installationOctokit(run.installationId);
-    // The stored run can be out of date: a close, merge or deleted fork after the last webhook,
-    // or a run stored with the base repository as its head after its fork was deleted.
-    const pullRequest = parseGitHubResponse(
-      pullRequestStateSchema,
-      'GET',
-      await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
-    );
     const reviewTarget = {
       owner,
       repo,
@@ -433,31 +446,58 @@ export async function applyPatchRequest(
       headSha: run.headSha,
       patchRequestId: request.id,
     };
-    let leftReviewId: number | null = null;
-    let leftCommitSha: string | null = null;
-    try {
-      mode = checkPullRequest(pullRequest, run, input.mode);
-    } catch (error) {
-      // Only mode suggestions raises BranchMovedError here, for a head that moved on. The head
-      // may be the commit of a call that died, or have moved past its review.
-      if (error instanceof BranchMovedError && claimLeft) {
-        leftReviewId = await findPostedReview(octokit, reviewTarget);
-        if (leftReviewId === null) {
-          leftCommitSha = await findPushedCommit(octokit, {
-            owner,
-            repo,
-            commitSha: pullRequest.head.sha,
-            parentSha: run.headSha,
-            marker: commitMarker(request.id),
-          });
-        }
-      }
-      if (leftReviewId === null && leftCommitSha === null) throw error;
+    // The write of an earlier apply that GitHub did not confirm is looked for first, and
+    // recorded when found, whatever the pull request's state and the requested mode. A failed
+    // read keeps it stored and raises UnconfirmedWriteError.
+    let { reviewId: leftReviewId, commitSha: leftCommitSha } = unconfirmed
+      ? await findUnconfirmedResult(octokit, unconfirmed, { branch: run.headRef, review: reviewTarget })
+      : { reviewId: null, commitSha: null };
+    if (unconfirmed && leftReviewId === null && leftCommitSha === null) {
+      await clearUnconfirmedApply(context.db, request.id, claimedAt, unconfirmed);
+      logger.info(
+        {
+          event: 'apply.unconfirmed_not_found',
+          unconfirmedMode: unconfirmed.mode,
+          commitSha: unconfirmed.commitSha,
+        },
+        'the unconfirmed write of an earlier apply did not take effect',
+      );
+    }
+    const recovering = claimLeft || unconfirmed !== null;
+    if (leftReviewId !== null || leftCommitSha !== null) {
       mode = leftReviewId !== null ? 'suggestions' : 'commit';
+    } else {
+      // The stored run can be out of date: a close, merge or deleted fork after the last
+      // webhook, or a run stored with the base repository as its head after its fork was deleted.
+      const pullRequest = parseGitHubResponse(
+        pullRequestStateSchema,
+        'GET',
+        await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
+      );
+      try {
+        mode = checkPullRequest(pullRequest, run, input.mode);
+      } catch (error) {
+        // Only mode suggestions raises BranchMovedError here, for a head that moved on. The
+        // head may be the commit of a call that died, or have moved past its review.
+        if (error instanceof BranchMovedError && recovering) {
+          leftReviewId = await findPostedReview(octokit, reviewTarget);
+          if (leftReviewId === null) {
+            leftCommitSha = await findPushedCommit(octokit, {
+              owner,
+              repo,
+              commitSha: pullRequest.head.sha,
+              parentSha: run.headSha,
+              marker: commitMarker(request.id),
+            });
+          }
+        }
+        if (leftReviewId === null && leftCommitSha === null) throw error;
+        mode = leftReviewId !== null ? 'suggestions' : 'commit';
+      }
     }
     // A call that died may have posted its review before this call asked for a commit, and
     // committing as well would apply the same fixes twice.
-    if (mode === 'commit' && claimLeft && leftCommitSha === null) {
+    if (mode === 'commit' && recovering && leftCommitSha === null) {
       leftReviewId = await findPostedReview(octokit, reviewTarget);
       if (leftReviewId !== null) mode = 'suggestions';
     }
@@ -465,13 +505,13 @@ export async function applyPatchRequest(
       outcome = { commitSha: null, reviewId: leftReviewId };
       logger.info(
         { event: 'apply.review_recovered', reviewId: leftReviewId },
-        'found the review of an earlier call after the head moved',
+        'found the review of an earlier call',
       );
     } else if (leftCommitSha !== null) {
       outcome = { commitSha: leftCommitSha, reviewId: null };
       logger.info(
         { event: 'apply.commit_recovered', commitSha: leftCommitSha },
-        'found the commit of an earlier call at the head',
+        'found the commit of an earlier call on the head branch',
       );
     } else if (mode === 'commit') {
       const committed = await commitFiles(
@@ -520,17 +560,21 @@ export async function applyPatchRequest(
     }
   } catch (error) {
     // A call that replaces the pending job cancels it when it fails. Otherwise releasing the
-    // claim starts a job that waits for it.
+    // claim starts a job that waits for it. A write of this apply that GitHub may have carried
+    // out is stored in the same update, so no later apply takes the release for one that wrote
+    // nothing.
+    const values = error instanceof UnconfirmedWriteError ? unconfirmedValues(error) : {};
     const endClaim = (failure: unknown) =>
       releaseApplyClaim(
         context,
         { patchRequestId: request.id, claimedAt },
         replacesPendingJob
           ? {
+              values,
               cancelPendingJob: (pendingJob) =>
                 `The apply as ${mode} replaced ${pendingJob}, and failed: ${safeErrorMessage(failure)}`,
             }
-          : {},
+          : { values },
         logger,
       );
     const rateLimit = asInstallationUnavailable(error) ? null : asGitHubRateLimit(error);
@@ -577,6 +621,7 @@ export async function applyPatchRequest(
     appliedCommitSha: outcome.commitSha,
     appliedReviewId: outcome.reviewId,
     ...clearedApplyWait,
+    ...clearedUnconfirmedApply,
     applyError: null,
   };
   await releaseApplyClaim(context, { patchRequestId: request.id, claimedAt }, { values }, logger);
@@ -616,6 +661,19 @@ async function toApplyFailure(
   if (error instanceof PreviewOutdatedError) {
     logger.warn({ event: 'apply.preview_outdated', error: error.message }, 'apply rejected');
     return new ApplyRejectedError('conflict', error.message);
+  }
+  if (error instanceof UnconfirmedWriteError) {
+    logger.warn(
+      {
+        event: 'apply.unconfirmed',
+        mode: error.mode,
+        commitSha: error.commitSha,
+        github: asGitHubRejection(error.writeError),
+        confirmingRead: asGitHubRejection(error.readError),
+      },
+      'apply failed: GitHub may have carried out the write, and the read that checks it failed',
+    );
+    return unconfirmedRejection(error, request.id);
   }
   if (error instanceof SuggestionDiffError) {
     logger.warn({ event: 'apply.diff_failed', error: error.message }, 'apply failed');

@@ -17,3 +17,13 @@ export class ApplyRejectedError extends Error {
     super(message);
   }
 }
+
+/**
+ * The `bad_gateway` rejection of an apply whose ref update or review may have taken effect:
+ * GitHub did not confirm the write, and the read that checks it failed too. The patch request
+ * stores that outcome, so the next apply looks for the commit or review before it writes. An
+ * apply job retries it for that reason, unlike other rejections.
+ */
+export class ApplyUnconfirmedError extends ApplyRejectedError {
+  override name = 'ApplyUnconfirmedError';
+}

@@ -7,6 +7,7 @@ import {
   UnexpectedGitHubAnswerError,
 } from '../github/github-response.ts';
 import { TreeReader } from '../github/tree-reader.ts';
+import { mayHaveTakenEffect, UnconfirmedWriteError } from './unconfirmed-write-error.ts';
 
 /** Raised when the head branch no longer points to the commit the preview was made on. */
 export class BranchMovedError extends Error {
@@ -53,6 +54,12 @@ const gitCommitSchema = z.object({
  */
 const gitRefSchema = z.object({ object: z.object({ sha: gitObjectSha('commit') }) });
 
+/**
+ * The field of GitHub's comparison of two commits that Apply reads (schema `commit-comparison`
+ * in @octokit/openapi-types 29): how the head relates to the base.
+ */
+const comparisonSchema = z.object({ status: z.enum(['diverged', 'ahead', 'behind', 'identical']) });
+
 /** File modes a fix may keep: a regular file or an executable one. */
 const fileModes = new Set(['100644', '100755']);
 
@@ -97,7 +104,9 @@ function mayHaveMoved(error: unknown): boolean {
  * read first, and BranchMovedError is raised unless it still points to the parent. The ref is
  * read again when GitHub rejects the update with 409, 422 or a server error, or returns an
  * update response that does not name the new commit. BranchMovedError is then raised when the
- * ref points elsewhere, and the update's error is raised again when it has not moved.
+ * ref points elsewhere, and the update's error is raised again when it has not moved. When
+ * that read fails after a server error, no response or an invalid response, the update may have
+ * taken effect, and UnconfirmedWriteError is raised with the new commit's sha.
  *
  * Every response is checked with parseGitHubResponse, which raises UnexpectedGitHubAnswerError.
  * A blob, tree or commit that GitHub created before such an error is referenced by no branch,
@@ -198,10 +207,48 @@ export async function commitFiles(
   }
 
   // An earlier attempt may have moved the branch to the same change before it was recorded.
-  const after = await readBranchTip(octokit, repository, ref, change);
+  let after;
+  try {
+    after = await readBranchTip(octokit, repository, ref, change);
+  } catch (readError) {
+    // GitHub rejected a 409 or 422 update, so only the other failures leave the outcome unknown.
+    if (!mayHaveTakenEffect(updateError)) throw readError;
+    throw new UnconfirmedWriteError('commit', commit.sha, updateError, readError);
+  }
   if (after.sameChange) return { commitSha: after.sha, recovered: true };
   if (after.sha === target.parentSha) throw updateError;
   throw movedError(target, after.sha);
+}
+
+/**
+ * Returns `commitSha` when branch `branch` contains it: the branch points to it, or GitHub's
+ * compare API reports the branch ahead of it or identical. Returns null when the branch does
+ * not contain it or no longer exists.
+ */
+export async function findCommitOnBranch(
+  octokit: Octokit,
+  target: { owner: string; repo: string; branch: string; commitSha: string },
+): Promise<string | null> {
+  const repository = { owner: target.owner, repo: target.repo };
+  let tip;
+  try {
+    const response = await octokit.rest.git.getRef({ ...repository, ref: `heads/${target.branch}` });
+    tip = parseGitHubResponse(gitRefSchema, 'GET', response).object.sha;
+  } catch (error) {
+    if (statusOf(error) === 404) return null;
+    throw error;
+  }
+  if (tip === target.commitSha) return target.commitSha;
+  const comparison = parseGitHubResponse(
+    comparisonSchema,
+    'GET',
+    await octokit.rest.repos.compareCommitsWithBasehead({
+      ...repository,
+      basehead: `${target.commitSha}...${tip}`,
+      per_page: 1,
+    }),
+  );
+  return comparison.status === 'ahead' || comparison.status === 'identical' ? target.commitSha : null;
 }
 
 /**

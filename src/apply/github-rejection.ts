@@ -1,4 +1,5 @@
 import type { ApplyMode } from '../db/schema/index.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import { requestPath, UnexpectedGitHubAnswerError } from '../github/github-response.ts';
 
 /**
@@ -56,6 +57,25 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
     // Octokit reports a request without a response (refused, reset, timed out) as status 500.
     ...(response === undefined ? { noResponse: true as const } : {}),
   };
+}
+
+/**
+ * Describes a failed request in one clause without a final period, such as `GitHub returned 502
+ * "Server Error" for PATCH /repos/octo-org/widgets/git/refs/heads/feature`. An error that is
+ * not a GitHub rejection is described by its message.
+ */
+export function describeFailedRequest(error: unknown): string {
+  const rejection = asGitHubRejection(error);
+  if (!rejection) return safeErrorMessage(error);
+  const request = `${rejection.method} ${rejection.path}`;
+  if (rejection.invalidResponse) {
+    return (
+      `GitHub returned an invalid response (status ${rejection.status}) to ${request}: ` +
+      rejection.message
+    );
+  }
+  if (rejection.noResponse) return `GitHub did not respond to ${request}: ${rejection.message}`;
+  return `GitHub returned ${rejection.status} ${JSON.stringify(rejection.message)} for ${request}`;
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 } from '../github/github-response.ts';
 import { listPullRequestFiles } from '../github/pull-files.ts';
 import { buildFileSuggestions, type SuggestionComment } from './suggestion-comments.ts';
+import { UnconfirmedWriteError } from './unconfirmed-write-error.ts';
 
 /**
  * The fields of GitHub's pull request review that Apply reads (schema `pull-request-review` in
@@ -71,7 +72,9 @@ function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: s
  * Posts one COMMENT review on the pull request whose comments carry ```suggestion blocks for
  * the changes inside the pull request's diff, and whose body carries the other changes as a
  * ```diff block. The caller checks first that the pull request's head is still `headSha`.
- * Raises `SuggestionDiffError` before posting anything when a file's diff cannot finish.
+ * Raises `SuggestionDiffError` before posting anything when a file's diff cannot finish, and
+ * UnconfirmedWriteError when the post may have taken effect and the read of the reviews that
+ * checks it failed.
  */
 export async function postSuggestionReview(
   octokit: Octokit,
@@ -125,7 +128,12 @@ export async function postSuggestionReview(
     const mayHavePosted =
       error instanceof UnexpectedGitHubAnswerError || status === undefined || status >= 500;
     if (!mayHavePosted) throw error;
-    const created = await findPostedReview(octokit, target);
+    let created;
+    try {
+      created = await findPostedReview(octokit, target);
+    } catch (readError) {
+      throw new UnconfirmedWriteError('suggestions', null, error, readError);
+    }
     if (created === null) throw error;
     return { reviewId: created, comments: comments.length, outsideDiffFiles };
   }

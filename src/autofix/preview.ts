@@ -365,8 +365,8 @@ const storedMessages: Record<StoredOutcome, string> = {
  * because the calls were paid. A failed outcome of a regeneration puts the file's kept result
  * back instead, so its tokens count as discarded. An outcome that arrives after another attempt
  * finished the request sets the request's status from its files again. It is not stored while
- * the request is applied, being applied or has an apply job waiting, because an apply must
- * write the files the user saw.
+ * the request is applied, being applied, has an apply job waiting or an apply whose write
+ * GitHub did not confirm, because an apply must write the files the user saw.
  */
 async function storeFileOutcome(
   db: Database,
@@ -384,7 +384,10 @@ async function storeFileOutcome(
       .for('update');
     const applied =
       request !== undefined &&
-      (request.appliedAt !== null || request.applyStartedAt !== null || currentApplyWait(request) !== null);
+      (request.appliedAt !== null ||
+        request.applyStartedAt !== null ||
+        request.applyUnconfirmedAt !== null ||
+        currentApplyWait(request) !== null);
     const stored = applied ? 'skipped' : await updateFile(tx, file, outcome);
     await tx
       .update(patchRequests)

@@ -46,9 +46,11 @@ export type RegenerateFileResult =
  * ready and failed files. When the regeneration fails, on a provider outage, bad output or a
  * stopped service, the kept result is put back with the reason in `regenerationError` (see
  * restoreKeptResults), so the user keeps the diff they reviewed.
- * Nothing changes when the run's installation is suspended or deleted, when its pull request
- * is closed, when the run is no longer completed (superseded by a newer commit, or queued for
- * another analysis), or when an analysis since the preview replaced the file's findings.
+ * Nothing changes while the request is applied, being applied or has an apply whose write
+ * GitHub did not confirm. Nothing changes either when the run's installation is suspended or
+ * deleted, when its pull request is closed, when the run is no longer completed (superseded by
+ * a newer commit, or queued for another analysis), or when an analysis since the preview
+ * replaced the file's findings.
  * Nothing changes either when `payment` is the allowance and the file's call, estimated as for
  * "Preview fix", needs more than it has left.
  * An apply job that waits for a GitHub rate limit or for another apply is cancelled, with a
@@ -85,6 +87,7 @@ export async function regeneratePatchFile(
         status: patchRequests.status,
         applyStartedAt: patchRequests.applyStartedAt,
         appliedAt: patchRequests.appliedAt,
+        applyUnconfirmedAt: patchRequests.applyUnconfirmedAt,
         applyJobId: patchRequests.applyJobId,
         applyClaimWaitUntil: patchRequests.applyClaimWaitUntil,
       })
@@ -103,7 +106,9 @@ export async function regeneratePatchFile(
     }
     if (request.status === 'cancelled') return { ok: false, reason: 'cancelled', status: request.status };
     // Applied text must stay what the preview shows, and an apply in progress reads the files.
-    if (request.appliedAt || request.applyStartedAt) {
+    // So must the text of an apply whose write GitHub did not confirm, which the next apply
+    // records when it finds that write.
+    if (request.appliedAt || request.applyStartedAt || request.applyUnconfirmedAt) {
       return { ok: false, reason: 'applied', status: request.status };
     }
     if (unavailable) return { ok: false, reason: 'installation_unavailable', error: unavailable };

@@ -1,7 +1,8 @@
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { applyPatchRequest, ApplyRejectedError } from '../apply/apply-patch-request.ts';
+import { ApplyUnconfirmedError } from '../apply/apply-rejected-error.ts';
 import { clearedApplyWait } from '../apply/apply-wait.ts';
 import { previewVersionSchema } from '../apply/preview-version.ts';
 import { ConfigError } from '../config/env.ts';
@@ -46,7 +47,12 @@ export async function handleApplyJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<ApplyJobData>,
 ): Promise<void> {
-  const data = applyJobData.parse(job.data);
+  const parsed = applyJobData.safeParse(job.data);
+  if (!parsed.success) {
+    await endInvalidJob(context, job, parsed.error);
+    return;
+  }
+  const data = parsed.data;
   const { patchRequestId } = data;
   const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: applyQueue });
   const ofThisJob = and(eq(patchRequests.id, patchRequestId), eq(patchRequests.applyJobId, job.id));
@@ -98,7 +104,9 @@ export async function handleApplyJob(
       await continueAfterClaim(context, job.id, data, new Date(claimStaleAt), logger);
       return;
     }
-    if (error instanceof ApplyRejectedError || error instanceof ConfigError) {
+    // An unconfirmed write is retried, because the retry looks for the commit or review first.
+    const retried = error instanceof ApplyUnconfirmedError;
+    if ((error instanceof ApplyRejectedError && !retried) || error instanceof ConfigError) {
       // A retry would be rejected the same way.
       await storeError(error.message);
       logger.warn({ event: 'job.apply.rejected', reason: error.message }, 'apply rejected');
@@ -111,6 +119,36 @@ export async function handleApplyJob(
     // pg-boss stores the thrown error in its job table, so it gets the safe message only.
     throw new Error(safe.message);
   }
+}
+
+/**
+ * Ends an apply job whose data `applyJobData` rejects, such as a job that an earlier version
+ * queued with a `previewVersion` that names a file twice. A retry would fail the same way, so
+ * the job completes, and when its data names a patch request whose apply job it is, the
+ * request's wait ends and its `applyError` states why nothing was applied.
+ */
+async function endInvalidJob(context: AppContext, job: PgBoss.JobWithMetadata<unknown>, error: z.ZodError) {
+  const problems = error.issues.map((issue) => {
+    const field = issue.path.join('.') || 'data';
+    // A custom issue's message, such as previewVersion's, is what a valid value is.
+    return issue.code === 'custom' ? `${field}: expected ${issue.message}` : `${field}: ${issue.message}`;
+  });
+  const message =
+    `Apply job ${job.id} has invalid data, so nothing was applied: ${problems.join('; ')}. An ` +
+    'earlier version of Fixwright can have queued such a job. Reload the preview and apply it again.';
+  const target = z.object({ patchRequestId: z.uuid() }).safeParse(job.data);
+  const patchRequestId = target.success ? target.data.patchRequestId : null;
+  context.logger.error(
+    { event: 'job.apply.invalid_data', jobId: job.id, patchRequestId, queue: applyQueue, problems },
+    'apply job ended: its data is invalid',
+  );
+  if (patchRequestId === null) return;
+  // A suspend that cancelled this job stored its reason already, which is kept.
+  const applyError = sql`coalesce(${patchRequests.applyError}, ${message.slice(0, 2000)})`;
+  await context.db
+    .update(patchRequests)
+    .set({ ...clearedApplyWait, applyError })
+    .where(and(eq(patchRequests.id, patchRequestId), eq(patchRequests.applyJobId, job.id)));
 }
 
 /**

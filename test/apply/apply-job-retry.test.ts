@@ -224,6 +224,47 @@ describe('apply job retry', () => {
     expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 
+  it('stores invalid job data without a retry', async () => {
+    const { setup } = applyContext;
+    const request = await newRequest();
+    const [file] = await setup.context.database.sql<{ id: string }[]>`
+      SELECT id FROM patch_files WHERE patch_request_id = ${request.id}`;
+    // An earlier version queued jobs whose previewVersion named a file twice, which the job's
+    // data schema now rejects. The job waited for a rate limit.
+    const entry = `${file!.id}:0:0123456789abcdef`;
+    const jobId = await setup.context.boss.send(applyQueue, {
+      patchRequestId: request.id,
+      userId: applyContext.user.id,
+      previewVersion: `${entry},${entry}`,
+    });
+    await setup.context.database.sql`
+      UPDATE patch_requests
+      SET apply_job_id = ${jobId!}, apply_rate_limited_until = now() + interval '5 minutes'
+      WHERE id = ${request.id}`;
+    const updatesBefore = setup.fake.requests.filter((recorded) => recorded.method === 'PATCH').length;
+
+    await runApplyJob(jobId!);
+
+    expect((await setup.context.boss.getJobById(applyQueue, jobId!))!.state).toBe('completed');
+    const message =
+      `Apply job ${jobId} has invalid data, so nothing was applied: previewVersion: expected one ` +
+      'FILE_ID:GENERATION:DIFF_HASH entry per ready file, joined by commas, as GET ' +
+      `/api/patch-requests/:id returns them, not 2 entries for file ${file!.id}. An earlier ` +
+      'version of Fixwright can have queued such a job. Reload the preview and apply it again.';
+    const failed = await stored(request.id);
+    expect(failed.applyError).toBe(message);
+    expect(failed.applyRateLimitedUntil).toBeNull();
+    expect(failed.appliedAt).toBeNull();
+    expect(failed.applyStartedAt).toBeNull();
+    const json = await previewJson(request.id);
+    expect(json.applyError).toBe(message);
+    expect(json.rateLimitWait).toBeNull();
+    expect(await applyRetryOf(request.id)).toBeNull();
+    expect(await previewPage(request.id)).toContain(`Apply job ${jobId} has invalid data`);
+    expect(setup.fake.requests.filter((recorded) => recorded.method === 'PATCH')).toHaveLength(updatesBefore);
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+  });
+
   // pg-boss 10 stores these outputs itself: for a worker that stops while the job runs, and for
   // a job past its time limit.
   const outputs: [string, string | object, string][] = [

@@ -362,8 +362,9 @@ describe('apply, commits', () => {
     const first = await apply(request.id);
     expect(first.status).toBe(200);
     const { commitSha } = await first.json();
-    // An attempt of the apply job pushed, lost the ref update's response and failed to read the
-    // branch, so it released its claim without recording the commit, and pg-boss retries it.
+    // An attempt of the apply job pushed the commit without recording it, and pg-boss retries
+    // the job. Neither a claim nor an unconfirmed write is stored, so only the pending job lets
+    // the apply go ahead on the superseded run.
     await markDiedAfterApply(request.id);
     await setup.context.db
       .update(patchRequests)

@@ -75,6 +75,17 @@ export const patchRequests = pgTable(
      * succeeds.
      */
     applyError: text(),
+    /**
+     * When an apply ended without knowing whether its write took effect: GitHub returned a server
+     * error, no response or an invalid response to the ref update or the review, and the read of
+     * the branch or the reviews that would have told failed too. Cleared once an apply records
+     * its result or reads GitHub and finds that the write did not take effect.
+     */
+    applyUnconfirmedAt: timestamp({ withTimezone: true }),
+    /** The mode of that unconfirmed write. */
+    applyUnconfirmedMode: text({ enum: applyModes }),
+    /** For mode `commit`, the commit that the unconfirmed ref update named. */
+    applyUnconfirmedCommitSha: text(),
     ...timestamps,
   },
   (table) => [index().on(table.userId), index().on(table.runId)],

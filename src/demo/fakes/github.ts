@@ -75,6 +75,8 @@ export interface QueuedResponse {
   headers?: Record<string, string>;
   /** Defaults to GitHub's error body with a message for `status`. */
   body?: unknown;
+  /** Closes the connection without a response; `status` and `body` are then not sent. */
+  dropConnection?: boolean;
 }
 
 export interface FakeGitHub {
@@ -431,6 +433,7 @@ export async function startFakeGitHub(options: {
         status: queued.status,
         headers: queued.headers ?? {},
         body: queued.body ?? errorBody(queued.status, message, 'https://docs.github.com/rest'),
+        dropConnection: queued.dropConnection,
       };
     }
 
@@ -477,6 +480,10 @@ export async function startFakeGitHub(options: {
   }
 
   function send(response: ServerResponse, result: FakeResponse): void {
+    if (result.dropConnection) {
+      response.destroy();
+      return;
+    }
     const headers: Record<string, string> = {
       'content-type': 'application/json; charset=utf-8',
       'x-github-media-type': 'github.v3; format=json',

@@ -187,6 +187,14 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           }
         : null,
       applyError: request.applyError,
+      applyUnconfirmed:
+        request.appliedAt === null && request.applyUnconfirmedAt !== null
+          ? {
+              mode: request.applyUnconfirmedMode,
+              at: request.applyUnconfirmedAt.toISOString(),
+              commitSha: request.applyUnconfirmedCommitSha,
+            }
+          : null,
       pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),

@@ -53,6 +53,6 @@ export async function describeRegenerateRejection(
     'conflict',
     result.reason === 'busy'
       ? `This preview is ${result.status}; wait until it finishes, then regenerate the file.`
-      : 'This preview is applied or being applied, so its files stay as they are; request a new preview on the pull request to change them.',
+      : 'This preview is applied, being applied, or may have been applied by an apply that GitHub did not confirm, so its files stay as they are; request a new preview on the pull request to change them.',
   );
 }

@@ -4,7 +4,11 @@ import { visibleApplyWait, type ApplyRetry } from '../../apply/apply-retry.ts';
 import { shownPreviewVersion } from '../../autofix/visible-patch-requests.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
-import { ApplyRetryNotice, ApplyWaitNotice } from './components/apply-wait-notice.tsx';
+import {
+  ApplyRetryNotice,
+  ApplyUnconfirmedNotice,
+  ApplyWaitNotice,
+} from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
 import { FormError } from './components/form-error.tsx';
 import {
@@ -109,6 +113,14 @@ export const PreviewPage: FC<{
         )}
         {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
         {applyRetry ? <ApplyRetryNotice retry={applyRetry} /> : null}
+        {!applied && request.applyUnconfirmedAt && request.applyUnconfirmedMode ? (
+          <ApplyUnconfirmedNotice
+            mode={request.applyUnconfirmedMode}
+            commitSha={request.applyUnconfirmedCommitSha}
+            branch={run.headRef}
+            at={request.applyUnconfirmedAt}
+          />
+        ) : null}
         {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
         <ApplyForm
           session={session}

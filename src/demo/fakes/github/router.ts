@@ -17,6 +17,8 @@ export interface FakeResponse {
   headers?: Record<string, string>;
   /** Serialized as JSON unless it is a string or Buffer, and omitted when `undefined`. */
   body?: unknown;
+  /** Closes the connection without a response, as when a proxy or the network drops it. */
+  dropConnection?: boolean;
 }
 
 /** Credential that a route requires: the app's JWT, an installation token, or nothing. */

@@ -1,6 +1,7 @@
 import type { FC } from 'hono/jsx';
 import { describeApplyRetry, type ApplyRetry } from '../../../apply/apply-retry.ts';
 import { describeApplyWait, type ApplyWait } from '../../../apply/apply-wait.ts';
+import type { ApplyMode } from '../../../db/schema/index.ts';
 import { Time } from './time.tsx';
 
 /** Renders the notice that a preview's apply job waits, and until when, for the preview and run pages. */
@@ -21,6 +22,43 @@ export const ApplyRetryNotice: FC<{ retry: ApplyRetry }> = ({ retry }) => {
   return (
     <p class="warning apply-retry">
       {text.before} <Time date={retry.retryAt} />
+      {text.after}
+    </p>
+  );
+};
+
+/**
+ * Renders the warning that the last apply may have written without being recorded: GitHub did
+ * not confirm its ref update or review at `at`, and the read that checks it failed too.
+ */
+export const ApplyUnconfirmedNotice: FC<{
+  mode: ApplyMode;
+  commitSha: string | null;
+  branch: string;
+  at: Date;
+}> = ({ mode, commitSha, branch, at }) => {
+  const text =
+    mode === 'commit'
+      ? {
+          before:
+            `The last apply may have pushed commit ${commitSha?.slice(0, 7) ?? ''} to branch ` +
+            `${branch}: GitHub did not confirm the update at`,
+          after:
+            ', and reading the branch to check failed. Apply again to check: the apply records ' +
+            'that commit if the branch has it, and commits the fixes only if it does not.',
+        }
+      : {
+          before:
+            'The last apply may have posted the review suggestions: GitHub did not confirm the ' +
+            'review at',
+          after:
+            ", and reading the pull request's reviews to check failed. Apply again to check: the " +
+            'apply records that review if the pull request has it, and posts the review only if ' +
+            'it does not.',
+        };
+  return (
+    <p class="warning apply-unconfirmed">
+      {text.before} <Time date={at} />
       {text.after}
     </p>
   );

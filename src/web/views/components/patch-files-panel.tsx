@@ -16,8 +16,8 @@ type PatchFile = typeof patchFiles.$inferSelect;
  * A file whose last regeneration failed shows why above its earlier diff, which it kept.
  * While the request is queued or running, htmx replaces the panel every second. A run whose
  * fixes are blocked (see listFixBlockers) or that is no longer completed, and a cancelled,
- * applied or applying preview get no "Regenerate this file" buttons, because the server
- * rejects regeneration then.
+ * applied or applying preview, or one whose last apply GitHub did not confirm, get no
+ * "Regenerate this file" buttons, because the server rejects regeneration then.
  */
 export const PatchFilesPanel: FC<{
   session: ActiveSession;
@@ -32,7 +32,8 @@ export const PatchFilesPanel: FC<{
     request.status !== 'cancelled' &&
     !fixesBlocked &&
     request.appliedAt === null &&
-    request.applyStartedAt === null;
+    request.applyStartedAt === null &&
+    request.applyUnconfirmedAt === null;
   return (
     <div
       id="patch-files"
