@@ -6,7 +6,7 @@ import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
-import { startNoticesWaitingForReport } from '../jobs/fix-press-notice.ts';
+import { startNoticesWaitingForReport } from '../jobs/fix-press-notice-queue.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkRunUrl, publishCheckRun } from './publish-check-run.ts';
 import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
