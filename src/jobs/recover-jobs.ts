@@ -157,9 +157,10 @@ export interface InterruptedJob {
  * Cleans up after jobs whose handlers still ran when this process stopped. pg-boss fails such
  * jobs when it stops and retries those with attempts left. The reservations of their model
  * calls are released here, because otherwise a retry on a small plan is rejected for tokens
- * that no call uses until they expire. After a last attempt the run or preview is failed. A
- * job that pg-boss did not fail (its stop could not reach the database) is left to
- * `recoverDeadJobs`. Returns the tokens released.
+ * that no call uses until they expire. After a last attempt the run or preview is failed. An
+ * installation or pull request check has no holds, and the check of its key that waits for it
+ * is moved up. A job that pg-boss did not fail (its stop could not reach the database) is left
+ * to `recoverDeadJobs`. Returns the tokens released.
  */
 export async function cleanUpInterruptedJobs(
   context: AppContext,
@@ -170,7 +171,7 @@ export async function cleanUpInterruptedJobs(
     const [job] = await context.db.execute<ActiveJob & { state: string }>(sql`
       SELECT id, name, singleton_key, retry_count, retry_limit, data, started_on, state FROM pgboss.job
       WHERE id = ${id} AND retry_count = ${attempt} AND state IN ('retry', 'failed')
-        AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
+        AND name IN (${sql.join(recoveredQueues.map((name) => sql`${name}`), sql`, `)})
     `);
     if (!job) continue;
     const lastAttempt = job.state === 'failed';
@@ -178,12 +179,22 @@ export async function cleanUpInterruptedJobs(
     released += tokens;
     context.logger.warn(
       { event: 'jobs.interrupted', jobId: id, queue: job.name, attempt, lastAttempt, releasedTokens: tokens },
-      lastAttempt
-        ? 'the service stopped during the last attempt of a job; marked its work failed'
-        : 'the service stopped during a job; released its holds for the retry',
+      interruptedMessage(job.name, lastAttempt),
     );
   }
   return released;
+}
+
+/** Returns the message of the `jobs.interrupted` line of a job of `queue`. */
+function interruptedMessage(queue: string, lastAttempt: boolean): string {
+  if (checkQueues.includes(queue)) {
+    return lastAttempt
+      ? 'the service stopped during the last attempt of a check, so the stored state stays as the events left it'
+      : 'the service stopped during a check, which pg-boss retries';
+  }
+  return lastAttempt
+    ? 'the service stopped during the last attempt of a job; marked its work failed'
+    : 'the service stopped during a job; released its holds for the retry';
 }
 
 /** The output pg-boss 10 stores on a job it failed for running past its expiry. */

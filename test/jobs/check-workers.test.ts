@@ -340,3 +340,50 @@ describe('checks of a key during a slow check', () => {
     ]);
   }, 40_000);
 });
+
+describe('check interrupted by a graceful stop', () => {
+  it('is logged and moves up the waiting check', async () => {
+    const installationId = setup.installationId;
+    const key = String(installationId);
+    await insertInstallation(setup.context, { id: installationId });
+    holdResponses(installationPath, 'installation_id', key);
+    const slowCheck = await queueInstallationCheck(installationId);
+    await makeDue(slowCheck);
+    await start();
+    const read = await waitFor(() => requestsTo(`/app/installations/${installationId}`).length === 1, 10_000);
+    expect(read).toBeLessThan(10_000);
+    const eventCheck = await queueInstallationCheck(installationId);
+    await makeDue(eventCheck);
+    const deferred = await waitFor(
+      () => logsOf(setup.context, 'job.confirm_installation.deferred', { jobId: eventCheck }).length === 1,
+      5_000,
+    );
+    expect(deferred).toBeLessThan(5_000);
+    const [, , waiting] = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+    expect(waiting!.waitMs).toBeGreaterThan(60_000);
+
+    // The service stops as it does on SIGTERM, with a 1 s grace period for running jobs.
+    await setup.context.boss.stop({ graceful: true, wait: true, timeout: 1_000 });
+    await workers!.close();
+    workers = undefined;
+
+    expect(logsOf(setup.context, 'jobs.interrupted')).toMatchObject([
+      {
+        jobId: slowCheck,
+        queue: confirmInstallationQueue,
+        attempt: 0,
+        lastAttempt: false,
+        releasedTokens: 0,
+        msg: 'the service stopped during a check, which pg-boss retries',
+      },
+    ]);
+    expect(await jobState(slowCheck)).toBe('retry');
+    const [, , moved] = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+    expect(moved!.id).toBe(waiting!.id);
+    expect(moved!.state).toBe('created');
+    expect(moved!.waitMs).toBeLessThanOrEqual(10_000);
+    expect(logsOf(setup.context, 'jobs.deferred_check_moved')).toMatchObject([
+      { jobId: waiting!.id, endedJobId: slowCheck },
+    ]);
+  }, 40_000);
+});
