@@ -11,10 +11,11 @@ export const fixPressNoticeQueue = 'fix-press-notice';
 
 /**
  * Starts the notice jobs that wait for the report of run `runId`, in the transaction that
- * stores the run's check run, and returns the ids of the new jobs. pg-boss 10.4 has no call
- * that moves a job's start time, so each waiting job is cancelled and queued again to start at
- * once. The new jobs wait for the report's lock and then write their notices, or point a press
- * on another check run to the stored one, as for any notice of the run.
+ * stores the run's check run or report error, and returns the ids of the new jobs. pg-boss
+ * 10.4 has no call that moves a job's start time, so each waiting job is cancelled and queued
+ * again to start at once. The new jobs wait for the report's lock and then write their
+ * notices, or point a press on another check run to the stored one, as for any notice of the
+ * run. After a report error they end with that error.
  */
 export async function startNoticesWaitingForReport(
   tx: Transaction,

@@ -58,9 +58,10 @@ export const fixPressNoticeQueueOptions = {
 } satisfies Omit<PgBoss.Queue, 'name'>;
 
 /**
- * Seconds after which a notice that waits for the run's report reads the run again, in case
- * the report does not start it. That is the report job's time limit, after which pg-boss
- * retries an attempt whose worker died.
+ * Seconds after which a notice that waits for the run's report reads the run again. The
+ * report starts it sooner when it stores its check run or its error (see recordReportError),
+ * so this is a fallback for a report that ends without storing either. The value is the
+ * report job's time limit, after which pg-boss retries an attempt whose worker died.
  */
 export const reportWaitCheckSeconds = 10 * 60;
 
@@ -194,12 +195,13 @@ async function waitForRateLimit(
 
 /**
  * Queues the notice again to wait for the run's report, when the report is pending: the run is
- * completed and its report job has not finished. The report starts the new job when it stores
- * its check run (see startNoticesWaitingForReport). Otherwise the new job starts after
- * `reportWaitCheckSeconds` and reads the run again. The notice is skipped when the report is
- * not pending, or after GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS plus `reportWaitMarginSeconds` since
- * it first waited. publishFixPressNotice calls this under the report's lock, so the report
- * cannot store its check run between the read of the run and the new job.
+ * completed, stores no report error, and its report job has not finished. The report starts
+ * the new job when it stores its check run or its error (see startNoticesWaitingForReport).
+ * Otherwise the new job starts after `reportWaitCheckSeconds` and reads the run again. The
+ * notice is skipped when the report is not pending, or after GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS
+ * plus `reportWaitMarginSeconds` since it first waited. publishFixPressNotice calls this under
+ * the report's lock, so the report cannot store its check run between the read of the run and
+ * the new job.
  */
 async function deferUntilReported(
   context: AppContext,
@@ -243,6 +245,10 @@ async function deferUntilReported(
       return skip(`${notStored}, and the run is ${current.status}`);
     }
     if (current.reportJobId === null) return skip(`${notStored}, and the run has no report job`);
+    // A stored report error ends the report, though pg-boss may not have ended its job yet.
+    if (current.reportError !== null) {
+      return skip(`${notStored}, and the run's report failed: ${current.reportError}`);
+    }
     const reason =
       `${notStored}, and report job ${current.reportJobId} of the run is ` +
       `${states.report ?? 'gone'}`;

@@ -2,11 +2,12 @@ import { sql } from 'drizzle-orm';
 import { failPatchRequest } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
+import { logNoticesStarted } from '../report/report-run.ts';
 import { releaseAttemptReservations } from '../usage/allowance.ts';
 import { analyzeQueue } from './analyze.ts';
 import { applyQueue } from './apply.ts';
 import { checkQueues, startCheckQueuedAfter } from './check-queues.ts';
-import { fixPressNoticeQueue } from './fix-press-notice.ts';
+import { fixPressNoticeQueue, startNoticesWaitingForReport } from './fix-press-notice-queue.ts';
 import { transactionDb } from './boss.ts';
 import { lockIsFree } from './job-liveness.ts';
 import { previewQueue } from './preview.ts';
@@ -253,11 +254,18 @@ async function cleanUpAfter(
       WHERE id = ${runId} AND status IN ('queued', 'analyzing') AND analyze_job_id = ${job.id}
     `);
   } else if (job.name === reportQueue && runId && lastAttempt) {
-    await db.execute(sql`
-      UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
-      WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
-        AND report_job_id = ${job.id}
-    `);
+    // The notices that wait for the report end with its error, as after recordReportError.
+    const noticeJobIds = await db.transaction(async (tx) => {
+      const failed = await tx.execute(sql`
+        UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
+        WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
+          AND report_job_id = ${job.id}
+        RETURNING id
+      `);
+      return failed.length > 0 ? startNoticesWaitingForReport(tx, context.boss, runId) : [];
+    });
+    const logger = context.logger.child({ jobId: job.id, runId, queue: reportQueue });
+    logNoticesStarted(logger, noticeJobIds, 'report_failed');
   } else if (job.name === applyQueue && patchRequestId && lastAttempt) {
     await db.execute(sql`
       UPDATE patch_requests SET apply_error = ${`Applying failed: ${error.message}`}
