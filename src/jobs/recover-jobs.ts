@@ -271,7 +271,8 @@ async function cleanUpAfter(
       UPDATE patch_requests SET apply_error = ${`Applying failed: ${error.message}`}
       WHERE id = ${patchRequestId} AND applied_at IS NULL AND apply_error IS NULL
         AND apply_job_id = ${job.id}
-    `);  } else if (checkQueues.includes(job.name)) {
+    `);
+  } else if (checkQueues.includes(job.name)) {
     await startCheckQueuedAfter(context, { id: job.id, name: job.name, singletonKey: job.singleton_key });
   }
   return released;

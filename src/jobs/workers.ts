@@ -161,7 +161,7 @@ export async function startWorkers(
     await startCheckQueuedAfter(context, job).catch((error: unknown) => {
       logger.error(
         { event: 'jobs.deferred_check_move_failed', queue: job.name, jobId: job.id, err: toSafeError(error) },
-        'moving up the check that waits for this check failed; it starts at its latest start',
+        'moving up the check that waits for this check failed, so it starts at its latest start',
       );
     });
   };

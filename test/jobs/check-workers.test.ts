@@ -278,17 +278,26 @@ describe('two due checks of one installation', () => {
   }, 40_000);
 });
 
+/**
+ * Starts the workers with a due check of the fake's installation, whose GitHub response is held
+ * back until `releases` run, and returns once the check has sent its request.
+ */
+async function startSlowCheck() {
+  const installationId = setup.installationId;
+  const key = String(installationId);
+  await insertInstallation(setup.context, { id: installationId });
+  holdResponses(installationPath, 'installation_id', key);
+  const slowCheck = await queueInstallationCheck(installationId);
+  await makeDue(slowCheck);
+  await start();
+  const read = await waitFor(() => requestsTo(`/app/installations/${installationId}`).length === 1, 10_000);
+  expect(read).toBeLessThan(10_000);
+  return { installationId, key, slowCheck };
+}
+
 describe('checks of a key during a slow check', () => {
   it('queue one check that waits', async () => {
-    const installationId = setup.installationId;
-    const key = String(installationId);
-    await insertInstallation(setup.context, { id: installationId });
-    holdResponses(installationPath, 'installation_id', key);
-    const slowCheck = await queueInstallationCheck(installationId);
-    await makeDue(slowCheck);
-    await start();
-    const read = await waitFor(() => requestsTo(`/app/installations/${installationId}`).length === 1, 10_000);
-    expect(read).toBeLessThan(10_000);
+    const { installationId, key, slowCheck } = await startSlowCheck();
 
     // Events arrive every 250 ms for 4 s while the read is held. A queued check is made due
     // once its start is at most 10 s away, as if the event delay had passed.
@@ -343,15 +352,7 @@ describe('checks of a key during a slow check', () => {
 
 describe('check interrupted by a graceful stop', () => {
   it('is logged and moves up the waiting check', async () => {
-    const installationId = setup.installationId;
-    const key = String(installationId);
-    await insertInstallation(setup.context, { id: installationId });
-    holdResponses(installationPath, 'installation_id', key);
-    const slowCheck = await queueInstallationCheck(installationId);
-    await makeDue(slowCheck);
-    await start();
-    const read = await waitFor(() => requestsTo(`/app/installations/${installationId}`).length === 1, 10_000);
-    expect(read).toBeLessThan(10_000);
+    const { installationId, key, slowCheck } = await startSlowCheck();
     const eventCheck = await queueInstallationCheck(installationId);
     await makeDue(eventCheck);
     const deferred = await waitFor(
