@@ -48,21 +48,23 @@ export const confirmInstallationQueueOptions = {
 export const confirmDelaySeconds = 10;
 
 /**
- * Queues a check of the installation's state with GitHub in the caller's transaction. Returns
- * the job id, or null when a check of this installation is queued already and will read GitHub
- * after this event, because it has not started.
+ * Queues a check of the installation's state with GitHub in the caller's transaction, to start
+ * at `startAfter` (seconds from now, or a time). Returns the job id, or null when a check of
+ * this installation is queued already and will read GitHub after this event, because it has
+ * not started.
  */
 export async function queueInstallationConfirmation(
   tx: Transaction,
   boss: PgBoss,
   installationId: number,
+  startAfter: number | Date = confirmDelaySeconds,
 ): Promise<string | null> {
   return boss.send(
     confirmInstallationQueue,
     { installationId } satisfies ConfirmInstallationJobData,
     {
       singletonKey: String(installationId),
-      startAfter: confirmDelaySeconds,
+      startAfter,
       db: transactionDb(tx),
     },
   );
@@ -121,8 +123,12 @@ export async function handleConfirmInstallationJob(
     await deferCheck(context.db, logger, {
       event: 'job.confirm_installation.deferred',
       subject: 'installation',
+      queue: confirmInstallationQueue,
+      key: String(installationId),
+      delaySeconds: confirmDelaySeconds,
       runningJobId: running,
-      queueNext: (tx) => queueInstallationConfirmation(tx, context.boss, installationId),
+      queueNext: (tx, startAfter) =>
+        queueInstallationConfirmation(tx, context.boss, installationId, startAfter),
     });
     return;
   }

@@ -43,17 +43,19 @@ export function pullRequestCheckKey(repositoryId: number, prNumber: number): str
 }
 
 /**
- * Queues a check of the pull request with GitHub in the caller's transaction. Returns the job
- * id, or null when a check of this pull request is queued already and has not started.
+ * Queues a check of the pull request with GitHub in the caller's transaction, to start at
+ * `startAfter` (seconds from now, or a time). Returns the job id, or null when a check of this
+ * pull request is queued already and has not started.
  */
 export async function queuePullRequestConfirmation(
   tx: Transaction,
   boss: PgBoss,
   data: ConfirmPullRequestJobData,
+  startAfter: number | Date = confirmPullRequestDelaySeconds,
 ): Promise<string | null> {
   return boss.send(confirmPullRequestQueue, data, {
     singletonKey: pullRequestCheckKey(data.repositoryId, data.prNumber),
-    startAfter: confirmPullRequestDelaySeconds,
+    startAfter,
     db: transactionDb(tx),
   });
 }

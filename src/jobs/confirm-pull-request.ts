@@ -24,6 +24,7 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import type { PgBoss as Boss } from './boss.ts';
 import {
+  confirmPullRequestDelaySeconds,
   confirmPullRequestJobData,
   confirmPullRequestQueue,
   pullRequestCheckKey,
@@ -77,8 +78,11 @@ export async function handleConfirmPullRequestJob(
     await deferCheck(context.db, logger, {
       event: 'job.confirm_pull_request.deferred',
       subject: 'pull request',
+      queue: confirmPullRequestQueue,
+      key,
+      delaySeconds: confirmPullRequestDelaySeconds,
       runningJobId: running,
-      queueNext: (tx) => queuePullRequestConfirmation(tx, context.boss, data),
+      queueNext: (tx, startAfter) => queuePullRequestConfirmation(tx, context.boss, data, startAfter),
     });
     return;
   }

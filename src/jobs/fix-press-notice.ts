@@ -3,7 +3,6 @@ import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
-import type { Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import { githubId } from '../events/github-id.ts';
 import {
@@ -20,6 +19,7 @@ import {
 } from '../report/publish-fix-press-notice.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
 import { transactionDb } from './boss.ts';
+import { fixPressNoticeQueue } from './fix-press-notice-queue.ts';
 import {
   logRateLimitQueueFailure,
   queueAfterRateLimit,
@@ -28,7 +28,7 @@ import {
 } from './rate-limit-wait.ts';
 import { reportQueue } from './report.ts';
 
-export const fixPressNoticeQueue = 'fix-press-notice';
+export { fixPressNoticeQueue };
 
 export const fixPressNoticeJobData = z.object({
   runId: z.uuid(),
@@ -58,9 +58,10 @@ export const fixPressNoticeQueueOptions = {
 } satisfies Omit<PgBoss.Queue, 'name'>;
 
 /**
- * Seconds after which a notice that waits for the run's report reads the run again, in case
- * the report does not start it. That is the report job's time limit, after which pg-boss
- * retries an attempt whose worker died.
+ * Seconds after which a notice that waits for the run's report reads the run again. The
+ * report starts it sooner when it stores its check run or its error (see recordReportError),
+ * so this is a fallback for a report that ends without storing either. The value is the
+ * report job's time limit, after which pg-boss retries an attempt whose worker died.
  */
 export const reportWaitCheckSeconds = 10 * 60;
 
@@ -194,12 +195,13 @@ async function waitForRateLimit(
 
 /**
  * Queues the notice again to wait for the run's report, when the report is pending: the run is
- * completed and its report job has not finished. The report starts the new job when it stores
- * its check run (see startNoticesWaitingForReport). Otherwise the new job starts after
- * `reportWaitCheckSeconds` and reads the run again. The notice is skipped when the report is
- * not pending, or after GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS plus `reportWaitMarginSeconds` since
- * it first waited. publishFixPressNotice calls this under the report's lock, so the report
- * cannot store its check run between the read of the run and the new job.
+ * completed, stores no report error, and its report job has not finished. The report starts
+ * the new job when it stores its check run or its error (see startNoticesWaitingForReport).
+ * Otherwise the new job starts after `reportWaitCheckSeconds` and reads the run again. The
+ * notice is skipped when the report is not pending, or after GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS
+ * plus `reportWaitMarginSeconds` since it first waited. publishFixPressNotice calls this under
+ * the report's lock, so the report cannot store its check run between the read of the run and
+ * the new job.
  */
 async function deferUntilReported(
   context: AppContext,
@@ -243,6 +245,10 @@ async function deferUntilReported(
       return skip(`${notStored}, and the run is ${current.status}`);
     }
     if (current.reportJobId === null) return skip(`${notStored}, and the run has no report job`);
+    // A stored report error ends the report, though pg-boss may not have ended its job yet.
+    if (current.reportError !== null) {
+      return skip(`${notStored}, and the run's report failed: ${current.reportError}`);
+    }
     const reason =
       `${notStored}, and report job ${current.reportJobId} of the run is ` +
       `${states.report ?? 'gone'}`;
@@ -275,33 +281,4 @@ async function deferUntilReported(
     );
   }
   return outcome;
-}
-
-/**
- * Starts the notice jobs that wait for the report of run `runId`, in the transaction that
- * stores the run's check run, and returns the ids of the new jobs. pg-boss 10.4 has no call
- * that moves a job's start time, so each waiting job is cancelled and queued again to start at
- * once. The new jobs wait for the report's lock and then write their notices, or point a press
- * on another check run to the stored one, as for any notice of the run.
- */
-export async function startNoticesWaitingForReport(
-  tx: Transaction,
-  boss: PgBoss,
-  runId: string,
-): Promise<string[]> {
-  const waiting = await tx.execute<{ id: string; data: FixPressNoticeJobData }>(sql`
-    SELECT id, data FROM pgboss.job
-    WHERE name = ${fixPressNoticeQueue} AND state = 'created' AND data->>'runId' = ${runId}
-      AND data->>'waitsForReport' = 'true'
-    ORDER BY created_on, id`);
-  if (waiting.length === 0) return [];
-  const db = transactionDb(tx);
-  await boss.cancel(fixPressNoticeQueue, waiting.map((job) => job.id), { db });
-  const started: string[] = [];
-  for (const job of waiting) {
-    const data: FixPressNoticeJobData = { ...job.data, waitsForReport: undefined };
-    const id = await boss.send(fixPressNoticeQueue, data, { db });
-    if (id !== null) started.push(id);
-  }
-  return started;
 }

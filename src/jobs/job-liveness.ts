@@ -1,5 +1,6 @@
+import { sql } from 'drizzle-orm';
 import postgres, { type Sql } from 'postgres';
-import { baseClientOptions } from '../db/client.ts';
+import { baseClientOptions, type Database, type Transaction } from '../db/client.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 
@@ -15,6 +16,17 @@ export function jobLockKeys(jobId: string): [number, number] {
   const hex = jobId.replaceAll('-', '');
   if (!/^[0-9a-f]{32}$/i.test(hex)) throw new Error(`Invalid job id ${JSON.stringify(jobId)}: expected a uuid.`);
   return [Number.parseInt(hex.slice(0, 8), 16) | 0, Number.parseInt(hex.slice(8, 16), 16) | 0];
+}
+
+/** Tells whether no session holds the job's liveness lock, that is, no worker runs it. */
+export async function lockIsFree(db: Database | Transaction, jobId: string): Promise<boolean> {
+  const [high, low] = jobLockKeys(jobId);
+  // Taken and given back in one statement, so on one session.
+  const [row] = await db.execute<{ free: boolean }>(sql`
+    SELECT CASE WHEN pg_try_advisory_lock(${high}::integer, ${low}::integer)
+      THEN pg_advisory_unlock(${high}::integer, ${low}::integer) ELSE false END AS free
+  `);
+  return row?.free ?? false;
 }
 
 /**

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import type { Database, Transaction } from '../db/client.ts';
 import type { Logger } from '../logger.ts';
+import { lockIsFree } from './job-liveness.ts';
 
 /**
  * pg-boss policy of the check queues, whose jobs have a singleton key per installation or pull
@@ -42,8 +43,13 @@ export async function findRunningCheck(
 
 /**
  * Ends a check that found check `runningJobId` of its key running, without reading GitHub.
- * `queueNext` queues a check of the key, which starts after the running one, unless a check
- * of the key is queued already. `subject` is what the key names, such as `installation`.
+ * `queueNext` queues a check of the key, unless a check of the key is queued already. While a
+ * worker still runs the other check, the new check waits for it. That worker moves its start
+ * to `delaySeconds` after the other check ends (see `startCheckQueuedBehind`). At the latest it
+ * starts `delaySeconds` after the other check's expiry, by which pg-boss has failed that check.
+ * Otherwise it starts after `delaySeconds`, as for an event. So a slow check leaves one waiting
+ * check of its key, not a new one every `delaySeconds`. `subject` is what the key names, such
+ * as `installation`.
  */
 export async function deferCheck(
   db: Database,
@@ -51,20 +57,103 @@ export async function deferCheck(
   deferral: {
     event: string;
     subject: string;
+    queue: string;
+    key: string;
+    delaySeconds: number;
     runningJobId: string;
-    queueNext: (tx: Transaction) => Promise<string | null>;
+    queueNext: (tx: Transaction, startAfter?: Date) => Promise<string | null>;
   },
 ): Promise<void> {
   const { event, subject, runningJobId } = deferral;
-  const next = await db.transaction(deferral.queueNext);
+  const { next, latestStart } = await db.transaction(async (tx) => {
+    await lockCheckKey(tx, deferral.queue, deferral.key);
+    const latestStart = await findLatestStart(tx, runningJobId, deferral.delaySeconds);
+    return { next: await deferral.queueNext(tx, latestStart ?? undefined), latestStart };
+  });
+  const running = `${subject} check deferred: another check of this ${subject} is running`;
+  let message = `${running}, and a check queued already runs after it`;
+  if (next !== null && latestStart !== null) {
+    message = `${running}, so a new check is queued to start ${deferral.delaySeconds} s after it ends`;
+  } else if (next !== null) {
+    message = `${running}, so a new check is queued to run after it`;
+  }
   logger.info(
-    { event, runningJobId, nextJobId: next },
-    next
-      ? `${subject} check deferred: another check of this ${subject} is running, so a new ` +
-          'check is queued to run after it'
-      : `${subject} check deferred: another check of this ${subject} is running, and a check ` +
-          'queued already runs after it',
+    {
+      event,
+      runningJobId,
+      nextJobId: next,
+      ...(next !== null && latestStart !== null ? { latestStart: latestStart.toISOString() } : {}),
+    },
+    message,
   );
+}
+
+/**
+ * Makes the queued check of key `key` start `delaySeconds` from now, unless it starts sooner,
+ * after check `endedJobId` of the key ended or was failed. While a worker still runs another
+ * check of the key, that check's end moves it instead. Call it only once no worker holds the
+ * liveness lock of `endedJobId`, because until then `deferCheck` queues checks that wait for
+ * it. Returns the id of the check moved, or null.
+ */
+export async function startCheckQueuedBehind(
+  db: Database,
+  logger: Logger,
+  check: { queue: string; key: string; endedJobId: string; delaySeconds: number },
+): Promise<string | null> {
+  const { queue, key, endedJobId, delaySeconds } = check;
+  const moved = await db.transaction(async (tx) => {
+    await lockCheckKey(tx, queue, key);
+    const active = await tx.execute<{ id: string }>(sql`
+      SELECT id FROM pgboss.job
+      WHERE name = ${queue} AND singleton_key = ${key} AND state = 'active' AND id <> ${endedJobId}`);
+    for (const other of active) {
+      if (!(await lockIsFree(tx, other.id))) return null;
+    }
+    const [row] = await tx.execute<{ id: string }>(sql`
+      UPDATE pgboss.job SET start_after = now() + make_interval(secs => ${delaySeconds})
+      WHERE name = ${queue} AND singleton_key = ${key} AND state = 'created'
+        AND start_after > now() + make_interval(secs => ${delaySeconds})
+      RETURNING id`);
+    return row?.id ?? null;
+  });
+  if (moved) {
+    logger.info(
+      { event: 'jobs.deferred_check_moved', queue, jobId: moved, endedJobId, delaySeconds },
+      `deferred check starts in ${delaySeconds} s, because the checks it waited for ended`,
+    );
+  }
+  return moved;
+}
+
+/**
+ * Takes the transaction-level lock of a check queue's key. `deferCheck` and
+ * `startCheckQueuedBehind` take it, so a check queued to wait for a running one is either
+ * moved by the start that follows that check's end, or finds that the check has ended.
+ */
+async function lockCheckKey(tx: Transaction, queue: string, key: string): Promise<void> {
+  await tx.execute(
+    sql`SELECT pg_advisory_xact_lock(hashtextextended(${`fixwright:check:${queue}:${key}`}, 0))`,
+  );
+}
+
+/**
+ * Returns when a check queued to wait for check `runningJobId` starts at the latest:
+ * `delaySeconds` after that check's expiry, or from now when it has expired. Returns null when
+ * that check is no longer active or no worker holds its liveness lock, because then no worker
+ * moves the waiting check when it ends.
+ */
+async function findLatestStart(
+  tx: Transaction,
+  runningJobId: string,
+  delaySeconds: number,
+): Promise<Date | null> {
+  const [running] = await tx.execute<{ start_ms: number }>(sql`
+    SELECT (extract(epoch FROM GREATEST(started_on + expire_in, now())) * 1000
+      + ${delaySeconds * 1000})::float8 AS start_ms
+    FROM pgboss.job WHERE id = ${runningJobId} AND state = 'active'`);
+  if (!running) return null;
+  if (await lockIsFree(tx, runningJobId)) return null;
+  return new Date(running.start_ms);
 }
 
 /**

@@ -2,14 +2,14 @@ import { sql } from 'drizzle-orm';
 import { failPatchRequest } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
+import { logNoticesStarted } from '../report/report-run.ts';
 import { releaseAttemptReservations } from '../usage/allowance.ts';
 import { analyzeQueue } from './analyze.ts';
 import { applyQueue } from './apply.ts';
-import { confirmInstallationQueue } from './confirm-installation.ts';
-import { confirmPullRequestQueue } from './confirm-pull-request-queue.ts';
-import { fixPressNoticeQueue } from './fix-press-notice.ts';
+import { checkQueues, startCheckQueuedAfter } from './check-queues.ts';
+import { fixPressNoticeQueue, startNoticesWaitingForReport } from './fix-press-notice-queue.ts';
 import { transactionDb } from './boss.ts';
-import { jobLockKeys } from './job-liveness.ts';
+import { lockIsFree } from './job-liveness.ts';
 import { previewQueue } from './preview.ts';
 import { reportQueue } from './report.ts';
 
@@ -22,11 +22,11 @@ export const recoverJobsCron = '* * * * *';
 const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue, applyQueue];
 
 /**
- * Queues whose dead jobs `recoverDeadJobs` fails. A dead check leaves nothing to clean up, but
- * while it is `active` every later check of its key defers to it (see `findRunningCheck`).
- * Failing it sets it to `retry`, so the next check of the key reads GitHub.
+ * Queues whose dead jobs `recoverDeadJobs` fails. While a dead check is `active`, every later
+ * check of its key defers to it (see `findRunningCheck`). Failing it sets it to `retry`, and
+ * its clean-up moves up the check queued behind it, which then reads GitHub.
  */
-const recoveredQueues = [...workQueues, confirmInstallationQueue, confirmPullRequestQueue];
+const recoveredQueues = [...workQueues, ...checkQueues];
 
 /** The message stored on a job, run or preview whose worker died. */
 export const deadWorkerMessage =
@@ -35,6 +35,7 @@ export const deadWorkerMessage =
 type ActiveJob = {
   id: string;
   name: string;
+  singleton_key: string | null;
   retry_count: number;
   retry_limit: number;
   data: { runId?: string; patchRequestId?: string } | null;
@@ -128,7 +129,7 @@ export async function recoverDeadJobs(
  */
 export async function failTimedOutWork(context: AppContext, withinSeconds: number): Promise<number> {
   const jobs = await context.db.execute<ActiveJob>(sql`
-    SELECT id, name, retry_count, retry_limit, data, started_on FROM pgboss.job
+    SELECT id, name, singleton_key, retry_count, retry_limit, data, started_on FROM pgboss.job
     WHERE state = 'failed'
       AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
       AND completed_on > now() - make_interval(secs => ${withinSeconds})
@@ -157,9 +158,10 @@ export interface InterruptedJob {
  * Cleans up after jobs whose handlers still ran when this process stopped. pg-boss fails such
  * jobs when it stops and retries those with attempts left. The reservations of their model
  * calls are released here, because otherwise a retry on a small plan is rejected for tokens
- * that no call uses until they expire. After a last attempt the run or preview is failed. A
- * job that pg-boss did not fail (its stop could not reach the database) is left to
- * `recoverDeadJobs`. Returns the tokens released.
+ * that no call uses until they expire. After a last attempt the run or preview is failed. An
+ * installation or pull request check has no holds, and the check of its key that waits for it
+ * is moved up. A job that pg-boss did not fail (its stop could not reach the database) is left
+ * to `recoverDeadJobs`. Returns the tokens released.
  */
 export async function cleanUpInterruptedJobs(
   context: AppContext,
@@ -168,9 +170,9 @@ export async function cleanUpInterruptedJobs(
   let released = 0;
   for (const { id, attempt } of interrupted) {
     const [job] = await context.db.execute<ActiveJob & { state: string }>(sql`
-      SELECT id, name, retry_count, retry_limit, data, started_on, state FROM pgboss.job
+      SELECT id, name, singleton_key, retry_count, retry_limit, data, started_on, state FROM pgboss.job
       WHERE id = ${id} AND retry_count = ${attempt} AND state IN ('retry', 'failed')
-        AND name IN (${sql.join(workQueues.map((name) => sql`${name}`), sql`, `)})
+        AND name IN (${sql.join(recoveredQueues.map((name) => sql`${name}`), sql`, `)})
     `);
     if (!job) continue;
     const lastAttempt = job.state === 'failed';
@@ -178,12 +180,22 @@ export async function cleanUpInterruptedJobs(
     released += tokens;
     context.logger.warn(
       { event: 'jobs.interrupted', jobId: id, queue: job.name, attempt, lastAttempt, releasedTokens: tokens },
-      lastAttempt
-        ? 'the service stopped during the last attempt of a job; marked its work failed'
-        : 'the service stopped during a job; released its holds for the retry',
+      interruptedMessage(job.name, lastAttempt),
     );
   }
   return released;
+}
+
+/** Returns the message of the `jobs.interrupted` line of a job of `queue`. */
+function interruptedMessage(queue: string, lastAttempt: boolean): string {
+  if (checkQueues.includes(queue)) {
+    return lastAttempt
+      ? 'the service stopped during the last attempt of a check, so the stored state stays as the events left it'
+      : 'the service stopped during a check, which pg-boss retries';
+  }
+  return lastAttempt
+    ? 'the service stopped during the last attempt of a job; marked its work failed'
+    : 'the service stopped during a job; released its holds for the retry';
 }
 
 /** The output pg-boss 10 stores on a job it failed for running past its expiry. */
@@ -196,7 +208,7 @@ function attemptKey(job: ActiveJob): string {
 
 async function unheldActiveJobs(db: Database | Transaction, minimumAgeSeconds: number): Promise<ActiveJob[]> {
   const active = await db.execute<ActiveJob>(sql`
-    SELECT id, name, retry_count, retry_limit, data, started_on FROM pgboss.job
+    SELECT id, name, singleton_key, retry_count, retry_limit, data, started_on FROM pgboss.job
     WHERE state = 'active'
       AND name IN (${sql.join(recoveredQueues.map((name) => sql`${name}`), sql`, `)})
       AND started_on < now() - make_interval(secs => ${minimumAgeSeconds})
@@ -208,21 +220,11 @@ async function unheldActiveJobs(db: Database | Transaction, minimumAgeSeconds: n
   return unheld;
 }
 
-/** Tells whether no session holds the job's liveness lock, that is, no worker runs it. */
-async function lockIsFree(db: Database | Transaction, jobId: string): Promise<boolean> {
-  const [high, low] = jobLockKeys(jobId);
-  // Taken and given back in one statement, so on one session.
-  const [row] = await db.execute<{ free: boolean }>(sql`
-    SELECT CASE WHEN pg_try_advisory_lock(${high}::integer, ${low}::integer)
-      THEN pg_advisory_unlock(${high}::integer, ${low}::integer) ELSE false END AS free
-  `);
-  return row?.free ?? false;
-}
-
 /**
  * Releases a dead preview attempt's holds and, after a last attempt, fails its run with
  * `reason`, or the files of its preview not done yet (see failPatchRequest). Only unfinished
- * runs and previews whose current job is `job` change. Returns the tokens released.
+ * runs and previews whose current job is `job` change. For a check, it moves up the check of
+ * its key that waits for it instead. Returns the tokens released.
  */
 async function cleanUpAfter(
   context: AppContext,
@@ -252,17 +254,26 @@ async function cleanUpAfter(
       WHERE id = ${runId} AND status IN ('queued', 'analyzing') AND analyze_job_id = ${job.id}
     `);
   } else if (job.name === reportQueue && runId && lastAttempt) {
-    await db.execute(sql`
-      UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
-      WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
-        AND report_job_id = ${job.id}
-    `);
+    // The notices that wait for the report end with its error, as after recordReportError.
+    const noticeJobIds = await db.transaction(async (tx) => {
+      const failed = await tx.execute(sql`
+        UPDATE pr_runs SET report_error = ${`Posting the results to GitHub failed: ${error.message}`}
+        WHERE id = ${runId} AND reported_at IS NULL AND report_error IS NULL
+          AND report_job_id = ${job.id}
+        RETURNING id
+      `);
+      return failed.length > 0 ? startNoticesWaitingForReport(tx, context.boss, runId) : [];
+    });
+    const logger = context.logger.child({ jobId: job.id, runId, queue: reportQueue });
+    logNoticesStarted(logger, noticeJobIds, 'report_failed');
   } else if (job.name === applyQueue && patchRequestId && lastAttempt) {
     await db.execute(sql`
       UPDATE patch_requests SET apply_error = ${`Applying failed: ${error.message}`}
       WHERE id = ${patchRequestId} AND applied_at IS NULL AND apply_error IS NULL
         AND apply_job_id = ${job.id}
     `);
+  } else if (checkQueues.includes(job.name)) {
+    await startCheckQueuedAfter(context, { id: job.id, name: job.name, singletonKey: job.singleton_key });
   }
   return released;
 }

@@ -57,7 +57,7 @@ export async function handleReportJob(
   } catch (error) {
     if (error instanceof ConfigError) {
       // Missing credentials will still be missing on a retry; fail now with what to set.
-      await recordReportError(context.db, runId, error, { jobId: job.id });
+      await recordReportError(context, runId, error, logger, { jobId: job.id });
       logger.warn(
         { event: 'job.report.not_configured', reason: error.message },
         'report stopped: not configured',
@@ -80,7 +80,7 @@ export async function handleReportJob(
         // job, and pg-boss retries it unless this was the last attempt. The stored report error
         // names the rate limit, because a failed query's own message quotes the query.
         logRateLimitQueueFailure(logger, 'job.report', queueError, rateLimit, job);
-        if (finalAttempt) await recordReportError(context.db, runId, error, { jobId: job.id });
+        if (finalAttempt) await recordReportError(context, runId, error, logger, { jobId: job.id });
         throw queueError;
       }
       return;
@@ -89,7 +89,7 @@ export async function handleReportJob(
       { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt },
       'report failed',
     );
-    if (finalAttempt) await recordReportError(context.db, runId, error, { jobId: job.id });
+    if (finalAttempt) await recordReportError(context, runId, error, logger, { jobId: job.id });
     throw error;
   }
 }
@@ -101,7 +101,7 @@ async function stopForUnavailableInstallation(
   unavailable: InstallationUnavailableError,
   logger: Logger,
 ): Promise<void> {
-  await recordReportError(context.db, runId, unavailable, { jobId });
+  await recordReportError(context, runId, unavailable, logger, { jobId });
   logger.warn(
     {
       event: 'job.report.stopped',
@@ -142,7 +142,7 @@ async function waitForRateLimit(
   const outcome = await queueAfterRateLimit(context, job, rateLimit, error, logger, work);
 
   if (outcome.kind === 'too_long') {
-    await recordReportError(context.db, runId, outcome.error, { jobId });
+    await recordReportError(context, runId, outcome.error, logger, { jobId });
   } else if (outcome.kind === 'gone') {
     logger.info(
       { event: 'job.report.completed', status: 'skipped', reason: 'run no longer exists' },

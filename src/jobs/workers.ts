@@ -24,6 +24,7 @@ import {
   handleFixPressNoticeJob,
   type FixPressNoticeJobData,
 } from './fix-press-notice.ts';
+import { startCheckQueuedAfter } from './check-queues.ts';
 import { JobLiveness } from './job-liveness.ts';
 import { createCheckQueue } from './keyed-checks.ts';
 import {
@@ -77,10 +78,11 @@ export async function createQueues(boss: PgBoss, config?: Config, logger?: Logge
  * Workers of each check queue in a process. A check can wait minutes for GitHub: 30 s for each
  * request without data and its 3 retries, or up to 60 s twice in a rate limit wait. While up
  * to 3 checks wait, the fourth worker still runs the checks of other keys, and the handlers
- * keep one check per key reading GitHub (see `findRunningCheck`). Each idle worker polls its
- * queue once a second.
- * NOTE: 4 is a judgment, not a measurement. When more keys' checks wait at once, the other
- * keys' checks wait for a free worker.
+ * keep one check per key reading GitHub (see `findRunningCheck`). A check that finds another
+ * check of its key running ends at once, and the check that it queues waits without a worker
+ * until that one ends (see `deferCheck`). Each idle worker polls its queue once a second.
+ * NOTE: 4 is a judgment, not a measurement. When more keys' checks wait for GitHub at once,
+ * the other keys' checks wait for a free worker.
  */
 const checkWorkersPerQueue = 4;
 
@@ -128,6 +130,7 @@ export async function startWorkers(
   const runJob = async (
     job: { id: string; name: string; retryCount: number; data: object },
     handle: () => Promise<void>,
+    afterEnd?: () => Promise<void>,
   ) => {
     // Logged before the handler runs, so the log of a worker killed mid-job names the jobs it held.
     const { runId, patchRequestId } = job.data as { runId?: unknown; patchRequestId?: unknown };
@@ -148,7 +151,19 @@ export async function startWorkers(
       await ended;
     } finally {
       running.delete(job.id);
+      // During a stop, cleanUpInterruptedJobs does this for the jobs that the stop interrupted.
+      if (afterEnd && !stopping.signal.aborted) await afterEnd();
     }
+  };
+  // Runs once the check's liveness lock is released, as startCheckQueuedBehind requires. A
+  // failure leaves the waiting check to start at its latest start (see deferCheck).
+  const startCheckBehind = async (job: PgBoss.JobWithMetadata<object>) => {
+    await startCheckQueuedAfter(context, job).catch((error: unknown) => {
+      logger.error(
+        { event: 'jobs.deferred_check_move_failed', queue: job.name, jobId: job.id, err: toSafeError(error) },
+        'moving up the check that waits for this check failed, so it starts at its latest start',
+      );
+    });
   };
 
   await boss.work<AnalyzeJobData>(analyzeQueue, polling, async ([job]) => {
@@ -166,10 +181,12 @@ export async function startWorkers(
   // pg-boss 10 runs one handler at a time per work() call, so each call adds one concurrent job.
   for (let worker = 0; worker < checkWorkersPerQueue; worker++) {
     await boss.work<ConfirmInstallationJobData>(confirmInstallationQueue, polling, async ([job]) => {
-      if (job) await runJob(job, () => handleConfirmInstallationJob(context, job));
+      if (!job) return;
+      await runJob(job, () => handleConfirmInstallationJob(context, job), () => startCheckBehind(job));
     });
     await boss.work<ConfirmPullRequestJobData>(confirmPullRequestQueue, polling, async ([job]) => {
-      if (job) await runJob(job, () => handleConfirmPullRequestJob(context, job));
+      if (!job) return;
+      await runJob(job, () => handleConfirmPullRequestJob(context, job), () => startCheckBehind(job));
     });
   }
   // Two preview workers, so one long preview does not hold up the next.

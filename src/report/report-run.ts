@@ -1,12 +1,12 @@
 import { and, asc, eq, isNull, or, type SQL } from 'drizzle-orm';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
-import type { Database, Transaction } from '../db/client.ts';
+import type { Transaction } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
-import { startNoticesWaitingForReport } from '../jobs/fix-press-notice.ts';
+import { startNoticesWaitingForReport } from '../jobs/fix-press-notice-queue.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkRunUrl, publishCheckRun } from './publish-check-run.ts';
 import { upsertSummaryComment, type SummaryCommentOutcome } from './summary-comment.ts';
@@ -72,12 +72,7 @@ export async function reportRun(
       detailsUrl,
       onCheckRunStored,
     });
-    if (noticeJobIds.length > 0) {
-      logger.info(
-        { event: 'report.fix_press_notices_started', noticeJobIds },
-        'started the fix press notices that waited for the check run',
-      );
-    }
+    logNoticesStarted(logger, noticeJobIds, 'check_run_stored');
     return published;
   });
   if (checkRun === null) {
@@ -118,18 +113,44 @@ export async function reportRun(
 
 /**
  * Stores why the run's results could not be posted, for the API and the logs. With `jobId`, it
- * is stored only while the run names that report job (or none), as in `reportRun`.
+ * is stored only while the run names that report job (or none), as in `reportRun`. The error
+ * ends the run's report, so the notice jobs that wait for it start in the same transaction
+ * and end with that error instead of at their next check (see deferUntilReported).
  */
 export async function recordReportError(
-  db: Database,
+  context: Pick<AppContext, 'db' | 'boss'>,
   runId: string,
   error: unknown,
+  logger: Logger,
   options: { jobId?: string } = {},
 ): Promise<void> {
-  await db
-    .update(prRuns)
-    .set({ reportError: describeReportError(error).slice(0, 2000) })
-    .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)));
+  const noticeJobIds = await context.db.transaction(async (tx) => {
+    const stored = await tx
+      .update(prRuns)
+      .set({ reportError: describeReportError(error).slice(0, 2000) })
+      .where(and(eq(prRuns.id, runId), namesReportJob(options.jobId)))
+      .returning({ id: prRuns.id });
+    if (stored.length === 0) return [];
+    return startNoticesWaitingForReport(tx, context.boss, runId);
+  });
+  logNoticesStarted(logger, noticeJobIds, 'report_failed');
+}
+
+/**
+ * Logs the ids of the fix press notice jobs that the report started, if any, because it
+ * stored its check run or failed for good.
+ */
+export function logNoticesStarted(
+  logger: Logger,
+  noticeJobIds: string[],
+  reason: 'check_run_stored' | 'report_failed',
+): void {
+  if (noticeJobIds.length === 0) return;
+  const message =
+    reason === 'check_run_stored'
+      ? 'started the fix press notices that waited for the check run'
+      : 'started the fix press notices that waited for the report, which failed';
+  logger.info({ event: 'report.fix_press_notices_started', noticeJobIds, reason }, message);
 }
 
 /**

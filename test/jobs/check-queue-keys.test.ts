@@ -19,6 +19,8 @@ import {
   queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
+import { JobLiveness } from '../../src/jobs/job-liveness.ts';
+import { startCheckQueuedBehind } from '../../src/jobs/keyed-checks.ts';
 import { createQueues } from '../../src/jobs/workers.ts';
 import { logsOf } from '../helpers/context.ts';
 import {
@@ -261,6 +263,57 @@ describe('installation checks of two installations', () => {
       { jobId: first, runningJobId: second!.id, nextJobId: null },
     ]);
     expect(jobs[2]!.waitMs).toBeGreaterThan(5_000);
+  });
+  it('waits for a check that a worker runs', async () => {
+    const key = String(setup.installationId);
+    const first = (await queueCheck(setup.installationId))!;
+    // A worker of another process runs the first check and holds its liveness lock.
+    const liveness = new JobLiveness(setup.context.database.url, setup.context.logger);
+    await liveness.connect();
+    let endFirst = () => {};
+    let holding: Promise<void> | undefined;
+    try {
+      await runCheck(first, async () => {
+        // liveness.run calls its task once the lock is taken.
+        await new Promise<void>((taken) => {
+          holding = liveness.run(first, () => {
+            taken();
+            return new Promise<void>((resolve) => {
+              endFirst = resolve;
+            });
+          });
+        });
+        const second = (await queueCheck(setup.installationId))!;
+        await runCheck(second);
+
+        const jobs = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+        expect(jobs.map((job) => job.state)).toEqual(['active', 'completed', 'created']);
+        const waiting = jobs[2]!;
+        // It starts at the latest 10 s after the first check's 5-minute expiry.
+        expect(waiting.waitMs).toBeGreaterThan(290_000);
+        expect(waiting.waitMs).toBeLessThanOrEqual(310_000);
+        const [deferred] = logsOf(setup.context, 'job.confirm_installation.deferred');
+        expect(deferred).toMatchObject({ jobId: second, runningJobId: first, nextJobId: waiting.id });
+        expect(typeof deferred!.latestStart).toBe('string');
+
+        // The end of the second check, which deferred, moves nothing while the first runs.
+        const check = { queue: confirmInstallationQueue, key, delaySeconds: 10 };
+        const logger = setup.context.logger;
+        expect(await startCheckQueuedBehind(setup.context.db, logger, { ...check, endedJobId: second })).toBeNull();
+        endFirst();
+        await holding;
+        expect(await startCheckQueuedBehind(setup.context.db, logger, { ...check, endedJobId: first })).toBe(
+          waiting.id,
+        );
+        const [, , moved] = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+        expect(moved!.waitMs).toBeGreaterThan(5_000);
+        expect(moved!.waitMs).toBeLessThanOrEqual(10_000);
+      });
+    } finally {
+      endFirst();
+      await holding;
+      await liveness.close();
+    }
   });
 });
 

@@ -15,6 +15,7 @@ import {
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { startWorkers } from '../../src/jobs/workers.ts';
 import { logsOf } from '../helpers/context.ts';
+import { listKeyedJobs } from '../helpers/jobs.ts';
 import {
   addSecondPullRequest,
   createGitHubTestContext,
@@ -274,5 +275,116 @@ describe('two due checks of one installation', () => {
     expect(deferred.length + completed.length).toBe(2);
     expect(maxReading).toBeLessThanOrEqual(1);
     expect(requestsTo(`/app/installations/${installationId}`)).toHaveLength(completed.length);
+  }, 40_000);
+});
+
+/**
+ * Starts the workers with a due check of the fake's installation, whose GitHub response is held
+ * back until `releases` run, and returns once the check has sent its request.
+ */
+async function startSlowCheck() {
+  const installationId = setup.installationId;
+  const key = String(installationId);
+  await insertInstallation(setup.context, { id: installationId });
+  holdResponses(installationPath, 'installation_id', key);
+  const slowCheck = await queueInstallationCheck(installationId);
+  await makeDue(slowCheck);
+  await start();
+  const read = await waitFor(() => requestsTo(`/app/installations/${installationId}`).length === 1, 10_000);
+  expect(read).toBeLessThan(10_000);
+  return { installationId, key, slowCheck };
+}
+
+describe('checks of a key during a slow check', () => {
+  it('queue one check that waits', async () => {
+    const { installationId, key, slowCheck } = await startSlowCheck();
+
+    // Events arrive every 250 ms for 4 s while the read is held. A queued check is made due
+    // once its start is at most 10 s away, as if the event delay had passed.
+    for (let event = 0; event < 16; event++) {
+      await setup.context.db.transaction((tx) =>
+        queueInstallationConfirmation(tx, setup.context.boss, installationId),
+      );
+      await setup.context.database.sql`
+        UPDATE pgboss.job SET start_after = now()
+        WHERE name = ${confirmInstallationQueue} AND singleton_key = ${key} AND state = 'created'
+          AND start_after <= now() + interval '10 seconds'`;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const deferredLogs = () => logsOf(setup.context, 'job.confirm_installation.deferred');
+    expect(await waitFor(() => deferredLogs().length > 0, 5_000)).toBeLessThan(5_000);
+
+    // The first event's check deferred, and every later event found the check it queued.
+    const jobs = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+    expect(jobs.map((job) => job.state)).toEqual(['active', 'completed', 'created']);
+    expect(jobs[0]!.id).toBe(slowCheck);
+    const waiting = jobs[2]!;
+    expect(deferredLogs()).toHaveLength(1);
+    expect(deferredLogs()[0]).toMatchObject({ jobId: jobs[1]!.id, runningJobId: slowCheck, nextJobId: waiting.id });
+    // It starts at the latest 10 s after the slow check's 5-minute expiry.
+    expect(waiting.waitMs).toBeGreaterThan(280_000);
+    expect(waiting.waitMs).toBeLessThanOrEqual(310_000);
+    expect(logsOf(setup.context, 'job.started', { queue: confirmInstallationQueue })).toHaveLength(2);
+
+    for (const release of releases.splice(0)) release();
+    const moved = await waitFor(async () => {
+      const [, , current] = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+      return (await jobState(slowCheck)) === 'completed' && current!.waitMs <= 10_000;
+    }, 10_000);
+
+    expect(moved).toBeLessThan(10_000);
+    expect(logsOf(setup.context, 'jobs.deferred_check_moved')).toMatchObject([
+      { jobId: waiting.id, endedJobId: slowCheck, queue: confirmInstallationQueue, delaySeconds: 10 },
+    ]);
+    // The slow check leaves the marks to the waiting check, which reads GitHub after it.
+    expect(logsOf(setup.context, 'job.confirm_installation.completed', { jobId: slowCheck })).toMatchObject([
+      { status: 'skipped' },
+    ]);
+    await makeDue(waiting.id);
+    const ran = await waitFor(async () => (await jobState(waiting.id)) === 'completed', 10_000);
+    expect(ran).toBeLessThan(10_000);
+    expect(requestsTo(`/app/installations/${installationId}`)).toHaveLength(2);
+    expect(logsOf(setup.context, 'job.confirm_installation.completed', { jobId: waiting.id })).toMatchObject([
+      { status: 'unchanged' },
+    ]);
+  }, 40_000);
+});
+
+describe('check interrupted by a graceful stop', () => {
+  it('is logged and moves up the waiting check', async () => {
+    const { installationId, key, slowCheck } = await startSlowCheck();
+    const eventCheck = await queueInstallationCheck(installationId);
+    await makeDue(eventCheck);
+    const deferred = await waitFor(
+      () => logsOf(setup.context, 'job.confirm_installation.deferred', { jobId: eventCheck }).length === 1,
+      5_000,
+    );
+    expect(deferred).toBeLessThan(5_000);
+    const [, , waiting] = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+    expect(waiting!.waitMs).toBeGreaterThan(60_000);
+
+    // The service stops as it does on SIGTERM, with a 1 s grace period for running jobs.
+    await setup.context.boss.stop({ graceful: true, wait: true, timeout: 1_000 });
+    await workers!.close();
+    workers = undefined;
+
+    expect(logsOf(setup.context, 'jobs.interrupted')).toMatchObject([
+      {
+        jobId: slowCheck,
+        queue: confirmInstallationQueue,
+        attempt: 0,
+        lastAttempt: false,
+        releasedTokens: 0,
+        msg: 'the service stopped during a check, which pg-boss retries',
+      },
+    ]);
+    expect(await jobState(slowCheck)).toBe('retry');
+    const [, , moved] = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
+    expect(moved!.id).toBe(waiting!.id);
+    expect(moved!.state).toBe('created');
+    expect(moved!.waitMs).toBeLessThanOrEqual(10_000);
+    expect(logsOf(setup.context, 'jobs.deferred_check_moved')).toMatchObject([
+      { jobId: waiting!.id, endedJobId: slowCheck },
+    ]);
   }, 40_000);
 });

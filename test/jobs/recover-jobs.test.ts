@@ -222,7 +222,7 @@ describe('recoverDeadJobs', () => {
 });
 
 describe('recoverDeadJobs of a check', () => {
-  it('retries it and ends deferrals', async () => {
+  it('retries it and moves up the waiting check', async () => {
     const key = '71';
     const jobId = await context.db.transaction((tx) =>
       queueInstallationConfirmation(tx, context.boss, 71),
@@ -236,6 +236,11 @@ describe('recoverDeadJobs of a check', () => {
     // A later check of the key defers to the dead one while it is active.
     const laterCheck = randomUUID();
     expect(await findRunningCheck(context.db, confirmInstallationQueue, key, laterCheck)).toBe(jobId);
+    // The check that a deferral queued waits for the dead one's end or expiry.
+    const waiting = await context.db.transaction((tx) =>
+      queueInstallationConfirmation(tx, context.boss, 71, 300),
+    );
+    expect(waiting).not.toBeNull();
 
     const outcome = await recoverDeadJobs(context, quick);
 
@@ -254,7 +259,16 @@ describe('recoverDeadJobs of a check', () => {
     expect(
       context.logs.filter((line) => line.event === 'jobs.dead_worker' && line.jobId === jobId),
     ).toMatchObject([{ queue: confirmInstallationQueue, attempt: 0, lastAttempt: false }]);
-    await context.boss.cancel(confirmInstallationQueue, jobId!);
+    const [moved] = await context.db.execute<{ wait_seconds: number }>(sql`
+      SELECT extract(epoch FROM start_after - now())::float AS wait_seconds
+      FROM pgboss.job WHERE id = ${waiting}
+    `);
+    expect(moved!.wait_seconds).toBeGreaterThan(5);
+    expect(moved!.wait_seconds).toBeLessThanOrEqual(10);
+    expect(
+      context.logs.filter((line) => line.event === 'jobs.deferred_check_moved' && line.jobId === waiting),
+    ).toMatchObject([{ endedJobId: jobId, queue: confirmInstallationQueue }]);
+    await context.boss.cancel(confirmInstallationQueue, [jobId!, waiting!]);
   });
 });
 

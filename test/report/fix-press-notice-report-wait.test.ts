@@ -14,11 +14,17 @@ import {
   reportWaitCheckSeconds,
   type FixPressNoticeJobData,
 } from '../../src/jobs/fix-press-notice.ts';
+import { cleanUpInterruptedJobs } from '../../src/jobs/recover-jobs.ts';
 import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
 import { reportRun } from '../../src/report/report-run.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { logsOf } from '../helpers/context.ts';
-import { fixPressWebhooks, listNoticeJobs, queuedPreviewText } from '../helpers/fix-press.ts';
+import {
+  fixPressWebhooks,
+  listNoticeJobs,
+  queuedPreviewText,
+  type NoticeJobRow,
+} from '../helpers/fix-press.ts';
 import {
   createGitHubTestContext,
   insertInstallation,
@@ -324,6 +330,78 @@ describe('fix press notice before the report stores its check run', () => {
         `within ${limitSeconds} s of the first wait`,
     );
     expect(await noticeJobs(run.id)).toHaveLength(1);
+    expect(checkRun.output.text).toBeNull();
+  });
+
+  it('ends at once when the report fails', async () => {
+    const { run, checkRun, nextReportJobId, job, waiting } = await deferredPress();
+    // The report's next attempt is its last, and GitHub rejects its lookup of the check run.
+    await setup.context.database.sql`UPDATE pgboss.job SET retry_limit = 0 WHERE id = ${nextReportJobId}`;
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: listPath,
+      status: 403,
+      body: { message: 'Resource not accessible by integration' },
+    });
+    let reportFailure: unknown;
+    let started: NoticeJobRow | undefined;
+
+    // The notice runs after the report stored its error and before pg-boss failed its job.
+    const thrown = await runDueJob<ReportJobData>(setup.context, reportQueue, nextReportJobId, async (reportJob) => {
+      reportFailure = await handleReportJob(setup.context, reportJob).catch((error: unknown) => error);
+      expect(await jobState(reportQueue, nextReportJobId)).toBe('active');
+      started = (await noticeJobs(run.id))[2];
+      expect(started).toBeDefined();
+      await runNoticeJob(started!.id);
+      throw reportFailure;
+    }).catch((error: unknown) => error);
+
+    expect(reportFailure).toBeInstanceOf(Error);
+    expect(thrown).toBe(reportFailure);
+    expect(await jobState(reportQueue, nextReportJobId)).toBe('failed');
+    const { reportError } = await storedRun(run.id);
+    expect(reportError).toMatch(/^Posting the results to GitHub failed: GitHub returned 403 /);
+    expect(await jobState(fixPressNoticeQueue, waiting.id)).toBe('cancelled');
+    expect(started!.waitMs).toBeLessThanOrEqual(0);
+    expect(started!.data.notice).toEqual(job.data.notice);
+    const startedLogs = logsOf(setup.context, 'report.fix_press_notices_started', { runId: run.id });
+    expect(startedLogs).toMatchObject([{ noticeJobIds: [started!.id], reason: 'report_failed' }]);
+    const completed = completionOf(started!.id);
+    expect(completed.status).toBe('skipped');
+    expect(completed.reason).toBe(
+      `check run ${checkRun.id} is not stored yet, and the run's report failed: ${reportError}`,
+    );
+    expect(await noticeJobs(run.id)).toHaveLength(3);
+    expect(checkRun.output.text).toBeNull();
+  });
+
+  it('ends at once when a stop interrupts the report', async () => {
+    const { run, checkRun, nextReportJobId, waiting } = await deferredPress();
+    // pg-boss failed the report job's last attempt when the service stopped during it.
+    await setup.context.database.sql`UPDATE pgboss.job SET retry_limit = 0 WHERE id = ${nextReportJobId}`;
+    await setup.context.database.sql`
+      UPDATE pgboss.job SET start_after = now() WHERE id = ${nextReportJobId}`;
+    const fetched = await setup.context.boss.fetch(reportQueue, { batchSize: 10 });
+    expect(fetched.map((fetchedJob) => fetchedJob.id)).toEqual([nextReportJobId]);
+    await setup.context.boss.fail(reportQueue, nextReportJobId);
+
+    await cleanUpInterruptedJobs(setup.context, [{ id: nextReportJobId, attempt: 0 }]);
+
+    const { reportError } = await storedRun(run.id);
+    expect(reportError).toBe('Posting the results to GitHub failed: The service stopped while it ran.');
+    expect(await jobState(fixPressNoticeQueue, waiting.id)).toBe('cancelled');
+    const started = (await noticeJobs(run.id))[2]!;
+    expect(started.waitMs).toBeLessThanOrEqual(0);
+    expect(logsOf(setup.context, 'report.fix_press_notices_started', { runId: run.id })).toMatchObject([
+      { noticeJobIds: [started.id], reason: 'report_failed', jobId: nextReportJobId },
+    ]);
+
+    await runNoticeJob(started.id);
+
+    expect(completionOf(started.id)).toMatchObject({
+      status: 'skipped',
+      reason: `check run ${checkRun.id} is not stored yet, and the run's report failed: ${reportError}`,
+    });
     expect(checkRun.output.text).toBeNull();
   });
 

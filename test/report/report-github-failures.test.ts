@@ -203,7 +203,7 @@ describe('report rejected by GitHub', () => {
     const error = await reportRun(setup.context, run.id, setup.context.logger).catch(
       (caught: unknown) => caught,
     );
-    await recordReportError(setup.context.db, run.id, error);
+    await recordReportError(setup.context, run.id, error, setup.context.logger);
 
     const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored!.reportError).toBe(
