@@ -66,7 +66,7 @@ async function findMarkedComment(
   return null;
 }
 
-/** Edits the summary comment. The response is checked, because a proxy's page may stand for it. */
+/** Edits the summary comment. The response is checked, because a proxy's page may replace it. */
 async function updateComment(
   octokit: Octokit,
   target: { owner: string; repo: string; commentId: number },

@@ -345,7 +345,7 @@ describe('readFileAtRef', () => {
       status: 200,
       problem,
     });
-    // Without the check, an HTML page led to a request for the blob `undefined`.
+    // No blob is requested with a sha taken from an invalid response, such as `undefined`.
     expect(requestsTo(harness.fake, 'GET', /\/git\/blobs\//)).toHaveLength(blobRequests);
   });
 

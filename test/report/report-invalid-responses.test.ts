@@ -156,7 +156,7 @@ const invalidCreateAnswers: [string, FakeResponse, string][] = [
 ];
 
 describe('report, invalid check run response', () => {
-  it.each(invalidCreateAnswers)('adopts a created check run answered %s', async (_case, answer) => {
+  it.each(invalidCreateAnswers)('adopts a check run answered %s', async (_case, answer) => {
     const run = await insertWarnedRun(setup, 3);
     answerAfterWork('createCheckRun', answer);
     const createsBefore = requestCount('POST', checkRunsPath);
@@ -180,7 +180,7 @@ describe('report, invalid check run response', () => {
 
   it('creates a check run again that GitHub did not create', async () => {
     const { run, jobId } = await queuedReport(3, 1);
-    // The fake's handler does not run, as when a proxy answers in GitHub's place.
+    // The fake's handler does not run, as when a proxy responds in GitHub's place.
     setup.fake.queueResponse({ method: 'POST', path: checkRunsPath, status: 201, body: {} });
     const createsBefore = requestCount('POST', checkRunsPath);
     const failedBefore = logsOf(setup.context, 'job.report.failed').length;
@@ -283,7 +283,7 @@ describe('report, invalid check run response', () => {
     expect((await storedRun(run.id)).checkRunId).toBeNull();
   }, 60_000);
 
-  it('sends each annotation once after invalid update answers', async () => {
+  it('sends annotations once after invalid updates', async () => {
     const run = await insertWarnedRun(setup, 120);
     answerAfterWork('updateCheckRun', { status: 200, ...htmlPage });
 
@@ -350,7 +350,7 @@ describe('report, invalid check run response', () => {
       `GET ${patchPath}`,
       'output.annotations_count: Invalid input: expected number, received string',
     );
-    // Without the check, the update would have sent lines 51 to 100 a second time.
+    // An unchecked count of 100 would have the update send lines 51 to 100 again.
     expect(requestCount('PATCH', patchPath)).toBe(updatesBefore);
     expect(created.annotations).toHaveLength(100);
     const stored = await storedRun(run.id);
@@ -360,7 +360,7 @@ describe('report, invalid check run response', () => {
 });
 
 describe('report, invalid comment response', () => {
-  it.each(invalidCreateAnswers)('adopts a created comment answered %s', async (_case, answer) => {
+  it.each(invalidCreateAnswers)('adopts a comment answered %s', async (_case, answer) => {
     const run = await insertWarnedRun(setup, 1);
     answerAfterWork('createComment', answer);
     const createsBefore = requestCount('POST', commentsPath);

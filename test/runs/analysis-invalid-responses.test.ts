@@ -243,7 +243,7 @@ async function servedContents(): Promise<Record<string, any>> {
   return servedBody(`${contentsPath}?ref=${setup.harness.repository.headSha}`);
 }
 
-/** Queues the invalid response of a file read and returns the request that it answers. */
+/** Queues the invalid response of a file read and returns its request path and problem. */
 type FileReadChange = () => Promise<{ path: string; problem: string }>;
 
 const fileReadCases: [string, FileReadChange][] = [
@@ -330,7 +330,7 @@ describe('analysis, invalid file read', () => {
       type: 'UnexpectedGitHubAnswerError',
       message: 'body: Invalid input: expected object, received string',
     });
-    // An HTML page used to be logged as a comparison without a merge base.
+    // An HTML page does not show that the commits have no merge base.
     expect(logsOf(setup.context, 'analyze.merge_base_missing')).toHaveLength(missingBefore);
     expect(contentsRequests()).toBe(contentsBefore);
   });
