@@ -11,6 +11,11 @@ import {
   type PatchRequestStatus,
 } from '../db/schema/index.ts';
 import { FileReadError, readFileAtRef } from '../github/file-content.ts';
+import {
+  describeInvalidResponse,
+  failingProxyHint,
+  UnexpectedGitHubAnswerError,
+} from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
@@ -744,6 +749,20 @@ async function failUnfinishedFiles(tx: Transaction, patchRequestId: string, erro
 }
 
 /**
+ * Describes why a preview failed, as the files not yet done store it. An invalid GitHub
+ * response names the request and each invalid field.
+ */
+function describePreviewError(error: unknown): string {
+  if (error instanceof UnexpectedGitHubAnswerError) {
+    return (
+      `Preview failed: ${describeInvalidResponse(error)} ${failingProxyHint} Once it responds ` +
+      'normally, regenerate the failed files or request a new preview.'
+    );
+  }
+  return `Preview failed: ${safeErrorMessage(error)}`;
+}
+
+/**
  * Result of failPatchRequest: `ended` the request, or left it because it had `finished`
  * already or because another preview job (`currentJobId`, null when none is stored) owns it.
  */
@@ -770,7 +789,7 @@ export async function failPatchRequest(
   error: unknown,
   options: { jobId?: string } = {},
 ): Promise<FailPatchRequestResult> {
-  const message = `Preview failed: ${safeErrorMessage(error)}`;
+  const message = describePreviewError(error);
   return db.transaction(async (tx) => {
     // Only an unfinished request changes, so a cancellation that raced the job stays. The row
     // lock orders this with a regeneration, which sets the new job's id under the same lock.

@@ -1,5 +1,11 @@
 import type { Octokit } from '@octokit/rest';
+import { z } from 'zod';
 import { TreeReader } from './tree-reader.ts';
+import {
+  gitObjectSha,
+  parseGitHubResponse,
+  UnexpectedGitHubAnswerError,
+} from './github-response.ts';
 import { asInstallationUnavailable } from './installation-unavailable.ts';
 
 /** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
@@ -62,6 +68,14 @@ export function isServerError(error: unknown): boolean {
 }
 
 /**
+ * Matches an error after which a write request may have taken effect on GitHub: a server error,
+ * a request without a response, or an invalid 2xx response (UnexpectedGitHubAnswerError).
+ */
+export function mayHaveWritten(error: unknown): boolean {
+  return isServerError(error) || error instanceof UnexpectedGitHubAnswerError;
+}
+
+/**
  * Matches the 403 that the contents API has sent for a file over 1 MB, with an error of code
  * `too_large`, where its current documentation describes a response without content.
  */
@@ -80,17 +94,44 @@ function decodeBase64(content: string): Buffer {
   return Buffer.from(content.replace(/\s+/g, ''), 'base64');
 }
 
-/** The fields of the blob API's response that a file read uses. */
-type BlobResponse = { encoding?: unknown; content?: unknown };
+/**
+ * The fields of the contents API's response for a path that is not a directory (schemas
+ * `content-file`, `content-symlink` and `content-submodule` in @octokit/openapi-types 29) that
+ * a file read uses. `content` is optional, although `content-file` requires it, because a file
+ * over 1 MB may come without it and is then read as a blob. GitHub resolves a symlink to a file
+ * and returns that file, so `symlink` is a symlink whose target is not a file.
+ */
+const contentsSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('file'),
+    size: z.number().int().nonnegative(),
+    sha: gitObjectSha('blob'),
+    encoding: z.string(),
+    content: z.string().optional(),
+  }),
+  z.object({ type: z.literal('symlink') }),
+  z.object({ type: z.literal('submodule') }),
+]);
+
+/**
+ * The fields of the blob API's response that a file read uses (schema `blob` in
+ * @octokit/openapi-types 29). GitHub's former API docs (developer.github.com, Git Blobs) name
+ * `utf-8` and `base64` as the encodings of a blob response.
+ */
+const blobSchema = z.object({
+  content: z.string(),
+  encoding: z.enum(['base64', 'utf-8']),
+});
 
 /**
  * Reads a git blob's bytes. The app's Octokit parses the response with JSON.parse
  * (parseResponses), because Octokit's own parser (json-with-bigint) blocked the event loop
- * about ten times as long for a 4.5 MB file.
+ * about ten times as long for a 4.5 MB file. An invalid response, such as a proxy's HTML page,
+ * raises UnexpectedGitHubAnswerError.
  */
 async function readBlobBytes(
   octokit: Octokit,
-  target: { owner: string; repo: string; path: string },
+  target: { owner: string; repo: string },
   sha: string,
 ): Promise<Buffer> {
   const response = await octokit.rest.git.getBlob({
@@ -98,22 +139,8 @@ async function readBlobBytes(
     repo: target.repo,
     file_sha: sha,
   });
-  // parseResponses returns the text of a body that is not valid JSON.
-  const data: unknown = response.data;
-  if (typeof data !== 'object' || data === null) {
-    throw new Error(`Blob ${sha} of ${target.path}: GitHub's response is not valid JSON.`);
-  }
-  const { content: rawContent, encoding } = data as BlobResponse;
-  const content = typeof rawContent === 'string' ? rawContent : null;
-  if (content === null) {
-    throw new Error(`Blob ${sha} of ${target.path}: GitHub's response has no content.`);
-  }
-  // GitHub's former API docs (developer.github.com, Git Blobs) name `utf-8` and `base64` as
-  // the encodings of a blob response.
+  const { content, encoding } = parseGitHubResponse(blobSchema, 'GET', response);
   if (encoding === 'utf-8') return Buffer.from(content, 'utf8');
-  if (encoding !== 'base64') {
-    throw new Error(`Blob ${sha} of ${target.path} has unsupported encoding ${String(encoding)}`);
-  }
   return decodeBase64(content);
 }
 
@@ -123,7 +150,8 @@ async function readBlobBytes(
  * does not resolve to a file, submodules, files over `maxBytes` (default 1,000,000), binary
  * or non-UTF-8 data, and data shorter or longer than the size GitHub reports. Files over 1 MB
  * come without content or with a 403 `too_large`, and are read as a git blob instead, as is
- * inline content of the wrong size.
+ * inline content of the wrong size. A response of either API that lacks or mistypes a field
+ * that the read uses raises UnexpectedGitHubAnswerError.
  */
 export async function readFileAtRef(
   octokit: Octokit,
@@ -132,9 +160,9 @@ export async function readFileAtRef(
   const { owner, repo, path, ref } = target;
   const maxBytes = target.maxBytes ?? defaultMaxFileBytes;
 
-  let data;
+  let response;
   try {
-    ({ data } = await octokit.rest.repos.getContent({ owner, repo, path, ref }));
+    response = await octokit.rest.repos.getContent({ owner, repo, path, ref });
   } catch (error) {
     if (isNotFound(error)) {
       return null;
@@ -145,9 +173,11 @@ export async function readFileAtRef(
     throw error;
   }
 
-  if (Array.isArray(data)) {
+  // The contents API lists a directory as an array of its entries.
+  if (Array.isArray(response.data)) {
     throw new FileReadError('directory', path, `${path} at ${ref} is a directory, not a file`);
   }
+  const data = parseGitHubResponse(contentsSchema, 'GET', response);
   if (data.type === 'symlink') {
     const message = `${path} at ${ref} is a symlink whose target is not a file`;
     throw new FileReadError('symlink', path, message);
@@ -160,11 +190,9 @@ export async function readFileAtRef(
   }
 
   // Above 1 MB the contents API sends `encoding: 'none'` and no content.
-  const content: unknown = data.content;
+  const content = data.content;
   const inline =
-    data.encoding === 'base64' &&
-    typeof content === 'string' &&
-    (content !== '' || data.size === 0);
+    data.encoding === 'base64' && content !== undefined && (content !== '' || data.size === 0);
   let bytes = inline ? decodeBase64(content) : await readBlobBytes(octokit, target, data.sha);
   if (inline && bytes.length !== data.size) {
     // The inline content was cut off, so the blob API gets a second chance to send the bytes.

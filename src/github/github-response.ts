@@ -68,21 +68,44 @@ export function parseGitHubResponse<Schema extends z.ZodType>(
 }
 
 /**
+ * Describes an invalid response as `GitHub returned an invalid response (status 200) to GET
+ * /path: problem.`, for the messages that Fixwright stores. Callers add the next step.
+ */
+export function describeInvalidResponse(error: UnexpectedGitHubAnswerError): string {
+  return (
+    `GitHub returned an invalid response (status ${error.status}) to ${error.method} ` +
+    `${error.path}: ${error.problem}.`
+  );
+}
+
+/** Names the likely cause of an invalid response, for the messages that Fixwright stores. */
+export const failingProxyHint =
+  'GitHub, or a proxy between this server and GITHUB_API_URL, may be failing.';
+
+/**
  * Requests `route` and then each page that the Link header names as `rel="next"`, as
  * `octokit.paginate` does, and yields each page's items checked against `itemSchema` (see
- * parseGitHubResponse). `octokit.paginate` is not used because it raises a TypeError for a page
- * whose body is a string, and reads an empty body as a page without items.
+ * parseGitHubResponse). A page is an array of items, or with `itemsField` an object whose
+ * field of that name is the array, as `check_runs` in a list of check runs. `octokit.paginate`
+ * is not used because it raises a TypeError for a page whose body is a string, and reads an
+ * empty body as a page without items.
  */
 export async function* readCheckedPages<Item extends z.ZodType>(
   octokit: Octokit,
   route: `GET ${string}`,
   parameters: Record<string, unknown>,
   itemSchema: Item,
+  options: { itemsField?: string } = {},
 ): AsyncGenerator<{ items: z.output<Item>[]; hasNextPage: boolean }> {
-  const pageSchema = z.array(itemSchema);
+  const { itemsField } = options;
+  const itemsSchema = z.array(itemSchema);
+  const pageSchema =
+    itemsField === undefined
+      ? itemsSchema
+      : z.object({ [itemsField]: itemsSchema }).transform((page) => page[itemsField]!);
   let response = await octokit.request(route, parameters);
   for (;;) {
-    const items = parseGitHubResponse(pageSchema, 'GET', response);
+    const items = parseGitHubResponse(pageSchema, 'GET', response) as z.output<Item>[];
     const link = typeof response.headers.link === 'string' ? response.headers.link : '';
     const next = /<([^<>]+)>;\s*rel="next"/.exec(link)?.[1];
     yield { items, hasNextPage: next !== undefined };

@@ -1,12 +1,14 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, isNull } from 'drizzle-orm';
 import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
-import { isServerError } from '../github/file-content.ts';
+import { mayHaveWritten } from '../github/file-content.ts';
+import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { annotationLevel, checkConclusion, type CheckConclusion } from './check-conclusion.ts';
+import { checkRunSchemas } from './check-run-response.ts';
 import {
   checkRunOutput,
   maxAnnotationsPerRun,
@@ -101,23 +103,34 @@ interface ExistingCheckRun extends StoredOutput {
 
 /**
  * Finds the check run that an earlier attempt created for this run but did not store, by its
- * external id, so a retried job never creates a second one.
+ * external id, so a retried job never creates a second one. An invalid page of the listing
+ * raises UnexpectedGitHubAnswerError.
  */
 async function findCreatedCheckRun(
   octokit: Octokit,
   target: { owner: string; repo: string; headSha: string; externalId: string },
 ): Promise<ExistingCheckRun | null> {
-  const checkRuns = await octokit.paginate(octokit.rest.checks.listForRef, {
-    owner: target.owner,
-    repo: target.repo,
-    ref: target.headSha,
-    check_name: checkRunName,
-    filter: 'all',
-    per_page: 100,
-  });
-  const found = checkRuns.find((checkRun) => checkRun.external_id === target.externalId);
-  if (!found) return null;
-  return { id: found.id, annotations: found.output.annotations_count, text: found.output.text ?? null };
+  const pages = readCheckedPages(
+    octokit,
+    'GET /repos/{owner}/{repo}/commits/{ref}/check-runs',
+    {
+      owner: target.owner,
+      repo: target.repo,
+      ref: target.headSha,
+      check_name: checkRunName,
+      filter: 'all',
+      per_page: 100,
+    },
+    checkRunSchemas.listed,
+    { itemsField: 'check_runs' },
+  );
+  for await (const { items } of pages) {
+    const found = items.find((checkRun) => checkRun.external_id === target.externalId);
+    if (found) {
+      return { id: found.id, annotations: found.output.annotations_count, text: found.output.text };
+    }
+  }
+  return null;
 }
 
 /**
@@ -130,12 +143,16 @@ async function readStoredOutput(
   octokit: Octokit,
   target: { owner: string; repo: string; checkRunId: number },
 ): Promise<StoredOutput> {
-  const { data } = await octokit.rest.checks.get({
-    owner: target.owner,
-    repo: target.repo,
-    check_run_id: target.checkRunId,
-  });
-  return { annotations: data.output.annotations_count, text: data.output.text ?? null };
+  const { output } = parseGitHubResponse(
+    checkRunSchemas.storedOutput,
+    'GET',
+    await octokit.rest.checks.get({
+      owner: target.owner,
+      repo: target.repo,
+      check_run_id: target.checkRunId,
+    }),
+  );
+  return { annotations: output.annotations_count, text: output.text };
 }
 
 /**
@@ -182,7 +199,7 @@ export async function publishCheckRun(
       );
     } else {
       try {
-        const { data } = await octokit.rest.checks.create({
+        const response = await octokit.rest.checks.create({
           owner,
           repo,
           name: checkRunName,
@@ -197,23 +214,26 @@ export async function publishCheckRun(
           // Sent once: a server error may come after GitHub created the check run.
           request: { retries: 0 },
         });
-        existing = { id: data.id, annotations: firstBatch, text: null };
+        const created = parseGitHubResponse(checkRunSchemas.written, 'POST', response);
+        existing = { id: created.id, annotations: firstBatch, text: null };
         logger.info(
           {
             event: 'report.check_run_created',
-            checkRunId: data.id,
+            checkRunId: created.id,
             conclusion,
             findings: findings.length,
           },
           'check run created',
         );
       } catch (error) {
-        if (!isServerError(error)) throw error;
+        // A server error or an invalid response may come after GitHub created the check run,
+        // so the listing decides. Creating it again would leave two check runs on the commit.
+        if (!mayHaveWritten(error)) throw error;
         existing = await findCreatedCheckRun(octokit, target);
         if (existing === null) throw error;
         logger.info(
           { event: 'report.check_run_adopted', checkRunId: existing.id },
-          'found the check run created before a server error',
+          'found the check run created before a server error or an invalid response',
         );
       }
     }
@@ -242,17 +262,19 @@ export async function publishCheckRun(
     const batch = annotations.slice(sent, sent + maxAnnotationsPerRequest);
     try {
       // GitHub appends the annotations of an update to those already on the check run, so the
-      // update is sent once and a server error is decided by the count GitHub stores.
-      await octokit.rest.checks.update({
+      // update is sent once, and a server error or an invalid response is decided by the count
+      // GitHub stores.
+      const response = await octokit.rest.checks.update({
         owner,
         repo,
         check_run_id: checkRunId,
         output: { title, summary, ...(text === null ? {} : { text }), annotations: batch },
         request: { retries: 0 },
       });
+      parseGitHubResponse(checkRunSchemas.written, 'PATCH', response);
       sent += batch.length;
     } catch (error) {
-      if (!isServerError(error)) throw error;
+      if (!mayHaveWritten(error)) throw error;
       const stored = await readStoredOutput(octokit, { owner, repo, checkRunId });
       if (stored.annotations <= sent) throw error;
       sent = stored.annotations;

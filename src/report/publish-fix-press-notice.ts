@@ -3,12 +3,14 @@ import { worstSeverity } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import { isNotFound } from '../github/file-content.ts';
+import { parseGitHubResponse } from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { withSessionLock } from '../runs/run-lock.ts';
 import { checkConclusion } from './check-conclusion.ts';
+import { checkRunSchemas } from './check-run-response.ts';
 import { checkRunExternalId, checkRunUrl, runIdOfExternalId } from './publish-check-run.ts';
 import { fixPressText, readPressedAt, type FixPressNotice } from './fix-press-notice.ts';
 import {
@@ -125,8 +127,11 @@ export async function publishFixPressNotice(
   const octokit = await github.installationOctokit(run.installationId);
   const [owner, repo] = splitRepository(run.repository);
   const target = { owner, repo, check_run_id: input.checkRunId };
+  // The update is the same on a retry, so an invalid response fails the job and its retry
+  // writes the notice again.
   const update = async (written: CheckRunOutput) => {
-    await octokit.rest.checks.update({ ...target, output: written });
+    const response = await octokit.rest.checks.update({ ...target, output: written });
+    parseGitHubResponse(checkRunSchemas.written, 'PATCH', response);
   };
   const textOf = (shownNotice: FixPressNotice, newerCheckRunId: number | null): string => {
     const newerCheckRunUrl =
@@ -147,7 +152,11 @@ export async function publishFixPressNotice(
   // update, so the notice stays.
   return withSessionLock(context.db, checkRunLockKey(run.id), async () => {
     try {
-      const { data } = await octokit.rest.checks.get(target);
+      const data = parseGitHubResponse(
+        checkRunSchemas.noticed,
+        'GET',
+        await octokit.rest.checks.get(target),
+      );
       if (notice.kind === 'earlier_analysis' && !isEarlierCheckRunOf(run, data.external_id)) {
         return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
       }

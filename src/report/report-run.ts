@@ -3,6 +3,11 @@ import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
+import {
+  describeInvalidResponse,
+  failingProxyHint,
+  UnexpectedGitHubAnswerError,
+} from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
@@ -173,10 +178,17 @@ function namesReportJob(jobId: string | undefined): SQL | undefined {
 
 /**
  * Describes a failed report: the request that GitHub rejected with its status and message, and
- * what to grant when the app lacks a permission, or the request that got no response. Other
- * errors keep their own message.
+ * what to grant when the app lacks a permission, the request that got no response, or the
+ * request whose response lacked or mistyped a field. Other errors keep their own message.
  */
 export function describeReportError(error: unknown): string {
+  if (error instanceof UnexpectedGitHubAnswerError) {
+    return (
+      `Posting the results to GitHub failed: ${describeInvalidResponse(error)} ` +
+      `${failingProxyHint} Once it responds normally, push a commit to analyze and report the ` +
+      'pull request again.'
+    );
+  }
   const rejection = asGitHubRejection(error);
   if (!rejection) {
     const message = error instanceof Error ? error.message : String(error);

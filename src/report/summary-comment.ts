@@ -1,6 +1,8 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
-import { isNotFound, isServerError } from '../github/file-content.ts';
+import { z } from 'zod';
+import { isNotFound, mayHaveWritten } from '../github/file-content.ts';
+import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, summaryComments } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
@@ -16,6 +18,18 @@ export interface SummaryCommentTarget {
   appId: number;
 }
 
+/**
+ * The fields of GitHub's issue comment (schema `issue-comment` in @octokit/openapi-types 29)
+ * that the summary reads, for parseGitHubResponse. That schema makes `body` optional, and
+ * `performed_via_github_app` optional and nullable.
+ */
+const issueCommentSchema = z.object({
+  id: z.number().int().positive(),
+  body: z.string().optional(),
+  performed_via_github_app: z.object({ id: z.number() }).nullish(),
+});
+const writtenCommentSchema = issueCommentSchema.pick({ id: true });
+
 export type SummaryCommentOutcome =
   | { action: 'created' | 'updated'; commentId: number }
   | { action: 'skipped'; reason: string };
@@ -23,29 +37,53 @@ export type SummaryCommentOutcome =
 /**
  * Finds Fixwright's comment among all comments of the pull request by the hidden marker. Only
  * comments made through this app count. A user, or another app's bot that echoes text, may
- * post the marker too, and the summary must not overwrite their comment.
+ * post the marker too, and the summary must not overwrite their comment. An invalid page of
+ * comments raises UnexpectedGitHubAnswerError.
  */
 async function findMarkedComment(
   octokit: Octokit,
   target: { owner: string; repo: string; issueNumber: number; appId: number },
 ): Promise<number | null> {
-  const comments = await octokit.paginate(octokit.rest.issues.listComments, {
+  const pages = readCheckedPages(
+    octokit,
+    'GET /repos/{owner}/{repo}/issues/{issue_number}/comments',
+    {
+      owner: target.owner,
+      repo: target.repo,
+      issue_number: target.issueNumber,
+      per_page: 100,
+    },
+    issueCommentSchema,
+  );
+  for await (const { items } of pages) {
+    const marked = items.find(
+      (comment) =>
+        comment.performed_via_github_app?.id === target.appId &&
+        (comment.body ?? '').includes(summaryMarker),
+    );
+    if (marked) return marked.id;
+  }
+  return null;
+}
+
+/** Edits the summary comment. The response is checked, because a proxy's page may replace it. */
+async function updateComment(
+  octokit: Octokit,
+  target: { owner: string; repo: string; commentId: number },
+  body: string,
+): Promise<void> {
+  const response = await octokit.rest.issues.updateComment({
     owner: target.owner,
     repo: target.repo,
-    issue_number: target.issueNumber,
-    per_page: 100,
+    comment_id: target.commentId,
+    body,
   });
-  const marked = comments.find(
-    (comment) =>
-      comment.performed_via_github_app?.id === target.appId &&
-      (comment.body ?? '').includes(summaryMarker),
-  );
-  return marked?.id ?? null;
+  parseGitHubResponse(writtenCommentSchema, 'PATCH', response);
 }
 
 /**
- * Posts the summary comment once. A server error may come after GitHub created the comment, so
- * the comment is looked for by its marker instead of being posted again.
+ * Posts the summary comment once. A server error or an invalid response may come after GitHub
+ * created the comment, so the comment is looked for by its marker instead of being posted again.
  */
 async function createComment(
   octokit: Octokit,
@@ -53,16 +91,16 @@ async function createComment(
   body: string,
 ): Promise<number> {
   try {
-    const { data } = await octokit.rest.issues.createComment({
+    const response = await octokit.rest.issues.createComment({
       owner: target.owner,
       repo: target.repo,
       issue_number: target.issueNumber,
       body,
       request: { retries: 0 },
     });
-    return data.id;
+    return parseGitHubResponse(writtenCommentSchema, 'POST', response).id;
   } catch (error) {
-    if (!isServerError(error)) throw error;
+    if (!mayHaveWritten(error)) throw error;
     const created = await findMarkedComment(octokit, target);
     if (created === null) throw error;
     return created;
@@ -117,7 +155,7 @@ export async function upsertSummaryComment(
     let commentId = row.commentId;
     if (commentId !== null) {
       try {
-        await octokit.rest.issues.updateComment({ owner, repo, comment_id: commentId, body });
+        await updateComment(octokit, { owner, repo, commentId }, body);
       } catch (error) {
         if (!isNotFound(error)) throw error;
         logger.warn(
@@ -131,7 +169,7 @@ export async function upsertSummaryComment(
     if (commentId === null) {
       commentId = await findMarkedComment(octokit, issue);
       if (commentId !== null) {
-        await octokit.rest.issues.updateComment({ owner, repo, comment_id: commentId, body });
+        await updateComment(octokit, { owner, repo, commentId }, body);
       } else {
         commentId = await createComment(octokit, issue, body);
         action = 'created';

@@ -6,7 +6,12 @@ import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
-import { parseGitHubResponse } from '../github/github-response.ts';
+import {
+  describeInvalidResponse,
+  failingProxyHint,
+  parseGitHubResponse,
+  UnexpectedGitHubAnswerError,
+} from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { readFileSizes } from '../github/file-sizes.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../github/pull-files.ts';
@@ -317,15 +322,11 @@ function describeAnalysisError(error: unknown): string {
   if (!rejection) return safeErrorMessage(error);
   const request = `${rejection.method} ${rejection.path}`;
   let text: string;
-  if (rejection.invalidResponse) {
-    text =
-      `GitHub returned an invalid response (status ${rejection.status}) to ${request}: ` +
-      `${rejection.message}.`;
+  if (error instanceof UnexpectedGitHubAnswerError) {
+    text = describeInvalidResponse(error);
     // A response over the size limit would be as large the next time.
     if (!(error instanceof GitHubResponseTooLargeError)) {
-      text +=
-        ' GitHub, or a proxy between this server and GITHUB_API_URL, may be failing. Once it ' +
-        'responds normally, push a commit or redeliver the event.';
+      text += ` ${failingProxyHint} Once it responds normally, push a commit or redeliver the event.`;
     }
   } else if (rejection.noResponse) {
     text = `GitHub sent no response to ${request}: ${rejection.message}`;

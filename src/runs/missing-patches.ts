@@ -5,7 +5,7 @@ import { additionsPatch, type DiffLimits } from '../analysis/local-patch.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/file-content.ts';
 import { readMergeBase } from '../github/merge-base.ts';
-import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { UnexpectedGitHubAnswerError } from '../github/github-response.ts';
 import type { PullRequestFile } from '../github/pull-files.ts';
 import type { Logger } from '../logger.ts';
 import { runStateCheckIntervalMs } from './analysis-stop.ts';
@@ -163,7 +163,8 @@ class FileVersionReader {
  * without a patch are returned as unchecked. Those are files of other statuses, files with an
  * unreadable or oversized version, and files whose diff gives up, fails in its thread or adds
  * more lines than GitHub counts. Files of the diffed statuses also stay unchecked when GitHub
- * finds no merge base or fails to read it with a server error. `options.checkpoint` runs
+ * finds no merge base, or fails to read it with a server error or an invalid response.
+ * `options.checkpoint` runs
  * before each read, so an error it throws ends the reads of a run that no longer needs them.
  */
 export async function fillMissingPatches(
@@ -225,8 +226,9 @@ export async function fillMissingPatches(
 
 /**
  * Reads the merge base of the pull request's base branch and head. Returns null, after logging
- * why, when GitHub finds none or fails with a server error. `checkpoint` runs before the
- * request and after it, because GitHub may respond slowly for a large pull request.
+ * why, when GitHub finds none or fails with a server error or an invalid response. `checkpoint`
+ * runs before the request and after it, because GitHub may respond slowly for a large pull
+ * request.
  */
 async function findMergeBase(
   octokit: Octokit,
@@ -244,12 +246,21 @@ async function findMergeBase(
     // large to compute (as a github-changelog-generator error log from 2020 shows). Pull requests
     // whose files lack a patch are often that large, and failing the run would lose the findings
     // of every other file. The same goes for a comparison whose response, which lists up to 300
-    // files with their patches, is over the limit on a GitHub response.
+    // files with their patches, is over the limit on a GitHub response, and for a response
+    // without a valid merge base field, such as a proxy's HTML page, which names no merge base.
     const status = (error as { status?: unknown }).status;
-    const tooLarge = error instanceof GitHubResponseTooLargeError;
-    if (!tooLarge && (typeof status !== 'number' || status < 500)) throw error;
+    const invalid = error instanceof UnexpectedGitHubAnswerError;
+    if (!invalid && (typeof status !== 'number' || status < 500)) throw error;
+    const request = invalid ? { request: `${error.method} ${error.path}` } : {};
     logger.warn(
-      { event: 'analyze.merge_base_failed', baseRef, headSha, status, err: toSafeError(error) },
+      {
+        event: 'analyze.merge_base_failed',
+        baseRef,
+        headSha,
+        status,
+        ...request,
+        err: toSafeError(error),
+      },
       'reading the merge base from GitHub failed; modified files without a patch stay unchecked',
     );
     return null;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileReadError, readFileAtRef } from '../../src/github/file-content.ts';
+import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
 import { gitEnvironment, headBranch } from '../../src/demo/git-repository.ts';
 import { owner, repo, requestsTo, startHarness, type Harness } from './harness.ts';
 
@@ -16,6 +17,11 @@ const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00
 const lateNul = `${'text line\n'.repeat(900)}tail\0end\n`;
 
 let harness: Harness;
+
+const htmlPage = {
+  headers: { 'content-type': 'text/html' },
+  body: '<html><body>Service Unavailable</body></html>',
+};
 
 async function readAt(filePath: string, ref: string, maxBytes?: number) {
   return readFileAtRef(harness.octokit, { owner, repo, path: filePath, ref, maxBytes });
@@ -265,17 +271,82 @@ describe('readFileAtRef', () => {
     expect(file?.text).toBe('first\r\nsecond\r\n');
   });
 
-  it('rejects a blob without content', async () => {
+  it.each([
+    ['without content', { encoding: 'base64' }, 'content: Invalid input: expected string, received undefined'],
+    [
+      'of another encoding',
+      { encoding: 'latin1', content: 'first' },
+      'encoding: Invalid option: expected one of "base64"|"utf-8"',
+    ],
+    ["as a proxy's HTML page", htmlPage.body, 'body: Invalid input: expected object, received string'],
+  ])('rejects a blob %s', async (_case, body, problem) => {
     const sha = await blobSha('main:crlf.txt');
     harness.fake.queueResponse(await crlfContents(undefined));
+    const headers = typeof body === 'string' ? htmlPage.headers : undefined;
     harness.fake.queueResponse({
       method: 'GET',
       path: '/repos/:owner/:repo/git/blobs/:file_sha',
       status: 200,
-      body: { sha, size: 15, encoding: 'base64' },
+      body: typeof body === 'string' ? body : { sha, size: 15, ...body },
+      headers,
     });
+
     const error = await readAt('crlf.txt', 'main').catch((caught: unknown) => caught);
-    expect((error as Error).message).toBe(`Blob ${sha} of crlf.txt: GitHub's response has no content.`);
+
+    expect(error).toBeInstanceOf(UnexpectedGitHubAnswerError);
+    expect(error).toMatchObject({
+      method: 'GET',
+      path: `/repos/${owner}/${repo}/git/blobs/${sha}`,
+      status: 200,
+      problem,
+    });
+  });
+
+  it.each([
+    ["a proxy's HTML page", () => htmlPage.body, 'body: Invalid input: expected object, received string'],
+    [
+      'an unknown type',
+      (served: Record<string, unknown>) => ({ ...served, type: 'dir' }),
+      "type: Invalid discriminator value. Expected 'file' | 'symlink' | 'submodule'",
+    ],
+    [
+      'a file without its sha',
+      (served: Record<string, unknown>) => ({ ...served, sha: undefined }),
+      'sha: Invalid input: expected string, received undefined',
+    ],
+    [
+      'a file with its size as a string',
+      (served: Record<string, unknown>) => ({ ...served, size: '15' }),
+      'size: Invalid input: expected number, received string',
+    ],
+    [
+      'a file without its encoding',
+      (served: Record<string, unknown>) => ({ ...served, encoding: undefined }),
+      'encoding: Invalid input: expected string, received undefined',
+    ],
+  ])('rejects contents as %s', async (_case, change, problem) => {
+    const served = (await crlfContents('first\r\nsecond\r\n')).body;
+    const body = change(served);
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/contents/*path',
+      status: 200,
+      body,
+      headers: typeof body === 'string' ? htmlPage.headers : undefined,
+    });
+    const blobRequests = requestsTo(harness.fake, 'GET', /\/git\/blobs\//).length;
+
+    const error = await readAt('crlf.txt', 'main').catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(UnexpectedGitHubAnswerError);
+    expect(error).toMatchObject({
+      method: 'GET',
+      path: `/repos/${owner}/${repo}/contents/crlf.txt`,
+      status: 200,
+      problem,
+    });
+    // No blob is requested with a sha taken from an invalid response, such as `undefined`.
+    expect(requestsTo(harness.fake, 'GET', /\/git\/blobs\//)).toHaveLength(blobRequests);
   });
 
   it('rejects a file cut off by both APIs', async () => {

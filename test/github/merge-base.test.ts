@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeCommit, writeTree } from '../../src/demo/fakes/github/git.ts';
 import { baseBranch, commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
+import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
 import { readMergeBase } from '../../src/github/merge-base.ts';
 import { owner, repo, requestsTo, startHarness, type Harness } from './harness.ts';
 
@@ -55,6 +56,8 @@ describe('readMergeBase', () => {
   it.each([
     ['null', null],
     ['without a sha', {}],
+    ['with a null sha', { sha: null }],
+    ['with an empty sha', { sha: '' }],
   ])('returns null for a merge base commit %s', async (_shape, mergeBaseCommit) => {
     harness.fake.queueResponse({
       method: 'GET',
@@ -70,6 +73,51 @@ describe('readMergeBase', () => {
     });
 
     expect(mergeBase).toBeNull();
+  });
+
+  it.each([
+    [
+      "a proxy's HTML page",
+      { headers: { 'content-type': 'text/html' }, body: '<html><body>Bad Gateway</body></html>' },
+      'body: Invalid input: expected object, received string',
+    ],
+    [
+      'a comparison without merge_base_commit',
+      { body: { status: 'diverged', commits: [], files: [] } },
+      'merge_base_commit: Invalid input: expected object, received undefined',
+    ],
+    [
+      'a merge base sha as a number',
+      { body: { status: 'diverged', merge_base_commit: { sha: 7 }, commits: [], files: [] } },
+      'merge_base_commit.sha: Invalid input: expected string, received number',
+    ],
+    [
+      'a malformed merge base sha',
+      { body: { status: 'diverged', merge_base_commit: { sha: 'main' }, commits: [], files: [] } },
+      'merge_base_commit.sha: expected a commit sha of 40 lowercase hex digits',
+    ],
+  ])('rejects %s', async (_case, response, problem) => {
+    harness.fake.queueResponse({
+      method: 'GET',
+      path: '/repos/:owner/:repo/compare/*basehead',
+      status: 200,
+      ...response,
+    });
+
+    const error = await readMergeBase(harness.octokit, {
+      owner,
+      repo,
+      base: baseBranch,
+      head: harness.repository.headSha,
+    }).catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(UnexpectedGitHubAnswerError);
+    expect(error).toMatchObject({
+      method: 'GET',
+      path: `/repos/${owner}/${repo}/compare/${baseBranch}...${harness.repository.headSha}`,
+      status: 200,
+      problem,
+    });
   });
 
   it('returns null without common history', async () => {

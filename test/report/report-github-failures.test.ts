@@ -147,7 +147,7 @@ describe('report after a lost response', () => {
       method: 'GET',
       path: '/repos/:owner/:repo/check-runs/:check_run_id',
       status: 200,
-      body: { id: created.id, output: { annotations_count: 50 } },
+      body: { id: created.id, output: { annotations_count: 50, text: null } },
     });
 
     await reportRun(setup.context, run.id, setup.context.logger);

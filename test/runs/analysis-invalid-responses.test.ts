@@ -222,3 +222,116 @@ describe('analysis, invalid GitHub response', () => {
     expect(findingsAfter).toHaveLength(findingsBefore.length);
   });
 });
+
+/**
+ * Returns the served page of files with src/app.ts given `status` and no patch, as GitHub sends
+ * a file whose diff is too large, so that the analysis reads the file itself.
+ */
+async function filesWithoutPatch(status: 'added' | 'modified') {
+  const served: Record<string, unknown>[] = await servedBody(filesPath);
+  return served.map((file) =>
+    file.filename === 'src/app.ts' ? { ...file, status, patch: undefined } : file,
+  );
+}
+
+const contentsPath = `/repos/${owner}/${repo}/contents/src/app.ts`;
+/** Matches the contents request of src/app.ts, whose path Octokit sends as `src%2Fapp.ts`. */
+const contentsPattern = new RegExp(`^/repos/${owner}/${repo}/contents/src(/|%2F)app\\.ts$`, 'i');
+
+/** Returns the contents response for src/app.ts at the head, as the fake serves it. */
+async function servedContents(): Promise<Record<string, any>> {
+  return servedBody(`${contentsPath}?ref=${setup.harness.repository.headSha}`);
+}
+
+/** Queues the invalid response of a file read and returns its request path and problem. */
+type FileReadChange = () => Promise<{ path: string; problem: string }>;
+
+const fileReadCases: [string, FileReadChange][] = [
+  [
+    "contents as a proxy's HTML page",
+    async () => {
+      setup.harness.fake.queueResponse({ method: 'GET', path: contentsPattern, status: 200, ...htmlPage });
+      return { path: contentsPath, problem: 'body: Invalid input: expected object, received string' };
+    },
+  ],
+  [
+    'contents without a blob sha',
+    async () => {
+      const body = { ...(await servedContents()), sha: undefined };
+      setup.harness.fake.queueResponse({ method: 'GET', path: contentsPattern, status: 200, body });
+      return { path: contentsPath, problem: 'sha: Invalid input: expected string, received undefined' };
+    },
+  ],
+  [
+    'a blob without content',
+    async () => {
+      // A file over 1 MB comes without content, so the analysis reads its blob.
+      const served = await servedContents();
+      const body = { ...served, encoding: 'none', content: '' };
+      setup.harness.fake.queueResponse({ method: 'GET', path: contentsPattern, status: 200, body });
+      const blobPath = `/repos/${owner}/${repo}/git/blobs/${served.sha}`;
+      const blob = { sha: served.sha, size: served.size, encoding: 'base64' };
+      setup.harness.fake.queueResponse({ method: 'GET', path: blobPath, status: 200, body: blob });
+      return { path: blobPath, problem: 'content: Invalid input: expected string, received undefined' };
+    },
+  ],
+];
+
+describe('analysis, invalid file read', () => {
+  it.each(fileReadCases)('fails the last attempt on %s', async (_case, queueInvalid) => {
+    const { analyzed, jobId } = await analyzedRunQueuedAgain(0);
+    const findingsBefore = await findingIds(analyzed.id);
+    const files = await filesWithoutPatch('added');
+    setup.harness.fake.queueResponse({ method: 'GET', path: filesPath, status: 200, body: files });
+    const { path, problem } = await queueInvalid();
+    const failedBefore = logsOf(setup.context, 'job.analyze.failed').length;
+
+    const error = await attempt(jobId);
+
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe(problem);
+    const stored = await storedRun(analyzed.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(invalidResponseError(path, problem));
+    expect(stored.baseSha).toBe(analyzed.baseSha);
+    expect(await findingIds(analyzed.id)).toEqual(findingsBefore);
+    const logged = logsOf(setup.context, 'job.analyze.failed').slice(failedBefore);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.finalAttempt).toBe(true);
+    expect(logged[0]!.err).toMatchObject({ type: 'UnexpectedGitHubAnswerError', message: problem });
+    expect(await jobState(jobId)).toBe('failed');
+  });
+
+  it('keeps a modified file unchecked after an invalid comparison', async () => {
+    const { analyzed, jobId } = await analyzedRunQueuedAgain(0);
+    const files = await filesWithoutPatch('modified');
+    setup.harness.fake.queueResponse({ method: 'GET', path: filesPath, status: 200, body: files });
+    const comparePattern = '/repos/:owner/:repo/compare/*basehead';
+    setup.harness.fake.queueResponse({ method: 'GET', path: comparePattern, status: 200, ...htmlPage });
+    const failedBefore = logsOf(setup.context, 'analyze.merge_base_failed').length;
+    const missingBefore = logsOf(setup.context, 'analyze.merge_base_missing').length;
+    const contentsRequests = () =>
+      setup.harness.fake.requests.filter((request) => contentsPattern.test(request.path)).length;
+    const contentsBefore = contentsRequests();
+
+    expect(await attempt(jobId)).toBeNull();
+
+    const stored = await storedRun(analyzed.id);
+    expect(stored.status).toBe('completed');
+    expect(stored.error).toBeNull();
+    expect(stored.uncheckedFiles).toEqual(['src/app.ts']);
+    expect(await findingIds(analyzed.id)).toEqual([]);
+    const failed = logsOf(setup.context, 'analyze.merge_base_failed').slice(failedBefore);
+    expect(failed).toHaveLength(1);
+    const { headSha } = setup.harness.repository;
+    expect(failed[0]!.request).toBe(`GET /repos/${owner}/${repo}/compare/main...${headSha}`);
+    expect(failed[0]!.status).toBe(200);
+    expect(failed[0]!.err).toMatchObject({
+      type: 'UnexpectedGitHubAnswerError',
+      message: 'body: Invalid input: expected object, received string',
+    });
+    // An HTML page does not show that the commits have no merge base.
+    expect(logsOf(setup.context, 'analyze.merge_base_missing')).toHaveLength(missingBefore);
+    expect(contentsRequests()).toBe(contentsBefore);
+  });
+});
