@@ -104,6 +104,11 @@ describe('dashboard in Chromium', () => {
     const completions = () =>
       dashboard.groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
     const before = completions().length;
+    // The new fix has a right-to-left override (U+202E) in a comment, which would display the
+    // rest of the line reversed.
+    dashboard.groq.setHandler(() => ({
+      text: 'def run(values):\n    total = sum(values)  # \u202Enruter\n    return total\n',
+    }));
     await markDocument();
     const toolFile = page.locator('section.patch-file[data-path="scripts/tool.py"]');
     await toolFile.getByRole('button', { name: 'Regenerate this file' }).click();
@@ -116,6 +121,13 @@ describe('dashboard in Chromium', () => {
     expect(await documentIsMarked()).toBe(true);
     const prompt = completions().at(-1)!.body as { messages: { role: string; content: string }[] };
     expect(prompt.messages.at(-1)!.content).toContain('path="scripts/tool.py"');
+    const added = toolFile.locator('tr.diff-add', { hasText: 'total = sum(values)' });
+    expect(await added.locator('td.code').textContent()).toBe('    total = sum(values)  # U+202Enruter');
+    const mark = added.locator('.char-mark');
+    expect(await mark.getAttribute('title')).toBe(
+      'U+202E RIGHT-TO-LEFT OVERRIDE, shown in place of the invisible character',
+    );
+    expect(await mark.evaluate((element) => getComputedStyle(element).color)).toBe('rgb(207, 34, 46)');
     await screenshot(page, 'preview-after-regenerate');
   });
 

@@ -3,8 +3,10 @@ import { shownFileStatus, splitPreviewTokens } from '../../../autofix/visible-pa
 import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
 import { diffStats } from '../../diff/diff-stats.ts';
+import { showCodePoints } from '../../../text/invisible-characters.ts';
 import { CsrfField } from './csrf-field.tsx';
 import { DiffView } from './diff-view.tsx';
+import { MarkedText } from './marked-text.tsx';
 import { isPatchRequestActive } from './patch-progress.tsx';
 import { StatusBadge } from './status-badge.tsx';
 
@@ -67,15 +69,24 @@ export const PatchFilesPanel: FC<{
           </noscript>
         </>
       ) : null}
-      {request.error ? <p class="error">{request.error}</p> : null}
+      {request.error ? (
+        <p class="error">
+          <MarkedText text={request.error} />
+        </p>
+      ) : null}
       {files.map((file) => {
         const regenerate = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         const status = shownFileStatus(request.status, file.status);
         return (
-          <section class="patch-file card" id={`file-${file.id}`} data-path={file.path}>
+          // data-path names the file for scripts and tests. An attribute cannot hold a mark, so
+          // it gets the code points in angle brackets.
+          <section class="patch-file card" id={`file-${file.id}`} data-path={showCodePoints(file.path)}>
             <header class="patch-file-head">
-              <code class="path">{file.path}</code> <StatusBadge status={status} />
+              <code class="path">
+                <MarkedText text={file.path} />
+              </code>{' '}
+              <StatusBadge status={status} />
               {stats ? (
                 <span class="diff-stats">
                   {' '}
@@ -84,7 +95,9 @@ export const PatchFilesPanel: FC<{
                 </span>
               ) : null}
               {file.provider ? (
-                <span class="muted">{` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`}</span>
+                <span class="muted">
+                  <MarkedText text={` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`} />
+                </span>
               ) : file.totalTokens > 0 ? (
                 // A call that failed after it used tokens stores no provider, but its tokens
                 // count in the files' sum above.
@@ -104,11 +117,19 @@ export const PatchFilesPanel: FC<{
                 </form>
               ) : null}
             </header>
-            {file.error ? <p class="error">{file.error}</p> : null}
+            {file.error ? (
+              <p class="error">
+                <MarkedText text={file.error} />
+              </p>
+            ) : null}
             {file.regenerationError && file.status === 'ready' ? (
               <p class="warning regeneration-failed">
-                {'The last regeneration of this file failed, so the file keeps its earlier diff, ' +
-                  `shown below: ${file.regenerationError}`}
+                <MarkedText
+                  text={
+                    'The last regeneration of this file failed, so the file keeps its earlier diff, ' +
+                    `shown below: ${file.regenerationError}`
+                  }
+                />
               </p>
             ) : null}
             {status === 'cancelled' ? <CancelledFileNote hasDiff={file.diff !== null} /> : null}
