@@ -131,6 +131,29 @@ describe('dashboard in Chromium', () => {
     await screenshot(page, 'preview-after-regenerate');
   });
 
+  it('keeps the files when a regeneration is rejected', async () => {
+    // No tokens left, so the regeneration's call does not fit the allowance and gets 409.
+    await setUsage(1000);
+    await markDocument();
+    const files = page.locator('section.patch-file');
+    const toolFile = page.locator('section.patch-file[data-path="scripts/tool.py"]');
+    await toolFile.getByRole('button', { name: 'Regenerate this file' }).click();
+
+    const rejection = toolFile.locator('.regenerate-result [role="alert"]');
+    await expect.poll(() => rejection.count()).toBe(1);
+    expect(await rejection.textContent()).toContain('The file keeps its current result.');
+    expect(await files.count()).toBe(2);
+    expect(await page.locator('section.patch-file table.diff').count()).toBe(2);
+    expect(await page.locator('#patch-files').getAttribute('data-status')).toBe('ready');
+    expect(await page.getByRole('button', { name: 'Regenerate this file' }).count()).toBe(2);
+    expect(await page.getByRole('button', { name: 'Apply' }).isDisabled()).toBe(false);
+    expect(await documentIsMarked()).toBe(true);
+    await screenshot(page, 'preview-regenerate-rejected');
+    await dashboard.database.sql`
+      UPDATE users SET plan = 'pro', token_limit = 100000, tokens_used = 0 WHERE github_id = ${installer.id}
+    `;
+  });
+
   it('applies the preview as one commit', async () => {
     await markDocument();
     const sent = page.waitForRequest((request) => request.method() === 'POST' && request.url().endsWith('/apply'));
