@@ -1,6 +1,7 @@
-// Fixwright dashboard script: the htmx extension that shows a JSON API response as text, the
-// running total and the submit button of the "Preview fix" form, and the out-of-band swaps of
-// the Apply form while its request is in flight.
+// Fixwright dashboard script. It has the htmx extension that shows a JSON API response as text,
+// with invisible characters marked. It updates the running total and the submit button of the
+// "Preview fix" form, and handles the out-of-band swaps of the Apply form while its request is
+// in flight.
 // Loaded after htmx (both deferred, in document order), so `htmx` exists here.
 (function () {
   'use strict';
@@ -49,6 +50,38 @@
     return verb + count + ' as review suggestions.';
   }
 
+  // Returns the invisible characters that the preview page sends in #apply-result's
+  // data-invisible-characters (from src/text/invisible-characters.ts), or null without them.
+  function readInvisibleCharacters() {
+    var result = document.getElementById('apply-result');
+    var data = result && result.getAttribute('data-invisible-characters');
+    if (!data) return null;
+    var parsed = JSON.parse(data);
+    return { split: new RegExp('(' + parsed.pattern + ')'), names: parsed.names };
+  }
+
+  // Appends `text` to `parent` as text, with each invisible character shown as a mark with its
+  // code point in place of the character, as src/web/views/components/marked-text.tsx renders
+  // it on the server. The response may name files whose names contain a bidi override, which
+  // would display the rest of the line reversed.
+  function appendMarkedText(parent, text, characters) {
+    var parts = characters ? text.split(characters.split) : [text];
+    for (var index = 0; index < parts.length; index++) {
+      if (index % 2 === 0) {
+        if (parts[index] !== '') parent.appendChild(document.createTextNode(parts[index]));
+        continue;
+      }
+      var hex = parts[index].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+      var mark = document.createElement('span');
+      mark.className = 'char-mark';
+      mark.title =
+        'U+' + hex + ' ' + (characters.names[hex] || 'control character') +
+        ', shown in place of the invisible character';
+      mark.textContent = 'U+' + hex;
+      parent.appendChild(mark);
+    }
+  }
+
   // Posts the form's previewVersion as JSON ("{}" when the form has none) and shows the response
   // (status and pretty-printed body) as escaped text, because the JSON API returns data that
   // must never be parsed as HTML. The CSRF token goes in a header, so the body leaves it out.
@@ -80,13 +113,14 @@
       var status = document.createElement('p');
       status.className = xhr.status < 400 ? 'notice' : 'error';
       var summary = describeApplyResult(xhr.status, data);
-      status.textContent = 'HTTP ' + xhr.status + (summary ? ': ' + summary : '');
+      var characters = readInvisibleCharacters();
+      appendMarkedText(status, 'HTTP ' + xhr.status + (summary ? ': ' + summary : ''), characters);
       var details = document.createElement('details');
       var label = document.createElement('summary');
       label.textContent = 'Response';
       var body = document.createElement('pre');
       body.className = 'json';
-      body.textContent = displayText;
+      appendMarkedText(body, displayText, characters);
       details.appendChild(label);
       details.appendChild(body);
       wrapper.appendChild(status);

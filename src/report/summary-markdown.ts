@@ -1,4 +1,5 @@
 import type { Severity } from '../analysis/analyze.ts';
+import { showCodePoints } from '../text/invisible-characters.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import type { CheckConclusion } from './check-conclusion.ts';
 
@@ -66,25 +67,6 @@ function singleLine(text: string): string {
 }
 
 /**
- * Control characters other than tab, and the Unicode bidirectional formatting characters, which
- * a file name may contain. A bidi override such as U+202E reverses the text after it, so a
- * path could make the rest of a sentence read differently.
- */
-const controlCharacters = new RegExp(
-  '[\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F' +
-    '\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]',
-  'g',
-);
-
-/** Replaces each character of `controlCharacters` with its code point, such as `<U+202E>`. */
-function showControlCharacters(text: string): string {
-  return text.replace(controlCharacters, (character) => {
-    const hex = character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
-    return `<U+${hex}>`;
-  });
-}
-
-/**
  * Maximum length, in code points, of a path in the comment and summary. Annotations keep the
  * whole path.
  */
@@ -96,7 +78,9 @@ export const maxShownPathLength = 300;
  * 65,536 characters of a comment.
  */
 function shownPath(path: string): string {
-  const codePoints = Array.from(showControlCharacters(singleLine(path)));
+  // showCodePoints marks a bidi override such as U+202E, which would display the rest of the
+  // sentence or table row reversed. It leaves line breaks as they are, so singleLine goes first.
+  const codePoints = Array.from(showCodePoints(singleLine(path)));
   if (codePoints.length <= maxShownPathLength) {
     return codePoints.join('');
   }

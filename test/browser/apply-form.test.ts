@@ -113,4 +113,32 @@ describe('Apply form in Chromium', () => {
     await expect.poll(applyResult, { timeout: 30_000 }).toMatch(/HTTP 200/);
     expect(await applyResult()).toMatch(/HTTP 200: Applied 2 files as commit [0-9a-f]{7}\./);
   });
+
+  it('marks invisible characters in the response', async () => {
+    // A response that names a file with a left-to-right isolate (U+2066) and its pop (U+2069),
+    // which a pull request may add, sent in place of the API's.
+    const message = 'The preview changed since you opened it (src/\u2066a\u2069.ts changed).';
+    await page.route('**/api/patch-requests/*/apply', (route) =>
+      route.fulfill({
+        status: 409,
+        contentType: 'application/json',
+        body: JSON.stringify({ error: { code: 'conflict', message } }),
+      }),
+    );
+    await applyButton().click();
+    await expect.poll(applyResult, { timeout: 30_000 }).toMatch(/HTTP 409/);
+    await page.unroute('**/api/patch-requests/*/apply');
+
+    const result = page.locator('#apply-result');
+    expect(await result.locator('p.error').textContent()).toBe(
+      'HTTP 409: The preview changed since you opened it (src/U+2066aU+2069.ts changed).',
+    );
+    expect(await result.locator('p.error .char-mark').count()).toBe(2);
+    expect(await result.locator('pre.json .char-mark').count()).toBe(2);
+    expect(await result.locator('pre.json').textContent()).toContain('src/U+2066aU+2069.ts');
+    expect(await result.locator('.char-mark').first().getAttribute('title')).toBe(
+      'U+2066 LEFT-TO-RIGHT ISOLATE, shown in place of the invisible character',
+    );
+  });
 });
+

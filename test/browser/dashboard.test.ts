@@ -104,6 +104,11 @@ describe('dashboard in Chromium', () => {
     const completions = () =>
       dashboard.groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
     const before = completions().length;
+    // The new fix has a right-to-left override (U+202E) in a comment, which would display the
+    // rest of the line reversed.
+    dashboard.groq.setHandler(() => ({
+      text: 'def run(values):\n    total = sum(values)  # \u202Enruter\n    return total\n',
+    }));
     await markDocument();
     const toolFile = page.locator('section.patch-file[data-path="scripts/tool.py"]');
     await toolFile.getByRole('button', { name: 'Regenerate this file' }).click();
@@ -116,7 +121,37 @@ describe('dashboard in Chromium', () => {
     expect(await documentIsMarked()).toBe(true);
     const prompt = completions().at(-1)!.body as { messages: { role: string; content: string }[] };
     expect(prompt.messages.at(-1)!.content).toContain('path="scripts/tool.py"');
+    const added = toolFile.locator('tr.diff-add', { hasText: 'total = sum(values)' });
+    expect(await added.locator('td.code').textContent()).toBe('    total = sum(values)  # U+202Enruter');
+    const mark = added.locator('.char-mark');
+    expect(await mark.getAttribute('title')).toBe(
+      'U+202E RIGHT-TO-LEFT OVERRIDE, shown in place of the invisible character',
+    );
+    expect(await mark.evaluate((element) => getComputedStyle(element).color)).toBe('rgb(207, 34, 46)');
     await screenshot(page, 'preview-after-regenerate');
+  });
+
+  it('keeps the files when a regeneration is rejected', async () => {
+    // No tokens left, so the regeneration's call does not fit the allowance and gets 409.
+    await setUsage(1000);
+    await markDocument();
+    const files = page.locator('section.patch-file');
+    const toolFile = page.locator('section.patch-file[data-path="scripts/tool.py"]');
+    await toolFile.getByRole('button', { name: 'Regenerate this file' }).click();
+
+    const rejection = toolFile.locator('.regenerate-result [role="alert"]');
+    await expect.poll(() => rejection.count()).toBe(1);
+    expect(await rejection.textContent()).toContain('The file keeps its current result.');
+    expect(await files.count()).toBe(2);
+    expect(await page.locator('section.patch-file table.diff').count()).toBe(2);
+    expect(await page.locator('#patch-files').getAttribute('data-status')).toBe('ready');
+    expect(await page.getByRole('button', { name: 'Regenerate this file' }).count()).toBe(2);
+    expect(await page.getByRole('button', { name: 'Apply' }).isDisabled()).toBe(false);
+    expect(await documentIsMarked()).toBe(true);
+    await screenshot(page, 'preview-regenerate-rejected');
+    await dashboard.database.sql`
+      UPDATE users SET plan = 'pro', token_limit = 100000, tokens_used = 0 WHERE github_id = ${installer.id}
+    `;
   });
 
   it('applies the preview as one commit', async () => {

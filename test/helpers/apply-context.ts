@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
+import { runPreview } from '../../src/autofix/preview.ts';
+import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { headBranch, type FileValue } from '../../src/demo/git-repository.ts';
 import { createApp } from '../../src/web/app.tsx';
 import {
@@ -71,6 +74,28 @@ export async function createApplyTestContext(
     baseSha: setup.git.baseSha,
   });
   return { setup, app, user, runId: run.id };
+}
+
+/**
+ * Creates a preview of `findingIds` for the context's user and runs its job once, with the fake
+ * Groq returning `modelText` for every file. Returns the preview's id.
+ */
+export async function runPreviewOfFindings(
+  context: ApplyTestContext,
+  groq: FakeGroq,
+  findingIds: string[],
+  modelText: string,
+): Promise<string> {
+  const { setup } = context;
+  const request = await createPatchRequest(setup.context.db, setup.context.boss, {
+    runId: context.runId,
+    userId: context.user.id,
+    findingIds,
+  });
+  if (!request.ok) throw new Error('patch request not created');
+  groq.setHandler(() => ({ text: modelText }));
+  await runPreview(setup.context, request.id, 0, setup.context.logger);
+  return request.id;
 }
 
 /** Runs git in the fake's repository and returns its trimmed output. */

@@ -101,6 +101,18 @@ describe('paths with control characters', () => {
     const body = summaryCommentBody(run, [finding], 'https://x.test/c');
     expect(body).toContain('`src/<U+0008><U+001B>[2Ka.ts`:1');
   });
+
+  it('shows invisible characters as code points', () => {
+    const uncheckedFiles = ['src/log\u200Bin.ts', 'src/\uFEFFmain.ts', 'src/a\u2028b.ts'];
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles }, [], 'success');
+    expect(summary).toContain('`src/log<U+200B>in.ts`, `src/<U+FEFF>main.ts` and `src/a<U+2028>b.ts`');
+  });
+
+  it('keeps joiners, which emoji and scripts need', () => {
+    const uncheckedFiles = ['docs/\u{1F468}\u200D\u{1F4BB}.md', 'fa/\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645.md'];
+    const { summary } = checkRunOutput({ ...run, uncheckedFiles }, [], 'success');
+    expect(summary).toContain(`\`${uncheckedFiles[0]}\` and \`${uncheckedFiles[1]}\``);
+  });
 });
 
 describe('summary length', () => {

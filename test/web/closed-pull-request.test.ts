@@ -302,9 +302,16 @@ describe('regenerate file', () => {
     const response = await web.postForm(path, {}, true);
 
     expect(response.status).toBe(409);
+    // The files panel comes back as it is now, without "Regenerate this file", and with the
+    // message next to the file.
+    expect(response.headers.get('hx-retarget')).toBe('#patch-files');
     const html = await response.text();
-    expect(html).toMatch(/^<div class="error" role="alert">/);
-    expect(html).toContain(closedMessage());
+    expect(html).toMatch(/^<div id="patch-files" data-status="ready"/);
+    expect(html).toContain(
+      `<div class="regenerate-result" id="regenerate-result-${file.id}" aria-live="polite">` +
+        `<p class="error" role="alert">${closedMessage()}</p></div>`,
+    );
+    expect(html).not.toContain('Regenerate this file');
     const [storedFile] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
     expect(storedFile!.status).toBe('ready');
     expect(storedFile!.generation).toBe(file.generation);

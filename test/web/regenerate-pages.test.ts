@@ -2,7 +2,6 @@
 // successful regeneration replaces the diff and the preview version. A failed one keeps the
 // diff, shows why on the page and in the API, and leaves the page's Apply form valid.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createSession } from '../../src/web/session/session-store.ts';
@@ -12,6 +11,7 @@ import {
   headText,
   proposedText,
   requestApply,
+  runPreviewOfFindings,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import { insertFindings, type GitHubTestContext } from '../helpers/github-context.ts';
@@ -63,8 +63,17 @@ async function readPreview(): Promise<PreviewJson> {
 
 /** Presses "Regenerate this file" for app.txt, as htmx sends it, and returns the fragment. */
 async function pressRegenerate(fileId: string): Promise<string> {
-  const response = await applyContext.app.request(
-    `/patch-requests/${patchRequestId}/files/${fileId}/regenerate`,
+  const response = await sendRegenerate(fileId);
+  expect(response.status).toBe(200);
+  expect(response.headers.get('hx-retarget')).toBe('#patch-files');
+  expect(response.headers.get('hx-reswap')).toBe('outerHTML');
+  return response.text();
+}
+
+/** Sends "Regenerate this file" of file `fileId` of patch request `requestId` as htmx does. */
+function sendRegenerate(fileId: string, requestId = patchRequestId): Promise<Response> {
+  return Promise.resolve(
+    applyContext.app.request(`/patch-requests/${requestId}/files/${fileId}/regenerate`,
     {
       method: 'POST',
       headers: {
@@ -73,10 +82,8 @@ async function pressRegenerate(fileId: string): Promise<string> {
         'hx-request': 'true',
       },
       body: formBody({ _csrf: session.csrfToken }),
-    },
+    }),
   );
-  expect(response.status).toBe(200);
-  return response.text();
 }
 
 /** Runs the preview job's work for the queued regeneration. */
@@ -130,15 +137,8 @@ beforeAll(async () => {
   const selected = await insertFindings(setup.context, applyContext.runId, [
     { path: 'app.txt', line: 2, severity: 'warning' },
   ]);
-  const request = await createPatchRequest(setup.context.db, setup.context.boss, {
-    runId: applyContext.runId,
-    userId: applyContext.user.id,
-    findingIds: selected.map((finding) => finding.id),
-  });
-  if (!request.ok) throw new Error('patch request not created');
-  patchRequestId = request.id;
-  groq.setHandler(() => ({ text: proposedText }));
-  await runPreview(setup.context, patchRequestId, 0, setup.context.logger);
+  const findingIds = selected.map((finding) => finding.id);
+  patchRequestId = await runPreviewOfFindings(applyContext, groq, findingIds, proposedText);
   first = await readPreview();
   if (first.status !== 'ready') throw new Error(`first preview ended ${first.status}`);
 });
@@ -149,6 +149,19 @@ afterAll(async () => {
 });
 
 describe('regenerate a preview file', () => {
+  it('targets the element next to the file', async () => {
+    const fileId = first.files[0]!.id;
+
+    const section = fileSection(await previewPage(), fileId);
+
+    expect(section).toContain(
+      `hx-target="#regenerate-result-${fileId}" hx-swap="innerHTML"><input type="hidden" name="_csrf"`,
+    );
+    expect(section).toContain(
+      `<div class="regenerate-result" id="regenerate-result-${fileId}" aria-live="polite"></div>`,
+    );
+  });
+
   it('replaces the diff on success', async () => {
     const [file] = first.files;
     groq.setHandler(() => ({ text: regeneratedText }));
@@ -272,5 +285,39 @@ describe('regenerate a preview file', () => {
     expect(body.files).toEqual(['app.txt']);
     expect(await gitIn(setup, 'show', `${body.commitSha}:app.txt`)).toBe(regeneratedText.trimEnd());
     expect(await gitIn(setup, 'show', `${setup.git.headSha}:app.txt`)).toBe(headText.trimEnd());
+  });
+
+  it('keeps the files when rejected', async () => {
+    const fileId = first.files[0]!.id;
+
+    const response = await sendRegenerate(fileId);
+
+    expect(response.status).toBe(409);
+    expect(response.headers.get('hx-retarget')).toBe('#patch-files');
+    expect(response.headers.get('hx-reswap')).toBe('outerHTML');
+    const html = await response.text();
+    expect(html).toMatch(/^<div id="patch-files" data-status="ready"/);
+    const section = fileSection(html, fileId);
+    expect(section).toContain(
+      `<div class="regenerate-result" id="regenerate-result-${fileId}" aria-live="polite">` +
+        '<p class="error" role="alert">This preview is applied or being applied, so its files ' +
+        'stay as they are; request a new preview on the pull request to change them.</p></div>',
+    );
+    expect(section).toContain('<code>THREE</code>');
+    // The applied preview takes no regeneration, so the panel comes back without the button.
+    expect(html).not.toContain('Regenerate this file');
+    expect(applyForm(html)).toContain('hx-swap-oob="true"');
+  });
+
+  it('leaves the target of a 404 as it is', async () => {
+    const missingFileId = '00000000-0000-4000-8000-000000000000';
+
+    const response = await sendRegenerate(missingFileId);
+
+    expect(response.status).toBe(404);
+    expect(response.headers.get('hx-retarget')).toBeNull();
+    const html = await response.text();
+    expect(html).toMatch(/^<div class="error" role="alert"><strong>Error 404: <\/strong>File /);
+    expect(html).not.toContain('id="patch-files"');
   });
 });

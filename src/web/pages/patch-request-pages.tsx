@@ -17,7 +17,7 @@ import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { listFixBlockers } from '../views/components/fix-blockers.tsx';
-import { PatchFilesPanel } from '../views/components/patch-files-panel.tsx';
+import { PatchFilesPanel, type RegenerateRejection } from '../views/components/patch-files-panel.tsx';
 import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { ApplyForm, ApplyResultPage, PreviewPage, type PreviewFormError } from '../views/preview.tsx';
@@ -49,8 +49,14 @@ export function patchRequestPages(
   /**
    * Loads the user's patch request and renders its files panel for htmx, with the Apply form
    * out of band, so the form's version and button follow the files that the panel shows.
+   * `regenerateRejection` shows a rejected "Regenerate this file" next to its file.
    */
-  const renderFilesPanel = async (session: ActiveSession, userId: string, id: string) => {
+  const renderFilesPanel = async (
+    session: ActiveSession,
+    userId: string,
+    id: string,
+    regenerateRejection?: RegenerateRejection,
+  ) => {
     const { request, run, installation } = await load(userId, id);
     const files = await listPatchFiles(context.db, request.id);
     const supersededRunBlocksApply = await isApplyBlockedBySupersededRun(context.db, request, run);
@@ -61,6 +67,7 @@ export function patchRequestPages(
           request={request}
           files={files}
           fixesBlocked={listFixBlockers(run, installation).length > 0 || run.status !== 'completed'}
+          regenerateRejection={regenerateRejection}
         />
         <ApplyForm
           session={session}
@@ -145,10 +152,18 @@ export function patchRequestPages(
         const { request } = await load(c.var.user.id, id);
         return request.error;
       });
-      // htmx swaps the message in. Without JavaScript a 409 shows the preview page again, as it
-      // is now, with the message above the files.
-      if (error.status !== 409 || c.req.header('hx-request')) throw error;
-      return renderPreviewPage(c, id, { message: error.message }, 409);
+      // Other errors, such as 404, get the error fragment, which htmx swaps in next to the file.
+      if (error.status !== 409) throw error;
+      // Without JavaScript a 409 shows the preview page again, as it is now, with the message
+      // above the files. htmx gets the files panel as it is now, with the message next to the
+      // file, because the rejection may come from a change that hides the buttons, such as a
+      // cancel of the preview.
+      if (!c.req.header('hx-request')) return renderPreviewPage(c, id, { message: error.message }, 409);
+      replaceFilesPanel(c);
+      return c.html(
+        await renderFilesPanel(c.var.session, c.var.user.id, id, { fileId, message: error.message }),
+        409,
+      );
     }
     context.logger.info(
       {
@@ -165,6 +180,7 @@ export function patchRequestPages(
         : 'file regeneration queued',
     );
     if (!c.req.header('hx-request')) return c.redirect(`/patch-requests/${id}`, 303);
+    replaceFilesPanel(c);
     return c.html(await renderFilesPanel(c.var.session, c.var.user.id, id));
   });
 
@@ -230,6 +246,15 @@ export function patchRequestPages(
   });
 
   return app;
+}
+
+/**
+ * Makes htmx swap the response in place of the whole files panel. "Regenerate this file" targets
+ * the element next to its file, where an error fragment belongs.
+ */
+function replaceFilesPanel(c: Context): void {
+  c.header('HX-Retarget', '#patch-files');
+  c.header('HX-Reswap', 'outerHTML');
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import { MarkedText } from './components/marked-text.tsx';
 import { Layout } from './layout.tsx';
 
 interface ErrorProps {
@@ -11,7 +12,7 @@ interface ErrorProps {
 export const ErrorFragment: FC<ErrorProps> = ({ status, message, requestId }) => (
   <div class="error" role="alert">
     <strong>{`Error ${status}: `}</strong>
-    {message}
+    <MarkedText text={message} />
     {requestId ? <span class="muted">{` (request id ${requestId})`}</span> : null}
   </div>
 );

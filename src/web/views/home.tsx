@@ -6,6 +6,7 @@ import type { listUserInstallations } from '../../users/list-user-installations.
 import type { ActiveSession } from '../session/session-store.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import { FixBlockerBadges, listFixBlockers } from './components/fix-blockers.tsx';
+import { MarkedText } from './components/marked-text.tsx';
 import { PlanSwitchForm } from './components/plan-switch-form.tsx';
 import { StatusBadge } from './components/status-badge.tsx';
 import { Time } from './components/time.tsx';
@@ -93,11 +94,17 @@ export const HomePage: FC<{
                 <td>
                   <a href={`/runs/${run.id}`}>{`${run.repository}#${run.prNumber}`}</a>
                 </td>
-                <td>{run.prTitle}</td>
+                <td>
+                  <MarkedText text={run.prTitle} />
+                </td>
                 <td>
                   <StatusBadge status={run.status} />{' '}
                   <FixBlockerBadges blockers={listFixBlockers(run, installation)} />
-                  {run.status === 'cancelled' && run.error ? <p class="muted">{run.error}</p> : null}
+                  {run.status === 'cancelled' && run.error ? (
+                    <p class="muted">
+                      <MarkedText text={run.error} />
+                    </p>
+                  ) : null}
                 </td>
                 <td>
                   <Time date={run.createdAt} />

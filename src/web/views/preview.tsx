@@ -3,6 +3,7 @@ import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts
 import { visibleApplyWait, type ApplyRetry } from '../../apply/apply-retry.ts';
 import { shownPreviewVersion } from '../../autofix/visible-patch-requests.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
+import { invisibleCharacterNames, invisibleCharacterPattern } from '../../text/invisible-characters.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import {
   ApplyRetryNotice,
@@ -11,6 +12,7 @@ import {
 } from './components/apply-wait-notice.tsx';
 import { CsrfField } from './components/csrf-field.tsx';
 import { FormError } from './components/form-error.tsx';
+import { MarkedText } from './components/marked-text.tsx';
 import {
   FixBlockerBadges,
   FixBlockerNotices,
@@ -36,11 +38,22 @@ export interface PreviewFormError {
   response?: string;
 }
 
+/**
+ * The invisible characters, for public/app.js, which marks them in the apply API's response as
+ * MarkedText does on the server.
+ */
+const invisibleCharactersJson = JSON.stringify({
+  pattern: invisibleCharacterPattern,
+  names: invisibleCharacterNames,
+});
+
 /** The response body of the apply API, pretty-printed JSON or the text as it came. */
 const ApplyResponseDetails: FC<{ body: string }> = ({ body }) => (
   <details>
     <summary>Response</summary>
-    <pre class="json">{body}</pre>
+    <pre class="json">
+      <MarkedText text={body} />
+    </pre>
   </details>
 );
 
@@ -78,7 +91,7 @@ export const PreviewPage: FC<{
       <h1>Fix preview</h1>
       <p class="meta">
         <FixBlockerBadges blockers={blockers} />
-        {run.prTitle} · requested <Time date={request.createdAt} />
+        <MarkedText text={run.prTitle} /> · requested <Time date={request.createdAt} />
       </p>
       <FixBlockerNotices blockers={blockers} />
       {superseded ? <SupersededRunNotice subject="preview" newestRunId={newestRunId} /> : null}
@@ -121,7 +134,11 @@ export const PreviewPage: FC<{
             at={request.applyUnconfirmedAt}
           />
         ) : null}
-        {!applied && request.applyError ? <p class="error">{request.applyError}</p> : null}
+        {!applied && request.applyError ? (
+          <p class="error">
+            <MarkedText text={request.applyError} />
+          </p>
+        ) : null}
         <ApplyForm
           session={session}
           request={request}
@@ -130,7 +147,7 @@ export const PreviewPage: FC<{
           files={files}
           supersededRunBlocksApply={supersededRunBlocksApply}
         />
-        <div id="apply-result" aria-live="polite"></div>
+        <div id="apply-result" aria-live="polite" data-invisible-characters={invisibleCharactersJson}></div>
       </section>
     </Layout>
   );
@@ -206,7 +223,9 @@ export const ApplyResultPage: FC<{
 }> = ({ session, request, status, answer, body }) => (
   <Layout title="Apply" session={session}>
     <h1>Apply</h1>
-    <p class={status < 400 ? 'notice' : 'error'}>{answer}</p>
+    <p class={status < 400 ? 'notice' : 'error'}>
+      <MarkedText text={answer} />
+    </p>
     <ApplyResponseDetails body={body} />
     <p>
       <a href={`/patch-requests/${request.id}`}>Back to the preview</a>

@@ -8,6 +8,7 @@ import type { RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { FormError } from './components/form-error.tsx';
+import { MarkedText } from './components/marked-text.tsx';
 import { EarlierPreviews, type EarlierPreviewsView } from './components/earlier-previews.tsx';
 import {
   FixBlockerBadges,
@@ -82,23 +83,40 @@ export const RunPage: FC<{
       <p class="breadcrumbs">
         <a href="/">Home</a> / {`${run.repository}#${run.prNumber}`}
       </p>
-      <h1>{run.prTitle || `Pull request #${run.prNumber}`}</h1>
+      <h1>
+        <MarkedText text={run.prTitle || `Pull request #${run.prNumber}`} />
+      </h1>
       <p class="meta">
         <StatusBadge status={run.status} /> <FixBlockerBadges blockers={blockers} />
         {`${run.repository}#${run.prNumber}`} · head{' '}
-        <code>{run.headSha.slice(0, 12)}</code> on <code>{run.headRef}</code> · base{' '}
+        <code>{run.headSha.slice(0, 12)}</code> on{' '}
+        <code>
+          <MarkedText text={run.headRef} />
+        </code>{' '}
+        · base{' '}
         <code>{run.baseSha.slice(0, 12)}</code>
         {run.baseRef ? (
           <>
             {' '}
-            on <code class="base-ref">{run.baseRef}</code>
+            on{' '}
+            <code class="base-ref">
+              <MarkedText text={run.baseRef} />
+            </code>
           </>
         ) : null}{' '}
         · started <Time date={run.createdAt} />
       </p>
       <FixBlockerNotices blockers={blockers} />
-      {run.error ? <p class="error">{run.error}</p> : null}
-      {run.reportError ? <p class="error">{run.reportError}</p> : null}
+      {run.error ? (
+        <p class="error">
+          <MarkedText text={run.error} />
+        </p>
+      ) : null}
+      {run.reportError ? (
+        <p class="error">
+          <MarkedText text={run.reportError} />
+        </p>
+      ) : null}
       {rateLimitWait && waitText ? (
         <p class="notice rate-limit-wait">
           {waitText.before} <Time date={rateLimitWait.until} />
@@ -106,7 +124,9 @@ export const RunPage: FC<{
         </p>
       ) : null}
       {omissionNotes(run, (path) => path).map((note) => (
-        <p class="notice">{note}</p>
+        <p class="notice">
+          <MarkedText text={note} />
+        </p>
       ))}
 
       <form
@@ -131,7 +151,10 @@ export const RunPage: FC<{
           groupByPath(findings).map(([path, rows]) => (
             <fieldset class="file-findings card">
               <legend>
-                <code>{path}</code> <span class="muted">{`${rows.length} finding${rows.length === 1 ? '' : 's'}`}</span>
+                <code>
+                  <MarkedText text={path} />
+                </code>{' '}
+                <span class="muted">{`${rows.length} finding${rows.length === 1 ? '' : 's'}`}</span>
                 {canPreview && callsByPath.has(path) ? (
                   <>
                     {' '}
@@ -155,10 +178,14 @@ export const RunPage: FC<{
                       ? `line ${finding.startLine}`
                       : `lines ${finding.startLine}–${finding.endLine}`}
                   </span>
-                  <span class="message">{finding.message}</span>
+                  <span class="message">
+                    <MarkedText text={finding.message} />
+                  </span>
                   {finding.excerpt ? (
                     <pre class="excerpt">
-                      <code>{finding.excerpt}</code>
+                      <code>
+                        <MarkedText text={finding.excerpt} />
+                      </code>
                     </pre>
                   ) : null}
                 </label>

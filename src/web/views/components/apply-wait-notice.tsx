@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import { describeApplyRetry, type ApplyRetry } from '../../../apply/apply-retry.ts';
 import { describeApplyWait, type ApplyWait } from '../../../apply/apply-wait.ts';
 import type { ApplyMode } from '../../../db/schema/index.ts';
+import { MarkedText } from './marked-text.tsx';
 import { Time } from './time.tsx';
 
 /** Renders the notice that a preview's apply job waits, and until when, for the preview and run pages. */
@@ -58,7 +59,7 @@ export const ApplyUnconfirmedNotice: FC<{
         };
   return (
     <p class="warning apply-unconfirmed">
-      {text.before} <Time date={at} />
+      <MarkedText text={text.before} /> <Time date={at} />
       {text.after}
     </p>
   );

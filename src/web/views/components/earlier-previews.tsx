@@ -5,6 +5,7 @@ import type { ShownFileStatus } from '../../../autofix/visible-patch-requests.ts
 import { providerNames, type Provider } from '../../../llm/types.ts';
 import { formatCount, joinWithAnd } from '../../../text/plural.ts';
 import { ApplyWaitNotice } from './apply-wait-notice.tsx';
+import { MarkedText } from './marked-text.tsx';
 import { formatTokens } from './preview-budget.tsx';
 import { StatusBadge } from './status-badge.tsx';
 import { Time } from './time.tsx';
@@ -117,12 +118,20 @@ const PreviewItem: FC<{ summary: ListedPreview }> = ({ summary }) => {
       ) : null}
       <span class="preview-details muted">
         {files ? <span class="preview-files">{` · ${files}`}</span> : null}
-        {files ? <span class="preview-models">{` · ${describePreviewModels(summary.models)}`}</span> : null}
+        {files ? (
+          <span class="preview-models">
+            <MarkedText text={` · ${describePreviewModels(summary.models)}`} />
+          </span>
+        ) : null}
         <span class="preview-tokens">
           {` · ${describePreviewTokens(request.totalTokens, summary.ownKeyTokens)}`}
         </span>
       </span>
-      {request.status === 'cancelled' && request.error ? <p class="muted">{request.error}</p> : null}
+      {request.status === 'cancelled' && request.error ? (
+        <p class="muted">
+          <MarkedText text={request.error} />
+        </p>
+      ) : null}
       {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
     </li>
   );

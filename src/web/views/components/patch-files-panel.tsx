@@ -3,17 +3,29 @@ import { shownFileStatus, splitPreviewTokens } from '../../../autofix/visible-pa
 import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
 import { diffStats } from '../../diff/diff-stats.ts';
+import { showCodePoints } from '../../../text/invisible-characters.ts';
 import { CsrfField } from './csrf-field.tsx';
 import { DiffView } from './diff-view.tsx';
+import { FormError } from './form-error.tsx';
+import { MarkedText } from './marked-text.tsx';
 import { isPatchRequestActive } from './patch-progress.tsx';
 import { StatusBadge } from './status-badge.tsx';
 
 type PatchRequest = typeof patchRequests.$inferSelect;
 type PatchFile = typeof patchFiles.$inferSelect;
 
+/** A "Regenerate this file" that the server rejected, such as with 409 over the allowance. */
+export interface RegenerateRejection {
+  fileId: string;
+  message: string;
+}
+
 /**
  * The files of a preview: per file its status, error and diff, and "Regenerate this file".
  * A file whose last regeneration failed shows why above its earlier diff, which it kept.
+ * "Regenerate this file" sends its htmx request with the file's result element as target, so an
+ * error response appears next to the file and the panel stays. A queued regeneration, or a
+ * rejection in `regenerateRejection`, returns the whole panel instead (see patchRequestPages).
  * While the request is queued or running, htmx replaces the panel every second. A run whose
  * fixes are blocked (see listFixBlockers) or that is no longer completed, and a cancelled,
  * applied or applying preview, or one whose last apply GitHub did not confirm, get no
@@ -24,7 +36,8 @@ export const PatchFilesPanel: FC<{
   request: PatchRequest;
   files: PatchFile[];
   fixesBlocked: boolean;
-}> = ({ session, request, files, fixesBlocked }) => {
+  regenerateRejection?: RegenerateRejection | undefined;
+}> = ({ session, request, files, fixesBlocked, regenerateRejection }) => {
   const active = isPatchRequestActive(request.status);
   const tokens = splitPreviewTokens(request, files);
   const canRegenerate =
@@ -68,15 +81,25 @@ export const PatchFilesPanel: FC<{
           </noscript>
         </>
       ) : null}
-      {request.error ? <p class="error">{request.error}</p> : null}
+      {request.error ? (
+        <p class="error">
+          <MarkedText text={request.error} />
+        </p>
+      ) : null}
       {files.map((file) => {
         const regenerate = `/patch-requests/${request.id}/files/${file.id}/regenerate`;
         const stats = file.diff ? diffStats(file.diff, file.originalText ?? '') : null;
         const status = shownFileStatus(request.status, file.status);
+        const rejection = regenerateRejection?.fileId === file.id ? regenerateRejection.message : null;
         return (
-          <section class="patch-file card" id={`file-${file.id}`} data-path={file.path}>
+          // data-path names the file for scripts and tests. An attribute cannot hold a mark, so
+          // it gets the code points in angle brackets.
+          <section class="patch-file card" id={`file-${file.id}`} data-path={showCodePoints(file.path)}>
             <header class="patch-file-head">
-              <code class="path">{file.path}</code> <StatusBadge status={status} />
+              <code class="path">
+                <MarkedText text={file.path} />
+              </code>{' '}
+              <StatusBadge status={status} />
               {stats ? (
                 <span class="diff-stats">
                   {' '}
@@ -85,7 +108,9 @@ export const PatchFilesPanel: FC<{
                 </span>
               ) : null}
               {file.provider ? (
-                <span class="muted">{` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`}</span>
+                <span class="muted">
+                  <MarkedText text={` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`} />
+                </span>
               ) : file.totalTokens > 0 ? (
                 // A call that failed after it used tokens stores no provider, but its tokens
                 // count in the files' sum above.
@@ -97,19 +122,30 @@ export const PatchFilesPanel: FC<{
                   method="post"
                   action={regenerate}
                   hx-post={regenerate}
-                  hx-target="#patch-files"
-                  hx-swap="outerHTML"
+                  hx-target={`#${regenerateResultId(file.id)}`}
+                  hx-swap="innerHTML"
                 >
                   <CsrfField session={session} />
                   <button type="submit">Regenerate this file</button>
                 </form>
               ) : null}
             </header>
-            {file.error ? <p class="error">{file.error}</p> : null}
+            <div class="regenerate-result" id={regenerateResultId(file.id)} aria-live="polite">
+              {rejection ? <FormError message={rejection} /> : null}
+            </div>
+            {file.error ? (
+              <p class="error">
+                <MarkedText text={file.error} />
+              </p>
+            ) : null}
             {file.regenerationError && file.status === 'ready' ? (
               <p class="warning regeneration-failed">
-                {'The last regeneration of this file failed, so the file keeps its earlier diff, ' +
-                  `shown below: ${file.regenerationError}`}
+                <MarkedText
+                  text={
+                    'The last regeneration of this file failed, so the file keeps its earlier diff, ' +
+                    `shown below: ${file.regenerationError}`
+                  }
+                />
               </p>
             ) : null}
             {status === 'cancelled' ? <CancelledFileNote hasDiff={file.diff !== null} /> : null}
@@ -135,6 +171,11 @@ export const PatchFilesPanel: FC<{
     </div>
   );
 };
+
+/** Returns the id of the element next to a file where an error of its "Regenerate this file" shows. */
+function regenerateResultId(fileId: string): string {
+  return `regenerate-result-${fileId}`;
+}
 
 /**
  * Explains why a file of a cancelled preview shows no ready result. A diff that its model call

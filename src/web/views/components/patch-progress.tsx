@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { patchRequests } from '../../../db/schema/index.ts';
+import { MarkedText } from './marked-text.tsx';
 import { StatusBadge } from './status-badge.tsx';
 
 type PatchRequest = typeof patchRequests.$inferSelect;
@@ -34,7 +35,11 @@ export const PatchProgress: FC<{ request: PatchRequest; listAll: boolean }> = ({
         {total > 0 ? `${request.filesDone} of ${total} files done` : 'Waiting for a worker…'}
       </p>
       <progress max={String(Math.max(total, 1))} value={String(request.filesDone)}></progress>
-      {request.error ? <p class="error">{request.error}</p> : null}
+      {request.error ? (
+        <p class="error">
+          <MarkedText text={request.error} />
+        </p>
+      ) : null}
       {active ? null : (
         <p>
           <a class="button primary" href={`/patch-requests/${request.id}`}>
