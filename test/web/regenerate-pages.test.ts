@@ -300,8 +300,9 @@ describe('regenerate a preview file', () => {
     const section = fileSection(html, fileId);
     expect(section).toContain(
       `<div class="regenerate-result" id="regenerate-result-${fileId}" aria-live="polite">` +
-        '<p class="error" role="alert">This preview is applied or being applied, so its files ' +
-        'stay as they are; request a new preview on the pull request to change them.</p></div>',
+        '<p class="error" role="alert">This preview is applied, being applied, or may have been ' +
+        'applied by an apply that GitHub did not confirm, so its files stay as they are; request ' +
+        'a new preview on the pull request to change them.</p></div>',
     );
     expect(section).toContain('<code>THREE</code>');
     // The applied preview takes no regeneration, so the panel comes back without the button.
