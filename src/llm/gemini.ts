@@ -219,13 +219,14 @@ function isModelList(body: unknown): body is GeminiModelList {
  */
 function mapUsage(metadata: UsageMetadata | undefined): ModelUsage {
   // SDK 0.24.1 does not declare thoughtsTokenCount, which thinking models add.
-  const thoughtsTokens = (metadata as { thoughtsTokenCount?: number } | undefined)
+  const thoughtsTokens = (metadata as { thoughtsTokenCount?: unknown } | undefined)
     ?.thoughtsTokenCount;
   const promptTokens = tokenCount(metadata?.promptTokenCount);
-  const total =
-    metadata?.totalTokenCount ??
-    promptTokens + tokenCount(metadata?.candidatesTokenCount) + tokenCount(thoughtsTokens);
-  return modelUsage(promptTokens, tokenCount(total) - promptTokens, total);
+  // A total that is not a count is treated as missing, like the other counts.
+  const total = hasTokenCount(metadata?.totalTokenCount)
+    ? tokenCount(metadata?.totalTokenCount)
+    : promptTokens + tokenCount(metadata?.candidatesTokenCount) + tokenCount(thoughtsTokens);
+  return modelUsage(promptTokens, Math.max(total - promptTokens, 0), total);
 }
 
 /** Returns the usage of a response that cannot be used, or undefined when it has no counts. */

@@ -85,6 +85,21 @@ describe('Gemini client', () => {
     });
   });
 
+  it('reads counts that are not whole numbers as missing', async () => {
+    const usage = { promptTokenCount: 50, candidatesTokenCount: 20, thoughtsTokenCount: 5 };
+    fake.enqueue(
+      { text: 'import os\n', usage: { ...usage, totalTokenCount: '75' as unknown as number } },
+      { text: 'import os\n', usage: { promptTokenCount: 1.5, candidatesTokenCount: -3, totalTokenCount: 0.5 } },
+    );
+
+    const computed = await client().generate(request);
+    const invalid = await client().generate(request);
+
+    // The total that is a string is computed from prompt, candidates and thinking tokens.
+    expect(computed.usage).toEqual({ promptTokens: 50, completionTokens: 25, totalTokens: 75 });
+    expect(invalid.usage).toEqual({ promptTokens: 0, completionTokens: 0, totalTokens: 0 });
+  });
+
   it('raises truncated with usage for MAX_TOKENS', async () => {
     fake.enqueue({
       text: 'import',
