@@ -19,6 +19,7 @@ import {
 import {
   callerAbortError,
   defaultRetryPolicy,
+  describeRetryAfter,
   runWithRetries,
   startAttemptSignal,
   timeoutError,
@@ -395,7 +396,7 @@ function errorFromStatus(
   if (status === 429) {
     const retryInfo = findDetail(body.details, 'RetryInfo');
     const retryAfterSeconds = parseDurationSeconds(retryInfo?.retryDelay);
-    const wait = retryAfterSeconds !== undefined ? ` Retry after ${retryAfterSeconds} s.` : '';
+    const wait = retryAfterSeconds !== undefined ? ` ${describeRetryAfter(retryAfterSeconds)}` : '';
     return new ProviderError({
       provider: 'gemini',
       kind: 'rate_limited',
