@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
 import type { KeySource } from '../db/schema/index.ts';
 import { ProviderError } from '../llm/errors.ts';
-import { estimatePromptTokens, estimateTextTokens } from '../llm/prompt.ts';
+import { estimatePromptTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
-import type { BilledRetry, ModelClient, ModelRequest, ModelResult, ModelUsage } from '../llm/types.ts';
+import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
+import { billFailedResponse, billResponse, type BilledUsage } from './billed-usage.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
 export class AllowanceExceededError extends Error {
@@ -24,43 +25,18 @@ export interface MeterOptions {
   /** The file's regeneration count; part of each call's idempotency key. */
   generation: number;
   reservationTtlSeconds: number;
-  /** Receives the provider-reported total of every call, accepted or not. */
+  /** Receives the settled total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
-  /** Logger for the warning about a response without token counts. */
+  /** Logger for the warnings about a response whose token counts are missing or too low. */
   logger?: Logger;
 }
 
 /**
- * Returns an estimate of a response's usage when the provider reported a total of 0, else null.
- * Such a response had no usage block, as an OpenAI-compatible proxy may send it, and settling
- * 0 would make the call free. The estimate is the prompt estimate plus `completionTokens`.
- */
-function estimateMissingUsage(
-  request: ModelRequest,
-  usage: ModelUsage,
-  completionTokens: number,
-): ModelUsage | null {
-  if (usage.totalTokens > 0) return null;
-  const promptTokens = estimatePromptTokens(request);
-  return { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens };
-}
-
-/**
- * Returns the output tokens to estimate for a failed call whose response came without usage:
- * the output cap for a cut-off response, 0 for an empty one, and null for other failures.
- */
-function failedCompletionTokens(request: ModelRequest, error: ProviderError): number | null {
-  if (error.kind === 'truncated') return request.maxOutputTokens;
-  if (error.kind === 'empty') return 0;
-  // NOTE: a blocked response without counts settles 0 tokens, because whether the providers
-  // bill a blocked prompt is unverified.
-  return null;
-}
-
-/**
  * Wraps a model client so each call reserves its estimated cost first and settles the
- * provider-reported usage afterwards. Calls on the user's own key reserve nothing and are
- * recorded with charged tokens 0. A failed call without usage releases its reservation.
+ * provider-reported usage afterwards, or an estimate where the counts are missing or below
+ * what the prompt and output can take (see billResponse). Calls on the user's own key reserve
+ * nothing and are recorded the same way with charged tokens 0. A failed call without usage
+ * releases its reservation.
  *
  * A request that the provider billed but the client retries, such as a response that could
  * not be read, is settled before the retry under its own idempotency key (the call's key with
@@ -79,11 +55,49 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     client.provider,
   ].join(':');
 
+  const logCorrection = (
+    usage: BilledUsage['usage'],
+    correction: NonNullable<BilledUsage['correction']>,
+    model: string,
+  ): void => {
+    const ids = {
+      provider: client.provider,
+      model,
+      userId: options.userId,
+      patchRequestId: options.patchRequestId,
+      keySource: options.keySource,
+    };
+    if (correction.reason === 'missing') {
+      options.logger?.warn(
+        { event: 'model.usage_missing', ...ids, estimatedTokens: usage.totalTokens },
+        'model response has no token usage; settled an estimate',
+      );
+      return;
+    }
+    const { reported, minimum } = correction;
+    options.logger?.warn(
+      {
+        event: 'model.usage_below_minimum',
+        ...ids,
+        reportedPromptTokens: reported.promptTokens,
+        reportedCompletionTokens: reported.completionTokens,
+        reportedTotalTokens: reported.totalTokens,
+        minimumPromptTokens: minimum.promptTokens,
+        minimumCompletionTokens: minimum.completionTokens,
+        estimatedTokens: usage.totalTokens,
+      },
+      'model response reports fewer tokens than its prompt or output can take; settled an estimate',
+    );
+  };
+
   const settle = async (
     reservationId: string | null,
-    usage: ModelResult['usage'],
+    billed: BilledUsage,
+    model: string,
     key = idempotencyKey,
   ): Promise<void> => {
+    const { usage, correction } = billed;
+    if (correction) logCorrection(usage, correction, model);
     await settleCall(options.db, {
       userId: options.userId,
       reservationId,
@@ -92,23 +106,11 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       model: client.model,
       keySource: options.keySource,
       usage,
+      reportedUsage: correction?.reported ?? null,
       patchRequestId: options.patchRequestId,
       path: options.path,
     });
     options.onUsage?.(usage.totalTokens);
-  };
-
-  const logMissingUsage = (estimate: ModelUsage, model: string): void => {
-    options.logger?.warn(
-      {
-        event: 'model.usage_missing',
-        provider: client.provider,
-        model,
-        patchRequestId: options.patchRequestId,
-        estimatedTokens: estimate.totalTokens,
-      },
-      'model response has no token usage; charged an estimate',
-    );
   };
 
   return {
@@ -133,7 +135,8 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       let reservationId = await reserve();
 
       const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
-        await settle(reservationId, retry.usage, `${idempotencyKey}:request-${retry.request}`);
+        const billed = billFailedResponse(request, retry.usage, 'unavailable');
+        await settle(reservationId, billed, client.model, `${idempotencyKey}:request-${retry.request}`);
         reservationId = null;
         reservationId = await reserve();
         await callOptions?.onBilledRetry?.(retry);
@@ -144,21 +147,13 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
-          const completionTokens = failedCompletionTokens(request, error);
-          const estimate =
-            completionTokens === null
-              ? null
-              : estimateMissingUsage(request, error.usage, completionTokens);
-          if (estimate) logMissingUsage(estimate, client.model);
-          await settle(reservationId, estimate ?? error.usage);
+          await settle(reservationId, billFailedResponse(request, error.usage, error.kind), client.model);
         } else if (reservationId) {
           await releaseReservation(options.db, reservationId);
         }
         throw error;
       }
-      const estimate = estimateMissingUsage(request, result.usage, estimateTextTokens(result.text));
-      if (estimate) logMissingUsage(estimate, result.model);
-      await settle(reservationId, estimate ?? result.usage);
+      await settle(reservationId, billResponse(request, result.usage, result.text), result.model);
       return result;
     },
   };

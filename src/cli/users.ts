@@ -4,6 +4,8 @@ import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
+import { countCharacters } from '../text/character-count.ts';
+import { shortenText } from '../text/quote-value.ts';
 import { maxTokenNameLength, mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
 import { resetAdminLogin } from '../users/sync-admin-role.ts';
 import { applyPlanLimits } from '../usage/apply-limits.ts';
@@ -38,7 +40,7 @@ const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
 function describeInvalidLogin(login: string): string | null {
   const problem = describeLoginProblem(login);
   if (problem === null) return null;
-  const quoted = JSON.stringify(login.length > 60 ? `${login.slice(0, 59)}…` : login);
+  const quoted = JSON.stringify(shortenText(login, 60));
   return `Invalid --login ${quoted}: ${problem}.`;
 }
 
@@ -89,9 +91,10 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   if (subcommand === 'plan' && !isPlan(values.plan!)) throw invalidPlanError(values.plan!);
   // The same rule as the dashboard's tokens page, which lists the names.
   const tokenName = values.name === undefined ? 'command line' : values.name.trim();
-  if (subcommand === 'token' && (tokenName === '' || tokenName.length > maxTokenNameLength)) {
+  const tokenNameLength = countCharacters(tokenName);
+  if (subcommand === 'token' && (tokenNameLength === 0 || tokenNameLength > maxTokenNameLength)) {
     throw new CommandError(
-      `Invalid --name: it has ${tokenName.length} characters without the spaces around it; ` +
+      `Invalid --name: it has ${tokenNameLength} characters without the spaces around it; ` +
         `give 1 to ${maxTokenNameLength}, such as "ci".`,
     );
   }

@@ -19,6 +19,7 @@ import {
 import {
   callerAbortError,
   defaultRetryPolicy,
+  describeRetryAfter,
   runWithRetries,
   startAttemptSignal,
   timeoutError,
@@ -219,13 +220,14 @@ function isModelList(body: unknown): body is GeminiModelList {
  */
 function mapUsage(metadata: UsageMetadata | undefined): ModelUsage {
   // SDK 0.24.1 does not declare thoughtsTokenCount, which thinking models add.
-  const thoughtsTokens = (metadata as { thoughtsTokenCount?: number } | undefined)
+  const thoughtsTokens = (metadata as { thoughtsTokenCount?: unknown } | undefined)
     ?.thoughtsTokenCount;
   const promptTokens = tokenCount(metadata?.promptTokenCount);
-  const total =
-    metadata?.totalTokenCount ??
-    promptTokens + tokenCount(metadata?.candidatesTokenCount) + tokenCount(thoughtsTokens);
-  return modelUsage(promptTokens, tokenCount(total) - promptTokens, total);
+  // A total that is not a count is treated as missing, like the other counts.
+  const total = hasTokenCount(metadata?.totalTokenCount)
+    ? tokenCount(metadata?.totalTokenCount)
+    : promptTokens + tokenCount(metadata?.candidatesTokenCount) + tokenCount(thoughtsTokens);
+  return modelUsage(promptTokens, Math.max(total - promptTokens, 0), total);
 }
 
 /** Returns the usage of a response that cannot be used, or undefined when it has no counts. */
@@ -394,7 +396,7 @@ function errorFromStatus(
   if (status === 429) {
     const retryInfo = findDetail(body.details, 'RetryInfo');
     const retryAfterSeconds = parseDurationSeconds(retryInfo?.retryDelay);
-    const wait = retryAfterSeconds !== undefined ? ` Retry after ${retryAfterSeconds} s.` : '';
+    const wait = retryAfterSeconds !== undefined ? ` ${describeRetryAfter(retryAfterSeconds)}` : '';
     return new ProviderError({
       provider: 'gemini',
       kind: 'rate_limited',

@@ -16,6 +16,7 @@ import {
 import {
   callerAbortError,
   defaultRetryPolicy,
+  describeRetryAfter,
   parseRetryAfterHeader,
   runWithRetries,
   startAttemptSignal,
@@ -262,7 +263,7 @@ export function mapGroqError(
     const retryFields = retryAfterSeconds !== undefined ? { retryAfterSeconds } : {};
 
     if (status === 429) {
-      const wait = retryAfterSeconds !== undefined ? ` Retry after ${retryAfterSeconds} s.` : '';
+      const wait = retryAfterSeconds !== undefined ? ` ${describeRetryAfter(retryAfterSeconds)}` : '';
       return new ProviderError({
         provider: 'groq',
         kind: 'rate_limited',

@@ -3,14 +3,19 @@ import type { ModelUsage } from './types.ts';
 /** The largest count the ledger's integer columns hold. */
 const maxTokenCount = 2 ** 31 - 1;
 
+/** Returns whether `value` is a token count: a whole number of 0 or more. */
+function isTokenCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
+}
+
 /**
  * Reads a token count from a provider's response as a whole number from 0 to 2^31 - 1. A
- * missing, negative or non-numeric count reads as 0, a fraction is rounded up and a larger
- * count is capped, so a malformed usage block can neither fail the settle nor credit tokens.
+ * missing count and anything that is not a count (a string, a fraction, a negative number)
+ * read as 0, and a larger count is capped, so a malformed usage block can neither fail the
+ * settle nor credit tokens.
  */
 export function tokenCount(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) return 0;
-  return Math.min(Math.ceil(value), maxTokenCount);
+  return isTokenCount(value) ? Math.min(value, maxTokenCount) : 0;
 }
 
 /**
@@ -22,19 +27,18 @@ export function modelUsage(prompt: unknown, completion: unknown, total: unknown)
   const promptTokens = tokenCount(prompt);
   const completionTokens = tokenCount(completion);
   const sum = Math.min(promptTokens + completionTokens, maxTokenCount);
-  const validTotal = typeof total === 'number' && Number.isFinite(total) && total >= 0;
-  const totalTokens = validTotal ? Math.max(tokenCount(total), sum) : sum;
+  const totalTokens = Math.max(tokenCount(total), sum);
   return { promptTokens, completionTokens, totalTokens };
 }
 
 /** Returns whether any of `values` is a token count that a provider could have reported. */
 export function hasTokenCount(...values: unknown[]): boolean {
-  return values.some((value) => typeof value === 'number' && Number.isFinite(value) && value >= 0);
+  return values.some(isTokenCount);
 }
 
 /**
  * Builds usage like `modelUsage`, but returns undefined when none of the three counts is a
- * number, so a response whose usage block is missing or unreadable is not charged 0 tokens.
+ * token count, so a response whose usage block is missing or unreadable is not charged 0.
  */
 export function readableUsage(prompt: unknown, completion: unknown, total: unknown): ModelUsage | undefined {
   return hasTokenCount(prompt, completion, total) ? modelUsage(prompt, completion, total) : undefined;

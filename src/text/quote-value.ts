@@ -1,6 +1,13 @@
-/** Shortens `text` to `maxLength` characters, the last of them an ellipsis, when it is longer. */
+/**
+ * Shortens `text` to `maxLength` UTF-16 code units, the last of them an ellipsis, when it is
+ * longer. The cut never splits a surrogate pair, so an emoji is kept whole or left out.
+ */
 export function shortenText(text: string, maxLength: number): string {
-  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+  if (text.length <= maxLength) return text;
+  let end = maxLength - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
 }
 
 /**

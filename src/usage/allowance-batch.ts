@@ -15,6 +15,8 @@ export type AllowanceOperation =
       prompt: number;
       completion: number;
       total: number;
+      /** The provider's own counts when prompt, completion and total are an estimate. */
+      reported: { prompt: number; completion: number; total: number } | null;
       patchRequest: string | null;
       path: string | null;
     }

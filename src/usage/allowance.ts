@@ -25,6 +25,9 @@ export type Reservation =
   | { ok: true; reservationId: string }
   | ({ ok: false; reason: string } & AllowanceState);
 
+/** Token counts of one model call. */
+export type TokenUsage = { promptTokens: number; completionTokens: number; totalTokens: number };
+
 export interface SettleInput {
   userId: string;
   /** The reservation to release; null for calls that reserved nothing (own key). */
@@ -33,7 +36,12 @@ export interface SettleInput {
   provider: Provider;
   model: string;
   keySource: KeySource;
-  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  usage: TokenUsage;
+  /**
+   * The provider's own counts when `usage` is an estimate that replaced them, because they were
+   * missing or too low. The ledger row keeps them next to the charged counts.
+   */
+  reportedUsage?: TokenUsage | null;
   patchRequestId?: string | null;
   path?: string | null;
 }
@@ -160,12 +168,14 @@ export async function releaseReservation(db: Database, reservationId: string): P
  * releases the reservation and reports `recorded: false`. Calls on the user's own key are
  * recorded with charged_tokens 0. The charge is capped at what the limit leaves after the
  * reservations of other calls, so a low prompt estimate never pushes used + reserved past the limit; the
- * ledger row keeps the provider's full count.
+ * ledger row keeps the full count. `reportedUsage`, when given, goes to the row's reported_*
+ * columns.
  */
 export async function settleCall(db: Database, input: SettleInput): Promise<Settlement> {
-  requireTokenCount('usage.promptTokens', input.usage.promptTokens);
-  requireTokenCount('usage.completionTokens', input.usage.completionTokens);
-  requireTokenCount('usage.totalTokens', input.usage.totalTokens);
+  requireUsage('usage', input.usage);
+  const reported = input.reportedUsage ?? null;
+  if (reported) requireUsage('reportedUsage', reported);
+  const counts = wholeCounts(input.usage);
   const result = await applyForUser(db, input.userId, {
     kind: 'settle',
     reservation: input.reservationId,
@@ -173,14 +183,29 @@ export async function settleCall(db: Database, input: SettleInput): Promise<Sett
     provider: input.provider,
     model: input.model,
     source: input.keySource,
-    // The ledger counts whole tokens; a fraction from a provider is rounded up.
-    prompt: Math.ceil(input.usage.promptTokens),
-    completion: Math.ceil(input.usage.completionTokens),
-    total: Math.ceil(input.usage.totalTokens),
+    prompt: counts.prompt,
+    completion: counts.completion,
+    total: counts.total,
+    reported: reported && wholeCounts(reported),
     patchRequest: input.patchRequestId ?? null,
     path: input.path ?? null,
   });
   return { recorded: result.ok, charged: result.charged, tokensUsed: result.used };
+}
+
+function requireUsage(name: string, usage: TokenUsage): void {
+  requireTokenCount(`${name}.promptTokens`, usage.promptTokens);
+  requireTokenCount(`${name}.completionTokens`, usage.completionTokens);
+  requireTokenCount(`${name}.totalTokens`, usage.totalTokens);
+}
+
+/** Converts usage to the ledger's whole tokens, rounding a fraction up. */
+function wholeCounts(usage: TokenUsage): { prompt: number; completion: number; total: number } {
+  return {
+    prompt: Math.ceil(usage.promptTokens),
+    completion: Math.ceil(usage.completionTokens),
+    total: Math.ceil(usage.totalTokens),
+  };
 }
 
 /** Token counts and durations must be finite, non-negative and fit the ledger's integer columns. */

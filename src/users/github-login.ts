@@ -1,3 +1,5 @@
+import { countCharacters } from '../text/character-count.ts';
+
 /** Maximum length of a GitHub login. GitHub's sign-up form rejects longer usernames. */
 export const maxLoginLength = 39;
 
@@ -8,9 +10,10 @@ export const maxLoginLength = 39;
  */
 export function describeLoginProblem(login: string): string | null {
   if (login.endsWith('[bot]')) return null;
-  const tooLong = login.length > maxLoginLength;
+  const loginLength = countCharacters(login);
+  const tooLong = loginLength > maxLoginLength;
   const badCharacters = !/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(login);
-  const length = `it is ${login.length} characters long, but GitHub logins are at most ${maxLoginLength}`;
+  const length = `it is ${loginLength} characters long, but GitHub logins are at most ${maxLoginLength}`;
   const characters = 'letters, digits and hyphens, starting with a letter or digit';
   if (tooLong && badCharacters) return `${length}, and they are ${characters}`;
   if (tooLong) return length;

@@ -249,6 +249,16 @@ describe('fixwright usage errors', () => {
       'Invalid --name: it has 101 characters without the spaces around it; give 1 to 100, such as "ci".',
     ],
     [
+      ['users', 'token', '--login', 'alice', '--name', '\u{1F600}'.repeat(101)],
+      'Invalid --name: it has 101 characters without the spaces around it; give 1 to 100, such as "ci".',
+    ],
+    [
+      ['users', 'token', '--login', '\u{1F600}'.repeat(40)],
+      // The quote stops before the emoji that would be cut in half.
+      `Invalid --login "${'\u{1F600}'.repeat(29)}…": it is 40 characters long, but GitHub logins are at ` +
+        'most 39, and they are letters, digits and hyphens, starting with a letter or digit.',
+    ],
+    [
       ['users', 'token', '--login', 'alice', '--plan', 'pro'],
       'Invalid option --plan for users token: it takes only --login, --name and --create.',
     ],

@@ -7,6 +7,14 @@ import { ProviderError } from '../../src/llm/errors.ts';
 export const testClientOptions = { maxRetries: 2, timeoutMs: 5000, retryBaseDelayMs: 10 };
 
 /**
+ * Counts the timers that keep the process alive. Timers of the test runner come and go, so
+ * the tests check that a call adds none, not that the count stays equal.
+ */
+export function countTimers(): number {
+  return process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
+}
+
+/**
  * Starts a model API fake before the file's first test and passes it to `assign`, resets it
  * after each test and closes it after the last.
  */

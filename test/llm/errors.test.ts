@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ProviderError, redactSecrets } from '../../src/llm/errors.ts';
-import { computeRetryDelayMs, parseRetryAfterHeader } from '../../src/llm/retry.ts';
+import { computeRetryDelayMs, describeRetryAfter, parseRetryAfterHeader } from '../../src/llm/retry.ts';
 
 describe('redactSecrets', () => {
   it('replaces every occurrence of a secret', () => {
@@ -137,5 +137,23 @@ describe('retry policy', () => {
     const seconds = parseRetryAfterHeader(inOneMinute);
     expect(seconds).toBeGreaterThanOrEqual(58);
     expect(seconds).toBeLessThanOrEqual(60);
+  });
+});
+
+describe('describeRetryAfter', () => {
+  it.each([
+    [0, 'Retry after 0 s.'],
+    [0.5, 'Retry after 1 s.'],
+    [7, 'Retry after 7 s.'],
+    [119, 'Retry after 119 s.'],
+    [120, 'Retry after 2 minutes.'],
+    [3600, 'Retry after 60 minutes.'],
+    [7200, 'Retry after 2 hours.'],
+    [86_400, 'Retry after 24 hours.'],
+    [86_401, 'Retry after more than a day.'],
+    [1e20, 'Retry after more than a day.'],
+    [Number.POSITIVE_INFINITY, 'Retry after more than a day.'],
+  ])('words %s seconds', (seconds, expected) => {
+    expect(describeRetryAfter(seconds)).toBe(expected);
   });
 });

@@ -3,6 +3,7 @@ import { createGeminiClient, type GeminiClientOptions } from '../../src/llm/gemi
 import type { ModelRequest } from '../../src/llm/types.ts';
 import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import {
+  countTimers,
   expectProviderError,
   startCutOffServer,
   testClientOptions,
@@ -31,14 +32,6 @@ function client(overrides: Partial<GeminiClientOptions> = {}) {
     ...testClientOptions,
     ...overrides,
   });
-}
-
-/**
- * Counts the timers that keep the process alive. Timers of the test runner come and go, so
- * the tests check that a call adds none, not that the count stays equal.
- */
-function countTimers(): number {
-  return process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
 }
 
 const quotaExceeded = (retryDelay: string) => ({
@@ -83,6 +76,21 @@ describe('Gemini client', () => {
         totalTokens: usage!.totalTokenCount,
       },
     });
+  });
+
+  it('reads counts that are not whole numbers as missing', async () => {
+    const usage = { promptTokenCount: 50, candidatesTokenCount: 20, thoughtsTokenCount: 5 };
+    fake.enqueue(
+      { text: 'import os\n', usage: { ...usage, totalTokenCount: '75' as unknown as number } },
+      { text: 'import os\n', usage: { promptTokenCount: 1.5, candidatesTokenCount: -3, totalTokenCount: 0.5 } },
+    );
+
+    const computed = await client().generate(request);
+    const invalid = await client().generate(request);
+
+    // The total that is a string is computed from prompt, candidates and thinking tokens.
+    expect(computed.usage).toEqual({ promptTokens: 50, completionTokens: 25, totalTokens: 75 });
+    expect(invalid.usage).toEqual({ promptTokens: 0, completionTokens: 0, totalTokens: 0 });
   });
 
   it('raises truncated with usage for MAX_TOKENS', async () => {
@@ -151,6 +159,23 @@ describe('Gemini client', () => {
     expect(result.text).toBe('fake answer');
     expect(fake.requests).toHaveLength(2);
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+  });
+
+  it('words an absurd RetryInfo delay', async () => {
+    fake.enqueue(quotaExceeded('99999999999999999999s'));
+    const timersBefore = countTimers();
+
+    const started = Date.now();
+    const error = await expectProviderError(client().generate(request));
+
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(fake.requests).toHaveLength(1);
+    expect(error.retryAfterSeconds).toBe(1e20);
+    expect(error.message).toBe(
+      `Gemini rate limit or quota reached for model ${model} (HTTP 429): ` +
+        'You exceeded your current quota. Retry after more than a day.',
+    );
+    expect(countTimers()).toBeLessThanOrEqual(timersBefore);
   });
 
   it('fails at once on a 429 with a long RetryInfo delay', async () => {

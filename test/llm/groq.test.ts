@@ -4,6 +4,7 @@ import { createGroqClient, type GroqClientOptions } from '../../src/llm/groq.ts'
 import type { ModelRequest } from '../../src/llm/types.ts';
 import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import {
+  countTimers,
   expectProviderError,
   startCutOffServer,
   testClientOptions,
@@ -102,6 +103,41 @@ describe('Groq client', () => {
     expect(error.retryAfterSeconds).toBe(3600);
     expect(error.message).toContain('Rate limit reached for tokens per day');
     expect(error.usage).toBeUndefined();
+  });
+
+  it('words an absurd retry-after', async () => {
+    fake.enqueue({
+      status: 429,
+      headers: { 'retry-after': '99999999999999999999' },
+      body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
+    });
+    const timersBefore = countTimers();
+
+    const started = Date.now();
+    const error = await expectProviderError(client().generate(request));
+
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(fake.requests).toHaveLength(1);
+    expect(error.retryAfterSeconds).toBe(1e20);
+    expect(error.message).toBe(
+      `Groq rate limit reached for model ${model} (HTTP 429): Rate limit reached. Retry after more than a day.`,
+    );
+    expect(countTimers()).toBeLessThanOrEqual(timersBefore);
+  });
+
+  it('words a retry-after-ms in minutes', async () => {
+    fake.enqueue({
+      status: 429,
+      headers: { 'retry-after-ms': '150000', 'retry-after': '99999999999999999999' },
+      body: groqErrorBody('Rate limit reached', 'tokens', 'rate_limit_exceeded'),
+    });
+
+    const error = await expectProviderError(client().generate(request));
+
+    expect(error.retryAfterSeconds).toBe(150);
+    expect(error.message).toBe(
+      `Groq rate limit reached for model ${model} (HTTP 429): Rate limit reached. Retry after 3 minutes.`,
+    );
   });
 
   it('stops retrying a 429 after maxRetries', async () => {

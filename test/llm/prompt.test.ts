@@ -3,7 +3,10 @@ import {
   buildFixPrompt,
   countPromptDelimiters,
   estimatePromptTokens,
+  estimateTextTokens,
   languageFromPath,
+  minimumPromptTokens,
+  minimumTextTokens,
   type FixFinding,
 } from '../../src/llm/prompt.ts';
 
@@ -165,5 +168,40 @@ describe('estimatePromptTokens', () => {
 
     expect(small).toBe(76 + 32);
     expect(large).toBe(751 + 32);
+  });
+});
+
+describe('minimumTextTokens', () => {
+  it('divides UTF-8 bytes by 12, rounded down', () => {
+    expect(minimumTextTokens('')).toBe(0);
+    expect(minimumTextTokens('x'.repeat(4).concat('y'.repeat(4), 'z'.repeat(3)))).toBe(0);
+    expect(minimumTextTokens('abcd'.repeat(6))).toBe(2);
+    // Each emoji is 4 UTF-8 bytes, and a run of one emoji counts as 4 of them.
+    expect(minimumTextTokens('\u{1F600}\u{1F601}\u{1F602}\u{1F603}\u{1F604}\u{1F605}')).toBe(2);
+    expect(minimumTextTokens('\u{1F600}'.repeat(6))).toBe(1);
+  });
+
+  it('counts a long run of one character as 4', () => {
+    expect(minimumTextTokens(' '.repeat(4000))).toBe(0);
+    const separators = `# ${'='.repeat(76)}\n`.repeat(50);
+    // "# ====\n" is 7 bytes after shortening, 350 for 50 lines.
+    expect(minimumTextTokens(separators)).toBe(29);
+  });
+
+  it('stays below the estimate of typical code', () => {
+    const code = 'export function add(a: number, b: number): number {\n  return a + b;\n}\n'.repeat(20);
+    expect(minimumTextTokens(code)).toBeGreaterThan(0);
+    expect(minimumTextTokens(code) * 2).toBeLessThan(estimateTextTokens(code));
+  });
+});
+
+describe('minimumPromptTokens', () => {
+  it('adds the minimum of system and user text', () => {
+    const prompt = buildFixPrompt({ path: 'src/a.ts', content: 'const a = 1;\n', findings: [finding] });
+    const expected = minimumTextTokens(prompt.system) + minimumTextTokens(prompt.user);
+    expect(minimumPromptTokens(prompt)).toBe(expected);
+    // The system prompt alone is about 2,500 bytes.
+    expect(minimumPromptTokens(prompt)).toBeGreaterThan(200);
+    expect(minimumPromptTokens(prompt)).toBeLessThan(estimatePromptTokens(prompt) / 2);
   });
 });

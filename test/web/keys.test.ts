@@ -141,6 +141,20 @@ describe('own key pages', () => {
     expect(storedKeys.size).toBe(0);
   });
 
+  it('counts key length in characters', async () => {
+    const emoji = await post('/keys', { provider: 'groq', key: '\u{1F600}'.repeat(501) });
+    const text = await post('/keys', { provider: 'groq', key: 'k'.repeat(501) });
+
+    for (const response of [emoji, text]) {
+      expect(response.status).toBe(400);
+      expect(await response.text()).toContain(
+        '<p class="error" role="alert">Invalid key: it has 501 characters, more than the 500 this ' +
+          'form accepts. Paste your Groq API key alone and press &quot;Save key&quot; again.</p>',
+      );
+    }
+    expect(storedKeys.size).toBe(0);
+  });
+
   it('keeps the provider of a rejected key', async () => {
     const response = await post('/keys', { provider: 'gemini', key: 'bad-gemini-key' });
     expect(response.status).toBe(400);

@@ -380,4 +380,22 @@ describe('admin user list', () => {
     expect(html).toContain(`value="${search}"`);
     expect(html).not.toContain('<table class="users">');
   });
+
+  it('counts an emoji in a search as one character', async () => {
+    const search = '\u{1F600}'.repeat(100);
+
+    const accepted = await listPage(`?login=${encodeURIComponent(search)}`);
+    const rejected = await listPage(`?login=${encodeURIComponent(`x${search}`)}`);
+
+    expect(accepted.status).toBe(200);
+    expect(accepted.html).not.toContain('login-search-error');
+    expect(rejected.status).toBe(400);
+    // The quote is cut before a whole emoji, never between the halves of its surrogate pair.
+    expect(rejected.html).toContain(
+      `Invalid login search &quot;x${'\u{1F600}'.repeat(28)}…: it has 101 characters. ` +
+        'Shorten it to at most 100 characters and press &quot;Search&quot; again.',
+    );
+    expect(rejected.html).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
+    expect(rejected.html).toContain('maxlength="200"');
+  });
 });

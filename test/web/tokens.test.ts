@@ -102,6 +102,37 @@ describe('personal access token pages', () => {
     expect(html).toContain(`value="${name}"`);
   });
 
+  it('counts an emoji as one character', async () => {
+    const owner = await createSignedInUser(context.db, { login: 'token-emoji' });
+    const send = (name: string) =>
+      app.request('/tokens', {
+        method: 'POST',
+        headers: formHeaders(owner),
+        body: formBody({ _csrf: owner.csrfToken, name }),
+      });
+    const name = '\u{1F600}'.repeat(100);
+    expect(name.length).toBe(200);
+
+    const accepted = await send(name);
+    const rejected = await send(`${name}\u{1F600}`);
+
+    expect(accepted.status).toBe(200);
+    expect(await accepted.text()).toContain(`Token &quot;${name}&quot; created`);
+    const stored = await listApiTokens(context.db, owner.userId);
+    expect(stored.map((token) => token.name)).toEqual([name]);
+    expect(rejected.status).toBe(400);
+    expect(await rejected.text()).toContain(
+      'Invalid token name: it has 101 characters. Shorten it to at most 100 characters and ' +
+        'press &quot;Create token&quot; again.',
+    );
+  });
+
+  it('lets the browser send every valid name', async () => {
+    const html = await (await app.request('/tokens', { headers: { cookie: user.cookie } })).text();
+    // HTML counts maxlength in UTF-16 code units, and 100 emoji take 200.
+    expect(html).toMatch(/<input name="name" required="" maxlength="200"/);
+  });
+
   it('rejects a name with a NUL character', async () => {
     const response = await post('/tokens', { name: 'laptop\u0000' });
     expect(response.status).toBe(400);

@@ -41,6 +41,14 @@ export const tokenEvents = pgTable(
     totalTokens: integer().notNull(),
     /** Tokens added to users.tokens_used; 0 for calls on the user's own key. */
     chargedTokens: integer().notNull(),
+    /**
+     * The provider's own counts when the three counts above are an estimate, because the
+     * provider's were missing (0 here) or below what the prompt and output can take. Null when
+     * the counts above are the provider's, and on rows written before these columns.
+     */
+    reportedPromptTokens: integer(),
+    reportedCompletionTokens: integer(),
+    reportedTotalTokens: integer(),
     /** The user's period_started_at when the call was settled: the period it was billed to. */
     periodStartedAt: timestamp({ withTimezone: true }),
     /** The reservation this call settled, released in the same transaction. */

@@ -11,6 +11,7 @@ import {
   setProviderOrder,
 } from '../../keys/user-keys.ts';
 import { notFound } from '../errors.ts';
+import { countCharacters } from '../../text/character-count.ts';
 import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
@@ -77,9 +78,10 @@ function describeInvalidKeyField(provider: Provider, key: string): string | null
   if (key === '') {
     return `Invalid key: the field is empty or only spaces. Paste your ${name} API key and press "Save key" again.`;
   }
-  if (key.length > maxKeyLength) {
+  const length = countCharacters(key);
+  if (length > maxKeyLength) {
     return (
-      `Invalid key: it has ${key.length} characters, more than the ${maxKeyLength} this form ` +
+      `Invalid key: it has ${length} characters, more than the ${maxKeyLength} this form ` +
       `accepts. Paste your ${name} API key alone and press "Save key" again.`
     );
   }

@@ -3,6 +3,7 @@ import { Hono, type Context } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { plans, users, type Plan } from '../../db/schema/index.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
+import { countCharacters } from '../../text/character-count.ts';
 import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import { changePlan, isPlan, planLimits } from '../../usage/plans.ts';
@@ -36,9 +37,10 @@ export function planPages(context: AppContext): Hono<{ Variables: PageVariables 
 
   app.get('/plans', async (c) => {
     const search = (c.req.query('login') ?? '').trim();
-    if (search.length > maxLoginSearch) {
+    const searchLength = countCharacters(search);
+    if (searchLength > maxLoginSearch) {
       const searchError =
-        `Invalid login search ${quoteValue(search, 60)}: it has ${search.length} characters. ` +
+        `Invalid login search ${quoteValue(search, 60)}: it has ${searchLength} characters. ` +
         `Shorten it to at most ${maxLoginSearch} characters and press "Search" again.`;
       return renderPlansPage(c, context, { search, searchError }, 400);
     }

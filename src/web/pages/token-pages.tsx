@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { isUuid } from '../../runs/visible-runs.ts';
+import { countCharacters } from '../../text/character-count.ts';
 import {
   listApiTokens,
   maxTokenNameLength,
@@ -26,9 +27,10 @@ function describeInvalidTokenName(name: string): string | null {
       `${maxTokenNameLength} characters that says where the token is used, such as "CI script", and ${retry}`
     );
   }
-  if (name.length > maxTokenNameLength) {
+  const length = countCharacters(name);
+  if (length > maxTokenNameLength) {
     return (
-      `Invalid token name: it has ${name.length} characters. Shorten it to at most ` +
+      `Invalid token name: it has ${length} characters. Shorten it to at most ` +
       `${maxTokenNameLength} characters and ${retry}`
     );
   }

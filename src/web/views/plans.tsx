@@ -108,11 +108,13 @@ export const PlansPage: FC<{
         <form method="get" action="/plans" class="user-search">
           <label>
             Login starts with{' '}
+            {/* Twice the 100 characters that the server accepts, because browsers count
+                maxlength in UTF-16 code units and a character takes at most 2. */}
             <input
               type="search"
               name="login"
               value={userList.search}
-              maxlength={100}
+              maxlength={200}
               aria-invalid={userList.error ? 'true' : undefined}
               aria-describedby={userList.error ? 'login-search-error' : undefined}
             />

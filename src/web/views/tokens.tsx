@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import type { listApiTokens } from '../../users/api-tokens.ts';
+import { maxTokenNameLength, type listApiTokens } from '../../users/api-tokens.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { DangerButtonForm } from './components/danger-button-form.tsx';
@@ -42,10 +42,12 @@ export const TokensPage: FC<{
         <CsrfField session={session} />
         <label>
           Name{' '}
+          {/* Browsers count maxlength in UTF-16 code units and a character takes at most 2, so
+              every valid name fits. The server checks the limit in characters. */}
           <input
             name="name"
             required
-            maxlength={100}
+            maxlength={2 * maxTokenNameLength}
             placeholder="for example: CI script"
             value={form?.name}
             aria-invalid={form?.nameInvalid ? 'true' : undefined}
