@@ -16,6 +16,7 @@ import { listShort, pickForm } from '../text/plural.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
+import { recordMovedHead } from '../runs/moved-head.ts';
 import {
   findPullRequestClosed,
   pullRequestClosedError,
@@ -477,10 +478,12 @@ export async function applyPatchRequest(
       try {
         mode = checkPullRequest(pullRequest, run, input.mode);
       } catch (error) {
-        // Only mode suggestions raises BranchMovedError here, for a head that moved on. The
-        // head may be the commit of a call that died, or have moved past its review.
-        if (error instanceof BranchMovedError && recovering) {
-          leftReviewId = await findPostedReview(octokit, reviewTarget);
+        // BranchMovedError means a head that moved on. The head may be the commit of a call that
+        // died, or have moved past its review. In mode commit that commit is looked for without a
+        // claim too, because a call whose ref update got no response may have pushed it and then
+        // released its claim.
+        if (error instanceof BranchMovedError && (recovering || mode === 'commit')) {
+          if (recovering) leftReviewId = await findPostedReview(octokit, reviewTarget);
           if (leftReviewId === null) {
             leftCommitSha = await findPushedCommit(octokit, {
               owner,
@@ -656,6 +659,8 @@ async function toApplyFailure(
   }
   if (error instanceof BranchMovedError) {
     logger.warn({ event: 'apply.branch_moved', error: error.message }, 'apply rejected');
+    // The message sends the user to the newest run, which the missed push may not have yet.
+    await recordMovedHead(context, run, logger);
     return new ApplyRejectedError('conflict', movedMessage(request.id, error.message));
   }
   if (error instanceof PreviewOutdatedError) {

@@ -74,10 +74,10 @@ function notOpenRejection(pullRequest: PullRequestState, run: PreviewedRun): App
  * Raises ApplyRejectedError (conflict) when the pull request is closed or merged, and when mode
  * `commit` would write to another branch than the pull request's head branch. Raises it
  * (bad_request) for mode `commit` when the head repository is a fork or was deleted. Raises
- * BranchMovedError for mode `suggestions` when the head is no longer `run.headSha`, because
- * a review on another commit places its comments on the wrong lines. For mode `commit`,
- * commitFiles checks the head branch itself, and it recognizes a commit that an earlier attempt
- * of this apply pushed.
+ * BranchMovedError in either mode when the head is no longer `run.headSha`, because a review on
+ * another commit places its comments on the wrong lines, and commitFiles would reject a commit
+ * on the previewed head only after writing its objects. The caller recognizes such a head that
+ * an earlier attempt of this apply pushed.
  */
 export function checkPullRequest(
   pullRequest: PullRequestState,
@@ -110,6 +110,15 @@ export function checkPullRequest(
         `${pullRequest.head.ref} on GitHub, but the preview was made for branch ` +
         `${run.headRef}, so nothing was committed. Apply with {"mode": "suggestions"} to ` +
         'post the fixes as a review.',
+    );
+  }
+  // Checked before any blob, tree or commit is created, because commitFiles reads the branch
+  // only after writing them, and a moved branch would leave them unreferenced. commitFiles
+  // checks the branch again, because it can move after this read.
+  if (pullRequest.head.sha !== run.headSha) {
+    throw new BranchMovedError(
+      `Branch ${run.headRef} moved from ${run.headSha} to ${pullRequest.head.sha} since the ` +
+        'preview.',
     );
   }
   return mode;

@@ -3,7 +3,10 @@ import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
 import { installations, prRuns, pullRequestCloses } from '../db/schema/index.ts';
-import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
+import {
+  findInstallationUnavailable,
+  type InstallationUnavailableError,
+} from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
 import {
@@ -13,7 +16,7 @@ import {
 } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { queuedAgainValues } from '../runs/queued-again.ts';
-import { supersedeOlderRuns } from '../runs/supersede-older-runs.ts';
+import { supersedeOlderRuns, supersedeRunsOfOtherCommits } from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
 import { isSameSecond, queueConfirmation, type ConfirmContext } from './pull-request-ties.ts';
@@ -82,7 +85,8 @@ const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
  * and cancels the queued work instead, and `reopened` clears that mark on all of its runs.
  * `edited` with `changes.base` analyzes the head commit again against the new base (see
  * handleBaseChange), and other edits are ignored. Analysis for a suspended or deleted
- * installation is skipped, and the outcome gives the reason.
+ * installation is skipped, and the outcome gives the reason. A suspended installation's event
+ * still supersedes the runs of older commits (see skipUnavailable).
  *
  * GitHub's times have whole seconds. An event that changes the closed mark or the base branch
  * although the stored state has a time in the same second is applied, and it also queues a check
@@ -141,7 +145,7 @@ export async function applyPullRequestEvent(
     payload.action === 'reopened'
       ? await markRunsOpen(tx, repository.id, payload.number, reopenedAt, ties)
       : 0;
-  if (unavailable) return `skipped: ${unavailable.message}`;
+  if (unavailable) return skipUnavailable(tx, boss, payload, unavailable, baseChanged);
 
   const updatedAt = new Date(pullRequest.updated_at);
   const target = `${repository.full_name}#${payload.number}`;
@@ -248,6 +252,42 @@ export async function applyPullRequestEvent(
   return superseded.length > 0
     ? `run ${runId} ${verb}; superseded ${superseded.length} older run(s)`
     : `run ${runId} ${verb}`;
+}
+
+/**
+ * Returns the `skipped:` outcome of an event that would analyze a pull request of a suspended
+ * or uninstalled installation. The head commit of a suspended installation's pull request is
+ * still recorded: the runs of other commits from older events are superseded, so no preview is
+ * paid for on a commit that can no longer be applied. With GitHub App credentials, the
+ * installation's `unsuspend` queues a check of the pull request with GitHub, which creates the
+ * run of its newest commit. An uninstalled installation records nothing, because it rejects
+ * every preview and apply already.
+ */
+async function skipUnavailable(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: PullRequestPayload,
+  unavailable: InstallationUnavailableError,
+  baseChanged: boolean,
+): Promise<string> {
+  const skipped = `skipped: ${unavailable.message}`;
+  if (baseChanged || unavailable.reason !== 'suspended') return skipped;
+  const { repository, pull_request: pullRequest } = payload;
+  const updatedAt = new Date(pullRequest.updated_at);
+  // An event older than a stored close changes nothing, as for an active installation.
+  if (await closedAtOrAfter(tx, repository.id, payload.number, updatedAt)) return skipped;
+  const headSha = pullRequest.head.sha;
+  const superseded = await supersedeRunsOfOtherCommits(
+    tx,
+    boss,
+    { repositoryId: repository.id, prNumber: payload.number, headSha, updatedAt },
+    `Superseded: the pull request has the newer commit ${headSha}, which was not analyzed ` +
+      `because ${unavailable.message} Fixwright analyzes that commit once the installation is ` +
+      'unsuspended.',
+  );
+  return superseded.length > 0
+    ? `${skipped} Superseded ${superseded.length} run(s) of older commits.`
+    : skipped;
 }
 
 /**

@@ -16,7 +16,13 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { stopInstallationWork } from '../runs/cancel-installation-work.ts';
 import { findRunInstallation } from '../runs/visible-runs.ts';
 import { transactionDb } from './boss.ts';
-import { deferCheck, findLaterCheck, findRunningCheck } from './keyed-checks.ts';
+import { queueOpenPullRequestChecks } from './confirm-pull-request-queue.ts';
+import {
+  checkQueueOptions,
+  deferCheck,
+  findLaterCheck,
+  findRunningCheck,
+} from './keyed-checks.ts';
 import { rateLimitFields } from './rate-limit-wait.ts';
 
 export const confirmInstallationQueue = 'confirm-installation';
@@ -25,18 +31,13 @@ export const confirmInstallationJobData = z.object({ installationId: githubId })
 export type ConfirmInstallationJobData = z.infer<typeof confirmInstallationJobData>;
 
 /**
- * Retries of installation checks. The queue's policy is `checkQueuePolicy`, with the
- * installation id as singleton key: a burst of events queues one check, an event during a
- * running check queues one more, and the handler runs one check of an installation at a time.
- * pg-boss 10.4 retries a failed job after retryDelay * 2^n / 2 * (1 + random) seconds, so the
- * 10 retries span about 4 to 8.5 hours, longer than GitHub's primary rate limit window of one
- * hour.
+ * Retries of installation checks (see checkQueueOptions). The queue's policy is
+ * `checkQueuePolicy`, with the installation id as singleton key: a burst of events queues one
+ * check, an event during a running check queues one more, and the handler runs one check of an
+ * installation at a time.
  */
 export const confirmInstallationQueueOptions = {
-  retryLimit: 10,
-  retryDelay: 15,
-  retryBackoff: true,
-  expireInSeconds: 5 * 60,
+  ...checkQueueOptions,
 } satisfies Omit<PgBoss.Queue, 'name' | 'policy'>;
 
 /**
@@ -74,7 +75,14 @@ export async function queueInstallationConfirmation(
 type ConfirmOutcome =
   | { status: 'skipped'; reason: string }
   | { status: 'unchanged' }
-  | { status: 'corrected'; suspended: boolean; deleted: boolean; cancelled?: string };
+  | {
+      status: 'corrected';
+      suspended: boolean;
+      deleted: boolean;
+      cancelled?: string;
+      /** Open pull requests whose check with GitHub was queued because a suspension ended. */
+      pullRequestChecks?: number;
+    };
 
 /**
  * Sets the installation's suspension and deletion marks to what GitHub reports now, because
@@ -213,6 +221,13 @@ async function applyInstallationState(
     deleted: marks.deletedAt !== null,
   };
 
+  // The suspension that this check ends also blocked the webhook events of the installation's
+  // pull requests, so they are checked as after an `unsuspend` event.
+  const resumed = row.suspendedAt !== null && state.kind === 'active';
+  if (resumed) {
+    const pullRequestChecks = await queueOpenPullRequestChecks(tx, boss, installationId);
+    return { ...corrected, pullRequestChecks };
+  }
   // Work is cancelled when the check finds the installation stopped while its row let work
   // start, as the `suspend` or `deleted` event would have done.
   const stoppedNow =

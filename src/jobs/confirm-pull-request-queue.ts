@@ -1,10 +1,12 @@
+import { and, desc, eq, isNull } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
+import { prRuns } from '../db/schema/index.ts';
 import { githubId } from '../events/github-id.ts';
 import { repositoryFullName } from '../events/github-names.ts';
 import { transactionDb } from './boss.ts';
-import { confirmInstallationQueueOptions } from './confirm-installation.ts';
+import { checkQueueOptions } from './keyed-checks.ts';
 
 export const confirmPullRequestQueue = 'confirm-pull-request';
 
@@ -21,13 +23,12 @@ export const confirmPullRequestJobData = z.object({
 export type ConfirmPullRequestJobData = z.infer<typeof confirmPullRequestJobData>;
 
 /**
- * Retries as for installation checks: 10 with backoff over about 4 to 8.5 hours. The queue's
- * policy is `checkQueuePolicy`, with `pullRequestCheckKey` as singleton key, so it keeps at
- * most one queued job per pull request, and the handler runs one check of a pull request at a
- * time.
+ * Retries as for installation checks (see checkQueueOptions). The queue's policy is
+ * `checkQueuePolicy`, with `pullRequestCheckKey` as singleton key, so it keeps at most one
+ * queued job per pull request, and the handler runs one check of a pull request at a time.
  */
 export const confirmPullRequestQueueOptions = {
-  ...confirmInstallationQueueOptions,
+  ...checkQueueOptions,
 } satisfies Omit<PgBoss.Queue, 'name' | 'policy'>;
 
 /**
@@ -58,4 +59,33 @@ export async function queuePullRequestConfirmation(
     startAfter,
     db: transactionDb(tx),
   });
+}
+
+/**
+ * Queues a check of each pull request of the installation that has a run not marked closed,
+ * in the caller's transaction, and returns how many pull requests it covered. GitHub sends no
+ * webhook events to a suspended installation, so after an unsuspend any of them may have a
+ * newer head commit, or a close, that Fixwright has not seen.
+ * NOTE: a pull request opened while the installation was suspended has no run, so it is not
+ * checked, and it is analyzed only after its next event.
+ */
+export async function queueOpenPullRequestChecks(
+  tx: Transaction,
+  boss: PgBoss,
+  installationId: number,
+): Promise<number> {
+  // One row per pull request, from its newest run.
+  const pullRequests = await tx
+    .selectDistinctOn([prRuns.repositoryId, prRuns.prNumber], {
+      repositoryId: prRuns.repositoryId,
+      repository: prRuns.repository,
+      prNumber: prRuns.prNumber,
+    })
+    .from(prRuns)
+    .where(and(eq(prRuns.installationId, installationId), isNull(prRuns.prClosedAt)))
+    .orderBy(prRuns.repositoryId, prRuns.prNumber, desc(prRuns.createdAt));
+  for (const pullRequest of pullRequests) {
+    await queuePullRequestConfirmation(tx, boss, { installationId, ...pullRequest });
+  }
+  return pullRequests.length;
 }

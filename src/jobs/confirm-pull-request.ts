@@ -1,16 +1,16 @@
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { ConfigError } from '../config/env.ts';
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, pullRequestCloses } from '../db/schema/index.ts';
 import { toSafeError } from '../errors/safe-error.ts';
+import { applyPullRequestEvent, closedAtOrAfter } from '../events/pull-request.ts';
 import {
-  applyPullRequestEvent,
-  closedAtOrAfter,
-  pullRequestPayload,
-  type PullRequestPayload,
-} from '../events/pull-request.ts';
+  baseChangeEvent,
+  eventPayload,
+  headChangeEvent,
+} from '../events/pull-request-from-github.ts';
 import {
   asInstallationUnavailable,
   recordInstallationUnavailable,
@@ -45,11 +45,13 @@ type ConfirmOutcome =
   | { status: 'corrected' | 'differs'; outcomes: string[] };
 
 /**
- * Sets the pull request's closed mark and base branch to what GitHub reports now, because two
- * events of the same second cannot be ordered by their times. A difference is applied as the
- * matching event would apply it. That is `reopened` when GitHub reports the pull request open
- * while it is marked closed, and `closed` for the reverse. It is `edited` with `changes.base`
- * when the run of GitHub's head commit has another base branch. Each event has GitHub's
+ * Sets the pull request's closed mark, head commit and base branch to what GitHub reports now,
+ * because two events of the same second cannot be ordered by their times, and because an
+ * event can be skipped or lost. A difference is applied as the matching event would apply it.
+ * That is `reopened` when GitHub reports the pull request open while it is marked closed, and
+ * `closed` for the reverse. It is `synchronize` when GitHub's head commit has no run, or only a
+ * superseded one (see headChangeEvent). It is `edited` with `changes.base` when the run of
+ * GitHub's head commit has another base branch. Each event has GitHub's
  * `updated_at` (or `closed_at` for a close), so an event that arrives later with a later time
  * still wins. An event applied between the read and the write queues another check instead.
  * A check that finds another check of the pull request running reads nothing. It queues a
@@ -165,8 +167,10 @@ export async function handleConfirmPullRequestJob(
 
 /**
  * Returns the columns that pull request events write, for all runs of the pull request and its
- * close recorded without a run, as one text. Analysis does not change it, so a difference
- * between two reads means that an event, or another check, was applied in between.
+ * close recorded without a run, as one text. It includes whether each run is superseded, because
+ * that is all a skipped `synchronize` event of a suspended installation changes. Analysis does
+ * not change it, so a difference between two reads means that an event, or another check, was
+ * applied in between.
  */
 async function readEventState(
   db: Database | Transaction,
@@ -175,7 +179,8 @@ async function readEventState(
   const [row] = await db.execute<{ state: string | null }>(sql`
     SELECT concat_ws(';',
       (SELECT string_agg(concat_ws('|', ${prRuns.id}, ${prRuns.prClosedAt}, ${prRuns.prReopenedAt},
-          ${prRuns.prUpdatedAt}, ${prRuns.baseRef}), ',' ORDER BY ${prRuns.id})
+          ${prRuns.prUpdatedAt}, ${prRuns.baseRef}, ${prRuns.status} = 'superseded'), ','
+          ORDER BY ${prRuns.id})
         FROM ${prRuns}
         WHERE ${prRuns.repositoryId} = ${data.repositoryId} AND ${prRuns.prNumber} = ${data.prNumber}),
       (SELECT ${pullRequestCloses.closedAt}::text FROM ${pullRequestCloses}
@@ -226,6 +231,11 @@ async function applyPullRequestState(
     outcomes.push(`${action}: ${await applyPullRequestEvent(tx, boss, event, [])}`);
   }
   if (!closed) {
+    // First the head, because the run that its event creates has GitHub's base branch already.
+    const headChange = await headChangeEvent(tx, data, pullRequest);
+    if (headChange) {
+      outcomes.push(`synchronize: ${await applyPullRequestEvent(tx, boss, headChange, [])}`);
+    }
     const baseChange = await baseChangeEvent(tx, data, pullRequest);
     if (baseChange) {
       outcomes.push(`edited: ${await applyPullRequestEvent(tx, boss, baseChange, [])}`);
@@ -234,7 +244,9 @@ async function applyPullRequestState(
   if (outcomes.length === 0) return { status: 'unchanged' };
   const matches =
     closed === (await isMarkedClosed(tx, data)) &&
-    (closed || (await baseChangeEvent(tx, data, pullRequest)) === null);
+    (closed ||
+      ((await headChangeEvent(tx, data, pullRequest)) === null &&
+        (await baseChangeEvent(tx, data, pullRequest)) === null));
   return { status: matches ? 'corrected' : 'differs', outcomes };
 }
 
@@ -242,62 +254,4 @@ async function applyPullRequestState(
 async function isMarkedClosed(tx: Transaction, data: ConfirmPullRequestJobData): Promise<boolean> {
   const closedAt = await closedAtOrAfter(tx, data.repositoryId, data.prNumber, new Date(0));
   return closedAt !== null;
-}
-
-/**
- * Returns the `edited` event that moves the run of GitHub's head commit to GitHub's base branch,
- * or null when that run has it already. A head commit without a run is left to its
- * `synchronize` event, which carries the base branch of its time.
- */
-async function baseChangeEvent(
-  tx: Transaction,
-  data: ConfirmPullRequestJobData,
-  pullRequest: GitHubPullRequest,
-): Promise<PullRequestPayload | null> {
-  const [run] = await tx
-    .select({ baseRef: prRuns.baseRef })
-    .from(prRuns)
-    .where(
-      and(
-        eq(prRuns.repositoryId, data.repositoryId),
-        eq(prRuns.prNumber, data.prNumber),
-        eq(prRuns.headSha, pullRequest.head.sha),
-      ),
-    )
-    .orderBy(desc(prRuns.createdAt))
-    .limit(1);
-  if (!run || run.baseRef === pullRequest.base.ref) return null;
-  const event = eventPayload('edited', data, pullRequest);
-  event.changes = { base: { ref: { from: run.baseRef } } };
-  return event;
-}
-
-/**
- * Builds the webhook payload of `action` from GitHub's pull request, validated as a delivered
- * payload is. A close gets GitHub's `closed_at` as its time, as the `closed` handler reads it.
- */
-function eventPayload(
-  action: 'closed' | 'reopened' | 'edited',
-  data: ConfirmPullRequestJobData,
-  pullRequest: GitHubPullRequest,
-): PullRequestPayload {
-  const { base, head } = pullRequest;
-  return pullRequestPayload.parse({
-    action,
-    number: pullRequest.number,
-    installation: { id: data.installationId },
-    repository: {
-      id: base.repo.id,
-      full_name: base.repo.full_name,
-      owner: base.repo.owner,
-    },
-    pull_request: {
-      title: pullRequest.title,
-      state: pullRequest.state,
-      updated_at: pullRequest.updated_at,
-      closed_at: pullRequest.closed_at,
-      head: { sha: head.sha, ref: head.ref, repo: head.repo },
-      base: { sha: base.sha, ref: base.ref },
-    },
-  });
 }

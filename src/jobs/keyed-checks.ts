@@ -21,6 +21,18 @@ import { lockIsFree } from './job-liveness.ts';
 export const checkQueuePolicy: PgBoss.QueuePolicy = 'short';
 
 /**
+ * Retries of the check queues. pg-boss 10.4 retries a failed job after
+ * retryDelay * 2^n / 2 * (1 + random) seconds, so the 10 retries span about 4 to 8.5 hours,
+ * longer than GitHub's primary rate limit window of one hour.
+ */
+export const checkQueueOptions = {
+  retryLimit: 10,
+  retryDelay: 15,
+  retryBackoff: true,
+  expireInSeconds: 5 * 60,
+} satisfies Omit<PgBoss.Queue, 'name' | 'policy'>;
+
+/**
  * Returns the id of a job of `queue` with singleton key `key`, other than `jobId`, that is
  * active now, or null. A check that gets an id must not read GitHub: two checks of one key
  * could otherwise write their reads in the reverse order. pg-boss's fetch commits a job's

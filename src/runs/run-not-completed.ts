@@ -17,3 +17,32 @@ export function runNotCompletedMessage(subject: string, status: RunStatus): stri
   }
   return `${subject} is ${status}; wait until its analysis has completed.`;
 }
+
+/**
+ * Builds the API's message for a fix request on run `runId`, which a newer commit superseded.
+ * It names `newest`, the newest run of the pull request that is not superseded (see
+ * findNewestRun). Without one, the newer commit has no run yet, for example while its
+ * installation is suspended, and the superseded run's `error` gives the reason.
+ */
+export function supersededRunMessage(
+  runId: string,
+  newest: { id: string; status: RunStatus } | null,
+): string {
+  const subject = `Run ${runId} is superseded by a newer commit`;
+  if (newest === null) {
+    return (
+      `${subject} that has no run yet; the run's \`error\` in GET /api/runs/${runId} says why. ` +
+      'Request fixes on the run of that commit once GET /api/runs lists it.'
+    );
+  }
+  if (newest.status === 'queued' || newest.status === 'analyzing') {
+    return (
+      `${subject}, whose run ${newest.id} is being analyzed; request fixes on run ` +
+      `${newest.id} once it has completed.`
+    );
+  }
+  if (newest.status === 'completed') {
+    return `${subject}; request fixes on the newest run, ${newest.id}.`;
+  }
+  return `${subject}; the newest run, ${newest.id}, is ${newest.status}.`;
+}

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, lte, ne, or } from 'drizzle-orm';
+import { and, eq, inArray, isNull, lte, ne, or, type SQL } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
@@ -25,6 +25,31 @@ export async function supersedeOlderRuns(
   },
 ): Promise<string[]> {
   const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
+  return supersedeRuns(tx, boss, target, ne(prRuns.id, target.runId), reason);
+}
+
+/**
+ * Marks the pull request's runs of other commits than `headSha` from events no newer than
+ * `updatedAt` superseded, with `reason`, and cancels their work as supersedeOlderRuns does. It
+ * records a newer head commit that no run analyzes yet, such as one pushed while the
+ * installation was suspended. Returns the superseded run ids.
+ */
+export async function supersedeRunsOfOtherCommits(
+  tx: Transaction,
+  boss: PgBoss,
+  target: { repositoryId: number; prNumber: number; headSha: string; updatedAt: Date },
+  reason: string,
+): Promise<string[]> {
+  return supersedeRuns(tx, boss, target, ne(prRuns.headSha, target.headSha), reason);
+}
+
+async function supersedeRuns(
+  tx: Transaction,
+  boss: PgBoss,
+  target: { repositoryId: number; prNumber: number; headSha: string; updatedAt: Date },
+  exclusion: SQL,
+  reason: string,
+): Promise<string[]> {
   const older = await tx
     .update(prRuns)
     .set({ status: 'superseded', error: reason })
@@ -32,7 +57,7 @@ export async function supersedeOlderRuns(
       and(
         eq(prRuns.repositoryId, target.repositoryId),
         eq(prRuns.prNumber, target.prNumber),
-        ne(prRuns.id, target.runId),
+        exclusion,
         inArray(prRuns.status, [...replaceableStatuses]),
         or(isNull(prRuns.prUpdatedAt), lte(prRuns.prUpdatedAt, target.updatedAt)),
       ),

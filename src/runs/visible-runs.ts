@@ -1,6 +1,6 @@
 import { and, desc, eq, ne, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
-import { installations, prRuns } from '../db/schema/index.ts';
+import { installations, prRuns, type RunStatus } from '../db/schema/index.ts';
 import type { UnavailableReason } from '../github/installation-unavailable.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -109,8 +109,17 @@ export async function findNewestRunId(
   userId: string,
   run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
 ): Promise<string | null> {
+  return (await findNewestRun(db, userId, run))?.id ?? null;
+}
+
+/** Returns the id and status of the run that findNewestRunId finds, or null. */
+export async function findNewestRun(
+  db: Database,
+  userId: string,
+  run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
+): Promise<{ id: string; status: RunStatus } | null> {
   const [row] = await db
-    .select({ id: prRuns.id })
+    .select({ id: prRuns.id, status: prRuns.status })
     .from(prRuns)
     .innerJoin(installations, eq(installations.id, prRuns.installationId))
     .where(
@@ -124,5 +133,5 @@ export async function findNewestRunId(
     )
     .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
     .limit(1);
-  return row?.id ?? null;
+  return row ?? null;
 }

@@ -13,6 +13,7 @@ import {
   insertUser,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { resetPullRequestHead } from '../helpers/apply-context.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -116,7 +117,8 @@ beforeAll(async () => {
 });
 
 beforeEach(async () => {
-  await git('update-ref', `refs/heads/${headBranch}`, setup.git.headSha);
+  // A commit also moves the pull request's head on the fake GitHub, which Apply compares.
+  await resetPullRequestHead(setup);
 });
 
 afterAll(async () => {

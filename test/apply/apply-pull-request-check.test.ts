@@ -1,10 +1,17 @@
 // Applying reads the pull request from GitHub before it writes, because the stored run can be
 // out of date. The pull request may have been closed, merged or left without its fork after
 // the last webhook, or the run may store the base repository as the head of a deleted fork.
-import { eq } from 'drizzle-orm';
+import { count, eq, ne } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
-import { headBranch } from '../../src/demo/git-repository.ts';
+import {
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  tokenReservations,
+} from '../../src/db/schema/index.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
+import { analyzeQueue } from '../../src/jobs/analyze.ts';
+import { confirmPullRequestQueue } from '../../src/jobs/confirm-pull-request-queue.ts';
 import {
   createApplyTestContext,
   gitIn,
@@ -15,13 +22,17 @@ import {
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
+  insertFindings,
   insertReadyPatchRequest,
   owner,
   prNumber,
   repo,
   repository,
+  repositoryId,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { logsOf } from '../helpers/context.ts';
+import { listKeyedJobs } from '../helpers/jobs.ts';
 
 const pullRequest = { owner, repo, number: prNumber };
 const closedAt = '2024-03-04T05:06:07Z';
@@ -87,6 +98,12 @@ beforeAll(async () => {
 
 beforeEach(async () => {
   await resetPullRequestHead(setup);
+  // An apply that finds the head moved records the newer commit's run and supersedes this one.
+  await setup.context.db.delete(prRuns).where(ne(prRuns.id, applyContext.runId));
+  await setup.context.db
+    .update(prRuns)
+    .set({ status: 'completed', error: null })
+    .where(eq(prRuns.id, applyContext.runId));
 });
 
 afterEach(() => {
@@ -261,6 +278,125 @@ describe('apply, head repository changed on GitHub', () => {
         '{"mode": "suggestions"} to post the fixes as a review.',
     );
     await expectNothingApplied(request.id, writesBefore);
+  });
+});
+
+describe('apply, head branch moved on GitHub', () => {
+  /** Counts the git objects that Apply created: blobs, trees and commits. */
+  function countObjectWrites(): number {
+    return setup.fake.requests.filter(
+      (request) => request.method === 'POST' && /\/git\/(blobs|trees|commits)$/.test(request.path),
+    ).length;
+  }
+
+  /** Pushes a commit to the head branch on the fake GitHub, which sends no webhook here. */
+  async function push(): Promise<string> {
+    return commitOnBranch(setup.git.dir, headBranch, { 'other.txt': 'pushed\n' });
+  }
+
+  function movedMessage(id: string, moved: string): string {
+    return (
+      `Branch ${headBranch} moved from ${setup.git.headSha} to ${moved} since the preview. ` +
+      'Request a new preview on the newest run of the pull request and apply that one instead ' +
+      `of patch request ${id}.`
+    );
+  }
+
+  async function storedRun(headSha: string) {
+    const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.headSha, headSha));
+    return run;
+  }
+
+  it('rejects a moved head before any write', async () => {
+    // The push's `synchronize` event never arrived, for example while the service was down.
+    const moved = await push();
+    setup.fake.updatePullRequest(pullRequest, { headSha: moved, updatedAt: '2024-06-01T09:10:00Z' });
+    const request = await newRequest();
+    const objectsBefore = countObjectWrites();
+    const writesBefore = countWrites();
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.code).toBe('conflict');
+    expect(error.message).toBe(movedMessage(request.id, moved));
+    expect(countObjectWrites() - objectsBefore).toBe(0);
+    expect(countWrites() - writesBefore).toBe(0);
+    expect(await git('rev-parse', headBranch)).toBe(moved);
+    const [stored] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(stored!.status).toBe('ready');
+    expect(stored!.applyStartedAt).toBeNull();
+    expect(stored!.appliedAt).toBeNull();
+
+    // The newest run that the message names exists, and the moved run takes no preview.
+    const newer = (await storedRun(moved))!;
+    expect(newer.status).toBe('queued');
+    expect(newer.prUpdatedAt?.toISOString()).toBe('2024-06-01T09:10:00.000Z');
+    expect((await setup.context.boss.getJobById(analyzeQueue, newer.analyzeJobId!))?.state).toBe(
+      'created',
+    );
+    const older = (await storedRun(setup.git.headSha))!;
+    expect(older.status).toBe('superseded');
+    expect(older.error).toBe(`Superseded by run ${newer.id} for the newer commit ${moved}.`);
+    expect(logsOf(setup.context, 'apply.newer_head_recorded').at(-1)?.outcome).toBe(
+      `run ${newer.id} queued; superseded 1 older run(s)`,
+    );
+  });
+
+  it('rejects a preview on the moved run without a charge', async () => {
+    const [finding] = await insertFindings(setup.context, applyContext.runId, [
+      { path: 'app.txt', line: 2, severity: 'warning' },
+    ]);
+    const moved = await push();
+    setup.fake.updatePullRequest(pullRequest, { headSha: moved, updatedAt: '2024-06-01T09:10:00Z' });
+    const applied = await apply((await newRequest()).id);
+    expect(applied.status).toBe(409);
+    const newer = (await storedRun(moved))!;
+    const [requestsBefore] = await setup.context.db.select({ value: count() }).from(patchRequests);
+
+    const response = await applyContext.app.request(`/api/runs/${applyContext.runId}/patch-requests`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${applyContext.user.token}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ findingIds: [finding!.id] }),
+    });
+
+    expect(response.status).toBe(409);
+    const { error } = await response.json();
+    expect(error.message).toBe(
+      `Run ${applyContext.runId} is superseded by a newer commit, whose run ${newer.id} is being ` +
+        `analyzed; request fixes on run ${newer.id} once it has completed.`,
+    );
+    expect(error.newestRunId).toBe(newer.id);
+    const [requestsAfter] = await setup.context.db.select({ value: count() }).from(patchRequests);
+    const [ledger] = await setup.context.db.select({ value: count() }).from(tokenEvents);
+    const [reservations] = await setup.context.db.select({ value: count() }).from(tokenReservations);
+    expect(requestsAfter!.value).toBe(requestsBefore!.value);
+    expect(ledger!.value).toBe(0);
+    expect(reservations!.value).toBe(0);
+  });
+
+  it('queues a check when GitHub lags behind the branch', async () => {
+    // GitHub's pull request still shows the previewed head, so only the branch shows the push.
+    const moved = await push();
+    const request = await newRequest();
+    await setup.context.database.sql`DELETE FROM pgboss.job WHERE name = ${confirmPullRequestQueue}`;
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toBe(movedMessage(request.id, moved));
+    expect(await storedRun(moved)).toBeUndefined();
+    expect((await storedRun(setup.git.headSha))!.status).toBe('completed');
+    const checks = await listKeyedJobs(setup.context, confirmPullRequestQueue, `${repositoryId}#${prNumber}`);
+    expect(checks.map((job) => job.state)).toEqual(['created']);
+    expect(logsOf(setup.context, 'apply.newer_head_check_queued').at(-1)?.checkJobId).toBe(checks[0]!.id);
   });
 });
 

@@ -416,7 +416,11 @@ describe('installation suspend', () => {
     const resumed = await deliver('installation', example('installation', 'unsuspend'));
 
     expect(resumed.status).toBe(202);
-    expect(resumed.body.outcome).toBe(`installation ${setup.installationId} resumed`);
+    // The example pull request and the fake's one each get a check with GitHub.
+    expect(resumed.body.outcome).toBe(
+      `installation ${setup.installationId} resumed; queued checks of 2 open pull request(s) ` +
+        'with GitHub',
+    );
     expect((await installationRow()).suspendedAt).toBeNull();
     const storedRun = await runById(run.id);
     expect(storedRun.status).toBe('cancelled');

@@ -129,8 +129,11 @@ describe('installation events out of order', () => {
   it('unsuspend then suspend ends active', async () => {
     const run = await queuedRun();
 
+    // GitHub blocks webhook events while an installation is suspended, so the unsuspend has
+    // the open pull requests checked with GitHub.
     expect(await deliver('installation', 'unsuspend')).toBe(
-      `installation ${setup.installationId} resumed`,
+      `installation ${setup.installationId} resumed; queued checks of 1 open pull request(s) ` +
+        'with GitHub',
     );
     const [queued] = await checks.jobs();
     expect(queued!.delayMs).toBeGreaterThanOrEqual(confirmDelaySeconds * 1000 - 1000);
@@ -152,7 +155,13 @@ describe('installation events out of order', () => {
     expect(installationRequests()).toHaveLength(1);
     expect(installationRequests()[0]!.headers.authorization).toMatch(/^bearer eyJ/i);
     expect(logsOf(setup.context, 'job.confirm_installation.completed')).toMatchObject([
-      { github: 'active', status: 'corrected', suspended: false, deleted: false },
+      {
+        github: 'active',
+        status: 'corrected',
+        suspended: false,
+        deleted: false,
+        pullRequestChecks: 1,
+      },
     ]);
   });
 

@@ -4,12 +4,13 @@
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
-import { headBranch } from '../../src/demo/git-repository.ts';
+import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { handleConfirmPullRequestJob } from '../../src/jobs/confirm-pull-request.ts';
 import {
   confirmPullRequestDelaySeconds,
   confirmPullRequestQueue,
+  queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -470,6 +471,94 @@ describe('pull request check failures', () => {
 
     expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { status: 'skipped', reason: expect.stringMatching(/is queued and reads GitHub later$/) },
+    ]);
+    expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed', 'created']);
+  });
+});
+
+describe('head commit without a run', () => {
+  const pushedAt = '2024-06-01T09:10:00Z';
+
+  /** Pushes a commit to the head branch on the fake GitHub, without a webhook, and returns it. */
+  async function push(): Promise<string> {
+    const sha = await commitOnBranch(setup.git.dir, headBranch, { 'src/b.ts': 'export const b = 2;\n' });
+    setup.fake.updatePullRequest({ owner, repo, number: prNumber }, { headSha: sha, updatedAt: pushedAt });
+    return sha;
+  }
+
+  function queueCheck() {
+    return setup.context.db.transaction((tx) =>
+      queuePullRequestConfirmation(tx, setup.context.boss, {
+        installationId: setup.installationId,
+        repositoryId,
+        repository,
+        prNumber,
+      }),
+    );
+  }
+
+  async function runOf(headSha: string) {
+    const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.headSha, headSha));
+    return run;
+  }
+
+  it('analyzes a push whose event was lost', async () => {
+    expect(await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'))).toMatch(/queued$/);
+    const older = await currentRun();
+    const pushed = await push();
+
+    await checks.run((await queueCheck())!);
+
+    const newer = (await runOf(pushed))!;
+    expect(newer.status).toBe('queued');
+    expect(newer.baseRef).toBe('main');
+    expect(newer.prUpdatedAt?.toISOString()).toBe('2024-06-01T09:10:00.000Z');
+    const superseded = (await runOf(older.headSha))!;
+    expect(superseded.status).toBe('superseded');
+    expect((await setup.context.boss.getJobById(analyzeQueue, older.analyzeJobId!))?.state).toBe(
+      'cancelled',
+    );
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
+      {
+        github: 'open',
+        status: 'corrected',
+        outcomes: [`synchronize: run ${newer.id} queued; superseded 1 older run(s)`],
+      },
+    ]);
+  });
+
+  it('reads again after a skipped push during the read', async () => {
+    await deliver(pullRequestEvent('opened', '2024-06-01T09:00:00Z'));
+    const older = await currentRun();
+    const first = (await queueCheck())!;
+    // GitHub still returns the opened head when a push lands, while the installation is
+    // suspended, and its `synchronize` event is delivered before the check takes its lock.
+    const github = setup.context.github!;
+    const installationOctokit = github.installationOctokit.bind(github);
+    let skipped: string | undefined;
+    let pushed = '';
+    github.installationOctokit = async (id: number) => {
+      const octokit = await installationOctokit(id);
+      octokit.hook.after('request', async (_response, options) => {
+        if (skipped !== undefined || !String(options.url).includes('/pulls/')) return;
+        await setup.context.database.sql`
+          UPDATE installations SET suspended_at = now() WHERE id = ${setup.installationId}`;
+        pushed = await push();
+        const event = pullRequestEvent('synchronize', pushedAt);
+        event.pull_request.head.sha = pushed;
+        skipped = await deliver(event);
+      });
+      return octokit;
+    };
+
+    await checks.run(first);
+
+    expect(skipped).toMatch(/^skipped: .* is suspended\. .* Superseded 1 run\(s\) of older commits\.$/);
+    // Applying GitHub's older response would analyze the opened head again.
+    expect((await runOf(older.headSha))!.status).toBe('superseded');
+    expect(await runOf(pushed)).toBeUndefined();
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
+      { status: 'skipped', reason: expect.stringMatching(/after GitHub was read, so check .* reads it again$/) },
     ]);
     expect((await checks.jobs()).map((job) => job.state)).toEqual(['completed', 'created']);
   });

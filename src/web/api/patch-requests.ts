@@ -20,11 +20,11 @@ import {
   loadPreviewPayment,
 } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
-import { patchRequests, type RunStatus } from '../../db/schema/index.ts';
+import { patchRequests, prRuns, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
-import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
-import { findVisibleRun } from '../../runs/visible-runs.ts';
+import { runNotCompletedMessage, supersededRunMessage } from '../../runs/run-not-completed.ts';
+import { findNewestRun, findVisibleRun } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import {
   AppError,
@@ -52,9 +52,23 @@ const createBody = z.object({
 });
 const createExample = '{"findingIds": ["…"]}';
 
-/** Builds the 409 for a new patch request on a run that is not completed. */
-function runNotCompleted(runId: string, status: RunStatus): AppError {
-  return new AppError('conflict', runNotCompletedMessage(`Run ${runId}`, status));
+/**
+ * Builds the 409 for a new patch request on a run that is not completed. For a superseded run
+ * it names the newest run of the pull request in the message and in `newestRunId`.
+ */
+async function runNotCompleted(
+  context: AppContext,
+  userId: string,
+  run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
+  status: RunStatus,
+): Promise<AppError> {
+  if (status !== 'superseded') {
+    return new AppError('conflict', runNotCompletedMessage(`Run ${run.id}`, status));
+  }
+  const newest = await findNewestRun(context.db, userId, run);
+  return new AppError('conflict', supersededRunMessage(run.id, newest), {
+    newestRunId: newest?.id ?? null,
+  });
 }
 
 /**
@@ -81,7 +95,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     // reported as having no findings. createPatchRequest checks again under a row lock.
     const closed = pullRequestClosedError(run);
     if (closed) throw fromPullRequestClosed(closed);
-    if (run.status !== 'completed') throw runNotCompleted(run.id, run.status);
+    if (run.status !== 'completed') {
+      throw await runNotCompleted(context, c.var.user.id, run, run.status);
+    }
 
     // Responds 200 with the user's active patch request that has the same findings.
     const respondExisting = async (id: string) => {
@@ -136,7 +152,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     }
     // A push that superseded the run after the check above.
     if (!result.ok && result.reason === 'run_not_completed') {
-      throw runNotCompleted(run.id, result.status);
+      throw await runNotCompleted(context, c.var.user.id, run, result.status);
     }
     if (!result.ok) {
       throw new AppError(

@@ -1,3 +1,4 @@
+import { githubTimestamp } from './route-helpers.ts';
 import { FakeGitHubError, type Credential } from './router.ts';
 import type {
   InstallationRecord,
@@ -158,8 +159,9 @@ export class FakeState {
   }
 
   /**
-   * Moves the head of every pull request on `branch` to `sha`, as a push does on GitHub.
-   * Returns the pull requests whose head changed, each with its previous head.
+   * Moves the head of every pull request on `branch` to `sha` and sets its `updatedAt` to now,
+   * as a push does on GitHub. Returns the pull requests whose head changed, each with its
+   * previous head.
    * NOTE: only pull requests whose head branch is in their base repository move. A push to a
    * fork moves no pull request in the fake.
    */
@@ -180,6 +182,8 @@ export class FakeState {
       if (pullRequest.headSha === sha) continue;
       moved.push({ pullRequest, before: pullRequest.headSha });
       pullRequest.headSha = sha;
+      // GitHub's pull request shows the push's time, as its `synchronize` event does.
+      pullRequest.updatedAt = githubTimestamp(new Date());
     }
     return moved;
   }

@@ -159,7 +159,7 @@ export function synchronizePayload(
   pull.draft = pullRequest.draft;
   pull.user = { ...pull.user, login: pullRequest.user, id: accountId(pullRequest.user) };
   // A push changes updated_at, and the service orders events of a pull request by it.
-  pull.updated_at = githubTimestamp(new Date());
+  pull.updated_at = pullRequest.updatedAt ?? githubTimestamp(new Date());
   pull.head = {
     ...pull.head,
     label: `${repository.owner}:${pullRequest.headRef}`,

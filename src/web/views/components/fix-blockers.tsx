@@ -90,13 +90,18 @@ export const FixBlockerNotices: FC<{ blockers: FixBlocker[] }> = ({ blockers }) 
 
 /**
  * The notice on a run that a newer commit superseded, which takes no new previews and whose
- * previews cannot be applied, with a link to the newest run when `newestRunId` is known.
+ * previews cannot be applied, with a link to the newest run when `newestRunId` is known. Without
+ * one, the newer commit has no run yet, and the run's error gives the reason.
  */
 export const SupersededRunNotice: FC<{ subject: 'run' | 'preview'; newestRunId: string | null }> = ({
   subject,
   newestRunId,
 }) => {
-  const newestRun = newestRunId ? <a href={`/runs/${newestRunId}`}>the newest run</a> : 'the newest run';
+  const newestRun = newestRunId ? (
+    <a href={`/runs/${newestRunId}`}>the newest run</a>
+  ) : (
+    "the newest commit's run once the home page lists it"
+  );
   return (
     <p class="notice run-superseded">
       {subject === 'preview'
