@@ -51,7 +51,7 @@ export function isRateLimitOrUnavailable(error: unknown): boolean {
 
 /**
  * Returns the error that decides how an apply that failed with `error` ends: the read error of
- * an UnconfirmedWriteError when `isRateLimitOrUnavailable` holds for it, and `error` otherwise. The
+ * an UnconfirmedWriteError when `isRateLimitOrUnavailable` returns true for it, and `error` otherwise. The
  * caller stores the unconfirmed write of `error` in both cases.
  */
 export function applyFailureCause(error: unknown): unknown {
