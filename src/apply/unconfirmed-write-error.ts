@@ -8,9 +8,9 @@ import { describeFailedRequest } from './github-rejection.ts';
  * Raised when GitHub returned a server error, no response or an invalid response to a ref
  * update or to a review (`writeError`), and the read that checks whether the write took effect
  * failed too (`readError`). A later apply raises it with a null `writeError` when its read of
- * the stored unconfirmed write of an earlier apply fails. When GitHub rate-limited that read
- * or reported the installation unavailable, `readError` decides how the apply ends (see
- * `applyFailureCause`).
+ * the stored unconfirmed write of an earlier apply fails. When GitHub rate-limited the read
+ * after a write or reported the installation unavailable, `readError` decides how the apply
+ * ends (see `applyFailureCause`).
  */
 export class UnconfirmedWriteError extends Error {
   override name = 'UnconfirmedWriteError';
@@ -51,8 +51,8 @@ export function isRateLimitOrUnavailable(error: unknown): boolean {
 
 /**
  * Returns the error that decides how an apply that failed with `error` ends: the read error of
- * an UnconfirmedWriteError when `isRateLimitOrUnavailable` returns true for it, and `error` otherwise. The
- * caller stores the unconfirmed write of `error` in both cases.
+ * an UnconfirmedWriteError when `isRateLimitOrUnavailable` returns true for it, and `error`
+ * otherwise. The caller stores the unconfirmed write of `error` in both cases.
  */
 export function applyFailureCause(error: unknown): unknown {
   if (error instanceof UnconfirmedWriteError && isRateLimitOrUnavailable(error.readError)) {

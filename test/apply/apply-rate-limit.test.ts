@@ -285,7 +285,8 @@ describe('apply under a long rate limit', () => {
     const waiting = (await first.json()) as { rateLimitedUntil: string };
     const pushed = await git('rev-parse', headBranch);
     const [job] = await applyJobs(request.id);
-    await expectUnconfirmedWhileWaiting(request.id, { mode: 'commit', commitSha: pushed }, waiting.rateLimitedUntil);
+    const write = { mode: 'commit', commitSha: pushed } as const;
+    await expectUnconfirmedWhileWaiting(request.id, write, waiting.rateLimitedUntil);
     await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
     const beforePresses = setup.fake.requests.length;
 

@@ -40,10 +40,10 @@ const reviewsPath = `/repos/${repository}/pulls/${prNumber}/reviews`;
 const git = (...args: string[]) => gitIn(setup, ...args);
 const stored = (id: string) => storedPatchRequest(setup, id);
 
+/** Counts the requests to the fake with `method` whose path is `path` or matches it. */
 function count(method: string, path: RegExp | string): number {
-  return setup.fake.requests.filter(
-    (request) => request.method === method && (typeof path === 'string' ? request.path === path : path.test(request.path)),
-  ).length;
+  const matches = (requestPath: string) => (typeof path === 'string' ? requestPath === path : path.test(requestPath));
+  return setup.fake.requests.filter((request) => request.method === method && matches(request.path)).length;
 }
 
 /** Takes the installation away in the fake, as `reason` does on GitHub. */
