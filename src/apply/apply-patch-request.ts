@@ -45,7 +45,7 @@ import {
 import { SuggestionDiffError } from './suggestion-comments.ts';
 import { hasUnrecordedApply } from './superseded-run.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
-import { UnconfirmedWriteError } from './unconfirmed-write-error.ts';
+import { applyFailureCause, UnconfirmedWriteError } from './unconfirmed-write-error.ts';
 import {
   clearedUnconfirmedApply,
   clearUnconfirmedApply,
@@ -567,6 +567,10 @@ export async function applyPatchRequest(
     // out is stored in the same update, so no later apply takes the release for one that wrote
     // nothing.
     const values = error instanceof UnconfirmedWriteError ? unconfirmedValues(error) : {};
+    // A rate limit or an unavailable installation on the read that checks a write ends the
+    // apply as on any other request, while `values` keeps that write stored as unconfirmed.
+    const cause = applyFailureCause(error);
+    if (cause !== error && error instanceof UnconfirmedWriteError) logUnconfirmedWrite(logger, error);
     const endClaim = (failure: unknown) =>
       releaseApplyClaim(
         context,
@@ -580,7 +584,7 @@ export async function applyPatchRequest(
           : { values },
         logger,
       );
-    const rateLimit = asInstallationUnavailable(error) ? null : asGitHubRateLimit(error);
+    const rateLimit = asInstallationUnavailable(cause) ? null : asGitHubRateLimit(cause);
     if (rateLimit) {
       // The claim is released after the next job is queued, which replaces the pending job, so
       // that job is not started for nothing.
@@ -604,12 +608,12 @@ export async function applyPatchRequest(
         await endClaim(queueError);
         throw queueError;
       }
-      await releaseApplyClaim(context, { patchRequestId: request.id, claimedAt }, {}, logger);
+      await releaseApplyClaim(context, { patchRequestId: request.id, claimedAt }, { values }, logger);
       return waiting;
     }
     let failure: unknown = error;
     try {
-      failure = await toApplyFailure(context, error, { request, mode }, logger);
+      failure = await toApplyFailure(context, cause, { request, mode }, logger);
     } finally {
       await endClaim(failure);
     }
@@ -668,16 +672,7 @@ async function toApplyFailure(
     return new ApplyRejectedError('conflict', error.message);
   }
   if (error instanceof UnconfirmedWriteError) {
-    logger.warn(
-      {
-        event: 'apply.unconfirmed',
-        mode: error.mode,
-        commitSha: error.commitSha,
-        github: asGitHubRejection(error.writeError),
-        confirmingRead: asGitHubRejection(error.readError),
-      },
-      'apply failed: GitHub may have carried out the write, and the read that checks it failed',
-    );
+    logUnconfirmedWrite(logger, error);
     return unconfirmedRejection(error, request.id);
   }
   if (error instanceof SuggestionDiffError) {
@@ -713,4 +708,18 @@ async function toApplyFailure(
     return new ApplyRejectedError('bad_gateway', message, { github: rejection });
   }
   return error;
+}
+
+/** Logs that GitHub may have carried out the write of `error`, which stays stored as unconfirmed. */
+function logUnconfirmedWrite(logger: Logger, error: UnconfirmedWriteError): void {
+  logger.warn(
+    {
+      event: 'apply.unconfirmed',
+      mode: error.mode,
+      commitSha: error.commitSha,
+      github: asGitHubRejection(error.writeError),
+      confirmingRead: asGitHubRejection(error.readError),
+    },
+    'GitHub may have carried out the write, and the read that checks it failed',
+  );
 }

@@ -106,7 +106,8 @@ function mayHaveMoved(error: unknown): boolean {
  * update response that does not name the new commit. BranchMovedError is then raised when the
  * ref points elsewhere, and the update's error is raised again when it has not moved. When
  * that read fails after a server error, no response or an invalid response, the update may have
- * taken effect, and UnconfirmedWriteError is raised with the new commit's sha.
+ * taken effect, and UnconfirmedWriteError is raised with the new commit's sha, also when GitHub
+ * rate-limited the read or reported the installation unavailable.
  *
  * Every response is checked with parseGitHubResponse, which raises UnexpectedGitHubAnswerError.
  * A blob, tree or commit that GitHub created before such an error is referenced by no branch,

@@ -74,7 +74,7 @@ function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: s
  * ```diff block. The caller checks first that the pull request's head is still `headSha`.
  * Raises `SuggestionDiffError` before posting anything when a file's diff cannot finish, and
  * UnconfirmedWriteError when the post may have taken effect and the read of the reviews that
- * checks it failed.
+ * checks it failed, also when GitHub rate-limited that read.
  */
 export async function postSuggestionReview(
   octokit: Octokit,

@@ -2,13 +2,11 @@ import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { patchRequests, type ApplyMode } from '../db/schema/index.ts';
-import { asInstallationUnavailable } from '../github/installation-unavailable.ts';
-import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import { ApplyUnconfirmedError } from './apply-rejected-error.ts';
 import { findCommitOnBranch } from './commit-files.ts';
 import { asGitHubRejection, describeFailedRequest } from './github-rejection.ts';
 import { findPostedReview, type SuggestionTarget } from './suggestion-review.ts';
-import { UnconfirmedWriteError } from './unconfirmed-write-error.ts';
+import { isRateLimitOrUnavailable, UnconfirmedWriteError } from './unconfirmed-write-error.ts';
 
 /** The write of an earlier apply whose outcome is unknown, as the patch request stores it. */
 export interface UnconfirmedApply {
@@ -67,7 +65,7 @@ export async function findUnconfirmedResult(
   try {
     return await readUnconfirmedResult(octokit, unconfirmed, target);
   } catch (error) {
-    if (asInstallationUnavailable(error) || asGitHubRateLimit(error)) throw error;
+    if (isRateLimitOrUnavailable(error)) throw error;
     throw new UnconfirmedWriteError(unconfirmed.mode, unconfirmed.commitSha, null, error);
   }
 }

@@ -8,6 +8,9 @@ import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
+import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
+import type { Route } from '../../src/demo/fakes/github/router.ts';
+import type { FakeState } from '../../src/demo/fakes/github/state.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
 import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
@@ -22,7 +25,7 @@ import {
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import { bindApplyJobHelpers, hookPullRequestReads } from '../helpers/apply-jobs.ts';
-import type { GitHubTestContext } from '../helpers/github-context.ts';
+import { prNumber, repository, type GitHubTestContext } from '../helpers/github-context.ts';
 
 const maxWaitSeconds = 3600;
 
@@ -34,6 +37,12 @@ let cookie: string;
  * whose response is lost, or null for no lost response.
  */
 let limitAfterRefUpdate: number | null = null;
+/**
+ * Reset time of the primary rate limit that the read of the reviews gets after a review POST
+ * whose response is lost, or null for no lost response.
+ */
+let limitAfterReviewPost: number | null = null;
+const reviewsPath = `/repos/${repository}/pulls/${prNumber}/reviews`;
 let pullRequestReads: ReturnType<typeof hookPullRequestReads>;
 
 const git = (...args: string[]) => gitIn(setup, ...args);
@@ -48,6 +57,66 @@ function refUpdates(since: number): number {
   return setup.fake.requests
     .slice(since)
     .filter((request) => request.method === 'PATCH' && refPattern.test(request.path)).length;
+}
+
+/** Counts the reviews that GitHub posted. */
+function reviewPosts(since: number): number {
+  return setup.fake.requests
+    .slice(since)
+    .filter((request) => request.method === 'POST' && request.path === reviewsPath).length;
+}
+
+/**
+ * Returns write route `route` changed so that, while `takeReset` returns a reset time, GitHub
+ * carries out the write, returns 502 in place of its response, and rate-limits the next
+ * request to `readPath` until that time.
+ */
+function loseResponseThenLimit(
+  route: Route<FakeState>,
+  readPath: string | RegExp,
+  takeReset: () => number | null,
+): Route<FakeState> {
+  return {
+    ...route,
+    async handle(context) {
+      const response = await route.handle(context);
+      if (response.status >= 300) return response;
+      const reset = takeReset();
+      if (reset === null) return response;
+      setup.fake.queueResponse(primaryRateLimitError('GET', readPath, reset));
+      return { status: 502, body: { message: 'Server Error' } };
+    },
+  };
+}
+
+/**
+ * Checks that patch request `id` is not applied, stores `write` as unconfirmed, and has an
+ * apply job that waits for a rate limit until `until`.
+ */
+async function expectUnconfirmedWhileWaiting(
+  id: string,
+  write: { mode: 'commit' | 'suggestions'; commitSha: string | null },
+  until: string,
+) {
+  const row = await stored(id);
+  expect(row.appliedAt).toBeNull();
+  expect(row.applyStartedAt).toBeNull();
+  expect(row.applyError).toBeNull();
+  expect(row.applyRateLimitedUntil?.toISOString()).toBe(until);
+  expect(row.applyUnconfirmedAt).not.toBeNull();
+  expect(row.applyUnconfirmedMode).toBe(write.mode);
+  expect(row.applyUnconfirmedCommitSha).toBe(write.commitSha);
+  const json = (await previewJson(id)) as unknown as Record<string, unknown>;
+  expect(json.rateLimitWait).toEqual({ job: applyQueue, until });
+  expect(json.applyUnconfirmed).toEqual({ ...write, at: row.applyUnconfirmedAt!.toISOString() });
+}
+
+/** Checks that patch request `id` stores no unconfirmed write. */
+async function expectNoUnconfirmed(id: string) {
+  const row = await stored(id);
+  expect(row.applyUnconfirmedAt).toBeNull();
+  expect(row.applyUnconfirmedMode).toBeNull();
+  expect(row.applyUnconfirmedCommitSha).toBeNull();
 }
 
 /** Returns the run page's list item of patch request `id` under "Earlier previews". */
@@ -100,21 +169,27 @@ beforeAll(async () => {
   const session = await createSession(setup.context.db, applyContext.user.id, 1);
   cookie = `fixwright_session=${session.token}`;
   const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
-  setup.fake.addRoute({
-    ...updateRef,
-    async handle(context) {
-      const response = await updateRef.handle(context);
-      if (limitAfterRefUpdate === null || response.status >= 300) return response;
-      setup.fake.queueResponse(primaryRateLimitError('GET', readRefPattern, limitAfterRefUpdate));
+  setup.fake.addRoute(
+    loseResponseThenLimit(updateRef, readRefPattern, () => {
+      const reset = limitAfterRefUpdate;
       limitAfterRefUpdate = null;
-      return { status: 502, body: { message: 'Server Error' } };
-    },
-  });
+      return reset;
+    }),
+  );
+  const createReview = reviewRoutes.find((route) => route.method === 'POST')!;
+  setup.fake.addRoute(
+    loseResponseThenLimit(createReview, reviewsPath, () => {
+      const reset = limitAfterReviewPost;
+      limitAfterReviewPost = null;
+      return reset;
+    }),
+  );
   pullRequestReads = hookPullRequestReads(setup);
 });
 
 beforeEach(async () => {
   limitAfterRefUpdate = null;
+  limitAfterReviewPost = null;
   pullRequestReads.set(null);
   await resetPullRequestHead(setup);
 });
@@ -167,18 +242,27 @@ describe('apply under a long rate limit', () => {
     const request = await newRequest();
     // GitHub updates the ref but the response is lost, and the read of the branch that checks
     // the update is rate-limited.
-    limitAfterRefUpdate = Math.floor(Date.now() / 1000) + 30 * 60;
+    const limitReset = Math.floor(Date.now() / 1000) + 30 * 60;
+    limitAfterRefUpdate = limitReset;
     const since = setup.fake.requests.length;
 
     const response = await requestApply(applyContext, request.id);
 
-    expect(response.status).toBe(202);
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(202);
+    const until = new Date((limitReset + 1) * 1000).toISOString();
+    expect(body).toEqual({ id: request.id, status: 'waiting', rateLimitedUntil: until });
     const pushed = await git('rev-parse', headBranch);
     expect(pushed).not.toBe(setup.git.headSha);
     const [job] = await applyJobs(request.id);
     expect(job).toBeDefined();
-    // The push's `synchronize` event supersedes the run while the job waits.
+    expect(new Date(job!.start_after).toISOString()).toBe(until);
+    // The commit is stored as unconfirmed, so no apply pushes it again before the job runs.
+    await expectUnconfirmedWhileWaiting(request.id, { mode: 'commit', commitSha: pushed }, until);
+    // The push's `synchronize` event supersedes the run while the job waits. Apply stays
+    // enabled, because the unconfirmed commit may be the push that superseded it.
     await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
+    expect(await previewPage(request.id)).toMatch(/<button type="submit" class="primary">\s*Apply/);
 
     await runApplyJob(job!.id);
     await setup.context.db.update(prRuns).set({ status: 'completed' }).where(eq(prRuns.id, applyContext.runId));
@@ -186,6 +270,7 @@ describe('apply under a long rate limit', () => {
     const applied = await stored(request.id);
     expect(applied.appliedCommitSha).toBe(pushed);
     expect(applied.applyError).toBeNull();
+    await expectNoUnconfirmed(request.id);
     expect(await git('rev-parse', headBranch)).toBe(pushed);
     expect(await git('rev-parse', `${headBranch}~1`)).toBe(setup.git.headSha);
     expect(refUpdates(since)).toBe(1);
@@ -200,6 +285,8 @@ describe('apply under a long rate limit', () => {
     const waiting = (await first.json()) as { rateLimitedUntil: string };
     const pushed = await git('rev-parse', headBranch);
     const [job] = await applyJobs(request.id);
+    const write = { mode: 'commit', commitSha: pushed } as const;
+    await expectUnconfirmedWhileWaiting(request.id, write, waiting.rateLimitedUntil);
     await setup.context.db.update(prRuns).set({ status: 'superseded' }).where(eq(prRuns.id, applyContext.runId));
     const beforePresses = setup.fake.requests.length;
 
@@ -224,8 +311,53 @@ describe('apply under a long rate limit', () => {
     const applied = await stored(request.id);
     expect(applied.appliedCommitSha).toBe(pushed);
     expect(applied.applyError).toBeNull();
+    await expectNoUnconfirmed(request.id);
     expect(refUpdates(since)).toBe(1);
     expect(await git('rev-parse', headBranch)).toBe(pushed);
+  });
+
+  it('records a review posted before the limit', async () => {
+    const request = await newRequest();
+    // GitHub posts the review but the response is lost, and the read of the reviews that
+    // checks the post is rate-limited.
+    const limitReset = Math.floor(Date.now() / 1000) + 30 * 60;
+    limitAfterReviewPost = limitReset;
+    const since = setup.fake.requests.length;
+    const reviewsBefore = setup.fake.reviews.length;
+
+    const response = await requestApply(applyContext, request.id, { mode: 'suggestions' });
+
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(202);
+    const until = new Date((limitReset + 1) * 1000).toISOString();
+    expect(body).toEqual({ id: request.id, status: 'waiting', rateLimitedUntil: until });
+    const posted = setup.fake.reviews.slice(reviewsBefore);
+    expect(posted).toHaveLength(1);
+    expect(posted[0]!.body).toContain(request.id);
+    const [job] = await applyJobs(request.id);
+    expect(job).toBeDefined();
+    expect(job!.data.mode).toBe('suggestions');
+    expect(new Date(job!.start_after).toISOString()).toBe(until);
+    await expectUnconfirmedWhileWaiting(request.id, { mode: 'suggestions', commitSha: null }, until);
+
+    // A press during the wait returns the wait and sends GitHub nothing.
+    const beforePress = setup.fake.requests.length;
+    const again = await requestApply(applyContext, request.id, { mode: 'suggestions' });
+    expect(again.status).toBe(202);
+    expect(await again.json()).toEqual(body);
+    expect(setup.fake.requests.length).toBe(beforePress);
+
+    await runApplyJob(job!.id);
+
+    const applied = await stored(request.id);
+    expect(applied.applyMode).toBe('suggestions');
+    expect(applied.appliedReviewId).toBe(posted[0]!.id);
+    expect(applied.applyError).toBeNull();
+    expect(applied.applyRateLimitedUntil).toBeNull();
+    await expectNoUnconfirmed(request.id);
+    expect(reviewPosts(since)).toBe(1);
+    expect(setup.fake.reviews.length - reviewsBefore).toBe(1);
+    expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 
   it('counts the maximum wait across presses', async () => {
