@@ -172,6 +172,7 @@ describe('analysis, invalid GitHub response', () => {
     expect(logged).toHaveLength(1);
     expect(logged[0]!.finalAttempt).toBe(true);
     expect(logged[0]!.err).toMatchObject({ type: 'UnexpectedGitHubAnswerError', message: problem });
+    expect((logged[0]!.err as { request?: unknown }).request).toBe(`GET ${path}`);
     expect(await jobState(jobId)).toBe('failed');
   });
 
