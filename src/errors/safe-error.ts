@@ -1,5 +1,6 @@
 import { DrizzleQueryError } from 'drizzle-orm';
 import postgres from 'postgres';
+import { readFailedRequest } from '../github/request-errors.ts';
 import { stripNul } from '../text/strip-nul.ts';
 
 /** Maximum length of an error message that is logged or stored, in characters. */
@@ -9,7 +10,8 @@ const maxCauseDepth = 3;
 
 /**
  * An error reduced to fields that are safe to log and store: no SQL text, no query parameters,
- * no PostgreSQL detail (which can quote row values) and no HTTP response body.
+ * no PostgreSQL detail (which can quote row values), no HTTP response body and no request
+ * headers or query string.
  */
 export interface SafeError {
   type: string;
@@ -18,6 +20,11 @@ export interface SafeError {
   code?: string;
   /** HTTP status of a failed API call, when the error has one. */
   status?: number;
+  /**
+   * Method and decoded URL path of the GitHub request that failed, such as `GET
+   * /repos/octo-org/widgets/pulls/7`, for an invalid GitHub response or an Octokit RequestError.
+   */
+  request?: string;
   stack?: string;
   cause?: SafeError;
 }
@@ -81,6 +88,8 @@ export function toSafeError(error: unknown, depth = 0): SafeError {
   };
   if (typeof code === 'string') safe.code = code;
   if (typeof status === 'number') safe.status = status;
+  const request = readFailedRequest(error);
+  if (request) safe.request = `${request.method} ${clip(request.path, maxSafeMessageLength)}`;
   if (error.stack !== undefined) safe.stack = clip(error.stack, maxStackLength);
   if (error.cause !== undefined && depth < maxCauseDepth) {
     safe.cause = toSafeError(error.cause, depth + 1);

@@ -4,6 +4,7 @@ import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
 import { decodePath } from './github-response.ts';
 import type { Logger } from '../logger.ts';
+import { formatRetryDelay } from '../text/retry-delay.ts';
 import {
   GitHubResponseTooLargeError,
   maxGitHubResponseBytes,
@@ -132,12 +133,13 @@ function rateLimitHandlers(logger: Logger) {
         retryAfterSeconds: retryAfter,
         retryCount,
       };
+      const delay = formatRetryDelay(retryAfter);
       if (retrying) {
-        logger.warn(fields, `GitHub ${kind} rate limit hit, retrying after ${retryAfter}s`);
+        logger.warn(fields, `GitHub ${kind} rate limit hit, retrying after ${delay}`);
       } else {
         logger.warn(
           fields,
-          `GitHub ${kind} rate limit hit, giving up (retry after ${retryAfter}s, ` +
+          `GitHub ${kind} rate limit hit, giving up (retry after ${delay}, ` +
             `${retryCount} retries done)`,
         );
       }

@@ -1,11 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
 import { TreeReader } from './tree-reader.ts';
-import {
-  gitObjectSha,
-  parseGitHubResponse,
-  UnexpectedGitHubAnswerError,
-} from './github-response.ts';
+import { gitObjectSha, parseGitHubResponse } from './github-response.ts';
 import { asInstallationUnavailable } from './installation-unavailable.ts';
 
 /** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
@@ -59,20 +55,6 @@ function isBinary(bytes: Buffer): boolean {
 export function isNotFound(error: unknown): boolean {
   if (!(error instanceof Error) || (error as { status?: unknown }).status !== 404) return false;
   return asInstallationUnavailable(error) === null;
-}
-
-/** Matches the RequestError that Octokit raises for a 5xx response or a request without one. */
-export function isServerError(error: unknown): boolean {
-  const status = (error as { status?: unknown }).status;
-  return error instanceof Error && typeof status === 'number' && status >= 500;
-}
-
-/**
- * Matches an error after which a write request may have taken effect on GitHub: a server error,
- * a request without a response, or an invalid 2xx response (UnexpectedGitHubAnswerError).
- */
-export function mayHaveWritten(error: unknown): boolean {
-  return isServerError(error) || error instanceof UnexpectedGitHubAnswerError;
 }
 
 /**

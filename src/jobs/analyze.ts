@@ -8,6 +8,7 @@ import {
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
 import { analyzeRun, failRun } from '../runs/analyze-run.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
@@ -32,9 +33,9 @@ export const analyzeQueueOptions = {
 
 /**
  * Analyzes one run. Safe to retry: findings of the run are replaced, not appended. A suspended
- * or uninstalled installation fails the run at once and completes the job without a retry. A
- * GitHub rate limit ends the job and queues the next attempt for when the limit lifts (see
- * `waitForRateLimit`).
+ * or uninstalled installation, or a GitHub response over the size limit, fails the run at once
+ * and completes the job without a retry. A GitHub rate limit ends the job and queues the next
+ * attempt for when the limit lifts (see `waitForRateLimit`).
  */
 export async function handleAnalyzeJob(
   context: AppContext,
@@ -73,6 +74,20 @@ export async function handleAnalyzeJob(
           reason: unavailable.reason,
         },
         'analysis stopped: the installation is unavailable',
+      );
+      return;
+    }
+    if (error instanceof GitHubResponseTooLargeError) {
+      // The response would be as large on a retry, so the run fails now.
+      await failRun(context.db, { runId, jobId: job.id }, error);
+      logger.error(
+        {
+          event: 'job.analyze.failed',
+          err: toSafeError(error),
+          attempt: job.retryCount,
+          finalAttempt: true,
+        },
+        'analysis failed: a GitHub response is larger than the limit',
       );
       return;
     }

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.ts';
-import { formatCount } from '../text/plural.ts';
+import { formatRetryDelay } from '../text/retry-delay.ts';
 import { ProviderError } from './errors.ts';
 import { providerNames, type BilledRetry, type Provider } from './types.ts';
 
@@ -74,18 +74,9 @@ export function parseRetryAfterHeader(value: string | null | undefined): number 
   return Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
-const secondsPerDay = 86_400;
-
-/**
- * Builds the "Retry after ..." sentence for a provider's delay in seconds, rounded up to whole
- * seconds, minutes or hours. A delay longer than a day reads "more than a day", because a
- * header such as `retry-after: 99999999999999999999` gives no useful time to wait.
- */
+/** Builds the "Retry after ..." sentence for a provider's delay in seconds (see formatRetryDelay). */
 export function describeRetryAfter(seconds: number): string {
-  if (!(seconds <= secondsPerDay)) return 'Retry after more than a day.';
-  if (seconds < 120) return `Retry after ${Math.ceil(seconds)} s.`;
-  if (seconds < 7200) return `Retry after ${formatCount(Math.ceil(seconds / 60), 'minute')}.`;
-  return `Retry after ${formatCount(Math.ceil(seconds / 3600), 'hour')}.`;
+  return `Retry after ${formatRetryDelay(seconds)}.`;
 }
 
 /** Waits `ms` milliseconds. Rejects with the signal's reason when the signal aborts first. */

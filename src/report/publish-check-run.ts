@@ -1,7 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, isNull } from 'drizzle-orm';
 import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
-import { mayHaveWritten } from '../github/file-content.ts';
+import { mayHaveWritten } from '../github/request-errors.ts';
 import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';

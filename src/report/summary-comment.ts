@@ -1,7 +1,8 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { isNotFound, mayHaveWritten } from '../github/file-content.ts';
+import { isNotFound } from '../github/file-content.ts';
+import { mayHaveWritten } from '../github/request-errors.ts';
 import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, summaryComments } from '../db/schema/index.ts';

@@ -91,7 +91,7 @@ function loseResponseThenLimit(
 
 /**
  * Checks that patch request `id` is not applied, stores `write` as unconfirmed, and has an
- * apply job that waits for a rate limit until `until`.
+ * apply job that waits for a rate limit until `until`, and that its page shows both.
  */
 async function expectUnconfirmedWhileWaiting(
   id: string,
@@ -109,6 +109,17 @@ async function expectUnconfirmedWhileWaiting(
   const json = (await previewJson(id)) as unknown as Record<string, unknown>;
   expect(json.rateLimitWait).toEqual({ job: applyQueue, until });
   expect(json.applyUnconfirmed).toEqual({ ...write, at: row.applyUnconfirmedAt!.toISOString() });
+  // Pressing Apply returns the wait, so the warning names the waiting job as the one that checks.
+  const page = await previewPage(id);
+  expect(page).toContain('Applying waits for a GitHub rate limit on this installation until');
+  const check =
+    write.mode === 'commit'
+      ? ', and reading the branch to check failed. The waiting apply job checks when it starts: ' +
+        'it records that commit if the branch has it, and commits the fixes only if it does not.'
+      : ' reviews to check failed. The waiting apply job checks when it starts: it records that ' +
+        'review if the pull request has it, and posts the review only if it does not.';
+  expect(page).toContain(check);
+  expect(page).not.toContain('Apply again to check');
 }
 
 /** Checks that patch request `id` stores no unconfirmed write. */

@@ -195,6 +195,11 @@ describe('apply, unconfirmed ref update', () => {
       `The last apply may have pushed commit ${pushed.slice(0, 7)} to branch ${headBranch}: ` +
         'GitHub did not confirm the update at',
     );
+    expect(page).toContain(
+      ', and reading the branch to check failed. Apply again to check: the apply records that ' +
+        'commit if the branch has it, and commits the fixes only if it does not.',
+    );
+    expect(page).not.toContain('The waiting apply job checks');
     expect(page).toContain(`datetime="${row.applyUnconfirmedAt!.toISOString()}"`);
     expect(page).toMatch(/<button type="submit" class="primary">\s*Apply/);
     expect(page).not.toContain('Regenerate this file');

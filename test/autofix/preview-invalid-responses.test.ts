@@ -103,6 +103,7 @@ describe('preview, invalid file read', () => {
     expect(failed).toHaveLength(1);
     expect(failed[0]!.finalAttempt).toBe(true);
     expect(failed[0]!.err).toMatchObject({ type: 'UnexpectedGitHubAnswerError', message: htmlProblem });
+    expect((failed[0]!.err as { request?: unknown }).request).toBe(`GET ${contentsPath}`);
   });
 
   it('previews the file on the next attempt', async () => {

@@ -1,7 +1,10 @@
+import { RequestError } from '@octokit/request-error';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webhookDeliveries } from '../../src/db/schema/index.ts';
 import { safeErrorMessage, toSafeError } from '../../src/errors/safe-error.ts';
+import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
+import { GitHubResponseTooLargeError } from '../../src/github/responses.ts';
 import { handleError } from '../../src/web/errors.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
@@ -57,6 +60,52 @@ describe('toSafeError', () => {
     expect(safe.status).toBe(502);
     expect(safe.cause?.message).toBe('connect ECONNREFUSED 127.0.0.1:1');
     expect(safe.cause?.code).toBe('ECONNREFUSED');
+  });
+
+  it('names the request of an invalid GitHub response', () => {
+    const error = new UnexpectedGitHubAnswerError(
+      'GET',
+      '/repos/octo-org/widgets/git/commits/abc',
+      'tree: Invalid input: expected object, received undefined',
+    );
+
+    const safe = toSafeError(error);
+
+    expect(safe.type).toBe('UnexpectedGitHubAnswerError');
+    expect(safe.message).toBe('tree: Invalid input: expected object, received undefined');
+    expect(safe.status).toBe(200);
+    expect(safe.request).toBe('GET /repos/octo-org/widgets/git/commits/abc');
+  });
+
+  it('names the request of a response over the limit', () => {
+    const error = new GitHubResponseTooLargeError('GET', '/repos/octo-org/widgets/pulls/7', 200, 1024);
+
+    expect(toSafeError(error).request).toBe('GET /repos/octo-org/widgets/pulls/7');
+  });
+
+  it('names the request of a RequestError without headers', () => {
+    const url = `https://api.github.com/repos/octo-org/widgets/git/refs/heads%2Ffeature?access_token=${secret}`;
+    const error = new RequestError('Server Error', 502, {
+      request: { method: 'PATCH', url, headers: { authorization: `token ${secret}` } },
+      response: { status: 502, url, headers: {}, data: { message: 'Server Error' } },
+    });
+    const wrapped = new Error('updating the branch failed', { cause: error });
+
+    const safe = toSafeError(wrapped);
+
+    expect(safe.request).toBeUndefined();
+    expect(safe.cause?.type).toBe('HttpError');
+    expect(safe.cause?.status).toBe(502);
+    expect(safe.cause?.request).toBe('PATCH /repos/octo-org/widgets/git/refs/heads/feature');
+    expect(JSON.stringify(safe)).not.toContain(secret);
+  });
+
+  it('leaves out the request of other errors', () => {
+    const error = Object.assign(new Error('failed'), {
+      request: { method: 'GET', url: 'https://api.github.com/app' },
+    });
+
+    expect(toSafeError(error).request).toBeUndefined();
   });
 
   it('describes values that are not errors', () => {

@@ -603,7 +603,7 @@ describe('rate limits', () => {
     expect(warning?.installationId).toBe(harness.installationId);
     expect(warning?.rateLimit).toBe('secondary');
     expect(warning?.retryAfterSeconds).toBe(1);
-    expect(warning?.msg).toContain('retrying after 1s');
+    expect(warning?.msg).toBe('GitHub secondary rate limit hit, retrying after 1 s');
   });
 
   it('retries after a primary rate limit', async () => {
@@ -618,15 +618,21 @@ describe('rate limits', () => {
     expect(warning?.installationId).toBe(harness.installationId);
   });
 
-  it('gives up when the wait exceeds a minute', async () => {
-    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 120));
+  it.each([
+    [120, '2 minutes'],
+    [7201, '3 hours'],
+    [1e20, 'more than a day'],
+  ])('gives up on a wait of %s s', async (retryAfterSeconds, delay) => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, retryAfterSeconds));
     const error = await readme().catch((caught: unknown) => caught);
 
     expect((error as { status?: number }).status).toBe(403);
     expect(contentRequests()).toHaveLength(1);
     const [warning] = warnings();
-    expect(warning?.msg).toContain('giving up');
-    expect(warning?.retryAfterSeconds).toBe(120);
+    expect(warning?.msg).toBe(
+      `GitHub secondary rate limit hit, giving up (retry after ${delay}, 0 retries done)`,
+    );
+    expect(warning?.retryAfterSeconds).toBe(retryAfterSeconds);
   });
 
   it('retries a 429 after its retry-after', async () => {
@@ -638,7 +644,7 @@ describe('rate limits', () => {
     const [warning] = warnings();
     expect(warning?.rateLimit).toBe('secondary');
     expect(warning?.retryAfterSeconds).toBe(1);
-    expect(warning?.msg).toContain('retrying after 1s');
+    expect(warning?.msg).toBe('GitHub secondary rate limit hit, retrying after 1 s');
   });
 
   it('sends a 429 over a minute once', async () => {
@@ -664,7 +670,9 @@ describe('rate limits', () => {
     expect((error as { status?: number }).status).toBe(403);
     expect(contentRequests()).toHaveLength(3);
     expect(warnings().map((warning) => warning.retryCount)).toEqual([0, 1, 2]);
-    expect(warnings().at(-1)?.msg).toContain('giving up');
+    expect(warnings().at(-1)?.msg).toBe(
+      'GitHub secondary rate limit hit, giving up (retry after 1 s, 2 retries done)',
+    );
   });
 });
 

@@ -198,6 +198,7 @@ describe('report, invalid check run response', () => {
     expect(failed).toHaveLength(1);
     expect(failed[0]!.finalAttempt).toBe(false);
     expect(failed[0]!.err).toMatchObject({ type: 'UnexpectedGitHubAnswerError', message: problem });
+    expect((failed[0]!.err as { request?: unknown }).request).toBe(`POST ${checkRunsPath}`);
 
     expect(await attempt(jobId)).toBeNull();
 

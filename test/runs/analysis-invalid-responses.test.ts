@@ -1,10 +1,11 @@
 // Analyzing when GitHub returns a 200 response that lacks or mistypes a field that the analysis
 // reads. An invalid pull request or page of files fails the analyze job, which pg-boss retries.
 // The last attempt stores an error that names the request and the field, and keeps the findings
-// and base of the earlier analysis.
+// and base of the earlier analysis. A response over the size limit fails the run at once.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
+import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
 import { queuedAgainValues } from '../../src/runs/queued-again.ts';
@@ -172,7 +173,40 @@ describe('analysis, invalid GitHub response', () => {
     expect(logged).toHaveLength(1);
     expect(logged[0]!.finalAttempt).toBe(true);
     expect(logged[0]!.err).toMatchObject({ type: 'UnexpectedGitHubAnswerError', message: problem });
+    expect((logged[0]!.err as { request?: unknown }).request).toBe(`GET ${path}`);
     expect(await jobState(jobId)).toBe('failed');
+  });
+
+  it('fails an oversized response at once', async () => {
+    const { analyzed, jobId } = await analyzedRunQueuedAgain(4);
+    const findingsBefore = await findingIds(analyzed.id);
+    const body = Buffer.alloc(maxGitHubResponseBytes + 1, ' ');
+    setup.harness.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body });
+    const requestsBefore = requestsTo(pullPath);
+    const failedBefore = logsOf(setup.context, 'job.analyze.failed').length;
+
+    expect(await attempt(jobId)).toBeNull();
+
+    expect(await jobState(jobId)).toBe('completed');
+    const job = await setup.context.boss.getJobById(analyzeQueue, jobId);
+    expect(job?.retryCount).toBe(0);
+    expect(requestsTo(pullPath) - requestsBefore).toBe(1);
+    const stored = await storedRun(analyzed.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(
+      `Analysis failed: GitHub returned an invalid response (status 200) to GET ${pullPath}: ` +
+        'the response is larger than the limit of 67108864 bytes (64 MiB).',
+    );
+    expect(stored.completedAt).toBeInstanceOf(Date);
+    expect(await findingIds(analyzed.id)).toEqual(findingsBefore);
+    const logged = logsOf(setup.context, 'job.analyze.failed').slice(failedBefore);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.finalAttempt).toBe(true);
+    expect(logged[0]!.attempt).toBe(0);
+    expect(logged[0]!.err).toMatchObject({
+      type: 'GitHubResponseTooLargeError',
+      request: `GET ${pullPath}`,
+    });
   });
 
   it('reads no files after an invalid pull request', async () => {

@@ -132,6 +132,7 @@ export const PreviewPage: FC<{
             commitSha={request.applyUnconfirmedCommitSha}
             branch={run.headRef}
             at={request.applyUnconfirmedAt}
+            jobWaits={applyWait !== null}
           />
         ) : null}
         {!applied && request.applyError ? (

@@ -30,14 +30,18 @@ export const ApplyRetryNotice: FC<{ retry: ApplyRetry }> = ({ retry }) => {
 
 /**
  * Renders the warning that the last apply may have written without being recorded: GitHub did
- * not confirm its ref update or review at `at`, and the read that checks it failed too.
+ * not confirm its ref update or review at `at`, and the read that checks it failed too. While
+ * an apply job waits (`jobWaits`), pressing Apply only returns that wait, so the warning says
+ * that the job checks when it starts.
  */
 export const ApplyUnconfirmedNotice: FC<{
   mode: ApplyMode;
   commitSha: string | null;
   branch: string;
   at: Date;
-}> = ({ mode, commitSha, branch, at }) => {
+  jobWaits: boolean;
+}> = ({ mode, commitSha, branch, at, jobWaits }) => {
+  const checker = jobWaits ? 'The waiting apply job checks when it starts: it' : 'Apply again to check: the apply';
   const text =
     mode === 'commit'
       ? {
@@ -45,17 +49,17 @@ export const ApplyUnconfirmedNotice: FC<{
             `The last apply may have pushed commit ${commitSha?.slice(0, 7) ?? ''} to branch ` +
             `${branch}: GitHub did not confirm the update at`,
           after:
-            ', and reading the branch to check failed. Apply again to check: the apply records ' +
-            'that commit if the branch has it, and commits the fixes only if it does not.',
+            `, and reading the branch to check failed. ${checker} records that commit if the ` +
+            'branch has it, and commits the fixes only if it does not.',
         }
       : {
           before:
             'The last apply may have posted the review suggestions: GitHub did not confirm the ' +
             'review at',
           after:
-            ", and reading the pull request's reviews to check failed. Apply again to check: the " +
-            'apply records that review if the pull request has it, and posts the review only if ' +
-            'it does not.',
+            ", and reading the pull request's reviews to check failed. " +
+            `${checker} records that review if the pull request has it, and posts the review ` +
+            'only if it does not.',
         };
   return (
     <p class="warning apply-unconfirmed">

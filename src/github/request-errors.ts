@@ -1,0 +1,37 @@
+import { requestPath, UnexpectedGitHubAnswerError } from './github-response.ts';
+
+/** Matches the RequestError that Octokit raises for a 5xx response or a request without one. */
+export function isServerError(error: unknown): boolean {
+  const status = (error as { status?: unknown }).status;
+  return error instanceof Error && typeof status === 'number' && status >= 500;
+}
+
+/**
+ * Matches an error after which a write request may have taken effect on GitHub: a server error,
+ * a request without a response, or an invalid 2xx response (UnexpectedGitHubAnswerError).
+ */
+export function mayHaveWritten(error: unknown): boolean {
+  return isServerError(error) || error instanceof UnexpectedGitHubAnswerError;
+}
+
+/** A failed GitHub request: its method and decoded URL path, such as `/repos/octo-org/widgets`. */
+export interface FailedGitHubRequest {
+  method: string;
+  path: string;
+}
+
+/**
+ * Returns the request that `error` failed on, for an UnexpectedGitHubAnswerError (and so a
+ * GitHubResponseTooLargeError) or an Octokit RequestError, or null for other errors. Only the
+ * method and the URL's path are read: a RequestError's request also has its headers, with the
+ * token redacted by Octokit, and a URL's query string could carry a secret.
+ */
+export function readFailedRequest(error: unknown): FailedGitHubRequest | null {
+  if (error instanceof UnexpectedGitHubAnswerError) {
+    return { method: error.method, path: error.path };
+  }
+  if (!(error instanceof Error) || error.name !== 'HttpError') return null;
+  const { request } = error as { request?: { method?: unknown; url?: unknown } };
+  if (typeof request?.method !== 'string' || typeof request.url !== 'string') return null;
+  return { method: request.method, path: requestPath(request.url) };
+}
