@@ -51,8 +51,11 @@ describe('patch request during a push', () => {
     expect(response.status).toBe(409);
     const body = (await response.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('conflict');
+    const [newer] = await web.context.db.select().from(prRuns).where(eq(prRuns.headSha, 'c'.repeat(40)));
+    expect(newer).toBeDefined();
     expect(body.error.message).toBe(
-      `Run ${web.setup.run.id} is superseded by a newer commit; request fixes on the newest run.`,
+      `Run ${web.setup.run.id} is superseded by a newer commit, whose run ${newer!.id} is being ` +
+        `analyzed; request fixes on run ${newer!.id} once it has completed.`,
     );
     expect(await web.countPatchRequests()).toBe(0);
     expect(await countJobs(web.context, previewQueue)).toBe(0);

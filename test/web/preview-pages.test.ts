@@ -715,7 +715,7 @@ describe('superseded run', () => {
       const html = await getPage(`/patch-requests/${request.id}`);
 
       expect(applyButton.exec(html)?.[1]).toBe(' disabled=""');
-      expect(html).toContain(`${previewNotice}the newest run.`);
+      expect(html).toContain(`${previewNotice}the newest commit&#39;s run once the home page lists it.`);
     });
   });
 
