@@ -19,6 +19,7 @@ import { pullRequestResponse } from '../github/pull-request-response.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
+import { queuePullRequestConfirmation } from '../jobs/confirm-pull-request-queue.ts';
 import { reportQueue, type ReportJobData } from '../jobs/report.ts';
 import type { Logger } from '../logger.ts';
 import {
@@ -124,16 +125,32 @@ export async function analyzeRun(
     await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
   );
   if (pullRequest.head.sha !== run.headSha) {
-    await context.db
-      .update(prRuns)
-      .set({
-        status: 'superseded',
-        error: `The pull request moved to ${pullRequest.head.sha} before ${run.headSha} was analyzed; the run of the newer commit reports instead.`,
-      })
-      .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'cancelled'`);
+    // The push's `synchronize` event may never arrive (lost, or sent while Fixwright was down),
+    // so the same transaction queues a check of the pull request. The check reads GitHub again
+    // and queues the run of the head commit when that commit has no run, or only a superseded one.
+    const checkJobId = await context.db.transaction(async (tx) => {
+      await tx
+        .update(prRuns)
+        .set({
+          status: 'superseded',
+          error: `The pull request moved to ${pullRequest.head.sha} before ${run.headSha} was analyzed; the run of the newer commit reports instead.`,
+        })
+        .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'cancelled'`);
+      return queuePullRequestConfirmation(tx, context.boss, {
+        installationId: run.installationId,
+        repositoryId: run.repositoryId,
+        repository: run.repository,
+        prNumber: run.prNumber,
+      });
+    });
     logger.info(
-      { event: 'analyze.head_moved', headSha: run.headSha, currentHeadSha: pullRequest.head.sha },
-      'pull request head moved; run superseded',
+      {
+        event: 'analyze.head_moved',
+        headSha: run.headSha,
+        currentHeadSha: pullRequest.head.sha,
+        checkJobId,
+      },
+      'pull request head moved; run superseded and a check of the pull request queued',
     );
     return { status: 'skipped', findings: 0, files: 0 };
   }
