@@ -133,6 +133,21 @@ describe('personal access token pages', () => {
     expect(html).toMatch(/<input name="name" required="" maxlength="200"/);
   });
 
+  it('marks invisible characters in a name', async () => {
+    const response = await post('/tokens', { name: 'ci\u202e tok' });
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    const mark =
+      '<span class="char-mark" title="U+202E RIGHT-TO-LEFT OVERRIDE, shown in place of the ' +
+      'invisible character">U+202E</span>';
+    expect(html).toContain(`Token &quot;ci${mark} tok&quot; created`);
+    expect(html).not.toContain('\u202e');
+
+    const list = await (await app.request('/tokens', { headers: { cookie: user.cookie } })).text();
+    expect(list).toContain(`<td>ci${mark} tok</td>`);
+    expect(list).not.toContain('\u202e');
+  });
+
   it('rejects a name with a NUL character', async () => {
     const response = await post('/tokens', { name: 'laptop\u0000' });
     expect(response.status).toBe(400);

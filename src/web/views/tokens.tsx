@@ -4,6 +4,7 @@ import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { DangerButtonForm } from './components/danger-button-form.tsx';
 import { FormError } from './components/form-error.tsx';
+import { MarkedText } from './components/marked-text.tsx';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -27,7 +28,9 @@ export const TokensPage: FC<{
     </p>
     {created ? (
       <section class="card notice" role="status">
-        <h2>{`Token "${created.name}" created`}</h2>
+        <h2>
+          Token "<MarkedText text={created.name} />" created
+        </h2>
         <p>Copy it now. It is shown only once, and only its hash is stored.</p>
         <pre class="new-token">
           <code>{created.token}</code>
@@ -78,7 +81,9 @@ export const TokensPage: FC<{
           <tbody>
             {tokens.map((token) => (
               <tr>
-                <td>{token.name}</td>
+                <td>
+                  <MarkedText text={token.name} />
+                </td>
                 <td>
                   <code>{`fxw_…${token.lastFour}`}</code>
                 </td>
