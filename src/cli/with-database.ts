@@ -26,7 +26,15 @@ export async function withDatabase<T>(
     interruption.abort(new InterruptedError(signal));
   });
   try {
-    const result = await runOnDatabase(config, logger, task, interruption.signal);
+    let result: T;
+    try {
+      result = await runOnDatabase(config, logger, task, interruption.signal);
+    } catch (error) {
+      // A signal that arrived while the bundled server stopped after a failed task interrupted
+      // the command too, so it exits with the signal's status rather than the task's error.
+      interruption.signal.throwIfAborted();
+      throw error;
+    }
     // A signal that arrived while the bundled server stopped interrupted the command too.
     interruption.signal.throwIfAborted();
     return result;
