@@ -48,9 +48,9 @@ export type RegenerateFileResult =
  * restoreKeptResults), so the user keeps the diff they reviewed.
  * Nothing changes while the request is applied, being applied or has an apply whose write
  * GitHub did not confirm. Nothing changes either when the run's installation is suspended or
- * deleted, when its pull request is closed, when the run is no longer completed (superseded by
- * a newer commit, or queued for another analysis), or when an analysis since the preview
- * replaced the file's findings.
+ * deleted, or when its pull request is closed. The same holds when the run is no longer
+ * completed (superseded by a newer commit, or queued for another analysis), or when an analysis
+ * since the preview replaced the file's findings.
  * Nothing changes either when `payment` is the allowance and the file's call, estimated as for
  * "Preview fix", needs more than it has left.
  * An apply job that waits for a GitHub rate limit or for another apply is cancelled, with a

@@ -225,7 +225,7 @@ describe('checks of other keys during a slow check', () => {
     expect(elapsed).toBeLessThan(5_000);
     expect(requestsTo(`/repos/${repository}/pulls/${otherPrNumber}`)).toHaveLength(1);
     expect(await jobState(slowCheck)).toBe('active');
-    // The other pull request has no run of its head commit yet, so its check asks for one.
+    // The other pull request has no run of its head commit yet, so its check requests one.
     expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
       { jobId: otherCheck, status: 'corrected' },
     ]);

@@ -76,9 +76,9 @@ export const patchRequests = pgTable(
      */
     applyError: text(),
     /**
-     * When an apply ended without knowing whether its write took effect: GitHub returned a server
+     * When an apply ended without knowing whether its write took effect. GitHub returned a server
      * error, no response or an invalid response to the ref update or the review, and the read of
-     * the branch or the reviews that would have told failed too. Cleared once an apply records
+     * the branch or the reviews that checks the write failed too. Cleared once an apply records
      * its result or reads GitHub and finds that the write did not take effect.
      */
     applyUnconfirmedAt: timestamp({ withTimezone: true }),

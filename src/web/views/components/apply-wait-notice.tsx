@@ -31,7 +31,7 @@ export const ApplyRetryNotice: FC<{ retry: ApplyRetry }> = ({ retry }) => {
 /**
  * Renders the warning that the last apply may have written without being recorded: GitHub did
  * not confirm its ref update or review at `at`, and the read that checks it failed too. While
- * an apply job waits (`jobWaits`), pressing Apply only returns that wait, so the warning says
+ * an apply job waits (`jobWaits`), pressing Apply only returns that wait, so the warning states
  * that the job checks when it starts.
  */
 export const ApplyUnconfirmedNotice: FC<{
