@@ -23,11 +23,12 @@ type PrRun = typeof prRuns.$inferSelect;
  *
  * It applies the event of headChangeEvent to the pull request as GitHub returned it, which
  * queues the run of GitHub's head commit and supersedes `run`. `options.state` is that response
- * when the caller read it already; otherwise this reads it. When the read fails, or shows no
- * head commit to record (a closed pull request, or GitHub's API lagging behind the branch), it
- * queues a check of the pull request, which reads GitHub again with retries and applies a close
- * too. It logs its errors, with `options.source` (default `apply`) as the prefix of their
- * events, and throws none, because the caller rejects or cancels its work either way.
+ * when the caller has read it already, and otherwise this reads it. The read or the event can
+ * fail, or the response can show no head commit to record: a closed pull request, or GitHub's
+ * API lagging behind the branch. It then queues a check of the pull request, which reads GitHub
+ * again with retries and also applies a close. It logs its errors, with `options.source`
+ * (default `apply`) as the prefix of their events, and throws none, because the caller rejects
+ * or cancels its work either way.
  */
 export async function recordMovedHead(
   context: AppContext,
