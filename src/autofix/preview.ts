@@ -32,10 +32,12 @@ import type { ModelRequest } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
+import { recordMovedHead } from '../runs/moved-head.ts';
 import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
 import { buildPreviewDiff } from './preview-diff.ts';
 import { groupFindingsByFile } from './preview-files.ts';
+import { checkPreviewHead } from './preview-head-check.ts';
 import { cancelledRegenerationError, restoreKeptResults, restoredResultColumns } from './kept-result.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
@@ -121,7 +123,9 @@ type FileFinding = FixFinding;
 /**
  * Builds the preview of one patch request: per file, reads it at the run's head commit, requests
  * the corrected file from the model and stores the proposed text with a unified diff. Files
- * finished by an earlier attempt are kept, so a retried job continues where it stopped.
+ * finished by an earlier attempt are kept, so a retried job continues where it stopped. Before
+ * the first model call, each attempt reads the pull request from GitHub once, and cancels the
+ * request when its head commit is no longer the run's or it is closed (see checkPreviewHead).
  */
 export async function runPreview(
   context: AppContext,
@@ -163,10 +167,7 @@ export async function runPreview(
   }
   const { run, user } = request;
   if (run.status === 'superseded') {
-    await db.transaction(async (tx) => {
-      await finish(tx, patchRequestId, 'cancelled', 'The pull request has a newer commit; request the fix on the newest run.');
-      await restoreKeptResults(tx, [patchRequestId], cancelledRegenerationError);
-    });
+    await cancelBeforeAnyCall(db, patchRequestId, 'The pull request has a newer commit; request the fix on the newest run.');
     return { status: 'cancelled', files: 0, tokens: 0 };
   }
 
@@ -240,6 +241,17 @@ export async function runPreview(
   const fileOrder = new Map([...findingsByPath.keys()].map((path, index) => [path, index]));
   const rank = (path: string) => fileOrder.get(path) ?? fileOrder.size;
   pending.sort((left, right) => rank(left.path) - rank(right.path));
+
+  // Once per attempt, because a push whose `synchronize` event never arrived would otherwise get
+  // a paid preview that Apply rejects. An attempt with no file left calls no model.
+  if (pending.length > 0) {
+    const head = await checkPreviewHead(github, run, logger);
+    if (head.outcome === 'cancel') {
+      await cancelBeforeAnyCall(db, patchRequestId, head.reason);
+      if (head.state) await recordMovedHead(context, run, logger, { state: head.state, source: 'preview' });
+      return { status: 'cancelled', files: 0, tokens: 0 };
+    }
+  }
   const [owner, repo] = splitRepository(run.repository);
   const octokit = await github.installationOctokit(run.installationId);
 
@@ -703,6 +715,17 @@ async function finish(
         inArray(patchRequests.status, ['queued', 'running']),
       ),
     );
+}
+
+/**
+ * Cancels the request with `reason` before this attempt calls the model. A regenerated file not
+ * yet done gets its kept result back, as when a newer commit cancels the request.
+ */
+async function cancelBeforeAnyCall(db: Database, patchRequestId: string, reason: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    await finish(tx, patchRequestId, 'cancelled', reason);
+    await restoreKeptResults(tx, [patchRequestId], cancelledRegenerationError);
+  });
 }
 
 /**

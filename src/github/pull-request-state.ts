@@ -15,6 +15,9 @@ const pullRequestResponse = z.object({
   title: z.string(),
   updated_at: z.string(),
   closed_at: z.string().nullable(),
+  // Required in the OpenAPI schema, but optional here because the check does not read it. A
+  // preview that finds the pull request closed reads it to name the merge.
+  merged_at: z.string().nullable().optional(),
   head: z.object({
     sha: z.string(),
     ref: z.string(),

@@ -12,14 +12,15 @@ import { createTestContext, type TestContext } from './context.ts';
 
 /**
  * A test context for previews. A fake GitHub serves `octo/demo` from a git repository whose
- * head commit contains the files in `head`, and the database has the installation and one
- * completed run of pull request 1. The platform's models are a fake Groq and, when given a
- * key, a fake Gemini, and a failed model call is not retried.
+ * head commit contains the files in `head`, with pull request 1 open at that commit. The
+ * database has the installation and one completed run of pull request 1. The platform's models
+ * are a fake Groq and, when given a key, a fake Gemini, and a failed model call is not retried.
  */
 
 export const appId = '4712';
 export const installationId = 78;
 export const repositoryId = 556;
+export const prNumber = 1;
 
 export interface PreviewTestContext {
   context: TestContext;
@@ -47,6 +48,17 @@ export async function createPreviewTestContext(options: {
   const github = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
   github.setInstallation({ id: installationId, account: { login: 'octo', id: 1, type: 'User' } });
   github.addRepository({ owner: 'octo', repo: 'demo', id: repositoryId, gitDir: repository.dir });
+  // The preview reads the pull request before its first model call and cancels itself when
+  // GitHub's head commit is not the run's.
+  github.addPullRequest({
+    owner: 'octo',
+    repo: 'demo',
+    number: prNumber,
+    baseSha: repository.baseSha,
+    headSha: repository.headSha,
+    headRef: 'feature',
+    title: 'Change demo',
+  });
 
   const context = await createTestContext({
     GROQ_API_KEY: options.groqApiKey,
@@ -75,7 +87,7 @@ export async function createPreviewTestContext(options: {
       installationId,
       repositoryId,
       repository: 'octo/demo',
-      prNumber: 1,
+      prNumber,
       baseSha: repository.baseSha,
       headSha: repository.headSha,
       headRef: 'feature',
