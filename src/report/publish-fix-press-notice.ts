@@ -2,7 +2,7 @@ import { asc, eq } from 'drizzle-orm';
 import { worstSeverity } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
-import { isNotFound } from '../github/file-content.ts';
+import { isNotFound } from '../github/request-errors.ts';
 import { parseGitHubResponse } from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
