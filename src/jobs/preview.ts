@@ -10,6 +10,7 @@ import {
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { JobError } from './job-error.ts';
 
 export const previewQueue = 'preview';
 
@@ -104,8 +105,8 @@ export async function handlePreviewJob(
         );
       });
     }
-    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
-    throw new Error(safe.message);
+    // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
+    throw new JobError(safe);
   }
 }
 
