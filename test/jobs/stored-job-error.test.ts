@@ -53,8 +53,25 @@ async function failedOutput(queue: string, jobId: string): Promise<Record<string
   return row!.output;
 }
 
-/** Checks that the stored output has none of the request's headers, query string or token. */
-function expectNoSecrets(output: Record<string, unknown>) {
+/**
+ * Checks that the stored output has the fields of the job's `event` log line and no others,
+ * with `expected` among them, and none of the request's headers, query string or token.
+ */
+function expectLoggedFields(
+  output: Record<string, unknown>,
+  logged: { event: string; jobId: string },
+  expected: { status: number; request: string },
+) {
+  const [line] = logsOf(setup.context, logged.event, { jobId: logged.jobId });
+  const err = line!.err as Record<string, unknown>;
+  expect(err.request).toBe(expected.request);
+  expect(Object.keys(output).sort()).toEqual(['message', 'name', 'request', 'stack', 'status', 'type']);
+  expect(output.name).toBe('JobError');
+  expect(output.type).toBe('HttpError');
+  expect(output.message).toBe(err.message);
+  expect(output.stack).toBe(err.stack);
+  expect(output.status).toBe(expected.status);
+  expect(output.request).toBe(expected.request);
   const text = JSON.stringify(output);
   expect(text).not.toMatch(/authorization/i);
   expect(text).not.toMatch(/ghs_/);
@@ -78,17 +95,11 @@ describe('stored job error', () => {
 
     const output = await failedOutput(analyzeQueue, jobId);
 
-    const [logged] = logsOf(setup.context, 'job.analyze.failed', { jobId });
-    const err = logged!.err as Record<string, unknown>;
-    expect(err.request).toBe(`GET ${filesPath}`);
-    expect(Object.keys(output).sort()).toEqual(['message', 'name', 'request', 'stack', 'status', 'type']);
-    expect(output.name).toBe('JobError');
-    expect(output.type).toBe('HttpError');
-    expect(output.message).toBe(err.message);
-    expect(output.status).toBe(404);
-    expect(output.request).toBe(`GET ${filesPath}`);
-    expect(output.stack).toBe(err.stack);
-    expectNoSecrets(output);
+    expectLoggedFields(
+      output,
+      { event: 'job.analyze.failed', jobId },
+      { status: 404, request: `GET ${filesPath}` },
+    );
   }, 60_000);
 
   it('names the request of a report', async () => {
@@ -108,17 +119,12 @@ describe('stored job error', () => {
     // response, so the worker converts it.
     const output = await failedOutput(reportQueue, jobId);
 
-    const [logged] = logsOf(setup.context, 'job.report.failed', { jobId });
-    const err = logged!.err as Record<string, unknown>;
-    expect(err.request).toBe(`GET ${listPath}`);
-    expect(Object.keys(output).sort()).toEqual(['message', 'name', 'request', 'stack', 'status', 'type']);
-    expect(output.name).toBe('JobError');
-    expect(output.type).toBe('HttpError');
-    expect(output.message).toBe(err.message);
+    expectLoggedFields(
+      output,
+      { event: 'job.report.failed', jobId },
+      { status: 403, request: `GET ${listPath}` },
+    );
     expect(output.message).toContain('Resource not accessible by integration');
-    expect(output.status).toBe(403);
-    expect(output.request).toBe(`GET ${listPath}`);
-    expectNoSecrets(output);
     const stored = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored[0]!.reportError).toContain(`GET ${listPath}`);
   }, 60_000);
