@@ -3,7 +3,7 @@ import type { DiffWorker } from '../analysis/diff-worker.ts';
 import { currentApplyWait } from '../apply/apply-wait.ts';
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
-import { safeErrorMessage } from '../errors/safe-error.ts';
+import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import {
   patchFiles,
   patchRequests,
@@ -16,7 +16,8 @@ import {
   failingProxyHint,
   UnexpectedGitHubAnswerError,
 } from '../github/github-response.ts';
-import { requireActiveInstallation } from '../github/installation-unavailable.ts';
+import { accessTokenPath, requireActiveInstallation } from '../github/installation-unavailable.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
@@ -504,6 +505,14 @@ async function previewFile(
     });
   } catch (error) {
     if (error instanceof FileReadError) return failed(error.message);
+    // The response would be as large on a retry, so the file fails now and the others go on.
+    if (error instanceof GitHubResponseTooLargeError && !accessTokenPath.test(error.path)) {
+      input.logger.warn(
+        { event: 'preview.file_response_too_large', err: toSafeError(error) },
+        'file not read: a GitHub response is larger than the limit',
+      );
+      return failed(describeOversizedFileRead(input.path, error));
+    }
     throw error;
   }
   if (!file) return failed(`${input.path} does not exist at ${input.ref}; it was deleted or renamed.`);
@@ -783,6 +792,20 @@ function describePreviewError(error: unknown): string {
     );
   }
   return `Preview failed: ${safeErrorMessage(error)}`;
+}
+
+/**
+ * Describes a file whose read got a GitHub response over the size limit, as the file stores it.
+ * The blob of a file within PREVIEW_MAX_FILE_BYTES (at most 10,000,000 bytes) is 13.8 MB as
+ * base64, far below maxGitHubResponseBytes (64 MiB), so a larger response does not come from
+ * the file itself.
+ */
+function describeOversizedFileRead(path: string, error: GitHubResponseTooLargeError): string {
+  return (
+    `Preview of ${path} failed: ${describeInvalidResponse(error)} A file within ` +
+    `PREVIEW_MAX_FILE_BYTES needs no response this large, so ${failingProxyHint} Once it ` +
+    'responds normally, regenerate this file.'
+  );
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
 import { TreeReader } from './tree-reader.ts';
 import { gitObjectSha, parseGitHubResponse } from './github-response.ts';
-import { asInstallationUnavailable } from './installation-unavailable.ts';
+import { isNotFound } from './request-errors.ts';
 
 /** Default limit on the size of a file that `readFileAtRef` reads, in bytes. */
 export const defaultMaxFileBytes = 1_000_000;
@@ -45,16 +45,6 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 function isBinary(bytes: Buffer): boolean {
   return bytes.includes(0);
-}
-
-/**
- * Matches the RequestError that Octokit raises for a 404 response to the request itself. A 404
- * to minting the installation token that the request needed means the app was uninstalled, not
- * that the resource is missing, so it does not match.
- */
-export function isNotFound(error: unknown): boolean {
-  if (!(error instanceof Error) || (error as { status?: unknown }).status !== 404) return false;
-  return asInstallationUnavailable(error) === null;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
-import { isNotFound } from './file-content.ts';
+import { isNotFound } from './request-errors.ts';
 import { gitObjectSha, parseGitHubResponse } from './github-response.ts';
 
 /**

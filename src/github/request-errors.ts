@@ -1,9 +1,20 @@
 import { requestPath, UnexpectedGitHubAnswerError } from './github-response.ts';
+import { asInstallationUnavailable } from './installation-unavailable.ts';
 
 /** Matches the RequestError that Octokit raises for a 5xx response or a request without one. */
 export function isServerError(error: unknown): boolean {
   const status = (error as { status?: unknown }).status;
   return error instanceof Error && typeof status === 'number' && status >= 500;
+}
+
+/**
+ * Matches the RequestError that Octokit raises for a 404 response to the request itself. A 404
+ * to minting the installation token that the request needed means the app was uninstalled, not
+ * that the resource is missing, so it does not match.
+ */
+export function isNotFound(error: unknown): boolean {
+  if (!(error instanceof Error) || (error as { status?: unknown }).status !== 404) return false;
+  return asInstallationUnavailable(error) === null;
 }
 
 /**

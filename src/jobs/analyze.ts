@@ -12,6 +12,7 @@ import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
 import { analyzeRun, failRun } from '../runs/analyze-run.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
+import { JobError, toJobError } from './job-error.ts';
 import {
   logRateLimitQueueFailure,
   queueAfterRateLimit,
@@ -101,7 +102,7 @@ export async function handleAnalyzeJob(
         // unless this was the last attempt.
         logRateLimitQueueFailure(logger, 'job.analyze', queueError, rateLimit, job);
         if (finalAttempt) await failRun(context.db, { runId, jobId: job.id }, error);
-        throw new Error(toSafeError(queueError).message);
+        throw toJobError(queueError);
       }
       return;
     }
@@ -118,8 +119,8 @@ export async function handleAnalyzeJob(
         );
       });
     }
-    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
-    throw new Error(safe.message);
+    // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
+    throw new JobError(safe);
   }
 }
 

@@ -11,6 +11,7 @@ import { applyModes, patchRequests } from '../db/schema/index.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { transactionDb } from './boss.ts';
+import { JobError } from './job-error.ts';
 import { rateLimitedSince } from './rate-limit-wait.ts';
 
 export const applyQueue = 'apply';
@@ -116,8 +117,8 @@ export async function handleApplyJob(
     const safe = toSafeError(error);
     logger.error({ event: 'job.apply.failed', err: safe, attempt: job.retryCount, finalAttempt }, 'apply failed');
     if (finalAttempt) await storeError(`Applying failed: ${safeErrorMessage(error)}`);
-    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
-    throw new Error(safe.message);
+    // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
+    throw new JobError(safe);
   }
 }
 

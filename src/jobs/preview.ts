@@ -9,6 +9,8 @@ import {
   asInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { JobError } from './job-error.ts';
 
 export const previewQueue = 'preview';
 
@@ -25,9 +27,10 @@ export const previewQueueOptions = {
 /**
  * Builds a fix preview. Safe to retry: files already finished are kept, and each model call
  * carries an idempotency key with the attempt number, so a retried call is a new ledger row
- * and a settled call is never charged twice. A suspended or uninstalled installation fails the
- * request at once and completes the job without a retry. A failure ends the request only while
- * this job is its current preview job (see endPatchRequest).
+ * and a settled call is never charged twice. A suspended or uninstalled installation, or a
+ * GitHub response over the size limit, fails the request at once and completes the job without
+ * a retry. Such a response to a file read fails only that file (see `runPreview`). A failure
+ * ends the request only while this job is its current preview job (see endPatchRequest).
  */
 export async function handlePreviewJob(
   context: AppContext,
@@ -74,6 +77,20 @@ export async function handlePreviewJob(
       );
       return;
     }
+    if (error instanceof GitHubResponseTooLargeError) {
+      // The response would be as large on a retry, so the preview ends now.
+      await endPatchRequest(context, job, patchRequestId, error, logger);
+      logger.error(
+        {
+          event: 'job.preview.failed',
+          err: toSafeError(error),
+          attempt: job.retryCount,
+          finalAttempt: true,
+        },
+        'preview failed: a GitHub response is larger than the limit',
+      );
+      return;
+    }
     const finalAttempt = job.retryCount >= job.retryLimit;
     const safe = toSafeError(error);
     logger.error(
@@ -88,8 +105,8 @@ export async function handlePreviewJob(
         );
       });
     }
-    // pg-boss stores the thrown error in its job table, so it gets the safe message only.
-    throw new Error(safe.message);
+    // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
+    throw new JobError(safe);
   }
 }
 

@@ -8,6 +8,7 @@ import {
   type InstallationUnavailableError,
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
 import { recordReportError, reportRun } from '../report/report-run.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
@@ -35,9 +36,9 @@ export const reportQueueOptions = {
 
 /**
  * Posts a completed run's check run and summary comment. An installation that is suspended or
- * uninstalled ends the job at once with the reason stored on the run, because retries cannot
- * succeed. A GitHub rate limit ends the job and queues the next attempt for when the limit
- * lifts (see `waitForRateLimit`).
+ * uninstalled, or a GitHub response over the size limit, ends the job at once with the reason
+ * stored on the run, because retries cannot succeed. A GitHub rate limit ends the job and
+ * queues the next attempt for when the limit lifts (see `waitForRateLimit`).
  */
 export async function handleReportJob(
   context: AppContext,
@@ -68,6 +69,15 @@ export async function handleReportJob(
     if (unavailable) {
       const recorded = await recordInstallationUnavailable(context.db, unavailable);
       await stopForUnavailableInstallation(context, job.id, runId, recorded, logger);
+      return;
+    }
+    if (error instanceof GitHubResponseTooLargeError) {
+      // The response would be as large on a retry, so the report fails now.
+      await recordReportError(context, runId, error, logger, { jobId: job.id });
+      logger.error(
+        { event: 'job.report.failed', err: error, attempt: job.retryCount, finalAttempt: true },
+        'report failed: a GitHub response is larger than the limit',
+      );
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;

@@ -25,6 +25,7 @@ import {
   type FixPressNoticeJobData,
 } from './fix-press-notice.ts';
 import { startCheckQueuedAfter } from './check-queues.ts';
+import { toJobError } from './job-error.ts';
 import { JobLiveness } from './job-liveness.ts';
 import { createCheckQueue } from './keyed-checks.ts';
 import {
@@ -149,6 +150,10 @@ export async function startWorkers(
     running.set(job.id, { attempt: job.retryCount, ended: ended.then(() => {}, () => {}) });
     try {
       await ended;
+    } catch (error) {
+      // pg-boss stores what the handler throws in its job table, so it gets the logged fields
+      // only. Handlers that throw the error they got from GitHub or the database rely on this.
+      throw toJobError(error);
     } finally {
       running.delete(job.id);
       // During a stop, cleanUpInterruptedJobs does this for the jobs that the stop interrupted.

@@ -13,6 +13,7 @@ export interface NoticeJob {
 export interface NoticeRunState {
   status: RunStatus;
   prClosedAt: Date | null;
+  analyzeJobId: string | null;
 }
 
 /**
@@ -44,7 +45,18 @@ export type StaleNotice =
  */
 export async function findStaleNoticeReason(
   db: Database,
-  input: { runId: string; checkRunId: number; notice: FixPressNotice; job?: NoticeJob },
+  input: {
+    runId: string;
+    checkRunId: number;
+    notice: FixPressNotice;
+    job?: NoticeJob;
+    /**
+     * Set when the notice goes on a check run that the run's failed report did not store. The
+     * run must then still name no check run, store the report's error and be in the same
+     * analysis as in `read`.
+     */
+    reportFailed?: boolean;
+  },
   read: NoticeRunState,
 ): Promise<StaleNotice | null> {
   const { notice, job } = input;
@@ -55,6 +67,8 @@ export async function findStaleNoticeReason(
       status: prRuns.status,
       error: prRuns.error,
       checkRunId: prRuns.checkRunId,
+      reportError: prRuns.reportError,
+      analyzeJobId: prRuns.analyzeJobId,
       prClosedAt: prRuns.prClosedAt,
       requestStatus: patchRequestId
         ? sql<string | null>`(SELECT ${patchRequests.status} FROM ${patchRequests}
@@ -74,8 +88,13 @@ export async function findStaleNoticeReason(
     job && current.jobState !== 'active'
       ? `notice job ${job.id} is ${current.jobState ?? 'gone'}`
       : null;
+  const unstoredOfFailedReport =
+    input.reportFailed === true &&
+    current.checkRunId === null &&
+    current.reportError !== null &&
+    current.analyzeJobId === read.analyzeJobId;
   if (notice.kind !== 'earlier_analysis') {
-    if (current.checkRunId !== input.checkRunId) {
+    if (current.checkRunId !== input.checkRunId && !unstoredOfFailedReport) {
       const reason = `check run ${input.checkRunId} is no longer the run's`;
       // The report of the run's next analysis clears the check run and then posts a new one.
       if (current.checkRunId === null) return skip(reason);

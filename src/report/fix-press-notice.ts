@@ -150,6 +150,15 @@ function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
   }
 }
 
+/**
+ * The note under a notice on a check run whose report failed after GitHub created it. The
+ * report creates a check run with its first 50 annotations and sends the rest and the summary
+ * comment later, so those may be missing.
+ */
+const reportFailedNote =
+  "Posting this commit's results to GitHub failed, so this check run may lack annotations, and " +
+  'the pull request may lack the Fixwright summary comment.';
+
 /** Formats a time as `2026-12-05 07:30 UTC`. */
 function formatMinute(time: Date): string {
   return `${time.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
@@ -160,17 +169,25 @@ function formatMinute(time: Date): string {
  * pressed when and the notice. It stays within GitHub's 65,535 characters.
  */
 export function fixPressText(
-  input: { notice: FixPressNotice; pressedAt: number; sender: string | null } & NoticeLinks,
+  input: {
+    notice: FixPressNotice;
+    pressedAt: number;
+    sender: string | null;
+    /** Adds that posting the commit's results failed, for a check run of a failed report. */
+    reportFailed?: boolean;
+  } & NoticeLinks,
 ): string {
   const by = input.sender ? ` by ${escapeMarkdown(input.sender)}` : '';
-  const text = [
+  const lines = [
     `<!-- fixwright:fix-press pressed-at=${input.pressedAt} -->`,
     '### Fix with AI',
     '',
     `Pressed${by} at ${formatMinute(new Date(input.pressedAt))}.`,
     '',
     describeNotice(input.notice, input),
-  ].join('\n');
+  ];
+  if (input.reportFailed) lines.push('', reportFailedNote);
+  const text = lines.join('\n');
   // Only a PUBLIC_URL or GITHUB_URL of tens of thousands of characters could reach the limit.
   return text.length <= maxCheckRunOutputLength
     ? text

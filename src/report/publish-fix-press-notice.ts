@@ -2,7 +2,7 @@ import { asc, eq } from 'drizzle-orm';
 import { worstSeverity } from '../analysis/analyze.ts';
 import type { AppContext } from '../context.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
-import { isNotFound } from '../github/file-content.ts';
+import { isNotFound } from '../github/request-errors.ts';
 import { parseGitHubResponse } from '../github/github-response.ts';
 import { requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
@@ -42,8 +42,11 @@ export interface FixPressNoticeInput {
 type Run = typeof prRuns.$inferSelect;
 
 export type FixPressNoticeOutcome =
-  /** `newerCheckRunId`: the run's newest check run, which an `earlier_analysis` notice links to. */
-  | { status: 'updated'; newerCheckRunId?: number }
+  /**
+   * `newerCheckRunId`: the run's newest check run, which an `earlier_analysis` notice links to.
+   * `reportFailed`: the notice went on a check run that the run's failed report did not store.
+   */
+  | { status: 'updated'; newerCheckRunId?: number; reportFailed?: true }
   | { status: 'skipped'; reason: string; newerCheckRunId?: number }
   /** The run changed while the update was sent, so the earlier output was written back. */
   | { status: 'reverted'; reason: string }
@@ -94,8 +97,11 @@ function isEarlierCheckRunOf(run: Run, externalId: string | null): boolean {
  *
  * GitHub shows the button as soon as the report creates the check run, before the report
  * stores its id on the run. A run that names no check run is therefore read again under the
- * report's lock, after the report attempt that holds it has stored its check run. When the run
- * still names none, `input.deferUntilReported` decides whether a later job writes the notice.
+ * report's lock, after the report attempt that holds it has stored its check run. When the
+ * run's report failed for good without storing it, the notice goes on the pressed check run
+ * once its external id shows that it is the check run of the run's analysis. The notice then
+ * adds that the report failed. When the run still names none otherwise,
+ * `input.deferUntilReported` decides whether a later job writes the notice.
  */
 export async function publishFixPressNotice(
   context: AppContext,
@@ -105,13 +111,16 @@ export async function publishFixPressNotice(
   let run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
   if (!run) return { status: 'skipped', reason: 'run no longer exists' };
   let notice = input.notice;
+  let reportFailed = false;
   if (notice.kind !== 'earlier_analysis' && run.checkRunId === null) {
     const stored = await readStoredCheckRun(context, input);
     if ('status' in stored) return stored;
     run = stored.run;
+    reportFailed = stored.reportFailed;
   }
   let redirectReason: string | null = null;
-  if (notice.kind !== 'earlier_analysis' && run.checkRunId !== input.checkRunId) {
+  const runNamesAnother = !reportFailed && run.checkRunId !== input.checkRunId;
+  if (notice.kind !== 'earlier_analysis' && runNamesAnother) {
     // The external id check under the lock verifies that the pressed check run is an earlier one.
     redirectReason =
       `check run ${input.checkRunId} is not the run's, whose newest check run is ` +
@@ -143,6 +152,8 @@ export async function publishFixPressNotice(
       notice: shownNotice,
       publicUrl: context.config.PUBLIC_URL,
       newerCheckRunUrl,
+      // The note is about the pressed check run, not the newer one that a redirect points to.
+      reportFailed: reportFailed && shownNotice.kind !== 'earlier_analysis',
     });
   };
 
@@ -159,6 +170,14 @@ export async function publishFixPressNotice(
       );
       if (notice.kind === 'earlier_analysis' && !isEarlierCheckRunOf(run, data.external_id)) {
         return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
+      }
+      // The run names no check run, so the external id shows that the pressed one is the
+      // check run of the analysis whose report failed.
+      if (reportFailed && data.external_id !== checkRunExternalId(run)) {
+        const reason =
+          `check run ${input.checkRunId} is not the check run of the run's analysis, whose ` +
+          `report failed: ${run.reportError}`;
+        return { status: 'skipped', reason };
       }
       const shownPressedAt = readPressedAt(data.output.text);
       if (shownPressedAt !== null && shownPressedAt > input.pressedAt) {
@@ -184,7 +203,11 @@ export async function publishFixPressNotice(
       // Octokit may wait a minute or more for a rate limit or retry inside one request. A
       // suspend or uninstall since the check above throws InstallationUnavailableError.
       await requireActiveInstallation(context.db, run.installationId);
-      const staleBefore = await findStaleNoticeReason(context.db, { ...input, notice }, run);
+      const staleBefore = await findStaleNoticeReason(
+        context.db,
+        { ...input, notice, reportFailed },
+        run,
+      );
       if (staleBefore?.kind === 'redirect') {
         // The pressed check run was the run's when the job started, so it is an earlier one.
         redirectReason = staleBefore.reason;
@@ -204,7 +227,11 @@ export async function publishFixPressNotice(
       // before it, and a change after this read finds the notice written, as after any
       // notice job that finished before the change. The report posts a new check run under
       // the lock that this update holds, so a redirect found here is reverted like any change.
-      const staleAfter = await findStaleNoticeReason(context.db, { ...input, notice }, run);
+      const staleAfter = await findStaleNoticeReason(
+        context.db,
+        { ...input, notice, reportFailed },
+        run,
+      );
       if (staleAfter !== null) {
         // GitHub blocks the app's API access to a suspended or uninstalled installation (REST
         // API docs, "Suspend an app installation"), so the notice stays and the error names
@@ -224,6 +251,7 @@ export async function publishFixPressNotice(
       if (redirectReason !== null && newerCheckRunId !== null) {
         return logRedirect(logger, input, { reason: redirectReason, newerCheckRunId });
       }
+      if (reportFailed) return { status: 'updated', reportFailed: true };
       if (newerCheckRunId === null) return { status: 'updated' };
       return { status: 'updated', newerCheckRunId };
     } catch (error) {
@@ -234,17 +262,22 @@ export async function publishFixPressNotice(
 }
 
 /**
- * Reads the run under the report's lock and returns it once it names a check run. A run that
- * still names none gets the outcome of `input.deferUntilReported`, or a skip without it.
+ * Reads the run under the report's lock and returns it once it names a check run, or once its
+ * report failed for good (`reportFailed`). A report can fail after GitHub created the check
+ * run that was pressed, and no later attempt stores it then. A run that still names none and
+ * whose report has not failed gets the outcome of `input.deferUntilReported`, or a skip
+ * without it.
  */
 async function readStoredCheckRun(
   context: AppContext,
   input: FixPressNoticeInput,
-): Promise<{ run: Run } | FixPressNoticeOutcome> {
+): Promise<{ run: Run; reportFailed: boolean } | FixPressNoticeOutcome> {
   return withSessionLock(context.db, checkRunLockKey(input.runId), async () => {
     const run = await context.db.query.prRuns.findFirst({ where: eq(prRuns.id, input.runId) });
     if (!run) return { status: 'skipped', reason: 'run no longer exists' };
-    if (run.checkRunId !== null) return { run };
+    if (run.checkRunId !== null) return { run, reportFailed: false };
+    // A stored report error ends the report, though pg-boss may not have ended its job yet.
+    if (run.status === 'completed' && run.reportError !== null) return { run, reportFailed: true };
     if (input.deferUntilReported) return input.deferUntilReported(run);
     return { status: 'skipped', reason: `check run ${input.checkRunId} is not the run's` };
   });

@@ -1,8 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { isNotFound } from '../github/file-content.ts';
-import { mayHaveWritten } from '../github/request-errors.ts';
+import { isNotFound, mayHaveWritten } from '../github/request-errors.ts';
 import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, summaryComments } from '../db/schema/index.ts';

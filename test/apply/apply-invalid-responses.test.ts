@@ -1,6 +1,7 @@
 // Applying when GitHub returns a 2xx response that lacks or mistypes a field that Apply reads.
 // Each such response gets 502, naming the request and the field. A response to a write that
 // GitHub carried out does not hide the write: Apply reads the branch or the reviews to find it.
+// An apply job stores such an error at once, without a retry.
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { patchRequests } from '../../src/db/schema/index.ts';
@@ -19,7 +20,13 @@ import {
   resetPullRequestHead,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
-import { insertAppTextRequest, storedPatchRequest } from '../helpers/apply-jobs.ts';
+import {
+  insertAppTextRequest,
+  runApplyJob,
+  storeApplyJob,
+  storedPatchRequest,
+} from '../helpers/apply-jobs.ts';
+import { logsOf } from '../helpers/context.ts';
 import { owner, prNumber, repo, repository, type GitHubTestContext } from '../helpers/github-context.ts';
 import { failAfterWork } from '../helpers/lost-response.ts';
 
@@ -36,6 +43,8 @@ const htmlPage = {
 const git = (...args: string[]) => gitIn(setup, ...args);
 const apply = (id: string, body?: unknown) => requestApply(applyContext, id, body);
 const reviewsPath = `/repos/${repository}/pulls/${prNumber}/reviews`;
+/** The app's limit on one GitHub response in these tests, far above the fake's responses. */
+const maxResponseBytes = 1024 * 1024;
 
 const newRequest = () => insertAppTextRequest(applyContext);
 const stored = (id: string) => storedPatchRequest(setup, id);
@@ -54,7 +63,7 @@ async function expectNothingApplied(id: string) {
 }
 
 beforeAll(async () => {
-  applyContext = await createApplyTestContext();
+  applyContext = await createApplyTestContext({ maxResponseBytes });
   setup = applyContext.setup;
   const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
   setup.fake.addRoute(failAfterWork(updateRef, afterWork, 'ref', { status: 200, ...htmlPage }));
@@ -324,6 +333,30 @@ describe('apply as suggestions, invalid response', () => {
     const { error } = await response.json();
     const problem = 'message: Invalid input: expected string, received number';
     expect(error.message).toBe(invalidResponseMessage(request.id, `GET ${commitPath}`, 200, problem));
+    await expectNothingApplied(request.id);
+  });
+});
+
+describe('apply job, oversized response', () => {
+  it('stores the error at once', async () => {
+    const request = await newRequest();
+    const jobId = await storeApplyJob(setup.context, request, 'created');
+    const pullPath = `/repos/${repository}/pulls/${prNumber}`;
+    const body = Buffer.alloc(maxResponseBytes + 1, ' ');
+    queue({ method: 'GET', path: pullPath, status: 200, body });
+    const rejectedBefore = logsOf(setup.context, 'job.apply.rejected').length;
+
+    await runApplyJob(setup, jobId);
+
+    const job = await setup.context.boss.getJobById('apply', jobId);
+    expect(job?.state).toBe('completed');
+    expect(job?.retryCount).toBe(0);
+    const problem = 'the response is larger than the limit of 1048576 bytes (1 MiB)';
+    const message = invalidResponseMessage(request.id, `GET ${pullPath}`, 200, problem);
+    expect((await stored(request.id)).applyError).toBe(message);
+    const rejected = logsOf(setup.context, 'job.apply.rejected').slice(rejectedBefore);
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]!.reason).toBe(message);
     await expectNothingApplied(request.id);
   });
 });

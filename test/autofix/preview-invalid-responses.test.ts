@@ -1,13 +1,15 @@
 // Previewing when GitHub returns a 200 response to a file read that lacks or mistypes a field.
 // The preview job fails like after a server error, so pg-boss retries it, and its last attempt
-// stores an error on the file that names the request and the field. No model call is made.
+// stores an error on the file that names the request and the field. A response over the size
+// limit fails the file at once instead. No model call is made.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { patchFiles, patchRequests, users } from '../../src/db/schema/index.ts';
 import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
-import { handlePreviewJob } from '../../src/jobs/preview.ts';
+import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
 import { logsOf, type TestContext } from '../helpers/context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
 import {
   answerWithFixedFiles,
   consoleLogFiles,
@@ -27,6 +29,8 @@ const htmlPage = {
   body: '<html><body>Service Unavailable</body></html>',
 };
 const htmlProblem = 'body: Invalid input: expected object, received string';
+/** The app's limit on one GitHub response in these tests, far above the fake's responses. */
+const maxResponseBytes = 64 * 1024;
 
 let setup: PreviewTestContext;
 let context: TestContext;
@@ -35,6 +39,7 @@ beforeAll(async () => {
   setup = await createPreviewTestContext({
     head: { 'src/a.ts': consoleLogFiles['src/a.ts'] },
     groqApiKey: 'gsk_platform_invalid_response_test',
+    maxResponseBytes,
   });
   context = setup.context;
   await insertConsoleLogFindings(context, setup.runId, ['src/a.ts']);
@@ -136,5 +141,44 @@ describe('preview, invalid file read', () => {
     expect(ready.originalText).toBe(consoleLogFiles['src/a.ts']);
     expect(ready.proposedText).toBe(consoleLogFixes['src/a.ts']);
     expect(modelCalls()).toBe(1);
+  });
+});
+
+describe('preview, oversized file read', () => {
+  it('fails the file at once', async () => {
+    const patchRequestId = await newPatchRequest();
+    const body = Buffer.alloc(maxResponseBytes + 1, ' ');
+    setup.github.queueResponse({ method: 'GET', path: contentsPattern, status: 200, body });
+    const readsBefore = setup.github.requests.filter((request) => contentsPattern.test(request.path)).length;
+    const tooLargeBefore = logsOf(context, 'preview.file_response_too_large').length;
+    const { previewJobId } = await storedRequest(patchRequestId);
+
+    await runDueJob<PreviewJobData>(context, previewQueue, previewJobId!, (job) => handlePreviewJob(context, job));
+
+    const job = await context.boss.getJobById(previewQueue, previewJobId!);
+    expect(job?.state).toBe('completed');
+    expect(job?.retryCount).toBe(0);
+    const reads = setup.github.requests.filter((request) => contentsPattern.test(request.path)).length;
+    expect(reads - readsBefore).toBe(1);
+    const message =
+      `Preview of src/a.ts failed: GitHub returned an invalid response (status 200) to GET ` +
+      `${contentsPath}: the response is larger than the limit of 65536 bytes. A file within ` +
+      'PREVIEW_MAX_FILE_BYTES needs no response this large, so GitHub, or a proxy between this ' +
+      'server and GITHUB_API_URL, may be failing. Once it responds normally, regenerate this file.';
+    const file = await storedFile(patchRequestId);
+    expect(file.status).toBe('failed');
+    expect(file.error).toBe(message);
+    const request = await storedRequest(patchRequestId);
+    expect(request.status).toBe('failed');
+    expect(request.error).toBe(message);
+    expect(request.completedAt).toBeInstanceOf(Date);
+    expect(modelCalls()).toBe(0);
+    const logged = logsOf(context, 'preview.file_response_too_large').slice(tooLargeBefore);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.path).toBe('src/a.ts');
+    expect(logged[0]!.err).toMatchObject({
+      type: 'GitHubResponseTooLargeError',
+      request: `GET ${contentsPath}`,
+    });
   });
 });

@@ -58,12 +58,15 @@ export async function createApplyTestContext(
     base?: Record<string, FileValue>;
     head?: Record<string, FileValue | null>;
     env?: Record<string, string>;
+    /** Maximum bytes of one GitHub response body, or the app's default when unset. */
+    maxResponseBytes?: number;
   } = {},
 ): Promise<ApplyTestContext> {
   const setup = await createGitHubTestContext({
     base: options.base ?? { 'app.txt': 'one\n' },
     head: options.head ?? { 'app.txt': headText },
     env: options.env ?? {},
+    maxResponseBytes: options.maxResponseBytes,
   });
   const app = createApp(setup.context);
   const user = await insertUser(setup.context);

@@ -49,6 +49,8 @@ export async function createGitHubTestContext(options: {
   base: Record<string, FileValue>;
   head: Record<string, FileValue | null>;
   env?: Record<string, string>;
+  /** Maximum bytes of one GitHub response body, or the app's default when unset. */
+  maxResponseBytes?: number;
 }): Promise<GitHubTestContext> {
   const keys = generateAppKeyPair();
   const fake = await startFakeGitHub({ appId, publicKeyPem: keys.publicKeyPem });
@@ -76,6 +78,7 @@ export async function createGitHubTestContext(options: {
     privateKey: keys.privateKeyPem,
     baseUrl: fake.url,
     logger: context.logger,
+    maxResponseBytes: options.maxResponseBytes,
   });
   return {
     context,

@@ -40,6 +40,8 @@ export async function createPreviewTestContext(options: {
   groqApiKey: string;
   /** Platform key of the fake Gemini. Without it the context has no Gemini key. */
   geminiApiKey?: string;
+  /** Maximum bytes of one GitHub response body, or the app's default when unset. */
+  maxResponseBytes?: number;
 }): Promise<PreviewTestContext> {
   const groq = await startFakeGroq();
   const gemini = await startFakeGemini();
@@ -73,6 +75,7 @@ export async function createPreviewTestContext(options: {
     privateKey: keys.privateKeyPem,
     baseUrl: github.url,
     logger: context.logger,
+    maxResponseBytes: options.maxResponseBytes,
   });
 
   await context.db.insert(installations).values({

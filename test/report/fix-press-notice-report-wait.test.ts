@@ -38,6 +38,10 @@ import { waitForLockWait } from '../helpers/webhooks.ts';
 const secret = 'fix-press-report-wait-secret';
 const publicUrl = 'https://fixwright.example.test';
 const listPath = '/repos/:owner/:repo/commits/:ref/check-runs';
+/** The note that a notice on a check run of a failed report ends with. */
+const reportFailedNote =
+  "Posting this commit's results to GitHub failed, so this check run may lack annotations, and " +
+  'the pull request may lack the Fixwright summary comment.';
 
 let setup: GitHubTestContext;
 let app: ReturnType<typeof createApp>;
@@ -333,7 +337,7 @@ describe('fix press notice before the report stores its check run', () => {
     expect(checkRun.output.text).toBeNull();
   });
 
-  it('ends at once when the report fails', async () => {
+  it('writes the notice after a failed report', async () => {
     const { run, checkRun, nextReportJobId, job, waiting } = await deferredPress();
     // The report's next attempt is its last, and GitHub rejects its lookup of the check run.
     await setup.context.database.sql`UPDATE pgboss.job SET retry_limit = 0 WHERE id = ${nextReportJobId}`;
@@ -367,16 +371,18 @@ describe('fix press notice before the report stores its check run', () => {
     const startedLogs = logsOf(setup.context, 'report.fix_press_notices_started', { runId: run.id });
     expect(startedLogs).toMatchObject([{ noticeJobIds: [started!.id], reason: 'report_failed' }]);
     const completed = completionOf(started!.id);
-    expect(completed.status).toBe('skipped');
-    expect(completed.reason).toBe(
-      `check run ${checkRun.id} is not stored yet, and the run's report failed: ${reportError}`,
-    );
+    expect(completed.status).toBe('updated');
+    expect(completed.reportFailed).toBe(true);
     expect(await noticeJobs(run.id)).toHaveLength(3);
-    expect(checkRun.output.text).toBeNull();
+    const request = await patchRequestOf(run.id);
+    expect(checkRun.output.text).toBe(
+      `${queuedPreviewText(job.data, publicUrl, request.id)}\n\n${reportFailedNote}`,
+    );
+    expect((await storedRun(run.id)).checkRunId).toBeNull();
   });
 
-  it('ends at once when a stop interrupts the report', async () => {
-    const { run, checkRun, nextReportJobId, waiting } = await deferredPress();
+  it('writes the notice after a stopped report', async () => {
+    const { run, checkRun, nextReportJobId, job, waiting } = await deferredPress();
     // pg-boss failed the report job's last attempt when the service stopped during it.
     await setup.context.database.sql`UPDATE pgboss.job SET retry_limit = 0 WHERE id = ${nextReportJobId}`;
     await setup.context.database.sql`
@@ -398,11 +404,42 @@ describe('fix press notice before the report stores its check run', () => {
 
     await runNoticeJob(started.id);
 
-    expect(completionOf(started.id)).toMatchObject({
-      status: 'skipped',
-      reason: `check run ${checkRun.id} is not stored yet, and the run's report failed: ${reportError}`,
-    });
-    expect(checkRun.output.text).toBeNull();
+    expect(completionOf(started.id)).toMatchObject({ status: 'updated', reportFailed: true });
+    const request = await patchRequestOf(run.id);
+    expect(checkRun.output.text).toBe(
+      `${queuedPreviewText(job.data, publicUrl, request.id)}\n\n${reportFailedNote}`,
+    );
+  });
+
+  it('skips a check run of another analysis after a failed report', async () => {
+    const { run, reportJobId } = await completedRun();
+    await runReportJob(reportJobId);
+    const earlier = checkRunsOf(run.id)[0]!;
+    // The run was analyzed again, and that analysis's report failed before it created a check
+    // run. The notice job of a press on the earlier check run runs only now.
+    const reportError = 'Posting the results to GitHub failed: GitHub returned 403.';
+    await setup.context.db
+      .update(prRuns)
+      .set({ analyzeJobId: randomUUID(), checkRunId: null, checkRunAnnotations: 0, reportError })
+      .where(eq(prRuns.id, run.id));
+    const data: FixPressNoticeJobData = {
+      runId: run.id,
+      checkRunId: earlier.id,
+      pressedAt: Date.now(),
+      sender: 'a-reviewer',
+      notice: { kind: 'no_findings' },
+    };
+    const jobId = (await setup.context.boss.send(fixPressNoticeQueue, data))!;
+
+    await runNoticeJob(jobId);
+
+    const completed = completionOf(jobId);
+    expect(completed.status).toBe('skipped');
+    expect(completed.reason).toBe(
+      `check run ${earlier.id} is not the check run of the run's analysis, whose report ` +
+        `failed: ${reportError}`,
+    );
+    expect(earlier.output.text).toBeNull();
   });
 
   it('skips a press when no report is pending', async () => {

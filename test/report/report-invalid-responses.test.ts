@@ -2,7 +2,8 @@
 // reads. Such a response fails the report job, which pg-boss retries, and the last attempt stores
 // an error that names the request and the field. A create whose response is invalid may have
 // taken effect, so the report lists the check runs or comments before it creates one again, and
-// the pull request never gets a second check run or summary comment.
+// the pull request never gets a second check run or summary comment. A response over the size
+// limit fails the report job at once.
 import { and, eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns, summaryComments } from '../../src/db/schema/index.ts';
@@ -37,6 +38,8 @@ const htmlPage = {
   body: '<html><body>Service Unavailable</body></html>',
 };
 const checkRunPattern = '/repos/:owner/:repo/check-runs/:check_run_id';
+/** The app's limit on one GitHub response in these tests, far above the fake's responses. */
+const maxResponseBytes = 1024 * 1024;
 
 type WriteRoute = 'createCheckRun' | 'updateCheckRun' | 'createComment';
 
@@ -132,6 +135,7 @@ beforeAll(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/app.ts': 'export const a = 1;\n' },
     head: { 'src/app.ts': 'export const a = 2;\n' },
+    maxResponseBytes,
   });
   await insertInstallation(setup.context, { id: setup.installationId });
 });
@@ -357,6 +361,38 @@ describe('report, invalid check run response', () => {
     const stored = await storedRun(run.id);
     expect(stored.checkRunAnnotations).toBe(50);
     expect(stored.checkRunId).toBe(created.id);
+  }, 60_000);
+});
+
+describe('report, oversized response', () => {
+  it('fails at once', async () => {
+    const { run, jobId } = await queuedReport(1, 4);
+    const listPath = `/repos/${owner}/${repo}/commits/${run.headSha}/check-runs`;
+    const body = Buffer.alloc(maxResponseBytes + 1, ' ');
+    setup.fake.queueResponse({ method: 'GET', path: listPath, status: 200, body });
+    const listsBefore = requestCount('GET', listPath);
+    const failedBefore = logsOf(setup.context, 'job.report.failed').length;
+
+    expect(await attempt(jobId)).toBeNull();
+
+    const job = await setup.context.boss.getJobById(reportQueue, jobId);
+    expect(job?.state).toBe('completed');
+    expect(job?.retryCount).toBe(0);
+    expect(requestCount('GET', listPath) - listsBefore).toBe(1);
+    const problem = 'the response is larger than the limit of 1048576 bytes (1 MiB)';
+    const stored = await storedRun(run.id);
+    expect(stored.reportError).toBe(reportError(`GET ${listPath}`, problem));
+    expect(stored.checkRunId).toBeNull();
+    expect(stored.reportedAt).toBeNull();
+    expect(checkRunsOf(run.id)).toEqual([]);
+    const failed = logsOf(setup.context, 'job.report.failed').slice(failedBefore);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.finalAttempt).toBe(true);
+    expect(failed[0]!.attempt).toBe(0);
+    expect(failed[0]!.err).toMatchObject({
+      type: 'GitHubResponseTooLargeError',
+      request: `GET ${listPath}`,
+    });
   }, 60_000);
 });
 
