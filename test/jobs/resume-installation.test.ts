@@ -14,15 +14,13 @@ import {
   confirmPullRequestQueue,
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
-import {
-  handleResumeInstallationJob,
-  pagesPerResumeJob,
-} from '../../src/jobs/resume-installation.ts';
+import { handleResumeInstallationJob } from '../../src/jobs/resume-installation.ts';
 import {
   resumeDelaySeconds,
   resumeInstallationQueue,
   type ResumeInstallationJobData,
 } from '../../src/jobs/resume-installation-queue.ts';
+import { pagesPerResumeJob } from '../../src/jobs/resume-walk.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { logsOf } from '../helpers/context.ts';
 import {
