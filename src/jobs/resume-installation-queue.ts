@@ -34,6 +34,9 @@ export type ResumeCounts = z.infer<typeof resumeCounts>;
  * queued. Then it lists GitHub's open pull requests, page by page: `repositoryPage` of GET
  * /installation/repositories, the repository at `repositoryIndex` on that page, and its page
  * `pullRequestPage` of open pull requests.
+ * NOTE: a repository added to or removed from the installation between two jobs of a resume
+ * shifts the pages, so the next job can skip a repository or list one twice. A pull request
+ * listed twice is not checked twice while its first check waits to start.
  */
 export const resumeProgress = z.object({
   lastKnown: z.object({ repositoryId: githubId, prNumber: z.number().int().positive() }).nullable(),
