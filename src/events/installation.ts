@@ -6,7 +6,7 @@ import { installations } from '../db/schema/index.ts';
 import type { GitHubApp } from '../github/app.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { queueInstallationConfirmation } from '../jobs/confirm-installation.ts';
-import { queueOpenPullRequestChecks } from '../jobs/confirm-pull-request-queue.ts';
+import { queueInstallationResume } from '../jobs/resume-installation-queue.ts';
 import type { Logger } from '../logger.ts';
 import {
   stopInstallationWork,
@@ -45,8 +45,8 @@ const markingActions = new Set(['created', 'deleted', 'suspend', 'unsuspend']);
  * Records who installed the app where, because that user's allowance pays for automatic
  * work. `suspend` and `deleted` also cancel the installation's unfinished runs, reports and
  * previews. `unsuspend` and a new `created` leave cancelled work cancelled, and a new push or
- * "Fix with AI" starts new work. `unsuspend` also queues a check of each open pull request with
- * GitHub (see queueOpenPullRequestChecks).
+ * "Fix with AI" starts new work. `unsuspend` also queues one job that checks the installation's
+ * open pull requests with GitHub (see handleResumeInstallationJob).
  *
  * GitHub does not deliver these events in order, and an `unsuspend` payload carries no time to
  * order it by. So each event that changes a mark also queues a check of the installation with
@@ -97,9 +97,11 @@ async function applyInstallationEvent(
     }
     case 'unsuspend': {
       // Work cancelled by the suspension stays cancelled. GitHub blocks webhook events to a
-      // suspended installation (REST API docs, "Suspend an app installation"), so a push
-      // during the suspension reached Fixwright late or not at all. The checks queued here
-      // read each open pull request from GitHub and analyze a head commit that has no run.
+      // suspended installation (REST API docs, "Suspend an app installation"), so a push or a
+      // new pull request during the suspension reached Fixwright late or not at all. The job
+      // queued here lists the open pull requests and queues a check of each, which analyzes a
+      // head commit that has no run. One job keeps this transaction small however many pull
+      // requests the installation has.
       const [row] = await tx
         .update(installations)
         .set({ suspendedAt: null })
@@ -107,11 +109,12 @@ async function applyInstallationEvent(
         .returning({ id: installations.id });
       if (!row) return notRecorded(installation.id);
       const resumed = `installation ${installation.id} resumed`;
-      // The checks need GitHub App credentials, and queueConfirmation logs their absence.
+      // The job needs GitHub App credentials, and queueConfirmation logs their absence.
       if (!context.github) return resumed;
-      const checked = await queueOpenPullRequestChecks(tx, boss, installation.id);
-      if (checked === 0) return resumed;
-      return `${resumed}; queued checks of ${checked} open pull request(s) with GitHub`;
+      const jobId = await queueInstallationResume(tx, boss, installation.id);
+      return jobId === null
+        ? `${resumed}; a check of its open pull requests with GitHub is queued already`
+        : `${resumed}; queued a check of its open pull requests with GitHub`;
     }
     default:
       return ignoredActionOutcome('installation', payload.action);

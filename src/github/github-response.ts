@@ -82,13 +82,59 @@ export function describeInvalidResponse(error: UnexpectedGitHubAnswerError): str
 export const failingProxyHint =
   'GitHub, or a proxy between this server and GITHUB_API_URL, may be failing.';
 
+/** The items of one page of a GitHub list, and whether the Link header names a next page. */
+export interface CheckedPage<Item> {
+  items: Item[];
+  hasNextPage: boolean;
+  /** URL of the next page from the Link header, or undefined on the last page. */
+  nextPageUrl?: string;
+}
+
+/**
+ * Returns the items of `response`, one page of a GitHub list, checked against `itemSchema`
+ * (see parseGitHubResponse). A page is an array of items, or with `itemsField` an object whose
+ * field of that name is the array, as `check_runs` in a list of check runs.
+ */
+function parseCheckedPage<Item extends z.ZodType>(
+  response: { status: number; url: string; data: unknown; headers: Record<string, unknown> },
+  itemSchema: Item,
+  itemsField: string | undefined,
+): CheckedPage<z.output<Item>> {
+  const itemsSchema = z.array(itemSchema);
+  const pageSchema =
+    itemsField === undefined
+      ? itemsSchema
+      : z.object({ [itemsField]: itemsSchema }).transform((page) => page[itemsField]!);
+  const items = parseGitHubResponse(pageSchema, 'GET', response) as z.output<Item>[];
+  const link = typeof response.headers.link === 'string' ? response.headers.link : '';
+  const nextPageUrl = /<([^<>]+)>;\s*rel="next"/.exec(link)?.[1];
+  return nextPageUrl === undefined
+    ? { items, hasNextPage: false }
+    : { items, hasNextPage: true, nextPageUrl };
+}
+
+/**
+ * Requests one page of a GitHub list, such as `page: 2` with `per_page: 100` in `parameters`,
+ * and returns its items checked against `itemSchema` (see parseCheckedPage). Callers that
+ * continue a listing in a later job keep the page number, which this request names, rather
+ * than the Link header's URL.
+ */
+export async function readCheckedPage<Item extends z.ZodType>(
+  octokit: Octokit,
+  route: `GET ${string}`,
+  parameters: Record<string, unknown>,
+  itemSchema: Item,
+  options: { itemsField?: string } = {},
+): Promise<CheckedPage<z.output<Item>>> {
+  const response = await octokit.request(route, parameters);
+  return parseCheckedPage(response, itemSchema, options.itemsField);
+}
+
 /**
  * Requests `route` and then each page that the Link header names as `rel="next"`, as
  * `octokit.paginate` does, and yields each page's items checked against `itemSchema` (see
- * parseGitHubResponse). A page is an array of items, or with `itemsField` an object whose
- * field of that name is the array, as `check_runs` in a list of check runs. `octokit.paginate`
- * is not used because it raises a TypeError for a page whose body is a string, and reads an
- * empty body as a page without items.
+ * parseCheckedPage). `octokit.paginate` is not used because it raises a TypeError for a page
+ * whose body is a string, and reads an empty body as a page without items.
  */
 export async function* readCheckedPages<Item extends z.ZodType>(
   octokit: Octokit,
@@ -97,19 +143,11 @@ export async function* readCheckedPages<Item extends z.ZodType>(
   itemSchema: Item,
   options: { itemsField?: string } = {},
 ): AsyncGenerator<{ items: z.output<Item>[]; hasNextPage: boolean }> {
-  const { itemsField } = options;
-  const itemsSchema = z.array(itemSchema);
-  const pageSchema =
-    itemsField === undefined
-      ? itemsSchema
-      : z.object({ [itemsField]: itemsSchema }).transform((page) => page[itemsField]!);
   let response = await octokit.request(route, parameters);
   for (;;) {
-    const items = parseGitHubResponse(pageSchema, 'GET', response) as z.output<Item>[];
-    const link = typeof response.headers.link === 'string' ? response.headers.link : '';
-    const next = /<([^<>]+)>;\s*rel="next"/.exec(link)?.[1];
-    yield { items, hasNextPage: next !== undefined };
-    if (next === undefined) return;
-    response = await octokit.request({ method: 'GET', url: next });
+    const { items, nextPageUrl } = parseCheckedPage(response, itemSchema, options.itemsField);
+    yield { items, hasNextPage: nextPageUrl !== undefined };
+    if (nextPageUrl === undefined) return;
+    response = await octokit.request({ method: 'GET', url: nextPageUrl });
   }
 }

@@ -5,14 +5,19 @@ import {
   confirmPullRequestQueue,
 } from './confirm-pull-request-queue.ts';
 import { startCheckQueuedBehind } from './keyed-checks.ts';
+import { resumeDelaySeconds, resumeInstallationQueue } from './resume-installation-queue.ts';
 
 /** Seconds from an event to its check, per check queue. */
 const checkDelaySeconds = new Map([
   [confirmInstallationQueue, confirmDelaySeconds],
   [confirmPullRequestQueue, confirmPullRequestDelaySeconds],
+  [resumeInstallationQueue, resumeDelaySeconds],
 ]);
 
-/** Queues whose jobs check one installation or pull request each with GitHub (see keyed-checks.ts). */
+/**
+ * Queues whose jobs check one installation, one pull request, or the open pull requests of one
+ * installation each with GitHub (see keyed-checks.ts).
+ */
 export const checkQueues = [...checkDelaySeconds.keys()];
 
 /**

@@ -16,7 +16,6 @@ import { requireGitHubApp } from '../github/require-github-app.ts';
 import { stopInstallationWork } from '../runs/cancel-installation-work.ts';
 import { findRunInstallation } from '../runs/visible-runs.ts';
 import { transactionDb } from './boss.ts';
-import { queueOpenPullRequestChecks } from './confirm-pull-request-queue.ts';
 import {
   checkQueueOptions,
   deferCheck,
@@ -24,6 +23,7 @@ import {
   findRunningCheck,
 } from './keyed-checks.ts';
 import { rateLimitFields } from './rate-limit-wait.ts';
+import { queueInstallationResume } from './resume-installation-queue.ts';
 
 export const confirmInstallationQueue = 'confirm-installation';
 
@@ -80,8 +80,11 @@ type ConfirmOutcome =
       suspended: boolean;
       deleted: boolean;
       cancelled?: string;
-      /** Open pull requests whose check with GitHub was queued because a suspension ended. */
-      pullRequestChecks?: number;
+      /**
+       * The job that checks the open pull requests with GitHub because a suspension ended, or
+       * null when one is queued already.
+       */
+      resumeJobId?: string | null;
     };
 
 /**
@@ -225,8 +228,8 @@ async function applyInstallationState(
   // pull requests, so they are checked as after an `unsuspend` event.
   const resumed = row.suspendedAt !== null && state.kind === 'active';
   if (resumed) {
-    const pullRequestChecks = await queueOpenPullRequestChecks(tx, boss, installationId);
-    return { ...corrected, pullRequestChecks };
+    const resumeJobId = await queueInstallationResume(tx, boss, installationId);
+    return { ...corrected, resumeJobId };
   }
   // Work is cancelled when the check finds the installation stopped while its row let work
   // start, as the `suspend` or `deleted` event would have done.

@@ -1,8 +1,6 @@
-import { and, desc, eq, isNull } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
-import { prRuns } from '../db/schema/index.ts';
 import { githubId } from '../events/github-id.ts';
 import { repositoryFullName } from '../events/github-names.ts';
 import { transactionDb } from './boss.ts';
@@ -59,33 +57,4 @@ export async function queuePullRequestConfirmation(
     startAfter,
     db: transactionDb(tx),
   });
-}
-
-/**
- * Queues a check of each pull request of the installation that has a run not marked closed,
- * in the caller's transaction, and returns how many pull requests it covered. GitHub sends no
- * webhook events to a suspended installation, so after an unsuspend any of them may have a
- * newer head commit, or a close, that Fixwright has not seen.
- * NOTE: a pull request opened while the installation was suspended has no run, so it is not
- * checked, and it is analyzed only after its next event.
- */
-export async function queueOpenPullRequestChecks(
-  tx: Transaction,
-  boss: PgBoss,
-  installationId: number,
-): Promise<number> {
-  // One row per pull request, from its newest run.
-  const pullRequests = await tx
-    .selectDistinctOn([prRuns.repositoryId, prRuns.prNumber], {
-      repositoryId: prRuns.repositoryId,
-      repository: prRuns.repository,
-      prNumber: prRuns.prNumber,
-    })
-    .from(prRuns)
-    .where(and(eq(prRuns.installationId, installationId), isNull(prRuns.prClosedAt)))
-    .orderBy(prRuns.repositoryId, prRuns.prNumber, desc(prRuns.createdAt));
-  for (const pullRequest of pullRequests) {
-    await queuePullRequestConfirmation(tx, boss, { installationId, ...pullRequest });
-  }
-  return pullRequests.length;
 }

@@ -16,6 +16,12 @@ import {
   confirmPullRequestQueueOptions,
   type ConfirmPullRequestJobData,
 } from './confirm-pull-request-queue.ts';
+import { handleResumeInstallationJob } from './resume-installation.ts';
+import {
+  resumeInstallationQueue,
+  resumeInstallationQueueOptions,
+  type ResumeInstallationJobData,
+} from './resume-installation-queue.ts';
 import { handlePreviewJob, previewQueue, previewQueueOptions, type PreviewJobData } from './preview.ts';
 import { handleReportJob, reportQueue, reportQueueOptions, type ReportJobData } from './report.ts';
 import {
@@ -59,6 +65,7 @@ export async function createQueues(boss: PgBoss, config?: Config, logger?: Logge
   await boss.createQueue(applyQueue, { name: applyQueue, ...applyQueueOptions });
   await createCheckQueue(boss, confirmInstallationQueue, confirmInstallationQueueOptions, logger);
   await createCheckQueue(boss, confirmPullRequestQueue, confirmPullRequestQueueOptions, logger);
+  await createCheckQueue(boss, resumeInstallationQueue, resumeInstallationQueueOptions, logger);
   if (config) {
     // createQueue leaves an existing queue as it is, so the configured timeout is set apart.
     await boss.updateQueue(previewQueue, {
@@ -86,6 +93,13 @@ export async function createQueues(boss: PgBoss, config?: Config, logger?: Logge
  * the other keys' checks wait for a free worker.
  */
 const checkWorkersPerQueue = 4;
+
+/**
+ * Workers of the resume queue in a process, so that the resume of an installation with many
+ * repositories does not hold up that of another. Resumes follow the end of a suspension, which
+ * is rare.
+ */
+const resumeWorkers = 2;
 
 /** Maximum wait at close, in milliseconds, for the handlers still running to end. */
 const handlerEndWaitMs = 5_000;
@@ -192,6 +206,12 @@ export async function startWorkers(
     await boss.work<ConfirmPullRequestJobData>(confirmPullRequestQueue, polling, async ([job]) => {
       if (!job) return;
       await runJob(job, () => handleConfirmPullRequestJob(context, job), () => startCheckBehind(job));
+    });
+  }
+  for (let worker = 0; worker < resumeWorkers; worker++) {
+    await boss.work<ResumeInstallationJobData>(resumeInstallationQueue, polling, async ([job]) => {
+      if (!job) return;
+      await runJob(job, () => handleResumeInstallationJob(context, job), () => startCheckBehind(job));
     });
   }
   // Two preview workers, so one long preview does not hold up the next.

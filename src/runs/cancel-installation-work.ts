@@ -6,6 +6,7 @@ import { analyzeQueue } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 import { reportQueue } from '../jobs/report.ts';
+import { cancelWaitingResumes } from '../jobs/resume-installation-queue.ts';
 import { cancelApplyJobsOfRuns, cancelFixPressNoticesOfInstallation } from './cancel-run-work.ts';
 
 /** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
@@ -71,7 +72,9 @@ export function describeInstallationCancel(
 /**
  * Cancels the unfinished work of a suspended or uninstalled installation with reasons that
  * name it (see `describeInstallationCancel`), and returns what was cancelled as text, such as
- * "cancelled 1 run(s), 0 report(s) and 2 patch request(s)".
+ * "cancelled 1 run(s), 0 report(s) and 2 patch request(s)". It also cancels a waiting resume
+ * of the installation's open pull requests. Otherwise that resume would keep the `unsuspend`
+ * that ends this suspension from queueing a new one.
  */
 export async function stopInstallationWork(
   tx: Transaction,
@@ -81,12 +84,14 @@ export async function stopInstallationWork(
   const reason = describeInstallationCancel(installation);
   const applyError = describeInstallationCancel(installation, 'apply');
   const cancelled = await cancelInstallationWork(tx, boss, installation.id, reason, applyError);
+  const resumes = await cancelWaitingResumes(tx, boss, installation.id);
   const work = [
     `${cancelled.runs} run(s)`,
     `${cancelled.reports} report(s)`,
     `${cancelled.patchRequests} patch request(s)`,
     ...(cancelled.notices > 0 ? [`${cancelled.notices} notice job(s)`] : []),
     ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
+    ...(resumes > 0 ? [`${resumes} resume job(s)`] : []),
   ];
   return `cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
 }

@@ -14,6 +14,7 @@ import {
 } from '../../src/db/schema/index.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { applyQueue, type ApplyJobData } from '../../src/jobs/apply.ts';
+import { confirmPullRequestQueue } from '../../src/jobs/confirm-pull-request-queue.ts';
 import {
   fixPressNoticeQueue,
   type FixPressNoticeJobData,
@@ -416,11 +417,12 @@ describe('installation suspend', () => {
     const resumed = await deliver('installation', example('installation', 'unsuspend'));
 
     expect(resumed.status).toBe(202);
-    // The example pull request and the fake's one each get a check with GitHub.
+    // One job checks the open pull requests with GitHub, however many there are.
     expect(resumed.body.outcome).toBe(
-      `installation ${setup.installationId} resumed; queued checks of 2 open pull request(s) ` +
+      `installation ${setup.installationId} resumed; queued a check of its open pull requests ` +
         'with GitHub',
     );
+    expect(await setup.context.boss.fetch(confirmPullRequestQueue)).toEqual([]);
     expect((await installationRow()).suspendedAt).toBeNull();
     const storedRun = await runById(run.id);
     expect(storedRun.status).toBe('cancelled');

@@ -9,6 +9,11 @@ import {
   handleConfirmInstallationJob,
   type ConfirmInstallationJobData,
 } from '../../src/jobs/confirm-installation.ts';
+import { handleResumeInstallationJob } from '../../src/jobs/resume-installation.ts';
+import {
+  resumeInstallationQueue,
+  type ResumeInstallationJobData,
+} from '../../src/jobs/resume-installation-queue.ts';
 import {
   describeInstallationCancel,
   type InstallationCancelCause,
@@ -110,6 +115,14 @@ async function expectCancelled(
   return run;
 }
 
+/** The installation's resume jobs, which check its open pull requests. */
+const resumes = keyedQueue<ResumeInstallationJobData>({
+  context: () => setup.context,
+  queue: resumeInstallationQueue,
+  key: () => String(setup.installationId),
+  handle: handleResumeInstallationJob,
+});
+
 /** The installation's check jobs. */
 const checks = keyedQueue<ConfirmInstallationJobData>({
   context: () => setup.context,
@@ -132,15 +145,17 @@ describe('installation events out of order', () => {
     // GitHub blocks webhook events while an installation is suspended, so the unsuspend has
     // the open pull requests checked with GitHub.
     expect(await deliver('installation', 'unsuspend')).toBe(
-      `installation ${setup.installationId} resumed; queued checks of 1 open pull request(s) ` +
+      `installation ${setup.installationId} resumed; queued a check of its open pull requests ` +
         'with GitHub',
     );
+    const [resume] = await resumes.jobs();
     const [queued] = await checks.jobs();
     expect(queued!.delayMs).toBeGreaterThanOrEqual(confirmDelaySeconds * 1000 - 1000);
     expect(queued!.delayMs).toBeLessThanOrEqual(confirmDelaySeconds * 1000 + 1000);
 
     const suspended = await deliver('installation', 'suspend');
-    expect(suspended).toMatch(/marked suspended; cancelled 1 run\(s\)/);
+    expect(suspended).toMatch(/marked suspended; cancelled 1 run\(s\).* and 1 resume job\(s\)$/);
+    expect((await resumes.jobs()).map((job) => job.state)).toEqual(['cancelled']);
     expect((await installationRow()).suspendedAt).not.toBeNull();
     expect((await runById(run.id)).status).toBe('cancelled');
     const jobId = await checks.queued();
@@ -160,9 +175,13 @@ describe('installation events out of order', () => {
         status: 'corrected',
         suspended: false,
         deleted: false,
-        pullRequestChecks: 1,
+        resumeJobId: expect.any(String),
       },
     ]);
+    // The suspend cancelled the unsuspend's resume, so the check queues a new one.
+    const [completed] = logsOf(setup.context, 'job.confirm_installation.completed');
+    expect(completed!.resumeJobId).not.toBe(resume!.id);
+    expect((await resumes.jobs()).map((job) => job.state)).toEqual(['cancelled', 'created']);
   });
 
   it('suspend then unsuspend ends suspended', async () => {
@@ -190,7 +209,8 @@ describe('installation events out of order', () => {
         github: 'suspended',
         status: 'corrected',
         suspended: true,
-        cancelled: 'cancelled 1 run(s), 0 report(s) and 0 patch request(s)',
+        // The unsuspend's resume waits, and the check cancels it with the run.
+        cancelled: 'cancelled 1 run(s), 0 report(s), 0 patch request(s) and 1 resume job(s)',
       },
     ]);
   });

@@ -17,6 +17,11 @@ import {
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
+import { handleResumeInstallationJob } from '../../src/jobs/resume-installation.ts';
+import {
+  resumeInstallationQueue,
+  type ResumeInstallationJobData,
+} from '../../src/jobs/resume-installation-queue.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { logsOf } from '../helpers/context.ts';
 import {
@@ -117,6 +122,21 @@ const checks = keyedQueue<ConfirmPullRequestJobData>({
   handle: handleConfirmPullRequestJob,
 });
 
+/** The installation's resume, which queues the checks of its open pull requests. */
+const resumes = keyedQueue<ResumeInstallationJobData>({
+  context: () => setup.context,
+  queue: resumeInstallationQueue,
+  key: () => String(setup.installationId),
+  handle: handleResumeInstallationJob,
+});
+
+/** Ends the suspension and runs the resume that it queues. */
+async function unsuspend(): Promise<string> {
+  const outcome = await installationEvent('unsuspend');
+  await resumes.run(await resumes.queued());
+  return outcome;
+}
+
 async function runOf(headSha: string) {
   const [run] = await setup.context.db.select().from(prRuns).where(eq(prRuns.headSha, headSha));
   return run;
@@ -186,9 +206,9 @@ describe('push while suspended', () => {
     expect(await runOf(pushed)).toBeUndefined();
     expect(await countJobs(setup.context, analyzeQueue)).toBe(1);
 
-    const resumed = await installationEvent('unsuspend');
+    const resumed = await unsuspend();
     expect(resumed).toBe(
-      `installation ${setup.installationId} resumed; queued checks of 1 open pull request(s) ` +
+      `installation ${setup.installationId} resumed; queued a check of its open pull requests ` +
         'with GitHub',
     );
 
@@ -240,7 +260,7 @@ describe('push while suspended', () => {
     // GitHub sends no webhook events to a suspended installation.
     const pushed = await push();
 
-    await installationEvent('unsuspend');
+    await unsuspend();
     expect((await runOf(older.headSha))!.status).toBe('completed');
     await checks.run(await checks.queued());
 
@@ -261,7 +281,7 @@ describe('push while suspended', () => {
       { headSha: pushed, updatedAt: '2024-06-01T08:59:00Z' },
     );
 
-    await installationEvent('unsuspend');
+    await unsuspend();
     await checks.run(await checks.queued());
 
     expect(await runOf(pushed)).toBeUndefined();
@@ -273,8 +293,10 @@ describe('push while suspended', () => {
 
   it('records nothing for a closed pull request', async () => {
     const older = await completedRun();
+    const closedAt = '2024-06-01T09:20:00Z';
+    setup.fake.updatePullRequest({ owner, repo, number: prNumber }, { state: 'closed', closedAt });
     expect(await deliver('pull_request', {
-      ...pullRequestEvent('closed', older.headSha, '2024-06-01T09:20:00Z'),
+      ...pullRequestEvent('closed', older.headSha, closedAt),
       action: 'closed',
     })).toMatch(/^pull request closed/);
     await installationEvent('suspend');
@@ -284,6 +306,11 @@ describe('push while suspended', () => {
 
     expect(skipped).toBe(`skipped: ${suspendedMessage()}`);
     expect((await runOf(older.headSha))!.status).toBe('completed');
-    expect(await installationEvent('unsuspend')).toBe(`installation ${setup.installationId} resumed`);
+    await unsuspend();
+    // GitHub lists the pull request as closed, and its runs are marked closed, so it gets no check.
+    expect(await countJobs(setup.context, confirmPullRequestQueue)).toBe(0);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      { knownPullRequests: 0, openPullRequests: 0, checksQueued: 0 },
+    ]);
   });
 });

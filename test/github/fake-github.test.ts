@@ -537,3 +537,99 @@ describe('fake pull request endpoints', () => {
     expect(fake.handlerErrors).toEqual([]);
   });
 });
+
+describe('fake listing endpoints', () => {
+  const listed = 'listed';
+  const listedId = 5160;
+
+  /** Adds repository `listed` of `owner` with pull requests 1 to `count`, all open. */
+  function addListedRepository(count: number) {
+    fake.addRepository({ owner, repo: listed, id: listedId, gitDir: repository.dir });
+    for (let number = 1; number <= count; number += 1) {
+      fake.addPullRequest({
+        owner,
+        repo: listed,
+        number,
+        baseSha: repository.baseSha,
+        headSha: repository.headSha,
+        headRef: 'feature',
+        title: `Listed ${number}`,
+      });
+    }
+  }
+
+  it("lists the installation's repositories", async () => {
+    addListedRepository(5);
+    fake.addRepository({ owner: 'another-org', repo: 'hidden', id: 5170, gitDir: repository.dir });
+    const response = await get('/installation/repositories');
+    const body = (await response.json()) as Record<string, any>;
+    expect(response.status).toBe(200);
+    expect(body.total_count).toBe(2);
+    expect(body.repository_selection).toBe('all');
+    expect(body.repositories.map((item: { full_name: string }) => item.full_name)).toEqual([
+      `${owner}/${repo}`,
+      `${owner}/${listed}`,
+    ]);
+    expect(body.repositories[1].id).toBe(listedId);
+    expect(body.repositories[1].owner.login).toBe(owner);
+    expect(response.headers.get('link')).toBeNull();
+  });
+
+  it('pages repositories like GitHub', async () => {
+    const response = await get('/installation/repositories?per_page=1');
+    const body = (await response.json()) as Record<string, any>;
+    const next = `${fake.url}/installation/repositories?per_page=1&page=2`;
+    expect(body.total_count).toBe(2);
+    expect(body.repositories).toHaveLength(1);
+    expect(response.headers.get('link')).toBe(`<${next}>; rel="next", <${next}>; rel="last"`);
+  });
+
+  it('rejects the JWT on the repository listing', async () => {
+    const response = await get('/installation/repositories', `Bearer ${makeJwt(validClaims())}`);
+    expect(response.status).toBe(401);
+  });
+
+  it('lists open pull requests newest first', async () => {
+    fake.updatePullRequest({ owner, repo: listed, number: 4 }, { state: 'closed' });
+    const response = await get(`/repos/${owner}/${listed}/pulls`);
+    const body = (await response.json()) as Array<Record<string, any>>;
+    expect(response.status).toBe(200);
+    expect(body.map((item) => item.number)).toEqual([5, 3, 2, 1]);
+    expect(body.every((item) => item.state === 'open')).toBe(true);
+    expect(body[0]!.base.repo.id).toBe(listedId);
+    expect(body[0]!.base.repo.full_name).toBe(`${owner}/${listed}`);
+    expect(body[0]!.head.sha).toBe(repository.headSha);
+    // The list has the fields of pull-request-simple, without the merge state and counts.
+    expect(body[0]!).not.toHaveProperty('merged');
+    expect(body[0]!).not.toHaveProperty('changed_files');
+    expect(body[0]!.draft).toBe(false);
+  });
+
+  it('filters pull requests by state', async () => {
+    const closed = (await (await get(`/repos/${owner}/${listed}/pulls?state=closed`)).json()) as Array<{ number: number }>;
+    const all = (await (await get(`/repos/${owner}/${listed}/pulls?state=all`)).json()) as Array<{ number: number }>;
+    const invalid = await get(`/repos/${owner}/${listed}/pulls?state=merged`);
+    expect(closed.map((item) => item.number)).toEqual([4]);
+    expect(all.map((item) => item.number)).toEqual([5, 4, 3, 2, 1]);
+    expect(invalid.status).toBe(422);
+  });
+
+  it('pages pull requests on repository id links', async () => {
+    const response = await get(`/repos/${owner}/${listed}/pulls?per_page=3`);
+    const body = (await response.json()) as Array<{ number: number }>;
+    const next = `${fake.url}/repositories/${listedId}/pulls?per_page=3&page=2`;
+    expect(body.map((item) => item.number)).toEqual([5, 3, 2]);
+    expect(response.headers.get('link')).toBe(`<${next}>; rel="next", <${next}>; rel="last"`);
+    const second = await get(`/repositories/${listedId}/pulls?per_page=3&page=2`);
+    expect(((await second.json()) as Array<{ number: number }>).map((item) => item.number)).toEqual([1]);
+  });
+
+  it('hides pull requests of other accounts', async () => {
+    const response = await get('/repos/another-org/hidden/pulls');
+    expect(response.status).toBe(404);
+  });
+
+  it('reports no handler errors', () => {
+    expect(fake.handlerErrors).toEqual([]);
+  });
+});

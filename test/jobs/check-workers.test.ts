@@ -1,5 +1,6 @@
-// The installation and pull request checks as startWorkers runs them: with the recovery of a
-// dead worker's check, and with several workers per queue, against the fake GitHub.
+// The installation and pull request checks, and the resume of an installation's open pull
+// requests, as startWorkers runs them: with the recovery of a dead worker's check, and with
+// several workers per queue, against the fake GitHub.
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeState } from '../../src/demo/fakes/github.ts';
@@ -13,6 +14,7 @@ import {
 import {
   queuePullRequestConfirmation,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
+import { queueInstallationResume, resumeInstallationQueue } from '../../src/jobs/resume-installation-queue.ts';
 import { startWorkers } from '../../src/jobs/workers.ts';
 import { logsOf } from '../helpers/context.ts';
 import { listKeyedJobs } from '../helpers/jobs.ts';
@@ -62,6 +64,15 @@ async function queuePullRequestCheck(number: number): Promise<string> {
   const data = { installationId: setup.installationId, repositoryId, repository, prNumber: number };
   const id = await setup.context.db.transaction((tx) =>
     queuePullRequestConfirmation(tx, setup.context.boss, data),
+  );
+  expect(id).not.toBeNull();
+  return id!;
+}
+
+/** Queues a resume of the fake's installation, due now. */
+async function queueResume(): Promise<string> {
+  const id = await setup.context.db.transaction((tx) =>
+    queueInstallationResume(tx, setup.context.boss, setup.installationId, { startAfter: new Date() }),
   );
   expect(id).not.toBeNull();
   return id!;
@@ -387,5 +398,58 @@ describe('check interrupted by a graceful stop', () => {
     expect(logsOf(setup.context, 'jobs.deferred_check_moved')).toMatchObject([
       { jobId: waiting!.id, endedJobId: slowCheck },
     ]);
+  }, 40_000);
+});
+
+describe('resume with the workers', () => {
+  it('runs one resume of an installation at a time', async () => {
+    await insertInstallation(setup.context, { id: setup.installationId });
+    addSecondPullRequest(setup, 13);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    releases.push(release);
+    wrapRoute('GET', '/repos/:owner/:repo/pulls', async () => {
+      await released;
+    });
+    const first = await queueResume();
+    await start();
+    const listing = `/repos/${repository}/pulls`;
+    const held = await waitFor(() => requestsTo(listing).length === 1, 10_000);
+    expect(held).toBeLessThan(10_000);
+
+    const second = await queueResume();
+    const deferred = await waitFor(
+      () => logsOf(setup.context, 'job.resume_installation.deferred', { jobId: second }).length === 1,
+      5_000,
+    );
+    expect(deferred).toBeLessThan(5_000);
+    const [{ nextJobId: waiting }] = logsOf(setup.context, 'job.resume_installation.deferred') as [
+      { nextJobId: string },
+    ];
+    release();
+
+    // The first resume leaves the listing to the resume queued behind it, which starts over.
+    const stopped = await waitFor(async () => (await jobState(first)) === 'completed', 10_000);
+    expect(stopped).toBeLessThan(10_000);
+    expect(logsOf(setup.context, 'job.resume_installation.stopped', { jobId: first })).toMatchObject([
+      { reason: `check ${waiting} is queued and reads GitHub later`, checksQueued: 0 },
+    ]);
+    const moved = await waitFor(
+      () => logsOf(setup.context, 'jobs.deferred_check_moved', { jobId: waiting }).length === 1,
+      5_000,
+    );
+    expect(moved).toBeLessThan(5_000);
+    expect(logsOf(setup.context, 'jobs.deferred_check_moved')).toMatchObject([
+      { jobId: waiting, endedJobId: first, queue: resumeInstallationQueue, delaySeconds: 10 },
+    ]);
+    await makeDue(waiting);
+    const ran = await waitFor(async () => (await jobState(waiting)) === 'completed', 10_000);
+    expect(ran).toBeLessThan(10_000);
+    expect(logsOf(setup.context, 'job.resume_installation.completed', { jobId: waiting })).toMatchObject([
+      { repositories: 1, openPullRequests: 2, newPullRequests: 2, checksQueued: 2 },
+    ]);
+    expect(requestsTo(listing)).toHaveLength(2);
   }, 40_000);
 });

@@ -159,16 +159,16 @@ export function repositoryPayload(
 }
 
 /**
- * Builds the body of `GET /repos/{owner}/{repo}/pulls/{pull_number}`. `headRepository` is null
- * after the head repository was deleted. GitHub then keeps the head's label, ref, sha and user,
- * and sends `repo: null` although @octokit/openapi-types 29 types `head.repo` as never null.
+ * Builds a pull request as `GET /repos/{owner}/{repo}/pulls` lists it (schema
+ * `pull-request-simple` in @octokit/openapi-types 29). `headRepository` is null after the head
+ * repository was deleted. GitHub then keeps the head's label, ref, sha and user, and sends
+ * `repo: null` although @octokit/openapi-types 29 types `head.repo` as never null.
  */
-export function pullRequestPayload(
+export function pullRequestSimplePayload(
   baseUrl: string,
   pullRequest: PullRequestRecord,
   repository: ReturnType<typeof repositoryPayload>,
   headRepository: ReturnType<typeof repositoryPayload> | null,
-  counts: { commits: number; additions: number; deletions: number; changedFiles: number },
 ) {
   const { owner, repo, number } = pullRequest;
   const url = `${baseUrl}/repos/${owner}/${repo}/pulls/${number}`;
@@ -235,11 +235,27 @@ export function pullRequestPayload(
     author_association: 'CONTRIBUTOR',
     auto_merge: null,
     active_lock_reason: null,
+  };
+}
+
+/**
+ * Builds the body of `GET /repos/{owner}/{repo}/pulls/{pull_number}` (schema `pull-request`):
+ * the listed form plus the merge state and the counts.
+ */
+export function pullRequestPayload(
+  baseUrl: string,
+  pullRequest: PullRequestRecord,
+  repository: ReturnType<typeof repositoryPayload>,
+  headRepository: ReturnType<typeof repositoryPayload> | null,
+  counts: { commits: number; additions: number; deletions: number; changedFiles: number },
+) {
+  return {
+    ...pullRequestSimplePayload(baseUrl, pullRequest, repository, headRepository),
     merged: pullRequest.mergedAt !== null,
     mergeable: true,
     rebaseable: true,
     mergeable_state: 'clean',
-    merged_by: pullRequest.mergedAt === null ? null : ownerUser,
+    merged_by: pullRequest.mergedAt === null ? null : userPayload(baseUrl, pullRequest.owner),
     comments: 0,
     review_comments: 0,
     maintainer_can_modify: false,

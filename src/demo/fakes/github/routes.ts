@@ -18,6 +18,7 @@ import {
   githubBase64,
   installationPayload,
   pullRequestPayload,
+  pullRequestSimplePayload,
   repositoryPayload,
   type PullRequestRecord,
   type RepositoryRecord,
@@ -141,6 +142,62 @@ async function getPullRequest(context: Context): Promise<FakeResponse> {
       changedFiles: entries.length,
     }),
   );
+}
+
+/**
+ * Lists the repositories that an installation token can read: those of the installation's
+ * account, as for an installation with `repository_selection: 'all'`, in the order of their ids.
+ */
+async function listInstallationRepositories(context: Context): Promise<FakeResponse> {
+  const { credential, state } = context;
+  if (credential.kind !== 'installation') {
+    throw new FakeGitHubError(403, 'This endpoint requires an installation access token');
+  }
+  const installation = state.requireInstallation(credential.installationId);
+  const repositories = state.repositoriesOf(installation.account.login);
+  const { page, link } = paginate(repositories, context.url, state.baseUrl, '/installation/repositories');
+  const payloads = await Promise.all(
+    page.map(async (repository) =>
+      repositoryPayload(state.baseUrl, repository, await readDefaultBranch(repository.gitDir)),
+    ),
+  );
+  const body = {
+    total_count: repositories.length,
+    repository_selection: 'all',
+    repositories: payloads,
+  };
+  return json(200, body, link ? { link } : undefined);
+}
+
+const listPullsDocs = 'https://docs.github.com/rest/pulls/pulls#list-pull-requests';
+
+/**
+ * Lists the pull requests of a repository with the `state` filter (`open` by default, `closed`
+ * or `all`), newest first as GitHub's default sort by creation time lists them.
+ */
+async function listPullRequests(context: Context): Promise<FakeResponse> {
+  const repository = requireRepository(context);
+  const stateFilter = context.url.searchParams.get('state') ?? 'open';
+  if (!['open', 'closed', 'all'].includes(stateFilter)) {
+    throw new FakeGitHubError(422, 'Validation Failed', listPullsDocs);
+  }
+  const { baseUrl } = context.state;
+  const pullRequests = context.state
+    .pullRequestsOf(repository)
+    .filter((pullRequest) => stateFilter === 'all' || pullRequest.state === stateFilter);
+  // GitHub's pagination links name the repository by id, not by owner and name.
+  const linkPath = `/repositories/${repository.id}/pulls`;
+  const { page, link } = paginate(pullRequests, context.url, baseUrl, linkPath);
+  const repositoryJson = repositoryPayload(baseUrl, repository, await readDefaultBranch(repository.gitDir));
+  const items = page.map((pullRequest) =>
+    pullRequestSimplePayload(
+      baseUrl,
+      pullRequest,
+      repositoryJson,
+      headRepositoryPayload(context.state, pullRequest, repositoryJson),
+    ),
+  );
+  return json(200, items, link ? { link } : undefined);
 }
 
 async function listPullRequestFiles(context: Context): Promise<FakeResponse> {
@@ -288,6 +345,18 @@ export const defaultRoutes: Route<FakeState>[] = [
     pattern: '/repos/:owner/:repo/installation',
     auth: 'app',
     handle: getRepositoryInstallation,
+  },
+  {
+    method: 'GET',
+    pattern: '/installation/repositories',
+    auth: 'installation',
+    handle: listInstallationRepositories,
+  },
+  {
+    method: 'GET',
+    pattern: '/repos/:owner/:repo/pulls',
+    auth: 'installation',
+    handle: listPullRequests,
   },
   {
     method: 'GET',

@@ -126,6 +126,21 @@ export class FakeState {
     this.repositories.set(repositoryKey(repository.owner, repository.repo), repository);
   }
 
+  /** Returns the repositories of `owner`, in the order of their ids. */
+  repositoriesOf(owner: string): RepositoryRecord[] {
+    return [...this.repositories.values()]
+      .filter((repository) => repository.owner.toLowerCase() === owner.toLowerCase())
+      .sort((a, b) => a.id - b.id);
+  }
+
+  /** Returns the pull requests of `repository`, newest (highest number) first. */
+  pullRequestsOf(repository: RepositoryRecord): PullRequestRecord[] {
+    const key = repositoryKey(repository.owner, repository.repo);
+    return [...this.pullRequests.values()]
+      .filter((pullRequest) => repositoryKey(pullRequest.owner, pullRequest.repo) === key)
+      .sort((a, b) => b.number - a.number);
+  }
+
   findRepository(owner: string, repo: string): RepositoryRecord | undefined {
     return this.repositories.get(repositoryKey(owner, repo));
   }
