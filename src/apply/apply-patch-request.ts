@@ -240,7 +240,9 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
  * Returns the error and claims nothing when the
  * pull request is closed. A claim with `clearError` also clears the `applyError` of an earlier
  * apply, so pages stop showing it while this apply runs. An apply job claims without it,
- * because a suspend that cancelled the job while it ran may have stored its reason.
+ * because a suspend that cancelled the job while it ran may have stored its reason. Every claim
+ * clears `applyClosedCheck`, the outcome of a check after a close, because the apply looks for
+ * the unconfirmed write again.
  *
  * The check and the claim share a transaction that locks the run's row FOR SHARE, so a close
  * is either committed first and seen here, or it waits until the claim has committed. In the
@@ -269,7 +271,11 @@ async function claim(
     if (closed) return { claimedAt: null, closed, unconfirmed: null };
     const claimed = await tx
       .update(patchRequests)
-      .set({ applyStartedAt: sql`now()`, ...(clearError ? { applyError: null } : {}) })
+      .set({
+        applyStartedAt: sql`now()`,
+        applyClosedCheck: null,
+        ...(clearError ? { applyError: null } : {}),
+      })
       .where(
         and(
           eq(patchRequests.id, request.id),

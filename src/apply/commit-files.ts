@@ -239,17 +239,31 @@ export async function findCommitOnBranch(
     if (statusOf(error) === 404) return null;
     throw error;
   }
-  if (tip === target.commitSha) return target.commitSha;
+  return (await containsCommit(octokit, { ...repository, tipSha: tip, commitSha: target.commitSha }))
+    ? target.commitSha
+    : null;
+}
+
+/**
+ * Returns whether the history of commit `tipSha` contains commit `commitSha`: the two are the
+ * same, or GitHub's compare API reports `tipSha` ahead of it or identical.
+ */
+export async function containsCommit(
+  octokit: Octokit,
+  target: { owner: string; repo: string; tipSha: string; commitSha: string },
+): Promise<boolean> {
+  if (target.tipSha === target.commitSha) return true;
   const comparison = parseGitHubResponse(
     comparisonSchema,
     'GET',
     await octokit.rest.repos.compareCommitsWithBasehead({
-      ...repository,
-      basehead: `${target.commitSha}...${tip}`,
+      owner: target.owner,
+      repo: target.repo,
+      basehead: `${target.commitSha}...${target.tipSha}`,
       per_page: 1,
     }),
   );
-  return comparison.status === 'ahead' || comparison.status === 'identical' ? target.commitSha : null;
+  return comparison.status === 'ahead' || comparison.status === 'identical';
 }
 
 /**

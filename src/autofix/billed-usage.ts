@@ -2,23 +2,38 @@ import type { ProviderError } from '../llm/errors.ts';
 import {
   estimatePromptTokens,
   estimateTextTokens,
+  maximumPromptTokens,
   minimumPromptTokens,
   minimumTextTokens,
 } from '../llm/prompt.ts';
 import type { ModelRequest, ModelUsage } from '../llm/types.ts';
 
 /**
- * The usage to settle for one response. When the provider's counts are missing or below the
- * minimum, `usage` is an estimate and `correction` contains the reason and the provider's counts.
+ * Reason why settled counts differ from the provider's: the counts were missing, a count was
+ * below the minimum that the text can take, or a count was above the maximum that the request
+ * allows.
+ */
+export type UsageCorrectionReason = 'missing' | 'below_minimum' | 'above_maximum';
+
+/**
+ * The usage to settle for one response. When a provider's count is missing, below the minimum
+ * or above the maximum, `usage` contains an estimate or the maximum in its place, and
+ * `correction` contains the reasons and the provider's counts.
  */
 export type BilledUsage = {
   usage: ModelUsage;
   correction?: {
-    reason: 'missing' | 'below_minimum';
+    /** `missing` alone, or `below_minimum`, `above_maximum` or both. */
+    reasons: UsageCorrectionReason[];
     /** The provider's counts, 0 for a missing one or one that is not a count. */
     reported: ModelUsage;
     /** The minimum prompt and completion tokens that the response can plausibly have used. */
     minimum: { promptTokens: number; completionTokens: number };
+    /**
+     * The maximum tokens that the request can have used. The total is the settled prompt count
+     * plus the output cap, because all that a response counts beyond its prompt is output.
+     */
+    maximum: ModelUsage;
   };
 };
 
@@ -27,7 +42,8 @@ export type BilledUsage = {
  * 0 are missing, as an OpenAI-compatible proxy may send them. A prompt or completion count
  * below the least that the prompt or the text can take is not a real count. Either is replaced
  * by the estimate that the reservation uses, so a response with false counts costs no less
- * than one without counts.
+ * than one without counts. A count above the maximum (see `maximumUsage`) is replaced by the
+ * maximum.
  */
 export function billResponse(request: ModelRequest, reported: ModelUsage, text: string): BilledUsage {
   return correctUsage(request, reported, {
@@ -43,6 +59,7 @@ export function billResponse(request: ModelRequest, reported: ModelUsage, text: 
  * is checked against its minimum. Without counts, a cut-off response is charged the output
  * cap and an empty one no output. A blocked or unreadable one is charged nothing, because
  * whether the providers bill a blocked prompt is unverified, and an unreadable one is retried.
+ * Counts above the maximum are replaced by the maximum, as for a used response.
  */
 export function billFailedResponse(
   request: ModelRequest,
@@ -54,6 +71,15 @@ export function billFailedResponse(
   return correctUsage(request, reported, { minimum: 0, estimate, estimateWhenMissing });
 }
 
+/**
+ * Returns the maximum prompt and completion tokens that one response to `request` can have used.
+ * The completion, thinking tokens included, cannot pass the output cap that the request sends,
+ * and the prompt cannot pass `maximumPromptTokens`.
+ */
+export function maximumUsage(request: ModelRequest): { promptTokens: number; completionTokens: number } {
+  return { promptTokens: maximumPromptTokens(request), completionTokens: request.maxOutputTokens };
+}
+
 function correctUsage(
   request: ModelRequest,
   reported: ModelUsage,
@@ -63,16 +89,51 @@ function correctUsage(
   const missing = reported.totalTokens === 0;
   if (missing && !completion.estimateWhenMissing) return { usage: reported };
 
-  const promptLow = missing || reported.promptTokens < minimum.promptTokens;
-  const completionLow = missing || reported.completionTokens < minimum.completionTokens;
-  if (!promptLow && !completionLow) return { usage: reported };
+  const maximumCounts = maximumUsage(request);
+  const prompt = correctCount(reported.promptTokens, {
+    minimum: minimum.promptTokens,
+    maximum: maximumCounts.promptTokens,
+    estimate: estimatePromptTokens(request),
+    missing,
+  });
+  const output = correctCount(reported.completionTokens, {
+    minimum: minimum.completionTokens,
+    maximum: maximumCounts.completionTokens,
+    estimate: completion.estimate,
+    missing,
+  });
+  const maximum = { ...maximumCounts, totalTokens: prompt.tokens + maximumCounts.completionTokens };
+  const low = prompt.low || output.low;
+  const high = prompt.high || output.high || reported.totalTokens > maximum.totalTokens;
+  if (!low && !high) return { usage: reported };
 
-  const promptTokens = promptLow ? estimatePromptTokens(request) : reported.promptTokens;
-  const completionTokens = completionLow ? completion.estimate : reported.completionTokens;
+  // A total above prompt plus completion stays up to the maximum, as `modelUsage` keeps it.
+  const total = Math.min(reported.totalTokens, maximum.totalTokens);
   const usage = {
-    promptTokens,
-    completionTokens,
-    totalTokens: Math.max(reported.totalTokens, promptTokens + completionTokens),
+    promptTokens: prompt.tokens,
+    completionTokens: output.tokens,
+    totalTokens: Math.max(total, prompt.tokens + output.tokens),
   };
-  return { usage, correction: { reason: missing ? 'missing' : 'below_minimum', reported, minimum } };
+  const reasons: UsageCorrectionReason[] = [];
+  if (missing) {
+    reasons.push('missing');
+  } else {
+    if (low) reasons.push('below_minimum');
+    if (high) reasons.push('above_maximum');
+  }
+  return { usage, correction: { reasons, reported, minimum, maximum } };
+}
+
+/**
+ * Returns the count to settle: the maximum for a count above it, otherwise the estimate for a
+ * missing count or one below the minimum, otherwise the count itself. The maximum is checked
+ * first, so a count is never both.
+ */
+function correctCount(
+  count: number,
+  bounds: { minimum: number; maximum: number; estimate: number; missing: boolean },
+): { tokens: number; low: boolean; high: boolean } {
+  if (count > bounds.maximum) return { tokens: bounds.maximum, low: false, high: true };
+  if (bounds.missing || count < bounds.minimum) return { tokens: bounds.estimate, low: true, high: false };
+  return { tokens: count, low: false, high: false };
 }

@@ -27,16 +27,16 @@ export interface MeterOptions {
   reservationTtlSeconds: number;
   /** Receives the settled total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
-  /** Logger for the warnings about a response whose token counts are missing or too low. */
+  /** Logger for the warnings about a response whose token counts are missing, too low or too high. */
   logger?: Logger;
 }
 
 /**
  * Wraps a model client so each call reserves its estimated cost first and settles the
  * provider-reported usage afterwards, or an estimate where the counts are missing or below
- * what the prompt and output can take (see billResponse). Calls on the user's own key reserve
- * nothing and are recorded the same way with charged tokens 0. A failed call without usage
- * releases its reservation.
+ * what the prompt and output can take, and the maximum where they are above what the request
+ * allows (see billResponse). Calls on the user's own key reserve nothing and are recorded the
+ * same way with charged tokens 0. A failed call without usage releases its reservation.
  *
  * A request that the provider billed but the client retries, such as a response that could
  * not be read, is settled before the retry under its own idempotency key (the call's key with
@@ -55,41 +55,6 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     client.provider,
   ].join(':');
 
-  const logCorrection = (
-    usage: BilledUsage['usage'],
-    correction: NonNullable<BilledUsage['correction']>,
-    model: string,
-  ): void => {
-    const ids = {
-      provider: client.provider,
-      model,
-      userId: options.userId,
-      patchRequestId: options.patchRequestId,
-      keySource: options.keySource,
-    };
-    if (correction.reason === 'missing') {
-      options.logger?.warn(
-        { event: 'model.usage_missing', ...ids, estimatedTokens: usage.totalTokens },
-        'model response has no token usage; settled an estimate',
-      );
-      return;
-    }
-    const { reported, minimum } = correction;
-    options.logger?.warn(
-      {
-        event: 'model.usage_below_minimum',
-        ...ids,
-        reportedPromptTokens: reported.promptTokens,
-        reportedCompletionTokens: reported.completionTokens,
-        reportedTotalTokens: reported.totalTokens,
-        minimumPromptTokens: minimum.promptTokens,
-        minimumCompletionTokens: minimum.completionTokens,
-        estimatedTokens: usage.totalTokens,
-      },
-      'model response reports fewer tokens than its prompt or output can take; settled an estimate',
-    );
-  };
-
   const settle = async (
     reservationId: string | null,
     billed: BilledUsage,
@@ -97,7 +62,16 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     key = idempotencyKey,
   ): Promise<void> => {
     const { usage, correction } = billed;
-    if (correction) logCorrection(usage, correction, model);
+    if (correction) {
+      const ids = {
+        provider: client.provider,
+        model,
+        userId: options.userId,
+        patchRequestId: options.patchRequestId,
+        keySource: options.keySource,
+      };
+      logUsageCorrection(options.logger, ids, usage, correction);
+    }
     await settleCall(options.db, {
       userId: options.userId,
       reservationId,
@@ -157,4 +131,52 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       return result;
     },
   };
+}
+
+/** Logs one warning for each reason why the settled usage differs from the provider's counts. */
+function logUsageCorrection(
+  logger: Logger | undefined,
+  ids: Record<string, string>,
+  usage: BilledUsage['usage'],
+  correction: NonNullable<BilledUsage['correction']>,
+): void {
+  const { reasons, reported, minimum, maximum } = correction;
+  const reportedCounts = {
+    reportedPromptTokens: reported.promptTokens,
+    reportedCompletionTokens: reported.completionTokens,
+    reportedTotalTokens: reported.totalTokens,
+  };
+  if (reasons.includes('missing')) {
+    logger?.warn(
+      { event: 'model.usage_missing', ...ids, estimatedTokens: usage.totalTokens },
+      'model response has no token usage; settled an estimate',
+    );
+  }
+  if (reasons.includes('below_minimum')) {
+    logger?.warn(
+      {
+        event: 'model.usage_below_minimum',
+        ...ids,
+        ...reportedCounts,
+        minimumPromptTokens: minimum.promptTokens,
+        minimumCompletionTokens: minimum.completionTokens,
+        estimatedTokens: usage.totalTokens,
+      },
+      'model response reports fewer tokens than its prompt or output can take; settled an estimate',
+    );
+  }
+  if (reasons.includes('above_maximum')) {
+    logger?.warn(
+      {
+        event: 'model.usage_above_maximum',
+        ...ids,
+        ...reportedCounts,
+        maximumPromptTokens: maximum.promptTokens,
+        maximumCompletionTokens: maximum.completionTokens,
+        maximumTotalTokens: maximum.totalTokens,
+        settledTokens: usage.totalTokens,
+      },
+      'model response reports more tokens than its prompt and output cap allow; settled the maximum',
+    );
+  }
 }

@@ -9,6 +9,7 @@ import {
 } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { analyzeQueue, type AnalyzeJobData } from '../jobs/analyze.ts';
+import { queueClosedApplyChecks } from '../jobs/closed-apply-check.ts';
 import {
   cancelApplyJobsOfRuns,
   cancelFixPressNoticesOfRuns,
@@ -372,7 +373,9 @@ async function markRunsOpen(
 
 /**
  * Marks every run of the pull request closed, then cancels its queued analyses and unfinished
- * patch requests. A pull request without runs gets its close recorded in pull_request_closes.
+ * patch requests, and queues a check of each apply left unconfirmed (see
+ * `handleClosedApplyCheckJob`). A pull request without runs gets its close recorded in
+ * pull_request_closes.
  *
  * The mark comes first because its UPDATE waits for any transaction that locked one of these
  * runs FOR SHARE to create a patch request or regenerate a file (findPullRequestClosed). The
@@ -475,6 +478,12 @@ async function handleClosed(
     `The apply was cancelled because pull request ${target} was closed. Reopen it on GitHub, ` +
       'then apply again.',
   );
+  // Applies are rejected from now on, so a check settles each apply left unconfirmed.
+  const checks = await queueClosedApplyChecks(
+    tx,
+    boss,
+    allRuns.map((row) => row.id),
+  );
   const work = [
     `${cancelledRuns.length} run(s)`,
     `${cancelledRequests.length} patch request(s)`,
@@ -482,6 +491,7 @@ async function handleClosed(
   ];
   return (
     `pull request closed: marked ${allRuns.length} run(s) closed, cancelled ` +
-    `${work.slice(0, -1).join(', ')} and ${work.at(-1)}`
+    `${work.slice(0, -1).join(', ')} and ${work.at(-1)}` +
+    (checks > 0 ? `, queued ${checks} check(s) of unconfirmed applies` : '')
   );
 }

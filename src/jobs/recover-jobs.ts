@@ -7,6 +7,7 @@ import { releaseAttemptReservations } from '../usage/allowance.ts';
 import { analyzeQueue } from './analyze.ts';
 import { applyQueue } from './apply.ts';
 import { checkQueues, startCheckQueuedAfter } from './check-queues.ts';
+import { closedApplyCheckQueue, recordUnfinishedCheck } from './closed-apply-check.ts';
 import { fixPressNoticeQueue, startNoticesWaitingForReport } from './fix-press-notice-queue.ts';
 import { transactionDb } from './boss.ts';
 import { lockIsFree } from './job-liveness.ts';
@@ -19,7 +20,14 @@ export const recoverJobsQueue = 'recover-jobs';
 export const recoverJobsCron = '* * * * *';
 
 /** Queues of the jobs that work on runs and previews, which `cleanUpAfter` looks at. */
-const workQueues = [analyzeQueue, previewQueue, reportQueue, fixPressNoticeQueue, applyQueue];
+const workQueues = [
+  analyzeQueue,
+  previewQueue,
+  reportQueue,
+  fixPressNoticeQueue,
+  applyQueue,
+  closedApplyCheckQueue,
+];
 
 /**
  * Queues whose dead jobs `recoverDeadJobs` fails. While a dead check is `active`, every later
@@ -272,6 +280,8 @@ async function cleanUpAfter(
       WHERE id = ${patchRequestId} AND applied_at IS NULL AND apply_error IS NULL
         AND apply_job_id = ${job.id}
     `);
+  } else if (job.name === closedApplyCheckQueue && patchRequestId && lastAttempt) {
+    await recordUnfinishedCheck(db, patchRequestId);
   } else if (checkQueues.includes(job.name)) {
     await startCheckQueuedAfter(context, { id: job.id, name: job.name, singletonKey: job.singleton_key });
   }

@@ -5,6 +5,12 @@ import type { PgBoss } from './boss.ts';
 import { analyzeQueue, analyzeQueueOptions, handleAnalyzeJob, type AnalyzeJobData } from './analyze.ts';
 import { applyQueue, applyQueueOptions, handleApplyJob, type ApplyJobData } from './apply.ts';
 import {
+  closedApplyCheckQueue,
+  closedApplyCheckQueueOptions,
+  handleClosedApplyCheckJob,
+  type ClosedApplyCheckJobData,
+} from './closed-apply-check.ts';
+import {
   confirmInstallationQueue,
   confirmInstallationQueueOptions,
   handleConfirmInstallationJob,
@@ -63,6 +69,10 @@ export async function createQueues(boss: PgBoss, config?: Config, logger?: Logge
     ...fixPressNoticeQueueOptions,
   });
   await boss.createQueue(applyQueue, { name: applyQueue, ...applyQueueOptions });
+  await boss.createQueue(closedApplyCheckQueue, {
+    name: closedApplyCheckQueue,
+    ...closedApplyCheckQueueOptions,
+  });
   await createCheckQueue(boss, confirmInstallationQueue, confirmInstallationQueueOptions, logger);
   await createCheckQueue(boss, confirmPullRequestQueue, confirmPullRequestQueueOptions, logger);
   await createCheckQueue(boss, resumeInstallationQueue, resumeInstallationQueueOptions, logger);
@@ -196,6 +206,9 @@ export async function startWorkers(
   });
   await boss.work<ApplyJobData>(applyQueue, polling, async ([job]) => {
     if (job) await runJob(job, () => handleApplyJob(context, job));
+  });
+  await boss.work<ClosedApplyCheckJobData>(closedApplyCheckQueue, polling, async ([job]) => {
+    if (job) await runJob(job, () => handleClosedApplyCheckJob(context, job));
   });
   // pg-boss 10 runs one handler at a time per work() call, so each call adds one concurrent job.
   for (let worker = 0; worker < checkWorkersPerQueue; worker++) {

@@ -246,3 +246,24 @@ export function minimumTextTokens(text: string): number {
 export function minimumPromptTokens(request: Pick<ModelRequest, 'system' | 'user'>): number {
   return minimumTextTokens(request.system) + minimumTextTokens(request.user);
 }
+
+/**
+ * Tokens per message that the maximum prompt count allows on top of the text, an estimate
+ * with margin. The Llama 3 chat template wraps each message in a role header and an
+ * end-of-turn token (about 5 tokens), and a server may add text of its own to the system message,
+ * such as a date line.
+ */
+const maximumMessageOverheadTokens = 64;
+
+/**
+ * Returns the maximum prompt tokens that `request` can take: its UTF-8 bytes plus
+ * `maximumMessageOverheadTokens` for each of its two messages. Byte-level BPE (Llama 3 on
+ * Groq) encodes every token from at least one byte. A SentencePiece tokenizer with byte
+ * fallback (Gemma) encodes an unknown character as one token a byte. So text of N bytes takes
+ * at most N tokens, while honest counts are 2 to 5.5 times lower (see `minimumBytesPerToken`).
+ * NOTE: Gemini's tokenizer is not public, and Gemma stands in for it here.
+ */
+export function maximumPromptTokens(request: Pick<ModelRequest, 'system' | 'user'>): number {
+  const bytes = Buffer.byteLength(request.system + request.user, 'utf8');
+  return bytes + 2 * maximumMessageOverheadTokens;
+}

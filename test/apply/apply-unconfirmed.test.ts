@@ -6,8 +6,6 @@ import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, type QueuedResponse } from '../../src/demo/fakes/github.ts';
-import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
-import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
 import type { FakeResponse } from '../../src/demo/fakes/github/router.ts';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { applyQueue } from '../../src/jobs/apply.ts';
@@ -15,6 +13,7 @@ import { createSession } from '../../src/web/session/session-store.ts';
 import {
   createApplyTestContext,
   gitIn,
+  invalidBranchRead,
   queueBranchAt,
   readRefPattern,
   refPattern,
@@ -24,7 +23,7 @@ import {
 } from '../helpers/apply-context.ts';
 import { bindApplyJobHelpers } from '../helpers/apply-jobs.ts';
 import { prNumber, repository, type GitHubTestContext } from '../helpers/github-context.ts';
-import { failAfterWork } from '../helpers/lost-response.ts';
+import { loseWriteResponses } from '../helpers/lost-response.ts';
 
 let applyContext: ApplyTestContext;
 let setup: GitHubTestContext;
@@ -45,13 +44,6 @@ const refPath = `/repos/${repository}/git/refs/heads/${headBranch}`;
 const readRefPath = `/repos/${repository}/git/ref/heads/${headBranch}`;
 const reviewsPath = `/repos/${repository}/pulls/${prNumber}/reviews`;
 
-/** A branch read that lacks the commit's sha, which Apply rejects as an invalid response. */
-const invalidBranchRead: QueuedResponse = {
-  method: 'GET',
-  path: readRefPattern,
-  status: 200,
-  body: { ref: `refs/heads/${headBranch}`, object: { type: 'commit' } },
-};
 const invalidBranchReadMessage =
   `GitHub returned an invalid response (status 200) to GET ${readRefPath}: object.sha: Invalid ` +
   'input: expected string, received undefined';
@@ -108,10 +100,7 @@ beforeAll(async () => {
   setup = applyContext.setup;
   const session = await createSession(setup.context.db, applyContext.user.id, 1);
   cookie = `fixwright_session=${session.token}`;
-  const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
-  setup.fake.addRoute(failAfterWork(updateRef, afterWork, 'ref', () => writeFailure));
-  const createReview = reviewRoutes.find((route) => route.method === 'POST')!;
-  setup.fake.addRoute(failAfterWork(createReview, afterWork, 'review', () => writeFailure));
+  loseWriteResponses(setup.fake, afterWork, () => writeFailure);
 });
 
 beforeEach(async () => {

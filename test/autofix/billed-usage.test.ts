@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { maximumUsage } from '../../src/autofix/billed-usage.ts';
 import { meterClient } from '../../src/autofix/metered-client.ts';
 import { patchRequests, tokenEvents, users, type KeySource } from '../../src/db/schema/index.ts';
 import { startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
@@ -16,6 +17,7 @@ import {
   minimumTextTokens,
 } from '../../src/llm/prompt.ts';
 import type { ModelClient, ModelRequest } from '../../src/llm/types.ts';
+import { getAllowance } from '../../src/usage/allowance.ts';
 import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { createRunWithFindings, createSignedInUser } from '../helpers/web.ts';
 
@@ -330,5 +332,194 @@ describe('settled usage of a response', () => {
       },
     ]);
     expect(call.user.tokensUsed).toBe(total);
+  });
+});
+
+describe('settled usage above the maximum', () => {
+  const maximum = maximumUsage(request);
+  /** The largest count that the clients read, the maximum of the ledger's integer columns. */
+  const largestCount = 2 ** 31 - 1;
+  const prompt = minimumPromptTokens(request) + 300;
+  const completion = minimumTextTokens(fixed) + 100;
+  const huge = 3_000_000_000;
+  const aboveMaximum = 'model.usage_above_maximum';
+  const belowMinimum = 'model.usage_below_minimum';
+
+  type AboveMaximumCase = {
+    name: string;
+    provider: 'groq' | 'gemini';
+    /** Groq's `usage` block or Gemini's `usageMetadata` fields. */
+    usage: Record<string, number>;
+    finishReason?: string;
+    reported: [number, number, number];
+    settled: { prompt: number; completion: number; total: number };
+    warnings: string[];
+  };
+
+  const cases: AboveMaximumCase[] = [
+    {
+      name: 'a Groq completion count of 3e9',
+      provider: 'groq',
+      usage: { prompt_tokens: prompt, completion_tokens: huge, total_tokens: prompt + huge },
+      reported: [prompt, largestCount, largestCount],
+      settled: { prompt, completion: maximum.completionTokens, total: prompt + maximum.completionTokens },
+      warnings: [aboveMaximum],
+    },
+    {
+      name: 'a Groq completion count one above the cap',
+      provider: 'groq',
+      usage: {
+        prompt_tokens: prompt,
+        completion_tokens: maximum.completionTokens + 1,
+        total_tokens: prompt + maximum.completionTokens + 1,
+      },
+      reported: [prompt, maximum.completionTokens + 1, prompt + maximum.completionTokens + 1],
+      settled: { prompt, completion: maximum.completionTokens, total: prompt + maximum.completionTokens },
+      warnings: [aboveMaximum],
+    },
+    {
+      name: 'a cut-off Groq response with a completion count of 3e9',
+      provider: 'groq',
+      usage: { prompt_tokens: prompt, completion_tokens: huge, total_tokens: prompt + huge },
+      finishReason: 'length',
+      reported: [prompt, largestCount, largestCount],
+      settled: { prompt, completion: maximum.completionTokens, total: prompt + maximum.completionTokens },
+      warnings: [aboveMaximum],
+    },
+    {
+      name: 'a Groq prompt count of 3e9',
+      provider: 'groq',
+      usage: { prompt_tokens: huge, completion_tokens: completion, total_tokens: huge + completion },
+      reported: [largestCount, completion, largestCount],
+      settled: {
+        prompt: maximum.promptTokens,
+        completion,
+        total: maximum.promptTokens + maximum.completionTokens,
+      },
+      warnings: [aboveMaximum],
+    },
+    {
+      name: 'a Groq total count of 3e9 alone',
+      provider: 'groq',
+      usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: huge },
+      reported: [prompt, completion, largestCount],
+      settled: { prompt, completion, total: prompt + maximum.completionTokens },
+      warnings: [aboveMaximum],
+    },
+    {
+      name: 'a Groq prompt count of 0 with a completion count of 3e9',
+      provider: 'groq',
+      usage: { prompt_tokens: 0, completion_tokens: huge, total_tokens: huge },
+      reported: [0, largestCount, largestCount],
+      settled: {
+        prompt: estimate.promptTokens,
+        completion: maximum.completionTokens,
+        total: estimate.promptTokens + maximum.completionTokens,
+      },
+      warnings: [belowMinimum, aboveMaximum],
+    },
+    {
+      name: 'a Gemini candidates count of 3e9',
+      provider: 'gemini',
+      usage: { promptTokenCount: prompt, candidatesTokenCount: huge, totalTokenCount: prompt + huge },
+      // The Gemini client reads the completion as the total minus the prompt.
+      reported: [prompt, largestCount - prompt, largestCount],
+      settled: { prompt, completion: maximum.completionTokens, total: prompt + maximum.completionTokens },
+      warnings: [aboveMaximum],
+    },
+  ];
+
+  it.each(cases)('charges the maximum for $name', async (testCase) => {
+    if (testCase.provider === 'groq') {
+      groq.enqueue(groqCompletion(testCase.usage, testCase.finishReason));
+    } else {
+      gemini.enqueue({ text: fixed, usage: testCase.usage });
+    }
+
+    const client = testCase.provider === 'groq' ? groqClient() : geminiClient();
+    const call = await meteredCall(client);
+
+    if (testCase.finishReason === 'length') {
+      expect(call.error?.kind).toBe('truncated');
+    } else {
+      expect(call.text).toBe(fixed);
+    }
+    const { settled } = testCase;
+    expect(call.ledger.map(counts)).toEqual([
+      { ...settled, charged: settled.total, reported: testCase.reported },
+    ]);
+    expect(call.user.tokensUsed).toBe(settled.total);
+    expect(call.user.tokensReserved).toBe(0);
+    const allowance = await getAllowance(context.db, call.userId);
+    expect(allowance.remaining).toBe(100_000 - settled.total);
+
+    for (const event of [belowMinimum, aboveMaximum]) {
+      const logged = logsOf(context, event, { patchRequestId: call.patchRequestId });
+      expect(logged, event).toHaveLength(testCase.warnings.includes(event) ? 1 : 0);
+    }
+    const [warning] = logsOf(context, aboveMaximum, { patchRequestId: call.patchRequestId });
+    expect(warning).toMatchObject({
+      level: 40, // pino's warn
+      provider: testCase.provider,
+      userId: call.userId,
+      keySource: 'platform',
+      reportedPromptTokens: testCase.reported[0],
+      reportedCompletionTokens: testCase.reported[1],
+      reportedTotalTokens: testCase.reported[2],
+      maximumPromptTokens: maximum.promptTokens,
+      maximumCompletionTokens: maximum.completionTokens,
+      maximumTotalTokens: settled.prompt + maximum.completionTokens,
+      settledTokens: settled.total,
+    });
+    expect(warning!.msg).toBe(
+      'model response reports more tokens than its prompt and output cap allow; settled the maximum',
+    );
+    expect(JSON.stringify(warning)).not.toContain('process.env.API_KEY');
+  });
+
+  it('keeps counts at the maximum', async () => {
+    const atMaximum = {
+      promptTokens: maximum.promptTokens,
+      completionTokens: maximum.completionTokens,
+      totalTokens: maximum.promptTokens + maximum.completionTokens,
+    };
+    groq.enqueue(
+      groqCompletion({
+        prompt_tokens: atMaximum.promptTokens,
+        completion_tokens: atMaximum.completionTokens,
+        total_tokens: atMaximum.totalTokens,
+      }),
+    );
+    gemini.enqueue({
+      text: fixed,
+      usage: {
+        promptTokenCount: atMaximum.promptTokens,
+        candidatesTokenCount: atMaximum.completionTokens,
+        totalTokenCount: atMaximum.totalTokens,
+      },
+    });
+
+    for (const client of [groqClient(), geminiClient()]) {
+      const call = await meteredCall(client);
+
+      expect(call.ledger.map(counts), client.provider).toEqual([
+        {
+          prompt: atMaximum.promptTokens,
+          completion: atMaximum.completionTokens,
+          total: atMaximum.totalTokens,
+          charged: atMaximum.totalTokens,
+          reported: null,
+        },
+      ]);
+      expect(call.user.tokensUsed, client.provider).toBe(atMaximum.totalTokens);
+      const warnings = logsOf(context, aboveMaximum, { patchRequestId: call.patchRequestId });
+      expect(warnings, client.provider).toEqual([]);
+    }
+  });
+
+  it('allows the prompt bytes plus overhead', () => {
+    const bytes = Buffer.byteLength(request.system + request.user, 'utf8');
+    expect(maximum.promptTokens).toBe(bytes + 128);
+    expect(maximum.completionTokens).toBe(request.maxOutputTokens);
   });
 });

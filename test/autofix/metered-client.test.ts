@@ -42,7 +42,10 @@ const unreadableBilled = {
   body: { choices: 'unreadable', usage: { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42 } },
 };
 
-/** A client that returns `totalTokens` of usage for every call, without any network. */
+/**
+ * A client that returns `totalTokens` of usage for every call, without any network. The
+ * settle replaces counts above the maximum of `request` (a total of 248).
+ */
 function fixedUsageClient(totalTokens: number): ModelClient {
   return {
     provider: 'groq',
@@ -91,13 +94,13 @@ describe('meterClient', () => {
     const path = Array.from({ length: 12 }, () => randomBytes(120).toString('hex')).join('/');
     const { userId, patchRequestId } = await newPatchRequest();
 
-    await meter(fixedUsageClient(500), { userId, patchRequestId, path, attempt: 0 }).generate(request);
+    await meter(fixedUsageClient(120), { userId, patchRequestId, path, attempt: 0 }).generate(request);
 
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
-    expect(user!.tokensUsed).toBe(500);
+    expect(user!.tokensUsed).toBe(120);
     expect(user!.tokensReserved).toBe(0);
     const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
-    expect(ledger.map((event) => [event.path, event.chargedTokens])).toEqual([[path, 500]]);
+    expect(ledger.map((event) => [event.path, event.chargedTokens])).toEqual([[path, 120]]);
   });
 
   it("keeps another attempt's hold for a path naming an attempt", async () => {

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
+import type { QueuedResponse } from '../../src/demo/fakes/github.ts';
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { headBranch, type FileValue } from '../../src/demo/git-repository.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -25,6 +26,14 @@ export const proposedText = 'one\nTWO\nthree\n';
 export const refPattern = new RegExp(`/git/refs/heads(/|%2F)${headBranch}$`);
 /** Path of the read of the head branch, `GET …/git/ref/heads/feature`. */
 export const readRefPattern = new RegExp(`/git/ref/heads(/|%2F)${headBranch}$`);
+
+/** A read of the head branch that lacks the commit's sha, which Apply rejects as an invalid response. */
+export const invalidBranchRead: QueuedResponse = {
+  method: 'GET',
+  path: readRefPattern,
+  status: 200,
+  body: { ref: `refs/heads/${headBranch}`, object: { type: 'commit' } },
+};
 
 /**
  * Queues the response that the head branch points to `sha` for the next read of the branch. The

@@ -1,5 +1,7 @@
 import type { FakeResponse, Route, RouteContext } from '../../src/demo/fakes/github/router.ts';
 import type { FakeState } from '../../src/demo/fakes/github/state.ts';
+import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
+import { reviewRoutes } from '../../src/demo/fakes/github/reviews.ts';
 
 /**
  * Returns `route` changed to return `failure` (502 unless given) after its handler did the work
@@ -24,4 +26,20 @@ export function failAfterWork<Key extends string>(
       return response;
     },
   };
+}
+
+/**
+ * Routes the fake GitHub's ref updates and posted reviews through `failAfterWork`: while
+ * `pending.ref` or `pending.review` is above 0, the write takes effect and its response is
+ * `failure()` (502 unless given).
+ */
+export function loseWriteResponses(
+  fake: { addRoute(route: Route<FakeState>): void },
+  pending: { ref: number; review: number },
+  failure: () => FakeResponse = () => ({ status: 502, body: { message: 'Server Error' } }),
+): void {
+  const updateRef = gitDataRoutes.find((route) => route.method === 'PATCH')!;
+  fake.addRoute(failAfterWork(updateRef, pending, 'ref', failure));
+  const createReview = reviewRoutes.find((route) => route.method === 'POST')!;
+  fake.addRoute(failAfterWork(createReview, pending, 'review', failure));
 }

@@ -29,6 +29,25 @@ export type PatchRequestStatus = (typeof patchRequestStatuses)[number];
 export const applyModes = ['commit', 'suggestions'] as const;
 export type ApplyMode = (typeof applyModes)[number];
 
+/**
+ * Outcome of the check that a close of the pull request starts for an unconfirmed apply, when
+ * the check found neither the commit nor the review.
+ */
+export interface ClosedApplyCheck {
+  /**
+   * `not_found`: GitHub showed that the write did not take effect. `not_checked`: reading
+   * GitHub failed on every attempt, or the installation was suspended or uninstalled.
+   */
+  outcome: 'not_found' | 'not_checked';
+  mode: ApplyMode;
+  /** For mode `commit`, the commit that the unconfirmed ref update named. */
+  commitSha: string | null;
+  /** When the apply ended unconfirmed (`applyUnconfirmedAt`), as an ISO 8601 time. */
+  unconfirmedAt: string;
+  /** When the check ended, as an ISO 8601 time. */
+  checkedAt: string;
+}
+
 export const patchRequests = pgTable(
   'patch_requests',
   {
@@ -86,6 +105,13 @@ export const patchRequests = pgTable(
     applyUnconfirmedMode: text({ enum: applyModes }),
     /** For mode `commit`, the commit that the unconfirmed ref update named. */
     applyUnconfirmedCommitSha: text(),
+    /**
+     * Outcome of the check of the unconfirmed write after the pull request closed, when that
+     * check found no commit or review. `not_found` clears the unconfirmed columns, and
+     * `not_checked` keeps them, so an apply after a reopen still looks for the write first.
+     * Cleared when an apply claims the request.
+     */
+    applyClosedCheck: jsonb().$type<ClosedApplyCheck>(),
     ...timestamps,
   },
   (table) => [index().on(table.userId), index().on(table.runId)],

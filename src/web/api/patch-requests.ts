@@ -211,6 +211,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
               commitSha: request.applyUnconfirmedCommitSha,
             }
           : null,
+      applyClosedCheck: request.appliedAt === null ? request.applyClosedCheck : null,
       pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
       rateLimitWait: waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),

@@ -6,6 +6,7 @@ import type { RunInstallation } from '../../runs/visible-runs.ts';
 import { invisibleCharacterNames, invisibleCharacterPattern } from '../../text/invisible-characters.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import {
+  ApplyClosedCheckNotice,
   ApplyRetryNotice,
   ApplyUnconfirmedNotice,
   ApplyWaitNotice,
@@ -126,13 +127,17 @@ export const PreviewPage: FC<{
         )}
         {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
         {applyRetry ? <ApplyRetryNotice retry={applyRetry} /> : null}
-        {!applied && request.applyUnconfirmedAt && request.applyUnconfirmedMode ? (
+        {!applied && request.applyClosedCheck ? (
+          <ApplyClosedCheckNotice check={request.applyClosedCheck} branch={run.headRef} />
+        ) : null}
+        {!applied && !request.applyClosedCheck && request.applyUnconfirmedAt && request.applyUnconfirmedMode ? (
           <ApplyUnconfirmedNotice
             mode={request.applyUnconfirmedMode}
             commitSha={request.applyUnconfirmedCommitSha}
             branch={run.headRef}
             at={request.applyUnconfirmedAt}
             jobWaits={applyWait !== null}
+            closed={run.prClosedAt !== null}
           />
         ) : null}
         {!applied && request.applyError ? (

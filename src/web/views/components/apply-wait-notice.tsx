@@ -1,7 +1,7 @@
 import type { FC } from 'hono/jsx';
 import { describeApplyRetry, type ApplyRetry } from '../../../apply/apply-retry.ts';
 import { describeApplyWait, type ApplyWait } from '../../../apply/apply-wait.ts';
-import type { ApplyMode } from '../../../db/schema/index.ts';
+import type { ApplyMode, ClosedApplyCheck } from '../../../db/schema/index.ts';
 import { MarkedText } from './marked-text.tsx';
 import { Time } from './time.tsx';
 
@@ -32,7 +32,8 @@ export const ApplyRetryNotice: FC<{ retry: ApplyRetry }> = ({ retry }) => {
  * Renders the warning that the last apply may have written without being recorded: GitHub did
  * not confirm its ref update or review at `at`, and the read that checks it failed too. While
  * an apply job waits (`jobWaits`), pressing Apply only returns that wait, so the warning states
- * that the job checks when it starts.
+ * that the job checks when it starts. While the pull request is closed (`closed`), Apply is
+ * rejected, and the warning states that Fixwright checks once without writing.
  */
 export const ApplyUnconfirmedNotice: FC<{
   mode: ApplyMode;
@@ -40,26 +41,32 @@ export const ApplyUnconfirmedNotice: FC<{
   branch: string;
   at: Date;
   jobWaits: boolean;
-}> = ({ mode, commitSha, branch, at, jobWaits }) => {
+  closed: boolean;
+}> = ({ mode, commitSha, branch, at, jobWaits, closed }) => {
   const checker = jobWaits ? 'The waiting apply job checks when it starts: it' : 'Apply again to check: the apply';
+  const closedCheck = 'The pull request is closed, so Fixwright checks GitHub once without writing:';
   const text =
     mode === 'commit'
       ? {
           before:
             `The last apply may have pushed commit ${commitSha?.slice(0, 7) ?? ''} to branch ` +
             `${branch}: GitHub did not confirm the update at`,
-          after:
-            `, and reading the branch to check failed. ${checker} records that commit if the ` +
-            'branch has it, and commits the fixes only if it does not.',
+          after: closed
+            ? `, and reading the branch to check failed. ${closedCheck} it records that commit ` +
+              'if the branch or the pull request has it.'
+            : `, and reading the branch to check failed. ${checker} records that commit if the ` +
+              'branch has it, and commits the fixes only if it does not.',
         }
       : {
           before:
             'The last apply may have posted the review suggestions: GitHub did not confirm the ' +
             'review at',
-          after:
-            ", and reading the pull request's reviews to check failed. " +
-            `${checker} records that review if the pull request has it, and posts the review ` +
-            'only if it does not.',
+          after: closed
+            ? ", and reading the pull request's reviews to check failed. " +
+              `${closedCheck} it records that review if the pull request has it.`
+            : ", and reading the pull request's reviews to check failed. " +
+              `${checker} records that review if the pull request has it, and posts the review ` +
+              'only if it does not.',
         };
   return (
     <p class="warning apply-unconfirmed">
@@ -68,3 +75,67 @@ export const ApplyUnconfirmedNotice: FC<{
     </p>
   );
 };
+
+/**
+ * Renders the outcome of the check that a close of the pull request started for an unconfirmed
+ * apply, when the check found no commit or review (see `handleClosedApplyCheckJob`).
+ */
+export const ApplyClosedCheckNotice: FC<{ check: ClosedApplyCheck; branch: string }> = ({
+  check,
+  branch,
+}) => {
+  const commit = `commit ${check.commitSha?.slice(0, 7) ?? ''}`;
+  const text = closedCheckText(check.outcome, check.mode, commit, branch);
+  const kind = check.outcome === 'not_checked' ? 'warning' : 'notice';
+  return (
+    <p class={`${kind} apply-closed-check`}>
+      <MarkedText text={text.before} /> <Time date={new Date(check.unconfirmedAt)} />
+      {text.after}
+    </p>
+  );
+};
+
+/** Builds the text of ApplyClosedCheckNotice: the text before the unconfirmed write's time and after it. */
+function closedCheckText(
+  outcome: ClosedApplyCheck['outcome'],
+  mode: ApplyMode,
+  commit: string,
+  branch: string,
+): { before: string; after: string } {
+  if (outcome === 'not_found') {
+    return mode === 'commit'
+      ? {
+          before:
+            `Not applied: the last apply did not push ${commit} to branch ${branch}. GitHub did ` +
+            'not confirm the update at',
+          after:
+            ', and after the pull request closed, neither the branch nor the pull request ' +
+            'contained the commit.',
+        }
+      : {
+          before:
+            'Not applied: the last apply did not post the review suggestions. GitHub did not ' +
+            'confirm the review at',
+          after:
+            ', and after the pull request closed, the pull request had no review from this ' +
+            'preview.',
+        };
+  }
+  return mode === 'commit'
+    ? {
+        before:
+          'Not confirmed: the pull request closed before Fixwright could check whether the ' +
+          `last apply pushed ${commit} to branch ${branch}, whose update GitHub did not confirm at`,
+        after:
+          '. Reopen the pull request and apply again to check: the apply records that commit if ' +
+          'the branch has it, and commits the fixes only if it does not.',
+      }
+    : {
+        before:
+          'Not confirmed: the pull request closed before Fixwright could check whether the ' +
+          'last apply posted the review suggestions, which GitHub did not confirm at',
+        after:
+          '. Reopen the pull request and apply again to check: the apply records that review if ' +
+          'the pull request has it, and posts the review only if it does not.',
+      };
+}
