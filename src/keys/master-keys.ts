@@ -31,20 +31,11 @@ export class Keyring {
   }
 
   /**
-   * Reason no master key can encrypt, with what to do; null when one can. The newest version
-   * cannot while it is mismatched, because keys saved under it would not decrypt once the
-   * operator restores the original key.
+   * Reason no master key can encrypt, with what to do; null when one can. A mismatched newest
+   * version still encrypts, so that users can save again the keys it cannot decrypt.
    */
   get unavailableReason(): string | null {
-    if (this.currentVersion === null) return this.#missingReason;
-    if (!this.#mismatched.has(this.currentVersion)) return null;
-    const version = this.currentVersion;
-    return (
-      `Own keys cannot be saved now: this server's master key version ${version} does not ` +
-      'match the one that encrypted the stored keys, so a key saved now would not decrypt once ' +
-      `the operator restores it. The operator must restore master key version ${version} and ` +
-      'restart Fixwright. Stored keys are kept, and deleting a key still works.'
-    );
+    return this.currentVersion === null ? this.#missingReason : null;
   }
 
   /** Configured versions, newest first, mismatched ones included. */
@@ -53,9 +44,10 @@ export class Keyring {
   }
 
   /**
-   * Records versions whose key decrypted none of the stored keys tried at start. This keyring
-   * then treats them as versions it does not have, so their keys are neither used nor marked
-   * unusable, and it encrypts nothing while the newest version is one of them.
+   * Records versions whose key decrypted none of the stored keys tried at start. A stored key
+   * of such a version that does not decrypt is then reported as mismatched and not marked
+   * unusable, because restoring the original master key makes it decrypt again. A key saved
+   * since under the same version decrypts and is used.
    */
   markMismatched(versions: number[]): void {
     for (const version of versions) this.#mismatched.add(version);
@@ -73,9 +65,9 @@ export class Keyring {
     return { version: this.currentVersion!, key: this.#keys.get(this.currentVersion!)! };
   }
 
-  /** Returns the key of `version`, or undefined when that version is not configured or mismatched. */
+  /** Returns the key of `version`, mismatched or not, or undefined when it is not configured. */
   get(version: number): Uint8Array | undefined {
-    return this.#mismatched.has(version) ? undefined : this.#keys.get(version);
+    return this.#keys.get(version);
   }
 
   toJSON(): { versions: number[] } {

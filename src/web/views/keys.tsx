@@ -25,7 +25,8 @@ export interface ProviderUse {
 function describeUse(use: ProviderUse): string {
   if (use.keySource === 'user') return 'your own key';
   if (use.keySource === 'platform') return 'the platform key, charged to your allowance';
-  if (use.ownKeyUnusable) return 'left out: your stored key is unusable, so save it again';
+  // The reason and what to do depend on the key, so they are left to the stored keys table.
+  if (use.ownKeyUnusable) return 'left out: your stored key cannot be used now (the reason is under "Stored keys" above)';
   if (!use.hasPlatformKey) return 'left out: you have no key for it, and the platform has none';
   return 'left out: previews use your own key of an earlier provider instead of the platform key';
 }
