@@ -29,6 +29,17 @@ describe('loadConfig errors', () => {
     expect(message).not.toContain('not-a-pem-but-secret');
   });
 
+  it('rejects a BUNDLED_POSTGRES_PORT below 1024', () => {
+    const expected = (value: string) =>
+      'Invalid BUNDLED_POSTGRES_PORT: must be 0 (any free port) or a port from 1024 to 65535, ' +
+      'because the bundled PostgreSQL never runs as root, and ports below 1024 need root on ' +
+      `most systems (got "${value}").`;
+    expect(errorFor({ BUNDLED_POSTGRES_PORT: '22' })).toBe(expected('22'));
+    expect(errorFor({ BUNDLED_POSTGRES_PORT: '1023' })).toBe(expected('1023'));
+    expect(loadConfig({ BUNDLED_POSTGRES_PORT: '1024' }).BUNDLED_POSTGRES_PORT).toBe(1024);
+    expect(loadConfig({ BUNDLED_POSTGRES_PORT: '0' }).BUNDLED_POSTGRES_PORT).toBe(0);
+  });
+
   it('names the variable and the expected form', () => {
     expect(errorFor({ PORT: '70000' })).toBe('Invalid PORT: must be at most 65535 (got "70000").');
     expect(errorFor({ BILLING_PERIOD: 'weekly' })).toContain('must be "monthly" or a number of days');
