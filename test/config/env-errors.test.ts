@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sslModes } from '../../src/config/database-url.ts';
 import { ConfigError, loadConfig, missingSettings } from '../../src/config/env.ts';
 
 function errorFor(env: Record<string, string>): string {
@@ -236,9 +237,37 @@ describe('loadConfig DATABASE_URL', () => {
       'postgres://u:s3cr@t@127.0.0.1:1/db',
       'postgres://u:100%25%C3%A9@127.0.0.1:1/d%C3%A9',
       'postgres://u@127.0.0.1:1/db?application_name=100%zz',
+      // Both clients read the space through new URL() and decodeURIComponent().
+      'postgres://u:pass word@127.0.0.1:1/db',
+      ...sslModes.map((mode) => `postgres://u:pw@127.0.0.1:1/db?sslmode=${mode}`),
     ]) {
       expect(loadConfig({ DATABASE_URL: value }).DATABASE_URL, value).toBe(value);
     }
+  });
+
+  const sslModeError = (mode: string, got: string) =>
+    `Invalid DATABASE_URL: has sslmode "${mode}", which is not an sslmode value; set sslmode ` +
+    `to disable, allow, prefer, require, verify-ca or verify-full (got "${got}").`;
+  const badSslModes: [string, string][] = [
+    [
+      'postgres://u:pass word@127.0.0.1:5432/db?sslmode=bogus',
+      sslModeError('bogus', 'postgres://u:***@127.0.0.1:5432/db?sslmode=bogus'),
+    ],
+    [
+      'postgres://u:pw@127.0.0.1:5432/db?sslmode=Require',
+      sslModeError('Require', 'postgres://u:***@127.0.0.1:5432/db?sslmode=Require'),
+    ],
+    [
+      'postgres://u:pw@127.0.0.1:5432/db?sslmode=require&sslmode=no-verify',
+      sslModeError('no-verify', 'postgres://u:***@127.0.0.1:5432/db?sslmode=require&sslmode=no-verify'),
+    ],
+    ['postgres://u:pw@127.0.0.1:5432/db?sslmode=', sslModeError('', 'postgres://u:***@127.0.0.1:5432/db?sslmode=')],
+  ];
+
+  it.each(badSslModes)('rejects the sslmode of %j', (value, expected) => {
+    const message = errorFor({ DATABASE_URL: value });
+    expect(message).toBe(expected);
+    expect(message).not.toContain('word');
   });
 });
 
