@@ -183,12 +183,13 @@ describe('a process whose master key does not match the stored keys', () => {
         `Your saved ${name} key cannot be decrypted with this server&#39;s master key version 1, ` +
           'which is not the master key that encrypted it. The operator can restore the original ' +
           `master key version 1 and restart Fixwright, or you can save the ${name} key again ` +
-          'on the keys page.',
+          'with the form below.',
       );
     }
     expect(keysHtml.split('left out: your stored key cannot be used now (the reason is under ' +
       '&quot;Stored keys&quot; above)').length - 1).toBe(2);
     expect(keysHtml).not.toContain('does not need to be saved again');
+    expect(keysHtml).not.toContain('on the keys page');
     expect(keysHtml).toContain('<fieldset class="key-fields">');
 
     // Alice replaces her Groq key through the API and Bob adds a Gemini key on the dashboard.

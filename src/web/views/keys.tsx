@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import { providers, type KeySource, type Provider } from '../../db/schema/index.ts';
+import { phraseForKeysPage } from '../../keys/own-keys.ts';
 import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -83,7 +84,7 @@ export const KeysPage: FC<{
               <tr data-provider={key.provider}>
                 <td>
                   {providerNames[key.provider]}
-                  {key.unusableReason ? <p class="error">{key.unusableReason}</p> : null}
+                  {key.unusableReason ? <p class="error">{phraseForKeysPage(key.unusableReason)}</p> : null}
                 </td>
                 <td>
                   <code>{`…${key.lastFour}`}</code>
