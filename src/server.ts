@@ -135,11 +135,10 @@ async function startParts(
   const handle = connectDatabase(database.url);
   parts.handle = handle;
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
-  // first preview that needs a stored key. Until a restart, this process then marks no key of a
-  // mismatched version unusable, and uses only those saved again under its key.
+  // first preview that needs a stored key. Until a restart, this process then uses no key of a
+  // mismatched version, marks none unusable and encrypts under none.
   const keyFiles = findMasterKeyFiles(config);
-  const sources = { keyFiles, settings: config.masterKeySettings };
-  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, sources));
+  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, keyFiles.read));
   // Stored keys of a version this process lacks, such as after a rotation and a start without
   // MASTER_KEYS, are left out of previews, which the mismatch check above does not report.
   await reportMissingMasterKeyVersions(handle.db, keyring, logger, keyFiles);

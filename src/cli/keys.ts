@@ -174,11 +174,12 @@ export function describeDiscard(report: DiscardReport): string[] {
   if (dryRun) {
     lines.push('Dry run: nothing was deleted. Run the command without --dry-run to delete them.');
   } else {
-    // A running process keeps the mismatch it found at start until it restarts.
+    // A running process keeps the mismatch it found at start, and refuses saves while the
+    // mismatched version is its newest.
     lines.push(
       `${pickForm(count, 'Its owner', 'Their owners')} must save ${pickForm(count, 'it', 'them')} ` +
         'again. Restart every Fixwright process, web and worker, so that it no longer reports ' +
-        `master_key.mismatch for version ${version}.`,
+        `master_key.mismatch for version ${version} and users can save keys again.`,
     );
   }
   return lines;

@@ -16,11 +16,10 @@ export interface KeyOwner {
 }
 
 /**
- * Raised when a stored key cannot be decrypted. `reason` is `missing_version` for a master key
- * version that is not configured. A ciphertext that fails authentication gets
- * `mismatched_version` under a version that this process found mismatched at start, and
- * `authentication` under any other (tampered, copied to another user or provider, or
- * encrypted under a different key with the same version).
+ * Raised when a stored key cannot be decrypted. `reason` separates a master key version that
+ * is not configured, or that this process found mismatched at start, from a ciphertext that
+ * fails authentication (tampered, copied to another user or provider, or encrypted under a
+ * different key with the same version).
  */
 export class KeyDecryptionError extends Error {
   override name = 'KeyDecryptionError';
@@ -71,6 +70,12 @@ export async function decryptUserKey(
 ): Promise<string> {
   await sodium.ready;
   const key = keyring.get(stored.masterKeyVersion);
+  if (!key && keyring.isMismatched(stored.masterKeyVersion)) {
+    throw new KeyDecryptionError(
+      `master key version ${stored.masterKeyVersion} did not match the stored keys at start`,
+      'mismatched_version',
+    );
+  }
   if (!key) {
     throw new KeyDecryptionError(
       `master key version ${stored.masterKeyVersion} is not configured`,
@@ -91,12 +96,6 @@ export async function decryptUserKey(
       key,
     );
   } catch {
-    if (keyring.isMismatched(stored.masterKeyVersion)) {
-      throw new KeyDecryptionError(
-        `master key version ${stored.masterKeyVersion} did not match the stored keys at start`,
-        'mismatched_version',
-      );
-    }
     // libsodium raises one message for a wrong key, a changed ciphertext or wrong associated data.
     throw new KeyDecryptionError(
       `authentication failed under master key version ${stored.masterKeyVersion}`,

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { asc, count, desc, eq, sql } from 'drizzle-orm';
-import type { Config, MasterKeySettings } from '../config/env.ts';
+import type { Config } from '../config/env.ts';
 import type { Database } from '../db/client.ts';
 import { userApiKeys } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
@@ -13,12 +13,11 @@ import { generatedKeyFilePath, generatedMasterKeyFile, type Keyring } from './ma
 export const masterKeySampleSize = 5;
 
 /**
- * Decrypts up to `masterKeySampleSize` stored keys of `version`: those not marked unusable
- * first, and among them those saved longest ago. Returns how many were tried and whether one
- * of them decrypted. Keys that users saved again under a wrong master key are the newest, so
- * the verdict follows the keys saved before the master key changed.
- * NOTE: on a version whose oldest keys were themselves encrypted under two master keys, the
- * verdict depends on which of them the sample reaches.
+ * Decrypts up to `masterKeySampleSize` stored keys of `version`, those not marked
+ * undecryptable first. Returns how many were tried and whether one of them decrypted.
+ * NOTE: ids are random, so on a version whose keys were encrypted under two master keys (as a
+ * process before this check could leave it), which keys are tried, and so the verdict, is
+ * random too.
  */
 export async function sampleVersion(
   db: Database,
@@ -29,7 +28,7 @@ export async function sampleVersion(
     .select()
     .from(userApiKeys)
     .where(eq(userApiKeys.masterKeyVersion, version))
-    .orderBy(sql`${userApiKeys.unusableCause} IS NOT NULL`, asc(userApiKeys.updatedAt), asc(userApiKeys.id))
+    .orderBy(sql`${userApiKeys.unusableCause} IS NOT NULL`, asc(userApiKeys.id))
     .limit(masterKeySampleSize);
   for (const row of sample) {
     try {
@@ -44,18 +43,16 @@ export async function sampleVersion(
 
 /**
  * Logs a `master_key.mismatch` error for each configured master key version that decrypts
- * none of the stored keys tried that use it. `keyFiles` names the generated key file that
- * version 1 was read from, or that exists unread because `settings` shows MASTER_KEY or
- * MASTER_KEYS set (see findMasterKeyFiles). Returns the versions that did not match, for
- * Keyring.markMismatched.
+ * none of the stored keys tried that use it. `keyFile` is the generated key file that version 1
+ * was read from, or null when no key file was read. Returns the versions that did not match,
+ * for Keyring.markMismatched.
  */
 export async function reportMasterKeyMismatches(
   db: Database,
   keyring: Keyring,
   logger: Logger,
-  sources: { keyFiles: MasterKeyFiles; settings: MasterKeySettings },
+  keyFile: string | null,
 ): Promise<number[]> {
-  const keyFile = sources.keyFiles.read;
   const mismatched: number[] = [];
   for (const version of keyring.versions) {
     const { tried, decrypted } = await sampleVersion(db, keyring, version);
@@ -69,57 +66,25 @@ export async function reportMasterKeyMismatches(
         `MASTER_KEY to the original key, and start it again.`
       : `Set version ${version} in MASTER_KEYS${version === 1 ? ' (or MASTER_KEY)' : ''} to its ` +
         'original key and restart.';
-    const unreadFile = version === 1 ? describeUnreadKeyFile(sources) : '';
     const outcome =
       tried === 1
         ? 'does not decrypt the one stored provider key that uses it'
         : `decrypts none of the ${tried} stored provider keys tried that use it`;
+    const effect =
+      version === keyring.currentVersion
+        ? 'Until then, previews leave out the stored keys of this version, without marking ' +
+          'them unusable, and users cannot save own keys.'
+        : 'Until then, previews leave out the stored keys of this version, without marking ' +
+          'them unusable.';
     logger.error(
       { event: 'master_key.mismatch', version, triedKeys: tried },
       `${source} ${outcome}, so it differs from the master key that encrypted ` +
-        `${tried === 1 ? 'it' : 'them'}. ${fix}${unreadFile} ` +
-        `${describeMismatchEffect(version, keyring.currentVersion)} If the original key is lost, ` +
+        `${tried === 1 ? 'it' : 'them'}. ${fix} ${effect} If the original key is lost, ` +
         `"fixwright keys discard --version ${version} --dry-run" lists the keys that ` +
         'it cannot decrypt, and the same command without --dry-run deletes them.',
     );
   }
   return mismatched;
-}
-
-/**
- * Describes, after a space, the generated key file that exists but is not read because
- * MASTER_KEY or MASTER_KEYS is set, and that may contain the original version 1 key. Returns
- * an empty string when there is no such file.
- */
-function describeUnreadKeyFile(sources: { keyFiles: MasterKeyFiles; settings: MasterKeySettings }): string {
-  const file = sources.keyFiles.unread;
-  if (!file) return '';
-  // Version 1 comes from MASTER_KEY when it is set, since MASTER_KEYS may not give it another key.
-  const variable = sources.settings.masterKeySet ? 'MASTER_KEY' : 'MASTER_KEYS';
-  const setting =
-    variable === 'MASTER_KEY'
-      ? `set MASTER_KEY to its content ($(cat ${file}))`
-      : `set version 1 in MASTER_KEYS to its content (1:$(cat ${file}))`;
-  return (
-    ` The generated key file ${file} exists but is ignored, because ${variable} is set. If ` +
-    `the stored keys were saved before ${variable} was set, that file contains their key: ` +
-    `${setting} and restart.`
-  );
-}
-
-/** Describes what previews and the keys page do with the stored keys of a mismatched version. */
-function describeMismatchEffect(version: number, currentVersion: number | null): string {
-  const leftOut =
-    'Until then, previews leave out the stored keys of this version without marking them ' +
-    'unusable, and the keys page tells their owners to wait for the original key or to save ' +
-    'their keys again.';
-  if (version !== currentVersion) {
-    return `${leftOut} A key saved again is encrypted under master key version ${currentVersion}.`;
-  }
-  return (
-    `${leftOut} A key saved again is encrypted under this server's key, so once the original ` +
-    'key is restored it no longer decrypts, and its owner must save it once more.'
-  );
 }
 
 /** A master key version and the number of stored provider keys encrypted under it. */

@@ -31,11 +31,20 @@ export class Keyring {
   }
 
   /**
-   * Reason no master key can encrypt, with what to do; null when one can. A mismatched newest
-   * version still encrypts, so that users can save again the keys it cannot decrypt.
+   * Reason no master key can encrypt, with what to do; null when one can. The newest version
+   * cannot while it is mismatched, because keys saved under it would not decrypt once the
+   * operator restores the original key.
    */
   get unavailableReason(): string | null {
-    return this.currentVersion === null ? this.#missingReason : null;
+    if (this.currentVersion === null) return this.#missingReason;
+    if (!this.#mismatched.has(this.currentVersion)) return null;
+    const version = this.currentVersion;
+    return (
+      `Own keys cannot be saved now: this server's master key version ${version} does not ` +
+      'match the one that encrypted the stored keys, so a key saved now would not decrypt once ' +
+      `the operator restores it. The operator must restore master key version ${version} and ` +
+      'restart Fixwright. Stored keys are kept, and deleting a key still works.'
+    );
   }
 
   /** Configured versions, newest first, mismatched ones included. */
@@ -44,10 +53,9 @@ export class Keyring {
   }
 
   /**
-   * Records versions whose key decrypted none of the stored keys tried at start. A stored key
-   * of such a version that does not decrypt is then reported as mismatched and not marked
-   * unusable, because restoring the original master key makes it decrypt again. A key saved
-   * since under the same version decrypts and is used.
+   * Records versions whose key decrypted none of the stored keys tried at start. This keyring
+   * then treats them as versions it does not have, so their keys are neither used nor marked
+   * unusable, and it encrypts nothing while the newest version is one of them.
    */
   markMismatched(versions: number[]): void {
     for (const version of versions) this.#mismatched.add(version);
@@ -65,9 +73,9 @@ export class Keyring {
     return { version: this.currentVersion!, key: this.#keys.get(this.currentVersion!)! };
   }
 
-  /** Returns the key of `version`, mismatched or not, or undefined when it is not configured. */
+  /** Returns the key of `version`, or undefined when that version is not configured or mismatched. */
   get(version: number): Uint8Array | undefined {
-    return this.#keys.get(version);
+    return this.#mismatched.has(version) ? undefined : this.#keys.get(version);
   }
 
   toJSON(): { versions: number[] } {

@@ -38,7 +38,7 @@ export function undecryptableReason(provider: Provider): string {
   const name = providerNames[provider];
   return (
     `Your saved ${name} key could not be decrypted; the master key may have changed. ` +
-    `Save the ${name} key again ${keysPageStep}`
+    `Save the ${name} key again on the keys page.`
   );
 }
 
@@ -48,7 +48,7 @@ export function rejectedReason(provider: Provider, status: number | undefined): 
   const answer = status !== undefined ? ` (HTTP ${status})` : '';
   return (
     `${name} rejected your saved ${name} key${answer}, so the platform key was not used ` +
-    `instead. Update your ${name} key ${keysPageStep}`
+    `instead. Update your ${name} key on the keys page.`
   );
 }
 
@@ -66,17 +66,16 @@ export function missingVersionReason(provider: Provider, version: number): strin
 }
 
 /**
- * Builds the message shown when a key does not decrypt under a master key version whose key in
- * this process decrypted none of the stored keys tried at start. The key itself is intact, so
- * either restoring the original master key or saving the key again makes it usable.
+ * Builds the message shown when a key is encrypted under a master key version whose key in
+ * this process decrypted none of the stored keys tried at start. The key itself is intact.
  */
 export function mismatchedVersionReason(provider: Provider, version: number): string {
   const name = providerNames[provider];
   return (
-    `Your saved ${name} key cannot be decrypted with this server's master key version ` +
-    `${version}, which is not the master key that encrypted it. The operator can restore the ` +
-    `original master key version ${version} and restart Fixwright, or you can save the ${name} ` +
-    `key again ${keysPageStep}`
+    `Your saved ${name} key is encrypted under master key version ${version}, and this ` +
+    `server's master key version ${version} does not match it. The operator must restore the ` +
+    `original master key version ${version} and restart Fixwright. The key does not need to be ` +
+    'saved again.'
   );
 }
 
@@ -139,8 +138,7 @@ export async function openStoredKey(
       return { provider, usable: false, reason: missingVersionReason(provider, row.masterKeyVersion) };
     }
     if (error.reason === 'mismatched_version') {
-      // The start check logged master_key.mismatch: the key is not marked, because it decrypts
-      // again once the operator restores the original master key.
+      // The start check logged master_key.mismatch; every key of this version fails alike.
       logger.warn(
         { event: 'user_key.master_key_mismatched', userId, provider, masterKeyVersion: row.masterKeyVersion },
         'stored key uses a master key version that did not match the stored keys at start',

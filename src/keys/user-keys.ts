@@ -51,9 +51,7 @@ export async function listUserKeys(
   const keys: StoredKeyInfo[] = [];
   for (const row of rows) {
     let unusableReason: string | null = null;
-    const { keyring } = context;
-    const version = row.masterKeyVersion;
-    if (row.unusableCause !== null || !keyring.get(version) || keyring.isMismatched(version)) {
+    if (row.unusableCause !== null || !context.keyring.get(row.masterKeyVersion)) {
       const opened = await openStoredKey(context, row);
       unusableReason = opened.usable ? null : opened.reason;
     }
@@ -80,7 +78,8 @@ export type SaveKeyFailure =
 /**
  * Checks a key's format, then with the provider, and stores it encrypted, replacing the
  * user's earlier key for that provider. Nothing is stored when a check fails. Throws
- * KeyringUnavailableError, before calling the provider, when no master key is configured.
+ * KeyringUnavailableError, before calling the provider, when no master key is configured or
+ * the newest one did not match the stored keys at start.
  * Each provider check counts against the user's KEY_CHECK_RATE_LIMIT, so that the service
  * cannot be used to try many keys. Past the limit the provider is not called.
  */

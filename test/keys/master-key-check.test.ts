@@ -48,12 +48,6 @@ function eventLines(output: string, event: string): Record<string, unknown>[] {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-/** Sources of a process started with MASTER_KEY and no generated key file. */
-const withoutFiles = {
-  keyFiles: { read: null, unread: null },
-  settings: { masterKeysVersions: [], masterKeySet: true },
-};
-
 function mismatchLines() {
   return logsOf(context, 'master_key.mismatch');
 }
@@ -71,14 +65,14 @@ afterAll(async () => {
 describe('master key check at start', () => {
   it('passes the key the rows were encrypted with', async () => {
     const before = mismatchLines().length;
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v1]), context.logger, withoutFiles);
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v1]), context.logger, null);
     expect(mismatched).toEqual([]);
     expect(mismatchLines()).toHaveLength(before);
   });
 
   it('reports another key of the same version', async () => {
     const before = mismatchLines().length;
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, withoutFiles);
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, null);
     expect(mismatched).toEqual([1]);
     const lines = mismatchLines().slice(before);
     expect(lines).toHaveLength(1);
@@ -88,56 +82,17 @@ describe('master key check at start', () => {
     expect(lines[0]!.msg).toContain('Master key version 1 decrypts none of the 2 stored provider keys');
     expect(lines[0]!.msg).toContain('Set version 1 in MASTER_KEYS (or MASTER_KEY) to its original key');
     expect(lines[0]!.msg).toContain(
-      'Set version 1 in MASTER_KEYS (or MASTER_KEY) to its original key and restart. Until ' +
-        'then, previews leave out the stored keys of this version without marking them ' +
-        'unusable, and the keys page tells their owners to wait for the original key or to save ' +
-        "their keys again. A key saved again is encrypted under this server's key, so once the " +
-        'original key is restored it no longer decrypts, and its owner must save it once more. ' +
-        'If the original key is lost, "fixwright keys discard --version 1 --dry-run" lists the ' +
-        'keys that it cannot decrypt, and the same command without --dry-run deletes them.',
+      'Until then, previews leave out the stored keys of this version, without marking them ' +
+        'unusable, and users cannot save own keys. If the original key is lost, "fixwright keys ' +
+        'discard --version 1 --dry-run" lists the keys that it cannot decrypt, and the same ' +
+        'command without --dry-run deletes them.',
     );
-    expect(lines[0]!.msg).not.toContain('generated key file');
-  });
-
-  it('names the key file that MASTER_KEY makes it ignore', async () => {
-    const before = mismatchLines().length;
-    const file = '/srv/fixwright/data/master-key';
-    const sources = { ...withoutFiles, keyFiles: { read: null, unread: file } };
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, sources);
-    expect(mismatched).toEqual([1]);
-    const message = String(mismatchLines().slice(before)[0]!.msg);
-    expect(message).toContain(
-      `original key and restart. The generated key file ${file} exists but is ignored, because ` +
-        'MASTER_KEY is set. If the stored keys were saved before MASTER_KEY was set, that file ' +
-        `contains their key: set MASTER_KEY to its content ($(cat ${file})) and restart. Until then`,
-    );
-  });
-
-  it('names the key file that MASTER_KEYS makes it ignore', async () => {
-    const before = mismatchLines().length;
-    const file = '/srv/fixwright/data/master-key';
-    const sources = {
-      keyFiles: { read: null, unread: file },
-      settings: { masterKeysVersions: [2, 1], masterKeySet: false },
-    };
-    const keyring = new Keyring([v2, otherV1]);
-    const mismatched = await reportMasterKeyMismatches(context.db, keyring, context.logger, sources);
-    expect(mismatched).toEqual([1]);
-    const message = String(mismatchLines().slice(before)[0]!.msg);
-    expect(message).toContain(
-      `exists but is ignored, because MASTER_KEYS is set. If the stored keys were saved before ` +
-        `MASTER_KEYS was set, that file contains their key: set version 1 in MASTER_KEYS to its ` +
-        `content (1:$(cat ${file})) and restart.`,
-    );
-    // Keys saved again go to the newest version, which the restored key leaves alone.
-    expect(message).toContain('their keys again. A key saved again is encrypted under master key version 2.');
   });
 
   it('names the generated key file', async () => {
     const before = mismatchLines().length;
     const file = '/srv/fixwright/data/master-key';
-    const sources = { ...withoutFiles, keyFiles: { read: file, unread: null } };
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, sources);
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([otherV1]), context.logger, file);
     expect(mismatched).toEqual([1]);
     const message = String(mismatchLines().slice(before)[0]!.msg);
     expect(message).toContain(`read from ${file} because MASTER_KEY and MASTER_KEYS are unset`);
@@ -145,7 +100,7 @@ describe('master key check at start', () => {
   });
 
   it('skips versions no stored key uses', async () => {
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v2, v1]), context.logger, withoutFiles);
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v2, v1]), context.logger, null);
     expect(mismatched).toEqual([]);
   });
 
@@ -155,7 +110,7 @@ describe('master key check at start', () => {
       .update(userApiKeys)
       .set({ ciphertext: randomBytes(48).toString('base64url') })
       .where(eq(userApiKeys.id, damagedId));
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v1]), context.logger, withoutFiles);
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([v1]), context.logger, null);
     expect(mismatched).toEqual([]);
     await context.db.delete(userApiKeys).where(eq(userApiKeys.id, damagedId));
   });
@@ -163,7 +118,7 @@ describe('master key check at start', () => {
   it('words a single stored key', async () => {
     await addKey(new Keyring([v2]), 'checkd', 'groq');
     const before = mismatchLines().length;
-    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([material(2)]), context.logger, withoutFiles);
+    const mismatched = await reportMasterKeyMismatches(context.db, new Keyring([material(2)]), context.logger, null);
     expect(mismatched).toEqual([2]);
     const message = String(mismatchLines().slice(before)[0]!.msg);
     expect(message).toContain('Master key version 2 does not decrypt the one stored provider key that uses it');
@@ -182,18 +137,25 @@ describe('master key check at start', () => {
       expect(lines[0]!.triedKeys).toBe(2);
       expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
 
-      // The service shows why the key cannot be used, marks nothing, and lets the user save the
-      // key again.
+      // The service treats version 1 as one it does not have: it shows why the key cannot be
+      // used, marks nothing, and refuses to encrypt under the wrong key.
       const { token } = await mintApiToken(context.db, userIds.get('checka')!, 'test');
       const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       const listed = await fetch(`${service.url}/api/user/keys`, { headers });
       const body = (await listed.json()) as { keys: { unusableReason: string }[]; storageAvailable: boolean };
-      expect(body.storageAvailable).toBe(true);
-      expect(body.keys[0]!.unusableReason).toBe(
-        "Your saved Groq key cannot be decrypted with this server's master key version 1, which " +
-          'is not the master key that encrypted it. The operator can restore the original master ' +
-          'key version 1 and restart Fixwright, or you can save the Groq key again on the keys page.',
+      expect(body.storageAvailable).toBe(false);
+      expect(body.keys[0]!.unusableReason).toContain(
+        "Your saved Groq key is encrypted under master key version 1, and this server's master key version 1 does not match it.",
       );
+      const saved = await fetch(`${service.url}/api/user/keys/groq`, {
+        method: 'PUT',
+        headers,
+        body: JSON.stringify({ key: `gsk_checkReplacement${randomBytes(12).toString('hex')}` }),
+      });
+      expect(saved.status).toBe(503);
+      const refusal = (await saved.json()) as { error: { code: string; message: string } };
+      expect(refusal.error.code).toBe('not_configured');
+      expect(refusal.error.message).toMatch(/^Own keys cannot be saved now: this server's master key version 1 does not match/);
       const [row] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userIds.get('checka')!));
       expect(row!.unusableCause).toBeNull();
       expect(await decryptUserKey(new Keyring([v1]), { userId: row!.userId, provider: 'groq' }, row!)).toMatch(/^gsk_checkchecka/);
@@ -362,13 +324,6 @@ describe('findMasterKeyFiles', () => {
     await writeFile(file, Buffer.from(v1.key).toString('base64'), { mode: 0o600 });
     const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: dataDir, MASTER_KEYS: masterKeys });
     expect(findMasterKeyFiles(config)).toEqual({ read: null, unread: file });
-  });
-
-  it('names the file that MASTER_KEY replaces', async () => {
-    await writeFile(file, Buffer.from(v1.key).toString('base64'), { mode: 0o600 });
-    const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: dataDir, MASTER_KEY: Buffer.from(otherV1.key).toString('base64') });
-    expect(findMasterKeyFiles(config)).toEqual({ read: null, unread: file });
-    expect(config.masterKeySettings).toEqual({ masterKeysVersions: [], masterKeySet: true });
   });
 
   it('ignores the file with DATABASE_URL', async () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { and, asc, eq } from 'drizzle-orm';
+import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runPreview } from '../../src/autofix/preview.ts';
 import { describeDiscard } from '../../src/cli/keys.ts';
@@ -38,10 +38,15 @@ const platformGeminiKey = 'AIzaPlatformMismatchTest0123456789abcd';
 const keyA = { version: 1, key: new Uint8Array(randomBytes(32)) };
 const keyB = { version: 1, key: new Uint8Array(randomBytes(32)) };
 
+const saveRefused =
+  "Own keys cannot be saved now: this server's master key version 1 does not match the one " +
+  'that encrypted the stored keys, so a key saved now would not decrypt once the operator ' +
+  'restores it. The operator must restore master key version 1 and restart Fixwright. Stored ' +
+  'keys are kept, and deleting a key still works.';
 const mismatchedReason = (name: string) =>
-  `Your saved ${name} key cannot be decrypted with this server's master key version 1, which ` +
-  'is not the master key that encrypted it. The operator can restore the original master key ' +
-  `version 1 and restart Fixwright, or you can save the ${name} key again on the keys page.`;
+  `Your saved ${name} key is encrypted under master key version 1, and this server's master ` +
+  'key version 1 does not match it. The operator must restore the original master key version ' +
+  '1 and restart Fixwright. The key does not need to be saved again.';
 
 let setup: PreviewTestContext;
 let context: TestContext;
@@ -76,11 +81,7 @@ async function newUser(login: string) {
 
 /** Returns the context of a process started with `keyring`, after its start check. */
 async function startProcess(keyring: Keyring): Promise<AppContext & { mismatched: number[] }> {
-  const sources = {
-    keyFiles: { read: null, unread: null },
-    settings: { masterKeysVersions: [], masterKeySet: true },
-  };
-  const mismatched = await reportMasterKeyMismatches(context.db, keyring, context.logger, sources);
+  const mismatched = await reportMasterKeyMismatches(context.db, keyring, context.logger, null);
   keyring.markMismatched(mismatched);
   return { ...context, keyring, mismatched };
 }
@@ -135,15 +136,16 @@ beforeEach(() => {
 });
 
 describe('a process whose master key does not match the stored keys', () => {
-  it('uses and marks no key, saves keys again and allows deletes', async () => {
+  it('uses and marks no key, refuses saves and allows deletes', async () => {
     const processB = await startProcess(new Keyring([keyB]));
     expect(processB.mismatched).toEqual([1]);
     const logged = logsOf(context, 'master_key.mismatch').at(-1);
     expect(logged?.msg).toContain(
-      'Until then, previews leave out the stored keys of this version without marking them ' +
-        'unusable, and the keys page tells their owners to wait for the original key or to save ' +
-        'their keys again.',
+      'Until then, previews leave out the stored keys of this version, without marking them ' +
+        'unusable, and users cannot save own keys. If the original key is lost, "fixwright keys ' +
+        'discard --version 1 --dry-run" lists the keys that it cannot decrypt',
     );
+    const before = await rowsOf(alice.userId);
 
     // Both own keys are left out, and the platform keys are not used in their place.
     const failed = await preview(processB, alice.userId);
@@ -166,65 +168,52 @@ describe('a process whose master key does not match the stored keys', () => {
     ).toHaveLength(2);
 
     const listed = await api(processB, alice.token, 'GET', '/api/user/keys');
-    expect(listed.json.storageAvailable).toBe(true);
+    expect(listed.json.storageAvailable).toBe(false);
     expect(listed.json.keys.map((key: { unusableReason: string }) => key.unusableReason)).toEqual([
       mismatchedReason('Gemini'),
       mismatchedReason('Groq'),
     ]);
 
-    // The keys page gives one account of the keys: why they cannot be used, the two ways out,
-    // and a form that saves them again.
+    // The keys page shows the message before the user pastes a key, and disables its form.
     const keysPage = await createApp(processB).request('/keys', { headers: formHeaders(alice) });
     expect(keysPage.status).toBe(200);
     const keysHtml = await keysPage.text();
     outputs.push(keysHtml);
-    for (const name of ['Gemini', 'Groq']) {
-      expect(keysHtml).toContain(
-        `Your saved ${name} key cannot be decrypted with this server&#39;s master key version 1, ` +
-          'which is not the master key that encrypted it. The operator can restore the original ' +
-          `master key version 1 and restart Fixwright, or you can save the ${name} key again ` +
-          'with the form below.',
-      );
-    }
+    expect(keysHtml).toContain("Own keys cannot be saved now: this server&#39;s master key version 1 does not match");
+    expect(keysHtml).toContain('<fieldset class="key-fields" disabled="">');
+    // The provider order points to the stored key's reason instead of asking for a new save.
     expect(keysHtml.split('left out: your stored key cannot be used now (the reason is under ' +
       '&quot;Stored keys&quot; above)').length - 1).toBe(2);
-    expect(keysHtml).not.toContain('does not need to be saved again');
-    expect(keysHtml).not.toContain('on the keys page');
-    expect(keysHtml).toContain('<fieldset class="key-fields">');
+    expect(keysHtml).not.toContain('so save it again');
 
-    // Alice replaces her Groq key through the API and Bob adds a Gemini key on the dashboard.
-    // Both are encrypted under key B, which this process decrypts.
+    // Replacing a stored key and saving a new one are both refused before the provider check.
     groq.reset();
     gemini.reset();
-    const replacement = ownKey('groq', 'replaced');
-    const replaced = await api(processB, alice.token, 'PUT', '/api/user/keys/groq', { key: replacement });
-    expect(replaced.status).toBe(200);
-    expect(replaced.json.key.unusableReason).toBeNull();
-    const added = ownKey('gemini', 'added');
+    const replaced = await api(processB, alice.token, 'PUT', '/api/user/keys/groq', { key: ownKey('groq', 'replaced') });
+    expect(replaced.status).toBe(503);
+    expect(replaced.json.error).toMatchObject({ code: 'not_configured', message: saveRefused });
+    const added = await api(processB, bob.token, 'PUT', '/api/user/keys/gemini', { key: ownKey('gemini', 'added') });
+    expect(added.status).toBe(503);
+    expect(added.json.error.message).toBe(saveRefused);
+    expect(groq.requests).toHaveLength(0);
+    expect(gemini.requests).toHaveLength(0);
+    expect(await rowsOf(alice.userId)).toEqual(before);
+    expect(await rowsOf(bob.userId)).toHaveLength(1);
+
+    // The dashboard shows the keys page with the message.
     const page = await createApp(processB).request('/keys', {
       method: 'POST',
-      headers: formHeaders(bob),
-      body: formBody({ _csrf: bob.csrfToken, provider: 'gemini', key: added }),
+      headers: formHeaders(alice),
+      body: formBody({ _csrf: alice.csrfToken, provider: 'groq', key: ownKey('groq', 'page') }),
     });
-    expect(page.status).toBe(303);
-    expect(page.headers.get('location')).toBe('/keys?notice=saved');
-    const [aliceGemini, aliceGroq] = await rowsOf(alice.userId);
-    expect(await decryptUserKey(new Keyring([keyB]), { userId: alice.userId, provider: 'groq' }, aliceGroq!)).toBe(replacement);
-    expect(await decryptUserKey(new Keyring([keyA]), { userId: alice.userId, provider: 'gemini' }, aliceGemini!)).toBe(
-      plain.get('mismatch-alice:gemini'),
-    );
+    expect(page.status).toBe(503);
+    const html = await page.text();
+    outputs.push(html);
+    expect(html).toContain('Your own model keys');
+    expect(html).toContain("Own keys cannot be saved now: this server&#39;s master key version 1 does not match");
+    expect(html).toContain('data-provider="groq"');
 
-    const relisted = await api(processB, alice.token, 'GET', '/api/user/keys');
-    expect(relisted.json.keys.map((key: { unusableReason: string | null }) => key.unusableReason)).toEqual([
-      mismatchedReason('Gemini'),
-      null,
-    ]);
-    groq.reset();
-    gemini.reset();
-    const resumed = await preview(processB, alice.userId);
-    expect(resumed.outcome.status).toBe('ready');
-    expect(resumed.file.provider).toBe('groq');
-    expect(modelCalls().map((request) => request.apiKey)).toEqual([replacement]);
+    expect(html.split("Own keys cannot be saved now").length - 1).toBe(1);
 
     // Deleting works, through the API and the dashboard.
     expect((await api(processB, alice.token, 'DELETE', '/api/user/keys/gemini')).status).toBe(204);
@@ -235,8 +224,6 @@ describe('a process whose master key does not match the stored keys', () => {
     });
     expect(deleted.status).toBe(303);
     expect(await rowsOf(alice.userId)).toEqual([]);
-    // Bob's key saved under key B would decrypt in the rotation below, which expects none to.
-    await context.db.delete(userApiKeys).where(and(eq(userApiKeys.userId, bob.userId), eq(userApiKeys.provider, 'gemini')));
   });
 
   it('leaves rotation with a mismatched version to the operator', async () => {
@@ -339,7 +326,7 @@ describe('keys discard', () => {
       '  mismatch-alice: gemini, groq',
       '  mismatch-bob: groq',
       'Their owners must save them again. Restart every Fixwright process, web and worker, so ' +
-        'that it no longer reports master_key.mismatch for version 1.',
+        'that it no longer reports master_key.mismatch for version 1 and users can save keys again.',
     ]);
     const left = await context.db.select().from(userApiKeys);
     expect(left.map((row) => [row.userId, row.provider, row.masterKeyVersion])).toEqual([[carol.userId, 'gemini', 2]]);
@@ -354,11 +341,19 @@ describe('keys discard', () => {
       '  dave: groq',
       '2 keys of version 1 decrypt and are kept.',
       'Its owner must save it again. Restart every Fixwright process, web and worker, so that it ' +
-        'no longer reports master_key.mismatch for version 1.',
+        'no longer reports master_key.mismatch for version 1 and users can save keys again.',
     ]);
   });
 
-  it('leaves a restarted process without a mismatch', async () => {
+  it('lets a restarted process save keys again', async () => {
+    // A process that found the mismatch before the discard keeps refusing until it restarts.
+    const running = new Keyring([keyB]);
+    running.markMismatched([1]);
+    const stale = await api({ ...context, keyring: running }, alice.token, 'PUT', '/api/user/keys/groq', {
+      key: ownKey('groq', 'stale'),
+    });
+    expect(stale.status).toBe(503);
+
     const restarted = await startProcess(new Keyring([keyB]));
     expect(restarted.mismatched).toEqual([]);
     const saved = await api(restarted, alice.token, 'PUT', '/api/user/keys/groq', { key: ownKey('groq', 'mismatch-alice') });

@@ -119,31 +119,27 @@ describe('keyring', () => {
     expect(lines).toHaveLength(0);
   });
 
-  it('reports failures of a mismatched version as mismatched', async () => {
+  it('treats a mismatched version as one it does not have', async () => {
     const config = loadConfig({ MASTER_KEYS: `2:${keyB},1:${keyA}`, DATABASE_URL: 'postgres://127.0.0.1:1/x' });
     const keyring = await loadKeyring(config, capturedLogger().logger);
-    const otherKey = new Uint8Array(randomBytes(32));
-    const plaintext = 'gsk_mismatchedUnitTest0123456789';
-    const underOtherKey = await encryptUserKey(new Keyring([{ version: 1, key: otherKey }]), owner, plaintext);
-    const underConfiguredKey = await encryptUserKey(new Keyring([{ version: 1, key: keyring.get(1)! }]), owner, plaintext);
-    await expect(decryptUserKey(keyring, owner, underOtherKey)).rejects.toMatchObject({ reason: 'authentication' });
+    const stored = await encryptUserKey(new Keyring([{ version: 1, key: keyring.get(1)! }]), owner, 'gsk_mismatchedUnitTest0123456789');
 
     keyring.markMismatched([1]);
+    expect(keyring.get(1)).toBeUndefined();
     expect(keyring.isMismatched(1)).toBe(true);
     expect(keyring.versions).toEqual([2, 1]);
     expect(keyring.unavailableReason).toBeNull();
     expect(keyring.current().version).toBe(2);
-    await expect(decryptUserKey(keyring, owner, underOtherKey)).rejects.toMatchObject({ reason: 'mismatched_version' });
-    // A key saved under the configured key of that version is used.
-    expect(await decryptUserKey(keyring, owner, underConfiguredKey)).toBe(plaintext);
+    await expect(decryptUserKey(keyring, owner, stored)).rejects.toMatchObject({ reason: 'mismatched_version' });
     expect(JSON.stringify(keyring)).toBe('{"versions":[2,1]}');
 
-    // The newest version encrypts while mismatched, so that users can save their keys again.
+    // While the newest version is mismatched, nothing is encrypted.
     keyring.markMismatched([2]);
-    expect(keyring.unavailableReason).toBeNull();
-    const saved = await encryptUserKey(keyring, owner, plaintext);
-    expect(saved.masterKeyVersion).toBe(2);
-    expect(await decryptUserKey(keyring, owner, saved)).toBe(plaintext);
+    expect(keyring.unavailableReason).toMatch(/^Own keys cannot be saved now: this server's master key version 2/);
+    expect(() => keyring.current()).toThrow(/restore master key version 2/);
+    await expect(encryptUserKey(keyring, owner, 'gsk_mismatchedUnitTest0123456789')).rejects.toThrow(
+      /Own keys cannot be saved now/,
+    );
   });
 
   it('stays empty with an external database and no key', async () => {
