@@ -165,8 +165,15 @@
     budget.querySelector('[data-selected-estimate]').textContent = sizesKnown ? 'about' : 'at least';
     budget.querySelector('[data-selected-tokens]').textContent = tokens.toLocaleString('en-US');
     var remaining = budget.getAttribute('data-remaining');
-    budget.querySelector('[data-over-allowance]').hidden =
-      remaining === null || tokens <= Number(remaining);
+    showNotice(budget.querySelector('[data-over-allowance]'), remaining !== null && tokens > Number(remaining));
+  }
+
+  // Shows a notice with the text of its data-text attribute, or hides it without text. The
+  // server renders hidden notices without text, so that a browser that ignores the hidden
+  // attribute shows only the notices that apply.
+  function showNotice(element, visible) {
+    element.hidden = !visible;
+    element.textContent = visible ? element.getAttribute('data-text') : '';
   }
 
   // Disables "Preview fix" and shows why while no finding is checked, because the server
@@ -177,7 +184,7 @@
     var notice = form.querySelector('[data-nothing-checked]');
     if (!button || !notice) return;
     var anyChecked = form.querySelector('input[name="findingIds"]:checked') !== null;
-    notice.hidden = anyChecked;
+    showNotice(notice, !anyChecked);
     if (button.hasAttribute('data-disabled-by-htmx')) return;
     button.disabled = !anyChecked;
   }

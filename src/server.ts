@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { ServerType } from '@hono/node-server';
+import { describeDoubtfulSettings } from './config/doubtful-settings.ts';
 import { ConfigError, missingSettings, type Config } from './config/env.ts';
 import type { AppContext } from './context.ts';
 import { toSafeError } from './errors/safe-error.ts';
@@ -203,6 +204,9 @@ async function startParts(
   }
   for (const line of config.deprecatedSettings) {
     logger.warn({ event: 'config.deprecated' }, line);
+  }
+  for (const line of describeDoubtfulSettings(config, { http: role !== 'worker' })) {
+    logger.warn({ event: 'config.doubtful' }, line);
   }
   logger.info(
     {

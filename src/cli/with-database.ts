@@ -5,10 +5,22 @@ import { locateDatabase } from '../database.ts';
 import type { Logger } from '../logger.ts';
 import { handleStopSignals, InterruptedError } from './stop-signals.ts';
 
+/** Options of withDatabase for a DATABASE_URL database that contains no Fixwright tables. */
+export interface WithDatabaseOptions {
+  /**
+   * True to create the tables, as `migrate` does. Otherwise such a database is left unchanged
+   * and withDatabase throws ConfigError, because a mistyped DATABASE_URL, such as one naming
+   * the `postgres` database, would otherwise get Fixwright's tables without a word.
+   */
+  createTables?: boolean;
+}
+
 /**
  * Applies the migrations and runs `task` against the configured database: the running
  * bundled server when `npm start` has one up, otherwise one started for the command and
- * stopped after it. `task` also gets what the migration did. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
+ * stopped after it. `task` also gets what the migration did. A bundled database is created
+ * and migrated whatever `options` sets, with the warning `command.database_created` when it
+ * is new. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
  * closes the connections at once, stops the bundled server if this call started it, and then
  * rejects with InterruptedError. A second signal exits at once with status 1.
  */
@@ -16,6 +28,7 @@ export async function withDatabase<T>(
   config: Config,
   logger: Logger,
   task: (db: Database, migration: MigrationOutcome) => Promise<T>,
+  options: WithDatabaseOptions = {},
 ): Promise<T> {
   const interruption = new AbortController();
   const removeHandlers = handleStopSignals(logger, 'command', (signal) => {
@@ -28,7 +41,7 @@ export async function withDatabase<T>(
   try {
     let result: T;
     try {
-      result = await runOnDatabase(config, logger, task, interruption.signal);
+      result = await runOnDatabase(config, logger, task, { ...options, signal: interruption.signal });
     } catch (error) {
       // A signal that arrived while the bundled server stopped after a failed task interrupted
       // the command too, so it exits with the signal's status rather than the task's error.
@@ -47,8 +60,9 @@ async function runOnDatabase<T>(
   config: Config,
   logger: Logger,
   task: (db: Database, migration: MigrationOutcome) => Promise<T>,
-  signal: AbortSignal,
+  options: WithDatabaseOptions & { signal: AbortSignal },
 ): Promise<T> {
+  const { signal } = options;
   signal.throwIfAborted();
   // When `signal` aborts, this stops a bundled server that it is starting, and rejects.
   const location = await locateDatabase(config, logger, { signal });
@@ -64,7 +78,8 @@ async function runOnDatabase<T>(
   }
   try {
     signal.throwIfAborted();
-    const migration = await migrateDatabase(location.url, { signal });
+    const existingOnly = Boolean(config.DATABASE_URL) && !options.createTables;
+    const migration = await migrateDatabase(location.url, { signal, existingOnly });
     warnAboutNewerSchema(logger, migration);
     signal.throwIfAborted();
     const handle = connectDatabase(location.url, { max: 2 });

@@ -1,4 +1,4 @@
-import { joinWithAnd } from '../text/plural.ts';
+import { joinWithAnd, joinWithOr } from '../text/plural.ts';
 
 /**
  * Returns why `value` is not a PostgreSQL URL that the database clients can use, as the clause
@@ -26,8 +26,25 @@ export function describeDatabaseUrlProblem(value: string): string | undefined {
       'characters as UTF-8, such as "%" as %25 and "@" as %40'
     );
   }
+  const unknownSslModes = new URL(value).searchParams
+    .getAll('sslmode')
+    .filter((mode) => !(sslModes as readonly string[]).includes(mode));
+  if (unknownSslModes.length > 0) {
+    return (
+      `has sslmode ${JSON.stringify(unknownSslModes[0])}, which is not an sslmode value; set ` +
+      `sslmode to ${joinWithOr([...sslModes])}`
+    );
+  }
   return undefined;
 }
+
+/**
+ * The sslmode values of libpq, which both database clients read. Neither rejects another
+ * value: postgres.js 3.4 then connects with TLS and verifies the certificate as for
+ * verify-full, and so does pg-connection-string 2.14, so a typo would change the connection
+ * without a word.
+ */
+export const sslModes = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
 /**
  * Names the parts of `url` that `decodeURIComponent()` rejects: a "%" not followed by two hex

@@ -291,7 +291,16 @@ const envSchema = z.object({
       .optional(),
   ),
   DATA_DIR: z.string().trim().min(1).default('./data'),
-  BUNDLED_POSTGRES_PORT: integer(0, 65535).default(0),
+  // PostgreSQL refuses to run as root, and by default Linux lets only root (or a process with
+  // CAP_NET_BIND_SERVICE) listen below 1024. Such a port would fail only after initdb, with
+  // PostgreSQL's own output.
+  BUNDLED_POSTGRES_PORT: integer(0, 65535)
+    .refine((port) => port === 0 || port >= 1024, {
+      message:
+        'must be 0 (any free port) or a port from 1024 to 65535, because the bundled ' +
+        'PostgreSQL never runs as root, and ports below 1024 need root on most systems',
+    })
+    .default(0),
 
   APP_ID: optionalText.pipe(
     z

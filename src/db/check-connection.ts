@@ -33,7 +33,7 @@ export async function checkDatabaseUrl(url: string, name = 'DATABASE_URL'): Prom
 export function describeConnectionFailure(url: string, error: unknown, name = 'DATABASE_URL'): string {
   const { code, message } = error as { code?: unknown; message?: unknown };
   const reason = typeof message === 'string' ? message : String(error);
-  const address = serverAddress(url);
+  const address = describeServerAddress(url);
   const maskedUrl = maskUrlValue(url);
   const prefix = `Cannot connect to ${name} ${JSON.stringify(maskedUrl)} at ${address}`;
   const suffix = typeof code === 'string' ? ` (${code})` : '';
@@ -96,7 +96,7 @@ export function describeConnectionFailure(url: string, error: unknown, name = 'D
 }
 
 /** host:port of the first server in `url`, with PostgreSQL's default port 5432. */
-function serverAddress(url: string): string {
+export function describeServerAddress(url: string): string {
   try {
     const parsed = new URL(url);
     const host = parsed.hostname || 'localhost';

@@ -5,6 +5,8 @@ import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { startupLockId, withAdvisoryLock } from './advisory-lock.ts';
 import { baseClientOptions, closeOnAbort } from './client.ts';
+import { describeServerAddress } from './check-connection.ts';
+import { ConfigError, maskUrlValue } from '../config/env.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import type { Logger } from '../logger.ts';
 
@@ -25,14 +27,18 @@ export interface MigrationOutcome {
  * Applies pending migrations under the start-up advisory lock, so processes that start
  * together migrate one after another; the later ones find nothing left to do. When `signal`
  * aborts, the connections close at once, so PostgreSQL rolls back the migration in progress,
- * and this rejects with `signal.reason`.
+ * and this rejects with `signal.reason`. With `existingOnly`, a database that contains no
+ * Fixwright tables is left unchanged and this throws ConfigError (see
+ * describeDatabaseWithoutTables).
  */
 export async function migrateDatabase(
   url: string,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; existingOnly?: boolean } = {},
 ): Promise<MigrationOutcome> {
   const { signal } = options;
-  const newestLocal = Math.max(...readMigrationFiles({ migrationsFolder }).map((file) => file.folderMillis));
+  const migrations = readMigrationFiles({ migrationsFolder });
+  const oldestLocal = Math.min(...migrations.map((file) => file.folderMillis));
+  const newestLocal = Math.max(...migrations.map((file) => file.folderMillis));
   return withAdvisoryLock(
     url,
     startupLockId,
@@ -40,12 +46,17 @@ export async function migrateDatabase(
       const sql = postgres(url, { ...baseClientOptions, max: 1 });
       const removeCloseOnAbort = closeOnAbort(sql, signal);
       try {
+        if (options.existingOnly && !(await recordsMigration(sql, oldestLocal))) {
+          const [row] = await sql`SELECT current_database() AS name`;
+          throw new ConfigError(describeDatabaseWithoutTables(url, String(row!.name)));
+        }
         const before = await countRecordedMigrations(sql, newestLocal);
         await migrate(drizzle(sql), { migrationsFolder });
         const after = await countRecordedMigrations(sql, newestLocal);
         return { applied: after.total - before.total, newerInDatabase: after.newer };
       } catch (error) {
         signal?.throwIfAborted();
+        if (error instanceof ConfigError) throw error;
         throw migrationError(error, await ownsDatabase(sql));
       } finally {
         removeCloseOnAbort();
@@ -97,6 +108,32 @@ function migrationError(error: unknown, ownsDatabase: boolean | null): StartupEr
       'make it the owner of the database, or use the owner in DATABASE_URL.';
   }
   return new StartupError(`Database migration failed: ${reason}. ${advice}`, { cause: error });
+}
+
+/**
+ * Tells whether drizzle recorded the migration created at `createdAt` (milliseconds since the
+ * epoch, as drizzle stores them). Every database that Fixwright migrated records its first
+ * migration, while the drizzle migrations of another application have other creation times.
+ */
+async function recordsMigration(sql: postgres.Sql, createdAt: number): Promise<boolean> {
+  const [table] = await sql`SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS exists`;
+  if (!table?.exists) return false;
+  const [row] = await sql`
+    SELECT EXISTS (SELECT 1 FROM drizzle.__drizzle_migrations WHERE created_at = ${createdAt}) AS recorded`;
+  return row!.recorded === true;
+}
+
+/**
+ * Builds the message for a DATABASE_URL whose database contains no Fixwright tables, for a
+ * command that does not create them. `name` is the database's name as the server reports it.
+ */
+export function describeDatabaseWithoutTables(url: string, name: string): string {
+  return (
+    `DATABASE_URL ${JSON.stringify(maskUrlValue(url))} names the database ${JSON.stringify(name)} ` +
+    `at ${describeServerAddress(url)}, which contains no Fixwright tables, and this command ` +
+    'does not create them. Run "fixwright migrate" or "npm start" with this DATABASE_URL ' +
+    'first to create them, or correct DATABASE_URL to name the database that Fixwright uses.'
+  );
 }
 
 /**

@@ -102,12 +102,16 @@ function describeExtra(extra: unknown): Record<string, unknown> {
 
 type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
-/** Octokit `log` option that writes to pino at the same level, with credentials removed. */
+/**
+ * Octokit `log` option that writes to pino at the same level, with credentials removed. Octokit
+ * logs each request (@octokit/plugin-request-log, part of @octokit/rest) and, rarely, a
+ * warning of its own, all with the event `github.request`.
+ */
 function octokitLog(logger: Logger) {
   const write =
     (level: LogLevel) =>
     (message: string, extra?: unknown): void => {
-      logger[level](describeExtra(extra), redactSecrets(String(message)));
+      logger[level]({ event: 'github.request', ...describeExtra(extra) }, redactSecrets(String(message)));
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
@@ -127,6 +131,8 @@ function rateLimitHandlers(logger: Logger) {
     (retryAfter: number, options: LimitedRequest, _octokit: unknown, retryCount: number) => {
       const retrying = retryCount < maxRateLimitRetries && retryAfter <= maxRateLimitWaitSeconds;
       const fields = {
+        event: 'github.rate_limit',
+        retrying,
         rateLimit: kind,
         method: options.method,
         url: redactSecrets(options.url),

@@ -18,6 +18,21 @@ export interface StoredKeyRef {
   nonce: string;
 }
 
+/**
+ * The last words of the reasons that send the user to the keys page. Stored reasons end with
+ * them too, so the keys page can replace them (see phraseForKeysPage).
+ */
+const keysPageStep = 'on the keys page.';
+
+/**
+ * Rewords a reason that ends by sending the user to the keys page for the keys page itself,
+ * which shows the form to save a key below the reason. Other reasons are returned unchanged.
+ */
+export function phraseForKeysPage(reason: string): string {
+  if (!reason.endsWith(` ${keysPageStep}`)) return reason;
+  return `${reason.slice(0, -keysPageStep.length)}with the form below.`;
+}
+
 /** Builds the message stored and shown when a key does not decrypt. */
 export function undecryptableReason(provider: Provider): string {
   const name = providerNames[provider];

@@ -27,7 +27,15 @@ export function requireUser(context: AppContext) {
       }
       const user = await findTokenOwner(context.db, match[1]!);
       if (!user) {
-        throw new AppError('unauthorized', 'Unknown or revoked personal access token.');
+        // The same message for every token that fails, so it reveals nothing about the
+        // token. The hint covers a common mistake: `users token` run on another database, such
+        // as from a folder whose ./data is not the service's DATA_DIR.
+        throw new AppError(
+          'unauthorized',
+          'Unknown or revoked personal access token. A token created with "fixwright users ' +
+            'token" works only when the command used the database of this service, with the ' +
+            'same DATA_DIR or DATABASE_URL.',
+        );
       }
       c.set('user', user);
       return next();

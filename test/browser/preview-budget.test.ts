@@ -56,6 +56,10 @@ describe('preview form total in Chromium', () => {
     await expect.poll(selectedTokens).toBe(total.toLocaleString('en-US'));
     expect(await page.locator('[data-selected-files]').textContent()).toBe('2 files');
     await expect.poll(overAllowance).toBe(true);
+    expect(await page.locator('[data-over-allowance]').textContent()).toBe(
+      'The checked findings need more tokens than your allowance has left, so the preview would ' +
+        'be rejected. Uncheck findings until the total fits.',
+    );
     await screenshot(page, 'preview-budget-over');
   });
 
@@ -76,6 +80,10 @@ describe('preview form total in Chromium', () => {
     expect(await overAllowance()).toBe(false);
     expect(await previewButtonDisabled()).toBe(true);
     expect(await nothingCheckedShown()).toBe(true);
+    expect(await page.locator('[data-nothing-checked]').textContent()).toBe(
+      'No finding is checked. Check at least one finding to preview its fix.',
+    );
+    expect(await page.locator('[data-over-allowance]').textContent()).toBe('');
     await screenshot(page, 'preview-budget-nothing-checked');
   });
 

@@ -204,6 +204,19 @@ describe('addresses checked before the database', () => {
     }
   });
 
+  it('rejects a BUNDLED_POSTGRES_PORT below 1024 before the database', async () => {
+    const dataDir = newDataDir();
+    const result = await runCliToExit(['start'], cliEnv({ DATA_DIR: dataDir, BUNDLED_POSTGRES_PORT: '22' }));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'Invalid BUNDLED_POSTGRES_PORT: must be 0 (any free port) or a port from 1024 to 65535, ' +
+        'because the bundled PostgreSQL never runs as root, and ports below 1024 need root on ' +
+        'most systems (got "22").\n',
+    );
+    expect(result.stdout).toBe('');
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
   it('rejects a HOST this machine lacks', async () => {
     const dataDir = newDataDir();
     // 192.0.2.1 is a documentation address (RFC 5737); binding to it fails locally.

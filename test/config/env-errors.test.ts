@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sslModes } from '../../src/config/database-url.ts';
 import { ConfigError, loadConfig, missingSettings } from '../../src/config/env.ts';
 
 function errorFor(env: Record<string, string>): string {
@@ -27,6 +28,17 @@ describe('loadConfig errors', () => {
     const message = errorFor({ APP_ID: '12', PRIVATE_KEY: 'not-a-pem-but-secret' });
     expect(message).toContain('PRIVATE_KEY');
     expect(message).not.toContain('not-a-pem-but-secret');
+  });
+
+  it('rejects a BUNDLED_POSTGRES_PORT below 1024', () => {
+    const expected = (value: string) =>
+      'Invalid BUNDLED_POSTGRES_PORT: must be 0 (any free port) or a port from 1024 to 65535, ' +
+      'because the bundled PostgreSQL never runs as root, and ports below 1024 need root on ' +
+      `most systems (got "${value}").`;
+    expect(errorFor({ BUNDLED_POSTGRES_PORT: '22' })).toBe(expected('22'));
+    expect(errorFor({ BUNDLED_POSTGRES_PORT: '1023' })).toBe(expected('1023'));
+    expect(loadConfig({ BUNDLED_POSTGRES_PORT: '1024' }).BUNDLED_POSTGRES_PORT).toBe(1024);
+    expect(loadConfig({ BUNDLED_POSTGRES_PORT: '0' }).BUNDLED_POSTGRES_PORT).toBe(0);
   });
 
   it('names the variable and the expected form', () => {
@@ -225,9 +237,37 @@ describe('loadConfig DATABASE_URL', () => {
       'postgres://u:s3cr@t@127.0.0.1:1/db',
       'postgres://u:100%25%C3%A9@127.0.0.1:1/d%C3%A9',
       'postgres://u@127.0.0.1:1/db?application_name=100%zz',
+      // Both clients read the space through new URL() and decodeURIComponent().
+      'postgres://u:pass word@127.0.0.1:1/db',
+      ...sslModes.map((mode) => `postgres://u:pw@127.0.0.1:1/db?sslmode=${mode}`),
     ]) {
       expect(loadConfig({ DATABASE_URL: value }).DATABASE_URL, value).toBe(value);
     }
+  });
+
+  const sslModeError = (mode: string, got: string) =>
+    `Invalid DATABASE_URL: has sslmode "${mode}", which is not an sslmode value; set sslmode ` +
+    `to disable, allow, prefer, require, verify-ca or verify-full (got "${got}").`;
+  const badSslModes: [string, string][] = [
+    [
+      'postgres://u:pass word@127.0.0.1:5432/db?sslmode=bogus',
+      sslModeError('bogus', 'postgres://u:***@127.0.0.1:5432/db?sslmode=bogus'),
+    ],
+    [
+      'postgres://u:pw@127.0.0.1:5432/db?sslmode=Require',
+      sslModeError('Require', 'postgres://u:***@127.0.0.1:5432/db?sslmode=Require'),
+    ],
+    [
+      'postgres://u:pw@127.0.0.1:5432/db?sslmode=require&sslmode=no-verify',
+      sslModeError('no-verify', 'postgres://u:***@127.0.0.1:5432/db?sslmode=require&sslmode=no-verify'),
+    ],
+    ['postgres://u:pw@127.0.0.1:5432/db?sslmode=', sslModeError('', 'postgres://u:***@127.0.0.1:5432/db?sslmode=')],
+  ];
+
+  it.each(badSslModes)('rejects the sslmode of %j', (value, expected) => {
+    const message = errorFor({ DATABASE_URL: value });
+    expect(message).toBe(expected);
+    expect(message).not.toContain('word');
   });
 });
 

@@ -31,15 +31,25 @@ function load(name: string, value: number): ConfigError | null {
   }
 }
 
-/** Reads "A–B", "A or more" and "at most B" into the bounds they state. */
-function parseRange(range: string): { min?: number; max?: number } {
+/**
+ * Reads "A–B", "A or more", "at most B" and "V, or A–B" into the bounds they state, and the
+ * single value V accepted besides them.
+ */
+function parseRange(range: string): { min?: number; max?: number; single?: number } {
+  const singleOrBetween = /^(-?\d+), or (-?\d+)–(-?\d+)$/.exec(range);
+  if (singleOrBetween) {
+    const [single, min, max] = singleOrBetween.slice(1).map(Number);
+    return { single, min, max };
+  }
   const between = /^(-?\d+)–(-?\d+)$/.exec(range);
   if (between) return { min: Number(between[1]), max: Number(between[2]) };
   const orMore = /^(-?\d+) or more$/.exec(range);
   if (orMore) return { min: Number(orMore[1]) };
   const atMost = /^at most (-?\d+)$/.exec(range);
   if (atMost) return { max: Number(atMost[1]) };
-  throw new Error(`invalid range "${range}" in README.md: write "A–B", "A or more" or "at most B"`);
+  throw new Error(
+    `invalid range "${range}" in README.md: write "A–B", "A or more", "at most B" or "V, or A–B"`,
+  );
 }
 
 /** The numeric settings of the configuration, with their defaults, by name. */
@@ -66,8 +76,13 @@ describe('README configuration ranges', () => {
   it.each(rows.filter((row) => row.range).map((row) => [row.name, row] as const))(
     '%s accepts its stated bounds',
     (name, row) => {
-      const { min, max } = parseRange(row.range!);
+      const { min, max, single } = parseRange(row.range!);
       expect(load(name, row.defaultValue)).toBeNull();
+      if (single !== undefined) {
+        expect(load(name, single)).toBeNull();
+        expect(load(name, single - 1)?.message).toContain(`Invalid ${name}`);
+        expect(load(name, single + 1)?.message).toContain(`Invalid ${name}`);
+      }
       if (min !== undefined) {
         expect(load(name, min)).toBeNull();
         expect(load(name, min - 1)?.message).toContain(`Invalid ${name}`);

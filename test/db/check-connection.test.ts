@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadConfig } from '../../src/config/env.ts';
 import { checkDatabaseUrl, describeConnectionFailure } from '../../src/db/check-connection.ts';
 import { StartupError } from '../../src/errors/startup-error.ts';
 import { errorResponse, startRejectingServer } from './fixtures/postgres-proxy.ts';
@@ -111,5 +114,55 @@ describe('checkDatabaseUrl on a server that is shutting down', () => {
         'Fixwright process that runs it may be stopping: run the command again once that ' +
         'process has stopped, or restart it with "npm start".',
     );
+  });
+});
+
+/** The part of node-postgres's Client that the test below uses. */
+type NodePostgresClient = new (config: { connectionString: string }) => {
+  connect(): Promise<void>;
+  query(text: string): Promise<{ rows: { name: string }[] }>;
+  end(): Promise<void>;
+};
+
+describe('DATABASE_URL with a space in the password', () => {
+  const adminUrl = inject('adminDatabaseUrl');
+  const role = `space_${Date.now()}`;
+  const password = 'pass word';
+
+  beforeAll(async () => {
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  afterAll(async () => {
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`DROP ROLE IF EXISTS ${role}`);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('connects with both clients when the space is not encoded', async () => {
+    const url = new URL(adminUrl);
+    const value = `postgres://${role}:${password}@${url.host}/postgres`;
+    expect(loadConfig({ DATABASE_URL: value }).DATABASE_URL).toBe(value);
+
+    await expect(checkDatabaseUrl(value)).resolves.toBeUndefined();
+    // pg-boss connects through its own node-postgres, which parses the URL with
+    // pg-connection-string.
+    const { Client } = createRequire(import.meta.resolve('pg-boss'))('pg') as { Client: NodePostgresClient };
+    const client = new Client({ connectionString: value });
+    await client.connect();
+    try {
+      const result = await client.query('SELECT current_user AS name');
+      expect(result.rows[0]?.name).toBe(role);
+    } finally {
+      await client.end();
+    }
   });
 });

@@ -701,6 +701,20 @@ describe('logging', () => {
     expect(completed?.msg).toMatch(/^POST \/app\/installations\/\d+\/access_tokens - 201/);
   });
 
+  it('gives every line an event', async () => {
+    harness.fake.queueResponse(secondaryRateLimitError('GET', contentsPattern, 1));
+    await readme();
+    const requests = harness.logs.lines.filter((line) => line.event === 'github.request');
+    const rateLimits = harness.logs.lines.filter((line) => line.event === 'github.rate_limit');
+
+    expect(harness.logs.lines.filter((line) => line.event === undefined)).toEqual([]);
+    expect(requests.map((line) => line.msg)).toContainEqual(
+      expect.stringMatching(/^GET \/repos\/[^ ]+\/contents\/README\.md\?ref=main - 200/),
+    );
+    expect(rateLimits).toHaveLength(1);
+    expect(rateLimits[0]).toMatchObject({ level: 40, retrying: true, rateLimit: 'secondary', retryCount: 0 });
+  });
+
   it('redacts credential patterns', () => {
     const { logs, destination } = captureLogs();
     createLogger('info', destination).info(

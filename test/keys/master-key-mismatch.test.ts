@@ -181,6 +181,10 @@ describe('a process whose master key does not match the stored keys', () => {
     outputs.push(keysHtml);
     expect(keysHtml).toContain("Own keys cannot be saved now: this server&#39;s master key version 1 does not match");
     expect(keysHtml).toContain('<fieldset class="key-fields" disabled="">');
+    // The provider order points to the stored key's reason instead of asking for a new save.
+    expect(keysHtml.split('left out: your stored key cannot be used now (the reason is under ' +
+      '&quot;Stored keys&quot; above)').length - 1).toBe(2);
+    expect(keysHtml).not.toContain('so save it again');
 
     // Replacing a stored key and saving a new one are both refused before the provider check.
     groq.reset();

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userApiKeys } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
+import { rejectedReason } from '../../src/keys/own-keys.ts';
 import { getProviderOrder } from '../../src/keys/user-keys.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createApp } from '../../src/web/app.tsx';
@@ -54,6 +55,35 @@ describe('keys pages with the real key service', () => {
       expect(typeof line.requestId).toBe('string');
     }
     expect(saved[0]!.requestId).not.toBe(saved[1]!.requestId);
+  });
+
+  it('words an unusable key for the keys page', async () => {
+    const user = await createSignedInUser(context.db, { login: 'real-keys-rejected' });
+    const key = 'gsk_rejectedKeyPage0123456789abcdefghijklmnopqrstuvwx';
+    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'groq' }, key);
+    await context.db.insert(userApiKeys).values({
+      userId: user.userId,
+      provider: 'groq',
+      ...encrypted,
+      lastFour: key.slice(-4),
+      unusableCause: 'rejected',
+      unusableReason: rejectedReason('groq', 401),
+    });
+
+    const page = await (await app.request('/keys', { headers: { cookie: user.cookie } })).text();
+    const api = await app.request('/api/user/keys', { headers: { cookie: user.cookie } });
+
+    expect(page).toContain(
+      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
+        'Update your Groq key with the form below.',
+    );
+    expect(page).not.toContain('on the keys page');
+    // The API and preview errors are read elsewhere, so they keep naming the keys page.
+    const listed = (await api.json()) as { keys: { unusableReason: string }[] };
+    expect(listed.keys[0]!.unusableReason).toBe(
+      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
+        'Update your Groq key on the keys page.',
+    );
   });
 
   it('lists no keys for a new user', async () => {

@@ -98,6 +98,14 @@ function selectedTokens(html: string): string {
   return html.match(/<strong data-selected-tokens="true">([^<]*)<\/strong>/)?.[1] ?? '';
 }
 
+/**
+ * Returns the text that a browser shows when it ignores the hidden attribute and scripts, as a
+ * text browser does: the page without its tags, attributes and scripts.
+ */
+function visibleText(html: string): string {
+  return html.replace(/<script[\s\S]*?<\/script>/g, '').replace(/<[^>]*>/g, '');
+}
+
 function postPreview(user: SignedInUser, setup: RunSetup, findingIds: string[]) {
   return app.request(`/runs/${setup.run.id}/patch-requests`, {
     method: 'POST',
@@ -254,6 +262,25 @@ describe('preview form on the free plan', () => {
     expect(response.status).toBe(409);
     const total = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
     expect(await response.text()).toContain(`the selection of 3 files needs about ${total}.`);
+  });
+
+  it('shows only the notice that applies without JavaScript', async () => {
+    const { user, setup } = await newUserWithRun();
+    const ids = setup.findings.filter((finding) => finding.path !== 'src/a.ts').map((finding) => finding.id);
+    const nothingChecked = 'No finding is checked';
+    const overAllowance = 'The checked findings need more tokens than your allowance has left';
+
+    const defaultPage = visibleText(await runPage(user, setup));
+    const overPage = visibleText(await (await postPreview(user, setup, ids)).text());
+    const emptyPage = visibleText(await (await postPreview(user, setup, [])).text());
+
+    expect(defaultPage).not.toContain(nothingChecked);
+    expect(defaultPage).not.toContain(overAllowance);
+    expect(overPage).not.toContain(nothingChecked);
+    expect(overPage.split(overAllowance)).toHaveLength(2);
+    expect(emptyPage).not.toContain(overAllowance);
+    expect(emptyPage.split(nothingChecked)).toHaveLength(2);
+    expect(emptyPage).toContain('No finding is checked, so there is nothing to preview.');
   });
 
   it('accepts the default selection', async () => {

@@ -104,10 +104,10 @@ describe('run page', () => {
     expect(html).toContain(`hx-post="/runs/${run.run.id}/patch-requests"`);
     expect(html).toContain('hx-target="#preview-progress"');
     expect(html).toContain(`hx-disabled-elt="find button[type=submit]"`);
-    // public/app.js shows it while no finding is checked.
+    // public/app.js shows it, with the text of data-text, while no finding is checked.
     expect(html).toContain(
-      '<p class="notice" data-nothing-checked="true" hidden="">No finding is checked. Check ' +
-        'at least one finding to preview its fix.</p>',
+      '<p class="notice" data-nothing-checked="true" data-text="No finding is checked. Check ' +
+        'at least one finding to preview its fix." hidden=""></p>',
     );
   });
 

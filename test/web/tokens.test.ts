@@ -202,6 +202,17 @@ describe('personal access token pages', () => {
     expect(await findTokenOwner(context.db, token)).toBeNull();
     const api = await app.request('/api/user/usage', { headers: { authorization: `Bearer ${token}` } });
     expect(api.status).toBe(401);
+    const body = (await api.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('unauthorized');
+    // A revoked token gets the same message as one that never existed.
+    const unknown = await app.request('/api/user/usage', { headers: { authorization: 'Bearer fw_never_issued' } });
+    expect(unknown.status).toBe(401);
+    expect(((await unknown.json()) as typeof body).error.message).toBe(body.error.message);
+    expect(body.error.message).toBe(
+      'Unknown or revoked personal access token. A token created with "fixwright users token" ' +
+        'works only when the command used the database of this service, with the same DATA_DIR ' +
+        'or DATABASE_URL.',
+    );
     const again = await post(`/tokens/${tokenId}/revoke`);
     expect(again.status).toBe(404);
   });

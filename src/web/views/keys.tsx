@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import { providers, type KeySource, type Provider } from '../../db/schema/index.ts';
+import { phraseForKeysPage } from '../../keys/own-keys.ts';
 import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -25,7 +26,9 @@ export interface ProviderUse {
 function describeUse(use: ProviderUse): string {
   if (use.keySource === 'user') return 'your own key';
   if (use.keySource === 'platform') return 'the platform key, charged to your allowance';
-  if (use.ownKeyUnusable) return 'left out: your stored key is unusable, so save it again';
+  // The stored key's row says why and what to do: save it again, or for a key that another
+  // master key encrypted, wait for the operator to restore that master key.
+  if (use.ownKeyUnusable) return 'left out: your stored key cannot be used now (the reason is under "Stored keys" above)';
   if (!use.hasPlatformKey) return 'left out: you have no key for it, and the platform has none';
   return 'left out: previews use your own key of an earlier provider instead of the platform key';
 }
@@ -82,7 +85,7 @@ export const KeysPage: FC<{
               <tr data-provider={key.provider}>
                 <td>
                   {providerNames[key.provider]}
-                  {key.unusableReason ? <p class="error">{key.unusableReason}</p> : null}
+                  {key.unusableReason ? <p class="error">{phraseForKeysPage(key.unusableReason)}</p> : null}
                 </td>
                 <td>
                   <code>{`…${key.lastFour}`}</code>

@@ -60,6 +60,8 @@ const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefine
  * closed pull request, an unavailable installation or a newer commit hides the button and shows
  * why.
  */
+const nothingCheckedText = 'No finding is checked. Check at least one finding to preview its fix.';
+
 export const RunPage: FC<{
   session: ActiveSession;
   run: Run;
@@ -196,10 +198,11 @@ export const RunPage: FC<{
         {canPreview ? (
           <>
             <PreviewBudgetSummary budget={budget} />
-            {/* public/app.js shows this and disables the button while no finding is checked. */}
-            <p class="notice" data-nothing-checked hidden>
-              No finding is checked. Check at least one finding to preview its fix.
-            </p>
+            {/*
+              public/app.js shows this, with its text from data-text, and disables the button
+              while no finding is checked. Without JavaScript the rejected request says so.
+            */}
+            <p class="notice" data-nothing-checked data-text={nothingCheckedText} hidden></p>
             <button type="submit" class="primary">
               Preview fix
             </button>

@@ -20,6 +20,10 @@ export interface PreviewBudgetView {
 
 const numberFormat = new Intl.NumberFormat('en-US');
 
+const overAllowanceText =
+  'The checked findings need more tokens than your allowance has left, so the preview would ' +
+  'be rejected. Uncheck findings until the total fits.';
+
 const withoutContentNote =
   'An estimate of "at least" leaves out the file\'s content, because the run did not record ' +
   'its size, so that call needs more.';
@@ -90,6 +94,7 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
   const limit = allowanceLimit(payment);
   const unchecked = findingCount - checkedFindingIds.size;
   const anyChecked = checkedFindingIds.size > 0;
+  const over = limit !== null && total > limit;
   return (
     <div class="preview-budget" data-preview-budget data-remaining={limit ?? undefined}>
       <p>
@@ -105,9 +110,13 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
             `To preview them, ${uncheckedFilesAdvice(payment, anyChecked)}.`}
         </p>
       ) : null}
-      <p class="error" data-over-allowance hidden={limit === null || total <= limit}>
-        The checked findings need more tokens than your allowance has left, so the preview would
-        be rejected. Uncheck findings until the total fits.
+      {/*
+        Hidden, the paragraph has no text, so a browser that ignores the hidden attribute, such
+        as a text browser, shows only the notices that apply. public/app.js sets the text from
+        data-text when it shows the paragraph.
+      */}
+      <p class="error" data-over-allowance data-text={overAllowanceText} hidden={!over}>
+        {over ? overAllowanceText : null}
       </p>
       <p class="muted">
         Each file shows the minimum tokens its model call reserves, estimated at 4 bytes a token.
