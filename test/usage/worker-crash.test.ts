@@ -72,6 +72,16 @@ async function queuePreview(userId: string, prNumber: number, paths = ['src/x.ts
     .insert(installations)
     .values({ id: installationId, accountLogin: 'crash', accountId: 3, accountType: 'User', userId })
     .onConflictDoNothing();
+  // Each preview reads the pull request from GitHub before its first model call.
+  github.addPullRequest({
+    owner: 'crash',
+    repo: 'test',
+    number: prNumber,
+    baseSha: repository.baseSha,
+    headSha: repository.headSha,
+    headRef: 'feature',
+    title: 'Crash test',
+  });
   const [run] = await database.db
     .insert(prRuns)
     .values({
