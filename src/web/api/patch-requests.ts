@@ -5,6 +5,7 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
+import { maxPatchRequestFindings } from '../../autofix/patch-request-limit.ts';
 import { findApplyRetry, visibleApplyWait } from '../../apply/apply-retry.ts';
 import {
   findVisiblePatchRequest,
@@ -47,7 +48,7 @@ const createBody = z.object({
         .transform((id) => id.toLowerCase()),
     )
     .min(1)
-    .max(1000)
+    .max(maxPatchRequestFindings)
     .describe('an array of finding ids from GET /api/runs/:runId'),
 });
 const createExample = '{"findingIds": ["…"]}';
