@@ -35,7 +35,7 @@ import {
   recoverJobsQueue,
 } from './recover-jobs.ts';
 import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
-import { toSafeError } from '../errors/safe-error.ts';
+import { toSafeError, toStoredJobError } from '../errors/safe-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import {
   handleSweepReservations,
@@ -149,6 +149,8 @@ export async function startWorkers(
     running.set(job.id, { attempt: job.retryCount, ended: ended.then(() => {}, () => {}) });
     try {
       await ended;
+    } catch (error) {
+      throw toStoredJobError(error);
     } finally {
       running.delete(job.id);
       // During a stop, cleanUpInterruptedJobs does this for the jobs that the stop interrupted.
