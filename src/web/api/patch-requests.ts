@@ -25,7 +25,7 @@ import { patchRequests, prRuns, type RunStatus } from '../../db/schema/index.ts'
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { runNotCompletedMessage, supersededRunMessage } from '../../runs/run-not-completed.ts';
-import { findNewestRun, findVisibleRun } from '../../runs/visible-runs.ts';
+import { findNewestRun, findNewestRunOfOtherOwner, findVisibleRun } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import {
   AppError,
@@ -67,7 +67,8 @@ async function runNotCompleted(
     return new AppError('conflict', runNotCompletedMessage(`Run ${run.id}`, status));
   }
   const newest = await findNewestRun(context.db, userId, run);
-  return new AppError('conflict', supersededRunMessage(run.id, newest), {
+  const otherInstallation = newest ? null : await findNewestRunOfOtherOwner(context.db, userId, run);
+  return new AppError('conflict', supersededRunMessage(run.id, newest, otherInstallation), {
     newestRunId: newest?.id ?? null,
   });
 }

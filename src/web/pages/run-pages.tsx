@@ -19,7 +19,7 @@ import { listRunFindings } from '../../runs/run-findings.ts';
 import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import {
-  findNewestRunId,
+  findNewestRunLink,
   findRunInstallation,
   findVisibleRun,
   isUuid,
@@ -83,8 +83,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       ? { findingIds: new Set(selection.findingIds.filter((id) => runFindingIds.has(id))), overLimit: 0 }
       : pickDefaultSelection(payment, rows);
     const checkedCalls = estimateFileCalls(rows.filter((row) => checkedFindingIds.has(row.id)));
-    const newestRunId =
-      run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
+    const newestRun =
+      run.status === 'superseded' ? await findNewestRunLink(context.db, c.var.user.id, run) : null;
     return c.html(
       <RunPage
         session={c.var.session}
@@ -93,7 +93,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         findings={rows}
         previews={previews}
         budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length, overLimit }}
-        newestRunId={newestRunId}
+        newestRun={newestRun}
         selectionError={selection?.error}
       />,
       status,
