@@ -100,31 +100,50 @@ export async function listVisibleRuns(
 }
 
 /**
+ * Reads the newest run of the run's pull request that is not superseded, with its
+ * installation's account and owner, or null. With `ownerId`, only runs of installations that
+ * user owns count. Runs are ordered by the time of the event that created them, as
+ * supersedeOlderRuns compares them, and then by creation.
+ */
+async function findNewestActiveRun(
+  db: Database,
+  run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
+  ownerId?: string,
+) {
+  const conditions = [
+    eq(prRuns.repositoryId, run.repositoryId),
+    eq(prRuns.prNumber, run.prNumber),
+    ne(prRuns.id, run.id),
+    ne(prRuns.status, 'superseded'),
+  ];
+  if (ownerId !== undefined) conditions.push(eq(installations.userId, ownerId));
+  const [row] = await db
+    .select({
+      id: prRuns.id,
+      status: prRuns.status,
+      installationId: prRuns.installationId,
+      accountLogin: installations.accountLogin,
+      ownerId: installations.userId,
+    })
+    .from(prRuns)
+    .innerJoin(installations, eq(installations.id, prRuns.installationId))
+    .where(and(...conditions))
+    .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
+    .limit(1);
+  return row ?? null;
+}
+
+/**
  * Returns the id and status of the newest run of the run's pull request that the user can see
- * and that is not superseded, or null. Runs are ordered by the time of the event that created
- * them, as supersedeOlderRuns compares them, and then by creation.
+ * and that is not superseded, or null.
  */
 export async function findNewestRun(
   db: Database,
   userId: string,
   run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
 ): Promise<{ id: string; status: RunStatus } | null> {
-  const [row] = await db
-    .select({ id: prRuns.id, status: prRuns.status })
-    .from(prRuns)
-    .innerJoin(installations, eq(installations.id, prRuns.installationId))
-    .where(
-      and(
-        eq(installations.userId, userId),
-        eq(prRuns.repositoryId, run.repositoryId),
-        eq(prRuns.prNumber, run.prNumber),
-        ne(prRuns.id, run.id),
-        ne(prRuns.status, 'superseded'),
-      ),
-    )
-    .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
-    .limit(1);
-  return row ?? null;
+  const row = await findNewestActiveRun(db, run, userId);
+  return row ? { id: row.id, status: row.status } : null;
 }
 
 /** The installation and account of a run that the user does not own. */
@@ -144,24 +163,7 @@ export async function findNewestRunOfOtherOwner(
   userId: string,
   run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
 ): Promise<OtherInstallationRun | null> {
-  const [row] = await db
-    .select({
-      installationId: prRuns.installationId,
-      accountLogin: installations.accountLogin,
-      ownerId: installations.userId,
-    })
-    .from(prRuns)
-    .innerJoin(installations, eq(installations.id, prRuns.installationId))
-    .where(
-      and(
-        eq(prRuns.repositoryId, run.repositoryId),
-        eq(prRuns.prNumber, run.prNumber),
-        ne(prRuns.id, run.id),
-        ne(prRuns.status, 'superseded'),
-      ),
-    )
-    .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
-    .limit(1);
+  const row = await findNewestActiveRun(db, run);
   if (!row || row.ownerId === userId) return null;
   return { installationId: row.installationId, accountLogin: row.accountLogin };
 }

@@ -1,7 +1,5 @@
 // A pull request whose events come from another installation than its earlier runs, as after
 // the repository moved to another account or the app was installed again.
-import { createHmac } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
@@ -10,12 +8,9 @@ import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const secret = 'installation-move-secret';
-const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as {
-  name: string;
-  examples: Record<string, any>[];
-}[];
 
 let context: TestContext;
 let app: ReturnType<typeof createApp>;
@@ -35,14 +30,9 @@ function pullRequestEvent(
   headSha: string,
   updatedAt: string,
 ): Record<string, any> {
-  const payload = structuredClone(
-    examples
-      .find((entry) => entry.name === 'pull_request')!
-      .examples.find((example) => example.action === 'opened')!,
-  );
+  const payload = examplePayload('pull_request', 'opened', installationId);
   payload.action = action;
   payload.number = number;
-  payload.installation = { id: installationId };
   payload.pull_request.number = number;
   payload.pull_request.head.sha = headSha;
   payload.pull_request.updated_at = updatedAt;
@@ -50,19 +40,25 @@ function pullRequestEvent(
 }
 
 async function deliver(payload: Record<string, unknown>): Promise<string> {
-  const body = JSON.stringify(payload);
-  const response = await app.request('/webhooks/github', {
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/json',
-      'x-github-event': 'pull_request',
-      'x-github-delivery': `move-${delivery++}`,
-      'x-hub-signature-256': 'sha256=' + createHmac('sha256', secret).update(body).digest('hex'),
-    },
+  const response = await postSignedWebhook(app, {
+    secret,
+    event: 'pull_request',
+    deliveryId: `move-${delivery++}`,
+    payload,
   });
   expect(response.status).toBe(202);
   return (await response.json()).outcome;
+}
+
+/** Records installation `id` of the example's account, installed by `userId`. */
+async function insertInstallation(id: number, userId: string) {
+  await context.db.insert(installations).values({
+    id,
+    accountLogin: 'Codertocat',
+    accountId: 21031067,
+    accountType: 'User',
+    userId,
+  });
 }
 
 async function runsOf(number: number) {
@@ -73,13 +69,7 @@ async function runsOf(number: number) {
 async function ownerWithCompletedRun() {
   const owner = await createSignedInUser(context.db, { login: `move-owner-${nextInstallation}` });
   const installationId = nextInstallation++;
-  await context.db.insert(installations).values({
-    id: installationId,
-    accountLogin: 'Codertocat',
-    accountId: 21031067,
-    accountType: 'User',
-    userId: owner.userId,
-  });
+  await insertInstallation(installationId, owner.userId);
   const number = nextPullRequest++;
   await deliver(pullRequestEvent('opened', installationId, number, sha('a'), '2024-05-01T10:00:00Z'));
   const [run] = await runsOf(number);
@@ -191,13 +181,7 @@ describe('pull_request event of another installation', () => {
   it('links the newer run once the owner installed it', async () => {
     const { owner, number, run } = await ownerWithCompletedRun();
     const installationId = nextInstallation++;
-    await context.db.insert(installations).values({
-      id: installationId,
-      accountLogin: 'Codertocat',
-      accountId: 21031067,
-      accountType: 'User',
-      userId: owner.userId,
-    });
+    await insertInstallation(installationId, owner.userId);
 
     await deliver(pullRequestEvent('synchronize', installationId, number, sha('d'), '2024-05-01T10:05:00Z'));
 
