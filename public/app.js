@@ -176,17 +176,23 @@
     element.textContent = visible ? element.getAttribute('data-text') : '';
   }
 
-  // Disables "Preview fix" and shows why while no finding is checked, because the server
-  // rejects an empty selection with 400. A button that htmx disabled for a request in flight is
-  // left to htmx, and the form is checked again once that request ends.
+  // Disables "Preview fix" and shows why while no finding is checked, or more than a preview
+  // takes (the budget's data-max-findings), because the server rejects either selection with
+  // 400. A button that htmx disabled for a request in flight is left to htmx, and the form is
+  // checked again once that request ends.
   function updatePreviewButton(form) {
     var button = form.querySelector('button[type="submit"]');
     var notice = form.querySelector('[data-nothing-checked]');
     if (!button || !notice) return;
-    var anyChecked = form.querySelector('input[name="findingIds"]:checked') !== null;
-    showNotice(notice, !anyChecked);
+    var checked = form.querySelectorAll('input[name="findingIds"]:checked').length;
+    showNotice(notice, checked === 0);
+    var budget = form.querySelector('[data-preview-budget]');
+    var tooMany = form.querySelector('[data-too-many-findings]');
+    var maxFindings = budget ? Number(budget.getAttribute('data-max-findings')) : NaN;
+    var overLimit = maxFindings > 0 && checked > maxFindings;
+    if (tooMany) showNotice(tooMany, overLimit);
     if (button.hasAttribute('data-disabled-by-htmx')) return;
-    button.disabled = !anyChecked;
+    button.disabled = checked === 0 || overLimit;
   }
 
   document.addEventListener('change', function (event) {

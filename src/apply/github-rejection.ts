@@ -1,4 +1,5 @@
 import type { ApplyMode } from '../db/schema/index.ts';
+import { redactCredentials } from '../errors/redact-credentials.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
 import { requestPath, UnexpectedGitHubAnswerError } from '../github/github-response.ts';
 
@@ -11,7 +12,8 @@ export interface GitHubRejection {
   status: number;
   /**
    * GitHub's `message` field followed by the reasons in its `errors` field, or Octokit's error
-   * message when the body has no `message`. For an invalid response, what is wrong with it.
+   * message when the body has no `message`, with credentials redacted. For an invalid response,
+   * what is wrong with it.
    */
   message: string;
   method: string;
@@ -48,6 +50,8 @@ export function asGitHubRejection(error: unknown): GitHubRejection | null {
   let message = typeof data?.message === 'string' ? data.message : error.message;
   const reasons = errorReasons(data?.errors);
   if (reasons.length > 0) message = `${message}: ${reasons.join('; ')}`;
+  // The message is stored and shown, and a proxy or GitHub may echo a token in the body.
+  message = redactCredentials(message);
   const url = typeof request?.url === 'string' ? request.url : '';
   return {
     status,

@@ -4,6 +4,7 @@ import type { Provider } from '../db/schema/index.ts';
 import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
 import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
+import { maxPatchRequestFindings } from './patch-request-limit.ts';
 import { chooseKeys } from './model-clients.ts';
 import { compareBySeverity } from '../analysis/analyze.ts';
 import { bytesPerToken } from '../llm/prompt.ts';
@@ -81,19 +82,29 @@ export function estimateFileCallParts(
   return parts;
 }
 
+/** The findings that a preview includes unless the user chooses, and those left out. */
+export interface DefaultSelection {
+  findingIds: Set<string>;
+  /**
+   * Findings left out only because a preview takes at most `maxPatchRequestFindings`. Together
+   * with the picked findings, they fit the allowance left. The other findings left out do not.
+   */
+  overLimit: number;
+}
+
 /**
- * Picks the findings that a preview includes unless the user chooses. When the allowance pays,
- * the findings are taken most severe first, then in the order the preview processes their
- * files, then by line. Each is picked when the calls of the files with the findings picked so
- * far still fit what is left. So a file can be picked with some of its findings, and a cheaper
- * finding may still fit after a costlier one did not. Otherwise every finding is picked.
+ * Picks the findings that a preview includes unless the user chooses. The findings are taken
+ * most severe first, then in the order the preview processes their files, then by line. When
+ * the allowance pays, each is taken when the calls of the files with the findings taken so far
+ * still fit what is left. So a file can be taken with some of its findings, and a cheaper
+ * finding may still fit after a costlier one did not. Otherwise every finding is taken. The
+ * first `maxPatchRequestFindings` findings taken are picked.
  */
-export function pickDefaultFindings(
+export function pickDefaultSelection(
   payment: PreviewPayment,
   findings: readonly (SelectedFinding & { fileBytes: number | null })[],
-): Set<string> {
-  if (payment.kind !== 'allowance') return new Set(findings.map((finding) => finding.id));
-  const remaining = payment.allowance.remaining;
+): DefaultSelection {
+  const remaining = payment.kind === 'allowance' ? payment.allowance.remaining : Number.POSITIVE_INFINITY;
   const parts = estimateFileCallParts(findings);
   const fileRank = new Map([...groupFindingsByFile(findings).keys()].map((path, index) => [path, index]));
   const ordered = [...findings].sort(
@@ -105,21 +116,33 @@ export function pickDefaultFindings(
 
   const callTokens = (file: FileCallParts, bytes: number) =>
     Math.ceil(bytes / bytesPerToken) + file.fixedTokens;
-  // Prompt bytes of each file's call with the findings picked so far.
-  const pickedBytes = new Map<string, number>();
-  const picked = new Set<string>();
+  // Prompt bytes of each file's call with the findings taken so far.
+  const takenBytes = new Map<string, number>();
+  const taken: string[] = [];
   let total = 0;
   for (const finding of ordered) {
     const file = parts.get(finding.path)!;
-    const before = pickedBytes.get(finding.path);
+    const before = takenBytes.get(finding.path);
     const after = (before ?? file.baseBytes) + file.findingBytes.get(finding.id)!;
     const change = callTokens(file, after) - (before === undefined ? 0 : callTokens(file, before));
     if (total + change > remaining) continue;
     total += change;
-    pickedBytes.set(finding.path, after);
-    picked.add(finding.id);
+    takenBytes.set(finding.path, after);
+    taken.push(finding.id);
   }
-  return picked;
+  // A file's call needs fewer tokens with fewer findings, so the first ones taken fit as well.
+  return {
+    findingIds: new Set(taken.slice(0, maxPatchRequestFindings)),
+    overLimit: Math.max(taken.length - maxPatchRequestFindings, 0),
+  };
+}
+
+/** Returns the ids that `pickDefaultSelection` picks. */
+export function pickDefaultFindings(
+  payment: PreviewPayment,
+  findings: readonly (SelectedFinding & { fileBytes: number | null })[],
+): Set<string> {
+  return pickDefaultSelection(payment, findings).findingIds;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { StartupError } from '../errors/startup-error.ts';
 import { ConfigError } from './env.ts';
 
 /**
@@ -20,6 +21,11 @@ export async function prepareDataDir(dataDir: string): Promise<void> {
     } catch (error) {
       // Another process may have created it in between.
       if (errorCode(error) === 'EEXIST' && (await isDirectory(directory))) continue;
+      if (noSpaceCodes.has(errorCode(error) ?? '')) {
+        throw new StartupError(
+          `Cannot create ${directory} for DATA_DIR: ${describeError(error)}. ${noSpaceAdvice(dataDir, error)}`,
+        );
+      }
       throw invalidDataDir(dataDir, `cannot create ${directory}: ${describeError(error)}`);
     }
   }
@@ -73,8 +79,54 @@ function invalidDataDir(dataDir: string, cause: string): ConfigError {
   );
 }
 
+/** Codes of the file system errors of a full file system and of a used-up disk quota. */
+const noSpaceCodes = new Set(['ENOSPC', 'EDQUOT']);
+
+/** Codes of the file system errors of missing permissions. */
+const accessCodes = new Set(['EACCES', 'EPERM']);
+
+/** Returns the advice for a file system under `dataDir` that has no space left for this user. */
+function noSpaceAdvice(dataDir: string, error: unknown): string {
+  const where = `the file system that holds ${dataDir}`;
+  const free =
+    errorCode(error) === 'EDQUOT'
+      ? `This user's disk quota on ${where} is used up. Free space or raise the quota`
+      : `${where[0]!.toUpperCase()}${where.slice(1)} is full. Free space on it`;
+  return `${free}, or set DATA_DIR to a folder on another file system, then run the command again.`;
+}
+
+/**
+ * Turns a failed file system call on `file` in DATA_DIR into an error with one line that names
+ * the file, the cause and what to do. `action` names the step that failed, such as "create the master key
+ * file". A full file system or quota gives a StartupError (exit status 1), and missing
+ * permissions or a read-only file system a ConfigError (exit status 2), because DATA_DIR can
+ * fix them. Another error with a code gives a StartupError, and one without a code, which is
+ * not a file system error, is returned as it is.
+ */
+export function dataFileError(dataDir: string, file: string, action: string, error: unknown): unknown {
+  const code = errorCode(error);
+  if (code === undefined) return error;
+  const cause = `Cannot ${action} ${file}: ${describeError(error)}`;
+  if (noSpaceCodes.has(code)) return new StartupError(`${cause}. ${noSpaceAdvice(dataDir, error)}`);
+  if (code === 'EROFS') {
+    return new ConfigError(
+      `${cause}. The file system that holds ${dataDir} is read-only, so set DATA_DIR to a folder ` +
+        'on a writable file system.',
+    );
+  }
+  if (accessCodes.has(code)) {
+    const user = process.getuid ? `the user that runs Fixwright (uid ${process.getuid()})` : 'the user that runs Fixwright';
+    return new ConfigError(
+      `${cause}. Give ${user} read and write access to ${dataDir} and the files in it, or set ` +
+        'DATA_DIR to a folder it can write to.',
+    );
+  }
+  return new StartupError(`${cause}. Check ${dataDir} and the files in it, then run the command again.`);
+}
+
 function errorCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException).code;
+  const code = typeof error === 'object' && error !== null ? (error as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /**

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { isProcessAlive } from '../process-alive.ts';
 import postgres from 'postgres';
 import { baseClientOptions } from './client.ts';
-import { prepareDataDir } from '../config/data-dir.ts';
+import { dataFileError, prepareDataDir } from '../config/data-dir.ts';
 import type { Logger } from '../logger.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { checkBundledPostgresPort } from './bundled-port.ts';
@@ -127,7 +127,9 @@ async function openUnderLock(options: {
   const url = urlFor(credentials, port);
   try {
     await createDatabaseIfMissing(urlFor(credentials, port, 'postgres'));
-    await writeOwnFile(ownerFile);
+    await writeOwnFile(ownerFile).catch((error: unknown) => {
+      throw dataFileError(dataDir, ownerFile, 'write the bundled PostgreSQL owner file', error);
+    });
   } catch (error) {
     // Without this stop, the server would outlive this process as an orphan.
     await server.stop();
@@ -167,14 +169,8 @@ async function acquireStartLock(
   const deadline = Date.now() + startLockWaitMs;
   let logged = false;
   for (;;) {
-    try {
-      const handle = await open(lockFile, 'wx', 0o600);
-      await handle.writeFile(ownRecord());
-      await handle.close();
-      return () => rm(lockFile, { force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    const created = await createLockFile(dataDir, lockFile);
+    if (created) return () => rm(lockFile, { force: true });
     // The lock records its holder as the owner file does, so a pid reused since is not a holder.
     const holder = await readOwner(lockFile).catch(() => undefined);
     const age = await stat(lockFile).then(
@@ -202,6 +198,29 @@ async function acquireStartLock(
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/**
+ * Creates the start lock file with this process's record, or returns false when it exists. A
+ * lock file that this process created but could not write is removed again.
+ */
+async function createLockFile(dataDir: string, lockFile: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(lockFile, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw dataFileError(dataDir, lockFile, 'create the start lock file', error);
+  }
+  try {
+    await handle.writeFile(ownRecord());
+  } catch (error) {
+    await rm(lockFile, { force: true }).catch(() => undefined);
+    throw dataFileError(dataDir, lockFile, 'write the start lock file', error);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+  return true;
 }
 
 /** A running PostgreSQL server process started by this process. */
@@ -258,11 +277,7 @@ export async function startEmbeddedPostgres(options: {
   });
 
   const failure = (reason: string) =>
-    new StartupError(
-      `The bundled PostgreSQL in ${options.clusterDir} failed to start: ${reason}. ` +
-        `PostgreSQL output: ${recentOutput.filter(Boolean).slice(-5).join(' | ') || 'none'}. ` +
-        'Set DATABASE_URL to use your own PostgreSQL instead.',
-    );
+    new StartupError(describeStartFailure(options.clusterDir, reason, recentOutput.filter(Boolean).slice(-5)));
   const tmpDir = path.join(path.dirname(options.clusterDir), 'initdb-tmp');
   // A process killed by SIGKILL during initdb left this folder, even if initdb then finished.
   await rm(tmpDir, { recursive: true, force: true });
@@ -361,6 +376,29 @@ export async function startEmbeddedPostgres(options: {
       if (!options.persistent) await rm(options.clusterDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Matches the messages of a full file system or quota in PostgreSQL's output and Node's errors. */
+const noSpacePattern = /no space left on device|disk quota exceeded|\bENOSPC\b|\bEDQUOT\b/i;
+
+/**
+ * Builds the one-line message of a bundled PostgreSQL that failed to initialise or start:
+ * `reason` and the last lines of its `output`, with line breaks as spaces, and what to do. When
+ * either names a full file system, the advice is to free space in DATA_DIR.
+ */
+export function describeStartFailure(clusterDir: string, reason: string, output: readonly string[]): string {
+  const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
+  const shownOutput = output.map(oneLine).filter(Boolean).join(' | ') || 'none';
+  const dataDir = path.dirname(clusterDir);
+  const advice = noSpacePattern.test(`${reason} ${shownOutput}`)
+    ? `The file system that holds ${dataDir} is full, so free space on it or set DATA_DIR to a ` +
+      'folder on another file system, then run the command again. Or set DATABASE_URL to use ' +
+      'your own PostgreSQL instead.'
+    : 'Set DATABASE_URL to use your own PostgreSQL instead.';
+  return (
+    `The bundled PostgreSQL in ${clusterDir} failed to start: ${oneLine(reason).replace(/\.$/, '')}. ` +
+    `PostgreSQL output: ${shownOutput}. ${advice}`
+  );
 }
 
 /** Serializes the TMPDIR changes of `initialiseInOwnTmpDir` in this process. Never rejects. */
@@ -471,15 +509,43 @@ function binaryPackage(): string {
 
 async function loadCredentials(dataDir: string): Promise<Credentials> {
   const file = path.join(dataDir, 'bundled-postgres.json');
+  let text: string | undefined;
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as Credentials;
+    text = await readFile(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw dataFileError(dataDir, file, 'read the bundled PostgreSQL password file', error);
+    }
   }
+  if (text !== undefined) return parseCredentials(file, text);
   const credentials = { user: 'fixwright', password: randomBytes(24).toString('base64url') };
-  await writeFile(file, JSON.stringify(credentials), { mode: 0o600, flag: 'wx' });
-  await chmod(file, 0o600);
+  try {
+    await writeFile(file, JSON.stringify(credentials), { mode: 0o600, flag: 'wx' });
+    await chmod(file, 0o600);
+  } catch (error) {
+    // A file that was created but not written would fail every later start.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') await rm(file, { force: true }).catch(() => undefined);
+    throw dataFileError(dataDir, file, 'create the bundled PostgreSQL password file', error);
+  }
   return credentials;
+}
+
+/** Reads the user and password that loadCredentials stored, or throws a StartupError. */
+function parseCredentials(file: string, text: string): Credentials {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const { user, password } = (parsed ?? {}) as { user?: unknown; password?: unknown };
+  if (typeof user === 'string' && typeof password === 'string') return { user, password };
+  throw new StartupError(
+    `Invalid bundled PostgreSQL password file ${file}: expected the JSON object ` +
+      '{"user": "…", "password": "…"} that Fixwright writes. Restore it from a backup of ' +
+      'DATA_DIR. If the postgres folder next to it does not exist yet, delete the file instead, ' +
+      'and a new password is generated.',
+  );
 }
 
 /**

@@ -2,6 +2,7 @@ import { DrizzleQueryError } from 'drizzle-orm';
 import postgres from 'postgres';
 import { readFailedRequest } from '../github/request-errors.ts';
 import { stripNul } from '../text/strip-nul.ts';
+import { redactCredentials } from './redact-credentials.ts';
 
 /** Maximum length of an error message that is logged or stored, in characters. */
 export const maxSafeMessageLength = 2000;
@@ -11,7 +12,8 @@ const maxCauseDepth = 3;
 /**
  * An error reduced to fields that are safe to log and store: no SQL text, no query parameters,
  * no PostgreSQL detail (which can quote row values), no HTTP response body and no request
- * headers or query string.
+ * headers or query string. Credentials that a message or stack quotes, such as a GitHub error
+ * body that echoes a token, are replaced by redactCredentials.
  */
 export interface SafeError {
   type: string;
@@ -29,8 +31,10 @@ export interface SafeError {
   cause?: SafeError;
 }
 
+/** Redacts credentials in `text`, then cuts it to `maxLength` characters. */
 function clip(text: string, maxLength: number): string {
-  const clean = stripNul(text);
+  // Redacted before the cut, so that a cut cannot leave part of a token unmatched.
+  const clean = redactCredentials(stripNul(text));
   return clean.length > maxLength ? `${clean.slice(0, maxLength - 1)}…` : clean;
 }
 
@@ -101,3 +105,4 @@ export function toSafeError(error: unknown, depth = 0): SafeError {
 export function safeErrorMessage(error: unknown, maxLength = maxSafeMessageLength): string {
   return clip(toSafeError(error).message, maxLength);
 }
+

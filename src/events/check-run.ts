@@ -5,10 +5,11 @@ import {
   listActivePatchRequestIds,
   lockRunPatchRequests,
 } from '../autofix/create-patch-request.ts';
+import { maxPatchRequestFindings } from '../autofix/patch-request-limit.ts';
 import {
   estimateFileCalls,
   loadPreviewPayment,
-  pickDefaultFindings,
+  pickDefaultSelection,
   type FileCallEstimate,
   type PreviewPayment,
 } from '../autofix/preview-budget.ts';
@@ -49,8 +50,8 @@ type HandlerContext = Pick<AppContext, 'config' | 'keyring' | 'logger'>;
  * run's findings and queues its preview. The installation's owner pays, not the user who
  * pressed the button, because automatic work is charged to the user who installed the app.
  * The button cannot choose findings, so the preview gets the dashboard form's default
- * selection: when the owner's allowance pays, only the findings that fit what is left, the most
- * severe first. When none fits, or for a suspended or deleted installation or a closed
+ * selection: at most `maxPatchRequestFindings` findings, the most severe first, and when the
+ * owner's allowance pays, only those that fit what is left. When none fits, or for a suspended or deleted installation or a closed
  * pull request, nothing is queued, and the outcome gives the reason. Unless the installation
  * is suspended or deleted, a fix-press-notice job in the same transaction then shows what the
  * press did on the check run.
@@ -205,7 +206,7 @@ async function handleFixPress(
   }
 
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
-  const picked = pickDefaultFindings(payment, rows);
+  const { findingIds: picked, overLimit } = pickDefaultSelection(payment, rows);
   const files = new Set(rows.map((row) => row.path)).size;
   if (picked.size === 0 && payment.kind === 'allowance') {
     return {
@@ -247,15 +248,31 @@ async function handleFixPress(
     files: selectedFiles,
     leftOutFiles,
     leftOutFindings,
+    ...(overLimit > 0 ? { overLimitFindings: overLimit } : {}),
   };
   const queued =
     `patch request ${result.id} queued for run ${run.id} with ${formatCount(selected.length, 'finding')}, ` +
     `paid by user ${installation.userId}`;
-  if (leftOutFindings === 0 || payment.kind !== 'allowance') return { outcome: queued, notice };
+  if (leftOutFindings === 0) return { outcome: queued, notice };
+  // Only the allowance and the limit leave findings out, and only the allowance leaves files out.
+  const overAllowance = leftOutFindings - overLimit;
+  const reasons: string[] = [];
+  if (overLimit > 0) {
+    reasons.push(
+      `${overLimit} because a preview takes at most ${maxPatchRequestFindings} findings, ` +
+        'picked most severe first',
+    );
+  }
+  if (overAllowance > 0 && payment.kind === 'allowance') {
+    const subject = overLimit > 0 ? `${overAllowance} because their` : 'because their';
+    reasons.push(
+      `${subject} estimates do not fit the ${payment.allowance.remaining} tokens left of that ` +
+        "user's allowance",
+    );
+  }
   const outcome =
     `${queued}; ${leftOutFindings} of ${formatCount(rows.length, 'finding')} left out ` +
-    `(${leftOutFiles} of ${formatCount(files, 'file')} entirely), because their estimates ` +
-    `do not fit the ${payment.allowance.remaining} tokens left of that user's allowance`;
+    `(${leftOutFiles} of ${formatCount(files, 'file')} entirely), ${reasons.join(', and ')}`;
   return { outcome, notice };
 }
 

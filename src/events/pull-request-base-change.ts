@@ -99,6 +99,7 @@ export async function handleBaseChange(
     repositoryId: repository.id,
     prNumber: payload.number,
     runId: run.id,
+    installationId: run.installationId,
     headSha: pullRequest.head.sha,
     updatedAt,
   });

@@ -17,7 +17,11 @@ import {
 } from '../runs/cancel-run-work.ts';
 import { lockPullRequest } from '../runs/pull-request-lock.ts';
 import { queuedAgainValues } from '../runs/queued-again.ts';
-import { supersedeOlderRuns, supersedeRunsOfOtherCommits } from '../runs/supersede-older-runs.ts';
+import {
+  describeOtherInstallationCommit,
+  supersedeOlderRuns,
+  supersedeRunsOfOtherCommits,
+} from '../runs/supersede-older-runs.ts';
 import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
 import { isSameSecond, queueConfirmation, type ConfirmContext } from './pull-request-ties.ts';
@@ -164,7 +168,7 @@ export async function applyPullRequestEvent(
     if (outcome !== null) return outcome;
   }
   const [newer] = await tx
-    .select({ id: prRuns.id, headSha: prRuns.headSha })
+    .select({ id: prRuns.id, headSha: prRuns.headSha, installationId: prRuns.installationId })
     .from(prRuns)
     .where(
       and(
@@ -177,9 +181,13 @@ export async function applyPullRequestEvent(
     .limit(1);
 
   // GitHub may deliver events out of order: an event older than a known run arrives superseded.
-  const lateNote = newer
-    ? `Superseded on arrival: run ${newer.id} is for a newer commit, ${newer.headSha}.`
-    : null;
+  // A newer run of another installation is named by its installation, as supersedeOlderRuns does.
+  let lateNote: string | null = null;
+  if (newer && newer.installationId === installationId) {
+    lateNote = `Superseded on arrival: run ${newer.id} is for a newer commit, ${newer.headSha}.`;
+  } else if (newer) {
+    lateNote = `Superseded on arrival: ${await describeOtherInstallationCommit(tx, newer.installationId, newer.headSha)}`;
+  }
   const [run] = await tx
     .insert(prRuns)
     .values({
@@ -242,6 +250,8 @@ export async function applyPullRequestEvent(
     repositoryId: repository.id,
     prNumber: payload.number,
     runId,
+    // A run queued again keeps the installation that created it.
+    installationId: existing?.installationId ?? installationId,
     headSha: pullRequest.head.sha,
     updatedAt,
   });

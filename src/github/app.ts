@@ -3,6 +3,7 @@ import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
 import { decodePath } from './github-response.ts';
+import { redactCredentials } from '../errors/redact-credentials.ts';
 import type { Logger } from '../logger.ts';
 import { formatRetryDelay } from '../text/retry-delay.ts';
 import {
@@ -53,26 +54,6 @@ export interface GitHubApp {
   appOctokit(): Octokit;
 }
 
-// Patterns of GitHub credentials that the Octokit log adapter removes: installation, user and
-// refresh tokens (ghs_, ghu_, gho_, ghp_, ghr_), fine-grained tokens, JWTs and auth headers.
-const secretPatterns: RegExp[] = [
-  /\bgh[pousr]_[A-Za-z0-9_]+/g,
-  /\bgithub_pat_[A-Za-z0-9_]+/g,
-  /\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g,
-  /\b(bearer|token)\s+[A-Za-z0-9._~+/=-]{20,}/gi,
-];
-
-/** Replaces every credential pattern in `text` with `[redacted]`. */
-export function redactSecrets(text: string): string {
-  let result = text;
-  for (const pattern of secretPatterns) {
-    result = result.replace(pattern, (_match, scheme?: string) =>
-      typeof scheme === 'string' ? `${scheme} [redacted]` : '[redacted]',
-    );
-  }
-  return result;
-}
-
 /**
  * Turns the extra argument of an Octokit log call into loggable fields. Request options carry
  * headers, so only their method and URL are kept, and errors keep only their message and status.
@@ -80,7 +61,7 @@ export function redactSecrets(text: string): string {
 function describeExtra(extra: unknown): Record<string, unknown> {
   if (extra instanceof Error) {
     const status = (extra as { status?: unknown }).status;
-    const fields: Record<string, unknown> = { error: redactSecrets(extra.message) };
+    const fields: Record<string, unknown> = { error: redactCredentials(extra.message) };
     if (typeof status === 'number') {
       fields.status = status;
     }
@@ -93,7 +74,7 @@ function describeExtra(extra: unknown): Record<string, unknown> {
       fields.method = method;
     }
     if (typeof url === 'string') {
-      fields.url = redactSecrets(url);
+      fields.url = redactCredentials(url);
     }
     return fields;
   }
@@ -111,7 +92,7 @@ function octokitLog(logger: Logger) {
   const write =
     (level: LogLevel) =>
     (message: string, extra?: unknown): void => {
-      logger[level]({ event: 'github.request', ...describeExtra(extra) }, redactSecrets(String(message)));
+      logger[level]({ event: 'github.request', ...describeExtra(extra) }, redactCredentials(String(message)));
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
@@ -135,7 +116,7 @@ function rateLimitHandlers(logger: Logger) {
         retrying,
         rateLimit: kind,
         method: options.method,
-        url: redactSecrets(options.url),
+        url: redactCredentials(options.url),
         retryAfterSeconds: retryAfter,
         retryCount,
       };
@@ -223,7 +204,7 @@ function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
       if (!idle.signal.aborted) throw error;
       const { method = 'GET' } = init ?? {};
       throw new Error(
-        `GitHub request ${method} ${redactSecrets(String(input))} timed out after ` +
+        `GitHub request ${method} ${redactCredentials(String(input))} timed out after ` +
           `${timeoutMs / 1000} s; check that GITHUB_API_URL is reachable from this host.`,
       );
     } finally {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, link, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { prepareDataDir } from '../config/data-dir.ts';
+import { dataFileError, prepareDataDir } from '../config/data-dir.ts';
 import { ConfigError, decodeMasterKey, type Config, type MasterKeyMaterial } from '../config/env.ts';
 import type { Logger } from '../logger.ts';
 
@@ -124,34 +124,59 @@ async function readOrCreateKeyFile(
   file: string,
   logger: Logger,
 ): Promise<{ key: Uint8Array; created: boolean }> {
-  await prepareDataDir(path.dirname(file));
+  const dataDir = path.dirname(file);
+  await prepareDataDir(dataDir);
   // The key is written to a file of its own and then linked into place, so a process that
   // starts at the same time never reads the file before its content is there.
   const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  let created = false;
   try {
     await writeFile(draft, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
     await chmod(draft, 0o600);
     await link(draft, file);
-    return { key: await readKeyFile(file), created: true };
+    created = true;
   } catch (error) {
     // Another process created the file first, or an earlier start did: use that key.
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw dataFileError(dataDir, file, 'create the master key file', error);
+    }
   } finally {
-    await rm(draft, { force: true });
+    // A draft left behind is harmless, and the error of the write above is the one to report.
+    await rm(draft, { force: true }).catch(() => undefined);
   }
-  const mode = (await stat(file)).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
+  if (!created) await restrictKeyFileMode(file, logger);
+  return { key: await readKeyFile(file), created };
+}
+
+/** Makes an existing key file readable by its owner only, and logs when it was not. */
+async function restrictKeyFileMode(file: string, logger: Logger): Promise<void> {
+  const dataDir = path.dirname(file);
+  let mode: number;
+  try {
+    mode = (await stat(file)).mode & 0o777;
+  } catch (error) {
+    throw dataFileError(dataDir, file, 'read the master key file', error);
+  }
+  if ((mode & 0o077) === 0) return;
+  try {
     await chmod(file, 0o600);
-    logger.warn(
-      { event: 'master_key.file_mode_fixed', path: file, mode: mode.toString(8) },
-      `${file} was readable by other users; its mode is now 600`,
-    );
+  } catch (error) {
+    throw dataFileError(dataDir, file, 'change the mode of the master key file', error);
   }
-  return { key: await readKeyFile(file), created: false };
+  logger.warn(
+    { event: 'master_key.file_mode_fixed', path: file, mode: mode.toString(8) },
+    `${file} was readable by other users; its mode is now 600`,
+  );
 }
 
 async function readKeyFile(file: string): Promise<Uint8Array> {
-  const decoded = decodeMasterKey((await readFile(file, 'utf8')).trim());
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw dataFileError(path.dirname(file), file, 'read the master key file', error);
+  }
+  const decoded = decodeMasterKey(text.trim());
   if (typeof decoded === 'string') {
     throw new ConfigError(
       `Invalid master key file ${file}: it must hold 32 random bytes in base64. Restore it ` +

@@ -1,4 +1,5 @@
 import { describeInnermostError } from '../errors/innermost-error.ts';
+import { redactCredentials } from '../errors/redact-credentials.ts';
 import { providerNames, type ModelUsage, type Provider } from './types.ts';
 
 /**
@@ -105,26 +106,9 @@ export function connectionError(
 
 const redacted = '[redacted]';
 
-/** Patterns of credentials that may appear in provider messages, URLs and header dumps. */
-const secretPatterns: { pattern: RegExp; replacement: string }[] = [
-  // Query parameters such as `?key=...` (Gemini accepts the key in the URL) or `api_key=...`.
-  {
-    pattern: /\b(key|api[_-]?key|access[_-]?token|token)=[^&\s"'#<>]+/gi,
-    replacement: `$1=${redacted}`,
-  },
-  { pattern: /\bBearer\s+[^\s"',;]+/gi, replacement: `Bearer ${redacted}` },
-  {
-    pattern: /\b(x-goog-api-key["']?\s*[:=]\s*["']?)[^\s"',;}]+/gi,
-    replacement: `$1${redacted}`,
-  },
-  // Groq keys start with `gsk_`, Google API keys with `AIza`.
-  { pattern: /\bgsk_[A-Za-z0-9]{8,}/g, replacement: redacted },
-  { pattern: /\bAIza[0-9A-Za-z_-]{20,}/g, replacement: redacted },
-];
-
 /**
  * Replaces credentials in `text` with `[redacted]`: every occurrence of each non-empty secret,
- * also percent-encoded, and every match of `secretPatterns`. The patterns cover key query
+ * also percent-encoded, and every credential that redactCredentials finds, such as key query
  * parameters, Bearer tokens, `x-goog-api-key` values, Groq `gsk_` keys and Google `AIza` keys.
  */
 export function redactSecrets(text: string, secrets: string[]): string {
@@ -140,10 +124,7 @@ export function redactSecrets(text: string, secrets: string[]): string {
     result = result.split(secret).join(redacted);
   }
 
-  for (const { pattern, replacement } of secretPatterns) {
-    result = result.replace(pattern, replacement);
-  }
-  return result;
+  return redactCredentials(result);
 }
 
 /** Maximum length in characters of a provider message quoted in a ProviderError message. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { runStatuses } from '../db/schema/index.ts';
-import { formatCount, pickForm } from '../text/plural.ts';
+import { maxPatchRequestFindings } from '../autofix/patch-request-limit.ts';
+import { formatCount, formatNumber, pickForm } from '../text/plural.ts';
 
 /**
  * What a "Fix with AI" press did, as the check run shows it. It contains no user ids, plans or
@@ -18,6 +19,12 @@ export const fixPressNotice = z.discriminatedUnion('kind', [
      * queued before a file could be fixed with some of its findings.
      */
     leftOutFindings: z.number().int().nonnegative().optional(),
+    /**
+     * The findings of `leftOutFindings` left out only because a preview takes at most
+     * `maxPatchRequestFindings`. Missing when none were, and in notices queued before the limit
+     * applied to the button.
+     */
+    overLimitFindings: z.number().int().positive().optional(),
   }),
   z.object({ kind: z.literal('in_progress'), patchRequestId: z.uuid() }),
   z.object({ kind: z.literal('no_file_fits'), files: z.number().int().positive() }),
@@ -77,12 +84,23 @@ function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
           `${previewLink(publicUrl, notice.patchRequestId)}.`,
       ];
       const leftOutFindings = notice.leftOutFindings ?? 0;
-      if (leftOutFindings > 0 || notice.leftOutFiles > 0) {
+      const overLimit = notice.overLimitFindings ?? 0;
+      if (overLimit > 0) {
+        const limit = formatNumber(maxPatchRequestFindings);
+        lines.push(
+          `A preview takes at most ${limit} findings, so the first ${limit}, the most severe ` +
+            `first, were queued and ${formatCount(overLimit, 'more finding')} ` +
+            `${pickForm(overLimit, 'was', 'were')} left out. The user who installed the app can ` +
+            "preview them by checking them on the run's page on the Fixwright dashboard.",
+        );
+      }
+      const overAllowance = leftOutFindings - overLimit;
+      if (overAllowance > 0 || (leftOutFindings === 0 && notice.leftOutFiles > 0)) {
         const total = notice.files + notice.leftOutFiles;
         const left =
-          leftOutFindings > 0
-            ? `${formatCount(leftOutFindings, 'finding')} of the run's ${formatCount(total, 'file')} ` +
-              `${pickForm(leftOutFindings, 'was', 'were')} left out`
+          overAllowance > 0
+            ? `${formatCount(overAllowance, 'finding')} of the run's ${formatCount(total, 'file')} ` +
+              `${pickForm(overAllowance, 'was', 'were')} left out`
             : `${notice.leftOutFiles} of the run's ${formatCount(total, 'file')} ` +
               `${pickForm(notice.leftOutFiles, 'was', 'were')} left out`;
         lines.push(

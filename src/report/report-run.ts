@@ -2,6 +2,7 @@ import { and, asc, eq, isNull, or, type SQL } from 'drizzle-orm';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
+import { safeErrorMessage } from '../errors/safe-error.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import {
   describeInvalidResponse,
@@ -190,10 +191,7 @@ export function describeReportError(error: unknown): string {
     );
   }
   const rejection = asGitHubRejection(error);
-  if (!rejection) {
-    const message = error instanceof Error ? error.message : String(error);
-    return `Posting the results to GitHub failed: ${message}`;
-  }
+  if (!rejection) return `Posting the results to GitHub failed: ${safeErrorMessage(error)}`;
   if (rejection.noResponse) {
     return (
       `Posting the results to GitHub failed: ${rejection.method} ${rejection.path} got no ` +

@@ -1,4 +1,5 @@
 import type { RunStatus } from '../db/schema/index.ts';
+import type { OtherInstallationRun } from './visible-runs.ts';
 
 /**
  * Builds the message for a fix request on a run that is not completed. `subject` names the run
@@ -21,14 +22,25 @@ export function runNotCompletedMessage(subject: string, status: RunStatus): stri
 /**
  * Builds the API's message for a fix request on run `runId`, which a newer commit superseded.
  * It names `newest`, the newest run of the pull request that is not superseded (see
- * findNewestRun). Without one, the newer commit has no run yet, for example while its
- * installation is suspended, and the superseded run's `error` gives the reason.
+ * findNewestRun). Without one, it names `otherInstallation`, the installation of a newer run
+ * that another user owns (see findNewestRunOfOtherOwner). Without either, the newer commit has
+ * no run yet, for example while its installation is suspended, and the superseded run's
+ * `error` gives the reason.
  */
 export function supersededRunMessage(
   runId: string,
   newest: { id: string; status: RunStatus } | null,
+  otherInstallation: OtherInstallationRun | null = null,
 ): string {
   const subject = `Run ${runId} is superseded by a newer commit`;
+  if (newest === null && otherInstallation !== null) {
+    return (
+      `${subject} that GitHub sent for installation ${otherInstallation.installationId} on ` +
+      `account ${otherInstallation.accountLogin}, which you do not own, as after the repository ` +
+      'moved to another account or the app was installed again. Its run is listed for the user ' +
+      'who installed the app there.'
+    );
+  }
   if (newest === null) {
     return (
       `${subject} that has no run yet; the run's \`error\` in GET /api/runs/${runId} says why. ` +

@@ -1,6 +1,6 @@
 import { and, eq, inArray, isNull, lte, ne, or, type SQL } from 'drizzle-orm';
 import type { Transaction } from '../db/client.ts';
-import { prRuns } from '../db/schema/index.ts';
+import { installations, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { cancelFixPressNoticesOfRuns, cancelPatchRequestsOfRuns } from './cancel-run-work.ts';
@@ -11,7 +11,9 @@ const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as co
 /**
  * Marks the pull request's other runs from events no newer than `updatedAt` superseded, and
  * cancels their queued analyze jobs, pending press notice jobs and unfinished patch requests.
- * Returns the superseded run ids.
+ * Returns the superseded run ids. `installationId` is the installation of run `runId`. The
+ * reason on runs of another installation names that installation instead of the run, because
+ * their owner may not be able to open it (see describeOtherInstallationCommit).
  */
 export async function supersedeOlderRuns(
   tx: Transaction,
@@ -20,12 +22,66 @@ export async function supersedeOlderRuns(
     repositoryId: number;
     prNumber: number;
     runId: string;
+    installationId: number;
     headSha: string;
     updatedAt: Date;
   },
 ): Promise<string[]> {
-  const reason = `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`;
-  return supersedeRuns(tx, boss, target, ne(prRuns.id, target.runId), reason);
+  const others = ne(prRuns.id, target.runId);
+  const sameInstallation = await supersedeRuns(
+    tx,
+    boss,
+    target,
+    and(others, eq(prRuns.installationId, target.installationId))!,
+    {
+      run: `Superseded by run ${target.runId} for the newer commit ${target.headSha}.`,
+      patchRequest: newerCommitCancelReason(target.headSha),
+    },
+  );
+  const newer = await describeOtherInstallationCommit(tx, target.installationId, target.headSha);
+  const otherInstallations = await supersedeRuns(
+    tx,
+    boss,
+    target,
+    and(others, ne(prRuns.installationId, target.installationId))!,
+    {
+      run: `Superseded: ${newer}`,
+      patchRequest: `Cancelled: ${newer}`,
+    },
+  );
+  return [...sameInstallation, ...otherInstallations];
+}
+
+/**
+ * Describes a newer commit of the pull request that GitHub sent for installation
+ * `installationId`, to the owner of a run of another installation. Each installation's runs are
+ * listed only for the user who installed the app there, so the sentence names the installation
+ * and its account rather than a run that the reader may get 404 for.
+ */
+export async function describeOtherInstallationCommit(
+  tx: Transaction,
+  installationId: number,
+  headSha: string,
+): Promise<string> {
+  const [installation] = await tx
+    .select({ accountLogin: installations.accountLogin, userId: installations.userId })
+    .from(installations)
+    .where(eq(installations.id, installationId));
+  const account = installation ? ` on account ${installation.accountLogin}` : '';
+  const owner =
+    installation?.userId === null || installation === undefined
+      ? ' Fixwright has not recorded who installed the app there yet, so that run is listed ' +
+        'for no one until an installation event names them.'
+      : ' That run is listed for the user who installed the app there.';
+  return (
+    `GitHub sent the newer commit ${headSha} of this pull request for installation ` +
+    `${installationId}${account}, not for this run's installation, as it does after the ` +
+    `repository moved to another account or the app was installed again.${owner}`
+  );
+}
+
+function newerCommitCancelReason(headSha: string): string {
+  return `Cancelled: the pull request has a newer commit, ${headSha}; request the fix on the newest run.`;
 }
 
 /**
@@ -40,7 +96,10 @@ export async function supersedeRunsOfOtherCommits(
   target: { repositoryId: number; prNumber: number; headSha: string; updatedAt: Date },
   reason: string,
 ): Promise<string[]> {
-  return supersedeRuns(tx, boss, target, ne(prRuns.headSha, target.headSha), reason);
+  return supersedeRuns(tx, boss, target, ne(prRuns.headSha, target.headSha), {
+    run: reason,
+    patchRequest: newerCommitCancelReason(target.headSha),
+  });
 }
 
 async function supersedeRuns(
@@ -48,11 +107,11 @@ async function supersedeRuns(
   boss: PgBoss,
   target: { repositoryId: number; prNumber: number; headSha: string; updatedAt: Date },
   exclusion: SQL,
-  reason: string,
+  reasons: { run: string; patchRequest: string },
 ): Promise<string[]> {
   const older = await tx
     .update(prRuns)
-    .set({ status: 'superseded', error: reason })
+    .set({ status: 'superseded', error: reasons.run })
     .where(
       and(
         eq(prRuns.repositoryId, target.repositoryId),
@@ -71,12 +130,6 @@ async function supersedeRuns(
   }
   // A notice of a press on an older run's check run could name a patch request cancelled below.
   await cancelFixPressNoticesOfRuns(tx, boss, olderIds);
-  await cancelPatchRequestsOfRuns(
-    tx,
-    boss,
-    olderIds,
-    `Cancelled: the pull request has a newer commit, ${target.headSha}; ` +
-      'request the fix on the newest run.',
-  );
+  await cancelPatchRequestsOfRuns(tx, boss, olderIds, reasons.patchRequest);
   return olderIds;
 }

@@ -100,38 +100,92 @@ export async function listVisibleRuns(
 }
 
 /**
- * Returns the id of the newest run of the run's pull request that the user can see and that is
- * not superseded, or null. Runs are ordered by the time of the event that created them, as
+ * Reads the newest run of the run's pull request that is not superseded, with its
+ * installation's account and owner, or null. With `ownerId`, only runs of installations that
+ * user owns count. Runs are ordered by the time of the event that created them, as
  * supersedeOlderRuns compares them, and then by creation.
  */
-export async function findNewestRunId(
+async function findNewestActiveRun(
   db: Database,
-  userId: string,
   run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
-): Promise<string | null> {
-  return (await findNewestRun(db, userId, run))?.id ?? null;
+  ownerId?: string,
+) {
+  const conditions = [
+    eq(prRuns.repositoryId, run.repositoryId),
+    eq(prRuns.prNumber, run.prNumber),
+    ne(prRuns.id, run.id),
+    ne(prRuns.status, 'superseded'),
+  ];
+  if (ownerId !== undefined) conditions.push(eq(installations.userId, ownerId));
+  const [row] = await db
+    .select({
+      id: prRuns.id,
+      status: prRuns.status,
+      installationId: prRuns.installationId,
+      accountLogin: installations.accountLogin,
+      ownerId: installations.userId,
+    })
+    .from(prRuns)
+    .innerJoin(installations, eq(installations.id, prRuns.installationId))
+    .where(and(...conditions))
+    .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
+    .limit(1);
+  return row ?? null;
 }
 
-/** Returns the id and status of the run that findNewestRunId finds, or null. */
+/**
+ * Returns the id and status of the newest run of the run's pull request that the user can see
+ * and that is not superseded, or null.
+ */
 export async function findNewestRun(
   db: Database,
   userId: string,
   run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
 ): Promise<{ id: string; status: RunStatus } | null> {
-  const [row] = await db
-    .select({ id: prRuns.id, status: prRuns.status })
-    .from(prRuns)
-    .innerJoin(installations, eq(installations.id, prRuns.installationId))
-    .where(
-      and(
-        eq(installations.userId, userId),
-        eq(prRuns.repositoryId, run.repositoryId),
-        eq(prRuns.prNumber, run.prNumber),
-        ne(prRuns.id, run.id),
-        ne(prRuns.status, 'superseded'),
-      ),
-    )
-    .orderBy(sql`${prRuns.prUpdatedAt} DESC NULLS LAST`, desc(prRuns.createdAt), desc(prRuns.id))
-    .limit(1);
-  return row ?? null;
+  const row = await findNewestActiveRun(db, run, userId);
+  return row ? { id: row.id, status: row.status } : null;
+}
+
+/** The installation and account of a run that the user does not own. */
+export interface OtherInstallationRun {
+  installationId: number;
+  accountLogin: string;
+}
+
+/**
+ * Returns the installation of the newest run of the run's pull request that is not superseded,
+ * when the user does not own that installation, or null. findNewestRun leaves such a run out,
+ * as after the repository moved to another account. The superseded run's pages name that
+ * installation instead of a run that the user gets 404 for.
+ */
+export async function findNewestRunOfOtherOwner(
+  db: Database,
+  userId: string,
+  run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
+): Promise<OtherInstallationRun | null> {
+  const row = await findNewestActiveRun(db, run);
+  if (!row || row.ownerId === userId) return null;
+  return { installationId: row.installationId, accountLogin: row.accountLogin };
+}
+
+/**
+ * Target of the link from a superseded run's pages to its newer commits: the newest run that
+ * the user can open, the installation of a newer run of another owner, or null while the newer
+ * commit has no run yet.
+ */
+export type NewestRunLink =
+  | { kind: 'run'; id: string }
+  | ({ kind: 'other_installation' } & OtherInstallationRun)
+  | null;
+
+/** Finds the NewestRunLink of a superseded run for the user. */
+export async function findNewestRunLink(
+  db: Database,
+  userId: string,
+  run: Pick<typeof prRuns.$inferSelect, 'id' | 'repositoryId' | 'prNumber'>,
+): Promise<NewestRunLink> {
+  const visible = await findNewestRun(db, userId, run);
+  if (visible) return { kind: 'run', id: visible.id };
+  const other = await findNewestRunOfOtherOwner(db, userId, run);
+  return other ? { kind: 'other_installation', ...other } : null;
 }

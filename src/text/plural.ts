@@ -1,3 +1,10 @@
+const numberFormat = new Intl.NumberFormat('en-US');
+
+/** Formats a number with commas between thousands, as "2,700". */
+export function formatNumber(value: number): string {
+  return numberFormat.format(value);
+}
+
 /** Formats a count with its noun, as "1 key" or "3 keys". */
 export function formatCount(count: number, singular: string, plural = `${singular}s`): string {
   return `${count} ${pickForm(count, singular, plural)}`;

@@ -4,6 +4,7 @@ import {
   estimateFileCallParts,
   estimateFileCalls,
   pickDefaultFindings,
+  pickDefaultSelection,
   type PreviewPayment,
 } from '../../src/autofix/preview-budget.ts';
 import { groupFindingsByFile, type SelectedFinding } from '../../src/autofix/preview-files.ts';
@@ -183,6 +184,49 @@ describe('pickDefaultFindings', () => {
   it('picks everything when an own key pays', () => {
     const payment: PreviewPayment = { kind: 'own_key', provider: 'groq', platformFirst: false };
     expect(pickDefaultFindings(payment, rows).size).toBe(3);
+  });
+});
+
+describe('pickDefaultSelection', () => {
+  /** 1,200 findings in 4 files: 300 errors in z.ts, then warnings and notices. */
+  const many = Array.from({ length: 1200 }, (_, index) =>
+    finding(['z.ts', 'a.ts', 'b.ts', 'c.ts'][index % 4]!, (['error', 'warning', 'notice', 'notice'] as const)[index % 4]!, index + 1),
+  );
+
+  it('takes at most 1,000 findings, the most severe first', () => {
+    const payment: PreviewPayment = { kind: 'own_key', provider: 'groq', platformFirst: false };
+    const { findingIds, overLimit } = pickDefaultSelection(payment, many);
+    expect(findingIds.size).toBe(1000);
+    expect(overLimit).toBe(200);
+    const severities = many.filter((row) => findingIds.has(row.id)).map((row) => row.severity);
+    expect(severities.filter((severity) => severity === 'error')).toHaveLength(300);
+    expect(severities.filter((severity) => severity === 'warning')).toHaveLength(300);
+    expect(severities.filter((severity) => severity === 'notice')).toHaveLength(400);
+    // The notices of b.ts, processed before c.ts, come first.
+    const notices = many.filter((row) => findingIds.has(row.id) && row.severity === 'notice');
+    expect(notices.filter((row) => row.path === 'b.ts')).toHaveLength(300);
+  });
+
+  it('counts only the findings that fit the allowance past the limit', () => {
+    // z.ts, a.ts and b.ts fit with the first 150 of the 300 notices of c.ts.
+    const fitting = many.filter((row) => row.path !== 'c.ts' || row.startLine <= 4 * 150);
+    expect(fitting).toHaveLength(1050);
+    const remaining = estimateFileCalls(fitting).reduce((sum, call) => sum + call.tokens, 0);
+    const payment: PreviewPayment = {
+      kind: 'allowance',
+      allowance: { plan: 'pro', limit: remaining, used: 0, reserved: 0, remaining },
+    };
+    const { findingIds, overLimit } = pickDefaultSelection(payment, many);
+    expect(findingIds.size).toBe(1000);
+    expect(overLimit).toBe(50);
+    expect(many.filter((row) => findingIds.has(row.id) && row.path === 'c.ts')).toHaveLength(100);
+  });
+
+  it('leaves out nothing below the limit', () => {
+    const payment: PreviewPayment = { kind: 'own_key', provider: 'groq', platformFirst: false };
+    const { findingIds, overLimit } = pickDefaultSelection(payment, many.slice(0, 1000));
+    expect(findingIds.size).toBe(1000);
+    expect(overLimit).toBe(0);
   });
 });
 

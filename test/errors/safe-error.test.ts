@@ -2,7 +2,9 @@ import { RequestError } from '@octokit/request-error';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webhookDeliveries } from '../../src/db/schema/index.ts';
+import { redactCredentials } from '../../src/errors/redact-credentials.ts';
 import { safeErrorMessage, toSafeError } from '../../src/errors/safe-error.ts';
+import { toJobError } from '../../src/jobs/job-error.ts';
 import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
 import { GitHubResponseTooLargeError } from '../../src/github/responses.ts';
 import { handleError } from '../../src/web/errors.ts';
@@ -123,6 +125,71 @@ describe('toSafeError', () => {
     expect(message).toHaveLength(100);
     expect(message.startsWith('abxx')).toBe(true);
     expect(message.endsWith('…')).toBe(true);
+  });
+});
+
+describe('redactCredentials', () => {
+  it.each([
+    ['an installation token', 'ghs_16C7e42F292c6912E7710c838347Ae178B4a', '[redacted]'],
+    ['a personal access token', 'x 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 x', 'x [redacted] x'],
+    ['an OAuth token', 'gho_16C7e42F292c6912E7710c838347Ae178B4a', '[redacted]'],
+    ['a user-to-server token', 'ghu_16C7e42F292c6912E7710c838347Ae178B4a', '[redacted]'],
+    ['a refresh token', 'ghr_1B4a2e77838347a7E420ce178F2E7c6912E169', '[redacted]'],
+    ['a fine-grained token', 'github_pat_11ABCDEFG0123456789_abcdefXYZ', '[redacted]'],
+    ['a JWT', 'jwt eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOjF9.c2lnbmF0dXJl', 'jwt [redacted]'],
+    ['an Authorization header with a scheme', 'Authorization: token abc123', 'Authorization: token [redacted]'],
+    ['an Authorization header without one', 'authorization: abc123', 'authorization: [redacted]'],
+    ['a Basic Authorization in JSON', '{"authorization":"Basic Zm9vOmJhcg=="}', '{"authorization":"Basic [redacted]"}'],
+    ['a token query value', '/path?ref=main&token=abc123&x=1', '/path?ref=main&token=[redacted]&x=1'],
+    ['an access_token query value', '?access_token=abc123#top', '?access_token=[redacted]#top'],
+    ['a client_secret form value', 'client_id=1&client_secret=abc123', 'client_id=1&client_secret=[redacted]'],
+  ])('replaces %s', (_case, text, expected) => {
+    expect(redactCredentials(text)).toBe(expected);
+  });
+
+  it('leaves text without credentials unchanged', () => {
+    const text = 'Not Found - https://docs.github.com/rest/repos/contents#get-repository-content';
+    expect(redactCredentials(text)).toBe(text);
+    expect(redactCredentials('account for token replication delay')).toBe('account for token replication delay');
+  });
+});
+
+describe('toSafeError with credentials', () => {
+  const token = 'ghs_16C7e42F292c6912E7710c838347Ae178B4a';
+
+  it('redacts the message, stack and cause of a RequestError', () => {
+    const url = 'https://api.github.com/repos/octo-org/widgets/contents/a.ts';
+    const body = `Server Error: token=${token} Authorization: token ${token}`;
+    const error = new RequestError(body, 500, {
+      request: { method: 'GET', url, headers: {} },
+      response: { status: 500, url, headers: {}, data: { message: body } },
+    });
+    const wrapped = new Error(`reading failed: ${body}`, { cause: error });
+
+    const safe = toSafeError(wrapped);
+
+    expect(safe.message).toBe(
+      'reading failed: Server Error: token=[redacted] Authorization: token [redacted]',
+    );
+    expect(safe.cause?.message).toBe('Server Error: token=[redacted] Authorization: token [redacted]');
+    expect(safe.stack).toContain('token=[redacted]');
+    expect(JSON.stringify(safe)).not.toContain(token);
+  });
+
+  it('keeps only the safe fields in a stored job error', () => {
+    const url = 'https://api.github.com/repos/octo-org/widgets/check-runs';
+    const error = new RequestError(`Validation Failed ${token}`, 422, {
+      request: { method: 'POST', url, headers: {} },
+      response: { status: 422, url, headers: {}, data: { message: `Validation Failed ${token}` } },
+    });
+
+    const stored = toJobError(error);
+
+    expect(stored.message).toBe('Validation Failed [redacted]');
+    expect(Object.keys(stored).sort()).toEqual(['name', 'request', 'status', 'type']);
+    expect(JSON.stringify(stored)).not.toContain(token);
+    expect(stored.stack).toContain('Validation Failed [redacted]');
+    expect(stored.stack).not.toContain(token);
   });
 });
 

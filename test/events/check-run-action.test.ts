@@ -363,3 +363,101 @@ describe('check_run requested_action within the allowance', () => {
     expect(outcome).not.toContain('left out');
   });
 });
+
+/** Returns `count` findings over 31 files: one error, then two warnings and two notices, in turn. */
+function manyFindings(count: number): FindingInput[] {
+  const severities = ['error', 'warning', 'warning', 'notice', 'notice'] as const;
+  return Array.from({ length: count }, (_, index) => ({
+    path: `src/file-${String(index % 31).padStart(2, '0')}.ts`,
+    line: index + 1,
+    severity: severities[index % severities.length]!,
+  }));
+}
+
+function countSeverities(rows: { id: string; severity: string }[], ids: readonly string[]) {
+  const picked = new Set(ids);
+  const counts: Record<string, number> = { error: 0, warning: 0, notice: 0 };
+  for (const row of rows) if (picked.has(row.id)) counts[row.severity]! += 1;
+  return counts;
+}
+
+describe('check_run requested_action past 1,000 findings', () => {
+  it('queues the 1,000 most severe without a token limit', async () => {
+    const owner = await ownerWithInstallation('limit-no-allowance', 8121, { plan: 'enterprise', tokenLimit: -1 });
+    const { run, checkRunId, rows } = await runWithCheckRun(8121, manyFindings(2700));
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8121));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    const selected = await listPatchRequestFindingIds(context.db, requests[0]!.id);
+    expect(selected).toHaveLength(1000);
+    expect(countSeverities(rows, selected)).toEqual({ error: 540, warning: 460, notice: 0 });
+    expect(outcome).toBe(
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 1000 findings, ` +
+        `paid by user ${owner.id}; 1700 of 2700 findings left out (0 of 31 files entirely), ` +
+        '1700 because a preview takes at most 1000 findings, picked most severe first',
+    );
+    expect(await noticesOf(run.id)).toEqual([
+      {
+        kind: 'queued',
+        patchRequestId: requests[0]!.id,
+        files: 31,
+        leftOutFiles: 0,
+        leftOutFindings: 1700,
+        overLimitFindings: 1700,
+      },
+    ]);
+  });
+
+  it('names both reasons when the allowance leaves findings out too', async () => {
+    const owner = await ownerWithInstallation('limit-and-allowance', 8122, { tokenLimit: 100_000 });
+    const { run, checkRunId, rows } = await runWithCheckRun(8122, manyFindings(2700));
+    // Every finding but the notices of the last file fits.
+    const calls = estimateFileCalls(rows);
+    const lastFile = calls.at(-1)!.path;
+    const lastFileNotices = rows.filter((row) => row.path === lastFile && row.severity === 'notice');
+    const fitting = rows.filter((row) => !lastFileNotices.includes(row));
+    const remaining = estimateFileCalls(fitting).reduce((sum, call) => sum + call.tokens, 0);
+    await context.db.update(users).set({ tokenLimit: remaining }).where(eq(users.id, owner.id));
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8122));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toHaveLength(1000);
+    const overLimit = fitting.length - 1000;
+    const overAllowance = lastFileNotices.length;
+    expect(outcome).toBe(
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 1000 findings, ` +
+        `paid by user ${owner.id}; ${overLimit + overAllowance} of 2700 findings left out ` +
+        `(0 of 31 files entirely), ${overLimit} because a preview takes at most 1000 findings, ` +
+        `picked most severe first, and ${overAllowance} because their estimates do not fit the ` +
+        `${remaining} tokens left of that user's allowance`,
+    );
+    expect(await noticesOf(run.id)).toEqual([
+      {
+        kind: 'queued',
+        patchRequestId: requests[0]!.id,
+        files: 31,
+        leftOutFiles: 0,
+        leftOutFindings: overLimit + overAllowance,
+        overLimitFindings: overLimit,
+      },
+    ]);
+  });
+
+  it('takes no more findings than the API accepts', async () => {
+    await ownerWithInstallation('limit-exactly', 8123, { plan: 'enterprise', tokenLimit: -1 });
+    const { run, checkRunId, findingIds } = await runWithCheckRun(8123, manyFindings(1000));
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8123));
+
+    const requests = await requestsOf(run.id);
+    expect(await listPatchRequestFindingIds(context.db, requests[0]!.id)).toEqual([...findingIds].sort());
+    expect(outcome).not.toContain('left out');
+    expect(await noticesOf(run.id)).toEqual([
+      { kind: 'queued', patchRequestId: requests[0]!.id, files: 31, leftOutFiles: 0, leftOutFindings: 0 },
+    ]);
+  });
+});

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createGitHubApp, redactSecrets } from '../../src/github/app.ts';
+import { createGitHubApp } from '../../src/github/app.ts';
+import { redactCredentials } from '../../src/errors/redact-credentials.ts';
 import { RequestError } from '@octokit/request-error';
 import { readFileAtRef } from '../../src/github/file-content.ts';
 import { GitHubResponseTooLargeError, maxGitHubResponseBytes } from '../../src/github/responses.ts';
@@ -718,10 +719,10 @@ describe('logging', () => {
   it('redacts credential patterns', () => {
     const { logs, destination } = captureLogs();
     createLogger('info', destination).info(
-      redactSecrets('token ghs_abcdefghijklmnopqrstuvwxyz0123 and Bearer eyJa.eyJb.sig'),
+      redactCredentials('token ghs_abcdefghijklmnopqrstuvwxyz0123 and Bearer eyJa.eyJb.sig'),
     );
     expect(logs.lines[0]?.msg).toBe('token [redacted] and Bearer [redacted]');
-    expect(redactSecrets('account for token replication delay')).toBe(
+    expect(redactCredentials('account for token replication delay')).toBe(
       'account for token replication delay',
     );
   });

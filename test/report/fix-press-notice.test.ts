@@ -917,6 +917,47 @@ describe('fixPressText', () => {
     );
   });
 
+  it('counts the findings past the limit', () => {
+    const text = fixPressText({
+      notice: {
+        kind: 'queued',
+        patchRequestId: '00000000-0000-4000-8000-000000000000',
+        files: 31,
+        leftOutFiles: 0,
+        leftOutFindings: 1700,
+        overLimitFindings: 1700,
+      },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toContain(
+      'A preview takes at most 1,000 findings, so the first 1,000, the most severe first, were ' +
+        'queued and 1700 more findings were left out. The user who installed the app can ' +
+        "preview them by checking them on the run's page on the Fixwright dashboard.",
+    );
+    expect(text).not.toContain('allowance');
+  });
+
+  it('counts the findings past the limit and the allowance apart', () => {
+    const text = fixPressText({
+      notice: {
+        kind: 'queued',
+        patchRequestId: '00000000-0000-4000-8000-000000000000',
+        files: 31,
+        leftOutFiles: 0,
+        leftOutFindings: 95,
+        overLimitFindings: 8,
+      },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toContain('were queued and 8 more findings were left out.');
+    expect(text).toContain(
+      "87 findings of the run's 31 files were left out, because their estimates do not fit the " +
+        'token allowance left of the user who installed the app.',
+    );
+  });
+
   it('names the dashboard without PUBLIC_URL', () => {
     const text = fixPressText({
       notice: {

@@ -568,3 +568,151 @@ describe('"Regenerate this file" and the allowance', () => {
     expect(reset!.diff).toBeNull();
   });
 });
+
+/** Severities of the findings of a large run, in a cycle: one error, then two warnings and two notices. */
+const severityCycle = ['error', 'warning', 'warning', 'notice', 'notice'] as const;
+
+/** Creates a run of `count` findings spread over 31 files, as a large pull request has them. */
+async function newUserWithLargeRun(count: number, options: { plan: 'pro' | 'enterprise'; tokenLimit: number }) {
+  const user = await createSignedInUser(context.db, { login: `budget-user-${nextLogin++}`, ...options });
+  const setup = await createRunWithFindings(context.db, {
+    userId: user.userId,
+    findings: Array.from({ length: count }, (_, index) => ({
+      path: `src/file-${String(index % 31).padStart(2, '0')}.ts`,
+      line: index + 1,
+      severity: severityCycle[index % severityCycle.length],
+    })),
+  });
+  return { user, setup };
+}
+
+/** Returns the ids of the checked findings of the page, in page order. */
+function checkedIds(html: string): string[] {
+  const inputs = html.match(/<input[^>]*name="findingIds"[^>]*>/g) ?? [];
+  return inputs
+    .filter((input) => /\schecked(=""|\s|\/?>)/.test(input))
+    .map((input) => /value="([^"]+)"/.exec(input)![1]!);
+}
+
+function countSeverities(setup: RunSetup, ids: readonly string[]): Record<string, number> {
+  const picked = new Set(ids);
+  const counts: Record<string, number> = { error: 0, warning: 0, notice: 0 };
+  for (const finding of setup.findings) if (picked.has(finding.id)) counts[finding.severity]! += 1;
+  return counts;
+}
+
+describe('preview form past 1,000 findings', () => {
+  it('checks the 1,000 most severe without a token limit', async () => {
+    const { user, setup } = await newUserWithLargeRun(2700, { plan: 'enterprise', tokenLimit: -1 });
+    const html = await runPage(user, setup);
+
+    const checked = checkedIds(html);
+    expect(checked).toHaveLength(1000);
+    // 540 errors and 1,080 warnings: all errors, then the warnings of the first files.
+    expect(countSeverities(setup, checked)).toEqual({ error: 540, warning: 460, notice: 0 });
+    expect(html).toContain(
+      'A preview takes at most 1,000 findings, so only the first 1,000, the most severe first, ' +
+        'are checked. The other 1,700 are unchecked. To preview them, start another preview ' +
+        'with them checked in place of these.',
+    );
+    expect(html).toContain('data-max-findings="1000"');
+    expect(html).toMatch(/<p class="error" data-too-many-findings="true" hidden="">/);
+  });
+
+  it('submits the default selection without JavaScript', async () => {
+    const { user, setup } = await newUserWithLargeRun(2700, { plan: 'enterprise', tokenLimit: -1 });
+    const checked = checkedIds(await runPage(user, setup));
+
+    const response = await postPreview(user, setup, checked);
+
+    expect(response.status).toBe(303);
+    const location = response.headers.get('location')!;
+    expect(location).toMatch(/^\/patch-requests\/[0-9a-f-]{36}$/);
+    const patchRequestId = location.split('/').at(-1)!;
+    expect(await listPatchRequestFindingIds(context.db, patchRequestId)).toEqual([...checked].sort());
+  });
+
+  it('submits the default selection with htmx', async () => {
+    const { user, setup } = await newUserWithLargeRun(1200, { plan: 'enterprise', tokenLimit: -1 });
+    const checked = checkedIds(await runPage(user, setup));
+    expect(checked).toHaveLength(1000);
+
+    const response = await app.request(`/runs/${setup.run.id}/patch-requests`, {
+      method: 'POST',
+      headers: formHeaders(user, { 'hx-request': 'true' }),
+      body: formBody({ _csrf: user.csrfToken, findingIds: checked }),
+    });
+
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('data-status="queued"');
+    expect(await countRequests(setup)).toBe(1);
+  });
+
+  it('checks at most 1,000 of those that fit the allowance', async () => {
+    const { user, setup } = await newUserWithLargeRun(2700, { plan: 'pro', tokenLimit: 100_000 });
+    const estimates = estimateFileCalls(setup.findings);
+    const all = estimates.reduce((sum, call) => sum + call.tokens, 0);
+    // Every finding but the notices of the last file fits, which is more than 1,000.
+    const lastFile = estimates.at(-1)!.path;
+    const withoutLastNotices = setup.findings.filter(
+      (finding) => finding.path !== lastFile || finding.severity !== 'notice',
+    );
+    const remaining = estimateFileCalls(withoutLastNotices).reduce((sum, call) => sum + call.tokens, 0);
+    expect(remaining).toBeLessThan(all);
+    await context.db.update(users).set({ tokenLimit: remaining }).where(eq(users.id, user.userId));
+    const html = await runPage(user, setup);
+
+    const checked = checkedIds(html);
+    expect(checked).toHaveLength(1000);
+    const lastFileNotices = setup.findings.filter(
+      (finding) => finding.path === lastFile && finding.severity === 'notice',
+    ).length;
+    const overLimit = setup.findings.length - lastFileNotices - 1000;
+    expect(html).toContain(
+      `A preview takes at most 1,000 findings, so only the first 1,000, the most severe first, ` +
+        `are checked. ${overLimit.toLocaleString('en-US')} more findings fit your allowance ` +
+        'together with them but are unchecked.',
+    );
+    expect(html).toContain(
+      `${lastFileNotices} of 2,700 findings in 31 files were left unchecked, because together ` +
+        `with the checked ones and the ${overLimit.toLocaleString('en-US')} more that fit, their ` +
+        `calls would need more than the ${remaining.toLocaleString('en-US')} tokens your ` +
+        'allowance has left.',
+    );
+
+    const response = await postPreview(user, setup, checked);
+    expect(response.status).toBe(303);
+    expect(await countRequests(setup)).toBe(1);
+  });
+
+  it('rejects more than 1,000 findings with the reason', async () => {
+    const { user, setup } = await newUserWithLargeRun(1200, { plan: 'enterprise', tokenLimit: -1 });
+    const ids = setup.findings.slice(0, 1001).map((finding) => finding.id);
+
+    const response = await postPreview(user, setup, ids);
+
+    expect(response.status).toBe(400);
+    const body = await response.text();
+    expect(body).toContain(
+      '1,001 findings are checked, but a preview takes at most 1,000. Uncheck 1 of them and ' +
+        'press &quot;Preview fix&quot; again, and preview the others in another preview.',
+    );
+    // The page keeps the sent selection and shows why it cannot be sent as it is.
+    expect(checkedIds(body)).toHaveLength(1001);
+    expect(body).toMatch(/<p class="error" data-too-many-findings="true">/);
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('rejects more than 1,000 findings through the API', async () => {
+    const { user, setup } = await newUserWithLargeRun(1200, { plan: 'enterprise', tokenLimit: -1 });
+    const ids = setup.findings.slice(0, 1001).map((finding) => finding.id);
+
+    const response = await postApiPreview(user, setup, ids);
+
+    expect(response.status).toBe(400);
+    const { error } = (await response.json()) as { error: { message: string; fields: string[] } };
+    expect(error.fields).toEqual(['findingIds']);
+    expect(error.message).toMatch(/^Invalid findingIds \[.*: expected at most 1000 items\.$/);
+    expect(await countRequests(setup)).toBe(0);
+  });
+});

@@ -5,6 +5,7 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
+import { maxPatchRequestFindings } from '../../autofix/patch-request-limit.ts';
 import { findApplyRetry, visibleApplyWait } from '../../apply/apply-retry.ts';
 import {
   findVisiblePatchRequest,
@@ -24,7 +25,7 @@ import { patchRequests, prRuns, type RunStatus } from '../../db/schema/index.ts'
 import { applyQueue } from '../../jobs/apply.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { runNotCompletedMessage, supersededRunMessage } from '../../runs/run-not-completed.ts';
-import { findNewestRun, findVisibleRun } from '../../runs/visible-runs.ts';
+import { findNewestRun, findNewestRunOfOtherOwner, findVisibleRun } from '../../runs/visible-runs.ts';
 import type { AuthVariables } from '../auth.ts';
 import {
   AppError,
@@ -47,7 +48,7 @@ const createBody = z.object({
         .transform((id) => id.toLowerCase()),
     )
     .min(1)
-    .max(1000)
+    .max(maxPatchRequestFindings)
     .describe('an array of finding ids from GET /api/runs/:runId'),
 });
 const createExample = '{"findingIds": ["…"]}';
@@ -66,7 +67,8 @@ async function runNotCompleted(
     return new AppError('conflict', runNotCompletedMessage(`Run ${run.id}`, status));
   }
   const newest = await findNewestRun(context.db, userId, run);
-  return new AppError('conflict', supersededRunMessage(run.id, newest), {
+  const otherInstallation = newest ? null : await findNewestRunOfOtherOwner(context.db, userId, run);
+  return new AppError('conflict', supersededRunMessage(run.id, newest, otherInstallation), {
     newestRunId: newest?.id ?? null,
   });
 }

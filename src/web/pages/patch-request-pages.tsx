@@ -4,7 +4,7 @@ import { findApplyRetry } from '../../apply/apply-retry.ts';
 import { isApplyBlockedBySupersededRun } from '../../apply/superseded-run.ts';
 import { loadPreviewPayment } from '../../autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../autofix/regenerate-file.ts';
-import { findNewestRunId, isUuid } from '../../runs/visible-runs.ts';
+import { findNewestRunLink, isUuid } from '../../runs/visible-runs.ts';
 import {
   findVisiblePatchRequest,
   listPatchFiles,
@@ -94,8 +94,8 @@ export function patchRequestPages(
   ) => {
     const { request, run, installation } = await load(c.var.user.id, id);
     const files = await listPatchFiles(context.db, request.id);
-    const newestRunId =
-      run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
+    const newestRun =
+      run.status === 'superseded' ? await findNewestRunLink(context.db, c.var.user.id, run) : null;
     const applyRetry = await findApplyRetry(context.boss, request);
     const supersededRunBlocksApply = await isApplyBlockedBySupersededRun(context.db, request, run);
     return c.html(
@@ -105,7 +105,7 @@ export function patchRequestPages(
         run={run}
         installation={installation}
         files={files}
-        newestRunId={newestRunId}
+        newestRun={newestRun}
         applyRetry={applyRetry}
         supersededRunBlocksApply={supersededRunBlocksApply}
         formError={formError}

@@ -4,13 +4,14 @@ import {
   createPatchRequest,
   findActivePatchRequest,
 } from '../../autofix/create-patch-request.ts';
+import { maxPatchRequestFindings } from '../../autofix/patch-request-limit.ts';
 import {
   describeSelectionOverAllowance,
   estimateFileCallParts,
   estimateFileCalls,
   findSelectionOverAllowance,
   loadPreviewPayment,
-  pickDefaultFindings,
+  pickDefaultSelection,
 } from '../../autofix/preview-budget.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, type prRuns, type RunStatus } from '../../db/schema/index.ts';
@@ -18,12 +19,12 @@ import { listRunFindings } from '../../runs/run-findings.ts';
 import { runNotCompletedMessage } from '../../runs/run-not-completed.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import {
-  findNewestRunId,
+  findNewestRunLink,
   findRunInstallation,
   findVisibleRun,
   isUuid,
 } from '../../runs/visible-runs.ts';
-import { pickForm } from '../../text/plural.ts';
+import { formatNumber, pickForm } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import {
   AppError,
@@ -39,7 +40,15 @@ import { PatchProgress } from '../views/components/patch-progress.tsx';
 import { RunPage } from '../views/run.tsx';
 import { loadEarlierPreviews, parsePreviewsQuery } from './earlier-previews.ts';
 
-const maxSelectedFindings = 1000;
+/** Builds the message of the 400 for a "Preview fix" with more findings than a preview takes. */
+function tooManyFindingsMessage(checked: number): string {
+  const limit = formatNumber(maxPatchRequestFindings);
+  return (
+    `${formatNumber(checked)} findings are checked, but a preview takes at most ${limit}. ` +
+    `Uncheck ${formatNumber(checked - maxPatchRequestFindings)} of them and press "Preview fix" ` +
+    'again, and preview the others in another preview.'
+  );
+}
 
 /** Builds the 409 for "Preview fix" on a run that is not completed. */
 function runNotCompleted(status: RunStatus): AppError {
@@ -69,12 +78,13 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     const payment = await loadPreviewPayment(context, c.var.user.id);
     const calls = estimateFileCalls(rows);
     const parts = estimateFileCallParts(rows);
-    const checkedFindingIds = selection
-      ? new Set(selection.findingIds.filter((id) => rows.some((row) => row.id === id)))
-      : pickDefaultFindings(payment, rows);
+    const runFindingIds = new Set(rows.map((row) => row.id));
+    const { findingIds: checkedFindingIds, overLimit } = selection
+      ? { findingIds: new Set(selection.findingIds.filter((id) => runFindingIds.has(id))), overLimit: 0 }
+      : pickDefaultSelection(payment, rows);
     const checkedCalls = estimateFileCalls(rows.filter((row) => checkedFindingIds.has(row.id)));
-    const newestRunId =
-      run.status === 'superseded' ? await findNewestRunId(context.db, c.var.user.id, run) : null;
+    const newestRun =
+      run.status === 'superseded' ? await findNewestRunLink(context.db, c.var.user.id, run) : null;
     return c.html(
       <RunPage
         session={c.var.session}
@@ -82,8 +92,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         installation={installation}
         findings={rows}
         previews={previews}
-        budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length }}
-        newestRunId={newestRunId}
+        budget={{ payment, calls, parts, checkedFindingIds, checkedCalls, findingCount: rows.length, overLimit }}
+        newestRun={newestRun}
         selectionError={selection?.error}
       />,
       status,
@@ -136,10 +146,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
         ),
       );
     }
-    if (findingIds.length > maxSelectedFindings) {
-      return rejectSelection(
-        new AppError('bad_request', `Too many findings selected: pick at most ${maxSelectedFindings}.`),
-      );
+    if (findingIds.length > maxPatchRequestFindings) {
+      return rejectSelection(new AppError('bad_request', tooManyFindingsMessage(findingIds.length)));
     }
     const invalid = findingIds.filter((id) => !isUuid(id));
     if (invalid.length > 0) {

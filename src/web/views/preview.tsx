@@ -2,7 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { patchFiles, patchRequests, prRuns } from '../../db/schema/index.ts';
 import { visibleApplyWait, type ApplyRetry } from '../../apply/apply-retry.ts';
 import { shownPreviewVersion } from '../../autofix/visible-patch-requests.ts';
-import type { RunInstallation } from '../../runs/visible-runs.ts';
+import type { NewestRunLink, RunInstallation } from '../../runs/visible-runs.ts';
 import { invisibleCharacterNames, invisibleCharacterPattern } from '../../text/invisible-characters.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import {
@@ -71,14 +71,14 @@ export const PreviewPage: FC<{
   run: Run;
   installation: RunInstallation | null;
   files: PatchFile[];
-  /** The newest run of the pull request, linked when the run is superseded, or null. */
-  newestRunId: string | null;
+  /** Where a superseded run's newer commits are (see findNewestRunLink), or null. */
+  newestRun: NewestRunLink;
   /** The failed attempt of the apply job that pg-boss retries, or null. */
   applyRetry: ApplyRetry | null;
   /** Whether the superseded run rejects an apply (see `isApplyBlockedBySupersededRun`). */
   supersededRunBlocksApply: boolean;
   formError?: PreviewFormError | undefined;
-}> = ({ session, request, run, installation, files, newestRunId, applyRetry, supersededRunBlocksApply, formError }) => {
+}> = ({ session, request, run, installation, files, newestRun, applyRetry, supersededRunBlocksApply, formError }) => {
   const applied = request.appliedAt !== null;
   const applyWait = visibleApplyWait(request, applyRetry);
   const blockers = listFixBlockers(run, installation);
@@ -95,7 +95,7 @@ export const PreviewPage: FC<{
         <MarkedText text={run.prTitle} /> · requested <Time date={request.createdAt} />
       </p>
       <FixBlockerNotices blockers={blockers} />
-      {superseded ? <SupersededRunNotice subject="preview" newestRunId={newestRunId} /> : null}
+      {superseded ? <SupersededRunNotice subject="preview" newestRun={newestRun} /> : null}
       {formError ? (
         <div class="form-rejection">
           <FormError message={formError.message} />

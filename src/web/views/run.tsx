@@ -4,7 +4,7 @@ import { bytesPerToken } from '../../llm/prompt.ts';
 import type { findings, prRuns } from '../../db/schema/index.ts';
 import { omissionNotes } from '../../report/summary-markdown.ts';
 import { describeRunRateLimitWait, runRateLimitWait } from '../../runs/run-rate-limit.ts';
-import type { RunInstallation } from '../../runs/visible-runs.ts';
+import type { NewestRunLink, RunInstallation } from '../../runs/visible-runs.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
 import { FormError } from './components/form-error.tsx';
@@ -69,11 +69,11 @@ export const RunPage: FC<{
   findings: Finding[];
   previews: EarlierPreviewsView;
   budget: PreviewBudgetView;
-  /** The newest run of the pull request, linked from a superseded run, or null. */
-  newestRunId: string | null;
+  /** Where a superseded run's newer commits are (see findNewestRunLink), or null. */
+  newestRun: NewestRunLink;
   /** The reason the last "Preview fix" was rejected, shown under the form. */
   selectionError?: string | undefined;
-}> = ({ session, run, installation, findings, previews, budget, newestRunId, selectionError }) => {
+}> = ({ session, run, installation, findings, previews, budget, newestRun, selectionError }) => {
   const action = `/runs/${run.id}/patch-requests`;
   const blockers = listFixBlockers(run, installation);
   const canPreview = blockers.length === 0 && run.status === 'completed' && findings.length > 0;
@@ -208,7 +208,7 @@ export const RunPage: FC<{
             </button>
           </>
         ) : blockers.length > 0 ? null : run.status === 'superseded' ? (
-          <SupersededRunNotice subject="run" newestRunId={newestRunId} />
+          <SupersededRunNotice subject="run" newestRun={newestRun} />
         ) : null}
       </form>
       <div id="preview-progress" aria-live="polite">

@@ -1,7 +1,11 @@
 import type { Child, FC } from 'hono/jsx';
 import type { prRuns } from '../../../db/schema/index.ts';
 import { pullRequestClosedError } from '../../../runs/pull-request-closed.ts';
-import { installationState, type RunInstallation } from '../../../runs/visible-runs.ts';
+import {
+  installationState,
+  type NewestRunLink,
+  type RunInstallation,
+} from '../../../runs/visible-runs.ts';
 import { BlockedBadge, PullRequestClosedBadge } from './status-badge.tsx';
 import { formatUtc } from './time.tsx';
 
@@ -90,26 +94,39 @@ export const FixBlockerNotices: FC<{ blockers: FixBlocker[] }> = ({ blockers }) 
 
 /**
  * The notice on a run that a newer commit superseded, which takes no new previews and whose
- * previews cannot be applied, with a link to the newest run when `newestRunId` is known. Without
- * one, the newer commit has no run yet, and the run's error gives the reason.
+ * previews cannot be applied. It links the newest run that the user can open, or names the
+ * installation of a newer run that another user owns. Without either, the newer commit has no
+ * run yet, and the run's error gives the reason.
  */
-export const SupersededRunNotice: FC<{ subject: 'run' | 'preview'; newestRunId: string | null }> = ({
+export const SupersededRunNotice: FC<{ subject: 'run' | 'preview'; newestRun: NewestRunLink }> = ({
   subject,
-  newestRunId,
+  newestRun,
 }) => {
-  const newestRun = newestRunId ? (
-    <a href={`/runs/${newestRunId}`}>the newest run</a>
-  ) : (
-    "the newest commit's run once the home page lists it"
-  );
+  const lead =
+    subject === 'preview'
+      ? "The pull request has newer commits than this preview's run, so the preview can no " +
+        'longer be applied.'
+      : 'The pull request has newer commits than this run, so it takes no new previews.';
+  if (newestRun?.kind === 'other_installation') {
+    return (
+      <p class="notice run-superseded">
+        {`${lead} GitHub sent them for installation ${newestRun.installationId} on account ` +
+          `${newestRun.accountLogin}, which you do not own, as after the repository moved to ` +
+          'another account or the app was installed again. Their runs are listed for the user ' +
+          'who installed the app there.'}
+      </p>
+    );
+  }
+  const newest =
+    newestRun?.kind === 'run' ? (
+      <a href={`/runs/${newestRun.id}`}>the newest run</a>
+    ) : (
+      "the newest commit's run once the home page lists it"
+    );
   return (
     <p class="notice run-superseded">
-      {subject === 'preview'
-        ? "The pull request has newer commits than this preview's run, so the preview can no " +
-          'longer be applied. Request a preview on '
-        : 'The pull request has newer commits than this run, so it takes no new previews. ' +
-          'Request a preview on '}
-      {newestRun}.
+      {`${lead} Request a preview on `}
+      {newest}.
     </p>
   );
 };

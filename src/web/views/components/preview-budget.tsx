@@ -1,7 +1,8 @@
 import type { FC } from 'hono/jsx';
+import { maxPatchRequestFindings } from '../../../autofix/patch-request-limit.ts';
 import type { FileCallEstimate, FileCallParts, PreviewPayment } from '../../../autofix/preview-budget.ts';
 import { providerNames } from '../../../llm/types.ts';
-import { formatCount } from '../../../text/plural.ts';
+import { formatCount, formatNumber, pickForm } from '../../../text/plural.ts';
 
 /** The estimates behind the "Preview fix" form and the files it checks by default. */
 export interface PreviewBudgetView {
@@ -16,13 +17,21 @@ export interface PreviewBudgetView {
   checkedCalls: FileCallEstimate[];
   /** Number of the run's findings. */
   findingCount: number;
+  /**
+   * Findings left unchecked only because a preview takes at most `maxPatchRequestFindings`
+   * (see pickDefaultSelection). The other unchecked findings do not fit the allowance left.
+   */
+  overLimit: number;
 }
-
-const numberFormat = new Intl.NumberFormat('en-US');
 
 const overAllowanceText =
   'The checked findings need more tokens than your allowance has left, so the preview would ' +
   'be rejected. Uncheck findings until the total fits.';
+
+const tooManyText =
+  `More than ${formatNumber(maxPatchRequestFindings)} findings are checked, but a preview ` +
+  `takes at most ${formatNumber(maxPatchRequestFindings)}, so it would be rejected. ` +
+  'Uncheck findings until the count fits.';
 
 const withoutContentNote =
   'An estimate of "at least" leaves out the file\'s content, because the run did not record ' +
@@ -30,7 +39,7 @@ const withoutContentNote =
 
 /** Formats a token count as "1,234". */
 export function formatTokens(tokens: number): string {
-  return numberFormat.format(tokens);
+  return formatNumber(tokens);
 }
 
 /** Returns "about", or "at least" when an estimate leaves out a file's content. */
@@ -54,10 +63,15 @@ function uncheckedFilesAdvice(payment: PreviewPayment, anyChecked: boolean): str
 }
 
 /**
- * Returns the subject of the unchecked notice. pickDefaultFindings checks every finding that
- * fits alone, so with nothing checked, each finding's call alone is over the allowance.
+ * Returns the subject of the unchecked notice. pickDefaultSelection checks every finding that
+ * fits alone, so with nothing checked, each finding's call alone is over the allowance. With
+ * `overLimit` findings past the limit, the findings left out fit neither with the checked ones
+ * and those.
  */
-function uncheckedReason(anyChecked: boolean): string {
+function uncheckedReason(anyChecked: boolean, overLimit: number): string {
+  if (overLimit > 0) {
+    return `together with the checked ones and the ${formatNumber(overLimit)} more that fit, their calls`;
+  }
   return anyChecked ? 'with the checked ones their calls' : 'the call of each one alone';
 }
 
@@ -85,18 +99,43 @@ function describePayment(payment: PreviewPayment): string {
 }
 
 /**
+ * Explains that only the first `maxPatchRequestFindings` findings are checked. `limited` is
+ * true when the allowance limits the selection, so that the other unchecked findings are
+ * counted in the allowance's notice.
+ */
+function describeOverLimit(overLimit: number, limited: boolean): string {
+  const limit = formatNumber(maxPatchRequestFindings);
+  const others = limited
+    ? `${formatNumber(overLimit)} more ${pickForm(overLimit, 'finding fits', 'findings fit')} your ` +
+      `allowance together with them but ${pickForm(overLimit, 'is', 'are')} unchecked`
+    : `The other ${formatNumber(overLimit)} ${pickForm(overLimit, 'is', 'are')} unchecked`;
+  return (
+    `A preview takes at most ${limit} findings, so only the first ${limit}, the most severe ` +
+    `first, are checked. ${others}. To preview ${pickForm(overLimit, 'it', 'them')}, start ` +
+    `another preview with ${pickForm(overLimit, 'it', 'them')} checked in place of these.`
+  );
+}
+
+/**
  * Renders the total estimate of the checked findings next to what pays for them, and why
- * findings were left unchecked. public/app.js updates the total when a checkbox changes.
+ * findings were left unchecked. public/app.js updates the total when a checkbox changes, and
+ * shows an error while more findings are checked than a preview takes.
  */
 export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget }) => {
-  const { payment, calls, checkedCalls: checked, checkedFindingIds, findingCount } = budget;
+  const { payment, calls, checkedCalls: checked, checkedFindingIds, findingCount, overLimit } = budget;
   const total = checked.reduce((sum, call) => sum + call.tokens, 0);
   const limit = allowanceLimit(payment);
-  const unchecked = findingCount - checkedFindingIds.size;
+  const unchecked = findingCount - checkedFindingIds.size - overLimit;
   const anyChecked = checkedFindingIds.size > 0;
   const over = limit !== null && total > limit;
+  const tooMany = checkedFindingIds.size > maxPatchRequestFindings;
   return (
-    <div class="preview-budget" data-preview-budget data-remaining={limit ?? undefined}>
+    <div
+      class="preview-budget"
+      data-preview-budget
+      data-remaining={limit ?? undefined}
+      data-max-findings={maxPatchRequestFindings}
+    >
       <p>
         Selected: <span data-selected-files>{formatCount(checked.length, 'file')}</span>,{' '}
         <span data-selected-estimate>{estimateWord(checked)}</span>{' '}
@@ -104,17 +143,24 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
       </p>
       {unchecked > 0 && limit !== null ? (
         <p class="notice preview-unchecked">
-          {`${unchecked} of ${formatCount(findingCount, 'finding')} in ${formatCount(calls.length, 'file')} ` +
-            `${unchecked === 1 ? 'was' : 'were'} left unchecked, because ${uncheckedReason(anyChecked)} ` +
+          {`${formatNumber(unchecked)} of ${formatNumber(findingCount)} ${pickForm(findingCount, 'finding', 'findings')} ` +
+            `in ${formatCount(calls.length, 'file')} ` +
+            `${unchecked === 1 ? 'was' : 'were'} left unchecked, because ${uncheckedReason(anyChecked, overLimit)} ` +
             `would need more than the ${formatTokens(limit)} tokens your allowance has left. ` +
             `To preview them, ${uncheckedFilesAdvice(payment, anyChecked)}.`}
         </p>
       ) : null}
+      {overLimit > 0 ? (
+        <p class="notice preview-over-limit">{describeOverLimit(overLimit, limit !== null)}</p>
+      ) : null}
       {/*
-        Hidden, the paragraph has no text, so a browser that ignores the hidden attribute, such
-        as a text browser, shows only the notices that apply. public/app.js sets the text from
-        data-text when it shows the paragraph.
+        Hidden, a notice has no text, so a browser that ignores the hidden attribute, such as a
+        text browser, shows only the notices that apply. public/app.js sets the text from
+        data-text when it shows the notice.
       */}
+      <p class="error" data-too-many-findings data-text={tooManyText} hidden={!tooMany}>
+        {tooMany ? tooManyText : null}
+      </p>
       <p class="error" data-over-allowance data-text={overAllowanceText} hidden={!over}>
         {over ? overAllowanceText : null}
       </p>

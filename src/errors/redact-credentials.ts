@@ -1,0 +1,53 @@
+const redacted = '[redacted]';
+
+/**
+ * Patterns of credentials that may appear in error messages, stack traces, URLs, response
+ * bodies and header dumps, each with its replacement. A parameter name, header name or
+ * authorization scheme stays, so a reader sees what was removed.
+ */
+const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => string }[] = [
+  // Query and form parameters, such as Gemini's `?key=…` or `access_token=…`.
+  {
+    pattern: /\b(key|api[_-]?key|access[_-]?token|refresh[_-]?token|token|client[_-]?secret|password)=[^&\s"'#<>]+/gi,
+    replace: (_match, name) => `${name}=${redacted}`,
+  },
+  // An Authorization header or field, with or without a scheme such as `token` or `Bearer`.
+  {
+    pattern: /\b(authorization["']?\s*[:=]\s*["']?)(?:(bearer|token|basic)\s+)?[^\s"',;}]+/gi,
+    replace: (_match, name, scheme) => `${name}${scheme ? `${scheme} ` : ''}${redacted}`,
+  },
+  { pattern: /\bBearer\s+[^\s"',;]+/gi, replace: () => `Bearer ${redacted}` },
+  {
+    pattern: /\b(x-goog-api-key["']?\s*[:=]\s*["']?)[^\s"',;}]+/gi,
+    replace: (_match, name) => `${name}${redacted}`,
+  },
+  // GitHub's installation, personal, OAuth, user-to-server and refresh tokens (ghs_, ghp_,
+  // gho_, ghu_, ghr_), fine-grained personal access tokens and JWTs.
+  { pattern: /\bgh[pousr]_[A-Za-z0-9_]+/g, replace: () => redacted },
+  { pattern: /\bgithub_pat_[A-Za-z0-9_]+/g, replace: () => redacted },
+  { pattern: /\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g, replace: () => redacted },
+  {
+    pattern: /\b(token)\s+[A-Za-z0-9._~+/=-]{20,}/gi,
+    replace: (_match, scheme) => `${scheme} ${redacted}`,
+  },
+  // Groq keys start with `gsk_`, Google API keys with `AIza`.
+  { pattern: /\bgsk_[A-Za-z0-9]{8,}/g, replace: () => redacted },
+  { pattern: /\bAIza[0-9A-Za-z_-]{20,}/g, replace: () => redacted },
+];
+
+/**
+ * Replaces every credential that `credentialPatterns` matches in `text` with `[redacted]`:
+ * key and token query parameters, Authorization and `x-goog-api-key` values, Bearer tokens,
+ * GitHub tokens and JWTs, Groq keys and Google API keys.
+ */
+export function redactCredentials(text: string): string {
+  let result = text;
+  for (const { pattern, replace } of credentialPatterns) {
+    result = result.replace(pattern, (...args: unknown[]) => {
+      // String.replace passes the match and the groups, then the offset and the input.
+      const groups = args.slice(0, -2).map((value) => (typeof value === 'string' ? value : ''));
+      return replace(...groups);
+    });
+  }
+  return result;
+}
