@@ -616,7 +616,8 @@ describe('preview form past 1,000 findings', () => {
         'with them checked in place of these.',
     );
     expect(html).toContain('data-max-findings="1000"');
-    expect(html).toMatch(/<p class="error" data-too-many-findings="true" hidden="">/);
+    // Hidden, the notice has no text, which public/app.js fills in from data-text.
+    expect(html).toMatch(/<p class="error" data-too-many-findings="true" data-text="More than 1,000 [^"]*" hidden=""><\/p>/);
   });
 
   it('submits the default selection without JavaScript', async () => {
@@ -699,7 +700,9 @@ describe('preview form past 1,000 findings', () => {
     );
     // The page keeps the sent selection and shows why it cannot be sent as it is.
     expect(checkedIds(body)).toHaveLength(1001);
-    expect(body).toMatch(/<p class="error" data-too-many-findings="true">/);
+    expect(body).toMatch(
+      /<p class="error" data-too-many-findings="true" data-text="[^"]*">More than 1,000 findings are checked, but a preview takes at most 1,000/,
+    );
     expect(await countRequests(setup)).toBe(0);
   });
 
