@@ -23,13 +23,14 @@ export const previewJobData = z.object({
   /**
    * Number of this job's first attempt in its model calls' idempotency keys, set on a job that
    * continues a preview after a rate limit: one more than the attempt that hit the limit. So
-   * the jobs of one preview never number two attempts alike. Default 0.
+   * such jobs never reuse a key of the jobs they continue. Default 0. A regeneration's job
+   * starts at 0 again, and its keys differ by the file's new generation.
    */
   firstAttempt: z.number().int().nonnegative().optional(),
 });
 export type PreviewJobData = z.infer<typeof previewJobData>;
 
-/** Returns the attempt number that the model calls of `job`'s current attempt carry. */
+/** Returns the attempt number in the idempotency keys of a preview job's model calls. */
 export function previewCallAttempt(data: { firstAttempt?: number } | null, retryCount: number): number {
   return (data?.firstAttempt ?? 0) + retryCount;
 }
@@ -130,10 +131,24 @@ export async function handlePreviewJob(
           response,
           logger,
         );
-        if (outcome.kind === 'too_long') {
+        if (outcome.kind === 'queued') {
+          logger.info(
+            {
+              event: 'job.preview.completed',
+              status: 'waiting',
+              nextJobId: outcome.jobId,
+              rateLimitedUntil: new Date(rateLimit.liftsAt).toISOString(),
+            },
+            'preview continues in a new job when the GitHub rate limit lifts',
+          );
+        } else if (outcome.kind === 'too_long') {
           await endPatchRequest(context, job, patchRequestId, outcome.error, logger);
         } else if (outcome.kind === 'unavailable') {
           await endPatchRequest(context, job, patchRequestId, outcome.unavailable, logger);
+          logger.warn(
+            { event: 'job.preview.stopped', installationId: outcome.unavailable.installationId },
+            'preview stopped: the installation is unavailable',
+          );
         }
       } catch (queueError) {
         // The transaction rolled back, so the request still names this job, and pg-boss retries

@@ -194,6 +194,9 @@ describe('preview job under a long rate limit', () => {
     expect(page).toContain(`datetime="${until}"`);
     const logged = context.logs.find((line) => line.event === 'job.preview.rate_limited' && line.jobId === jobId);
     expect(logged?.nextJobId).toBe(next.id);
+    const completed = context.logs.find((line) => line.event === 'job.preview.completed' && line.jobId === jobId);
+    expect(completed?.status).toBe('waiting');
+    expect(completed?.rateLimitedUntil).toBe(until);
 
     await runPreviewJob(next.id);
 
