@@ -145,8 +145,8 @@ export class PreviewRateLimitedError extends Error {
  * the first model call, each attempt reads the pull request from GitHub once, and cancels the
  * request when its head commit is no longer the run's or it is closed (see checkPreviewHead).
  *
- * A file read that GitHub rate-limits for longer than Octokit waits ends the attempt: no file
- * starts or calls the model after it, the files whose calls are under way are stored, and the
+ * A file read that GitHub rate-limits for longer than Octokit waits ends the attempt. No file
+ * starts or calls the model after it. The files whose calls are under way are stored, and the
  * files not finished are set back to pending. Then PreviewRateLimitedError is raised, with the
  * latest lift time that the attempt's reads got.
  */
@@ -348,8 +348,9 @@ export async function runPreview(
         limit.error = new PreviewRateLimitedError(outcome.rateLimit, { cause: outcome.error });
       }
       await releaseFile(db, file);
+      const liftsAt = rateLimitError()?.rateLimit.liftsAt ?? Date.now();
       fileLogger.info(
-        { event: 'preview.file_deferred', rateLimitedUntil: new Date(rateLimitError()?.rateLimit.liftsAt ?? Date.now()).toISOString() },
+        { event: 'preview.file_deferred', rateLimitedUntil: new Date(liftsAt).toISOString() },
         'file left pending: GitHub rate-limited the preview, so the job that continues it does the file',
       );
       return;
