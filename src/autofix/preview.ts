@@ -17,6 +17,7 @@ import {
   UnexpectedGitHubAnswerError,
 } from '../github/github-response.ts';
 import { accessTokenPath, requireActiveInstallation } from '../github/installation-unavailable.ts';
+import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
@@ -122,11 +123,32 @@ export interface PreviewOutcome {
 type FileFinding = FixFinding;
 
 /**
+ * Raised by runPreview when GitHub rate-limited a read of the preview for longer than Octokit
+ * waits. The attempt started no model call after that response, and the files it did not
+ * finish are pending again. `cause` is the rate-limited request's error.
+ */
+export class PreviewRateLimitedError extends Error {
+  override name = 'PreviewRateLimitedError';
+
+  constructor(
+    readonly rateLimit: GitHubRateLimit,
+    options: { cause: unknown },
+  ) {
+    super(`GitHub rate-limited the preview until ${new Date(rateLimit.liftsAt).toISOString()}.`, options);
+  }
+}
+
+/**
  * Builds the preview of one patch request: per file, reads it at the run's head commit, requests
  * the corrected file from the model and stores the proposed text with a unified diff. Files
  * finished by an earlier attempt are kept, so a retried job continues where it stopped. Before
  * the first model call, each attempt reads the pull request from GitHub once, and cancels the
  * request when its head commit is no longer the run's or it is closed (see checkPreviewHead).
+ *
+ * A file read that GitHub rate-limits for longer than Octokit waits ends the attempt. No file
+ * starts or calls the model after it. The files whose calls are under way are stored, and the
+ * files not finished are set back to pending. Then PreviewRateLimitedError is raised, with the
+ * latest lift time that the attempt's reads got.
  */
 export async function runPreview(
   context: AppContext,
@@ -139,6 +161,11 @@ export async function runPreview(
      * file is started, because the retry does the rest.
      */
     jobId?: string;
+    /**
+     * Added to `attempt` (the job's retry count) in the model calls' idempotency keys: the
+     * job's `firstAttempt` when it continues a preview after a rate limit. Default 0.
+     */
+    firstAttempt?: number;
     /**
      * Aborts when the process stops. Model calls in flight are aborted, which releases their
      * reservations, and no new file is started or stored, so the retry redoes them.
@@ -266,11 +293,16 @@ export async function runPreview(
     allowance.remaining < pending.length * config.LLM_MAX_OUTPUT_TOKENS;
   const concurrency = tight ? 1 : config.PREVIEW_FILE_CONCURRENCY;
   let attemptEnded = false;
+  // The latest rate limit that a file read of this attempt got.
+  const limit: { error: PreviewRateLimitedError | null } = { error: null };
+  // Read through a function, because another file's task sets it during an await.
+  const rateLimitError = (): PreviewRateLimitedError | null => limit.error;
   await mapWithConcurrency(pending, concurrency, async (file) => {
     const fileLogger = logger.child({ path: file.path });
     // A newer commit, a closed pull request or a suspended or deleted installation cancels
-    // the request, and then the files left are skipped.
-    if (attemptEnded || (await isCancelled(db, patchRequestId))) return;
+    // the request, and then the files left are skipped. After a rate limit, the job that
+    // continues the preview does them.
+    if (attemptEnded || rateLimitError() || (await isCancelled(db, patchRequestId))) return;
     if (
       options.signal?.aborted ||
       (options.jobId && !(await isAttemptActive(db, options.jobId, attempt)))
@@ -304,11 +336,25 @@ export async function runPreview(
       clients,
       userId: user.id,
       patchRequestId,
-      attempt,
+      attempt: attempt + (options.firstAttempt ?? 0),
       signal: options.signal,
       logger: fileLogger,
       diffWorker: options.diffWorker,
+      isRateLimited: () => rateLimitError() !== null,
     });
+    if (outcome.status === 'deferred') {
+      const latest = rateLimitError()?.rateLimit.liftsAt ?? 0;
+      if (outcome.rateLimit && outcome.rateLimit.liftsAt > latest) {
+        limit.error = new PreviewRateLimitedError(outcome.rateLimit, { cause: outcome.error });
+      }
+      await releaseFile(db, file);
+      const liftsAt = rateLimitError()?.rateLimit.liftsAt ?? Date.now();
+      fileLogger.info(
+        { event: 'preview.file_deferred', rateLimitedUntil: new Date(liftsAt).toISOString() },
+        'file left pending: GitHub rate-limited the preview, so the job that continues it does the file',
+      );
+      return;
+    }
     // A file that failed while the process stops may have failed only because its call was
     // aborted, so it is left for the retry. A ready file is stored, because its call was paid.
     if (options.signal?.aborted) {
@@ -342,7 +388,17 @@ export async function runPreview(
     );
     return { status: 'skipped', files: 0, tokens: 0 };
   }
+  const rateLimited = rateLimitError();
+  if (rateLimited) throw rateLimited;
   return summarize(db, patchRequestId);
+}
+
+/** Sets a file that this attempt claimed back to pending, unless another attempt changed it. */
+async function releaseFile(db: Database, file: { id: string; generation: number }): Promise<void> {
+  await db
+    .update(patchFiles)
+    .set({ status: 'pending' })
+    .where(and(unfinishedFile(file), eq(patchFiles.status, 'running')));
 }
 
 /**
@@ -466,6 +522,16 @@ type FileOutcome = Pick<
   'status' | 'error' | 'originalText' | 'proposedText' | 'diff' | 'baseBlobSha' | 'provider' | 'model'
 > & { totalTokens: number };
 
+/**
+ * A file that the attempt left before its model call: its read got `rateLimit`, with `error`
+ * as the response, or another file's read did (`rateLimit` null).
+ */
+interface DeferredFile {
+  status: 'deferred';
+  rateLimit: GitHubRateLimit | null;
+  error: unknown;
+}
+
 async function previewFile(
   context: AppContext,
   input: {
@@ -483,8 +549,10 @@ async function previewFile(
     signal?: AbortSignal;
     logger: Logger;
     diffWorker: DiffWorker | undefined;
+    /** Returns whether a read of the attempt was rate-limited, after which no call starts. */
+    isRateLimited: () => boolean;
   },
-): Promise<FileOutcome> {
+): Promise<FileOutcome | DeferredFile> {
   const { config, db } = context;
   let totalTokens = 0;
   const failed = (error: string, extra: Partial<FileOutcome> = {}): FileOutcome => ({
@@ -505,6 +573,8 @@ async function previewFile(
     });
   } catch (error) {
     if (error instanceof FileReadError) return failed(error.message);
+    const rateLimit = asGitHubRateLimit(error);
+    if (rateLimit) return { status: 'deferred', rateLimit, error };
     // The response would be as large on a retry, so the file fails now and the others go on.
     if (error instanceof GitHubResponseTooLargeError && !accessTokenPath.test(error.path)) {
       input.logger.warn(
@@ -550,6 +620,7 @@ async function previewFile(
   }));
 
   const base = { originalText: file.text, baseBlobSha: file.blobSha };
+  if (input.isRateLimited()) return { status: 'deferred', rateLimit: null, error: null };
   let result;
   try {
     result = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, input.signal);

@@ -1,7 +1,7 @@
 import { ConfigError } from '../config/env.ts';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
-import { failPatchRequest, runPreview } from '../autofix/preview.ts';
+import { failPatchRequest, PreviewRateLimitedError, runPreview } from '../autofix/preview.ts';
 import type { AppContext } from '../context.ts';
 import type { Logger } from '../logger.ts';
 import { toSafeError } from '../errors/safe-error.ts';
@@ -9,13 +9,31 @@ import {
   asInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
+import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
-import { JobError } from './job-error.ts';
+import { JobError, toJobError } from './job-error.ts';
+import { clearPreviewRateLimit, queuePreviewAfterRateLimit } from './preview-rate-limit.ts';
+import { logRateLimitQueueFailure, rateLimitedSince } from './rate-limit-wait.ts';
 
 export const previewQueue = 'preview';
 
-export const previewJobData = z.object({ patchRequestId: z.uuid() });
+export const previewJobData = z.object({
+  patchRequestId: z.uuid(),
+  rateLimitedSince,
+  /**
+   * Number of this job's first attempt in its model calls' idempotency keys, set on a job that
+   * continues a preview after a rate limit: one more than the attempt that hit the limit. So
+   * such jobs never reuse a key of the jobs they continue. Default 0. A regeneration's job
+   * starts at 0 again, and its keys differ by the file's new generation.
+   */
+  firstAttempt: z.number().int().nonnegative().optional(),
+});
 export type PreviewJobData = z.infer<typeof previewJobData>;
+
+/** Returns the attempt number in the idempotency keys of a preview job's model calls. */
+export function previewCallAttempt(data: { firstAttempt?: number } | null, retryCount: number): number {
+  return (data?.firstAttempt ?? 0) + retryCount;
+}
 
 export const previewQueueOptions = {
   retryLimit: 3,
@@ -30,7 +48,9 @@ export const previewQueueOptions = {
  * and a settled call is never charged twice. A suspended or uninstalled installation, or a
  * GitHub response over the size limit, fails the request at once and completes the job without
  * a retry. Such a response to a file read fails only that file (see `runPreview`). A failure
- * ends the request only while this job is its current preview job (see endPatchRequest).
+ * ends the request only while this job is its current preview job (see endPatchRequest). A
+ * GitHub rate limit that Octokit does not wait out ends the job, and a new preview job
+ * continues the preview when the limit lifts (see `waitForRateLimit`).
  */
 export async function handlePreviewJob(
   context: AppContext,
@@ -38,11 +58,18 @@ export async function handlePreviewJob(
   /** Aborts when the process stops; see `runPreview`. */
   signal?: AbortSignal,
 ): Promise<void> {
-  const { patchRequestId } = previewJobData.parse(job.data);
+  const data = previewJobData.parse(job.data);
+  const { patchRequestId } = data;
   const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: previewQueue });
   const startedAt = Date.now();
+  const attempt = previewCallAttempt(data, job.retryCount);
   try {
-    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, { jobId: job.id, signal });
+    await clearPreviewRateLimit(context.db, patchRequestId, job.id);
+    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, {
+      jobId: job.id,
+      firstAttempt: data.firstAttempt,
+      signal,
+    });
     logger.info(
       { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },
       'preview finished',
@@ -92,6 +119,46 @@ export async function handlePreviewJob(
       return;
     }
     const finalAttempt = job.retryCount >= job.retryLimit;
+    const rateLimit = error instanceof PreviewRateLimitedError ? error.rateLimit : asGitHubRateLimit(error);
+    if (rateLimit) {
+      const response = error instanceof PreviewRateLimitedError ? error.cause : error;
+      try {
+        const outcome = await queuePreviewAfterRateLimit(
+          context,
+          { id: job.id, data, queue: previewQueue },
+          attempt,
+          rateLimit,
+          response,
+          logger,
+        );
+        if (outcome.kind === 'queued') {
+          logger.info(
+            {
+              event: 'job.preview.completed',
+              status: 'waiting',
+              nextJobId: outcome.jobId,
+              rateLimitedUntil: new Date(rateLimit.liftsAt).toISOString(),
+            },
+            'preview continues in a new job when the GitHub rate limit lifts',
+          );
+        } else if (outcome.kind === 'too_long') {
+          await endPatchRequest(context, job, patchRequestId, outcome.error, logger);
+        } else if (outcome.kind === 'unavailable') {
+          await endPatchRequest(context, job, patchRequestId, outcome.unavailable, logger);
+          logger.warn(
+            { event: 'job.preview.stopped', installationId: outcome.unavailable.installationId },
+            'preview stopped: the installation is unavailable',
+          );
+        }
+      } catch (queueError) {
+        // The transaction rolled back, so the request still names this job, and pg-boss retries
+        // it unless this was the last attempt.
+        logRateLimitQueueFailure(logger, 'job.preview', queueError, rateLimit, job);
+        if (finalAttempt) await endPatchRequest(context, job, patchRequestId, response, logger);
+        throw toJobError(queueError);
+      }
+      return;
+    }
     const safe = toSafeError(error);
     logger.error(
       { event: 'job.preview.failed', err: safe, attempt: job.retryCount, finalAttempt },

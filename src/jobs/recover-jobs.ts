@@ -11,7 +11,7 @@ import { closedApplyCheckQueue, recordUnfinishedCheck } from './closed-apply-che
 import { fixPressNoticeQueue, startNoticesWaitingForReport } from './fix-press-notice-queue.ts';
 import { transactionDb } from './boss.ts';
 import { lockIsFree } from './job-liveness.ts';
-import { previewQueue } from './preview.ts';
+import { previewCallAttempt, previewQueue } from './preview.ts';
 import { reportQueue } from './report.ts';
 
 export const recoverJobsQueue = 'recover-jobs';
@@ -46,7 +46,7 @@ type ActiveJob = {
   singleton_key: string | null;
   retry_count: number;
   retry_limit: number;
-  data: { runId?: string; patchRequestId?: string } | null;
+  data: { runId?: string; patchRequestId?: string; firstAttempt?: number } | null;
   started_on: string | Date;
 };
 
@@ -246,13 +246,15 @@ async function cleanUpAfter(
   let released = 0;
   // Each update checks that the run or preview still names this job. A run queued again by a
   // new delivery, or a preview with a regenerated file, belongs to a newer job, whose
-  // attempts reuse this job's attempt numbers in their idempotency keys.
+  // attempts reuse this job's attempt numbers in their idempotency keys. A preview job that
+  // continues after a rate limit numbers its attempts on from `firstAttempt` instead.
   if (job.name === previewQueue && patchRequestId) {
     const [request] = await db.execute<{ current: boolean }>(sql`
       SELECT preview_job_id = ${job.id} AS current FROM patch_requests WHERE id = ${patchRequestId}
     `);
     if (!request?.current) return 0;
-    released = await releaseAttemptReservations(db, patchRequestId, job.retry_count);
+    const attempt = previewCallAttempt(job.data, job.retry_count);
+    released = await releaseAttemptReservations(db, patchRequestId, attempt);
     // Checked again under the request's lock, in case a regeneration sent a new job since.
     if (lastAttempt) await failPatchRequest(db, patchRequestId, error, { jobId: job.id });
   } else if (job.name === analyzeQueue && runId && lastAttempt) {

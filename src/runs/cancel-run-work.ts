@@ -10,9 +10,10 @@ import { previewQueue } from '../jobs/preview.ts';
 
 /**
  * Cancels the unfinished patch requests of `runIds` with `reason`. Preview jobs that have not
- * started are cancelled in pg-boss in the same transaction. A preview already running reads the
- * cancelled status before its next file and stops. A regenerated file not yet done gets its
- * earlier result back. Returns the ids of the cancelled requests.
+ * started are cancelled in pg-boss in the same transaction: the job of a queued request, and
+ * the job of a running request that waits for a GitHub rate limit to lift. A preview already
+ * running reads the cancelled status before its next file and stops. A regenerated file not
+ * yet done gets its earlier result back. Returns the ids of the cancelled requests.
  */
 export async function cancelPatchRequestsOfRuns(
   tx: Transaction,
@@ -39,7 +40,7 @@ export async function cancelPatchRequestsOfRuns(
 
   await tx
     .update(patchRequests)
-    .set({ status: 'cancelled', error: reason, completedAt: new Date() })
+    .set({ status: 'cancelled', error: reason, completedAt: new Date(), previewRateLimitedUntil: null })
     .where(
       inArray(
         patchRequests.id,
@@ -54,6 +55,17 @@ export async function cancelPatchRequestsOfRuns(
   const queuedJobIds = unfinished
     .filter((request) => request.status === 'queued' && request.previewJobId !== null)
     .map((request) => request.previewJobId!);
+  const runningJobIds = unfinished
+    .filter((request) => request.status === 'running' && request.previewJobId !== null)
+    .map((request) => request.previewJobId!);
+  if (runningJobIds.length > 0) {
+    // A running request's job that pg-boss has not started continues the preview after a rate
+    // limit (see queuePreviewAfterRateLimit).
+    const waiting = await tx.execute<{ id: string }>(sql`
+      SELECT id FROM pgboss.job
+      WHERE name = ${previewQueue} AND id IN ${runningJobIds} AND state = 'created'`);
+    queuedJobIds.push(...waiting.map((job) => job.id));
+  }
   if (queuedJobIds.length > 0) {
     await boss.cancel(previewQueue, queuedJobIds, { db: transactionDb(tx) });
   }

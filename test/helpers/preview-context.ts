@@ -42,6 +42,8 @@ export async function createPreviewTestContext(options: {
   geminiApiKey?: string;
   /** Maximum bytes of one GitHub response body, or the app's default when unset. */
   maxResponseBytes?: number;
+  /** More environment variables of the app, such as PREVIEW_FILE_CONCURRENCY. */
+  env?: Record<string, string>;
 }): Promise<PreviewTestContext> {
   const groq = await startFakeGroq();
   const gemini = await startFakeGemini();
@@ -69,6 +71,7 @@ export async function createPreviewTestContext(options: {
       ? {}
       : { GEMINI_API_KEY: options.geminiApiKey, GEMINI_BASE_URL: gemini.url }),
     LLM_MAX_RETRIES: '0',
+    ...options.env,
   });
   context.github = createGitHubApp({
     appId,

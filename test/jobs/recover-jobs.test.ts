@@ -161,6 +161,23 @@ describe('recoverDeadJobs', () => {
     await context.db.update(users).set({ tokensReserved: 0 }).where(eq(users.id, userId));
   });
 
+  it('releases the holds of a job that continues after a rate limit', async () => {
+    const { patchRequestId, jobId } = await activePreview({ ageSeconds: 120 });
+    // The job continues a preview whose attempt 1 was rate-limited, so its first attempt is 2.
+    const data = { patchRequestId, rateLimitedSince: Date.now() - 60_000, firstAttempt: 2 };
+    await context.db.execute(sql`UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${jobId}`);
+    await holdTokens(700, `${patchRequestId}:src/a.ts:generation-0:attempt-2:groq`);
+    await holdTokens(50, `${patchRequestId}:src/a.ts:generation-0:attempt-0:groq`);
+
+    const outcome = await recoverDeadJobs(context, quick);
+
+    expect(outcome).toEqual({ retried: 1, failed: 0, releasedTokens: 700 });
+    expect((await jobState(jobId)).state).toBe('retry');
+    expect(await reservedTokens()).toBe(50);
+    await context.db.delete(tokenReservations);
+    await context.db.update(users).set({ tokensReserved: 0 }).where(eq(users.id, userId));
+  });
+
   it('leaves a job whose worker holds its liveness lock', async () => {
     const { jobId } = await activePreview({ ageSeconds: 120 });
     const liveness = new JobLiveness(context.database.url, context.logger);

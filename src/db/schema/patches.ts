@@ -67,6 +67,11 @@ export const patchRequests = pgTable(
     completedAt: timestamp({ withTimezone: true }),
     /** pg-boss id of the preview job, so a superseded run or a closed pull request cancels it. */
     previewJobId: uuid(),
+    /**
+     * When the rate limit lifts that preview job `previewJobId` waits for, after GitHub
+     * rate-limited an earlier job of the preview. Cleared when that job starts.
+     */
+    previewRateLimitedUntil: timestamp({ withTimezone: true }),
     /** Set while an apply is in progress, so two concurrent applies cannot both commit. */
     applyStartedAt: timestamp({ withTimezone: true }),
     applyMode: text({ enum: applyModes }),

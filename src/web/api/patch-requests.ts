@@ -20,9 +20,11 @@ import {
   findSelectionOverAllowance,
   loadPreviewPayment,
 } from '../../autofix/preview-budget.ts';
+import { previewRateLimitedUntil } from '../../autofix/preview-wait.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, prRuns, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
+import { previewQueue } from '../../jobs/preview.ts';
 import { pullRequestClosedError } from '../../runs/pull-request-closed.ts';
 import { runNotCompletedMessage, supersededRunMessage } from '../../runs/run-not-completed.ts';
 import { findNewestRun, findNewestRunOfOtherOwner, findVisibleRun } from '../../runs/visible-runs.ts';
@@ -182,6 +184,8 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     const tokens = splitPreviewTokens(request, files);
     const applyRetry = await findApplyRetry(context.boss, request);
     const applyWait = visibleApplyWait(request, applyRetry);
+    // A preview job waits while the request is running, and an apply only once it is ready.
+    const previewWaitUntil = previewRateLimitedUntil(request);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
     return c.json({
@@ -215,7 +219,9 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           : null,
       applyClosedCheck: request.appliedAt === null ? request.applyClosedCheck : null,
       pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
-      rateLimitWait: waitJson('rate_limit'),
+      rateLimitWait: previewWaitUntil
+        ? { job: previewQueue, until: previewWaitUntil.toISOString() }
+        : waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
       applyRetry: applyRetry
         ? {

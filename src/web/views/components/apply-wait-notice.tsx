@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import { describeApplyRetry, type ApplyRetry } from '../../../apply/apply-retry.ts';
 import { describeApplyWait, type ApplyWait } from '../../../apply/apply-wait.ts';
 import type { ApplyMode, ClosedApplyCheck } from '../../../db/schema/index.ts';
+import { describeWait } from '../../../runs/run-rate-limit.ts';
 import { MarkedText } from './marked-text.tsx';
 import { Time } from './time.tsx';
 
@@ -12,6 +13,20 @@ export const ApplyWaitNotice: FC<{ wait: ApplyWait }> = ({ wait }) => {
   return (
     <p class={`notice ${kind}`}>
       {text.before} <Time date={wait.until} />
+      {text.after}
+    </p>
+  );
+};
+
+/**
+ * Renders the notice that a preview job waits for a GitHub rate limit to lift at `until`, in
+ * the words and markup of ApplyWaitNotice.
+ */
+export const PreviewWaitNotice: FC<{ until: Date }> = ({ until }) => {
+  const text = describeWait('Previewing', until, new Date());
+  return (
+    <p class="notice rate-limit-wait">
+      {text.before} <Time date={until} />
       {text.after}
     </p>
   );

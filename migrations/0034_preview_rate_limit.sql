@@ -1,0 +1,1 @@
+ALTER TABLE "patch_requests" ADD COLUMN "preview_rate_limited_until" timestamp with time zone;

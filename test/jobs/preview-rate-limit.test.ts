@@ -1,0 +1,336 @@
+// A preview whose file read GitHub rate-limits for longer than Octokit waits ends its attempt
+// without failing files, and a new preview job continues it once the limit lifts.
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
+import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
+import { installations, patchFiles, patchRequests, tokenEvents } from '../../src/db/schema/index.ts';
+import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
+import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
+import type { FakeResponse } from '../../src/demo/fakes/github/router.ts';
+import { handlePreviewJob, previewQueue, type PreviewJobData } from '../../src/jobs/preview.ts';
+import { cancelInstallationWork } from '../../src/runs/cancel-installation-work.ts';
+import { cancelPatchRequestsOfRuns } from '../../src/runs/cancel-run-work.ts';
+import { createApp } from '../../src/web/app.tsx';
+import type { TestContext } from '../helpers/context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
+import {
+  answerWithFixedFiles,
+  consoleLogFiles,
+  consoleLogFixes,
+  createPatchRequestForRun,
+  createPreviewTestContext,
+  insertConsoleLogFindings,
+  installationId,
+  type PreviewTestContext,
+} from '../helpers/preview-context.ts';
+import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+
+const contentsPath = '/repos/:owner/:repo/contents/*path';
+
+let setup: PreviewTestContext;
+let context: TestContext;
+let app: ReturnType<typeof createApp>;
+let user: SignedInUser;
+/**
+ * Runs on each read of a file's contents with the file's path. A response that it returns is
+ * sent in place of the file.
+ */
+let onContentsRead: ((path: string) => Promise<FakeResponse | null>) | null = null;
+
+/** Returns a primary rate limit response that lifts `seconds` from now, and its lift time. */
+function rateLimitFor(seconds: number): { response: FakeResponse; liftsAt: number } {
+  const reset = Math.floor(Date.now() / 1000) + seconds;
+  const { status, headers, body } = primaryRateLimitError('GET', contentsPath, reset);
+  return { response: { status, headers, body }, liftsAt: (reset + 1) * 1000 };
+}
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function completions(): number {
+  return setup.groq.requests.filter((request) => request.path.endsWith('/chat/completions')).length;
+}
+
+async function storedRequest(id: string) {
+  const [row] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, id));
+  return row!;
+}
+
+async function fileStatuses(id: string) {
+  const rows = await context.db
+    .select({ path: patchFiles.path, status: patchFiles.status, error: patchFiles.error })
+    .from(patchFiles)
+    .where(eq(patchFiles.patchRequestId, id))
+    .orderBy(patchFiles.path);
+  return rows;
+}
+
+/** Returns the ledger rows of the request's model calls, by path. */
+async function ledgerRows(id: string) {
+  return context.db
+    .select({ path: tokenEvents.path, key: tokenEvents.idempotencyKey })
+    .from(tokenEvents)
+    .where(eq(tokenEvents.patchRequestId, id))
+    .orderBy(tokenEvents.path);
+}
+
+/** Returns the request's preview jobs, oldest first. */
+async function previewJobs(id: string) {
+  return context.database.sql<{ id: string; data: PreviewJobData; start_after: Date; state: string }[]>`
+    SELECT id, data, start_after, state FROM pgboss.job
+    WHERE name = ${previewQueue} AND data->>'patchRequestId' = ${id}
+    ORDER BY created_on, id`;
+}
+
+const runPreviewJob = (jobId: string) =>
+  runDueJob<PreviewJobData>(context, previewQueue, jobId, (job) => handlePreviewJob(context, job));
+
+async function previewJson(id: string) {
+  const response = await app.request(`/api/patch-requests/${id}`, { headers: { cookie: user.cookie } });
+  expect(response.status).toBe(200);
+  return (await response.json()) as { status: string; rateLimitWait: unknown; files: { path: string; status: string }[] };
+}
+
+async function previewPage(id: string): Promise<string> {
+  const response = await app.request(`/patch-requests/${id}`, { headers: { cookie: user.cookie } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/**
+ * Creates a preview of both files and runs its job while the read of src/b.ts is rate-limited
+ * for `seconds`, after src/a.ts's model call has started. Returns the request and the lift time.
+ */
+async function previewWithLimitedSecondFile(seconds: number, since?: number) {
+  const id = await createPatchRequestForRun(context, setup.runId, user.userId);
+  const jobId = (await storedRequest(id)).previewJobId!;
+  if (since !== undefined) {
+    const data: PreviewJobData = { patchRequestId: id, rateLimitedSince: since };
+    await context.database.sql`UPDATE pgboss.job SET data = ${JSON.stringify(data)}::jsonb WHERE id = ${jobId}`;
+  }
+  const limit = rateLimitFor(seconds);
+  const callsBefore = completions();
+  onContentsRead = async (path) => {
+    if (path !== 'src/b.ts') return null;
+    onContentsRead = null;
+    await waitUntil(() => completions() > callsBefore);
+    return limit.response;
+  };
+  await runPreviewJob(jobId);
+  return { id, jobId, liftsAt: limit.liftsAt };
+}
+
+beforeAll(async () => {
+  setup = await createPreviewTestContext({
+    head: consoleLogFiles,
+    groqApiKey: 'gsk_platform_preview_rate_limit_test',
+    env: { PREVIEW_FILE_CONCURRENCY: '2', GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '3600' },
+  });
+  context = setup.context;
+  user = await createSignedInUser(context.db, { login: 'preview-rate-limit', plan: 'pro', tokenLimit: 100_000 });
+  await context.db.update(installations).set({ userId: user.userId }).where(eq(installations.id, installationId));
+  await insertConsoleLogFindings(context, setup.runId, Object.keys(consoleLogFiles));
+  app = createApp(context);
+  const contents = defaultRoutes.find((route) => route.method === 'GET' && route.pattern === contentsPath)!;
+  setup.github.addRoute({
+    ...contents,
+    async handle(routeContext) {
+      const hook = onContentsRead;
+      const replaced = hook ? await hook(routeContext.params.path!) : null;
+      return replaced ?? contents.handle(routeContext);
+    },
+  });
+});
+
+beforeEach(() => {
+  onContentsRead = null;
+  answerWithFixedFiles(consoleLogFixes, setup.groq, setup.gemini);
+});
+
+afterAll(async () => {
+  await setup?.close();
+});
+
+describe('preview job under a long rate limit', () => {
+  let waitedId: string;
+
+  it('continues in a new job when the limit lifts', async () => {
+    const before = Date.now();
+    const { id, jobId, liftsAt } = await previewWithLimitedSecondFile(120);
+    waitedId = id;
+
+    expect(await fileStatuses(id)).toEqual([
+      { path: 'src/a.ts', status: 'ready', error: null },
+      { path: 'src/b.ts', status: 'pending', error: null },
+    ]);
+    expect(completions()).toBe(1);
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts']);
+
+    const jobs = await previewJobs(id);
+    expect(jobs.map((job) => job.state)).toEqual(['completed', 'created']);
+    const next = jobs[1]!;
+    expect(jobs[0]!.id).toBe(jobId);
+    expect(new Date(next.start_after).getTime()).toBe(liftsAt);
+    expect(next.data.firstAttempt).toBe(1);
+    expect(next.data.rateLimitedSince).toBeGreaterThanOrEqual(before);
+    const waiting = await storedRequest(id);
+    expect(waiting.status).toBe('running');
+    expect(waiting.error).toBeNull();
+    expect(waiting.previewJobId).toBe(next.id);
+    expect(waiting.previewRateLimitedUntil?.getTime()).toBe(liftsAt);
+
+    const until = new Date(liftsAt).toISOString();
+    const json = await previewJson(id);
+    expect(json.status).toBe('running');
+    expect(json.rateLimitWait).toEqual({ job: previewQueue, until });
+    const page = await previewPage(id);
+    expect(page).toContain('Previewing waits for a GitHub rate limit on this installation until');
+    expect(page).toContain(`datetime="${until}"`);
+    const logged = context.logs.find((line) => line.event === 'job.preview.rate_limited' && line.jobId === jobId);
+    expect(logged?.nextJobId).toBe(next.id);
+    const completed = context.logs.find((line) => line.event === 'job.preview.completed' && line.jobId === jobId);
+    expect(completed?.status).toBe('waiting');
+    expect(completed?.rateLimitedUntil).toBe(until);
+
+    await runPreviewJob(next.id);
+
+    expect(await fileStatuses(id)).toEqual([
+      { path: 'src/a.ts', status: 'ready', error: null },
+      { path: 'src/b.ts', status: 'ready', error: null },
+    ]);
+    expect(completions()).toBe(2);
+    const ledger = await ledgerRows(id);
+    expect(ledger.map((row) => row.path)).toEqual(['src/a.ts', 'src/b.ts']);
+    expect(ledger[0]!.key).toContain(':attempt-0:');
+    expect(ledger[1]!.key).toContain(':attempt-1:');
+    const done = await storedRequest(id);
+    expect(done.status).toBe('ready');
+    expect(done.previewRateLimitedUntil).toBeNull();
+    expect((await previewJson(id)).rateLimitWait).toBeNull();
+    expect(await previewPage(id)).not.toContain('waits for a GitHub rate limit');
+  }, 30_000);
+
+  it('waits in a regeneration job', async () => {
+    const [fileB] = await context.db
+      .select()
+      .from(patchFiles)
+      .where(eq(patchFiles.patchRequestId, waitedId))
+      .orderBy(patchFiles.path)
+      .offset(1);
+    const payment = await loadPreviewPayment(context, user.userId);
+    const regenerated = await regeneratePatchFile(context.db, context.boss, {
+      userId: user.userId,
+      patchRequestId: waitedId,
+      fileId: fileB!.id,
+      payment,
+    });
+    expect(regenerated.ok).toBe(true);
+    const jobId = (await storedRequest(waitedId)).previewJobId!;
+    const limit = rateLimitFor(300);
+    onContentsRead = async (path) => (path === 'src/b.ts' ? limit.response : null);
+    const callsBefore = completions();
+
+    await runPreviewJob(jobId);
+
+    onContentsRead = null;
+    expect(completions()).toBe(callsBefore);
+    const waiting = await storedRequest(waitedId);
+    expect(waiting.status).toBe('running');
+    expect(waiting.previewJobId).not.toBe(jobId);
+    expect(waiting.previewRateLimitedUntil?.getTime()).toBe(limit.liftsAt);
+    expect((await previewJson(waitedId)).rateLimitWait).toEqual({
+      job: previewQueue,
+      until: new Date(limit.liftsAt).toISOString(),
+    });
+
+    await runPreviewJob(waiting.previewJobId!);
+
+    expect(completions()).toBe(callsBefore + 1);
+    expect((await storedRequest(waitedId)).status).toBe('ready');
+    const ledger = await ledgerRows(waitedId);
+    expect(ledger.map((row) => row.path)).toEqual(['src/a.ts', 'src/b.ts', 'src/b.ts']);
+  }, 30_000);
+
+  it('redoes a file read before the limit once', async () => {
+    const id = await createPatchRequestForRun(context, setup.runId, user.userId);
+    const jobId = (await storedRequest(id)).previewJobId!;
+    const limit = rateLimitFor(120);
+    // src/a.ts is read after src/b.ts got the limit, so its call must not start.
+    onContentsRead = async (path) => {
+      if (path === 'src/b.ts') return limit.response;
+      await waitUntil(() =>
+        context.logs.some((line) => line.event === 'preview.file_deferred' && line.patchRequestId === id),
+      );
+      return null;
+    };
+    const callsBefore = completions();
+
+    await runPreviewJob(jobId);
+
+    onContentsRead = null;
+    expect(completions()).toBe(callsBefore);
+    expect((await fileStatuses(id)).map((file) => file.status)).toEqual(['pending', 'pending']);
+    const next = (await storedRequest(id)).previewJobId!;
+    expect(next).not.toBe(jobId);
+
+    await runPreviewJob(next);
+
+    expect(completions()).toBe(callsBefore + 2);
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts', 'src/b.ts']);
+    expect((await storedRequest(id)).status).toBe('ready');
+  }, 30_000);
+
+  it('fails past the maximum wait', async () => {
+    // Rate-limited since 59 minutes ago, and the limit lifts in another 2.
+    const { id, jobId } = await previewWithLimitedSecondFile(120, Date.now() - 59 * 60_000);
+
+    const jobs = await previewJobs(id);
+    expect(jobs.map((job) => job.state)).toEqual(['completed']);
+    const request = await storedRequest(id);
+    expect(request.previewJobId).toBe(jobId);
+    expect(request.status).toBe('partially_ready');
+    expect(request.previewRateLimitedUntil).toBeNull();
+    const files = await fileStatuses(id);
+    expect(files[0]).toEqual({ path: 'src/a.ts', status: 'ready', error: null });
+    expect(files[1]!.status).toBe('failed');
+    expect(files[1]!.error).toMatch(
+      /^Preview failed: GitHub rate-limited the installation until \S+, later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\) after the first rate-limited response allows\. Try again after that time\.$/,
+    );
+    expect((await previewJson(id)).rateLimitWait).toBeNull();
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts']);
+  }, 30_000);
+
+  it('cancels the waiting job on a close', async () => {
+    const { id } = await previewWithLimitedSecondFile(120);
+    const next = (await storedRequest(id)).previewJobId!;
+
+    await context.db.transaction((tx) =>
+      cancelPatchRequestsOfRuns(tx, context.boss, [setup.runId], 'The pull request was closed.'),
+    );
+
+    expect((await context.boss.getJobById(previewQueue, next))!.state).toBe('cancelled');
+    const cancelled = await storedRequest(id);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.previewRateLimitedUntil).toBeNull();
+    expect((await previewJson(id)).rateLimitWait).toBeNull();
+  }, 30_000);
+
+  it('cancels the waiting job on a suspend', async () => {
+    const { id } = await previewWithLimitedSecondFile(120);
+    const next = (await storedRequest(id)).previewJobId!;
+
+    await context.db.transaction((tx) =>
+      cancelInstallationWork(tx, context.boss, installationId, 'The app was suspended.'),
+    );
+
+    expect((await context.boss.getJobById(previewQueue, next))!.state).toBe('cancelled');
+    expect((await storedRequest(id)).status).toBe('cancelled');
+    expect((await previewJson(id)).rateLimitWait).toBeNull();
+  }, 30_000);
+});
