@@ -141,6 +141,11 @@ export async function runPreview(
     signal?: AbortSignal;
     /** Thread that runs the files' diffs. Default `sharedFixDiffWorker`, which the process shares. */
     diffWorker?: DiffWorker;
+    /**
+     * Time in milliseconds since the epoch until which the settle of a model call is retried
+     * while the database is unreachable (see `meterClient`): the end of the attempt's time limit.
+     */
+    settleRetryUntil?: number;
   } = {},
 ): Promise<PreviewOutcome> {
   const { db, config } = context;
@@ -295,6 +300,7 @@ export async function runPreview(
       signal: options.signal,
       logger: fileLogger,
       diffWorker: options.diffWorker,
+      settleRetryUntil: options.settleRetryUntil,
     });
     // A file that failed while the process stops may have failed only because its call was
     // aborted, so it is left for the retry. A ready file is stored, because its call was paid.
@@ -470,6 +476,7 @@ async function previewFile(
     signal?: AbortSignal;
     logger: Logger;
     diffWorker: DiffWorker | undefined;
+    settleRetryUntil: number | undefined;
   },
 ): Promise<FileOutcome> {
   const { config, db } = context;
@@ -521,6 +528,7 @@ async function previewFile(
       attempt: input.attempt,
       generation: input.generation,
       reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
+      settleRetryUntil: input.settleRetryUntil,
       logger: input.logger,
       onUsage: (tokens) => {
         totalTokens += tokens;

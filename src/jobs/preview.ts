@@ -39,7 +39,13 @@ export async function handlePreviewJob(
   const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: previewQueue });
   const startedAt = Date.now();
   try {
-    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, { jobId: job.id, signal });
+    // pg-boss takes the attempt for dead and retries it once its time limit has passed.
+    const timeLimitEnd = new Date(job.startedOn).getTime() + job.expireInSeconds * 1000;
+    const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, {
+      jobId: job.id,
+      signal,
+      settleRetryUntil: Number.isFinite(timeLimitEnd) ? timeLimitEnd : undefined,
+    });
     logger.info(
       { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },
       'preview finished',
