@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AllowanceExceededError, meterClient } from '../../src/autofix/metered-client.ts';
+import { AllowanceExceededError, meterClient, type MeterOptions } from '../../src/autofix/metered-client.ts';
 import { connectDatabase } from '../../src/db/client.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
@@ -74,7 +74,10 @@ async function newPatchRequest(tokenLimit = 100_000) {
   return { userId: user.userId, patchRequestId: request!.id };
 }
 
-function meter(client: ModelClient, input: { userId: string; patchRequestId: string; path: string; attempt: number }) {
+function meter(
+  client: ModelClient,
+  input: { userId: string; patchRequestId: string; path: string; attempt: number } & Partial<MeterOptions>,
+) {
   return meterClient(client, {
     db: context.db,
     keySource: 'platform',
@@ -308,15 +311,12 @@ describe('meterClient', () => {
         await database.cut();
         setTimeout(() => void database.restore(), 1_500);
       });
-      await meterClient(client, {
-        db: database.db,
+      await meter(client, {
         userId,
         patchRequestId,
         path: 'a.ts',
         attempt: 0,
-        keySource: 'platform',
-        generation: 0,
-        reservationTtlSeconds: 600,
+        db: database.db,
         settleRetryUntil: Date.now() + 30_000,
         logger: context.logger,
       }).generate(request);
@@ -342,15 +342,12 @@ describe('meterClient', () => {
     try {
       const client = clientThatCuts(300, () => database.cut());
       // One retry after 1 s fits before the limit, and the next one, 2 s later, does not.
-      error = await meterClient(client, {
-        db: database.db,
+      error = await meter(client, {
         userId,
         patchRequestId,
         path: 'a.ts',
         attempt: 0,
-        keySource: 'platform',
-        generation: 0,
-        reservationTtlSeconds: 600,
+        db: database.db,
         settleRetryUntil: Date.now() + 1_500,
         logger: context.logger,
       })
