@@ -352,8 +352,8 @@ export async function startEmbeddedPostgres(options: {
         output: recentOutput.filter(Boolean).slice(-5),
       },
       `the bundled PostgreSQL in ${options.clusterDir} exited (${signal ?? `code ${code}`}) ` +
-        'although Fixwright did not stop it. Fixwright does not restart it, so start Fixwright ' +
-        'again, which starts it.',
+        'although Fixwright did not stop it. Fixwright does not restart it, so restart Fixwright, ' +
+        'which starts it again.',
     );
     options.onExit?.();
   });
