@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
 import { retryWhileUnreachable } from '../db/retry-unreachable.ts';
 import type { KeySource } from '../db/schema/index.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { estimatePromptTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
 import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
-import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import { releaseReservation, reserveTokens, settleCall, type SettleInput } from '../usage/allowance.ts';
 import { billFailedResponse, billResponse, type BilledUsage } from './billed-usage.ts';
@@ -57,8 +57,8 @@ export interface MeterOptions {
  * A settle that fails because the database is unreachable is retried until `settleRetryUntil`
  * or until the call's signal aborts. The ledger's unique idempotency key makes a repeated
  * settle charge nothing. A settle that fails for good is logged as `usage.settle_failed` with
- * the key and the token counts, so that an operator can add the call by hand, and its error is
- * thrown.
+ * the key and the token counts, so that an operator can reconcile the ledger with the
+ * provider's bill, and its error is thrown.
  */
 export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
   // The key contains the path's SHA-256, because a git path can be longer than the ledger's
@@ -134,7 +134,10 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     options.onUsage?.(usage.totalTokens);
   };
 
-  const settleWithRetries = async (input: SettleInput, signal: AbortSignal | undefined): Promise<void> => {
+  const settleWithRetries = async (
+    input: SettleInput,
+    signal: AbortSignal | undefined,
+  ): Promise<void> => {
     const call = {
       idempotencyKey: input.idempotencyKey,
       provider: input.provider,

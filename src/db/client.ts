@@ -56,7 +56,9 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
 /** Returns the URL that connectDatabase opened `db` with, for a connection of its own. */
 export function databaseUrlOf(db: Database): string {
   const url = databaseUrls.get(db);
-  if (url === undefined) throw new Error('This database was not opened by connectDatabase, so its URL is unknown.');
+  if (url === undefined) {
+    throw new Error('This database was not opened by connectDatabase, so its URL is unknown.');
+  }
   return url;
 }
 

@@ -11,7 +11,7 @@ export interface UnreachableRetryOptions {
   retryUntil?: number;
   /** Ends the retries at once when it aborts, and the last error is thrown. */
   signal?: AbortSignal;
-  /** Called after each failure that will be retried, with the error and the retry's number (1 for the first). */
+  /** Called after each failure that is retried, with the error and the retry's number, from 1. */
   onRetry?: (error: unknown, retry: number) => void;
 }
 

@@ -40,10 +40,9 @@ export function guardTransactions(sql: Sql): void {
 
 /** Returns the error of a query that the guard rejects, which isConnectionError recognises. */
 function connectionClosedError(): Error {
-  return Object.assign(
-    new Error('write CONNECTION_CLOSED: the connection of this transaction closed, so the query was not sent'),
-    { code: 'CONNECTION_CLOSED' },
-  );
+  const message =
+    'write CONNECTION_CLOSED: the connection of this transaction closed, so the query was not sent';
+  return Object.assign(new Error(message), { code: 'CONNECTION_CLOSED' });
 }
 
 /**

@@ -110,9 +110,9 @@ export async function stopBoss(
  * statements are retried while the database is unreachable (after 1 s, 2 s and 4 s, then every
  * 5 s) and never reject. A repeat of a statement that had committed before its connection was
  * cut changes nothing that matters: completing changes only active jobs, and failing a job that
- * waits for its retry again only sets its start time anew. A completion that stopBoss interrupts, or that fails otherwise, is logged as
- * `jobs.completion_failed` and resolves as if it changed no job. The job then stays active
- * until the recovery pass or its expiry retries it.
+ * waits for its retry again only sets its start time anew. A completion that stopBoss
+ * interrupts, or that fails otherwise, is logged as `jobs.completion_failed` and resolves as if
+ * it changed no job. The job then stays active until the recovery pass or its expiry retries it.
  */
 function guardJobCompletions(
   db: OwnDb,

@@ -363,7 +363,8 @@ describe('meterClient', () => {
     const failed = logsOf(context, 'usage.settle_failed', { patchRequestId });
     expect(failed).toHaveLength(1);
     expect(failed[0]!.level).toBe(50);
-    expect(failed[0]!.idempotencyKey).toMatch(new RegExp(`^${patchRequestId}:[0-9a-f]{64}:generation-0:attempt-0:groq$`));
+    const keyPattern = new RegExp(`^${patchRequestId}:[0-9a-f]{64}:generation-0:attempt-0:groq$`);
+    expect(failed[0]!.idempotencyKey).toMatch(keyPattern);
     expect(failed[0]!.provider).toBe('groq');
     expect(failed[0]!.userId).toBe(userId);
     expect(failed[0]!.promptTokens).toBe(290);

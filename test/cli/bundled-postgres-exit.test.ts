@@ -44,8 +44,9 @@ describe('bundled PostgreSQL exit', () => {
       { timeoutMs: 30_000, describe: () => `the model call to start; output:\n${service.output()}` },
     );
 
-    const postmasterPid = Number((await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
-    process.kill(postmasterPid, 'SIGKILL');
+    // The first line of postmaster.pid is the server's pid.
+    const pidFile = await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8');
+    process.kill(Number(pidFile.split('\n')[0]), 'SIGKILL');
     await waitFor(async () => service.process.exitCode !== null || service.process.signalCode !== null, {
       timeoutMs: 45_000,
       describe: () => `the service to exit; output:\n${service.output()}`,
@@ -70,7 +71,8 @@ describe('bundled PostgreSQL exit', () => {
     const failed = serviceEvents(output, 'usage.settle_failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]!.level).toBe(50);
-    expect(failed[0]!.idempotencyKey).toMatch(new RegExp(`^${patchRequestId}:[0-9a-f]{64}:generation-0:attempt-0:groq$`));
+    const keyPattern = new RegExp(`^${patchRequestId}:[0-9a-f]{64}:generation-0:attempt-0:groq$`);
+    expect(failed[0]!.idempotencyKey).toMatch(keyPattern);
     expect(failed[0]!.provider).toBe('groq');
     expect(failed[0]!.totalTokens).toBe(call.reply!.usage!.total_tokens);
     expect(failed[0]!.promptTokens).toBe(call.reply!.usage!.prompt_tokens);

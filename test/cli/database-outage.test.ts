@@ -36,7 +36,8 @@ describe('database outage during a preview', () => {
     fakes.groq.setHandler(() => ({ text: fixedFile, delayMs: 2_000 }));
     const patchRequestId = await requestPreview(service, fakes, env);
 
-    const completions = () => fakes.groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    const completions = () =>
+      fakes.groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
     const call = await waitFor(async () => completions()[0], {
       timeoutMs: 30_000,
       describe: () => `the model call to start; output:\n${service!.output()}`,
@@ -59,7 +60,8 @@ describe('database outage during a preview', () => {
       const request = await waitFor(
         async () => {
           const [row] = await sql<{ status: string; total_tokens: number; user_id: string }[]>`
-            SELECT status, total_tokens::int AS total_tokens, user_id FROM patch_requests WHERE id = ${patchRequestId}`;
+            SELECT status, total_tokens::int AS total_tokens, user_id
+            FROM patch_requests WHERE id = ${patchRequestId}`;
           return row?.status === 'ready' ? row : undefined;
         },
         { timeoutMs: 30_000, describe: () => `the preview to be ready; output:\n${service!.output()}` },
@@ -70,14 +72,16 @@ describe('database outage during a preview', () => {
       expect(completions()).toHaveLength(1);
       expect(fakes.gemini.requests).toHaveLength(0);
       const ledger = await sql<{ idempotency_key: string; charged_tokens: number }[]>`
-        SELECT idempotency_key, charged_tokens::int AS charged_tokens FROM token_events WHERE patch_request_id = ${patchRequestId}`;
+        SELECT idempotency_key, charged_tokens::int AS charged_tokens
+        FROM token_events WHERE patch_request_id = ${patchRequestId}`;
       expect(ledger).toHaveLength(1);
       expect(ledger[0]!.charged_tokens).toBe(reported);
       expect(ledger[0]!.idempotency_key).toMatch(/:attempt-0:groq$/);
       expect(request.total_tokens).toBe(reported);
       const [user] = await sql<{ tokens_used: number; tokens_reserved: number; ledger_sum: number }[]>`
         SELECT tokens_used::int AS tokens_used, tokens_reserved::int AS tokens_reserved,
-          (SELECT coalesce(sum(charged_tokens), 0)::int FROM token_events WHERE user_id = users.id) AS ledger_sum
+          (SELECT coalesce(sum(charged_tokens), 0)::int FROM token_events WHERE user_id = users.id)
+            AS ledger_sum
         FROM users WHERE id = ${request.user_id}`;
       expect(user!.tokens_used).toBe(reported);
       expect(user!.tokens_used).toBe(user!.ledger_sum);

@@ -100,7 +100,8 @@ export async function requestPreview(
     const response = await postSignedWebhook(app, { secret: webhookSecret, event, deliveryId, payload });
     if (response.status !== 202) throw new Error(`the ${event} delivery got ${response.status}`);
   };
-  await deliver('installation', examplePayload('installation', 'created', installationId), 'preview-installation');
+  const installation = examplePayload('installation', 'created', installationId);
+  await deliver('installation', installation, 'preview-installation');
 
   const cliEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', ...env };
   const token = (await runCli(['users', 'token', '--login', 'Codertocat'], cliEnv)).stdout.trim();

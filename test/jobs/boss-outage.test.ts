@@ -48,7 +48,8 @@ async function gatedWorkers(boss: PgBoss, queue: string, workers: number) {
   const gate = new Promise<void>((resolve) => (release = resolve));
   const started = new Set<string>();
   for (let worker = 0; worker < workers; worker++) {
-    await boss.work<{ fail: boolean }>(queue, { pollingIntervalSeconds: 0.5, batchSize: 1 }, async ([job]) => {
+    const options = { pollingIntervalSeconds: 0.5, batchSize: 1 };
+    await boss.work<{ fail: boolean }>(queue, options, async ([job]) => {
       started.add(job!.id);
       await gate;
       if (job!.data.fail) throw new Error('the handler failed on purpose');
