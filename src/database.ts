@@ -16,12 +16,13 @@ export interface DatabaseLocation {
  * it accepts a connection unless this call started it. With `exclusive`, as `start` requests,
  * a bundled server that another live process runs is rejected with StartupError instead of
  * reused, because it stops when that process stops. `signal` is passed on to
- * openBundledPostgres.
+ * openBundledPostgres, and `onBundledServerExit` runs when a bundled server that this call
+ * started exits on its own.
  */
 export async function locateDatabase(
   config: Config,
   logger: Logger,
-  options: { exclusive?: boolean; signal?: AbortSignal } = {},
+  options: { exclusive?: boolean; signal?: AbortSignal; onBundledServerExit?: () => void } = {},
 ): Promise<DatabaseLocation> {
   if (config.DATABASE_URL) {
     await checkDatabaseUrl(config.DATABASE_URL);
@@ -33,6 +34,7 @@ export async function locateDatabase(
     logger,
     exclusive: options.exclusive,
     signal: options.signal,
+    onExit: options.onBundledServerExit,
   });
   // A server that another process runs may be shutting down, and then rejects connections.
   // NOTE: a shutdown that begins after this check fails the command with PostgreSQL's error.

@@ -39,14 +39,15 @@ export interface RunningService {
  * a step fails, or `signal` aborts, the parts started so far are stopped before this rejects,
  * with the error or with `signal.reason`. An abort takes effect when the running step ends,
  * except for the bundled PostgreSQL, which stops waiting for its start lock or for the server.
+ * `onDatabaseExit` runs when the bundled PostgreSQL that this start started exits on its own.
  */
 export async function startService(
   config: Config,
   logger: Logger,
   role: Role,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; onDatabaseExit?: () => void } = {},
 ): Promise<RunningService> {
-  const { signal } = options;
+  const { signal, onDatabaseExit } = options;
   checkRoleDatabase(config, role);
   // HOST and PORT first, and then the master key file, so that neither a bad address nor an
   // unreadable key file is found only after the database has started. The key file is created
@@ -58,7 +59,7 @@ export async function startService(
 
   const parts: StartedParts = {};
   try {
-    const port = await startParts(parts, { config, logger, role, keyring, signal });
+    const port = await startParts(parts, { config, logger, role, keyring, signal, onDatabaseExit });
     return {
       context: parts.context!,
       port,
@@ -122,12 +123,23 @@ interface StartedParts {
  */
 async function startParts(
   parts: StartedParts,
-  options: { config: Config; logger: Logger; role: Role; keyring: Keyring; signal?: AbortSignal },
+  options: {
+    config: Config;
+    logger: Logger;
+    role: Role;
+    keyring: Keyring;
+    signal?: AbortSignal;
+    onDatabaseExit?: () => void;
+  },
 ): Promise<number | undefined> {
   const { config, logger, role, keyring, signal } = options;
   // The bundled PostgreSQL stops with the process that started it, so a second `start` on
   // the same DATA_DIR is rejected instead of reusing it.
-  parts.database = await locateDatabase(config, logger, { exclusive: true, signal });
+  parts.database = await locateDatabase(config, logger, {
+    exclusive: true,
+    signal,
+    onBundledServerExit: options.onDatabaseExit,
+  });
   signal?.throwIfAborted();
   const database = parts.database;
   warnAboutNewerSchema(logger, await migrateDatabase(database.url));

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
+import { retryWhileUnreachable } from '../db/retry-unreachable.ts';
 import type { KeySource } from '../db/schema/index.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { estimatePromptTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
 import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
-import { releaseReservation, reserveTokens, settleCall } from '../usage/allowance.ts';
+import { releaseReservation, reserveTokens, settleCall, type SettleInput } from '../usage/allowance.ts';
 import { billFailedResponse, billResponse, type BilledUsage } from './billed-usage.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
@@ -25,9 +27,18 @@ export interface MeterOptions {
   /** The file's regeneration count; part of each call's idempotency key. */
   generation: number;
   reservationTtlSeconds: number;
+  /**
+   * Time in milliseconds since the epoch until which a settle that fails because the database
+   * is unreachable is retried, such as the end of the job's time limit. Without it, such a
+   * settle fails at once.
+   */
+  settleRetryUntil?: number;
   /** Receives the settled total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
-  /** Logger for the warnings about a response whose token counts are missing, too low or too high. */
+  /**
+   * Logger for the warnings about a response whose token counts are missing, too low or too
+   * high, and about settles that wait for the database or fail.
+   */
   logger?: Logger;
 }
 
@@ -42,6 +53,12 @@ export interface MeterOptions {
  * not be read, is settled before the retry under its own idempotency key (the call's key with
  * `:request-N`). The retry then reserves again, and when that does not fit, the call ends with
  * AllowanceExceededError.
+ *
+ * A settle that fails because the database is unreachable is retried until `settleRetryUntil`
+ * or until the call's signal aborts. The ledger's unique idempotency key makes a repeated
+ * settle charge nothing. A settle that fails for good is logged as `usage.settle_failed` with
+ * the key and the token counts, so that an operator can reconcile the ledger with the
+ * provider's bill, and its error is thrown.
  */
 export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
   // The key contains the path's SHA-256, because a git path can be longer than the ledger's
@@ -59,6 +76,7 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     reservationId: string | null,
     billed: BilledUsage,
     model: string,
+    signal: AbortSignal | undefined,
     key = idempotencyKey,
   ): Promise<void> => {
     const { usage, correction } = billed;
@@ -72,19 +90,65 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       };
       logUsageCorrection(options.logger, ids, usage, correction);
     }
-    await settleCall(options.db, {
-      userId: options.userId,
-      reservationId,
-      idempotencyKey: key,
-      provider: client.provider,
-      model: client.model,
-      keySource: options.keySource,
-      usage,
-      reportedUsage: correction?.reported ?? null,
-      patchRequestId: options.patchRequestId,
-      path: options.path,
-    });
+    await settleWithRetries(
+      {
+        userId: options.userId,
+        reservationId,
+        idempotencyKey: key,
+        provider: client.provider,
+        model: client.model,
+        keySource: options.keySource,
+        usage,
+        reportedUsage: correction?.reported ?? null,
+        patchRequestId: options.patchRequestId,
+        path: options.path,
+      },
+      signal,
+    );
     options.onUsage?.(usage.totalTokens);
+  };
+
+  const settleWithRetries = async (
+    input: SettleInput,
+    signal: AbortSignal | undefined,
+  ): Promise<void> => {
+    const call = {
+      idempotencyKey: input.idempotencyKey,
+      provider: input.provider,
+      model: input.model,
+      keySource: input.keySource,
+      userId: input.userId,
+      patchRequestId: options.patchRequestId,
+      promptTokens: input.usage.promptTokens,
+      completionTokens: input.usage.completionTokens,
+      totalTokens: input.usage.totalTokens,
+    };
+    const retryUntil = options.settleRetryUntil;
+    try {
+      await retryWhileUnreachable(() => settleCall(options.db, input), {
+        retryUntil,
+        signal,
+        onRetry: (error, retry) => {
+          if (retry > 1) return;
+          options.logger?.warn(
+            {
+              event: 'usage.settle_retrying',
+              ...call,
+              retryUntil: retryUntil === undefined ? undefined : new Date(retryUntil).toISOString(),
+              err: toSafeError(error),
+            },
+            'settling a model call failed because the database is unreachable; retrying',
+          );
+        },
+      });
+    } catch (error) {
+      options.logger?.error(
+        { event: 'usage.settle_failed', ...call, err: toSafeError(error) },
+        'settling a model call failed, so the provider billed a call that the ledger does not ' +
+          'show; this line has its idempotency key and token counts for reconciliation',
+      );
+      throw error;
+    }
   };
 
   return {
@@ -110,7 +174,13 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
 
       const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
         const billed = billFailedResponse(request, retry.usage, 'unavailable');
-        await settle(reservationId, billed, client.model, `${idempotencyKey}:request-${retry.request}`);
+        await settle(
+          reservationId,
+          billed,
+          client.model,
+          callOptions?.signal,
+          `${idempotencyKey}:request-${retry.request}`,
+        );
         reservationId = null;
         reservationId = await reserve();
         await callOptions?.onBilledRetry?.(retry);
@@ -121,13 +191,15 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
-          await settle(reservationId, billFailedResponse(request, error.usage, error.kind), client.model);
+          const billed = billFailedResponse(request, error.usage, error.kind);
+          await settle(reservationId, billed, client.model, callOptions?.signal);
         } else if (reservationId) {
           await releaseReservation(options.db, reservationId);
         }
         throw error;
       }
-      await settle(reservationId, billResponse(request, result.usage, result.text), result.model);
+      const billed = billResponse(request, result.usage, result.text);
+      await settle(reservationId, billed, result.model, callOptions?.signal);
       return result;
     },
   };

@@ -173,6 +173,11 @@ export async function runPreview(
     signal?: AbortSignal;
     /** Thread that runs the files' diffs. Default `sharedFixDiffWorker`, which the process shares. */
     diffWorker?: DiffWorker;
+    /**
+     * Time in milliseconds since the epoch until which the settle of a model call is retried
+     * while the database is unreachable (see `meterClient`): the end of the attempt's time limit.
+     */
+    settleRetryUntil?: number;
   } = {},
 ): Promise<PreviewOutcome> {
   const { db, config } = context;
@@ -341,6 +346,7 @@ export async function runPreview(
       logger: fileLogger,
       diffWorker: options.diffWorker,
       isRateLimited: () => rateLimitError() !== null,
+      settleRetryUntil: options.settleRetryUntil,
     });
     if (outcome.status === 'deferred') {
       const latest = rateLimitError()?.rateLimit.liftsAt ?? 0;
@@ -551,6 +557,7 @@ async function previewFile(
     diffWorker: DiffWorker | undefined;
     /** Returns whether a read of the attempt was rate-limited, after which no call starts. */
     isRateLimited: () => boolean;
+    settleRetryUntil: number | undefined;
   },
 ): Promise<FileOutcome | DeferredFile> {
   const { config, db } = context;
@@ -612,6 +619,7 @@ async function previewFile(
       attempt: input.attempt,
       generation: input.generation,
       reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
+      settleRetryUntil: input.settleRetryUntil,
       logger: input.logger,
       onUsage: (tokens) => {
         totalTokens += tokens;

@@ -54,6 +54,8 @@ export async function openBundledPostgres(options: {
    * `signal.reason` after stopping that server. After this resolves, the caller stops it.
    */
   signal?: AbortSignal;
+  /** Called when a server that this call started exits without a stop request. */
+  onExit?: () => void;
 }): Promise<BundledPostgres> {
   const { dataDir, logger } = options;
   const clusterDir = path.join(dataDir, 'postgres');
@@ -81,6 +83,7 @@ async function openUnderLock(options: {
   logger: Logger;
   exclusive?: boolean;
   signal?: AbortSignal;
+  onExit?: () => void;
 }): Promise<BundledPostgres> {
   const { dataDir, clusterDir, credentials, logger } = options;
   const ownerFile = path.join(dataDir, 'bundled-postgres.owner');
@@ -123,6 +126,7 @@ async function openUnderLock(options: {
     persistent: true,
     logger,
     signal: options.signal,
+    onExit: options.onExit,
   });
   const url = urlFor(credentials, port);
   try {
@@ -250,6 +254,11 @@ export async function startEmbeddedPostgres(options: {
    * before the server is ready, and then rejects with `signal.reason`.
    */
   signal?: AbortSignal;
+  /**
+   * Called, after the `bundled_postgres.exited` line, when the server exits after its start
+   * although neither stop() nor this process's exit asked it to.
+   */
+  onExit?: () => void;
 }): Promise<PostgresServer> {
   const recentOutput: string[] = [];
   const remember = (message: unknown) => {
@@ -358,8 +367,10 @@ export async function startEmbeddedPostgres(options: {
         output: recentOutput.filter(Boolean).slice(-5),
       },
       `the bundled PostgreSQL in ${options.clusterDir} exited (${signal ?? `code ${code}`}) ` +
-        'although Fixwright did not stop it. Fixwright does not restart it, so restart Fixwright.',
+        'although Fixwright did not stop it. Fixwright does not restart it, so restart Fixwright, ' +
+        'which starts it again.',
     );
+    options.onExit?.();
   });
 
   const isRunning = () => child.exitCode === null && child.signalCode === null;

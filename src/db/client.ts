@@ -2,6 +2,7 @@ import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres, { type PostgresType, type Sql } from 'postgres';
 import * as schema from './schema/index.ts';
 import { parseTextArray, serializeTextArray, textArrayOid } from './arrays.ts';
+import { guardTransactions } from './transaction-guard.ts';
 
 export type Database = PostgresJsDatabase<typeof schema>;
 export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -33,15 +34,32 @@ export const baseClientOptions = {
   types: { textArray: textArrayType },
 } as const;
 
-/** Opens a postgres.js pool with drizzle on top. */
+/** URL of each database that connectDatabase opened. */
+const databaseUrls = new WeakMap<Database, string>();
+
+/**
+ * Opens a postgres.js pool with drizzle on top. Its transactions are guarded against a
+ * connection that closes while they run (see guardTransactions).
+ */
 export function connectDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {
   const sql = postgres(url, {
     ...baseClientOptions,
     max: options.max ?? 10,
     connection: { application_name: 'fixwright' },
   });
+  guardTransactions(sql);
   const db = drizzle(sql, { schema, casing: 'snake_case' });
+  databaseUrls.set(db, url);
   return { db, sql, close: () => sql.end({ timeout: 5 }) };
+}
+
+/** Returns the URL that connectDatabase opened `db` with, for a connection of its own. */
+export function databaseUrlOf(db: Database): string {
+  const url = databaseUrls.get(db);
+  if (url === undefined) {
+    throw new Error('This database was not opened by connectDatabase, so its URL is unknown.');
+  }
+  return url;
 }
 
 /**

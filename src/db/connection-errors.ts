@@ -1,3 +1,5 @@
+import { DrizzleQueryError } from 'drizzle-orm';
+
 /** Error codes of a connection that failed or was cut, from Node.js and PostgreSQL. */
 const connectionErrorCodes = new Set([
   'ECONNREFUSED',
@@ -26,4 +28,14 @@ export function isConnectionError(error: unknown): boolean {
   }
   // node-postgres raises these without a code when the server closes the socket.
   return typeof message === 'string' && /^Connection terminated\b/.test(message);
+}
+
+/**
+ * True when `error` is a database connection that failed or was cut, as while PostgreSQL
+ * restarts. drizzle wraps the errors of queries, but not those of opening a transaction, which
+ * postgres.js raises as they are (ECONNREFUSED from the socket, say). A failed fetch keeps its
+ * network code on `cause`, and Octokit's RequestError has no code, so GitHub calls do not count.
+ */
+export function isDatabaseUnreachable(error: unknown): boolean {
+  return isConnectionError(error instanceof DrizzleQueryError ? error.cause : error);
 }

@@ -1,9 +1,11 @@
 import type { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
 import PgBoss from 'pg-boss';
 import { arrayLiteral, isPlainObject } from '../db/arrays.ts';
 import type { Transaction } from '../db/client.ts';
 import { isConnectionError } from '../db/connection-errors.ts';
 import { OutageLog } from '../db/outage-log.ts';
+import { retryWhileUnreachable } from '../db/retry-unreachable.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 
@@ -22,11 +24,22 @@ interface OwnDb {
 /** Connections of each started boss's pool that are open, until the pool reports them removed. */
 const openConnections = new WeakMap<PgBoss, Set<unknown>>();
 
+/** Aborted by stopBoss, which ends the retries of that boss's job completions. */
+const stopControllers = new WeakMap<PgBoss, AbortController>();
+
+/** The SQL builders of pg-boss 10.4.2 (src/plans.js), which its package does not export otherwise. */
+const pgBossPlans = createRequire(import.meta.url)('pg-boss/src/plans.js') as {
+  completeJobs(schema: string): string;
+  failJobsById(schema: string): string;
+};
+
 /**
  * Starts pg-boss in the `pgboss` schema. Its maintenance, every `maintenanceIntervalSeconds`,
  * is what retries a job whose worker died: an active job past its expiry goes back to retry.
  * While the database is unreachable, the first connection error is logged once as a warning
- * and the rest are counted, until a probe every 5 s finds the database back.
+ * and the rest are counted, until a probe every 5 s finds the database back. The completion of
+ * a job whose handler ended meanwhile is retried until the database is reachable again (see
+ * `guardJobCompletions`).
  */
 export async function startBoss(
   url: string,
@@ -54,6 +67,13 @@ export async function startBoss(
   // The pool is opened here rather than in start(), so that its connections are tracked from
   // the first one on. start() skips open() when the pool is open already.
   const db = boss.getDb() as unknown as OwnDb;
+  const stopping = new AbortController();
+  stopControllers.set(boss, stopping);
+  guardJobCompletions(db, {
+    logger,
+    signal: stopping.signal,
+    onUnreachable: (queue, error) => outage.report(queue, error),
+  });
   await db.open();
   if (db.pool) {
     const connections = new Set<unknown>();
@@ -75,11 +95,53 @@ export async function stopBoss(
   boss: PgBoss,
   options: { graceful: boolean; timeoutMs?: number },
 ): Promise<void> {
+  stopControllers.get(boss)?.abort();
   await boss.stop({ graceful: options.graceful, wait: true, timeout: options.timeoutMs ?? 20_000 });
   const connections = openConnections.get(boss);
   for (let waited = 0; connections && connections.size > 0 && waited < 5_000; waited += 20) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * Makes pg-boss's own job completions survive a database outage. pg-boss 10.4.2's workers
+ * complete or fail a job after its handler without awaiting the promise (manager.js, `watch`),
+ * so a rejected completion is an unhandled rejection, which ends the process. Here those two
+ * statements are retried while the database is unreachable (after 1 s, 2 s and 4 s, then every
+ * 5 s) and never reject. A repeat of a statement that had committed before its connection was
+ * cut changes nothing that matters: completing changes only active jobs, and failing a job that
+ * waits for its retry again only sets its start time anew. A completion that stopBoss
+ * interrupts, or that fails otherwise, is logged as `jobs.completion_failed` and resolves as if
+ * it changed no job. The job then stays active until the recovery pass or its expiry retries it.
+ */
+function guardJobCompletions(
+  db: OwnDb,
+  options: { logger: Logger; signal: AbortSignal; onUnreachable(queue: unknown, error: unknown): void },
+): void {
+  const statements = new Map([
+    [pgBossPlans.completeJobs('pgboss'), 'complete'],
+    [pgBossPlans.failJobsById('pgboss'), 'fail'],
+  ]);
+  const execute = db.executeSql.bind(db);
+  db.executeSql = async (text, values) => {
+    const statement = statements.get(text);
+    if (statement === undefined) return execute(text, values);
+    const [queue, jobIds] = values ?? [];
+    try {
+      return await retryWhileUnreachable(() => execute(text, values), {
+        signal: options.signal,
+        onRetry: (error) => options.onUnreachable(queue, error),
+      });
+    } catch (error) {
+      options.logger.error(
+        { event: 'jobs.completion_failed', queue, jobIds, statement, err: toSafeError(error) },
+        `could not ${statement} the job in the job queue; it stays active until the recovery ` +
+          'pass or its expiry retries it',
+      );
+      // pg-boss reads the number of jobs changed from this row.
+      return { rows: [{ count: 0 }] };
+    }
+  };
 }
 
 /**

@@ -65,10 +65,13 @@ export async function handlePreviewJob(
   const attempt = previewCallAttempt(data, job.retryCount);
   try {
     await clearPreviewRateLimit(context.db, patchRequestId, job.id);
+    // pg-boss takes the attempt for dead and retries it once its time limit has passed.
+    const timeLimitEnd = new Date(job.startedOn).getTime() + job.expireInSeconds * 1000;
     const outcome = await runPreview(context, patchRequestId, job.retryCount, logger, {
       jobId: job.id,
       firstAttempt: data.firstAttempt,
       signal,
+      settleRetryUntil: Number.isFinite(timeLimitEnd) ? timeLimitEnd : undefined,
     });
     logger.info(
       { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },

@@ -1,8 +1,7 @@
 import { ConfigError } from '../config/env.ts';
-import { DrizzleQueryError } from 'drizzle-orm';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { isConnectionError } from '../db/connection-errors.ts';
+import { isDatabaseUnreachable } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { quoteValue } from '../text/quote-value.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
@@ -74,16 +73,6 @@ export function fromPullRequestClosed(error: PullRequestClosedError): AppError {
 
 /** Seconds a client is asked to wait (Retry-After) while the database is unreachable. */
 const databaseRetrySeconds = 5;
-
-/**
- * True when `error` is a database connection that failed or was cut, as while PostgreSQL
- * restarts. drizzle wraps the errors of queries, but not those of opening a transaction, which
- * postgres.js raises as they are (ECONNREFUSED from the socket, say). A failed fetch keeps its
- * network code on `cause`, and Octokit's RequestError has no code, so GitHub calls do not count.
- */
-function isDatabaseUnreachable(error: Error): boolean {
-  return isConnectionError(error instanceof DrizzleQueryError ? error.cause : error);
-}
 
 /** API, webhook and health routes return JSON, and every other route is a dashboard page. */
 function isPageRequest(c: Context): boolean {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AllowanceExceededError, meterClient } from '../../src/autofix/metered-client.ts';
+import { AllowanceExceededError, meterClient, type MeterOptions } from '../../src/autofix/metered-client.ts';
+import { connectDatabase } from '../../src/db/client.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import type { ProviderError } from '../../src/llm/errors.ts';
@@ -9,7 +10,8 @@ import { createGroqClient } from '../../src/llm/groq.ts';
 import { estimatePromptTokens, estimateTextTokens } from '../../src/llm/prompt.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
 import { releaseAttemptReservations } from '../../src/usage/allowance.ts';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
+import { startCuttablePostgresProxy } from '../db/fixtures/postgres-proxy.ts';
 import { createRunWithFindings, createSignedInUser } from '../helpers/web.ts';
 
 let context: TestContext;
@@ -75,7 +77,10 @@ async function newPatchRequest(tokenLimit = 100_000) {
   return { userId: user.userId, patchRequestId: request!.id };
 }
 
-function meter(client: ModelClient, input: { userId: string; patchRequestId: string; path: string; attempt: number }) {
+function meter(
+  client: ModelClient,
+  input: { userId: string; patchRequestId: string; path: string; attempt: number } & Partial<MeterOptions>,
+) {
   return meterClient(client, {
     db: context.db,
     keySource: 'platform',
@@ -86,6 +91,37 @@ function meter(client: ModelClient, input: { userId: string; patchRequestId: str
 }
 
 const request = { system: 'Return the file.', user: 'data', maxOutputTokens: 100 };
+
+/**
+ * Connects to the test database through a proxy that `cut()` makes unreachable until
+ * `restore()` (see startCuttablePostgresProxy).
+ */
+async function cuttableDatabase() {
+  const proxy = await startCuttablePostgresProxy(new URL(context.database.url));
+  const handle = connectDatabase(proxy.url.toString());
+  return {
+    db: handle.db,
+    cut: () => proxy.cut(),
+    restore: () => proxy.restore(),
+    async close() {
+      // After refused connects, end() waited out its default timeout of 5 s in this test.
+      await handle.sql.end({ timeout: 0 });
+      await proxy.close();
+    },
+  };
+}
+
+/** A client of `fixedUsageClient(totalTokens)` that runs `whileCalling` before it returns. */
+function clientThatCuts(totalTokens: number, whileCalling: () => Promise<void>): ModelClient {
+  const fixed = fixedUsageClient(totalTokens);
+  return {
+    ...fixed,
+    generate: async (...args) => {
+      await whileCalling();
+      return fixed.generate(...args);
+    },
+  };
+}
 
 describe('meterClient', () => {
   it('charges a call for a very long path', async () => {
@@ -268,6 +304,76 @@ describe('meterClient', () => {
       expect(user!.tokensUsed, kind).toBe(promptTokens + completion);
       expect(user!.tokensReserved, kind).toBe(0);
     }
+  });
+
+  it('retries a settle while unreachable', async () => {
+    const { userId, patchRequestId } = await newPatchRequest();
+    const database = await cuttableDatabase();
+    try {
+      const client = clientThatCuts(300, async () => {
+        await database.cut();
+        setTimeout(() => void database.restore(), 1_500);
+      });
+      await meter(client, {
+        userId,
+        patchRequestId,
+        path: 'a.ts',
+        attempt: 0,
+        db: database.db,
+        settleRetryUntil: Date.now() + 30_000,
+        logger: context.logger,
+      }).generate(request);
+    } finally {
+      await database.close();
+    }
+
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger.map((event) => event.chargedTokens)).toEqual([300]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(300);
+    expect(user!.tokensReserved).toBe(0);
+    const retrying = logsOf(context, 'usage.settle_retrying', { patchRequestId });
+    expect(retrying).toHaveLength(1);
+    expect(retrying[0]!.idempotencyKey).toBe(ledger[0]!.idempotencyKey);
+    expect(logsOf(context, 'usage.settle_failed', { patchRequestId })).toEqual([]);
+  });
+
+  it('logs a settle that cannot be written', async () => {
+    const { userId, patchRequestId } = await newPatchRequest();
+    const database = await cuttableDatabase();
+    let error: unknown;
+    try {
+      const client = clientThatCuts(300, () => database.cut());
+      // One retry after 1 s fits before the limit, and the next one, 2 s later, does not.
+      error = await meter(client, {
+        userId,
+        patchRequestId,
+        path: 'a.ts',
+        attempt: 0,
+        db: database.db,
+        settleRetryUntil: Date.now() + 1_500,
+        logger: context.logger,
+      })
+        .generate(request)
+        .catch((caught: unknown) => caught);
+    } finally {
+      await database.close();
+    }
+
+    expect(error).toBeInstanceOf(Error);
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger).toEqual([]);
+    const failed = logsOf(context, 'usage.settle_failed', { patchRequestId });
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.level).toBe(50);
+    const keyPattern = new RegExp(`^${patchRequestId}:[0-9a-f]{64}:generation-0:attempt-0:groq$`);
+    expect(failed[0]!.idempotencyKey).toMatch(keyPattern);
+    expect(failed[0]!.provider).toBe('groq');
+    expect(failed[0]!.userId).toBe(userId);
+    expect(failed[0]!.promptTokens).toBe(290);
+    expect(failed[0]!.completionTokens).toBe(10);
+    expect(failed[0]!.totalTokens).toBe(300);
+    expect(logsOf(context, 'usage.settle_retrying', { patchRequestId })).toHaveLength(1);
   });
 
   it('stops when the retry does not fit', async () => {
