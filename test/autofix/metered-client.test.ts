@@ -310,7 +310,7 @@ describe('meterClient', () => {
     const { userId, patchRequestId } = await newPatchRequest();
     const database = await cuttableDatabase();
     try {
-      const client = clientThatCuts(300, async () => {
+      const client = clientThatCuts(120, async () => {
         await database.cut();
         setTimeout(() => void database.restore(), 1_500);
       });
@@ -328,9 +328,9 @@ describe('meterClient', () => {
     }
 
     const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
-    expect(ledger.map((event) => event.chargedTokens)).toEqual([300]);
+    expect(ledger.map((event) => event.chargedTokens)).toEqual([120]);
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
-    expect(user!.tokensUsed).toBe(300);
+    expect(user!.tokensUsed).toBe(120);
     expect(user!.tokensReserved).toBe(0);
     const retrying = logsOf(context, 'usage.settle_retrying', { patchRequestId });
     expect(retrying).toHaveLength(1);
@@ -343,7 +343,7 @@ describe('meterClient', () => {
     const database = await cuttableDatabase();
     let error: unknown;
     try {
-      const client = clientThatCuts(300, () => database.cut());
+      const client = clientThatCuts(120, () => database.cut());
       // One retry after 1 s fits before the limit, and the next one, 2 s later, does not.
       error = await meter(client, {
         userId,
@@ -370,9 +370,9 @@ describe('meterClient', () => {
     expect(failed[0]!.idempotencyKey).toMatch(keyPattern);
     expect(failed[0]!.provider).toBe('groq');
     expect(failed[0]!.userId).toBe(userId);
-    expect(failed[0]!.promptTokens).toBe(290);
+    expect(failed[0]!.promptTokens).toBe(110);
     expect(failed[0]!.completionTokens).toBe(10);
-    expect(failed[0]!.totalTokens).toBe(300);
+    expect(failed[0]!.totalTokens).toBe(120);
     expect(logsOf(context, 'usage.settle_retrying', { patchRequestId })).toHaveLength(1);
   });
 
