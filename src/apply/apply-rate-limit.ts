@@ -4,7 +4,7 @@ import { patchRequests, prRuns, type ApplyMode } from '../db/schema/index.ts';
 import type { GitHubRateLimit } from '../github/rate-limit.ts';
 import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
 import { transactionDb } from '../jobs/boss.ts';
-import { queueAfterRateLimit, type RateLimitedWork } from '../jobs/rate-limit-wait.ts';
+import { findPatchRequestInstallation, queueAfterRateLimit, type RateLimitedWork } from '../jobs/rate-limit-wait.ts';
 import type { Logger } from '../logger.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { clearedApplyWait } from './apply-wait.ts';
@@ -67,14 +67,7 @@ export async function queueApplyAfterRateLimit(
     ...(since === undefined ? {} : { rateLimitedSince: since }),
   };
   const work: RateLimitedWork = {
-    async findInstallation(tx) {
-      const [row] = await tx
-        .select({ installationId: prRuns.installationId })
-        .from(patchRequests)
-        .innerJoin(prRuns, eq(prRuns.id, patchRequests.runId))
-        .where(eq(patchRequests.id, patchRequestId));
-      return row?.installationId ?? null;
-    },
+    findInstallation: (tx) => findPatchRequestInstallation(tx, patchRequestId),
     async lockAndCheck(tx) {
       const [request] = await tx
         .select()

@@ -1,10 +1,16 @@
 import { and, eq } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
-import { patchRequests, prRuns } from '../db/schema/index.ts';
+import { patchRequests } from '../db/schema/index.ts';
 import type { GitHubRateLimit } from '../github/rate-limit.ts';
 import type { Logger } from '../logger.ts';
-import { queueAfterRateLimit, rateLimitFields, type RateLimitOutcome, type RateLimitedWork } from './rate-limit-wait.ts';
+import {
+  findPatchRequestInstallation,
+  queueAfterRateLimit,
+  rateLimitFields,
+  type RateLimitOutcome,
+  type RateLimitedWork,
+} from './rate-limit-wait.ts';
 
 /**
  * Queues a preview job of patch request `data.patchRequestId` that starts when the rate limit
@@ -26,14 +32,7 @@ export async function queuePreviewAfterRateLimit<Data extends { patchRequestId: 
 ): Promise<RateLimitOutcome> {
   const { patchRequestId } = job.data;
   const work: RateLimitedWork = {
-    async findInstallation(tx) {
-      const [row] = await tx
-        .select({ installationId: prRuns.installationId })
-        .from(patchRequests)
-        .innerJoin(prRuns, eq(prRuns.id, patchRequests.runId))
-        .where(eq(patchRequests.id, patchRequestId));
-      return row?.installationId ?? null;
-    },
+    findInstallation: (tx) => findPatchRequestInstallation(tx, patchRequestId),
     async lockAndCheck(tx) {
       // The row lock orders this with a cancel, a regeneration and failPatchRequest, which lock
       // the request before they change its status or job.

@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
@@ -8,6 +8,7 @@ import {
 } from '../github/installation-unavailable.ts';
 import type { GitHubRateLimit } from '../github/rate-limit.ts';
 import { toSafeError } from '../errors/safe-error.ts';
+import { patchRequests, prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { transactionDb } from './boss.ts';
 
@@ -50,6 +51,19 @@ export interface RateLimitedJob<Data extends { rateLimitedSince?: number }> {
 }
 
 /** Log fields that describe a rate limit and the wait for it. */
+/** Returns the installation of a preview's run, for the findInstallation of its jobs' waits. */
+export async function findPatchRequestInstallation(
+  tx: Transaction,
+  patchRequestId: string,
+): Promise<number | null> {
+  const [row] = await tx
+    .select({ installationId: prRuns.installationId })
+    .from(patchRequests)
+    .innerJoin(prRuns, eq(prRuns.id, patchRequests.runId))
+    .where(eq(patchRequests.id, patchRequestId));
+  return row?.installationId ?? null;
+}
+
 export function rateLimitFields(rateLimit: GitHubRateLimit, since?: number) {
   return {
     rateLimit: rateLimit.kind,
