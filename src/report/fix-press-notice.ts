@@ -89,7 +89,7 @@ function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
         const limit = formatNumber(maxPatchRequestFindings);
         lines.push(
           `A preview takes at most ${limit} findings, so the first ${limit}, the most severe ` +
-            `first, were queued and ${formatCount(overLimit, 'more finding')} ` +
+            `first, were queued and ${formatNumber(overLimit)} ${pickForm(overLimit, 'more finding', 'more findings')} ` +
             `${pickForm(overLimit, 'was', 'were')} left out. The user who installed the app can ` +
             "preview them by checking them on the run's page on the Fixwright dashboard.",
         );

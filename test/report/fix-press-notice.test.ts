@@ -932,7 +932,7 @@ describe('fixPressText', () => {
     });
     expect(text).toContain(
       'A preview takes at most 1,000 findings, so the first 1,000, the most severe first, were ' +
-        'queued and 1700 more findings were left out. The user who installed the app can ' +
+        'queued and 1,700 more findings were left out. The user who installed the app can ' +
         "preview them by checking them on the run's page on the Fixwright dashboard.",
     );
     expect(text).not.toContain('allowance');
