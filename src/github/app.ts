@@ -110,7 +110,12 @@ function rateLimitHandlers(logger: Logger) {
   const decide =
     (kind: 'primary' | 'secondary') =>
     (retryAfter: number, options: LimitedRequest, _octokit: unknown, retryCount: number) => {
-      const retrying = retryCount < maxRateLimitRetries && retryAfter <= maxRateLimitWaitSeconds;
+      // The plugin passes 0 for a reset time that has passed, and also for one past 2038: it
+      // reads `x-ratelimit-reset` through a 32-bit integer (`~~reset`), which wraps such a time
+      // into the past. Neither is retried at once, and the job's wait reads the header itself.
+      const resetReadable = retryAfter > 0;
+      const retrying =
+        resetReadable && retryCount < maxRateLimitRetries && retryAfter <= maxRateLimitWaitSeconds;
       const fields = {
         event: 'github.rate_limit',
         retrying,
@@ -121,7 +126,12 @@ function rateLimitHandlers(logger: Logger) {
         retryCount,
       };
       const delay = formatRetryDelay(retryAfter);
-      if (retrying) {
+      if (!resetReadable) {
+        logger.warn(
+          fields,
+          `GitHub ${kind} rate limit hit, giving up: the reset time has passed or is out of range`,
+        );
+      } else if (retrying) {
         logger.warn(fields, `GitHub ${kind} rate limit hit, retrying after ${delay}`);
       } else {
         logger.warn(

@@ -504,6 +504,24 @@ describe('oversized error responses', () => {
     expect(contentRequests()).toHaveLength(1);
   });
 
+  it('sends no retry for a reset past 2038', async () => {
+    // 9999999999 wraps to a time in 2014 through a 32-bit integer.
+    const resetEpochSeconds = 9_999_999_999;
+    harness.fake.queueResponse(primaryRateLimitError('GET', contentsPattern, resetEpochSeconds));
+    harness.fake.queueResponse(primaryRateLimitError('GET', contentsPattern, resetEpochSeconds));
+    harness.fake.queueResponse(primaryRateLimitError('GET', contentsPattern, resetEpochSeconds));
+
+    const error = await readmeError(limitedApp());
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(403);
+    expect(asGitHubRateLimit(error)).toEqual({
+      kind: 'primary',
+      liftsAt: (resetEpochSeconds + 1) * 1000,
+    });
+    expect(contentRequests()).toHaveLength(1);
+  });
+
   it('keeps the status of a 404', async () => {
     const notFound = {
       method: 'GET',
