@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,6 +246,17 @@ describe('run page', () => {
     expect(await response.text()).toContain(
       `Findings ${ids.join(', ')} are not part of this run; reload the run page.`,
     );
+  });
+
+  it('names five of many unknown findings', async () => {
+    const ids = Array.from({ length: 300 }, () => randomUUID());
+    const response = await post(`/runs/${run.run.id}/patch-requests`, { findingIds: ids });
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain(
+      `Findings ${ids.slice(0, 5).join(', ')} and 295 more are not part of this run; reload the run page.`,
+    );
+    expect(html).not.toContain(ids[5]!);
   });
 });
 

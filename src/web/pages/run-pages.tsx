@@ -24,7 +24,7 @@ import {
   findVisibleRun,
   isUuid,
 } from '../../runs/visible-runs.ts';
-import { formatNumber, pickForm } from '../../text/plural.ts';
+import { formatNumber, listShort, pickForm } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import {
   AppError,
@@ -230,7 +230,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
       return rejectSelection(
         new AppError(
           'bad_request',
-          `${pickForm(ids.length, 'Finding', 'Findings')} ${ids.join(', ')} ` +
+          `${pickForm(ids.length, 'Finding', 'Findings')} ${listShort(ids)} ` +
             `${pickForm(ids.length, 'is', 'are')} not part of this run; reload the run page.`,
         ),
       );
