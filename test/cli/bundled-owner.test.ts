@@ -76,6 +76,9 @@ describe('owner whose PostgreSQL stopped', () => {
 
     const postgresPid = bundledPostgresPid(dataDir)!;
     expect(postgresPid).toBeGreaterThan(0);
+    // A service stops itself once its PostgreSQL exits. Paused, it stays the live owner of a
+    // stopped server, as it is between the server's exit and its own.
+    process.kill(firstPid, 'SIGSTOP');
     process.kill(postgresPid, 'SIGKILL');
     await waitFor(async () => !isProcessAlive(postgresPid), {
       timeoutMs: 10_000,
@@ -98,8 +101,10 @@ describe('owner whose PostgreSQL stopped', () => {
     expect(bundledPostgresPid(dataDir)).toBeUndefined();
     expect(await ownerPid(dataDir)).toBe(firstPid);
 
-    await first.stop('SIGINT');
-    expect(first.process.exitCode).toBe(0);
+    const exited = new Promise((resolve) => first.process.once('exit', resolve));
+    process.kill(firstPid, 'SIGCONT');
+    await exited;
+    expect(first.process.exitCode).toBe(1);
     expect(await ownerPid(dataDir)).toBeUndefined();
 
     // With the owner gone, a command starts a server of its own and stops it again.
