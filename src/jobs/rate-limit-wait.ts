@@ -92,6 +92,9 @@ export function logRateLimitQueueFailure(
   );
 }
 
+/** A wait longer than any rate limit of GitHub's: 366 days. */
+const implausibleWaitMs = 366 * 24 * 3600 * 1000;
+
 /**
  * A GitHub rate limit that lifts later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS allows. Jobs store
  * its message on their work and end without a retry, because a retry within minutes would hit
@@ -100,17 +103,31 @@ export function logRateLimitQueueFailure(
 export class RateLimitTooLongError extends Error {
   override name = 'RateLimitTooLongError';
 
-  constructor(rateLimit: GitHubRateLimit, maxWaitSeconds: number) {
-    const lift = new Date(rateLimit.liftsAt).toISOString();
-    super(
-      maxWaitSeconds === 0
-        ? `GitHub rate-limited the installation until ${lift}, and waiting for rate limits is ` +
-            'turned off (GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS=0). Try again after that time.'
-        : `GitHub rate-limited the installation until ${lift}, later than ` +
-            `GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS (${maxWaitSeconds} s) after the first ` +
-            'rate-limited response allows. Try again after that time.',
+  constructor(rateLimit: GitHubRateLimit, maxWaitSeconds: number, now = Date.now()) {
+    super(describeTooLong(rateLimit.liftsAt, maxWaitSeconds, now));
+  }
+}
+
+function describeTooLong(liftsAt: number, maxWaitSeconds: number, now: number): string {
+  const lift = new Date(liftsAt).toISOString();
+  if (liftsAt - now > implausibleWaitMs) {
+    return (
+      `GitHub rate-limited the installation until ${lift}, more than a year away. No GitHub ` +
+      'rate limit lasts that long, so GitHub, or a proxy between this server and ' +
+      'GITHUB_API_URL, may be failing. Try again once it responds normally.'
     );
   }
+  if (maxWaitSeconds === 0) {
+    return (
+      `GitHub rate-limited the installation until ${lift}, and waiting for rate limits is ` +
+      'turned off (GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS=0). Try again after that time.'
+    );
+  }
+  return (
+    `GitHub rate-limited the installation until ${lift}, later than ` +
+    `GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS (${maxWaitSeconds} s) after the first ` +
+    'rate-limited response allows. Try again after that time.'
+  );
 }
 
 /**
