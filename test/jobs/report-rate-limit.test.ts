@@ -89,7 +89,11 @@ async function waitOfNextJob(runId: string, jobId: string, before: number): Prom
  * stores the too-long wait as the report error, and returns its `job.report.rate_limit_too_long`
  * log line.
  */
-async function expectTooLongWait(runId: string, jobId: string) {
+async function expectTooLongWait(
+  runId: string,
+  jobId: string,
+  reason = 'later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS (3600 s)',
+) {
   await runReportJob(jobId);
 
   expect(await laterJobs(runId, jobId)).toEqual([]);
@@ -97,8 +101,9 @@ async function expectTooLongWait(runId: string, jobId: string) {
   expect(job!.state).toBe('completed');
   const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
   expect(stored!.reportError).toMatch(
-    /^Posting the results to GitHub failed: GitHub rate-limited the installation until \S+, later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS \(3600 s\)/,
+    /^Posting the results to GitHub failed: GitHub rate-limited the installation until \S+, /,
   );
+  expect(stored!.reportError).toContain(reason);
   expect(stored!.reportedAt).toBeNull();
   const logged = setup.context.logs.find(
     (line) => line.event === 'job.report.rate_limit_too_long' && line.runId === runId,
@@ -254,17 +259,15 @@ describe('report job under a long rate limit', () => {
     const { run, jobId } = await queuedReport();
     setup.fake.queueResponse(secondaryRateLimitError('POST', checkRunsPath, 99_999_999_999_999));
 
-    const logged = await expectTooLongWait(run.id, jobId);
+    const logged = await expectTooLongWait(run.id, jobId, 'more than a year away');
     expect(logged.liftsAt).toBe('+275760-09-13T00:00:00.000Z');
   });
 
   it('waits a minute after a past reset', async () => {
     const { run, jobId } = await queuedReport();
-    // Octokit retries twice at once, because the reset has passed, so all three are limited.
+    // Octokit sends no retry for a reset that has passed, so a retry would create the check run.
     const resetSeconds = Math.floor(Date.now() / 1000) - 100;
-    for (let request = 0; request < 3; request++) {
-      setup.fake.queueResponse(primaryRateLimitError('POST', checkRunsPath, resetSeconds));
-    }
+    setup.fake.queueResponse(primaryRateLimitError('POST', checkRunsPath, resetSeconds));
     const before = Date.now();
 
     await runReportJob(jobId);
