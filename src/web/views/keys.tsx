@@ -26,8 +26,8 @@ export interface ProviderUse {
 function describeUse(use: ProviderUse): string {
   if (use.keySource === 'user') return 'your own key';
   if (use.keySource === 'platform') return 'the platform key, charged to your allowance';
-  // The stored key's row says why and what to do: save it again, or for a key that another
-  // master key encrypted, wait for the operator to restore that master key.
+  // The stored key's row gives the reason and the next step: save the key again, or for a key
+  // that another master key encrypted, wait for the operator to restore that master key.
   if (use.ownKeyUnusable) return 'left out: your stored key cannot be used now (the reason is under "Stored keys" above)';
   if (!use.hasPlatformKey) return 'left out: you have no key for it, and the platform has none';
   return 'left out: previews use your own key of an earlier provider instead of the platform key';

@@ -71,7 +71,7 @@ export const PreviewPage: FC<{
   run: Run;
   installation: RunInstallation | null;
   files: PatchFile[];
-  /** Where a superseded run's newer commits are (see findNewestRunLink), or null. */
+  /** The link to a superseded run's newer commits (see findNewestRunLink), or null. */
   newestRun: NewestRunLink;
   /** The failed attempt of the apply job that pg-boss retries, or null. */
   applyRetry: ApplyRetry | null;

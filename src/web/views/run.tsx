@@ -69,7 +69,7 @@ export const RunPage: FC<{
   findings: Finding[];
   previews: EarlierPreviewsView;
   budget: PreviewBudgetView;
-  /** Where a superseded run's newer commits are (see findNewestRunLink), or null. */
+  /** The link to a superseded run's newer commits (see findNewestRunLink), or null. */
   newestRun: NewestRunLink;
   /** The reason the last "Preview fix" was rejected, shown under the form. */
   selectionError?: string | undefined;
