@@ -144,7 +144,7 @@ async function startParts(
   const database = parts.database;
   warnAboutNewerSchema(logger, await migrateDatabase(database.url));
   signal?.throwIfAborted();
-  const handle = connectDatabase(database.url);
+  const handle = connectDatabase(database.url, { logger });
   parts.handle = handle;
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
   // first preview that needs a stored key. Until a restart, this process then uses no key of a

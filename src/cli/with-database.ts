@@ -82,7 +82,7 @@ async function runOnDatabase<T>(
     const migration = await migrateDatabase(location.url, { signal, existingOnly });
     warnAboutNewerSchema(logger, migration);
     signal.throwIfAborted();
-    const handle = connectDatabase(location.url, { max: 2 });
+    const handle = connectDatabase(location.url, { max: 2, logger });
     const removeCloseOnAbort = closeOnAbort(handle.sql, signal);
     try {
       return await task(handle.db, migration);

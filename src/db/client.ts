@@ -3,6 +3,8 @@ import postgres, { type PostgresType, type Sql } from 'postgres';
 import * as schema from './schema/index.ts';
 import { parseTextArray, serializeTextArray, textArrayOid } from './arrays.ts';
 import { guardTransactions } from './transaction-guard.ts';
+import { resendUnsentQueries } from './resend-unsent.ts';
+import type { Logger } from '../logger.ts';
 
 export type Database = PostgresJsDatabase<typeof schema>;
 export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -39,15 +41,30 @@ const databaseUrls = new WeakMap<Database, string>();
 
 /**
  * Opens a postgres.js pool with drizzle on top. Its transactions are guarded against a
- * connection that closes while they run (see guardTransactions).
+ * connection that closes while they run (see guardTransactions), and a query that fails with the
+ * error of a session that ended before the query was sent is sent again (see
+ * resendUnsentQueries), logged as `database.query_resent` on `logger`.
  */
-export function connectDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {
+export function connectDatabase(
+  url: string,
+  options: { max?: number; logger?: Logger } = {},
+): DatabaseHandle {
+  const max = options.max ?? 10;
   const sql = postgres(url, {
     ...baseClientOptions,
-    max: options.max ?? 10,
+    max,
     connection: { application_name: 'fixwright' },
   });
   guardTransactions(sql);
+  resendUnsentQueries(sql, {
+    maxResends: max,
+    onResend: (error) =>
+      options.logger?.info(
+        { event: 'database.query_resent', code: error.code, message: error.message },
+        'sent a query again: its connection reconnected and returned the error of its ended ' +
+          'session before sending the query',
+      ),
+  });
   const db = drizzle(sql, { schema, casing: 'snake_case' });
   databaseUrls.set(db, url);
   return { db, sql, close: () => sql.end({ timeout: 5 }) };
