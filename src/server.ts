@@ -180,6 +180,7 @@ async function startParts(
         privateKey: config.privateKey!,
         baseUrl: config.GITHUB_API_URL,
         logger,
+        totalTimeoutMs: config.GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS * 1000,
       })
     : null;
   const context: AppContext = { config, db: handle.db, boss, logger, github, keyring };

@@ -1,3 +1,5 @@
+import type { FailedGitHubRequest } from '../github/request-errors.ts';
+
 /**
  * Raised when a patch request cannot be applied: `bad_request` for an invalid mode, `conflict`
  * for its state, a closed or merged pull request or a moved branch, `bad_gateway` when GitHub
@@ -26,4 +28,17 @@ export class ApplyRejectedError extends Error {
  */
 export class ApplyUnconfirmedError extends ApplyRejectedError {
   override name = 'ApplyUnconfirmedError';
+
+  constructor(
+    code: ApplyRejectedError['code'],
+    message: string,
+    details: Record<string, unknown>,
+    /**
+     * The read that checked the write and failed, the apply's last failed request, or null when
+     * the read's error names no request. toSafeError reads it into the logged error's `request`.
+     */
+    readonly failedRequest: FailedGitHubRequest | null,
+  ) {
+    super(code, message, details);
+  }
 }

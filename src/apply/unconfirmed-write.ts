@@ -2,6 +2,7 @@ import type { Octokit } from '@octokit/rest';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { patchRequests, type ApplyMode } from '../db/schema/index.ts';
+import { readFailedRequest } from '../github/request-errors.ts';
 import { ApplyUnconfirmedError } from './apply-rejected-error.ts';
 import { findCommitOnBranch } from './commit-files.ts';
 import { asGitHubRejection, describeFailedRequest } from './github-rejection.ts';
@@ -152,5 +153,6 @@ export function unconfirmedRejection(
       confirmingRead: asGitHubRejection(error.readError) ?? undefined,
       applyUnconfirmed: { mode: error.mode, commitSha: error.commitSha },
     },
+    readFailedRequest(error.readError),
   );
 }

@@ -318,6 +318,7 @@ const envSchema = z.object({
   GITHUB_CLIENT_SECRET: optionalText,
   GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),
   GITHUB_URL: url('for example https://github.com').default('https://github.com'),
+  GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS: integer(1, 3600).default(60),
 
   ADMIN_LOGINS: loginList,
   PLAN_SELF_SERVICE: flag,

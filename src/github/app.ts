@@ -31,6 +31,13 @@ export const maxRateLimitRetries = 2;
 const doNotRetryStatuses = [400, 401, 403, 404, 410, 422, 429, 451];
 /** Maximum wait for the response or the next part of its body, unless the options set another. */
 export const defaultRequestTimeoutMs = 30_000;
+/**
+ * Maximum time of one attempt of a request, from sending it to the last byte of the body,
+ * unless the options set another, as the default of GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS.
+ * NOTE: the value is a judgment. With the retry plugin's 3 retries, 1, 4 and 9 s apart, one
+ * call then ends within 4 x 60 + 14 = 254 s, before the shortest job time limit of 5 minutes.
+ */
+export const defaultTotalTimeoutMs = 60_000;
 
 export interface GitHubAppOptions {
   appId: string;
@@ -41,6 +48,8 @@ export interface GitHubAppOptions {
   logger: Logger;
   /** Maximum wait for data of one GitHub request; `defaultRequestTimeoutMs` when unset. */
   requestTimeoutMs?: number;
+  /** Maximum time of one attempt of a GitHub request; `defaultTotalTimeoutMs` when unset. */
+  totalTimeoutMs?: number;
   /** Maximum bytes of one response body; `maxGitHubResponseBytes` when unset. */
   maxResponseBytes?: number;
 }
@@ -154,26 +163,42 @@ function describeRequest(input: string | URL | Request, init: RequestInit | unde
   return { method: init?.method ?? 'GET', path: decodePath(url.pathname) };
 }
 
+/** Time limits and the size limit of one attempt of a GitHub request, in ms and bytes. */
+interface FetchLimits {
+  idleMs: number;
+  totalMs: number;
+  maxBytes: number;
+}
+
 /**
- * Returns a fetch for Octokit that fails a request when no data arrives for `timeoutMs`:
- * neither the response headers nor, after them, the next part of the body. Octokit sets no time
- * limit of its own, so a connection that stalls would hold a job until pg-boss expires it. The
- * body is read here, so a slow but steady download is not cut, and a stall fails the request:
- * Octokit 10 (`getResponseData`) would turn a body that breaks off into empty data. Octokit
- * reports the error as a RequestError with status 500, which the retry plugin retries like
- * other server errors. A body over `maxBytes` is dropped as soon as its Content-Length or the
- * bytes read so far pass the limit. A success response then raises GitHubResponseTooLargeError,
- * and an error response keeps its status and headers, which are enough to read a rate limit.
+ * Returns a fetch for Octokit that fails a request when no data arrives for `idleMs`: neither
+ * the response headers nor, after them, the next part of the body. It also fails a request that
+ * takes longer than `totalMs` in all, as a body that trickles in (one byte every 29 s never
+ * trips the idle limit) would otherwise. Octokit sets no time limit of its own, so such a
+ * connection would hold a job until pg-boss expires it. The body is read here, so a stall
+ * fails the request: Octokit 10 (`getResponseData`) would turn a body that breaks off into
+ * empty data. Octokit reports either timeout as a RequestError with status 500 and no response,
+ * which the retry plugin retries like other server errors. A body over `maxBytes` is dropped as
+ * soon as its Content-Length or the bytes read so far pass the limit. A success response then
+ * raises GitHubResponseTooLargeError, and an error response keeps its status and headers, which
+ * are enough to read a rate limit.
  */
-function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
+function timedFetch(limits: FetchLimits): typeof fetch {
+  const { idleMs, totalMs, maxBytes } = limits;
   return async (input, init) => {
-    const idle = new AbortController();
-    let timer = setTimeout(() => idle.abort(), timeoutMs);
-    const restartTimer = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), timeoutMs);
+    const timeouts = new AbortController();
+    let expired: 'idle' | 'total' | undefined;
+    const expire = (kind: 'idle' | 'total') => () => {
+      expired ??= kind;
+      timeouts.abort();
     };
-    const signal = init?.signal ? AbortSignal.any([init.signal, idle.signal]) : idle.signal;
+    let idleTimer = setTimeout(expire('idle'), idleMs);
+    const totalTimer = setTimeout(expire('total'), totalMs);
+    const restartIdleTimer = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(expire('idle'), idleMs);
+    };
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeouts.signal]) : timeouts.signal;
     try {
       const response = await fetch(input, { ...init, signal });
       if (response.body === null) return response;
@@ -188,7 +213,7 @@ function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
         void response.body.cancel().catch(() => undefined);
         return oversized();
       }
-      restartTimer();
+      restartIdleTimer();
       const chunks: Uint8Array[] = [];
       let receivedBytes = 0;
       const reader = response.body.getReader();
@@ -199,7 +224,7 @@ function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
           return oversized();
         }
         chunks.push(read.value);
-        restartTimer();
+        restartIdleTimer();
       }
       const body = nullBodyStatuses.has(response.status) ? null : Buffer.concat(chunks);
       const buffered = new Response(body, {
@@ -211,16 +236,30 @@ function timedFetch(timeoutMs: number, maxBytes: number): typeof fetch {
       Object.defineProperty(buffered, 'url', { value: response.url });
       return buffered;
     } catch (error) {
-      if (!idle.signal.aborted) throw error;
-      const { method = 'GET' } = init ?? {};
-      throw new Error(
-        `GitHub request ${method} ${redactCredentials(String(input))} timed out after ` +
-          `${timeoutMs / 1000} s; check that GITHUB_API_URL is reachable from this host.`,
-      );
+      if (expired === undefined) throw error;
+      throw new Error(describeTimeout(expired, limits, init?.method ?? 'GET', String(input)));
     } finally {
-      clearTimeout(timer);
+      clearTimeout(idleTimer);
+      clearTimeout(totalTimer);
     }
   };
+}
+
+/** Builds the message of a request that `timedFetch` ended after the `kind` time limit. */
+function describeTimeout(kind: 'idle' | 'total', limits: FetchLimits, method: string, url: string): string {
+  const request = `GitHub request ${method} ${redactCredentials(url)}`;
+  if (kind === 'idle') {
+    return (
+      `${request} timed out after ${limits.idleMs / 1000} s; check that GITHUB_API_URL is ` +
+      'reachable from this host.'
+    );
+  }
+  return (
+    `${request} timed out after the ${limits.totalMs / 1000} s limit of ` +
+    'GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS, because its response did not complete in time. ' +
+    'Check that GITHUB_API_URL is reachable at a normal speed from this host, or raise ' +
+    'GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS.'
+  );
 }
 
 /** Creates GitHub access for the app. Octokit instances are built on first use and reused. */
@@ -242,10 +281,11 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
       userAgent: 'fixwright',
       log: octokitLog(logger),
       request: {
-        fetch: timedFetch(
-          options.requestTimeoutMs ?? defaultRequestTimeoutMs,
-          options.maxResponseBytes ?? maxGitHubResponseBytes,
-        ),
+        fetch: timedFetch({
+          idleMs: options.requestTimeoutMs ?? defaultRequestTimeoutMs,
+          totalMs: options.totalTimeoutMs ?? defaultTotalTimeoutMs,
+          maxBytes: options.maxResponseBytes ?? maxGitHubResponseBytes,
+        }),
       },
       retry: { doNotRetry: doNotRetryStatuses },
       throttle: {

@@ -33,16 +33,25 @@ export interface FailedGitHubRequest {
 
 /**
  * Returns the request that `error` failed on, for an UnexpectedGitHubAnswerError (and so a
- * GitHubResponseTooLargeError) or an Octokit RequestError, or null for other errors. Only the
- * method and the URL's path are read: a RequestError's request also has its headers, with the
- * token redacted by Octokit, and a URL's query string could carry a secret.
+ * GitHubResponseTooLargeError), an Octokit RequestError, or another Error whose
+ * `failedRequest` field names one, or null for other errors. Only the method and the URL's path
+ * are read: a RequestError's request also has its headers, with the token redacted by Octokit,
+ * and a URL's query string could carry a secret.
  */
 export function readFailedRequest(error: unknown): FailedGitHubRequest | null {
   if (error instanceof UnexpectedGitHubAnswerError) {
     return { method: error.method, path: error.path };
   }
+  const named = error instanceof Error ? (error as { failedRequest?: unknown }).failedRequest : null;
+  if (isFailedGitHubRequest(named)) return { method: named.method, path: named.path };
   if (!(error instanceof Error) || error.name !== 'HttpError') return null;
   const { request } = error as { request?: { method?: unknown; url?: unknown } };
   if (typeof request?.method !== 'string' || typeof request.url !== 'string') return null;
   return { method: request.method, path: requestPath(request.url) };
+}
+
+function isFailedGitHubRequest(value: unknown): value is FailedGitHubRequest {
+  if (typeof value !== 'object' || value === null) return false;
+  const { method, path } = value as { method?: unknown; path?: unknown };
+  return typeof method === 'string' && typeof path === 'string';
 }

@@ -18,21 +18,30 @@ import {
   findInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
+import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { transactionDb, type PgBoss as Boss } from './boss.ts';
+import {
+  findPatchRequestInstallation,
+  logRateLimitQueueFailure,
+  queueAfterRateLimit,
+  rateLimitedSince,
+  type RateLimitOutcome,
+  type RateLimitedWork,
+} from './rate-limit-wait.ts';
 
 export const closedApplyCheckQueue = 'closed-apply-check';
 
 /** A patch request whose pull request closed while its last apply was unconfirmed or running. */
-export const closedApplyCheckJobData = z.object({ patchRequestId: z.uuid() });
+export const closedApplyCheckJobData = z.object({ patchRequestId: z.uuid(), rateLimitedSince });
 export type ClosedApplyCheckJobData = z.infer<typeof closedApplyCheckJobData>;
 
 /**
  * Three retries, after about 30 s, 1 min and 2 min (pg-boss's backoff), so a GitHub outage of a
  * few minutes does not end the check. NOTE: the delays are a judgment, not a measurement. A
- * rate limit that lasts longer ends the check as `not_checked`.
+ * rate limit uses no retry, because the check waits for it in a new job.
  */
 export const closedApplyCheckQueueOptions = {
   retryLimit: 3,
@@ -138,15 +147,17 @@ function skipReason(request: CheckedRequest | null): string | null {
  *
  * A failed read fails the job, so pg-boss retries it. After the last attempt, and at once for
  * a suspended or uninstalled installation or missing GitHub App settings, the check stores
- * outcome `not_checked`. While an apply that claimed the request before the close still runs,
- * the check queues itself again for a minute later, until that apply ends or its claim goes
- * stale.
+ * outcome `not_checked`. A GitHub rate limit ends the job, on any attempt, and queues a new
+ * check for when the limit lifts (see `waitForRateLimit`). While an apply that claimed the
+ * request before the close still runs, the check queues itself again for a minute later, until
+ * that apply ends or its claim goes stale.
  */
 export async function handleClosedApplyCheckJob(
   context: AppContext,
   job: PgBoss.JobWithMetadata<ClosedApplyCheckJobData>,
 ): Promise<void> {
-  const { patchRequestId } = closedApplyCheckJobData.parse(job.data);
+  const data = closedApplyCheckJobData.parse(job.data);
+  const { patchRequestId } = data;
   const logger = context.logger.child({ jobId: job.id, patchRequestId, queue: closedApplyCheckQueue });
   const request = await readRequest(context.db, patchRequestId);
   const skipped = skipReason(request);
@@ -189,6 +200,11 @@ export async function handleClosedApplyCheckJob(
     const finalAttempt = job.retryCount >= job.retryLimit;
     const unavailableError = asInstallationUnavailable(error);
     if (unavailableError) await recordInstallationUnavailable(context.db, unavailableError);
+    const rateLimit = unavailableError ? null : asGitHubRateLimit(error);
+    if (rateLimit) {
+      await waitForRateLimit(context, { ...job, data }, target, { rateLimit, error }, logger, fields);
+      return;
+    }
     // A retry cannot help an unavailable installation or missing GitHub App settings.
     const ends = finalAttempt || unavailableError !== null || error instanceof ConfigError;
     const safe = toSafeError(error);
@@ -222,6 +238,72 @@ export async function handleClosedApplyCheckJob(
     ...fields,
     ...(recorded ? {} : { reason: 'the patch request changed during the check' }),
   });
+}
+
+/**
+ * Queues a check of the patch request that starts when the rate limit lifts (see
+ * `queueAfterRateLimit`), so the limit uses none of the job's retries. The check stores no job
+ * id, so nothing is recorded on the request meanwhile, and the new check reads the request
+ * again when it starts. A limit that lifts later than the maximum wait allows, or an
+ * installation found suspended or uninstalled, stores outcome `not_checked` at once. Nothing is
+ * queued when the check has nothing left to do, such as after a reopen. When queueing fails,
+ * the job fails for a retry, or stores `not_checked` on its last attempt.
+ */
+async function waitForRateLimit(
+  context: AppContext,
+  job: { id: string; data: ClosedApplyCheckJobData; retryCount: number; retryLimit: number },
+  target: ClosedCheckTarget,
+  limited: { rateLimit: GitHubRateLimit; error: unknown },
+  logger: Logger,
+  fields: Record<string, unknown>,
+): Promise<void> {
+  const { patchRequestId } = job.data;
+  const { rateLimit, error } = limited;
+  const work: RateLimitedWork = {
+    findInstallation: (tx) => findPatchRequestInstallation(tx, patchRequestId),
+    async lockAndCheck(tx) {
+      // An apply after a reopen claims the request with an update, so the row lock orders the
+      // two: the apply comes first and is seen here, or it waits for this commit.
+      await tx
+        .select({ id: patchRequests.id })
+        .from(patchRequests)
+        .where(eq(patchRequests.id, patchRequestId))
+        .for('update');
+      const request = await readRequest(tx, patchRequestId);
+      if (request === null) return { kind: 'gone' };
+      const skipped = skipReason(request);
+      return skipped === null ? null : { kind: 'replaced', reason: skipped };
+    },
+    async recordNext() {
+      // The request has no column for its check's job, and the pages show no wait for it.
+    },
+  };
+  const rateLimitedJob = {
+    queue: closedApplyCheckQueue,
+    id: job.id,
+    data: job.data,
+    event: 'job.closed_apply_check',
+  };
+  let outcome: RateLimitOutcome;
+  try {
+    outcome = await queueAfterRateLimit(context, rateLimitedJob, rateLimit, error, logger, work);
+  } catch (queueError) {
+    // The transaction rolled back, so pg-boss retries this job unless this was its last attempt.
+    logRateLimitQueueFailure(logger, 'job.closed_apply_check', queueError, rateLimit, job);
+    if (job.retryCount < job.retryLimit) throw new Error(toSafeError(queueError).message);
+    await recordNotChecked(context.db, target, logger, { ...fields, reason: toSafeError(error).message });
+    return;
+  }
+
+  if (outcome.kind === 'too_long') {
+    await recordNotChecked(context.db, target, logger, { ...fields, reason: outcome.error.message });
+  } else if (outcome.kind === 'unavailable') {
+    await recordNotChecked(context.db, target, logger, { ...fields, reason: outcome.unavailable.message });
+  } else if (outcome.kind === 'gone') {
+    logCompleted(logger, 'skipped', { reason: 'the patch request no longer exists' });
+  } else if (outcome.kind === 'replaced') {
+    logCompleted(logger, 'skipped', { ...fields, reason: outcome.reason });
+  }
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
+import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
 import { fixPressNotice } from '../report/fix-press-notice.ts';
 import {
@@ -78,10 +79,10 @@ const reportWaitMarginSeconds = 60 * 60;
 const pendingJobStates = ['created', 'retry', 'active'];
 
 /**
- * Shows the outcome of a "Fix with AI" press on the run's check run. Missing credentials and a
- * suspended or uninstalled installation end the job at once, because retries cannot succeed. A
- * GitHub rate limit ends the job and queues the next attempt for when the limit lifts (see
- * `waitForRateLimit`).
+ * Shows the outcome of a "Fix with AI" press on the run's check run. Missing credentials, a
+ * suspended or uninstalled installation and a GitHub response over the size limit end the job
+ * at once, because retries cannot succeed. A GitHub rate limit ends the job and queues the next
+ * attempt for when the limit lifts (see `waitForRateLimit`).
  */
 export async function handleFixPressNoticeJob(
   context: AppContext,
@@ -135,6 +136,15 @@ export async function handleFixPressNoticeJob(
           error: recorded.message,
         },
         'fix press notice stopped: the installation is unavailable',
+      );
+      return;
+    }
+    if (error instanceof GitHubResponseTooLargeError) {
+      // The response would be as large on a retry. The notice stores nothing, so this log line
+      // is the only record of why the check run keeps its earlier text.
+      logger.error(
+        { event: 'job.fix_press_notice.failed', err: error, attempt: job.retryCount, finalAttempt: true },
+        'fix press notice failed: a GitHub response is larger than the limit',
       );
       return;
     }

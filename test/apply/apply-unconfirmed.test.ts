@@ -22,6 +22,7 @@ import {
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import { bindApplyJobHelpers } from '../helpers/apply-jobs.ts';
+import { logsOf } from '../helpers/context.ts';
 import { prNumber, repository, type GitHubTestContext } from '../helpers/github-context.ts';
 import { loseWriteResponses } from '../helpers/lost-response.ts';
 
@@ -420,6 +421,14 @@ describe('apply job, unconfirmed ref update', () => {
     await expect(runApplyJob(job!.id)).rejects.toThrow('may have been applied');
 
     expect((await setup.context.boss.getJobById(applyQueue, job!.id))!.state).toBe('retry');
+    // The failure line and pg-boss's stored error name the read that checked the update.
+    const [failed] = logsOf(setup.context, 'job.apply.failed', { jobId: job!.id });
+    expect(failed?.finalAttempt).toBe(false);
+    expect(failed?.err).toMatchObject({ type: 'ApplyUnconfirmedError', request: `GET ${readRefPath}` });
+    const [jobRow] = await setup.context.database.sql<{ output: Record<string, unknown> }[]>`
+      SELECT output FROM pgboss.job WHERE name = ${applyQueue} AND id = ${job!.id}`;
+    expect(jobRow!.output.request).toBe(`GET ${readRefPath}`);
+    expect(JSON.stringify(jobRow!.output)).not.toMatch(/ghs_|authorization/i);
     const pushed = await git('rev-parse', headBranch);
     const row = await expectUnconfirmedCommit(request.id, pushed);
     expect(row.applyError).toBeNull();

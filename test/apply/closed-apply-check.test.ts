@@ -5,6 +5,7 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { handlePullRequestEvent, pullRequestPayload } from '../../src/events/pull-request.ts';
 import {
@@ -34,6 +35,7 @@ import {
   repository,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { logsOf } from '../helpers/context.ts';
 import { runDueJob } from '../helpers/jobs.ts';
 import { loseWriteResponses } from '../helpers/lost-response.ts';
 
@@ -123,6 +125,29 @@ async function queuedCheck(patchRequestId: string): Promise<string> {
   const jobs = await checkJobs(patchRequestId);
   expect(jobs.map((job) => job.state)).toEqual(['created']);
   return jobs[0]!.id;
+}
+
+/** Returns the check jobs of the patch request with their data and retries, oldest first. */
+function checkJobDetails(patchRequestId: string) {
+  return setup.context.database.sql<
+    { id: string; state: string; data: ClosedApplyCheckJobData; retry_count: number; retry_limit: number; start_after: string }[]
+  >`
+    SELECT id, state, data, retry_count, retry_limit, start_after FROM pgboss.job
+    WHERE name = ${closedApplyCheckQueue} AND data->>'patchRequestId' = ${patchRequestId}
+    ORDER BY created_on, id`;
+}
+
+/** Makes the next read of the head branch get a primary rate limit that resets `seconds` from now. */
+function rateLimitBranchRead(seconds: number): number {
+  const resetEpochSeconds = Math.floor(Date.now() / 1000) + seconds;
+  setup.fake.queueResponse(primaryRateLimitError('GET', readRefPattern, resetEpochSeconds));
+  return resetEpochSeconds;
+}
+
+/** Sets the retry limit of check job `jobId` to 0, so its next attempt is its last. */
+async function makeLastAttempt(jobId: string): Promise<void> {
+  await setup.context.database.sql`
+    UPDATE pgboss.job SET retry_limit = 0 WHERE name = ${closedApplyCheckQueue} AND id = ${jobId}`;
 }
 
 function runCheck(jobId: string) {
@@ -320,6 +345,66 @@ describe('check of an unconfirmed apply after a close', () => {
     expect(applied.applyUnconfirmedAt).toBeNull();
   });
 
+  it('waits for a rate limit', async () => {
+    const { request, commitSha } = await applyUnconfirmedCommit(true);
+    await closePullRequest();
+    const jobId = await queuedCheck(request.id);
+    // The attempt is the job's last, and a rate limit leaves it a new job all the same.
+    await makeLastAttempt(jobId);
+    const resetEpochSeconds = rateLimitBranchRead(20 * 60);
+    const startedAt = Date.now();
+
+    await runCheck(jobId);
+
+    expect(await jobState(jobId)).toBe('completed');
+    const waiting = await stored(request.id);
+    expect(waiting.applyClosedCheck).toBeNull();
+    expect(waiting.applyUnconfirmedCommitSha).toBe(commitSha);
+    const jobs = await checkJobDetails(request.id);
+    expect(jobs.map((job) => job.state)).toEqual(['completed', 'created']);
+    const next = jobs[1]!;
+    expect(new Date(next.start_after).getTime()).toBe((resetEpochSeconds + 1) * 1000);
+    expect(next.retry_count).toBe(0);
+    expect(next.retry_limit).toBe(3);
+    expect(next.data.rateLimitedSince).toBeGreaterThanOrEqual(startedAt);
+    expect(next.data.rateLimitedSince).toBeLessThanOrEqual(Date.now());
+    const [logged] = logsOf(setup.context, 'job.closed_apply_check.rate_limited', { jobId });
+    expect(logged?.nextJobId).toBe(next.id);
+    expect(logged?.liftsAt).toBe(new Date((resetEpochSeconds + 1) * 1000).toISOString());
+
+    await runCheck(next.id);
+
+    expect(await jobState(next.id)).toBe('completed');
+    const row = await stored(request.id);
+    expect(row.appliedCommitSha).toBe(commitSha);
+    expect(row.applyUnconfirmedAt).toBeNull();
+  });
+
+  it('records not checked after a long rate limit', async () => {
+    const { request, commitSha, unconfirmedAt } = await applyUnconfirmedCommit(true);
+    await closePullRequest();
+    const jobId = await queuedCheck(request.id);
+    // GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS is 3600 by default.
+    const resetEpochSeconds = rateLimitBranchRead(2 * 3600);
+
+    await runCheck(jobId);
+
+    expect(await jobState(jobId)).toBe('completed');
+    expect((await checkJobs(request.id)).map((job) => job.state)).toEqual(['completed']);
+    const row = await stored(request.id);
+    expect(row.appliedAt).toBeNull();
+    expect(row.applyClosedCheck).toEqual(closedCheck('not_checked', commitSha, unconfirmedAt));
+    expect(row.applyUnconfirmedCommitSha).toBe(commitSha);
+    expect(logsOf(setup.context, 'job.closed_apply_check.rate_limit_too_long', { jobId })).toHaveLength(1);
+    const [completed] = logsOf(setup.context, 'job.closed_apply_check.completed', { jobId });
+    expect(completed?.status).toBe('not_checked');
+    expect(completed?.reason).toBe(
+      `GitHub rate-limited the installation until ${new Date((resetEpochSeconds + 1) * 1000).toISOString()}, ` +
+        'later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS (3600 s) after the first rate-limited ' +
+        'response allows. Try again after that time.',
+    );
+  });
+
   it('waits for an apply that still runs', async () => {
     const { request, commitSha } = await applyUnconfirmedCommit(true);
     // An apply that claimed the request before the close still runs.
@@ -358,8 +443,7 @@ describe('check of an unconfirmed apply after a close', () => {
     await closePullRequest();
     const jobId = await queuedCheck(request.id);
     // The worker fetched the job on its last attempt a while ago and died without a lock.
-    await setup.context.database.sql`
-      UPDATE pgboss.job SET retry_limit = 0 WHERE name = ${closedApplyCheckQueue} AND id = ${jobId}`;
+    await makeLastAttempt(jobId);
     const fetched = await setup.context.boss.fetch(closedApplyCheckQueue, { batchSize: 10 });
     expect(fetched.map((job) => job.id)).toContain(jobId);
     await setup.context.database.sql`

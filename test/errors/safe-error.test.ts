@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webhookDeliveries } from '../../src/db/schema/index.ts';
 import { redactCredentials } from '../../src/errors/redact-credentials.ts';
+import { ApplyUnconfirmedError } from '../../src/apply/apply-rejected-error.ts';
 import { safeErrorMessage, toSafeError } from '../../src/errors/safe-error.ts';
 import { toJobError } from '../../src/jobs/job-error.ts';
 import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
@@ -100,6 +101,23 @@ describe('toSafeError', () => {
     expect(safe.cause?.status).toBe(502);
     expect(safe.cause?.request).toBe('PATCH /repos/octo-org/widgets/git/refs/heads/feature');
     expect(JSON.stringify(safe)).not.toContain(secret);
+  });
+
+  it('names the request of an unconfirmed apply', () => {
+    const path = `/repos/octo-org/widgets/git/ref/heads/feature?token=${secret}`;
+    const error = new ApplyUnconfirmedError('bad_gateway', 'may have been applied', {}, { method: 'GET', path });
+
+    const safe = toSafeError(error);
+
+    expect(safe.type).toBe('ApplyUnconfirmedError');
+    expect(safe.request).toBe('GET /repos/octo-org/widgets/git/ref/heads/feature?token=[redacted]');
+    expect(JSON.stringify(safe)).not.toContain(secret);
+  });
+
+  it('leaves out an unconfirmed apply without a request', () => {
+    const error = new ApplyUnconfirmedError('bad_gateway', 'may have been applied', {}, null);
+
+    expect(toSafeError(error).request).toBeUndefined();
   });
 
   it('leaves out the request of other errors', () => {

@@ -6,7 +6,9 @@ import { redactCredentials } from '../../src/errors/redact-credentials.ts';
 import { RequestError } from '@octokit/request-error';
 import { readFileAtRef } from '../../src/github/file-content.ts';
 import { GitHubResponseTooLargeError, maxGitHubResponseBytes } from '../../src/github/responses.ts';
-import { asGitHubRejection } from '../../src/apply/github-rejection.ts';
+import { asGitHubRejection, describeFailedRequest } from '../../src/apply/github-rejection.ts';
+import { toSafeError } from '../../src/errors/safe-error.ts';
+import { isServerError, mayHaveWritten } from '../../src/github/request-errors.ts';
 import { asGitHubRateLimit } from '../../src/github/rate-limit.ts';
 import type { Octokit } from '@octokit/rest';
 import { examplePayload } from '../helpers/webhooks.ts';
@@ -188,41 +190,68 @@ describe('installation authentication', () => {
   });
 });
 
+/** Makes the fake hold contents requests without a response until the returned function runs. */
+function stallContents(): () => void {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  harness.fake.addRoute({
+    method: 'GET',
+    pattern: contentsPattern,
+    auth: 'installation',
+    handle: async () => {
+      await released;
+      return { status: 404, body: { message: 'Not Found' } };
+    },
+  });
+  return release;
+}
+
+/** Creates an app whose idle limit, 0.3 s, is far below its total limit. */
+function idleLimitedApp() {
+  return createGitHubApp({
+    appId,
+    privateKey: harness.privateKeyPem,
+    baseUrl: harness.fake.url,
+    logger: createLogger('silent'),
+    requestTimeoutMs: 300,
+  });
+}
+
+/** Creates an app whose idle limit is far above its total limit of `totalTimeoutMs`. */
+function totalLimitedApp(totalTimeoutMs: number) {
+  return createGitHubApp({
+    appId,
+    privateKey: harness.privateKeyPem,
+    baseUrl: harness.fake.url,
+    logger: createLogger('silent'),
+    requestTimeoutMs: 10_000,
+    totalTimeoutMs,
+  });
+}
+
+/** Requests README.md with `retries` retries, or the default, and returns the response or error. */
+async function readmeRequest(octokit: Octokit, retries?: number) {
+  return octokit
+    .request('GET /repos/{owner}/{repo}/contents/{path}', {
+      owner,
+      repo,
+      path: 'README.md',
+      ...(retries === undefined ? {} : { request: { retries } }),
+    })
+    .then(
+      (response) => response,
+      (reason: unknown) => reason,
+    );
+}
+
 describe('request time limit', () => {
   it('fails a request without response', async () => {
-    let answer!: () => void;
-    const answered = new Promise<void>((resolve) => (answer = resolve));
-    harness.fake.addRoute({
-      method: 'GET',
-      pattern: '/repos/:owner/:repo/contents/*path',
-      auth: 'installation',
-      handle: async () => {
-        await answered;
-        return { status: 404, body: { message: 'Not Found' } };
-      },
-    });
-    const app = createGitHubApp({
-      appId,
-      privateKey: harness.privateKeyPem,
-      baseUrl: harness.fake.url,
-      logger: createLogger('silent'),
-      requestTimeoutMs: 300,
-    });
-    const octokit = await app.installationOctokit(harness.installationId);
+    const release = stallContents();
+    const octokit = await idleLimitedApp().installationOctokit(harness.installationId);
     const started = Date.now();
 
-    const error = await octokit
-      .request('GET /repos/{owner}/{repo}/contents/{path}', {
-        owner,
-        repo,
-        path: 'README.md',
-        request: { retries: 0 },
-      })
-      .then(
-        () => null,
-        (reason: unknown) => reason,
-      );
-    answer();
+    const error = await readmeRequest(octokit, 0);
+    release();
 
     expect(error).toBeInstanceOf(RequestError);
     expect((error as RequestError).status).toBe(500);
@@ -231,6 +260,89 @@ describe('request time limit', () => {
         'timed out after 0.3 s; check that GITHUB_API_URL is reachable from this host.',
     );
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe('total request time limit', () => {
+  const contentsPath = `/repos/${owner}/${repo}/contents/README.md`;
+
+  /** Queues a contents response whose body arrives one byte every 20 ms. */
+  function queueTrickle(body: unknown = { message: 'x'.repeat(200) }) {
+    harness.fake.queueResponse({ method: 'GET', path: contentsPattern, status: 200, body, trickleMs: 20 });
+  }
+
+  it('fails a body that trickles', async () => {
+    queueTrickle();
+    const octokit = await totalLimitedApp(400).installationOctokit(harness.installationId);
+    const started = Date.now();
+
+    const error = await readmeRequest(octokit, 0);
+    const elapsedMs = Date.now() - started;
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(500);
+    expect((error as RequestError).message).toBe(
+      `GitHub request GET ${harness.fake.url}${contentsPath} timed out after the 0.4 s limit of ` +
+        'GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS, because its response did not complete in time. ' +
+        'Check that GITHUB_API_URL is reachable at a normal speed from this host, or raise ' +
+        'GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS.',
+    );
+    // The body of over 200 bytes would take more than 4 s, and the idle limit is 10 s.
+    expect(elapsedMs).toBeGreaterThanOrEqual(400);
+    expect(elapsedMs).toBeLessThan(3_000);
+  });
+
+  it('reads a slow body within the limit', async () => {
+    queueTrickle({ id: 1 });
+    const octokit = await totalLimitedApp(5_000).installationOctokit(harness.installationId);
+
+    const response = await readmeRequest(octokit, 0);
+
+    expect((response as { data?: unknown }).data).toEqual({ id: 1 });
+  });
+
+  it('retries a trickle like a stall', async () => {
+    queueTrickle();
+    const octokit = await totalLimitedApp(400).installationOctokit(harness.installationId);
+
+    const file = await readFileAtRef(octokit, { owner, repo, path: 'README.md', ref: 'main' });
+
+    expect(file?.text).toBe('# Widgets\n');
+    const [first, second] = contentRequests();
+    expect(contentRequests()).toHaveLength(2);
+    // The retry plugin waits 1 s before its first retry of a server error.
+    expect(second!.receivedAt - first!.receivedAt).toBeGreaterThanOrEqual(1_400);
+  });
+
+  it('classifies a trickle as a stall', async () => {
+    const release = stallContents();
+    const stallOctokit = await idleLimitedApp().installationOctokit(harness.installationId);
+    const stalled = await readmeRequest(stallOctokit, 0);
+    release();
+    queueTrickle();
+    const trickleOctokit = await totalLimitedApp(400).installationOctokit(harness.installationId);
+    const trickled = await readmeRequest(trickleOctokit, 0);
+
+    for (const [name, error] of [
+      ['stall', stalled],
+      ['trickle', trickled],
+    ] as const) {
+      const rejection = asGitHubRejection(error);
+      expect(rejection, name).toEqual({
+        status: 500,
+        message: (error as Error).message,
+        method: 'GET',
+        path: contentsPath,
+        noResponse: true,
+      });
+      expect(isServerError(error), name).toBe(true);
+      expect(mayHaveWritten(error), name).toBe(true);
+      expect(asGitHubRateLimit(error), name).toBeNull();
+      expect(toSafeError(error).request, name).toBe(`GET ${contentsPath}`);
+      expect(describeFailedRequest(error), name).toBe(
+        `GitHub did not respond to GET ${contentsPath}: ${(error as Error).message}`,
+      );
+    }
   });
 });
 

@@ -3,7 +3,7 @@
 // an error that names the request and the field. A create whose response is invalid may have
 // taken effect, so the report lists the check runs or comments before it creates one again, and
 // the pull request never gets a second check run or summary comment. A response over the size
-// limit fails the report job at once.
+// limit fails the report job, and the job of a "Fix with AI" notice, at once.
 import { and, eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prRuns, summaryComments } from '../../src/db/schema/index.ts';
@@ -12,6 +12,11 @@ import { issueCommentRoutes } from '../../src/demo/fakes/github/issue-comments.t
 import type { FakeResponse, Route } from '../../src/demo/fakes/github/router.ts';
 import type { FakeState } from '../../src/demo/fakes/github/state.ts';
 import { UnexpectedGitHubAnswerError } from '../../src/github/github-response.ts';
+import {
+  fixPressNoticeQueue,
+  handleFixPressNoticeJob,
+  type FixPressNoticeJobData,
+} from '../../src/jobs/fix-press-notice.ts';
 import { handleReportJob, reportQueue, type ReportJobData } from '../../src/jobs/report.ts';
 import { publishFixPressNotice } from '../../src/report/publish-fix-press-notice.ts';
 import { reportRun } from '../../src/report/report-run.ts';
@@ -479,27 +484,72 @@ describe('report, invalid comment response', () => {
   }, 60_000);
 });
 
+/**
+ * Inserts a run with one warning and reports it, then returns it with its check run, the check
+ * run's path and the data of a notice job for a press on that check run.
+ */
+async function reportedPress() {
+  const run = await insertWarnedRun(setup, 1);
+  await reportRun(setup.context, run.id, setup.context.logger);
+  const checkRun = checkRunsOf(run.id)[0]!;
+  const data: FixPressNoticeJobData = {
+    runId: run.id,
+    checkRunId: checkRun.id,
+    pressedAt: Date.now(),
+    sender: null,
+    notice: { kind: 'no_owner' },
+  };
+  return { checkRun, checkRunPath: `${checkRunsPath}/${checkRun.id}`, data };
+}
+
+describe('fix press notice, oversized response', () => {
+  it('fails at once', async () => {
+    const { checkRun, checkRunPath, data } = await reportedPress();
+    const jobId = (await setup.context.boss.send(fixPressNoticeQueue, data, { retryLimit: 4 }))!;
+    const body = Buffer.alloc(maxResponseBytes + 1, ' ');
+    setup.fake.queueResponse({ method: 'GET', path: checkRunPath, status: 200, body });
+    const readsBefore = requestCount('GET', checkRunPath);
+    const updatesBefore = requestCount('PATCH', checkRunPath);
+
+    const error = await runDueJob<FixPressNoticeJobData>(setup.context, fixPressNoticeQueue, jobId, (job) =>
+      handleFixPressNoticeJob(setup.context, job),
+    ).then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+
+    expect(error).toBeNull();
+    const job = await setup.context.boss.getJobById(fixPressNoticeQueue, jobId);
+    expect(job?.state).toBe('completed');
+    expect(job?.retryCount).toBe(0);
+    expect(requestCount('GET', checkRunPath) - readsBefore).toBe(1);
+    expect(requestCount('PATCH', checkRunPath)).toBe(updatesBefore);
+    expect(checkRun.output.text).toBeNull();
+    const failed = logsOf(setup.context, 'job.fix_press_notice.failed', { jobId });
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.finalAttempt).toBe(true);
+    expect(failed[0]!.attempt).toBe(0);
+    expect(failed[0]!.msg).toBe('fix press notice failed: a GitHub response is larger than the limit');
+    expect(failed[0]!.err).toMatchObject({
+      type: 'GitHubResponseTooLargeError',
+      message:
+        `GitHub's response to GET ${checkRunPath} is larger than the limit of 1048576 bytes ` +
+        '(1 MiB) that Fixwright reads.',
+      request: `GET ${checkRunPath}`,
+    });
+  }, 60_000);
+});
+
 describe('fix press notice, invalid check run response', () => {
   it('writes nothing', async () => {
-    const run = await insertWarnedRun(setup, 1);
-    await reportRun(setup.context, run.id, setup.context.logger);
-    const checkRun = checkRunsOf(run.id)[0]!;
-    const checkRunPath = `${checkRunsPath}/${checkRun.id}`;
-    const body = { id: checkRun.id, external_id: run.id, output: { title: 7, summary: null, text: null } };
+    const { checkRun, checkRunPath, data } = await reportedPress();
+    const body = { id: checkRun.id, external_id: data.runId, output: { title: 7, summary: null, text: null } };
     setup.fake.queueResponse({ method: 'GET', path: checkRunPath, status: 200, body });
     const updatesBefore = requestCount('PATCH', checkRunPath);
 
-    const error = await publishFixPressNotice(
-      setup.context,
-      {
-        runId: run.id,
-        checkRunId: checkRun.id,
-        pressedAt: Date.now(),
-        sender: null,
-        notice: { kind: 'no_owner' },
-      },
-      setup.context.logger,
-    ).catch((caught: unknown) => caught);
+    const error = await publishFixPressNotice(setup.context, data, setup.context.logger).catch(
+      (caught: unknown) => caught,
+    );
 
     expectInvalidResponse(
       error,

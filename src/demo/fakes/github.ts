@@ -77,6 +77,8 @@ export interface QueuedResponse {
   body?: unknown;
   /** Closes the connection without a response; `status` and `body` are then not sent. */
   dropConnection?: boolean;
+  /** Sends the body one byte every `trickleMs` milliseconds (see FakeResponse). */
+  trickleMs?: number;
 }
 
 export interface FakeGitHub {
@@ -298,6 +300,25 @@ async function readBody(message: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** Writes `payload` one byte every `intervalMs`, and stops when the client disconnects. */
+function trickle(response: ServerResponse, payload: Buffer, intervalMs: number): void {
+  response.flushHeaders();
+  let sent = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const writeNext = () => {
+    if (response.destroyed) return;
+    response.write(payload.subarray(sent, sent + 1));
+    sent += 1;
+    if (sent === payload.length) {
+      response.end();
+      return;
+    }
+    timer = setTimeout(writeNext, intervalMs);
+  };
+  response.on('close', () => clearTimeout(timer));
+  writeNext();
+}
+
 function githubError(status: number, message: string, documentationUrl?: string): FakeResponse {
   const error = new FakeGitHubError(status, message, documentationUrl);
   return { status, body: errorBody(status, error.message, error.documentationUrl) };
@@ -434,6 +455,7 @@ export async function startFakeGitHub(options: {
         headers: queued.headers ?? {},
         body: queued.body ?? errorBody(queued.status, message, 'https://docs.github.com/rest'),
         dropConnection: queued.dropConnection,
+        trickleMs: queued.trickleMs,
       };
     }
 
@@ -506,6 +528,10 @@ export async function startFakeGitHub(options: {
       headers['content-length'] = String(payload.length);
     }
     response.writeHead(result.status, headers);
+    if (payload && result.trickleMs !== undefined) {
+      trickle(response, payload, result.trickleMs);
+      return;
+    }
     response.end(payload);
   }
 

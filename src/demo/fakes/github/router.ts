@@ -19,6 +19,11 @@ export interface FakeResponse {
   body?: unknown;
   /** Closes the connection without a response, as when a proxy or the network drops it. */
   dropConnection?: boolean;
+  /**
+   * Sends the headers at once and then the body one byte every `trickleMs` milliseconds, as
+   * over a link or proxy that barely moves, until the body ends or the client disconnects.
+   */
+  trickleMs?: number;
 }
 
 /** Credential that a route requires: the app's JWT, an installation token, or nothing. */
