@@ -17,6 +17,9 @@ export const listingPageSize = 100;
  */
 const repositoryItem = z.object({ id: githubId, full_name: repositoryFullName });
 
+/** A repository in GET /installation/repositories, where the schema requires `archived`. */
+const listedRepositoryItem = repositoryItem.extend({ archived: z.boolean() });
+
 /**
  * The fields of a pull request in GET /repos/{owner}/{repo}/pulls that the listing reads
  * (schema `pull-request-simple` in @octokit/openapi-types 29).
@@ -32,6 +35,8 @@ export interface InstallationRepository {
   id: number;
   /** OWNER/NAME. */
   fullName: string;
+  /** Whether the repository is archived, so GitHub rejects the app's check runs and comments. */
+  archived: boolean;
 }
 
 /** An open pull request of an installation's repository. */
@@ -55,11 +60,15 @@ export async function readInstallationRepositories(
     octokit,
     'GET /installation/repositories',
     { per_page: listingPageSize, page },
-    repositoryItem,
+    listedRepositoryItem,
     { itemsField: 'repositories' },
   );
   return {
-    repositories: read.items.map((item) => ({ id: item.id, fullName: item.full_name })),
+    repositories: read.items.map((item) => ({
+      id: item.id,
+      fullName: item.full_name,
+      archived: item.archived,
+    })),
     hasNextPage: read.hasNextPage,
   };
 }

@@ -17,6 +17,11 @@ const resumeCounts = z.object({
   knownPullRequests: count,
   /** Repositories whose open pull requests were listed. */
   repositories: count,
+  /**
+   * Archived repositories, whose open pull requests were not listed. Progress stored before
+   * this count existed lacks it.
+   */
+  archivedRepositories: count.default(0),
   /** Open pull requests that GitHub listed. */
   openPullRequests: count,
   /** Listed pull requests without a run not marked closed, which were queued after the listing. */
@@ -59,6 +64,7 @@ export function initialResumeProgress(): ResumeProgress {
     counts: {
       knownPullRequests: 0,
       repositories: 0,
+      archivedRepositories: 0,
       openPullRequests: 0,
       newPullRequests: 0,
       checksQueued: 0,

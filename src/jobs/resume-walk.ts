@@ -119,6 +119,12 @@ export class ResumeWalk {
         repositories = null;
         continue;
       }
+      // GitHub rejects the check runs and comments of an archived repository, so its pull
+      // requests get no check and no run.
+      if (repository.archived) {
+        this.progress = this.nextRepository('archivedRepositories');
+        continue;
+      }
       if (this.progress.pullRequestPage > maxPullRequestPages) {
         logger.warn(
           { event: 'job.resume_installation.truncated', repository: repository.fullName, maxPullRequestPages },
@@ -134,14 +140,18 @@ export class ResumeWalk {
     }
   }
 
-  /** Returns the progress that moves on to the next repository of the page. */
-  private nextRepository(): ResumeProgress {
-    const { counts } = this.progress;
+  /**
+   * Returns the progress that moves on to the next repository of the page, with the repository
+   * left counted in `counted`.
+   */
+  private nextRepository(
+    counted: 'repositories' | 'archivedRepositories' = 'repositories',
+  ): ResumeProgress {
     return {
       ...this.progress,
       repositoryIndex: this.progress.repositoryIndex + 1,
       pullRequestPage: 1,
-      counts: { ...counts, repositories: counts.repositories + 1 },
+      counts: addCounts(this.progress.counts, { [counted]: 1 }),
     };
   }
 

@@ -629,6 +629,18 @@ describe('fake listing endpoints', () => {
     expect(response.status).toBe(404);
   });
 
+  it('marks an archived repository', async () => {
+    fake.setRepositoryArchived({ owner, repo: listed }, true);
+    const repositories = (await (await get('/installation/repositories')).json()) as Record<string, any>;
+    const pullRequest = (await (await get(`/repos/${owner}/${listed}/pulls/1`)).json()) as Record<string, any>;
+    fake.setRepositoryArchived({ owner, repo: listed }, false);
+    const unarchived = (await (await get('/installation/repositories')).json()) as Record<string, any>;
+
+    expect(repositories.repositories.map((item: { archived: boolean }) => item.archived)).toEqual([false, true]);
+    expect(pullRequest.base.repo.archived).toBe(true);
+    expect(unarchived.repositories.map((item: { archived: boolean }) => item.archived)).toEqual([false, false]);
+  });
+
   it('reports no handler errors', () => {
     expect(fake.handlerErrors).toEqual([]);
   });

@@ -104,8 +104,8 @@ function addPullRequest(number: number, repoName = repo) {
 }
 
 /** Adds a repository of the installation's account on the fake, with the test's git data. */
-function addRepository(repoName: string, id: number) {
-  setup.fake.addRepository({ owner, repo: repoName, id, gitDir: setup.git.dir });
+function addRepository(repoName: string, id: number, archived = false) {
+  setup.fake.addRepository({ owner, repo: repoName, id, gitDir: setup.git.dir, archived });
 }
 
 /** Inserts a completed run of each of the pull requests `numbers` of the fake's repository. */
@@ -311,6 +311,33 @@ describe('resume job', () => {
     expect(unstored?.repository).toBe(`${owner}/${gadgets.repo}`);
     expect(unstored?.installationId).toBe(setup.installationId);
     expect(unstored?.headRef).toBe(headBranch);
+  });
+
+  it('skips archived repositories', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => {
+      addPullRequest(13);
+      addRepository(gadgets.repo, gadgets.id, true);
+      addPullRequest(1, gadgets.repo);
+    });
+
+    await runResume(await queuedResume());
+
+    expect(await checkKeys()).toEqual([`${repositoryId}#${prNumber}`, `${repositoryId}#13`]);
+    expect(listingRequests()).toEqual([
+      '/installation/repositories?page=1',
+      `/repos/${owner}/${repo}/pulls?page=1`,
+    ]);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      {
+        knownPullRequests: 1,
+        repositories: 1,
+        archivedRepositories: 1,
+        openPullRequests: 2,
+        newPullRequests: 1,
+        checksQueued: 2,
+      },
+    ]);
   });
 
   it('checks a known pull request closed on GitHub', async () => {

@@ -88,7 +88,15 @@ export interface FakeGitHub {
   readonly issuedTokens: IssuedToken[];
   /** Errors that handlers threw. The fake returned status 500 for each of them. */
   handlerErrors: Error[];
-  addRepository(repository: { owner: string; repo: string; id: number; gitDir: string }): void;
+  addRepository(repository: {
+    owner: string;
+    repo: string;
+    id: number;
+    gitDir: string;
+    archived?: boolean;
+  }): void;
+  /** Archives or unarchives a repository added before. It sends no webhook. */
+  setRepositoryArchived(target: { owner: string; repo: string }, archived: boolean): void;
   addPullRequest(pullRequest: {
     owner: string;
     repo: string;
@@ -611,6 +619,13 @@ export async function startFakeGitHub(options: {
     },
     addRepository(repository) {
       fakeState.addRepository({ ...repository });
+    },
+    setRepositoryArchived(target, archived) {
+      const repository = fakeState.findRepository(target.owner, target.repo);
+      if (!repository) {
+        throw new Error(`The fake GitHub has no repository ${target.owner}/${target.repo}.`);
+      }
+      repository.archived = archived;
     },
     addPullRequest(pullRequest) {
       const record: PullRequestRecord = {

@@ -13,6 +13,8 @@ export interface RepositoryRecord {
   repo: string;
   id: number;
   gitDir: string;
+  /** An archived repository is read-only on GitHub. Unset means not archived. */
+  archived?: boolean;
 }
 
 export interface PullRequestRecord {
@@ -151,7 +153,7 @@ export function repositoryPayload(
     clone_url: `${baseUrl}/${repository.owner}/${repository.repo}.git`,
     size: 0,
     language: null,
-    archived: false,
+    archived: repository.archived ?? false,
     disabled: false,
     visibility: 'private',
     default_branch: defaultBranch,
