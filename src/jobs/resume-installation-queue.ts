@@ -1,4 +1,3 @@
-import { sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
@@ -126,23 +125,4 @@ export async function queueInstallationResume(
     startAfter: options.startAfter ?? resumeDelaySeconds,
     db: transactionDb(tx),
   });
-}
-
-/**
- * Cancels the installation's resume jobs that wait to start or to be retried, in the caller's
- * transaction, and returns how many. A running resume reads the installation's marks before
- * each batch and stops by itself.
- */
-export async function cancelWaitingResumes(
-  tx: Transaction,
-  boss: PgBoss,
-  installationId: number,
-): Promise<number> {
-  const waiting = await tx.execute<{ id: string }>(sql`
-    SELECT id FROM pgboss.job
-    WHERE name = ${resumeInstallationQueue} AND singleton_key = ${String(installationId)}
-      AND state < 'active'`);
-  const ids = waiting.map((row) => row.id);
-  if (ids.length > 0) await boss.cancel(resumeInstallationQueue, ids, { db: transactionDb(tx) });
-  return ids.length;
 }

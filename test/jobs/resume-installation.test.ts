@@ -4,7 +4,7 @@
 // GitHub with Octokit and a real PostgreSQL.
 import { and, eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { installations, prRuns } from '../../src/db/schema/index.ts';
+import { installations, prRuns, tokenEvents } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
@@ -12,6 +12,7 @@ import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { handleConfirmPullRequestJob } from '../../src/jobs/confirm-pull-request.ts';
 import {
   confirmPullRequestQueue,
+  queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { handleResumeInstallationJob } from '../../src/jobs/resume-installation.ts';
@@ -517,6 +518,100 @@ describe('resume stops', () => {
       .where(eq(installations.id, setup.installationId));
     expect(row!.suspendedAt).not.toBeNull();
     expect(logsOf(setup.context, 'job.resume_installation.stopped')).toHaveLength(1);
+  });
+});
+
+describe('resume checks', () => {
+  /** Lists the pull request checks as `REPOSITORY_ID#NUMBER STATE`, in creation order. */
+  async function checkStates(): Promise<string[]> {
+    const rows = await setup.context.database.sql<{ key: string; state: string }[]>`
+      SELECT singleton_key AS key, state::text AS state FROM pgboss.job
+      WHERE name = ${confirmPullRequestQueue} ORDER BY created_on, id`;
+    return rows.map((row) => `${row.key} ${row.state}`);
+  }
+
+  /** Queues a check of a pull request of another installation, which must stay queued. */
+  async function queueOtherInstallationCheck() {
+    await setup.context.db.transaction((tx) =>
+      queuePullRequestConfirmation(tx, setup.context.boss, {
+        installationId: setup.installationId + 1000,
+        repositoryId: 7070,
+        repository: 'other-org/tools',
+        prNumber: 1,
+      }),
+    );
+  }
+
+  it('are cancelled by a suspend', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => addPullRequest(13));
+    await runResume(await queuedResume());
+    await queueOtherInstallationCheck();
+
+    const suspended = await installationEvent('suspend');
+
+    expect(suspended).toMatch(/^installation \d+ marked suspended; cancelled .* and 2 pull request check\(s\)$/);
+    expect(await checkStates()).toEqual([
+      `${repositoryId}#${prNumber} cancelled`,
+      `${repositoryId}#13 cancelled`,
+      '7070#1 created',
+    ]);
+
+    // The resume after the next unsuspend queues them again.
+    await installationEvent('unsuspend');
+    await runResume(await queuedResume());
+
+    expect((await checkStates()).slice(3)).toEqual([
+      `${repositoryId}#${prNumber} created`,
+      `${repositoryId}#13 created`,
+    ]);
+  });
+
+  it('are cancelled by an uninstall', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => addPullRequest(13));
+    await runResume(await queuedResume());
+    await queueOtherInstallationCheck();
+    setup.fake.removeInstallation(setup.installationId);
+
+    const response = await postSignedWebhook(app, {
+      secret,
+      event: 'installation',
+      deliveryId: `resume-installation-${delivery++}`,
+      payload: examplePayload('installation', 'deleted', setup.installationId),
+    });
+
+    expect(response.status).toBe(202);
+    const { outcome } = (await response.json()) as { outcome: string };
+    expect(outcome).toMatch(/^installation \d+ marked deleted; cancelled .* and 2 pull request check\(s\)$/);
+    expect(await checkStates()).toEqual([
+      `${repositoryId}#${prNumber} cancelled`,
+      `${repositoryId}#13 cancelled`,
+      '7070#1 created',
+    ]);
+  });
+
+  it('skip without GitHub when marked suspended', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => addPullRequest(13));
+    await runResume(await queuedResume());
+    // A rejected token request sets the mark without cancelling the queued checks.
+    await markSuspended();
+    const requestsBefore = setup.fake.requests.length;
+
+    await runCheck(repositoryId, 13);
+
+    expect(setup.fake.requests.slice(requestsBefore)).toEqual([]);
+    expect(await runsOf(repositoryId, 13)).toEqual([]);
+    expect(await checkStates()).toEqual([
+      `${repositoryId}#${prNumber} created`,
+      `${repositoryId}#13 completed`,
+    ]);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.skipped')).toMatchObject([
+      { prNumber: 13, reason: 'suspended' },
+    ]);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toEqual([]);
+    expect(await setup.context.db.select().from(tokenEvents)).toEqual([]);
   });
 });
 
