@@ -27,6 +27,7 @@ const listedRepositoryItem = repositoryItem.extend({ archived: z.boolean() });
 const pullRequestItem = z.object({
   number: z.number().int().positive().max(maxInteger),
   state: z.literal('open'),
+  created_at: z.iso.datetime({ offset: true }),
   base: z.object({ repo: repositoryItem }),
 });
 
@@ -45,6 +46,12 @@ export interface OpenPullRequest {
   /** OWNER/NAME of the base repository. */
   repository: string;
   prNumber: number;
+}
+
+/** An open pull request as the listing returns it, with its creation time. */
+export interface ListedPullRequest extends OpenPullRequest {
+  /** `created_at` as GitHub sent it, an ISO 8601 time. */
+  createdAt: string;
 }
 
 /**
@@ -74,18 +81,19 @@ export async function readInstallationRepositories(
 }
 
 /**
- * Reads page `page` (from 1) of the open pull requests of `repository` (GET
- * /repos/{owner}/{repo}/pulls?state=open), 100 a page. Returns null for a 404, as GitHub sends
- * once the repository was deleted or removed from the installation, but not for a 404 to
- * minting the installation token, which asInstallationUnavailable reads. A pull request of another
- * repository than `repository.id`, or one that is not open, makes the page invalid and raises
- * UnexpectedGitHubAnswerError like a missing field.
+ * Reads page `page` (from 1) of the open pull requests of `repository`, oldest first (GET
+ * /repos/{owner}/{repo}/pulls?state=open&sort=created&direction=asc), 100 a page. A pull request
+ * opened while the listing goes on is therefore added to its end. Returns null for a 404, as
+ * GitHub sends once the repository was deleted or removed from the installation, but not for a
+ * 404 to minting the installation token, which asInstallationUnavailable reads. A pull request of
+ * another repository than `repository.id`, or one that is not open, makes the page invalid and
+ * raises UnexpectedGitHubAnswerError like a missing field.
  */
 export async function readOpenPullRequests(
   octokit: Octokit,
-  repository: InstallationRepository,
+  repository: Pick<InstallationRepository, 'id' | 'fullName'>,
   page: number,
-): Promise<{ pullRequests: OpenPullRequest[]; hasNextPage: boolean } | null> {
+): Promise<{ pullRequests: ListedPullRequest[]; hasNextPage: boolean } | null> {
   const [owner, repo] = repository.fullName.split('/') as [string, string];
   const ofRepository = pullRequestItem.refine((item) => item.base.repo.id === repository.id, {
     message: `expected a pull request of repository ${repository.id}`,
@@ -94,7 +102,15 @@ export async function readOpenPullRequests(
     const read = await readCheckedPage(
       octokit,
       'GET /repos/{owner}/{repo}/pulls',
-      { owner, repo, state: 'open', per_page: listingPageSize, page },
+      {
+        owner,
+        repo,
+        state: 'open',
+        sort: 'created',
+        direction: 'asc',
+        per_page: listingPageSize,
+        page,
+      },
       ofRepository,
     );
     return {
@@ -102,6 +118,7 @@ export async function readOpenPullRequests(
         repositoryId: item.base.repo.id,
         repository: item.base.repo.full_name,
         prNumber: item.number,
+        createdAt: item.created_at,
       })),
       hasNextPage: read.hasNextPage,
     };

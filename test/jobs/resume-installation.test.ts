@@ -91,8 +91,11 @@ async function suspendAndResume(duringSuspension: () => void = () => {}): Promis
   return installationEvent('unsuspend');
 }
 
-/** Adds open pull request `number` of `repoName` on the fake, with the head of `prNumber`. */
-function addPullRequest(number: number, repoName = repo) {
+/**
+ * Adds open pull request `number` of `repoName` on the fake, with the head of `prNumber`, created
+ * at `createdAt` (by default the fake's 2024-01-01T00:00:00Z).
+ */
+function addPullRequest(number: number, repoName = repo, createdAt?: string) {
   setup.fake.addPullRequest({
     owner,
     repo: repoName,
@@ -101,6 +104,7 @@ function addPullRequest(number: number, repoName = repo) {
     headSha: setup.git.headSha,
     headRef: headBranch,
     title: `Pull request ${number}`,
+    ...(createdAt === undefined ? {} : { createdAt }),
   });
 }
 
@@ -375,10 +379,13 @@ describe('resume job', () => {
     expect(new Set(keys).size).toBe(151);
     expect(keys).toContain(`${repositoryId}#100`);
     expect(keys).toContain(`${repositoryId}#249`);
+    // Page 2 starts with a pull request not queued, so page 1 is read again, because closes
+    // could have moved pull requests not queued there.
     expect(listingRequests()).toEqual([
       '/installation/repositories?page=1',
       `/repos/${owner}/${repo}/pulls?page=1`,
       `/repos/${owner}/${repo}/pulls?page=2`,
+      `/repos/${owner}/${repo}/pulls?page=1`,
     ]);
     expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
       { repositories: 1, openPullRequests: 151, newPullRequests: 150, checksQueued: 151 },
@@ -398,7 +405,7 @@ describe('resume job', () => {
     const jobsRun = await runResumeToEnd();
 
     // Each job reads the page of repositories it continues on again: 1 + 49 listings, 1 + 49
-    // more, then 1 + 2 and the second page of repositories with its one repository.
+    // more, then 1 + 2, and pages 2 and 1 of repositories for the one repository of page 2.
     expect(pagesPerResumeJob).toBe(50);
     expect(jobsRun).toBe(3);
     const keys = await checkKeys();
@@ -411,9 +418,13 @@ describe('resume job', () => {
       { repositories: extra + 1, openPullRequests: extra + 1, checksQueued: extra + 1 },
     ]);
     const repositoryPages = listingRequests().filter((path) => path.startsWith('/installation/'));
-    expect(new Set(repositoryPages)).toEqual(
-      new Set(['/installation/repositories?page=1', '/installation/repositories?page=2']),
-    );
+    expect(repositoryPages).toEqual([
+      '/installation/repositories?page=1',
+      '/installation/repositories?page=1',
+      '/installation/repositories?page=1',
+      '/installation/repositories?page=2',
+      '/installation/repositories?page=1',
+    ]);
   });
 
   it('does not check twice when repeated', async () => {
@@ -431,6 +442,158 @@ describe('resume job', () => {
       checksQueued: 0,
       checksQueuedAlready: 2,
     });
+  });
+});
+
+describe('resume continuation', () => {
+  /** Adds repositories repo-1 to repo-`count`, each with open pull request 1. */
+  function addRepositories(count: number) {
+    for (let index = 1; index <= count; index += 1) {
+      addRepository(`repo-${index}`, 10_000 + index);
+      addPullRequest(1, `repo-${index}`);
+    }
+  }
+
+  /** Returns the check keys of widgets' pull request `prNumber` and of repo-1 to repo-`count`. */
+  function repositoryKeys(count: number): string[] {
+    const keys = [`${repositoryId}#${prNumber}`];
+    for (let index = 1; index <= count; index += 1) keys.push(`${10_000 + index}#1`);
+    return keys;
+  }
+
+  it('skips no repository after removals', async () => {
+    // 101 repositories take two pages, and the first job lists 49 of page 1.
+    await suspendAndResume(() => addRepositories(100));
+    await runResume(await queuedResume());
+    expect(await checkKeys()).toEqual(repositoryKeys(48));
+
+    // Removing 5 listed repositories moves each later one 5 places earlier.
+    for (let index = 1; index <= 5; index += 1) {
+      setup.fake.removeRepository({ owner, repo: `repo-${index}` });
+    }
+    await runResumeToEnd();
+
+    const keys = await checkKeys();
+    expect(keys).toHaveLength(101);
+    expect(new Set(keys)).toEqual(new Set(repositoryKeys(100)));
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      { repositories: 101, openPullRequests: 101, checksQueued: 101 },
+    ]);
+  });
+
+  it('skips no repository moved back a page', async () => {
+    // 103 repositories take two pages. Removals before the second page is read move its
+    // repositories to the first.
+    await suspendAndResume(() => addRepositories(102));
+    const list = defaultRoutes.find(
+      (route) => route.method === 'GET' && route.pattern === '/installation/repositories',
+    )!;
+    let removed = false;
+    setup.fake.addRoute({
+      ...list,
+      async handle(context) {
+        if (context.url.searchParams.get('page') === '2' && !removed) {
+          removed = true;
+          for (let index = 1; index <= 3; index += 1) {
+            setup.fake.removeRepository({ owner, repo: `repo-${index}` });
+          }
+        }
+        return list.handle(context);
+      },
+    });
+
+    await runResumeToEnd();
+
+    expect(removed).toBe(true);
+    const keys = await checkKeys();
+    expect(keys).toHaveLength(103);
+    expect(new Set(keys)).toEqual(new Set(repositoryKeys(102)));
+  });
+
+  it('skips no pull request after closes', async () => {
+    await insertKnownRuns();
+    // 151 open pull requests take two pages, oldest first: 12, then 100 to 249.
+    const createdAt = (number: number) =>
+      new Date(Date.UTC(2024, 1, 1) + number * 60_000).toISOString().replace('.000Z', 'Z');
+    await suspendAndResume(() => {
+      for (let number = 100; number < 250; number += 1) addPullRequest(number, repo, createdAt(number));
+    });
+    // GitHub rate-limits the read of page 2, so a new job continues from it.
+    const list = defaultRoutes.find((route) => route.method === 'GET' && route.pattern === pullsPath)!;
+    let limited = false;
+    setup.fake.addRoute({
+      ...list,
+      async handle(context) {
+        if (!limited) {
+          limited = true;
+          const resetSeconds = Math.floor(Date.now() / 1000) + 600;
+          setup.fake.queueResponse(primaryRateLimitError('GET', pullsPath, resetSeconds));
+        }
+        return list.handle(context);
+      },
+    });
+    await runResume(await queuedResume());
+    expect(await checkKeys()).toHaveLength(100);
+
+    // Closing pull requests of page 1 moves 199 to 208 from page 2 to page 1.
+    for (let number = 100; number < 110; number += 1) {
+      setup.fake.updatePullRequest({ owner, repo, number }, { state: 'closed' });
+    }
+    await runResumeToEnd();
+
+    const keys = await checkKeys();
+    expect(keys).toHaveLength(151);
+    const expected = [prNumber, ...Array.from({ length: 150 }, (_, index) => 100 + index)];
+    expect(new Set(keys)).toEqual(new Set(expected.map((number) => `${repositoryId}#${number}`)));
+    expect(listingRequests().filter((path) => path.includes('/pulls'))).toEqual([
+      `/repos/${owner}/${repo}/pulls?page=1`,
+      `/repos/${owner}/${repo}/pulls?page=2`,
+      `/repos/${owner}/${repo}/pulls?page=2`,
+      `/repos/${owner}/${repo}/pulls?page=1`,
+    ]);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      { openPullRequests: 151, newPullRequests: 150, checksQueued: 151 },
+    ]);
+  });
+
+  it('continues progress stored by page and index', async () => {
+    await suspendAndResume(() => addPullRequest(13));
+    const jobId = await queuedResume();
+    // The progress that an earlier version stored, by page and index and without
+    // archivedRepositories.
+    const paged = {
+      lastKnown: null,
+      knownDone: true,
+      repositoryPage: 1,
+      repositoryIndex: 0,
+      pullRequestPage: 1,
+      counts: {
+        knownPullRequests: 7,
+        repositories: 0,
+        openPullRequests: 0,
+        newPullRequests: 0,
+        checksQueued: 7,
+        checksQueuedAlready: 0,
+      },
+    };
+    await setup.context.database.sql`
+      UPDATE pgboss.job
+      SET data = ${JSON.stringify({ installationId: setup.installationId, progress: paged })}::jsonb
+      WHERE name = ${resumeInstallationQueue} AND id = ${jobId}`;
+
+    await runResume(jobId);
+
+    // One batch queues both checks, so their order is not known.
+    expect((await checkKeys()).sort()).toEqual([`${repositoryId}#${prNumber}`, `${repositoryId}#13`]);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      {
+        knownPullRequests: 7,
+        repositories: 1,
+        archivedRepositories: 0,
+        openPullRequests: 2,
+        checksQueued: 9,
+      },
+    ]);
   });
 });
 
@@ -640,8 +803,12 @@ describe('resume rate limit', () => {
     expect(next!.data.progress).toMatchObject({
       knownDone: true,
       repositoryPage: 1,
-      repositoryIndex: 0,
-      pullRequestPage: 1,
+      repositoriesDone: [],
+      repository: {
+        id: repositoryId,
+        fullName: repository,
+        pullRequests: { page: 1, createdAt: null, numbers: [] },
+      },
       counts: { knownPullRequests: 1, checksQueued: 1 },
     });
     expect(next!.data.rateLimitedSince).toBeGreaterThan(Date.now() - 60_000);
