@@ -85,6 +85,7 @@ export function eventPayload(
       id: base.repo.id,
       full_name: base.repo.full_name,
       owner: base.repo.owner,
+      archived: base.repo.archived,
     },
     pull_request: {
       title: pullRequest.title,

@@ -65,6 +65,8 @@ export const pullRequestPayload = z.object({
     id: githubId,
     full_name: repositoryFullName,
     owner: z.object({ id: githubId, login: githubLogin, type: z.string().optional() }),
+    /** GitHub always sends it. A payload without it is taken as not archived. */
+    archived: z.boolean().optional(),
   }),
   pull_request: z.object({
     title: z.string(),
@@ -90,8 +92,9 @@ const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
  * and cancels the queued work instead, and `reopened` clears that mark on all of its runs.
  * `edited` with `changes.base` analyzes the head commit again against the new base (see
  * handleBaseChange), and other edits are ignored. Analysis for a suspended or deleted
- * installation is skipped, and the outcome gives the reason. A suspended installation's event
- * still supersedes the runs of older commits (see skipUnavailable).
+ * installation, or for an archived repository, is skipped, and the outcome gives the reason. A
+ * suspended installation's event still supersedes the runs of older commits (see
+ * skipUnavailable).
  *
  * GitHub's times have whole seconds. An event that changes the closed mark or the base branch
  * although the stored state has a time in the same second is applied, and it also queues a check
@@ -151,6 +154,13 @@ export async function applyPullRequestEvent(
       ? await markRunsOpen(tx, repository.id, payload.number, reopenedAt, ties)
       : 0;
   if (unavailable) return skipUnavailable(tx, boss, payload, unavailable, baseChanged);
+  if (repository.archived) {
+    return (
+      `skipped: repository ${repository.full_name} is archived, so GitHub would reject the ` +
+      'check run and summary comment of a run. Unarchive it and push a commit to analyze the ' +
+      'pull request.'
+    );
+  }
 
   const updatedAt = new Date(pullRequest.updated_at);
   const target = `${repository.full_name}#${payload.number}`;

@@ -17,6 +17,9 @@ export const listingPageSize = 100;
  */
 const repositoryItem = z.object({ id: githubId, full_name: repositoryFullName });
 
+/** A repository in GET /installation/repositories, where the schema requires `archived`. */
+const listedRepositoryItem = repositoryItem.extend({ archived: z.boolean() });
+
 /**
  * The fields of a pull request in GET /repos/{owner}/{repo}/pulls that the listing reads
  * (schema `pull-request-simple` in @octokit/openapi-types 29).
@@ -24,6 +27,7 @@ const repositoryItem = z.object({ id: githubId, full_name: repositoryFullName })
 const pullRequestItem = z.object({
   number: z.number().int().positive().max(maxInteger),
   state: z.literal('open'),
+  created_at: z.iso.datetime({ offset: true }),
   base: z.object({ repo: repositoryItem }),
 });
 
@@ -32,6 +36,8 @@ export interface InstallationRepository {
   id: number;
   /** OWNER/NAME. */
   fullName: string;
+  /** Whether the repository is archived, so GitHub rejects the app's check runs and comments. */
+  archived: boolean;
 }
 
 /** An open pull request of an installation's repository. */
@@ -40,6 +46,12 @@ export interface OpenPullRequest {
   /** OWNER/NAME of the base repository. */
   repository: string;
   prNumber: number;
+}
+
+/** An open pull request as the listing returns it, with its creation time. */
+export interface ListedPullRequest extends OpenPullRequest {
+  /** `created_at` as GitHub sent it, an ISO 8601 time. */
+  createdAt: string;
 }
 
 /**
@@ -55,28 +67,33 @@ export async function readInstallationRepositories(
     octokit,
     'GET /installation/repositories',
     { per_page: listingPageSize, page },
-    repositoryItem,
+    listedRepositoryItem,
     { itemsField: 'repositories' },
   );
   return {
-    repositories: read.items.map((item) => ({ id: item.id, fullName: item.full_name })),
+    repositories: read.items.map((item) => ({
+      id: item.id,
+      fullName: item.full_name,
+      archived: item.archived,
+    })),
     hasNextPage: read.hasNextPage,
   };
 }
 
 /**
- * Reads page `page` (from 1) of the open pull requests of `repository` (GET
- * /repos/{owner}/{repo}/pulls?state=open), 100 a page. Returns null for a 404, as GitHub sends
- * once the repository was deleted or removed from the installation, but not for a 404 to
- * minting the installation token, which asInstallationUnavailable reads. A pull request of another
- * repository than `repository.id`, or one that is not open, makes the page invalid and raises
- * UnexpectedGitHubAnswerError like a missing field.
+ * Reads page `page` (from 1) of the open pull requests of `repository`, oldest first (GET
+ * /repos/{owner}/{repo}/pulls?state=open&sort=created&direction=asc), 100 a page. A pull request
+ * opened while the listing goes on is therefore added to its end. Returns null for a 404, as
+ * GitHub sends once the repository was deleted or removed from the installation, but not for a
+ * 404 to minting the installation token, which asInstallationUnavailable reads. A pull request of
+ * another repository than `repository.id`, or one that is not open, makes the page invalid and
+ * raises UnexpectedGitHubAnswerError like a missing field.
  */
 export async function readOpenPullRequests(
   octokit: Octokit,
-  repository: InstallationRepository,
+  repository: Pick<InstallationRepository, 'id' | 'fullName'>,
   page: number,
-): Promise<{ pullRequests: OpenPullRequest[]; hasNextPage: boolean } | null> {
+): Promise<{ pullRequests: ListedPullRequest[]; hasNextPage: boolean } | null> {
   const [owner, repo] = repository.fullName.split('/') as [string, string];
   const ofRepository = pullRequestItem.refine((item) => item.base.repo.id === repository.id, {
     message: `expected a pull request of repository ${repository.id}`,
@@ -85,7 +102,15 @@ export async function readOpenPullRequests(
     const read = await readCheckedPage(
       octokit,
       'GET /repos/{owner}/{repo}/pulls',
-      { owner, repo, state: 'open', per_page: listingPageSize, page },
+      {
+        owner,
+        repo,
+        state: 'open',
+        sort: 'created',
+        direction: 'asc',
+        per_page: listingPageSize,
+        page,
+      },
       ofRepository,
     );
     return {
@@ -93,6 +118,7 @@ export async function readOpenPullRequests(
         repositoryId: item.base.repo.id,
         repository: item.base.repo.full_name,
         prNumber: item.number,
+        createdAt: item.created_at,
       })),
       hasNextPage: read.hasNextPage,
     };

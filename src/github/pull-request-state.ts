@@ -31,6 +31,8 @@ const pullRequestResponse = z.object({
       id: z.number(),
       full_name: z.string(),
       owner: z.object({ id: z.number(), login: z.string(), type: z.string().optional() }),
+      // Required in the OpenAPI schema. A response without it is taken as not archived.
+      archived: z.boolean().optional(),
     }),
   }),
 });

@@ -13,6 +13,7 @@ import {
 } from '../events/pull-request-from-github.ts';
 import {
   asInstallationUnavailable,
+  findInstallationUnavailable,
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
 import {
@@ -57,8 +58,9 @@ type ConfirmOutcome =
  * A check that finds another check of the pull request running reads nothing. It queues a
  * check to run after that one, or leaves it to a check queued already, and ends.
  *
- * Missing GitHub App credentials end the job with a warning, and so do a 404 for the pull
- * request and an installation that GitHub reports suspended or uninstalled. A failed or invalid
+ * A check of an installation marked suspended or deleted ends without reading GitHub. Missing
+ * GitHub App credentials end the job with a warning, and so do a 404 for the pull request and an
+ * installation that GitHub reports suspended or uninstalled. A failed or invalid
  * response, including a rate limit, and a failed database write fail the job, so pg-boss retries
  * it with backoff. The state stays as the events left it meanwhile.
  */
@@ -74,6 +76,17 @@ export async function handleConfirmPullRequestJob(
     prNumber: data.prNumber,
     queue: confirmPullRequestQueue,
   });
+  // A `suspend` or `deleted` event cancels the waiting checks, but a mark that a rejected token
+  // request set cancels nothing. GitHub would reject this check's token request too.
+  const unavailable = await findInstallationUnavailable(context.db, data.installationId);
+  if (unavailable) {
+    logger.info(
+      { event: 'job.confirm_pull_request.skipped', reason: unavailable.reason, error: unavailable.message },
+      'pull request check skipped without reading GitHub: the installation is marked ' +
+        `${unavailable.reason}, so the pull request keeps the state of its events`,
+    );
+    return;
+  }
   const key = pullRequestCheckKey(data.repositoryId, data.prNumber);
   const running = await findRunningCheck(context.db, confirmPullRequestQueue, key, job.id);
   if (running) {

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type PgBoss from 'pg-boss';
 import type { Database, Transaction } from '../db/client.ts';
 import type { Logger } from '../logger.ts';
+import { transactionDb } from './boss.ts';
 import { lockIsFree } from './job-liveness.ts';
 
 /**
@@ -190,6 +191,28 @@ export async function findLaterCheck(
   if (!later) return null;
   if (later.state === 'created') return `check ${later.id} is queued and reads GitHub later`;
   return `check ${later.id} started during this one, so it or the check that it queues reads GitHub later`;
+}
+
+/**
+ * Cancels the jobs of `queue` for installation `installationId` that wait to start or to be
+ * retried, in the caller's transaction, and returns how many. Running jobs are left to their
+ * handlers. The queue's job data must have `installationId`.
+ */
+export async function cancelWaitingChecksOfInstallation(
+  tx: Transaction,
+  boss: PgBoss,
+  queue: string,
+  installationId: number,
+): Promise<number> {
+  // pg-boss's job_state enum sorts `created` and `retry` before `active`. The job data stores
+  // the installation id as a JSON number, which ->> returns as text.
+  const waiting = await tx.execute<{ id: string }>(sql`
+    SELECT id FROM pgboss.job
+    WHERE name = ${queue} AND state < 'active'
+      AND data->>'installationId' = ${String(installationId)}`);
+  const ids = waiting.map((row) => row.id);
+  if (ids.length > 0) await boss.cancel(queue, ids, { db: transactionDb(tx) });
+  return ids.length;
 }
 
 /**

@@ -6,15 +6,24 @@ import { installations, prRuns } from '../db/schema/index.ts';
 import {
   readInstallationRepositories,
   readOpenPullRequests,
-  type InstallationRepository,
+  type ListedPullRequest,
   type OpenPullRequest,
 } from '../github/open-pull-requests.ts';
 import type { Logger } from '../logger.ts';
 import { queuePullRequestConfirmation } from './confirm-pull-request-queue.ts';
 import { findLaterCheck } from './keyed-checks.ts';
 import {
+  firstPullRequestCursor,
+  isQueuedBefore,
+  moveCursorPast,
+  pullRequestsAfter,
+  repositoryWindow,
+  type RepositoryWindow,
+} from './resume-cursor.ts';
+import {
   queueInstallationResume,
   resumeInstallationQueue,
+  type RepositoryListing,
   type ResumeCounts,
   type ResumeInstallationJobData,
   type ResumeProgress,
@@ -81,8 +90,12 @@ export class ResumeWalk {
 
   /** Returns the position in the listing, for log lines. */
   position() {
-    const { repositoryPage, repositoryIndex, pullRequestPage } = this.progress;
-    return { repositoryPage, repositoryIndex, pullRequestPage };
+    const { repositoryPage, repository } = this.progress;
+    return {
+      repositoryPage,
+      repository: repository?.fullName ?? null,
+      pullRequestPage: repository?.pullRequests.page ?? null,
+    };
   }
 
   /** Queues the known pull requests, then those that GitHub lists, from `progress` on. */
@@ -91,57 +104,100 @@ export class ResumeWalk {
       const stopped = await this.queueKnownBatch();
       if (stopped) return { kind: 'stopped', reason: stopped };
     }
-    let repositories: { list: InstallationRepository[]; hasNextPage: boolean } | null = null;
+    // The window stays valid until every repository on it is done, and is then read again.
+    let window: RepositoryWindow | null = null;
     for (;;) {
-      if (repositories === null) {
-        if (this.progress.repositoryPage > maxRepositoryPages) {
-          logger.warn(
-            { event: 'job.resume_installation.truncated', maxRepositoryPages },
-            `resume read ${maxRepositoryPages} pages of repositories and lists no more`,
-          );
-          return { kind: 'done' };
-        }
-        if (this.pagesRequested >= pagesPerResumeJob) return { kind: 'continue' };
-        this.pagesRequested += 1;
-        const read = await readInstallationRepositories(octokit, this.progress.repositoryPage);
-        this.pagesRead += 1;
-        repositories = { list: read.repositories, hasNextPage: read.hasNextPage };
-      }
-      const repository = repositories.list[this.progress.repositoryIndex];
-      if (!repository) {
-        if (!repositories.hasNextPage) return { kind: 'done' };
-        this.progress = {
-          ...this.progress,
-          repositoryPage: this.progress.repositoryPage + 1,
-          repositoryIndex: 0,
-          pullRequestPage: 1,
-        };
-        repositories = null;
+      const { repository } = this.progress;
+      if (repository) {
+        const end = await this.listPullRequests(octokit, repository, logger);
+        if (end) return end;
         continue;
       }
-      if (this.progress.pullRequestPage > maxPullRequestPages) {
+      if (this.progress.repositoryPage > maxRepositoryPages) {
         logger.warn(
-          { event: 'job.resume_installation.truncated', repository: repository.fullName, maxPullRequestPages },
-          `resume read ${maxPullRequestPages} pages of open pull requests of the repository and lists no more`,
+          { event: 'job.resume_installation.truncated', maxRepositoryPages },
+          `resume read ${maxRepositoryPages} pages of repositories and lists no more`,
         );
-        this.progress = this.nextRepository();
-        continue;
+        return { kind: 'done' };
       }
-      if (this.pagesRequested >= pagesPerResumeJob) return { kind: 'continue' };
-      this.pagesRequested += 1;
-      const stopped = await this.queueListedPage(octokit, repository, logger);
-      if (stopped) return { kind: 'stopped', reason: stopped };
+      window ??= await this.readRepositoryWindow(octokit);
+      if (window === null) return { kind: 'continue' };
+      const step = this.pickRepository(window);
+      if (step === 'done') return { kind: 'done' };
+      if (step === 'next page') window = null;
     }
   }
 
-  /** Returns the progress that moves on to the next repository of the page. */
-  private nextRepository(): ResumeProgress {
-    const { counts } = this.progress;
-    return {
+  /**
+   * Makes the first repository of `window` that is not done the one to list, or counts it when
+   * it is archived. Moves to the next page once all are done, with the ids of the page itself
+   * as the repositories done, because the next window reads that page again.
+   */
+  private pickRepository(window: RepositoryWindow): 'same page' | 'next page' | 'done' {
+    const done = new Set(this.progress.repositoriesDone);
+    const next = window.repositories.find((listed) => !done.has(listed.id));
+    if (next?.archived) {
+      // GitHub rejects the check runs and comments of an archived repository, so its pull
+      // requests get no check and no run.
+      this.progress = this.finishRepository(this.progress, next.id, 'archivedRepositories');
+      return 'same page';
+    }
+    if (next) {
+      const repository = {
+        id: next.id,
+        fullName: next.fullName,
+        pullRequests: firstPullRequestCursor,
+      };
+      this.progress = { ...this.progress, repository };
+      return 'same page';
+    }
+    if (!window.hasNextPage) return 'done';
+    this.progress = {
       ...this.progress,
-      repositoryIndex: this.progress.repositoryIndex + 1,
-      pullRequestPage: 1,
-      counts: { ...counts, repositories: counts.repositories + 1 },
+      repositoryPage: this.progress.repositoryPage + 1,
+      repositoriesDone: window.pageIds,
+    };
+    return 'next page';
+  }
+
+  /**
+   * Reads page `repositoryPage` of the installation's repositories, then the page before it.
+   * Removals before the page move repositories to the page before it, so the second read finds
+   * those that moved before the first read. Returns null once the job has read its pages.
+   */
+  private async readRepositoryWindow(octokit: Octokit): Promise<RepositoryWindow | null> {
+    const pageNumber = this.progress.repositoryPage;
+    if (!this.takePage()) return null;
+    const page = await readInstallationRepositories(octokit, pageNumber);
+    this.pagesRead += 1;
+    if (pageNumber === 1) return repositoryWindow([], page);
+    if (!this.takePage()) return null;
+    const previous = await readInstallationRepositories(octokit, pageNumber - 1);
+    this.pagesRead += 1;
+    return repositoryWindow(previous.repositories, page);
+  }
+
+  /** Counts a GitHub page against the job's pages, and returns false once they are used up. */
+  private takePage(): boolean {
+    if (this.pagesRequested >= pagesPerResumeJob) return false;
+    this.pagesRequested += 1;
+    return true;
+  }
+
+  /**
+   * Returns `progress` with repository `id` done: no repository being listed, the id in
+   * `repositoriesDone`, and the repository counted in `counted`.
+   */
+  private finishRepository(
+    progress: ResumeProgress,
+    id: number,
+    counted: 'repositories' | 'archivedRepositories' = 'repositories',
+  ): ResumeProgress {
+    return {
+      ...progress,
+      repository: null,
+      repositoriesDone: [...progress.repositoriesDone, id],
+      counts: addCounts(progress.counts, { [counted]: 1 }),
     };
   }
 
@@ -178,39 +234,114 @@ export class ResumeWalk {
   }
 
   /**
-   * Reads the repository's page `pullRequestPage` of open pull requests, and queues a check of
-   * each one that has no run not marked closed, because the first step queued those. Returns
-   * why it stopped, or null.
+   * Reads the next pages of the repository's open pull requests and queues a check of each one
+   * that the cursor has not passed and that has no run not marked closed, because the first
+   * step queued those. Returns how the job ends, or null when it goes on.
    */
-  private async queueListedPage(
+  private async listPullRequests(
     octokit: Octokit,
-    repository: InstallationRepository,
+    repository: RepositoryListing,
     logger: Logger,
-  ): Promise<string | null> {
-    const read = await readOpenPullRequests(octokit, repository, this.progress.pullRequestPage);
-    this.pagesRead += 1;
-    if (read === null) {
+  ): Promise<WalkEnd | null> {
+    if (repository.pullRequests.page > maxPullRequestPages) {
+      logger.warn(
+        { event: 'job.resume_installation.truncated', repository: repository.fullName, maxPullRequestPages },
+        `resume read ${maxPullRequestPages} pages of open pull requests of the repository and lists no more`,
+      );
+      this.progress = this.finishRepository(this.progress, repository.id);
+      return null;
+    }
+    const read = await this.readPullRequestPages(octokit, repository);
+    if (read === 'used up') return { kind: 'continue' };
+    if (read === 'not found') {
       logger.info(
         { event: 'job.resume_installation.repository_not_found', repository: repository.fullName },
         'GitHub returned 404 for the open pull requests of a listed repository, so the resume skips it',
       );
-      this.progress = this.nextRepository();
+      this.progress = this.finishRepository(this.progress, repository.id);
       return null;
     }
+    const listed = pullRequestsAfter(repository.pullRequests, read.pullRequests);
+    const batches: ListedPullRequest[][] = [];
+    for (let start = 0; start < listed.length; start += batchSize) {
+      batches.push(listed.slice(start, start + batchSize));
+    }
+    // A page without new pull requests still moves the cursor to the next page.
+    if (batches.length === 0) batches.push([]);
+    for (const [index, batch] of batches.entries()) {
+      const last = index === batches.length - 1;
+      const stopped = await this.queueListedBatch(batch, last ? read : null);
+      if (stopped) return { kind: 'stopped', reason: stopped };
+    }
+    return null;
+  }
+
+  /**
+   * Reads the page of the cursor, then each page before it while a page starts with a pull
+   * request that the cursor has not passed or is empty. Closed pull requests move later ones
+   * to earlier pages, so such a page may follow pull requests not queued yet. Returns the pull
+   * requests of the pages in page order, with the page of the cursor and whether GitHub has a
+   * page after it.
+   */
+  private async readPullRequestPages(
+    octokit: Octokit,
+    repository: RepositoryListing,
+  ): Promise<
+    { pullRequests: ListedPullRequest[]; page: number; hasNextPage: boolean } | 'used up' | 'not found'
+  > {
+    const cursor = repository.pullRequests;
+    const pages: ListedPullRequest[][] = [];
+    let hasNextPage = false;
+    for (let page = cursor.page; page >= 1; page -= 1) {
+      if (!this.takePage()) return 'used up';
+      const read = await readOpenPullRequests(octokit, repository, page);
+      this.pagesRead += 1;
+      if (read === null) return 'not found';
+      if (page === cursor.page) hasNextPage = read.hasNextPage;
+      pages.unshift(read.pullRequests);
+      const first = read.pullRequests[0];
+      if (first && isQueuedBefore(cursor, first)) break;
+    }
+    return { pullRequests: pages.flat(), page: cursor.page, hasNextPage };
+  }
+
+  /**
+   * Queues a check of each pull request of `batch` that has no run not marked closed, and moves
+   * the cursor past the batch. `end` is set on the last batch of the pages read: the cursor
+   * then moves to the page after `end.page`, or the repository is done when GitHub has none.
+   * Returns why it stopped, or null.
+   */
+  private async queueListedBatch(
+    batch: ListedPullRequest[],
+    end: { page: number; hasNextPage: boolean } | null,
+  ): Promise<string | null> {
     return this.context.db.transaction(async (tx) => {
       const stopped = await this.findStopReason(tx);
       if (stopped) return stopped;
-      const fresh = await this.withoutKnown(tx, repository.id, read.pullRequests);
+      const repository = this.progress.repository!;
+      const open = batch.map(({ repositoryId, repository: name, prNumber }) => ({
+        repositoryId,
+        repository: name,
+        prNumber,
+      }));
+      const fresh = await this.withoutKnown(tx, repository.id, open);
       const queued = await this.queueChecks(tx, fresh);
-      const next = read.hasNextPage
-        ? { ...this.progress, pullRequestPage: this.progress.pullRequestPage + 1 }
-        : this.nextRepository();
-      const listed = {
-        openPullRequests: read.pullRequests.length,
+      const counts = addCounts(this.progress.counts, {
+        openPullRequests: batch.length,
         newPullRequests: fresh.length,
         ...queued,
-      };
-      await this.storeProgress(tx, { ...next, counts: addCounts(next.counts, listed) });
+      });
+      const cursor = moveCursorPast(repository.pullRequests, batch);
+      let next: ResumeProgress;
+      if (end === null) {
+        next = { ...this.progress, repository: { ...repository, pullRequests: cursor }, counts };
+      } else if (end.hasNextPage) {
+        const pullRequests = { ...cursor, page: end.page + 1 };
+        next = { ...this.progress, repository: { ...repository, pullRequests }, counts };
+      } else {
+        next = this.finishRepository({ ...this.progress, counts }, repository.id);
+      }
+      await this.storeProgress(tx, next);
       return null;
     });
   }

@@ -6,7 +6,9 @@ import { analyzeQueue } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { previewQueue } from '../jobs/preview.ts';
 import { reportQueue } from '../jobs/report.ts';
-import { cancelWaitingResumes } from '../jobs/resume-installation-queue.ts';
+import { confirmPullRequestQueue } from '../jobs/confirm-pull-request-queue.ts';
+import { cancelWaitingChecksOfInstallation } from '../jobs/keyed-checks.ts';
+import { resumeInstallationQueue } from '../jobs/resume-installation-queue.ts';
 import { cancelApplyJobsOfRuns, cancelFixPressNoticesOfInstallation } from './cancel-run-work.ts';
 
 /** Cause of the cancellation: the installation event's action `suspend` or `deleted`. */
@@ -74,7 +76,10 @@ export function describeInstallationCancel(
  * name it (see `describeInstallationCancel`), and returns what was cancelled as text, such as
  * "cancelled 1 run(s), 0 report(s) and 2 patch request(s)". It also cancels a waiting resume
  * of the installation's open pull requests. Otherwise that resume would keep the `unsuspend`
- * that ends this suspension from queueing a new one.
+ * that ends this suspension from queueing a new one. A running resume reads the installation's
+ * marks before each batch and stops by itself. The waiting checks of the installation's pull
+ * requests, such as those a resume queued, are cancelled too, because GitHub rejects their
+ * requests, and the resume after the next `unsuspend` queues them again.
  */
 export async function stopInstallationWork(
   tx: Transaction,
@@ -84,7 +89,18 @@ export async function stopInstallationWork(
   const reason = describeInstallationCancel(installation);
   const applyError = describeInstallationCancel(installation, 'apply');
   const cancelled = await cancelInstallationWork(tx, boss, installation.id, reason, applyError);
-  const resumes = await cancelWaitingResumes(tx, boss, installation.id);
+  const resumes = await cancelWaitingChecksOfInstallation(
+    tx,
+    boss,
+    resumeInstallationQueue,
+    installation.id,
+  );
+  const checks = await cancelWaitingChecksOfInstallation(
+    tx,
+    boss,
+    confirmPullRequestQueue,
+    installation.id,
+  );
   const work = [
     `${cancelled.runs} run(s)`,
     `${cancelled.reports} report(s)`,
@@ -92,6 +108,7 @@ export async function stopInstallationWork(
     ...(cancelled.notices > 0 ? [`${cancelled.notices} notice job(s)`] : []),
     ...(cancelled.applies > 0 ? [`${cancelled.applies} apply job(s)`] : []),
     ...(resumes > 0 ? [`${resumes} resume job(s)`] : []),
+    ...(checks > 0 ? [`${checks} pull request check(s)`] : []),
   ];
   return `cancelled ${work.slice(0, -1).join(', ')} and ${work.at(-1)}`;
 }

@@ -314,3 +314,45 @@ describe('push while suspended', () => {
     ]);
   });
 });
+
+describe('push to an archived repository', () => {
+  const archivedOutcome =
+    `skipped: repository ${repository} is archived, so GitHub would reject the check run and ` +
+    'summary comment of a run. Unarchive it and push a commit to analyze the pull request.';
+
+  it('gets no run from its event', async () => {
+    const older = await completedRun();
+    const pushed = await push();
+    const event = pullRequestEvent('synchronize', pushed, pushedAt);
+    event.repository.archived = true;
+
+    const skipped = await deliver('pull_request', event);
+
+    expect(skipped).toBe(archivedOutcome);
+    expect(await runOf(pushed)).toBeUndefined();
+    expect((await runOf(older.headSha))!.status).toBe('completed');
+    expect(await countJobs(setup.context, analyzeQueue)).toBe(1);
+  });
+
+  it('gets no run from the check after unsuspend', async () => {
+    const older = await completedRun();
+    await installationEvent('suspend');
+    const pushed = await push();
+    setup.fake.setRepositoryArchived({ owner, repo }, true);
+
+    await unsuspend();
+    // The known pull request is checked, and the archived repository is not listed.
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      { knownPullRequests: 1, repositories: 0, archivedRepositories: 1, checksQueued: 1 },
+    ]);
+    await checks.run(await checks.queued());
+
+    expect(await runOf(pushed)).toBeUndefined();
+    expect((await runOf(older.headSha))!.status).toBe('completed');
+    expect(await countJobs(setup.context, analyzeQueue)).toBe(1);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toMatchObject([
+      { github: 'open', status: 'differs', outcomes: [`synchronize: ${archivedOutcome}`] },
+    ]);
+    await expectNothingCharged();
+  });
+});

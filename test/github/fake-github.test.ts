@@ -629,6 +629,61 @@ describe('fake listing endpoints', () => {
     expect(response.status).toBe(404);
   });
 
+  it('sorts pull requests as requested', async () => {
+    fake.addPullRequest({
+      owner,
+      repo: listed,
+      number: 6,
+      baseSha: repository.baseSha,
+      headSha: repository.headSha,
+      headRef: 'feature',
+      title: 'Listed 6',
+      createdAt: '2023-12-31T00:00:00Z',
+    });
+    fake.updatePullRequest({ owner, repo: listed, number: 2 }, { updatedAt: '2024-03-01T00:00:00Z' });
+    const numbers = async (query: string) =>
+      ((await (await get(`/repos/${owner}/${listed}/pulls?${query}`)).json()) as Array<{ number: number }>).map(
+        (item) => item.number,
+      );
+
+    // Pull requests of the same time are ordered by number.
+    expect(await numbers('sort=created&direction=asc')).toEqual([6, 1, 2, 3, 5]);
+    expect(await numbers('sort=created')).toEqual([5, 3, 2, 1, 6]);
+    expect(await numbers('sort=updated')).toEqual([6, 1, 3, 5, 2]);
+    expect(await numbers('sort=updated&direction=desc')).toEqual([2, 5, 3, 1, 6]);
+    const [oldest] = (await (await get(`/repos/${owner}/${listed}/pulls?direction=asc`)).json()) as Array<
+      Record<string, any>
+    >;
+    expect(oldest!.created_at).toBe('2023-12-31T00:00:00Z');
+    expect(oldest!.updated_at).toBe('2023-12-31T00:00:00Z');
+    expect((await get(`/repos/${owner}/${listed}/pulls?sort=newest`)).status).toBe(422);
+    expect((await get(`/repos/${owner}/${listed}/pulls?direction=up`)).status).toBe(422);
+  });
+
+  it('marks an archived repository', async () => {
+    fake.setRepositoryArchived({ owner, repo: listed }, true);
+    const repositories = (await (await get('/installation/repositories')).json()) as Record<string, any>;
+    const pullRequest = (await (await get(`/repos/${owner}/${listed}/pulls/1`)).json()) as Record<string, any>;
+    fake.setRepositoryArchived({ owner, repo: listed }, false);
+    const unarchived = (await (await get('/installation/repositories')).json()) as Record<string, any>;
+
+    expect(repositories.repositories.map((item: { archived: boolean }) => item.archived)).toEqual([false, true]);
+    expect(pullRequest.base.repo.archived).toBe(true);
+    expect(unarchived.repositories.map((item: { archived: boolean }) => item.archived)).toEqual([false, false]);
+  });
+
+  it('removes a repository', async () => {
+    fake.removeRepository({ owner, repo: listed });
+    const body = (await (await get('/installation/repositories')).json()) as Record<string, any>;
+
+    expect(body.total_count).toBe(1);
+    expect(body.repositories.map((item: { full_name: string }) => item.full_name)).toEqual([`${owner}/${repo}`]);
+    expect((await get(`/repos/${owner}/${listed}/pulls`)).status).toBe(404);
+    expect(() => fake.removeRepository({ owner, repo: listed })).toThrow(
+      `The fake GitHub has no repository ${owner}/${listed}.`,
+    );
+  });
+
   it('reports no handler errors', () => {
     expect(fake.handlerErrors).toEqual([]);
   });

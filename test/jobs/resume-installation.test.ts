@@ -4,7 +4,7 @@
 // GitHub with Octokit and a real PostgreSQL.
 import { and, eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { installations, prRuns } from '../../src/db/schema/index.ts';
+import { installations, prRuns, tokenEvents } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
@@ -12,6 +12,7 @@ import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { handleConfirmPullRequestJob } from '../../src/jobs/confirm-pull-request.ts';
 import {
   confirmPullRequestQueue,
+  queuePullRequestConfirmation,
   type ConfirmPullRequestJobData,
 } from '../../src/jobs/confirm-pull-request-queue.ts';
 import { handleResumeInstallationJob } from '../../src/jobs/resume-installation.ts';
@@ -90,8 +91,11 @@ async function suspendAndResume(duringSuspension: () => void = () => {}): Promis
   return installationEvent('unsuspend');
 }
 
-/** Adds open pull request `number` of `repoName` on the fake, with the head of `prNumber`. */
-function addPullRequest(number: number, repoName = repo) {
+/**
+ * Adds open pull request `number` of `repoName` on the fake, with the head of `prNumber`, created
+ * at `createdAt` (by default the fake's 2024-01-01T00:00:00Z).
+ */
+function addPullRequest(number: number, repoName = repo, createdAt?: string) {
   setup.fake.addPullRequest({
     owner,
     repo: repoName,
@@ -100,12 +104,13 @@ function addPullRequest(number: number, repoName = repo) {
     headSha: setup.git.headSha,
     headRef: headBranch,
     title: `Pull request ${number}`,
+    ...(createdAt === undefined ? {} : { createdAt }),
   });
 }
 
 /** Adds a repository of the installation's account on the fake, with the test's git data. */
-function addRepository(repoName: string, id: number) {
-  setup.fake.addRepository({ owner, repo: repoName, id, gitDir: setup.git.dir });
+function addRepository(repoName: string, id: number, archived = false) {
+  setup.fake.addRepository({ owner, repo: repoName, id, gitDir: setup.git.dir, archived });
 }
 
 /** Inserts a completed run of each of the pull requests `numbers` of the fake's repository. */
@@ -313,6 +318,33 @@ describe('resume job', () => {
     expect(unstored?.headRef).toBe(headBranch);
   });
 
+  it('skips archived repositories', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => {
+      addPullRequest(13);
+      addRepository(gadgets.repo, gadgets.id, true);
+      addPullRequest(1, gadgets.repo);
+    });
+
+    await runResume(await queuedResume());
+
+    expect(await checkKeys()).toEqual([`${repositoryId}#${prNumber}`, `${repositoryId}#13`]);
+    expect(listingRequests()).toEqual([
+      '/installation/repositories?page=1',
+      `/repos/${owner}/${repo}/pulls?page=1`,
+    ]);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      {
+        knownPullRequests: 1,
+        repositories: 1,
+        archivedRepositories: 1,
+        openPullRequests: 2,
+        newPullRequests: 1,
+        checksQueued: 2,
+      },
+    ]);
+  });
+
   it('checks a known pull request closed on GitHub', async () => {
     const [known] = await insertKnownRuns();
     await suspendAndResume(() => {
@@ -347,10 +379,13 @@ describe('resume job', () => {
     expect(new Set(keys).size).toBe(151);
     expect(keys).toContain(`${repositoryId}#100`);
     expect(keys).toContain(`${repositoryId}#249`);
+    // Page 2 starts with a pull request not queued, so page 1 is read again, because closes
+    // could have moved pull requests not queued there.
     expect(listingRequests()).toEqual([
       '/installation/repositories?page=1',
       `/repos/${owner}/${repo}/pulls?page=1`,
       `/repos/${owner}/${repo}/pulls?page=2`,
+      `/repos/${owner}/${repo}/pulls?page=1`,
     ]);
     expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
       { repositories: 1, openPullRequests: 151, newPullRequests: 150, checksQueued: 151 },
@@ -370,7 +405,7 @@ describe('resume job', () => {
     const jobsRun = await runResumeToEnd();
 
     // Each job reads the page of repositories it continues on again: 1 + 49 listings, 1 + 49
-    // more, then 1 + 2 and the second page of repositories with its one repository.
+    // more, then 1 + 2, and pages 2 and 1 of repositories for the one repository of page 2.
     expect(pagesPerResumeJob).toBe(50);
     expect(jobsRun).toBe(3);
     const keys = await checkKeys();
@@ -383,9 +418,13 @@ describe('resume job', () => {
       { repositories: extra + 1, openPullRequests: extra + 1, checksQueued: extra + 1 },
     ]);
     const repositoryPages = listingRequests().filter((path) => path.startsWith('/installation/'));
-    expect(new Set(repositoryPages)).toEqual(
-      new Set(['/installation/repositories?page=1', '/installation/repositories?page=2']),
-    );
+    expect(repositoryPages).toEqual([
+      '/installation/repositories?page=1',
+      '/installation/repositories?page=1',
+      '/installation/repositories?page=1',
+      '/installation/repositories?page=2',
+      '/installation/repositories?page=1',
+    ]);
   });
 
   it('does not check twice when repeated', async () => {
@@ -403,6 +442,158 @@ describe('resume job', () => {
       checksQueued: 0,
       checksQueuedAlready: 2,
     });
+  });
+});
+
+describe('resume continuation', () => {
+  /** Adds repositories repo-1 to repo-`count`, each with open pull request 1. */
+  function addRepositories(count: number) {
+    for (let index = 1; index <= count; index += 1) {
+      addRepository(`repo-${index}`, 10_000 + index);
+      addPullRequest(1, `repo-${index}`);
+    }
+  }
+
+  /** Returns the check keys of widgets' pull request `prNumber` and of repo-1 to repo-`count`. */
+  function repositoryKeys(count: number): string[] {
+    const keys = [`${repositoryId}#${prNumber}`];
+    for (let index = 1; index <= count; index += 1) keys.push(`${10_000 + index}#1`);
+    return keys;
+  }
+
+  it('skips no repository after removals', async () => {
+    // 101 repositories take two pages, and the first job lists 49 of page 1.
+    await suspendAndResume(() => addRepositories(100));
+    await runResume(await queuedResume());
+    expect(await checkKeys()).toEqual(repositoryKeys(48));
+
+    // Removing 5 listed repositories moves each later one 5 places earlier.
+    for (let index = 1; index <= 5; index += 1) {
+      setup.fake.removeRepository({ owner, repo: `repo-${index}` });
+    }
+    await runResumeToEnd();
+
+    const keys = await checkKeys();
+    expect(keys).toHaveLength(101);
+    expect(new Set(keys)).toEqual(new Set(repositoryKeys(100)));
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      { repositories: 101, openPullRequests: 101, checksQueued: 101 },
+    ]);
+  });
+
+  it('skips no repository moved back a page', async () => {
+    // 103 repositories take two pages. Removals before the second page is read move its
+    // repositories to the first.
+    await suspendAndResume(() => addRepositories(102));
+    const list = defaultRoutes.find(
+      (route) => route.method === 'GET' && route.pattern === '/installation/repositories',
+    )!;
+    let removed = false;
+    setup.fake.addRoute({
+      ...list,
+      async handle(context) {
+        if (context.url.searchParams.get('page') === '2' && !removed) {
+          removed = true;
+          for (let index = 1; index <= 3; index += 1) {
+            setup.fake.removeRepository({ owner, repo: `repo-${index}` });
+          }
+        }
+        return list.handle(context);
+      },
+    });
+
+    await runResumeToEnd();
+
+    expect(removed).toBe(true);
+    const keys = await checkKeys();
+    expect(keys).toHaveLength(103);
+    expect(new Set(keys)).toEqual(new Set(repositoryKeys(102)));
+  });
+
+  it('skips no pull request after closes', async () => {
+    await insertKnownRuns();
+    // 151 open pull requests take two pages, oldest first: 12, then 100 to 249.
+    const createdAt = (number: number) =>
+      new Date(Date.UTC(2024, 1, 1) + number * 60_000).toISOString().replace('.000Z', 'Z');
+    await suspendAndResume(() => {
+      for (let number = 100; number < 250; number += 1) addPullRequest(number, repo, createdAt(number));
+    });
+    // GitHub rate-limits the read of page 2, so a new job continues from it.
+    const list = defaultRoutes.find((route) => route.method === 'GET' && route.pattern === pullsPath)!;
+    let limited = false;
+    setup.fake.addRoute({
+      ...list,
+      async handle(context) {
+        if (!limited) {
+          limited = true;
+          const resetSeconds = Math.floor(Date.now() / 1000) + 600;
+          setup.fake.queueResponse(primaryRateLimitError('GET', pullsPath, resetSeconds));
+        }
+        return list.handle(context);
+      },
+    });
+    await runResume(await queuedResume());
+    expect(await checkKeys()).toHaveLength(100);
+
+    // Closing pull requests of page 1 moves 199 to 208 from page 2 to page 1.
+    for (let number = 100; number < 110; number += 1) {
+      setup.fake.updatePullRequest({ owner, repo, number }, { state: 'closed' });
+    }
+    await runResumeToEnd();
+
+    const keys = await checkKeys();
+    expect(keys).toHaveLength(151);
+    const expected = [prNumber, ...Array.from({ length: 150 }, (_, index) => 100 + index)];
+    expect(new Set(keys)).toEqual(new Set(expected.map((number) => `${repositoryId}#${number}`)));
+    expect(listingRequests().filter((path) => path.includes('/pulls'))).toEqual([
+      `/repos/${owner}/${repo}/pulls?page=1`,
+      `/repos/${owner}/${repo}/pulls?page=2`,
+      `/repos/${owner}/${repo}/pulls?page=2`,
+      `/repos/${owner}/${repo}/pulls?page=1`,
+    ]);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      { openPullRequests: 151, newPullRequests: 150, checksQueued: 151 },
+    ]);
+  });
+
+  it('continues progress stored by page and index', async () => {
+    await suspendAndResume(() => addPullRequest(13));
+    const jobId = await queuedResume();
+    // The progress that an earlier version stored, by page and index and without
+    // archivedRepositories.
+    const paged = {
+      lastKnown: null,
+      knownDone: true,
+      repositoryPage: 1,
+      repositoryIndex: 0,
+      pullRequestPage: 1,
+      counts: {
+        knownPullRequests: 7,
+        repositories: 0,
+        openPullRequests: 0,
+        newPullRequests: 0,
+        checksQueued: 7,
+        checksQueuedAlready: 0,
+      },
+    };
+    await setup.context.database.sql`
+      UPDATE pgboss.job
+      SET data = ${JSON.stringify({ installationId: setup.installationId, progress: paged })}::jsonb
+      WHERE name = ${resumeInstallationQueue} AND id = ${jobId}`;
+
+    await runResume(jobId);
+
+    // One batch queues both checks, so their order is not known.
+    expect((await checkKeys()).sort()).toEqual([`${repositoryId}#${prNumber}`, `${repositoryId}#13`]);
+    expect(logsOf(setup.context, 'job.resume_installation.completed')).toMatchObject([
+      {
+        knownPullRequests: 7,
+        repositories: 1,
+        archivedRepositories: 0,
+        openPullRequests: 2,
+        checksQueued: 9,
+      },
+    ]);
   });
 });
 
@@ -493,6 +684,100 @@ describe('resume stops', () => {
   });
 });
 
+describe('resume checks', () => {
+  /** Lists the pull request checks as `REPOSITORY_ID#NUMBER STATE`, in creation order. */
+  async function checkStates(): Promise<string[]> {
+    const rows = await setup.context.database.sql<{ key: string; state: string }[]>`
+      SELECT singleton_key AS key, state::text AS state FROM pgboss.job
+      WHERE name = ${confirmPullRequestQueue} ORDER BY created_on, id`;
+    return rows.map((row) => `${row.key} ${row.state}`);
+  }
+
+  /** Queues a check of a pull request of another installation, which must stay queued. */
+  async function queueOtherInstallationCheck() {
+    await setup.context.db.transaction((tx) =>
+      queuePullRequestConfirmation(tx, setup.context.boss, {
+        installationId: setup.installationId + 1000,
+        repositoryId: 7070,
+        repository: 'other-org/tools',
+        prNumber: 1,
+      }),
+    );
+  }
+
+  it('are cancelled by a suspend', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => addPullRequest(13));
+    await runResume(await queuedResume());
+    await queueOtherInstallationCheck();
+
+    const suspended = await installationEvent('suspend');
+
+    expect(suspended).toMatch(/^installation \d+ marked suspended; cancelled .* and 2 pull request check\(s\)$/);
+    expect(await checkStates()).toEqual([
+      `${repositoryId}#${prNumber} cancelled`,
+      `${repositoryId}#13 cancelled`,
+      '7070#1 created',
+    ]);
+
+    // The resume after the next unsuspend queues them again.
+    await installationEvent('unsuspend');
+    await runResume(await queuedResume());
+
+    expect((await checkStates()).slice(3)).toEqual([
+      `${repositoryId}#${prNumber} created`,
+      `${repositoryId}#13 created`,
+    ]);
+  });
+
+  it('are cancelled by an uninstall', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => addPullRequest(13));
+    await runResume(await queuedResume());
+    await queueOtherInstallationCheck();
+    setup.fake.removeInstallation(setup.installationId);
+
+    const response = await postSignedWebhook(app, {
+      secret,
+      event: 'installation',
+      deliveryId: `resume-installation-${delivery++}`,
+      payload: examplePayload('installation', 'deleted', setup.installationId),
+    });
+
+    expect(response.status).toBe(202);
+    const { outcome } = (await response.json()) as { outcome: string };
+    expect(outcome).toMatch(/^installation \d+ marked deleted; cancelled .* and 2 pull request check\(s\)$/);
+    expect(await checkStates()).toEqual([
+      `${repositoryId}#${prNumber} cancelled`,
+      `${repositoryId}#13 cancelled`,
+      '7070#1 created',
+    ]);
+  });
+
+  it('skip without GitHub when marked suspended', async () => {
+    await insertKnownRuns();
+    await suspendAndResume(() => addPullRequest(13));
+    await runResume(await queuedResume());
+    // A rejected token request sets the mark without cancelling the queued checks.
+    await markSuspended();
+    const requestsBefore = setup.fake.requests.length;
+
+    await runCheck(repositoryId, 13);
+
+    expect(setup.fake.requests.slice(requestsBefore)).toEqual([]);
+    expect(await runsOf(repositoryId, 13)).toEqual([]);
+    expect(await checkStates()).toEqual([
+      `${repositoryId}#${prNumber} created`,
+      `${repositoryId}#13 completed`,
+    ]);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.skipped')).toMatchObject([
+      { prNumber: 13, reason: 'suspended' },
+    ]);
+    expect(logsOf(setup.context, 'job.confirm_pull_request.completed')).toEqual([]);
+    expect(await setup.context.db.select().from(tokenEvents)).toEqual([]);
+  });
+});
+
 describe('resume rate limit', () => {
   it('continues when the limit lifts', async () => {
     await insertKnownRuns();
@@ -518,8 +803,12 @@ describe('resume rate limit', () => {
     expect(next!.data.progress).toMatchObject({
       knownDone: true,
       repositoryPage: 1,
-      repositoryIndex: 0,
-      pullRequestPage: 1,
+      repositoriesDone: [],
+      repository: {
+        id: repositoryId,
+        fullName: repository,
+        pullRequests: { page: 1, createdAt: null, numbers: [] },
+      },
       counts: { knownPullRequests: 1, checksQueued: 1 },
     });
     expect(next!.data.rateLimitedSince).toBeGreaterThan(Date.now() - 60_000);

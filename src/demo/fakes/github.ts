@@ -90,7 +90,20 @@ export interface FakeGitHub {
   readonly issuedTokens: IssuedToken[];
   /** Errors that handlers threw. The fake returned status 500 for each of them. */
   handlerErrors: Error[];
-  addRepository(repository: { owner: string; repo: string; id: number; gitDir: string }): void;
+  addRepository(repository: {
+    owner: string;
+    repo: string;
+    id: number;
+    gitDir: string;
+    archived?: boolean;
+  }): void;
+  /**
+   * Removes a repository, as removing it from the installation or deleting it does: the
+   * installation's listing leaves it out and its requests get 404. It sends no webhook.
+   */
+  removeRepository(target: { owner: string; repo: string }): void;
+  /** Archives or unarchives a repository added before. It sends no webhook. */
+  setRepositoryArchived(target: { owner: string; repo: string }, archived: boolean): void;
   addPullRequest(pullRequest: {
     owner: string;
     repo: string;
@@ -108,6 +121,8 @@ export interface FakeGitHub {
     state?: 'open' | 'closed';
     closedAt?: string | null;
     mergedAt?: string | null;
+    /** GitHub timestamp of its creation; defaults to 2024-01-01T00:00:00Z. */
+    createdAt?: string;
     draft?: boolean;
     user?: string;
   }): void;
@@ -637,6 +652,18 @@ export async function startFakeGitHub(options: {
     },
     addRepository(repository) {
       fakeState.addRepository({ ...repository });
+    },
+    removeRepository(target) {
+      if (!fakeState.removeRepository(target.owner, target.repo)) {
+        throw new Error(`The fake GitHub has no repository ${target.owner}/${target.repo}.`);
+      }
+    },
+    setRepositoryArchived(target, archived) {
+      const repository = fakeState.findRepository(target.owner, target.repo);
+      if (!repository) {
+        throw new Error(`The fake GitHub has no repository ${target.owner}/${target.repo}.`);
+      }
+      repository.archived = archived;
     },
     addPullRequest(pullRequest) {
       const record: PullRequestRecord = {

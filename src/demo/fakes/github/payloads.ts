@@ -13,6 +13,8 @@ export interface RepositoryRecord {
   repo: string;
   id: number;
   gitDir: string;
+  /** An archived repository is read-only on GitHub. Unset means not archived. */
+  archived?: boolean;
 }
 
 export interface PullRequestRecord {
@@ -39,6 +41,8 @@ export interface PullRequestRecord {
    * close time of a closed pull request and the creation time of an open one.
    */
   updatedAt?: string;
+  /** When the pull request was opened, as a GitHub timestamp. Unset means 2024-01-01T00:00:00Z. */
+  createdAt?: string;
   draft: boolean;
   user: string;
 }
@@ -151,7 +155,7 @@ export function repositoryPayload(
     clone_url: `${baseUrl}/${repository.owner}/${repository.repo}.git`,
     size: 0,
     language: null,
-    archived: false,
+    archived: repository.archived ?? false,
     disabled: false,
     visibility: 'private',
     default_branch: defaultBranch,
@@ -176,7 +180,8 @@ export function pullRequestSimplePayload(
   const issueUrl = `${baseUrl}/repos/${owner}/${repo}/issues/${number}`;
   const user = userPayload(baseUrl, pullRequest.user);
   const ownerUser = userPayload(baseUrl, owner);
-  const closedAt = pullRequest.state === 'closed' ? (pullRequest.closedAt ?? createdAt) : null;
+  const openedAt = pullRequest.createdAt ?? createdAt;
+  const closedAt = pullRequest.state === 'closed' ? (pullRequest.closedAt ?? openedAt) : null;
   return {
     url,
     id: repository.id * 1000 + number,
@@ -191,8 +196,8 @@ export function pullRequestSimplePayload(
     title: pullRequest.title,
     user,
     body: pullRequest.body,
-    created_at: createdAt,
-    updated_at: pullRequest.updatedAt ?? closedAt ?? createdAt,
+    created_at: openedAt,
+    updated_at: pullRequest.updatedAt ?? closedAt ?? openedAt,
     closed_at: closedAt,
     merged_at: pullRequest.mergedAt,
     merge_commit_sha: null,

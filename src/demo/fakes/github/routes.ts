@@ -173,31 +173,51 @@ const listPullsDocs = 'https://docs.github.com/rest/pulls/pulls#list-pull-reques
 
 /**
  * Lists the pull requests of a repository with the `state` filter (`open` by default, `closed`
- * or `all`), newest first as GitHub's default sort by creation time lists them.
+ * or `all`), sorted as GitHub documents: by `created` (the default) or `updated`, with
+ * `direction` `desc` by default for `created` and `asc` for other sorts. Pull requests of the
+ * same time are ordered by number, because GitHub documents no order for them.
+ * NOTE: the sorts `popularity` and `long-running` are valid on GitHub but not implemented here,
+ * so they fail the request with 500 and a handler error.
  */
 async function listPullRequests(context: Context): Promise<FakeResponse> {
   const repository = requireRepository(context);
-  const stateFilter = context.url.searchParams.get('state') ?? 'open';
-  if (!['open', 'closed', 'all'].includes(stateFilter)) {
+  const { searchParams } = context.url;
+  const stateFilter = searchParams.get('state') ?? 'open';
+  const sort = searchParams.get('sort') ?? 'created';
+  const direction = searchParams.get('direction') ?? (sort === 'created' ? 'desc' : 'asc');
+  if (
+    !['open', 'closed', 'all'].includes(stateFilter) ||
+    !['created', 'updated', 'popularity', 'long-running'].includes(sort) ||
+    !['asc', 'desc'].includes(direction)
+  ) {
     throw new FakeGitHubError(422, 'Validation Failed', listPullsDocs);
   }
+  if (sort !== 'created' && sort !== 'updated') {
+    throw new Error(`The fake GitHub does not implement sort=${sort} for the pull request list.`);
+  }
   const { baseUrl } = context.state;
-  const pullRequests = context.state
+  const repositoryJson = repositoryPayload(baseUrl, repository, await readDefaultBranch(repository.gitDir));
+  const listed = context.state
     .pullRequestsOf(repository)
-    .filter((pullRequest) => stateFilter === 'all' || pullRequest.state === stateFilter);
+    .filter((pullRequest) => stateFilter === 'all' || pullRequest.state === stateFilter)
+    .map((pullRequest) =>
+      pullRequestSimplePayload(
+        baseUrl,
+        pullRequest,
+        repositoryJson,
+        headRepositoryPayload(context.state, pullRequest, repositoryJson),
+      ),
+    );
+  const field = sort === 'created' ? 'created_at' : 'updated_at';
+  const sign = direction === 'asc' ? 1 : -1;
+  listed.sort(
+    (left, right) =>
+      sign * (Date.parse(left[field]) - Date.parse(right[field]) || left.number - right.number),
+  );
   // GitHub's pagination links name the repository by id, not by owner and name.
   const linkPath = `/repositories/${repository.id}/pulls`;
-  const { page, link } = paginate(pullRequests, context.url, baseUrl, linkPath);
-  const repositoryJson = repositoryPayload(baseUrl, repository, await readDefaultBranch(repository.gitDir));
-  const items = page.map((pullRequest) =>
-    pullRequestSimplePayload(
-      baseUrl,
-      pullRequest,
-      repositoryJson,
-      headRepositoryPayload(context.state, pullRequest, repositoryJson),
-    ),
-  );
-  return json(200, items, link ? { link } : undefined);
+  const { page, link } = paginate(listed, context.url, baseUrl, linkPath);
+  return json(200, page, link ? { link } : undefined);
 }
 
 async function listPullRequestFiles(context: Context): Promise<FakeResponse> {

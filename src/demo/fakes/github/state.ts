@@ -126,6 +126,11 @@ export class FakeState {
     this.repositories.set(repositoryKey(repository.owner, repository.repo), repository);
   }
 
+  /** Removes a repository. Its pull requests stay stored, but requests for them get 404. */
+  removeRepository(owner: string, repo: string): boolean {
+    return this.repositories.delete(repositoryKey(owner, repo));
+  }
+
   /** Returns the repositories of `owner`, in the order of their ids. */
   repositoriesOf(owner: string): RepositoryRecord[] {
     return [...this.repositories.values()]
