@@ -452,6 +452,7 @@ export async function applyPatchRequest(
       pullNumber: run.prNumber,
       headSha: run.headSha,
       patchRequestId: request.id,
+      app: github,
     };
     // The write of an earlier apply that GitHub did not confirm is looked for first, and
     // recorded when found, whatever the pull request's state and the requested mode. A failed
@@ -497,6 +498,7 @@ export async function applyPatchRequest(
               commitSha: pullRequest.head.sha,
               parentSha: run.headSha,
               marker: commitMarker(request.id),
+              app: github,
             });
           }
         }

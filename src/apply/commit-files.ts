@@ -1,5 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
+import type { AppBotUser, AppIdentity } from '../github/app-identity.ts';
 import {
   gitObjectSha,
   parseGitHubResponse,
@@ -46,6 +47,9 @@ const gitCommitSchema = z.object({
   tree: z.object({ sha: gitObjectSha('tree') }),
   parents: z.array(z.object({ sha: gitObjectSha('commit') })),
   message: z.string(),
+  author: z.object({ email: z.string() }),
+  committer: z.object({ email: z.string() }),
+  verification: z.object({ verified: z.boolean() }),
 });
 
 /**
@@ -268,14 +272,28 @@ export async function containsCommit(
 
 /**
  * Returns `commitSha` when it is a commit that an earlier apply made: its only parent is
- * `parentSha` and its message contains `marker`. Returns null for any other commit.
+ * `parentSha`, its message contains `marker`, and this app created it (see `isAppCommit`).
+ * Returns null for any other commit.
  */
 export async function findPushedCommit(
   octokit: Octokit,
-  target: { owner: string; repo: string; commitSha: string; parentSha: string; marker: string },
+  target: {
+    owner: string;
+    repo: string;
+    commitSha: string;
+    parentSha: string;
+    marker: string;
+    app: AppIdentity;
+  },
 ): Promise<string | null> {
   const commit = parseGitHubResponse(
-    gitCommitSchema.pick({ parents: true, message: true }),
+    gitCommitSchema.pick({
+      parents: true,
+      message: true,
+      author: true,
+      committer: true,
+      verification: true,
+    }),
     'GET',
     await octokit.rest.git.getCommit({
       owner: target.owner,
@@ -285,7 +303,35 @@ export async function findPushedCommit(
   );
   const { parents } = commit;
   if (parents.length !== 1 || parents[0]?.sha !== target.parentSha) return null;
-  return commit.message.includes(target.marker) ? target.commitSha : null;
+  if (!commit.message.includes(target.marker)) return null;
+  const bot = await target.app.botUser(octokit);
+  return isAppCommit(commit, bot, target.app.webCommitterEmail) ? target.commitSha : null;
+}
+
+/**
+ * Returns whether GitHub created and signed `commit` for the app whose bot user is `bot`.
+ *
+ * Assumed from GitHub's documentation on signature verification for bots: a commit that an
+ * installation token creates through the Git Data API without author or committer, as
+ * commitFiles does, is authored by `SLUG[bot] <ID+SLUG[bot]@users.noreply.HOST>`, committed
+ * by `GitHub <noreply@HOST>` and signed by GitHub. Anyone can write these addresses into a
+ * commit, so the signature decides. GitHub verifies a signature only when the committer's
+ * address belongs to the owner of the signing key, and only GitHub signs as noreply@HOST or
+ * as the bot. A user who signs with their own key must name themselves as the committer.
+ * NOTE: GitHub Enterprise Server signs such commits only with web commit signing enabled, and
+ * its no-reply address is a setting, assumed here to be noreply@HOST. Otherwise the app's own
+ * commit is not recognised, and an apply that finds it is rejected as for a moved branch.
+ */
+function isAppCommit(
+  commit: { author: { email: string }; committer: { email: string }; verification: { verified: boolean } },
+  bot: AppBotUser,
+  webCommitterEmail: string,
+): boolean {
+  const botAddress = `${bot.id}+${bot.login}@users.noreply.`.toLowerCase();
+  const author = commit.author.email.toLowerCase();
+  const committer = commit.committer.email.toLowerCase();
+  const committedByGitHub = committer === webCommitterEmail.toLowerCase() || committer === author;
+  return author.startsWith(botAddress) && committedByGitHub && commit.verification.verified;
 }
 
 function deletedError(target: CommitTarget): BranchMovedError {

@@ -1,5 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
+import type { AppBotUser, AppIdentity } from '../github/app-identity.ts';
 import {
   gitObjectSha,
   parseGitHubResponse,
@@ -12,12 +13,13 @@ import { UnconfirmedWriteError } from './unconfirmed-write-error.ts';
 
 /**
  * The fields of GitHub's pull request review that Apply reads (schema `pull-request-review` in
- * @octokit/openapi-types 29, which allows a null `commit_id`).
+ * @octokit/openapi-types 29, which allows a null `commit_id` and a null `user`).
  */
 const reviewSchema = z.object({
   id: z.number(),
   body: z.string(),
   commit_id: gitObjectSha('commit').nullable(),
+  user: z.object({ id: z.number(), type: z.string() }).nullable(),
 });
 
 /** GitHub rejects review bodies longer than 65536 characters. */
@@ -30,6 +32,8 @@ export interface SuggestionTarget {
   /** The previewed head commit; the review's comments refer to its lines. */
   headSha: string;
   patchRequestId: string;
+  /** This GitHub App, whose bot user alone may have written the patch request's review. */
+  app: AppIdentity;
 }
 
 export interface SuggestionFile {
@@ -104,7 +108,7 @@ export async function postSuggestionReview(
   }
 
   // A review is not idempotent: one posted by an earlier attempt (whose response was lost, or
-  // whose claim went stale) is found by the patch request id in its body and kept.
+  // whose claim went stale) is found by its author and the patch request id in its body, and kept.
   const posted = await findPostedReview(octokit, target);
   if (posted !== null) return { reviewId: posted, comments: comments.length, outsideDiffFiles };
   try {
@@ -139,7 +143,13 @@ export async function postSuggestionReview(
   }
 }
 
-/** Returns the id of this patch request's review at `headSha`, or null when there is none. */
+/**
+ * Returns the id of this patch request's review at `headSha`, or null when there is none. Only
+ * a review written by the app's bot user counts. The patch request id is shown with the
+ * "Fix with AI" notice, so anyone who can review the pull request can post a body that names it.
+ * GitHub records a review posted with an installation token as written by the bot user, with
+ * `user.type` "Bot" and `user.login` `SLUG[bot]`. The bot user is compared by its account id.
+ */
 export async function findPostedReview(octokit: Octokit, target: SuggestionTarget): Promise<number | null> {
   const pages = readCheckedPages(
     octokit,
@@ -148,11 +158,14 @@ export async function findPostedReview(octokit: Octokit, target: SuggestionTarge
     reviewSchema,
   );
   const marker = `from patch request ${target.patchRequestId},`;
+  // Read only when a review names the patch request, so most applies send no extra request.
+  let bot: AppBotUser | undefined;
   for await (const { items } of pages) {
-    const review = items.find(
-      (candidate) => candidate.commit_id === target.headSha && candidate.body.includes(marker),
-    );
-    if (review) return review.id;
+    for (const review of items) {
+      if (review.commit_id !== target.headSha || !review.body.includes(marker)) continue;
+      bot ??= await target.app.botUser(octokit);
+      if (review.user?.type === 'Bot' && review.user.id === bot.id) return review.id;
+    }
   }
   return null;
 }

@@ -2,6 +2,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
+import { readAppBotUser, webHostOfApi, type AppBotUser, type AppIdentity } from './app-identity.ts';
 import { decodePath } from './github-response.ts';
 import { redactCredentials } from '../errors/redact-credentials.ts';
 import type { Logger } from '../logger.ts';
@@ -54,8 +55,11 @@ export interface GitHubAppOptions {
   maxResponseBytes?: number;
 }
 
-export interface GitHubApp {
-  /** The app's numeric id, which GitHub puts in `performed_via_github_app.id` of its comments. */
+export interface GitHubApp extends AppIdentity {
+  /**
+   * The app's numeric id, which GitHub puts in `performed_via_github_app.id` of its comments
+   * and in `app.id` of its check runs.
+   */
   appId: number;
   /** Returns the Octokit for an installation, created once per installation id. */
   installationOctokit(installationId: number): Promise<Octokit>;
@@ -268,6 +272,7 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   const baseLogger = options.logger.child({ component: 'github' });
   const installations = new Map<number, Octokit>();
   let app: Octokit | undefined;
+  let botUser: Promise<AppBotUser> | undefined;
 
   function build(logger: Logger, installationId?: number): Octokit {
     const auth =
@@ -296,8 +301,18 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
     });
   }
 
-  return {
-    appId: Number(options.appId),
+  const appId = Number(options.appId);
+  const github: GitHubApp = {
+    appId,
+    webCommitterEmail: `noreply@${webHostOfApi(baseUrl)}`,
+    botUser(octokit: Octokit): Promise<AppBotUser> {
+      // A failed read is not kept, so the next call reads again.
+      botUser ??= readAppBotUser(github.appOctokit(), octokit, appId).catch((error: unknown) => {
+        botUser = undefined;
+        throw error;
+      });
+      return botUser;
+    },
     async installationOctokit(installationId: number): Promise<Octokit> {
       if (!Number.isSafeInteger(installationId) || installationId <= 0) {
         throw new Error(`Invalid installation id ${installationId}: expected a positive integer`);
@@ -316,4 +331,5 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
       return app;
     },
   };
+  return github;
 }

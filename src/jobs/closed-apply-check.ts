@@ -190,11 +190,19 @@ export async function handleClosedApplyCheckJob(
   }
   let found: { commitSha: string | null; reviewId: number | null };
   try {
-    const octokit = await requireGitHubApp(context).installationOctokit(request.installationId);
+    const github = requireGitHubApp(context);
+    const octokit = await github.installationOctokit(request.installationId);
     const [owner, repo] = splitRepository(request.repository);
     found = await findResultAfterClose(octokit, unconfirmed, {
       branch: request.headRef,
-      review: { owner, repo, pullNumber: request.prNumber, headSha: request.headSha, patchRequestId },
+      review: {
+        owner,
+        repo,
+        pullNumber: request.prNumber,
+        headSha: request.headSha,
+        patchRequestId,
+        app: github,
+      },
     });
   } catch (error) {
     const finalAttempt = job.retryCount >= job.retryLimit;

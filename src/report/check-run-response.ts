@@ -20,10 +20,11 @@ const { output } = shape;
 export const checkRunSchemas = {
   /** A check run that a create or update request returns, whose id the report stores. */
   written: z.object({ id: shape.id }),
-  /** A check run of a listing, which the report matches by its external id. */
+  /** A check run of a listing, which the report matches by its app and external id. */
   listed: z.object({
     id: shape.id,
     external_id: shape.external_id,
+    app: z.object({ id: z.number() }).nullable(),
     output: output.pick({ annotations_count: true, text: true }),
   }),
   /** The stored output that a report attempt resumes from. */

@@ -103,12 +103,14 @@ interface ExistingCheckRun extends StoredOutput {
 
 /**
  * Finds the check run that an earlier attempt created for this run but did not store, by its
- * external id, so a retried job never creates a second one. An invalid page of the listing
- * raises UnexpectedGitHubAnswerError.
+ * external id, so a retried job never creates a second one. Only check runs of this app, whose
+ * `app.id` is `appId`, count: another app installed on the repository may create a check run
+ * with the same name and external id, and the report must not adopt and update it. An invalid
+ * page of the listing raises UnexpectedGitHubAnswerError.
  */
 async function findCreatedCheckRun(
   octokit: Octokit,
-  target: { owner: string; repo: string; headSha: string; externalId: string },
+  target: { owner: string; repo: string; headSha: string; externalId: string; appId: number },
 ): Promise<ExistingCheckRun | null> {
   const pages = readCheckedPages(
     octokit,
@@ -118,6 +120,7 @@ async function findCreatedCheckRun(
       repo: target.repo,
       ref: target.headSha,
       check_name: checkRunName,
+      app_id: target.appId,
       filter: 'all',
       per_page: 100,
     },
@@ -125,7 +128,10 @@ async function findCreatedCheckRun(
     { itemsField: 'check_runs' },
   );
   for await (const { items } of pages) {
-    const found = items.find((checkRun) => checkRun.external_id === target.externalId);
+    // Filtered here too, so that the check does not depend on GitHub applying `app_id`.
+    const found = items.find(
+      (checkRun) => checkRun.app?.id === target.appId && checkRun.external_id === target.externalId,
+    );
     if (found) {
       return { id: found.id, annotations: found.output.annotations_count, text: found.output.text };
     }
@@ -158,7 +164,8 @@ async function readStoredOutput(
 /**
  * Creates the "Fixwright" check run on the head commit with the first 50 annotations and sends
  * the rest in updates of 50. The check run id and the number of annotations sent are stored
- * after each request, so a retried job continues where the last attempt stopped.
+ * after each request, so a retried job continues where the last attempt stopped. `appId` is
+ * this GitHub App's id, whose check runs alone an attempt may take over.
  * `onCheckRunStored` runs in the transaction that stores the check run's id on the run, and
  * only when the run is still in the analysis that the check run shows.
  */
@@ -168,7 +175,11 @@ export async function publishCheckRun(
   run: CheckRunTarget,
   findings: readonly ReportedFinding[],
   logger: Logger,
-  options: { detailsUrl?: string; onCheckRunStored?: (tx: Transaction) => Promise<void> } = {},
+  options: {
+    appId: number;
+    detailsUrl?: string;
+    onCheckRunStored?: (tx: Transaction) => Promise<void>;
+  },
 ): Promise<PublishedCheckRun> {
   const [owner, repo] = splitRepository(run.repository);
   const conclusion = checkConclusion(worstSeverity(findings));
@@ -183,7 +194,7 @@ export async function publishCheckRun(
     eq(prRuns.id, run.id),
     run.analyzeJobId === null ? isNull(prRuns.analyzeJobId) : eq(prRuns.analyzeJobId, run.analyzeJobId),
   );
-  const target = { owner, repo, headSha: run.headSha, externalId };
+  const target = { owner, repo, headSha: run.headSha, externalId, appId: options.appId };
   let checkRunId = run.checkRunId;
   let sent = run.checkRunAnnotations;
   // The check run's text as GitHub stores it, which contains the notice of a "Fix with AI" press

@@ -75,6 +75,7 @@ export async function reportRun(
       noticeJobIds = await startNoticesWaitingForReport(tx, context.boss, runId);
     };
     const published = await publishCheckRun(context.db, octokit, current ?? run, rows, logger, {
+      appId: github.appId,
       detailsUrl,
       onCheckRunStored,
     });

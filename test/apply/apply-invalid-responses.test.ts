@@ -273,7 +273,12 @@ describe('apply as suggestions, invalid response', () => {
 
   it('answers 502 for the review list', async () => {
     const request = await newRequest();
-    queue({ method: 'GET', path: reviewsPath, status: 200, body: [{ id: 7, commit_id: setup.git.headSha }] });
+    queue({
+      method: 'GET',
+      path: reviewsPath,
+      status: 200,
+      body: [{ id: 7, commit_id: setup.git.headSha, user: null }],
+    });
 
     const response = await apply(request.id, { mode: 'suggestions' });
 
@@ -325,7 +330,20 @@ describe('apply as suggestions, invalid response', () => {
       .where(eq(patchRequests.id, request.id));
     setup.fake.updatePullRequest({ owner, repo, number: prNumber }, { headSha: setup.git.baseSha });
     const commitPath = `/repos/${repository}/git/commits/${setup.git.baseSha}`;
-    queue({ method: 'GET', path: commitPath, status: 200, body: { sha: setup.git.baseSha, parents: [], message: 7 } });
+    const identity = { name: 'octocat', email: 'octocat@example.com', date: '2024-06-01T09:00:00Z' };
+    queue({
+      method: 'GET',
+      path: commitPath,
+      status: 200,
+      body: {
+        sha: setup.git.baseSha,
+        parents: [],
+        message: 7,
+        author: identity,
+        committer: identity,
+        verification: { verified: false, reason: 'unsigned', signature: null, payload: null },
+      },
+    });
 
     const response = await apply(request.id, { mode: 'suggestions' });
 

@@ -372,7 +372,8 @@ describe('apply, unconfirmed review', () => {
       `GitHub returned 502 "Server Error" for POST ${reviewsPath}, so GitHub may have posted the ` +
         "review. Reading the pull request's reviews to check failed: GitHub returned an invalid " +
         `response (status 200) to GET ${reviewsPath}: 0.body: Invalid input: expected string, ` +
-        'received undefined; 0.commit_id: Invalid input: expected string, received undefined. ' +
+        'received undefined; 0.commit_id: Invalid input: expected string, received undefined; ' +
+        '0.user: Invalid input: expected object, received undefined. ' +
         `Patch request ${request.id} may have been applied. Apply it again once GitHub responds: ` +
         'the apply records that review if the pull request has it, and posts the review only if it does not.',
     );

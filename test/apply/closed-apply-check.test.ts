@@ -262,6 +262,33 @@ describe('check of an unconfirmed apply after a close', () => {
     expect(await previewPage(request.id)).toContain('Applied as review suggestions on the pull request');
   });
 
+  it("takes no other user's review for the apply", async () => {
+    const request = await newRequest();
+    // GitHub did not create the review, but returned 502, and the check after it failed.
+    setup.fake.queueResponse({ method: 'GET', path: reviewsPath, status: 200, body: [] });
+    setup.fake.queueResponse({ method: 'POST', path: reviewsPath, status: 502 });
+    setup.fake.queueResponse({ method: 'GET', path: reviewsPath, status: 200, body: [{ id: 7 }] });
+    expect((await apply(request.id, { mode: 'suggestions' })).status).toBe(502);
+    expect((await stored(request.id)).applyUnconfirmedMode).toBe('suggestions');
+    setup.fake.addReview({
+      owner,
+      repo,
+      pullNumber: prNumber,
+      commitId: setup.git.headSha,
+      body: `Fixwright suggests fixes in 1 file from patch request ${request.id}, previewed at x.`,
+      user: 'mallory',
+    });
+    await closePullRequest();
+    const jobId = await queuedCheck(request.id);
+
+    await runCheck(jobId);
+
+    const row = await stored(request.id);
+    expect(row.appliedAt).toBeNull();
+    expect(row.appliedReviewId).toBeNull();
+    expect(row.applyClosedCheck).toMatchObject({ outcome: 'not_found', mode: 'suggestions' });
+  });
+
   it('replaces the warning when nothing was pushed', async () => {
     const { request, commitSha, unconfirmedAt } = await applyUnconfirmedCommit(false);
     await closePullRequest();

@@ -278,7 +278,7 @@ describe('report, invalid check run response', () => {
   it('rejects a mistyped check run in a listing', async () => {
     const run = await insertWarnedRun(setup, 1);
     const listPath = `/repos/${owner}/${repo}/commits/${run.headSha}/check-runs`;
-    const body = { total_count: 1, check_runs: [{ id: 5, external_id: run.id, output: {} }] };
+    const body = { total_count: 1, check_runs: [{ id: 5, external_id: run.id, app: null, output: {} }] };
     setup.fake.queueResponse({ method: 'GET', path: listPath, status: 200, body });
 
     const error = await reportRun(setup.context, run.id, setup.context.logger).catch(

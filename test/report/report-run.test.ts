@@ -6,6 +6,7 @@ import { reportRun } from '../../src/report/report-run.ts';
 import { summaryMarker } from '../../src/report/summary-markdown.ts';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
+  appId,
   createGitHubTestContext,
   insertFindings,
   insertInstallation,
@@ -210,6 +211,59 @@ describe('reportRun check run', () => {
     expect(created[0]!.annotations).toHaveLength(40);
     const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored!.checkRunId).toBe(created[0]!.id);
+  });
+
+  it("creates its own over another app's check run", async () => {
+    const run = await completedRun(2);
+    // Another app on the repository can create a check run with this name and external id.
+    const foreign = setup.fake.addForeignCheckRun({
+      owner,
+      repo,
+      name: 'Fixwright',
+      headSha: run.headSha,
+      externalId: run.id,
+      app: { id: 999, slug: 'copycat', name: 'Copycat' },
+    });
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    const own = setup.fake.checkRuns.filter(
+      (candidate) => candidate.externalId === run.id && candidate.app.id === Number(appId),
+    );
+    expect(own).toHaveLength(1);
+    expect(own[0]!.annotations).toHaveLength(2);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.checkRunId).toBe(own[0]!.id);
+    const untouched = setup.fake.checkRuns.find((candidate) => candidate.id === foreign.id);
+    expect(untouched!.annotations).toHaveLength(0);
+    expect(untouched!.output.title).toBe('Passed');
+  });
+
+  it("ignores another app's listed check run", async () => {
+    const run = await completedRun(1);
+    // A listing that ignores `app_id` still names each check run's app.
+    setup.fake.queueResponse({
+      method: 'GET',
+      path: `/repos/${owner}/${repo}/commits/${run.headSha}/check-runs`,
+      status: 200,
+      body: {
+        total_count: 1,
+        check_runs: [
+          {
+            id: 77,
+            external_id: run.id,
+            app: { id: 999, slug: 'copycat', name: 'Copycat' },
+            output: { annotations_count: 0, text: null },
+          },
+        ],
+      },
+    });
+    await reportRun(setup.context, run.id, setup.context.logger);
+
+    const own = setup.fake.checkRuns.filter((candidate) => candidate.externalId === run.id);
+    expect(own).toHaveLength(1);
+    const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
+    expect(stored!.checkRunId).toBe(own[0]!.id);
+    expect(stored!.checkRunId).not.toBe(77);
   });
 
   it('creates one check run for concurrent attempts', async () => {

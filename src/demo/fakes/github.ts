@@ -157,10 +157,32 @@ export interface FakeGitHub {
   readonly checkRuns: CheckRunRecord[];
   /** Deletes a check run, so that its requests get 404 as for one GitHub no longer has. */
   removeCheckRun(id: number): void;
+  /**
+   * Adds a completed check run that another GitHub App, `app`, created on `headSha`, as an
+   * app installed on the same repository can.
+   */
+  addForeignCheckRun(checkRun: {
+    owner: string;
+    repo: string;
+    name: string;
+    headSha: string;
+    externalId: string;
+    app: { id: number; slug: string; name: string };
+  }): CheckRunRecord;
   /** Issue comments, in creation order. */
   readonly issueComments: IssueCommentRecord[];
   /** Pull request reviews, in creation order. */
   readonly reviews: ReviewRecord[];
+  /** Adds a COMMENT review that `user` posted, an account of type `userType` (default User). */
+  addReview(review: {
+    owner: string;
+    repo: string;
+    pullNumber: number;
+    commitId: string;
+    body: string;
+    user: string;
+    userType?: 'User' | 'Bot';
+  }): ReviewRecord;
   /**
    * Adds a comment written by `user` (default `octocat`, a User) to an issue or pull request.
    * With `installationId`, the comment is listed as made through the app, as the comments that
@@ -646,6 +668,47 @@ export async function startFakeGitHub(options: {
     },
     removeCheckRun(id) {
       fakeState.checkRuns.delete(id);
+    },
+    addForeignCheckRun(checkRun) {
+      const now = githubTimestamp(new Date());
+      const record: CheckRunRecord = {
+        id: fakeState.nextId(),
+        owner: checkRun.owner,
+        repo: checkRun.repo,
+        name: checkRun.name,
+        headSha: checkRun.headSha,
+        externalId: checkRun.externalId,
+        status: 'completed',
+        conclusion: 'success',
+        detailsUrl: null,
+        startedAt: now,
+        completedAt: now,
+        output: { title: 'Passed', summary: 'Nothing found.', text: null },
+        annotations: [],
+        actions: [],
+        installationId: null,
+        app: { ...checkRun.app },
+      };
+      fakeState.checkRuns.set(record.id, record);
+      return record;
+    },
+    addReview(review) {
+      const record: ReviewRecord = {
+        id: fakeState.nextId(),
+        owner: review.owner,
+        repo: review.repo,
+        pullNumber: review.pullNumber,
+        commitId: review.commitId,
+        body: review.body,
+        event: 'COMMENT',
+        state: 'COMMENTED',
+        user: review.user,
+        userType: review.userType ?? 'User',
+        submittedAt: githubTimestamp(new Date()),
+        comments: [],
+      };
+      fakeState.reviews.push(record);
+      return record;
     },
     removeInstallation(id) {
       fakeState.installations.delete(id);

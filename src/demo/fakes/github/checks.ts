@@ -1,3 +1,4 @@
+import { appSummary } from './app.ts';
 import { resolveCommit } from './git.ts';
 import { nodeId } from './payloads.ts';
 import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
@@ -192,7 +193,7 @@ export function checkRunPayload(state: FakeState, record: CheckRunRecord) {
     },
     name: record.name,
     check_suite: { id: record.id * 10 },
-    app: { id: Number(state.appId), slug: 'fixwright', name: 'Fixwright' },
+    app: record.app,
     pull_requests: [],
   };
 }
@@ -228,6 +229,7 @@ async function createCheckRun(context: Context): Promise<FakeResponse> {
     annotations: [],
     actions: validateActions(body.actions) ?? [],
     installationId: installationOf(context),
+    app: appSummary(context.state),
   };
   applyStatus(record, body);
   applyOutput(record, body.output);
@@ -273,12 +275,14 @@ async function listCheckRunsForRef(context: Context): Promise<FakeResponse> {
     throw new FakeGitHubError(422, `No commit found for SHA: ${ref}`, checksDocs);
   }
   const checkName = context.url.searchParams.get('check_name');
+  const appId = context.url.searchParams.get('app_id');
   const matching = [...context.state.checkRuns.values()].filter(
     (record) =>
       record.headSha === sha &&
       record.owner.toLowerCase() === repository.owner.toLowerCase() &&
       record.repo.toLowerCase() === repository.repo.toLowerCase() &&
-      (checkName === null || record.name === checkName),
+      (checkName === null || record.name === checkName) &&
+      (appId === null || String(record.app.id) === appId),
   );
   // Newest first, as GitHub lists them.
   const payloads = matching.reverse().map((record) => checkRunPayload(context.state, record));

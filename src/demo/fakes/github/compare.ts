@@ -5,6 +5,7 @@ import {
   resolveCommit,
   type CommitObject,
 } from './git.ts';
+import { commitVerification } from './git-data.ts';
 import { diffEntryPayload, nodeId, type RepositoryRecord } from './payloads.ts';
 import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
 import {
@@ -32,7 +33,8 @@ const maxUnpaginatedCommits = 250;
 const maxComparedFiles = 300;
 
 /** A commit as the commits and compare APIs return it, without stats and files. */
-function commitPayload(state: FakeState, repository: RepositoryRecord, commit: CommitObject) {
+async function commitPayload(state: FakeState, repository: RepositoryRecord, commit: CommitObject) {
+  const verification = await commitVerification(state, repository, commit.sha);
   const base = `${state.baseUrl}/repos/${repository.owner}/${repository.repo}`;
   const web = `${state.baseUrl}/${repository.owner}/${repository.repo}`;
   return {
@@ -48,13 +50,7 @@ function commitPayload(state: FakeState, repository: RepositoryRecord, commit: C
       message: commit.message,
       tree: { sha: commit.tree, url: `${base}/git/trees/${commit.tree}` },
       comment_count: 0,
-      verification: {
-        verified: false,
-        reason: 'unsigned',
-        signature: null,
-        payload: null,
-        verified_at: null,
-      },
+      verification,
     },
     // GitHub sends null when no account has the commit's email, and the fake has no accounts.
     author: null,
@@ -114,7 +110,8 @@ async function compareCommits(context: Context): Promise<FakeResponse> {
     : { page: ahead.slice(-maxUnpaginatedCommits), link: undefined };
   const commits = [];
   for (const sha of listedShas) {
-    commits.push(commitPayload(context.state, repository, await requireCommit(repository, sha)));
+    const commit = await requireCommit(repository, sha);
+    commits.push(await commitPayload(context.state, repository, commit));
   }
   const firstPage = !paginated || (Number(searchParams.get('page')) || 1) === 1;
   const entries = firstPage ? await cachedDiff(gitDir, baseSha, headSha) : [];
@@ -126,8 +123,12 @@ async function compareCommits(context: Context): Promise<FakeResponse> {
     permalink_url: `${baseUrl}/${owner}/${repo}/compare/${owner}:${baseSha}...${owner}:${headSha}`,
     diff_url: `${webPath}.diff`,
     patch_url: `${webPath}.patch`,
-    base_commit: commitPayload(context.state, repository, await requireCommit(repository, baseSha)),
-    merge_base_commit: commitPayload(
+    base_commit: await commitPayload(
+      context.state,
+      repository,
+      await requireCommit(repository, baseSha),
+    ),
+    merge_base_commit: await commitPayload(
       context.state,
       repository,
       await requireCommit(repository, mergeBase),

@@ -1,4 +1,5 @@
 import {
+  commitText,
   compareAndSwapRef,
   isAncestor,
   listTree,
@@ -22,7 +23,7 @@ import {
   requireWritePermission,
   type Context,
 } from './route-helpers.ts';
-import { appBotLogin } from './issue-comments.ts';
+import { appBotCommitIdentity, webCommitterIdentity } from './app.ts';
 import type { FakeState } from './state.ts';
 import { sendSynchronize } from './webhooks.ts';
 
@@ -152,7 +153,25 @@ async function createTree(context: Context): Promise<FakeResponse> {
   });
 }
 
-function commitPayload(state: FakeState, repository: RepositoryRecord, commit: CommitObject) {
+/**
+ * Builds the `verification` of a commit as GitHub reports it: verified with a signature for a
+ * commit that GitHub signed (see `FakeState.signedCommits`), and unsigned for any other. The
+ * signature is a placeholder, because no client of the fake checks it.
+ */
+export async function commitVerification(state: FakeState, repository: RepositoryRecord, sha: string) {
+  if (!state.signedCommits.has(sha)) {
+    return { verified: false, reason: 'unsigned', signature: null, payload: null, verified_at: null };
+  }
+  return {
+    verified: true,
+    reason: 'valid',
+    signature: '-----BEGIN PGP SIGNATURE-----\n\nfake signature\n-----END PGP SIGNATURE-----\n',
+    payload: await commitText(repository.gitDir, sha),
+    verified_at: githubTimestamp(new Date()),
+  };
+}
+
+async function commitPayload(state: FakeState, repository: RepositoryRecord, commit: CommitObject) {
   const base = apiBase(state, repository);
   const web = `${state.baseUrl}/${repository.owner}/${repository.repo}`;
   return {
@@ -169,7 +188,7 @@ function commitPayload(state: FakeState, repository: RepositoryRecord, commit: C
       url: `${base}/git/commits/${parent}`,
       html_url: `${web}/commit/${parent}`,
     })),
-    verification: { verified: false, reason: 'unsigned', signature: null, payload: null },
+    verification: await commitVerification(state, repository, commit.sha),
   };
 }
 
@@ -199,16 +218,18 @@ async function createCommit(context: Context): Promise<FakeResponse> {
       throw invalid('Parent SHA does not exist or is not a commit object');
     }
   }
-  const bot = {
-    name: appBotLogin,
-    email: `${context.state.appId}+${appBotLogin}@users.noreply.github.com`,
-    date: githubTimestamp(new Date()),
-  };
-  const author = identity(request.author, bot);
-  const committer = identity(request.committer, author);
+  // Without a custom author or committer, GitHub authors the commit as the app's bot user,
+  // commits it as itself and signs it. A custom identity leaves the commit unsigned.
+  const date = githubTimestamp(new Date());
+  const signed = request.author === undefined && request.committer === undefined;
+  const author = identity(request.author, { ...appBotCommitIdentity(context.state), date });
+  const committer = signed
+    ? { ...webCommitterIdentity(context.state), date }
+    : identity(request.committer, author);
   const commit = { tree, parents, author, committer, message: request.message };
   const sha = await writeCommit(gitDir, commit);
-  const payload = commitPayload(context.state, repository, { sha, ...commit });
+  if (signed) context.state.signedCommits.add(sha);
+  const payload = await commitPayload(context.state, repository, { sha, ...commit });
   return json(201, payload, { location: payload.url });
 }
 
@@ -218,7 +239,7 @@ async function getCommit(context: Context): Promise<FakeResponse> {
   if (!commit) {
     throw new FakeGitHubError(404, 'Not Found', `${gitDocs}/commits#get-a-commit-object`);
   }
-  return json(200, commitPayload(context.state, repository, commit));
+  return json(200, await commitPayload(context.state, repository, commit));
 }
 
 function refPayload(state: FakeState, repository: RepositoryRecord, ref: string, sha: string) {

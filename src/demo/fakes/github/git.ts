@@ -506,6 +506,11 @@ export async function readCommit(gitDir: string, sha: string): Promise<CommitObj
   return commit;
 }
 
+/** Returns the raw text of commit `sha`, as `git cat-file commit` prints it. */
+export async function commitText(gitDir: string, sha: string): Promise<string> {
+  return (await runGit(gitDir, ['cat-file', 'commit', sha])).toString('utf8');
+}
+
 /** Returns the sha a full ref name such as `refs/heads/main` points to, or null. */
 export async function readRef(gitDir: string, ref: string): Promise<string | null> {
   try {

@@ -1,3 +1,4 @@
+import { appBotLogin, appSummary } from './app.ts';
 import { nodeId, userPayload } from './payloads.ts';
 import { FakeGitHubError, type FakeResponse, type Route } from './router.ts';
 import {
@@ -16,7 +17,6 @@ import type { FakeState, IssueCommentRecord } from './state.ts';
  */
 
 const commentsDocs = 'https://docs.github.com/rest/issues/comments';
-export const appBotLogin = 'fixwright[bot]';
 
 export function issueCommentPayload(state: FakeState, record: IssueCommentRecord) {
   const apiBase = `${state.baseUrl}/repos/${record.owner}/${record.repo}`;
@@ -36,7 +36,7 @@ export function issueCommentPayload(state: FakeState, record: IssueCommentRecord
     performed_via_github_app:
       record.installationId === null
         ? null
-        : { id: Number(state.appId), slug: 'fixwright', name: 'Fixwright' },
+        : appSummary(state),
   };
 }
 

@@ -9,7 +9,7 @@ import {
   requireWritePermission,
   type Context,
 } from './route-helpers.ts';
-import { appBotLogin } from './issue-comments.ts';
+import { appBotLogin } from './app.ts';
 import type { FakeState, ReviewCommentRecord, ReviewRecord } from './state.ts';
 
 /**
@@ -67,7 +67,7 @@ function reviewPayload(state: FakeState, review: ReviewRecord) {
   return {
     id: review.id,
     node_id: nodeId('PullRequestReview', String(review.id)),
-    user: { ...userPayload(state.baseUrl, review.user), type: 'Bot' },
+    user: { ...userPayload(state.baseUrl, review.user), type: review.userType },
     body: review.body,
     state: review.state,
     html_url: htmlUrl,
@@ -155,6 +155,7 @@ async function createReview(context: Context): Promise<FakeResponse> {
     event,
     state: reviewStates[event] ?? 'PENDING',
     user: appBotLogin,
+    userType: 'Bot',
     submittedAt: githubTimestamp(new Date()),
     comments,
   };

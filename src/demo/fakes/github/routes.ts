@@ -34,6 +34,7 @@ import {
   type Context,
 } from './route-helpers.ts';
 import type { FakeState } from './state.ts';
+import { appRoutes } from './app.ts';
 import { checkRoutes } from './checks.ts';
 import { compareRoutes } from './compare.ts';
 import { gitDataRoutes } from './git-data.ts';
@@ -402,6 +403,7 @@ export const defaultRoutes: Route<FakeState>[] = [
     auth: 'installation',
     handle: getBlob,
   },
+  ...appRoutes,
   ...checkRoutes,
   ...compareRoutes,
   ...issueCommentRoutes,

@@ -53,6 +53,8 @@ export interface CheckRunRecord {
   annotations: AnnotationRecord[];
   actions: CheckRunActionRecord[];
   installationId: number | null;
+  /** The app that created the check run: the fake's own, or another that a test added. */
+  app: { id: number; slug: string; name: string };
 }
 
 export interface IssueCommentRecord {
@@ -89,6 +91,7 @@ export interface ReviewRecord {
   event: string;
   state: string;
   user: string;
+  userType: 'User' | 'Bot';
   submittedAt: string;
   comments: ReviewCommentRecord[];
 }
@@ -100,6 +103,11 @@ export class FakeState {
   readonly checkRuns = new Map<number, CheckRunRecord>();
   readonly issueComments = new Map<number, IssueCommentRecord>();
   readonly reviews: ReviewRecord[] = [];
+  /**
+   * Commits that the Git Data API created without a custom author or committer, which GitHub
+   * signs for an app and reports as verified.
+   */
+  readonly signedCommits = new Set<string>();
   /** Endpoint for the fake's webhooks, or null to send none. */
   webhookTarget: WebhookTarget | null = null;
   /** Webhooks sent so far, in the order their deliveries ended. */

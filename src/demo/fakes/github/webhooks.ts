@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { appBotLogin } from './issue-comments.ts';
+import { appBotLogin } from './app.ts';
 import {
   accountId,
   nodeId,
