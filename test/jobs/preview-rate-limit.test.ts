@@ -22,6 +22,7 @@ import {
   createPreviewTestContext,
   insertConsoleLogFindings,
   installationId,
+  pathInPrompt,
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
@@ -45,9 +46,9 @@ function rateLimitFor(seconds: number): { response: FakeResponse; liftsAt: numbe
   return { response: { status, headers, body }, liftsAt: (reset + 1) * 1000 };
 }
 
-async function waitUntil(condition: () => boolean): Promise<void> {
+async function waitUntil(condition: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -104,11 +105,14 @@ async function previewPage(id: string): Promise<string> {
 }
 
 /**
- * Creates a preview of both files and runs its job while the read of src/b.ts is rate-limited
- * for `seconds`, after src/a.ts's model call has started. Returns the request and the lift time.
+ * Creates a preview of both files of run `runId` (default the context's run) and starts its job
+ * while the read of src/b.ts is rate-limited for `seconds`, after src/a.ts's model call has
+ * started. `since` is the job's first rate-limited time. Returns the request, the lift time and
+ * the job's end.
  */
-async function previewWithLimitedSecondFile(seconds: number, since?: number) {
-  const id = await createPatchRequestForRun(context, setup.runId, user.userId);
+async function startPreviewWithLimitedSecondFile(seconds: number, options: { since?: number; runId?: string } = {}) {
+  const { since, runId = setup.runId } = options;
+  const id = await createPatchRequestForRun(context, runId, user.userId);
   const jobId = (await storedRequest(id)).previewJobId!;
   if (since !== undefined) {
     const data: PreviewJobData = { patchRequestId: id, rateLimitedSince: since };
@@ -122,8 +126,14 @@ async function previewWithLimitedSecondFile(seconds: number, since?: number) {
     await waitUntil(() => completions() > callsBefore);
     return limit.response;
   };
-  await runPreviewJob(jobId);
-  return { id, jobId, liftsAt: limit.liftsAt };
+  return { id, jobId, liftsAt: limit.liftsAt, job: runPreviewJob(jobId) };
+}
+
+/** Runs the job of startPreviewWithLimitedSecondFile to its end. */
+async function previewWithLimitedSecondFile(seconds: number, options: { since?: number; runId?: string } = {}) {
+  const { job, ...started } = await startPreviewWithLimitedSecondFile(seconds, options);
+  await job;
+  return started;
 }
 
 beforeAll(async () => {
@@ -188,7 +198,7 @@ describe('preview job under a long rate limit', () => {
     const until = new Date(liftsAt).toISOString();
     const json = await previewJson(id);
     expect(json.status).toBe('running');
-    expect(json.rateLimitWait).toEqual({ job: previewQueue, until });
+    expect(json.rateLimitWait).toEqual({ job: previewQueue, until, filesRunning: 0 });
     const page = await previewPage(id);
     expect(page).toContain('Previewing waits for a GitHub rate limit on this installation until');
     expect(page).toContain(`datetime="${until}"`);
@@ -216,6 +226,60 @@ describe('preview job under a long rate limit', () => {
     expect(await previewPage(id)).not.toContain('waits for a GitHub rate limit');
   }, 30_000);
 
+  it('shows the wait while calls end', async () => {
+    const answerAfter = (delayMs: number) =>
+      setup.groq.setHandler((request) => ({
+        text: consoleLogFixes[pathInPrompt(request.messages.at(-1)!.content)]!,
+        delayMs,
+      }));
+    // src/a.ts's call takes 5 s, so the preview is read while that call runs.
+    answerAfter(5_000);
+
+    const { id, jobId, liftsAt, job } = await startPreviewWithLimitedSecondFile(120);
+    const until = new Date(liftsAt).toISOString();
+    await waitUntil(async () => (await storedRequest(id)).previewRateLimitedUntil !== null);
+    const whileRunning = await previewJson(id);
+    const page = await previewPage(id);
+    const call = setup.groq.requests.at(-1)!;
+    expect(call.reply).toBeUndefined();
+
+    expect(whileRunning.status).toBe('running');
+    expect(whileRunning.rateLimitWait).toEqual({ job: previewQueue, until, filesRunning: 1 });
+    expect(whileRunning.files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'running'],
+      ['src/b.ts', 'pending'],
+    ]);
+    const runningNotice =
+      '<p class="notice rate-limit-wait">Previewing waits for a GitHub rate limit on this ' +
+      `installation until <time datetime="${until}">`;
+    const runningNote =
+      '. 1 file that started before the limit is still running, and the other files continue ' +
+      'by themselves after that time.</p>';
+    expect(page).toContain('<span class="badge status-running">running</span>');
+    expect(page).toContain(runningNotice);
+    expect(page).toContain(runningNote);
+
+    await job;
+    answerAfter(0);
+
+    const next = (await storedRequest(id)).previewJobId!;
+    expect(next).not.toBe(jobId);
+    const waiting = await previewJson(id);
+    expect(waiting.status).toBe('running');
+    expect(waiting.rateLimitWait).toEqual({ job: previewQueue, until, filesRunning: 0 });
+    expect(waiting.files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'ready'],
+      ['src/b.ts', 'pending'],
+    ]);
+    const waitingPage = await previewPage(id);
+    expect(waitingPage).toContain(runningNotice);
+    expect(waitingPage).not.toContain('still running');
+
+    await runPreviewJob(next);
+
+    expect((await storedRequest(id)).status).toBe('ready');
+  }, 30_000);
+
   it('waits in a regeneration job', async () => {
     const [fileB] = await context.db
       .select()
@@ -223,6 +287,11 @@ describe('preview job under a long rate limit', () => {
       .where(eq(patchFiles.patchRequestId, waitedId))
       .orderBy(patchFiles.path)
       .offset(1);
+    // A job that failed after it stored a wait leaves the time on the preview it ended.
+    await context.db
+      .update(patchRequests)
+      .set({ previewRateLimitedUntil: new Date(Date.now() + 600_000) })
+      .where(eq(patchRequests.id, waitedId));
     const payment = await loadPreviewPayment(context, user.userId);
     const regenerated = await regeneratePatchFile(context.db, context.boss, {
       userId: user.userId,
@@ -231,6 +300,8 @@ describe('preview job under a long rate limit', () => {
       payment,
     });
     expect(regenerated.ok).toBe(true);
+    expect((await storedRequest(waitedId)).previewRateLimitedUntil).toBeNull();
+    expect((await previewJson(waitedId)).rateLimitWait).toBeNull();
     const jobId = (await storedRequest(waitedId)).previewJobId!;
     const limit = rateLimitFor(300);
     onContentsRead = async (path) => (path === 'src/b.ts' ? limit.response : null);
@@ -247,6 +318,7 @@ describe('preview job under a long rate limit', () => {
     expect((await previewJson(waitedId)).rateLimitWait).toEqual({
       job: previewQueue,
       until: new Date(limit.liftsAt).toISOString(),
+      filesRunning: 0,
     });
 
     await runPreviewJob(waiting.previewJobId!);
@@ -288,7 +360,7 @@ describe('preview job under a long rate limit', () => {
 
   it('fails past the maximum wait', async () => {
     // Rate-limited since 59 minutes ago, and the limit lifts in another 2.
-    const { id, jobId } = await previewWithLimitedSecondFile(120, Date.now() - 59 * 60_000);
+    const { id, jobId } = await previewWithLimitedSecondFile(120, { since: Date.now() - 59 * 60_000 });
 
     const jobs = await previewJobs(id);
     expect(jobs.map((job) => job.state)).toEqual(['completed']);
