@@ -98,6 +98,19 @@ async function previewJson(id: string) {
   return (await response.json()) as { status: string; rateLimitWait: unknown; files: { path: string; status: string }[] };
 }
 
+async function runPageOf(runId: string): Promise<string> {
+  const response = await app.request(`/runs/${runId}`, { headers: { cookie: user.cookie } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/** Returns the item of preview `id` in the "Earlier previews" list of a run page. */
+function listItemOf(html: string, id: string): string {
+  const start = html.indexOf(`<li><a href="/patch-requests/${id}">`);
+  expect(start, `no list item for preview ${id}`).toBeGreaterThanOrEqual(0);
+  return html.slice(start, html.indexOf('</li>', start));
+}
+
 async function previewPage(id: string): Promise<string> {
   const response = await app.request(`/patch-requests/${id}`, { headers: { cookie: user.cookie } });
   expect(response.status).toBe(200);
@@ -240,6 +253,7 @@ describe('preview job under a long rate limit', () => {
     await waitUntil(async () => (await storedRequest(id)).previewRateLimitedUntil !== null);
     const whileRunning = await previewJson(id);
     const page = await previewPage(id);
+    const runPage = await runPageOf(setup.runId);
     const call = setup.groq.requests.at(-1)!;
     expect(call.reply).toBeUndefined();
 
@@ -258,6 +272,9 @@ describe('preview job under a long rate limit', () => {
     expect(page).toContain('<span class="badge status-running">running</span>');
     expect(page).toContain(runningNotice);
     expect(page).toContain(runningNote);
+    const item = listItemOf(runPage, id);
+    expect(item).toContain(runningNotice);
+    expect(item).toContain(runningNote);
 
     await job;
     answerAfter(0);
@@ -274,10 +291,12 @@ describe('preview job under a long rate limit', () => {
     const waitingPage = await previewPage(id);
     expect(waitingPage).toContain(runningNotice);
     expect(waitingPage).not.toContain('still running');
+    expect(listItemOf(await runPageOf(setup.runId), id)).toContain('then continues by itself.</p>');
 
     await runPreviewJob(next);
 
     expect((await storedRequest(id)).status).toBe('ready');
+    expect(listItemOf(await runPageOf(setup.runId), id)).not.toContain('rate-limit-wait');
   }, 30_000);
 
   it('waits in a regeneration job', async () => {
