@@ -1,10 +1,19 @@
 // A preview whose file read GitHub rate-limits for longer than Octokit waits ends its attempt
 // without failing files, and a new preview job continues it once the limit lifts.
 import { eq } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
-import { installations, patchFiles, patchRequests, tokenEvents } from '../../src/db/schema/index.ts';
+import {
+  installations,
+  patchFiles,
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  tokenReservations,
+  users,
+} from '../../src/db/schema/index.ts';
 import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import type { FakeResponse } from '../../src/demo/fakes/github/router.ts';
@@ -17,17 +26,21 @@ import { runDueJob } from '../helpers/jobs.ts';
 import {
   answerWithFixedFiles,
   consoleLogFiles,
+  completedRunValues,
   consoleLogFixes,
   createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   installationId,
   pathInPrompt,
+  repositoryId,
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const contentsPath = '/repos/:owner/:repo/contents/*path';
+const webhookSecret = 'preview-rate-limit-webhook-secret';
 
 let setup: PreviewTestContext;
 let context: TestContext;
@@ -52,6 +65,14 @@ async function waitUntil(condition: () => boolean | Promise<boolean>): Promise<v
     if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** Makes the fake Groq send each file's fix `delayMs` after the request. */
+function answerAfter(delayMs: number): void {
+  setup.groq.setHandler((request) => ({
+    text: consoleLogFixes[pathInPrompt(request.messages.at(-1)!.content)]!,
+    delayMs,
+  }));
 }
 
 function completions(): number {
@@ -142,6 +163,86 @@ async function startPreviewWithLimitedSecondFile(seconds: number, options: { sin
   return { id, jobId, liftsAt: limit.liftsAt, job: runPreviewJob(jobId) };
 }
 
+/**
+ * Adds pull request `number` of octo/demo at the head commit to the fake GitHub, and a
+ * completed run of it with a finding in each file, from an event at 09:00. Returns the run's id.
+ * Each test that changes a pull request gets its own, so the other tests keep their run.
+ */
+async function runOfNewPullRequest(number: number): Promise<string> {
+  setup.github.addPullRequest({
+    owner: 'octo',
+    repo: 'demo',
+    number,
+    baseSha: setup.repository.baseSha,
+    headSha: setup.repository.headSha,
+    headRef: `feature-${number}`,
+    title: `Change demo ${number}`,
+  });
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      ...completedRunValues(setup.repository, number, `feature-${number}`),
+      baseRef: 'main',
+      prUpdatedAt: new Date('2024-06-01T09:00:00Z'),
+    })
+    .returning({ id: prRuns.id });
+  await insertConsoleLogFindings(context, run!.id, Object.keys(consoleLogFiles));
+  return run!.id;
+}
+
+/**
+ * Returns GitHub's example `pull_request` payload with `action` for pull request `number` of
+ * octo/demo at `headSha` against main, sent at 09:10.
+ */
+function pullRequestEvent(action: string, number: number, headSha: string): Record<string, any> {
+  const payload = examplePayload('pull_request', 'opened', installationId);
+  payload.action = action;
+  payload.number = number;
+  payload.repository.id = repositoryId;
+  payload.repository.full_name = 'octo/demo';
+  payload.pull_request.number = number;
+  payload.pull_request.head.sha = headSha;
+  payload.pull_request.head.ref = `feature-${number}`;
+  payload.pull_request.head.repo.full_name = 'octo/demo';
+  payload.pull_request.base.ref = 'main';
+  payload.pull_request.base.sha = setup.repository.baseSha;
+  payload.pull_request.updated_at = '2024-06-01T09:10:00Z';
+  return payload;
+}
+
+let delivery = 0;
+
+/** Posts a signed `pull_request` webhook to the app and returns its outcome. */
+async function deliver(payload: Record<string, unknown>): Promise<string> {
+  const response = await postSignedWebhook(app, {
+    secret: webhookSecret,
+    event: 'pull_request',
+    deliveryId: `preview-rate-limit-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { outcome: string }).outcome;
+}
+
+/** A user's charged and reserved tokens, and the number of reservations held. */
+interface Allowance {
+  tokensUsed: number;
+  tokensReserved: number;
+  reservations: number;
+}
+
+async function allowanceOf(userId: string): Promise<Allowance> {
+  const [user] = await context.db
+    .select({ tokensUsed: users.tokensUsed, tokensReserved: users.tokensReserved })
+    .from(users)
+    .where(eq(users.id, userId));
+  const reservations = await context.db
+    .select({ id: tokenReservations.id })
+    .from(tokenReservations)
+    .where(eq(tokenReservations.userId, userId));
+  return { ...user!, reservations: reservations.length };
+}
+
 /** Runs the job of startPreviewWithLimitedSecondFile to its end. */
 async function previewWithLimitedSecondFile(seconds: number, options: { since?: number; runId?: string } = {}) {
   const { job, ...started } = await startPreviewWithLimitedSecondFile(seconds, options);
@@ -153,7 +254,11 @@ beforeAll(async () => {
   setup = await createPreviewTestContext({
     head: consoleLogFiles,
     groqApiKey: 'gsk_platform_preview_rate_limit_test',
-    env: { PREVIEW_FILE_CONCURRENCY: '2', GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '3600' },
+    env: {
+      PREVIEW_FILE_CONCURRENCY: '2',
+      GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '3600',
+      WEBHOOK_SECRET: webhookSecret,
+    },
   });
   context = setup.context;
   user = await createSignedInUser(context.db, { login: 'preview-rate-limit', plan: 'pro', tokenLimit: 100_000 });
@@ -240,11 +345,6 @@ describe('preview job under a long rate limit', () => {
   }, 30_000);
 
   it('shows the wait while calls end', async () => {
-    const answerAfter = (delayMs: number) =>
-      setup.groq.setHandler((request) => ({
-        text: consoleLogFixes[pathInPrompt(request.messages.at(-1)!.content)]!,
-        delayMs,
-      }));
     // src/a.ts's call takes 5 s, so the preview is read while that call runs.
     answerAfter(5_000);
 
@@ -410,6 +510,125 @@ describe('preview job under a long rate limit', () => {
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.previewRateLimitedUntil).toBeNull();
     expect((await previewJson(id)).rateLimitWait).toBeNull();
+  }, 30_000);
+
+  /**
+   * Checks that preview `id`, which waited in job `next`, is cancelled with `reason`, that its
+   * job is cancelled and no wait is left. Then it runs the job as a worker that took it before
+   * the cancel would, and checks that no model is called. `charged` is the user's allowance
+   * after the job that hit the limit, and it must stay so, with nothing reserved.
+   */
+  async function expectCancelledWait(
+    id: string,
+    next: string,
+    reason: string,
+    charged: Allowance,
+  ) {
+    expect((await context.boss.getJobById(previewQueue, next))!.state).toBe('cancelled');
+    const cancelled = await storedRequest(id);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.error).toBe(reason);
+    expect(cancelled.previewRateLimitedUntil).toBeNull();
+    const json = await previewJson(id);
+    expect(json.status).toBe('cancelled');
+    expect(json.rateLimitWait).toBeNull();
+    expect(json.files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'cancelled'],
+      ['src/b.ts', 'cancelled'],
+    ]);
+    expect(await previewPage(id)).not.toContain('rate-limit-wait');
+
+    const callsBefore = completions();
+    const takenJob = { id: next, name: previewQueue, data: { patchRequestId: id }, retryCount: 0, retryLimit: 3 };
+    await handlePreviewJob(context, takenJob as unknown as PgBoss.JobWithMetadata<PreviewJobData>);
+
+    expect(completions()).toBe(callsBefore);
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts']);
+    expect(await allowanceOf(user.userId)).toEqual(charged);
+    expect(charged.tokensReserved).toBe(0);
+    expect(charged.reservations).toBe(0);
+  }
+
+  /**
+   * Returns a preview of a new pull request `number` whose job `next` waits for a rate limit,
+   * and the user's allowance after the job that hit the limit.
+   */
+  async function waitingPreviewOfNewPullRequest(number: number) {
+    const runId = await runOfNewPullRequest(number);
+    const { id } = await previewWithLimitedSecondFile(120, { runId });
+    const next = (await storedRequest(id)).previewJobId!;
+    expect((await previewJson(id)).rateLimitWait).not.toBeNull();
+    return { runId, id, next, charged: await allowanceOf(user.userId) };
+  }
+
+  it('cancels the waiting job on a push', async () => {
+    const { runId, id, next, charged } = await waitingPreviewOfNewPullRequest(2);
+    const pushedSha = 'a1'.repeat(20);
+
+    const outcome = await deliver(pullRequestEvent('synchronize', 2, pushedSha));
+
+    expect(outcome).toMatch(/^run [0-9a-f-]{36} queued; superseded 1 older run\(s\)$/);
+    const [run] = await context.db.select({ status: prRuns.status }).from(prRuns).where(eq(prRuns.id, runId));
+    expect(run!.status).toBe('superseded');
+    await expectCancelledWait(
+      id,
+      next,
+      `Cancelled: the pull request has a newer commit, ${pushedSha}; request the fix on the newest run.`,
+      charged,
+    );
+  }, 30_000);
+
+  it('cancels the waiting job on a base change', async () => {
+    const { runId, id, next, charged } = await waitingPreviewOfNewPullRequest(3);
+    const retarget = pullRequestEvent('edited', 3, setup.repository.headSha);
+    retarget.changes = { base: { ref: { from: 'main' }, sha: { from: setup.repository.baseSha } } };
+    retarget.pull_request.base.ref = 'develop';
+
+    const outcome = await deliver(retarget);
+
+    expect(outcome).toBe(
+      `run ${runId} queued again: the base changed from main to develop; cancelled 1 patch request(s)`,
+    );
+    await expectCancelledWait(
+      id,
+      next,
+      'Cancelled because the base branch of octo/demo#3 changed from main to develop. Request ' +
+        'the fix again once the new analysis has completed.',
+      charged,
+    );
+  }, 30_000);
+
+  it('cancels a wait while calls end', async () => {
+    const runId = await runOfNewPullRequest(4);
+    // src/a.ts's call takes 3 s, so the push arrives while that call runs.
+    answerAfter(3_000);
+    const { id, jobId, job } = await startPreviewWithLimitedSecondFile(120, { runId });
+    await waitUntil(async () => (await storedRequest(id)).previewRateLimitedUntil !== null);
+
+    await deliver(pullRequestEvent('synchronize', 4, 'b2'.repeat(20)));
+
+    expect(setup.groq.requests.at(-1)!.reply).toBeUndefined();
+    const cancelled = await storedRequest(id);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.previewRateLimitedUntil).toBeNull();
+    expect((await previewJson(id)).rateLimitWait).toBeNull();
+
+    await job;
+
+    // The call that started before the push is charged, and nothing continues the preview.
+    expect((await previewJobs(id)).map((entry) => entry.state)).toEqual(['completed']);
+    const ended = await storedRequest(id);
+    expect(ended.status).toBe('cancelled');
+    expect(ended.previewJobId).toBe(jobId);
+    expect(ended.previewRateLimitedUntil).toBeNull();
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts']);
+    const allowance = await allowanceOf(user.userId);
+    expect(allowance.tokensReserved).toBe(0);
+    expect(allowance.reservations).toBe(0);
+    const skipped = context.logs.find(
+      (line) => line.event === 'job.preview.completed' && line.jobId === jobId && line.status === 'skipped',
+    );
+    expect(skipped?.reason).toBe('it is cancelled now');
   }, 30_000);
 
   it('cancels the waiting job on a suspend', async () => {
