@@ -94,6 +94,10 @@ export async function clearPreviewRateLimit(db: Database, patchRequestId: string
  * or when the limit lifts later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS allows, because the
  * preview then fails instead of waiting. A failed write is logged and not raised, because the
  * attempt must still end as rate-limited, and the successor's transaction stores the time.
+ *
+ * NOTE: an attempt can end without queueing the successor, after a service stop or a failed
+ * queueing transaction. The stored time then stays until the job's next attempt starts and
+ * clears it, so the wait shows the limit's time, not when that attempt starts.
  */
 export async function storePreviewRateLimit(
   context: AppContext,

@@ -65,8 +65,9 @@ export function describePreviewTokens(totalTokens: number, ownKeyTokens: number)
 /**
  * The run page's list of the user's previews of the run, newest first. Each links to its
  * preview page and shows its status, how it was applied, its files by status, the models
- * behind them, its tokens and the waits of its preview and apply jobs. When the page lists fewer previews than the user has, a note
- * gives both numbers and, unless the page lists the maximum already, links the longer list.
+ * behind them, its tokens and the waits of its preview and apply jobs. When the page lists
+ * fewer previews than the user has, a note gives both numbers and, unless the page lists the
+ * maximum already, links the longer list.
  * Without previews it is an empty element, so that a fragment can still replace it. With `oob`,
  * htmx swaps it in out of band, in place of the page's list.
  */
