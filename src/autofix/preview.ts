@@ -148,7 +148,8 @@ export class PreviewRateLimitedError extends Error {
  * A file read that GitHub rate-limits for longer than Octokit waits ends the attempt. No file
  * starts or calls the model after it. The files whose calls are under way are stored, and the
  * files not finished are set back to pending. Then PreviewRateLimitedError is raised, with the
- * latest lift time that the attempt's reads got.
+ * latest lift time that the attempt's reads got. `onRateLimited` is called for each such read at
+ * once, so the wait can be shown while the calls under way end.
  */
 export async function runPreview(
   context: AppContext,
@@ -178,6 +179,11 @@ export async function runPreview(
      * while the database is unreachable (see `meterClient`): the end of the attempt's time limit.
      */
     settleRetryUntil?: number;
+    /**
+     * Called after a file read got a GitHub rate limit and the file was set back to pending,
+     * while model calls that started before it may still run. It must not throw.
+     */
+    onRateLimited?: (rateLimit: GitHubRateLimit) => Promise<void>;
   } = {},
 ): Promise<PreviewOutcome> {
   const { db, config } = context;
@@ -354,6 +360,7 @@ export async function runPreview(
         limit.error = new PreviewRateLimitedError(outcome.rateLimit, { cause: outcome.error });
       }
       await releaseFile(db, file);
+      if (outcome.rateLimit) await options.onRateLimited?.(outcome.rateLimit);
       const liftsAt = rateLimitError()?.rateLimit.liftsAt ?? Date.now();
       fileLogger.info(
         { event: 'preview.file_deferred', rateLimitedUntil: new Date(liftsAt).toISOString() },

@@ -154,6 +154,8 @@ export async function regeneratePatchFile(
         status: 'running',
         error: null,
         completedAt: null,
+        // A job that failed after it stored a rate limit wait can leave one, and the new job waits for none.
+        previewRateLimitedUntil: null,
         filesDone: sql`(SELECT count(*) FROM ${patchFiles} WHERE ${patchFiles.patchRequestId} = ${request.id} AND ${patchFiles.status} IN ('ready', 'failed'))`,
       })
       .where(eq(patchRequests.id, request.id));

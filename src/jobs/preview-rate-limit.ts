@@ -1,13 +1,15 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { patchRequests } from '../db/schema/index.ts';
 import type { GitHubRateLimit } from '../github/rate-limit.ts';
+import { toSafeError } from '../errors/safe-error.ts';
 import type { Logger } from '../logger.ts';
 import {
   findPatchRequestInstallation,
   queueAfterRateLimit,
   rateLimitFields,
+  waitsTooLong,
   type RateLimitOutcome,
   type RateLimitedWork,
 } from './rate-limit-wait.ts';
@@ -80,4 +82,50 @@ export async function clearPreviewRateLimit(db: Database, patchRequestId: string
     .update(patchRequests)
     .set({ previewRateLimitedUntil: null })
     .where(and(eq(patchRequests.id, patchRequestId), eq(patchRequests.previewJobId, jobId)));
+}
+
+/**
+ * Stores when the rate limit lifts that an attempt of preview job `job` just hit, while that
+ * attempt's model calls that started before the limit still run (each up to LLM_TIMEOUT_MS per
+ * try). So the preview page and the API show the wait before the job queues its successor,
+ * which stores the time again. Of several limits, the latest lift time stays.
+ *
+ * Nothing is stored when the job no longer owns the request (see queuePreviewAfterRateLimit),
+ * or when the limit lifts later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS allows, because the
+ * preview then fails instead of waiting. A failed write is logged and not raised, because the
+ * attempt must still end as rate-limited, and the successor's transaction stores the time.
+ *
+ * NOTE: an attempt can end without queueing the successor, after a service stop or a failed
+ * queueing transaction. The stored time then stays until the job's next attempt starts and
+ * clears it, so the wait shows the limit's time, not when that attempt starts.
+ */
+export async function storePreviewRateLimit(
+  context: AppContext,
+  job: { id: string; data: { patchRequestId: string; rateLimitedSince?: number } },
+  rateLimit: GitHubRateLimit,
+  logger: Logger,
+): Promise<void> {
+  const since = job.data.rateLimitedSince ?? Date.now();
+  if (waitsTooLong(rateLimit, since, context.config.GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS)) return;
+  const until = new Date(rateLimit.liftsAt).toISOString();
+  try {
+    await context.db
+      .update(patchRequests)
+      .set({
+        // greatest() skips a null, so the first limit of the attempt is stored as it is.
+        previewRateLimitedUntil: sql`greatest(${patchRequests.previewRateLimitedUntil}, ${until}::timestamptz)`,
+      })
+      .where(
+        and(
+          eq(patchRequests.id, job.data.patchRequestId),
+          eq(patchRequests.previewJobId, job.id),
+          inArray(patchRequests.status, ['queued', 'running']),
+        ),
+      );
+  } catch (error) {
+    logger.warn(
+      { event: 'job.preview.rate_limit_store_failed', err: toSafeError(error), ...rateLimitFields(rateLimit) },
+      'storing the GitHub rate limit wait failed, so the preview shows it once the job queues its successor',
+    );
+  }
 }

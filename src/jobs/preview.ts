@@ -12,7 +12,11 @@ import {
 import { asGitHubRateLimit } from '../github/rate-limit.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import { JobError, toJobError } from './job-error.ts';
-import { clearPreviewRateLimit, queuePreviewAfterRateLimit } from './preview-rate-limit.ts';
+import {
+  clearPreviewRateLimit,
+  queuePreviewAfterRateLimit,
+  storePreviewRateLimit,
+} from './preview-rate-limit.ts';
 import { logRateLimitQueueFailure, rateLimitedSince } from './rate-limit-wait.ts';
 
 export const previewQueue = 'preview';
@@ -50,7 +54,9 @@ export const previewQueueOptions = {
  * a retry. Such a response to a file read fails only that file (see `runPreview`). A failure
  * ends the request only while this job is its current preview job (see endPatchRequest). A
  * GitHub rate limit that Octokit does not wait out ends the job, and a new preview job
- * continues the preview when the limit lifts (see `waitForRateLimit`).
+ * continues the preview when the limit lifts (see `queuePreviewAfterRateLimit`). The wait is
+ * stored as soon as a file read gets the limit, before the model calls under way end (see
+ * `storePreviewRateLimit`).
  */
 export async function handlePreviewJob(
   context: AppContext,
@@ -72,6 +78,7 @@ export async function handlePreviewJob(
       firstAttempt: data.firstAttempt,
       signal,
       settleRetryUntil: Number.isFinite(timeLimitEnd) ? timeLimitEnd : undefined,
+      onRateLimited: (rateLimit) => storePreviewRateLimit(context, { id: job.id, data }, rateLimit, logger),
     });
     logger.info(
       { event: 'job.preview.completed', durationMs: Date.now() - startedAt, ...outcome },

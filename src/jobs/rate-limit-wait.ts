@@ -92,6 +92,15 @@ export function logRateLimitQueueFailure(
   );
 }
 
+/**
+ * Returns whether `rateLimit` lifts later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS
+ * (`maxWaitSeconds`) after `since`, the work's first rate-limited response in milliseconds since
+ * 1970, or waiting is turned off (0). Such work fails instead of waiting.
+ */
+export function waitsTooLong(rateLimit: GitHubRateLimit, since: number, maxWaitSeconds: number): boolean {
+  return maxWaitSeconds === 0 || rateLimit.liftsAt - since > maxWaitSeconds * 1000;
+}
+
 /** A wait longer than any rate limit of GitHub's: 366 days. */
 const implausibleWaitMs = 366 * 24 * 3600 * 1000;
 
@@ -154,7 +163,7 @@ export async function queueAfterRateLimit<Data extends { rateLimitedSince?: numb
   const since = job.data.rateLimitedSince ?? Date.now();
   const maxWaitSeconds = context.config.GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS;
   const fields = rateLimitFields(rateLimit, since);
-  if (maxWaitSeconds === 0 || rateLimit.liftsAt - since > maxWaitSeconds * 1000) {
+  if (waitsTooLong(rateLimit, since, maxWaitSeconds)) {
     logger.warn(
       { event: `${job.event}.rate_limit_too_long`, ...fields, maxWaitSeconds, err: error },
       'GitHub rate limit lifts later than GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS allows, so the job fails without a retry',

@@ -74,9 +74,20 @@ const fixedTool = `def run(values):
 `;
 const proposals: Record<string, string> = { 'src/app.ts': fixedApp, 'scripts/tool.py': fixedTool };
 
+/** Makes the fake Groq reply to each file's prompt with the file's fix, `delayMs` after the request. */
+export function answerWithFixes(groq: FakeGroq, delayMs = 0): void {
+  groq.setHandler((request) => {
+    const user = request.messages.find((message) => message.role === 'user')!.content;
+    const file = /<file[^>]* path="([^"]+)"/.exec(user)![1]!;
+    return { text: proposals[file]!, delayMs };
+  });
+}
+
 export interface Dashboard {
   url: string;
   database: TestDatabase;
+  /** The fake GitHub API, to which a test can add routes. */
+  github: FakeGitHub;
   oauth: FakeOAuth;
   groq: FakeGroq;
   browser: Browser;
@@ -109,11 +120,7 @@ export async function startDashboard(extraEnv: Record<string, string> = {}): Pro
   oauth.signInAs(installer);
 
   const groq = await startFakeGroq();
-  groq.setHandler((request) => {
-    const user = request.messages.find((message) => message.role === 'user')!.content;
-    const file = /<file[^>]* path="([^"]+)"/.exec(user)![1]!;
-    return { text: proposals[file]! };
-  });
+  answerWithFixes(groq);
 
   const port = await findFreePort();
   const url = `http://127.0.0.1:${port}`;
@@ -180,6 +187,7 @@ export async function startDashboard(extraEnv: Record<string, string> = {}): Pro
   return {
     url,
     database,
+    github,
     oauth,
     groq,
     browser,

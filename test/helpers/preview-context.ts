@@ -89,17 +89,7 @@ export async function createPreviewTestContext(options: {
   });
   const [run] = await context.db
     .insert(prRuns)
-    .values({
-      installationId,
-      repositoryId,
-      repository: 'octo/demo',
-      prNumber,
-      baseSha: repository.baseSha,
-      headSha: repository.headSha,
-      headRef: 'feature',
-      headRepository: 'octo/demo',
-      status: 'completed',
-    })
+    .values(completedRunValues(repository, prNumber, 'feature'))
     .returning();
 
   return {
@@ -114,6 +104,21 @@ export async function createPreviewTestContext(options: {
       await Promise.all([github.close(), groq.close(), gemini.close()]);
       await repository.cleanup();
     },
+  };
+}
+
+/** Returns the columns of a completed run of pull request `number` of octo/demo at the head commit. */
+export function completedRunValues(repository: GitRepository, number: number, headRef: string) {
+  return {
+    installationId,
+    repositoryId,
+    repository: 'octo/demo',
+    prNumber: number,
+    baseSha: repository.baseSha,
+    headSha: repository.headSha,
+    headRef,
+    headRepository: 'octo/demo',
+    status: 'completed' as const,
   };
 }
 

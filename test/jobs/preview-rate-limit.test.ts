@@ -1,10 +1,19 @@
 // A preview whose file read GitHub rate-limits for longer than Octokit waits ends its attempt
 // without failing files, and a new preview job continues it once the limit lifts.
 import { eq } from 'drizzle-orm';
+import type PgBoss from 'pg-boss';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
-import { installations, patchFiles, patchRequests, tokenEvents } from '../../src/db/schema/index.ts';
+import {
+  installations,
+  patchFiles,
+  patchRequests,
+  prRuns,
+  tokenEvents,
+  tokenReservations,
+  users,
+} from '../../src/db/schema/index.ts';
 import { primaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import type { FakeResponse } from '../../src/demo/fakes/github/router.ts';
@@ -17,16 +26,21 @@ import { runDueJob } from '../helpers/jobs.ts';
 import {
   answerWithFixedFiles,
   consoleLogFiles,
+  completedRunValues,
   consoleLogFixes,
   createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   installationId,
+  pathInPrompt,
+  repositoryId,
   type PreviewTestContext,
 } from '../helpers/preview-context.ts';
 import { createSignedInUser, type SignedInUser } from '../helpers/web.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const contentsPath = '/repos/:owner/:repo/contents/*path';
+const webhookSecret = 'preview-rate-limit-webhook-secret';
 
 let setup: PreviewTestContext;
 let context: TestContext;
@@ -45,12 +59,20 @@ function rateLimitFor(seconds: number): { response: FakeResponse; liftsAt: numbe
   return { response: { status, headers, body }, liftsAt: (reset + 1) * 1000 };
 }
 
-async function waitUntil(condition: () => boolean): Promise<void> {
+async function waitUntil(condition: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** Makes the fake Groq send each file's fix `delayMs` after the request. */
+function answerAfter(delayMs: number): void {
+  setup.groq.setHandler((request) => ({
+    text: consoleLogFixes[pathInPrompt(request.messages.at(-1)!.content)]!,
+    delayMs,
+  }));
 }
 
 function completions(): number {
@@ -97,6 +119,19 @@ async function previewJson(id: string) {
   return (await response.json()) as { status: string; rateLimitWait: unknown; files: { path: string; status: string }[] };
 }
 
+async function runPageOf(runId: string): Promise<string> {
+  const response = await app.request(`/runs/${runId}`, { headers: { cookie: user.cookie } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/** Returns the item of preview `id` in the "Earlier previews" list of a run page. */
+function listItemOf(html: string, id: string): string {
+  const start = html.indexOf(`<li><a href="/patch-requests/${id}">`);
+  expect(start, `no list item for preview ${id}`).toBeGreaterThanOrEqual(0);
+  return html.slice(start, html.indexOf('</li>', start));
+}
+
 async function previewPage(id: string): Promise<string> {
   const response = await app.request(`/patch-requests/${id}`, { headers: { cookie: user.cookie } });
   expect(response.status).toBe(200);
@@ -104,11 +139,14 @@ async function previewPage(id: string): Promise<string> {
 }
 
 /**
- * Creates a preview of both files and runs its job while the read of src/b.ts is rate-limited
- * for `seconds`, after src/a.ts's model call has started. Returns the request and the lift time.
+ * Creates a preview of both files of run `runId` (default the context's run) and starts its job
+ * while the read of src/b.ts is rate-limited for `seconds`, after src/a.ts's model call has
+ * started. `since` is the job's first rate-limited time. Returns the request, the lift time and
+ * the job's end.
  */
-async function previewWithLimitedSecondFile(seconds: number, since?: number) {
-  const id = await createPatchRequestForRun(context, setup.runId, user.userId);
+async function startPreviewWithLimitedSecondFile(seconds: number, options: { since?: number; runId?: string } = {}) {
+  const { since, runId = setup.runId } = options;
+  const id = await createPatchRequestForRun(context, runId, user.userId);
   const jobId = (await storedRequest(id)).previewJobId!;
   if (since !== undefined) {
     const data: PreviewJobData = { patchRequestId: id, rateLimitedSince: since };
@@ -122,15 +160,105 @@ async function previewWithLimitedSecondFile(seconds: number, since?: number) {
     await waitUntil(() => completions() > callsBefore);
     return limit.response;
   };
-  await runPreviewJob(jobId);
-  return { id, jobId, liftsAt: limit.liftsAt };
+  return { id, jobId, liftsAt: limit.liftsAt, job: runPreviewJob(jobId) };
+}
+
+/**
+ * Adds pull request `number` of octo/demo at the head commit to the fake GitHub, and a
+ * completed run of it with a finding in each file, from an event at 09:00. Returns the run's id.
+ * Each test that changes a pull request gets its own, so the other tests keep their run.
+ */
+async function runOfNewPullRequest(number: number): Promise<string> {
+  setup.github.addPullRequest({
+    owner: 'octo',
+    repo: 'demo',
+    number,
+    baseSha: setup.repository.baseSha,
+    headSha: setup.repository.headSha,
+    headRef: `feature-${number}`,
+    title: `Change demo ${number}`,
+  });
+  const [run] = await context.db
+    .insert(prRuns)
+    .values({
+      ...completedRunValues(setup.repository, number, `feature-${number}`),
+      baseRef: 'main',
+      prUpdatedAt: new Date('2024-06-01T09:00:00Z'),
+    })
+    .returning({ id: prRuns.id });
+  await insertConsoleLogFindings(context, run!.id, Object.keys(consoleLogFiles));
+  return run!.id;
+}
+
+/**
+ * Returns GitHub's example `pull_request` payload with `action` for pull request `number` of
+ * octo/demo at `headSha` against main, sent at 09:10.
+ */
+function pullRequestEvent(action: string, number: number, headSha: string): Record<string, any> {
+  const payload = examplePayload('pull_request', 'opened', installationId);
+  payload.action = action;
+  payload.number = number;
+  payload.repository.id = repositoryId;
+  payload.repository.full_name = 'octo/demo';
+  payload.pull_request.number = number;
+  payload.pull_request.head.sha = headSha;
+  payload.pull_request.head.ref = `feature-${number}`;
+  payload.pull_request.head.repo.full_name = 'octo/demo';
+  payload.pull_request.base.ref = 'main';
+  payload.pull_request.base.sha = setup.repository.baseSha;
+  payload.pull_request.updated_at = '2024-06-01T09:10:00Z';
+  return payload;
+}
+
+let delivery = 0;
+
+/** Posts a signed `pull_request` webhook to the app and returns its outcome. */
+async function deliver(payload: Record<string, unknown>): Promise<string> {
+  const response = await postSignedWebhook(app, {
+    secret: webhookSecret,
+    event: 'pull_request',
+    deliveryId: `preview-rate-limit-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { outcome: string }).outcome;
+}
+
+/** A user's charged and reserved tokens, and the number of reservations held. */
+interface Allowance {
+  tokensUsed: number;
+  tokensReserved: number;
+  reservations: number;
+}
+
+async function allowanceOf(userId: string): Promise<Allowance> {
+  const [user] = await context.db
+    .select({ tokensUsed: users.tokensUsed, tokensReserved: users.tokensReserved })
+    .from(users)
+    .where(eq(users.id, userId));
+  const reservations = await context.db
+    .select({ id: tokenReservations.id })
+    .from(tokenReservations)
+    .where(eq(tokenReservations.userId, userId));
+  return { ...user!, reservations: reservations.length };
+}
+
+/** Runs the job of startPreviewWithLimitedSecondFile to its end. */
+async function previewWithLimitedSecondFile(seconds: number, options: { since?: number; runId?: string } = {}) {
+  const { job, ...started } = await startPreviewWithLimitedSecondFile(seconds, options);
+  await job;
+  return started;
 }
 
 beforeAll(async () => {
   setup = await createPreviewTestContext({
     head: consoleLogFiles,
     groqApiKey: 'gsk_platform_preview_rate_limit_test',
-    env: { PREVIEW_FILE_CONCURRENCY: '2', GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '3600' },
+    env: {
+      PREVIEW_FILE_CONCURRENCY: '2',
+      GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '3600',
+      WEBHOOK_SECRET: webhookSecret,
+    },
   });
   context = setup.context;
   user = await createSignedInUser(context.db, { login: 'preview-rate-limit', plan: 'pro', tokenLimit: 100_000 });
@@ -188,7 +316,7 @@ describe('preview job under a long rate limit', () => {
     const until = new Date(liftsAt).toISOString();
     const json = await previewJson(id);
     expect(json.status).toBe('running');
-    expect(json.rateLimitWait).toEqual({ job: previewQueue, until });
+    expect(json.rateLimitWait).toEqual({ job: previewQueue, until, filesRunning: 0 });
     const page = await previewPage(id);
     expect(page).toContain('Previewing waits for a GitHub rate limit on this installation until');
     expect(page).toContain(`datetime="${until}"`);
@@ -216,6 +344,61 @@ describe('preview job under a long rate limit', () => {
     expect(await previewPage(id)).not.toContain('waits for a GitHub rate limit');
   }, 30_000);
 
+  it('shows the wait while calls end', async () => {
+    // src/a.ts's call takes 5 s, so the preview is read while that call runs.
+    answerAfter(5_000);
+
+    const { id, jobId, liftsAt, job } = await startPreviewWithLimitedSecondFile(120);
+    const until = new Date(liftsAt).toISOString();
+    await waitUntil(async () => (await storedRequest(id)).previewRateLimitedUntil !== null);
+    const whileRunning = await previewJson(id);
+    const page = await previewPage(id);
+    const runPage = await runPageOf(setup.runId);
+    const call = setup.groq.requests.at(-1)!;
+    expect(call.reply).toBeUndefined();
+
+    expect(whileRunning.status).toBe('running');
+    expect(whileRunning.rateLimitWait).toEqual({ job: previewQueue, until, filesRunning: 1 });
+    expect(whileRunning.files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'running'],
+      ['src/b.ts', 'pending'],
+    ]);
+    const runningNotice =
+      '<p class="notice rate-limit-wait">Previewing waits for a GitHub rate limit on this ' +
+      `installation until <time datetime="${until}">`;
+    const runningNote =
+      '. 1 file that started before the limit is still running, and the other files continue ' +
+      'by themselves after that time.</p>';
+    expect(page).toContain('<span class="badge status-running">running</span>');
+    expect(page).toContain(runningNotice);
+    expect(page).toContain(runningNote);
+    const item = listItemOf(runPage, id);
+    expect(item).toContain(runningNotice);
+    expect(item).toContain(runningNote);
+
+    await job;
+    answerAfter(0);
+
+    const next = (await storedRequest(id)).previewJobId!;
+    expect(next).not.toBe(jobId);
+    const waiting = await previewJson(id);
+    expect(waiting.status).toBe('running');
+    expect(waiting.rateLimitWait).toEqual({ job: previewQueue, until, filesRunning: 0 });
+    expect(waiting.files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'ready'],
+      ['src/b.ts', 'pending'],
+    ]);
+    const waitingPage = await previewPage(id);
+    expect(waitingPage).toContain(runningNotice);
+    expect(waitingPage).not.toContain('still running');
+    expect(listItemOf(await runPageOf(setup.runId), id)).toContain('then continues by itself.</p>');
+
+    await runPreviewJob(next);
+
+    expect((await storedRequest(id)).status).toBe('ready');
+    expect(listItemOf(await runPageOf(setup.runId), id)).not.toContain('rate-limit-wait');
+  }, 30_000);
+
   it('waits in a regeneration job', async () => {
     const [fileB] = await context.db
       .select()
@@ -223,6 +406,11 @@ describe('preview job under a long rate limit', () => {
       .where(eq(patchFiles.patchRequestId, waitedId))
       .orderBy(patchFiles.path)
       .offset(1);
+    // A job that failed after it stored a wait leaves the time on the preview it ended.
+    await context.db
+      .update(patchRequests)
+      .set({ previewRateLimitedUntil: new Date(Date.now() + 600_000) })
+      .where(eq(patchRequests.id, waitedId));
     const payment = await loadPreviewPayment(context, user.userId);
     const regenerated = await regeneratePatchFile(context.db, context.boss, {
       userId: user.userId,
@@ -231,6 +419,8 @@ describe('preview job under a long rate limit', () => {
       payment,
     });
     expect(regenerated.ok).toBe(true);
+    expect((await storedRequest(waitedId)).previewRateLimitedUntil).toBeNull();
+    expect((await previewJson(waitedId)).rateLimitWait).toBeNull();
     const jobId = (await storedRequest(waitedId)).previewJobId!;
     const limit = rateLimitFor(300);
     onContentsRead = async (path) => (path === 'src/b.ts' ? limit.response : null);
@@ -247,6 +437,7 @@ describe('preview job under a long rate limit', () => {
     expect((await previewJson(waitedId)).rateLimitWait).toEqual({
       job: previewQueue,
       until: new Date(limit.liftsAt).toISOString(),
+      filesRunning: 0,
     });
 
     await runPreviewJob(waiting.previewJobId!);
@@ -288,7 +479,7 @@ describe('preview job under a long rate limit', () => {
 
   it('fails past the maximum wait', async () => {
     // Rate-limited since 59 minutes ago, and the limit lifts in another 2.
-    const { id, jobId } = await previewWithLimitedSecondFile(120, Date.now() - 59 * 60_000);
+    const { id, jobId } = await previewWithLimitedSecondFile(120, { since: Date.now() - 59 * 60_000 });
 
     const jobs = await previewJobs(id);
     expect(jobs.map((job) => job.state)).toEqual(['completed']);
@@ -319,6 +510,125 @@ describe('preview job under a long rate limit', () => {
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.previewRateLimitedUntil).toBeNull();
     expect((await previewJson(id)).rateLimitWait).toBeNull();
+  }, 30_000);
+
+  /**
+   * Checks that preview `id`, which waited in job `next`, is cancelled with `reason`, that its
+   * job is cancelled and no wait is left. Then it runs the job as a worker that took it before
+   * the cancel would, and checks that no model is called. `charged` is the user's allowance
+   * after the job that hit the limit, and it must stay so, with nothing reserved.
+   */
+  async function expectCancelledWait(
+    id: string,
+    next: string,
+    reason: string,
+    charged: Allowance,
+  ) {
+    expect((await context.boss.getJobById(previewQueue, next))!.state).toBe('cancelled');
+    const cancelled = await storedRequest(id);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.error).toBe(reason);
+    expect(cancelled.previewRateLimitedUntil).toBeNull();
+    const json = await previewJson(id);
+    expect(json.status).toBe('cancelled');
+    expect(json.rateLimitWait).toBeNull();
+    expect(json.files.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'cancelled'],
+      ['src/b.ts', 'cancelled'],
+    ]);
+    expect(await previewPage(id)).not.toContain('rate-limit-wait');
+
+    const callsBefore = completions();
+    const takenJob = { id: next, name: previewQueue, data: { patchRequestId: id }, retryCount: 0, retryLimit: 3 };
+    await handlePreviewJob(context, takenJob as unknown as PgBoss.JobWithMetadata<PreviewJobData>);
+
+    expect(completions()).toBe(callsBefore);
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts']);
+    expect(await allowanceOf(user.userId)).toEqual(charged);
+    expect(charged.tokensReserved).toBe(0);
+    expect(charged.reservations).toBe(0);
+  }
+
+  /**
+   * Returns a preview of a new pull request `number` whose job `next` waits for a rate limit,
+   * and the user's allowance after the job that hit the limit.
+   */
+  async function waitingPreviewOfNewPullRequest(number: number) {
+    const runId = await runOfNewPullRequest(number);
+    const { id } = await previewWithLimitedSecondFile(120, { runId });
+    const next = (await storedRequest(id)).previewJobId!;
+    expect((await previewJson(id)).rateLimitWait).not.toBeNull();
+    return { runId, id, next, charged: await allowanceOf(user.userId) };
+  }
+
+  it('cancels the waiting job on a push', async () => {
+    const { runId, id, next, charged } = await waitingPreviewOfNewPullRequest(2);
+    const pushedSha = 'a1'.repeat(20);
+
+    const outcome = await deliver(pullRequestEvent('synchronize', 2, pushedSha));
+
+    expect(outcome).toMatch(/^run [0-9a-f-]{36} queued; superseded 1 older run\(s\)$/);
+    const [run] = await context.db.select({ status: prRuns.status }).from(prRuns).where(eq(prRuns.id, runId));
+    expect(run!.status).toBe('superseded');
+    await expectCancelledWait(
+      id,
+      next,
+      `Cancelled: the pull request has a newer commit, ${pushedSha}; request the fix on the newest run.`,
+      charged,
+    );
+  }, 30_000);
+
+  it('cancels the waiting job on a base change', async () => {
+    const { runId, id, next, charged } = await waitingPreviewOfNewPullRequest(3);
+    const retarget = pullRequestEvent('edited', 3, setup.repository.headSha);
+    retarget.changes = { base: { ref: { from: 'main' }, sha: { from: setup.repository.baseSha } } };
+    retarget.pull_request.base.ref = 'develop';
+
+    const outcome = await deliver(retarget);
+
+    expect(outcome).toBe(
+      `run ${runId} queued again: the base changed from main to develop; cancelled 1 patch request(s)`,
+    );
+    await expectCancelledWait(
+      id,
+      next,
+      'Cancelled because the base branch of octo/demo#3 changed from main to develop. Request ' +
+        'the fix again once the new analysis has completed.',
+      charged,
+    );
+  }, 30_000);
+
+  it('cancels a wait while calls end', async () => {
+    const runId = await runOfNewPullRequest(4);
+    // src/a.ts's call takes 3 s, so the push arrives while that call runs.
+    answerAfter(3_000);
+    const { id, jobId, job } = await startPreviewWithLimitedSecondFile(120, { runId });
+    await waitUntil(async () => (await storedRequest(id)).previewRateLimitedUntil !== null);
+
+    await deliver(pullRequestEvent('synchronize', 4, 'b2'.repeat(20)));
+
+    expect(setup.groq.requests.at(-1)!.reply).toBeUndefined();
+    const cancelled = await storedRequest(id);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.previewRateLimitedUntil).toBeNull();
+    expect((await previewJson(id)).rateLimitWait).toBeNull();
+
+    await job;
+
+    // The call that started before the push is charged, and nothing continues the preview.
+    expect((await previewJobs(id)).map((entry) => entry.state)).toEqual(['completed']);
+    const ended = await storedRequest(id);
+    expect(ended.status).toBe('cancelled');
+    expect(ended.previewJobId).toBe(jobId);
+    expect(ended.previewRateLimitedUntil).toBeNull();
+    expect((await ledgerRows(id)).map((row) => row.path)).toEqual(['src/a.ts']);
+    const allowance = await allowanceOf(user.userId);
+    expect(allowance.tokensReserved).toBe(0);
+    expect(allowance.reservations).toBe(0);
+    const skipped = context.logs.find(
+      (line) => line.event === 'job.preview.completed' && line.jobId === jobId && line.status === 'skipped',
+    );
+    expect(skipped?.reason).toBe('it is cancelled now');
   }, 30_000);
 
   it('cancels the waiting job on a suspend', async () => {

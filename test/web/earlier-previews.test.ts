@@ -352,6 +352,74 @@ describe('apply wait in earlier previews', () => {
   });
 });
 
+describe('preview wait in earlier previews', () => {
+  const waitNotice = (verb: 'waits' | 'waited', until: Date) =>
+    `<p class="notice rate-limit-wait">Previewing ${verb} for a GitHub rate limit on this installation ` +
+    `until <time datetime="${until.toISOString()}">`;
+
+  it('shows files still running', async () => {
+    const runId = await newRun();
+    const until = new Date(Date.now() + 20 * 60_000);
+    const id = await insertPreview({
+      runId,
+      minutesAgo: 1,
+      request: { status: 'running', filesTotal: 3, previewRateLimitedUntil: until },
+      files: [
+        { path: 'src/a.ts', status: 'running' },
+        { path: 'src/b.ts', status: 'running' },
+        { path: 'src/c.ts', status: 'pending' },
+      ],
+    });
+
+    const item = itemOf((await runPage(runId)).html, id);
+
+    expect(item).toContain(waitNotice('waits', until));
+    expect(item).toContain(
+      '. 2 files that started before the limit are still running, and the other files continue ' +
+        'by themselves after that time.</p>',
+    );
+  });
+
+  it('shows a waiting job past its time', async () => {
+    const runId = await newRun();
+    const until = new Date(Date.now() - 60_000);
+    const id = await insertPreview({
+      runId,
+      minutesAgo: 2,
+      request: { status: 'running', filesTotal: 1, previewRateLimitedUntil: until },
+      files: [{ path: 'src/a.ts', status: 'pending' }],
+    });
+
+    const { html } = await runPage(runId);
+    const fragment = await app.request(`/patch-requests/${id}/progress`, {
+      headers: { cookie: user.cookie, 'hx-request': 'true' },
+    });
+
+    const after = '</time>, and continues as soon as a worker takes its job.</p>';
+    expect(itemOf(html, id)).toContain(waitNotice('waited', until));
+    expect(itemOf(html, id)).toContain(after);
+    expect(fragment.status).toBe(200);
+    const listed = itemOf(outOfBandList(await fragment.text()), id);
+    expect(listed).toContain(waitNotice('waited', until));
+    expect(listed).toContain(after);
+  });
+
+  // A job that failed after it stored its wait leaves the time on the preview it ended.
+  it('hides the wait of an ended preview', async () => {
+    const runId = await newRun();
+    const id = await insertPreview({
+      runId,
+      minutesAgo: 1,
+      request: { status: 'failed', previewRateLimitedUntil: new Date(Date.now() + 20 * 60_000) },
+      files: [{ path: 'src/a.ts', status: 'failed', error: 'Preview failed.' }],
+    });
+
+    const { html } = await runPage(runId);
+
+    expect(itemOf(html, id)).not.toContain('rate-limit-wait');
+  });
+});
+
 /** Sends "Preview fix" for `findingIds` as htmx does, with `fields` added to the form. */
 async function previewFix(runId: string, findingIds: string[], fields: Record<string, string> = {}) {
   const response = await app.request(`/runs/${runId}/patch-requests`, {

@@ -69,7 +69,9 @@ export const patchRequests = pgTable(
     previewJobId: uuid(),
     /**
      * When the rate limit lifts that preview job `previewJobId` waits for, after GitHub
-     * rate-limited an earlier job of the preview. Cleared when that job starts.
+     * rate-limited an earlier job of the preview. Cleared when that job starts. It is stored as
+     * soon as the rate-limited job's file read got the limit, while that job still ends its
+     * model calls under way, before it queues the waiting job.
      */
     previewRateLimitedUntil: timestamp({ withTimezone: true }),
     /** Set while an apply is in progress, so two concurrent applies cannot both commit. */

@@ -20,7 +20,7 @@ import {
   findSelectionOverAllowance,
   loadPreviewPayment,
 } from '../../autofix/preview-budget.ts';
-import { previewRateLimitedUntil } from '../../autofix/preview-wait.ts';
+import { currentPreviewWait } from '../../autofix/preview-wait.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, prRuns, type RunStatus } from '../../db/schema/index.ts';
 import { applyQueue } from '../../jobs/apply.ts';
@@ -184,8 +184,8 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     const tokens = splitPreviewTokens(request, files);
     const applyRetry = await findApplyRetry(context.boss, request);
     const applyWait = visibleApplyWait(request, applyRetry);
-    // A preview job waits while the request is running, and an apply only once it is ready.
-    const previewWaitUntil = previewRateLimitedUntil(request);
+    // A preview waits while the request is running, and an apply only once it is ready.
+    const previewWait = currentPreviewWait(request, files.filter((file) => file.status === 'running').length);
     const waitJson = (reason: 'rate_limit' | 'other_apply') =>
       applyWait?.reason === reason ? { job: applyQueue, until: applyWait.until.toISOString() } : null;
     return c.json({
@@ -219,8 +219,8 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           : null,
       applyClosedCheck: request.appliedAt === null ? request.applyClosedCheck : null,
       pullRequestClosedAt: run.prClosedAt?.toISOString() ?? null,
-      rateLimitWait: previewWaitUntil
-        ? { job: previewQueue, until: previewWaitUntil.toISOString() }
+      rateLimitWait: previewWait
+        ? { job: previewQueue, until: previewWait.until.toISOString(), filesRunning: previewWait.filesRunning }
         : waitJson('rate_limit'),
       otherApplyWait: waitJson('other_apply'),
       applyRetry: applyRetry

@@ -1,6 +1,7 @@
 import { findApplyRetry, visibleApplyWait } from '../../apply/apply-retry.ts';
 import { currentApplyWait } from '../../apply/apply-wait.ts';
 import { listRunPreviewSummaries } from '../../autofix/preview-summaries.ts';
+import { currentPreviewWait } from '../../autofix/preview-wait.ts';
 import type { AppContext } from '../../context.ts';
 import { quoteValue } from '../../text/quote-value.ts';
 import { AppError } from '../errors.ts';
@@ -24,7 +25,8 @@ export function parsePreviewsQuery(value: string | undefined): boolean {
  * Loads the run page's "Earlier previews" list: the user's newest previews of the run, up to
  * maxListedPreviews of them with `listAll`. Each preview's apply wait follows the preview
  * page's rule (see visibleApplyWait), so a wait that a failed attempt of the apply job ended is
- * left out. pg-boss is read only for the previews that store a wait.
+ * left out. pg-boss is read only for the previews that store an apply wait. A preview's wait for
+ * a rate limit on a file read is shown as on the preview page (see currentPreviewWait).
  */
 export async function loadEarlierPreviews(
   context: Pick<AppContext, 'db' | 'boss'>,
@@ -40,7 +42,11 @@ export async function loadEarlierPreviews(
   for (const summary of previews) {
     const { request } = summary;
     const retry = currentApplyWait(request) ? await findApplyRetry(context.boss, request) : null;
-    listed.push({ ...summary, applyWait: visibleApplyWait(request, retry) });
+    listed.push({
+      ...summary,
+      applyWait: visibleApplyWait(request, retry),
+      previewWait: currentPreviewWait(request, summary.fileStatuses.get('running') ?? 0),
+    });
   }
   return { previews: listed, total, listAll, maxListed: maxListedPreviews };
 }

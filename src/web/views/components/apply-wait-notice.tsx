@@ -1,8 +1,8 @@
 import type { FC } from 'hono/jsx';
 import { describeApplyRetry, type ApplyRetry } from '../../../apply/apply-retry.ts';
 import { describeApplyWait, type ApplyWait } from '../../../apply/apply-wait.ts';
+import { describePreviewWait, type PreviewWait } from '../../../autofix/preview-wait.ts';
 import type { ApplyMode, ClosedApplyCheck } from '../../../db/schema/index.ts';
-import { describeWait } from '../../../runs/run-rate-limit.ts';
 import { MarkedText } from './marked-text.tsx';
 import { Time } from './time.tsx';
 
@@ -19,14 +19,14 @@ export const ApplyWaitNotice: FC<{ wait: ApplyWait }> = ({ wait }) => {
 };
 
 /**
- * Renders the notice that a preview job waits for a GitHub rate limit to lift at `until`, in
- * the words and markup of ApplyWaitNotice.
+ * Renders the notice that a preview waits for a GitHub rate limit to lift, in the markup of
+ * ApplyWaitNotice, for the preview and run pages.
  */
-export const PreviewWaitNotice: FC<{ until: Date }> = ({ until }) => {
-  const text = describeWait('Previewing', until, new Date());
+export const PreviewWaitNotice: FC<{ wait: PreviewWait }> = ({ wait }) => {
+  const text = describePreviewWait(wait);
   return (
     <p class="notice rate-limit-wait">
-      {text.before} <Time date={until} />
+      {text.before} <Time date={wait.until} />
       {text.after}
     </p>
   );

@@ -1,10 +1,11 @@
 import type { FC } from 'hono/jsx';
 import type { ApplyWait } from '../../../apply/apply-wait.ts';
 import type { PreviewModel, PreviewSummary } from '../../../autofix/preview-summaries.ts';
+import type { PreviewWait } from '../../../autofix/preview-wait.ts';
 import type { ShownFileStatus } from '../../../autofix/visible-patch-requests.ts';
 import { providerNames, type Provider } from '../../../llm/types.ts';
 import { formatCount, joinWithAnd } from '../../../text/plural.ts';
-import { ApplyWaitNotice } from './apply-wait-notice.tsx';
+import { ApplyWaitNotice, PreviewWaitNotice } from './apply-wait-notice.tsx';
 import { MarkedText } from './marked-text.tsx';
 import { formatTokens } from './preview-budget.tsx';
 import { StatusBadge } from './status-badge.tsx';
@@ -14,6 +15,8 @@ import { Time } from './time.tsx';
 export interface ListedPreview extends PreviewSummary {
   /** The wait of the preview's apply job that the preview page shows too (see visibleApplyWait). */
   applyWait: ApplyWait | null;
+  /** The preview's wait for a GitHub rate limit that the preview page shows too (see currentPreviewWait). */
+  previewWait: PreviewWait | null;
 }
 
 /** The run page's previews as listed, and how many the user has on the run in all. */
@@ -62,8 +65,9 @@ export function describePreviewTokens(totalTokens: number, ownKeyTokens: number)
 /**
  * The run page's list of the user's previews of the run, newest first. Each links to its
  * preview page and shows its status, how it was applied, its files by status, the models
- * behind them and its tokens. When the page lists fewer previews than the user has, a note
- * gives both numbers and, unless the page lists the maximum already, links the longer list.
+ * behind them, its tokens and the waits of its preview and apply jobs. When the page lists
+ * fewer previews than the user has, a note gives both numbers and, unless the page lists the
+ * maximum already, links the longer list.
  * Without previews it is an empty element, so that a fragment can still replace it. With `oob`,
  * htmx swaps it in out of band, in place of the page's list.
  */
@@ -101,7 +105,7 @@ export const EarlierPreviews: FC<{ runId: string; view: EarlierPreviewsView; oob
 };
 
 const PreviewItem: FC<{ summary: ListedPreview }> = ({ summary }) => {
-  const { request, applyWait } = summary;
+  const { request, applyWait, previewWait } = summary;
   const files = describePreviewFiles(summary.fileStatuses);
   return (
     <li>
@@ -132,6 +136,7 @@ const PreviewItem: FC<{ summary: ListedPreview }> = ({ summary }) => {
           <MarkedText text={request.error} />
         </p>
       ) : null}
+      {previewWait ? <PreviewWaitNotice wait={previewWait} /> : null}
       {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
     </li>
   );

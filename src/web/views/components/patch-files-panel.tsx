@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import { previewRateLimitedUntil } from '../../../autofix/preview-wait.ts';
+import { currentPreviewWait } from '../../../autofix/preview-wait.ts';
 import { shownFileStatus, splitPreviewTokens } from '../../../autofix/visible-patch-requests.ts';
 import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
@@ -28,8 +28,8 @@ export interface RegenerateRejection {
  * "Regenerate this file" sends its htmx request with the file's result element as target, so an
  * error response appears next to the file and the panel stays. A queued regeneration, or a
  * rejection in `regenerateRejection`, returns the whole panel instead (see patchRequestPages).
- * While the request is queued or running, htmx replaces the panel every second, and a preview
- * job that waits for a GitHub rate limit is shown with its time. A run whose
+ * While the request is queued or running, htmx replaces the panel every second, and a wait for
+ * a GitHub rate limit is shown with its time from the moment a file read got the limit. A run whose
  * fixes are blocked (see listFixBlockers) or that is no longer completed, and a cancelled,
  * applied or applying preview, or one whose last apply GitHub did not confirm, get no
  * "Regenerate this file" buttons, because the server rejects regeneration then.
@@ -43,7 +43,7 @@ export const PatchFilesPanel: FC<{
 }> = ({ session, request, files, fixesBlocked, regenerateRejection }) => {
   const active = isPatchRequestActive(request.status);
   const tokens = splitPreviewTokens(request, files);
-  const waitUntil = previewRateLimitedUntil(request);
+  const previewWait = currentPreviewWait(request, files.filter((file) => file.status === 'running').length);
   const canRegenerate =
     !active &&
     request.status !== 'cancelled' &&
@@ -85,7 +85,7 @@ export const PatchFilesPanel: FC<{
           </noscript>
         </>
       ) : null}
-      {waitUntil ? <PreviewWaitNotice until={waitUntil} /> : null}
+      {previewWait ? <PreviewWaitNotice wait={previewWait} /> : null}
       {request.error ? (
         <p class="error">
           <MarkedText text={request.error} />
