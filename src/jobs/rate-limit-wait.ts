@@ -50,7 +50,6 @@ export interface RateLimitedJob<Data extends { rateLimitedSince?: number }> {
   event: string;
 }
 
-/** Log fields that describe a rate limit and the wait for it. */
 /** Returns the installation of a preview's run, for the findInstallation of its jobs' waits. */
 export async function findPatchRequestInstallation(
   tx: Transaction,
@@ -64,6 +63,7 @@ export async function findPatchRequestInstallation(
   return row?.installationId ?? null;
 }
 
+/** Log fields that describe a rate limit and the wait for it. */
 export function rateLimitFields(rateLimit: GitHubRateLimit, since?: number) {
   return {
     rateLimit: rateLimit.kind,
