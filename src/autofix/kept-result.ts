@@ -20,6 +20,7 @@ export function resultToKeep(file: PatchFile): KeptPatchFileResult | null {
     provider: file.provider,
     model: file.model,
     totalTokens: file.totalTokens,
+    keyNotice: file.keyNotice,
   };
 }
 
@@ -48,6 +49,7 @@ export function restoredResultColumns(regenerationError: string) {
     provider: keptField('provider'),
     model: keptField('model'),
     totalTokens: sql`(${keptField('totalTokens')})::bigint`,
+    keyNotice: keptField('keyNotice'),
     restoredGeneration: sql`(${keptField('generation')})::integer`,
     keptResult: null,
     regenerationError,

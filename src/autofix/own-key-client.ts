@@ -8,7 +8,8 @@ import type { Logger } from '../logger.ts';
  * Wraps a client that uses the user's own key. Accepted calls update the key's last_used_at,
  * and so does a billed response that the client retried, even when a later request fails.
  * A rejected key (`unauthorized`) is marked unusable, and the raised error directs the user to
- * the keys page. That error kind never falls back, so no platform key is tried after it.
+ * the keys page. A preview passes the request on after that error only to a client that uses
+ * another own key of the user, never to a platform key (see generateOwnKeysLast in preview.ts).
  */
 export function ownKeyClient(
   client: ModelClient,

@@ -19,6 +19,7 @@ import {
 import { accessTokenPath, requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { rejectedKeyPassedOnNotice } from '../keys/own-keys.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
@@ -30,7 +31,7 @@ import {
   type FixFinding,
   type FixPrompt,
 } from '../llm/prompt.ts';
-import type { ModelRequest } from '../llm/types.ts';
+import type { ModelRequest, ModelResult } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
@@ -532,7 +533,7 @@ async function addRequestTokens(db: Database, patchRequestId: string, tokens: nu
 
 type FileOutcome = Pick<
   typeof patchFiles.$inferInsert,
-  'status' | 'error' | 'originalText' | 'proposedText' | 'diff' | 'baseBlobSha' | 'provider' | 'model'
+  'status' | 'error' | 'originalText' | 'proposedText' | 'diff' | 'baseBlobSha' | 'provider' | 'model' | 'keyNotice'
 > & { totalTokens: number };
 
 /**
@@ -636,17 +637,24 @@ async function previewFile(
 
   const base = { originalText: file.text, baseBlobSha: file.blobSha };
   if (input.isRateLimited()) return { status: 'deferred', rateLimit: null, error: null };
-  let result;
+  let generated;
   try {
-    result = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, input.signal);
+    generated = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, input.signal);
   } catch (error) {
     if (error instanceof ProviderError || error instanceof AllowanceExceededError) {
       return failed(error.message, base);
     }
     throw error;
   }
+  const { result, keyNotice } = generated;
+  if (keyNotice) {
+    input.logger.info(
+      { event: 'preview.rejected_key_passed_on', provider: result.provider },
+      'an own key was rejected; the next own key produced the result',
+    );
+  }
 
-  const provenance = { provider: result.provider, model: result.model };
+  const provenance = { provider: result.provider, model: result.model, keyNotice };
   const parsed = parseModelOutput(result.text, file.text, input.path);
   if (!parsed.ok) return failed(parsed.reason, { ...base, ...provenance });
   if (parsed.content === file.text) {
@@ -673,26 +681,40 @@ async function previewFile(
 }
 
 /**
- * Runs the fallback chain. A platform client whose reservation fails raises
- * AllowanceExceededError, which stops the chain. Own-key clients always come after the
- * platform ones, so they are still untried then and get the request on their own.
+ * Runs the fallback chain and returns the result with the file's `keyNotice`. A platform client
+ * whose reservation fails raises AllowanceExceededError, which stops the chain. Own-key clients
+ * always come after the platform ones, so they are still untried then and get the request on
+ * their own. A rejected own key passes the request on only to a next client that uses the
+ * user's own key as well, because a platform client would charge the allowance unasked.
  */
-async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest, signal?: AbortSignal) {
-  try {
-    return await generateWithFallback(
-      clients.map((entry) => entry.client),
+async function generateOwnKeysLast(
+  clients: KeyedClient[],
+  request: ModelRequest,
+  signal?: AbortSignal,
+): Promise<{ result: ModelResult; keyNotice: string | null }> {
+  const rejected: ProviderError[] = [];
+  const generate = (entries: KeyedClient[]) =>
+    generateWithFallback(
+      entries.map((entry) => entry.client),
       request,
-      { signal },
+      {
+        signal,
+        onAttempt: (attempt) => {
+          if (attempt.error?.kind === 'unauthorized') rejected.push(attempt.error);
+        },
+        passRejectedKey: (index) => entries[index]?.keySource === 'user' && entries[index + 1]?.keySource === 'user',
+      },
     );
+  let result: ModelResult;
+  try {
+    result = await generate(clients);
   } catch (error) {
     const own = clients.filter((entry) => entry.keySource === 'user');
     if (!(error instanceof AllowanceExceededError) || own.length === 0) throw error;
-    return generateWithFallback(
-      own.map((entry) => entry.client),
-      request,
-      { signal },
-    );
+    result = await generate(own);
   }
+  const keyNotice = rejected.length > 0 ? rejectedKeyPassedOnNotice(rejected, result.provider) : null;
+  return { result, keyNotice };
 }
 
 /**

@@ -146,6 +146,7 @@ export async function regeneratePatchFile(
         provider: null,
         model: null,
         totalTokens: 0,
+        keyNotice: null,
       })
       .where(eq(patchFiles.id, file.id));
     await tx

@@ -2,6 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
 import { userApiKeys, type Provider, type UnusableCause } from '../db/schema/index.ts';
 import { providerNames } from '../llm/retry.ts';
+import { joinWithAnd, pickForm } from '../text/plural.ts';
 import type { Logger } from '../logger.ts';
 import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
 import type { Keyring } from './master-keys.ts';
@@ -49,6 +50,26 @@ export function rejectedReason(provider: Provider, status: number | undefined): 
   return (
     `${name} rejected your saved ${name} key${answer}, so the platform key was not used ` +
     `instead. Update your ${name} key on the keys page.`
+  );
+}
+
+/**
+ * Builds the message stored with a file whose result came from the user's own key of `used`
+ * after the provider of each of `rejected` rejected the user's saved key, with its HTTP status.
+ */
+export function rejectedKeyPassedOnNotice(
+  rejected: readonly { provider: Provider; status?: number | undefined }[],
+  used: Provider,
+): string {
+  const rejections = rejected.map(({ provider, status }) => {
+    const name = providerNames[provider];
+    return `${name} rejected your saved ${name} key${status !== undefined ? ` (HTTP ${status})` : ''}`;
+  });
+  const names = joinWithAnd(rejected.map(({ provider }) => providerNames[provider]));
+  return (
+    `${joinWithAnd(rejections)}, so this file used your own ${providerNames[used]} key, the next ` +
+    `in your provider order, and not the platform key. Update your ${names} ` +
+    `${pickForm(rejected.length, 'key', 'keys')} on the keys page.`
   );
 }
 

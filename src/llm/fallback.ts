@@ -31,6 +31,12 @@ export type FallbackOptions = {
    * reported, so its `usage` is undefined.
    */
   onAttempt?: (attempt: ModelAttempt) => void | Promise<void>;
+  /**
+   * Returns whether the client after `clients[index]` gets the request when the provider
+   * rejected the key of `clients[index]` (`unauthorized`). Without it, a rejected key raises its
+   * error at once.
+   */
+  passRejectedKey?: (index: number) => boolean;
 };
 
 /** Error kinds after which the next client is tried, because another provider may succeed. */
@@ -43,10 +49,11 @@ const fallbackKinds: ReadonlySet<ProviderErrorKind> = new Set([
 /**
  * Sends the request to each client in order until one succeeds, and returns its result.
  *
- * The next client is tried after `rate_limited`, `unavailable` and `timeout`. Other errors are
- * raised at once: `truncated`, `empty`, `blocked` and `invalid_request` concern the content,
- * which another provider would see too, and `unauthorized` must never switch silently to
- * another provider's key. An abort through `options.signal` also stops the loop.
+ * The next client is tried after `rate_limited`, `unavailable` and `timeout`, and after
+ * `unauthorized` only when `options.passRejectedKey` allows it for the failed client. Other
+ * errors are raised at once: `truncated`, `empty`, `blocked` and `invalid_request` concern the
+ * content, which another provider would see too, and `unauthorized` must not switch to another
+ * key that the caller did not allow. An abort through `options.signal` also stops the loop.
  *
  * When every client fails, raises a ProviderError with the last error's fields and a message
  * that names each provider's failure.
@@ -61,7 +68,7 @@ export async function generateWithFallback(
   }
 
   const failures: ProviderError[] = [];
-  for (const client of clients) {
+  for (const [index, client] of clients.entries()) {
     let result: ModelResult;
     try {
       result = await client.generate(request, options.signal ? { signal: options.signal } : {});
@@ -74,7 +81,10 @@ export async function generateWithFallback(
         error,
       });
 
-      if (!fallbackKinds.has(error.kind) || options.signal?.aborted) throw error;
+      const next =
+        fallbackKinds.has(error.kind) ||
+        (error.kind === 'unauthorized' && index < clients.length - 1 && options.passRejectedKey?.(index) === true);
+      if (!next || options.signal?.aborted) throw error;
       failures.push(error);
       continue;
     }

@@ -117,6 +117,7 @@ describe('regeneratePatchFile', () => {
       provider: 'groq',
       model: fileA!.model,
       totalTokens: fileA!.totalTokens,
+      keyNotice: null,
     });
     expect(keptB).toEqual(fileB);
 

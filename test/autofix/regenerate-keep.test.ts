@@ -87,10 +87,11 @@ async function ledgerTokens(patchRequestId: string, part: string): Promise<numbe
 }
 
 /**
- * Creates a pro user's preview of both files, lets it finish ready and regenerates src/a.ts.
- * Returns the files and the version as they were before the regeneration.
+ * Creates a pro user's preview of both files, lets it finish ready and regenerates src/a.ts,
+ * after storing `keyNotice` with its result when given. Returns the files and the version as
+ * they were before the regeneration.
  */
-async function regeneratedPreview() {
+async function regeneratedPreview(keyNotice?: string) {
   const [user] = await context.db
     .insert(users)
     .values({ login: `keeper-${Math.random().toString(36).slice(2, 9)}`, plan: 'pro', tokenLimit: 100_000 })
@@ -100,6 +101,12 @@ async function regeneratedPreview() {
   const outcome = await runPreview(context, patchRequestId, 0, context.logger);
   if (outcome.status !== 'ready') throw new Error(`first preview ended ${outcome.status}`);
 
+  if (keyNotice !== undefined) {
+    await context.db
+      .update(patchFiles)
+      .set({ keyNotice })
+      .where(and(eq(patchFiles.patchRequestId, patchRequestId), eq(patchFiles.path, 'src/a.ts')));
+  }
   const [fileA, fileB] = await fileRows(patchRequestId);
   const before = { fileA: fileA!, fileB: fileB!, version: previewVersion([fileA!, fileB!]) };
   const regenerated = await regeneratePatchFile(context.db, context.boss, {
@@ -157,6 +164,20 @@ describe('failed regeneration', () => {
     expect(log?.path).toBe('src/a.ts');
     expect(log?.restoredEarlierResult).toBe(true);
     expect(log?.msg).toBe('file regeneration failed; the file got its earlier result back');
+  });
+
+  it('keeps the key notice of the earlier diff', async () => {
+    const notice = 'Groq rejected your saved Groq key (HTTP 401), so this file used your own Gemini key.';
+    const { patchRequestId, before } = await regeneratedPreview(notice);
+    const [regenerating] = await fileRows(patchRequestId);
+    expect(regenerating!.keyNotice).toBeNull();
+    expect(regenerating!.keptResult?.keyNotice).toBe(notice);
+    groq.enqueue(outage);
+
+    await runPreview(context, patchRequestId, 0, context.logger);
+
+    const { fileA } = await expectEarlierResult(patchRequestId, before, outageError);
+    expect(fileA.keyNotice).toBe(notice);
   });
 
   it('counts a charged failed call as discarded', async () => {

@@ -140,5 +140,33 @@ describe('Apply form in Chromium', () => {
       'U+2066 LEFT-TO-RIGHT ISOLATE, shown in place of the invisible character',
     );
   });
-});
 
+  it('shows progress while applying', async () => {
+    const progress = page.locator('#apply-form [role="status"]');
+    expect(await progress.isVisible()).toBe(false);
+    const heldRoutes: Route[] = [];
+    await page.route('**/api/patch-requests/*/apply', (route) => {
+      heldRoutes.push(route);
+    });
+    await applyButton().click();
+    await expect.poll(() => heldRoutes.length).toBe(1);
+
+    expect(await progress.isVisible()).toBe(true);
+    expect(await progress.textContent()).toBe(
+      'Applying the ready files on GitHub. GitHub writes are sent at least 1 s apart, so this ' +
+        'takes a second or more per file.',
+    );
+    expect(await applyButton().isDisabled()).toBe(true);
+    await screenshot(page, 'apply-form-progress');
+
+    const applied = { mode: 'commit', commitSha: 'a'.repeat(40), files: [{ path: 'src/app.ts' }], alreadyApplied: true };
+    await heldRoutes[0]!.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(applied) });
+    await page.unroute('**/api/patch-requests/*/apply');
+    await expect.poll(applyResult, { timeout: 30_000 }).toMatch(/HTTP 200/);
+    expect(await page.locator('#apply-result p.notice').textContent()).toBe(
+      'HTTP 200: Already applied 1 file as commit aaaaaaa.',
+    );
+    expect(await progress.isVisible()).toBe(false);
+    await screenshot(page, 'apply-form-result-after-progress');
+  });
+});

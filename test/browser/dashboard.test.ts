@@ -226,6 +226,51 @@ describe('dashboard in Chromium', () => {
     await screenshot(page, 'widget-after-plan-switch');
   });
 
+  it('updates the plans page after a plan switch', async () => {
+    await setUsage(808);
+    await dashboard.database.sql`
+      INSERT INTO users (login, plan, token_limit, tokens_used) VALUES ('alice', 'pro', 100000, 0)
+    `;
+    await page.goto(`${dashboard.url}/plans`);
+    await markDocument();
+    const ownPlan = page.locator('main section.card').first();
+    const ownRow = page.locator('table.users tbody tr', { hasText: installer.login });
+    const aliceRow = page.locator('table.users tbody tr', { hasText: 'alice' });
+    const cells = (row: typeof ownRow) => row.locator('td');
+    expect(await ownPlan.locator('p').first().textContent()).toBe('Your plan: Free, 1,000 tokens per period');
+    expect(await cells(ownRow).nth(2).textContent()).toBe('808 of 1,000');
+
+    const ownForm = page.locator('form.plan-switch[action="/plans"]');
+    await ownForm.locator('select[name="plan"]').selectOption('pro');
+    await ownForm.getByRole('button', { name: 'Switch plan' }).click();
+    await expect.poll(() => page.locator('#plan-message-self').textContent()).toBe(`${installer.login} is now on Pro.`);
+    expect(await ownPlan.locator('p').first().textContent()).toBe('Your plan: Pro, 100,000 tokens per period');
+    expect(await ownPlan.locator('tr.current td').first().textContent()).toBe('Pro');
+    expect(await cells(ownRow).nth(1).textContent()).toBe('Pro');
+    expect(await cells(ownRow).nth(2).textContent()).toBe('0 of 100,000');
+    expect(await ownRow.locator('select[name="plan"]').inputValue()).toBe('pro');
+    expect(await ownRow.locator('.plan-message').textContent()).toBe(`${installer.login} is now on Pro.`);
+
+    await aliceRow.locator('select[name="plan"]').selectOption('enterprise');
+    await aliceRow.getByRole('button', { name: 'Switch plan' }).click();
+    await expect.poll(() => aliceRow.locator('.plan-message').textContent()).toBe('alice is now on Enterprise.');
+    expect(await cells(aliceRow).nth(1).textContent()).toBe('Enterprise');
+    expect(await cells(aliceRow).nth(2).textContent()).toBe('0 of unlimited');
+    expect(await ownPlan.locator('p').first().textContent()).toBe('Your plan: Pro, 100,000 tokens per period');
+    expect(await documentIsMarked()).toBe(true);
+    await screenshot(page, 'plans-after-switch');
+
+    // An admin's switch of their own row updates the own plan block too.
+    await ownRow.locator('select[name="plan"]').selectOption('free');
+    await ownRow.getByRole('button', { name: 'Switch plan' }).click();
+    await expect.poll(() => ownRow.locator('.plan-message').textContent()).toBe(`${installer.login} is now on Free.`);
+    expect(await ownPlan.locator('p').first().textContent()).toBe('Your plan: Free, 1,000 tokens per period');
+    expect(await ownForm.locator('select[name="plan"]').inputValue()).toBe('free');
+    expect(await page.locator('#plan-message-self').textContent()).toBe(`${installer.login} is now on Free.`);
+    expect(await cells(ownRow).nth(1).textContent()).toBe('Free');
+    expect(await documentIsMarked()).toBe(true);
+  });
+
   it('returns to the page after the session expired', async () => {
     await page.goto(`${dashboard.url}/?from=widget`);
     await expect.poll(() => page.locator('#usage-widget .usage').count()).toBe(1);

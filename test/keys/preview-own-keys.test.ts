@@ -202,12 +202,67 @@ describe('previews with own keys', () => {
     expect(result.request.error).toContain('Update your Groq key on the keys page.');
     expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
     expect(groq.requests.some((request) => request.apiKey === platformGroqKey)).toBe(false);
+    // Gemini has only the platform key here, which would charge the allowance.
     expect(gemini.requests).toHaveLength(0);
+    expect(result.ledger).toHaveLength(0);
+    for (const file of result.files) expect(file.keyNotice).toBeNull();
     expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
     const row = await storedKey(user.id, 'groq');
     expect(row.unusableCause).toBe('rejected');
     expect(row.unusableReason).toContain('Update your Groq key on the keys page.');
     expect(row.lastUsedAt).toBeNull();
+  });
+
+  it('passes a rejected own key on to the next own key', async () => {
+    const user = await newUser({ tokensUsed: 40 });
+    const groqKey = newKey('groq');
+    const geminiKey = newKey('gemini');
+    await storeKey(user.id, 'groq', groqKey);
+    await storeKey(user.id, 'gemini', geminiKey);
+    groq.rejectKey(groqKey);
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(result.request.status).toBe('ready');
+    expect(result.request.error).toBeNull();
+    for (const file of result.files) {
+      expect(file.status).toBe('ready');
+      expect(file.error).toBeNull();
+      expect(file.provider).toBe('gemini');
+      expect(file.proposedText).toBe(fixed[file.path]);
+      expect(file.keyNotice).toBe(
+        'Groq rejected your saved Groq key (HTTP 401), so this file used your own Gemini key, the ' +
+          'next in your provider order, and not the platform key. Update your Groq key on the keys page.',
+      );
+    }
+    // Each file tries the Groq key, because a preview attempt chooses its clients once, and then
+    // the own Gemini key.
+    expect(completions().map((request) => [request.apiKey, request.reply?.status])).toEqual([
+      [groqKey, 401],
+      [groqKey, 401],
+    ]);
+    expect(generations().map((request) => [request.apiKey, request.reply?.status])).toEqual([
+      [geminiKey, 200],
+      [geminiKey, 200],
+    ]);
+    expect(result.ledger.map((event) => [event.provider, event.keySource, event.chargedTokens])).toEqual([
+      ['gemini', 'user', 0],
+      ['gemini', 'user', 0],
+    ]);
+    expect(await allowanceOf(user.id)).toEqual({ used: 40, reserved: 0 });
+    const rejected = await storedKey(user.id, 'groq');
+    expect(rejected.unusableCause).toBe('rejected');
+    expect(rejected.unusableReason).toBe(
+      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
+        'Update your Groq key on the keys page.',
+    );
+    expect(rejected.lastUsedAt).toBeNull();
+    const used = await storedKey(user.id, 'gemini');
+    expect(used.unusableCause).toBeNull();
+    expect(used.lastUsedAt).toBeInstanceOf(Date);
+    expect(context.logs.some((line) => line.event === 'preview.rejected_key_passed_on' && line.provider === 'gemini')).toBe(
+      true,
+    );
   });
 
   it('skips a provider whose key was rejected before', async () => {

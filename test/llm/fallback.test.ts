@@ -5,7 +5,7 @@ import { createGeminiClient } from '../../src/llm/gemini.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
 import type { ModelClient, ModelRequest } from '../../src/llm/types.ts';
 import { geminiErrorBody, startFakeGemini, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
-import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { groqErrorBody, invalidApiKeyBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 
 const groqKey = 'gsk_TESTONLY0000000000000000000000000000000000000000000000';
 const geminiKey = 'AIzaTESTONLY00000000000000000000000000';
@@ -56,6 +56,9 @@ const groqRateLimit = {
   headers: { 'retry-after': '3600' },
   body: groqErrorBody('Rate limit reached for tokens per day', 'tokens', 'rate_limit_exceeded'),
 };
+
+/** Groq's response to a key that it rejects. */
+const groqKeyRejected = { status: 401, body: invalidApiKeyBody() };
 
 /** Runs the fallback and returns the error it raised together with the reported attempts. */
 async function failingRun(): Promise<{ error: ProviderError; attempts: ModelAttempt[] }> {
@@ -245,6 +248,75 @@ describe('generateWithFallback', () => {
     expect(servedGroq).toBeGreaterThan(0);
     expect(servedGemini).toBeGreaterThan(0);
     expect(billedTokens).toBe(servedGroq + servedGemini);
+  });
+
+  it.each([
+    ['without passRejectedKey', undefined],
+    ['when passRejectedKey refuses', () => false],
+  ])('stops at a rejected key %s', async (_case, passRejectedKey) => {
+    groq.enqueue(groqKeyRejected);
+    const indexes: number[] = [];
+    const pass = passRejectedKey
+      ? (index: number) => {
+          indexes.push(index);
+          return passRejectedKey();
+        }
+      : undefined;
+
+    const error = await generateWithFallback(clients(), request, pass ? { passRejectedKey: pass } : {}).catch(
+      (reason: unknown) => reason,
+    );
+
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).kind).toBe('unauthorized');
+    expect((error as ProviderError).status).toBe(401);
+    expect(groq.requests).toHaveLength(1);
+    expect(gemini.requests).toHaveLength(0);
+    expect(indexes).toEqual(passRejectedKey ? [0] : []);
+  });
+
+  it('passes a rejected key on when allowed', async () => {
+    groq.enqueue(groqKeyRejected);
+    gemini.setHandler(() => ({ text: 'fixed by gemini\n' }));
+    const attempts: ModelAttempt[] = [];
+
+    const result = await generateWithFallback(clients(), request, {
+      passRejectedKey: (index) => index === 0,
+      onAttempt: (attempt) => {
+        attempts.push(attempt);
+      },
+    });
+
+    expect(result.provider).toBe('gemini');
+    expect(result.text).toBe('fixed by gemini\n');
+    expect(attempts.map((attempt) => [attempt.provider, attempt.error?.kind, attempt.error?.status])).toEqual([
+      ['groq', 'unauthorized', 401],
+      ['gemini', undefined, undefined],
+    ]);
+    expect(gemini.requests.map((sent) => sent.apiKey)).toEqual([geminiKey]);
+  });
+
+  it('raises a rejected last key at once', async () => {
+    groq.enqueue(groqRateLimit);
+    gemini.enqueue({
+      status: 400,
+      body: geminiErrorBody(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.', [
+        { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID' },
+      ]),
+    });
+    const indexes: number[] = [];
+
+    const error = await generateWithFallback(clients(), request, {
+      passRejectedKey: (index) => {
+        indexes.push(index);
+        return true;
+      },
+    }).catch((reason: unknown) => reason);
+
+    expect((error as ProviderError).kind).toBe('unauthorized');
+    expect((error as ProviderError).provider).toBe('gemini');
+    expect((error as ProviderError).message).not.toContain('Every model provider failed');
+    expect(indexes).toEqual([]);
   });
 
   it('raises when no client is configured', async () => {

@@ -319,6 +319,101 @@ describe('plan changes with PLAN_SELF_SERVICE=true', () => {
   });
 });
 
+describe('plan switch responses for htmx', () => {
+  let context: TestContext;
+  let app: ReturnType<typeof createApp>;
+  let admin: SignedInUser;
+  let alice: SignedInUser;
+
+  beforeAll(async () => {
+    context = await createTestContext({ PLAN_SELF_SERVICE: 'false' });
+    app = createApp(context);
+    admin = await createSignedInUser(context.db, { login: 'htmx-admin', role: 'admin', tokensUsed: 808 });
+    alice = await createSignedInUser(context.db, { login: 'alice', plan: 'pro', tokenLimit: 100_000 });
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  /** Posts a plan switch as htmx sends it from the page at `page`. */
+  async function switchFrom(page: string, path: string, plan: string) {
+    const response = await app.request(path, {
+      method: 'POST',
+      headers: formHeaders(admin, { 'hx-request': 'true', 'hx-current-url': `http://localhost${page}` }),
+      body: formBody({ _csrf: admin.csrfToken, plan, returnTo: '/plans' }),
+    });
+    expect(response.status).toBe(200);
+    return response.text();
+  }
+
+  /** Returns the element with `id` that `html` swaps in out of band, or undefined. */
+  function oobPart(html: string, tag: string, id: string): string | undefined {
+    const pattern = new RegExp(`<${tag}(?=[^>]* id="${id}")(?=[^>]* hx-swap-oob="true")[^>]*>[\\s\\S]*?</${tag}>`);
+    return pattern.exec(html)?.[0];
+  }
+
+  const selectedPlan = (select: string | undefined) => /<option value="(\w+)" selected/.exec(select ?? '')?.[1];
+
+  it('updates the own plan and row on the plans page', async () => {
+    const html = await switchFrom('/plans', '/plans', 'pro');
+
+    expect(html.startsWith('<span class="notice">htmx-admin is now on Pro.</span>')).toBe(true);
+    const ownPlan = oobPart(html, 'div', 'own-plan');
+    expect(ownPlan).toContain('Your plan: <span class="badge plan plan-pro">Pro</span>, 100,000 tokens per period');
+    expect(ownPlan).toContain('<tr class="current"><td>Pro</td>');
+    expect(selectedPlan(oobPart(html, 'select', 'plan-select-self'))).toBe('pro');
+    expect(oobPart(html, 'td', `plan-user-${admin.userId}-plan`)).toContain('plan-pro');
+    expect(oobPart(html, 'td', `plan-user-${admin.userId}-used`)).toBe(
+      `<td id="plan-user-${admin.userId}-used" hx-swap-oob="true">0 of 100,000</td>`,
+    );
+    expect(html).toContain(`<template><td id="plan-user-${admin.userId}-used"`);
+    expect(selectedPlan(oobPart(html, 'select', `plan-select-${admin.userId}`))).toBe('pro');
+    // The admin's own row has a switch too, whose message shows the switch.
+    expect(html).toContain(
+      `<span id="plan-message-${admin.userId}" hx-swap-oob="innerHTML"><span class="notice">` +
+        'htmx-admin is now on Pro.</span></span>',
+    );
+    expect(html).not.toContain(alice.userId);
+  });
+
+  it("updates another user's row only", async () => {
+    const html = await switchFrom('/plans', `/admin/users/${alice.userId}/plan`, 'enterprise');
+
+    expect(html.startsWith('<span class="notice">alice is now on Enterprise.</span>')).toBe(true);
+    expect(oobPart(html, 'td', `plan-user-${alice.userId}-plan`)).toContain(
+      '<span class="badge plan plan-enterprise">Enterprise</span>',
+    );
+    expect(oobPart(html, 'td', `plan-user-${alice.userId}-used`)).toContain('>0 of unlimited</td>');
+    expect(selectedPlan(oobPart(html, 'select', `plan-select-${alice.userId}`))).toBe('enterprise');
+    expect(html).not.toContain('own-plan');
+    expect(html).not.toContain('plan-select-self');
+  });
+
+  it('leaves out a row the search does not list', async () => {
+    const html = await switchFrom('/plans?login=htmx', `/admin/users/${alice.userId}/plan`, 'free');
+
+    expect(html).toBe('<span class="notice">alice is now on Free.</span>');
+  });
+
+  it('sends the own parts for a switch in the own row', async () => {
+    const html = await switchFrom('/plans?login=HTMX', `/admin/users/${admin.userId}/plan`, 'free');
+
+    expect(oobPart(html, 'div', 'own-plan')).toContain('Your plan: <span class="badge plan plan-free">Free</span>');
+    expect(selectedPlan(oobPart(html, 'select', 'plan-select-self'))).toBe('free');
+    expect(html).toContain(
+      '<span id="plan-message-self" hx-swap-oob="innerHTML"><span class="notice">htmx-admin is now on Free.</span></span>',
+    );
+    expect(oobPart(html, 'td', `plan-user-${admin.userId}-used`)).toContain('>0 of 1,000</td>');
+  });
+
+  it('sends only the message to the home page', async () => {
+    const html = await switchFrom('/', '/plans', 'enterprise');
+
+    expect(html).toBe('<span class="notice">htmx-admin is now on Enterprise.</span>');
+    expect((await planOf(context, admin.userId)).plan).toBe('enterprise');
+  });
+});
+
 describe('admin user list', () => {
   let context: TestContext;
   let app: ReturnType<typeof createApp>;

@@ -445,6 +445,20 @@ describe('preview page', () => {
     expect(body.files[0]).toMatchObject({ linesAdded: 1, linesDeleted: 20, largeRewrite: true });
   });
 
+  it('shows which own key a file used', async () => {
+    const notice =
+      'Groq rejected your saved Groq key (HTTP 401), so this file used your own Gemini key, the ' +
+      'next in your provider order, and not the platform key. Update your Groq key on the keys page.';
+    const { request, file } = await newReadyRequest();
+    await context.db.update(patchFiles).set({ keyNotice: notice }).where(eq(patchFiles.id, file.id));
+
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain(`<p class="warning key-notice">${notice}</p>`);
+    const response = await app.request(`/api/patch-requests/${request.id}`, { headers: { cookie: user.cookie } });
+    const body = (await response.json()) as { files: Record<string, unknown>[] };
+    expect(body.files[0]!.keyNotice).toBe(notice);
+  });
+
   it('wires Apply to the JSON API', async () => {
     const { request } = await newReadyRequest();
     const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();

@@ -154,6 +154,8 @@ export interface KeptPatchFileResult {
   provider: string | null;
   model: string | null;
   totalTokens: number;
+  /** The file's `keyNotice`; absent in results kept before that column. */
+  keyNotice?: string | null;
 }
 
 export const patchFiles = pgTable(
@@ -174,6 +176,11 @@ export const patchFiles = pgTable(
     provider: text(),
     model: text(),
     totalTokens: bigint({ mode: 'number' }).notNull().default(0),
+    /**
+     * Message that names the user's own key that its provider rejected and the user's own key of
+     * the next provider that produced the result instead. Null when the first key tried did.
+     */
+    keyNotice: text(),
     /** Bumped each time the file is regenerated; part of each model call's idempotency key. */
     generation: integer().notNull().default(0),
     /**

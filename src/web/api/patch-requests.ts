@@ -249,6 +249,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           largeRewrite: stats?.largeRewrite ?? false,
           error: file.error,
           regenerationError: file.regenerationError,
+          keyNotice: file.keyNotice,
           provider: file.provider,
           model: file.model,
           tokens: file.totalTokens,

@@ -13,7 +13,7 @@ import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import { safeReturnPath } from '../session/return-path.ts';
 import { planNames } from '../views/components/plan-badge.tsx';
-import { PlansPage } from '../views/plans.tsx';
+import { PlanSwitchResult, PlansPage, type PlanUserRow } from '../views/plans.tsx';
 import { canChangeOwnPlan } from './load-usage.ts';
 
 /** htmx event the usage widget listens for, sent in HX-Trigger after a plan change. */
@@ -87,22 +87,7 @@ async function renderPlansPage(
 ) {
   const admin = c.var.user.role === 'admin';
   const { search, searchError } = input;
-  // Reading one row more than listed shows whether the list was cut.
-  const rows =
-    admin && !searchError
-      ? await context.db
-          .select({
-            id: users.id,
-            login: users.login,
-            plan: users.plan,
-            tokenLimit: users.tokenLimit,
-            tokensUsed: users.tokensUsed,
-          })
-          .from(users)
-          .where(search ? sql`lower(${users.login}) LIKE ${likePrefix(search.toLowerCase())} ESCAPE '\\'` : undefined)
-          .orderBy(asc(users.login))
-          .limit(maxListedUsers + 1)
-      : [];
+  const rows = admin && !searchError ? await listUsers(context, search) : [];
   return c.html(
     <PlansPage
       session={c.var.session}
@@ -114,6 +99,57 @@ async function renderPlansPage(
     />,
     status,
   );
+}
+
+/** The columns of a user that the plans page shows. */
+const planUserColumns = {
+  id: users.id,
+  login: users.login,
+  plan: users.plan,
+  tokenLimit: users.tokenLimit,
+  tokensUsed: users.tokensUsed,
+};
+
+/**
+ * Returns the users whose login starts with `search`, by login, one more than the page lists,
+ * which shows whether the list was cut.
+ */
+function listUsers(context: AppContext, search: string): Promise<PlanUserRow[]> {
+  return context.db
+    .select(planUserColumns)
+    .from(users)
+    .where(search ? sql`lower(${users.login}) LIKE ${likePrefix(search.toLowerCase())} ESCAPE '\\'` : undefined)
+    .orderBy(asc(users.login))
+    .limit(maxListedUsers + 1);
+}
+
+/**
+ * Returns which parts that show `user`'s plan the page in the browser has, from the address
+ * that htmx sends in HX-Current-URL. The plans page has the own plan block and switch when
+ * `user` is the signed-in user, and the user's row when its login search lists the user. Other
+ * pages, such as the home page, have none of them.
+ */
+async function findShownParts(c: Context<{ Variables: PageVariables }>, context: AppContext, user: PlanUserRow) {
+  const shown = { ownPlan: false, ownSwitch: false, userRow: false };
+  let page: URL;
+  try {
+    page = new URL(c.req.header('hx-current-url') ?? '');
+  } catch {
+    return shown;
+  }
+  if (page.pathname !== '/plans') return shown;
+  if (user.id === c.var.user.id) {
+    shown.ownPlan = true;
+    shown.ownSwitch = canChangeOwnPlan(context, c.var.user);
+  }
+  if (c.var.user.role === 'admin') {
+    const search = (page.searchParams.get('login') ?? '').trim();
+    if (countCharacters(search) <= maxLoginSearch) {
+      const listed = await listUsers(context, search);
+      shown.userRow = listed.slice(0, maxListedUsers).some((row) => row.id === user.id);
+    }
+  }
+  return shown;
 }
 
 async function switchPlan(
@@ -178,7 +214,13 @@ async function switchPlan(
     const notice = result.changed
       ? `${login} is now on ${planNames[result.toPlan]}.`
       : `${login} is already on ${planNames[result.toPlan]}; nothing changed.`;
-    return c.html(<span class="notice">{notice}</span>);
+    const [user] = await context.db
+      .select(planUserColumns)
+      .from(users)
+      .where(eq(users.id, userId));
+    if (!user) throw notFound('User', userId);
+    const shown = await findShownParts(c, context, user);
+    return c.html(<PlanSwitchResult notice={notice} user={user} limits={planLimits(context.config)} shown={shown} />);
   }
   return c.redirect(safeReturnPath(returnTo ?? '/plans'), 303);
 }

@@ -4,7 +4,7 @@ import { plans, type Plan } from '../../db/schema/index.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { FormError } from './components/form-error.tsx';
 import { PlanBadge, planNames } from './components/plan-badge.tsx';
-import { PlanSwitchForm } from './components/plan-switch-form.tsx';
+import { PlanSelect, PlanSwitchForm } from './components/plan-switch-form.tsx';
 import { Layout } from './layout.tsx';
 
 export interface PlanUserRow {
@@ -47,6 +47,45 @@ const AdminPlanCommands: FC<{ login: string; current: Plan }> = ({ login, curren
 );
 
 /**
+ * The user's plan and allowance, with the plans and their limits. With `oob`, it replaces the
+ * block on the plans page after an htmx plan switch (see PlanSwitchResult).
+ */
+export const OwnPlan: FC<{
+  user: { plan: Plan; tokenLimit: number };
+  limits: Record<Plan, number>;
+  oob?: boolean;
+}> = ({ user, limits, oob }) => (
+  <div id="own-plan" hx-swap-oob={oob ? 'true' : undefined}>
+    <p>
+      Your plan: <PlanBadge plan={user.plan} />, {allowanceText(user.tokenLimit)}
+    </p>
+    {user.tokenLimit !== limits[user.plan] ? (
+      <p class="muted">
+        {`Your limit was set when your plan was last chosen. The ${planNames[user.plan]} plan now gives ` +
+          `${allowanceText(limits[user.plan])}, which applies once your plan is chosen again ` +
+          'or an admin applies the new limits.'}
+      </p>
+    ) : null}
+    <table class="plans">
+      <thead>
+        <tr>
+          <th>Plan</th>
+          <th>Allowance</th>
+        </tr>
+      </thead>
+      <tbody>
+        {plans.map((plan) => (
+          <tr class={plan === user.plan ? 'current' : undefined}>
+            <td>{planNames[plan]}</td>
+            <td>{limitText(limits[plan])}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  </div>
+);
+
+/**
  * The plan page: the plans and their limits, the user's switch, and for admins every user.
  * `switchError` is a rejected plan switch, shown above the user's own switch, or above the user
  * list when it names another user.
@@ -66,32 +105,7 @@ export const PlansPage: FC<{
   <Layout title="Plan" session={session}>
     <h1>Plan</h1>
     <section class="card">
-      <p>
-        Your plan: <PlanBadge plan={session.user.plan} />, {allowanceText(session.user.tokenLimit)}
-      </p>
-      {session.user.tokenLimit !== limits[session.user.plan] ? (
-        <p class="muted">
-          {`Your limit was set when your plan was last chosen. The ${planNames[session.user.plan]} plan now gives ` +
-            `${allowanceText(limits[session.user.plan])}, which applies once your plan is chosen again ` +
-            'or an admin applies the new limits.'}
-        </p>
-      ) : null}
-      <table class="plans">
-        <thead>
-          <tr>
-            <th>Plan</th>
-            <th>Allowance</th>
-          </tr>
-        </thead>
-        <tbody>
-          {plans.map((plan) => (
-            <tr class={plan === session.user.plan ? 'current' : undefined}>
-              <td>{planNames[plan]}</td>
-              <td>{limitText(limits[plan])}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <OwnPlan user={session.user} limits={limits} />
       {switchError && !switchError.userId ? <FormError message={switchError.message} /> : null}
       {canChangePlan ? (
         <PlanSwitchForm session={session} current={session.user.plan} returnTo="/plans" />
@@ -155,14 +169,7 @@ const UserList: FC<{
         {users.map((user) => (
           <tr>
             <td>{user.login}</td>
-            <td>
-              <PlanBadge plan={user.plan} />
-            </td>
-            <td>
-              {`${numberFormat.format(user.tokensUsed)} of ${
-                user.tokenLimit < 0 ? 'unlimited' : numberFormat.format(user.tokenLimit)
-              }`}
-            </td>
+            <UserPlanCells user={user} />
             <td>
               <PlanSwitchForm
                 session={session}
@@ -177,3 +184,62 @@ const UserList: FC<{
     </table>
   </>
 );
+
+/**
+ * Renders the plan and usage cells of a user's row in the admin's list. With `oob`, each cell
+ * replaces its cell after an htmx plan switch, wrapped in a template because a table cell
+ * outside a table does not parse.
+ */
+export const UserPlanCells: FC<{ user: PlanUserRow; oob?: boolean }> = ({ user, oob }) => {
+  const swap = oob ? 'true' : undefined;
+  const cells = [
+    <td id={`plan-user-${user.id}-plan`} hx-swap-oob={swap}>
+      <PlanBadge plan={user.plan} />
+    </td>,
+    <td id={`plan-user-${user.id}-used`} hx-swap-oob={swap}>
+      {`${numberFormat.format(user.tokensUsed)} of ${
+        user.tokenLimit < 0 ? 'unlimited' : numberFormat.format(user.tokenLimit)
+      }`}
+    </td>,
+  ];
+  return <>{oob ? cells.map((cell) => <template>{cell}</template>) : cells}</>;
+};
+
+/**
+ * The response to an htmx plan switch: `notice` for the form's message, and out of band the
+ * parts of the plans page that show the switched user's plan, with the notice in the message of
+ * each switch of that user. `shown` names the parts that the page in the browser has, because
+ * htmx reports a part without its element on the page as an error.
+ */
+export const PlanSwitchResult: FC<{
+  notice: string;
+  user: PlanUserRow;
+  limits: Record<Plan, number>;
+  /** The own plan block, the own switch, and the user's row in the admin's list. */
+  shown: { ownPlan: boolean; ownSwitch: boolean; userRow: boolean };
+}> = ({ notice, user, limits, shown }) => {
+  const message = <span class="notice">{notice}</span>;
+  return (
+    <>
+      {message}
+      {shown.ownPlan ? <OwnPlan user={user} limits={limits} oob /> : null}
+      {shown.ownSwitch ? (
+        <>
+          <PlanSelect current={user.plan} oob />
+          <span id="plan-message-self" hx-swap-oob="innerHTML">
+            {message}
+          </span>
+        </>
+      ) : null}
+      {shown.userRow ? (
+        <>
+          <UserPlanCells user={user} oob />
+          <PlanSelect current={user.plan} userId={user.id} oob />
+          <span id={`plan-message-${user.id}`} hx-swap-oob="innerHTML">
+            {message}
+          </span>
+        </>
+      ) : null}
+    </>
+  );
+};

@@ -211,7 +211,12 @@ export const ApplyForm: FC<{
       disabled={!canApplyPreview(request, run, installation, supersededRunBlocksApply)}
     >
       Apply
-    </button>
+    </button>{' '}
+    {/* htmx adds the htmx-request class to the form while its request runs, which shows this. */}
+    <span class="htmx-indicator apply-progress" role="status">
+      Applying the ready files on GitHub. GitHub writes are sent at least 1 s apart, so this takes
+      a second or more per file.
+    </span>
   </form>
 );
 

@@ -143,6 +143,11 @@ export const PatchFilesPanel: FC<{
                 <MarkedText text={file.error} />
               </p>
             ) : null}
+            {file.keyNotice ? (
+              <p class="warning key-notice">
+                <MarkedText text={file.keyNotice} />
+              </p>
+            ) : null}
             {file.regenerationError && file.status === 'ready' ? (
               <p class="warning regeneration-failed">
                 <MarkedText

@@ -1,0 +1,1 @@
+ALTER TABLE "patch_files" ADD COLUMN "key_notice" text;
