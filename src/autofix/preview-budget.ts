@@ -7,7 +7,7 @@ import { describeExhausted, getAllowance, type AllowanceState } from '../usage/a
 import { maxPatchRequestFindings } from './patch-request-limit.ts';
 import { chooseKeys } from './model-clients.ts';
 import { compareBySeverity } from '../analysis/analyze.ts';
-import { bytesPerToken } from '../llm/prompt.ts';
+import { bytesPerToken, type FindingKind } from '../llm/prompt.ts';
 import { estimateLeastCallParts, estimateLeastCallTokens } from './preview.ts';
 import { groupFindingsByFile, type SelectedFinding } from './preview-files.ts';
 import { platformKey } from './provider-client.ts';
@@ -63,6 +63,8 @@ export interface FileCallParts {
   baseBytes: number;
   fixedTokens: number;
   findingBytes: Map<string, number>;
+  findingKinds: Map<string, FindingKind>;
+  kindBytes: Map<FindingKind, number>;
 }
 
 /** Returns each file's `FileCallParts` for the findings, keyed by path. */
@@ -77,6 +79,8 @@ export function estimateFileCallParts(
       baseBytes: estimate.baseBytes,
       fixedTokens: estimate.fixedTokens,
       findingBytes: new Map(fileFindings.map((finding, index) => [finding.id, estimate.findingBytes[index]!])),
+      findingKinds: new Map(fileFindings.map((finding, index) => [finding.id, estimate.findingKinds[index]!])),
+      kindBytes: estimate.kindBytes,
     });
   }
   return parts;
@@ -116,18 +120,20 @@ export function pickDefaultSelection(
 
   const callTokens = (file: FileCallParts, bytes: number) =>
     Math.ceil(bytes / bytesPerToken) + file.fixedTokens;
-  // Prompt bytes of each file's call with the findings taken so far.
-  const takenBytes = new Map<string, number>();
+  // Prompt bytes of each file's call with the findings taken so far, and the kinds among them.
+  const takenCalls = new Map<string, { bytes: number; kinds: Set<FindingKind> }>();
   const taken: string[] = [];
   let total = 0;
   for (const finding of ordered) {
     const file = parts.get(finding.path)!;
-    const before = takenBytes.get(finding.path);
-    const after = (before ?? file.baseBytes) + file.findingBytes.get(finding.id)!;
-    const change = callTokens(file, after) - (before === undefined ? 0 : callTokens(file, before));
+    const before = takenCalls.get(finding.path);
+    const kind = file.findingKinds.get(finding.id)!;
+    const kindBytes = before?.kinds.has(kind) ? 0 : file.kindBytes.get(kind)!;
+    const after = (before?.bytes ?? file.baseBytes) + file.findingBytes.get(finding.id)! + kindBytes;
+    const change = callTokens(file, after) - (before === undefined ? 0 : callTokens(file, before.bytes));
     if (total + change > remaining) continue;
     total += change;
-    takenBytes.set(finding.path, after);
+    takenCalls.set(finding.path, { bytes: after, kinds: new Set(before?.kinds).add(kind) });
     taken.push(finding.id);
   }
   // A file's call needs fewer tokens with fewer findings, so the first ones taken fit as well.

@@ -27,6 +27,11 @@ import {
   bytesPerToken,
   estimatePromptTokens,
   estimateTextTokens,
+  findingKind,
+  fixGuidanceBytes,
+  fixGuidanceHeadingBytes,
+  languageFromPath,
+  type FindingKind,
   type FixFinding,
   type FixPrompt,
 } from '../llm/prompt.ts';
@@ -72,36 +77,49 @@ export function estimateLeastCallTokens(input: {
 
 /** The parts of `estimateLeastCallTokens` that a page adds up for any subset of a file's findings. */
 export interface CallEstimateParts {
-  /** UTF-8 bytes of the prompt with no findings, plus the file's bytes. */
+  /**
+   * UTF-8 bytes of the prompt with no findings, plus the file's bytes and the heading of the
+   * fix guidance, which the prompt has once it has a finding.
+   */
   baseBytes: number;
-  /** Bytes that each finding adds to the prompt, in the order of the findings given. */
+  /** Bytes that each finding adds to the findings block, in the order of the findings given. */
   findingBytes: number[];
+  /** Kind of each finding, in the order of the findings given. */
+  findingKinds: FindingKind[];
+  /** Bytes that the fix guidance of each kind adds, once for any number of findings of that kind. */
+  kindBytes: Map<FindingKind, number>;
   /** Tokens added after the bytes are converted: the chat template and the least output cap. */
   fixedTokens: number;
 }
 
 /**
- * Splits the estimate of a file's call so that the estimate for any subset S of `findings` is
- * `ceil((baseBytes + sum of findingBytes over S) / bytesPerToken) + fixedTokens`, which equals
- * `estimateLeastCallTokens` for S. The sum is exact because the findings block is a JSON array
- * in which each entry adds its own bytes and a 2-byte separator, and `[]` has 2 bytes.
+ * Splits the estimate of a file's call so that the estimate for any non-empty subset S of
+ * `findings` is `ceil((baseBytes + sum of findingBytes over S + sum of kindBytes over the
+ * kinds of S) / bytesPerToken) + fixedTokens`, which equals `estimateLeastCallTokens` for S.
+ * The sum is exact. The findings block is a JSON array in which each entry adds its own bytes
+ * and a 2-byte separator, and `[]` has 2 bytes. The system prompt adds the guidance heading
+ * and one bullet for each kind among the findings (see `buildFixGuidance`).
  */
 export function estimateLeastCallParts(input: {
   path: string;
   findings: FixFinding[];
   fileBytes: number;
 }): CallEstimateParts {
-  const promptBytes = (findings: FixFinding[]) => {
-    const prompt = buildFixPrompt({ path: input.path, content: '', findings });
-    return Buffer.byteLength(prompt.system + prompt.user, 'utf8');
-  };
-  const emptyBytes = promptBytes([]);
-  const baseBytes = emptyBytes + input.fileBytes;
+  const language = languageFromPath(input.path);
+  const userBytes = (findings: FixFinding[]) =>
+    Buffer.byteLength(buildFixPrompt({ path: input.path, content: '', findings }).user, 'utf8');
+  const empty = buildFixPrompt({ path: input.path, content: '', findings: [] });
+  const emptyUserBytes = userBytes([]);
+  const baseBytes =
+    Buffer.byteLength(empty.system + empty.user, 'utf8') + fixGuidanceHeadingBytes + input.fileBytes;
+  const findingKinds = input.findings.map((finding) => findingKind(finding.ruleId));
   const emptyEstimate = estimateLeastCallTokens({ path: input.path, findings: [], fileBytes: input.fileBytes });
   return {
     baseBytes,
-    findingBytes: input.findings.map((finding) => promptBytes([finding]) - emptyBytes),
-    fixedTokens: emptyEstimate - Math.ceil(baseBytes / bytesPerToken),
+    findingBytes: input.findings.map((finding) => userBytes([finding]) - emptyUserBytes),
+    findingKinds,
+    kindBytes: new Map(findingKinds.map((kind) => [kind, fixGuidanceBytes(kind, language)])),
+    fixedTokens: emptyEstimate - Math.ceil((baseBytes - fixGuidanceHeadingBytes) / bytesPerToken),
   };
 }
 
