@@ -3,7 +3,13 @@ import type { Database, Transaction } from '../db/client.ts';
 import type { Provider } from '../db/schema/index.ts';
 import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
-import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
+import {
+  describeExhausted,
+  describeMinimumReservation,
+  getAllowance,
+  type AllowanceState,
+  type EstimateBound,
+} from '../usage/allowance.ts';
 import { maxPatchRequestFindings } from './patch-request-limit.ts';
 import { chooseKeys } from './model-clients.ts';
 import { compareBySeverity } from '../analysis/analyze.ts';
@@ -161,10 +167,10 @@ export type SmallerSelection = 'fewer_files' | 'fewer_findings';
 /** A selection of files whose estimated calls add up to more than the allowance left. */
 export interface SelectionOverAllowance {
   calls: FileCallEstimate[];
-  /** Sum of the calls' estimates. */
+  /** Sum of the calls' minimum reservations. */
   neededTokens: number;
   /** `at least` when a file's size is unknown, so that `neededTokens` is a lower bound. */
-  estimate: 'about' | 'at least';
+  estimate: EstimateBound;
   allowance: AllowanceState;
   /** Kind of smaller selection that fits, or null when no selected finding's call fits alone. */
   smallerSelection: SmallerSelection | null;
@@ -224,7 +230,7 @@ export async function findSelectionOverAllowance(
   const calls = estimateFileCalls(selected);
   const neededTokens = calls.reduce((sum, call) => sum + call.tokens, 0);
   if (neededTokens <= payment.allowance.remaining) return null;
-  const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
+  const estimate: EstimateBound = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
   const subject =
     calls.length === 1 ? `the model call for ${calls[0]!.path}` : `the selection of ${calls.length} files`;
   return {
@@ -233,7 +239,10 @@ export async function findSelectionOverAllowance(
     estimate,
     allowance: payment.allowance,
     smallerSelection: findSmallerSelection(payment, selected, calls),
-    message: describeExhausted(payment.allowance, neededTokens, estimate, subject),
+    message: describeExhausted(
+      payment.allowance,
+      describeMinimumReservation(subject, neededTokens, estimate, calls.length),
+    ),
   };
 }
 

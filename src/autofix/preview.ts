@@ -40,7 +40,12 @@ import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { recordMovedHead } from '../runs/moved-head.ts';
-import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
+import {
+  checkAllowance,
+  describeExhausted,
+  describeMinimumReservation,
+  getAllowance,
+} from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
 import { buildPreviewDiff } from './preview-diff.ts';
 import { groupFindingsByFile } from './preview-files.ts';
@@ -128,6 +133,30 @@ export function estimateLeastCallParts(input: {
  * the least output cap. Every real call needs more tokens than this.
  */
 export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
+
+/**
+ * Returns the smallest minimum reservation among a preview's file calls, by the sizes that the
+ * analysis recorded, and the clause that names it in an allowance message. The form estimates
+ * the same number, and outputBudget does once it reads the file.
+ */
+function findCheapestCall(
+  findingsByPath: ReadonlyMap<string, FixFinding[]>,
+  fileBytes: ReadonlyMap<string, number | null>,
+): { tokens: number; need: string } {
+  const cheapest = [...findingsByPath]
+    .map(([path, findings]) => ({
+      path,
+      tokens: estimateLeastCallTokens({ path, findings, fileBytes: fileBytes.get(path) ?? 0 }),
+      bound: fileBytes.get(path) == null ? ('at least' as const) : ('about' as const),
+    }))
+    .reduce((least, call) => (call.tokens < least.tokens ? call : least));
+  const subject =
+    findingsByPath.size === 1
+      ? `the model call for ${cheapest.path}`
+      : `the cheapest of this preview's ${findingsByPath.size} model calls, for ${cheapest.path},`;
+  const need = describeMinimumReservation(subject, cheapest.tokens, cheapest.bound);
+  return { tokens: cheapest.tokens, need };
+}
 
 const finishedStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed'];
 const terminalStatuses: PatchRequestStatus[] = [...finishedStatuses, 'cancelled'];
@@ -254,15 +283,9 @@ export async function runPreview(
     return { status, files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
-    // The smallest call among the files, by the sizes the analysis recorded: the number the
-    // run page shows for that file.
-    const fileBytes = new Map(request.selected.map(({ finding }) => [finding.path, finding.fileBytes ?? 0]));
-    const leastCall = Math.min(
-      ...[...findingsByPath].map(([path, findings]) =>
-        estimateLeastCallTokens({ path, findings, fileBytes: fileBytes.get(path) ?? 0 }),
-      ),
-    );
-    const allowance = await checkAllowance(db, user.id, leastCall, 'at least');
+    const fileBytes = new Map(request.selected.map(({ finding }) => [finding.path, finding.fileBytes]));
+    const cheapest = findCheapestCall(findingsByPath, fileBytes);
+    const allowance = await checkAllowance(db, user.id, cheapest.tokens, cheapest.need);
     if (!allowance.allowed) {
       if (clients.every((entry) => entry.keySource === 'platform')) {
         const status = await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
@@ -620,6 +643,7 @@ async function previewFile(
   const prompt = buildFixPrompt({ path: input.path, content: file.text, findings: input.findings });
   const budget = await outputBudget(context, {
     userId: input.userId,
+    path: input.path,
     prompt,
     fileText: file.text,
     platformOnly: input.clients.every((entry) => entry.keySource === 'platform'),
@@ -638,6 +662,7 @@ async function previewFile(
       generation: input.generation,
       reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
       settleRetryUntil: input.settleRetryUntil,
+      minimumOutputTokens: budget.minimumOutputTokens,
       logger: input.logger,
       onUsage: (tokens) => {
         totalTokens += tokens;
@@ -713,21 +738,22 @@ async function generateOwnKeysLast(clients: KeyedClient[], request: ModelRequest
  */
 async function outputBudget(
   context: AppContext,
-  input: { userId: string; prompt: FixPrompt; fileText: string; platformOnly: boolean },
-): Promise<{ ok: true; maxOutputTokens: number } | { ok: false; reason: string }> {
+  input: { userId: string; path: string; prompt: FixPrompt; fileText: string; platformOnly: boolean },
+): Promise<{ ok: true; maxOutputTokens: number; minimumOutputTokens: number } | { ok: false; reason: string }> {
   const fileTokens = estimateTextTokens(input.fileText);
   const fullCap = Math.min(context.config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
-  if (!input.platformOnly) return { ok: true, maxOutputTokens: fullCap };
+  const least = leastOutputTokens(Buffer.byteLength(input.fileText, 'utf8'));
+  if (!input.platformOnly) return { ok: true, maxOutputTokens: fullCap, minimumOutputTokens: least };
 
   const allowance = await getAllowance(context.db, input.userId);
-  if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap };
+  if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap, minimumOutputTokens: least };
   const promptTokens = estimatePromptTokens(input.prompt);
-  const least = leastOutputTokens(Buffer.byteLength(input.fileText, 'utf8'));
   const available = allowance.remaining - promptTokens;
   if (available < least) {
-    return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };
+    const need = describeMinimumReservation(`the model call for ${input.path}`, promptTokens + least, 'about');
+    return { ok: false, reason: describeExhausted(allowance, need) };
   }
-  return { ok: true, maxOutputTokens: Math.min(fullCap, available) };
+  return { ok: true, maxOutputTokens: Math.min(fullCap, available), minimumOutputTokens: least };
 }
 
 /**

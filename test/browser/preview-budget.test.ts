@@ -68,7 +68,9 @@ describe('preview form total in Chromium', () => {
     await expect
       .poll(() => page.locator('#preview-progress').textContent())
       .toContain('Not enough token allowance left');
-    expect(await page.locator('#preview-progress').textContent()).toContain('the selection of 2 files needs about');
+    expect(await page.locator('#preview-progress').textContent()).toContain(
+      'the selection of 2 files needs minimum reservations of about',
+    );
   });
 
   it('updates the total when a file is unchecked', async () => {
