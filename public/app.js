@@ -131,9 +131,9 @@
 
   // Updates the "Preview fix" total when a finding is checked or unchecked. A file with any
   // checked finding counts with the estimate for its checked findings alone, which the server
-  // computes the same way: ceil((base bytes + the findings' bytes) / bytes per token) + fixed
-  // tokens. Without JavaScript the total stays as rendered, and the server still rejects a
-  // selection over the allowance.
+  // computes the same way: ceil((base bytes + the findings' bytes + the guidance bytes of each
+  // kind among them) / bytes per token) + fixed tokens. Without JavaScript the total stays as
+  // rendered, and the server still rejects a selection over the allowance.
   function fileTokens(estimate, checked) {
     var bytes = Number(estimate.getAttribute('data-base-bytes'));
     var perToken = Number(estimate.getAttribute('data-bytes-per-token'));
@@ -141,8 +141,15 @@
     if (!estimate.hasAttribute('data-base-bytes') || !(perToken > 0)) {
       return Number(estimate.getAttribute('data-tokens'));
     }
+    var kindBytes = JSON.parse(estimate.getAttribute('data-kind-bytes') || '{}');
+    var kinds = {};
     for (var index = 0; index < checked.length; index++) {
       bytes += Number(checked[index].getAttribute('data-bytes'));
+      var kind = checked[index].getAttribute('data-kind');
+      if (kind !== null && !Object.prototype.hasOwnProperty.call(kinds, kind)) {
+        kinds[kind] = true;
+        bytes += Number(kindBytes[kind] || 0);
+      }
     }
     return Math.ceil(bytes / perToken) + fixed;
   }

@@ -8,7 +8,14 @@ import { estimatePromptTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
 import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
-import { releaseReservation, reserveTokens, settleCall, type SettleInput } from '../usage/allowance.ts';
+import {
+  describeExhausted,
+  describeReservation,
+  releaseReservation,
+  reserveTokens,
+  settleCall,
+  type SettleInput,
+} from '../usage/allowance.ts';
 import { billFailedResponse, billResponse, type BilledUsage } from './billed-usage.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
@@ -33,6 +40,11 @@ export interface MeterOptions {
    * settle fails at once.
    */
   settleRetryUntil?: number;
+  /**
+   * Least output cap that can hold the file. The message of a reservation that does not fit
+   * then names the call's minimum reservation next to what it tried to reserve.
+   */
+  minimumOutputTokens?: number;
   /** Receives the settled total of every call, accepted or not. */
   onUsage?: (totalTokens: number) => void;
   /**
@@ -160,15 +172,23 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       if (callOptions?.signal?.aborted) throw callerAbortError(client.provider);
       const reserve = async (): Promise<string | null> => {
         if (options.keySource !== 'platform') return null;
-        const estimate = estimatePromptTokens(request) + request.maxOutputTokens;
+        const promptTokens = estimatePromptTokens(request);
+        const estimate = promptTokens + request.maxOutputTokens;
         const reservation = await reserveTokens(options.db, {
           userId: options.userId,
           tokens: estimate,
           idempotencyKey,
           ttlSeconds: options.reservationTtlSeconds,
         });
-        if (!reservation.ok) throw new AllowanceExceededError(reservation.reason);
-        return reservation.reservationId;
+        if (reservation.ok) return reservation.reservationId;
+        // NOTE: the output cap was sized by what the allowance had left before this call, so the
+        // call fails here when another call reserved since, even if its minimum reservation fits.
+        throw new AllowanceExceededError(
+          describeExhausted(
+            reservation,
+            describeHold(options, estimate, promptTokens, request.maxOutputTokens),
+          ),
+        );
       };
       let reservationId = await reserve();
 
@@ -203,6 +223,23 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       return result;
     },
   };
+}
+
+/**
+ * Names what the call for `options.path` tried to reserve, and its minimum reservation when
+ * `options.minimumOutputTokens` gives the least output cap.
+ */
+function describeHold(
+  options: MeterOptions,
+  tokens: number,
+  promptTokens: number,
+  outputCap: number,
+): string {
+  const subject = `the model call for ${options.path}`;
+  const hold = describeReservation(subject, tokens, { promptTokens, outputCap });
+  const least = options.minimumOutputTokens;
+  if (least === undefined || least >= outputCap) return hold;
+  return `${hold}, and its minimum reservation is about ${promptTokens + least} tokens`;
 }
 
 /** Logs one warning for each reason why the settled usage differs from the provider's counts. */

@@ -3,11 +3,17 @@ import type { Database, Transaction } from '../db/client.ts';
 import type { Provider } from '../db/schema/index.ts';
 import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
-import { describeExhausted, getAllowance, type AllowanceState } from '../usage/allowance.ts';
+import {
+  describeExhausted,
+  describeMinimumReservation,
+  getAllowance,
+  type AllowanceState,
+  type EstimateBound,
+} from '../usage/allowance.ts';
 import { maxPatchRequestFindings } from './patch-request-limit.ts';
 import { chooseKeys } from './model-clients.ts';
 import { compareBySeverity } from '../analysis/analyze.ts';
-import { bytesPerToken } from '../llm/prompt.ts';
+import { bytesPerToken, type FindingKind } from '../llm/prompt.ts';
 import { estimateLeastCallParts, estimateLeastCallTokens } from './preview.ts';
 import { groupFindingsByFile, type SelectedFinding } from './preview-files.ts';
 import { platformKey } from './provider-client.ts';
@@ -63,6 +69,8 @@ export interface FileCallParts {
   baseBytes: number;
   fixedTokens: number;
   findingBytes: Map<string, number>;
+  findingKinds: Map<string, FindingKind>;
+  kindBytes: Map<FindingKind, number>;
 }
 
 /** Returns each file's `FileCallParts` for the findings, keyed by path. */
@@ -77,6 +85,8 @@ export function estimateFileCallParts(
       baseBytes: estimate.baseBytes,
       fixedTokens: estimate.fixedTokens,
       findingBytes: new Map(fileFindings.map((finding, index) => [finding.id, estimate.findingBytes[index]!])),
+      findingKinds: new Map(fileFindings.map((finding, index) => [finding.id, estimate.findingKinds[index]!])),
+      kindBytes: estimate.kindBytes,
     });
   }
   return parts;
@@ -116,18 +126,20 @@ export function pickDefaultSelection(
 
   const callTokens = (file: FileCallParts, bytes: number) =>
     Math.ceil(bytes / bytesPerToken) + file.fixedTokens;
-  // Prompt bytes of each file's call with the findings taken so far.
-  const takenBytes = new Map<string, number>();
+  // Prompt bytes of each file's call with the findings taken so far, and the kinds among them.
+  const takenCalls = new Map<string, { bytes: number; kinds: Set<FindingKind> }>();
   const taken: string[] = [];
   let total = 0;
   for (const finding of ordered) {
     const file = parts.get(finding.path)!;
-    const before = takenBytes.get(finding.path);
-    const after = (before ?? file.baseBytes) + file.findingBytes.get(finding.id)!;
-    const change = callTokens(file, after) - (before === undefined ? 0 : callTokens(file, before));
+    const before = takenCalls.get(finding.path);
+    const kind = file.findingKinds.get(finding.id)!;
+    const kindBytes = before?.kinds.has(kind) ? 0 : file.kindBytes.get(kind)!;
+    const after = (before?.bytes ?? file.baseBytes) + file.findingBytes.get(finding.id)! + kindBytes;
+    const change = callTokens(file, after) - (before === undefined ? 0 : callTokens(file, before.bytes));
     if (total + change > remaining) continue;
     total += change;
-    takenBytes.set(finding.path, after);
+    takenCalls.set(finding.path, { bytes: after, kinds: new Set(before?.kinds).add(kind) });
     taken.push(finding.id);
   }
   // A file's call needs fewer tokens with fewer findings, so the first ones taken fit as well.
@@ -155,10 +167,10 @@ export type SmallerSelection = 'fewer_files' | 'fewer_findings';
 /** A selection of files whose estimated calls add up to more than the allowance left. */
 export interface SelectionOverAllowance {
   calls: FileCallEstimate[];
-  /** Sum of the calls' estimates. */
+  /** Sum of the calls' minimum reservations. */
   neededTokens: number;
   /** `at least` when a file's size is unknown, so that `neededTokens` is a lower bound. */
-  estimate: 'about' | 'at least';
+  estimate: EstimateBound;
   allowance: AllowanceState;
   /** Kind of smaller selection that fits, or null when no selected finding's call fits alone. */
   smallerSelection: SmallerSelection | null;
@@ -218,7 +230,7 @@ export async function findSelectionOverAllowance(
   const calls = estimateFileCalls(selected);
   const neededTokens = calls.reduce((sum, call) => sum + call.tokens, 0);
   if (neededTokens <= payment.allowance.remaining) return null;
-  const estimate = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
+  const estimate: EstimateBound = calls.every((call) => call.sizeKnown) ? 'about' : 'at least';
   const subject =
     calls.length === 1 ? `the model call for ${calls[0]!.path}` : `the selection of ${calls.length} files`;
   return {
@@ -227,7 +239,10 @@ export async function findSelectionOverAllowance(
     estimate,
     allowance: payment.allowance,
     smallerSelection: findSmallerSelection(payment, selected, calls),
-    message: describeExhausted(payment.allowance, neededTokens, estimate, subject),
+    message: describeExhausted(
+      payment.allowance,
+      describeMinimumReservation(subject, neededTokens, estimate, calls.length),
+    ),
   };
 }
 

@@ -28,6 +28,11 @@ import {
   bytesPerToken,
   estimatePromptTokens,
   estimateTextTokens,
+  findingKind,
+  fixGuidanceBytes,
+  fixGuidanceHeadingBytes,
+  languageFromPath,
+  type FindingKind,
   type FixFinding,
   type FixPrompt,
 } from '../llm/prompt.ts';
@@ -36,7 +41,12 @@ import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
 import { recordMovedHead } from '../runs/moved-head.ts';
-import { checkAllowance, describeExhausted, getAllowance } from '../usage/allowance.ts';
+import {
+  checkAllowance,
+  describeExhausted,
+  describeMinimumReservation,
+  getAllowance,
+} from '../usage/allowance.ts';
 import { mapWithConcurrency } from './concurrency.ts';
 import { buildPreviewDiff } from './preview-diff.ts';
 import { groupFindingsByFile } from './preview-files.ts';
@@ -73,36 +83,49 @@ export function estimateLeastCallTokens(input: {
 
 /** The parts of `estimateLeastCallTokens` that a page adds up for any subset of a file's findings. */
 export interface CallEstimateParts {
-  /** UTF-8 bytes of the prompt with no findings, plus the file's bytes. */
+  /**
+   * UTF-8 bytes of the prompt with no findings, plus the file's bytes and the heading of the
+   * fix guidance, which the prompt has once it has a finding.
+   */
   baseBytes: number;
-  /** Bytes that each finding adds to the prompt, in the order of the findings given. */
+  /** Bytes that each finding adds to the findings block, in the order of the findings given. */
   findingBytes: number[];
+  /** Kind of each finding, in the order of the findings given. */
+  findingKinds: FindingKind[];
+  /** Bytes that the fix guidance of each kind adds, once for any number of findings of that kind. */
+  kindBytes: Map<FindingKind, number>;
   /** Tokens added after the bytes are converted: the chat template and the least output cap. */
   fixedTokens: number;
 }
 
 /**
- * Splits the estimate of a file's call so that the estimate for any subset S of `findings` is
- * `ceil((baseBytes + sum of findingBytes over S) / bytesPerToken) + fixedTokens`, which equals
- * `estimateLeastCallTokens` for S. The sum is exact because the findings block is a JSON array
- * in which each entry adds its own bytes and a 2-byte separator, and `[]` has 2 bytes.
+ * Splits the estimate of a file's call so that the estimate for any non-empty subset S of
+ * `findings` is `ceil((baseBytes + sum of findingBytes over S + sum of kindBytes over the
+ * kinds of S) / bytesPerToken) + fixedTokens`, which equals `estimateLeastCallTokens` for S.
+ * The sum is exact. The findings block is a JSON array in which each entry adds its own bytes
+ * and a 2-byte separator, and `[]` has 2 bytes. The system prompt adds the guidance heading
+ * and one bullet for each kind among the findings (see `buildFixGuidance`).
  */
 export function estimateLeastCallParts(input: {
   path: string;
   findings: FixFinding[];
   fileBytes: number;
 }): CallEstimateParts {
-  const promptBytes = (findings: FixFinding[]) => {
-    const prompt = buildFixPrompt({ path: input.path, content: '', findings });
-    return Buffer.byteLength(prompt.system + prompt.user, 'utf8');
-  };
-  const emptyBytes = promptBytes([]);
-  const baseBytes = emptyBytes + input.fileBytes;
+  const language = languageFromPath(input.path);
+  const userBytes = (findings: FixFinding[]) =>
+    Buffer.byteLength(buildFixPrompt({ path: input.path, content: '', findings }).user, 'utf8');
+  const empty = buildFixPrompt({ path: input.path, content: '', findings: [] });
+  const emptyUserBytes = userBytes([]);
+  const baseBytes =
+    Buffer.byteLength(empty.system + empty.user, 'utf8') + fixGuidanceHeadingBytes + input.fileBytes;
+  const findingKinds = input.findings.map((finding) => findingKind(finding.ruleId));
   const emptyEstimate = estimateLeastCallTokens({ path: input.path, findings: [], fileBytes: input.fileBytes });
   return {
     baseBytes,
-    findingBytes: input.findings.map((finding) => promptBytes([finding]) - emptyBytes),
-    fixedTokens: emptyEstimate - Math.ceil(baseBytes / bytesPerToken),
+    findingBytes: input.findings.map((finding) => userBytes([finding]) - emptyUserBytes),
+    findingKinds,
+    kindBytes: new Map(findingKinds.map((kind) => [kind, fixGuidanceBytes(kind, language)])),
+    fixedTokens: emptyEstimate - Math.ceil((baseBytes - fixGuidanceHeadingBytes) / bytesPerToken),
   };
 }
 
@@ -111,6 +134,30 @@ export function estimateLeastCallParts(input: {
  * the least output cap. Every real call needs more tokens than this.
  */
 export const minimumCallTokens = estimateLeastCallTokens({ path: '', findings: [], fileBytes: 0 });
+
+/**
+ * Returns the smallest minimum reservation among a preview's file calls, by the sizes that the
+ * analysis recorded, and the clause that names it in an allowance message. The form estimates
+ * the same number, and outputBudget does once it reads the file.
+ */
+function findCheapestCall(
+  findingsByPath: ReadonlyMap<string, FixFinding[]>,
+  fileBytes: ReadonlyMap<string, number | null>,
+): { tokens: number; need: string } {
+  const cheapest = [...findingsByPath]
+    .map(([path, findings]) => ({
+      path,
+      tokens: estimateLeastCallTokens({ path, findings, fileBytes: fileBytes.get(path) ?? 0 }),
+      bound: fileBytes.get(path) == null ? ('at least' as const) : ('about' as const),
+    }))
+    .reduce((least, call) => (call.tokens < least.tokens ? call : least));
+  const subject =
+    findingsByPath.size === 1
+      ? `the model call for ${cheapest.path}`
+      : `the cheapest of this preview's ${findingsByPath.size} model calls, for ${cheapest.path},`;
+  const need = describeMinimumReservation(subject, cheapest.tokens, cheapest.bound);
+  return { tokens: cheapest.tokens, need };
+}
 
 const finishedStatuses: PatchRequestStatus[] = ['ready', 'partially_ready', 'failed'];
 const terminalStatuses: PatchRequestStatus[] = [...finishedStatuses, 'cancelled'];
@@ -243,15 +290,9 @@ export async function runPreview(
     return { status, files: 0, tokens: 0 };
   }
   if (clients.some((entry) => entry.keySource === 'platform')) {
-    // The smallest call among the files, by the sizes the analysis recorded: the number the
-    // run page shows for that file.
-    const fileBytes = new Map(request.selected.map(({ finding }) => [finding.path, finding.fileBytes ?? 0]));
-    const leastCall = Math.min(
-      ...[...findingsByPath].map(([path, findings]) =>
-        estimateLeastCallTokens({ path, findings, fileBytes: fileBytes.get(path) ?? 0 }),
-      ),
-    );
-    const allowance = await checkAllowance(db, user.id, leastCall, 'at least');
+    const fileBytes = new Map(request.selected.map(({ finding }) => [finding.path, finding.fileBytes]));
+    const cheapest = findCheapestCall(findingsByPath, fileBytes);
+    const allowance = await checkAllowance(db, user.id, cheapest.tokens, cheapest.need);
     if (!allowance.allowed) {
       if (clients.every((entry) => entry.keySource === 'platform')) {
         const status = await failBeforeAnyCall(db, patchRequestId, allowance.reason, findingsByPath.size);
@@ -610,6 +651,7 @@ async function previewFile(
   const prompt = buildFixPrompt({ path: input.path, content: file.text, findings: input.findings });
   const budget = await outputBudget(context, {
     userId: input.userId,
+    path: input.path,
     prompt,
     fileText: file.text,
     platformOnly: input.clients.every((entry) => entry.keySource === 'platform'),
@@ -628,6 +670,7 @@ async function previewFile(
       generation: input.generation,
       reservationTtlSeconds: config.RESERVATION_TTL_SECONDS,
       settleRetryUntil: input.settleRetryUntil,
+      minimumOutputTokens: budget.minimumOutputTokens,
       logger: input.logger,
       onUsage: (tokens) => {
         totalTokens += tokens;
@@ -724,21 +767,22 @@ async function generateOwnKeysLast(
  */
 async function outputBudget(
   context: AppContext,
-  input: { userId: string; prompt: FixPrompt; fileText: string; platformOnly: boolean },
-): Promise<{ ok: true; maxOutputTokens: number } | { ok: false; reason: string }> {
+  input: { userId: string; path: string; prompt: FixPrompt; fileText: string; platformOnly: boolean },
+): Promise<{ ok: true; maxOutputTokens: number; minimumOutputTokens: number } | { ok: false; reason: string }> {
   const fileTokens = estimateTextTokens(input.fileText);
   const fullCap = Math.min(context.config.LLM_MAX_OUTPUT_TOKENS, Math.ceil(fileTokens * 1.25) + 256);
-  if (!input.platformOnly) return { ok: true, maxOutputTokens: fullCap };
+  const least = leastOutputTokens(Buffer.byteLength(input.fileText, 'utf8'));
+  if (!input.platformOnly) return { ok: true, maxOutputTokens: fullCap, minimumOutputTokens: least };
 
   const allowance = await getAllowance(context.db, input.userId);
-  if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap };
+  if (allowance.limit < 0) return { ok: true, maxOutputTokens: fullCap, minimumOutputTokens: least };
   const promptTokens = estimatePromptTokens(input.prompt);
-  const least = leastOutputTokens(Buffer.byteLength(input.fileText, 'utf8'));
   const available = allowance.remaining - promptTokens;
   if (available < least) {
-    return { ok: false, reason: describeExhausted(allowance, promptTokens + least) };
+    const need = describeMinimumReservation(`the model call for ${input.path}`, promptTokens + least, 'about');
+    return { ok: false, reason: describeExhausted(allowance, need) };
   }
-  return { ok: true, maxOutputTokens: Math.min(fullCap, available) };
+  return { ok: true, maxOutputTokens: Math.min(fullCap, available), minimumOutputTokens: least };
 }
 
 /**

@@ -377,8 +377,8 @@ export class Demo {
   }
 
   /**
-   * Previews a fix of the hard-coded credential alone, because the free plan's 1,000 tokens
-   * cannot pay for a call that carries all three findings of the file.
+   * Previews a fix of the hard-coded credential alone, as a client of the API chooses findings.
+   * "Fix with AI" previews every finding that fits (see `printFixWithAi`).
    */
   private async previewFix(
     api: (route: string, init?: RequestInit) => Promise<Response>,

@@ -24,7 +24,7 @@ import { checkRunExternalId, fixAction, runIdOfExternalId } from '../report/publ
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
 import { formatCount, pickForm } from '../text/plural.ts';
-import { describeExhausted } from '../usage/allowance.ts';
+import { describeExhausted, describeMinimumReservation } from '../usage/allowance.ts';
 import { githubId } from './github-id.ts';
 import { ignoredActionOutcome, quotePayloadValue } from './outcome-values.ts';
 
@@ -266,8 +266,8 @@ async function handleFixPress(
   if (overAllowance > 0 && payment.kind === 'allowance') {
     const subject = overLimit > 0 ? `${overAllowance} because their` : 'because their';
     reasons.push(
-      `${subject} estimates do not fit the ${payment.allowance.remaining} tokens left of that ` +
-        "user's allowance",
+      `${subject} minimum reservations do not fit the ${payment.allowance.remaining} tokens ` +
+        "left of that user's allowance",
     );
   }
   const outcome =
@@ -278,22 +278,24 @@ async function handleFixPress(
 
 /**
  * Explains why not even one finding of the run fits the owner's allowance, with what the owner
- * can do. It names the least estimate of a call that fixes one finding alone.
+ * can do. It names the smallest minimum reservation of a call that fixes one finding alone.
  */
 function describeNothingFits(
   payment: Extract<PreviewPayment, { kind: 'allowance' }>,
   rows: Parameters<typeof estimateFileCalls>[0],
   userId: string,
 ): string {
-  const singles = rows.map((row) => estimateFileCalls([row])[0]!);
-  const smallest = singles.reduce((least, call) => (call.tokens < least.tokens ? call : least));
-  const estimate = smallest.sizeKnown ? 'about' : 'at least';
+  const singles = rows.map((row) => ({ row, call: estimateFileCalls([row])[0]! }));
+  const cheapest = singles.reduce((least, single) => (single.call.tokens < least.call.tokens ? single : least));
+  const { row, call } = cheapest;
+  const bound = call.sizeKnown ? 'about' : 'at least';
   const subject =
     rows.length === 1
-      ? "the fix of the run's one finding"
-      : `the smallest fix of one of the run's ${formatCount(rows.length, 'finding')}`;
+      ? `the model call for the run's one finding (${row.ruleId} on ${row.path}:${row.startLine})`
+      : `the model call for the cheapest of the run's ${formatCount(rows.length, 'finding')} alone ` +
+        `(${row.ruleId} on ${row.path}:${row.startLine})`;
   return (
     `no finding fits the allowance of user ${userId}, who pays for fixes of this installation. ` +
-    describeExhausted(payment.allowance, smallest.tokens, estimate, subject)
+    describeExhausted(payment.allowance, describeMinimumReservation(subject, call.tokens, bound))
   );
 }

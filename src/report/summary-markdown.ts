@@ -1,4 +1,5 @@
 import type { Severity } from '../analysis/analyze.ts';
+import { maxPatchRequestFindings } from '../autofix/patch-request-limit.ts';
 import { showCodePoints } from '../text/invisible-characters.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import type { CheckConclusion } from './check-conclusion.ts';
@@ -184,17 +185,30 @@ export function checkRunOutput(
       `The first ${maxAnnotationsPerRun.toLocaleString('en-US')} of the ` +
         `${findings.length.toLocaleString('en-US')} findings, errors first, are annotated on ` +
         "their lines, and the run's page on the Fixwright dashboard lists all of them. " +
-        '**Fix with AI** previews fixes for all of them, charged to the allowance of the user ' +
-        'who installed the app.',
+        describeFixWithAi(findings.length),
     );
   } else if (findings.length > 0) {
-    lines.push(
-      '',
-      'Each finding is annotated on its line. **Fix with AI** previews fixes for all of them, ' +
-        "charged to the allowance of the user who installed the app.",
-    );
+    lines.push('', `Each finding is annotated on its line. ${describeFixWithAi(findings.length)}`);
   }
   return { title, summary: lines.join('\n') };
+}
+
+/**
+ * Describes what a press of "Fix with AI" previews. The report cannot know the allowance left
+ * at the press, or whether an own key pays, so it names the limits without numbers. The press
+ * writes how many findings it left out to the check run (see fix-press-notice.ts).
+ */
+function describeFixWithAi(findingCount: number): string {
+  const previewed =
+    findingCount > maxPatchRequestFindings
+      ? `at most ${maxPatchRequestFindings.toLocaleString('en-US')} of them, the most severe first`
+      : 'them';
+  return (
+    `**Fix with AI** previews fixes for ${previewed}. The preview is charged to the token allowance ` +
+    "of the user who installed the app, unless that user's own Groq or Gemini key pays, and " +
+    'findings whose fixes do not fit what is left of that allowance are left out. Each press ' +
+    'writes on this check run what it queued and what it left out.'
+  );
 }
 
 /** Body of the pull request's summary comment, starting with the hidden marker. */

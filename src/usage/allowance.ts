@@ -78,21 +78,57 @@ const exhaustedAdvice: Record<Plan, string> = {
   enterprise: 'Wait for the next period or add your own Groq or Gemini key.',
 };
 
-/** Builds the sentence shown to a user whose allowance cannot cover a call. */
-export function describeExhausted(
-  state: AllowanceState,
-  needed: number,
-  /** `at least` when `needed` is a lower bound, as before a preview has built its prompts. */
-  estimate: 'about' | 'at least' = 'about',
-  /** Singular subject of "needs" in the message, such as "this call". */
-  subject = 'this call',
-): string {
+/** `about` for an estimate, `at least` for a lower bound that leaves out a file's content. */
+export type EstimateBound = 'about' | 'at least';
+
+/**
+ * Builds the sentence shown to a user whose allowance cannot cover a call. `need` is the clause
+ * that names what the call or calls need, such as `describeReservation` or
+ * `describeMinimumReservation` returns.
+ */
+export function describeExhausted(state: AllowanceState, need: string): string {
   const planName = state.plan[0]!.toUpperCase() + state.plan.slice(1);
   const advice = exhaustedAdvice[state.plan];
   return (
     `Not enough token allowance left: the ${planName} plan allows ${state.limit} tokens per period, ` +
     `${state.used} are used and ${state.reserved} are reserved by calls in progress, ` +
-    `so ${state.remaining} remain but ${subject} needs ${estimate} ${needed}. ${advice}`
+    `so ${state.remaining} remain but ${need}. ${advice}`
+  );
+}
+
+/**
+ * Names the tokens that a call reserves, which are its prompt estimate plus its output cap.
+ * `parts` gives the two, when the caller knows them.
+ */
+export function describeReservation(
+  subject: string,
+  tokens: number,
+  parts?: { promptTokens: number; outputCap: number },
+): string {
+  const sum = parts ? ` (prompt estimate ${parts.promptTokens} plus output cap ${parts.outputCap})` : '';
+  return `${subject} reserves ${tokens} tokens${sum}`;
+}
+
+/**
+ * Names the minimum reservation of one model call, or the sum of several calls' minimum
+ * reservations when `calls` is more than 1. A call's minimum reservation is its prompt estimate
+ * plus the least output cap that can hold its file, which is the least that the call can reserve.
+ */
+export function describeMinimumReservation(
+  subject: string,
+  tokens: number,
+  bound: EstimateBound,
+  calls = 1,
+): string {
+  if (calls > 1) {
+    return (
+      `${subject} needs minimum reservations of ${bound} ${tokens} tokens in all, each call's ` +
+      'prompt estimate plus the least output cap that can hold its file'
+    );
+  }
+  return (
+    `${subject} needs a minimum reservation of ${bound} ${tokens} tokens, its prompt estimate ` +
+    'plus the least output cap that can hold the file'
   );
 }
 
@@ -110,16 +146,19 @@ export async function getAllowance(db: Database | Transaction, userId: string): 
   });
 }
 
-/** Checks, without reserving, whether `estimate` tokens fit the user's allowance now. */
+/**
+ * Checks, without reserving, whether `estimate` tokens fit the user's allowance now. `need`
+ * names the estimate in the reason (see `describeExhausted`).
+ */
 export async function checkAllowance(
   db: Database,
   userId: string,
   estimate: number,
-  kind: 'about' | 'at least' = 'about',
+  need = describeReservation('this call', estimate),
 ): Promise<AllowanceCheck> {
   const state = await getAllowance(db, userId);
   if (state.limit < 0 || estimate <= state.remaining) return { allowed: true, ...state };
-  return { allowed: false, reason: describeExhausted(state, estimate, kind), ...state };
+  return { allowed: false, reason: describeExhausted(state, need), ...state };
 }
 
 /**
@@ -143,7 +182,7 @@ export async function reserveTokens(
   });
   if (result.ok && result.reservationId) return { ok: true, reservationId: result.reservationId };
   const state = toState(result);
-  return { ok: false, reason: describeExhausted(state, tokens), ...state };
+  return { ok: false, reason: describeExhausted(state, describeReservation('this call', tokens)), ...state };
 }
 
 /**

@@ -387,11 +387,33 @@ describe('meterClient', () => {
       .catch((caught: unknown) => caught);
 
     expect(error).toBeInstanceOf(AllowanceExceededError);
+    // 20 bytes of prompt make 5 tokens, plus 32 for the chat template.
+    expect((error as Error).message).toContain(
+      'so 118 remain but the model call for a.ts reserves 137 tokens (prompt estimate 37 plus ' +
+        'output cap 100). Wait for the next period',
+    );
     expect(groq.requests).toHaveLength(1);
     const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
     expect(ledger.map((event) => event.chargedTokens)).toEqual([42]);
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBe(42);
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('names the minimum reservation of a hold', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest(100);
+    const options = { userId, patchRequestId, path: 'a.ts', attempt: 0, minimumOutputTokens: 40 };
+
+    const error = await meter(groqClient(), options)
+      .generate(request)
+      .catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(AllowanceExceededError);
+    expect((error as Error).message).toContain(
+      'so 100 remain but the model call for a.ts reserves 137 tokens (prompt estimate 37 plus ' +
+        'output cap 100), and its minimum reservation is about 77 tokens.',
+    );
+    expect(groq.requests).toHaveLength(0);
   });
 });

@@ -93,20 +93,25 @@ describe('estimateLeastCallTokens', () => {
 
 describe('estimateLeastCallParts', () => {
   const rows = [finding('src/é.ts', 'error', 3), finding('src/é.ts', 'warning', 7), finding('src/é.ts', 'notice', 12)];
+  rows[0]!.ruleId = 'secret/hardcoded-credential';
   rows[0]!.message = 'Remove <script> & "quotes" from the line.';
   rows[1]!.message = 'Ein längerer Hinweis mit Umlauten: äöü.';
   const findings = groupFindingsByFile(rows).get('src/é.ts')!;
 
-  // Every subset of the three findings, as bit masks 0 to 7, and file sizes that change the rounding.
+  // Every non-empty subset of the three findings, as bit masks 1 to 7, and file sizes that
+  // change the rounding. The second and third finding are of one kind, so its guidance counts once.
   for (const fileBytes of [0, 1, 2, 3, 401]) {
     it(`matches estimateLeastCallTokens for every subset at ${fileBytes} bytes`, () => {
       const parts = estimateLeastCallParts({ path: 'src/é.ts', findings, fileBytes });
       expect(parts.findingBytes).toHaveLength(3);
-      for (let mask = 0; mask < 8; mask++) {
+      expect(parts.findingKinds).toEqual(['secret', 'debug', 'debug']);
+      expect([...parts.kindBytes.keys()].sort()).toEqual(['debug', 'secret']);
+      for (let mask = 1; mask < 8; mask++) {
         const subset = findings.filter((_, index) => (mask & (1 << index)) !== 0);
+        const kinds = new Set(parts.findingKinds.filter((_, index) => (mask & (1 << index)) !== 0));
         const bytes = findings.reduce(
           (sum, _, index) => ((mask & (1 << index)) !== 0 ? sum + parts.findingBytes[index]! : sum),
-          parts.baseBytes,
+          parts.baseBytes + [...kinds].reduce((sum, kind) => sum + parts.kindBytes.get(kind)!, 0),
         );
         const expected = estimateLeastCallTokens({ path: 'src/é.ts', findings: subset, fileBytes });
         expect(Math.ceil(bytes / 4) + parts.fixedTokens, `subset mask ${mask}`).toBe(expected);
@@ -116,7 +121,7 @@ describe('estimateLeastCallParts', () => {
 });
 
 describe('estimateFileCallParts', () => {
-  it('keys each finding\'s bytes by id', () => {
+  it('keys each finding\'s bytes and kind by id', () => {
     const rows = [finding('a.ts', 'warning'), finding('a.ts', 'notice', 4), finding('b.ts', 'error')];
     rows[0]!.fileBytes = 400;
     rows[1]!.fileBytes = 400;
@@ -126,9 +131,12 @@ describe('estimateFileCallParts', () => {
     expect([...parts.keys()]).toEqual(['b.ts', 'a.ts']);
     const a = parts.get('a.ts')!;
     expect([...a.findingBytes.keys()]).toEqual([rows[0]!.id, rows[1]!.id]);
-    const allBytes = a.baseBytes + [...a.findingBytes.values()].reduce((sum, bytes) => sum + bytes, 0);
+    expect([...a.findingKinds.values()]).toEqual(['debug', 'debug']);
+    const guidance = a.kindBytes.get('debug')!;
+    expect(guidance).toBeGreaterThan(100);
+    const allBytes = a.baseBytes + guidance + [...a.findingBytes.values()].reduce((sum, bytes) => sum + bytes, 0);
     expect(Math.ceil(allBytes / 4) + a.fixedTokens).toBe(calls.get('a.ts'));
-    const oneBytes = a.baseBytes + a.findingBytes.get(rows[1]!.id)!;
+    const oneBytes = a.baseBytes + guidance + a.findingBytes.get(rows[1]!.id)!;
     const one = estimateFileCalls([rows[1]!])[0]!.tokens;
     expect(Math.ceil(oneBytes / 4) + a.fixedTokens).toBe(one);
     expect(one).toBeLessThan(calls.get('a.ts')!);

@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiffThreadError, DiffWorker } from '../../src/analysis/diff-worker.ts';
-import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { estimateLeastCallTokens, minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
 import { maxDiffEditLines } from '../../src/autofix/preview-diff.ts';
 import { estimateFileCalls, loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
+import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
 import { splitPreviewTokens } from '../../src/autofix/visible-patch-requests.ts';
 import {
   findings,
@@ -89,9 +90,15 @@ describe('runPreview', () => {
     expect(request!.error).toContain('Free plan allows 1000 tokens per period, 990 are used');
     // The smallest file's estimate without its content, since the run recorded no sizes.
     const rows = await context.db.select().from(findings).where(eq(findings.runId, runId));
-    const leastCall = Math.min(...estimateFileCalls(rows).map((call) => call.tokens));
-    expect(leastCall).toBeGreaterThan(minimumCallTokens);
-    expect(request!.error).toContain(`so 10 remain but this call needs at least ${leastCall}.`);
+    const calls = estimateFileCalls(rows);
+    expect(calls).toHaveLength(2);
+    const cheapest = calls.reduce((least, call) => (call.tokens < least.tokens ? call : least));
+    expect(cheapest.tokens).toBeGreaterThan(minimumCallTokens);
+    expect(request!.error).toContain(
+      `so 10 remain but the cheapest of this preview's 2 model calls, for ${cheapest.path}, needs ` +
+        `a minimum reservation of at least ${cheapest.tokens} tokens, its prompt estimate plus the ` +
+        'least output cap that can hold the file.',
+    );
     expect(request!.error).toContain('Upgrade to the Pro plan');
     // No file is left pending: each carries the reason, and the request counts them done.
     const files = await filesOf(patchRequestId);
@@ -107,6 +114,27 @@ describe('runPreview', () => {
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensUsed).toBe(990);
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('names the minimum reservation of a file left out', async () => {
+    const rows = await context.db.select().from(findings).where(eq(findings.runId, runId));
+    const byPath = groupFindingsByFile(rows);
+    const leastCall = (path: keyof typeof files) =>
+      estimateLeastCallTokens({ path, findings: byPath.get(path)!, fileBytes: Buffer.byteLength(files[path]) });
+    // src/a.ts fits, and what its call leaves is less than the call of src/b.ts needs.
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: leastCall('src/a.ts') + 100 });
+
+    await runPreview(context, patchRequestId, 0, context.logger);
+
+    const stored = await filesOf(patchRequestId);
+    expect(stored.map((file) => [file.path, file.status])).toEqual([
+      ['src/a.ts', 'ready'],
+      ['src/b.ts', 'failed'],
+    ]);
+    expect(stored[1]!.error).toContain(
+      `but the model call for src/b.ts needs a minimum reservation of about ${leastCall('src/b.ts')} ` +
+        'tokens, its prompt estimate plus the least output cap that can hold the file.',
+    );
   });
 
   it('previews within the free plan, trimming to what is left', async () => {

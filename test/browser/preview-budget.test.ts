@@ -68,7 +68,9 @@ describe('preview form total in Chromium', () => {
     await expect
       .poll(() => page.locator('#preview-progress').textContent())
       .toContain('Not enough token allowance left');
-    expect(await page.locator('#preview-progress').textContent()).toContain('the selection of 2 files needs about');
+    expect(await page.locator('#preview-progress').textContent()).toContain(
+      'the selection of 2 files needs minimum reservations of about',
+    );
   });
 
   it('updates the total when a file is unchecked', async () => {
@@ -88,30 +90,35 @@ describe('preview form total in Chromium', () => {
   });
 
   it('totals only the checked findings of a file', async () => {
-    // A second finding in src/app.ts, so that one checked finding differs from all of them.
+    // Two more findings in src/app.ts: one of the console.log finding's kind, whose fix guidance
+    // counts once, and one of another kind, whose guidance adds to the prompt.
     await dashboard.database.sql`
       INSERT INTO findings (run_id, path, start_line, end_line, rule_id, severity, message, fingerprint, file_bytes)
-      SELECT run_id, path, start_line + 1, end_line + 1, 'debug/debugger', 'warning',
-             'A debugger statement was added, so remove it.', fingerprint || '-second', file_bytes
-      FROM findings WHERE path = 'src/app.ts'
+      SELECT run_id, path, start_line + extra.line_offset, end_line + extra.line_offset, extra.rule_id, 'warning',
+             extra.message, fingerprint || extra.suffix, file_bytes
+      FROM findings,
+           (VALUES (1, 'debug/debugger', 'A debugger statement was added, so remove it.', '-second'),
+                   (2, 'todo-comment', 'A TODO comment was added.', '-third'))
+             AS extra(line_offset, rule_id, message, suffix)
+      WHERE path = 'src/app.ts'
     `;
     await page.reload();
     const runId = /\/runs\/([0-9a-f-]{36})$/.exec(page.url())![1]!;
     const rows = (await listRunFindings(dashboard.database.db, runId)).filter((row) => row.path === 'src/app.ts');
-    expect(rows).toHaveLength(2);
+    expect(rows.map((row) => row.ruleId).sort()).toEqual(['debug/console-log', 'debug/debugger', 'todo-comment']);
     const boxes = page.locator('input[name="findingIds"]');
     const count = await boxes.count();
     for (let index = 0; index < count; index++) await boxes.nth(index).uncheck();
 
     const allTokens = estimateFileCalls(rows)[0]!.tokens;
-    for (const row of rows) {
-      const box = page.locator(`input[value="${row.id}"]`);
-      await box.check();
-      const oneTokens = estimateFileCalls([row])[0]!.tokens;
-      expect(oneTokens).toBeLessThan(allTokens);
-      await expect.poll(selectedTokens).toBe(oneTokens.toLocaleString('en-US'));
+    const subsets = [[0], [1], [2], [0, 1], [0, 2], [1, 2]].map((indexes) => indexes.map((index) => rows[index]!));
+    for (const subset of subsets) {
+      for (const row of subset) await page.locator(`input[value="${row.id}"]`).check();
+      const subsetTokens = estimateFileCalls(subset)[0]!.tokens;
+      expect(subsetTokens).toBeLessThan(allTokens);
+      await expect.poll(selectedTokens).toBe(subsetTokens.toLocaleString('en-US'));
       expect(await page.locator('[data-selected-files]').textContent()).toBe('1 file');
-      await box.uncheck();
+      for (const row of subset) await page.locator(`input[value="${row.id}"]`).uncheck();
     }
     for (const row of rows) await page.locator(`input[value="${row.id}"]`).check();
     await expect.poll(selectedTokens).toBe(allTokens.toLocaleString('en-US'));

@@ -96,8 +96,9 @@ async function runWithCheckRun(installationId: number, findingsOrCount: number |
 }
 
 /** Returns the least estimate of a call that fixes one of the findings alone. */
-function smallestSingleCall(rows: Parameters<typeof estimateFileCalls>[0]): number {
-  return Math.min(...rows.map((row) => estimateFileCalls([row])[0]!.tokens));
+function smallestSingleCall(rows: Parameters<typeof estimateFileCalls>[0]) {
+  const singles = rows.map((row) => ({ row, tokens: estimateFileCalls([row])[0]!.tokens }));
+  return singles.reduce((least, single) => (single.tokens < least.tokens ? single : least));
 }
 
 /** Returns the notices that the presses on a run queued for its check run, oldest first. */
@@ -280,7 +281,7 @@ describe('check_run requested_action within the allowance', () => {
     expect(outcome).toBe(
       `patch request ${requests[0]!.id} queued for run ${run.id} with 1 finding, ` +
         `paid by user ${owner.id}; 3 of 4 findings left out (2 of 3 files entirely), because ` +
-        'their estimates do not fit ' +
+        'their minimum reservations do not fit ' +
         "the 1000 tokens left of that user's allowance",
     );
     expect(await noticesOf(run.id)).toEqual([
@@ -289,11 +290,11 @@ describe('check_run requested_action within the allowance', () => {
   });
 
   it('queues a later file that still fits', async () => {
-    await ownerWithInstallation('fits-two-files', 8112, { tokenLimit: 2000 });
+    await ownerWithInstallation('fits-two-files', 8112, { tokenLimit: 1500 });
     const { run, checkRunId, rows } = await runWithCheckRun(8112, findingsInThreeFiles);
     const tokens = new Map(estimateFileCalls(rows).map((call) => [call.path, call.tokens]));
-    expect(tokens.get('src/b.ts')! + tokens.get('src/a.ts')!).toBeLessThanOrEqual(2000);
-    expect(tokens.get('src/b.ts')! + tokens.get('src/a.ts')! + tokens.get('src/c.ts')!).toBeGreaterThan(2000);
+    expect(tokens.get('src/b.ts')! + tokens.get('src/a.ts')!).toBeLessThanOrEqual(1500);
+    expect(tokens.get('src/b.ts')! + tokens.get('src/a.ts')! + tokens.get('src/c.ts')!).toBeGreaterThan(1500);
 
     await deliver('check_run', requestedAction(checkRunId, 8112));
 
@@ -307,7 +308,8 @@ describe('check_run requested_action within the allowance', () => {
     const owner = await ownerWithInstallation('fits-nothing', 8113, { tokensUsed: 500 });
     const { run, checkRunId, rows } = await runWithCheckRun(8113, findingsInThreeFiles);
     const smallest = smallestSingleCall(rows);
-    expect(smallest).toBeGreaterThan(500);
+    expect(smallest.tokens).toBeGreaterThan(500);
+    const place = `${smallest.row.ruleId} on ${smallest.row.path}:${smallest.row.startLine}`;
 
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8113));
 
@@ -316,9 +318,10 @@ describe('check_run requested_action within the allowance', () => {
       `no patch request: no finding fits the allowance of user ${owner.id}, who pays for fixes of ` +
         'this installation. Not enough token allowance left: the Free plan allows 1000 tokens ' +
         'per period, 500 are used and 0 are reserved by calls in progress, so 500 remain but the ' +
-        `smallest fix of one of the run's 4 findings needs at least ${smallest}. Upgrade to the ` +
-        'Pro plan, wait ' +
-        'for the next period, or add your own Groq or Gemini key.',
+        `model call for the cheapest of the run's 4 findings alone (${place}) needs a minimum ` +
+        `reservation of at least ${smallest.tokens} tokens, its prompt estimate plus the least ` +
+        'output cap that can hold the file. Upgrade to the Pro plan, wait for the next period, ' +
+        'or add your own Groq or Gemini key.',
     );
     const logged = context.logs.find((line) => line.event === 'webhook.accepted' && line.outcome === outcome);
     expect(logged).toBeDefined();
@@ -334,7 +337,10 @@ describe('check_run requested_action within the allowance', () => {
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8114));
 
     expect(await requestsOf(run.id)).toHaveLength(0);
-    expect(outcome).toContain(`the smallest fix of one of the run's 4 findings needs about ${smallest}.`);
+    expect(outcome).toContain(
+      `the cheapest of the run's 4 findings alone (${smallest.row.ruleId} on ${smallest.row.path}:` +
+        `${smallest.row.startLine}) needs a minimum reservation of about ${smallest.tokens} tokens,`,
+    );
   });
 
   it('names a run\'s only finding as such', async () => {
@@ -347,7 +353,10 @@ describe('check_run requested_action within the allowance', () => {
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8131));
 
     expect(await requestsOf(run.id)).toHaveLength(0);
-    expect(outcome).toContain(`so 500 remain but the fix of the run's one finding needs at least ${call!.tokens}.`);
+    expect(outcome).toContain(
+      "so 500 remain but the model call for the run's one finding (debug/console-log on " +
+        `src/a.ts:2) needs a minimum reservation of at least ${call!.tokens} tokens,`,
+    );
     expect(outcome).not.toContain('smallest');
   });
 
@@ -432,8 +441,8 @@ describe('check_run requested_action past 1,000 findings', () => {
       `patch request ${requests[0]!.id} queued for run ${run.id} with 1000 findings, ` +
         `paid by user ${owner.id}; ${overLimit + overAllowance} of 2700 findings left out ` +
         `(0 of 31 files entirely), ${overLimit} because a preview takes at most 1000 findings, ` +
-        `picked most severe first, and ${overAllowance} because their estimates do not fit the ` +
-        `${remaining} tokens left of that user's allowance`,
+        `picked most severe first, and ${overAllowance} because their minimum reservations do not ` +
+        `fit the ${remaining} tokens left of that user's allowance`,
     );
     expect(await noticesOf(run.id)).toEqual([
       {

@@ -155,3 +155,49 @@ describe('summary length', () => {
     expect(body.endsWith('This comment is updated in place for every new commit.')).toBe(true);
   });
 });
+
+describe('Fix with AI sentence', () => {
+  const run = { repository: 'octo-org/widgets', prNumber: 1, headSha: 'a'.repeat(40) };
+
+  /** Returns `count` warnings, each on its own line of one file. */
+  function warnings(count: number) {
+    return Array.from({ length: count }, (_, index) => ({
+      path: 'src/app.ts',
+      startLine: index + 1,
+      endLine: index + 1,
+      ruleId: 'debug/console-log',
+      severity: 'warning' as const,
+      message: 'A console.log call was added.',
+    }));
+  }
+
+  const allowanceText =
+    'The preview is charged to the token allowance of the user who installed the app, unless ' +
+    "that user's own Groq or Gemini key pays, and findings whose fixes do not fit what is left " +
+    'of that allowance are left out. Each press writes on this check run what it queued and ' +
+    'what it left out.';
+
+  it('names the allowance as the limit', () => {
+    const { summary } = checkRunOutput(run, warnings(3), 'neutral');
+
+    expect(summary).toContain(
+      `Each finding is annotated on its line. **Fix with AI** previews fixes for them. ${allowanceText}`,
+    );
+    expect(summary).not.toContain('all of them');
+  });
+
+  it('names the finding limit past 1,000', () => {
+    const { summary } = checkRunOutput(run, warnings(1001), 'neutral');
+
+    expect(summary).toContain(
+      "and the run's page on the Fixwright dashboard lists all of them. **Fix with AI** previews " +
+        `fixes for at most 1,000 of them, the most severe first. ${allowanceText}`,
+    );
+  });
+
+  it('leaves the sentence out without findings', () => {
+    const { summary } = checkRunOutput(run, [], 'success');
+
+    expect(summary).not.toContain('Fix with AI');
+  });
+});

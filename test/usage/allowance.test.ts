@@ -145,6 +145,7 @@ describe('reserveTokens', () => {
     expect(reservation.remaining).toBe(10);
     expect(reservation.reason).toContain('Free plan allows 1000 tokens');
     expect(reservation.reason).toContain('990 are used');
+    expect(reservation.reason).toContain('so 10 remain but this call reserves 50 tokens.');
     expect(reservation.reason).toContain('add your own Groq or Gemini key');
   });
 

@@ -131,8 +131,12 @@ describe('preview form on the free plan', () => {
     for (const [path, tokens] of estimates) {
       expect(html).toContain(`data-tokens="${tokens}" data-size-known="false"`);
       expect(html).toContain(`· at least ${tokens.toLocaleString('en-US')} tokens`);
-      expect(tokens, path).toBeGreaterThan(700);
+      expect(tokens, path).toBeGreaterThan(500);
     }
+    expect(html).toContain(
+      'Each file shows the minimum reservation of its model call with all of its findings: the ' +
+        'prompt estimate, at 4 bytes a token, plus the least output cap that can hold the file.',
+    );
   });
 
   it('checks only the most severe file that fits', async () => {
@@ -158,14 +162,14 @@ describe('preview form on the free plan', () => {
   });
 
   it('checks a later file that still fits', async () => {
-    const { user, setup } = await newUserWithRun({ tokenLimit: 2000 });
+    const { user, setup } = await newUserWithRun({ tokenLimit: 1500 });
     const html = await runPage(user, setup);
     const estimates = expectedEstimates(setup);
     // src/a.ts has two findings, so its call is larger than that of src/c.ts.
     const withA = estimates.get('src/b.ts')! + estimates.get('src/a.ts')!;
     const withC = estimates.get('src/b.ts')! + estimates.get('src/c.ts')!;
-    expect(withA).toBeLessThanOrEqual(2000);
-    expect(withA + estimates.get('src/c.ts')!).toBeGreaterThan(2000);
+    expect(withA).toBeLessThanOrEqual(1500);
+    expect(withA + estimates.get('src/c.ts')!).toBeGreaterThan(1500);
     expect(withC).toBeLessThan(withA);
 
     expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts']);
@@ -196,7 +200,7 @@ describe('preview form on the free plan', () => {
     const rejected = await postPreview(user, setup, [error!.id, notice!.id]);
     expect(rejected.status).toBe(409);
     const body = await rejected.text();
-    expect(body).toContain('but the model call for src/d.ts needs at least');
+    expect(body).toContain('but the model call for src/d.ts needs a minimum reservation of at least');
     expect(body).toContain('Or uncheck some findings, because a call with fewer findings needs fewer tokens.');
     expect(body).not.toContain('Or uncheck files');
     const response = await postPreview(user, setup, [error!.id]);
@@ -225,7 +229,10 @@ describe('preview form on the free plan', () => {
     const response = await postPreview(user, setup, ids);
     expect(response.status).toBe(409);
     const body = await response.text();
-    expect(body).toContain(`so 1000 remain but the selection of 2 files needs at least ${needed}.`);
+    expect(body).toContain(
+      `so 1000 remain but the selection of 2 files needs minimum reservations of at least ${needed} ` +
+        'tokens in all, each call&#39;s prompt estimate plus the least output cap that can hold its file.',
+    );
     expect(body).toContain('Or uncheck files until the selection fits.');
     expect(await countRequests(setup)).toBe(0);
     // The run page comes back with the selection as sent, so the user can uncheck files.
@@ -261,7 +268,9 @@ describe('preview form on the free plan', () => {
     const response = await postPreview(user, setup, setup.findings.map((finding) => finding.id));
     expect(response.status).toBe(409);
     const total = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
-    expect(await response.text()).toContain(`the selection of 3 files needs about ${total}.`);
+    expect(await response.text()).toContain(
+      `the selection of 3 files needs minimum reservations of about ${total} tokens in all,`,
+    );
   });
 
   it('shows only the notice that applies without JavaScript', async () => {
@@ -399,7 +408,9 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
         sizeKnown: false,
       })),
     );
-    expect(error.message).toContain(`so 1000 remain but the selection of 3 files needs at least ${needed}.`);
+    expect(error.message).toContain(
+      `so 1000 remain but the selection of 3 files needs minimum reservations of at least ${needed} tokens in all,`,
+    );
     expect(error.message).toContain('Upgrade to the Pro plan');
     expect(error.message).toContain('add your own Groq or Gemini key');
     expect(error.message).toContain('remove the findings of some files from findingIds');
@@ -451,8 +462,9 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
     expect(error.message).toBe(
       'Not enough token allowance left: the Free plan allows 1000 tokens per period, 900 are ' +
         `used and 0 are reserved by calls in progress, so 100 remain but the model call for ` +
-        `src/c.ts needs about ${estimates.get('src/c.ts')}. Upgrade to the Pro plan, wait for ` +
-        'the next period, or add your own Groq or Gemini key.',
+        `src/c.ts needs a minimum reservation of about ${estimates.get('src/c.ts')} tokens, its ` +
+        'prompt estimate plus the least output cap that can hold the file. Upgrade to the Pro ' +
+        'plan, wait for the next period, or add your own Groq or Gemini key.',
     );
   });
 
@@ -476,7 +488,8 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
     const { error } = (await response.json()) as { error: Record<string, unknown> };
     expect(error.neededTokens).toBe(needed);
     expect(error.message).toContain(
-      `so ${errorAlone} remain but the model call for src/d.ts needs at least ${needed}.`,
+      `so ${errorAlone} remain but the model call for src/d.ts needs a minimum reservation of at ` +
+        `least ${needed} tokens,`,
     );
     expect(error.message).toMatch(
       / Or remove some findings from findingIds, because a call with fewer findings needs fewer tokens\.$/,
@@ -495,7 +508,9 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
     expect(response.status).toBe(409);
     const { error } = (await response.json()) as { error: Record<string, unknown> };
     const needed = [...estimates.values()].reduce((sum, tokens) => sum + tokens, 0);
-    expect(error.message).toContain(`so 500 remain but the selection of 3 files needs at least ${needed}.`);
+    expect(error.message).toContain(
+      `so 500 remain but the selection of 3 files needs minimum reservations of at least ${needed} tokens in all,`,
+    );
     expect(error.message).toMatch(/add your own Groq or Gemini key\.$/);
     expect(error.message).not.toContain('findingIds');
   });
@@ -548,7 +563,9 @@ describe('"Regenerate this file" and the allowance', () => {
 
     expect(response.status).toBe(409);
     const body = await response.text();
-    expect(body).toContain(`so 100 remain but the model call for src/a.ts needs at least ${needed}.`);
+    expect(body).toContain(
+      `so 100 remain but the model call for src/a.ts needs a minimum reservation of at least ${needed} tokens,`,
+    );
     expect(body).toContain('The file keeps its current result.');
     const [kept] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
     expect(kept!.status).toBe('ready');

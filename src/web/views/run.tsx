@@ -46,6 +46,7 @@ const CallEstimate: FC<{ call: FileCallEstimate; parts: FileCallParts | undefine
     data-size-known={String(call.sizeKnown)}
     data-base-bytes={parts?.baseBytes}
     data-fixed-tokens={parts?.fixedTokens}
+    data-kind-bytes={parts ? JSON.stringify(Object.fromEntries(parts.kindBytes)) : undefined}
     data-bytes-per-token={bytesPerToken}
   >
     {`· ${estimateWord([call])} ${formatTokens(call.tokens)} tokens`}
@@ -171,6 +172,7 @@ export const RunPage: FC<{
                     name="findingIds"
                     value={finding.id}
                     data-bytes={budget.parts.get(path)?.findingBytes.get(finding.id)}
+                    data-kind={budget.parts.get(path)?.findingKinds.get(finding.id)}
                     checked={budget.checkedFindingIds.has(finding.id)}
                   />
                   <span class={`badge severity-${finding.severity}`}>{finding.severity}</span>

@@ -165,7 +165,8 @@ export const PreviewBudgetSummary: FC<{ budget: PreviewBudgetView }> = ({ budget
         {over ? overAllowanceText : null}
       </p>
       <p class="muted">
-        Each file shows the minimum tokens its model call reserves, estimated at 4 bytes a token.
+        Each file shows the minimum reservation of its model call with all of its findings: the
+        prompt estimate, at 4 bytes a token, plus the least output cap that can hold the file.
         {calls.every((call) => call.sizeKnown) ? null : ` ${withoutContentNote}`}
       </p>
     </div>
