@@ -314,6 +314,10 @@ const envSchema = z.object({
   PRIVATE_KEY_PATH: optionalText,
   WEBHOOK_SECRET: optionalText,
   WEBHOOK_MAX_CONCURRENT: integer(1, 10_000).default(8),
+  WEBHOOK_MAX_WAITING: integer(0, 10_000).default(100),
+  // github.com counts a delivery without a response within 10 s as failed, and GitHub
+  // Enterprise Server within 30 s, so a longer wait could only turn a 503 into a timeout.
+  WEBHOOK_MAX_WAIT_MS: integer(0, 30_000).default(5000),
   GITHUB_CLIENT_ID: optionalText,
   GITHUB_CLIENT_SECRET: optionalText,
   GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),
