@@ -23,6 +23,7 @@ import {
   type PullRequestClosedError,
 } from '../runs/pull-request-closed.ts';
 import { queueApplyAfterRateLimit, type ApplyWaiting } from './apply-rate-limit.ts';
+import { workflowFilesOf, workflowFilesRejection } from './workflow-files.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { releaseApplyClaim } from './apply-claim-release.ts';
 import { clearedApplyWait, currentApplyWait, type ApplyWait } from './apply-wait.ts';
@@ -311,7 +312,8 @@ function commitMarker(patchRequestId: string): string {
 /**
  * Applies the ready files of a patch request that `userId` owns: as one commit on the head
  * branch (the default for branches of the same repository) or as a review with suggestions
- * (the default for forks). Returns null when the user owns no such request. Applying again
+ * (the default for forks and for previews with GitHub Actions workflow files). Returns null
+ * when the user owns no such request. Applying again
  * returns the recorded result and writes nothing. With `previewVersion`, an apply whose files
  * no longer match it throws ApplyRejectedError, claims nothing and writes nothing. When GitHub rate-limits the apply, it queues
  * an apply job for when the limit lifts and returns `ApplyWaiting`. `job` is that apply job
@@ -371,8 +373,15 @@ export async function applyPatchRequest(
   }
   const { run } = request;
   const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
+  // GitHub rejects the app's commits to workflow files (see workflowFilesOf), so a preview with
+  // one is applied as suggestions by default, and a request for a commit is rejected here.
+  const workflowFiles = workflowFilesOf(paths);
+  if (input.mode === 'commit' && workflowFiles.length > 0) {
+    throw workflowFilesRejection(workflowFiles);
+  }
+  const requestedMode = input.mode ?? (workflowFiles.length > 0 ? 'suggestions' : undefined);
   // The stored head decides until GitHub's current pull request is read after the claim.
-  const defaultMode: ApplyMode = sameRepository ? 'commit' : 'suggestions';
+  const defaultMode: ApplyMode = sameRepository && workflowFiles.length === 0 ? 'commit' : 'suggestions';
   let mode = input.mode ?? defaultMode;
 
   // An API call while an apply job of the request is pending continues that job's apply. While
@@ -483,7 +492,7 @@ export async function applyPatchRequest(
         await octokit.rest.pulls.get({ owner, repo, pull_number: run.prNumber }),
       );
       try {
-        mode = checkPullRequest(pullRequest, run, input.mode);
+        mode = checkPullRequest(pullRequest, run, requestedMode);
       } catch (error) {
         // BranchMovedError means a head that moved on. The head may be the commit of a call that
         // died, or have moved past its review. In mode commit that commit is looked for without a

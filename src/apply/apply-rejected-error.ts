@@ -7,7 +7,8 @@ import type { FailedGitHubRequest } from '../github/request-errors.ts';
  * its thread failed. The details of a `bad_gateway` name GitHub's status, message and the
  * rejected request. Those of a closed pull request name the repository, the pull request and
  * when it was closed, those of a suspended or uninstalled installation name it, its account and
- * the reason, and those of a claim in progress name when it was taken and when it goes stale.
+ * the reason, those of a claim in progress name when it was taken and when it goes stale, and
+ * those of a commit rejected for workflow files list the files.
  */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';

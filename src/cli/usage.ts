@@ -86,7 +86,8 @@ Subcommands:
 
 Options:
   --login NAME   GitHub login of the user, matched without regard to case (required by all
-                 but apply-limits)
+                 but apply-limits), or LOGIN~ID for a user whose login GitHub gave to another
+                 account
   --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters
                  (default: command line)
   --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only

@@ -15,7 +15,7 @@ import { getUsageStats } from '../usage/stats.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, rejectOtherOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
-import { describeLoginProblem } from '../users/github-login.ts';
+import { describeLoginProblem, formerLoginOf } from '../users/github-login.ts';
 import { usersUsage } from './usage.ts';
 import { describeApplyLimits } from './apply-limits-report.ts';
 
@@ -35,14 +35,38 @@ const subcommandOptions: Record<(typeof subcommands)[number], string[]> = {
 };
 
 /**
- * Checks a `--login` value. Returns the error message, or null when the login is valid.
+ * Checks the `--login` value of `subcommand`. Returns the error message, or null when the login
+ * is valid. A login renamed to `LOGIN~ID` names an existing user, so it is accepted wherever
+ * the command looks a user up, but not where it creates a user or reads ADMIN_LOGINS.
  */
-function describeInvalidLogin(login: string): string | null {
-  const problem = describeLoginProblem(login);
-  if (problem === null) return null;
+function describeInvalidLogin(login: string, subcommand: string, create: boolean): string | null {
   const quoted = JSON.stringify(shortenText(login, 60));
-  return `Invalid --login ${quoted}: ${problem}.`;
+  const formerLogin = formerLoginOf(login);
+  const problem = describeLoginProblem(formerLogin ?? login);
+  if (problem !== null) {
+    const renamedHint = login.includes('~') && formerLogin === null ? renamedLoginHint : '';
+    return `Invalid --login ${quoted}: ${problem}${renamedHint}.`;
+  }
+  if (formerLogin === null) return null;
+  if (create) {
+    return (
+      `Invalid --login ${quoted} with --create: a login of the form LOGIN~ID names a user ` +
+      'whose login GitHub gave to another account, so no new user can have it. Give the ' +
+      'GitHub login of the account to create a user for.'
+    );
+  }
+  if (subcommand === 'reset-admin') {
+    return (
+      `Invalid --login ${quoted} for users reset-admin: give a login listed in ADMIN_LOGINS, ` +
+      'which are GitHub logins without "~".'
+    );
+  }
+  return null;
 }
+
+const renamedLoginHint =
+  '; a user whose login GitHub gave to another account is named LOGIN~ID, with ID its ' +
+  'GitHub id or, when it has none, its user id';
 
 export async function runUsersCommand(config: Config, logger: Logger, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
@@ -83,7 +107,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   }
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
-  const loginProblem = describeInvalidLogin(login);
+  const loginProblem = describeInvalidLogin(login, subcommand, values.create ?? false);
   if (loginProblem) throw new CommandError(loginProblem);
   if (subcommand === 'plan' && !values.plan) {
     throw new CommandError('Missing --plan: use free, pro or enterprise.');

@@ -14,19 +14,30 @@ const planSettings = ['PLAN_FREE_TOKENS', 'PLAN_PRO_TOKENS', 'PLAN_ENTERPRISE_TO
 
 /**
  * Lists settings that are valid but probably not meant, one warning line each, for the start-up
- * log: a short WEBHOOK_SECRET, and plan limits where a higher plan gets fewer tokens than a
- * lower one. With `http: false` (a worker process) it leaves out WEBHOOK_SECRET, which only the
- * HTTP server uses. No line repeats a secret.
+ * log: a short WEBHOOK_SECRET, dashboard sign-in without ADMIN_LOGINS, and plan limits where a
+ * higher plan gets fewer tokens than a lower one. With `http: false` (a worker process) it
+ * leaves out WEBHOOK_SECRET and ADMIN_LOGINS, which only the HTTP server uses. No line repeats a
+ * secret.
  */
 export function describeDoubtfulSettings(config: Config, options: { http?: boolean } = {}): string[] {
   const lines: string[] = [];
+  const http = options.http ?? true;
   const secret = config.WEBHOOK_SECRET;
-  if ((options.http ?? true) && secret !== undefined && countCharacters(secret) < minWebhookSecretLength) {
+  if (http && secret !== undefined && countCharacters(secret) < minWebhookSecretLength) {
     lines.push(
       `WEBHOOK_SECRET has ${countCharacters(secret)} characters, fewer than ` +
         `${minWebhookSecretLength}: whoever guesses it can post webhooks that Fixwright takes ` +
         "for GitHub's. Set a long random string, such as the output of \"openssl rand -hex 32\", " +
         'on the GitHub App and in WEBHOOK_SECRET.',
+    );
+  }
+  const signInConfigured = Boolean(config.GITHUB_CLIENT_ID && config.GITHUB_CLIENT_SECRET);
+  if (http && signInConfigured && config.ADMIN_LOGINS.length === 0) {
+    lines.push(
+      'ADMIN_LOGINS is unset while dashboard sign-in is configured (GITHUB_CLIENT_ID and ' +
+        'GITHUB_CLIENT_SECRET), so the first GitHub account to sign in while no admin exists ' +
+        'becomes admin, whoever it is. Set ADMIN_LOGINS to the GitHub logins of the admins, ' +
+        'separated by commas, and restart.',
     );
   }
   for (const [index, lower] of planSettings.slice(0, -1).entries()) {

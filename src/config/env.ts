@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { defaultRetryPolicy, maxGenerateDurationMs } from '../llm/retry.ts';
 import { describeDatabaseUrlProblem } from './database-url.ts';
 import { formatCount } from '../text/plural.ts';
+import { shortenText } from '../text/quote-value.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
 
 /** Raised when an environment variable is missing or invalid. The message names the variable. */
@@ -131,6 +132,12 @@ const masterKey = z.string().transform((text, ctx) => {
   return decoded;
 });
 
+/**
+ * Highest master key version. `user_api_keys.master_key_version` is a PostgreSQL integer, whose
+ * maximum is 2^31 - 1.
+ */
+export const maxMasterKeyVersion = 2_147_483_647;
+
 /** MASTER_KEYS: comma-separated VERSION:BASE64 entries; the highest version encrypts. */
 const versionedMasterKeys = z.string().transform((text, ctx) => {
   const keys: MasterKeyMaterial[] = [];
@@ -139,10 +146,20 @@ const versionedMasterKeys = z.string().transform((text, ctx) => {
     const position = `entry ${index + 1}`;
     const match = /^(\d+):(.*)$/.exec(entry);
     const version = Number(match?.[1]);
-    if (!match || !Number.isSafeInteger(version) || version < 1) {
+    if (!match || version < 1) {
       ctx.addIssue({
         code: 'custom',
         message: `${position} must be VERSION:BASE64 with VERSION a whole number from 1, as in "2:<new key>,1:<old key>"`,
+      });
+      return z.NEVER;
+    }
+    if (version > maxMasterKeyVersion) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          `${position} has version ${shortenText(match[1]!, 20)}, but versions must be from 1 ` +
+          `to ${maxMasterKeyVersion}, the range of the stored version column; give that key ` +
+          'a smaller version, as in "2:<new key>,1:<old key>"',
       });
       return z.NEVER;
     }
@@ -314,6 +331,10 @@ const envSchema = z.object({
   PRIVATE_KEY_PATH: optionalText,
   WEBHOOK_SECRET: optionalText,
   WEBHOOK_MAX_CONCURRENT: integer(1, 10_000).default(8),
+  WEBHOOK_MAX_WAITING: integer(0, 10_000).default(100),
+  // github.com counts a delivery without a response within 10 s as failed, and GitHub
+  // Enterprise Server within 30 s, so a longer wait could only turn a 503 into a timeout.
+  WEBHOOK_MAX_WAIT_MS: integer(0, 30_000).default(5000),
   GITHUB_CLIENT_ID: optionalText,
   GITHUB_CLIENT_SECRET: optionalText,
   GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),

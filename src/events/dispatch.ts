@@ -4,6 +4,7 @@ import type { AppContext } from '../context.ts';
 import { checkRunPayload, handleCheckRunEvent } from './check-run.ts';
 import { githubId } from './github-id.ts';
 import { handleInstallationEvent, installationPayload } from './installation.ts';
+import { storedAction } from './outcome-values.ts';
 import { handlePullRequestEvent, pullRequestPayload } from './pull-request.ts';
 import { handleRepositoryEvent, repositoryPayload } from './repository.ts';
 import { z } from 'zod';
@@ -61,7 +62,8 @@ export async function dispatchDelivery(
   context: AppContext,
   delivery: Delivery,
 ): Promise<DeliveryResult> {
-  const action = typeof delivery.payload.action === 'string' ? delivery.payload.action : null;
+  const action =
+    typeof delivery.payload.action === 'string' ? storedAction(delivery.payload.action) : null;
   const installation = delivery.payload.installation as { id?: unknown } | undefined;
   const installationId = installationIdOf(installation?.id);
 

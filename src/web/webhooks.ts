@@ -76,12 +76,13 @@ function isValidSignature(secret: string, body: Uint8Array, signature: string): 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Variables that the webhook middleware sets for the handler. */
-type WebhookEnv = { Variables: { webhookBody: string } };
+type WebhookEnv = { Variables: { webhookBody: string; releaseWebhookBody: () => void } };
 
 /**
  * Reads the body against `budget` and checks X-Hub-Signature-256 over it, then passes the
- * body on as `webhookBody`. The body is charged to `budget` until its signature is checked,
- * so that unsigned bodies cannot hold more memory than the budget together.
+ * body on as `webhookBody`. The body stays charged to `budget` until `releaseWebhookBody` is
+ * called once the delivery has a slot, or until the request ends. So unsigned bodies and signed
+ * ones waiting for a slot cannot hold more memory than the budget together.
  */
 function verifySignature(secret: string | undefined, budget: ByteBudget): MiddlewareHandler<WebhookEnv> {
   return async (c, next) => {
@@ -106,8 +107,10 @@ function verifySignature(secret: string | undefined, budget: ByteBudget): Middle
         c.header('Retry-After', String(retryAfterSeconds));
         return new AppError(
           'service_unavailable',
-          `Webhook bodies being received would hold more than ${budget.maxBytes} bytes together ` +
-            `(WEBHOOK_MAX_CONCURRENT times ${maxWebhookBytes}); redeliver this one later.`,
+          `Webhook bodies being received or waiting for a slot would hold more than ` +
+            `${budget.maxBytes} bytes together (WEBHOOK_MAX_CONCURRENT times ` +
+            `${maxWebhookBytes}). GitHub does not redeliver by itself: redeliver this one ` +
+            "from the GitHub App's Recent Deliveries.",
         );
       },
     });
@@ -128,36 +131,64 @@ function verifySignature(secret: string | undefined, budget: ByteBudget): Middle
             'and encoded as UTF-8.',
         );
       }
+    } catch (error) {
+      charged.release();
+      throw error;
+    }
+    c.set('webhookBody', body);
+    c.set('releaseWebhookBody', charged.release);
+    try {
+      await next();
     } finally {
       charged.release();
     }
-    c.set('webhookBody', body);
-    await next();
   };
 }
+
+/** Releases the body's charge to the budget of unprocessed bodies once the delivery has a slot. */
+const releaseBodyCharge: MiddlewareHandler<WebhookEnv> = async (c, next) => {
+  c.get('releaseWebhookBody')();
+  await next();
+};
 
 /**
  * `POST /webhooks/github`: verifies the signature over the raw body, records the delivery and
  * returns 202. Only signed deliveries count toward WEBHOOK_MAX_CONCURRENT, so slow unsigned
- * bodies cannot take the slots of GitHub's deliveries.
+ * bodies cannot take the slots of GitHub's deliveries. A signed delivery beyond that limit
+ * waits up to WEBHOOK_MAX_WAIT_MS for a slot, with at most WEBHOOK_MAX_WAITING waiting, because
+ * GitHub does not redeliver a delivery that got 503 by itself.
  */
 export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
   const app = new Hono<WebhookEnv>();
   const secret = context.config.WEBHOOK_SECRET;
-  const maxConcurrent = context.config.WEBHOOK_MAX_CONCURRENT;
-  // Each body is buffered whole before its signature can be checked. The budget keeps the
-  // memory bound that WEBHOOK_MAX_CONCURRENT full-size bodies would have.
+  const {
+    WEBHOOK_MAX_CONCURRENT: maxConcurrent,
+    WEBHOOK_MAX_WAITING: maxWaiting,
+    WEBHOOK_MAX_WAIT_MS: maxWaitMs,
+  } = context.config;
+  // Each body is buffered whole before its signature can be checked, and a signed one stays in
+  // memory while it waits for a slot. The budget keeps the memory bound of those bodies at that
+  // of WEBHOOK_MAX_CONCURRENT full-size bodies.
   const budget = new ByteBudget(maxConcurrent * maxWebhookBytes);
 
   app.post(
     '/webhooks/github',
     logRejectedDeliveries(context.logger),
     verifySignature(secret, budget),
-    limitConcurrency(
+    limitConcurrency({
       maxConcurrent,
-      `Too many webhook deliveries in progress (WEBHOOK_MAX_CONCURRENT is ${maxConcurrent}); ` +
-        'redeliver this one later.',
-    ),
+      maxWaiting,
+      maxWaitMs,
+      message: (reason) =>
+        (reason === 'queue_full'
+          ? `Too many webhook deliveries: ${maxConcurrent} are processing ` +
+            `(WEBHOOK_MAX_CONCURRENT) and ${maxWaiting} are waiting (WEBHOOK_MAX_WAITING)`
+          : `No webhook delivery slot came free within ${maxWaitMs} ms (WEBHOOK_MAX_WAIT_MS) ` +
+            `while ${maxConcurrent} deliveries were processing (WEBHOOK_MAX_CONCURRENT)`) +
+        ". GitHub does not redeliver by itself: redeliver this one from the GitHub App's " +
+        'Recent Deliveries.',
+    }),
+    releaseBodyCharge,
     async (c) => {
       const body = c.get('webhookBody');
       const deliveryId = c.req.header('x-github-delivery');

@@ -13,7 +13,9 @@ import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { confirmPullRequestQueue } from '../../src/jobs/confirm-pull-request-queue.ts';
 import {
+  countApplyWrites,
   createApplyTestContext,
+  expectNothingApplied,
   gitIn,
   headText,
   proposedText,
@@ -54,15 +56,6 @@ function newRequest() {
   });
 }
 
-/** Counts the requests that write to GitHub: git objects, ref updates and reviews. */
-function countWrites(): number {
-  return setup.fake.requests.filter(
-    (request) =>
-      (request.method === 'POST' && /\/git\/(blobs|trees|commits)$/.test(request.path)) ||
-      (request.method === 'PATCH' && request.path.includes('/git/refs/')) ||
-      (request.method === 'POST' && request.path.endsWith(`/pulls/${prNumber}/reviews`)),
-  ).length;
-}
 
 function setRunRepository(name: string) {
   return setup.context.db
@@ -78,18 +71,6 @@ function countPullRequestReads(): number {
   ).length;
 }
 
-/** Checks that the request is unclaimed, unapplied and still ready, and the branch unchanged. */
-async function expectNothingApplied(id: string, writesBefore: number) {
-  expect(countWrites()).toBe(writesBefore);
-  expect(await git('rev-parse', headBranch)).toBe(setup.git.headSha);
-  const [row] = await setup.context.db
-    .select()
-    .from(patchRequests)
-    .where(eq(patchRequests.id, id));
-  expect(row!.status).toBe('ready');
-  expect(row!.applyStartedAt).toBeNull();
-  expect(row!.appliedAt).toBeNull();
-}
 
 beforeAll(async () => {
   applyContext = await createApplyTestContext();
@@ -119,7 +100,7 @@ describe('apply, pull request closed on GitHub', () => {
     // The run is not marked closed: the `closed` webhook has not arrived.
     setup.fake.updatePullRequest(pullRequest, { state: 'closed', closedAt });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id);
 
@@ -133,27 +114,27 @@ describe('apply, pull request closed on GitHub', () => {
     expect(error.repository).toBe(repository);
     expect(error.pullRequest).toBe(prNumber);
     expect(error.pullRequestClosedAt).toBe('2024-03-04T05:06:07.000Z');
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 
   it('rejects suggestions without a review', async () => {
     setup.fake.updatePullRequest(pullRequest, { state: 'closed', closedAt });
     const request = await newRequest();
     const reviewsBefore = setup.fake.reviews.length;
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id, { mode: 'suggestions' });
 
     expect(response.status).toBe(409);
     expect((await response.json()).error.message).toContain('is closed. Reopen it on GitHub');
     expect(setup.fake.reviews).toHaveLength(reviewsBefore);
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 
   it('rejects a merged pull request', async () => {
     setup.fake.updatePullRequest(pullRequest, { state: 'closed', closedAt, mergedAt: closedAt });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id);
 
@@ -166,7 +147,7 @@ describe('apply, pull request closed on GitHub', () => {
     );
     expect(error.pullRequestClosedAt).toBe('2024-03-04T05:06:07.000Z');
     expect(error.pullRequestMergedAt).toBe('2024-03-04T05:06:07.000Z');
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 });
 
@@ -177,7 +158,7 @@ describe('apply, head repository changed on GitHub', () => {
   it('rejects a commit after the fork was deleted', async () => {
     setup.fake.updatePullRequest(pullRequest, { headOwner: 'forker', headRepo: null });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id, { mode: 'commit' });
 
@@ -185,7 +166,7 @@ describe('apply, head repository changed on GitHub', () => {
     const { error } = await response.json();
     expect(error.code).toBe('bad_request');
     expect(error.message).toBe(deletedHeadMessage);
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 
   it('posts suggestions by default after the fork was deleted', async () => {
@@ -207,7 +188,7 @@ describe('apply, head repository changed on GitHub', () => {
   it('rejects a commit when the head is in a fork', async () => {
     setup.fake.updatePullRequest(pullRequest, { headOwner: 'forker' });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id, { mode: 'commit' });
 
@@ -216,7 +197,7 @@ describe('apply, head repository changed on GitHub', () => {
       'Invalid mode "commit": the head branch is in the fork forker/widgets, where the app ' +
         'cannot push; use mode "suggestions".',
     );
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 
   it('compares the head repository without case', async () => {
@@ -265,7 +246,7 @@ describe('apply, head repository changed on GitHub', () => {
   it('rejects a commit to another head branch', async () => {
     setup.fake.updatePullRequest(pullRequest, { headRef: 'renamed' });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id);
 
@@ -277,7 +258,7 @@ describe('apply, head repository changed on GitHub', () => {
         `preview was made for branch ${headBranch}, so nothing was committed. Apply with ` +
         '{"mode": "suggestions"} to post the fixes as a review.',
     );
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 });
 
@@ -313,7 +294,7 @@ describe('apply, head branch moved on GitHub', () => {
     setup.fake.updatePullRequest(pullRequest, { headSha: moved, updatedAt: '2024-06-01T09:10:00Z' });
     const request = await newRequest();
     const objectsBefore = countObjectWrites();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id, { mode: 'commit' });
 
@@ -322,7 +303,7 @@ describe('apply, head branch moved on GitHub', () => {
     expect(error.code).toBe('conflict');
     expect(error.message).toBe(movedMessage(request.id, moved));
     expect(countObjectWrites() - objectsBefore).toBe(0);
-    expect(countWrites() - writesBefore).toBe(0);
+    expect(countApplyWrites(setup) - writesBefore).toBe(0);
     expect(await git('rev-parse', headBranch)).toBe(moved);
     const [stored] = await setup.context.db
       .select()
@@ -425,7 +406,7 @@ describe('apply, pull request reads', () => {
     // The head moved on GitHub, and the `synchronize` webhook has not arrived.
     setup.fake.updatePullRequest(pullRequest, { headSha: setup.git.baseSha });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id, { mode: 'suggestions' });
 
@@ -436,7 +417,7 @@ describe('apply, pull request reads', () => {
         'since the preview. Request a new preview on the newest run of the pull request and ' +
         `apply that one instead of patch request ${request.id}.`,
     );
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 });
 
@@ -472,7 +453,7 @@ describe('apply, invalid pull request from GitHub', () => {
     const { body, headers } = change(await currentPullRequest());
     setup.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body, headers });
     const request = await newRequest();
-    const writesBefore = countWrites();
+    const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id);
 
@@ -491,7 +472,7 @@ describe('apply, invalid pull request from GitHub', () => {
       path: pullPath,
       invalidResponse: true,
     });
-    await expectNothingApplied(request.id, writesBefore);
+    await expectNothingApplied(setup, request.id, writesBefore);
   });
 
   it('applies again once GitHub returns the pull request', async () => {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { apiTokens, users } from '../../src/db/schema/index.ts';
 import { maxLiveTokensPerUser } from '../../src/users/api-tokens.ts';
+import { upsertGitHubUser } from '../../src/users/upsert-github-user.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { loopbackUnavailableReason } from '../helpers/ipv6-loopback.ts';
 import { skipWithReason } from '../helpers/skip.ts';
@@ -231,6 +232,53 @@ describe('fixwright usage errors', () => {
       ['users', 'token', '--login', `${'b'.repeat(36)} bad`],
       `Invalid --login "${'b'.repeat(36)} bad": it is 40 characters long, but GitHub logins are at ` +
         'most 39, and they are letters, digits and hyphens, starting with a letter or digit.',
+    ],
+    [
+      ['users', 'token', '--login', 'has space[bot]', '--create'],
+      'Invalid --login "has space[bot]": an app\'s login is its GitHub App slug followed by ' +
+        '"[bot]", and slugs are lowercase letters, digits and hyphens, starting with a letter or digit.',
+    ],
+    [
+      ['users', 'token', '--login', '[bot]', '--create'],
+      'Invalid --login "[bot]": an app\'s login is its GitHub App slug followed by "[bot]", and ' +
+        'slugs are lowercase letters, digits and hyphens, starting with a letter or digit.',
+    ],
+    [
+      ['users', 'show', '--login', 'Dependabot[bot]'],
+      'Invalid --login "Dependabot[bot]": an app\'s login is its GitHub App slug followed by ' +
+        '"[bot]", and slugs are lowercase letters, digits and hyphens, starting with a letter or digit.',
+    ],
+    [
+      ['users', 'token', '--login', `${'a'.repeat(4000)}[bot]`, '--create'],
+      `Invalid --login "${'a'.repeat(59)}…": its app slug before "[bot]" is 4000 characters ` +
+        'long, but GitHub App slugs are at most 34.',
+    ],
+    [
+      ['users', 'show', '--login', `${'a'.repeat(35)}[bot]`],
+      `Invalid --login "${'a'.repeat(35)}[bot]": its app slug before "[bot]" is 35 characters ` +
+        'long, but GitHub App slugs are at most 34.',
+    ],
+    [
+      ['users', 'show', '--login', 'bad~login'],
+      'Invalid --login "bad~login": GitHub logins are letters, digits and hyphens, starting with ' +
+        'a letter or digit; a user whose login GitHub gave to another account is named LOGIN~ID, ' +
+        'with ID its GitHub id or, when it has none, its user id.',
+    ],
+    [
+      ['users', 'show', '--login', 'bad login~42'],
+      'Invalid --login "bad login~42": GitHub logins are letters, digits and hyphens, starting ' +
+        'with a letter or digit.',
+    ],
+    [
+      ['users', 'token', '--login', 'alice~42', '--create'],
+      'Invalid --login "alice~42" with --create: a login of the form LOGIN~ID names a user whose ' +
+        'login GitHub gave to another account, so no new user can have it. Give the GitHub login ' +
+        'of the account to create a user for.',
+    ],
+    [
+      ['users', 'reset-admin', '--login', 'alice~42'],
+      'Invalid --login "alice~42" for users reset-admin: give a login listed in ADMIN_LOGINS, ' +
+        'which are GitHub logins without "~".',
     ],
     [
       ['users', 'show', '--login', 'alice', '--plan', 'pro'],
@@ -496,7 +544,8 @@ describe('fixwright users', () => {
         '\n' +
         'Options:\n' +
         '  --login NAME   GitHub login of the user, matched without regard to case (required by all\n' +
-        '                 but apply-limits)\n' +
+        '                 but apply-limits), or LOGIN~ID for a user whose login GitHub gave to another\n' +
+        '                 account\n' +
         '  --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters\n' +
         '                 (default: command line)\n' +
         '  --plan PLAN    free, pro or enterprise (required by users plan; apply-limits checks only\n' +
@@ -589,6 +638,42 @@ describe('fixwright users', () => {
         'tokens page of the dashboard, then create the new one.\n',
     );
     expect(result.stdout).toBe('');
+  });
+});
+
+describe('fixwright users and renamed logins', () => {
+  function runUsers(args: string[]) {
+    return runFixwright(['users', ...args], { DATABASE_URL: context.database.url });
+  }
+
+  it('reaches a user renamed to LOGIN~ID', async () => {
+    // GitHub gave the login of account 8101 to account 8102, so 8101's user is renamed.
+    await upsertGitHubUser(context.db, { id: 8101, login: 'handed-over' }, context.config);
+    await upsertGitHubUser(context.db, { id: 8102, login: 'handed-over' }, context.config);
+    const renamed = await context.db.select().from(users).where(eq(users.githubId, 8101));
+    expect(renamed.map((user) => user.login)).toEqual(['handed-over~8101']);
+
+    const shown = await runUsers(['show', '--login', 'HANDED-over~8101']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout).login).toBe('handed-over~8101');
+    const token = await runUsers(['token', '--login', 'handed-over~8101']);
+    expect(token.code, token.stderr).toBe(0);
+    expect(token.stderr).toBe(
+      'Personal access token for handed-over~8101 (shown once; store it now):\n',
+    );
+    const tokens = await context.db
+      .select()
+      .from(apiTokens)
+      .where(eq(apiTokens.userId, renamed[0]!.id));
+    expect(tokens).toHaveLength(1);
+  });
+
+  it('token --create accepts an app login', async () => {
+    const result = await runUsers(['token', '--login', 'fix-bot-2[bot]', '--create']);
+
+    expect(result.code, result.stderr).toBe(0);
+    const created = await context.db.select().from(users).where(eq(users.login, 'fix-bot-2[bot]'));
+    expect(created).toHaveLength(1);
   });
 });
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -244,6 +245,28 @@ describe('addresses checked before the database', () => {
       expect(existsSync(dataDir)).toBe(false);
     } finally {
       await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+});
+
+describe('MASTER_KEYS checked before the database', () => {
+  it('rejects a version beyond the stored range', async () => {
+    const key = randomBytes(32).toString('base64');
+    for (const args of [['start'], ['keys', 'rotate']]) {
+      const dataDir = newDataDir();
+
+      const result = await runCliToExit(
+        args,
+        cliEnv({ DATA_DIR: dataDir, MASTER_KEYS: `2147483648:${key}` }),
+      );
+
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(
+        /^Invalid MASTER_KEYS: entry 1 has version 2147483648, but versions must be from 1 to 2147483647, /,
+      );
+      expect(result.stderr.split('\n').filter(Boolean), args.join(' ')).toHaveLength(1);
+      expect(result.stdout + result.stderr, args.join(' ')).not.toContain(key);
+      expect(existsSync(dataDir), args.join(' ')).toBe(false);
     }
   });
 });

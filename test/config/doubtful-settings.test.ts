@@ -9,6 +9,14 @@ const shortSecret =
   "Fixwright takes for GitHub's. Set a long random string, such as the output of \"openssl " +
   'rand -hex 32", on the GitHub App and in WEBHOOK_SECRET.';
 
+const unsetAdminLogins =
+  'ADMIN_LOGINS is unset while dashboard sign-in is configured (GITHUB_CLIENT_ID and ' +
+  'GITHUB_CLIENT_SECRET), so the first GitHub account to sign in while no admin exists ' +
+  'becomes admin, whoever it is. Set ADMIN_LOGINS to the GitHub logins of the admins, ' +
+  'separated by commas, and restart.';
+
+const signIn = { GITHUB_CLIENT_ID: 'Iv1.0123456789abcdef', GITHUB_CLIENT_SECRET: 'client-secret-value' };
+
 describe('describeDoubtfulSettings', () => {
   it('accepts the defaults and a long secret', () => {
     const config = loadConfig({ WEBHOOK_SECRET: 'a'.repeat(16) });
@@ -28,6 +36,32 @@ describe('describeDoubtfulSettings', () => {
 
   it('leaves WEBHOOK_SECRET to processes with HTTP', () => {
     const config = loadConfig({ WEBHOOK_SECRET: 'dev-secret' });
+    expect(describeDoubtfulSettings(config, { http: false })).toEqual([]);
+  });
+
+  it('warns about sign-in without ADMIN_LOGINS', () => {
+    const config = loadConfig({ ...signIn, WEBHOOK_SECRET: 'a'.repeat(16) });
+
+    const lines = describeDoubtfulSettings(config);
+
+    expect(lines).toEqual([unsetAdminLogins]);
+    expect(lines.join('\n')).not.toContain(signIn.GITHUB_CLIENT_SECRET);
+  });
+
+  it('accepts sign-in with ADMIN_LOGINS', () => {
+    const config = loadConfig({ ...signIn, ADMIN_LOGINS: 'octocat', WEBHOOK_SECRET: 'a'.repeat(16) });
+    expect(describeDoubtfulSettings(config)).toEqual([]);
+  });
+
+  it('skips ADMIN_LOGINS without sign-in', () => {
+    const clientIdOnly = loadConfig({ GITHUB_CLIENT_ID: signIn.GITHUB_CLIENT_ID });
+    const clientSecretOnly = loadConfig({ GITHUB_CLIENT_SECRET: signIn.GITHUB_CLIENT_SECRET });
+    expect(describeDoubtfulSettings(clientIdOnly)).toEqual([]);
+    expect(describeDoubtfulSettings(clientSecretOnly)).toEqual([]);
+  });
+
+  it('leaves ADMIN_LOGINS to processes with HTTP', () => {
+    const config = loadConfig(signIn);
     expect(describeDoubtfulSettings(config, { http: false })).toEqual([]);
   });
 
@@ -78,6 +112,7 @@ describe('doubtful settings at start', () => {
       DATABASE_URL: database.url,
       WEBHOOK_SECRET: 'dev-secret',
       PLAN_FREE_TOKENS: '200000',
+      ...signIn,
     });
     try {
       expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
@@ -86,10 +121,12 @@ describe('doubtful settings at start', () => {
         .split('\n')
         .filter((line) => line.includes('"event":"config.doubtful"'))
         .map((line) => JSON.parse(line) as { level: number; msg: string });
-      expect(warnings.map((line) => line.level)).toEqual([40, 40]);
+      expect(warnings.map((line) => line.level)).toEqual([40, 40, 40]);
       expect(warnings[0]!.msg).toBe(shortSecret);
-      expect(warnings[1]!.msg).toMatch(/^PLAN_FREE_TOKENS \(200000 tokens\) is more than PLAN_PRO_TOKENS/);
+      expect(warnings[1]!.msg).toBe(unsetAdminLogins);
+      expect(warnings[2]!.msg).toMatch(/^PLAN_FREE_TOKENS \(200000 tokens\) is more than PLAN_PRO_TOKENS/);
       expect(service.output()).not.toContain('dev-secret');
+      expect(service.output()).not.toContain(signIn.GITHUB_CLIENT_SECRET);
     } finally {
       await service.stop();
     }

@@ -77,6 +77,9 @@ describe('loadConfig number and login forms', () => {
         'with a letter or digit (got "@alice, bob").',
     );
     expect(errorFor({ ADMIN_LOGINS: 'good,bad login' })).toContain('"bad login": GitHub logins are');
+    expect(errorFor({ ADMIN_LOGINS: 'good,bad app[bot]' })).toContain(
+      '"bad app[bot]": an app\'s login is its GitHub App slug followed by "[bot]"',
+    );
   });
 
   it('quotes a single bad ADMIN_LOGINS entry once', () => {

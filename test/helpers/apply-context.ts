@@ -1,7 +1,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { eq } from 'drizzle-orm';
+import { expect } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
+import { patchRequests } from '../../src/db/schema/index.ts';
 import type { QueuedResponse } from '../../src/demo/fakes/github.ts';
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { headBranch, type FileValue } from '../../src/demo/git-repository.ts';
@@ -150,4 +153,34 @@ export function invalidResponseMessage(id: string, request: string, status: numb
     'or a proxy between this server and GITHUB_API_URL, may be failing, so wait a few minutes. ' +
     `Patch request ${id} was not applied, so you can apply it again after that.`
   );
+}
+
+/** Counts the requests to the fake GitHub that write: git objects, ref updates and reviews. */
+export function countApplyWrites(setup: GitHubTestContext): number {
+  return setup.fake.requests.filter(
+    (request) =>
+      (request.method === 'POST' && /\/git\/(blobs|trees|commits)$/.test(request.path)) ||
+      (request.method === 'PATCH' && request.path.includes('/git/refs/')) ||
+      (request.method === 'POST' && request.path.endsWith(`/pulls/${prNumber}/reviews`)),
+  ).length;
+}
+
+/**
+ * Checks that patch request `id` is unclaimed, unapplied and still ready, that no write reached
+ * the fake GitHub since `writesBefore` (from countApplyWrites), and that the branch is unchanged.
+ */
+export async function expectNothingApplied(
+  setup: GitHubTestContext,
+  id: string,
+  writesBefore: number,
+): Promise<void> {
+  expect(countApplyWrites(setup)).toBe(writesBefore);
+  expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+  const [row] = await setup.context.db
+    .select()
+    .from(patchRequests)
+    .where(eq(patchRequests.id, id));
+  expect(row!.status).toBe('ready');
+  expect(row!.applyStartedAt).toBeNull();
+  expect(row!.appliedAt).toBeNull();
 }

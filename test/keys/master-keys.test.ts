@@ -56,6 +56,8 @@ describe('master key configuration', () => {
   });
 
   it('rejects malformed MASTER_KEYS entries', () => {
+    const outOfRange =
+      'but versions must be from 1 to 2147483647, the range of the stored version column';
     const cases: [string, string][] = [
       [`2:${keyA},x:${keyB}`, 'entry 2 must be VERSION:BASE64'],
       [`0:${keyA}`, 'entry 1 must be VERSION:BASE64'],
@@ -63,6 +65,9 @@ describe('master key configuration', () => {
       [`3:${keyA},3:${keyB}`, 'version 3 appears twice'],
       [`3:${keyA},2:${randomBytes(31).toString('base64')}`, 'the key of version 2 must be 32 random bytes'],
       [`3:${keyA},2:${keyB}*`, 'the key of version 2 must be 32 random bytes'],
+      [`2147483648:${keyA}`, `entry 1 has version 2147483648, ${outOfRange}`],
+      [`3:${keyB},99999999999:${keyA}`, `entry 2 has version 99999999999, ${outOfRange}`],
+      [`${'9'.repeat(400)}:${keyA}`, `entry 1 has version ${'9'.repeat(19)}…, ${outOfRange}`],
     ];
     for (const [value, expected] of cases) {
       const message = configError({ MASTER_KEYS: value });
@@ -71,6 +76,11 @@ describe('master key configuration', () => {
       expect(message, value).not.toContain(keyA);
       expect(message, value).not.toContain(keyB);
     }
+  });
+
+  it('accepts the largest stored version', () => {
+    const config = loadConfig({ NODE_ENV: 'test', MASTER_KEYS: `2147483647:${keyA}` });
+    expect(config.masterKeys.map((entry) => entry.version)).toEqual([2147483647]);
   });
 
   it('rejects a version 1 that differs from MASTER_KEY', () => {

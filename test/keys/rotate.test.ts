@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeReport } from '../../src/cli/keys.ts';
-import type { MasterKeySettings } from '../../src/config/env.ts';
+import { maxMasterKeyVersion, type MasterKeySettings } from '../../src/config/env.ts';
 import { userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { decryptUserKey, encryptUserKey } from '../../src/keys/encryption.ts';
 import { describeMissingMasterKeyVersions, findMissingMasterKeyVersions } from '../../src/keys/master-key-check.ts';
@@ -295,6 +295,23 @@ describe('keys rotate', () => {
       'No stored key uses master key version 1 any more; unset MASTER_KEY when every server ' +
         'runs with the new key.',
     );
+  });
+
+  it('rotates into the largest version', async () => {
+    const largest = material(maxMasterKeyVersion);
+    const userId = await addUserWithKeys(new Keyring([v1]), 'rotate-largest');
+
+    await rotateUserKeys(context.db, new Keyring([largest, v1]), context.logger, {
+      batchSize: 10,
+    });
+
+    const rows = (await allRows()).filter((row) => row.userId === userId);
+    expect(rows.map((row) => row.masterKeyVersion)).toEqual([
+      maxMasterKeyVersion,
+      maxMasterKeyVersion,
+    ]);
+    await expectAllDecrypt(new Keyring([largest]), rows);
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
   });
 
   it('runs as a command', async () => {

@@ -8,7 +8,7 @@ import { serveHttp } from '../../src/web/http-server.ts';
 import { maxWebhookBytes } from '../../src/web/webhooks.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { waitFor } from '../helpers/process.ts';
-import { waitForLockWait } from '../helpers/webhooks.ts';
+import { examplePullRequestEvent, waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'webhook-secret-for-tests';
 const pingBody = JSON.stringify({ zen: 'Slow and steady.' });
@@ -37,15 +37,22 @@ afterAll(async () => {
 /**
  * Serves the app of the test context as `fixwright start` does, with WEBHOOK_MAX_CONCURRENT set
  * to `maxConcurrent` and the request timeout of the configuration unless `requestTimeoutSeconds`
- * is given.
+ * is given. `queue` sets WEBHOOK_MAX_WAITING and WEBHOOK_MAX_WAIT_MS, which default to 0 waiting
+ * deliveries, so a delivery beyond the limit gets 503 at once.
  */
 async function startServer(
   maxConcurrent: number,
   requestTimeoutSeconds = context.config.REQUEST_TIMEOUT_SECONDS,
+  queue: { maxWaiting: number; maxWaitMs: number } = { maxWaiting: 0, maxWaitMs: 0 },
 ): Promise<{ server: ServerType; port: number }> {
   const app = createApp({
     ...context,
-    config: { ...context.config, WEBHOOK_MAX_CONCURRENT: maxConcurrent },
+    config: {
+      ...context.config,
+      WEBHOOK_MAX_CONCURRENT: maxConcurrent,
+      WEBHOOK_MAX_WAITING: queue.maxWaiting,
+      WEBHOOK_MAX_WAIT_MS: queue.maxWaitMs,
+    },
   });
   const server = serveHttp(app.fetch, { hostname: '127.0.0.1', port: 0, requestTimeoutSeconds });
   servers.push(server);
@@ -60,13 +67,19 @@ function sign(body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
-function postDelivery(port: number, deliveryId: string, signature: string, body = pingBody) {
+function postDelivery(
+  port: number,
+  deliveryId: string,
+  signature: string,
+  body = pingBody,
+  event = 'ping',
+) {
   return fetch(`http://127.0.0.1:${port}/webhooks/github`, {
     method: 'POST',
     body,
     headers: {
       'content-type': 'application/json',
-      'x-github-event': 'ping',
+      'x-github-event': event,
       'x-github-delivery': deliveryId,
       'x-hub-signature-256': signature,
     },
@@ -124,6 +137,42 @@ function requestsReceived(server: ServerType, count: number): Promise<void> {
   });
 }
 
+/**
+ * Posts a ping delivery with id `deliveryId` that waits at its insert behind an uncommitted row
+ * with the same id, and so holds its slot until `release` rolls that row back. Resolves once the
+ * delivery waits for that lock. `release` returns the delivery's response.
+ */
+async function holdDelivery(port: number, deliveryId: string) {
+  let rollBack!: () => void;
+  const rolledBack = new Promise<void>((resolve) => (rollBack = resolve));
+  let inserted!: () => void;
+  const rowInserted = new Promise<void>((resolve) => (inserted = resolve));
+  const holder = context.database.sql
+    .begin(async (sql) => {
+      await sql`INSERT INTO webhook_deliveries (delivery_id, event) VALUES (${deliveryId}, 'ping')`;
+      inserted();
+      await rolledBack;
+      throw new Error('roll back');
+    })
+    .catch(() => undefined);
+  await rowInserted;
+  const response = postDelivery(port, deliveryId, sign(pingBody));
+  await waitForLockWait(context);
+  return {
+    release: async () => {
+      rollBack();
+      await holder;
+      return response;
+    },
+  };
+}
+
+/** Resolves `delayMs` after `server` has received the headers of `count` more requests. */
+async function requestsSettled(server: ServerType, count: number, delayMs: number): Promise<void> {
+  await requestsReceived(server, count);
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+}
+
 describe('POST /webhooks/github under load', () => {
   it('accepts signed delivery beside slow bodies', async () => {
     const { server, port } = await startServer(8);
@@ -148,18 +197,7 @@ describe('POST /webhooks/github under load', () => {
 
   it('returns 503 beyond the signed limit', async () => {
     const { port } = await startServer(1);
-    // An uncommitted row with the same delivery id blocks the first delivery at its insert.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const holder = context.database.sql
-      .begin(async (sql) => {
-        await sql`INSERT INTO webhook_deliveries (delivery_id, event) VALUES ('held', 'ping')`;
-        await released;
-        throw new Error('roll back');
-      })
-      .catch(() => undefined);
-    const heldDelivery = postDelivery(port, 'held', sign(pingBody));
-    await waitForLockWait(context);
+    const held = await holdDelivery(port, 'held');
 
     const rejected = await postDelivery(port, 'beyond-limit', sign(pingBody));
 
@@ -167,17 +205,127 @@ describe('POST /webhooks/github under load', () => {
     expect(rejected.headers.get('retry-after')).toBe('1');
     const { error } = await rejected.json();
     expect(error.code).toBe('service_unavailable');
-    expect(error.message).toContain('WEBHOOK_MAX_CONCURRENT is 1');
+    expect(error.message).toBe(
+      'Too many webhook deliveries: 1 are processing (WEBHOOK_MAX_CONCURRENT) and 0 are ' +
+        'waiting (WEBHOOK_MAX_WAITING). GitHub does not redeliver by itself: redeliver this ' +
+        "one from the GitHub App's Recent Deliveries.",
+    );
     const warning = context.logs.find(
       (line) => line.event === 'webhook.rejected' && line.deliveryId === 'beyond-limit',
     );
     expect(warning).toMatchObject({ status: 503, githubEvent: 'ping' });
 
-    release();
-    await holder;
-    expect((await heldDelivery).status).toBe(202);
+    expect((await held.release()).status).toBe(202);
     // The slot is free again.
     expect((await postDelivery(port, 'after-held', sign(pingBody))).status).toBe(202);
+  });
+
+  it('lets a delivery wait for a slot', async () => {
+    const { server, port } = await startServer(1, undefined, { maxWaiting: 1, maxWaitMs: 10_000 });
+    const held = await holdDelivery(port, 'held-for-waiting');
+    const arrived = requestsSettled(server, 1, 200);
+    const waiting = postDelivery(port, 'waiting', sign(pingBody));
+    await arrived;
+
+    const queueFull = await postDelivery(port, 'queue-full', sign(pingBody));
+
+    expect(queueFull.status).toBe(503);
+    expect((await queueFull.json()).error.message).toContain(
+      '1 are processing (WEBHOOK_MAX_CONCURRENT) and 1 are waiting (WEBHOOK_MAX_WAITING)',
+    );
+    expect((await held.release()).status).toBe(202);
+    const accepted = await waiting;
+    expect(accepted.status).toBe(202);
+    expect(await accepted.json()).toEqual({ delivery: 'waiting', outcome: 'pong' });
+    const [row] = await context.database.sql<{ outcome: string }[]>`
+      SELECT outcome FROM webhook_deliveries WHERE delivery_id = 'waiting'`;
+    expect(row?.outcome).toBe('pong');
+  });
+
+  it('returns 503 when the wait runs out', async () => {
+    const { port } = await startServer(1, undefined, { maxWaiting: 5, maxWaitMs: 300 });
+    const held = await holdDelivery(port, 'held-past-wait');
+    const started = Date.now();
+
+    const rejected = await postDelivery(port, 'wait-ran-out', sign(pingBody));
+
+    const elapsed = Date.now() - started;
+    expect(rejected.status).toBe(503);
+    expect(rejected.headers.get('retry-after')).toBe('1');
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(3000);
+    expect((await rejected.json()).error.message).toBe(
+      'No webhook delivery slot came free within 300 ms (WEBHOOK_MAX_WAIT_MS) while 1 ' +
+        'deliveries were processing (WEBHOOK_MAX_CONCURRENT). GitHub does not redeliver by ' +
+        "itself: redeliver this one from the GitHub App's Recent Deliveries.",
+    );
+    const warning = context.logs.find(
+      (line) => line.event === 'webhook.rejected' && line.deliveryId === 'wait-ran-out',
+    );
+    expect(warning).toMatchObject({ status: 503, code: 'service_unavailable' });
+    const stored = await context.database.sql`
+      SELECT 1 FROM webhook_deliveries WHERE delivery_id = 'wait-ran-out'`;
+    expect(stored).toHaveLength(0);
+
+    expect((await held.release()).status).toBe(202);
+    // The waiter whose wait ran out left the queue, so the next delivery gets the slot at once.
+    expect((await postDelivery(port, 'after-wait', sign(pingBody))).status).toBe(202);
+  });
+
+  it('accepts a burst of 40 pull requests', async () => {
+    // The defaults: WEBHOOK_MAX_CONCURRENT 8, WEBHOOK_MAX_WAITING 100, WEBHOOK_MAX_WAIT_MS 5000.
+    const { port } = await startServer(8, undefined, {
+      maxWaiting: context.config.WEBHOOK_MAX_WAITING,
+      maxWaitMs: context.config.WEBHOOK_MAX_WAIT_MS,
+    });
+    expect([context.config.WEBHOOK_MAX_WAITING, context.config.WEBHOOK_MAX_WAIT_MS]).toEqual([
+      100, 5000,
+    ]);
+    const bodies = Array.from({ length: 40 }, (_, index) =>
+      JSON.stringify(
+        examplePullRequestEvent('opened', {
+          installationId: 7100,
+          repositoryId: 7100,
+          repository: 'octo-org/burst',
+          number: 100 + index,
+        }),
+      ),
+    );
+
+    const responses = await Promise.all(
+      bodies.map((body, index) =>
+        postDelivery(port, `burst-${index}`, sign(body), body, 'pull_request'),
+      ),
+    );
+
+    expect(responses.map((response) => response.status)).toEqual(bodies.map(() => 202));
+    const runs = await context.database.sql<{ pr_number: number }[]>`
+      SELECT pr_number FROM pr_runs WHERE repository_id = 7100 ORDER BY pr_number`;
+    expect(runs.map((run) => run.pr_number)).toEqual(bodies.map((_, index) => 100 + index));
+  });
+
+  it('charges waiting bodies to the memory budget', async () => {
+    // With WEBHOOK_MAX_CONCURRENT=1 the bodies not processed yet may hold 25 MB together, so a
+    // 20 MB body waiting for the slot leaves no room for a second one of 10 MB.
+    const { server, port } = await startServer(1, undefined, { maxWaiting: 5, maxWaitMs: 10_000 });
+    const held = await holdDelivery(port, 'held-for-budget');
+    const largeBody = JSON.stringify({ zen: 'x'.repeat(20 * 1024 * 1024) });
+    const secondBody = JSON.stringify({ zen: 'y'.repeat(10 * 1024 * 1024) });
+    const arrived = requestsSettled(server, 1, 1000);
+    const waiting = postDelivery(port, 'waiting-large', sign(largeBody), largeBody);
+    await arrived;
+
+    const rejected = await postDelivery(port, 'second-large', sign(secondBody), secondBody);
+
+    expect(rejected.status).toBe(503);
+    expect((await rejected.json()).error.message).toContain(
+      `waiting for a slot would hold more than ${maxWebhookBytes} bytes`,
+    );
+    expect((await held.release()).status).toBe(202);
+    expect((await waiting).status).toBe(202);
+    // The charge of the large body ended when it got the slot.
+    const accepted = await postDelivery(port, 'after-large', sign(secondBody), secondBody);
+    expect(accepted.status).toBe(202);
   });
 
   it('returns 503 when unchecked bodies fill memory', async () => {

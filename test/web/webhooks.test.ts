@@ -594,12 +594,20 @@ describe('POST /webhooks/github with long payload values', () => {
     });
   }
 
-  async function storedOutcome(deliveryId: string) {
+  async function storedDelivery(deliveryId: string) {
     const [row] = await context.db
-      .select({ outcome: webhookDeliveries.outcome })
+      .select({ outcome: webhookDeliveries.outcome, action: webhookDeliveries.action })
       .from(webhookDeliveries)
       .where(eq(webhookDeliveries.deliveryId, deliveryId));
-    return row?.outcome;
+    return row;
+  }
+
+  async function storedOutcome(deliveryId: string) {
+    return (await storedDelivery(deliveryId))?.outcome;
+  }
+
+  async function storedAction(deliveryId: string) {
+    return (await storedDelivery(deliveryId))?.action;
   }
 
   it('shortens a long action everywhere', async () => {
@@ -611,6 +619,7 @@ describe('POST /webhooks/github with long payload values', () => {
     expect(response.status).toBe(202);
     expect((await response.json()).outcome).toBe(expected);
     expect(await storedOutcome('long-action')).toBe(expected);
+    expect(await storedAction('long-action')).toBe(`${'x'.repeat(59)}…`);
     const accepted = logsOf(context, 'webhook.accepted', { deliveryId: 'long-action' });
     expect(accepted).toHaveLength(1);
     expect(accepted[0]!.outcome).toBe(expected);
@@ -631,7 +640,16 @@ describe('POST /webhooks/github with long payload values', () => {
       const expected = `ignored: ${event} action ${quotedLongValue}`;
       expect((await response.json()).outcome, event).toBe(expected);
       expect(await storedOutcome(deliveryId), event).toBe(expected);
+      expect(await storedAction(deliveryId), event).toBe(`${'x'.repeat(59)}…`);
     }
+  });
+
+  it('stores a long action of an ignored event shortened', async () => {
+    const response = await postLongValue('push', { action: longValue }, 'long-action-push');
+
+    expect(response.status).toBe(202);
+    expect((await response.json()).outcome).toBe('ignored: event push');
+    expect(await storedAction('long-action-push')).toBe(`${'x'.repeat(59)}…`);
   });
 
   it('shortens a long requested action', async () => {
