@@ -1,4 +1,5 @@
 import { countCharacters } from '../text/character-count.ts';
+import { maxTotalTimeoutSecondsWithinJobs } from '../github/app.ts';
 import type { Config } from './env.ts';
 
 /**
@@ -14,8 +15,9 @@ const planSettings = ['PLAN_FREE_TOKENS', 'PLAN_PRO_TOKENS', 'PLAN_ENTERPRISE_TO
 
 /**
  * Lists settings that are valid but probably not meant, one warning line each, for the start-up
- * log: a short WEBHOOK_SECRET, dashboard sign-in without ADMIN_LOGINS, and plan limits where a
- * higher plan gets fewer tokens than a lower one. With `http: false` (a worker process) it
+ * log: a short WEBHOOK_SECRET, dashboard sign-in without ADMIN_LOGINS, a GitHub request time
+ * limit that lets a call outlast a job, and plan limits where a higher plan gets fewer tokens
+ * than a lower one. With `http: false` (a worker process) it
  * leaves out WEBHOOK_SECRET and ADMIN_LOGINS, which only the HTTP server uses. No line repeats a
  * secret.
  */
@@ -38,6 +40,15 @@ export function describeDoubtfulSettings(config: Config, options: { http?: boole
         'GITHUB_CLIENT_SECRET), so the first GitHub account to sign in while no admin exists ' +
         'becomes admin, whoever it is. Set ADMIN_LOGINS to the GitHub logins of the admins, ' +
         'separated by commas, and restart.',
+    );
+  }
+  const totalTimeout = config.GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS;
+  if (totalTimeout > maxTotalTimeoutSecondsWithinJobs) {
+    lines.push(
+      `GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS is ${totalTimeout}, so one GitHub call with its 3 ` +
+        'retries can outlast the 5-minute time limit of the shortest jobs, and pg-boss then ' +
+        'ends such a job as expired and runs it again. Set at most ' +
+        `${maxTotalTimeoutSecondsWithinJobs} unless GitHub's responses need longer.`,
     );
   }
   for (const [index, lower] of planSettings.slice(0, -1).entries()) {

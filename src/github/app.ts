@@ -40,6 +40,12 @@ export const defaultRequestTimeoutMs = 30_000;
  */
 export const defaultTotalTimeoutMs = 60_000;
 
+/**
+ * The longest GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS with which one call, its 3 retries and their
+ * 14 s of pauses end within 5 minutes, the shortest time limit of a job that calls GitHub.
+ */
+export const maxTotalTimeoutSecondsWithinJobs = Math.floor((5 * 60 - 14) / 4);
+
 export interface GitHubAppOptions {
   appId: string;
   /** PEM private key of the app, PKCS#1 as GitHub issues it or PKCS#8. */

@@ -34,6 +34,17 @@ describe('describeDoubtfulSettings', () => {
     expect(describeDoubtfulSettings(config)[0]).toMatch(/^WEBHOOK_SECRET has 15 characters, fewer than 16:/);
   });
 
+  it('warns about a GitHub request time limit that outlasts a job', () => {
+    const within = loadConfig({ WEBHOOK_SECRET: 'a'.repeat(16), GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS: '71' });
+    expect(describeDoubtfulSettings(within)).toEqual([]);
+    const beyond = loadConfig({ WEBHOOK_SECRET: 'a'.repeat(16), GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS: '72' });
+    expect(describeDoubtfulSettings(beyond, { http: false })).toEqual([
+      'GITHUB_REQUEST_TOTAL_TIMEOUT_SECONDS is 72, so one GitHub call with its 3 retries can ' +
+        'outlast the 5-minute time limit of the shortest jobs, and pg-boss then ends such a job ' +
+        'as expired and runs it again. Set at most 71 unless GitHub\'s responses need longer.',
+    ]);
+  });
+
   it('leaves WEBHOOK_SECRET to processes with HTTP', () => {
     const config = loadConfig({ WEBHOOK_SECRET: 'dev-secret' });
     expect(describeDoubtfulSettings(config, { http: false })).toEqual([]);
