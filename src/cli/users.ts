@@ -79,7 +79,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       const report = await applyPlanLimits(db, config, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);
       return 0;
-    });
+    }, { command });
   }
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
@@ -181,7 +181,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     const stats = await getUsageStats(db, config, user.id);
     console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
-  });
+  }, { command });
 }
 
 function invalidPlanError(plan: string): CommandError {
