@@ -18,6 +18,7 @@ import { withDatabase } from './with-database.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
 import { usersUsage } from './usage.ts';
 import { describeApplyLimits } from './apply-limits-report.ts';
+import { describeResetAdmin } from './reset-admin-report.ts';
 
 /** Users that `users apply-limits` processes between two progress lines. */
 const progressEvery = 1000;
@@ -129,21 +130,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
     if (subcommand === 'reset-admin') {
       const githubId = await resetAdminLogin(db, login);
-      if (githubId === null && !config.ADMIN_LOGINS.includes(login.toLowerCase())) {
-        console.log(
-          `No GitHub id is recorded for ${login}, and ADMIN_LOGINS does not list it, so a sign-in ` +
-            'with it gets the user role. To make it an admin, add it to ADMIN_LOGINS and restart.',
-        );
-        return 0;
-      }
-      if (githubId === null) {
-        console.log(`No GitHub id is recorded for ${login}, so the next sign-in with it records one.`);
-        return 0;
-      }
-      console.log(
-        `Deleted GitHub id ${githubId} recorded for ${login}. While ${login} is in ADMIN_LOGINS, ` +
-          'the next sign-in with it records its GitHub id and gets the admin role.',
-      );
+      console.log(await describeResetAdmin(db, login, githubId, config.ADMIN_LOGINS));
       return 0;
     }
 
