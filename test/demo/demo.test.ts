@@ -262,6 +262,20 @@ describe('npm run demo', () => {
     const home = await fetch(dashboard, { headers: { cookie } });
     expect(home.status).toBe(200);
     expect(await home.text()).toContain('Codertocat/Hello-World#2');
+
+    // The tokens page lists the demo's token by the label that the demo printed.
+    const label = capture(/^Created a personal access token labelled "([^"]+)" for Codertocat with /m);
+    const tokens = await fetch(new URL('/tokens', dashboard), { headers: { cookie } });
+    expect(tokens.status).toBe(200);
+    const names = [...(await tokens.text()).matchAll(/<tr><td>([^<]*)<\/td><td><code>fxw_/g)].map((row) => row[1]);
+    expect(names).toEqual([label]);
+  });
+
+  it('prints how it created the token', () => {
+    expect(output).toContain(
+      'Created a personal access token labelled "demo" for Codertocat with ' +
+        '"npx fixwright users token --login Codertocat --name demo"\n',
+    );
   });
 
   it('stops every process it started on SIGINT', async () => {
