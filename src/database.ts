@@ -1,4 +1,6 @@
-import type { Config } from './config/env.ts';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ConfigError, type Config } from './config/env.ts';
 import { openBundledPostgres } from './db/bundled.ts';
 import { checkDatabaseUrl } from './db/check-connection.ts';
 import type { Logger } from './logger.ts';
@@ -44,4 +46,29 @@ export async function locateDatabase(
     createdIn: bundled.created ? config.dataDir : null,
     stop: () => bundled.stop(),
   };
+}
+
+/**
+ * Throws ConfigError when DATABASE_URL is unset and DATA_DIR contains no bundled PostgreSQL.
+ * `command` works on the database of an existing service, so it must create nothing in the
+ * DATA_DIR of another folder. A cluster that this user may not read counts as present, and the
+ * steps that open it report the error.
+ */
+export async function checkBundledDatabaseExists(config: Config, command: string): Promise<void> {
+  if (config.DATABASE_URL) return;
+  // initdb writes PG_VERSION into every cluster it creates.
+  const versionFile = path.join(config.dataDir, 'postgres', 'PG_VERSION');
+  try {
+    await stat(versionFile);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') return;
+    throw new ConfigError(
+      `No Fixwright database in DATA_DIR ${config.dataDir}, and "fixwright ${command}" does not ` +
+        'create one. Run it from the folder where you run "npm start" (DATA_DIR defaults to ' +
+        './data in the current folder), or set DATA_DIR to the data folder of that service or ' +
+        `DATABASE_URL to its database. To set up a new database in ${config.dataDir}, run ` +
+        '"npx fixwright migrate" with this DATA_DIR first.',
+    );
+  }
 }

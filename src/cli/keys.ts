@@ -15,6 +15,7 @@ import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, parseDecimal, rejectOtherOptions } from './parse-options.ts';
+import { checkBundledDatabaseExists } from '../database.ts';
 import { withDatabase } from './with-database.ts';
 
 const subcommands = ['rotate', 'discard'] as const;
@@ -55,8 +56,9 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     );
   }
 
-  // loadKeyring may generate the master key file in DATA_DIR, which must not be created when the
-  // bundled PostgreSQL cannot use it.
+  // loadKeyring may generate the master key file in DATA_DIR, which must not be created when
+  // DATA_DIR has no database or the bundled PostgreSQL cannot use it.
+  await checkBundledDatabaseExists(config, command);
   if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
   const keyring = await loadKeyring(config, logger);
   if (keyring.currentVersion === null) {
@@ -80,7 +82,7 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
     if (missing !== null) lines.push(missing);
     for (const line of lines) console.log(line);
     return report.missingVersions.size > 0 || report.undecryptable > 0 ? 1 : 0;
-  });
+  }, { command });
 }
 
 /** Runs `keys discard` with the parsed options. */
@@ -96,6 +98,8 @@ async function runDiscard(
   if (version === null || version < 1) {
     throw new CommandError(`Invalid --version ${JSON.stringify(values.version)}: use a whole number from 1.`);
   }
+  // A DATA_DIR without a database has no key file either, so the missing database is named first.
+  await checkBundledDatabaseExists(config, 'keys discard');
   // A key file generated now would match no stored key, so every key would look lost.
   const keyFile = generatedKeyFilePath(config);
   if (keyFile !== null && !existsSync(keyFile)) {
@@ -127,7 +131,7 @@ async function runDiscard(
     if (missing !== null) lines.push(missing);
     for (const line of lines) console.log(line);
     return 0;
-  });
+  }, { command: 'keys discard' });
 }
 
 /**

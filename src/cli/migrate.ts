@@ -17,5 +17,5 @@ export async function runMigrateCommand(config: Config, logger: Logger, args: st
       console.log(`Applied ${migration.applied} migration${migration.applied === 1 ? '' : 's'}.`);
     }
     return 0;
-  }, { createTables: true });
+  }, { command: 'migrate', createDatabase: true });
 }

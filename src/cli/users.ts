@@ -18,6 +18,7 @@ import { withDatabase } from './with-database.ts';
 import { describeLoginProblem, formerLoginOf } from '../users/github-login.ts';
 import { usersUsage } from './usage.ts';
 import { describeApplyLimits } from './apply-limits-report.ts';
+import { describeResetAdmin } from './reset-admin-report.ts';
 
 /** Users that `users apply-limits` processes between two progress lines. */
 const progressEvery = 1000;
@@ -103,7 +104,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       const report = await applyPlanLimits(db, config, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);
       return 0;
-    });
+    }, { command });
   }
   const login = values.login?.trim();
   if (!login) throw new CommandError('Missing --login: give the GitHub login of the user.');
@@ -153,21 +154,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
     if (subcommand === 'reset-admin') {
       const githubId = await resetAdminLogin(db, login);
-      if (githubId === null && !config.ADMIN_LOGINS.includes(login.toLowerCase())) {
-        console.log(
-          `No GitHub id is recorded for ${login}, and ADMIN_LOGINS does not list it, so a sign-in ` +
-            'with it gets the user role. To make it an admin, add it to ADMIN_LOGINS and restart.',
-        );
-        return 0;
-      }
-      if (githubId === null) {
-        console.log(`No GitHub id is recorded for ${login}, so the next sign-in with it records one.`);
-        return 0;
-      }
-      console.log(
-        `Deleted GitHub id ${githubId} recorded for ${login}. While ${login} is in ADMIN_LOGINS, ` +
-          'the next sign-in with it records its GitHub id and gets the admin role.',
-      );
+      console.log(await describeResetAdmin(db, login, githubId, config.ADMIN_LOGINS));
       return 0;
     }
 
@@ -205,7 +192,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     const stats = await getUsageStats(db, config, user.id);
     console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
-  });
+  }, { command });
 }
 
 function invalidPlanError(plan: string): CommandError {

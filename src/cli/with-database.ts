@@ -1,26 +1,29 @@
 import type { Config } from '../config/env.ts';
 import { closeOnAbort, connectDatabase, type Database } from '../db/client.ts';
 import { migrateDatabase, warnAboutNewerSchema, type MigrationOutcome } from '../db/migrate.ts';
-import { locateDatabase } from '../database.ts';
+import { checkBundledDatabaseExists, locateDatabase } from '../database.ts';
 import type { Logger } from '../logger.ts';
 import { handleStopSignals, InterruptedError } from './stop-signals.ts';
 
-/** Options of withDatabase for a DATABASE_URL database that contains no Fixwright tables. */
+/** Options of withDatabase. */
 export interface WithDatabaseOptions {
+  /** The command, such as "users token", which the error of a missing database names. */
+  command: string;
   /**
-   * True to create the tables, as `migrate` does. Otherwise such a database is left unchanged
-   * and withDatabase throws ConfigError, because a mistyped DATABASE_URL, such as one naming
-   * the `postgres` database, would otherwise get Fixwright's tables without a word.
+   * True to create a missing database, as `migrate` does: the bundled PostgreSQL in a DATA_DIR
+   * without one, or the tables in a DATABASE_URL database that contains no Fixwright tables.
+   * Otherwise withDatabase throws ConfigError and creates nothing, because a command run from
+   * another folder than `npm start`, or with a mistyped DATABASE_URL, such as one naming the
+   * `postgres` database, would otherwise change a new, empty database without a word.
    */
-  createTables?: boolean;
+  createDatabase?: boolean;
 }
 
 /**
  * Applies the migrations and runs `task` against the configured database: the running
  * bundled server when `npm start` has one up, otherwise one started for the command and
- * stopped after it. `task` also gets what the migration did. A bundled database is created
- * and migrated whatever `options` sets, with the warning `command.database_created` when it
- * is new. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
+ * stopped after it. `task` also gets what the migration did. With `createDatabase`, a new
+ * bundled database gets the warning `command.database_created`. A SIGINT or SIGTERM meanwhile cancels the start of the bundled server or
  * closes the connections at once, stops the bundled server if this call started it, and then
  * rejects with InterruptedError. A second signal exits at once with status 1.
  */
@@ -28,7 +31,7 @@ export async function withDatabase<T>(
   config: Config,
   logger: Logger,
   task: (db: Database, migration: MigrationOutcome) => Promise<T>,
-  options: WithDatabaseOptions = {},
+  options: WithDatabaseOptions,
 ): Promise<T> {
   const interruption = new AbortController();
   const removeHandlers = handleStopSignals(logger, 'command', (signal) => {
@@ -64,11 +67,12 @@ async function runOnDatabase<T>(
 ): Promise<T> {
   const { signal } = options;
   signal.throwIfAborted();
+  if (!options.createDatabase) await checkBundledDatabaseExists(config, options.command);
   // When `signal` aborts, this stops a bundled server that it is starting, and rejects.
   const location = await locateDatabase(config, logger, { signal });
   if (location.createdIn) {
-    // Without this warning, a command run outside the folder of `npm start` silently changes
-    // a new, empty database.
+    // Without this warning, a `migrate` run outside the folder of `npm start` would set up a
+    // second database without a word.
     logger.warn(
       { event: 'command.database_created', dataDir: location.createdIn },
       `DATA_DIR ${location.createdIn} had no database, so this command created a new one ` +
@@ -78,7 +82,7 @@ async function runOnDatabase<T>(
   }
   try {
     signal.throwIfAborted();
-    const existingOnly = Boolean(config.DATABASE_URL) && !options.createTables;
+    const existingOnly = Boolean(config.DATABASE_URL) && !options.createDatabase;
     const migration = await migrateDatabase(location.url, { signal, existingOnly });
     warnAboutNewerSchema(logger, migration);
     signal.throwIfAborted();

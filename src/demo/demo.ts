@@ -323,10 +323,14 @@ export class Demo {
     this.github!.setWebhookTarget(target);
 
     this.checkNotStopping();
-    const token = (
-      await runCli(['users', 'token', '--login', demoAccount.login, '--name', 'demo'], this.serviceEnv)
-    ).trim();
-    this.print(`Created a personal access token for ${demoAccount.login} with "fixwright users token"`);
+    // The dashboard's tokens page lists the token by this label, so the line names it.
+    const label = 'demo';
+    const args = ['users', 'token', '--login', demoAccount.login, '--name', label];
+    const token = (await runCli(args, this.serviceEnv)).trim();
+    this.print(
+      `Created a personal access token labelled "${label}" for ${demoAccount.login} with ` +
+        `"npx fixwright ${args.join(' ')}"`,
+    );
     return token;
   }
 

@@ -214,23 +214,3 @@ describe('server not named in the owner file', () => {
     expect(existsSync(path.join(dataDir, 'bundled-postgres.lock'))).toBe(false);
   }, 90_000);
 });
-
-describe('command on a DATA_DIR without a database', () => {
-  it('warns that it created one', async () => {
-    const dataDir = newDataDir('new-database');
-
-    const first = await showNobody(dataDir);
-    const second = await showNobody(dataDir);
-
-    expect(first.code).toBe(1);
-    const firstLines = first.stderr.trim().split('\n');
-    expect(firstLines.filter((line) => !line.startsWith('{'))).toEqual([notFound.trim()]);
-    const warnings = firstLines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0].event).toBe('command.database_created');
-    expect(warnings[0].dataDir).toBe(dataDir);
-    expect(warnings[0].msg).toContain(`DATA_DIR ${dataDir} had no database`);
-    expect(second.code).toBe(1);
-    expect(second.stderr).toBe(notFound);
-  }, 120_000);
-});

@@ -338,7 +338,8 @@ describe('unusable DATA_DIR', () => {
     await mkdir(closed, { mode: 0o700 });
     await chmod(closed, 0o700);
     const dataDir = path.join(closed, 'data');
-    const commands = [['users', 'show', '--login', 'octocat'], ['migrate'], ['start'], ['keys', 'rotate']];
+    // users and keys find no database in such a new DATA_DIR, which missing-database.test.ts covers.
+    const commands = [['migrate'], ['start']];
     for (const args of commands) {
       const label = args.join(' ');
       const result = await runCliToExit(args, cliEnv({ DATA_DIR: dataDir }), { timeoutMs: 15_000 });

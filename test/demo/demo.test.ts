@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../src/process-alive.ts';
+import { signInThroughFakeGitHub } from '../helpers/fake-sign-in.ts';
 import { waitFor } from '../helpers/process.ts';
 
 /**
@@ -245,26 +246,25 @@ describe('npm run demo', () => {
 
   it('signs in to the dashboard through the fake GitHub', async () => {
     const dashboard = capture(/^Dashboard: (\S+)$/m);
-    const cookies = new Map<string, string>();
-    let url = new URL('/auth/github', dashboard).toString();
-    for (let hop = 0; hop < 5; hop += 1) {
-      const cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
-      const response = await fetch(url, { redirect: 'manual', headers: { cookie } });
-      for (const header of response.headers.getSetCookie()) {
-        const [pair = ''] = header.split(';');
-        const index = pair.indexOf('=');
-        cookies.set(pair.slice(0, index), pair.slice(index + 1));
-      }
-      const location = response.headers.get('location');
-      if (!location) break;
-      expect(new URL(location, url).hostname).toBe('127.0.0.1');
-      url = new URL(location, url).toString();
-    }
-    expect(url).toBe(dashboard);
-    const cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    const { cookie, endUrl } = await signInThroughFakeGitHub(dashboard);
+    expect(endUrl).toBe(dashboard);
     const home = await fetch(dashboard, { headers: { cookie } });
     expect(home.status).toBe(200);
     expect(await home.text()).toContain('Codertocat/Hello-World#2');
+
+    // The tokens page lists the demo's token by the label that the demo printed.
+    const label = capture(/^Created a personal access token labelled "([^"]+)" for Codertocat with /m);
+    const tokens = await fetch(new URL('/tokens', dashboard), { headers: { cookie } });
+    expect(tokens.status).toBe(200);
+    const names = [...(await tokens.text()).matchAll(/<tr><td>([^<]*)<\/td><td><code>fxw_/g)].map((row) => row[1]);
+    expect(names).toEqual([label]);
+  });
+
+  it('prints how it created the token', () => {
+    expect(output).toContain(
+      'Created a personal access token labelled "demo" for Codertocat with ' +
+        '"npx fixwright users token --login Codertocat --name demo"\n',
+    );
   });
 
   it('stops every process it started on SIGINT', async () => {

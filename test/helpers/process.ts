@@ -43,17 +43,21 @@ export function runCli(
   });
 }
 
+/** Path of the `fixwright` program, which commands run from another folder need. */
+const cliPath = path.resolve(import.meta.dirname, '../../bin/fixwright.js');
+
 /**
  * Runs `fixwright ARGS` to its exit and returns the exit code and output, whatever the code.
- * With `timeoutMs`, kills it with SIGKILL after that long and rejects with its output.
+ * With `timeoutMs`, kills it with SIGKILL after that long and rejects with its output. `cwd`
+ * is the folder it runs in, the test's own by default.
  */
 export function runCliToExit(
   args: string[],
   env: NodeJS.ProcessEnv,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; cwd?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/fixwright.js', ...args], { env, stdio: 'pipe' });
+    const child = spawn(process.execPath, [cliPath, ...args], { env, stdio: 'pipe', cwd: options.cwd });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));

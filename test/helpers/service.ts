@@ -13,10 +13,11 @@ export interface ServiceProcess {
 
 /**
  * Starts `fixwright start` as a child process, the way `npm start` does, and waits until
- * /healthz returns 200. PORT and HOST are chosen here, and `env` supplies everything else.
+ * /healthz returns 200. HOST is 127.0.0.1, PORT is `port` or a free port chosen here, and `env`
+ * supplies everything else.
  */
-export async function startServiceProcess(env: NodeJS.ProcessEnv): Promise<ServiceProcess> {
-  const port = await findFreePort();
+export async function startServiceProcess(env: NodeJS.ProcessEnv, port?: number): Promise<ServiceProcess> {
+  port ??= await findFreePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, ['bin/fixwright.js', 'start'], {
     env: serviceEnv(env, port),

@@ -1,10 +1,11 @@
 import { eq } from 'drizzle-orm';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runUsersCommand } from '../../src/cli/users.ts';
 import { loadConfig } from '../../src/config/env.ts';
 import { adminLogins, users } from '../../src/db/schema/index.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { cliEnv, runCliToExit } from '../helpers/process.ts';
 
 let database: TestDatabase;
 
@@ -79,10 +80,71 @@ describe('fixwright users reset-admin', () => {
     ]);
   });
 
-  it('reports an unset ADMIN_LOGINS', async () => {
-    expect(await resetAdmin('Stranger', '')).toEqual([
-      'No GitHub id is recorded for Stranger, and ADMIN_LOGINS does not list it, so a sign-in ' +
-        'with it gets the user role. To make it an admin, add it to ADMIN_LOGINS and restart.',
+});
+
+describe('fixwright users reset-admin without ADMIN_LOGINS', () => {
+  const unset = "ADMIN_LOGINS is unset in this command's environment, and without it";
+
+  beforeEach(async () => {
+    await database.db.delete(adminLogins);
+    await database.db.delete(users);
+  });
+
+  it('keeps the first admin admin', async () => {
+    // The first sign-in without ADMIN_LOGINS made this account admin.
+    await database.db.insert(users).values({ login: 'Codertocat', githubId: 601, role: 'admin' });
+
+    const result = await runCliToExit(
+      ['users', 'reset-admin', '--login', 'codertocat'],
+      cliEnv({ DATABASE_URL: database.url }),
+      { timeoutMs: 30_000 },
+    );
+
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(
+      `No GitHub id is recorded for codertocat, so nothing was deleted. ${unset} a sign-in ` +
+        "keeps the user's role. codertocat is admin and stays admin when it signs in again.\n",
+    );
+    expect(result.stderr).toBe('');
+    expect(await roleOf(601)).toBe('admin');
+  });
+
+  it('reports a login without admin', async () => {
+    await database.db.insert(users).values([
+      { login: 'Codertocat', githubId: 601, role: 'admin' },
+      { login: 'octocat', githubId: 602 },
     ]);
+
+    expect(await resetAdmin('octocat', '')).toEqual([
+      `No GitHub id is recorded for octocat, so nothing was deleted. ${unset} a sign-in keeps ` +
+        "the user's role while another user is admin, so a sign-in with octocat gets the user " +
+        'role. To make it an admin, add it to ADMIN_LOGINS with the logins of the other admins, ' +
+        'and restart.',
+    ]);
+    expect(await roleOf(602)).toBe('user');
+  });
+
+  it('reports that no user is admin', async () => {
+    await database.db.insert(users).values({ login: 'octocat', githubId: 602 });
+
+    expect(await resetAdmin('Stranger', '')).toEqual([
+      `No GitHub id is recorded for Stranger, so nothing was deleted. ${unset} the first GitHub ` +
+        'account to sign in while no user is admin becomes admin. No user is admin now, so the ' +
+        'next sign-in makes its account admin, whatever its login.',
+    ]);
+  });
+
+  it('deletes an id recorded before', async () => {
+    // Recorded while ADMIN_LOGINS listed boss. A start without the list keeps it.
+    await database.db.insert(users).values({ login: 'boss', githubId: 701, role: 'admin' });
+    await database.db.insert(adminLogins).values({ login: 'boss', githubId: 701 });
+
+    expect(await resetAdmin('boss', '')).toEqual([
+      `Deleted GitHub id 701 recorded for boss. ${unset} the first GitHub account to sign in ` +
+        'while no user is admin becomes admin. No user is admin now, so the next sign-in makes ' +
+        'its account admin, whatever its login.',
+    ]);
+    expect(await roleOf(701)).toBe('user');
+    expect(await database.db.select().from(adminLogins)).toEqual([]);
   });
 });
