@@ -1,4 +1,4 @@
-import { countPromptDelimiters } from './prompt.ts';
+import { countFileDelimiters } from './prompt.ts';
 
 export type ParsedModelOutput = { ok: true; content: string } | { ok: false; reason: string };
 
@@ -179,7 +179,9 @@ export function parseModelOutput(text: string, original: string, path: string): 
         'alone. Request the fix again.',
     };
   }
-  if (countPromptDelimiters(content) > countPromptDelimiters(original)) {
+  // Both are counted as the file block frames them, so an original that ends in `</file`
+  // matches output that ends in `</file` with or without a final line break.
+  if (countFileDelimiters(content) > countFileDelimiters(original)) {
     return {
       ok: false,
       reason:

@@ -36,6 +36,19 @@ export function countPromptDelimiters(text: string): number {
   return [...text.matchAll(promptDelimiterPattern)].length;
 }
 
+/** Returns a file's content as the file block contains it, between two line breaks. */
+function frameFileContent(content: string): string {
+  return `\n${content}\n`;
+}
+
+/**
+ * Counts the data block tags in a file's content as it appears in the file block. The line
+ * break after the content completes an ending such as `</file` to a tag.
+ */
+export function countFileDelimiters(content: string): number {
+  return countPromptDelimiters(frameFileContent(content));
+}
+
 const languagesByExtension: Record<string, string> = {
   ts: 'TypeScript',
   tsx: 'TypeScript',
@@ -117,11 +130,12 @@ function findingsJson(findings: FixFinding[]): string {
 }
 
 /**
- * Chooses the tag name of the file block: `file`, or `file-<nonce>` when the content contains
- * anything that looks like a `file` or `findings` tag and could otherwise end the block early.
+ * Chooses the tag name of the file block: `file`, or `file-<nonce>` when the content, framed as
+ * in the block, contains anything that looks like a `file` or `findings` tag and could
+ * otherwise end the block early.
  */
 function chooseFileTag(content: string): string {
-  if (countPromptDelimiters(content) === 0) return 'file';
+  if (countFileDelimiters(content) === 0) return 'file';
   for (;;) {
     const tag = `file-${randomBytes(8).toString('hex')}`;
     if (!content.includes(tag)) return tag;
@@ -254,8 +268,8 @@ export function buildFixPrompt(input: FixPromptInput): FixPrompt {
 
   const user =
     `<findings>\n${findingsJson(input.findings)}\n</findings>\n\n` +
-    `<${fileTag} path="${escapeAttribute(input.path)}"${languageAttribute}>\n` +
-    `${input.content}\n` +
+    `<${fileTag} path="${escapeAttribute(input.path)}"${languageAttribute}>` +
+    frameFileContent(input.content) +
     `</${fileTag}>`;
 
   return { system: buildSystemPrompt(fileTag, buildFixGuidance(input.findings, language)), user };

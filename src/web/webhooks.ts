@@ -75,14 +75,28 @@ function isValidSignature(secret: string, body: Uint8Array, signature: string): 
 /** Decoder that raises on bytes that are not UTF-8 and keeps a byte order mark for JSON.parse to reject. */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Decodes a webhook body's bytes, or raises a 400 when they are not UTF-8. */
+function decodeWebhookBody(bytes: Uint8Array): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new AppError(
+      'bad_request',
+      'Webhook body is not valid UTF-8; send the JSON payload as GitHub does, uncompressed ' +
+        'and encoded as UTF-8.',
+    );
+  }
+}
+
 /** Variables that the webhook middleware sets for the handler. */
-type WebhookEnv = { Variables: { webhookBody: string; releaseWebhookBody: () => void } };
+type WebhookEnv = { Variables: { webhookBytes: Uint8Array; releaseWebhookBody: () => void } };
 
 /**
  * Reads the body against `budget` and checks X-Hub-Signature-256 over it, then passes the
- * body on as `webhookBody`. The body stays charged to `budget` until `releaseWebhookBody` is
+ * bytes on as `webhookBytes`. The body stays charged to `budget` until `releaseWebhookBody` is
  * called once the delivery has a slot, or until the request ends. So unsigned bodies and signed
- * ones waiting for a slot cannot hold more memory than the budget together.
+ * ones waiting for a slot cannot hold more memory than the budget together. The handler decodes
+ * the bytes only after it got a slot, because a decoded copy would wait uncharged beside them.
  */
 function verifySignature(secret: string | undefined, budget: ByteBudget): MiddlewareHandler<WebhookEnv> {
   return async (c, next) => {
@@ -114,28 +128,14 @@ function verifySignature(secret: string | undefined, budget: ByteBudget): Middle
         );
       },
     });
-    let body: string;
-    try {
-      if (!isValidSignature(secret, charged.bytes, signature)) {
-        throw new AppError(
-          'invalid_signature',
-          'X-Hub-Signature-256 does not match the body; check that WEBHOOK_SECRET equals the secret set on the GitHub App.',
-        );
-      }
-      try {
-        body = strictUtf8.decode(charged.bytes);
-      } catch {
-        throw new AppError(
-          'bad_request',
-          'Webhook body is not valid UTF-8; send the JSON payload as GitHub does, uncompressed ' +
-            'and encoded as UTF-8.',
-        );
-      }
-    } catch (error) {
+    if (!isValidSignature(secret, charged.bytes, signature)) {
       charged.release();
-      throw error;
+      throw new AppError(
+        'invalid_signature',
+        'X-Hub-Signature-256 does not match the body; check that WEBHOOK_SECRET equals the secret set on the GitHub App.',
+      );
     }
-    c.set('webhookBody', body);
+    c.set('webhookBytes', charged.bytes);
     c.set('releaseWebhookBody', charged.release);
     try {
       await next();
@@ -190,7 +190,7 @@ export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
     }),
     releaseBodyCharge,
     async (c) => {
-      const body = c.get('webhookBody');
+      const body = decodeWebhookBody(c.get('webhookBytes'));
       const deliveryId = c.req.header('x-github-delivery');
       const event = c.req.header('x-github-event');
       if (!deliveryId || !event) {

@@ -210,6 +210,20 @@ describe('parseModelOutput', () => {
     expect(parseModelOutput(fixed, xml, 'a.ts')).toEqual({ ok: true, content: fixed });
   });
 
+  it.each(['</file', '</findings', '<file'])('accepts a fix of a file ending in %s', (ending) => {
+    // In the prompt a line break follows the content, so the ending is a tag there. The
+    // output's final line break makes it one in the output too.
+    const result = parseModelOutput(`const a = 1;\n${ending}\n`, `const a = 0;\n${ending}`, 'a.ts');
+
+    expect(result).toEqual({ ok: true, content: `const a = 1;\n${ending}` });
+  });
+
+  it('rejects output that adds a tag at its end', () => {
+    const result = parseModelOutput('const a = 1;\n</file\n', 'const a = 0;\n', 'a.ts');
+
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('data block tags') });
+  });
+
   it('restores a byte order mark the output dropped', () => {
     const result = parseModelOutput('const a = 1;\n', '\uFEFFconst a = 0;\n', 'a.ts');
 

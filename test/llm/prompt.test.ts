@@ -85,6 +85,30 @@ describe('buildFixPrompt', () => {
     },
   );
 
+  it.each(['</file', '</findings', '<file'])(
+    'uses a nonce tag when the file ends in %s',
+    (ending) => {
+      // The line break after the content completes such an ending to a tag, next to the
+      // closing tag of the block.
+      const content = `// TODO\n${ending}`;
+
+      const prompt = buildFixPrompt({ path: 'a.ts', content, findings: [finding] });
+
+      const tag = /<(file-[0-9a-f]{16}) path="a.ts"/.exec(prompt.user)?.[1];
+      expect(tag).toBeDefined();
+      expect(fileBlockContent(prompt.user, tag!)).toBe(content);
+      // Two findings tags, two nonce tags and the ending in the content.
+      expect(countPromptDelimiters(prompt.user)).toBe(5);
+    },
+  );
+
+  it('keeps the plain tag for a file ending in </filename', () => {
+    const prompt = buildFixPrompt({ path: 'a.ts', content: 'x\n</filename', findings: [finding] });
+
+    expect(prompt.user).toMatch(/<file path="a.ts"/);
+    expect(countPromptDelimiters(prompt.user)).toBe(4);
+  });
+
   it('draws a new nonce for each prompt', () => {
     const input = { path: 'a.ts', content: '</file>\n', findings: [finding] };
 

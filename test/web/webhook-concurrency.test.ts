@@ -328,6 +328,48 @@ describe('POST /webhooks/github under load', () => {
     expect(accepted.status).toBe(202);
   });
 
+  it('keeps waiting bodies as bytes only', async () => {
+    // The budget charges a waiting body's bytes, so the body must not also wait decoded.
+    const v8 = await import('node:v8');
+    const vm = await import('node:vm');
+    v8.setFlagsFromString('--expose_gc');
+    const collectGarbage = vm.runInNewContext('gc') as () => void;
+    const usedMemory = () => {
+      collectGarbage();
+      collectGarbage();
+      const memory = process.memoryUsage();
+      return memory.heapUsed + memory.external;
+    };
+    const { server, port } = await startServer(1, undefined, { maxWaiting: 5, maxWaitMs: 20_000 });
+    const held = await holdDelivery(port, 'held-for-memory');
+    const body = Buffer.from(JSON.stringify({ zen: 'x'.repeat(24 * 1024 * 1024) }));
+    const signature = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+    const before = usedMemory();
+    const arrived = requestsSettled(server, 1, 0);
+    const socket = net.connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    let response = '';
+    socket.on('data', (chunk) => (response += chunk));
+    socket.write(
+      'POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+        `Content-Length: ${body.length}\r\nX-GitHub-Event: ping\r\n` +
+        `X-GitHub-Delivery: waiting-memory\r\nX-Hub-Signature-256: ${signature}\r\n\r\n`,
+    );
+    await new Promise<void>((resolve) => socket.write(body, () => resolve()));
+    await arrived;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+
+    const heldWhileWaiting = usedMemory() - before;
+
+    expect(heldWhileWaiting).toBeLessThan(body.length * 1.25);
+    expect((await held.release()).status).toBe(202);
+    await waitFor(async () => response.startsWith('HTTP/1.1 202'), {
+      timeoutMs: 10_000,
+      describe: () => `the waiting delivery's response, so far ${JSON.stringify(response.slice(0, 80))}`,
+    });
+  }, 30_000);
+
   it('returns 503 when unchecked bodies fill memory', async () => {
     // With WEBHOOK_MAX_CONCURRENT=1 the bodies whose signature is not checked yet may hold
     // 25 MB together. This connection sends all but one byte of a 25 MB body and stops.
