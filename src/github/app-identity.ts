@@ -22,8 +22,13 @@ export interface AppIdentity {
   /** Returns the app's bot user, read from GitHub once and then kept. */
   botUser(octokit: Octokit): Promise<AppBotUser>;
   /**
+   * Host of GitHub's web interface (see `webHostOfApi`), which GitHub's no-reply addresses
+   * `noreply@HOST` and `ID+LOGIN@users.noreply.HOST` name.
+   */
+  webHost: string;
+  /**
    * Address of the committer `GitHub <noreply@HOST>` that GitHub puts on the commits it
-   * creates and signs for an app, HOST being the host of GitHub's web interface.
+   * creates and signs for an app.
    */
   webCommitterEmail: string;
 }

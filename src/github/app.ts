@@ -308,9 +308,11 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   }
 
   const appId = Number(options.appId);
+  const webHost = webHostOfApi(baseUrl);
   const github: GitHubApp = {
     appId,
-    webCommitterEmail: `noreply@${webHostOfApi(baseUrl)}`,
+    webHost,
+    webCommitterEmail: `noreply@${webHost}`,
     botUser(octokit: Octokit): Promise<AppBotUser> {
       // A failed read is not kept, so the next call reads again.
       botUser ??= readAppBotUser(github.appOctokit(), octokit, appId).catch((error: unknown) => {

@@ -76,6 +76,7 @@ describe('GitHubApp.botUser', () => {
   });
 
   it('names the committer address of the web host', () => {
+    expect(harness.app.webHost).toBe('127.0.0.1');
     expect(harness.app.webCommitterEmail).toBe('noreply@127.0.0.1');
   });
 });
