@@ -19,7 +19,10 @@ export interface AppBotUser {
  */
 export interface AppIdentity {
   appId: number;
-  /** Returns the app's bot user, read from GitHub once and then kept. */
+  /**
+   * Returns the app's bot user. Until a read succeeds, each call reads it from GitHub with
+   * `octokit`, an installation's Octokit, and a failed read fails only the calls with that Octokit.
+   */
   botUser(octokit: Octokit): Promise<AppBotUser>;
   /**
    * Host of GitHub's web interface (see `webHostOfApi`), which GitHub's no-reply addresses

@@ -278,7 +278,11 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   const baseLogger = options.logger.child({ component: 'github' });
   const installations = new Map<number, Octokit>();
   let app: Octokit | undefined;
-  let botUser: Promise<AppBotUser> | undefined;
+  let botUser: AppBotUser | undefined;
+  // Pending reads by the Octokit of the caller. The read uses that installation's token, which
+  // may fail (a suspended installation, a rate limit), so callers of other installations must
+  // not receive its failure.
+  const pendingBotUsers = new WeakMap<Octokit, Promise<AppBotUser>>();
 
   function build(logger: Logger, installationId?: number): Octokit {
     const auth =
@@ -313,13 +317,21 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
     appId,
     webHost,
     webCommitterEmail: `noreply@${webHost}`,
-    botUser(octokit: Octokit): Promise<AppBotUser> {
-      // A failed read is not kept, so the next call reads again.
-      botUser ??= readAppBotUser(github.appOctokit(), octokit, appId).catch((error: unknown) => {
-        botUser = undefined;
-        throw error;
-      });
-      return botUser;
+    async botUser(octokit: Octokit): Promise<AppBotUser> {
+      if (botUser) return botUser;
+      let pending = pendingBotUsers.get(octokit);
+      if (!pending) {
+        // Only a success is kept for all installations, so the next call after a failure reads
+        // again.
+        pending = readAppBotUser(github.appOctokit(), octokit, appId)
+          .then((user) => {
+            botUser = user;
+            return user;
+          })
+          .finally(() => pendingBotUsers.delete(octokit));
+        pendingBotUsers.set(octokit, pending);
+      }
+      return pending;
     },
     async installationOctokit(installationId: number): Promise<Octokit> {
       if (!Number.isSafeInteger(installationId) || installationId <= 0) {
