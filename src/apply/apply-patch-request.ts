@@ -379,7 +379,7 @@ export async function applyPatchRequest(
   if (input.mode === 'commit' && workflowFiles.length > 0) {
     throw workflowFilesRejection(workflowFiles);
   }
-  const requestedMode = input.mode ?? (workflowFiles.length > 0 ? 'suggestions' : undefined);
+  let requestedMode = input.mode ?? (workflowFiles.length > 0 ? 'suggestions' : undefined);
   // The stored head decides until GitHub's current pull request is read after the claim.
   const defaultMode: ApplyMode = sameRepository && workflowFiles.length === 0 ? 'commit' : 'suggestions';
   let mode = input.mode ?? defaultMode;
@@ -454,6 +454,13 @@ export async function applyPatchRequest(
     // claim compared with `previewVersion`.
     files = await readyFilesOf(context, request.id);
     paths = files.map((file) => file.path);
+    // A workflow file that became ready after the first read is checked here, before any write.
+    const claimedWorkflowFiles = workflowFilesOf(paths);
+    if (claimedWorkflowFiles.length > 0) {
+      if (input.mode === 'commit') throw workflowFilesRejection(claimedWorkflowFiles);
+      requestedMode = 'suggestions';
+      mode = 'suggestions';
+    }
     const octokit = await github.installationOctokit(run.installationId);
     const reviewTarget = {
       owner,

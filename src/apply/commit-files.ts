@@ -305,7 +305,7 @@ export async function findPushedCommit(
   if (parents.length !== 1 || parents[0]?.sha !== target.parentSha) return null;
   if (!commit.message.includes(target.marker)) return null;
   const bot = await target.app.botUser(octokit);
-  return isAppCommit(commit, bot, target.app.webCommitterEmail) ? target.commitSha : null;
+  return isAppCommit(commit, bot, target.app) ? target.commitSha : null;
 }
 
 /**
@@ -325,13 +325,15 @@ export async function findPushedCommit(
 function isAppCommit(
   commit: { author: { email: string }; committer: { email: string }; verification: { verified: boolean } },
   bot: AppBotUser,
-  webCommitterEmail: string,
+  app: Pick<AppIdentity, 'webHost' | 'webCommitterEmail'>,
 ): boolean {
-  const botAddress = `${bot.id}+${bot.login}@users.noreply.`.toLowerCase();
+  // The whole address is compared: a user can verify `ID+SLUG[bot]@users.noreply.` at a host
+  // of their own and sign as it. Logins and hosts are case-insensitive on GitHub.
+  const botAddress = `${bot.id}+${bot.login}@users.noreply.${app.webHost}`.toLowerCase();
   const author = commit.author.email.toLowerCase();
   const committer = commit.committer.email.toLowerCase();
-  const committedByGitHub = committer === webCommitterEmail.toLowerCase() || committer === author;
-  return author.startsWith(botAddress) && committedByGitHub && commit.verification.verified;
+  const committedByGitHub = committer === app.webCommitterEmail.toLowerCase() || committer === author;
+  return author === botAddress && committedByGitHub && commit.verification.verified;
 }
 
 function deletedError(target: CommitTarget): BranchMovedError {

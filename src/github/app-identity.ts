@@ -19,11 +19,19 @@ export interface AppBotUser {
  */
 export interface AppIdentity {
   appId: number;
-  /** Returns the app's bot user, read from GitHub once and then kept. */
+  /**
+   * Returns the app's bot user. Until a read succeeds, each call reads it from GitHub with
+   * `octokit`, an installation's Octokit, and a failed read fails only the calls with that Octokit.
+   */
   botUser(octokit: Octokit): Promise<AppBotUser>;
   /**
+   * Host of GitHub's web interface (see `webHostOfApi`), which GitHub's no-reply addresses
+   * `noreply@HOST` and `ID+LOGIN@users.noreply.HOST` name.
+   */
+  webHost: string;
+  /**
    * Address of the committer `GitHub <noreply@HOST>` that GitHub puts on the commits it
-   * creates and signs for an app, HOST being the host of GitHub's web interface.
+   * creates and signs for an app.
    */
   webCommitterEmail: string;
 }

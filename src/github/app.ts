@@ -278,7 +278,11 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   const baseLogger = options.logger.child({ component: 'github' });
   const installations = new Map<number, Octokit>();
   let app: Octokit | undefined;
-  let botUser: Promise<AppBotUser> | undefined;
+  let botUser: AppBotUser | undefined;
+  // Pending reads by the Octokit of the caller. The read uses that installation's token, which
+  // may fail (a suspended installation, a rate limit), so callers of other installations must
+  // not receive its failure.
+  const pendingBotUsers = new WeakMap<Octokit, Promise<AppBotUser>>();
 
   function build(logger: Logger, installationId?: number): Octokit {
     const auth =
@@ -308,16 +312,26 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   }
 
   const appId = Number(options.appId);
+  const webHost = webHostOfApi(baseUrl);
   const github: GitHubApp = {
     appId,
-    webCommitterEmail: `noreply@${webHostOfApi(baseUrl)}`,
-    botUser(octokit: Octokit): Promise<AppBotUser> {
-      // A failed read is not kept, so the next call reads again.
-      botUser ??= readAppBotUser(github.appOctokit(), octokit, appId).catch((error: unknown) => {
-        botUser = undefined;
-        throw error;
-      });
-      return botUser;
+    webHost,
+    webCommitterEmail: `noreply@${webHost}`,
+    async botUser(octokit: Octokit): Promise<AppBotUser> {
+      if (botUser) return botUser;
+      let pending = pendingBotUsers.get(octokit);
+      if (!pending) {
+        // Only a success is kept for all installations, so the next call after a failure reads
+        // again.
+        pending = readAppBotUser(github.appOctokit(), octokit, appId)
+          .then((user) => {
+            botUser = user;
+            return user;
+          })
+          .finally(() => pendingBotUsers.delete(octokit));
+        pendingBotUsers.set(octokit, pending);
+      }
+      return pending;
     },
     async installationOctokit(installationId: number): Promise<Octokit> {
       if (!Number.isSafeInteger(installationId) || installationId <= 0) {

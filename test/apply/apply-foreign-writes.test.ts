@@ -7,6 +7,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { appBotLogin, appBotUserId } from '../../src/demo/fakes/github/app.ts';
+import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
 import {
   createApplyTestContext,
@@ -85,16 +86,17 @@ function botEmail(): string {
 
 /**
  * Commits the preview's text on the previewed head with git, as a push does, authored and
- * committed with the bot's name and address and with the message of Fixwright's commit.
+ * committed with the bot's name and `email` (the bot's address unless given) and with the
+ * message of Fixwright's commit.
  */
-async function pushLookalikeCommit(patchRequestId: string): Promise<string> {
+async function pushLookalikeCommit(patchRequestId: string, email = botEmail()): Promise<string> {
   // The tree of the preview's text, from a commit that the branch does not keep.
   const draft = await commitOnBranch(setup.git.dir, headBranch, { 'app.txt': proposedText });
   const identity = {
     GIT_AUTHOR_NAME: appBotLogin,
-    GIT_AUTHOR_EMAIL: botEmail(),
+    GIT_AUTHOR_EMAIL: email,
     GIT_COMMITTER_NAME: appBotLogin,
-    GIT_COMMITTER_EMAIL: botEmail(),
+    GIT_COMMITTER_EMAIL: email,
   };
   const message =
     `Apply Fixwright fixes to 1 file\n\nFixes previewed by patch request ${patchRequestId} ` +
@@ -203,6 +205,32 @@ describe('apply, commits of others', () => {
     const row = await stored(request.id);
     expect(row.appliedAt).toBeNull();
     expect(row.appliedCommitSha).toBeNull();
+  });
+
+  it('rejects a signed commit from another host', async () => {
+    const request = await newRequest();
+    // The bot's local part at a host that the pusher controls and verified on their account.
+    const lookalike = `${appBotUserId}+${appBotLogin}@users.noreply.attacker.example`;
+    const pushed = await pushLookalikeCommit(request.id, lookalike);
+    // GitHub reports the commit verified: the pusher signed it with their own key.
+    const readCommit = defaultRoutes.find(
+      (route) => route.method === 'GET' && route.pattern === '/repos/:owner/:repo/git/commits/:commit_sha',
+    )!;
+    setup.fake.addRoute({
+      ...readCommit,
+      handle(context) {
+        context.state.signedCommits.add(pushed);
+        return readCommit.handle(context);
+      },
+    });
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.message).toContain(
+      `Branch ${headBranch} moved from ${setup.git.headSha} to ${pushed} since the preview.`,
+    );
+    expect((await stored(request.id)).appliedCommitSha).toBeNull();
   });
 
   it('rejects an unsigned API commit as the bot', async () => {

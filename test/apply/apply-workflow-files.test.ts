@@ -1,9 +1,9 @@
 // GitHub rejects a GitHub App's commit to .github/workflows/ without the Workflows permission,
 // which the app does not request. So Apply posts such a preview as suggestions by default and
 // rejects mode commit before any write.
-import { eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { prRuns } from '../../src/db/schema/index.ts';
+import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import {
   countApplyWrites,
@@ -51,7 +51,34 @@ function newRequest() {
   });
 }
 
-
+/**
+ * Inserts a preview whose workflow file failed, and a trigger that makes that file ready when
+ * an apply claims the request, as a regeneration that finished between the apply's first read
+ * of the files and its claim would.
+ */
+async function newRequestReadyAtClaim() {
+  const request = await newRequest();
+  await setup.context.db
+    .update(patchFiles)
+    .set({ status: 'failed', error: 'model failed' })
+    .where(and(eq(patchFiles.patchRequestId, request.id), eq(patchFiles.path, workflowPath)));
+  await setup.context.db
+    .update(patchRequests)
+    .set({ status: 'partially_ready' })
+    .where(eq(patchRequests.id, request.id));
+  await setup.context.db.execute(sql.raw(`
+    CREATE OR REPLACE FUNCTION test_ready_workflow_at_claim() RETURNS trigger AS $$
+    BEGIN
+      IF NEW.apply_started_at IS NOT NULL AND OLD.apply_started_at IS NULL THEN
+        UPDATE patch_files SET status = 'ready', error = NULL
+        WHERE patch_request_id = NEW.id AND path = '${workflowPath}';
+      END IF;
+      RETURN NEW;
+    END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER test_ready_workflow_at_claim AFTER UPDATE ON patch_requests
+      FOR EACH ROW EXECUTE FUNCTION test_ready_workflow_at_claim();`));
+  return request;
+}
 
 beforeAll(async () => {
   applyContext = await createApplyTestContext({
@@ -69,7 +96,10 @@ beforeEach(async () => {
     .where(eq(prRuns.id, applyContext.runId));
 });
 
-afterEach(() => {
+afterEach(async () => {
+  await setup.context.db.execute(
+    sql`DROP TRIGGER IF EXISTS test_ready_workflow_at_claim ON patch_requests`,
+  );
   expect(setup.fake.handlerErrors).toEqual([]);
 });
 
@@ -94,6 +124,15 @@ async function expectSuggestionReview(response: Response) {
   expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
 }
 
+/** Checks that `response` is the 400 rejection of mode commit for the workflow file. */
+async function expectWorkflowRejection(response: Response) {
+  expect(response.status).toBe(400);
+  const { error } = await response.json();
+  expect(error.code).toBe('bad_request');
+  expect(error.message).toBe(rejectionMessage);
+  expect(error.workflowFiles).toEqual([workflowPath]);
+}
+
 describe('apply of workflow files', () => {
   it('rejects mode commit before any write', async () => {
     const request = await newRequest();
@@ -101,11 +140,7 @@ describe('apply of workflow files', () => {
 
     const response = await apply(request.id, { mode: 'commit' });
 
-    expect(response.status).toBe(400);
-    const { error } = await response.json();
-    expect(error.code).toBe('bad_request');
-    expect(error.message).toBe(rejectionMessage);
-    expect(error.workflowFiles).toEqual([workflowPath]);
+    await expectWorkflowRejection(response);
     await expectNothingApplied(setup, request.id, writesBefore);
   });
 
@@ -137,5 +172,33 @@ describe('apply of workflow files', () => {
     const response = await apply(request.id, { mode: 'suggestions' });
 
     await expectSuggestionReview(response);
+  });
+});
+
+describe('apply of a workflow file ready at the claim', () => {
+  it('applies as suggestions by default', async () => {
+    const request = await newRequestReadyAtClaim();
+
+    const response = await apply(request.id);
+
+    await expectSuggestionReview(response);
+  });
+
+  it('rejects mode commit before any write', async () => {
+    const request = await newRequestReadyAtClaim();
+    const writesBefore = countApplyWrites(setup);
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    await expectWorkflowRejection(response);
+    expect(countApplyWrites(setup)).toBe(writesBefore);
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+    const [row] = await setup.context.db
+      .select()
+      .from(patchRequests)
+      .where(eq(patchRequests.id, request.id));
+    expect(row!.applyStartedAt).toBeNull();
+    expect(row!.appliedAt).toBeNull();
+    expect(row!.appliedCommitSha).toBeNull();
   });
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appBotLogin, appBotUserId } from '../../src/demo/fakes/github/app.ts';
 import { webHostOfApi } from '../../src/github/app-identity.ts';
-import { createGitHubApp } from '../../src/github/app.ts';
+import { createGitHubApp, type GitHubApp } from '../../src/github/app.ts';
 import { createLogger } from '../../src/logger.ts';
 import { appId, captureLogs, requestsTo, startHarness, type Harness } from './harness.ts';
 
@@ -14,6 +14,17 @@ beforeAll(async () => {
 afterAll(async () => {
   await harness?.close();
 });
+
+/** Creates a GitHubApp with no bot user read yet, on the harness's fake. */
+function createFreshApp(id: string): GitHubApp {
+  const { destination } = captureLogs();
+  return createGitHubApp({
+    appId: id,
+    privateKey: harness.privateKeyPem,
+    baseUrl: harness.fake.url,
+    logger: createLogger('debug', destination),
+  });
+}
 
 describe('webHostOfApi', () => {
   it.each([
@@ -41,13 +52,7 @@ describe('GitHubApp.botUser', () => {
   });
 
   it('rejects another app id', async () => {
-    const { destination } = captureLogs();
-    const other = createGitHubApp({
-      appId: '777',
-      privateKey: harness.privateKeyPem,
-      baseUrl: harness.fake.url,
-      logger: createLogger('debug', destination),
-    });
+    const other = createFreshApp('777');
     // A queued response skips the fake's JWT check, which would reject the token of app 777.
     harness.fake.queueResponse({
       method: 'GET',
@@ -62,20 +67,38 @@ describe('GitHubApp.botUser', () => {
   });
 
   it('reads again after a failure', async () => {
-    const { destination } = captureLogs();
-    const app = createGitHubApp({
-      appId,
-      privateKey: harness.privateKeyPem,
-      baseUrl: harness.fake.url,
-      logger: createLogger('debug', destination),
-    });
+    const app = createFreshApp(appId);
     harness.fake.queueResponse({ method: 'GET', path: '/app', status: 404 });
 
     await expect(app.botUser(harness.octokit)).rejects.toMatchObject({ status: 404 });
     await expect(app.botUser(harness.octokit)).resolves.toEqual({ id: appBotUserId, login: appBotLogin });
   });
 
+  it('keeps a failure to its installation', async () => {
+    const app = createFreshApp(appId);
+    const suspendedId = 98_765;
+    harness.fake.setInstallation({
+      id: suspendedId,
+      account: { login: 'gone', id: 99, type: 'User' },
+      suspended: true,
+    });
+    const suspended = await app.installationOctokit(suspendedId);
+
+    // The suspended installation asks first, and the healthy one asks while that read runs.
+    const [fromSuspended, fromHealthy] = await Promise.allSettled([
+      app.botUser(suspended),
+      app.botUser(harness.octokit),
+    ]);
+
+    expect(fromSuspended.status).toBe('rejected');
+    expect((fromSuspended as PromiseRejectedResult).reason).toMatchObject({ status: 403 });
+    expect(fromHealthy).toEqual({ status: 'fulfilled', value: { id: appBotUserId, login: appBotLogin } });
+    // The healthy installation's success is kept, so the suspended one no longer needs its token.
+    await expect(app.botUser(suspended)).resolves.toEqual({ id: appBotUserId, login: appBotLogin });
+  });
+
   it('names the committer address of the web host', () => {
+    expect(harness.app.webHost).toBe('127.0.0.1');
     expect(harness.app.webCommitterEmail).toBe('noreply@127.0.0.1');
   });
 });
