@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { asc, eq } from 'drizzle-orm';
@@ -423,9 +423,12 @@ describe('keys discard', () => {
         'MASTER_KEYS as the service processes.',
     );
 
-    // Without MASTER_KEY, MASTER_KEYS and a key file, no key is generated to compare with.
+    // Without MASTER_KEY, MASTER_KEYS and a key file, no key is generated to compare with. The
+    // command looks for the bundled database's PG_VERSION file first, so the test writes one.
     const dataDir = await mkdtemp(path.join(tmpdir(), 'fixwright-discard-'));
     try {
+      await mkdir(path.join(dataDir, 'postgres'));
+      await writeFile(path.join(dataDir, 'postgres', 'PG_VERSION'), '18\n');
       const noKey = await runCliToExit(['keys', 'discard', '--version', '1'], { ...base, DATA_DIR: dataDir });
       expect(noKey.code).toBe(2);
       expect(noKey.stderr.split('\n')[0]).toBe(
