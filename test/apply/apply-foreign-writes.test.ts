@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { patchRequests } from '../../src/db/schema/index.ts';
 import { appBotLogin, appBotUserId } from '../../src/demo/fakes/github/app.ts';
 import { defaultRoutes } from '../../src/demo/fakes/github/routes.ts';
 import { commitOnBranch, headBranch } from '../../src/demo/git-repository.ts';
@@ -15,7 +15,7 @@ import {
   headText,
   proposedText,
   requestApply,
-  resetPullRequestHead,
+  resetApplyRun,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
@@ -118,11 +118,7 @@ beforeAll(async () => {
 });
 
 beforeEach(async () => {
-  await resetPullRequestHead(setup);
-  await setup.context.db
-    .update(prRuns)
-    .set({ status: 'completed', error: null })
-    .where(eq(prRuns.id, applyContext.runId));
+  await resetApplyRun(setup, applyContext.runId);
 });
 
 afterEach(() => {

@@ -1,7 +1,7 @@
 // Applying reads the pull request from GitHub before it writes, because the stored run can be
 // out of date. The pull request may have been closed, merged or left without its fork after
 // the last webhook, or the run may store the base repository as the head of a deleted fork.
-import { count, eq, ne } from 'drizzle-orm';
+import { count, eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   patchRequests,
@@ -20,7 +20,7 @@ import {
   headText,
   proposedText,
   requestApply,
-  resetPullRequestHead,
+  resetApplyRun,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
@@ -78,13 +78,7 @@ beforeAll(async () => {
 });
 
 beforeEach(async () => {
-  await resetPullRequestHead(setup);
-  // An apply that finds the head moved records the newer commit's run and supersedes this one.
-  await setup.context.db.delete(prRuns).where(ne(prRuns.id, applyContext.runId));
-  await setup.context.db
-    .update(prRuns)
-    .set({ status: 'completed', error: null })
-    .where(eq(prRuns.id, applyContext.runId));
+  await resetApplyRun(setup, applyContext.runId);
 });
 
 afterEach(() => {

@@ -1,7 +1,7 @@
 // Applying when GitHub fails part-way: responses lost after a write, stale claims, concurrent
 // applies, missing branches and malformed responses. A patch request is applied once or not at
 // all, and every failure is a 4xx or 502 saying what to do.
-import { eq, ne } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { installations, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
@@ -16,7 +16,7 @@ import {
   readRefPattern,
   refPattern,
   requestApply,
-  resetPullRequestHead,
+  resetApplyRun,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
@@ -114,10 +114,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   afterWork.review = 0;
   afterWork.ref = 0;
-  await resetPullRequestHead(setup);
-  // An apply that finds the head moved records the newer commit's run and supersedes this one.
-  await setup.context.db.delete(prRuns).where(ne(prRuns.id, runId));
-  await setup.context.db.update(prRuns).set({ status: 'completed', error: null }).where(eq(prRuns.id, runId));
+  await resetApplyRun(setup, runId);
   setInstallation();
   await setup.context.db
     .update(installations)

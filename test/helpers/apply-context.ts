@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { eq } from 'drizzle-orm';
+import { eq, ne } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { runPreview } from '../../src/autofix/preview.ts';
-import { patchRequests } from '../../src/db/schema/index.ts';
+import { patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import type { QueuedResponse } from '../../src/demo/fakes/github.ts';
 import type { FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { headBranch, type FileValue } from '../../src/demo/git-repository.ts';
@@ -135,6 +135,16 @@ export async function resetPullRequestHead(setup: GitHubTestContext): Promise<vo
     headRef: headBranch,
     title: 'Change widgets',
   });
+}
+
+/**
+ * Resets the head as resetPullRequestHead does, deletes the runs of other heads that an apply
+ * which found the head moved recorded, and marks run `runId` completed again.
+ */
+export async function resetApplyRun(setup: GitHubTestContext, runId: string): Promise<void> {
+  await resetPullRequestHead(setup);
+  await setup.context.db.delete(prRuns).where(ne(prRuns.id, runId));
+  await setup.context.db.update(prRuns).set({ status: 'completed', error: null }).where(eq(prRuns.id, runId));
 }
 
 /** Posts `POST /api/patch-requests/:id/apply` as the context's user. */
