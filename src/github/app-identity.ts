@@ -20,8 +20,8 @@ export interface AppBotUser {
 export interface AppIdentity {
   appId: number;
   /**
-   * Returns the app's bot user. Until a read succeeds, each call reads it from GitHub with
-   * `octokit`, an installation's Octokit, and a failed read fails only the calls with that Octokit.
+   * Returns the app's bot user, read from GitHub with `octokit` (an installation's Octokit) until
+   * one read succeeds. A failed read fails only the concurrent calls that passed the same Octokit.
    */
   botUser(octokit: Octokit): Promise<AppBotUser>;
   /**

@@ -84,7 +84,7 @@ describe('GitHubApp.botUser', () => {
     });
     const suspended = await app.installationOctokit(suspendedId);
 
-    // The suspended installation asks first, and the healthy one asks while that read runs.
+    // The suspended installation reads first, and the healthy one reads while that read runs.
     const [fromSuspended, fromHealthy] = await Promise.allSettled([
       app.botUser(suspended),
       app.botUser(harness.octokit),

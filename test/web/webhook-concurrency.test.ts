@@ -139,7 +139,7 @@ function requestsReceived(server: ServerType, count: number): Promise<void> {
 
 /**
  * Posts a ping delivery with id `deliveryId` that waits at its insert behind an uncommitted row
- * with the same id, and so holds its slot until `release` rolls that row back. Resolves once the
+ * with the same id, and so keeps its slot until `release` rolls that row back. Resolves once the
  * delivery waits for that lock. `release` returns the delivery's response.
  */
 async function holdDelivery(port: number, deliveryId: string) {
