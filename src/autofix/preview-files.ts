@@ -37,7 +37,6 @@ export function groupFindingsByFile(rows: readonly SelectedFinding[]): Map<strin
     const findings = file.list.map((row) => ({
       id: row.id,
       ruleId: row.ruleId,
-      severity: row.severity,
       line: row.startLine,
       endLine: row.endLine,
       message: row.message,

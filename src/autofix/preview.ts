@@ -102,8 +102,8 @@ export interface CallEstimateParts {
  * Splits the estimate of a file's call so that the estimate for any non-empty subset S of
  * `findings` is `ceil((baseBytes + sum of findingBytes over S + sum of kindBytes over the
  * kinds of S) / bytesPerToken) + fixedTokens`, which equals `estimateLeastCallTokens` for S.
- * The sum is exact. The findings block is a JSON array in which each entry adds its own bytes
- * and a 2-byte separator, and `[]` has 2 bytes. The system prompt adds the guidance heading
+ * The sum is exact. The findings block has one line per finding, so each finding adds the bytes
+ * of its line, wherever it is in the block. The system prompt adds the guidance heading
  * and one bullet for each kind among the findings (see `buildFixGuidance`).
  */
 export function estimateLeastCallParts(input: {

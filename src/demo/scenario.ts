@@ -82,17 +82,19 @@ export function fixWithAiPayload(checkRunId: number, headSha: string): Record<st
 interface PromptFinding {
   ruleId: string;
   line: number;
-  endLine: number;
+  /** Left out of the prompt when it equals `line`. */
+  endLine?: number;
 }
 
-/** Reads the findings JSON and the file text from the user message of a fix prompt. */
+/** Reads the findings, one JSON object per line, and the file text from a fix prompt's user message. */
 function parseFixPrompt(user: string): { findings: PromptFinding[]; content: string } {
-  const findingsMatch = /<findings>\n([\s\S]*?)\n<\/findings>/.exec(user);
+  const findingsMatch = /<findings>\n([\s\S]*?)<\/findings>/.exec(user);
   const fileMatch = /<(file(?:-[0-9a-f]{16})?)[^>]*>\n([\s\S]*)\n<\/\1>$/.exec(user);
   if (!findingsMatch || !fileMatch) {
     throw new Error('The fix prompt has no findings block or no file block.');
   }
-  return { findings: JSON.parse(findingsMatch[1]!) as PromptFinding[], content: fileMatch[2]! };
+  const lines = findingsMatch[1]!.split('\n').filter((line) => line !== '');
+  return { findings: lines.map((line) => JSON.parse(line) as PromptFinding), content: fileMatch[2]! };
 }
 
 /**
@@ -110,7 +112,8 @@ export function answerFixPrompt(user: string): { text: string } {
     if (finding.ruleId === 'secret/hardcoded-credential') {
       lines[index] = lines[index]!.replace(/(["'`])[^"'`]*\1/, 'process.env.DEMO_API_KEY');
     } else if (finding.ruleId.startsWith('debug/')) {
-      for (let line = finding.line; line <= finding.endLine; line += 1) removed.add(line - 1);
+      const endLine = finding.endLine ?? finding.line;
+      for (let line = finding.line; line <= endLine; line += 1) removed.add(line - 1);
     }
   }
   return { text: lines.filter((_, index) => !removed.has(index)).join('\n') };

@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { RuleId } from '../analysis/rules.ts';
 import type { ModelRequest } from './types.ts';
 
-/** One finding to fix, as the analysis reports it. Lines are 1-based and inclusive. */
+/**
+ * One finding to fix, as the analysis reports it. Lines are 1-based and inclusive. The prompt
+ * leaves out `id`, because the model returns only the file and never refers to a finding.
+ */
 export type FixFinding = {
   id: string;
   ruleId: string;
-  severity: string;
   line: number;
   endLine: number;
   message: string;
@@ -111,19 +113,17 @@ function escapeAttribute(value: string): string {
 }
 
 /**
- * Serializes the findings as JSON with `<`, `>` and `&` written as `\u` escapes. The JSON
- * stays equivalent, and no message can contain a tag that closes the findings block.
+ * Serializes the findings as JSON Lines with `ruleId`, `line`, `endLine` (only when it differs
+ * from `line`) and `message`. Each finding's line adds the same bytes to any prompt, which the
+ * call estimates rely on. `<`, `>` and `&` become `\u` escapes, so no message can close the block.
  */
-function findingsJson(findings: FixFinding[]): string {
-  const projected = findings.map(({ id, ruleId, severity, line, endLine, message }) => ({
-    id,
-    ruleId,
-    severity,
-    line,
-    endLine,
-    message,
-  }));
-  return JSON.stringify(projected, null, 2)
+function findingsLines(findings: FixFinding[]): string {
+  return findings
+    .map(({ ruleId, line, endLine, message }) => {
+      const projected = endLine === line ? { ruleId, line, message } : { ruleId, line, endLine, message };
+      return `${JSON.stringify(projected)}\n`;
+    })
+    .join('')
     .replaceAll('<', '\\u003c')
     .replaceAll('>', '\\u003e')
     .replaceAll('&', '\\u0026');
@@ -237,8 +237,8 @@ function buildSystemPrompt(fileTag: string, guidance: string): string {
   return `You fix findings in one file of a pull request.
 
 The user message has two data blocks:
-- <findings>...</findings>: a JSON array of findings, each with an id, a ruleId, a severity, \
-a 1-based inclusive line range (line to endLine) and a message.
+- <findings>...</findings>: one JSON object per finding, one per line, with a ruleId, a \
+1-based line, an inclusive endLine if it spans lines, and a message.
 - <${fileTag} path="..." language="...">...</${fileTag}>: the complete file, with an \
 XML-escaped path. The content starts after the line break that ends the opening tag and ends \
 before the line break that precedes the closing tag.
@@ -259,7 +259,7 @@ file ends with a line break.
 
 /**
  * Builds the messages of a fix request. All instructions are in the system message. The user
- * message contains only data blocks: the findings as JSON and the file with its path.
+ * message contains only data blocks: the findings as JSON Lines and the file with its path.
  */
 export function buildFixPrompt(input: FixPromptInput): FixPrompt {
   const fileTag = chooseFileTag(input.content);
@@ -267,7 +267,7 @@ export function buildFixPrompt(input: FixPromptInput): FixPrompt {
   const languageAttribute = language ? ` language="${escapeAttribute(language)}"` : '';
 
   const user =
-    `<findings>\n${findingsJson(input.findings)}\n</findings>\n\n` +
+    `<findings>\n${findingsLines(input.findings)}</findings>\n\n` +
     `<${fileTag} path="${escapeAttribute(input.path)}"${languageAttribute}>` +
     frameFileContent(input.content) +
     `</${fileTag}>`;

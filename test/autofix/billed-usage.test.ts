@@ -52,7 +52,7 @@ const request: ModelRequest = {
   ...buildFixPrompt({
     path: 'src/config.ts',
     content: original,
-    findings: [{ id: 'f1', ruleId: 'hardcoded-secret', severity: 'error', line: 3, endLine: 3, message: 'Hard-coded API key.' }],
+    findings: [{ id: 'f1', ruleId: 'hardcoded-secret', line: 3, endLine: 3, message: 'Hard-coded API key.' }],
   }),
   maxOutputTokens: 2000,
 };

@@ -17,6 +17,7 @@ import {
 } from '../../src/db/schema/index.ts';
 import type { FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { answerFixPrompt } from '../../src/demo/scenario.ts';
 import type { TestContext } from '../helpers/context.ts';
 import { failingDiffWorker } from '../helpers/failing-diff-worker.ts';
 import { closedPortUrl } from '../helpers/model-clients.ts';
@@ -196,6 +197,36 @@ describe('runPreview', () => {
     ]);
     const [user] = await context.db.select().from(users).where(eq(users.id, userId));
     expect(user!.tokensReserved).toBe(0);
+  });
+
+  it('sends findings as compact lines without ids', async () => {
+    // The demo's fake model fixes the lines that the findings block names.
+    groq.setHandler((request) => answerFixPrompt(request.messages.at(-1)!.content));
+    const { patchRequestId } = await newPatchRequest({ tokenLimit: 100_000, plan: 'pro' });
+    const outcome = await runPreview(context, patchRequestId, 0, context.logger);
+
+    expect(outcome.status).toBe('ready');
+    const completions = groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
+    const userMessages = completions
+      .map((request) => (request.body as { messages: { content: string }[] }).messages.at(-1)!.content)
+      .sort();
+    const findingLine = '{"ruleId":"debug/console-log","line":2,"message":"Remove the console.log call."}\n';
+    expect(userMessages).toEqual(
+      Object.entries(files).map(
+        ([path, text]) =>
+          `<findings>\n${findingLine}</findings>\n\n<file path="${path}" language="TypeScript">\n${text}\n</file>`,
+      ),
+    );
+    const ids = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
+    expect(ids).toHaveLength(2);
+    for (const message of userMessages) {
+      for (const { id } of ids) expect(message).not.toContain(id);
+    }
+    const stored = await filesOf(patchRequestId);
+    expect(stored.map((file) => [file.path, file.status, file.proposedText])).toEqual([
+      ['src/a.ts', 'ready', fixed['src/a.ts']],
+      ['src/b.ts', 'ready', fixed['src/b.ts']],
+    ]);
   });
 
   it('names the base URL settings when no provider connects', async () => {

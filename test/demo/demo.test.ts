@@ -119,8 +119,8 @@ describe('npm run demo', () => {
     expect(used).toBeGreaterThan(systemPrompt);
     // The system prompt has the fix guidance for secrets alone, and the file is 162 bytes.
     expect(systemPrompt).toBe(413);
-    expect(reserved).toBe(891);
-    expect(used).toBe(590);
+    expect(reserved).toBe(861);
+    expect(used).toBe(560);
   });
 
   it('presses Fix with AI with the printed command', async () => {

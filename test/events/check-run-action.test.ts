@@ -71,7 +71,7 @@ function requestedAction(checkRunId: number, installationId: number, sender = 'a
   return payload;
 }
 
-type FindingInput = { path: string; line: number; severity: 'error' | 'warning' | 'notice' };
+type FindingInput = { path: string; line: number; severity: 'error' | 'warning' | 'notice'; message?: string };
 
 /** Returns `count` warnings on consecutive lines of one file. */
 function warningsInOneFile(count: number): FindingInput[] {
@@ -124,12 +124,15 @@ async function ownerWithInstallation(
   return owner!;
 }
 
+/** The message of the built-in console.log rule, which makes each call here over 500 tokens. */
+const consoleLogMessage = 'A console.log call was added, so remove this debug output or use the logger.';
+
 // The preview processes files with an error first, then warnings, then notices.
 const findingsInThreeFiles: FindingInput[] = [
-  { path: 'src/a.ts', line: 2, severity: 'warning' },
-  { path: 'src/a.ts', line: 9, severity: 'notice' },
-  { path: 'src/b.ts', line: 1, severity: 'error' },
-  { path: 'src/c.ts', line: 3, severity: 'notice' },
+  { path: 'src/a.ts', line: 2, severity: 'warning', message: consoleLogMessage },
+  { path: 'src/a.ts', line: 9, severity: 'notice', message: consoleLogMessage },
+  { path: 'src/b.ts', line: 1, severity: 'error', message: consoleLogMessage },
+  { path: 'src/c.ts', line: 3, severity: 'notice', message: consoleLogMessage },
 ];
 
 beforeAll(async () => {
@@ -346,7 +349,7 @@ describe('check_run requested_action within the allowance', () => {
   it('names a run\'s only finding as such', async () => {
     await ownerWithInstallation('fits-nothing-one-file', 8131, { tokensUsed: 500 });
     const { run, checkRunId, rows } = await runWithCheckRun(8131, [
-      { path: 'src/a.ts', line: 2, severity: 'warning' },
+      { path: 'src/a.ts', line: 2, severity: 'warning', message: consoleLogMessage },
     ]);
     const [call] = estimateFileCalls(rows);
 

@@ -199,7 +199,7 @@ export async function insertWarnedRun(setup: GitHubTestContext, count: number) {
 export async function insertFindings(
   context: TestContext,
   runId: string,
-  rows: { path: string; line: number; severity: 'error' | 'warning' | 'notice'; ruleId?: string }[],
+  rows: { path: string; line: number; severity: 'error' | 'warning' | 'notice'; ruleId?: string; message?: string }[],
 ) {
   if (rows.length === 0) return [];
   return context.db
@@ -212,7 +212,7 @@ export async function insertFindings(
         endLine: row.line,
         ruleId: row.ruleId ?? 'debug/console-log',
         severity: row.severity,
-        message: `Finding ${index} on line ${row.line}.`,
+        message: row.message ?? `Finding ${index} on line ${row.line}.`,
         fingerprint: `fp-${runId}-${index}`,
       })),
     )

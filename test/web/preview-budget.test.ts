@@ -27,12 +27,15 @@ import {
 
 type RunSetup = Awaited<ReturnType<typeof createRunWithFindings>>;
 
+/** The message of the built-in console.log rule, which makes each call here over 500 tokens. */
+const message = 'A console.log call was added, so remove this debug output or use the logger.';
+
 // The preview processes files with an error first, then warnings, then notices.
 const findingsInThreeFiles = [
-  { path: 'src/a.ts', line: 2, severity: 'warning' as const },
-  { path: 'src/a.ts', line: 9, severity: 'notice' as const },
-  { path: 'src/b.ts', line: 1, severity: 'error' as const },
-  { path: 'src/c.ts', line: 3, severity: 'notice' as const },
+  { path: 'src/a.ts', line: 2, severity: 'warning' as const, message },
+  { path: 'src/a.ts', line: 9, severity: 'notice' as const, message },
+  { path: 'src/b.ts', line: 1, severity: 'error' as const, message },
+  { path: 'src/c.ts', line: 3, severity: 'notice' as const, message },
 ];
 
 let context: TestContext;
