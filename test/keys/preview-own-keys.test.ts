@@ -1,26 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { minimumCallTokens } from '../../src/autofix/preview.ts';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
-import {
-  findings,
-  patchFiles,
-  patchRequests,
-  tokenEvents,
-  userApiKeys,
-  users,
-  type Provider,
-} from '../../src/db/schema/index.ts';
-import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { findings, userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { geminiErrorBody, leakedKeyBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, invalidApiKeyBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { saveUserKey } from '../../src/keys/user-keys.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
+  findOwnKey,
+  geminiGenerations,
+  groqCompletions,
+  previewForUser,
+  readAllowance,
+  storeOwnKey,
+} from '../helpers/own-key-preview.ts';
+import {
   answerWithFixedFiles,
-  createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   pathInPrompt,
@@ -87,40 +85,15 @@ async function newUser(values: { tokenLimit?: number; tokensUsed?: number; provi
   return user!;
 }
 
-async function storeKey(userId: string, provider: Provider, key: string, keyring = context.keyring) {
-  const encrypted = await encryptUserKey(keyring, { userId, provider }, key);
-  await context.db.insert(userApiKeys).values({ userId, provider, ...encrypted, lastFour: key.slice(-4) });
-}
-
-async function storedKey(userId: string, provider: Provider) {
-  const [row] = await context.db
-    .select()
-    .from(userApiKeys)
-    .where(and(eq(userApiKeys.userId, userId), eq(userApiKeys.provider, provider)));
-  return row!;
-}
-
+const storeKey = (userId: string, provider: Provider, key: string, keyring = context.keyring) =>
+  storeOwnKey(context, { userId, provider }, key, keyring);
+const storedKey = async (userId: string, provider: Provider) => (await findOwnKey(context, userId, provider))!;
 /** Runs a preview. `appContext` is the context of a process started with other settings. */
-async function preview(userId: string, appContext: TestContext = context) {
-  const patchRequestId = await createPatchRequestForRun(context, runId, userId);
-  const outcome = await runPreview(appContext, patchRequestId, 0, context.logger);
-  const stored = await context.db
-    .select()
-    .from(patchFiles)
-    .where(eq(patchFiles.patchRequestId, patchRequestId))
-    .orderBy(patchFiles.path);
-  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
-  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
-  return { outcome, files: stored, request: request!, ledger };
-}
-
-async function allowanceOf(userId: string) {
-  const [user] = await context.db.select().from(users).where(eq(users.id, userId));
-  return { used: user!.tokensUsed, reserved: user!.tokensReserved };
-}
-
-const completions = () => groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
-const generations = () => gemini.requests.filter((request) => request.path.includes(':generateContent'));
+const preview = (userId: string, appContext: TestContext = context) =>
+  previewForUser(context, { runId, userId }, appContext);
+const allowanceOf = (userId: string) => readAllowance(context, userId);
+const completions = () => groqCompletions(groq);
+const generations = () => geminiGenerations(gemini);
 
 describe('previews with own keys', () => {
   it('uses an own Groq key without charging', async () => {
