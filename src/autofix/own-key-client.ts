@@ -9,7 +9,7 @@ import type { Logger } from '../logger.ts';
  * and so does a billed response that the client retried, even when a later request fails.
  * A rejected key (`unauthorized`) is marked unusable, and the raised error directs the user to
  * the keys page. A preview passes the request on after that error only to a client that uses
- * another own key of the user, never to a platform key (see generateOwnKeysLast in preview.ts).
+ * another own key of the user, never to a platform key (see generateOwnKeysLast in key-fallback.ts).
  */
 export function ownKeyClient(
   client: ModelClient,

@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
-import { userApiKeys, type Provider, type UnusableCause } from '../db/schema/index.ts';
+import { userApiKeys, type KeySource, type Provider, type UnusableCause } from '../db/schema/index.ts';
 import { providerNames } from '../llm/retry.ts';
 import { joinWithAnd, pickForm } from '../text/plural.ts';
 import type { Logger } from '../logger.ts';
@@ -54,23 +54,42 @@ export function rejectedReason(provider: Provider, status: number | undefined): 
 }
 
 /**
- * Builds the message stored with a file whose result came from the user's own key of `used`
- * after the provider of each of `rejected` rejected the user's saved key, with its HTTP status.
+ * A key that a file's request passed over before the user's own key produced its result: the
+ * provider `rejected` a platform or own key with HTTP `status`.
  */
-export function rejectedKeyPassedOnNotice(
-  rejected: readonly { provider: Provider; status?: number | undefined }[],
-  used: Provider,
-): string {
-  const rejections = rejected.map(({ provider, status }) => {
-    const name = providerNames[provider];
-    return `${name} rejected your saved ${name} key${status !== undefined ? ` (HTTP ${status})` : ''}`;
-  });
-  const names = joinWithAnd(rejected.map(({ provider }) => providerNames[provider]));
-  return (
-    `${joinWithAnd(rejections)}, so this file used your own ${providerNames[used]} key, the next ` +
-    `in your provider order, and not the platform key. Update your ${names} ` +
-    `${pickForm(rejected.length, 'key', 'keys')} on the keys page.`
-  );
+export type PassedOverKey = {
+  provider: Provider;
+  keySource: KeySource;
+  cause: 'rejected';
+  status?: number | undefined;
+};
+
+/**
+ * Builds the message stored with a file whose result came from the user's own key of `used`
+ * after the request passed over each key of `passed`.
+ */
+export function passedOverKeysNotice(passed: readonly PassedOverKey[], used: Provider): string {
+  const clauses = passed.map(describePassedOverKey);
+  const sentence = joinWithAnd(clauses);
+  let notice =
+    `${sentence.charAt(0).toUpperCase()}${sentence.slice(1)}, so this file used your own ` +
+    `${providerNames[used]} key, the next in your provider order`;
+  if (passed.some((key) => key.keySource === 'user')) notice += ', and not the platform key';
+  notice += '.';
+
+  const rejectedOwn = passed.filter((key) => key.keySource === 'user' && key.cause === 'rejected');
+  if (rejectedOwn.length > 0) {
+    const names = joinWithAnd(rejectedOwn.map(({ provider }) => providerNames[provider]));
+    notice += ` Update your ${names} ${pickForm(rejectedOwn.length, 'key', 'keys')} on the keys page.`;
+  }
+  return notice;
+}
+
+function describePassedOverKey(key: PassedOverKey): string {
+  const name = providerNames[key.provider];
+  const status = key.status !== undefined ? ` (HTTP ${key.status})` : '';
+  const keyName = key.keySource === 'platform' ? `the platform ${name} key` : `your saved ${name} key`;
+  return `${name} rejected ${keyName}${status}`;
 }
 
 /**

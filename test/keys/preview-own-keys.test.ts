@@ -331,6 +331,78 @@ describe('previews with own keys', () => {
     expect(await allowanceOf(user.id)).toEqual({ used: 50, reserved: 0 });
   });
 
+  it('passes a rejected platform key to an own key', async () => {
+    const user = await newUser({ tokensUsed: 60 });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    // The body and status that Groq sends for a key it does not accept, once for each file.
+    const rejected = { status: 401, body: invalidApiKeyBody() };
+    groq.enqueue(rejected, rejected);
+    const logStart = context.logs.length;
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(result.request.error).toBeNull();
+    for (const file of result.files) {
+      expect(file.status).toBe('ready');
+      expect(file.provider).toBe('gemini');
+      expect(file.proposedText).toBe(fixed[file.path]);
+      expect(file.keyNotice).toBe(
+        'Groq rejected the platform Groq key (HTTP 401), so this file used your own Gemini key, ' +
+          'the next in your provider order.',
+      );
+    }
+    expect(completions().map((request) => [request.headers.authorization, request.reply?.status])).toEqual([
+      [`Bearer ${platformGroqKey}`, 401],
+      [`Bearer ${platformGroqKey}`, 401],
+    ]);
+    expect(generations().map((request) => [request.headers['x-goog-api-key'], request.reply?.status])).toEqual([
+      [key, 200],
+      [key, 200],
+    ]);
+    expect(generations().some((request) => request.apiKey === platformGeminiKey)).toBe(false);
+    expect(result.ledger.map((event) => [event.provider, event.keySource, event.chargedTokens])).toEqual([
+      ['gemini', 'user', 0],
+      ['gemini', 'user', 0],
+    ]);
+    expect(await allowanceOf(user.id)).toEqual({ used: 60, reserved: 0 });
+    const warnings = context.logs
+      .slice(logStart)
+      .filter((line) => line.event === 'preview.platform_key_rejected');
+    expect(warnings.map((line) => [line.provider, line.status, line.setting, line.passedToOwnKey])).toEqual([
+      ['groq', 401, 'GROQ_API_KEY', true],
+      ['groq', 401, 'GROQ_API_KEY', true],
+    ]);
+    expect(JSON.stringify(context.logs)).not.toContain(platformGroqKey);
+    expect((await storedKey(user.id, 'gemini')).lastUsedAt).toBeInstanceOf(Date);
+  });
+
+  it('fails the file when the platform key is rejected', async () => {
+    const user = await newUser();
+    const rejected = { status: 401, body: invalidApiKeyBody() };
+    groq.enqueue(rejected, rejected);
+    const logStart = context.logs.length;
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toBe(
+        'Groq rejected the API key (HTTP 401): Invalid API Key. Check or replace the Groq API key.',
+      );
+      expect(file.keyNotice).toBeNull();
+    }
+    expect(completions().map((request) => request.apiKey)).toEqual([platformGroqKey, platformGroqKey]);
+    // The platform Gemini key is not tried after a rejected platform key.
+    expect(gemini.requests).toHaveLength(0);
+    expect(result.ledger).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
+    const warnings = context.logs
+      .slice(logStart)
+      .filter((line) => line.event === 'preview.platform_key_rejected');
+    expect(warnings.map((line) => line.passedToOwnKey)).toEqual([false, false]);
+  });
+
   it('uses own keys when the allowance is spent', async () => {
     const user = await newUser({ tokenLimit: 1000, tokensUsed: 1000 });
     const key = newKey('gemini');

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { passedOverKeysNotice, type PassedOverKey } from '../../src/keys/own-keys.ts';
+
+describe('passedOverKeysNotice', () => {
+  it.each<[string, PassedOverKey, string]>([
+    [
+      'a rejected own key',
+      { provider: 'groq', keySource: 'user', cause: 'rejected', status: 401 },
+      'Groq rejected your saved Groq key (HTTP 401), so this file used your own Gemini key, the ' +
+        'next in your provider order, and not the platform key. Update your Groq key on the keys page.',
+    ],
+    [
+      'a rejected platform key',
+      { provider: 'groq', keySource: 'platform', cause: 'rejected', status: 403 },
+      'Groq rejected the platform Groq key (HTTP 403), so this file used your own Gemini key, the ' +
+        'next in your provider order.',
+    ],
+    [
+      'a rejection without status',
+      { provider: 'groq', keySource: 'user', cause: 'rejected' },
+      'Groq rejected your saved Groq key, so this file used your own Gemini key, the next in your ' +
+        'provider order, and not the platform key. Update your Groq key on the keys page.',
+    ],
+  ])('describes %s', (_case, passed, expected) => {
+    expect(passedOverKeysNotice([passed], 'gemini')).toBe(expected);
+  });
+});
