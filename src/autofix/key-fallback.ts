@@ -6,6 +6,7 @@ import type { ModelRequest, ModelResult } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { AllowanceExceededError } from './metered-client.ts';
 import type { KeyedClient } from './model-clients.ts';
+import { StoredKeyChangedError } from './own-key-client.ts';
 import { platformKeySettingNames } from './provider-client.ts';
 
 /**
@@ -13,7 +14,8 @@ import { platformKeySettingNames } from './provider-client.ts';
  * always come after the platform ones (see chooseKeys). A key that the provider rejects,
  * platform or own, passes the request on only when the next client uses the user's own key. So
  * a platform key never gets a request that an own key failed, which would charge the allowance
- * unasked. A platform client whose reservation fails raises AllowanceExceededError, which stops the chain,
+ * unasked. An own key that the user deleted while the preview ran is passed over the same way. A
+ * platform client whose reservation fails raises AllowanceExceededError, which stops the chain,
  * and then the own-key clients, still untried, get the request on their own.
  * Each rejected platform key is logged as `preview.platform_key_rejected` with the provider and
  * the HTTP status, never with the key or the provider's message.
@@ -65,5 +67,11 @@ export async function generateOwnKeysLast(
 
 /** Describes the key of a client whose call failed with an `unauthorized` error. */
 function describePassedOver(error: ProviderError, keySource: KeySource): PassedOverKey {
-  return { provider: error.provider, keySource, cause: 'rejected', status: error.status };
+  const { provider } = error;
+  if (error instanceof StoredKeyChangedError) {
+    return error.change === 'deleted'
+      ? { provider, keySource: 'user', cause: 'deleted' }
+      : { provider, keySource: 'user', cause: 'unusable', reason: error.message };
+  }
+  return { provider, keySource, cause: 'rejected', status: error.status };
 }

@@ -694,7 +694,7 @@ async function previewFile(
   if (keyNotice) {
     input.logger.info(
       { event: 'preview.rejected_key_passed_on', provider: result.provider },
-      'a key was rejected; the next own key produced the result',
+      'a key was rejected, deleted or unusable; the next own key produced the result',
     );
   }
 

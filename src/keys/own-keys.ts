@@ -54,15 +54,15 @@ export function rejectedReason(provider: Provider, status: number | undefined): 
 }
 
 /**
- * A key that a file's request passed over before the user's own key produced its result: the
- * provider `rejected` a platform or own key with HTTP `status`.
+ * A key that a file's request passed over before the user's own key produced its result. The
+ * provider `rejected` a platform or own key with HTTP `status`, or the user `deleted` an own key
+ * while the preview ran. An own key is `unusable` for `reason` when it was replaced or
+ * re-encrypted by a key that does not decrypt here.
  */
-export type PassedOverKey = {
-  provider: Provider;
-  keySource: KeySource;
-  cause: 'rejected';
-  status?: number | undefined;
-};
+export type PassedOverKey =
+  | { provider: Provider; keySource: KeySource; cause: 'rejected'; status?: number | undefined }
+  | { provider: Provider; keySource: 'user'; cause: 'deleted' }
+  | { provider: Provider; keySource: 'user'; cause: 'unusable'; reason: string };
 
 /**
  * Builds the message stored with a file whose result came from the user's own key of `used`
@@ -82,14 +82,38 @@ export function passedOverKeysNotice(passed: readonly PassedOverKey[], used: Pro
     const names = joinWithAnd(rejectedOwn.map(({ provider }) => providerNames[provider]));
     notice += ` Update your ${names} ${pickForm(rejectedOwn.length, 'key', 'keys')} on the keys page.`;
   }
+  for (const key of passed) {
+    if (key.cause === 'unusable') notice += ` ${key.reason}`;
+  }
   return notice;
 }
 
 function describePassedOverKey(key: PassedOverKey): string {
   const name = providerNames[key.provider];
-  const status = key.status !== undefined ? ` (HTTP ${key.status})` : '';
-  const keyName = key.keySource === 'platform' ? `the platform ${name} key` : `your saved ${name} key`;
-  return `${name} rejected ${keyName}${status}`;
+  switch (key.cause) {
+    case 'rejected': {
+      const status = key.status !== undefined ? ` (HTTP ${key.status})` : '';
+      const keyName = key.keySource === 'platform' ? `the platform ${name} key` : `your saved ${name} key`;
+      return `${name} rejected ${keyName}${status}`;
+    }
+    case 'deleted':
+      return `your saved ${name} key was deleted while this preview ran`;
+    case 'unusable':
+      return `your saved ${name} key changed while this preview ran and could not be used`;
+  }
+}
+
+/**
+ * Builds the message of a file call that did not start because the user deleted their saved
+ * key of `provider` after the preview read it.
+ */
+export function deletedKeyReason(provider: Provider): string {
+  const name = providerNames[provider];
+  return (
+    `Your saved ${name} key was deleted while this preview ran, so this file was not sent ` +
+    `with it, and the platform key was not used instead. Regenerate the file to preview it ` +
+    'with the keys you have now.'
+  );
 }
 
 /**
@@ -121,6 +145,18 @@ export function mismatchedVersionReason(provider: Provider, version: number): st
 
 /** A stored key row as selected from user_api_keys. */
 export type StoredKeyRow = typeof userApiKeys.$inferSelect;
+
+/** Returns the user's stored key row of `provider`, or undefined when none is stored. */
+export async function findStoredKey(
+  db: Database | Transaction,
+  owner: { userId: string; provider: Provider },
+): Promise<StoredKeyRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(userApiKeys)
+    .where(and(eq(userApiKeys.userId, owner.userId), eq(userApiKeys.provider, owner.provider)));
+  return row;
+}
 
 /**
  * Decrypts the user's stored keys for one job. A key the provider rejected stays unusable

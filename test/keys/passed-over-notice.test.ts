@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { passedOverKeysNotice, type PassedOverKey } from '../../src/keys/own-keys.ts';
+import { passedOverKeysNotice, undecryptableReason, type PassedOverKey } from '../../src/keys/own-keys.ts';
 
 describe('passedOverKeysNotice', () => {
   it.each<[string, PassedOverKey, string]>([
@@ -20,6 +20,20 @@ describe('passedOverKeysNotice', () => {
       { provider: 'groq', keySource: 'user', cause: 'rejected' },
       'Groq rejected your saved Groq key, so this file used your own Gemini key, the next in your ' +
         'provider order, and not the platform key. Update your Groq key on the keys page.',
+    ],
+    [
+      'a deleted own key',
+      { provider: 'groq', keySource: 'user', cause: 'deleted' },
+      'Your saved Groq key was deleted while this preview ran, so this file used your own Gemini ' +
+        'key, the next in your provider order, and not the platform key.',
+    ],
+    [
+      'an own key that became unusable',
+      { provider: 'groq', keySource: 'user', cause: 'unusable', reason: undecryptableReason('groq') },
+      'Your saved Groq key changed while this preview ran and could not be used, so this file used ' +
+        'your own Gemini key, the next in your provider order, and not the platform key. Your ' +
+        'saved Groq key could not be decrypted; the master key may have changed. Save the Groq key ' +
+        'again on the keys page.',
     ],
   ])('describes %s', (_case, passed, expected) => {
     expect(passedOverKeysNotice([passed], 'gemini')).toBe(expected);

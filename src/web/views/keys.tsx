@@ -61,9 +61,11 @@ export const KeysPage: FC<{
       one and with the platform key otherwise. After a rate limit, an outage or a timeout, the
       next provider in the list gets the request. After the provider rejects a key, yours or the
       platform's, the next provider gets it only when it is called with your own key, never the
-      platform key, and the file says which key was rejected and which was used. Calls on your
-      own key do not count against your plan's allowance. Keys are stored encrypted and shown
-      only by their last four characters.
+      platform key, and the file says which key was rejected and which was used. Each call reads
+      your key as stored when it starts, so a key you replace or delete during a preview is
+      replaced or no longer used from the next call on. Calls on your own key do not count
+      against your plan's allowance. Keys are stored encrypted and shown only by their last four
+      characters.
     </p>
     {notice ? <p class="notice" role="status">{notice}</p> : null}
     {error ? <FormError message={error} /> : null}
