@@ -56,6 +56,8 @@ export function chooseKeys(
 /**
  * Returns the clients to try for a user, in the user's provider order, as chooseKeys picks
  * them. A provider whose stored key is unusable is left out, never given the platform key.
+ * The own keys are read here to choose the clients, and each own-key client reads its key
+ * again at every call (see ownKeyClient).
  */
 export async function resolveModelClients(
   context: { config: Config; db: Database; keyring: Keyring; logger: Logger },
@@ -81,11 +83,8 @@ export async function resolveModelClients(
   const clients: KeyedClient[] = choices.map(({ provider, keySource }) => {
     const own = ownKeys.get(provider);
     if (keySource === 'user' && own?.usable) {
-      const client = createProviderClient(config, provider, own.key);
-      return {
-        keySource,
-        client: ownKeyClient(client, { db, logger, stored: own.stored, apiKey: own.key }),
-      };
+      const createClient = (apiKey: string) => createProviderClient(config, provider, apiKey);
+      return { keySource, client: ownKeyClient(context, own, createClient) };
     }
     return { keySource, client: createProviderClient(config, provider, platformKey(config, provider)!) };
   });

@@ -1,26 +1,95 @@
 import type { Database } from '../db/client.ts';
-import { markKeyUnusable, markKeyUsed, rejectedReason, type StoredKeyRef } from '../keys/own-keys.ts';
+import type { Provider } from '../db/schema/index.ts';
+import type { Keyring } from '../keys/master-keys.ts';
+import {
+  deletedKeyReason,
+  findStoredKey,
+  markKeyUnusable,
+  markKeyUsed,
+  openStoredKey,
+  rejectedReason,
+  type StoredKeyRef,
+} from '../keys/own-keys.ts';
 import { ProviderError, redactSecrets } from '../llm/errors.ts';
 import type { BilledRetry, ModelClient } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 
 /**
- * Wraps a client that uses the user's own key. Accepted calls update the key's last_used_at,
- * and so does a billed response that the client retried, even when a later request fails.
- * A rejected key (`unauthorized`) is marked unusable, and the raised error directs the user to
- * the keys page. A preview passes the request on after that error only to a client that uses
- * another own key of the user, never to a platform key (see generateOwnKeysLast in preview.ts).
+ * Raised in place of a call when the user's stored key changed after the client read it so
+ * that it cannot be used: `deleted`, or replaced or re-encrypted by a key that does not decrypt
+ * here (`unusable`). Its kind is `unauthorized`, so a preview passes the request on only to a
+ * client that uses another own key of the user, as after a rejected own key.
+ */
+export class StoredKeyChangedError extends ProviderError {
+  override name = 'StoredKeyChangedError';
+
+  constructor(
+    provider: Provider,
+    readonly change: 'deleted' | 'unusable',
+    message: string,
+  ) {
+    super({ provider, kind: 'unauthorized', message });
+  }
+}
+
+/** A stored key as one call uses it: its row's identity, the plain key and its client. */
+interface CurrentKey {
+  stored: StoredKeyRef;
+  apiKey: string;
+  client: ModelClient;
+}
+
+/**
+ * Wraps calls on the user's own key `own`. Each call reads the stored key first, one query on
+ * the (user, provider) unique index, and calls with the key as stored at that moment. A key
+ * deleted since raises StoredKeyChangedError without a call. A key saved again, or
+ * re-encrypted by `keys rotate`, has a new nonce, so it is decrypted again and a client for it
+ * is made with `createClient`.
+ * A call that read the key before a delete or a save committed still runs with the key it
+ * read, its retries included.
+ *
+ * Accepted calls update the key's last_used_at, and so does a billed response that the client
+ * retried, even when a later request fails. A rejected key (`unauthorized`) is marked unusable,
+ * and the raised error directs the user to the keys page. A preview passes the request on after
+ * that error only to a client that uses another own key of the user, never to a platform key
+ * (see generateOwnKeysLast in key-fallback.ts).
  */
 export function ownKeyClient(
-  client: ModelClient,
-  options: { db: Database; logger: Logger; stored: StoredKeyRef; apiKey: string },
+  context: { db: Database; keyring: Keyring; logger: Logger },
+  own: { key: string; stored: StoredKeyRef },
+  createClient: (apiKey: string) => ModelClient,
 ): ModelClient {
-  const { db, logger, stored, apiKey } = options;
+  const { db, logger } = context;
+  const { userId, provider } = own.stored;
+  let latest: CurrentKey = { stored: own.stored, apiKey: own.key, client: createClient(own.key) };
+
+  const readCurrentKey = async (): Promise<CurrentKey> => {
+    const row = await findStoredKey(db, own.stored);
+    if (!row) {
+      logger.info(
+        { event: 'user_key.deleted_during_preview', userId, provider },
+        'stored key was deleted after the preview read it; the call was not made',
+      );
+      throw new StoredKeyChangedError(provider, 'deleted', deletedKeyReason(provider));
+    }
+    if (row.nonce === latest.stored.nonce) return latest;
+
+    const opened = await openStoredKey(context, row);
+    if (!opened.usable) throw new StoredKeyChangedError(provider, 'unusable', opened.reason);
+    latest = { stored: opened.stored, apiKey: opened.key, client: createClient(opened.key) };
+    logger.info(
+      { event: 'user_key.reloaded', userId, provider },
+      'stored key changed after the preview read it; calling with the key as stored now',
+    );
+    return latest;
+  };
+
   return {
-    provider: client.provider,
-    model: client.model,
-    listModels: () => client.listModels(),
+    provider: latest.client.provider,
+    model: latest.client.model,
+    listModels: () => latest.client.listModels(),
     async generate(request, callOptions) {
+      const { stored, apiKey, client } = await readCurrentKey();
       let result;
       const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
         await markKeyUsed(db, stored);

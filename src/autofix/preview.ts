@@ -19,9 +19,7 @@ import {
 import { accessTokenPath, requireActiveInstallation } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
-import { rejectedKeyPassedOnNotice } from '../keys/own-keys.ts';
 import { ProviderError } from '../llm/errors.ts';
-import { generateWithFallback } from '../llm/fallback.ts';
 import { parseModelOutput } from '../llm/output.ts';
 import {
   buildFixPrompt,
@@ -36,7 +34,6 @@ import {
   type FixFinding,
   type FixPrompt,
 } from '../llm/prompt.ts';
-import type { ModelRequest, ModelResult } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
@@ -52,6 +49,7 @@ import { buildPreviewDiff } from './preview-diff.ts';
 import { groupFindingsByFile } from './preview-files.ts';
 import { checkPreviewHead } from './preview-head-check.ts';
 import { cancelledRegenerationError, restoreKeptResults, restoredResultColumns } from './kept-result.ts';
+import { generateOwnKeysLast } from './key-fallback.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
 
@@ -682,7 +680,10 @@ async function previewFile(
   if (input.isRateLimited()) return { status: 'deferred', rateLimit: null, error: null };
   let generated;
   try {
-    generated = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, input.signal);
+    generated = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, {
+      signal: input.signal,
+      logger: input.logger,
+    });
   } catch (error) {
     if (error instanceof ProviderError || error instanceof AllowanceExceededError) {
       return failed(error.message, base);
@@ -693,7 +694,7 @@ async function previewFile(
   if (keyNotice) {
     input.logger.info(
       { event: 'preview.rejected_key_passed_on', provider: result.provider },
-      'an own key was rejected; the next own key produced the result',
+      'a key was rejected, deleted or unusable; the next own key produced the result',
     );
   }
 
@@ -721,43 +722,6 @@ async function previewFile(
     diff: diff.diff,
     totalTokens,
   };
-}
-
-/**
- * Runs the fallback chain and returns the result with the file's `keyNotice`. A platform client
- * whose reservation fails raises AllowanceExceededError, which stops the chain. Own-key clients
- * always come after the platform ones, so they are still untried then and get the request on
- * their own. A rejected own key passes the request on only to a next client that uses the
- * user's own key as well, because a platform client would charge the allowance unasked.
- */
-async function generateOwnKeysLast(
-  clients: KeyedClient[],
-  request: ModelRequest,
-  signal?: AbortSignal,
-): Promise<{ result: ModelResult; keyNotice: string | null }> {
-  const rejected: ProviderError[] = [];
-  const generate = (entries: KeyedClient[]) =>
-    generateWithFallback(
-      entries.map((entry) => entry.client),
-      request,
-      {
-        signal,
-        onAttempt: (attempt) => {
-          if (attempt.error?.kind === 'unauthorized') rejected.push(attempt.error);
-        },
-        passRejectedKey: (index) => entries[index]?.keySource === 'user' && entries[index + 1]?.keySource === 'user',
-      },
-    );
-  let result: ModelResult;
-  try {
-    result = await generate(clients);
-  } catch (error) {
-    const own = clients.filter((entry) => entry.keySource === 'user');
-    if (!(error instanceof AllowanceExceededError) || own.length === 0) throw error;
-    result = await generate(own);
-  }
-  const keyNotice = rejected.length > 0 ? rejectedKeyPassedOnNotice(rejected, result.provider) : null;
-  return { result, keyNotice };
 }
 
 /**

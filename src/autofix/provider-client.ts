@@ -10,6 +10,12 @@ export const baseUrlSettingNames: Record<Provider, string> = {
   gemini: 'GEMINI_BASE_URL',
 };
 
+/** The environment variable that sets each provider's platform key. */
+export const platformKeySettingNames: Record<Provider, string> = {
+  groq: 'GROQ_API_KEY',
+  gemini: 'GEMINI_API_KEY',
+};
+
 /** Returns the variable that set `provider`'s base URL, or undefined when the default is used. */
 export function baseUrlSetting(config: Config, provider: Provider): string | undefined {
   return config.baseUrlsSet[provider] ? baseUrlSettingNames[provider] : undefined;

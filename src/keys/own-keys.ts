@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.ts';
-import { userApiKeys, type Provider, type UnusableCause } from '../db/schema/index.ts';
+import { userApiKeys, type KeySource, type Provider, type UnusableCause } from '../db/schema/index.ts';
 import { providerNames } from '../llm/retry.ts';
 import { joinWithAnd, pickForm } from '../text/plural.ts';
 import type { Logger } from '../logger.ts';
@@ -54,22 +54,65 @@ export function rejectedReason(provider: Provider, status: number | undefined): 
 }
 
 /**
- * Builds the message stored with a file whose result came from the user's own key of `used`
- * after the provider of each of `rejected` rejected the user's saved key, with its HTTP status.
+ * A key that a file's request passed over before the user's own key produced its result. The
+ * provider `rejected` a platform or own key with HTTP `status`, or the user `deleted` an own key
+ * while the preview ran. An own key is `unusable` for `reason` when it was replaced or
+ * re-encrypted by a key that does not decrypt here.
  */
-export function rejectedKeyPassedOnNotice(
-  rejected: readonly { provider: Provider; status?: number | undefined }[],
-  used: Provider,
-): string {
-  const rejections = rejected.map(({ provider, status }) => {
-    const name = providerNames[provider];
-    return `${name} rejected your saved ${name} key${status !== undefined ? ` (HTTP ${status})` : ''}`;
-  });
-  const names = joinWithAnd(rejected.map(({ provider }) => providerNames[provider]));
+export type PassedOverKey =
+  | { provider: Provider; keySource: KeySource; cause: 'rejected'; status?: number | undefined }
+  | { provider: Provider; keySource: 'user'; cause: 'deleted' }
+  | { provider: Provider; keySource: 'user'; cause: 'unusable'; reason: string };
+
+/**
+ * Builds the message stored with a file whose result came from the user's own key of `used`
+ * after the request passed over each key of `passed`.
+ */
+export function passedOverKeysNotice(passed: readonly PassedOverKey[], used: Provider): string {
+  const clauses = passed.map(describePassedOverKey);
+  const sentence = joinWithAnd(clauses);
+  let notice =
+    `${sentence.charAt(0).toUpperCase()}${sentence.slice(1)}, so this file used your own ` +
+    `${providerNames[used]} key, the next in your provider order`;
+  if (passed.some((key) => key.keySource === 'user')) notice += ', and not the platform key';
+  notice += '.';
+
+  const rejectedOwn = passed.filter((key) => key.keySource === 'user' && key.cause === 'rejected');
+  if (rejectedOwn.length > 0) {
+    const names = joinWithAnd(rejectedOwn.map(({ provider }) => providerNames[provider]));
+    notice += ` Update your ${names} ${pickForm(rejectedOwn.length, 'key', 'keys')} on the keys page.`;
+  }
+  for (const key of passed) {
+    if (key.cause === 'unusable') notice += ` ${key.reason}`;
+  }
+  return notice;
+}
+
+function describePassedOverKey(key: PassedOverKey): string {
+  const name = providerNames[key.provider];
+  switch (key.cause) {
+    case 'rejected': {
+      const status = key.status !== undefined ? ` (HTTP ${key.status})` : '';
+      const keyName = key.keySource === 'platform' ? `the platform ${name} key` : `your saved ${name} key`;
+      return `${name} rejected ${keyName}${status}`;
+    }
+    case 'deleted':
+      return `your saved ${name} key was deleted while this preview ran`;
+    case 'unusable':
+      return `your saved ${name} key changed while this preview ran and could not be used`;
+  }
+}
+
+/**
+ * Builds the message of a file call that did not start because the user deleted their saved
+ * key of `provider` after the preview read it.
+ */
+export function deletedKeyReason(provider: Provider): string {
+  const name = providerNames[provider];
   return (
-    `${joinWithAnd(rejections)}, so this file used your own ${providerNames[used]} key, the next ` +
-    `in your provider order, and not the platform key. Update your ${names} ` +
-    `${pickForm(rejected.length, 'key', 'keys')} on the keys page.`
+    `Your saved ${name} key was deleted while this preview ran, so this file was not sent ` +
+    `with it, and the platform key was not used instead. Regenerate the file to preview it ` +
+    'with the keys you have now.'
   );
 }
 
@@ -102,6 +145,18 @@ export function mismatchedVersionReason(provider: Provider, version: number): st
 
 /** A stored key row as selected from user_api_keys. */
 export type StoredKeyRow = typeof userApiKeys.$inferSelect;
+
+/** Returns the user's stored key row of `provider`, or undefined when none is stored. */
+export async function findStoredKey(
+  db: Database | Transaction,
+  owner: { userId: string; provider: Provider },
+): Promise<StoredKeyRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(userApiKeys)
+    .where(and(eq(userApiKeys.userId, owner.userId), eq(userApiKeys.provider, owner.provider)));
+  return row;
+}
 
 /**
  * Decrypts the user's stored keys for one job. A key the provider rejected stays unusable

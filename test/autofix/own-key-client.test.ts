@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownKeyClient } from '../../src/autofix/own-key-client.ts';
+import { ownKeyClient, StoredKeyChangedError } from '../../src/autofix/own-key-client.ts';
 import { userApiKeys } from '../../src/db/schema/index.ts';
 import { groqErrorBody, startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
+import { encryptUserKey } from '../../src/keys/encryption.ts';
 import type { StoredKeyRef } from '../../src/keys/own-keys.ts';
 import { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
@@ -50,17 +51,37 @@ async function lastUsedAt(userId: string): Promise<Date | null> {
   return row!.lastUsedAt;
 }
 
-/** Wraps a client of the fake Groq that retries `maxRetries` times, 10 ms apart. */
-function ownGroqClient(stored: StoredKeyRef, maxRetries: number) {
-  const client = createGroqClient({
-    apiKey,
-    baseUrl: groq.url,
-    model: 'llama-3.3-70b-versatile',
-    maxRetries,
-    timeoutMs: 5000,
-    retryBaseDelayMs: 10,
-  });
-  return ownKeyClient(client, { db: context.db, logger: context.logger, stored, apiKey });
+/**
+ * Wraps clients of the fake Groq that retry `maxRetries` times, 10 ms apart, for the stored key
+ * `stored`, whose plain value is `key`.
+ */
+function ownGroqClient(stored: StoredKeyRef, maxRetries: number, key = apiKey) {
+  const createClient = (clientKey: string) =>
+    createGroqClient({
+      apiKey: clientKey,
+      baseUrl: groq.url,
+      model: 'llama-3.3-70b-versatile',
+      maxRetries,
+      timeoutMs: 5000,
+      retryBaseDelayMs: 10,
+    });
+  return ownKeyClient(context, { key, stored }, createClient);
+}
+
+/** Stores `key` encrypted as the user's Groq key, replacing the stored one, as a save does. */
+async function saveEncrypted(userId: string, key: string): Promise<StoredKeyRef> {
+  const encrypted = await encryptUserKey(context.keyring, { userId, provider: 'groq' }, key);
+  const values = { ...encrypted, lastFour: key.slice(-4) };
+  await context.db
+    .insert(userApiKeys)
+    .values({ userId, provider: 'groq', ...values })
+    .onConflictDoUpdate({ target: [userApiKeys.userId, userApiKeys.provider], set: values });
+  return { userId, provider: 'groq', nonce: encrypted.nonce };
+}
+
+async function storedRow(userId: string) {
+  const [row] = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, userId));
+  return row;
 }
 
 const request = { system: 'Return the file.', user: 'data', maxOutputTokens: 100 };
@@ -98,5 +119,82 @@ describe('ownKeyClient', () => {
 
     await expect(client.generate(request)).rejects.toBeInstanceOf(ProviderError);
     expect(await lastUsedAt(stored.userId)).toBeNull();
+  });
+
+  it('calls with the key as stored at each call', async () => {
+    groq.reset();
+    const { userId } = await storedKey();
+    const firstKey = 'gsk_TESTONLYfirst00000000000000000000000000000000000000000';
+    const secondKey = 'gsk_TESTONLYsecond0000000000000000000000000000000000000000';
+    const first = await saveEncrypted(userId, firstKey);
+    const client = ownGroqClient(first, 0, firstKey);
+
+    await client.generate(request);
+    const second = await saveEncrypted(userId, secondKey);
+    await client.generate(request);
+    await client.generate(request);
+
+    expect(groq.requests.map((sent) => sent.headers.authorization)).toEqual([
+      `Bearer ${firstKey}`,
+      `Bearer ${secondKey}`,
+      `Bearer ${secondKey}`,
+    ]);
+    const row = await storedRow(userId);
+    expect(row!.nonce).toBe(second.nonce);
+    expect(row!.lastUsedAt).toBeInstanceOf(Date);
+    const reloaded = context.logs.filter(
+      (line) => line.event === 'user_key.reloaded' && line.userId === userId,
+    );
+    expect(reloaded).toHaveLength(1);
+  });
+
+  it('makes no call once the key is deleted', async () => {
+    groq.reset();
+    const { userId } = await storedKey();
+    const key = 'gsk_TESTONLYdeleted000000000000000000000000000000000000000';
+    const stored = await saveEncrypted(userId, key);
+    const client = ownGroqClient(stored, 0, key);
+    await client.generate(request);
+    await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, userId));
+
+    const error = await client.generate(request).then(() => null, (caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(StoredKeyChangedError);
+    expect((error as StoredKeyChangedError).change).toBe('deleted');
+    expect((error as StoredKeyChangedError).kind).toBe('unauthorized');
+    expect((error as StoredKeyChangedError).message).toBe(
+      'Your saved Groq key was deleted while this preview ran, so this file was not sent with ' +
+        'it, and the platform key was not used instead. Regenerate the file to preview it with ' +
+        'the keys you have now.',
+    );
+    expect(groq.requests.map((sent) => sent.apiKey)).toEqual([key]);
+    const logged = context.logs.find(
+      (line) => line.event === 'user_key.deleted_during_preview' && line.userId === userId,
+    );
+    expect(logged?.provider).toBe('groq');
+  });
+
+  it('rejects a replacement that does not decrypt', async () => {
+    groq.reset();
+    const { userId } = await storedKey();
+    const key = 'gsk_TESTONLYundecryptable0000000000000000000000000000000000';
+    const stored = await saveEncrypted(userId, key);
+    const client = ownGroqClient(stored, 0, key);
+    await saveEncrypted(userId, 'gsk_TESTONLYreplacement000000000000000000000000000000000');
+    const replaced = await storedRow(userId);
+    const bytes = Buffer.from(replaced!.ciphertext, 'base64url');
+    bytes[0]! ^= 0xff;
+    await context.db
+      .update(userApiKeys)
+      .set({ ciphertext: bytes.toString('base64url') })
+      .where(eq(userApiKeys.id, replaced!.id));
+
+    const error = await client.generate(request).then(() => null, (caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(StoredKeyChangedError);
+    expect((error as StoredKeyChangedError).change).toBe('unusable');
+    expect((error as StoredKeyChangedError).message).toContain('Your saved Groq key could not be decrypted');
+    expect(groq.requests).toHaveLength(0);
+    expect((await storedRow(userId))!.unusableCause).toBe('undecryptable');
   });
 });

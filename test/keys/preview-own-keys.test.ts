@@ -1,26 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { minimumCallTokens, runPreview } from '../../src/autofix/preview.ts';
+import { minimumCallTokens } from '../../src/autofix/preview.ts';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
-import {
-  findings,
-  patchFiles,
-  patchRequests,
-  tokenEvents,
-  userApiKeys,
-  users,
-  type Provider,
-} from '../../src/db/schema/index.ts';
-import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { findings, userApiKeys, users, type Provider } from '../../src/db/schema/index.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { geminiErrorBody, leakedKeyBody, type FakeGemini } from '../../src/demo/fakes/gemini.ts';
 import { groqErrorBody, invalidApiKeyBody, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { saveUserKey } from '../../src/keys/user-keys.ts';
 import type { TestContext } from '../helpers/context.ts';
 import {
+  findOwnKey,
+  geminiGenerations,
+  groqCompletions,
+  previewForUser,
+  readAllowance,
+  storeOwnKey,
+} from '../helpers/own-key-preview.ts';
+import {
   answerWithFixedFiles,
-  createPatchRequestForRun,
   createPreviewTestContext,
   insertConsoleLogFindings,
   pathInPrompt,
@@ -87,40 +85,15 @@ async function newUser(values: { tokenLimit?: number; tokensUsed?: number; provi
   return user!;
 }
 
-async function storeKey(userId: string, provider: Provider, key: string, keyring = context.keyring) {
-  const encrypted = await encryptUserKey(keyring, { userId, provider }, key);
-  await context.db.insert(userApiKeys).values({ userId, provider, ...encrypted, lastFour: key.slice(-4) });
-}
-
-async function storedKey(userId: string, provider: Provider) {
-  const [row] = await context.db
-    .select()
-    .from(userApiKeys)
-    .where(and(eq(userApiKeys.userId, userId), eq(userApiKeys.provider, provider)));
-  return row!;
-}
-
+const storeKey = (userId: string, provider: Provider, key: string, keyring = context.keyring) =>
+  storeOwnKey(context, { userId, provider }, key, keyring);
+const storedKey = async (userId: string, provider: Provider) => (await findOwnKey(context, userId, provider))!;
 /** Runs a preview. `appContext` is the context of a process started with other settings. */
-async function preview(userId: string, appContext: TestContext = context) {
-  const patchRequestId = await createPatchRequestForRun(context, runId, userId);
-  const outcome = await runPreview(appContext, patchRequestId, 0, context.logger);
-  const stored = await context.db
-    .select()
-    .from(patchFiles)
-    .where(eq(patchFiles.patchRequestId, patchRequestId))
-    .orderBy(patchFiles.path);
-  const [request] = await context.db.select().from(patchRequests).where(eq(patchRequests.id, patchRequestId));
-  const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.patchRequestId, patchRequestId));
-  return { outcome, files: stored, request: request!, ledger };
-}
-
-async function allowanceOf(userId: string) {
-  const [user] = await context.db.select().from(users).where(eq(users.id, userId));
-  return { used: user!.tokensUsed, reserved: user!.tokensReserved };
-}
-
-const completions = () => groq.requests.filter((request) => request.path.endsWith('/chat/completions'));
-const generations = () => gemini.requests.filter((request) => request.path.includes(':generateContent'));
+const preview = (userId: string, appContext: TestContext = context) =>
+  previewForUser(context, { runId, userId }, appContext);
+const allowanceOf = (userId: string) => readAllowance(context, userId);
+const completions = () => groqCompletions(groq);
+const generations = () => geminiGenerations(gemini);
 
 describe('previews with own keys', () => {
   it('uses an own Groq key without charging', async () => {
@@ -356,6 +329,78 @@ describe('previews with own keys', () => {
       ['gemini', 'user', 0],
     ]);
     expect(await allowanceOf(user.id)).toEqual({ used: 50, reserved: 0 });
+  });
+
+  it('passes a rejected platform key to an own key', async () => {
+    const user = await newUser({ tokensUsed: 60 });
+    const key = newKey('gemini');
+    await storeKey(user.id, 'gemini', key);
+    // The body and status that Groq sends for a key it does not accept, once for each file.
+    const rejected = { status: 401, body: invalidApiKeyBody() };
+    groq.enqueue(rejected, rejected);
+    const logStart = context.logs.length;
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('ready');
+    expect(result.request.error).toBeNull();
+    for (const file of result.files) {
+      expect(file.status).toBe('ready');
+      expect(file.provider).toBe('gemini');
+      expect(file.proposedText).toBe(fixed[file.path]);
+      expect(file.keyNotice).toBe(
+        'Groq rejected the platform Groq key (HTTP 401), so this file used your own Gemini key, ' +
+          'the next in your provider order.',
+      );
+    }
+    expect(completions().map((request) => [request.headers.authorization, request.reply?.status])).toEqual([
+      [`Bearer ${platformGroqKey}`, 401],
+      [`Bearer ${platformGroqKey}`, 401],
+    ]);
+    expect(generations().map((request) => [request.headers['x-goog-api-key'], request.reply?.status])).toEqual([
+      [key, 200],
+      [key, 200],
+    ]);
+    expect(generations().some((request) => request.apiKey === platformGeminiKey)).toBe(false);
+    expect(result.ledger.map((event) => [event.provider, event.keySource, event.chargedTokens])).toEqual([
+      ['gemini', 'user', 0],
+      ['gemini', 'user', 0],
+    ]);
+    expect(await allowanceOf(user.id)).toEqual({ used: 60, reserved: 0 });
+    const warnings = context.logs
+      .slice(logStart)
+      .filter((line) => line.event === 'preview.platform_key_rejected');
+    expect(warnings.map((line) => [line.provider, line.status, line.setting, line.passedToOwnKey])).toEqual([
+      ['groq', 401, 'GROQ_API_KEY', true],
+      ['groq', 401, 'GROQ_API_KEY', true],
+    ]);
+    expect(JSON.stringify(context.logs)).not.toContain(platformGroqKey);
+    expect((await storedKey(user.id, 'gemini')).lastUsedAt).toBeInstanceOf(Date);
+  });
+
+  it('fails the file when the platform key is rejected', async () => {
+    const user = await newUser();
+    const rejected = { status: 401, body: invalidApiKeyBody() };
+    groq.enqueue(rejected, rejected);
+    const logStart = context.logs.length;
+    const result = await preview(user.id);
+
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) {
+      expect(file.status).toBe('failed');
+      expect(file.error).toBe(
+        'Groq rejected the API key (HTTP 401): Invalid API Key. Check or replace the Groq API key.',
+      );
+      expect(file.keyNotice).toBeNull();
+    }
+    expect(completions().map((request) => request.apiKey)).toEqual([platformGroqKey, platformGroqKey]);
+    // The platform Gemini key is not tried after a rejected platform key.
+    expect(gemini.requests).toHaveLength(0);
+    expect(result.ledger).toHaveLength(0);
+    expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
+    const warnings = context.logs
+      .slice(logStart)
+      .filter((line) => line.event === 'preview.platform_key_rejected');
+    expect(warnings.map((line) => line.passedToOwnKey)).toEqual([false, false]);
   });
 
   it('uses own keys when the allowance is spent', async () => {

@@ -59,11 +59,13 @@ export const KeysPage: FC<{
     <p class="muted">
       Fix previews try the providers in the order below, each with your own key when you stored
       one and with the platform key otherwise. After a rate limit, an outage or a timeout, the
-      next provider in the list gets the request. After the provider rejects your own key, the
-      next provider gets it only when it is called with your own key too, never the platform
-      key, and the file says which key was rejected and which was used. Calls on your own key do
-      not count against your plan's allowance. Keys are stored encrypted and shown only by their
-      last four characters.
+      next provider in the list gets the request. After the provider rejects a key, yours or the
+      platform's, the next provider gets it only when it is called with your own key, never the
+      platform key, and the file says which key was rejected and which was used. Each call reads
+      your key as stored when it starts, so a key you replace or delete during a preview is
+      replaced or no longer used from the next call on. Calls on your own key do not count
+      against your plan's allowance. Keys are stored encrypted and shown only by their last four
+      characters.
     </p>
     {notice ? <p class="notice" role="status">{notice}</p> : null}
     {error ? <FormError message={error} /> : null}
