@@ -23,7 +23,12 @@ import {
   type PullRequestClosedError,
 } from '../runs/pull-request-closed.ts';
 import { queueApplyAfterRateLimit, type ApplyWaiting } from './apply-rate-limit.ts';
-import { workflowFilesOf, workflowFilesRejection } from './workflow-files.ts';
+import {
+  readWorkflowsPermission,
+  readWorkflowsPermissionBeforeClaim,
+  workflowFilesOf,
+  workflowFilesRejection,
+} from './workflow-files.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { releaseApplyClaim } from './apply-claim-release.ts';
 import { clearedApplyWait, currentApplyWait, type ApplyWait } from './apply-wait.ts';
@@ -312,12 +317,12 @@ function commitMarker(patchRequestId: string): string {
 /**
  * Applies the ready files of a patch request that `userId` owns: as one commit on the head
  * branch (the default for branches of the same repository) or as a review with suggestions
- * (the default for forks and for previews with GitHub Actions workflow files). Returns null
- * when the user owns no such request. Applying again
- * returns the recorded result and writes nothing. With `previewVersion`, an apply whose files
- * no longer match it throws ApplyRejectedError, claims nothing and writes nothing. When GitHub rate-limits the apply, it queues
- * an apply job for when the limit lifts and returns `ApplyWaiting`. `job` is that apply job
- * when it runs.
+ * (the default for forks, and for previews with GitHub Actions workflow files unless the
+ * installation's token has Workflows: write). Returns null when the user owns no such
+ * request. Applying again returns the recorded result and writes nothing. With
+ * `previewVersion`, an apply whose files no longer match it throws ApplyRejectedError, claims
+ * nothing and writes nothing. When GitHub rate-limits the apply, it queues an apply job for
+ * when the limit lifts and returns `ApplyWaiting`. `job` is that apply job when it runs.
  */
 export async function applyPatchRequest(
   context: AppContext,
@@ -373,15 +378,23 @@ export async function applyPatchRequest(
   }
   const { run } = request;
   const sameRepository = run.headRepository.toLowerCase() === run.repository.toLowerCase();
-  // GitHub rejects the app's commits to workflow files (see workflowFilesOf), so a preview with
-  // one is applied as suggestions by default, and a request for a commit is rejected here.
+  // GitHub rejects the app's commits to workflow files without Workflows: write (see
+  // workflowFilesOf). Without it a preview with one is applied as suggestions by default, and
+  // a request for a commit is rejected here, so that a pending apply job stays as it is.
   const workflowFiles = workflowFilesOf(paths);
-  if (input.mode === 'commit' && workflowFiles.length > 0) {
-    throw workflowFilesRejection(workflowFiles);
+  const workflowsPermission =
+    workflowFiles.length > 0
+      ? await readWorkflowsPermissionBeforeClaim(context, run.installationId, logger)
+      : undefined;
+  const workflowsUnwritable = workflowsPermission !== undefined && workflowsPermission !== 'write';
+  if (input.mode === 'commit' && workflowFiles.length > 0 && workflowsUnwritable) {
+    throw workflowFilesRejection(workflowFiles, workflowsPermission);
   }
-  let requestedMode = input.mode ?? (workflowFiles.length > 0 ? 'suggestions' : undefined);
+  // A permission that could not be read counts as missing until the read under the claim.
+  const workflowsBlocked = workflowFiles.length > 0 && workflowsPermission !== 'write';
+  let requestedMode = input.mode ?? (workflowsBlocked ? 'suggestions' : undefined);
   // The stored head decides until GitHub's current pull request is read after the claim.
-  const defaultMode: ApplyMode = sameRepository && workflowFiles.length === 0 ? 'commit' : 'suggestions';
+  const defaultMode: ApplyMode = sameRepository && !workflowsBlocked ? 'commit' : 'suggestions';
   let mode = input.mode ?? defaultMode;
 
   // An API call while an apply job of the request is pending continues that job's apply. While
@@ -454,12 +467,20 @@ export async function applyPatchRequest(
     // claim compared with `previewVersion`.
     files = await readyFilesOf(context, request.id);
     paths = files.map((file) => file.path);
-    // A workflow file that became ready after the first read is checked here, before any write.
+    // Workflow files are checked again here, before any write, because one may have become
+    // ready after the first read, and the permission may have changed or been unreadable. The
+    // permission is read from the token that the writes below send.
     const claimedWorkflowFiles = workflowFilesOf(paths);
     if (claimedWorkflowFiles.length > 0) {
-      if (input.mode === 'commit') throw workflowFilesRejection(claimedWorkflowFiles);
-      requestedMode = 'suggestions';
-      mode = 'suggestions';
+      const permission = await readWorkflowsPermission(context.db, github, run.installationId);
+      if (permission === 'write') {
+        requestedMode = input.mode;
+        mode = input.mode ?? (sameRepository ? 'commit' : 'suggestions');
+      } else {
+        if (input.mode === 'commit') throw workflowFilesRejection(claimedWorkflowFiles, permission);
+        requestedMode = 'suggestions';
+        mode = 'suggestions';
+      }
     }
     const octokit = await github.installationOctokit(run.installationId);
     const reviewTarget = {

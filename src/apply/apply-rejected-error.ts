@@ -8,7 +8,8 @@ import type { FailedGitHubRequest } from '../github/request-errors.ts';
  * rejected request. Those of a closed pull request name the repository, the pull request and
  * when it was closed, those of a suspended or uninstalled installation name it, its account and
  * the reason, those of a claim in progress name when it was taken and when it goes stale, and
- * those of a commit rejected for workflow files list the files.
+ * those of a commit rejected for workflow files list the files and the token's Workflows
+ * permission.
  */
 export class ApplyRejectedError extends Error {
   override name = 'ApplyRejectedError';

@@ -43,7 +43,7 @@ const markingActions = new Set(['created', 'deleted', 'suspend', 'unsuspend']);
 
 /**
  * Records who installed the app where, because that user's allowance pays for automatic
- * work. `suspend` and `deleted` also cancel the installation's unfinished runs, reports and
+ * work, and when its permissions last changed. `suspend` and `deleted` also cancel the installation's unfinished runs, reports and
  * previews. `unsuspend` and a new `created` leave cancelled work cancelled, and a new push or
  * "Fix with AI" starts new work. `unsuspend` also queues one job that checks the installation's
  * open pull requests with GitHub (see handleResumeInstallationJob).
@@ -102,9 +102,10 @@ async function applyInstallationEvent(
       // queued here lists the open pull requests and queues a check of each, which analyzes a
       // head commit that has no run. One job keeps this transaction small however many pull
       // requests the installation has.
+      // GitHub may have withheld a `new_permissions_accepted` event during the suspension.
       const [row] = await tx
         .update(installations)
-        .set({ suspendedAt: null })
+        .set({ suspendedAt: null, permissionsChangedAt: sql`now()` })
         .where(eq(installations.id, installation.id))
         .returning({ id: installations.id });
       if (!row) return notRecorded(installation.id);
@@ -115,6 +116,20 @@ async function applyInstallationEvent(
       return jobId === null
         ? `${resumed}; a check of its open pull requests with GitHub is queued already`
         : `${resumed}; queued a check of its open pull requests with GitHub`;
+    }
+    case 'new_permissions_accepted': {
+      // Each process renews its cached access token once it reads the new time, so an apply
+      // reads the permissions that the owner accepted (see GitHubApp.installationPermissions).
+      const [row] = await tx
+        .update(installations)
+        .set({ permissionsChangedAt: sql`now()` })
+        .where(eq(installations.id, installation.id))
+        .returning({ id: installations.id });
+      if (!row) return notRecorded(installation.id);
+      return (
+        `installation ${installation.id} accepted new permissions; its next apply of a ` +
+        'workflow file reads them from a new access token'
+      );
     }
     default:
       return ignoredActionOutcome('installation', payload.action);

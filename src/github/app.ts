@@ -4,6 +4,7 @@ import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
 import { readAppBotUser, webHostOfApi, type AppBotUser, type AppIdentity } from './app-identity.ts';
 import { decodePath } from './github-response.ts';
+import { readTokenPermissions, type InstallationPermissions } from './installation-permissions.ts';
 import { redactCredentials } from '../errors/redact-credentials.ts';
 import type { Logger } from '../logger.ts';
 import { formatRetryDelay } from '../text/retry-delay.ts';
@@ -69,6 +70,16 @@ export interface GitHubApp extends AppIdentity {
   appId: number;
   /** Returns the Octokit for an installation, created once per installation id. */
   installationOctokit(installationId: number): Promise<Octokit>;
+  /**
+   * Reads the permissions of the installation's access token, which Octokit requests once and
+   * reuses for up to 59 minutes. `permissionsChangedAt` is the installation's stored time of
+   * its last permission change. When this app has not yet renewed the token for that time, it
+   * requests a new token first, because the cached one may lack permissions accepted since.
+   */
+  installationPermissions(
+    installationId: number,
+    permissionsChangedAt: Date | null,
+  ): Promise<InstallationPermissions>;
   /** Returns an Octokit authenticated as the app itself (JWT), for `/app/...` endpoints. */
   appOctokit(): Octokit;
 }
@@ -283,6 +294,10 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
   // may fail (a suspended installation, a rate limit), so callers of other installations must
   // not receive its failure.
   const pendingBotUsers = new WeakMap<Octokit, Promise<AppBotUser>>();
+  // The `permissionsChangedAt` (ms) for which each installation's token was last renewed. A
+  // stored time compared for equality, unlike the token's creation time, needs no agreement
+  // between this host's clock and the database's.
+  const renewedForChange = new Map<number, number>();
 
   function build(logger: Logger, installationId?: number): Octokit {
     const auth =
@@ -345,6 +360,14 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
         installations.set(installationId, octokit);
       }
       return octokit;
+    },
+    async installationPermissions(installationId, permissionsChangedAt) {
+      const octokit = await github.installationOctokit(installationId);
+      const changedAt = permissionsChangedAt?.getTime();
+      const renew = changedAt !== undefined && renewedForChange.get(installationId) !== changedAt;
+      const permissions = await readTokenPermissions(octokit, installationId, renew);
+      if (renew) renewedForChange.set(installationId, changedAt);
+      return permissions;
     },
     appOctokit(): Octokit {
       app ??= build(baseLogger);

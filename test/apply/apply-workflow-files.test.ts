@@ -1,9 +1,11 @@
 // GitHub rejects a GitHub App's commit to .github/workflows/ without the Workflows permission,
-// which the app does not request. So Apply posts such a preview as suggestions by default and
-// rejects mode commit before any write.
+// which the app does not request. Unless the installation's token has Workflows: write, Apply
+// posts such a preview as suggestions by default and rejects mode commit before any write.
+// With it, Apply commits such a preview like any other.
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { installations, patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { defaultPermissions } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import {
   countApplyWrites,
@@ -13,7 +15,7 @@ import {
   headText,
   proposedText,
   requestApply,
-  resetPullRequestHead,
+  resetApplyRun,
   type ApplyTestContext,
 } from '../helpers/apply-context.ts';
 import {
@@ -24,21 +26,62 @@ import {
   repository,
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
+import { logsOf } from '../helpers/context.ts';
+import { examplePayload, postSignedWebhook } from '../helpers/webhooks.ts';
 
 const workflowPath = '.github/workflows/ci.yml';
 const baseWorkflow = 'on: push\njobs: {}\n';
 const headWorkflow = 'on: [push]\njobs: {}\n';
 const proposedWorkflow = 'on: [push, pull_request]\njobs: {}\n';
-const rejectionMessage =
-  `Invalid mode "commit": ${workflowPath} is a GitHub Actions workflow file, and GitHub ` +
-  "accepts a GitHub App's commit to .github/workflows/ only with the Workflows permission, " +
-  "which Fixwright's app does not request. Nothing was committed; use mode \"suggestions\", " +
-  'the default for such a preview, to post the fixes as a review.';
+const secret = 'workflow-files-secret';
+
+/** Builds the 400 message for mode commit when the token has the Workflows permission `granted`. */
+function rejectionMessage(granted: string): string {
+  return (
+    `Invalid mode "commit": ${workflowPath} is a GitHub Actions workflow file, and GitHub ` +
+    "accepts a GitHub App's commit to .github/workflows/ only with the Workflows permission " +
+    `set to write, but the installation's access token has ${granted}. Nothing was committed. ` +
+    'Use mode "suggestions", the default for such a preview, to post the fixes as a review, or ' +
+    'give the GitHub App the repository permission Workflows: read and write and have the ' +
+    "installation's owner accept it."
+  );
+}
 
 let applyContext: ApplyTestContext;
 let setup: GitHubTestContext;
+let delivery = 0;
 
 const apply = (id: string, body?: unknown) => requestApply(applyContext, id, body);
+
+/** Counts the installation access tokens that the fake issued. */
+const countTokenRequests = () =>
+  setup.fake.requests.filter(
+    (request) => request.method === 'POST' && request.path.endsWith('/access_tokens'),
+  ).length;
+
+/**
+ * Sets the installation's Workflows permission in the fake to `workflows` (none when null) and
+ * delivers GitHub's `installation.new_permissions_accepted` event for it, as GitHub does once
+ * the owner accepts a permission change. Returns the delivery's outcome.
+ */
+async function acceptWorkflowsPermission(workflows: 'read' | 'write' | null): Promise<string> {
+  const permissions = workflows === null ? { ...defaultPermissions } : { ...defaultPermissions, workflows };
+  setup.fake.setInstallation({
+    id: setup.installationId,
+    account: { login: owner, id: 1, type: 'Organization' },
+    permissions,
+  });
+  const payload = examplePayload('installation', 'new_permissions_accepted', setup.installationId);
+  payload.installation.permissions = permissions;
+  const response = await postSignedWebhook(applyContext.app, {
+    secret,
+    event: 'installation',
+    deliveryId: `workflow-files-${delivery++}`,
+    payload,
+  });
+  expect(response.status).toBe(202);
+  return (await response.json()).outcome;
+}
 
 function newRequest() {
   return insertReadyPatchRequest(setup.context, {
@@ -84,12 +127,14 @@ beforeAll(async () => {
   applyContext = await createApplyTestContext({
     base: { 'app.txt': 'one\n', [workflowPath]: baseWorkflow },
     head: { 'app.txt': headText, [workflowPath]: headWorkflow },
+    env: { WEBHOOK_SECRET: secret },
   });
   setup = applyContext.setup;
 });
 
 beforeEach(async () => {
-  await resetPullRequestHead(setup);
+  // A commit moves the head, and the apply that finds it moved records a run for it.
+  await resetApplyRun(setup, applyContext.runId);
   await setup.context.db
     .update(prRuns)
     .set({ headRepository: repository })
@@ -124,23 +169,50 @@ async function expectSuggestionReview(response: Response) {
   expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
 }
 
-/** Checks that `response` is the 400 rejection of mode commit for the workflow file. */
-async function expectWorkflowRejection(response: Response) {
+/**
+ * Checks that `response` is the 400 rejection of mode commit for the workflow file, for a
+ * token whose Workflows permission is `permission`.
+ */
+async function expectWorkflowRejection(response: Response, permission: 'read' | null = null) {
   expect(response.status).toBe(400);
   const { error } = await response.json();
   expect(error.code).toBe('bad_request');
-  expect(error.message).toBe(rejectionMessage);
+  expect(error.message).toBe(
+    rejectionMessage(permission === null ? 'no Workflows permission' : `Workflows: ${permission}`),
+  );
   expect(error.workflowFiles).toEqual([workflowPath]);
+  expect(error.workflowsPermission).toBe(permission);
 }
 
-describe('apply of workflow files', () => {
+/** Checks that `response` is one commit of both files on the head branch, and no review. */
+async function expectCommit(response: Response) {
+  expect(response.status).toBe(200);
+  const result = await response.json();
+  expect(result.mode).toBe('commit');
+  expect(result.reviewId).toBeNull();
+  expect(result.files).toEqual([workflowPath, 'app.txt']);
+  const branchSha = await gitIn(setup, 'rev-parse', headBranch);
+  expect(result.commitSha).toBe(branchSha);
+  expect(await gitIn(setup, 'rev-parse', `${branchSha}^`)).toBe(setup.git.headSha);
+  expect(await gitIn(setup, 'show', `${branchSha}:${workflowPath}`)).toBe(proposedWorkflow.trim());
+  expect(await gitIn(setup, 'show', `${branchSha}:app.txt`)).toBe(proposedText.trim());
+}
+
+describe.each([
+  { granted: 'no Workflows permission', permission: null },
+  { granted: 'Workflows: read', permission: 'read' },
+] as const)('apply of workflow files with $granted', ({ permission }) => {
+  beforeAll(async () => {
+    await acceptWorkflowsPermission(permission);
+  });
+
   it('rejects mode commit before any write', async () => {
     const request = await newRequest();
     const writesBefore = countApplyWrites(setup);
 
     const response = await apply(request.id, { mode: 'commit' });
 
-    await expectWorkflowRejection(response);
+    await expectWorkflowRejection(response, permission);
     await expectNothingApplied(setup, request.id, writesBefore);
   });
 
@@ -175,7 +247,97 @@ describe('apply of workflow files', () => {
   });
 });
 
+describe('apply of workflow files with Workflows: write', () => {
+  beforeAll(async () => {
+    await acceptWorkflowsPermission('write');
+  });
+
+  it('commits by default', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+
+    const response = await apply(request.id);
+
+    await expectCommit(response);
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+  });
+
+  it('commits in mode commit', async () => {
+    const request = await newRequest();
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    await expectCommit(response);
+  });
+
+  it('posts suggestions in mode suggestions', async () => {
+    const request = await newRequest();
+
+    const response = await apply(request.id, { mode: 'suggestions' });
+
+    await expectSuggestionReview(response);
+  });
+
+  it('commits a workflow file ready at the claim', async () => {
+    const request = await newRequestReadyAtClaim();
+
+    const response = await apply(request.id);
+
+    await expectCommit(response);
+  });
+});
+
+describe('apply after the Workflows permission is granted', () => {
+  it('commits once new permissions are accepted', async () => {
+    await acceptWorkflowsPermission(null);
+    const before = await newRequest();
+    await expectSuggestionReview(await apply(before.id));
+    await resetApplyRun(setup, applyContext.runId);
+    const request = await newRequest();
+    const tokensBefore = countTokenRequests();
+
+    const outcome = await acceptWorkflowsPermission('write');
+    const response = await apply(request.id);
+
+    expect(outcome).toBe(
+      `installation ${setup.installationId} accepted new permissions; its next apply of a ` +
+        'workflow file reads them from a new access token',
+    );
+    const [installation] = await setup.context.db
+      .select({ permissionsChangedAt: installations.permissionsChangedAt })
+      .from(installations)
+      .where(eq(installations.id, setup.installationId));
+    expect(installation!.permissionsChangedAt).toBeInstanceOf(Date);
+    await expectCommit(response);
+    expect(countTokenRequests()).toBe(tokensBefore + 1);
+  });
+});
+
+describe('apply after a failed permission read', () => {
+  it('rejects mode commit under the claim', async () => {
+    // The event makes the next read request a new token, and the fake fails that request once.
+    await acceptWorkflowsPermission(null);
+    setup.fake.queueResponse({ method: 'POST', path: /\/access_tokens$/, status: 403 });
+    const request = await newRequest();
+    const writesBefore = countApplyWrites(setup);
+    const tokensBefore = countTokenRequests();
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    await expectWorkflowRejection(response);
+    await expectNothingApplied(setup, request.id, writesBefore);
+    expect(countTokenRequests()).toBe(tokensBefore + 2);
+    const unread = logsOf(setup.context, 'apply.workflows_permission_unread');
+    expect(unread).toHaveLength(1);
+    expect(unread[0]!.err).toMatchObject({ message: 'Forbidden - https://docs.github.com/rest', status: 403 });
+  });
+});
+
 describe('apply of a workflow file ready at the claim', () => {
+  beforeAll(async () => {
+    await acceptWorkflowsPermission(null);
+  });
+
   it('applies as suggestions by default', async () => {
     const request = await newRequestReadyAtClaim();
 

@@ -14,6 +14,7 @@ import type { Octokit } from '@octokit/rest';
 import { examplePayload } from '../helpers/webhooks.ts';
 import { createLogger } from '../../src/logger.ts';
 import {
+  defaultPermissions,
   generateAppKeyPair,
   primaryRateLimitError,
   secondaryRateLimitError,
@@ -187,6 +188,70 @@ describe('installation authentication', () => {
 
     expect(error).toBeInstanceOf(RequestError);
     expect((error as RequestError).status).toBe(404);
+  });
+});
+
+describe('installation permissions', () => {
+  const withWorkflows = { ...defaultPermissions, workflows: 'write' } as const;
+
+  /** Sets the permissions of the harness's installation in the fake. */
+  function grant(permissions: Record<string, 'read' | 'write'>) {
+    harness.fake.setInstallation({ id: harness.installationId, account: { login: owner }, permissions });
+  }
+
+  const tokenRequests = () => requestsTo(harness.fake, 'POST', tokenPath).length;
+
+  it('reads the token permissions', async () => {
+    grant(withWorkflows);
+
+    const permissions = await harness.app.installationPermissions(harness.installationId, null);
+
+    expect(permissions).toEqual(withWorkflows);
+    const { data } = await harness.app.appOctokit().rest.apps.getInstallation({
+      installation_id: harness.installationId,
+    });
+    expect(data.permissions).toEqual(permissions);
+    expect(tokenRequests()).toBe(1);
+  });
+
+  it('reads them from the cached token', async () => {
+    await readme();
+    grant(withWorkflows);
+
+    const permissions = await harness.app.installationPermissions(harness.installationId, null);
+
+    expect(permissions).toEqual(defaultPermissions);
+    expect(tokenRequests()).toBe(1);
+  });
+
+  it('renews the token once per change', async () => {
+    await readme();
+    grant(withWorkflows);
+    const changedAt = new Date('2026-01-01T00:00:00Z');
+
+    const renewed = await harness.app.installationPermissions(harness.installationId, changedAt);
+    const again = await harness.app.installationPermissions(harness.installationId, changedAt);
+
+    expect(renewed).toEqual(withWorkflows);
+    expect(again).toEqual(withWorkflows);
+    expect(tokenRequests()).toBe(2);
+    await readme();
+    const issued = harness.fake.issuedTokens.at(-1)!;
+    expect(contentRequests().at(-1)?.headers.authorization).toBe(`token ${issued.token}`);
+  });
+
+  it('renews the token after a later change', async () => {
+    const first = new Date('2026-01-01T00:00:00Z');
+    await harness.app.installationPermissions(harness.installationId, first);
+    grant({ ...defaultPermissions, workflows: 'read' });
+
+    const permissions = await harness.app.installationPermissions(
+      harness.installationId,
+      new Date(first.getTime() + 1),
+    );
+
+    expect(permissions.workflows).toBe('read');
+    expect(tokenRequests()).toBe(2);
   });
 });
 

@@ -15,6 +15,11 @@ export const installations = pgTable(
     userId: uuid().references(() => users.id, { onDelete: 'set null' }),
     suspendedAt: timestamp({ withTimezone: true }),
     deletedAt: timestamp({ withTimezone: true }),
+    /**
+     * Time of the last `new_permissions_accepted` or `unsuspend` event. An access token that a
+     * process cached before it may lack permissions that the installation has now.
+     */
+    permissionsChangedAt: timestamp({ withTimezone: true }),
     ...timestamps,
   },
   (table) => [index().on(table.userId)],

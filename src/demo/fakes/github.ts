@@ -287,7 +287,7 @@ export function primaryRateLimitError(
 }
 
 /** The permissions README.md lists for the GitHub App: Contents, Pull requests and Checks: write. */
-const defaultPermissions: Record<string, 'read' | 'write'> = {
+export const defaultPermissions: Record<string, 'read' | 'write'> = {
   checks: 'write',
   contents: 'write',
   metadata: 'read',

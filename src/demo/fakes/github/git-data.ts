@@ -33,6 +33,8 @@ import { sendSynchronize } from './webhooks.ts';
  * update without `force` succeeds only as a fast forward, and the ref moves only if it still
  * points where it pointed when the update was checked, as on GitHub. Moving the head branch of
  * an open pull request sends `pull_request.synchronize` to the webhook target, if one is set.
+ * NOTE: a commit to `.github/workflows/` is accepted without Workflows: write, because the
+ * status and message with which GitHub's Git Data API rejects it are unverified.
  */
 
 const gitDocs = 'https://docs.github.com/rest/git';

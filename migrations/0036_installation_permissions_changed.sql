@@ -1,0 +1,1 @@
+ALTER TABLE "installations" ADD COLUMN "permissions_changed_at" timestamp with time zone;
