@@ -176,8 +176,12 @@ export async function buildFileSuggestions(
   const comments: SuggestionComment[] = [];
   const outside: StructuredPatchHunk[] = [];
 
+  // A fix that empties the file becomes suggestions that remove its lines, because an empty
+  // file has no final line break to add or remove.
+  // NOTE: that accepting them on GitHub leaves a file of 0 bytes, and no line break, is unverified.
+  const emptiesFile = file.proposedText === '';
   for (const hunk of patch.hunks) {
-    const suggestion = changesFinalNewline(hunk) ? null : suggestionFor(hunk, original);
+    const suggestion = changesFinalNewline(hunk) && !emptiesFile ? null : suggestionFor(hunk, original);
     if (!suggestion || !insideOneRange(ranges, suggestion.start, suggestion.end)) {
       outside.push(hunk);
       continue;

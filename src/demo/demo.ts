@@ -236,7 +236,10 @@ export class Demo {
     return { baseSha: this.repository.baseSha, headSha: this.repository.headSha };
   }
 
-  /** Returns the fixed file for a fix prompt, or an empty file when the prompt cannot be read. */
+  /**
+   * Returns the fixed file for a fix prompt. When the prompt cannot be read, returns an empty
+   * response, which the service reports as a failed call.
+   */
   private answerFix(provider: string, user: string): { text: string } {
     try {
       return answerFixPrompt(user);

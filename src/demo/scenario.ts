@@ -1,3 +1,4 @@
+import { emptyFileMarker } from '../llm/empty-file-marker.ts';
 import { fixAction } from '../report/publish-check-run.ts';
 import { examplePayload } from './fakes/github/webhooks.ts';
 
@@ -101,7 +102,8 @@ function parseFixPrompt(user: string): { findings: PromptFinding[]; content: str
  * Returns the fixed file for the user message of a fix prompt, as the system prompt requests
  * of a model: only the listed findings are fixed. A hard-coded credential becomes
  * `process.env.DEMO_API_KEY`, and the lines of debug statements are removed. Other lines stay
- * as they are. The demo's fake Groq and fake Gemini both reply with it.
+ * as they are. A fixed file with nothing but white space left is returned as the file's
+ * empty-file marker. The demo's fake Groq and fake Gemini both reply with it.
  */
 export function answerFixPrompt(user: string): { text: string } {
   const { findings, content } = parseFixPrompt(user);
@@ -116,5 +118,6 @@ export function answerFixPrompt(user: string): { text: string } {
       for (let line = finding.line; line <= endLine; line += 1) removed.add(line - 1);
     }
   }
-  return { text: lines.filter((_, index) => !removed.has(index)).join('\n') };
+  const text = lines.filter((_, index) => !removed.has(index)).join('\n');
+  return { text: text.trim() === '' ? emptyFileMarker(content) : text };
 }

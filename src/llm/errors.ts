@@ -8,7 +8,8 @@ import { providerNames, type ModelUsage, type Provider } from './types.ts';
  * - `rate_limited`: HTTP 429. `retryAfterSeconds` is set when the provider sent a delay.
  * - `unauthorized`: the key was rejected (401, 403, or Gemini's 400 `API_KEY_INVALID`).
  * - `truncated`: the response stopped at the output token limit.
- * - `empty`: the response contained no text.
+ * - `empty`: the response contained no text but white space. A corrected file that is empty
+ *   comes as a marker instead (see emptyFileMarker).
  * - `blocked`: the provider's safety or recitation filter stopped the prompt or the response.
  * - `unavailable`: HTTP 5xx, a connection failure or an unreadable response.
  * - `timeout`: no response within the timeout, or the caller aborted the request.
@@ -102,6 +103,20 @@ export function connectionError(
 ): ProviderConnectionError {
   const reason = cleanProviderMessage(describeInnermostError(error), secrets);
   return new ProviderConnectionError({ provider, ...target, reason: reason || 'no response' });
+}
+
+/**
+ * Builds the message of an `empty` ProviderError: a finished response with no text but white
+ * space, which is neither a corrected file nor the empty-file marker. The message states that
+ * the provider bills such a response, because the metered client records its reported tokens.
+ */
+export function describeEmptyResponse(provider: Provider, finishReason: string): string {
+  const name = providerNames[provider];
+  return (
+    `${name} returned an empty response (finish reason ${finishReason}): neither the corrected ` +
+    `file nor the marker of an empty file. ${name} bills such a response, so its tokens are ` +
+    'counted as used. Regenerate this file.'
+  );
 }
 
 const redacted = '[redacted]';

@@ -12,6 +12,7 @@ import { recordFetchErrors, type FetchErrorRecord } from '../net/fetch-errors.ts
 import {
   cleanProviderMessage,
   connectionError,
+  describeEmptyResponse,
   ProviderError,
   statusError,
   unreadableResponseError,
@@ -332,7 +333,7 @@ function readResponse(
       provider: 'gemini',
       kind: 'empty',
       usage,
-      message: `Gemini returned an empty response (finish reason ${finishReason || 'missing'}).`,
+      message: describeEmptyResponse('gemini', finishReason || 'missing'),
     });
   }
   return { provider: 'gemini', model, text, finishReason: finishReason || 'STOP', usage };

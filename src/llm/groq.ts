@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts';
 import {
   cleanProviderMessage,
   connectionError,
+  describeEmptyResponse,
   ProviderError,
   statusError,
   unreadableResponseError,
@@ -216,7 +217,7 @@ function readCompletion(
       provider: 'groq',
       kind: 'empty',
       usage,
-      message: `Groq returned an empty response (finish reason ${finishReason}).`,
+      message: describeEmptyResponse('groq', finishReason),
     });
   }
 

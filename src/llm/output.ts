@@ -1,5 +1,7 @@
+import { emptyFileMarker } from './empty-file-marker.ts';
 import { countFileDelimiters } from './prompt.ts';
 
+/** The corrected file, which is the empty string when the model returned the empty-file marker. */
 export type ParsedModelOutput = { ok: true; content: string } | { ok: false; reason: string };
 
 /**
@@ -125,11 +127,16 @@ function restoreFinalNewline(content: string, original: string): string {
  * Extracts the corrected file from a model's output text.
  *
  * Strips one code fence that wraps the whole text, unless the original file is itself one
- * fenced block and the text has no second layer. Rejects empty text, text with a NUL
- * character or a lone UTF-16 surrogate, and text that contains more U+FFFD characters, code
- * fence lines or prompt data block tags than the original. `path` is the file's path, for the messages. Then restores the original's byte order mark, its line ending style (lone CRs
- * count as line breaks unless the original has some, and each side must use one style
- * throughout) and its final line break.
+ * fenced block and the text has no second layer. Text that is then the empty-file marker of
+ * `original` (see emptyFileMarker), with white space around it, yields an empty file: no byte
+ * order mark and no line break.
+ *
+ * Rejects text that is empty or white space without the marker, and text that contains the
+ * marker and anything else. Also rejects text with a NUL character or a lone UTF-16 surrogate,
+ * and text that contains more U+FFFD characters, code fence lines or prompt data block tags
+ * than the original. `path` is the file's path, for the messages. Then restores the original's
+ * byte order mark, its line ending style (lone CRs count as line breaks unless the original has
+ * some, and each side must use one style throughout) and its final line break.
  */
 export function parseModelOutput(text: string, original: string, path: string): ParsedModelOutput {
   let content = text;
@@ -139,8 +146,27 @@ export function parseModelOutput(text: string, original: string, path: string): 
     if (!originalIsFenced || stripWrappingFence(unwrapped) !== undefined) content = unwrapped;
   }
 
+  const marker = emptyFileMarker(original);
+  if (content.trim() === marker) return { ok: true, content: '' };
   if (content.trim() === '') {
-    return { ok: false, reason: 'The model returned an empty file.' };
+    return {
+      ok: false,
+      reason:
+        `The model output for ${path} is empty apart from white space or a code fence, and it ` +
+        `lacks the marker ${marker} with which the model says that the corrected file is empty, ` +
+        'so it was discarded as a failed response. Regenerate this file.',
+    };
+  }
+  // The original does not contain its own marker (see emptyFileMarker), so the marker in longer
+  // text cannot be file content.
+  if (content.includes(marker)) {
+    return {
+      ok: false,
+      reason:
+        `The model output for ${path} contains the empty-file marker ${marker} together with ` +
+        'other text, so it is neither the corrected file nor an empty file, and it was ' +
+        'discarded. Regenerate this file.',
+    };
   }
   // Files with NUL are never previewed, and PostgreSQL text cannot store it.
   if (content.includes('\0')) {

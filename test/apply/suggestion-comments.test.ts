@@ -79,6 +79,24 @@ describe('buildFileSuggestions', async () => {
     expect(result.outsideDiff).toContain('\\ No newline at end of file');
   });
 
+  it.each([
+    ['with a final newline', 'console.log(1);\ndebugger;\n', '@@ -0,0 +1,2 @@\n+console.log(1);\n+debugger;'],
+    ['without a final newline', 'console.log(1);\ndebugger;', '@@ -0,0 +1,2 @@\n+console.log(1);\n+debugger;\n\\ No newline at end of file'],
+    ['with CRLF line endings', 'console.log(1);\r\ndebugger;\r\n', '@@ -0,0 +1,2 @@\n+console.log(1);\r\n+debugger;\r'],
+  ])('removes every line of a file emptied %s', async (_case, text, patch) => {
+    const result = await build('', patch, text);
+    expect(result.outsideDiff).toBeNull();
+    expect(result.comments).toHaveLength(1);
+    expect(result.comments[0]).toMatchObject({ path: 'src/list.txt', start_line: 1, line: 2, side: 'RIGHT' });
+    expect(result.comments[0]!.body).toMatch(/^```suggestion\r?\n```$/);
+  });
+
+  it('moves an emptied file outside the diff to the body', async () => {
+    const result = await build('', patchLines2To6);
+    expect(result.comments).toEqual([]);
+    expect(result.outsideDiff).toContain('@@ -1,8 +0,0 @@\n-one\n');
+  });
+
   it('writes CRLF blocks for a CRLF file', async () => {
     const crlf = original.replaceAll('\n', '\r\n');
     const result = await build(crlf.replace('four\r\n', 'four\r\ninserted\r\n'), patchLines2To6, crlf);

@@ -118,9 +118,9 @@ describe('npm run demo', () => {
     expect(reserved).toBeLessThanOrEqual(1000);
     expect(used).toBeGreaterThan(systemPrompt);
     // The system prompt has the fix guidance for secrets alone, and the file is 162 bytes.
-    expect(systemPrompt).toBe(413);
-    expect(reserved).toBe(861);
-    expect(used).toBe(560);
+    expect(systemPrompt).toBe(451);
+    expect(reserved).toBe(899);
+    expect(used).toBe(598);
   });
 
   it('presses Fix with AI with the printed command', async () => {

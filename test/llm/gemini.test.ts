@@ -148,6 +148,11 @@ describe('Gemini client', () => {
 
     expect(error.kind).toBe('empty');
     expect(error.usage).toEqual({ promptTokens: 50, completionTokens: 1, totalTokens: 51 });
+    expect(error.message).toBe(
+      'Gemini returned an empty response (finish reason STOP): neither the corrected file nor ' +
+        'the marker of an empty file. Gemini bills such a response, so its tokens are counted as ' +
+        'used. Regenerate this file.',
+    );
   });
 
   it('retries a 429 with a short RetryInfo delay', async () => {

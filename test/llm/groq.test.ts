@@ -193,6 +193,11 @@ describe('Groq client', () => {
 
     expect(error.kind).toBe('empty');
     expect(error.usage).toEqual({ promptTokens: 30, completionTokens: 2, totalTokens: 32 });
+    expect(error.message).toBe(
+      'Groq returned an empty response (finish reason stop): neither the corrected file nor the ' +
+        'marker of an empty file. Groq bills such a response, so its tokens are counted as used. ' +
+        'Regenerate this file.',
+    );
   });
 
   it('raises unauthorized for a rejected key without retrying', async () => {

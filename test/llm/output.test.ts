@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { emptyFileMarker } from '../../src/llm/empty-file-marker.ts';
 import { parseModelOutput } from '../../src/llm/output.ts';
 
 describe('parseModelOutput', () => {
@@ -188,6 +189,50 @@ describe('parseModelOutput', () => {
     const result = parseModelOutput(text, 'a\n', 'a.ts');
 
     expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('empty') });
+  });
+
+  it.each([
+    ['the marker alone', '<empty-file/>', 'debugger;\n'],
+    ['the marker with line breaks', '\n<empty-file/>\n', 'console.log(1);\r\n'],
+    ['a fenced marker', '```\n<empty-file/>\n```', 'debugger;'],
+    ['the marker for a file with a byte order mark', '<empty-file/>', '\uFEFFdebugger;\n'],
+  ])('returns an empty file for %s', (_case, text, original) => {
+    expect(parseModelOutput(text, original, 'a.ts')).toEqual({ ok: true, content: '' });
+  });
+
+  it.each([
+    [
+      'empty output without the marker',
+      '```\n```',
+      'The model output for src/a.ts is empty apart from white space or a code fence, and it ' +
+        'lacks the marker <empty-file/> with which the model says that the corrected file is ' +
+        'empty, so it was discarded as a failed response. Regenerate this file.',
+    ],
+    [
+      'the marker with other text',
+      '<empty-file/>\nconst a = 1;\n',
+      'The model output for src/a.ts contains the empty-file marker <empty-file/> together with ' +
+        'other text, so it is neither the corrected file nor an empty file, and it was discarded. ' +
+        'Regenerate this file.',
+    ],
+  ])('rejects %s', (_case, text, reason) => {
+    const result = parseModelOutput(text, 'debugger;\nconst a = 1;\n', 'src/a.ts');
+
+    expect(result).toEqual({ ok: false, reason });
+  });
+
+  it('keeps the plain marker text of a file that contains it', () => {
+    const original = 'Reply with <empty-file/>\ndebugger;\n';
+    const marker = emptyFileMarker(original);
+
+    expect(marker).toMatch(/^<empty-file-[0-9a-f]{16}\/>$/);
+    // The file's own text is content, and only the file's marker means an empty file.
+    expect(parseModelOutput('Reply with <empty-file/>\n', original, 'a.md')).toEqual({
+      ok: true,
+      content: 'Reply with <empty-file/>\n',
+    });
+    expect(parseModelOutput('<empty-file/>', original, 'a.md')).toEqual({ ok: true, content: '<empty-file/>\n' });
+    expect(parseModelOutput(marker, original, 'a.md')).toEqual({ ok: true, content: '' });
   });
 
   it.each([

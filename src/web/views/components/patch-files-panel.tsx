@@ -166,6 +166,12 @@ export const PatchFilesPanel: FC<{
                   'finding named.'}
               </p>
             ) : null}
+            {file.diff && file.proposedText === '' ? (
+              <p class="muted empties-file">
+                {'This fix leaves the file empty. Applying it as a commit keeps the file with no ' +
+                  'content, and does not delete it.'}
+              </p>
+            ) : null}
             {file.diff ? <DiffView diff={file.diff} /> : null}
             {!file.diff && !file.error && status !== 'cancelled' ? (
               <p class="muted">
