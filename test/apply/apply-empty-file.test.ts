@@ -104,7 +104,7 @@ describe('fix that empties a file', () => {
     const id = await preview((user) => answerFixPrompt(user));
 
     const [system, user] = (groq.requests.at(-1)!.body as { messages: { content: string }[] }).messages;
-    expect(system!.content).toContain('return only <empty-file/> instead');
+    expect(system!.content).toContain('return only <empty-file/>.');
     expect(answerFixPrompt(user!.content)).toEqual({ text: '<empty-file/>' });
     const file = await storedFile(id);
     expect(file.status).toBe('ready');

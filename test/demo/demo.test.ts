@@ -118,9 +118,9 @@ describe('npm run demo', () => {
     expect(reserved).toBeLessThanOrEqual(1000);
     expect(used).toBeGreaterThan(systemPrompt);
     // The system prompt has the fix guidance for secrets alone, and the file is 162 bytes.
-    expect(systemPrompt).toBe(451);
-    expect(reserved).toBe(899);
-    expect(used).toBe(598);
+    expect(systemPrompt).toBe(430);
+    expect(reserved).toBe(878);
+    expect(used).toBe(577);
   });
 
   it('presses Fix with AI with the printed command', async () => {

@@ -35,8 +35,7 @@ describe('empty-file marker in the fix prompt', () => {
     const { system, user } = buildFixPrompt({ path: 'a.ts', content: 'debugger;\n', findings: [debuggerFinding] });
 
     expect(system).toContain(
-      'If the fixes leave the file empty or with nothing but white space, return only ' +
-        '<empty-file/> instead, because an empty response counts as a failed one.',
+      'If nothing but white space would remain, return only <empty-file/>.',
     );
     expect(user).not.toContain('<empty-file');
   });
@@ -47,7 +46,7 @@ describe('empty-file marker in the fix prompt', () => {
 
     const { system } = buildFixPrompt({ path: 'a.ts', content, findings: [debuggerFinding] });
 
-    expect(system).toContain(`return only ${marker} instead`);
+    expect(system).toContain(`return only ${marker}.`);
     expect(system).not.toContain('<empty-file/>');
   });
 });
