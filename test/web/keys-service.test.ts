@@ -63,32 +63,33 @@ describe('keys pages with the real key service', () => {
     expect(saved[0]!.requestId).not.toBe(saved[1]!.requestId);
   });
 
-  it('words an unusable key for the keys page', async () => {
+  it('words a rejected key for the keys page', async () => {
     const user = await createSignedInUser(context.db, { login: 'real-keys-rejected' });
-    const key = 'gsk_rejectedKeyPage0123456789abcdefghijklmnopqrstuvwx';
-    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'groq' }, key);
+    const key = 'AIzaRejectedKeyPage0123456789abcdefghijklmnopq';
+    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'gemini' }, key);
     await context.db.insert(userApiKeys).values({
       userId: user.userId,
-      provider: 'groq',
+      provider: 'gemini',
       ...encrypted,
       lastFour: key.slice(-4),
       unusableCause: 'rejected',
-      unusableReason: rejectedReason('groq', 401),
+      unusableReason: rejectedReason('gemini', 403),
     });
 
     const page = await (await app.request('/keys', { headers: { cookie: user.cookie } })).text();
     const api = await app.request('/api/user/keys', { headers: { cookie: user.cookie } });
 
     expect(page).toContain(
-      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
-        'Update your Groq key with the form below.',
+      '<p class="error">Gemini rejected your saved Gemini key with HTTP 403. Previews skip this ' +
+        'key until you save it again with the form below.</p>',
     );
     expect(page).not.toContain('on the keys page');
+    expect(page).not.toContain('platform key was not used');
     // The API and preview errors are read elsewhere, so they keep naming the keys page.
     const listed = (await api.json()) as { keys: { unusableReason: string }[] };
     expect(listed.keys[0]!.unusableReason).toBe(
-      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
-        'Update your Groq key on the keys page.',
+      'Gemini rejected your saved Gemini key with HTTP 403. Previews skip this key until you save ' +
+        'it again on the keys page.',
     );
   });
 
