@@ -2,6 +2,7 @@
  * Help texts of the command line. They live apart from the commands, so `--help` prints them
  * without loading a command's modules, such as the demo's fake servers.
  */
+import { maxDeliveryIdLength } from '../web/delivery-id.ts';
 
 export const generalUsage = `Usage: fixwright <command> [options]
 
@@ -60,8 +61,8 @@ Options:
   --payload FILE   path of the JSON payload file, posted byte for byte (required)
   --url URL        http or https URL to post to (default: http://HOST:PORT/webhooks/github,
                    with 127.0.0.1 for a HOST of 0.0.0.0 or ::); redirects are not followed
-  --delivery ID    X-GitHub-Delivery value, 1 to 100 printable ASCII characters without
-                   spaces (default: a new UUID)
+  --delivery ID    X-GitHub-Delivery value, 1 to ${maxDeliveryIdLength} printable ASCII characters without
+                   spaces, as many as the webhook endpoint accepts (default: a new UUID)
   --timeout S      seconds to wait for the response, 1 to 600 (default: 30)`;
 
 export const usersUsage = `Usage: fixwright users token --login NAME [--name LABEL] [--create]

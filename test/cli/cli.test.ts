@@ -77,6 +77,24 @@ describe('fixwright receive', () => {
     expect(result.stderr).toBe('');
   });
 
+  it('takes a delivery id of 200 characters', async () => {
+    const longest = 'd'.repeat(200);
+    const accepted = await receive('ping', `${base}/webhooks/github`, longest);
+    const tooLong = await receive('ping', `${base}/webhooks/github`, `${longest}x`);
+
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toBe(
+      `202 Accepted (delivery ${longest})\n{"delivery":"${longest}","outcome":"pong"}\n`,
+    );
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stdout).toBe('');
+    expect(tooLong.stderr).toBe(
+      `Invalid --delivery "${'d'.repeat(59)}…": it has 201 characters, more than the 200 that the ` +
+        'webhook endpoint accepts; use 1 to 200 printable ASCII characters without spaces, such ' +
+        'as a UUID.\n',
+    );
+  });
+
   it('fails on the base URL without following the redirect', async () => {
     const result = await receive('ping', `${base}/`, 'cli-base');
 
