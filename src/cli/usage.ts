@@ -109,8 +109,9 @@ Subcommands:
   discard   delete the stored keys of master key version N that its configured key does not
             decrypt, when the original key of that version is lost, and print how many and
             whose. Exits 1 without deleting anything when one of up to 5 keys stored under
-            version N decrypts with its key. Their owners must save the keys again. When N is
-            the newest version, users can save keys only after every process is restarted
+            version N decrypts with its key, and with --dry-run exits 0 and says that nothing
+            would be deleted. Their owners must save the keys again. When N is the newest
+            version, users can save keys only after every process is restarted
 
 Both subcommands also print how many stored keys use each master key version when some of
 those versions are not configured, and which MASTER_KEYS entries to add. rotate exits 1
