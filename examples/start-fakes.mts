@@ -5,8 +5,9 @@
 //   npx tsx examples/start-fakes.mts [--port N] > fakes.env
 //
 // stdout gets the service's settings as `export NAME=value` lines, so `. ./fakes.env` sets them
-// in the shells of the service and of `npx fixwright receive`. stderr names the fakes, the
-// payload files to deliver and the commands that deliver them. --port is the port of the
+// in the shells of the service and of `npx fixwright receive`. Its last line sets
+// FAKES_PAYLOADS, the folder of the payload files, which the service does not read. stderr
+// names the fakes, the payload files to deliver and the commands that deliver them. --port is the port of the
 // service on 127.0.0.1 (3000 by default), where the fake GitHub sends `pull_request.synchronize`
 // after an apply commits. SIGINT or SIGTERM stops the fakes, removes the temporary folder with
 // the private key, repository and payloads, and exits 0. A second signal exits 1 at once.
@@ -180,6 +181,8 @@ try {
     GEMINI_BASE_URL: gemini.url,
   };
   for (const [name, value] of Object.entries(settings)) console.log(`export ${name}=${shellQuote(value)}`);
+  // For the README's commands that post the payload files, and other examples built from them.
+  console.log(`export FAKES_PAYLOADS=${shellQuote(folder)}`);
 
   const fullName = `${demoRepository.owner}/${demoRepository.repo}`;
   for (const line of [

@@ -9,7 +9,12 @@ import {
   type MissingVersionsFinder,
 } from '../keys/master-key-check.ts';
 import { generatedKeyFilePath, loadKeyring, type Keyring } from '../keys/master-keys.ts';
-import { discardUndecryptableKeys, MasterKeyMatchesError, type DiscardReport } from '../keys/discard.ts';
+import {
+  describeMatchingVersion,
+  discardUndecryptableKeys,
+  MasterKeyMatchesError,
+  type DiscardReport,
+} from '../keys/discard.ts';
 import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../keys/rotate.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
@@ -119,14 +124,15 @@ async function runDiscard(
   }
   const dryRun = values['dry-run'] ?? false;
   return withDatabase(config, logger, async (db) => {
-    let report: DiscardReport;
+    let lines: string[];
     try {
-      report = await discardUndecryptableKeys(db, keyring, logger, { version, dryRun });
+      lines = describeDiscard(await discardUndecryptableKeys(db, keyring, logger, { version, dryRun }));
     } catch (error) {
-      if (error instanceof MasterKeyMatchesError) throw new CommandFailedError(error.message);
-      throw error;
+      if (!(error instanceof MasterKeyMatchesError)) throw error;
+      // A dry run that finds nothing to delete has done its job, so only the deleting run fails.
+      if (!dryRun) throw new CommandFailedError(error.message);
+      lines = [`Dry run: nothing would be deleted. ${describeMatchingVersion(version)}`];
     }
-    const lines = describeDiscard(report);
     const missing = await describeMissingVersions(db, keyring, config, { command: 'keys discard', version });
     if (missing !== null) lines.push(missing);
     for (const line of lines) console.log(line);

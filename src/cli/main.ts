@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from '../config/env.ts';
 import { createLogger } from '../logger.ts';
-import { commandUsages, generalUsage } from './usage.ts';
+import { findUsage, generalUsage, helpCommand } from './usage.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { InterruptedError } from './stop-signals.ts';
@@ -22,7 +22,7 @@ async function main(argv: string[]): Promise<number> {
 
   // Checked before the configuration is read, so help works on a machine not yet configured.
   if (rest.some((arg) => arg === '--help' || arg === '-h')) {
-    console.log(commandUsages[command]);
+    console.log(findUsage(command, rest));
     return 0;
   }
 
@@ -75,8 +75,7 @@ try {
   // node:util parseArgs rejects unknown options and missing values with these codes.
   const code = (error as NodeJS.ErrnoException).code ?? '';
   if (code.startsWith('ERR_PARSE_ARGS_')) {
-    const command = process.argv[2] ?? '';
-    const help = Object.hasOwn(commandUsages, command) ? `fixwright ${command} --help` : 'fixwright --help';
+    const help = helpCommand(process.argv[2] ?? '', process.argv.slice(3));
     console.error(`${(error as Error).message.replace(/\.?$/, '.')} Run "${help}" for the options.`);
     process.exit(2);
   }

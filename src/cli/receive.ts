@@ -6,6 +6,8 @@ import { CommandError } from './command-error.ts';
 import { checkEventName } from './event-names.ts';
 import { httpOrigin } from '../net/url-host.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
+import { shortenText } from '../text/quote-value.ts';
+import { maxDeliveryIdLength } from '../web/delivery-id.ts';
 
 /** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
 const webhookPath = '/webhooks/github';
@@ -66,11 +68,19 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
   checkUrl(url);
   const signature = 'sha256=' + createHmac('sha256', config.WEBHOOK_SECRET).update(body).digest('hex');
   const deliveryId = values.delivery ?? randomUUID();
-  if (!/^[\x21-\x7e]{1,100}$/.test(deliveryId)) {
+  // The webhook endpoint takes up to maxDeliveryIdLength characters. Spaces and control
+  // characters are kept out, because HTTP trims the spaces around a header value and rejects
+  // control characters.
+  const deliveryRule = `use 1 to ${maxDeliveryIdLength} printable ASCII characters without spaces, such as a UUID`;
+  const quotedDelivery = JSON.stringify(shortenText(deliveryId, 60));
+  if (deliveryId.length > maxDeliveryIdLength) {
     throw new CommandError(
-      `Invalid --delivery ${JSON.stringify(deliveryId)}: use 1 to 100 printable ASCII ` +
-        'characters without spaces, such as a UUID.',
+      `Invalid --delivery ${quotedDelivery}: it has ${deliveryId.length} characters, more than ` +
+        `the ${maxDeliveryIdLength} that the webhook endpoint accepts; ${deliveryRule}.`,
     );
+  }
+  if (!/^[\x21-\x7e]+$/.test(deliveryId)) {
+    throw new CommandError(`Invalid --delivery ${quotedDelivery}: ${deliveryRule}.`);
   }
   if (eventWarning) console.error(eventWarning);
 

@@ -2,7 +2,7 @@ import { and, desc, eq, gt, gte, inArray, isNull, lt, lte, or, sql } from 'drizz
 import { z } from 'zod';
 import type { Transaction } from '../db/client.ts';
 import { maxInteger } from '../db/schema/columns.ts';
-import { installations, prRuns, pullRequestCloses } from '../db/schema/index.ts';
+import { prRuns, pullRequestCloses } from '../db/schema/index.ts';
 import {
   findInstallationUnavailable,
   type InstallationUnavailableError,
@@ -25,6 +25,7 @@ import {
 import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
 import { isSameSecond, queueConfirmation, type ConfirmContext } from './pull-request-ties.ts';
+import { queueUnrecordedInstallationCheck, recordEventInstallation } from './unrecorded-installation.ts';
 import { branchName, githubLogin, repositoryFullName } from './github-names.ts';
 import { ignoredActionOutcome } from './outcome-values.ts';
 
@@ -99,6 +100,8 @@ const analyzedActions = new Set(['opened', 'synchronize', 'reopened']);
  * GitHub's times have whole seconds. An event that changes the closed mark or the base branch
  * although the stored state has a time in the same second is applied, and it also queues a check
  * with GitHub (src/jobs/confirm-pull-request.ts) when `confirm` has GitHub App credentials.
+ * An event that names an installation without a row records it and queues a check of the
+ * installation with GitHub (see queueUnrecordedInstallationCheck).
  */
 export async function handlePullRequestEvent(
   tx: Transaction,
@@ -107,21 +110,32 @@ export async function handlePullRequestEvent(
   confirm?: ConfirmContext,
 ): Promise<string> {
   const ties: string[] = [];
-  const outcome = await applyPullRequestEvent(tx, boss, payload, ties);
+  const effects: EventEffects = { recordedInstallation: null };
+  const outcome = await applyPullRequestEvent(tx, boss, payload, ties, effects);
   if (ties.length > 0 && confirm) await queueConfirmation(tx, boss, payload, ties, confirm);
-  return outcome;
+  if (effects.recordedInstallation === null) return outcome;
+  const check = await queueUnrecordedInstallationCheck(tx, boss, effects.recordedInstallation, confirm);
+  return `${outcome}; ${check}`;
+}
+
+/** Side effects of applyPullRequestEvent that its outcome does not carry. */
+export interface EventEffects {
+  /** The installation whose row the event created (see recordEventInstallation), or null. */
+  recordedInstallation: number | null;
 }
 
 /**
  * Does the database work of handlePullRequestEvent and returns the outcome. It appends to
  * `ties` a description of each change of the closed mark or base branch that this event made
  * although the stored state has a time in the same second, so the two events' order is unknown.
+ * It sets `effects.recordedInstallation` when it recorded the event's installation.
  */
 export async function applyPullRequestEvent(
   tx: Transaction,
   boss: PgBoss,
   payload: PullRequestPayload,
   ties: string[],
+  effects: EventEffects = { recordedInstallation: null },
 ): Promise<string> {
   if (payload.action === 'closed') return handleClosed(tx, boss, payload, ties);
   const baseChanged = payload.action === 'edited' && payload.changes?.base !== undefined;
@@ -132,16 +146,9 @@ export async function applyPullRequestEvent(
   if (!installationId) return 'ignored: the payload names no app installation';
 
   const { repository, pull_request: pullRequest } = payload;
-  // The app may have been installed before this database existed; keep the run reachable.
-  await tx
-    .insert(installations)
-    .values({
-      id: installationId,
-      accountLogin: repository.owner.login,
-      accountId: repository.owner.id,
-      accountType: repository.owner.type ?? 'User',
-    })
-    .onConflictDoNothing();
+  if (await recordEventInstallation(tx, installationId, repository.owner)) {
+    effects.recordedInstallation = installationId;
+  }
   // The insert keeps the row of a suspended or deleted installation as it is, and a late
   // event for such an installation must not start a run.
   const unavailable = await findInstallationUnavailable(tx, installationId);

@@ -16,12 +16,24 @@ export interface DiscardReport {
   kept: number;
 }
 
+/** Builds the sentence that explains why there is nothing to discard for `version`. */
+export function describeMatchingVersion(version: number): string {
+  return (
+    `Master key version ${version} decrypts the stored keys that use it, so it is the key they ` +
+    'were encrypted with and there is nothing to discard. A key that still fails to decrypt is ' +
+    'marked unusable, and its owner can save it again.'
+  );
+}
+
 /**
  * Raised before anything is deleted, when the configured key of the version decrypts stored
  * keys that use it: it is the key they were encrypted with, so there is nothing to discard.
  */
 export class MasterKeyMatchesError extends Error {
   override name = 'MasterKeyMatchesError';
+  constructor(readonly version: number) {
+    super(`Nothing was deleted. ${describeMatchingVersion(version)}`);
+  }
 }
 
 /**
@@ -41,13 +53,7 @@ export async function discardUndecryptableKeys(
   const batchSize = options.batchSize ?? 100;
   if (!keyring.get(version)) throw new Error(`Master key version ${version} is not configured.`);
   const { tried, decrypted } = await sampleVersion(db, keyring, version);
-  if (decrypted) {
-    throw new MasterKeyMatchesError(
-      `Master key version ${version} decrypts the stored keys that use it, so it is the key ` +
-        `they were encrypted with: nothing was deleted. A key that still fails to decrypt is ` +
-        'marked unusable, and its owner can save it again.',
-    );
-  }
+  if (decrypted) throw new MasterKeyMatchesError(version);
 
   const found: { userId: string; provider: Provider }[] = [];
   let kept = 0;

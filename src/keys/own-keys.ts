@@ -43,13 +43,16 @@ export function undecryptableReason(provider: Provider): string {
   );
 }
 
-/** Builds the message stored and shown when the provider rejected a saved key in a preview. */
+/**
+ * Builds the message stored and shown when the provider rejected a saved key in a preview. It
+ * names no other key, because the key a preview calls instead depends on the user's other keys.
+ */
 export function rejectedReason(provider: Provider, status: number | undefined): string {
   const name = providerNames[provider];
-  const answer = status !== undefined ? ` (HTTP ${status})` : '';
+  const statusText = status !== undefined ? ` with HTTP ${status}` : '';
   return (
-    `${name} rejected your saved ${name} key${answer}, so the platform key was not used ` +
-    `instead. Update your ${name} key on the keys page.`
+    `${name} rejected your saved ${name} key${statusText}. Previews skip this key until you ` +
+    `save it again ${keysPageStep}`
   );
 }
 

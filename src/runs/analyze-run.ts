@@ -59,6 +59,20 @@ export interface AnalyzeOutcome {
 }
 
 /**
+ * Builds the error of a run superseded because the pull request's head on GitHub is another
+ * commit. That commit can be older than the run's, after a force-push back to an ancestor.
+ */
+export function describeMovedHead(runHeadSha: string, currentHeadSha: string): string {
+  const current = currentHeadSha.slice(0, 7);
+  return (
+    `The pull request's head on GitHub is now ${current}, not this run's ${runHeadSha.slice(0, 7)}, ` +
+    `so this run stopped before its analysis. A run for ${current} reports instead. That run ` +
+    `comes from the pull request's synchronize event for ${current} or, when that event is ` +
+    'lost, from the check of the pull request with GitHub that was queued when this run stopped.'
+  );
+}
+
+/**
  * Reads the files a pull request changes at the run's head commit, runs the built-in rules
  * over the added lines and stores the findings with the base branch they were compared with.
  * Running it again replaces the findings. A run that completes queues its report job in the
@@ -118,7 +132,7 @@ export async function analyzeRun(
   const [owner, repo] = splitRepository(run.repository);
   const octokit = await github.installationOctokit(run.installationId);
   // GitHub lists the files of the pull request's current head. A run whose commit is no longer
-  // the head would get another commit's findings, so it stops and the newer run reports.
+  // the head would get another commit's findings, so it stops and the run of the head reports.
   const pullRequest = parseGitHubResponse(
     analyzedPullRequestSchema,
     'GET',
@@ -133,7 +147,7 @@ export async function analyzeRun(
         .update(prRuns)
         .set({
           status: 'superseded',
-          error: `The pull request moved to ${pullRequest.head.sha} before ${run.headSha} was analyzed; the run of the newer commit reports instead.`,
+          error: describeMovedHead(run.headSha, pullRequest.head.sha),
         })
         .where(sql`${prRuns.id} = ${runId} AND ${prRuns.status} <> 'cancelled'`);
       return queuePullRequestConfirmation(tx, context.boss, {

@@ -1,5 +1,5 @@
 import type { RunStatus } from '../db/schema/index.ts';
-import type { OtherInstallationRun } from './visible-runs.ts';
+import { describeRunListing, type OtherInstallationRun } from './visible-runs.ts';
 
 /**
  * Builds the message for a fix request on a run that is not completed. `subject` names the run
@@ -37,8 +37,8 @@ export function supersededRunMessage(
     return (
       `${subject} that GitHub sent for installation ${otherInstallation.installationId} on ` +
       `account ${otherInstallation.accountLogin}, which you do not own, as after the repository ` +
-      'moved to another account or the app was installed again. Its run is listed for the user ' +
-      'who installed the app there.'
+      'moved to another account or the app was installed again. ' +
+      describeRunListing('its run', otherInstallation.hasOwner)
     );
   }
   if (newest === null) {

@@ -4,6 +4,7 @@ import { installations, prRuns } from '../db/schema/index.ts';
 import { analyzeQueue } from '../jobs/analyze.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { cancelFixPressNoticesOfRuns, cancelPatchRequestsOfRuns } from './cancel-run-work.ts';
+import { describeRunListing } from './visible-runs.ts';
 
 /** Run statuses that a newer commit replaces; cancelled runs stay cancelled. */
 const replaceableStatuses = ['queued', 'analyzing', 'completed', 'failed'] as const;
@@ -68,15 +69,11 @@ export async function describeOtherInstallationCommit(
     .from(installations)
     .where(eq(installations.id, installationId));
   const account = installation ? ` on account ${installation.accountLogin}` : '';
-  const owner =
-    installation?.userId === null || installation === undefined
-      ? ' Fixwright has not recorded who installed the app there yet, so that run is listed ' +
-        'for no one until an installation event names them.'
-      : ' That run is listed for the user who installed the app there.';
+  const listing = describeRunListing('that run', installation?.userId != null);
   return (
     `GitHub sent the newer commit ${headSha} of this pull request for installation ` +
     `${installationId}${account}, not for this run's installation, as it does after the ` +
-    `repository moved to another account or the app was installed again.${owner}`
+    `repository moved to another account or the app was installed again. ${listing}`
   );
 }
 

@@ -150,6 +150,28 @@ export async function findNewestRun(
 export interface OtherInstallationRun {
   installationId: number;
   accountLogin: string;
+  /**
+   * False while no `installation.created` event has named who installed the app there, as for
+   * an installation that Fixwright first learned of from a pull_request event.
+   */
+  hasOwner: boolean;
+}
+
+/**
+ * Builds the sentence that names who sees `runs`, the runs of another installation. Each
+ * installation's runs are listed only for the user who installed the app there, and for no one
+ * while Fixwright has not recorded that user.
+ */
+export function describeRunListing(runs: 'that run' | 'its run' | 'their runs', hasOwner: boolean): string {
+  const listed = `${runs} ${runs === 'their runs' ? 'are' : 'is'} listed`;
+  if (!hasOwner) {
+    return (
+      `Fixwright has not recorded who installed the app there yet, so ${listed} for no one ` +
+      'until an installation event names them.'
+    );
+  }
+  const sentence = `${listed} for the user who installed the app there.`;
+  return sentence.charAt(0).toUpperCase() + sentence.slice(1);
 }
 
 /**
@@ -165,7 +187,7 @@ export async function findNewestRunOfOtherOwner(
 ): Promise<OtherInstallationRun | null> {
   const row = await findNewestActiveRun(db, run);
   if (!row || row.ownerId === userId) return null;
-  return { installationId: row.installationId, accountLogin: row.accountLogin };
+  return { installationId: row.installationId, accountLogin: row.accountLogin, hasOwner: row.ownerId !== null };
 }
 
 /**

@@ -8,15 +8,11 @@ import { stripNul } from '../text/strip-nul.ts';
 import { AppError } from './errors.ts';
 import { limitConcurrency, retryAfterSeconds } from './limit-concurrency.ts';
 import { ByteBudget, readLimitedBody } from './read-limited-body.ts';
+import { maxDeliveryIdLength } from './delivery-id.ts';
 
 /** GitHub caps webhook payloads at 25 MB and drops larger ones. */
 export const maxWebhookBytes = 25 * 1024 * 1024;
 
-/**
- * Longest X-GitHub-Delivery accepted. GitHub sends 36-character GUIDs, and the id is a primary
- * key, whose btree index rejects keys of more than about 2,700 bytes.
- */
-export const maxDeliveryIdLength = 200;
 
 /**
  * Form of an X-GitHub-Event value. GitHub's event names are lowercase letters, digits and

@@ -77,6 +77,24 @@ describe('fixwright receive', () => {
     expect(result.stderr).toBe('');
   });
 
+  it('takes a delivery id of 200 characters', async () => {
+    const longest = 'd'.repeat(200);
+    const accepted = await receive('ping', `${base}/webhooks/github`, longest);
+    const tooLong = await receive('ping', `${base}/webhooks/github`, `${longest}x`);
+
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toBe(
+      `202 Accepted (delivery ${longest})\n{"delivery":"${longest}","outcome":"pong"}\n`,
+    );
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stdout).toBe('');
+    expect(tooLong.stderr).toBe(
+      `Invalid --delivery "${'d'.repeat(59)}…": it has 201 characters, more than the 200 that the ` +
+        'webhook endpoint accepts; use 1 to 200 printable ASCII characters without spaces, such ' +
+        'as a UUID.\n',
+    );
+  });
+
   it('fails on the base URL without following the redirect', async () => {
     const result = await receive('ping', `${base}/`, 'cli-base');
 
@@ -318,7 +336,8 @@ describe('fixwright usage errors', () => {
     [['users', 'apply-limits', '--plan', ''], 'Invalid --plan "": use free, pro or enterprise.'],
     [
       ['users', 'apply-limits', '--plan'],
-      'Option \'--plan <value>\' argument missing. Run "fixwright users --help" for the options.',
+      'Option \'--plan <value>\' argument missing. Run "fixwright users apply-limits --help" for ' +
+        'the options.',
     ],
     [
       ['users', 'apply-limits', '--login', 'alice'],
@@ -428,12 +447,15 @@ describe('fixwright usage errors', () => {
     [
       ['keys', 'rotate', '--help'],
       'Usage: fixwright keys rotate [--batch-size N]',
-      ['  --batch-size N   with rotate: keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
+      ['  --batch-size N   keys re-encrypted per transaction, 1 to 10000 (default: 100)'],
     ],
     [
       ['keys', 'discard', '--help'],
-      'Usage: fixwright keys rotate [--batch-size N]',
-      ['  --dry-run        with discard: print what would be deleted and delete nothing'],
+      'Usage: fixwright keys discard --version N [--dry-run]',
+      [
+        '  --version N   the master key version, as configured (required)',
+        '  --dry-run     print what would be deleted and delete nothing. Exits 0 also when the key of',
+      ],
     ],
     [
       ['demo', '--help'],
@@ -441,7 +463,7 @@ describe('fixwright usage errors', () => {
       ['Runs the service against fake GitHub, Groq and Gemini servers on 127.0.0.1, with the bundled'],
     ],
     [
-      ['users', 'plan', '--help'],
+      ['users', 'token', '--help'],
       'Usage: fixwright users token --login NAME [--name LABEL] [--create]',
       [
         '  --name LABEL   label of the new token, shown on the dashboard, 1 to 100 characters',
@@ -449,7 +471,22 @@ describe('fixwright usage errors', () => {
       ],
     ],
     [
+      ['users', 'plan', '-h'],
+      'Usage: fixwright users plan --login NAME --plan free|pro|enterprise',
+      ['  --plan PLAN    free, pro or enterprise (required)'],
+    ],
+    [
       ['users', 'apply-limits', '--help'],
+      'Usage: fixwright users apply-limits [--plan free|pro|enterprise] [--dry-run]',
+      ['  --dry-run      print what would change and change nothing'],
+    ],
+    [
+      ['users', 'reset-admin', '--help'],
+      'Usage: fixwright users reset-admin --login NAME',
+      ['  --login NAME   a login listed in ADMIN_LOGINS, matched without regard to case (required)'],
+    ],
+    [
+      ['users', '--help'],
       'Usage: fixwright users token --login NAME [--name LABEL] [--create]',
       ['  --dry-run      with apply-limits: print what would change and change nothing'],
     ],
@@ -465,6 +502,26 @@ describe('fixwright usage errors', () => {
       for (const line of optionLines) expect(lines).toContain(line);
       expect(result.stdout).not.toContain('Usage: fixwright <command> [options]');
     });
+  }
+
+  // A subcommand's help leaves out the other subcommands of its group.
+  for (const [group, subcommands] of [
+    ['users', ['token', 'plan', 'apply-limits', 'reset-usage', 'show', 'reset-admin']],
+    ['keys', ['rotate', 'discard']],
+  ] as const) {
+    it(`prints one subcommand's usage for each of "${group}"`, async () => {
+      for (const subcommand of subcommands) {
+        const result = await runFixwright([group, subcommand, '--help'], { DATABASE_URL: 'not a url' });
+        const label = `${group} ${subcommand}`;
+        expect(result.code, label).toBe(0);
+        expect(result.stdout, label).toMatch(new RegExp(`^Usage: fixwright ${label}[ \n]`));
+        expect(result.stdout, label).toContain('\nOptions:\n');
+        expect(result.stdout, label).not.toContain('Subcommands:');
+        for (const other of subcommands.filter((name) => name !== subcommand)) {
+          expect(result.stdout, label).not.toContain(`fixwright ${group} ${other}`);
+        }
+      }
+    }, 60_000);
   }
 });
 

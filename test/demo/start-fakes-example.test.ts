@@ -114,6 +114,7 @@ describe('examples/start-fakes.mts', () => {
       'GROQ_API_KEY',
       'GROQ_BASE_URL',
       'GEMINI_BASE_URL',
+      'FAKES_PAYLOADS',
     ]);
     expect(settings.PORT).toBe(String(port));
     expect(settings.PUBLIC_URL).toBe(`http://127.0.0.1:${port}`);
@@ -130,6 +131,10 @@ describe('examples/start-fakes.mts', () => {
       match[1]!.split(' '),
     );
     expect(receives).toHaveLength(2);
+    expect(receives.map((args) => args.at(-1))).toEqual([
+      path.join(settings.FAKES_PAYLOADS!, 'installation.json'),
+      path.join(settings.FAKES_PAYLOADS!, 'pull_request.json'),
+    ]);
     for (const args of receives) {
       const result = await runCliToExit(args, cliEnv(settings), { timeoutMs: 30_000 });
       expect(result.code, result.stderr).toBe(0);
@@ -207,6 +212,7 @@ describe('examples/start-fakes.mts', () => {
     expect(await stopExample(example, 'SIGINT')).toEqual({ code: 0, signal: null });
     const folder = removedFolder(example.stderr());
     expect(path.dirname(settings.PRIVATE_KEY_PATH!)).toBe(folder);
+    expect(settings.FAKES_PAYLOADS).toBe(folder);
     expect(existsSync(folder)).toBe(false);
     await expect(fetch(settings.GITHUB_API_URL!)).rejects.toThrow();
   }, 120_000);

@@ -87,6 +87,17 @@ async function ownerWithCompletedRun() {
   return { owner, installationId, number, run: run! };
 }
 
+/** Requests fixes of all the run's findings through the API, as its owner. */
+async function requestFixes(owner: SignedInUser, runId: string) {
+  const { token } = await mintApiToken(context.db, owner.userId, 'tests');
+  const rows = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, runId));
+  return app.request(`/api/runs/${runId}/patch-requests`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ findingIds: rows.map((row) => row.id) }),
+  });
+}
+
 function page(owner: SignedInUser, path: string) {
   return app.request(path, { headers: { cookie: owner.cookie } });
 }
@@ -125,7 +136,12 @@ describe('pull_request event of another installation', () => {
     const outcome = await deliver(pullRequestEvent('synchronize', 999999, number, sha('b'), '2024-05-01T10:05:00Z'));
 
     const [older, newer] = await runsOf(number);
-    expect(outcome).toBe(`run ${newer!.id} queued; superseded 1 older run(s)`);
+    expect(outcome).toBe(
+      `run ${newer!.id} queued; superseded 1 older run(s); installation 999999 was not recorded, ` +
+        'so it was recorded from this event without the user who installed the app, and its runs ' +
+        'are listed for no one until an installation.created event names that user; GitHub App ' +
+        'credentials are not configured, so it is not checked with GitHub',
+    );
     expect(newer!.installationId).toBe(999999);
     expect(older!.id).toBe(run.id);
     expect(older!.status).toBe('superseded');
@@ -155,26 +171,46 @@ describe('pull_request event of another installation', () => {
     expect(html).toContain(
       'The pull request has newer commits than this run, so it takes no new previews. GitHub ' +
         'sent them for installation 999998 on account Codertocat, which you do not own, as after ' +
-        'the repository moved to another account or the app was installed again. Their runs are ' +
-        'listed for the user who installed the app there.',
+        'the repository moved to another account or the app was installed again. Fixwright has ' +
+        'not recorded who installed the app there yet, so their runs are listed for no one until ' +
+        'an installation event names them.',
     );
     expect(html).not.toContain('once the home page lists it');
 
-    const { token } = await mintApiToken(context.db, owner.userId, 'tests');
-    const rows = await context.db.select({ id: findings.id }).from(findings).where(eq(findings.runId, run.id));
-    const api = await app.request(`/api/runs/${run.id}/patch-requests`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ findingIds: rows.map((row) => row.id) }),
-    });
+    const api = await requestFixes(owner, run.id);
     expect(api.status).toBe(409);
     const { error } = (await api.json()) as { error: { message: string; newestRunId: string | null } };
     expect(error.newestRunId).toBeNull();
     expect(error.message).toBe(
       `Run ${run.id} is superseded by a newer commit that GitHub sent for installation 999998 on ` +
         'account Codertocat, which you do not own, as after the repository moved to another ' +
-        'account or the app was installed again. Its run is listed for the user who installed ' +
-        'the app there.',
+        'account or the app was installed again. Fixwright has not recorded who installed the app ' +
+        'there yet, so its run is listed for no one until an installation event names them.',
+    );
+  });
+
+  it('names the owner of another installation', async () => {
+    const { owner, number, run } = await ownerWithCompletedRun();
+    const other = await createSignedInUser(context.db, { login: 'move-other-owner' });
+    const installationId = nextInstallation++;
+    await insertInstallation(installationId, other.userId);
+    await deliver(pullRequestEvent('synchronize', installationId, number, sha('7'), '2024-05-01T10:05:00Z'));
+
+    const html = await (await page(owner, `/runs/${run.id}`)).text();
+    const api = await requestFixes(owner, run.id);
+
+    expect(html).toContain(
+      `GitHub sent them for installation ${installationId} on account Codertocat, which you do ` +
+        'not own, as after the repository moved to another account or the app was installed ' +
+        'again. Their runs are listed for the user who installed the app there.',
+    );
+    expect(api.status).toBe(409);
+    const { error } = (await api.json()) as { error: { message: string } };
+    expect(error.message).toBe(
+      `Run ${run.id} is superseded by a newer commit that GitHub sent for installation ` +
+        `${installationId} on account Codertocat, which you do not own, as after the repository ` +
+        'moved to another account or the app was installed again. Its run is listed for the user ' +
+        'who installed the app there.',
     );
   });
 

@@ -17,6 +17,7 @@ import { createApp } from '../../src/web/app.tsx';
 import { logsOf } from '../helpers/context.ts';
 import {
   createGitHubTestContext,
+  insertInstallation,
   owner,
   prNumber,
   repo,
@@ -42,6 +43,8 @@ beforeEach(async () => {
     head: { 'src/a.ts': "console.log('a');\n" },
     env: { WEBHOOK_SECRET: secret },
   });
+  // As after its `installation.created` event, so the events queue no installation check.
+  await insertInstallation(setup.context, { id: setup.installationId });
   app = createApp(setup.context);
 });
 

@@ -284,8 +284,8 @@ describe('keys discard', () => {
     const discard = discardUndecryptableKeys(context.db, new Keyring([keyA]), context.logger, { version: 1, dryRun: false });
     await expect(discard).rejects.toThrow(MasterKeyMatchesError);
     await expect(discard).rejects.toThrow(
-      'Master key version 1 decrypts the stored keys that use it, so it is the key they were ' +
-        'encrypted with: nothing was deleted.',
+      'Nothing was deleted. Master key version 1 decrypts the stored keys that use it, so it is ' +
+        'the key they were encrypted with and there is nothing to discard.',
     );
     expect(await context.db.select().from(userApiKeys).orderBy(asc(userApiKeys.id))).toEqual(before);
   });
@@ -383,6 +383,16 @@ describe('keys discard', () => {
     const refused = await runCliToExit(['keys', 'discard', '--version', '1'], withB);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('Master key version 1 decrypts the stored keys that use it');
+    expect(await rowsOf(bob.userId)).toHaveLength(1);
+    // A dry run that finds nothing to delete succeeds and prints why.
+    const matchedDryRun = await runCliToExit(['keys', 'discard', '--version', '1', '--dry-run'], withB);
+    expect(matchedDryRun.code).toBe(0);
+    expect(matchedDryRun.stderr).toBe('');
+    expect(matchedDryRun.stdout).toBe(
+      'Dry run: nothing would be deleted. Master key version 1 decrypts the stored keys that use ' +
+        'it, so it is the key they were encrypted with and there is nothing to discard. A key ' +
+        'that still fails to decrypt is marked unusable, and its owner can save it again.\n',
+    );
     expect(await rowsOf(bob.userId)).toHaveLength(1);
 
     await context.db.delete(userApiKeys).where(eq(userApiKeys.userId, alice.userId));

@@ -168,11 +168,11 @@ describe('previews with own keys', () => {
     for (const file of result.files) {
       expect(file.status).toBe('failed');
       expect(file.error).toBe(
-        'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
-          'Update your Groq key on the keys page.',
+        'Groq rejected your saved Groq key with HTTP 401. Previews skip this key until you save ' +
+          'it again on the keys page.',
       );
     }
-    expect(result.request.error).toContain('Update your Groq key on the keys page.');
+    expect(result.request.error).toContain('Previews skip this key until you save it again on the keys page.');
     expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
     expect(groq.requests.some((request) => request.apiKey === platformGroqKey)).toBe(false);
     // Gemini has only the platform key here, which would charge the allowance.
@@ -182,7 +182,7 @@ describe('previews with own keys', () => {
     expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
     const row = await storedKey(user.id, 'groq');
     expect(row.unusableCause).toBe('rejected');
-    expect(row.unusableReason).toContain('Update your Groq key on the keys page.');
+    expect(row.unusableReason).toContain('Previews skip this key until you save it again on the keys page.');
     expect(row.lastUsedAt).toBeNull();
   });
 
@@ -226,8 +226,8 @@ describe('previews with own keys', () => {
     const rejected = await storedKey(user.id, 'groq');
     expect(rejected.unusableCause).toBe('rejected');
     expect(rejected.unusableReason).toBe(
-      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
-        'Update your Groq key on the keys page.',
+      'Groq rejected your saved Groq key with HTTP 401. Previews skip this key until you save it ' +
+        'again on the keys page.',
     );
     expect(rejected.lastUsedAt).toBeNull();
     const used = await storedKey(user.id, 'gemini');
@@ -291,8 +291,8 @@ describe('previews with own keys', () => {
     expect(result.outcome.status).toBe('failed');
     for (const file of result.files) {
       expect(file.error).toBe(
-        'Gemini rejected your saved Gemini key (HTTP 400), so the platform key was not used ' +
-          'instead. Update your Gemini key on the keys page.',
+        'Gemini rejected your saved Gemini key with HTTP 400. Previews skip this key until you ' +
+          'save it again on the keys page.',
       );
     }
     expect(completions()).toHaveLength(0);
@@ -588,15 +588,18 @@ describe('previews with own keys', () => {
     for (const file of result.files) {
       expect(file.status).toBe('failed');
       expect(file.error).toBe(
-        `${name} rejected your saved ${name} key (HTTP ${status}), so the platform key was not ` +
-          `used instead. Update your ${name} key on the keys page.`,
+        `${name} rejected your saved ${name} key with HTTP ${status}. Previews skip this key ` +
+          'until you save it again on the keys page.',
       );
     }
     const calls = fake.requests.filter((request) => request.apiKey === key && request.method === 'POST');
     expect(calls.map((request) => request.reply?.status)).toEqual([status, status]);
     const row = await storedKey(user.id, provider);
     expect(row.unusableCause).toBe('rejected');
-    expect(row.unusableReason).toContain(`Update your ${name} key on the keys page.`);
+    expect(row.unusableReason).toBe(
+      `${name} rejected your saved ${name} key with HTTP ${status}. Previews skip this key until ` +
+        'you save it again on the keys page.',
+    );
     expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
 
     // The body is the provider's own error format, as its SDK reads it.

@@ -39,8 +39,10 @@ describe('analysis of a commit that is no longer the head', () => {
     const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, run.id));
     expect(stored!.status).toBe('superseded');
     expect(stored!.error).toBe(
-      `The pull request moved to ${movedHeadSha} before ${run.headSha} was analyzed; the run of ` +
-        'the newer commit reports instead.',
+      `The pull request's head on GitHub is now bbbbbbb, not this run's ${run.headSha.slice(0, 7)}, so ` +
+        'this run stopped before its analysis. A run for bbbbbbb reports instead. That run comes ' +
+        "from the pull request's synchronize event for bbbbbbb or, when that event is lost, from " +
+        'the check of the pull request with GitHub that was queued when this run stopped.',
     );
     const jobs = await setup.context.db.execute<{ id: string; data: Record<string, unknown> }>(sql`
       SELECT id, data FROM pgboss.job WHERE name = ${confirmPullRequestQueue} AND state = 'created'`);

@@ -1,3 +1,4 @@
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userApiKeys } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
@@ -26,6 +27,11 @@ describe('keys pages with the real key service', () => {
     await context?.close();
     await groq?.close();
   });
+
+  async function storeGeminiKey(userId: string, key: string) {
+    const encrypted = await encryptUserKey(context.keyring, { userId, provider: 'gemini' }, key);
+    await context.db.insert(userApiKeys).values({ userId, provider: 'gemini', ...encrypted, lastFour: key.slice(-4) });
+  }
 
   it('logs one saved line per save', async () => {
     const user = await createSignedInUser(context.db, { login: 'real-keys-saver' });
@@ -57,32 +63,33 @@ describe('keys pages with the real key service', () => {
     expect(saved[0]!.requestId).not.toBe(saved[1]!.requestId);
   });
 
-  it('words an unusable key for the keys page', async () => {
+  it('words a rejected key for the keys page', async () => {
     const user = await createSignedInUser(context.db, { login: 'real-keys-rejected' });
-    const key = 'gsk_rejectedKeyPage0123456789abcdefghijklmnopqrstuvwx';
-    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'groq' }, key);
+    const key = 'AIzaRejectedKeyPage0123456789abcdefghijklmnopq';
+    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'gemini' }, key);
     await context.db.insert(userApiKeys).values({
       userId: user.userId,
-      provider: 'groq',
+      provider: 'gemini',
       ...encrypted,
       lastFour: key.slice(-4),
       unusableCause: 'rejected',
-      unusableReason: rejectedReason('groq', 401),
+      unusableReason: rejectedReason('gemini', 403),
     });
 
     const page = await (await app.request('/keys', { headers: { cookie: user.cookie } })).text();
     const api = await app.request('/api/user/keys', { headers: { cookie: user.cookie } });
 
     expect(page).toContain(
-      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
-        'Update your Groq key with the form below.',
+      '<p class="error">Gemini rejected your saved Gemini key with HTTP 403. Previews skip this ' +
+        'key until you save it again with the form below.</p>',
     );
     expect(page).not.toContain('on the keys page');
+    expect(page).not.toContain('platform key was not used');
     // The API and preview errors are read elsewhere, so they keep naming the keys page.
     const listed = (await api.json()) as { keys: { unusableReason: string }[] };
     expect(listed.keys[0]!.unusableReason).toBe(
-      'Groq rejected your saved Groq key (HTTP 401), so the platform key was not used instead. ' +
-        'Update your Groq key on the keys page.',
+      'Gemini rejected your saved Gemini key with HTTP 403. Previews skip this key until you save ' +
+        'it again on the keys page.',
     );
   });
 
@@ -93,23 +100,51 @@ describe('keys pages with the real key service', () => {
     expect(await response.text()).toContain('No keys stored');
   });
 
-  it('returns 404 when deleting a key the user lacks', async () => {
-    const user = await createSignedInUser(context.db, { login: 'real-keys-stranger' });
-    const response = await app.request('/keys/groq/delete', {
+  it('notes a second delete of a key', async () => {
+    const user = await createSignedInUser(context.db, { login: 'real-keys-delete-twice' });
+    await storeGeminiKey(user.userId, 'AIzaOwnGeminiKeyDeletedTwice5678');
+    const remove = () =>
+      app.request('/keys/gemini/delete', {
+        method: 'POST',
+        headers: formHeaders(user),
+        body: formBody({ _csrf: user.csrfToken }),
+      });
+
+    const first = await remove();
+    const second = await remove();
+
+    expect(first.status).toBe(303);
+    expect(first.headers.get('location')).toBe('/keys?notice=deleted');
+    expect(second.status).toBe(303);
+    expect(second.headers.get('location')).toBe('/keys?notice=already-deleted-gemini');
+    const page = await app.request('/keys?notice=already-deleted-gemini', { headers: { cookie: user.cookie } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('<p class="notice" role="status">Your Gemini key was already deleted.</p>');
+    expect(html).toContain('No keys stored');
+    const rows = await context.db.select().from(userApiKeys).where(eq(userApiKeys.userId, user.userId));
+    expect(rows).toEqual([]);
+  });
+
+  it('rejects deleting an unknown provider', async () => {
+    const user = await createSignedInUser(context.db, { login: 'real-keys-delete-openai' });
+    const response = await app.request('/keys/openai/delete', {
       method: 'POST',
       headers: formHeaders(user),
       body: formBody({ _csrf: user.csrfToken }),
     });
-    expect(response.status).toBe(404);
+
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('<h1>Your own model keys</h1>');
+    expect(html).toContain(
+      '<p class="error" role="alert">Unknown provider &quot;openai&quot;: use groq or gemini.</p>',
+    );
   });
 
   it('shows and changes the provider order', async () => {
     const user = await createSignedInUser(context.db, { login: 'real-keys-order' });
-    const key = 'AIzaOwnGeminiKeyForTheOrder1234';
-    const encrypted = await encryptUserKey(context.keyring, { userId: user.userId, provider: 'gemini' }, key);
-    await context.db
-      .insert(userApiKeys)
-      .values({ userId: user.userId, provider: 'gemini', ...encrypted, lastFour: key.slice(-4) });
+    await storeGeminiKey(user.userId, 'AIzaOwnGeminiKeyForTheOrder1234');
     const page = async () => {
       const response = await app.request('/keys', { headers: { cookie: user.cookie } });
       expect(response.status).toBe(200);

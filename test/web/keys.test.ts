@@ -238,8 +238,34 @@ describe('own key pages', () => {
     expect(response.status).toBe(303);
     expect(storedKeys.size).toBe(0);
     expect(await page('/keys?notice=deleted')).toContain('Key deleted.');
-    expect((await post('/keys/groq/delete')).status).toBe(404);
-    expect((await post('/keys/openai/delete')).status).toBe(404);
+  });
+
+  it('notes a key that was already deleted', async () => {
+    await post('/keys', { provider: 'gemini', key: 'AIza-delete-twice-1234' });
+    const first = await post('/keys/gemini/delete');
+    const second = await post('/keys/gemini/delete');
+
+    expect(first.status).toBe(303);
+    expect(second.status).toBe(303);
+    expect(second.headers.get('location')).toBe('/keys?notice=already-deleted-gemini');
+    expect(await page('/keys?notice=already-deleted-gemini')).toContain(
+      '<p class="notice" role="status">Your Gemini key was already deleted.</p>',
+    );
+    expect(storedKeys.size).toBe(0);
+  });
+
+  it('rejects deleting an unknown provider', async () => {
+    await post('/keys', { provider: 'groq', key: 'gsk_kept_8888' });
+    const response = await post('/keys/openai/delete');
+
+    expect(response.status).toBe(400);
+    const html = await response.text();
+    expect(html).toContain('<h1>Your own model keys</h1>');
+    expect(html).toContain(
+      '<p class="error" role="alert">Unknown provider &quot;openai&quot;: use groq or gemini.</p>',
+    );
+    expect(html).toContain('…8888');
+    expect(storedKeys.size).toBe(1);
   });
 
   it('shows no notice for names of object properties', async () => {

@@ -2,7 +2,7 @@ import { KeyringUnavailableError } from '../../keys/master-keys.ts';
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { providers, type Provider } from '../../db/schema/index.ts';
-import { parseProvider } from '../../keys/provider-order.ts';
+import { describeUnknownProvider, parseProvider } from '../../keys/provider-order.ts';
 import {
   deleteUserKey,
   getProviderOrder,
@@ -10,7 +10,6 @@ import {
   saveUserKey,
   setProviderOrder,
 } from '../../keys/user-keys.ts';
-import { notFound } from '../errors.ts';
 import { countCharacters } from '../../text/character-count.ts';
 import { joinWithOr } from '../../text/plural.ts';
 import { quoteValue } from '../../text/quote-value.ts';
@@ -25,11 +24,16 @@ import { KeysPage, providerNames, type ProviderUse } from '../views/keys.tsx';
 const maxKeyLength = 500;
 
 // A Map, because an object literal would also return inherited members such as `constructor`.
-const notices = new Map([
+const notices = new Map<string, string>([
   ['saved', 'Key saved.'],
   ['deleted', 'Key deleted.'],
   ['order-saved', 'Provider order saved.'],
 ]);
+// A second press of "Delete", or a delete from a page opened before the key was deleted, finds
+// no key. That is no error, so the page shows a notice instead of an error.
+for (const provider of providers) {
+  notices.set(`already-deleted-${provider}`, `Your ${providerNames[provider]} key was already deleted.`);
+}
 
 function isProvider(value: string): value is Provider {
   return (providers as readonly string[]).includes(value);
@@ -210,9 +214,10 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
 
   app.post('/keys/:provider/delete', async (c) => {
     const provider = c.req.param('provider');
-    const deleted =
-      isProvider(provider) && (await deleteUserKey(context.db, { userId: c.var.user.id, provider }));
-    if (!deleted) throw notFound('Key', provider);
+    if (!isProvider(provider)) return renderKeysPage(c, { error: describeUnknownProvider(provider) }, 400);
+    if (!(await deleteUserKey(context.db, { userId: c.var.user.id, provider }))) {
+      return c.redirect(`/keys?notice=already-deleted-${provider}`, 303);
+    }
     context.logger.info(
       { event: 'user_key.deleted', requestId: c.get('requestId'), userId: c.var.user.id, provider },
       'own key deleted',

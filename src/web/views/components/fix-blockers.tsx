@@ -2,6 +2,7 @@ import type { Child, FC } from 'hono/jsx';
 import type { prRuns } from '../../../db/schema/index.ts';
 import { pullRequestClosedError } from '../../../runs/pull-request-closed.ts';
 import {
+  describeRunListing,
   installationState,
   type NewestRunLink,
   type RunInstallation,
@@ -112,8 +113,8 @@ export const SupersededRunNotice: FC<{ subject: 'run' | 'preview'; newestRun: Ne
       <p class="notice run-superseded">
         {`${lead} GitHub sent them for installation ${newestRun.installationId} on account ` +
           `${newestRun.accountLogin}, which you do not own, as after the repository moved to ` +
-          'another account or the app was installed again. Their runs are listed for the user ' +
-          'who installed the app there.'}
+          'another account or the app was installed again. ' +
+          describeRunListing('their runs', newestRun.hasOwner)}
       </p>
     );
   }
