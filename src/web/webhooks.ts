@@ -8,9 +8,7 @@ import { stripNul } from '../text/strip-nul.ts';
 import { AppError } from './errors.ts';
 import { limitConcurrency, retryAfterSeconds } from './limit-concurrency.ts';
 import { ByteBudget, readLimitedBody } from './read-limited-body.ts';
-
-/** GitHub caps webhook payloads at 25 MB and drops larger ones. */
-export const maxWebhookBytes = 25 * 1024 * 1024;
+import { maxWebhookBytes } from './webhook-size.ts';
 
 /**
  * Longest X-GitHub-Delivery accepted. GitHub sends 36-character GUIDs, and the id is a primary
