@@ -63,7 +63,7 @@ function toSnakeCase(name: string): string {
  * value that repeats the name or its end, as in `dbPassword: "Password"`, is a label too.
  */
 function isPlaceholderValue(value: string, name: string): boolean {
-  if (/^(.)\1*$/s.test(value) || PLACEHOLDER_VALUE.test(value)) {
+  if (isOneRepeatedCodeUnit(value) || PLACEHOLDER_VALUE.test(value)) {
     return true;
   }
   if (/\s/.test(value) && !AUTHORIZATION_VALUE.test(value)) {
@@ -78,6 +78,20 @@ function isPlaceholderValue(value: string, name: string): boolean {
   }
   const snakeValue = toSnakeCase(value);
   return snakeValue === snakeName || snakeName.endsWith(`_${snakeValue}`);
+}
+
+/**
+ * Tells whether `text` is one UTF-16 code unit repeated, such as `********`. A loop replaces
+ * `/^(.)\1*$/s`, which threw `RangeError: Maximum call stack size exceeded` on about 5.6 million
+ * characters in Node 20.
+ */
+function isOneRepeatedCodeUnit(text: string): boolean {
+  if (text === '') return false;
+  const first = text.charCodeAt(0);
+  for (let index = 1; index < text.length; index += 1) {
+    if (text.charCodeAt(index) !== first) return false;
+  }
+  return true;
 }
 
 /** Counts the ASCII letters and digits in `text`, stopping at `limit`. */

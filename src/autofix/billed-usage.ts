@@ -35,6 +35,11 @@ export type BilledUsage = {
      */
     maximum: ModelUsage;
   };
+  /**
+   * The provider's counts when checking them failed, so that `usage` contains the call's hold
+   * in their place (see `billHold`).
+   */
+  unchecked?: { reported: ModelUsage };
 };
 
 /**
@@ -69,6 +74,19 @@ export function billFailedResponse(
   const estimate = kind === 'truncated' ? request.maxOutputTokens : 0;
   const estimateWhenMissing = kind === 'truncated' || kind === 'empty';
   return correctUsage(request, reported, { minimum: 0, estimate, estimateWhenMissing });
+}
+
+/**
+ * Returns the usage to settle for a response whose counts could not be checked because
+ * `billResponse` or `billFailedResponse` threw: the call's hold, the prompt estimate plus the
+ * output cap, as a cut-off response without counts is charged. The settle charges at most what
+ * the limit leaves, and the ledger row keeps the provider's counts.
+ */
+export function billHold(request: ModelRequest, reported: ModelUsage): BilledUsage {
+  const promptTokens = estimatePromptTokens(request);
+  const completionTokens = request.maxOutputTokens;
+  const usage = { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens };
+  return { usage, unchecked: { reported } };
 }
 
 /**

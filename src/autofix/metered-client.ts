@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Database } from '../db/client.ts';
+import { isDatabaseUnreachable } from '../db/connection-errors.ts';
 import { retryWhileUnreachable } from '../db/retry-unreachable.ts';
 import type { KeySource } from '../db/schema/index.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { ProviderError } from '../llm/errors.ts';
 import { estimatePromptTokens } from '../llm/prompt.ts';
 import { callerAbortError } from '../llm/retry.ts';
-import type { BilledRetry, ModelClient, ModelRequest, ModelResult } from '../llm/types.ts';
+import type { BilledRetry, ModelClient, ModelRequest, ModelResult, ModelUsage } from '../llm/types.ts';
 import type { Logger } from '../logger.ts';
 import {
   describeExhausted,
@@ -16,7 +17,7 @@ import {
   settleCall,
   type SettleInput,
 } from '../usage/allowance.ts';
-import { billFailedResponse, billResponse, type BilledUsage } from './billed-usage.ts';
+import { billFailedResponse, billHold, billResponse, type BilledUsage } from './billed-usage.ts';
 
 /** Raised when the user's allowance cannot cover a call; the message states what to do. */
 export class AllowanceExceededError extends Error {
@@ -66,11 +67,16 @@ export interface MeterOptions {
  * `:request-N`). The retry then reserves again, and when that does not fit, the call ends with
  * AllowanceExceededError.
  *
+ * When checking the counts of a response throws, the call is settled with its hold (see
+ * `billHold`) and `model.usage_check_failed` is logged, so a check that fails never leaves a
+ * call that the provider billed unsettled.
+ *
  * A settle that fails because the database is unreachable is retried until `settleRetryUntil`
  * or until the call's signal aborts. The ledger's unique idempotency key makes a repeated
  * settle charge nothing. A settle that fails for good is logged as `usage.settle_failed` with
  * the key and the token counts, so that an operator can reconcile the ledger with the
- * provider's bill, and its error is thrown.
+ * provider's bill, and its error is thrown. Its hold is released at once, unless the database
+ * is unreachable, and then the hold expires.
  */
 export function meterClient(client: ModelClient, options: MeterOptions): ModelClient {
   // The key contains the path's SHA-256, because a git path can be longer than the ledger's
@@ -84,6 +90,45 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     client.provider,
   ].join(':');
 
+  const callIds = (model: string) => ({
+    provider: client.provider,
+    model,
+    userId: options.userId,
+    patchRequestId: options.patchRequestId,
+    keySource: options.keySource,
+  });
+
+  /**
+   * Returns `bill()`, or the call's hold when `bill` throws, such as on text that the checks
+   * cannot handle. The provider has responded by then, so the call must still be settled.
+   */
+  const billOrHold = (
+    request: ModelRequest,
+    reported: ModelUsage,
+    model: string,
+    bill: () => BilledUsage,
+  ): BilledUsage => {
+    try {
+      return bill();
+    } catch (error) {
+      const billed = billHold(request, reported);
+      options.logger?.error(
+        {
+          event: 'model.usage_check_failed',
+          ...callIds(model),
+          reportedPromptTokens: reported.promptTokens,
+          reportedCompletionTokens: reported.completionTokens,
+          reportedTotalTokens: reported.totalTokens,
+          settledTokens: billed.usage.totalTokens,
+          err: toSafeError(error),
+        },
+        'checking the token counts of a model response failed; settled the prompt estimate ' +
+          'plus the output cap',
+      );
+      return billed;
+    }
+  };
+
   const settle = async (
     reservationId: string | null,
     billed: BilledUsage,
@@ -92,16 +137,7 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     key = idempotencyKey,
   ): Promise<void> => {
     const { usage, correction } = billed;
-    if (correction) {
-      const ids = {
-        provider: client.provider,
-        model,
-        userId: options.userId,
-        patchRequestId: options.patchRequestId,
-        keySource: options.keySource,
-      };
-      logUsageCorrection(options.logger, ids, usage, correction);
-    }
+    if (correction) logUsageCorrection(options.logger, callIds(model), usage, correction);
     await settleWithRetries(
       {
         userId: options.userId,
@@ -111,13 +147,39 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         model: client.model,
         keySource: options.keySource,
         usage,
-        reportedUsage: correction?.reported ?? null,
+        reportedUsage: correction?.reported ?? billed.unchecked?.reported ?? null,
         patchRequestId: options.patchRequestId,
         path: options.path,
       },
       signal,
-    );
+    ).catch(async (error: unknown) => {
+      await releaseUnsettled(reservationId, error);
+      throw error;
+    });
     options.onUsage?.(usage.totalTokens);
+  };
+
+  /**
+   * Releases the hold of a call whose settle failed, so that the user gets it back now and not
+   * at its expiry. A database that the settle could not reach would fail the release as well.
+   */
+  const releaseUnsettled = async (reservationId: string | null, settleError: unknown): Promise<void> => {
+    if (reservationId === null || isDatabaseUnreachable(settleError)) return;
+    try {
+      await releaseReservation(options.db, reservationId);
+    } catch (error) {
+      options.logger?.error(
+        {
+          event: 'usage.release_failed',
+          reservationId,
+          userId: options.userId,
+          patchRequestId: options.patchRequestId,
+          err: toSafeError(error),
+        },
+        'releasing the hold of a model call whose settle failed also failed; the hold is ' +
+          'released when it expires',
+      );
+    }
   };
 
   const settleWithRetries = async (
@@ -193,7 +255,9 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       let reservationId = await reserve();
 
       const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
-        const billed = billFailedResponse(request, retry.usage, 'unavailable');
+        const billed = billOrHold(request, retry.usage, client.model, () =>
+          billFailedResponse(request, retry.usage, 'unavailable'),
+        );
         await settle(
           reservationId,
           billed,
@@ -211,14 +275,19 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
         result = await client.generate(request, { ...callOptions, onBilledRetry });
       } catch (error) {
         if (error instanceof ProviderError && error.usage) {
-          const billed = billFailedResponse(request, error.usage, error.kind);
+          const usage = error.usage;
+          const billed = billOrHold(request, usage, client.model, () =>
+            billFailedResponse(request, usage, error.kind),
+          );
           await settle(reservationId, billed, client.model, callOptions?.signal);
         } else if (reservationId) {
           await releaseReservation(options.db, reservationId);
         }
         throw error;
       }
-      const billed = billResponse(request, result.usage, result.text);
+      const billed = billOrHold(request, result.usage, result.model, () =>
+        billResponse(request, result.usage, result.text),
+      );
       await settle(reservationId, billed, result.model, callOptions?.signal);
       return result;
     },

@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { BoundedFileError, readBoundedFile } from '../config/bounded-file.ts';
 import type { Config } from '../config/env.ts';
 import { describeInnermostError } from '../errors/innermost-error.ts';
 import { CommandError } from './command-error.ts';
@@ -8,6 +8,7 @@ import { httpOrigin } from '../net/url-host.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 import { shortenText } from '../text/quote-value.ts';
 import { maxDeliveryIdLength } from '../web/delivery-id.ts';
+import { maxWebhookBytes } from '../web/webhook-size.ts';
 
 /** Path of the webhook endpoint, as routed in src/web/webhooks.ts. */
 const webhookPath = '/webhooks/github';
@@ -40,8 +41,14 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
 
   let body: Buffer;
   try {
-    body = await readFile(values.payload);
+    body = await readBoundedFile(values.payload, maxWebhookBytes);
   } catch (error) {
+    if (error instanceof BoundedFileError) {
+      throw new CommandError(
+        `Invalid --payload: ${error.message}. Give a JSON payload file of at most ` +
+          `${maxWebhookBytes} bytes, the webhook endpoint's limit (GitHub's limit of 25 MB).`,
+      );
+    }
     throw new CommandError(`Cannot read --payload ${JSON.stringify(values.payload)}: ${(error as Error).message}`);
   }
   if ((body[0] === 0xff && body[1] === 0xfe) || (body[0] === 0xfe && body[1] === 0xff)) {

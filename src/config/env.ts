@@ -1,8 +1,8 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defaultRetryPolicy, maxGenerateDurationMs } from '../llm/retry.ts';
+import { BoundedFileError, readBoundedFileSync } from './bounded-file.ts';
 import { describeDatabaseUrlProblem } from './database-url.ts';
 import { formatCount } from '../text/plural.ts';
 import { shortenText } from '../text/quote-value.ts';
@@ -600,6 +600,12 @@ function mergeMasterKeys(
   return keys.sort((a, b) => b.version - a.version);
 }
 
+/**
+ * Largest PRIVATE_KEY_PATH file read, in bytes. The PEM of a 2048-bit RSA key, the kind GitHub
+ * generates for an App, is about 1.7 KB, and of an 8192-bit one about 6.4 KB (Node 20, PKCS#1).
+ */
+const maxPrivateKeyFileBytes = 32 * 1024;
+
 function readPrivateKey(inline: string | undefined, file: string | undefined): string | undefined {
   if (inline) {
     // Platforms that keep one-line variables store the PEM with literal "\n" sequences.
@@ -616,8 +622,14 @@ function readPrivateKey(inline: string | undefined, file: string | undefined): s
   if (!file) return undefined;
   let pem: string;
   try {
-    pem = readFileSync(file, 'utf8');
+    pem = readBoundedFileSync(file, maxPrivateKeyFileBytes).toString('utf8');
   } catch (error) {
+    if (error instanceof BoundedFileError) {
+      throw new ConfigError(
+        `Invalid PRIVATE_KEY_PATH: ${error.message}. Set it to the .pem file downloaded from ` +
+          'the GitHub App settings.',
+      );
+    }
     const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new ConfigError(
       `Invalid PRIVATE_KEY_PATH: cannot read ${JSON.stringify(file)} (${reason}); ` +

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { chmod, link, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { BoundedFileError, readBoundedFile } from '../config/bounded-file.ts';
 import { dataFileError, prepareDataDir } from '../config/data-dir.ts';
 import { ConfigError, decodeMasterKey, type Config, type MasterKeyMaterial } from '../config/env.ts';
 import type { Logger } from '../logger.ts';
@@ -151,12 +153,15 @@ async function readOrCreateKeyFile(
 /** Makes an existing key file readable by its owner only, and logs when it was not. */
 async function restrictKeyFileMode(file: string, logger: Logger): Promise<void> {
   const dataDir = path.dirname(file);
-  let mode: number;
+  let stats: Stats;
   try {
-    mode = (await stat(file)).mode & 0o777;
+    stats = await stat(file);
   } catch (error) {
     throw dataFileError(dataDir, file, 'read the master key file', error);
   }
+  // A path that leads to a device or a FIFO keeps its mode, and readKeyFile rejects it.
+  if (!stats.isFile()) return;
+  const mode = stats.mode & 0o777;
   if ((mode & 0o077) === 0) return;
   try {
     await chmod(file, 0o600);
@@ -169,11 +174,21 @@ async function restrictKeyFileMode(file: string, logger: Logger): Promise<void> 
   );
 }
 
+/** Largest master key file read, in bytes. A valid one is 45: 44 base64 characters and a newline. */
+const maxKeyFileBytes = 1024;
+
 async function readKeyFile(file: string): Promise<Uint8Array> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readBoundedFile(file, maxKeyFileBytes)).toString('utf8');
   } catch (error) {
+    if (error instanceof BoundedFileError) {
+      throw new ConfigError(
+        `Invalid master key file: ${error.message}. It must be a regular file that holds 32 ` +
+          'random bytes in base64. Restore it from a backup, or delete it if no user has stored ' +
+          'a key yet so a new one is generated.',
+      );
+    }
     throw dataFileError(path.dirname(file), file, 'read the master key file', error);
   }
   const decoded = decodeMasterKey(text.trim());

@@ -323,16 +323,41 @@ export const minimumBytesPerToken = 12;
  */
 const maxRunLength = 4;
 
-/** Matches a run of one character longer than `maxRunLength`. */
-const longRunPattern = new RegExp(`(.)\\1{${maxRunLength},}`, 'gsu');
-
 /**
  * Returns the least number of tokens that `text` can plausibly take: its UTF-8 bytes, with
  * long runs of one character shortened, divided by `minimumBytesPerToken` and rounded down.
  */
 export function minimumTextTokens(text: string): number {
-  const shortened = text.replace(longRunPattern, (_run, character: string) => character.repeat(maxRunLength));
-  return Math.floor(Buffer.byteLength(shortened, 'utf8') / minimumBytesPerToken);
+  return Math.floor(shortenedUtf8Bytes(text) / minimumBytesPerToken);
+}
+
+/**
+ * Counts the UTF-8 bytes of `text` with every run of one code point longer than `maxRunLength`
+ * shortened to `maxRunLength`, in one pass. A lone surrogate counts 3 bytes, as
+ * `Buffer.byteLength` counts the U+FFFD that replaces it. The regular expression
+ * `(.)\1{4,}` that did this before threw `RangeError: Maximum call stack size exceeded` on a
+ * run of about 3.4 million characters in Node 20.
+ */
+function shortenedUtf8Bytes(text: string): number {
+  let bytes = 0;
+  let previous = -1;
+  let runLength = 0;
+  for (let index = 0; index < text.length; ) {
+    const codePoint = text.codePointAt(index)!;
+    index += codePoint > 0xffff ? 2 : 1;
+    runLength = codePoint === previous ? runLength + 1 : 1;
+    previous = codePoint;
+    if (runLength <= maxRunLength) bytes += utf8Length(codePoint);
+  }
+  return bytes;
+}
+
+/** Returns the UTF-8 bytes of one code point, 3 for a lone surrogate. */
+function utf8Length(codePoint: number): number {
+  if (codePoint < 0x80) return 1;
+  if (codePoint < 0x800) return 2;
+  if (codePoint < 0x10000) return 3;
+  return 4;
 }
 
 /** Returns the least number of prompt tokens that `request` can plausibly take. */

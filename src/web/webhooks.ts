@@ -9,9 +9,7 @@ import { AppError } from './errors.ts';
 import { limitConcurrency, retryAfterSeconds } from './limit-concurrency.ts';
 import { ByteBudget, readLimitedBody } from './read-limited-body.ts';
 import { maxDeliveryIdLength } from './delivery-id.ts';
-
-/** GitHub caps webhook payloads at 25 MB and drops larger ones. */
-export const maxWebhookBytes = 25 * 1024 * 1024;
+import { maxWebhookBytes } from './webhook-size.ts';
 
 
 /**

@@ -70,6 +70,20 @@ describe('findHardcodedCredentials', () => {
     expect(credentialValues(`password = "${value.slice(0, 12)}"`)).toEqual(['Ab1-Ab1-Ab1-']);
   });
 
+  it('ignores one character repeated millions of times', () => {
+    // A regular expression with a backreference threw a stack overflow at about 5.6 million.
+    const value = 'a'.repeat(6_000_000);
+
+    expect(credentialValues(`password = "${value}"`)).toEqual([]);
+    expect(credentialValues(`password = "${value}b"`)).toEqual([`${value}b`]);
+  });
+
+  it('compares repeated values by UTF-16 code unit', () => {
+    // A repeated emoji alternates two surrogates, so it is not one code unit repeated.
+    expect(credentialValues(`password = "${'\u{1F600}'.repeat(8)}"`)).toEqual(['\u{1F600}'.repeat(8)]);
+    expect(credentialValues(`password = "${'\uD800'.repeat(8)}"`)).toEqual([]);
+  });
+
   it('reads unquoted values only in dotenv files', () => {
     const line = 'API_KEY=abcdef123456';
     expect(credentialValues(line, '.env')).toEqual(['abcdef123456']);

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AllowanceExceededError, meterClient, type MeterOptions } from '../../src/autofix/metered-client.ts';
 import { connectDatabase } from '../../src/db/client.ts';
 import { patchRequests, tokenEvents, users } from '../../src/db/schema/index.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
-import type { ProviderError } from '../../src/llm/errors.ts';
+import { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
 import { estimatePromptTokens, estimateTextTokens } from '../../src/llm/prompt.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
@@ -13,6 +13,24 @@ import { releaseAttemptReservations } from '../../src/usage/allowance.ts';
 import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { startCuttablePostgresProxy } from '../db/fixtures/postgres-proxy.ts';
 import { createRunWithFindings, createSignedInUser } from '../helpers/web.ts';
+
+// Checking the counts threw a stack overflow on long runs of one character in Node 20. The
+// checks take any text now, so `billing.fail` injects such a failure to cover the settle after it.
+const billing = vi.hoisted(() => ({ fail: false }));
+vi.mock('../../src/autofix/billed-usage.ts', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/autofix/billed-usage.ts')>();
+  const failing = <Args extends unknown[], Result>(bill: (...args: Args) => Result) => {
+    return (...args: Args): Result => {
+      if (billing.fail) throw new RangeError('Maximum call stack size exceeded');
+      return bill(...args);
+    };
+  };
+  return {
+    ...actual,
+    billResponse: failing(actual.billResponse),
+    billFailedResponse: failing(actual.billFailedResponse),
+  };
+});
 
 let context: TestContext;
 let groq: FakeGroq;
@@ -376,6 +394,47 @@ describe('meterClient', () => {
     expect(logsOf(context, 'usage.settle_retrying', { patchRequestId })).toHaveLength(1);
   });
 
+  it('releases the hold of a failed settle', async () => {
+    const { userId, patchRequestId } = await newPatchRequest();
+    // A statement that fails inside the settle's transaction, as a bug or a constraint would.
+    await context.db.execute(sql.raw(`
+      CREATE FUNCTION reject_settle() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'settles of this path are rejected'; END $$;
+      CREATE TRIGGER reject_settle BEFORE INSERT ON token_events
+        FOR EACH ROW WHEN (NEW.path = 'reject-settle.ts') EXECUTE FUNCTION reject_settle();
+    `));
+    let error: unknown;
+    try {
+      error = await meter(fixedUsageClient(120), {
+        userId,
+        patchRequestId,
+        path: 'reject-settle.ts',
+        attempt: 0,
+        logger: context.logger,
+      })
+        .generate(request)
+        .catch((caught: unknown) => caught);
+    } finally {
+      await context.db.execute(sql.raw('DROP TRIGGER reject_settle ON token_events'));
+      await context.db.execute(sql.raw('DROP FUNCTION reject_settle()'));
+    }
+
+    expect((error as Error).message).toContain('settles of this path are rejected');
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    expect(ledger).toEqual([]);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(0);
+    expect(user!.tokensReserved).toBe(0);
+    const reservations = await context.db.execute(
+      sql`SELECT id FROM token_reservations WHERE user_id = ${userId}`,
+    );
+    expect(reservations).toHaveLength(0);
+    const failed = logsOf(context, 'usage.settle_failed', { patchRequestId });
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.totalTokens).toBe(120);
+    expect(logsOf(context, 'usage.release_failed', { patchRequestId })).toEqual([]);
+  });
+
   it('stops when the retry does not fit', async () => {
     groq.reset();
     // The hold of 137 tokens fits once, but not again after the 42 charged.
@@ -415,5 +474,93 @@ describe('meterClient', () => {
         'output cap 100), and its minimum reservation is about 77 tokens.',
     );
     expect(groq.requests).toHaveLength(0);
+  });
+});
+
+describe('meterClient when checking counts fails', () => {
+  /** The call's hold: 20 bytes of prompt make 5 tokens, plus 32 for the chat template, plus the cap. */
+  const hold = estimatePromptTokens(request) + request.maxOutputTokens;
+  const counts = { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 };
+
+  beforeEach(() => {
+    groq.reset();
+    billing.fail = true;
+  });
+  afterEach(() => {
+    billing.fail = false;
+  });
+
+  function meteredGroq(ids: { userId: string; patchRequestId: string }) {
+    return meter(groqClient(), { ...ids, path: 'a.ts', attempt: 0, logger: context.logger });
+  }
+
+  async function ledgerAndCounters(userId: string) {
+    const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    return { ledger, user: user! };
+  }
+
+  it('settles the hold of a used response', async () => {
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue({ text: 'fixed\n', usage: counts });
+
+    const result = await meteredGroq({ userId, patchRequestId }).generate(request);
+
+    expect(result.text).toBe('fixed\n');
+    expect(groq.requests).toHaveLength(1);
+    const { ledger, user } = await ledgerAndCounters(userId);
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]!.promptTokens).toBe(estimatePromptTokens(request));
+    expect(ledger[0]!.completionTokens).toBe(request.maxOutputTokens);
+    expect(ledger[0]!.totalTokens).toBe(hold);
+    expect(ledger[0]!.chargedTokens).toBe(hold);
+    expect(ledger[0]!.reportedPromptTokens).toBe(12);
+    expect(ledger[0]!.reportedCompletionTokens).toBe(3);
+    expect(ledger[0]!.reportedTotalTokens).toBe(15);
+    expect(user.tokensUsed).toBe(hold);
+    expect(user.tokensReserved).toBe(0);
+
+    const logged = logsOf(context, 'model.usage_check_failed', { patchRequestId });
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.level).toBe(50);
+    expect(logged[0]!.reportedTotalTokens).toBe(15);
+    expect(logged[0]!.settledTokens).toBe(hold);
+    expect((logged[0]!.err as { message: string }).message).toBe('Maximum call stack size exceeded');
+  });
+
+  it('settles the hold of a cut-off response', async () => {
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue({
+      text: 'const a =',
+      finishReason: 'length',
+      usage: { prompt_tokens: 12, completion_tokens: 100, total_tokens: 112 },
+    });
+
+    const error = await meteredGroq({ userId, patchRequestId })
+      .generate(request)
+      .catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).kind).toBe('truncated');
+    expect(groq.requests).toHaveLength(1);
+    const { ledger, user } = await ledgerAndCounters(userId);
+    expect(ledger.map((event) => [event.chargedTokens, event.reportedTotalTokens])).toEqual([[hold, 112]]);
+    expect(user.tokensUsed).toBe(hold);
+    expect(user.tokensReserved).toBe(0);
+    expect(logsOf(context, 'model.usage_check_failed', { patchRequestId })).toHaveLength(1);
+  });
+
+  it('charges the counts when the check works', async () => {
+    billing.fail = false;
+    const { userId, patchRequestId } = await newPatchRequest();
+    groq.enqueue({ text: 'fixed\n', usage: counts });
+
+    await meteredGroq({ userId, patchRequestId }).generate(request);
+
+    const { ledger, user } = await ledgerAndCounters(userId);
+    expect(ledger.map((event) => [event.chargedTokens, event.reportedTotalTokens])).toEqual([[15, null]]);
+    expect(user.tokensUsed).toBe(15);
+    expect(user.tokensReserved).toBe(0);
+    expect(logsOf(context, 'model.usage_check_failed', { patchRequestId })).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 // fixwright receive against servers that stall, respond with the wrong thing or are named wrongly,
 // and with bad input: each case exits 1 (failed delivery) or 2 (usage error) with a message.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -197,7 +197,30 @@ describe('receive with invalid input', () => {
     const result = await receive(`${fixwrightBase}/webhooks/github`, [], dir);
 
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('Cannot read --payload');
+    expect(result.stderr).toContain(
+      `Invalid --payload: ${JSON.stringify(dir)} is a directory, not a regular file.`,
+    );
+  });
+
+  it('rejects a device as payload', async () => {
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], '/dev/zero');
+
+    expect(result.killed).toBe(false);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(
+      'Invalid --payload: "/dev/zero" is a character device, not a regular file. Give a JSON ' +
+        "payload file of at most 26214400 bytes, the webhook endpoint's limit (GitHub's limit of 25 MB).",
+    );
+  });
+
+  it('rejects a FIFO as payload', async () => {
+    const fifo = path.join(dir, 'payload-pipe');
+    execFileSync('mkfifo', [fifo]);
+    const result = await receive(`${fixwrightBase}/webhooks/github`, [], fifo);
+
+    expect(result.killed).toBe(false);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`Invalid --payload: ${JSON.stringify(fifo)} is a FIFO (named pipe)`);
   });
 
   it('rejects an unknown event', async () => {
@@ -241,15 +264,17 @@ describe('receive with invalid input', () => {
     expect(result.stderr).not.toContain('npm start');
   });
 
-  it('reports a payload over GitHub limit', async () => {
+  it('rejects a payload over GitHub limit', async () => {
     const file = path.join(dir, 'huge.json');
     await writeFile(file, JSON.stringify({ zen: 'x'.repeat(26 * 1024 * 1024) }));
     const result = await receive(`${fixwrightBase}/webhooks/github`, [], file, 30_000);
 
     expect(result.killed).toBe(false);
-    expect(result.code).not.toBe(0);
+    expect(result.code).toBe(2);
     expect(result.stderr).not.toContain('npm start');
-    expect(result.stderr).toMatch(/413|too large/i);
+    expect(result.stderr).toContain(
+      `Invalid --payload: ${JSON.stringify(file)} is 27262986 bytes, over the limit of 26214400 bytes.`,
+    );
   }, 40_000);
 
   it('rejects a payload with a byte order mark', async () => {

@@ -462,7 +462,7 @@ describe('file system failures in DATA_DIR', () => {
     await mkdir(dataDir, { mode: 0o755 });
     const keyFile = path.join(dataDir, 'master-key');
     await writeFile(keyFile, `${Buffer.alloc(32, 9).toString('base64')}\n`, { mode: 0o600 });
-    const result = await runFailing(['start'], dataDir, [{ call: 'readFile', pathPrefix: keyFile, code: 'EACCES' }]);
+    const result = await runFailing(['start'], dataDir, [{ call: 'open', pathPrefix: keyFile, code: 'EACCES' }]);
 
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -493,6 +494,26 @@ describe('loadConfig GitHub App private key', () => {
     const message = errorFor({ APP_ID: '12', PRIVATE_KEY: garbledPem });
     expect(message).toMatch(/^Invalid PRIVATE_KEY: the key is not a readable private key \(ERR_/);
     expect(message).not.toContain('bm90IGEga2V5');
+  });
+
+  it('rejects a key path that is not a file', () => {
+    expect(errorFor({ APP_ID: '12', PRIVATE_KEY_PATH: '/dev/zero' })).toBe(
+      'Invalid PRIVATE_KEY_PATH: "/dev/zero" is a character device, not a regular file. Set it to ' +
+        'the .pem file downloaded from the GitHub App settings.',
+    );
+    const fifo = path.join(folder, 'key-pipe');
+    execFileSync('mkfifo', [fifo]);
+    expect(errorFor({ APP_ID: '12', PRIVATE_KEY_PATH: fifo })).toContain(
+      `${JSON.stringify(fifo)} is a FIFO (named pipe), not a regular file.`,
+    );
+  });
+
+  it('rejects a key file over 32 KiB', () => {
+    const file = keyFile('large.pem', rsaPem.padEnd(32 * 1024 + 1, '\n'));
+    expect(errorFor({ APP_ID: '12', PRIVATE_KEY_PATH: file })).toBe(
+      `Invalid PRIVATE_KEY_PATH: ${JSON.stringify(file)} is 32769 bytes, over the limit of 32768 ` +
+        'bytes. Set it to the .pem file downloaded from the GitHub App settings.',
+    );
   });
 
   it('rejects an encrypted key', () => {

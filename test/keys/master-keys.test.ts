@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
@@ -217,6 +218,31 @@ describe('keyring', () => {
     const fromFile = new Keyring([{ version: 1, key: new Uint8Array(Buffer.from(keyA, 'base64')) }]);
     const encrypted = await encryptUserKey(fromFile, owner, 'gsk_existing_file_key_00001');
     expect(await decryptUserKey(keyring, owner, encrypted)).toBe('gsk_existing_file_key_00001');
+  });
+
+  it('rejects a key file that is a FIFO', async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'fixwright-keys-'));
+    const file = path.join(dataDir, generatedMasterKeyFile);
+    execFileSync('mkfifo', ['-m', '644', file]);
+    const { logger } = capturedLogger();
+
+    await expect(loadKeyring(loadConfig({ DATA_DIR: dataDir }), logger)).rejects.toThrow(
+      `Invalid master key file: ${JSON.stringify(file)} is a FIFO (named pipe), not a regular file. ` +
+        'It must be a regular file that holds 32 random bytes in base64.',
+    );
+    // Only regular files get their mode tightened.
+    expect((await stat(file)).mode & 0o777).toBe(0o644);
+  });
+
+  it('rejects a key file over 1 KiB', async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'fixwright-keys-'));
+    const file = path.join(dataDir, generatedMasterKeyFile);
+    await writeFile(file, `${keyA}\n`.repeat(30), { mode: 0o600 });
+    const { logger } = capturedLogger();
+
+    await expect(loadKeyring(loadConfig({ DATA_DIR: dataDir }), logger)).rejects.toThrow(
+      `Invalid master key file: ${JSON.stringify(file)} is 1350 bytes, over the limit of 1024 bytes.`,
+    );
   });
 
   it('rejects a damaged key file', async () => {

@@ -11,6 +11,7 @@ import {
   minimumTextTokens,
   type FixFinding,
 } from '../../src/llm/prompt.ts';
+import { seededRandom } from '../helpers/seeded-random.ts';
 
 const finding: FixFinding = {
   id: '0b7e6d52-2f7c-4b0a-9a43-5d1c8e3f9a01',
@@ -362,6 +363,39 @@ describe('minimumTextTokens', () => {
     const separators = `# ${'='.repeat(76)}\n`.repeat(50);
     // "# ====\n" is 7 bytes after shortening, 350 for 50 lines.
     expect(minimumTextTokens(separators)).toBe(29);
+  });
+
+  it('matches the regular expression it replaced', () => {
+    // The earlier implementation, kept here as the reference for inputs it could handle.
+    const withRegExp = (text: string) => {
+      const shortened = text.replace(/(.)\1{4,}/gsu, (_run, character: string) => character.repeat(4));
+      return Math.floor(Buffer.byteLength(shortened, 'utf8') / 12);
+    };
+    // One, two, three and four UTF-8 bytes, lone surrogates of both kinds, and a pair split
+    // by its own run.
+    const pieces = ['a', 'b', ' ', '\n', '=', '\u00e9', '\u4e2d', '\u{1F600}', '\uD83D', '\uDE00', '\uD800'];
+    const random = seededRandom(20_240_611);
+    for (let sample = 0; sample < 2_000; sample += 1) {
+      let text = '';
+      const runs = Math.floor(random() * 40);
+      for (let run = 0; run < runs; run += 1) {
+        const piece = pieces[Math.floor(random() * pieces.length)]!;
+        text += piece.repeat(1 + Math.floor(random() * 9));
+      }
+      expect(minimumTextTokens(text), JSON.stringify(text)).toBe(withRegExp(text));
+    }
+    const separators = `# ${'='.repeat(76)}\n`.repeat(50);
+    expect(minimumTextTokens(separators)).toBe(withRegExp(separators));
+  });
+
+  it('counts runs of millions of characters', () => {
+    // The regular expression threw a stack overflow from about 3.4 million.
+    const spaces = `export const pad = "${' '.repeat(3_500_000)}";\nconsole.log("x");\n`;
+    // 45 bytes after shortening: 20 before the run, 4 of it and 21 after it.
+    expect(minimumTextTokens(spaces)).toBe(3);
+    expect(minimumTextTokens('a'.repeat(10_000_000))).toBe(0);
+    // 16 bytes for the emoji run and 20 for the letters.
+    expect(minimumTextTokens('\u{1F600}'.repeat(5_000_000).concat('ab'.repeat(10)))).toBe(3);
   });
 
   it('stays below the estimate of typical code', () => {

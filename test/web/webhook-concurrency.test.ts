@@ -5,7 +5,7 @@ import type { ServerType } from '@hono/node-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/web/app.tsx';
 import { serveHttp } from '../../src/web/http-server.ts';
-import { maxWebhookBytes } from '../../src/web/webhooks.ts';
+import { maxWebhookBytes } from '../../src/web/webhook-size.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { waitFor } from '../helpers/process.ts';
 import { examplePullRequestEvent, waitForLockWait } from '../helpers/webhooks.ts';

@@ -43,8 +43,9 @@ export const tokenEvents = pgTable(
     chargedTokens: integer().notNull(),
     /**
      * The provider's own counts when the three counts above are an estimate, because the
-     * provider's were missing (0 here) or below what the prompt and output can take. Null when
-     * the counts above are the provider's, and on rows written before these columns.
+     * provider's were missing (0 here) or below what the prompt and output can take, a maximum,
+     * or the call's hold, because checking the provider's counts failed. Null when the counts
+     * above are the provider's, and on rows written before these columns.
      */
     reportedPromptTokens: integer(),
     reportedCompletionTokens: integer(),
