@@ -11,7 +11,6 @@ import { ByteBudget, readLimitedBody } from './read-limited-body.ts';
 import { maxDeliveryIdLength } from './delivery-id.ts';
 import { maxWebhookBytes } from './webhook-size.ts';
 
-
 /**
  * Form of an X-GitHub-Event value. GitHub's event names are lowercase letters, digits and
  * underscores, such as `pull_request` and `projects_v2_item`, the longest 31 characters in
