@@ -145,13 +145,17 @@ function correctUsage(
 /**
  * Returns the count to settle: the maximum for a count above it, otherwise the estimate for a
  * missing count or one below the minimum, otherwise the count itself. The maximum is checked
- * first, so a count is never both.
+ * first, so a count is never both. The estimate is capped at the maximum too, so a response
+ * longer than the output cap allows, as a faulty server at the base URL may send, is charged
+ * no more than the cap.
  */
 function correctCount(
   count: number,
   bounds: { minimum: number; maximum: number; estimate: number; missing: boolean },
 ): { tokens: number; low: boolean; high: boolean } {
   if (count > bounds.maximum) return { tokens: bounds.maximum, low: false, high: true };
-  if (bounds.missing || count < bounds.minimum) return { tokens: bounds.estimate, low: true, high: false };
+  if (bounds.missing || count < bounds.minimum) {
+    return { tokens: Math.min(bounds.estimate, bounds.maximum), low: true, high: false };
+  }
   return { tokens: count, low: false, high: false };
 }

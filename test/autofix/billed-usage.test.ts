@@ -113,7 +113,7 @@ async function newPatchRequest() {
 }
 
 /** Sends `request` through a metered `client` and returns the ledger row and the user's counters. */
-async function meteredCall(client: ModelClient, keySource: KeySource = 'platform') {
+async function meteredCall(client: ModelClient, keySource: KeySource = 'platform', callRequest = request) {
   const { userId, patchRequestId } = await newPatchRequest();
   const outcome = await meterClient(client, {
     db: context.db,
@@ -126,7 +126,7 @@ async function meteredCall(client: ModelClient, keySource: KeySource = 'platform
     reservationTtlSeconds: 600,
     logger: context.logger,
   })
-    .generate(request)
+    .generate(callRequest)
     .then((result) => ({ text: result.text, error: undefined }))
     .catch((error: unknown) => ({ text: undefined, error: error as ProviderError }));
   const ledger = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
@@ -234,6 +234,22 @@ describe('settled usage of a response', () => {
       expect(warning?.estimatedTokens).toBe(total);
       expect(warning?.msg).toBe('model response has no token usage; settled an estimate');
     }
+  });
+
+  it('charges an answer without counts at most the output cap', async () => {
+    const capped = { ...request, maxOutputTokens: 100 };
+    expect(estimate.completionTokens).toBeGreaterThan(capped.maxOutputTokens);
+    groq.enqueue(groqCompletion(undefined));
+
+    const call = await meteredCall(groqClient(), 'platform', capped);
+
+    expect(call.text).toBe(fixed);
+    const total = estimate.promptTokens + capped.maxOutputTokens;
+    expect(call.ledger.map(counts)).toEqual([
+      { prompt: estimate.promptTokens, completion: 100, total, charged: total, reported: [0, 0, 0] },
+    ]);
+    expect(call.user.tokensUsed).toBe(total);
+    expect(call.user.tokensReserved).toBe(0);
   });
 
   it('replaces only the count below its minimum', async () => {
