@@ -3,7 +3,7 @@
  * with a size limit. `readFile` of /dev/zero grows until memory runs out, and of a FIFO waits
  * for a writer that may never come, so only regular files are read.
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 
 /**
@@ -21,15 +21,23 @@ const openFlags = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
 /**
  * Reads the regular file at `path`, of at most `maxBytes` bytes. Errors of `stat`, `open` and
- * `read`, such as ENOENT, are thrown as they are.
- * NOTE: a regular file that grows past the limit while it is read is rejected only after the read.
+ * `read`, such as ENOENT, are thrown as they are. The read stops after `maxBytes + 1` bytes,
+ * because the size that `stat` gives can be wrong: procfs files such as /proc/self/pagemap
+ * report 0 bytes and are far larger.
  */
 export async function readBoundedFile(path: string, maxBytes: number): Promise<Buffer> {
   checkStats(path, await stat(path), maxBytes);
   const handle = await open(path, openFlags);
   try {
     checkStats(path, await handle.stat(), maxBytes);
-    return checkLength(path, await handle.readFile(), maxBytes);
+    const buffer = Buffer.alloc(maxBytes + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return checkLength(path, buffer, length, maxBytes);
   } finally {
     await handle.close();
   }
@@ -41,7 +49,14 @@ export function readBoundedFileSync(path: string, maxBytes: number): Buffer {
   const descriptor = openSync(path, openFlags);
   try {
     checkStats(path, fstatSync(descriptor), maxBytes);
-    return checkLength(path, readFileSync(descriptor), maxBytes);
+    const buffer = Buffer.alloc(maxBytes + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const bytesRead = readSync(descriptor, buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return checkLength(path, buffer, length, maxBytes);
   } finally {
     closeSync(descriptor);
   }
@@ -58,13 +73,14 @@ function checkStats(path: string, stats: Stats, maxBytes: number): void {
   }
 }
 
-function checkLength(path: string, contents: Buffer, maxBytes: number): Buffer {
-  if (contents.length > maxBytes) {
+function checkLength(path: string, buffer: Buffer, length: number, maxBytes: number): Buffer {
+  if (length > maxBytes) {
     throw new BoundedFileError(
-      `${JSON.stringify(path)} grew over the limit of ${maxBytes} bytes while it was read`,
+      `${JSON.stringify(path)} holds more than the limit of ${maxBytes} bytes, though its size ` +
+        'reads as smaller (a file that grew while it was read, or a file under /proc)',
     );
   }
-  return contents;
+  return buffer.subarray(0, length);
 }
 
 function describeFileType(stats: Stats): string {

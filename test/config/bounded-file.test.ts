@@ -54,6 +54,17 @@ describe.each(readers)('$name', ({ read }) => {
     );
   });
 
+  it.each([
+    ['/proc/self/maps', 100],
+    // pagemap reads only whole 8-byte entries, so the limit plus the one byte read past it is 1 MiB.
+    ['/proc/self/pagemap', 1024 * 1024 - 1],
+  ])('stops reading %s after the limit', async (file, maxBytes) => {
+    expect(await rejectionOf(file, maxBytes)).toBe(
+      `${JSON.stringify(file)} holds more than the limit of ${maxBytes} bytes, though its size ` +
+        'reads as smaller (a file that grew while it was read, or a file under /proc)',
+    );
+  });
+
   it('rejects a character device', async () => {
     expect(await rejectionOf('/dev/zero', 1000)).toBe(
       '"/dev/zero" is a character device, not a regular file',
