@@ -2,13 +2,17 @@ import { buildExcerptSteps } from './excerpt.ts';
 import { findSteps } from './line-search.ts';
 import { lineRule } from './line-rule.ts';
 import type { AddedLine } from './patch.ts';
-import type { Rule, RuleFinding } from './rules.ts';
+import type { Rule, RuleFinding, RuleId } from './rules.ts';
 import {
   findAwsAccessKeyIdSteps,
+  findConnectionUrlPasswordSteps,
+  findFormattedSecretSteps,
   findHardcodedCredentialSteps,
   PRIVATE_KEY_BEGIN_SEARCH,
+  type SecretSpan,
 } from './secrets.ts';
-import { StepMeter, type Steps } from './steps.ts';
+import { sortSteps, StepMeter, type Steps } from './steps.ts';
+import { findTokenSteps, type TokenKind } from './token-secrets.ts';
 
 /** A PEM private key block among the added lines, by new-file line numbers. */
 export interface PrivateKeyBlock {
@@ -114,11 +118,20 @@ export const privateKeyRule: Rule = {
   },
 };
 
+/**
+ * Reports a credential assigned to a name such as `password` or `apiKey`, unless secrets that
+ * other rules report overlap every such value on the line, as in `GITHUB_TOKEN="ghp_…"`. Their
+ * messages name what to revoke.
+ */
 const hardcodedCredentialRule = lineRule({
   id: 'secret/hardcoded-credential',
   severity: 'error',
   *match(text, path) {
-    const [credential] = yield* findHardcodedCredentialSteps(text, path);
+    const credentials = yield* findHardcodedCredentialSteps(text, path);
+    if (credentials.length === 0) {
+      return undefined;
+    }
+    const credential = yield* firstUnreportedSteps(credentials, text);
     if (credential === undefined) {
       return undefined;
     }
@@ -131,8 +144,92 @@ const hardcodedCredentialRule = lineRule({
   },
 });
 
+/**
+ * Returns the first of `credentials` that no secret found by its format overlaps. Both lists
+ * are walked once in order of their start, so a line of thousands of credentials stays linear.
+ */
+function* firstUnreportedSteps(
+  credentials: readonly SecretSpan[],
+  text: string,
+): Steps<SecretSpan | undefined> {
+  const byStart = (left: SecretSpan, right: SecretSpan) => left.start - right.start;
+  const others = yield* sortSteps(yield* findFormattedSecretSteps(text), byStart);
+  const meter = new StepMeter();
+  let next = 0;
+  for (const credential of yield* sortSteps([...credentials], byStart)) {
+    // A secret that ends before this credential starts also ends before every later one.
+    while (next < others.length && others[next]!.end <= credential.start) {
+      next += 1;
+    }
+    // The first secret left starts first, so no other can overlap when it starts too late.
+    if (next === others.length || others[next]!.start >= credential.end) {
+      return credential;
+    }
+    if (meter.count(0)) {
+      yield;
+    }
+  }
+  return undefined;
+}
+
+/** Creates a rule that reports the first secret that `find` finds on an added line. */
+function formattedSecretRule(
+  id: RuleId,
+  find: (text: string) => Steps<SecretSpan[]>,
+  message: string,
+): Rule {
+  return lineRule({
+    id,
+    severity: 'error',
+    *match(text) {
+      const [secret] = yield* find(text);
+      return secret === undefined ? undefined : { index: secret.start, message };
+    },
+  });
+}
+
+function tokenRule(id: RuleId, kind: TokenKind, message: string): Rule {
+  return formattedSecretRule(id, (text) => findTokenSteps(text, kind), message);
+}
+
+const readInstead = 'and read its replacement from the environment or a secret manager instead.';
+
 export const secretRules: readonly Rule[] = [
   awsAccessKeyIdRule,
+  tokenRule(
+    'secret/github-token',
+    'github-token',
+    'This line contains a GitHub token, so revoke it in the GitHub settings of the account or ' +
+      `app that owns it ${readInstead}`,
+  ),
+  tokenRule(
+    'secret/stripe-secret-key',
+    'stripe-secret-key',
+    `This line contains a Stripe live secret key, so roll the key in the Stripe Dashboard ${readInstead}`,
+  ),
+  tokenRule(
+    'secret/slack-token',
+    'slack-token',
+    `This line contains a Slack token, so revoke it in the Slack app's settings ${readInstead}`,
+  ),
+  tokenRule(
+    'secret/slack-webhook-url',
+    'slack-webhook-url',
+    'This line contains a Slack webhook URL, which lets anyone post to its channel, so ' +
+      `regenerate the URL in the Slack app's settings ${readInstead}`,
+  ),
+  tokenRule(
+    'secret/jwt',
+    'jwt',
+    'This line contains a JSON Web Token, so revoke it or rotate its signing key unless it has ' +
+      `expired, ${readInstead}`,
+  ),
+  formattedSecretRule(
+    'secret/connection-url-password',
+    findConnectionUrlPasswordSteps,
+    'A URL in this line contains a password, so change the password on its server and read ' +
+      'the URL or the password from the environment or a secret manager instead.',
+  ),
   privateKeyRule,
   hardcodedCredentialRule,
 ];

@@ -1,10 +1,18 @@
 import { findQuotedAssignmentSteps, unquotedEnvAssignmentSteps } from './assignment-search.ts';
 import { findSteps, matchAllSteps, steppedPattern } from './line-search.ts';
 import { runSteps, sortSteps, StepMeter, type Steps } from './steps.ts';
+import { findAllTokenSteps, type TokenKind } from './token-secrets.ts';
+
+export type SecretKind =
+  | 'aws-access-key-id'
+  | 'hardcoded-credential'
+  | 'private-key'
+  | 'connection-url-password'
+  | TokenKind;
 
 /** The position of a secret value inside a line: `text.slice(start, end)` is the secret. */
 export interface SecretSpan {
-  kind: 'aws-access-key-id' | 'hardcoded-credential' | 'private-key';
+  kind: SecretKind;
   start: number;
   end: number;
 }
@@ -178,6 +186,58 @@ export function* findHardcodedCredentialSteps(text: string, path: string): Steps
 }
 
 /**
+ * The user information of a URL, such as `://app:PASSWORD@` in `postgres://app:PASSWORD@db/app`:
+ * the user and the password, from the `:` after the scheme to the `@` before the host. The
+ * password runs to the last `@` before the host, because passwords often contain an unencoded
+ * `@`. It stops at whitespace, a quote, `/`, `?` or `#`.
+ */
+export const CONNECTION_URL_USERINFO_SEARCH = steppedPattern(
+  // The lookbehind for the scheme's last character follows `://`, because a lookbehind at the
+  // start of a pattern slowed the search of every line (see token-secrets.ts).
+  /:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'`]*):([^\s/?#"'`]+)@(?=[^\s@/?#"'`])/,
+  /:\/\//,
+  '://'.length,
+);
+
+// Samples and docs write a variable reference, a format slot or a word such as `PASSWORD` or
+// `db_password` in place of the password.
+const URL_PASSWORD_PLACEHOLDER =
+  /^(?:\$\w+|\$\(\w+\)|%s|%\(\w+\)s|\{\w*\}|[A-Za-z_]*pass(?:word|wd)?)$/i;
+
+/**
+ * Tells whether the password of a URL is a secret rather than a placeholder. It takes the
+ * checks of a hard-coded password, and it skips a password equal to the user name, the default
+ * of local containers such as `postgres://postgres:postgres@localhost`.
+ */
+function isUrlPassword(password: string, user: string): boolean {
+  return (
+    password !== user &&
+    !URL_PASSWORD_PLACEHOLDER.test(password) &&
+    isCredentialValue(password, 'password')
+  );
+}
+
+/**
+ * Finds the passwords in URLs with user information, for any scheme, such as `postgres`,
+ * `mongodb+srv`, `redis` or `amqp`, skipping placeholders. The span is the password alone.
+ */
+export function* findConnectionUrlPasswordSteps(
+  text: string,
+  meter = new StepMeter(),
+): Steps<SecretSpan[]> {
+  const spans: SecretSpan[] = [];
+  for (const match of yield* matchAllSteps(text, CONNECTION_URL_USERINFO_SEARCH, meter)) {
+    const user = match[1] ?? '';
+    const password = match[2] ?? '';
+    if (isUrlPassword(password, user)) {
+      const start = match.index + '://'.length + user.length + ':'.length;
+      spans.push({ kind: 'connection-url-password', start, end: start + password.length });
+    }
+  }
+  return spans;
+}
+
+/**
  * Finds key material that shares a line with its BEGIN marker, as in the `private_key` field of
  * a JSON service account file. The secret runs to the matching END marker or to the end of the
  * line.
@@ -196,21 +256,40 @@ function* findInlinePrivateKeySteps(text: string): Steps<SecretSpan[]> {
   return [{ kind: 'private-key', start, end }];
 }
 
-/** Finds every secret value on one line of the file at `path`, in no particular order. */
-export function findSecretSpans(text: string, path: string): SecretSpan[] {
-  return runSteps(findSecretSpanSteps(text, path));
+/**
+ * Finds the secrets on one line that their own format gives away, whatever name they are
+ * assigned to: AWS access key IDs, tokens, connection URL passwords and key material after a
+ * BEGIN marker. In no particular order.
+ */
+export function* findFormattedSecretSteps(text: string): Steps<SecretSpan[]> {
+  const meter = new StepMeter();
+  const spans = yield* findAwsAccessKeyIdSteps(text);
+  yield* appendSteps(spans, yield* findAllTokenSteps(text, meter), meter);
+  yield* appendSteps(spans, yield* findConnectionUrlPasswordSteps(text, meter), meter);
+  yield* appendSteps(spans, yield* findInlinePrivateKeySteps(text), meter);
+  return spans;
 }
 
-function* findSecretSpanSteps(text: string, path: string): Steps<SecretSpan[]> {
-  const spans = yield* findAwsAccessKeyIdSteps(text);
-  const meter = new StepMeter();
-  for (const span of yield* findHardcodedCredentialSteps(text, path)) {
+function* appendSteps(spans: SecretSpan[], more: readonly SecretSpan[], meter: StepMeter) {
+  for (const span of more) {
     spans.push(span);
     if (meter.count(0)) {
       yield;
     }
   }
-  spans.push(...(yield* findInlinePrivateKeySteps(text)));
+}
+
+/**
+ * Finds every secret value on one line of the file at `path`, in no particular order: the
+ * matches of every secret rule, so masking them leaves no reported secret in clear.
+ */
+export function findSecretSpans(text: string, path: string): SecretSpan[] {
+  return runSteps(findSecretSpanSteps(text, path));
+}
+
+function* findSecretSpanSteps(text: string, path: string): Steps<SecretSpan[]> {
+  const spans = yield* findFormattedSecretSteps(text);
+  yield* appendSteps(spans, yield* findHardcodedCredentialSteps(text, path), new StepMeter());
   return spans;
 }
 

@@ -16,8 +16,19 @@ import {
   findQuotedAssignmentSteps,
   QUOTED_ASSIGNMENT_HEAD,
 } from '../../src/analysis/assignment-search.ts';
-import { AWS_ACCESS_KEY_ID_SEARCH, PRIVATE_KEY_BEGIN_SEARCH } from '../../src/analysis/secrets.ts';
+import {
+  AWS_ACCESS_KEY_ID_SEARCH,
+  CONNECTION_URL_USERINFO_SEARCH,
+  PRIVATE_KEY_BEGIN_SEARCH,
+} from '../../src/analysis/secrets.ts';
 import { runSteps, StepMeter } from '../../src/analysis/steps.ts';
+import {
+  GITHUB_TOKEN_SEARCH,
+  JWT_SEARCH,
+  SLACK_TOKEN_SEARCH,
+  SLACK_WEBHOOK_SEARCH,
+  STRIPE_SECRET_KEY_SEARCH,
+} from '../../src/analysis/token-secrets.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
 
 const quotedAssignmentPieces = [
@@ -36,6 +47,52 @@ const patterns: { name: string; pattern: SteppedPattern; pieces: string[] }[] = 
     name: 'private key BEGIN marker',
     pattern: PRIVATE_KEY_BEGIN_SEARCH,
     pieces: ['-----BEGIN ', 'RSA ', 'ENCRYPTED ', 'PRIVATE KEY', ' BLOCK', '-----', '-', ' '],
+  },
+  {
+    name: 'GitHub token',
+    pattern: GITHUB_TOKEN_SEARCH,
+    pieces: [
+      ...['ghp_', 'github_pat_', 'Ab3dEf7hIjKl', '9mNo2pQr4sTu', '_', ' ', 'g', 'x'],
+      ' ghp_Ab3dEf7hIjKl9mNo2pQr4sTuAb3dEf7hIjKl',
+    ],
+  },
+  {
+    name: 'Stripe secret key',
+    pattern: STRIPE_SECRET_KEY_SEARCH,
+    pieces: [
+      ...['sk_live_', 'rk_live_', 'Ab3dEf7hIjKl', '9mNo2pQr', '_', ' ', 's', 'k_live_'],
+      ' sk_live_Ab3dEf7hIjKl9mNo2pQr4sTu',
+    ],
+  },
+  {
+    name: 'Slack token',
+    pattern: SLACK_TOKEN_SEARCH,
+    pieces: ['xoxb-', 'xoxp-', '12345', '-', 'Ab3dEf', 'x', ' ', 'xox', '.', 'xoxb-1-Ab3dEf7hIj'],
+  },
+  {
+    name: 'Slack webhook path',
+    pattern: SLACK_WEBHOOK_SEARCH,
+    pieces: [
+      ...['hooks.slack.com/services/', 'hooks.slack.com/triggers/', 'T', 'T03KQ8ZP2', '/'],
+      ...['B05FGHJ2K9L', 'q8Wm3Zr7TxLv2NcY', 'x', ' '],
+      'hooks.slack.com/services/T03KQ8ZP2/B05FGHJ2K9L/q8Wm3Zr7TxLv2NcY',
+    ],
+  },
+  {
+    name: 'JWT',
+    pattern: JWT_SEARCH,
+    pieces: [
+      ...['eyJ', 'hbGciOiJIUz', '.', 'eyJzdWIiOiJ1c2Vy', 'CHqLlPINoVurEFXK', '-', ' ', 'J'],
+      ' eyJhbGciOiJIUz.eyJzdWIiOiJ1c2Vy.CHqLlPINoVurEFXK',
+    ],
+  },
+  {
+    name: 'connection URL user information',
+    pattern: CONNECTION_URL_USERINFO_SEARCH,
+    pieces: [
+      ...['://', 'postgres', 'app', ':', 'Xk29dLq8', '@', 'db', '/', ' ', '"', '#'],
+      ' redis://app:Xk29dLq8@db',
+    ],
   },
   {
     name: 'quoted assignment head',

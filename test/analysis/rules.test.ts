@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { AddedLine } from '../../src/analysis/patch.ts';
 import { rules, runRules, type RuleId } from '../../src/analysis/rules.ts';
+import { findSecretSpans } from '../../src/analysis/secrets.ts';
+import { findingKind } from '../../src/llm/prompt.ts';
+import { fakeSecrets } from '../helpers/fake-secrets.ts';
 
 /** Numbers the texts as consecutive added lines, starting at `firstLine`. */
 function addedFrom(firstLine: number, texts: string[]): AddedLine[] {
@@ -21,6 +24,12 @@ describe('rules', () => {
   it('lists every rule id with its severity', () => {
     expect(Object.fromEntries(rules.map((rule) => [rule.id, rule.severity]))).toEqual({
       'secret/aws-access-key-id': 'error',
+      'secret/github-token': 'error',
+      'secret/stripe-secret-key': 'error',
+      'secret/slack-token': 'error',
+      'secret/slack-webhook-url': 'error',
+      'secret/jwt': 'error',
+      'secret/connection-url-password': 'error',
       'secret/private-key': 'error',
       'secret/hardcoded-credential': 'error',
       'debug/console-log': 'warning',
@@ -29,6 +38,191 @@ describe('rules', () => {
       'merge-conflict-marker': 'error',
       'todo-comment': 'notice',
     });
+  });
+
+  it('gives every secret rule the secret fix guidance', () => {
+    for (const rule of rules.filter((rule) => rule.id.startsWith('secret/'))) {
+      expect(findingKind(rule.id), rule.id).toBe('secret');
+    }
+  });
+});
+
+/** Returns the single finding of `ruleId` on `text`, added as line 4 of `path`. */
+function onlyFinding(ruleId: RuleId, path: string, text: string) {
+  const findings = findingsOf(ruleId, path, addedFrom(4, [text]));
+  expect(findings).toHaveLength(1);
+  return findings[0]!;
+}
+
+describe('secrets found by their format', () => {
+  const { githubToken, stripeSecretKey, slackBotToken, slackWebhookPath, jwt } = fakeSecrets;
+  const { databasePassword } = fakeSecrets;
+
+  it.each([
+    [
+      'secret/github-token',
+      `const b = "${githubToken}";`,
+      'const b = "ghp_********************************ynca";',
+      'GitHub token',
+    ],
+    [
+      'secret/stripe-secret-key',
+      `stripe.setKey("${stripeSecretKey}")`,
+      'stripe.setKey("sk_l*************************d9Ye")',
+      'Stripe live secret key',
+    ],
+    [
+      'secret/slack-token',
+      `  bot: ${slackBotToken}`,
+      'bot: xoxb**********************************************6EsJ',
+      'Slack token',
+    ],
+    [
+      'secret/slack-webhook-url',
+      `post("https://hooks.slack.com/services/${slackWebhookPath}", body)`,
+      `post("https://hooks.slack.com/services/T03K${'*'.repeat(38)}9HsD", body)`,
+      'Slack webhook URL',
+    ],
+    [
+      'secret/jwt',
+      `headers.Authorization = "Bearer ${jwt}";`,
+      `headers.Authorization = "Bearer eyJh${'*'.repeat(jwt.length - 8)}R8GI";`,
+      'JSON Web Token',
+    ],
+    [
+      'secret/connection-url-password',
+      `const url = "postgres://admin:${databasePassword}@host/db";`,
+      'const url = "postgres://admin:S3c*********rd!@host/db";',
+      'contains a password',
+    ],
+  ] as const)('%s reports the line with the secret masked', (ruleId, line, excerpt, named) => {
+    const finding = onlyFinding(ruleId, 'src/notify.ts', line);
+
+    expect(finding).toEqual({
+      ruleId,
+      severity: 'error',
+      message: expect.stringContaining(named),
+      startLine: 4,
+      endLine: 4,
+      excerpt,
+    });
+    expect(finding.message).toMatch(/, so .* instead\.$/);
+  });
+
+  it('reports secrets in .env files and YAML', () => {
+    const texts = [
+      `SLACK_WEBHOOK_URL=https://hooks.slack.com/services/${slackWebhookPath}`,
+      `  url: mongodb+srv://app:${databasePassword}@cluster0.ab1cd.mongodb.net/app`,
+    ];
+    expect(flaggedLines('secret/slack-webhook-url', '.env', texts)).toEqual([1]);
+    expect(flaggedLines('secret/connection-url-password', 'deploy/values.yml', texts)).toEqual([2]);
+  });
+
+  it('reports a credential once, under the rule of its format', () => {
+    const texts = [
+      `GITHUB_TOKEN="${githubToken}"`,
+      `token: "Bearer ${jwt}"`,
+      `aws_secret_key = "${AWS_KEY}"`,
+    ];
+    const findings = runRules('.env', addedFrom(1, texts));
+    expect(findings.map((finding) => [finding.startLine, finding.ruleId])).toEqual([
+      [3, 'secret/aws-access-key-id'],
+      [1, 'secret/github-token'],
+      [2, 'secret/jwt'],
+    ]);
+  });
+
+  it('reports a credential that shares a line with a token', () => {
+    const line = `{ token: "${githubToken}", password: "hunter2hunter2" }`;
+    const findings = runRules('a.ts', addedFrom(1, [line]));
+    const excerpt = '{ token: "ghp_********************************ynca", password: "hun********er2" }';
+    expect(findings).toEqual([
+      expect.objectContaining({ ruleId: 'secret/github-token', excerpt }),
+      expect.objectContaining({ ruleId: 'secret/hardcoded-credential', excerpt }),
+    ]);
+  });
+});
+
+describe('excerpts', () => {
+  const { githubToken, slackBotToken, jwt, databasePassword } = fakeSecrets;
+
+  it('mask the secrets of every rule', () => {
+    const cases = [
+      {
+        line: `const a = "AKIAIOSFODNN7EXAMPLQ"; const b = "${githubToken}";`,
+        excerpt: 'const a = "AKIA************MPLQ"; const b = "ghp_********************************ynca";',
+        ruleIds: ['secret/aws-access-key-id', 'secret/github-token'],
+      },
+      {
+        line: 'cfg = { api_key: "sk_live_51NzQ8rHv2Lk7TmWc3XpJd9Ye", other: "sk_live_62PzQ8rHv2Lk7TmWc3XpJd9Ye" }',
+        excerpt:
+          'cfg = { api_key: "sk_l*************************d9Ye", other: "sk_l*************************d9Ye" }',
+        ruleIds: ['secret/stripe-secret-key'],
+      },
+      {
+        line: `console.log("${slackBotToken}", "redis://:${databasePassword}@cache") // TODO: ${githubToken}`,
+        excerpt:
+          'console.log("xoxb**********************************************6EsJ", ' +
+          '"redis://:S3c*********rd!@cache") // TODO: ghp_********************************ynca',
+        ruleIds: [
+          'debug/console-log',
+          'secret/connection-url-password',
+          'secret/github-token',
+          'secret/slack-token',
+          'todo-comment',
+        ],
+      },
+      {
+        line: `const auth = "Bearer ${jwt}"; // TODO: renew`,
+        excerpt: `const auth = "Bearer eyJh${'*'.repeat(jwt.length - 8)}R8GI"; // TODO: renew`,
+        ruleIds: ['secret/jwt', 'todo-comment'],
+      },
+      {
+        line: `<<<<<<< https://ci:${databasePassword}@git.internal/app.git`,
+        excerpt: '<<<<<<< https://ci:S3c*********rd!@git.internal/app.git',
+        ruleIds: ['merge-conflict-marker', 'secret/connection-url-password'],
+      },
+    ];
+    for (const { line, excerpt, ruleIds } of cases) {
+      const findings = runRules('src/app.ts', addedFrom(1, [line]));
+      expect(findings.map((finding) => finding.ruleId).sort(), line).toEqual(ruleIds);
+      for (const finding of findings) {
+        expect(finding.excerpt, finding.ruleId).toBe(excerpt);
+      }
+    }
+  });
+
+  it('show no secret that a rule reports', () => {
+    const { githubFineGrainedToken, stripeSecretKey, slackWebhookPath } = fakeSecrets;
+    const line = [
+      `AKIAZ7QW3ERT5YUI8OPA ${githubToken} ${githubFineGrainedToken} ${stripeSecretKey}`,
+      `${slackBotToken} https://hooks.slack.com/services/${slackWebhookPath} Bearer ${jwt}`,
+      `amqp://worker:${databasePassword}@rabbit password = "hunter2hunter2"`,
+      '"k": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n"',
+    ].join(' ');
+    const secrets = findSecretSpans(line, 'src/app.ts').map((span) =>
+      line.slice(span.start, span.end),
+    );
+    expect(secrets).toHaveLength(10);
+
+    const findings = runRules('src/app.ts', addedFrom(1, [line]));
+    expect(findings.map((finding) => finding.ruleId).sort()).toEqual([
+      'secret/aws-access-key-id',
+      'secret/connection-url-password',
+      'secret/github-token',
+      'secret/hardcoded-credential',
+      'secret/jwt',
+      'secret/private-key',
+      'secret/slack-token',
+      'secret/slack-webhook-url',
+      'secret/stripe-secret-key',
+    ]);
+    for (const finding of findings) {
+      for (const secret of secrets) {
+        // Four characters at each end stay, so no eight of the secret's middle may show.
+        expect(finding.excerpt, finding.ruleId).not.toContain(secret.slice(4, 12));
+      }
+    }
   });
 });
 

@@ -2,10 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { buildExcerpt, MAX_EXCERPT_LENGTH } from '../../src/analysis/excerpt.ts';
 import {
   findAwsAccessKeyIds,
+  findConnectionUrlPasswordSteps,
   findHardcodedCredentials,
+  findSecretSpans,
   maskSecret,
   maskSecrets,
 } from '../../src/analysis/secrets.ts';
+import { runSteps } from '../../src/analysis/steps.ts';
+import { findAllTokenSteps } from '../../src/analysis/token-secrets.ts';
+import { fakeSecrets } from '../helpers/fake-secrets.ts';
 
 function credentialValues(text: string, path = 'src/config.ts'): string[] {
   return findHardcodedCredentials(text, path).map((span) => text.slice(span.start, span.end));
@@ -149,6 +154,148 @@ describe('findAwsAccessKeyIds', () => {
   });
 });
 
+function tokenValues(text: string): [string, string][] {
+  return runSteps(findAllTokenSteps(text)).map((span) => [
+    span.kind,
+    text.slice(span.start, span.end),
+  ]);
+}
+
+describe('findAllTokenSteps', () => {
+  const {
+    githubToken,
+    githubFineGrainedToken,
+    stripeSecretKey,
+    slackBotToken,
+    slackWebhookPath,
+    jwt,
+  } = fakeSecrets;
+
+  it.each([
+    [`const b = "${githubToken}";`, 'github-token', githubToken],
+    [`git clone https://x-access-token:${githubToken}@github.com/o/r`, 'github-token', githubToken],
+    [`token: ${githubFineGrainedToken}`, 'github-token', githubFineGrainedToken],
+    ['ghs_Q8Wm3Zr7TxLv2NcY5pKb9HsD_4fGh1JkL0mN', 'github-token', 'ghs_Q8Wm3Zr7TxLv2NcY5pKb9HsD_4fGh1JkL0mN'],
+    [`other: "${stripeSecretKey}"`, 'stripe-secret-key', stripeSecretKey],
+    ['key = "rk_live_51NzQ8rHv2Lk7TmWc3XpJd9Ye"', 'stripe-secret-key', 'rk_live_51NzQ8rHv2Lk7TmWc3XpJd9Ye'],
+    [`SLACK=${slackBotToken}`, 'slack-token', slackBotToken],
+    [
+      'user: "xoxp-2418653027-2419934857-5907214836152-8f3e1c7a9b2d4e6f0a1b3c5d7e9f1a2b"',
+      'slack-token',
+      'xoxp-2418653027-2419934857-5907214836152-8f3e1c7a9b2d4e6f0a1b3c5d7e9f1a2b',
+    ],
+    ['app: xoxa-2-2418653027-Qh7TmZr2LwVx9NcK', 'slack-token', 'xoxa-2-2418653027-Qh7TmZr2LwVx9NcK'],
+    ['refresh: xoxr-1-Qh7TmZr2LwVx9NcK', 'slack-token', 'xoxr-1-Qh7TmZr2LwVx9NcK'],
+    ['legacy: xoxs-2418653027-2419934857-8f3e1c7a9b', 'slack-token', 'xoxs-2418653027-2419934857-8f3e1c7a9b'],
+    [
+      `url = "https://hooks.slack.com/services/${slackWebhookPath}"`,
+      'slack-webhook-url',
+      slackWebhookPath,
+    ],
+    [
+      'https://hooks.slack.com/workflows/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',
+      'slack-webhook-url',
+      'T03KQ8ZP2/A05FGHJ2K9L/498127461203846/q8Wm3Zr7TxLv2NcY5pKb9HsD',
+    ],
+    [`Authorization: Bearer ${jwt}`, 'jwt', jwt],
+    [`id_token=${jwt}&state=1`, 'jwt', jwt],
+  ])('flags %s', (text, kind, value) => {
+    expect(tokenValues(text)).toEqual([[kind, value]]);
+  });
+
+  it.each([
+    ['GitHub token one character short', githubToken.slice(0, -1)],
+    ['GitHub token inside a longer name', `my${githubToken}`],
+    ['GitHub sample token', 'ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'],
+    ['Stripe test key', 'sk_test_51NzQ8rHv2Lk7TmWc3XpJd9Ye'],
+    ['Stripe publishable key', 'pk_live_51NzQ8rHv2Lk7TmWc3XpJd9Ye'],
+    ['Stripe key too short', 'sk_live_51NzQ8rHv2Lk7TmWc3Xp'],
+    ['Slack sample token', 'SLACK_BOT_TOKEN=xoxb-your-bot-token'],
+    ['Slack token with placeholder', 'xoxb-0000000000-XXXXXXXXXXXXXXXXXXXXXXXX'],
+    ['Slack token without its secret part', 'xoxb-2418653027-59072'],
+    ['Slack sample webhook', 'https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX'],
+    ['Slack webhook without its secret', 'https://hooks.slack.com/services/T03KQ8ZP2/B05FGHJ2K9L'],
+    ['JWT without a signature', 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyXzhmMTRlNDVmIn0.'],
+    ['JWT with a short signature', `${jwt.slice(0, jwt.lastIndexOf('.'))}.CHqLlPINoVur`],
+    ['base64 JSON without segments', 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9'],
+    ['JWT inside a longer base64 run', `QUJD${jwt}`],
+  ])('ignores %s', (_case, text) => {
+    expect(tokenValues(text)).toEqual([]);
+  });
+
+  it('finds every token on a line in order of kind', () => {
+    const line = `a = "${jwt}"; b = "${githubToken}"; c = "${jwt}"`;
+    expect(tokenValues(line)).toEqual([
+      ['github-token', githubToken],
+      ['jwt', jwt],
+      ['jwt', jwt],
+    ]);
+  });
+});
+
+function urlPasswords(text: string): string[] {
+  return runSteps(findConnectionUrlPasswordSteps(text)).map((span) =>
+    text.slice(span.start, span.end),
+  );
+}
+
+describe('findConnectionUrlPasswordSteps', () => {
+  const password = fakeSecrets.databasePassword;
+
+  it.each([
+    `postgres://admin:${password}@db.internal/orders`,
+    `DATABASE_URL="postgresql://admin:${password}@db.internal:5432/orders?sslmode=require"`,
+    `mysql://root:${password}@127.0.0.1:3306/app`,
+    `jdbc:mysql://app:${password}@db/app`,
+    `mongodb://app:${password}@mongo-0,mongo-1/app?replicaSet=rs0`,
+    `MONGO_URL=mongodb+srv://app:${password}@cluster0.ab1cd.mongodb.net/app`,
+    `REDIS_URL=redis://:${password}@cache:6379/0`,
+    `rediss://default:${password}@cache.example.net:6380`,
+    `amqp://worker:${password}@rabbit:5672/%2f`,
+    `fetch('https://deploy:${password}@registry.internal/v2/')`,
+  ])('flags the password of %s', (text) => {
+    expect(urlPasswords(text)).toEqual([password]);
+  });
+
+  it('reads a password with @ up to the last @ before the host', () => {
+    expect(urlPasswords('postgres://app:p@ss@w0rd-9@db/app')).toEqual(['p@ss@w0rd-9']);
+    expect(urlPasswords('postgres://app:pw:with:colons@db/app')).toEqual(['pw:with:colons']);
+  });
+
+  it('flags each URL of a line', () => {
+    const line = 'from postgres://a:Xk29dLq83mZ@h1/db to postgres://b:Qv71pRt40nW@h2/db';
+    expect(urlPasswords(line)).toEqual(['Xk29dLq83mZ', 'Qv71pRt40nW']);
+  });
+
+  it.each([
+    'postgres://user:password@localhost/db',
+    'postgres://USER:PASSWORD@HOST:5432/DATABASE',
+    'postgres://app:db_password@localhost/db',
+    'postgres://app:pass@localhost/db',
+    'postgres://app:${DB_PASSWORD}@localhost/db',
+    'postgres://app:$DB_PASSWORD@localhost/db',
+    'postgres://app:$(DB_PASSWORD)@localhost/db',
+    'postgres://app:{password}@localhost/db',
+    'postgres://app:%(password)s@localhost/db',
+    'postgres://app:{{ db_password }}@localhost/db',
+    'mongodb+srv://<username>:<password>@cluster0.mongodb.net/app',
+    'postgres://app:changeme@localhost/db',
+    'postgres://app:your_password_here@localhost/db',
+    'postgres://app:********@localhost/db',
+    'postgres://postgres:postgres@localhost:5432/postgres',
+    'amqp://guest:guest@localhost:5672',
+    'redis://:short@cache',
+    'postgres://app@localhost/db',
+    'postgres://app:@localhost/db',
+    'http://example.com:8080/users/@me',
+    'ssh://git@github.com:22/owner/repo.git',
+    'git@github.com:owner/repo.git',
+    'see https://docs.example.com/a:b@c for more',
+  ])('ignores %s', (text) => {
+    expect(urlPasswords(text)).toEqual([]);
+  });
+});
+
 describe('maskSecret', () => {
   it('keeps four characters at each end of a long secret', () => {
     expect(maskSecret('AKIAZ7QW3ERT5YUI8OPA')).toBe('AKIA************8OPA');
@@ -198,6 +345,55 @@ describe('maskSecrets', () => {
 
     expect(masked).toBe('{"token": "tok********233", '.repeat(20_000));
     // Linear work takes well under a second; the bound leaves room for slow machines.
+    expect(elapsedMs).toBeLessThan(5_000);
+  });
+
+  it('masks every secret of every kind on a line', () => {
+    const { githubToken, stripeSecretKey, slackBotToken, jwt, databasePassword } = fakeSecrets;
+    const cases: [string, string][] = [
+      [
+        `const a = "AKIAIOSFODNN7EXAMPLQ"; const b = "${githubToken}";`,
+        'const a = "AKIA************MPLQ"; const b = "ghp_********************************ynca";',
+      ],
+      [
+        `{ api_key: "${stripeSecretKey}", other: "${stripeSecretKey.replace('51N', '62P')}" }`,
+        '{ api_key: "sk_l*************************d9Ye", other: "sk_l*************************d9Ye" }',
+      ],
+      [
+        `notify(${slackBotToken}, "postgres://admin:${databasePassword}@db/app")`,
+        'notify(xoxb**********************************************6EsJ, ' +
+          '"postgres://admin:S3c*********rd!@db/app")',
+      ],
+      [`auth = "Bearer ${jwt}"`, `auth = "Bearer eyJh${'*'.repeat(jwt.length - 8)}R8GI"`],
+      [
+        `hook("https://hooks.slack.com/services/${fakeSecrets.slackWebhookPath}")`,
+        `hook("https://hooks.slack.com/services/T03K${'*'.repeat(38)}9HsD")`,
+      ],
+    ];
+    for (const [line, masked] of cases) {
+      expect(maskSecrets(line, 'src/config.ts')).toBe(masked);
+    }
+  });
+
+  it.each([
+    ['eyJ', 'eyJ'.repeat(350_000), []],
+    ['JWT segments', 'eyJhbGciOi.'.repeat(100_000), []],
+    // `_` belongs to GitHub tokens, so the first `ghp_` starts a token that runs to the end.
+    ['GitHub prefixes', 'ghp_'.repeat(260_000), [[0, 1_040_000]]],
+    ['GitHub prefixes after letters', 'aghp_'.repeat(210_000), []],
+    // The pattern reads `xoxb-1-` and the rest of the line as one token.
+    ['Slack prefixes', 'xoxb-1-'.repeat(150_000), [[0, 1_050_000]]],
+    ['Slack webhook prefixes', 'hooks.slack.com/services/T'.repeat(40_000), []],
+    ['URL schemes', 'a://'.repeat(260_000), []],
+    ['URL user information', 'a://b:c@@'.repeat(115_000), []],
+    ['URL password without @', `postgres://app:${'p:'.repeat(520_000)}`, []],
+  ])('scans a 1 MB line of %s in linear time', (_case, line, expected) => {
+    const startedAt = performance.now();
+    const spans = findSecretSpans(line, 'src/data.ts');
+    const elapsedMs = performance.now() - startedAt;
+
+    expect(spans.map((span) => [span.start, span.end])).toEqual(expected);
+    // Linear matching takes well under a second; the bound leaves room for slow machines.
     expect(elapsedMs).toBeLessThan(5_000);
   });
 
