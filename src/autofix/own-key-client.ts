@@ -72,7 +72,8 @@ export function ownKeyClient(
       );
       throw new StoredKeyChangedError(provider, 'deleted', deletedKeyReason(provider));
     }
-    if (row.nonce === latest.stored.nonce) return latest;
+    // A call of another preview may have marked this key rejected since it was read.
+    if (row.nonce === latest.stored.nonce && row.unusableCause !== 'rejected') return latest;
 
     const opened = await openStoredKey(context, row);
     if (!opened.usable) throw new StoredKeyChangedError(provider, 'unusable', opened.reason);

@@ -174,6 +174,25 @@ describe('ownKeyClient', () => {
     expect(logged?.provider).toBe('groq');
   });
 
+  it('makes no call once another preview had the key rejected', async () => {
+    groq.reset();
+    const { userId } = await storedKey();
+    const key = 'gsk_TESTONLYrevoked0000000000000000000000000000000000000000';
+    const stored = await saveEncrypted(userId, key);
+    const first = ownGroqClient(stored, 0, key);
+    const second = ownGroqClient(stored, 0, key);
+    groq.enqueue({ status: 401, body: groqErrorBody('Invalid API Key', 'invalid_api_key') });
+    await expect(first.generate(request)).rejects.toBeInstanceOf(ProviderError);
+
+    const error = await second.generate(request).then(() => null, (caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(StoredKeyChangedError);
+    expect((error as StoredKeyChangedError).change).toBe('unusable');
+    expect((error as StoredKeyChangedError).kind).toBe('unauthorized');
+    expect((error as StoredKeyChangedError).message).toBe((await storedRow(userId))!.unusableReason);
+    expect(groq.requests.map((sent) => sent.apiKey)).toEqual([key]);
+  });
+
   it('rejects a replacement that does not decrypt', async () => {
     groq.reset();
     const { userId } = await storedKey();
