@@ -30,6 +30,13 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
     pattern: /\b(token)\s+[A-Za-z0-9._~+/=-]{20,}/gi,
     replace: (_match, scheme) => `${scheme} ${redacted}`,
   },
+  // Slack tokens, such as a bot token `xoxb-…`.
+  { pattern: /\bxox[abeprs]-[A-Za-z0-9-]{10,}/g, replace: () => redacted },
+  // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay.
+  {
+    pattern: /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)[^\s/?#@]+@/gi,
+    replace: (_match, prefix) => `${prefix}${redacted}@`,
+  },
   // Groq keys start with `gsk_`, Google API keys with `AIza`.
   { pattern: /\bgsk_[A-Za-z0-9]{8,}/g, replace: () => redacted },
   { pattern: /\bAIza[0-9A-Za-z_-]{20,}/g, replace: () => redacted },
@@ -38,7 +45,7 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
 /**
  * Replaces every credential that `credentialPatterns` matches in `text` with `[redacted]`:
  * key and token query parameters, Authorization and `x-goog-api-key` values, Bearer tokens,
- * GitHub tokens and JWTs, Groq keys and Google API keys.
+ * GitHub tokens and JWTs, Slack tokens, connection URL passwords, Groq keys and Google API keys.
  */
 export function redactCredentials(text: string): string {
   let result = text;

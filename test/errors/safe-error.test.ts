@@ -161,6 +161,13 @@ describe('redactCredentials', () => {
     ['a token query value', '/path?ref=main&token=abc123&x=1', '/path?ref=main&token=[redacted]&x=1'],
     ['an access_token query value', '?access_token=abc123#top', '?access_token=[redacted]#top'],
     ['a client_secret form value', 'client_id=1&client_secret=abc123', 'client_id=1&client_secret=[redacted]'],
+    ['a Slack bot token', 'slack xoxb-1234567890-abcdefghij x', 'slack [redacted] x'],
+    [
+      'a connection URL password',
+      'connect to postgres://fixwright:S3cret!pw@127.0.0.1:5432/fixwright failed',
+      'connect to postgres://fixwright:[redacted]@127.0.0.1:5432/fixwright failed',
+    ],
+    ['a URL password without a user', 'redis://:hunter2@127.0.0.1:6379', 'redis://:[redacted]@127.0.0.1:6379'],
   ])('replaces %s', (_case, text, expected) => {
     expect(redactCredentials(text)).toBe(expected);
   });
@@ -169,6 +176,7 @@ describe('redactCredentials', () => {
     const text = 'Not Found - https://docs.github.com/rest/repos/contents#get-repository-content';
     expect(redactCredentials(text)).toBe(text);
     expect(redactCredentials('account for token replication delay')).toBe('account for token replication delay');
+    expect(redactCredentials('see https://127.0.0.1:8080/path@v2')).toBe('see https://127.0.0.1:8080/path@v2');
   });
 });
 
