@@ -85,7 +85,6 @@ describe("another user's ids return 404", () => {
     ['regenerate file', () => [`/patch-requests/${patchRequestId}/files/${fileId}/regenerate`, 'POST']],
     ['apply', () => [`/patch-requests/${patchRequestId}/apply`, 'POST']],
     ['revoke token', () => [`/tokens/${tokenId}/revoke`, 'POST']],
-    ['delete key', () => ['/keys/groq/delete', 'POST']],
   ];
 
   it.each(pageRoutes)('%s', async (_name, route) => {
@@ -93,6 +92,15 @@ describe("another user's ids return 404", () => {
     const response = await asStranger(path, method, fields);
     expect(response.status).toBe(404);
     expect(await response.text()).toContain('not found');
+  });
+
+  it("answers a key delete with the stranger's own keys", async () => {
+    // Keys are named by provider, so the stranger's delete reaches only the stranger's keys.
+    const response = await asStranger('/keys/groq/delete', 'POST');
+
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/keys?notice=already-deleted-groq');
+    expect(storedKeys.has(`${owner.userId}:groq`)).toBe(true);
   });
 
   it('returns 404 for the owner with unknown ids too', async () => {
