@@ -11,6 +11,7 @@ import type { BilledRetry, ModelClient, ModelRequest, ModelResult, ModelUsage } 
 import type { Logger } from '../logger.ts';
 import {
   describeExhausted,
+  describeMinimumReservation,
   describeReservation,
   releaseReservation,
   reserveTokens,
@@ -42,8 +43,10 @@ export interface MeterOptions {
    */
   settleRetryUntil?: number;
   /**
-   * Least output cap that can hold the file. The message of a reservation that does not fit
-   * then names the call's minimum reservation next to what it tried to reserve.
+   * Minimum output cap that can hold the file. With it, a call on a platform key reserves a range,
+   * from its prompt estimate plus this cap up to its prompt estimate plus the request's cap, and
+   * sends the request with the output cap that the granted reservation leaves after the prompt
+   * estimate. Without it, the call reserves the request's cap or fails.
    */
   minimumOutputTokens?: number;
   /** Receives the settled total of every call, accepted or not. */
@@ -59,13 +62,15 @@ export interface MeterOptions {
  * Wraps a model client so each call reserves its estimated cost first and settles the
  * provider-reported usage afterwards, or an estimate where the counts are missing or below
  * what the prompt and output can take, and the maximum where they are above what the request
- * allows (see billResponse). Calls on the user's own key reserve nothing and are recorded the
- * same way with charged tokens 0. A failed call without usage releases its reservation.
+ * allows (see billResponse). With `minimumOutputTokens`, a call on a platform key reserves a
+ * range and sends the output cap that the granted tokens leave after the prompt estimate.
+ * Calls on the user's own key reserve nothing and are recorded the same way with charged
+ * tokens 0. A failed call without usage releases its reservation.
  *
  * A request that the provider billed but the client retries, such as a response that could
  * not be read, is settled before the retry under its own idempotency key (the call's key with
- * `:request-N`). The retry then reserves again, and when that does not fit, the call ends with
- * AllowanceExceededError.
+ * `:request-N`). The retry then reserves the prompt estimate and the same output cap again, and
+ * when that does not fit, the call ends with AllowanceExceededError.
  *
  * When checking the counts of a response throws, the call is settled with its hold (see
  * `billHold`) and `model.usage_check_failed` is logged, so a check that fails never leaves a
@@ -229,30 +234,41 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
     provider: client.provider,
     model: client.model,
     listModels: () => client.listModels(),
-    async generate(request: ModelRequest, callOptions) {
+    async generate(requested: ModelRequest, callOptions) {
       // Reserving for a call that is aborted already would only hold tokens until the release.
       if (callOptions?.signal?.aborted) throw callerAbortError(client.provider);
-      const reserve = async (): Promise<string | null> => {
-        if (options.keySource !== 'platform') return null;
-        const promptTokens = estimatePromptTokens(request);
-        const estimate = promptTokens + request.maxOutputTokens;
+      let request = requested;
+      const promptTokens = estimatePromptTokens(request);
+      // Reserves for the request's output cap, or for a cap down to `leastCap` when that is
+      // all that fits, and returns the reservation with the output cap it leaves.
+      const reserve = async (leastCap: number) => {
+        const maxCap = request.maxOutputTokens;
         const reservation = await reserveTokens(options.db, {
           userId: options.userId,
-          tokens: estimate,
+          tokens: promptTokens + maxCap,
+          minimumTokens: promptTokens + leastCap,
           idempotencyKey,
           ttlSeconds: options.reservationTtlSeconds,
         });
-        if (reservation.ok) return reservation.reservationId;
-        // NOTE: the output cap was sized by what the allowance had left before this call, so the
-        // call fails here when another call reserved since, even if its minimum reservation fits.
-        throw new AllowanceExceededError(
-          describeExhausted(
-            reservation,
-            describeHold(options, estimate, promptTokens, request.maxOutputTokens),
-          ),
-        );
+        if (reservation.ok) {
+          const outputCap = reservation.tokens - promptTokens;
+          return { reservationId: reservation.reservationId, outputCap };
+        }
+        const subject = `the model call for ${options.path}`;
+        const need =
+          leastCap < maxCap
+            ? describeMinimumReservation(subject, promptTokens + leastCap, 'about')
+            : describeReservation(subject, promptTokens + maxCap, { promptTokens, outputCap: maxCap });
+        throw new AllowanceExceededError(describeExhausted(reservation, need));
       };
-      let reservationId = await reserve();
+
+      let reservationId: string | null = null;
+      if (options.keySource === 'platform') {
+        const maxCap = request.maxOutputTokens;
+        const reservation = await reserve(Math.min(options.minimumOutputTokens ?? maxCap, maxCap));
+        reservationId = reservation.reservationId;
+        request = { ...request, maxOutputTokens: reservation.outputCap };
+      }
 
       const onBilledRetry = async (retry: BilledRetry): Promise<void> => {
         const billed = billOrHold(request, retry.usage, client.model, () =>
@@ -266,7 +282,10 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
           `${idempotencyKey}:request-${retry.request}`,
         );
         reservationId = null;
-        reservationId = await reserve();
+        if (options.keySource === 'platform') {
+          // The retry sends the same request, so it reserves the cap that the request went out with.
+          reservationId = (await reserve(request.maxOutputTokens)).reservationId;
+        }
         await callOptions?.onBilledRetry?.(retry);
       };
 
@@ -292,23 +311,6 @@ export function meterClient(client: ModelClient, options: MeterOptions): ModelCl
       return result;
     },
   };
-}
-
-/**
- * Names what the call for `options.path` tried to reserve, and its minimum reservation when
- * `options.minimumOutputTokens` gives the least output cap.
- */
-function describeHold(
-  options: MeterOptions,
-  tokens: number,
-  promptTokens: number,
-  outputCap: number,
-): string {
-  const subject = `the model call for ${options.path}`;
-  const hold = describeReservation(subject, tokens, { promptTokens, outputCap });
-  const least = options.minimumOutputTokens;
-  if (least === undefined || least >= outputCap) return hold;
-  return `${hold}, and its minimum reservation is about ${promptTokens + least} tokens`;
 }
 
 /** Logs one warning for each reason why the settled usage differs from the provider's counts. */

@@ -726,8 +726,10 @@ async function previewFile(
 
 /**
  * Sizes the output cap of a file's call. The output is the whole file again, so the cap is its
- * estimated tokens with a quarter on top, within LLM_MAX_OUTPUT_TOKENS. On platform keys it is
- * also trimmed to what the allowance has left, down to the least that can hold the file.
+ * estimated tokens with a quarter on top, within LLM_MAX_OUTPUT_TOKENS. `minimumOutputTokens` is
+ * the least cap that can hold the file. A call on a platform key trims its cap down to that when
+ * its reservation finds less left (see `meterClient`). When only platform keys pay and the
+ * allowance left cannot cover the prompt and that least cap, the file fails without a call.
  */
 async function outputBudget(
   context: AppContext,
@@ -746,7 +748,7 @@ async function outputBudget(
     const need = describeMinimumReservation(`the model call for ${input.path}`, promptTokens + least, 'about');
     return { ok: false, reason: describeExhausted(allowance, need) };
   }
-  return { ok: true, maxOutputTokens: Math.min(fullCap, available), minimumOutputTokens: least };
+  return { ok: true, maxOutputTokens: fullCap, minimumOutputTokens: least };
 }
 
 /**

@@ -4,7 +4,15 @@ import { executePrepared } from '../db/prepared.ts';
 import type { KeySource, Plan, Provider } from '../db/schema/index.ts';
 
 export type AllowanceOperation =
-  | { kind: 'reserve'; tokens: number; key: string; ttl: number }
+  | {
+      kind: 'reserve';
+      /** Tokens requested, granted in full or not at all unless `minimum` is set. */
+      tokens: number;
+      /** Minimum tokens accepted. The largest amount from it to `tokens` that fits is granted. */
+      minimum?: number;
+      key: string;
+      ttl: number;
+    }
   | {
       kind: 'settle';
       reservation: string | null;
@@ -27,6 +35,8 @@ export interface OperationResult {
   /** Reserve: the tokens fit. Settle: a ledger row was written. Release: always true. */
   ok: boolean;
   reservationId: string | null;
+  /** Reserve: the tokens granted, 0 when they did not fit. Otherwise 0. */
+  granted: number;
   charged: number;
   released: number;
   plan: Plan;
@@ -156,6 +166,7 @@ type ResultRow = {
   out_limit: string | number;
   out_used: string | number;
   out_reserved: string | number;
+  out_granted: string | number;
 };
 
 async function applyBatch(
@@ -174,6 +185,7 @@ async function applyBatch(
     results[row.out_index] = {
       ok: row.out_ok,
       reservationId: row.out_reservation,
+      granted: Number(row.out_granted),
       charged: Number(row.out_charged),
       released: Number(row.out_released),
       plan: row.out_plan,

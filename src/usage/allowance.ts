@@ -22,7 +22,15 @@ export type AllowanceCheck =
   | ({ allowed: false; reason: string } & AllowanceState);
 
 export type Reservation =
-  | { ok: true; reservationId: string }
+  | {
+      ok: true;
+      reservationId: string;
+      /**
+       * Tokens reserved: the requested `tokens`, or fewer but at least `minimumTokens` when only
+       * those fit.
+       */
+      tokens: number;
+    }
   | ({ ok: false; reason: string } & AllowanceState);
 
 /** Token counts of one model call. */
@@ -162,27 +170,53 @@ export async function checkAllowance(
 }
 
 /**
- * Reserves `tokens` for one model call. The user's row is locked while the reservation is
- * checked against the limit, so concurrent reservations, from this process or any other, are
- * serialised by PostgreSQL and used + reserved never passes the limit. The reservation row
- * expires, so a worker that dies before settling keeps no tokens for longer than `ttlSeconds`.
+ * Reserves `tokens` for one model call. With `minimumTokens`, it reserves the largest amount
+ * from `minimumTokens` to `tokens` that fits the limit, and an unlimited plan always gets
+ * `tokens`. The user's row is locked while the reservation is checked against the limit, so
+ * concurrent reservations, from this process or any other, are serialised by PostgreSQL and
+ * used + reserved never passes the limit. The reservation row expires, so a worker that dies
+ * before settling keeps no tokens for longer than `ttlSeconds`.
  */
 export async function reserveTokens(
   db: Database,
-  input: { userId: string; tokens: number; idempotencyKey: string; ttlSeconds: number },
+  input: {
+    userId: string;
+    tokens: number;
+    minimumTokens?: number;
+    idempotencyKey: string;
+    ttlSeconds: number;
+  },
 ): Promise<Reservation> {
   requireTokenCount('tokens', input.tokens);
   requireTokenCount('ttlSeconds', input.ttlSeconds);
   const tokens = Math.max(1, Math.ceil(input.tokens));
+  let minimum = tokens;
+  if (input.minimumTokens !== undefined) {
+    requireTokenCount('minimumTokens', input.minimumTokens);
+    if (input.minimumTokens > input.tokens) {
+      throw new RangeError(
+        `Invalid minimumTokens ${input.minimumTokens}: expected at most tokens (${input.tokens}). ` +
+          'This is a bug in the caller.',
+      );
+    }
+    minimum = Math.max(1, Math.ceil(input.minimumTokens));
+  }
   const result = await applyForUser(db, input.userId, {
     kind: 'reserve',
     tokens,
+    ...(minimum < tokens && { minimum }),
     key: input.idempotencyKey,
     ttl: input.ttlSeconds,
   });
-  if (result.ok && result.reservationId) return { ok: true, reservationId: result.reservationId };
+  if (result.ok && result.reservationId) {
+    return { ok: true, reservationId: result.reservationId, tokens: result.granted };
+  }
   const state = toState(result);
-  return { ok: false, reason: describeExhausted(state, describeReservation('this call', tokens)), ...state };
+  const need =
+    minimum < tokens
+      ? `this call needs a reservation of at least ${minimum} tokens`
+      : describeReservation('this call', tokens);
+  return { ok: false, reason: describeExhausted(state, need), ...state };
 }
 
 /**

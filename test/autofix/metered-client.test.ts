@@ -9,7 +9,7 @@ import { ProviderError } from '../../src/llm/errors.ts';
 import { createGroqClient } from '../../src/llm/groq.ts';
 import { estimatePromptTokens, estimateTextTokens } from '../../src/llm/prompt.ts';
 import type { ModelClient } from '../../src/llm/types.ts';
-import { releaseAttemptReservations } from '../../src/usage/allowance.ts';
+import { releaseAttemptReservations, reserveTokens } from '../../src/usage/allowance.ts';
 import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import { startCuttablePostgresProxy } from '../db/fixtures/postgres-proxy.ts';
 import { createRunWithFindings, createSignedInUser } from '../helpers/web.ts';
@@ -139,6 +139,27 @@ function clientThatCuts(totalTokens: number, whileCalling: () => Promise<void>):
       return fixed.generate(...args);
     },
   };
+}
+
+/** Reserves `tokens` for another call of the user, which stays in flight. */
+async function holdOtherCall(userId: string, tokens: number): Promise<void> {
+  const reservation = await reserveTokens(context.db, {
+    userId,
+    tokens,
+    idempotencyKey: `other-call-${randomBytes(4).toString('hex')}`,
+    ttlSeconds: 600,
+  });
+  if (!reservation.ok) throw new Error(reservation.reason);
+}
+
+/** Returns the output cap of the fake Groq's request at `index`, as the SDK sent it. */
+function maxCompletionTokens(index: number): unknown {
+  return (groq.requests[index]!.body as { max_completion_tokens?: unknown }).max_completion_tokens;
+}
+
+/** Sends `request` to the fake Groq through a metered client with `options`. */
+function generateWithGroq(options: Parameters<typeof meter>[1]) {
+  return meter(groqClient(), options).generate(request);
 }
 
 describe('meterClient', () => {
@@ -459,19 +480,68 @@ describe('meterClient', () => {
     expect(user!.tokensReserved).toBe(0);
   });
 
-  it('names the minimum reservation of a hold', async () => {
+  it('sends the output cap that the reservation granted', async () => {
     groq.reset();
-    const { userId, patchRequestId } = await newPatchRequest(100);
+    // The full hold of 137 tokens (prompt estimate 37 plus output cap 100) fitted when the
+    // caller sized the cap, but another call has reserved 57 of the 137 since.
+    const { userId, patchRequestId } = await newPatchRequest(137);
+    await holdOtherCall(userId, 57);
     const options = { userId, patchRequestId, path: 'a.ts', attempt: 0, minimumOutputTokens: 40 };
 
-    const error = await meter(groqClient(), options)
-      .generate(request)
-      .catch((caught: unknown) => caught);
+    const result = await generateWithGroq(options);
+
+    expect(result.text.length).toBeGreaterThan(0);
+    expect(groq.requests).toHaveLength(1);
+    expect(maxCompletionTokens(0)).toBe(80 - 37);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensReserved).toBe(57);
+    expect(user!.tokensUsed + user!.tokensReserved).toBeLessThanOrEqual(137);
+  });
+
+  it('sends the full output cap when unlimited', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest(-1);
+    const options = { userId, patchRequestId, path: 'a.ts', attempt: 0, minimumOutputTokens: 40 };
+
+    await generateWithGroq(options);
+
+    expect(maxCompletionTokens(0)).toBe(100);
+  });
+
+  it('keeps the granted output cap for a billed retry', async () => {
+    groq.reset();
+    // 100 tokens are left, so the call is granted an output cap of 63. After the 42 charged
+    // for the unreadable response, the retry's hold of the same 100 tokens does not fit.
+    const { userId, patchRequestId } = await newPatchRequest(180);
+    await holdOtherCall(userId, 80);
+    groq.enqueue(unreadableBilled, { text: 'fixed\n' });
+    const options = { userId, patchRequestId, path: 'a.ts', attempt: 0, minimumOutputTokens: 40 };
+
+    const error = await generateWithGroq(options).catch((caught: unknown) => caught);
 
     expect(error).toBeInstanceOf(AllowanceExceededError);
     expect((error as Error).message).toContain(
-      'so 100 remain but the model call for a.ts reserves 137 tokens (prompt estimate 37 plus ' +
-        'output cap 100), and its minimum reservation is about 77 tokens.',
+      'so 58 remain but the model call for a.ts reserves 100 tokens (prompt estimate 37 plus ' +
+        'output cap 63). Wait for the next period',
+    );
+    expect(groq.requests).toHaveLength(1);
+    expect(maxCompletionTokens(0)).toBe(63);
+    const [user] = await context.db.select().from(users).where(eq(users.id, userId));
+    expect(user!.tokensUsed).toBe(42);
+    expect(user!.tokensReserved).toBe(80);
+  });
+
+  it('names the minimum reservation that does not fit', async () => {
+    groq.reset();
+    const { userId, patchRequestId } = await newPatchRequest(70);
+    const options = { userId, patchRequestId, path: 'a.ts', attempt: 0, minimumOutputTokens: 40 };
+
+    const error = await generateWithGroq(options).catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(AllowanceExceededError);
+    expect((error as Error).message).toContain(
+      'so 70 remain but the model call for a.ts needs a minimum reservation of about 77 tokens, ' +
+        'its prompt estimate plus the least output cap that can hold the file.',
     );
     expect(groq.requests).toHaveLength(0);
   });

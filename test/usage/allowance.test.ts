@@ -12,6 +12,7 @@ import {
 } from '../../src/usage/allowance.ts';
 import { allowanceBatchCounters } from '../../src/usage/allowance-batch.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { seededRandom } from '../helpers/seeded-random.ts';
 
 let database: TestDatabase;
 
@@ -46,6 +47,18 @@ function usage(totalTokens: number) {
   return { promptTokens, completionTokens: totalTokens - promptTokens, totalTokens };
 }
 
+function settleInput(userId: string, reservationId: string | null, key: string, total: number) {
+  return {
+    userId,
+    reservationId,
+    idempotencyKey: key,
+    provider: 'groq' as const,
+    model: 'test-model',
+    keySource: 'platform' as const,
+    usage: usage(total),
+  };
+}
+
 async function chargedSum(userId: string): Promise<number> {
   const [row] = await database.db
     .select({ sum: sql<string>`coalesce(sum(${tokenEvents.chargedTokens}), 0)` })
@@ -54,20 +67,35 @@ async function chargedSum(userId: string): Promise<number> {
   return Number(row!.sum);
 }
 
+/**
+ * Reads the user's used + reserved tokens over and over until `stop()`, which returns the
+ * largest sum read.
+ */
+function sampleMaxCommitted(userId: string) {
+  let maxObserved = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const state = await getAllowance(database.db, userId);
+      maxObserved = Math.max(maxObserved, state.used + state.reserved);
+    }
+  })();
+  return {
+    async stop(): Promise<number> {
+      sampling = false;
+      await sampler;
+      return maxObserved;
+    },
+  };
+}
+
 describe('reserveTokens', () => {
   it('holds 200 concurrent reservations to the limit', async () => {
     const user = await createUser({ tokenLimit: 1000 });
     // Four pools stand for four worker processes: each sends its own operations together,
     // and the pools race for the user's row inside PostgreSQL.
     const pools = Array.from({ length: 4 }, () => connectDatabase(database.url, { max: 10 }));
-    let maxObserved = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const state = await getAllowance(database.db, user.id);
-        maxObserved = Math.max(maxObserved, state.used + state.reserved);
-      }
-    })();
+    const sampler = sampleMaxCommitted(user.id);
 
     let seed = 42;
     const random = () => {
@@ -103,8 +131,7 @@ describe('reserveTokens', () => {
         return { accepted: true, charged: settled.charged };
       }),
     );
-    sampling = false;
-    await sampler;
+    const maxObserved = await sampler.stop();
     await Promise.all(pools.map((pool) => pool.close()));
 
     const final = await getAllowance(database.db, user.id);
@@ -155,6 +182,144 @@ describe('reserveTokens', () => {
     expect(reservation.ok).toBe(true);
     const check = await checkAllowance(database.db, user.id, 5_000_000);
     expect(check.allowed).toBe(true);
+  });
+});
+
+describe('reserveTokens with a range', () => {
+  function reserveRange(userId: string, minimumTokens: number, tokens: number, idempotencyKey: string) {
+    return reserveTokens(database.db, { userId, tokens, minimumTokens, idempotencyKey, ttlSeconds: 600 });
+  }
+
+  it('grants racing ranges within the limit', async () => {
+    // 200 tokens are left, and the calls' minimums add up to several times that. Each call
+    // settles less than it was granted, so room opens again while others reserve.
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 800 });
+    const pools = Array.from({ length: 4 }, () => connectDatabase(database.url, { max: 10 }));
+    const sampler = sampleMaxCommitted(user.id);
+
+    const random = seededRandom(7);
+    const calls = Array.from({ length: 150 }, (_, index) => {
+      const minimum = 1 + Math.floor(random() * 20);
+      return { index, minimum, tokens: minimum + Math.floor(random() * 60), usedShare: random() / 8 };
+    });
+    // 24 callers race, each reserving and settling one call after another.
+    const run = async (call: (typeof calls)[number]) => {
+      const key = `range-race:${call.index}`;
+      const racing = pools[call.index % pools.length]!;
+      const reservation = await reserveTokens(racing.db, {
+        userId: user.id,
+        tokens: call.tokens,
+        minimumTokens: call.minimum,
+        idempotencyKey: key,
+        ttlSeconds: 600,
+      });
+      if (!reservation.ok) return { ...call, granted: null, remainingThen: reservation.remaining, charged: 0 };
+      const used = Math.max(1, Math.floor(reservation.tokens * call.usedShare));
+      const settled = await settleCall(racing.db, settleInput(user.id, reservation.reservationId, key, used));
+      return { ...call, granted: reservation.tokens, remainingThen: null, charged: settled.charged };
+    };
+    const outcomes: Awaited<ReturnType<typeof run>>[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 24 }, async () => {
+        while (next < calls.length) outcomes.push(await run(calls[next++]!));
+      }),
+    );
+    const maxObserved = await sampler.stop();
+    await Promise.all(pools.map((pool) => pool.close()));
+
+    const granted = outcomes.filter((outcome) => outcome.granted !== null);
+    const rejected = outcomes.filter((outcome) => outcome.granted === null);
+    expect(granted.length).toBeGreaterThan(0);
+    expect(rejected.length).toBeGreaterThan(0);
+    expect(granted.some((outcome) => outcome.granted! < outcome.tokens)).toBe(true);
+    for (const outcome of granted) {
+      expect(outcome.granted, `call ${outcome.index}`).toBeGreaterThanOrEqual(outcome.minimum);
+      expect(outcome.granted, `call ${outcome.index}`).toBeLessThanOrEqual(outcome.tokens);
+    }
+    // A rejection reports what was left when its reservation was checked, so its minimum
+    // did not fit then.
+    for (const outcome of rejected) {
+      expect(outcome.minimum, `call ${outcome.index}`).toBeGreaterThan(outcome.remainingThen!);
+    }
+    expect(maxObserved).toBeLessThanOrEqual(1000);
+    const final = await getAllowance(database.db, user.id);
+    expect(final.used).toBeLessThanOrEqual(1000);
+    expect(final.reserved).toBe(0);
+    expect(final.used).toBe(800 + (await chargedSum(user.id)));
+    expect(final.used).toBe(800 + outcomes.reduce((sum, outcome) => sum + outcome.charged, 0));
+  });
+
+  it('grants what is left when the minimum fits', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    await hold(user.id, 700, 'range-other');
+
+    const trimmed = await reserveRange(user.id, 200, 500, 'range-trimmed');
+    const nothingLeft = await reserveRange(user.id, 1, 50, 'range-nothing-left');
+
+    expect(trimmed).toMatchObject({ ok: true, tokens: 300 });
+    expect(nothingLeft.ok).toBe(false);
+    if (nothingLeft.ok) return;
+    expect(nothingLeft.reason).toContain('so 0 remain but this call needs a reservation of at least 1 tokens.');
+    const [row] = await database.db
+      .select({ tokens: tokenReservations.tokens })
+      .from(tokenReservations)
+      .where(eq(tokenReservations.id, trimmed.ok ? trimmed.reservationId : ''));
+    expect(row!.tokens).toBe(300);
+    expect(await getAllowance(database.db, user.id)).toMatchObject({ reserved: 1000, remaining: 0 });
+  });
+
+  it('grants the full range when it fits', async () => {
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 400 });
+    const reservation = await reserveRange(user.id, 100, 600, 'range-fits');
+    expect(reservation).toMatchObject({ ok: true, tokens: 600 });
+  });
+
+  it('rejects a range whose minimum does not fit', async () => {
+    const user = await createUser({ tokenLimit: 1000, tokensUsed: 950 });
+    const reservation = await reserveRange(user.id, 60, 200, 'range-too-big');
+    expect(reservation.ok).toBe(false);
+    if (reservation.ok) return;
+    expect(reservation.remaining).toBe(50);
+    expect(reservation.reason).toContain('so 50 remain but this call needs a reservation of at least 60 tokens.');
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(0);
+  });
+
+  it('grants the requested tokens when unlimited', async () => {
+    const user = await createUser({ tokenLimit: -1, plan: 'enterprise', tokensUsed: 10_000_000 });
+    const reservation = await reserveRange(user.id, 10, 1_000_000, 'range-unlimited');
+    expect(reservation).toMatchObject({ ok: true, tokens: 1_000_000 });
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(1_000_000);
+  });
+
+  it('sweeps, releases and settles the granted tokens', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    await hold(user.id, 600, 'granted-other');
+    const expired = await reserveRange(user.id, 100, 800, 'granted-expired');
+    if (!expired.ok) throw new Error(expired.reason);
+    expect(expired.tokens).toBe(400);
+    await database.db
+      .update(tokenReservations)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(tokenReservations.id, expired.reservationId));
+    expect(await releaseExpiredReservations(database.db)).toBeGreaterThanOrEqual(400);
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(600);
+
+    const released = await reserveRange(user.id, 100, 800, 'granted-released');
+    if (!released.ok) throw new Error(released.reason);
+    expect(released.tokens).toBe(400);
+    expect(await releaseReservation(database.db, released.reservationId)).toBe(400);
+
+    const settled = await reserveRange(user.id, 100, 800, 'granted-settled');
+    if (!settled.ok) throw new Error(settled.reason);
+    expect(settled.tokens).toBe(400);
+    const settlement = await settleCall(
+      database.db,
+      settleInput(user.id, settled.reservationId, 'granted-settled', 700),
+    );
+    // The charge is capped at what the other hold of 600 leaves.
+    expect(settlement.charged).toBe(400);
+    expect(await getAllowance(database.db, user.id)).toMatchObject({ used: 400, reserved: 600 });
   });
 });
 
@@ -351,17 +516,6 @@ describe('batched allowance operations', () => {
   /** Lets the user's queue finish its turn, so the next operation is sent alone at once. */
   const idle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-  function settleInput(userId: string, reservationId: string | null, key: string, total: number) {
-    return {
-      userId,
-      reservationId,
-      idempotencyKey: key,
-      provider: 'groq' as const,
-      model: 'test-model',
-      keySource: 'platform' as const,
-      usage: usage(total),
-    };
-  }
 
   it('shares statements between concurrent calls', async () => {
     const user = await createUser({ tokenLimit: -1, plan: 'enterprise' });
@@ -379,18 +533,28 @@ describe('batched allowance operations', () => {
     expect((await getAllowance(database.db, user.id)).reserved).toBe(400);
   });
 
-  it('fails only the broken operation of a batch', async () => {
-    const user = await createUser({ tokenLimit: 1000 });
-    const first = await hold(user.id, 100, 'held');
+  /**
+   * Holds 100 tokens for the user, then sends a reservation of 1 token alone and a settle of
+   * the hold that fails inside PostgreSQL. Operations sent next wait for the reservation and go
+   * in one statement with the broken settle.
+   */
+  async function startBrokenBatch(userId: string, key: string) {
+    const first = await hold(userId, 100, key);
     await idle();
 
     // The blocker is sent alone at once; the rest wait for it and are sent together.
-    const blocker = reserve(user.id, 1, 'blocker');
+    const blocker = reserve(userId, 1, `${key}:blocker`);
     // A patch request that does not exist breaks the ledger's foreign key inside PostgreSQL.
     const broken = settleCall(database.db, {
-      ...settleInput(user.id, first.reservationId, 'held', 40),
+      ...settleInput(userId, first.reservationId, key, 40),
       patchRequestId: '00000000-0000-4000-8000-000000000000',
     });
+    return { blocker, broken };
+  }
+
+  it('fails only the broken operation of a batch', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    const { blocker, broken } = await startBrokenBatch(user.id, 'held');
     const others = Array.from({ length: 3 }, (_, index) =>
       reserve(user.id, 50, `other:${index}`),
     );
@@ -403,6 +567,33 @@ describe('batched allowance operations', () => {
     // The broken settle left its reservation of 100 in place; 1 + 3 * 50 were added.
     expect(state.reserved).toBe(251);
     expect(await chargedSum(user.id)).toBe(0);
+  });
+
+  it('grants the ranges of a resent batch once', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    // The broken settle fails the batch, which is then sent again one operation at a time.
+    const { blocker, broken } = await startBrokenBatch(user.id, 'range-held');
+    const ranges = Array.from({ length: 3 }, (_, index) =>
+      reserveTokens(database.db, {
+        userId: user.id,
+        tokens: 400,
+        minimumTokens: 50,
+        idempotencyKey: `range-resent:${index}`,
+        ttlSeconds: 600,
+      }),
+    );
+
+    await expect(broken).rejects.toThrow();
+    await blocker;
+    const granted = (await Promise.all(ranges)).map((reservation) => (reservation.ok ? reservation.tokens : 0));
+    // 899 were left after the hold and the blocker: 400, 400, then the last 99.
+    expect(granted).toEqual([400, 400, 99]);
+    const rows = await database.db
+      .select({ tokens: tokenReservations.tokens })
+      .from(tokenReservations)
+      .where(eq(tokenReservations.userId, user.id));
+    expect(rows.map((row) => row.tokens).sort((left, right) => left - right)).toEqual([1, 99, 100, 400, 400]);
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(1000);
   });
 
   it('charges a settle repeated in one batch once', async () => {
@@ -478,6 +669,20 @@ describe('allowance input checks', () => {
       expect((await getAllowance(database.db, user.id)).reserved).toBe(0);
     },
   );
+
+  it('rejects a minimum above tokens', async () => {
+    const user = await createUser({ tokenLimit: 1000 });
+    await expect(
+      reserveTokens(database.db, {
+        userId: user.id,
+        tokens: 100,
+        minimumTokens: 101,
+        idempotencyKey: 'bad-range',
+        ttlSeconds: 60,
+      }),
+    ).rejects.toThrow('Invalid minimumTokens 101: expected at most tokens (100).');
+    expect((await getAllowance(database.db, user.id)).reserved).toBe(0);
+  });
 
   it('refuses to settle a negative total and keeps the hold', async () => {
     const user = await createUser({ tokenLimit: 1000 });
