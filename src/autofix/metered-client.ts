@@ -43,10 +43,10 @@ export interface MeterOptions {
    */
   settleRetryUntil?: number;
   /**
-   * Minimum output cap that can hold the file. With it, a call on a platform key reserves a range,
-   * from its prompt estimate plus this cap up to its prompt estimate plus the request's cap, and
-   * sends the request with the output cap that the granted reservation leaves after the prompt
-   * estimate. Without it, the call reserves the request's cap or fails.
+   * Minimum output cap that can hold the file. With it, a call on a platform key reserves the
+   * prompt estimate plus an output cap between this one and the request's. The request then goes
+   * out with the output cap that the granted tokens leave after the prompt estimate. Without it,
+   * the call reserves the request's cap or fails.
    */
   minimumOutputTokens?: number;
   /** Receives the settled total of every call, accepted or not. */

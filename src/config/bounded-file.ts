@@ -76,7 +76,7 @@ function checkStats(path: string, stats: Stats, maxBytes: number): void {
 function checkLength(path: string, buffer: Buffer, length: number, maxBytes: number): Buffer {
   if (length > maxBytes) {
     throw new BoundedFileError(
-      `${JSON.stringify(path)} holds more than the limit of ${maxBytes} bytes, though its size ` +
+      `${JSON.stringify(path)} is larger than the limit of ${maxBytes} bytes, though its size ` +
         'reads as smaller (a file that grew while it was read, or a file under /proc)',
     );
   }

@@ -184,7 +184,7 @@ async function readKeyFile(file: string): Promise<Uint8Array> {
   } catch (error) {
     if (error instanceof BoundedFileError) {
       throw new ConfigError(
-        `Invalid master key file: ${error.message}. It must be a regular file that holds 32 ` +
+        `Invalid master key file: ${error.message}. It must be a regular file that contains 32 ` +
           'random bytes in base64. Restore it from a backup, or delete it if no user has stored ' +
           'a key yet so a new one is generated.',
       );

@@ -100,7 +100,7 @@ afterAll(async () => {
 
 describe('fix that empties a file', () => {
   it('previews an empty proposed file', async () => {
-    // The demo's fake model removes the line and answers with the marker.
+    // The demo's fake model removes the line and returns the marker.
     const id = await preview((user) => answerFixPrompt(user));
 
     const [system, user] = (groq.requests.at(-1)!.body as { messages: { content: string }[] }).messages;

@@ -60,7 +60,7 @@ describe.each(readers)('$name', ({ read }) => {
     ['/proc/self/pagemap', 1024 * 1024 - 1],
   ])('stops reading %s after the limit', async (file, maxBytes) => {
     expect(await rejectionOf(file, maxBytes)).toBe(
-      `${JSON.stringify(file)} holds more than the limit of ${maxBytes} bytes, though its size ` +
+      `${JSON.stringify(file)} is larger than the limit of ${maxBytes} bytes, though its size ` +
         'reads as smaller (a file that grew while it was read, or a file under /proc)',
     );
   });

@@ -228,7 +228,7 @@ describe('keyring', () => {
 
     await expect(loadKeyring(loadConfig({ DATA_DIR: dataDir }), logger)).rejects.toThrow(
       `Invalid master key file: ${JSON.stringify(file)} is a FIFO (named pipe), not a regular file. ` +
-        'It must be a regular file that holds 32 random bytes in base64.',
+        'It must be a regular file that contains 32 random bytes in base64.',
     );
     // Only regular files get their mode tightened.
     expect((await stat(file)).mode & 0o777).toBe(0o644);
