@@ -1,13 +1,13 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { installations } from '../db/schema/index.ts';
+import { installations, type ApplyMode } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, listShort, pickForm } from '../text/plural.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
 import { asGitHubRejection, describeFailedRequest, type GitHubRejection } from './github-rejection.ts';
 import { workflowFilesOf } from './workflow-files.ts';
 
-/** The repository permission that a GitHub App needs to commit workflow files, as GitHub's settings name it. */
+/** Repository permission that a GitHub App needs to commit workflow files, as GitHub's settings name it. */
 const neededPermission = 'Workflows: read and write';
 
 /**
@@ -74,7 +74,7 @@ export function asWorkflowsRejection(
 export async function handleWorkflowsRejection(
   db: Database,
   error: WorkflowsRejectedError,
-  apply: { installationId: number; requestedMode: string | undefined; files: readonly string[] },
+  apply: { installationId: number; requestedMode: ApplyMode | undefined; files: readonly string[] },
   logger: Logger,
 ): Promise<string> {
   await db

@@ -442,6 +442,10 @@ describe('apply after the Workflows permission is removed', () => {
     const stored = await (await apply(request.id)).json();
     expect(stored.alreadyApplied).toBe(true);
     expect(stored.note).toBe(note);
+    const preview = await applyContext.app.request(`/api/patch-requests/${request.id}`, {
+      headers: { authorization: `Bearer ${applyContext.user.token}` },
+    });
+    expect((await preview.json()).applied.note).toBe(note);
   });
 
   it('renews the token for the next apply', async () => {
