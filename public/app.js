@@ -44,10 +44,11 @@
     if (!Array.isArray(data.files)) return null;
     var count = data.files.length + (data.files.length === 1 ? ' file' : ' files');
     var verb = data.alreadyApplied ? 'Already applied ' : 'Applied ';
+    var note = typeof data.note === 'string' ? ' ' + data.note : '';
     if (data.mode === 'commit' && typeof data.commitSha === 'string') {
-      return verb + count + ' as commit ' + data.commitSha.slice(0, 7) + '.';
+      return verb + count + ' as commit ' + data.commitSha.slice(0, 7) + '.' + note;
     }
-    return verb + count + ' as review suggestions.';
+    return verb + count + ' as review suggestions.' + note;
   }
 
   // Returns the invisible characters that the preview page sends in #apply-result's

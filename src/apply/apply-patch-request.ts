@@ -49,6 +49,7 @@ import {
   type PreviewVersion,
 } from './preview-version.ts';
 import { SuggestionDiffError } from './suggestion-comments.ts';
+import { handleWorkflowsRejection, WorkflowsRejectedError } from './workflows-rejection.ts';
 import { hasUnrecordedApply } from './superseded-run.ts';
 import { findPostedReview, postSuggestionReview } from './suggestion-review.ts';
 import { applyFailureCause, UnconfirmedWriteError } from './unconfirmed-write-error.ts';
@@ -78,6 +79,11 @@ export interface ApplyResult {
   reviewId: number | null;
   /** Paths of the ready files that were applied. */
   files: string[];
+  /**
+   * Message to the user about how the apply went, such as the suggestions it posted after
+   * GitHub rejected its commit of workflow files, or null.
+   */
+  note: string | null;
   /** True when an earlier call applied the request and this one changed nothing. */
   alreadyApplied: boolean;
 }
@@ -232,6 +238,7 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
     commitSha: request.appliedCommitSha,
     reviewId: request.appliedReviewId,
     files,
+    note: request.appliedNote,
     alreadyApplied: true,
   };
 }
@@ -460,6 +467,7 @@ export async function applyPatchRequest(
   }
   const [owner, repo] = splitRepository(run.repository);
   let outcome: { commitSha: string | null; reviewId: number | null };
+  let note: string | null = null;
   try {
     // Read again under the claim, because a regeneration that started and finished after the
     // first read changed the files. The claim keeps later regenerations and late results of an
@@ -561,50 +569,68 @@ export async function applyPatchRequest(
         { event: 'apply.commit_recovered', commitSha: leftCommitSha },
         'found the commit of an earlier call on the head branch',
       );
-    } else if (mode === 'commit') {
-      const committed = await commitFiles(
-        octokit,
-        {
-          owner,
-          repo,
-          branch: run.headRef,
-          parentSha: run.headSha,
-          message:
-            `Apply Fixwright fixes to ${files.length} ${files.length === 1 ? 'file' : 'files'}\n\n` +
-            `Fixes previewed ${commitMarker(request.id)} ${run.id} at ${run.headSha}.`,
-        },
-        files.map((file) => ({ path: file.path, content: file.proposedText! })),
-      );
-      outcome = { commitSha: committed.commitSha, reviewId: null };
-      logger.info(
-        {
-          event: 'apply.committed',
-          commitSha: committed.commitSha,
-          recovered: committed.recovered,
-          files: paths.length,
-        },
-        'fixes committed to the head branch',
-      );
     } else {
-      const review = await postSuggestionReview(
-        octokit,
-        reviewTarget,
-        files.map((file) => ({
-          path: file.path,
-          originalText: file.originalText!,
-          proposedText: file.proposedText!,
-        })),
-      );
-      outcome = { commitSha: null, reviewId: review.reviewId };
-      logger.info(
-        {
-          event: 'apply.reviewed',
-          reviewId: review.reviewId,
-          comments: review.comments,
-          outsideDiffFiles: review.outsideDiffFiles,
-        },
-        'fixes posted as review suggestions',
-      );
+      let committed: { commitSha: string; recovered: boolean } | null = null;
+      if (mode === 'commit') {
+        try {
+          committed = await commitFiles(
+            octokit,
+            {
+              owner,
+              repo,
+              branch: run.headRef,
+              parentSha: run.headSha,
+              message:
+                `Apply Fixwright fixes to ${files.length} ${files.length === 1 ? 'file' : 'files'}\n\n` +
+                `Fixes previewed ${commitMarker(request.id)} ${run.id} at ${run.headSha}.`,
+            },
+            files.map((file) => ({ path: file.path, content: file.proposedText! })),
+          );
+        } catch (error) {
+          // The token claimed Workflows: write, but GitHub no longer grants it. Nothing was
+          // committed, so the apply posts suggestions unless mode commit was requested.
+          if (!(error instanceof WorkflowsRejectedError)) throw error;
+          note = await handleWorkflowsRejection(
+            context.db,
+            error,
+            { installationId: run.installationId, requestedMode: input.mode, files: paths },
+            logger,
+          );
+          mode = 'suggestions';
+        }
+      }
+      if (committed) {
+        outcome = { commitSha: committed.commitSha, reviewId: null };
+        logger.info(
+          {
+            event: 'apply.committed',
+            commitSha: committed.commitSha,
+            recovered: committed.recovered,
+            files: paths.length,
+          },
+          'fixes committed to the head branch',
+        );
+      } else {
+        const review = await postSuggestionReview(
+          octokit,
+          reviewTarget,
+          files.map((file) => ({
+            path: file.path,
+            originalText: file.originalText!,
+            proposedText: file.proposedText!,
+          })),
+        );
+        outcome = { commitSha: null, reviewId: review.reviewId };
+        logger.info(
+          {
+            event: 'apply.reviewed',
+            reviewId: review.reviewId,
+            comments: review.comments,
+            outsideDiffFiles: review.outsideDiffFiles,
+          },
+          'fixes posted as review suggestions',
+        );
+      }
     }
   } catch (error) {
     // A call that replaces the pending job cancels it when it fails. Otherwise releasing the
@@ -672,6 +698,7 @@ export async function applyPatchRequest(
     appliedAt,
     appliedCommitSha: outcome.commitSha,
     appliedReviewId: outcome.reviewId,
+    appliedNote: note,
     ...clearedApplyWait,
     ...clearedUnconfirmedApply,
     applyError: null,
@@ -683,6 +710,7 @@ export async function applyPatchRequest(
     appliedAt: appliedAt.toISOString(),
     ...outcome,
     files: paths,
+    note,
     alreadyApplied: false,
   };
 }

@@ -9,6 +9,7 @@ import {
 } from '../github/github-response.ts';
 import { TreeReader } from '../github/tree-reader.ts';
 import { mayHaveTakenEffect, UnconfirmedWriteError } from './unconfirmed-write-error.ts';
+import { asWorkflowsRejection } from './workflows-rejection.ts';
 
 /** Raised when the head branch no longer points to the commit the preview was made on. */
 export class BranchMovedError extends Error {
@@ -115,9 +116,22 @@ function mayHaveMoved(error: unknown): boolean {
  *
  * Every response is checked with parseGitHubResponse, which raises UnexpectedGitHubAnswerError.
  * A blob, tree or commit that GitHub created before such an error is referenced by no branch,
- * so the branch is unchanged.
+ * so the branch is unchanged. So is the branch when GitHub rejects a commit of workflow files
+ * for lack of the Workflows permission, which raises WorkflowsRejectedError.
  */
 export async function commitFiles(
+  octokit: Octokit,
+  target: CommitTarget,
+  files: readonly CommitFile[],
+): Promise<{ commitSha: string; recovered: boolean }> {
+  try {
+    return await writeCommit(octokit, target, files);
+  } catch (error) {
+    throw asWorkflowsRejection(error, files.map((file) => file.path)) ?? error;
+  }
+}
+
+async function writeCommit(
   octokit: Octokit,
   target: CommitTarget,
   files: readonly CommitFile[],

@@ -364,3 +364,134 @@ describe('apply of a workflow file ready at the claim', () => {
     expect(row!.appliedCommitSha).toBeNull();
   });
 });
+
+/** Builds the start of the messages about GitHub's rejection of the workflow file's tree. */
+function treeRejection(): string {
+  return (
+    `GitHub returned 403 "Resource not accessible by integration" for POST /repos/${owner}/` +
+    `${repo}/git/trees. ${workflowPath} is a GitHub Actions workflow file, and GitHub accepts a ` +
+    "GitHub App's commit to .github/workflows/ only with Workflows: write, which the " +
+    "installation's access token claimed but GitHub no longer grants. The permission was " +
+    'probably removed after the token was issued.'
+  );
+}
+
+/** Counts the requests of `method` to the fake whose path matches `path`. */
+const countRequests = (method: string, path: RegExp) =>
+  setup.fake.requests.filter((request) => request.method === method && path.test(request.path)).length;
+
+/** Reads the installation's stored time of its last permission change. */
+async function permissionsChangedAt(): Promise<Date | null> {
+  const [installation] = await setup.context.db
+    .select({ permissionsChangedAt: installations.permissionsChangedAt })
+    .from(installations)
+    .where(eq(installations.id, setup.installationId));
+  return installation!.permissionsChangedAt;
+}
+
+describe('apply after the Workflows permission is removed', () => {
+  beforeEach(async () => {
+    // A commit with Workflows: write caches a token that claims it. GitHub sends no webhook
+    // when a permission is removed, so only the fake's installation changes.
+    await acceptWorkflowsPermission('write');
+    await expectCommit(await apply((await newRequest()).id));
+    await resetApplyRun(setup, applyContext.runId);
+    setup.fake.setInstallation({
+      id: setup.installationId,
+      account: { login: owner, id: 1, type: 'Organization' },
+      permissions: { ...defaultPermissions },
+    });
+  });
+
+  it('posts suggestions after the rejection', async () => {
+    const request = await newRequest();
+    const changedBefore = await permissionsChangedAt();
+    const tokensBefore = countTokenRequests();
+    const treesBefore = countRequests('POST', /\/git\/trees$/);
+    const refUpdatesBefore = countRequests('PATCH', /\/git\/refs\//);
+
+    const response = await apply(request.id);
+
+    const note =
+      `${treeRejection()} Nothing was committed, so the fixes of 2 files were posted as review ` +
+      'suggestions instead. To commit workflow files, give the GitHub App the repository ' +
+      "permission Workflows: read and write and have the installation's owner accept it.";
+    const result = await response.clone().json();
+    await expectSuggestionReview(response);
+    expect(result.note).toBe(note);
+    expect(result.files).toEqual([workflowPath, 'app.txt']);
+    expect(countTokenRequests()).toBe(tokensBefore);
+    expect(countRequests('POST', /\/git\/trees$/)).toBe(treesBefore + 1);
+    expect(countRequests('PATCH', /\/git\/refs\//)).toBe(refUpdatesBefore);
+    const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(row!.applyMode).toBe('suggestions');
+    expect(row!.appliedCommitSha).toBeNull();
+    expect(row!.appliedReviewId).toBe(setup.fake.reviews.at(-1)!.id);
+    expect(row!.appliedNote).toBe(note);
+    expect(row!.applyStartedAt).toBeNull();
+    const changedAfter = await permissionsChangedAt();
+    expect(changedAfter!.getTime()).toBeGreaterThan(changedBefore!.getTime());
+    const rejected = logsOf(setup.context, 'apply.workflows_rejected');
+    expect(rejected.at(-1)).toMatchObject({
+      installationId: setup.installationId,
+      workflowFiles: [workflowPath],
+      fallback: 'suggestions',
+      github: { status: 403, method: 'POST', path: `/repos/${owner}/${repo}/git/trees` },
+    });
+
+    const stored = await (await apply(request.id)).json();
+    expect(stored.alreadyApplied).toBe(true);
+    expect(stored.note).toBe(note);
+    const preview = await applyContext.app.request(`/api/patch-requests/${request.id}`, {
+      headers: { authorization: `Bearer ${applyContext.user.token}` },
+    });
+    expect((await preview.json()).applied.note).toBe(note);
+  });
+
+  it('renews the token for the next apply', async () => {
+    await apply((await newRequest()).id);
+    await resetApplyRun(setup, applyContext.runId);
+    const request = await newRequest();
+    const tokensBefore = countTokenRequests();
+    const treesBefore = countRequests('POST', /\/git\/trees$/);
+
+    const response = await apply(request.id);
+
+    const result = await response.clone().json();
+    await expectSuggestionReview(response);
+    expect(result.note).toBeNull();
+    expect(countTokenRequests()).toBe(tokensBefore + 1);
+    expect(countRequests('POST', /\/git\/trees$/)).toBe(treesBefore);
+  });
+
+  it('rejects mode commit after the rejection', async () => {
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const refUpdatesBefore = countRequests('PATCH', /\/git\/refs\//);
+
+    const response = await apply(request.id, { mode: 'commit' });
+
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toBe(
+      `Invalid mode "commit": ${treeRejection()} Nothing was committed. Use mode "suggestions" ` +
+        'to post the fixes as a review, or give the GitHub App the repository permission ' +
+        "Workflows: read and write and have the installation's owner accept it.",
+    );
+    expect(error.workflowFiles).toEqual([workflowPath]);
+    expect(error.github).toMatchObject({ status: 403, method: 'POST' });
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+    expect(countRequests('PATCH', /\/git\/refs\//)).toBe(refUpdatesBefore);
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+    const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(row!.applyStartedAt).toBeNull();
+    expect(row!.appliedAt).toBeNull();
+    expect(row!.applyUnconfirmedAt).toBeNull();
+    expect(logsOf(setup.context, 'apply.workflows_rejected').at(-1)).toMatchObject({ fallback: 'none' });
+
+    const retried = await apply(request.id, { mode: 'commit' });
+    expect(retried.status).toBe(400);
+    expect((await retried.json()).error.workflowsPermission).toBeNull();
+  });
+});

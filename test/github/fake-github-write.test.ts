@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Octokit } from '@octokit/rest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultPermissions } from '../../src/demo/fakes/github.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
 import { owner, pullNumber, repo, startHarness, type Harness } from './harness.ts';
 
@@ -97,6 +98,40 @@ describe('fake git data API', () => {
     expect(error.status).toBe(422);
     expect(error.message).toContain('Update is not a fast forward');
     expect(await git('rev-parse', headBranch)).toBe(before);
+  });
+
+  it('rejects a workflow tree without Workflows: write', async () => {
+    const head = harness.repository.headSha;
+    const blob = await octokit.rest.git.createBlob({ owner, repo, content: 'on: push\n' });
+    const baseTree = (await octokit.rest.git.getCommit({ owner, repo, commit_sha: head })).data.tree.sha;
+    const createWorkflowTree = () =>
+      octokit.rest.git.createTree({
+        owner,
+        repo,
+        base_tree: baseTree,
+        tree: [{ path: '.github/workflows/ci.yml', mode: '100644', type: 'blob', sha: blob.data.sha }],
+      });
+
+    const error = (await createWorkflowTree().catch((caught: unknown) => caught)) as {
+      status?: number;
+      response?: { data?: unknown };
+    };
+
+    expect(error.status).toBe(403);
+    expect(error.response?.data).toEqual({
+      message: 'Resource not accessible by integration',
+      documentation_url: 'https://docs.github.com/rest/git/trees#create-a-tree',
+      status: '403',
+    });
+    // The fake reads the installation's permissions at each request, as for Contents: write.
+    harness.fake.setInstallation({
+      id: harness.installationId,
+      account: { login: owner },
+      permissions: { ...defaultPermissions, workflows: 'write' },
+    });
+    const tree = await createWorkflowTree();
+    expect(tree.status).toBe(201);
+    harness.fake.setInstallation({ id: harness.installationId, account: { login: owner } });
   });
 
   it('reads a tree with modes', async () => {

@@ -21,6 +21,12 @@ describe('describeApplyResult', () => {
     expect(describeApplyResult(200, body)).toBe('Applied 1 file as review suggestions.');
   });
 
+  it('adds the note of an apply', () => {
+    const note = 'Nothing was committed, so the fixes were posted as review suggestions instead.';
+    const body = { mode: 'suggestions', commitSha: null, files: ['a.ts'], note, alreadyApplied: false };
+    expect(describeApplyResult(200, body)).toBe(`Applied 1 file as review suggestions. ${note}`);
+  });
+
   it('says when it was applied before', () => {
     const body = { mode: 'commit', commitSha: sha, files: ['a.ts'], alreadyApplied: true };
     expect(describeApplyResult(200, body)).toBe('Already applied 1 file as commit 0123456.');

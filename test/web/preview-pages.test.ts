@@ -562,6 +562,18 @@ describe('preview page', () => {
     expect(html).not.toContain('Regenerate this file');
   });
 
+  it('shows the note of an apply', async () => {
+    const { request } = await newReadyRequest();
+    const note = 'Nothing was committed, so the fixes were posted as review suggestions instead.';
+    await context.db
+      .update(patchRequests)
+      .set({ appliedAt: new Date(), applyMode: 'suggestions', appliedReviewId: 77, appliedNote: note })
+      .where(eq(patchRequests.id, request.id));
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers: { cookie: user.cookie } })).text();
+    expect(html).toContain('Applied as review suggestions on the pull request');
+    expect(html).toContain(`<p class="warning">${note}</p>`);
+  });
+
   it('shows discarded tokens apart', async () => {
     const { request, file } = await newReadyRequest();
     // A retried attempt of the job paid 300 tokens for a result that the first attempt's 200

@@ -83,6 +83,11 @@ export const patchRequests = pgTable(
     /** The pull request review with the suggestions, for mode `suggestions`. */
     appliedReviewId: bigint({ mode: 'number' }),
     /**
+     * Message to the user about how the apply went, such as the suggestions that it posted after
+     * GitHub rejected its commit of workflow files. Null for most applies.
+     */
+    appliedNote: text(),
+    /**
      * pg-boss id of the apply job that continues an apply that GitHub rate-limited, so a
      * suspend or uninstall cancels it.
      */

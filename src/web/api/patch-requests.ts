@@ -206,6 +206,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
             at: request.appliedAt.toISOString(),
             commitSha: request.appliedCommitSha,
             reviewId: request.appliedReviewId,
+            note: request.appliedNote,
           }
         : null,
       applyError: request.applyError,

@@ -2,10 +2,10 @@ import { pickForm } from '../../text/plural.ts';
 
 /**
  * Returns one sentence about a response of the apply API: its error message, the wait for a
- * GitHub rate limit or for another apply, or what was applied, or null for a body of another
- * shape. A wait whose time is before `now` is described as over: a release of the other apply
- * queues the waiting job again with the current time. public/app.js words it the same way for
- * browsers with JavaScript.
+ * GitHub rate limit or for another apply, or what was applied followed by the apply's note, or
+ * null for a body of another shape. A wait whose time is before `now` is described as over: a
+ * release of the other apply queues the waiting job again with the current time. public/app.js
+ * words it the same way for browsers with JavaScript.
  */
 export function describeApplyResult(httpStatus: number, data: unknown, now = new Date()): string | null {
   if (!data || typeof data !== 'object') return null;
@@ -15,6 +15,7 @@ export function describeApplyResult(httpStatus: number, data: unknown, now = new
     mode?: unknown;
     commitSha?: unknown;
     alreadyApplied?: unknown;
+    note?: unknown;
     status?: unknown;
     rateLimitedUntil?: unknown;
     otherApplyWaitUntil?: unknown;
@@ -50,10 +51,11 @@ export function describeApplyResult(httpStatus: number, data: unknown, now = new
   if (!Array.isArray(body.files)) return null;
   const count = `${body.files.length} ${pickForm(body.files.length, 'file', 'files')}`;
   const verb = body.alreadyApplied ? 'Already applied' : 'Applied';
+  const note = typeof body.note === 'string' ? ` ${body.note}` : '';
   if (body.mode === 'commit' && typeof body.commitSha === 'string') {
-    return `${verb} ${count} as commit ${body.commitSha.slice(0, 7)}.`;
+    return `${verb} ${count} as commit ${body.commitSha.slice(0, 7)}.${note}`;
   }
-  return `${verb} ${count} as review suggestions.`;
+  return `${verb} ${count} as review suggestions.${note}`;
 }
 
 /**

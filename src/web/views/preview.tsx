@@ -125,6 +125,11 @@ export const PreviewPage: FC<{
             suggestions when the branch is in a fork.
           </p>
         )}
+        {applied && request.appliedNote ? (
+          <p class="warning">
+            <MarkedText text={request.appliedNote} />
+          </p>
+        ) : null}
         {applyWait ? <ApplyWaitNotice wait={applyWait} /> : null}
         {applyRetry ? <ApplyRetryNotice retry={applyRetry} /> : null}
         {!applied && request.applyClosedCheck ? (

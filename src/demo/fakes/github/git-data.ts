@@ -33,11 +33,22 @@ import { sendSynchronize } from './webhooks.ts';
  * update without `force` succeeds only as a fast forward, and the ref moves only if it still
  * points where it pointed when the update was checked, as on GitHub. Moving the head branch of
  * an open pull request sends `pull_request.synchronize` to the webhook target, if one is set.
- * NOTE: a commit to `.github/workflows/` is accepted without Workflows: write, because the
- * status and message with which GitHub's Git Data API rejects it are unverified.
+ *
+ * A tree with an entry under `.github/workflows/` gets 403 "Resource not accessible by
+ * integration" for an installation without Workflows: write, while the blobs of its files are
+ * accepted. GitHub returned this status, message and documentation URL to POST /git/trees in
+ * public reports by GitHub App users of anthropics/claude-code-action,
+ * IAreKyleW00t/verified-bot-commit and suzuki-shunsuke/tfaction (2024 to 2026). The wording
+ * "refusing to allow a GitHub App to create or update workflow … without `workflows`
+ * permission" is git push's rejection, not the REST API's.
+ * NOTE: whether GitHub also checks a deleted workflow file, an entry equal to the base tree's,
+ * or the commit and ref requests of a tree created with another token is unverified. The fake
+ * checks every entry under the folder, and only when it creates a tree.
  */
 
 const gitDocs = 'https://docs.github.com/rest/git';
+/** Folder of GitHub Actions workflow files, which only a token with Workflows: write may change. */
+const workflowFolder = '.github/workflows';
 const treeModes = ['100644', '100755', '040000', '160000', '120000'];
 const objectTypeOfMode: Record<string, string> = { '040000': 'tree', '160000': 'commit' };
 
@@ -125,6 +136,11 @@ async function createTree(context: Context): Promise<FakeResponse> {
     }
     baseTreeSha = baseTree;
   }
+  const touchesWorkflows = (tree as Record<string, unknown>[]).some(
+    ({ path }) =>
+      typeof path === 'string' && (path === workflowFolder || path.startsWith(`${workflowFolder}/`)),
+  );
+  if (touchesWorkflows) requireWritePermission(context, 'workflows', `${gitDocs}/trees#create-a-tree`);
   const changes: TreeChange[] = [];
   for (const [index, entry] of (tree as Record<string, unknown>[]).entries()) {
     const path = entry.path;

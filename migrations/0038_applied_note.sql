@@ -1,0 +1,1 @@
+ALTER TABLE "patch_requests" ADD COLUMN "applied_note" text;
