@@ -1,0 +1,98 @@
+import type { Config } from '../config/env.ts';
+import type { Database } from '../db/client.ts';
+import {
+  checkPlatformKey,
+  clearPlatformKeyRejection,
+  configuredPlatformKeyId,
+  platformKeyRejectedReason,
+  recordPlatformKeyRejection,
+} from '../keys/platform-key-rejections.ts';
+import { ProviderError } from '../llm/errors.ts';
+import type { ModelClient } from '../llm/types.ts';
+import type { Logger } from '../logger.ts';
+import { platformKeySettingNames } from './provider-client.ts';
+
+/**
+ * A call on a platform key that the provider rejected, now or at an earlier call. `sent` is
+ * false when the call was skipped, because the key is recorded as rejected, and no request went
+ * to the provider.
+ */
+export class PlatformKeyRejectedError extends ProviderError {
+  override name = 'PlatformKeyRejectedError';
+
+  constructor(
+    options: { provider: ModelClient['provider']; status: number | null | undefined },
+    readonly sent: boolean,
+  ) {
+    super({
+      provider: options.provider,
+      kind: 'unauthorized',
+      message: platformKeyRejectedReason(options.provider, options.status),
+      ...(options.status == null ? {} : { status: options.status }),
+    });
+  }
+}
+
+/**
+ * Wraps the client of a platform key so that a key the provider rejected gets no more requests
+ * from any preview while the same key is configured. A rejection is stored in
+ * `platform_key_rejections` by the key's hash, shared by all processes. A call on a key recorded
+ * as rejected raises PlatformKeyRejectedError without a request. Once every
+ * PLATFORM_KEY_RECHECK_SECONDS, one call tries the key again. When the provider accepts it, the
+ * rejection is deleted. A new key value has another hash, so it is used at once.
+ *
+ * Wrap the metered client, so a skipped call reserves nothing. The warnings
+ * `platform_key.rejected` and `platform_key.recovered` are logged once per change of the
+ * recorded state, with the provider and the setting, never with the key.
+ */
+export function guardPlatformKey(
+  client: ModelClient,
+  context: { db: Database; config: Config; logger: Logger },
+): ModelClient {
+  const { db, config, logger } = context;
+  const { provider } = client;
+  const key = configuredPlatformKeyId(config, provider);
+  if (!key) return client;
+  const recheckSeconds = config.PLATFORM_KEY_RECHECK_SECONDS;
+  const fields = { provider, setting: platformKeySettingNames[provider] };
+
+  return {
+    provider,
+    model: client.model,
+    listModels: () => client.listModels(),
+    async generate(request, options) {
+      const before = await checkPlatformKey(db, key, recheckSeconds);
+      if (before.state === 'rejected') throw new PlatformKeyRejectedError({ provider, status: before.status }, false);
+
+      let result;
+      try {
+        result = await client.generate(request, options);
+      } catch (error) {
+        if (!(error instanceof ProviderError) || error.kind !== 'unauthorized') throw error;
+        const changed = await recordPlatformKeyRejection(db, key, error.status, recheckSeconds);
+        if (changed) {
+          logger.warn(
+            { event: 'platform_key.rejected', ...fields, status: error.status, recheckSeconds },
+            'provider rejected the platform key; previews skip it until a re-check passes or the setting changes',
+          );
+        } else if (before.state === 'recheck') {
+          logger.info(
+            { event: 'platform_key.still_rejected', ...fields, status: error.status, recheckSeconds },
+            'provider rejected the platform key again at its re-check',
+          );
+        }
+        throw new PlatformKeyRejectedError({ provider, status: error.status }, true);
+      }
+
+      // Only the re-check clears a rejection. A call that was sent before another process
+      // recorded the rejection may still succeed, and proves less.
+      if (before.state === 'recheck' && (await clearPlatformKeyRejection(db, key))) {
+        logger.warn(
+          { event: 'platform_key.recovered', ...fields },
+          'provider accepted the platform key again at its re-check; previews use it again',
+        );
+      }
+      return result;
+    },
+  };
+}
