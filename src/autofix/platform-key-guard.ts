@@ -13,17 +13,13 @@ import type { Logger } from '../logger.ts';
 import { platformKeySettingNames } from './provider-client.ts';
 
 /**
- * A call on a platform key that the provider rejected, now or at an earlier call. `sent` is
- * false when the call was skipped, because the key is recorded as rejected, and no request went
- * to the provider.
+ * A call on a platform key that the provider rejected, at this call or at an earlier one, in
+ * which case the call sent no request.
  */
 export class PlatformKeyRejectedError extends ProviderError {
   override name = 'PlatformKeyRejectedError';
 
-  constructor(
-    options: { provider: ModelClient['provider']; status: number | null | undefined },
-    readonly sent: boolean,
-  ) {
+  constructor(options: { provider: ModelClient['provider']; status: number | null | undefined }) {
     super({
       provider: options.provider,
       kind: 'unauthorized',
@@ -62,7 +58,7 @@ export function guardPlatformKey(
     listModels: () => client.listModels(),
     async generate(request, options) {
       const before = await checkPlatformKey(db, key, recheckSeconds);
-      if (before.state === 'rejected') throw new PlatformKeyRejectedError({ provider, status: before.status }, false);
+      if (before.state === 'rejected') throw new PlatformKeyRejectedError({ provider, status: before.status });
 
       let result;
       try {
@@ -81,11 +77,11 @@ export function guardPlatformKey(
             'provider rejected the platform key again at its re-check',
           );
         }
-        throw new PlatformKeyRejectedError({ provider, status: error.status }, true);
+        throw new PlatformKeyRejectedError({ provider, status: error.status });
       }
 
-      // Only the re-check clears a rejection. A call that was sent before another process
-      // recorded the rejection may still succeed, and proves less.
+      // Only the re-check clears a rejection, because a call sent before another process
+      // recorded the rejection may still succeed with a key that the provider now rejects.
       if (before.state === 'recheck' && (await clearPlatformKeyRejection(db, key))) {
         logger.warn(
           { event: 'platform_key.recovered', ...fields },
