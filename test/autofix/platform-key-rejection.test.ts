@@ -239,6 +239,37 @@ describe('rejected platform keys', () => {
     expect((await rejectionRows()).map((row) => row.keyHash)).toEqual([hashPlatformKey(platformGroqKey)]);
   });
 
+  it('fails the file when recording fails', async () => {
+    const user = await newUser();
+    // A trigger, because the tests' database role may bypass privileges.
+    await context.db.execute(sql`
+      CREATE FUNCTION reject_rejection_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'insert rejected by test trigger'; END $$`);
+    await context.db.execute(sql`
+      CREATE TRIGGER reject_rejection_insert BEFORE INSERT ON platform_key_rejections
+      FOR EACH ROW EXECUTE FUNCTION reject_rejection_insert()`);
+    groq.enqueue(rejected, rejected);
+    const logStart = context.logs.length;
+    try {
+      const result = await preview(user.id);
+
+      expect(result.outcome.status).toBe('failed');
+      for (const file of result.files) expect(file.error).toBe(groqFileError);
+    } finally {
+      await context.db.execute(sql`DROP TRIGGER reject_rejection_insert ON platform_key_rejections`);
+      await context.db.execute(sql`DROP FUNCTION reject_rejection_insert()`);
+    }
+    // Nothing was recorded, so the second file tried the key too.
+    expect(completions().map((request) => request.reply?.status)).toEqual([401, 401]);
+    expect(await rejectionRows()).toEqual([]);
+    const failures = context.logs.slice(logStart).filter((line) => line.event === 'platform_key.record_failed');
+    expect(failures.map((line) => [line.level, line.provider])).toEqual([
+      [50, 'groq'],
+      [50, 'groq'],
+    ]);
+    expect(context.logs.slice(logStart).filter((line) => line.event === 'platform_key.rejected')).toHaveLength(0);
+  });
+
   it('skips a revoked Gemini key', async () => {
     const user = await newUser({ providerOrder: ['gemini', 'groq'] });
     const revokedKey = 'AIza_revoked_platform_key_0001';
