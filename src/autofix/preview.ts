@@ -51,8 +51,8 @@ import { checkPreviewHead } from './preview-head-check.ts';
 import { cancelledRegenerationError, restoreKeptResults, restoredResultColumns } from './kept-result.ts';
 import { generateOwnKeysLast } from './key-fallback.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
-import { guardPlatformKey } from './platform-key-guard.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
+import { guardPlatformKey } from './platform-key-guard.ts';
 
 /** Output tokens that a call gets on top of the file's estimate, at the least. */
 const leastOutputMarginTokens = 64;

@@ -5,8 +5,8 @@ import { providerNames } from '../llm/retry.ts';
 import { joinWithAnd, pickForm } from '../text/plural.ts';
 import type { Logger } from '../logger.ts';
 import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
-import { describePlatformKeyRejection, operatorMustReplace } from './platform-key-rejections.ts';
 import type { Keyring } from './master-keys.ts';
+import { describePlatformKeyRejection, operatorMustReplace } from './platform-key-rejections.ts';
 
 /** A stored key ready for a model call, or the reason it cannot be used. */
 export type OwnKey =
