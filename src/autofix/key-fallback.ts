@@ -3,11 +3,9 @@ import { passedOverKeysNotice, type PassedOverKey } from '../keys/own-keys.ts';
 import type { ProviderError } from '../llm/errors.ts';
 import { generateWithFallback } from '../llm/fallback.ts';
 import type { ModelRequest, ModelResult } from '../llm/types.ts';
-import type { Logger } from '../logger.ts';
 import { AllowanceExceededError } from './metered-client.ts';
 import type { KeyedClient } from './model-clients.ts';
 import { StoredKeyChangedError } from './own-key-client.ts';
-import { platformKeySettingNames } from './provider-client.ts';
 
 /**
  * Runs the fallback chain and returns the result with the file's `keyNotice`. Own-key clients
@@ -17,13 +15,13 @@ import { platformKeySettingNames } from './provider-client.ts';
  * unasked. An own key that the user deleted while the preview ran is passed over the same way. A
  * platform client whose reservation fails raises AllowanceExceededError, which stops the chain,
  * and then the own-key clients, still untried, get the request on their own.
- * Each rejected platform key is logged as `preview.platform_key_rejected` with the provider and
- * the HTTP status, never with the key or the provider's message.
+ * A platform client skips a key that the provider rejected before (see guardPlatformKey), and
+ * the skip counts as a rejection here.
  */
 export async function generateOwnKeysLast(
   clients: KeyedClient[],
   request: ModelRequest,
-  options: { signal?: AbortSignal | undefined; logger: Logger },
+  options: { signal?: AbortSignal | undefined },
 ): Promise<{ result: ModelResult; keyNotice: string | null }> {
   const passedOver: PassedOverKey[] = [];
   const generate = (entries: KeyedClient[]) =>
@@ -36,19 +34,7 @@ export async function generateOwnKeysLast(
           const error = attempt.error;
           if (error?.kind !== 'unauthorized') return;
           const index = entries.findIndex((entry) => entry.client.provider === error.provider);
-          const passed = describePassedOver(error, entries[index]?.keySource ?? 'user');
-          passedOver.push(passed);
-          if (passed.keySource !== 'platform') return;
-          options.logger.warn(
-            {
-              event: 'preview.platform_key_rejected',
-              provider: error.provider,
-              status: error.status,
-              setting: platformKeySettingNames[error.provider],
-              passedToOwnKey: entries[index + 1]?.keySource === 'user',
-            },
-            'provider rejected the platform key; the operator must check its setting',
-          );
+          passedOver.push(describePassedOver(error, entries[index]?.keySource ?? 'user'));
         },
         passRejectedKey: (index) => entries[index + 1]?.keySource === 'user',
       },

@@ -52,6 +52,7 @@ import { cancelledRegenerationError, restoreKeptResults, restoredResultColumns }
 import { generateOwnKeysLast } from './key-fallback.ts';
 import { AllowanceExceededError, meterClient } from './metered-client.ts';
 import { resolveModelClients, type KeyedClient } from './model-clients.ts';
+import { guardPlatformKey } from './platform-key-guard.ts';
 
 /** Output tokens that a call gets on top of the file's estimate, at the least. */
 const leastOutputMarginTokens = 64;
@@ -656,9 +657,8 @@ async function previewFile(
   });
   if (!budget.ok) return failed(budget.reason, { originalText: file.text, baseBlobSha: file.blobSha });
   const maxOutputTokens = budget.maxOutputTokens;
-  const clients = input.clients.map((entry) => ({
-    keySource: entry.keySource,
-    client: meterClient(entry.client, {
+  const clients = input.clients.map((entry) => {
+    const metered = meterClient(entry.client, {
       db,
       userId: input.userId,
       keySource: entry.keySource,
@@ -673,17 +673,18 @@ async function previewFile(
       onUsage: (tokens) => {
         totalTokens += tokens;
       },
-    }),
-  }));
+    });
+    // Outside the meter, so a call skipped for a rejected platform key reserves nothing.
+    const client =
+      entry.keySource === 'platform' ? guardPlatformKey(metered, { db, config, logger: input.logger }) : metered;
+    return { keySource: entry.keySource, client };
+  });
 
   const base = { originalText: file.text, baseBlobSha: file.blobSha };
   if (input.isRateLimited()) return { status: 'deferred', rateLimit: null, error: null };
   let generated;
   try {
-    generated = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, {
-      signal: input.signal,
-      logger: input.logger,
-    });
+    generated = await generateOwnKeysLast(clients, { ...prompt, maxOutputTokens }, { signal: input.signal });
   } catch (error) {
     if (error instanceof ProviderError || error instanceof AllowanceExceededError) {
       return failed(error.message, base);

@@ -361,6 +361,7 @@ const envSchema = z.object({
   LLM_MAX_RETRIES: integer(0, 10).default(2),
   LLM_TIMEOUT_MS: integer(1000, 600_000).default(120_000),
   LLM_MAX_OUTPUT_TOKENS: integer(256, 1_000_000).default(8192),
+  PLATFORM_KEY_RECHECK_SECONDS: integer(10, 86_400).default(600),
   PREVIEW_FILE_CONCURRENCY: integer(1, 32).default(3),
   PREVIEW_MAX_FILE_BYTES: integer(1024, 10_000_000).default(200_000),
 

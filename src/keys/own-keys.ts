@@ -6,6 +6,7 @@ import { joinWithAnd, pickForm } from '../text/plural.ts';
 import type { Logger } from '../logger.ts';
 import { decryptUserKey, KeyDecryptionError } from './encryption.ts';
 import type { Keyring } from './master-keys.ts';
+import { describePlatformKeyRejection, operatorMustReplace } from './platform-key-rejections.ts';
 
 /** A stored key ready for a model call, or the reason it cannot be used. */
 export type OwnKey =
@@ -87,6 +88,7 @@ export function passedOverKeysNotice(passed: readonly PassedOverKey[], used: Pro
   }
   for (const key of passed) {
     if (key.cause === 'unusable') notice += ` ${key.reason}`;
+    if (key.cause === 'rejected' && key.keySource === 'platform') notice += ` ${operatorMustReplace(key.provider)}`;
   }
   return notice;
 }
@@ -95,9 +97,9 @@ function describePassedOverKey(key: PassedOverKey): string {
   const name = providerNames[key.provider];
   switch (key.cause) {
     case 'rejected': {
+      if (key.keySource === 'platform') return describePlatformKeyRejection(key.provider, key.status);
       const status = key.status !== undefined ? ` (HTTP ${key.status})` : '';
-      const keyName = key.keySource === 'platform' ? `the platform ${name} key` : `your saved ${name} key`;
-      return `${name} rejected ${keyName}${status}`;
+      return `${name} rejected your saved ${name} key${status}`;
     }
     case 'deleted':
       return `your saved ${name} key was deleted while this preview ran`;

@@ -12,8 +12,9 @@ describe('passedOverKeysNotice', () => {
     [
       'a rejected platform key',
       { provider: 'groq', keySource: 'platform', cause: 'rejected', status: 403 },
-      'Groq rejected the platform Groq key (HTTP 403), so this file used your own Gemini key, the ' +
-        'next in your provider order.',
+      'Groq rejected the platform Groq key that this service provides (HTTP 403), so this file ' +
+        'used your own Gemini key, the next in your provider order. The operator of this service ' +
+        'has to replace the platform Groq key.',
     ],
     [
       'a rejection without status',

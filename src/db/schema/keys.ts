@@ -1,4 +1,4 @@
-import { index, integer, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { index, integer, pgTable, primaryKey, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
 import { timestamps } from './columns.ts';
 import { providers } from './usage.ts';
 import { users } from './users.ts';
@@ -35,4 +35,24 @@ export const userApiKeys = pgTable(
     ...timestamps,
   },
   (table) => [unique().on(table.userId, table.provider), index().on(table.masterKeyVersion)],
+);
+
+/**
+ * A platform key (GROQ_API_KEY or GEMINI_API_KEY) that the provider rejected. A row is matched
+ * to the configured key by `key_hash`, the SHA-256 of the key, so a replaced key is used at
+ * once and the key itself is never stored. Previews skip a key with a row until `recheck_at`.
+ */
+export const platformKeyRejections = pgTable(
+  'platform_key_rejections',
+  {
+    provider: text({ enum: providers }).notNull(),
+    /** Hex SHA-256 of the key. */
+    keyHash: text().notNull(),
+    /** HTTP status of the rejection, when the provider sent one. */
+    status: integer(),
+    rejectedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /** When the next call may try the key again, to learn whether the provider accepts it. */
+    recheckAt: timestamp({ withTimezone: true }).notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.provider, table.keyHash] })],
 );

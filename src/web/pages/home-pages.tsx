@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { missingSettings } from '../../config/env.ts';
 import type { AppContext } from '../../context.ts';
+import { listPlatformKeyRejections } from '../../keys/platform-key-rejections.ts';
 import { listVisibleRuns } from '../../runs/visible-runs.ts';
 import { listUserInstallations } from '../../users/list-user-installations.ts';
 import type { PageVariables } from '../session/page-variables.ts';
@@ -19,10 +20,11 @@ export function homePages(context: AppContext): Hono<{ Variables: PageVariables 
 
   app.get('/', async (c) => {
     const userId = c.var.user.id;
-    const [installations, runs, usage] = await Promise.all([
+    const [installations, runs, usage, rejections] = await Promise.all([
       listUserInstallations(context.db, userId),
       listVisibleRuns(context.db, userId, { limit: recentRunCount }),
       loadUsage(context, userId),
+      listPlatformKeyRejections(context.db, context.config),
     ]);
     return c.html(
       <HomePage
@@ -32,6 +34,8 @@ export function homePages(context: AppContext): Hono<{ Variables: PageVariables 
         runs={runs}
         usage={usage}
         canChangePlan={canChangeOwnPlan(context, c.var.user)}
+        platformKeyRejections={rejections}
+        recheckSeconds={context.config.PLATFORM_KEY_RECHECK_SECONDS}
       />,
     );
   });

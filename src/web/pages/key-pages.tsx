@@ -2,6 +2,7 @@ import { KeyringUnavailableError } from '../../keys/master-keys.ts';
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.ts';
 import { providers, type Provider } from '../../db/schema/index.ts';
+import { listPlatformKeyRejections } from '../../keys/platform-key-rejections.ts';
 import { describeUnknownProvider, parseProvider } from '../../keys/provider-order.ts';
 import {
   deleteUserKey,
@@ -115,11 +116,13 @@ export function keyPages(context: AppContext): Hono<{ Variables: PageVariables }
     const order = await getProviderOrder(context.db, userId);
     const usable = new Map(keys.map((key) => [key.provider, key.unusableReason === null]));
     const choices = chooseKeys(order, usable, (provider) => Boolean(platformKey(context.config, provider)));
+    const rejections = await listPlatformKeyRejections(context.db, context.config);
     const uses: ProviderUse[] = order.map((provider) => ({
       provider,
       keySource: choices.find((choice) => choice.provider === provider)?.keySource ?? null,
       ownKeyUnusable: usable.get(provider) === false,
       hasPlatformKey: Boolean(platformKey(context.config, provider)),
+      platformKeyRejection: rejections.find((rejection) => rejection.provider === provider) ?? null,
     }));
     return c.html(
       <KeysPage

@@ -6,6 +6,8 @@ import type { listUserInstallations } from '../../users/list-user-installations.
 import type { ActiveSession } from '../session/session-store.ts';
 import type { RunInstallation } from '../../runs/visible-runs.ts';
 import { FixBlockerBadges, listFixBlockers } from './components/fix-blockers.tsx';
+import type { PlatformKeyRejection } from '../../keys/platform-key-rejections.ts';
+import { PlatformKeyNotice } from './components/platform-key-notice.tsx';
 import { MarkedText } from './components/marked-text.tsx';
 import { PlanSwitchForm } from './components/plan-switch-form.tsx';
 import { StatusBadge } from './components/status-badge.tsx';
@@ -24,7 +26,9 @@ export const HomePage: FC<{
   runs: { run: Run; installation: RunInstallation }[];
   usage: { stats: UsageStats; days: DailyUsage[] };
   canChangePlan: boolean;
-}> = ({ session, missing, installations, runs, usage, canChangePlan }) => (
+  platformKeyRejections: PlatformKeyRejection[];
+  recheckSeconds: number;
+}> = ({ session, missing, installations, runs, usage, canChangePlan, platformKeyRejections, recheckSeconds }) => (
   <Layout title="Home" session={session}>
     {missing.length > 0 && session.user.role === 'admin' ? (
       <section class="card notice">
@@ -37,6 +41,11 @@ export const HomePage: FC<{
         </ul>
       </section>
     ) : null}
+    <PlatformKeyNotice
+      rejections={platformKeyRejections}
+      admin={session.user.role === 'admin'}
+      recheckSeconds={recheckSeconds}
+    />
 
     <section
       id="usage-widget"

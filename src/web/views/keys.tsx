@@ -1,6 +1,11 @@
 import type { FC } from 'hono/jsx';
 import { providers, type KeySource, type Provider } from '../../db/schema/index.ts';
 import { phraseForKeysPage } from '../../keys/own-keys.ts';
+import {
+  describePlatformKeyRejection,
+  operatorMustReplace,
+  type PlatformKeyRejection,
+} from '../../keys/platform-key-rejections.ts';
 import type { listUserKeys } from '../../keys/user-keys.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { CsrfField } from './components/csrf-field.tsx';
@@ -20,11 +25,28 @@ export interface ProviderUse {
   ownKeyUnusable: boolean;
   /** True when the operator configured a platform key for the provider. */
   hasPlatformKey: boolean;
+  /** The provider's rejection of the configured platform key, or null when none is recorded. */
+  platformKeyRejection: PlatformKeyRejection | null;
 }
 
-/** Describes which key a preview calls a provider with, or why it leaves the provider out. */
-function describeUse(use: ProviderUse): string {
+/**
+ * Describes which key a preview calls a provider with, or why it leaves the provider out.
+ * `later` are the providers after it in the user's order.
+ */
+function describeUse(use: ProviderUse, later: ProviderUse[]): string {
   if (use.keySource === 'user') return 'your own key';
+  if (use.keySource === 'platform' && use.platformKeyRejection) {
+    // A skipped platform key passes the request on only to the user's own key (see generateOwnKeysLast).
+    const own = later.find((next) => next.keySource === 'user');
+    const working = later.find((next) => next.keySource === 'platform' && !next.platformKeyRejection);
+    let instead = 'files are not previewed, unless you save a key of your own';
+    if (own) instead = `previews use your own ${providerNames[own.provider]} key instead`;
+    else if (working) instead += ` or put ${providerNames[working.provider]} first`;
+    return (
+      `${describePlatformKeyRejection(use.provider, use.platformKeyRejection.status)}. ` +
+      `${operatorMustReplace(use.provider)} Until then, ${instead}.`
+    );
+  }
   if (use.keySource === 'platform') return 'the platform key, charged to your allowance';
   // The stored key's row gives the reason and the next step: save the key again, or for a key
   // that another master key encrypted, wait for the operator to restore that master key.
@@ -61,7 +83,9 @@ export const KeysPage: FC<{
       one and with the platform key otherwise. After a rate limit, an outage or a timeout, the
       next provider in the list gets the request. After the provider rejects a key, yours or the
       platform's, the next provider gets it only when it is called with your own key, never the
-      platform key, and the file says which key was rejected and which was used. Each call reads
+      platform key, and the file says which key was rejected and which was used. A platform key
+      that the provider rejected gets no requests but a periodic re-check until the operator
+      replaces it, and the list below says so. Each call reads
       your key as stored when it starts, so a key you replace or delete during a preview is
       replaced or no longer used from the next call on. Calls on your own key do not count
       against your plan's allowance. Keys are stored encrypted and shown only by their last four
@@ -118,9 +142,9 @@ export const KeysPage: FC<{
     <section class="card provider-order">
       <h2>Provider order</h2>
       <ol>
-        {uses.map((use) => (
+        {uses.map((use, index) => (
           <li data-provider={use.provider}>
-            {providerNames[use.provider]}: <span class="muted">{describeUse(use)}</span>
+            {providerNames[use.provider]}: <span class="muted">{describeUse(use, uses.slice(index + 1))}</span>
           </li>
         ))}
       </ol>

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
+import { platformKey } from '../autofix/provider-client.ts';
+import type { Config } from '../config/env.ts';
+import type { Database } from '../db/client.ts';
+import { platformKeyRejections, providers, type Provider } from '../db/schema/index.ts';
+import { providerNames } from '../llm/retry.ts';
+
+/** A platform key as the rejection table identifies it: the provider and the key's hash. */
+export interface PlatformKeyId {
+  provider: Provider;
+  keyHash: string;
+}
+
+/** A rejected platform key that is still configured. */
+export interface PlatformKeyRejection {
+  provider: Provider;
+  /** HTTP status of the last rejection, when the provider sent one. */
+  status: number | null;
+  /** When the provider first rejected the key since it last accepted it. */
+  rejectedAt: Date;
+  /** When the next call may try the key again. */
+  recheckAt: Date;
+}
+
+/**
+ * Whether calls may use a platform key: `usable` when no rejection is recorded, `rejected` while
+ * a recorded rejection is not due for a re-check, and `recheck` for the one call that claimed
+ * the re-check that is due.
+ */
+export type PlatformKeyState =
+  | { state: 'usable' }
+  | { state: 'rejected'; status: number | null }
+  | { state: 'recheck'; status: number | null };
+
+/**
+ * Returns the hex SHA-256 of a platform key. Provider keys are long random strings, so the hash
+ * identifies the key without revealing it.
+ */
+export function hashPlatformKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** Returns the id of `provider`'s configured platform key, or undefined when none is set. */
+export function configuredPlatformKeyId(config: Config, provider: Provider): PlatformKeyId | undefined {
+  const key = platformKey(config, provider);
+  return key === undefined ? undefined : { provider, keyHash: hashPlatformKey(key) };
+}
+
+/**
+ * Reads whether a platform key may be called. When its re-check is due, this call claims it
+ * and moves `recheck_at` on by `recheckSeconds`, so concurrent files and processes keep
+ * skipping the key while one call tries it.
+ */
+export async function checkPlatformKey(
+  db: Database,
+  key: PlatformKeyId,
+  recheckSeconds: number,
+): Promise<PlatformKeyState> {
+  const [row] = await db
+    .select({ status: platformKeyRejections.status, due: sql<boolean>`${platformKeyRejections.recheckAt} <= now()` })
+    .from(platformKeyRejections)
+    .where(matches(key));
+  if (!row) return { state: 'usable' };
+  if (!row.due) return { state: 'rejected', status: row.status };
+
+  const claimed = await db
+    .update(platformKeyRejections)
+    .set({ recheckAt: sql`now() + make_interval(secs => ${recheckSeconds})` })
+    .where(and(matches(key), sql`${platformKeyRejections.recheckAt} <= now()`))
+    .returning({ status: platformKeyRejections.status });
+  const [recheck] = claimed;
+  return recheck ? { state: 'recheck', status: recheck.status } : { state: 'rejected', status: row.status };
+}
+
+/**
+ * Records that the provider rejected a platform key with HTTP `status`, and sets its next
+ * re-check `recheckSeconds` from now. Returns true when the key was not recorded as rejected
+ * before, so the caller logs the change once.
+ */
+export async function recordPlatformKeyRejection(
+  db: Database,
+  key: PlatformKeyId,
+  status: number | undefined,
+  recheckSeconds: number,
+): Promise<boolean> {
+  const recheckAt = sql`now() + make_interval(secs => ${recheckSeconds})`;
+  const [row] = await db
+    .insert(platformKeyRejections)
+    .values({ ...key, status: status ?? null, recheckAt })
+    .onConflictDoUpdate({
+      target: [platformKeyRejections.provider, platformKeyRejections.keyHash],
+      set: { status: status ?? null, recheckAt },
+    })
+    // xmax is 0 only on a row that this statement inserted.
+    .returning({ inserted: sql<boolean>`xmax = 0` });
+  return row?.inserted ?? false;
+}
+
+/**
+ * Deletes the rejection of a platform key that the provider accepted again. Returns true when
+ * a rejection was recorded, so the caller logs the change once.
+ */
+export async function clearPlatformKeyRejection(db: Database, key: PlatformKeyId): Promise<boolean> {
+  const deleted = await db
+    .delete(platformKeyRejections)
+    .where(matches(key))
+    .returning({ provider: platformKeyRejections.provider });
+  return deleted.length > 0;
+}
+
+/** Returns the rejections of the platform keys that `config` sets, in provider order. */
+export async function listPlatformKeyRejections(db: Database, config: Config): Promise<PlatformKeyRejection[]> {
+  const rejections: PlatformKeyRejection[] = [];
+  for (const provider of providers) {
+    const key = configuredPlatformKeyId(config, provider);
+    if (!key) continue;
+    const [row] = await db.select().from(platformKeyRejections).where(matches(key));
+    if (row) rejections.push({ provider, status: row.status, rejectedAt: row.rejectedAt, recheckAt: row.recheckAt });
+  }
+  return rejections;
+}
+
+function matches(key: PlatformKeyId) {
+  return and(eq(platformKeyRejections.provider, key.provider), eq(platformKeyRejections.keyHash, key.keyHash));
+}
+
+/** Describes the rejection as the user's texts start it: "Groq rejected the platform Groq key …". */
+export function describePlatformKeyRejection(provider: Provider, status: number | null | undefined): string {
+  const name = providerNames[provider];
+  const statusText = status == null ? '' : ` (HTTP ${status})`;
+  return `${name} rejected the platform ${name} key that this service provides${statusText}`;
+}
+
+/** Builds the sentence that says who has to act on a rejected platform key. */
+export function operatorMustReplace(provider: Provider): string {
+  return `The operator of this service has to replace the platform ${providerNames[provider]} key.`;
+}
+
+/**
+ * Builds the error of a file that was not previewed because the platform key of `provider` is
+ * rejected and no own key of the user followed it.
+ */
+export function platformKeyRejectedReason(provider: Provider, status: number | null | undefined): string {
+  return (
+    `${describePlatformKeyRejection(provider, status)}, so this file was not previewed. ` +
+    `${operatorMustReplace(provider)} Until then, you can save a key of your own on the keys ` +
+    'page and regenerate this file.'
+  );
+}

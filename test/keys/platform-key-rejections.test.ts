@@ -1,0 +1,57 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { platformKeyRejections } from '../../src/db/schema/index.ts';
+import {
+  checkPlatformKey,
+  clearPlatformKeyRejection,
+  hashPlatformKey,
+  recordPlatformKeyRejection,
+  type PlatformKeyId,
+} from '../../src/keys/platform-key-rejections.ts';
+import { createTestContext, type TestContext } from '../helpers/context.ts';
+
+const key: PlatformKeyId = { provider: 'gemini', keyHash: hashPlatformKey('AIzaRejectionStateTest0123456789abcdef') };
+
+let context: TestContext;
+
+beforeAll(async () => {
+  context = await createTestContext();
+});
+afterAll(async () => {
+  await context?.close();
+});
+beforeEach(async () => {
+  await context.db.delete(platformKeyRejections);
+});
+
+describe('platform key rejection state', () => {
+  it('hashes the key with SHA-256', () => {
+    expect(hashPlatformKey('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+
+  it('reports a change only once', async () => {
+    expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'usable' });
+    expect(await recordPlatformKeyRejection(context.db, key, 403, 60)).toBe(true);
+    expect(await recordPlatformKeyRejection(context.db, key, 401, 60)).toBe(false);
+    expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'rejected', status: 401 });
+
+    expect(await clearPlatformKeyRejection(context.db, key)).toBe(true);
+    expect(await clearPlatformKeyRejection(context.db, key)).toBe(false);
+    expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'usable' });
+  });
+
+  it('grants a due re-check to one caller', async () => {
+    await recordPlatformKeyRejection(context.db, key, 403, 60);
+    await context.db.update(platformKeyRejections).set({ recheckAt: sql`now() - interval '1 second'` });
+
+    const states = await Promise.all(Array.from({ length: 5 }, () => checkPlatformKey(context.db, key, 60)));
+    expect(states.filter((state) => state.state === 'recheck')).toEqual([{ state: 'recheck', status: 403 }]);
+    expect(states.filter((state) => state.state === 'rejected')).toHaveLength(4);
+
+    const [row] = await context.db
+      .select({ seconds: sql<number>`extract(epoch FROM ${platformKeyRejections.recheckAt} - now())::float8` })
+      .from(platformKeyRejections);
+    expect(row!.seconds).toBeGreaterThan(55);
+    expect(row!.seconds).toBeLessThanOrEqual(60);
+  });
+});
