@@ -55,9 +55,14 @@ export async function generateOwnKeysLast(
 function describePassedOver(error: ProviderError, keySource: KeySource): PassedOverKey {
   const { provider } = error;
   if (error instanceof StoredKeyChangedError) {
-    return error.change === 'deleted'
-      ? { provider, keySource: 'user', cause: 'deleted' }
-      : { provider, keySource: 'user', cause: 'unusable', reason: error.message };
+    switch (error.change) {
+      case 'deleted':
+        return { provider, keySource: 'user', cause: 'deleted' };
+      case 'rejected':
+        return { provider, keySource: 'user', cause: 'rejected' };
+      case 'unusable':
+        return { provider, keySource: 'user', cause: 'unusable', reason: error.message };
+    }
   }
   return { provider, keySource, cause: 'rejected', status: error.status };
 }

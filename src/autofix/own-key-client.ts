@@ -16,16 +16,16 @@ import type { Logger } from '../logger.ts';
 
 /**
  * Raised in place of a call when the user's stored key changed after the client read it so
- * that it cannot be used: `deleted`, or replaced or re-encrypted by a key that does not decrypt
- * here (`unusable`). Its kind is `unauthorized`, so a preview passes the request on only to a
- * client that uses another own key of the user, as after a rejected own key.
+ * that it cannot be used. The key was `deleted`, or an earlier call marked it `rejected`, or a
+ * key that does not decrypt here replaced it (`unusable`). Its kind is `unauthorized`, so a
+ * preview passes the request on only to a client that uses another own key of the user.
  */
 export class StoredKeyChangedError extends ProviderError {
   override name = 'StoredKeyChangedError';
 
   constructor(
     provider: Provider,
-    readonly change: 'deleted' | 'unusable',
+    readonly change: 'deleted' | 'rejected' | 'unusable',
     message: string,
   ) {
     super({ provider, kind: 'unauthorized', message });
@@ -72,8 +72,11 @@ export function ownKeyClient(
       );
       throw new StoredKeyChangedError(provider, 'deleted', deletedKeyReason(provider));
     }
-    // A call of another preview may have marked this key rejected since it was read.
-    if (row.nonce === latest.stored.nonce && row.unusableCause !== 'rejected') return latest;
+    // A key that an earlier call got rejected is passed over without being sent again.
+    if (row.unusableCause === 'rejected') {
+      throw new StoredKeyChangedError(provider, 'rejected', row.unusableReason ?? rejectedReason(provider, undefined));
+    }
+    if (row.nonce === latest.stored.nonce) return latest;
 
     const opened = await openStoredKey(context, row);
     if (!opened.usable) throw new StoredKeyChangedError(provider, 'unusable', opened.reason);

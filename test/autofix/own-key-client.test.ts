@@ -187,7 +187,7 @@ describe('ownKeyClient', () => {
     const error = await second.generate(request).then(() => null, (caught: unknown) => caught);
 
     expect(error).toBeInstanceOf(StoredKeyChangedError);
-    expect((error as StoredKeyChangedError).change).toBe('unusable');
+    expect((error as StoredKeyChangedError).change).toBe('rejected');
     expect((error as StoredKeyChangedError).kind).toBe('unauthorized');
     expect((error as StoredKeyChangedError).message).toBe((await storedRow(userId))!.unusableReason);
     expect(groq.requests.map((sent) => sent.apiKey)).toEqual([key]);

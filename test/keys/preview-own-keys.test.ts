@@ -64,6 +64,8 @@ beforeAll(async () => {
     head: files,
     groqApiKey: platformGroqKey,
     geminiApiKey: platformGeminiKey,
+    // One file at a time, so the second file always sees what the first recorded about a key.
+    env: { PREVIEW_FILE_CONCURRENCY: '1' },
   });
   ({ context, groq, gemini, runId } = setup);
   await insertConsoleLogFindings(context, runId, Object.keys(files));
@@ -173,7 +175,8 @@ describe('previews with own keys', () => {
       );
     }
     expect(result.request.error).toContain('Previews skip this key until you save it again on the keys page.');
-    expect(completions().map((request) => request.apiKey)).toEqual([key, key]);
+    // The second file reads the key marked rejected and does not send it again.
+    expect(completions().map((request) => request.apiKey)).toEqual([key]);
     expect(groq.requests.some((request) => request.apiKey === platformGroqKey)).toBe(false);
     // Gemini has only the platform key here, which would charge the allowance.
     expect(gemini.requests).toHaveLength(0);
@@ -203,17 +206,19 @@ describe('previews with own keys', () => {
       expect(file.error).toBeNull();
       expect(file.provider).toBe('gemini');
       expect(file.proposedText).toBe(fixed[file.path]);
-      expect(file.keyNotice).toBe(
-        'Groq rejected your saved Groq key (HTTP 401), so this file used your own Gemini key, the ' +
-          'next in your provider order, and not the platform key. Update your Groq key on the keys page.',
-      );
     }
-    // Each file tries the Groq key, because a preview attempt chooses its clients once, and then
-    // the own Gemini key.
-    expect(completions().map((request) => [request.apiKey, request.reply?.status])).toEqual([
-      [groqKey, 401],
-      [groqKey, 401],
-    ]);
+    // The second file passes over the key that the first file's call got marked rejected, so
+    // its notice has no HTTP status.
+    expect(Object.fromEntries(result.files.map((file) => [file.path, file.keyNotice]))).toEqual({
+      'src/a.ts':
+        'Groq rejected your saved Groq key (HTTP 401), so this file used your own Gemini key, the ' +
+        'next in your provider order, and not the platform key. Update your Groq key on the keys page.',
+      'src/b.ts':
+        'Groq rejected your saved Groq key, so this file used your own Gemini key, the next in ' +
+        'your provider order, and not the platform key. Update your Groq key on the keys page.',
+    });
+    // Only the first file sends the Groq key; both then use the own Gemini key.
+    expect(completions().map((request) => [request.apiKey, request.reply?.status])).toEqual([[groqKey, 401]]);
     expect(generations().map((request) => [request.apiKey, request.reply?.status])).toEqual([
       [geminiKey, 200],
       [geminiKey, 200],
@@ -521,7 +526,8 @@ describe('previews with own keys', () => {
       );
     }
     const calls = fake.requests.filter((request) => request.apiKey === key && request.method === 'POST');
-    expect(calls.map((request) => request.reply?.status)).toEqual([status, status]);
+    // The second file reads the key marked rejected by the first and does not send it.
+    expect(calls.map((request) => request.reply?.status)).toEqual([status]);
     const row = await storedKey(user.id, provider);
     expect(row.unusableCause).toBe('rejected');
     expect(row.unusableReason).toBe(
