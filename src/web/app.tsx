@@ -24,6 +24,7 @@ import { signInPages } from './pages/sign-in-pages.tsx';
 import { tokenPages } from './pages/token-pages.tsx';
 import { rejectNulInQuery } from './reject-nul-in-query.ts';
 import { strictTransportSecurity } from './strict-transport-security.ts';
+import type { ByteBudget } from './read-limited-body.ts';
 import { webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
@@ -42,8 +43,14 @@ export const maxFormBodyBytes = 1024 * 1024;
 
 const routinePath = /^\/(public\/|favicon\.ico$|healthz$|usage\/widget$)|\/(progress|files)$/;
 
-/** Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files. */
-export function createApp(context: AppContext): Hono<{ Variables: AuthVariables }> {
+/**
+ * Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files.
+ * `options.webhookBodyBudget` replaces the budget of webhook bodies not processed yet.
+ */
+export function createApp(
+  context: AppContext,
+  options: { webhookBodyBudget?: ByteBudget } = {},
+): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
   const { logger } = context;
 
@@ -107,7 +114,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
     }),
   );
 
-  app.route('/', webhookRoutes(context));
+  app.route('/', webhookRoutes(context, { bodyBudget: options.webhookBodyBudget }));
 
   // API responses contain per-user data, so no shared or browser cache may keep them. Set
   // after the handler, so that errors, a 401 included, carry the header too.
