@@ -71,9 +71,10 @@ export class ByteBudget {
     // outranks a 21 KB body that arrived within 1 ms for about 300 ms. Keeping the budget full
     // that way takes sending about the whole budget again every few hundred ms.
     const now = performance.now();
-    const ranked = [...this.#reads].sort(
-      (a, b) => a.rate(now, a === requester ? bytes : 0) - b.rate(now, b === requester ? bytes : 0),
-    );
+    const ranked = [...this.#reads]
+      .map((read) => ({ read, rate: read.rate(now, read === requester ? bytes : 0) }))
+      .sort((a, b) => a.rate - b.rate)
+      .map(({ read }) => read);
     const neededBytes = this.#usedBytes + bytes - this.maxBytes;
     let evictableBytes = 0;
     for (const read of ranked) if (read !== requester) evictableBytes += read.chargedBytes;
