@@ -25,7 +25,7 @@ import { tokenPages } from './pages/token-pages.tsx';
 import { rejectNulInQuery } from './reject-nul-in-query.ts';
 import { strictTransportSecurity } from './strict-transport-security.ts';
 import type { ByteBudget } from './read-limited-body.ts';
-import { webhookRoutes } from './webhooks.ts';
+import { isIncompleteWebhookBody, webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
 const htmxFile = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.js');
@@ -59,8 +59,12 @@ export function createApp(
     const startedAt = performance.now();
     await next();
     // Static files, health checks and the fragments that pages poll every few seconds would
-    // drown the log at info, so successful ones are logged at debug.
-    const routine = c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path);
+    // drown the log at info, so successful ones are logged at debug. So are webhook bodies
+    // dropped as incomplete, which a client that holds many connections open can cause by the
+    // hundred.
+    const routine =
+      (c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path)) ||
+      isIncompleteWebhookBody(c);
     logger[routine ? 'debug' : 'info'](
       {
         event: 'http.request',

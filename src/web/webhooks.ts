@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { AppContext } from '../context.ts';
 import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
 import type { Logger } from '../logger.ts';
@@ -94,6 +94,14 @@ type WebhookEnv = {
     bodyIncomplete: boolean;
   };
 };
+
+/**
+ * Returns whether the webhook route dropped the request's body before it arrived whole. The
+ * `webhook.bodies_incomplete` summary counts such requests.
+ */
+export function isIncompleteWebhookBody(c: Context): boolean {
+  return (c as Context<WebhookEnv>).get('bodyIncomplete') === true;
+}
 
 /** Limits of the body reads of the webhook route. */
 interface WebhookBodyLimits {

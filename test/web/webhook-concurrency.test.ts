@@ -476,6 +476,9 @@ describe('POST /webhooks/github under load', () => {
     expect(summaries).toHaveLength(1);
     expect(summaries[0]).toMatchObject({ timedOut: 1, evicted: 0, closed: 0, intervalSeconds: 60 });
     expect(logsFrom(logStart, 'webhook.rejected')).toEqual([]);
+    // Their request lines go to debug (pino level 20), so they do not fill the log at info.
+    const requestLines = logsFrom(logStart, 'http.request').filter((line) => line.status === 408);
+    expect(requestLines.map((line) => line.level)).toEqual([20, 20, 20]);
 
     const accepted = await postDelivery(port, 'after-deadline', sign(pingBody));
     expect(accepted.status).toBe(202);
