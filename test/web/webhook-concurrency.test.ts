@@ -487,7 +487,8 @@ describe('POST /webhooks/github under load', () => {
   it('accepts a burst beside trickling bodies', async () => {
     // Twenty connections together fill the 25 MB budget but for 1000 bytes and then send a
     // byte every 100 ms, so the signed deliveries fit only when some of them are dropped.
-    const { port, budget } = await startServer(1, undefined, { maxWaiting: 10, maxWaitMs: 5000 }, 5000);
+    const queue = { maxWaiting: 10, maxWaitMs: 5000 };
+    const { port, budget } = await startServer(1, undefined, queue, 5000);
     const count = 20;
     const share = Math.floor((maxWebhookBytes - 1000) / count);
     const slow = Array.from({ length: count }, (_, index) =>
