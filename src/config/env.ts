@@ -335,6 +335,9 @@ const envSchema = z.object({
   // github.com counts a delivery without a response within 10 s as failed, and GitHub
   // Enterprise Server within 30 s, so a longer wait could only turn a 503 into a timeout.
   WEBHOOK_MAX_WAIT_MS: integer(0, 30_000).default(5000),
+  // github.com gives up on a delivery after 10 s, so a body still arriving after that comes
+  // from a client that is not delivering for GitHub.
+  WEBHOOK_BODY_TIMEOUT_MS: integer(1, 30_000).default(10_000),
   GITHUB_CLIENT_ID: optionalText,
   GITHUB_CLIENT_SECRET: optionalText,
   GITHUB_API_URL: url('for example https://api.github.com').default('https://api.github.com'),

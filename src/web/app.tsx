@@ -24,7 +24,8 @@ import { signInPages } from './pages/sign-in-pages.tsx';
 import { tokenPages } from './pages/token-pages.tsx';
 import { rejectNulInQuery } from './reject-nul-in-query.ts';
 import { strictTransportSecurity } from './strict-transport-security.ts';
-import { webhookRoutes } from './webhooks.ts';
+import type { ByteBudget } from './read-limited-body.ts';
+import { isIncompleteWebhookBody, webhookRoutes } from './webhooks.ts';
 
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
 const htmxFile = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.js');
@@ -42,8 +43,14 @@ export const maxFormBodyBytes = 1024 * 1024;
 
 const routinePath = /^\/(public\/|favicon\.ico$|healthz$|usage\/widget$)|\/(progress|files)$/;
 
-/** Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files. */
-export function createApp(context: AppContext): Hono<{ Variables: AuthVariables }> {
+/**
+ * Builds the HTTP application: webhooks, the JSON API, the dashboard pages and static files.
+ * `options.webhookBodyBudget` replaces the budget of webhook bodies not processed yet.
+ */
+export function createApp(
+  context: AppContext,
+  options: { webhookBodyBudget?: ByteBudget } = {},
+): Hono<{ Variables: AuthVariables }> {
   const app = new Hono<{ Variables: AuthVariables }>();
   const { logger } = context;
 
@@ -52,8 +59,12 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
     const startedAt = performance.now();
     await next();
     // Static files, health checks and the fragments that pages poll every few seconds would
-    // drown the log at info, so successful ones are logged at debug.
-    const routine = c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path);
+    // drown the log at info, so successful ones are logged at debug. So are webhook bodies
+    // dropped as incomplete, which a client that holds many connections open can cause by the
+    // hundred.
+    const routine =
+      (c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path)) ||
+      isIncompleteWebhookBody(c);
     logger[routine ? 'debug' : 'info'](
       {
         event: 'http.request',
@@ -107,7 +118,7 @@ export function createApp(context: AppContext): Hono<{ Variables: AuthVariables 
     }),
   );
 
-  app.route('/', webhookRoutes(context));
+  app.route('/', webhookRoutes(context, { bodyBudget: options.webhookBodyBudget }));
 
   // API responses contain per-user data, so no shared or browser cache may keep them. Set
   // after the handler, so that errors, a 401 included, carry the header too.

@@ -1,16 +1,109 @@
 import { AppError } from './errors.ts';
 
-/** Bytes of request bodies that the requests sharing one budget may hold in memory together. */
+/**
+ * Why a body read ended before the whole body arrived: it ran past its deadline, the budget
+ * cut it to make room for a faster body, or the connection closed.
+ */
+export type IncompleteBodyReason = 'timed_out' | 'evicted' | 'closed';
+
+/** A body read in progress, with the bytes charged for it so far. */
+class BodyRead {
+  chargedBytes = 0;
+  readonly startedAt = performance.now();
+
+  constructor(readonly evict: () => void) {}
+
+  /** Bytes a millisecond since the read started, counting `pendingBytes` not charged yet. */
+  rate(now: number, pendingBytes = 0): number {
+    return (this.chargedBytes + pendingBytes) / Math.max(now - this.startedAt, 1);
+  }
+}
+
+/** Result of `ByteBudget.charge`. */
+type ChargeResult = 'charged' | 'evicted' | 'over_budget';
+
+/**
+ * Bytes of request bodies that the requests sharing one budget may hold in memory together.
+ * Reads in progress can be cut to make room: see `charge`.
+ */
 export class ByteBudget {
   #usedBytes = 0;
+  readonly #reads = new Set<BodyRead>();
 
   constructor(readonly maxBytes: number) {}
 
-  /** Adds `bytes` to the bytes in use and returns true, or returns false when that would exceed the maximum. */
-  take(bytes: number): boolean {
-    if (this.#usedBytes + bytes > this.maxBytes) return false;
+  /** Bytes charged now, by reads in progress and by bodies not released yet. */
+  get usedBytes(): number {
+    return this.#usedBytes;
+  }
+
+  /** Registers a read in progress. The budget calls `evict` when it cuts the read. */
+  startRead(evict: () => void): BodyRead {
+    const read = new BodyRead(evict);
+    this.#reads.add(read);
+    return read;
+  }
+
+  /** Ends `read` as a read in progress, so that it can no longer be cut. Its bytes stay charged. */
+  finishRead(read: BodyRead): void {
+    this.#reads.delete(read);
+  }
+
+  /**
+   * Charges `bytes` more for `read`. When they do not fit, the reads in progress are ranked by
+   * their rate since they started, `read` among them, and the slowest are cut and released
+   * until the bytes fit. Returns `evicted` when `read` itself is among the reads that would be
+   * cut, and then cuts only `read`. Returns `over_budget`, and cuts nothing, when cutting every
+   * other read would not make room, because bodies no longer being read hold the rest.
+   */
+  charge(read: BodyRead, bytes: number): ChargeResult {
+    if (this.#usedBytes + bytes > this.maxBytes) {
+      const result = this.#makeRoom(read, bytes);
+      if (result !== 'charged') return result;
+    }
     this.#usedBytes += bytes;
-    return true;
+    read.chargedBytes += bytes;
+    return 'charged';
+  }
+
+  #makeRoom(requester: BodyRead, bytes: number): ChargeResult {
+    // NOTE: A body that sent a burst and then stalled ranks as fast for a while: with 6 MB it
+    // outranks a 21 KB body that arrived within 1 ms for about 300 ms. Keeping the budget full
+    // that way takes sending about the whole budget again every few hundred ms.
+    const now = performance.now();
+    const ranked = [...this.#reads]
+      .map((read) => ({ read, rate: read.rate(now, read === requester ? bytes : 0) }))
+      .sort((a, b) => a.rate - b.rate)
+      .map(({ read }) => read);
+    const neededBytes = this.#usedBytes + bytes - this.maxBytes;
+    let evictableBytes = 0;
+    for (const read of ranked) if (read !== requester) evictableBytes += read.chargedBytes;
+    if (evictableBytes < neededBytes) return 'over_budget';
+
+    const victims: BodyRead[] = [];
+    let freedBytes = 0;
+    for (const read of ranked) {
+      if (freedBytes >= neededBytes) break;
+      if (read === requester) {
+        this.cut(requester);
+        return 'evicted';
+      }
+      if (read.chargedBytes === 0) continue;
+      victims.push(read);
+      freedBytes += read.chargedBytes;
+    }
+    for (const victim of victims) {
+      this.cut(victim);
+      victim.evict();
+    }
+    return 'charged';
+  }
+
+  /** Releases the bytes of `read` and ends it as a read in progress. */
+  cut(read: BodyRead): void {
+    this.release(read.chargedBytes);
+    read.chargedBytes = 0;
+    this.#reads.delete(read);
   }
 
   release(bytes: number): void {
@@ -23,10 +116,14 @@ export interface BodyLimits {
   maxBytes: number;
   /** Budget that each chunk is charged to as it arrives. */
   budget: ByteBudget;
+  /** Milliseconds from the start of the read until the whole body must have arrived. */
+  timeoutMs: number;
   /** Error thrown for a body larger than `maxBytes`. */
   tooLarge: () => AppError;
-  /** Error thrown when the next chunk would exceed the budget. */
+  /** Error thrown when the next chunk would exceed the budget even with every other read cut. */
   overBudget: () => AppError;
+  /** Error thrown when the body did not arrive whole, with the bytes that had arrived. */
+  incomplete: (reason: IncompleteBodyReason, receivedBytes: number) => AppError;
 }
 
 /** A body read into memory, still charged to its budget until `release` is called. */
@@ -38,36 +135,70 @@ export interface ChargedBody {
 /**
  * Reads the whole body of `request`. Each chunk is charged to `limits.budget` when it arrives,
  * rather than the declared Content-Length, so a body that arrives slowly holds only what it has
- * sent. On any error the charge is released before this throws. A connection that closes
- * before the body is complete, as when the server's request timeout ends it, raises a 400.
+ * sent. The read is cut, and its charge released at once, when the body has not arrived
+ * within `limits.timeoutMs` or when the budget cuts it to make room for a faster body. On any
+ * error the charge is released before this throws. The rest of a cut body is left unread:
+ * the caller should respond with `Connection: close`.
  */
 export async function readLimitedBody(request: Request, limits: BodyLimits): Promise<ChargedBody> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > limits.maxBytes) throw limits.tooLarge();
 
+  const { budget } = limits;
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const release = () => {
-    limits.budget.release(size);
-    size = 0;
-  };
-  if (!request.body) return { bytes: new Uint8Array(0), release };
+  let cutReason: IncompleteBodyReason | undefined;
+  // Ends the pending wait for a chunk. Each wait gets its own promise, because reactions left on
+  // one long-lived promise would keep every chunk reachable.
+  let wake: (() => void) | undefined;
+  const interrupt = () => wake?.();
+  const read = budget.startRead(() => {
+    cutReason = 'evicted';
+    interrupt();
+  });
+  const timer = setTimeout(() => {
+    cutReason = 'timed_out';
+    budget.cut(read);
+    interrupt();
+  }, limits.timeoutMs);
 
-  const reader = request.body.getReader();
+  let releasedBytes = false;
+  const release = () => {
+    if (releasedBytes) return;
+    releasedBytes = true;
+    budget.finishRead(read);
+    budget.release(read.chargedBytes);
+    read.chargedBytes = 0;
+  };
   try {
+    if (!request.body) return { bytes: new Uint8Array(0), release };
+    const reader = request.body.getReader();
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
+      let chunk: ReadableStreamReadResult<Uint8Array> | 'interrupted';
       try {
-        chunk = await reader.read();
-      } catch {
-        throw new AppError(
-          'bad_request',
-          'The connection closed before the whole request body arrived; send the body again.',
+        // After an interrupt the pending read settles when the connection closes, into a
+        // promise that has already resolved, so its rejection is handled.
+        chunk = await new Promise<ReadableStreamReadResult<Uint8Array> | 'interrupted'>(
+          (resolve, reject) => {
+            wake = () => resolve('interrupted');
+            reader.read().then(resolve, reject);
+          },
         );
+      } catch {
+        throw limits.incomplete('closed', size);
+      } finally {
+        wake = undefined;
+      }
+      // The reason is set before each interrupt. A chunk that arrived in the same turn as the
+      // cut is dropped too.
+      if (chunk === 'interrupted' || cutReason !== undefined) {
+        throw limits.incomplete(cutReason!, size);
       }
       if (chunk.done) break;
       if (size + chunk.value.length > limits.maxBytes) throw limits.tooLarge();
-      if (!limits.budget.take(chunk.value.length)) throw limits.overBudget();
+      const charged = budget.charge(read, chunk.value.length);
+      if (charged === 'evicted') throw limits.incomplete('evicted', size);
+      if (charged === 'over_budget') throw limits.overBudget();
       size += chunk.value.length;
       chunks.push(chunk.value);
     }
@@ -76,6 +207,9 @@ export async function readLimitedBody(request: Request, limits: BodyLimits): Pro
     // after the response.
     release();
     throw error;
+  } finally {
+    clearTimeout(timer);
+    budget.finishRead(read);
   }
   return { bytes: Buffer.concat(chunks, size), release };
 }

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { AppContext } from '../context.ts';
 import { dispatchDelivery, validateDeliveryPayload } from '../events/dispatch.ts';
 import type { Logger } from '../logger.ts';
@@ -7,7 +7,8 @@ import { quoteValue } from '../text/quote-value.ts';
 import { stripNul } from '../text/strip-nul.ts';
 import { AppError } from './errors.ts';
 import { limitConcurrency, retryAfterSeconds } from './limit-concurrency.ts';
-import { ByteBudget, readLimitedBody } from './read-limited-body.ts';
+import { IncompleteBodySummary } from './incomplete-body-summary.ts';
+import { ByteBudget, readLimitedBody, type IncompleteBodyReason } from './read-limited-body.ts';
 import { maxDeliveryIdLength } from './delivery-id.ts';
 import { maxWebhookBytes } from './webhook-size.ts';
 
@@ -35,11 +36,14 @@ function parsePayload(body: string): unknown {
   );
 }
 
-/** Logs one warning per rejected delivery with its headers and reason, never body or signature. */
-function logRejectedDeliveries(logger: Logger): MiddlewareHandler {
+/**
+ * Logs one warning per rejected delivery with its headers and reason, never body or signature.
+ * Bodies that did not arrive whole are left to the `IncompleteBodySummary`.
+ */
+function logRejectedDeliveries(logger: Logger): MiddlewareHandler<WebhookEnv> {
   return async (c, next) => {
     await next();
-    if (!(c.error instanceof AppError)) return;
+    if (!(c.error instanceof AppError) || c.get('bodyIncomplete')) return;
     logger.warn(
       {
         event: 'webhook.rejected',
@@ -81,17 +85,73 @@ function decodeWebhookBody(bytes: Uint8Array): string {
   }
 }
 
-/** Variables that the webhook middleware sets for the handler. */
-type WebhookEnv = { Variables: { webhookBytes: Uint8Array; releaseWebhookBody: () => void } };
+/** Variables that the webhook middleware sets for the handler and the rejection log. */
+type WebhookEnv = {
+  Variables: {
+    webhookBytes: Uint8Array;
+    releaseWebhookBody: () => void;
+    /** True when the body did not arrive whole, which the summary logs instead. */
+    bodyIncomplete: boolean;
+  };
+};
 
 /**
- * Reads the body against `budget` and checks X-Hub-Signature-256 over it, then passes the
- * bytes on as `webhookBytes`. The body stays charged to `budget` until `releaseWebhookBody` is
- * called once the delivery has a slot, or until the request ends. So unsigned bodies and signed
- * ones waiting for a slot cannot hold more memory than the budget together. The handler decodes
- * the bytes only after it got a slot, because a decoded copy would wait uncharged beside them.
+ * Returns whether the webhook route dropped the request's body before it arrived whole. The
+ * `webhook.bodies_incomplete` summary counts such requests.
  */
-function verifySignature(secret: string | undefined, budget: ByteBudget): MiddlewareHandler<WebhookEnv> {
+export function isIncompleteWebhookBody(c: Context): boolean {
+  return (c as Context<WebhookEnv>).get('bodyIncomplete') === true;
+}
+
+/** Limits of the body reads of the webhook route. */
+interface WebhookBodyLimits {
+  budget: ByteBudget;
+  timeoutMs: number;
+  summary: IncompleteBodySummary;
+}
+
+/** Returns the error for a body that did not arrive whole, for `reason`. */
+function incompleteBodyError(
+  reason: IncompleteBodyReason,
+  receivedBytes: number,
+  timeoutMs: number,
+): AppError {
+  if (reason === 'closed') {
+    return new AppError(
+      'bad_request',
+      'The connection closed before the whole request body arrived; send the body again.',
+    );
+  }
+  if (reason === 'timed_out') {
+    return new AppError(
+      'request_timeout',
+      `Webhook body did not arrive within ${timeoutMs} ms (WEBHOOK_BODY_TIMEOUT_MS); ` +
+        `${receivedBytes} bytes had arrived. Send the whole body without pauses, as GitHub does.`,
+    );
+  }
+  return new AppError(
+    'request_timeout',
+    `Webhook body was dropped after ${receivedBytes} bytes because the bodies being received ` +
+      'filled the memory bound and this one arrived the slowest. Send the whole body without ' +
+      'pauses, as GitHub does.',
+  );
+}
+
+/**
+ * Reads the body against `limits.budget` and checks X-Hub-Signature-256 over it, then passes
+ * the bytes on as `webhookBytes`. The body stays charged to the budget until
+ * `releaseWebhookBody` is called once the delivery has a slot, or until the request ends. So
+ * unsigned bodies and signed ones waiting for a slot cannot hold more memory than the budget
+ * together. The handler decodes the bytes only after it got a slot, because a decoded copy
+ * would wait uncharged beside them. A body that has not arrived within `limits.timeoutMs`, or
+ * that arrives the slowest while the budget is full, is dropped with 408, so that slow unsigned
+ * bodies cannot keep the budget from GitHub's deliveries.
+ */
+function verifySignature(
+  secret: string | undefined,
+  limits: WebhookBodyLimits,
+): MiddlewareHandler<WebhookEnv> {
+  const { budget, timeoutMs, summary } = limits;
   return async (c, next) => {
     if (!secret) throw new AppError('not_configured', notConfiguredMessage);
 
@@ -105,6 +165,7 @@ function verifySignature(secret: string | undefined, budget: ByteBudget): Middle
     const charged = await readLimitedBody(c.req.raw, {
       maxBytes: maxWebhookBytes,
       budget,
+      timeoutMs,
       tooLarge: () =>
         new AppError(
           'payload_too_large',
@@ -119,6 +180,13 @@ function verifySignature(secret: string | undefined, budget: ByteBudget): Middle
             `${maxWebhookBytes}). GitHub does not redeliver by itself: redeliver this one ` +
             "from the GitHub App's Recent Deliveries.",
         );
+      },
+      incomplete: (reason, receivedBytes) => {
+        summary.record(reason, receivedBytes);
+        c.set('bodyIncomplete', true);
+        // The rest of the body is not read, so the connection cannot carry another request.
+        c.header('Connection', 'close');
+        return incompleteBodyError(reason, receivedBytes, timeoutMs);
       },
     });
     if (!isValidSignature(secret, charged.bytes, signature)) {
@@ -149,9 +217,13 @@ const releaseBodyCharge: MiddlewareHandler<WebhookEnv> = async (c, next) => {
  * returns 202. Only signed deliveries count toward WEBHOOK_MAX_CONCURRENT, so slow unsigned
  * bodies cannot take the slots of GitHub's deliveries. A signed delivery beyond that limit
  * waits up to WEBHOOK_MAX_WAIT_MS for a slot, with at most WEBHOOK_MAX_WAITING waiting, because
- * GitHub does not redeliver a delivery that got 503 by itself.
+ * GitHub does not redeliver a delivery that got 503 by itself. `options.bodyBudget` replaces
+ * the budget of bodies not processed yet, so that a test can read how much it holds.
  */
-export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
+export function webhookRoutes(
+  context: AppContext,
+  options: { bodyBudget?: ByteBudget } = {},
+): Hono<WebhookEnv> {
   const app = new Hono<WebhookEnv>();
   const secret = context.config.WEBHOOK_SECRET;
   const {
@@ -162,12 +234,17 @@ export function webhookRoutes(context: AppContext): Hono<WebhookEnv> {
   // Each body is buffered whole before its signature can be checked, and a signed one stays in
   // memory while it waits for a slot. The budget keeps the memory bound of those bodies at that
   // of WEBHOOK_MAX_CONCURRENT full-size bodies.
-  const budget = new ByteBudget(maxConcurrent * maxWebhookBytes);
+  const budget = options.bodyBudget ?? new ByteBudget(maxConcurrent * maxWebhookBytes);
+  const bodyLimits: WebhookBodyLimits = {
+    budget,
+    timeoutMs: context.config.WEBHOOK_BODY_TIMEOUT_MS,
+    summary: new IncompleteBodySummary(context.logger),
+  };
 
   app.post(
     '/webhooks/github',
     logRejectedDeliveries(context.logger),
-    verifySignature(secret, budget),
+    verifySignature(secret, bodyLimits),
     limitConcurrency({
       maxConcurrent,
       maxWaiting,

@@ -52,6 +52,15 @@ describe('loadConfig errors', () => {
     expect(errorFor({ REQUEST_TIMEOUT_SECONDS: '0' })).toBe(
       'Invalid REQUEST_TIMEOUT_SECONDS: must be at least 1 (got "0").',
     );
+    expect(errorFor({ WEBHOOK_BODY_TIMEOUT_MS: '0' })).toBe(
+      'Invalid WEBHOOK_BODY_TIMEOUT_MS: must be at least 1 (got "0").',
+    );
+    expect(errorFor({ WEBHOOK_BODY_TIMEOUT_MS: '30001' })).toBe(
+      'Invalid WEBHOOK_BODY_TIMEOUT_MS: must be at most 30000 (got "30001").',
+    );
+    expect(errorFor({ WEBHOOK_BODY_TIMEOUT_MS: '10s' })).toBe(
+      'Invalid WEBHOOK_BODY_TIMEOUT_MS: must be a whole number (got "10s").',
+    );
   });
 });
 

@@ -5,10 +5,11 @@ import type { ServerType } from '@hono/node-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/web/app.tsx';
 import { serveHttp } from '../../src/web/http-server.ts';
+import { ByteBudget } from '../../src/web/read-limited-body.ts';
 import { maxWebhookBytes } from '../../src/web/webhook-size.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { waitFor } from '../helpers/process.ts';
-import { examplePullRequestEvent, waitForLockWait } from '../helpers/webhooks.ts';
+import { examplePayload, examplePullRequestEvent, waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'webhook-secret-for-tests';
 const pingBody = JSON.stringify({ zen: 'Slow and steady.' });
@@ -38,29 +39,50 @@ afterAll(async () => {
  * Serves the app of the test context as `fixwright start` does, with WEBHOOK_MAX_CONCURRENT set
  * to `maxConcurrent` and the request timeout of the configuration unless `requestTimeoutSeconds`
  * is given. `queue` sets WEBHOOK_MAX_WAITING and WEBHOOK_MAX_WAIT_MS, which default to 0 waiting
- * deliveries, so a delivery beyond the limit gets 503 at once.
+ * deliveries, so a delivery beyond the limit gets 503 at once. `bodyTimeoutMs` sets
+ * WEBHOOK_BODY_TIMEOUT_MS. Returns the budget of webhook bodies not processed yet as well.
  */
 async function startServer(
   maxConcurrent: number,
   requestTimeoutSeconds = context.config.REQUEST_TIMEOUT_SECONDS,
   queue: { maxWaiting: number; maxWaitMs: number } = { maxWaiting: 0, maxWaitMs: 0 },
-): Promise<{ server: ServerType; port: number }> {
-  const app = createApp({
-    ...context,
-    config: {
-      ...context.config,
-      WEBHOOK_MAX_CONCURRENT: maxConcurrent,
-      WEBHOOK_MAX_WAITING: queue.maxWaiting,
-      WEBHOOK_MAX_WAIT_MS: queue.maxWaitMs,
+  bodyTimeoutMs = context.config.WEBHOOK_BODY_TIMEOUT_MS,
+): Promise<{ server: ServerType; port: number; budget: ByteBudget }> {
+  const budget = new ByteBudget(maxConcurrent * maxWebhookBytes);
+  const app = createApp(
+    {
+      ...context,
+      config: {
+        ...context.config,
+        WEBHOOK_MAX_CONCURRENT: maxConcurrent,
+        WEBHOOK_MAX_WAITING: queue.maxWaiting,
+        WEBHOOK_MAX_WAIT_MS: queue.maxWaitMs,
+        WEBHOOK_BODY_TIMEOUT_MS: bodyTimeoutMs,
+      },
     },
-  });
+    { webhookBodyBudget: budget },
+  );
   const server = serveHttp(app.fetch, { hostname: '127.0.0.1', port: 0, requestTimeoutSeconds });
   servers.push(server);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  return { server, port: (server.address() as AddressInfo).port };
+  return { server, port: (server.address() as AddressInfo).port, budget };
+}
+
+/** Waits up to 10 s until `budget` has exactly `bytes` charged. */
+async function waitForBudget(budget: ByteBudget, bytes: number): Promise<void> {
+  await waitFor(async () => budget.usedBytes === bytes, {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    describe: () => `the body budget to hold ${bytes} bytes; it holds ${budget.usedBytes}`,
+  });
+}
+
+/** Returns the log lines of `event` that were written from index `from` of the test logs on. */
+function logsFrom(from: number, event: string) {
+  return context.logs.slice(from).filter((line) => line.event === event);
 }
 
 function sign(body: string): string {
@@ -370,47 +392,154 @@ describe('POST /webhooks/github under load', () => {
     });
   }, 30_000);
 
-  it('returns 503 when unchecked bodies fill memory', async () => {
+  it('drops the slowest body for a signed one', async () => {
     // With WEBHOOK_MAX_CONCURRENT=1 the bodies whose signature is not checked yet may hold
-    // 25 MB together. This connection sends all but one byte of a 25 MB body and stops.
-    const { port } = await startServer(1);
-    const large = openSlowDelivery(port, {
-      deliveryId: 'fills-budget',
-      contentLength: maxWebhookBytes,
-      signature: 'sha256=00',
-      firstBytes: maxWebhookBytes - 1,
-      intervalMs: 60_000,
+    // 25 MB together. Four connections send a quarter each and stop, so the budget is full.
+    const { port, budget } = await startServer(1);
+    const logStart = context.logs.length;
+    const slow = Array.from({ length: 4 }, (_, index) =>
+      openSlowDelivery(port, {
+        deliveryId: `fills-budget-${index}`,
+        contentLength: maxWebhookBytes,
+        signature: 'sha256=00',
+        firstBytes: maxWebhookBytes / 4,
+        intervalMs: 60_000,
+      }),
+    );
+    await waitForBudget(budget, maxWebhookBytes);
+    // Ranked by bytes a millisecond since they started, bodies that just sent 6 MB still count
+    // as faster than a delivery that arrives at once, so they get a second to slow down.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const payload = examplePullRequestEvent('opened', {
+      installationId: 7200,
+      repositoryId: 7200,
+      repository: 'octo-org/beside-slow',
+      number: 1,
     });
-    const smallBody = JSON.stringify({ zen: 'x'.repeat(1024) });
+    const body = JSON.stringify(payload);
 
-    const rejected = await waitFor(
-      async () => {
-        const response = await postDelivery(port, 'over-budget', sign(smallBody), smallBody);
-        return response.status === 503 ? response : null;
-      },
-      { timeoutMs: 10_000, intervalMs: 50, describe: () => 'a 503 while 25 MB are buffered' },
-    );
+    const response = await postDelivery(port, 'signed-over-full', sign(body), body, 'pull_request');
 
-    expect(rejected.headers.get('retry-after')).toBe('1');
-    const { error } = await rejected.json();
-    expect(error.code).toBe('service_unavailable');
-    expect(error.message).toContain(`more than ${maxWebhookBytes} bytes`);
+    expect(response.status).toBe(202);
+    expect((await response.json()).delivery).toBe('signed-over-full');
+    const closed = await Promise.race([
+      Promise.any(slow.map((connection) => connection.closed)),
+      new Promise<string>((resolve) => setTimeout(() => resolve('none closed within 5 s'), 5000)),
+    ]);
+    expect(closed.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+    expect(closed).toContain('arrived the slowest');
+    expect(slow.filter((connection) => connection.socket.destroyed)).toHaveLength(1);
+    // The signed body's charge ended with its request, so only the other three stay charged.
+    await waitForBudget(budget, (maxWebhookBytes / 4) * 3);
+    const [summary] = logsFrom(logStart, 'webhook.bodies_incomplete');
+    expect(summary).toMatchObject({ evicted: 1, timedOut: 0, closed: 0 });
+    expect(summary!.receivedBytes).toBe(maxWebhookBytes / 4);
+    expect(logsFrom(logStart, 'webhook.rejected')).toEqual([]);
 
-    large.socket.destroy();
-    await large.closed;
-    const accepted = await waitFor(
-      async () => {
-        const response = await postDelivery(port, 'after-budget', sign(smallBody), smallBody);
-        return response.status === 202 ? response : null;
-      },
-      { timeoutMs: 10_000, intervalMs: 50, describe: () => 'a 202 once the large body is gone' },
-    );
-    expect(await accepted.json()).toEqual({ delivery: 'after-budget', outcome: 'pong' });
+    for (const connection of slow) connection.socket.destroy();
+    await Promise.all(slow.map((connection) => connection.closed));
+    await waitForBudget(budget, 0);
   });
+
+  it('cuts a slow body at the deadline', async () => {
+    const { port, budget } = await startServer(8, undefined, undefined, 300);
+    const logStart = context.logs.length;
+    const started = Date.now();
+    const slow = Array.from({ length: 3 }, (_, index) =>
+      openSlowDelivery(port, {
+        deliveryId: `past-deadline-${index}`,
+        contentLength: 1_000_000,
+        signature: 'sha256=00',
+        firstBytes: 1000,
+        intervalMs: 50,
+      }),
+    );
+
+    const received = await Promise.race([
+      Promise.all(slow.map((connection) => connection.closed)),
+      new Promise<string[]>((resolve) => setTimeout(() => resolve(['still open after 5 s']), 5000)),
+    ]);
+
+    const elapsed = Date.now() - started;
+    expect(received).toHaveLength(3);
+    for (const response of received) {
+      expect(response.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(response.toLowerCase()).toContain('connection: close');
+      expect(response).toContain('"code":"request_timeout"');
+      expect(response).toContain('did not arrive within 300 ms (WEBHOOK_BODY_TIMEOUT_MS)');
+    }
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(3000);
+    await waitForBudget(budget, 0);
+    // The first body is logged at once and the others wait for the next summary.
+    const summaries = logsFrom(logStart, 'webhook.bodies_incomplete');
+    expect(summaries).toHaveLength(1);
+    expect(summaries[0]).toMatchObject({ timedOut: 1, evicted: 0, closed: 0, intervalSeconds: 60 });
+    expect(logsFrom(logStart, 'webhook.rejected')).toEqual([]);
+    // Their request lines go to debug (pino level 20), so they do not fill the log at info.
+    const requestLines = logsFrom(logStart, 'http.request').filter((line) => line.status === 408);
+    expect(requestLines.map((line) => line.level)).toEqual([20, 20, 20]);
+
+    const accepted = await postDelivery(port, 'after-deadline', sign(pingBody));
+    expect(accepted.status).toBe(202);
+  });
+
+  it('accepts a burst beside trickling bodies', async () => {
+    // Twenty connections together fill the 25 MB budget but for 1000 bytes and then send a
+    // byte every 100 ms, so the signed deliveries fit only when some of them are dropped.
+    const queue = { maxWaiting: 10, maxWaitMs: 5000 };
+    const { port, budget } = await startServer(1, undefined, queue, 5000);
+    const count = 20;
+    const share = Math.floor((maxWebhookBytes - 1000) / count);
+    const slow = Array.from({ length: count }, (_, index) =>
+      openSlowDelivery(port, {
+        deliveryId: `trickle-${index}`,
+        contentLength: maxWebhookBytes,
+        signature: 'sha256=00',
+        firstBytes: share,
+        intervalMs: 100,
+      }),
+    );
+    await waitFor(async () => budget.usedBytes >= share * count, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      describe: () => `the slow bodies to fill the budget; it holds ${budget.usedBytes}`,
+    });
+    const bodies = Array.from({ length: 5 }, (_, index) => {
+      const payload = examplePayload('pull_request', 'opened', 7300);
+      payload.number = index + 1;
+      payload.pull_request.number = index + 1;
+      return JSON.stringify(payload);
+    });
+    expect(budget.usedBytes + bodies[0]!.length).toBeGreaterThan(budget.maxBytes);
+
+    const responses = await Promise.all(
+      bodies.map((body, index) =>
+        postDelivery(port, `beside-trickle-${index}`, sign(body), body, 'pull_request'),
+      ),
+    );
+
+    expect(responses.map((response) => response.status)).toEqual([202, 202, 202, 202, 202]);
+    const stored = await context.database.sql<{ delivery_id: string }[]>`
+      SELECT delivery_id FROM webhook_deliveries WHERE delivery_id LIKE 'beside-trickle-%'
+      ORDER BY delivery_id`;
+    expect(stored.map((row) => row.delivery_id)).toEqual(
+      bodies.map((_, index) => `beside-trickle-${index}`),
+    );
+    expect(slow.filter((connection) => connection.socket.destroyed).length).toBeGreaterThan(0);
+    // Every slow body ends at the 5 s deadline at the latest, and the budget is empty again.
+    await Promise.race([
+      Promise.all(slow.map((connection) => connection.closed)),
+      new Promise((resolve) => setTimeout(resolve, 10_000)),
+    ]);
+    expect(slow.filter((connection) => !connection.socket.destroyed)).toHaveLength(0);
+    await waitForBudget(budget, 0);
+  }, 30_000);
 
   it('closes a trickling body after the request timeout', async () => {
     expect(context.config.REQUEST_TIMEOUT_SECONDS).toBe(30);
     const { port } = await startServer(8, 1);
+    const logStart = context.logs.length;
     const started = Date.now();
     const slow = openSlowDelivery(port, {
       deliveryId: 'timed-out',
@@ -427,14 +556,11 @@ describe('POST /webhooks/github under load', () => {
     expect(received.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(5000);
-    const warning = await waitFor(
-      async () =>
-        context.logs.find(
-          (line) => line.event === 'webhook.rejected' && line.deliveryId === 'timed-out',
-        ),
-      { timeoutMs: 5000, intervalMs: 20, describe: () => 'the rejection log of the slow body' },
+    const summary = await waitFor(
+      async () => logsFrom(logStart, 'webhook.bodies_incomplete')[0],
+      { timeoutMs: 5000, intervalMs: 20, describe: () => 'the summary of the slow body' },
     );
-    expect(warning).toMatchObject({ status: 400, code: 'bad_request' });
-    expect(warning.reason).toContain('closed before the whole request body arrived');
+    expect(summary).toMatchObject({ closed: 1, timedOut: 0, evicted: 0 });
+    expect(logsFrom(logStart, 'webhook.rejected')).toEqual([]);
   }, 15_000);
 });
