@@ -204,8 +204,11 @@ function* findCredentialSteps(
 
   // The quoted values come in order of their start, so one walk finds the quoted credential
   // that contains a bearer token, as in `token: "Bearer …"`. That whole value is the credential.
+  const bearerTokens = mayMatch(text, BEARER_TOKEN_SEARCH)
+    ? yield* findBearerTokenSteps(text, meter)
+    : [];
   let holder = 0;
-  for (const token of yield* findBearerTokenSteps(text, meter)) {
+  for (const token of bearerTokens) {
     while (holder < assigned && spans[holder]!.end < token.end) {
       holder += 1;
     }
@@ -215,29 +218,27 @@ function* findCredentialSteps(
     }
   }
 
-  for (const span of yield* findQueryCredentialSteps(text, meter)) {
-    if (span.end - span.start >= minQueryValueLength) {
-      spans.push(span);
+  if (mayMatch(text, QUERY_CREDENTIAL_SEARCH)) {
+    for (const span of yield* findQueryCredentialSteps(text, meter)) {
+      if (span.end - span.start >= minQueryValueLength) {
+        spans.push(span);
+      }
     }
   }
   return spans;
 }
 
 /**
- * Runs `pattern` over the whole line in steps, unless the line is short and has no match. One
- * test of a short line skips the generators of the search in steps, which cost more than the
- * search itself on most lines.
+ * Tells whether `pattern` may match on the line: false only for a short line without a match.
+ * Most lines have none, and one test of a short line skips the generators of the search in
+ * steps, which cost more than the search itself.
  */
-function* matchesOnLineSteps(
-  text: string,
-  pattern: SteppedPattern,
-  meter: StepMeter,
-): Steps<RegExpExecArray[]> {
-  pattern.search.lastIndex = 0;
-  if (text.length <= searchWindowChars && !pattern.search.test(text)) {
-    return [];
+function mayMatch(text: string, pattern: SteppedPattern): boolean {
+  if (text.length > searchWindowChars) {
+    return true;
   }
-  return yield* matchAllSteps(text, pattern, meter);
+  pattern.search.lastIndex = 0;
+  return pattern.search.test(text);
 }
 
 /**
@@ -263,7 +264,7 @@ export const BEARER_TOKEN_SEARCH = steppedPattern(
 /** Finds bearer tokens that are not placeholders, in steps. */
 function* findBearerTokenSteps(text: string, meter: StepMeter): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
-  for (const match of yield* matchesOnLineSteps(text, BEARER_TOKEN_SEARCH, meter)) {
+  for (const match of yield* matchAllSteps(text, BEARER_TOKEN_SEARCH, meter)) {
     const token = match[1]!;
     // A value without a digit reads as a name, as in `"Bearer ACCESS_TOKEN"` or `"Bearer
     // accessToken"`, or as prose such as `"Bearer authentication failed"`.
@@ -295,7 +296,7 @@ export const QUERY_CREDENTIAL_SEARCH = steppedPattern(
  */
 function* findQueryCredentialSteps(text: string, meter: StepMeter): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
-  for (const match of yield* matchesOnLineSteps(text, QUERY_CREDENTIAL_SEARCH, meter)) {
+  for (const match of yield* matchAllSteps(text, QUERY_CREDENTIAL_SEARCH, meter)) {
     const name = match[1]!;
     const value = match[2]!;
     if (!isPlaceholderValue(value, name) && !URL_PASSWORD_PLACEHOLDER.test(value)) {
