@@ -123,12 +123,16 @@ describe('secrets found by their format', () => {
       `GITHUB_TOKEN="${githubToken}"`,
       `token: "Bearer ${jwt}"`,
       `aws_secret_key = "${AWS_KEY}"`,
+      `curl -H "Authorization: Bearer ${githubToken}"`,
+      `URL=https://api.internal/v1?access_token=${jwt}`,
     ];
     const findings = runRules('.env', addedFrom(1, texts));
     expect(findings.map((finding) => [finding.startLine, finding.ruleId])).toEqual([
       [3, 'secret/aws-access-key-id'],
       [1, 'secret/github-token'],
+      [4, 'secret/github-token'],
       [2, 'secret/jwt'],
+      [5, 'secret/jwt'],
     ]);
   });
 
