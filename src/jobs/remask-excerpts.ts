@@ -28,7 +28,10 @@ interface StoredExcerpt {
   fingerprint: string;
 }
 
-/** Outcome of `remaskStoredExcerpts`: rows masked again, those whose excerpt changed, and whether rows are left. */
+/**
+ * Outcome of `remaskStoredExcerpts`: rows masked again, those whose excerpt changed, and whether
+ * rows may be left (every batch was full).
+ */
 export interface RemaskOutcome {
   rows: number;
   changed: number;
@@ -43,8 +46,9 @@ export interface RemaskOutcome {
  *
  * A finding whose excerpt changes gets a new fingerprint too, because the old one hashes a line
  * with that secret in clear. With the rest of the line in the excerpt, the old hash could
- * confirm a guess at a short secret. The line itself is not stored, so the new fingerprint hashes the
- * rule, the path, the new excerpt and the finding's id, which keeps it unique in its run.
+ * confirm a guess at a short secret. The line itself is not stored, so the new fingerprint
+ * hashes the rule, the path, the new excerpt and the finding's id, which keeps it unique in its
+ * run.
  */
 export async function remaskStoredExcerpts(
   context: Pick<AppContext, 'db'>,
