@@ -1,11 +1,5 @@
 import { findQuotedAssignmentSteps, unquotedEnvAssignmentSteps } from './assignment-search.ts';
-import {
-  findSteps,
-  matchAllSteps,
-  searchWindowChars,
-  steppedPattern,
-  type SteppedPattern,
-} from './line-search.ts';
+import { findSteps, matchAllSteps, mayMatch, steppedPattern } from './line-search.ts';
 import { runSteps, sortSteps, StepMeter, type Steps } from './steps.ts';
 import { findAllTokenSteps, type TokenKind } from './token-secrets.ts';
 
@@ -226,19 +220,6 @@ function* findCredentialSteps(
     }
   }
   return spans;
-}
-
-/**
- * Tells whether `pattern` may match on the line: false only for a short line without a match.
- * Most lines have none, and one test of a short line skips the generators of the search in
- * steps, which cost more than the search itself.
- */
-function mayMatch(text: string, pattern: SteppedPattern): boolean {
-  if (text.length > searchWindowChars) {
-    return true;
-  }
-  pattern.search.lastIndex = 0;
-  return pattern.search.test(text);
 }
 
 /**

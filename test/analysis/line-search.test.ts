@@ -9,6 +9,7 @@ import {
 import {
   findSteps,
   matchAllSteps,
+  mayMatch,
   searchWindowChars,
   type SteppedPattern,
 } from '../../src/analysis/line-search.ts';
@@ -210,6 +211,17 @@ describe('findSteps', () => {
 
     expect(step.value?.index).toBe(10 * searchWindowChars);
     expect(yields).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe('mayMatch', () => {
+  it('tests a short line once', () => {
+    expect(mayMatch('const a = 1; debugger;', DEBUGGER_STATEMENT)).toBe(true);
+    expect(mayMatch('const a = 1;', DEBUGGER_STATEMENT)).toBe(false);
+  });
+
+  it('leaves a long line to the search in steps', () => {
+    expect(mayMatch('x'.repeat(searchWindowChars + 1), DEBUGGER_STATEMENT)).toBe(true);
   });
 });
 
