@@ -3,6 +3,13 @@ import { runSteps, type Steps } from './steps.ts';
 
 export const MAX_EXCERPT_LENGTH = 200;
 
+/**
+ * Version of the secret masks in excerpts, stored with each finding. Raise it when a rule
+ * masks more, so that excerpts stored before are masked again (see `remaskExcerptSteps`).
+ * Version 2 added bearer tokens, query credentials and URL passwords with `/`, `?` or `#`.
+ */
+export const excerptMaskVersion = 2;
+
 // Characters kept before the offending match when a long line is cut, to show what it belongs to.
 const LEAD_IN = 40;
 
@@ -35,4 +42,14 @@ export function* buildExcerptSteps(text: string, path: string, focus = 0): Steps
     return `…${trimmed.slice(start)}`;
   }
   return `…${trimmed.slice(start, start + MAX_EXCERPT_LENGTH - 2)}…`;
+}
+
+/**
+ * Masks an excerpt stored under an older `excerptMaskVersion` with the current rules. Masking
+ * only writes `*` over characters, so the masks the excerpt already has stay.
+ * NOTE: a secret that the excerpt's cut at `…` split is masked only when the part left still
+ * matches a rule, because the rest of the line was not stored.
+ */
+export function* remaskExcerptSteps(excerpt: string, path: string): Steps<string> {
+  return yield* maskSecretsSteps(excerpt, path);
 }

@@ -44,6 +44,19 @@ export function steppedPattern(
 }
 
 /**
+ * Tells whether `pattern` may match in `text`: false only for a text of at most
+ * `searchWindowChars` without a match. Most lines have none, and one test of a short line skips
+ * the generators of the search in steps, which cost more than the search itself.
+ */
+export function mayMatch(text: string, pattern: SteppedPattern): boolean {
+  if (text.length > searchWindowChars) {
+    return true;
+  }
+  pattern.search.lastIndex = 0;
+  return pattern.search.test(text);
+}
+
+/**
  * Finds the first match of `pattern.search` in `text` that starts at `from` or later, as
  * `exec` with `lastIndex = from` does, and yields after each window of `windowChars`. When at
  * most `windowChars` characters follow `from`, it runs that one `exec`.

@@ -1,5 +1,5 @@
 import { findQuotedAssignmentSteps, unquotedEnvAssignmentSteps } from './assignment-search.ts';
-import { findSteps, matchAllSteps, steppedPattern } from './line-search.ts';
+import { findSteps, matchAllSteps, mayMatch, steppedPattern } from './line-search.ts';
 import { runSteps, sortSteps, StepMeter, type Steps } from './steps.ts';
 import { findAllTokenSteps, type TokenKind } from './token-secrets.ts';
 
@@ -149,7 +149,7 @@ export function* findAwsAccessKeyIdSteps(text: string): Steps<SecretSpan[]> {
 
 /**
  * Finds credential values that are not placeholders: quoted values assigned to a credential name,
- * and in dotenv files also unquoted values.
+ * in dotenv files also unquoted values, bearer tokens and credentials in a URL query.
  */
 export function findHardcodedCredentials(text: string, path: string): SecretSpan[] {
   return runSteps(findHardcodedCredentialSteps(text, path));
@@ -161,7 +161,19 @@ export function findHardcodedCredentials(text: string, path: string): SecretSpan
  * NOTE: one try of an assignment's head reads its name and runs of spaces in one piece, and a
  * value is checked for placeholders in one piece. For 5 MB each took tens of milliseconds.
  */
-export function* findHardcodedCredentialSteps(text: string, path: string): Steps<SecretSpan[]> {
+export function findHardcodedCredentialSteps(text: string, path: string): Steps<SecretSpan[]> {
+  return findCredentialSteps(text, path, MIN_CREDENTIAL_LENGTH);
+}
+
+/**
+ * Finds credential values as `findHardcodedCredentialSteps` does, but takes query parameter
+ * values from `minQueryValueLength` characters on.
+ */
+function* findCredentialSteps(
+  text: string,
+  path: string,
+  minQueryValueLength: number,
+): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
   const meter = new StepMeter();
   for (const { name, value, end: matchEnd } of yield* findQuotedAssignmentSteps(text, meter)) {
@@ -174,6 +186,7 @@ export function* findHardcodedCredentialSteps(text: string, path: string): Steps
       yield;
     }
   }
+  const assigned = spans.length;
 
   const unquoted = isEnvFile(path) ? yield* unquotedEnvAssignmentSteps(text, meter) : undefined;
   if (unquoted) {
@@ -182,19 +195,121 @@ export function* findHardcodedCredentialSteps(text: string, path: string): Steps
       spans.push({ kind: 'hardcoded-credential', start, end: start + value.length });
     }
   }
+
+  // The quoted values come in order of their start, so one walk finds the quoted credential
+  // that contains a bearer token, as in `token: "Bearer …"`. That whole value is the credential.
+  const bearerTokens = mayMatch(text, BEARER_TOKEN_SEARCH)
+    ? yield* findBearerTokenSteps(text, meter)
+    : [];
+  let holder = 0;
+  for (const token of bearerTokens) {
+    while (holder < assigned && spans[holder]!.end < token.end) {
+      holder += 1;
+    }
+    const inside = holder < assigned && spans[holder]!.start <= token.start;
+    if (!inside) {
+      spans.push(token);
+    }
+  }
+
+  if (mayMatch(text, QUERY_CREDENTIAL_SEARCH)) {
+    for (const span of yield* findQueryCredentialSteps(text, meter)) {
+      if (span.end - span.start >= minQueryValueLength) {
+        spans.push(span);
+      }
+    }
+  }
+  return spans;
+}
+
+/**
+ * A bearer token in an authorization value: `Bearer` and the token, after an opening quote
+ * (`"Bearer …"`) or after `Authorization:` or `Authorization=` (`-H "Authorization: Bearer …"`,
+ * an HTTP request file). The token is RFC 6750's b64token, which ends at a quote, a `\`,
+ * whitespace, `,`, `;`, `)` or the end of the line. Any other character after it, as in
+ * `` `Bearer abc${token}` `` or `"Bearer %s"`, makes the value a template, not a token.
+ */
+export const BEARER_TOKEN_SEARCH = steppedPattern(
+  // The lookbehind follows `bearer`, because at the start of the pattern it slowed the search
+  // of every line (see token-secrets.ts). It comes before the spaces, so a failed try reads
+  // each run of spaces once.
+  new RegExp(
+    String.raw`bearer(?<=(?:["'\x60]|authorization["']?[ \t]*[:=][ \t]*["']?)bearer)` +
+      String.raw`[ \t]+([\w.~+/-]+=*)(?=["'\x60\\\s,;)]|$)`,
+    'i',
+  ),
+  /bearer/i,
+  'bearer'.length,
+);
+
+/** Finds bearer tokens that are not placeholders, in steps. */
+function* findBearerTokenSteps(text: string, meter: StepMeter): Steps<SecretSpan[]> {
+  const spans: SecretSpan[] = [];
+  for (const match of yield* matchAllSteps(text, BEARER_TOKEN_SEARCH, meter)) {
+    const token = match[1]!;
+    // A value without a digit reads as a name, as in `"Bearer ACCESS_TOKEN"` or `"Bearer
+    // accessToken"`, or as prose such as `"Bearer authentication failed"`.
+    if (/\d/.test(token) && isCredentialValue(token, 'token')) {
+      const end = match.index + match[0].length;
+      spans.push({ kind: 'hardcoded-credential', start: end - token.length, end });
+    }
+  }
+  return spans;
+}
+
+/**
+ * A credential parameter of a URL query, a form body or a `;`-separated connection string:
+ * `?password=…`, `&token=…`, `;Pwd=…`. The name is one of a fixed list, in any case, because
+ * names such as `page_token` or `csrf_token` hold no secret. The value ends at `&`, `#`, `;`,
+ * whitespace, a quote, `<`, `>` or `\`.
+ */
+const QUERY_CREDENTIAL_HEAD =
+  String.raw`[?&;](password|passwd|pwd|token|access_token|api_?key|secret|client_secret)=`;
+export const QUERY_CREDENTIAL_SEARCH = steppedPattern(
+  new RegExp(String.raw`${QUERY_CREDENTIAL_HEAD}([^\s&#;"'\x60<>\\]+)`, 'i'),
+  new RegExp(QUERY_CREDENTIAL_HEAD, 'i'),
+  '&client_secret='.length,
+);
+
+/**
+ * Finds the values of credential query parameters that are not placeholders, of any length, in
+ * steps. Placeholders are those of a URL password, and a value that repeats the parameter name.
+ */
+function* findQueryCredentialSteps(text: string, meter: StepMeter): Steps<SecretSpan[]> {
+  const spans: SecretSpan[] = [];
+  for (const match of yield* matchAllSteps(text, QUERY_CREDENTIAL_SEARCH, meter)) {
+    const name = match[1]!;
+    const value = match[2]!;
+    if (!isPlaceholderValue(value, name) && !URL_PASSWORD_PLACEHOLDER.test(value)) {
+      const end = match.index + match[0].length;
+      spans.push({ kind: 'hardcoded-credential', start: end - value.length, end });
+    }
+  }
   return spans;
 }
 
 /**
  * The user information of a URL, such as `://app:PASSWORD@` in `postgres://app:PASSWORD@db/app`:
- * the user and the password, from the `:` after the scheme to the `@` before the host. The
- * password runs to the last `@` before the host, because passwords often contain an unencoded
- * `@`. It stops at whitespace, a quote, `/`, `?` or `#`.
+ * the user and the password, from the `:` after the scheme to the `@` before the host. Group 1
+ * is the user and group 2 or 3 the password.
+ *
+ * A password without `/`, `?` or `#` (group 2) runs to the last `@` before the host, because
+ * passwords often contain an unencoded `@`. Where no such password ends in `@`, a password with
+ * an unencoded `/`, `?` or `#` (group 3), as in `postgres://u:pa/ss?w#rd@db/app`, runs to the
+ * first `@` after the first of them. It contains no `:` or `@` (before the first `/`, `?` or `#`
+ * an `@` would have ended a password of group 2). A password of group 3 must not start with
+ * digits alone before that character, because `http://host:8080/users/@me` is a port and a path.
+ * Both stop at whitespace or a quote.
  */
 export const CONNECTION_URL_USERINFO_SEARCH = steppedPattern(
   // The lookbehind for the scheme's last character follows `://`, because a lookbehind at the
-  // start of a pattern slowed the search of every line (see token-secrets.ts).
-  /:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'`]*):([^\s/?#"'`]+)@(?=[^\s@/?#"'`])/,
+  // start of a pattern slowed the search of every line (see token-secrets.ts). Group 3 has no
+  // `:`, so it stops at the `://` of the next URL, and a line of many URLs is read once.
+  new RegExp(
+    String.raw`:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'\x60]*):` +
+      String.raw`(?:([^\s/?#"'\x60]+)|(?!\d*[/?#])([^\s/?#:@"'\x60]*[/?#][^\s:@"'\x60]*))` +
+      String.raw`@(?=[^\s@/?#"'\x60])`,
+  ),
   /:\/\//,
   '://'.length,
 );
@@ -228,7 +343,7 @@ export function* findConnectionUrlPasswordSteps(
   const spans: SecretSpan[] = [];
   for (const match of yield* matchAllSteps(text, CONNECTION_URL_USERINFO_SEARCH, meter)) {
     const user = match[1] ?? '';
-    const password = match[2] ?? '';
+    const password = match[2] ?? match[3] ?? '';
     if (isUrlPassword(password, user)) {
       const start = match.index + '://'.length + user.length + ':'.length;
       spans.push({ kind: 'connection-url-password', start, end: start + password.length });
@@ -287,9 +402,15 @@ export function findSecretSpans(text: string, path: string): SecretSpan[] {
   return runSteps(findSecretSpanSteps(text, path));
 }
 
+/**
+ * Finds the secrets that `maskSecrets` masks: those of every secret rule, and the values of
+ * credential query parameters too short for the hard-coded credential rule, such as
+ * `?password=hunter2`. A short value is too often a sample to report, but masking one that is
+ * not costs only a few characters of the excerpt.
+ */
 function* findSecretSpanSteps(text: string, path: string): Steps<SecretSpan[]> {
   const spans = yield* findFormattedSecretSteps(text);
-  yield* appendSteps(spans, yield* findHardcodedCredentialSteps(text, path), new StepMeter());
+  yield* appendSteps(spans, yield* findCredentialSteps(text, path, 1), new StepMeter());
   return spans;
 }
 

@@ -10,12 +10,7 @@
  * short lines several times slower (BENCHMARKS.md, "Rules for tokens and connection URL
  * passwords").
  */
-import {
-  matchAllSteps,
-  searchWindowChars,
-  steppedPattern,
-  type SteppedPattern,
-} from './line-search.ts';
+import { matchAllSteps, mayMatch, steppedPattern, type SteppedPattern } from './line-search.ts';
 import type { SecretSpan } from './secrets.ts';
 import { StepMeter, type Steps } from './steps.ts';
 
@@ -108,10 +103,7 @@ export function* findTokenSteps(
 ): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
   const search = tokenSearches[kind];
-  // Most lines have no token. One test of a short line skips the generators of the search in
-  // steps, which cost more than the search itself.
-  search.search.lastIndex = 0;
-  if (text.length <= searchWindowChars && !search.search.test(text)) {
+  if (!mayMatch(text, search)) {
     return spans;
   }
   for (const match of yield* matchAllSteps(text, search, meter)) {

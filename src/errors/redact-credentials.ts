@@ -8,7 +8,8 @@ const redacted = '[redacted]';
 const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => string }[] = [
   // Query and form parameters, such as Gemini's `?key=…` or `access_token=…`.
   {
-    pattern: /\b(key|api[_-]?key|access[_-]?token|refresh[_-]?token|token|client[_-]?secret|password)=[^&\s"'#<>]+/gi,
+    pattern:
+      /\b(key|api[_-]?key|access[_-]?token|refresh[_-]?token|token|client[_-]?secret|secret|password|passwd|pwd)=[^&\s"'#<>]+/gi,
     replace: (_match, name) => `${name}=${redacted}`,
   },
   // An Authorization header or field, with or without a scheme such as `token` or `Bearer`.
@@ -32,9 +33,11 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
   },
   // Slack tokens, such as a bot token `xoxb-…`.
   { pattern: /\bxox[abeprs]-[A-Za-z0-9-]{10,}/g, replace: () => redacted },
-  // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay.
+  // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay. A
+  // password with an unencoded `/`, `?` or `#` runs to the first `@` after it, unless digits
+  // alone come before that character, which makes them a port, as in `http://host:8080/a@b`.
   {
-    pattern: /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)[^\s/?#@]+@/gi,
+    pattern: /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)(?:[^\s/?#@]+|(?!\d*[/?#])[^\s/?#:@]*[/?#][^\s:@]*)@/gi,
     replace: (_match, prefix) => `${prefix}${redacted}@`,
   },
   // Groq keys start with `gsk_`, Google API keys with `AIza`.

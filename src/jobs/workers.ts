@@ -48,6 +48,7 @@ import {
   recoverJobsQueue,
 } from './recover-jobs.ts';
 import { rolloverPeriods, rolloverPeriodsCron, rolloverPeriodsQueue } from './rollover-periods.ts';
+import { handleRemaskExcerpts, remaskExcerptsCron, remaskExcerptsQueue } from './remask-excerpts.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import {
@@ -87,7 +88,7 @@ export async function createQueues(boss: PgBoss, config?: Config, logger?: Logge
   // The fetch of a due job fails while a job of the same queue is active, under `singleton` as
   // under `stately` (see `checkQueuePolicy`). Each of these queues has one key (null), so the
   // failure only delays the queue's next run until the current one ends, as `singleton` means to.
-  for (const name of [sweepReservationsQueue, rolloverPeriodsQueue, recoverJobsQueue]) {
+  for (const name of [sweepReservationsQueue, rolloverPeriodsQueue, recoverJobsQueue, remaskExcerptsQueue]) {
     await boss.createQueue(name, { name, policy: 'singleton', retryLimit: 0 });
   }
 }
@@ -241,6 +242,11 @@ export async function startWorkers(
     await rolloverPeriods(context);
   });
   await boss.schedule(rolloverPeriodsQueue, rolloverPeriodsCron);
+  // Excerpts stored under older secret masks are masked again soon after an upgrade, not only
+  // at the next scheduled run.
+  await boss.work(remaskExcerptsQueue, async () => handleRemaskExcerpts(context));
+  await boss.schedule(remaskExcerptsQueue, remaskExcerptsCron);
+  await boss.send(remaskExcerptsQueue, {});
 
   const recoveries = new Set<Promise<void>>();
   const recover = async () => {

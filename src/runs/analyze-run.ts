@@ -1,6 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import { analyzeChangedFilesInTurns, type AnalysisResult } from '../analysis/analyze.ts';
+import { excerptMaskVersion } from '../analysis/excerpt.ts';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
@@ -228,6 +229,7 @@ export async function analyzeRun(
             ...draft,
             runId,
             source: 'builtin' as const,
+            maskVersion: excerptMaskVersion,
             fileBytes: fileSizes.get(draft.path) ?? null,
           })),
         )

@@ -9,6 +9,7 @@ import {
 import {
   findSteps,
   matchAllSteps,
+  mayMatch,
   searchWindowChars,
   type SteppedPattern,
 } from '../../src/analysis/line-search.ts';
@@ -18,8 +19,10 @@ import {
 } from '../../src/analysis/assignment-search.ts';
 import {
   AWS_ACCESS_KEY_ID_SEARCH,
+  BEARER_TOKEN_SEARCH,
   CONNECTION_URL_USERINFO_SEARCH,
   PRIVATE_KEY_BEGIN_SEARCH,
+  QUERY_CREDENTIAL_SEARCH,
 } from '../../src/analysis/secrets.ts';
 import { runSteps, StepMeter } from '../../src/analysis/steps.ts';
 import {
@@ -92,6 +95,23 @@ const patterns: { name: string; pattern: SteppedPattern; pieces: string[] }[] = 
     pieces: [
       ...['://', 'postgres', 'app', ':', 'Xk29dLq8', '@', 'db', '/', ' ', '"', '#'],
       ' redis://app:Xk29dLq8@db',
+      ...['?', '12', 'pa/ss?w#rd', ' postgres://u:pa/ss?w#rd@db'],
+    ],
+  },
+  {
+    name: 'bearer token',
+    pattern: BEARER_TOKEN_SEARCH,
+    pieces: [
+      ...['Bearer', 'bearer', ' ', '\t', '"', "'", 'Authorization', ':', '=', 'a8Fk29dL', '=='],
+      ...['$', '{', '\\', ',', 'x', ' "Bearer a8Fk29dLq83mZpQ7"'],
+    ],
+  },
+  {
+    name: 'query credential',
+    pattern: QUERY_CREDENTIAL_SEARCH,
+    pieces: [
+      ...['?', '&', ';', 'password', 'Pwd', 'access_token', 'api', 'key', '_', '=', 'hunter2'],
+      ...['#', ' ', '"', '\\', 'x', ' https://h/x?user=a&password=hunter2'],
     ],
   },
   {
@@ -191,6 +211,17 @@ describe('findSteps', () => {
 
     expect(step.value?.index).toBe(10 * searchWindowChars);
     expect(yields).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe('mayMatch', () => {
+  it('tests a short line once', () => {
+    expect(mayMatch('const a = 1; debugger;', DEBUGGER_STATEMENT)).toBe(true);
+    expect(mayMatch('const a = 1;', DEBUGGER_STATEMENT)).toBe(false);
+  });
+
+  it('leaves a long line to the search in steps', () => {
+    expect(mayMatch('x'.repeat(searchWindowChars + 1), DEBUGGER_STATEMENT)).toBe(true);
   });
 });
 

@@ -123,12 +123,16 @@ describe('secrets found by their format', () => {
       `GITHUB_TOKEN="${githubToken}"`,
       `token: "Bearer ${jwt}"`,
       `aws_secret_key = "${AWS_KEY}"`,
+      `curl -H "Authorization: Bearer ${githubToken}"`,
+      `URL=https://api.internal/v1?access_token=${jwt}`,
     ];
     const findings = runRules('.env', addedFrom(1, texts));
     expect(findings.map((finding) => [finding.startLine, finding.ruleId])).toEqual([
       [3, 'secret/aws-access-key-id'],
       [1, 'secret/github-token'],
+      [4, 'secret/github-token'],
       [2, 'secret/jwt'],
+      [5, 'secret/jwt'],
     ]);
   });
 
@@ -357,6 +361,36 @@ describe('secret/hardcoded-credential', () => {
     const texts = ['# local settings', 'STRIPE_API_KEY=sk_test_51HqLyjWDar', 'DEBUG=true'];
     expect(flaggedLines('secret/hardcoded-credential', '.env.local', texts)).toEqual([2]);
     expect(flaggedLines('secret/hardcoded-credential', 'run.sh', texts)).toEqual([]);
+  });
+
+  it('reports bearer tokens and query credentials', () => {
+    const texts = [
+      'const headers = { Authorization: "Bearer a8Fk29dLq83mZpQ7" };',
+      'const url = "https://api.internal/v1/items?access_token=a8Fk29dLq83mZ";',
+      'const headers = { Authorization: `Bearer ${token}` };',
+      'const url = `https://api.internal/v1/items?access_token=${token}`;',
+    ];
+    const findings = findingsOf('secret/hardcoded-credential', 'src/api.ts', addedFrom(1, texts));
+    expect(findings.map((finding) => [finding.startLine, finding.excerpt])).toEqual([
+      [1, 'const headers = { Authorization: "Bearer a8Fk********ZpQ7" };'],
+      [2, 'const url = "https://api.internal/v1/items?access_token=a8F*******3mZ";'],
+    ]);
+  });
+
+  it('masks a short query password without reporting it', () => {
+    const line = 'console.log("https://h/x?user=a&password=hunter2");';
+    const findings = runRules('src/api.ts', addedFrom(1, [line]));
+    expect(findings.map((finding) => [finding.ruleId, finding.excerpt])).toEqual([
+      ['debug/console-log', 'console.log("https://h/x?user=a&password=h*****2");'],
+    ]);
+  });
+
+  it('reports a URL password with an unencoded /', () => {
+    const line = 'DATABASE_URL=postgres://u:pa/ss?w#rd@db:5432/app';
+    const findings = runRules('.env', addedFrom(1, [line]));
+    expect(findings.map((finding) => [finding.ruleId, finding.excerpt])).toEqual([
+      ['secret/connection-url-password', 'DATABASE_URL=postgres://u:pa******rd@db:5432/app'],
+    ]);
   });
 
   it('ignores placeholders', () => {

@@ -130,6 +130,92 @@ describe('findHardcodedCredentials', () => {
   });
 });
 
+describe('bearer tokens', () => {
+  const token = 'a8Fk29dLq83mZpQ7';
+
+  it.each([
+    `headers: { Authorization: "Bearer ${token}" },`,
+    `headers = {'Authorization': 'Bearer ${token}'}`,
+    `curl -H "Authorization: Bearer ${token}" https://api.internal/v1`,
+    `Authorization: Bearer ${token}`,
+    `const header = 'bearer ${token}';`,
+    `"Authorization: Bearer ${token}\r\n"`,
+    `fetch(url, { headers: ["Bearer ${token}", other] })`,
+  ])('flags %s', (text) => {
+    expect(credentialValues(text)).toEqual([token]);
+  });
+
+  it('flags a token that ends in = padding', () => {
+    expect(credentialValues('auth("Bearer dGVzdDEyMzQ1Njc4==")')).toEqual(['dGVzdDEyMzQ1Njc4==']);
+  });
+
+  it('reads the whole value of a credential that holds a bearer token', () => {
+    expect(credentialValues(`token: "Bearer ${token}"`)).toEqual([`Bearer ${token}`]);
+  });
+
+  it.each([
+    'const header = `Bearer ${token}`;',
+    'const header = "Bearer " + token;',
+    "const header = 'Bearer ' . $token;",
+    'const header = "Bearer %s" % token',
+    'const header = f"Bearer {token}"',
+    'const header = "Bearer <token>";',
+    'const header = "Bearer {{token}}";',
+    'const header = "Bearer $TOKEN";',
+    'const header = "Bearer ACCESS_TOKEN";',
+    'const header = "Bearer accessToken";',
+    'throw new Error("Bearer authentication failed");',
+    'const header = "Bearer YOUR_TOKEN_1";',
+    'const header = "Bearer xxxxxxxx1";',
+    'const header = "Bearer 1234567";',
+    'const header = "Bearer ********1";',
+    `const header = "Bearer ${token}x${'$'}{suffix}";`,
+    `const scheme = "Bearer"; const value = ${token}1;`,
+    `// send a Bearer ${token} header`,
+  ])('ignores %s', (text) => {
+    expect(credentialValues(text)).toEqual([]);
+  });
+});
+
+describe('credentials in a URL query', () => {
+  it.each([
+    ['fetch("https://api.internal/v1?user=a&password=s3cr3tPassw0rd")', 's3cr3tPassw0rd'],
+    ['https://api.internal/x?token=a8Fk29dLq83mZ&page=2', 'a8Fk29dLq83mZ'],
+    ['https://api.internal/x?ACCESS_TOKEN=a8Fk29dLq83mZ#top', 'a8Fk29dLq83mZ'],
+    ["url = 'https://h/x?apikey=a8Fk29dLq83mZ'", 'a8Fk29dLq83mZ'],
+    ['https://h/x?api_key=a8Fk29dLq83mZ', 'a8Fk29dLq83mZ'],
+    ['https://h/oauth?client_id=app&client_secret=a8Fk29dLq83mZ', 'a8Fk29dLq83mZ'],
+    ['https://h/x?secret=a8Fk29dLq83mZ', 'a8Fk29dLq83mZ'],
+    ['https://h/x?passwd=a8Fk29dLq83mZ', 'a8Fk29dLq83mZ'],
+    ['Server=db;Uid=app;Pwd=a8Fk29dLq83mZ;', 'a8Fk29dLq83mZ'],
+    ['body: "grant_type=password&username=a&password=a8Fk29dLq83mZ"', 'a8Fk29dLq83mZ'],
+  ])('flags %s', (text, value) => {
+    expect(credentialValues(text)).toEqual([value]);
+  });
+
+  it.each([
+    'https://h/x?user=a&password=hunter2',
+    'fetch("https://h/x?token=" + token)',
+    'fetch(`https://h/x?token=${token}`)',
+    'url = "https://h/x?api_key={api_key}"',
+    'url = "https://h/x?password=%s" % password',
+    'url = "https://h/x?password=%(password)s"',
+    'curl "https://h/x?token=$TOKEN"',
+    'url = "https://h/x?token=<token>"',
+    'url = "https://h/x?token=YOUR_TOKEN_HERE"',
+    'url = "https://h/x?password=PASSWORD"',
+    'url = "https://h/x?token=TOKEN"',
+    'url = "https://h/x?password=changeme123"',
+    'url = "https://h/x?token=xxxxxxxxxxxx"',
+    'url = "https://h/x?page_token=a8Fk29dLq83mZ"',
+    'url = "https://h/x?csrf_token=a8Fk29dLq83mZ"',
+    'url = "https://h/x?tokens=a8Fk29dLq83mZ"',
+    'url = "https://h/reset-password=a8Fk29dLq83mZ"',
+  ])('ignores %s', (text) => {
+    expect(credentialValues(text)).toEqual([]);
+  });
+});
+
 describe('findAwsAccessKeyIds', () => {
   it.each(['AKIA', 'ASIA', 'AGPA', 'AIDA', 'AROA', 'ANPA', 'ANVA', 'AIPA'])(
     'finds keys with prefix %s',
@@ -262,6 +348,27 @@ describe('findConnectionUrlPasswordSteps', () => {
     expect(urlPasswords('postgres://app:pw:with:colons@db/app')).toEqual(['pw:with:colons']);
   });
 
+  it.each([
+    ['postgres://u:pa/ss?w#rd@db:5432/app', 'pa/ss?w#rd'],
+    ['DATABASE_URL="postgres://app:Xk29/dLq8@db/app"', 'Xk29/dLq8'],
+    ['redis://:Xk29dLq8#1@cache:6379/0', 'Xk29dLq8#1'],
+    ['mongodb://app:Xk29?dLq8@db/app?authSource=admin', 'Xk29?dLq8'],
+    ['https://deploy:Xk2/9dLq8@registry.internal/@scope/pkg', 'Xk2/9dLq8'],
+  ])('reads a password with an unencoded /, ? or # in %s', (text, value) => {
+    expect(urlPasswords(text)).toEqual([value]);
+  });
+
+  it('prefers a password without / before the host to one with /', () => {
+    const text = 'https://deploy:Xk29dLq8@registry.internal/@scope/pkg@1.0.0';
+    expect(urlPasswords(text)).toEqual(['Xk29dLq8']);
+  });
+
+  it('reads a password with @ and / only up to its first @', () => {
+    // NOTE: the user information cannot be distinguished from a host and path here. `p` is
+    // read as the password of the host `ss`, and it is too short to report.
+    expect(urlPasswords('postgres://app:p@ss/w0rd-long@db/app')).toEqual([]);
+  });
+
   it('flags each URL of a line', () => {
     const line = 'from postgres://a:Xk29dLq83mZ@h1/db to postgres://b:Qv71pRt40nW@h2/db';
     expect(urlPasswords(line)).toEqual(['Xk29dLq83mZ', 'Qv71pRt40nW']);
@@ -291,6 +398,11 @@ describe('findConnectionUrlPasswordSteps', () => {
     'ssh://git@github.com:22/owner/repo.git',
     'git@github.com:owner/repo.git',
     'see https://docs.example.com/a:b@c for more',
+    'http://localhost:3000/users/someone@example.org',
+    'https://registry.internal:443/@scope/pkg',
+    'http://host:8080?next=/a@b',
+    'postgres://app:${DB_PASSWORD}/x@localhost/db',
+    'see http://a:b/c@d and http://e:f/g@h',
   ])('ignores %s', (text) => {
     expect(urlPasswords(text)).toEqual([]);
   });
@@ -387,6 +499,17 @@ describe('maskSecrets', () => {
     ['URL schemes', 'a://'.repeat(260_000), []],
     ['URL user information', 'a://b:c@@'.repeat(115_000), []],
     ['URL password without @', `postgres://app:${'p:'.repeat(520_000)}`, []],
+    ['URL passwords with / and no @', 'a://b:c/d'.repeat(115_000), []],
+    ['a URL password with / and no @', `a://b:c/${'d'.repeat(1_040_000)}`, []],
+    ['short URL passwords with /', 'a://b:c/d@'.repeat(104_000), []],
+    ['quoted bearer prefixes', '"Bearer '.repeat(130_000), []],
+    ['spaces after a bearer prefix', `"Bearer${' '.repeat(1_040_000)}$`, []],
+    ['spaces before a bearer prefix', `Authorization:${' '.repeat(1_040_000)}Bearer a1$`, []],
+    ['short bearer tokens', '"Bearer a1'.repeat(104_000), []],
+    ['a bearer token before a template', `"Bearer ${'a1'.repeat(520_000)}$`, []],
+    ['query credential prefixes', '&passwor'.repeat(130_000), []],
+    ['query credential names', '?api_key'.repeat(130_000), []],
+    ['placeholder query values', '&token=$T'.repeat(115_000), []],
   ])('scans a 1 MB line of %s in linear time', (_case, line, expected) => {
     const startedAt = performance.now();
     const spans = findSecretSpans(line, 'src/data.ts');
@@ -395,6 +518,51 @@ describe('maskSecrets', () => {
     expect(spans.map((span) => [span.start, span.end])).toEqual(expected);
     // Linear matching takes well under a second; the bound leaves room for slow machines.
     expect(elapsedMs).toBeLessThan(5_000);
+  });
+
+  it('masks bearer tokens, query credentials and URL passwords with /', () => {
+    const cases: [string, string][] = [
+      [
+        'headers: { Authorization: "Bearer a8Fk29dLq83mZpQ7" },',
+        'headers: { Authorization: "Bearer a8Fk********ZpQ7" },',
+      ],
+      [
+        'curl -H "Authorization: Bearer a8Fk29dLq83mZpQ7" https://api.internal',
+        'curl -H "Authorization: Bearer a8Fk********ZpQ7" https://api.internal',
+      ],
+      [
+        'fetch("https://h/x?user=a&password=hunter2")',
+        'fetch("https://h/x?user=a&password=h*****2")',
+      ],
+      ['https://h/x?token=abc&page=2', 'https://h/x?token=***&page=2'],
+      [
+        'https://h/oauth?client_id=app&client_secret=a8Fk29dLq83mZ#top',
+        'https://h/oauth?client_id=app&client_secret=a8F*******3mZ#top',
+      ],
+      ['Server=db;Uid=app;Pwd=a8Fk29dLq83mZ;', 'Server=db;Uid=app;Pwd=a8F*******3mZ;'],
+      [
+        'DATABASE_URL="postgres://u:pa/ss?w#rd@db:5432/app"',
+        'DATABASE_URL="postgres://u:pa******rd@db:5432/app"',
+      ],
+      ['token: "Bearer a8Fk29dLq83mZpQ7"', 'token: "Bear***************ZpQ7"'],
+    ];
+    for (const [line, masked] of cases) {
+      expect(maskSecrets(line, 'src/config.ts')).toBe(masked);
+    }
+  });
+
+  it('leaves placeholders in bearer values and queries unchanged', () => {
+    const lines = [
+      'const header = `Bearer ${token}`;',
+      'const header = "Bearer ACCESS_TOKEN";',
+      'fetch(`https://h/x?token=${token}&password={password}`)',
+      'url = "https://h/x?password=PASSWORD&token=TOKEN&secret=xxx"',
+      'url = "https://h/x?page_token=abc123"',
+      'http://localhost:3000/users/someone@example.org',
+    ];
+    for (const line of lines) {
+      expect(maskSecrets(line, 'src/config.ts')).toBe(line);
+    }
   });
 
   it('leaves lines without secrets unchanged', () => {

@@ -168,6 +168,17 @@ describe('redactCredentials', () => {
       'connect to postgres://fixwright:[redacted]@127.0.0.1:5432/fixwright failed',
     ],
     ['a URL password without a user', 'redis://:hunter2@127.0.0.1:6379', 'redis://:[redacted]@127.0.0.1:6379'],
+    [
+      'a URL password with an unencoded / ? #',
+      'connect to postgres://u:pa/ss?w#rd@db:5432/app failed',
+      'connect to postgres://u:[redacted]@db:5432/app failed',
+    ],
+    ['a password query value', 'https://h/x?user=a&password=hunter2', 'https://h/x?user=a&password=[redacted]'],
+    ['a passwd query value', 'https://h/x?passwd=hunter2&x=1', 'https://h/x?passwd=[redacted]&x=1'],
+    ['a pwd connection string value', 'Server=db;Uid=app;pwd=hunter2', 'Server=db;Uid=app;pwd=[redacted]'],
+    ['a secret query value', 'https://h/x?secret=hunter2', 'https://h/x?secret=[redacted]'],
+    ['an apikey query value', 'https://h/x?apikey=hunter2', 'https://h/x?apikey=[redacted]'],
+    ['a quoted Bearer header value', 'headers: { Authorization: "Bearer a8Fk29dLq83mZpQ7" }', 'headers: { Authorization: "Bearer [redacted]" }'],
   ])('replaces %s', (_case, text, expected) => {
     expect(redactCredentials(text)).toBe(expected);
   });
@@ -177,6 +188,7 @@ describe('redactCredentials', () => {
     expect(redactCredentials(text)).toBe(text);
     expect(redactCredentials('account for token replication delay')).toBe('account for token replication delay');
     expect(redactCredentials('see https://127.0.0.1:8080/path@v2')).toBe('see https://127.0.0.1:8080/path@v2');
+    expect(redactCredentials('see http://localhost:3000/users/a@b.org')).toBe('see http://localhost:3000/users/a@b.org');
   });
 });
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { excerptMaskVersion } from '../../src/analysis/excerpt.ts';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
@@ -63,6 +64,18 @@ describe('analyzeRun', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]!.ruleId).toBe('debug/console-log');
     expect(rows[0]!.excerpt).toBe("console.log('ab');");
+  });
+
+  it('stores the current mask version', async () => {
+    const run = await createRun();
+    queueChangedFile('src/app.ts', '@@ -0,0 +1 @@\n+fetch("https://h/x?password=hunter2"); debugger;');
+
+    await analyzeRun(context, run.id, context.logger);
+
+    const rows = await context.db.select().from(findings).where(eq(findings.runId, run.id));
+    expect(rows.map((row) => [row.ruleId, row.excerpt, row.maskVersion])).toEqual([
+      ['debug/debugger', 'fetch("https://h/x?password=h*****2"); debugger;', excerptMaskVersion],
+    ]);
   });
 
   it('counts files left out of the list', async () => {

@@ -153,8 +153,14 @@ export const findings = pgTable(
     severity: text({ enum: severities }).notNull(),
     message: text().notNull(),
     source: text({ enum: ['builtin', 'sarif', 'model'] }).notNull().default('builtin'),
-    /** The offending line as added, trimmed, for display. */
+    /** The offending line as added, trimmed, for display, with its secrets masked. */
     excerpt: text().notNull().default(''),
+    /**
+     * `excerptMaskVersion` of the rules that masked the excerpt. A row with an older version is
+     * masked again when it is read and by the `remask-excerpts` job. The default is the version
+     * before this column, so a row inserted without it is masked again too.
+     */
+    maskVersion: integer().notNull().default(1),
     /** Hash of rule, path and line content; one finding per fingerprint per run. */
     fingerprint: text().notNull(),
     /**
@@ -165,7 +171,7 @@ export const findings = pgTable(
     fileBytes: integer(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
-  (table) => [unique().on(table.runId, table.fingerprint)],
+  (table) => [unique().on(table.runId, table.fingerprint), index().on(table.maskVersion)],
 );
 
 export const prRunsRelations = relations(prRuns, ({ one, many }) => ({
