@@ -184,7 +184,10 @@ describe('examples/start-fakes.mts', () => {
       async () => {
         const body = (await (await api(`/api/patch-requests/${id}`)).json()) as {
           status: string;
-          files: { provider: string; diff: string }[];
+          totalTokens: number;
+          chargedTokens: number;
+          ownKeyTokens: number;
+          files: { provider: string; keySource: string | null; diff: string }[];
         };
         return ['ready', 'partially_ready', 'failed'].includes(body.status) ? body : undefined;
       },
@@ -192,6 +195,10 @@ describe('examples/start-fakes.mts', () => {
     );
     expect(preview.status).toBe('ready');
     expect(preview.files[0]!.provider).toBe('groq');
+    expect(preview.files[0]!.keySource).toBe('platform');
+    expect(preview.chargedTokens).toBe(preview.totalTokens);
+    expect(preview.chargedTokens).toBeGreaterThan(0);
+    expect(preview.ownKeyTokens).toBe(0);
     expect(preview.files[0]!.diff).toContain('+const apiKey = process.env.DEMO_API_KEY;');
 
     // The "Fix with AI" payload names the check run that the service posted on the head commit.
