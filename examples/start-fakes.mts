@@ -7,10 +7,12 @@
 // stdout gets the service's settings as `export NAME=value` lines, so `. ./fakes.env` sets them
 // in the shells of the service and of `npx fixwright receive`. Its last line sets
 // FAKES_PAYLOADS, the folder of the payload files, which the service does not read. stderr
-// names the fakes, the payload files to deliver and the commands that deliver them. --port is the port of the
-// service on 127.0.0.1 (3000 by default), where the fake GitHub sends `pull_request.synchronize`
-// after an apply commits. SIGINT or SIGTERM stops the fakes, removes the temporary folder with
-// the private key, repository and payloads, and exits 0. A second signal exits 1 at once.
+// names the fakes, the payload files to deliver and the commands that deliver them. Once the
+// service has posted its check run, check_run.requested_action.json in that folder presses the
+// check run's "Fix with AI" button. --port is the port of the service on 127.0.0.1 (3000 by
+// default), where the fake GitHub sends `pull_request.synchronize` after an apply commits.
+// SIGINT or SIGTERM stops the fakes, removes the temporary folder with the private key,
+// repository and payloads, and exits 0. A second signal exits 1 at once.
 //
 // To build other fakes, copy this file and change it. Keep the .mts extension, or keep the copy
 // in a folder whose package.json sets "type": "module". tsx compiles a .ts file outside such a
@@ -25,6 +27,7 @@ import { addFakeOAuth } from '../src/demo/fakes/github-oauth.ts';
 import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../src/demo/fakes/github.ts';
 import { startFakeGemini, type FakeGemini } from '../src/demo/fakes/gemini.ts';
 import { startFakeGroq, type FakeGroq } from '../src/demo/fakes/groq.ts';
+import { fixAction } from '../src/report/publish-check-run.ts';
 import { createGitRepository, headBranch, type GitRepository } from '../src/demo/git-repository.ts';
 import {
   answerFixPrompt,
@@ -35,6 +38,7 @@ import {
   demoPullRequestNumber,
   demoPullRequestTitle,
   demoRepository,
+  fixWithAiPayload,
   installationCreatedPayload,
   pullRequestOpenedPayload,
 } from '../src/demo/scenario.ts';
@@ -45,7 +49,7 @@ function parsePort(): number {
   try {
     text = parseArgs({ options: { port: { type: 'string', default: '3000' } } }).values.port!;
   } catch (error) {
-    console.error(`${(error as Error).message} Usage: npx tsx examples/start-fakes.mts [--port N]`);
+    console.error(`${(error as Error).message}\nUsage: npx tsx examples/start-fakes.mts [--port N]`);
     process.exit(2);
   }
   const port = Number(text);
@@ -76,6 +80,7 @@ const started: {
   github?: FakeGitHub;
   groq?: FakeGroq;
   gemini?: FakeGemini;
+  checkRunWatch?: NodeJS.Timeout;
 } = {};
 
 let stopping = false;
@@ -83,6 +88,7 @@ let stopping = false;
 /** Closes the fakes, removes the folder and exits with `code`, or 1 when a fake fails to close. */
 async function stop(code: number): Promise<never> {
   stopping = true;
+  clearInterval(started.checkRunWatch);
   const closing = [started.github?.close(), started.groq?.close(), started.gemini?.close()];
   const failures = (await Promise.allSettled(closing)).filter((result) => result.status === 'rejected');
   for (const failure of failures) console.error(`A fake server failed to close: ${failure.reason}`);
@@ -158,12 +164,26 @@ try {
   // 4. Where an apply's commit sends pull_request.synchronize, as GitHub does after a push.
   github.setWebhookTarget({ url: `${serviceUrl}/webhooks/github`, secret: secrets.webhookSecret });
 
-  // 5. The payloads of the installation and of the pull request, for `fixwright receive`.
+  // 5. The payloads of the installation, the pull request and "Fix with AI", for `fixwright receive`.
   const installationFile = path.join(folder, 'installation.json');
   const pullRequestFile = path.join(folder, 'pull_request.json');
   await writeFile(installationFile, JSON.stringify(installationCreatedPayload()));
   const commits = { baseSha: repository.baseSha, headSha: repository.headSha, headRef: headBranch };
   await writeFile(pullRequestFile, JSON.stringify(pullRequestOpenedPayload(commits)));
+  // The service creates its check run, and the fake GitHub gives it an id, only after the pull
+  // request's analysis. So the "Fix with AI" payload is written once that check run exists, and
+  // again for the check run of each later head, such as the one after an apply's commit.
+  const fixWithAiFile = path.join(folder, 'check_run.requested_action.json');
+  let fixWithAiCheckRunId = 0;
+  started.checkRunWatch = setInterval(() => {
+    const newest = github.checkRuns.filter((checkRun) => checkRun.app.id === Number(appId)).at(-1);
+    if (!newest || newest.id === fixWithAiCheckRunId || newest.status !== 'completed') return;
+    fixWithAiCheckRunId = newest.id;
+    writeFile(fixWithAiFile, JSON.stringify(fixWithAiPayload(newest.id, newest.headSha))).then(
+      () => console.error(`Wrote ${fixWithAiFile} for check run ${newest.id} on ${newest.headSha}.`),
+      (error: Error) => console.error(`Writing ${fixWithAiFile} failed: ${error.message}`),
+    );
+  }, 500);
 
   const settings: Record<string, string> = {
     HOST: '127.0.0.1',
@@ -193,6 +213,9 @@ try {
     'Start the service with the settings printed on stdout, then deliver the webhooks with them:',
     `  npx fixwright receive --event installation --payload ${shellQuote(installationFile)}`,
     `  npx fixwright receive --event pull_request --payload ${shellQuote(pullRequestFile)}`,
+    `Once the service has posted its check run, this presses its "Fix with AI" button ` +
+      `(requested action "${fixAction.identifier}"):`,
+    `  npx fixwright receive --event check_run --payload ${shellQuote(fixWithAiFile)}`,
     `Press Ctrl-C to stop the fakes and remove ${folder}.`,
   ]) {
     console.error(line);

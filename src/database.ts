@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { rejectDataDirFile } from './config/data-dir.ts';
 import { ConfigError, type Config } from './config/env.ts';
 import { openBundledPostgres } from './db/bundled.ts';
 import { checkDatabaseUrl } from './db/check-connection.ts';
@@ -63,6 +64,8 @@ export async function checkBundledDatabaseExists(config: Config, command: string
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ENOTDIR') return;
+    // A DATA_DIR that is a file gets no advice to run migrate, which would fail on it too.
+    if (code === 'ENOTDIR') await rejectDataDirFile(config.dataDir);
     throw new ConfigError(
       `No Fixwright database in DATA_DIR ${config.dataDir}, and "fixwright ${command}" does not ` +
         'create one. Run it from the folder where you run "npm start" (DATA_DIR defaults to ' +

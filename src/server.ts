@@ -17,7 +17,7 @@ import {
   reportMasterKeyMismatches,
   reportMissingMasterKeyVersions,
 } from './keys/master-key-check.ts';
-import { loadKeyring, type Keyring } from './keys/master-keys.ts';
+import { logKeyFileUse, readKeyring, type Keyring, type UsedKeyFile } from './keys/master-keys.ts';
 import type { Logger } from './logger.ts';
 import { probeListen } from './net/probe-listen.ts';
 import { httpOrigin } from './net/url-host.ts';
@@ -54,12 +54,12 @@ export async function startService(
   // in DATA_DIR, so a DATA_DIR that the bundled PostgreSQL cannot use is rejected before it.
   if (role !== 'worker') await checkListenAddress(config);
   if (!config.DATABASE_URL) await checkDataDirOpenToPostgres(config.dataDir);
-  const keyring = await loadKeyring(config, logger);
+  const { keyring, keyFile } = await readKeyring(config, logger);
   signal?.throwIfAborted();
 
   const parts: StartedParts = {};
   try {
-    const port = await startParts(parts, { config, logger, role, keyring, signal, onDatabaseExit });
+    const port = await startParts(parts, { config, logger, role, keyring, keyFile, signal, onDatabaseExit });
     return {
       context: parts.context!,
       port,
@@ -128,11 +128,12 @@ async function startParts(
     logger: Logger;
     role: Role;
     keyring: Keyring;
+    keyFile: UsedKeyFile | null;
     signal?: AbortSignal;
     onDatabaseExit?: () => void;
   },
 ): Promise<number | undefined> {
-  const { config, logger, role, keyring, signal } = options;
+  const { config, logger, role, keyring, keyFile, signal } = options;
   // The bundled PostgreSQL stops with the process that started it, so a second `start` on
   // the same DATA_DIR is rejected instead of reusing it.
   parts.database = await locateDatabase(config, logger, {
@@ -140,6 +141,9 @@ async function startParts(
     signal,
     onBundledServerExit: options.onDatabaseExit,
   });
+  // Logged after the database is up, so that a start rejected because another process runs
+  // the bundled PostgreSQL of DATA_DIR shows that error alone.
+  if (keyFile) logKeyFileUse(logger, keyFile);
   signal?.throwIfAborted();
   const database = parts.database;
   warnAboutNewerSchema(logger, await migrateDatabase(database.url));

@@ -105,11 +105,16 @@ export function ownKeyClient(
         if (!(error instanceof ProviderError)) throw error;
         // The clients redact their key already; this repeats it for text added on the way.
         error.message = redactSecrets(error.message, [apiKey]);
-        if (error.usage) await markKeyUsed(db, stored);
-        if (error.kind !== 'unauthorized') throw error;
+        // A provider that sent an HTTP response, even a rejection, received the key. "Last used"
+        // records that, so a rejected key does not read as never sent.
+        const responded = error.usage !== undefined || error.status !== undefined;
+        if (error.kind !== 'unauthorized') {
+          if (responded) await markKeyUsed(db, stored);
+          throw error;
+        }
 
         const reason = rejectedReason(stored.provider, error.status);
-        await markKeyUnusable(db, stored, 'rejected', reason);
+        await markKeyUnusable(db, stored, 'rejected', reason, { sent: responded });
         logger.warn(
           {
             event: 'user_key.rejected',

@@ -1,5 +1,6 @@
 import { emitterEventNames } from '@octokit/webhooks';
 import { handledEvents } from '../events/dispatch.ts';
+import { closestName } from '../text/closest-name.ts';
 import { joinWithAnd } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
 
@@ -10,9 +11,6 @@ import { CommandError } from './command-error.ts';
 const githubEventNames: readonly string[] = emitterEventNames.filter(
   (name) => !name.includes('.'),
 );
-
-/** Largest edit distance at which a name is suggested as the intended one. */
-const maxSuggestionDistance = 3;
 
 /**
  * Checks a `--event` value. Raises CommandError for a name GitHub never sends, suggesting the
@@ -44,31 +42,4 @@ export function checkEventName(name: string): string | null {
     );
   }
   return null;
-}
-
-function closestName(name: string, candidates: readonly string[]): string | null {
-  let best: string | null = null;
-  let bestDistance = maxSuggestionDistance + 1;
-  for (const candidate of candidates) {
-    const distance = editDistance(name.toLowerCase(), candidate);
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  return best;
-}
-
-/** Levenshtein distance: the fewest insertions, deletions and substitutions from `a` to `b`. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }

@@ -76,7 +76,8 @@ try {
   const code = (error as NodeJS.ErrnoException).code ?? '';
   if (code.startsWith('ERR_PARSE_ARGS_')) {
     const help = helpCommand(process.argv[2] ?? '', process.argv.slice(3));
-    console.error(`${(error as Error).message.replace(/\.?$/, '.')} Run "${help}" for the options.`);
+    // A message that ends with a "Did you mean" question keeps its question mark.
+    console.error(`${(error as Error).message.replace(/([.?])?$/, (end) => end || '.')} Run "${help}" for the options.`);
     process.exit(2);
   }
   console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));

@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { closestName } from '../text/closest-name.ts';
 import { joinWithAnd } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
 
@@ -6,12 +7,27 @@ type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
 /**
  * Parses `args` with node:util parseArgs in strict mode, which rejects unknown options and any
- * positional argument. Raises CommandError for an option given more than once, because
- * parseArgs would keep only the last value. Returns the values and the names of the options
- * given, without the ones filled in from defaults.
+ * positional argument. An unknown option's error gets a "Did you mean" hint with the closest
+ * name of `accepted` (by default every option in `options`). Raises CommandError for an option
+ * given more than once, because parseArgs would keep only the last value. Returns the values
+ * and the names of the options given, without the ones filled in from defaults.
  */
-export function parseCommandOptions<T extends OptionsConfig>(command: string, args: string[], options: T) {
-  const { values, tokens } = parseArgs({ args, options, tokens: true, strict: true });
+export function parseCommandOptions<T extends OptionsConfig>(
+  command: string,
+  args: string[],
+  options: T,
+  accepted: readonly string[] = Object.keys(options),
+) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, tokens: true, strict: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      addOptionSuggestion(error as Error, accepted);
+    }
+    throw error;
+  }
+  const { values, tokens } = parsed;
   const suppliedOptions = new Set<string>();
   for (const token of tokens) {
     if (token.kind !== 'option') continue;
@@ -21,6 +37,17 @@ export function parseCommandOptions<T extends OptionsConfig>(command: string, ar
     suppliedOptions.add(token.name);
   }
   return { values, suppliedOptions };
+}
+
+/**
+ * Appends "Did you mean --NAME?" to parseArgs' unknown-option error, whose message quotes the
+ * option as given (`Unknown option '--pla'`), when an accepted option is close to it.
+ */
+function addOptionSuggestion(error: Error, accepted: readonly string[]): void {
+  const optionName = /^Unknown option '-{1,2}([^'=]+)/.exec(error.message)?.[1];
+  if (optionName === undefined) return;
+  const closest = closestName(optionName, accepted);
+  if (closest !== null) error.message = `${error.message.replace(/\.?$/, '.')} Did you mean --${closest}?`;
 }
 
 /**

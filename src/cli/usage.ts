@@ -75,7 +75,7 @@ export const usersUsage = `Usage: fixwright users token --login NAME [--name LAB
 Subcommands:
   token          create a personal access token for the JSON API for an existing user, or
                  with --create for a new one
-  plan           switch the user's plan
+  plan           switch the user's plan; the plan name may be in any case
   apply-limits   apply PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the
                  users whose stored limit differs, as choosing their own plan again with
                  users plan does: the period and usage are kept, usage is capped at a lower

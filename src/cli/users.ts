@@ -80,18 +80,25 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
   }
   const command = `users ${subcommand}`;
-  const { values, suppliedOptions } = parseCommandOptions(command, rest, {
-    login: { type: 'string' },
-    name: { type: 'string' },
-    plan: { type: 'string' },
-    'dry-run': { type: 'boolean' },
-    create: { type: 'boolean' },
-  });
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
+  const { values, suppliedOptions } = parseCommandOptions(
+    command,
+    rest,
+    {
+      login: { type: 'string' },
+      name: { type: 'string' },
+      plan: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      create: { type: 'boolean' },
+    },
+    accepted,
+  );
   rejectOtherOptions(command, suppliedOptions, accepted);
+  // Plan names are stored in lower case, and logins match without regard to case too.
+  const plan = values.plan?.toLowerCase();
   const changedBy = `cli:${os.userInfo().username}`;
   if (subcommand === 'apply-limits') {
-    if (values.plan !== undefined && !isPlan(values.plan)) throw invalidPlanError(values.plan);
+    if (plan !== undefined && !isPlan(plan)) throw invalidPlanError(values.plan!);
     // A run on many users takes minutes, so stderr gets a line per 1,000 users processed.
     let reported = 0;
     const onProgress = ({ processed }: { processed: number }) => {
@@ -99,7 +106,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       reported = processed;
       console.error(`${processed} users with another limit processed so far...`);
     };
-    const options = { plan: values.plan, dryRun: values['dry-run'] ?? false, changedBy, onProgress };
+    const options = { plan, dryRun: values['dry-run'] ?? false, changedBy, onProgress };
     return withDatabase(config, logger, async (db) => {
       const report = await applyPlanLimits(db, config, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);
@@ -113,7 +120,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   if (subcommand === 'plan' && !values.plan) {
     throw new CommandError('Missing --plan: use free, pro or enterprise.');
   }
-  if (subcommand === 'plan' && !isPlan(values.plan!)) throw invalidPlanError(values.plan!);
+  if (subcommand === 'plan' && !isPlan(plan ?? '')) throw invalidPlanError(values.plan!);
   // The same rule as the dashboard's tokens page, which lists the names.
   const tokenName = values.name === undefined ? 'command line' : values.name.trim();
   const tokenNameLength = countCharacters(tokenName);
@@ -167,7 +174,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     }
     // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
-      const result = await changePlan(db, config, { userId: user.id, plan: values.plan as never, changedBy });
+      const result = await changePlan(db, config, { userId: user.id, plan: plan as never, changedBy });
       if (!result.changed) {
         console.log(
           `${user.login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +

@@ -37,6 +37,14 @@ export async function prepareDataDir(dataDir: string): Promise<void> {
 }
 
 /**
+ * Throws the ConfigError of prepareDataDir when `dataDir` or its nearest existing ancestor is
+ * not a directory, and creates nothing.
+ */
+export async function rejectDataDirFile(dataDir: string): Promise<void> {
+  await findMissingDirectories(dataDir);
+}
+
+/**
  * Returns the directories to create for `dataDir`, outermost first, or [] when it exists.
  * Throws ConfigError when it or its nearest existing ancestor is not a directory, or cannot be
  * read.

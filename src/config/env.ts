@@ -438,13 +438,16 @@ export interface MasterKeySettings {
 
 /**
  * Parses the environment into the configuration. Throws ConfigError whose message is one line
- * per invalid variable, naming it and what to set.
+ * per invalid variable, naming it and what to set. The checks that need the parsed values, such
+ * as of the private key and RESERVATION_TTL_SECONDS, run only once every variable parsed, so
+ * their lines come in a second start after the first lines are fixed.
  */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
   // An empty DATABASE_URL is more likely a secret that failed to fill in than a wish for the
   // bundled PostgreSQL, which would then quietly hold the data instead.
   if (source.DATABASE_URL !== undefined && source.DATABASE_URL.trim() === '') {
-    throw new ConfigError(
+    problems.push(
       'Invalid DATABASE_URL: it is set but empty. Remove the variable to use the bundled ' +
         'PostgreSQL, or set it to postgres://USER:PASSWORD@HOST:PORT/DATABASE.',
     );
@@ -464,21 +467,34 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       if (issue.message.includes(got)) return `Invalid ${name}: ${issue.message}.`;
       return `Invalid ${name}: ${issue.message} (got ${got}).`;
     });
-    throw new ConfigError(lines.join('\n'));
+    throw new ConfigError([...problems, ...lines].join('\n'));
   }
   const env = parsed.data;
   const shortHold = describeShortReservationTtl(env, source.RESERVATION_TTL_SECONDS);
-  if (shortHold) throw new ConfigError(shortHold);
+  if (shortHold) problems.push(shortHold);
 
-  const privateKey = readPrivateKey(env.PRIVATE_KEY, env.PRIVATE_KEY_PATH);
-  if (env.APP_ID && !privateKey) {
-    throw new ConfigError(
+  /** Runs `read` and returns its result, or records its ConfigError and returns undefined. */
+  const collect = <T>(read: () => T): T | undefined => {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error.message);
+      return undefined;
+    }
+  };
+  const privateKeyProblems = problems.length;
+  const privateKey = collect(() => readPrivateKey(env.PRIVATE_KEY, env.PRIVATE_KEY_PATH));
+  // A key that is set but invalid has its own line, so APP_ID is not called the missing part.
+  const privateKeyInvalid = problems.length > privateKeyProblems;
+  if (env.APP_ID && !privateKey && !privateKeyInvalid) {
+    problems.push(
       'Missing PRIVATE_KEY: APP_ID is set, so set PRIVATE_KEY to the GitHub App private key ' +
         '(PEM) or PRIVATE_KEY_PATH to the file that contains it.',
     );
   }
-  if (privateKey && !env.APP_ID) {
-    throw new ConfigError(
+  if ((privateKey || privateKeyInvalid) && !env.APP_ID) {
+    problems.push(
       'Missing APP_ID: a private key is set, so set APP_ID to the GitHub App id shown on its settings page.',
     );
   }
@@ -492,13 +508,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: oldMaxWait,
     ...rest
   } = env;
+  const rateLimitMaxWait = collect(() => readRateLimitMaxWait(maxWait, oldMaxWait));
+  const masterKeys = collect(() => mergeMasterKeys(single, versioned ?? []));
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return {
     ...rest,
-    ...readRateLimitMaxWait(maxWait, oldMaxWait),
+    ...rateLimitMaxWait!,
     privateKey,
     dataDir: path.resolve(env.DATA_DIR),
     githubAppConfigured: Boolean(env.APP_ID && privateKey),
-    masterKeys: mergeMasterKeys(single, versioned ?? []),
+    masterKeys: masterKeys!,
     masterKeySettings: {
       masterKeysVersions: (versioned ?? []).map((entry) => entry.version),
       masterKeySet: single !== undefined,

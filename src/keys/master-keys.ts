@@ -91,26 +91,52 @@ export class Keyring {
  * empty keyring, so storing a user key fails with a message while everything else works.
  */
 export async function loadKeyring(config: Config, logger: Logger): Promise<Keyring> {
-  if (config.masterKeys.length > 0) return new Keyring(config.masterKeys);
+  const { keyring, keyFile } = await readKeyring(config, logger);
+  if (keyFile) logKeyFileUse(logger, keyFile);
+  return keyring;
+}
+
+/** The generated master key file that a keyring was read from. */
+export interface UsedKeyFile {
+  path: string;
+  /** True when this read generated the file. */
+  created: boolean;
+}
+
+/**
+ * Builds the keyring as loadKeyring does, but returns the generated key file it used, if any,
+ * instead of logging it, so that a start can log the warning once its database is up.
+ */
+export async function readKeyring(
+  config: Config,
+  logger: Logger,
+): Promise<{ keyring: Keyring; keyFile: UsedKeyFile | null }> {
+  if (config.masterKeys.length > 0) return { keyring: new Keyring(config.masterKeys), keyFile: null };
   const file = generatedKeyFilePath(config);
   if (file === null) {
-    return new Keyring(
+    const keyring = new Keyring(
       [],
       'No master key is configured, so own provider keys cannot be stored: set MASTER_KEY on ' +
         'the server to 32 random bytes in base64 (openssl rand -base64 32) and restart it.',
     );
+    return { keyring, keyFile: null };
   }
 
   const { key, created } = await readOrCreateKeyFile(file, logger);
+  return { keyring: new Keyring([{ version: 1, key }]), keyFile: { path: file, created } };
+}
+
+/** Logs the warning that production must set MASTER_KEY, naming the generated key file used. */
+export function logKeyFileUse(logger: Logger, keyFile: UsedKeyFile): void {
+  const file = keyFile.path;
   logger.warn(
-    { event: created ? 'master_key.generated' : 'master_key.file_used', path: file },
+    { event: keyFile.created ? 'master_key.generated' : 'master_key.file_used', path: file },
     `Using master key version 1 from ${file}, because MASTER_KEY and MASTER_KEYS are unset. ` +
       "Production must set MASTER_KEY, to that file's content if users have stored keys under " +
       'version 1. After "fixwright keys rotate" moved the stored keys to a later version, that ' +
       'file no longer decrypts them, so set MASTER_KEYS again with the versions they use, ' +
       'which master_key.version_missing names at start.',
   );
-  return new Keyring([{ version: 1, key }]);
 }
 
 /**

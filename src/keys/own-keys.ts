@@ -248,20 +248,32 @@ export async function openStoredKey(
 
 // The updates below keep updated_at, which records when the user last saved the key.
 
-/** Marks the saved key unusable, unless it was replaced since it was loaded. */
+/**
+ * Marks the saved key unusable, unless it was replaced since it was loaded. With `sent`, the
+ * same update records it as used now, as markKeyUsed does, for a key that the provider rejected.
+ */
 export async function markKeyUnusable(
   db: Database | Transaction,
   stored: StoredKeyRef,
   cause: UnusableCause,
   reason: string,
+  options: { sent?: boolean } = {},
 ): Promise<void> {
   await db
     .update(userApiKeys)
-    .set({ unusableCause: cause, unusableReason: reason, updatedAt: sql`${userApiKeys.updatedAt}` })
+    .set({
+      unusableCause: cause,
+      unusableReason: reason,
+      updatedAt: sql`${userApiKeys.updatedAt}`,
+      ...(options.sent ? { lastUsedAt: sql`now()` } : {}),
+    })
     .where(matches(stored));
 }
 
-/** Records that the provider accepted a call made with the saved key. */
+/**
+ * Records that the provider responded to a call made with the saved key: accepted it, billed a
+ * failed attempt, or rejected it with an HTTP status.
+ */
 export async function markKeyUsed(db: Database, stored: StoredKeyRef): Promise<void> {
   await db
     .update(userApiKeys)

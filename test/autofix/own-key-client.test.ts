@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ownKeyClient, StoredKeyChangedError } from '../../src/autofix/own-key-client.ts';
@@ -111,13 +112,51 @@ describe('ownKeyClient', () => {
     expect(await lastUsedAt(stored.userId)).toBeInstanceOf(Date);
   });
 
-  it('leaves an unbilled key unused', async () => {
+  it('marks a key used after an answered failure', async () => {
     groq.reset();
     const stored = await storedKey();
     groq.enqueue({ status: 500, body: groqErrorBody('internal error', 'internal_server_error') });
     const client = ownGroqClient(stored, 0);
 
     await expect(client.generate(request)).rejects.toBeInstanceOf(ProviderError);
+    expect(await lastUsedAt(stored.userId)).toBeInstanceOf(Date);
+  });
+
+  it('marks a rejected key used and unusable', async () => {
+    groq.reset();
+    const stored = await storedKey();
+    groq.rejectKey(apiKey);
+    const client = ownGroqClient(stored, 0);
+
+    const error = await client.generate(request).then(() => null, (caught: unknown) => caught);
+
+    expect((error as ProviderError).kind).toBe('unauthorized');
+    const row = await storedRow(stored.userId);
+    expect(row!.lastUsedAt).toBeInstanceOf(Date);
+    expect(row!.unusableCause).toBe('rejected');
+  });
+
+  it('leaves a key unused when nothing answered', async () => {
+    const stored = await storedKey();
+    // A server that closes every connection at once, so no HTTP response arrives.
+    const closing = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+    const { port } = closing.address() as net.AddressInfo;
+    const unreachable = createGroqClient({
+      apiKey,
+      baseUrl: `http://127.0.0.1:${port}`,
+      model: 'llama-3.3-70b-versatile',
+      maxRetries: 0,
+      timeoutMs: 5000,
+      retryBaseDelayMs: 10,
+    });
+    const client = ownKeyClient(context, { key: apiKey, stored }, () => unreachable);
+
+    const error = await client.generate(request).then(() => null, (caught: unknown) => caught);
+    closing.close();
+
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).status).toBeUndefined();
     expect(await lastUsedAt(stored.userId)).toBeNull();
   });
 

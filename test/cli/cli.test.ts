@@ -377,6 +377,19 @@ describe('fixwright usage errors', () => {
     ],
     [['start', '--role', 'web', '--role', 'worker'], 'Repeated option --role for start: give it once.'],
     [
+      ['users', 'plan', '--login', 'alice', '--pla', 'pro'],
+      'Unknown option \'--pla\'. Did you mean --plan? Run "fixwright users plan --help" for the options.',
+    ],
+    [
+      ['users', 'show', '--logn', 'alice'],
+      'Unknown option \'--logn\'. Did you mean --login? Run "fixwright users show --help" for the options.',
+    ],
+    [
+      ['receive', '--evnt', 'ping', '--payload', 'x.json'],
+      'Unknown option \'--evnt\'. Did you mean --event? Run "fixwright receive --help" for the options.',
+    ],
+    [['users', 'plan', '--login', 'alice', '--plan', 'Gold'], 'Invalid --plan "Gold": use free, pro or enterprise.'],
+    [
       ['keys', 'rotate', '--batch-size', '1e3'],
       'Invalid --batch-size "1e3": use a whole number from 1 to 10000.',
     ],
@@ -589,7 +602,7 @@ describe('fixwright users', () => {
         'Subcommands:\n' +
         '  token          create a personal access token for the JSON API for an existing user, or\n' +
         '                 with --create for a new one\n' +
-        "  plan           switch the user's plan\n" +
+        "  plan           switch the user's plan; the plan name may be in any case\n" +
         '  apply-limits   apply PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the\n' +
         '                 users whose stored limit differs, as choosing their own plan again with\n' +
         '                 users plan does: the period and usage are kept, usage is capped at a lower\n' +
@@ -763,6 +776,16 @@ describe('fixwright users and login case', () => {
       'Mixed-Case is already on pro; nothing changed. To start a new period, run fixwright ' +
         'users reset-usage --login Mixed-Case.\n',
     );
+  });
+
+  it('plan accepts any case of the plan', async () => {
+    const changed = await runUsers(['plan', '--login', 'mixed-case', '--plan', 'Enterprise']);
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(changed.stdout).toMatch(/^Mixed-Case: (free|pro) -> enterprise, limit unlimited, /);
+
+    const back = await runUsers(['plan', '--login', 'mixed-case', '--plan', 'PRO']);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toMatch(/^Mixed-Case: enterprise -> pro, limit 100000, /);
   });
 
   it('reset-usage names the stored login', async () => {

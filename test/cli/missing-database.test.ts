@@ -2,7 +2,7 @@
 // a bundled database they exit 2 and create nothing, so a command run from another folder than
 // `npm start` cannot set up a second database of its own. `migrate` still creates one.
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, realpath, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +61,22 @@ describe('command on a DATA_DIR without a database', () => {
       expect(existsSync(dataDir)).toBe(false);
     });
   }
+
+  it('names a DATA_DIR that is a file', async () => {
+    const dataDir = path.join(parent, 'a-file');
+    await writeFile(dataDir, '');
+
+    const result = await runCliToExit(['users', 'show', '--login', 'Codertocat'], cliEnv({ DATA_DIR: dataDir }), {
+      timeoutMs: 30_000,
+    });
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      `Invalid DATA_DIR "${dataDir}": ${dataDir} exists and is not a directory. Set DATA_DIR to a ` +
+        'directory this user can write to, or to a path where it can be created.\n',
+    );
+    expect(result.stdout).toBe('');
+  });
 
   it('leaves an empty DATA_DIR empty', async () => {
     const dataDir = path.join(parent, 'empty');

@@ -45,6 +45,9 @@ describe('start on a DATA_DIR in use', () => {
         'PostgreSQL to run several service processes.\n',
     );
     expect(linesWithEvent(second.stdout, 'bundled_postgres.reused')).toEqual([]);
+    // The master key warning comes only once the database is up, so the error is the only output.
+    expect(linesWithEvent(second.stdout, 'master_key.file_used')).toEqual([]);
+    expect(linesWithEvent(first.output(), 'master_key.generated')).toHaveLength(1);
 
     // One-off commands still use the server that the first start runs.
     const token = await runCli(['users', 'token', '--login', 'octocat', '--create'], cliEnv({ DATA_DIR: dataDir }));

@@ -48,8 +48,8 @@ type Service = Awaited<ReturnType<typeof spawnStart>>;
 const moments: Record<string, (service: Service) => Promise<void>> = {
   'before PostgreSQL starts': (service) =>
     service.waitUntil(
-      () => service.output().includes('"event":"master_key.generated"'),
-      'the master key to be generated',
+      () => existsSync(path.join(service.dataDir, 'master-key')),
+      'the master key file to be generated',
     ),
   'while PostgreSQL starts': (service) =>
     service.waitUntil(

@@ -18,6 +18,45 @@ function errorFor(env: Record<string, string>): string {
 }
 
 describe('loadConfig errors', () => {
+  it('reports every invalid variable at once', () => {
+    expect(errorFor({ DATABASE_URL: ' ', PORT: 'abc', LOG_LEVEL: 'loud' }).split('\n')).toEqual([
+      'Invalid DATABASE_URL: it is set but empty. Remove the variable to use the bundled ' +
+        'PostgreSQL, or set it to postgres://USER:PASSWORD@HOST:PORT/DATABASE.',
+      'Invalid LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace or silent (got "loud").',
+      'Invalid PORT: must be a whole number (got "abc").',
+    ]);
+  });
+
+  it('reports every invalid combination at once', () => {
+    const lines = errorFor({
+      PRIVATE_KEY_PATH: '/nonexistent/fixwright-app.pem',
+      GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS: '6',
+      REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: '5',
+      RESERVATION_TTL_SECONDS: '10',
+    }).split('\n');
+
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^Invalid RESERVATION_TTL_SECONDS: a token hold must last until /);
+    expect(lines[1]).toBe(
+      'Invalid PRIVATE_KEY_PATH: cannot read "/nonexistent/fixwright-app.pem" (ENOENT); set it ' +
+        'to the .pem file downloaded from the GitHub App settings.',
+    );
+    expect(lines[2]).toBe(
+      'Missing APP_ID: a private key is set, so set APP_ID to the GitHub App id shown on its settings page.',
+    );
+    expect(lines[3]).toBe(
+      'Invalid REPORT_RATE_LIMIT_MAX_WAIT_SECONDS: it is the deprecated name of ' +
+        'GITHUB_RATE_LIMIT_MAX_WAIT_SECONDS, which is set to 6, another value (got 5). Remove ' +
+        'REPORT_RATE_LIMIT_MAX_WAIT_SECONDS.',
+    );
+  });
+
+  it('names no missing key for an invalid one', () => {
+    const message = errorFor({ APP_ID: '12', PRIVATE_KEY_PATH: '/nonexistent/fixwright-app.pem' });
+    expect(message).toMatch(/^Invalid PRIVATE_KEY_PATH: cannot read /);
+    expect(message).not.toContain('Missing PRIVATE_KEY');
+  });
+
   it('masks the password of an invalid DATABASE_URL', () => {
     const message = errorFor({ DATABASE_URL: 'mysql://admin:Sup3rS3cret@db.internal/app' });
     expect(message).toContain('Invalid DATABASE_URL: must start with postgres://');

@@ -130,12 +130,13 @@ describe('examples/start-fakes.mts', () => {
     const receives = [...example.stderr().matchAll(/^ {2}npx fixwright (receive .+)$/gm)].map((match) =>
       match[1]!.split(' '),
     );
-    expect(receives).toHaveLength(2);
     expect(receives.map((args) => args.at(-1))).toEqual([
       path.join(settings.FAKES_PAYLOADS!, 'installation.json'),
       path.join(settings.FAKES_PAYLOADS!, 'pull_request.json'),
+      path.join(settings.FAKES_PAYLOADS!, 'check_run.requested_action.json'),
     ]);
-    for (const args of receives) {
+    expect(receives[2]!.slice(0, 3)).toEqual(['receive', '--event', 'check_run']);
+    for (const args of receives.slice(0, 2)) {
       const result = await runCliToExit(args, cliEnv(settings), { timeoutMs: 30_000 });
       expect(result.code, result.stderr).toBe(0);
     }
@@ -183,7 +184,10 @@ describe('examples/start-fakes.mts', () => {
       async () => {
         const body = (await (await api(`/api/patch-requests/${id}`)).json()) as {
           status: string;
-          files: { provider: string; diff: string }[];
+          totalTokens: number;
+          chargedTokens: number;
+          ownKeyTokens: number;
+          files: { provider: string; keySource: string | null; diff: string }[];
         };
         return ['ready', 'partially_ready', 'failed'].includes(body.status) ? body : undefined;
       },
@@ -191,7 +195,40 @@ describe('examples/start-fakes.mts', () => {
     );
     expect(preview.status).toBe('ready');
     expect(preview.files[0]!.provider).toBe('groq');
+    expect(preview.files[0]!.keySource).toBe('platform');
+    expect(preview.chargedTokens).toBe(preview.totalTokens);
+    expect(preview.chargedTokens).toBeGreaterThan(0);
+    expect(preview.ownKeyTokens).toBe(0);
     expect(preview.files[0]!.diff).toContain('+const apiKey = process.env.DEMO_API_KEY;');
+
+    // The "Fix with AI" payload names the check run that the service posted on the head commit.
+    const { checkRunId, headSha } = (await (await api(`/api/runs/${run.id}`)).json()) as {
+      checkRunId: number;
+      headSha: string;
+    };
+    const fixWithAiFile = receives[2]!.at(-1)!;
+    const press = await waitFor(
+      async () => (existsSync(fixWithAiFile) ? JSON.parse(await readFile(fixWithAiFile, 'utf8')) : undefined),
+      { timeoutMs: 10_000, intervalMs: 100, describe: () => `${fixWithAiFile}; stderr:\n${example.stderr()}` },
+    );
+    expect(press.action).toBe('requested_action');
+    expect(press.requested_action).toEqual({ identifier: 'fix' });
+    expect(press.check_run.id).toBe(checkRunId);
+    expect(press.check_run.head_sha).toBe(headSha);
+    expect(press.installation).toEqual({ id: 957387 });
+    expect(press.repository.full_name).toBe('Codertocat/Hello-World');
+    expect(example.stderr()).toContain(`Wrote ${fixWithAiFile} for check run ${checkRunId} on ${headSha}.\n`);
+
+    // The free plan has too few tokens left for the other findings, so the owner moves to pro.
+    const plan = await runCliToExit(
+      ['users', 'plan', '--login', 'Codertocat', '--plan', 'pro'],
+      cliEnv({ DATABASE_URL: database.url }),
+      { timeoutMs: 30_000 },
+    );
+    expect(plan.code, plan.stderr).toBe(0);
+    const pressed = await runCliToExit(receives[2]!, cliEnv(settings), { timeoutMs: 30_000 });
+    expect(pressed.code, pressed.stderr).toBe(0);
+    expect(pressed.stdout).toMatch(/"outcome":"patch request [0-9a-f-]{36} queued for run /);
 
     // The OAuth client settings sign in through the fake GitHub.
     const { cookie, endUrl } = await signInThroughFakeGitHub(`${service.url}/`);
@@ -234,14 +271,31 @@ describe('examples/start-fakes.mts', () => {
     expect(existsSync(removedFolder(example.stderr()))).toBe(false);
   }, 90_000);
 
-  it('rejects an invalid port', async () => {
+  /** Runs the example with `args`, which must make it exit, and returns its status and stderr. */
+  async function runToExit(args: string[]) {
     const env = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR };
-    const child = spawn(process.execPath, [tsxPath, examplePath, '--port', '70000'], { env });
+    const child = spawn(process.execPath, [tsxPath, examplePath, ...args], { env });
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const code = await new Promise((resolve) => child.once('close', resolve));
+    return { code, stderr };
+  }
+
+  it('rejects an invalid port', async () => {
+    const { code, stderr } = await runToExit(['--port', '70000']);
 
     expect(code).toBe(2);
     expect(stderr).toBe('Invalid --port "70000": give the service\'s port, from 1 to 65535.\n');
+  }, 30_000);
+
+  it('prints usage below an unknown option', async () => {
+    const { code, stderr } = await runToExit(['--prot', '3000']);
+
+    expect(code).toBe(2);
+    expect(stderr.split('\n')).toEqual([
+      expect.stringContaining("Unknown option '--prot'"),
+      'Usage: npx tsx examples/start-fakes.mts [--port N]',
+      '',
+    ]);
   }, 30_000);
 });

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchFiles, patchRequestFindings, patchRequests, prRuns } from '../../src/db/schema/index.ts';
+import { patchFiles, patchRequestFindings, patchRequests, prRuns, tokenEvents } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 import {
@@ -555,7 +555,7 @@ describe('preview page', () => {
     expect(html).toContain('Applied as commit abc1234 on the pull request&#39;s branch');
     expect(html).toMatch(/<button type="submit" class="primary" disabled="">\s*Apply/);
     expect(html).toContain(
-      '0 tokens in the files&#39; model calls<span class="muted"> (calls on your own keys included)</span>',
+      '0 tokens in the files&#39; model calls · 0 charged to your allowance, 0 on your own keys</p>',
     );
     expect(html).not.toContain('discarded results');
     // The server rejects regenerating a file of an applied preview.
@@ -597,6 +597,52 @@ describe('preview page', () => {
     expect(body.filesTokens).toBe(200);
     expect(body.discardedTokens).toBe(300);
     expect((body.files as { tokens: number }[]).map((entry) => entry.tokens)).toEqual([200]);
+  });
+
+  it('shows who paid for each file', async () => {
+    const { request, file } = await newReadyRequest();
+    const pathHash = createHash('sha256').update(file.path).digest('hex');
+    const event = (attempt: number, keySource: 'platform' | 'user', tokens: number) => ({
+      userId: user.userId,
+      patchRequestId: request.id,
+      path: file.path,
+      provider: 'groq' as const,
+      model: 'llama',
+      keySource,
+      promptTokens: tokens,
+      completionTokens: 0,
+      totalTokens: tokens,
+      chargedTokens: keySource === 'platform' ? tokens : 0,
+      idempotencyKey: `${request.id}:${pathHash}:generation-${file.generation}:attempt-${attempt}:groq`,
+    });
+    // A first attempt on the platform key, then a retried attempt whose own-key result the file shows.
+    await context.db.insert(tokenEvents).values([event(1, 'platform', 300), event(2, 'user', 200)]);
+    const headers = { cookie: user.cookie };
+
+    const html = await (await app.request(`/patch-requests/${request.id}`, { headers })).text();
+    const api = await app.request(`/api/patch-requests/${request.id}`, { headers });
+
+    expect(html).toContain(' · 300 charged to your allowance, 200 on your own keys</p>');
+    expect(html).toContain('groq · your own key · llama · 0 tokens');
+    expect(api.status).toBe(200);
+    const body = (await api.json()) as {
+      chargedTokens: number;
+      ownKeyTokens: number;
+      files: { provider: string | null; keySource: string | null }[];
+    };
+    expect(body.chargedTokens).toBe(300);
+    expect(body.ownKeyTokens).toBe(200);
+    expect(body.files.map((entry) => [entry.provider, entry.keySource])).toEqual([['groq', 'user']]);
+  });
+
+  it('names no key source without a ledger row', async () => {
+    const { request } = await newReadyRequest();
+    const headers = { cookie: user.cookie };
+
+    const api = await app.request(`/api/patch-requests/${request.id}`, { headers });
+    const body = (await api.json()) as { files: { provider: string | null; keySource: string | null }[] };
+
+    expect(body.files.map((entry) => [entry.provider, entry.keySource])).toEqual([['groq', null]]);
   });
 
   it('regenerates one file and polls until it is done', async () => {

@@ -180,6 +180,51 @@ describe('nearLimitAdvice', () => {
   });
 });
 
+describe('nearLimitAdvice with own keys', () => {
+  /** Returns the stats of the free user at 95 % and a time one day before the period ends. */
+  async function statsNearLimit() {
+    await context.db.update(users).set({ tokensUsed: 950, plan: 'free', tokenLimit: 1000 }).where(eq(users.id, user.userId));
+    const stats = await getUsageStats(context.db, context.config, user.userId);
+    return { stats, periodEnd: stats.periodEnd.slice(0, 10), now: new Date(Date.parse(stats.periodEnd) - 86_400_000) };
+  }
+
+  it('names only the provider without a key', async () => {
+    const { stats, periodEnd, now } = await statsNearLimit();
+    const advice = (ownKeys: { groq: boolean; gemini: boolean }) =>
+      String(nearLimitAdvice({ ...stats, ownKeys }, true, now));
+    const start =
+      'You have used 95% of your tokens for this period. To keep previewing fixes, ' +
+      `upgrade to Pro on the <a href="/plans">Plan page</a>, wait until the period ends on ${periodEnd} (UTC), `;
+
+    expect(advice({ groq: false, gemini: false })).toBe(
+      `${start}or add your own Groq or Gemini key on the <a href="/keys">Keys page</a>.`,
+    );
+    expect(advice({ groq: true, gemini: false })).toBe(
+      `${start}or add your own Gemini key on the <a href="/keys">Keys page</a>.`,
+    );
+    expect(advice({ groq: false, gemini: true })).toBe(
+      `${start}or add your own Groq key on the <a href="/keys">Keys page</a>.`,
+    );
+  });
+
+  it('suggests no key when both are stored', async () => {
+    const { stats, periodEnd, now } = await statsNearLimit();
+    const both = { ...stats, ownKeys: { groq: true, gemini: true } };
+    const start =
+      'You have used 95% of your tokens for this period. Your own Groq and Gemini keys on the ' +
+      '<a href="/keys">Keys page</a> pay for the calls that the allowance cannot. To preview on ' +
+      'the allowance again, ';
+
+    expect(String(nearLimitAdvice(both, true, now))).toBe(
+      `${start}upgrade to Pro on the <a href="/plans">Plan page</a> or wait until the period ends on ${periodEnd} (UTC).`,
+    );
+    expect(String(nearLimitAdvice({ ...both, plan: 'enterprise' }, false, now))).toBe(
+      `${start}wait until the period ends on ${periodEnd} (UTC).`,
+    );
+    expect(String(nearLimitAdvice(both, true, now))).not.toContain('add your own');
+  });
+});
+
 describe('tokens per day', () => {
   it('groups token events by UTC day and key source', async () => {
     const other = await createSignedInUser(context.db, { login: 'chart-user' });

@@ -20,6 +20,7 @@ import {
   findSelectionOverAllowance,
   loadPreviewPayment,
 } from '../../autofix/preview-budget.ts';
+import { loadPreviewKeyUsage } from '../../autofix/preview-key-usage.ts';
 import { currentPreviewWait } from '../../autofix/preview-wait.ts';
 import type { AppContext } from '../../context.ts';
 import { patchRequests, prRuns, type RunStatus } from '../../db/schema/index.ts';
@@ -182,6 +183,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
 
     const files = await listPatchFiles(context.db, request.id);
     const tokens = splitPreviewTokens(request, files);
+    const keyUsage = await loadPreviewKeyUsage(context.db, request.id, files);
     const applyRetry = await findApplyRetry(context.boss, request);
     const applyWait = visibleApplyWait(request, applyRetry);
     // A preview waits while the request is running, and an apply only once it is ready.
@@ -198,6 +200,8 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
       totalTokens: tokens.total,
       filesTokens: tokens.files,
       discardedTokens: tokens.discarded,
+      chargedTokens: keyUsage.chargedTokens,
+      ownKeyTokens: keyUsage.ownKeyTokens,
       createdAt: request.createdAt.toISOString(),
       completedAt: request.completedAt?.toISOString() ?? null,
       applied: request.appliedAt
@@ -252,6 +256,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
           regenerationError: file.regenerationError,
           keyNotice: file.keyNotice,
           provider: file.provider,
+          keySource: keyUsage.fileKeySources.get(file.id) ?? null,
           model: file.model,
           tokens: file.totalTokens,
         };

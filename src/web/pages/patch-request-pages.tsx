@@ -17,6 +17,7 @@ import type { PageVariables } from '../session/page-variables.ts';
 import { requirePageSession } from '../session/require-page-session.ts';
 import type { ActiveSession } from '../session/session-store.ts';
 import { listFixBlockers } from '../views/components/fix-blockers.tsx';
+import { loadPreviewKeyUsage } from '../../autofix/preview-key-usage.ts';
 import { PatchFilesPanel, type RegenerateRejection } from '../views/components/patch-files-panel.tsx';
 import { EarlierPreviews } from '../views/components/earlier-previews.tsx';
 import { PatchProgress } from '../views/components/patch-progress.tsx';
@@ -59,6 +60,7 @@ export function patchRequestPages(
   ) => {
     const { request, run, installation } = await load(userId, id);
     const files = await listPatchFiles(context.db, request.id);
+    const keyUsage = await loadPreviewKeyUsage(context.db, request.id, files);
     const supersededRunBlocksApply = await isApplyBlockedBySupersededRun(context.db, request, run);
     return (
       <>
@@ -66,6 +68,7 @@ export function patchRequestPages(
           session={session}
           request={request}
           files={files}
+          keyUsage={keyUsage}
           fixesBlocked={listFixBlockers(run, installation).length > 0 || run.status !== 'completed'}
           regenerateRejection={regenerateRejection}
         />
@@ -94,6 +97,7 @@ export function patchRequestPages(
   ) => {
     const { request, run, installation } = await load(c.var.user.id, id);
     const files = await listPatchFiles(context.db, request.id);
+    const keyUsage = await loadPreviewKeyUsage(context.db, request.id, files);
     const newestRun =
       run.status === 'superseded' ? await findNewestRunLink(context.db, c.var.user.id, run) : null;
     const applyRetry = await findApplyRetry(context.boss, request);
@@ -105,6 +109,7 @@ export function patchRequestPages(
         run={run}
         installation={installation}
         files={files}
+        keyUsage={keyUsage}
         newestRun={newestRun}
         applyRetry={applyRetry}
         supersededRunBlocksApply={supersededRunBlocksApply}

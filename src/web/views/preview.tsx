@@ -21,6 +21,7 @@ import {
   SupersededRunNotice,
 } from './components/fix-blockers.tsx';
 import { PatchFilesPanel } from './components/patch-files-panel.tsx';
+import type { PreviewKeyUsage } from '../../autofix/preview-key-usage.ts';
 import { Time } from './components/time.tsx';
 import { Layout } from './layout.tsx';
 
@@ -71,6 +72,7 @@ export const PreviewPage: FC<{
   run: Run;
   installation: RunInstallation | null;
   files: PatchFile[];
+  keyUsage: PreviewKeyUsage;
   /** The link to a superseded run's newer commits (see findNewestRunLink), or null. */
   newestRun: NewestRunLink;
   /** The failed attempt of the apply job that pg-boss retries, or null. */
@@ -78,7 +80,7 @@ export const PreviewPage: FC<{
   /** Whether the superseded run rejects an apply (see `isApplyBlockedBySupersededRun`). */
   supersededRunBlocksApply: boolean;
   formError?: PreviewFormError | undefined;
-}> = ({ session, request, run, installation, files, newestRun, applyRetry, supersededRunBlocksApply, formError }) => {
+}> = ({ session, request, run, installation, files, keyUsage, newestRun, applyRetry, supersededRunBlocksApply, formError }) => {
   const applied = request.appliedAt !== null;
   const applyWait = visibleApplyWait(request, applyRetry);
   const blockers = listFixBlockers(run, installation);
@@ -108,6 +110,7 @@ export const PreviewPage: FC<{
         request={request}
         files={files}
         fixesBlocked={blockers.length > 0 || run.status !== 'completed'}
+        keyUsage={keyUsage}
       />
 
       <section class="card apply">

@@ -1,7 +1,8 @@
 import type { FC } from 'hono/jsx';
 import { currentPreviewWait } from '../../../autofix/preview-wait.ts';
 import { shownFileStatus, splitPreviewTokens } from '../../../autofix/visible-patch-requests.ts';
-import type { patchFiles, patchRequests } from '../../../db/schema/index.ts';
+import type { PreviewKeyUsage } from '../../../autofix/preview-key-usage.ts';
+import type { KeySource, patchFiles, patchRequests } from '../../../db/schema/index.ts';
 import type { ActiveSession } from '../../session/session-store.ts';
 import { diffStats } from '../../diff/diff-stats.ts';
 import { showCodePoints } from '../../../text/invisible-characters.ts';
@@ -14,6 +15,13 @@ import { isPatchRequestActive } from './patch-progress.tsx';
 import { StatusBadge } from './status-badge.tsx';
 
 type PatchRequest = typeof patchRequests.$inferSelect;
+
+/** Names the key that produced a file's result, or nothing when the ledger has no row of it. */
+function keySourceLabel(source: KeySource | undefined): string {
+  if (source === 'user') return 'your own key · ';
+  if (source === 'platform') return 'platform key · ';
+  return '';
+}
 type PatchFile = typeof patchFiles.$inferSelect;
 
 /** A "Regenerate this file" that the server rejected, such as with 409 over the allowance. */
@@ -39,8 +47,9 @@ export const PatchFilesPanel: FC<{
   request: PatchRequest;
   files: PatchFile[];
   fixesBlocked: boolean;
+  keyUsage: PreviewKeyUsage;
   regenerateRejection?: RegenerateRejection | undefined;
-}> = ({ session, request, files, fixesBlocked, regenerateRejection }) => {
+}> = ({ session, request, files, fixesBlocked, keyUsage, regenerateRejection }) => {
   const active = isPatchRequestActive(request.status);
   const tokens = splitPreviewTokens(request, files);
   const previewWait = currentPreviewWait(request, files.filter((file) => file.status === 'running').length);
@@ -63,8 +72,7 @@ export const PatchFilesPanel: FC<{
         <StatusBadge status={request.status} />{' '}
         {`${request.filesDone} of ${request.filesTotal} files done · ${tokens.files} tokens in the files' model calls`}
         {tokens.discarded > 0 ? ` · ${tokens.discarded} tokens in discarded results, ${tokens.total} in all` : null}
-        {/* The totals count every call the providers reported, which the allowance may not have charged. */}
-        <span class="muted"> (calls on your own keys included)</span>
+        {` · ${keyUsage.chargedTokens} charged to your allowance, ${keyUsage.ownKeyTokens} on your own keys`}
       </p>
       {tokens.discarded > 0 ? (
         <p class="muted discarded-tokens">
@@ -114,7 +122,9 @@ export const PatchFilesPanel: FC<{
               ) : null}
               {file.provider ? (
                 <span class="muted">
-                  <MarkedText text={` ${file.provider} · ${file.model ?? ''} · ${file.totalTokens} tokens`} />
+                  <MarkedText
+                    text={` ${file.provider} · ${keySourceLabel(keyUsage.fileKeySources.get(file.id))}${file.model ?? ''} · ${file.totalTokens} tokens`}
+                  />
                 </span>
               ) : file.totalTokens > 0 ? (
                 // A call that failed after it used tokens stores no provider, but its tokens

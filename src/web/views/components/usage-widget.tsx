@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
-import type { Plan } from '../../../db/schema/index.ts';
+import { providers, type Plan } from '../../../db/schema/index.ts';
+import { providerNames } from '../../../llm/types.ts';
 import type { DailyUsage } from '../../../usage/daily-usage.ts';
 import type { UsageStats } from '../../../usage/stats.ts';
 import { PlanBadge } from './plan-badge.tsx';
@@ -28,6 +29,8 @@ const nextPlan: Record<Plan, { name: string; verb: string } | null> = {
  * A user who cannot switch their own plan is sent to the Plan page, which shows the
  * `users plan` command an admin runs with the user's login filled in.
  * A period whose end has passed stays current until the rollover job starts the next one.
+ * Own keys are suggested only for the providers that have none stored. With both stored, the
+ * advice states that they pay for the calls that the allowance cannot, which previews do.
  */
 export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean, now = new Date()) {
   const periodEnd = stats.periodEnd.slice(0, 10);
@@ -37,24 +40,40 @@ export function nearLimitAdvice(stats: UsageStats, canChangePlan: boolean, now =
     ? `wait for the next period to start, as this one ended on ${periodEnd} (UTC)`
     : `wait until the period ends on ${periodEnd} (UTC)`;
   const planPage = <a href="/plans">Plan page</a>;
+  const keysPage = <a href="/keys">Keys page</a>;
   let upgrade = null;
   if (next && canChangePlan) {
-    upgrade = <>{`${next.verb} to ${next.name} on the `}{planPage}, </>;
+    upgrade = <>{`${next.verb} to ${next.name} on the `}{planPage}</>;
   } else if (next) {
     upgrade = (
       <>
         {`ask an admin to ${next.verb} you to ${next.name} (the `}
         {planPage}
-        {' shows the command they run), '}
+        {' shows the command they run)'}
       </>
     );
   }
+  const used = `You have used ${stats.percent}% of your tokens for this period.`;
+  const missingKeys = providers.filter((provider) => !stats.ownKeys[provider]);
+  if (missingKeys.length === 0) {
+    return (
+      <>
+        {`${used} Your own Groq and Gemini keys on the `}
+        {keysPage}
+        {' pay for the calls that the allowance cannot. To preview on the allowance again, '}
+        {upgrade}
+        {`${upgrade ? ' or ' : ''}${wait}.`}
+      </>
+    );
+  }
+  const keyToAdd =
+    missingKeys.length === 1 ? `your own ${providerNames[missingKeys[0]!]} key` : 'your own Groq or Gemini key';
   return (
     <>
-      {`You have used ${stats.percent}% of your tokens for this period. To keep previewing fixes, `}
+      {`${used} To keep previewing fixes, `}
       {upgrade}
-      {`${wait}${upgrade ? ',' : ''} or add your own Groq or Gemini key on the `}
-      <a href="/keys">Keys page</a>.
+      {`${upgrade ? ', ' : ''}${wait}${upgrade ? ',' : ''} or add ${keyToAdd} on the `}
+      {keysPage}.
     </>
   );
 }

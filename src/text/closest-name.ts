@@ -1,0 +1,33 @@
+/** Largest edit distance at which a name is suggested as the intended one. */
+const maxSuggestionDistance = 3;
+
+/**
+ * Returns the candidate closest to `name` by edit distance, for a "Did you mean" hint, or null
+ * when none is within 3 edits. `name` is compared in lower case, so candidates should be too.
+ */
+export function closestName(name: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = maxSuggestionDistance + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toLowerCase(), candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance: the fewest insertions, deletions and substitutions from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
