@@ -2,7 +2,7 @@ import { AppError } from './errors.ts';
 
 /**
  * Why a body read ended before the whole body arrived: it ran past its deadline, the budget
- * cut it to make room for a faster body, or the connection closed.
+ * cut it to make room for another body, or the connection closed.
  */
 export type IncompleteBodyReason = 'timed_out' | 'evicted' | 'closed';
 
@@ -10,12 +10,31 @@ export type IncompleteBodyReason = 'timed_out' | 'evicted' | 'closed';
 class BodyRead {
   chargedBytes = 0;
   readonly startedAt = performance.now();
+  lastChunkAt = this.startedAt;
 
-  constructor(readonly evict: () => void) {}
+  /** `expectedBytes` is the declared Content-Length, or the largest body accepted without one. */
+  constructor(
+    readonly expectedBytes: number,
+    readonly evict: () => void,
+  ) {}
 
-  /** Bytes a millisecond since the read started, counting `pendingBytes` not charged yet. */
-  rate(now: number, pendingBytes = 0): number {
-    return (this.chargedBytes + pendingBytes) / Math.max(now - this.startedAt, 1);
+  /**
+   * Milliseconds this read is expected to keep holding memory, counting `pendingBytes` not
+   * charged yet: the larger of the time since its last chunk and the time the rest of its
+   * expected bytes take at its average rate since it started. A read whose pending chunk
+   * completes its body scores 0.
+   */
+  holdScore(now: number, pendingBytes = 0): number {
+    const receivedBytes = this.chargedBytes + pendingBytes;
+    const remainingBytes = Math.max(this.expectedBytes - receivedBytes, 0);
+    let finishMs = 0;
+    if (remainingBytes > 0) {
+      const rate = receivedBytes / Math.max(now - this.startedAt, 1);
+      finishMs = rate > 0 ? remainingBytes / rate : Infinity;
+    }
+    // The pending chunk arrives now, so a read with one pending has not stalled.
+    const idleMs = pendingBytes > 0 ? 0 : now - this.lastChunkAt;
+    return Math.max(finishMs, idleMs);
   }
 }
 
@@ -37,9 +56,13 @@ export class ByteBudget {
     return this.#usedBytes;
   }
 
-  /** Registers a read in progress. The budget calls `evict` when it cuts the read. */
-  startRead(evict: () => void): BodyRead {
-    const read = new BodyRead(evict);
+  /**
+   * Registers a read in progress of a body expected to be `expectedBytes` long: its declared
+   * Content-Length, or the largest body accepted when none is declared. The budget calls `evict`
+   * when it cuts the read.
+   */
+  startRead(expectedBytes: number, evict: () => void): BodyRead {
+    const read = new BodyRead(expectedBytes, evict);
     this.#reads.add(read);
     return read;
   }
@@ -51,9 +74,10 @@ export class ByteBudget {
 
   /**
    * Charges `bytes` more for `read`. When they do not fit, the reads in progress are ranked by
-   * their rate since they started, `read` among them, and the slowest are cut and released
-   * until the bytes fit. Returns `evicted` when `read` itself is among the reads that would be
-   * cut, and then cuts only `read`. Returns `over_budget`, and cuts nothing, when cutting every
+   * how long they are expected to keep holding memory (see `BodyRead.holdScore`), `read` among
+   * them, and the highest are cut and released until the bytes fit. On a tie `read` ranks below
+   * the others. Returns `evicted` when `read` itself is among the reads that would be cut, and
+   * then cuts only `read`. Returns `over_budget`, and cuts nothing, when cutting every
    * other read would not make room, because bodies no longer being read hold the rest.
    */
   charge(read: BodyRead, bytes: number): ChargeResult {
@@ -63,17 +87,20 @@ export class ByteBudget {
     }
     this.#usedBytes += bytes;
     read.chargedBytes += bytes;
+    read.lastChunkAt = performance.now();
     return 'charged';
   }
 
   #makeRoom(requester: BodyRead, bytes: number): ChargeResult {
-    // NOTE: A body that sent a burst and then stalled ranks as fast for a while: with 6 MB it
-    // outranks a 21 KB body that arrived within 1 ms for about 300 ms. Keeping the budget full
-    // that way takes sending about the whole budget again every few hundred ms.
+    // NOTE: The ranking trusts the declared Content-Length. A body that declares a few bytes
+    // more than it has sent, and then sends a byte more often than a slow delivery is expected
+    // to take to finish, outranks that delivery until the body deadline. A body without
+    // Content-Length counts as the largest body accepted, so one that arrives in several chunks
+    // ranks as slow.
     const now = performance.now();
     const ranked = [...this.#reads]
-      .map((read) => ({ read, rate: read.rate(now, read === requester ? bytes : 0) }))
-      .sort((a, b) => a.rate - b.rate)
+      .map((read) => ({ read, score: read.holdScore(now, read === requester ? bytes : 0) }))
+      .sort((a, b) => compareForCut(a, b, requester))
       .map(({ read }) => read);
     const neededBytes = this.#usedBytes + bytes - this.maxBytes;
     let evictableBytes = 0;
@@ -111,6 +138,18 @@ export class ByteBudget {
   }
 }
 
+/** Orders reads for cutting: the higher score first, and `requester` last on a tie. */
+function compareForCut(
+  a: { read: BodyRead; score: number },
+  b: { read: BodyRead; score: number },
+  requester: BodyRead,
+): number {
+  if (a.score !== b.score) return a.score > b.score ? -1 : 1;
+  if (a.read === requester) return 1;
+  if (b.read === requester) return -1;
+  return 0;
+}
+
 export interface BodyLimits {
   /** Largest body accepted, in bytes. */
   maxBytes: number;
@@ -136,7 +175,7 @@ export interface ChargedBody {
  * Reads the whole body of `request`. Each chunk is charged to `limits.budget` when it arrives,
  * rather than the declared Content-Length, so a body that arrives slowly holds only what it has
  * sent. The read is cut, and its charge released at once, when the body has not arrived
- * within `limits.timeoutMs` or when the budget cuts it to make room for a faster body. On any
+ * within `limits.timeoutMs` or when the budget cuts it to make room for another body. On any
  * error the charge is released before this throws. The rest of a cut body is left unread:
  * the caller should respond with `Connection: close`.
  */
@@ -152,7 +191,9 @@ export async function readLimitedBody(request: Request, limits: BodyLimits): Pro
   // one long-lived promise would keep every chunk reachable.
   let wake: (() => void) | undefined;
   const interrupt = () => wake?.();
-  const read = budget.startRead(() => {
+  const declaredBytes = declared === null ? NaN : Number(declared);
+  const expectedBytes = Number.isFinite(declaredBytes) ? declaredBytes : limits.maxBytes;
+  const read = budget.startRead(expectedBytes, () => {
     cutReason = 'evicted';
     interrupt();
   });
