@@ -92,11 +92,11 @@ export class ByteBudget {
   }
 
   #makeRoom(requester: BodyRead, bytes: number): ChargeResult {
-    // NOTE: The ranking trusts the declared Content-Length. A body that declares a few bytes
-    // more than it has sent, and then sends a byte more often than a slow delivery is expected
-    // to take to finish, outranks that delivery until the body deadline. A body without
-    // Content-Length counts as the largest body accepted, so one that arrives in several chunks
-    // ranks as slow.
+    // NOTE: The time to finish trusts Content-Length and uses the rate since the start. So a
+    // body that sent a burst, declared little more than that, and keeps sending a byte every
+    // few ms scores low, and outranks a delivery that arrives in several chunks until the body
+    // deadline. A rate over the last second or so would not be lifted by the burst. A body
+    // without Content-Length counts as the largest body accepted, so it ranks as slow.
     const now = performance.now();
     const ranked = [...this.#reads]
       .map((read) => ({ read, score: read.holdScore(now, read === requester ? bytes : 0) }))
