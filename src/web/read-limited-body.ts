@@ -6,11 +6,22 @@ import { AppError } from './errors.ts';
  */
 export type IncompleteBodyReason = 'timed_out' | 'evicted' | 'closed';
 
+/**
+ * Milliseconds over which a read's recent rate is measured, so that a burst stops lifting its
+ * rate 1 to 2 windows after it arrived.
+ */
+export const RATE_WINDOW_MS = 1000;
+
 /** A body read in progress, with the bytes charged for it so far. */
 class BodyRead {
   chargedBytes = 0;
   readonly startedAt = performance.now();
   lastChunkAt = this.startedAt;
+  // Bytes charged in window number `#windowIndex` since the start of the read, and in the
+  // window before it.
+  #windowIndex = 0;
+  #windowBytes = 0;
+  #previousWindowBytes = 0;
 
   /** `expectedBytes` is the declared Content-Length, or the largest body accepted without one. */
   constructor(
@@ -18,18 +29,50 @@ class BodyRead {
     readonly evict: () => void,
   ) {}
 
+  /** Adds `bytes` charged at `now` to the window they arrived in. */
+  recordChunk(now: number, bytes: number): void {
+    const index = Math.floor((now - this.startedAt) / RATE_WINDOW_MS);
+    if (index !== this.#windowIndex) {
+      this.#previousWindowBytes = index === this.#windowIndex + 1 ? this.#windowBytes : 0;
+      this.#windowBytes = 0;
+      this.#windowIndex = index;
+    }
+    this.#windowBytes += bytes;
+    this.chargedBytes += bytes;
+    this.lastChunkAt = now;
+  }
+
+  /**
+   * Bytes a millisecond over the last `RATE_WINDOW_MS`, counting `pendingBytes` as arriving
+   * `now`, or since the start for a read younger than that. The bytes of the window before
+   * the current one count by the part of it still inside the last `RATE_WINDOW_MS`, an estimate
+   * that assumes they arrived evenly.
+   */
+  rate(now: number, pendingBytes: number): number {
+    const ageMs = now - this.startedAt;
+    if (ageMs < RATE_WINDOW_MS) {
+      return (this.chargedBytes + pendingBytes) / Math.max(ageMs, 1);
+    }
+    const index = Math.floor(ageMs / RATE_WINDOW_MS);
+    const currentBytes = index === this.#windowIndex ? this.#windowBytes : 0;
+    let previousBytes = 0;
+    if (index === this.#windowIndex) previousBytes = this.#previousWindowBytes;
+    else if (index === this.#windowIndex + 1) previousBytes = this.#windowBytes;
+    const previousShare = 1 - (ageMs - index * RATE_WINDOW_MS) / RATE_WINDOW_MS;
+    return (currentBytes + previousBytes * previousShare + pendingBytes) / RATE_WINDOW_MS;
+  }
+
   /**
    * Milliseconds this read is expected to keep holding memory, counting `pendingBytes` not
    * charged yet: the larger of the time since its last chunk and the time the rest of its
-   * expected bytes take at its average rate since it started. A read whose pending chunk
-   * completes its body scores 0.
+   * expected bytes take at its recent `rate`. A read whose pending chunk completes its body
+   * scores 0, and one that sent nothing in the last `RATE_WINDOW_MS` scores `Infinity`.
    */
   holdScore(now: number, pendingBytes = 0): number {
-    const receivedBytes = this.chargedBytes + pendingBytes;
-    const remainingBytes = Math.max(this.expectedBytes - receivedBytes, 0);
+    const remainingBytes = Math.max(this.expectedBytes - this.chargedBytes - pendingBytes, 0);
     let finishMs = 0;
     if (remainingBytes > 0) {
-      const rate = receivedBytes / Math.max(now - this.startedAt, 1);
+      const rate = this.rate(now, pendingBytes);
       finishMs = rate > 0 ? remainingBytes / rate : Infinity;
     }
     // The pending chunk arrives now, so a read with one pending has not stalled.
@@ -86,17 +129,16 @@ export class ByteBudget {
       if (result !== 'charged') return result;
     }
     this.#usedBytes += bytes;
-    read.chargedBytes += bytes;
-    read.lastChunkAt = performance.now();
+    read.recordChunk(performance.now(), bytes);
     return 'charged';
   }
 
   #makeRoom(requester: BodyRead, bytes: number): ChargeResult {
-    // NOTE: The time to finish trusts Content-Length and uses the rate since the start. So a
-    // body that sent a burst, declared little more than that, and keeps sending a byte every
-    // few ms scores low, and outranks a delivery that arrives in several chunks until the body
-    // deadline. A rate over the last second or so would not be lifted by the burst. A body
-    // without Content-Length counts as the largest body accepted, so it ranks as slow.
+    // NOTE: The time to finish trusts Content-Length, and a burst lifts the recent rate for
+    // 1 to 2 s after it arrived. So a body that sent a burst, declared little more than that,
+    // and keeps sending a byte every few ms outranks a delivery that arrives in several chunks
+    // for up to 2 s. A body without Content-Length counts as the largest body accepted, so it
+    // ranks as slow.
     const now = performance.now();
     const ranked = [...this.#reads]
       .map((read) => ({ read, score: read.holdScore(now, read === requester ? bytes : 0) }))

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ByteBudget } from '../../src/web/read-limited-body.ts';
+import { ByteBudget, RATE_WINDOW_MS } from '../../src/web/read-limited-body.ts';
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['performance'] });
@@ -70,8 +70,8 @@ describe('ByteBudget.charge', () => {
     budget.charge(fast.read, 35);
     vi.advanceTimersByTime(10);
 
-    // The rest of 100 bytes takes 5157 ms at 66 bytes in 10,010 ms, and 19 ms at 35 bytes in
-    // 10 ms, although the requester has more charged.
+    // The rest of 100 bytes takes 5667 ms at the 6 bytes of the last second, and 19 ms at 35
+    // bytes in 10 ms, although the requester has more charged.
     expect(budget.charge(trickle.read, 6)).toBe('evicted');
     expect(fast.state.evicted).toBe(false);
     // The requester learns of its eviction from the result, not from its callback.
@@ -148,8 +148,8 @@ describe('ByteBudget ranking against slow bodies', () => {
     budget.charge(delivery.read, 30);
     vi.advanceTimersByTime(100);
 
-    // The delivery needs 10 more bytes at 0.7 a millisecond: 14 ms. The stalled body needs
-    // 85 ms at its average rate, but its last chunk came 5100 ms ago.
+    // The delivery needs 10 more bytes at 0.7 a millisecond: 14 ms. The stalled body sent
+    // nothing in the last second, and its last chunk came 5100 ms ago.
     expect(budget.charge(delivery.read, 40)).toBe('charged');
     expect(stalled.state.evicted).toBe(true);
     expect(delivery.state.evicted).toBe(false);
@@ -188,22 +188,29 @@ describe('ByteBudget ranking against slow bodies', () => {
     expect(budget.usedBytes).toBe(20);
   });
 
-  it('drops chunked delivery beside near length', () => {
-    // The weakness left: a body that declares a length just above what it sent and keeps
-    // sending outranks a delivery that needs longer to finish.
-    const budget = new ByteBudget(100);
-    const liar = startRead(budget, 62);
-    budget.charge(liar.read, 60);
-    const delivery = startRead(budget, 80);
-    budget.charge(delivery.read, 30);
-    vi.advanceTimersByTime(100);
-    budget.charge(liar.read, 1);
+  it('cuts a near length before chunked delivery', () => {
+    // A burst, a Content-Length 300 bytes above it, then a byte every 10 ms.
+    const budget = new ByteBudget(1000);
+    const liar = startRead(budget, 900);
+    budget.charge(liar.read, 600);
+    const trickle = (ms: number) => {
+      for (let elapsed = 0; elapsed < ms; elapsed += 10) {
+        vi.advanceTimersByTime(10);
+        expect(budget.charge(liar.read, 1)).toBe('charged');
+      }
+    };
+    trickle(1500);
+    const delivery = startRead(budget, 450);
+    budget.charge(delivery.read, 100);
+    trickle(500);
 
-    // The delivery needs 10 more bytes at 0.7 a millisecond: 14 ms. The liar needs 1 byte at
-    // 0.61 a millisecond, 1.6 ms, and sent a chunk this millisecond.
-    expect(budget.charge(delivery.read, 40)).toBe('evicted');
-    expect(liar.state.evicted).toBe(false);
-    expect(budget.usedBytes).toBe(61);
+    // The delivery needs 200 more bytes at 0.5 a millisecond: 400 ms. The liar needs 100 bytes
+    // at the 101 bytes of the last second: 990 ms. At its average rate since the start, 800
+    // bytes in 2000 ms, it would need 250 ms.
+    expect(budget.charge(delivery.read, 150)).toBe('charged');
+    expect(liar.state.evicted).toBe(true);
+    expect(delivery.state.evicted).toBe(false);
+    expect(budget.usedBytes).toBe(250);
   });
 
   it('cuts a stalled body without length', () => {
@@ -231,5 +238,47 @@ describe('ByteBudget ranking against slow bodies', () => {
     expect(whole.state.evicted).toBe(true);
     expect(delivery.state.evicted).toBe(false);
     expect(budget.usedBytes).toBe(60);
+  });
+});
+
+describe('BodyRead.holdScore window', () => {
+  it('drops a burst over the next window', () => {
+    const budget = new ByteBudget(1000);
+    const { read } = startRead(budget, 1000);
+    budget.charge(read, 100);
+
+    // Younger than the window, the read keeps its rate since the start: 900 bytes at 100 in
+    // 999 ms.
+    vi.advanceTimersByTime(RATE_WINDOW_MS - 1);
+    expect(read.holdScore(performance.now())).toBeCloseTo(8991);
+    // The burst fills the previous window, which lies wholly in the last second.
+    vi.advanceTimersByTime(1);
+    expect(read.holdScore(performance.now())).toBeCloseTo(9000);
+    // Half of the previous window lies in the last second, so half the burst counts.
+    vi.advanceTimersByTime(RATE_WINDOW_MS / 2);
+    expect(read.holdScore(performance.now())).toBeCloseTo(18_000);
+    vi.advanceTimersByTime(RATE_WINDOW_MS / 2);
+    expect(read.holdScore(performance.now())).toBe(Infinity);
+  });
+
+  it('forgets a burst after a skipped window', () => {
+    const budget = new ByteBudget(1000);
+    const { read } = startRead(budget, 1000);
+    budget.charge(read, 100);
+    vi.advanceTimersByTime(2.5 * RATE_WINDOW_MS);
+    budget.charge(read, 10);
+
+    // Only the 10 bytes count: 890 bytes at 10 a second.
+    expect(read.holdScore(performance.now())).toBeCloseTo(89_000);
+  });
+
+  it('counts the pending chunk in the window', () => {
+    const budget = new ByteBudget(1000);
+    const { read } = startRead(budget, 1000);
+    budget.charge(read, 100);
+    vi.advanceTimersByTime(3 * RATE_WINDOW_MS);
+
+    // 880 bytes at the 20 pending a second, and the pending chunk means no stall.
+    expect(read.holdScore(performance.now(), 20)).toBeCloseTo(44_000);
   });
 });
