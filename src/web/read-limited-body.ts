@@ -66,7 +66,8 @@ class BodyRead {
    * Milliseconds this read is expected to keep holding memory, counting `pendingBytes` not
    * charged yet: the larger of the time since its last chunk and the time the rest of its
    * expected bytes take at its recent `rate`. A read whose pending chunk completes its body
-   * scores 0, and one that sent nothing in the last `RATE_WINDOW_MS` scores `Infinity`.
+   * scores 0. One older than `RATE_WINDOW_MS` with no bytes in its current and previous window
+   * scores `Infinity`, as does one that sent nothing at all.
    */
   holdScore(now: number, pendingBytes = 0): number {
     const remainingBytes = Math.max(this.expectedBytes - this.chargedBytes - pendingBytes, 0);
