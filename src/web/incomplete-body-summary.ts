@@ -55,7 +55,7 @@ export class IncompleteBodySummary {
         intervalSeconds: this.intervalMs / 1000,
       },
       'webhook bodies dropped before they arrived whole: timedOut ran past ' +
-        'WEBHOOK_BODY_TIMEOUT_MS, evicted were the slowest when the body budget was full, closed ' +
+        'WEBHOOK_BODY_TIMEOUT_MS, evicted were cut to make room in the full body budget, closed ' +
         'lost their connection. Many of them mean a client is holding connections open.',
     );
     this.#counts = noBodies();

@@ -2,20 +2,83 @@ import { AppError } from './errors.ts';
 
 /**
  * Why a body read ended before the whole body arrived: it ran past its deadline, the budget
- * cut it to make room for a faster body, or the connection closed.
+ * cut it to make room for another body, or the connection closed.
  */
 export type IncompleteBodyReason = 'timed_out' | 'evicted' | 'closed';
+
+/**
+ * Milliseconds over which a read's recent rate is measured, so that a burst stops lifting its
+ * rate 1 to 2 windows after it arrived.
+ */
+export const RATE_WINDOW_MS = 1000;
 
 /** A body read in progress, with the bytes charged for it so far. */
 class BodyRead {
   chargedBytes = 0;
   readonly startedAt = performance.now();
+  lastChunkAt = this.startedAt;
+  // Bytes charged in window number `#windowIndex` since the start of the read, and in the
+  // window before it.
+  #windowIndex = 0;
+  #windowBytes = 0;
+  #previousWindowBytes = 0;
 
-  constructor(readonly evict: () => void) {}
+  /** `expectedBytes` is the declared Content-Length, or the largest body accepted without one. */
+  constructor(
+    readonly expectedBytes: number,
+    readonly evict: () => void,
+  ) {}
 
-  /** Bytes a millisecond since the read started, counting `pendingBytes` not charged yet. */
-  rate(now: number, pendingBytes = 0): number {
-    return (this.chargedBytes + pendingBytes) / Math.max(now - this.startedAt, 1);
+  /** Adds `bytes` charged at `now` to the window they arrived in. */
+  recordChunk(now: number, bytes: number): void {
+    const index = Math.floor((now - this.startedAt) / RATE_WINDOW_MS);
+    if (index !== this.#windowIndex) {
+      this.#previousWindowBytes = index === this.#windowIndex + 1 ? this.#windowBytes : 0;
+      this.#windowBytes = 0;
+      this.#windowIndex = index;
+    }
+    this.#windowBytes += bytes;
+    this.chargedBytes += bytes;
+    this.lastChunkAt = now;
+  }
+
+  /**
+   * Bytes a millisecond over the last `RATE_WINDOW_MS`, counting `pendingBytes` as arriving
+   * `now`, or since the start for a read younger than that. The bytes of the window before
+   * the current one count by the part of it still inside the last `RATE_WINDOW_MS`, an estimate
+   * that assumes they arrived evenly.
+   */
+  rate(now: number, pendingBytes: number): number {
+    const ageMs = now - this.startedAt;
+    if (ageMs < RATE_WINDOW_MS) {
+      return (this.chargedBytes + pendingBytes) / Math.max(ageMs, 1);
+    }
+    const index = Math.floor(ageMs / RATE_WINDOW_MS);
+    const currentBytes = index === this.#windowIndex ? this.#windowBytes : 0;
+    let previousBytes = 0;
+    if (index === this.#windowIndex) previousBytes = this.#previousWindowBytes;
+    else if (index === this.#windowIndex + 1) previousBytes = this.#windowBytes;
+    const previousShare = 1 - (ageMs - index * RATE_WINDOW_MS) / RATE_WINDOW_MS;
+    return (currentBytes + previousBytes * previousShare + pendingBytes) / RATE_WINDOW_MS;
+  }
+
+  /**
+   * Milliseconds this read is expected to keep holding memory, counting `pendingBytes` not
+   * charged yet: the larger of the time since its last chunk and the time the rest of its
+   * expected bytes take at its recent `rate`. A read whose pending chunk completes its body
+   * scores 0. One older than `RATE_WINDOW_MS` with no bytes in its current and previous window
+   * scores `Infinity`, as does one that sent nothing at all.
+   */
+  holdScore(now: number, pendingBytes = 0): number {
+    const remainingBytes = Math.max(this.expectedBytes - this.chargedBytes - pendingBytes, 0);
+    let finishMs = 0;
+    if (remainingBytes > 0) {
+      const rate = this.rate(now, pendingBytes);
+      finishMs = rate > 0 ? remainingBytes / rate : Infinity;
+    }
+    // The pending chunk arrives now, so a read with one pending has not stalled.
+    const idleMs = pendingBytes > 0 ? 0 : now - this.lastChunkAt;
+    return Math.max(finishMs, idleMs);
   }
 }
 
@@ -37,9 +100,13 @@ export class ByteBudget {
     return this.#usedBytes;
   }
 
-  /** Registers a read in progress. The budget calls `evict` when it cuts the read. */
-  startRead(evict: () => void): BodyRead {
-    const read = new BodyRead(evict);
+  /**
+   * Registers a read in progress of a body expected to be `expectedBytes` long: its declared
+   * Content-Length, or the largest body accepted when none is declared. The budget calls `evict`
+   * when it cuts the read.
+   */
+  startRead(expectedBytes: number, evict: () => void): BodyRead {
+    const read = new BodyRead(expectedBytes, evict);
     this.#reads.add(read);
     return read;
   }
@@ -51,9 +118,10 @@ export class ByteBudget {
 
   /**
    * Charges `bytes` more for `read`. When they do not fit, the reads in progress are ranked by
-   * their rate since they started, `read` among them, and the slowest are cut and released
-   * until the bytes fit. Returns `evicted` when `read` itself is among the reads that would be
-   * cut, and then cuts only `read`. Returns `over_budget`, and cuts nothing, when cutting every
+   * how long they are expected to keep holding memory (see `BodyRead.holdScore`), `read` among
+   * them, and the highest are cut and released until the bytes fit. On a tie `read` ranks below
+   * the others. Returns `evicted` when `read` itself is among the reads that would be cut, and
+   * then cuts only `read`. Returns `over_budget`, and cuts nothing, when cutting every
    * other read would not make room, because bodies no longer being read hold the rest.
    */
   charge(read: BodyRead, bytes: number): ChargeResult {
@@ -62,18 +130,20 @@ export class ByteBudget {
       if (result !== 'charged') return result;
     }
     this.#usedBytes += bytes;
-    read.chargedBytes += bytes;
+    read.recordChunk(performance.now(), bytes);
     return 'charged';
   }
 
   #makeRoom(requester: BodyRead, bytes: number): ChargeResult {
-    // NOTE: A body that sent a burst and then stalled ranks as fast for a while: with 6 MB it
-    // outranks a 21 KB body that arrived within 1 ms for about 300 ms. Keeping the budget full
-    // that way takes sending about the whole budget again every few hundred ms.
+    // NOTE: The time to finish trusts Content-Length, and a burst lifts the recent rate for
+    // 1 to 2 s after it arrived. So a body that sent a burst, declared little more than that,
+    // and keeps sending a byte every few ms outranks a delivery that arrives in several chunks
+    // for up to 2 s. A body without Content-Length counts as the largest body accepted, so it
+    // ranks as slow.
     const now = performance.now();
     const ranked = [...this.#reads]
-      .map((read) => ({ read, rate: read.rate(now, read === requester ? bytes : 0) }))
-      .sort((a, b) => a.rate - b.rate)
+      .map((read) => ({ read, score: read.holdScore(now, read === requester ? bytes : 0) }))
+      .sort((a, b) => compareForCut(a, b, requester))
       .map(({ read }) => read);
     const neededBytes = this.#usedBytes + bytes - this.maxBytes;
     let evictableBytes = 0;
@@ -111,6 +181,18 @@ export class ByteBudget {
   }
 }
 
+/** Orders reads for cutting: the higher score first, and `requester` last on a tie. */
+function compareForCut(
+  a: { read: BodyRead; score: number },
+  b: { read: BodyRead; score: number },
+  requester: BodyRead,
+): number {
+  if (a.score !== b.score) return a.score > b.score ? -1 : 1;
+  if (a.read === requester) return 1;
+  if (b.read === requester) return -1;
+  return 0;
+}
+
 export interface BodyLimits {
   /** Largest body accepted, in bytes. */
   maxBytes: number;
@@ -136,7 +218,7 @@ export interface ChargedBody {
  * Reads the whole body of `request`. Each chunk is charged to `limits.budget` when it arrives,
  * rather than the declared Content-Length, so a body that arrives slowly holds only what it has
  * sent. The read is cut, and its charge released at once, when the body has not arrived
- * within `limits.timeoutMs` or when the budget cuts it to make room for a faster body. On any
+ * within `limits.timeoutMs` or when the budget cuts it to make room for another body. On any
  * error the charge is released before this throws. The rest of a cut body is left unread:
  * the caller should respond with `Connection: close`.
  */
@@ -152,7 +234,9 @@ export async function readLimitedBody(request: Request, limits: BodyLimits): Pro
   // one long-lived promise would keep every chunk reachable.
   let wake: (() => void) | undefined;
   const interrupt = () => wake?.();
-  const read = budget.startRead(() => {
+  const declaredBytes = declared === null ? NaN : Number(declared);
+  const expectedBytes = Number.isFinite(declaredBytes) ? declaredBytes : limits.maxBytes;
+  const read = budget.startRead(expectedBytes, () => {
     cutReason = 'evicted';
     interrupt();
   });

@@ -132,8 +132,9 @@ function incompleteBodyError(
   return new AppError(
     'request_timeout',
     `Webhook body was dropped after ${receivedBytes} bytes because the bodies being received ` +
-      'filled the memory bound and this one arrived the slowest. Send the whole body without ' +
-      'pauses, as GitHub does.',
+      'filled the memory bound and this one was expected to hold memory the longest, by its ' +
+      'rate, its Content-Length and its pauses. Send the whole body without pauses, as GitHub ' +
+      'does.',
   );
 }
 
@@ -144,8 +145,8 @@ function incompleteBodyError(
  * unsigned bodies and signed ones waiting for a slot cannot hold more memory than the budget
  * together. The handler decodes the bytes only after it got a slot, because a decoded copy
  * would wait uncharged beside them. A body that has not arrived within `limits.timeoutMs`, or
- * that arrives the slowest while the budget is full, is dropped with 408, so that slow unsigned
- * bodies cannot keep the budget from GitHub's deliveries.
+ * that is expected to hold memory the longest while the budget is full, is dropped with 408, so
+ * that slow unsigned bodies cannot keep the budget from GitHub's deliveries.
  */
 function verifySignature(
   secret: string | undefined,
