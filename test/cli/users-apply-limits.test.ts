@@ -180,10 +180,10 @@ describe('fixwright users apply-limits', () => {
   it('exits 2 for an invalid plan without changes', async () => {
     await createStaleUsers();
 
-    const result = await applyLimits(['--plan', 'Pro']);
+    const result = await applyLimits(['--plan', 'gold']);
 
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe('Invalid --plan "Pro": use free, pro or enterprise.\n');
+    expect(result.stderr).toBe('Invalid --plan "gold": use free, pro or enterprise.\n');
     expect(result.stdout).toBe('');
     expect((await readUser('pro-a')).tokenLimit).toBe(50_000);
     expect(await readChanges()).toHaveLength(0);
