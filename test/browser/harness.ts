@@ -10,6 +10,7 @@ import { generateAppKeyPair, startFakeGitHub, type FakeGitHub } from '../../src/
 import { addFakeOAuth, type FakeOAuth } from '../../src/demo/fakes/github-oauth.ts';
 import { startFakeGroq, type FakeGroq } from '../../src/demo/fakes/groq.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { offlineBaseUrls } from '../helpers/offline-urls.ts';
 import { createGitRepository, type GitRepository } from '../../src/demo/git-repository.ts';
 import { waitFor } from '../helpers/process.ts';
 
@@ -132,6 +133,7 @@ export async function startDashboard(extraEnv: Record<string, string> = {}): Pro
     LOG_LEVEL: 'info',
     HOST: '127.0.0.1',
     PORT: String(port),
+    ...offlineBaseUrls,
     PUBLIC_URL: url,
     DATABASE_URL: database.url,
     WEBHOOK_SECRET: webhookSecret,

@@ -7,6 +7,7 @@ import { createQueues } from '../../src/jobs/workers.ts';
 import { Keyring } from '../../src/keys/master-keys.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+import { offlineBaseUrls } from './offline-urls.ts';
 
 export interface TestContext extends AppContext {
   database: TestDatabase;
@@ -32,7 +33,7 @@ export async function createTestContext(
       done();
     },
   });
-  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'debug', ...env });
+  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'debug', ...offlineBaseUrls, ...env });
   const logger = createLogger(config.LOG_LEVEL, sink);
   const keyring =
     options.keyring ??

@@ -67,9 +67,9 @@ export async function createPreviewTestContext(options: {
   const context = await createTestContext({
     GROQ_API_KEY: options.groqApiKey,
     GROQ_BASE_URL: groq.url,
-    ...(options.geminiApiKey === undefined
-      ? {}
-      : { GEMINI_API_KEY: options.geminiApiKey, GEMINI_BASE_URL: gemini.url }),
+    // Own Gemini keys call the fake too when no platform Gemini key is set.
+    GEMINI_BASE_URL: gemini.url,
+    ...(options.geminiApiKey === undefined ? {} : { GEMINI_API_KEY: options.geminiApiKey }),
     LLM_MAX_RETRIES: '0',
     ...options.env,
   });

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { offlineBaseUrls } from './offline-urls.ts';
 
 /** Polls `probe` until it returns a truthy value, and returns that value. */
 export async function waitFor<T>(
@@ -122,6 +123,7 @@ export function cliEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     LOG_LEVEL: 'info',
     HOST: '127.0.0.1',
     PORT: '0',
+    ...offlineBaseUrls,
     ...extra,
   };
 }

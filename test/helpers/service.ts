@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { findFreePort } from '../../src/db/bundled.ts';
+import { offlineBaseUrls } from './offline-urls.ts';
 import { waitFor } from './process.ts';
 
 export interface ServiceProcess {
@@ -56,6 +57,7 @@ export function serviceEnv(env: NodeJS.ProcessEnv, port: number): NodeJS.Process
     TMPDIR: process.env.TMPDIR,
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
+    ...offlineBaseUrls,
     ...env,
     HOST: '127.0.0.1',
     PORT: String(port),
