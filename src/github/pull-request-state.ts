@@ -1,5 +1,7 @@
 import { RequestError } from '@octokit/request-error';
 import { z } from 'zod';
+import { githubLogin, repositoryFullName } from '../events/github-names.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
 import type { GitHubApp } from './app.ts';
 import { accessTokenPath } from './installation-unavailable.ts';
 
@@ -22,15 +24,15 @@ const pullRequestResponse = z.object({
     sha: z.string(),
     ref: z.string(),
     // Null once the head repository was deleted, although the OpenAPI schema types it as an object.
-    repo: z.object({ full_name: z.string() }).nullable(),
+    repo: z.object({ full_name: repositoryFullName }).nullable(),
   }),
   base: z.object({
     sha: z.string(),
     ref: z.string(),
     repo: z.object({
       id: z.number(),
-      full_name: z.string(),
-      owner: z.object({ id: z.number(), login: z.string(), type: z.string().optional() }),
+      full_name: repositoryFullName,
+      owner: z.object({ id: z.number(), login: githubLogin, type: z.string().optional() }),
       // Required in the OpenAPI schema. A response without it is taken as not archived.
       archived: z.boolean().optional(),
     }),
@@ -59,7 +61,7 @@ export async function fetchPullRequestState(
   app: GitHubApp,
   target: { installationId: number; repositoryId: number; repository: string; prNumber: number },
 ): Promise<GitHubPullRequestState> {
-  const [owner, repo] = target.repository.split('/') as [string, string];
+  const [owner, repo] = splitRepository(target.repository);
   try {
     const octokit = await app.installationOctokit(target.installationId);
     const response = await octokit.rest.pulls.get({

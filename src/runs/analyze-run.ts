@@ -5,6 +5,7 @@ import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
+import { isDotSegment } from '../events/github-names.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import {
   describeInvalidResponse,
@@ -373,10 +374,21 @@ function describeAnalysisError(error: unknown): string {
   return safeErrorMessage(new Error(text));
 }
 
+/**
+ * Splits a stored OWNER/NAME into the parameters of a GitHub request path. A `.` or `..`,
+ * which GitHub allows in neither part, raises, because the path would resolve to another API
+ * path that the installation's token would be sent to.
+ */
 export function splitRepository(fullName: string): [string, string] {
   const [owner, repo, ...rest] = fullName.split('/');
   if (!owner || !repo || rest.length > 0) {
     throw new Error(`Invalid repository name ${JSON.stringify(fullName)}: expected OWNER/NAME.`);
+  }
+  if (isDotSegment(owner) || isDotSegment(repo)) {
+    throw new Error(
+      `Invalid repository name ${JSON.stringify(fullName)}: GitHub allows "." or ".." as ` +
+        'neither OWNER nor NAME, so no request is sent for it.',
+    );
   }
   return [owner, repo];
 }
