@@ -2,6 +2,7 @@ import { RequestError } from '@octokit/request-error';
 import { z } from 'zod';
 import { githubLogin, repositoryFullName } from '../events/github-names.ts';
 import { splitRepository } from '../runs/analyze-run.ts';
+import { stripNulDeep } from '../text/strip-nul.ts';
 import type { GitHubApp } from './app.ts';
 import { accessTokenPath } from './installation-unavailable.ts';
 
@@ -101,7 +102,8 @@ function parsePullRequest(
   target: { repositoryId: number; repository: string; prNumber: number },
 ): GitHubPullRequest {
   const request = `GET /repos/${target.repository}/pulls/${target.prNumber}`;
-  const parsed = pullRequestResponse.safeParse(data);
+  // The confirm job stores the title and branch names, and PostgreSQL text cannot store NUL.
+  const parsed = pullRequestResponse.safeParse(stripNulDeep(data));
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
       (issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`,

@@ -91,4 +91,21 @@ describe('analysis unchecked files', () => {
         'and `src/a\uFFFDb.ts` (file name with a NUL character, shown as U+FFFD, not checked).',
     ]);
   });
+
+  it('stores a base ref with NUL', async () => {
+    const pullPath = `/repos/${owner}/${repo}/pulls/${pullNumber}`;
+    const { data } = await setup.harness.octokit.request(`GET ${pullPath}`);
+    const served = data as any;
+    const baseRef = served.base.ref as string;
+    const body = { ...served, base: { ...served.base, ref: `${baseRef}\u0000` } };
+    setup.harness.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body });
+
+    const run = await setup.createRun();
+    const outcome = await analyzeRun(setup.context, run.id, setup.context.logger);
+
+    expect(outcome.status).toBe('completed');
+    const stored = await storedRun(run.id);
+    expect(stored.baseRef).toBe(baseRef);
+    expect(await findingPaths(run.id)).toEqual(['src/a.ts']);
+  });
 });
