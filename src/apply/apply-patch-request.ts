@@ -731,7 +731,7 @@ async function toApplyFailure(
   const { run } = request;
 
   if (error instanceof ApplyRejectedError) {
-    logger.warn({ event: 'apply.pull_request_changed', error: error.message }, 'apply rejected');
+    logger.warn({ event: error.event, error: error.message }, 'apply rejected');
     return error;
   }
   if (error instanceof BranchMovedError) {

@@ -17,6 +17,11 @@ export class ApplyRejectedError extends Error {
     readonly code: 'bad_request' | 'conflict' | 'bad_gateway' | 'service_unavailable',
     message: string,
     readonly details?: Record<string, unknown>,
+    /**
+     * Log event of a rejection after the apply claim, such as `apply.pull_request_merged`,
+     * which names what happened. `apply.rejected` by default.
+     */
+    readonly event = 'apply.rejected',
   ) {
     super(message);
   }

@@ -23,11 +23,16 @@ export interface PreviewedRun {
 }
 
 export function closedRejection(error: PullRequestClosedError): ApplyRejectedError {
-  return new ApplyRejectedError('conflict', error.message, {
-    repository: error.repository,
-    pullRequest: error.prNumber,
-    pullRequestClosedAt: error.closedAt.toISOString(),
-  });
+  return new ApplyRejectedError(
+    'conflict',
+    error.message,
+    {
+      repository: error.repository,
+      pullRequest: error.prNumber,
+      pullRequestClosedAt: error.closedAt.toISOString(),
+    },
+    'apply.pull_request_closed',
+  );
 }
 
 export function deletedHeadRejection(): ApplyRejectedError {
@@ -35,6 +40,8 @@ export function deletedHeadRejection(): ApplyRejectedError {
     'bad_request',
     'Invalid mode "commit": the head repository of the pull request was deleted, so there ' +
       'is no branch to push to; use mode "suggestions".',
+    undefined,
+    'apply.head_repository_deleted',
   );
 }
 
@@ -44,6 +51,8 @@ export function forkRejection(headRepository: string): ApplyRejectedError {
     'bad_request',
     `Invalid mode "commit": the head branch is in the fork ${headRepository}, where ` +
       'the app cannot push; use mode "suggestions".',
+    undefined,
+    'apply.head_in_fork',
   );
 }
 
@@ -63,6 +72,7 @@ function notOpenRejection(pullRequest: PullRequestState, run: PreviewedRun): App
       pullRequestClosedAt: closedAt.toISOString(),
       pullRequestMergedAt: mergedAt.toISOString(),
     },
+    'apply.pull_request_merged',
   );
 }
 
@@ -110,6 +120,8 @@ export function checkPullRequest(
         `${pullRequest.head.ref} on GitHub, but the preview was made for branch ` +
         `${run.headRef}, so nothing was committed. Apply with {"mode": "suggestions"} to ` +
         'post the fixes as a review.',
+      undefined,
+      'apply.head_branch_changed',
     );
   }
   // Checked before any blob, tree or commit is created, because commitFiles reads the branch

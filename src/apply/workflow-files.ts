@@ -94,5 +94,6 @@ export function workflowFilesRejection(
       'the GitHub App the repository permission Workflows: read and write and have the ' +
       "installation's owner accept it.",
     { workflowFiles: workflowPaths, workflowsPermission: permission },
+    'apply.workflows_permission_missing',
   );
 }

@@ -111,6 +111,7 @@ export async function handleWorkflowsRejection(
         '"suggestions" to post the fixes as a review, or give the GitHub App the repository ' +
         `permission ${neededPermission} and have the installation's owner accept it.`,
       { workflowFiles: error.workflowPaths, github: error.rejection },
+      'apply.workflows_permission_rejected',
     );
   }
   return (

@@ -1,4 +1,12 @@
 import { z } from 'zod';
+import { quoteValue } from '../text/quote-value.ts';
+
+/** Rejects `.` and `..`, quoting the value, which is at most 80 characters of JSON. */
+function dotSegmentError(part: string) {
+  return (issue: { input: unknown }) =>
+    `${quoteValue(issue.input, 80)} is invalid: ${part} must not be "." or "..", which GitHub ` +
+    'does not allow as an account or repository name';
+}
 
 /**
  * Schema of a GitHub login (user, organisation or bot account). GitHub allows at most 39
@@ -6,7 +14,19 @@ import { z } from 'zod';
  * limit keeps the value far below the size that PostgreSQL's btree index on `users.login`
  * accepts (about 2,700 bytes), so an oversized value gets a 400 instead of failing the insert.
  */
-export const githubLogin = z.string().max(100);
+export const githubLogin = z
+  .string()
+  .max(100)
+  .refine((login) => !isDotSegment(login), { error: dotSegmentError('a login') });
+
+/**
+ * Returns whether `name` is `.` or `..`. GitHub allows neither as a login or repository name,
+ * and a request path such as `/repos/{owner}/{repo}/pulls` that contains one resolves to
+ * another API path, which would be sent with the installation's token.
+ */
+export function isDotSegment(name: string): boolean {
+  return name === '.' || name === '..';
+}
 
 /**
  * Schema of a repository's OWNER/NAME. GitHub allows 100 characters in a repository name, so
@@ -16,7 +36,10 @@ export const githubLogin = z.string().max(100);
 export const repositoryFullName = z
   .string()
   .max(200)
-  .regex(/^[^/\s]+\/[^/\s]+$/);
+  .regex(/^[^/\s]+\/[^/\s]+$/)
+  .refine((fullName) => !fullName.split('/').some(isDotSegment), {
+    error: dotSegmentError('OWNER and NAME'),
+  });
 
 /**
  * Maximum UTF-8 bytes of a branch name in a webhook payload. GitHub rejects a push of a ref

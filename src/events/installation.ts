@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, or, sql } from 'drizzle-orm';
 import type { Config } from '../config/env.ts';
 import type { Transaction } from '../db/client.ts';
-import { installations } from '../db/schema/index.ts';
+import { installations, users } from '../db/schema/index.ts';
 import type { GitHubApp } from '../github/app.ts';
 import type { PgBoss } from '../jobs/boss.ts';
 import { queueInstallationConfirmation } from '../jobs/confirm-installation.ts';
@@ -171,7 +171,11 @@ async function queueConfirmation(
 /**
  * Stores the installation with the sender as its owner, and clears its deletion and
  * suspension marks. Installation ids are unique on GitHub, so a `created` event for a stored id
- * whose account id differs is forged or corrupt, and it changes nothing.
+ * whose account id differs is forged or corrupt, and it changes nothing. GitHub gives an
+ * installation a new id when the app is installed again, also by another admin of the same
+ * organisation. So a `created` event whose sender is not the stored owner of the id is
+ * replayed or forged, and it changes nothing either. An installation without an owner,
+ * recorded from a `pull_request` event, takes the sender as its owner.
  */
 async function recordInstallation(
   tx: Transaction,
@@ -181,10 +185,9 @@ async function recordInstallation(
   const { installation, sender } = payload;
   const account = installation.account ?? { id: 0, login: 'unknown', type: 'User' };
   // Checked before the sender's user is created, so an ignored event stores no user either.
-  const stored = await findInstallationAccount(tx, installation.id);
-  if (stored && stored.accountId !== account.id) {
-    return ignoreAccountMismatch(context.logger, payload, stored);
-  }
+  const stored = await findStoredInstallation(tx, installation.id);
+  const rejected = stored && rejectRecordedInstallation(context.logger, payload, stored);
+  if (rejected) return rejected;
 
   const userId = await upsertGitHubUser(tx, sender, context.config);
   const values = {
@@ -202,49 +205,102 @@ async function recordInstallation(
     .onConflictDoUpdate({
       target: installations.id,
       set: values,
-      setWhere: eq(installations.accountId, account.id),
+      setWhere: and(
+        eq(installations.accountId, account.id),
+        or(isNull(installations.userId), eq(installations.userId, userId)),
+      ),
     })
     .returning({ id: installations.id });
   if (!row) {
-    const raced = await findInstallationAccount(tx, installation.id);
-    return ignoreAccountMismatch(context.logger, payload, raced!);
+    const raced = await findStoredInstallation(tx, installation.id);
+    return rejectRecordedInstallation(context.logger, payload, raced!)!;
   }
   return `installation ${installation.id} recorded for ${sender.login}`;
 }
 
-async function findInstallationAccount(tx: Transaction, installationId: number) {
+/** Stored account and owner of an installation, read with a row lock. */
+interface StoredInstallation {
+  accountId: number;
+  accountLogin: string;
+  userId: string | null;
+  ownerGithubId: number | null;
+  ownerLogin: string | null;
+}
+
+async function findStoredInstallation(
+  tx: Transaction,
+  installationId: number,
+): Promise<StoredInstallation | undefined> {
   const [row] = await tx
-    .select({ accountId: installations.accountId, accountLogin: installations.accountLogin })
+    .select({
+      accountId: installations.accountId,
+      accountLogin: installations.accountLogin,
+      userId: installations.userId,
+      ownerGithubId: users.githubId,
+      ownerLogin: users.login,
+    })
     .from(installations)
+    .leftJoin(users, eq(users.id, installations.userId))
     .where(eq(installations.id, installationId))
-    .for('update');
+    .for('update', { of: installations });
   return row;
 }
 
-/** Logs a `created` event whose account differs from the stored one and returns its outcome. */
-function ignoreAccountMismatch(
+/**
+ * Logs a `created` event that would change the account or the owner of a stored installation
+ * and returns its outcome, or returns null when the event may record the installation.
+ */
+function rejectRecordedInstallation(
   logger: Logger,
   payload: InstallationPayload,
-  stored: { accountId: number; accountLogin: string },
-): string {
+  stored: StoredInstallation,
+): string | null {
   const { installation, sender } = payload;
+  const ids = { installationId: installation.id, senderId: sender.id, senderLogin: sender.login };
+  if (stored.accountId !== (installation.account?.id ?? 0)) {
+    logger.warn(
+      {
+        event: 'installation.account_mismatch',
+        ...ids,
+        storedAccountId: stored.accountId,
+        storedAccountLogin: stored.accountLogin,
+        payloadAccountId: installation.account?.id ?? null,
+        payloadAccountLogin: installation.account?.login ?? null,
+      },
+      'installation.created names another account than the stored installation; owner left unchanged',
+    );
+    return (
+      `ignored: installation ${installation.id} is already recorded for account ` +
+      `${stored.accountLogin} (id ${stored.accountId})`
+    );
+  }
+  if (stored.userId === null || isStoredOwner(stored, sender)) return null;
+
   logger.warn(
     {
-      event: 'installation.account_mismatch',
-      installationId: installation.id,
-      storedAccountId: stored.accountId,
-      storedAccountLogin: stored.accountLogin,
-      payloadAccountId: installation.account?.id ?? null,
-      payloadAccountLogin: installation.account?.login ?? null,
-      senderId: sender.id,
-      senderLogin: sender.login,
+      event: 'installation.owner_mismatch',
+      ...ids,
+      storedOwnerGithubId: stored.ownerGithubId,
+      storedOwnerLogin: stored.ownerLogin,
     },
-    'installation.created names another account than the stored installation; owner left unchanged',
+    'installation.created names another sender than the stored owner; GitHub gives a new ' +
+      'installation a new id, so the event is replayed or forged and the owner is left unchanged',
   );
   return (
-    `ignored: installation ${installation.id} is already recorded for account ` +
-    `${stored.accountLogin} (id ${stored.accountId})`
+    `ignored: installation ${installation.id} is already owned by ${stored.ownerLogin} ` +
+    `(GitHub id ${stored.ownerGithubId ?? 'unknown'}), and GitHub gives an installation of the ` +
+    `app a new id, so a created event from ${sender.login} cannot take it over`
   );
+}
+
+/**
+ * Returns whether `sender` is the stored owner. An owner created from the command line by
+ * login alone has no GitHub id yet, so its login is compared without case, as
+ * upsertGitHubUser links it.
+ */
+function isStoredOwner(stored: StoredInstallation, sender: InstallationPayload['sender']): boolean {
+  if (stored.ownerGithubId !== null) return stored.ownerGithubId === sender.id;
+  return stored.ownerLogin?.toLowerCase() === sender.login.toLowerCase();
 }
 
 /** Cancels the installation's unfinished work and returns the delivery's outcome. */

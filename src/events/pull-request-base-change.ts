@@ -140,6 +140,7 @@ async function requeueRun(
       checkRunAnnotations: 0,
       reportedAt: null,
       uncheckedFiles: sql`'{}'::text[]`,
+      uncheckedFileReasons: [],
       unlistedFiles: 0,
       omittedFindings: 0,
     })

@@ -1,5 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import { z } from 'zod';
+import { stripNulDeep } from '../text/strip-nul.ts';
 
 /**
  * Raised when GitHub returned a 2xx response that lacks or mistypes a field that Fixwright
@@ -44,12 +45,26 @@ export function gitObjectSha(kind: 'commit' | 'tree' | 'blob' | 'git object') {
 }
 
 /**
- * Returns the body of `response`, GitHub's 2xx response to a `method` request, checked against
- * `schema`. Octokit returns whatever body a 2xx response has, such as a proxy's HTML page as a
+ * Returns the body of `response`, GitHub's 2xx response to a `method` request, with NUL
+ * removed from its strings and checked against `schema`. Octokit returns whatever body a 2xx response has, such as a proxy's HTML page as a
  * string, so a schema lists the fields that the caller reads. Throws UnexpectedGitHubAnswerError,
  * which names the request and each missing or invalid field, when the body does not match.
  */
 export function parseGitHubResponse<Schema extends z.ZodType>(
+  schema: Schema,
+  method: string,
+  response: { status: number; url: string; data: unknown },
+): z.output<Schema> {
+  // PostgreSQL text cannot store NUL, so one in a stored field such as a branch name or title
+  // would fail the job on every retry. Webhook payloads lose theirs the same way.
+  return checkGitHubResponse(schema, method, { ...response, data: stripNulDeep(response.data) });
+}
+
+/**
+ * Returns `response.data` parsed with `schema`, NUL characters kept, or raises
+ * UnexpectedGitHubAnswerError as parseGitHubResponse does.
+ */
+function checkGitHubResponse<Schema extends z.ZodType>(
   schema: Schema,
   method: string,
   response: { status: number; url: string; data: unknown },
@@ -105,7 +120,8 @@ function parseCheckedPage<Item extends z.ZodType>(
     itemsField === undefined
       ? itemsSchema
       : z.object({ [itemsField]: itemsSchema }).transform((page) => page[itemsField]!);
-  const items = parseGitHubResponse(pageSchema, 'GET', response) as z.output<Item>[];
+  // NUL is kept, so that the analysis can name a listed file whose name has one.
+  const items = checkGitHubResponse(pageSchema, 'GET', response) as z.output<Item>[];
   const link = typeof response.headers.link === 'string' ? response.headers.link : '';
   const nextPageUrl = /<([^<>]+)>;\s*rel="next"/.exec(link)?.[1];
   return nextPageUrl === undefined
@@ -127,7 +143,9 @@ export async function readCheckedPage<Item extends z.ZodType>(
   options: { itemsField?: string } = {},
 ): Promise<CheckedPage<z.output<Item>>> {
   const response = await octokit.request(route, parameters);
-  return parseCheckedPage(response, itemSchema, options.itemsField);
+  // Listed pull requests are queued as job data, which pg-boss stores as jsonb without NUL.
+  const data = stripNulDeep(response.data);
+  return parseCheckedPage({ ...response, data }, itemSchema, options.itemsField);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { RequestError } from '@octokit/request-error';
 import { z } from 'zod';
+import { stripNulDeep } from '../text/strip-nul.ts';
 import type { GitHubApp } from './app.ts';
 
 /**
@@ -57,7 +58,8 @@ export async function fetchInstallationState(
  */
 function parseInstallation(data: unknown, installationId: number) {
   const request = `GET /app/installations/${installationId}`;
-  const parsed = installationResponse.safeParse(data);
+  // The logins in it reach stored cancel reasons, and PostgreSQL text cannot store NUL.
+  const parsed = installationResponse.safeParse(stripNulDeep(data));
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
       (issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Config } from '../config/env.ts';
+import { stripNulDeep } from '../text/strip-nul.ts';
 
 /** Raised when GitHub rejects the sign-in or cannot be reached; the message states what to do. */
 export class GitHubOAuthError extends Error {
@@ -77,7 +78,8 @@ export async function fetchGitHubUser(
       'user-agent': 'fixwright',
     },
   });
-  const parsed = userResponse.safeParse(await readJson(response, url));
+  // The login and name are stored, and PostgreSQL text cannot store NUL.
+  const parsed = userResponse.safeParse(stripNulDeep(await readJson(response, url)));
   if (!parsed.success) {
     throw new GitHubOAuthError(`GitHub's ${url} returned no user id and login.`);
   }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { githubId } from '../events/github-id.ts';
 import { repositoryFullName } from '../events/github-names.ts';
 import { maxInteger } from '../db/schema/columns.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
 import { readCheckedPage } from './github-response.ts';
 import { accessTokenPath } from './installation-unavailable.ts';
 
@@ -94,7 +95,7 @@ export async function readOpenPullRequests(
   repository: Pick<InstallationRepository, 'id' | 'fullName'>,
   page: number,
 ): Promise<{ pullRequests: ListedPullRequest[]; hasNextPage: boolean } | null> {
-  const [owner, repo] = repository.fullName.split('/') as [string, string];
+  const [owner, repo] = splitRepository(repository.fullName);
   const ofRepository = pullRequestItem.refine((item) => item.base.repo.id === repository.id, {
     message: `expected a pull request of repository ${repository.id}`,
   });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { repositoryFullName } from '../events/github-names.ts';
 import { gitObjectSha } from './github-response.ts';
 
 const githubTimestamp = z.iso.datetime({ offset: true });
@@ -20,7 +21,7 @@ export const pullRequestResponse = z.object({
   head: z.object({
     ref: z.string(),
     sha: gitObjectSha('commit'),
-    repo: z.object({ id: z.number(), full_name: z.string() }).nullable(),
+    repo: z.object({ id: z.number(), full_name: repositoryFullName }).nullable(),
   }),
   base: z.object({
     ref: z.string().min(1, 'expected a branch name'),

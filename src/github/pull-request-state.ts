@@ -1,5 +1,8 @@
 import { RequestError } from '@octokit/request-error';
 import { z } from 'zod';
+import { githubLogin, repositoryFullName } from '../events/github-names.ts';
+import { splitRepository } from '../runs/analyze-run.ts';
+import { stripNulDeep } from '../text/strip-nul.ts';
 import type { GitHubApp } from './app.ts';
 import { accessTokenPath } from './installation-unavailable.ts';
 
@@ -22,15 +25,15 @@ const pullRequestResponse = z.object({
     sha: z.string(),
     ref: z.string(),
     // Null once the head repository was deleted, although the OpenAPI schema types it as an object.
-    repo: z.object({ full_name: z.string() }).nullable(),
+    repo: z.object({ full_name: repositoryFullName }).nullable(),
   }),
   base: z.object({
     sha: z.string(),
     ref: z.string(),
     repo: z.object({
       id: z.number(),
-      full_name: z.string(),
-      owner: z.object({ id: z.number(), login: z.string(), type: z.string().optional() }),
+      full_name: repositoryFullName,
+      owner: z.object({ id: z.number(), login: githubLogin, type: z.string().optional() }),
       // Required in the OpenAPI schema. A response without it is taken as not archived.
       archived: z.boolean().optional(),
     }),
@@ -59,7 +62,7 @@ export async function fetchPullRequestState(
   app: GitHubApp,
   target: { installationId: number; repositoryId: number; repository: string; prNumber: number },
 ): Promise<GitHubPullRequestState> {
-  const [owner, repo] = target.repository.split('/') as [string, string];
+  const [owner, repo] = splitRepository(target.repository);
   try {
     const octokit = await app.installationOctokit(target.installationId);
     const response = await octokit.rest.pulls.get({
@@ -99,7 +102,8 @@ function parsePullRequest(
   target: { repositoryId: number; repository: string; prNumber: number },
 ): GitHubPullRequest {
   const request = `GET /repos/${target.repository}/pulls/${target.prNumber}`;
-  const parsed = pullRequestResponse.safeParse(data);
+  // The confirm job stores the title and branch names, and PostgreSQL text cannot store NUL.
+  const parsed = pullRequestResponse.safeParse(stripNulDeep(data));
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
       (issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`,

@@ -1,4 +1,5 @@
 import type { Severity } from '../analysis/analyze.ts';
+import type { UncheckedFileReason } from '../db/schema/index.ts';
 import { maxPatchRequestFindings } from '../autofix/patch-request-limit.ts';
 import { showCodePoints } from '../text/invisible-characters.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
@@ -36,8 +37,13 @@ export interface ReportedRun {
   repository: string;
   prNumber: number;
   headSha: string;
-  /** Paths of files whose added lines were not checked because GitHub sent no diff. */
+  /**
+   * Paths of files whose added lines were not checked, because GitHub sent no diff or for the
+   * reason in `uncheckedFileReasons`.
+   */
   uncheckedFiles?: readonly string[];
+  /** Reasons of unchecked files skipped for another reason than a missing diff. */
+  uncheckedFileReasons?: readonly UncheckedFileReason[];
   /** Changed files past the 3,000 that GitHub lists. */
   unlistedFiles?: number;
   /** Findings past the most severe 10,000 of the run, which were not stored. */
@@ -127,7 +133,9 @@ export function omissionNotes(
   formatPath: (path: string) => string = markdownPath,
 ): string[] {
   const notes: string[] = [];
-  const unchecked = run.uncheckedFiles ?? [];
+  const reasons = run.uncheckedFileReasons ?? [];
+  const withReason = new Set(reasons.map((file) => file.path));
+  const unchecked = (run.uncheckedFiles ?? []).filter((path) => !withReason.has(path));
   if (unchecked.length > 0) {
     const named = unchecked.slice(0, maxNamedUncheckedFiles).map(formatPath);
     const rest = unchecked.length - named.length;
@@ -137,6 +145,16 @@ export function omissionNotes(
         'Fixwright could not build one (for example for a version over 5 MB or not UTF-8 ' +
         `text), so ${pickForm(unchecked.length, 'its', 'their')} added lines were not checked: ` +
         `${list}.`,
+    );
+  }
+  if (reasons.length > 0) {
+    const named = reasons
+      .slice(0, maxNamedUncheckedFiles)
+      .map((file) => `${formatPath(file.path)} (${file.reason})`);
+    const rest = reasons.length - named.length;
+    const list = joinWithAnd(rest > 0 ? [...named, formatCount(rest, 'more file')] : named);
+    notes.push(
+      `The added lines of ${formatCount(reasons.length, 'file')} were not checked: ${list}.`,
     );
   }
   const unlisted = run.unlistedFiles ?? 0;

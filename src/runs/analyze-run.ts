@@ -6,7 +6,8 @@ import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
-import { findings, prRuns } from '../db/schema/index.ts';
+import { isDotSegment } from '../events/github-names.ts';
+import { findings, prRuns, type UncheckedFileReason } from '../db/schema/index.ts';
 import {
   describeInvalidResponse,
   failingProxyHint,
@@ -186,7 +187,10 @@ export async function analyzeRun(
       { owner, repo, pullNumber: run.prNumber },
       { checkpoint },
     );
-    completedFiles = await fillMissingPatches(octokit, target, files, logger, { checkpoint });
+    const { storable, nulNamed } = setAsideNulNames(files, logger);
+    completedFiles = await fillMissingPatches(octokit, target, storable, logger, { checkpoint });
+    completedFiles.uncheckedPaths.push(...nulNamed.map((file) => file.path));
+    completedFiles.uncheckedReasons.push(...nulNamed);
     analysis = await analyzeChangedFilesInTurns(completedFiles.files, { checkpoint });
     // Reading the file sizes takes up to `maxSizeTreeReads` (50) git tree requests.
     await checkpoint();
@@ -194,7 +198,7 @@ export async function analyzeRun(
     if (error instanceof AnalysisStopped) return logStopped(logger, error.reason);
     throw error;
   }
-  const { uncheckedPaths } = completedFiles;
+  const { uncheckedPaths, uncheckedReasons } = completedFiles;
   const { findings: drafts, omittedFindings } = analysis;
   const fileSizes = await readFindingFileSizes(octokit, { owner, repo, ref: run.headSha }, drafts, logger);
   // GitHub lists at most 3,000 files, but `changed_files` counts all of them.
@@ -254,6 +258,7 @@ export async function analyzeRun(
         rateLimitedJobId: null,
         rateLimitedQueue: null,
         uncheckedFiles: uncheckedPaths,
+        uncheckedFileReasons: uncheckedReasons,
         unlistedFiles,
         omittedFindings,
         // GitHub listed the files against the base read above. A base change after the run was
@@ -279,6 +284,35 @@ export async function analyzeRun(
   });
   if (stopReason !== null) return logStopped(logger, stopReason);
   return { status: 'completed', findings: drafts.length, files: files.length };
+}
+
+/** Reason of a file that is left unchecked because its name contains a NUL character. */
+export const nulNameReason = 'file name with a NUL character, shown as U+FFFD, not checked';
+
+/**
+ * Splits off the files whose name contains a NUL character, which PostgreSQL text cannot
+ * store, so that one such file does not fail the findings of the others. Each is returned with
+ * its name's NUL characters replaced by U+FFFD.
+ */
+function setAsideNulNames(
+  files: readonly PullRequestFile[],
+  logger: Logger,
+): { storable: PullRequestFile[]; nulNamed: UncheckedFileReason[] } {
+  const storable: PullRequestFile[] = [];
+  const nulNamed: UncheckedFileReason[] = [];
+  for (const file of files) {
+    if (!file.filename.includes('\0')) {
+      storable.push(file);
+      continue;
+    }
+    const path = file.filename.replaceAll('\0', '\uFFFD');
+    nulNamed.push({ path, reason: nulNameReason });
+    logger.warn(
+      { event: 'analyze.nul_file_name', path, status: file.status },
+      'GitHub listed a file whose name contains a NUL character; its added lines stay unchecked',
+    );
+  }
+  return { storable, nulNamed };
 }
 
 /** Logs why an analysis stopped without storing findings, and returns its outcome. */
@@ -375,10 +409,21 @@ function describeAnalysisError(error: unknown): string {
   return safeErrorMessage(new Error(text));
 }
 
+/**
+ * Splits a stored OWNER/NAME into the parameters of a GitHub request path. A `.` or `..`,
+ * which GitHub allows in neither part, raises, because the path would resolve to another API
+ * path that the installation's token would be sent to.
+ */
 export function splitRepository(fullName: string): [string, string] {
   const [owner, repo, ...rest] = fullName.split('/');
   if (!owner || !repo || rest.length > 0) {
     throw new Error(`Invalid repository name ${JSON.stringify(fullName)}: expected OWNER/NAME.`);
+  }
+  if (isDotSegment(owner) || isDotSegment(repo)) {
+    throw new Error(
+      `Invalid repository name ${JSON.stringify(fullName)}: GitHub allows "." or ".." as ` +
+        'neither OWNER nor NAME, so no request is sent for it.',
+    );
   }
   return [owner, repo];
 }

@@ -7,6 +7,7 @@ import { FileReadError, readFileAtRef, type RepositoryFile } from '../github/fil
 import { readMergeBase } from '../github/merge-base.ts';
 import { UnexpectedGitHubAnswerError } from '../github/github-response.ts';
 import type { PullRequestFile } from '../github/pull-files.ts';
+import type { UncheckedFileReason } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { runStateCheckIntervalMs } from './analysis-stop.ts';
 
@@ -35,10 +36,21 @@ export const defaultDiffLimits: DiffLimits = { maxEditLength: 5_000, timeoutMs: 
  */
 const diffedStatuses = new Set(['modified', 'renamed', 'copied', 'changed']);
 
+/** Reason of a file left unchecked because its content has a NUL byte or is not UTF-8. */
+export const binaryFileReason = 'binary file, not checked';
+
 export interface CompletedFiles {
   files: ChangedFile[];
-  /** Paths of files with added lines that have neither GitHub's patch nor one built here. */
+  /**
+   * Paths of files with added lines that have neither GitHub's patch nor one built here, and
+   * of binary files, which GitHub lists without a patch or added lines.
+   */
   uncheckedPaths: string[];
+  /**
+   * Reasons of the paths in `uncheckedPaths` that GitHub lists without added lines because they
+   * are binary. The other paths have added lines but no patch.
+   */
+  uncheckedReasons: UncheckedFileReason[];
 }
 
 export interface MissingPatchOptions {
@@ -90,6 +102,8 @@ class FileVersionReader {
   private readonly checkpoint: (() => Promise<void>) | undefined;
   /** Files left unread because the run's byte limit was used up. */
   skippedFiles = 0;
+  /** Rejection reason of the last read, such as `binary`, or null after a read that succeeded. */
+  lastRejection: string | null = null;
 
   constructor(
     private readonly octokit: Octokit,
@@ -108,8 +122,10 @@ class FileVersionReader {
     version: { side: 'base' | 'head'; path: string; ref: string },
   ): Promise<RepositoryFile | null> {
     await this.checkpoint?.();
+    this.lastRejection = null;
     if (this.bytesLeft <= 0) {
       this.skippedFiles += 1;
+      this.lastRejection = 'byte_limit';
       return null;
     }
     const { owner, repo } = this.target;
@@ -118,6 +134,7 @@ class FileVersionReader {
       const content = await readFileAtRef(this.octokit, { owner, repo, ...version, maxBytes });
       if (content === null) {
         this.logUnreadable(file, version, 'not_found');
+        this.lastRejection = 'not_found';
         return null;
       }
       this.bytesLeft -= content.size;
@@ -125,6 +142,7 @@ class FileVersionReader {
     } catch (error) {
       if (error instanceof FileReadError) {
         this.logUnreadable(file, version, error.reason);
+        this.lastRejection = error.reason;
         // A file rejected as binary or not UTF-8 was downloaded all the same.
         this.bytesLeft -= error.bytesRead;
         return null;
@@ -184,8 +202,15 @@ export async function fillMissingPatches(
 
   const completed: ChangedFile[] = [];
   const uncheckedPaths: string[] = [];
+  const uncheckedReasons: UncheckedFileReason[] = [];
+  const noAdditions: PullRequestFile[] = [];
   for (const file of files) {
-    if (file.patch || file.status === 'removed' || file.additions === 0) {
+    if (file.patch || file.status === 'removed') {
+      completed.push(file);
+      continue;
+    }
+    if (file.additions === 0) {
+      noAdditions.push(file);
       completed.push(file);
       continue;
     }
@@ -214,6 +239,17 @@ export async function fillMissingPatches(
     }
     completed.push({ ...file, patch });
   }
+  // GitHub lists a binary file, also text with a NUL byte, without a patch and with 0 added
+  // lines. Its head version is read to tell it from an empty file, a pure rename or a mode
+  // change, after the files with added lines, so those come first within the byte limit.
+  // NOTE: a binary file left unread by the byte limit is not named as unchecked.
+  for (const file of noAdditions) {
+    await reader.read(file, { side: 'head', path: file.filename, ref: target.headSha });
+    if (reader.lastRejection === 'binary') {
+      uncheckedPaths.push(file.filename);
+      uncheckedReasons.push({ path: file.filename, reason: binaryFileReason });
+    }
+  }
 
   if (reader.skippedFiles > 0) {
     logger.info(
@@ -221,7 +257,7 @@ export async function fillMissingPatches(
       'files without a patch were left unread after the byte limit of the run; they stay unchecked',
     );
   }
-  return { files: completed, uncheckedPaths };
+  return { files: completed, uncheckedPaths, uncheckedReasons };
 }
 
 /**

@@ -89,6 +89,11 @@ afterAll(async () => {
   await setup?.close();
 });
 
+/** Returns the event of the newest `apply rejected` log line. */
+function lastRejectionEvent(): unknown {
+  return setup.context.logs.filter((line) => line.msg === 'apply rejected').at(-1)?.event;
+}
+
 describe('apply, pull request closed on GitHub', () => {
   it('rejects a commit before any write', async () => {
     // The run is not marked closed: the `closed` webhook has not arrived.
@@ -109,6 +114,7 @@ describe('apply, pull request closed on GitHub', () => {
     expect(error.pullRequest).toBe(prNumber);
     expect(error.pullRequestClosedAt).toBe('2024-03-04T05:06:07.000Z');
     await expectNothingApplied(setup, request.id, writesBefore);
+    expect(lastRejectionEvent()).toBe('apply.pull_request_closed');
   });
 
   it('rejects suggestions without a review', async () => {
@@ -142,6 +148,7 @@ describe('apply, pull request closed on GitHub', () => {
     expect(error.pullRequestClosedAt).toBe('2024-03-04T05:06:07.000Z');
     expect(error.pullRequestMergedAt).toBe('2024-03-04T05:06:07.000Z');
     await expectNothingApplied(setup, request.id, writesBefore);
+    expect(lastRejectionEvent()).toBe('apply.pull_request_merged');
   });
 });
 
@@ -161,6 +168,7 @@ describe('apply, head repository changed on GitHub', () => {
     expect(error.code).toBe('bad_request');
     expect(error.message).toBe(deletedHeadMessage);
     await expectNothingApplied(setup, request.id, writesBefore);
+    expect(lastRejectionEvent()).toBe('apply.head_repository_deleted');
   });
 
   it('posts suggestions by default after the fork was deleted', async () => {
@@ -192,6 +200,7 @@ describe('apply, head repository changed on GitHub', () => {
         'cannot push; use mode "suggestions".',
     );
     await expectNothingApplied(setup, request.id, writesBefore);
+    expect(lastRejectionEvent()).toBe('apply.head_in_fork');
   });
 
   it('compares the head repository without case', async () => {
@@ -253,6 +262,7 @@ describe('apply, head repository changed on GitHub', () => {
         '{"mode": "suggestions"} to post the fixes as a review.',
     );
     await expectNothingApplied(setup, request.id, writesBefore);
+    expect(lastRejectionEvent()).toBe('apply.head_branch_changed');
   });
 });
 

@@ -330,6 +330,8 @@ describe('apply after a failed permission read', () => {
     const unread = logsOf(setup.context, 'apply.workflows_permission_unread');
     expect(unread).toHaveLength(1);
     expect(unread[0]!.err).toMatchObject({ message: 'Forbidden - https://docs.github.com/rest', status: 403 });
+    const rejected = setup.context.logs.filter((line) => line.msg === 'apply rejected').at(-1);
+    expect(rejected?.event).toBe('apply.workflows_permission_missing');
   });
 });
 
@@ -489,6 +491,8 @@ describe('apply after the Workflows permission is removed', () => {
     expect(row!.appliedAt).toBeNull();
     expect(row!.applyUnconfirmedAt).toBeNull();
     expect(logsOf(setup.context, 'apply.workflows_rejected').at(-1)).toMatchObject({ fallback: 'none' });
+    const rejected = setup.context.logs.filter((line) => line.msg === 'apply rejected').at(-1);
+    expect(rejected?.event).toBe('apply.workflows_permission_rejected');
 
     const retried = await apply(request.id, { mode: 'commit' });
     expect(retried.status).toBe(400);

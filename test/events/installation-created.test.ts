@@ -38,6 +38,17 @@ function createdForOtherAccount(installationId: number): Record<string, any> {
   return payload;
 }
 
+/**
+ * Returns GitHub's example `installation.created` payload for `installationId` with the
+ * sender of the example `installation.deleted` payload (octocat, id 1), as a replay from
+ * another user of the same account would send it.
+ */
+function createdByOtherSender(installationId: number): Record<string, any> {
+  const payload = examplePayload('installation', 'created', installationId);
+  payload.sender = examplePayload('installation', 'deleted', installationId).sender;
+  return payload;
+}
+
 async function storedInstallation(id: number) {
   const [row] = await context.db
     .select({
@@ -123,5 +134,86 @@ describe('installation.created', () => {
       ownerLogin: 'Codertocat',
       deletedAt: null,
     });
+  });
+
+  it('keeps the owner for another sender', async () => {
+    const installationId = 957390;
+    await deliver('sender-created', examplePayload('installation', 'created', installationId));
+    const before = await storedInstallation(installationId);
+    expect(before!.ownerLogin).toBe('Codertocat');
+
+    const replayed = createdByOtherSender(installationId);
+    expect(replayed.installation.account.id).toBe(21031067);
+    expect(replayed.sender.id).toBe(1);
+    const response = await deliver('sender-other', replayed);
+
+    expect(response.status).toBe(202);
+    expect(response.outcome).toBe(
+      `ignored: installation ${installationId} is already owned by Codertocat (GitHub id ` +
+        '21031067), and GitHub gives an installation of the app a new id, so a created event ' +
+        'from octocat cannot take it over',
+    );
+    expect(await storedInstallation(installationId)).toEqual(before);
+    expect(await context.db.select().from(users).where(eq(users.githubId, 1))).toHaveLength(0);
+    const warning = context.logs.find(
+      (line) => line.event === 'installation.owner_mismatch' && line.installationId === installationId,
+    );
+    expect(warning).toMatchObject({
+      level: 40,
+      storedOwnerGithubId: 21031067,
+      storedOwnerLogin: 'Codertocat',
+      senderId: 1,
+      senderLogin: 'octocat',
+    });
+  });
+
+  it('keeps the owner after deleted and another sender', async () => {
+    const installationId = 957391;
+    await deliver('sender-deleted-created', examplePayload('installation', 'created', installationId));
+    await deliver('sender-deleted-deleted', examplePayload('installation', 'deleted', installationId));
+    const before = await storedInstallation(installationId);
+    expect(before!.deletedAt).not.toBeNull();
+
+    const response = await deliver('sender-deleted-other', createdByOtherSender(installationId));
+
+    expect(response.status).toBe(202);
+    expect(response.outcome).toMatch(/^ignored: installation 957391 is already owned by Codertocat /);
+    expect(await storedInstallation(installationId)).toEqual(before);
+  });
+
+  it('records another admin under a new id', async () => {
+    const firstId = 957392;
+    const reinstalledId = 957393;
+    await deliver('admin-created', examplePayload('installation', 'created', firstId));
+    await deliver('admin-deleted', examplePayload('installation', 'deleted', firstId));
+
+    const response = await deliver('admin-reinstalled', createdByOtherSender(reinstalledId));
+
+    expect(response.status).toBe(202);
+    expect(response.outcome).toBe(`installation ${reinstalledId} recorded for octocat`);
+    expect(await storedInstallation(reinstalledId)).toMatchObject({
+      accountId: 21031067,
+      ownerLogin: 'octocat',
+      ownerGithubId: 1,
+      deletedAt: null,
+    });
+    expect(await storedInstallation(firstId)).toMatchObject({ ownerLogin: 'Codertocat' });
+  });
+
+  it('gives an ownerless installation its sender', async () => {
+    const installationId = 957394;
+    await context.db.insert(installations).values({
+      id: installationId,
+      accountId: 21031067,
+      accountLogin: 'Codertocat',
+      accountType: 'User',
+      userId: null,
+    });
+
+    const response = await deliver('ownerless-created', createdByOtherSender(installationId));
+
+    expect(response.status).toBe(202);
+    expect(response.outcome).toBe(`installation ${installationId} recorded for octocat`);
+    expect(await storedInstallation(installationId)).toMatchObject({ ownerLogin: 'octocat', ownerGithubId: 1 });
   });
 });

@@ -40,7 +40,8 @@ beforeEach(async () => {
     env: { WEBHOOK_SECRET: secret },
   });
   app = createApp(setup.context);
-  const owner = await insertUser(setup.context);
+  // The sender of the example `created` payloads installed the app, so later ones record it.
+  const owner = await insertUser(setup.context, account.login);
   await setup.context.db.insert(installations).values({
     id: setup.installationId,
     accountLogin: account.login,

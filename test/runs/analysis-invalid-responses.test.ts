@@ -5,6 +5,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
+import { fetchPullRequestState } from '../../src/github/pull-request-state.ts';
 import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
@@ -367,5 +368,52 @@ describe('analysis, invalid file read', () => {
     // An HTML page does not show that the commits have no merge base.
     expect(logsOf(setup.context, 'analyze.merge_base_missing')).toHaveLength(missingBefore);
     expect(contentsRequests()).toBe(contentsBefore);
+  });
+});
+
+describe('stored dot repository names', () => {
+  it('analysis sends no request', async () => {
+    const run = await setup.createRun();
+    await setup.context.db.update(prRuns).set({ repository: '../..' }).where(eq(prRuns.id, run.id));
+    const before = setup.harness.fake.requests.length;
+
+    await expect(analyzeRun(setup.context, run.id, setup.context.logger)).rejects.toThrow(
+      'Invalid repository name "../..": GitHub allows "." or ".." as neither OWNER nor NAME, ' +
+        'so no request is sent for it.',
+    );
+    expect(setup.harness.fake.requests.slice(before).map((request) => request.path)).toEqual([]);
+  });
+
+  it('pull request check sends no request', async () => {
+    const before = setup.harness.fake.requests.length;
+    const target = {
+      installationId: setup.harness.installationId,
+      repositoryId: 1,
+      repository: `${owner}/..`,
+      prNumber: pullNumber,
+    };
+
+    await expect(fetchPullRequestState(setup.harness.app, target)).rejects.toThrow(
+      'Invalid repository name "octo-org/.."',
+    );
+    expect(setup.harness.fake.requests.slice(before)).toEqual([]);
+  });
+
+  it('rejects a head repository renamed to dots', async () => {
+    const pullPath = `/repos/${owner}/${repo}/pulls/${pullNumber}`;
+    const { data } = await setup.harness.octokit.request(`GET ${pullPath}`);
+    const served = data as any;
+    const body = { ...served, head: { ...served.head, repo: { ...served.head.repo, full_name: '../..' } } };
+    setup.harness.fake.queueResponse({ method: 'GET', path: pullPath, status: 200, body });
+    const target = {
+      installationId: setup.harness.installationId,
+      repositoryId: served.base.repo.id as number,
+      repository: `${owner}/${repo}`,
+      prNumber: pullNumber,
+    };
+
+    await expect(fetchPullRequestState(setup.harness.app, target)).rejects.toThrow(
+      'head.repo.full_name: "../.." is invalid: OWNER and NAME must not be "." or ".."',
+    );
   });
 });

@@ -89,7 +89,8 @@ describe('analyzeRun of files without a patch', () => {
   it('stores the unreadable file as unchecked', async () => {
     const run = await storedRun();
     expect(run.status).toBe('completed');
-    expect(run.uncheckedFiles).toEqual(['data/legacy.csv']);
+    expect(run.uncheckedFiles).toEqual(['data/legacy.csv', 'logo.png']);
+    expect(run.uncheckedFileReasons).toEqual([{ path: 'logo.png', reason: 'binary file, not checked' }]);
     expect(run.unlistedFiles).toBe(0);
   });
 
@@ -101,9 +102,12 @@ describe('analyzeRun of files without a patch', () => {
       'GitHub sent no diff for 1 file with added lines and Fixwright could not build one (for ' +
       'example for a version over 5 MB or not UTF-8 text), so its added lines were not ' +
       'checked: `data/legacy.csv`.';
+    const binaryNote = 'The added lines of 1 file were not checked: `logo.png` (binary file, not checked).';
     expect(checkRun.output.summary).toContain(note);
+    expect(checkRun.output.summary).toContain(binaryNote);
     const comment = setup.fake.issueComments.at(-1)!;
     expect(comment.body).toContain(note);
+    expect(comment.body).toContain(binaryNote);
   });
 
   it('stops reading files past the byte limit', async () => {
@@ -115,7 +119,12 @@ describe('analyzeRun of files without a patch', () => {
       maxTotalBytes: 100_000,
     });
 
-    expect(completed.uncheckedPaths).toEqual(['data/legacy.csv', 'data/seed.ts', 'src/table.ts']);
+    expect(completed.uncheckedPaths).toEqual([
+      'data/legacy.csv',
+      'data/seed.ts',
+      'src/table.ts',
+      'logo.png',
+    ]);
     const seed = completed.files.find((file) => file.filename === 'data/seed.ts');
     expect(seed?.patch).toBeNull();
   });

@@ -253,17 +253,23 @@ describe('GET /api/runs/:runId', () => {
   it('returns what the run left out', async () => {
     await context.db
       .update(prRuns)
-      .set({ uncheckedFiles: ['data/large.sql'], unlistedFiles: 2, omittedFindings: 3 })
+      .set({
+        uncheckedFiles: ['data/large.sql', 'logo.png'],
+        uncheckedFileReasons: [{ path: 'logo.png', reason: 'binary file, not checked' }],
+        unlistedFiles: 2,
+        omittedFindings: 3,
+      })
       .where(eq(prRuns.id, runId));
     try {
       const body = await (await call('owner', `/api/runs/${runId}`)).json();
-      expect(body.uncheckedFiles).toEqual(['data/large.sql']);
+      expect(body.uncheckedFiles).toEqual(['data/large.sql', 'logo.png']);
+      expect(body.uncheckedFileReasons).toEqual([{ path: 'logo.png', reason: 'binary file, not checked' }]);
       expect(body.unlistedFiles).toBe(2);
       expect(body.omittedFindings).toBe(3);
     } finally {
       await context.db
         .update(prRuns)
-        .set({ uncheckedFiles: [], unlistedFiles: 0, omittedFindings: 0 })
+        .set({ uncheckedFiles: [], uncheckedFileReasons: [], unlistedFiles: 0, omittedFindings: 0 })
         .where(eq(prRuns.id, runId));
     }
   });

@@ -169,6 +169,16 @@ describe('sign-in with GitHub', () => {
     expect(await home.text()).toContain('octo-first');
   });
 
+  it('stores a name with NUL without it', async () => {
+    oauth.signInAs({ id: 5010, login: 'octo-nul', name: 'Octo\u0000 Nul' });
+    const { response } = await signIn(app);
+    expect(response.status).toBe(303);
+
+    const [user] = await context.db.select().from(users).where(eq(users.githubId, 5010));
+    expect(user!.login).toBe('octo-nul');
+    expect(user!.name).toBe('Octo Nul');
+  });
+
   it('makes the second user a plain user', async () => {
     oauth.signInAs({ id: 5002, login: 'octo-second' });
     const { response } = await signIn(app);

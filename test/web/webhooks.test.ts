@@ -488,6 +488,42 @@ describe('POST /webhooks/github with unusual input', () => {
     }
   });
 
+  it('rejects dot names as owner or repository', async () => {
+    const cases: [string, string, string, (payload: Record<string, any>) => void][] = [
+      ['pull_request', 'repository.full_name', '../..', (p) => (p.repository.full_name = '../..')],
+      ['pull_request', 'repository.full_name', 'octo/.', (p) => (p.repository.full_name = 'octo/.')],
+      ['pull_request', 'repository.owner.login', '..', (p) => (p.repository.owner.login = '..')],
+      [
+        'pull_request',
+        'pull_request.head.repo.full_name',
+        '../repo',
+        (p) => (p.pull_request.head.repo.full_name = '../repo'),
+      ],
+      ['installation', 'sender.login', '..', (p) => (p.sender.login = '..')],
+      ['installation', 'installation.account.login', '.', (p) => (p.installation.account.login = '.')],
+      ['repository', 'repository.full_name', '../..', (p) => (p.repository.full_name = '../..')],
+    ];
+    for (const [event, field, value, spoil] of cases) {
+      const payload =
+        event === 'pull_request'
+          ? JSON.parse(pullRequestOpened(5012))
+          : example(event, event === 'repository' ? 'renamed' : 'created');
+      spoil(payload);
+      const body = JSON.stringify(payload);
+      const deliveryId = `dot-name-${event}-${field}-${value}`;
+
+      const response = await post(body, signedHeaders(body, event, deliveryId));
+
+      expect(response.status, deliveryId).toBe(400);
+      const message = (await response.json()).error.message as string;
+      expect(message, deliveryId).toContain(field);
+      expect(message, deliveryId).toContain(JSON.stringify(value));
+      expect(message, deliveryId).toContain('must not be "." or ".."');
+    }
+    const runs = await context.db.select().from(prRuns).where(eq(prRuns.installationId, 5012));
+    expect(runs).toHaveLength(0);
+  });
+
   it('rejects a pull request event with a non-positive installation id', async () => {
     for (const id of [0, -3]) {
       const payload = JSON.parse(pullRequestOpened(id));

@@ -87,6 +87,23 @@ describe('escaping of GitHub and model text', () => {
     expect(html).toContain('so 4 further findings of the same or lower severity are left out.');
   });
 
+  it('names binary files with their reason, escaped', async () => {
+    await context.db
+      .update(prRuns)
+      .set({
+        uncheckedFiles: [`assets/${image}.png`],
+        uncheckedFileReasons: [{ path: `assets/${image}.png`, reason: 'binary file, not checked' }],
+      })
+      .where(eq(prRuns.id, runId));
+    const html = await page(`/runs/${runId}`);
+    expect(html).not.toContain(image);
+    expect(html).toContain(
+      'The added lines of 1 file were not checked: assets/&lt;img src=x onerror=alert(1)&gt;.png ' +
+        '(binary file, not checked).',
+    );
+    expect(html).not.toContain('GitHub sent no diff');
+  });
+
   it('escapes diffs and errors on the preview page', async () => {
     const html = await page(`/patch-requests/${patchRequestId}`);
     expect(html).not.toContain(script);

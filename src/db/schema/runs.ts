@@ -3,6 +3,7 @@ import {
   bigint,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -12,6 +13,13 @@ import {
 } from 'drizzle-orm/pg-core';
 import { timestamps } from './columns.ts';
 import { installations } from './github.ts';
+
+/** A file that an analysis left unchecked, and why. */
+export interface UncheckedFileReason {
+  path: string;
+  /** Lower-case phrase such as "binary file, not checked". */
+  reason: string;
+}
 
 export const runStatuses = [
   'queued',
@@ -73,10 +81,16 @@ export const prRuns = pgTable(
     /** Annotations already sent to the check run; a retried report job sends only the rest. */
     checkRunAnnotations: integer().notNull().default(0),
     /**
-     * Paths of changed files whose added lines were not checked, because GitHub sent no diff
-     * for them and their content could not be read in its place.
+     * Paths of changed files whose added lines were not checked: GitHub sent no diff for them
+     * and their content could not be read in its place, or `uncheckedFileReasons` names the
+     * reason. A NUL character in a path is stored as U+FFFD.
      */
     uncheckedFiles: text().array().notNull().default(sql`'{}'::text[]`),
+    /**
+     * Reasons of the unchecked files that were skipped for another reason than a missing
+     * diff, such as a binary file. Each path is also in `uncheckedFiles`.
+     */
+    uncheckedFileReasons: jsonb().$type<UncheckedFileReason[]>().notNull().default([]),
     /** Changed files that GitHub left out of the pull request's file list (it lists 3,000). */
     unlistedFiles: integer().notNull().default(0),
     /** Findings past the most severe 10,000 of the run, which were not stored. */

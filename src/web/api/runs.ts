@@ -94,6 +94,7 @@ export function runRoutes(context: AppContext): Hono<{ Variables: AuthVariables 
     return c.json({
       ...runSummary(run, installation),
       uncheckedFiles: run.uncheckedFiles,
+      uncheckedFileReasons: run.uncheckedFileReasons,
       unlistedFiles: run.unlistedFiles,
       omittedFindings: run.omittedFindings,
       findings: rows.map((finding) => ({

@@ -1,0 +1,1 @@
+ALTER TABLE "pr_runs" ADD COLUMN "unchecked_file_reasons" jsonb DEFAULT '[]'::jsonb NOT NULL;
