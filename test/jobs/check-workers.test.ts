@@ -311,6 +311,7 @@ describe('checks of a key during a slow check', () => {
   it('queue one check that waits', async () => {
     const { installationId, key, slowCheck } = await startSlowCheck();
 
+    const deferredLogs = () => logsOf(setup.context, 'job.confirm_installation.deferred');
     // Events arrive every 250 ms for 4 s while the read is held. A queued check is made due
     // once its start is at most 10 s away, as if the event delay had passed.
     for (let event = 0; event < 16; event++) {
@@ -321,10 +322,11 @@ describe('checks of a key during a slow check', () => {
         UPDATE pgboss.job SET start_after = now()
         WHERE name = ${confirmInstallationQueue} AND singleton_key = ${key} AND state = 'created'
           AND start_after <= now() + interval '10 seconds'`;
+      // The first event's check is taken and deferred before the next event arrives, however
+      // slow the machine: an event during that check would queue a second one beside it.
+      if (event === 0) expect(await waitFor(() => deferredLogs().length > 0, 10_000)).toBeLessThan(10_000);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    const deferredLogs = () => logsOf(setup.context, 'job.confirm_installation.deferred');
-    expect(await waitFor(() => deferredLogs().length > 0, 5_000)).toBeLessThan(5_000);
 
     // The first event's check deferred, and every later event found the check it queued.
     const jobs = await listKeyedJobs(setup.context, confirmInstallationQueue, key);
