@@ -1,8 +1,7 @@
 /**
- * Base URLs of GitHub and the model providers for tests that start no fake of them: a closed
- * port on 127.0.0.1, so a request that a test did not expect fails at once and never leaves
- * the machine. Test contexts, commands and service processes start from these, and a test that starts a
- * fake passes its URL over them.
+ * Base URLs of GitHub and the model providers on a closed 127.0.0.1 port. A request that a test
+ * did not expect fails at once and stays on the machine. Test contexts, commands and service
+ * processes start from these, and a test that starts a fake sets its URL over them.
  */
 export const offlineBaseUrls = {
   GITHUB_API_URL: 'http://127.0.0.1:9',
