@@ -223,19 +223,22 @@ function* findCredentialSteps(
 }
 
 /**
- * A bearer token in an authorization value: `Bearer` and the token, after an opening quote
+ * A bearer token in an authorization value: `Bearer` and the token, either in quotes
  * (`"Bearer …"`) or after `Authorization:` or `Authorization=` (`-H "Authorization: Bearer …"`,
- * an HTTP request file). The token is RFC 6750's b64token, which ends at a quote, a `\`,
- * whitespace, `,`, `;`, `)` or the end of the line. Any other character after it, as in
- * `` `Bearer abc${token}` `` or `"Bearer %s"`, makes the value a template, not a token.
+ * an HTTP request file). The token is RFC 6750's b64token. In quotes it must end at the closing
+ * quote or a `\`, so `` `Bearer abc${token}` ``, `"Bearer %s"` and prose such as `"Bearer token1
+ * missing"` are no token. After `Authorization` it ends at any character outside b64token, as
+ * in `{Authorization: Bearer …}` or `Authorization:Bearer …|jq`, except `$`, `%` and `{`, which
+ * start a template. Group 1 is the quoted token, group 2 the one after `Authorization`.
  */
 export const BEARER_TOKEN_SEARCH = steppedPattern(
-  // The lookbehind follows `bearer`, because at the start of the pattern it slowed the search
-  // of every line (see token-secrets.ts). It comes before the spaces, so a failed try reads
-  // each run of spaces once.
+  // Each lookbehind follows `bearer`, because at the start of the pattern it slowed the search
+  // of every line (see token-secrets.ts). They come before the spaces, so a failed try reads
+  // each run of spaces at most twice.
   new RegExp(
-    String.raw`bearer(?<=(?:["'\x60]|authorization["']?[ \t]*[:=][ \t]*["']?)bearer)` +
-      String.raw`[ \t]+([\w.~+/-]+=*)(?=["'\x60\\\s,;)]|$)`,
+    String.raw`bearer(?:(?<=["'\x60]bearer)[ \t]+([\w.~+/-]+=*)(?=["'\x60\\])|` +
+      String.raw`(?<=authorization["']?[ \t]*[:=][ \t]*["']?bearer)[ \t]+([\w.~+/-]+=*)` +
+      String.raw`(?![\w.~+/=$%{-]))`,
     'i',
   ),
   /bearer/i,
@@ -246,7 +249,7 @@ export const BEARER_TOKEN_SEARCH = steppedPattern(
 function* findBearerTokenSteps(text: string, meter: StepMeter): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
   for (const match of yield* matchAllSteps(text, BEARER_TOKEN_SEARCH, meter)) {
-    const token = match[1]!;
+    const token = match[1] ?? match[2]!;
     // A value without a digit reads as a name, as in `"Bearer ACCESS_TOKEN"` or `"Bearer
     // accessToken"`, or as prose such as `"Bearer authentication failed"`.
     if (/\d/.test(token) && isCredentialValue(token, 'token')) {
@@ -259,16 +262,17 @@ function* findBearerTokenSteps(text: string, meter: StepMeter): Steps<SecretSpan
 
 /**
  * A credential parameter of a URL query, a form body or a `;`-separated connection string:
- * `?password=…`, `&token=…`, `;Pwd=…`. The name is one of a fixed list, in any case, because
- * names such as `page_token` or `csrf_token` hold no secret. The value ends at `&`, `#`, `;`,
- * whitespace, a quote, `<`, `>` or `\`.
+ * `?password=…`, `&token=…`, `;Pwd=…`, `?key=…` of Google APIs. The name is one of a fixed list,
+ * in any case and with `_` or `-`, because names such as `page_token` or `csrf_token` hold no
+ * secret. The value ends at `&`, `#`, `;`, whitespace, a quote, `<`, `>` or `\`.
  */
 const QUERY_CREDENTIAL_HEAD =
-  String.raw`[?&;](password|passwd|pwd|token|access_token|api_?key|secret|client_secret)=`;
+  String.raw`[?&;](password|passwd|pwd|token|(?:access|refresh|id)[_-]token|api[_-]?key|` +
+  String.raw`secret|client[_-]secret|auth|key)=`;
 export const QUERY_CREDENTIAL_SEARCH = steppedPattern(
   new RegExp(String.raw`${QUERY_CREDENTIAL_HEAD}([^\s&#;"'\x60<>\\]+)`, 'i'),
   new RegExp(QUERY_CREDENTIAL_HEAD, 'i'),
-  '&client_secret='.length,
+  '&refresh_token='.length,
 );
 
 /**
@@ -291,24 +295,23 @@ function* findQueryCredentialSteps(text: string, meter: StepMeter): Steps<Secret
 /**
  * The user information of a URL, such as `://app:PASSWORD@` in `postgres://app:PASSWORD@db/app`:
  * the user and the password, from the `:` after the scheme to the `@` before the host. Group 1
- * is the user and group 2 or 3 the password.
+ * is the user and group 2 the password.
  *
- * A password without `/`, `?` or `#` (group 2) runs to the last `@` before the host, because
- * passwords often contain an unencoded `@`. Where no such password ends in `@`, a password with
- * an unencoded `/`, `?` or `#` (group 3), as in `postgres://u:pa/ss?w#rd@db/app`, runs to the
- * first `@` after the first of them. It contains no `:` or `@` (before the first `/`, `?` or `#`
- * an `@` would have ended a password of group 2). A password of group 3 must not start with
- * digits alone before that character, because `http://host:8080/users/@me` is a port and a path.
- * Both stop at whitespace or a quote.
+ * The password runs to the last `@` that a host character follows, before whitespace, a quote,
+ * the next `://` or a `/@`, because passwords often contain an unencoded `@`, `:`, `/`, `?` or
+ * `#`, as in `postgres://u:p@ss/w:rd@db/app`. A `/@` starts a path segment such as the npm scope
+ * in `https://u:pw@registry/@scope/pkg`. It must not start with digits alone before a `/`, `?` or
+ * `#`, because `http://host:8080/users/a@b.org` is a port and a path.
+ * NOTE: a path or query with an `@` after a URL with a password, as in
+ * `https://u:pw@host/users/a@b.org`, is masked up to that `@`, host included.
  */
 export const CONNECTION_URL_USERINFO_SEARCH = steppedPattern(
   // The lookbehind for the scheme's last character follows `://`, because a lookbehind at the
-  // start of a pattern slowed the search of every line (see token-secrets.ts). Group 3 has no
-  // `:`, so it stops at the `://` of the next URL, and a line of many URLs is read once.
+  // start of a pattern slowed the search of every line (see token-secrets.ts). The password
+  // stops at the `://` of the next URL, so a line of many URLs is read about once.
   new RegExp(
     String.raw`:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'\x60]*):` +
-      String.raw`(?:([^\s/?#"'\x60]+)|(?!\d*[/?#])([^\s/?#:@"'\x60]*[/?#][^\s:@"'\x60]*))` +
-      String.raw`@(?=[^\s@/?#"'\x60])`,
+      String.raw`(?!\d*[/?#])((?:(?!:\/\/|\/@)[^\s"'\x60])+)@(?=[^\s@/?#"'\x60])`,
   ),
   /:\/\//,
   '://'.length,
@@ -317,7 +320,7 @@ export const CONNECTION_URL_USERINFO_SEARCH = steppedPattern(
 // Samples and docs write a variable reference, a format slot or a word such as `PASSWORD` or
 // `db_password` in place of the password.
 const URL_PASSWORD_PLACEHOLDER =
-  /^(?:\$\w+|\$\(\w+\)|%s|%\(\w+\)s|\{\w*\}|[A-Za-z_]*pass(?:word|wd)?)$/i;
+  /^(?:\$\w+|\$\(\w+\)|%[-+#0-9.]*[A-Za-z]|%\(\w+\)s|\{\w*\}|[A-Za-z_]*pass(?:word|wd)?)$/i;
 
 /**
  * Tells whether the password of a URL is a secret rather than a placeholder. It takes the
@@ -343,7 +346,7 @@ export function* findConnectionUrlPasswordSteps(
   const spans: SecretSpan[] = [];
   for (const match of yield* matchAllSteps(text, CONNECTION_URL_USERINFO_SEARCH, meter)) {
     const user = match[1] ?? '';
-    const password = match[2] ?? match[3] ?? '';
+    const password = match[2] ?? '';
     if (isUrlPassword(password, user)) {
       const start = match.index + '://'.length + user.length + ':'.length;
       spans.push({ kind: 'connection-url-password', start, end: start + password.length });

@@ -9,7 +9,7 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
   // Query and form parameters, such as Gemini's `?key=…` or `access_token=…`.
   {
     pattern:
-      /\b(key|api[_-]?key|access[_-]?token|refresh[_-]?token|token|client[_-]?secret|secret|password|passwd|pwd)=[^&\s"'#<>]+/gi,
+      /\b(key|api[_-]?key|access[_-]?token|refresh[_-]?token|id[_-]?token|token|client[_-]?secret|secret|auth|password|passwd|pwd)=[^&\s"'#<>]+/gi,
     replace: (_match, name) => `${name}=${redacted}`,
   },
   // An Authorization header or field, with or without a scheme such as `token` or `Bearer`.
@@ -17,7 +17,7 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
     pattern: /\b(authorization["']?\s*[:=]\s*["']?)(?:(bearer|token|basic)\s+)?[^\s"',;}]+/gi,
     replace: (_match, name, scheme) => `${name}${scheme ? `${scheme} ` : ''}${redacted}`,
   },
-  { pattern: /\bBearer\s+[^\s"',;]+/gi, replace: () => `Bearer ${redacted}` },
+  { pattern: /\bBearer\s+[^\s"',;}]+/gi, replace: () => `Bearer ${redacted}` },
   {
     pattern: /\b(x-goog-api-key["']?\s*[:=]\s*["']?)[^\s"',;}]+/gi,
     replace: (_match, name) => `${name}${redacted}`,
@@ -33,11 +33,15 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
   },
   // Slack tokens, such as a bot token `xoxb-…`.
   { pattern: /\bxox[abeprs]-[A-Za-z0-9-]{10,}/g, replace: () => redacted },
-  // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay. A
-  // password with an unencoded `/`, `?` or `#` runs to the first `@` after it, unless digits
-  // alone come before that character, which makes them a port, as in `http://host:8080/a@b`.
+  // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay. As
+  // in excerpts (src/analysis/secrets.ts), the password runs to the last `@` that a host
+  // character follows, before whitespace, the next `://` or a `/@`, so it may contain an
+  // unencoded `@`, `:`, `/`, `?` or `#`. Unlike excerpts it may contain quotes, because a log
+  // line that is redacted too far loses only context. Digits alone before a `/`, `?` or `#` are a port, as
+  // in `http://host:8080/a@b`.
   {
-    pattern: /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)(?:[^\s/?#@]+|(?!\d*[/?#])[^\s/?#:@]*[/?#][^\s:@]*)@/gi,
+    pattern:
+      /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)(?!\d*[/?#])(?:(?!:\/\/|\/@)\S)+@(?=[^\s@/?#])/gi,
     replace: (_match, prefix) => `${prefix}${redacted}@`,
   },
   // Groq keys start with `gsk_`, Google API keys with `AIza`.
@@ -47,8 +51,8 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
 
 /**
  * Replaces every credential that `credentialPatterns` matches in `text` with `[redacted]`:
- * key and token query parameters, Authorization and `x-goog-api-key` values, Bearer tokens,
- * GitHub tokens and JWTs, Slack tokens, connection URL passwords, Groq keys and Google API keys.
+ * key, token, secret and password query parameters, Authorization and `x-goog-api-key`
+ * values, Bearer tokens, GitHub tokens and JWTs, Slack tokens, connection URL passwords, Groq keys and Google API keys.
  */
 export function redactCredentials(text: string): string {
   let result = text;

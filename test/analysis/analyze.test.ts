@@ -255,6 +255,30 @@ describe('finding fingerprints', () => {
     expect(fingerprintsOf('src/a.ts', patch)).not.toEqual(fingerprintsOf('src/b.ts', patch));
   });
 
+  it('hash the line with its secrets masked', () => {
+    const line = 'headers: {Authorization: Bearer ghx9f8e7d6c5b4a3z2y1x0w}';
+    const [fingerprint] = fingerprintsOf('src/a.ts', patchAdding(1, [line]));
+    const expected = createHash('sha256')
+      .update(
+        [
+          'secret/hardcoded-credential',
+          'src/a.ts',
+          'headers: {Authorization: Bearer ghx9***************1x0w}',
+          '0',
+        ].join('\0'),
+      )
+      .digest('hex');
+    expect(fingerprint).toBe(expected);
+  });
+
+  it('match for secrets that differ only where masked', () => {
+    const first = 'DATABASE_URL=postgres://app:p@ss/w:rd9999secret@db/app';
+    const second = 'DATABASE_URL=postgres://app:p@ssQ7mZ2kR9vLwcret@db/app';
+    expect(fingerprintsOf('src/a.ts', patchAdding(1, [first]))).toEqual(
+      fingerprintsOf('src/a.ts', patchAdding(1, [second])),
+    );
+  });
+
   it('differ by rule on one line', () => {
     const fingerprints = fingerprintsOf('src/a.ts', patchAdding(1, ['console.log(x); debugger;']));
     expect(fingerprints).toHaveLength(2);

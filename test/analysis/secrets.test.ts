@@ -363,10 +363,28 @@ describe('findConnectionUrlPasswordSteps', () => {
     expect(urlPasswords(text)).toEqual(['Xk29dLq8']);
   });
 
-  it('reads a password with @ and / only up to its first @', () => {
-    // NOTE: the user information cannot be distinguished from a host and path here. `p` is
-    // read as the password of the host `ss`, and it is too short to report.
-    expect(urlPasswords('postgres://app:p@ss/w0rd-long@db/app')).toEqual([]);
+  it.each([
+    ['postgres://app:p@ss/w0rd-long@db/app', 'p@ss/w0rd-long'],
+    ['DATABASE_URL=postgres://app:p@ss/w:rd9999secret@db/app', 'p@ss/w:rd9999secret'],
+    ['postgres://app:s3cr/et:x99999@db/app', 's3cr/et:x99999'],
+    ['postgres://app:s3cr#et@ab9999@db/app', 's3cr#et@ab9999'],
+  ])('reads a password with @ and / or : up to the last @ in %s', (text, value) => {
+    expect(urlPasswords(text)).toEqual([value]);
+  });
+
+  it('masks a path with @ after a URL password up to that @', () => {
+    // NOTE: such a path looks the same as a password with `@` and `/`.
+    expect(urlPasswords('https://u:pw123456@host/users/a@b.org')).toEqual([
+      'pw123456@host/users/a',
+    ]);
+  });
+
+  it.each([
+    'http://localhost:3000/users/a@b.org',
+    'see mailto:a@b.org or https://x.org/u/a@b.org',
+    'https://x.org/u/@me?from=a@b.org',
+  ])('reads no password in %s', (text) => {
+    expect(urlPasswords(text)).toEqual([]);
   });
 
   it('flags each URL of a line', () => {
@@ -510,6 +528,10 @@ describe('maskSecrets', () => {
     ['query credential prefixes', '&passwor'.repeat(130_000), []],
     ['query credential names', '?api_key'.repeat(130_000), []],
     ['placeholder query values', '&token=$T'.repeat(115_000), []],
+    ['authorization bearer tokens before a template', 'Authorization:Bearer a1$'.repeat(44_000), []],
+    ['a long bearer token before a template', `Authorization: Bearer ${'a1'.repeat(520_000)}{`, []],
+    ['URL passwords with : and no @', 'a://b:c:d/'.repeat(104_000), []],
+    ['a URL password of many @', `a://b:${'c@'.repeat(520_000)}`, [[6, 1_040_003]]],
   ])('scans a 1 MB line of %s in linear time', (_case, line, expected) => {
     const startedAt = performance.now();
     const spans = findSecretSpans(line, 'src/data.ts');
@@ -551,6 +573,67 @@ describe('maskSecrets', () => {
     }
   });
 
+  // A line and the same line with its secrets masked.
+  type MaskCase = [string, string];
+
+  function expectMasked(cases: readonly MaskCase[]): void {
+    for (const [line, masked] of cases) {
+      expect(maskSecrets(line, 'src/config.ts')).toBe(masked);
+    }
+  }
+
+  it('masks bearer tokens that end at any character outside b64token', () => {
+    const cases: MaskCase[] = [
+      [
+        'headers: {Authorization: Bearer ghx9f8e7d6c5b4a3z2y1x0w}  # TODO rotate this',
+        'headers: {Authorization: Bearer ghx9***************1x0w}  # TODO rotate this',
+      ],
+      [
+        'print("curl -H Authorization:Bearer ghx9f8e7d6c5b4a3z2y1x0w|jq")',
+        'print("curl -H Authorization:Bearer ghx9***************1x0w|jq")',
+      ],
+      [
+        'Authorization=Bearer abc123def456ghi789&x=1',
+        'Authorization=Bearer abc1**********i789&x=1',
+      ],
+      [
+        '[Authorization: Bearer abc123def456ghi789]',
+        '[Authorization: Bearer abc1**********i789]',
+      ],
+      ['Authorization: Bearer abc123def456ghi789>', 'Authorization: Bearer abc1**********i789>'],
+      ['Authorization: Bearer abc123def456ghi789:', 'Authorization: Bearer abc1**********i789:'],
+    ];
+    expectMasked(cases);
+  });
+
+  it('masks URL passwords with @ and / or :', () => {
+    const cases: MaskCase[] = [
+      [
+        'DATABASE_URL=postgres://app:p@ss/w:rd9999secret@db/app',
+        'DATABASE_URL=postgres://app:p@ss***********cret@db/app',
+      ],
+      ['postgres://app:s3cr/et:x99999@db/app', 'postgres://app:s3c********999@db/app'],
+      ['postgres://app:s3cr#et@ab9999@db/app', 'postgres://app:s3c********999@db/app'],
+    ];
+    expectMasked(cases);
+  });
+
+  it('masks more credential query parameters', () => {
+    const cases: MaskCase[] = [
+      [
+        'https://maps.googleapis.com/api?key=AIzaSyA1234567890abcdefghijkl&x=1',
+        'https://maps.googleapis.com/api?key=AIza*********************ijkl&x=1',
+      ],
+      ['/cb?refresh_token=r9Xk29dLq8', '/cb?refresh_token=r9******q8'],
+      ['/cb?id_token=r9Xk29dLq8', '/cb?id_token=r9******q8'],
+      ['/cb?access-token=r9Xk29dLq8', '/cb?access-token=r9******q8'],
+      ['/cb?api-key=r9Xk29dLq8', '/cb?api-key=r9******q8'],
+      ['/cb?client-secret=r9Xk29dLq8', '/cb?client-secret=r9******q8'],
+      ['/cb?user=a&auth=r9Xk29dLq8', '/cb?user=a&auth=r9******q8'],
+    ];
+    expectMasked(cases);
+  });
+
   it('leaves placeholders in bearer values and queries unchanged', () => {
     const lines = [
       'const header = `Bearer ${token}`;',
@@ -559,6 +642,12 @@ describe('maskSecrets', () => {
       'url = "https://h/x?password=PASSWORD&token=TOKEN&secret=xxx"',
       'url = "https://h/x?page_token=abc123"',
       'http://localhost:3000/users/someone@example.org',
+      'url = "https://h/x?page_token=abc123&csrf_token=def456"',
+      'printf("?secret=%d&token=%-8s")',
+      'throw new Error("Bearer token123 missing");',
+      'Authorization: Bearer ${token}',
+      'Authorization: Bearer %s',
+      'Authorization: Bearer a1b2c3d4e5{token}',
     ];
     for (const line of lines) {
       expect(maskSecrets(line, 'src/config.ts')).toBe(line);

@@ -179,6 +179,20 @@ describe('redactCredentials', () => {
     ['a secret query value', 'https://h/x?secret=hunter2', 'https://h/x?secret=[redacted]'],
     ['an apikey query value', 'https://h/x?apikey=hunter2', 'https://h/x?apikey=[redacted]'],
     ['a quoted Bearer header value', 'headers: { Authorization: "Bearer a8Fk29dLq83mZpQ7" }', 'headers: { Authorization: "Bearer [redacted]" }'],
+    ['a Bearer header in braces', '{Authorization: Bearer ghx9f8e7d6c5b4a3z2y1x0w}', '{Authorization: Bearer [redacted]}'],
+    ['a Bearer header before a pipe', 'Authorization:Bearer ghx9f8e7d6c5b4a3z2y1x0w|jq', 'Authorization:Bearer [redacted]'],
+    [
+      'a URL password with @, / and :',
+      'DATABASE_URL=postgres://app:p@ss/w:rd9999secret@db/app',
+      'DATABASE_URL=postgres://app:[redacted]@db/app',
+    ],
+    ['a URL password with / and :', 'postgres://app:s3cr/et:x99999@db/app', 'postgres://app:[redacted]@db/app'],
+    ['a URL password with # and @', 'postgres://app:s3cr#et@ab9999@db/app', 'postgres://app:[redacted]@db/app'],
+    ['a URL password before an npm scope', 'https://u:pw@registry/@scope/pkg@1.0.0', 'https://u:[redacted]@registry/@scope/pkg@1.0.0'],
+    ['an id_token query value', '/cb?id_token=abc123&x=1', '/cb?id_token=[redacted]&x=1'],
+    ['an auth query value', '/cb?user=a&auth=abc123', '/cb?user=a&auth=[redacted]'],
+    ['an api-key query value', '/cb?api-key=abc123', '/cb?api-key=[redacted]'],
+    ['a refresh-token query value', '/cb?refresh-token=abc123', '/cb?refresh-token=[redacted]'],
   ])('replaces %s', (_case, text, expected) => {
     expect(redactCredentials(text)).toBe(expected);
   });
@@ -189,6 +203,15 @@ describe('redactCredentials', () => {
     expect(redactCredentials('account for token replication delay')).toBe('account for token replication delay');
     expect(redactCredentials('see https://127.0.0.1:8080/path@v2')).toBe('see https://127.0.0.1:8080/path@v2');
     expect(redactCredentials('see http://localhost:3000/users/a@b.org')).toBe('see http://localhost:3000/users/a@b.org');
+    expect(redactCredentials('/x?page_token=abc123&csrf_token=def456')).toBe('/x?page_token=abc123&csrf_token=def456');
+    expect(redactCredentials('write to a@b.org or https://x.org/u/@me')).toBe('write to a@b.org or https://x.org/u/@me');
+  });
+
+  it('redacts a 1 MB line of URL passwords without @ in linear time', () => {
+    const line = 'a://b:c/d:'.repeat(104_000);
+    const startedAt = performance.now();
+    expect(redactCredentials(line)).toBe(line);
+    expect(performance.now() - startedAt).toBeLessThan(5_000);
   });
 });
 

@@ -72,7 +72,7 @@ describe('findings stored before a mask', () => {
   it('store the version before mask versions', async () => {
     const rows = await storedRows();
     expect(rows.map((row) => row.maskVersion)).toEqual([1, 1, 1, 1, 1]);
-    expect(excerptMaskVersion).toBe(2);
+    expect(excerptMaskVersion).toBe(3);
   });
 
   it('are masked when listed', async () => {
@@ -116,7 +116,7 @@ describe('remaskStoredExcerpts', () => {
     const first = await remaskStoredExcerpts(context, { batchSize: 2, maxBatches: 1 });
     expect(first).toEqual({ rows: 2, changed: expect.any(Number), more: true });
     const afterFirst = await storedRows();
-    expect(afterFirst.filter((row) => row.maskVersion === 2)).toHaveLength(2);
+    expect(afterFirst.filter((row) => row.maskVersion === excerptMaskVersion)).toHaveLength(2);
 
     const rest = await remaskStoredExcerpts(context, { batchSize: 2 });
     expect(rest.rows).toBe(3);
@@ -125,7 +125,7 @@ describe('remaskStoredExcerpts', () => {
 
     const rows = await storedRows();
     expect(rows.map((row) => row.excerpt)).toEqual(storedExcerpts.map((row) => row.masked));
-    expect(rows.map((row) => row.maskVersion)).toEqual([2, 2, 2, 2, 2]);
+    expect(rows.map((row) => row.maskVersion)).toEqual(Array(5).fill(excerptMaskVersion));
 
     const again = await remaskStoredExcerpts(context, { batchSize: 2 });
     expect(again).toEqual({ rows: 0, changed: 0, more: false });
@@ -148,6 +148,46 @@ describe('remaskStoredExcerpts', () => {
       }
     }
     expect(after.filter((row, index) => row.fingerprint !== before[index]!.fingerprint)).toHaveLength(3);
+  });
+
+  it('masks rows of version 2 with the rules of version 3', async () => {
+    const stored = [
+      'headers: {Authorization: Bearer ghx9f8e7d6c5b4a3z2y1x0w}  # TODO rotate this',
+      'DATABASE_URL=postgres://app:p@ss/w:rd9999secret@db/app',
+      'fetch("https://maps.googleapis.com/api?key=AIzaSyA1234567890abcdefghijkl");',
+    ];
+    const rows = await context.db
+      .insert(findings)
+      .values(
+        stored.map((excerpt, index) => ({
+          runId,
+          path: `src/v2-${index}.ts`,
+          startLine: 1,
+          endLine: 1,
+          ruleId: 'debug/console-log',
+          severity: 'warning' as const,
+          message: 'Remove the console.log call.',
+          excerpt,
+          fingerprint: `fp-v2-${index}`,
+          maskVersion: 2,
+        })),
+      )
+      .returning();
+    await remaskStoredExcerpts(context);
+
+    const remasked = await Promise.all(
+      rows.map(async (row) => {
+        const [found] = await context.db.select().from(findings).where(eq(findings.id, row.id));
+        return found!;
+      }),
+    );
+    expect(remasked.map((row) => row.excerpt)).toEqual([
+      'headers: {Authorization: Bearer ghx9***************1x0w}  # TODO rotate this',
+      'DATABASE_URL=postgres://app:p@ss***********cret@db/app',
+      'fetch("https://maps.googleapis.com/api?key=AIza*********************ijkl");',
+    ]);
+    expect(remasked.map((row) => row.maskVersion)).toEqual([3, 3, 3]);
+    expect(remasked.map((row) => row.fingerprint)).not.toContain('fp-v2-0');
   });
 
   it('leaves rows of the current version alone', async () => {
@@ -195,7 +235,12 @@ describe('workers', () => {
       const byPath = rows.sort((left, right) => left.path.localeCompare(right.path));
       expect(byPath.map((row) => row.excerpt)).toEqual(storedExcerpts.map((row) => row.masked));
       expect(logsOf(own, 'job.remask_excerpts')).toEqual([
-        expect.objectContaining({ rows: 5, changed: 3, more: false, maskVersion: 2 }),
+        expect.objectContaining({
+          rows: 5,
+          changed: 3,
+          more: false,
+          maskVersion: excerptMaskVersion,
+        }),
       ]);
     } finally {
       await own.boss.stop({ graceful: false, wait: true });
