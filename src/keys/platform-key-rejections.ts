@@ -132,7 +132,7 @@ export function describePlatformKeyRejection(provider: Provider, status: number 
   return `${name} rejected the platform ${name} key that this service provides${statusText}`;
 }
 
-/** Builds the sentence that says who has to act on a rejected platform key. */
+/** Builds the sentence that names who has to act on a rejected platform key. */
 export function operatorMustReplace(provider: Provider): string {
   return `The operator of this service has to replace the platform ${providerNames[provider]} key.`;
 }

@@ -410,9 +410,9 @@ function describeAnalysisError(error: unknown): string {
 }
 
 /**
- * Splits a stored OWNER/NAME into the parameters of a GitHub request path. A `.` or `..`,
- * which GitHub allows in neither part, raises, because the path would resolve to another API
- * path that the installation's token would be sent to.
+ * Splits a stored OWNER/NAME into the parameters of a GitHub request path. GitHub does not
+ * allow `.` or `..` in either part, and such a name raises, because its request path would
+ * resolve to another API path that gets the installation's token.
  */
 export function splitRepository(fullName: string): [string, string] {
   const [owner, repo, ...rest] = fullName.split('/');
@@ -421,8 +421,8 @@ export function splitRepository(fullName: string): [string, string] {
   }
   if (isDotSegment(owner) || isDotSegment(repo)) {
     throw new Error(
-      `Invalid repository name ${JSON.stringify(fullName)}: GitHub allows "." or ".." as ` +
-        'neither OWNER nor NAME, so no request is sent for it.',
+      `Invalid repository name ${JSON.stringify(fullName)}: GitHub does not allow "." or ".." ` +
+        'as OWNER or NAME, so no request is sent for it.',
     );
   }
   return [owner, repo];

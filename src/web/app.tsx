@@ -60,8 +60,7 @@ export function createApp(
     await next();
     // Static files, health checks and the fragments that pages poll every few seconds would
     // drown the log at info, so successful ones are logged at debug. So are webhook bodies
-    // dropped as incomplete, which a client that holds many connections open can cause by the
-    // hundred.
+    // dropped as incomplete, because a client with many open connections can cause hundreds.
     const routine =
       (c.res.status < 400 && c.req.method === 'GET' && routinePath.test(c.req.path)) ||
       isIncompleteWebhookBody(c);

@@ -26,7 +26,7 @@ describe('GitHub names', () => {
 
   it('splitRepository rejects stored dot names', () => {
     expect(() => splitRepository('../..')).toThrow(
-      'Invalid repository name "../..": GitHub allows "." or ".." as neither OWNER nor NAME, ' +
+      'Invalid repository name "../..": GitHub does not allow "." or ".." as OWNER or NAME, ' +
         'so no request is sent for it.',
     );
     expect(() => splitRepository('octo/..')).toThrow('Invalid repository name "octo/.."');

@@ -378,7 +378,7 @@ describe('stored dot repository names', () => {
     const before = setup.harness.fake.requests.length;
 
     await expect(analyzeRun(setup.context, run.id, setup.context.logger)).rejects.toThrow(
-      'Invalid repository name "../..": GitHub allows "." or ".." as neither OWNER nor NAME, ' +
+      'Invalid repository name "../..": GitHub does not allow "." or ".." as OWNER or NAME, ' +
         'so no request is sent for it.',
     );
     expect(setup.harness.fake.requests.slice(before).map((request) => request.path)).toEqual([]);
