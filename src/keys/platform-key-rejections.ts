@@ -75,6 +75,21 @@ export async function checkPlatformKey(
 }
 
 /**
+ * Returns the rejection of a platform key while it is not due for a re-check, or null. A due
+ * re-check may pass at the next call, so this read does not claim it and returns null then.
+ */
+export async function findPendingPlatformKeyRejection(
+  db: Database,
+  key: PlatformKeyId,
+): Promise<{ status: number | null } | null> {
+  const [row] = await db
+    .select({ status: platformKeyRejections.status })
+    .from(platformKeyRejections)
+    .where(and(matches(key), sql`${platformKeyRejections.recheckAt} > now()`));
+  return row ?? null;
+}
+
+/**
  * The outcome of a platform key's re-check as another caller sees it: `usable` once the
  * provider accepted the key, `running` while a re-check claimed at most `maxWaitMs` ago has no
  * outcome, and `rejected` otherwise.
@@ -182,5 +197,16 @@ export function platformKeyRejectedReason(provider: Provider, status: number | n
     `${describePlatformKeyRejection(provider, status)}, so this file was not previewed. ` +
     `${operatorMustReplace(provider)} Until then, you can save a key of your own on the keys ` +
     'page and regenerate this file.'
+  );
+}
+
+/**
+ * Builds the error of a preview that was not started because the platform key of `provider`,
+ * the first key that would pay for it, is rejected and the user has no own key.
+ */
+export function platformKeyRejectedPreviewReason(provider: Provider, status: number | null | undefined): string {
+  return (
+    `${describePlatformKeyRejection(provider, status)}, so no preview was started. ` +
+    `${operatorMustReplace(provider)} Until then, you can save a key of your own on the keys page.`
   );
 }
