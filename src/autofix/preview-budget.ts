@@ -1,6 +1,7 @@
 import type { AppContext } from '../context.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import type { Provider } from '../db/schema/index.ts';
+import { configuredPlatformKeyId, findPendingPlatformKeyRejection } from '../keys/platform-key-rejections.ts';
 import { getProviderOrder, listUserKeys } from '../keys/user-keys.ts';
 import { listRunFindings } from '../runs/run-findings.ts';
 import {
@@ -34,7 +35,15 @@ export interface FileCallEstimate {
 export type PreviewPayment =
   /** No platform key is configured and the user has no usable own key. */
   | { kind: 'no_provider' }
-  | { kind: 'allowance'; allowance: AllowanceState }
+  | {
+      kind: 'allowance';
+      allowance: AllowanceState;
+      /**
+       * The rejection of the platform key that the preview would call first, while it is not
+       * due for a re-check, so every file would fail without a request.
+       */
+      platformKeyRejection?: { provider: Provider; status: number | null };
+    }
   | {
       kind: 'own_key';
       provider: Provider;
@@ -264,5 +273,11 @@ export async function loadPreviewPayment(
   if (own) {
     return { kind: 'own_key', provider: own.provider, platformFirst: choices[0]!.keySource === 'platform' };
   }
-  return { kind: 'allowance', allowance: await getAllowance(context.db, userId) };
+  const allowance = await getAllowance(context.db, userId);
+  // A rejected platform key passes no file to the next platform key, so the first one decides.
+  const first = choices[0]!.provider;
+  const key = configuredPlatformKeyId(context.config, first);
+  const rejection = key ? await findPendingPlatformKeyRejection(context.db, key) : null;
+  if (!rejection) return { kind: 'allowance', allowance };
+  return { kind: 'allowance', allowance, platformKeyRejection: { provider: first, status: rejection.status } };
 }

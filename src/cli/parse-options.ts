@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { settingNames } from '../config/env.ts';
 import { closestName } from '../text/closest-name.ts';
 import { joinWithAnd } from '../text/plural.ts';
 import { CommandError } from './command-error.ts';
@@ -40,14 +41,44 @@ export function parseCommandOptions<T extends OptionsConfig>(
 }
 
 /**
- * Appends "Did you mean --NAME?" to parseArgs' unknown-option error, whose message quotes the
- * option as given (`Unknown option '--pla'`), when an accepted option is close to it.
+ * Settings that people often try to pass as options, with what each one chooses. Every
+ * variable that the configuration reads gets a hint, and these ones a more specific one.
+ */
+const settingPurposes: Partial<Record<string, string>> = {
+  PORT: 'the port',
+  HOST: 'the listening address',
+  DATABASE_URL: 'the database',
+  LOG_LEVEL: 'how much is logged',
+  PUBLIC_URL: 'the address in links',
+};
+
+/**
+ * Returns the hint for an unknown option that names an environment variable of the
+ * configuration (`--database-url` for DATABASE_URL), or null for any other option.
+ */
+export function settingHint(optionName: string): string | null {
+  const variable = optionName.toUpperCase().replaceAll('-', '_');
+  if (!settingNames.includes(variable)) return null;
+  const purpose = settingPurposes[variable];
+  return purpose ? `Set ${variable} to choose ${purpose}.` : `Set the environment variable ${variable} instead.`;
+}
+
+/**
+ * Appends a hint to parseArgs' unknown-option error, whose message quotes the option as given
+ * (`Unknown option '--pla'`): the environment variable to set when the option names one, or
+ * else "Did you mean --NAME?" when an accepted option is close to it.
  */
 function addOptionSuggestion(error: Error, accepted: readonly string[]): void {
   const optionName = /^Unknown option '-{1,2}([^'=]+)/.exec(error.message)?.[1];
   if (optionName === undefined) return;
+  const message = error.message.replace(/\.?$/, '.');
+  const hint = settingHint(optionName);
+  if (hint !== null) {
+    error.message = `${message} ${hint}`;
+    return;
+  }
   const closest = closestName(optionName, accepted);
-  if (closest !== null) error.message = `${error.message.replace(/\.?$/, '.')} Did you mean --${closest}?`;
+  if (closest !== null) error.message = `${message} Did you mean --${closest}?`;
 }
 
 /**

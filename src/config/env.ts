@@ -393,6 +393,9 @@ const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
+/** Names of the environment variables that the configuration reads. */
+export const settingNames: readonly string[] = Object.keys(envSchema.shape);
+
 export interface Config
   extends Omit<
     Env,

@@ -205,6 +205,8 @@ async function handleFixPress(
     };
   }
 
+  // NOTE: a rejected platform key (payment.platformKeyRejection) still starts a preview here,
+  // and its files then fail with the rejection message.
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
   const { findingIds: picked, overLimit } = pickDefaultSelection(payment, rows);
   const files = new Set(rows.map((row) => row.path)).size;

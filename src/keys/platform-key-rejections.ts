@@ -48,9 +48,10 @@ export function configuredPlatformKeyId(config: Config, provider: Provider): Pla
 }
 
 /**
- * Reads whether a platform key may be called. When its re-check is due, this call claims it
- * and moves `recheck_at` on by `recheckSeconds`, so concurrent files and processes keep
- * skipping the key while one call tries it.
+ * Reads whether a platform key may be called. When its re-check is due, this call claims it,
+ * moves `recheck_at` on by `recheckSeconds` and sets `recheck_started_at`, so that concurrent
+ * files and processes send no request while one call tries the key. They can wait for the
+ * outcome with readPlatformKeyRecheck.
  */
 export async function checkPlatformKey(
   db: Database,
@@ -66,7 +67,7 @@ export async function checkPlatformKey(
 
   const claimed = await db
     .update(platformKeyRejections)
-    .set({ recheckAt: sql`now() + make_interval(secs => ${recheckSeconds})` })
+    .set({ recheckAt: sql`now() + make_interval(secs => ${recheckSeconds})`, recheckStartedAt: sql`now()` })
     .where(and(matches(key), sql`${platformKeyRejections.recheckAt} <= now()`))
     .returning({ status: platformKeyRejections.status });
   const [recheck] = claimed;
@@ -74,9 +75,59 @@ export async function checkPlatformKey(
 }
 
 /**
- * Records that the provider rejected a platform key with HTTP `status`, and sets its next
- * re-check `recheckSeconds` from now. Returns true when the key was not recorded as rejected
- * before, so the caller logs the change once.
+ * Returns the rejection of a platform key while it is not due for a re-check, or null. A due
+ * re-check may pass at the next call, so this read does not claim it and returns null then.
+ */
+export async function findPendingPlatformKeyRejection(
+  db: Database,
+  key: PlatformKeyId,
+): Promise<{ status: number | null } | null> {
+  const [row] = await db
+    .select({ status: platformKeyRejections.status })
+    .from(platformKeyRejections)
+    .where(and(matches(key), sql`${platformKeyRejections.recheckAt} > now()`));
+  return row ?? null;
+}
+
+/**
+ * The outcome of a platform key's re-check as another caller sees it: `usable` once the
+ * provider accepted the key, `running` while a re-check claimed at most `maxWaitMs` ago has no
+ * outcome, and `rejected` otherwise.
+ */
+export type PlatformKeyRecheckState = 'usable' | 'running' | 'rejected';
+
+/**
+ * Reads whether a re-check of a platform key is running. A claim older than `maxWaitMs` counts
+ * as ended, so a process that stopped during its re-check keeps no one waiting.
+ */
+export async function readPlatformKeyRecheck(
+  db: Database,
+  key: PlatformKeyId,
+  maxWaitMs: number,
+): Promise<PlatformKeyRecheckState> {
+  const [row] = await db
+    .select({
+      running: sql<boolean>`coalesce(${platformKeyRejections.recheckStartedAt} > now() - make_interval(secs => ${maxWaitMs / 1000}), false)`,
+    })
+    .from(platformKeyRejections)
+    .where(matches(key));
+  if (!row) return 'usable';
+  return row.running ? 'running' : 'rejected';
+}
+
+/**
+ * Marks the running re-check of a platform key as ended without an outcome, after an error
+ * that says nothing about the key, such as a timeout. The key stays rejected until its next
+ * re-check.
+ */
+export async function endPlatformKeyRecheck(db: Database, key: PlatformKeyId): Promise<void> {
+  await db.update(platformKeyRejections).set({ recheckStartedAt: null }).where(matches(key));
+}
+
+/**
+ * Records that the provider rejected a platform key with HTTP `status`, sets its next re-check
+ * `recheckSeconds` from now and ends a running re-check. Returns true when the key was not
+ * recorded as rejected before, so the caller logs the change once.
  */
 export async function recordPlatformKeyRejection(
   db: Database,
@@ -90,7 +141,7 @@ export async function recordPlatformKeyRejection(
     .values({ ...key, status: status ?? null, recheckAt })
     .onConflictDoUpdate({
       target: [platformKeyRejections.provider, platformKeyRejections.keyHash],
-      set: { status: status ?? null, recheckAt },
+      set: { status: status ?? null, recheckAt, recheckStartedAt: null },
     })
     // xmax is 0 only on a row that this statement inserted.
     .returning({ inserted: sql<boolean>`xmax = 0` });
@@ -146,5 +197,16 @@ export function platformKeyRejectedReason(provider: Provider, status: number | n
     `${describePlatformKeyRejection(provider, status)}, so this file was not previewed. ` +
     `${operatorMustReplace(provider)} Until then, you can save a key of your own on the keys ` +
     'page and regenerate this file.'
+  );
+}
+
+/**
+ * Builds the error of a preview that was not started because the platform key of `provider`,
+ * the first key that would pay for it, is rejected and the user has no own key.
+ */
+export function platformKeyRejectedPreviewReason(provider: Provider, status: number | null | undefined): string {
+  return (
+    `${describePlatformKeyRejection(provider, status)}, so no preview was started. ` +
+    `${operatorMustReplace(provider)} Until then, you can save a key of your own on the keys page.`
   );
 }

@@ -1,15 +1,24 @@
-/** Largest edit distance at which a name is suggested as the intended one. */
-const maxSuggestionDistance = 3;
+/**
+ * Returns the largest edit distance at which `candidate` is suggested for `name`: a third of the
+ * longer name, at least 1. A flat limit would pair short unrelated names, such as `port` and
+ * `role` at 3 edits.
+ */
+export function maxSuggestionDistance(name: string, candidate: string): number {
+  return Math.max(1, Math.floor(Math.max(name.length, candidate.length) / 3));
+}
 
 /**
  * Returns the candidate closest to `name` by edit distance, for a "Did you mean" hint, or null
- * when none is within 3 edits. `name` is compared in lower case, so candidates should be too.
+ * when none is within maxSuggestionDistance. `name` is compared in lower case, so candidates
+ * should be too.
  */
 export function closestName(name: string, candidates: readonly string[]): string | null {
+  const lowerName = name.toLowerCase();
   let best: string | null = null;
-  let bestDistance = maxSuggestionDistance + 1;
+  let bestDistance = Infinity;
   for (const candidate of candidates) {
-    const distance = editDistance(name.toLowerCase(), candidate);
+    const distance = editDistance(lowerName, candidate);
+    if (distance > maxSuggestionDistance(lowerName, candidate)) continue;
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;

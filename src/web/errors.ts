@@ -5,6 +5,8 @@ import { isDatabaseUnreachable } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { quoteValue } from '../text/quote-value.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
+import type { PreviewPayment } from '../autofix/preview-budget.ts';
+import { platformKeyRejectedPreviewReason } from '../keys/platform-key-rejections.ts';
 import type { Logger } from '../logger.ts';
 import type { PullRequestClosedError } from '../runs/pull-request-closed.ts';
 import { renderError } from './views/error-page.tsx';
@@ -48,6 +50,21 @@ const maxQuotedIdLength = 80;
 
 export function notFound(resource: string, id: string): AppError {
   return new AppError('not_found', `${resource} ${quoteValue(id, maxQuotedIdLength)} not found.`);
+}
+
+/**
+ * Returns a 503 with the rejection message when the platform key that would pay for a preview
+ * is rejected and the user has no own key, or null otherwise. The operator has to replace the
+ * key, so this is not the 409 of an allowance that the user can act on. The details name the
+ * provider and the HTTP status of the rejection.
+ */
+export function fromPlatformKeyRejected(payment: PreviewPayment): AppError | null {
+  if (payment.kind !== 'allowance' || !payment.platformKeyRejection) return null;
+  const { provider, status } = payment.platformKeyRejection;
+  return new AppError('service_unavailable', platformKeyRejectedPreviewReason(provider, status), {
+    provider,
+    status,
+  });
 }
 
 /**

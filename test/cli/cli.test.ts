@@ -388,6 +388,26 @@ describe('fixwright usage errors', () => {
       ['receive', '--evnt', 'ping', '--payload', 'x.json'],
       'Unknown option \'--evnt\'. Did you mean --event? Run "fixwright receive --help" for the options.',
     ],
+    [
+      ['start', '--port', '1'],
+      'Unknown option \'--port\'. Set PORT to choose the port. Run "fixwright start --help" for the options.',
+    ],
+    [
+      ['start', '--host', '0.0.0.0'],
+      'Unknown option \'--host\'. Set HOST to choose the listening address. Run "fixwright start --help" for the options.',
+    ],
+    [
+      ['start', '--database-url=postgres://127.0.0.1/x'],
+      'Unknown option \'--database-url\'. Set DATABASE_URL to choose the database. Run "fixwright start --help" ' +
+        'for the options.',
+    ],
+    [
+      ['start', '--llm-timeout-ms', '5000'],
+      'Unknown option \'--llm-timeout-ms\'. Set the environment variable LLM_TIMEOUT_MS instead. Run ' +
+        '"fixwright start --help" for the options.',
+    ],
+    [['start', '--rule', 'web'], 'Unknown option \'--rule\'. Did you mean --role? Run "fixwright start --help" for the options.'],
+    [['start', '--xyz'], 'Unknown option \'--xyz\'. Run "fixwright start --help" for the options.'],
     [['users', 'plan', '--login', 'alice', '--plan', 'Gold'], 'Invalid --plan "Gold": use free, pro or enterprise.'],
     [
       ['keys', 'rotate', '--batch-size', '1e3'],

@@ -4,7 +4,9 @@ import { platformKeyRejections } from '../../src/db/schema/index.ts';
 import {
   checkPlatformKey,
   clearPlatformKeyRejection,
+  endPlatformKeyRecheck,
   hashPlatformKey,
+  readPlatformKeyRecheck,
   recordPlatformKeyRejection,
   type PlatformKeyId,
 } from '../../src/keys/platform-key-rejections.ts';
@@ -53,5 +55,36 @@ describe('platform key rejection state', () => {
       .from(platformKeyRejections);
     expect(row!.seconds).toBeGreaterThan(55);
     expect(row!.seconds).toBeLessThanOrEqual(60);
+  });
+
+  it('reports a running re-check to others', async () => {
+    const makeDue = () =>
+      context.db.update(platformKeyRejections).set({ recheckAt: sql`now() - interval '1 second'` });
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('usable');
+    await recordPlatformKeyRejection(context.db, key, 403, 60);
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+
+    await makeDue();
+    expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'recheck', status: 403 });
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('running');
+    // A claim older than the wait limit counts as ended.
+    await context.db.update(platformKeyRejections).set({ recheckStartedAt: sql`now() - interval '2 minutes'` });
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+
+    await makeDue();
+    await checkPlatformKey(context.db, key, 60);
+    expect(await recordPlatformKeyRejection(context.db, key, 401, 60)).toBe(false);
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+
+    await makeDue();
+    await checkPlatformKey(context.db, key, 60);
+    await endPlatformKeyRecheck(context.db, key);
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+    expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'rejected', status: 401 });
+
+    await makeDue();
+    await checkPlatformKey(context.db, key, 60);
+    await clearPlatformKeyRejection(context.db, key);
+    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('usable');
   });
 });

@@ -1,5 +1,5 @@
-import { count, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { count, eq, sql } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
 import { estimateLeastCallTokens } from '../../src/autofix/preview.ts';
@@ -8,11 +8,13 @@ import {
   patchFiles,
   patchRequestFindings,
   patchRequests,
+  platformKeyRejections,
   userApiKeys,
   users,
   type Provider,
 } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
+import { hashPlatformKey } from '../../src/keys/platform-key-rejections.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
@@ -737,5 +739,75 @@ describe('preview form past 1,000 findings', () => {
     expect(error.fields).toEqual(['findingIds']);
     expect(error.message).toMatch(/^Invalid findingIds \[.*: expected at most 1000 items\.$/);
     expect(await countRequests(setup)).toBe(0);
+  });
+});
+
+describe('preview start with a rejected platform key', () => {
+  const rejectionMessage =
+    'Groq rejected the platform Groq key that this service provides (HTTP 401), so no preview was ' +
+    'started. The operator of this service has to replace the platform Groq key. Until then, you ' +
+    'can save a key of your own on the keys page.';
+
+  /** Records a rejection of the context's platform Groq key, re-checked in an hour or `due`. */
+  async function rejectPlatformKey(due = false) {
+    await context.db.insert(platformKeyRejections).values({
+      provider: 'groq',
+      keyHash: hashPlatformKey('gsk_budget_platform_key'),
+      status: 401,
+      recheckAt: due ? sql`now() - interval '1 second'` : sql`now() + interval '1 hour'`,
+    });
+  }
+
+  afterEach(async () => {
+    await context.db.delete(platformKeyRejections);
+  });
+
+  it('returns 503 from the API', async () => {
+    // Over the allowance too, so the rejection must come before the allowance's 409.
+    const { user, setup } = await newUserWithRun({ tokensUsed: 1000 });
+    await rejectPlatformKey();
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/b.ts']));
+
+    expect(response.status).toBe(503);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    expect(error.code).toBe('service_unavailable');
+    expect(error.message).toBe(rejectionMessage);
+    expect(error.provider).toBe('groq');
+    expect(error.status).toBe(401);
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('returns 503 from the form', async () => {
+    const { user, setup } = await newUserWithRun();
+    await rejectPlatformKey();
+
+    const response = await postPreview(user, setup, idsOfFiles(setup, ['src/b.ts']));
+
+    const body = await response.text();
+    expect(response.status).toBe(503);
+    expect(body).toContain(rejectionMessage.replace("'", '&#39;'));
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('queues a preview when a re-check is due', async () => {
+    const { user, setup } = await newUserWithRun();
+    await rejectPlatformKey(true);
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/b.ts']));
+
+    expect(response.status).toBe(202);
+    expect(await countRequests(setup)).toBe(1);
+  });
+
+  it('queues a preview with an own key', async () => {
+    const { user, setup } = await newUserWithRun();
+    await addOwnKey(user.userId, 'gemini');
+    await rejectPlatformKey();
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/b.ts']));
+
+    expect(response.status).toBe(202);
+    expect(await countRequests(setup)).toBe(1);
   });
 });

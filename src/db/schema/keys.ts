@@ -53,6 +53,11 @@ export const platformKeyRejections = pgTable(
     rejectedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     /** When the next call may try the key again, to learn whether the provider accepts it. */
     recheckAt: timestamp({ withTimezone: true }).notNull(),
+    /**
+     * When a caller claimed the re-check that is running, so that callers in other processes
+     * wait for its outcome. Null when no re-check is running.
+     */
+    recheckStartedAt: timestamp({ withTimezone: true }),
   },
   (table) => [primaryKey({ columns: [table.provider, table.keyHash] })],
 );

@@ -29,6 +29,7 @@ import { quoteValue } from '../../text/quote-value.ts';
 import {
   AppError,
   fromInstallationUnavailable,
+  fromPlatformKeyRejected,
   fromPullRequestClosed,
   notFound,
 } from '../errors.ts';
@@ -69,7 +70,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     c: Context<{ Variables: PageVariables }>,
     run: typeof prRuns.$inferSelect,
     options: { listAll: boolean; selection?: { findingIds: readonly string[]; error: string } },
-    status: 200 | 400 | 409 = 200,
+    status: 200 | 400 | 409 | 503 = 200,
   ) {
     const { listAll, selection } = options;
     const installation = await findRunInstallation(context.db, run.installationId);
@@ -121,7 +122,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     // notice that explains why.
     const rejectSelection = (error: AppError) => {
       if (c.req.header('hx-request')) throw error;
-      const status = error.status === 409 ? 409 : 400;
+      // A rejected platform key keeps its 503, because the operator has to act, not the user.
+      const status = error.status === 409 || error.status === 503 ? error.status : 400;
       return renderRunPage(c, run, { listAll: false, selection: { findingIds, error: error.message } }, status);
     };
     let listAll: boolean;
@@ -202,6 +204,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
 
     // The form checks only the files that fit, so this rejects a selection extended by hand.
     const payment = await loadPreviewPayment(context, c.var.user.id);
+    const rejected = fromPlatformKeyRejected(payment);
+    if (rejected) return rejectSelection(rejected);
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
     if (over) {
       return rejectSelection(

@@ -1,0 +1,1 @@
+ALTER TABLE "platform_key_rejections" ADD COLUMN "recheck_started_at" timestamp with time zone;
