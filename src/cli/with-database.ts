@@ -55,7 +55,10 @@ export async function withDatabase<T>(
     interruption.signal.throwIfAborted();
     return result;
   } finally {
-    removeHandlers();
+    // An interrupted command exits next, and a second signal until then must still force the
+    // exit: without these handlers, initdb's cleanup handler would raise it again and the
+    // process would end by the signal instead of with status 1.
+    if (!interruption.signal.aborted) removeHandlers();
   }
 }
 
