@@ -161,13 +161,17 @@ export function guardPlatformKey(
     }
   };
 
-  /** Sends a call on the key and records a rejection. */
-  const callKey: ModelClient['generate'] = async (request, options) => {
+  /** Sends a call on the key and records a rejection. `recheck` is true for the re-check's call. */
+  const callKey = async (
+    request: Parameters<ModelClient['generate']>[0],
+    options: Parameters<ModelClient['generate']>[1],
+    recheck: boolean,
+  ): ReturnType<ModelClient['generate']> => {
     try {
       return await client.generate(request, options);
     } catch (error) {
       if (!(error instanceof ProviderError) || error.kind !== 'unauthorized') throw error;
-      await noteRejection(error, false);
+      await noteRejection(error, recheck);
       throw new PlatformKeyRejectedError({ provider, status: error.status });
     }
   };
@@ -180,12 +184,9 @@ export function guardPlatformKey(
     try {
       let result;
       try {
-        result = await client.generate(request, options);
+        result = await callKey(request, options, true);
       } catch (error) {
-        if (error instanceof ProviderError && error.kind === 'unauthorized') {
-          await noteRejection(error, true);
-          throw new PlatformKeyRejectedError({ provider, status: error.status });
-        }
+        if (error instanceof PlatformKeyRejectedError) throw error;
         // NOTE: an error that gives no verdict on the key, such as a timeout, ends the re-check
         // without an outcome, so the waiting calls fail and the key waits for its next re-check.
         await writeState(async () => {
@@ -215,7 +216,7 @@ export function guardPlatformKey(
       if (before.state === 'rejected' && !(await waitForRecheck())) {
         throw new PlatformKeyRejectedError({ provider, status: before.status });
       }
-      return callKey(request, options);
+      return callKey(request, options, false);
     },
   };
 }
