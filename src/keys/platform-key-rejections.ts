@@ -117,7 +117,7 @@ export async function readPlatformKeyRecheck(
 
 /**
  * Marks the running re-check of a platform key as ended without an outcome, after an error
- * that says nothing about the key, such as a timeout. The key stays rejected until its next
+ * that gives no verdict on the key, such as a timeout. The key stays rejected until its next
  * re-check.
  */
 export async function endPlatformKeyRecheck(db: Database, key: PlatformKeyId): Promise<void> {

@@ -64,7 +64,7 @@ beforeAll(async () => {
     head: files,
     groqApiKey: platformGroqKey,
     geminiApiKey: platformGeminiKey,
-    // One file at a time, so the second file always sees what the first recorded about a key.
+    // One file at a time, so the second file always reads what the first recorded about a key.
     env: { PREVIEW_FILE_CONCURRENCY: '1' },
   });
   ({ context, groq, gemini, runId } = setup);
@@ -186,7 +186,7 @@ describe('previews with own keys', () => {
     const row = await storedKey(user.id, 'groq');
     expect(row.unusableCause).toBe('rejected');
     expect(row.unusableReason).toContain('Previews skip this key until you save it again on the keys page.');
-    // Groq answered the call, so the key was sent, which "last used" shows.
+    // Groq responded to the call, so the key was sent, which "last used" shows.
     expect(row.lastUsedAt).toBeInstanceOf(Date);
   });
 
