@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { excerptMaskVersion } from '../../src/analysis/excerpt.ts';
+import { excerptMaskVersion } from '../../src/analysis/mask-version.ts';
 import { findings } from '../../src/db/schema/index.ts';
 import { remaskStoredExcerpts } from '../../src/jobs/remask-excerpts.ts';
 import { startWorkers } from '../../src/jobs/workers.ts';
