@@ -310,8 +310,10 @@ function* findQueryCredentialSteps(text: string, meter: StepMeter): Steps<Secret
  * The password runs to the last `@` that a host character follows, before whitespace, a quote,
  * the next `://` or a `/@`, because passwords often contain an unencoded `@`, `:`, `/`, `?` or
  * `#`, as in `postgres://u:p@ss/w:rd@db/app`. A `/@` starts a path segment such as the npm scope
- * in `https://u:pw@registry/@scope/pkg`. It must not start with digits alone before a `/`, `?` or
- * `#`, because `http://host:8080/users/a@b.org` is a port and a path.
+ * in `https://u:pw@registry/@scope/pkg`. A `/@` with no `@` before it is part of the password,
+ * which then runs to the last such `@` before the next `/@`, as in `u:ab/@cd@host`. It must not
+ * start with digits alone before a `/`, `?` or `#`, because `http://host:8080/users/a@b.org` is
+ * a port and a path.
  * NOTE: a path or query with an `@` after a URL with a password, as in
  * `https://u:pw@host/users/a@b.org`, is masked up to that `@`, host included.
  */
@@ -320,8 +322,10 @@ export const CONNECTION_URL_USERINFO_SEARCH = steppedPattern(
   // start of a pattern slowed the search of every line (see token-secrets.ts). The password
   // stops at the `://` of the next URL, so a line of many URLs is read about once.
   new RegExp(
-    String.raw`:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'\x60]*):` +
-      String.raw`(?!\d*[/?#])((?:(?!:\/\/|\/@)[^\s"'\x60])+)@(?=[^\s@/?#"'\x60])`,
+    String.raw`:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'\x60]*):(?!\d*[/?#])` +
+      String.raw`((?:(?!:\/\/|\/@)[^\s"'\x60])+|` +
+      String.raw`(?:(?!:\/\/)[^\s"'\x60@])*\/@(?:(?!:\/\/|\/@)[^\s"'\x60])*)` +
+      String.raw`@(?=[^\s@/?#"'\x60])`,
   ),
   /:\/\//,
   '://'.length,

@@ -528,6 +528,8 @@ describe('maskSecrets', () => {
     ['URL passwords with / and no @', 'a://b:c/d'.repeat(115_000), []],
     ['a URL password with / and no @', `a://b:c/${'d'.repeat(1_040_000)}`, []],
     ['short URL passwords with /', 'a://b:c/d@'.repeat(104_000), repeatedSpans(104_000 - 1, 10, 6, 9)],
+    ['URL passwords with /@ and no host', 'a://b:c/@'.repeat(115_000), []],
+    ['a URL password with /@ and no host', `a://b:c${'/@'.repeat(520_000)}`, []],
     ['quoted bearer prefixes', '"Bearer '.repeat(130_000), []],
     ['spaces after a bearer prefix', `"Bearer${' '.repeat(1_040_000)}$`, []],
     ['spaces before a bearer prefix', `Authorization:${' '.repeat(1_040_000)}Bearer a1$`, []],
@@ -666,6 +668,14 @@ describe('maskSecrets', () => {
         'https://u:p/a@ss1234@host.example/@scope/pkg@1.0.0',
         'https://u:p/******34@host.example/@scope/pkg@1.0.0',
       ],
+    ];
+    expectMasked(cases);
+  });
+
+  it('masks a URL password that contains /@', () => {
+    const cases: MaskCase[] = [
+      ['https://u:ab/@cd1234@host.internal/', 'https://u:ab******34@host.internal/'],
+      ['https://u:ab/@cd@host.internal/', 'https://u:a****d@host.internal/'],
     ];
     expectMasked(cases);
   });

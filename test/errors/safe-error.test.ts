@@ -199,6 +199,7 @@ describe('redactCredentials', () => {
       'https://user:[redacted]@host.example/path/@scope/pkg?x=a@b',
     ],
     ['a URL password with / and @', 'https://u:p/a@ss@host.example/', 'https://u:[redacted]@host.example/'],
+    ['a URL password with /@', 'https://u:ab/@cd@host.internal/', 'https://u:[redacted]@host.internal/'],
     [
       'a quoted Authorization header that words follow',
       '"Authorization: Bearer abc123def456 extra"',
@@ -220,6 +221,13 @@ describe('redactCredentials', () => {
     expect(redactCredentials('see http://localhost:3000/users/a@b.org')).toBe('see http://localhost:3000/users/a@b.org');
     expect(redactCredentials('/x?page_token=abc123&csrf_token=def456')).toBe('/x?page_token=abc123&csrf_token=def456');
     expect(redactCredentials('write to a@b.org or https://x.org/u/@me')).toBe('write to a@b.org or https://x.org/u/@me');
+  });
+
+  it('redacts a 1 MB line of /@ without a host in linear time', () => {
+    const line = 'a://b:c/@'.repeat(115_000);
+    const startedAt = performance.now();
+    expect(redactCredentials(line)).toBe(line);
+    expect(performance.now() - startedAt).toBeLessThan(5_000);
   });
 
   it('redacts a 1 MB line of URL passwords without @ in linear time', () => {

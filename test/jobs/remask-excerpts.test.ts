@@ -203,12 +203,14 @@ describe('remaskStoredExcerpts', () => {
       'const url = "https://u:p/a@ss@host.example/";',
       "log('Bearer abc123def456 is the token');",
       'const re = /a?token=**; // Bearer token123 is used',
+      'const url = "https://u:ab/@cd1234@host.internal/";',
     ];
     const rows = await insertExcerpts(stored, 3);
     const masked = [
       'const url = "https://u:p****s@host.example/";',
       "log('Bearer abc******456 is the token');",
       'const re = /a?token=**; // Bearer token123 is used',
+      'const url = "https://u:ab******34@host.internal/";',
     ];
 
     const listed = await listRunFindings(context.db, runId);
@@ -223,11 +225,12 @@ describe('remaskStoredExcerpts', () => {
       .where(inArray(findings.id, ids))
       .orderBy(findings.path);
     expect(remasked.map((row) => row.excerpt)).toEqual(masked);
-    expect(remasked.map((row) => row.maskVersion)).toEqual([4, 4, 4]);
+    expect(remasked.map((row) => row.maskVersion)).toEqual([4, 4, 4, 4]);
     expect(remasked.map((row) => row.fingerprint)).toEqual([
       expect.not.stringMatching(/^fp-v3-0$/),
       expect.not.stringMatching(/^fp-v3-1$/),
       'fp-v3-2',
+      expect.not.stringMatching(/^fp-v3-3$/),
     ]);
   });
 
