@@ -3,15 +3,6 @@ import { runSteps, type Steps } from './steps.ts';
 
 export const MAX_EXCERPT_LENGTH = 200;
 
-/**
- * Version of the secret masks in excerpts, stored with each finding. Raise it when a rule
- * masks more, so that excerpts stored before are masked again (see `remaskExcerptSteps`).
- * Version 2 added bearer tokens, query credentials and URL passwords with `/`, `?` or `#`.
- * Version 3 added bearer tokens after `Authorization` that end at any character outside
- * b64token, URL passwords up to the last `@`, and more query credential names such as `key`.
- */
-export const excerptMaskVersion = 3;
-
 // Characters kept before the offending match when a long line is cut, to show what it belongs to.
 const LEAD_IN = 40;
 

@@ -226,9 +226,10 @@ function* findCredentialSteps(
  * A bearer token in an authorization value: `Bearer` and the token, either in quotes
  * (`"Bearer …"`) or after `Authorization:` or `Authorization=` (`-H "Authorization: Bearer …"`,
  * an HTTP request file). The token is RFC 6750's b64token. In quotes it must end at the closing
- * quote or a `\`, so `` `Bearer abc${token}` ``, `"Bearer %s"` and prose such as `"Bearer token1
- * missing"` are no token. After `Authorization` it ends at any character outside b64token, as
- * in `{Authorization: Bearer …}` or `Authorization:Bearer …|jq`, except `$`, `%` and `{`, which
+ * quote, a `\`, a space or a tab, so `` `Bearer abc${token}` `` and `"Bearer %s"` are no token.
+ * findBearerTokenSteps separates a token that words follow from prose such as `"Bearer
+ * token123 missing"`. After `Authorization` it ends at any character outside b64token, as in
+ * `{Authorization: Bearer …}` or `Authorization:Bearer …|jq`, except `$`, `%` and `{`, which
  * start a template. Group 1 is the quoted token, group 2 the one after `Authorization`.
  */
 export const BEARER_TOKEN_SEARCH = steppedPattern(
@@ -236,7 +237,7 @@ export const BEARER_TOKEN_SEARCH = steppedPattern(
   // of every line (see token-secrets.ts). They come before the spaces, so a failed try reads
   // each run of spaces at most twice.
   new RegExp(
-    String.raw`bearer(?:(?<=["'\x60]bearer)[ \t]+([\w.~+/-]+=*)(?=["'\x60\\])|` +
+    String.raw`bearer(?:(?<=["'\x60]bearer)[ \t]+([\w.~+/-]+=*)(?=["'\x60\\ \t])|` +
       String.raw`(?<=authorization["']?[ \t]*[:=][ \t]*["']?bearer)[ \t]+([\w.~+/-]+=*)` +
       String.raw`(?![\w.~+/=$%{-]))`,
     'i',
@@ -245,15 +246,24 @@ export const BEARER_TOKEN_SEARCH = steppedPattern(
   'bearer'.length,
 );
 
-/** Finds bearer tokens that are not placeholders, in steps. */
+/** A word and a number, such as `token123` or `user_42`. */
+const WORD_AND_NUMBER = /^[A-Za-z]+[_-]?\d+$/;
+
+/**
+ * Finds bearer tokens that are not placeholders, in steps. A quoted token that a space or a tab
+ * follows must contain a letter and must not be a word and a number, because prose such as
+ * `"Bearer token123 missing"` names a token there.
+ */
 function* findBearerTokenSteps(text: string, meter: StepMeter): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
   for (const match of yield* matchAllSteps(text, BEARER_TOKEN_SEARCH, meter)) {
     const token = match[1] ?? match[2]!;
+    const end = match.index + match[0].length;
+    const wordsFollow = match[1] !== undefined && /[ \t]/.test(text.charAt(end));
+    const prose = wordsFollow && (!/[A-Za-z]/.test(token) || WORD_AND_NUMBER.test(token));
     // A value without a digit reads as a name, as in `"Bearer ACCESS_TOKEN"` or `"Bearer
     // accessToken"`, or as prose such as `"Bearer authentication failed"`.
-    if (/\d/.test(token) && isCredentialValue(token, 'token')) {
-      const end = match.index + match[0].length;
+    if (!prose && /\d/.test(token) && isCredentialValue(token, 'token')) {
       spans.push({ kind: 'hardcoded-credential', start: end - token.length, end });
     }
   }
@@ -300,8 +310,10 @@ function* findQueryCredentialSteps(text: string, meter: StepMeter): Steps<Secret
  * The password runs to the last `@` that a host character follows, before whitespace, a quote,
  * the next `://` or a `/@`, because passwords often contain an unencoded `@`, `:`, `/`, `?` or
  * `#`, as in `postgres://u:p@ss/w:rd@db/app`. A `/@` starts a path segment such as the npm scope
- * in `https://u:pw@registry/@scope/pkg`. It must not start with digits alone before a `/`, `?` or
- * `#`, because `http://host:8080/users/a@b.org` is a port and a path.
+ * in `https://u:pw@registry/@scope/pkg`. A `/@` with no `@` before it is part of the password,
+ * which then runs to the last such `@` before the next `/@`, as in `u:ab/@cd@host`. It must not
+ * start with digits alone before a `/`, `?` or `#`, because `http://host:8080/users/a@b.org` is
+ * a port and a path.
  * NOTE: a path or query with an `@` after a URL with a password, as in
  * `https://u:pw@host/users/a@b.org`, is masked up to that `@`, host included.
  */
@@ -310,8 +322,10 @@ export const CONNECTION_URL_USERINFO_SEARCH = steppedPattern(
   // start of a pattern slowed the search of every line (see token-secrets.ts). The password
   // stops at the `://` of the next URL, so a line of many URLs is read about once.
   new RegExp(
-    String.raw`:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'\x60]*):` +
-      String.raw`(?!\d*[/?#])((?:(?!:\/\/|\/@)[^\s"'\x60])+)@(?=[^\s@/?#"'\x60])`,
+    String.raw`:\/\/(?<=[A-Za-z0-9]:\/\/)([^\s:/?#@"'\x60]*):(?!\d*[/?#])` +
+      String.raw`((?:(?!:\/\/|\/@)[^\s"'\x60])+|` +
+      String.raw`(?:(?!:\/\/)[^\s"'\x60@])*\/@(?:(?!:\/\/|\/@)[^\s"'\x60])*)` +
+      String.raw`@(?=[^\s@/?#"'\x60])`,
   ),
   /:\/\//,
   '://'.length,
@@ -324,30 +338,34 @@ const URL_PASSWORD_PLACEHOLDER =
 
 /**
  * Tells whether the password of a URL is a secret rather than a placeholder. It takes the
- * checks of a hard-coded password, and it skips a password equal to the user name, the default
- * of local containers such as `postgres://postgres:postgres@localhost`.
+ * checks of a hard-coded password, with `minLength` in place of its minimum length, and it skips
+ * a password equal to the user name, the default of local containers such as
+ * `postgres://postgres:postgres@localhost`.
  */
-function isUrlPassword(password: string, user: string): boolean {
+function isUrlPassword(password: string, user: string, minLength: number): boolean {
   return (
     password !== user &&
     !URL_PASSWORD_PLACEHOLDER.test(password) &&
-    isCredentialValue(password, 'password')
+    password.length >= minLength &&
+    !isPlaceholderValue(password, 'password')
   );
 }
 
 /**
  * Finds the passwords in URLs with user information, for any scheme, such as `postgres`,
- * `mongodb+srv`, `redis` or `amqp`, skipping placeholders. The span is the password alone.
+ * `mongodb+srv`, `redis` or `amqp`, skipping placeholders and passwords shorter than
+ * `minLength`. The span is the password alone.
  */
 export function* findConnectionUrlPasswordSteps(
   text: string,
   meter = new StepMeter(),
+  minLength = MIN_CREDENTIAL_LENGTH,
 ): Steps<SecretSpan[]> {
   const spans: SecretSpan[] = [];
   for (const match of yield* matchAllSteps(text, CONNECTION_URL_USERINFO_SEARCH, meter)) {
     const user = match[1] ?? '';
     const password = match[2] ?? '';
-    if (isUrlPassword(password, user)) {
+    if (isUrlPassword(password, user, minLength)) {
       const start = match.index + '://'.length + user.length + ':'.length;
       spans.push({ kind: 'connection-url-password', start, end: start + password.length });
     }
@@ -376,14 +394,19 @@ function* findInlinePrivateKeySteps(text: string): Steps<SecretSpan[]> {
 
 /**
  * Finds the secrets on one line that their own format gives away, whatever name they are
- * assigned to: AWS access key IDs, tokens, connection URL passwords and key material after a
- * BEGIN marker. In no particular order.
+ * assigned to: AWS access key IDs, tokens, connection URL passwords of at least
+ * `minUrlPasswordLength` characters and key material after a BEGIN marker. In no particular
+ * order.
  */
-export function* findFormattedSecretSteps(text: string): Steps<SecretSpan[]> {
+export function* findFormattedSecretSteps(
+  text: string,
+  minUrlPasswordLength = MIN_CREDENTIAL_LENGTH,
+): Steps<SecretSpan[]> {
   const meter = new StepMeter();
   const spans = yield* findAwsAccessKeyIdSteps(text);
   yield* appendSteps(spans, yield* findAllTokenSteps(text, meter), meter);
-  yield* appendSteps(spans, yield* findConnectionUrlPasswordSteps(text, meter), meter);
+  const urlPasswords = yield* findConnectionUrlPasswordSteps(text, meter, minUrlPasswordLength);
+  yield* appendSteps(spans, urlPasswords, meter);
   yield* appendSteps(spans, yield* findInlinePrivateKeySteps(text), meter);
   return spans;
 }
@@ -407,12 +430,12 @@ export function findSecretSpans(text: string, path: string): SecretSpan[] {
 
 /**
  * Finds the secrets that `maskSecrets` masks: those of every secret rule, and the values of
- * credential query parameters too short for the hard-coded credential rule, such as
- * `?password=hunter2`. A short value is too often a sample to report, but masking one that is
- * not costs only a few characters of the excerpt.
+ * credential query parameters and URL passwords too short for their rule, such as
+ * `?password=hunter2` and `redis://:hunter2@cache`. A short value is too often a sample to
+ * report, but masking one that is not costs only a few characters of the excerpt.
  */
 function* findSecretSpanSteps(text: string, path: string): Steps<SecretSpan[]> {
-  const spans = yield* findFormattedSecretSteps(text);
+  const spans = yield* findFormattedSecretSteps(text, 1);
   yield* appendSteps(spans, yield* findCredentialSteps(text, path, 1), new StepMeter());
   return spans;
 }

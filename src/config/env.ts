@@ -197,9 +197,11 @@ const urlStart = /[a-z][a-z0-9+.-]*:\/\//gi;
 /**
  * Replaces with "***" the password of every `scheme://user:password@` URL in `text`, and the
  * value of its `password` and `sslpassword` query parameters. A URL here runs to the next URL or
- * the end of the line, and its password ends at the last "@" in it. So a password with an
- * unencoded "@", "/", "://" or space is masked whole, whether or not the URL parses.
- * NOTE: when a path or query contains "@" too, the host before it is masked as well.
+ * the end of the line, and its password ends at the "@" that findPasswordEnd returns. So a
+ * password with an unencoded "@", "/", "://" or space is masked whole, whether or not the URL
+ * parses.
+ * NOTE: when a path or query contains "@" and no "/@" comes before it, as in
+ * `https://u:pw@host/users/a@b.org`, the host before it is masked as well.
  * NOTE: only a URL with "scheme://" is found in text. Mask a value that is meant to be a URL
  * with maskUrlValue, which also finds the password after a mistyped or missing scheme.
  */
@@ -235,11 +237,39 @@ function urlStarts(line: string): number[] {
   return starts;
 }
 
+/** Text from a URL's scheme to past the ":" after its user name. */
+const userBeforePassword = /^[^:]+:\/\/[^:/@]*:/;
+
 /** Masks the passwords of `url`, which starts with its scheme and may be followed by other text. */
 function maskOneUrl(url: string): string {
-  return url
-    .replace(/^([^:]+:\/\/[^:/@]*:).*@/s, '$1***@')
-    .replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
+  const passwordStart = userBeforePassword.exec(url)?.[0].length ?? 0;
+  const masked = passwordStart > 0 ? maskPassword(url, passwordStart) : url;
+  return masked.replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
+}
+
+/**
+ * Finds the "@" that ends the password starting at `passwordStart` in `value`, or returns -1.
+ * It is the last "@" before the first "/@" after the password's start, because a path segment
+ * may start with "@", as an npm scope does in `https://u:pw@host/@scope/pkg@1.0.0`. When no "@"
+ * comes before that "/@", the password contains it, and it ends at the last "@" of `value`.
+ * That prefers a masked host to a password in clear, because `u:p@ss/w0rd@db/app` and
+ * `u:pw@host/users/a@b.org` have the same form.
+ */
+function findPasswordEnd(value: string, passwordStart: number): number {
+  const pathSegment = value.indexOf('/@', passwordStart);
+  if (pathSegment !== -1) {
+    const end = value.lastIndexOf('@', pathSegment);
+    if (end >= passwordStart) return end;
+  }
+  const end = value.lastIndexOf('@');
+  return end >= passwordStart ? end : -1;
+}
+
+/** Replaces with "***" the password that starts at `passwordStart` in `value`, if one ends there. */
+function maskPassword(value: string, passwordStart: number): string {
+  const passwordEnd = findPasswordEnd(value, passwordStart);
+  if (passwordEnd === -1) return value;
+  return `${value.slice(0, passwordStart)}***${value.slice(passwordEnd)}`;
 }
 
 /** Scheme and slashes at the start of a value, also when its ":" or a "/" is missing. */
@@ -254,20 +284,16 @@ const passwordParameter = /((?:^|[?&;\s])(?:ssl)?password=)[^&]*/gi;
 /**
  * Replaces with "***" the password in `value`, one value that is meant to be a URL, and the
  * value of its `password` and `sslpassword` parameters. The user name runs from after the scheme
- * and its slashes to the first ":", and the password from there to the last "@" of the value.
- * So a mistyped or missing scheme (`postgres:/u:pw@h`, `postgres//u:pw@h`, `u:pw@h`) and a
- * password with "@", "/" or "://" are masked too.
- * NOTE: more than the password is masked when a path or query contains "@", or when no slash
- * follows the scheme (`postgres:u:pw@h` becomes `postgres:***@h`).
+ * and its slashes to the first ":", and the password from there to the "@" that findPasswordEnd
+ * finds. So a mistyped or missing scheme (`postgres:/u:pw@h`, `postgres//u:pw@h`, `u:pw@h`) and
+ * a password with "@", "/" or "://" are masked too.
+ * NOTE: more than the password is masked when a path or query contains "@" with no "/@" before
+ * it, or when no slash follows the scheme (`postgres:u:pw@h` becomes `postgres:***@h`).
  */
 export function maskUrlValue(value: string): string {
   const userStart = valueUrlPrefix.exec(value)?.[0].length ?? 0;
   const passwordStart = value.indexOf(':', userStart) + 1;
-  const passwordEnd = value.lastIndexOf('@');
-  const masked =
-    passwordStart > 0 && passwordStart <= passwordEnd
-      ? `${value.slice(0, passwordStart)}***${value.slice(passwordEnd)}`
-      : value;
+  const masked = passwordStart > 0 ? maskPassword(value, passwordStart) : value;
   return masked.replace(passwordParameter, '$1***');
 }
 

@@ -35,13 +35,17 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
   { pattern: /\bxox[abeprs]-[A-Za-z0-9-]{10,}/g, replace: () => redacted },
   // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay. As
   // in excerpts (src/analysis/secrets.ts), the password runs to the last `@` that a host
-  // character follows, before whitespace, the next `://` or a `/@`, so it may contain an
-  // unencoded `@`, `:`, `/`, `?` or `#`. Unlike excerpts it may contain quotes, because a log
+  // character follows, before whitespace, the next `://` or a `/@` after an `@`, so it may
+  // contain an unencoded `@`, `:`, `/`, `?` or `#`. Unlike excerpts it may contain quotes, because a log
   // line that is redacted too far loses only context. Digits alone before a `/`, `?` or `#` are a port, as
   // in `http://host:8080/a@b`.
   {
-    pattern:
-      /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)(?!\d*[/?#])(?:(?!:\/\/|\/@)\S)+@(?=[^\s@/?#])/gi,
+    pattern: new RegExp(
+      String.raw`\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)(?!\d*[/?#])` +
+        String.raw`(?:(?:(?!:\/\/|\/@)\S)+|(?:(?!:\/\/)[^\s@])*\/@(?:(?!:\/\/|\/@)\S)*)` +
+        String.raw`@(?=[^\s@/?#])`,
+      'gi',
+    ),
     replace: (_match, prefix) => `${prefix}${redacted}@`,
   },
   // Groq keys start with `gsk_`, Google API keys with `AIza`.

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { lt, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { analysisSliceMs } from '../analysis/analyze.ts';
-import { excerptMaskVersion, remaskExcerptSteps } from '../analysis/excerpt.ts';
+import { remaskExcerptSteps } from '../analysis/excerpt.ts';
+import { excerptMaskVersion } from '../analysis/mask-version.ts';
 import { StepMeter, Turns, type Steps } from '../analysis/steps.ts';
 import type { AppContext } from '../context.ts';
+import type { Database, Transaction } from '../db/client.ts';
 import { findings } from '../db/schema/index.ts';
 
 export const remaskExcerptsQueue = 'remask-excerpts';
@@ -69,23 +71,33 @@ export async function remaskStoredExcerpts(
   return outcome;
 }
 
+/**
+ * Selects and locks up to `batchSize` findings stored under an older `excerptMaskVersion`,
+ * skipping rows that another transaction has locked. The version is a literal in the SQL text,
+ * because a parameter there would keep the generic plan of the prepared statement from using
+ * the partial `findings_mask_version_index`.
+ */
+export function selectOutdatedExcerpts(db: Database | Transaction, batchSize: number) {
+  return db
+    .select({
+      id: findings.id,
+      path: findings.path,
+      ruleId: findings.ruleId,
+      excerpt: findings.excerpt,
+      fingerprint: findings.fingerprint,
+    })
+    .from(findings)
+    .where(sql`${findings.maskVersion} < ${sql.raw(String(excerptMaskVersion))}`)
+    .limit(batchSize)
+    .for('update', { skipLocked: true });
+}
+
 async function remaskBatch(
   context: Pick<AppContext, 'db'>,
   batchSize: number,
 ): Promise<{ rows: number; changed: number }> {
   return context.db.transaction(async (tx) => {
-    const stored = await tx
-      .select({
-        id: findings.id,
-        path: findings.path,
-        ruleId: findings.ruleId,
-        excerpt: findings.excerpt,
-        fingerprint: findings.fingerprint,
-      })
-      .from(findings)
-      .where(lt(findings.maskVersion, excerptMaskVersion))
-      .limit(batchSize)
-      .for('update', { skipLocked: true });
+    const stored = await selectOutdatedExcerpts(tx, batchSize);
     if (stored.length === 0) {
       return { rows: 0, changed: 0 };
     }

@@ -1,7 +1,7 @@
 import type { Octokit } from '@octokit/rest';
 import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import { analyzeChangedFilesInTurns, type AnalysisResult } from '../analysis/analyze.ts';
-import { excerptMaskVersion } from '../analysis/excerpt.ts';
+import { excerptMaskVersion } from '../analysis/mask-version.ts';
 import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';

@@ -1,6 +1,7 @@
 import { asc, eq } from 'drizzle-orm';
 import { analysisSliceMs } from '../analysis/analyze.ts';
-import { excerptMaskVersion, remaskExcerptSteps } from '../analysis/excerpt.ts';
+import { remaskExcerptSteps } from '../analysis/excerpt.ts';
+import { excerptMaskVersion } from '../analysis/mask-version.ts';
 import { StepMeter, Turns, type Steps } from '../analysis/steps.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { findings } from '../db/schema/index.ts';

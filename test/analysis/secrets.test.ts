@@ -141,6 +141,8 @@ describe('bearer tokens', () => {
     `const header = 'bearer ${token}';`,
     `"Authorization: Bearer ${token}\r\n"`,
     `fetch(url, { headers: ["Bearer ${token}", other] })`,
+    `const header = "Bearer ${token} ";`,
+    `log('Bearer ${token} is the token')`,
   ])('flags %s', (text) => {
     expect(credentialValues(text)).toEqual([token]);
   });
@@ -441,6 +443,11 @@ describe('maskSecret', () => {
   });
 });
 
+/** Returns `count` spans from `start` to `end`, each `period` characters after the one before. */
+function repeatedSpans(count: number, period: number, start: number, end: number): number[][] {
+  return Array.from({ length: count }, (_, index) => [start + index * period, end + index * period]);
+}
+
 describe('maskSecrets', () => {
   it('masks every secret and keeps the length', () => {
     const line = 'key=AKIAZ7QW3ERT5YUI8OPA password="hunter2hunter2"';
@@ -515,11 +522,14 @@ describe('maskSecrets', () => {
     ['Slack prefixes', 'xoxb-1-'.repeat(150_000), [[0, 1_050_000]]],
     ['Slack webhook prefixes', 'hooks.slack.com/services/T'.repeat(40_000), []],
     ['URL schemes', 'a://'.repeat(260_000), []],
-    ['URL user information', 'a://b:c@@'.repeat(115_000), []],
+    // Each URL but the last has a short password, `c@`, that only the excerpt masks.
+    ['URL user information', 'a://b:c@@'.repeat(115_000), repeatedSpans(115_000 - 1, 9, 6, 8)],
     ['URL password without @', `postgres://app:${'p:'.repeat(520_000)}`, []],
     ['URL passwords with / and no @', 'a://b:c/d'.repeat(115_000), []],
     ['a URL password with / and no @', `a://b:c/${'d'.repeat(1_040_000)}`, []],
-    ['short URL passwords with /', 'a://b:c/d@'.repeat(104_000), []],
+    ['short URL passwords with /', 'a://b:c/d@'.repeat(104_000), repeatedSpans(104_000 - 1, 10, 6, 9)],
+    ['URL passwords with /@ and no host', 'a://b:c/@'.repeat(115_000), []],
+    ['a URL password with /@ and no host', `a://b:c${'/@'.repeat(520_000)}`, []],
     ['quoted bearer prefixes', '"Bearer '.repeat(130_000), []],
     ['spaces after a bearer prefix', `"Bearer${' '.repeat(1_040_000)}$`, []],
     ['spaces before a bearer prefix', `Authorization:${' '.repeat(1_040_000)}Bearer a1$`, []],
@@ -634,6 +644,60 @@ describe('maskSecrets', () => {
     expectMasked(cases);
   });
 
+  it('masks short URL passwords that no finding reports', () => {
+    const cases: MaskCase[] = [
+      [
+        'https://user:pa55@host.example/path/@scope/pkg?x=a@b',
+        'https://user:p**5@host.example/path/@scope/pkg?x=a@b',
+      ],
+      ['https://u:p/a@ss@host.example/', 'https://u:p****s@host.example/'],
+      ['redis://:hunter2@cache:6379/0', 'redis://:h*****2@cache:6379/0'],
+    ];
+    expectMasked(cases);
+    expect(findSecretSpans('https://u:p/a@ss@host.example/', 'src/config.ts')).toHaveLength(1);
+    expect(urlPasswords('https://u:p/a@ss@host.example/')).toEqual([]);
+  });
+
+  it('masks a URL password before a path with @', () => {
+    const cases: MaskCase[] = [
+      [
+        'https://user:pa55word@host.example/path/@scope/pkg?x=a@b',
+        'https://user:pa****rd@host.example/path/@scope/pkg?x=a@b',
+      ],
+      [
+        'https://u:p/a@ss1234@host.example/@scope/pkg@1.0.0',
+        'https://u:p/******34@host.example/@scope/pkg@1.0.0',
+      ],
+    ];
+    expectMasked(cases);
+  });
+
+  it('masks a URL password that contains /@', () => {
+    const cases: MaskCase[] = [
+      ['https://u:ab/@cd1234@host.internal/', 'https://u:ab******34@host.internal/'],
+      ['https://u:ab/@cd@host.internal/', 'https://u:a****d@host.internal/'],
+    ];
+    expectMasked(cases);
+  });
+
+  it('masks quoted bearer tokens that words follow', () => {
+    const cases: MaskCase[] = [
+      [
+        '"Authorization: Bearer abc123def456 extra"',
+        '"Authorization: Bearer abc******456 extra"',
+      ],
+      ["'Bearer abc123def456' is the token", "'Bearer abc******456' is the token"],
+      ["x = 'Bearer abc123def456 is the token'", "x = 'Bearer abc******456 is the token'"],
+      ['log("Bearer a8Fk29dLq83mZpQ7 sent")', 'log("Bearer a8Fk********ZpQ7 sent")'],
+    ];
+    expectMasked(cases);
+  });
+
+  it('masks a query value in a regular expression literal', () => {
+    // NOTE: `/a?token=b/` has the form of a URL path and query, so its value stays masked.
+    expect(maskSecrets('const re = /a?token=b/;', 'src/config.ts')).toBe('const re = /a?token=**;');
+  });
+
   it('leaves placeholders in bearer values and queries unchanged', () => {
     const lines = [
       'const header = `Bearer ${token}`;',
@@ -645,6 +709,8 @@ describe('maskSecrets', () => {
       'url = "https://h/x?page_token=abc123&csrf_token=def456"',
       'printf("?secret=%d&token=%-8s")',
       'throw new Error("Bearer token123 missing");',
+      'throw new Error("Bearer token_12345678 expired");',
+      '// Bearer token123 is used',
       'Authorization: Bearer ${token}',
       'Authorization: Bearer %s',
       'Authorization: Bearer a1b2c3d4e5{token}',

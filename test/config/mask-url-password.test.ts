@@ -38,6 +38,13 @@ describe('maskUrlPassword', () => {
       'from postgres://a:***@h1/db to postgres://b:***@h2/db',
     ],
     ['postgres://u:pw@h/db\nwrite to admin@example.com', 'postgres://u:***@h/db\nwrite to admin@example.com'],
+    // An "@" after a path segment that starts with "@" belongs to the path, not to the password.
+    [
+      'https://user:pa55@host.example/path/@scope/pkg?x=a@b',
+      'https://user:***@host.example/path/@scope/pkg?x=a@b',
+    ],
+    ['https://u:p/a@ss@host.example/', 'https://u:***@host.example/'],
+    ['https://u:ab/@cd@host.example/', 'https://u:***@host.example/'],
   ];
 
   it.each(cases)('masks %j', (input, expected) => {
@@ -71,6 +78,14 @@ describe('maskUrlValue', () => {
     ['postgres://:pw@127.0.0.1:1/db', 'postgres://:***@127.0.0.1:1/db'],
     ['postgres://u:@127.0.0.1:1/db', 'postgres://u:***@127.0.0.1:1/db'],
     ['postgres://u:pw%zz@127.0.0.1:5432/db', 'postgres://u:***@127.0.0.1:5432/db'],
+    ['https://u:p/a@ss@host.example/', 'https://u:***@host.example/'],
+    ['https://u:ab/@cd@host.example/', 'https://u:***@host.example/'],
+    // Path segments that start with "@".
+    [
+      'https://user:pa55@host.example/path/@scope/pkg?x=a@b',
+      'https://user:***@host.example/path/@scope/pkg?x=a@b',
+    ],
+    ['user:pa55@host.example/@scope/pkg@1.0.0', 'user:***@host.example/@scope/pkg@1.0.0'],
     // Password parameters, also in libpq's key=value form.
     [
       'postgres://u@127.0.0.1:1/db?sslmode=disable&password=qsecret&application_name=x',

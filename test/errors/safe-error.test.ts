@@ -193,6 +193,22 @@ describe('redactCredentials', () => {
     ['an auth query value', '/cb?user=a&auth=abc123', '/cb?user=a&auth=[redacted]'],
     ['an api-key query value', '/cb?api-key=abc123', '/cb?api-key=[redacted]'],
     ['a refresh-token query value', '/cb?refresh-token=abc123', '/cb?refresh-token=[redacted]'],
+    [
+      'a URL password before a path with @',
+      'https://user:pa55@host.example/path/@scope/pkg?x=a@b',
+      'https://user:[redacted]@host.example/path/@scope/pkg?x=a@b',
+    ],
+    ['a URL password with / and @', 'https://u:p/a@ss@host.example/', 'https://u:[redacted]@host.example/'],
+    ['a URL password with /@', 'https://u:ab/@cd@host.internal/', 'https://u:[redacted]@host.internal/'],
+    [
+      'a quoted Authorization header that words follow',
+      '"Authorization: Bearer abc123def456 extra"',
+      '"Authorization: Bearer [redacted] extra"',
+    ],
+    ['a quoted Bearer token that words follow', "'Bearer abc123def456' is the token", "'Bearer [redacted]' is the token"],
+    // Neither is a secret, but a rule that skipped them would also skip short tokens.
+    ['a query value in a regular expression', '/a?token=b/', '/a?token=[redacted]'],
+    ['a Bearer token in prose', 'Bearer token123 is used', 'Bearer [redacted] is used'],
   ])('replaces %s', (_case, text, expected) => {
     expect(redactCredentials(text)).toBe(expected);
   });
@@ -205,6 +221,13 @@ describe('redactCredentials', () => {
     expect(redactCredentials('see http://localhost:3000/users/a@b.org')).toBe('see http://localhost:3000/users/a@b.org');
     expect(redactCredentials('/x?page_token=abc123&csrf_token=def456')).toBe('/x?page_token=abc123&csrf_token=def456');
     expect(redactCredentials('write to a@b.org or https://x.org/u/@me')).toBe('write to a@b.org or https://x.org/u/@me');
+  });
+
+  it('redacts a 1 MB line of /@ without a host in linear time', () => {
+    const line = 'a://b:c/@'.repeat(115_000);
+    const startedAt = performance.now();
+    expect(redactCredentials(line)).toBe(line);
+    expect(performance.now() - startedAt).toBeLessThan(5_000);
   });
 
   it('redacts a 1 MB line of URL passwords without @ in linear time', () => {

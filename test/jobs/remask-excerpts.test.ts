@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { excerptMaskVersion } from '../../src/analysis/excerpt.ts';
+import { excerptMaskVersion } from '../../src/analysis/mask-version.ts';
 import { findings } from '../../src/db/schema/index.ts';
 import { remaskStoredExcerpts } from '../../src/jobs/remask-excerpts.ts';
 import { startWorkers } from '../../src/jobs/workers.ts';
@@ -68,11 +68,35 @@ async function storedRows() {
     .orderBy(findings.path);
 }
 
+/**
+ * Inserts a finding of this test's run for each of `excerpts`, stored under `maskVersion`, with
+ * the path `src/v<maskVersion>-<index>.ts` and the fingerprint `fp-v<maskVersion>-<index>`.
+ */
+async function insertExcerpts(excerpts: readonly string[], maskVersion: number) {
+  return context.db
+    .insert(findings)
+    .values(
+      excerpts.map((excerpt, index) => ({
+        runId,
+        path: `src/v${maskVersion}-${index}.ts`,
+        startLine: 1,
+        endLine: 1,
+        ruleId: 'debug/console-log',
+        severity: 'warning' as const,
+        message: 'Remove the console.log call.',
+        excerpt,
+        fingerprint: `fp-v${maskVersion}-${index}`,
+        maskVersion,
+      })),
+    )
+    .returning();
+}
+
 describe('findings stored before a mask', () => {
   it('store the version before mask versions', async () => {
     const rows = await storedRows();
     expect(rows.map((row) => row.maskVersion)).toEqual([1, 1, 1, 1, 1]);
-    expect(excerptMaskVersion).toBe(3);
+    expect(excerptMaskVersion).toBe(4);
   });
 
   it('are masked when listed', async () => {
@@ -150,29 +174,13 @@ describe('remaskStoredExcerpts', () => {
     expect(after.filter((row, index) => row.fingerprint !== before[index]!.fingerprint)).toHaveLength(3);
   });
 
-  it('masks rows of version 2 with the rules of version 3', async () => {
+  it('masks rows of version 2 with the current rules', async () => {
     const stored = [
       'headers: {Authorization: Bearer ghx9f8e7d6c5b4a3z2y1x0w}  # TODO rotate this',
       'DATABASE_URL=postgres://app:p@ss/w:rd9999secret@db/app',
       'fetch("https://maps.googleapis.com/api?key=AIzaSyA1234567890abcdefghijkl");',
     ];
-    const rows = await context.db
-      .insert(findings)
-      .values(
-        stored.map((excerpt, index) => ({
-          runId,
-          path: `src/v2-${index}.ts`,
-          startLine: 1,
-          endLine: 1,
-          ruleId: 'debug/console-log',
-          severity: 'warning' as const,
-          message: 'Remove the console.log call.',
-          excerpt,
-          fingerprint: `fp-v2-${index}`,
-          maskVersion: 2,
-        })),
-      )
-      .returning();
+    const rows = await insertExcerpts(stored, 2);
     await remaskStoredExcerpts(context);
 
     const remasked = await Promise.all(
@@ -186,8 +194,44 @@ describe('remaskStoredExcerpts', () => {
       'DATABASE_URL=postgres://app:p@ss***********cret@db/app',
       'fetch("https://maps.googleapis.com/api?key=AIza*********************ijkl");',
     ]);
-    expect(remasked.map((row) => row.maskVersion)).toEqual([3, 3, 3]);
+    expect(remasked.map((row) => row.maskVersion)).toEqual([4, 4, 4]);
     expect(remasked.map((row) => row.fingerprint)).not.toContain('fp-v2-0');
+  });
+
+  it('masks rows of version 3 with the rules of version 4', async () => {
+    const stored = [
+      'const url = "https://u:p/a@ss@host.example/";',
+      "log('Bearer abc123def456 is the token');",
+      'const re = /a?token=**; // Bearer token123 is used',
+      'const url = "https://u:ab/@cd1234@host.internal/";',
+    ];
+    const rows = await insertExcerpts(stored, 3);
+    const masked = [
+      'const url = "https://u:p****s@host.example/";',
+      "log('Bearer abc******456 is the token');",
+      'const re = /a?token=**; // Bearer token123 is used',
+      'const url = "https://u:ab******34@host.internal/";',
+    ];
+
+    const listed = await listRunFindings(context.db, runId);
+    const listedV3 = listed.filter((row) => row.path.startsWith('src/v3-'));
+    expect(listedV3.map((row) => row.excerpt)).toEqual(masked);
+
+    await remaskStoredExcerpts(context);
+    const ids = rows.map((row) => row.id);
+    const remasked = await context.db
+      .select()
+      .from(findings)
+      .where(inArray(findings.id, ids))
+      .orderBy(findings.path);
+    expect(remasked.map((row) => row.excerpt)).toEqual(masked);
+    expect(remasked.map((row) => row.maskVersion)).toEqual([4, 4, 4, 4]);
+    expect(remasked.map((row) => row.fingerprint)).toEqual([
+      expect.not.stringMatching(/^fp-v3-0$/),
+      expect.not.stringMatching(/^fp-v3-1$/),
+      'fp-v3-2',
+      expect.not.stringMatching(/^fp-v3-3$/),
+    ]);
   });
 
   it('leaves rows of the current version alone', async () => {

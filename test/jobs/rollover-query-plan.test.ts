@@ -6,25 +6,13 @@ import {
   rolloverPeriods,
 } from '../../src/jobs/rollover-periods.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { planNodes, type ExplainRow, type PlanNode } from '../helpers/query-plan.ts';
 
 let context: TestContext;
 
 const userCount = 20_000;
 const dueCount = 5;
 const now = new Date('2027-06-15T12:00:00Z');
-
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  'Actual Rows'?: number;
-  Plans?: PlanNode[];
-}
-
-function planNodes(node: PlanNode): PlanNode[] {
-  return [node, ...(node.Plans ?? []).flatMap(planNodes)];
-}
-
-type ExplainRow = { 'QUERY PLAN': { Plan: PlanNode }[] };
 
 /** Runs the candidates query with EXPLAIN ANALYZE and returns every node of its plan. */
 async function explainQuery(): Promise<PlanNode[]> {

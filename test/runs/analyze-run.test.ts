@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { excerptMaskVersion } from '../../src/analysis/excerpt.ts';
+import { excerptMaskVersion } from '../../src/analysis/mask-version.ts';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
