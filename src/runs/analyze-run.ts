@@ -7,7 +7,7 @@ import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
 import { isDotSegment } from '../events/github-names.ts';
-import { findings, prRuns, type UncheckedFileReason } from '../db/schema/index.ts';
+import { findings, prRuns } from '../db/schema/index.ts';
 import {
   describeInvalidResponse,
   failingProxyHint,
@@ -31,6 +31,7 @@ import {
   runStopCheckpoint,
   stopReasonOf,
 } from './analysis-stop.ts';
+import { setAsideUnusableNames } from './file-names.ts';
 import { fillMissingPatches, type CompletedFiles } from './missing-patches.ts';
 
 /**
@@ -187,10 +188,10 @@ export async function analyzeRun(
       { owner, repo, pullNumber: run.prNumber },
       { checkpoint },
     );
-    const { storable, nulNamed } = setAsideNulNames(files, logger);
-    completedFiles = await fillMissingPatches(octokit, target, storable, logger, { checkpoint });
-    completedFiles.uncheckedPaths.push(...nulNamed.map((file) => file.path));
-    completedFiles.uncheckedReasons.push(...nulNamed);
+    const { usable, unusable } = setAsideUnusableNames(files, logger);
+    completedFiles = await fillMissingPatches(octokit, target, usable, logger, { checkpoint });
+    completedFiles.uncheckedPaths.push(...unusable.map((file) => file.path));
+    completedFiles.uncheckedReasons.push(...unusable);
     analysis = await analyzeChangedFilesInTurns(completedFiles.files, { checkpoint });
     // Reading the file sizes takes up to `maxSizeTreeReads` (50) git tree requests.
     await checkpoint();
@@ -284,35 +285,6 @@ export async function analyzeRun(
   });
   if (stopReason !== null) return logStopped(logger, stopReason);
   return { status: 'completed', findings: drafts.length, files: files.length };
-}
-
-/** Reason of a file that is left unchecked because its name contains a NUL character. */
-export const nulNameReason = 'file name with a NUL character, shown as U+FFFD, not checked';
-
-/**
- * Splits off the files whose name contains a NUL character, which PostgreSQL text cannot
- * store, so that one such file does not fail the findings of the others. Each is returned with
- * its name's NUL characters replaced by U+FFFD.
- */
-function setAsideNulNames(
-  files: readonly PullRequestFile[],
-  logger: Logger,
-): { storable: PullRequestFile[]; nulNamed: UncheckedFileReason[] } {
-  const storable: PullRequestFile[] = [];
-  const nulNamed: UncheckedFileReason[] = [];
-  for (const file of files) {
-    if (!file.filename.includes('\0')) {
-      storable.push(file);
-      continue;
-    }
-    const path = file.filename.replaceAll('\0', '\uFFFD');
-    nulNamed.push({ path, reason: nulNameReason });
-    logger.warn(
-      { event: 'analyze.nul_file_name', path, status: file.status },
-      'GitHub listed a file whose name contains a NUL character; its added lines stay unchecked',
-    );
-  }
-  return { storable, nulNamed };
 }
 
 /** Logs why an analysis stopped without storing findings, and returns its outcome. */
