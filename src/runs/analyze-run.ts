@@ -6,7 +6,6 @@ import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
-import { isDotSegment } from '../events/github-names.ts';
 import { findings, prRuns } from '../db/schema/index.ts';
 import {
   describeInvalidResponse,
@@ -19,6 +18,7 @@ import { readFileSizes } from '../github/file-sizes.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../github/pull-files.ts';
 import { pullRequestResponse } from '../github/pull-request-response.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { queuePullRequestConfirmation } from '../jobs/confirm-pull-request-queue.ts';
@@ -379,23 +379,4 @@ function describeAnalysisError(error: unknown): string {
       'then push a commit or redeliver the event.';
   }
   return safeErrorMessage(new Error(text));
-}
-
-/**
- * Splits a stored OWNER/NAME into the parameters of a GitHub request path. GitHub does not
- * allow `.` or `..` in either part, and such a name raises, because its request path would
- * resolve to another API path that gets the installation's token.
- */
-export function splitRepository(fullName: string): [string, string] {
-  const [owner, repo, ...rest] = fullName.split('/');
-  if (!owner || !repo || rest.length > 0) {
-    throw new Error(`Invalid repository name ${JSON.stringify(fullName)}: expected OWNER/NAME.`);
-  }
-  if (isDotSegment(owner) || isDotSegment(repo)) {
-    throw new Error(
-      `Invalid repository name ${JSON.stringify(fullName)}: GitHub does not allow "." or ".." ` +
-        'as OWNER or NAME, so no request is sent for it.',
-    );
-  }
-  return [owner, repo];
 }
