@@ -51,7 +51,8 @@ export interface CompletedFiles {
   files: ChangedFile[];
   /**
    * Paths of files with added lines that have neither GitHub's patch nor one built here, and
-   * of binary files, which GitHub lists without a patch or added lines.
+   * of binary files, which GitHub lists without a patch or added lines. Files without a patch
+   * or added lines that the byte limit left unread are listed too, because they may be binary.
    */
   uncheckedPaths: string[];
   /**
