@@ -14,8 +14,8 @@ import type { Logger } from '../logger.ts';
 import { safeErrorMessage } from '../errors/safe-error.ts';
 import { listShort, pickForm } from '../text/plural.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import { applyQueue, type ApplyJobData } from '../jobs/apply.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
 import { recordMovedHead } from '../runs/moved-head.ts';
 import {
   findPullRequestClosed,

@@ -36,7 +36,7 @@ import {
 } from '../llm/prompt.ts';
 import type { Logger } from '../logger.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import { recordMovedHead } from '../runs/moved-head.ts';
 import {
   checkAllowance,

@@ -22,6 +22,7 @@ import {
   supersedeOlderRuns,
   supersedeRunsOfOtherCommits,
 } from '../runs/supersede-older-runs.ts';
+import { boundEventTimes } from './event-times.ts';
 import { githubId } from './github-id.ts';
 import { handleBaseChange } from './pull-request-base-change.ts';
 import { isSameSecond, queueConfirmation, type ConfirmContext } from './pull-request-ties.ts';
@@ -128,7 +129,9 @@ export interface EventEffects {
  * Does the database work of handlePullRequestEvent and returns the outcome. It appends to
  * `ties` a description of each change of the closed mark or base branch that this event made
  * although the stored state has a time in the same second, so the two events' order is unknown.
- * It sets `effects.recordedInstallation` when it recorded the event's installation.
+ * It sets `effects.recordedInstallation` when it recorded the event's installation. A time of
+ * the event later than now plus `maxEventClockSkewMs` is replaced by that bound, and the
+ * outcome names the replaced time (see boundEventTimes).
  */
 export async function applyPullRequestEvent(
   tx: Transaction,
@@ -136,6 +139,19 @@ export async function applyPullRequestEvent(
   payload: PullRequestPayload,
   ties: string[],
   effects: EventEffects = { recordedInstallation: null },
+): Promise<string> {
+  const bounded = boundEventTimes(payload, new Date());
+  const outcome = await applyBoundedEvent(tx, boss, bounded.payload, ties, effects);
+  return bounded.note === null ? outcome : `${outcome}; ${bounded.note}`;
+}
+
+/** Does the work of applyPullRequestEvent for a payload whose times are bounded. */
+async function applyBoundedEvent(
+  tx: Transaction,
+  boss: PgBoss,
+  payload: PullRequestPayload,
+  ties: string[],
+  effects: EventEffects,
 ): Promise<string> {
   if (payload.action === 'closed') return handleClosed(tx, boss, payload, ties);
   const baseChanged = payload.action === 'edited' && payload.changes?.base !== undefined;

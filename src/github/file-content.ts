@@ -31,6 +31,8 @@ export class FileReadError extends Error {
     message: string,
     /** Bytes downloaded before the file was rejected: those of binary or cut-off data, else 0. */
     readonly bytesRead = 0,
+    /** Size in bytes that GitHub states for a `too_large` file, else null. */
+    readonly size: number | null = null,
   ) {
     super(message);
     this.name = 'FileReadError';
@@ -180,7 +182,7 @@ function tooLargeError(
 ): FileReadError {
   const { path, ref } = target;
   const message = `${path} at ${ref} has ${size} bytes, over the limit of ${maxBytes}`;
-  return new FileReadError('too_large', path, message);
+  return new FileReadError('too_large', path, message, 0, size);
 }
 
 /**

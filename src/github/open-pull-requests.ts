@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { githubId } from '../events/github-id.ts';
 import { repositoryFullName } from '../events/github-names.ts';
 import { maxInteger } from '../db/schema/columns.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
+import { splitRepository } from './repository-name.ts';
 import { readCheckedPage } from './github-response.ts';
 import { accessTokenPath } from './installation-unavailable.ts';
 

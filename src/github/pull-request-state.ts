@@ -1,7 +1,7 @@
 import { RequestError } from '@octokit/request-error';
 import { z } from 'zod';
 import { githubLogin, repositoryFullName } from '../events/github-names.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
+import { splitRepository } from './repository-name.ts';
 import { stripNulDeep } from '../text/strip-nul.ts';
 import type { GitHubApp } from './app.ts';
 import { accessTokenPath } from './installation-unavailable.ts';

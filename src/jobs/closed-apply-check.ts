@@ -20,8 +20,8 @@ import {
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import type { Logger } from '../logger.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
 import { transactionDb, type PgBoss as Boss } from './boss.ts';
 import {
   findPatchRequestInstallation,

@@ -3,10 +3,10 @@ import { and, eq, isNull } from 'drizzle-orm';
 import { compareBySeverity, worstSeverity } from '../analysis/analyze.ts';
 import { mayHaveWritten } from '../github/request-errors.ts';
 import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
 import { annotationLevel, checkConclusion, type CheckConclusion } from './check-conclusion.ts';
 import { checkRunSchemas } from './check-run-response.ts';
 import {

@@ -3,10 +3,10 @@ import { and, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { isNotFound, mayHaveWritten } from '../github/request-errors.ts';
 import { parseGitHubResponse, readCheckedPages } from '../github/github-response.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import type { Database, Transaction } from '../db/client.ts';
 import { prRuns, summaryComments } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
-import { splitRepository } from '../runs/analyze-run.ts';
 import { summaryMarker } from './summary-markdown.ts';
 
 export interface SummaryCommentTarget {

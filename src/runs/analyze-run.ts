@@ -6,8 +6,7 @@ import { asGitHubRejection } from '../apply/github-rejection.ts';
 import type { AppContext } from '../context.ts';
 import type { Database } from '../db/client.ts';
 import { safeErrorMessage, toSafeError } from '../errors/safe-error.ts';
-import { isDotSegment } from '../events/github-names.ts';
-import { findings, prRuns, type UncheckedFileReason } from '../db/schema/index.ts';
+import { findings, prRuns } from '../db/schema/index.ts';
 import {
   describeInvalidResponse,
   failingProxyHint,
@@ -19,6 +18,7 @@ import { readFileSizes } from '../github/file-sizes.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../github/pull-files.ts';
 import { pullRequestResponse } from '../github/pull-request-response.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { splitRepository } from '../github/repository-name.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
 import { queuePullRequestConfirmation } from '../jobs/confirm-pull-request-queue.ts';
@@ -31,6 +31,7 @@ import {
   runStopCheckpoint,
   stopReasonOf,
 } from './analysis-stop.ts';
+import { setAsideUnusableNames } from './file-names.ts';
 import { fillMissingPatches, type CompletedFiles } from './missing-patches.ts';
 
 /**
@@ -187,10 +188,10 @@ export async function analyzeRun(
       { owner, repo, pullNumber: run.prNumber },
       { checkpoint },
     );
-    const { storable, nulNamed } = setAsideNulNames(files, logger);
-    completedFiles = await fillMissingPatches(octokit, target, storable, logger, { checkpoint });
-    completedFiles.uncheckedPaths.push(...nulNamed.map((file) => file.path));
-    completedFiles.uncheckedReasons.push(...nulNamed);
+    const { usable, unusable } = setAsideUnusableNames(files, logger);
+    completedFiles = await fillMissingPatches(octokit, target, usable, logger, { checkpoint });
+    completedFiles.uncheckedPaths.push(...unusable.map((file) => file.path));
+    completedFiles.uncheckedReasons.push(...unusable);
     analysis = await analyzeChangedFilesInTurns(completedFiles.files, { checkpoint });
     // Reading the file sizes takes up to `maxSizeTreeReads` (50) git tree requests.
     await checkpoint();
@@ -286,35 +287,6 @@ export async function analyzeRun(
   return { status: 'completed', findings: drafts.length, files: files.length };
 }
 
-/** Reason of a file that is left unchecked because its name contains a NUL character. */
-export const nulNameReason = 'file name with a NUL character, shown as U+FFFD, not checked';
-
-/**
- * Splits off the files whose name contains a NUL character, which PostgreSQL text cannot
- * store, so that one such file does not fail the findings of the others. Each is returned with
- * its name's NUL characters replaced by U+FFFD.
- */
-function setAsideNulNames(
-  files: readonly PullRequestFile[],
-  logger: Logger,
-): { storable: PullRequestFile[]; nulNamed: UncheckedFileReason[] } {
-  const storable: PullRequestFile[] = [];
-  const nulNamed: UncheckedFileReason[] = [];
-  for (const file of files) {
-    if (!file.filename.includes('\0')) {
-      storable.push(file);
-      continue;
-    }
-    const path = file.filename.replaceAll('\0', '\uFFFD');
-    nulNamed.push({ path, reason: nulNameReason });
-    logger.warn(
-      { event: 'analyze.nul_file_name', path, status: file.status },
-      'GitHub listed a file whose name contains a NUL character; its added lines stay unchecked',
-    );
-  }
-  return { storable, nulNamed };
-}
-
 /** Logs why an analysis stopped without storing findings, and returns its outcome. */
 function logStopped(logger: Logger, reason: string): AnalyzeOutcome {
   logger.info({ event: 'analyze.stopped', reason }, `analysis stopped, nothing stored: ${reason}`);
@@ -407,23 +379,4 @@ function describeAnalysisError(error: unknown): string {
       'then push a commit or redeliver the event.';
   }
   return safeErrorMessage(new Error(text));
-}
-
-/**
- * Splits a stored OWNER/NAME into the parameters of a GitHub request path. GitHub does not
- * allow `.` or `..` in either part, and such a name raises, because its request path would
- * resolve to another API path that gets the installation's token.
- */
-export function splitRepository(fullName: string): [string, string] {
-  const [owner, repo, ...rest] = fullName.split('/');
-  if (!owner || !repo || rest.length > 0) {
-    throw new Error(`Invalid repository name ${JSON.stringify(fullName)}: expected OWNER/NAME.`);
-  }
-  if (isDotSegment(owner) || isDotSegment(repo)) {
-    throw new Error(
-      `Invalid repository name ${JSON.stringify(fullName)}: GitHub does not allow "." or ".." ` +
-        'as OWNER or NAME, so no request is sent for it.',
-    );
-  }
-  return [owner, repo];
 }

@@ -39,16 +39,26 @@ const diffedStatuses = new Set(['modified', 'renamed', 'copied', 'changed']);
 /** Reason of a file left unchecked because its content has a NUL byte or is not UTF-8. */
 export const binaryFileReason = 'binary file, not checked';
 
+/** Builds the reason of a file left unread because the run read `maxTotalBytes` bytes. */
+export function readLimitReason(maxTotalBytes: number): string {
+  const megabytes = (maxTotalBytes / 1_000_000).toLocaleString('en-US', {
+    maximumFractionDigits: 1,
+  });
+  return `not read: the run's read limit of ${megabytes} MB was reached`;
+}
+
 export interface CompletedFiles {
   files: ChangedFile[];
   /**
    * Paths of files with added lines that have neither GitHub's patch nor one built here, and
-   * of binary files, which GitHub lists without a patch or added lines.
+   * of binary files, which GitHub lists without a patch or added lines. Files without a patch
+   * or added lines that the byte limit left unread are listed too, because they may be binary.
    */
   uncheckedPaths: string[];
   /**
-   * Reasons of the paths in `uncheckedPaths` that GitHub lists without added lines because they
-   * are binary. The other paths have added lines but no patch.
+   * Reasons of the paths in `uncheckedPaths` that were left unread because the run's byte limit
+   * was reached, or that GitHub lists without added lines because they are binary. The other
+   * paths have added lines but no patch.
    */
   uncheckedReasons: UncheckedFileReason[];
 }
@@ -98,10 +108,14 @@ export interface PullRequestTarget {
 /** Reads the file versions of one run within its byte limits, and logs why a read failed. */
 class FileVersionReader {
   private bytesLeft: number;
+  readonly maxTotalBytes: number;
   private readonly maxFileBytes: number;
   private readonly checkpoint: (() => Promise<void>) | undefined;
-  /** Files left unread because the run's byte limit was used up. */
-  skippedFiles = 0;
+  /**
+   * Names of the files with a version left unread because the run's byte limit was used up, or
+   * because the version is larger than the bytes left but within `maxFileBytes`.
+   */
+  readonly limitedPaths = new Set<string>();
   /** Rejection reason of the last read, such as `binary`, or null after a read that succeeded. */
   lastRejection: string | null = null;
 
@@ -111,7 +125,8 @@ class FileVersionReader {
     private readonly logger: Logger,
     options: MissingPatchOptions,
   ) {
-    this.bytesLeft = options.maxTotalBytes ?? maxReadBytesPerRun;
+    this.maxTotalBytes = options.maxTotalBytes ?? maxReadBytesPerRun;
+    this.bytesLeft = this.maxTotalBytes;
     this.maxFileBytes = options.maxFileBytes ?? maxReadFileBytes;
     this.checkpoint = options.checkpoint;
   }
@@ -124,7 +139,7 @@ class FileVersionReader {
     await this.checkpoint?.();
     this.lastRejection = null;
     if (this.bytesLeft <= 0) {
-      this.skippedFiles += 1;
+      this.limitedPaths.add(file.filename);
       this.lastRejection = 'byte_limit';
       return null;
     }
@@ -141,6 +156,12 @@ class FileVersionReader {
       return content;
     } catch (error) {
       if (error instanceof FileReadError) {
+        if (this.overBytesLeft(error, maxBytes)) {
+          this.limitedPaths.add(file.filename);
+          this.logUnreadable(file, version, 'byte_limit');
+          this.lastRejection = 'byte_limit';
+          return null;
+        }
         this.logUnreadable(file, version, error.reason);
         this.lastRejection = error.reason;
         // A file rejected as binary or not UTF-8 was downloaded all the same.
@@ -149,6 +170,16 @@ class FileVersionReader {
       }
       throw error;
     }
+  }
+
+  /** Tells whether `error` rejects a file only because it is larger than the bytes left. */
+  private overBytesLeft(error: FileReadError, maxBytes: number): boolean {
+    return (
+      error.reason === 'too_large' &&
+      maxBytes < this.maxFileBytes &&
+      error.size !== null &&
+      error.size <= this.maxFileBytes
+    );
   }
 
   private logUnreadable(
@@ -193,6 +224,7 @@ export async function fillMissingPatches(
   options: MissingPatchOptions = {},
 ): Promise<CompletedFiles> {
   const reader = new FileVersionReader(octokit, target, logger, options);
+  const limitReason = readLimitReason(reader.maxTotalBytes);
   const diffLimits = options.diffLimits ?? defaultDiffLimits;
   let mergeBase: Promise<string | null> | undefined;
   const readMergeBaseOnce = async (): Promise<string | null> => {
@@ -236,24 +268,30 @@ export async function fillMissingPatches(
     }
     if (patch === null) {
       uncheckedPaths.push(file.filename);
+      if (reader.limitedPaths.has(file.filename)) {
+        uncheckedReasons.push({ path: file.filename, reason: limitReason });
+      }
     }
     completed.push({ ...file, patch });
   }
   // GitHub lists a binary file, also text with a NUL byte, without a patch and with 0 added
   // lines. Its head version is read to tell it from an empty file, a pure rename or a mode
-  // change, after the files with added lines, so those come first within the byte limit.
-  // NOTE: a binary file left unread by the byte limit is not named as unchecked.
+  // change, after the files with added lines, so those come first within the byte limit. One
+  // left unread by the byte limit may be binary, so it is named as unchecked too.
   for (const file of noAdditions) {
     await reader.read(file, { side: 'head', path: file.filename, ref: target.headSha });
-    if (reader.lastRejection === 'binary') {
+    let reason: string | null = null;
+    if (reader.lastRejection === 'binary') reason = binaryFileReason;
+    if (reader.lastRejection === 'byte_limit') reason = limitReason;
+    if (reason !== null) {
       uncheckedPaths.push(file.filename);
-      uncheckedReasons.push({ path: file.filename, reason: binaryFileReason });
+      uncheckedReasons.push({ path: file.filename, reason });
     }
   }
 
-  if (reader.skippedFiles > 0) {
+  if (reader.limitedPaths.size > 0) {
     logger.info(
-      { event: 'analyze.read_limit_reached', skippedFiles: reader.skippedFiles },
+      { event: 'analyze.read_limit_reached', skippedFiles: reader.limitedPaths.size },
       'files without a patch were left unread after the byte limit of the run; they stay unchecked',
     );
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { githubLogin, repositoryFullName } from '../../src/events/github-names.ts';
 import { pullRequestResponse } from '../../src/github/pull-request-response.ts';
-import { splitRepository } from '../../src/runs/analyze-run.ts';
+import { splitRepository } from '../../src/github/repository-name.ts';
 
 describe('GitHub names', () => {
   it('rejects dot segments in full names', () => {

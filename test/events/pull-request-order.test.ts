@@ -1,9 +1,10 @@
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createPatchRequest } from '../../src/autofix/create-patch-request.ts';
 import { findings, patchRequests, prRuns, pullRequestCloses } from '../../src/db/schema/index.ts';
+import { maxEventClockSkewMs } from '../../src/events/event-times.ts';
 import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../../src/jobs/fix-press-notice.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
@@ -498,5 +499,87 @@ describe('close before any run', () => {
     expect(runs[0]!.prClosedAt).toBeNull();
     expect(await jobState(analyzeQueue, runs[0]!.analyzeJobId)).toBe('created');
     expect(await recordedClose(number)).toEqual([]);
+  });
+});
+
+describe('times in the future', () => {
+  const receivedAt = Date.parse('2024-06-01T10:00:00Z');
+  const dayAhead = '2024-06-02T10:00:00Z';
+  const tenMinutesLater = Date.parse('2024-06-01T10:10:00Z');
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** Sets the clock of the process to `time`, from which it goes on running. */
+  function setClock(time: number) {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    vi.setSystemTime(time);
+  }
+
+  /**
+   * Delivers `first` stamped a day ahead of the clock, then `second` ten minutes later, stamped
+   * with the clock, and returns their outcomes.
+   */
+  async function deliverAheadThenOnTime(
+    number: number,
+    first: { action: string; headSha: string },
+    second: { action: string; headSha: string },
+  ): Promise<[string, string]> {
+    setClock(receivedAt);
+    const early = await deliver(pullRequestEvent(first.action, number, first.headSha, dayAhead));
+    setClock(tenMinutesLater);
+    const onTime = new Date(tenMinutesLater).toISOString();
+    const later = await deliver(pullRequestEvent(second.action, number, second.headSha, onTime));
+    return [early, later];
+  }
+
+  it('bounds a push stamped a day ahead', async () => {
+    const number = nextPullRequest++;
+    const [opened, synchronized] = await deliverAheadThenOnTime(
+      number,
+      { action: 'opened', headSha: sha('a') },
+      { action: 'synchronize', headSha: sha('b') },
+    );
+
+    const runs = await runsOf(number);
+    const early = runs.find((run) => run.headSha === sha('a'))!;
+    const later = runs.find((run) => run.headSha === sha('b'))!;
+    expect(opened).toContain(`run ${early.id} queued; updated_at ${dayAhead} is more than 60 s`);
+    const bound = receivedAt + maxEventClockSkewMs;
+    expect(early.prUpdatedAt!.getTime()).toBeGreaterThanOrEqual(bound);
+    expect(early.prUpdatedAt!.getTime()).toBeLessThan(bound + 10_000);
+    expect(synchronized).toBe(`run ${later.id} queued; superseded 1 older run(s)`);
+    expect(later.status).toBe('queued');
+    expect(later.error).toBeNull();
+    expect(early.status).toBe('superseded');
+  });
+
+  it('keeps a time within the skew', async () => {
+    const number = nextPullRequest++;
+    setClock(receivedAt);
+    const updatedAt = new Date(receivedAt + maxEventClockSkewMs / 2).toISOString();
+
+    const outcome = await deliver(pullRequestEvent('opened', number, sha('a'), updatedAt));
+
+    const [run] = await runsOf(number);
+    expect(outcome).toBe(`run ${run!.id} queued`);
+    expect(run!.prUpdatedAt!.toISOString()).toBe(updatedAt);
+  });
+
+  it('bounds a close stamped a day ahead', async () => {
+    const number = nextPullRequest++;
+    const [closed, reopened] = await deliverAheadThenOnTime(
+      number,
+      { action: 'closed', headSha: sha('a') },
+      { action: 'reopened', headSha: sha('a') },
+    );
+
+    const runs = await runsOf(number);
+    expect(closed).toContain(`updated_at ${dayAhead} is more than 60 s`);
+    expect(runs).toHaveLength(1);
+    expect(reopened).toBe(`run ${runs[0]!.id} queued`);
+    expect(runs[0]!.status).toBe('queued');
+    expect(runs[0]!.prClosedAt).toBeNull();
   });
 });

@@ -4,7 +4,11 @@ import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { reportRun } from '../../src/report/report-run.ts';
 import { listPullRequestFiles } from '../../src/github/pull-files.ts';
 import { analyzeRun } from '../../src/runs/analyze-run.ts';
-import { fillMissingPatches } from '../../src/runs/missing-patches.ts';
+import {
+  fillMissingPatches,
+  readLimitReason,
+  type MissingPatchOptions,
+} from '../../src/runs/missing-patches.ts';
 import {
   createGitHubTestContext,
   insertInstallation,
@@ -26,6 +30,10 @@ function numberedLines(prefix: string): string {
 
 // Latin-1 text: git counts its lines, but it is not UTF-8, so Fixwright rejects it once read.
 const latin1Rows = Buffer.from('caf\u00e9;1\n', 'latin1');
+const legacyHead = `caf\u00e9;1\n${numberedLines('row')}`;
+// Bytes that reading data/legacy.csv takes from the run's read limit: its UTF-8 head, then its
+// Latin-1 version at the merge base, which is read and rejected.
+const legacyReadBytes = Buffer.byteLength(legacyHead) + latin1Rows.length;
 
 let setup: GitHubTestContext;
 let runId: string;
@@ -34,7 +42,7 @@ beforeAll(async () => {
   setup = await createGitHubTestContext({
     base: { 'src/table.ts': 'export {};\n', 'data/legacy.csv': latin1Rows },
     head: {
-      'data/legacy.csv': `caf\u00e9;1\n${numberedLines('row')}`,
+      'data/legacy.csv': legacyHead,
       'data/seed.ts': `${numberedLines('export const seed')}${secretLine}\n`,
       'src/table.ts': `export {};\n${numberedLines('export const row')}${secretLine}\n`,
       'logo.png': Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]),
@@ -58,6 +66,17 @@ afterAll(async () => {
 async function storedRun() {
   const [stored] = await setup.context.db.select().from(prRuns).where(eq(prRuns.id, runId));
   return stored!;
+}
+
+// Files that GitHub lists without a patch, in the order in which they are read.
+const pathsWithoutPatch = ['data/legacy.csv', 'data/seed.ts', 'src/table.ts', 'logo.png'];
+
+/** Fills in the missing patches of the pull request within the given read limits. */
+async function fillWithLimits(options: MissingPatchOptions) {
+  const octokit = await setup.context.github!.installationOctokit(setup.installationId);
+  const files = await listPullRequestFiles(octokit, { owner, repo, pullNumber: prNumber });
+  const target = { owner, repo, baseRef: 'main', headSha: setup.git.headSha };
+  return fillMissingPatches(octokit, target, files, setup.context.logger, options);
 }
 
 describe('analyzeRun of files without a patch', () => {
@@ -127,5 +146,45 @@ describe('analyzeRun of files without a patch', () => {
     ]);
     const seed = completed.files.find((file) => file.filename === 'data/seed.ts');
     expect(seed?.patch).toBeNull();
+  });
+
+  it('names files past the read limit', async () => {
+    const completed = await fillWithLimits({ maxTotalBytes: legacyReadBytes });
+
+    const reason = "not read: the run's read limit of 0.4 MB was reached";
+    expect(readLimitReason(legacyReadBytes)).toBe(reason);
+    expect(completed.uncheckedPaths).toEqual(pathsWithoutPatch);
+    expect(completed.uncheckedReasons).toEqual([
+      { path: 'data/seed.ts', reason },
+      { path: 'src/table.ts', reason },
+      { path: 'logo.png', reason },
+    ]);
+  });
+
+  it('names a file over the bytes left', async () => {
+    const maxTotalBytes = legacyReadBytes + 1_000;
+
+    const completed = await fillWithLimits({ maxTotalBytes });
+
+    const reason = readLimitReason(maxTotalBytes);
+    expect(completed.uncheckedReasons).toEqual([
+      { path: 'data/seed.ts', reason },
+      { path: 'src/table.ts', reason },
+      { path: 'logo.png', reason: 'binary file, not checked' },
+    ]);
+  });
+
+  it('keeps the file limit reason', async () => {
+    // data/legacy.csv fits the file limit, so the bytes left after it are under the file limit,
+    // and the other two files are over both.
+    const completed = await fillWithLimits({
+      maxTotalBytes: legacyReadBytes + 1_000,
+      maxFileBytes: legacyReadBytes,
+    });
+
+    expect(completed.uncheckedPaths).toEqual(pathsWithoutPatch);
+    expect(completed.uncheckedReasons).toEqual([
+      { path: 'logo.png', reason: 'binary file, not checked' },
+    ]);
   });
 });
