@@ -38,11 +38,16 @@ export class PlatformKeyRejectedError extends ProviderError {
 const recheckPollMs = 250;
 
 /**
- * Outcomes of the re-checks that this process runs, by provider and key hash: true when the
- * provider accepted the key. Files that find the key rejected while its re-check runs share
- * the promise instead of reading the table.
+ * Verdict of a re-check on a platform key: `accepted` or `rejected` by the provider, or `none`
+ * when the re-check ended without one, such as after a timeout or an outage.
  */
-const runningRechecks = new Map<string, Promise<boolean>>();
+type RecheckVerdict = 'accepted' | 'rejected' | 'none';
+
+/**
+ * Verdicts of the re-checks that this process runs, by provider and key hash. Files that find
+ * the key rejected while its re-check runs share the promise instead of reading the table.
+ */
+const runningRechecks = new Map<string, Promise<RecheckVerdict>>();
 
 /** Returns `promise`'s value, or `fallback` when it has not settled within `ms`. */
 async function settleWithin<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
@@ -61,8 +66,18 @@ async function settleWithin<T>(promise: Promise<T>, ms: number, fallback: T): Pr
  * key recorded as rejected raises PlatformKeyRejectedError without a request. Once every
  * PLATFORM_KEY_RECHECK_SECONDS, one call across all processes tries the key again. When the
  * provider accepts it, the rejection is deleted. Calls that find the re-check running wait for
- * its outcome, up to the longest time one call can take with its retries, and use the key when
- * it passed. A new key value has another hash, so it is used at once.
+ * its verdict, for at most LLM_TIMEOUT_MS, and use the key when it passed or skip it when it
+ * was rejected again. A new key value has another hash, so it is used at once.
+ *
+ * A re-check that ends without a verdict, after a timeout, an outage, a rate limit or an
+ * allowance that cannot pay, shows nothing about the key. So each waiting call then sends its
+ * own request, whose response decides for that file as it does for the re-check's own file: an
+ * outage passes the file to the next provider, a rejection is recorded again, and an accepted
+ * request deletes the rejection. The same holds for a call whose wait ends while the re-check
+ * still runs. A re-check's first request returns the key's verdict within LLM_TIMEOUT_MS, so a
+ * re-check still running after that is retrying after an outage or rate limit. Ending the wait
+ * there keeps a waiting file from holding its place among the preview's concurrent files for
+ * all the retries of another file's call.
  *
  * Wrap the metered client, so a skipped call reserves nothing. The warnings
  * `platform_key.rejected` and `platform_key.recovered` are logged once per change of the
@@ -77,10 +92,12 @@ export function guardPlatformKey(
   const key = configuredPlatformKeyId(config, provider);
   if (!key) return client;
   const recheckSeconds = config.PLATFORM_KEY_RECHECK_SECONDS;
-  const recheckWaitMs = maxGenerateDurationMs({
+  // A claim older than one whole call with its retries belongs to a process that stopped.
+  const recheckClaimMs = maxGenerateDurationMs({
     maxRetries: config.LLM_MAX_RETRIES,
     timeoutMs: config.LLM_TIMEOUT_MS,
   });
+  const recheckWaitMs = config.LLM_TIMEOUT_MS;
   const recheckId = `${key.provider}:${key.keyHash}`;
   const fields = { provider, setting: platformKeySettingNames[provider] };
 
@@ -117,7 +134,7 @@ export function guardPlatformKey(
     }
   };
 
-  /** Deletes the rejection after a passed re-check and logs the change. */
+  /** Deletes the rejection after the provider accepted a call on the key, and logs the change. */
   const noteRecovery = async (): Promise<void> => {
     // When the write fails, previews skip the key until the next re-check.
     const changed = await writeState(
@@ -127,36 +144,40 @@ export function guardPlatformKey(
     if (changed === true) {
       logger.warn(
         { event: 'platform_key.recovered', ...fields },
-        'provider accepted the platform key again at its re-check; previews use it again',
+        'provider accepted the platform key again; previews use it again',
       );
     }
   };
 
   /**
-   * Waits for the outcome of a running re-check and returns true when the provider accepted the
-   * key. Returns false at once when no re-check is running, and after recheckWaitMs at most.
+   * Waits for the verdict of a running re-check, for at most recheckWaitMs. Returns `rejected`
+   * at once when no re-check is running, and `none` when the re-check ended without a verdict
+   * or the wait ended first.
    */
-  const waitForRecheck = async (): Promise<boolean> => {
+  const waitForRecheck = async (): Promise<RecheckVerdict> => {
     const local = runningRechecks.get(recheckId);
-    if (local) return settleWithin(local, recheckWaitMs, false);
+    if (local) return settleWithin(local, recheckWaitMs, 'none');
 
     // Another process may run the re-check, or this process claimed it but has not yet
     // registered its promise, so the call reads the row.
     const deadline = Date.now() + recheckWaitMs;
+    let runningClaim: string | null = null;
     for (;;) {
-      let state;
+      let read;
       try {
-        state = await readPlatformKeyRecheck(db, key, recheckWaitMs);
+        read = await readPlatformKeyRecheck(db, key, recheckClaimMs);
       } catch (error) {
         logger.error(
           { event: 'platform_key.read_failed', ...fields, err: toSafeError(error) },
           'could not read the re-check of the platform key; the file skips the key',
         );
-        return false;
+        return 'rejected';
       }
-      if (state !== 'running') return state === 'usable';
+      if (read.state === 'usable') return 'accepted';
+      if (read.state === 'idle') return read.claim === runningClaim ? 'none' : 'rejected';
+      runningClaim = read.claim;
       const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) return false;
+      if (remainingMs <= 0) return 'none';
       await delay(Math.min(recheckPollMs, remainingMs));
     }
   };
@@ -176,33 +197,45 @@ export function guardPlatformKey(
     }
   };
 
-  /** Sends the call that claimed the due re-check and shares its outcome with waiting calls. */
+  /**
+   * Sends a call that tries a rejected key, the re-check's or one after a re-check without a
+   * verdict, and deletes the rejection when the provider accepts the key. The request is sent
+   * after the rejection was read, so its success shows that the provider accepts the key now.
+   */
+  const tryRejectedKey = async (
+    request: Parameters<ModelClient['generate']>[0],
+    options: Parameters<ModelClient['generate']>[1],
+    recheck: boolean,
+  ): ReturnType<ModelClient['generate']> => {
+    const result = await callKey(request, options, recheck);
+    await noteRecovery();
+    return result;
+  };
+
+  /** Sends the call that claimed the due re-check and shares its verdict with waiting calls. */
   const recheck: ModelClient['generate'] = async (request, options) => {
-    let passed!: (value: boolean) => void;
-    const outcome = new Promise<boolean>((resolve) => (passed = resolve));
-    runningRechecks.set(recheckId, outcome);
+    let settle!: (verdict: RecheckVerdict) => void;
+    const verdict = new Promise<RecheckVerdict>((resolve) => (settle = resolve));
+    runningRechecks.set(recheckId, verdict);
     try {
-      let result;
-      try {
-        result = await callKey(request, options, true);
-      } catch (error) {
-        if (error instanceof PlatformKeyRejectedError) throw error;
-        // NOTE: an error that gives no verdict on the key, such as a timeout, ends the re-check
-        // without an outcome, so the waiting calls fail and the key waits for its next re-check.
-        await writeState(async () => {
-          await endPlatformKeyRecheck(db, key);
-          return true;
-        }, 'could not end the re-check of the platform key');
+      const result = await tryRejectedKey(request, options, true);
+      settle('accepted');
+      return result;
+    } catch (error) {
+      if (error instanceof PlatformKeyRejectedError) {
+        settle('rejected');
         throw error;
       }
-      // Only the re-check clears a rejection, because a call sent before another process
-      // recorded the rejection may still succeed with a key that the provider now rejects.
-      await noteRecovery();
-      passed(true);
-      return result;
+      // Any other error, such as a timeout, an outage or an allowance that cannot pay, gives no
+      // verdict on the key, so the waiting calls send their own requests.
+      await writeState(async () => {
+        await endPlatformKeyRecheck(db, key);
+        return true;
+      }, 'could not end the re-check of the platform key');
+      settle('none');
+      throw error;
     } finally {
-      passed(false);
-      if (runningRechecks.get(recheckId) === outcome) runningRechecks.delete(recheckId);
+      if (runningRechecks.get(recheckId) === verdict) runningRechecks.delete(recheckId);
     }
   };
 
@@ -212,11 +245,12 @@ export function guardPlatformKey(
     listModels: () => client.listModels(),
     async generate(request, options) {
       const before = await checkPlatformKey(db, key, recheckSeconds);
+      if (before.state === 'usable') return callKey(request, options, false);
       if (before.state === 'recheck') return recheck(request, options);
-      if (before.state === 'rejected' && !(await waitForRecheck())) {
-        throw new PlatformKeyRejectedError({ provider, status: before.status });
-      }
-      return callKey(request, options, false);
+      const verdict = await waitForRecheck();
+      if (verdict === 'accepted') return callKey(request, options, false);
+      if (verdict === 'rejected') throw new PlatformKeyRejectedError({ provider, status: before.status });
+      return tryRejectedKey(request, options, false);
     },
   };
 }

@@ -13,12 +13,14 @@ import {
   type FileCallEstimate,
   type PreviewPayment,
 } from '../autofix/preview-budget.ts';
+import { platformKeySettingNames } from '../autofix/provider-client.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
-import { installations, prRuns, type RunStatus } from '../db/schema/index.ts';
+import { installations, prRuns, type Provider, type RunStatus } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../jobs/fix-press-notice.ts';
+import { describePlatformKeyRejection } from '../keys/platform-key-rejections.ts';
 import type { FixPressNotice } from '../report/fix-press-notice.ts';
 import { checkRunExternalId, fixAction, runIdOfExternalId } from '../report/publish-check-run.ts';
 import { pullRequestClosedError } from '../runs/pull-request-closed.ts';
@@ -51,8 +53,9 @@ type HandlerContext = Pick<AppContext, 'config' | 'keyring' | 'logger'>;
  * pressed the button, because automatic work is charged to the user who installed the app.
  * The button cannot choose findings, so the preview gets the dashboard form's default
  * selection: at most `maxPatchRequestFindings` findings, the most severe first, and when the
- * owner's allowance pays, only those that fit what is left. When none fits, or for a suspended or deleted installation or a closed
- * pull request, nothing is queued, and the outcome gives the reason. Unless the installation
+ * owner's allowance pays, only those that fit what is left. When none fits, when the platform
+ * key that would pay is rejected and the owner has no own key, or for a suspended or deleted
+ * installation or a closed pull request, nothing is queued, and the outcome gives the reason. Unless the installation
  * is suspended or deleted, a fix-press-notice job in the same transaction then shows what the
  * press did on the check run.
  */
@@ -205,9 +208,16 @@ async function handleFixPress(
     };
   }
 
-  // NOTE: a rejected platform key (payment.platformKeyRejection) still starts a preview here,
-  // and its files then fail with the rejection message.
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
+  // Checked before the allowance, as the API's 503 is, because only the operator or an own key
+  // can help, and a preview would fail every file without a request.
+  if (payment.kind === 'allowance' && payment.platformKeyRejection) {
+    const { provider, status } = payment.platformKeyRejection;
+    return {
+      outcome: `no patch request: ${describeRejectedPlatformKey(provider, status, installation.userId)}`,
+      notice: { kind: 'platform_key_rejected', provider, status },
+    };
+  }
   const { findingIds: picked, overLimit } = pickDefaultSelection(payment, rows);
   const files = new Set(rows.map((row) => row.path)).size;
   if (picked.size === 0 && payment.kind === 'allowance') {
@@ -276,6 +286,18 @@ async function handleFixPress(
     `${queued}; ${leftOutFindings} of ${formatCount(rows.length, 'finding')} left out ` +
     `(${leftOutFiles} of ${formatCount(files, 'file')} entirely), ${reasons.join(', and ')}`;
   return { outcome, notice };
+}
+
+/**
+ * Explains that the platform key that would pay first is rejected and the paying user has no
+ * usable own key, with the setting that the operator replaces.
+ */
+function describeRejectedPlatformKey(provider: Provider, status: number | null, userId: string): string {
+  return (
+    `${describePlatformKeyRejection(provider, status)}, and user ${userId}, who pays for fixes ` +
+    `of this installation, has no usable key of their own. Replace ${platformKeySettingNames[provider]}, ` +
+    'or have that user save a Groq or Gemini key on the keys page, then press "Fix with AI" again.'
+  );
 }
 
 /**

@@ -90,11 +90,13 @@ export async function findPendingPlatformKeyRejection(
 }
 
 /**
- * The outcome of a platform key's re-check as another caller sees it: `usable` once the
- * provider accepted the key, `running` while a re-check claimed at most `maxWaitMs` ago has no
- * outcome, and `rejected` otherwise.
+ * A platform key's re-check as a waiting caller reads it: `usable` once the provider accepted
+ * the key, `running` while a re-check claimed at most `maxWaitMs` ago has no outcome, and `idle`
+ * otherwise. `claim` is the text of `recheck_at` in full precision, which only a claim and a
+ * recorded rejection change. So a re-check that ended without a verdict leaves the `claim` that
+ * waiting callers read while it ran.
  */
-export type PlatformKeyRecheckState = 'usable' | 'running' | 'rejected';
+export type PlatformKeyRecheckState = { state: 'usable' } | { state: 'running' | 'idle'; claim: string };
 
 /**
  * Reads whether a re-check of a platform key is running. A claim older than `maxWaitMs` counts
@@ -108,17 +110,18 @@ export async function readPlatformKeyRecheck(
   const [row] = await db
     .select({
       running: sql<boolean>`coalesce(${platformKeyRejections.recheckStartedAt} > now() - make_interval(secs => ${maxWaitMs / 1000}), false)`,
+      claim: sql<string>`${platformKeyRejections.recheckAt}::text`,
     })
     .from(platformKeyRejections)
     .where(matches(key));
-  if (!row) return 'usable';
-  return row.running ? 'running' : 'rejected';
+  if (!row) return { state: 'usable' };
+  return { state: row.running ? 'running' : 'idle', claim: row.claim };
 }
 
 /**
  * Marks the running re-check of a platform key as ended without an outcome, after an error
- * that gives no verdict on the key, such as a timeout. The key stays rejected until its next
- * re-check.
+ * that gives no verdict on the key, such as a timeout. `recheck_at` stays as the claim set it,
+ * so waiting callers in other processes can see that no verdict came.
  */
 export async function endPlatformKeyRecheck(db: Database, key: PlatformKeyId): Promise<void> {
   await db.update(platformKeyRejections).set({ recheckStartedAt: null }).where(matches(key));

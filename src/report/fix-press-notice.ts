@@ -1,6 +1,8 @@
 import { z } from 'zod';
-import { runStatuses } from '../db/schema/index.ts';
+import { providers, runStatuses } from '../db/schema/index.ts';
 import { maxPatchRequestFindings } from '../autofix/patch-request-limit.ts';
+import { platformKeySettingNames } from '../autofix/provider-client.ts';
+import { providerNames } from '../llm/types.ts';
 import { formatCount, formatNumber, pickForm } from '../text/plural.ts';
 
 /**
@@ -28,6 +30,16 @@ export const fixPressNotice = z.discriminatedUnion('kind', [
   }),
   z.object({ kind: z.literal('in_progress'), patchRequestId: z.uuid() }),
   z.object({ kind: z.literal('no_file_fits'), files: z.number().int().positive() }),
+  /**
+   * A press with no usable own key of the user who installed the app, while the provider's
+   * rejection of the platform key that would pay first is not due for a re-check. `status` is
+   * the HTTP status of the rejection, when the provider sent one.
+   */
+  z.object({
+    kind: z.literal('platform_key_rejected'),
+    provider: z.enum(providers),
+    status: z.number().int().nullable(),
+  }),
   z.object({ kind: z.literal('pull_request_closed') }),
   z.object({ kind: z.literal('no_owner') }),
   z.object({ kind: z.literal('run_not_completed'), status: z.enum(runStatuses) }),
@@ -125,6 +137,19 @@ function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
         'Fixwright dashboard or ask a Fixwright admin for a larger allowance, ' +
         `${again}.`
       );
+    case 'platform_key_rejected': {
+      const name = providerNames[notice.provider];
+      const status = notice.status === null ? '' : ` (HTTP ${notice.status})`;
+      const keysPage = publicUrl
+        ? `[keys page of the Fixwright dashboard](${publicUrl}/keys)`
+        : 'keys page of the Fixwright dashboard';
+      return (
+        `Nothing was queued, because ${name} rejected the ${name} key that the operator of this ` +
+        `Fixwright service provides${status}. The user who installed the app can save their own ` +
+        `Groq or Gemini key on the ${keysPage}, or the operator can replace the key in the ` +
+        `\`${platformKeySettingNames[notice.provider]}\` environment variable, ${again}.`
+      );
+    }
     case 'pull_request_closed':
       return `Nothing was queued, because the pull request is closed. Reopen it, ${again}.`;
     case 'no_owner':

@@ -1,13 +1,16 @@
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import {
   findings,
   patchRequestFindings,
   patchRequests,
+  platformKeyRejections,
   prRuns,
+  tokenEvents,
+  tokenReservations,
   users,
   webhookDeliveries,
 } from '../../src/db/schema/index.ts';
@@ -21,6 +24,8 @@ import {
   insertRun,
   repositoryId,
 } from '../helpers/github-context.ts';
+import { storeOwnKey } from '../helpers/own-key-preview.ts';
+import { recordGroqKeyRejection } from '../helpers/platform-key-rejection.ts';
 import { listPatchRequestFindingIds } from '../helpers/web.ts';
 import { waitForLockWait } from '../helpers/webhooks.ts';
 
@@ -470,6 +475,92 @@ describe('check_run requested_action past 1,000 findings', () => {
     expect(outcome).not.toContain('left out');
     expect(await noticesOf(run.id)).toEqual([
       { kind: 'queued', patchRequestId: requests[0]!.id, files: 31, leftOutFiles: 0, leftOutFindings: 0 },
+    ]);
+  });
+});
+
+describe('check_run requested_action with a rejected platform key', () => {
+  const rejectPlatformKey = (due = false) => recordGroqKeyRejection(context.db, 'gsk_check_run_platform_key', due);
+
+  /** Returns the user's allowance counters and the number of its ledger and reservation rows. */
+  async function usageOf(userId: string) {
+    const [user] = await context.db
+      .select({ tokensUsed: users.tokensUsed, tokensReserved: users.tokensReserved })
+      .from(users)
+      .where(eq(users.id, userId));
+    const events = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+    const reservations = await context.db.select().from(tokenReservations).where(eq(tokenReservations.userId, userId));
+    return { ...user!, events: events.length, reservations: reservations.length };
+  }
+
+  afterEach(async () => {
+    await context.db.delete(platformKeyRejections);
+  });
+
+  it('queues nothing without an own key', async () => {
+    const owner = await ownerWithInstallation('rejected-platform', 8141, { tokensUsed: 120 });
+    const { run, checkRunId } = await runWithCheckRun(8141, 2);
+    await rejectPlatformKey();
+    const before = await usageOf(owner.id);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8141));
+
+    expect(outcome).toBe(
+      'no patch request: Groq rejected the platform Groq key that this service provides ' +
+        `(HTTP 401), and user ${owner.id}, who pays for fixes of this installation, has no ` +
+        'usable key of their own. Replace GROQ_API_KEY, or have that user save a Groq or Gemini ' +
+        'key on the keys page, then press "Fix with AI" again.',
+    );
+    expect(await requestsOf(run.id)).toEqual([]);
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'platform_key_rejected', provider: 'groq', status: 401 }]);
+    expect(before).toEqual({ tokensUsed: 120, tokensReserved: 0, events: 0, reservations: 0 });
+    expect(await usageOf(owner.id)).toEqual(before);
+  });
+
+  it('queues nothing over the allowance either', async () => {
+    // Over the allowance too, so the rejection must come before the allowance's notice.
+    await ownerWithInstallation('rejected-platform-spent', 8142, { tokensUsed: 1000 });
+    const { run, checkRunId } = await runWithCheckRun(8142, 1);
+    await rejectPlatformKey();
+
+    await deliver('check_run', requestedAction(checkRunId, 8142));
+
+    expect(await requestsOf(run.id)).toEqual([]);
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'platform_key_rejected', provider: 'groq', status: 401 }]);
+  });
+
+  it('queues a preview with an own key', async () => {
+    const owner = await ownerWithInstallation('rejected-platform-own-key', 8143, { tokensUsed: 120 });
+    await storeOwnKey(context, { userId: owner.id, provider: 'groq' }, 'gsk_own_key_of_owner_8143');
+    const { run, checkRunId } = await runWithCheckRun(8143, 2);
+    await rejectPlatformKey();
+    const before = await usageOf(owner.id);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8143));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.userId).toBe(owner.id);
+    expect(outcome).toBe(
+      `patch request ${requests[0]!.id} queued for run ${run.id} with 2 findings, paid by user ${owner.id}`,
+    );
+    expect(await noticesOf(run.id)).toEqual([
+      { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 0, leftOutFindings: 0 },
+    ]);
+    expect(await usageOf(owner.id)).toEqual(before);
+  });
+
+  it('queues a preview when a re-check is due', async () => {
+    await ownerWithInstallation('rejected-platform-due', 8144);
+    const { run, checkRunId } = await runWithCheckRun(8144, 1);
+    await rejectPlatformKey(true);
+
+    await deliver('check_run', requestedAction(checkRunId, 8144));
+
+    const requests = await requestsOf(run.id);
+    expect(requests).toHaveLength(1);
+    expect(await noticesOf(run.id)).toEqual([
+      { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 0, leftOutFindings: 0 },
     ]);
   });
 });

@@ -9,6 +9,7 @@ import {
   readPlatformKeyRecheck,
   recordPlatformKeyRejection,
   type PlatformKeyId,
+  type PlatformKeyRecheckState,
 } from '../../src/keys/platform-key-rejections.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
 
@@ -60,31 +61,45 @@ describe('platform key rejection state', () => {
   it('reports a running re-check to others', async () => {
     const makeDue = () =>
       context.db.update(platformKeyRejections).set({ recheckAt: sql`now() - interval '1 second'` });
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('usable');
+    const read = () => readPlatformKeyRecheck(context.db, key, 60_000);
+    const claimOf = (state: PlatformKeyRecheckState) => (state.state === 'usable' ? null : state.claim);
+    expect(await read()).toEqual({ state: 'usable' });
     await recordPlatformKeyRejection(context.db, key, 403, 60);
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+    const recorded = await read();
+    expect(recorded.state).toBe('idle');
 
     await makeDue();
     expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'recheck', status: 403 });
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('running');
-    // A claim older than the wait limit counts as ended.
+    const running = await read();
+    expect(running.state).toBe('running');
+    const claim = claimOf(running);
+    expect(claim).not.toBe(claimOf(recorded));
+    // A claim older than the wait limit counts as ended, and keeps its recheck_at.
     await context.db.update(platformKeyRejections).set({ recheckStartedAt: sql`now() - interval '2 minutes'` });
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+    expect(await read()).toEqual({ state: 'idle', claim });
 
+    // A new rejection changes recheck_at.
     await makeDue();
     await checkPlatformKey(context.db, key, 60);
+    const rechecking = await read();
+    expect(rechecking.state).toBe('running');
     expect(await recordPlatformKeyRejection(context.db, key, 401, 60)).toBe(false);
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+    const rejectedAgain = await read();
+    expect(rejectedAgain.state).toBe('idle');
+    expect(claimOf(rejectedAgain)).not.toBe(claimOf(rechecking));
 
+    // A re-check without a verdict leaves recheck_at as its claim set it.
     await makeDue();
     await checkPlatformKey(context.db, key, 60);
+    const ending = await read();
+    expect(ending.state).toBe('running');
     await endPlatformKeyRecheck(context.db, key);
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('rejected');
+    expect(await read()).toEqual({ state: 'idle', claim: claimOf(ending) });
     expect(await checkPlatformKey(context.db, key, 60)).toEqual({ state: 'rejected', status: 401 });
 
     await makeDue();
     await checkPlatformKey(context.db, key, 60);
     await clearPlatformKeyRejection(context.db, key);
-    expect(await readPlatformKeyRecheck(context.db, key, 60_000)).toBe('usable');
+    expect(await read()).toEqual({ state: 'usable' });
   });
 });

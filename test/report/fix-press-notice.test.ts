@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchRequests, prRuns, users } from '../../src/db/schema/index.ts';
+import { patchRequests, platformKeyRejections, prRuns, users } from '../../src/db/schema/index.ts';
 import { checkRoutes } from '../../src/demo/fakes/github/checks.ts';
 import {
   fixPressNoticeQueue,
@@ -22,6 +22,7 @@ import {
   type GitHubTestContext,
 } from '../helpers/github-context.ts';
 import { fixPressWebhooks, listNoticeJobs, queuedPreviewText } from '../helpers/fix-press.ts';
+import { recordGroqKeyRejection } from '../helpers/platform-key-rejection.ts';
 import { waitForLockWait } from '../helpers/webhooks.ts';
 
 const secret = 'fix-press-notice-secret';
@@ -253,6 +254,40 @@ describe('fix press notice on the check run', () => {
     expect(after.output.text).not.toContain('1000');
     expect(after.output.text).not.toContain(ownerId);
     expect(after.annotations).toHaveLength(2);
+  });
+
+  it('shows a rejected platform key', async () => {
+    await setup.context.db.update(users).set({ tokensUsed: 120 }).where(eq(users.id, ownerId));
+    await recordGroqKeyRejection(setup.context.db, 'gsk_notice_platform');
+    try {
+      const { run, checkRun } = await reportedRun(2);
+      const summary = checkRun.output.summary;
+      const [before] = await setup.context.db.select().from(users).where(eq(users.id, ownerId));
+
+      const { job, data } = await pressAndPublish(run.id, checkRun.id);
+
+      expect(job.state).toBe('completed');
+      expect(data.notice).toEqual({ kind: 'platform_key_rejected', provider: 'groq', status: 401 });
+      const requests = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id));
+      expect(requests).toEqual([]);
+      const [after] = await setup.context.db.select().from(users).where(eq(users.id, ownerId));
+      expect(after!.tokensUsed).toBe(120);
+      expect(after!.tokensReserved).toBe(before!.tokensReserved);
+      const checkRunAfter = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+      expect(checkRunAfter.output.summary).toBe(summary);
+      expect(checkRunAfter.output.text).toContain(
+        'Nothing was queued, because Groq rejected the Groq key that the operator of this ' +
+          'Fixwright service provides (HTTP 401). The user who installed the app can save their ' +
+          'own Groq or Gemini key on the [keys page of the Fixwright dashboard]' +
+          `(${publicUrl}/keys), or the operator can replace the key in the \`GROQ_API_KEY\` ` +
+          'environment variable, then press **Fix with AI** again.',
+      );
+      expect(checkRunAfter.output.text).not.toContain(ownerId);
+      expect(checkRunAfter.output.text).not.toContain('gsk_notice_platform');
+      expect(checkRunAfter.annotations).toHaveLength(2);
+    } finally {
+      await setup.context.db.delete(platformKeyRejections);
+    }
   });
 
   it('shows a preview already in progress', async () => {
@@ -897,6 +932,21 @@ describe('fixPressText', () => {
     });
     expect(text).toContain("does not cover the estimate of any of the run's 3 files. That user");
     expect(text).not.toContain('one file');
+  });
+
+  it('names the setting of a rejected Gemini key', () => {
+    const text = fixPressText({
+      notice: { kind: 'platform_key_rejected', provider: 'gemini', status: null },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toContain(
+      'Nothing was queued, because Gemini rejected the Gemini key that the operator of this ' +
+        'Fixwright service provides. The user who installed the app can save their own Groq or ' +
+        'Gemini key on the keys page of the Fixwright dashboard, or the operator can replace the ' +
+        'key in the `GEMINI_API_KEY` environment variable, then press **Fix with AI** again.',
+    );
+    expect(text).not.toContain('HTTP');
   });
 
   it('counts the findings left out', () => {

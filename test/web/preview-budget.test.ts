@@ -1,4 +1,4 @@
-import { count, eq, sql } from 'drizzle-orm';
+import { count, eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { estimateFileCalls } from '../../src/autofix/preview-budget.ts';
 import { groupFindingsByFile } from '../../src/autofix/preview-files.ts';
@@ -14,10 +14,10 @@ import {
   type Provider,
 } from '../../src/db/schema/index.ts';
 import { encryptUserKey } from '../../src/keys/encryption.ts';
-import { hashPlatformKey } from '../../src/keys/platform-key-rejections.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { recordGroqKeyRejection } from '../helpers/platform-key-rejection.ts';
 import {
   createRunWithFindings,
   createSignedInUser,
@@ -748,15 +748,7 @@ describe('preview start with a rejected platform key', () => {
     'started. The operator of this service has to replace the platform Groq key. Until then, you ' +
     'can save a key of your own on the keys page.';
 
-  /** Records a rejection of the context's platform Groq key, re-checked in an hour or `due`. */
-  async function rejectPlatformKey(due = false) {
-    await context.db.insert(platformKeyRejections).values({
-      provider: 'groq',
-      keyHash: hashPlatformKey('gsk_budget_platform_key'),
-      status: 401,
-      recheckAt: due ? sql`now() - interval '1 second'` : sql`now() + interval '1 hour'`,
-    });
-  }
+  const rejectPlatformKey = (due = false) => recordGroqKeyRejection(context.db, 'gsk_budget_platform_key', due);
 
   afterEach(async () => {
     await context.db.delete(platformKeyRejections);
