@@ -85,25 +85,70 @@ function changesFinalNewline(hunk: StructuredPatchHunk): boolean {
 }
 
 /**
- * Returns the head-file lines a suggestion replaces and the replacement for one hunk, or null
- * when no line can carry it. GitHub cannot select zero lines, so an insertion also replaces the
- * line above it (or the first line, for an insertion at the top) and repeats that line.
+ * Returns the head-file lines that a suggestion for `hunk` must select, or null when the file
+ * has no line to select. GitHub cannot select zero lines, so an insertion selects the line above
+ * it, or the first line for an insertion at the top, and its suggestion repeats that line.
  */
-function suggestionFor(
-  hunk: StructuredPatchHunk,
-  original: readonly string[],
-): { start: number; end: number; lines: string[] } | null {
-  const added = hunk.lines
-    .filter((line) => line.startsWith('+'))
-    .map((line) => line.slice(1).replace(/\r$/, ''));
-  if (hunk.oldLines > 0) {
-    return { start: hunk.oldStart, end: hunk.oldStart + hunk.oldLines - 1, lines: added };
-  }
+function linesForHunk(hunk: StructuredPatchHunk, lineCount: number): LineRange | null {
+  if (hunk.oldLines > 0) return { start: hunk.oldStart, end: hunk.oldStart + hunk.oldLines - 1 };
   // jsdiff numbers a pure insertion by the old line it precedes, not the line after which it goes.
   const above = hunk.oldStart - 1;
-  if (above >= 1) return { start: above, end: above, lines: [original[above - 1]!, ...added] };
-  if (original.length === 0) return null;
-  return { start: 1, end: 1, lines: [...added, original[0]!] };
+  if (above >= 1) return { start: above, end: above };
+  return lineCount > 0 ? { start: 1, end: 1 } : null;
+}
+
+/** Hunks whose selected head-file lines overlap, so that one suggestion must carry them all. */
+interface HunkGroup {
+  hunks: StructuredPatchHunk[];
+  /** Union of the hunks' selected lines, or null when the file has no line to select. */
+  lines: LineRange | null;
+}
+
+/**
+ * Groups consecutive hunks whose selected lines overlap, for example an insertion at the top and
+ * one below line 1, which both select line 1. GitHub applies one suggestion per line when it
+ * commits a batch and marks the others outdated, so overlapping suggestions cannot all be
+ * accepted. `hunks` must be in file order, as jsdiff returns them.
+ */
+function groupOverlappingHunks(
+  hunks: readonly StructuredPatchHunk[],
+  lineCount: number,
+): HunkGroup[] {
+  const groups: HunkGroup[] = [];
+  for (const hunk of hunks) {
+    const lines = linesForHunk(hunk, lineCount);
+    const last = groups.at(-1);
+    if (lines && last?.lines && lines.start <= last.lines.end) {
+      last.hunks.push(hunk);
+      last.lines = { start: last.lines.start, end: Math.max(last.lines.end, lines.end) };
+    } else {
+      groups.push({ hunks: [hunk], lines });
+    }
+  }
+  return groups;
+}
+
+/**
+ * Returns the lines that replace `lines` of `original` once every hunk of `hunks` is applied:
+ * the unchanged lines of the range between and around the hunks, and each hunk's added lines.
+ */
+function replacementLines(
+  hunks: readonly StructuredPatchHunk[],
+  lines: LineRange,
+  original: readonly string[],
+): string[] {
+  const replacement: string[] = [];
+  // The next head-file line (1-based) that no hunk has removed or copied yet.
+  let next = lines.start;
+  for (const hunk of hunks) {
+    replacement.push(...original.slice(next - 1, hunk.oldStart - 1));
+    for (const line of hunk.lines) {
+      if (line.startsWith('+')) replacement.push(line.slice(1).replace(/\r$/, ''));
+    }
+    next = hunk.oldStart + hunk.oldLines;
+  }
+  replacement.push(...original.slice(next - 1, lines.end));
+  return replacement;
 }
 
 function insideOneRange(ranges: readonly LineRange[], start: number, end: number): boolean {
@@ -180,26 +225,32 @@ export async function buildFileSuggestions(
   // file has no final line break to add or remove.
   // NOTE: that accepting them on GitHub leaves a file of 0 bytes, and no line break, is unverified.
   const emptiesFile = file.proposedText === '';
-  for (const hunk of patch.hunks) {
-    const suggestion = changesFinalNewline(hunk) && !emptiesFile ? null : suggestionFor(hunk, original);
-    if (!suggestion || !insideOneRange(ranges, suggestion.start, suggestion.end)) {
-      outside.push(hunk);
+  for (const group of groupOverlappingHunks(patch.hunks, original.length)) {
+    const { lines } = group;
+    // A group becomes one suggestion or goes to the body whole, so no suggestion selects a line
+    // that a change in the body also touches.
+    const suggestible =
+      lines !== null &&
+      insideOneRange(ranges, lines.start, lines.end) &&
+      (emptiesFile || !group.hunks.some(changesFinalNewline));
+    if (!suggestible) {
+      outside.push(...group.hunks);
       continue;
     }
-    const body = suggestionBlock(suggestion.lines, lineBreak);
+    const body = suggestionBlock(replacementLines(group.hunks, lines, original), lineBreak);
     // The whole review would be rejected, so a change too long for one comment goes to the body.
     if (body.length > maxCommentBodyLength) {
-      outside.push(hunk);
+      outside.push(...group.hunks);
       continue;
     }
     const comment: SuggestionComment = {
       path: file.path,
       body,
-      line: suggestion.end,
+      line: lines.end,
       side: 'RIGHT',
     };
-    if (suggestion.start < suggestion.end) {
-      comment.start_line = suggestion.start;
+    if (lines.start < lines.end) {
+      comment.start_line = lines.start;
       comment.start_side = 'RIGHT';
     }
     comments.push(comment);

@@ -2,8 +2,8 @@
 // fake GitHub. Accepting them the way GitHub does (the selected lines are replaced by the
 // block's text, with its line breaks) must give the previewed file byte for byte.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ReviewCommentRecord } from '../../src/demo/fakes/github/state.ts';
 import { headBranch } from '../../src/demo/git-repository.ts';
+import { acceptSuggestions } from '../helpers/accept-suggestions.ts';
 import {
   createApplyTestContext,
   gitIn,
@@ -29,26 +29,6 @@ const proposed = {
 };
 
 let applyContext: ApplyTestContext;
-
-/**
- * Accepts review suggestions as GitHub does: each comment's lines of `text` (from `startLine`,
- * or `line` alone, to `line`) are replaced by the text between the block's fences, including
- * the line break before the closing fence. Comments are applied from the bottom up so that
- * earlier line numbers stay valid.
- */
-function acceptSuggestions(text: string, comments: readonly ReviewCommentRecord[]): string {
-  const lines = text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
-  const ordered = [...comments].sort((left, right) => right.line - left.line);
-  for (const comment of ordered) {
-    const content = comment.body.slice(
-      comment.body.indexOf('\n') + 1,
-      comment.body.lastIndexOf('\n') + 1,
-    );
-    const first = comment.startLine ?? comment.line;
-    lines.splice(first - 1, comment.line - first + 1, content);
-  }
-  return lines.join('');
-}
 
 beforeAll(async () => {
   applyContext = await createApplyTestContext({ base, head });

@@ -58,6 +58,24 @@ describe('buildFileSuggestions', async () => {
     ]);
   });
 
+  it('merges insertions that select one line', async () => {
+    // 'one' goes above line 1 and 'two-b' below it, so each alone would select line 1.
+    const text = 'two\nthree\n';
+    const result = await build('one\ntwo\ntwo-b\nthree\n', '@@ -0,0 +1,2 @@\n+two\n+three', text);
+    expect(result.outsideDiff).toBeNull();
+    expect(result.comments).toEqual([
+      { path: 'src/list.txt', line: 1, side: 'RIGHT', body: '```suggestion\none\ntwo\ntwo-b\n```' },
+    ]);
+  });
+
+  it('moves merged insertions outside the diff to the body', async () => {
+    const result = await build(original.replace('one\n', 'zero\none\none-b\n'));
+    expect(result.comments).toEqual([]);
+    expect(result.outsideDiff).toBe(
+      '--- a/src/list.txt\n+++ b/src/list.txt\n@@ -0,0 +1,1 @@\n+zero\n@@ -1,0 +3,1 @@\n+one-b\n',
+    );
+  });
+
   it('moves a change outside the diff to the body', async () => {
     const result = await build(original.replace('eight', 'EIGHT').replace('five', 'FIVE'));
     expect(result.comments.map((comment) => comment.line)).toEqual([5]);
