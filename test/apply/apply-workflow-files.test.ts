@@ -511,6 +511,39 @@ describe('apply after the Workflows permission is removed', () => {
     expect(row!.applyStartedAt).toBeNull();
   });
 
+  it('drops the note of a failed fallback', async () => {
+    // GitHub rejects the fallback review, so the apply fails after it stored its note.
+    setup.fake.queueResponse({
+      method: 'POST',
+      path: /\/pulls\/\d+\/reviews$/,
+      status: 422,
+      body: { message: 'Validation Failed' },
+    });
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+
+    const failed = await apply(request.id);
+
+    expect(failed.status).toBe(502);
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+    const [left] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(left!.appliedAt).toBeNull();
+    expect(left!.applyStartedAt).toBeNull();
+    expect(left!.appliedNote).toContain('were posted as review suggestions instead');
+
+    // The next apply posts suggestions because the renewed token lacks Workflows: write, and
+    // no commit of this apply was rejected, so it has no note.
+    const response = await apply(request.id);
+
+    const result = await response.clone().json();
+    await expectSuggestionReview(response);
+    expect(result.note).toBeNull();
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore + 1);
+    const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(row!.appliedAt).toBeInstanceOf(Date);
+    expect(row!.appliedNote).toBeNull();
+  });
+
   it('renews the token for the next apply', async () => {
     await apply((await newRequest()).id);
     await resetApplyRun(setup, applyContext.runId);
