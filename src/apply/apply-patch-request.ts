@@ -245,7 +245,8 @@ function storedResult(request: StoredRequest, files: string[]): ApplyResult {
 
 /**
  * Claims the request for one apply and returns the claim's time as `claimedAt`, which
- * releasing the claim compares, and the unconfirmed write of an earlier apply, if any. Returns
+ * releasing the claim compares, the unconfirmed write of an earlier apply, if any, and the
+ * `appliedNote` that an earlier apply stored before it posted its review, as `storedNote`. Returns
  * `claimedAt: null` while another apply runs, after one finished, or when the preview is no
  * longer ready (a regeneration started), so two concurrent calls never both write to GitHub. A
  * claim older than `staleApplyMinutes` is taken over, so a call that still runs after that
@@ -277,11 +278,12 @@ async function claim(
   claimedAt: string | null;
   closed: PullRequestClosedError | null;
   unconfirmed: UnconfirmedApply | null;
+  storedNote: string | null;
 }> {
   const { clearError, seenVersion } = options;
   return context.db.transaction(async (tx) => {
     const closed = await findPullRequestClosed(tx, request.runId);
-    if (closed) return { claimedAt: null, closed, unconfirmed: null };
+    if (closed) return { claimedAt: null, closed, unconfirmed: null, storedNote: null };
     const claimed = await tx
       .update(patchRequests)
       .set({
@@ -307,12 +309,18 @@ async function claim(
         unconfirmedAt: sql<string | null>`${patchRequests.applyUnconfirmedAt}::text`,
         unconfirmedMode: patchRequests.applyUnconfirmedMode,
         unconfirmedCommitSha: patchRequests.applyUnconfirmedCommitSha,
+        storedNote: patchRequests.appliedNote,
       });
     const claimedAt = claimed[0]?.claimedAt ?? null;
     if (claimedAt !== null && seenVersion !== undefined) {
       await checkPreviewVersion(tx, request.id, seenVersion, logger);
     }
-    return { claimedAt, closed: null, unconfirmed: claimed[0] ? toUnconfirmedApply(claimed[0]) : null };
+    return {
+      claimedAt,
+      closed: null,
+      unconfirmed: claimed[0] ? toUnconfirmedApply(claimed[0]) : null,
+      storedNote: claimed[0]?.storedNote ?? null,
+    };
   });
 }
 
@@ -449,7 +457,7 @@ export async function applyPatchRequest(
     logger,
   );
   if (claimOutcome.closed) throw closedRejection(claimOutcome.closed);
-  const { claimedAt, unconfirmed } = claimOutcome;
+  const { claimedAt, unconfirmed, storedNote } = claimOutcome;
   if (claimedAt === null) {
     const current = await context.db.query.patchRequests.findFirst({
       where: eq(patchRequests.id, request.id),
@@ -466,6 +474,7 @@ export async function applyPatchRequest(
     );
   }
   const [owner, repo] = splitRepository(run.repository);
+  const recovering = claimLeft || unconfirmed !== null;
   let outcome: { commitSha: string | null; reviewId: number | null };
   let note: string | null = null;
   try {
@@ -516,7 +525,6 @@ export async function applyPatchRequest(
         'the unconfirmed write of an earlier apply did not take effect',
       );
     }
-    const recovering = claimLeft || unconfirmed !== null;
     if (leftReviewId !== null || leftCommitSha !== null) {
       mode = leftReviewId !== null ? 'suggestions' : 'commit';
     } else {
@@ -593,7 +601,13 @@ export async function applyPatchRequest(
           note = await handleWorkflowsRejection(
             context.db,
             error,
-            { installationId: run.installationId, requestedMode: input.mode, files: paths },
+            {
+              patchRequestId: request.id,
+              claimedAt,
+              installationId: run.installationId,
+              requestedMode: input.mode,
+              files: paths,
+            },
             logger,
           );
           mode = 'suggestions';
@@ -691,6 +705,10 @@ export async function applyPatchRequest(
     throw failure;
   }
 
+  // When GitHub rejected an earlier call's commit of workflow files, that call stored its note
+  // before it posted the fallback review, and may have died after the post. The note belongs
+  // with that review, which this call found or posted, and not with a commit.
+  if (note === null && outcome.reviewId !== null && recovering) note = storedNote;
   const appliedAt = new Date();
   // A job that waits for this claim starts now and ends without writing.
   const values = {

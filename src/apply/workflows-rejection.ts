@@ -1,6 +1,6 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { installations, type ApplyMode } from '../db/schema/index.ts';
+import { installations, patchRequests, type ApplyMode } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { formatCount, listShort, pickForm } from '../text/plural.ts';
 import { ApplyRejectedError } from './apply-rejected-error.ts';
@@ -63,18 +63,31 @@ export function asWorkflowsRejection(
   return new WorkflowsRejectedError(workflowPaths, rejection, error);
 }
 
+/** An apply whose commit GitHub rejected, with its claim on the patch request. */
+export interface RejectedApply {
+  patchRequestId: string;
+  /** PostgreSQL's text form of the claim's `applyStartedAt`. */
+  claimedAt: string;
+  installationId: number;
+  requestedMode: ApplyMode | undefined;
+  files: readonly string[];
+}
+
 /**
  * Records GitHub's rejection of an apply's commit of workflow files. It stores the time in
  * `installations.permissions_changed_at`, so every process requests a new access token before
  * it next reads the installation's Workflows permission, because no webhook reports a removed
  * permission and the cached token still claims it. For an apply in mode `commit`, it throws
- * ApplyRejectedError. Otherwise it returns the note for the apply's result, and the apply posts
- * all files as suggestions, as it does for a preview with workflow files without the permission.
+ * ApplyRejectedError. Otherwise it stores the note for the apply's result as the request's
+ * `appliedNote`, only while the claim is the apply's, and returns it. The apply then posts all
+ * files as suggestions, as it does for a preview with workflow files without the permission.
+ * A call that dies after posting leaves the note stored, and the apply that takes over its
+ * claim records the note with the review that it finds.
  */
 export async function handleWorkflowsRejection(
   db: Database,
   error: WorkflowsRejectedError,
-  apply: { installationId: number; requestedMode: ApplyMode | undefined; files: readonly string[] },
+  apply: RejectedApply,
   logger: Logger,
 ): Promise<string> {
   await db
@@ -114,10 +127,21 @@ export async function handleWorkflowsRejection(
       'apply.workflows_permission_rejected',
     );
   }
-  return (
+  const note =
     `${request}. ${reason} Nothing was committed, so the fixes of ` +
     `${formatCount(apply.files.length, 'file')} were posted as review suggestions instead. To ` +
     `commit workflow files, give the GitHub App the repository permission ${neededPermission} ` +
-    "and have the installation's owner accept it."
-  );
+    "and have the installation's owner accept it.";
+  // Pages and the API show `appliedNote` only once `appliedAt` is set. A claim that another call
+  // took over is left to that call.
+  await db
+    .update(patchRequests)
+    .set({ appliedNote: note })
+    .where(
+      and(
+        eq(patchRequests.id, apply.patchRequestId),
+        sql`${patchRequests.applyStartedAt} = ${apply.claimedAt}::timestamptz`,
+      ),
+    );
+  return note;
 }

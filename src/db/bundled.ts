@@ -316,13 +316,24 @@ export async function startEmbeddedPostgres(options: {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.stdout!.on('data', remember);
   const abortSignal = options.signal;
+  const pauseStart = pausesStartForTest(abortSignal);
   let onAbort: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       child.stderr!.on('data', (chunk: Buffer) => {
         const text = chunk.toString('utf8');
         remember(text);
-        if (text.includes('database system is ready to accept connections')) resolve();
+        if (!text.includes('database system is ready to accept connections')) return;
+        if (!pauseStart) {
+          resolve();
+          return;
+        }
+        // A warning, so that one-off commands, which log only warnings at LOG_LEVEL=info, show it.
+        options.logger?.warn(
+          { event: 'bundled_postgres.start_paused', pid: child.pid, dataDir: options.clusterDir },
+          'the bundled PostgreSQL is ready, and its start pauses until a signal because ' +
+            'FIXWRIGHT_TEST_PAUSE_BUNDLED_START is set',
+        );
       });
       child.once('exit', (code, signal) => reject(failure(`postgres exited (${signal ?? code})`)));
       child.once('error', (error) => reject(failure(error.message)));
@@ -387,6 +398,20 @@ export async function startEmbeddedPostgres(options: {
       if (!options.persistent) await rm(options.clusterDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Tells whether a test pauses the start of the bundled server, once it is ready, until `signal`
+ * aborts. That happens only with NODE_ENV=test and FIXWRIGHT_TEST_PAUSE_BUNDLED_START=1, and
+ * only for a start that a signal can cancel. A test that sends its signal while the server
+ * starts would otherwise race a start that may last a fraction of a second.
+ */
+function pausesStartForTest(signal: AbortSignal | undefined): boolean {
+  return (
+    signal !== undefined &&
+    process.env.NODE_ENV === 'test' &&
+    process.env.FIXWRIGHT_TEST_PAUSE_BUNDLED_START === '1'
+  );
 }
 
 /** Matches the messages of a full file system or quota in PostgreSQL's output and Node's errors. */

@@ -145,6 +145,9 @@ afterEach(async () => {
   await setup.context.db.execute(
     sql`DROP TRIGGER IF EXISTS test_ready_workflow_at_claim ON patch_requests`,
   );
+  await setup.context.db.execute(
+    sql`DROP TRIGGER IF EXISTS test_fail_apply_record ON patch_requests`,
+  );
   expect(setup.fake.handlerErrors).toEqual([]);
 });
 
@@ -448,6 +451,97 @@ describe('apply after the Workflows permission is removed', () => {
       headers: { authorization: `Bearer ${applyContext.user.token}` },
     });
     expect((await preview.json()).applied.note).toBe(note);
+  });
+
+  it('keeps the note after a crash', async () => {
+    // The update that records the applied review fails, so the apply ends after the review was
+    // posted and before anything else was stored, as when its process dies there.
+    await setup.context.db.execute(sql.raw(`
+      CREATE OR REPLACE FUNCTION test_fail_apply_record() RETURNS trigger AS $$
+      BEGIN
+        IF NEW.applied_at IS NOT NULL AND OLD.applied_at IS NULL THEN
+          RAISE EXCEPTION 'the process died before it recorded the apply';
+        END IF;
+        RETURN NEW;
+      END $$ LANGUAGE plpgsql;
+      CREATE TRIGGER test_fail_apply_record BEFORE UPDATE ON patch_requests
+        FOR EACH ROW EXECUTE FUNCTION test_fail_apply_record();`));
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+    const reviewPostsBefore = countRequests('POST', /\/pulls\/\d+\/reviews$/);
+    const note =
+      `${treeRejection()} Nothing was committed, so the fixes of 2 files were posted as review ` +
+      'suggestions instead. To commit workflow files, give the GitHub App the repository ' +
+      "permission Workflows: read and write and have the installation's owner accept it.";
+
+    const crashed = await apply(request.id);
+
+    expect(crashed.status).toBe(500);
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore + 1);
+    const reviewId = setup.fake.reviews.at(-1)!.id;
+    const [left] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(left!.appliedAt).toBeNull();
+    expect(left!.applyStartedAt).not.toBeNull();
+    expect(left!.appliedNote).toBe(note);
+
+    // The claim of the dead call goes stale after 10 minutes, and then an apply takes it over.
+    await setup.context.db.execute(
+      sql`DROP TRIGGER IF EXISTS test_fail_apply_record ON patch_requests`,
+    );
+    await setup.context.db
+      .update(patchRequests)
+      .set({ applyStartedAt: new Date(Date.now() - 11 * 60_000) })
+      .where(eq(patchRequests.id, request.id));
+    const retried = await apply(request.id);
+
+    expect(retried.status).toBe(200);
+    const result = await retried.json();
+    expect(result.alreadyApplied).toBe(false);
+    expect(result.mode).toBe('suggestions');
+    expect(result.reviewId).toBe(reviewId);
+    expect(result.note).toBe(note);
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore + 1);
+    expect(countRequests('POST', /\/pulls\/\d+\/reviews$/)).toBe(reviewPostsBefore + 1);
+    expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
+    const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(row!.appliedAt).toBeInstanceOf(Date);
+    expect(row!.applyMode).toBe('suggestions');
+    expect(row!.appliedReviewId).toBe(reviewId);
+    expect(row!.appliedNote).toBe(note);
+    expect(row!.applyStartedAt).toBeNull();
+  });
+
+  it('drops the note of a failed fallback', async () => {
+    // GitHub rejects the fallback review, so the apply fails after it stored its note.
+    setup.fake.queueResponse({
+      method: 'POST',
+      path: /\/pulls\/\d+\/reviews$/,
+      status: 422,
+      body: { message: 'Validation Failed' },
+    });
+    const request = await newRequest();
+    const reviewsBefore = setup.fake.reviews.length;
+
+    const failed = await apply(request.id);
+
+    expect(failed.status).toBe(502);
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore);
+    const [left] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(left!.appliedAt).toBeNull();
+    expect(left!.applyStartedAt).toBeNull();
+    expect(left!.appliedNote).toContain('were posted as review suggestions instead');
+
+    // The next apply posts suggestions because the renewed token lacks Workflows: write, and
+    // no commit of this apply was rejected, so it has no note.
+    const response = await apply(request.id);
+
+    const result = await response.clone().json();
+    await expectSuggestionReview(response);
+    expect(result.note).toBeNull();
+    expect(setup.fake.reviews).toHaveLength(reviewsBefore + 1);
+    const [row] = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.id, request.id));
+    expect(row!.appliedAt).toBeInstanceOf(Date);
+    expect(row!.appliedNote).toBeNull();
   });
 
   it('renews the token for the next apply', async () => {

@@ -108,12 +108,22 @@ describe('a one-off command interrupted', () => {
   it.each(startCases)('stops its PostgreSQL on $signal while $command starts it', async (testCase) => {
     const { command, signal } = testCase;
     const dataDir = await copyTemplate();
-    const run = spawnCli(commands[command], cliEnv({ DATA_DIR: dataDir }));
+    // The command pauses its start once the server is ready, so the signal cannot come after
+    // the command has already stopped its short-lived server. At LOG_LEVEL=debug it would log
+    // bundled_postgres.started if the start went on.
+    const run = spawnCli(
+      commands[command],
+      cliEnv({ DATA_DIR: dataDir, LOG_LEVEL: 'debug', FIXWRIGHT_TEST_PAUSE_BUNDLED_START: '1' }),
+    );
     try {
       await run.waitUntil(
-        async () => (await processPids('postgres', ['-D', path.join(dataDir, 'postgres')])).length > 0,
-        'a postgres process for the data folder',
+        () => run.output().includes('"event":"bundled_postgres.start_paused"'),
+        'the start of the bundled PostgreSQL to pause',
       );
+      // A backend that the server has just forked has the server's command line for a moment,
+      // so the server's pid comes from postmaster.pid.
+      const serverPid = bundledPostgresPid(dataDir);
+      expect(serverPid).toBeDefined();
       process.kill(run.child.pid!, signal);
       const exit = await run.exit();
       const output = run.output();
@@ -122,6 +132,8 @@ describe('a one-off command interrupted', () => {
       const lines = interruptedLines(output);
       expect(lines, output).toHaveLength(1);
       expect(lines[0]).toContain(`"signal":"${signal}"`);
+      expect(output).not.toContain('"event":"bundled_postgres.started"');
+      expect(isProcessAlive(serverPid!)).toBe(false);
       await expectNoServer(dataDir);
     } finally {
       run.kill();
