@@ -237,6 +237,20 @@ export interface PostgresServer {
 }
 
 /**
+ * Returns a function that takes the chunks of a stream in order and returns true once `phrase`
+ * has appeared, also when a chunk boundary splits it.
+ */
+export function phraseWatcher(phrase: string): (chunk: string) => boolean {
+  let tail = '';
+  return (chunk) => {
+    const text = tail + chunk;
+    if (text.includes(phrase)) return true;
+    tail = text.slice(Math.max(0, text.length - phrase.length + 1));
+    return false;
+  };
+}
+
+/**
  * Initialises the cluster when it is new and starts the server on 127.0.0.1 only. Also used by
  * the test suite, with a throw-away folder. The server runs in its own process group, so a
  * Ctrl-C in the terminal reaches only Fixwright, which then stops the server after its
@@ -320,10 +334,11 @@ export async function startEmbeddedPostgres(options: {
   let onAbort: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
+      const ready = phraseWatcher('database system is ready to accept connections');
       child.stderr!.on('data', (chunk: Buffer) => {
         const text = chunk.toString('utf8');
         remember(text);
-        if (!text.includes('database system is ready to accept connections')) return;
+        if (!ready(text)) return;
         if (!pauseStart) {
           resolve();
           return;
