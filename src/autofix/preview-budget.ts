@@ -33,8 +33,12 @@ export interface FileCallEstimate {
 
 /** Payer of a preview's model calls, as chosen for a preview started now. */
 export type PreviewPayment =
-  /** No platform key is configured and the user has no usable own key. */
-  | { kind: 'no_provider' }
+  /**
+   * No provider has a key that previews may use: neither a usable own key nor a platform key
+   * in place of a missing own key. `unusableOwnKeys` are the providers whose stored own key is
+   * unusable, in the user's order.
+   */
+  | { kind: 'no_provider'; unusableOwnKeys: Provider[] }
   | {
       kind: 'allowance';
       allowance: AllowanceState;
@@ -268,7 +272,9 @@ export async function loadPreviewPayment(
   const keys = await listUserKeys(context, userId);
   const usable = new Map(keys.map((key) => [key.provider, key.unusableReason === null]));
   const choices = chooseKeys(order, usable, (provider) => Boolean(platformKey(context.config, provider)));
-  if (choices.length === 0) return { kind: 'no_provider' };
+  if (choices.length === 0) {
+    return { kind: 'no_provider', unusableOwnKeys: order.filter((provider) => usable.get(provider) === false) };
+  }
   const own = choices.find((choice) => choice.keySource === 'user');
   if (own) {
     return { kind: 'own_key', provider: own.provider, platformFirst: choices[0]!.keySource === 'platform' };

@@ -13,6 +13,7 @@ import {
   type FileCallEstimate,
   type PreviewPayment,
 } from '../autofix/preview-budget.ts';
+import { describeNoProvider } from '../autofix/no-provider.ts';
 import { platformKeySettingNames } from '../autofix/provider-client.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
@@ -53,11 +54,12 @@ type HandlerContext = Pick<AppContext, 'config' | 'keyring' | 'logger'>;
  * pressed the button, because automatic work is charged to the user who installed the app.
  * The button cannot choose findings, so the preview gets the dashboard form's default
  * selection: at most `maxPatchRequestFindings` findings, the most severe first, and when the
- * owner's allowance pays, only those that fit what is left. When none fits, when the platform
- * key that would pay is rejected and the owner has no own key, or for a suspended or deleted
- * installation or a closed pull request, nothing is queued, and the outcome gives the reason. Unless the installation
- * is suspended or deleted, a fix-press-notice job in the same transaction then shows what the
- * press did on the check run.
+ * owner's allowance pays, only those that fit what is left. Nothing is queued when none fits
+ * or when no provider has a key that previews may use for the owner. The same holds when the
+ * platform key that would pay is rejected and the owner has no own key, and for a suspended
+ * or deleted installation or a closed pull request. The outcome gives the reason. Unless the
+ * installation is suspended or deleted, a fix-press-notice job in the same transaction then
+ * shows what the press did on the check run.
  */
 export async function handleCheckRunEvent(
   tx: Transaction,
@@ -209,6 +211,21 @@ async function handleFixPress(
   }
 
   const payment = await loadPreviewPayment({ ...context, db: tx }, installation.userId);
+  // Every file of a preview without a provider would fail, and only an own key or the operator
+  // can help, so this comes before the allowance too.
+  if (payment.kind === 'no_provider') {
+    const payer = {
+      subject: `user ${installation.userId}, who pays for fixes of this installation,`,
+      actor: 'that user',
+      possessive: 'their',
+      keysPage: 'the keys page',
+    };
+    const reason = describeNoProvider(payment.unusableOwnKeys, payer);
+    return {
+      outcome: `no patch request: ${reason} Then press "Fix with AI" again.`,
+      notice: { kind: 'no_provider', unusableOwnKeys: payment.unusableOwnKeys },
+    };
+  }
   // Checked before the allowance, as the API's 503 is, because only the operator or an own key
   // can help, and a preview would fail every file without a request.
   if (payment.kind === 'allowance' && payment.platformKeyRejection) {

@@ -8,6 +8,7 @@ import {
   recordInstallationUnavailable,
 } from '../github/installation-unavailable.ts';
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
+import { InvalidRepositoryNameError } from '../github/repository-name.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
 import { analyzeRun, failRun } from '../runs/analyze-run.ts';
@@ -34,9 +35,10 @@ export const analyzeQueueOptions = {
 
 /**
  * Analyzes one run. Safe to retry: findings of the run are replaced, not appended. A suspended
- * or uninstalled installation, or a GitHub response over the size limit, fails the run at once
- * and completes the job without a retry. A GitHub rate limit ends the job and queues the next
- * attempt for when the limit lifts (see `waitForRateLimit`).
+ * or uninstalled installation, a GitHub response over the size limit or an invalid stored
+ * repository name fails the run at once and completes the job without a retry. A GitHub rate
+ * limit ends the job and queues the next attempt for when the limit lifts (see
+ * `waitForRateLimit`).
  */
 export async function handleAnalyzeJob(
   context: AppContext,
@@ -78,8 +80,9 @@ export async function handleAnalyzeJob(
       );
       return;
     }
-    if (error instanceof GitHubResponseTooLargeError) {
-      // The response would be as large on a retry, so the run fails now.
+    const permanent = describePermanentFailure(error);
+    if (permanent) {
+      // A retry would fail the same way, so the run fails now.
       await failRun(context.db, { runId, jobId: job.id }, error);
       logger.error(
         {
@@ -88,7 +91,7 @@ export async function handleAnalyzeJob(
           attempt: job.retryCount,
           finalAttempt: true,
         },
-        'analysis failed: a GitHub response is larger than the limit',
+        `analysis failed: ${permanent}`,
       );
       return;
     }
@@ -122,6 +125,16 @@ export async function handleAnalyzeJob(
     // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
     throw new JobError(safe);
   }
+}
+
+/**
+ * Returns the log message's reason when `error` fails the analysis the same way on every
+ * retry, or null otherwise.
+ */
+function describePermanentFailure(error: unknown): string | null {
+  if (error instanceof GitHubResponseTooLargeError) return 'a GitHub response is larger than the limit';
+  if (error instanceof InvalidRepositoryNameError) return "the run's stored repository name is invalid";
+  return null;
 }
 
 /**

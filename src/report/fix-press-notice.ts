@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { providers, runStatuses } from '../db/schema/index.ts';
 import { maxPatchRequestFindings } from '../autofix/patch-request-limit.ts';
+import { describeNoProvider } from '../autofix/no-provider.ts';
 import { platformKeySettingNames } from '../autofix/provider-client.ts';
 import { providerNames } from '../llm/types.ts';
 import { formatCount, formatNumber, pickForm } from '../text/plural.ts';
@@ -40,6 +41,11 @@ export const fixPressNotice = z.discriminatedUnion('kind', [
     provider: z.enum(providers),
     status: z.number().int().nullable(),
   }),
+  /**
+   * A press while no provider has a key that previews may use for the user who installed the
+   * app. `unusableOwnKeys` are the providers whose stored own key of that user is unusable.
+   */
+  z.object({ kind: z.literal('no_provider'), unusableOwnKeys: z.array(z.enum(providers)) }),
   z.object({ kind: z.literal('pull_request_closed') }),
   z.object({ kind: z.literal('no_owner') }),
   z.object({ kind: z.literal('run_not_completed'), status: z.enum(runStatuses) }),
@@ -84,6 +90,11 @@ interface NoticeLinks {
   publicUrl?: string;
   /** URL of the run's newest check run on GitHub, for a press on an earlier one. */
   newerCheckRunUrl?: string;
+}
+
+/** Returns the name of the dashboard's keys page, as a link when PUBLIC_URL is known. */
+function keysPageLink(publicUrl: string | undefined): string {
+  return publicUrl ? `[keys page of the Fixwright dashboard](${publicUrl}/keys)` : 'keys page of the Fixwright dashboard';
 }
 
 /** Describes what the press did and, for a rejected press, what to do next. */
@@ -140,15 +151,22 @@ function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
     case 'platform_key_rejected': {
       const name = providerNames[notice.provider];
       const status = notice.status === null ? '' : ` (HTTP ${notice.status})`;
-      const keysPage = publicUrl
-        ? `[keys page of the Fixwright dashboard](${publicUrl}/keys)`
-        : 'keys page of the Fixwright dashboard';
+      const keysPage = keysPageLink(publicUrl);
       return (
         `Nothing was queued, because ${name} rejected the ${name} key that the operator of this ` +
         `Fixwright service provides${status}. The user who installed the app can save their own ` +
         `Groq or Gemini key on the ${keysPage}, or the operator can replace the key in the ` +
         `\`${platformKeySettingNames[notice.provider]}\` environment variable, ${again}.`
       );
+    }
+    case 'no_provider': {
+      const payer = {
+        subject: 'the user who installed the app',
+        actor: 'that user',
+        possessive: 'their',
+        keysPage: `the ${keysPageLink(publicUrl)}`,
+      };
+      return `Nothing was queued. ${describeNoProvider(notice.unusableOwnKeys, payer)} Then press **Fix with AI** again.`;
     }
     case 'pull_request_closed':
       return `Nothing was queued, because the pull request is closed. Reopen it, ${again}.`;

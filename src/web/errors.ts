@@ -5,6 +5,7 @@ import { isDatabaseUnreachable } from '../db/connection-errors.ts';
 import { toSafeError } from '../errors/safe-error.ts';
 import { quoteValue } from '../text/quote-value.ts';
 import type { InstallationUnavailableError } from '../github/installation-unavailable.ts';
+import { describeNoProvider, payerYou } from '../autofix/no-provider.ts';
 import type { PreviewPayment } from '../autofix/preview-budget.ts';
 import { platformKeyRejectedPreviewReason } from '../keys/platform-key-rejections.ts';
 import type { Logger } from '../logger.ts';
@@ -65,6 +66,19 @@ export function fromPlatformKeyRejected(payment: PreviewPayment): AppError | nul
     provider,
     status,
   });
+}
+
+/**
+ * Returns a 503 when no model provider can pay for a preview, or null otherwise. Every file of
+ * such a preview would fail, so none is started. It is a 503 `not_configured`, like a missing
+ * setting, because the service cannot run previews for the user as configured, and no change
+ * to the run or the selection helps. The details name the providers whose stored own key is
+ * unusable.
+ */
+export function fromNoProvider(payment: PreviewPayment): AppError | null {
+  if (payment.kind !== 'no_provider') return null;
+  const message = `${describeNoProvider(payment.unusableOwnKeys, payerYou)} No preview was started.`;
+  return new AppError('not_configured', message, { unusableOwnKeys: payment.unusableOwnKeys });
 }
 
 /**

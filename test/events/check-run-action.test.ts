@@ -11,6 +11,7 @@ import {
   prRuns,
   tokenEvents,
   tokenReservations,
+  userApiKeys,
   users,
   webhookDeliveries,
 } from '../../src/db/schema/index.ts';
@@ -40,10 +41,10 @@ let app: ReturnType<typeof createApp>;
 let delivery = 0;
 let nextCheckRunId = 900;
 
-async function deliver(event: string, payload: Record<string, unknown>) {
+async function deliver(event: string, payload: Record<string, unknown>, application = app) {
   const body = JSON.stringify(payload);
   const id = `check-run-${delivery++}`;
-  const response = await app.request('/webhooks/github', {
+  const response = await application.request('/webhooks/github', {
     method: 'POST',
     body,
     headers: {
@@ -127,6 +128,39 @@ async function ownerWithInstallation(
   const [owner] = await context.db.insert(users).values({ login, ...allowance }).returning();
   await insertInstallation(context, { id: installationId, userId: owner!.id });
   return owner!;
+}
+
+/** Returns the user's allowance counters and the number of its ledger and reservation rows. */
+async function usageOf(userId: string) {
+  const [user] = await context.db
+    .select({ tokensUsed: users.tokensUsed, tokensReserved: users.tokensReserved })
+    .from(users)
+    .where(eq(users.id, userId));
+  const events = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
+  const reservations = await context.db.select().from(tokenReservations).where(eq(tokenReservations.userId, userId));
+  return { ...user!, events: events.length, reservations: reservations.length };
+}
+
+/**
+ * Checks that a press queued one preview of the run's two findings in one file, paid by the
+ * owner's own key, so that the owner's allowance and ledger did not change.
+ */
+async function expectQueuedOnOwnKey(press: {
+  runId: string;
+  ownerId: string;
+  outcome: string;
+  usageBefore: Awaited<ReturnType<typeof usageOf>>;
+}) {
+  const requests = await requestsOf(press.runId);
+  expect(requests).toHaveLength(1);
+  expect(requests[0]!.userId).toBe(press.ownerId);
+  expect(press.outcome).toBe(
+    `patch request ${requests[0]!.id} queued for run ${press.runId} with 2 findings, paid by user ${press.ownerId}`,
+  );
+  expect(await noticesOf(press.runId)).toEqual([
+    { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 0, leftOutFindings: 0 },
+  ]);
+  expect(await usageOf(press.ownerId)).toEqual(press.usageBefore);
 }
 
 /** The message of the built-in console.log rule, which makes each call here over 500 tokens. */
@@ -482,17 +516,6 @@ describe('check_run requested_action past 1,000 findings', () => {
 describe('check_run requested_action with a rejected platform key', () => {
   const rejectPlatformKey = (due = false) => recordGroqKeyRejection(context.db, 'gsk_check_run_platform_key', due);
 
-  /** Returns the user's allowance counters and the number of its ledger and reservation rows. */
-  async function usageOf(userId: string) {
-    const [user] = await context.db
-      .select({ tokensUsed: users.tokensUsed, tokensReserved: users.tokensReserved })
-      .from(users)
-      .where(eq(users.id, userId));
-    const events = await context.db.select().from(tokenEvents).where(eq(tokenEvents.userId, userId));
-    const reservations = await context.db.select().from(tokenReservations).where(eq(tokenReservations.userId, userId));
-    return { ...user!, events: events.length, reservations: reservations.length };
-  }
-
   afterEach(async () => {
     await context.db.delete(platformKeyRejections);
   });
@@ -538,16 +561,7 @@ describe('check_run requested_action with a rejected platform key', () => {
 
     const outcome = await deliver('check_run', requestedAction(checkRunId, 8143));
 
-    const requests = await requestsOf(run.id);
-    expect(requests).toHaveLength(1);
-    expect(requests[0]!.userId).toBe(owner.id);
-    expect(outcome).toBe(
-      `patch request ${requests[0]!.id} queued for run ${run.id} with 2 findings, paid by user ${owner.id}`,
-    );
-    expect(await noticesOf(run.id)).toEqual([
-      { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 0, leftOutFindings: 0 },
-    ]);
-    expect(await usageOf(owner.id)).toEqual(before);
+    await expectQueuedOnOwnKey({ runId: run.id, ownerId: owner.id, outcome, usageBefore: before });
   });
 
   it('queues a preview when a re-check is due', async () => {
@@ -562,5 +576,66 @@ describe('check_run requested_action with a rejected platform key', () => {
     expect(await noticesOf(run.id)).toEqual([
       { kind: 'queued', patchRequestId: requests[0]!.id, files: 1, leftOutFiles: 0, leftOutFindings: 0 },
     ]);
+  });
+});
+
+describe('check_run requested_action without a model provider', () => {
+  // The same database, as a process started without GROQ_API_KEY and GEMINI_API_KEY.
+  const withoutPlatformKeys = () =>
+    createApp({ ...context, config: { ...context.config, GROQ_API_KEY: undefined, GEMINI_API_KEY: undefined } });
+
+  it('queues nothing without an own key', async () => {
+    const owner = await ownerWithInstallation('no-provider', 8151, { tokensUsed: 120 });
+    const { run, checkRunId } = await runWithCheckRun(8151, 2);
+    const before = await usageOf(owner.id);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8151), withoutPlatformKeys());
+
+    expect(outcome).toBe(
+      'no patch request: No model provider is available for previews: this service has no ' +
+        'platform key (neither GROQ_API_KEY nor GEMINI_API_KEY is set), and user ' +
+        `${owner.id}, who pays for fixes of this installation, has no Groq or Gemini key of ` +
+        'their own. That user can save their own Groq or Gemini key on the keys page, or the ' +
+        'operator of this service can set GROQ_API_KEY or GEMINI_API_KEY. Then press "Fix ' +
+        'with AI" again.',
+    );
+    expect(await requestsOf(run.id)).toEqual([]);
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'no_provider', unusableOwnKeys: [] }]);
+    expect(before).toEqual({ tokensUsed: 120, tokensReserved: 0, events: 0, reservations: 0 });
+    expect(await usageOf(owner.id)).toEqual(before);
+  });
+
+  it('names an unusable own key', async () => {
+    const owner = await ownerWithInstallation('no-provider-unusable', 8152);
+    await storeOwnKey(context, { userId: owner.id, provider: 'gemini' }, 'AIzaUnusableOwnKeyOfOwner8152');
+    await context.db
+      .update(userApiKeys)
+      .set({ unusableCause: 'rejected', unusableReason: 'Gemini rejected your saved key.' })
+      .where(eq(userApiKeys.userId, owner.id));
+    const { run, checkRunId } = await runWithCheckRun(8152, 1);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8152), withoutPlatformKeys());
+
+    expect(outcome).toBe(
+      'no patch request: No model provider is available for previews: user ' +
+        `${owner.id}, who pays for fixes of this installation, has saved a Gemini key, but it ` +
+        'is unusable, and previews use no platform key in place of an unusable key of their ' +
+        'own. That user can replace it with a working key on the keys page. Deleting it there ' +
+        'instead lets previews use the platform key, if the operator of this service sets ' +
+        'GEMINI_API_KEY. Then press "Fix with AI" again.',
+    );
+    expect(await requestsOf(run.id)).toEqual([]);
+    expect(await noticesOf(run.id)).toEqual([{ kind: 'no_provider', unusableOwnKeys: ['gemini'] }]);
+  });
+
+  it('queues a preview with an own key', async () => {
+    const owner = await ownerWithInstallation('no-provider-own-key', 8153, { tokensUsed: 120 });
+    await storeOwnKey(context, { userId: owner.id, provider: 'gemini' }, 'AIzaOwnKeyOfOwner8153');
+    const { run, checkRunId } = await runWithCheckRun(8153, 2);
+    const before = await usageOf(owner.id);
+
+    const outcome = await deliver('check_run', requestedAction(checkRunId, 8153), withoutPlatformKeys());
+
+    await expectQueuedOnOwnKey({ runId: run.id, ownerId: owner.id, outcome, usageBefore: before });
   });
 });

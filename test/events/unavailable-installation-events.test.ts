@@ -11,7 +11,7 @@ import { analyzeQueue } from '../../src/jobs/analyze.ts';
 import { previewQueue } from '../../src/jobs/preview.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { testPlatformKeys, createTestContext, type TestContext } from '../helpers/context.ts';
 import {
   insertFindings,
   insertInstallation,
@@ -104,7 +104,7 @@ async function countRuns(): Promise<number> {
 }
 
 beforeEach(async () => {
-  context = await createTestContext({ WEBHOOK_SECRET: secret });
+  context = await createTestContext({ WEBHOOK_SECRET: secret, ...testPlatformKeys });
   app = createApp(context);
 });
 

@@ -17,6 +17,12 @@ export interface TestContext extends AppContext {
 }
 
 /**
+ * A platform Groq key for tests that start previews. Without a platform key or an own key, a
+ * preview start is rejected. The offline GROQ_BASE_URL keeps its calls on the machine.
+ */
+export const testPlatformKeys = { GROQ_API_KEY: 'gsk_test_platform_key_0123456789' } as const;
+
+/**
  * Fresh database, pg-boss with queues (no workers) and a logger captured in memory. The
  * keyring comes from MASTER_KEY / MASTER_KEYS in `env`, else it is one random key (version 1)
  * held in memory, unless `options.keyring` is given.

@@ -15,7 +15,7 @@ import type { Database } from '../../src/db/client.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
 import { createSession } from '../../src/web/session/session-store.ts';
-import { createTestContext, type TestContext } from './context.ts';
+import { testPlatformKeys, createTestContext, type TestContext } from './context.ts';
 
 export interface SignedInUser {
   userId: string;
@@ -195,9 +195,10 @@ export async function createRunWebTestContext(input: {
   webhookSecret: string;
   login: string;
 }): Promise<RunWebTestContext> {
-  const context = await createTestContext({ WEBHOOK_SECRET: input.webhookSecret });
+  const context = await createTestContext({ WEBHOOK_SECRET: input.webhookSecret, ...testPlatformKeys });
   const app = createApp(context);
-  const user = await createSignedInUser(context.db, { login: input.login });
+  // An allowance that covers every preview here, which the platform key charges.
+  const user = await createSignedInUser(context.db, { login: input.login, tokenLimit: 100_000 });
   const { token: apiToken } = await mintApiToken(context.db, user.userId, 'tests');
   const setup = await createRunWithFindings(context.db, {
     userId: user.userId,

@@ -114,6 +114,35 @@ async function pressAndPublish(runId: string, checkRunId: number, sender?: strin
   return { job: await waitForJob(jobs[0]!.id), data: jobs[0]!.data };
 }
 
+/**
+ * Reports a run with two warnings, presses its button and waits for the notice. Checks that
+ * the press queued `notice`, created no patch request, left the owner's allowance as it was and
+ * kept the check run's summary and annotations, and returns the check run's text.
+ */
+async function pressWithoutPreview(notice: FixPressNoticeJobData['notice']): Promise<string> {
+  const { run, checkRun } = await reportedRun(2);
+  const summary = checkRun.output.summary;
+  const allowanceOf = async () => {
+    const [owner] = await setup.context.db.select().from(users).where(eq(users.id, ownerId));
+    return { tokensUsed: owner!.tokensUsed, tokensReserved: owner!.tokensReserved };
+  };
+  const before = await allowanceOf();
+
+  const { job, data } = await pressAndPublish(run.id, checkRun.id);
+
+  expect(job.state).toBe('completed');
+  expect(data.notice).toEqual(notice);
+  const requests = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id));
+  expect(requests).toEqual([]);
+  expect(before.tokensUsed).toBe(120);
+  expect(await allowanceOf()).toEqual(before);
+  const checkRunAfter = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
+  expect(checkRunAfter.output.summary).toBe(summary);
+  expect(checkRunAfter.output.text).not.toContain(ownerId);
+  expect(checkRunAfter.annotations).toHaveLength(2);
+  return checkRunAfter.output.text ?? '';
+}
+
 /** Returns the URL of a check run of the fake's pull request, as notices link to it. */
 function checkRunUrlOf(checkRunId: number): string {
   return (
@@ -260,33 +289,42 @@ describe('fix press notice on the check run', () => {
     await setup.context.db.update(users).set({ tokensUsed: 120 }).where(eq(users.id, ownerId));
     await recordGroqKeyRejection(setup.context.db, 'gsk_notice_platform');
     try {
-      const { run, checkRun } = await reportedRun(2);
-      const summary = checkRun.output.summary;
-      const [before] = await setup.context.db.select().from(users).where(eq(users.id, ownerId));
+      const text = await pressWithoutPreview({ kind: 'platform_key_rejected', provider: 'groq', status: 401 });
 
-      const { job, data } = await pressAndPublish(run.id, checkRun.id);
-
-      expect(job.state).toBe('completed');
-      expect(data.notice).toEqual({ kind: 'platform_key_rejected', provider: 'groq', status: 401 });
-      const requests = await setup.context.db.select().from(patchRequests).where(eq(patchRequests.runId, run.id));
-      expect(requests).toEqual([]);
-      const [after] = await setup.context.db.select().from(users).where(eq(users.id, ownerId));
-      expect(after!.tokensUsed).toBe(120);
-      expect(after!.tokensReserved).toBe(before!.tokensReserved);
-      const checkRunAfter = setup.fake.checkRuns.find((candidate) => candidate.id === checkRun.id)!;
-      expect(checkRunAfter.output.summary).toBe(summary);
-      expect(checkRunAfter.output.text).toContain(
+      expect(text).toContain(
         'Nothing was queued, because Groq rejected the Groq key that the operator of this ' +
           'Fixwright service provides (HTTP 401). The user who installed the app can save their ' +
           'own Groq or Gemini key on the [keys page of the Fixwright dashboard]' +
           `(${publicUrl}/keys), or the operator can replace the key in the \`GROQ_API_KEY\` ` +
           'environment variable, then press **Fix with AI** again.',
       );
-      expect(checkRunAfter.output.text).not.toContain(ownerId);
-      expect(checkRunAfter.output.text).not.toContain('gsk_notice_platform');
-      expect(checkRunAfter.annotations).toHaveLength(2);
+      expect(text).not.toContain('gsk_notice_platform');
     } finally {
       await setup.context.db.delete(platformKeyRejections);
+    }
+  });
+
+  it('shows that no model provider is available', async () => {
+    await setup.context.db.update(users).set({ tokensUsed: 120 }).where(eq(users.id, ownerId));
+    // The webhook as a process started without GROQ_API_KEY and GEMINI_API_KEY receives it.
+    const withPlatformKey = app;
+    app = createApp({
+      ...setup.context,
+      config: { ...setup.context.config, GROQ_API_KEY: undefined, GEMINI_API_KEY: undefined },
+    });
+    try {
+      const text = await pressWithoutPreview({ kind: 'no_provider', unusableOwnKeys: [] });
+
+      expect(text).toContain(
+        'Nothing was queued. No model provider is available for previews: this service has no ' +
+          'platform key (neither GROQ_API_KEY nor GEMINI_API_KEY is set), and the user who ' +
+          'installed the app has no Groq or Gemini key of their own. That user can save their ' +
+          'own Groq or Gemini key on the [keys page of the Fixwright dashboard]' +
+          `(${publicUrl}/keys), or the operator of this service can set GROQ_API_KEY or ` +
+          'GEMINI_API_KEY. Then press **Fix with AI** again.',
+      );
+    } finally {
+      app = withPlatformKey;
     }
   });
 
@@ -947,6 +985,22 @@ describe('fixPressText', () => {
         'key in the `GEMINI_API_KEY` environment variable, then press **Fix with AI** again.',
     );
     expect(text).not.toContain('HTTP');
+  });
+
+  it('names an unusable own key', () => {
+    const text = fixPressText({
+      notice: { kind: 'no_provider', unusableOwnKeys: ['groq', 'gemini'] },
+      pressedAt: Date.UTC(2026, 11, 5, 7, 30),
+      sender: null,
+    });
+    expect(text).toContain(
+      'Nothing was queued. No model provider is available for previews: the user who ' +
+        'installed the app has saved a Groq and a Gemini key, but they are unusable, and ' +
+        'previews use no platform key in place of an unusable key of their own. That user can ' +
+        'replace them with working keys on the keys page of the Fixwright dashboard. Deleting ' +
+        'them there instead lets previews use the platform key, if the operator of this ' +
+        'service sets GROQ_API_KEY or GEMINI_API_KEY. Then press **Fix with AI** again.',
+    );
   });
 
   it('counts the findings left out', () => {

@@ -4,9 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { excerptMaskVersion } from '../../src/analysis/mask-version.ts';
 import { findings, prRuns } from '../../src/db/schema/index.ts';
 import { maxGitHubResponseBytes } from '../../src/github/responses.ts';
+import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 import { analyzeRun, failRun } from '../../src/runs/analyze-run.ts';
 import type { Harness } from '../github/harness.ts';
 import type { TestContext } from '../helpers/context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
 import { createAnalyzeTestContext, type AnalyzeTestContext } from './analyze-context.ts';
 
 const filesPattern = '/repos/:owner/:repo/pulls/:pull_number/files';
@@ -202,6 +204,34 @@ describe('failRun', () => {
         'bytes (64 MiB).',
     );
     expect(pullRequests().length - requestsBefore).toBe(1);
+  });
+
+  it('fails an invalid repository name for good', async () => {
+    const run = await createRun();
+    await context.db.update(prRuns).set({ repository: '../..' }).where(eq(prRuns.id, run.id));
+    const jobId = (await context.boss.send(analyzeQueue, { runId: run.id }))!;
+    await context.db.update(prRuns).set({ analyzeJobId: jobId }).where(eq(prRuns.id, run.id));
+    const requestsBefore = harness.fake.requests.length;
+
+    await runDueJob<AnalyzeJobData>(context, analyzeQueue, jobId, (job) => handleAnalyzeJob(context, job));
+
+    const stored = await runById(run.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.error).toBe(
+      'Analysis failed: Invalid repository name "../..": GitHub does not allow "." or ".." as ' +
+        'OWNER or NAME, so no request is sent for it.',
+    );
+    expect(stored.completedAt).toBeInstanceOf(Date);
+    const job = await context.boss.getJobById(analyzeQueue, jobId);
+    expect(job!.state).toBe('completed');
+    expect(job!.retryCount).toBe(0);
+    expect(harness.fake.requests.slice(requestsBefore).map((request) => request.path)).not.toContainEqual(
+      expect.stringContaining('/pulls/'),
+    );
+    const failures = context.logs.filter((line) => line.event === 'job.analyze.failed' && line.runId === run.id);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]!.finalAttempt).toBe(true);
+    expect(failures[0]!.msg).toBe("analysis failed: the run's stored repository name is invalid");
   });
 
   it('caps a long message', async () => {

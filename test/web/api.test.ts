@@ -11,7 +11,7 @@ import {
 } from '../../src/db/schema/index.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { testPlatformKeys, createTestContext, type TestContext } from '../helpers/context.ts';
 import { createRunWithFindings } from '../helpers/web.ts';
 import { waitForLockWait } from '../helpers/webhooks.ts';
 
@@ -22,7 +22,7 @@ let runId: string;
 let findingIds: string[];
 
 beforeAll(async () => {
-  context = await createTestContext({ BILLING_PERIOD: 'monthly' });
+  context = await createTestContext({ BILLING_PERIOD: 'monthly', ...testPlatformKeys });
   app = createApp(context);
   for (const [index, role] of (['owner', 'stranger'] as const).entries()) {
     const [user] = await context.db
@@ -303,7 +303,22 @@ describe('GET /api/runs/:runId', () => {
   });
 });
 
+/**
+ * Gives the owner an allowance that covers every preview of the block, which the platform key
+ * charges, and restores the 1,000 tokens that the usage tests expect afterwards.
+ */
+function withLargeAllowance() {
+  beforeAll(async () => {
+    await context.db.update(users).set({ tokenLimit: 100_000 }).where(eq(users.id, people.owner.id));
+  });
+  afterAll(async () => {
+    await context.db.update(users).set({ tokenLimit: 1000 }).where(eq(users.id, people.owner.id));
+  });
+}
+
 describe('POST /api/runs/:runId/patch-requests', () => {
+  withLargeAllowance();
+
   it('creates a patch request owned by the caller', async () => {
     const response = await call('owner', `/api/runs/${runId}/patch-requests`, {
       method: 'POST',
@@ -552,6 +567,8 @@ describe('POST /api/runs/:runId/patch-requests', () => {
 });
 
 describe('POST /api/runs/:runId/patch-requests repeated', () => {
+  withLargeAllowance();
+
   function requestFix(runIdToFix: string, ids: string[]) {
     return call('owner', `/api/runs/${runIdToFix}/patch-requests`, {
       method: 'POST',

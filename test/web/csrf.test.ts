@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiTokens, patchRequests, sessions } from '../../src/db/schema/index.ts';
 import { mintApiToken } from '../../src/users/api-tokens.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
+import { testPlatformKeys, createTestContext, logsOf, type TestContext } from '../helpers/context.ts';
 import {
   createRunWithFindings,
   createSignedInUser,
@@ -17,7 +17,7 @@ let app: ReturnType<typeof createApp>;
 let user: SignedInUser;
 
 beforeAll(async () => {
-  context = await createTestContext();
+  context = await createTestContext(testPlatformKeys);
   app = createApp(context);
   user = await createSignedInUser(context.db, { login: 'csrf-user' });
 });

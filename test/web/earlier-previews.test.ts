@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequests, tokenEvents } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { testPlatformKeys, createTestContext, type TestContext } from '../helpers/context.ts';
 import { eq } from 'drizzle-orm';
 import {
   createRunWithFindings,
@@ -19,7 +19,7 @@ let app: ReturnType<typeof createApp>;
 let user: SignedInUser;
 
 beforeAll(async () => {
-  context = await createTestContext();
+  context = await createTestContext(testPlatformKeys);
   app = createApp(context);
   user = await createSignedInUser(context.db, { login: 'earlier-previews-user', plan: 'pro', tokenLimit: 100_000 });
 });

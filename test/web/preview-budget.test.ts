@@ -111,8 +111,8 @@ function visibleText(html: string): string {
   return html.replace(/<script[\s\S]*?<\/script>/g, '').replace(/<[^>]*>/g, '');
 }
 
-function postPreview(user: SignedInUser, setup: RunSetup, findingIds: string[]) {
-  return app.request(`/runs/${setup.run.id}/patch-requests`, {
+function postPreview(user: SignedInUser, setup: RunSetup, findingIds: string[], application = app) {
+  return application.request(`/runs/${setup.run.id}/patch-requests`, {
     method: 'POST',
     headers: formHeaders(user),
     body: formBody({ _csrf: user.csrfToken, findingIds }),
@@ -347,7 +347,13 @@ describe('preview form with other payers', () => {
     await addOwnKey(user.userId, 'groq');
     await markKeysRejected(user.userId);
     const html = await runPage(user, setup);
-    expect(html).toContain('No model provider is available');
+    expect(html).toContain(
+      'No model provider is available for previews: you have saved a Groq key, but it is ' +
+        'unusable, and previews use no platform key in place of an unusable key of your own. ' +
+        'You can replace it with a working key on the keys page. Deleting it there instead lets ' +
+        'previews use the platform key, if the operator of this service sets GROQ_API_KEY. ' +
+        'Without a provider, &quot;Preview fix&quot; starts no preview.',
+    );
     expect(checkedPaths(html, setup)).toEqual(['src/a.ts', 'src/b.ts', 'src/c.ts']);
   });
 
@@ -379,9 +385,9 @@ describe('preview form with other payers', () => {
   });
 });
 
-async function postApiPreview(user: SignedInUser, setup: RunSetup, findingIds: string[]) {
+async function postApiPreview(user: SignedInUser, setup: RunSetup, findingIds: string[], application = app) {
   const { token } = await mintApiToken(context.db, user.userId, 'tests');
-  return app.request(`/api/runs/${setup.run.id}/patch-requests`, {
+  return application.request(`/api/runs/${setup.run.id}/patch-requests`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: JSON.stringify({ findingIds }),
@@ -801,5 +807,81 @@ describe('preview start with a rejected platform key', () => {
 
     expect(response.status).toBe(202);
     expect(await countRequests(setup)).toBe(1);
+  });
+});
+
+describe('preview start without a model provider', () => {
+  const noProviderMessage =
+    'No model provider is available for previews: this service has no platform key (neither ' +
+    'GROQ_API_KEY nor GEMINI_API_KEY is set), and you have no Groq or Gemini key of your own. ' +
+    'You can save your own Groq or Gemini key on the keys page, or the operator of this service ' +
+    'can set GROQ_API_KEY or GEMINI_API_KEY. No preview was started.';
+
+  // The same database, as a process started without GROQ_API_KEY and GEMINI_API_KEY.
+  const withoutPlatformKeys = () =>
+    createApp({ ...context, config: { ...context.config, GROQ_API_KEY: undefined, GEMINI_API_KEY: undefined } });
+
+  async function usageOf(userId: string) {
+    const [user] = await context.db
+      .select({ tokensUsed: users.tokensUsed, tokensReserved: users.tokensReserved })
+      .from(users)
+      .where(eq(users.id, userId));
+    return user!;
+  }
+
+  it('returns 503 from the API', async () => {
+    // Over the allowance too, so the missing provider must come before the allowance's 409.
+    const { user, setup } = await newUserWithRun({ tokensUsed: 1000 });
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/b.ts']), withoutPlatformKeys());
+
+    expect(response.status).toBe(503);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    expect(error.code).toBe('not_configured');
+    expect(error.message).toBe(noProviderMessage);
+    expect(error.unusableOwnKeys).toEqual([]);
+    expect(await countRequests(setup)).toBe(0);
+    expect(await usageOf(user.userId)).toEqual({ tokensUsed: 1000, tokensReserved: 0 });
+  });
+
+  it('returns 503 from the form', async () => {
+    const { user, setup } = await newUserWithRun();
+    const application = withoutPlatformKeys();
+
+    const page = await application.request(`/runs/${setup.run.id}`, { headers: { cookie: user.cookie } });
+    const response = await postPreview(user, setup, idsOfFiles(setup, ['src/b.ts']), application);
+
+    expect(await page.text()).toContain('No model provider is available for previews');
+    const body = await response.text();
+    expect(response.status).toBe(503);
+    expect(body).toContain(noProviderMessage);
+    expect(await countRequests(setup)).toBe(0);
+    expect(await usageOf(user.userId)).toEqual({ tokensUsed: 0, tokensReserved: 0 });
+  });
+
+  it('returns 503 to htmx', async () => {
+    const { user, setup } = await newUserWithRun();
+    const application = withoutPlatformKeys();
+
+    const response = await application.request(`/runs/${setup.run.id}/patch-requests`, {
+      method: 'POST',
+      headers: { ...formHeaders(user), 'hx-request': 'true' },
+      body: formBody({ _csrf: user.csrfToken, findingIds: idsOfFiles(setup, ['src/b.ts']) }),
+    });
+
+    expect(response.status).toBe(503);
+    expect(await response.text()).toContain(noProviderMessage);
+    expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('queues a preview with an own key', async () => {
+    const { user, setup } = await newUserWithRun();
+    await addOwnKey(user.userId, 'gemini');
+
+    const response = await postApiPreview(user, setup, idsOfFiles(setup, ['src/b.ts']), withoutPlatformKeys());
+
+    expect(response.status).toBe(202);
+    expect(await countRequests(setup)).toBe(1);
+    expect(await usageOf(user.userId)).toEqual({ tokensUsed: 0, tokensReserved: 0 });
   });
 });

@@ -4,7 +4,7 @@ import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchFiles, patchRequestFindings, patchRequests, prRuns, tokenEvents } from '../../src/db/schema/index.ts';
 import { createApp } from '../../src/web/app.tsx';
-import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { testPlatformKeys, createTestContext, type TestContext } from '../helpers/context.ts';
 import {
   createRunWithFindings,
   createSignedInUser,
@@ -33,9 +33,10 @@ let user: SignedInUser;
 let run: Awaited<ReturnType<typeof createRunWithFindings>>;
 
 beforeAll(async () => {
-  context = await createTestContext();
+  context = await createTestContext(testPlatformKeys);
   app = createApp(context);
-  user = await createSignedInUser(context.db, { login: 'preview-user' });
+  // An allowance that covers every preview here, which the platform key charges.
+  user = await createSignedInUser(context.db, { login: 'preview-user', tokenLimit: 100_000 });
   run = await createRunWithFindings(context.db, {
     userId: user.userId,
     findings: [

@@ -33,6 +33,7 @@ import type { AuthVariables } from '../auth.ts';
 import {
   AppError,
   fromInstallationUnavailable,
+  fromNoProvider,
   fromPlatformKeyRejected,
   fromPullRequestClosed,
   notFound,
@@ -131,7 +132,7 @@ export function patchRequestRoutes(context: AppContext): Hono<{ Variables: AuthV
     // The same check as the dashboard's form, so that a preview is not queued only to fail the
     // files that the allowance cannot cover.
     const payment = await loadPreviewPayment(context, c.var.user.id);
-    const rejected = fromPlatformKeyRejected(payment);
+    const rejected = fromNoProvider(payment) ?? fromPlatformKeyRejected(payment);
     if (rejected) throw rejected;
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
     if (over) {

@@ -29,6 +29,7 @@ import { quoteValue } from '../../text/quote-value.ts';
 import {
   AppError,
   fromInstallationUnavailable,
+  fromNoProvider,
   fromPlatformKeyRejected,
   fromPullRequestClosed,
   notFound,
@@ -122,7 +123,8 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
     // notice that explains why.
     const rejectSelection = (error: AppError) => {
       if (c.req.header('hx-request')) throw error;
-      // A rejected platform key keeps its 503, because the operator has to act, not the user.
+      // A rejected platform key and a missing provider keep their 503, because neither is about
+      // the selection.
       const status = error.status === 409 || error.status === 503 ? error.status : 400;
       return renderRunPage(c, run, { listAll: false, selection: { findingIds, error: error.message } }, status);
     };
@@ -204,7 +206,7 @@ export function runPages(context: AppContext): Hono<{ Variables: PageVariables }
 
     // The form checks only the files that fit, so this rejects a selection extended by hand.
     const payment = await loadPreviewPayment(context, c.var.user.id);
-    const rejected = fromPlatformKeyRejected(payment);
+    const rejected = fromNoProvider(payment) ?? fromPlatformKeyRejected(payment);
     if (rejected) return rejectSelection(rejected);
     const over = await findSelectionOverAllowance(context.db, payment, { runId: run.id, findingIds });
     if (over) {

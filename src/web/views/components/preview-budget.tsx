@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import { describeNoProvider, payerYou } from '../../../autofix/no-provider.ts';
 import { maxPatchRequestFindings } from '../../../autofix/patch-request-limit.ts';
 import type { FileCallEstimate, FileCallParts, PreviewPayment } from '../../../autofix/preview-budget.ts';
 import { providerNames } from '../../../llm/types.ts';
@@ -77,10 +78,7 @@ function uncheckedReason(anyChecked: boolean, overLimit: number): string {
 
 function describePayment(payment: PreviewPayment): string {
   if (payment.kind === 'no_provider') {
-    return (
-      'No model provider is available, so the preview would fail: ask the operator to set ' +
-      'GROQ_API_KEY or GEMINI_API_KEY, or add your own Groq or Gemini key on the Keys page.'
-    );
+    return `${describeNoProvider(payment.unusableOwnKeys, payerYou)} Without a provider, "Preview fix" starts no preview.`;
   }
   if (payment.kind === 'own_key') {
     const name = providerNames[payment.provider];
