@@ -166,6 +166,17 @@ function describeNotice(notice: FixPressNotice, links: NoticeLinks): string {
         possessive: 'their',
         keysPage: `the ${keysPageLink(publicUrl)}`,
       };
+      // A check run is public to everyone who can read the repository, so it does not say which
+      // providers the owner's unusable keys are for. The keys page names them.
+      if (notice.unusableOwnKeys.length > 0) {
+        return (
+          'Nothing was queued. No model provider is available for previews: the keys that the ' +
+          'user who installed the app saved are unusable, and previews use no platform key in ' +
+          `place of an unusable key of their own. That user can replace or delete them on the ` +
+          `${keysPageLink(publicUrl)}, which names them. Deleting them lets previews use a ` +
+          'platform key, if the operator of this service sets one. Then press **Fix with AI** again.'
+        );
+      }
       return `Nothing was queued. ${describeNoProvider(notice.unusableOwnKeys, payer)} Then press **Fix with AI** again.`;
     }
     case 'pull_request_closed':

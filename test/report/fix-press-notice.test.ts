@@ -987,20 +987,20 @@ describe('fixPressText', () => {
     expect(text).not.toContain('HTTP');
   });
 
-  it('names an unusable own key', () => {
+  it('keeps unusable key providers private', () => {
     const text = fixPressText({
       notice: { kind: 'no_provider', unusableOwnKeys: ['groq', 'gemini'] },
       pressedAt: Date.UTC(2026, 11, 5, 7, 30),
       sender: null,
     });
     expect(text).toContain(
-      'Nothing was queued. No model provider is available for previews: the user who ' +
-        'installed the app has saved a Groq and a Gemini key, but they are unusable, and ' +
-        'previews use no platform key in place of an unusable key of their own. That user can ' +
-        'replace them with working keys on the keys page of the Fixwright dashboard. Deleting ' +
-        'them there instead lets previews use the platform key, if the operator of this ' +
-        'service sets GROQ_API_KEY or GEMINI_API_KEY. Then press **Fix with AI** again.',
+      'Nothing was queued. No model provider is available for previews: the keys that the user ' +
+        'who installed the app saved are unusable, and previews use no platform key in place of ' +
+        'an unusable key of their own. That user can replace or delete them on the keys page of ' +
+        'the Fixwright dashboard, which names them. Deleting them lets previews use a platform ' +
+        'key, if the operator of this service sets one. Then press **Fix with AI** again.',
     );
+    expect(text).not.toMatch(/Groq|Gemini|GROQ_API_KEY|GEMINI_API_KEY/);
   });
 
   it('counts the findings left out', () => {
