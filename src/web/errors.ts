@@ -73,11 +73,14 @@ export function fromPlatformKeyRejected(payment: PreviewPayment): AppError | nul
  * such a preview would fail, so none is started. It is a 503 `not_configured`, like a missing
  * setting, because the service cannot run previews for the user as configured, and no change
  * to the run or the selection helps. The details name the providers whose stored own key is
- * unusable.
+ * unusable. `outcome` ends the message with what was not done.
  */
-export function fromNoProvider(payment: PreviewPayment): AppError | null {
+export function fromNoProvider(
+  payment: PreviewPayment,
+  outcome = 'No preview was started.',
+): AppError | null {
   if (payment.kind !== 'no_provider') return null;
-  const message = `${describeNoProvider(payment.unusableOwnKeys, payerYou)} No preview was started.`;
+  const message = `${describeNoProvider(payment.unusableOwnKeys, payerYou)} ${outcome}`;
   return new AppError('not_configured', message, { unusableOwnKeys: payment.unusableOwnKeys });
 }
 

@@ -539,24 +539,24 @@ describe('POST /api/runs/:runId/patch-requests within the allowance', () => {
   });
 });
 
-describe('"Regenerate this file" and the allowance', () => {
-  /** Inserts a ready preview of src/a.ts with the file's findings and returns its regenerate route. */
-  async function readyPreviewOfA(user: SignedInUser, setup: RunSetup) {
-    const [request] = await context.db
-      .insert(patchRequests)
-      .values({ runId: setup.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
-      .returning();
-    const [file] = await context.db
-      .insert(patchFiles)
-      .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff: '@@ -1 +1 @@\n-a\n+b\n' })
-      .returning();
-    const ofA = setup.findings.filter((finding) => finding.path === 'src/a.ts');
-    await context.db
-      .insert(patchRequestFindings)
-      .values(ofA.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
-    return { file: file!, route: `/patch-requests/${request!.id}/files/${file!.id}/regenerate` };
-  }
+/** Inserts a ready preview of src/a.ts with the file's findings and returns its regenerate route. */
+async function readyPreviewOfA(user: SignedInUser, setup: RunSetup) {
+  const [request] = await context.db
+    .insert(patchRequests)
+    .values({ runId: setup.run.id, userId: user.userId, status: 'ready', filesTotal: 1, filesDone: 1 })
+    .returning();
+  const [file] = await context.db
+    .insert(patchFiles)
+    .values({ patchRequestId: request!.id, path: 'src/a.ts', status: 'ready', diff: '@@ -1 +1 @@\n-a\n+b\n' })
+    .returning();
+  const ofA = setup.findings.filter((finding) => finding.path === 'src/a.ts');
+  await context.db
+    .insert(patchRequestFindings)
+    .values(ofA.map((finding) => ({ patchRequestId: request!.id, findingId: finding.id })));
+  return { file: file!, route: `/patch-requests/${request!.id}/files/${file!.id}/regenerate` };
+}
 
+describe('"Regenerate this file" and the allowance', () => {
   function postRegenerate(user: SignedInUser, route: string) {
     return app.request(route, {
       method: 'POST',
@@ -872,6 +872,42 @@ describe('preview start without a model provider', () => {
     expect(response.status).toBe(503);
     expect(await response.text()).toContain(noProviderMessage);
     expect(await countRequests(setup)).toBe(0);
+  });
+
+  it('keeps a file on regenerate', async () => {
+    const { user, setup } = await newUserWithRun();
+    const { file, route } = await readyPreviewOfA(user, setup);
+
+    const response = await withoutPlatformKeys().request(route, {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken }),
+    });
+
+    expect(response.status).toBe(503);
+    expect(await response.text()).toContain(
+      noProviderMessage.replace(
+        'No preview was started.',
+        'The file was not regenerated and keeps its current result.',
+      ),
+    );
+    const [kept] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(kept!.status).toBe('ready');
+    expect(kept!.diff).toBe(file.diff);
+  });
+
+  it('answers 404 for an unknown preview', async () => {
+    const { user } = await newUserWithRun();
+    const route =
+      '/patch-requests/00000000-0000-4000-8000-000000000000/files/00000000-0000-4000-8000-000000000001/regenerate';
+
+    const response = await withoutPlatformKeys().request(route, {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken }),
+    });
+
+    expect(response.status).toBe(404);
   });
 
   it('queues a preview with an own key', async () => {

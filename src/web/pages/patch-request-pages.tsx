@@ -10,7 +10,7 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { notFound } from '../errors.ts';
+import { fromNoProvider, notFound } from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
 import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
@@ -146,11 +146,19 @@ export function patchRequestPages(
   app.post('/patch-requests/:id/files/:fileId/regenerate', async (c) => {
     const id = c.req.param('id');
     const fileId = c.req.param('fileId');
+    const payment = await loadPreviewPayment(context, c.var.user.id);
+    // Without a provider the regenerated file would only fail, so nothing is reset. The preview is
+    // looked up first, so that an unknown id or another user's preview gets 404, not this 503.
+    const noProvider = fromNoProvider(payment, 'The file was not regenerated and keeps its current result.');
+    if (noProvider) {
+      await load(c.var.user.id, id);
+      throw noProvider;
+    }
     const result = await regeneratePatchFile(context.db, context.boss, {
       userId: c.var.user.id,
       patchRequestId: id,
       fileId,
-      payment: await loadPreviewPayment(context, c.var.user.id),
+      payment,
     });
     if (!result.ok) {
       const error = await describeRegenerateRejection(result, fileId, async () => {
