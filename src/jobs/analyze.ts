@@ -10,7 +10,8 @@ import {
 import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
-import { analyzeRun, failRun } from '../runs/analyze-run.ts';
+import { isAppCredentialRejection } from '../github/token-request.ts';
+import { analyzeRun, failRun, recordFailedAttempt } from '../runs/analyze-run.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
 import { JobError, toJobError } from './job-error.ts';
 import {
@@ -34,9 +35,10 @@ export const analyzeQueueOptions = {
 
 /**
  * Analyzes one run. Safe to retry: findings of the run are replaced, not appended. A suspended
- * or uninstalled installation, or a GitHub response over the size limit, fails the run at once
- * and completes the job without a retry. A GitHub rate limit ends the job and queues the next
- * attempt for when the limit lifts (see `waitForRateLimit`).
+ * or uninstalled installation, a GitHub response over the size limit, or GitHub's 401 to the
+ * app's JSON web token fails the run at once and completes the job without a retry. A GitHub
+ * rate limit ends the job and queues the next attempt for when the limit lifts (see
+ * `waitForRateLimit`). Another failed attempt stores its error on the run until the retry.
  */
 export async function handleAnalyzeJob(
   context: AppContext,
@@ -78,9 +80,14 @@ export async function handleAnalyzeJob(
       );
       return;
     }
-    if (error instanceof GitHubResponseTooLargeError) {
-      // The response would be as large on a retry, so the run fails now.
+    if (error instanceof GitHubResponseTooLargeError || isAppCredentialRejection(error)) {
+      // The response would be as large on a retry, and the app's key is read only at start, so
+      // the run fails now.
       await failRun(context.db, { runId, jobId: job.id }, error);
+      const reason =
+        error instanceof GitHubResponseTooLargeError
+          ? 'a GitHub response is larger than the limit'
+          : "GitHub rejected the app's JSON web token; check APP_ID and PRIVATE_KEY_PATH";
       logger.error(
         {
           event: 'job.analyze.failed',
@@ -88,7 +95,7 @@ export async function handleAnalyzeJob(
           attempt: job.retryCount,
           finalAttempt: true,
         },
-        'analysis failed: a GitHub response is larger than the limit',
+        `analysis failed: ${reason}`,
       );
       return;
     }
@@ -111,14 +118,17 @@ export async function handleAnalyzeJob(
       { event: 'job.analyze.failed', err: safe, attempt: job.retryCount, finalAttempt },
       'analysis failed',
     );
-    if (finalAttempt) {
-      await failRun(context.db, { runId, jobId: job.id }, error).catch((failError: unknown) => {
-        logger.error(
-          { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
-          'failed to store the run failure',
-        );
-      });
-    }
+    const target = { runId, jobId: job.id };
+    const attempts = { attempt: job.retryCount + 1, attempts: job.retryLimit + 1 };
+    const stored = finalAttempt
+      ? failRun(context.db, target, error)
+      : recordFailedAttempt(context.db, target, error, attempts);
+    await stored.catch((failError: unknown) => {
+      logger.error(
+        { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
+        'failed to store the run failure',
+      );
+    });
     // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
     throw new JobError(safe);
   }
