@@ -127,6 +127,8 @@ async function releaseFolder(): Promise<string> {
 
 /** Closes the fakes, removes the folder and exits with `code`, or 1 when a step fails. */
 async function stop(code: number): Promise<never> {
+  // A signal during the stop after a failed start is a repeat of this stop too.
+  stopSignalAt ??= Date.now();
   clearInterval(started.checkRunWatch);
   const closing = [started.github?.close(), started.groq?.close(), started.gemini?.close()];
   const failures = (await Promise.allSettled(closing)).filter((result) => result.status === 'rejected');
