@@ -10,6 +10,7 @@ import { migrateDatabase, warnAboutNewerSchema } from './db/migrate.ts';
 import { checkDataDirOpenToPostgres } from './db/postgres-user.ts';
 import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
+import { checkGitHubAtStart } from './github/startup-check.ts';
 import { startBoss, stopBoss, type PgBoss } from './jobs/boss.ts';
 import { createQueues, startWorkers } from './jobs/workers.ts';
 import {
@@ -236,6 +237,8 @@ async function startParts(
     },
     'Fixwright started',
   );
+  // Not awaited: GitHub may be slow or down, and the service runs either way.
+  if (github) void checkGitHubAtStart(github, config.GITHUB_API_URL, logger);
   return port;
 }
 

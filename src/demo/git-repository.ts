@@ -172,6 +172,16 @@ export async function createGitRepository(options: {
 }
 
 /**
+ * Opens a repository that createGitRepository made in `dir`, with the commits added since, such
+ * as an apply's commit on `feature`. `baseSha` and `headSha` are the tips of `main` and `feature`.
+ */
+export async function openGitRepository(dir: string): Promise<GitRepository> {
+  const baseSha = (await git(dir, ['rev-parse', '--verify', `${baseBranch}^{commit}`])).trim();
+  const headSha = (await git(dir, ['rev-parse', '--verify', `${headBranch}^{commit}`])).trim();
+  return { dir, baseSha, headSha, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
  * Commits `files` on top of `branch` (a `null` value deletes the file) and returns the new
  * commit's sha. The working tree is left on `main`.
  */

@@ -1,5 +1,6 @@
 import { emptyFileMarker } from '../llm/empty-file-marker.ts';
 import { fixAction } from '../report/publish-check-run.ts';
+import { githubTimestamp } from './fakes/github/route-helpers.ts';
 import { examplePayload } from './fakes/github/webhooks.ts';
 
 /**
@@ -42,13 +43,20 @@ export function installationCreatedPayload(): Record<string, any> {
   return payload;
 }
 
-/** Returns the `pull_request.opened` example, pointed at the demo repository's two commits. */
+/**
+ * Returns the `pull_request.opened` example, pointed at the demo repository's commits. The
+ * service orders a pull request's events by `pull_request.updated_at`, so `updatedAt` replaces
+ * the example's time of 2019: a payload written now is then newer than the runs that a service
+ * stored from earlier payloads and from an apply's commits.
+ */
 export function pullRequestOpenedPayload(commits: {
   baseSha: string;
   headSha: string;
   headRef: string;
+  updatedAt?: Date;
 }): Record<string, any> {
   const payload = examplePayload('pull_request', 'opened');
+  if (commits.updatedAt) payload.pull_request.updated_at = githubTimestamp(commits.updatedAt);
   payload.installation = { id: demoInstallationId };
   payload.number = demoPullRequestNumber;
   payload.pull_request.number = demoPullRequestNumber;

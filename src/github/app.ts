@@ -8,6 +8,8 @@ import { readTokenPermissions, type InstallationPermissions } from './installati
 import { redactCredentials } from '../errors/redact-credentials.ts';
 import type { Logger } from '../logger.ts';
 import { formatRetryDelay } from '../text/retry-delay.ts';
+import { describeConnectionFailure, NoResponseLog } from './no-response.ts';
+import { retryTokenRequestOnce } from './token-request.ts';
 import {
   GitHubResponseTooLargeError,
   maxGitHubResponseBytes,
@@ -17,9 +19,10 @@ import {
 
 /**
  * Octokit that parses responses with JSON.parse, retries server errors and handles GitHub's
- * rate limits. parseResponses comes first, so that the other plugins see the errors it raises.
+ * rate limits. parseResponses comes first, so that the other plugins see the errors it raises,
+ * and retryTokenRequestOnce comes before the retry plugin, whose retries it limits.
  */
-const ThrottledOctokit = Octokit.plugin(parseResponses, retry, throttling);
+const ThrottledOctokit = Octokit.plugin(parseResponses, retryTokenRequestOnce, retry, throttling);
 
 /** Maximum wait, in seconds, that GitHub may request before a rate-limited request is retried. */
 export const maxRateLimitWaitSeconds = 60;
@@ -116,13 +119,17 @@ type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /**
  * Octokit `log` option that writes to pino at the same level, with credentials removed. Octokit
  * logs each request (@octokit/plugin-request-log, part of @octokit/rest) and, rarely, a
- * warning of its own, all with the event `github.request`.
+ * warning of its own, all with the event `github.request`. A request to `baseUrl` that
+ * `noResponses` recorded is logged with its reason and `noResponse: true` in place of status 500.
  */
-function octokitLog(logger: Logger) {
+function octokitLog(logger: Logger, baseUrl: string, noResponses: NoResponseLog) {
   const write =
     (level: LogLevel) =>
     (message: string, extra?: unknown): void => {
-      logger[level]({ event: 'github.request', ...describeExtra(extra) }, redactCredentials(String(message)));
+      const text = String(message);
+      const noResponse = level === 'error' ? noResponses.rewrite(text, baseUrl) : null;
+      const fields = { event: 'github.request', ...describeExtra(extra), ...(noResponse ? { noResponse: true } : {}) };
+      logger[level](fields, redactCredentials(noResponse ?? text));
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
@@ -191,6 +198,12 @@ interface FetchLimits {
   maxBytes: number;
 }
 
+/** The API URL that `timedFetch` names in errors, and its record of requests without a response. */
+interface FetchTarget {
+  baseUrl: string;
+  noResponses: NoResponseLog;
+}
+
 /**
  * Returns a fetch for Octokit that fails a request when no data arrives for `idleMs`: neither
  * the response headers nor, after them, the next part of the body. It also fails a request that
@@ -202,9 +215,10 @@ interface FetchLimits {
  * which the retry plugin retries like other server errors. A body over `maxBytes` is dropped as
  * soon as its Content-Length or the bytes read so far pass the limit. A success response then
  * raises GitHubResponseTooLargeError, and an error response keeps its status and headers, which
- * are enough to read a rate limit.
+ * are enough to read a rate limit. A connection that fails, such as one refused, raises an error
+ * that names GITHUB_API_URL and its value.
  */
-function timedFetch(limits: FetchLimits): typeof fetch {
+function timedFetch(limits: FetchLimits, target: FetchTarget): typeof fetch {
   const { idleMs, totalMs, maxBytes } = limits;
   return async (input, init) => {
     const timeouts = new AbortController();
@@ -257,8 +271,17 @@ function timedFetch(limits: FetchLimits): typeof fetch {
       Object.defineProperty(buffered, 'url', { value: response.url });
       return buffered;
     } catch (error) {
-      if (expired === undefined) throw error;
-      throw new Error(describeTimeout(expired, limits, init?.method ?? 'GET', String(input)));
+      const method = init?.method ?? 'GET';
+      const url = input instanceof Request ? input.url : String(input);
+      if (expired !== undefined) {
+        const message = describeTimeout(expired, limits, method, url);
+        target.noResponses.record(method, url, message);
+        throw new Error(message);
+      }
+      const failure = describeConnectionFailure(error, target.baseUrl);
+      if (failure === null) throw error;
+      target.noResponses.record(method, url, failure.reason);
+      throw new Error(failure.message, { cause: error });
     } finally {
       clearTimeout(idleTimer);
       clearTimeout(totalTimer);
@@ -304,19 +327,19 @@ export function createGitHubApp(options: GitHubAppOptions): GitHubApp {
       installationId === undefined
         ? { appId: options.appId, privateKey: options.privateKey }
         : { appId: options.appId, privateKey: options.privateKey, installationId };
+    const noResponses = new NoResponseLog();
+    const limits = {
+      idleMs: options.requestTimeoutMs ?? defaultRequestTimeoutMs,
+      totalMs: options.totalTimeoutMs ?? defaultTotalTimeoutMs,
+      maxBytes: options.maxResponseBytes ?? maxGitHubResponseBytes,
+    };
     return new ThrottledOctokit({
       authStrategy: createAppAuth,
       auth,
       baseUrl,
       userAgent: 'fixwright',
-      log: octokitLog(logger),
-      request: {
-        fetch: timedFetch({
-          idleMs: options.requestTimeoutMs ?? defaultRequestTimeoutMs,
-          totalMs: options.totalTimeoutMs ?? defaultTotalTimeoutMs,
-          maxBytes: options.maxResponseBytes ?? maxGitHubResponseBytes,
-        }),
-      },
+      log: octokitLog(logger, baseUrl, noResponses),
+      request: { fetch: timedFetch(limits, { baseUrl, noResponses }) },
       retry: { doNotRetry: doNotRetryStatuses },
       throttle: {
         // Bottleneck groups are keyed by id, so each installation is throttled on its own.

@@ -11,7 +11,8 @@ import { asGitHubRateLimit, type GitHubRateLimit } from '../github/rate-limit.ts
 import { InvalidRepositoryNameError } from '../github/repository-name.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
 import type { Logger } from '../logger.ts';
-import { analyzeRun, failRun } from '../runs/analyze-run.ts';
+import { isAppCredentialRejection } from '../github/token-request.ts';
+import { analyzeRun, failRun, recordFailedAttempt } from '../runs/analyze-run.ts';
 import { clearRunRateLimit, runWork } from '../runs/run-rate-limit.ts';
 import { JobError, toJobError } from './job-error.ts';
 import {
@@ -35,10 +36,11 @@ export const analyzeQueueOptions = {
 
 /**
  * Analyzes one run. Safe to retry: findings of the run are replaced, not appended. A suspended
- * or uninstalled installation, a GitHub response over the size limit or an invalid stored
- * repository name fails the run at once and completes the job without a retry. A GitHub rate
- * limit ends the job and queues the next attempt for when the limit lifts (see
- * `waitForRateLimit`).
+ * or uninstalled installation, a GitHub response over the size limit, an invalid stored
+ * repository name, or GitHub's 401 to the app's JSON web token fails the run at once and
+ * completes the job without a retry. A GitHub rate limit ends the job and queues the next
+ * attempt for when the limit lifts (see `waitForRateLimit`). Another failed attempt stores its
+ * error on the run until the retry.
  */
 export async function handleAnalyzeJob(
   context: AppContext,
@@ -114,14 +116,17 @@ export async function handleAnalyzeJob(
       { event: 'job.analyze.failed', err: safe, attempt: job.retryCount, finalAttempt },
       'analysis failed',
     );
-    if (finalAttempt) {
-      await failRun(context.db, { runId, jobId: job.id }, error).catch((failError: unknown) => {
-        logger.error(
-          { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
-          'failed to store the run failure',
-        );
-      });
-    }
+    const target = { runId, jobId: job.id };
+    const attempts = { attempt: job.retryCount + 1, attempts: job.retryLimit + 1 };
+    const stored = finalAttempt
+      ? failRun(context.db, target, error)
+      : recordFailedAttempt(context.db, target, error, attempts);
+    await stored.catch((failError: unknown) => {
+      logger.error(
+        { event: 'job.analyze.store_failure_failed', err: toSafeError(failError) },
+        'failed to store the run failure',
+      );
+    });
     // pg-boss stores the thrown error in its job table, so it gets the logged fields only.
     throw new JobError(safe);
   }
@@ -134,6 +139,10 @@ export async function handleAnalyzeJob(
 function describePermanentFailure(error: unknown): string | null {
   if (error instanceof GitHubResponseTooLargeError) return 'a GitHub response is larger than the limit';
   if (error instanceof InvalidRepositoryNameError) return "the run's stored repository name is invalid";
+  // The app's key is read only at start, so a rejected JSON web token stays rejected.
+  if (isAppCredentialRejection(error)) {
+    return "GitHub rejected the app's JSON web token; check APP_ID and PRIVATE_KEY_PATH";
+  }
   return null;
 }
 

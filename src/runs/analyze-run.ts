@@ -18,6 +18,7 @@ import { readFileSizes } from '../github/file-sizes.ts';
 import { listPullRequestFiles, type PullRequestFile } from '../github/pull-files.ts';
 import { pullRequestResponse } from '../github/pull-request-response.ts';
 import { GitHubResponseTooLargeError } from '../github/responses.ts';
+import { appCredentialHint, isAppCredentialRejection } from '../github/token-request.ts';
 import { splitRepository } from '../github/repository-name.ts';
 import { requireGitHubApp } from '../github/require-github-app.ts';
 import { transactionDb } from '../jobs/boss.ts';
@@ -352,6 +353,31 @@ export async function failRun(
 }
 
 /**
+ * Stores the error of failed attempt `attempt` (from 1) of `attempts` on the run while its
+ * analyze job `jobId` waits for pg-boss's retry, so that the run's page and API show why it stays
+ * `analyzing`. The next attempt keeps it until the run completes, which clears it, or fails,
+ * which replaces it. A run that no longer names the job is left as it is, as failRun does.
+ */
+export async function recordFailedAttempt(
+  db: Database,
+  target: { runId: string; jobId: string },
+  error: unknown,
+  attempts: { attempt: number; attempts: number },
+): Promise<void> {
+  const message =
+    `Attempt ${attempts.attempt} of ${attempts.attempts} failed, so the analysis is retried: ` +
+    describeAnalysisError(error);
+  await db
+    .update(prRuns)
+    .set({ error: message })
+    .where(
+      sql`${prRuns.id} = ${target.runId}
+        AND ${prRuns.status} IN ('queued', 'analyzing')
+        AND (${prRuns.analyzeJobId} IS NULL OR ${prRuns.analyzeJobId} = ${target.jobId})`,
+    );
+}
+
+/**
  * Describes why an analysis failed. A GitHub response names the request, status and GitHub's
  * message, because Octokit's own message ("Not Found - https://docs.github.com/rest") names
  * neither the pull request nor the next step. An invalid 2xx response names each invalid field.
@@ -378,5 +404,6 @@ function describeAnalysisError(error: unknown): string {
       'installation cannot read it. Check the repositories that the installation can access, ' +
       'then push a commit or redeliver the event.';
   }
+  if (isAppCredentialRejection(error)) text += ` ${appCredentialHint}`;
   return safeErrorMessage(new Error(text));
 }

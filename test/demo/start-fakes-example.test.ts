@@ -1,14 +1,17 @@
 // Runs examples/start-fakes.mts with tsx, as the README shows. A service started with the
 // settings it prints analyzes the pull request on the fake GitHub and previews a fix through
 // the fake Groq. SIGINT or SIGTERM stops the fakes and removes their folder. A copy outside the
-// repository runs too, because its .mts extension makes tsx load it as an ES module.
+// repository runs too, because its .mts extension makes tsx load it as an ES module. With
+// --state, a restart reuses the secrets, ports, key and repository, so a running service goes on.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../src/db/bundled.ts';
+import { commitOnBranch } from '../../src/demo/git-repository.ts';
+import { demoFilePath, demoHeadFiles } from '../../src/demo/scenario.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { signInThroughFakeGitHub } from '../helpers/fake-sign-in.ts';
 import { cliEnv, runCliToExit, waitFor } from '../helpers/process.ts';
@@ -46,10 +49,23 @@ afterAll(async () => {
   for (const folder of folders) await rm(folder, { recursive: true, force: true });
 });
 
-/** Runs `tsx SCRIPT ARGS` in `cwd` and waits until it prints that the fakes run. */
-async function startExample(script: string, args: string[], cwd = repositoryRoot): Promise<ExampleProcess> {
+/**
+ * Runs `tsx SCRIPT ARGS` in `cwd` and waits until it prints that the fakes run. `detached`
+ * starts it in a process group of its own, as a shell starts a foreground job.
+ */
+async function startExample(
+  script: string,
+  args: string[],
+  cwd = repositoryRoot,
+  detached = false,
+): Promise<ExampleProcess> {
   const env = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR };
-  const child = spawn(process.execPath, [tsxPath, script, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [tsxPath, script, ...args], {
+    cwd,
+    env,
+    detached,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
@@ -92,6 +108,45 @@ async function stopExample(example: ExampleProcess, signal: NodeJS.Signals) {
   example.child.kill(signal);
   const timeout = new Promise<'timed out'>((resolve) => setTimeout(() => resolve('timed out'), 30_000).unref());
   return Promise.race([example.exit, timeout]);
+}
+
+/** Creates an API token for Codertocat and returns a fetch of the service's API with it. */
+async function serviceApi(databaseUrl: string) {
+  const token = await runCliToExit(['users', 'token', '--login', 'Codertocat'], cliEnv({ DATABASE_URL: databaseUrl }), {
+    timeoutMs: 30_000,
+  });
+  expect(token.code, token.stderr).toBe(0);
+  return (route: string, init: RequestInit = {}) =>
+    fetch(`${service!.url}${route}`, {
+      ...init,
+      headers: { authorization: `Bearer ${token.stdout.trim()}`, 'content-type': 'application/json' },
+    });
+}
+
+type ServiceApi = Awaited<ReturnType<typeof serviceApi>>;
+
+/** Requests a preview of finding `findingId` of run `runId` and returns it once it ends. */
+async function previewFinding(api: ServiceApi, runId: string, findingId: string) {
+  const requested = await api(`/api/runs/${runId}/patch-requests`, {
+    method: 'POST',
+    body: JSON.stringify({ findingIds: [findingId] }),
+  });
+  expect(requested.status).toBe(202);
+  const { id } = (await requested.json()) as { id: string };
+  return waitFor(
+    async () => {
+      const body = (await (await api(`/api/patch-requests/${id}`)).json()) as {
+        status: string;
+        error: string | null;
+        totalTokens: number;
+        chargedTokens: number;
+        ownKeyTokens: number;
+        files: { provider: string; keySource: string | null; diff: string }[];
+      };
+      return ['ready', 'partially_ready', 'failed', 'cancelled'].includes(body.status) ? body : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, describe: () => `preview ${id} to finish` },
+  );
 }
 
 describe('examples/start-fakes.mts', () => {
@@ -141,17 +196,7 @@ describe('examples/start-fakes.mts', () => {
       expect(result.code, result.stderr).toBe(0);
     }
 
-    const token = await runCliToExit(
-      ['users', 'token', '--login', 'Codertocat'],
-      cliEnv({ DATABASE_URL: database.url }),
-      { timeoutMs: 30_000 },
-    );
-    expect(token.code, token.stderr).toBe(0);
-    const api = (route: string, init: RequestInit = {}) =>
-      fetch(`${service!.url}${route}`, {
-        ...init,
-        headers: { authorization: `Bearer ${token.stdout.trim()}`, 'content-type': 'application/json' },
-      });
+    const api = await serviceApi(database.url);
 
     // The service reads the pull request from the fake GitHub with the app's key.
     const run = await waitFor(
@@ -174,25 +219,7 @@ describe('examples/start-fakes.mts', () => {
 
     // The platform Groq key and base URL reach the fake Groq, which returns the fixed file.
     const credential = findings.find((finding) => finding.rule === 'secret/hardcoded-credential')!;
-    const requested = await api(`/api/runs/${run.id}/patch-requests`, {
-      method: 'POST',
-      body: JSON.stringify({ findingIds: [credential.id] }),
-    });
-    expect(requested.status).toBe(202);
-    const { id } = (await requested.json()) as { id: string };
-    const preview = await waitFor(
-      async () => {
-        const body = (await (await api(`/api/patch-requests/${id}`)).json()) as {
-          status: string;
-          totalTokens: number;
-          chargedTokens: number;
-          ownKeyTokens: number;
-          files: { provider: string; keySource: string | null; diff: string }[];
-        };
-        return ['ready', 'partially_ready', 'failed'].includes(body.status) ? body : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 200, describe: () => `preview ${id} to finish` },
-    );
+    const preview = await previewFinding(api, run.id, credential.id);
     expect(preview.status).toBe('ready');
     expect(preview.files[0]!.provider).toBe('groq');
     expect(preview.files[0]!.keySource).toBe('platform');
@@ -281,6 +308,120 @@ describe('examples/start-fakes.mts', () => {
     return { code, stderr };
   }
 
+  it('keeps its state across restarts', async () => {
+    const stateFolder = path.join(await mkdtemp(path.join(os.tmpdir(), 'fixwright-fakes-state-')), 'state');
+    folders.push(path.dirname(stateFolder));
+    const port = await findFreePort();
+    const args = ['--port', String(port), '--state', stateFolder];
+    const first = await startExample(examplePath, args);
+    const settings = parseSettings(first.stdout());
+    expect(settings.FAKES_PAYLOADS).toBe(stateFolder);
+    expect(path.dirname(settings.PRIVATE_KEY_PATH!)).toBe(stateFolder);
+    const pullRequestFile = path.join(stateFolder, 'pull_request.json');
+    const firstPayload = JSON.parse(await readFile(pullRequestFile, 'utf8'));
+
+    database = await createTestDatabase();
+    service = await startServiceProcess({ ...settings, DATABASE_URL: database.url }, port);
+    for (const file of ['installation.json', 'pull_request.json']) {
+      const event = file === 'installation.json' ? 'installation' : 'pull_request';
+      const result = await runCliToExit(
+        ['receive', '--event', event, '--payload', path.join(stateFolder, file)],
+        cliEnv(settings),
+        { timeoutMs: 30_000 },
+      );
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const api = await serviceApi(database.url);
+    type ListedRun = { id: string; status: string; headSha: string; error: string | null };
+    const completedRunOf = (headSha: string) =>
+      waitFor(
+        async () => {
+          const listed = await api('/api/runs?repository=Codertocat/Hello-World&pr=2');
+          const { runs } = (await listed.json()) as { runs: ListedRun[] };
+          const run = runs.find((candidate) => candidate.headSha === headSha);
+          if (run?.status === 'failed' || run?.status === 'superseded') {
+            throw new Error(`The run of ${headSha} is ${run.status}: ${run.error}`);
+          }
+          return run?.status === 'completed' ? run : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200, describe: () => `the run of ${headSha}; service output:\n${service!.output()}` },
+      );
+    const firstRun = await completedRunOf(firstPayload.pull_request.head.sha);
+
+    expect(await stopExample(first, 'SIGINT')).toEqual({ code: 0, signal: null });
+    expect(first.stderr()).toContain(`Stopped the fakes and kept ${stateFolder} for the next start with --state.\n`);
+    // An apply's commit on the pull request's branch, as the fake GitHub writes it.
+    const repositoryDir = (await readdir(stateFolder)).find((entry) => entry.startsWith('fixwright-git-'))!;
+    const newHead = await commitOnBranch(path.join(stateFolder, repositoryDir), 'feature', {
+      [demoFilePath]: `${demoHeadFiles[demoFilePath]}console.log('again');\n`,
+    });
+
+    const second = await startExample(examplePath, args);
+    expect(parseSettings(second.stdout())).toEqual(settings);
+    const secondPayload = JSON.parse(await readFile(pullRequestFile, 'utf8'));
+    expect(secondPayload.pull_request.head.sha).toBe(newHead);
+    expect(Date.parse(secondPayload.pull_request.updated_at)).toBeGreaterThanOrEqual(
+      Date.parse(firstPayload.pull_request.updated_at),
+    );
+    expect(Date.parse(firstPayload.pull_request.updated_at)).toBeGreaterThan(Date.parse('2026-01-01T00:00:00Z'));
+
+    // The service kept running with the same settings and its cached installation token.
+    const resent = await runCliToExit(
+      ['receive', '--event', 'pull_request', '--payload', pullRequestFile],
+      cliEnv(settings),
+      { timeoutMs: 30_000 },
+    );
+    expect(resent.code, resent.stderr).toBe(0);
+    expect(resent.stdout).not.toContain('Superseded on arrival');
+    const newRun = await completedRunOf(newHead);
+    const older = (await (await api(`/api/runs/${firstRun.id}`)).json()) as { status: string };
+    expect(older.status).toBe('superseded');
+
+    // A preview on the new run passes the head check against the restarted fake GitHub.
+    const { findings } = (await (await api(`/api/runs/${newRun.id}`)).json()) as {
+      findings: { id: string; rule: string }[];
+    };
+    const credential = findings.find((finding) => finding.rule === 'secret/hardcoded-credential')!;
+    const preview = await previewFinding(api, newRun.id, credential.id);
+    expect(preview.status).toBe('ready');
+    expect(preview.error).toBeNull();
+
+    await service.stop('SIGTERM');
+    service = undefined;
+    expect(await stopExample(second, 'SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(existsSync(settings.PRIVATE_KEY_PATH!)).toBe(true);
+  }, 180_000);
+
+  it('stops once on repeated group signals', async () => {
+    const port = await findFreePort();
+    const example = await startExample(examplePath, ['--port', String(port)], repositoryRoot, true);
+    const settings = parseSettings(example.stdout());
+
+    // A Ctrl-C reaches every process of the group, and npx sends its child one more.
+    process.kill(-example.child.pid!, 'SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    process.kill(-example.child.pid!, 'SIGINT');
+
+    expect(await example.exit).toEqual({ code: 0, signal: null });
+    expect(example.stderr().match(/Received SIGINT; stopping the fakes\./g)).toHaveLength(1);
+    expect(removedFolder(example.stderr())).toBe(settings.FAKES_PAYLOADS);
+    expect(existsSync(settings.FAKES_PAYLOADS!)).toBe(false);
+  }, 60_000);
+
+  it('rejects a state folder of other files', async () => {
+    const folder = await mkdtemp(path.join(os.tmpdir(), 'fixwright-fakes-other-'));
+    folders.push(folder);
+    await mkdir(path.join(folder, 'notes'));
+    const { code, stderr } = await runToExit(['--state', folder]);
+
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      `Starting the fakes failed: The --state folder ${folder} is not empty and has no fakes.json, ` +
+        'so it is not a folder of the fakes. Give a new or empty folder.\n',
+    );
+    expect(await readdir(folder)).toEqual(['notes']);
+  }, 30_000);
+
   it('rejects an invalid port', async () => {
     const { code, stderr } = await runToExit(['--port', '70000']);
 
@@ -294,7 +435,7 @@ describe('examples/start-fakes.mts', () => {
     expect(code).toBe(2);
     expect(stderr.split('\n')).toEqual([
       expect.stringContaining("Unknown option '--prot'"),
-      'Usage: npx tsx examples/start-fakes.mts [--port N]',
+      'Usage: npx tsx examples/start-fakes.mts [--port N] [--state DIR]',
       '',
     ]);
   }, 30_000);

@@ -9,6 +9,8 @@ import { GitHubResponseTooLargeError, maxGitHubResponseBytes } from '../../src/g
 import { asGitHubRejection, describeFailedRequest } from '../../src/apply/github-rejection.ts';
 import { toSafeError } from '../../src/errors/safe-error.ts';
 import { isServerError, mayHaveWritten } from '../../src/github/request-errors.ts';
+import { isAppCredentialRejection } from '../../src/github/token-request.ts';
+import { findFreePort } from '../../src/db/bundled.ts';
 import { asGitHubRateLimit } from '../../src/github/rate-limit.ts';
 import type { Octokit } from '@octokit/rest';
 import { examplePayload } from '../helpers/webhooks.ts';
@@ -126,6 +128,7 @@ describe('installation authentication', () => {
       );
       expect((error as { status?: number }).status).toBe(401);
       expect((error as Error).message).toContain('A JSON web token could not be decoded');
+      expect(isAppCredentialRejection(error)).toBe(true);
       expect(fake.issuedTokens).toHaveLength(0);
       expect(fake.requests.map((request) => request.path)).toEqual([
         '/app/installations/1/access_tokens',
@@ -326,6 +329,79 @@ describe('request time limit', () => {
     );
     expect(Date.now() - started).toBeLessThan(5_000);
   });
+});
+
+describe('unreachable GITHUB_API_URL', () => {
+  it('names GITHUB_API_URL for a refused connection', async () => {
+    const port = await findFreePort();
+    const { logs, destination } = captureLogs();
+    const app = createGitHubApp({
+      appId,
+      privateKey: harness.privateKeyPem,
+      baseUrl: `http://127.0.0.1:${port}`,
+      logger: createLogger('info', destination),
+    });
+
+    const error = await app
+      .appOctokit()
+      .request('GET /app', { request: { retries: 0 } })
+      .catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(RequestError);
+    expect((error as RequestError).status).toBe(500);
+    expect((error as RequestError).message).toBe(
+      `connect ECONNREFUSED 127.0.0.1:${port}: the connection to GITHUB_API_URL ` +
+        `http://127.0.0.1:${port} was refused. Check that GITHUB_API_URL is the URL of GitHub's ` +
+        'REST API, such as https://api.github.com, and that this host can reach it.',
+    );
+    expect(asGitHubRejection(error)?.noResponse).toBe(true);
+    const errors = logs.lines.filter((line) => line.level === 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.msg).toMatch(
+      new RegExp(
+        `^GET /app - no response after \\d+ms: the connection to GITHUB_API_URL ` +
+          `http://127\\.0\\.0\\.1:${port} was refused$`,
+      ),
+    );
+    expect(errors[0]!.noResponse).toBe(true);
+    expect(errors[0]!.event).toBe('github.request');
+  });
+
+  it('logs a GitHub 500 with its status', async () => {
+    harness.fake.queueResponse({ method: 'GET', path: contentsPattern, status: 500 });
+
+    const error = await readmeRequest(harness.octokit, 0);
+
+    expect((error as RequestError).status).toBe(500);
+    const errors = harness.logs.lines.filter((line) => line.level === 50);
+    expect(errors.map((line) => line.msg)).toEqual([
+      expect.stringMatching(new RegExp(`^GET /repos/${owner}/${repo}/contents/README\\.md - 500 with id `)),
+    ]);
+    expect(errors[0]!.noResponse).toBeUndefined();
+  });
+
+  it('retries a failed token request once', async () => {
+    const { logs, destination } = captureLogs();
+    const app = createGitHubApp({
+      appId,
+      privateKey: harness.privateKeyPem,
+      baseUrl: harness.fake.url,
+      logger: createLogger('info', destination),
+    });
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      harness.fake.queueResponse({ method: 'POST', path: tokenPath, status: 502 });
+    }
+    const octokit = await app.installationOctokit(harness.installationId);
+
+    const error = await readmeRequest(octokit);
+
+    expect((error as RequestError).status).toBe(502);
+    // The retry plugin sends the token request 4 times, 1, 4 and 9 s apart, and the request
+    // that needed the token is not sent again for another 4 rounds.
+    expect(requestsTo(harness.fake, 'POST', tokenPath)).toHaveLength(4);
+    expect(contentRequests()).toHaveLength(0);
+    expect(logs.lines.filter((line) => line.level === 50)).toHaveLength(5);
+  }, 30_000);
 });
 
 describe('total request time limit', () => {

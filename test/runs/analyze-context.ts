@@ -1,6 +1,8 @@
 import { installations, prRuns } from '../../src/db/schema/index.ts';
 import { owner, pullNumber, repo, startHarness, type Harness } from '../github/harness.ts';
 import { createTestContext, type TestContext } from '../helpers/context.ts';
+import { runDueJob } from '../helpers/jobs.ts';
+import { analyzeQueue, handleAnalyzeJob, type AnalyzeJobData } from '../../src/jobs/analyze.ts';
 
 /** A test context whose GitHub App is a harness serving the pull request of `files`. */
 export interface AnalyzeTestContext {
@@ -48,4 +50,12 @@ export async function createAnalyzeTestContext(
       await harness.close();
     },
   };
+}
+
+/** Runs analyze job `jobId` of `context` as a worker does, and returns what it threw, or null. */
+export async function attemptAnalyzeJob(context: TestContext, jobId: string): Promise<unknown> {
+  return runDueJob<AnalyzeJobData>(context, analyzeQueue, jobId, (job) => handleAnalyzeJob(context, job)).then(
+    () => null,
+    (error: unknown) => error,
+  );
 }

@@ -146,9 +146,13 @@ function readGeminiKey(req: IncomingMessage): string | undefined {
   return new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('key') ?? undefined;
 }
 
-/** Starts a fake of Gemini's generativelanguage API on 127.0.0.1 with a free port. */
+/** Starts a fake of Gemini's generativelanguage API on 127.0.0.1, on `port` or a free port. */
 export async function startFakeGemini(
-  options: { models?: { name: string; methods: string[] }[]; rejectedKeys?: string[] } = {},
+  options: {
+    port?: number;
+    models?: { name: string; methods: string[] }[];
+    rejectedKeys?: string[];
+  } = {},
 ): Promise<FakeGemini> {
   const models = options.models ?? defaultGeminiModels;
 
@@ -252,6 +256,7 @@ export async function startFakeGemini(
   };
 
   return startFakeModelApi({
+    port: options.port,
     rejectedKeys: options.rejectedKeys,
     defaultHandler: (): GeminiTextReply => ({ text: 'fake answer' }),
     readApiKey: readGeminiKey,

@@ -88,6 +88,11 @@ export interface FakeGitHub {
   requests: RecordedRequest[];
   /** Installation tokens issued so far. */
   readonly issuedTokens: IssuedToken[];
+  /**
+   * Accepts tokens that an earlier fake issued until they expire, so that a service which caches
+   * its installation tokens goes on after the fake restarts.
+   */
+  restoreTokens(tokens: IssuedToken[]): void;
   /** Errors that handlers threw. The fake returned status 500 for each of them. */
   handlerErrors: Error[];
   addRepository(repository: {
@@ -384,6 +389,8 @@ interface PendingResponse {
 export async function startFakeGitHub(options: {
   appId: string;
   publicKeyPem: string;
+  /** Port on 127.0.0.1; a free port when unset or 0. A port in use rejects with EADDRINUSE. */
+  port?: number;
 }): Promise<FakeGitHub> {
   const routes: CompiledRoute[] = defaultRoutes.map((route) => ({
     route,
@@ -617,7 +624,7 @@ export async function startFakeGitHub(options: {
       }
     });
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -630,6 +637,9 @@ export async function startFakeGitHub(options: {
     handlerErrors,
     get issuedTokens() {
       return [...fakeState.tokens.values()];
+    },
+    restoreTokens(tokens) {
+      for (const token of tokens) fakeState.tokens.set(token.token, token);
     },
     get checkRuns() {
       return [...fakeState.checkRuns.values()];

@@ -117,9 +117,9 @@ function parseChatRequest(body: unknown): GroqChatRequest {
   };
 }
 
-/** Starts a fake of Groq's OpenAI-compatible API on 127.0.0.1 with a free port. */
+/** Starts a fake of Groq's OpenAI-compatible API on 127.0.0.1, on `port` or a free port. */
 export async function startFakeGroq(
-  options: { models?: string[]; rejectedKeys?: string[] } = {},
+  options: { port?: number; models?: string[]; rejectedKeys?: string[] } = {},
 ): Promise<FakeGroq> {
   const models = options.models ?? defaultGroqModels;
   let completionCount = 0;
@@ -212,6 +212,7 @@ export async function startFakeGroq(
   };
 
   return startFakeModelApi({
+    port: options.port,
     rejectedKeys: options.rejectedKeys,
     defaultHandler: (): GroqTextReply => ({ text: 'fake answer' }),
     readApiKey: (req) => readBearerKey(req.headers),

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createJsonServer, inFlightCounter } from './json-server.ts';
@@ -98,10 +99,12 @@ export function bodyRecord(body: unknown): Record<string, unknown> {
 }
 
 /**
- * Starts a model API fake on 127.0.0.1 with a free port. It records every request with the key
+ * Starts a model API fake on 127.0.0.1 on `port`, or on a free port when it is unset or 0. A
+ * port in use rejects with Node's EADDRINUSE error. It records every request with the key
  * `readApiKey` finds and passes it to `handle`, which speaks the provider's wire format.
  */
 export async function startFakeModelApi<Usage, TextReply extends object, Request>(options: {
+  port?: number;
   rejectedKeys?: string[];
   /** Handler that `reset` restores. */
   defaultHandler(): TextReply;
@@ -140,7 +143,8 @@ export async function startFakeModelApi<Usage, TextReply extends object, Request
     });
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.listen(options.port ?? 0, '127.0.0.1');
+  await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
 
   return {
