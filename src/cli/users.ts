@@ -12,6 +12,7 @@ import { applyPlanLimits } from '../usage/apply-limits.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
+import { PlanLimitMismatchError, withServicePlanLimits } from '../usage/service-plan-limits.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, rejectOtherOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
@@ -108,7 +109,8 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     };
     const options = { plan, dryRun: values['dry-run'] ?? false, changedBy, onProgress };
     return withDatabase(config, logger, async (db) => {
-      const report = await applyPlanLimits(db, config, logger, options);
+      const serviceConfig = await resolvePlanLimits(db, config);
+      const report = await applyPlanLimits(db, serviceConfig, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);
       return 0;
     }, { command });
@@ -142,7 +144,9 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
             `run "fixwright users token --login ${login} --create" to create a user with it.`,
         );
       }
-      const user = existing ? { ...existing, created: false } : await createUser(db, login, config);
+      const user = existing
+        ? { ...existing, created: false }
+        : await createUser(db, login, await resolvePlanLimits(db, config));
       const { token } = await mintApiToken(db, user.id, tokenName).catch(
         (error) => {
           if (error instanceof TokenLimitError) throw new CommandFailedError(error.message);
@@ -174,7 +178,8 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     }
     // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
-      const result = await changePlan(db, config, { userId: user.id, plan: plan as never, changedBy });
+      const serviceConfig = await resolvePlanLimits(db, config);
+      const result = await changePlan(db, serviceConfig, { userId: user.id, plan: plan as never, changedBy });
       if (!result.changed) {
         console.log(
           `${user.login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
@@ -200,6 +205,19 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
   }, { command });
+}
+
+/**
+ * Returns `config` with the plan limits that the service recorded at its last start, or raises
+ * CommandFailedError when this shell sets a different one.
+ */
+async function resolvePlanLimits(db: Database, config: Config): Promise<Config> {
+  try {
+    return await withServicePlanLimits(db, config, process.env);
+  } catch (error) {
+    if (error instanceof PlanLimitMismatchError) throw new CommandFailedError(error.message);
+    throw error;
+  }
 }
 
 function invalidPlanError(plan: string): CommandError {
