@@ -5,6 +5,7 @@ import type { Database } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { countCharacters } from '../text/character-count.ts';
+import { joinWithOr } from '../text/plural.ts';
 import { shortenText } from '../text/quote-value.ts';
 import { maxTokenNameLength, mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
 import { resetAdminLogin } from '../users/sync-admin-role.ts';
@@ -17,6 +18,7 @@ import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, rejectOtherOptions } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 import { describeLoginProblem, formerLoginOf } from '../users/github-login.ts';
+import { findCloseLogins } from '../users/close-logins.ts';
 import { usersUsage } from './usage.ts';
 import { describeApplyLimits } from './apply-limits-report.ts';
 import { describeResetAdmin } from './reset-admin-report.ts';
@@ -139,9 +141,13 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       // someone with that login installs the app or signs in.
       const existing = await findUser(db, login);
       if (!existing && !values.create) {
+        const notFound = `User ${JSON.stringify(login)} not found, so no token was created.`;
+        const hint = await describeCloseLogins(db, login);
         throw new CommandFailedError(
-          `User ${JSON.stringify(login)} not found, so no token was created. Check the login, or ` +
-            `run "fixwright users token --login ${login} --create" to create a user with it.`,
+          hint
+            ? `${notFound} ${hint}`
+            : `${notFound} Check the login, or run "fixwright users token --login ${login} ` +
+                '--create" to create a user with it.',
         );
       }
       const user = existing
@@ -171,9 +177,14 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
     const user = await findUser(db, login);
     if (!user) {
+      // A login close to an existing one is most likely a typo, so creating a user with it is
+      // not suggested then.
+      const hint = await describeCloseLogins(db, login);
       throw new CommandFailedError(
-        `User ${JSON.stringify(login)} not found. Users appear when they install the app or sign ` +
-          `in, or create one with "fixwright users token --login ${login} --create".`,
+        hint
+          ? `User ${JSON.stringify(login)} not found. ${hint}`
+          : `User ${JSON.stringify(login)} not found. Users appear when they install the app or ` +
+              `sign in, or create one with "fixwright users token --login ${login} --create".`,
       );
     }
     // Logins match without regard to case, so the output names the user as stored.
@@ -218,6 +229,13 @@ async function resolvePlanLimits(db: Database, config: Config): Promise<Config> 
     if (error instanceof PlanLimitMismatchError) throw new CommandFailedError(error.message);
     throw error;
   }
+}
+
+/** Builds the "Did you mean" hint with the stored logins close to `login`, or null when none is. */
+async function describeCloseLogins(db: Database, login: string): Promise<string | null> {
+  const close = await findCloseLogins(db, login);
+  if (close.length === 0) return null;
+  return `Did you mean ${joinWithOr(close)}?`;
 }
 
 function invalidPlanError(plan: string): CommandError {

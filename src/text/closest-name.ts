@@ -27,6 +27,27 @@ export function closestName(name: string, candidates: readonly string[]): string
   return best;
 }
 
+/**
+ * Returns the candidates at the least edit distance from `name`, compared without regard to
+ * case and within maxSuggestionDistance, at most `limit` of them in the order given. Returns
+ * an empty array when none is close.
+ */
+export function closestNames(name: string, candidates: readonly string[], limit: number): string[] {
+  const lowerName = name.toLowerCase();
+  let best: string[] = [];
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(lowerName, candidate.toLowerCase());
+    if (distance > maxSuggestionDistance(lowerName, candidate) || distance > bestDistance) continue;
+    if (distance < bestDistance) {
+      best = [];
+      bestDistance = distance;
+    }
+    if (best.length < limit) best.push(candidate);
+  }
+  return best;
+}
+
 /** Levenshtein distance: the fewest insertions, deletions and substitutions from `a` to `b`. */
 function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, index) => index);

@@ -672,6 +672,25 @@ describe('fixwright users', () => {
     expect(created).toEqual([]);
   });
 
+  it('suggests close logins for unknown ones', async () => {
+    await context.db.insert(users).values([{ login: 'Codertocat' }, { login: 'codertocat-bot' }]);
+
+    const reset = await runFixwright(['users', 'reset-usage', '--login', 'Codertocatt'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(reset.code).toBe(1);
+    expect(reset.stderr).toBe('User "Codertocatt" not found. Did you mean Codertocat?\n');
+    expect(reset.stdout).toBe('');
+
+    const token = await runFixwright(['users', 'token', '--login', 'codertocat-bt'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(token.code).toBe(1);
+    expect(token.stderr).toBe('User "codertocat-bt" not found, so no token was created. Did you mean codertocat-bot?\n');
+    const created = await context.db.select().from(users).where(eq(users.login, 'codertocat-bt'));
+    expect(created).toEqual([]);
+  });
+
   it('token --create creates the user once', async () => {
     const first = await runFixwright(['users', 'token', '--login', 'created-user', '--create'], {
       DATABASE_URL: context.database.url,
