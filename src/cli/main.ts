@@ -4,6 +4,7 @@ import { findUsage, generalUsage, helpCommand } from './usage.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
 import { InterruptedError } from './stop-signals.ts';
+import { suggestClosest } from './parse-options.ts';
 
 const commands = ['start', 'migrate', 'receive', 'users', 'keys', 'demo'];
 
@@ -17,7 +18,8 @@ async function main(argv: string[]): Promise<number> {
   if (!command) throw new CommandError(`Missing command: ${choices}.\n\n${generalUsage}`);
   // Checked before the configuration is read, so a typo is not reported as a missing setting.
   if (!commands.includes(command)) {
-    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${generalUsage}`);
+    const hint = suggestClosest(command, commands);
+    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.${hint}\n\n${generalUsage}`);
   }
 
   // Checked before the configuration is read, so help works on a machine not yet configured.

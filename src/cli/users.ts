@@ -15,7 +15,7 @@ import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
 import { PlanLimitMismatchError, withServicePlanLimits } from '../usage/service-plan-limits.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
-import { parseCommandOptions, rejectOtherOptions } from './parse-options.ts';
+import { parseCommandOptions, rejectOtherOptions, suggestClosest } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 import { describeLoginProblem, formerLoginOf } from '../users/github-login.ts';
 import { findCloseLogins } from '../users/close-logins.ts';
@@ -80,7 +80,10 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   }
   if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
-    throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
+    throw new CommandError(
+      `Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.` +
+        suggestClosest(subcommand, subcommands),
+    );
   }
   const command = `users ${subcommand}`;
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];

@@ -204,6 +204,13 @@ describe('fixwright usage errors', () => {
     [['frob'], `Unknown command "frob": ${choices}`],
     [['keys'], 'Missing keys command: use rotate or discard.'],
     [['keys', 'list'], 'Unknown keys command "list": use rotate or discard.'],
+    [['keys', 'rotat'], 'Unknown keys command "rotat": use rotate or discard. Did you mean rotate?'],
+    [['strat'], `Unknown command "strat": ${choices} Did you mean start?`],
+    [
+      ['users', 'plna'],
+      'Unknown users command "plna": use token, plan, apply-limits, reset-usage, show, reset-admin. ' +
+        'Did you mean plan?',
+    ],
     [
       ['keys', 'discard', '--dry-run'],
       'Missing --version: give the master key version whose lost key encrypted the keys to delete.',

@@ -21,6 +21,12 @@ describe('closestName', () => {
     expect(closestName('pul_reqest_revew', ['pull_request_review', 'pull_request'])).toBe('pull_request_review');
   });
 
+  it('counts a swap as one edit', () => {
+    expect(closestName('plna', ['token', 'plan', 'show'])).toBe('plan');
+    expect(closestName('strat', ['start', 'migrate'])).toBe('start');
+    expect(closestName('ab', ['ba'])).toBe('ba');
+  });
+
   it('rejects names beyond a third of the length', () => {
     // 3 edits of 9 characters pass, 4 do not.
     expect(closestName('abcdefxyz', ['abcdefghi'])).toBe('abcdefghi');
