@@ -157,7 +157,8 @@ async function startParts(
   // first preview that needs a stored key. Until a restart, this process then uses no key of a
   // mismatched version, marks none unusable and encrypts under none.
   const keyFiles = findMasterKeyFiles(config);
-  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, keyFiles.read));
+  const mismatched = await reportMasterKeyMismatches(handle.db, keyring, logger, keyFiles.read, keyFiles.unread);
+  keyring.markMismatched(mismatched);
   // Stored keys of a version this process lacks, such as after a rotation and a start without
   // MASTER_KEYS, are left out of previews, which the mismatch check above does not report.
   await reportMissingMasterKeyVersions(handle.db, keyring, logger, keyFiles);
