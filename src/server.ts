@@ -7,6 +7,7 @@ import { toSafeError } from './errors/safe-error.ts';
 import { connectDatabase, type DatabaseHandle } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
 import { migrateDatabase, warnAboutNewerSchema } from './db/migrate.ts';
+import { recordServicePlanLimits } from './usage/service-plan-limits.ts';
 import { checkDataDirOpenToPostgres } from './db/postgres-user.ts';
 import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
@@ -151,11 +152,14 @@ async function startParts(
   signal?.throwIfAborted();
   const handle = connectDatabase(database.url, { logger });
   parts.handle = handle;
+  // The `users` commands apply these limits, whatever the environment of their shell.
+  await recordServicePlanLimits(handle.db, config);
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
   // first preview that needs a stored key. Until a restart, this process then uses no key of a
   // mismatched version, marks none unusable and encrypts under none.
   const keyFiles = findMasterKeyFiles(config);
-  keyring.markMismatched(await reportMasterKeyMismatches(handle.db, keyring, logger, keyFiles.read));
+  const mismatched = await reportMasterKeyMismatches(handle.db, keyring, logger, keyFiles.read, keyFiles.unread);
+  keyring.markMismatched(mismatched);
   // Stored keys of a version this process lacks, such as after a rotation and a start without
   // MASTER_KEYS, are left out of previews, which the mismatch check above does not report.
   await reportMissingMasterKeyVersions(handle.db, keyring, logger, keyFiles);

@@ -84,7 +84,8 @@ export async function resolveModelClients(
     const own = ownKeys.get(provider);
     if (keySource === 'user' && own?.usable) {
       const createClient = (apiKey: string) => createProviderClient(config, provider, apiKey);
-      return { keySource, client: ownKeyClient(context, own, createClient) };
+      const platformKeyConfigured = Boolean(platformKey(config, provider));
+      return { keySource, client: ownKeyClient(context, own, createClient, { platformKeyConfigured }) };
     }
     return { keySource, client: createProviderClient(config, provider, platformKey(config, provider)!) };
   });

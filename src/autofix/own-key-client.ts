@@ -58,6 +58,7 @@ export function ownKeyClient(
   context: { db: Database; keyring: Keyring; logger: Logger },
   own: { key: string; stored: StoredKeyRef },
   createClient: (apiKey: string) => ModelClient,
+  options: { platformKeyConfigured: boolean },
 ): ModelClient {
   const { db, logger } = context;
   const { userId, provider } = own.stored;
@@ -113,7 +114,9 @@ export function ownKeyClient(
           throw error;
         }
 
-        const reason = rejectedReason(stored.provider, error.status);
+        // NOTE: the stored reason keeps its text about the platform key until the key is
+        // saved again, even when the operator adds or removes that platform key meanwhile.
+        const reason = rejectedReason(stored.provider, error.status, options.platformKeyConfigured);
         await markKeyUnusable(db, stored, 'rejected', reason, { sent: responded });
         logger.warn(
           {

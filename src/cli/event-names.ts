@@ -43,3 +43,39 @@ export function checkEventName(name: string): string | null {
   }
   return null;
 }
+
+/**
+ * Keys that payloads of many events carry besides their own, so a file that has one of them
+ * looks like that event's payload only when it has no more specific key.
+ */
+const sharedPayloadKeys = ['installation', 'repository', 'organization'];
+
+/**
+ * Checks that a payload for `event` has the top-level key that such a payload carries, for the
+ * events that Fixwright acts on and whose payload has a key of their own name. Raises
+ * CommandError naming the event that the payload looks like, by the event-named keys it has.
+ */
+export function checkPayloadMatchesEvent(event: string, payload: unknown, file: string): void {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return;
+  if (event === 'ping' || !(handledEvents as readonly string[]).includes(event)) return;
+  if (Object.hasOwn(payload, event)) return;
+
+  const eventKeys = githubEventNames.filter((name) => name !== event && Object.hasOwn(payload, name));
+  const lookalike =
+    eventKeys.find((name) => !sharedPayloadKeys.includes(name)) ??
+    // An installation event's payload has `installation` but no repository.
+    (eventKeys.includes('installation') && !eventKeys.includes('repository') ? 'installation' : undefined);
+  const problem = `Invalid --payload ${JSON.stringify(file)} for --event ${event}: the file has no "${event}" key`;
+  if (lookalike === undefined) {
+    throw new CommandError(`${problem}, which every ${event} payload has. Give ${withArticle(event)} payload file.`);
+  }
+  throw new CommandError(
+    `${problem} but has "${lookalike}", so --event and the file do not match: the file looks ` +
+      `like ${withArticle(lookalike)} payload. Use --event ${lookalike}, or give ` +
+      `${withArticle(event)} payload file.`,
+  );
+}
+
+function withArticle(eventName: string): string {
+  return `${/^[aeiou]/.test(eventName) ? 'an' : 'a'} ${eventName}`;
+}

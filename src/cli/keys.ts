@@ -19,7 +19,7 @@ import { MasterKeyMismatchError, rotateUserKeys, type RotationReport } from '../
 import type { Logger } from '../logger.ts';
 import { formatCount, joinWithAnd, pickForm } from '../text/plural.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
-import { parseCommandOptions, parseDecimal, rejectOtherOptions } from './parse-options.ts';
+import { parseCommandOptions, parseDecimal, rejectOtherOptions, suggestClosest } from './parse-options.ts';
 import { checkBundledDatabaseExists } from '../database.ts';
 import { withDatabase } from './with-database.ts';
 
@@ -42,7 +42,9 @@ export async function runKeysCommand(config: Config, logger: Logger, args: strin
   const choices = 'use rotate or discard';
   if (!subcommand) throw new CommandError(`Missing keys command: ${choices}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
-    throw new CommandError(`Unknown keys command ${JSON.stringify(subcommand)}: ${choices}.`);
+    throw new CommandError(
+      `Unknown keys command ${JSON.stringify(subcommand)}: ${choices}.${suggestClosest(subcommand, subcommands)}`,
+    );
   }
   const command = `keys ${subcommand}`;
   const { values, suppliedOptions } = parseCommandOptions(command, rest, {

@@ -3,7 +3,8 @@ import { createLogger } from '../logger.ts';
 import { findUsage, generalUsage, helpCommand } from './usage.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { StartupError } from '../errors/startup-error.ts';
-import { InterruptedError } from './stop-signals.ts';
+import { InterruptedError, releaseEarlySignalHandlers } from './stop-signals.ts';
+import { suggestClosest } from './parse-options.ts';
 
 const commands = ['start', 'migrate', 'receive', 'users', 'keys', 'demo'];
 
@@ -17,7 +18,8 @@ async function main(argv: string[]): Promise<number> {
   if (!command) throw new CommandError(`Missing command: ${choices}.\n\n${generalUsage}`);
   // Checked before the configuration is read, so a typo is not reported as a missing setting.
   if (!commands.includes(command)) {
-    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.\n\n${generalUsage}`);
+    const hint = suggestClosest(command, commands);
+    throw new CommandError(`Unknown command ${JSON.stringify(command)}: ${choices}.${hint}\n\n${generalUsage}`);
   }
 
   // Checked before the configuration is read, so help works on a machine not yet configured.
@@ -30,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
   // is loaded on demand, so other commands do not load the fake servers.
   if (command === 'demo') {
     const { runDemoCommand } = await import('./demo.ts');
+    // The demo installs its own signal handlers.
+    releaseEarlySignalHandlers();
     return runDemoCommand(rest);
   }
 
@@ -47,8 +51,12 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./start.ts')).runStartCommand(config, logger, rest);
     case 'migrate':
       return (await import('./migrate.ts')).runMigrateCommand(config, logger, rest);
-    case 'receive':
-      return (await import('./receive.ts')).runReceiveCommand(config, rest);
+    case 'receive': {
+      const { runReceiveCommand } = await import('./receive.ts');
+      // A delivery in progress may have reached the server, so no line claims that nothing changed.
+      releaseEarlySignalHandlers();
+      return runReceiveCommand(config, rest);
+    }
     case 'users':
       return (await import('./users.ts')).runUsersCommand(config, logger, rest);
     case 'keys':

@@ -77,8 +77,17 @@ function addOptionSuggestion(error: Error, accepted: readonly string[]): void {
     error.message = `${message} ${hint}`;
     return;
   }
-  const closest = closestName(optionName, accepted);
-  if (closest !== null) error.message = `${message} Did you mean --${closest}?`;
+  error.message = `${message}${suggestClosest(optionName, accepted, '--')}`;
+}
+
+/**
+ * Returns " Did you mean NAME?" with the name of `accepted` closest to `name`, written after
+ * `prefix` (such as "--" for an option), or an empty string when none is close. Used for
+ * unknown options, commands and subcommands alike.
+ */
+export function suggestClosest(name: string, accepted: readonly string[], prefix = ''): string {
+  const closest = closestName(name, accepted);
+  return closest === null ? '' : ` Did you mean ${prefix}${closest}?`;
 }
 
 /**

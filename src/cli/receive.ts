@@ -3,7 +3,7 @@ import { BoundedFileError, readBoundedFile } from '../config/bounded-file.ts';
 import type { Config } from '../config/env.ts';
 import { describeInnermostError } from '../errors/innermost-error.ts';
 import { CommandError } from './command-error.ts';
-import { checkEventName } from './event-names.ts';
+import { checkEventName, checkPayloadMatchesEvent } from './event-names.ts';
 import { httpOrigin } from '../net/url-host.ts';
 import { parseCommandOptions, parseDecimal } from './parse-options.ts';
 import { shortenText } from '../text/quote-value.ts';
@@ -64,11 +64,13 @@ export async function runReceiveCommand(config: Config, args: string[]): Promise
         'mark, which GitHub never sends; save it as UTF-8 without one.',
     );
   }
+  let payload: unknown;
   try {
-    JSON.parse(body.toString('utf8'));
+    payload = JSON.parse(body.toString('utf8'));
   } catch {
     throw new CommandError(`Invalid --payload ${JSON.stringify(values.payload)}: the file is not valid JSON.`);
   }
+  checkPayloadMatchesEvent(values.event, payload, values.payload);
 
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
   const url = values.url ?? `${httpOrigin(host, config.PORT)}${webhookPath}`;

@@ -24,8 +24,23 @@ export class InterruptedError extends Error {
  */
 const repeatWindowMs = 1_000;
 
+/** Symbol under which bin/early-signals.js stores the function that removes its handlers. */
+const releaseEarlySignalsKey = Symbol.for('fixwright.releaseEarlySignals');
+
 /**
- * Installs SIGINT and SIGTERM handlers that pass the first signal to `onFirstSignal`. A second
+ * Removes the handlers that bin/early-signals.js installs while the program loads, which print
+ * one line and exit 130 or 143. A command that installs no handlers of its own calls this
+ * before it starts work, so a signal then ends it as node does by default.
+ */
+export function releaseEarlySignalHandlers(): void {
+  const holder = process as unknown as Record<symbol, (() => void) | undefined>;
+  holder[releaseEarlySignalsKey]?.();
+  holder[releaseEarlySignalsKey] = undefined;
+}
+
+/**
+ * Installs SIGINT and SIGTERM handlers that pass the first signal to `onFirstSignal`, in place
+ * of the handlers that bin/early-signals.js installed while the program loaded. A second
  * signal logs `<scope>.forced_exit` and exits at once with status 1, for when stopping takes
  * too long. The first signal repeated within a second does not count as a second signal.
  * Returns a function that removes the handlers.
@@ -50,6 +65,7 @@ export function handleStopSignals(
   };
   process.on('SIGINT', handle);
   process.on('SIGTERM', handle);
+  releaseEarlySignalHandlers();
   return () => {
     process.off('SIGINT', handle);
     process.off('SIGTERM', handle);

@@ -142,7 +142,8 @@ Options:
                  exits 1 and creates nothing`,
   plan: `Usage: fixwright users plan --login NAME --plan free|pro|enterprise
 
-Switches the user's plan.
+Switches the user's plan. The plan's limit is the one the service recorded at its last start;
+a PLAN_*_TOKENS variable set here to another value exits 1 and changes nothing.
 
 Options:
 ${existingLoginOption}
@@ -152,7 +153,9 @@ ${existingLoginOption}
 Applies PLAN_FREE_TOKENS, PLAN_PRO_TOKENS and PLAN_ENTERPRISE_TOKENS to the users whose stored
 limit differs, as choosing their own plan again with users plan does: the period and usage are
 kept, usage is capped at a lower limit, and each change is recorded. Changes up to 100 users per
-transaction and prints, per plan, how many users changed and their old limits.
+transaction and prints, per plan, how many users changed and their old limits. The limits
+are the ones the service recorded at its last start; a PLAN_*_TOKENS variable set here to
+another value exits 1 and changes nothing.
 
 Options:
   --plan PLAN    free, pro or enterprise: check only the users on this plan (default: all users)

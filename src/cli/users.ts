@@ -5,6 +5,7 @@ import type { Database } from '../db/client.ts';
 import { users } from '../db/schema/index.ts';
 import type { Logger } from '../logger.ts';
 import { countCharacters } from '../text/character-count.ts';
+import { joinWithOr } from '../text/plural.ts';
 import { shortenText } from '../text/quote-value.ts';
 import { maxTokenNameLength, mintApiToken, TokenLimitError } from '../users/api-tokens.ts';
 import { resetAdminLogin } from '../users/sync-admin-role.ts';
@@ -12,10 +13,12 @@ import { applyPlanLimits } from '../usage/apply-limits.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
+import { PlanLimitMismatchError, withServicePlanLimits } from '../usage/service-plan-limits.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
-import { parseCommandOptions, rejectOtherOptions } from './parse-options.ts';
+import { parseCommandOptions, rejectOtherOptions, suggestClosest } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
 import { describeLoginProblem, formerLoginOf } from '../users/github-login.ts';
+import { findCloseLogins } from '../users/close-logins.ts';
 import { usersUsage } from './usage.ts';
 import { describeApplyLimits } from './apply-limits-report.ts';
 import { describeResetAdmin } from './reset-admin-report.ts';
@@ -77,7 +80,10 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
   }
   if (!subcommand) throw new CommandError(`Missing users command: use ${subcommands.join(', ')}.`);
   if (!subcommands.includes(subcommand as (typeof subcommands)[number])) {
-    throw new CommandError(`Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.`);
+    throw new CommandError(
+      `Unknown users command ${JSON.stringify(subcommand)}: use ${subcommands.join(', ')}.` +
+        suggestClosest(subcommand, subcommands),
+    );
   }
   const command = `users ${subcommand}`;
   const accepted = subcommandOptions[subcommand as (typeof subcommands)[number]];
@@ -108,7 +114,8 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     };
     const options = { plan, dryRun: values['dry-run'] ?? false, changedBy, onProgress };
     return withDatabase(config, logger, async (db) => {
-      const report = await applyPlanLimits(db, config, logger, options);
+      const serviceConfig = await resolvePlanLimits(db, config);
+      const report = await applyPlanLimits(db, serviceConfig, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);
       return 0;
     }, { command });
@@ -137,12 +144,18 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       // someone with that login installs the app or signs in.
       const existing = await findUser(db, login);
       if (!existing && !values.create) {
+        const notFound = `User ${JSON.stringify(login)} not found, so no token was created.`;
+        const hint = await describeCloseLogins(db, login);
         throw new CommandFailedError(
-          `User ${JSON.stringify(login)} not found, so no token was created. Check the login, or ` +
-            `run "fixwright users token --login ${login} --create" to create a user with it.`,
+          hint
+            ? `${notFound} ${hint}`
+            : `${notFound} Check the login, or run "fixwright users token --login ${login} ` +
+                '--create" to create a user with it.',
         );
       }
-      const user = existing ? { ...existing, created: false } : await createUser(db, login, config);
+      const user = existing
+        ? { ...existing, created: false }
+        : await createUser(db, login, await resolvePlanLimits(db, config));
       const { token } = await mintApiToken(db, user.id, tokenName).catch(
         (error) => {
           if (error instanceof TokenLimitError) throw new CommandFailedError(error.message);
@@ -167,14 +180,20 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
 
     const user = await findUser(db, login);
     if (!user) {
+      // A login close to an existing one is most likely a typo, so creating a user with it is
+      // not suggested then.
+      const hint = await describeCloseLogins(db, login);
       throw new CommandFailedError(
-        `User ${JSON.stringify(login)} not found. Users appear when they install the app or sign ` +
-          `in, or create one with "fixwright users token --login ${login} --create".`,
+        hint
+          ? `User ${JSON.stringify(login)} not found. ${hint}`
+          : `User ${JSON.stringify(login)} not found. Users appear when they install the app or ` +
+              `sign in, or create one with "fixwright users token --login ${login} --create".`,
       );
     }
     // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
-      const result = await changePlan(db, config, { userId: user.id, plan: plan as never, changedBy });
+      const serviceConfig = await resolvePlanLimits(db, config);
+      const result = await changePlan(db, serviceConfig, { userId: user.id, plan: plan as never, changedBy });
       if (!result.changed) {
         console.log(
           `${user.login} is already on ${result.toPlan}; nothing changed. To start a new period, run ` +
@@ -200,6 +219,26 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
   }, { command });
+}
+
+/**
+ * Returns `config` with the plan limits that the service recorded at its last start, or raises
+ * CommandFailedError when this shell sets a different one.
+ */
+async function resolvePlanLimits(db: Database, config: Config): Promise<Config> {
+  try {
+    return await withServicePlanLimits(db, config, process.env);
+  } catch (error) {
+    if (error instanceof PlanLimitMismatchError) throw new CommandFailedError(error.message);
+    throw error;
+  }
+}
+
+/** Builds the "Did you mean" hint with the stored logins close to `login`, or null when none is. */
+async function describeCloseLogins(db: Database, login: string): Promise<string | null> {
+  const close = await findCloseLogins(db, login);
+  if (close.length === 0) return null;
+  return `Did you mean ${joinWithOr(close)}?`;
 }
 
 function invalidPlanError(plan: string): CommandError {

@@ -17,7 +17,7 @@ import { describeNoProvider } from '../autofix/no-provider.ts';
 import { platformKeySettingNames } from '../autofix/provider-client.ts';
 import type { AppContext } from '../context.ts';
 import type { Transaction } from '../db/client.ts';
-import { installations, prRuns, type Provider, type RunStatus } from '../db/schema/index.ts';
+import { installations, prRuns, users, type Provider, type RunStatus } from '../db/schema/index.ts';
 import { findInstallationUnavailable } from '../github/installation-unavailable.ts';
 import { transactionDb, type PgBoss } from '../jobs/boss.ts';
 import { fixPressNoticeQueue, type FixPressNoticeJobData } from '../jobs/fix-press-notice.ts';
@@ -238,8 +238,14 @@ async function handleFixPress(
   const { findingIds: picked, overLimit } = pickDefaultSelection(payment, rows);
   const files = new Set(rows.map((row) => row.path)).size;
   if (picked.size === 0 && payment.kind === 'allowance') {
+    // The outcome names the login, which `fixwright users plan --login` takes to change the plan.
+    const [owner] = await tx
+      .select({ login: users.login })
+      .from(users)
+      .where(eq(users.id, installation.userId));
+    const ownerName = owner?.login ?? installation.userId;
     return {
-      outcome: `no patch request: ${describeNothingFits(payment, rows, installation.userId)}`,
+      outcome: `no patch request: ${describeNothingFits(payment, rows, ownerName)}`,
       notice: { kind: 'no_file_fits', files },
     };
   }
@@ -324,7 +330,7 @@ function describeRejectedPlatformKey(provider: Provider, status: number | null, 
 function describeNothingFits(
   payment: Extract<PreviewPayment, { kind: 'allowance' }>,
   rows: Parameters<typeof estimateFileCalls>[0],
-  userId: string,
+  ownerLogin: string,
 ): string {
   const singles = rows.map((row) => ({ row, call: estimateFileCalls([row])[0]! }));
   const cheapest = singles.reduce((least, single) => (single.call.tokens < least.call.tokens ? single : least));
@@ -336,7 +342,7 @@ function describeNothingFits(
       : `the model call for the cheapest of the run's ${formatCount(rows.length, 'finding')} alone ` +
         `(${row.ruleId} on ${row.path}:${row.startLine})`;
   return (
-    `no finding fits the allowance of user ${userId}, who pays for fixes of this installation. ` +
+    `no finding fits the allowance of user ${ownerLogin}, who pays for fixes of this installation. ` +
     describeExhausted(payment.allowance, describeMinimumReservation(subject, call.tokens, bound))
   );
 }

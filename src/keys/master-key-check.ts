@@ -44,14 +44,17 @@ export async function sampleVersion(
 /**
  * Logs a `master_key.mismatch` error for each configured master key version that decrypts
  * none of the stored keys tried that use it. `keyFile` is the generated key file that version 1
- * was read from, or null when no key file was read. Returns the versions that did not match,
- * for Keyring.markMismatched.
+ * was read from, or null when no key file was read. `unreadKeyFile` is a generated key file
+ * that exists but was not read because MASTER_KEY or MASTER_KEYS is set, which may contain the
+ * original key of version 1. Returns the versions that did not match, for
+ * Keyring.markMismatched.
  */
 export async function reportMasterKeyMismatches(
   db: Database,
   keyring: Keyring,
   logger: Logger,
   keyFile: string | null,
+  unreadKeyFile: string | null = null,
 ): Promise<number[]> {
   const mismatched: number[] = [];
   for (const version of keyring.versions) {
@@ -65,7 +68,7 @@ export async function reportMasterKeyMismatches(
       ? `That file was lost or replaced: stop Fixwright, restore the file from a backup or set ` +
         `MASTER_KEY to the original key, and start it again.`
       : `Set version ${version} in MASTER_KEYS${version === 1 ? ' (or MASTER_KEY)' : ''} to its ` +
-        'original key and restart.';
+        `original key and restart.${version === 1 ? describeUnreadKeyFile(unreadKeyFile) : ''}`;
     const outcome =
       tried === 1
         ? 'does not decrypt the one stored provider key that uses it'
@@ -85,6 +88,19 @@ export async function reportMasterKeyMismatches(
     );
   }
   return mismatched;
+}
+
+/**
+ * Names the generated key file that MASTER_KEY or MASTER_KEYS replaced, whose key encrypted the
+ * keys saved before either was set, or returns an empty string when there is no such file.
+ */
+function describeUnreadKeyFile(file: string | null): string {
+  if (file === null) return '';
+  return (
+    ` The key generated in ${file}, used while MASTER_KEY and MASTER_KEYS were unset, is ` +
+    `version 1 of the keys saved then: set MASTER_KEY to $(cat ${file}), or list it in ` +
+    `MASTER_KEYS as 1:$(cat ${file}).`
+  );
 }
 
 /** A master key version and the number of stored provider keys encrypted under it. */

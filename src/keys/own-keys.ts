@@ -46,14 +46,24 @@ export function undecryptableReason(provider: Provider): string {
 
 /**
  * Builds the message stored and shown when the provider rejected a saved key in a preview. It
- * names no other key, because the key a preview calls instead depends on the user's other keys.
+ * names no other own key, because the key a preview calls instead depends on the user's other
+ * keys. With `platformKeyConfigured`, it adds that the saved key also keeps previews from the
+ * platform key of the provider, which deleting the saved key ends (see chooseKeys).
  */
-export function rejectedReason(provider: Provider, status: number | undefined): string {
+export function rejectedReason(
+  provider: Provider,
+  status: number | undefined,
+  platformKeyConfigured = false,
+): string {
   const name = providerNames[provider];
   const statusText = status !== undefined ? ` with HTTP ${status}` : '';
+  const rejected = `${name} rejected your saved ${name} key${statusText}.`;
+  if (!platformKeyConfigured) {
+    return `${rejected} Previews skip this key until you save it again ${keysPageStep}`;
+  }
   return (
-    `${name} rejected your saved ${name} key${statusText}. Previews skip this key until you ` +
-    `save it again ${keysPageStep}`
+    `${rejected} Previews skip this key, and the platform ${name} key while this key is saved. ` +
+    `Delete it to let previews use the platform key, or save it again ${keysPageStep}`
   );
 }
 

@@ -66,7 +66,7 @@ function ownGroqClient(stored: StoredKeyRef, maxRetries: number, key = apiKey) {
       timeoutMs: 5000,
       retryBaseDelayMs: 10,
     });
-  return ownKeyClient(context, { key, stored }, createClient);
+  return ownKeyClient(context, { key, stored }, createClient, { platformKeyConfigured: false });
 }
 
 /** Stores `key` encrypted as the user's Groq key, replacing the stored one, as a save does. */
@@ -150,7 +150,9 @@ describe('ownKeyClient', () => {
       timeoutMs: 5000,
       retryBaseDelayMs: 10,
     });
-    const client = ownKeyClient(context, { key: apiKey, stored }, () => unreachable);
+    const client = ownKeyClient(context, { key: apiKey, stored }, () => unreachable, {
+      platformKeyConfigured: false,
+    });
 
     const error = await client.generate(request).then(() => null, (caught: unknown) => caught);
     closing.close();

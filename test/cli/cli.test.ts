@@ -204,6 +204,13 @@ describe('fixwright usage errors', () => {
     [['frob'], `Unknown command "frob": ${choices}`],
     [['keys'], 'Missing keys command: use rotate or discard.'],
     [['keys', 'list'], 'Unknown keys command "list": use rotate or discard.'],
+    [['keys', 'rotat'], 'Unknown keys command "rotat": use rotate or discard. Did you mean rotate?'],
+    [['strat'], `Unknown command "strat": ${choices} Did you mean start?`],
+    [
+      ['users', 'plna'],
+      'Unknown users command "plna": use token, plan, apply-limits, reset-usage, show, reset-admin. ' +
+        'Did you mean plan?',
+    ],
     [
       ['keys', 'discard', '--dry-run'],
       'Missing --version: give the master key version whose lost key encrypted the keys to delete.',
@@ -669,6 +676,25 @@ describe('fixwright users', () => {
     );
     expect(result.stdout).toBe('');
     const created = await context.db.select().from(users).where(eq(users.login, 'no-such-user'));
+    expect(created).toEqual([]);
+  });
+
+  it('suggests close logins for unknown ones', async () => {
+    await context.db.insert(users).values([{ login: 'Codertocat' }, { login: 'codertocat-bot' }]);
+
+    const reset = await runFixwright(['users', 'reset-usage', '--login', 'Codertocatt'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(reset.code).toBe(1);
+    expect(reset.stderr).toBe('User "Codertocatt" not found. Did you mean Codertocat?\n');
+    expect(reset.stdout).toBe('');
+
+    const token = await runFixwright(['users', 'token', '--login', 'codertocat-bt'], {
+      DATABASE_URL: context.database.url,
+    });
+    expect(token.code).toBe(1);
+    expect(token.stderr).toBe('User "codertocat-bt" not found, so no token was created. Did you mean codertocat-bot?\n');
+    const created = await context.db.select().from(users).where(eq(users.login, 'codertocat-bt'));
     expect(created).toEqual([]);
   });
 

@@ -13,6 +13,7 @@ import { createTestContext, type TestContext } from '../helpers/context.ts';
 import { loopbackUnavailableReason } from '../helpers/ipv6-loopback.ts';
 import { skipWithReason } from '../helpers/skip.ts';
 import { serveTestApp } from '../helpers/web.ts';
+import { examplePayload } from '../helpers/webhooks.ts';
 
 const secret = 'receive-test-secret';
 
@@ -236,6 +237,35 @@ describe('receive with invalid input', () => {
 
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('Did you mean "pull_request"?');
+  });
+
+  it.each([
+    ['check_run', 'pull_request', 'opened', 'a pull_request', 'a check_run'],
+    ['pull_request', 'check_run', 'requested_action', 'a check_run', 'a pull_request'],
+    ['pull_request', 'installation', 'created', 'an installation', 'a pull_request'],
+  ])('rejects --event %s with the %s payload', async (event, fileEvent, action, looksLike, expected) => {
+    const file = path.join(dir, `${fileEvent}.json`);
+    await writeFile(file, JSON.stringify(examplePayload(fileEvent, action, 42)));
+
+    const result = await runFixwright(['receive', '--event', event, '--payload', file, '--url', `${fixwrightBase}/webhooks/github`]);
+
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `Invalid --payload ${JSON.stringify(file)} for --event ${event}: the file has no "${event}" key ` +
+        `but has "${fileEvent}", so --event and the file do not match: the file looks like ` +
+        `${looksLike} payload. Use --event ${fileEvent}, or give ${expected} payload file.\n`,
+    );
+  });
+
+  it('rejects a payload without the event key', async () => {
+    const result = await runFixwright(['receive', '--event', 'check_run', '--payload', payload]);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      `Invalid --payload ${JSON.stringify(payload)} for --event check_run: the file has no ` +
+        '"check_run" key, which every check_run payload has. Give a check_run payload file.\n',
+    );
   });
 
   it('names an invalid --delivery', async () => {

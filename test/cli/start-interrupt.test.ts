@@ -90,6 +90,33 @@ it.each(cases)('stops everything on $signal $moment', async ({ moment, signal })
   }
 }, 90_000);
 
+it.each(['SIGINT', 'SIGTERM'] as const)('prints a line on %s while loading', async (signal) => {
+  const earlyLine = `Interrupted by ${signal} while Fixwright was loading; nothing was started or changed.\n`;
+  // No output shows when bin/early-signals.js has installed its handlers, so the signal is sent
+  // after a delay. Too short a delay kills node before the handlers exist. Too long a delay
+  // reaches the handlers of start. Either outcome is retried with the next delay.
+  const outcomes: string[] = [];
+  for (const delayMs of [150, 80, 300, 40, 600]) {
+    const service = await spawnStart();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      process.kill(service.child.pid!, signal);
+      const exit = await service.exit();
+      const output = service.output();
+      if (output !== earlyLine) {
+        outcomes.push(`${delayMs} ms: ${JSON.stringify(exit)} ${output.slice(0, 200)}`);
+        continue;
+      }
+      expect(exit).toEqual({ code: signal === 'SIGINT' ? 130 : 143, signal: null });
+      expect(existsSync(service.dataDir)).toBe(false);
+      return;
+    } finally {
+      await service.cleanUp();
+    }
+  }
+  expect.fail(`no delay hit the load of the program:\n${outcomes.join('\n')}`);
+}, 90_000);
+
 it('exits at once on a second signal', async () => {
   const service = await spawnStart();
   try {

@@ -357,7 +357,7 @@ describe('check_run requested_action within the allowance', () => {
 
     expect(await requestsOf(run.id)).toHaveLength(0);
     expect(outcome).toBe(
-      `no patch request: no finding fits the allowance of user ${owner.id}, who pays for fixes of ` +
+      'no patch request: no finding fits the allowance of user fits-nothing, who pays for fixes of ' +
         'this installation. Not enough token allowance left: the Free plan allows 1000 tokens ' +
         'per period, 500 are used and 0 are reserved by calls in progress, so 500 remain but the ' +
         `model call for the cheapest of the run's 4 findings alone (${place}) needs a minimum ` +
@@ -365,6 +365,7 @@ describe('check_run requested_action within the allowance', () => {
         'output cap that can hold the file. Upgrade to the Pro plan, wait for the next period, ' +
         'or add your own Groq or Gemini key.',
     );
+    expect(outcome).not.toContain(owner.id);
     const logged = context.logs.find((line) => line.event === 'webhook.accepted' && line.outcome === outcome);
     expect(logged).toBeDefined();
   });

@@ -89,6 +89,21 @@ describe('master key check at start', () => {
     );
   });
 
+  it('names the key file that MASTER_KEY replaced', async () => {
+    const before = mismatchLines().length;
+    const file = '/srv/fixwright/data/master-key';
+    const keyring = new Keyring([otherV1]);
+    const mismatched = await reportMasterKeyMismatches(context.db, keyring, context.logger, null, file);
+    expect(mismatched).toEqual([1]);
+    const message = String(mismatchLines().slice(before)[0]!.msg);
+    expect(message).toContain(
+      'Set version 1 in MASTER_KEYS (or MASTER_KEY) to its original key and restart. The key ' +
+        `generated in ${file}, used while MASTER_KEY and MASTER_KEYS were unset, is version 1 of ` +
+        `the keys saved then: set MASTER_KEY to $(cat ${file}), or list it in MASTER_KEYS as ` +
+        `1:$(cat ${file}).`,
+    );
+  });
+
   it('names the generated key file', async () => {
     const before = mismatchLines().length;
     const file = '/srv/fixwright/data/master-key';

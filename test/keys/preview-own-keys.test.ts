@@ -94,6 +94,15 @@ const storedKey = async (userId: string, provider: Provider) => (await findOwnKe
 const preview = (userId: string, appContext: TestContext = context) =>
   previewForUser(context, { runId, userId }, appContext);
 const allowanceOf = (userId: string) => readAllowance(context, userId);
+
+/** Builds the reason stored for an own key that the provider rejected while a platform key is set. */
+function rejectedWithPlatformKey(name: string, status: number): string {
+  return (
+    `${name} rejected your saved ${name} key with HTTP ${status}. Previews skip this key, and the ` +
+    `platform ${name} key while this key is saved. Delete it to let previews use the platform ` +
+    'key, or save it again on the keys page.'
+  );
+}
 const completions = () => groqCompletions(groq);
 const generations = () => geminiGenerations(gemini);
 
@@ -169,12 +178,9 @@ describe('previews with own keys', () => {
     expect(result.outcome.status).toBe('failed');
     for (const file of result.files) {
       expect(file.status).toBe('failed');
-      expect(file.error).toBe(
-        'Groq rejected your saved Groq key with HTTP 401. Previews skip this key until you save ' +
-          'it again on the keys page.',
-      );
+      expect(file.error).toBe(rejectedWithPlatformKey('Groq', 401));
     }
-    expect(result.request.error).toContain('Previews skip this key until you save it again on the keys page.');
+    expect(result.request.error).toContain(rejectedWithPlatformKey('Groq', 401));
     // The second file reads the key marked rejected and does not send it again.
     expect(completions().map((request) => request.apiKey)).toEqual([key]);
     expect(groq.requests.some((request) => request.apiKey === platformGroqKey)).toBe(false);
@@ -185,9 +191,25 @@ describe('previews with own keys', () => {
     expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
     const row = await storedKey(user.id, 'groq');
     expect(row.unusableCause).toBe('rejected');
-    expect(row.unusableReason).toContain('Previews skip this key until you save it again on the keys page.');
+    expect(row.unusableReason).toBe(rejectedWithPlatformKey('Groq', 401));
     // Groq responded to the call, so the key was sent, which "last used" shows.
     expect(row.lastUsedAt).toBeInstanceOf(Date);
+  });
+
+  it('omits the platform key hint without one', async () => {
+    const user = await newUser();
+    const key = newKey('groq');
+    await storeKey(user.id, 'groq', key);
+    groq.rejectKey(key);
+    const withoutGroqKey = { ...context, config: { ...context.config, GROQ_API_KEY: undefined } };
+    const result = await preview(user.id, withoutGroqKey);
+
+    const expected =
+      'Groq rejected your saved Groq key with HTTP 401. Previews skip this key until you save ' +
+      'it again on the keys page.';
+    expect(result.outcome.status).toBe('failed');
+    for (const file of result.files) expect(file.error).toBe(expected);
+    expect((await storedKey(user.id, 'groq')).unusableReason).toBe(expected);
   });
 
   it('passes a rejected own key on to the next own key', async () => {
@@ -231,10 +253,7 @@ describe('previews with own keys', () => {
     expect(await allowanceOf(user.id)).toEqual({ used: 40, reserved: 0 });
     const rejected = await storedKey(user.id, 'groq');
     expect(rejected.unusableCause).toBe('rejected');
-    expect(rejected.unusableReason).toBe(
-      'Groq rejected your saved Groq key with HTTP 401. Previews skip this key until you save it ' +
-        'again on the keys page.',
-    );
+    expect(rejected.unusableReason).toBe(rejectedWithPlatformKey('Groq', 401));
     expect(rejected.lastUsedAt).toBeInstanceOf(Date);
     const used = await storedKey(user.id, 'gemini');
     expect(used.unusableCause).toBeNull();
@@ -296,10 +315,7 @@ describe('previews with own keys', () => {
 
     expect(result.outcome.status).toBe('failed');
     for (const file of result.files) {
-      expect(file.error).toBe(
-        'Gemini rejected your saved Gemini key with HTTP 400. Previews skip this key until you ' +
-          'save it again on the keys page.',
-      );
+      expect(file.error).toBe(rejectedWithPlatformKey('Gemini', 400));
     }
     expect(completions()).toHaveLength(0);
     expect(gemini.requests.some((request) => request.apiKey === platformGeminiKey)).toBe(false);
@@ -521,20 +537,14 @@ describe('previews with own keys', () => {
     expect(result.outcome.status).toBe('failed');
     for (const file of result.files) {
       expect(file.status).toBe('failed');
-      expect(file.error).toBe(
-        `${name} rejected your saved ${name} key with HTTP ${status}. Previews skip this key ` +
-          'until you save it again on the keys page.',
-      );
+      expect(file.error).toBe(rejectedWithPlatformKey(name, status));
     }
     const calls = fake.requests.filter((request) => request.apiKey === key && request.method === 'POST');
     // The second file reads the key marked rejected by the first and does not send it.
     expect(calls.map((request) => request.reply?.status)).toEqual([status]);
     const row = await storedKey(user.id, provider);
     expect(row.unusableCause).toBe('rejected');
-    expect(row.unusableReason).toBe(
-      `${name} rejected your saved ${name} key with HTTP ${status}. Previews skip this key until ` +
-        'you save it again on the keys page.',
-    );
+    expect(row.unusableReason).toBe(rejectedWithPlatformKey(name, status));
     expect(await allowanceOf(user.id)).toEqual({ used: 0, reserved: 0 });
 
     // The body is the provider's own error format, as its SDK reads it.

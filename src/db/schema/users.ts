@@ -76,6 +76,22 @@ export const adminLogins = pgTable('admin_logins', {
   createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
 });
 
+/**
+ * Token limit of each plan that the last service process to start runs with (PLAN_FREE_TOKENS,
+ * PLAN_PRO_TOKENS, PLAN_ENTERPRISE_TOKENS). The `users` commands apply these values, so a shell
+ * without the service's environment does not apply the defaults instead.
+ */
+export const servicePlanLimits = pgTable(
+  'service_plan_limits',
+  {
+    plan: text({ enum: plans }).primaryKey(),
+    /** Tokens per period; -1 means unlimited. */
+    tokenLimit: bigint({ mode: 'number' }).notNull(),
+    recordedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [check('service_plan_limits_token_limit_valid', sql`${table.tokenLimit} >= -1`)],
+);
+
 /** Personal access tokens for the JSON API. Only a SHA-256 hash of the token is stored. */
 export const apiTokens = pgTable(
   'api_tokens',
