@@ -205,11 +205,16 @@ export function platformKeyRejectedReason(provider: Provider, status: number | n
 
 /**
  * Builds the error of a preview that was not started because the platform key of `provider`,
- * the first key that would pay for it, is rejected and the user has no own key.
+ * the first key that would pay for it, is rejected and the user has no own key. `notDone` names
+ * what did not happen, such as a file's regeneration.
  */
-export function platformKeyRejectedPreviewReason(provider: Provider, status: number | null | undefined): string {
+export function platformKeyRejectedPreviewReason(
+  provider: Provider,
+  status: number | null | undefined,
+  notDone = 'no preview was started',
+): string {
   return (
-    `${describePlatformKeyRejection(provider, status)}, so no preview was started. ` +
+    `${describePlatformKeyRejection(provider, status)}, so ${notDone}. ` +
     `${operatorMustReplace(provider)} Until then, you can save a key of your own on the keys page.`
   );
 }

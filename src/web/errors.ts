@@ -57,12 +57,13 @@ export function notFound(resource: string, id: string): AppError {
  * Returns a 503 with the rejection message when the platform key that would pay for a preview
  * is rejected and the user has no own key, or null otherwise. The operator has to replace the
  * key, so this is not the 409 of an allowance that the user can act on. The details name the
- * provider and the HTTP status of the rejection.
+ * provider and the HTTP status of the rejection. `notDone` names what did not happen, as
+ * platformKeyRejectedPreviewReason takes it.
  */
-export function fromPlatformKeyRejected(payment: PreviewPayment): AppError | null {
+export function fromPlatformKeyRejected(payment: PreviewPayment, notDone?: string): AppError | null {
   if (payment.kind !== 'allowance' || !payment.platformKeyRejection) return null;
   const { provider, status } = payment.platformKeyRejection;
-  return new AppError('service_unavailable', platformKeyRejectedPreviewReason(provider, status), {
+  return new AppError('service_unavailable', platformKeyRejectedPreviewReason(provider, status, notDone), {
     provider,
     status,
   });

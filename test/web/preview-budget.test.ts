@@ -788,6 +788,28 @@ describe('preview start with a rejected platform key', () => {
     expect(await countRequests(setup)).toBe(0);
   });
 
+  it('keeps a file on regenerate', async () => {
+    const { user, setup } = await newUserWithRun();
+    const { file, route } = await readyPreviewOfA(user, setup);
+    await rejectPlatformKey();
+
+    const response = await app.request(route, {
+      method: 'POST',
+      headers: formHeaders(user),
+      body: formBody({ _csrf: user.csrfToken }),
+    });
+
+    expect(response.status).toBe(503);
+    expect(await response.text()).toContain(
+      rejectionMessage
+        .replace('so no preview was started', 'so the file was not regenerated and keeps its current result')
+        .replace("'", '&#39;'),
+    );
+    const [kept] = await context.db.select().from(patchFiles).where(eq(patchFiles.id, file.id));
+    expect(kept!.status).toBe('ready');
+    expect(kept!.diff).toBe(file.diff);
+  });
+
   it('queues a preview when a re-check is due', async () => {
     const { user, setup } = await newUserWithRun();
     await rejectPlatformKey(true);

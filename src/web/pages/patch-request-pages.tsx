@@ -10,7 +10,7 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { fromNoProvider, notFound } from '../errors.ts';
+import { fromNoProvider, fromPlatformKeyRejected, notFound } from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
 import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
@@ -147,12 +147,15 @@ export function patchRequestPages(
     const id = c.req.param('id');
     const fileId = c.req.param('fileId');
     const payment = await loadPreviewPayment(context, c.var.user.id);
-    // Without a provider the regenerated file would only fail, so nothing is reset. The preview is
-    // looked up first, so that an unknown id or another user's preview gets 404, not this 503.
-    const noProvider = fromNoProvider(payment, 'The file was not regenerated and keeps its current result.');
-    if (noProvider) {
+    // Without a provider, or with only a rejected platform key to pay, the regenerated file would
+    // only fail, so nothing is reset. The preview is looked up first, so that an unknown id or
+    // another user's preview gets 404, not this 503.
+    const unavailable =
+      fromNoProvider(payment, 'The file was not regenerated and keeps its current result.') ??
+      fromPlatformKeyRejected(payment, 'the file was not regenerated and keeps its current result');
+    if (unavailable) {
       await load(c.var.user.id, id);
-      throw noProvider;
+      throw unavailable;
     }
     const result = await regeneratePatchFile(context.db, context.boss, {
       userId: c.var.user.id,
