@@ -6,6 +6,7 @@ import { BoundedFileError, readBoundedFileSync } from './bounded-file.ts';
 import { describeDatabaseUrlProblem } from './database-url.ts';
 import { formatCount } from '../text/plural.ts';
 import { shortenText } from '../text/quote-value.ts';
+import { findSchemeRunStart, isAsciiLetter } from '../text/url-scheme.ts';
 import { describeLoginProblem } from '../users/github-login.ts';
 
 /** Raised when an environment variable is missing or invalid. The message names the variable. */
@@ -191,9 +192,6 @@ const secretVariables = new Set([
   'GEMINI_API_KEY',
 ]);
 
-/** Start of a URL: its scheme and "://". */
-const urlStart = /[a-z][a-z0-9+.-]*:\/\//gi;
-
 /**
  * Replaces with "***" the password of every `scheme://user:password@` URL in `text`, and the
  * value of its `password` and `sslpassword` query parameters. A URL here runs to the next URL or
@@ -220,21 +218,71 @@ export function maskUrlPassword(text: string): string {
     .join('');
 }
 
-/** Text from a URL's scheme to past the ":" after its user name, with no "@" yet. */
-const unfinishedPassword = /^[^:]+:\/\/[^:/@]*:[^@]*$/s;
-
 /**
- * Finds where the URLs in `line` start. A "scheme://" after the user name and ":" of the URL
- * before it, with no "@" in between, is part of that URL's password and starts no URL.
+ * Finds where the URLs in `line` start: at the first letter of the scheme characters before
+ * each "://". A "scheme://" after the user name and ":" of the URL before it, with no "@" in
+ * between, is part of that URL's password and starts no URL. Every step reads the text after
+ * the URL before it, so the search takes linear time.
  */
 function urlStarts(line: string): number[] {
   const starts: number[] = [];
-  for (const { index } of line.matchAll(urlStart)) {
-    const previous = starts.at(-1);
-    if (previous !== undefined && unfinishedPassword.test(line.slice(previous, index))) continue;
-    starts.push(index);
+  const findAt = atFinder(line);
+  let lastPassword: PasswordBounds | undefined;
+  for (let colon = line.indexOf('://'); colon !== -1; colon = line.indexOf('://', colon + 1)) {
+    const start = findFirstLetter(line, findSchemeRunStart(line, colon), colon);
+    if (start === -1) continue;
+    if (lastPassword && lastPassword.colon < start && lastPassword.end >= start) continue;
+    starts.push(start);
+    lastPassword = findPasswordBounds(line, colon, findAt);
   }
   return starts;
+}
+
+/**
+ * Returns a function that finds the first "@" in `text` from an index on, or text.length. The
+ * indexes it is called with must not decrease. It keeps the last "@" found, so a line of many
+ * URLs without "@" is read once and not once for each URL.
+ */
+function atFinder(text: string): (from: number) => number {
+  let at = -1;
+  return (from) => {
+    if (at < from) {
+      const found = text.indexOf('@', from);
+      at = found === -1 ? text.length : found;
+    }
+    return at;
+  };
+}
+
+/** Finds the index of the first ASCII letter in `text` from `start` to before `end`, or -1. */
+function findFirstLetter(text: string, start: number, end: number): number {
+  for (let index = start; index < end; index += 1) {
+    if (isAsciiLetter(text.charCodeAt(index))) return index;
+  }
+  return -1;
+}
+
+/** The ":" before a URL's password and the first "@" after it, or the line's length. */
+interface PasswordBounds {
+  colon: number;
+  end: number;
+}
+
+/**
+ * Finds the ":" before the password of the URL whose "://" starts at `schemeColon` in `line`,
+ * and the first "@" after it with `findAt`. It returns undefined when a "/" or "@" ends the user name before
+ * a ":", so the URL has no password.
+ */
+function findPasswordBounds(
+  line: string,
+  schemeColon: number,
+  findAt: (from: number) => number,
+): PasswordBounds | undefined {
+  const userEnd = /[:/@]/g;
+  userEnd.lastIndex = schemeColon + '://'.length;
+  const passwordColon = userEnd.exec(line);
+  if (passwordColon?.[0] !== ':') return undefined;
+  return { colon: passwordColon.index, end: findAt(passwordColon.index + 1) };
 }
 
 /** Text from a URL's scheme to past the ":" after its user name. */

@@ -1,11 +1,18 @@
+import { findSchemeRunStart, isAsciiLetter } from '../text/url-scheme.ts';
+
 const redacted = '[redacted]';
+
+/** A pattern and its replacement, or a function that replaces what one pattern would match. */
+type CredentialPattern =
+  | { pattern: RegExp; replace: (...groups: string[]) => string }
+  | { redact: (text: string) => string };
 
 /**
  * Patterns of credentials that may appear in error messages, stack traces, URLs, response
  * bodies and header dumps, each with its replacement. A parameter name, header name or
  * authorization scheme stays, so a reader sees what was removed.
  */
-const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => string }[] = [
+const credentialPatterns: CredentialPattern[] = [
   // Query and form parameters, such as Gemini's `?key=…` or `access_token=…`.
   {
     pattern:
@@ -26,28 +33,19 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
   // gho_, ghu_, ghr_), fine-grained personal access tokens and JWTs.
   { pattern: /\bgh[pousr]_[A-Za-z0-9_]+/g, replace: () => redacted },
   { pattern: /\bgithub_pat_[A-Za-z0-9_]+/g, replace: () => redacted },
-  { pattern: /\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g, replace: () => redacted },
+  // The pattern takes the whole run after `eyJ` even when no JWT follows it, so a run such as
+  // `eyJ-eyJ-…` is read once and not again from each later `eyJ` in it.
+  {
+    pattern: /\beyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)?/g,
+    replace: (match, payloadAndSignature) => (payloadAndSignature ? redacted : match),
+  },
   {
     pattern: /\b(token)\s+[A-Za-z0-9._~+/=-]{20,}/gi,
     replace: (_match, scheme) => `${scheme} ${redacted}`,
   },
   // Slack tokens, such as a bot token `xoxb-…`.
   { pattern: /\bxox[abeprs]-[A-Za-z0-9-]{10,}/g, replace: () => redacted },
-  // The password of a connection URL such as DATABASE_URL; the scheme, user and host stay. As
-  // in excerpts (src/analysis/secrets.ts), the password runs to the last `@` that a host
-  // character follows, before whitespace, the next `://` or a `/@` after an `@`, so it may
-  // contain an unencoded `@`, `:`, `/`, `?` or `#`. Unlike excerpts it may contain quotes, because a log
-  // line that is redacted too far loses only context. Digits alone before a `/`, `?` or `#` are a port, as
-  // in `http://host:8080/a@b`.
-  {
-    pattern: new RegExp(
-      String.raw`\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)(?!\d*[/?#])` +
-        String.raw`(?:(?:(?!:\/\/|\/@)\S)+|(?:(?!:\/\/)[^\s@])*\/@(?:(?!:\/\/|\/@)\S)*)` +
-        String.raw`@(?=[^\s@/?#])`,
-      'gi',
-    ),
-    replace: (_match, prefix) => `${prefix}${redacted}@`,
-  },
+  { redact: redactUrlPasswords },
   // Groq keys start with `gsk_`, Google API keys with `AIza`.
   { pattern: /\bgsk_[A-Za-z0-9]{8,}/g, replace: () => redacted },
   { pattern: /\bAIza[0-9A-Za-z_-]{20,}/g, replace: () => redacted },
@@ -60,7 +58,12 @@ const credentialPatterns: { pattern: RegExp; replace: (...groups: string[]) => s
  */
 export function redactCredentials(text: string): string {
   let result = text;
-  for (const { pattern, replace } of credentialPatterns) {
+  for (const credentialPattern of credentialPatterns) {
+    if ('redact' in credentialPattern) {
+      result = credentialPattern.redact(result);
+      continue;
+    }
+    const { pattern, replace } = credentialPattern;
     result = result.replace(pattern, (...args: unknown[]) => {
       // String.replace passes the match and the groups, then the offset and the input.
       const groups = args.slice(0, -2).map((value) => (typeof value === 'string' ? value : ''));
@@ -68,4 +71,59 @@ export function redactCredentials(text: string): string {
     });
   }
   return result;
+}
+
+/**
+ * The user information and password of a connection URL such as DATABASE_URL, from the "://"
+ * after the scheme to the "@" before the host. Group 1 is the "://", the user and its ":". As
+ * in excerpts (src/analysis/secrets.ts), the password runs to the last `@` that a host
+ * character follows, before whitespace, the next `://` or a `/@` after an `@`, so it may
+ * contain an unencoded `@`, `:`, `/`, `?` or `#`. Unlike excerpts it may contain quotes,
+ * because a log line that is redacted too far loses only context. Digits alone before a `/`,
+ * `?` or `#` are a port, as in `http://host:8080/a@b`.
+ */
+const urlUserinfo = new RegExp(
+  String.raw`(:\/\/[^\s:/?#@]*:)(?!\d*[/?#])` +
+    String.raw`(?:(?:(?!:\/\/|\/@)\S)+|(?:(?!:\/\/)[^\s@])*\/@(?:(?!:\/\/|\/@)\S)*)` +
+    String.raw`@(?=[^\s@/?#])`,
+  'y',
+);
+
+/**
+ * Replaces the password of every connection URL in `text`, keeping the scheme, user and host.
+ * A URL's scheme is `[a-z][a-z0-9+.-]*` after a word boundary. The pattern
+ * `\b[a-z][a-z0-9+.-]*:\/\/` took quadratic time, because it was tried at each word start of a
+ * run such as `a.a.a.…` and each try read to the end of the run. So each "://" is found with
+ * indexOf and its scheme by walking back. The password ends before the next "://", so each part
+ * of the text is read a few times.
+ */
+function redactUrlPasswords(text: string): string {
+  const parts: string[] = [];
+  let copied = 0;
+  for (let colon = text.indexOf('://'); colon !== -1; colon = text.indexOf('://', colon + 1)) {
+    if (colon < copied || !hasSchemeStart(text, findSchemeRunStart(text, colon), colon)) continue;
+    urlUserinfo.lastIndex = colon;
+    const match = urlUserinfo.exec(text);
+    if (!match) continue;
+    parts.push(text.slice(copied, colon), `${match[1]}${redacted}@`);
+    copied = urlUserinfo.lastIndex;
+  }
+  parts.push(text.slice(copied));
+  return parts.join('');
+}
+
+/**
+ * Tells whether a scheme that `\b[a-z]` starts runs from some index of `text` in `start` to
+ * `end`, where every character from `start` to `end` is a scheme character.
+ */
+function hasSchemeStart(text: string, start: number, end: number): boolean {
+  for (let index = start; index < end; index += 1) {
+    if (isAsciiLetter(text.charCodeAt(index)) && isWordBoundaryBefore(text, index)) return true;
+  }
+  return false;
+}
+
+/** Tells whether `\b` matches before the word character at `index` of `text`. */
+function isWordBoundaryBefore(text: string, index: number): boolean {
+  return index === 0 || !/\w/.test(text.charAt(index - 1));
 }
