@@ -1,4 +1,3 @@
-import { findSchemeRunStart, isAsciiLetter } from '../text/url-scheme.ts';
 
 const redacted = '[redacted]';
 
@@ -91,17 +90,16 @@ const urlUserinfo = new RegExp(
 
 /**
  * Replaces the password of every connection URL in `text`, keeping the scheme, user and host.
- * A URL's scheme is `[a-z][a-z0-9+.-]*` after a word boundary. The pattern
- * `\b[a-z][a-z0-9+.-]*:\/\/` took quadratic time, because it was tried at each word start of a
- * run such as `a.a.a.…` and each try read to the end of the run. So each "://" is found with
- * indexOf and its scheme by walking back. The password ends before the next "://", so each part
- * of the text is read a few times.
+ * Any "://" starts one, whatever comes before it, so a URL after a word such as `user_db` or
+ * without a scheme is redacted too. Each "://" is found with indexOf, because a pattern that
+ * starts at the scheme is tried at every letter of a long run of letters, which takes quadratic
+ * time. The password ends before the next "://", so each part of the text is read a few times.
  */
 function redactUrlPasswords(text: string): string {
   const parts: string[] = [];
   let copied = 0;
   for (let colon = text.indexOf('://'); colon !== -1; colon = text.indexOf('://', colon + 1)) {
-    if (colon < copied || !hasSchemeStart(text, findSchemeRunStart(text, colon), colon)) continue;
+    if (colon < copied) continue;
     urlUserinfo.lastIndex = colon;
     const match = urlUserinfo.exec(text);
     if (!match) continue;
@@ -110,20 +108,4 @@ function redactUrlPasswords(text: string): string {
   }
   parts.push(text.slice(copied));
   return parts.join('');
-}
-
-/**
- * Tells whether a scheme that `\b[a-z]` starts runs from some index of `text` in `start` to
- * `end`, where every character from `start` to `end` is a scheme character.
- */
-function hasSchemeStart(text: string, start: number, end: number): boolean {
-  for (let index = start; index < end; index += 1) {
-    if (isAsciiLetter(text.charCodeAt(index)) && isWordBoundaryBefore(text, index)) return true;
-  }
-  return false;
-}
-
-/** Tells whether `\b` matches before the word character at `index` of `text`. */
-function isWordBoundaryBefore(text: string, index: number): boolean {
-  return index === 0 || !/\w/.test(text.charAt(index - 1));
 }

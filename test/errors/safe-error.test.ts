@@ -209,6 +209,8 @@ describe('redactCredentials', () => {
     // Neither is a secret, but a rule that skipped them would also skip short tokens.
     ['a query value in a regular expression', '/a?token=b/', '/a?token=[redacted]'],
     ['a Bearer token in prose', 'Bearer token123 is used', 'Bearer [redacted] is used'],
+    ['a URL password after a word with _', 'user_db://app:hunter22@db/app', 'user_db://app:[redacted]@db/app'],
+    ['a URL password without a scheme', 'at ://app:hunter22@db/app', 'at ://app:[redacted]@db/app'],
   ])('replaces %s', (_case, text, expected) => {
     expect(redactCredentials(text)).toBe(expected);
   });
