@@ -197,7 +197,8 @@ async function diffForSuggestions(
  * into review comments with ```suggestion blocks. A change becomes a suggestion only when all
  * the lines it replaces lie in one hunk of `pullRequestPatch`, because GitHub accepts review
  * comments only on lines of the diff and a multi-line comment only within one hunk. Every
- * other change goes into `outsideDiff`, and so does one whose block is too long for a comment.
+ * other change goes into `outsideDiff`, and so does one that changes the final line break,
+ * touches the last line of a file without one, or whose block is too long for a comment.
  * The diff runs in `worker`'s thread and raises `SuggestionDiffError` if it cannot finish.
  *
  * The blocks end their lines like most lines of `originalText`, because GitHub does not
@@ -221,10 +222,12 @@ export async function buildFileSuggestions(
   const comments: SuggestionComment[] = [];
   const outside: StructuredPatchHunk[] = [];
 
-  // A fix that empties the file becomes suggestions that remove its lines, because an empty
-  // file has no final line break to add or remove.
-  // NOTE: that accepting them on GitHub leaves a file of 0 bytes, and no line break, is unverified.
-  const emptiesFile = file.proposedText === '';
+  // GitHub does not document whether accepting a suggestion on the last line of a file without
+  // a final line break keeps the break missing, and its web editor was reported in 2019 to add
+  // one to every file it saves (github.com/isaacs/github/issues/1469). So the body gets such a
+  // change, which then gives the preview whatever GitHub does.
+  const lastLineWithoutBreak =
+    original.length > 0 && !file.originalText.endsWith('\n') ? original.length : null;
   for (const group of groupOverlappingHunks(patch.hunks, original.length)) {
     const { lines } = group;
     // A group becomes one suggestion or goes to the body whole, so no suggestion selects a line
@@ -232,7 +235,8 @@ export async function buildFileSuggestions(
     const suggestible =
       lines !== null &&
       insideOneRange(ranges, lines.start, lines.end) &&
-      (emptiesFile || !group.hunks.some(changesFinalNewline));
+      lines.end !== lastLineWithoutBreak &&
+      !group.hunks.some(changesFinalNewline);
     if (!suggestible) {
       outside.push(...group.hunks);
       continue;

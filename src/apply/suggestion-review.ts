@@ -45,9 +45,18 @@ export interface SuggestionFile {
 export interface PostedReview {
   reviewId: number;
   comments: number;
-  /** Files with changes outside the pull request's diff, shown in the review body. */
+  /** Files with changes that cannot be suggestions, shown in the review body. */
   outsideDiffFiles: string[];
 }
+
+/** The review body's list of the reasons why `buildFileSuggestions` leaves a change out. */
+const manualChangeReasons = [
+  'These changes cannot be suggestions, because each one:',
+  "- touches lines that are not all in one hunk of this pull request's diff,",
+  "- changes a file's final line break, or the last line of a file without one, where " +
+    'accepting a suggestion may add a line break,',
+  '- or would make a suggestion too long for a review comment.',
+].join('\n');
 
 function fence(info: string, text: string): string {
   let longestRun = 0;
@@ -62,20 +71,18 @@ function reviewBody(target: SuggestionTarget, fileCount: number, outsideDiffs: s
     `Fixwright suggests fixes in ${files} from patch request ` +
     `${target.patchRequestId}, previewed at ${target.headSha.slice(0, 7)}.`;
   if (outsideDiffs.length === 0) return intro;
-  const note =
-    "These changes touch lines outside this pull request's diff, where GitHub accepts no " +
-    'suggestions. Apply them by hand:';
-  const body = [intro, '', note, '', fence('diff', outsideDiffs.join(''))].join('\n');
+  const diff = fence('diff', outsideDiffs.join(''));
+  const body = [intro, '', manualChangeReasons, '', 'Apply them by hand:', '', diff].join('\n');
   if (body.length <= maxReviewBodyLength) return body;
   const tooLong =
     'The diff is too long to show here; fetch the patch request from the API for the full diff.';
-  return [intro, '', note.replace(' Apply them by hand:', ''), '', tooLong].join('\n');
+  return [intro, '', manualChangeReasons, '', tooLong].join('\n');
 }
 
 /**
  * Posts one COMMENT review on the pull request whose comments carry ```suggestion blocks for
- * the changes inside the pull request's diff, and whose body carries the other changes as a
- * ```diff block. The caller checks first that the pull request's head is still `headSha`.
+ * the changes that `buildFileSuggestions` can suggest, and whose body carries the other changes
+ * as a ```diff block. The caller checks first that the pull request's head is still `headSha`.
  * Raises `SuggestionDiffError` before posting anything when a file's diff cannot finish, and
  * UnconfirmedWriteError when the post may have taken effect and the read of the reviews that
  * checks it failed, also when GitHub rate-limited that read.

@@ -170,7 +170,7 @@ describe('fix that empties a file', () => {
         body: '```suggestion\n```',
       },
     ]);
-    expect(review.body).not.toContain("outside this pull request's diff");
+    expect(review.body).not.toContain('cannot be suggestions');
     expect(await gitIn(setup, 'rev-parse', headBranch)).toBe(setup.git.headSha);
   });
 

@@ -44,7 +44,7 @@ describe('suggestions for insertions around line 1', () => {
     expect(result.mode).toBe('suggestions');
     const review = setup.fake.reviews.at(-1)!;
     expect(review.id).toBe(result.reviewId);
-    expect(review.body).not.toContain("outside this pull request's diff");
+    expect(review.body).not.toContain('cannot be suggestions');
     expect(review.comments).toEqual([
       expect.objectContaining({
         path: 'src/a.ts',

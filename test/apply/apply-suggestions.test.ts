@@ -126,7 +126,14 @@ describe('POST /api/patch-requests/:id/apply on a fork', () => {
       },
     ]);
     expect(review.body).toContain(`patch request ${request.id}`);
-    expect(review.body).toContain("outside this pull request's diff");
+    expect(review.body).toContain(
+      'These changes cannot be suggestions, because each one:\n' +
+        "- touches lines that are not all in one hunk of this pull request's diff,\n" +
+        "- changes a file's final line break, or the last line of a file without one, where " +
+        'accepting a suggestion may add a line break,\n' +
+        '- or would make a suggestion too long for a review comment.\n\n' +
+        'Apply them by hand:\n\n',
+    );
     expect(review.body).toContain(
       '```diff\n--- a/src/app.ts\n+++ b/src/app.ts\n@@ -14,1 +13,1 @@\n',
     );

@@ -99,7 +99,6 @@ describe('buildFileSuggestions', async () => {
 
   it.each([
     ['with a final newline', 'console.log(1);\ndebugger;\n', '@@ -0,0 +1,2 @@\n+console.log(1);\n+debugger;'],
-    ['without a final newline', 'console.log(1);\ndebugger;', '@@ -0,0 +1,2 @@\n+console.log(1);\n+debugger;\n\\ No newline at end of file'],
     ['with CRLF line endings', 'console.log(1);\r\ndebugger;\r\n', '@@ -0,0 +1,2 @@\n+console.log(1);\r\n+debugger;\r'],
   ])('removes every line of a file emptied %s', async (_case, text, patch) => {
     const result = await build('', patch, text);
