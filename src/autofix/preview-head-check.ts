@@ -98,12 +98,12 @@ export async function checkPreviewHead(
       { event: 'preview.head_moved', runHeadSha: run.headSha, githubHeadSha: pullRequest.head.sha },
       `GitHub shows a newer head commit of pull request ${pullRequestName}; cancelled the preview`,
     );
-    const newer = pullRequest.head.sha.slice(0, shortShaLength);
+    // The head can also move back to an older commit, as after a force push, so the reason does
+    // not call it newer.
+    const head = pullRequest.head.sha.slice(0, shortShaLength);
     return {
       outcome: 'cancel',
-      reason:
-        `Cancelled: the pull request has a newer commit, ${newer}; request the fix on the ` +
-        'newest run.',
+      reason: `Cancelled: the pull request's head moved to commit ${head}; request the fix on the newest run.`,
       state,
     };
   }

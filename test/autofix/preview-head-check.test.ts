@@ -157,8 +157,8 @@ describe('preview head check', () => {
     await expectCancelledWithoutCharge(
       patchRequestId,
       userId,
-      `Cancelled: the pull request has a newer commit, ${moved.slice(0, 7)}; request the fix on ` +
-        'the newest run.',
+      `Cancelled: the pull request's head moved to commit ${moved.slice(0, 7)}; request the fix ` +
+        'on the newest run.',
     );
     // The moved head is recorded as for a `synchronize` event, from the same response.
     const newer = (await runOf(moved))!;
@@ -331,8 +331,8 @@ describe('preview head check', () => {
     const request = await requestRow(patchRequestId);
     expect(request.status).toBe('cancelled');
     expect(request.error).toBe(
-      `Cancelled: the pull request has a newer commit, ${moved.slice(0, 7)}; request the fix on ` +
-        'the newest run.',
+      `Cancelled: the pull request's head moved to commit ${moved.slice(0, 7)}; request the fix ` +
+        'on the newest run.',
     );
     const [restoredA, keptB] = await context.db
       .select()
