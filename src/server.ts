@@ -7,7 +7,7 @@ import { toSafeError } from './errors/safe-error.ts';
 import { connectDatabase, type DatabaseHandle } from './db/client.ts';
 import { startupLockId, withAdvisoryLock } from './db/advisory-lock.ts';
 import { migrateDatabase, warnAboutNewerSchema } from './db/migrate.ts';
-import { recordServicePlanLimits } from './usage/service-plan-limits.ts';
+import { recordServiceSettings } from './usage/service-plan-limits.ts';
 import { checkDataDirOpenToPostgres } from './db/postgres-user.ts';
 import { locateDatabase, type DatabaseLocation } from './database.ts';
 import { createGitHubApp } from './github/app.ts';
@@ -152,8 +152,9 @@ async function startParts(
   signal?.throwIfAborted();
   const handle = connectDatabase(database.url, { logger });
   parts.handle = handle;
-  // The `users` commands apply these limits, whatever the environment of their shell.
-  await recordServicePlanLimits(handle.db, config);
+  // The `users` commands apply these limits and BILLING_PERIOD, whatever the environment of
+  // their shell.
+  await recordServiceSettings(handle.db, config);
   // A lost or replaced key file, or a mistyped MASTER_KEYS, shows at start rather than at the
   // first preview that needs a stored key. Until a restart, this process then uses no key of a
   // mismatched version, marks none unusable and encrypts under none.

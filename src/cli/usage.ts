@@ -142,8 +142,9 @@ Options:
                  exits 1 and creates nothing`,
   plan: `Usage: fixwright users plan --login NAME --plan free|pro|enterprise
 
-Switches the user's plan. The plan's limit is the one the service recorded at its last start;
-a PLAN_*_TOKENS variable set here to another value exits 1 and changes nothing.
+Switches the user's plan. The plan's limit and, for a switch to pro, the period length are the
+ones the service recorded at its last start; a PLAN_*_TOKENS or BILLING_PERIOD variable set here
+to another value exits 1 and changes nothing.
 
 Options:
 ${existingLoginOption}
@@ -162,13 +163,16 @@ Options:
   --dry-run      print what would change and change nothing`,
   'reset-usage': `Usage: fixwright users reset-usage --login NAME
 
-Starts a new billing period for the user now.
+Starts a new billing period for the user now and prints when it ends. The period length is the
+BILLING_PERIOD that the service recorded at its last start; a BILLING_PERIOD variable set here
+to another value exits 1 and changes nothing.
 
 Options:
 ${existingLoginOption}`,
   show: `Usage: fixwright users show --login NAME
 
-Prints the user's role, plan and usage as JSON.
+Prints the user's role, plan and usage as JSON, with the period end under the BILLING_PERIOD
+that the service recorded at its last start.
 
 Options:
 ${existingLoginOption}`,

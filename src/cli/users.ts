@@ -13,7 +13,7 @@ import { applyPlanLimits } from '../usage/apply-limits.ts';
 import { changePlan, isPlan, resetUsage } from '../usage/plans.ts';
 import { periodColumns } from '../usage/period.ts';
 import { getUsageStats } from '../usage/stats.ts';
-import { PlanLimitMismatchError, withServicePlanLimits } from '../usage/service-plan-limits.ts';
+import { ServiceSettingMismatchError, withServiceSettings } from '../usage/service-plan-limits.ts';
 import { CommandError, CommandFailedError } from './command-error.ts';
 import { parseCommandOptions, rejectOtherOptions, suggestClosest } from './parse-options.ts';
 import { withDatabase } from './with-database.ts';
@@ -114,7 +114,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     };
     const options = { plan, dryRun: values['dry-run'] ?? false, changedBy, onProgress };
     return withDatabase(config, logger, async (db) => {
-      const serviceConfig = await resolvePlanLimits(db, config);
+      const serviceConfig = await resolveServiceSettings(db, config);
       const report = await applyPlanLimits(db, serviceConfig, logger, options);
       for (const line of describeApplyLimits(report)) console.log(line);
       return 0;
@@ -155,7 +155,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       }
       const user = existing
         ? { ...existing, created: false }
-        : await createUser(db, login, await resolvePlanLimits(db, config));
+        : await createUser(db, login, await resolveServiceSettings(db, config));
       const { token } = await mintApiToken(db, user.id, tokenName).catch(
         (error) => {
           if (error instanceof TokenLimitError) throw new CommandFailedError(error.message);
@@ -192,7 +192,7 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
     }
     // Logins match without regard to case, so the output names the user as stored.
     if (subcommand === 'plan') {
-      const serviceConfig = await resolvePlanLimits(db, config);
+      const serviceConfig = await resolveServiceSettings(db, config);
       const result = await changePlan(db, serviceConfig, { userId: user.id, plan: plan as never, changedBy });
       if (!result.changed) {
         console.log(
@@ -208,28 +208,30 @@ export async function runUsersCommand(config: Config, logger: Logger, args: stri
       return 0;
     }
     if (subcommand === 'reset-usage') {
-      const result = await resetUsage(db, config, { userId: user.id, changedBy, reason: 'usage_reset' });
+      const serviceConfig = await resolveServiceSettings(db, config);
+      const result = await resetUsage(db, serviceConfig, { userId: user.id, changedBy, reason: 'usage_reset' });
       console.log(
         `${user.login}: used ${result!.usedBefore} -> 0; a new period starts now and ends ` +
           `${result!.periodEndsAt.toISOString()}.`,
       );
       return 0;
     }
-    const stats = await getUsageStats(db, config, user.id);
+    // The period end shown is the one the service's BILLING_PERIOD gives.
+    const stats = await getUsageStats(db, await resolveServiceSettings(db, config), user.id);
     console.log(JSON.stringify({ login: user.login, role: user.role, ...stats }, null, 2));
     return 0;
   }, { command });
 }
 
 /**
- * Returns `config` with the plan limits that the service recorded at its last start, or raises
- * CommandFailedError when this shell sets a different one.
+ * Returns `config` with the plan limits and BILLING_PERIOD that the service recorded at its
+ * last start, or raises CommandFailedError when this shell sets a different one.
  */
-async function resolvePlanLimits(db: Database, config: Config): Promise<Config> {
+async function resolveServiceSettings(db: Database, config: Config): Promise<Config> {
   try {
-    return await withServicePlanLimits(db, config, process.env);
+    return await withServiceSettings(db, config, process.env);
   } catch (error) {
-    if (error instanceof PlanLimitMismatchError) throw new CommandFailedError(error.message);
+    if (error instanceof ServiceSettingMismatchError) throw new CommandFailedError(error.message);
     throw error;
   }
 }

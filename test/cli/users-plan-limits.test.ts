@@ -1,7 +1,8 @@
-// The `users` commands that apply plan limits use the limits that the service started with,
-// which it records in service_plan_limits, rather than the defaults of a shell without its
-// environment. A shell that sets another limit is rejected and changes nothing.
-import { eq } from 'drizzle-orm';
+// The `users` commands that apply plan limits or compute period ends use the limits and
+// BILLING_PERIOD that the service started with, which it records in service_plan_limits, rather
+// than the defaults of a shell without its environment. A shell that sets another value is
+// rejected and changes nothing.
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { servicePlanLimits, users } from '../../src/db/schema/index.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -13,7 +14,11 @@ let recordedAt: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  const service = await startServiceProcess({ DATABASE_URL: database.url, PLAN_FREE_TOKENS: '1300' });
+  const service = await startServiceProcess({
+    DATABASE_URL: database.url,
+    PLAN_FREE_TOKENS: '1300',
+    BILLING_PERIOD: '14d',
+  });
   await service.stop('SIGTERM');
   const [free] = await database.db.select().from(servicePlanLimits).where(eq(servicePlanLimits.plan, 'free'));
   recordedAt = free!.recordedAt.toISOString();
@@ -109,5 +114,136 @@ describe('service plan limits', () => {
 
     expect(result.code).toBe(0);
     expect((await readUser('new-user')).tokenLimit).toBe(1300);
+  });
+});
+
+const fourteenDays = 14 * 86_400_000;
+
+/** Reads the user and checks that its stored period end was computed for `billingPeriod`. */
+async function expectStoredPeriod(login: string, billingPeriod: string, length: number) {
+  const user = await readUser(login);
+  expect(user.periodEndBillingPeriod).toBe(billingPeriod);
+  expect(user.periodEndsAt.getTime() - user.periodStartedAt.getTime()).toBe(length);
+  return user;
+}
+
+describe('service billing period', () => {
+  it('records BILLING_PERIOD at start', async () => {
+    const rows = await database.db.select({ billingPeriod: servicePlanLimits.billingPeriod }).from(servicePlanLimits);
+    expect(rows).toEqual([{ billingPeriod: '14d' }, { billingPeriod: '14d' }, { billingPeriod: '14d' }]);
+  });
+
+  it('reset-usage stores the recorded period end', async () => {
+    await database.db.insert(users).values({ login: 'reset-recorded', tokensUsed: 40 });
+
+    const result = await runUsers(['reset-usage', '--login', 'reset-recorded']);
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const user = await expectStoredPeriod('reset-recorded', '14d', fourteenDays);
+    expect(user.tokensUsed).toBe(0);
+    expect(result.stdout).toBe(
+      `reset-recorded: used 40 -> 0; a new period starts now and ends ${user.periodEndsAt.toISOString()}.\n`,
+    );
+  });
+
+  it('reset-usage rejects another shell BILLING_PERIOD', async () => {
+    const start = new Date('2026-11-20T08:00:00.000Z');
+    await database.db.insert(users).values({
+      login: 'reset-mismatch',
+      tokensUsed: 40,
+      periodStartedAt: start,
+      periodAnchorAt: start,
+      periodEndsAt: new Date(start.getTime() + fourteenDays),
+      periodEndBillingPeriod: '14d',
+    });
+
+    const result = await runUsers(['reset-usage', '--login', 'reset-mismatch'], { BILLING_PERIOD: 'monthly' });
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `BILLING_PERIOD is monthly here, but the service started at ${recordedAt} with 14d. ` +
+        "Nothing was changed. Set the same value as the service, or unset it to use the service's, " +
+        'or restart the service with the new value first, so that it records that value.\n',
+    );
+    const user = await readUser('reset-mismatch');
+    expect(user.tokensUsed).toBe(40);
+    expect(user.periodStartedAt).toEqual(start);
+    expect(user.periodEndsAt).toEqual(new Date('2026-12-04T08:00:00.000Z'));
+  });
+
+  it('reset-usage accepts a matching shell BILLING_PERIOD', async () => {
+    await database.db.insert(users).values({ login: 'reset-match', tokensUsed: 40 });
+
+    const result = await runUsers(['reset-usage', '--login', 'reset-match'], { BILLING_PERIOD: '14d' });
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    await expectStoredPeriod('reset-match', '14d', fourteenDays);
+  });
+
+  it('plan pro stores the recorded period end', async () => {
+    await database.db.insert(users).values({ login: 'to-pro', plan: 'free', tokenLimit: 1300 });
+
+    const result = await runUsers(['plan', '--login', 'to-pro', '--plan', 'pro']);
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const user = await expectStoredPeriod('to-pro', '14d', fourteenDays);
+    expect(user.plan).toBe('pro');
+  });
+
+  it('plan rejects another shell BILLING_PERIOD', async () => {
+    await database.db.insert(users).values({ login: 'to-pro-mismatch', plan: 'free', tokenLimit: 1300 });
+
+    const result = await runUsers(['plan', '--login', 'to-pro-mismatch', '--plan', 'pro'], { BILLING_PERIOD: '30d' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^BILLING_PERIOD is 30d here, but the service started at \S+ with 14d\./);
+    const user = await readUser('to-pro-mismatch');
+    expect(user.plan).toBe('free');
+    expect(user.periodEndBillingPeriod).toBe('');
+  });
+
+  it('token --create stores the recorded period end', async () => {
+    const result = await runUsers(['token', '--login', 'created-14d', '--create']);
+
+    expect(result.code).toBe(0);
+    await expectStoredPeriod('created-14d', '14d', fourteenDays);
+  });
+
+  it('show computes the end for the recorded period', async () => {
+    const start = new Date('2026-11-20T08:00:00.000Z');
+    // A stored end computed for another BILLING_PERIOD, which the rollover job has not yet recomputed.
+    await database.db.insert(users).values({
+      login: 'show-stale',
+      periodStartedAt: start,
+      periodAnchorAt: start,
+      periodEndsAt: new Date('2026-12-20T08:00:00.000Z'),
+      periodEndBillingPeriod: 'monthly',
+    });
+
+    const result = await runUsers(['show', '--login', 'show-stale']);
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).periodEnd).toBe('2026-12-04T08:00:00.000Z');
+  });
+
+  it('uses the shell value when none was recorded', async () => {
+    // A service of a version that did not record BILLING_PERIOD leaves the column null.
+    await database.db.execute(sql`UPDATE service_plan_limits SET billing_period = NULL`);
+    try {
+      await database.db.insert(users).values({ login: 'reset-unrecorded', tokensUsed: 40 });
+
+      const result = await runUsers(['reset-usage', '--login', 'reset-unrecorded'], { BILLING_PERIOD: '30d' });
+
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      await expectStoredPeriod('reset-unrecorded', '30d', 30 * 86_400_000);
+    } finally {
+      await database.db.execute(sql`UPDATE service_plan_limits SET billing_period = '14d'`);
+    }
   });
 });

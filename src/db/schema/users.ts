@@ -78,8 +78,9 @@ export const adminLogins = pgTable('admin_logins', {
 
 /**
  * Token limit of each plan that the last service process to start runs with (PLAN_FREE_TOKENS,
- * PLAN_PRO_TOKENS, PLAN_ENTERPRISE_TOKENS). The `users` commands apply these values, so a shell
- * without the service's environment does not apply the defaults instead.
+ * PLAN_PRO_TOKENS, PLAN_ENTERPRISE_TOKENS), and its BILLING_PERIOD. The `users` commands apply
+ * these values, so a shell without the service's environment does not apply the defaults
+ * instead.
  */
 export const servicePlanLimits = pgTable(
   'service_plan_limits',
@@ -87,6 +88,11 @@ export const servicePlanLimits = pgTable(
     plan: text({ enum: plans }).primaryKey(),
     /** Tokens per period; -1 means unlimited. */
     tokenLimit: bigint({ mode: 'number' }).notNull(),
+    /**
+     * BILLING_PERIOD of the service, the same in every row because one statement writes them
+     * all. Null in rows recorded by a version that did not record it.
+     */
+    billingPeriod: text(),
     recordedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
   (table) => [check('service_plan_limits_token_limit_valid', sql`${table.tokenLimit} >= -1`)],

@@ -1,0 +1,1 @@
+ALTER TABLE "service_plan_limits" ADD COLUMN "billing_period" text;
