@@ -4,10 +4,6 @@ import type { Database, Transaction } from '../db/client.ts';
 import { planChanges, plans, users, type Plan } from '../db/schema/index.ts';
 import { periodColumns } from './period.ts';
 
-/**
- * Locks the user's row for the rest of the transaction and returns its plan, usage and
- * period, and the transaction's start time on the database clock (`now()`).
- */
 /** Raised when the user to change no longer exists, for example after it was deleted. */
 export class UserNotFoundError extends Error {
   constructor(readonly userId: string) {
@@ -16,6 +12,10 @@ export class UserNotFoundError extends Error {
   }
 }
 
+/**
+ * Locks the user's row for the rest of the transaction and returns its plan, usage and
+ * period, and the transaction's start time on the database clock (`now()`).
+ */
 async function lockUser(tx: Transaction, userId: string) {
   const rows = await tx.execute<{
     plan: Plan;
