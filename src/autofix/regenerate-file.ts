@@ -35,6 +35,8 @@ export type RegenerateFileResult =
   | { ok: false; reason: 'findings_gone'; path: string }
   | { ok: false; reason: 'run_not_completed'; status: RunStatus }
   | { ok: false; reason: 'over_allowance'; over: SelectionOverAllowance }
+  /** No provider can pay, or only a platform key that the provider rejected (see `payment`). */
+  | { ok: false; reason: 'no_payer'; payment: PreviewPayment }
   | { ok: false; reason: 'installation_unavailable'; error: InstallationUnavailableError }
   | { ok: false; reason: 'pull_request_closed'; error: PullRequestClosedError };
 
@@ -124,6 +126,11 @@ export async function regeneratePatchFile(
       .innerJoin(findings, eq(findings.id, patchRequestFindings.findingId))
       .where(and(eq(patchRequestFindings.patchRequestId, request.id), eq(findings.path, file.path)));
     if (selected.length === 0) return { ok: false, reason: 'findings_gone', path: file.path };
+    // The regenerated file could only fail, so it keeps its result.
+    const payment = input.payment;
+    if (payment.kind === 'no_provider' || (payment.kind === 'allowance' && payment.platformKeyRejection)) {
+      return { ok: false, reason: 'no_payer', payment };
+    }
     const over = await findSelectionOverAllowance(tx, input.payment, {
       runId: owned.runId,
       findingIds: selected.map((row) => row.findingId),

@@ -10,7 +10,7 @@ import {
   listPatchFiles,
 } from '../../autofix/visible-patch-requests.ts';
 import type { AppContext } from '../../context.ts';
-import { fromNoProvider, fromPlatformKeyRejected, notFound } from '../errors.ts';
+import { notFound } from '../errors.ts';
 import { csrfHeaderName } from '../session/csrf.ts';
 import { FormFieldError, readOptionalTextField } from '../session/form-body.ts';
 import type { PageVariables } from '../session/page-variables.ts';
@@ -146,22 +146,11 @@ export function patchRequestPages(
   app.post('/patch-requests/:id/files/:fileId/regenerate', async (c) => {
     const id = c.req.param('id');
     const fileId = c.req.param('fileId');
-    const payment = await loadPreviewPayment(context, c.var.user.id);
-    // Without a provider, or with only a rejected platform key to pay, the regenerated file would
-    // only fail, so nothing is reset. The preview is looked up first, so that an unknown id or
-    // another user's preview gets 404, not this 503.
-    const unavailable =
-      fromNoProvider(payment, 'The file was not regenerated and keeps its current result.') ??
-      fromPlatformKeyRejected(payment, 'the file was not regenerated and keeps its current result');
-    if (unavailable) {
-      await load(c.var.user.id, id);
-      throw unavailable;
-    }
     const result = await regeneratePatchFile(context.db, context.boss, {
       userId: c.var.user.id,
       patchRequestId: id,
       fileId,
-      payment,
+      payment: await loadPreviewPayment(context, c.var.user.id),
     });
     if (!result.ok) {
       const error = await describeRegenerateRejection(result, fileId, async () => {

@@ -1,9 +1,16 @@
 import type { RegenerateFileResult } from '../../autofix/regenerate-file.ts';
-import { AppError, fromInstallationUnavailable, fromPullRequestClosed, notFound } from '../errors.ts';
+import {
+  AppError,
+  fromInstallationUnavailable,
+  fromNoProvider,
+  fromPlatformKeyRejected,
+  fromPullRequestClosed,
+  notFound,
+} from '../errors.ts';
 
 /**
  * Builds the error for a regeneration of file `fileId` that regeneratePatchFile rejected: 404
- * for a missing file, else 409 with the reason and what to do. `loadCancelReason` reads the
+ * for a missing file, 503 when no key can pay, else 409 with the reason and what to do. `loadCancelReason` reads the
  * stored reason of a cancelled preview.
  */
 export async function describeRegenerateRejection(
@@ -23,6 +30,13 @@ export async function describeRegenerateRejection(
         'request was analyzed again, so a new model call would get none of them. Start a ' +
         "new preview from the run's new findings.",
     );
+  }
+  if (result.reason === 'no_payer') {
+    const notDone = 'the file was not regenerated and keeps its current result';
+    const error =
+      fromNoProvider(result.payment, 'The file was not regenerated and keeps its current result.') ??
+      fromPlatformKeyRejected(result.payment, notDone);
+    if (error) return error;
   }
   if (result.reason === 'over_allowance') {
     return new AppError('conflict', `${result.over.message} The file keeps its current result.`, {
