@@ -7,6 +7,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
+import { testPlatformKeys } from '../helpers/context.ts';
 import type { Database, Transaction } from '../../src/db/client.ts';
 import { patchFiles, patchRequests } from '../../src/db/schema/index.ts';
 import { secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
@@ -207,7 +208,11 @@ describe('apply with a preview version', () => {
       userId: applyContext.user.id,
       patchRequestId: request.id,
       fileId: app.id,
-      payment: await loadPreviewPayment(setup.context, applyContext.user.id),
+      // A platform key pays, because without a provider the regeneration is rejected.
+      payment: await loadPreviewPayment(
+        { ...setup.context, config: { ...setup.context.config, ...testPlatformKeys } },
+        applyContext.user.id,
+      ),
     });
     expect(regenerated).toMatchObject({ ok: true, generation: 1 });
     await setup.context.db

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { sharedFixDiffWorker } from '../../src/analysis/diff-worker.ts';
 import { loadPreviewPayment } from '../../src/autofix/preview-budget.ts';
 import { regeneratePatchFile } from '../../src/autofix/regenerate-file.ts';
+import { testPlatformKeys } from '../helpers/context.ts';
 import { patchFiles, patchRequests, prRuns } from '../../src/db/schema/index.ts';
 import { primaryRateLimitError, secondaryRateLimitError } from '../../src/demo/fakes/github.ts';
 import { gitDataRoutes } from '../../src/demo/fakes/github/git-data.ts';
@@ -495,7 +496,11 @@ describe('apply under a long rate limit', () => {
       userId: applyContext.user.id,
       patchRequestId: request.id,
       fileId: file!.id,
-      payment: await loadPreviewPayment(setup.context, applyContext.user.id),
+      // A platform key pays, because without a provider the regeneration is rejected.
+      payment: await loadPreviewPayment(
+        { ...setup.context, config: { ...setup.context.config, ...testPlatformKeys } },
+        applyContext.user.id,
+      ),
     });
 
     expect(result).toEqual({ ok: true, path: 'app.txt', generation: 1, cancelledApplyJobId: job!.id });
